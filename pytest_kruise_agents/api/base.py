@@ -1,0 +1,86 @@
+"""The base of every Kubernetes-shaped model: camelCase on the wire, strict fields."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer
+from pydantic.alias_generators import to_camel
+
+from pytest_kruise_agents.api.durations import format_duration, parse_duration
+
+__all__ = ["Duration", "KubeModel", "Time", "format_time", "parse_time"]
+
+
+class KubeModel(BaseModel):
+    """Pydantic base for Kubernetes objects: camelCase aliases, unknown fields rejected.
+
+    Unknown fields are rejected (as ``kubectl apply`` does with strict field
+    validation) so that a typo answers with the field's name instead of being
+    silently pruned.
+    """
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        validate_default=False,
+        ser_json_timedelta="iso8601",
+    )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form a user would ``kubectl apply`` (camelCase, no nulls)."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def parse_time(value: Any) -> datetime:
+    """Parse an RFC 3339 timestamp (or a datetime) into an aware UTC datetime."""
+    if isinstance(value, datetime):
+        dt = value
+    elif isinstance(value, str):
+        text = value.strip()
+        if text.endswith("Z"):
+            text = text[:-1] + "+00:00"
+        try:
+            dt = datetime.fromisoformat(text)
+        except ValueError as exc:
+            raise ValueError(f"invalid RFC 3339 time {value!r}") from exc
+    else:
+        raise ValueError(f"invalid time {value!r}: expected an RFC 3339 string")
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC)
+
+
+def format_time(value: datetime) -> str:
+    """RFC 3339 in UTC with a ``Z`` suffix, whole seconds unless there is a fraction."""
+    value = value.astimezone(UTC)
+    if value.microsecond:
+        return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_duration_field(value: Any) -> timedelta:
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        # A bare number is taken as seconds; the API server would reject it,
+        # but it is convenient from Python.
+        return timedelta(seconds=value)
+    return parse_duration(value)
+
+
+Time = Annotated[
+    datetime,
+    BeforeValidator(parse_time),
+    PlainSerializer(format_time, return_type=str, when_used="json"),
+]
+"""An RFC 3339 timestamp field (``metav1.Time``)."""
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(_parse_duration_field),
+    PlainSerializer(format_duration, return_type=str, when_used="json"),
+]
+"""A Go duration field (``metav1.Duration``), e.g. ``"1m"``."""

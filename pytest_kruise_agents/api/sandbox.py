@@ -1,0 +1,130 @@
+"""``Sandbox`` (short name ``sbx``): one agent sandbox, backed by a pod of the same name."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import Field
+
+from pytest_kruise_agents.api.base import KubeModel, Time
+from pytest_kruise_agents.api.keys import API_VERSION
+from pytest_kruise_agents.api.meta import Condition, ObjectMeta
+
+__all__ = [
+    "ConditionType",
+    "PauseStrategy",
+    "PodInfo",
+    "RuntimeRef",
+    "Sandbox",
+    "SandboxPhase",
+    "SandboxSpec",
+    "SandboxState",
+    "SandboxStatus",
+    "TemplateRef",
+]
+
+
+class SandboxPhase(StrEnum):
+    """``SandboxPhase`` values (reference §1.2)."""
+
+    PENDING = "Pending"
+    RUNNING = "Running"
+    PAUSED = "Paused"
+    RESUMING = "Resuming"
+    UPGRADING = "Upgrading"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    RECYCLING = "Recycling"
+    TERMINATING = "Terminating"
+
+
+class SandboxState(StrEnum):
+    """The derived state the claim logic uses (reference §1.3)."""
+
+    CREATING = "creating"
+    AVAILABLE = "available"
+    RUNNING = "running"
+    PAUSED = "paused"
+    DEAD = "dead"
+
+
+class ConditionType(StrEnum):
+    """Sandbox condition types."""
+
+    READY = "Ready"
+    SANDBOX_PAUSED = "SandboxPaused"
+    SANDBOX_RESUMED = "SandboxResumed"
+    INPLACE_UPDATE = "InplaceUpdate"
+    RUNTIME_INITIALIZED = "RuntimeInitialized"
+
+
+class RuntimeRef(KubeModel):
+    """A sidecar runtime to inject: ``agent-runtime``, ``csi`` or ``traffic-proxy``."""
+
+    name: str
+
+
+class PauseStrategy(KubeModel):
+    """How a pause is carried out; the open-source controller implements only ``Stop``."""
+
+    type: Literal["Stop", "Hibernate"] = "Stop"
+    hibernate_strategy: dict[str, Any] | None = None
+
+
+class TemplateRef(KubeModel):
+    """Reference to a ``SandboxTemplate``."""
+
+    name: str
+    kind: str | None = None
+    api_version: str | None = None
+
+
+class SandboxSpec(KubeModel):
+    """``SandboxSpec``: desired state of one sandbox."""
+
+    paused: bool | None = None
+    pause_strategy: PauseStrategy | None = None
+    persistent_contents: list[str] | None = None
+    shutdown_time: Time | None = None
+    pause_time: Time | None = None
+    runtimes: list[RuntimeRef] | None = None
+    lifecycle: dict[str, Any] | None = None
+    upgrade_policy: dict[str, Any] | None = None
+    template_ref: TemplateRef | None = None
+    template: dict[str, Any] | None = None
+    volume_claim_templates: list[dict[str, Any]] | None = None
+
+
+class PodInfo(KubeModel):
+    """What the sandbox knows of its pod."""
+
+    annotations: dict[str, str] | None = None
+    labels: dict[str, str] | None = None
+    node_name: str | None = None
+    pod_ip: str | None = Field(default=None, alias="podIP")
+    pod_uid: str | None = Field(default=None, alias="podUID")
+
+
+class SandboxStatus(KubeModel):
+    """``SandboxStatus``."""
+
+    observed_generation: int | None = None
+    phase: SandboxPhase | None = None
+    message: str | None = None
+    conditions: list[Condition] = Field(default_factory=list)
+    pod_info: PodInfo | None = None
+    node_name: str | None = None
+    sandbox_ip: str | None = None
+    update_revision: str | None = None
+    recycled_count: int | None = None
+
+
+class Sandbox(KubeModel):
+    """``agents.kruise.io/v1alpha1`` ``Sandbox``."""
+
+    api_version: Literal["agents.kruise.io/v1alpha1"] = API_VERSION
+    kind: Literal["Sandbox"] = "Sandbox"
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: SandboxSpec = Field(default_factory=SandboxSpec)
+    status: SandboxStatus = Field(default_factory=SandboxStatus)

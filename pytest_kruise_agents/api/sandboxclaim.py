@@ -1,0 +1,105 @@
+"""``SandboxClaim`` (short name ``sbc``): claim one or more sandboxes from a pool."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from pytest_kruise_agents.api.base import Duration, KubeModel, Time
+from pytest_kruise_agents.api.keys import API_VERSION
+from pytest_kruise_agents.api.meta import Condition, ObjectMeta
+from pytest_kruise_agents.api.sandbox import RuntimeRef
+
+__all__ = [
+    "CSIMountConfig",
+    "ClaimPhase",
+    "InplaceUpdate",
+    "ResourceRequirements",
+    "SandboxClaim",
+    "SandboxClaimSpec",
+    "SandboxClaimStatus",
+]
+
+
+class ClaimPhase(StrEnum):
+    """SandboxClaim phases that exist in code (no ``Pending``)."""
+
+    CLAIMING = "Claiming"
+    COMPLETED = "Completed"
+
+
+class CSIMountConfig(KubeModel):
+    """A dynamic CSI volume mount done at claim time."""
+
+    mount_id: str | None = Field(default=None, alias="mountID")
+    pv_name: str = Field(min_length=1)
+    mount_path: str = Field(min_length=1)
+    sub_path: str | None = None
+    read_only: bool | None = None
+    attributes: dict[str, str] | None = None
+
+
+class ResourceRequirements(KubeModel):
+    """Container resource requests and limits."""
+
+    requests: dict[str, str] | None = None
+    limits: dict[str, str] | None = None
+
+
+class InplaceUpdate(KubeModel):
+    """In-place image or CPU change of the first container at claim time."""
+
+    image: str | None = None
+    resources: ResourceRequirements | None = None
+
+
+class SandboxClaimSpec(KubeModel):
+    """``SandboxClaimSpec`` with the CRD's defaults and validation."""
+
+    template_name: str = Field(min_length=1)
+    replicas: int = Field(default=1, ge=1)
+    shutdown_time: Time | None = None
+    claim_timeout: Duration = timedelta(minutes=1)
+    ttl_after_completed: Duration = timedelta(minutes=60)
+    labels: dict[str, str] | None = None
+    annotations: dict[str, str] | None = None
+    env_vars: dict[str, str] | None = None
+    inplace_update: InplaceUpdate | None = None
+    dynamic_volumes_mount: list[CSIMountConfig] | None = None
+    runtimes: list[RuntimeRef] | None = None
+    reserve_failed_sandbox: bool = False
+    create_on_no_stock: bool = True
+    wait_ready_timeout: Duration = timedelta(seconds=30)
+    skip_init_runtime: bool = False
+
+    @field_validator("claim_timeout", "wait_ready_timeout")
+    @classmethod
+    def _at_least_one_second(cls, value: timedelta) -> timedelta:
+        if value < timedelta(seconds=1):
+            raise ValueError("must be at least 1s")
+        return value
+
+
+class SandboxClaimStatus(KubeModel):
+    """``SandboxClaimStatus``."""
+
+    observed_generation: int | None = None
+    phase: ClaimPhase | None = None
+    message: str | None = None
+    claimed_replicas: int = 0
+    claim_start_time: Time | None = None
+    completion_time: Time | None = None
+    conditions: list[Condition] = Field(default_factory=list)
+
+
+class SandboxClaim(KubeModel):
+    """``agents.kruise.io/v1alpha1`` ``SandboxClaim``."""
+
+    api_version: Literal["agents.kruise.io/v1alpha1"] = API_VERSION
+    kind: Literal["SandboxClaim"] = "SandboxClaim"
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: SandboxClaimSpec
+    status: SandboxClaimStatus = Field(default_factory=SandboxClaimStatus)
