@@ -1,0 +1,368 @@
+"""The simulated Kubernetes API server: an object store with optimistic concurrency.
+
+Every write carries the caller's ``resourceVersion``; a stale one answers
+``409 Conflict`` as a real API server does. Each verb takes a latency drawn
+from the profile, each client is throttled by its QPS/burst limits, and every
+committed change reaches each registered :class:`~simulator.informer.Informer`
+after a watch propagation lag, in order.
+
+Objects held here are immutable by convention: a write stores a new object,
+and readers copy before they change anything.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Generator
+from typing import Any
+
+import simpy
+
+from simulator.context import SimContext
+from simulator.informer import Informer, ObjKey
+from simulator.ratelimit import TokenBucket
+
+__all__ = ["ApiError", "ApiServer", "Client", "Op"]
+
+Op = Generator[simpy.Event, Any, Any]
+"""A SimPy sub-process: use as ``result = yield from api.update(...)``."""
+
+_NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+
+# A merge patch costs what an update costs (the reference gives one "patch" range).
+_VERB_LATENCY = {
+    "create": "api.create",
+    "update": "api.update",
+    "patch": "api.update",
+    "update_status": "api.update_status",
+    "delete": "api.delete",
+    "get": "api.get",
+}
+
+
+class ApiError(Exception):
+    """An error answer of the API server (``metav1.Status``)."""
+
+    def __init__(self, code: int, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.reason = reason
+        self.message = message
+
+    @property
+    def is_conflict(self) -> bool:
+        """409 Conflict (stale resourceVersion)."""
+        return self.code == 409 and self.reason == "Conflict"
+
+    @property
+    def is_not_found(self) -> bool:
+        """404 NotFound."""
+        return self.code == 404
+
+
+class Client:
+    """A component's API client: its name and its QPS/burst token bucket."""
+
+    __slots__ = ("bucket", "name")
+
+    def __init__(self, name: str, bucket: TokenBucket) -> None:
+        self.name = name
+        self.bucket = bucket
+
+
+def _meta(obj: Any) -> Any:
+    return obj.metadata
+
+
+class ApiServer:
+    """In-memory object store with resourceVersion compare-and-swap, latency and watches."""
+
+    def __init__(self, ctx: SimContext) -> None:
+        self.ctx = ctx
+        self._objects: dict[str, dict[ObjKey, Any]] = {}
+        self._rv = 0
+        self._informers: list[Informer] = []
+        self._dependents: dict[str, dict[tuple[str, str, str], None]] = {}
+        self.writes = 0
+
+    # -- wiring ---------------------------------------------------------------
+
+    def client(self, name: str, qps: float, burst: int) -> Client:
+        """A client with its own QPS/burst limits."""
+        return Client(name, TokenBucket(self.ctx.now, qps, burst))
+
+    def register(self, informer: Informer) -> None:
+        """Feed ``informer`` from now on, after replaying the current state as ADDED events."""
+        self._informers.append(informer)
+        for kind, objs in self._objects.items():
+            if informer.wants(kind):
+                for obj in list(objs.values()):
+                    informer.apply("ADDED", kind, None, obj)
+
+    # -- instant reads (the state of etcd; for the user-facing API and tests) --
+
+    def peek(self, kind: str, namespace: str, name: str) -> Any | None:
+        """The stored object, with no latency."""
+        return self._objects.get(kind, {}).get((namespace, name))
+
+    def peek_list(self, kind: str, namespace: str | None = None) -> list[Any]:
+        """Stored objects of ``kind``, with no latency."""
+        objs = self._objects.get(kind, {}).values()
+        if namespace is None:
+            return list(objs)
+        return [o for o in objs if o.metadata.namespace == namespace]
+
+    def count(self, kind: str) -> int:
+        """Number of stored objects of ``kind``."""
+        return len(self._objects.get(kind, {}))
+
+    # -- instant commits (no latency, no faults) --------------------------------
+
+    def _next_rv(self) -> str:
+        self._rv += 1
+        return str(self._rv)
+
+    def new_uid(self) -> str:
+        """A UUID drawn from the cluster's generator (deterministic per seed)."""
+        return str(uuid.UUID(int=self.ctx.rng.getrandbits(128), version=4))
+
+    def _generate_name(self, kind: str, namespace: str, prefix: str) -> str:
+        store = self._objects.get(kind, {})
+        rng = self.ctx.rng
+        while True:
+            suffix = "".join(rng.choice(_NAME_ALPHABET) for _ in range(5))
+            name = prefix + suffix
+            if (namespace, name) not in store:
+                return name
+
+    def commit_create(self, obj: Any) -> Any:
+        """Store a new object; fill name, uid, resourceVersion, generation, creationTimestamp."""
+        kind = obj.kind
+        meta = obj.metadata
+        store = self._objects.setdefault(kind, {})
+        obj = obj.model_copy(deep=True)
+        meta = obj.metadata
+        if not meta.name:
+            if not meta.generate_name:
+                raise ApiError(422, "Invalid", f"{kind}: metadata.name or metadata.generateName is required")
+            meta.name = self._generate_name(kind, meta.namespace, meta.generate_name)
+        key = (meta.namespace, meta.name)
+        if key in store:
+            raise ApiError(409, "AlreadyExists", f'{kind} "{meta.name}" already exists')
+        meta.uid = self.new_uid()
+        meta.resource_version = self._next_rv()
+        meta.generation = 1
+        meta.creation_timestamp = self.ctx.now_dt().replace(microsecond=0)
+        meta.deletion_timestamp = None
+        store[key] = obj
+        ref = meta.controller_ref()
+        if ref is not None:
+            self._dependents.setdefault(ref.uid, {})[(kind, meta.namespace, meta.name)] = None
+        self.writes += 1
+        self._notify("ADDED", kind, None, obj)
+        return obj
+
+    def commit_update(
+        self, obj: Any, *, subresource: str | None = None, check_rv: bool = True
+    ) -> Any:
+        """Replace a stored object (compare-and-swap on resourceVersion when ``check_rv``)."""
+        kind = obj.kind
+        meta = obj.metadata
+        store = self._objects.get(kind, {})
+        key = (meta.namespace, meta.name)
+        old = store.get(key)
+        if old is None:
+            raise ApiError(404, "NotFound", f'{kind} "{meta.name}" not found')
+        if check_rv and meta.resource_version is not None and (
+            meta.resource_version != old.metadata.resource_version
+        ):
+            raise ApiError(
+                409,
+                "Conflict",
+                f'Operation cannot be fulfilled on {kind.lower()} "{meta.name}": the object has '
+                "been modified; please apply your changes to the latest version and try again",
+            )
+        if subresource == "status":
+            new = old.model_copy(update={"status": obj.status.model_copy(deep=True)})
+            new.metadata = old.metadata.model_copy()
+        else:
+            new = obj.model_copy(deep=True)
+            # The status subresource is separate: a main-resource update keeps it.
+            new.status = old.status
+            new.metadata.uid = old.metadata.uid
+            new.metadata.creation_timestamp = old.metadata.creation_timestamp
+            new.metadata.deletion_timestamp = old.metadata.deletion_timestamp
+            gen = old.metadata.generation or 1
+            new.metadata.generation = gen + 1 if new.spec != old.spec else gen
+        new.metadata.resource_version = self._next_rv()
+        if new.metadata.deletion_timestamp is not None and not new.metadata.finalizers:
+            self._remove(kind, key, new)
+            return new
+        store[key] = new
+        old_ref = old.metadata.controller_ref()
+        new_ref = new.metadata.controller_ref()
+        if old_ref is not None and (new_ref is None or new_ref.uid != old_ref.uid):
+            deps = self._dependents.get(old_ref.uid)
+            if deps is not None:
+                deps.pop((kind, meta.namespace, meta.name), None)
+        if new_ref is not None and (old_ref is None or new_ref.uid != old_ref.uid):
+            self._dependents.setdefault(new_ref.uid, {})[(kind, meta.namespace, meta.name)] = None
+        self.writes += 1
+        self._notify("MODIFIED", kind, old, new)
+        return new
+
+    def commit_delete(
+        self, kind: str, namespace: str, name: str, *, resource_version: str | None = None
+    ) -> Any | None:
+        """Delete (or mark for deletion when finalizers remain); return the object or None."""
+        store = self._objects.get(kind, {})
+        key = (namespace, name)
+        old = store.get(key)
+        if old is None:
+            raise ApiError(404, "NotFound", f'{kind} "{name}" not found')
+        if resource_version is not None and resource_version != old.metadata.resource_version:
+            raise ApiError(409, "Conflict", f'Precondition failed: {kind} "{name}" was modified')
+        if old.metadata.finalizers:
+            if old.metadata.deletion_timestamp is not None:
+                return old
+            new = old.model_copy()
+            new.metadata = old.metadata.model_copy(
+                update={
+                    "deletion_timestamp": self.ctx.now_dt().replace(microsecond=0),
+                    "resource_version": self._next_rv(),
+                }
+            )
+            store[key] = new
+            self.writes += 1
+            self._notify("MODIFIED", kind, old, new)
+            return new
+        self._remove(kind, key, old)
+        return None
+
+    def _remove(self, kind: str, key: ObjKey, last: Any) -> None:
+        store = self._objects[kind]
+        old = store.pop(key)
+        ref = old.metadata.controller_ref()
+        if ref is not None:
+            deps = self._dependents.get(ref.uid)
+            if deps is not None:
+                deps.pop((kind, key[0], key[1]), None)
+        self.writes += 1
+        self._notify("DELETED", kind, old, None)
+        # Garbage collection: dependents whose controller was this object go too
+        # (background cascading deletion).
+        uid = last.metadata.uid
+        if uid is not None:
+            for dep_kind, ns, name in list(self._dependents.pop(uid, {})):
+                if self.peek(dep_kind, ns, name) is not None:
+                    self.commit_delete(dep_kind, ns, name)
+
+    def _notify(self, event_type: str, kind: str, old: Any, new: Any) -> None:
+        ctx = self.ctx
+        env = ctx.env
+        now = env.now
+        faults = ctx.faults
+        for inf in self._informers:
+            if not inf.wants(kind):
+                continue
+            lag = ctx.latency("watch.lag")
+            if len(faults):
+                lag += faults.extra_latency("watch_lag", informer=inf.name)
+            at = now + lag
+            if at < inf.last_delivery:
+                at = inf.last_delivery
+            inf.last_delivery = at
+            timer = env.timeout(at - now)
+            timer.callbacks.append(_Delivery(inf, event_type, kind, old, new))
+
+    # -- verbs with latency, throttling and faults --------------------------------
+
+    def _request(self, client: Client, verb: str, kind: str) -> Op:
+        ctx = self.ctx
+        wait = client.bucket.reserve()
+        delay = wait + ctx.latency(_VERB_LATENCY[verb])
+        faults = ctx.faults
+        if len(faults):
+            delay += faults.extra_latency("api_latency", verb=verb, kind=kind, client=client.name)
+        if delay > 0:
+            yield ctx.env.timeout(delay)
+        if len(faults):
+            f = faults.check("api_error", verb=verb, kind=kind, client=client.name)
+            if f is not None:
+                reason = "TooManyRequests" if f.code == 429 else "InternalError"
+                raise ApiError(f.code, reason, f"injected {f.code} on {verb} {kind}")
+            if verb in ("update", "update_status", "patch"):
+                f = faults.check("api_conflict", verb=verb, kind=kind, client=client.name)
+                if f is not None:
+                    raise ApiError(409, "Conflict", f"injected conflict on {verb} {kind}")
+
+    def create(self, client: Client, obj: Any) -> Op:
+        """``POST``: create ``obj``; return the stored object."""
+        yield from self._request(client, "create", obj.kind)
+        return self.commit_create(obj)
+
+    def update(self, client: Client, obj: Any) -> Op:
+        """``PUT``: full update, compare-and-swap on ``obj.metadata.resourceVersion``."""
+        yield from self._request(client, "update", obj.kind)
+        return self.commit_update(obj)
+
+    def update_status(self, client: Client, obj: Any) -> Op:
+        """``PUT .../status``: replace the status, compare-and-swap on resourceVersion."""
+        yield from self._request(client, "update_status", obj.kind)
+        return self.commit_update(obj, subresource="status")
+
+    def patch(
+        self,
+        client: Client,
+        kind: str,
+        namespace: str,
+        name: str,
+        mutate: Callable[[Any], None],
+        *,
+        subresource: str | None = None,
+        resource_version: str | None = None,
+    ) -> Op:
+        """``PATCH`` (merge): apply ``mutate`` to a copy of the latest stored object.
+
+        With ``resource_version`` the patch is an optimistic lock (409 if stale).
+        """
+        yield from self._request(client, "patch", kind)
+        current = self.peek(kind, namespace, name)
+        if current is None:
+            raise ApiError(404, "NotFound", f'{kind} "{name}" not found')
+        if resource_version is not None and resource_version != current.metadata.resource_version:
+            raise ApiError(409, "Conflict", f'{kind} "{name}": the object has been modified')
+        new = current.model_copy(deep=True)
+        mutate(new)
+        return self.commit_update(new, subresource=subresource, check_rv=False)
+
+    def delete(
+        self, client: Client, kind: str, namespace: str, name: str, *, resource_version: str | None = None
+    ) -> Op:
+        """``DELETE``: delete or mark for deletion; 404 if absent."""
+        yield from self._request(client, "delete", kind)
+        return self.commit_delete(kind, namespace, name, resource_version=resource_version)
+
+    def get(self, client: Client, kind: str, namespace: str, name: str) -> Op:
+        """``GET`` from the API server (not a cache): the latest object, or 404."""
+        yield from self._request(client, "get", kind)
+        obj = self.peek(kind, namespace, name)
+        if obj is None:
+            raise ApiError(404, "NotFound", f'{kind} "{name}" not found')
+        return obj
+
+
+class _Delivery:
+    """A watch event in flight to one informer (a SimPy callback)."""
+
+    __slots__ = ("event_type", "informer", "kind", "new", "old")
+
+    def __init__(self, informer: Informer, event_type: str, kind: str, old: Any, new: Any) -> None:
+        self.informer = informer
+        self.event_type = event_type
+        self.kind = kind
+        self.old = old
+        self.new = new
+
+    def __call__(self, _event: simpy.Event) -> None:
+        self.informer.apply(self.event_type, self.kind, self.old, self.new)

@@ -1,0 +1,201 @@
+"""Fault injection: probabilistic faults (Toxiproxy's *toxicity*) and scheduled ones.
+
+A :class:`Fault` has a *kind* (what breaks), a *probability* (how often it
+fires when consulted), a *schedule* (``start`` and ``duration`` in virtual
+seconds) and a *selector* (which verb, kind, node, template or controller it
+targets), the vocabulary of Chaos Mesh, Toxiproxy and kwok stages.
+
+The model consults :meth:`FaultInjector.check` at each decision point (an API
+write, an image pull, an ``/init`` call, ...). Faults that *act* at a moment
+(node loss, pod kill) are delivered to listeners when their window opens.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from simulator.latency import Latency, parse_latency
+
+__all__ = ["FAULT_KINDS", "Fault", "FaultInjector", "FaultKind"]
+
+FaultKind = Literal[
+    "api_conflict",
+    "api_error",
+    "api_latency",
+    "watch_lag",
+    "pod_start_failure",
+    "image_pull_failure",
+    "image_pull_slow",
+    "node_loss",
+    "pod_kill",
+    "runtime_init_failure",
+    "runtime_unreachable",
+    "csi_mount_failure",
+    "controller_stall",
+]
+
+FAULT_KINDS: dict[str, str] = {
+    "api_conflict": "API writes answer 409 Conflict (selector: verb, kind, client)",
+    "api_error": "API calls answer a 5xx or 429 error (param code; selector: verb, kind, client)",
+    "api_latency": "extra latency on API calls (param latency; selector: verb, kind, client)",
+    "watch_lag": "extra watch propagation lag into informer caches (param latency; selector: informer)",
+    "pod_start_failure": "a container fails to start; kubelet retries with CrashLoopBackOff (selector: template, node)",
+    "image_pull_failure": "image pulls fail; kubelet retries with ImagePullBackOff (selector: image, node)",
+    "image_pull_slow": "image pulls take the given latency instead (param latency; selector: image, node)",
+    "node_loss": "a node goes NotReady at start: its pods fail, it takes no pods for the duration (selector: node)",
+    "pod_kill": "running sandbox pods are killed at start (selector: template, namespace; param count)",
+    "runtime_init_failure": "agent-runtime /init answers 500 (selector: template)",
+    "runtime_unreachable": "agent-runtime /init times out (selector: template)",
+    "csi_mount_failure": "a dynamic CSI mount fails (selector: template)",
+    "controller_stall": "a controller makes no progress for the duration (selector: controller)",
+}
+
+_ACTING_KINDS = frozenset({"node_loss", "pod_kill"})
+
+
+class Fault(BaseModel):
+    """One injected fault."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = ""
+    kind: FaultKind
+    probability: float = Field(default=1.0, ge=0.0, le=1.0)
+    start: float | None = Field(default=None, ge=0.0)
+    duration: float | None = Field(default=None, gt=0.0)
+    selector: dict[str, str] = Field(default_factory=dict)
+    latency: Latency | None = None
+    code: int = 500
+    count: int | None = Field(default=None, ge=1)
+    fired: int = 0
+
+    @field_validator("latency", mode="before")
+    @classmethod
+    def _parse_latency(cls, value: Any) -> Any:
+        return None if value is None else parse_latency(value)
+
+    def active(self, now: float) -> bool:
+        """Whether the fault's window contains ``now`` and its count is not used up."""
+        start = self.start or 0.0
+        if now < start:
+            return False
+        if self.duration is not None and now >= start + self.duration:
+            return False
+        return self.count is None or self.fired < self.count
+
+    def matches(self, attrs: Mapping[str, str | None]) -> bool:
+        """Whether every selector entry equals the attribute of the same name."""
+        for key, want in self.selector.items():
+            if attrs.get(key) != want:
+                return False
+        return True
+
+
+class FaultInjector:
+    """The set of faults in force, consulted by the model at its decision points."""
+
+    def __init__(self, now: Callable[[], float], rng: random.Random) -> None:
+        self._now = now
+        self._rng = rng
+        self._faults: dict[str, Fault] = {}
+        self._ids = itertools.count(1)
+        self._by_kind: dict[str, list[Fault]] = {}
+        self._listeners: list[Callable[[Fault], None]] = []
+
+    def __len__(self) -> int:
+        return len(self._faults)
+
+    @property
+    def faults(self) -> list[Fault]:
+        """The faults in force, in injection order."""
+        return list(self._faults.values())
+
+    def add_listener(self, fn: Callable[[Fault], None]) -> None:
+        """Call ``fn(fault)`` for every fault added (the cluster schedules acting faults)."""
+        self._listeners.append(fn)
+
+    def inject(self, fault: Fault | Mapping[str, Any] | None = None, /, **fields: Any) -> Fault:
+        """Add a fault (a model, a mapping, or keyword fields); return it with its id.
+
+        ``start`` is in virtual seconds; a fault without ``start`` starts now.
+        """
+        if isinstance(fault, Fault):
+            f = fault.model_copy()
+        else:
+            data = dict(fault or {})
+            data.update(fields)
+            f = Fault.model_validate(data)
+        if f.start is None:
+            f.start = self._now()
+        if not f.id:
+            f.id = f"{f.kind}-{next(self._ids)}"
+        if f.id in self._faults:
+            raise ValueError(f"fault id {f.id!r} already in use")
+        self._faults[f.id] = f
+        self._by_kind.setdefault(f.kind, []).append(f)
+        for fn in self._listeners:
+            fn(f)
+        return f
+
+    def clear(self, fault_id: str | None = None) -> None:
+        """Remove one fault by id, or all of them."""
+        if fault_id is None:
+            self._faults.clear()
+            self._by_kind.clear()
+            return
+        f = self._faults.pop(fault_id, None)
+        if f is None:
+            raise KeyError(f"no fault with id {fault_id!r}")
+        self._by_kind[f.kind].remove(f)
+
+    def is_acting(self, kind: str) -> bool:
+        """Whether ``kind`` acts at a moment (node loss, pod kill) rather than when consulted."""
+        return kind in _ACTING_KINDS
+
+    def check(self, kind: str, /, **attrs: str | None) -> Fault | None:
+        """The fault of ``kind`` that fires now for a target with ``attrs``, if any.
+
+        Draws from the cluster's generator only when a matching fault is active,
+        so a run without faults consumes no random numbers here.
+        """
+        faults = self._by_kind.get(kind)
+        if not faults:
+            return None
+        now = self._now()
+        for f in faults:
+            if f.active(now) and f.matches(attrs):
+                if f.probability >= 1.0 or self._rng.random() < f.probability:
+                    f.fired += 1
+                    return f
+        return None
+
+    def extra_latency(self, kind: str, /, **attrs: str | None) -> float:
+        """Sum of the latency draws of the ``kind`` faults firing now (0 if none)."""
+        faults = self._by_kind.get(kind)
+        if not faults:
+            return 0.0
+        now = self._now()
+        total = 0.0
+        for f in faults:
+            if f.latency is not None and f.active(now) and f.matches(attrs):
+                if f.probability >= 1.0 or self._rng.random() < f.probability:
+                    f.fired += 1
+                    total += f.latency.sample(self._rng)
+        return total
+
+    def stalled_until(self, controller: str) -> float | None:
+        """End of the current stall of ``controller`` (``inf`` if open-ended), or ``None``."""
+        faults = self._by_kind.get("controller_stall")
+        if not faults:
+            return None
+        now = self._now()
+        for f in faults:
+            if f.active(now) and f.selector.get("controller", controller) == controller:
+                start = f.start or 0.0
+                return float("inf") if f.duration is None else start + f.duration
+        return None

@@ -1,0 +1,140 @@
+"""Informer caches: each component's eventually consistent view of the API server.
+
+Watch events reach a cache after a propagation lag, in order, so components
+read stale objects exactly as controllers and the sandbox-manager do against
+a real API server; that staleness is what makes optimistic-lock conflicts real.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from pytest_kruise_agents.api.base import KubeModel
+
+__all__ = ["Handler", "IndexFunc", "Informer", "ObjKey"]
+
+ObjKey = tuple[str, str]
+"""(namespace, name)."""
+
+Handler = Callable[[str, Any, Any], None]
+"""``handler(event_type, old, new)`` with event_type ADDED, MODIFIED or DELETED."""
+
+IndexFunc = Callable[[Any], Iterable[str]]
+
+
+def _key(obj: KubeModel) -> ObjKey:
+    meta = obj.metadata  # type: ignore[attr-defined]
+    return (meta.namespace, meta.name)
+
+
+class _Index:
+    __slots__ = ("buckets", "fn", "keys_of")
+
+    def __init__(self, fn: IndexFunc) -> None:
+        self.fn = fn
+        self.buckets: dict[str, dict[ObjKey, Any]] = {}
+        self.keys_of: dict[ObjKey, tuple[str, ...]] = {}
+
+    def remove(self, key: ObjKey) -> None:
+        for ikey in self.keys_of.pop(key, ()):
+            bucket = self.buckets.get(ikey)
+            if bucket is not None:
+                bucket.pop(key, None)
+                if not bucket:
+                    del self.buckets[ikey]
+
+    def put(self, key: ObjKey, obj: Any) -> None:
+        new_keys = tuple(self.fn(obj))
+        old_keys = self.keys_of.get(key, ())
+        if old_keys != new_keys:
+            self.remove(key)
+            for ikey in new_keys:
+                self.buckets.setdefault(ikey, {})[key] = obj
+            if new_keys:
+                self.keys_of[key] = new_keys
+        else:
+            for ikey in new_keys:
+                self.buckets[ikey][key] = obj
+
+
+class Informer:
+    """A per-component cache of some kinds, with secondary indexes and event handlers.
+
+    Objects in the cache are shared with the API server and must never be
+    mutated: copy before changing (``model_copy(deep=True)``).
+    """
+
+    def __init__(self, name: str, kinds: Iterable[str]) -> None:
+        self.name = name
+        self.kinds = tuple(kinds)
+        self._store: dict[str, dict[ObjKey, Any]] = {k: {} for k in self.kinds}
+        self._indexes: dict[str, dict[str, _Index]] = {k: {} for k in self.kinds}
+        self._handlers: dict[str, list[Handler]] = {k: [] for k in self.kinds}
+        self.last_delivery = 0.0
+
+    def wants(self, kind: str) -> bool:
+        """Whether this informer watches ``kind``."""
+        return kind in self._store
+
+    def add_index(self, kind: str, name: str, fn: IndexFunc) -> None:
+        """Maintain an index ``name`` over ``kind``: ``fn(obj)`` gives the keys."""
+        idx = _Index(fn)
+        for key, obj in self._store[kind].items():
+            idx.put(key, obj)
+        self._indexes[kind][name] = idx
+
+    def add_handler(self, kind: str, fn: Handler) -> None:
+        """Call ``fn(event_type, old, new)`` after each event of ``kind`` is applied."""
+        self._handlers[kind].append(fn)
+
+    def apply(self, event_type: str, kind: str, old: Any, new: Any) -> None:
+        """Apply one watch event to the cache, the indexes, then the handlers."""
+        store = self._store[kind]
+        obj = new if new is not None else old
+        key = _key(obj)
+        cached = store.get(key)
+        if event_type == "DELETED":
+            store.pop(key, None)
+            for idx in self._indexes[kind].values():
+                idx.remove(key)
+        else:
+            store[key] = new
+            for idx in self._indexes[kind].values():
+                idx.put(key, new)
+        # Handlers see the object as this cache last knew it (``old``) and the
+        # new one; a DELETED event has no new object.
+        old_seen = cached if cached is not None else old
+        for fn in self._handlers[kind]:
+            fn(event_type, old_seen, new)
+
+    def get(self, kind: str, namespace: str, name: str) -> Any | None:
+        """The cached object, or ``None``."""
+        return self._store[kind].get((namespace, name))
+
+    def list(self, kind: str, namespace: str | None = None) -> list[Any]:
+        """Cached objects of ``kind`` (all namespaces when ``namespace`` is None)."""
+        objs = self._store[kind].values()
+        if namespace is None:
+            return list(objs)
+        return [o for o in objs if o.metadata.namespace == namespace]
+
+    def count(self, kind: str) -> int:
+        """Number of cached objects of ``kind``."""
+        return len(self._store[kind])
+
+    def by_index(self, kind: str, index: str, key: str) -> Iterator[Any]:
+        """Objects whose index ``index`` has ``key``, in cache insertion order.
+
+        The iterator is live (no copy, so a caller that stops early pays only for
+        what it read): consume it without letting simulated time pass.
+        """
+        bucket = self._indexes[kind][index].buckets.get(key)
+        if not bucket:
+            return iter(())
+        return iter(bucket.values())
+
+    def index_size(self, kind: str, index: str, key: str) -> int:
+        """How many objects the index holds under ``key``."""
+        bucket = self._indexes[kind][index].buckets.get(key)
+        return len(bucket) if bucket else 0

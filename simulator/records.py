@@ -1,0 +1,135 @@
+"""Claim records: one per claim, with the virtual time of each phase.
+
+Benchmarks, reports and assertions read these. Phase names follow the manager's
+``ClaimMetrics`` (reference §5.3) and DESIGN.md's record list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+__all__ = ["PHASES", "ClaimRecord", "ClaimRecords"]
+
+PHASES = (
+    "requested",
+    "worker_acquired",
+    "picked",
+    "locked",
+    "ready",
+    "runtime_initialized",
+    "mounted",
+    "delivered",
+    "failed",
+)
+"""Phase timestamps in the order a successful claim passes them."""
+
+
+@dataclass(slots=True)
+class ClaimRecord:
+    """What happened to one claim (an E2B create, or one sandbox of a SandboxClaim)."""
+
+    id: int
+    path: Literal["e2b", "sandboxclaim"]
+    namespace: str
+    template: str
+    owner: str
+    requested: float
+    claim_name: str | None = None
+    worker_acquired: float | None = None
+    picked: float | None = None
+    locked: float | None = None
+    ready: float | None = None
+    runtime_initialized: float | None = None
+    mounted: float | None = None
+    delivered: float | None = None
+    failed: float | None = None
+    lock_type: Literal["update", "create"] | None = None
+    sandbox: str | None = None
+    attempts: int = 0
+    pick_failures: dict[str, int] = field(default_factory=dict)
+    error: str | None = None
+    error_reason: str | None = None
+    error_code: int | None = None
+
+    @property
+    def warm(self) -> bool | None:
+        """True when delivered from the warm pool, False when created on no stock."""
+        if self.lock_type is None:
+            return None
+        return self.lock_type == "update"
+
+    @property
+    def retries(self) -> int:
+        """Attempts after the first."""
+        return max(0, self.attempts - 1)
+
+    @property
+    def latency(self) -> float | None:
+        """Seconds from request to delivery, or ``None`` if not delivered."""
+        return None if self.delivered is None else self.delivered - self.requested
+
+    @property
+    def done(self) -> bool:
+        """Delivered or failed."""
+        return self.delivered is not None or self.failed is not None
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain fields plus ``warm``, ``retries`` and ``latency``."""
+        d = asdict(self)
+        d["warm"] = self.warm
+        d["retries"] = self.retries
+        d["latency"] = self.latency
+        return d
+
+
+class ClaimRecords:
+    """All claim records of a run, in request order."""
+
+    def __init__(self) -> None:
+        self._records: list[ClaimRecord] = []
+
+    def new(
+        self,
+        *,
+        path: Literal["e2b", "sandboxclaim"],
+        namespace: str,
+        template: str,
+        owner: str,
+        requested: float,
+        claim_name: str | None = None,
+    ) -> ClaimRecord:
+        """Start a record."""
+        rec = ClaimRecord(
+            id=len(self._records) + 1,
+            path=path,
+            namespace=namespace,
+            template=template,
+            owner=owner,
+            requested=requested,
+            claim_name=claim_name,
+        )
+        self._records.append(rec)
+        return rec
+
+    def __iter__(self) -> Iterator[ClaimRecord]:
+        return iter(self._records)
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def __getitem__(self, i: int) -> ClaimRecord:
+        return self._records[i]
+
+    def delivered(self) -> list[ClaimRecord]:
+        """Records of delivered claims."""
+        return [r for r in self._records if r.delivered is not None]
+
+    def failed(self) -> list[ClaimRecord]:
+        """Records of failed claims."""
+        return [r for r in self._records if r.failed is not None]
+
+    def clear(self) -> None:
+        """Forget all records (e.g. after a warm-up)."""
+        self._records.clear()

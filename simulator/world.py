@@ -1,0 +1,111 @@
+"""The wiring of one simulated cluster: API server, informer caches, clients, records.
+
+Every component of the model (scheduler and kubelets, the three controllers,
+the sandbox-manager) receives the :class:`World` and finds what it needs here:
+
+* ``controller_cache`` — the agent-sandbox-controller's shared informer cache
+  (Sandbox, SandboxSet, SandboxClaim, Pod), with indexes ``owner-uid`` (the
+  controller ownerRef UID of a Sandbox), ``claim-owner`` (the
+  ``agents.kruise.io/owner`` annotation of a Sandbox), and the same ``pool``
+  and ``name`` indexes as the manager's cache (the SandboxClaim controller
+  claims through the same code);
+* ``manager_cache`` — the sandbox-manager's cache (Sandbox, SandboxSet), with
+  index ``pool`` on Sandboxes (keys ``"<ns>/<template>"`` and ``"*/<template>"``
+  for sandboxes that are available, or creating while SandboxSet-controlled:
+  the candidate list of reference §5.2) and index ``name`` on SandboxSets
+  (key ``"*/<name>"``, for the admin's cross-namespace lookup);
+* ``node_cache`` — the scheduler's and kubelets' cache of Pods, with index
+  ``node`` (``spec.nodeName``, ``""`` while unscheduled). Kubelets make their
+  own per-node clients with ``api.client(f"kubelet/{node}", ...)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from pytest_kruise_agents.api import keys
+from pytest_kruise_agents.api.sandbox import Sandbox, SandboxState
+from pytest_kruise_agents.claiming.state import sandbox_state
+
+from simulator.apiserver import ApiServer, Client
+from simulator.context import SimContext
+from simulator.informer import Informer
+from simulator.records import ClaimRecords
+
+__all__ = ["World"]
+
+
+def _owner_uid(sbx: Any) -> Iterable[str]:
+    ref = sbx.metadata.controller_ref()
+    return (ref.uid,) if ref is not None else ()
+
+
+def _claim_owner(sbx: Any) -> Iterable[str]:
+    owner = sbx.metadata.annotations.get(keys.ANN_OWNER)
+    return (owner,) if owner else ()
+
+
+def _template_of(sbx: Sandbox) -> str | None:
+    labels = sbx.metadata.labels
+    return labels.get(keys.LABEL_SANDBOX_TEMPLATE) or labels.get(keys.LABEL_SANDBOX_POOL)
+
+
+def _set_name(sbs: Any) -> Iterable[str]:
+    return (f"*/{sbs.metadata.name}",)
+
+
+def _pod_node(pod: Any) -> Iterable[str]:
+    return (str(pod.spec.get("nodeName") or ""),)
+
+
+class World:
+    """One cluster's API server, caches and clients (see the module docstring)."""
+
+    def __init__(self, ctx: SimContext) -> None:
+        self.ctx = ctx
+        prof = ctx.profile
+        self.api = ApiServer(ctx)
+        self.records = ClaimRecords()
+
+        self.controller_cache = Informer(
+            "agent-sandbox-controller", ("Sandbox", "SandboxSet", "SandboxClaim", "Pod")
+        )
+        self.controller_cache.add_index("Sandbox", "owner-uid", _owner_uid)
+        self.controller_cache.add_index("Sandbox", "claim-owner", _claim_owner)
+        self.controller_cache.add_index("Sandbox", "pool", self._pool_keys)
+        self.controller_cache.add_index("SandboxSet", "name", _set_name)
+
+        self.manager_cache = Informer("sandbox-manager", ("Sandbox", "SandboxSet"))
+        self.manager_cache.add_index("Sandbox", "pool", self._pool_keys)
+        self.manager_cache.add_index("SandboxSet", "name", _set_name)
+
+        self.node_cache = Informer("kube-system", ("Pod",))
+        self.node_cache.add_index("Pod", "node", _pod_node)
+
+        for inf in (self.controller_cache, self.manager_cache, self.node_cache):
+            self.api.register(inf)
+
+        self.controller_client: Client = self.api.client(
+            "agent-sandbox-controller", prof.controller_qps, prof.controller_burst
+        )
+        self.manager_client: Client = self.api.client(
+            "sandbox-manager", prof.manager_qps, prof.manager_burst
+        )
+        self.scheduler_client: Client = self.api.client(
+            "kube-scheduler", prof.controller_qps, prof.controller_burst
+        )
+        self.user_client: Client = self.api.client("user", 1e9, 1_000_000_000)
+
+    def _pool_keys(self, sbx: Any) -> Iterable[str]:
+        # The manager's field index (reference §5.2): available sandboxes, or
+        # creating ones still controlled by a SandboxSet, keyed by template.
+        template = _template_of(sbx)
+        if not template or sbx.metadata.deletion_timestamp is not None:
+            return ()
+        state, _ = sandbox_state(sbx, self.ctx.now_dt())
+        if state is SandboxState.AVAILABLE or (
+            state is SandboxState.CREATING and sbx.metadata.controller_ref() is not None
+        ):
+            return (f"{sbx.metadata.namespace}/{template}", f"*/{template}")
+        return ()

@@ -1,0 +1,281 @@
+"""The simulation kernel: API server, informers, work queue, token bucket, faults, event log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import simpy
+
+from pytest_kruise_agents.api import ObjectMeta, OwnerReference, Pod, SandboxClaim
+from pytest_kruise_agents.api.sandboxclaim import SandboxClaimSpec
+from simulator.apiserver import ApiError, ApiServer
+from simulator.context import SimContext
+from simulator.eventlog import EventLog
+from simulator.faults import FaultInjector
+from simulator.informer import Informer
+from simulator.profile import get_profile
+from simulator.ratelimit import TokenBucket
+from simulator.workqueue import WorkQueue
+
+
+@pytest.fixture
+def ctx() -> SimContext:
+    return SimContext(seed=1, profile=get_profile("openkruise-head"))
+
+
+def claim(name: str = "", generate: str | None = None) -> SandboxClaim:
+    return SandboxClaim(
+        metadata=ObjectMeta(name=name, generate_name=generate),
+        spec=SandboxClaimSpec(template_name="base"),
+    )
+
+
+def run(ctx: SimContext, gen: Any) -> Any:
+    proc = ctx.env.process(gen)
+    return ctx.env.run(until=proc)
+
+
+def test_create_assigns_identity_and_generate_name(ctx: SimContext) -> None:
+    """Create fills uid, resourceVersion 1-up, generation 1, a creation time and a generated name."""
+    api = ApiServer(ctx)
+    obj = api.commit_create(claim(generate="c-"))
+    assert obj.metadata.name.startswith("c-") and len(obj.metadata.name) == 7
+    assert obj.metadata.uid and obj.metadata.resource_version == "1"
+    assert obj.metadata.generation == 1
+    assert obj.metadata.creation_timestamp == ctx.epoch
+
+
+def test_create_twice_is_already_exists(ctx: SimContext) -> None:
+    """A second create of the same name answers 409 AlreadyExists."""
+    api = ApiServer(ctx)
+    api.commit_create(claim("a"))
+    with pytest.raises(ApiError) as err:
+        api.commit_create(claim("a"))
+    assert err.value.code == 409 and err.value.reason == "AlreadyExists"
+
+
+def test_stale_update_is_conflict_and_changes_nothing(ctx: SimContext) -> None:
+    """An update carrying an old resourceVersion answers 409 and leaves the object as it was."""
+    api = ApiServer(ctx)
+    first = api.commit_create(claim("a"))
+    a = first.model_copy(deep=True)
+    a.metadata.labels["x"] = "1"
+    api.commit_update(a)
+    b = first.model_copy(deep=True)
+    b.metadata.labels["y"] = "2"
+    with pytest.raises(ApiError) as err:
+        api.commit_update(b)
+    assert err.value.is_conflict
+    assert api.peek("SandboxClaim", "default", "a").metadata.labels == {"x": "1"}
+
+
+def test_generation_moves_only_with_spec(ctx: SimContext) -> None:
+    """Metadata-only updates keep the generation; spec changes bump it."""
+    api = ApiServer(ctx)
+    obj = api.commit_create(claim("a"))
+    meta_only = obj.model_copy(deep=True)
+    meta_only.metadata.labels["x"] = "1"
+    obj = api.commit_update(meta_only)
+    assert obj.metadata.generation == 1
+    spec = obj.model_copy(deep=True)
+    spec.spec.replicas = 3
+    assert api.commit_update(spec).metadata.generation == 2
+
+
+def test_update_ignores_status_and_status_update_ignores_spec(ctx: SimContext) -> None:
+    """The status subresource is separate from the main resource."""
+    api = ApiServer(ctx)
+    obj = api.commit_create(claim("a"))
+    both = obj.model_copy(deep=True)
+    both.spec.replicas = 2
+    both.status.claimed_replicas = 5
+    after = api.commit_update(both)
+    assert after.spec.replicas == 2 and after.status.claimed_replicas == 0
+    both = after.model_copy(deep=True)
+    both.spec.replicas = 9
+    both.status.claimed_replicas = 1
+    after = api.commit_update(both, subresource="status")
+    assert after.spec.replicas == 2 and after.status.claimed_replicas == 1
+
+
+def test_finalizers_delay_removal(ctx: SimContext) -> None:
+    """Delete marks an object with finalizers; removing the last finalizer removes it."""
+    api = ApiServer(ctx)
+    c = claim("a")
+    c.metadata.finalizers = ["x/y"]
+    api.commit_create(c)
+    marked = api.commit_delete("SandboxClaim", "default", "a")
+    assert marked is not None and marked.metadata.deletion_timestamp is not None
+    cleared = marked.model_copy(deep=True)
+    cleared.metadata.finalizers = []
+    api.commit_update(cleared)
+    assert api.peek("SandboxClaim", "default", "a") is None
+
+
+def test_delete_collects_controlled_dependents(ctx: SimContext) -> None:
+    """Deleting an owner garbage-collects objects whose controller ownerRef points at it."""
+    api = ApiServer(ctx)
+    owner = api.commit_create(claim("owner"))
+    pod = Pod(
+        metadata=ObjectMeta(
+            name="p",
+            owner_references=[
+                OwnerReference(
+                    api_version="v1", kind="SandboxClaim", name="owner",
+                    uid=owner.metadata.uid or "", controller=True,
+                )
+            ],
+        )
+    )
+    api.commit_create(pod)
+    api.commit_delete("SandboxClaim", "default", "owner")
+    assert api.peek("Pod", "default", "p") is None
+
+
+def test_informer_sees_writes_after_lag_in_order(ctx: SimContext) -> None:
+    """Watch events reach an informer later than the write, in commit order."""
+    api = ApiServer(ctx)
+    inf = Informer("test", ("SandboxClaim",))
+    seen: list[tuple[float, str, str]] = []
+    inf.add_handler("SandboxClaim", lambda t, old, new: seen.append(
+        (ctx.now(), t, (new or old).metadata.resource_version)))
+    api.register(inf)
+    obj = api.commit_create(claim("a"))
+    for i in range(5):
+        obj = obj.model_copy(deep=True)
+        obj.metadata.labels["i"] = str(i)
+        obj = api.commit_update(obj)
+    assert inf.get("SandboxClaim", "default", "a") is None  # not yet propagated
+    ctx.env.run(until=1)
+    assert [rv for _, _, rv in seen] == ["1", "2", "3", "4", "5", "6"]
+    assert all(t > 0 for t, _, _ in seen)
+    assert [t for t, _, _ in seen] == sorted(t for t, _, _ in seen)
+
+
+def test_informer_index_tracks_changes(ctx: SimContext) -> None:
+    """An index follows its key function through updates and deletes."""
+    api = ApiServer(ctx)
+    inf = Informer("test", ("SandboxClaim",))
+    inf.add_index("SandboxClaim", "tpl", lambda o: (o.spec.template_name,))
+    api.register(inf)
+    obj = api.commit_create(claim("a"))
+    ctx.env.run(until=1)
+    assert [o.metadata.name for o in inf.by_index("SandboxClaim", "tpl", "base")] == ["a"]
+    moved = obj.model_copy(deep=True)
+    moved.spec.template_name = "other"
+    api.commit_update(moved)
+    ctx.env.run(until=2)
+    assert inf.index_size("SandboxClaim", "tpl", "base") == 0
+    assert inf.index_size("SandboxClaim", "tpl", "other") == 1
+    api.commit_delete("SandboxClaim", "default", "a")
+    ctx.env.run(until=3)
+    assert inf.index_size("SandboxClaim", "tpl", "other") == 0
+
+
+def test_verbs_take_latency_and_client_qps(ctx: SimContext) -> None:
+    """Each verb waits its latency; a client beyond its burst waits for tokens."""
+    api = ApiServer(ctx)
+    client = api.client("slow", qps=1.0, burst=1)
+
+    def two_creates() -> Any:
+        yield from api.create(client, claim("a"))
+        t1 = ctx.now()
+        yield from api.create(client, claim("b"))
+        return t1, ctx.now()
+
+    t1, t2 = run(ctx, two_creates())
+    assert 0.01 <= t1 <= 0.05
+    assert t2 >= 1.0  # the second token arrives one second after the first
+
+
+def test_injected_api_faults(ctx: SimContext) -> None:
+    """Injected conflicts and 5xx errors surface as ApiError from the verbs."""
+    api = ApiServer(ctx)
+    client = api.client("c", 1e6, 1_000_000)
+    obj = api.commit_create(claim("a"))
+    ctx.faults.inject(kind="api_conflict", selector={"verb": "update"})
+    with pytest.raises(ApiError) as err:
+        run(ctx, api.update(client, obj.model_copy(deep=True)))
+    assert err.value.is_conflict
+    ctx.faults.clear()
+    ctx.faults.inject(kind="api_error", code=503)
+    with pytest.raises(ApiError) as err:
+        run(ctx, api.get(client, "SandboxClaim", "default", "a"))
+    assert err.value.code == 503
+
+
+def test_workqueue_deduplicates_and_serialises_keys() -> None:
+    """A key waiting is not queued twice, and a key in process is re-queued only after done."""
+    env = simpy.Environment()
+    q = WorkQueue(env, "q")
+    q.add("a")
+    q.add("a")
+    q.add("b")
+    assert len(q) == 2
+    got: list[str] = []
+
+    def worker() -> Any:
+        key = yield q.get()
+        got.append(key)
+        q.add(key)  # re-added while processing: must not go to a second worker
+        assert len(q) == 1
+        yield env.timeout(1)
+        q.done(key)
+
+    env.process(worker())
+    env.run()
+    assert got == ["a"]
+    assert len(q) == 2  # "b" and the re-added "a"
+
+
+def test_token_bucket_allow_and_reserve() -> None:
+    """A bucket grants its burst at once, then refills at its rate."""
+    t = [0.0]
+    bucket = TokenBucket(lambda: t[0], rate=2.0, burst=2)
+    assert bucket.allow() and bucket.allow() and not bucket.allow()
+    t[0] = 0.5
+    assert bucket.allow()
+    assert bucket.reserve() == pytest.approx(0.5)
+
+
+def test_fault_windows_selectors_and_probability() -> None:
+    """A fault fires only inside its window, for matching targets, with its probability."""
+    import random
+
+    t = [0.0]
+    faults = FaultInjector(lambda: t[0], random.Random(3))
+    f = faults.inject(kind="image_pull_failure", start=10, duration=5, selector={"node": "n1"})
+    assert f.id == "image_pull_failure-1"
+    assert faults.check("image_pull_failure", node="n1") is None
+    t[0] = 12
+    assert faults.check("image_pull_failure", node="n2") is None
+    assert faults.check("image_pull_failure", node="n1") is f
+    t[0] = 15
+    assert faults.check("image_pull_failure", node="n1") is None
+    faults.clear()
+    faults.inject(kind="runtime_init_failure", probability=0.25)
+    hits = sum(faults.check("runtime_init_failure") is not None for _ in range(4000))
+    assert 850 < hits < 1150
+
+
+def test_fault_validation_names_the_field() -> None:
+    """A bad fault is refused with the field and the reason."""
+    import random
+
+    faults = FaultInjector(lambda: 0.0, random.Random(0))
+    with pytest.raises(ValueError, match="probability"):
+        faults.inject(kind="api_error", probability=2)
+    with pytest.raises(ValueError, match="kind"):
+        faults.inject(kind="no_such_fault")
+    assert len(faults) == 0
+
+
+def test_event_log_text_is_stable() -> None:
+    """The event log renders one fixed-format line per event, and can be turned off."""
+    log = EventLog()
+    log.add(1.5, "a.b", "x")
+    assert log.text() == "1.500000 a.b x\n"
+    off = EventLog(enabled=False)
+    off.add(1.0, "a", "b")
+    assert len(off) == 0
