@@ -4,6 +4,19 @@ from pytest_kruise_agents.api import keys
 from pytest_kruise_agents.api.base import Duration, KubeModel, Time, format_time, parse_time
 from pytest_kruise_agents.api.durations import format_duration, parse_duration
 from pytest_kruise_agents.api.errors import InvalidError
+from pytest_kruise_agents.api.manifest import (
+    API_VERSIONS,
+    KINDS,
+    RESOURCE_ALIASES,
+    KubeObject,
+    ManifestSource,
+    dump,
+    dump_all,
+    load_manifest,
+    load_manifests,
+    resolve_kind,
+    to_manifest_dict,
+)
 from pytest_kruise_agents.api.meta import (
     Condition,
     ObjectMeta,
@@ -12,6 +25,7 @@ from pytest_kruise_agents.api.meta import (
     set_condition,
 )
 from pytest_kruise_agents.api.pod import Pod, PodStatus
+from pytest_kruise_agents.api.printers import format_age, printer_columns, render_table
 from pytest_kruise_agents.api.sandbox import (
     ConditionType,
     PauseStrategy,
@@ -43,6 +57,9 @@ from pytest_kruise_agents.api.sandboxset import (
 )
 
 __all__ = [
+    "API_VERSIONS",
+    "KINDS",
+    "RESOURCE_ALIASES",
     "CSIMountConfig",
     "ClaimPhase",
     "Condition",
@@ -51,6 +68,8 @@ __all__ = [
     "InplaceUpdate",
     "InvalidError",
     "KubeModel",
+    "KubeObject",
+    "ManifestSource",
     "ObjectMeta",
     "OwnerReference",
     "PauseStrategy",
@@ -74,12 +93,21 @@ __all__ = [
     "TemplateRef",
     "Time",
     "UpdateStrategy",
+    "dump",
+    "dump_all",
     "find_condition",
+    "format_age",
     "format_duration",
     "format_time",
     "keys",
+    "load_manifest",
+    "load_manifests",
     "parse_duration",
     "parse_time",
+    "printer_columns",
+    "render_table",
+    "resolve_kind",
     "scaled_value",
     "set_condition",
+    "to_manifest_dict",
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 __all__ = [
     "ANN_CLAIM_TIMESTAMP",
     "ANN_CSI_VOLUME_CONFIG",
@@ -34,7 +36,7 @@ __all__ = [
 ]
 
 GROUP = "agents.kruise.io"
-API_VERSION = "agents.kruise.io/v1alpha1"
+API_VERSION: Final = "agents.kruise.io/v1alpha1"
 INTERNAL_PREFIX = "agents.kruise.io/"
 E2B_PREFIX = "e2b.agents.kruise.io/"
 BLACKLISTED_PREFIXES = (INTERNAL_PREFIX, E2B_PREFIX)

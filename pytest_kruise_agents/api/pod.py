@@ -70,7 +70,7 @@ def container_resources(template: dict[str, Any] | None) -> tuple[int, int]:
         req = res.get("requests") or {}
         lim = res.get("limits") or {}
         if "cpu" in req or "cpu" in lim:
-            cpu += cpu_millis(req.get("cpu", lim.get("cpu")))
+            cpu += cpu_millis(str(req.get("cpu", lim.get("cpu"))))
         if "memory" in req or "memory" in lim:
-            mem += memory_bytes(req.get("memory", lim.get("memory")))
+            mem += memory_bytes(str(req.get("memory", lim.get("memory"))))
     return cpu, mem

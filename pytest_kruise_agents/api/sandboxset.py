@@ -96,7 +96,7 @@ class SandboxSetSpec(KubeModel):
 def _validate_pod_template(template: dict[str, Any]) -> None:
     meta = template.get("metadata") or {}
     for where in ("labels", "annotations"):
-        for key in (meta.get(where) or {}):
+        for key in meta.get(where) or {}:
             if key.startswith(BLACKLISTED_PREFIXES[1]):
                 raise ValueError(f"template.metadata.{where}: key {key!r} uses reserved prefix")
     spec = template.get("spec")

@@ -1,0 +1,451 @@
+"""Read and write manifests: YAML/JSON text and dicts in, typed models out, and back.
+
+:func:`load_manifests` is what ``kubectl apply -f`` does before it talks to the
+API server: split a YAML stream (or read JSON), unwrap ``kind: List``, check
+``apiVersion`` and ``kind``, and validate each object against its model. Every
+problem becomes exactly one :class:`~pytest_kruise_agents.api.errors.InvalidError`
+whose ``field`` says where (``SandboxClaim/my-claim spec.replicas``) and whose
+``reason`` says what (``must be >= 1``).
+
+:func:`dump` and :func:`dump_all` print objects the way ``kubectl get -o yaml``
+and ``-o json`` do: camelCase keys, no nulls, no empty optional lists or maps,
+and a ``kind: List`` wrapper around several objects.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Literal, TypeAlias
+
+import yaml
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
+
+from pytest_kruise_agents.api.base import KubeModel
+from pytest_kruise_agents.api.errors import InvalidError
+from pytest_kruise_agents.api.keys import API_VERSION
+from pytest_kruise_agents.api.pod import Pod
+from pytest_kruise_agents.api.sandbox import Sandbox
+from pytest_kruise_agents.api.sandboxclaim import SandboxClaim
+from pytest_kruise_agents.api.sandboxset import SandboxSet
+
+__all__ = [
+    "API_VERSIONS",
+    "KINDS",
+    "RESOURCE_ALIASES",
+    "KubeObject",
+    "ManifestSource",
+    "dump",
+    "dump_all",
+    "load_manifest",
+    "load_manifests",
+    "resolve_kind",
+    "to_manifest_dict",
+]
+
+KubeObject: TypeAlias = Sandbox | SandboxSet | SandboxClaim | Pod
+"""Any object the fake cluster stores."""
+
+ManifestSource: TypeAlias = str | bytes | Mapping[str, Any] | KubeModel | Sequence[Any]
+"""What :func:`load_manifests` accepts: text, a dict, a model, or a list of dicts/models."""
+
+KINDS: dict[str, type[KubeObject]] = {
+    "Sandbox": Sandbox,
+    "SandboxSet": SandboxSet,
+    "SandboxClaim": SandboxClaim,
+    "Pod": Pod,
+}
+"""Kind name → model class."""
+
+API_VERSIONS: dict[str, str] = {
+    "Sandbox": API_VERSION,
+    "SandboxSet": API_VERSION,
+    "SandboxClaim": API_VERSION,
+    "Pod": "v1",
+}
+"""Kind name → the only ``apiVersion`` the kind is served at."""
+
+RESOURCE_ALIASES: dict[str, str] = {
+    "sandbox": "Sandbox",
+    "sandboxes": "Sandbox",
+    "sbx": "Sandbox",
+    "sandboxset": "SandboxSet",
+    "sandboxsets": "SandboxSet",
+    "sbs": "SandboxSet",
+    "sandboxclaim": "SandboxClaim",
+    "sandboxclaims": "SandboxClaim",
+    "sbc": "SandboxClaim",
+    "pod": "Pod",
+    "pods": "Pod",
+    "po": "Pod",
+}
+"""Every name ``kubectl get <name>`` accepts (singular, plural, short) → kind."""
+
+# ``kubectl get sandboxes.agents.kruise.io`` and ``pods.v1`` name the group too.
+_GROUP_SUFFIXES = {
+    "Sandbox": ".agents.kruise.io",
+    "SandboxSet": ".agents.kruise.io",
+    "SandboxClaim": ".agents.kruise.io",
+    "Pod": ".v1",
+}
+
+# kubectl writes a list of objects with this envelope (``kubectl get -o yaml``).
+_LIST_API_VERSION = "v1"
+
+
+def resolve_kind(name: str) -> str:
+    """The kind a kubectl resource name refers to (``sbx`` → ``Sandbox``).
+
+    Names are case-insensitive, and a kind name or a group-qualified plural
+    (``sandboxes.agents.kruise.io``) works too, as with kubectl.
+    """
+    key = name.strip().lower()
+    if key in RESOURCE_ALIASES:
+        return RESOURCE_ALIASES[key]
+    for kind, suffix in _GROUP_SUFFIXES.items():
+        if key.endswith(suffix) and RESOURCE_ALIASES.get(key.removesuffix(suffix)) == kind:
+            return kind
+    for kind in KINDS:
+        if key == kind.lower():
+            return kind
+    raise InvalidError(
+        "resource",
+        f"the server doesn't have a resource type {name!r}; "
+        f"known: {', '.join(sorted(RESOURCE_ALIASES))}",
+    )
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_manifests(source: ManifestSource) -> list[KubeObject]:
+    """Parse and validate every object in ``source``, in order.
+
+    ``source`` is YAML text (several documents separated by ``---``), JSON
+    text, one mapping, a sequence of mappings, or models (returned as they
+    are). ``kind: List`` is unwrapped. Empty documents are skipped. Raise one
+    :class:`InvalidError` for the first problem found.
+    """
+    if isinstance(source, bytes):
+        source = source.decode("utf-8")
+    if isinstance(source, str):
+        documents = _parse_text(source)
+    elif isinstance(source, Mapping | KubeModel):
+        documents = [source]
+    elif isinstance(source, Sequence):
+        documents = list(source)
+    else:
+        raise InvalidError(
+            "manifest",
+            f"expected YAML/JSON text, a mapping or a list of them, got {type(source).__name__}",
+        )
+    objects: list[KubeObject] = []
+    for index, document in enumerate(documents):
+        _load_node(document, f"document[{index}]", objects)
+    return objects
+
+
+def load_manifest(source: ManifestSource) -> KubeObject:
+    """Like :func:`load_manifests`, for a source that holds exactly one object."""
+    objects = load_manifests(source)
+    if len(objects) != 1:
+        raise InvalidError("manifest", f"expected exactly one object, got {len(objects)}")
+    return objects[0]
+
+
+class _Loader(yaml.SafeLoader):
+    """Safe YAML loading that refuses a key given twice in one mapping.
+
+    PyYAML silently keeps the last value; kubectl refuses the manifest, and a
+    silently dropped field is exactly the kind of mistake worth an error.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            # Keys merged in with ``<<`` may legitimately be overridden.
+            if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(
+                key_node, yaml.ScalarNode
+            ):
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping",
+                    node.start_mark,
+                    f"duplicate key {key!r}",
+                    key_node.start_mark,
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _parse_text(text: str) -> list[Any]:
+    stripped = text.lstrip()
+    if stripped.startswith(("{", "[")):
+        # JSON first: its error messages are better for JSON input. Flow-style
+        # YAML (``{kind: Pod}``) also starts with a brace, hence the fallback.
+        try:
+            return [json.loads(text)]
+        except json.JSONDecodeError:
+            pass
+    try:
+        return list(yaml.load_all(text, Loader=_Loader))
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = exc.problem or exc.context or "malformed YAML"
+        raise InvalidError("manifest", f"invalid YAML{where}: {problem}") from None
+    except yaml.YAMLError as exc:
+        raise InvalidError("manifest", f"invalid YAML: {exc}") from None
+
+
+def _load_node(node: Any, where: str, out: list[KubeObject]) -> None:
+    if node is None:
+        return  # an empty YAML document, as between two ``---`` lines
+    if isinstance(node, KubeModel):
+        if not isinstance(node, Sandbox | SandboxSet | SandboxClaim | Pod):
+            raise InvalidError(where, f"{type(node).__name__} is not a top-level object kind")
+        out.append(node)
+        return
+    if isinstance(node, Mapping):
+        if node.get("kind") == "List":
+            _load_list(node, where, out)
+        else:
+            out.append(_build(node, where))
+        return
+    if isinstance(node, Sequence) and not isinstance(node, str | bytes):
+        for index, item in enumerate(node):
+            _load_node(item, f"{where}[{index}]", out)
+        return
+    raise InvalidError(
+        where, f"expected an object (a mapping with apiVersion and kind), got {_show(node)}"
+    )
+
+
+def _load_list(node: Mapping[str, Any], where: str, out: list[KubeObject]) -> None:
+    api_version = node.get("apiVersion", _LIST_API_VERSION)
+    if api_version != _LIST_API_VERSION:
+        raise InvalidError(
+            f"{where} apiVersion",
+            f"unsupported apiVersion {api_version!r} for kind List: expected 'v1'",
+        )
+    items = node.get("items", [])
+    if items is None:
+        return
+    if not isinstance(items, Sequence) or isinstance(items, str | bytes):
+        raise InvalidError(f"{where} items", f"must be a list, got {_show(items)}")
+    for index, item in enumerate(items):
+        _load_node(item, f"{where}.items[{index}]", out)
+
+
+def _build(node: Mapping[str, Any], where: str) -> KubeObject:
+    kind = node.get("kind")
+    if kind is None:
+        raise InvalidError(f"{where} kind", f"required value: one of {', '.join(sorted(KINDS))}")
+    if not isinstance(kind, str) or kind not in KINDS:
+        raise InvalidError(
+            f"{where} kind", f"unknown kind {kind!r}: expected one of {', '.join(sorted(KINDS))}"
+        )
+    metadata = node.get("metadata")
+    name = metadata.get("name") if isinstance(metadata, Mapping) else None
+    # An object is named by kind/name when it has a name; otherwise by its
+    # position in the input, which is the only handle the user has.
+    ident = f"{kind}/{name}" if isinstance(name, str) and name else where
+    expected = API_VERSIONS[kind]
+    api_version = node.get("apiVersion")
+    if api_version is None:
+        raise InvalidError(f"{ident} apiVersion", f"required value: {expected!r}")
+    if api_version != expected:
+        raise InvalidError(
+            f"{ident} apiVersion",
+            f"unsupported apiVersion {api_version!r} for kind {kind}: expected {expected!r}",
+        )
+    try:
+        return KINDS[kind].model_validate(node)
+    except ValidationError as exc:
+        path, reason = _first_problem(exc.errors())
+        field = f"{ident} {path}" if path else ident
+        raise InvalidError(field, reason) from None
+
+
+def _first_problem(errors: list[ErrorDetails]) -> tuple[str, str]:
+    first = errors[0]
+    # A value that matches no member of a union (IntOrString) yields one error
+    # per member, at the same place but for a trailing member tag
+    # (``maxUnavailable.int``, ``maxUnavailable.str``): report them as one.
+    siblings = [
+        e
+        for e in errors
+        if len(e["loc"]) == len(first["loc"])
+        and e["loc"][:-1] == first["loc"][:-1]
+        and e["input"] is first["input"]
+        and e["type"] not in ("missing", "extra_forbidden")
+    ]
+    if len(siblings) > 1 and first["type"] not in ("missing", "extra_forbidden"):
+        wanted = " or ".join(dict.fromkeys(_expectation(e) for e in siblings))
+        return _format_loc(first["loc"][:-1]), f"must be {wanted}, got {_show(first['input'])}"
+    return _format_loc(first["loc"]), _reason(first)
+
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _format_loc(loc: tuple[int | str, ...]) -> str:
+    """``('spec', 'volumes', 0, 'name')`` → ``spec.volumes[0].name``.
+
+    Map keys that are not identifiers (label keys such as
+    ``agents.kruise.io/lock``) are written in brackets, as Kubernetes does.
+    """
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif _IDENTIFIER.match(part):
+            path += f".{part}" if path else part
+        else:
+            path += f"[{part}]"
+    return path
+
+
+_TYPE_WORDS = {
+    "string_type": "a string",
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "int_from_float": "an integer",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "bool_type": "a boolean",
+    "bool_parsing": "a boolean",
+    "dict_type": "an object",
+    "model_type": "an object",
+    "model_attributes_type": "an object",
+    "list_type": "a list",
+    "datetime_type": "an RFC 3339 time",
+    "datetime_parsing": "an RFC 3339 time",
+}
+
+
+def _expectation(error: ErrorDetails) -> str:
+    return _TYPE_WORDS.get(error["type"], error["msg"].removeprefix("Input should be "))
+
+
+def _reason(error: ErrorDetails) -> str:
+    kind = error["type"]
+    ctx = error.get("ctx") or {}
+    if kind == "missing":
+        return "required value"
+    if kind == "extra_forbidden":
+        return "unknown field"
+    if kind in ("value_error", "assertion_error") and "error" in ctx:
+        return str(ctx["error"])
+    bounds = {
+        "greater_than_equal": (">=", "ge"),
+        "greater_than": (">", "gt"),
+        "less_than_equal": ("<=", "le"),
+        "less_than": ("<", "lt"),
+    }
+    if kind in bounds:
+        op, key = bounds[kind]
+        return f"must be {op} {ctx[key]}, got {_show(error['input'])}"
+    if kind == "string_too_short":
+        if ctx.get("min_length") == 1:
+            return "must not be empty"
+        return f"must be at least {ctx['min_length']} characters long"
+    if kind in ("literal_error", "enum"):
+        return f"unsupported value {_show(error['input'])}: must be {ctx['expected']}"
+    if kind in _TYPE_WORDS:
+        return f"must be {_TYPE_WORDS[kind]}, got {_show(error['input'])}"
+    message = error["msg"]
+    if message.startswith("Input should be "):
+        return "must be " + message.removeprefix("Input should be ")
+    return message
+
+
+def _show(value: Any) -> str:
+    """A short rendering of an offending value for an error message."""
+    if isinstance(value, Mapping):
+        return "an object"
+    if isinstance(value, list | tuple):
+        return "a list"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+# --------------------------------------------------------------------------- dumping
+
+
+def to_manifest_dict(obj: KubeModel) -> dict[str, Any]:
+    """The mapping ``kubectl get -o json`` shows for ``obj``.
+
+    camelCase keys in model order, no nulls, and no empty optional lists or
+    maps (Go's ``omitempty``); free-form maps such as a pod template are
+    kept exactly as given.
+    """
+    data = obj.model_dump(mode="json", by_alias=True, exclude_none=True)
+    _drop_empty(obj, data, top=True)
+    return data
+
+
+def _drop_empty(model: BaseModel, data: dict[str, Any], *, top: bool = False) -> None:
+    for name, info in type(model).model_fields.items():
+        key = info.alias or name
+        if key not in data:
+            continue
+        value = getattr(model, name)
+        if isinstance(value, BaseModel):
+            _drop_empty(value, data[key])
+        elif isinstance(value, list):
+            for item, item_data in zip(value, data[key], strict=True):
+                if isinstance(item, BaseModel):
+                    _drop_empty(item, item_data)
+        # A top-level ``spec: {}`` or ``metadata: {}`` stays, as kubectl shows it.
+        if data[key] in ({}, []) and not (top and key in ("metadata", "spec")):
+            del data[key]
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block-style YAML like kubectl's, with multi-line strings as ``|`` blocks."""
+
+    def choose_scalar_style(self) -> str:
+        # kubectl (go-yaml) quotes strings that would otherwise read as other
+        # types ("true", "", "0755") with double quotes; PyYAML picks single.
+        style: str = super().choose_scalar_style()
+        return '"' if style == "'" else style
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _represent_str)
+
+
+def _render(data: Any, fmt: Literal["yaml", "json"]) -> str:
+    if fmt == "json":
+        # kubectl indents JSON by four spaces and ends with a newline.
+        return json.dumps(data, indent=4, ensure_ascii=False) + "\n"
+    if fmt == "yaml":
+        return yaml.dump(
+            data, Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True
+        )
+    raise ValueError(f"unknown output format {fmt!r}: expected 'yaml' or 'json'")
+
+
+def dump(obj: KubeModel, fmt: Literal["yaml", "json"] = "yaml") -> str:
+    """One object as ``kubectl get <kind> <name> -o yaml`` (or ``-o json``) prints it."""
+    return _render(to_manifest_dict(obj), fmt)
+
+
+def dump_all(objs: Iterable[KubeModel], fmt: Literal["yaml", "json"] = "yaml") -> str:
+    """Several objects as one ``kind: List``, as ``kubectl get <kind> -o yaml`` prints them."""
+    data = {
+        "apiVersion": _LIST_API_VERSION,
+        "items": [to_manifest_dict(obj) for obj in objs],
+        "kind": "List",
+        "metadata": {"resourceVersion": ""},
+    }
+    return _render(data, fmt)

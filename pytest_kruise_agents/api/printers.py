@@ -1,0 +1,257 @@
+"""``kubectl get`` tables: the printer columns of each kind, and kubectl's AGE format.
+
+The columns are the CRDs' ``additionalPrinterColumns`` (reference §1.1) and,
+for pods, the ones the fake cluster can fill (``NAME READY STATUS IP NODE
+AGE``). Layout follows kubectl's tab writer: left-aligned cells padded by
+three spaces, a minimum cell width of six, the last column unpadded, and
+``<none>`` where a column's JSONPath finds nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from pytest_kruise_agents.api.base import format_time
+from pytest_kruise_agents.api.keys import LABEL_SANDBOX_CLAIMED
+from pytest_kruise_agents.api.manifest import API_VERSIONS, KubeObject
+from pytest_kruise_agents.api.meta import find_condition
+from pytest_kruise_agents.api.pod import Pod
+from pytest_kruise_agents.api.sandbox import Sandbox
+from pytest_kruise_agents.api.sandboxclaim import SandboxClaim
+from pytest_kruise_agents.api.sandboxset import SandboxSet
+
+__all__ = ["format_age", "printer_columns", "render_table"]
+
+_NONE = "<none>"
+# What kubectl prints for a column whose JSONPath finds nothing.
+
+
+def format_age(delta: timedelta) -> str:
+    """A duration as kubectl's AGE column shows it (apimachinery ``duration.HumanDuration``).
+
+    ``90s``, ``5m30s``, ``45m``, ``3h20m``, ``20h``, ``2d5h``, ``400d``,
+    ``3y20d``, ``10y``: the further back, the coarser. A slightly negative
+    delta (clock skew up to 2 s) reads ``0s``; anything earlier ``<invalid>``.
+    """
+    micros = delta // timedelta(microseconds=1)
+    # Go's int(d.Seconds()) truncates toward zero, also for negative values.
+    seconds = micros // 1_000_000 if micros >= 0 else -(-micros // 1_000_000)
+    if seconds < -1:
+        return "<invalid>"
+    if seconds < 0:
+        return "0s"
+    if seconds < 60 * 2:
+        return f"{seconds}s"
+    minutes = seconds // 60
+    if minutes < 10:
+        s = seconds % 60
+        return f"{minutes}m" if s == 0 else f"{minutes}m{s}s"
+    if minutes < 60 * 3:
+        return f"{minutes}m"
+    hours = minutes // 60
+    if hours < 8:
+        m = minutes % 60
+        return f"{hours}h" if m == 0 else f"{hours}h{m}m"
+    if hours < 48:
+        return f"{hours}h"
+    if hours < 24 * 8:
+        h = hours % 24
+        return f"{hours // 24}d" if h == 0 else f"{hours // 24}d{h}h"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24}d"
+    if hours < 24 * 365 * 8:
+        days = hours // 24 % 365
+        years = hours // 24 // 365
+        return f"{years}y" if days == 0 else f"{years}y{days}d"
+    return f"{hours // 24 // 365}y"
+
+
+# A cell getter takes the object and "now" and returns the text, or None when
+# the JSONPath would find nothing (printed as <none>).
+_Getter = Callable[[KubeObject, datetime], str | None]
+
+
+@dataclass(frozen=True)
+class _Column:
+    header: str
+    get: _Getter
+    wide_only: bool = False
+
+
+def _text(value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return format_time(value)
+    return str(value)
+
+
+def _age(obj: KubeObject, now: datetime) -> str:
+    created = obj.metadata.creation_timestamp
+    # metatable.ConvertToHumanReadableDateType prints a zero time as <unknown>.
+    return "<unknown>" if created is None else format_age(now - created)
+
+
+def _name(obj: KubeObject, now: datetime) -> str:
+    return obj.metadata.name
+
+
+def _sandbox(get: Callable[[Sandbox], object]) -> _Getter:
+    return lambda obj, now: _text(get(obj)) if isinstance(obj, Sandbox) else None
+
+
+def _sandboxset(get: Callable[[SandboxSet], object]) -> _Getter:
+    return lambda obj, now: _text(get(obj)) if isinstance(obj, SandboxSet) else None
+
+
+def _claim(get: Callable[[SandboxClaim], object]) -> _Getter:
+    return lambda obj, now: _text(get(obj)) if isinstance(obj, SandboxClaim) else None
+
+
+def _pod(get: Callable[[Pod], object]) -> _Getter:
+    return lambda obj, now: _text(get(obj)) if isinstance(obj, Pod) else None
+
+
+def _pod_ready(pod: Pod) -> str:
+    # The model keeps no per-container statuses: a Ready pod has all its
+    # containers ready, any other none.
+    total = len(pod.spec.get("containers") or [])
+    cond = find_condition(pod.status.conditions, "Ready")
+    ready = total if cond is not None and cond.status == "True" else 0
+    return f"{ready}/{total}"
+
+
+def _pod_status(pod: Pod) -> str:
+    # kubectl shows "Terminating" for a pod being deleted, else the reason
+    # (e.g. "Evicted") when there is one, else the phase.
+    if pod.metadata.deletion_timestamp is not None:
+        return "Terminating"
+    return pod.status.reason or pod.status.phase
+
+
+_COLUMNS: dict[str, tuple[_Column, ...]] = {
+    "Sandbox": (
+        _Column("NAME", _name),
+        _Column("STATUS", _sandbox(lambda s: s.status.phase)),
+        _Column("AGE", _age),
+        _Column("CLAIMED", _sandbox(lambda s: s.metadata.labels.get(LABEL_SANDBOX_CLAIMED))),
+        _Column("SHUTDOWN_TIME", _sandbox(lambda s: s.spec.shutdown_time)),
+        _Column("PAUSE_TIME", _sandbox(lambda s: s.spec.pause_time)),
+        _Column("RECYCLEDCOUNT", _sandbox(lambda s: s.status.recycled_count)),
+        _Column("MESSAGE", _sandbox(lambda s: s.status.message)),
+        _Column("IP", _sandbox(lambda s: s.status.sandbox_ip), wide_only=True),
+        _Column("NODE", _sandbox(lambda s: s.status.node_name), wide_only=True),
+    ),
+    "SandboxSet": (
+        _Column("NAME", _name),
+        _Column("REPLICAS", _sandboxset(lambda s: s.status.replicas)),
+        _Column("AVAILABLE", _sandboxset(lambda s: s.status.available_replicas)),
+        _Column("UPDATEDREPLICAS", _sandboxset(lambda s: s.status.updated_replicas)),
+        _Column(
+            "UPDATEDAVAILABLEREPLICAS", _sandboxset(lambda s: s.status.updated_available_replicas)
+        ),
+        _Column("UPDATEREVISION", _sandboxset(lambda s: s.status.update_revision)),
+        _Column("AGE", _age),
+        _Column("DESIRED", _sandboxset(lambda s: s.spec.replicas), wide_only=True),
+        _Column("SELECTOR", _sandboxset(lambda s: s.status.selector), wide_only=True),
+    ),
+    "SandboxClaim": (
+        _Column("NAME", _name),
+        _Column("PHASE", _claim(lambda c: c.status.phase)),
+        _Column("TEMPLATE", _claim(lambda c: c.spec.template_name)),
+        _Column("DESIRED", _claim(lambda c: c.spec.replicas)),
+        _Column("CLAIMED", _claim(lambda c: c.status.claimed_replicas)),
+        _Column("AGE", _age),
+        _Column("MESSAGE", _claim(lambda c: c.status.message), wide_only=True),
+    ),
+    "Pod": (
+        _Column("NAME", _name),
+        _Column("READY", _pod(_pod_ready)),
+        _Column("STATUS", _pod(_pod_status)),
+        _Column("IP", _pod(lambda p: p.status.pod_ip)),
+        _Column("NODE", _pod(lambda p: p.spec.get("nodeName"))),
+        _Column("AGE", _age),
+    ),
+}
+
+# kubectl's tab writer: minwidth 6, padding 3 (printers.GetNewTabWriter).
+_MIN_WIDTH = 6
+_PADDING = 3
+
+
+def printer_columns(kind: str, *, wide: bool = False, all_namespaces: bool = False) -> list[str]:
+    """The column headers ``kubectl get`` prints for ``kind``.
+
+    ``wide`` adds the columns kept for ``-o wide`` (the model's extras: a
+    sandbox's IP and node, a set's desired replicas and selector, a claim's
+    message); ``all_namespaces`` puts NAMESPACE first, as ``-A`` does.
+    """
+    if kind not in _COLUMNS:
+        raise ValueError(
+            f"no printer columns for kind {kind!r}: expected one of {sorted(_COLUMNS)}"
+        )
+    headers = [c.header for c in _COLUMNS[kind] if wide or not c.wide_only]
+    return ["NAMESPACE", *headers] if all_namespaces else headers
+
+
+def render_table(
+    objects: Sequence[KubeObject],
+    now: datetime,
+    *,
+    all_namespaces: bool = False,
+    wide: bool = False,
+    namespace: str = "default",
+) -> str:
+    """The text ``kubectl get`` prints for ``objects``, their AGE measured at ``now``.
+
+    Rows keep the order given. Objects of several kinds print as one table per
+    kind, in order of first appearance, separated by a blank line, with names
+    qualified as ``sandbox.agents.kruise.io/<name>`` (as ``kubectl get sbx,sbs``
+    does). No objects print ``No resources found in <namespace> namespace.``
+    """
+    if not objects:
+        if all_namespaces:
+            return "No resources found\n"
+        return f"No resources found in {namespace} namespace.\n"
+    by_kind: dict[str, list[KubeObject]] = {}
+    for obj in objects:
+        by_kind.setdefault(obj.kind, []).append(obj)
+    qualify = len(by_kind) > 1
+    tables = [
+        _table(kind, rows, now, all_namespaces=all_namespaces, wide=wide, qualify=qualify)
+        for kind, rows in by_kind.items()
+    ]
+    return "\n".join(tables)
+
+
+def _qualified(kind: str) -> str:
+    group = API_VERSIONS[kind].rpartition("/")[0]
+    return f"{kind.lower()}.{group}" if group else kind.lower()
+
+
+def _table(
+    kind: str,
+    objects: Sequence[KubeObject],
+    now: datetime,
+    *,
+    all_namespaces: bool,
+    wide: bool,
+    qualify: bool,
+) -> str:
+    columns = [c for c in _COLUMNS[kind] if wide or not c.wide_only]
+    rows = [printer_columns(kind, wide=wide, all_namespaces=all_namespaces)]
+    for obj in objects:
+        cells = [_NONE if (v := c.get(obj, now)) is None else v for c in columns]
+        if qualify:
+            cells[0] = f"{_qualified(kind)}/{cells[0]}"
+        rows.append([obj.metadata.namespace, *cells] if all_namespaces else cells)
+    widths = [
+        max(_MIN_WIDTH, max(len(row[i]) for row in rows) + _PADDING) for i in range(len(rows[0]))
+    ]
+    lines = []
+    for row in rows:
+        padded = [cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=False)]
+        lines.append("".join(padded) + row[-1])
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,3 @@
+"""The SimPy fake cluster."""
+
+__all__: list[str] = []

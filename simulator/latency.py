@@ -1,0 +1,450 @@
+"""Named latency distributions: how long each step of the fake cluster takes.
+
+Every wait in the model is a draw from one of these distributions, in seconds,
+from the cluster's seeded :class:`random.Random`. They are pydantic models
+tagged by ``kind`` (a discriminated union, :data:`Latency`), so profiles and
+scenario files carry them as plain data, and each has a compact string form
+for docs and the command line::
+
+    fixed(1s)                      Fixed(value=1.0)
+    uniform(100ms, 500ms)          Uniform(low=0.1, high=0.5)
+    exp(2s)                        Exponential(mean=2.0)
+    lognormal(median=5s, p99=30s)  LogNormal(median=5.0, p99=30.0)
+    normal(mean=1s, stddev=200ms)  Normal(mean=1.0, stddev=0.2)
+    empirical(10ms, 20ms, 80ms)    Empirical(samples=[0.01, 0.02, 0.08])
+
+Unlike kwok's ``delay``/``jitter`` pair, whose jitter is an upper bound rather
+than a spread (kwok issue #906), every parameter here means what its name
+says. A sample is never negative.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+from collections.abc import Iterator, Mapping
+from statistics import NormalDist
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Self, TypeAlias
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
+
+from pytest_kruise_agents.api.durations import parse_duration
+
+__all__ = [
+    "Empirical",
+    "Exponential",
+    "Fixed",
+    "Latency",
+    "LogNormal",
+    "Normal",
+    "Uniform",
+    "format_seconds",
+    "parse_latency",
+    "parse_seconds",
+]
+
+Z_99 = 2.3263478740408408
+"""The standard normal's 99th percentile: ``p99 = median · exp(Z_99 · sigma)``."""
+
+_STANDARD_NORMAL = NormalDist()
+
+
+def parse_seconds(value: Any) -> float:
+    """Seconds from a number or a Go duration string (``"250ms"``, ``"1.5s"``, ``"2"``)."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected seconds or a duration like '100ms', got {value!r}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            seconds = float(text)
+        except ValueError:
+            seconds = parse_duration(text).total_seconds()
+    else:
+        raise ValueError(f"expected seconds or a duration like '100ms', got {value!r}")
+    if not math.isfinite(seconds):
+        raise ValueError(f"expected a finite duration, got {value!r}")
+    return seconds
+
+
+def format_seconds(seconds: float) -> str:
+    """The shortest readable duration for ``seconds``: ``500us``, ``20ms``, ``1.5s``, ``5m``.
+
+    :func:`parse_seconds` reads it back.
+    """
+    if seconds == 0:
+        return "0s"
+    magnitude = abs(seconds)
+    if magnitude < 1e-3:
+        return f"{seconds * 1e6:.12g}us"
+    if magnitude < 1:
+        return f"{seconds * 1e3:.12g}ms"
+    if magnitude >= 3600 and seconds % 3600 == 0:
+        return f"{seconds / 3600:.12g}h"
+    if magnitude >= 60 and seconds % 60 == 0:
+        return f"{seconds / 60:.12g}m"
+    return f"{seconds:.12g}s"
+
+
+Seconds = Annotated[float, BeforeValidator(parse_seconds)]
+"""A time in seconds; accepts numbers and duration strings when validated."""
+
+
+class _Distribution(BaseModel):
+    """Common base: immutable, strict about unknown fields, finite numbers only."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    def model_post_init(self, context: Any, /) -> None:
+        self._prepare()
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy (``update`` is not validated, as in pydantic) with derived constants redone."""
+        copy = super().model_copy(update=update, deep=deep)
+        copy._prepare()
+        return copy
+
+    def _prepare(self) -> None:
+        """Precompute what :meth:`sample` needs, so that a draw stays cheap."""
+
+    def _derive(self, **constants: float) -> None:
+        # Derived constants go straight into the instance dict rather than into
+        # pydantic private attributes: those are read through __getattr__,
+        # which costs more than the random draw itself. They are not fields,
+        # so they stay out of dumps, equality and validation.
+        self.__dict__.update(constants)
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        # Show ``mean=`` rather than the Python-side ``mean_s=`` (the name
+        # ``mean`` is taken by the method).
+        for name, value in super().__repr_args__():
+            field = type(self).model_fields.get(name) if name else None
+            yield (field.alias or name) if field else name, value
+
+
+class Fixed(_Distribution):
+    """Always ``value`` seconds (draws no random number)."""
+
+    kind: Literal["fixed"] = "fixed"
+    value: Seconds = Field(ge=0)
+
+    def sample(self, rng: random.Random) -> float:
+        """One draw, in seconds."""
+        return self.value
+
+    def mean(self) -> float:
+        """The expected draw, in seconds."""
+        return self.value
+
+    def __str__(self) -> str:
+        return f"fixed({format_seconds(self.value)})"
+
+
+class Uniform(_Distribution):
+    """Uniform between ``low`` and ``high`` seconds."""
+
+    kind: Literal["uniform"] = "uniform"
+    low: Seconds = Field(ge=0)
+    high: Seconds = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.high < self.low:
+            raise ValueError(f"high ({self.high}) must be >= low ({self.low})")
+        return self
+
+    def sample(self, rng: random.Random) -> float:
+        """One draw, in seconds."""
+        return rng.uniform(self.low, self.high)
+
+    def mean(self) -> float:
+        """The expected draw, in seconds."""
+        return (self.low + self.high) / 2
+
+    def __str__(self) -> str:
+        return f"uniform({format_seconds(self.low)}, {format_seconds(self.high)})"
+
+
+class Exponential(_Distribution):
+    """Exponential with the given ``mean`` seconds (memoryless waits, Poisson gaps)."""
+
+    kind: Literal["exponential"] = "exponential"
+    # The method mean() owns the name, so the attribute is mean_s; the
+    # constructor and the wire still say "mean".
+    mean_s: Seconds = Field(gt=0, alias="mean")
+
+    model_config = ConfigDict(serialize_by_alias=True)
+
+    if TYPE_CHECKING:
+        _rate: float
+
+    def _prepare(self) -> None:
+        self._derive(_rate=1.0 / self.mean_s)
+
+    def sample(self, rng: random.Random) -> float:
+        """One draw, in seconds."""
+        return rng.expovariate(self._rate)
+
+    def mean(self) -> float:
+        """The expected draw, in seconds."""
+        return self.mean_s
+
+    def __str__(self) -> str:
+        return f"exp({format_seconds(self.mean_s)})"
+
+
+class LogNormal(_Distribution):
+    """Log-normal given by its ``median`` and ``p99`` seconds, optionally capped at ``cap``.
+
+    ``mu = ln(median)`` and ``sigma = (ln(p99) - ln(median)) / Z_99``: the two
+    numbers people quote for long-tailed waits such as image pulls.
+    """
+
+    kind: Literal["lognormal"] = "lognormal"
+    median: Seconds = Field(gt=0)
+    p99: Seconds = Field(gt=0)
+    cap: Seconds | None = Field(default=None, gt=0)
+
+    if TYPE_CHECKING:
+        _mu: float
+        _sigma: float
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.p99 < self.median:
+            raise ValueError(f"p99 ({self.p99}) must be >= median ({self.median})")
+        return self
+
+    def _prepare(self) -> None:
+        mu = math.log(self.median)
+        self._derive(_mu=mu, _sigma=(math.log(self.p99) - mu) / Z_99)
+
+    @property
+    def mu(self) -> float:
+        """Mean of the underlying normal (log seconds)."""
+        return self._mu
+
+    @property
+    def sigma(self) -> float:
+        """Standard deviation of the underlying normal (log seconds)."""
+        return self._sigma
+
+    def sample(self, rng: random.Random) -> float:
+        """One draw, in seconds."""
+        value = rng.lognormvariate(self._mu, self._sigma)
+        return value if self.cap is None or value < self.cap else self.cap
+
+    def mean(self) -> float:
+        """The expected draw, in seconds (of the capped distribution when capped)."""
+        mu, sigma = self._mu, self._sigma
+        uncapped = math.exp(mu + sigma * sigma / 2)
+        if self.cap is None:
+            return uncapped
+        if sigma == 0:
+            return min(math.exp(mu), self.cap)
+        # E[min(X, c)] = E[X; X < c] + c·P(X ≥ c) for X = exp(N(mu, sigma²)).
+        log_cap = math.log(self.cap)
+        below = uncapped * _STANDARD_NORMAL.cdf((log_cap - mu - sigma * sigma) / sigma)
+        above = self.cap * (1 - _STANDARD_NORMAL.cdf((log_cap - mu) / sigma))
+        return below + above
+
+    def __str__(self) -> str:
+        text = f"lognormal(median={format_seconds(self.median)}, p99={format_seconds(self.p99)}"
+        if self.cap is not None:
+            text += f", cap={format_seconds(self.cap)}"
+        return text + ")"
+
+
+class Normal(_Distribution):
+    """Normal with ``mean`` and ``stddev`` seconds, clamped below at ``floor`` (≥ 0)."""
+
+    kind: Literal["normal"] = "normal"
+    # As in Exponential: the attribute is mean_s, the constructor and the wire say "mean".
+    mean_s: Seconds = Field(alias="mean")
+    stddev: Seconds = Field(ge=0)
+    floor: Seconds = Field(default=0.0, ge=0)
+
+    model_config = ConfigDict(serialize_by_alias=True)
+
+    def sample(self, rng: random.Random) -> float:
+        """One draw, in seconds."""
+        value = rng.normalvariate(self.mean_s, self.stddev)
+        return value if value > self.floor else self.floor
+
+    def mean(self) -> float:
+        """The expected draw, in seconds (of the clamped distribution)."""
+        if self.stddev == 0:
+            return max(self.mean_s, self.floor)
+        # E[max(X, f)] = f·Φ(a) + mean·(1 - Φ(a)) + stddev·φ(a), a = (f - mean) / stddev.
+        a = (self.floor - self.mean_s) / self.stddev
+        cdf = _STANDARD_NORMAL.cdf(a)
+        return self.floor * cdf + self.mean_s * (1 - cdf) + self.stddev * _STANDARD_NORMAL.pdf(a)
+
+    def __str__(self) -> str:
+        text = f"normal(mean={format_seconds(self.mean_s)}, stddev={format_seconds(self.stddev)}"
+        if self.floor:
+            text += f", floor={format_seconds(self.floor)}"
+        return text + ")"
+
+
+class Empirical(_Distribution):
+    """One of ``samples`` seconds, each equally likely (replay measured latencies)."""
+
+    kind: Literal["empirical"] = "empirical"
+    samples: list[Annotated[Seconds, Field(ge=0)]] = Field(min_length=1)
+
+    def sample(self, rng: random.Random) -> float:
+        """One draw, in seconds."""
+        return rng.choice(self.samples)
+
+    def mean(self) -> float:
+        """The expected draw, in seconds."""
+        return math.fsum(self.samples) / len(self.samples)
+
+    def __str__(self) -> str:
+        return f"empirical({', '.join(format_seconds(s) for s in self.samples)})"
+
+
+Latency: TypeAlias = Annotated[
+    Fixed | Uniform | Exponential | LogNormal | Normal | Empirical,
+    Field(discriminator="kind"),
+]
+"""Any latency distribution; the ``kind`` field tells which."""
+
+_ADAPTER: TypeAdapter[Latency] = TypeAdapter(Latency)
+_MODELS = (Fixed, Uniform, Exponential, LogNormal, Normal, Empirical)
+
+# Function name in the string form → (kind, positional parameter names).
+_FORMS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "fixed": ("fixed", ("value",)),
+    "uniform": ("uniform", ("low", "high")),
+    "exp": ("exponential", ("mean",)),
+    "exponential": ("exponential", ("mean",)),
+    "lognormal": ("lognormal", ("median", "p99", "cap")),
+    "normal": ("normal", ("mean", "stddev", "floor")),
+    "empirical": ("empirical", ()),
+}
+_KIND_ALIASES = {name: kind for name, (kind, _) in _FORMS.items()}
+_CALL = re.compile(r"^\s*([A-Za-z_]+)\s*\((.*)\)\s*$", re.DOTALL)
+_SYNTAX = (
+    "expected a duration ('100ms'), seconds (0.1), or one of fixed(1s), uniform(100ms, 500ms), "
+    "exp(2s), lognormal(median=200ms, p99=2s), normal(mean=1s, stddev=200ms), "
+    "empirical(10ms, 20ms)"
+)
+
+
+def parse_latency(value: Any) -> Latency:
+    """A latency from a model, a mapping with ``kind``, a number of seconds, or a string.
+
+    Strings are a duration (``"100ms"``, a fixed latency) or a call such as
+    ``"uniform(100ms, 500ms)"``, ``"exp(2s)"`` or
+    ``"lognormal(median=200ms, p99=2s)"``. Raise :class:`ValueError` naming
+    the problem.
+    """
+    if isinstance(value, _MODELS):
+        return value
+    if isinstance(value, bool):
+        raise ValueError(f"invalid latency {value!r}: {_SYNTAX}")
+    if isinstance(value, int | float):
+        return _validate({"kind": "fixed", "value": value}, value)
+    if isinstance(value, str):
+        return _parse_text(value)
+    if isinstance(value, Mapping):
+        data = dict(value)
+        if "kind" not in data:
+            raise ValueError(
+                f"invalid latency {value!r}: missing 'kind' "
+                f"(one of {', '.join(sorted(set(_KIND_ALIASES.values())))})"
+            )
+        kind = data["kind"]
+        if isinstance(kind, str) and kind in _KIND_ALIASES:
+            data["kind"] = _KIND_ALIASES[kind]
+        return _validate(data, value)
+    raise ValueError(f"invalid latency {value!r}: {_SYNTAX}")
+
+
+def _parse_text(text: str) -> Latency:
+    match = _CALL.match(text)
+    if match is None:
+        try:
+            seconds = parse_seconds(text)
+        except ValueError:
+            raise ValueError(f"invalid latency {text!r}: {_SYNTAX}") from None
+        return _validate({"kind": "fixed", "value": seconds}, text)
+    name = match.group(1).lower()
+    if name not in _FORMS:
+        raise ValueError(
+            f"invalid latency {text!r}: unknown distribution {match.group(1)!r}, "
+            f"expected one of {', '.join(_FORMS)}"
+        )
+    kind, positional = _FORMS[name]
+    body = match.group(2).strip()
+    args = [a.strip() for a in body.split(",")] if body else []
+    data: dict[str, Any] = {"kind": kind}
+    samples: list[float] = []
+    for index, arg in enumerate(args):
+        key, sep, raw = arg.partition("=")
+        if not sep:
+            key, raw = "", arg
+        key = key.strip()
+        try:
+            seconds = parse_seconds(raw)
+        except ValueError as exc:
+            raise ValueError(f"invalid latency {text!r}: argument {arg!r}: {exc}") from None
+        if kind == "empirical":
+            if key:
+                raise ValueError(f"invalid latency {text!r}: empirical takes only values")
+            samples.append(seconds)
+            continue
+        if not key:
+            if index >= len(positional):
+                raise ValueError(
+                    f"invalid latency {text!r}: {name} takes at most {len(positional)} "
+                    f"argument(s): {', '.join(positional)}"
+                )
+            key = positional[index]
+        if key not in positional:
+            raise ValueError(
+                f"invalid latency {text!r}: {name} has no parameter {key!r} "
+                f"(parameters: {', '.join(positional)})"
+            )
+        if key in data:
+            raise ValueError(f"invalid latency {text!r}: {key!r} given twice")
+        data[key] = seconds
+    if kind == "empirical":
+        data["samples"] = samples
+    return _validate(data, text)
+
+
+def _validate(data: dict[str, Any], original: Any) -> Latency:
+    try:
+        return _ADAPTER.validate_python(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        # Drop the union tag pydantic puts first (``uniform.low`` → ``low``).
+        loc = [str(part) for part in error["loc"][1:]]
+        where = f"{'.'.join(loc)}: " if loc else ""
+        ctx = error.get("ctx") or {}
+        if error["type"] == "missing":
+            reason = "required"
+        elif error["type"] == "extra_forbidden":
+            reason = "unknown parameter"
+        elif error["type"] == "union_tag_invalid":
+            reason = f"unknown kind {ctx['tag']!r}, expected one of {ctx['expected_tags']}"
+        elif error["type"] == "too_short":
+            reason = "must not be empty"
+        elif "error" in ctx:
+            reason = str(ctx["error"])
+        else:
+            reason = error["msg"].replace("Input should be", "must be")
+        raise ValueError(f"invalid latency {original!r}: {where}{reason}") from None

@@ -1,0 +1,278 @@
+"""Profiles: every parameter of the model, grouped, with one profile per upstream version.
+
+A :class:`Profile` holds the knobs of the claim system (worker counts, rate
+limits, batch sizes, retry policy, timeouts; reference §7 and §9.1) and one
+latency distribution per named step of the fake cluster (:data:`LATENCY_DOCS`).
+Two built-in profiles reproduce upstream versions whose claim semantics differ:
+
+``openkruise-head`` (the default)
+    master at 0b72c83 (2026-08-22): exponential claim retry (10 attempts,
+    1 s…16 s), E2B create timeouts bounded only by the client, SandboxClaim
+    searching its own namespace.
+``openkruise-v0.3.0``
+    tag v0.3.0 (2026-05-11): claim retry every 25 ms until a 1 min claim
+    timeout, a 60 s wait-ready default, and SandboxClaim searching pools in all
+    namespaces (bug #824).
+
+Profiles are immutable; :meth:`Profile.with_overrides` makes a changed copy
+and names any knob or latency it does not know.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from simulator.latency import Fixed, Latency, LogNormal, Uniform, parse_latency
+
+__all__ = [
+    "DEFAULT_LATENCIES",
+    "DEFAULT_PROFILE",
+    "LATENCY_DOCS",
+    "PROFILES",
+    "Profile",
+    "get_profile",
+]
+
+LATENCY_DOCS: dict[str, str] = {
+    "api.create": "API server round trip of a create",
+    "api.update": "API server round trip of an update or patch (10-100 ms)",
+    "api.update_status": "API server round trip of a status update",
+    "api.delete": "API server round trip of a delete",
+    "api.get": "API server round trip of a get (a live read, not a cache read)",
+    "watch.lag": "propagation of a stored change into informer caches",
+    "scheduler.bind": "scheduler picking a node and binding the pod",
+    "pod.create": "kubelet creating the pod sandbox (100-500 ms)",
+    "image.pull": "first pull of the image on a node",
+    "image.pull_cached": "image already present on the node",
+    "container.start": "container start after the image is present",
+    "container.ready": "readiness probe passing after the container started",
+    "runtime.init": "agent-runtime /init HTTP call (one attempt)",
+    "csi.mount": "one dynamic CSI volume mount through the runtime",
+    "inplace.update": "container restart with a new image, after the pull",
+    "pod.stop": "pod termination after its grace period",
+    "manager.pick": "sandbox-manager cache read and candidate walk",
+    "controller.reconcile": "controller CPU time of one reconcile",
+}
+"""Latency name → what it is the duration of (for docs and error messages)."""
+
+DEFAULT_LATENCIES: dict[str, Latency] = {
+    "api.create": Uniform(low=0.01, high=0.05),
+    "api.update": Uniform(low=0.01, high=0.1),
+    "api.update_status": Uniform(low=0.01, high=0.05),
+    "api.delete": Uniform(low=0.01, high=0.05),
+    "api.get": Uniform(low=0.002, high=0.01),
+    "watch.lag": Uniform(low=0.005, high=0.05),
+    "scheduler.bind": Uniform(low=0.005, high=0.02),
+    "pod.create": Uniform(low=0.1, high=0.5),
+    "image.pull": LogNormal(median=5.0, p99=30.0),
+    "image.pull_cached": Uniform(low=0.05, high=0.2),
+    "container.start": Uniform(low=0.2, high=1.0),
+    "container.ready": Uniform(low=0.1, high=0.5),
+    "runtime.init": Uniform(low=0.02, high=0.1),
+    "csi.mount": Uniform(low=0.1, high=3.0),
+    "inplace.update": Uniform(low=0.5, high=2.0),
+    "pod.stop": Uniform(low=0.05, high=0.5),
+    "manager.pick": Fixed(value=0.0005),
+    "controller.reconcile": Fixed(value=0.001),
+}
+"""The latencies both built-in profiles use (upstream publishes none; these are typical)."""
+
+
+def _suggest(name: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+class Profile(BaseModel):
+    """Every parameter of the model: knobs by component, and named latencies.
+
+    Defaults are upstream's HEAD defaults (reference §7, §9.1). ``latencies``
+    accepts distributions in any form :func:`~simulator.latency.parse_latency`
+    reads; names left out take :data:`DEFAULT_LATENCIES`.
+    """
+
+    # Attribute docstrings become field descriptions, for docs and the CLI.
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    name: str = Field(default="custom", min_length=1)
+    description: str = ""
+
+    # -- claim path (sandbox-manager and the shared TryClaimSandbox) ----------
+    claim_workers: int = Field(default=500, ge=1)
+    """Claim-worker slots per manager (``--max-claim-workers``), held for pick + lock."""
+    create_qps: float = Field(default=49.0, gt=0)
+    """No-stock creations per second per manager (``--max-create-qps``)."""
+    create_burst: int = Field(default=49, ge=1)
+    """Burst of the no-stock creation limiter."""
+    candidate_count: int = Field(default=100, ge=1)
+    """Candidate window of one pick."""
+    retry: Literal["exponential", "fixed"] = "exponential"
+    """Manager claim retry: 10 attempts 1 s…16 s (HEAD) or every 25 ms (v0.3.0)."""
+    e2b_default_claim_timeout_s: float | None = Field(default=None, gt=0)
+    """E2B claim timeout without ``claim-timeout-seconds``; None = client-bounded."""
+    e2b_default_wait_ready_timeout_s: float | None = Field(default=None, gt=0)
+    """E2B wait-ready timeout without ``wait-ready-timeout-seconds``; None = unbounded."""
+    init_attempts: int = Field(default=5, ge=1)
+    """Attempts of the runtime ``/init`` call."""
+    init_attempt_timeout_s: float = Field(default=1.0, gt=0)
+    """Timeout of one ``/init`` attempt."""
+    csi_mount_concurrency: int = Field(default=3, ge=1)
+    """Concurrent CSI mounts of one claim."""
+
+    # -- controllers ------------------------------------------------------------
+    sandboxset_workers: int = Field(default=3, ge=1)
+    """SandboxSet controller workers (``--sandboxset-workers``)."""
+    sandbox_workers: int = Field(default=500, ge=1)
+    """Sandbox controller workers (``--sandbox-workers``)."""
+    sandboxclaim_workers: int = Field(default=500, ge=1)
+    """SandboxClaim controller workers (``--sandboxclaim-workers``)."""
+    sandboxset_initial_batch: int = Field(default=16, ge=1)
+    """First wave of SandboxSet creations/deletions; later waves double."""
+    claim_batch_max: int = Field(default=50, ge=1)
+    """Most sandboxes one SandboxClaim reconcile tries to claim."""
+    claim_batch_initial: int = Field(default=5, ge=1)
+    """First wave of a SandboxClaim reconcile; later waves double."""
+    claim_retry_interval_s: float = Field(default=2.0, ge=0)
+    """SandboxClaim requeue after a reconcile that claimed nothing."""
+    expectation_timeout_s: float = Field(default=60.0, gt=0)
+    """How long controllers wait for their cache to see their own writes."""
+    claim_namespace_scoped: bool = True
+    """SandboxClaim searches only its own namespace (False: all namespaces, bug #824)."""
+
+    # -- API clients (QPS, burst) -------------------------------------------------
+    manager_qps: float = Field(default=500.0, gt=0)
+    """sandbox-manager client QPS (the scheduler uses the controller's limits)."""
+    manager_burst: int = Field(default=1000, ge=1)
+    """sandbox-manager client burst."""
+    controller_qps: float = Field(default=3000.0, gt=0)
+    """agent-sandbox-controller client QPS."""
+    controller_burst: int = Field(default=6000, ge=1)
+    """agent-sandbox-controller client burst."""
+    kubelet_qps: float = Field(default=50.0, gt=0)
+    """Client QPS of each node's kubelet."""
+    kubelet_burst: int = Field(default=100, ge=1)
+    """Client burst of each node's kubelet."""
+
+    # -- lifecycle ----------------------------------------------------------------
+    default_timeout_s: float = Field(default=300.0, gt=0)
+    """E2B sandbox lifetime when the create request gives none."""
+    min_resume_timeout_s: float = Field(default=300.0, ge=0)
+    """Floor of the timeout set when connecting to a paused sandbox."""
+    pause_pod_grace_s: float = Field(default=5.0, ge=0)
+    """Grace period of the pod deletion that carries out a pause."""
+    pod_delete_grace_s: float = Field(default=0.0, ge=0)
+    """Grace period of other pod deletions."""
+
+    latencies: dict[str, Latency] = Field(default_factory=lambda: dict(DEFAULT_LATENCIES))
+    """Latency name (see :data:`LATENCY_DOCS`) → distribution, in seconds."""
+
+    @field_validator("latencies", mode="before")
+    @classmethod
+    def _complete_latencies(cls, value: Any) -> dict[str, Latency]:
+        if not isinstance(value, Mapping):
+            raise ValueError("must be a mapping of latency name to distribution")
+        merged = dict(DEFAULT_LATENCIES)
+        for name, spec in value.items():
+            if name not in LATENCY_DOCS:
+                raise ValueError(
+                    f"unknown latency {name!r}{_suggest(name, LATENCY_DOCS)}; "
+                    f"known: {', '.join(LATENCY_DOCS)}"
+                )
+            try:
+                merged[name] = parse_latency(spec)
+            except ValueError as exc:
+                raise ValueError(f"latency {name!r}: {exc}") from None
+        return merged
+
+    @classmethod
+    def knob_names(cls) -> list[str]:
+        """Every knob :meth:`with_overrides` accepts (all fields but ``latencies``)."""
+        return [name for name in cls.model_fields if name != "latencies"]
+
+    def latency(self, name: str) -> Latency:
+        """The distribution of the named latency; :class:`ValueError` names an unknown one."""
+        try:
+            return self.latencies[name]
+        except KeyError:
+            raise ValueError(
+                f"unknown latency {name!r}{_suggest(name, LATENCY_DOCS)}; "
+                f"known: {', '.join(LATENCY_DOCS)}"
+            ) from None
+
+    def with_overrides(self, latencies: Mapping[str, Any] | None = None, **knobs: Any) -> Profile:
+        """A copy with some knobs and latencies changed, validated like a new profile.
+
+        ``latencies`` maps latency names to anything
+        :func:`~simulator.latency.parse_latency` reads (``"uniform(1s, 2s)"``,
+        ``0.5``, a model). Raise :class:`ValueError` naming an unknown knob, an
+        unknown latency, or the knob whose new value is invalid.
+        """
+        known = self.knob_names()
+        for knob in knobs:
+            if knob not in known:
+                raise ValueError(
+                    f"unknown profile knob {knob!r}{_suggest(knob, known)}; "
+                    f"known: {', '.join(known)}"
+                )
+        data: dict[str, Any] = {name: getattr(self, name) for name in known}
+        data.update(knobs)
+        data["latencies"] = {**self.latencies, **(latencies or {})}
+        try:
+            return Profile.model_validate(data)
+        except ValidationError as exc:
+            raise ValueError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    knob = str(error["loc"][0]) if error["loc"] else "profile"
+    ctx = error.get("ctx") or {}
+    if knob == "latencies" and "error" in ctx:
+        return str(ctx["error"])
+    reason = str(ctx["error"]) if "error" in ctx else error["msg"]
+    reason = reason.replace("Input should be", "must be")
+    return f"invalid value for profile knob {knob!r}: {reason}, got {error['input']!r}"
+
+
+DEFAULT_PROFILE = "openkruise-head"
+"""The profile used when none is named."""
+
+PROFILES: dict[str, Profile] = {
+    "openkruise-head": Profile(
+        name="openkruise-head",
+        description=(
+            "OpenKruise Agents master 0b72c83 (2026-08-22): exponential claim retry "
+            "(10 attempts, 1 s to 16 s), client-bounded E2B create timeouts, "
+            "namespace-scoped SandboxClaim"
+        ),
+    ),
+    "openkruise-v0.3.0": Profile(
+        name="openkruise-v0.3.0",
+        description=(
+            "OpenKruise Agents v0.3.0 (2026-05-11): claim retry every 25 ms until a 1 min "
+            "claim timeout, 60 s wait-ready default, SandboxClaim searches pools in all "
+            "namespaces (#824)"
+        ),
+        retry="fixed",
+        e2b_default_claim_timeout_s=60.0,
+        e2b_default_wait_ready_timeout_s=60.0,
+        claim_namespace_scoped=False,
+    ),
+}
+"""The built-in profiles by name."""
+
+
+def get_profile(name: str) -> Profile:
+    """A copy of the built-in profile ``name``; :class:`ValueError` lists the names on a miss."""
+    try:
+        profile = PROFILES[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown profile {name!r}{_suggest(name, PROFILES)}; available: {', '.join(PROFILES)}"
+        ) from None
+    # A deep copy, so that nobody edits the built-in's latency table in place.
+    return profile.model_copy(deep=True)

@@ -1,0 +1,407 @@
+"""Manifests: loading YAML/JSON/dicts into models with one clear error, and dumping them back."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+import pytest
+import yaml
+
+from pytest_kruise_agents.api import (
+    InvalidError,
+    ObjectMeta,
+    Pod,
+    Sandbox,
+    SandboxClaim,
+    SandboxSet,
+    dump,
+    dump_all,
+    load_manifest,
+    load_manifests,
+    resolve_kind,
+)
+from pytest_kruise_agents.api.manifest import KINDS, RESOURCE_ALIASES, to_manifest_dict
+from pytest_kruise_agents.api.sandboxclaim import SandboxClaimSpec
+
+POOL_YAML = """\
+apiVersion: agents.kruise.io/v1alpha1
+kind: SandboxSet
+metadata:
+  name: pool
+  namespace: team-a
+spec:
+  replicas: 3
+  template:
+    spec:
+      containers:
+      - name: main
+        image: python:3.12
+"""
+
+CLAIM_YAML = """\
+apiVersion: agents.kruise.io/v1alpha1
+kind: SandboxClaim
+metadata:
+  name: my-claim
+spec:
+  templateName: pool
+  replicas: 2
+  claimTimeout: 30s
+"""
+
+
+def claim_dict(**spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "agents.kruise.io/v1alpha1",
+        "kind": "SandboxClaim",
+        "metadata": {"name": "my-claim"},
+        "spec": {"templateName": "pool", **spec},
+    }
+
+
+def error_of(source: Any) -> InvalidError:
+    with pytest.raises(InvalidError) as info:
+        load_manifests(source)
+    return info.value
+
+
+# --------------------------------------------------------------------------- kinds
+
+
+def test_every_kubectl_name_resolves_to_its_kind() -> None:
+    """Singular, plural and short names all resolve, case-insensitively."""
+    for name, kind in RESOURCE_ALIASES.items():
+        assert resolve_kind(name) == kind
+        assert resolve_kind(name.upper()) == kind
+    assert resolve_kind("sbx") == "Sandbox"
+    assert resolve_kind("sbs") == "SandboxSet"
+    assert resolve_kind("sbc") == "SandboxClaim"
+    assert resolve_kind("po") == "Pod"
+
+
+def test_kind_names_and_group_qualified_plurals_resolve() -> None:
+    """``SandboxClaim`` and ``sandboxclaims.agents.kruise.io`` work as with kubectl."""
+    assert resolve_kind("SandboxClaim") == "SandboxClaim"
+    assert resolve_kind("sandboxclaims.agents.kruise.io") == "SandboxClaim"
+    assert resolve_kind("pods.v1") == "Pod"
+
+
+def test_unknown_resource_names_are_an_invalid_resource() -> None:
+    """An unknown resource name raises InvalidError on the field ``resource``."""
+    with pytest.raises(InvalidError) as info:
+        resolve_kind("deployments")
+    assert info.value.field == "resource"
+    assert "deployments" in info.value.reason
+
+
+def test_the_kind_registry_covers_every_alias() -> None:
+    """Every alias points at a registered kind, and every kind has aliases."""
+    assert set(RESOURCE_ALIASES.values()) == set(KINDS)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def test_a_multi_document_yaml_stream_loads_in_order() -> None:
+    """Documents separated by ``---`` become models of their kinds, in order."""
+    objs = load_manifests(POOL_YAML + "---\n" + CLAIM_YAML)
+    assert [type(o) for o in objs] == [SandboxSet, SandboxClaim]
+    pool, claim = objs
+    assert isinstance(pool, SandboxSet) and isinstance(claim, SandboxClaim)
+    assert pool.metadata.namespace == "team-a"
+    assert pool.spec.replicas == 3
+    assert claim.spec.claim_timeout == timedelta(seconds=30)
+
+
+def test_empty_documents_are_skipped() -> None:
+    """Leading, trailing and repeated ``---`` separators yield no objects."""
+    assert len(load_manifests("---\n" + POOL_YAML + "---\n---\n" + CLAIM_YAML + "---\n")) == 2
+    assert load_manifests("") == []
+
+
+def test_json_text_loads() -> None:
+    """JSON text of one object or of an array of objects loads."""
+    assert isinstance(load_manifest(json.dumps(claim_dict())), SandboxClaim)
+    objs = load_manifests(json.dumps([claim_dict(), claim_dict()]))
+    assert len(objs) == 2
+
+
+def test_dicts_lists_and_models_load() -> None:
+    """A dict, a list of dicts and already-built models are all accepted."""
+    built = SandboxClaim(
+        metadata=ObjectMeta(name="built"), spec=SandboxClaimSpec(template_name="pool")
+    )
+    objs = load_manifests([claim_dict(), built])
+    assert isinstance(objs[0], SandboxClaim)
+    assert objs[1] is built
+    assert load_manifest(built) is built
+
+
+def test_a_kind_list_is_unwrapped() -> None:
+    """``kind: List`` contributes its items."""
+    doc = {"apiVersion": "v1", "kind": "List", "items": [claim_dict(), claim_dict(replicas=3)]}
+    objs = load_manifests(doc)
+    assert [o.kind for o in objs] == ["SandboxClaim", "SandboxClaim"]
+
+
+def test_pods_load_at_api_version_v1() -> None:
+    """A Pod manifest uses ``apiVersion: v1``."""
+    pod = load_manifest({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}})
+    assert isinstance(pod, Pod)
+
+
+def test_yaml_timestamps_load_as_utc_times() -> None:
+    """Unquoted YAML timestamps become aware UTC datetimes."""
+    obj = load_manifest(
+        "apiVersion: agents.kruise.io/v1alpha1\nkind: Sandbox\n"
+        "metadata: {name: s}\nspec: {shutdownTime: 2026-01-01T00:05:00Z}\n"
+    )
+    assert isinstance(obj, Sandbox)
+    assert obj.spec.shutdown_time == datetime(2026, 1, 1, 0, 5, tzinfo=UTC)
+
+
+def test_load_manifest_wants_exactly_one_object() -> None:
+    """load_manifest refuses a source with zero or several objects."""
+    with pytest.raises(InvalidError) as info:
+        load_manifest(POOL_YAML + "---\n" + CLAIM_YAML)
+    assert info.value.field == "manifest"
+    assert "exactly one" in info.value.reason
+    with pytest.raises(InvalidError):
+        load_manifest("")
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def test_a_bound_violation_names_the_object_and_the_camelcase_field() -> None:
+    """``replicas: 0`` on a claim is reported at ``SandboxClaim/my-claim spec.replicas``."""
+    error = error_of(claim_dict(replicas=0))
+    assert error.field == "SandboxClaim/my-claim spec.replicas"
+    assert error.reason.startswith("must be >= 1")
+    assert error.code == 422
+
+
+def test_a_missing_required_field_is_a_required_value() -> None:
+    """A claim without ``templateName`` names that field."""
+    doc = claim_dict()
+    del doc["spec"]["templateName"]
+    error = error_of(doc)
+    assert (error.field, error.reason) == (
+        "SandboxClaim/my-claim spec.templateName",
+        "required value",
+    )
+
+
+def test_an_unknown_field_is_rejected_by_name() -> None:
+    """A typo in a field name answers ``unknown field`` at that path."""
+    error = error_of(claim_dict(replica=2))
+    assert (error.field, error.reason) == ("SandboxClaim/my-claim spec.replica", "unknown field")
+
+
+def test_a_bad_duration_says_why() -> None:
+    """An unparsable duration keeps the duration parser's message."""
+    error = error_of(claim_dict(claimTimeout="abc"))
+    assert error.field == "SandboxClaim/my-claim spec.claimTimeout"
+    assert error.reason.startswith("invalid duration 'abc'")
+
+
+def test_a_wrong_type_shows_the_offending_value() -> None:
+    """A string where an integer belongs names the type and the value."""
+    error = error_of(claim_dict(replicas="two"))
+    assert error.reason == "must be an integer, got 'two'"
+
+
+def test_list_items_and_map_keys_are_addressed_in_the_path() -> None:
+    """List indexes and non-identifier map keys appear in brackets."""
+    error = error_of(claim_dict(dynamicVolumesMount=[{"pvName": "pv", "mountPath": ""}]))
+    assert error.field == "SandboxClaim/my-claim spec.dynamicVolumesMount[0].mountPath"
+    assert error.reason == "must not be empty"
+    doc = claim_dict()
+    doc["metadata"]["labels"] = {"example.com/team": 7}
+    assert error_of(doc).field == "SandboxClaim/my-claim metadata.labels[example.com/team]"
+
+
+def test_a_value_matching_no_union_member_is_one_error() -> None:
+    """An IntOrString that is neither reports one reason, not one per member."""
+    doc = yaml.safe_load(POOL_YAML)
+    doc["spec"]["scaleStrategy"] = {"maxUnavailable": [1]}
+    error = error_of(doc)
+    assert error.field == "SandboxSet/pool spec.scaleStrategy.maxUnavailable"
+    assert error.reason == "must be an integer or a string, got a list"
+
+
+def test_a_cross_field_rule_is_reported_on_its_object() -> None:
+    """A SandboxSet with neither template nor templateRef names ``spec``."""
+    doc = yaml.safe_load(POOL_YAML)
+    del doc["spec"]["template"]
+    error = error_of(doc)
+    assert error.field == "SandboxSet/pool spec"
+    assert "template" in error.reason
+
+
+def test_an_enum_value_lists_the_allowed_values() -> None:
+    """An unknown pod phase lists the phases."""
+    error = error_of(
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "status": {"phase": "Up"}}
+    )
+    assert error.field == "Pod/p status.phase"
+    assert "'Running'" in error.reason and "'Up'" in error.reason
+
+
+def test_an_unnamed_object_is_identified_by_its_document_index() -> None:
+    """Without a name, the field path starts with ``document[i]``."""
+    doc = claim_dict(replicas=0)
+    del doc["metadata"]
+    assert error_of([claim_dict(), doc]).field == "document[1] spec.replicas"
+
+
+def test_a_missing_or_unknown_kind_is_reported_on_kind() -> None:
+    """``kind`` missing or unknown is an error at ``document[i] kind``."""
+    missing = error_of(POOL_YAML + "---\nmetadata: {name: x}\n")
+    assert missing.field == "document[1] kind"
+    assert missing.reason.startswith("required value")
+    unknown = error_of({"apiVersion": "apps/v1", "kind": "Deployment"})
+    assert unknown.field == "document[0] kind"
+    assert "Deployment" in unknown.reason
+
+
+def test_the_api_version_must_match_the_kind() -> None:
+    """A CRD at the wrong version, a Pod at a CRD version, and a missing version are rejected."""
+    wrong = claim_dict()
+    wrong["apiVersion"] = "agents.kruise.io/v1beta1"
+    error = error_of(wrong)
+    assert error.field == "SandboxClaim/my-claim apiVersion"
+    assert "agents.kruise.io/v1alpha1" in error.reason
+    pod = {"apiVersion": "agents.kruise.io/v1alpha1", "kind": "Pod", "metadata": {"name": "p"}}
+    assert error_of(pod).field == "Pod/p apiVersion"
+    unversioned = claim_dict()
+    del unversioned["apiVersion"]
+    assert error_of(unversioned).reason.startswith("required value")
+
+
+def test_errors_inside_a_list_carry_the_item_index() -> None:
+    """An unnamed bad item of a ``kind: List`` is addressed as ``document[i].items[j]``."""
+    bad = claim_dict(replicas=0)
+    del bad["metadata"]
+    doc = {"apiVersion": "v1", "kind": "List", "items": [claim_dict(), bad]}
+    assert error_of(doc).field == "document[0].items[1] spec.replicas"
+
+
+def test_malformed_yaml_is_a_manifest_error_with_its_line() -> None:
+    """A YAML syntax error raises InvalidError('manifest', ...) with the line number."""
+    error = error_of("kind: SandboxClaim\nmetadata:\n  name: [x\nspec: {}\n")
+    assert error.field == "manifest"
+    assert "line" in error.reason
+
+
+def test_a_key_given_twice_is_an_error_not_a_silent_override() -> None:
+    """A duplicate key in one YAML mapping is refused with its line, as kubectl does."""
+    error = error_of(CLAIM_YAML + "  replicas: 5\n")
+    assert error.field == "manifest"
+    assert "duplicate key 'replicas'" in error.reason
+    assert "line 9" in error.reason
+
+
+def test_yaml_merge_keys_may_be_overridden() -> None:
+    """Keys merged in with ``<<`` are not duplicates."""
+    text = (
+        "- &pod {apiVersion: v1, kind: Pod, metadata: {name: a}}\n"
+        "- <<: *pod\n"
+        "  metadata: {name: b}\n"
+    )
+    assert [o.metadata.name for o in load_manifests(text)] == ["a", "b"]
+
+
+def test_bytes_are_read_as_utf8_text() -> None:
+    """A manifest read from a binary file loads like text."""
+    assert isinstance(load_manifest(CLAIM_YAML.encode()), SandboxClaim)
+
+
+def test_a_non_object_document_is_rejected() -> None:
+    """A scalar document is not an object."""
+    error = error_of("just text")
+    assert error.field == "document[0]"
+    assert "expected an object" in error.reason
+
+
+def test_non_manifest_inputs_are_rejected() -> None:
+    """Something that is neither text, a mapping nor a sequence is refused."""
+    error = error_of(42)
+    assert error.field == "manifest"
+
+
+# --------------------------------------------------------------------------- dumping
+
+
+def test_dump_yaml_is_camelcase_block_style_in_model_order_without_nulls() -> None:
+    """``dump`` prints what ``kubectl get -o yaml`` shows."""
+    text = dump(load_manifest(CLAIM_YAML))
+    assert text.startswith("apiVersion: agents.kruise.io/v1alpha1\nkind: SandboxClaim\nmetadata:\n")
+    assert "templateName: pool\n" in text
+    assert "claimTimeout: 30s\n" in text
+    assert "null" not in text
+    assert "{" not in text  # block style throughout
+    assert "labels" not in text  # empty maps are omitted, like Go's omitempty
+
+
+def test_dump_json_uses_four_space_indentation() -> None:
+    """``dump(..., 'json')`` prints kubectl-style JSON that parses back to the manifest dict."""
+    claim = load_manifest(CLAIM_YAML)
+    text = dump(claim, "json")
+    assert text.startswith('{\n    "apiVersion": "agents.kruise.io/v1alpha1",\n')
+    assert json.loads(text) == to_manifest_dict(claim)
+
+
+def test_dumped_strings_that_look_like_other_types_are_double_quoted() -> None:
+    """Label values such as ``"true"`` and empty strings stay strings, quoted as kubectl does."""
+    sbx = Sandbox(metadata=ObjectMeta(name="s", labels={"claimed": "true", "empty": ""}))
+    text = dump(sbx)
+    assert 'claimed: "true"' in text
+    assert 'empty: ""' in text
+
+
+def test_multi_line_strings_dump_as_literal_blocks() -> None:
+    """A multi-line annotation dumps as a ``|`` block."""
+    sbx = Sandbox(metadata=ObjectMeta(name="s", annotations={"script": "echo a\necho b\n"}))
+    assert "script: |\n" in dump(sbx)
+
+
+def test_free_form_templates_are_dumped_verbatim() -> None:
+    """Empty maps inside a pod template are kept; only empty optional model fields go."""
+    doc = yaml.safe_load(POOL_YAML)
+    doc["spec"]["template"]["spec"]["containers"][0]["resources"] = {}
+    data = to_manifest_dict(load_manifest(doc))
+    assert data["spec"]["template"]["spec"]["containers"][0]["resources"] == {}
+    assert "conditions" not in data["status"]
+
+
+def test_dump_all_is_a_kind_list() -> None:
+    """Several objects dump as ``kind: List`` with an empty list resourceVersion."""
+    data = yaml.safe_load(dump_all(load_manifests(POOL_YAML + "---\n" + CLAIM_YAML)))
+    assert data["apiVersion"] == "v1"
+    assert data["kind"] == "List"
+    assert [item["kind"] for item in data["items"]] == ["SandboxSet", "SandboxClaim"]
+    assert data["metadata"] == {"resourceVersion": ""}
+
+
+@pytest.mark.parametrize("fmt", ["yaml", "json"])
+def test_dump_and_load_round_trip(fmt: Literal["yaml", "json"]) -> None:
+    """Loading what was dumped gives equal models, one by one or as a List."""
+    objs = load_manifests(POOL_YAML + "---\n" + CLAIM_YAML)
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    objs.append(
+        Sandbox(
+            metadata=ObjectMeta(name="s", creation_timestamp=now, labels={"a": "b"}),
+        )
+    )
+    assert load_manifests(dump_all(objs, fmt)) == objs
+    for obj in objs:
+        assert load_manifest(dump(obj, fmt)) == obj
+
+
+def test_an_unknown_output_format_is_refused() -> None:
+    """Only yaml and json are output formats."""
+    with pytest.raises(ValueError, match="xml"):
+        dump(load_manifest(CLAIM_YAML), "xml")  # type: ignore[arg-type]

@@ -1,0 +1,294 @@
+"""kubectl-like tables: printer columns per kind, kubectl's AGE format and tab-writer layout."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from pytest_kruise_agents.api import (
+    Condition,
+    ObjectMeta,
+    Pod,
+    PodStatus,
+    Sandbox,
+    SandboxClaim,
+    SandboxPhase,
+    SandboxSet,
+    format_age,
+    keys,
+    load_manifest,
+    printer_columns,
+    render_table,
+)
+from pytest_kruise_agents.api.sandbox import SandboxSpec, SandboxStatus
+from pytest_kruise_agents.api.sandboxclaim import ClaimPhase, SandboxClaimSpec, SandboxClaimStatus
+from pytest_kruise_agents.api.sandboxset import SandboxSetStatus
+
+NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+
+
+def ago(**kwargs: float) -> datetime:
+    return NOW - timedelta(**kwargs)
+
+
+def rows(text: str) -> list[list[str]]:
+    """Split a rendered table into cells (cells never contain three spaces)."""
+    return [[c.strip() for c in line.split("   ") if c.strip()] for line in text.splitlines()]
+
+
+# --------------------------------------------------------------------------- AGE
+
+
+@pytest.mark.parametrize(
+    ("delta", "expected"),
+    [
+        (timedelta(0), "0s"),
+        (timedelta(seconds=45), "45s"),
+        (timedelta(seconds=45.9), "45s"),
+        (timedelta(seconds=90), "90s"),
+        (timedelta(seconds=119), "119s"),
+        (timedelta(minutes=2), "2m"),
+        (timedelta(minutes=5), "5m"),
+        (timedelta(minutes=5, seconds=30), "5m30s"),
+        (timedelta(minutes=9, seconds=59), "9m59s"),
+        (timedelta(minutes=10, seconds=30), "10m"),
+        (timedelta(minutes=179), "179m"),
+        (timedelta(hours=3), "3h"),
+        (timedelta(hours=3, minutes=20), "3h20m"),
+        (timedelta(hours=7, minutes=59), "7h59m"),
+        (timedelta(hours=8, minutes=30), "8h"),
+        (timedelta(hours=47), "47h"),
+        (timedelta(days=2), "2d"),
+        (timedelta(days=2, hours=5), "2d5h"),
+        (timedelta(days=7, hours=23), "7d23h"),
+        (timedelta(days=8, hours=5), "8d"),
+        (timedelta(days=400), "400d"),
+        (timedelta(days=729), "729d"),
+        (timedelta(days=730), "2y"),
+        (timedelta(days=365 * 3 + 20), "3y20d"),
+        (timedelta(days=365 * 8), "8y"),
+        (timedelta(days=365 * 10 + 100), "10y"),
+    ],
+)
+def test_age_follows_kubectl_human_duration(delta: timedelta, expected: str) -> None:
+    """format_age coarsens with distance exactly like apimachinery's HumanDuration."""
+    assert format_age(delta) == expected
+
+
+def test_small_clock_skew_reads_zero_and_more_reads_invalid() -> None:
+    """Up to a second in the future reads ``0s``; two seconds or more reads ``<invalid>``."""
+    assert format_age(timedelta(seconds=-1.9)) == "0s"
+    assert format_age(timedelta(seconds=-2)) == "<invalid>"
+
+
+# --------------------------------------------------------------------------- columns
+
+
+def test_each_kind_prints_its_crd_printer_columns() -> None:
+    """The headers are the upstream CRD printer columns (reference §1.1)."""
+    assert printer_columns("Sandbox") == [
+        "NAME",
+        "STATUS",
+        "AGE",
+        "CLAIMED",
+        "SHUTDOWN_TIME",
+        "PAUSE_TIME",
+        "RECYCLEDCOUNT",
+        "MESSAGE",
+    ]
+    assert printer_columns("SandboxSet") == [
+        "NAME",
+        "REPLICAS",
+        "AVAILABLE",
+        "UPDATEDREPLICAS",
+        "UPDATEDAVAILABLEREPLICAS",
+        "UPDATEREVISION",
+        "AGE",
+    ]
+    assert printer_columns("SandboxClaim") == [
+        "NAME",
+        "PHASE",
+        "TEMPLATE",
+        "DESIRED",
+        "CLAIMED",
+        "AGE",
+    ]
+    assert printer_columns("Pod") == ["NAME", "READY", "STATUS", "IP", "NODE", "AGE"]
+
+
+def test_all_namespaces_puts_namespace_first_and_wide_adds_columns() -> None:
+    """``-A`` prepends NAMESPACE; ``-o wide`` appends the extra columns."""
+    assert printer_columns("SandboxClaim", all_namespaces=True)[:2] == ["NAMESPACE", "NAME"]
+    assert printer_columns("Sandbox", wide=True)[-2:] == ["IP", "NODE"]
+
+
+def test_unknown_kinds_have_no_columns() -> None:
+    """Asking for the columns of an unknown kind is a ValueError."""
+    with pytest.raises(ValueError, match="Deployment"):
+        printer_columns("Deployment")
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def claimed_sandbox() -> Sandbox:
+    return Sandbox(
+        metadata=ObjectMeta(
+            name="pool-x7k2p",
+            namespace="team-a",
+            creation_timestamp=ago(minutes=5, seconds=30),
+            labels={keys.LABEL_SANDBOX_CLAIMED: "true"},
+        ),
+        spec=SandboxSpec(shutdown_time=NOW + timedelta(minutes=5)),
+        status=SandboxStatus(phase=SandboxPhase.RUNNING, recycled_count=0),
+    )
+
+
+def test_a_sandbox_row_shows_its_printer_column_values() -> None:
+    """Phase, age, claimed label, times as RFC 3339, counts, and ``<none>`` for what is missing."""
+    table = rows(render_table([claimed_sandbox()], NOW))
+    assert table[1] == [
+        "pool-x7k2p",
+        "Running",
+        "5m30s",
+        "true",
+        "2026-01-01T12:05:00Z",
+        "<none>",
+        "0",
+        "<none>",
+    ]
+
+
+def test_columns_are_left_aligned_and_separated_by_three_spaces() -> None:
+    """Every cell starts where its header starts; the last column is not padded."""
+    other = Sandbox(metadata=ObjectMeta(name="a", creation_timestamp=ago(seconds=2)))
+    text = render_table([claimed_sandbox(), other], NOW)
+    lines = text.splitlines()
+    assert text.endswith("\n")
+    assert lines[0].startswith("NAME         STATUS    AGE     CLAIMED   SHUTDOWN_TIME")
+    assert lines[2].startswith("a            <none>    2s      <none>    <none>")
+    header = lines[0]
+    starts = [i for i, ch in enumerate(header) if ch != " " and (i == 0 or header[i - 1] == " ")]
+    for line in lines[1:]:
+        assert all(line[i] != " " and (i == 0 or line[i - 3 : i] == "   ") for i in starts)
+        assert not line.endswith(" ")
+
+
+def test_narrow_columns_get_kubectl_minimum_width() -> None:
+    """A column is at least six characters wide including its padding, like kubectl's tab writer."""
+    pod = Pod(metadata=ObjectMeta(name="p", creation_timestamp=ago(seconds=5)))
+    header = render_table([pod], NOW).splitlines()[0]
+    assert header.startswith("NAME   READY   STATUS    IP       NODE     AGE")
+
+
+def test_a_sandboxset_row_shows_its_counts() -> None:
+    """Replicas, available and revision come from status; unset updated counts are ``<none>``."""
+    pool = load_manifest(
+        {
+            "apiVersion": "agents.kruise.io/v1alpha1",
+            "kind": "SandboxSet",
+            "metadata": {"name": "pool", "creationTimestamp": "2026-01-01T09:00:00Z"},
+            "spec": {
+                "replicas": 3,
+                "template": {"spec": {"containers": [{"name": "m", "image": "i"}]}},
+            },
+        }
+    )
+    assert isinstance(pool, SandboxSet)
+    pool = pool.model_copy(
+        update={
+            "status": SandboxSetStatus(replicas=3, available_replicas=2, update_revision="5d8f7c9b")
+        }
+    )
+    assert rows(render_table([pool], NOW))[1] == [
+        "pool",
+        "3",
+        "2",
+        "<none>",
+        "<none>",
+        "5d8f7c9b",
+        "3h",
+    ]
+
+
+def test_a_sandboxclaim_row_shows_phase_template_desired_and_claimed() -> None:
+    """Phase and claimed count come from status, template and desired from spec."""
+    claim = SandboxClaim(
+        metadata=ObjectMeta(name="burst", creation_timestamp=ago(hours=30)),
+        spec=SandboxClaimSpec(template_name="pool", replicas=10),
+        status=SandboxClaimStatus(phase=ClaimPhase.CLAIMING, claimed_replicas=4),
+    )
+    assert rows(render_table([claim], NOW))[1] == ["burst", "Claiming", "pool", "10", "4", "30h"]
+
+
+def test_a_pod_row_shows_readiness_status_ip_and_node() -> None:
+    """A ready pod with one container reads ``1/1``; IP and node come from status and spec."""
+    pod = Pod(
+        metadata=ObjectMeta(name="pool-x7k2p", creation_timestamp=ago(days=3)),
+        spec={"nodeName": "node-1", "containers": [{"name": "main", "image": "i"}]},
+        status=PodStatus(
+            phase="Running",
+            pod_ip="10.0.0.7",
+            conditions=[Condition(type="Ready", status="True")],
+        ),
+    )
+    assert rows(render_table([pod], NOW))[1] == [
+        "pool-x7k2p",
+        "1/1",
+        "Running",
+        "10.0.0.7",
+        "node-1",
+        "3d",
+    ]
+
+
+def test_a_pod_being_deleted_reads_terminating() -> None:
+    """A pod with a deletion timestamp shows ``Terminating``, not its phase."""
+    pod = Pod(
+        metadata=ObjectMeta(name="p", creation_timestamp=ago(minutes=1), deletion_timestamp=NOW),
+        status=PodStatus(phase="Running"),
+    )
+    assert rows(render_table([pod], NOW))[1][:3] == ["p", "0/0", "Terminating"]
+
+
+def test_an_object_without_creation_time_has_unknown_age() -> None:
+    """No creationTimestamp prints ``<unknown>`` as kubectl does for a zero time."""
+    sbx = Sandbox(metadata=ObjectMeta(name="s"))
+    assert rows(render_table([sbx], NOW))[1][2] == "<unknown>"
+
+
+def test_all_namespaces_adds_the_namespace_of_each_row() -> None:
+    """With ``all_namespaces`` each row starts with the object's namespace."""
+    table = rows(render_table([claimed_sandbox()], NOW, all_namespaces=True))
+    assert table[0][:2] == ["NAMESPACE", "NAME"]
+    assert table[1][:2] == ["team-a", "pool-x7k2p"]
+
+
+def test_wide_tables_show_the_extra_columns() -> None:
+    """``wide`` appends the sandbox's IP and node."""
+    sbx = claimed_sandbox().model_copy(
+        update={
+            "status": SandboxStatus(
+                phase=SandboxPhase.RUNNING, sandbox_ip="10.0.0.7", node_name="node-1"
+            )
+        }
+    )
+    assert rows(render_table([sbx], NOW, wide=True))[1][-2:] == ["10.0.0.7", "node-1"]
+
+
+def test_several_kinds_print_one_table_each_with_qualified_names() -> None:
+    """Mixed kinds print a table per kind, separated by a blank line, names prefixed by type."""
+    pod = Pod(metadata=ObjectMeta(name="pool-x7k2p", creation_timestamp=ago(minutes=1)))
+    text = render_table([claimed_sandbox(), pod], NOW)
+    tables = text.split("\n\n")
+    assert len(tables) == 2
+    assert "sandbox.agents.kruise.io/pool-x7k2p" in tables[0]
+    assert "pod/pool-x7k2p" in tables[1]
+
+
+def test_an_empty_list_prints_no_resources_found() -> None:
+    """No objects print kubectl's ``No resources found`` line."""
+    assert render_table([], NOW) == "No resources found in default namespace.\n"
+    assert render_table([], NOW, namespace="team-a") == "No resources found in team-a namespace.\n"
+    assert render_table([], NOW, all_namespaces=True) == "No resources found\n"

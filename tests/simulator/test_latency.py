@@ -1,0 +1,263 @@
+"""Latency distributions: parsing every form, sampling, means, and the compact string form."""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Any
+
+import pytest
+from pydantic import TypeAdapter
+
+from simulator.latency import (
+    Empirical,
+    Exponential,
+    Fixed,
+    Latency,
+    LogNormal,
+    Normal,
+    Uniform,
+    format_seconds,
+    parse_latency,
+    parse_seconds,
+)
+
+DRAWS = 20_000
+
+DISTRIBUTIONS: list[Latency] = [
+    Fixed(value=0.25),
+    Uniform(low=0.1, high=0.5),
+    Exponential(mean=2.0),
+    LogNormal(median=0.2, p99=2.0),
+    LogNormal(median=5.0, p99=30.0, cap=20.0),
+    Normal(mean=1.0, stddev=0.2),
+    Normal(mean=0.1, stddev=0.2, floor=0.05),
+    Empirical(samples=[0.01, 0.02, 0.08, 0.5]),
+]
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("100ms", Fixed(value=0.1)),
+        ("0.25", Fixed(value=0.25)),
+        ("2", Fixed(value=2.0)),
+        ("fixed(1s)", Fixed(value=1.0)),
+        ("uniform(100ms, 500ms)", Uniform(low=0.1, high=0.5)),
+        ("uniform(low=0.1, high=1.5s)", Uniform(low=0.1, high=1.5)),
+        ("exp(2s)", Exponential(mean=2.0)),
+        ("exponential(mean=500ms)", Exponential(mean=0.5)),
+        ("lognormal(median=200ms, p99=2s)", LogNormal(median=0.2, p99=2.0)),
+        ("lognormal(5s, 30s, cap=1m)", LogNormal(median=5.0, p99=30.0, cap=60.0)),
+        ("normal(mean=1s, stddev=200ms)", Normal(mean=1.0, stddev=0.2)),
+        ("normal(1s, 500ms, floor=200ms)", Normal(mean=1.0, stddev=0.5, floor=0.2)),
+        ("empirical(10ms, 20ms, 80ms)", Empirical(samples=[0.01, 0.02, 0.08])),
+        ("  Uniform( 1ms , 2ms )  ", Uniform(low=0.001, high=0.002)),
+    ],
+)
+def test_strings_parse_to_distributions(text: str, expected: Latency) -> None:
+    """Durations, bare seconds and call forms with positional or named arguments all parse."""
+    assert parse_latency(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (0.5, Fixed(value=0.5)),
+        (3, Fixed(value=3.0)),
+        ({"kind": "uniform", "low": 0.1, "high": 0.5}, Uniform(low=0.1, high=0.5)),
+        ({"kind": "exp", "mean": "2s"}, Exponential(mean=2.0)),
+        ({"kind": "lognormal", "median": "5s", "p99": "30s"}, LogNormal(median=5.0, p99=30.0)),
+    ],
+)
+def test_numbers_and_mappings_parse(value: Any, expected: Latency) -> None:
+    """A number is a fixed latency in seconds; a mapping is selected by its ``kind``."""
+    assert parse_latency(value) == expected
+
+
+def test_a_model_parses_to_itself() -> None:
+    """An already-built distribution is returned unchanged."""
+    uniform = Uniform(low=0.1, high=0.2)
+    assert parse_latency(uniform) is uniform
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("abc", "expected a duration"),
+        ("", "expected a duration"),
+        ("uniform(1s)x", "expected a duration"),
+        ("gamma(1s, 2s)", "unknown distribution 'gamma'"),
+        ("uniform(2s, 1s)", "must be >= low"),
+        ("uniform(1s, 2s, 3s)", "at most 2 argument"),
+        ("uniform(low=1s, low=2s)", "'low' given twice"),
+        ("uniform(1s, width=2s)", "no parameter 'width'"),
+        ("lognormal(median=1s)", "p99: required"),
+        ("lognormal(median=2s, p99=1s)", "must be >= median"),
+        ("exp(0)", "mean"),
+        ("-1s", "value"),
+        ("fixed(nan)", "finite"),
+        ("uniform(x, 1s)", "invalid duration 'x'"),
+        ("normal(1s, -1s)", "stddev"),
+        ("empirical()", "samples: must not be empty"),
+        ("empirical(a=1s)", "only values"),
+        (True, "invalid latency True"),
+        (None, "invalid latency None"),
+        ([1, 2], "invalid latency"),
+        ({"low": 1}, "missing 'kind'"),
+        ({"kind": "gamma"}, "unknown kind 'gamma'"),
+        ({"kind": "uniform", "low": 1, "high": 2, "width": 3}, "width: unknown parameter"),
+        ({"kind": "fixed", "value": -1}, "value"),
+    ],
+)
+def test_bad_inputs_raise_a_value_error_naming_the_problem(value: Any, message: str) -> None:
+    """Every malformed latency is a ValueError whose message says what is wrong."""
+    with pytest.raises(ValueError, match="invalid latency") as info:
+        parse_latency(value)
+    assert message in str(info.value)
+
+
+def test_seconds_accept_numbers_and_go_durations() -> None:
+    """parse_seconds reads bare seconds and Go durations, and refuses booleans."""
+    assert parse_seconds(2) == 2.0
+    assert parse_seconds("1.5") == 1.5
+    assert parse_seconds("1m30s") == 90.0
+    assert parse_seconds("250ms") == 0.25
+    with pytest.raises(ValueError):
+        parse_seconds(True)
+
+
+# --------------------------------------------------------------------------- string form
+
+
+@pytest.mark.parametrize(
+    ("latency", "text"),
+    [
+        (Fixed(value=0.0005), "fixed(500us)"),
+        (Uniform(low=0.01, high=0.05), "uniform(10ms, 50ms)"),
+        (Exponential(mean=2.0), "exp(2s)"),
+        (LogNormal(median=5.0, p99=30.0), "lognormal(median=5s, p99=30s)"),
+        (LogNormal(median=5.0, p99=30.0, cap=120.0), "lognormal(median=5s, p99=30s, cap=2m)"),
+        (Normal(mean=1.0, stddev=0.2), "normal(mean=1s, stddev=200ms)"),
+        (Normal(mean=1.0, stddev=0.2, floor=0.5), "normal(mean=1s, stddev=200ms, floor=500ms)"),
+        (Empirical(samples=[0.01, 1.5]), "empirical(10ms, 1.5s)"),
+    ],
+)
+def test_each_distribution_has_a_compact_string_form(latency: Latency, text: str) -> None:
+    """``str()`` gives the short form used in docs and on the command line."""
+    assert str(latency) == text
+
+
+@pytest.mark.parametrize("latency", DISTRIBUTIONS, ids=str)
+def test_the_string_form_parses_back_to_the_same_distribution(latency: Latency) -> None:
+    """parse_latency(str(x)) == x."""
+    assert parse_latency(str(latency)) == latency
+
+
+def test_seconds_format_in_the_largest_readable_unit() -> None:
+    """format_seconds picks us, ms, s, m or h."""
+    assert [format_seconds(s) for s in (0, 2e-6, 0.02, 1.5, 90, 300, 7200)] == [
+        "0s",
+        "2us",
+        "20ms",
+        "1.5s",
+        "90s",
+        "5m",
+        "2h",
+    ]
+
+
+# --------------------------------------------------------------------------- sampling
+
+
+@pytest.mark.parametrize("latency", DISTRIBUTIONS, ids=str)
+def test_samples_are_never_negative_and_average_to_the_mean(latency: Latency) -> None:
+    """Over 20k seeded draws every sample is >= 0 and the average is within 3% of mean()."""
+    rng = random.Random(42)
+    draws = [latency.sample(rng) for _ in range(DRAWS)]
+    assert min(draws) >= 0
+    assert math.fsum(draws) / DRAWS == pytest.approx(latency.mean(), rel=0.03)
+
+
+def test_samples_are_reproducible_from_the_seed() -> None:
+    """The same seed gives the same draws."""
+    latency = LogNormal(median=0.2, p99=2.0)
+    first = [latency.sample(random.Random(7)) for _ in range(3)]
+    again = [latency.sample(random.Random(7)) for _ in range(3)]
+    assert first == again
+
+
+def test_lognormal_is_parametrised_by_its_median_and_p99() -> None:
+    """The empirical median and 99th percentile match the parameters."""
+    latency = LogNormal(median=5.0, p99=30.0)
+    rng = random.Random(1)
+    draws = sorted(latency.sample(rng) for _ in range(DRAWS))
+    assert draws[DRAWS // 2] == pytest.approx(5.0, rel=0.05)
+    assert draws[int(0.99 * DRAWS)] == pytest.approx(30.0, rel=0.08)
+    assert latency.mu == pytest.approx(math.log(5.0))
+    assert latency.sigma == pytest.approx((math.log(30.0) - math.log(5.0)) / 2.3263478740408408)
+
+
+def test_a_lognormal_cap_bounds_every_sample() -> None:
+    """With ``cap``, no draw exceeds it."""
+    latency = LogNormal(median=5.0, p99=30.0, cap=10.0)
+    rng = random.Random(3)
+    assert max(latency.sample(rng) for _ in range(DRAWS)) <= 10.0
+
+
+def test_a_normal_floor_bounds_every_sample() -> None:
+    """With ``floor``, no draw is below it."""
+    latency = Normal(mean=0.1, stddev=1.0, floor=0.05)
+    rng = random.Random(3)
+    assert min(latency.sample(rng) for _ in range(DRAWS)) == 0.05
+
+
+def test_a_fixed_latency_draws_no_random_number() -> None:
+    """Fixed latencies leave the generator's state untouched."""
+    rng = random.Random(5)
+    state = rng.getstate()
+    assert Fixed(value=1.0).sample(rng) == 1.0
+    assert rng.getstate() == state
+
+
+def test_empirical_draws_come_from_the_samples() -> None:
+    """An empirical latency only ever returns one of its samples."""
+    latency = Empirical(samples=[0.1, 0.2, 0.3])
+    rng = random.Random(9)
+    assert {latency.sample(rng) for _ in range(1000)} == {0.1, 0.2, 0.3}
+
+
+def test_a_copy_with_changed_parameters_samples_the_new_distribution() -> None:
+    """model_copy(update=...) recomputes the precomputed constants."""
+    latency = LogNormal(median=5.0, p99=30.0).model_copy(update={"median": 1.0, "p99": 1.0})
+    assert latency.sample(random.Random(0)) == pytest.approx(1.0)
+
+
+# --------------------------------------------------------------------------- serialisation
+
+
+@pytest.mark.parametrize("latency", DISTRIBUTIONS, ids=str)
+def test_distributions_round_trip_through_plain_data(latency: Latency) -> None:
+    """model_dump() validates back into an equal distribution through the ``kind`` tag."""
+    adapter: TypeAdapter[Latency] = TypeAdapter(Latency)
+    data = latency.model_dump()
+    assert data["kind"] == latency.kind
+    assert adapter.validate_python(data) == latency
+    assert adapter.validate_json(latency.model_dump_json()) == latency
+
+
+def test_the_mean_parameter_is_called_mean_on_the_wire() -> None:
+    """Exponential and Normal dump their mean as ``mean`` (the Python attribute is ``mean_s``)."""
+    assert Exponential(mean=2.0).model_dump() == {"kind": "exponential", "mean": 2.0}
+    assert Normal(mean=1.0, stddev=0.1).model_dump()["mean"] == 1.0
+    assert repr(Exponential(mean=2.0)) == "Exponential(kind='exponential', mean=2.0)"
+
+
+def test_distributions_are_immutable() -> None:
+    """Assigning to a parameter fails; profiles share distribution objects safely."""
+    latency = Uniform(low=0.1, high=0.2)
+    with pytest.raises(ValueError):
+        latency.low = 0.3  # type: ignore[misc]

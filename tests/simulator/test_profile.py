@@ -1,0 +1,184 @@
+"""Profiles: upstream defaults, the two built-in versions, overrides and their validation."""
+
+from __future__ import annotations
+
+import pytest
+
+from simulator.latency import Fixed, LogNormal, Uniform
+from simulator.profile import (
+    DEFAULT_LATENCIES,
+    DEFAULT_PROFILE,
+    LATENCY_DOCS,
+    PROFILES,
+    Profile,
+    get_profile,
+)
+
+
+def test_the_default_profile_is_openkruise_head() -> None:
+    """``openkruise-head`` is the default and both versions are built in."""
+    assert DEFAULT_PROFILE == "openkruise-head"
+    assert list(PROFILES) == ["openkruise-head", "openkruise-v0.3.0"]
+
+
+def test_head_carries_upstream_defaults() -> None:
+    """HEAD's knobs are upstream's defaults (reference §7 and §9.1)."""
+    head = get_profile("openkruise-head")
+    assert (head.claim_workers, head.create_qps, head.create_burst) == (500, 49.0, 49)
+    assert head.candidate_count == 100
+    assert head.retry == "exponential"
+    assert head.e2b_default_claim_timeout_s is None
+    assert head.e2b_default_wait_ready_timeout_s is None
+    assert (head.init_attempts, head.init_attempt_timeout_s) == (5, 1.0)
+    assert head.csi_mount_concurrency == 3
+    assert (head.sandboxset_workers, head.sandbox_workers, head.sandboxclaim_workers) == (
+        3,
+        500,
+        500,
+    )
+    assert head.sandboxset_initial_batch == 16
+    assert (head.claim_batch_max, head.claim_batch_initial) == (50, 5)
+    assert head.claim_retry_interval_s == 2.0
+    assert head.expectation_timeout_s == 60.0
+    assert head.claim_namespace_scoped is True
+    assert (head.manager_qps, head.manager_burst) == (500.0, 1000)
+    assert (head.controller_qps, head.controller_burst) == (3000.0, 6000)
+    assert (head.kubelet_qps, head.kubelet_burst) == (50.0, 100)
+    assert (head.default_timeout_s, head.min_resume_timeout_s) == (300.0, 300.0)
+    assert (head.pause_pod_grace_s, head.pod_delete_grace_s) == (5.0, 0.0)
+
+
+def test_v0_3_0_differs_from_head_only_where_upstream_changed() -> None:
+    """v0.3.0 retries at a fixed interval, bounds E2B timeouts at 60 s, claims across namespaces."""
+    head = get_profile("openkruise-head")
+    old = get_profile("openkruise-v0.3.0")
+    differing = {k for k in Profile.knob_names() if getattr(head, k) != getattr(old, k)}
+    assert differing == {
+        "name",
+        "description",
+        "retry",
+        "e2b_default_claim_timeout_s",
+        "e2b_default_wait_ready_timeout_s",
+        "claim_namespace_scoped",
+    }
+    assert old.retry == "fixed"
+    assert old.e2b_default_claim_timeout_s == 60.0
+    assert old.e2b_default_wait_ready_timeout_s == 60.0
+    assert old.claim_namespace_scoped is False
+    assert old.latencies == head.latencies
+
+
+def test_every_latency_is_documented_and_has_a_default() -> None:
+    """LATENCY_DOCS and DEFAULT_LATENCIES name the same latencies, in the same order."""
+    assert list(LATENCY_DOCS) == list(DEFAULT_LATENCIES)
+    assert all(LATENCY_DOCS.values())
+    assert list(get_profile("openkruise-head").latencies) == list(LATENCY_DOCS)
+
+
+def test_default_latencies_match_the_documented_ranges() -> None:
+    """A few defaults spelled out: API create, update, pod create, image pulls, manager pick."""
+    assert DEFAULT_LATENCIES["api.create"] == Uniform(low=0.01, high=0.05)
+    assert DEFAULT_LATENCIES["api.update"] == Uniform(low=0.01, high=0.1)
+    assert DEFAULT_LATENCIES["pod.create"] == Uniform(low=0.1, high=0.5)
+    assert DEFAULT_LATENCIES["image.pull"] == LogNormal(median=5.0, p99=30.0)
+    assert DEFAULT_LATENCIES["image.pull_cached"] == Uniform(low=0.05, high=0.2)
+    assert DEFAULT_LATENCIES["manager.pick"] == Fixed(value=0.0005)
+
+
+def test_unknown_profile_names_list_the_available_ones() -> None:
+    """get_profile of an unknown name is a ValueError listing the names."""
+    with pytest.raises(ValueError) as info:
+        get_profile("head")
+    assert "'head'" in str(info.value)
+    assert "openkruise-head, openkruise-v0.3.0" in str(info.value)
+
+
+def test_get_profile_returns_a_copy() -> None:
+    """Editing the returned profile's latency table leaves the built-in intact."""
+    profile = get_profile("openkruise-head")
+    profile.latencies["api.create"] = Fixed(value=9.0)
+    assert get_profile("openkruise-head").latencies["api.create"] == Uniform(low=0.01, high=0.05)
+
+
+def test_with_overrides_changes_knobs_and_latencies_and_keeps_the_rest() -> None:
+    """Overrides apply to a copy; latencies accept any parse_latency form."""
+    head = get_profile("openkruise-head")
+    custom = head.with_overrides(
+        latencies={"api.create": "uniform(1s, 2s)", "watch.lag": 0.5},
+        claim_workers=10,
+        retry="fixed",
+    )
+    assert custom.claim_workers == 10
+    assert custom.retry == "fixed"
+    assert custom.latencies["api.create"] == Uniform(low=1.0, high=2.0)
+    assert custom.latencies["watch.lag"] == Fixed(value=0.5)
+    assert custom.latencies["api.update"] == head.latencies["api.update"]
+    assert custom.create_qps == head.create_qps
+    assert head.claim_workers == 500
+
+
+def test_an_unknown_knob_is_named_with_a_suggestion() -> None:
+    """A misspelt knob raises a ValueError naming it and the closest knob."""
+    with pytest.raises(ValueError, match="unknown profile knob 'claim_wokers'") as info:
+        get_profile(DEFAULT_PROFILE).with_overrides(claim_wokers=1)
+    assert "did you mean 'claim_workers'" in str(info.value)
+
+
+def test_an_unknown_latency_is_named_with_a_suggestion() -> None:
+    """A misspelt latency name raises a ValueError naming it."""
+    with pytest.raises(ValueError) as info:
+        get_profile(DEFAULT_PROFILE).with_overrides(latencies={"api.craete": 1})
+    assert "unknown latency 'api.craete'" in str(info.value)
+    assert "did you mean 'api.create'" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("knobs", "message"),
+    [
+        ({"claim_workers": 0}, "'claim_workers'"),
+        ({"create_qps": "fast"}, "'create_qps'"),
+        ({"retry": "linear"}, "'retry'"),
+        ({"e2b_default_claim_timeout_s": -1}, "'e2b_default_claim_timeout_s'"),
+        ({"latencies": {"api.create": "bogus"}}, "latency 'api.create'"),
+    ],
+)
+def test_an_invalid_override_value_names_the_knob(knobs: dict[str, object], message: str) -> None:
+    """A bad value raises a ValueError naming the knob or latency it was given for."""
+    with pytest.raises(ValueError) as info:
+        get_profile(DEFAULT_PROFILE).with_overrides(**knobs)  # type: ignore[arg-type]
+    assert message in str(info.value)
+
+
+def test_profiles_round_trip_through_plain_data() -> None:
+    """model_dump() and model_validate() (and JSON) give back an equal profile."""
+    for profile in PROFILES.values():
+        assert Profile.model_validate(profile.model_dump()) == profile
+        assert Profile.model_validate_json(profile.model_dump_json()) == profile
+
+
+def test_a_partial_latency_table_is_completed_from_the_defaults() -> None:
+    """A profile built with a few latencies gets the defaults for the rest."""
+    profile = Profile(name="quick", latencies={"image.pull": "fixed(1s)"})
+    assert profile.latencies["image.pull"] == Fixed(value=1.0)
+    assert profile.latencies["api.get"] == DEFAULT_LATENCIES["api.get"]
+
+
+def test_latency_lookup_names_an_unknown_latency() -> None:
+    """Profile.latency returns a distribution, or a ValueError naming the unknown name."""
+    profile = get_profile(DEFAULT_PROFILE)
+    assert profile.latency("api.get") == DEFAULT_LATENCIES["api.get"]
+    with pytest.raises(ValueError) as info:
+        profile.latency("api.gte")
+    assert "unknown latency 'api.gte'" in str(info.value)
+
+
+def test_profiles_are_immutable() -> None:
+    """Assigning a knob fails; with_overrides is the way to change one."""
+    profile = get_profile(DEFAULT_PROFILE)
+    with pytest.raises(ValueError):
+        profile.claim_workers = 1  # type: ignore[misc]
+
+
+def test_knobs_carry_their_descriptions() -> None:
+    """Each knob's attribute docstring is its field description, for docs and the CLI."""
+    assert all(Profile.model_fields[name].description for name in Profile.knob_names()[2:])
