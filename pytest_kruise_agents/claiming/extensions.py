@@ -1,0 +1,514 @@
+"""E2B create metadata: the ``e2b.agents.kruise.io/*`` extension keys and the rest (§5.5, §6.6).
+
+:func:`parse_create_metadata` splits the ``metadata`` of ``POST /sandboxes``
+into typed options, Sandbox labels (``label:<key>`` entries) and the Sandbox
+annotations left over. Every bad value is one :class:`BadRequestError` (400)
+whose message names the key and the reason. :func:`e2b_claim_options` turns
+the parsed request into the options of the shared claim path (§5.1).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Final
+
+from pydantic import TypeAdapter, ValidationError
+
+from pytest_kruise_agents.api import keys
+from pytest_kruise_agents.api.durations import parse_duration
+from pytest_kruise_agents.api.quantity import parse_quantity
+from pytest_kruise_agents.api.sandboxclaim import CSIMountConfig
+from pytest_kruise_agents.claiming.errors import BadRequestError
+from pytest_kruise_agents.claiming.modification import ClaimOptions, InitRuntimeRequest
+from pytest_kruise_agents.claiming.timeouts import DEFAULT_TIMEOUT_S, FOREVER, create_times
+
+__all__ = [
+    "BAD_EXTENSION_PREFIX",
+    "BAD_METADATA_PREFIX",
+    "KEY_CLAIM_TIMEOUT_SECONDS",
+    "KEY_CPU_LIMIT",
+    "KEY_CPU_REQUEST",
+    "KEY_CREATE_ON_NO_STOCK",
+    "KEY_CSI_MOUNT_POINT",
+    "KEY_CSI_SUBPATH",
+    "KEY_CSI_VOLUME_CONFIG",
+    "KEY_CSI_VOLUME_NAME",
+    "KEY_IMAGE",
+    "KEY_MEMORY_LIMIT",
+    "KEY_MEMORY_REQUEST",
+    "KEY_NEVER_TIMEOUT",
+    "KEY_RESERVE_FAILED_SANDBOX",
+    "KEY_RESERVE_FAILED_SANDBOX_FOR",
+    "KEY_RESERVE_PAUSED_SANDBOX_DURATION",
+    "KEY_RETURN_SANDBOX_IP",
+    "KEY_SANDBOX_GENERATE_NAME",
+    "KEY_SANDBOX_IP",
+    "KEY_SANDBOX_NAME",
+    "KEY_SANDBOX_RESOURCE",
+    "KEY_SKIP_INIT_RUNTIME",
+    "KEY_WAIT_READY_TIMEOUT_SECONDS",
+    "KNOWN_KEYS",
+    "LABEL_PREFIX",
+    "RESERVE_FOREVER",
+    "E2BCreateOptions",
+    "e2b_claim_options",
+    "is_blacklisted",
+    "is_dns1123_label",
+    "is_image_reference",
+    "is_label_value",
+    "is_qualified_name",
+    "parse_create_metadata",
+]
+
+_E2B = keys.E2B_PREFIX
+KEY_CLAIM_TIMEOUT_SECONDS: Final = _E2B + "claim-timeout-seconds"
+KEY_WAIT_READY_TIMEOUT_SECONDS: Final = _E2B + "wait-ready-timeout-seconds"
+KEY_CREATE_ON_NO_STOCK: Final = _E2B + "create-on-no-stock"
+KEY_SKIP_INIT_RUNTIME: Final = _E2B + "skip-init-runtime"
+KEY_NEVER_TIMEOUT: Final = _E2B + "never-timeout"
+KEY_RESERVE_FAILED_SANDBOX: Final = _E2B + "reserve-failed-sandbox"
+KEY_RESERVE_FAILED_SANDBOX_FOR: Final = _E2B + "reserve-failed-sandbox-for"
+KEY_RESERVE_PAUSED_SANDBOX_DURATION: Final = _E2B + "reserve-paused-sandbox-duration"
+KEY_IMAGE: Final = _E2B + "image"
+KEY_CPU_REQUEST: Final = _E2B + "cpu-request"
+KEY_CPU_LIMIT: Final = _E2B + "cpu-limit"
+KEY_MEMORY_REQUEST: Final = _E2B + "memory-request"
+KEY_MEMORY_LIMIT: Final = _E2B + "memory-limit"
+KEY_CSI_VOLUME_CONFIG: Final = _E2B + "csi-volume-config"
+KEY_CSI_VOLUME_NAME: Final = _E2B + "csi-volume-name"
+KEY_CSI_MOUNT_POINT: Final = _E2B + "csi-mount-point"
+KEY_CSI_SUBPATH: Final = _E2B + "csi-subpath"
+KEY_RETURN_SANDBOX_IP: Final = _E2B + "return-sandbox-ip"
+KEY_SANDBOX_NAME: Final = _E2B + "sandbox-name"
+KEY_SANDBOX_GENERATE_NAME: Final = _E2B + "sandbox-generate-name"
+KEY_SANDBOX_RESOURCE: Final = _E2B + "sandbox-resource"
+"""Response-only: ``<namespace>/<name>`` of the delivered sandbox."""
+KEY_SANDBOX_IP: Final = _E2B + "sandbox-ip"
+"""Response-only: the pod IP, when ``return-sandbox-ip`` was asked for."""
+
+KNOWN_KEYS: Final[tuple[str, ...]] = (
+    KEY_CLAIM_TIMEOUT_SECONDS,
+    KEY_WAIT_READY_TIMEOUT_SECONDS,
+    KEY_CREATE_ON_NO_STOCK,
+    KEY_SKIP_INIT_RUNTIME,
+    KEY_NEVER_TIMEOUT,
+    KEY_RESERVE_FAILED_SANDBOX,
+    KEY_RESERVE_FAILED_SANDBOX_FOR,
+    KEY_RESERVE_PAUSED_SANDBOX_DURATION,
+    KEY_IMAGE,
+    KEY_CPU_REQUEST,
+    KEY_CPU_LIMIT,
+    KEY_MEMORY_REQUEST,
+    KEY_MEMORY_LIMIT,
+    KEY_CSI_VOLUME_CONFIG,
+    KEY_CSI_VOLUME_NAME,
+    KEY_CSI_MOUNT_POINT,
+    KEY_CSI_SUBPATH,
+    KEY_RETURN_SANDBOX_IP,
+    KEY_SANDBOX_NAME,
+    KEY_SANDBOX_GENERATE_NAME,
+    KEY_SANDBOX_RESOURCE,
+    KEY_SANDBOX_IP,
+)
+"""Every ``e2b.agents.kruise.io/*`` metadata key upstream knows, request or response side."""
+
+LABEL_PREFIX: Final = "label:"
+BAD_EXTENSION_PREFIX: Final = "Bad extension param: "
+BAD_METADATA_PREFIX: Final = "Bad metadata: "
+
+RESERVE_FOREVER: Final = timedelta(seconds=-1)
+"""``reserve_failed_for`` meaning "keep the failed sandbox forever" (any negative value does)."""
+
+_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS1123_SUBDOMAIN = re.compile(
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+)
+_QUALIFIED_NAME_PART = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+_GO_INT = re.compile(r"^[+-]?[0-9]+$")
+
+# The grammar of github.com/distribution/reference, without IPv6 hosts.
+_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_DOMAIN = rf"{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*(?::[0-9]+)?"
+_IMAGE_REFERENCE = re.compile(
+    rf"^(?P<name>(?:{_DOMAIN}/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*)"
+    r"(?::(?P<tag>[\w][\w.-]{0,127}))?"
+    r"(?:@(?P<digest>[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}))?$"
+)
+_MAX_IMAGE_NAME = 255
+
+# Go's strconv.ParseBool.
+_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
+_FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
+
+_CSI_LIST: TypeAdapter[list[CSIMountConfig]] = TypeAdapter(list[CSIMountConfig])
+
+
+def is_dns1123_label(value: str) -> bool:
+    """Whether ``value`` is an RFC 1123 label (lowercase alphanumerics and ``-``, ≤ 63)."""
+    return len(value) <= 63 and _DNS1123_LABEL.match(value) is not None
+
+
+def is_qualified_name(key: str) -> bool:
+    """Whether ``key`` is a Kubernetes qualified name: ``[prefix/]name``.
+
+    ``name`` is at most 63 alphanumerics, ``-``, ``_`` or ``.``, starting and
+    ending alphanumeric; the optional ``prefix`` is a DNS-1123 subdomain of at
+    most 253 characters.
+    """
+    prefix, sep, name = key.rpartition("/")
+    if sep and (not prefix or len(prefix) > 253 or _DNS1123_SUBDOMAIN.match(prefix) is None):
+        return False
+    return 0 < len(name) <= 63 and _QUALIFIED_NAME_PART.match(name) is not None
+
+
+def is_label_value(value: str) -> bool:
+    """Whether ``value`` is a valid Kubernetes label value (may be empty, ≤ 63)."""
+    return len(value) <= 63 and _LABEL_VALUE.match(value) is not None
+
+
+def is_blacklisted(key: str) -> bool:
+    """Whether ``key`` uses a reserved prefix (``agents.kruise.io/``, ``e2b.agents.kruise.io/``)."""
+    return key.startswith(keys.BLACKLISTED_PREFIXES)
+
+
+def is_image_reference(value: str) -> bool:
+    """Whether ``value`` is a container image reference: ``[host[:port]/]path[:tag][@digest]``."""
+    m = _IMAGE_REFERENCE.match(value)
+    return m is not None and len(m.group("name")) <= _MAX_IMAGE_NAME
+
+
+@dataclass(frozen=True)
+class E2BCreateOptions:
+    """What the metadata of one ``POST /sandboxes`` asks for, parsed.
+
+    ``reserve_failed_for``: ``None`` deletes a failed sandbox, a positive
+    duration keeps it that long, a negative one keeps it forever.
+    ``annotations`` is the user metadata left after removing every extension
+    key; ``labels`` come from ``label:<key>`` entries.
+    """
+
+    claim_timeout_seconds: int | None = None
+    wait_ready_timeout_seconds: int | None = None
+    create_on_no_stock: bool = True
+    skip_init_runtime: bool = False
+    never_timeout: bool = False
+    reserve_failed_for: timedelta | None = None
+    reserve_paused_duration: timedelta | None = None
+    image: str | None = None
+    cpu_request: str | None = None
+    cpu_limit: str | None = None
+    csi_mounts: list[CSIMountConfig] = field(default_factory=list)
+    return_sandbox_ip: bool = False
+    annotations: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    sandbox_name: str | None = None
+    sandbox_generate_name: str | None = None
+
+    @property
+    def inplace_update(self) -> bool:
+        """Whether an in-place image or CPU change was asked for."""
+        return self.image is not None or self.cpu_request is not None or self.cpu_limit is not None
+
+
+def _bad(key: str, reason: str) -> BadRequestError:
+    return BadRequestError(f"{BAD_EXTENSION_PREFIX}{key}: {reason}", field=key)
+
+
+def _parse_bool(key: str, value: str) -> bool:
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise _bad(key, f"invalid boolean {value!r}, expected 'true' or 'false'")
+
+
+def _parse_int(key: str, value: str) -> int:
+    if _GO_INT.match(value) is None:
+        raise _bad(key, f"invalid integer {value!r}")
+    return int(value)
+
+
+def _parse_positive_seconds(key: str, value: str) -> int | None:
+    seconds = _parse_int(key, value)
+    # A non-positive timeout is ignored (upstream: "> 0 else ignored").
+    return seconds if seconds > 0 else None
+
+
+def _parse_duration(key: str, value: str) -> timedelta:
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise _bad(key, str(exc)) from exc
+
+
+def _parse_reserve_failed_for(key: str, value: str) -> timedelta | None:
+    text = value.strip()
+    if text == "never":
+        return None
+    if text == "forever":
+        return RESERVE_FOREVER
+    d = _parse_duration(key, text)
+    if d < timedelta(0):
+        raise _bad(key, f"must be 'never', 'forever' or a duration >= 0, got {value!r}")
+    return d if d > timedelta(0) else None
+
+
+def _parse_paused_duration(key: str, value: str) -> timedelta:
+    if value.strip() == "forever":
+        return FOREVER
+    d = _parse_duration(key, value.strip())
+    if d <= timedelta(0):
+        raise _bad(key, f"must be 'forever' or a positive duration, got {value!r}")
+    return d
+
+
+def _parse_cpu(key: str, value: str) -> str:
+    try:
+        q = parse_quantity(value)
+    except ValueError as exc:
+        raise _bad(key, str(exc)) from exc
+    if q <= 0:
+        raise _bad(key, f"must be a positive quantity, got {value!r}")
+    return value
+
+
+def _parse_csi_config(key: str, value: str) -> list[CSIMountConfig]:
+    try:
+        data = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise _bad(key, f"invalid JSON: {exc.msg}") from exc
+    if not isinstance(data, list):
+        raise _bad(key, "must be a JSON list of CSI mount configs")
+    try:
+        return _CSI_LIST.validate_python(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise _bad(key, f"[{where}]: {first['msg']}") from exc
+
+
+def _volume_mounts(volume_mounts: Sequence[Mapping[str, str]]) -> list[CSIMountConfig]:
+    mounts: list[CSIMountConfig] = []
+    for i, vm in enumerate(volume_mounts):
+        for part in ("name", "path"):
+            if not vm.get(part):
+                raise BadRequestError(
+                    f"volumeMounts[{i}].{part}: required", field=f"volumeMounts[{i}].{part}"
+                )
+        mounts.append(CSIMountConfig(pv_name=vm["name"], mount_path=vm["path"]))
+    return mounts
+
+
+def parse_create_metadata(
+    metadata: dict[str, str] | None,
+    *,
+    volume_mounts: list[dict[str, str]] | None = None,
+    for_clone: bool = False,
+) -> E2BCreateOptions:
+    """Parse the ``metadata`` (and ``volumeMounts``) of ``POST /sandboxes`` (§5.5).
+
+    Raises :class:`BadRequestError` (400) for the first bad entry, with a
+    message starting ``Bad extension param: `` for extension and ``label:``
+    keys, or ``Bad metadata: `` for other keys. ``sandbox-name`` and
+    ``sandbox-generate-name`` are accepted only when ``for_clone``.
+    """
+    md = dict(metadata or {})
+    labels: dict[str, str] = {}
+    annotations: dict[str, str] = {}
+    for key, value in md.items():
+        if key.startswith(LABEL_PREFIX):
+            label = key[len(LABEL_PREFIX) :]
+            if not is_qualified_name(label):
+                raise _bad(key, f"label key {label!r} is not a valid qualified name")
+            if is_blacklisted(label):
+                raise _bad(key, f"label key {label!r} uses a reserved prefix")
+            if not is_label_value(value):
+                raise _bad(key, f"invalid label value {value!r}")
+            labels[label] = value
+        elif key.startswith(keys.E2B_PREFIX):
+            if key not in KNOWN_KEYS or key in (KEY_SANDBOX_RESOURCE, KEY_SANDBOX_IP):
+                raise _bad(key, "unknown or reserved extension key")
+        elif not is_qualified_name(key):
+            raise BadRequestError(
+                f"{BAD_METADATA_PREFIX}key {key!r} is not a valid qualified name", field=key
+            )
+        elif is_blacklisted(key):
+            raise BadRequestError(
+                f"{BAD_METADATA_PREFIX}key {key!r} uses a reserved prefix", field=key
+            )
+        else:
+            annotations[key] = value
+
+    def get(key: str) -> str | None:
+        return md.get(key)
+
+    for key in (KEY_MEMORY_REQUEST, KEY_MEMORY_LIMIT):
+        if get(key) is not None:
+            raise _bad(key, "memory resize is not supported, only cpu")
+
+    sandbox_name = get(KEY_SANDBOX_NAME)
+    generate_name = get(KEY_SANDBOX_GENERATE_NAME)
+    for key, name in ((KEY_SANDBOX_NAME, sandbox_name), (KEY_SANDBOX_GENERATE_NAME, generate_name)):
+        if name is None:
+            continue
+        if not for_clone:
+            raise _bad(key, "only supported when cloning from a checkpoint")
+        # A generateName gets a random suffix, so it may end in '-'.
+        candidate = name + "x" if key == KEY_SANDBOX_GENERATE_NAME else name
+        if not is_dns1123_label(candidate):
+            raise _bad(key, f"{name!r} is not a valid DNS-1123 label")
+
+    claim_timeout = wait_ready = None
+    if (v := get(KEY_CLAIM_TIMEOUT_SECONDS)) is not None:
+        claim_timeout = _parse_positive_seconds(KEY_CLAIM_TIMEOUT_SECONDS, v)
+    if (v := get(KEY_WAIT_READY_TIMEOUT_SECONDS)) is not None:
+        wait_ready = _parse_positive_seconds(KEY_WAIT_READY_TIMEOUT_SECONDS, v)
+
+    create_on_no_stock = True
+    if (v := get(KEY_CREATE_ON_NO_STOCK)) is not None:
+        create_on_no_stock = _parse_bool(KEY_CREATE_ON_NO_STOCK, v)
+    skip_init = False
+    if (v := get(KEY_SKIP_INIT_RUNTIME)) is not None:
+        skip_init = _parse_bool(KEY_SKIP_INIT_RUNTIME, v)
+    never_timeout = False
+    if (v := get(KEY_NEVER_TIMEOUT)) is not None:
+        never_timeout = _parse_bool(KEY_NEVER_TIMEOUT, v)
+    return_ip = False
+    if (v := get(KEY_RETURN_SANDBOX_IP)) is not None:
+        return_ip = _parse_bool(KEY_RETURN_SANDBOX_IP, v)
+
+    reserve_failed: timedelta | None = None
+    if (v := get(KEY_RESERVE_FAILED_SANDBOX)) is not None and _parse_bool(
+        KEY_RESERVE_FAILED_SANDBOX, v
+    ):
+        reserve_failed = RESERVE_FOREVER
+    if (v := get(KEY_RESERVE_FAILED_SANDBOX_FOR)) is not None:
+        # The duration form takes precedence over the boolean.
+        reserve_failed = _parse_reserve_failed_for(KEY_RESERVE_FAILED_SANDBOX_FOR, v)
+
+    reserve_paused = None
+    if (v := get(KEY_RESERVE_PAUSED_SANDBOX_DURATION)) is not None:
+        reserve_paused = _parse_paused_duration(KEY_RESERVE_PAUSED_SANDBOX_DURATION, v)
+
+    image = get(KEY_IMAGE)
+    if image is not None and not is_image_reference(image):
+        raise _bad(KEY_IMAGE, f"invalid image reference {image!r}")
+    cpu_request = cpu_limit = None
+    if (v := get(KEY_CPU_REQUEST)) is not None:
+        cpu_request = _parse_cpu(KEY_CPU_REQUEST, v)
+    if (v := get(KEY_CPU_LIMIT)) is not None:
+        cpu_limit = _parse_cpu(KEY_CPU_LIMIT, v)
+
+    csi: list[CSIMountConfig] = []
+    if (v := get(KEY_CSI_VOLUME_CONFIG)) is not None:
+        csi.extend(_parse_csi_config(KEY_CSI_VOLUME_CONFIG, v))
+    volume_name = get(KEY_CSI_VOLUME_NAME)
+    mount_point = get(KEY_CSI_MOUNT_POINT)
+    subpath = get(KEY_CSI_SUBPATH)
+    if volume_name is not None or mount_point is not None or subpath is not None:
+        if not volume_name:
+            raise _bad(KEY_CSI_VOLUME_NAME, f"required together with {KEY_CSI_MOUNT_POINT}")
+        if not mount_point:
+            raise _bad(KEY_CSI_MOUNT_POINT, f"required together with {KEY_CSI_VOLUME_NAME}")
+        csi.append(
+            CSIMountConfig(pv_name=volume_name, mount_path=mount_point, sub_path=subpath or None)
+        )
+    if volume_mounts:
+        csi.extend(_volume_mounts(volume_mounts))
+
+    return E2BCreateOptions(
+        claim_timeout_seconds=claim_timeout,
+        wait_ready_timeout_seconds=wait_ready,
+        create_on_no_stock=create_on_no_stock,
+        skip_init_runtime=skip_init,
+        never_timeout=never_timeout,
+        reserve_failed_for=reserve_failed,
+        reserve_paused_duration=reserve_paused,
+        image=image,
+        cpu_request=cpu_request,
+        cpu_limit=cpu_limit,
+        csi_mounts=csi,
+        return_sandbox_ip=return_ip,
+        annotations=annotations,
+        labels=labels,
+        sandbox_name=sandbox_name,
+        sandbox_generate_name=generate_name,
+    )
+
+
+def e2b_claim_options(
+    opts: E2BCreateOptions,
+    *,
+    namespace: str,
+    user: str,
+    template: str,
+    lock_string: str,
+    access_token: str,
+    now: datetime,
+    timeout_s: int = DEFAULT_TIMEOUT_S,
+    auto_pause: bool = False,
+    env_vars: Mapping[str, str] | None = None,
+    allow_internet_access: bool | None = None,
+) -> ClaimOptions:
+    """The claim options of one ``POST /sandboxes`` claim (E2B column of §5.1, §6.5, §6.6).
+
+    ``namespace`` is the API key's team (``""`` for admin), ``user`` the API key
+    ID. Times follow :func:`~pytest_kruise_agents.claiming.timeouts.create_times`;
+    the paused retention and ``return-sandbox-ip`` are persisted as annotations
+    when asked for. The runtime is always initialised unless
+    ``skip-init-runtime`` (upstream does not check that the pool has the agent
+    runtime). Claim and wait-ready timeouts not given are unbounded (``None``).
+    """
+    shutdown, pause = create_times(
+        now,
+        timeout_s,
+        auto_pause=auto_pause,
+        never_timeout=opts.never_timeout,
+        paused_retention=opts.reserve_paused_duration,
+    )
+    annotations = dict(opts.annotations)
+    if opts.return_sandbox_ip:
+        annotations[keys.ANN_RETURN_SANDBOX_IP] = "true"
+    labels = dict(opts.labels)
+    pod_labels: dict[str, str] = {}
+    if allow_internet_access is not None:
+        value = "true" if allow_internet_access else "false"
+        labels[keys.LABEL_ALLOW_INTERNET_ACCESS] = value
+        pod_labels[keys.LABEL_ALLOW_INTERNET_ACCESS] = value
+    init_runtime = None
+    if not opts.skip_init_runtime:
+        init_runtime = InitRuntimeRequest(env_vars=dict(env_vars or {}), access_token=access_token)
+    return ClaimOptions(
+        namespace=namespace,
+        user=user,
+        template=template,
+        lock_string=lock_string,
+        labels=labels,
+        annotations=annotations,
+        pod_labels=pod_labels,
+        label_pod_with_sandbox_name=True,
+        shutdown_time=shutdown,
+        pause_time=pause,
+        paused_retention=opts.reserve_paused_duration,
+        reserve_failed_for=opts.reserve_failed_for,
+        inplace_image=opts.image,
+        cpu_request=opts.cpu_request,
+        cpu_limit=opts.cpu_limit,
+        init_runtime=init_runtime,
+        csi_mounts=list(opts.csi_mounts),
+        claim_timeout=(
+            timedelta(seconds=opts.claim_timeout_seconds) if opts.claim_timeout_seconds else None
+        ),
+        wait_ready_timeout=(
+            timedelta(seconds=opts.wait_ready_timeout_seconds)
+            if opts.wait_ready_timeout_seconds
+            else None
+        ),
+        create_on_no_stock=opts.create_on_no_stock,
+    )

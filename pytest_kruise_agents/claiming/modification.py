@@ -1,0 +1,400 @@
+"""The claim modification and sandbox construction (§5.1, §5.2 steps 4-5 and 7, §3 creation).
+
+:func:`modify_for_claim` builds the object of the claim's single full-object
+Update (the optimistic lock): owner references cleared, claim labels and
+annotations, timeouts, in-place image/CPU, runtime-init request, and the lock
+itself. :func:`new_sandbox_from_sandboxset` builds a pool sandbox (controller)
+or a no-stock sandbox (claim). Inputs are never mutated: each returns a new object.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any, Final, Literal
+
+from pytest_kruise_agents.api import keys
+from pytest_kruise_agents.api.base import format_time
+from pytest_kruise_agents.api.meta import ObjectMeta, OwnerReference
+from pytest_kruise_agents.api.quantity import parse_quantity
+from pytest_kruise_agents.api.sandbox import Sandbox, SandboxSpec
+from pytest_kruise_agents.api.sandboxclaim import CSIMountConfig
+from pytest_kruise_agents.api.sandboxset import SandboxSet
+from pytest_kruise_agents.claiming.errors import BadRequestError
+from pytest_kruise_agents.claiming.selection import DEFAULT_CANDIDATE_WINDOW
+from pytest_kruise_agents.claiming.timeouts import format_retention, truncate
+
+__all__ = [
+    "AGENT_RUNTIME",
+    "ANN_CLEANUP_ENABLED",
+    "ANN_CLEANUP_RETAIN_ON_FAILURE",
+    "CLAIM_PRIORITY",
+    "MAX_GENERATE_NAME",
+    "PRESERVED_INTERNAL_KEYS",
+    "RUNTIME_INIT_CONTAINER",
+    "ClaimOptions",
+    "InitRuntimeRequest",
+    "failed_sandbox_cleanup",
+    "modify_for_claim",
+    "needs_wait_ready",
+    "new_sandbox_from_sandboxset",
+    "sandboxset_has_agent_runtime",
+    "sandboxset_revision",
+    "validate_claim_options",
+]
+
+ANN_CLEANUP_ENABLED: Final = "agents.kruise.io/cleanup-enabled"
+ANN_CLEANUP_RETAIN_ON_FAILURE: Final = "agents.kruise.io/cleanup-retain-on-failure"
+PRESERVED_INTERNAL_KEYS: Final = frozenset({ANN_CLEANUP_ENABLED, ANN_CLEANUP_RETAIN_ON_FAILURE})
+"""Internal keys a new sandbox keeps from its pod template (``InternalKeysPreservedOnCreation``)."""
+
+AGENT_RUNTIME: Final = "agent-runtime"
+RUNTIME_INIT_CONTAINER: Final = "runtime"
+CLAIM_PRIORITY: Final = "100"
+"""``sandbox-priority`` of sandboxes created by a claim (pool sandboxes have none, i.e. 0)."""
+MAX_GENERATE_NAME: Final = 58
+
+
+@dataclass(frozen=True)
+class InitRuntimeRequest:
+    """The body of the agent-runtime ``POST /init``: env vars and the envd access token."""
+
+    env_vars: dict[str, str] = field(default_factory=dict)
+    access_token: str = ""
+
+    def to_json(self) -> str:
+        """``{"envVars":{...},"accessToken":"..."}``, compact, env keys sorted (as Go writes it)."""
+        env = json.dumps(dict(sorted(self.env_vars.items())), separators=(",", ":"))
+        token = json.dumps(self.access_token)
+        return f'{{"envVars":{env},"accessToken":{token}}}'
+
+    @classmethod
+    def from_json(cls, text: str) -> InitRuntimeRequest:
+        """Parse the persisted ``init-runtime-request`` annotation."""
+        data = json.loads(text)
+        return cls(
+            env_vars=dict(data.get("envVars") or {}), access_token=data.get("accessToken", "")
+        )
+
+
+@dataclass(frozen=True)
+class ClaimOptions:
+    """Everything one claim needs (``infra.ClaimSandboxOptions``).
+
+    ``namespace`` ``""`` searches every namespace (E2B admin). ``user`` is the
+    owner (API-key ID or SandboxClaim UID). ``reserve_failed_for``: ``None``
+    or zero deletes a sandbox whose post-processing failed, positive keeps it
+    that long, negative forever. ``pod_labels``/``pod_annotations`` go only to
+    the pod template; ``label_pod_with_sandbox_name`` adds the pod label
+    ``sandbox-name=<picked sandbox's name>`` (E2B; empty for a no-stock
+    sandbox, which has only a generateName then). ``claim_timeout`` and
+    ``wait_ready_timeout`` ``None`` mean unbounded.
+    """
+
+    namespace: str
+    user: str
+    template: str
+    lock_string: str
+    candidate_count: int = DEFAULT_CANDIDATE_WINDOW
+    claim_name: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+    pod_labels: dict[str, str] = field(default_factory=dict)
+    shutdown_time: datetime | None = None
+    pause_time: datetime | None = None
+    paused_retention: timedelta | None = None
+    reserve_failed_for: timedelta | None = None
+    inplace_image: str | None = None
+    cpu_request: str | None = None
+    cpu_limit: str | None = None
+    init_runtime: InitRuntimeRequest | None = None
+    csi_mounts: list[CSIMountConfig] = field(default_factory=list)
+    claim_timeout: timedelta | None = None
+    wait_ready_timeout: timedelta | None = None
+    create_on_no_stock: bool = True
+    pod_annotations: dict[str, str] = field(default_factory=dict)
+    label_pod_with_sandbox_name: bool = False
+
+    @property
+    def inplace_update(self) -> bool:
+        """Whether an in-place image or CPU change is requested."""
+        return (
+            self.inplace_image is not None
+            or self.cpu_request is not None
+            or self.cpu_limit is not None
+        )
+
+    def with_lock(self, lock_string: str) -> ClaimOptions:
+        """The same options with a fresh lock string (one per attempt)."""
+        return replace(self, lock_string=lock_string)
+
+
+def _check_cpu(name: str, value: str | None) -> None:
+    if value is None:
+        return
+    try:
+        q = parse_quantity(value)
+    except ValueError as exc:
+        raise BadRequestError(f"{name}: {exc}", field=name) from exc
+    if q <= 0:
+        raise BadRequestError(f"{name}: must be greater than 0, got {value!r}", field=name)
+
+
+def validate_claim_options(opts: ClaimOptions) -> None:
+    """Reject invalid options with a :class:`BadRequestError` naming the field.
+
+    Upstream's ``ValidateAndInitClaimOptions``: user and template required,
+    CSI mounts need runtime init, CPU quantities positive.
+    """
+    if not opts.user:
+        raise BadRequestError("user: required", field="user")
+    if not opts.template:
+        raise BadRequestError("template: required", field="template")
+    if opts.candidate_count < 1:
+        raise BadRequestError("candidate_count: must be at least 1", field="candidate_count")
+    if opts.csi_mounts and opts.init_runtime is None:
+        raise BadRequestError(
+            "csi_mounts: CSI mounts need the runtime to be initialised (init_runtime)",
+            field="csi_mounts",
+        )
+    if opts.inplace_image is not None and not opts.inplace_image:
+        raise BadRequestError("inplace_image: must not be empty", field="inplace_image")
+    _check_cpu("cpu_request", opts.cpu_request)
+    _check_cpu("cpu_limit", opts.cpu_limit)
+
+
+def _template_metadata(spec: SandboxSpec, part: Literal["labels", "annotations"]) -> dict[str, Any]:
+    assert spec.template is not None
+    meta = spec.template.get("metadata")
+    if not isinstance(meta, dict):
+        meta = spec.template["metadata"] = {}
+    values = meta.get(part)
+    if not isinstance(values, dict):
+        values = meta[part] = {}
+    return values
+
+
+def _first_container(sbx: Sandbox, field_name: str) -> dict[str, Any]:
+    containers = ((sbx.spec.template or {}).get("spec") or {}).get("containers") or []
+    if not containers or not isinstance(containers[0], dict):
+        raise BadRequestError(
+            f"{field_name}: in-place update needs a sandbox with an inline pod template "
+            f"(sandbox {sbx.metadata.namespace}/{sbx.metadata.name} has none)",
+            field=field_name,
+        )
+    first: dict[str, Any] = containers[0]
+    return first
+
+
+def _apply_inplace(sbx: Sandbox, opts: ClaimOptions) -> None:
+    if opts.inplace_image is not None:
+        _first_container(sbx, "inplace_image")["image"] = opts.inplace_image
+    for field_name, part, value in (
+        ("cpu_request", "requests", opts.cpu_request),
+        ("cpu_limit", "limits", opts.cpu_limit),
+    ):
+        if value is None:
+            continue
+        resources = _first_container(sbx, field_name).get("resources")
+        section = (resources or {}).get(part) if isinstance(resources, dict) else None
+        # Only a CPU value the container already has is changed: resizing
+        # cannot add a request or limit (that would change the pod's QoS class).
+        if isinstance(section, dict) and "cpu" in section:
+            section["cpu"] = value
+
+
+def modify_for_claim(sbx: Sandbox, opts: ClaimOptions, now: datetime) -> Sandbox:
+    """The claimed copy of ``sbx`` the lock Update writes (§5.2 steps 4-5); ``sbx`` is untouched.
+
+    In upstream's order: the caller's modifier (claim-name label, user labels
+    and annotations, which may overwrite it (#311), times, retention), in-place
+    image/CPU, owner references cleared, ``sandbox-claimed=true``,
+    ``claim-timestamp``, runtime-init request and token, CSI config, the
+    ``updated-metadata-in-claim`` record, and last the lock (``lock``, ``owner``
+    annotations and the pod-template ``owner`` label).
+    """
+    out = sbx.model_copy(deep=True)
+    meta = out.metadata
+    has_template = isinstance(out.spec.template, dict)
+
+    # The modifier.
+    if opts.claim_name:
+        meta.labels[keys.LABEL_CLAIM_NAME] = opts.claim_name
+    meta.labels.update(opts.labels)
+    meta.annotations.update(opts.annotations)
+    if has_template:
+        pod_labels = _template_metadata(out.spec, "labels")
+        pod_labels.update(opts.labels)
+        pod_labels.update(opts.pod_labels)
+        if opts.label_pod_with_sandbox_name:
+            pod_labels[keys.LABEL_SANDBOX_NAME] = meta.name
+        if opts.pod_annotations:
+            _template_metadata(out.spec, "annotations").update(opts.pod_annotations)
+    if opts.shutdown_time is not None:
+        out.spec.shutdown_time = truncate(opts.shutdown_time)
+    if opts.pause_time is not None:
+        out.spec.pause_time = truncate(opts.pause_time)
+    if opts.paused_retention is not None:
+        meta.annotations[keys.ANN_RESERVE_PAUSED_DURATION] = format_retention(opts.paused_retention)
+
+    if opts.inplace_update:
+        _apply_inplace(out, opts)
+
+    meta.owner_references = []
+    meta.labels[keys.LABEL_SANDBOX_CLAIMED] = "true"
+    meta.annotations[keys.ANN_CLAIM_TIMESTAMP] = format_time(truncate(now))
+    if opts.init_runtime is not None:
+        meta.annotations[keys.ANN_INIT_RUNTIME_REQUEST] = opts.init_runtime.to_json()
+        meta.annotations[keys.ANN_RUNTIME_ACCESS_TOKEN] = opts.init_runtime.access_token
+    if opts.csi_mounts:
+        meta.annotations[keys.ANN_CSI_VOLUME_CONFIG] = json.dumps(
+            [m.to_dict() for m in opts.csi_mounts], separators=(",", ":")
+        )
+    if opts.labels or opts.annotations:
+        # Recycle deletes exactly these keys when the sandbox returns to its pool.
+        meta.annotations[keys.ANN_UPDATED_METADATA_IN_CLAIM] = json.dumps(
+            {"labels": sorted(opts.labels), "annotations": sorted(opts.annotations)},
+            separators=(",", ":"),
+        )
+
+    # The lock.
+    meta.annotations[keys.ANN_LOCK] = opts.lock_string
+    meta.annotations[keys.ANN_OWNER] = opts.user
+    if has_template:
+        _template_metadata(out.spec, "labels")[keys.LABEL_OWNER] = opts.user
+    return out
+
+
+def _strip_internal(values: Mapping[str, Any] | None) -> dict[str, str]:
+    return {
+        k: str(v)
+        for k, v in (values or {}).items()
+        if not k.startswith(keys.INTERNAL_PREFIX) or k in PRESERVED_INTERNAL_KEYS
+    }
+
+
+def sandboxset_revision(sbs: SandboxSet) -> str:
+    """The SandboxSet's update revision: FNV-32a (hex) of the canonical JSON of its template.
+
+    Covers ``template``/``templateRef``, ``persistentContents``, ``runtimes``
+    and ``pauseStrategy``; deterministic across processes (sorted keys).
+    """
+    spec = sbs.spec
+    doc: dict[str, Any] = {
+        "template": spec.template,
+        "templateRef": spec.template_ref.to_dict() if spec.template_ref else None,
+        "persistentContents": spec.persistent_contents,
+        "runtimes": [r.to_dict() for r in spec.runtimes] if spec.runtimes is not None else None,
+        "pauseStrategy": spec.pause_strategy.to_dict() if spec.pause_strategy else None,
+    }
+    canonical = json.dumps(
+        {k: v for k, v in doc.items() if v is not None},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    h = 0x811C9DC5
+    for byte in canonical.encode():
+        h ^= byte
+        h = (h * 0x01000193) & 0xFFFFFFFF
+    return format(h, "x")
+
+
+def new_sandbox_from_sandboxset(
+    sbs: SandboxSet, *, for_claim: bool, revision: str | None = None
+) -> Sandbox:
+    """A new Sandbox built from ``sbs`` (``NewSandboxFromSandboxSet``); ``sbs`` is untouched.
+
+    ``generateName`` ``<sbs>-`` (at most 58 characters), the pool labels, the
+    pod template's labels and annotations without internal keys (except the
+    cleanup ones), and copies of the template, persistent contents, runtimes,
+    pause strategy and volume claim templates. A pool sandbox
+    (``for_claim=False``) gets ``template-hash=<revision>`` (default: the
+    computed revision) and a controller owner reference to ``sbs``; a no-stock
+    sandbox (``for_claim=True``) gets ``sandbox-priority=100`` and neither.
+    """
+    spec = sbs.spec.model_copy(deep=True)
+    name = sbs.metadata.name
+    template_meta = (spec.template or {}).get("metadata") or {}
+    labels = _strip_internal(template_meta.get("labels"))
+    annotations = _strip_internal(template_meta.get("annotations"))
+    labels[keys.LABEL_SANDBOX_POOL] = name
+    labels[keys.LABEL_SANDBOX_TEMPLATE] = spec.template_ref.name if spec.template_ref else name
+    labels[keys.LABEL_SANDBOX_CLAIMED] = "false"
+    owner_references: list[OwnerReference] = []
+    if for_claim:
+        annotations[keys.ANN_SANDBOX_PRIORITY] = CLAIM_PRIORITY
+    else:
+        labels[keys.LABEL_TEMPLATE_HASH] = (
+            revision if revision is not None else sandboxset_revision(sbs)
+        )
+        owner_references.append(
+            OwnerReference(
+                api_version=keys.API_VERSION,
+                kind="SandboxSet",
+                name=name,
+                uid=sbs.metadata.uid or "",
+                controller=True,
+                block_owner_deletion=True,
+            )
+        )
+    return Sandbox(
+        metadata=ObjectMeta(
+            name="",
+            generate_name=f"{name}-"[:MAX_GENERATE_NAME],
+            namespace=sbs.metadata.namespace,
+            labels=labels,
+            annotations=annotations,
+            owner_references=owner_references,
+        ),
+        spec=SandboxSpec(
+            pause_strategy=spec.pause_strategy,
+            persistent_contents=spec.persistent_contents,
+            runtimes=spec.runtimes,
+            template_ref=spec.template_ref,
+            template=spec.template,
+            volume_claim_templates=spec.volume_claim_templates,
+        ),
+    )
+
+
+def needs_wait_ready(
+    lock_type: Literal["update", "create", "speculate"], opts: ClaimOptions
+) -> bool:
+    """Whether post-processing waits for readiness: a created sandbox, or an in-place update."""
+    return lock_type in ("create", "speculate") or opts.inplace_update
+
+
+def failed_sandbox_cleanup(
+    sbx: Sandbox, reserve_failed_for: timedelta | None, now: datetime
+) -> Sandbox | None:
+    """What to do with a sandbox whose claim failed after the lock (``clearFailedSandbox``).
+
+    ``None`` means delete it (no reservation, or zero). Otherwise the reserved
+    copy: label ``reserved-failed-sandbox=true`` and, for a positive duration,
+    ``shutdownTime = now + d``; a negative duration keeps it forever (its
+    existing ``shutdownTime`` is kept).
+    """
+    if reserve_failed_for is None or reserve_failed_for == timedelta(0):
+        return None
+    out = sbx.model_copy(deep=True)
+    out.metadata.labels[keys.LABEL_RESERVED_FAILED] = "true"
+    if reserve_failed_for > timedelta(0):
+        out.spec.shutdown_time = truncate(now + reserve_failed_for)
+    return out
+
+
+def sandboxset_has_agent_runtime(sbs: SandboxSet) -> bool:
+    """Whether the pool runs the agent runtime.
+
+    True when ``runtimes`` lists ``agent-runtime`` or the pod template has an
+    init container named ``runtime``.
+    """
+    if any(r.name == AGENT_RUNTIME for r in sbs.spec.runtimes or []):
+        return True
+    init_containers = ((sbs.spec.template or {}).get("spec") or {}).get("initContainers") or []
+    return any(
+        isinstance(c, dict) and c.get("name") == RUNTIME_INIT_CONTAINER for c in init_containers
+    )

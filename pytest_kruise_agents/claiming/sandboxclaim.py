@@ -1,0 +1,265 @@
+"""SandboxClaim reconcile decisions (reference §5.4): status, batch waves, TTL, claim options.
+
+A SandboxClaim is one-shot: it claims up to ``replicas`` sandboxes in waves
+until all are claimed or ``claimTimeout`` passes, then completes; after
+``ttlAfterCompleted`` only the claim object is deleted, never its sandboxes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Final, Literal
+
+from pytest_kruise_agents.api.durations import format_duration
+from pytest_kruise_agents.api.meta import Condition, set_condition
+from pytest_kruise_agents.api.sandboxclaim import ClaimPhase, SandboxClaim, SandboxClaimStatus
+from pytest_kruise_agents.api.sandboxset import SandboxSet
+from pytest_kruise_agents.claiming.extensions import RESERVE_FOREVER, is_blacklisted
+from pytest_kruise_agents.claiming.modification import (
+    ClaimOptions,
+    InitRuntimeRequest,
+    sandboxset_has_agent_runtime,
+)
+
+__all__ = [
+    "CLAIM_RETRY_INTERVAL_S",
+    "COND_COMPLETED",
+    "COND_TIMED_OUT",
+    "DEFAULT_INITIAL_WAVE",
+    "DEFAULT_MAX_BATCH",
+    "REASON_ALL_REPLICAS_CLAIMED",
+    "REASON_CLAIM_TIMEOUT_REACHED",
+    "REASON_FEATURE_GATE_DISABLED",
+    "REASON_SANDBOXSET_NOT_FOUND",
+    "REASON_TIMEOUT_REACHED",
+    "ClaimStatusDecision",
+    "calculate_claim_status",
+    "claim_batch",
+    "claim_options_for",
+    "claim_waves",
+    "completed_status",
+    "progress_status",
+    "requeue_after",
+    "sandboxset_not_found_status",
+    "ttl_action",
+]
+
+DEFAULT_INITIAL_WAVE: Final = 5
+"""``--sandboxclaim-initial-batch-size``."""
+DEFAULT_MAX_BATCH: Final = 50
+"""``--sandboxclaim-max-batch-size``."""
+CLAIM_RETRY_INTERVAL_S: Final = 2.0
+"""Requeue delay of a reconcile that claimed nothing (``ClaimRetryInterval``)."""
+
+COND_COMPLETED: Final = "Completed"
+COND_TIMED_OUT: Final = "TimedOut"
+REASON_ALL_REPLICAS_CLAIMED: Final = "AllReplicasClaimed"
+REASON_TIMEOUT_REACHED: Final = "TimeoutReached"
+REASON_CLAIM_TIMEOUT_REACHED: Final = "ClaimTimeoutReached"
+REASON_SANDBOXSET_NOT_FOUND: Final = "SandboxSetNotFound"
+REASON_FEATURE_GATE_DISABLED: Final = "FeatureGateDisabled"
+
+
+def claim_waves(n: int, initial: int = DEFAULT_INITIAL_WAVE) -> list[int]:
+    """Attempts per wave for a batch of ``n``: ``initial``, doubling, capped by the rest."""
+    waves: list[int] = []
+    size = max(initial, 1)
+    remaining = n
+    while remaining > 0:
+        wave = min(size, remaining)
+        waves.append(wave)
+        remaining -= wave
+        size *= 2
+    return waves
+
+
+def claim_batch(desired: int, current: int, max_batch: int = DEFAULT_MAX_BATCH) -> int:
+    """How many to claim this reconcile: ``min(desired - current, max_batch)``, never negative."""
+    return max(0, min(desired - current, max_batch))
+
+
+def requeue_after(successes: int) -> float:
+    """Requeue delay after a claiming reconcile: 0 on progress, else 2 s."""
+    return 0.0 if successes > 0 else CLAIM_RETRY_INTERVAL_S
+
+
+@dataclass(frozen=True)
+class ClaimStatusDecision:
+    """The status to write, whether the claim is (now) completed, and whether the status changed."""
+
+    status: SandboxClaimStatus
+    terminal: bool
+    changed: bool
+
+
+def _replicas_text(claim: SandboxClaim, claimed: int) -> str:
+    return f"{claimed}/{claim.spec.replicas}"
+
+
+def completed_status(
+    claim: SandboxClaim,
+    now: datetime,
+    *,
+    reason: str,
+    message: str,
+    status: SandboxClaimStatus | None = None,
+) -> SandboxClaimStatus:
+    """A ``Completed`` copy of the status with condition ``Completed=True/<reason>``."""
+    out = (status or claim.status).model_copy(deep=True)
+    out.phase = ClaimPhase.COMPLETED
+    out.message = message
+    out.completion_time = now
+    out.observed_generation = claim.metadata.generation
+    set_condition(
+        out.conditions,
+        Condition(
+            type=COND_COMPLETED,
+            status="True",
+            reason=reason,
+            message=message,
+            last_transition_time=now,
+        ),
+    )
+    return out
+
+
+def calculate_claim_status(claim: SandboxClaim, now: datetime) -> ClaimStatusDecision:
+    """The status decision at the start of a reconcile (``CalculateClaimStatus``, §5.4 step 3).
+
+    Already completed: unchanged, terminal. First pass: ``Claiming`` and
+    ``claimStartTime = now``. All replicas claimed: ``Completed`` /
+    ``AllReplicasClaimed``. ``claimTimeout`` passed since ``claimStartTime``:
+    ``Completed`` with ``TimedOut/ClaimTimeoutReached`` and
+    ``Completed/TimeoutReached``.
+    """
+    status = claim.status.model_copy(deep=True)
+    status.observed_generation = claim.metadata.generation
+    if status.phase == ClaimPhase.COMPLETED:
+        return ClaimStatusDecision(status, True, status != claim.status)
+    if status.phase is None:
+        status.phase = ClaimPhase.CLAIMING
+        status.claim_start_time = now
+    start = status.claim_start_time or now
+    claimed = status.claimed_replicas
+    if claimed >= claim.spec.replicas:
+        status = completed_status(
+            claim,
+            now,
+            reason=REASON_ALL_REPLICAS_CLAIMED,
+            message=f"Successfully claimed {_replicas_text(claim, claimed)} sandboxes",
+            status=status,
+        )
+        return ClaimStatusDecision(status, True, True)
+    elapsed = now - start
+    if elapsed >= claim.spec.claim_timeout:
+        message = (
+            f"Timeout reached after {format_duration(elapsed)}, "
+            f"claimed {_replicas_text(claim, claimed)} sandboxes"
+        )
+        set_condition(
+            status.conditions,
+            Condition(
+                type=COND_TIMED_OUT,
+                status="True",
+                reason=REASON_CLAIM_TIMEOUT_REACHED,
+                message=message,
+                last_transition_time=now,
+            ),
+        )
+        status = completed_status(
+            claim, now, reason=REASON_TIMEOUT_REACHED, message=message, status=status
+        )
+        return ClaimStatusDecision(status, True, True)
+    return ClaimStatusDecision(status, False, status != claim.status)
+
+
+def sandboxset_not_found_status(claim: SandboxClaim, now: datetime) -> SandboxClaimStatus:
+    """``Completed`` / ``SandboxSetNotFound``: no such template in the claim's namespace."""
+    return completed_status(
+        claim,
+        now,
+        reason=REASON_SANDBOXSET_NOT_FOUND,
+        message=(f"SandboxSet {claim.metadata.namespace}/{claim.spec.template_name} not found"),
+    )
+
+
+def progress_status(claim: SandboxClaim, claimed: int) -> SandboxClaimStatus:
+    """The ``Claiming`` status after a wave, with message ``Claiming sandboxes: n/m claimed``."""
+    out = claim.status.model_copy(deep=True)
+    out.phase = ClaimPhase.CLAIMING
+    out.claimed_replicas = claimed
+    out.observed_generation = claim.metadata.generation
+    out.message = f"Claiming sandboxes: {_replicas_text(claim, claimed)} claimed"
+    return out
+
+
+def ttl_action(
+    claim: SandboxClaim, now: datetime
+) -> tuple[Literal["delete", "requeue", "never"], float | None]:
+    """What TTL handling does with a claim: delete it now, requeue after seconds, or never.
+
+    Only a ``Completed`` claim expires; a negative ``ttlAfterCompleted`` never
+    deletes. The claim's sandboxes are never touched.
+    """
+    status = claim.status
+    if status.phase != ClaimPhase.COMPLETED:
+        return "never", None
+    ttl = claim.spec.ttl_after_completed
+    if ttl < timedelta(0):
+        return "never", None
+    completed = status.completion_time or now
+    remaining = ttl - (now - completed)
+    if remaining <= timedelta(0):
+        return "delete", None
+    return "requeue", remaining.total_seconds()
+
+
+def claim_options_for(
+    claim: SandboxClaim,
+    sbs: SandboxSet,
+    *,
+    lock_string: str,
+    access_token: str,
+    now: datetime,
+) -> ClaimOptions:
+    """The claim options the SandboxClaim controller builds once per reconcile (§5.1).
+
+    Namespace is the claim's own; the owner is the claim's UID; the
+    ``claim-name`` label names the claim. Spec labels go to the sandbox and its
+    pod template, spec annotations to the sandbox and (without reserved
+    prefixes) to the pod template. The runtime is initialised only if not
+    skipped and the pool has the agent runtime. ``reserveFailedSandbox`` keeps
+    failed sandboxes forever. No claim timeout: the controller makes one
+    attempt per call. ``now`` is accepted for symmetry with the other rules.
+    """
+    del now  # The claim path takes its times from the spec, not the clock.
+    spec = claim.spec
+    annotations = dict(spec.annotations or {})
+    inplace = spec.inplace_update
+    resources = inplace.resources if inplace is not None else None
+    init_runtime = None
+    if not spec.skip_init_runtime and sandboxset_has_agent_runtime(sbs):
+        init_runtime = InitRuntimeRequest(
+            env_vars=dict(spec.env_vars or {}), access_token=access_token
+        )
+    return ClaimOptions(
+        namespace=claim.metadata.namespace,
+        user=claim.metadata.uid or "",
+        template=spec.template_name,
+        lock_string=lock_string,
+        claim_name=claim.metadata.name,
+        labels=dict(spec.labels or {}),
+        annotations=annotations,
+        pod_annotations={k: v for k, v in annotations.items() if not is_blacklisted(k)},
+        shutdown_time=spec.shutdown_time,
+        reserve_failed_for=RESERVE_FOREVER if spec.reserve_failed_sandbox else None,
+        inplace_image=inplace.image if inplace is not None else None,
+        cpu_request=((resources.requests or {}).get("cpu") if resources else None),
+        cpu_limit=((resources.limits or {}).get("cpu") if resources else None),
+        init_runtime=init_runtime,
+        csi_mounts=[m.model_copy(deep=True) for m in spec.dynamic_volumes_mount or []],
+        claim_timeout=None,
+        wait_ready_timeout=spec.wait_ready_timeout,
+        create_on_no_stock=spec.create_on_no_stock,
+    )

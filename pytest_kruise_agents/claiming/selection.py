@@ -1,0 +1,126 @@
+"""Candidate selection: which pool sandbox one claim attempt picks (§5.2 step 2, §9 item 5).
+
+The first ``window`` (100) eligible sandboxes in cache order form the
+candidates; the current revision is preferred; within a group the pick starts
+at a uniformly random index and probes linearly, skipping sandboxes this
+process is already claiming. Randomness spreads concurrent claims of one
+process over the window; the optimistic lock, not the pick, guarantees
+exclusivity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence, Set
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final
+
+from pytest_kruise_agents.api import keys
+from pytest_kruise_agents.api.sandbox import Sandbox, SandboxState
+from pytest_kruise_agents.claiming.errors import NoAvailableError
+from pytest_kruise_agents.claiming.rng import RandomSource
+from pytest_kruise_agents.claiming.state import pod_ip, sandbox_key, sandbox_state
+
+__all__ = [
+    "DEFAULT_CANDIDATE_WINDOW",
+    "REASON_ALL_PICKED",
+    "REASON_NO_STOCK",
+    "PickResult",
+    "is_candidate",
+    "no_available_error",
+    "select_candidate",
+]
+
+DEFAULT_CANDIDATE_WINDOW: Final = 100
+REASON_NO_STOCK: Final = "no stock"
+REASON_ALL_PICKED: Final = "all candidates are picked"
+
+
+@dataclass(frozen=True)
+class PickResult:
+    """The picked sandbox, or ``None`` and why: ``"no stock"`` or ``"all candidates are picked"``.
+
+    ``candidates`` is how many eligible sandboxes the window held.
+    """
+
+    sandbox: Sandbox | None
+    reason: str
+    candidates: int = 0
+
+
+def is_candidate(
+    sbx: Sandbox, now: datetime, *, is_fresh: Callable[[Sandbox], bool] | None = None
+) -> bool:
+    """Whether ``sbx`` may be picked: available, unlocked, created, with a pod IP, and fresh.
+
+    ``is_fresh`` is the caller's resourceVersion expectation check (the cached
+    copy is not older than this process's own last write).
+    """
+    if sandbox_state(sbx, now)[0] != SandboxState.AVAILABLE:
+        return False
+    if sbx.metadata.annotations.get(keys.ANN_LOCK):
+        return False
+    if sbx.metadata.creation_timestamp is None:
+        return False
+    if pod_ip(sbx) is None:
+        return False
+    return is_fresh is None or is_fresh(sbx)
+
+
+def _probe(group: Sequence[Sandbox], in_flight: Set[str], rng: RandomSource) -> Sandbox | None:
+    if not group:
+        return None
+    start = rng.randrange(len(group))
+    for i in range(len(group)):
+        sbx = group[(start + i) % len(group)]
+        if sandbox_key(sbx) not in in_flight:
+            return sbx
+    return None
+
+
+def select_candidate(
+    pool: Iterable[Sandbox],
+    *,
+    update_revision: str | None,
+    in_flight: Set[str],
+    rng: RandomSource,
+    now: datetime,
+    window: int = DEFAULT_CANDIDATE_WINDOW,
+    is_fresh: Callable[[Sandbox], bool] | None = None,
+) -> PickResult:
+    """Pick one sandbox of ``pool`` for a claim attempt; ``in_flight`` is not modified.
+
+    Walks ``pool`` in order and stops as soon as ``window`` candidates are
+    collected (the rest of the iterable is never read). Candidates whose
+    ``template-hash`` label equals ``update_revision`` are tried first, then the
+    others. No candidate at all gives reason ``"no stock"``; candidates that are
+    all in ``in_flight`` (keys ``"ns/name"``) give ``"all candidates are picked"``.
+    The caller marks the pick in flight.
+    """
+    updated: list[Sandbox] = []
+    old: list[Sandbox] = []
+    count = 0
+    if window > 0:
+        for sbx in pool:
+            if not is_candidate(sbx, now, is_fresh=is_fresh):
+                continue
+            is_updated = (
+                update_revision is not None
+                and sbx.metadata.labels.get(keys.LABEL_TEMPLATE_HASH) == update_revision
+            )
+            (updated if is_updated else old).append(sbx)
+            count += 1
+            if count >= window:
+                break
+    if count == 0:
+        return PickResult(None, REASON_NO_STOCK, 0)
+    for group in (updated, old):
+        picked = _probe(group, in_flight, rng)
+        if picked is not None:
+            return PickResult(picked, "", count)
+    return PickResult(None, REASON_ALL_PICKED, count)
+
+
+def no_available_error(result: PickResult) -> NoAvailableError:
+    """The retriable error for a failed pick when no-stock creation is off."""
+    return NoAvailableError(result.reason or REASON_NO_STOCK)

@@ -1,0 +1,492 @@
+"""Specification of E2B create metadata parsing: every extension key, valid and invalid (§5.5)."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pytest_kruise_agents.api import keys
+from pytest_kruise_agents.api.sandboxclaim import CSIMountConfig
+from pytest_kruise_agents.claiming.errors import BadRequestError
+from pytest_kruise_agents.claiming.extensions import (
+    KNOWN_KEYS,
+    RESERVE_FOREVER,
+    E2BCreateOptions,
+    e2b_claim_options,
+    is_image_reference,
+    is_label_value,
+    is_qualified_name,
+    parse_create_metadata,
+)
+from pytest_kruise_agents.claiming.modification import InitRuntimeRequest, modify_for_claim
+from pytest_kruise_agents.claiming.timeouts import FOREVER
+
+from .builders import NOW, make_sandbox
+
+E = "e2b.agents.kruise.io/"
+
+
+def parse(**entries: str) -> E2BCreateOptions:
+    """Parse metadata given as short extension names (``claim_timeout_seconds=...``)."""
+    return parse_create_metadata({E + k.replace("_", "-"): v for k, v in entries.items()})
+
+
+def rejects(metadata: dict[str, str], key: str) -> BadRequestError:
+    """Assert the metadata is a 400 whose message names ``key``; return the error."""
+    with pytest.raises(BadRequestError) as info:
+        parse_create_metadata(metadata)
+    err = info.value
+    assert err.code == 400
+    assert key in err.message
+    return err
+
+
+def test_no_metadata_gives_defaults() -> None:
+    """Without metadata every option has its default."""
+    assert parse_create_metadata(None) == E2BCreateOptions()
+    opts = parse_create_metadata({})
+    assert opts.create_on_no_stock is True
+    assert opts.reserve_failed_for is None
+    assert opts.csi_mounts == [] and opts.annotations == {} and opts.labels == {}
+
+
+def test_known_keys_all_use_the_e2b_prefix() -> None:
+    """KNOWN_KEYS lists each e2b.agents.kruise.io/ key once."""
+    assert all(k.startswith(E) for k in KNOWN_KEYS)
+    assert len(set(KNOWN_KEYS)) == len(KNOWN_KEYS)
+    for short in (
+        "claim-timeout-seconds",
+        "wait-ready-timeout-seconds",
+        "create-on-no-stock",
+        "skip-init-runtime",
+        "never-timeout",
+        "reserve-failed-sandbox",
+        "reserve-failed-sandbox-for",
+        "reserve-paused-sandbox-duration",
+        "image",
+        "cpu-request",
+        "cpu-limit",
+        "csi-volume-config",
+        "csi-volume-name",
+        "csi-mount-point",
+        "csi-subpath",
+        "return-sandbox-ip",
+        "sandbox-name",
+        "sandbox-generate-name",
+    ):
+        assert E + short in KNOWN_KEYS
+
+
+def test_extension_keys_are_removed_from_annotations() -> None:
+    """Extension keys never become annotations; other keys do."""
+    opts = parse_create_metadata({E + "never-timeout": "true", "userId": "alice"})
+    assert opts.annotations == {"userId": "alice"}
+
+
+class TestTimeouts:
+    """claim-timeout-seconds and wait-ready-timeout-seconds."""
+
+    def test_claim_timeout(self) -> None:
+        """A positive claim timeout is kept in seconds."""
+        assert parse(claim_timeout_seconds="60").claim_timeout_seconds == 60
+
+    @pytest.mark.parametrize("value", ["0", "-5"])
+    def test_claim_timeout_non_positive_is_ignored(self, value: str) -> None:
+        """A claim timeout <= 0 is ignored, not rejected."""
+        assert parse(claim_timeout_seconds=value).claim_timeout_seconds is None
+
+    def test_wait_ready_timeout(self) -> None:
+        """The wait-ready timeout is kept in seconds."""
+        assert parse(wait_ready_timeout_seconds="45").wait_ready_timeout_seconds == 45
+
+    @pytest.mark.parametrize("key", ["claim-timeout-seconds", "wait-ready-timeout-seconds"])
+    @pytest.mark.parametrize("value", ["abc", "1.5", "", " 5", "5s"])
+    def test_non_integer_is_rejected(self, key: str, value: str) -> None:
+        """A timeout that is not a plain integer is a 400 naming the key."""
+        err = rejects({E + key: value}, E + key)
+        assert err.message.startswith("Bad extension param: ")
+        assert err.field == E + key
+
+
+class TestBooleans:
+    """create-on-no-stock, skip-init-runtime, never-timeout, return-sandbox-ip."""
+
+    def test_create_on_no_stock_false_disables(self) -> None:
+        """create-on-no-stock "false" turns no-stock creation off."""
+        assert parse(create_on_no_stock="false").create_on_no_stock is False
+        assert parse(create_on_no_stock="true").create_on_no_stock is True
+
+    def test_flags(self) -> None:
+        """The "true" flags switch their options on."""
+        opts = parse(skip_init_runtime="true", never_timeout="true", return_sandbox_ip="true")
+        assert opts.skip_init_runtime and opts.never_timeout and opts.return_sandbox_ip
+
+    @pytest.mark.parametrize(
+        "key", ["create-on-no-stock", "skip-init-runtime", "never-timeout", "return-sandbox-ip"]
+    )
+    def test_non_boolean_is_rejected(self, key: str) -> None:
+        """A value that is not a boolean is a 400 naming the key."""
+        rejects({E + key: "yes please"}, E + key)
+
+
+class TestReserve:
+    """reserve-failed-sandbox(-for) and reserve-paused-sandbox-duration."""
+
+    def test_reserve_failed_bool_means_forever(self) -> None:
+        """reserve-failed-sandbox "true" keeps failed sandboxes forever (negative duration)."""
+        opts = parse(reserve_failed_sandbox="true")
+        assert opts.reserve_failed_for == RESERVE_FOREVER
+        assert opts.reserve_failed_for is not None and opts.reserve_failed_for < timedelta(0)
+        assert parse(reserve_failed_sandbox="false").reserve_failed_for is None
+
+    @pytest.mark.parametrize(
+        ("value", "expected"),
+        [
+            ("never", None),
+            ("forever", RESERVE_FOREVER),
+            ("10m", timedelta(minutes=10)),
+            ("0s", None),
+        ],
+    )
+    def test_reserve_failed_for(self, value: str, expected: timedelta | None) -> None:
+        """reserve-failed-sandbox-for takes never, forever or a duration >= 0."""
+        assert parse(reserve_failed_sandbox_for=value).reserve_failed_for == expected
+
+    def test_reserve_failed_for_beats_the_bool(self) -> None:
+        """The duration form takes precedence over the boolean."""
+        opts = parse(reserve_failed_sandbox="true", reserve_failed_sandbox_for="never")
+        assert opts.reserve_failed_for is None
+
+    @pytest.mark.parametrize("value", ["-1s", "later", "10"])
+    def test_reserve_failed_for_invalid(self, value: str) -> None:
+        """A negative or malformed reserve duration is a 400."""
+        rejects({E + "reserve-failed-sandbox-for": value}, E + "reserve-failed-sandbox-for")
+
+    @pytest.mark.parametrize(
+        ("value", "expected"), [("forever", FOREVER), ("30m", timedelta(minutes=30))]
+    )
+    def test_reserve_paused_duration(self, value: str, expected: timedelta) -> None:
+        """The paused retention is forever or a positive duration."""
+        assert parse(reserve_paused_sandbox_duration=value).reserve_paused_duration == expected
+
+    @pytest.mark.parametrize("value", ["0s", "-1h", "never", ""])
+    def test_reserve_paused_duration_invalid(self, value: str) -> None:
+        """A non-positive or malformed paused retention is a 400."""
+        key = E + "reserve-paused-sandbox-duration"
+        rejects({key: value}, key)
+
+
+class TestInplace:
+    """image, cpu-request, cpu-limit and the memory keys."""
+
+    @pytest.mark.parametrize(
+        "image",
+        [
+            "python:3.12",
+            "nginx",
+            "library/nginx:1.25-alpine",
+            "registry.example.com:5000/team/app:v1.2.3",
+            "ghcr.io/org/app@sha256:" + "a" * 64,
+            "localhost/app_x__y:latest",
+        ],
+    )
+    def test_valid_images(self, image: str) -> None:
+        """Well-formed image references are accepted and kept."""
+        assert parse(image=image).image == image
+        assert parse(image=image).inplace_update
+
+    @pytest.mark.parametrize(
+        "image",
+        ["", "UPPER:tag", "team/App", "app:", ":tag", "app@sha256:short", "a b", "app:-bad"],
+    )
+    def test_invalid_images(self, image: str) -> None:
+        """Malformed image references are a 400 naming the image key."""
+        rejects({E + "image": image}, E + "image")
+
+    def test_cpu(self) -> None:
+        """Positive CPU quantities are kept as given."""
+        opts = parse(cpu_request="500m", cpu_limit="2")
+        assert (opts.cpu_request, opts.cpu_limit) == ("500m", "2")
+
+    @pytest.mark.parametrize("key", ["cpu-request", "cpu-limit"])
+    @pytest.mark.parametrize("value", ["0", "-1", "lots", "0m"])
+    def test_cpu_must_be_positive(self, key: str, value: str) -> None:
+        """A zero, negative or malformed CPU quantity is a 400."""
+        rejects({E + key: value}, E + key)
+
+    @pytest.mark.parametrize("key", ["memory-request", "memory-limit"])
+    def test_memory_resize_is_rejected(self, key: str) -> None:
+        """Memory resize is not supported: 400."""
+        err = rejects({E + key: "1Gi"}, E + key)
+        assert "memory" in err.message
+
+
+class TestCSI:
+    """csi-volume-config, csi-volume-name/mount-point/subpath and volumeMounts."""
+
+    def test_config_json(self) -> None:
+        """A JSON list of CSI mount configs is parsed into models."""
+        config = [{"pvName": "pv-1", "mountPath": "/data", "readOnly": True}]
+        opts = parse(csi_volume_config=json.dumps(config))
+        assert opts.csi_mounts == [
+            CSIMountConfig(pv_name="pv-1", mount_path="/data", read_only=True)
+        ]
+
+    @pytest.mark.parametrize(
+        "value",
+        [
+            "not json",
+            '{"pvName": "x", "mountPath": "/d"}',
+            '[{"pvName": "x"}]',
+            '[{"pvName": "", "mountPath": "/d"}]',
+            '[{"pvName": "x", "mountPath": "/d", "bogus": 1}]',
+        ],
+    )
+    def test_config_invalid(self, value: str) -> None:
+        """Malformed or incomplete CSI config JSON is a 400 naming the key."""
+        rejects({E + "csi-volume-config": value}, E + "csi-volume-config")
+
+    def test_single_mount(self) -> None:
+        """csi-volume-name with csi-mount-point (and subpath) make one mount."""
+        opts = parse(csi_volume_name="pv-2", csi_mount_point="/mnt", csi_subpath="sub")
+        assert opts.csi_mounts == [
+            CSIMountConfig(pv_name="pv-2", mount_path="/mnt", sub_path="sub")
+        ]
+
+    @pytest.mark.parametrize(
+        ("given_", "missing"),
+        [
+            ({"csi-volume-name": "pv"}, "csi-mount-point"),
+            ({"csi-mount-point": "/mnt"}, "csi-volume-name"),
+            ({"csi-subpath": "s"}, "csi-volume-name"),
+        ],
+    )
+    def test_single_mount_needs_both(self, given_: dict[str, str], missing: str) -> None:
+        """csi-volume-name and csi-mount-point are required together."""
+        rejects({E + k: v for k, v in given_.items()}, E + missing)
+
+    def test_volume_mounts_become_csi_mounts(self) -> None:
+        """Request-body volumeMounts map name to pvName and path to mountPath."""
+        opts = parse_create_metadata(None, volume_mounts=[{"name": "pv-3", "path": "/w"}])
+        assert opts.csi_mounts == [CSIMountConfig(pv_name="pv-3", mount_path="/w")]
+
+    def test_volume_mounts_need_name_and_path(self) -> None:
+        """A volume mount without a path is a 400 naming volumeMounts[i].path."""
+        with pytest.raises(BadRequestError, match=r"volumeMounts\[0\]\.path"):
+            parse_create_metadata(None, volume_mounts=[{"name": "pv"}])
+
+
+class TestNames:
+    """sandbox-name and sandbox-generate-name are for clones only."""
+
+    @pytest.mark.parametrize("key", ["sandbox-name", "sandbox-generate-name"])
+    def test_rejected_on_claim(self, key: str) -> None:
+        """On a claim the clone-only name keys are a 400."""
+        rejects({E + key: "my-sbx"}, E + key)
+
+    def test_accepted_on_clone(self) -> None:
+        """On a clone, DNS-label names are accepted (a generateName may end in '-')."""
+        opts = parse_create_metadata(
+            {E + "sandbox-name": "my-sbx", E + "sandbox-generate-name": "clone-"}, for_clone=True
+        )
+        assert (opts.sandbox_name, opts.sandbox_generate_name) == ("my-sbx", "clone-")
+        with pytest.raises(BadRequestError):
+            parse_create_metadata({E + "sandbox-name": "Not_A_Label"}, for_clone=True)
+
+
+class TestLabelsAndOtherKeys:
+    """label:<key> entries and plain metadata keys."""
+
+    def test_label_entries_become_labels(self) -> None:
+        """label:<key> entries are labels, not annotations."""
+        opts = parse_create_metadata({"label:app": "my-app", "label:team.io/x": ""})
+        assert opts.labels == {"app": "my-app", "team.io/x": ""}
+        assert opts.annotations == {}
+
+    @pytest.mark.parametrize(
+        ("key", "value"),
+        [
+            ("label:bad key", "v"),
+            ("label:", "v"),
+            ("label:-x", "v"),
+            ("label:app", "has space"),
+            ("label:app", "x" * 64),
+            ("label:agents.kruise.io/owner", "me"),
+            ("label:e2b.agents.kruise.io/x", "me"),
+        ],
+    )
+    def test_bad_label_entries(self, key: str, value: str) -> None:
+        """Invalid label keys or values, and reserved prefixes, are a 400 naming the entry."""
+        err = rejects({key: value}, key)
+        assert err.message.startswith("Bad extension param: ")
+
+    @pytest.mark.parametrize(
+        "key", ["agents.kruise.io/lock", "e2b.agents.kruise.io/unknown", "bad key", "x/"]
+    )
+    def test_bad_plain_keys(self, key: str) -> None:
+        """Plain keys must be qualified names outside the reserved prefixes."""
+        rejects({key: "v"}, key)
+
+    @pytest.mark.parametrize("key", [E + "sandbox-resource", E + "sandbox-ip"])
+    def test_response_only_keys_are_rejected(self, key: str) -> None:
+        """Response-only keys cannot be sent."""
+        rejects({key: "v"}, key)
+
+    def test_plain_keys_become_annotations(self) -> None:
+        """Qualified names outside the reserved prefixes become annotations, values untouched."""
+        opts = parse_create_metadata({"userId": "alice", "example.com/note": "any value at all"})
+        assert opts.annotations == {"userId": "alice", "example.com/note": "any value at all"}
+
+
+@pytest.mark.parametrize(
+    ("key", "ok"),
+    [
+        ("app", True),
+        ("a", True),
+        ("app.kubernetes.io/name", True),
+        ("A_b-c.d", True),
+        ("x" * 63, True),
+        ("x" * 64, False),
+        ("", False),
+        ("-app", False),
+        ("app-", False),
+        ("/app", False),
+        ("Example.com/app", False),
+        ("a/b/c", False),
+        ("ex_ample.com/app", False),
+    ],
+)
+def test_is_qualified_name(key: str, ok: bool) -> None:
+    """Qualified names follow Kubernetes' [prefix/]name rules."""
+    assert is_qualified_name(key) is ok
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [("", True), ("v1", True), ("a.b_c-d", True), ("x" * 64, False), ("-a", False), ("a b", False)],
+)
+def test_is_label_value(value: str, ok: bool) -> None:
+    """Label values may be empty, at most 63 characters, alphanumeric at both ends."""
+    assert is_label_value(value) is ok
+
+
+def test_is_image_reference_limits_name_length() -> None:
+    """An image name longer than 255 characters is rejected."""
+    assert not is_image_reference("a" * 256)
+    assert is_image_reference("a" * 255)
+
+
+@given(st.dictionaries(st.from_regex(r"\A[a-z][a-z0-9]{0,10}\Z"), st.text(max_size=20), max_size=5))
+def test_plain_qualified_keys_round_trip(metadata: dict[str, str]) -> None:
+    """Any metadata of simple keys comes back unchanged as annotations."""
+    opts = parse_create_metadata(metadata)
+    assert opts.annotations == metadata
+    assert opts.labels == {}
+
+
+@given(st.dictionaries(st.text(max_size=30), st.text(max_size=30), max_size=4))
+def test_parsing_never_fails_other_than_bad_request(metadata: dict[str, str]) -> None:
+    """Arbitrary metadata either parses or is a BadRequestError; nothing else escapes."""
+    try:
+        opts = parse_create_metadata(metadata)
+    except BadRequestError as err:
+        assert err.code == 400
+    else:
+        assert set(opts.annotations) <= set(metadata)
+
+
+class TestE2BClaimOptions:
+    """From a parsed E2B create request to the shared claim options."""
+
+    def test_defaults(self) -> None:
+        """A plain create: 300 s lifetime, runtime init with the token, unbounded waits."""
+        opts = e2b_claim_options(
+            parse_create_metadata({"userId": "u"}),
+            namespace="team-a",
+            user="key-1",
+            template="demo",
+            lock_string="L",
+            access_token="tok",
+            now=NOW,
+            env_vars={"K": "v"},
+        )
+        assert (opts.namespace, opts.user, opts.template) == ("team-a", "key-1", "demo")
+        assert opts.shutdown_time == NOW + timedelta(seconds=300)
+        assert opts.pause_time is None
+        assert opts.init_runtime == InitRuntimeRequest({"K": "v"}, "tok")
+        assert opts.claim_timeout is None and opts.wait_ready_timeout is None
+        assert opts.annotations == {"userId": "u"}
+        assert opts.create_on_no_stock and opts.label_pod_with_sandbox_name
+
+    def test_extensions_flow_through(self) -> None:
+        """Extension keys set timeouts, retention, reservation, in-place and skip-init."""
+        opts = e2b_claim_options(
+            parse_create_metadata(
+                {
+                    E + "claim-timeout-seconds": "60",
+                    E + "wait-ready-timeout-seconds": "20",
+                    E + "reserve-paused-sandbox-duration": "1h",
+                    E + "reserve-failed-sandbox": "true",
+                    E + "skip-init-runtime": "true",
+                    E + "return-sandbox-ip": "true",
+                    E + "create-on-no-stock": "false",
+                    E + "image": "python:3.13",
+                    "label:app": "x",
+                }
+            ),
+            namespace="",
+            user="key-1",
+            template="demo",
+            lock_string="L",
+            access_token="tok",
+            now=NOW,
+            timeout_s=600,
+            auto_pause=True,
+            allow_internet_access=False,
+        )
+        assert opts.pause_time == NOW + timedelta(seconds=600)
+        assert opts.shutdown_time == opts.pause_time + timedelta(hours=1)
+        assert opts.paused_retention == timedelta(hours=1)
+        assert opts.claim_timeout == timedelta(seconds=60)
+        assert opts.wait_ready_timeout == timedelta(seconds=20)
+        assert opts.reserve_failed_for == RESERVE_FOREVER
+        assert opts.init_runtime is None
+        assert opts.annotations[keys.ANN_RETURN_SANDBOX_IP] == "true"
+        assert opts.create_on_no_stock is False
+        assert opts.inplace_image == "python:3.13"
+        assert opts.labels == {"app": "x", keys.LABEL_ALLOW_INTERNET_ACCESS: "false"}
+        assert opts.pod_labels == {keys.LABEL_ALLOW_INTERNET_ACCESS: "false"}
+
+    def test_never_timeout(self) -> None:
+        """never-timeout sets neither time."""
+        opts = e2b_claim_options(
+            parse_create_metadata({E + "never-timeout": "true"}),
+            namespace="n",
+            user="u",
+            template="t",
+            lock_string="L",
+            access_token="tok",
+            now=NOW,
+            auto_pause=True,
+        )
+        assert (opts.shutdown_time, opts.pause_time) == (None, None)
+
+    def test_pod_is_labelled_with_the_picked_sandbox_name(self) -> None:
+        """The E2B claim labels the pod template with the picked sandbox's name."""
+        opts = e2b_claim_options(
+            E2BCreateOptions(),
+            namespace="default",
+            user="u",
+            template="demo",
+            lock_string="L",
+            access_token="tok",
+            now=NOW,
+        )
+        out = modify_for_claim(make_sandbox("demo-xyz"), opts, NOW)
+        assert (out.spec.template or {})["metadata"]["labels"][
+            keys.LABEL_SANDBOX_NAME
+        ] == "demo-xyz"

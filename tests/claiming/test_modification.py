@@ -1,0 +1,462 @@
+"""Specification of the claim modification and sandbox construction (§5.1, §5.2, §3, §9)."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pytest_kruise_agents.api import keys
+from pytest_kruise_agents.api.sandbox import Sandbox
+from pytest_kruise_agents.api.sandboxclaim import CSIMountConfig
+from pytest_kruise_agents.claiming.errors import BadRequestError
+from pytest_kruise_agents.claiming.extensions import RESERVE_FOREVER
+from pytest_kruise_agents.claiming.modification import (
+    ClaimOptions,
+    InitRuntimeRequest,
+    failed_sandbox_cleanup,
+    modify_for_claim,
+    needs_wait_ready,
+    new_sandbox_from_sandboxset,
+    sandboxset_has_agent_runtime,
+    sandboxset_revision,
+    validate_claim_options,
+)
+from pytest_kruise_agents.claiming.state import is_claimed, sandbox_state
+from pytest_kruise_agents.claiming.timeouts import FOREVER
+
+from .builders import NOW, SBS_UID, make_sandbox, make_sandboxset, pod_template
+
+FRACTIONAL_NOW = NOW + timedelta(microseconds=123_456)
+
+
+def options(**overrides: Any) -> ClaimOptions:
+    """Claim options for user alice on template demo with lock lock-1."""
+    base: dict[str, Any] = {
+        "namespace": "default",
+        "user": "alice",
+        "template": "demo",
+        "lock_string": "lock-1",
+    }
+    base.update(overrides)
+    return ClaimOptions(**base)
+
+
+def pod_labels(sbx: Sandbox) -> dict[str, str]:
+    """The labels of the sandbox's pod template."""
+    assert sbx.spec.template is not None
+    labels: dict[str, str] = sbx.spec.template["metadata"]["labels"]
+    return labels
+
+
+def first_container(sbx: Sandbox) -> dict[str, Any]:
+    """The first container of the sandbox's pod template."""
+    assert sbx.spec.template is not None
+    container: dict[str, Any] = sbx.spec.template["spec"]["containers"][0]
+    return container
+
+
+class TestInitRuntimeRequest:
+    """The /init body."""
+
+    def test_json_shape(self) -> None:
+        """The body is compact JSON with envVars (sorted) then accessToken."""
+        req = InitRuntimeRequest(env_vars={"B": "2", "A": "1"}, access_token="tok")
+        assert req.to_json() == '{"envVars":{"A":"1","B":"2"},"accessToken":"tok"}'
+
+    def test_round_trip(self) -> None:
+        """The persisted annotation parses back to the same request."""
+        req = InitRuntimeRequest(env_vars={"K": "v"}, access_token="t")
+        assert InitRuntimeRequest.from_json(req.to_json()) == req
+
+
+class TestValidate:
+    """validate_claim_options."""
+
+    def test_valid(self) -> None:
+        """Minimal options validate."""
+        validate_claim_options(options())
+
+    @pytest.mark.parametrize(
+        ("overrides", "field"),
+        [
+            ({"user": ""}, "user"),
+            ({"template": ""}, "template"),
+            ({"candidate_count": 0}, "candidate_count"),
+            ({"csi_mounts": [CSIMountConfig(pv_name="p", mount_path="/m")]}, "csi_mounts"),
+            ({"cpu_request": "0"}, "cpu_request"),
+            ({"cpu_limit": "-1"}, "cpu_limit"),
+            ({"cpu_limit": "much"}, "cpu_limit"),
+            ({"inplace_image": ""}, "inplace_image"),
+        ],
+    )
+    def test_invalid(self, overrides: dict[str, Any], field: str) -> None:
+        """Invalid options are a 400 naming the field."""
+        with pytest.raises(BadRequestError) as info:
+            validate_claim_options(options(**overrides))
+        assert info.value.field == field
+        assert info.value.message.startswith(field)
+
+    def test_csi_with_init_runtime_is_fine(self) -> None:
+        """CSI mounts are allowed once the runtime is initialised."""
+        validate_claim_options(
+            options(
+                csi_mounts=[CSIMountConfig(pv_name="p", mount_path="/m")],
+                init_runtime=InitRuntimeRequest(access_token="t"),
+            )
+        )
+
+
+class TestModifyForClaim:
+    """modify_for_claim: the object the claim's lock Update writes."""
+
+    def test_input_is_not_mutated(self) -> None:
+        """The input sandbox is left exactly as it was."""
+        sbx = make_sandbox(
+            template=pod_template(requests={"cpu": "1"}, limits={"cpu": "2"}),
+        )
+        before = sbx.model_dump()
+        modify_for_claim(
+            sbx,
+            options(
+                labels={"l": "1"},
+                annotations={"a": "1"},
+                inplace_image="python:3.13",
+                cpu_request="500m",
+                cpu_limit="1",
+                init_runtime=InitRuntimeRequest({"E": "v"}, "tok"),
+                csi_mounts=[CSIMountConfig(pv_name="p", mount_path="/m")],
+                claim_name="c",
+                shutdown_time=NOW,
+            ),
+            NOW,
+        )
+        assert sbx.model_dump() == before
+
+    def test_basic_claim(self) -> None:
+        """A claim clears owner refs, marks claimed, stamps the time and takes the lock."""
+        out = modify_for_claim(make_sandbox(), options(), FRACTIONAL_NOW)
+        meta = out.metadata
+        assert meta.owner_references == []
+        assert is_claimed(out)
+        assert meta.labels[keys.LABEL_SANDBOX_CLAIMED] == "true"
+        assert meta.annotations[keys.ANN_CLAIM_TIMESTAMP] == "2026-08-01T10:00:00Z"
+        assert meta.annotations[keys.ANN_LOCK] == "lock-1"
+        assert meta.annotations[keys.ANN_OWNER] == "alice"
+        assert pod_labels(out)[keys.LABEL_OWNER] == "alice"
+        assert keys.ANN_UPDATED_METADATA_IN_CLAIM not in meta.annotations
+        assert keys.ANN_INIT_RUNTIME_REQUEST not in meta.annotations
+        assert sandbox_state(out, NOW)[0].value == "running"
+
+    def test_user_labels_and_annotations(self) -> None:
+        """User labels go to the sandbox and its pod; annotations to the sandbox; keys recorded."""
+        out = modify_for_claim(
+            make_sandbox(),
+            options(
+                labels={"team": "a", "app": "x"},
+                annotations={"note": "hi"},
+                pod_labels={keys.LABEL_SANDBOX_NAME: "demo-abc12"},
+            ),
+            NOW,
+        )
+        assert out.metadata.labels["team"] == "a"
+        assert out.metadata.annotations["note"] == "hi"
+        assert pod_labels(out)["team"] == "a" and pod_labels(out)["app"] == "x"
+        assert pod_labels(out)[keys.LABEL_SANDBOX_NAME] == "demo-abc12"
+        assert keys.LABEL_SANDBOX_NAME not in out.metadata.labels
+        assert "note" not in (out.spec.template or {})["metadata"].get("annotations", {})
+        assert json.loads(out.metadata.annotations[keys.ANN_UPDATED_METADATA_IN_CLAIM]) == {
+            "labels": ["app", "team"],
+            "annotations": ["note"],
+        }
+
+    def test_pod_annotations(self) -> None:
+        """pod_annotations go to the pod template only."""
+        out = modify_for_claim(make_sandbox(), options(pod_annotations={"p": "1"}), NOW)
+        assert (out.spec.template or {})["metadata"]["annotations"] == {"p": "1"}
+        assert "p" not in out.metadata.annotations
+
+    def test_claim_name_label_can_be_overwritten_by_user_labels(self) -> None:
+        """The claim-name label is set first, so spec.labels can overwrite it (#311)."""
+        out = modify_for_claim(make_sandbox(), options(claim_name="c1"), NOW)
+        assert out.metadata.labels[keys.LABEL_CLAIM_NAME] == "c1"
+        clash = options(claim_name="c1", labels={keys.LABEL_CLAIM_NAME: "other"})
+        assert (
+            modify_for_claim(make_sandbox(), clash, NOW).metadata.labels[keys.LABEL_CLAIM_NAME]
+            == "other"
+        )
+
+    def test_lock_and_claimed_label_cannot_be_overwritten(self) -> None:
+        """The claimed label and the lock are written after user metadata."""
+        sneaky = options(
+            labels={keys.LABEL_SANDBOX_CLAIMED: "false"},
+            annotations={keys.ANN_LOCK: "mine", keys.ANN_OWNER: "mallory"},
+        )
+        out = modify_for_claim(make_sandbox(), sneaky, NOW)
+        assert out.metadata.labels[keys.LABEL_SANDBOX_CLAIMED] == "true"
+        assert out.metadata.annotations[keys.ANN_LOCK] == "lock-1"
+        assert out.metadata.annotations[keys.ANN_OWNER] == "alice"
+
+    def test_times_are_truncated(self) -> None:
+        """Shutdown and pause times are written truncated to whole seconds."""
+        out = modify_for_claim(
+            make_sandbox(),
+            options(
+                shutdown_time=FRACTIONAL_NOW + timedelta(hours=1),
+                pause_time=FRACTIONAL_NOW + timedelta(minutes=5),
+                paused_retention=timedelta(minutes=55),
+            ),
+            NOW,
+        )
+        assert out.spec.shutdown_time == NOW + timedelta(hours=1)
+        assert out.spec.pause_time == NOW + timedelta(minutes=5)
+        assert out.metadata.annotations[keys.ANN_RESERVE_PAUSED_DURATION] == "55m0s"
+
+    def test_forever_retention_annotation(self) -> None:
+        """A forever paused retention is written as "forever"."""
+        out = modify_for_claim(make_sandbox(), options(paused_retention=FOREVER), NOW)
+        assert out.metadata.annotations[keys.ANN_RESERVE_PAUSED_DURATION] == "forever"
+
+    def test_init_runtime_and_csi(self) -> None:
+        """Runtime init persists the request and token; CSI persists its config JSON."""
+        out = modify_for_claim(
+            make_sandbox(),
+            options(
+                init_runtime=InitRuntimeRequest({"K": "v"}, "tok-1"),
+                csi_mounts=[CSIMountConfig(pv_name="pv", mount_path="/data", read_only=True)],
+            ),
+            NOW,
+        )
+        ann = out.metadata.annotations
+        assert ann[keys.ANN_INIT_RUNTIME_REQUEST] == '{"envVars":{"K":"v"},"accessToken":"tok-1"}'
+        assert ann[keys.ANN_RUNTIME_ACCESS_TOKEN] == "tok-1"
+        assert json.loads(ann[keys.ANN_CSI_VOLUME_CONFIG]) == [
+            {"pvName": "pv", "mountPath": "/data", "readOnly": True}
+        ]
+
+    def test_inplace_image_changes_first_container_only(self) -> None:
+        """An in-place image goes to the first container of the pod template."""
+        template = pod_template()
+        template["spec"]["containers"].append({"name": "side", "image": "busybox"})
+        out = modify_for_claim(
+            make_sandbox(template=template), options(inplace_image="python:3.13"), NOW
+        )
+        assert first_container(out)["image"] == "python:3.13"
+        assert (out.spec.template or {})["spec"]["containers"][1]["image"] == "busybox"
+
+    def test_inplace_cpu_only_where_already_set(self) -> None:
+        """CPU requests and limits change only if the container already has them."""
+        sbx = make_sandbox(template=pod_template(requests={"cpu": "1", "memory": "1Gi"}))
+        out = modify_for_claim(sbx, options(cpu_request="2", cpu_limit="4"), NOW)
+        resources = first_container(out)["resources"]
+        assert resources == {"requests": {"cpu": "2", "memory": "1Gi"}}
+
+    def test_inplace_without_inline_template_is_a_400(self) -> None:
+        """An in-place update of a templateRef sandbox has no container to change: 400."""
+        sbx = make_sandbox()
+        sbx.spec.template = None
+        with pytest.raises(BadRequestError, match="inplace_image"):
+            modify_for_claim(sbx, options(inplace_image="python:3.13"), NOW)
+
+    def test_template_ref_sandbox_claims_without_pod_labels(self) -> None:
+        """A sandbox without an inline pod template is claimed; only its own metadata changes."""
+        sbx = make_sandbox()
+        sbx.spec.template = None
+        out = modify_for_claim(sbx, options(labels={"x": "1"}), NOW)
+        assert out.spec.template is None
+        assert out.metadata.labels["x"] == "1"
+
+
+class TestNewSandboxFromSandboxSet:
+    """new_sandbox_from_sandboxset for the controller and for no-stock claims."""
+
+    def test_pool_sandbox(self) -> None:
+        """A pool sandbox has the pool labels, the revision and a controller ref to the set."""
+        sbs = make_sandboxset(runtimes=["agent-runtime"])
+        sbx = new_sandbox_from_sandboxset(sbs, for_claim=False)
+        meta = sbx.metadata
+        assert meta.name == "" and meta.generate_name == "demo-"
+        assert meta.namespace == "default"
+        assert meta.labels[keys.LABEL_SANDBOX_POOL] == "demo"
+        assert meta.labels[keys.LABEL_SANDBOX_TEMPLATE] == "demo"
+        assert meta.labels[keys.LABEL_SANDBOX_CLAIMED] == "false"
+        assert meta.labels[keys.LABEL_TEMPLATE_HASH] == sandboxset_revision(sbs)
+        (ref,) = meta.owner_references
+        assert (ref.kind, ref.api_version, ref.name, ref.uid) == (
+            "SandboxSet",
+            keys.API_VERSION,
+            "demo",
+            SBS_UID,
+        )
+        assert ref.controller is True and ref.block_owner_deletion is True
+        assert keys.ANN_SANDBOX_PRIORITY not in meta.annotations
+        assert sbx.spec.runtimes is not None and sbx.spec.runtimes[0].name == "agent-runtime"
+        assert sbx.spec.template == sbs.spec.template
+
+    def test_explicit_revision(self) -> None:
+        """The controller may pass the revision it computed."""
+        sbx = new_sandbox_from_sandboxset(make_sandboxset(), for_claim=False, revision="r9")
+        assert sbx.metadata.labels[keys.LABEL_TEMPLATE_HASH] == "r9"
+
+    def test_no_stock_sandbox(self) -> None:
+        """A no-stock sandbox has priority 100, no owner ref and no template hash."""
+        sbx = new_sandbox_from_sandboxset(make_sandboxset(), for_claim=True)
+        assert sbx.metadata.annotations[keys.ANN_SANDBOX_PRIORITY] == "100"
+        assert sbx.metadata.owner_references == []
+        assert keys.LABEL_TEMPLATE_HASH not in sbx.metadata.labels
+        assert sbx.metadata.labels[keys.LABEL_SANDBOX_POOL] == "demo"
+
+    def test_template_ref_names_the_template_label(self) -> None:
+        """With a templateRef the sandbox-template label is the referenced template's name."""
+        sbx = new_sandbox_from_sandboxset(make_sandboxset(template_ref="tpl"), for_claim=False)
+        assert sbx.metadata.labels[keys.LABEL_SANDBOX_TEMPLATE] == "tpl"
+        assert sbx.metadata.labels[keys.LABEL_SANDBOX_POOL] == "demo"
+        assert sbx.spec.template_ref is not None and sbx.spec.template_ref.name == "tpl"
+
+    def test_generate_name_is_truncated(self) -> None:
+        """generateName is at most 58 characters."""
+        sbx = new_sandbox_from_sandboxset(make_sandboxset("x" * 63), for_claim=False)
+        assert sbx.metadata.generate_name == "x" * 58
+
+    def test_internal_keys_from_template_are_stripped(self) -> None:
+        """Inherited agents.kruise.io/* keys are dropped except the cleanup ones."""
+        template = pod_template()
+        template["metadata"] = {
+            "labels": {"app": "demo", keys.LABEL_SANDBOX_CLAIMED: "true"},
+            "annotations": {
+                keys.ANN_LOCK: "sneaky",
+                "agents.kruise.io/cleanup-enabled": "true",
+                "agents.kruise.io/cleanup-retain-on-failure": "true",
+                "team": "a",
+            },
+        }
+        sbx = new_sandbox_from_sandboxset(make_sandboxset(template=template), for_claim=False)
+        assert sbx.metadata.labels["app"] == "demo"
+        assert sbx.metadata.labels[keys.LABEL_SANDBOX_CLAIMED] == "false"
+        assert sbx.metadata.annotations == {
+            "agents.kruise.io/cleanup-enabled": "true",
+            "agents.kruise.io/cleanup-retain-on-failure": "true",
+            "team": "a",
+        }
+
+    def test_set_is_not_mutated_and_copies_are_deep(self) -> None:
+        """The SandboxSet is untouched, and changing the sandbox does not change the set."""
+        sbs = make_sandboxset()
+        before = sbs.model_dump()
+        sbx = new_sandbox_from_sandboxset(sbs, for_claim=True)
+        assert sbx.spec.template is not None
+        sbx.spec.template["spec"]["containers"][0]["image"] = "changed"
+        assert sbs.model_dump() == before
+
+
+class TestRevision:
+    """sandboxset_revision."""
+
+    def test_deterministic_hex(self) -> None:
+        """The revision is a stable FNV-32a hex string."""
+        rev = sandboxset_revision(make_sandboxset())
+        assert rev == sandboxset_revision(make_sandboxset())
+        assert all(c in "0123456789abcdef" for c in rev) and len(rev) <= 8
+
+    def test_template_changes_revision_replicas_do_not(self) -> None:
+        """Template, runtimes and persistent contents change the revision; replicas do not."""
+        base = sandboxset_revision(make_sandboxset(replicas=1))
+        assert sandboxset_revision(make_sandboxset(replicas=50)) == base
+        assert sandboxset_revision(make_sandboxset(template=pod_template("python:3.13"))) != base
+        assert sandboxset_revision(make_sandboxset(runtimes=["agent-runtime"])) != base
+
+    def test_key_order_does_not_matter(self) -> None:
+        """The canonical JSON sorts keys, so dict order does not change the revision."""
+        a = {
+            "metadata": {"labels": {"a": "1", "b": "2"}},
+            "spec": {"containers": [{"name": "m", "image": "i"}]},
+        }
+        b = {
+            "spec": {"containers": [{"image": "i", "name": "m"}]},
+            "metadata": {"labels": {"b": "2", "a": "1"}},
+        }
+        assert sandboxset_revision(make_sandboxset(template=a)) == sandboxset_revision(
+            make_sandboxset(template=b)
+        )
+
+    def test_known_fnv_value(self) -> None:
+        """FNV-32a is implemented with the standard offset and prime."""
+        sbs = make_sandboxset(template_ref="t")
+        # Canonical JSON: {"templateRef":{"name":"t"}}; FNV-1a 32 of those bytes.
+        h = 0x811C9DC5
+        for byte in b'{"templateRef":{"name":"t"}}':
+            h = ((h ^ byte) * 0x01000193) & 0xFFFFFFFF
+        assert sandboxset_revision(sbs) == format(h, "x")
+
+
+def test_needs_wait_ready() -> None:
+    """Created sandboxes and in-place updates wait for readiness; plain pool claims do not."""
+    assert not needs_wait_ready("update", options())
+    assert needs_wait_ready("create", options())
+    assert needs_wait_ready("update", options(inplace_image="python:3.13"))
+    assert needs_wait_ready("update", options(cpu_limit="2"))
+
+
+class TestFailedCleanup:
+    """failed_sandbox_cleanup (clearFailedSandbox)."""
+
+    @pytest.mark.parametrize("reserve", [None, timedelta(0)])
+    def test_default_deletes(self, reserve: timedelta | None) -> None:
+        """Without a reservation a failed sandbox is deleted."""
+        assert failed_sandbox_cleanup(make_sandbox(owned=False), reserve, NOW) is None
+
+    def test_positive_reserves_until(self) -> None:
+        """A positive reservation labels the sandbox and sets shutdownTime = now + d."""
+        sbx = make_sandbox(owned=False, shutdown=NOW + timedelta(days=1))
+        out = failed_sandbox_cleanup(sbx, timedelta(minutes=10), FRACTIONAL_NOW)
+        assert out is not None
+        assert out.metadata.labels[keys.LABEL_RESERVED_FAILED] == "true"
+        assert out.spec.shutdown_time == NOW + timedelta(minutes=10)
+        assert keys.LABEL_RESERVED_FAILED not in sbx.metadata.labels
+
+    def test_negative_reserves_forever(self) -> None:
+        """A negative reservation labels the sandbox and keeps its shutdownTime."""
+        sbx = make_sandbox(owned=False, shutdown=NOW + timedelta(days=1))
+        out = failed_sandbox_cleanup(sbx, RESERVE_FOREVER, NOW)
+        assert out is not None
+        assert out.metadata.labels[keys.LABEL_RESERVED_FAILED] == "true"
+        assert out.spec.shutdown_time == NOW + timedelta(days=1)
+
+
+def test_agent_runtime_detection() -> None:
+    """A set has the agent runtime via runtimes or an init container named runtime."""
+    assert sandboxset_has_agent_runtime(make_sandboxset(runtimes=["agent-runtime"]))
+    assert not sandboxset_has_agent_runtime(make_sandboxset(runtimes=["csi"]))
+    template = pod_template()
+    template["spec"]["initContainers"] = [{"name": "runtime", "image": "rt"}]
+    assert sandboxset_has_agent_runtime(make_sandboxset(template=template))
+    assert not sandboxset_has_agent_runtime(make_sandboxset())
+
+
+label_maps = st.dictionaries(
+    st.from_regex(r"\A[a-z][a-z0-9-]{0,8}[a-z0-9]\Z"),
+    st.from_regex(r"\A[a-z0-9]{0,8}\Z"),
+    max_size=4,
+)
+
+
+@given(labels=label_maps, annotations=label_maps, claim_name=st.none() | st.just("c"))
+def test_modify_never_mutates_and_always_locks(
+    labels: dict[str, str], annotations: dict[str, str], claim_name: str | None
+) -> None:
+    """For any user metadata the input is unchanged and the output is locked and claimed."""
+    sbx = make_sandbox()
+    before = sbx.model_dump()
+    out = modify_for_claim(
+        sbx, options(labels=labels, annotations=annotations, claim_name=claim_name), NOW
+    )
+    assert sbx.model_dump() == before
+    assert out.metadata.annotations[keys.ANN_LOCK] == "lock-1"
+    assert out.metadata.annotations[keys.ANN_OWNER] == "alice"
+    assert is_claimed(out)
+    for k, v in labels.items():
+        assert pod_labels(out)[k] == v

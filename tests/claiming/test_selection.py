@@ -1,0 +1,204 @@
+"""Specification of candidate selection (§5.2 step 2, §9 item 5)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pytest_kruise_agents.api import keys
+from pytest_kruise_agents.api.sandbox import Sandbox, SandboxPhase, SandboxState
+from pytest_kruise_agents.claiming.errors import NoAvailableError
+from pytest_kruise_agents.claiming.selection import (
+    PickResult,
+    is_candidate,
+    no_available_error,
+    select_candidate,
+)
+from pytest_kruise_agents.claiming.state import sandbox_key, sandbox_state
+
+from .builders import NOW, ScriptedRng, make_sandbox
+
+
+def pool(n: int, **kwargs: object) -> list[Sandbox]:
+    """``n`` sandboxes demo-0 .. demo-(n-1) built with the same options."""
+    return [make_sandbox(f"demo-{i}", **kwargs) for i in range(n)]  # type: ignore[arg-type]
+
+
+def pick(sandboxes: list[Sandbox], **kwargs: object) -> PickResult:
+    """select_candidate with revision rev1, nothing in flight and a seeded rng by default."""
+    args: dict[str, object] = {
+        "update_revision": "rev1",
+        "in_flight": frozenset(),
+        "rng": random.Random(7),
+        "now": NOW,
+    }
+    args.update(kwargs)
+    return select_candidate(sandboxes, **args)  # type: ignore[arg-type]
+
+
+def test_empty_pool_is_no_stock() -> None:
+    """An empty pool gives no sandbox and reason "no stock"."""
+    assert pick([]) == PickResult(None, "no stock", 0)
+
+
+def test_only_ineligible_sandboxes_is_no_stock() -> None:
+    """A pool whose sandboxes are all ineligible has no candidates: "no stock"."""
+    result = pick(
+        [
+            make_sandbox("creating", phase=SandboxPhase.PENDING),
+            make_sandbox("locked", locked="lock-1"),
+            make_sandbox("no-ip", ip=None),
+            make_sandbox("uncreated", created=None),
+            make_sandbox("not-ready", ready=False),
+            make_sandbox("claimed", owned=False),
+        ]
+    )
+    assert result.sandbox is None and result.reason == "no stock"
+
+
+def test_all_in_flight_is_all_candidates_picked() -> None:
+    """When every candidate is being claimed by this process: "all candidates are picked"."""
+    sandboxes = pool(3)
+    result = pick(sandboxes, in_flight={sandbox_key(s) for s in sandboxes})
+    assert result == PickResult(None, "all candidates are picked", 3)
+
+
+def test_pick_skips_in_flight_and_leaves_the_set_alone() -> None:
+    """The pick is the one sandbox not in flight; in_flight is not modified."""
+    sandboxes = pool(3)
+    in_flight = {"default/demo-0", "default/demo-2"}
+    result = pick(sandboxes, in_flight=in_flight)
+    assert result.sandbox is sandboxes[1]
+    assert result.reason == ""
+    assert in_flight == {"default/demo-0", "default/demo-2"}
+
+
+def test_random_start_and_linear_probe() -> None:
+    """The probe starts at rng.randrange(len) and wraps linearly past in-flight ones."""
+    sandboxes = pool(5)
+    rng = ScriptedRng(starts=[3])
+    result = pick(sandboxes, rng=rng, in_flight={"default/demo-3", "default/demo-4"})
+    assert result.sandbox is sandboxes[0]
+    assert rng.randrange_calls == [5]
+
+
+def test_updated_revision_preferred() -> None:
+    """Candidates of the update revision are tried before old ones."""
+    old = pool(5, revision="rev0")
+    new = make_sandbox("demo-new", revision="rev1")
+    for seed in range(20):
+        assert pick([*old, new], rng=random.Random(seed)).sandbox is new
+
+
+def test_old_revision_used_when_updated_all_in_flight() -> None:
+    """With every updated candidate in flight an old-revision one is picked."""
+    old = make_sandbox("demo-old", revision="rev0")
+    new = make_sandbox("demo-new", revision="rev1")
+    result = pick([new, old], in_flight={"default/demo-new"})
+    assert result.sandbox is old
+
+
+def test_no_update_revision_treats_all_alike() -> None:
+    """Without an update revision every candidate is in one group."""
+    sandboxes = [make_sandbox("a", revision="x"), make_sandbox("b", revision=None)]
+    rng = ScriptedRng(starts=[1])
+    assert pick(sandboxes, update_revision=None, rng=rng).sandbox is sandboxes[1]
+
+
+def test_window_bounds_candidates_and_stops_reading() -> None:
+    """Only the first `window` candidates count, and the pool is not read past them."""
+    read: list[str] = []
+
+    def lazy() -> Iterator[Sandbox]:
+        for i in range(1000):
+            read.append(f"demo-{i}")
+            yield make_sandbox(f"demo-{i}")
+        raise AssertionError("the whole pool was read")
+
+    rng = ScriptedRng(starts=[99])
+    result = select_candidate(
+        lazy(), update_revision="rev1", in_flight=set(), rng=rng, now=NOW, window=100
+    )
+    assert len(read) == 100
+    assert result.candidates == 100
+    assert result.sandbox is not None and result.sandbox.metadata.name == "demo-99"
+
+
+def test_window_counts_only_eligible_sandboxes() -> None:
+    """Ineligible sandboxes do not use up the window."""
+    sandboxes = [make_sandbox(f"locked-{i}", locked="x") for i in range(5)] + pool(2)
+    result = pick(sandboxes, window=2)
+    assert result.candidates == 2
+    assert result.sandbox is not None and result.sandbox.metadata.name.startswith("demo-")
+
+
+def test_is_fresh_filters_stale_cache_entries() -> None:
+    """A sandbox failing the caller's freshness check is not a candidate."""
+    sandboxes = pool(2)
+    result = pick(sandboxes, is_fresh=lambda s: s.metadata.name == "demo-1")
+    assert result.sandbox is sandboxes[1]
+
+
+def test_sandbox_ip_counts_as_pod_ip() -> None:
+    """status.sandboxIp is enough when podInfo has no IP."""
+    sbx = make_sandbox(ip=None)
+    sbx.status.sandbox_ip = "10.9.9.9"
+    assert is_candidate(sbx, NOW)
+
+
+def test_no_available_error_reasons() -> None:
+    """A failed pick maps to the retriable NoAvailableError with the matching reason."""
+    assert no_available_error(PickResult(None, "no stock")).reason == "NoStock"
+    err = no_available_error(PickResult(None, "all candidates are picked"))
+    assert isinstance(err, NoAvailableError)
+    assert err.reason == "AllCandidatesPicked" and err.retriable
+
+
+sandbox_specs = st.fixed_dictionaries(
+    {
+        "phase": st.sampled_from([SandboxPhase.RUNNING, SandboxPhase.PENDING, SandboxPhase.FAILED]),
+        "ready": st.booleans(),
+        "owned": st.booleans(),
+        "ip": st.sampled_from([None, "10.0.0.1"]),
+        "revision": st.sampled_from(["rev0", "rev1"]),
+        "locked": st.sampled_from([None, None, "lock"]),
+        "deleted": st.booleans(),
+    }
+)
+
+
+@given(
+    specs=st.lists(sandbox_specs, max_size=30),
+    in_flight_mask=st.lists(st.booleans(), min_size=30, max_size=30),
+    seed=st.integers(min_value=0, max_value=2**32 - 1),
+    window=st.integers(min_value=1, max_value=40),
+)
+def test_pick_is_always_eligible(
+    specs: list[dict[str, object]], in_flight_mask: list[bool], seed: int, window: int
+) -> None:
+    """Any pick is an available, unlocked, not-in-flight window member; updated ones win."""
+    sandboxes = [make_sandbox(f"s-{i}", **spec) for i, spec in enumerate(specs)]  # type: ignore[arg-type]
+    in_flight = {sandbox_key(s) for s, m in zip(sandboxes, in_flight_mask, strict=False) if m}
+    result = select_candidate(
+        sandboxes,
+        update_revision="rev1",
+        in_flight=in_flight,
+        rng=random.Random(seed),
+        now=NOW,
+        window=window,
+    )
+    window_members = [s for s in sandboxes if is_candidate(s, NOW)][:window]
+    free = [s for s in window_members if sandbox_key(s) not in in_flight]
+    if result.sandbox is None:
+        assert not free
+        assert result.reason == ("no stock" if not window_members else "all candidates are picked")
+        return
+    sbx = result.sandbox
+    assert sbx in free
+    assert sandbox_state(sbx, NOW)[0] == SandboxState.AVAILABLE
+    assert not sbx.metadata.annotations.get(keys.ANN_LOCK)
+    if any(s.metadata.labels.get(keys.LABEL_TEMPLATE_HASH) == "rev1" for s in free):
+        assert sbx.metadata.labels[keys.LABEL_TEMPLATE_HASH] == "rev1"
