@@ -1,0 +1,307 @@
+"""The concept pages in docs/ stay true to the code.
+
+``docs/models.md`` and ``docs/profiles-and-faults.md`` are checked against the
+code they describe: every name the code defines must be documented, the
+documented defaults must match, and the examples must run.
+
+Python blocks are executed one by one, each in a fresh namespace. A first line
+of ``# requires: cluster`` marks a block that needs the whole fake cluster; it
+is only compiled for now. A first line of ``# signature`` marks a block that
+shows an API's signature as a stub; it is compiled, and its parameters are
+compared with the source (read with :mod:`ast`, not imported). Any other block
+must not touch ``simulator.cluster``.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from pytest_kruise_agents.api import keys, load_manifests, printer_columns
+from pytest_kruise_agents.api.manifest import KINDS, RESOURCE_ALIASES
+from pytest_kruise_agents.claiming import state
+from simulator.faults import FAULT_KINDS
+from simulator.profile import DEFAULT_LATENCIES, LATENCY_DOCS, PROFILES, Profile
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+MODELS = DOCS / "models.md"
+PROFILES_AND_FAULTS = DOCS / "profiles-and-faults.md"
+
+REQUIRES_CLUSTER = "# requires: cluster"
+SIGNATURE = "# signature"
+
+_FENCE = re.compile(r"^```([\w-]*)[ \t]*\n(.*?)^```[ \t]*$", re.DOTALL | re.MULTILINE)
+_HEADING = re.compile(r"^(#{1,6}) ", re.MULTILINE)
+_CELL_SPLIT = re.compile(r"(?<!\\)\|")
+
+
+@dataclass(frozen=True)
+class Block:
+    """One fenced code block of a doc page."""
+
+    path: Path
+    line: int
+    lang: str
+    code: str
+
+    @property
+    def marker(self) -> str:
+        return self.code.split("\n", 1)[0].strip()
+
+    @property
+    def where(self) -> str:
+        return f"{self.path.relative_to(ROOT)}:{self.line}"
+
+
+def blocks(path: Path, lang: str) -> list[Block]:
+    """The fenced ``lang`` blocks of ``path``, with the line of their opening fence."""
+    text = path.read_text(encoding="utf-8")
+    return [
+        Block(path, text.count("\n", 0, m.start()) + 1, m.group(1), m.group(2))
+        for m in _FENCE.finditer(text)
+        if m.group(1) == lang
+    ]
+
+
+def prose(path: Path) -> str:
+    """The page without its code blocks (so that names are found in text and tables)."""
+    return _FENCE.sub("", path.read_text(encoding="utf-8"))
+
+
+def section(path: Path, heading: str) -> str:
+    """The text under ``heading`` (e.g. ``"## Knobs"``) up to the next heading of its level."""
+    text = prose(path)
+    start = text.find(f"\n{heading}\n")
+    assert start >= 0, f"{path.name} has no section {heading!r}"
+    level = len(heading.split(" ", 1)[0])
+    for m in _HEADING.finditer(text, start + len(heading) + 2):
+        if len(m.group(1)) <= level:
+            return text[start : m.start()]
+    return text[start:]
+
+
+def table_row(text: str, first_cell: str) -> list[str]:
+    """The cells of the table row whose first cell is ``first_cell`` (exactly one such row)."""
+    rows = []
+    for line in text.splitlines():
+        if not line.startswith("|"):
+            continue
+        cells = [c.strip() for c in _CELL_SPLIT.split(line.strip())[1:-1]]
+        if cells and cells[0] == first_cell:
+            rows.append(cells)
+    assert len(rows) == 1, f"expected one table row for {first_cell}, found {len(rows)}"
+    return rows[0]
+
+
+def code(value: object) -> str:
+    """How a value is written in a table cell: ``repr`` in backticks."""
+    return f"`{value!r}`"
+
+
+# --------------------------------------------------------------------------- profiles
+
+
+@pytest.mark.parametrize("name", list(LATENCY_DOCS))
+def test_every_latency_is_documented_with_its_default(name: str) -> None:
+    """Each latency name has a row in the latency table showing its default distribution."""
+    row = table_row(section(PROFILES_AND_FAULTS, "## Latencies"), f"`{name}`")
+    assert row[1] == f"`{DEFAULT_LATENCIES[name]}`", name
+    assert row[2], f"latency {name} has no meaning"
+
+
+def test_both_profiles_use_the_documented_latencies() -> None:
+    """The latency table is the default table, and every built-in profile uses it."""
+    assert set(DEFAULT_LATENCIES) == set(LATENCY_DOCS)
+    for profile in PROFILES.values():
+        assert profile.latencies == DEFAULT_LATENCIES, profile.name
+
+
+@pytest.mark.parametrize("knob", Profile.knob_names())
+def test_every_knob_is_documented_with_its_default(knob: str) -> None:
+    """Each knob has a row with its default and, where v0.3.0 differs, that value."""
+    row = table_row(section(PROFILES_AND_FAULTS, "## Knobs"), f"`{knob}`")
+    field = Profile.model_fields[knob]
+    assert row[1] == code(field.default), knob
+    assert row[3], f"knob {knob} has no meaning"
+    if knob in ("name", "description"):
+        return
+    head = getattr(PROFILES["openkruise-head"], knob)
+    old = getattr(PROFILES["openkruise-v0.3.0"], knob)
+    assert head == field.default, f"openkruise-head sets {knob}; the table assumes it does not"
+    assert row[2] == (code(old) if old != head else ""), knob
+
+
+def test_every_profile_is_documented() -> None:
+    """Each built-in profile is named in the profiles table."""
+    text = section(PROFILES_AND_FAULTS, "## Profiles")
+    for name in PROFILES:
+        assert f"`{name}`" in text, name
+
+
+def _fault_kind_params(description: str) -> tuple[list[str], list[str]]:
+    """The selector attributes and parameters named in a FAULT_KINDS description."""
+    selectors: list[str] = []
+    params: list[str] = []
+    inside = re.search(r"\(([^()]*)\)\s*$", description)
+    for part in (inside.group(1) if inside else "").split(";"):
+        head, _, rest = part.strip().partition(" ")
+        if head == "selector:":
+            selectors += [s.strip() for s in rest.split(",") if s.strip()]
+        elif head == "param":
+            params += [s.strip() for s in rest.split(",") if s.strip()]
+    return selectors, params
+
+
+@pytest.mark.parametrize("kind", list(FAULT_KINDS))
+def test_every_fault_kind_is_documented(kind: str) -> None:
+    """Each fault kind has a row with its selector attributes and parameters, and a mapping."""
+    row = table_row(section(PROFILES_AND_FAULTS, "### Fault kinds"), f"`{kind}`")
+    selectors, params = _fault_kind_params(FAULT_KINDS[kind])
+    assert selectors, f"cannot read the selector of {kind} from FAULT_KINDS"
+    for attr in selectors:
+        assert f"`{attr}`" in row[2], f"{kind}: selector attribute {attr} not documented"
+    for param in params:
+        assert f"`{param}`" in row[3], f"{kind}: parameter {param} not documented"
+    mapping = section(PROFILES_AND_FAULTS, "### How the vocabulary maps to known tools")
+    table_row(mapping, f"`{kind}`")
+
+
+def test_every_fault_field_is_documented() -> None:
+    """Each field of Fault has a row in the fault field table."""
+    from simulator.faults import Fault
+
+    text = section(PROFILES_AND_FAULTS, "## Faults")
+    for name in Fault.model_fields:
+        table_row(text, f"`{name}`")
+
+
+def _stall_names() -> set[str]:
+    names: set[str] = set()
+    for path in (ROOT / "simulator").rglob("*.py"):
+        source = path.read_text(encoding="utf-8")
+        names.update(re.findall(r'^STALL_NAME\s*=\s*"([^"]+)"', source, re.MULTILINE))
+        names.update(re.findall(r'_stall\(\s*"([^"]+)"\s*\)', source))
+    return names
+
+
+def test_every_stallable_component_is_documented() -> None:
+    """Each name a component honours in controller_stall faults is listed."""
+    names = _stall_names()
+    assert {"sandboxset", "sandboxclaim"} <= names
+    row = table_row(section(PROFILES_AND_FAULTS, "### Fault kinds"), "`controller_stall`")
+    for name in sorted(names):
+        assert f"`{name}`" in row[2], f"controller_stall: component {name!r} not documented"
+
+
+def _signatures(tree: ast.Module, class_name: str) -> dict[str, str]:
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and node.name == class_name:
+            return {
+                item.name: _describe(item)
+                for item in node.body
+                if isinstance(item, ast.FunctionDef)
+            }
+    raise AssertionError(f"no class {class_name}")
+
+
+def _describe(fn: ast.FunctionDef) -> str:
+    decorators = [ast.unparse(d) for d in fn.decorator_list]
+    returns = ast.unparse(fn.returns) if fn.returns else ""
+    return f"{decorators} ({ast.unparse(fn.args)}) -> {returns}"
+
+
+def test_the_documented_cluster_signatures_match_the_source() -> None:
+    """The ``# signature`` stub of Cluster agrees with simulator/cluster.py (read, not imported)."""
+    stubs = [b for b in blocks(PROFILES_AND_FAULTS, "python") if b.marker == SIGNATURE]
+    assert stubs, "profiles-and-faults.md shows no Cluster signature"
+    documented = _signatures(ast.parse(stubs[0].code), "Cluster")
+    source = ROOT / "simulator" / "cluster.py"
+    actual = _signatures(ast.parse(source.read_text(encoding="utf-8")), "Cluster")
+    for name, signature in documented.items():
+        assert name in actual, f"Cluster.{name} is documented but does not exist"
+        assert signature == actual[name], f"Cluster.{name}"
+
+
+# --------------------------------------------------------------------------- models
+
+
+def test_every_kind_and_kubectl_name_is_documented() -> None:
+    """Each kind and each name ``resolve_kind`` accepts appears in models.md."""
+    text = prose(MODELS)
+    for kind in KINDS:
+        assert kind in text, kind
+    for alias in RESOURCE_ALIASES:
+        assert f"`{alias}`" in text, alias
+
+
+def test_every_well_known_key_is_documented() -> None:
+    """Each label, annotation and reserved name of api/keys.py appears in models.md."""
+    text = prose(MODELS)
+    for name in keys.__all__:
+        if name in ("API_VERSION", "GROUP", "BLACKLISTED_PREFIXES"):
+            continue
+        value = getattr(keys, name)
+        assert f"`{value}`" in text, f"keys.{name} = {value!r}"
+        assert f"`{name}`" in text, f"keys.{name}"
+
+
+def test_every_derived_state_reason_is_documented() -> None:
+    """Each reason ``sandbox_state`` can return is in the derived-state table."""
+    text = section(MODELS, "## Derived sandbox state")
+    reasons = [getattr(state, n) for n in state.__all__ if n.startswith("REASON_")]
+    assert len(reasons) == 12
+    for reason in reasons:
+        assert f"`{reason}`" in text, reason
+
+
+@pytest.mark.parametrize("kind", ["Sandbox", "SandboxSet", "SandboxClaim", "Pod"])
+def test_printer_columns_are_documented(kind: str) -> None:
+    """The columns table lists each kind's columns, and its wide extras, in order."""
+    row = table_row(section(MODELS, "## kubectl-style tables"), kind)
+    assert row[1] == f"`{' '.join(printer_columns(kind))}`"
+    extra = printer_columns(kind, wide=True)[len(printer_columns(kind)) :]
+    assert row[2] == (f"`{' '.join(extra)}`" if extra else "—")
+
+
+@pytest.mark.parametrize("block", blocks(MODELS, "yaml"), ids=lambda b: b.where)
+def test_yaml_examples_load(block: Block) -> None:
+    """Every YAML manifest in models.md is valid."""
+    if "apiVersion:" not in block.code:
+        pytest.skip("not a manifest")
+    assert load_manifests(block.code)
+
+
+# --------------------------------------------------------------------------- examples
+
+
+PYTHON_BLOCKS = [b for path in (MODELS, PROFILES_AND_FAULTS) for b in blocks(path, "python")]
+
+
+def test_there_are_examples() -> None:
+    """Both pages have runnable Python examples (so that the example test checks something)."""
+    for path in (MODELS, PROFILES_AND_FAULTS):
+        runnable = [
+            b
+            for b in PYTHON_BLOCKS
+            if b.path == path and b.marker not in (REQUIRES_CLUSTER, SIGNATURE)
+        ]
+        assert runnable, path.name
+
+
+@pytest.mark.parametrize("block", PYTHON_BLOCKS, ids=lambda b: b.where)
+def test_python_examples_run(block: Block) -> None:
+    """Every Python block compiles; those that need no cluster run without error."""
+    compiled = compile(block.code, block.where, "exec")
+    if block.marker == SIGNATURE:
+        return
+    if block.marker == REQUIRES_CLUSTER:
+        pytest.skip("needs the full fake cluster (simulator.cluster)")
+    assert "simulator.cluster" not in block.code, (
+        f"{block.where} uses simulator.cluster: start it with {REQUIRES_CLUSTER!r}"
+    )
+    exec(compiled, {"__name__": f"docs_example_{block.line}"})
