@@ -7,7 +7,8 @@ committed change reaches each registered :class:`~simulator.informer.Informer`
 after a watch propagation lag, in order.
 
 Objects held here are immutable by convention: a write stores a new object,
-and readers copy before they change anything.
+readers copy before they change anything, and an object handed to a write
+belongs to the store from then on (the writer does not touch it again).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 import simpy
 
+from pytest_kruise_agents.api.copying import deep_copy
 from simulator.context import SimContext
 from simulator.informer import Informer, ObjKey
 from simulator.ratelimit import TokenBucket
@@ -138,13 +140,16 @@ class ApiServer:
     def commit_create(self, obj: Any) -> Any:
         """Store a new object; fill name, uid, resourceVersion, generation, creationTimestamp."""
         kind = obj.kind
-        meta = obj.metadata
         store = self._objects.setdefault(kind, {})
-        obj = obj.model_copy(deep=True)
-        meta = obj.metadata
+        # The store takes ownership of ``obj`` (callers pass fresh objects);
+        # only the metadata it fills in is copied, so the caller's view is untouched.
+        obj = obj.model_copy()
+        meta = obj.metadata = obj.metadata.model_copy()
         if not meta.name:
             if not meta.generate_name:
-                raise ApiError(422, "Invalid", f"{kind}: metadata.name or metadata.generateName is required")
+                raise ApiError(
+                    422, "Invalid", f"{kind}: metadata.name or metadata.generateName is required"
+                )
             meta.name = self._generate_name(kind, meta.namespace, meta.generate_name)
         key = (meta.namespace, meta.name)
         if key in store:
@@ -173,8 +178,10 @@ class ApiServer:
         old = store.get(key)
         if old is None:
             raise ApiError(404, "NotFound", f'{kind} "{meta.name}" not found')
-        if check_rv and meta.resource_version is not None and (
-            meta.resource_version != old.metadata.resource_version
+        if (
+            check_rv
+            and meta.resource_version is not None
+            and (meta.resource_version != old.metadata.resource_version)
         ):
             raise ApiError(
                 409,
@@ -182,18 +189,23 @@ class ApiServer:
                 f'Operation cannot be fulfilled on {kind.lower()} "{meta.name}": the object has '
                 "been modified; please apply your changes to the latest version and try again",
             )
+        # Ownership of ``obj`` and its parts passes to the store: callers build
+        # their writes from copies and do not touch them afterwards. Copying only
+        # the envelope and metadata keeps a write cheap (pod templates are big).
         if subresource == "status":
-            new = old.model_copy(update={"status": obj.status.model_copy(deep=True)})
+            new = old.model_copy(update={"status": obj.status})
             new.metadata = old.metadata.model_copy()
         else:
-            new = obj.model_copy(deep=True)
+            new = obj.model_copy()
+            new.metadata = obj.metadata.model_copy()
             # The status subresource is separate: a main-resource update keeps it.
             new.status = old.status
             new.metadata.uid = old.metadata.uid
             new.metadata.creation_timestamp = old.metadata.creation_timestamp
             new.metadata.deletion_timestamp = old.metadata.deletion_timestamp
             gen = old.metadata.generation or 1
-            new.metadata.generation = gen + 1 if new.spec != old.spec else gen
+            changed = new.spec is not old.spec and new.spec != old.spec
+            new.metadata.generation = gen + 1 if changed else gen
         new.metadata.resource_version = self._next_rv()
         if new.metadata.deletion_timestamp is not None and not new.metadata.finalizers:
             self._remove(kind, key, new)
@@ -332,12 +344,25 @@ class ApiServer:
             raise ApiError(404, "NotFound", f'{kind} "{name}" not found')
         if resource_version is not None and resource_version != current.metadata.resource_version:
             raise ApiError(409, "Conflict", f'{kind} "{name}": the object has been modified')
-        new = current.model_copy(deep=True)
+        # Copy only what the patch may change: metadata always, then the status
+        # for a status patch or the spec for a main-resource patch.
+        new = current.model_copy()
+        new.metadata = deep_copy(current.metadata)
+        if subresource == "status":
+            new.status = deep_copy(current.status)
+        else:
+            new.spec = deep_copy(current.spec)
         mutate(new)
         return self.commit_update(new, subresource=subresource, check_rv=False)
 
     def delete(
-        self, client: Client, kind: str, namespace: str, name: str, *, resource_version: str | None = None
+        self,
+        client: Client,
+        kind: str,
+        namespace: str,
+        name: str,
+        *,
+        resource_version: str | None = None,
     ) -> Op:
         """``DELETE``: delete or mark for deletion; 404 if absent."""
         yield from self._request(client, "delete", kind)

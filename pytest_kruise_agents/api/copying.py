@@ -1,0 +1,53 @@
+"""Fast deep copies of models made of models, dicts, lists and immutable scalars.
+
+``model_copy(deep=True)`` goes through :func:`copy.deepcopy`, whose memo and
+dispatch dominate a simulation that copies an object on every write. The
+models here hold only trees (no shared references, no cycles) of models,
+dicts, lists and immutable values (str, int, float, bool, None, datetime,
+timedelta, enums), so a direct recursive copy, dispatching on the exact type,
+is both correct and several times faster.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+
+__all__ = ["deep_copy"]
+
+T = TypeVar("T")
+
+_set = object.__setattr__
+_IMMUTABLE: set[type] = {str, int, float, bool, type(None)}
+_MODELS: set[type] = set()
+
+
+def _copy(value: Any) -> Any:
+    t = type(value)
+    if t in _IMMUTABLE:
+        return value
+    if t is dict:
+        return {k: _copy(v) for k, v in value.items()}
+    if t is list:
+        return [_copy(v) for v in value]
+    if t in _MODELS or (isinstance(value, BaseModel) and not _MODELS.add(t)):
+        # What ``BaseModel.__copy__`` does, minus its generality: these models
+        # have no extra fields and no private attributes to deep-copy.
+        new = t.__new__(t)
+        _set(new, "__dict__", {k: _copy(v) for k, v in value.__dict__.items()})
+        _set(new, "__pydantic_fields_set__", set(value.__pydantic_fields_set__))
+        _set(new, "__pydantic_extra__", value.__pydantic_extra__)
+        _set(new, "__pydantic_private__", value.__pydantic_private__)
+        return new
+    if t is tuple:
+        return tuple(_copy(v) for v in value)
+    # datetimes, timedeltas, enums, Decimals: immutable; remember the type.
+    _IMMUTABLE.add(t)
+    return value
+
+
+def deep_copy(value: T) -> T:
+    """A deep copy of a model tree (or a dict/list of them), sharing only immutable leaves."""
+    result: T = _copy(value)
+    return result
