@@ -1,0 +1,694 @@
+"""The Sandbox controller (reference §4): one pod per sandbox, phases, timers, pause and resume.
+
+Event-driven from the agent-sandbox-controller's cache: a Sandbox event
+enqueues the sandbox, a Pod event enqueues the sandbox that controls the pod
+(pod name == sandbox name). ``profile.sandbox_workers`` workers reconcile, in
+upstream's order:
+
+1. deletion (``deletionTimestamp``): delete the pod, then drop the
+   ``agents.kruise.io/sandbox`` finalizer if someone put it there;
+2. terminal phases (Failed, Succeeded) stop here, before the timers;
+3. timers (:func:`~pytest_kruise_agents.claiming.timeouts.timer_action`):
+   delete the Sandbox at ``shutdownTime`` (its pod goes with it by garbage
+   collection), auto-pause at ``pauseTime`` (an optimistic-lock patch of
+   ``spec.paused``), or requeue for the next timer;
+4. the phase machine: ``""`` → Pending (creates the pod) → Running (pod
+   Running; Ready follows the pod) → Paused (the pod is deleted with the pause
+   grace; ``SandboxPaused`` becomes True when it is gone) → Resuming (the pod is
+   recreated) → Running with ``RuntimeInitialized=False/Pending`` until the
+   runtime re-init (``runtime.reinit``) is done, and only then Ready. In-place
+   image updates go through ``InplaceUpdate=False/InplaceUpdating``.
+
+The status is written once per reconcile that changes it, as a merge patch of
+the whole status carrying ``observedGeneration``; a reconcile that changes
+nothing writes nothing. Like upstream, the controller records an expectation
+after each of its own writes and does not act on a sandbox or pod until its
+cache has caught up with that write.
+
+Only the open-source ``Stop`` pause strategy is modelled; PVCs, recycling,
+upgrades, the ``hash-immutable-part`` annotation and the priority pod-creation
+rate limiter (feature-gated off upstream) are not.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import simpy
+
+from pytest_kruise_agents.api import keys
+from pytest_kruise_agents.api.meta import (
+    Condition,
+    ObjectMeta,
+    OwnerReference,
+    find_condition,
+    set_condition,
+)
+from pytest_kruise_agents.api.pod import Pod, first_container_image, set_first_container_image
+from pytest_kruise_agents.api.sandbox import (
+    ConditionType,
+    PodInfo,
+    Sandbox,
+    SandboxPhase,
+    SandboxStatus,
+)
+from pytest_kruise_agents.claiming.errors import ClaimError
+from pytest_kruise_agents.claiming.timeouts import timer_action
+from simulator.apiserver import ApiError
+from simulator.nodes import ANN_GRACE_SECONDS, POD_FINALIZER
+from simulator.workqueue import WorkQueue
+from simulator.world import World
+
+__all__ = ["STALL_NAME", "ReInitRuntime", "SandboxController"]
+
+STALL_NAME = "sandbox"
+"""The controller's name for ``controller_stall`` faults."""
+
+Op = Generator[simpy.Event, Any, Any]
+SbxKey = tuple[str, str]
+
+_BACKOFF_BASE_S = 0.005
+_BACKOFF_MAX_S = 30.0
+_STALL_POLL_S = 1.0
+_UNSEEN_RV = sys.maxsize
+"""Expectation RV of an object deleted outright: only its DELETED event satisfies it."""
+
+_TERMINAL_POD = {"Failed": SandboxPhase.FAILED, "Succeeded": SandboxPhase.SUCCEEDED}
+
+# Ready condition reasons (reference §1.2).
+_READY_POD = "PodReady"
+_READY_INPLACE = "InplaceUpdating"
+_READY_START_FAILED = "StartContainerFailed"
+
+
+class ReInitRuntime(Protocol):
+    """What the controller needs of the agent runtime: replay the init request after a resume.
+
+    ``reinit(sbx)`` is a SimPy sub-process; it raises a
+    :class:`~pytest_kruise_agents.claiming.errors.ClaimError` on failure.
+    """
+
+    def reinit(self, sbx: Sandbox) -> Generator[simpy.Event, Any, Any]:
+        """Replay the sandbox's ``init-runtime-request`` and re-mount its CSI volumes."""
+        ...
+
+
+@dataclass(slots=True)
+class _Expectation:
+    """An own write the cache has not shown yet: object ``uid`` at ``rv`` or later."""
+
+    uid: str
+    rv: int
+    deadline: float
+
+
+def _rv(obj: Any) -> int:
+    return int(obj.metadata.resource_version or 0)
+
+
+def _pod_ready(pod: Pod) -> Condition | None:
+    return find_condition(pod.status.conditions, "Ready")
+
+
+def _pod_image(pod: Pod) -> str | None:
+    containers = pod.spec.get("containers") or []
+    if not containers:
+        return None
+    image = containers[0].get("image")
+    return str(image) if image is not None else None
+
+
+def _controls(sbx: Sandbox, pod: Pod) -> bool:
+    ref = pod.metadata.controller_ref()
+    return ref is not None and ref.kind == "Sandbox" and ref.uid == sbx.metadata.uid
+
+
+class SandboxController:
+    """Event-driven Sandbox reconciler (``--sandbox-workers`` workers); see the module docstring.
+
+    :param world: the cluster wiring (controller cache and client).
+    :param runtime: the agent runtime used to re-initialise resumed sandboxes.
+    """
+
+    def __init__(self, world: World, runtime: ReInitRuntime) -> None:
+        self.world = world
+        self.ctx = world.ctx
+        self.api = world.api
+        self.cache = world.controller_cache
+        self.client = world.controller_client
+        self.runtime = runtime
+        self.queue = WorkQueue(self.ctx.env, "sandbox")
+        self._sbx_expect: dict[SbxKey, _Expectation] = {}
+        self._pod_expect: dict[SbxKey, _Expectation] = {}
+        self._timers: dict[SbxKey, float] = {}
+        self._failures: dict[SbxKey, int] = {}
+        self._reiniting: dict[SbxKey, str] = {}
+        self._reinit_done: dict[SbxKey, tuple[str, bool, str]] = {}
+        self._unsupported: dict[SbxKey, None] = {}
+        self._started = False
+
+    # -- public ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Watch Sandboxes and Pods, enqueue every cached Sandbox, and launch the workers."""
+        if self._started:
+            return
+        self._started = True
+        self.cache.add_handler("Sandbox", self._on_sandbox)
+        self.cache.add_handler("Pod", self._on_pod)
+        for sbx in self.cache.list("Sandbox"):
+            self.queue.add((sbx.metadata.namespace, sbx.metadata.name))
+        for _ in range(self.ctx.profile.sandbox_workers):
+            self.ctx.env.process(self._worker())
+
+    # -- event handlers -----------------------------------------------------------------
+
+    def _on_sandbox(self, event_type: str, old: Any, new: Any) -> None:
+        obj = new if new is not None else old
+        key = (obj.metadata.namespace, obj.metadata.name)
+        self._observe(self._sbx_expect, key, event_type, obj)
+        if event_type == "DELETED":
+            self._sbx_expect.pop(key, None)
+            self._timers.pop(key, None)
+            self._failures.pop(key, None)
+            self._reinit_done.pop(key, None)
+            self._unsupported.pop(key, None)
+        self.queue.add(key)
+
+    def _on_pod(self, event_type: str, old: Any, new: Any) -> None:
+        obj = new if new is not None else old
+        ref = obj.metadata.controller_ref()
+        if ref is None or ref.kind != "Sandbox":
+            return
+        key = (obj.metadata.namespace, obj.metadata.name)
+        self._observe(self._pod_expect, key, event_type, obj)
+        self.queue.add(key)
+
+    @staticmethod
+    def _observe(
+        expect: dict[SbxKey, _Expectation], key: SbxKey, event_type: str, obj: Any
+    ) -> None:
+        exp = expect.get(key)
+        if exp is None or obj.metadata.uid != exp.uid:
+            return
+        if event_type == "DELETED" or _rv(obj) >= exp.rv:
+            del expect[key]
+
+    def _expect(self, table: dict[SbxKey, _Expectation], key: SbxKey, obj: Any, rv: int) -> None:
+        # Every committed write reaches the cache, so its event both satisfies
+        # the expectation and enqueues the sandbox; the deadline only guards
+        # against a cache that never catches up (upstream's 1 min timeout).
+        deadline = self.ctx.now() + self.ctx.profile.expectation_timeout_s
+        table[key] = _Expectation(obj.metadata.uid or "", rv, deadline)
+
+    def _pending(self, table: dict[SbxKey, _Expectation], key: SbxKey) -> bool:
+        exp = table.get(key)
+        if exp is None:
+            return False
+        if exp.deadline <= self.ctx.now():
+            del table[key]
+            return False
+        return True
+
+    # -- workers ------------------------------------------------------------------------
+
+    def _honour_stall(self) -> Op:
+        faults = self.ctx.faults
+        while len(faults):
+            until = faults.stalled_until(STALL_NAME)
+            now = self.ctx.now()
+            if until is None or until <= now:
+                return
+            yield self.ctx.env.timeout(_STALL_POLL_S if until == float("inf") else until - now)
+
+    def _worker(self) -> Op:
+        env = self.ctx.env
+        while True:
+            key = yield self.queue.get()
+            yield from self._honour_stall()
+            delay: float | None
+            try:
+                yield env.timeout(self.ctx.latency("controller.reconcile"))
+                delay = yield from self._reconcile(key)
+                self._failures.pop(key, None)
+            except ApiError as err:
+                delay = self._error_delay(key, err)
+                self.ctx.record(
+                    "sandbox.reconcile_error", f"{key[0]}/{key[1]} {err.code} {err.reason}"
+                )
+            self.queue.done(key)
+            if delay is not None:
+                self._requeue(key, delay)
+
+    def _error_delay(self, key: SbxKey, err: ApiError) -> float | None:
+        if err.is_conflict:
+            return 0.0
+        if err.is_not_found and self.cache.get("Sandbox", key[0], key[1]) is None:
+            return None
+        n = self._failures.get(key, 0) + 1
+        self._failures[key] = n
+        return float(min(_BACKOFF_BASE_S * 2 ** (n - 1), _BACKOFF_MAX_S))
+
+    def _requeue(self, key: SbxKey, delay: float) -> None:
+        """``AddAfter`` with one pending timer per key (the earliest wins)."""
+        if delay <= 0:
+            self.queue.add(key)
+            return
+        env = self.ctx.env
+        at = env.now + delay
+        pending = self._timers.get(key)
+        if pending is not None and env.now <= pending <= at:
+            return
+        self._timers[key] = at
+        timer = env.timeout(delay)
+        timer.callbacks.append(lambda _ev: self._fire(key, at))
+
+    def _fire(self, key: SbxKey, at: float) -> None:
+        if self._timers.get(key) != at:
+            return  # superseded by an earlier timer, whose reconcile rescheduled
+        del self._timers[key]
+        self.queue.add(key)
+
+    # -- reconcile ------------------------------------------------------------------------
+
+    def _reconcile(self, key: SbxKey) -> Op:
+        ns, name = key
+        sbx: Sandbox | None = self.cache.get("Sandbox", ns, name)
+        if sbx is None:
+            self._pod_expect.pop(key, None)
+            return None
+        # Expectations: do not act on a cache older than our own last writes;
+        # the watch event of the write enqueues the sandbox again.
+        if self._pending(self._sbx_expect, key) or self._pending(self._pod_expect, key):
+            return None
+        pod: Pod | None = self.cache.get("Pod", ns, name)
+        blocked = False
+        if pod is not None and not _controls(sbx, pod):
+            # A pod of the same name left by an earlier sandbox: wait until it is gone.
+            pod, blocked = None, True
+
+        if sbx.metadata.deletion_timestamp is not None:
+            yield from self._ensure_terminated(key, sbx, pod)
+            return None
+        if not sbx.spec.template:
+            if key not in self._unsupported:
+                self._unsupported[key] = None
+                self.ctx.record("sandbox.unsupported", f"{ns}/{name} no inline pod template")
+            return None
+        if sbx.status.phase in (SandboxPhase.FAILED, SandboxPhase.SUCCEEDED):
+            return None
+
+        action = timer_action(sbx, self.ctx.now_dt())
+        if action.kind == "delete":
+            yield from self._delete_sandbox(key, sbx)
+            return None
+        if action.kind == "pause":
+            yield from self._auto_pause(key, sbx, action.shutdown_time, action.pause_time)
+            return None
+        delay = action.after if action.kind == "requeue" else None
+
+        # A shallow copy is enough: conditions and podInfo are replaced, never
+        # changed in place (and a deep copy per reconcile is the costly part).
+        status = sbx.status.model_copy(update={"conditions": list(sbx.status.conditions)})
+        yield from self._calculate(key, sbx, pod, blocked, status)
+        status.observed_generation = sbx.metadata.generation
+        if status != sbx.status:
+            yield from self._write_status(key, sbx, status)
+        return delay
+
+    def _write_status(self, key: SbxKey, sbx: Sandbox, status: SandboxStatus) -> Op:
+        uid = sbx.metadata.uid
+
+        def put(s: Sandbox) -> None:
+            if s.metadata.uid != uid:
+                raise ApiError(404, "NotFound", f'sandbox "{key[1]}" was replaced')
+            s.status = status
+
+        new = yield from self.api.patch(
+            self.client, "Sandbox", key[0], key[1], put, subresource="status"
+        )
+        self._expect(self._sbx_expect, key, new, _rv(new))
+        old_phase = sbx.status.phase or "None"
+        if status.phase != sbx.status.phase:
+            self.ctx.record("sandbox.phase", f"{key[0]}/{key[1]} {old_phase}->{status.phase}")
+
+    def _calculate(
+        self, key: SbxKey, sbx: Sandbox, pod: Pod | None, blocked: bool, st: SandboxStatus
+    ) -> Op:
+        """``calculateStatus``: the next status, with the pod writes it takes."""
+        if not st.phase:
+            st.phase = SandboxPhase.PENDING
+        phase = st.phase
+        if phase == SandboxPhase.PENDING:
+            yield from self._pending_phase(key, sbx, pod, blocked, st)
+        elif phase == SandboxPhase.RUNNING:
+            yield from self._running_phase(key, sbx, pod, st)
+        elif phase == SandboxPhase.PAUSED:
+            yield from self._paused_phase(key, sbx, pod, blocked, st)
+        elif phase == SandboxPhase.RESUMING:
+            yield from self._resuming_phase(key, sbx, pod, blocked, st)
+        # Upgrading, Recycling and Terminating are not modelled.
+
+    def _pending_phase(
+        self, key: SbxKey, sbx: Sandbox, pod: Pod | None, blocked: bool, st: SandboxStatus
+    ) -> Op:
+        if pod is None:
+            if not blocked:
+                yield from self._create_pod(key, sbx)
+            return
+        if self._pod_terminal(pod, st) or pod.metadata.deletion_timestamp is not None:
+            return
+        if pod.status.phase == "Running":
+            st.phase = SandboxPhase.RUNNING
+            self._sync_pod_info(pod, st)
+            self._sync_ready(pod, st)
+
+    def _running_phase(self, key: SbxKey, sbx: Sandbox, pod: Pod | None, st: SandboxStatus) -> Op:
+        if sbx.spec.paused:
+            yield from self._pause(key, pod, st)
+            return
+        if pod is None or pod.metadata.deletion_timestamp is not None:
+            st.phase = SandboxPhase.FAILED
+            st.message = "Pod Not Found"
+            return
+        if self._pod_terminal(pod, st):
+            return
+        yield from self._ensure_updated(key, sbx, pod, st)
+
+    def _paused_phase(
+        self, key: SbxKey, sbx: Sandbox, pod: Pod | None, blocked: bool, st: SandboxStatus
+    ) -> Op:
+        if pod is not None:
+            # The pause's pod deletion is still under way (or must be retried).
+            if pod.metadata.deletion_timestamp is None:
+                yield from self._delete_pod(key, pod, self.ctx.profile.pause_pod_grace_s)
+            return
+        if blocked:
+            return
+        paused = find_condition(st.conditions, ConditionType.SANDBOX_PAUSED)
+        if paused is None or paused.status != "True":
+            self._cond(st, ConditionType.SANDBOX_PAUSED, True, "StopPauseSucceed")
+            return
+        if not sbx.spec.paused:
+            st.phase = SandboxPhase.RESUMING
+            self._cond(st, ConditionType.SANDBOX_RESUMED, False, "CreatePod")
+            yield from self._create_pod(key, sbx)
+
+    def _resuming_phase(
+        self, key: SbxKey, sbx: Sandbox, pod: Pod | None, blocked: bool, st: SandboxStatus
+    ) -> Op:
+        if pod is None:
+            if not blocked:
+                yield from self._create_pod(key, sbx)
+            return
+        if self._pod_terminal(pod, st) or pod.metadata.deletion_timestamp is not None:
+            return
+        if pod.status.phase != "Running":
+            return
+        st.phase = SandboxPhase.RUNNING
+        self._cond(st, ConditionType.SANDBOX_RESUMED, True, "ResumePod")
+        st.conditions = [c for c in st.conditions if c.type != ConditionType.SANDBOX_PAUSED]
+        self._sync_pod_info(pod, st)
+        if keys.ANN_INIT_RUNTIME_REQUEST in sbx.metadata.annotations:
+            self._cond(st, ConditionType.RUNTIME_INITIALIZED, False, "Pending")
+            self._cond(st, ConditionType.READY, False, _READY_POD, "waiting for runtime re-init")
+        else:
+            # Nothing to replay: the runtime is as initialised as it will be.
+            self._cond(st, ConditionType.RUNTIME_INITIALIZED, True, "Succeeded")
+            self._sync_ready(pod, st)
+
+    def _pause(self, key: SbxKey, pod: Pod | None, st: SandboxStatus) -> Op:
+        st.phase = SandboxPhase.PAUSED
+        self._cond(st, ConditionType.SANDBOX_PAUSED, False, "Pending")
+        self._cond(st, ConditionType.READY, False, _READY_POD, "sandbox is paused")
+        self.ctx.record("sandbox.pause", f"{key[0]}/{key[1]}")
+        if pod is not None and pod.metadata.deletion_timestamp is None:
+            yield from self._delete_pod(key, pod, self.ctx.profile.pause_pod_grace_s)
+
+    def _ensure_updated(self, key: SbxKey, sbx: Sandbox, pod: Pod, st: SandboxStatus) -> Op:
+        """``EnsureSandboxUpdated``: runtime re-init, in-place update, pod labels, Ready."""
+        self._sync_pod_info(pod, st)
+        template = sbx.spec.template or {}
+        # Pod-template labels (claim labels, the owner label) go to the pod as
+        # they are, without an in-place update; an image change is one.
+        want_labels = (template.get("metadata") or {}).get("labels") or {}
+        have = pod.metadata.labels
+        labels = {k: v for k, v in want_labels.items() if have.get(k) != v}
+        want = first_container_image(template)
+        inplace = find_condition(st.conditions, ConditionType.INPLACE_UPDATE)
+        if want is not None and _pod_image(pod) != want:
+            yield from self._update_pod(key, pod, labels, want)
+            self._cond(st, ConditionType.INPLACE_UPDATE, False, "InplaceUpdating")
+            self._cond(st, ConditionType.READY, False, _READY_INPLACE)
+            return
+        if labels:
+            yield from self._update_pod(key, pod, labels, None)
+        if inplace is not None and inplace.reason == "InplaceUpdating":
+            if not self._pod_ready_for_spec(pod):
+                return
+            self._cond(st, ConditionType.INPLACE_UPDATE, True, "Succeeded")
+            self.ctx.record("sandbox.inplace_updated", f"{key[0]}/{key[1]} image={want}")
+
+        runtime = find_condition(st.conditions, ConditionType.RUNTIME_INITIALIZED)
+        if runtime is not None and runtime.reason == "Pending":
+            if not self._runtime_reinit(key, sbx, pod, st):
+                return
+        elif runtime is not None and runtime.reason == "Failed":
+            self._cond(st, ConditionType.READY, False, _READY_POD, "runtime re-init failed")
+            return
+        self._sync_ready(pod, st)
+
+    def _runtime_reinit(self, key: SbxKey, sbx: Sandbox, pod: Pod, st: SandboxStatus) -> bool:
+        """Drive ``RuntimeInitialized=Pending``; True once the sandbox may become Ready."""
+        uid = sbx.metadata.uid or ""
+        done = self._reinit_done.get(key)
+        if done is not None and done[0] == uid:
+            del self._reinit_done[key]
+            _, ok, message = done
+            if ok:
+                self._cond(st, ConditionType.RUNTIME_INITIALIZED, True, "Succeeded")
+                return True
+            self._cond(st, ConditionType.RUNTIME_INITIALIZED, False, "Failed", message)
+            self._cond(st, ConditionType.READY, False, _READY_POD, "runtime re-init failed")
+            return False
+        if keys.ANN_INIT_RUNTIME_REQUEST not in sbx.metadata.annotations:
+            self._cond(st, ConditionType.RUNTIME_INITIALIZED, True, "Succeeded")
+            return True
+        ready = _pod_ready(pod)
+        if ready is not None and ready.status == "True" and self._reiniting.get(key) != uid:
+            # In a process of its own, so that no worker waits on the runtime.
+            self._reiniting[key] = uid
+            self.ctx.env.process(self._reinit(key, sbx))
+        return False
+
+    def _reinit(self, key: SbxKey, sbx: Sandbox) -> Op:
+        uid = sbx.metadata.uid or ""
+        ok, message = True, ""
+        try:
+            yield from self.runtime.reinit(sbx)
+        except (ClaimError, ApiError) as err:
+            ok, message = False, str(err)
+        if self._reiniting.get(key) == uid:
+            del self._reiniting[key]
+        current = self.cache.get("Sandbox", key[0], key[1])
+        if current is None or current.metadata.uid != uid:
+            return
+        self._reinit_done[key] = (uid, ok, message)
+        self.ctx.record("sandbox.reinit", f"{key[0]}/{key[1]} {'ok' if ok else 'failed'}")
+        self.queue.add(key)
+
+    # -- status helpers ----------------------------------------------------------------
+
+    def _cond(
+        self, st: SandboxStatus, type_: str, status: bool, reason: str, message: str = ""
+    ) -> None:
+        set_condition(
+            st.conditions,
+            Condition(
+                type=type_,
+                status="True" if status else "False",
+                reason=reason,
+                message=message,
+                last_transition_time=self.ctx.now_dt().replace(microsecond=0),
+            ),
+        )
+
+    @staticmethod
+    def _pod_terminal(pod: Pod, st: SandboxStatus) -> bool:
+        phase = _TERMINAL_POD.get(pod.status.phase)
+        if phase is None:
+            return False
+        st.phase = phase
+        st.message = pod.status.reason or pod.status.message or f"pod {pod.status.phase}"
+        return True
+
+    @staticmethod
+    def _pod_ready_for_spec(pod: Pod) -> bool:
+        # Ready, and reported for the pod's current spec (the kubelet stamps
+        # the Ready condition with the generation it has realised).
+        ready = _pod_ready(pod)
+        if ready is None or ready.status != "True":
+            return False
+        seen = ready.observed_generation
+        return seen is None or seen >= (pod.metadata.generation or 0)
+
+    @staticmethod
+    def _sync_pod_info(pod: Pod, st: SandboxStatus) -> None:
+        node = pod.spec.get("nodeName")
+        node_name = str(node) if node else None
+        info = PodInfo(node_name=node_name, pod_ip=pod.status.pod_ip, pod_uid=pod.metadata.uid)
+        if st.pod_info != info:
+            st.pod_info = info
+        st.node_name = node_name
+        st.sandbox_ip = pod.status.pod_ip
+
+    def _sync_ready(self, pod: Pod, st: SandboxStatus) -> None:
+        ready = _pod_ready(pod)
+        if ready is not None and ready.status == "True":
+            self._cond(st, ConditionType.READY, True, _READY_POD)
+        elif ready is not None and ready.reason == _READY_START_FAILED:
+            self._cond(st, ConditionType.READY, False, _READY_START_FAILED, ready.message)
+        else:
+            self._cond(st, ConditionType.READY, False, _READY_POD, "pod is not ready")
+
+    # -- writes -----------------------------------------------------------------------------
+
+    def _new_pod(self, sbx: Sandbox) -> Pod:
+        template = sbx.spec.template or {}
+        meta = template.get("metadata") or {}
+        labels = dict(meta.get("labels") or {})
+        for label in (keys.LABEL_SANDBOX_TEMPLATE, keys.LABEL_SANDBOX_POOL):
+            # Pods carry their template so that selectors (faults, policies) find them.
+            value = sbx.metadata.labels.get(label)
+            if value is not None:
+                labels.setdefault(label, value)
+        labels[keys.LABEL_SANDBOX_NAME] = sbx.metadata.name
+        owner = OwnerReference(
+            api_version=keys.API_VERSION,
+            kind="Sandbox",
+            name=sbx.metadata.name,
+            uid=sbx.metadata.uid or "",
+            controller=True,
+            block_owner_deletion=True,
+        )
+        # The API server deep-copies on create, so the template is not shared.
+        return Pod(
+            metadata=ObjectMeta(
+                name=sbx.metadata.name,
+                namespace=sbx.metadata.namespace,
+                labels=labels,
+                annotations=dict(meta.get("annotations") or {}),
+                owner_references=[owner],
+                finalizers=[POD_FINALIZER],
+            ),
+            spec=template.get("spec") or {},
+        )
+
+    def _create_pod(self, key: SbxKey, sbx: Sandbox) -> Op:
+        try:
+            pod = yield from self.api.create(self.client, self._new_pod(sbx))
+        except ApiError as err:
+            if err.reason == "AlreadyExists":
+                return  # our cache has not seen it yet; its event enqueues us
+            raise
+        self._expect(self._pod_expect, key, pod, _rv(pod))
+        self.ctx.record("sandbox.pod_created", f"{key[0]}/{key[1]}")
+
+    def _delete_pod(self, key: SbxKey, pod: Pod, grace: float | None) -> Op:
+        ns, name = key
+        uid = pod.metadata.uid
+        if grace is not None and pod.metadata.annotations.get(ANN_GRACE_SECONDS) != f"{grace:g}":
+            # Stands in for DeleteOptions.gracePeriodSeconds.
+            def annotate(p: Pod) -> None:
+                if p.metadata.uid != uid:
+                    raise ApiError(404, "NotFound", f'pod "{name}" was replaced')
+                p.metadata.annotations[ANN_GRACE_SECONDS] = f"{grace:g}"
+
+            try:
+                yield from self.api.patch(self.client, "Pod", ns, name, annotate)
+            except ApiError as err:
+                if err.is_not_found:
+                    return
+                raise
+        try:
+            marked = yield from self.api.delete(self.client, "Pod", ns, name)
+        except ApiError as err:
+            if err.is_not_found:
+                return
+            raise
+        self._expect(self._pod_expect, key, pod, _rv(marked) if marked is not None else _UNSEEN_RV)
+        self.ctx.record("sandbox.pod_deleted", f"{ns}/{name}")
+
+    def _update_pod(self, key: SbxKey, pod: Pod, labels: dict[str, str], image: str | None) -> Op:
+        """One write of the pod: new labels (a patch), or an image as well (an update)."""
+        if image is None:
+            uid = pod.metadata.uid
+
+            def label(p: Pod) -> None:
+                if p.metadata.uid != uid:
+                    raise ApiError(404, "NotFound", f'pod "{key[1]}" was replaced')
+                p.metadata.labels.update(labels)
+
+            new = yield from self.api.patch(self.client, "Pod", key[0], key[1], label)
+        else:
+            changed = pod.model_copy(deep=True)
+            changed.metadata.labels.update(labels)
+            set_first_container_image({"spec": changed.spec}, image)
+            new = yield from self.api.update(self.client, changed)
+            self.ctx.record("sandbox.inplace_update", f"{key[0]}/{key[1]} image={image}")
+        self._expect(self._pod_expect, key, new, _rv(new))
+
+    def _delete_sandbox(self, key: SbxKey, sbx: Sandbox) -> Op:
+        try:
+            marked = yield from self.api.delete(self.client, "Sandbox", key[0], key[1])
+        except ApiError as err:
+            if err.is_not_found:
+                return
+            raise
+        self._expect(self._sbx_expect, key, sbx, _rv(marked) if marked is not None else _UNSEEN_RV)
+        self.ctx.record("sandbox.shutdown", f"{key[0]}/{key[1]}")
+
+    def _auto_pause(self, key: SbxKey, sbx: Sandbox, shutdown: Any, pause: Any) -> Op:
+        def paused(s: Sandbox) -> None:
+            s.spec.paused = True
+            s.spec.shutdown_time = shutdown
+            s.spec.pause_time = pause
+
+        new = yield from self.api.patch(
+            self.client,
+            "Sandbox",
+            key[0],
+            key[1],
+            paused,
+            resource_version=sbx.metadata.resource_version,
+        )
+        self._expect(self._sbx_expect, key, new, _rv(new))
+        self.ctx.record("sandbox.auto_pause", f"{key[0]}/{key[1]}")
+
+    def _ensure_terminated(self, key: SbxKey, sbx: Sandbox, pod: Pod | None) -> Op:
+        """``EnsureSandboxTerminated``: delete the pod; drop the finalizer once the pod is gone."""
+        if pod is not None:
+            if pod.metadata.deletion_timestamp is None:
+                yield from self._delete_pod(key, pod, None)
+            return
+        if keys.SANDBOX_FINALIZER not in sbx.metadata.finalizers:
+            return
+        uid = sbx.metadata.uid
+
+        def unfinalize(s: Sandbox) -> None:
+            if s.metadata.uid != uid:
+                raise ApiError(404, "NotFound", f'sandbox "{key[1]}" was replaced')
+            s.metadata.finalizers = [
+                f for f in s.metadata.finalizers if f != keys.SANDBOX_FINALIZER
+            ]
+
+        try:
+            new = yield from self.api.patch(self.client, "Sandbox", key[0], key[1], unfinalize)
+        except ApiError as err:
+            if err.is_not_found:
+                return
+            raise
+        self._expect(self._sbx_expect, key, new, _rv(new))

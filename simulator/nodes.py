@@ -1,0 +1,985 @@
+"""The nodes of the fake cluster: a kube-scheduler and one kubelet per node.
+
+:class:`Nodes` runs, on the scheduler's and kubelets' informer cache
+(``world.node_cache``):
+
+* the **scheduler** — one process placing unscheduled pods, one at a time, on
+  the ready node that fits the pod's summed container requests (CPU, memory,
+  pod count) and is least allocated afterwards (ties: the smaller name). It
+  reserves the node at once (the scheduler's *assumed pod*) and binds in a
+  background step: ``scheduler.bind`` latency, then a write of
+  ``spec.nodeName``. A pod that fits nowhere stays Pending with
+  ``PodScheduled=False/Unschedulable`` and is retried when a pod frees
+  resources or a node is added or comes back;
+* one **kubelet** per node, with its own API client, running bound pods:
+  ``pod.create`` (the pod sandbox, which gets an IP), the image pull
+  (``image.pull`` the first time the node pulls an image, ``image.pull_cached``
+  after), ``container.start``, ``container.ready``, then one status write:
+  phase Running, ``podIP``, ``hostIP``, ``Ready=True``. The kubelet restarts
+  the container in place when the first container's image changes, and
+  carries out graceful deletion (pods carry the :data:`POD_FINALIZER`).
+
+The ``Ready`` condition the kubelet writes carries ``observedGeneration``
+(the pod ``metadata.generation`` it has realised, as Kubernetes 1.33 does), so
+that a reader can tell a Ready pod running the *new* spec from one still
+reporting the old one.
+
+Faults consulted: ``image_pull_failure`` (ErrImagePull, then ImagePullBackOff,
+retried with a 10 s back-off doubling to 300 s), ``image_pull_slow`` (the
+pull takes the fault's latency instead), ``pod_start_failure`` (Ready False
+with reason ``StartContainerFailed``, CrashLoopBackOff with the same
+back-off). Faults acting at their start time: ``node_loss`` (the node's pods
+fail with reason NodeLost, the node takes no pods for the fault's duration,
+then comes back empty) and ``pod_kill`` (running pods matching the selector
+fail with reason Killed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+from collections.abc import Generator
+from typing import Any, Literal
+
+import simpy
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from pytest_kruise_agents.api import keys
+from pytest_kruise_agents.api.meta import Condition, find_condition, set_condition
+from pytest_kruise_agents.api.pod import Pod, container_resources
+from pytest_kruise_agents.api.quantity import cpu_millis, memory_bytes
+from simulator.apiserver import ApiError, Client
+from simulator.faults import Fault
+from simulator.world import World
+
+__all__ = [
+    "ANN_GRACE_SECONDS",
+    "BACKOFF_INITIAL_S",
+    "BACKOFF_MAX_S",
+    "POD_FINALIZER",
+    "NodeSpec",
+    "Nodes",
+    "backoff_delay",
+]
+
+POD_FINALIZER = "kubelet.kruise-sim/cleanup"
+"""Finalizer on sandbox pods: a delete only marks them; the kubelet removes them after stopping."""
+
+ANN_GRACE_SECONDS = "sim.kruise.io/grace-seconds"
+"""Pod annotation overriding the grace period of its deletion (seconds)."""
+
+BACKOFF_INITIAL_S = 10.0
+"""First back-off of ImagePullBackOff and CrashLoopBackOff."""
+BACKOFF_MAX_S = 300.0
+"""Cap of the kubelet's back-offs."""
+
+_API_RETRY_S = 1.0
+_STALL_POLL_S = 1.0
+_TERMINAL = ("Failed", "Succeeded")
+_IPS_PER_NODE = 65534
+
+Op = Generator[simpy.Event, Any, Any]
+ObjKey = tuple[str, str]
+PodPhase = Literal["Pending", "Running", "Succeeded", "Failed"]
+
+
+def backoff_delay(failures: int) -> float:
+    """The kubelet's back-off after ``failures`` failures in a row: 10 s doubling, at most 300 s."""
+    return float(min(BACKOFF_INITIAL_S * 2 ** max(failures - 1, 0), BACKOFF_MAX_S))
+
+
+class NodeSpec(BaseModel):
+    """One node: its name, allocatable CPU, memory and pod slots, labels and pre-pulled images."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1)
+    cpu: str = "16"
+    memory: str = "64Gi"
+    max_pods: int = Field(default=110, ge=1)
+    labels: dict[str, str] = Field(default_factory=dict)
+    images: list[str] = Field(default_factory=list)
+
+    @field_validator("cpu", "memory", mode="before")
+    @classmethod
+    def _number_to_text(cls, value: Any) -> Any:
+        # ``cpu: 16`` in YAML is an int; a quantity is still meant.
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return str(value)
+        return value
+
+    @field_validator("cpu")
+    @classmethod
+    def _check_cpu(cls, value: str) -> str:
+        if cpu_millis(value) <= 0:
+            raise ValueError(f"must be a positive CPU quantity, got {value!r}")
+        return value
+
+    @field_validator("memory")
+    @classmethod
+    def _check_memory(cls, value: str) -> str:
+        if memory_bytes(value) <= 0:
+            raise ValueError(f"must be a positive memory quantity, got {value!r}")
+        return value
+
+
+def _key(pod: Any) -> ObjKey:
+    return (pod.metadata.namespace, pod.metadata.name)
+
+
+def _first_image(spec: dict[str, Any]) -> str | None:
+    containers = spec.get("containers") or []
+    if not containers:
+        return None
+    image = containers[0].get("image")
+    return str(image) if image is not None else None
+
+
+def _requests(pod: Pod) -> tuple[int, int]:
+    return container_resources({"spec": pod.spec})
+
+
+def _is_terminal(pod: Pod) -> bool:
+    return pod.status.phase in _TERMINAL
+
+
+def _grace_seconds(pod: Pod, default: float) -> float:
+    # The annotation stands in for DeleteOptions.gracePeriodSeconds, which
+    # this API server does not carry; then the pod's own grace period.
+    raw = pod.metadata.annotations.get(ANN_GRACE_SECONDS)
+    if raw is not None:
+        try:
+            value = float(raw)
+        except ValueError:
+            value = -1.0
+        if value >= 0:
+            return value
+    spec_grace = pod.spec.get("terminationGracePeriodSeconds")
+    if isinstance(spec_grace, int | float) and not isinstance(spec_grace, bool) and spec_grace >= 0:
+        return float(spec_grace)
+    return default
+
+
+def _gone(pod: Pod) -> ApiError:
+    return ApiError(
+        404, "NotFound", f'pod "{pod.metadata.name}" (uid {pod.metadata.uid}) not found'
+    )
+
+
+class _PodRun:
+    """The kubelet's state of one pod it runs."""
+
+    __slots__ = (
+        "dead",
+        "image",
+        "ip",
+        "last_status",
+        "pod",
+        "process",
+        "started",
+        "terminating",
+        "uid",
+        "wake",
+    )
+
+    def __init__(self, pod: Pod) -> None:
+        self.pod = pod
+        self.uid: str = pod.metadata.uid or ""
+        self.process: simpy.Process | None = None
+        self.image: str | None = None
+        self.started = False
+        self.ip: str | None = None
+        self.terminating = False
+        self.dead = False
+        self.wake: simpy.Event | None = None
+        self.last_status: tuple[Any, ...] | None = None
+
+
+class _Node:
+    """Capacity, allocations, image cache, IP pool and kubelet state of one node."""
+
+    def __init__(self, spec: NodeSpec, index: int, client: Client) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.index = index
+        self.client = client
+        self.cpu_cap = cpu_millis(spec.cpu)
+        self.mem_cap = memory_bytes(spec.memory)
+        self.pods_cap = spec.max_pods
+        self.cpu_used = 0
+        self.mem_used = 0
+        self.alloc: dict[str, tuple[int, int]] = {}
+        self.ready = True
+        self.epoch = 0
+        self.images: dict[str, None] = dict.fromkeys(spec.images)
+        self.pulls: dict[str, simpy.Event] = {}
+        self.runs: dict[str, _PodRun] = {}
+        self.lost: dict[str, None] = {}
+        self.forcing: dict[str, None] = {}
+        self.host_ip = f"192.168.{index // 254}.{index % 254 + 1}"
+        self._ip_base = int(ipaddress.IPv4Address("10.0.0.0")) + (index << 16)
+        self._ip_next = 0
+        self._ips: dict[str, None] = {}
+
+    def fits(self, cpu: int, mem: int, selector: dict[str, str] | None) -> bool:
+        if not self.ready or len(self.alloc) >= self.pods_cap:
+            return False
+        if self.cpu_used + cpu > self.cpu_cap or self.mem_used + mem > self.mem_cap:
+            return False
+        if selector:
+            labels = self.spec.labels
+            for k, v in selector.items():
+                if labels.get(k) != v:
+                    return False
+        return True
+
+    def score(self, cpu: int, mem: int) -> float:
+        # LeastAllocated: the mean free fraction of CPU and memory after placing.
+        free_cpu = (self.cpu_cap - self.cpu_used - cpu) / self.cpu_cap
+        free_mem = (self.mem_cap - self.mem_used - mem) / self.mem_cap
+        return (free_cpu + free_mem) / 2
+
+    def reserve(self, uid: str, cpu: int, mem: int) -> None:
+        if uid in self.alloc:
+            return
+        self.alloc[uid] = (cpu, mem)
+        self.cpu_used += cpu
+        self.mem_used += mem
+
+    def free(self, uid: str) -> bool:
+        got = self.alloc.pop(uid, None)
+        if got is None:
+            return False
+        self.cpu_used -= got[0]
+        self.mem_used -= got[1]
+        return True
+
+    def allocate_ip(self) -> str:
+        # Sequential addresses in the node's 10.<index>.0.0/16 (index 256 is
+        # 11.0.0.0/16, and so on), skipping those in use; an address is not
+        # reused until the range wraps, so a recreated pod gets a new IP.
+        for _ in range(_IPS_PER_NODE):
+            n = self._ip_next % _IPS_PER_NODE + 1
+            self._ip_next += 1
+            ip = str(ipaddress.IPv4Address(self._ip_base + n))
+            if ip not in self._ips:
+                self._ips[ip] = None
+                return ip
+        raise RuntimeError(f"node {self.name}: all {_IPS_PER_NODE} pod IPs are in use")
+
+    def release_ip(self, ip: str | None) -> None:
+        if ip is not None:
+            self._ips.pop(ip, None)
+
+    def reset(self) -> None:
+        """Forget everything that ran here (the node was lost)."""
+        self.alloc.clear()
+        self.cpu_used = 0
+        self.mem_used = 0
+        self.runs.clear()
+        self.pulls = {}
+        self._ips.clear()
+
+
+class Nodes:
+    """The scheduler and the kubelets of a set of nodes (see the module docstring).
+
+    :param world: the cluster wiring; the scheduler uses ``world.scheduler_client``,
+        each kubelet its own ``kubelet/<node>`` client.
+    :param specs: the initial nodes (names must be unique).
+    """
+
+    def __init__(self, world: World, specs: list[NodeSpec]) -> None:
+        self.world = world
+        self.ctx = world.ctx
+        self.api = world.api
+        self.cache = world.node_cache
+        self.client = world.scheduler_client
+        prof = self.ctx.profile
+        # The node lifecycle controller (kube-controller-manager) fails the pods
+        # of a lost node and force-deletes its terminating ones.
+        self._lifecycle = self.api.client(
+            "node-lifecycle-controller", prof.controller_qps, prof.controller_burst
+        )
+        self._nodes: dict[str, _Node] = {}
+        self._queue: dict[ObjKey, None] = {}
+        self._unschedulable: dict[ObjKey, None] = {}
+        self._placed: dict[str, str] = {}
+        self._marked: dict[str, None] = {}
+        self._finalizing: dict[str, None] = {}
+        self._wake: simpy.Event | None = None
+        self._retry = False
+        self._started = False
+        for spec in specs:
+            self._add_node(spec)
+
+    # -- public ---------------------------------------------------------------------
+
+    @property
+    def specs(self) -> list[NodeSpec]:
+        """The nodes' specs, in the order they were added."""
+        return [n.spec for n in self._nodes.values()]
+
+    def start(self) -> None:
+        """Launch the scheduler, watch pods, and subscribe to acting faults."""
+        if self._started:
+            return
+        self._started = True
+        self.cache.add_handler("Pod", self._on_pod)
+        self.ctx.faults.add_listener(self._on_fault)
+        self.ctx.env.process(self._schedule_loop())
+        for pod in self.cache.list("Pod"):
+            self._on_pod("ADDED", None, pod)
+        for fault in self.ctx.faults.faults:
+            self._on_fault(fault)
+
+    def add(self, spec: NodeSpec) -> None:
+        """Add a node; pending pods are retried on it."""
+        self._add_node(spec)
+        self.ctx.record("node.added", spec.name)
+        self._retry_unschedulable()
+
+    def utilisation(self) -> dict[str, tuple[float, float]]:
+        """Fraction of CPU and memory allocated, per node (a lost node has nothing allocated)."""
+        return {
+            n.name: (n.cpu_used / n.cpu_cap, n.mem_used / n.mem_cap) for n in self._nodes.values()
+        }
+
+    def pending_pods(self) -> int:
+        """Pods the scheduler has not placed yet (waiting, or unschedulable)."""
+        return len(self._queue) + len(self._unschedulable)
+
+    def ready_nodes(self) -> list[str]:
+        """Names of the nodes that take pods, in the order they were added."""
+        return [n.name for n in self._nodes.values() if n.ready]
+
+    # -- wiring -----------------------------------------------------------------------
+
+    def _add_node(self, spec: NodeSpec) -> None:
+        if spec.name in self._nodes:
+            raise ValueError(f"node {spec.name!r} already exists")
+        prof = self.ctx.profile
+        client = self.api.client(f"kubelet/{spec.name}", prof.kubelet_qps, prof.kubelet_burst)
+        self._nodes[spec.name] = _Node(spec, len(self._nodes), client)
+
+    def _on_pod(self, event_type: str, old: Any, new: Any) -> None:
+        if event_type == "DELETED":
+            self._on_pod_deleted(old)
+            return
+        pod: Pod = new
+        key = _key(pod)
+        node_name = pod.spec.get("nodeName")
+        if not node_name:
+            self._observe_unbound(key, pod)
+            return
+        self._queue.pop(key, None)
+        self._unschedulable.pop(key, None)
+        node = self._nodes.get(str(node_name))
+        if node is not None:
+            self._kubelet_observe(node, pod)
+
+    def _on_pod_deleted(self, pod: Pod) -> None:
+        key = _key(pod)
+        uid = pod.metadata.uid or ""
+        self._queue.pop(key, None)
+        self._unschedulable.pop(key, None)
+        self._marked.pop(uid, None)
+        self._finalizing.pop(uid, None)
+        node = self._nodes.get(str(pod.spec.get("nodeName") or ""))
+        if node is not None:
+            node.lost.pop(uid, None)
+            node.forcing.pop(uid, None)
+            run = node.runs.pop(uid, None)
+            if run is not None:
+                self._stop(run)
+                node.release_ip(run.ip)
+        self._release(uid)
+
+    def _release(self, uid: str) -> None:
+        name = self._placed.pop(uid, None)
+        if name is None:
+            return
+        node = self._nodes.get(name)
+        if node is not None and node.free(uid):
+            self._retry_unschedulable()
+
+    # -- scheduler ----------------------------------------------------------------------
+
+    def _observe_unbound(self, key: ObjKey, pod: Pod) -> None:
+        uid = pod.metadata.uid or ""
+        if pod.metadata.deletion_timestamp is not None:
+            self._queue.pop(key, None)
+            self._unschedulable.pop(key, None)
+            if uid not in self._finalizing and POD_FINALIZER in pod.metadata.finalizers:
+                self._finalizing[uid] = None
+                self.ctx.env.process(self._finalize_unbound(pod))
+            return
+        if _is_terminal(pod) or uid in self._placed or key in self._unschedulable:
+            return
+        if key not in self._queue:
+            self._queue[key] = None
+            self._kick()
+
+    def _kick(self) -> None:
+        wake = self._wake
+        if wake is not None and not wake.triggered:
+            self._wake = None
+            wake.succeed()
+
+    def _retry_unschedulable(self) -> None:
+        if self._unschedulable:
+            # Coalesced: the scheduler moves them back once when it next runs.
+            self._retry = True
+            self._kick()
+
+    def _stall(self, name: str) -> Op:
+        faults = self.ctx.faults
+        while len(faults):
+            until = faults.stalled_until(name)
+            now = self.ctx.now()
+            if until is None or until <= now:
+                return
+            # An open-ended stall is polled, so that clearing it resumes work.
+            yield self.ctx.env.timeout(_STALL_POLL_S if until == float("inf") else until - now)
+
+    def _schedule_loop(self) -> Op:
+        env = self.ctx.env
+        while True:
+            if self._retry:
+                self._retry = False
+                for key in self._unschedulable:
+                    self._queue[key] = None
+                self._unschedulable.clear()
+            if not self._queue:
+                self._wake = env.event()
+                yield self._wake
+                continue
+            yield from self._stall("scheduler")
+            if not self._queue:
+                continue
+            key = next(iter(self._queue))
+            del self._queue[key]
+            pod = self.cache.get("Pod", key[0], key[1])
+            if (
+                pod is None
+                or pod.spec.get("nodeName")
+                or pod.metadata.deletion_timestamp is not None
+                or _is_terminal(pod)
+                or (pod.metadata.uid or "") in self._placed
+            ):
+                continue
+            self._schedule_one(key, pod)
+
+    def _pick(self, cpu: int, mem: int, selector: dict[str, str] | None) -> _Node | None:
+        best: _Node | None = None
+        best_score = 0.0
+        for node in self._nodes.values():
+            if not node.fits(cpu, mem, selector):
+                continue
+            score = node.score(cpu, mem)
+            if (
+                best is None
+                or score > best_score
+                or (score == best_score and node.name < best.name)
+            ):
+                best, best_score = node, score
+        return best
+
+    def _schedule_one(self, key: ObjKey, pod: Pod) -> None:
+        uid = pod.metadata.uid or ""
+        try:
+            cpu, mem = _requests(pod)
+        except ValueError as err:
+            # A malformed quantity: the pod can never be placed (kept aside, not retried).
+            self.ctx.record("scheduler.invalid", f"{key[0]}/{key[1]} {err}")
+            return
+        selector = pod.spec.get("nodeSelector")
+        node = self._pick(cpu, mem, selector if isinstance(selector, dict) else None)
+        if node is None:
+            self._unschedulable[key] = None
+            if uid not in self._marked:
+                self._marked[uid] = None
+                self.ctx.record("scheduler.unschedulable", f"{key[0]}/{key[1]}")
+                self.ctx.env.process(self._mark_unschedulable(pod))
+            return
+        node.reserve(uid, cpu, mem)
+        self._placed[uid] = node.name
+        self.ctx.env.process(self._bind(key, uid, node.name))
+
+    def _bind(self, key: ObjKey, uid: str, node_name: str) -> Op:
+        yield self.ctx.env.timeout(self.ctx.latency("scheduler.bind"))
+        if self._placed.get(uid) != node_name:
+            # The reservation was dropped meanwhile (node lost): place it again.
+            self._requeue(key, uid)
+            return
+
+        def bind(p: Pod) -> None:
+            # What the pods/binding subresource checks.
+            if p.metadata.uid != uid:
+                raise ApiError(404, "NotFound", f'pod "{key[1]}" was replaced')
+            if p.metadata.deletion_timestamp is not None:
+                raise ApiError(
+                    409, "Conflict", f"pod {key[1]} is being deleted, cannot be assigned to a host"
+                )
+            if p.spec.get("nodeName"):
+                raise ApiError(409, "Conflict", f"pod {key[1]} is already assigned to a node")
+            p.spec["nodeName"] = node_name
+
+        try:
+            yield from self.api.patch(self.client, "Pod", key[0], key[1], bind)
+        except ApiError as err:
+            self._release(uid)
+            pod = self.cache.get("Pod", key[0], key[1])
+            if pod is None or pod.metadata.uid != uid:
+                return
+            if err.is_conflict:
+                self._observe_unbound(key, pod)
+            else:
+                retry = self.ctx.env.timeout(_API_RETRY_S)
+                retry.callbacks.append(lambda _ev: self._requeue(key, uid))
+            return
+        self.ctx.record("scheduler.bound", f"{key[0]}/{key[1]} node={node_name}")
+
+    def _requeue(self, key: ObjKey, uid: str) -> None:
+        pod = self.cache.get("Pod", key[0], key[1])
+        if pod is not None and pod.metadata.uid == uid and not pod.spec.get("nodeName"):
+            self._observe_unbound(key, pod)
+
+    def _mark_unschedulable(self, pod: Pod) -> Op:
+        uid = pod.metadata.uid
+        count = len(self._nodes)
+        now = self.ctx.now_dt().replace(microsecond=0)
+
+        def mark(p: Pod) -> None:
+            if p.metadata.uid != uid or p.spec.get("nodeName"):
+                raise _gone(p)
+            set_condition(
+                p.status.conditions,
+                Condition(
+                    type="PodScheduled",
+                    status="False",
+                    reason="Unschedulable",
+                    message=f"0/{count} nodes are available: insufficient cpu, memory or pods.",
+                    last_transition_time=now,
+                ),
+            )
+
+        # Best effort: the condition is informational.
+        with contextlib.suppress(ApiError):
+            yield from self.api.patch(
+                self.client,
+                "Pod",
+                pod.metadata.namespace,
+                pod.metadata.name,
+                mark,
+                subresource="status",
+            )
+
+    def _finalize_unbound(self, pod: Pod) -> Op:
+        grace = _grace_seconds(pod, self.ctx.profile.pod_delete_grace_s)
+        yield self.ctx.env.timeout(grace + self.ctx.latency("pod.stop"))
+        yield from self._remove_finalizer(self.client, pod)
+
+    def _remove_finalizer(self, client: Client, pod: Pod) -> Op:
+        uid = pod.metadata.uid
+
+        def drop(p: Pod) -> None:
+            if p.metadata.uid != uid:
+                raise _gone(p)
+            p.metadata.finalizers = [f for f in p.metadata.finalizers if f != POD_FINALIZER]
+
+        ns, name = pod.metadata.namespace, pod.metadata.name
+        while True:
+            try:
+                yield from self.api.patch(client, "Pod", ns, name, drop)
+            except ApiError as err:
+                if err.is_not_found:
+                    return
+                yield self.ctx.env.timeout(_API_RETRY_S)
+                continue
+            return
+
+    # -- kubelet ------------------------------------------------------------------------
+
+    def _kubelet_observe(self, node: _Node, pod: Pod) -> None:
+        uid = pod.metadata.uid or ""
+        terminating = pod.metadata.deletion_timestamp is not None
+        run = node.runs.get(uid)
+        if run is not None:
+            run.pod = pod
+            if terminating and not run.terminating:
+                self._begin_termination(node, run)
+            elif run.wake is not None and _first_image(pod.spec) != run.image:
+                wake, run.wake = run.wake, None
+                if not wake.triggered:
+                    wake.succeed()
+            return
+        if not node.ready or uid in node.lost:
+            self._lost_node_pod(node, pod)
+            return
+        run = _PodRun(pod)
+        node.runs[uid] = run
+        if _is_terminal(pod):
+            run.dead = True
+        elif uid not in self._placed:
+            # Bound by someone other than this scheduler (nodeName at creation).
+            try:
+                cpu, mem = _requests(pod)
+            except ValueError:
+                cpu, mem = 0, 0
+            node.reserve(uid, cpu, mem)
+            self._placed[uid] = node.name
+        if terminating:
+            self._begin_termination(node, run)
+        elif not run.dead:
+            run.process = self.ctx.env.process(self._run(node, run))
+
+    def _lost_node_pod(self, node: _Node, pod: Pod) -> None:
+        uid = pod.metadata.uid or ""
+        if pod.metadata.deletion_timestamp is not None:
+            if uid not in node.forcing and POD_FINALIZER in pod.metadata.finalizers:
+                node.forcing[uid] = None
+                self.ctx.env.process(self._remove_finalizer(self._lifecycle, pod))
+        elif not _is_terminal(pod) and uid not in node.lost:
+            node.lost[uid] = None
+            self.ctx.env.process(
+                self._fail_pod(self._lifecycle, pod, "NodeLost", f"node {node.name} was lost")
+            )
+
+    def _stop(self, run: _PodRun) -> None:
+        proc = run.process
+        run.process = None
+        if proc is not None and proc.is_alive and proc is not self.ctx.env.active_process:
+            proc.interrupt()
+
+    def _begin_termination(self, node: _Node, run: _PodRun) -> None:
+        run.terminating = True
+        self._stop(run)
+        run.process = self.ctx.env.process(self._terminate(node, run))
+
+    def _terminate(self, node: _Node, run: _PodRun) -> Op:
+        pod = run.pod
+        try:
+            if not run.dead and not _is_terminal(pod):
+                grace = _grace_seconds(pod, self.ctx.profile.pod_delete_grace_s)
+                yield self.ctx.env.timeout(grace + self.ctx.latency("pod.stop"))
+            node.release_ip(run.ip)
+            run.ip = None
+            self._release(run.uid)
+            self.ctx.record("kubelet.stopped", f"{pod.metadata.namespace}/{pod.metadata.name}")
+            yield from self._remove_finalizer(node.client, pod)
+        except simpy.Interrupt:
+            return
+
+    def _run(self, node: _Node, run: _PodRun) -> Op:
+        env = self.ctx.env
+        ctx = self.ctx
+        faults = ctx.faults
+        pull_failures = 0
+        start_failures = 0
+        try:
+            yield from self._stall("kubelet")
+            yield env.timeout(ctx.latency("pod.create"))
+            run.ip = node.allocate_ip()
+            while True:
+                pod = run.pod
+                want = _first_image(pod.spec)
+                if run.started and want == run.image:
+                    run.wake = env.event()
+                    yield run.wake
+                    continue
+                inplace = run.started
+                ns, name = pod.metadata.namespace, pod.metadata.name
+                template = pod.metadata.labels.get(keys.LABEL_SANDBOX_TEMPLATE)
+                phase: PodPhase = "Running" if run.started else "Pending"
+                if inplace and run.last_status is not None and run.last_status[1]:
+                    yield from self._write(node, run, phase, False, "ContainersNotReady")
+                if want is not None:
+                    ok = yield from self._pull(node, want, template, ns)
+                    if not ok:
+                        pull_failures += 1
+                        reason = "ErrImagePull" if pull_failures == 1 else "ImagePullBackOff"
+                        ctx.record(
+                            "kubelet.pull_failed", f"{ns}/{name} image={want} node={node.name}"
+                        )
+                        yield from self._write(
+                            node,
+                            run,
+                            phase,
+                            False,
+                            "ContainersNotReady",
+                            reason,
+                            f'Back-off pulling image "{want}"',
+                        )
+                        yield env.timeout(backoff_delay(pull_failures))
+                        continue
+                    pull_failures = 0
+                    if _first_image(run.pod.spec) != want:
+                        continue
+                yield env.timeout(ctx.latency("inplace.update" if inplace else "container.start"))
+                if len(faults) and faults.check(
+                    "pod_start_failure", node=node.name, template=template, namespace=ns, image=want
+                ):
+                    start_failures += 1
+                    ctx.record("kubelet.start_failed", f"{ns}/{name} node={node.name}")
+                    yield from self._write(
+                        node,
+                        run,
+                        "Running",
+                        False,
+                        "StartContainerFailed",
+                        "CrashLoopBackOff",
+                        "back-off restarting failed container",
+                    )
+                    yield env.timeout(backoff_delay(start_failures))
+                    continue
+                if not inplace:
+                    yield env.timeout(ctx.latency("container.ready"))
+                start_failures = 0
+                if _first_image(run.pod.spec) != want:
+                    continue
+                run.image = want
+                run.started = True
+                ctx.record(
+                    "kubelet.inplace_updated" if inplace else "kubelet.running",
+                    f"{ns}/{name} node={node.name} ip={run.ip}",
+                )
+                yield from self._write(node, run, "Running", True, "PodReady")
+        except simpy.Interrupt:
+            return
+
+    def _pull(self, node: _Node, image: str, template: str | None, namespace: str) -> Op:
+        if image in node.images:
+            yield self.ctx.env.timeout(self.ctx.latency("image.pull_cached"))
+            return True
+        # Pods pulling the same image on a node share one pull.
+        ev = node.pulls.get(image)
+        if ev is None:
+            ev = self.ctx.env.event()
+            node.pulls[image] = ev
+            self.ctx.env.process(self._pull_image(node, image, ev, template, namespace))
+        ok = yield ev
+        return bool(ok)
+
+    def _pull_image(
+        self, node: _Node, image: str, ev: simpy.Event, template: str | None, namespace: str
+    ) -> Op:
+        ctx = self.ctx
+        faults = ctx.faults
+        epoch = node.epoch
+        attrs: dict[str, str | None] = {
+            "node": node.name,
+            "image": image,
+            "template": template,
+            "namespace": namespace,
+        }
+        ok = True
+        if len(faults) and faults.check("image_pull_failure", **attrs):
+            # The registry answers quickly with an error.
+            yield ctx.env.timeout(ctx.latency("image.pull_cached"))
+            ok = False
+        else:
+            slow = faults.extra_latency("image_pull_slow", **attrs) if len(faults) else 0.0
+            yield ctx.env.timeout(slow if slow > 0 else ctx.latency("image.pull"))
+            if node.epoch == epoch:
+                node.images[image] = None
+                ctx.record("kubelet.pulled", f"{image} node={node.name}")
+        if node.pulls.get(image) is ev:
+            del node.pulls[image]
+        ev.succeed(ok)
+
+    def _write(
+        self,
+        node: _Node,
+        run: _PodRun,
+        phase: PodPhase,
+        ready: bool,
+        ready_reason: str,
+        reason: str | None = None,
+        message: str | None = None,
+    ) -> Op:
+        """Write the pod's status (skipped when it would write what it wrote last)."""
+        generation = run.pod.metadata.generation
+        sig = (phase, ready, ready_reason, reason, message, generation, run.ip)
+        if run.last_status == sig:
+            return
+        uid = run.uid
+        ip = run.ip
+        now = self.ctx.now_dt().replace(microsecond=0)
+
+        def status(p: Pod) -> None:
+            if p.metadata.uid != uid:
+                raise _gone(p)
+            st = p.status
+            st.phase = phase
+            st.host_ip = node.host_ip
+            st.pod_ip = ip
+            st.reason = reason
+            st.message = message
+            conds = st.conditions
+            set_condition(
+                conds, Condition(type="PodScheduled", status="True", last_transition_time=now)
+            )
+            set_condition(
+                conds,
+                Condition(
+                    type="Ready",
+                    status="True" if ready else "False",
+                    reason=ready_reason,
+                    message=message or "",
+                    last_transition_time=now,
+                    observed_generation=generation,
+                ),
+            )
+
+        ns, name = run.pod.metadata.namespace, run.pod.metadata.name
+        while True:
+            try:
+                yield from self.api.patch(
+                    node.client, "Pod", ns, name, status, subresource="status"
+                )
+            except ApiError as err:
+                if err.is_not_found:
+                    return
+                yield self.ctx.env.timeout(_API_RETRY_S)
+                continue
+            run.last_status = sig
+            return
+
+    def _fail_pod(self, client: Client, pod: Pod, reason: str, message: str) -> Op:
+        uid = pod.metadata.uid
+        now = self.ctx.now_dt().replace(microsecond=0)
+
+        def fail(p: Pod) -> None:
+            if p.metadata.uid != uid:
+                raise _gone(p)
+            st = p.status
+            st.phase = "Failed"
+            st.reason = reason
+            st.message = message
+            cond = find_condition(st.conditions, "Ready")
+            set_condition(
+                st.conditions,
+                Condition(
+                    type="Ready",
+                    status="False",
+                    reason=reason,
+                    message=message,
+                    last_transition_time=now,
+                    observed_generation=cond.observed_generation if cond else None,
+                ),
+            )
+
+        ns, name = pod.metadata.namespace, pod.metadata.name
+        while True:
+            try:
+                yield from self.api.patch(client, "Pod", ns, name, fail, subresource="status")
+            except ApiError as err:
+                if err.is_not_found:
+                    return
+                yield self.ctx.env.timeout(_API_RETRY_S)
+                continue
+            return
+
+    # -- acting faults ----------------------------------------------------------------
+
+    def _on_fault(self, fault: Fault) -> None:
+        if fault.kind not in ("node_loss", "pod_kill"):
+            return
+        delay = max((fault.start or 0.0) - self.ctx.now(), 0.0)
+        timer = self.ctx.env.timeout(delay)
+        timer.callbacks.append(lambda _ev: self._act(fault))
+
+    def _in_force(self, fault: Fault) -> bool:
+        if not any(f is fault for f in self.ctx.faults.faults):
+            return False  # cleared before it started
+        return fault.probability >= 1.0 or self.ctx.rng.random() < fault.probability
+
+    def _act(self, fault: Fault) -> None:
+        if not self._in_force(fault):
+            return
+        if fault.kind == "node_loss":
+            self._node_loss(fault)
+        else:
+            self._pod_kill(fault)
+
+    def _node_loss(self, fault: Fault) -> None:
+        name = fault.selector.get("node")
+        if name is None:
+            ready = [n for n in self._nodes.values() if n.ready]
+            if not ready:
+                return
+            node = self.ctx.rng.choice(ready)
+        else:
+            found = self._nodes.get(name)
+            if found is None or not found.ready:
+                self.ctx.record("node.loss_ignored", f"{name} fault={fault.id}")
+                return
+            node = found
+        fault.fired += 1
+        node.ready = False
+        node.epoch += 1
+        self.ctx.record("node.lost", f"{node.name} fault={fault.id}")
+        runs = list(node.runs.values())
+        for uid in node.alloc:
+            self._placed.pop(uid, None)
+        node.reset()
+        for run in runs:
+            self._stop(run)
+            node.lost[run.uid] = None
+            pod = run.pod
+            if pod.metadata.deletion_timestamp is not None:
+                node.forcing[run.uid] = None
+                self.ctx.env.process(self._remove_finalizer(self._lifecycle, pod))
+            elif not run.dead and not _is_terminal(pod):
+                self.ctx.env.process(
+                    self._fail_pod(self._lifecycle, pod, "NodeLost", f"node {node.name} was lost")
+                )
+        if fault.duration is not None:
+            epoch = node.epoch
+            timer = self.ctx.env.timeout(fault.duration)
+            timer.callbacks.append(lambda _ev: self._recover(node, epoch))
+
+    def _recover(self, node: _Node, epoch: int) -> None:
+        if node.ready or node.epoch != epoch:
+            return
+        node.ready = True
+        node.images = dict.fromkeys(node.spec.images)
+        node.pulls = {}
+        self.ctx.record("node.recovered", node.name)
+        # A returning node has room: retry even if nothing was freed.
+        self._retry = True
+        self._kick()
+
+    def _pod_kill(self, fault: Fault) -> None:
+        candidates: list[tuple[_Node, _PodRun]] = []
+        for node in self._nodes.values():
+            if not node.ready:
+                continue
+            for run in node.runs.values():
+                pod = run.pod
+                if run.dead or run.terminating or pod.status.phase != "Running":
+                    continue
+                attrs = {
+                    "template": pod.metadata.labels.get(keys.LABEL_SANDBOX_TEMPLATE),
+                    "namespace": pod.metadata.namespace,
+                    "node": node.name,
+                }
+                if fault.matches(attrs):
+                    candidates.append((node, run))
+        if fault.count is not None and fault.count < len(candidates):
+            candidates = self.ctx.rng.sample(candidates, fault.count)
+        for node, run in candidates:
+            fault.fired += 1
+            run.dead = True
+            self._stop(run)
+            node.release_ip(run.ip)
+            run.ip = None
+            self._release(run.uid)
+            pod = run.pod
+            self.ctx.record(
+                "pod.killed", f"{pod.metadata.namespace}/{pod.metadata.name} fault={fault.id}"
+            )
+            self.ctx.env.process(
+                self._fail_pod(node.client, pod, "Killed", f"killed by {fault.id}")
+            )

@@ -1,0 +1,425 @@
+"""The scheduler and kubelets of the fake cluster: placement, pod start-up, deletion and faults."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from pytest_kruise_agents.api import keys
+from pytest_kruise_agents.api.meta import ObjectMeta, find_condition
+from pytest_kruise_agents.api.pod import Pod
+from simulator.context import SimContext
+from simulator.nodes import ANN_GRACE_SECONDS, POD_FINALIZER, Nodes, NodeSpec, backoff_delay
+from simulator.profile import get_profile
+from simulator.world import World
+
+IMAGE = "registry.example.com/sandbox:v1"
+
+# Every step fixed, so that timings in assertions are exact.
+FIXED = {
+    "api.create": 0.01,
+    "api.update": 0.01,
+    "api.update_status": 0.01,
+    "api.delete": 0.01,
+    "api.get": 0.01,
+    "watch.lag": 0.0,
+    "scheduler.bind": 0.01,
+    "pod.create": 0.2,
+    "image.pull": 5.0,
+    "image.pull_cached": 0.1,
+    "container.start": 0.5,
+    "container.ready": 0.2,
+    "inplace.update": 1.0,
+    "pod.stop": 0.1,
+}
+
+
+def make(
+    specs: list[NodeSpec], *, seed: int = 1, latencies: dict[str, Any] | None = None
+) -> tuple[World, Nodes]:
+    profile = get_profile("openkruise-head").with_overrides(
+        latencies={**FIXED, **(latencies or {})}
+    )
+    world = World(SimContext(seed=seed, profile=profile))
+    nodes = Nodes(world, specs)
+    nodes.start()
+    return world, nodes
+
+
+def add_pod(
+    world: World,
+    name: str,
+    *,
+    cpu: str = "1",
+    memory: str = "1Gi",
+    image: str = IMAGE,
+    labels: dict[str, str] | None = None,
+    annotations: dict[str, str] | None = None,
+) -> Pod:
+    pod = Pod(
+        metadata=ObjectMeta(
+            name=name,
+            namespace="default",
+            labels=labels or {},
+            annotations=annotations or {},
+            finalizers=[POD_FINALIZER],
+        ),
+        spec={
+            "containers": [
+                {
+                    "name": "main",
+                    "image": image,
+                    "resources": {"requests": {"cpu": cpu, "memory": memory}},
+                }
+            ]
+        },
+    )
+    created: Pod = world.api.commit_create(pod)
+    return created
+
+
+def pod(world: World, name: str) -> Pod | None:
+    got: Pod | None = world.api.peek("Pod", "default", name)
+    return got
+
+
+def running(world: World, name: str) -> bool:
+    p = pod(world, name)
+    if p is None or p.status.phase != "Running":
+        return False
+    ready = find_condition(p.status.conditions, "Ready")
+    return ready is not None and ready.status == "True"
+
+
+def run_until(world: World, pred: Callable[[], bool], limit: float = 600.0) -> float:
+    """Step the simulation until ``pred`` holds; return the virtual time it first did."""
+    env = world.ctx.env
+    while not pred():
+        if env.peek() > limit:
+            raise AssertionError(f"condition not met by t={limit}")
+        env.step()
+    return float(env.now)
+
+
+def test_pod_starts_and_reports_running_ready_with_ips() -> None:
+    """A pod is bound, created, pulled, started and reported Running/Ready with pod and host IPs."""
+    world, _ = make([NodeSpec(name="a")])
+    add_pod(world, "p1")
+    t = run_until(world, lambda: running(world, "p1"))
+    # bind 0.01 + patch 0.01, pod.create 0.2, pull 5, start 0.5, ready 0.2, status patch 0.01
+    assert t == pytest.approx(5.93)
+    p = pod(world, "p1")
+    assert p is not None
+    assert p.spec["nodeName"] == "a"
+    assert p.status.pod_ip == "10.0.0.1"
+    assert p.status.host_ip == "192.168.0.1"
+    ready = find_condition(p.status.conditions, "Ready")
+    assert ready is not None and ready.observed_generation == p.metadata.generation
+
+
+def test_pods_pend_when_nothing_fits_and_start_when_a_pod_is_deleted() -> None:
+    """A pod that fits nowhere stays Pending/Unschedulable until a deletion frees room."""
+    world, nodes = make([NodeSpec(name="a", cpu="2")])
+    for name in ("p1", "p2", "p3"):
+        add_pod(world, name)
+    run_until(world, lambda: running(world, "p1") and running(world, "p2"))
+    world.ctx.env.run(until=world.ctx.now() + 30)
+    p3 = pod(world, "p3")
+    assert p3 is not None and p3.status.phase == "Pending" and not p3.spec.get("nodeName")
+    cond = find_condition(p3.status.conditions, "PodScheduled")
+    assert cond is not None and (cond.status, cond.reason) == ("False", "Unschedulable")
+    assert nodes.pending_pods() == 1
+    assert nodes.utilisation()["a"][0] == pytest.approx(1.0)
+
+    world.api.commit_delete("Pod", "default", "p1")
+    run_until(world, lambda: running(world, "p3"))
+    assert pod(world, "p1") is None
+    assert nodes.pending_pods() == 0
+
+
+def test_max_pods_and_memory_bound_a_node() -> None:
+    """Pod slots and memory are capacity too, not only CPU."""
+    world, nodes = make([NodeSpec(name="a", max_pods=1), NodeSpec(name="b", memory="1Gi")])
+    add_pod(world, "p1", cpu="100m", memory="600Mi")
+    add_pod(world, "p2", cpu="100m", memory="600Mi")
+    add_pod(world, "p3", cpu="100m", memory="600Mi")
+    world.ctx.env.run(until=30)
+    placed = sorted(p.spec.get("nodeName") or "-" for p in world.api.peek_list("Pod"))
+    assert placed == ["-", "a", "b"]
+    assert nodes.pending_pods() == 1
+
+
+def test_least_allocated_spreads_pods_with_name_tie_break() -> None:
+    """The scheduler prefers the least allocated node, and the smaller name on a tie."""
+    world, _ = make([NodeSpec(name="b"), NodeSpec(name="a")])
+    add_pod(world, "p1")
+    world.ctx.env.run(until=1)
+    add_pod(world, "p2")
+    world.ctx.env.run(until=2)
+    assert pod(world, "p1").spec["nodeName"] == "a"  # type: ignore[union-attr]
+    assert pod(world, "p2").spec["nodeName"] == "b"  # type: ignore[union-attr]
+
+
+def test_node_selector_is_honoured() -> None:
+    """A pod with a nodeSelector goes only to a node with those labels."""
+    world, _ = make([NodeSpec(name="a"), NodeSpec(name="gpu", labels={"kind": "gpu"})])
+    p = add_pod(world, "p1").model_copy(deep=True)
+    p.spec["nodeSelector"] = {"kind": "gpu"}
+    world.api.commit_update(p)
+    run_until(world, lambda: running(world, "p1"))
+    assert pod(world, "p1").spec["nodeName"] == "gpu"  # type: ignore[union-attr]
+
+
+def test_first_pull_is_slow_and_later_pulls_on_the_node_are_fast() -> None:
+    """The first pull of an image on a node costs image.pull; later pods hit the node's cache."""
+    world, _ = make([NodeSpec(name="a")], latencies={"image.pull": 20.0})
+    add_pod(world, "p1")
+    first = run_until(world, lambda: running(world, "p1"))
+    assert first >= 20
+    start = world.ctx.now()
+    add_pod(world, "p2")
+    second = run_until(world, lambda: running(world, "p2")) - start
+    assert second < 2
+
+
+def test_pods_pulling_the_same_image_share_one_pull() -> None:
+    """Two pods starting together on a node wait for one pull, not two."""
+    world, _ = make([NodeSpec(name="a")], latencies={"image.pull": 20.0})
+    add_pod(world, "p1")
+    add_pod(world, "p2")
+    t = run_until(world, lambda: running(world, "p1") and running(world, "p2"))
+    assert t < 25
+    assert len(world.ctx.log.of_kind("kubelet.pulled")) == 1
+
+
+def test_pre_pulled_images_are_cached() -> None:
+    """Images listed in the node spec need no pull."""
+    world, _ = make([NodeSpec(name="a", images=[IMAGE])], latencies={"image.pull": 20.0})
+    add_pod(world, "p1")
+    assert run_until(world, lambda: running(world, "p1")) < 2
+
+
+def test_pod_ips_are_unique_across_nodes_and_recreations() -> None:
+    """Every pod gets a distinct IP from its node's range, also after pods are recreated."""
+    world, _ = make([NodeSpec(name=f"n{i}") for i in range(3)])
+    for i in range(12):
+        add_pod(world, f"p{i}", cpu="100m")
+    run_until(world, lambda: all(running(world, f"p{i}") for i in range(12)))
+    first = {pod(world, f"p{i}").status.pod_ip for i in range(12)}  # type: ignore[union-attr]
+    for i in range(6):
+        world.api.commit_delete("Pod", "default", f"p{i}")
+    run_until(world, lambda: all(pod(world, f"p{i}") is None for i in range(6)))
+    for i in range(6):
+        add_pod(world, f"p{i}", cpu="100m")
+    run_until(world, lambda: all(running(world, f"p{i}") for i in range(12)))
+    now = [pod(world, f"p{i}").status.pod_ip for i in range(12)]  # type: ignore[union-attr]
+    assert len(set(now)) == 12 and len(first) == 12
+    assert not set(now[:6]) & first
+    assert {ip.split(".")[1] for ip in now if ip} == {"0", "1", "2"}
+
+
+def test_graceful_deletion_waits_for_the_grace_period() -> None:
+    """A deleted pod lingers for its grace period plus pod.stop, then is gone and frees its node."""
+    world, nodes = make([NodeSpec(name="a")])
+    add_pod(world, "p1", annotations={ANN_GRACE_SECONDS: "5"})
+    run_until(world, lambda: running(world, "p1"))
+    start = world.ctx.now()
+    world.api.commit_delete("Pod", "default", "p1")
+    marked = pod(world, "p1")
+    assert marked is not None and marked.metadata.deletion_timestamp is not None
+    gone = run_until(world, lambda: pod(world, "p1") is None)
+    # grace 5 + pod.stop 0.1 + finalizer patch 0.01
+    assert gone - start == pytest.approx(5.11)
+    assert nodes.utilisation()["a"] == (0.0, 0.0)
+
+
+def test_deleting_an_unscheduled_pod_is_finalised_by_the_scheduler() -> None:
+    """A pod deleted while unschedulable still loses its finalizer and disappears."""
+    world, nodes = make([NodeSpec(name="a", cpu="1")])
+    add_pod(world, "big", cpu="4")
+    world.ctx.env.run(until=5)
+    world.api.commit_delete("Pod", "default", "big")
+    run_until(world, lambda: pod(world, "big") is None)
+    assert nodes.pending_pods() == 0
+
+
+def test_image_pull_failure_backs_off_and_recovers_when_cleared() -> None:
+    """Failing pulls keep the pod Pending (ErrImagePull, then ImagePullBackOff) until cleared."""
+    world, _ = make([NodeSpec(name="a")])
+    fault = world.ctx.faults.inject(kind="image_pull_failure", selector={"image": IMAGE})
+    add_pod(world, "p1")
+    world.ctx.env.run(until=5)
+    p = pod(world, "p1")
+    assert p is not None and (p.status.phase, p.status.reason) == ("Pending", "ErrImagePull")
+    world.ctx.env.run(until=60)
+    p = pod(world, "p1")
+    assert p is not None and p.status.reason == "ImagePullBackOff"
+    world.ctx.faults.clear(fault.id)
+    cleared = world.ctx.now()
+    t = run_until(world, lambda: running(world, "p1"))
+    # The next retry comes within the current back-off (at most 40 s here).
+    assert t - cleared <= 40 + 6
+    assert pod(world, "p1").status.reason is None  # type: ignore[union-attr]
+
+
+def test_backoff_doubles_to_a_cap() -> None:
+    """The kubelet's back-off is 10 s doubling, at most 300 s."""
+    assert [backoff_delay(n) for n in (1, 2, 3, 5, 6, 10)] == [10, 20, 40, 160, 300, 300]
+
+
+def test_slow_pull_takes_the_fault_latency() -> None:
+    """image_pull_slow replaces the pull time with the fault's latency."""
+    world, _ = make([NodeSpec(name="a")])
+    world.ctx.faults.inject(kind="image_pull_slow", latency="fixed(40s)")
+    add_pod(world, "p1")
+    assert run_until(world, lambda: running(world, "p1")) >= 40
+
+
+def test_pod_start_failure_reports_start_container_failed_then_restarts() -> None:
+    """A failed start shows Ready False/StartContainerFailed until a restart succeeds."""
+    world, _ = make([NodeSpec(name="a")])
+    world.ctx.faults.inject(kind="pod_start_failure", count=1)
+    add_pod(world, "p1")
+    world.ctx.env.run(until=7)
+    p = pod(world, "p1")
+    assert p is not None and p.status.phase == "Running" and p.status.reason == "CrashLoopBackOff"
+    ready = find_condition(p.status.conditions, "Ready")
+    assert ready is not None and (ready.status, ready.reason) == ("False", "StartContainerFailed")
+    t = run_until(world, lambda: running(world, "p1"))
+    assert t > 15
+
+
+def test_inplace_image_update_restarts_the_container() -> None:
+    """A new first-container image is pulled and restarted in place; Ready tracks the generation."""
+    world, _ = make([NodeSpec(name="a")])
+    add_pod(world, "p1")
+    run_until(world, lambda: running(world, "p1"))
+    ip = pod(world, "p1").status.pod_ip  # type: ignore[union-attr]
+    p = pod(world, "p1").model_copy(deep=True)  # type: ignore[union-attr]
+    p.spec["containers"][0]["image"] = "registry.example.com/sandbox:v2"
+    updated = world.api.commit_update(p)
+    world.ctx.env.run(until=world.ctx.now() + 1)
+    ready = find_condition(pod(world, "p1").status.conditions, "Ready")  # type: ignore[union-attr]
+    assert ready is not None and ready.status == "False"
+
+    def done() -> bool:
+        cur = pod(world, "p1")
+        cond = find_condition(cur.status.conditions, "Ready") if cur else None
+        return (
+            cond is not None
+            and cond.status == "True"
+            and (cond.observed_generation == updated.metadata.generation)
+        )
+
+    run_until(world, done)
+    assert pod(world, "p1").status.pod_ip == ip  # type: ignore[union-attr]
+    assert world.ctx.log.of_kind("kubelet.inplace_updated")
+
+
+def test_node_loss_fails_its_pods_and_the_node_comes_back_empty() -> None:
+    """A lost node's pods fail with NodeLost, new pods go elsewhere, and the node returns empty."""
+    world, nodes = make([NodeSpec(name="a"), NodeSpec(name="b")])
+    add_pod(world, "p1")
+    run_until(world, lambda: running(world, "p1"))
+    victim = pod(world, "p1").spec["nodeName"]  # type: ignore[union-attr]
+    world.ctx.faults.inject(kind="node_loss", selector={"node": victim}, duration=30)
+    world.ctx.env.run(until=world.ctx.now() + 1)
+    p = pod(world, "p1")
+    assert p is not None and (p.status.phase, p.status.reason) == ("Failed", "NodeLost")
+    assert victim not in nodes.ready_nodes()
+    add_pod(world, "p2")
+    run_until(world, lambda: running(world, "p2"))
+    assert pod(world, "p2").spec["nodeName"] != victim  # type: ignore[union-attr]
+    # A terminating pod of the lost node is force-finalised.
+    world.api.commit_delete("Pod", "default", "p1")
+    run_until(world, lambda: pod(world, "p1") is None)
+    world.ctx.env.run(until=world.ctx.now() + 40)
+    assert victim in nodes.ready_nodes()
+    assert nodes.utilisation()[victim] == (0.0, 0.0)
+
+
+def test_node_lost_while_binding_sends_the_pod_back_to_the_queue() -> None:
+    """A pod whose node is lost before its bind lands is placed again when a node is back."""
+    world, nodes = make([NodeSpec(name="a")])
+    world.ctx.faults.inject(kind="node_loss", selector={"node": "a"}, start=0.005, duration=20)
+    add_pod(world, "p1")
+    world.ctx.env.run(until=10)
+    p = pod(world, "p1")
+    assert p is not None and not p.spec.get("nodeName") and nodes.pending_pods() == 1
+    t = run_until(world, lambda: running(world, "p1"))
+    assert t > 20
+
+
+def test_node_loss_at_a_future_start() -> None:
+    """A node_loss with a start time acts then, not before."""
+    world, nodes = make([NodeSpec(name="a")])
+    world.ctx.faults.inject(kind="node_loss", start=50.0)
+    world.ctx.env.run(until=49)
+    assert nodes.ready_nodes() == ["a"]
+    world.ctx.env.run(until=51)
+    assert nodes.ready_nodes() == []
+
+
+def test_pod_kill_kills_matching_running_pods() -> None:
+    """pod_kill fails up to ``count`` running pods that match its selector, with reason Killed."""
+    world, nodes = make([NodeSpec(name="a")])
+    label = {keys.LABEL_SANDBOX_TEMPLATE: "base"}
+    for name in ("p1", "p2", "p3"):
+        add_pod(world, name, labels=label)
+    add_pod(world, "other", labels={keys.LABEL_SANDBOX_TEMPLATE: "other"})
+    run_until(world, lambda: all(running(world, n) for n in ("p1", "p2", "p3", "other")))
+    world.ctx.faults.inject(kind="pod_kill", selector={"template": "base"}, count=2)
+    world.ctx.env.run(until=world.ctx.now() + 1)
+    phases = {
+        p.metadata.name: (p.status.phase, p.status.reason) for p in world.api.peek_list("Pod")
+    }
+    assert sorted(phases.values()).count(("Failed", "Killed")) == 2
+    assert phases["other"] == ("Running", None)
+    assert nodes.utilisation()["a"][0] == pytest.approx(2 / 16)
+
+
+def test_unschedulable_pods_are_retried_on_an_added_node() -> None:
+    """A pod pending for lack of room is placed as soon as a node is added."""
+    world, nodes = make([NodeSpec(name="a", cpu="1")])
+    add_pod(world, "big", cpu="8")
+    world.ctx.env.run(until=10)
+    nodes.add(NodeSpec(name="b", cpu="32"))
+    run_until(world, lambda: running(world, "big"))
+    assert [s.name for s in nodes.specs] == ["a", "b"]
+
+
+def test_node_spec_rejects_bad_input() -> None:
+    """Bad node specs fail with an error naming the field; duplicate names are refused."""
+    with pytest.raises(ValidationError, match="cpu"):
+        NodeSpec(name="a", cpu="lots")
+    with pytest.raises(ValidationError, match="memory"):
+        NodeSpec(name="a", memory="0")
+    with pytest.raises(ValidationError, match="colour"):
+        NodeSpec.model_validate({"name": "a", "colour": "red"})
+    assert NodeSpec.model_validate({"name": "a", "cpu": 8}).cpu == "8"
+    with pytest.raises(ValueError, match="already exists"):
+        make([NodeSpec(name="a"), NodeSpec(name="a")])
+
+
+def test_same_seed_same_log() -> None:
+    """Two runs with the same seed and calls log the same events."""
+
+    def run() -> str:
+        world, _ = make(
+            [NodeSpec(name="a"), NodeSpec(name="b")],
+            seed=5,
+            latencies={
+                "pod.create": "uniform(0.1s, 0.5s)",
+                "image.pull": "lognormal(median=5s, p99=30s)",
+            },
+        )
+        world.ctx.faults.inject(kind="pod_start_failure", probability=0.3)
+        for i in range(8):
+            add_pod(world, f"p{i}")
+        world.ctx.env.run(until=120)
+        return world.ctx.log.text()
+
+    assert run() == run()

@@ -1,0 +1,430 @@
+"""The Sandbox controller: pod lifecycle, phases, timers, pause/resume, in-place update, faults."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import simpy
+
+from pytest_kruise_agents.api import keys
+from pytest_kruise_agents.api.meta import ObjectMeta, find_condition
+from pytest_kruise_agents.api.pod import Pod
+from pytest_kruise_agents.api.sandbox import Sandbox, SandboxSpec
+from pytest_kruise_agents.claiming.errors import InitRuntimeError
+from simulator.context import SimContext
+from simulator.controllers.sandbox import SandboxController
+from simulator.nodes import ANN_GRACE_SECONDS, POD_FINALIZER, Nodes, NodeSpec
+from simulator.profile import LATENCY_DOCS, get_profile
+from simulator.world import World
+
+IMAGE = "registry.example.com/sandbox:v1"
+IMAGE_V2 = "registry.example.com/sandbox:v2"
+
+# Every step fixed (and no watch lag), so that timings in assertions are exact.
+FIXED: dict[str, Any] = {name: 0.01 for name in LATENCY_DOCS}
+FIXED.update(
+    {
+        "watch.lag": 0.0,
+        "controller.reconcile": 0.0,
+        "pod.create": 0.2,
+        "image.pull": 5.0,
+        "image.pull_cached": 0.1,
+        "container.start": 0.5,
+        "container.ready": 0.2,
+        "inplace.update": 3.0,
+        "pod.stop": 0.1,
+    }
+)
+
+
+class FakeRuntime:
+    """Records re-init calls; takes ``delay`` seconds and fails when ``fail`` is set."""
+
+    def __init__(self, env: simpy.Environment, *, delay: float = 0.5, fail: bool = False) -> None:
+        self.env = env
+        self.delay = delay
+        self.fail = fail
+        self.calls: list[tuple[str, str | None]] = []
+
+    def reinit(self, sbx: Sandbox) -> Generator[simpy.Event, Any, Any]:
+        info = sbx.status.pod_info
+        self.calls.append((sbx.metadata.name, info.pod_ip if info else None))
+        yield self.env.timeout(self.delay)
+        if self.fail:
+            raise InitRuntimeError("agent-runtime /init answered 500")
+
+
+class Rig:
+    """A world with two nodes, the scheduler and kubelets, and the Sandbox controller."""
+
+    def __init__(
+        self, *, seed: int = 1, latencies: dict[str, Any] | None = None, fail: bool = False
+    ) -> None:
+        profile = get_profile("openkruise-head").with_overrides(
+            latencies={**FIXED, **(latencies or {})}
+        )
+        self.ctx = SimContext(seed=seed, profile=profile)
+        self.world = World(self.ctx)
+        self.api = self.world.api
+        self.runtime = FakeRuntime(self.ctx.env, fail=fail)
+        self.nodes = Nodes(self.world, [NodeSpec(name="a"), NodeSpec(name="b")])
+        self.controller = SandboxController(self.world, self.runtime)
+        self.nodes.start()
+        self.controller.start()
+
+    def create(
+        self,
+        name: str = "sbx",
+        *,
+        annotations: dict[str, str] | None = None,
+        labels: dict[str, str] | None = None,
+        **spec: Any,
+    ) -> Sandbox:
+        template = {
+            "metadata": {"labels": {"app": "demo"}},
+            "spec": {
+                "containers": [
+                    {
+                        "name": "main",
+                        "image": IMAGE,
+                        "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}},
+                    }
+                ]
+            },
+        }
+        sbx = Sandbox(
+            metadata=ObjectMeta(
+                name=name,
+                namespace="default",
+                labels={keys.LABEL_SANDBOX_TEMPLATE: "base", **(labels or {})},
+                annotations=annotations or {},
+            ),
+            spec=SandboxSpec(template=template, **spec),
+        )
+        created: Sandbox = self.api.commit_create(sbx)
+        return created
+
+    def sbx(self, name: str = "sbx") -> Sandbox | None:
+        got: Sandbox | None = self.api.peek("Sandbox", "default", name)
+        return got
+
+    def pod(self, name: str = "sbx") -> Pod | None:
+        got: Pod | None = self.api.peek("Pod", "default", name)
+        return got
+
+    def edit(self, name: str, change: Callable[[Sandbox], None]) -> Sandbox:
+        cur = self.sbx(name)
+        assert cur is not None
+        new = cur.model_copy(deep=True)
+        change(new)
+        updated: Sandbox = self.api.commit_update(new)
+        return updated
+
+    def until(self, pred: Callable[[], bool], limit: float = 600.0) -> float:
+        """Step the simulation until ``pred`` holds; return the virtual time it first did."""
+        env = self.ctx.env
+        while not pred():
+            if env.peek() > limit:
+                raise AssertionError(f"condition not met by t={limit}")
+            env.step()
+        return float(env.now)
+
+    def run(self, seconds: float) -> None:
+        self.ctx.env.run(until=self.ctx.now() + seconds)
+
+    def cond(self, type_: str, name: str = "sbx") -> tuple[str, str] | None:
+        sbx = self.sbx(name)
+        c = find_condition(sbx.status.conditions, type_) if sbx else None
+        return (c.status, c.reason) if c else None
+
+    def phase(self, name: str = "sbx") -> str | None:
+        sbx = self.sbx(name)
+        return str(sbx.status.phase) if sbx and sbx.status.phase else None
+
+    def ready(self, name: str = "sbx") -> bool:
+        return self.phase(name) == "Running" and self.cond("Ready", name) == ("True", "PodReady")
+
+
+def test_sandbox_goes_pending_then_running_and_ready_with_its_pod() -> None:
+    """A new Sandbox becomes Pending, gets a same-named owned pod, then Running and Ready."""
+    rig = Rig()
+    rig.create()
+    rig.until(lambda: rig.phase() == "Pending")
+    pod = rig.pod()
+    assert pod is not None
+    sbx = rig.sbx()
+    assert sbx is not None
+    ref = pod.metadata.controller_ref()
+    assert ref is not None and (ref.kind, ref.uid) == ("Sandbox", sbx.metadata.uid)
+    assert ref.api_version == keys.API_VERSION
+    assert pod.metadata.finalizers == [POD_FINALIZER]
+    assert pod.metadata.labels == {
+        "app": "demo",
+        keys.LABEL_SANDBOX_TEMPLATE: "base",
+        keys.LABEL_SANDBOX_NAME: "sbx",
+    }
+    assert pod.spec["containers"][0]["image"] == IMAGE
+
+    rig.until(rig.ready)
+    sbx = rig.sbx()
+    pod = rig.pod()
+    assert sbx is not None and pod is not None and sbx.status.pod_info is not None
+    assert sbx.status.pod_info.pod_ip == pod.status.pod_ip == sbx.status.sandbox_ip
+    assert sbx.status.pod_info.node_name == pod.spec["nodeName"] == sbx.status.node_name
+    assert sbx.status.pod_info.pod_uid == pod.metadata.uid
+    assert sbx.status.observed_generation == sbx.metadata.generation
+    phases = [e.detail for e in rig.ctx.log.of_kind("sandbox.phase")]
+    assert phases == ["default/sbx None->Pending", "default/sbx Pending->Running"]
+
+
+def test_no_op_reconciles_write_nothing() -> None:
+    """Start-up costs two status writes (Pending, Running); later reconciles write nothing."""
+    rig = Rig()
+    writes: list[str] = []
+    rig.world.controller_cache.add_handler(
+        "Sandbox", lambda t, old, new: writes.append(t) if t == "MODIFIED" else None
+    )
+    rig.create()
+    rig.until(rig.ready)
+    rig.run(1)
+    assert writes == ["MODIFIED", "MODIFIED"]
+    total = rig.api.writes
+    rig.controller.queue.add(("default", "sbx"))
+    rig.run(100)
+    assert rig.api.writes == total
+
+
+def test_pause_deletes_the_pod_and_resume_recreates_it_and_reinitialises() -> None:
+    """Pause deletes the pod with the pause grace; resume makes a new pod, re-inits, then Ready."""
+    rig = Rig()
+    rig.create(annotations={keys.ANN_INIT_RUNTIME_REQUEST: '{"envVars":{},"accessToken":"t"}'})
+    rig.until(rig.ready)
+    old_pod = rig.pod()
+    assert old_pod is not None
+    old_ip = old_pod.status.pod_ip
+
+    start = rig.ctx.now()
+    rig.edit("sbx", lambda s: setattr(s.spec, "paused", True))
+    rig.until(lambda: rig.phase() == "Paused")
+    assert rig.cond("SandboxPaused") == ("False", "Pending")
+    assert rig.cond("Ready") == ("False", "PodReady")
+    marked = rig.pod()
+    assert marked is not None and marked.metadata.deletion_timestamp is not None
+    assert marked.metadata.annotations[ANN_GRACE_SECONDS] == "5"
+    gone = rig.until(lambda: rig.pod() is None)
+    assert gone - start >= 5.0
+    rig.until(lambda: rig.cond("SandboxPaused") == ("True", "StopPauseSucceed"))
+
+    rig.edit("sbx", lambda s: setattr(s.spec, "paused", False))
+    rig.until(lambda: rig.phase() == "Resuming")
+    assert rig.cond("SandboxResumed") == ("False", "CreatePod")
+    rig.until(lambda: rig.phase() == "Running")
+    assert rig.cond("SandboxResumed") == ("True", "ResumePod")
+    assert rig.cond("RuntimeInitialized") == ("False", "Pending")
+    assert rig.cond("Ready") == ("False", "PodReady")
+    assert rig.cond("SandboxPaused") is None
+
+    rig.until(rig.ready)
+    assert rig.cond("RuntimeInitialized") == ("True", "Succeeded")
+    new_pod = rig.pod()
+    assert new_pod is not None and new_pod.metadata.uid != old_pod.metadata.uid
+    assert new_pod.status.pod_ip != old_ip
+    assert rig.runtime.calls == [("sbx", new_pod.status.pod_ip)]
+
+
+def test_failed_reinit_leaves_the_resumed_sandbox_not_ready() -> None:
+    """A re-init that fails marks RuntimeInitialized False/Failed and keeps Ready False."""
+    rig = Rig(fail=True)
+    rig.create(annotations={keys.ANN_INIT_RUNTIME_REQUEST: '{"envVars":{},"accessToken":"t"}'})
+    rig.until(rig.ready)
+    rig.edit("sbx", lambda s: setattr(s.spec, "paused", True))
+    rig.until(lambda: rig.cond("SandboxPaused") == ("True", "StopPauseSucceed"))
+    rig.edit("sbx", lambda s: setattr(s.spec, "paused", False))
+    rig.until(lambda: rig.cond("RuntimeInitialized") == ("False", "Failed"))
+    rig.run(30)
+    assert rig.phase() == "Running"
+    assert rig.cond("Ready") == ("False", "PodReady")
+    assert len(rig.runtime.calls) == 1
+
+
+def test_resume_without_init_request_is_ready_without_reinit() -> None:
+    """A sandbox with no stored init request becomes Ready on resume without a re-init call."""
+    rig = Rig()
+    rig.create()
+    rig.until(rig.ready)
+    rig.edit("sbx", lambda s: setattr(s.spec, "paused", True))
+    rig.until(lambda: rig.cond("SandboxPaused") == ("True", "StopPauseSucceed"))
+    rig.edit("sbx", lambda s: setattr(s.spec, "paused", False))
+    rig.until(rig.ready)
+    assert rig.cond("RuntimeInitialized") == ("True", "Succeeded")
+    assert rig.runtime.calls == []
+
+
+def test_shutdown_time_deletes_the_sandbox_and_its_pod() -> None:
+    """At shutdownTime the controller deletes the Sandbox; garbage collection takes the pod."""
+    rig = Rig()
+    rig.create(shutdown_time=rig.ctx.now_dt() + timedelta(seconds=30))
+    rig.until(rig.ready)
+    rig.ctx.env.run(until=29.9)
+    assert rig.sbx() is not None
+    gone = rig.until(lambda: rig.sbx() is None)
+    assert 30 <= gone <= 30.1
+    rig.until(lambda: rig.pod() is None)
+    assert rig.ctx.log.of_kind("sandbox.shutdown")
+
+
+def test_pause_time_auto_pauses() -> None:
+    """At pauseTime the controller sets spec.paused and the sandbox pauses."""
+    rig = Rig()
+    rig.create(pause_time=rig.ctx.now_dt() + timedelta(seconds=20))
+    rig.until(rig.ready)
+    t = rig.until(lambda: bool(rig.sbx().spec.paused))  # type: ignore[union-attr]
+    assert 20 <= t <= 20.1
+    rig.until(lambda: rig.cond("SandboxPaused") == ("True", "StopPauseSucceed"))
+    assert rig.phase() == "Paused" and rig.pod() is None
+
+
+def test_inplace_image_update_goes_through_inplace_updating_to_succeeded() -> None:
+    """A new template image is applied to the pod in place: InplaceUpdating, then Succeeded."""
+    rig = Rig()
+    rig.create()
+    rig.until(rig.ready)
+    pod_uid = rig.pod().metadata.uid  # type: ignore[union-attr]
+
+    def new_image(s: Sandbox) -> None:
+        assert s.spec.template is not None
+        s.spec.template["spec"]["containers"][0]["image"] = IMAGE_V2
+
+    rig.edit("sbx", new_image)
+    rig.until(lambda: rig.cond("InplaceUpdate") == ("False", "InplaceUpdating"))
+    assert rig.cond("Ready") == ("False", "InplaceUpdating")
+    rig.until(lambda: rig.cond("InplaceUpdate") == ("True", "Succeeded"))
+    assert rig.ready()
+    pod = rig.pod()
+    assert pod is not None and pod.metadata.uid == pod_uid
+    assert pod.spec["containers"][0]["image"] == IMAGE_V2
+    sbx = rig.sbx()
+    assert sbx is not None and sbx.status.observed_generation == sbx.metadata.generation
+
+
+def test_template_label_change_patches_pod_labels_without_inplace_update() -> None:
+    """A pod-template label change reaches the pod's labels with no InplaceUpdate condition."""
+    rig = Rig()
+    rig.create()
+    rig.until(rig.ready)
+
+    def relabel(s: Sandbox) -> None:
+        assert s.spec.template is not None
+        s.spec.template["metadata"]["labels"][keys.LABEL_OWNER] = "user-1"
+
+    rig.edit("sbx", relabel)
+    rig.until(lambda: rig.pod().metadata.labels.get(keys.LABEL_OWNER) == "user-1")  # type: ignore[union-attr]
+    rig.run(10)
+    assert rig.cond("InplaceUpdate") is None
+    assert rig.ready()
+
+
+def test_image_pull_failure_keeps_the_sandbox_pending_until_cleared() -> None:
+    """While pulls fail the sandbox stays Pending; clearing the fault lets it run."""
+    rig = Rig()
+    fault = rig.ctx.faults.inject(kind="image_pull_failure")
+    rig.create()
+    rig.run(60)
+    assert rig.phase() == "Pending"
+    pod = rig.pod()
+    assert pod is not None and pod.status.reason == "ImagePullBackOff"
+    rig.ctx.faults.clear(fault.id)
+    rig.until(rig.ready)
+
+
+def test_pod_start_failure_reports_start_container_failed() -> None:
+    """A container that cannot start makes the sandbox Ready False/StartContainerFailed."""
+    rig = Rig()
+    rig.ctx.faults.inject(kind="pod_start_failure", selector={"template": "base"}, count=1)
+    rig.create()
+    rig.until(lambda: rig.cond("Ready") == ("False", "StartContainerFailed"))
+    assert rig.phase() == "Running"
+    rig.until(rig.ready)
+
+
+def test_node_loss_fails_the_sandboxes_on_the_node() -> None:
+    """Losing a node fails its pods and, with them, their sandboxes."""
+    rig = Rig()
+    rig.create("s1")
+    rig.create("s2")
+    rig.create("s3")
+    rig.until(lambda: all(rig.ready(n) for n in ("s1", "s2", "s3")))
+    rig.ctx.faults.inject(kind="node_loss", selector={"node": "a"})
+    rig.run(2)
+    for name in ("s1", "s2", "s3"):
+        node = rig.pod(name).spec["nodeName"]  # type: ignore[union-attr]
+        expected = "Failed" if node == "a" else "Running"
+        assert rig.phase(name) == expected
+        if expected == "Failed":
+            assert rig.sbx(name).status.message == "NodeLost"  # type: ignore[union-attr]
+    # A Failed sandbox is terminal: nothing more happens to it.
+    assert {rig.phase(n) for n in ("s1", "s2", "s3")} >= {"Failed"}
+
+
+def test_deleted_pod_of_a_running_sandbox_fails_it() -> None:
+    """A Running sandbox whose pod disappears fails with "Pod Not Found"."""
+    rig = Rig()
+    rig.create()
+    rig.until(rig.ready)
+    rig.api.commit_delete("Pod", "default", "sbx")
+    rig.until(lambda: rig.phase() == "Failed")
+    assert rig.sbx().status.message == "Pod Not Found"  # type: ignore[union-attr]
+
+
+def test_deleting_the_sandbox_garbage_collects_the_pod() -> None:
+    """Deleting a Sandbox takes its pod with it (graceful, through the kubelet)."""
+    rig = Rig()
+    rig.create()
+    rig.until(rig.ready)
+    rig.api.commit_delete("Sandbox", "default", "sbx")
+    rig.until(lambda: rig.pod() is None)
+
+
+def test_sandbox_finalizer_is_removed_once_the_pod_is_gone() -> None:
+    """A Sandbox held by the sandbox finalizer is released after its pod is deleted."""
+    rig = Rig()
+    rig.create()
+    rig.until(rig.ready)
+    rig.edit("sbx", lambda s: s.metadata.finalizers.append(keys.SANDBOX_FINALIZER))
+    rig.api.commit_delete("Sandbox", "default", "sbx")
+    assert rig.sbx() is not None
+    rig.until(lambda: rig.sbx() is None and rig.pod() is None)
+
+
+def test_controller_stall_delays_progress_by_exactly_the_stall() -> None:
+    """A stalled Sandbox controller shifts the sandbox's whole start-up by the stall."""
+
+    def ready_at(stall: float | None) -> float:
+        rig = Rig()
+        if stall is not None:
+            rig.ctx.faults.inject(
+                kind="controller_stall", selector={"controller": "sandbox"}, duration=stall
+            )
+        rig.create()
+        return rig.until(rig.ready)
+
+    base = ready_at(None)
+    assert ready_at(10.0) == pytest.approx(base + 10.0)
+
+
+def test_same_seed_same_log() -> None:
+    """Two runs with the same seed and calls log the same events."""
+
+    def run() -> str:
+        rig = Rig(seed=3, latencies={"pod.create": "uniform(0.1s, 0.5s)", "watch.lag": "exp(20ms)"})
+        for i in range(6):
+            rig.create(f"s{i}")
+        rig.run(20)
+        rig.edit("s0", lambda s: setattr(s.spec, "paused", True))
+        rig.run(20)
+        return rig.ctx.log.text()
+
+    assert run() == run()
