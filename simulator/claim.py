@@ -1,0 +1,487 @@
+"""One claim attempt (``sandboxcr.TryClaimSandbox``, reference §5.2), shared by both callers.
+
+The sandbox-manager's E2B create and the SandboxClaim controller run the same
+attempt through a :class:`Claimer` over their own informer cache and client:
+acquire a claim-worker slot, pick a candidate from the cache (or build a new
+sandbox when the pool has no stock), write the claim as one optimistic-lock
+Update (or a Create), free the slot, then post-process: wait until ready (for
+created or in-place-updated sandboxes), ``/init`` the agent-runtime, mount
+CSI volumes. A failure after the lock deletes the sandbox (or keeps it
+labelled as a reserved failure); it never returns to the pool.
+
+Exclusivity comes only from the API server's resourceVersion check. The
+in-flight pick set (per Claimer, i.e. per process) only spreads one process's
+concurrent attempts; resourceVersion expectations keep a Claimer from picking
+a cached copy older than its own last write to that sandbox.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from datetime import datetime
+from typing import Any, Final, Literal, NoReturn
+
+import simpy
+
+from pytest_kruise_agents.api.meta import find_condition
+from pytest_kruise_agents.api.sandbox import ConditionType, Sandbox, SandboxState
+from pytest_kruise_agents.api.sandboxset import SandboxSet
+from pytest_kruise_agents.claiming.errors import (
+    ClaimError,
+    InternalError,
+    LockConflictError,
+    NoAvailableError,
+    StartContainerFailedError,
+    WaitReadyTimeoutError,
+    create_lock_error,
+    update_lock_error,
+)
+from pytest_kruise_agents.claiming.modification import (
+    ClaimOptions,
+    failed_sandbox_cleanup,
+    modify_for_claim,
+    needs_wait_ready,
+    new_sandbox_from_sandboxset,
+)
+from pytest_kruise_agents.claiming.retry import jitter
+from pytest_kruise_agents.claiming.selection import no_available_error, select_candidate
+from pytest_kruise_agents.claiming.state import is_ready, pod_ip, sandbox_key, sandbox_state
+from simulator.apiserver import ApiError, Client
+from simulator.informer import Informer
+from simulator.ratelimit import TokenBucket
+from simulator.records import ClaimRecord
+from simulator.runtime import AgentRuntime
+from simulator.world import World
+
+__all__ = ["RATE_LIMITED", "Check", "Claimer", "Modifier", "Op", "ready_verdict"]
+
+Op = Generator[simpy.Event, Any, Any]
+"""A SimPy sub-process, used with ``yield from``."""
+
+Modifier = Callable[[Sandbox], None]
+"""An extra change to the claimed copy, made in place after the claim modification."""
+
+Check = Callable[[Sandbox | None], object | None]
+"""A watch predicate: ``None`` to keep waiting, anything else ends the wait with it.
+
+Called with ``None`` when the sandbox is deleted.
+"""
+
+_CONFLICT_RETRY_STEPS: Final = 5
+"""client-go ``retry.DefaultRetry``: 5 tries, 10 ms apart (jitter 0.1)."""
+
+RATE_LIMITED: Final = "sandbox creation is not allowed by rate limiter"
+
+
+class _Deleted:
+    """The verdict of a wait whose sandbox was deleted."""
+
+
+_DELETED: Final = _Deleted()
+
+
+class _TimedOut:
+    """The result of a wait that reached its timeout."""
+
+
+_TIMED_OUT: Final = _TimedOut()
+
+
+def _rv(obj: Any) -> int:
+    return int(obj.metadata.resource_version or 0)
+
+
+def ready_verdict(sbx: Sandbox | None, now: datetime) -> object | None:
+    """The wait-ready check of §5.2 step 6 on one observed copy of the sandbox.
+
+    ``None`` while not ready (spec not yet observed, in-place update in
+    progress, not running, no pod IP); the sandbox once ready; a
+    :class:`StartContainerFailedError` (fail fast) when a container cannot
+    start; a deletion marker when the sandbox is gone.
+    """
+    if sbx is None:
+        return _DELETED
+    if sbx.status.observed_generation != sbx.metadata.generation:
+        return None
+    conditions = sbx.status.conditions
+    ready = find_condition(conditions, ConditionType.READY)
+    if ready is not None and ready.reason == "StartContainerFailed":
+        return StartContainerFailedError(
+            f"sandbox {sandbox_key(sbx)} failed to start container: {ready.message}"
+        )
+    inplace = find_condition(conditions, ConditionType.INPLACE_UPDATE)
+    if inplace is not None and inplace.reason == "InplaceUpdating":
+        return None
+    if sandbox_state(sbx, now)[0] is not SandboxState.RUNNING:
+        return None
+    if pod_ip(sbx) is None:
+        return None
+    return sbx
+
+
+def _expire(event: simpy.Event) -> None:
+    if not event.triggered:
+        event.succeed(_TIMED_OUT)
+
+
+class _Waiter:
+    __slots__ = ("check", "event", "last", "min_rv")
+
+    def __init__(self, event: simpy.Event, check: Check, min_rv: int, last: Sandbox | None) -> None:
+        self.event = event
+        self.check = check
+        self.min_rv = min_rv
+        self.last = last
+
+
+class Claimer:
+    """``TryClaimSandbox`` over one informer cache and one API client.
+
+    ``worker_slots`` is the claim-worker semaphore (``None``: unlimited, as
+    for the SandboxClaim controller); ``create_limiter`` the no-stock
+    creation token bucket (``None``: unlimited). One Claimer is one process's
+    claim state: its in-flight picks and its resourceVersion expectations.
+    """
+
+    def __init__(
+        self,
+        world: World,
+        *,
+        name: str,
+        cache: Informer,
+        client: Client,
+        runtime: AgentRuntime,
+        worker_slots: simpy.Resource | None,
+        create_limiter: TokenBucket | None,
+    ) -> None:
+        self.world = world
+        self.ctx = world.ctx
+        self.name = name
+        self.cache = cache
+        self.client = client
+        self.runtime = runtime
+        self.worker_slots = worker_slots
+        self.create_limiter = create_limiter
+        # Ordered set of "ns/name" picked by attempts still running.
+        self._in_flight: dict[str, None] = {}
+        # uid -> (smallest acceptable cached resourceVersion, set at); keyed by
+        # uid because every candidate of every pick is checked against it.
+        self._expect: dict[str, tuple[int, float]] = {}
+        # "ns/name" -> waiters on that sandbox's watch events.
+        self._waiters: dict[str, list[_Waiter]] = {}
+        cache.add_handler("Sandbox", self._on_sandbox)
+
+    # -- resourceVersion expectations ---------------------------------------------
+
+    def expect(self, sbx: Sandbox, resource_version: int | None = None) -> None:
+        """Skip cached copies of ``sbx`` older than ``resource_version`` (default: its own)."""
+        uid = sbx.metadata.uid
+        if uid is None:
+            return
+        rv = _rv(sbx) if resource_version is None else resource_version
+        cur = self._expect.get(uid)
+        if cur is None or cur[0] < rv:
+            self._expect[uid] = (rv, self.ctx.now())
+
+    def is_fresh(self, sbx: Sandbox) -> bool:
+        """Whether the cached copy is at least as new as this Claimer's last write to it.
+
+        An expectation the cache has not met within ``profile.expectation_timeout_s``
+        is dropped, as upstream's expectations expire.
+        """
+        expect = self._expect
+        if not expect:
+            return True
+        meta = sbx.metadata
+        uid = meta.uid
+        exp = expect.get(uid) if uid is not None else None
+        if exp is None or int(meta.resource_version or 0) >= exp[0]:
+            return True
+        if self.ctx.now() - exp[1] >= self.ctx.profile.expectation_timeout_s:
+            del expect[uid]  # type: ignore[arg-type]
+            return True
+        return False
+
+    @property
+    def in_flight(self) -> list[str]:
+        """Keys of the sandboxes picked by attempts in progress, in pick order."""
+        return list(self._in_flight)
+
+    # -- watch events ----------------------------------------------------------------
+
+    def _on_sandbox(self, event_type: str, old: Any, new: Any) -> None:
+        if not self._expect and not self._waiters:
+            return
+        obj = new if new is not None else old
+        meta = obj.metadata
+        expect = self._expect
+        if expect:
+            exp = expect.get(meta.uid)
+            if exp is not None and (new is None or _rv(new) >= exp[0]):
+                del expect[meta.uid]
+        if not self._waiters:
+            return
+        key = f"{meta.namespace}/{meta.name}"
+        waiters = self._waiters.get(key)
+        if not waiters:
+            return
+        rv = _rv(new) if new is not None else 0
+        for w in list(waiters):
+            if new is not None and rv < w.min_rv:
+                continue
+            w.last = new
+            verdict = w.check(new)
+            if verdict is not None:
+                waiters.remove(w)
+                w.event.succeed(verdict)
+        if not waiters:
+            del self._waiters[key]
+
+    def watch(
+        self,
+        namespace: str,
+        name: str,
+        check: Check,
+        *,
+        timeout: float | None,
+        min_rv: int = 0,
+        initial: Sandbox | None = None,
+    ) -> Op:
+        """Wait, driven by this Claimer's cache, until ``check`` gives a verdict.
+
+        ``initial`` (if given) and the cached copy are checked first; then each
+        watch event of the sandbox with a resourceVersion of at least
+        ``min_rv``. Return ``(verdict, last_seen)``; the verdict is ``None``
+        when ``timeout`` seconds (``None``: no limit) passed first.
+        """
+        key = f"{namespace}/{name}"
+        last = initial
+        for obj in (initial, self.cache.get("Sandbox", namespace, name)):
+            if obj is None or _rv(obj) < min_rv:
+                continue
+            last = obj
+            verdict = check(obj)
+            if verdict is not None:
+                return verdict, last
+        env = self.ctx.env
+        event = env.event()
+        waiter = _Waiter(event, check, min_rv, last)
+        self._waiters.setdefault(key, []).append(waiter)
+        if timeout is not None:
+            timer = env.timeout(max(timeout, 0.0))
+            timer.callbacks.append(lambda _ev: _expire(event))
+        try:
+            result = yield event
+        finally:
+            waiters = self._waiters.get(key)
+            if waiters is not None and waiter in waiters:
+                waiters.remove(waiter)
+                if not waiters:
+                    del self._waiters[key]
+        if result is _TIMED_OUT:
+            return None, waiter.last
+        return result, waiter.last
+
+    # -- the attempt -------------------------------------------------------------------
+
+    def _pool(self, namespace: str, template: str) -> tuple[Any, SandboxSet | None]:
+        cache = self.cache
+        if namespace:
+            sbs = cache.get("SandboxSet", namespace, template)
+            pool = cache.by_index("Sandbox", "pool", f"{namespace}/{template}")
+        else:
+            # Admin: same-named pools of every namespace; the first SandboxSet in cache order.
+            sbs = next(cache.by_index("SandboxSet", "name", f"*/{template}"), None)
+            pool = cache.by_index("Sandbox", "pool", f"*/{template}")
+        return pool, sbs
+
+    def try_claim(
+        self, opts: ClaimOptions, record: ClaimRecord, *, modifier: Modifier | None = None
+    ) -> Op:
+        """One claim attempt; return the claimed Sandbox or raise a :class:`ClaimError`.
+
+        Fills ``record``'s phases for this attempt (``worker_acquired``,
+        ``picked``, ``locked``, ``ready``, ``runtime_initialized``,
+        ``mounted``; earlier attempts' values are cleared), ``lock_type``,
+        ``sandbox`` and ``pick_failures``. An interrupt (the caller's deadline)
+        is honoured at any wait; after the lock it first cleans up the sandbox.
+        """
+        ctx = self.ctx
+        env = ctx.env
+        record.worker_acquired = record.picked = record.locked = None
+        record.ready = record.runtime_initialized = record.mounted = None
+        record.lock_type = None
+        record.sandbox = None
+
+        slots = self.worker_slots
+        request = slots.request() if slots is not None else None
+        holding = request is not None
+        picked_key: str | None = None
+        try:
+            if request is not None:
+                yield request
+            record.worker_acquired = ctx.now()
+
+            # -- pick -----------------------------------------------------------
+            yield env.timeout(ctx.latency("manager.pick"))
+            now_dt = ctx.now_dt()
+            pool, sbs = self._pool(opts.namespace, opts.template)
+            update_revision = sbs.status.update_revision if sbs is not None else None
+            result = select_candidate(
+                pool,
+                update_revision=update_revision,
+                in_flight=self._in_flight.keys(),
+                rng=ctx.rng,
+                now=now_dt,
+                window=opts.candidate_count,
+                is_fresh=self.is_fresh,
+            )
+            lock_type: Literal["update", "create"]
+            if result.sandbox is not None:
+                target = result.sandbox
+                picked_key = sandbox_key(target)
+                self._in_flight[picked_key] = None
+                lock_type = "update"
+                record.sandbox = picked_key
+            elif opts.create_on_no_stock:
+                if sbs is None:
+                    raise InternalError(
+                        f"sandboxset {opts.namespace}/{opts.template} not found", reason="NotFound"
+                    )
+                limiter = self.create_limiter
+                if limiter is not None and not limiter.allow():
+                    self._pick_failed(record, NoAvailableError(RATE_LIMITED))
+                target = new_sandbox_from_sandboxset(sbs, for_claim=True)
+                lock_type = "create"
+            else:
+                self._pick_failed(record, no_available_error(result))
+            record.picked = ctx.now()
+            record.lock_type = lock_type
+
+            # -- modify (on a copy) and lock ---------------------------------------
+            claimed = modify_for_claim(target, opts, now_dt)
+            if modifier is not None:
+                modifier(claimed)
+            api = self.world.api
+            if lock_type == "update":
+                try:
+                    stored: Sandbox = yield from api.update(self.client, claimed)
+                except ApiError as exc:
+                    assert picked_key is not None
+                    if exc.code == 409:
+                        # The cached copy is stale: skip it until the cache moves on.
+                        self.expect(target, _rv(target) + 1)
+                        ctx.record("claim.conflict", f"{self.name} {picked_key}")
+                    err = update_lock_error(exc.code, exc.message, reason=exc.reason)
+                    if isinstance(err, LockConflictError):
+                        self._pick_failed(record, err)
+                    raise err from exc
+            else:
+                try:
+                    stored = yield from api.create(self.client, claimed)
+                except ApiError as exc:
+                    raise create_lock_error(exc.code, exc.message, reason=exc.reason) from exc
+            key = sandbox_key(stored)
+            self.expect(stored)
+            record.sandbox = key
+            record.locked = ctx.now()
+            ctx.record("claim.locked", f"{self.name} {key} {lock_type}")
+            if request is not None and slots is not None:
+                # The worker is freed as soon as the lock is written.
+                slots.release(request)
+                holding = False
+
+            # -- post-process ------------------------------------------------------
+            latest = stored
+            try:
+                if needs_wait_ready(lock_type, opts):
+                    latest = yield from self._wait_ready(stored, opts)
+                    record.ready = ctx.now()
+                if opts.init_runtime is not None:
+                    yield from self.runtime.init(latest, opts.init_runtime, record)
+                    record.runtime_initialized = ctx.now()
+                if opts.csi_mounts:
+                    yield from self.runtime.mount(latest, opts.csi_mounts)
+                    record.mounted = ctx.now()
+            except (ClaimError, simpy.Interrupt) as exc:
+                reason = exc.reason if isinstance(exc, ClaimError) else "Interrupted"
+                ctx.record("claim.post_failed", f"{self.name} {key} {reason}")
+                yield from self._clear_failed(latest, opts)
+                raise
+            return latest
+        finally:
+            if picked_key is not None:
+                self._in_flight.pop(picked_key, None)
+            if holding and request is not None and slots is not None:
+                request.cancel()
+                slots.release(request)
+
+    def _pick_failed(self, record: ClaimRecord, err: ClaimError) -> NoReturn:
+        record.pick_failures[err.reason] = record.pick_failures.get(err.reason, 0) + 1
+        raise err
+
+    def _wait_ready(self, stored: Sandbox, opts: ClaimOptions) -> Op:
+        ctx = self.ctx
+        meta = stored.metadata
+        timeout = opts.wait_ready_timeout.total_seconds() if opts.wait_ready_timeout else None
+        verdict, last = yield from self.watch(
+            meta.namespace,
+            meta.name,
+            lambda obj: ready_verdict(obj, ctx.now_dt()),
+            timeout=timeout,
+            min_rv=_rv(stored),
+            initial=stored,
+        )
+        if isinstance(verdict, Sandbox):
+            return verdict
+        if isinstance(verdict, ClaimError):
+            raise verdict
+        if verdict is _DELETED:
+            raise WaitReadyTimeoutError(
+                f"sandbox {meta.namespace}/{meta.name} was deleted before it became ready",
+                reason="SandboxDeleted",
+            )
+        seen = last if last is not None else stored
+        state, reason = sandbox_state(seen, ctx.now_dt())
+        raise WaitReadyTimeoutError.diagnose(
+            meta.namespace, meta.name, reason=reason, state=str(state), ready=is_ready(seen)
+        )
+
+    def _clear_failed(self, sbx: Sandbox, opts: ClaimOptions) -> Op:
+        """Delete the failed sandbox, or write its reserved copy (``clearFailedSandbox``)."""
+        ctx = self.ctx
+        api = self.world.api
+        meta = sbx.metadata
+        key = sandbox_key(sbx)
+        if failed_sandbox_cleanup(sbx, opts.reserve_failed_for, ctx.now_dt()) is None:
+            try:
+                yield from api.delete(self.client, "Sandbox", meta.namespace, meta.name)
+            except ApiError as exc:
+                if not exc.is_not_found:
+                    # Upstream #410: the locked sandbox leaks.
+                    ctx.record("claim.cleanup_failed", f"{self.name} {key} {exc.code}")
+                    return None
+            ctx.record("claim.cleanup", f"{self.name} {key} deleted")
+            return None
+        current = sbx
+        for attempt in range(_CONFLICT_RETRY_STEPS):
+            reserved = failed_sandbox_cleanup(current, opts.reserve_failed_for, ctx.now_dt())
+            assert reserved is not None
+            try:
+                stored = yield from api.update(self.client, reserved)
+            except ApiError as exc:
+                if exc.is_conflict and attempt + 1 < _CONFLICT_RETRY_STEPS:
+                    yield ctx.env.timeout(jitter(0.01, 0.1, ctx.rng))
+                    try:
+                        current = yield from api.get(
+                            self.client, "Sandbox", meta.namespace, meta.name
+                        )
+                    except ApiError:
+                        return None
+                    continue
+                ctx.record("claim.cleanup_failed", f"{self.name} {key} {exc.code}")
+                return None
+            self.expect(stored)
+            ctx.record("claim.cleanup", f"{self.name} {key} reserved")
+            return None
+        return None

@@ -1,0 +1,796 @@
+"""The sandbox-manager: the E2B-level operations with upstream's semantics and status codes.
+
+:class:`SandboxManager` is what the E2B API of reference §6 does behind its
+HTTP handlers: create (a claim through the shared :class:`~simulator.claim.Claimer`
+with the retry loop of §5.3), describe, kill, set timeout, pause, connect /
+resume and list. Errors are :class:`~pytest_kruise_agents.claiming.errors.ClaimError`
+subclasses whose ``code`` is the HTTP status the real manager answers (§6.2,
+§6.5, §6.9), quirks included: ``/timeout`` answers 500 for anything but 404,
+list filters answer 400, a sandbox the caller does not own is a 404.
+
+Like upstream, the manager reads its informer cache, and keeps a route table
+of its own writes (claim, timeout, pause, resume, kill), so that a client that
+describes its sandbox right after creating it sees it even before the watch
+event arrives; the newer resourceVersion wins.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+import simpy
+
+from pytest_kruise_agents.api import keys
+from pytest_kruise_agents.api.meta import find_condition
+from pytest_kruise_agents.api.sandbox import ConditionType, Sandbox, SandboxPhase, SandboxState
+from pytest_kruise_agents.claiming.errors import (
+    BadRequestError,
+    ClaimError,
+    ClaimTimeoutError,
+    ConflictError,
+    InternalError,
+    LockConflictError,
+    NoAvailableError,
+    NotFoundError,
+    PickFailure,
+    RetryExhaustedError,
+    add_pick_failure,
+    create_http_code,
+)
+from pytest_kruise_agents.claiming.extensions import is_blacklisted, parse_create_metadata
+from pytest_kruise_agents.claiming.modification import (
+    ClaimOptions,
+    InitRuntimeRequest,
+    validate_claim_options,
+)
+from pytest_kruise_agents.claiming.retry import (
+    CLAIM_RETRY,
+    LEGACY_CLAIM_TIMEOUT_S,
+    FixedInterval,
+    RetrySchedule,
+    jitter,
+)
+from pytest_kruise_agents.claiming.state import (
+    REASON_CLAIMED_NOT_READY,
+    is_claimed,
+    is_ready,
+    is_reserved_failed,
+    sandbox_key,
+    sandbox_state,
+)
+from pytest_kruise_agents.claiming.timeouts import (
+    MAX_TIMEOUT_S,
+    create_times,
+    extend_only_times,
+    pause_times,
+    paused_retention,
+    resume_times,
+    set_timeout_times,
+    validate_create_timeout,
+    validate_timeout_update,
+)
+from simulator.apiserver import ApiError
+from simulator.claim import Claimer, Modifier, Op
+from simulator.ratelimit import TokenBucket
+from simulator.records import ClaimRecord
+from simulator.runtime import AgentRuntime
+from simulator.world import World
+
+__all__ = [
+    "LIST_STATES",
+    "MAX_LIST_LIMIT",
+    "PAUSE_WAIT_S",
+    "RESUME_WAIT_S",
+    "TEMPLATE_NOT_FOUND",
+    "SandboxManager",
+    "decode_next_token",
+    "e2b_state",
+    "encode_next_token",
+    "route_not_found",
+    "sandbox_id",
+]
+
+LIST_STATES: Final = ("running", "paused")
+"""The states ``GET /v2/sandboxes`` accepts and lists by default."""
+MAX_LIST_LIMIT: Final = 100
+PAUSE_WAIT_S: Final = 60.0
+"""``POST /pause`` waits at most this long for ``SandboxPaused=True``."""
+RESUME_WAIT_S: Final = 600.0
+"""A resume waits at most this long for the sandbox to be running and ready."""
+_CONFLICT_RETRY_STEPS: Final = 5
+TEMPLATE_NOT_FOUND: Final = "Template or Checkpoint not found"
+
+
+def sandbox_id(sbx: Sandbox) -> str:
+    """The E2B sandbox id of a sandbox: ``<namespace>--<name>``."""
+    return f"{sbx.metadata.namespace}--{sbx.metadata.name}"
+
+
+def route_not_found(sid: str) -> NotFoundError:
+    """The 404 the manager answers for an unknown, foreign or hidden sandbox."""
+    return NotFoundError(f"Sandbox route not found, maybe it is crashed or killed: {sid}")
+
+
+def e2b_state(sbx: Sandbox, now: datetime) -> str | None:
+    """The E2B ``state`` of a claimed sandbox (``running``/``paused``), or ``None`` if not shown.
+
+    A claimed sandbox whose pod runs but is not Ready is ``dead`` for pools and
+    routing yet shown as ``running`` (§9 item 11).
+    """
+    state, reason = sandbox_state(sbx, now)
+    if state is SandboxState.RUNNING:
+        return "running"
+    if state is SandboxState.PAUSED:
+        return "paused"
+    if state is SandboxState.DEAD and reason == REASON_CLAIMED_NOT_READY:
+        return "running"
+    return None
+
+
+def encode_next_token(key: str, sid: str) -> str:
+    """The list page token: base64url of ``{"key":<claim time>,"id":<sandbox id>}``."""
+    raw = json.dumps({"key": key, "id": sid}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode()
+
+
+def decode_next_token(token: str) -> tuple[str, str]:
+    """``(key, id)`` of a page token; a legacy token is the raw key (id ``""``)."""
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        data = json.loads(raw)
+    except (ValueError, binascii.Error):
+        return token, ""
+    if isinstance(data, dict) and isinstance(data.get("key"), str):
+        return data["key"], str(data.get("id") or "")
+    return token, ""
+
+
+def _owner_keys(sbx: Any) -> Iterable[str]:
+    owner = sbx.metadata.annotations.get(keys.ANN_OWNER)
+    if not owner:
+        return ()
+    return (f"{sbx.metadata.namespace}/{owner}", f"*/{owner}")
+
+
+def _rv(obj: Any) -> int:
+    return int(obj.metadata.resource_version or 0)
+
+
+def _set_pod_label(sbx: Sandbox, key: str, value: str) -> None:
+    template = sbx.spec.template
+    if not isinstance(template, dict):
+        return
+    meta = template.get("metadata")
+    if not isinstance(meta, dict):
+        meta = template["metadata"] = {}
+    labels = meta.get("labels")
+    if not isinstance(labels, dict):
+        labels = meta["labels"] = {}
+    labels[key] = value
+
+
+class _Gone:
+    """A watch verdict: the sandbox was deleted."""
+
+
+_GONE: Final = _Gone()
+
+
+class SandboxManager:
+    """The sandbox-manager's E2B operations over ``world.manager_cache`` (see the module docstring).
+
+    The caller is a ``namespace`` (the API key's team; ``""`` for the admin
+    team, which sees every namespace) and a ``user`` (the API key id, which
+    owns the sandboxes it creates). Objects returned come from the cache or
+    the API server: never mutate them.
+    """
+
+    def __init__(self, world: World, runtime: AgentRuntime) -> None:
+        self.world = world
+        self.ctx = world.ctx
+        self.runtime = runtime
+        prof = self.ctx.profile
+        self.cache = world.manager_cache
+        self.client = world.manager_client
+        self.claimer = Claimer(
+            world,
+            name="manager",
+            cache=self.cache,
+            client=self.client,
+            runtime=runtime,
+            worker_slots=simpy.Resource(self.ctx.env, capacity=prof.claim_workers),
+            create_limiter=TokenBucket(self.ctx.now, prof.create_qps, prof.create_burst),
+        )
+        self.cache.add_index("Sandbox", "owner", _owner_keys)
+        # The route table's own writes: "ns/name" -> the object we wrote last,
+        # or None once we deleted it; dropped when the cache catches up.
+        self._routes: dict[str, Sandbox | None] = {}
+        self.cache.add_handler("Sandbox", self._on_sandbox)
+
+    def start(self) -> None:
+        """Nothing to launch: the manager acts only when called."""
+
+    # -- the route table ----------------------------------------------------------
+
+    def _on_sandbox(self, event_type: str, old: Any, new: Any) -> None:
+        routes = self._routes
+        if not routes:
+            return
+        obj = new if new is not None else old
+        key = f"{obj.metadata.namespace}/{obj.metadata.name}"
+        if key not in routes:
+            return
+        own = routes[key]
+        if new is None or (own is not None and _rv(new) >= _rv(own)):
+            del routes[key]
+
+    def _lookup(self, sid: str) -> Sandbox | None:
+        ns, sep, name = sid.partition("--")
+        if not sep or not ns or not name:
+            return None
+        cached: Sandbox | None = self.cache.get("Sandbox", ns, name)
+        key = f"{ns}/{name}"
+        if key in self._routes:
+            own = self._routes[key]
+            if own is None:
+                return None
+            if cached is None or _rv(cached) < _rv(own):
+                return own
+            del self._routes[key]
+        return cached
+
+    def _owned(self, namespace: str, user: str, sid: str) -> Sandbox:
+        """The caller's sandbox ``sid`` from the route table, or the 404 of the auth middleware."""
+        sbx = self._lookup(sid)
+        if (
+            sbx is None
+            or (namespace and sbx.metadata.namespace != namespace)
+            or sbx.metadata.annotations.get(keys.ANN_OWNER) != user
+        ):
+            raise route_not_found(sid)
+        return sbx
+
+    def _viewable(self, sbx: Sandbox) -> str | None:
+        if is_reserved_failed(sbx):
+            return None
+        return e2b_state(sbx, self.ctx.now_dt())
+
+    # -- templates ------------------------------------------------------------------
+
+    def has_template(self, namespace: str, template: str) -> bool:
+        """Whether a SandboxSet ``template`` exists in ``namespace`` (any namespace for ``""``)."""
+        if namespace:
+            return self.cache.get("SandboxSet", namespace, template) is not None
+        return self.cache.index_size("SandboxSet", "name", f"*/{template}") > 0
+
+    # -- create -----------------------------------------------------------------------
+
+    def create_sandbox(
+        self,
+        *,
+        namespace: str,
+        user: str,
+        template: str,
+        timeout_s: int | None = None,
+        auto_pause: bool = False,
+        metadata: dict[str, str] | None = None,
+        env_vars: dict[str, str] | None = None,
+        volume_mounts: list[dict[str, str]] | None = None,
+        allow_internet_access: bool | None = None,
+        record: ClaimRecord | None = None,
+    ) -> Op:
+        """``POST /sandboxes`` (claim): return the claimed Sandbox or raise a coded ClaimError.
+
+        The request is validated (timeout 30 s…30 d, extension metadata,
+        template exists: 400) before anything changes; then the claim runs
+        with the profile's retry loop, bounded by the claim timeout if any.
+        """
+        ctx = self.ctx
+        if record is None:
+            record = self.world.records.new(
+                path="e2b", namespace=namespace, template=template, owner=user, requested=ctx.now()
+            )
+        try:
+            opts, modifier = self._create_options(
+                namespace=namespace,
+                user=user,
+                template=template,
+                timeout_s=timeout_s,
+                auto_pause=auto_pause,
+                metadata=metadata,
+                env_vars=env_vars,
+                volume_mounts=volume_mounts,
+                allow_internet_access=allow_internet_access,
+            )
+            sbx: Sandbox = yield from self._claim(opts, record, modifier)
+        except ClaimError as err:
+            err.code = create_http_code(err)
+            record.failed = ctx.now()
+            record.error = str(err)
+            record.error_code = err.code
+            record.error_reason = err.reason
+            ctx.record(
+                "manager.claim_failed",
+                f"{namespace or '*'}/{template} user={user} code={err.code} reason={err.reason} "
+                f"attempts={record.attempts}",
+            )
+            raise
+        key = sandbox_key(sbx)
+        self._routes[key] = sbx
+        record.delivered = ctx.now()
+        ctx.record(
+            "manager.claim",
+            f"{key} user={user} lock={record.lock_type} attempts={record.attempts}",
+        )
+        return sbx
+
+    def _create_options(
+        self,
+        *,
+        namespace: str,
+        user: str,
+        template: str,
+        timeout_s: int | None,
+        auto_pause: bool,
+        metadata: dict[str, str] | None,
+        env_vars: dict[str, str] | None,
+        volume_mounts: list[dict[str, str]] | None,
+        allow_internet_access: bool | None,
+    ) -> tuple[ClaimOptions, Modifier]:
+        ctx = self.ctx
+        prof = ctx.profile
+        timeout = int(prof.default_timeout_s) if timeout_s is None else timeout_s
+        validate_create_timeout(timeout, max_timeout_s=MAX_TIMEOUT_S)
+        ext = parse_create_metadata(metadata, volume_mounts=volume_mounts)
+        if not self.has_template(namespace, template):
+            # Upstream falls through to the clone path, whose NotFound answers 400.
+            raise NotFoundError(TEMPLATE_NOT_FOUND, code=400)
+
+        def seconds(ext_value: int | None, default: float | None) -> timedelta | None:
+            value = ext_value if ext_value is not None else default
+            return timedelta(seconds=value) if value is not None else None
+
+        pod_labels: dict[str, str] = {}
+        if allow_internet_access is not None:
+            pod_labels[keys.LABEL_ALLOW_INTERNET_ACCESS] = str(allow_internet_access).lower()
+        init = None
+        if not ext.skip_init_runtime:
+            init = InitRuntimeRequest(
+                env_vars=dict(env_vars or {}), access_token=self.world.api.new_uid()
+            )
+        opts = ClaimOptions(
+            namespace=namespace,
+            user=user,
+            template=template,
+            lock_string="",
+            candidate_count=prof.candidate_count,
+            labels=dict(ext.labels),
+            annotations=dict(ext.annotations),
+            pod_labels=pod_labels,
+            paused_retention=ext.reserve_paused_duration,
+            reserve_failed_for=ext.reserve_failed_for,
+            inplace_image=ext.image,
+            cpu_request=ext.cpu_request,
+            cpu_limit=ext.cpu_limit,
+            init_runtime=init,
+            csi_mounts=list(ext.csi_mounts),
+            claim_timeout=seconds(ext.claim_timeout_seconds, prof.e2b_default_claim_timeout_s),
+            wait_ready_timeout=seconds(
+                ext.wait_ready_timeout_seconds, prof.e2b_default_wait_ready_timeout_s
+            ),
+            create_on_no_stock=ext.create_on_no_stock,
+        )
+        validate_claim_options(opts)
+
+        def modifier(sbx: Sandbox) -> None:
+            # basicSandboxCreateModifier: timeouts from the moment of the
+            # modification, plus the per-sandbox labels.
+            if not ext.never_timeout:
+                shutdown, pause = create_times(
+                    ctx.now_dt(),
+                    timeout,
+                    auto_pause=auto_pause,
+                    never_timeout=False,
+                    paused_retention=ext.reserve_paused_duration,
+                )
+                sbx.spec.shutdown_time = shutdown
+                sbx.spec.pause_time = pause
+            if allow_internet_access is not None:
+                sbx.metadata.labels[keys.LABEL_ALLOW_INTERNET_ACCESS] = pod_labels[
+                    keys.LABEL_ALLOW_INTERNET_ACCESS
+                ]
+            if ext.return_sandbox_ip:
+                sbx.metadata.annotations[keys.ANN_RETURN_SANDBOX_IP] = "true"
+            # Empty for a no-stock sandbox: it has only a generateName yet.
+            _set_pod_label(sbx, keys.LABEL_SANDBOX_NAME, sbx.metadata.name)
+
+        return opts, modifier
+
+    def _schedule(self, claim_timeout: float | None) -> RetrySchedule:
+        if self.ctx.profile.retry == "fixed":
+            return FixedInterval.for_timeout(
+                claim_timeout if claim_timeout is not None else LEGACY_CLAIM_TIMEOUT_S
+            )
+        return CLAIM_RETRY
+
+    def _claim(self, opts: ClaimOptions, record: ClaimRecord, modifier: Modifier) -> Op:
+        """The retry loop of §5.3 around :meth:`Claimer.try_claim`."""
+        ctx = self.ctx
+        env = ctx.env
+        claim_timeout = opts.claim_timeout.total_seconds() if opts.claim_timeout else None
+        sleeps = self._schedule(claim_timeout).delays(ctx.rng)
+        deadline = ctx.now() + claim_timeout if claim_timeout is not None else None
+        pool_key = f"{opts.namespace or '*'}/{opts.template}"
+        failures: list[PickFailure] = []
+        last: ClaimError | None = None
+        while True:
+            if deadline is not None and ctx.now() >= deadline:
+                raise _deadline_error(last, failures)
+            record.attempts += 1
+            attempt = opts.with_lock(self.world.api.new_uid())
+            outcome: Sandbox | ClaimError | None
+            if deadline is None:
+                try:
+                    claimed: Sandbox = yield from self.claimer.try_claim(
+                        attempt, record, modifier=modifier
+                    )
+                except ClaimError as err:
+                    outcome = err
+                else:
+                    return claimed
+            else:
+                proc = env.process(self._guarded(attempt, record, modifier))
+                yield proc | env.timeout(max(deadline - ctx.now(), 0.0))
+                if proc.is_alive:
+                    # The context deadline: the attempt stops at its current
+                    # wait and cleans up what it locked before we answer.
+                    proc.interrupt("claim timeout")
+                    yield proc
+                    raise _deadline_error(last, failures)
+                outcome = proc.value
+                if isinstance(outcome, Sandbox):
+                    return outcome
+                if outcome is None:
+                    raise _deadline_error(last, failures)
+            if not outcome.retriable:
+                raise outcome
+            last = outcome
+            if isinstance(outcome, NoAvailableError):
+                failures = add_pick_failure(failures, pool_key, outcome.message)
+            elif isinstance(outcome, LockConflictError):
+                failures = add_pick_failure(failures, record.sandbox or pool_key, "conflict")
+            sleep = next(sleeps, None)
+            if sleep is None:
+                raise RetryExhaustedError(last_error=last, pick_failures=failures)
+            if deadline is not None and ctx.now() + sleep >= deadline:
+                yield env.timeout(max(deadline - ctx.now(), 0.0))
+                raise _deadline_error(last, failures)
+            yield env.timeout(sleep)
+
+    def _guarded(self, opts: ClaimOptions, record: ClaimRecord, modifier: Modifier) -> Op:
+        """An attempt process that never fails: a Sandbox, a ClaimError or None (interrupted)."""
+        try:
+            sbx: Sandbox = yield from self.claimer.try_claim(opts, record, modifier=modifier)
+        except ClaimError as err:
+            return err
+        except simpy.Interrupt:
+            return None
+        return sbx
+
+    # -- describe / kill ---------------------------------------------------------------
+
+    def describe(self, namespace: str, user: str, sid: str) -> Sandbox:
+        """``GET /sandboxes/{id}``: the caller's running or paused sandbox, else 404."""
+        sbx = self._owned(namespace, user, sid)
+        if self._viewable(sbx) is None:
+            raise route_not_found(sid)
+        return sbx
+
+    def kill(self, namespace: str, user: str, sid: str) -> Op:
+        """``DELETE /sandboxes/{id}``: 404 without a route of the caller, else delete (204).
+
+        A sandbox already gone, or not viewable (reserved failure), still
+        answers 204. Recycling (``cleanup-enabled``) is not modelled: the
+        sandbox is always deleted.
+        """
+        ctx = self.ctx
+        sbx = self._owned(namespace, user, sid)
+        meta = sbx.metadata
+        key = sandbox_key(sbx)
+        if is_reserved_failed(sbx):
+            return None
+        try:
+            yield from self.world.api.delete(self.client, "Sandbox", meta.namespace, meta.name)
+        except ApiError as exc:
+            if not exc.is_not_found:
+                raise InternalError(exc.message) from exc
+        if self.cache.get("Sandbox", meta.namespace, meta.name) is not None:
+            self._routes[key] = None
+        else:
+            self._routes.pop(key, None)
+        ctx.record("manager.kill", key)
+        return None
+
+    # -- writes with retry on conflict ----------------------------------------------------
+
+    def _api_error(self, exc: ApiError, sid: str) -> ClaimError:
+        if exc.is_not_found:
+            return route_not_found(sid)
+        if exc.code == 409:
+            return ConflictError(exc.message)
+        return InternalError(exc.message)
+
+    def _retry_update(
+        self, sid: str, first: Sandbox, mutate: Callable[[Sandbox], Sandbox | None]
+    ) -> Op:
+        """Read-modify-``Update`` under ``retry.RetryOnConflict(DefaultRetry)``.
+
+        ``mutate`` returns the changed copy (``None``: nothing to write) or
+        raises. The first read is ``first`` (usually the cache); after a
+        conflict the sandbox is re-read from the API server. Return the object
+        as stored (or as read, if nothing was written).
+        """
+        ctx = self.ctx
+        api = self.world.api
+        meta = first.metadata
+        current = first
+        for attempt in range(_CONFLICT_RETRY_STEPS):
+            new = mutate(current)
+            if new is None:
+                return current
+            try:
+                stored: Sandbox = yield from api.update(self.client, new)
+            except ApiError as exc:
+                if not exc.is_conflict or attempt + 1 >= _CONFLICT_RETRY_STEPS:
+                    raise self._api_error(exc, sid) from exc
+                yield ctx.env.timeout(jitter(0.01, 0.1, ctx.rng))
+                try:
+                    current = yield from api.get(self.client, "Sandbox", meta.namespace, meta.name)
+                except ApiError as get_exc:
+                    raise self._api_error(get_exc, sid) from get_exc
+                continue
+            key = sandbox_key(stored)
+            self.claimer.expect(stored)
+            self._routes[key] = stored
+            return stored
+        raise InternalError(f"sandbox {sid}: too many conflicts")  # pragma: no cover
+
+    # -- timeout ---------------------------------------------------------------------------
+
+    def set_timeout(self, namespace: str, user: str, sid: str, timeout_s: int) -> Op:
+        """``POST /sandboxes/{id}/timeout``: the sandbox now ends ``timeout_s`` from now.
+
+        UpdatePolicyAlways (may shorten); a never-timeout sandbox is left
+        alone. Anything but a 404 answers 500, as upstream does.
+        """
+        ctx = self.ctx
+        sbx = self._owned(namespace, user, sid)
+        try:
+            validate_timeout_update(timeout_s, max_timeout_s=MAX_TIMEOUT_S)
+
+            def mutate(cur: Sandbox) -> Sandbox | None:
+                if self._viewable(cur) != "running":
+                    raise BadRequestError(f"sandbox {sid} is not running")
+                shutdown, pause = set_timeout_times(cur, ctx.now_dt(), timeout_s)
+                if shutdown == cur.spec.shutdown_time and pause == cur.spec.pause_time:
+                    return None
+                new = cur.model_copy(deep=True)
+                new.spec.shutdown_time = shutdown
+                new.spec.pause_time = pause
+                return new
+
+            yield from self._retry_update(sid, sbx, mutate)
+        except ClaimError as err:
+            if err.code != 404:
+                err.code = 500
+            raise
+        ctx.record("manager.timeout", f"{sandbox_key(sbx)} {timeout_s}s")
+        return None
+
+    # -- pause / connect / resume -------------------------------------------------------------
+
+    def pause(self, namespace: str, user: str, sid: str, retention: timedelta | None = None) -> Op:
+        """``POST /sandboxes/{id}/pause``: pause and wait (≤ 60 s) until ``SandboxPaused=True``.
+
+        409 when the sandbox is not pausable (not running and ready, or
+        already paused: the first writer wins). ``retention`` (the request
+        header) overrides the persisted paused retention (default forever).
+        """
+        ctx = self.ctx
+        api = self.world.api
+        sbx = self._owned(namespace, user, sid)
+        meta = sbx.metadata
+        try:
+            fresh: Sandbox = yield from api.get(self.client, "Sandbox", meta.namespace, meta.name)
+        except ApiError as exc:
+            raise self._api_error(exc, sid) from exc
+
+        def mutate(cur: Sandbox) -> Sandbox | None:
+            if cur.spec.paused:
+                raise ConflictError(f"sandbox {sid} is already paused")
+            if (
+                not is_claimed(cur)
+                or is_reserved_failed(cur)
+                or cur.metadata.deletion_timestamp is not None
+                or cur.status.phase != SandboxPhase.RUNNING
+                or not is_ready(cur)
+            ):
+                raise ConflictError(f"sandbox {sid} is not pausable")
+            ret = retention if retention is not None else paused_retention(cur)
+            shutdown, pause = pause_times(cur, ctx.now_dt(), ret)
+            new = cur.model_copy(deep=True)
+            new.spec.paused = True
+            new.spec.shutdown_time = shutdown
+            new.spec.pause_time = pause
+            return new
+
+        stored: Sandbox = yield from self._retry_update(sid, fresh, mutate)
+        ctx.record("manager.pause", sandbox_key(stored))
+
+        def paused(obj: Sandbox | None) -> object | None:
+            if obj is None:
+                return _GONE
+            cond = find_condition(obj.status.conditions, ConditionType.SANDBOX_PAUSED)
+            return obj if cond is not None and cond.status == "True" else None
+
+        verdict, _ = yield from self.claimer.watch(
+            meta.namespace, meta.name, paused, timeout=PAUSE_WAIT_S, min_rv=_rv(stored)
+        )
+        if verdict is _GONE:
+            raise route_not_found(sid)
+        if verdict is None:
+            raise InternalError(f"sandbox {sid} was not paused within {PAUSE_WAIT_S:g}s")
+        return None
+
+    def connect(self, namespace: str, user: str, sid: str, timeout_s: int) -> Op:
+        """``POST /sandboxes/{id}/connect``: return ``(sandbox, resumed)``.
+
+        A paused sandbox is resumed (timeout floored at
+        ``profile.min_resume_timeout_s``, written with ``paused=false``) and
+        awaited until running and ready (≤ 10 min); then the timeout is
+        extended, never shortened. Resume conflicts answer 400, other
+        failures 500, unknown sandboxes 404.
+        """
+        ctx = self.ctx
+        sbx = self._owned(namespace, user, sid)
+        meta = sbx.metadata
+        resumed = False
+        try:
+            validate_timeout_update(timeout_s, max_timeout_s=MAX_TIMEOUT_S)
+            state = self._viewable(sbx)
+            if state is None:
+                raise route_not_found(sid)
+            if state == "paused":
+                min_resume = int(ctx.profile.min_resume_timeout_s)
+
+                def resume(cur: Sandbox) -> Sandbox | None:
+                    now = ctx.now_dt()
+                    if cur.metadata.deletion_timestamp is not None or e2b_state(cur, now) is None:
+                        raise BadRequestError(f"sandbox {sid} cannot be resumed")
+                    if not cur.spec.paused:
+                        # Already resuming (or resumed): nothing to write, just wait.
+                        return None
+                    shutdown, pause = resume_times(cur, now, timeout_s, min_resume_s=min_resume)
+                    new = cur.model_copy(deep=True)
+                    new.spec.paused = False
+                    new.spec.shutdown_time = shutdown
+                    new.spec.pause_time = pause
+                    return new
+
+                stored: Sandbox = yield from self._retry_update(sid, sbx, resume)
+                ctx.record("manager.resume", sandbox_key(stored))
+
+                def running(obj: Sandbox | None) -> object | None:
+                    if obj is None:
+                        return _GONE
+                    ok = sandbox_state(obj, ctx.now_dt())[0] is SandboxState.RUNNING
+                    return obj if ok else None
+
+                verdict, _ = yield from self.claimer.watch(
+                    meta.namespace,
+                    meta.name,
+                    running,
+                    timeout=RESUME_WAIT_S,
+                    min_rv=_rv(stored),
+                    initial=stored,
+                )
+                if verdict is _GONE:
+                    raise route_not_found(sid)
+                if not isinstance(verdict, Sandbox):
+                    raise InternalError(f"sandbox {sid} was not resumed within {RESUME_WAIT_S:g}s")
+                sbx = verdict
+                resumed = True
+
+            def extend(cur: Sandbox) -> Sandbox | None:
+                shutdown, pause = extend_only_times(cur, ctx.now_dt(), timeout_s)
+                if shutdown == cur.spec.shutdown_time and pause == cur.spec.pause_time:
+                    return None
+                new = cur.model_copy(deep=True)
+                new.spec.shutdown_time = shutdown
+                new.spec.pause_time = pause
+                return new
+
+            sbx = yield from self._retry_update(sid, sbx, extend)
+        except ClaimError as err:
+            if err.code not in (400, 404):
+                err.code = 500
+            raise
+        return sbx, resumed
+
+    def resume(self, namespace: str, user: str, sid: str, timeout_s: int) -> Op:
+        """Deprecated ``POST /sandboxes/{id}/resume``: resume like connect; return the Sandbox."""
+        sbx, _ = yield from self.connect(namespace, user, sid, timeout_s)
+        return sbx
+
+    # -- list ---------------------------------------------------------------------------------
+
+    def list_sandboxes(
+        self,
+        namespace: str,
+        user: str,
+        *,
+        states: Sequence[str] = LIST_STATES,
+        metadata: Mapping[str, str] | None = None,
+        limit: int = MAX_LIST_LIMIT,
+        next_token: str | None = None,
+    ) -> tuple[list[Sandbox], str | None]:
+        """``GET /v2/sandboxes``: one page of the caller's sandboxes and the next token (§6.7).
+
+        Only the caller's own sandboxes in its namespace (admin: all), not
+        reserved failures, with a claim timestamp, in the given ``states``,
+        whose annotations carry every ``metadata`` pair; sorted by claim time
+        then id. Bad states, blacklisted metadata keys or a limit outside
+        1…100 answer 400.
+        """
+        wanted = tuple(states) if states else LIST_STATES
+        for state in wanted:
+            if state not in LIST_STATES:
+                raise BadRequestError(
+                    f"state: invalid state {state!r}, expected running or paused", field="state"
+                )
+        filters = dict(metadata or {})
+        for key in filters:
+            if is_blacklisted(key):
+                raise BadRequestError(
+                    f"metadata: key {key!r} uses a reserved prefix", field="metadata"
+                )
+        if not 1 <= limit <= MAX_LIST_LIMIT:
+            raise BadRequestError(
+                f"limit: must be between 1 and {MAX_LIST_LIMIT}, got {limit}", field="limit"
+            )
+        now = self.ctx.now_dt()
+        scope = f"{namespace or '*'}/{user}"
+        items: list[tuple[str, str, Sandbox]] = []
+        for sbx in self.cache.by_index("Sandbox", "owner", scope):
+            ann = sbx.metadata.annotations
+            started = ann.get(keys.ANN_CLAIM_TIMESTAMP)
+            if not started or is_reserved_failed(sbx) or not self.claimer.is_fresh(sbx):
+                continue
+            if e2b_state(sbx, now) not in wanted:
+                continue
+            if any(ann.get(k) != v for k, v in filters.items()):
+                continue
+            items.append((started, sandbox_id(sbx), sbx))
+        items.sort(key=lambda item: (item[0], item[1]))
+        if next_token:
+            cursor = decode_next_token(next_token)
+            items = [item for item in items if (item[0], item[1]) > cursor]
+        page = items[:limit]
+        token = encode_next_token(page[-1][0], page[-1][1]) if len(items) > limit else None
+        return [item[2] for item in page], token
+
+    def sandbox_id(self, sbx: Sandbox) -> str:
+        """The E2B sandbox id of a sandbox (``<namespace>--<name>``)."""
+        return sandbox_id(sbx)
+
+
+def _deadline_error(last: ClaimError | None, failures: list[PickFailure]) -> ClaimTimeoutError:
+    message = RetryExhaustedError(
+        "context deadline exceeded", last_error=last, pick_failures=failures
+    ).message
+    return ClaimTimeoutError(message)

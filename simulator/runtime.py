@@ -1,0 +1,284 @@
+"""The agent-runtime sidecar (envd-compatible) as the claim path and the controller see it.
+
+A sandbox runs the agent-runtime when its ``spec.runtimes`` lists
+``agent-runtime`` or its pod template has an init container named ``runtime``
+(reference §5.1). The claim path calls its ``POST /init`` after the lock
+(§5.2 step 6) and mounts dynamic CSI volumes through it; the Sandbox
+controller replays both after a resume (§5.2, last paragraph). A sandbox
+without the runtime refuses every connection, which is how an E2B claim
+against such a pool fails (§9 item 16).
+
+Only the timing and the outcome are modelled: each ``/init`` attempt takes a
+``runtime.init`` latency (or the whole attempt timeout when the runtime does
+not answer), retried with the back-off of upstream's ``pkg/utils/runtime``;
+each mount takes a ``csi.mount`` latency, a few at a time.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+from collections.abc import Generator, Sequence
+from typing import Any
+
+import simpy
+from pydantic import TypeAdapter, ValidationError
+
+from pytest_kruise_agents.api import keys
+from pytest_kruise_agents.api.sandbox import Sandbox
+from pytest_kruise_agents.api.sandboxclaim import CSIMountConfig
+from pytest_kruise_agents.claiming.errors import CSIMountError, InitRuntimeError
+from pytest_kruise_agents.claiming.modification import (
+    AGENT_RUNTIME,
+    RUNTIME_INIT_CONTAINER,
+    InitRuntimeRequest,
+)
+from pytest_kruise_agents.claiming.retry import ExponentialBackoff, init_should_retry
+from pytest_kruise_agents.claiming.state import pod_ip, sandbox_key
+from simulator.records import ClaimRecord
+from simulator.world import World
+
+__all__ = ["AgentRuntime", "has_agent_runtime"]
+
+Op = Generator[simpy.Event, Any, Any]
+
+_REFUSED_S = 0.001
+"""A refused TCP connection fails about as fast as one round trip."""
+
+_ALREADY_INITIALISED = 401
+"""What the runtime answers to an ``/init`` when it already holds an access token."""
+
+_CSI_LIST: TypeAdapter[list[CSIMountConfig]] = TypeAdapter(list[CSIMountConfig])
+
+
+def has_agent_runtime(sbx: Sandbox) -> bool:
+    """Whether the sandbox runs the agent-runtime (``runtimes`` or init container ``runtime``)."""
+    if any(r.name == AGENT_RUNTIME for r in sbx.spec.runtimes or ()):
+        return True
+    init_containers = ((sbx.spec.template or {}).get("spec") or {}).get("initContainers") or ()
+    return any(
+        isinstance(c, dict) and c.get("name") == RUNTIME_INIT_CONTAINER for c in init_containers
+    )
+
+
+def _pod_uid(sbx: Sandbox) -> str | None:
+    info = sbx.status.pod_info
+    return info.pod_uid if info is not None else None
+
+
+class AgentRuntime:
+    """The agent-runtime of every sandbox: ``/init``, CSI mounts, and the re-init after resume.
+
+    The runtime's state lives in the pod: it remembers, per sandbox, the pod
+    whose runtime received an access token, so that a re-init of that same
+    runtime answers 401 ("already initialised"), which counts as success,
+    while a recreated pod (after a resume) starts uninitialised again.
+    """
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.ctx = world.ctx
+        # "ns/name" -> uid of the pod whose runtime holds a token (None when
+        # the sandbox does not report one, as in hand-built test worlds).
+        self._initialised: dict[str, str | None] = {}
+        world.controller_cache.add_handler("Sandbox", self._on_sandbox)
+
+    def _on_sandbox(self, event_type: str, old: Any, new: Any) -> None:
+        if event_type == "DELETED" and self._initialised:
+            self._initialised.pop(sandbox_key(old), None)
+
+    def is_initialised(self, sbx: Sandbox) -> bool:
+        """Whether the runtime of the sandbox's current pod has received its ``/init``."""
+        key = sandbox_key(sbx)
+        return key in self._initialised and self._initialised[key] == _pod_uid(sbx)
+
+    # -- reachability ------------------------------------------------------------
+
+    def _reachable(self, sbx: Sandbox) -> tuple[Sandbox | None, str]:
+        """The sandbox as stored now if its runtime accepts connections, else why not.
+
+        Upstream re-resolves the runtime URL from the refreshed Sandbox before
+        each attempt; the network's truth is the stored object and its pod.
+        """
+        api = self.world.api
+        meta = sbx.metadata
+        current: Sandbox | None = api.peek("Sandbox", meta.namespace, meta.name)
+        if current is None or current.metadata.deletion_timestamp is not None:
+            return None, "connection refused: sandbox is gone"
+        if not has_agent_runtime(current):
+            return None, "connection refused: no agent-runtime in the sandbox"
+        if pod_ip(current) is None:
+            return None, "no route to the runtime: the sandbox has no pod IP"
+        uid = _pod_uid(current)
+        if uid is not None:
+            pod = api.peek("Pod", meta.namespace, meta.name)
+            if (
+                pod is None
+                or pod.metadata.uid != uid
+                or pod.metadata.deletion_timestamp is not None
+                or pod.status.phase != "Running"
+            ):
+                return None, "connection refused: the sandbox pod is not running"
+        return current, ""
+
+    # -- /init ------------------------------------------------------------------------
+
+    def init(
+        self,
+        sbx: Sandbox,
+        request: InitRuntimeRequest,
+        record: ClaimRecord | None = None,
+        *,
+        reinit: bool = False,
+    ) -> Op:
+        """``POST <runtime>/init`` with retries; raise :class:`InitRuntimeError` when it fails.
+
+        Up to ``profile.init_attempts`` attempts of at most
+        ``profile.init_attempt_timeout_s`` each, sleeping 0.2 s, 0.4 s, ...
+        between them; only transport errors and 5xx answers are retried. With
+        ``reinit`` a 401 ("already initialised") is a success. Sets
+        ``record.runtime_initialized`` on success.
+        """
+        ctx = self.ctx
+        env = ctx.env
+        prof = ctx.profile
+        faults = ctx.faults
+        key = sandbox_key(sbx)
+        template = sbx.metadata.labels.get(keys.LABEL_SANDBOX_TEMPLATE) or sbx.metadata.labels.get(
+            keys.LABEL_SANDBOX_POOL
+        )
+        attempt_timeout = prof.init_attempt_timeout_s
+        backoff = ExponentialBackoff(
+            duration=0.2, factor=2.0, jitter=0.0, cap=10.0, steps=prof.init_attempts
+        )
+        sleeps = backoff.delays(ctx.rng)
+        attempts = 0
+        last = ""
+        while True:
+            attempts += 1
+            status: int | None = None
+            current, why = self._reachable(sbx)
+            if current is None:
+                yield env.timeout(_REFUSED_S)
+                last = why
+            else:
+                uid = _pod_uid(current)
+                unreachable = init_failure = None
+                if len(faults):
+                    unreachable = faults.check(
+                        "runtime_unreachable", template=template, namespace=sbx.metadata.namespace
+                    )
+                    if unreachable is None:
+                        init_failure = faults.check(
+                            "runtime_init_failure",
+                            template=template,
+                            namespace=sbx.metadata.namespace,
+                        )
+                took = ctx.latency("runtime.init")
+                if unreachable is not None or took > attempt_timeout:
+                    yield env.timeout(attempt_timeout)
+                    last = f"timeout after {attempt_timeout:g}s"
+                elif init_failure is not None:
+                    yield env.timeout(took)
+                    status = init_failure.code
+                    last = f"status {status}"
+                else:
+                    yield env.timeout(took)
+                    already = key in self._initialised and self._initialised[key] == uid
+                    if reinit and already:
+                        status = _ALREADY_INITIALISED
+                    # A first /init, or a replay into a fresh runtime, succeeds.
+                    self._initialised[key] = uid
+                    if reinit:
+                        ctx.record(
+                            "runtime.reinit",
+                            f"{key} {'already-initialised' if status else 'ok'}",
+                        )
+                    if record is not None:
+                        record.runtime_initialized = ctx.now()
+                    return None
+            if not init_should_retry(status):
+                break
+            sleep = next(sleeps, None)
+            if sleep is None:
+                break
+            yield env.timeout(sleep)
+        ctx.record("runtime.init_failed", f"{key} attempts={attempts} last={last}")
+        raise InitRuntimeError(
+            f"failed to init runtime of sandbox {key} after {attempts} attempts: {last}"
+        )
+
+    # -- CSI mounts ---------------------------------------------------------------------
+
+    def mount(self, sbx: Sandbox, mounts: Sequence[CSIMountConfig]) -> Op:
+        """Mount dynamic CSI volumes through the runtime; raise :class:`CSIMountError` on failure.
+
+        ``profile.csi_mount_concurrency`` mounts run at once, each taking a
+        ``csi.mount`` latency; like an errgroup, a failure is reported once
+        every started mount has finished.
+        """
+        if not mounts:
+            return None
+        ctx = self.ctx
+        key = sandbox_key(sbx)
+        current, why = self._reachable(sbx)
+        if current is None:
+            yield ctx.env.timeout(_REFUSED_S)
+            ctx.record("runtime.mount_failed", f"{key} {why}")
+            raise CSIMountError(f"failed to mount csi volumes of sandbox {key}: {why}")
+        template = sbx.metadata.labels.get(keys.LABEL_SANDBOX_TEMPLATE) or sbx.metadata.labels.get(
+            keys.LABEL_SANDBOX_POOL
+        )
+        faults = ctx.faults
+        lanes = [0.0] * min(ctx.profile.csi_mount_concurrency, len(mounts))
+        failed: CSIMountConfig | None = None
+        for m in mounts:
+            # List scheduling: each mount starts on the first free lane.
+            start = heapq.heappop(lanes)
+            heapq.heappush(lanes, start + ctx.latency("csi.mount"))
+            if (
+                failed is None
+                and len(faults)
+                and faults.check(
+                    "csi_mount_failure", template=template, namespace=sbx.metadata.namespace
+                )
+                is not None
+            ):
+                failed = m
+        yield ctx.env.timeout(max(lanes))
+        if failed is not None:
+            ctx.record("runtime.mount_failed", f"{key} {failed.mount_path}")
+            raise CSIMountError(
+                f"failed to mount csi volume {failed.pv_name} at {failed.mount_path} "
+                f"of sandbox {key}"
+            )
+        return None
+
+    # -- after a resume ---------------------------------------------------------------
+
+    def reinit(self, sbx: Sandbox) -> Op:
+        """Replay the stored ``init-runtime-request`` (as a re-init) and re-mount the CSI volumes.
+
+        What the Sandbox controller does before a resumed sandbox becomes Ready
+        again. A sandbox that never had its runtime initialised has nothing to replay.
+        """
+        ann = sbx.metadata.annotations
+        raw = ann.get(keys.ANN_INIT_RUNTIME_REQUEST)
+        if raw:
+            try:
+                request = InitRuntimeRequest.from_json(raw)
+            except (ValueError, TypeError, AttributeError) as exc:
+                raise InitRuntimeError(
+                    f"sandbox {sandbox_key(sbx)}: unreadable {keys.ANN_INIT_RUNTIME_REQUEST}: {exc}"
+                ) from exc
+            yield from self.init(sbx, request, reinit=True)
+        csi = ann.get(keys.ANN_CSI_VOLUME_CONFIG)
+        if csi:
+            try:
+                mounts = _CSI_LIST.validate_python(json.loads(csi))
+            except (ValueError, ValidationError) as exc:
+                raise CSIMountError(
+                    f"sandbox {sandbox_key(sbx)}: unreadable {keys.ANN_CSI_VOLUME_CONFIG}: {exc}"
+                ) from exc
+            yield from self.mount(sbx, mounts)
+        return None

@@ -1,0 +1,648 @@
+"""One claim attempt (``TryClaimSandbox``, reference §5.2) on a small hand-built world.
+
+The world here has no nodes and no real controllers: pool sandboxes are
+written straight into the API server as Running and Ready, and a tiny
+:class:`FakeController` plays the Sandbox controller where a test needs one
+(bringing created sandboxes up, observing spec changes, pausing and resuming).
+The helpers are shared with ``test_manager`` and ``test_runtime``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Generator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import simpy
+
+from pytest_kruise_agents.api import keys
+from pytest_kruise_agents.api.meta import Condition, ObjectMeta, find_condition, set_condition
+from pytest_kruise_agents.api.sandbox import PodInfo, RuntimeRef, Sandbox, SandboxPhase
+from pytest_kruise_agents.api.sandboxset import SandboxSet, SandboxSetSpec
+from pytest_kruise_agents.claiming.errors import (
+    ClaimError,
+    InitRuntimeError,
+    LockConflictError,
+    NoAvailableError,
+    StartContainerFailedError,
+    WaitReadyTimeoutError,
+)
+from pytest_kruise_agents.claiming.modification import (
+    ClaimOptions,
+    InitRuntimeRequest,
+    new_sandbox_from_sandboxset,
+    sandboxset_revision,
+)
+from pytest_kruise_agents.claiming.state import is_claimed
+from simulator.claim import Claimer
+from simulator.context import SimContext
+from simulator.informer import Informer
+from simulator.profile import get_profile
+from simulator.ratelimit import TokenBucket
+from simulator.records import ClaimRecord
+from simulator.runtime import AgentRuntime
+from simulator.world import World
+
+TEMPLATE: dict[str, Any] = {
+    "metadata": {"labels": {"app": "demo"}},
+    "spec": {
+        "containers": [
+            {
+                "name": "main",
+                "image": "python:3.12",
+                "resources": {"requests": {"cpu": "1"}, "limits": {"cpu": "2"}},
+            }
+        ]
+    },
+}
+
+
+class FakeController:
+    """The Sandbox controller and kubelet, reduced to what the claim path waits for.
+
+    After ``delay`` seconds it makes a new sandbox Running and Ready with a pod
+    IP, records spec changes in ``observedGeneration``, pauses sandboxes whose
+    ``spec.paused`` is set and resumes them when it is cleared. ``fail_start``
+    makes new sandboxes report ``StartContainerFailed`` instead.
+    """
+
+    def __init__(self, hw: HandWorld, delay: float = 1.0, *, fail_start: bool = False) -> None:
+        self.hw = hw
+        self.delay = delay
+        self.fail_start = fail_start
+        hw.world.controller_cache.add_handler("Sandbox", self._on_event)
+
+    def _on_event(self, event_type: str, old: Any, new: Any) -> None:
+        if new is None or new.metadata.deletion_timestamp is not None:
+            return
+        if self._wants(new):
+            meta = new.metadata
+            timer = self.hw.env.timeout(self.delay)
+            timer.callbacks.append(lambda _ev: self._act(meta.namespace, meta.name))
+
+    def _wants(self, sbx: Sandbox) -> bool:
+        status = sbx.status
+        if status.phase is None or status.observed_generation != sbx.metadata.generation:
+            return True
+        if sbx.spec.paused and status.phase == SandboxPhase.RUNNING:
+            return True
+        return bool(not sbx.spec.paused and status.phase == SandboxPhase.PAUSED)
+
+    def _act(self, namespace: str, name: str) -> None:
+        cur = self.hw.api.peek("Sandbox", namespace, name)
+        if cur is None or cur.metadata.deletion_timestamp is not None or not self._wants(cur):
+            return
+        new = cur.model_copy(deep=True)
+        status = new.status
+        status.observed_generation = cur.metadata.generation
+        conds = status.conditions
+        if cur.spec.paused:
+            status.phase = SandboxPhase.PAUSED
+            set_condition(conds, Condition(type="Ready", status="False", reason="Paused"))
+            set_condition(conds, Condition(type="SandboxPaused", status="True"))
+            status.pod_info = None
+        elif status.phase in (None, SandboxPhase.PENDING, SandboxPhase.PAUSED):
+            if self.fail_start:
+                status.phase = SandboxPhase.RUNNING
+                set_condition(
+                    conds,
+                    Condition(
+                        type="Ready",
+                        status="False",
+                        reason="StartContainerFailed",
+                        message="back-off pulling image",
+                    ),
+                )
+            else:
+                status.phase = SandboxPhase.RUNNING
+                status.conditions = [c for c in conds if c.type != "SandboxPaused"]
+                set_condition(
+                    status.conditions, Condition(type="Ready", status="True", reason="PodReady")
+                )
+                status.pod_info = PodInfo(pod_ip=self.hw.next_ip())
+        self.hw.api.commit_update(new, subresource="status")
+
+
+class HandWorld:
+    """A World with an agent runtime, hand-made pools and helpers to run SimPy code."""
+
+    def __init__(self, seed: int = 1, latencies: dict[str, Any] | None = None, **knobs: Any):
+        prof = get_profile("openkruise-head")
+        if latencies or knobs:
+            prof = prof.with_overrides(latencies=latencies, **knobs)
+        self.ctx = SimContext(seed=seed, profile=prof)
+        self.env = self.ctx.env
+        self.world = World(self.ctx)
+        self.api = self.world.api
+        self.runtime = AgentRuntime(self.world)
+        self._ips = itertools.count(1)
+
+    def next_ip(self) -> str:
+        """A fresh pod IP."""
+        n = next(self._ips)
+        return f"10.0.{n // 250}.{n % 250 + 1}"
+
+    def pool(
+        self,
+        name: str = "base",
+        namespace: str = "default",
+        replicas: int = 3,
+        *,
+        runtime: bool = True,
+    ) -> SandboxSet:
+        """A SandboxSet with ``replicas`` available sandboxes (Running, Ready, pod IP)."""
+        sbs = SandboxSet(
+            metadata=ObjectMeta(name=name, namespace=namespace),
+            spec=SandboxSetSpec(
+                replicas=replicas,
+                runtimes=[RuntimeRef(name="agent-runtime")] if runtime else None,
+                template=TEMPLATE,
+            ),
+        )
+        sbs = self.api.commit_create(sbs)
+        revision = sandboxset_revision(sbs)
+        with_status = sbs.model_copy(deep=True)
+        with_status.status.update_revision = revision
+        sbs = self.api.commit_update(with_status, subresource="status")
+        for _ in range(replicas):
+            self.add_sandbox(sbs)
+        return sbs
+
+    def add_sandbox(self, sbs: SandboxSet) -> Sandbox:
+        """One more available sandbox in the pool of ``sbs``."""
+        made = self.api.commit_create(
+            new_sandbox_from_sandboxset(sbs, for_claim=False, revision=sbs.status.update_revision)
+        )
+        return self.make_ready(made)
+
+    def make_ready(self, sbx: Sandbox) -> Sandbox:
+        """Write the sandbox's status as Running and Ready with a pod IP."""
+        new = sbx.model_copy(deep=True)
+        new.status.phase = SandboxPhase.RUNNING
+        new.status.observed_generation = sbx.metadata.generation
+        new.status.conditions = [Condition(type="Ready", status="True", reason="PodReady")]
+        new.status.pod_info = PodInfo(pod_ip=self.next_ip())
+        stored: Sandbox = self.api.commit_update(new, subresource="status")
+        return stored
+
+    def sandboxes(self, namespace: str = "default") -> list[Sandbox]:
+        """Every stored sandbox of the namespace."""
+        return list(self.api.peek_list("Sandbox", namespace))
+
+    def settle(self, seconds: float = 1.0) -> None:
+        """Let ``seconds`` of virtual time pass (caches catch up)."""
+        self.env.run(until=self.env.now + seconds)
+
+    def run(self, gen: Generator[simpy.Event, Any, Any]) -> Any:
+        """Run a SimPy sub-process to completion; return its value or raise its error."""
+        proc = self.env.process(gen)
+        return self.env.run(until=proc)
+
+    def outcome(self, gen: Generator[simpy.Event, Any, Any]) -> simpy.Process:
+        """Start a sub-process whose value is its result or the ClaimError it raised."""
+
+        def wrapped() -> Generator[simpy.Event, Any, Any]:
+            try:
+                return (yield from gen)
+            except ClaimError as err:
+                return err
+
+        return self.env.process(wrapped())
+
+    def claimer(
+        self,
+        name: str = "test",
+        *,
+        cache: Informer | None = None,
+        slots: int | None = None,
+        limiter: TokenBucket | None = None,
+    ) -> Claimer:
+        """A Claimer over the manager cache (by default) with the given limits."""
+        return Claimer(
+            self.world,
+            name=name,
+            cache=cache if cache is not None else self.world.manager_cache,
+            client=self.world.manager_client,
+            runtime=self.runtime,
+            worker_slots=simpy.Resource(self.env, capacity=slots) if slots else None,
+            create_limiter=limiter,
+        )
+
+    def record(self, template: str = "base") -> ClaimRecord:
+        """A fresh claim record."""
+        return self.world.records.new(
+            path="e2b", namespace="default", template=template, owner="u1", requested=self.ctx.now()
+        )
+
+
+def options(**overrides: Any) -> ClaimOptions:
+    """Claim options for user ``u1`` and template ``base`` with a runtime init."""
+    base: dict[str, Any] = {
+        "namespace": "default",
+        "user": "u1",
+        "template": "base",
+        "lock_string": "lock-1",
+        "init_runtime": InitRuntimeRequest(env_vars={"A": "1"}, access_token="tok"),
+        "create_on_no_stock": False,
+    }
+    base.update(overrides)
+    return ClaimOptions(**base)
+
+
+@pytest.fixture
+def hw() -> HandWorld:
+    world = HandWorld()
+    world.pool(replicas=3)
+    world.settle()
+    return world
+
+
+# -- warm claims -----------------------------------------------------------------------
+
+
+def test_warm_claim_writes_the_claim_exactly(hw: HandWorld) -> None:
+    """A warm claim clears the owner refs, sets claim labels, lock, owner and runtime request."""
+    claimer = hw.claimer()
+    rec = hw.record()
+    opts = options(labels={"team": "a"}, annotations={"note": "x"})
+    sbx = hw.run(claimer.try_claim(opts, rec))
+    stored = hw.api.peek("Sandbox", "default", sbx.metadata.name)
+    meta = stored.metadata
+    assert meta.owner_references == []
+    assert is_claimed(stored)
+    assert meta.labels[keys.LABEL_SANDBOX_CLAIMED] == "true"
+    assert meta.labels["team"] == "a"
+    assert meta.annotations["note"] == "x"
+    assert meta.annotations[keys.ANN_LOCK] == "lock-1"
+    assert meta.annotations[keys.ANN_OWNER] == "u1"
+    assert meta.annotations[keys.ANN_RUNTIME_ACCESS_TOKEN] == "tok"
+    assert meta.annotations[keys.ANN_INIT_RUNTIME_REQUEST] == (
+        '{"envVars":{"A":"1"},"accessToken":"tok"}'
+    )
+    assert keys.ANN_CLAIM_TIMESTAMP in meta.annotations
+    assert stored.spec.template["metadata"]["labels"][keys.LABEL_OWNER] == "u1"
+    assert stored.spec.template["metadata"]["labels"]["team"] == "a"
+    assert hw.runtime.is_initialised(stored)
+
+
+def test_warm_claim_records_its_phases(hw: HandWorld) -> None:
+    """The record gets worker, pick, lock and init times in order, and no wait for readiness."""
+    claimer = hw.claimer(slots=4)
+    rec = hw.record()
+    sbx = hw.run(claimer.try_claim(options(), rec))
+    assert rec.lock_type == "update" and rec.warm
+    assert rec.sandbox == f"default/{sbx.metadata.name}"
+    assert rec.worker_acquired is not None and rec.picked is not None
+    assert rec.locked is not None and rec.runtime_initialized is not None
+    assert rec.worker_acquired <= rec.picked < rec.locked < rec.runtime_initialized
+    assert rec.ready is None and rec.mounted is None
+    assert claimer.in_flight == []
+
+
+def test_claimed_sandbox_leaves_the_pool_index(hw: HandWorld) -> None:
+    """Once the cache sees the claim, the sandbox is no longer a candidate of its pool."""
+    claimer = hw.claimer()
+    hw.run(claimer.try_claim(options(), hw.record()))
+    hw.settle()
+    assert hw.world.manager_cache.index_size("Sandbox", "pool", "default/base") == 2
+
+
+def test_concurrent_claimers_never_share_a_sandbox() -> None:
+    """Two managers racing for the last sandbox: one wins, the other gets a retriable 409."""
+    hw = HandWorld()
+    hw.pool(replicas=1)
+    hw.settle()
+    a, b = hw.claimer("a"), hw.claimer("b")
+    pa = hw.outcome(a.try_claim(options(user="ua", lock_string="la"), hw.record()))
+    pb = hw.outcome(b.try_claim(options(user="ub", lock_string="lb"), hw.record()))
+    hw.env.run(until=hw.env.all_of([pa, pb]))
+    results = [pa.value, pb.value]
+    winners = [r for r in results if isinstance(r, Sandbox)]
+    losers = [r for r in results if isinstance(r, ClaimError)]
+    assert len(winners) == 1 and len(losers) == 1
+    assert isinstance(losers[0], LockConflictError) and losers[0].retriable
+    stored = hw.sandboxes()[0]
+    assert (
+        stored.metadata.annotations[keys.ANN_OWNER]
+        == winners[0].metadata.annotations[keys.ANN_OWNER]
+    )
+
+
+def test_loser_of_a_conflict_claims_another_sandbox() -> None:
+    """After a 409 the loser skips the stale copy and claims a different sandbox on retry."""
+    hw = HandWorld()
+    sbs = hw.pool(replicas=1)
+    hw.settle()
+    a, b = hw.claimer("a"), hw.claimer("b")
+    rec_b = hw.record()
+    pa = hw.outcome(a.try_claim(options(user="ua"), hw.record()))
+    pb = hw.outcome(b.try_claim(options(user="ub"), rec_b))
+    hw.env.run(until=hw.env.all_of([pa, pb]))
+    loser, lost = (b, rec_b) if isinstance(pb.value, ClaimError) else (a, None)
+    first = pa.value if isinstance(pa.value, Sandbox) else pb.value
+    hw.add_sandbox(sbs)
+    hw.settle()
+    rec = lost if lost is not None else hw.record()
+    second = hw.run(loser.try_claim(options(user="again"), rec))
+    assert second.metadata.name != first.metadata.name
+    if lost is not None:
+        assert rec.pick_failures == {"LockConflict": 1}
+
+
+def test_stale_cached_copy_is_skipped_after_a_conflict() -> None:
+    """A 409 leaves an expectation: the cached copy is not fresh until the cache moves on."""
+    hw = HandWorld(latencies={"watch.lag": "fixed(1s)"})
+    hw.pool(replicas=1)
+    hw.settle(2)
+    claimer = hw.claimer()
+    cached = hw.world.manager_cache.list("Sandbox")[0]
+    # Someone else writes the sandbox; our cache does not know yet.
+    bumped = cached.model_copy(deep=True)
+    bumped.metadata.labels["touched"] = "yes"
+    hw.api.commit_update(bumped)
+    with pytest.raises(LockConflictError):
+        hw.run(claimer.try_claim(options(), hw.record()))
+    assert not claimer.is_fresh(
+        hw.world.manager_cache.get("Sandbox", "default", cached.metadata.name)
+    )
+    hw.settle(2)
+    assert claimer.is_fresh(hw.world.manager_cache.get("Sandbox", "default", cached.metadata.name))
+
+
+def test_same_claimer_skips_its_own_in_flight_picks() -> None:
+    """Two attempts of one process on a one-sandbox pool: the second finds all candidates picked."""
+    hw = HandWorld()
+    hw.pool(replicas=1)
+    hw.settle()
+    claimer = hw.claimer()
+    rec2 = hw.record()
+    p1 = hw.outcome(claimer.try_claim(options(), hw.record()))
+    p2 = hw.outcome(claimer.try_claim(options(lock_string="lock-2"), rec2))
+    hw.env.run(until=hw.env.all_of([p1, p2]))
+    assert isinstance(p1.value, Sandbox)
+    assert isinstance(p2.value, NoAvailableError) and p2.value.reason == "AllCandidatesPicked"
+    assert rec2.pick_failures == {"AllCandidatesPicked": 1}
+    assert hw.api.writes > 0 and claimer.in_flight == []
+
+
+def test_no_stock_without_creation_is_retriable_no_available(hw: HandWorld) -> None:
+    """An empty pool with create-on-no-stock off raises a retriable ``no stock``."""
+    empty = HandWorld()
+    empty.pool(replicas=0)
+    empty.settle()
+    rec = empty.record()
+    with pytest.raises(NoAvailableError) as err:
+        empty.run(empty.claimer().try_claim(options(), rec))
+    assert err.value.retriable and str(err.value) == "no stock"
+    assert rec.pick_failures == {"NoStock": 1}
+    assert rec.locked is None
+
+
+def test_candidates_prefer_the_current_revision() -> None:
+    """Sandboxes of the SandboxSet's update revision are picked before old-revision ones."""
+    hw = HandWorld()
+    sbs = hw.pool(replicas=3)
+    for sbx in hw.sandboxes():
+        old = sbx.model_copy(deep=True)
+        old.metadata.labels[keys.LABEL_TEMPLATE_HASH] = "old"
+        hw.api.commit_update(old)
+    newest = hw.add_sandbox(sbs)
+    hw.settle()
+    sbx = hw.run(hw.claimer().try_claim(options(), hw.record()))
+    assert sbx.metadata.name == newest.metadata.name
+
+
+# -- no-stock creation and readiness ------------------------------------------------------------
+
+
+def test_no_stock_creates_a_sandbox_and_waits_until_ready() -> None:
+    """With create-on-no-stock, an empty pool gets a new unowned sandbox, awaited until ready."""
+    hw = HandWorld()
+    hw.pool(replicas=0)
+    FakeController(hw, delay=2.0)
+    hw.settle()
+    rec = hw.record()
+    t0 = hw.ctx.now()
+    sbx = hw.run(hw.claimer().try_claim(options(create_on_no_stock=True), rec))
+    assert rec.lock_type == "create" and rec.warm is False
+    assert rec.ready is not None and rec.ready - t0 >= 2.0
+    assert rec.locked is not None and rec.runtime_initialized is not None
+    assert rec.locked < rec.ready <= rec.runtime_initialized
+    assert sbx.metadata.owner_references == []
+    assert sbx.metadata.annotations[keys.ANN_SANDBOX_PRIORITY] == "100"
+    assert keys.LABEL_TEMPLATE_HASH not in sbx.metadata.labels
+    assert sbx.status.pod_info is not None and sbx.status.pod_info.pod_ip
+
+
+def test_create_limiter_denies_beyond_its_burst() -> None:
+    """The no-stock creation limiter lets its burst through and then refuses, retriably."""
+    hw = HandWorld()
+    hw.pool(replicas=0)
+    FakeController(hw)
+    hw.settle()
+    limiter = TokenBucket(hw.ctx.now, rate=0.001, burst=2)
+    claimer = hw.claimer(limiter=limiter)
+    recs = [hw.record() for _ in range(3)]
+    procs = [
+        hw.outcome(claimer.try_claim(options(create_on_no_stock=True, lock_string=f"l{i}"), rec))
+        for i, rec in enumerate(recs)
+    ]
+    hw.env.run(until=hw.env.all_of(procs))
+    values = [p.value for p in procs]
+    assert sum(isinstance(v, Sandbox) for v in values) == 2
+    denied = [v for v in values if isinstance(v, NoAvailableError)]
+    assert len(denied) == 1 and denied[0].reason == "RateLimited"
+    assert str(denied[0]) == "sandbox creation is not allowed by rate limiter"
+
+
+def test_wait_ready_timeout_deletes_the_created_sandbox() -> None:
+    """A created sandbox that never gets ready fails with the diagnosis and is deleted."""
+    hw = HandWorld()
+    hw.pool(replicas=0)
+    hw.settle()
+    rec = hw.record()
+    t0 = hw.ctx.now()
+    opts = options(create_on_no_stock=True, wait_ready_timeout=timedelta(seconds=5))
+    with pytest.raises(WaitReadyTimeoutError) as err:
+        hw.run(hw.claimer().try_claim(opts, rec))
+    assert err.value.retriable
+    assert str(err.value).startswith(f"sandbox {rec.sandbox} is not ready before wait timeout:")
+    # A claimed sandbox with no phase yet derives as paused (§1.3 row 10).
+    assert str(err.value).endswith("reason=NotRunningResourceClaimed, state=paused, ready=false")
+    assert rec.locked is not None and rec.locked - t0 < 5.0
+    hw.settle()
+    assert hw.sandboxes() == []
+
+
+def test_start_container_failure_fails_fast() -> None:
+    """``StartContainerFailed`` ends the wait at once with a retriable error."""
+    hw = HandWorld()
+    hw.pool(replicas=0)
+    FakeController(hw, delay=1.0, fail_start=True)
+    hw.settle()
+    t0 = hw.ctx.now()
+    with pytest.raises(StartContainerFailedError) as err:
+        hw.run(hw.claimer().try_claim(options(create_on_no_stock=True), hw.record()))
+    assert err.value.retriable and hw.ctx.now() - t0 < 2.0
+    hw.settle()
+    assert hw.sandboxes() == []
+
+
+def test_inplace_update_waits_for_the_new_generation() -> None:
+    """An in-place image change makes a warm claim wait until the controller observes it."""
+    hw = HandWorld()
+    hw.pool(replicas=1)
+    hw.settle()
+    FakeController(hw, delay=3.0)
+    rec = hw.record()
+    t0 = hw.ctx.now()
+    sbx = hw.run(hw.claimer().try_claim(options(inplace_image="python:3.13"), rec))
+    assert sbx.spec.template["spec"]["containers"][0]["image"] == "python:3.13"
+    assert sbx.status.observed_generation == sbx.metadata.generation
+    assert rec.ready is not None and rec.ready - t0 >= 3.0
+
+
+# -- post-processing failures ----------------------------------------------------------------------
+
+
+def test_pool_without_runtime_fails_at_init_and_deletes_the_sandbox() -> None:
+    """No agent-runtime: every ``/init`` is refused, the claim fails and the sandbox goes."""
+    hw = HandWorld()
+    hw.pool(replicas=2, runtime=False)
+    hw.settle()
+    rec = hw.record()
+    with pytest.raises(InitRuntimeError) as err:
+        hw.run(hw.claimer().try_claim(options(), rec))
+    assert err.value.retriable
+    assert rec.locked is not None and rec.runtime_initialized is None
+    hw.settle()
+    names = [s.metadata.name for s in hw.sandboxes()]
+    assert rec.sandbox is not None and rec.sandbox.split("/")[1] not in names
+    assert len(names) == 1
+
+
+def test_pool_without_runtime_is_claimed_when_init_is_skipped() -> None:
+    """Without a runtime init request, a pool without agent-runtime is claimed normally."""
+    hw = HandWorld()
+    hw.pool(replicas=1, runtime=False)
+    hw.settle()
+    sbx = hw.run(hw.claimer().try_claim(options(init_runtime=None), hw.record()))
+    assert keys.ANN_INIT_RUNTIME_REQUEST not in sbx.metadata.annotations
+
+
+def test_reserve_failed_keeps_the_sandbox_labelled() -> None:
+    """``reserve_failed_for`` < 0 keeps the failed sandbox forever with the reserved label."""
+    hw = HandWorld()
+    hw.pool(replicas=1, runtime=False)
+    hw.settle()
+    rec = hw.record()
+    with pytest.raises(InitRuntimeError):
+        hw.run(hw.claimer().try_claim(options(reserve_failed_for=timedelta(seconds=-1)), rec))
+    (kept,) = hw.sandboxes()
+    assert kept.metadata.labels[keys.LABEL_RESERVED_FAILED] == "true"
+    assert kept.spec.shutdown_time is None
+
+
+def test_reserve_failed_for_a_while_sets_the_shutdown_time() -> None:
+    """A positive ``reserve_failed_for`` keeps the failed sandbox until now + that duration."""
+    hw = HandWorld()
+    hw.pool(replicas=1, runtime=False)
+    hw.settle()
+    with pytest.raises(InitRuntimeError):
+        hw.run(hw.claimer().try_claim(options(reserve_failed_for=timedelta(hours=1)), hw.record()))
+    (kept,) = hw.sandboxes()
+    assert kept.metadata.labels[keys.LABEL_RESERVED_FAILED] == "true"
+    assert kept.spec.shutdown_time is not None
+    assert kept.spec.shutdown_time - hw.ctx.now_dt() <= timedelta(hours=1)
+    assert kept.spec.shutdown_time - hw.ctx.now_dt() > timedelta(minutes=59)
+
+
+def test_worker_slot_is_freed_right_after_the_lock(hw: HandWorld) -> None:
+    """With one worker slot, the second attempt starts as soon as the first has locked."""
+    claimer = hw.claimer(slots=1)
+    r1, r2 = hw.record(), hw.record()
+    p1 = hw.outcome(claimer.try_claim(options(), r1))
+    p2 = hw.outcome(claimer.try_claim(options(lock_string="lock-2"), r2))
+    hw.env.run(until=hw.env.all_of([p1, p2]))
+    assert isinstance(p1.value, Sandbox) and isinstance(p2.value, Sandbox)
+    assert r1.locked is not None and r1.runtime_initialized is not None
+    assert r2.worker_acquired == r1.locked
+    assert r2.worker_acquired < r1.runtime_initialized
+
+
+def test_interrupt_after_lock_cleans_up() -> None:
+    """An attempt interrupted (the caller's deadline) after its lock deletes the sandbox."""
+    hw = HandWorld()
+    hw.pool(replicas=1, runtime=False)
+    hw.settle()
+    claimer = hw.claimer(slots=1)
+    rec = hw.record()
+
+    def attempt() -> Generator[simpy.Event, Any, Any]:
+        try:
+            yield from claimer.try_claim(options(), rec)
+        except simpy.Interrupt:
+            return "interrupted"
+        return "done"
+
+    proc = hw.env.process(attempt())
+    hw.env.run(until=hw.env.now + 0.5)
+    assert rec.locked is not None
+    proc.interrupt("deadline")
+    assert hw.env.run(until=proc) == "interrupted"
+    assert hw.sandboxes() == []
+    assert claimer.in_flight == []
+    assert claimer.worker_slots is not None and claimer.worker_slots.count == 0
+
+
+def test_interrupt_while_queued_for_a_worker_gives_up_the_place() -> None:
+    """An attempt interrupted while waiting for a worker slot leaves the queue."""
+    hw = HandWorld()
+    hw.pool(replicas=2)
+    hw.settle()
+    claimer = hw.claimer(slots=1)
+    assert claimer.worker_slots is not None
+    held = claimer.worker_slots.request()
+    rec = hw.record()
+
+    def attempt() -> Generator[simpy.Event, Any, Any]:
+        try:
+            yield from claimer.try_claim(options(), rec)
+        except simpy.Interrupt:
+            return "interrupted"
+        return "done"
+
+    proc = hw.env.process(attempt())
+    hw.env.run(until=hw.env.now + 1)
+    proc.interrupt()
+    assert hw.env.run(until=proc) == "interrupted"
+    assert len(claimer.worker_slots.queue) == 0 and rec.worker_acquired is None
+    claimer.worker_slots.release(held)
+
+
+def test_claim_from_the_controller_cache_uses_its_indexes() -> None:
+    """A Claimer over the controller's cache (the SandboxClaim path) claims the same way."""
+    hw = HandWorld()
+    hw.pool(replicas=2)
+    hw.settle()
+    claimer = hw.claimer("sandboxclaim", cache=hw.world.controller_cache)
+    sbx = hw.run(claimer.try_claim(options(claim_name="c1", init_runtime=None), hw.record()))
+    assert sbx.metadata.labels[keys.LABEL_CLAIM_NAME] == "c1"
+
+
+def test_admin_claim_searches_every_namespace() -> None:
+    """Namespace ``""`` picks from same-named pools of any namespace."""
+    hw = HandWorld()
+    hw.pool(namespace="team-a", replicas=1)
+    hw.settle()
+    sbx = hw.run(hw.claimer().try_claim(options(namespace=""), hw.record()))
+    assert sbx.metadata.namespace == "team-a"
+
+
+def test_ready_condition_is_kept_by_the_claim(hw: HandWorld) -> None:
+    """The lock write keeps the status (a main-resource update): the claimed sandbox is Ready."""
+    sbx = hw.run(hw.claimer().try_claim(options(), hw.record()))
+    cond = find_condition(sbx.status.conditions, "Ready")
+    assert cond is not None and cond.status == "True"

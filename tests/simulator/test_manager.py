@@ -1,0 +1,625 @@
+"""The sandbox-manager's E2B operations: semantics and status codes of reference §5.3 and §6."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from pytest_kruise_agents.api import keys
+from pytest_kruise_agents.api.meta import find_condition
+from pytest_kruise_agents.api.sandbox import Sandbox
+from pytest_kruise_agents.claiming.errors import (
+    BadRequestError,
+    ClaimError,
+    ClaimTimeoutError,
+    ConflictError,
+    NotFoundError,
+    RetryExhaustedError,
+)
+from pytest_kruise_agents.claiming.extensions import (
+    KEY_CLAIM_TIMEOUT_SECONDS,
+    KEY_CREATE_ON_NO_STOCK,
+    KEY_NEVER_TIMEOUT,
+    KEY_RESERVE_FAILED_SANDBOX,
+    KEY_SKIP_INIT_RUNTIME,
+)
+from pytest_kruise_agents.claiming.timeouts import truncate
+from simulator.manager import (
+    SandboxManager,
+    decode_next_token,
+    encode_next_token,
+    sandbox_id,
+)
+from tests.simulator.test_claim import FakeController, HandWorld
+
+U1 = "user-1"
+U2 = "user-2"
+
+
+class Setup:
+    """A hand-built world with a manager, a fake controller and a ``base`` pool."""
+
+    def __init__(self, replicas: int = 3, *, runtime: bool = True, **knobs: Any) -> None:
+        self.hw = HandWorld(**knobs)
+        self.hw.pool(replicas=replicas, runtime=runtime)
+        self.controller = FakeController(self.hw, delay=1.0)
+        self.manager = SandboxManager(self.hw.world, self.hw.runtime)
+        self.manager.start()
+        self.hw.settle()
+
+    def create(self, **kwargs: Any) -> Sandbox:
+        kwargs.setdefault("namespace", "default")
+        kwargs.setdefault("user", U1)
+        kwargs.setdefault("template", "base")
+        sbx: Sandbox = self.hw.run(self.manager.create_sandbox(**kwargs))
+        return sbx
+
+    def fail(self, **kwargs: Any) -> ClaimError:
+        with pytest.raises(ClaimError) as err:
+            self.create(**kwargs)
+        return err.value
+
+
+@pytest.fixture
+def s() -> Setup:
+    return Setup()
+
+
+# -- create ---------------------------------------------------------------------------------------
+
+
+def test_create_claims_a_warm_sandbox(s: Setup) -> None:
+    """A warm create is delivered at once, owned by the key, ending ``timeout`` from now."""
+    t0 = s.hw.ctx.now_dt()
+    sbx = s.create(timeout_s=600, metadata={"app": "x", "label:team": "a"}, env_vars={"K": "v"})
+    meta = sbx.metadata
+    assert meta.annotations[keys.ANN_OWNER] == U1
+    assert meta.annotations["app"] == "x" and meta.labels["team"] == "a"
+    assert sbx.spec.shutdown_time == truncate(t0 + timedelta(seconds=600))
+    assert sbx.spec.pause_time is None
+    pod_labels = sbx.spec.template["metadata"]["labels"]
+    assert pod_labels[keys.LABEL_SANDBOX_NAME] == meta.name
+    assert pod_labels["team"] == "a"
+    rec = s.hw.world.records[0]
+    assert rec.path == "e2b" and rec.delivered is not None and rec.attempts == 1
+    assert rec.lock_type == "update" and rec.error is None
+    assert [e.kind for e in s.hw.ctx.log.of_kind("manager.claim")] == ["manager.claim"]
+
+
+def test_create_defaults_and_auto_pause(s: Setup) -> None:
+    """Default lifetime 300 s; auto-pause sets pauseTime and a 100-year shutdownTime."""
+    t0 = s.hw.ctx.now_dt()
+    plain = s.create()
+    assert plain.spec.shutdown_time == truncate(t0 + timedelta(seconds=300))
+    paused = s.create(auto_pause=True, timeout_s=60)
+    assert paused.spec.pause_time == truncate(t0 + timedelta(seconds=60))
+    assert paused.spec.shutdown_time == paused.spec.pause_time + timedelta(days=36500)
+    forever = s.create(metadata={KEY_NEVER_TIMEOUT: "true"})
+    assert forever.spec.shutdown_time is None and forever.spec.pause_time is None
+
+
+def test_create_sets_internet_access_labels(s: Setup) -> None:
+    """``allow_internet_access`` becomes a Sandbox label and a pod label."""
+    sbx = s.create(allow_internet_access=False)
+    assert sbx.metadata.labels[keys.LABEL_ALLOW_INTERNET_ACCESS] == "false"
+    assert sbx.spec.template["metadata"]["labels"][keys.LABEL_ALLOW_INTERNET_ACCESS] == "false"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"metadata": {KEY_CLAIM_TIMEOUT_SECONDS: "soon"}}, "Bad extension param: "),
+        ({"metadata": {"agents.kruise.io/x": "1"}}, "Bad metadata: "),
+        ({"metadata": {"label:agents.kruise.io/x": "1"}}, "reserved prefix"),
+        ({"timeout_s": 10}, "timeout"),
+        ({"timeout_s": 2_592_001}, "timeout"),
+        ({"template": "missing"}, "Template or Checkpoint not found"),
+        (
+            {
+                "metadata": {KEY_SKIP_INIT_RUNTIME: "true"},
+                "volume_mounts": [{"name": "pv", "path": "/d"}],
+            },
+            "csi_mounts",
+        ),
+    ],
+)
+def test_bad_requests_answer_400_and_change_nothing(
+    s: Setup, kwargs: dict[str, Any], fragment: str
+) -> None:
+    """Bad input answers 400 before any write, and the failure is recorded."""
+    writes = s.hw.api.writes
+    err = s.fail(**kwargs)
+    assert err.code == 400 and fragment in str(err)
+    assert s.hw.api.writes == writes
+    rec = s.hw.world.records[0]
+    assert rec.failed is not None and rec.error_code == 400 and rec.attempts == 0
+
+
+def test_no_stock_is_retried_then_answers_500() -> None:
+    """Without stock and no-stock creation, 10 attempts over 1…16 s back-offs end in a 500."""
+    s = Setup(replicas=0)
+    t0 = s.hw.ctx.now()
+    err = s.fail(metadata={KEY_CREATE_ON_NO_STOCK: "false"})
+    assert isinstance(err, RetryExhaustedError) and err.code == 500
+    elapsed = s.hw.ctx.now() - t0
+    assert 95.0 <= elapsed <= 95.0 * 1.3 + 1
+    assert str(err).startswith("timed out waiting for the condition, last error: no stock")
+    assert '"key":"default/base","reason":"no stock","count":10' in str(err)
+    rec = s.hw.world.records[0]
+    assert rec.attempts == 10 and rec.pick_failures == {"NoStock": 10}
+    assert rec.error_code == 500 and rec.error_reason == "RetryExhausted"
+
+
+def test_fixed_retry_profile_retries_every_25ms_until_the_claim_timeout() -> None:
+    """The v0.3.0 retry: 25 ms apart, bounded by the 60 s default claim timeout."""
+    s = Setup(replicas=0, retry="fixed", e2b_default_claim_timeout_s=2.0)
+    t0 = s.hw.ctx.now()
+    err = s.fail(metadata={KEY_CREATE_ON_NO_STOCK: "false"})
+    assert err.code == 500
+    assert s.hw.ctx.now() - t0 == pytest.approx(2.0, abs=0.1)
+    rec = s.hw.world.records[0]
+    assert 60 <= rec.attempts <= 80
+
+
+def test_claim_timeout_bounds_the_whole_loop() -> None:
+    """``claim-timeout-seconds`` ends the retry loop at the deadline with a 500."""
+    s = Setup(replicas=0)
+    t0 = s.hw.ctx.now()
+    err = s.fail(metadata={KEY_CREATE_ON_NO_STOCK: "false", KEY_CLAIM_TIMEOUT_SECONDS: "5"})
+    assert isinstance(err, ClaimTimeoutError) and err.code == 500
+    assert s.hw.ctx.now() - t0 == pytest.approx(5.0)
+    assert str(err).startswith("context deadline exceeded, last error: no stock")
+
+
+def test_claim_timeout_interrupts_an_attempt_and_cleans_up() -> None:
+    """An attempt still initialising at the deadline is stopped and its sandbox deleted."""
+    s = Setup(replicas=1, runtime=False)
+    t0 = s.hw.ctx.now()
+    err = s.fail(metadata={KEY_CLAIM_TIMEOUT_SECONDS: "1"})
+    assert isinstance(err, ClaimTimeoutError)
+    assert 1.0 <= s.hw.ctx.now() - t0 < 1.2
+    s.hw.settle()
+    assert s.hw.sandboxes() == []
+
+
+def test_pool_without_runtime_fails_then_skip_init_succeeds() -> None:
+    """Against a pool without agent-runtime, every attempt fails at init and burns a sandbox."""
+    s = Setup(replicas=4, runtime=False)
+    err = s.fail(metadata={KEY_CREATE_ON_NO_STOCK: "false", KEY_CLAIM_TIMEOUT_SECONDS: "10"})
+    assert err.code == 500 and "failed to init runtime" in str(err)
+    s.hw.settle()
+    left = len(s.hw.sandboxes())
+    assert left < 4
+    sbx = s.create(metadata={KEY_SKIP_INIT_RUNTIME: "true"})
+    assert keys.ANN_INIT_RUNTIME_REQUEST not in sbx.metadata.annotations
+
+
+def test_reserve_failed_sandbox_keeps_it_hidden() -> None:
+    """``reserve-failed-sandbox`` keeps the failed sandbox, labelled, and hides it from the API."""
+    s = Setup(replicas=1, runtime=False)
+    s.fail(
+        metadata={
+            KEY_RESERVE_FAILED_SANDBOX: "true",
+            KEY_CREATE_ON_NO_STOCK: "false",
+            KEY_CLAIM_TIMEOUT_SECONDS: "8",
+        }
+    )
+    s.hw.settle()
+    (kept,) = s.hw.sandboxes()
+    assert kept.metadata.labels[keys.LABEL_RESERVED_FAILED] == "true"
+    with pytest.raises(NotFoundError):
+        s.manager.describe("default", U1, sandbox_id(kept))
+    assert s.manager.list_sandboxes("default", U1) == ([], None)
+
+
+def test_create_limiter_denies_beyond_its_burst() -> None:
+    """No-stock creations beyond the limiter's burst are refused until the deadline."""
+    s = Setup(replicas=0, create_burst=2, create_qps=0.001)
+    procs = [
+        s.hw.outcome(
+            s.manager.create_sandbox(
+                namespace="default",
+                user=U1,
+                template="base",
+                metadata={KEY_CLAIM_TIMEOUT_SECONDS: "3"},
+            )
+        )
+        for _ in range(3)
+    ]
+    s.hw.env.run(until=s.hw.env.all_of(procs))
+    values = [p.value for p in procs]
+    assert sum(isinstance(v, Sandbox) for v in values) == 2
+    (denied,) = [v for v in values if isinstance(v, ClaimError)]
+    assert denied.code == 500 and "not allowed by rate limiter" in str(denied)
+
+
+def test_admin_creates_in_any_namespace() -> None:
+    """The admin team (namespace ``""``) claims from a pool of another namespace."""
+    s = Setup(replicas=0)
+    s.hw.pool("other", namespace="team-b", replicas=1)
+    s.hw.settle()
+    sbx = s.create(namespace="", template="other")
+    assert sbx.metadata.namespace == "team-b"
+    assert s.manager.describe("", U1, sandbox_id(sbx)) is not None
+
+
+def test_no_stock_creation_is_delivered_when_ready() -> None:
+    """An empty pool creates a sandbox (default create-on-no-stock) and waits for it."""
+    s = Setup(replicas=0)
+    sbx = s.create()
+    rec = s.hw.world.records[0]
+    assert rec.lock_type == "create" and rec.ready is not None
+    assert sbx.spec.template["metadata"]["labels"][keys.LABEL_SANDBOX_NAME] == ""
+
+
+# -- describe / kill ------------------------------------------------------------------------------
+
+
+def test_describe_right_after_create_uses_the_route_table(s: Setup) -> None:
+    """The manager's own write is visible at once, before the watch event arrives."""
+    sbx = s.create()
+    sid = sandbox_id(sbx)
+    assert sid == f"default--{sbx.metadata.name}" == s.manager.sandbox_id(sbx)
+    assert s.manager.describe("default", U1, sid).metadata.resource_version == (
+        sbx.metadata.resource_version
+    )
+
+
+def test_describe_and_kill_of_another_users_sandbox_is_404(s: Setup) -> None:
+    """Ownership is checked for every user, the admin team included."""
+    sid = sandbox_id(s.create())
+    for namespace, user in (("default", U2), ("", U2), ("other", U1)):
+        with pytest.raises(NotFoundError) as err:
+            s.manager.describe(namespace, user, sid)
+        assert err.value.code == 404
+        assert str(err.value) == f"Sandbox route not found, maybe it is crashed or killed: {sid}"
+        with pytest.raises(NotFoundError):
+            s.hw.run(s.manager.kill(namespace, user, sid))
+    assert s.manager.describe("", U1, sid) is not None
+
+
+def test_pool_sandboxes_and_bad_ids_are_404(s: Setup) -> None:
+    """A pool sandbox has no owner; a malformed id has no route."""
+    pool_sbx = s.hw.sandboxes()[0]
+    for sid in (sandbox_id(pool_sbx), "nonsense", "default--", "--x"):
+        with pytest.raises(NotFoundError):
+            s.manager.describe("default", U1, sid)
+
+
+def test_kill_deletes_and_then_404s(s: Setup) -> None:
+    """Kill deletes the sandbox; it is gone for describe at once and for kill afterwards."""
+    sid = sandbox_id(s.create())
+    s.hw.run(s.manager.kill("default", U1, sid))
+    with pytest.raises(NotFoundError):
+        s.manager.describe("default", U1, sid)
+    s.hw.settle()
+    with pytest.raises(NotFoundError):
+        s.hw.run(s.manager.kill("default", U1, sid))
+    assert len(s.hw.sandboxes()) == 2
+
+
+def test_kill_of_a_sandbox_already_gone_still_succeeds(s: Setup) -> None:
+    """A route known to the manager but whose Sandbox is already deleted answers 204."""
+    sbx = s.create()
+    s.hw.api.commit_delete("Sandbox", "default", sbx.metadata.name)
+    s.hw.run(s.manager.kill("default", U1, sandbox_id(sbx)))
+
+
+def test_running_but_not_ready_is_reported_running(s: Setup) -> None:
+    """A claimed sandbox whose pod is not Ready is still shown (as running)."""
+    sbx = s.create()
+    s.hw.settle()
+    cur = s.hw.api.peek("Sandbox", "default", sbx.metadata.name).model_copy(deep=True)
+    cur.status.conditions[0].status = "False"
+    s.hw.api.commit_update(cur, subresource="status")
+    s.hw.settle()
+    assert s.manager.describe("default", U1, sandbox_id(sbx)) is not None
+
+
+# -- timeout --------------------------------------------------------------------------------------
+
+
+def test_set_timeout_may_shorten(s: Setup) -> None:
+    """``POST /timeout`` always sets ``now + timeout``, shorter or longer."""
+    sbx = s.create(timeout_s=3600)
+    sid = sandbox_id(sbx)
+    s.hw.settle(10)
+    s.hw.run(s.manager.set_timeout("default", U1, sid, 60))
+    now = s.hw.ctx.now_dt()
+    stored = s.hw.api.peek("Sandbox", "default", sbx.metadata.name)
+    assert stored.spec.shutdown_time == truncate(now + timedelta(seconds=60))
+    assert s.manager.describe("default", U1, sid).spec.shutdown_time == stored.spec.shutdown_time
+
+
+def test_set_timeout_errors_are_500_except_404(s: Setup) -> None:
+    """A bad timeout answers 500 (E2B spec), a foreign sandbox 404."""
+    sid = sandbox_id(s.create())
+    with pytest.raises(ClaimError) as err:
+        s.hw.run(s.manager.set_timeout("default", U1, sid, 0))
+    assert err.value.code == 500
+    with pytest.raises(NotFoundError):
+        s.hw.run(s.manager.set_timeout("default", U2, sid, 60))
+
+
+def test_set_timeout_retries_on_conflict(s: Setup) -> None:
+    """A conflicting write is re-read from the API server and retried."""
+    sbx = s.create()
+    s.hw.ctx.faults.inject(kind="api_conflict", count=2, selector={"client": "sandbox-manager"})
+    s.hw.run(s.manager.set_timeout("default", U1, sandbox_id(sbx), 120))
+    stored = s.hw.api.peek("Sandbox", "default", sbx.metadata.name)
+    assert stored.spec.shutdown_time == truncate(s.hw.ctx.now_dt() + timedelta(seconds=120))
+
+
+# -- pause / connect ------------------------------------------------------------------------------
+
+
+def test_pause_waits_until_paused_and_second_pause_is_409(s: Setup) -> None:
+    """Pause returns once ``SandboxPaused=True``; pausing again answers 409."""
+    sbx = s.create(timeout_s=600)
+    sid = sandbox_id(sbx)
+    s.hw.run(s.manager.pause("default", U1, sid))
+    stored = s.hw.api.peek("Sandbox", "default", sbx.metadata.name)
+    assert stored.spec.paused is True
+    cond = find_condition(stored.status.conditions, "SandboxPaused")
+    assert cond is not None and cond.status == "True"
+    # The retention (default forever) moves the shutdown time far away.
+    assert stored.spec.shutdown_time > s.hw.ctx.now_dt() + timedelta(days=365)
+    with pytest.raises(ConflictError) as err:
+        s.hw.run(s.manager.pause("default", U1, sid))
+    assert err.value.code == 409
+
+
+def test_pause_with_retention_sets_the_shutdown_time(s: Setup) -> None:
+    """A retention given with the pause keeps the paused sandbox that long."""
+    sbx = s.create()
+    s.hw.run(s.manager.pause("default", U1, sandbox_id(sbx), timedelta(hours=2)))
+    stored = s.hw.api.peek("Sandbox", "default", sbx.metadata.name)
+    assert stored.spec.shutdown_time <= s.hw.ctx.now_dt() + timedelta(hours=2)
+
+
+def test_pause_of_an_unpausable_sandbox_is_409() -> None:
+    """A sandbox whose pod is not Ready cannot be paused."""
+    s = Setup()
+    sbx = s.create()
+    s.hw.settle()
+    cur = s.hw.api.peek("Sandbox", "default", sbx.metadata.name).model_copy(deep=True)
+    cur.status.conditions[0].status = "False"
+    s.hw.api.commit_update(cur, subresource="status")
+    s.hw.settle()
+    with pytest.raises(ConflictError):
+        s.hw.run(s.manager.pause("default", U1, sandbox_id(sbx)))
+
+
+def test_connect_to_running_extends_only(s: Setup) -> None:
+    """Connect to a running sandbox never shortens its timeout and reports not resumed."""
+    sbx = s.create(timeout_s=3600)
+    sid = sandbox_id(sbx)
+    got, resumed = s.hw.run(s.manager.connect("default", U1, sid, 60))
+    assert not resumed and got.spec.shutdown_time == sbx.spec.shutdown_time
+    s.hw.settle(10)
+    got, _ = s.hw.run(s.manager.connect("default", U1, sid, 7200))
+    assert got.spec.shutdown_time == truncate(s.hw.ctx.now_dt() + timedelta(seconds=7200))
+
+
+def test_connect_resumes_a_paused_sandbox_with_the_floor(s: Setup) -> None:
+    """Connect to a paused sandbox resumes it with at least 300 s and waits until it runs."""
+    sbx = s.create(timeout_s=600)
+    sid = sandbox_id(sbx)
+    s.hw.run(s.manager.pause("default", U1, sid))
+    got, resumed = s.hw.run(s.manager.connect("default", U1, sid, 30))
+    assert resumed and not got.spec.paused
+    assert s.manager.describe("default", U1, sid) is not None
+    stored = s.hw.api.peek("Sandbox", "default", sbx.metadata.name)
+    end = stored.spec.shutdown_time - s.hw.ctx.now_dt()
+    assert timedelta(seconds=290) <= end <= timedelta(seconds=300)
+    resumed_sbx = s.hw.run(s.manager.resume("default", U1, sid, 30))
+    assert resumed_sbx.metadata.name == sbx.metadata.name
+
+
+def test_connect_to_an_unknown_sandbox_is_404(s: Setup) -> None:
+    """Connect needs the caller's sandbox."""
+    with pytest.raises(NotFoundError):
+        s.hw.run(s.manager.connect("default", U1, "default--nope", 60))
+
+
+# -- list -----------------------------------------------------------------------------------------
+
+
+def _claim_spread(s: Setup, count: int, **kwargs: Any) -> list[str]:
+    ids = []
+    for _ in range(count):
+        ids.append(sandbox_id(s.create(**kwargs)))
+        s.hw.settle(1.5)
+    return ids
+
+
+def test_list_pages_in_claim_order() -> None:
+    """Pages of ``limit`` items sorted by claim time, linked by the next token."""
+    s = Setup(replicas=5)
+    ids = _claim_spread(s, 5)
+    page1, token1 = s.manager.list_sandboxes("default", U1, limit=2)
+    assert [sandbox_id(x) for x in page1] == ids[:2] and token1 is not None
+    page2, token2 = s.manager.list_sandboxes("default", U1, limit=2, next_token=token1)
+    assert [sandbox_id(x) for x in page2] == ids[2:4] and token2 is not None
+    page3, token3 = s.manager.list_sandboxes("default", U1, limit=2, next_token=token2)
+    assert [sandbox_id(x) for x in page3] == ids[4:] and token3 is None
+
+
+def test_list_token_round_trip_and_legacy_tokens() -> None:
+    """Tokens are base64url JSON ``{key, id}``; a raw legacy key is accepted as a start."""
+    token = encode_next_token("2026-01-01T00:00:05Z", "default--a")
+    assert decode_next_token(token) == ("2026-01-01T00:00:05Z", "default--a")
+    assert decode_next_token("2026-01-01T00:00:05Z") == ("2026-01-01T00:00:05Z", "")
+
+
+def test_list_filters_by_owner_state_and_metadata() -> None:
+    """Only the caller's sandboxes, in the asked states, whose annotations match."""
+    s = Setup(replicas=4)
+    a = sandbox_id(s.create(metadata={"env": "prod"}))
+    b = sandbox_id(s.create(metadata={"env": "dev"}))
+    s.create(user=U2)
+    s.hw.settle()
+    s.hw.run(s.manager.pause("default", U1, b))
+    s.hw.settle()
+
+    def ids(**kwargs: Any) -> list[str]:
+        return [sandbox_id(x) for x in s.manager.list_sandboxes("default", U1, **kwargs)[0]]
+
+    assert sorted(ids()) == sorted([a, b])
+    assert ids(states=("running",)) == [a]
+    assert ids(states=("paused",)) == [b]
+    assert ids(metadata={"env": "dev"}) == [b]
+    assert ids(metadata={"env": "qa"}) == []
+    assert s.manager.list_sandboxes("other", U1) == ([], None)
+    assert len(s.manager.list_sandboxes("", U1)[0]) == 2
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"states": ("running", "dead")},
+        {"metadata": {"agents.kruise.io/owner": "x"}},
+        {"metadata": {"e2b.agents.kruise.io/x": "y"}},
+        {"limit": 0},
+        {"limit": 101},
+    ],
+)
+def test_list_bad_parameters_are_400(s: Setup, kwargs: dict[str, Any]) -> None:
+    """Bad states, blacklisted metadata keys and limits outside 1…100 answer 400."""
+    with pytest.raises(BadRequestError) as err:
+        s.manager.list_sandboxes("default", U1, **kwargs)
+    assert err.value.code == 400
+
+
+def test_same_seed_same_log() -> None:
+    """Two runs with the same seed and calls give the same event log."""
+
+    def run() -> str:
+        s = Setup(replicas=1, seed=7)
+        s.create()
+        s.fail(metadata={KEY_CREATE_ON_NO_STOCK: "false", KEY_CLAIM_TIMEOUT_SECONDS: "4"})
+        s.create()
+        return s.hw.ctx.log.text()
+
+    assert run() == run()
+
+
+# -- end to end, with the real nodes and controllers ---------------------------------------------
+
+
+class Real:
+    """A world with nodes, the Sandbox and SandboxSet controllers, the runtime and the manager."""
+
+    def __init__(self, replicas: int = 3, *, runtime: bool = True, seed: int = 3) -> None:
+        from pytest_kruise_agents.api.meta import ObjectMeta
+        from pytest_kruise_agents.api.sandbox import RuntimeRef
+        from pytest_kruise_agents.api.sandboxset import SandboxSet, SandboxSetSpec
+        from simulator.context import SimContext
+        from simulator.controllers.sandbox import SandboxController
+        from simulator.controllers.sandboxset import SandboxSetController
+        from simulator.nodes import Nodes, NodeSpec
+        from simulator.profile import get_profile
+        from simulator.runtime import AgentRuntime
+        from simulator.world import World
+
+        self.ctx = SimContext(seed=seed, profile=get_profile("openkruise-head"))
+        self.env = self.ctx.env
+        self.world = World(self.ctx)
+        self.runtime = AgentRuntime(self.world)
+        self.manager = SandboxManager(self.world, self.runtime)
+        nodes = [NodeSpec(name=f"node-{i}", cpu="32", memory="128Gi") for i in (1, 2)]
+        for component in (
+            Nodes(self.world, nodes),
+            SandboxController(self.world, self.runtime),
+            SandboxSetController(self.world),
+            self.manager,
+        ):
+            component.start()
+        self.world.api.commit_create(
+            SandboxSet(
+                metadata=ObjectMeta(name="base", namespace="default"),
+                spec=SandboxSetSpec(
+                    replicas=replicas,
+                    runtimes=[RuntimeRef(name="agent-runtime")] if runtime else None,
+                    template={
+                        "spec": {
+                            "containers": [
+                                {
+                                    "name": "main",
+                                    "image": "python:3.12",
+                                    "resources": {"requests": {"cpu": "1", "memory": "1Gi"}},
+                                }
+                            ]
+                        }
+                    },
+                ),
+            )
+        )
+
+    def available(self) -> int:
+        sbs = self.world.api.peek("SandboxSet", "default", "base")
+        return int(sbs.status.available_replicas)
+
+    def fill(self, count: int) -> None:
+        while self.available() < count:
+            assert self.env.now < 600, "pool did not fill"
+            self.env.run(until=self.env.now + 1)
+
+    def create(self, **kwargs: Any) -> Any:
+        proc = self.env.process(
+            self.manager.create_sandbox(namespace="default", user=U1, template="base", **kwargs)
+        )
+        return self.env.run(until=proc)
+
+
+def test_end_to_end_warm_claim_is_delivered_and_the_pool_refills() -> None:
+    """Pool → claim → delivered well under a second; the SandboxSet replaces the claimed one."""
+    r = Real(replicas=3)
+    r.fill(3)
+    sbx = r.create()
+    rec = r.world.records[0]
+    assert rec.lock_type == "update" and rec.latency is not None and rec.latency < 1.0
+    assert r.manager.describe("default", U1, sandbox_id(sbx)) is not None
+    assert r.runtime.is_initialised(sbx)
+    r.fill(3)
+    assert len(r.world.api.peek_list("Sandbox", "default")) == 4
+
+
+def test_end_to_end_burst_beyond_the_pool_creates_on_no_stock() -> None:
+    """Claims beyond the warm pool are created, scheduled, started and delivered when ready."""
+    r = Real(replicas=2)
+    r.fill(2)
+    procs = [
+        r.env.process(r.manager.create_sandbox(namespace="default", user=U1, template="base"))
+        for _ in range(4)
+    ]
+    r.env.run(until=r.env.all_of(procs))
+    recs = list(r.world.records)
+    assert sorted(rec.lock_type or "" for rec in recs) == ["create", "create", "update", "update"]
+    for rec in recs:
+        assert rec.delivered is not None
+        if rec.lock_type == "create":
+            assert rec.ready is not None and rec.locked is not None and rec.ready > rec.locked
+    listed, _ = r.manager.list_sandboxes("default", U1)
+    assert len(listed) == 4
+
+
+def test_end_to_end_pause_and_connect_resume() -> None:
+    """Pause waits for the pod to go; connect recreates it, re-initialises the runtime, runs."""
+    r = Real(replicas=1)
+    r.fill(1)
+    sid = sandbox_id(r.create(timeout_s=600))
+    r.env.run(until=r.env.process(r.manager.pause("default", U1, sid)))
+    assert r.manager.describe("default", U1, sid) is not None
+    proc = r.env.process(r.manager.connect("default", U1, sid, 600))
+    sbx, resumed = r.env.run(until=proc)
+    assert resumed and sbx.status.phase == "Running"
+    assert [e.detail for e in r.ctx.log.of_kind("runtime.reinit")] == [
+        f"default/{sbx.metadata.name} ok"
+    ]
+    # The list reads the cache, which skips copies older than the manager's own last write.
+    r.env.run(until=r.env.now + 1)
+    (listed,) = r.manager.list_sandboxes("default", U1, states=("running",))[0]
+    assert listed.metadata.name == sbx.metadata.name

@@ -1,0 +1,171 @@
+"""The agent-runtime sidecar: ``/init`` with retries, CSI mounts, and the re-init after resume."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from pytest_kruise_agents.api import keys
+from pytest_kruise_agents.api.sandbox import Sandbox
+from pytest_kruise_agents.api.sandboxclaim import CSIMountConfig
+from pytest_kruise_agents.claiming.errors import CSIMountError, InitRuntimeError
+from pytest_kruise_agents.claiming.modification import InitRuntimeRequest
+from simulator.runtime import has_agent_runtime
+from tests.simulator.test_claim import HandWorld
+
+REQUEST = InitRuntimeRequest(env_vars={"A": "1"}, access_token="tok")
+
+
+def world(runtime: bool = True, **knobs: Any) -> tuple[HandWorld, Sandbox]:
+    hw = HandWorld(latencies={"runtime.init": "fixed(50ms)", "csi.mount": "fixed(1s)"}, **knobs)
+    hw.pool(replicas=1, runtime=runtime)
+    hw.settle()
+    return hw, hw.sandboxes()[0]
+
+
+def test_init_takes_one_round_trip_and_is_remembered() -> None:
+    """A first ``/init`` succeeds after one ``runtime.init`` latency and marks the runtime."""
+    hw, sbx = world()
+    rec = hw.record()
+    t0 = hw.ctx.now()
+    hw.run(hw.runtime.init(sbx, REQUEST, rec))
+    assert hw.ctx.now() - t0 == pytest.approx(0.05)
+    assert rec.runtime_initialized == hw.ctx.now()
+    assert hw.runtime.is_initialised(sbx)
+
+
+def test_runtime_presence_follows_runtimes_or_init_container() -> None:
+    """``agent-runtime`` in ``runtimes`` or an init container named ``runtime`` means a runtime."""
+    _, sbx = world(runtime=False)
+    assert not has_agent_runtime(sbx)
+    with_init = sbx.model_copy(deep=True)
+    with_init.spec.template = {
+        "spec": {
+            "initContainers": [{"name": "runtime", "image": "agent-runtime"}],
+            "containers": [{"name": "main", "image": "python"}],
+        }
+    }
+    assert has_agent_runtime(with_init)
+
+
+def test_sandbox_without_runtime_refuses_every_attempt() -> None:
+    """Five refused attempts, 0.2/0.4/0.8/1.6 s apart, then a retriable InitRuntimeError."""
+    hw, sbx = world(runtime=False)
+    t0 = hw.ctx.now()
+    with pytest.raises(InitRuntimeError) as err:
+        hw.run(hw.runtime.init(sbx, REQUEST))
+    assert err.value.retriable
+    assert "after 5 attempts" in str(err.value) and "connection refused" in str(err.value)
+    assert hw.ctx.now() - t0 == pytest.approx(0.2 + 0.4 + 0.8 + 1.6 + 5 * 0.001)
+
+
+def test_init_attempts_follow_the_profile() -> None:
+    """``profile.init_attempts`` bounds the attempts."""
+    hw, sbx = world(runtime=False, init_attempts=2)
+    with pytest.raises(InitRuntimeError) as err:
+        hw.run(hw.runtime.init(sbx, REQUEST))
+    assert "after 2 attempts" in str(err.value)
+
+
+def test_server_errors_are_retried_until_success() -> None:
+    """A 500 from ``/init`` is retried: two injected failures, success on the third attempt."""
+    hw, sbx = world()
+    hw.ctx.faults.inject(kind="runtime_init_failure", count=2, selector={"template": "base"})
+    t0 = hw.ctx.now()
+    hw.run(hw.runtime.init(sbx, REQUEST))
+    assert hw.ctx.now() - t0 == pytest.approx(3 * 0.05 + 0.2 + 0.4)
+    assert hw.runtime.is_initialised(sbx)
+
+
+def test_client_errors_are_not_retried() -> None:
+    """A 4xx answer ends ``/init`` after one attempt."""
+    hw, sbx = world()
+    hw.ctx.faults.inject(kind="runtime_init_failure", code=400)
+    with pytest.raises(InitRuntimeError) as err:
+        hw.run(hw.runtime.init(sbx, REQUEST))
+    assert "after 1 attempts" in str(err.value) and "status 400" in str(err.value)
+
+
+def test_unreachable_runtime_costs_the_attempt_timeout() -> None:
+    """An unreachable runtime makes each attempt last ``init_attempt_timeout_s``."""
+    hw, sbx = world()
+    hw.ctx.faults.inject(kind="runtime_unreachable", selector={"namespace": "default"})
+    t0 = hw.ctx.now()
+    with pytest.raises(InitRuntimeError):
+        hw.run(hw.runtime.init(sbx, REQUEST))
+    assert hw.ctx.now() - t0 == pytest.approx(5 * 1.0 + 0.2 + 0.4 + 0.8 + 1.6)
+
+
+def test_fault_selector_must_match_the_template() -> None:
+    """A fault aimed at another template does not touch this sandbox."""
+    hw, sbx = world()
+    hw.ctx.faults.inject(kind="runtime_init_failure", selector={"template": "other"})
+    hw.run(hw.runtime.init(sbx, REQUEST))
+    assert hw.runtime.is_initialised(sbx)
+
+
+def test_reinit_of_an_initialised_runtime_counts_as_success() -> None:
+    """A replayed ``/init`` answered 401 (already initialised) is a success."""
+    hw, sbx = world()
+    hw.run(hw.runtime.init(sbx, REQUEST))
+    hw.run(hw.runtime.init(sbx, REQUEST, reinit=True))
+    assert [e.detail for e in hw.ctx.log.of_kind("runtime.reinit")] == [
+        f"default/{sbx.metadata.name} already-initialised"
+    ]
+
+
+def test_deleting_the_sandbox_forgets_its_runtime() -> None:
+    """The runtime's memory of a sandbox goes with the sandbox."""
+    hw, sbx = world()
+    hw.run(hw.runtime.init(sbx, REQUEST))
+    hw.api.commit_delete("Sandbox", "default", sbx.metadata.name)
+    hw.settle()
+    assert not hw.runtime.is_initialised(sbx)
+
+
+def test_mounts_run_three_at_a_time() -> None:
+    """Four 1 s mounts with concurrency 3 take 2 s."""
+    hw, sbx = world()
+    mounts = [CSIMountConfig(pv_name=f"pv{i}", mount_path=f"/m{i}") for i in range(4)]
+    t0 = hw.ctx.now()
+    hw.run(hw.runtime.mount(sbx, mounts))
+    assert hw.ctx.now() - t0 == pytest.approx(2.0)
+
+
+def test_mount_failure_is_terminal() -> None:
+    """An injected CSI mount failure raises a terminal CSIMountError after the mounts finish."""
+    hw, sbx = world()
+    hw.ctx.faults.inject(kind="csi_mount_failure", count=1)
+    mounts = [CSIMountConfig(pv_name="pv", mount_path="/data")]
+    with pytest.raises(CSIMountError) as err:
+        hw.run(hw.runtime.mount(sbx, mounts))
+    assert not err.value.retriable and err.value.code == 500
+    assert "/data" in str(err.value)
+
+
+def test_reinit_replays_the_stored_request_and_mounts() -> None:
+    """``reinit`` sends the persisted init request and re-mounts the persisted CSI volumes."""
+    hw, sbx = world()
+    claimed = sbx.model_copy(deep=True)
+    claimed.metadata.annotations[keys.ANN_INIT_RUNTIME_REQUEST] = REQUEST.to_json()
+    claimed.metadata.annotations[keys.ANN_CSI_VOLUME_CONFIG] = json.dumps(
+        [{"pvName": "pv", "mountPath": "/data"}]
+    )
+    stored = hw.api.commit_update(claimed)
+    t0 = hw.ctx.now()
+    hw.run(hw.runtime.reinit(stored))
+    assert hw.ctx.now() - t0 == pytest.approx(0.05 + 1.0)
+    assert hw.runtime.is_initialised(stored)
+    assert [e.detail for e in hw.ctx.log.of_kind("runtime.reinit")] == [
+        f"default/{sbx.metadata.name} ok"
+    ]
+
+
+def test_reinit_without_a_stored_request_does_nothing() -> None:
+    """A sandbox never initialised has nothing to replay."""
+    hw, sbx = world()
+    t0 = hw.ctx.now()
+    hw.run(hw.runtime.reinit(sbx))
+    assert hw.ctx.now() == t0 and not hw.runtime.is_initialised(sbx)
