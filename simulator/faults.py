@@ -90,10 +90,7 @@ class Fault(BaseModel):
 
     def matches(self, attrs: Mapping[str, str | None]) -> bool:
         """Whether every selector entry equals the attribute of the same name."""
-        for key, want in self.selector.items():
-            if attrs.get(key) != want:
-                return False
-        return True
+        return all(attrs.get(key) == want for key, want in self.selector.items())
 
 
 class FaultInjector:
@@ -168,10 +165,13 @@ class FaultInjector:
             return None
         now = self._now()
         for f in faults:
-            if f.active(now) and f.matches(attrs):
-                if f.probability >= 1.0 or self._rng.random() < f.probability:
-                    f.fired += 1
-                    return f
+            if (
+                f.active(now)
+                and f.matches(attrs)
+                and (f.probability >= 1.0 or self._rng.random() < f.probability)
+            ):
+                f.fired += 1
+                return f
         return None
 
     def extra_latency(self, kind: str, /, **attrs: str | None) -> float:
@@ -182,10 +182,14 @@ class FaultInjector:
         now = self._now()
         total = 0.0
         for f in faults:
-            if f.latency is not None and f.active(now) and f.matches(attrs):
-                if f.probability >= 1.0 or self._rng.random() < f.probability:
-                    f.fired += 1
-                    total += f.latency.sample(self._rng)
+            if (
+                f.latency is not None
+                and f.active(now)
+                and f.matches(attrs)
+                and (f.probability >= 1.0 or self._rng.random() < f.probability)
+            ):
+                f.fired += 1
+                total += f.latency.sample(self._rng)
         return total
 
     def stalled_until(self, controller: str) -> float | None:

@@ -27,7 +27,6 @@ from typing import Any
 from pytest_kruise_agents.api import keys
 from pytest_kruise_agents.api.sandbox import Sandbox, SandboxState
 from pytest_kruise_agents.claiming.state import sandbox_state
-
 from simulator.apiserver import ApiServer, Client
 from simulator.context import SimContext
 from simulator.informer import Informer

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer
 from pydantic.alias_generators import to_camel
 
+from pytest_kruise_agents.api.copying import deep_copy, shallow_copy
 from pytest_kruise_agents.api.durations import format_duration, parse_duration
 
 __all__ = ["Duration", "KubeModel", "Time", "format_time", "parse_time"]
@@ -28,6 +30,12 @@ class KubeModel(BaseModel):
         validate_default=False,
         ser_json_timedelta="iso8601",
     )
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """Copy the model; plain copies use the fast copies of :mod:`.copying`."""
+        if not update:
+            return deep_copy(self) if deep else shallow_copy(self)
+        return super().model_copy(update=update, deep=deep)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form a user would ``kubectl apply`` (camelCase, no nulls)."""

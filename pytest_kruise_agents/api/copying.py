@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-__all__ = ["deep_copy"]
+__all__ = ["deep_copy", "shallow_copy"]
 
 T = TypeVar("T")
 
@@ -31,10 +31,12 @@ def _copy(value: Any) -> Any:
         return {k: _copy(v) for k, v in value.items()}
     if t is list:
         return [_copy(v) for v in value]
-    if t in _MODELS or (isinstance(value, BaseModel) and not _MODELS.add(t)):
+    if t not in _MODELS and isinstance(value, BaseModel):
+        _MODELS.add(t)
+    if t in _MODELS:
         # What ``BaseModel.__copy__`` does, minus its generality: these models
         # have no extra fields and no private attributes to deep-copy.
-        new = t.__new__(t)
+        new = object.__new__(t)
         _set(new, "__dict__", {k: _copy(v) for k, v in value.__dict__.items()})
         _set(new, "__pydantic_fields_set__", set(value.__pydantic_fields_set__))
         _set(new, "__pydantic_extra__", value.__pydantic_extra__)
@@ -51,3 +53,14 @@ def deep_copy(value: T) -> T:
     """A deep copy of a model tree (or a dict/list of them), sharing only immutable leaves."""
     result: T = _copy(value)
     return result
+
+
+def shallow_copy(value: T) -> T:
+    """A new model sharing the field values of ``value`` (``model_copy()`` without its overhead)."""
+    t = type(value)
+    new = object.__new__(t)
+    _set(new, "__dict__", dict(value.__dict__))
+    _set(new, "__pydantic_fields_set__", set(value.__pydantic_fields_set__))  # type: ignore[attr-defined]
+    _set(new, "__pydantic_extra__", value.__pydantic_extra__)  # type: ignore[attr-defined]
+    _set(new, "__pydantic_private__", value.__pydantic_private__)  # type: ignore[attr-defined]
+    return new

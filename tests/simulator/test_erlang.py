@@ -26,7 +26,9 @@ def test_erlang_b_is_stable_for_large_pools() -> None:
     assert values[0] > values[1] > values[2] > 0
 
 
-@pytest.mark.parametrize(("load", "s1", "s01"), [(1, 5, 6), (10, 18, 21), (50, 64, 71), (500, 527, 555)])
+@pytest.mark.parametrize(
+    ("load", "s1", "s01"), [(1, 5, 6), (10, 18, 21), (50, 64, 71), (500, 527, 555)]
+)
 def test_minimum_pool_table(load: float, s1: int, s01: int) -> None:
     """The minimum pools for 1% and 0.1% cold starts match the reference table."""
     assert min_servers_for_loss(load, 0.01) == s1

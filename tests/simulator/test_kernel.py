@@ -122,8 +122,11 @@ def test_delete_collects_controlled_dependents(ctx: SimContext) -> None:
             name="p",
             owner_references=[
                 OwnerReference(
-                    api_version="v1", kind="SandboxClaim", name="owner",
-                    uid=owner.metadata.uid or "", controller=True,
+                    api_version="v1",
+                    kind="SandboxClaim",
+                    name="owner",
+                    uid=owner.metadata.uid or "",
+                    controller=True,
                 )
             ],
         )
@@ -138,8 +141,10 @@ def test_informer_sees_writes_after_lag_in_order(ctx: SimContext) -> None:
     api = ApiServer(ctx)
     inf = Informer("test", ("SandboxClaim",))
     seen: list[tuple[float, str, str]] = []
-    inf.add_handler("SandboxClaim", lambda t, old, new: seen.append(
-        (ctx.now(), t, (new or old).metadata.resource_version)))
+    inf.add_handler(
+        "SandboxClaim",
+        lambda t, old, new: seen.append((ctx.now(), t, (new or old).metadata.resource_version)),
+    )
     api.register(inf)
     obj = api.commit_create(claim("a"))
     for i in range(5):

@@ -1,0 +1,216 @@
+"""Simulated claims per wall second of the full model, against a bare SimPy warm pool.
+
+Prints, for the same arrivals in the same run:
+
+1. the full model (profile defaults, pool 1,000, Poisson 200 claims/s, 200,000
+   claims, each sandbox held exp(5 s) then killed) and a bare SimPy model of the
+   same pool (a ``Store`` of sandboxes refilled after the same mean delay), as
+   claims per wall second and their ratio (goal: full >= 0.2x bare);
+2. wall cost per claim from pool 100 to pool 100,000 (20,000 claims at 20/s)
+   and from 10,000 to 1,000,000 claims (pool 1,000, 200/s) (goal: flat within
+   25%: nothing scans the whole pool per claim);
+3. peak memory (max RSS) of pool 100,000 with 1,000,000 claims (goal < 2 GiB).
+
+Each configuration runs in its own subprocess so that its peak RSS is its own.
+``--quick`` shrinks every run tenfold (a smoke run, not the recorded figures).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import subprocess
+import sys
+import time
+from typing import Any
+
+import simpy
+
+FULL_RATE = 200.0
+HOLD = "exp(5s)"
+
+
+def nodes_for(pool: int, rate: float) -> list[dict[str, Any]]:
+    """Enough node capacity for the pool plus held and cold sandboxes, in 64 nodes."""
+    pods = int(pool * 1.2 + rate * 5 * 4 + 2000)
+    per_node = pods // 64 + 1
+    return [
+        {"name": f"node-{i}", "cpu": str(per_node), "memory": f"{per_node}Gi", "max_pods": per_node}
+        for i in range(1, 65)
+    ]
+
+
+POOL = """\
+apiVersion: agents.kruise.io/v1alpha1
+kind: SandboxSet
+metadata: {{name: base, namespace: default}}
+spec:
+  replicas: {replicas}
+  runtimes: [{{name: agent-runtime}}]
+  template:
+    spec:
+      containers:
+        - name: sandbox
+          image: registry.example.com/sandbox:v1
+          resources: {{requests: {{cpu: 100m, memory: 64Mi}}}}
+"""
+
+
+def run_full(pool: int, claims: int, rate: float, seed: int = 1) -> dict[str, Any]:
+    """The full model: fill the pool, then time ``claims`` Poisson claims."""
+    from simulator.cluster import Cluster
+    from simulator.workloads import PoissonWorkload
+
+    t0 = time.perf_counter()
+    cluster = Cluster(seed=seed, nodes=nodes_for(pool, rate), log=False)
+    cluster.apply(POOL.format(replicas=pool))
+    cluster.wait_for_pool("base", timeout=36_000)
+    fill_wall = time.perf_counter() - t0
+    cluster.records.clear()
+    work = PoissonWorkload(cluster.manager, template="base", rate=rate, count=claims, hold=HOLD)
+    t1 = time.perf_counter()
+    cluster.env.run(until=work.start())
+    cluster.run_until(lambda: work.stats.delivered + work.stats.failed >= claims, timeout=36_000)
+    wall = time.perf_counter() - t1
+    recs = list(cluster.records)
+    warm = [r.latency for r in recs if r.warm and r.latency is not None]
+    warm.sort()
+    return {
+        "model": "full",
+        "pool": pool,
+        "claims": claims,
+        "rate": rate,
+        "wall_s": wall,
+        "fill_wall_s": fill_wall,
+        "claims_per_s": claims / wall,
+        "us_per_claim": wall / claims * 1e6,
+        "delivered": work.stats.delivered,
+        "failed": work.stats.failed,
+        "cold_share": sum(r.warm is False for r in recs) / max(1, len(recs)),
+        "warm_p99_ms": warm[int(0.99 * (len(warm) - 1))] * 1000 if warm else None,
+        "virtual_s": cluster.now,
+        "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def run_bare(
+    pool: int, claims: int, rate: float, refill: float = 1.5, seed: int = 1
+) -> dict[str, Any]:
+    """A bare SimPy warm pool: a Store of sandboxes, each taken item refilled after ``refill``."""
+    import random
+
+    env = simpy.Environment()
+    rng = random.Random(seed)
+    store = simpy.Store(env)
+    for i in range(pool):
+        store.put(i)
+    done = [0]
+
+    def refill_one(item: int) -> Any:
+        yield env.timeout(rng.expovariate(1.0 / refill))
+        yield store.put(item)
+
+    def claim() -> Any:
+        item = yield store.get()
+        env.process(refill_one(item))
+        done[0] += 1
+
+    def arrivals() -> Any:
+        for _ in range(claims):
+            yield env.timeout(rng.expovariate(rate))
+            env.process(claim())
+
+    t0 = time.perf_counter()
+    env.process(arrivals())
+    env.run()
+    wall = time.perf_counter() - t0
+    return {
+        "model": "bare",
+        "pool": pool,
+        "claims": claims,
+        "rate": rate,
+        "wall_s": wall,
+        "claims_per_s": claims / wall,
+        "us_per_claim": wall / claims * 1e6,
+    }
+
+
+def in_subprocess(model: str, pool: int, claims: int, rate: float) -> dict[str, Any]:
+    """Run one configuration in a fresh interpreter and return its figures."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--one", model, str(pool), str(claims), str(rate)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="runs ten times smaller")
+    parser.add_argument(
+        "--one", nargs=4, metavar=("MODEL", "POOL", "CLAIMS", "RATE"), help=argparse.SUPPRESS
+    )
+    parser.add_argument("--skip-memory", action="store_true", help="skip the 1,000,000-claim run")
+    args = parser.parse_args()
+    if args.one:
+        model, pool, claims, rate = args.one
+        fn = run_full if model == "full" else run_bare
+        print(json.dumps(fn(int(pool), int(claims), float(rate))))
+        return
+
+    scale = 10 if args.quick else 1
+    print(
+        f"# sim_throughput on {platform.node()} ({platform.processor() or platform.machine()}), "
+        f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}"
+    )
+
+    claims = 200_000 // scale
+    full = in_subprocess("full", 1000, claims, FULL_RATE)
+    bare = in_subprocess("bare", 1000, claims, FULL_RATE)
+    print("\n## 1. Full model vs bare SimPy warm pool (pool 1,000, 200 claims/s)")
+    print(
+        f"full model: {full['claims_per_s']:,.0f} claims/s ({full['claims']:,} claims in {full['wall_s']:.1f} s; "
+        f"cold share {full['cold_share']:.3%}, warm p99 {full['warm_p99_ms']:.0f} ms virtual)"
+    )
+    print(f"bare model: {bare['claims_per_s']:,.0f} claims/s")
+    print(f"ratio full/bare: {full['claims_per_s'] / bare['claims_per_s']:.3f}  (goal >= 0.2)")
+
+    print("\n## 2a. Cost per claim against pool size (20,000 claims at 20/s)")
+    base = None
+    for pool in (100, 1000, 10_000, 100_000):
+        r = in_subprocess("full", pool, 20_000 // scale, 20.0)
+        base = base or r["us_per_claim"]
+        print(
+            f"pool {pool:>7,}: {r['us_per_claim']:8.1f} us/claim  x{r['us_per_claim'] / base:.2f}  "
+            f"(fill {r['fill_wall_s']:.1f} s wall, cold {r['cold_share']:.2%})"
+        )
+
+    print("\n## 2b. Cost per claim against run length (pool 1,000, 200/s)")
+    base = None
+    for n in (10_000, 100_000, 1_000_000):
+        if n == 1_000_000 and args.skip_memory:
+            continue
+        r = in_subprocess("full", 1000, n // scale, FULL_RATE)
+        base = base or r["us_per_claim"]
+        print(
+            f"claims {n // scale:>9,}: {r['us_per_claim']:8.1f} us/claim  x{r['us_per_claim'] / base:.2f}"
+        )
+
+    if not args.skip_memory:
+        print("\n## 3. Peak memory, pool 100,000 with 1,000,000 claims")
+        r = in_subprocess("full", 100_000, 1_000_000 // scale, FULL_RATE)
+        print(
+            f"max RSS {r['max_rss_mib']:,.0f} MiB (goal < 2048 MiB); "
+            f"{r['claims_per_s']:,.0f} claims/s; fill {r['fill_wall_s']:.0f} s wall"
+        )
+
+
+if __name__ == "__main__":
+    main()

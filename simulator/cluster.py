@@ -1,0 +1,456 @@
+"""The public Python API of the fake cluster.
+
+A :class:`Cluster` is one simulated Kubernetes cluster running the OpenKruise
+Agents claim system: API server, nodes, the agent-sandbox-controller (Sandbox,
+SandboxSet and SandboxClaim controllers) and the sandbox-manager. It runs in
+virtual time: a call that must wait (a claim that needs a refill, a
+wait-ready) runs the simulation forward until it is answered, and a test moves
+time on purpose with :meth:`Cluster.advance`.
+
+>>> cluster = Cluster(seed=7)
+>>> cluster.apply(POOL_YAML)                      # doctest: +SKIP
+>>> cluster.wait_for_pool("base")                 # doctest: +SKIP
+>>> sbx = cluster.create_sandbox("base")          # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from typing import Any
+
+import simpy
+
+from pytest_kruise_agents.api.copying import deep_copy
+from pytest_kruise_agents.api.errors import InvalidError
+from pytest_kruise_agents.api.manifest import KubeObject, load_manifests, resolve_kind
+from pytest_kruise_agents.api.printers import render_table
+from pytest_kruise_agents.api.sandbox import Sandbox
+from pytest_kruise_agents.api.sandboxclaim import SandboxClaim
+from pytest_kruise_agents.api.sandboxset import SandboxSet
+from pytest_kruise_agents.claiming.errors import ClaimError
+from simulator.claim import Claimer
+from simulator.context import DEFAULT_EPOCH, SimContext
+from simulator.controllers.sandbox import SandboxController
+from simulator.controllers.sandboxclaim import SandboxClaimController
+from simulator.controllers.sandboxset import SandboxSetController
+from simulator.errors import NotFoundError
+from simulator.eventlog import EventLog
+from simulator.faults import Fault
+from simulator.manager import SandboxManager
+from simulator.nodes import Nodes, NodeSpec
+from simulator.profile import Profile, get_profile
+from simulator.records import ClaimRecord, ClaimRecords
+from simulator.runtime import AgentRuntime
+from simulator.world import World
+
+__all__ = ["DEFAULT_USER", "Cluster", "default_nodes"]
+
+DEFAULT_USER = "00000000-0000-4000-8000-000000000001"
+"""The API key id used as the sandbox owner when a caller names none."""
+
+
+def default_nodes(
+    count: int = 8, *, cpu: str = "64", memory: str = "256Gi", max_pods: int = 250
+) -> list[NodeSpec]:
+    """``count`` identical nodes named ``node-1`` ... ``node-<count>``."""
+    return [
+        NodeSpec(name=f"node-{i}", cpu=cpu, memory=memory, max_pods=max_pods)
+        for i in range(1, count + 1)
+    ]
+
+
+class Cluster:
+    """One simulated cluster with the whole claim system, in virtual time.
+
+    :param seed: seeds the cluster's only random generator: the same seed and
+        the same calls give the same event log, byte for byte.
+    :param profile: a profile name (``openkruise-head``, ``openkruise-v0.3.0``)
+        or a :class:`~simulator.profile.Profile`.
+    :param nodes: a node count or a list of :class:`NodeSpec` (or mappings).
+    :param latencies: latency overrides by name, e.g. ``{"pod.create": "exp(2s)"}``.
+    :param knobs: profile knob overrides, e.g. ``claim_workers=10``.
+    :param log: keep the event log (turn off for very long runs).
+    """
+
+    def __init__(
+        self,
+        *,
+        seed: int = 0,
+        profile: str | Profile = "openkruise-head",
+        nodes: int | Sequence[NodeSpec | Mapping[str, Any]] | None = None,
+        latencies: Mapping[str, Any] | None = None,
+        epoch: datetime = DEFAULT_EPOCH,
+        log: bool = True,
+        **knobs: Any,
+    ) -> None:
+        prof = get_profile(profile) if isinstance(profile, str) else profile
+        if latencies or knobs:
+            prof = prof.with_overrides(latencies=latencies, **knobs)
+        if nodes is None:
+            specs = default_nodes()
+        elif isinstance(nodes, int):
+            if nodes < 1:
+                raise InvalidError("nodes", "must be at least 1")
+            specs = default_nodes(nodes)
+        else:
+            specs = [n if isinstance(n, NodeSpec) else NodeSpec.model_validate(n) for n in nodes]
+        self.ctx = SimContext(seed=seed, profile=prof, epoch=epoch, log_enabled=log)
+        self.world = World(self.ctx)
+        self.runtime = AgentRuntime(self.world)
+        self.nodes = Nodes(self.world, specs)
+        self.sandbox_controller = SandboxController(self.world, self.runtime)
+        self.sandboxset_controller = SandboxSetController(self.world)
+        self.claim_claimer = Claimer(
+            self.world,
+            name="sandboxclaim-controller",
+            cache=self.world.controller_cache,
+            client=self.world.controller_client,
+            runtime=self.runtime,
+            worker_slots=None,
+            create_limiter=None,
+        )
+        self.sandboxclaim_controller = SandboxClaimController(self.world, self.claim_claimer)
+        self.manager = SandboxManager(self.world, self.runtime)
+        for component in (
+            self.nodes,
+            self.sandbox_controller,
+            self.sandboxset_controller,
+            self.sandboxclaim_controller,
+            self.manager,
+        ):
+            component.start()
+
+    # -- time ---------------------------------------------------------------------
+
+    @property
+    def env(self) -> simpy.Environment:
+        """The SimPy environment (the cluster's only clock)."""
+        return self.ctx.env
+
+    @property
+    def now(self) -> float:
+        """Virtual seconds since the cluster started."""
+        return self.ctx.now()
+
+    def now_dt(self) -> datetime:
+        """Virtual now as a UTC datetime."""
+        return self.ctx.now_dt()
+
+    def advance(self, seconds: float) -> None:
+        """Move virtual time forward by ``seconds``; timers due meanwhile fire."""
+        if seconds < 0:
+            raise InvalidError("seconds", "must be >= 0")
+        self.env.run(until=self.env.now + seconds)
+
+    def run_until(self, predicate: Callable[[], bool], *, timeout: float = 3600.0) -> bool:
+        """Run until ``predicate()`` holds or ``timeout`` virtual seconds pass; return whether it held."""
+        env = self.env
+        deadline = env.now + timeout
+        while not predicate():
+            nxt = env.peek()
+            if nxt > deadline:
+                env.run(until=deadline)
+                return predicate()
+            env.step()
+        return True
+
+    def run(self, gen: Generator[simpy.Event, Any, Any]) -> Any:
+        """Run a SimPy sub-process to completion and return its value (or raise its error)."""
+        proc = self.env.process(gen)
+        return self.env.run(until=proc)
+
+    # -- resources ------------------------------------------------------------------
+
+    def apply(self, source: Any) -> list[KubeObject]:
+        """Create or update objects from YAML/JSON text, mappings or models, like ``kubectl apply``.
+
+        Everything is validated first: one bad object raises one
+        :class:`InvalidError` and nothing is changed.
+        """
+        objs = load_manifests(source)
+        plan: list[tuple[KubeObject, Any]] = []
+        for obj in objs:
+            kind = obj.kind
+            meta = obj.metadata
+            where = f"{kind}/{meta.name or meta.generate_name or '?'}"
+            if not meta.name and not meta.generate_name:
+                raise InvalidError(f"{where} metadata.name", "is required")
+            existing = self.world.api.peek(kind, meta.namespace, meta.name) if meta.name else None
+            if (
+                isinstance(existing, SandboxClaim)
+                and isinstance(obj, SandboxClaim)
+                and existing.spec.replicas != obj.spec.replicas
+            ):
+                raise InvalidError(f"{where} spec.replicas", "field is immutable")
+            plan.append((obj, existing))
+        out: list[KubeObject] = []
+        for obj, existing in plan:
+            if existing is None:
+                fresh = obj.model_copy(deep=True)
+                fresh.status = type(obj.status)()
+                out.append(self.world.api.commit_create(fresh))
+            else:
+                new = existing.model_copy(deep=True)
+                new.metadata.labels = dict(obj.metadata.labels)
+                new.metadata.annotations = dict(obj.metadata.annotations)
+                new.spec = deep_copy(obj.spec)
+                out.append(self.world.api.commit_update(new, check_rv=False))
+            last = out[-1]
+            self.ctx.record(
+                "user.apply", f"{last.kind}/{last.metadata.namespace}/{last.metadata.name}"
+            )
+        return out
+
+    def get(self, kind: str, name: str, namespace: str = "default") -> Any:
+        """The stored object (``kind`` may be a short name such as ``sbx``); 404 if absent."""
+        k = resolve_kind(kind)
+        obj = self.world.api.peek(k, namespace, name)
+        if obj is None:
+            raise NotFoundError(k, namespace, name)
+        return obj
+
+    def list(
+        self,
+        kind: str,
+        namespace: str | None = None,
+        *,
+        labels: Mapping[str, str] | None = None,
+    ) -> list[Any]:
+        """Stored objects of ``kind`` (all namespaces when ``namespace`` is None), by label equality."""
+        k = resolve_kind(kind)
+        objs = self.world.api.peek_list(k, namespace)
+        if labels:
+            objs = [
+                o for o in objs if all(o.metadata.labels.get(a) == b for a, b in labels.items())
+            ]
+        return objs
+
+    def delete(self, kind: str, name: str, namespace: str = "default") -> None:
+        """Delete an object (404 if absent); dependents are garbage-collected."""
+        k = resolve_kind(kind)
+        if self.world.api.peek(k, namespace, name) is None:
+            raise NotFoundError(k, namespace, name)
+        self.world.api.commit_delete(k, namespace, name)
+        self.ctx.record("user.delete", f"{k}/{namespace}/{name}")
+
+    def table(self, kind: str, namespace: str | None = None) -> str:
+        """``kubectl get <kind>`` as text (``-A`` when ``namespace`` is None)."""
+        objs = self.list(kind, namespace)
+        return render_table(
+            objs, self.now_dt(), all_namespaces=namespace is None, namespace=namespace or "default"
+        )
+
+    def wait_for_pool(
+        self, name: str, namespace: str = "default", *, timeout: float = 600.0
+    ) -> SandboxSet:
+        """Run until the SandboxSet has ``spec.replicas`` available sandboxes; return it."""
+        self.get("SandboxSet", name, namespace)
+
+        counts = self.sandboxset_controller.counts
+
+        def full() -> bool:
+            # Both the written status and the controller's own bookkeeping must
+            # agree: right after a claim the status still shows the old count.
+            cur = self.world.api.peek("SandboxSet", namespace, name)
+            if cur is None or cur.status.available_replicas < cur.spec.replicas:
+                return False
+            c = counts(namespace, name)
+            return c["available"] >= cur.spec.replicas and c["creating"] == 0
+
+        if not self.run_until(full, timeout=timeout):
+            cur = self.get("SandboxSet", name, namespace)
+            raise TimeoutError(
+                f"SandboxSet {namespace}/{name}: {cur.status.available_replicas}/"
+                f"{cur.spec.replicas} available after {timeout:g}s"
+            )
+        pool: SandboxSet = self.get("SandboxSet", name, namespace)
+        return pool
+
+    # -- the E2B-level API (sandbox-manager) -------------------------------------------
+
+    def create_sandbox(
+        self,
+        template: str,
+        *,
+        namespace: str = "default",
+        user: str = DEFAULT_USER,
+        timeout: int | None = None,
+        metadata: Mapping[str, str] | None = None,
+        env_vars: Mapping[str, str] | None = None,
+        auto_pause: bool = False,
+        volume_mounts: Sequence[Mapping[str, str]] | None = None,
+        allow_internet_access: bool | None = None,
+    ) -> Sandbox:
+        """Claim a sandbox as ``Sandbox.create(template=...)`` would; run until answered.
+
+        Raises a :class:`~pytest_kruise_agents.claiming.errors.ClaimError`
+        carrying the HTTP code the real sandbox-manager answers.
+        """
+        sbx: Sandbox = self.run(
+            self.manager.create_sandbox(
+                namespace=namespace,
+                user=user,
+                template=template,
+                timeout_s=timeout,
+                auto_pause=auto_pause,
+                metadata=dict(metadata) if metadata else None,
+                env_vars=dict(env_vars) if env_vars else None,
+                volume_mounts=[dict(v) for v in volume_mounts] if volume_mounts else None,
+                allow_internet_access=allow_internet_access,
+            )
+        )
+        return sbx
+
+    def submit_create(self, template: str, **kwargs: Any) -> simpy.Process:
+        """Start a claim without waiting; the process' value is a Sandbox or a ClaimError."""
+        namespace = kwargs.pop("namespace", "default")
+        user = kwargs.pop("user", DEFAULT_USER)
+        timeout = kwargs.pop("timeout", None)
+
+        def attempt() -> Generator[simpy.Event, Any, Sandbox | ClaimError]:
+            try:
+                sbx: Sandbox = yield from self.manager.create_sandbox(
+                    namespace=namespace, user=user, template=template, timeout_s=timeout, **kwargs
+                )
+            except ClaimError as err:
+                return err
+            return sbx
+
+        return self.env.process(attempt())
+
+    def create_sandboxes(
+        self, count: int, template: str, **kwargs: Any
+    ) -> builtins.list[Sandbox | ClaimError]:
+        """A burst of ``count`` concurrent claims; each result is a Sandbox or a ClaimError."""
+        procs = [self.submit_create(template, **kwargs) for _ in range(count)]
+        self.env.run(until=self.env.all_of(procs))
+        results: builtins.list[Sandbox | ClaimError] = [p.value for p in procs]  # type: ignore[misc]
+        return results
+
+    def sandbox_id(self, sbx: Sandbox) -> str:
+        """The E2B sandbox id of a sandbox (``<namespace>--<name>``)."""
+        return f"{sbx.metadata.namespace}--{sbx.metadata.name}"
+
+    def describe(
+        self, sandbox_id: str, *, namespace: str = "default", user: str = DEFAULT_USER
+    ) -> Sandbox:
+        """``GET /sandboxes/{id}``."""
+        sbx: Sandbox = self.manager.describe(namespace, user, sandbox_id)
+        return sbx
+
+    def kill(
+        self, sandbox_id: str, *, namespace: str = "default", user: str = DEFAULT_USER
+    ) -> None:
+        """``DELETE /sandboxes/{id}``."""
+        self.run(self.manager.kill(namespace, user, sandbox_id))
+
+    def set_timeout(
+        self, sandbox_id: str, timeout: int, *, namespace: str = "default", user: str = DEFAULT_USER
+    ) -> None:
+        """``POST /sandboxes/{id}/timeout``: the sandbox now ends ``timeout`` s from now."""
+        self.run(self.manager.set_timeout(namespace, user, sandbox_id, timeout))
+
+    def pause(
+        self,
+        sandbox_id: str,
+        *,
+        namespace: str = "default",
+        user: str = DEFAULT_USER,
+        retention: timedelta | None = None,
+    ) -> None:
+        """``POST /sandboxes/{id}/pause`` (waits until paused)."""
+        self.run(self.manager.pause(namespace, user, sandbox_id, retention))
+
+    def connect(
+        self,
+        sandbox_id: str,
+        timeout: int = 300,
+        *,
+        namespace: str = "default",
+        user: str = DEFAULT_USER,
+    ) -> tuple[Sandbox, bool]:
+        """``POST /sandboxes/{id}/connect``: resume if paused; return (sandbox, resumed)."""
+        result: tuple[Sandbox, bool] = self.run(
+            self.manager.connect(namespace, user, sandbox_id, timeout)
+        )
+        return result
+
+    def list_sandboxes(
+        self,
+        *,
+        namespace: str = "default",
+        user: str = DEFAULT_USER,
+        states: Sequence[str] = ("running", "paused"),
+        metadata: Mapping[str, str] | None = None,
+        limit: int = 100,
+        next_token: str | None = None,
+    ) -> tuple[builtins.list[Sandbox], str | None]:
+        """``GET /v2/sandboxes``: one page and the next token."""
+        page: tuple[builtins.list[Sandbox], str | None] = self.manager.list_sandboxes(
+            namespace,
+            user,
+            states=tuple(states),
+            metadata=dict(metadata) if metadata else None,
+            limit=limit,
+            next_token=next_token,
+        )
+        return page
+
+    # -- faults and latency ------------------------------------------------------------------
+
+    def inject(self, kind: str, **fields: Any) -> Fault:
+        """Inject a fault (see :data:`simulator.faults.FAULT_KINDS`); return it with its id."""
+        try:
+            return self.ctx.faults.inject(kind=kind, **fields)
+        except ValueError as exc:
+            raise InvalidError("fault", str(exc)) from exc
+
+    def clear_faults(self, fault_id: str | None = None) -> None:
+        """Remove one fault by id, or all."""
+        self.ctx.faults.clear(fault_id)
+
+    @contextmanager
+    def fault(self, kind: str, **fields: Any) -> Iterator[Fault]:
+        """A fault in force for the ``with`` block only."""
+        f = self.inject(kind, **fields)
+        try:
+            yield f
+        finally:
+            if f.id in {x.id: None for x in self.ctx.faults.faults}:
+                self.ctx.faults.clear(f.id)
+
+    @property
+    def faults(self) -> builtins.list[Fault]:
+        """The faults in force."""
+        return self.ctx.faults.faults
+
+    def set_latency(self, name: str, value: Any) -> None:
+        """Replace one named latency distribution (e.g. ``"image.pull"``, ``"exp(3s)"``)."""
+        try:
+            self.ctx.set_profile(self.ctx.profile.with_overrides(latencies={name: value}))
+        except ValueError as exc:
+            raise InvalidError(f"latencies.{name}", str(exc)) from exc
+
+    @property
+    def profile(self) -> Profile:
+        """The profile in force."""
+        return self.ctx.profile
+
+    # -- records and log ---------------------------------------------------------------------------
+
+    @property
+    def records(self) -> ClaimRecords:
+        """One :class:`ClaimRecord` per claim, in request order."""
+        return self.world.records
+
+    def last_record(self) -> ClaimRecord:
+        """The most recent claim record."""
+        return self.world.records[len(self.world.records) - 1]
+
+    @property
+    def log(self) -> EventLog:
+        """The event log."""
+        return self.ctx.log

@@ -1,0 +1,1 @@
+"""The agent-sandbox-controller: SandboxSet, Sandbox and SandboxClaim controllers."""

@@ -1,0 +1,141 @@
+"""E2B create options: metadata, labels, listing, images, CSI mounts, failures (reference §5.5-§6.7)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pytest_kruise_agents.api import keys
+from pytest_kruise_agents.api.pod import first_container_image
+from pytest_kruise_agents.claiming.errors import ClaimError
+from simulator.cluster import Cluster
+
+from .conftest import pool_yaml
+
+
+def test_metadata_becomes_annotations_and_label_prefix_labels(pooled: Cluster) -> None:
+    """Plain metadata keys become annotations; ``label:`` keys become labels on sandbox and pod template."""
+    sbx = pooled.create_sandbox("base", metadata={"userId": "u1", "label:app": "agent"})
+    assert sbx.metadata.annotations["userId"] == "u1"
+    assert sbx.metadata.labels["app"] == "agent"
+    assert (sbx.spec.template or {})["metadata"]["labels"]["app"] == "agent"
+    updated = json.loads(sbx.metadata.annotations[keys.ANN_UPDATED_METADATA_IN_CLAIM])
+    assert "app" in updated["labels"] and "userId" in updated["annotations"]
+
+
+def test_listing_by_metadata_and_pagination(pooled: Cluster) -> None:
+    """List filters on annotations and pages with a next token until the last page."""
+    for i in range(7):
+        pooled.create_sandbox("base", metadata={"job": "a" if i % 2 == 0 else "b"})
+    page, token = pooled.list_sandboxes(metadata={"job": "a"})
+    assert len(page) == 4 and token is None
+    names: list[str] = []
+    token = None
+    pages = 0
+    while True:
+        page, token = pooled.list_sandboxes(limit=3, next_token=token)
+        names += [s.metadata.name for s in page]
+        pages += 1
+        if token is None:
+            break
+    assert pages == 3 and len(names) == 7 == len(set(names))
+    with pytest.raises(ClaimError) as err:
+        pooled.list_sandboxes(limit=0)
+    assert err.value.code == 400
+
+
+def test_in_place_image_on_a_pooled_sandbox(pooled: Cluster) -> None:
+    """The image extension updates the pooled sandbox in place and waits until it is ready."""
+    sbx = pooled.create_sandbox(
+        "base", metadata={"e2b.agents.kruise.io/image": "registry.example.com/sandbox:v2"}
+    )
+    rec = pooled.last_record()
+    assert rec.warm is True and rec.ready is not None
+    assert first_container_image(sbx.spec.template) == "registry.example.com/sandbox:v2"
+    pod = pooled.get("pod", sbx.metadata.name)
+    assert pod.spec["containers"][0]["image"] == "registry.example.com/sandbox:v2"
+
+
+def test_new_image_on_no_stock_creation(cluster: Cluster) -> None:
+    """Created on no stock, the new sandbox starts with the requested image."""
+    cluster.apply(pool_yaml(replicas=0))
+    cluster.advance(1)  # the manager learns of the pool through its cache
+    sbx = cluster.create_sandbox(
+        "base", metadata={"e2b.agents.kruise.io/image": "registry.example.com/sandbox:v3"}
+    )
+    assert cluster.last_record().warm is False
+    pod = cluster.get("pod", sbx.metadata.name)
+    assert pod.spec["containers"][0]["image"] == "registry.example.com/sandbox:v3"
+
+
+def test_csi_volume_mounts(pooled: Cluster) -> None:
+    """Volume mounts are mounted after init and persisted for re-mount."""
+    sbx = pooled.create_sandbox("base", volume_mounts=[{"name": "pv-data", "path": "/data"}])
+    rec = pooled.last_record()
+    assert rec.mounted is not None and rec.mounted >= rec.runtime_initialized  # type: ignore[operator]
+    mounts = json.loads(sbx.metadata.annotations[keys.ANN_CSI_VOLUME_CONFIG])
+    assert mounts[0]["pvName"] == "pv-data" and mounts[0]["mountPath"] == "/data"
+
+
+def test_csi_mount_failure_is_terminal(pooled: Cluster) -> None:
+    """A CSI mount failure ends the claim at once with a 500 and deletes the sandbox."""
+    pooled.inject("csi_mount_failure")
+    with pytest.raises(ClaimError) as err:
+        pooled.create_sandbox("base", volume_mounts=[{"name": "pv", "path": "/data"}])
+    assert err.value.code == 500
+    assert pooled.last_record().attempts == 1
+
+
+def test_failed_sandbox_is_deleted_and_the_claim_retried(pooled: Cluster) -> None:
+    """By default a sandbox that fails after the lock is deleted and the claim retries with another."""
+    pooled.inject("runtime_init_failure", count=5)
+    sbx = pooled.create_sandbox("base")
+    rec = pooled.last_record()
+    assert rec.attempts == 2
+    assert sbx.metadata.name != ""
+    assert not pooled.list("sbx", "default", labels={keys.LABEL_RESERVED_FAILED: "true"})
+
+
+def test_reserve_failed_sandbox_keeps_it(pooled: Cluster) -> None:
+    """With reserve-failed-sandbox the failed sandbox stays, labelled, hidden from E2B."""
+    pooled.inject("runtime_init_failure", count=5)
+    pooled.create_sandbox("base", metadata={"e2b.agents.kruise.io/reserve-failed-sandbox": "true"})
+    kept = pooled.list("sbx", "default", labels={keys.LABEL_RESERVED_FAILED: "true"})
+    assert len(kept) == 1
+    page, _ = pooled.list_sandboxes()
+    assert kept[0].metadata.name not in [s.metadata.name for s in page]
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("e2b.agents.kruise.io/claim-timeout-seconds", "abc"),
+        ("e2b.agents.kruise.io/never-timeout", "maybe"),
+        ("e2b.agents.kruise.io/image", "Not A Valid Image!!"),
+        ("e2b.agents.kruise.io/cpu-request", "-1"),
+        ("e2b.agents.kruise.io/sandbox-name", "x"),
+        ("agents.kruise.io/owner", "me"),
+        ("label:agents.kruise.io/x", "y"),
+    ],
+)
+def test_bad_extension_values_are_400_and_change_nothing(
+    pooled: Cluster, key: str, value: str
+) -> None:
+    """A bad extension value answers 400 naming the key, and no object changes."""
+    writes = pooled.world.api.writes
+    before = pooled.log.text()
+    with pytest.raises(ClaimError) as err:
+        pooled.create_sandbox("base", metadata={key: value})
+    assert err.value.code == 400
+    assert key.split("/")[-1].split(":")[-1] in str(err.value) or key in str(err.value)
+    assert pooled.world.api.writes == writes
+    assert pooled.log.text().startswith(before)
+
+
+def test_timeout_out_of_range_is_400(pooled: Cluster) -> None:
+    """A create timeout under 30 s or over 30 days answers 400."""
+    for bad in (5, 2_592_001):
+        with pytest.raises(ClaimError) as err:
+            pooled.create_sandbox("base", timeout=bad)
+        assert err.value.code == 400

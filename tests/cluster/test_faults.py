@@ -1,0 +1,132 @@
+"""Latency and fault injection (reference peers §5.1, §8): each fault has its effect."""
+
+from __future__ import annotations
+
+from pytest_kruise_agents.api import keys
+from pytest_kruise_agents.claiming.errors import ClaimError
+from simulator.cluster import Cluster
+
+from .conftest import pool_yaml
+
+
+def test_set_latency_slows_warm_delivery(pooled: Cluster) -> None:
+    """A slower agent-runtime /init shows directly in warm delivery latency."""
+    pooled.set_latency("runtime.init", "fixed(800ms)")
+    pooled.create_sandbox("base")
+    rec = pooled.last_record()
+    assert rec.warm and rec.latency is not None and rec.latency >= 0.8
+
+
+def test_api_latency_spike_for_a_window(pooled: Cluster) -> None:
+    """An api_latency fault adds its latency to API calls only while its window is open."""
+    with pooled.fault("api_latency", latency="fixed(2s)", selector={"verb": "update"}):
+        pooled.create_sandbox("base")
+        slow = pooled.last_record().latency
+    pooled.create_sandbox("base")
+    fast = pooled.last_record().latency
+    assert slow is not None and fast is not None and slow >= 2.0 > fast
+
+
+def test_api_conflicts_are_retried(pooled: Cluster) -> None:
+    """Injected 409s on the lock make the manager retry; the claim still succeeds."""
+    pooled.inject("api_conflict", selector={"verb": "update", "kind": "Sandbox"}, count=1)
+    pooled.create_sandbox("base")
+    rec = pooled.last_record()
+    assert rec.delivered is not None and rec.attempts == 2
+
+
+def test_api_errors_delay_pool_creation(cluster: Cluster) -> None:
+    """5xx answers on creates for 20 s hold the pool back until the window closes."""
+    cluster.inject(
+        "api_error", code=503, selector={"verb": "create", "kind": "Sandbox"}, duration=20
+    )
+    cluster.apply(pool_yaml(replicas=3))
+    cluster.advance(15)
+    assert cluster.get("sbs", "base").status.available_replicas == 0
+    cluster.wait_for_pool("base", timeout=120)
+
+
+def test_image_pull_failure_then_recovery(cluster: Cluster) -> None:
+    """Image pulls failing keep the pool creating; clearing the fault lets it fill."""
+    f = cluster.inject("image_pull_failure")
+    cluster.apply(pool_yaml(replicas=2))
+    cluster.advance(60)
+    sbs = cluster.get("sbs", "base")
+    assert sbs.status.available_replicas == 0 and sbs.status.replicas == 2
+    cluster.clear_faults(f.id)
+    cluster.wait_for_pool("base", timeout=400)
+
+
+def test_slow_image_pull(cluster: Cluster) -> None:
+    """image_pull_slow makes the first fill take at least the injected pull time."""
+    cluster.inject("image_pull_slow", latency="fixed(40s)")
+    cluster.apply(pool_yaml(replicas=2))
+    cluster.wait_for_pool("base", timeout=200)
+    assert cluster.now >= 40
+
+
+def test_node_loss_kills_its_sandboxes_and_the_pool_recovers(cluster: Cluster) -> None:
+    """Losing a node fails the sandboxes on it; the pool replaces them on other nodes."""
+    cluster.apply(pool_yaml(replicas=16))
+    cluster.wait_for_pool("base")
+    pods = cluster.list("pod", "default")
+    victim = pods[0].spec["nodeName"]
+    on_victim = {p.metadata.name for p in pods if p.spec["nodeName"] == victim}
+    cluster.inject("node_loss", selector={"node": victim}, duration=600)
+    cluster.advance(1)
+    cluster.wait_for_pool("base", timeout=120)
+    alive = {s.metadata.name for s in cluster.list("sbx", "default")}
+    assert not (on_victim & alive)
+    assert all(p.spec.get("nodeName") != victim for p in cluster.list("pod", "default"))
+
+
+def test_pod_kill_kills_claimed_sandboxes(pooled: Cluster) -> None:
+    """pod_kill fails running sandboxes; the E2B API no longer finds them."""
+    sbx = pooled.create_sandbox("base")
+    pooled.inject("pod_kill", selector={"namespace": "default"})
+    pooled.advance(2)
+    try:
+        got = pooled.describe(pooled.sandbox_id(sbx))
+    except ClaimError as err:
+        assert err.code == 404
+    else:
+        assert got.status.phase in ("Failed", "Succeeded")
+
+
+def test_runtime_unreachable_times_out_init(pooled: Cluster) -> None:
+    """An unreachable runtime costs the full per-attempt timeout on each of 5 attempts."""
+    pooled.inject("runtime_unreachable", count=5)
+    pooled.create_sandbox("base")
+    rec = pooled.last_record()
+    assert rec.attempts == 2 and rec.latency is not None and rec.latency > 5.0
+
+
+def test_pod_start_failure_fails_the_wait_fast_and_retries(cluster: Cluster) -> None:
+    """A cold sandbox whose container fails to start fails wait-ready at once; the claim retries."""
+    cluster.apply(pool_yaml(replicas=0))
+    cluster.advance(1)
+    cluster.inject("pod_start_failure", count=1)
+    sbx = cluster.create_sandbox("base")
+    rec = cluster.last_record()
+    assert rec.warm is False and rec.attempts == 2
+    assert rec.sandbox == f"default/{sbx.metadata.name}"
+    # The first, failed sandbox was deleted rather than kept.
+    assert [s.metadata.name for s in cluster.list("sbx", "default")] == [sbx.metadata.name]
+
+
+def test_controller_stall_stops_replenishment(pooled: Cluster) -> None:
+    """A stalled SandboxSet controller replenishes nothing until the stall ends."""
+    pooled.inject("controller_stall", selector={"controller": "sandboxset"}, duration=30)
+    pooled.create_sandboxes(3, "base")
+    pooled.advance(20)
+    unclaimed = pooled.list("sbx", "default", labels={keys.LABEL_SANDBOX_CLAIMED: "false"})
+    assert len(unclaimed) == 2
+    pooled.advance(30)
+    pooled.wait_for_pool("base", timeout=60)
+
+
+def test_scheduled_fault_waits_for_its_start(pooled: Cluster) -> None:
+    """A fault with a start time does nothing before it."""
+    pooled.inject("runtime_init_failure", start=pooled.now + 100, duration=10)
+    pooled.create_sandbox("base")
+    assert pooled.last_record().attempts == 1

@@ -1,0 +1,93 @@
+"""Sandbox timeouts, auto-pause, pause and connect (reference §4, §6.5)."""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_kruise_agents.claiming.errors import ClaimError
+from simulator.cluster import Cluster
+
+
+def test_timeout_kills_the_sandbox_when_time_passes(pooled: Cluster) -> None:
+    """A sandbox created with timeout=60 is gone after 60 s of virtual time."""
+    sbx = pooled.create_sandbox("base", timeout=60)
+    sid = pooled.sandbox_id(sbx)
+    pooled.advance(55)
+    assert pooled.describe(sid).metadata.name == sbx.metadata.name
+    pooled.advance(10)
+    with pytest.raises(ClaimError) as err:
+        pooled.describe(sid)
+    assert err.value.code == 404
+    assert not any(s.metadata.name == sbx.metadata.name for s in pooled.list("sbx", "default"))
+
+
+def test_set_timeout_may_shorten(pooled: Cluster) -> None:
+    """POST /timeout replaces the end time, even with a shorter one."""
+    sbx = pooled.create_sandbox("base", timeout=3600)
+    sid = pooled.sandbox_id(sbx)
+    pooled.set_timeout(sid, 30)
+    pooled.advance(40)
+    with pytest.raises(ClaimError):
+        pooled.describe(sid)
+
+
+def test_default_timeout_is_300_seconds(pooled: Cluster) -> None:
+    """Without a timeout the sandbox ends 300 s after the claim."""
+    sbx = pooled.create_sandbox("base")
+    assert sbx.spec.shutdown_time is not None
+    claimed = pooled.ctx.to_seconds(sbx.spec.shutdown_time) - 300
+    assert abs(claimed - pooled.last_record().locked) < 1.0  # type: ignore[operator]
+
+
+def test_never_timeout_has_no_end(pooled: Cluster) -> None:
+    """never-timeout leaves shutdownTime and pauseTime unset."""
+    sbx = pooled.create_sandbox("base", metadata={"e2b.agents.kruise.io/never-timeout": "true"})
+    assert sbx.spec.shutdown_time is None and sbx.spec.pause_time is None
+    pooled.advance(100_000)
+    assert pooled.describe(pooled.sandbox_id(sbx)).metadata.name == sbx.metadata.name
+
+
+def test_auto_pause_then_connect_resumes(pooled: Cluster) -> None:
+    """With autoPause the sandbox pauses at its timeout, keeps existing, and connect resumes it."""
+    sbx = pooled.create_sandbox("base", timeout=60, auto_pause=True)
+    sid = pooled.sandbox_id(sbx)
+    pooled.advance(70)
+    paused = pooled.describe(sid)
+    assert paused.spec.paused is True
+    page, _ = pooled.list_sandboxes(states=["paused"])
+    assert [s.metadata.name for s in page] == [sbx.metadata.name]
+    resumed, was_paused = pooled.connect(sid, timeout=120)
+    assert was_paused is True and resumed.spec.paused is not True
+    again = pooled.get("sbx", sbx.metadata.name)
+    assert again.status.phase == "Running"
+    page, _ = pooled.list_sandboxes(states=["running"])
+    assert sbx.metadata.name in [s.metadata.name for s in page]
+
+
+def test_pause_and_kill(pooled: Cluster) -> None:
+    """Pause stops the pod and keeps the sandbox; kill deletes it and a second kill is a 404."""
+    sbx = pooled.create_sandbox("base", timeout=600)
+    sid = pooled.sandbox_id(sbx)
+    pooled.pause(sid)
+    stored = pooled.get("sbx", sbx.metadata.name)
+    assert stored.status.phase == "Paused"
+    assert not [p for p in pooled.list("pod", "default") if p.metadata.name == sbx.metadata.name]
+    pooled.kill(sid)
+    pooled.advance(5)
+    with pytest.raises(ClaimError) as err:
+        pooled.kill(sid)
+    assert err.value.code == 404
+
+
+def test_other_users_cannot_see_or_touch(pooled: Cluster) -> None:
+    """Another API key gets 404 for a sandbox it does not own and does not list it."""
+    sbx = pooled.create_sandbox("base")
+    sid = pooled.sandbox_id(sbx)
+    other = "00000000-0000-4000-8000-00000000beef"
+    with pytest.raises(ClaimError) as err:
+        pooled.describe(sid, user=other)
+    assert err.value.code == 404
+    with pytest.raises(ClaimError):
+        pooled.kill(sid, user=other)
+    page, _ = pooled.list_sandboxes(user=other)
+    assert page == []

@@ -1,0 +1,108 @@
+"""SandboxClaim single and batch claims (reference §5.4)."""
+
+from __future__ import annotations
+
+from pytest_kruise_agents.api import keys
+from simulator.cluster import Cluster
+
+from .conftest import claim_yaml, pool_yaml
+
+
+def run_to_completion(cluster: Cluster, name: str, limit: float = 300) -> None:
+    cluster.run_until(lambda: cluster.get("sbc", name).status.phase == "Completed", timeout=limit)
+
+
+def test_single_claim_completes(pooled: Cluster) -> None:
+    """A claim of one sandbox completes with AllReplicasClaimed and labels its sandbox."""
+    pooled.apply(claim_yaml("one"))
+    run_to_completion(pooled, "one")
+    claim = pooled.get("sbc", "one")
+    assert claim.status.claimed_replicas == 1
+    assert claim.status.message == "Successfully claimed 1/1 sandboxes"
+    cond = {c.type: c for c in claim.status.conditions}
+    assert cond["Completed"].reason == "AllReplicasClaimed"
+    mine = pooled.list("sbx", "default", labels={keys.LABEL_CLAIM_NAME: "one"})
+    assert len(mine) == 1
+    assert mine[0].metadata.annotations[keys.ANN_OWNER] == claim.metadata.uid
+
+
+def test_batch_claim_delivers_gradually_in_waves(pooled: Cluster) -> None:
+    """A batch claim beyond the pool creates the rest and reports progress as it goes."""
+    pooled.apply(claim_yaml("batch", replicas=12, labels="{team: a}", annotations="{note: x}"))
+    counts: list[int] = []
+    while pooled.get("sbc", "batch").status.phase != "Completed" and pooled.now < 300:
+        counts.append(len(pooled.list("sbx", "default", labels={keys.LABEL_CLAIM_NAME: "batch"})))
+        pooled.advance(0.02)
+    claim = pooled.get("sbc", "batch")
+    assert claim.status.claimed_replicas == 12
+    assert counts[0] < 12 and counts == sorted(counts)
+    mine = pooled.list("sbx", "default", labels={keys.LABEL_CLAIM_NAME: "batch"})
+    assert len(mine) == 12
+    assert all(s.metadata.labels["team"] == "a" for s in mine)
+    assert all(s.metadata.annotations["note"] == "x" for s in mine)
+    waves = [r for r in pooled.records if r.claim_name == "batch"]
+    assert len(waves) >= 12
+    table = pooled.table("sbc", "default")
+    assert "batch" in table and "Completed" in table and "12" in table
+
+
+def test_claim_without_stock_and_without_creation_times_out(cluster: Cluster) -> None:
+    """With createOnNoStock false and an empty pool the claim completes at its claimTimeout."""
+    cluster.apply(pool_yaml(replicas=0))
+    cluster.apply(claim_yaml("late", replicas=2, createOnNoStock=False, claimTimeout="10s"))
+    run_to_completion(cluster, "late", limit=60)
+    claim = cluster.get("sbc", "late")
+    cond = {c.type: c for c in claim.status.conditions}
+    assert cond["TimedOut"].reason == "ClaimTimeoutReached"
+    assert cond["Completed"].reason == "TimeoutReached"
+    assert claim.status.claimed_replicas == 0
+    assert claim.status.message.startswith("Timeout reached after")
+    assert 10 <= cluster.now <= 14
+
+
+def test_ttl_after_completed_deletes_only_the_claim(pooled: Cluster) -> None:
+    """After ttlAfterCompleted the claim is deleted and its sandboxes stay."""
+    pooled.apply(claim_yaml("short", replicas=2, ttlAfterCompleted="30s"))
+    run_to_completion(pooled, "short")
+    pooled.advance(31)
+    assert not pooled.list("sbc", "default")
+    assert len(pooled.list("sbx", "default", labels={keys.LABEL_CLAIM_NAME: "short"})) == 2
+
+
+def test_negative_ttl_never_deletes(pooled: Cluster) -> None:
+    """A negative ttlAfterCompleted keeps the claim forever."""
+    pooled.apply(claim_yaml("kept", ttlAfterCompleted="-1s"))
+    run_to_completion(pooled, "kept")
+    pooled.advance(7200)
+    assert pooled.get("sbc", "kept").status.phase == "Completed"
+
+
+def test_missing_sandboxset_completes_the_claim(cluster: Cluster) -> None:
+    """A claim naming no SandboxSet in its namespace completes with SandboxSetNotFound."""
+    cluster.apply(claim_yaml("orphan", template="ghost"))
+    run_to_completion(cluster, "orphan", limit=10)
+    cond = {c.type: c for c in cluster.get("sbc", "orphan").status.conditions}
+    assert cond["Completed"].reason == "SandboxSetNotFound"
+
+
+def test_shutdown_time_is_copied_and_enforced(pooled: Cluster) -> None:
+    """spec.shutdownTime reaches each claimed sandbox, which is deleted at that time."""
+    when = (pooled.now_dt().replace(microsecond=0)).timestamp() + 120
+    from datetime import UTC, datetime
+
+    stamp = datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    pooled.apply(claim_yaml("bounded", shutdownTime=f'"{stamp}"'))
+    run_to_completion(pooled, "bounded")
+    mine = pooled.list("sbx", "default", labels={keys.LABEL_CLAIM_NAME: "bounded"})
+    assert mine and mine[0].spec.shutdown_time is not None
+    pooled.advance(125)
+    assert not pooled.list("sbx", "default", labels={keys.LABEL_CLAIM_NAME: "bounded"})
+
+
+def test_claim_path_skips_init_for_a_pool_without_agent_runtime(cluster: Cluster) -> None:
+    """The SandboxClaim path silently skips /init when the pool has no agent-runtime."""
+    cluster.apply(pool_yaml(agent_runtime=False, replicas=2))
+    cluster.wait_for_pool("base")
+    cluster.apply(claim_yaml("plain"))
+    run_to_completion(cluster, "plain")
+    assert cluster.get("sbc", "plain").status.claimed_replicas == 1

@@ -1,0 +1,126 @@
+"""Warm-pool delivery, replenishment, namespaces and the no-stock paths (reference §3, §5)."""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_kruise_agents.api import keys
+from pytest_kruise_agents.claiming.errors import ClaimError
+from simulator.cluster import Cluster
+
+from .conftest import pool_yaml
+
+
+def test_a_pool_fills_to_its_replicas(pooled: Cluster) -> None:
+    """A new SandboxSet creates its replicas, which become available."""
+    sbs = pooled.get("sbs", "base")
+    assert sbs.status.replicas == 5 and sbs.status.available_replicas == 5
+    assert len(pooled.list("sbx", "default")) == 5
+
+
+def test_warm_claim_is_sub_second_and_marks_the_sandbox(pooled: Cluster) -> None:
+    """An E2B claim from a full pool is delivered warm in well under a second."""
+    sbx = pooled.create_sandbox("base", metadata={"userId": "alice"})
+    rec = pooled.last_record()
+    assert rec.warm is True and rec.latency is not None and rec.latency < 1.0
+    assert rec.requested <= rec.worker_acquired <= rec.picked <= rec.locked  # type: ignore[operator]
+    assert rec.locked <= rec.runtime_initialized <= rec.delivered  # type: ignore[operator]
+    stored = pooled.get("sbx", sbx.metadata.name)
+    assert stored.metadata.owner_references == []
+    assert stored.metadata.labels[keys.LABEL_SANDBOX_CLAIMED] == "true"
+    assert stored.metadata.annotations["userId"] == "alice"
+    assert stored.metadata.annotations[keys.ANN_LOCK]
+
+
+def test_the_pool_replenishes_after_a_claim(pooled: Cluster) -> None:
+    """A claimed sandbox leaves the pool and the SandboxSet creates a replacement."""
+    pooled.create_sandbox("base")
+    sbs = pooled.get("sbs", "base")
+    assert sbs.status.available_replicas <= 5
+    pooled.wait_for_pool("base", timeout=60)
+    assert len(pooled.list("sbx", "default", labels={keys.LABEL_SANDBOX_CLAIMED: "false"})) == 5
+
+
+def test_burst_beyond_the_pool_is_created_cold(pooled: Cluster) -> None:
+    """With create-on-no-stock (the default) claims beyond the pool get new, cold sandboxes."""
+    results = pooled.create_sandboxes(8, "base")
+    assert all(not isinstance(r, ClaimError) for r in results)
+    recs = list(pooled.records)
+    assert sum(r.warm is True for r in recs) >= 5
+    cold = [r for r in recs if r.warm is False]
+    assert cold and all(r.latency is not None and r.latency > 1.0 for r in cold)
+    names = [r.metadata.name for r in results if not isinstance(r, ClaimError)]
+    assert len(set(names)) == 8
+
+
+def test_no_stock_without_creation_waits_for_replenishment(pooled: Cluster) -> None:
+    """With create-on-no-stock off, a claim on an empty pool retries until the pool refills."""
+    pooled.create_sandboxes(5, "base")
+    sbx = pooled.create_sandbox(
+        "base", metadata={"e2b.agents.kruise.io/create-on-no-stock": "false"}
+    )
+    rec = pooled.last_record()
+    assert rec.warm is True and rec.attempts > 1
+    assert "no stock" in " ".join(rec.pick_failures) or rec.pick_failures
+    assert sbx.metadata.labels[keys.LABEL_SANDBOX_POOL] == "base"
+
+
+def test_claim_timeout_bounds_an_e2b_claim(cluster: Cluster) -> None:
+    """claim-timeout-seconds ends a claim that cannot be served with a 500 within the timeout."""
+    cluster.apply(pool_yaml(replicas=0))
+    cluster.advance(1)  # the manager learns of the pool through its cache
+    start = cluster.now
+    with pytest.raises(ClaimError) as err:
+        cluster.create_sandbox(
+            "base",
+            metadata={
+                "e2b.agents.kruise.io/create-on-no-stock": "false",
+                "e2b.agents.kruise.io/claim-timeout-seconds": "5",
+            },
+        )
+    assert err.value.code == 500
+    assert 4.9 <= cluster.now - start <= 5.5
+    assert cluster.last_record().failed is not None
+
+
+def test_same_name_pools_in_several_namespaces(cluster: Cluster) -> None:
+    """A namespaced caller gets its own namespace's pool; the admin gets either at random."""
+    cluster.apply(pool_yaml(namespace="team-a", replicas=6))
+    cluster.apply(pool_yaml(namespace="team-b", replicas=6))
+    cluster.wait_for_pool("base", "team-a")
+    cluster.wait_for_pool("base", "team-b")
+    own = cluster.create_sandbox("base", namespace="team-a")
+    assert own.metadata.namespace == "team-a"
+    seen = {cluster.create_sandbox("base", namespace="").metadata.namespace for _ in range(8)}
+    assert seen == {"team-a", "team-b"}
+
+
+def test_unknown_template_is_a_400_and_changes_nothing(pooled: Cluster) -> None:
+    """A template with no SandboxSet in the caller's namespace answers 400."""
+    writes = pooled.world.api.writes
+    with pytest.raises(ClaimError) as err:
+        pooled.create_sandbox("nope")
+    assert err.value.code == 400
+    with pytest.raises(ClaimError):
+        pooled.create_sandbox("base", namespace="elsewhere")
+    assert pooled.world.api.writes == writes
+
+
+def test_pool_without_agent_runtime_fails_e2b_claims_at_init(cluster: Cluster) -> None:
+    """E2B claims always call /init; a pool without agent-runtime fails unless init is skipped."""
+    cluster.apply(pool_yaml(agent_runtime=False, replicas=3))
+    cluster.wait_for_pool("base")
+    with pytest.raises(ClaimError) as err:
+        cluster.create_sandbox(
+            "base", metadata={"e2b.agents.kruise.io/claim-timeout-seconds": "20"}
+        )
+    assert err.value.code == 500
+    failed = cluster.last_record()
+    assert failed.failed is not None and failed.attempts >= 1
+    # The locked sandboxes were deleted, never returned to the pool.
+    assert not cluster.list("sbx", "default", labels={keys.LABEL_RESERVED_FAILED: "true"})
+    sbx = cluster.create_sandbox(
+        "base", metadata={"e2b.agents.kruise.io/skip-init-runtime": "true"}
+    )
+    assert sbx.metadata.annotations.get(keys.ANN_INIT_RUNTIME_REQUEST) is None
+    assert cluster.last_record().runtime_initialized is None
