@@ -1,0 +1,353 @@
+"""The SandboxClaim controller (reference §5.4): claims sandboxes for SandboxClaim objects.
+
+A SandboxClaim is one-shot: each reconcile claims up to
+``--sandboxclaim-max-batch-size`` sandboxes through the shared claim
+implementation, in concurrent waves of 5, 10, 20, ... attempts that stop after
+the first wave with a failure, and records progress in the claim's status.
+Progress is driven by requeues (the controller watches only SandboxClaims):
+at once after a reconcile that claimed something, after
+``claim_retry_interval_s`` otherwise. The claim completes when all replicas
+are claimed or at ``claimTimeout`` (checked at the start of a reconcile only,
+so completion can overshoot by one reconcile); ``ttlAfterCompleted`` later
+deletes the claim object, never its sandboxes.
+
+The decisions are the pure rules of
+:mod:`pytest_kruise_agents.claiming.sandboxclaim`; the claim attempt itself is
+the shared ``TryClaimSandbox`` implementation (:class:`simulator.claim.Claimer`),
+given here as any object with a ``try_claim`` sub-process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Generator
+from typing import Any, Protocol
+
+import simpy
+
+from pytest_kruise_agents.api.sandbox import Sandbox, SandboxState
+from pytest_kruise_agents.api.sandboxclaim import ClaimPhase, SandboxClaim, SandboxClaimStatus
+from pytest_kruise_agents.api.sandboxset import SandboxSet
+from pytest_kruise_agents.claiming.errors import ClaimError
+from pytest_kruise_agents.claiming.modification import ClaimOptions
+from pytest_kruise_agents.claiming.sandboxclaim import (
+    COND_COMPLETED,
+    calculate_claim_status,
+    claim_batch,
+    claim_options_for,
+    claim_waves,
+    progress_status,
+    sandboxset_not_found_status,
+    ttl_action,
+)
+from pytest_kruise_agents.claiming.state import is_reserved_failed, sandbox_state
+from simulator.apiserver import ApiError
+from simulator.records import ClaimRecord
+from simulator.workqueue import WorkQueue
+from simulator.world import World
+
+__all__ = ["ClaimAttempter", "SandboxClaimController"]
+
+STALL_NAME = "sandboxclaim"
+"""The controller's name for ``controller_stall`` faults."""
+
+_BACKOFF_BASE_S = 0.005
+_BACKOFF_MAX_S = 30.0
+_STALL_POLL_S = 1.0
+
+ClaimKey = tuple[str, str]
+"""(namespace, name) of a SandboxClaim: the work-queue key."""
+
+Op = Generator[simpy.Event, Any, Any]
+
+
+class ClaimAttempter(Protocol):
+    """What the controller needs of the shared claim implementation (``TryClaimSandbox``)."""
+
+    def try_claim(
+        self, opts: ClaimOptions, record: ClaimRecord
+    ) -> Generator[simpy.Event, Any, Sandbox]:
+        """One claim attempt: the claimed Sandbox, or raise :class:`ClaimError`."""
+        ...
+
+
+class SandboxClaimController:
+    """Event-driven SandboxClaim reconciler (``--sandboxclaim-workers`` workers).
+
+    ``claimer`` runs the attempts; the cluster builds it over the controller's
+    cache with no claim-worker limit and no create limiter (reference §5.1).
+    """
+
+    def __init__(self, world: World, claimer: ClaimAttempter) -> None:
+        self.world = world
+        self.ctx = world.ctx
+        self.api = world.api
+        self.cache = world.controller_cache
+        self.client = world.controller_client
+        self.claimer = claimer
+        self.queue = WorkQueue(self.ctx.env, "sandboxclaim")
+        # resourceVersion expectations: our last status write, until seen or expired.
+        self._expected: dict[ClaimKey, tuple[int, float]] = {}
+        self._failures: dict[ClaimKey, int] = {}
+        self._waiting: dict[ClaimKey, float] = {}
+        self._started = False
+        self.cache.add_handler("SandboxClaim", self._on_claim)
+
+    def start(self) -> None:
+        """Launch the workers and enqueue every SandboxClaim already cached."""
+        if self._started:
+            return
+        self._started = True
+        for claim in self.cache.list("SandboxClaim"):
+            self.queue.add((claim.metadata.namespace, claim.metadata.name))
+        for _ in range(self.ctx.profile.sandboxclaim_workers):
+            self.ctx.env.process(self._worker())
+
+    # -- events and workers -----------------------------------------------------------
+
+    def _on_claim(self, event_type: str, old: Any, new: Any) -> None:
+        obj = new if new is not None else old
+        key = (obj.metadata.namespace, obj.metadata.name)
+        if event_type == "DELETED":
+            self._expected.pop(key, None)
+            self._failures.pop(key, None)
+            return
+        self.queue.add(key)
+
+    def _worker(self) -> Op:
+        env = self.ctx.env
+        while True:
+            key = yield self.queue.get()
+            yield from self._honour_stall()
+            delay: float | None
+            try:
+                yield env.timeout(self.ctx.latency("controller.reconcile"))
+                delay = yield from self._reconcile(key)
+                self._failures.pop(key, None)
+            except ApiError as err:
+                delay = self._error_delay(key, err)
+                self.ctx.record(
+                    "sandboxclaim.reconcile_error", f"{key[0]}/{key[1]} {err.code} {err.reason}"
+                )
+            self.queue.done(key)
+            if delay is not None:
+                self._requeue(key, delay)
+
+    def _requeue(self, key: ClaimKey, delay: float) -> None:
+        """``AddAfter`` as client-go's delaying queue does it: one pending timer per key.
+
+        A key already waiting keeps the earlier of the two ready times, so
+        several reconciles asking for the same requeue cause one reconcile.
+        """
+        if delay <= 0:
+            self.queue.add(key)
+            return
+        env = self.ctx.env
+        at = env.now + delay
+        pending = self._waiting.get(key)
+        if pending is not None and pending <= at:
+            return
+        self._waiting[key] = at
+        timer = env.timeout(delay)
+        timer.callbacks.append(lambda _ev: self._ready(key, at))
+
+    def _ready(self, key: ClaimKey, at: float) -> None:
+        if self._waiting.get(key) == at:
+            del self._waiting[key]
+            self.queue.add(key)
+
+    def _honour_stall(self) -> Op:
+        env = self.ctx.env
+        while True:
+            until = self.ctx.faults.stalled_until(STALL_NAME)
+            if until is None or until <= env.now:
+                return
+            # Open-ended stalls are polled: the fault may be cleared.
+            wait = _STALL_POLL_S if until == float("inf") else until - env.now
+            yield env.timeout(wait)
+
+    def _error_delay(self, key: ClaimKey, err: ApiError) -> float:
+        if err.is_conflict:
+            return 0.0
+        # client-go's per-item exponential backoff (5 ms doubling), capped.
+        n = self._failures.get(key, 0)
+        self._failures[key] = n + 1
+        return float(min(_BACKOFF_BASE_S * (2**n), _BACKOFF_MAX_S))
+
+    # -- reconcile ----------------------------------------------------------------------
+
+    def _rv_wait(self, key: ClaimKey, claim: SandboxClaim) -> float | None:
+        """Seconds to wait for the cache to show our last status write, or ``None``."""
+        expected = self._expected.get(key)
+        if expected is None:
+            return None
+        rv, deadline = expected
+        now = self.ctx.now()
+        if int(claim.metadata.resource_version or 0) >= rv or now >= deadline:
+            del self._expected[key]
+            return None
+        return deadline - now
+
+    def _reconcile(self, key: ClaimKey) -> Op:
+        """One reconcile of claim ``key``; returns the requeue delay or ``None``."""
+        ctx = self.ctx
+        ns, name = key
+        claim: SandboxClaim | None = self.cache.get("SandboxClaim", ns, name)
+        if claim is None or claim.metadata.deletion_timestamp is not None:
+            return None
+        wait = self._rv_wait(key, claim)
+        if wait is not None:
+            # Our own status write is on its way; its watch event requeues us.
+            return wait
+        now = ctx.now_dt()
+        if claim.status.phase == ClaimPhase.COMPLETED:
+            return (yield from self._expire(claim))
+
+        sbs: SandboxSet | None = self.cache.get("SandboxSet", ns, claim.spec.template_name)
+        if sbs is None:
+            status = sandboxset_not_found_status(claim, now)
+            yield from self._write_status(claim, status)
+            return None  # The write's watch event brings us back for the TTL.
+
+        decision = calculate_claim_status(claim, now)
+        if decision.terminal:
+            # Terminal transitions are persisted without running claim logic.
+            if decision.changed:
+                yield from self._write_status(claim, decision.status)
+            return None
+
+        status = decision.status
+        view = claim.model_copy(update={"status": status})
+        desired = claim.spec.replicas
+        current = max(status.claimed_replicas, self._count_active(claim))
+        if current >= desired:
+            # All there (crash recovery): record it; the next reconcile completes.
+            yield from self._write_status(claim, progress_status(view, current))
+            return 0.0
+
+        batch = claim_batch(desired, current, ctx.profile.claim_batch_max)
+        successes = 0
+        for wave in claim_waves(batch, ctx.profile.claim_batch_initial):
+            ctx.record("sandboxclaim.wave", f"{ns}/{name} size={wave}")
+            attempts = [self._attempt(claim, sbs) for _ in range(wave)]
+            procs = [ctx.env.process(a) for a in attempts]
+            yield simpy.AllOf(ctx.env, procs)
+            ok = sum(1 for p in procs if p.value)
+            successes += ok
+            if ok < wave:
+                ctx.record("sandboxclaim.wave_failed", f"{ns}/{name} claimed={ok}/{wave}")
+                break
+        claimed = current + successes
+        if successes:
+            ctx.record("sandboxclaim.claimed", f"{ns}/{name} {claimed}/{desired}")
+        else:
+            ctx.record("sandboxclaim.no_available", f"{ns}/{name} {claimed}/{desired}")
+        yield from self._write_status(claim, progress_status(view, claimed))
+        return 0.0 if successes else ctx.profile.claim_retry_interval_s
+
+    def _attempt(self, claim: SandboxClaim, sbs: SandboxSet) -> Op:
+        """One ``TryClaimSandbox`` with fresh lock string and token; whether it claimed."""
+        ctx = self.ctx
+        meta = claim.metadata
+        # Drawn before the attempt runs so the generator's sequence does not
+        # depend on how the attempts interleave.
+        opts = claim_options_for(
+            claim,
+            sbs,
+            lock_string=self.api.new_uid(),
+            access_token=self.api.new_uid(),
+            now=ctx.now_dt(),
+        )
+        if not ctx.profile.claim_namespace_scoped:
+            # v0.3.0 did not pass the claim's namespace (bug #824).
+            opts = dataclasses.replace(opts, namespace="")
+        record = self.world.records.new(
+            path="sandboxclaim",
+            namespace=meta.namespace,
+            template=claim.spec.template_name,
+            owner=meta.uid or "",
+            requested=ctx.now(),
+            claim_name=meta.name,
+        )
+        return self._run_attempt(opts, record)
+
+    def _run_attempt(self, opts: ClaimOptions, record: ClaimRecord) -> Op:
+        ctx = self.ctx
+        # Each attempt is the whole claim of its record: the controller never
+        # retries an attempt, it requeues the claim.
+        record.attempts += 1
+        try:
+            sbx = yield from self.claimer.try_claim(opts, record)
+        except (ClaimError, ApiError) as err:
+            record.failed = ctx.now()
+            record.error, record.error_reason, record.error_code = err.message, err.reason, err.code
+            ctx.record(
+                "sandboxclaim.attempt_failed",
+                f"{record.namespace}/{record.claim_name} {err.reason}",
+            )
+            return False
+        record.delivered = ctx.now()
+        if record.sandbox is None:
+            record.sandbox = f"{sbx.metadata.namespace}/{sbx.metadata.name}"
+        return True
+
+    def _count_active(self, claim: SandboxClaim) -> int:
+        """``CountActiveSandboxes``: the claim's non-dead, non-reserved-failed sandboxes."""
+        uid = claim.metadata.uid
+        if not uid:
+            return 0
+        ns = claim.metadata.namespace
+        now = self.ctx.now_dt()
+        n = 0
+        for sbx in self.cache.by_index("Sandbox", "claim-owner", uid):
+            if sbx.metadata.namespace != ns or is_reserved_failed(sbx):
+                continue
+            if sandbox_state(sbx, now)[0] is not SandboxState.DEAD:
+                n += 1
+        return n
+
+    def _expire(self, claim: SandboxClaim) -> Op:
+        """TTL of a completed claim: delete the claim (only the claim) or wait."""
+        action, delay = ttl_action(claim, self.ctx.now_dt())
+        if action == "requeue":
+            return delay
+        if action == "delete":
+            meta = claim.metadata
+            try:
+                yield from self.api.delete(self.client, "SandboxClaim", meta.namespace, meta.name)
+            except ApiError as err:
+                if not err.is_not_found:
+                    raise
+                return None
+            self.ctx.record("sandboxclaim.ttl_deleted", f"{meta.namespace}/{meta.name}")
+        return None
+
+    def _write_status(self, claim: SandboxClaim, status: SandboxClaimStatus) -> Op:
+        """Merge-patch the whole status if it changed; record the resourceVersion expectation."""
+        if status == claim.status:
+            return
+        meta = claim.metadata
+        key = (meta.namespace, meta.name)
+
+        def mutate(obj: Any) -> None:
+            obj.status = status
+
+        try:
+            stored = yield from self.api.patch(
+                self.client, "SandboxClaim", meta.namespace, meta.name, mutate, subresource="status"
+            )
+        except ApiError as err:
+            if err.is_not_found:
+                return
+            raise
+        self._expected[key] = (
+            int(stored.metadata.resource_version or 0),
+            self.ctx.now() + self.ctx.profile.expectation_timeout_s,
+        )
+        if status.phase == ClaimPhase.COMPLETED and claim.status.phase != ClaimPhase.COMPLETED:
+            reason = next((c.reason for c in status.conditions if c.type == COND_COMPLETED), "")
+            self.ctx.record(
+                "sandboxclaim.completed",
+                f"{meta.namespace}/{meta.name} reason={reason} "
+                f"claimed={status.claimed_replicas}/{claim.spec.replicas}",
+            )

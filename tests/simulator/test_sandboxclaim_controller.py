@@ -1,0 +1,405 @@
+"""The SandboxClaim controller claims sandboxes in waves and completes claims (reference §5.4).
+
+These tests drive the controller with a scripted fake of the shared claim
+implementation: each attempt succeeds (making a claimed sandbox owned by the
+claim) or fails, as the test decides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from typing import Any
+
+import pytest
+import simpy
+
+from pytest_kruise_agents.api import keys
+from pytest_kruise_agents.api.meta import Condition, ObjectMeta
+from pytest_kruise_agents.api.sandbox import PodInfo, Sandbox, SandboxPhase
+from pytest_kruise_agents.api.sandboxclaim import SandboxClaim, SandboxClaimSpec
+from pytest_kruise_agents.api.sandboxset import SandboxSet, SandboxSetSpec
+from pytest_kruise_agents.claiming.errors import NoAvailableError
+from pytest_kruise_agents.claiming.modification import ClaimOptions
+from simulator.context import SimContext
+from simulator.controllers.sandboxclaim import SandboxClaimController
+from simulator.profile import get_profile
+from simulator.records import ClaimRecord
+from simulator.world import World
+
+
+class FakeClaimer:
+    """A scripted ``TryClaimSandbox``: ``succeed(call_index)`` decides each attempt.
+
+    A success takes ``duration`` seconds and stores a running sandbox owned by
+    the claim, as a real lock write would; a failure raises ``no stock``.
+    """
+
+    def __init__(
+        self,
+        world: World,
+        succeed: Callable[[int], bool] = lambda _i: True,
+        duration: float = 0.1,
+    ) -> None:
+        self.world = world
+        self.succeed = succeed
+        self.duration = duration
+        self.calls: list[tuple[float, ClaimOptions]] = []
+
+    def try_claim(
+        self, opts: ClaimOptions, record: ClaimRecord
+    ) -> Generator[simpy.Event, Any, Sandbox]:
+        index = len(self.calls)
+        self.calls.append((self.world.ctx.now(), opts))
+        yield self.world.ctx.env.timeout(self.duration)
+        if not self.succeed(index):
+            raise NoAvailableError("no stock")
+        sbx = Sandbox(
+            metadata=ObjectMeta(
+                generate_name=f"{opts.template}-",
+                namespace=opts.namespace or "default",
+                labels={
+                    keys.LABEL_SANDBOX_POOL: opts.template,
+                    keys.LABEL_SANDBOX_CLAIMED: "true",
+                    keys.LABEL_CLAIM_NAME: opts.claim_name or "",
+                },
+                annotations={keys.ANN_LOCK: opts.lock_string, keys.ANN_OWNER: opts.user},
+            )
+        )
+        made = self.world.api.commit_create(sbx)
+        ready = made.model_copy(deep=True)
+        ready.status.phase = SandboxPhase.RUNNING
+        ready.status.conditions = [Condition(type="Ready", status="True", reason="PodReady")]
+        ready.status.pod_info = PodInfo(pod_ip="10.1.0.1")
+        stored: Sandbox = self.world.api.commit_update(ready, subresource="status")
+        record.locked = self.world.ctx.now()
+        return stored
+
+    def wave_sizes(self) -> list[int]:
+        """Attempts grouped by the virtual time they started at."""
+        sizes: dict[float, int] = {}
+        for t, _ in self.calls:
+            sizes[t] = sizes.get(t, 0) + 1
+        return list(sizes.values())
+
+
+def make_world(**knobs: Any) -> World:
+    prof = get_profile("openkruise-head")
+    if knobs:
+        prof = prof.with_overrides(**knobs)
+    world = World(SimContext(seed=3, profile=prof))
+    world.api.commit_create(
+        SandboxSet(
+            metadata=ObjectMeta(name="base", namespace="default"),
+            spec=SandboxSetSpec(
+                replicas=0, template={"spec": {"containers": [{"name": "m", "image": "i"}]}}
+            ),
+        )
+    )
+    return world
+
+
+def start(world: World, claimer: FakeClaimer) -> SandboxClaimController:
+    ctl = SandboxClaimController(world, claimer)
+    ctl.start()
+    return ctl
+
+
+def apply_claim(world: World, name: str, template: str = "base", **spec: Any) -> SandboxClaim:
+    claim = SandboxClaim(
+        metadata=ObjectMeta(name=name, namespace="default"),
+        spec=SandboxClaimSpec(template_name=template, **spec),
+    )
+    stored: SandboxClaim = world.api.commit_create(claim)
+    return stored
+
+
+def get_claim(world: World, name: str) -> SandboxClaim | None:
+    found: SandboxClaim | None = world.api.peek("SandboxClaim", "default", name)
+    return found
+
+
+def completed(world: World, name: str) -> Callable[[], bool]:
+    def check() -> bool:
+        claim = get_claim(world, name)
+        return claim is not None and claim.status.phase == "Completed"
+
+    return check
+
+
+def claimed_count(world: World, name: str) -> int:
+    claim = get_claim(world, name)
+    return claim.status.claimed_replicas if claim is not None else 0
+
+
+def run_until(world: World, predicate: Callable[[], bool], limit: float = 120.0) -> None:
+    env = world.ctx.env
+    deadline = env.now + limit
+    while not predicate():
+        assert env.peek() <= deadline, "condition not reached in time"
+        env.step()
+
+
+def conditions(claim: SandboxClaim) -> dict[str, Condition]:
+    return {c.type: c for c in claim.status.conditions}
+
+
+def events(world: World, kind: str) -> list[str]:
+    return [e.detail for e in world.ctx.log if e.kind == kind]
+
+
+def claimed_sandboxes(world: World, name: str) -> list[Sandbox]:
+    return [
+        s
+        for s in world.api.peek_list("Sandbox")
+        if s.metadata.labels.get(keys.LABEL_CLAIM_NAME) == name
+    ]
+
+
+@pytest.fixture
+def world() -> World:
+    return make_world()
+
+
+def test_single_claim_completes_with_all_replicas_claimed(world: World) -> None:
+    """A one-replica claim makes one attempt and completes with AllReplicasClaimed."""
+    claimer = FakeClaimer(world)
+    start(world, claimer)
+    claim = apply_claim(world, "one")
+    run_until(world, completed(world, "one"))
+    got = get_claim(world, "one")
+    assert got is not None
+    assert got.status.claimed_replicas == 1
+    assert got.status.message == "Successfully claimed 1/1 sandboxes"
+    assert got.status.claim_start_time is not None and got.status.completion_time is not None
+    assert conditions(got)["Completed"].reason == "AllReplicasClaimed"
+    assert len(claimer.calls) == 1
+    opts = claimer.calls[0][1]
+    assert (opts.namespace, opts.user, opts.template, opts.claim_name) == (
+        "default",
+        claim.metadata.uid,
+        "base",
+        "one",
+    )
+    [rec] = list(world.records)
+    assert rec.path == "sandboxclaim" and rec.claim_name == "one"
+    assert rec.owner == claim.metadata.uid and rec.delivered is not None
+    assert events(world, "sandboxclaim.completed") == [
+        "default/one reason=AllReplicasClaimed claimed=1/1"
+    ]
+
+
+def test_batch_claim_runs_doubling_waves_capped_per_reconcile(world: World) -> None:
+    """60 replicas: one reconcile of 50 in waves 5, 10, 20, 15, then one of 10 in waves 5, 5."""
+    claimer = FakeClaimer(world)
+    start(world, claimer)
+    apply_claim(world, "many", replicas=60)
+    run_until(world, completed(world, "many"))
+    assert claimer.wave_sizes() == [5, 10, 20, 15, 5, 5]
+    assert events(world, "sandboxclaim.wave") == [
+        f"default/many size={n}" for n in (5, 10, 20, 15, 5, 5)
+    ]
+    got = get_claim(world, "many")
+    assert got is not None and got.status.claimed_replicas == 60
+    assert len(claimed_sandboxes(world, "many")) == 60
+    locks = {opts.lock_string for _, opts in claimer.calls}
+    tokens = {opts.init_runtime.access_token for _, opts in claimer.calls if opts.init_runtime}
+    assert len(locks) == 60 and not tokens  # this pool has no agent-runtime: no /init
+
+
+def test_progress_is_visible_between_reconciles(world: World) -> None:
+    """Status reports Claiming with n/m claimed after each batch before completing."""
+    start(world, FakeClaimer(world))
+    apply_claim(world, "big", replicas=70)
+    run_until(world, lambda: claimed_count(world, "big") > 0)
+    got = get_claim(world, "big")
+    assert got is not None
+    assert got.status.phase == "Claiming"
+    assert got.status.message == "Claiming sandboxes: 50/70 claimed"
+
+
+def test_a_failing_wave_stops_the_reconcile(world: World) -> None:
+    """A failure in the second wave ends the reconcile there; the next reconcile goes on."""
+    claimer = FakeClaimer(world, succeed=lambda i: i != 7)
+    start(world, claimer)
+    apply_claim(world, "partial", replicas=30)
+    run_until(world, completed(world, "partial"))
+    # First reconcile: 5 + 10 attempts (one failed) -> 14 claimed; then 16 more at once.
+    assert claimer.wave_sizes()[:2] == [5, 10]
+    assert events(world, "sandboxclaim.wave_failed") == ["default/partial claimed=9/10"]
+    assert events(world, "sandboxclaim.claimed")[0] == "default/partial 14/30"
+    assert claimer.wave_sizes()[2:] == [5, 10, 1]
+    got = get_claim(world, "partial")
+    assert got is not None and got.status.claimed_replicas == 30
+    assert len(world.records.failed()) == 1 and world.records.failed()[0].error == "no stock"
+
+
+def test_no_progress_requeues_after_the_retry_interval(world: World) -> None:
+    """A reconcile that claims nothing tries again after claim_retry_interval_s (2 s)."""
+    claimer = FakeClaimer(world, succeed=lambda i: i >= 3)
+    start(world, claimer)
+    apply_claim(world, "slow")
+    run_until(world, completed(world, "slow"))
+    starts = [t for t, _ in claimer.calls]
+    assert len(starts) == 4
+    # The first status write's own watch event brings one early reconcile;
+    # after that the status is unchanged, so only the 2 s requeues.
+    assert starts[1] - starts[0] < 1.0
+    assert starts[2] - starts[0] >= 2.0 and 2.0 <= starts[3] - starts[2] < 2.5
+    assert events(world, "sandboxclaim.no_available")[:1] == ["default/slow 0/1"]
+
+
+def test_claim_timeout_completes_with_timed_out(world: World) -> None:
+    """When nothing can be claimed, claimTimeout ends the claim with TimedOut and a message."""
+    start(world, FakeClaimer(world, succeed=lambda _i: False))
+    apply_claim(world, "late", replicas=2, claim_timeout="10s")
+    run_until(world, completed(world, "late"))
+    got = get_claim(world, "late")
+    assert got is not None
+    cond = conditions(got)
+    assert cond["TimedOut"].reason == "ClaimTimeoutReached"
+    assert cond["Completed"].reason == "TimeoutReached"
+    assert got.status.claimed_replicas == 0
+    assert got.status.message is not None
+    assert got.status.message.startswith("Timeout reached after")
+    assert got.status.message.endswith("claimed 0/2 sandboxes")
+    assert 10 <= world.ctx.now() <= 13
+
+
+def test_ttl_deletes_only_the_claim(world: World) -> None:
+    """ttlAfterCompleted deletes the completed claim and leaves its sandboxes."""
+    start(world, FakeClaimer(world))
+    apply_claim(world, "short", replicas=2, ttl_after_completed="30s")
+    run_until(world, completed(world, "short"))
+    done_at = world.ctx.now()
+    world.ctx.env.run(until=done_at + 29)
+    assert get_claim(world, "short") is not None
+    world.ctx.env.run(until=done_at + 31)
+    assert get_claim(world, "short") is None
+    assert len(claimed_sandboxes(world, "short")) == 2
+    assert events(world, "sandboxclaim.ttl_deleted") == ["default/short"]
+
+
+def test_negative_ttl_never_deletes(world: World) -> None:
+    """A negative ttlAfterCompleted keeps the completed claim forever."""
+    start(world, FakeClaimer(world))
+    apply_claim(world, "kept", ttl_after_completed="-1s")
+    run_until(world, completed(world, "kept"))
+    world.ctx.env.run(until=world.ctx.now() + 7200)
+    assert get_claim(world, "kept") is not None
+
+
+def test_missing_sandboxset_completes_the_claim(world: World) -> None:
+    """A claim naming no SandboxSet in its namespace completes with SandboxSetNotFound."""
+    claimer = FakeClaimer(world)
+    start(world, claimer)
+    apply_claim(world, "orphan", template="ghost")
+    run_until(world, completed(world, "orphan"), limit=5)
+    got = get_claim(world, "orphan")
+    assert got is not None
+    assert conditions(got)["Completed"].reason == "SandboxSetNotFound"
+    assert not claimer.calls
+
+
+def test_existing_sandboxes_of_the_claim_count(world: World) -> None:
+    """Active sandboxes already owned by the claim count toward it (crash recovery)."""
+    claimer = FakeClaimer(world)
+    claim = apply_claim(world, "resume", replicas=3)
+    for _ in range(2):
+        world.api.commit_create(
+            Sandbox(
+                metadata=ObjectMeta(
+                    generate_name="base-",
+                    labels={keys.LABEL_CLAIM_NAME: "resume"},
+                    annotations={keys.ANN_OWNER: claim.metadata.uid or ""},
+                ),
+            )
+        )
+    world.ctx.env.run(until=1)  # the cache sees them before the controller starts
+    start(world, claimer)
+    run_until(world, completed(world, "resume"))
+    assert len(claimer.calls) == 1
+    got = get_claim(world, "resume")
+    assert got is not None and got.status.claimed_replicas == 3
+
+
+def test_cross_namespace_search_with_the_v030_bug(world: World) -> None:
+    """With claim_namespace_scoped off (v0.3.0, #824) attempts search all namespaces."""
+    world = make_world(claim_namespace_scoped=False)
+    claimer = FakeClaimer(world)
+    start(world, claimer)
+    apply_claim(world, "wide")
+    run_until(world, completed(world, "wide"))
+    assert claimer.calls[0][1].namespace == ""
+
+
+def test_stalled_controller_claims_nothing_until_the_stall_ends(world: World) -> None:
+    """A controller_stall fault on "sandboxclaim" holds reconciles until it ends."""
+    claimer = FakeClaimer(world)
+    start(world, claimer)
+    world.ctx.faults.inject(
+        kind="controller_stall", selector={"controller": "sandboxclaim"}, duration=5
+    )
+    apply_claim(world, "held")
+    world.ctx.env.run(until=4.9)
+    assert not claimer.calls
+    run_until(world, completed(world, "held"))
+    assert claimer.calls[0][0] >= 5
+
+
+def test_same_seed_same_log() -> None:
+    """Two identical runs give the same event log."""
+
+    def once() -> str:
+        w = make_world()
+        start(w, FakeClaimer(w, succeed=lambda i: i % 7 != 3))
+        apply_claim(w, "x", replicas=25)
+        apply_claim(w, "y", replicas=4)
+        run_until(w, lambda: completed(w, "x")() and completed(w, "y")())
+        return w.ctx.log.text()
+
+    assert once() == once()
+
+
+def test_end_to_end_batch_claim_on_the_whole_cluster() -> None:
+    """With the real claim implementation, pods and controllers, a claim of 12 from a pool of 5
+    runs waves 5 and 7, takes the warm sandboxes and creates the rest."""
+    from simulator.cluster import Cluster
+
+    cluster = Cluster(seed=9)
+    cluster.apply(
+        {
+            "apiVersion": "agents.kruise.io/v1alpha1",
+            "kind": "SandboxSet",
+            "metadata": {"name": "base", "namespace": "default"},
+            "spec": {
+                "replicas": 5,
+                "runtimes": [{"name": "agent-runtime"}],
+                "template": {"spec": {"containers": [{"name": "m", "image": "img:1"}]}},
+            },
+        }
+    )
+    cluster.wait_for_pool("base")
+    claim = cluster.apply(
+        {
+            "apiVersion": "agents.kruise.io/v1alpha1",
+            "kind": "SandboxClaim",
+            "metadata": {"name": "batch", "namespace": "default"},
+            "spec": {"templateName": "base", "replicas": 12},
+        }
+    )[0]
+    world = cluster.world
+    assert cluster.run_until(completed(world, "batch"), timeout=120)
+    assert events(world, "sandboxclaim.wave")[:2] == [
+        "default/batch size=5",
+        "default/batch size=7",
+    ]
+    got = get_claim(world, "batch")
+    assert got is not None and got.status.claimed_replicas == 12
+    mine = claimed_sandboxes(world, "batch")
+    assert len(mine) == 12
+    assert all(s.metadata.annotations[keys.ANN_OWNER] == claim.metadata.uid for s in mine)
+    recs = [r for r in world.records if r.claim_name == "batch" and r.delivered is not None]
+    assert len(recs) == 12
+    assert sum(r.warm is True for r in recs) == 5
+    assert all(r.runtime_initialized is not None for r in recs)
+    cluster.wait_for_pool("base")

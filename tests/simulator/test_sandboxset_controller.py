@@ -1,0 +1,509 @@
+"""The SandboxSet controller keeps a warm pool at its replicas (reference §3).
+
+These tests run the controller on a hand-made world; a tiny fake stands in for
+pods and the Sandbox controller by turning each new sandbox Running and Ready
+after a delay.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from pytest_kruise_agents.api import keys
+from pytest_kruise_agents.api.meta import Condition, ObjectMeta
+from pytest_kruise_agents.api.sandbox import PodInfo, Sandbox, SandboxPhase
+from pytest_kruise_agents.api.sandboxset import SandboxSet, SandboxSetSpec, ScaleStrategy
+from pytest_kruise_agents.claiming.modification import sandboxset_revision
+from pytest_kruise_agents.claiming.sandboxset import group_sandboxes
+from simulator.context import SimContext
+from simulator.controllers.sandboxset import SandboxSetController
+from simulator.informer import Informer
+from simulator.profile import get_profile
+from simulator.world import World
+
+
+class FakeReadiness:
+    """Turns every new pool sandbox Running and Ready ``delay`` seconds after it is created."""
+
+    def __init__(self, world: World, delay: float = 1.0) -> None:
+        self.world = world
+        self.delay = delay
+        self.ips = 0
+        world.controller_cache.add_handler("Sandbox", self._on_event)
+
+    def _on_event(self, event_type: str, old: Any, new: Any) -> None:
+        if event_type != "ADDED" or new.status.phase is not None:
+            return
+        ns, name = new.metadata.namespace, new.metadata.name
+        timer = self.world.ctx.env.timeout(self.delay)
+        timer.callbacks.append(lambda _ev: self._ready(ns, name))
+
+    def _ready(self, ns: str, name: str) -> None:
+        api = self.world.api
+        cur = api.peek("Sandbox", ns, name)
+        if cur is None or cur.metadata.deletion_timestamp is not None:
+            return
+        self.ips += 1
+        new = cur.model_copy(deep=True)
+        new.status.phase = SandboxPhase.RUNNING
+        new.status.conditions = [Condition(type="Ready", status="True", reason="PodReady")]
+        new.status.pod_info = PodInfo(pod_ip=f"10.0.{self.ips // 250}.{self.ips % 250}")
+        api.commit_update(new, subresource="status", check_rv=False)
+
+
+class Recorder:
+    """Every Sandbox watch event, as ``(type, name, lock owner)``, from a cache of its own."""
+
+    def __init__(self, world: World) -> None:
+        self.events: list[tuple[str, str, str]] = []
+        inf = Informer("recorder", ("Sandbox",))
+        inf.add_handler("Sandbox", self._on_event)
+        world.api.register(inf)
+
+    def _on_event(self, event_type: str, old: Any, new: Any) -> None:
+        obj = new if new is not None else old
+        owner = obj.metadata.annotations.get(keys.ANN_OWNER, "")
+        self.events.append((event_type, obj.metadata.name, owner))
+
+
+def make_world(seed: int = 1, **knobs: Any) -> World:
+    prof = get_profile("openkruise-head")
+    if knobs:
+        prof = prof.with_overrides(**knobs)
+    return World(SimContext(seed=seed, profile=prof))
+
+
+def template(image: str = "python:3.12") -> dict[str, Any]:
+    return {"spec": {"containers": [{"name": "main", "image": image}]}}
+
+
+def make_set(world: World, replicas: int, name: str = "base", **spec: Any) -> SandboxSet:
+    sbs = SandboxSet(
+        metadata=ObjectMeta(name=name, namespace="default"),
+        spec=SandboxSetSpec(replicas=replicas, template=spec.pop("template", template()), **spec),
+    )
+    made: SandboxSet = world.api.commit_create(sbs)
+    return made
+
+
+def stored(world: World, kind: str, name: str) -> Any:
+    """The stored object (it must exist)."""
+    obj = world.api.peek(kind, "default", name)
+    assert obj is not None, f"{kind} {name} not found"
+    return obj
+
+
+def update_set(world: World, name: str, change: Callable[[SandboxSet], None]) -> None:
+    cur = stored(world, "SandboxSet", name).model_copy(deep=True)
+    change(cur)
+    world.api.commit_update(cur, check_rv=False)
+
+
+def pool(world: World, name: str = "base") -> list[Sandbox]:
+    """Unclaimed sandboxes of the set, as stored."""
+    return [
+        s
+        for s in world.api.peek_list("Sandbox", "default")
+        if s.metadata.labels.get(keys.LABEL_SANDBOX_POOL) == name and s.metadata.owner_references
+    ]
+
+
+def run_until(world: World, predicate: Callable[[], bool], limit: float = 120.0) -> None:
+    env = world.ctx.env
+    deadline = env.now + limit
+    while not predicate():
+        assert env.peek() <= deadline, "condition not reached in time"
+        env.step()
+
+
+def events(world: World, kind: str) -> list[str]:
+    """Details of the logged events of exactly ``kind``."""
+    return [e.detail for e in world.ctx.log if e.kind == kind]
+
+
+def status(world: World, name: str = "base") -> Any:
+    return stored(world, "SandboxSet", name).status
+
+
+def full(world: World, replicas: int, name: str = "base") -> Callable[[], bool]:
+    """Whether the set reports ``replicas`` available and that many ready sandboxes exist."""
+
+    def check() -> bool:
+        st = status(world, name)
+        members = pool(world, name)
+        return (
+            st.replicas == replicas
+            and st.available_replicas == replicas
+            and len(members) == replicas
+            and all(s.status.phase == SandboxPhase.RUNNING for s in members)
+        )
+
+    return check
+
+
+def claim(world: World, sbx: Sandbox, owner: str = "user-1") -> Sandbox:
+    """What a claim's lock write does to a pool sandbox: ownerRef gone, claimed, locked."""
+    new = stored(world, "Sandbox", sbx.metadata.name).model_copy(deep=True)
+    new.metadata.owner_references = []
+    new.metadata.labels[keys.LABEL_SANDBOX_CLAIMED] = "true"
+    new.metadata.annotations[keys.ANN_LOCK] = "lock-" + owner
+    new.metadata.annotations[keys.ANN_OWNER] = owner
+    made: Sandbox = world.api.commit_update(new)
+    return made
+
+
+@pytest.fixture
+def world() -> World:
+    return make_world()
+
+
+@pytest.fixture
+def controller(world: World) -> SandboxSetController:
+    FakeReadiness(world)
+    ctl = SandboxSetController(world)
+    ctl.start()
+    return ctl
+
+
+def test_pool_fills_to_replicas_in_doubling_batches(
+    world: World, controller: SandboxSetController
+) -> None:
+    """A new set of 100 creates 16, then 32, then the remaining 52, and all become available."""
+    make_set(world, 100)
+    run_until(world, full(world, 100))
+    batches = events(world, "sandboxset.create_batch")
+    assert batches == ["default/base size=16", "default/base size=32", "default/base size=52"]
+    st = status(world)
+    assert (st.replicas, st.available_replicas) == (100, 100)
+    assert st.selector == (
+        "agents.kruise.io/sandbox-pool=base,agents.kruise.io/sandbox-claimed=false"
+    )
+    assert st.current_revision == "base"
+    assert st.update_revision == sandboxset_revision(stored(world, "SandboxSet", "base"))
+    assert st.updated_replicas == 100 and st.updated_available_replicas == 100
+    assert controller.counts("default", "base") == {
+        "creating": 0,
+        "available": 100,
+        "dead": 0,
+        "unobserved": 0,
+    }
+    sbx = pool(world)[0]
+    assert sbx.metadata.generate_name == "base-"
+    assert sbx.metadata.labels[keys.LABEL_TEMPLATE_HASH] == st.update_revision
+
+
+def test_unobserved_creates_count_as_replicas(world: World) -> None:
+    """Creates issued but not yet cached count as replicas, so nothing is created twice."""
+    FakeReadiness(world)
+    ctl = SandboxSetController(world)
+    ctl.start()
+    # Slow watch propagation: the creates answer long before the cache sees them.
+    world.ctx.set_profile(world.ctx.profile.with_overrides(latencies={"watch.lag": 2.0}))
+    make_set(world, 4)
+    run_until(world, lambda: len(events(world, "sandboxset.create")) == 4, limit=10)
+    run_until(world, lambda: ctl.counts("default", "base")["unobserved"] == 4, limit=10)
+    run_until(world, full(world, 4), limit=30)
+    assert len(world.api.peek_list("Sandbox")) == 4
+    assert len(events(world, "sandboxset.create_batch")) == 1
+
+
+def test_a_claim_triggers_replenishment(world: World, controller: SandboxSetController) -> None:
+    """Removing the ownerRef drops the sandbox from the count; the set creates a replacement."""
+    make_set(world, 5)
+    run_until(world, full(world, 5))
+    taken = claim(world, pool(world)[2])
+    run_until(world, lambda: status(world).replicas == 4, limit=5)
+    run_until(world, full(world, 5))
+    assert len(world.api.peek_list("Sandbox")) == 6
+    assert status(world).replicas == 5
+    names = {s.metadata.name for s in pool(world)}
+    assert taken.metadata.name not in names
+    counts = controller.counts("default", "base")
+    assert counts["available"] + counts["creating"] == 5
+
+
+def test_status_never_counts_claimed_sandboxes(
+    world: World, controller: SandboxSetController
+) -> None:
+    """While claimed sandboxes are replaced, replicas and availableReplicas count only the pool."""
+    make_set(world, 3)
+    run_until(world, full(world, 3))
+    for sbx in pool(world)[:2]:
+        claim(world, sbx)
+    seen: list[tuple[int, int]] = []
+    env = world.ctx.env
+    while not full(world, 3)():
+        env.step()
+        st = status(world)
+        seen.append((st.replicas, st.available_replicas))
+    assert all(replicas <= 3 and available <= replicas for replicas, available in seen)
+    assert (1, 1) in seen
+    assert len(world.api.peek_list("Sandbox")) == 5
+
+
+def test_scale_down_deletes_old_revision_first_with_lock_then_delete(
+    world: World,
+) -> None:
+    """Scale-down deletes old-revision sandboxes first, each locked by __manager_scale_down."""
+    ready = FakeReadiness(world)
+    ctl = SandboxSetController(world)
+    ctl.start()
+    rec = Recorder(world)
+    make_set(world, 3)
+    run_until(world, full(world, 3))
+    old = {s.metadata.name for s in pool(world)}
+
+    # A new template with more replicas: two new-revision sandboxes, slow to get ready.
+    ready.delay = 1000.0
+
+    def bump(sbs: SandboxSet) -> None:
+        sbs.spec.template = template("python:3.13")
+        sbs.spec.replicas = 5
+
+    update_set(world, "base", bump)
+    run_until(world, lambda: len(pool(world)) == 5 and status(world).replicas == 5)
+    new = {s.metadata.name for s in pool(world)} - old
+    assert len(new) == 2
+
+    update_set(world, "base", lambda s: setattr(s.spec, "replicas", 3))
+    run_until(world, lambda: len(pool(world)) == 3)
+    left = {s.metadata.name for s in pool(world)}
+    assert new <= left and len(left & old) == 1
+    deleted = old - left
+    world.ctx.env.run(until=world.ctx.env.now + 1)  # let the watch events arrive
+    for name in deleted:
+        mine = [(t, o) for t, n, o in rec.events if n == name]
+        lock_at = mine.index(("MODIFIED", keys.OWNER_MANAGER_SCALE_DOWN))
+        assert mine[-1][0] == "DELETED" and lock_at < len(mine) - 1
+    assert sorted(events(world, "sandboxset.delete")) == sorted(
+        f"default/{n} reason=scale_down" for n in deleted
+    )
+
+
+def test_scale_down_skips_a_sandbox_locked_by_someone_else(
+    world: World, controller: SandboxSetController
+) -> None:
+    """A sandbox locked by another owner is skipped, never deleted; the others go."""
+    make_set(world, 4)
+    run_until(world, full(world, 4))
+    # An old-revision label puts this sandbox first in the scale-down order.
+    first = pool(world)[2].model_copy(deep=True)
+    first.metadata.labels[keys.LABEL_TEMPLATE_HASH] = "old"
+    first.metadata.annotations[keys.ANN_LOCK] = "someone-elses-lock"
+    first.metadata.annotations[keys.ANN_OWNER] = "user-9"
+    world.api.commit_update(first)
+    update_set(world, "base", lambda s: setattr(s.spec, "replicas", 2))
+    world.ctx.env.run(until=world.ctx.env.now + 30)
+    names = {s.metadata.name for s in pool(world)}
+    assert first.metadata.name in names
+    skipped = events(world, "sandboxset.lock_skipped")
+    assert skipped and skipped[0].startswith(f"default/{first.metadata.name} owner=user-9")
+    assert len(events(world, "sandboxset.delete")) == 1
+    # As upstream: the locked sandbox heads the order, so the pool stays above spec.
+    assert len(names) == 3
+    assert (
+        stored(world, "Sandbox", first.metadata.name).metadata.annotations[keys.ANN_LOCK]
+        == "someone-elses-lock"
+    )
+
+
+def test_dead_sandboxes_are_deleted_and_replaced(
+    world: World, controller: SandboxSetController
+) -> None:
+    """An owned sandbox whose phase turns Failed is dead: the set deletes and replaces it."""
+    make_set(world, 3)
+    run_until(world, full(world, 3))
+    victim = pool(world)[1]
+    failed = victim.model_copy(deep=True)
+    failed.status.phase = SandboxPhase.FAILED
+    world.api.commit_update(failed, subresource="status", check_rv=False)
+    run_until(world, lambda: world.api.peek("Sandbox", "default", victim.metadata.name) is None)
+    run_until(world, full(world, 3))
+    assert events(world, "sandboxset.delete") == [f"default/{victim.metadata.name} reason=dead"]
+    assert controller.counts("default", "base")["dead"] == 0
+
+
+def test_max_unavailable_bounds_the_creating_count(world: World) -> None:
+    """With scaleStrategy.maxUnavailable 3, at most 3 sandboxes are creating at any time."""
+    FakeReadiness(world, delay=5.0)
+    ctl = SandboxSetController(world)
+    ctl.start()
+    make_set(world, 10, scale_strategy=ScaleStrategy(max_unavailable=3))
+    env = world.ctx.env
+    peak = 0
+    while not full(world, 10)():
+        assert env.now < 200
+        env.step()
+        c = ctl.counts("default", "base")
+        peak = max(peak, c["creating"] + c["unobserved"])
+        st = status(world)
+        assert st.replicas - st.available_replicas <= 3
+    assert peak == 3
+    assert all(int(d.rsplit("=", 1)[1]) <= 3 for d in events(world, "sandboxset.scale_up"))
+
+
+def test_rolling_update_replaces_old_revision_sandboxes(
+    world: World, controller: SandboxSetController
+) -> None:
+    """A template change deletes old-revision sandboxes within the budget until all are updated."""
+    make_set(world, 5)
+    run_until(world, full(world, 5))
+    old = {s.metadata.name for s in pool(world)}
+    update_set(world, "base", lambda s: setattr(s.spec, "template", template("python:3.13")))
+    rev = sandboxset_revision(stored(world, "SandboxSet", "base"))
+    run_until(
+        world,
+        lambda: (
+            full(world, 5)()
+            and all(s.metadata.labels[keys.LABEL_TEMPLATE_HASH] == rev for s in pool(world))
+        ),
+        limit=300,
+    )
+    assert not old & {s.metadata.name for s in pool(world)}
+    # 20% of 5 rounds up to 1: one old sandbox at a time.
+    rolls = events(world, "sandboxset.rolling_update")
+    assert rolls and all(r.endswith("delete=1") for r in rolls)
+    st = status(world)
+    assert st.updated_replicas == 5 and st.updated_available_replicas == 5
+
+
+def test_updated_counts_stay_stale_while_scaling(world: World) -> None:
+    """updatedReplicas is recomputed only when delta is 0 (upstream bug #779)."""
+    FakeReadiness(world, delay=5.0)
+    SandboxSetController(world).start()
+    make_set(world, 2, scale_strategy=ScaleStrategy(max_unavailable=1))
+    run_until(world, full(world, 2))
+    assert status(world).updated_replicas == 2
+    update_set(world, "base", lambda s: setattr(s.spec, "replicas", 4))
+    # maxUnavailable 1 holds delta at 1 while the third sandbox is creating.
+    run_until(world, lambda: status(world).replicas == 3, limit=5)
+    assert status(world).updated_replicas == 2
+    run_until(world, full(world, 4))
+    assert status(world).updated_replicas == 4
+
+
+def test_template_ref_sets_are_logged_and_skipped(
+    world: World, controller: SandboxSetController
+) -> None:
+    """A set using templateRef is not supported by the fake: one event, no sandboxes."""
+    sbs = SandboxSet.model_validate(
+        {
+            "metadata": {"name": "ref", "namespace": "default"},
+            "spec": {"replicas": 2, "templateRef": {"name": "tpl"}},
+        }
+    )
+    world.api.commit_create(sbs)
+    world.ctx.env.run(until=5)
+    assert events(world, "sandboxset.template_ref_unsupported") == ["default/ref templateRef=tpl"]
+    assert not world.api.peek_list("Sandbox")
+
+
+def test_stalled_controller_does_nothing_until_the_stall_ends(
+    world: World, controller: SandboxSetController
+) -> None:
+    """A controller_stall fault on "sandboxset" holds every reconcile until it ends."""
+    world.ctx.faults.inject(
+        kind="controller_stall", selector={"controller": "sandboxset"}, duration=10
+    )
+    make_set(world, 2)
+    world.ctx.env.run(until=9.5)
+    assert not world.api.peek_list("Sandbox")
+    run_until(world, full(world, 2))
+    assert world.ctx.now() >= 10
+
+
+def test_bookkeeping_matches_a_full_recount(world: World, controller: SandboxSetController) -> None:
+    """At every step of a churn, the incremental counts equal a recount of the cache."""
+    sbs = make_set(world, 8)
+    uid = sbs.metadata.uid or ""
+    env = world.ctx.env
+
+    def recount() -> dict[str, int]:
+        owned = world.controller_cache.by_index("Sandbox", "owner-uid", uid)
+        groups = group_sandboxes(list(owned), world.ctx.now_dt())
+        return {"creating": len(groups.creating), "available": len(groups.available)}
+
+    def check_until(t: float) -> None:
+        while env.peek() <= t:
+            env.step()
+            c = controller.counts("default", "base")
+            assert {k: c[k] for k in ("creating", "available")} == recount()
+
+    check_until(5)
+    for i, sbx in enumerate(pool(world)[:4]):
+        if i % 2:
+            claim(world, sbx)
+        else:
+            dead = sbx.model_copy(deep=True)
+            dead.status.phase = SandboxPhase.FAILED
+            world.api.commit_update(dead, subresource="status", check_rv=False)
+        check_until(env.now + 0.5)
+    update_set(world, "base", lambda s: setattr(s.spec, "replicas", 3))
+    check_until(env.now + 10)
+    assert full(world, 3)()
+
+
+def test_same_seed_same_log() -> None:
+    """Two runs with the same seed and the same steps give the same event log."""
+
+    def once() -> str:
+        w = make_world(seed=7)
+        FakeReadiness(w)
+        SandboxSetController(w).start()
+        make_set(w, 20)
+        run_until(w, full(w, 20))
+        claim(w, pool(w)[3])
+        run_until(w, lambda: len(w.api.peek_list("Sandbox")) == 21 and full(w, 20)())
+        return w.ctx.log.text()
+
+    assert once() == once()
+
+
+def test_end_to_end_pool_with_pods_claims_and_scale_down() -> None:
+    """On the whole fake cluster: the pool fills with real pods, refills after E2B claims,
+    and a scale-down removes sandboxes (and their pods) with the lock-then-delete."""
+    from simulator.cluster import Cluster
+
+    cluster = Cluster(seed=5)
+    cluster.apply(
+        {
+            "apiVersion": "agents.kruise.io/v1alpha1",
+            "kind": "SandboxSet",
+            "metadata": {"name": "base", "namespace": "default"},
+            "spec": {
+                "replicas": 20,
+                "runtimes": [{"name": "agent-runtime"}],
+                "template": template(),
+            },
+        }
+    )
+    cluster.wait_for_pool("base")
+    ctl = cluster.sandboxset_controller
+    assert events(cluster.world, "sandboxset.create_batch") == [
+        "default/base size=16",
+        "default/base size=4",
+    ]
+    results: list[Any] = cluster.create_sandboxes(6, "base")
+    assert all(isinstance(r, Sandbox) for r in results)
+    cluster.wait_for_pool("base")
+    assert len(cluster.list("sbx", "default")) == 26
+    assert status(cluster.world).replicas == 20
+    assert ctl.counts("default", "base") == {
+        "creating": 0,
+        "available": 20,
+        "dead": 0,
+        "unobserved": 0,
+    }
+
+    update_set(cluster.world, "base", lambda s: setattr(s.spec, "replicas", 10))
+    cluster.run_until(
+        lambda: len(pool(cluster.world)) == 10 and status(cluster.world).replicas == 10
+    )
+    cluster.advance(5)
+    assert len(events(cluster.world, "sandboxset.delete")) == 10
+    assert len(cluster.list("sbx", "default")) == 16
+    # Pods went with their sandboxes; the claimed sandboxes' pods remain.
+    assert len(cluster.list("Pod", "default")) == 16
