@@ -25,6 +25,7 @@ class WorkQueue:
         self._dirty: set[Any] = set()
         self._processing: set[Any] = set()
         self._waiters: deque[simpy.Event] = deque()
+        self._timers: dict[Any, float] = {}
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -44,12 +45,33 @@ class WorkQueue:
             self._queue.append(key)
 
     def add_after(self, key: Any, delay: float) -> None:
-        """Queue ``key`` after ``delay`` seconds of virtual time."""
+        """Queue ``key`` after ``delay`` seconds of virtual time.
+
+        As client-go's delaying queue: one pending timer per key, and a key
+        already waiting keeps the earlier of its two ready times, so several
+        reconciles asking for the same requeue cause one reconcile.
+        """
         if delay <= 0:
             self.add(key)
             return
-        timer = self.env.timeout(delay)
-        timer.callbacks.append(lambda _ev: self.add(key))
+        env = self.env
+        at = env.now + delay
+        pending = self._timers.get(key)
+        if pending is not None and pending <= at:
+            return
+        self._timers[key] = at
+        timer = env.timeout(delay)
+        timer.callbacks.append(lambda _ev: self._fire(key, at))
+
+    def _fire(self, key: Any, at: float) -> None:
+        if self._timers.get(key) != at:
+            return  # superseded by an earlier timer
+        del self._timers[key]
+        self.add(key)
+
+    def forget(self, key: Any) -> None:
+        """Drop the pending delayed add of ``key``, if any."""
+        self._timers.pop(key, None)
 
     def get(self) -> simpy.Event:
         """An event that fires with the next key; the caller must call :meth:`done`."""

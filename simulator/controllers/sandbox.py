@@ -58,8 +58,8 @@ from pytest_kruise_agents.api.sandbox import (
 from pytest_kruise_agents.claiming.errors import ClaimError
 from pytest_kruise_agents.claiming.timeouts import timer_action
 from simulator.apiserver import ApiError
+from simulator.controllers.base import Reconciler
 from simulator.nodes import ANN_GRACE_SECONDS, POD_FINALIZER
-from simulator.workqueue import WorkQueue
 from simulator.world import World
 
 __all__ = ["STALL_NAME", "ReInitRuntime", "SandboxController"]
@@ -70,9 +70,6 @@ STALL_NAME = "sandbox"
 Op = Generator[simpy.Event, Any, Any]
 SbxKey = tuple[str, str]
 
-_BACKOFF_BASE_S = 0.005
-_BACKOFF_MAX_S = 30.0
-_STALL_POLL_S = 1.0
 _UNSEEN_RV = sys.maxsize
 """Expectation RV of an object deleted outright: only its DELETED event satisfies it."""
 
@@ -126,25 +123,24 @@ def _controls(sbx: Sandbox, pod: Pod) -> bool:
     return ref is not None and ref.kind == "Sandbox" and ref.uid == sbx.metadata.uid
 
 
-class SandboxController:
+class SandboxController(Reconciler[SbxKey]):
     """Event-driven Sandbox reconciler (``--sandbox-workers`` workers); see the module docstring.
 
     :param world: the cluster wiring (controller cache and client).
     :param runtime: the agent runtime used to re-initialise resumed sandboxes.
     """
 
+    stall_name = STALL_NAME
+
     def __init__(self, world: World, runtime: ReInitRuntime) -> None:
+        super().__init__(world.ctx)
         self.world = world
-        self.ctx = world.ctx
         self.api = world.api
         self.cache = world.controller_cache
         self.client = world.controller_client
         self.runtime = runtime
-        self.queue = WorkQueue(self.ctx.env, "sandbox")
         self._sbx_expect: dict[SbxKey, _Expectation] = {}
         self._pod_expect: dict[SbxKey, _Expectation] = {}
-        self._timers: dict[SbxKey, float] = {}
-        self._failures: dict[SbxKey, int] = {}
         self._reiniting: dict[SbxKey, str] = {}
         self._reinit_done: dict[SbxKey, tuple[str, bool, str]] = {}
         self._unsupported: dict[SbxKey, None] = {}
@@ -161,8 +157,7 @@ class SandboxController:
         self.cache.add_handler("Pod", self._on_pod)
         for sbx in self.cache.list("Sandbox"):
             self.queue.add((sbx.metadata.namespace, sbx.metadata.name))
-        for _ in range(self.ctx.profile.sandbox_workers):
-            self.ctx.env.process(self._worker())
+        self.start_workers(self.ctx.profile.sandbox_workers)
 
     # -- event handlers -----------------------------------------------------------------
 
@@ -172,7 +167,7 @@ class SandboxController:
         self._observe(self._sbx_expect, key, event_type, obj)
         if event_type == "DELETED":
             self._sbx_expect.pop(key, None)
-            self._timers.pop(key, None)
+            self.queue.forget(key)
             self._failures.pop(key, None)
             self._reinit_done.pop(key, None)
             self._unsupported.pop(key, None)
@@ -215,62 +210,13 @@ class SandboxController:
 
     # -- workers ------------------------------------------------------------------------
 
-    def _honour_stall(self) -> Op:
-        faults = self.ctx.faults
-        while len(faults):
-            until = faults.stalled_until(STALL_NAME)
-            now = self.ctx.now()
-            if until is None or until <= now:
-                return
-            yield self.ctx.env.timeout(_STALL_POLL_S if until == float("inf") else until - now)
-
-    def _worker(self) -> Op:
-        env = self.ctx.env
-        while True:
-            key = yield self.queue.get()
-            yield from self._honour_stall()
-            delay: float | None
-            try:
-                yield env.timeout(self.ctx.latency("controller.reconcile"))
-                delay = yield from self._reconcile(key)
-                self._failures.pop(key, None)
-            except ApiError as err:
-                delay = self._error_delay(key, err)
-                self.ctx.record(
-                    "sandbox.reconcile_error", f"{key[0]}/{key[1]} {err.code} {err.reason}"
-                )
-            self.queue.done(key)
-            if delay is not None:
-                self._requeue(key, delay)
-
     def _error_delay(self, key: SbxKey, err: ApiError) -> float | None:
+        """As the base, but a 404 for a sandbox gone from the cache ends the key."""
         if err.is_conflict:
             return 0.0
         if err.is_not_found and self.cache.get("Sandbox", key[0], key[1]) is None:
             return None
-        n = self._failures.get(key, 0) + 1
-        self._failures[key] = n
-        return float(min(_BACKOFF_BASE_S * 2 ** (n - 1), _BACKOFF_MAX_S))
-
-    def _requeue(self, key: SbxKey, delay: float) -> None:
-        """``AddAfter`` with one pending timer per key (the earliest wins)."""
-        if delay <= 0:
-            self.queue.add(key)
-            return
-        env = self.ctx.env
-        at = env.now + delay
-        pending = self._timers.get(key)
-        if pending is not None and env.now <= pending <= at:
-            return
-        self._timers[key] = at
-        timer = env.timeout(delay)
-        timer.callbacks.append(lambda _ev: self._fire(key, at))
-
-    def _fire(self, key: SbxKey, at: float) -> None:
-        if self._timers.get(key) != at:
-            return  # superseded by an earlier timer, whose reconcile rescheduled
-        del self._timers[key]
-        self.queue.add(key)
+        return self._backoff(key)
 
     # -- reconcile ------------------------------------------------------------------------
 

@@ -42,8 +42,8 @@ from pytest_kruise_agents.claiming.sandboxclaim import (
 )
 from pytest_kruise_agents.claiming.state import is_reserved_failed, sandbox_state
 from simulator.apiserver import ApiError
+from simulator.controllers.base import Reconciler
 from simulator.records import ClaimRecord
-from simulator.workqueue import WorkQueue
 from simulator.world import World
 
 __all__ = ["ClaimAttempter", "SandboxClaimController"]
@@ -51,9 +51,6 @@ __all__ = ["ClaimAttempter", "SandboxClaimController"]
 STALL_NAME = "sandboxclaim"
 """The controller's name for ``controller_stall`` faults."""
 
-_BACKOFF_BASE_S = 0.005
-_BACKOFF_MAX_S = 30.0
-_STALL_POLL_S = 1.0
 
 ClaimKey = tuple[str, str]
 """(namespace, name) of a SandboxClaim: the work-queue key."""
@@ -71,25 +68,24 @@ class ClaimAttempter(Protocol):
         ...
 
 
-class SandboxClaimController:
+class SandboxClaimController(Reconciler[ClaimKey]):
     """Event-driven SandboxClaim reconciler (``--sandboxclaim-workers`` workers).
 
     ``claimer`` runs the attempts; the cluster builds it over the controller's
     cache with no claim-worker limit and no create limiter (reference §5.1).
     """
 
+    stall_name = STALL_NAME
+
     def __init__(self, world: World, claimer: ClaimAttempter) -> None:
+        super().__init__(world.ctx)
         self.world = world
-        self.ctx = world.ctx
         self.api = world.api
         self.cache = world.controller_cache
         self.client = world.controller_client
         self.claimer = claimer
-        self.queue = WorkQueue(self.ctx.env, "sandboxclaim")
         # resourceVersion expectations: our last status write, until seen or expired.
         self._expected: dict[ClaimKey, tuple[int, float]] = {}
-        self._failures: dict[ClaimKey, int] = {}
-        self._waiting: dict[ClaimKey, float] = {}
         self._started = False
         self.cache.add_handler("SandboxClaim", self._on_claim)
 
@@ -100,8 +96,7 @@ class SandboxClaimController:
         self._started = True
         for claim in self.cache.list("SandboxClaim"):
             self.queue.add((claim.metadata.namespace, claim.metadata.name))
-        for _ in range(self.ctx.profile.sandboxclaim_workers):
-            self.ctx.env.process(self._worker())
+        self.start_workers(self.ctx.profile.sandboxclaim_workers)
 
     # -- events and workers -----------------------------------------------------------
 
@@ -113,66 +108,6 @@ class SandboxClaimController:
             self._failures.pop(key, None)
             return
         self.queue.add(key)
-
-    def _worker(self) -> Op:
-        env = self.ctx.env
-        while True:
-            key = yield self.queue.get()
-            yield from self._honour_stall()
-            delay: float | None
-            try:
-                yield env.timeout(self.ctx.latency("controller.reconcile"))
-                delay = yield from self._reconcile(key)
-                self._failures.pop(key, None)
-            except ApiError as err:
-                delay = self._error_delay(key, err)
-                self.ctx.record(
-                    "sandboxclaim.reconcile_error", f"{key[0]}/{key[1]} {err.code} {err.reason}"
-                )
-            self.queue.done(key)
-            if delay is not None:
-                self._requeue(key, delay)
-
-    def _requeue(self, key: ClaimKey, delay: float) -> None:
-        """``AddAfter`` as client-go's delaying queue does it: one pending timer per key.
-
-        A key already waiting keeps the earlier of the two ready times, so
-        several reconciles asking for the same requeue cause one reconcile.
-        """
-        if delay <= 0:
-            self.queue.add(key)
-            return
-        env = self.ctx.env
-        at = env.now + delay
-        pending = self._waiting.get(key)
-        if pending is not None and pending <= at:
-            return
-        self._waiting[key] = at
-        timer = env.timeout(delay)
-        timer.callbacks.append(lambda _ev: self._ready(key, at))
-
-    def _ready(self, key: ClaimKey, at: float) -> None:
-        if self._waiting.get(key) == at:
-            del self._waiting[key]
-            self.queue.add(key)
-
-    def _honour_stall(self) -> Op:
-        env = self.ctx.env
-        while True:
-            until = self.ctx.faults.stalled_until(STALL_NAME)
-            if until is None or until <= env.now:
-                return
-            # Open-ended stalls are polled: the fault may be cleared.
-            wait = _STALL_POLL_S if until == float("inf") else until - env.now
-            yield env.timeout(wait)
-
-    def _error_delay(self, key: ClaimKey, err: ApiError) -> float:
-        if err.is_conflict:
-            return 0.0
-        # client-go's per-item exponential backoff (5 ms doubling), capped.
-        n = self._failures.get(key, 0)
-        self._failures[key] = n + 1
-        return float(min(_BACKOFF_BASE_S * (2**n), _BACKOFF_MAX_S))
 
     # -- reconcile ----------------------------------------------------------------------
 

@@ -42,7 +42,7 @@ from pytest_kruise_agents.claiming.sandboxset import (
 )
 from pytest_kruise_agents.claiming.state import is_controlled_by_sandboxset, sandbox_state
 from simulator.apiserver import ApiError
-from simulator.workqueue import WorkQueue
+from simulator.controllers.base import Reconciler
 from simulator.world import World
 
 __all__ = ["SandboxSetController"]
@@ -50,9 +50,6 @@ __all__ = ["SandboxSetController"]
 STALL_NAME = "sandboxset"
 """The controller's name for ``controller_stall`` faults."""
 
-_BACKOFF_BASE_S = 0.005
-_BACKOFF_MAX_S = 30.0
-_STALL_POLL_S = 1.0
 
 SetKey = tuple[str, str]
 """(namespace, name) of a SandboxSet: the work-queue key."""
@@ -147,7 +144,7 @@ class _Expectations:
         return min(times) if times else None
 
 
-class SandboxSetController:
+class SandboxSetController(Reconciler[SetKey]):
     """Event-driven SandboxSet reconciler (``--sandboxset-workers`` workers).
 
     SandboxSet events enqueue the set; Sandbox events enqueue the set named by
@@ -156,13 +153,17 @@ class SandboxSetController:
     and deletes.
     """
 
+    stall_name = STALL_NAME
+    # A reconcile that returns a back-off delay (some creates failed) keeps
+    # the key's failure count; _reconcile resets it itself on full success.
+    reset_backoff_on_success = False
+
     def __init__(self, world: World) -> None:
+        super().__init__(world.ctx)
         self.world = world
-        self.ctx = world.ctx
         self.api = world.api
         self.cache = world.controller_cache
         self.client = world.controller_client
-        self.queue = WorkQueue(self.ctx.env, "sandboxset")
         self._owned: dict[str, _Owned] = {}
         self._where: dict[str, tuple[str, SandboxState]] = {}
         self._expect: dict[str, _Expectations] = {}
@@ -171,8 +172,6 @@ class SandboxSetController:
         self._delete_of: dict[str, str] = {}
         self._uid_of: dict[SetKey, str] = {}
         self._revisions: dict[str, tuple[int | None, str]] = {}
-        self._failures: dict[SetKey, int] = {}
-        self._waiting: dict[SetKey, float] = {}
         self._unsupported: dict[str, None] = {}
         self._timers: dict[str, float] = {}
         self._started = False
@@ -193,8 +192,7 @@ class SandboxSetController:
         self._started = True
         for sbs in self.cache.list("SandboxSet"):
             self.queue.add((sbs.metadata.namespace, sbs.metadata.name))
-        for _ in range(self.ctx.profile.sandboxset_workers):
-            self.ctx.env.process(self._worker())
+        self.start_workers(self.ctx.profile.sandboxset_workers)
 
     def counts(self, namespace: str, name: str) -> dict[str, int]:
         """The set's bookkeeping: ``creating``, ``available``, ``dead``, ``unobserved`` creates."""
@@ -377,68 +375,6 @@ class SandboxSetController:
         self._delete_of.pop(key, None)
 
     # -- workers ------------------------------------------------------------------------
-
-    def _worker(self) -> Op:
-        env = self.ctx.env
-        while True:
-            key = yield self.queue.get()
-            yield from self._honour_stall()
-            delay: float | None
-            try:
-                yield env.timeout(self.ctx.latency("controller.reconcile"))
-                delay = yield from self._reconcile(key)
-            except ApiError as err:
-                delay = self._error_delay(key, err)
-                self.ctx.record(
-                    "sandboxset.reconcile_error", f"{key[0]}/{key[1]} {err.code} {err.reason}"
-                )
-            self.queue.done(key)
-            if delay is not None:
-                self._requeue(key, delay)
-
-    def _requeue(self, key: SetKey, delay: float) -> None:
-        """``AddAfter`` as client-go's delaying queue does it: one pending timer per key.
-
-        A key already waiting keeps the earlier of the two ready times, so
-        several reconciles asking for the same requeue cause one reconcile.
-        """
-        if delay <= 0:
-            self.queue.add(key)
-            return
-        env = self.ctx.env
-        at = env.now + delay
-        pending = self._waiting.get(key)
-        if pending is not None and pending <= at:
-            return
-        self._waiting[key] = at
-        timer = env.timeout(delay)
-        timer.callbacks.append(lambda _ev: self._ready(key, at))
-
-    def _ready(self, key: SetKey, at: float) -> None:
-        if self._waiting.get(key) == at:
-            del self._waiting[key]
-            self.queue.add(key)
-
-    def _honour_stall(self) -> Op:
-        env = self.ctx.env
-        while True:
-            until = self.ctx.faults.stalled_until(STALL_NAME)
-            if until is None or until <= env.now:
-                return
-            # Open-ended stalls are polled: the fault may be cleared.
-            wait = _STALL_POLL_S if until == float("inf") else until - env.now
-            yield env.timeout(wait)
-
-    def _error_delay(self, key: SetKey, err: ApiError) -> float:
-        if err.is_conflict:
-            return 0.0
-        return self._backoff(key)
-
-    def _backoff(self, key: SetKey) -> float:
-        # client-go's per-item exponential backoff (5 ms doubling), capped.
-        n = self._failures.get(key, 0)
-        self._failures[key] = n + 1
-        return float(min(_BACKOFF_BASE_S * (2**n), _BACKOFF_MAX_S))
 
     # -- reconcile ----------------------------------------------------------------------
 

@@ -1,0 +1,102 @@
+"""What the three controllers share: workers over a work queue, stalls, error back-off.
+
+A controller subclasses :class:`Reconciler`, implements ``_reconcile(key)``
+(a SimPy sub-process returning the delay before the key should be seen again,
+or ``None``), and calls :meth:`Reconciler.start_workers`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Hashable
+from typing import Any, ClassVar, Generic, TypeVar
+
+import simpy
+
+from simulator.apiserver import ApiError
+from simulator.context import SimContext
+from simulator.workqueue import WorkQueue
+
+__all__ = ["BACKOFF_BASE_S", "BACKOFF_MAX_S", "STALL_POLL_S", "Reconciler"]
+
+BACKOFF_BASE_S = 0.005
+"""client-go's per-item exponential back-off starts at 5 ms and doubles."""
+BACKOFF_MAX_S = 30.0
+"""Cap of the per-item back-off (client-go caps at 1000 s; shorter keeps runs lively)."""
+STALL_POLL_S = 1.0
+"""How often an open-ended stall is re-checked (the fault may be cleared)."""
+
+K = TypeVar("K", bound=Hashable)
+Op = Generator[simpy.Event, Any, Any]
+
+
+class Reconciler(Generic[K]):
+    """Workers that take keys from a :class:`WorkQueue` and reconcile them one at a time each."""
+
+    stall_name: ClassVar[str]
+    """The name a ``controller_stall`` fault selects (``selector: {controller: <name>}``)."""
+
+    reset_backoff_on_success: ClassVar[bool] = True
+    """Whether a reconcile that returns normally forgets the key's back-off."""
+
+    def __init__(self, ctx: SimContext) -> None:
+        self.ctx = ctx
+        self.queue = WorkQueue(ctx.env, self.stall_name)
+        self._failures: dict[K, int] = {}
+
+    def start_workers(self, count: int) -> None:
+        """Start ``count`` worker processes."""
+        for _ in range(count):
+            self.ctx.env.process(self._worker())
+
+    def _reconcile(self, key: K) -> Op:
+        """Bring ``key`` towards its desired state; return a requeue delay or ``None``."""
+        raise NotImplementedError
+
+    def _worker(self) -> Op:
+        ctx = self.ctx
+        env = ctx.env
+        while True:
+            key = yield self.queue.get()
+            yield from self._honour_stall()
+            delay: float | None
+            try:
+                cpu = ctx.latency("controller.reconcile")
+                if cpu > 0:
+                    yield env.timeout(cpu)
+                delay = yield from self._reconcile(key)
+                if self.reset_backoff_on_success:
+                    self._failures.pop(key, None)
+            except ApiError as err:
+                delay = self._error_delay(key, err)
+                ctx.record(
+                    f"{self.stall_name}.reconcile_error", f"{_fmt(key)} {err.code} {err.reason}"
+                )
+            self.queue.done(key)
+            if delay is not None:
+                self.queue.add_after(key, delay)
+
+    def _honour_stall(self) -> Op:
+        faults = self.ctx.faults
+        env = self.ctx.env
+        while len(faults):
+            until = faults.stalled_until(self.stall_name)
+            if until is None or until <= env.now:
+                return
+            yield env.timeout(STALL_POLL_S if until == float("inf") else until - env.now)
+
+    def _error_delay(self, key: K, err: ApiError) -> float | None:
+        """A 409 retries at once; other errors back off per key."""
+        if err.is_conflict:
+            return 0.0
+        return self._backoff(key)
+
+    def _backoff(self, key: K) -> float:
+        n = self._failures.get(key, 0)
+        self._failures[key] = n + 1
+        return float(min(BACKOFF_BASE_S * (2**n), BACKOFF_MAX_S))
+
+
+def _fmt(key: Any) -> str:
+    if isinstance(key, tuple) and len(key) == 2:
+        return f"{key[0]}/{key[1]}"
+    return str(key)
