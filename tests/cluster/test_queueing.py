@@ -1,4 +1,4 @@
-"""Fidelity against queueing theory (reference peers §6.2).
+"""Fidelity against queueing theory (reference peers §6.2). Marked ``slow``: minutes each.
 
 With every step but the refill made instantaneous, a warm pool of ``S`` whose
 refill takes ``L`` on average, under Poisson claims of rate ``λ``, is an Erlang
@@ -21,6 +21,11 @@ from .conftest import pool_yaml
 
 REFILL = 2.0
 WARMUP = 500
+CLAIMS = 40_000
+"""Claims per point. Claims are correlated over about one refill time, so the
+effective sample is roughly CLAIMS / (1 + λL); at these small loads and large
+probabilities 40,000 claims keep one standard error near 1-1.7% relative, so
+the 3% bound is about two standard errors."""
 
 
 def instant_cluster(seed: int, profile: str) -> Cluster:
@@ -47,11 +52,12 @@ def run_workload(
     cluster.run_until(lambda: stats.delivered + stats.failed >= count, timeout=3600)
 
 
-@pytest.mark.parametrize(("servers", "rate"), [(20, 9.0), (10, 4.0), (30, 12.5)])
+@pytest.mark.slow
+@pytest.mark.parametrize(("servers", "rate"), [(1, 0.25), (2, 0.5), (3, 1.0)])
 def test_cold_share_is_erlang_b(servers: int, rate: float) -> None:
     """With create-on-no-stock the cold share matches Erlang-B(S, λL) within 3% relative."""
-    cluster = instant_cluster(seed=servers, profile="openkruise-head")
-    run_workload(cluster, servers, rate, 40_000, {})
+    cluster = instant_cluster(seed=1, profile="openkruise-head")
+    run_workload(cluster, servers, rate, CLAIMS, {})
     recs = list(cluster.records)[WARMUP:]
     assert all(r.delivered is not None for r in recs)
     cold = sum(r.warm is False for r in recs) / len(recs)
@@ -59,12 +65,13 @@ def test_cold_share_is_erlang_b(servers: int, rate: float) -> None:
     assert cold == pytest.approx(expected, rel=0.03)
 
 
-@pytest.mark.parametrize(("servers", "rate"), [(10, 3.5), (20, 7.5), (5, 1.5)])
+@pytest.mark.slow
+@pytest.mark.parametrize(("servers", "rate"), [(1, 0.25), (2, 0.5), (3, 1.0)])
 def test_waiting_share_is_erlang_c(servers: int, rate: float) -> None:
     """Without creation (retrying every 25 ms) the share of claims that wait matches Erlang-C."""
-    cluster = instant_cluster(seed=servers, profile="openkruise-v0.3.0")
+    cluster = instant_cluster(seed=1, profile="openkruise-v0.3.0")
     run_workload(
-        cluster, servers, rate, 40_000, {"e2b.agents.kruise.io/create-on-no-stock": "false"}
+        cluster, servers, rate, CLAIMS, {"e2b.agents.kruise.io/create-on-no-stock": "false"}
     )
     recs = list(cluster.records)[WARMUP:]
     assert all(r.delivered is not None for r in recs)
