@@ -579,10 +579,7 @@ class SandboxManager:
                 shutdown, pause = set_timeout_times(cur, ctx.now_dt(), timeout_s)
                 if shutdown == cur.spec.shutdown_time and pause == cur.spec.pause_time:
                     return None
-                new = cur.model_copy(deep=True)
-                new.spec.shutdown_time = shutdown
-                new.spec.pause_time = pause
-                return new
+                return _with_times(cur, shutdown, pause)
 
             yield from self._retry_update(sid, sbx, mutate)
         except ClaimError as err:
@@ -623,11 +620,7 @@ class SandboxManager:
                 raise ConflictError(f"sandbox {sid} is not pausable")
             ret = retention if retention is not None else paused_retention(cur)
             shutdown, pause = pause_times(cur, ctx.now_dt(), ret)
-            new = cur.model_copy(deep=True)
-            new.spec.paused = True
-            new.spec.shutdown_time = shutdown
-            new.spec.pause_time = pause
-            return new
+            return _with_times(cur, shutdown, pause, paused=True)
 
         stored: Sandbox = yield from self._retry_update(sid, fresh, mutate)
         ctx.record("manager.pause", sandbox_key(stored))
@@ -676,11 +669,7 @@ class SandboxManager:
                         # Already resuming (or resumed): nothing to write, just wait.
                         return None
                     shutdown, pause = resume_times(cur, now, timeout_s, min_resume_s=min_resume)
-                    new = cur.model_copy(deep=True)
-                    new.spec.paused = False
-                    new.spec.shutdown_time = shutdown
-                    new.spec.pause_time = pause
-                    return new
+                    return _with_times(cur, shutdown, pause, paused=False)
 
                 stored: Sandbox = yield from self._retry_update(sid, sbx, resume)
                 ctx.record("manager.resume", sandbox_key(stored))
@@ -710,10 +699,7 @@ class SandboxManager:
                 shutdown, pause = extend_only_times(cur, ctx.now_dt(), timeout_s)
                 if shutdown == cur.spec.shutdown_time and pause == cur.spec.pause_time:
                     return None
-                new = cur.model_copy(deep=True)
-                new.spec.shutdown_time = shutdown
-                new.spec.pause_time = pause
-                return new
+                return _with_times(cur, shutdown, pause)
 
             sbx = yield from self._retry_update(sid, sbx, extend)
         except ClaimError as err:
@@ -794,3 +780,19 @@ def _deadline_error(last: ClaimError | None, failures: list[PickFailure]) -> Cla
         "context deadline exceeded", last_error=last, pick_failures=failures
     ).message
     return ClaimTimeoutError(message)
+
+
+def _with_times(
+    cur: Sandbox,
+    shutdown: datetime | None,
+    pause: datetime | None,
+    *,
+    paused: bool | None = None,
+) -> Sandbox:
+    """A copy of ``cur`` with new end times (and, when given, a new ``spec.paused``)."""
+    new = cur.model_copy(deep=True)
+    if paused is not None:
+        new.spec.paused = paused
+    new.spec.shutdown_time = shutdown
+    new.spec.pause_time = pause
+    return new
