@@ -419,7 +419,7 @@ class Cluster:
         try:
             yield f
         finally:
-            if f.id in {x.id: None for x in self.ctx.faults.faults}:
+            if any(x.id == f.id for x in self.ctx.faults.faults):
                 self.ctx.faults.clear(f.id)
 
     @property

@@ -94,7 +94,6 @@ class World:
         self.scheduler_client: Client = self.api.client(
             "kube-scheduler", prof.controller_qps, prof.controller_burst
         )
-        self.user_client: Client = self.api.client("user", 1e9, 1_000_000_000)
 
     def _pool_keys(self, sbx: Any) -> Iterable[str]:
         # The manager's field index (reference §5.2): available sandboxes, or
