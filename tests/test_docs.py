@@ -304,3 +304,13 @@ def test_python_examples_run(block: Block) -> None:
             f"{block.where} uses simulator.cluster: start it with {REQUIRES_CLUSTER!r}"
         )
     exec(compiled, {"__name__": f"docs_example_{block.line}"})
+
+
+def test_readme_example_runs_and_prints_what_it_says(capsys: pytest.CaptureFixture[str]) -> None:
+    """The README's Python example runs and prints the values its comments show."""
+    readme = DOCS.parent / "README.md"
+    (block,) = [b for b in blocks(readme, "python")]
+    exec(compile(block.code, block.where, "exec"), {"__name__": "readme_example"})
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == "True 0.152"
+    assert "base   5          5" in out
