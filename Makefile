@@ -26,8 +26,9 @@ typecheck: $(STAMP)
 layers: $(STAMP)
 	$(BIN)/lint-imports
 
+# worksteal: the slow statistical tests must not queue behind one another on one worker.
 pytest: $(STAMP)
-	$(BIN)/pytest -q -n auto
+	$(BIN)/pytest -q -n auto --dist worksteal
 
 test: lint typecheck layers pytest
 
