@@ -42,10 +42,13 @@ from pytest_kruise_agents.claiming.errors import (
     add_pick_failure,
     create_http_code,
 )
-from pytest_kruise_agents.claiming.extensions import is_blacklisted, parse_create_metadata
+from pytest_kruise_agents.claiming.extensions import (
+    e2b_claim_options,
+    is_blacklisted,
+    parse_create_metadata,
+)
 from pytest_kruise_agents.claiming.modification import (
     ClaimOptions,
-    InitRuntimeRequest,
     validate_claim_options,
 )
 from pytest_kruise_agents.claiming.retry import (
@@ -159,19 +162,6 @@ def _owner_keys(sbx: Any) -> Iterable[str]:
 
 def _rv(obj: Any) -> int:
     return int(obj.metadata.resource_version or 0)
-
-
-def _set_pod_label(sbx: Sandbox, key: str, value: str) -> None:
-    template = sbx.spec.template
-    if not isinstance(template, dict):
-        return
-    meta = template.get("metadata")
-    if not isinstance(meta, dict):
-        meta = template["metadata"] = {}
-    labels = meta.get("labels")
-    if not isinstance(labels, dict):
-        labels = meta["labels"] = {}
-    labels[key] = value
 
 
 class _Gone:
@@ -351,63 +341,35 @@ class SandboxManager:
             # Upstream falls through to the clone path, whose NotFound answers 400.
             raise NotFoundError(TEMPLATE_NOT_FOUND, code=400)
 
-        def seconds(ext_value: int | None, default: float | None) -> timedelta | None:
-            value = ext_value if ext_value is not None else default
-            return timedelta(seconds=value) if value is not None else None
-
-        pod_labels: dict[str, str] = {}
-        if allow_internet_access is not None:
-            pod_labels[keys.LABEL_ALLOW_INTERNET_ACCESS] = str(allow_internet_access).lower()
-        init = None
-        if not ext.skip_init_runtime:
-            init = InitRuntimeRequest(
-                env_vars=dict(env_vars or {}), access_token=self.world.api.new_uid()
-            )
-        opts = ClaimOptions(
+        opts = e2b_claim_options(
+            ext,
             namespace=namespace,
             user=user,
             template=template,
             lock_string="",
+            access_token=self.world.api.new_uid(),
+            now=ctx.now_dt(),
+            timeout_s=timeout,
+            auto_pause=auto_pause,
+            env_vars=env_vars,
+            allow_internet_access=allow_internet_access,
             candidate_count=prof.candidate_count,
-            labels=dict(ext.labels),
-            annotations=dict(ext.annotations),
-            pod_labels=pod_labels,
-            paused_retention=ext.reserve_paused_duration,
-            reserve_failed_for=ext.reserve_failed_for,
-            inplace_image=ext.image,
-            cpu_request=ext.cpu_request,
-            cpu_limit=ext.cpu_limit,
-            init_runtime=init,
-            csi_mounts=list(ext.csi_mounts),
-            claim_timeout=seconds(ext.claim_timeout_seconds, prof.e2b_default_claim_timeout_s),
-            wait_ready_timeout=seconds(
-                ext.wait_ready_timeout_seconds, prof.e2b_default_wait_ready_timeout_s
-            ),
-            create_on_no_stock=ext.create_on_no_stock,
+            default_claim_timeout_s=prof.e2b_default_claim_timeout_s,
+            default_wait_ready_timeout_s=prof.e2b_default_wait_ready_timeout_s,
         )
         validate_claim_options(opts)
 
         def modifier(sbx: Sandbox) -> None:
-            # basicSandboxCreateModifier: timeouts from the moment of the
-            # modification, plus the per-sandbox labels.
+            # basicSandboxCreateModifier computes the end times when the picked
+            # sandbox is modified, not when the request arrived (retries move it).
             if not ext.never_timeout:
-                shutdown, pause = create_times(
+                sbx.spec.shutdown_time, sbx.spec.pause_time = create_times(
                     ctx.now_dt(),
                     timeout,
                     auto_pause=auto_pause,
                     never_timeout=False,
                     paused_retention=ext.reserve_paused_duration,
                 )
-                sbx.spec.shutdown_time = shutdown
-                sbx.spec.pause_time = pause
-            if allow_internet_access is not None:
-                sbx.metadata.labels[keys.LABEL_ALLOW_INTERNET_ACCESS] = pod_labels[
-                    keys.LABEL_ALLOW_INTERNET_ACCESS
-                ]
-            if ext.return_sandbox_ip:
-                sbx.metadata.annotations[keys.ANN_RETURN_SANDBOX_IP] = "true"
-            # Empty for a no-stock sandbox: it has only a generateName yet.
-            _set_pod_label(sbx, keys.LABEL_SANDBOX_NAME, sbx.metadata.name)
 
         return opts, modifier
 

@@ -455,6 +455,9 @@ def e2b_claim_options(
     auto_pause: bool = False,
     env_vars: Mapping[str, str] | None = None,
     allow_internet_access: bool | None = None,
+    candidate_count: int = 100,
+    default_claim_timeout_s: float | None = None,
+    default_wait_ready_timeout_s: float | None = None,
 ) -> ClaimOptions:
     """The claim options of one ``POST /sandboxes`` claim (E2B column of §5.1, §6.5, §6.6).
 
@@ -463,7 +466,8 @@ def e2b_claim_options(
     the paused retention and ``return-sandbox-ip`` are persisted as annotations
     when asked for. The runtime is always initialised unless
     ``skip-init-runtime`` (upstream does not check that the pool has the agent
-    runtime). Claim and wait-ready timeouts not given are unbounded (``None``).
+    runtime). Claim and wait-ready timeouts not given take the defaults
+    (``None``: unbounded at HEAD; v0.3.0 used 60 s for both).
     """
     shutdown, pause = create_times(
         now,
@@ -484,11 +488,14 @@ def e2b_claim_options(
     init_runtime = None
     if not opts.skip_init_runtime:
         init_runtime = InitRuntimeRequest(env_vars=dict(env_vars or {}), access_token=access_token)
+    claim_s = opts.claim_timeout_seconds or default_claim_timeout_s
+    wait_s = opts.wait_ready_timeout_seconds or default_wait_ready_timeout_s
     return ClaimOptions(
         namespace=namespace,
         user=user,
         template=template,
         lock_string=lock_string,
+        candidate_count=candidate_count,
         labels=labels,
         annotations=annotations,
         pod_labels=pod_labels,
@@ -502,13 +509,7 @@ def e2b_claim_options(
         cpu_limit=opts.cpu_limit,
         init_runtime=init_runtime,
         csi_mounts=list(opts.csi_mounts),
-        claim_timeout=(
-            timedelta(seconds=opts.claim_timeout_seconds) if opts.claim_timeout_seconds else None
-        ),
-        wait_ready_timeout=(
-            timedelta(seconds=opts.wait_ready_timeout_seconds)
-            if opts.wait_ready_timeout_seconds
-            else None
-        ),
+        claim_timeout=timedelta(seconds=claim_s) if claim_s else None,
+        wait_ready_timeout=timedelta(seconds=wait_s) if wait_s else None,
         create_on_no_stock=opts.create_on_no_stock,
     )
