@@ -16,16 +16,14 @@ event arrives; the newer resourceVersion wins.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import simpy
 
 from pytest_kruise_agents.api import keys
+from pytest_kruise_agents.api.base import format_time
 from pytest_kruise_agents.api.meta import find_condition
 from pytest_kruise_agents.api.sandbox import ConditionType, Sandbox, SandboxPhase, SandboxState
 from pytest_kruise_agents.claiming.errors import (
@@ -44,8 +42,15 @@ from pytest_kruise_agents.claiming.errors import (
 )
 from pytest_kruise_agents.claiming.extensions import (
     e2b_claim_options,
-    is_blacklisted,
     parse_create_metadata,
+)
+from pytest_kruise_agents.claiming.listing import (
+    LIST_STATES,
+    MAX_LIST_LIMIT,
+    decode_next_token,
+    encode_next_token,
+    page,
+    validate_list_query,
 )
 from pytest_kruise_agents.claiming.modification import (
     ClaimOptions,
@@ -59,7 +64,6 @@ from pytest_kruise_agents.claiming.retry import (
     jitter,
 )
 from pytest_kruise_agents.claiming.state import (
-    REASON_CLAIMED_NOT_READY,
     is_claimed,
     is_ready,
     is_reserved_failed,
@@ -74,9 +78,11 @@ from pytest_kruise_agents.claiming.timeouts import (
     paused_retention,
     resume_times,
     set_timeout_times,
+    truncate,
     validate_create_timeout,
     validate_timeout_update,
 )
+from pytest_kruise_agents.claiming.view import e2b_state, sandbox_id
 from simulator.apiserver import ApiError
 from simulator.claim import Claimer, Modifier, Op
 from simulator.ratelimit import TokenBucket
@@ -98,9 +104,6 @@ __all__ = [
     "sandbox_id",
 ]
 
-LIST_STATES: Final = ("running", "paused")
-"""The states ``GET /v2/sandboxes`` accepts and lists by default."""
-MAX_LIST_LIMIT: Final = 100
 PAUSE_WAIT_S: Final = 60.0
 """``POST /pause`` waits at most this long for ``SandboxPaused=True``."""
 RESUME_WAIT_S: Final = 600.0
@@ -109,48 +112,14 @@ _CONFLICT_RETRY_STEPS: Final = 5
 TEMPLATE_NOT_FOUND: Final = "Template or Checkpoint not found"
 
 
-def sandbox_id(sbx: Sandbox) -> str:
-    """The E2B sandbox id of a sandbox: ``<namespace>--<name>``."""
-    return f"{sbx.metadata.namespace}--{sbx.metadata.name}"
-
-
 def route_not_found(sid: str) -> NotFoundError:
     """The 404 the manager answers for an unknown, foreign or hidden sandbox."""
     return NotFoundError(f"Sandbox route not found, maybe it is crashed or killed: {sid}")
 
 
-def e2b_state(sbx: Sandbox, now: datetime) -> str | None:
-    """The E2B ``state`` of a claimed sandbox (``running``/``paused``), or ``None`` if not shown.
-
-    A claimed sandbox whose pod runs but is not Ready is ``dead`` for pools and
-    routing yet shown as ``running`` (§9 item 11).
-    """
-    state, reason = sandbox_state(sbx, now)
-    if state is SandboxState.RUNNING:
-        return "running"
-    if state is SandboxState.PAUSED:
-        return "paused"
-    if state is SandboxState.DEAD and reason == REASON_CLAIMED_NOT_READY:
-        return "running"
-    return None
-
-
-def encode_next_token(key: str, sid: str) -> str:
-    """The list page token: base64url of ``{"key":<claim time>,"id":<sandbox id>}``."""
-    raw = json.dumps({"key": key, "id": sid}, separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).decode()
-
-
-def decode_next_token(token: str) -> tuple[str, str]:
-    """``(key, id)`` of a page token; a legacy token is the raw key (id ``""``)."""
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        data = json.loads(raw)
-    except (ValueError, binascii.Error):
-        return token, ""
-    if isinstance(data, dict) and isinstance(data.get("key"), str):
-        return data["key"], str(data.get("id") or "")
-    return token, ""
+def _template_label(sbx: Sandbox) -> str:
+    labels = sbx.metadata.labels
+    return labels.get(keys.LABEL_SANDBOX_TEMPLATE) or labels.get(keys.LABEL_SANDBOX_POOL, "")
 
 
 def _owner_keys(sbx: Any) -> Iterable[str]:
@@ -218,6 +187,10 @@ class SandboxManager:
         own = routes[key]
         if new is None or (own is not None and _rv(new) >= _rv(own)):
             del routes[key]
+
+    def lookup(self, sid: str) -> Sandbox | None:
+        """The newest copy of sandbox ``sid`` (route table or cache), without any ownership check."""
+        return self._lookup(sid)
 
     def _lookup(self, sid: str) -> Sandbox | None:
         ns, sep, name = sid.partition("--")
@@ -686,32 +659,23 @@ class SandboxManager:
         metadata: Mapping[str, str] | None = None,
         limit: int = MAX_LIST_LIMIT,
         next_token: str | None = None,
+        order: Literal["asc", "desc"] = "asc",
+        template: str | None = None,
+        started_after: datetime | None = None,
     ) -> tuple[list[Sandbox], str | None]:
         """``GET /v2/sandboxes``: one page of the caller's sandboxes and the next token (§6.7).
 
         Only the caller's own sandboxes in its namespace (admin: all), not
         reserved failures, with a claim timestamp, in the given ``states``,
-        whose annotations carry every ``metadata`` pair; sorted by claim time
-        then id. Bad states, blacklisted metadata keys or a limit outside
-        1…100 answer 400.
+        whose annotations carry every ``metadata`` pair (and, when given, of
+        ``template`` and claimed at or after ``started_after``); sorted by
+        claim time then id. Bad states, blacklisted metadata keys or a limit
+        outside 1…100 answer 400.
         """
-        wanted = tuple(states) if states else LIST_STATES
-        for state in wanted:
-            if state not in LIST_STATES:
-                raise BadRequestError(
-                    f"state: invalid state {state!r}, expected running or paused", field="state"
-                )
         filters = dict(metadata or {})
-        for key in filters:
-            if is_blacklisted(key):
-                raise BadRequestError(
-                    f"metadata: key {key!r} uses a reserved prefix", field="metadata"
-                )
-        if not 1 <= limit <= MAX_LIST_LIMIT:
-            raise BadRequestError(
-                f"limit: must be between 1 and {MAX_LIST_LIMIT}, got {limit}", field="limit"
-            )
+        wanted = validate_list_query(states, filters, limit)
         now = self.ctx.now_dt()
+        after = format_time(truncate(started_after)) if started_after is not None else None
         scope = f"{namespace or '*'}/{user}"
         items: list[tuple[str, str, Sandbox]] = []
         for sbx in self.cache.by_index("Sandbox", "owner", scope):
@@ -723,14 +687,12 @@ class SandboxManager:
                 continue
             if any(ann.get(k) != v for k, v in filters.items()):
                 continue
+            if template is not None and _template_label(sbx) != template:
+                continue
+            if after is not None and started < after:
+                continue
             items.append((started, sandbox_id(sbx), sbx))
-        items.sort(key=lambda item: (item[0], item[1]))
-        if next_token:
-            cursor = decode_next_token(next_token)
-            items = [item for item in items if (item[0], item[1]) > cursor]
-        page = items[:limit]
-        token = encode_next_token(page[-1][0], page[-1][1]) if len(items) > limit else None
-        return [item[2] for item in page], token
+        return page(items, limit=limit, next_token=next_token, order=order)
 
     def sandbox_id(self, sbx: Sandbox) -> str:
         """The E2B sandbox id of a sandbox (``<namespace>--<name>``)."""

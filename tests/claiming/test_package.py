@@ -20,6 +20,7 @@ def test_expected_modules() -> None:
     assert MODULES == [
         "errors",
         "extensions",
+        "listing",
         "modification",
         "retry",
         "rng",
@@ -28,6 +29,7 @@ def test_expected_modules() -> None:
         "selection",
         "state",
         "timeouts",
+        "view",
     ]
 
 

@@ -1,0 +1,256 @@
+"""The Backend seam: what the E2B server, the fixtures and the benchmarks may ask of a cluster.
+
+A backend is one cluster running the OpenKruise Agents claim system: the
+embedded SimPy model (:class:`~pytest_kruise_agents.backends.sim.SimBackend`)
+or, later, a real Kubernetes cluster. Everything above this layer talks to a
+backend only through :class:`Backend`, so a second backend can slot in.
+
+Every method is synchronous and thread-safe: the ASGI app calls them from
+worker threads. E2B operations raise
+:class:`~pytest_kruise_agents.claiming.errors.ClaimError` whose ``code`` is the
+HTTP status the real sandbox-manager answers; resource operations raise
+:class:`~pytest_kruise_agents.api.errors.InvalidError` on bad input (400) and
+:class:`KeyError`-like :class:`ResourceNotFound` for an unknown object (404).
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from pytest_kruise_agents.api.manifest import KubeObject
+from pytest_kruise_agents.claiming.view import SandboxView
+
+__all__ = [
+    "Backend",
+    "Caller",
+    "ClockMode",
+    "CreateRequest",
+    "ListQuery",
+    "ResourceNotFound",
+    "Route",
+    "SandboxListener",
+    "SandboxView",
+    "TemplateView",
+]
+
+ClockMode = Literal["virtual", "realtime"]
+
+
+class ResourceNotFound(LookupError):
+    """A named Kubernetes object does not exist (404)."""
+
+    def __init__(self, kind: str, namespace: str | None, name: str) -> None:
+        self.kind = kind
+        self.namespace = namespace
+        self.name = name
+        where = f"{namespace}/{name}" if namespace else name
+        super().__init__(f"{kind} {where} not found")
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who calls an E2B operation: an API key's team (namespace) and id.
+
+    ``namespace == ""`` is the admin team, which sees every namespace.
+    ``user`` is the API key id: it owns the sandboxes it creates.
+    """
+
+    namespace: str
+    user: str
+
+    @property
+    def admin(self) -> bool:
+        """The admin team spans all namespaces."""
+        return self.namespace == ""
+
+
+@dataclass(frozen=True, slots=True)
+class CreateRequest:
+    """``POST /sandboxes`` (v1) / ``POST /v2/sandboxes`` after JSON decoding.
+
+    ``timeout`` ``None`` means the manager's default (300 s). ``metadata`` still
+    carries the ``e2b.agents.kruise.io/*`` extension keys and ``label:`` keys:
+    the backend parses them with the claim rules.
+    """
+
+    template: str
+    timeout: int | None = None
+    auto_pause: bool = False
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    env_vars: Mapping[str, str] = field(default_factory=dict)
+    volume_mounts: Sequence[Mapping[str, str]] | None = None
+    allow_internet_access: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ListQuery:
+    """``GET /v2/sandboxes`` after query decoding (metadata already triple-decoded)."""
+
+    states: tuple[str, ...] = ("running", "paused")
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    limit: int = 100
+    next_token: str | None = None
+    order: Literal["asc", "desc"] = "asc"
+    template: str | None = None
+    started_after: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateView:
+    """A template (a SandboxSet) as ``GET /templates`` shows it."""
+
+    template_id: str
+    namespace: str
+    cpu_count: int
+    memory_mb: int
+    disk_size_mb: int
+    created_at: datetime | None
+    replicas: int
+    available: int
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """What the sandbox traffic router needs to know about one sandbox id (no auth).
+
+    ``state`` is ``"running"`` when traffic may flow; anything else answers 502.
+    ``env_vars`` and ``access_token`` come from the create request (the
+    agent-runtime ``/init`` body); ``access_token`` is ``""`` when the sandbox
+    has none (then envd enforces nothing).
+    """
+
+    sandbox_id: str
+    namespace: str
+    name: str
+    state: Literal["running", "paused", "creating", "dead"]
+    access_token: str
+    env_vars: Mapping[str, str]
+    owner: str
+
+
+SandboxListener = Callable[[str, "str | None"], None]
+"""Called with ``(sandbox_id, state)`` when a claimed sandbox changes E2B state:
+``"running"``, ``"paused"``, or ``None`` once it is gone (killed, timed out,
+deleted). Called from the backend's own thread; must not call back into it."""
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """One cluster running the claim system (see the module docstring)."""
+
+    # -- resources (kubectl-like) -------------------------------------------------------
+
+    def apply(self, source: Any) -> list[KubeObject]:
+        """Create or update objects from YAML/JSON text, mappings or models."""
+        ...
+
+    def get(self, kind: str, name: str, namespace: str = "default") -> KubeObject:
+        """One object; :class:`ResourceNotFound` if absent."""
+        ...
+
+    def list(self, kind: str, namespace: str | None = None) -> builtins.list[KubeObject]:
+        """Objects of ``kind`` (all namespaces for ``None``), sorted by namespace and name."""
+        ...
+
+    def delete(self, kind: str, name: str, namespace: str = "default") -> None:
+        """Delete one object; :class:`ResourceNotFound` if absent."""
+        ...
+
+    def table(self, kind: str, namespace: str | None = None) -> str:
+        """``kubectl get``-style table of ``kind``."""
+        ...
+
+    # -- E2B operations (the sandbox-manager) -------------------------------------------
+
+    def create_sandbox(self, caller: Caller, request: CreateRequest) -> SandboxView:
+        """Claim a sandbox (warm, or created on no stock); waits until answered."""
+        ...
+
+    def describe(self, caller: Caller, sandbox_id: str) -> SandboxView:
+        """``GET /sandboxes/{id}``."""
+        ...
+
+    def kill(self, caller: Caller, sandbox_id: str) -> None:
+        """``DELETE /sandboxes/{id}``."""
+        ...
+
+    def set_timeout(self, caller: Caller, sandbox_id: str, timeout: int) -> None:
+        """``POST /sandboxes/{id}/timeout``."""
+        ...
+
+    def pause(self, caller: Caller, sandbox_id: str, retention: timedelta | None = None) -> None:
+        """``POST /sandboxes/{id}/pause`` (waits until paused)."""
+        ...
+
+    def connect(
+        self, caller: Caller, sandbox_id: str, timeout: int | None
+    ) -> tuple[SandboxView, bool]:
+        """``POST /sandboxes/{id}/connect``: ``(sandbox, resumed)``."""
+        ...
+
+    def resume(self, caller: Caller, sandbox_id: str, timeout: int | None) -> None:
+        """``POST /sandboxes/{id}/resume`` (deprecated route of old SDKs)."""
+        ...
+
+    def list_sandboxes(
+        self, caller: Caller, query: ListQuery
+    ) -> tuple[builtins.list[SandboxView], str | None]:
+        """One page of the caller's sandboxes and the next-page token."""
+        ...
+
+    def templates(self, caller: Caller) -> builtins.list[TemplateView]:
+        """The SandboxSets the caller may claim from."""
+        ...
+
+    def route(self, sandbox_id: str) -> Route | None:
+        """The route of a claimed sandbox, or ``None`` if the id is unknown."""
+        ...
+
+    def subscribe(self, listener: SandboxListener) -> None:
+        """Call ``listener`` on every E2B state change of a claimed sandbox."""
+        ...
+
+    # -- time ---------------------------------------------------------------------------
+
+    @property
+    def clock_mode(self) -> ClockMode:
+        """``virtual`` (time moves only when asked) or ``realtime``."""
+        ...
+
+    def now(self) -> datetime:
+        """The cluster's current time (UTC)."""
+        ...
+
+    def advance(self, seconds: float) -> None:
+        """Move time forward (virtual mode; realtime backends refuse)."""
+        ...
+
+    # -- faults, latency and records ----------------------------------------------------
+
+    def inject(self, kind: str, **fields: Any) -> dict[str, Any]:
+        """Inject a fault by kind; return it (with its ``id``) as a mapping."""
+        ...
+
+    def clear_faults(self, fault_id: str | None = None) -> None:
+        """Clear one fault, or all."""
+        ...
+
+    def faults(self) -> builtins.list[dict[str, Any]]:
+        """The faults in force."""
+        ...
+
+    def set_latency(self, name: str, value: Any) -> None:
+        """Replace one named latency distribution."""
+        ...
+
+    def records(self) -> builtins.list[dict[str, Any]]:
+        """One mapping per claim: phase timestamps (seconds), warm, retries, error."""
+        ...
+
+    def close(self) -> None:
+        """Stop background work and forget every sandbox."""
+        ...

@@ -1,0 +1,102 @@
+"""Run an ASGI app on uvicorn in a background thread (tests, fixtures, the demo, benchmarks).
+
+>>> with ServerThread(app) as server:          # doctest: +SKIP
+...     httpx.get(server.url + "/health")
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from types import TracebackType
+from typing import Any
+
+import uvicorn
+
+__all__ = ["ServerThread"]
+
+
+class ServerThread:
+    """uvicorn serving ``app`` on ``host:port`` from a daemon thread.
+
+    The socket is bound before the thread starts, so ``port=0`` picks a free
+    port and :attr:`url` is known at once; :meth:`start` returns when the
+    server accepts connections (after the app's lifespan startup).
+    """
+
+    def __init__(
+        self,
+        app: Any,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        log_level: str = "warning",
+        **config: Any,
+    ) -> None:
+        self.app = app
+        self.host = host
+        self._sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind((host, port))
+        self.port: int = self._sock.getsockname()[1]
+        self._config = uvicorn.Config(
+            app,
+            log_level=log_level,
+            lifespan="on",
+            timeout_graceful_shutdown=2,
+            **config,
+        )
+        self._server = uvicorn.Server(self._config)
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    @property
+    def url(self) -> str:
+        """``http://host:port`` (IPv6 hosts bracketed)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def _serve(self) -> None:
+        try:
+            self._server.run(sockets=[self._sock])
+        except BaseException as exc:  # reported by start()
+            self._error = exc
+
+    def start(self, timeout: float = 30.0) -> ServerThread:
+        """Start serving; return once the server is up (raise if it failed to start)."""
+        if self._thread is not None:
+            return self
+        self._thread = threading.Thread(
+            target=self._serve, name=f"uvicorn-{self.port}", daemon=True
+        )
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if self._error is not None or not self._thread.is_alive():
+                raise RuntimeError(f"server on {self.url} failed to start") from self._error
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"server on {self.url} did not start in {timeout:g}s")
+            time.sleep(0.005)
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Shut down (lifespan shutdown runs) and wait for the thread to end."""
+        if self._thread is None:
+            self._sock.close()
+            return
+        self._server.should_exit = True
+        self._thread.join(timeout=timeout)
+        self._thread = None
+        self._sock.close()
+
+    def __enter__(self) -> ServerThread:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -1,0 +1,233 @@
+"""SimBackend: the fake cluster behind the Backend seam, in virtual and realtime clocks."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from pytest_kruise_agents.api.errors import InvalidError
+from pytest_kruise_agents.backends import (
+    Backend,
+    Caller,
+    CreateRequest,
+    ListQuery,
+    ResourceNotFound,
+    SimBackend,
+)
+from pytest_kruise_agents.claiming.errors import ClaimError
+
+ALICE = Caller("default", "alice")
+BOB = Caller("default", "bob")
+ADMIN = Caller("", "admin")
+
+
+@pytest.fixture
+def backend() -> Iterator[SimBackend]:
+    b = SimBackend.default(seed=3, replicas=5)
+    yield b
+    b.close()
+
+
+def test_is_a_backend(backend: SimBackend) -> None:
+    assert isinstance(backend, Backend)
+
+
+def test_default_cluster_has_the_sdk_default_pools_ready(backend: SimBackend) -> None:
+    names = {t.template_id: t.available for t in backend.templates(ALICE)}
+    assert names == {"base": 5, "code-interpreter-v1": 5}
+
+
+def test_create_returns_the_e2b_view_with_metadata_and_token(backend: SimBackend) -> None:
+    view = backend.create_sandbox(
+        ALICE, CreateRequest(template="base", metadata={"k": "v"}, env_vars={"A": "1"})
+    )
+    assert view.state == "running"
+    assert view.template_id == "base"
+    assert view.metadata["k"] == "v"
+    assert view.metadata["e2b.agents.kruise.io/sandbox-resource"] == (
+        f"{view.namespace}/{view.name}"
+    )
+    assert view.envd_access_token
+    assert view.end_at is not None and view.started_at is not None
+    assert (view.end_at - view.started_at).total_seconds() == 300
+    route = backend.route(view.sandbox_id)
+    assert route is not None
+    assert route.state == "running"
+    assert route.env_vars == {"A": "1"}
+    assert route.access_token == view.envd_access_token
+
+
+def test_a_sandbox_of_another_key_is_not_found(backend: SimBackend) -> None:
+    view = backend.create_sandbox(ALICE, CreateRequest(template="base"))
+    with pytest.raises(ClaimError) as err:
+        backend.describe(BOB, view.sandbox_id)
+    assert err.value.code == 404
+    with pytest.raises(ClaimError):
+        backend.kill(BOB, view.sandbox_id)
+    assert backend.describe(ALICE, view.sandbox_id).sandbox_id == view.sandbox_id
+
+
+def test_unknown_template_answers_400_and_changes_nothing(backend: SimBackend) -> None:
+    before = len(backend.list("Sandbox"))
+    with pytest.raises(ClaimError) as err:
+        backend.create_sandbox(ALICE, CreateRequest(template="nope"))
+    assert err.value.code == 400
+    assert len(backend.list("Sandbox")) == before
+
+
+def test_list_pages_in_claim_order_both_ways(backend: SimBackend) -> None:
+    ids = []
+    for _ in range(5):
+        ids.append(backend.create_sandbox(ALICE, CreateRequest(template="base")).sandbox_id)
+        backend.advance(1)
+    seen: list[str] = []
+    token = None
+    while True:
+        page, token = backend.list_sandboxes(ALICE, ListQuery(limit=2, next_token=token))
+        seen += [v.sandbox_id for v in page]
+        if token is None:
+            break
+    assert seen == ids
+    desc, _ = backend.list_sandboxes(ALICE, ListQuery(limit=100, order="desc"))
+    assert [v.sandbox_id for v in desc] == ids[::-1]
+    assert backend.list_sandboxes(BOB, ListQuery()) == ([], None)
+
+
+def test_list_filters_by_metadata_state_and_template(backend: SimBackend) -> None:
+    a = backend.create_sandbox(ALICE, CreateRequest(template="base", metadata={"team": "x"}))
+    b = backend.create_sandbox(ALICE, CreateRequest(template="code-interpreter-v1"))
+    backend.pause(ALICE, b.sandbox_id)
+    by_meta, _ = backend.list_sandboxes(ALICE, ListQuery(metadata={"team": "x"}))
+    assert [v.sandbox_id for v in by_meta] == [a.sandbox_id]
+    paused, _ = backend.list_sandboxes(ALICE, ListQuery(states=("paused",)))
+    assert [v.sandbox_id for v in paused] == [b.sandbox_id]
+    by_template, _ = backend.list_sandboxes(ALICE, ListQuery(template="base"))
+    assert [v.sandbox_id for v in by_template] == [a.sandbox_id]
+    with pytest.raises(ClaimError) as err:
+        backend.list_sandboxes(ALICE, ListQuery(states=("dead",)))
+    assert err.value.code == 400
+
+
+def test_listeners_see_running_paused_running_and_gone(backend: SimBackend) -> None:
+    events: list[tuple[str, str | None]] = []
+    backend.subscribe(lambda sid, state: events.append((sid, state)))
+    view = backend.create_sandbox(ALICE, CreateRequest(template="base"))
+    backend.advance(1)
+    backend.pause(ALICE, view.sandbox_id)
+    _, resumed = backend.connect(ALICE, view.sandbox_id, None)
+    assert resumed
+    backend.kill(ALICE, view.sandbox_id)
+    backend.advance(5)
+    states = [state for sid, state in events if sid == view.sandbox_id]
+    assert states == ["running", "paused", "running", None]
+    assert backend.route(view.sandbox_id) is None
+
+
+def test_timeout_fires_when_virtual_time_is_advanced(backend: SimBackend) -> None:
+    view = backend.create_sandbox(ALICE, CreateRequest(template="base"))
+    backend.set_timeout(ALICE, view.sandbox_id, 30)
+    backend.advance(29)
+    assert backend.describe(ALICE, view.sandbox_id).state == "running"
+    backend.advance(2)
+    with pytest.raises(ClaimError) as err:
+        backend.describe(ALICE, view.sandbox_id)
+    assert err.value.code == 404
+
+
+def test_advance_rejects_negative_time(backend: SimBackend) -> None:
+    before = backend.now()
+    with pytest.raises(InvalidError, match="seconds"):
+        backend.advance(-1)
+    backend.advance(0)
+    assert backend.now() == before
+
+
+def test_resources_and_not_found(backend: SimBackend) -> None:
+    assert backend.get("sbs", "base").metadata.name == "base"
+    with pytest.raises(ResourceNotFound, match="nope"):
+        backend.get("SandboxSet", "nope")
+    with pytest.raises(ResourceNotFound):
+        backend.delete("SandboxSet", "nope")
+    assert "base" in backend.table("sbs")
+
+
+def test_faults_are_injected_listed_and_cleared(backend: SimBackend) -> None:
+    fault = backend.inject("runtime_init_failure", selector={"template": "base"})
+    assert [f["id"] for f in backend.faults()] == [fault["id"]]
+    with pytest.raises(ClaimError):
+        backend.create_sandbox(
+            ALICE,
+            CreateRequest(
+                template="base", metadata={"e2b.agents.kruise.io/claim-timeout-seconds": "3"}
+            ),
+        )
+    with pytest.raises(ResourceNotFound):
+        backend.clear_faults("no-such-fault")
+    backend.clear_faults(fault["id"])
+    assert backend.faults() == []
+    assert backend.records()[-1]["error_code"] is not None
+
+
+def test_concurrent_threads_never_get_the_same_sandbox(backend: SimBackend) -> None:
+    def create(_: int) -> str:
+        return backend.create_sandbox(ALICE, CreateRequest(template="base")).sandbox_id
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        ids = list(pool.map(create, range(24)))
+    assert len(set(ids)) == 24
+
+
+def test_bad_clock_settings_are_refused() -> None:
+    with pytest.raises(InvalidError, match="clock"):
+        SimBackend(clock="sometimes")  # type: ignore[arg-type]
+    with pytest.raises(InvalidError, match="speed"):
+        SimBackend(clock="realtime", speed=0)
+
+
+def test_realtime_clock_follows_the_wall_clock_and_fires_timeouts() -> None:
+    backend = SimBackend.default(seed=1, replicas=3, clock="realtime", speed=50.0)
+    try:
+        with pytest.raises(InvalidError, match="realtime"):
+            backend.advance(1)
+        view = backend.create_sandbox(ALICE, CreateRequest(template="base"))
+        backend.set_timeout(ALICE, view.sandbox_id, 2)
+        start = backend.now()
+        deadline = time.monotonic() + 20
+        while backend.route(view.sandbox_id) is not None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert backend.route(view.sandbox_id) is None
+        # shutdownTime is second-truncated, so the sandbox lives between 1 and 2 s.
+        assert (backend.now() - start).total_seconds() >= 1
+    finally:
+        backend.close()
+
+
+def test_realtime_calls_from_threads_are_answered() -> None:
+    backend = SimBackend.default(seed=2, replicas=4, clock="realtime", speed=20.0)
+    try:
+        errors: list[BaseException] = []
+        ids: list[str] = []
+        lock = threading.Lock()
+
+        def create() -> None:
+            try:
+                sid = backend.create_sandbox(ALICE, CreateRequest(template="base")).sandbox_id
+            except BaseException as exc:
+                errors.append(exc)
+            else:
+                with lock:
+                    ids.append(sid)
+
+        threads = [threading.Thread(target=create) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+        assert errors == []
+        assert len(set(ids)) == 8
+    finally:
+        backend.close()

@@ -1,0 +1,106 @@
+"""Specification of the E2B view of a claimed sandbox (reference §6.3)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from pytest_kruise_agents.api import keys
+from pytest_kruise_agents.claiming.modification import InitRuntimeRequest
+from pytest_kruise_agents.claiming.view import (
+    e2b_state,
+    init_request,
+    sandbox_id,
+    sandbox_view,
+    split_sandbox_id,
+)
+
+from .builders import NOW, make_sandbox
+
+CLAIMED = {
+    keys.ANN_CLAIM_TIMESTAMP: "2026-01-01T00:00:00Z",
+    keys.ANN_OWNER: "alice",
+    "user-key": "v",
+    keys.ANN_INIT_RUNTIME_REQUEST: InitRuntimeRequest({"A": "1"}, "tok").to_json(),
+    keys.ANN_RUNTIME_ACCESS_TOKEN: "tok",
+}
+TEMPLATE = {
+    "spec": {
+        "containers": [
+            {
+                "name": "c",
+                "resources": {
+                    "requests": {"cpu": "500m", "memory": "512Mi"},
+                    "limits": {"cpu": "2", "memory": "1Gi", "ephemeral-storage": "10Gi"},
+                },
+            }
+        ]
+    }
+}
+
+
+def test_sandbox_id_is_namespace_double_dash_name_and_splits_back() -> None:
+    sbx = make_sandbox("demo-x1", namespace="team-a")
+    assert sandbox_id(sbx) == "team-a--demo-x1"
+    assert split_sandbox_id("team-a--demo-x1") == ("team-a", "demo-x1")
+    assert split_sandbox_id("no-separator") is None
+    assert split_sandbox_id("--name") is None
+
+
+def test_pool_sandboxes_are_not_shown() -> None:
+    assert sandbox_view(make_sandbox(), NOW) is None
+
+
+def test_claimed_running_sandbox_view() -> None:
+    sbx = make_sandbox(
+        owned=False,
+        annotations=CLAIMED,
+        labels={"app": "x"},
+        shutdown=NOW + timedelta(minutes=5),
+        template=TEMPLATE,
+    )
+    view = sandbox_view(sbx, NOW)
+    assert view is not None
+    assert view.state == "running"
+    assert view.template_id == "demo"
+    assert (view.cpu_count, view.memory_mb, view.disk_size_mb) == (2, 1024, 10240)
+    assert view.end_at == NOW + timedelta(minutes=5)
+    assert view.started_at is not None and view.started_at.year == 2026
+    assert view.envd_access_token == "tok"
+    assert view.owner == "alice"
+    # Non-reserved labels and annotations, plus the response-only resource key.
+    assert view.metadata == {
+        "app": "x",
+        "user-key": "v",
+        "e2b.agents.kruise.io/sandbox-resource": "default/demo-abc12",
+    }
+
+
+def test_end_is_the_pause_time_when_auto_pausing() -> None:
+    sbx = make_sandbox(
+        owned=False,
+        annotations=CLAIMED,
+        shutdown=NOW + timedelta(days=365),
+        pause_time=NOW + timedelta(minutes=1),
+    )
+    view = sandbox_view(sbx, NOW)
+    assert view is not None
+    assert view.end_at == NOW + timedelta(minutes=1)
+    assert view.auto_pause
+
+
+def test_paused_and_claimed_not_ready_states() -> None:
+    paused = make_sandbox(owned=False, annotations=CLAIMED, paused=True)
+    assert e2b_state(paused, NOW) == "paused"
+    not_ready = make_sandbox(owned=False, annotations=CLAIMED, ready=False)
+    assert e2b_state(not_ready, NOW) == "running"
+    dead = make_sandbox(owned=False, annotations=CLAIMED, shutdown=NOW - timedelta(seconds=1))
+    assert sandbox_view(dead, NOW) is None
+
+
+def test_init_request_is_read_back_and_bad_json_is_ignored() -> None:
+    sbx = make_sandbox(owned=False, annotations=CLAIMED)
+    req = init_request(sbx)
+    assert req is not None
+    assert (req.env_vars, req.access_token) == ({"A": "1"}, "tok")
+    broken = make_sandbox(owned=False, annotations={keys.ANN_INIT_RUNTIME_REQUEST: "{"})
+    assert init_request(broken) is None
