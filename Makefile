@@ -5,13 +5,36 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck layers pytest bench clean
+# The other SDKs the end-to-end tests drive: e2b 2.8.x (v1 create/connect routes) in its own
+# venv, and the JavaScript SDK (npm e2b) run by Node.js.
+SDK28 := .sdk/e2b-2.8
+SDK28_STAMP := $(SDK28)/.installed
+JSSDK := .sdk/js
+JSSDK_STAMP := $(JSSDK)/.installed
+
+.PHONY: demo test lint typecheck layers pytest bench clean sdks chromium
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
+
+$(SDK28_STAMP):
+	test -x $(SDK28)/bin/python || $(PYTHON) -m venv $(SDK28)
+	$(SDK28)/bin/python -m pip install --quiet "e2b>=2.8,<2.9"
+	touch $(SDK28_STAMP)
+
+$(JSSDK_STAMP):
+	mkdir -p $(JSSDK)
+	cd $(JSSDK) && npm install --silent --no-audit --no-fund "e2b@^2.51"
+	touch $(JSSDK_STAMP)
+
+sdks: $(SDK28_STAMP) $(JSSDK_STAMP)
+
+# The report test opens the capacity-planning HTML in headless Chromium (Debian's package).
+chromium:
+	command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium)
 
 demo: $(STAMP)
 	$(BIN)/kruise-agents demo
@@ -27,7 +50,7 @@ layers: $(STAMP)
 	$(BIN)/lint-imports
 
 # worksteal: the slow statistical tests must not queue behind one another on one worker.
-pytest: $(STAMP)
+pytest: $(STAMP) sdks chromium
 	$(BIN)/pytest -q -n auto --dist worksteal
 
 test: lint typecheck layers pytest
@@ -36,4 +59,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/sim_throughput.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .sdk .mypy_cache .ruff_cache .pytest_cache
