@@ -1,0 +1,272 @@
+"""The fake envd ASGI app: what answers on port 49983 of every sandbox.
+
+One app serves every sandbox: the router puts the sandbox's
+:class:`~pytest_kruise_agents.e2b.workspace.SandboxWorkspace` in
+``scope["state"]["kruise_workspace"]`` and this app dispatches:
+
+* ``GET /health`` -> 204 (no auth);
+* ``POST /init`` -> store ``envVars`` / ``accessToken`` on the workspace, 204;
+* ``GET``/``POST /files`` -> download / upload (token or signed URL);
+* ``POST /process.Process/*`` and ``/filesystem.Filesystem/*`` -> the Connect
+  services, built on the server stubs shipped in the ``e2b`` wheel, after the
+  ``X-Access-Token`` check; the user comes from ``Authorization: Basic``.
+
+Every error is JSON (``{"code": int, "message"}`` on HTTP routes, Connect's
+``{"code": "<code>", "message"}`` on RPCs), and no request can crash it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from connectrpc.codec import proto_binary_codec, proto_json_codec
+from e2b.envd.filesystem.filesystem_connect import FilesystemASGIApplication
+from e2b.envd.process.process_connect import ProcessASGIApplication
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from pytest_kruise_agents.e2b.envd import context
+from pytest_kruise_agents.e2b.envd.auth import AuthError, check_token, user_from_basic
+from pytest_kruise_agents.e2b.envd.errors import GuardedCodec, http_error
+from pytest_kruise_agents.e2b.envd.files import DEFAULT_MAX_UPLOAD_BYTES, download, upload
+from pytest_kruise_agents.e2b.envd.filesystem import FilesystemService
+from pytest_kruise_agents.e2b.envd.process import ProcessService
+from pytest_kruise_agents.e2b.workspace import SandboxWorkspace, Workspaces
+
+__all__ = ["WORKSPACE_KEY", "EnvdApp", "make_envd_app"]
+
+_log = logging.getLogger(__name__)
+
+WORKSPACE_KEY = "kruise_workspace"
+"""Key of the sandbox workspace in ``scope["state"]`` (set by the router)."""
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+_MAX_INIT_BYTES = 1024 * 1024
+# Largest RPC message (stdin chunks, paths): the SDK's own messages are small.
+_MAX_RPC_BYTES = 16 * 1024 * 1024
+
+
+async def _send_response(response: Response, scope: Scope, receive: Receive, send: Send) -> None:
+    await response(scope, receive, send)
+
+
+class EnvdApp:
+    """ASGI app of envd for the workspaces of one :class:`Workspaces`."""
+
+    def __init__(
+        self, workspaces: Workspaces, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+    ) -> None:
+        self.workspaces = workspaces
+        self.max_upload_bytes = max_upload_bytes
+        codecs = [GuardedCodec(proto_json_codec()), GuardedCodec(proto_binary_codec())]
+        self._rpc: dict[str, Callable[[Scope, Receive, Send], Awaitable[None]]] = {
+            "/process.Process/": ProcessASGIApplication(
+                ProcessService(), codecs=codecs, read_max_bytes=_MAX_RPC_BYTES
+            ),
+            "/filesystem.Filesystem/": FilesystemASGIApplication(
+                FilesystemService(), codecs=codecs, read_max_bytes=_MAX_RPC_BYTES
+            ),
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            await send({"type": "websocket.close", "code": 1003})
+            return
+        ws = (scope.get("state") or {}).get(WORKSPACE_KEY)
+        path: str = scope["path"]
+        if not isinstance(ws, SandboxWorkspace):
+            response: Response = http_error(
+                500, f"envd: no sandbox workspace in scope['state'][{WORKSPACE_KEY!r}]"
+            )
+        else:
+            for prefix, app in self._rpc.items():
+                if path.startswith(prefix):
+                    await self._call_rpc(app, ws, scope, receive, send)
+                    return
+            try:
+                response = await self._http(scope, receive, ws)
+            except Exception as exc:
+                # A bug must cost one request a JSON 500, never the server.
+                _log.exception("envd %s %s failed", scope["method"], path)
+                response = http_error(500, f"internal error: {type(exc).__name__}")
+        await _send_response(response, scope, receive, send)
+
+    async def _http(self, scope: Scope, receive: Receive, ws: SandboxWorkspace) -> Response:
+        """The plain HTTP routes: ``/health``, ``/init``, ``/files``."""
+        path = scope["path"]
+        if path == "/health":
+            return self._health(scope)
+        if path == "/init":
+            return await self._init(Request(scope, receive), ws)
+        if path == "/files":
+            return await self._files(Request(scope, receive), ws)
+        return http_error(404, f"no envd route {scope['method']} {path}")
+
+    @staticmethod
+    def _health(scope: Scope) -> Response:
+        if scope["method"] not in ("GET", "HEAD"):
+            return http_error(405, f"method {scope['method']} not allowed on /health")
+        return Response(status_code=204)
+
+    async def _files(self, request: Request, ws: SandboxWorkspace) -> Response:
+        if request.method in ("GET", "HEAD"):
+            return await download(request, ws)
+        if request.method == "POST":
+            return await upload(request, ws, limit=self.max_upload_bytes)
+        return http_error(405, f"method {request.method} not allowed on /files")
+
+    async def _init(self, request: Request, ws: SandboxWorkspace) -> Response:
+        """``POST /init {"envVars", "accessToken", ...}``: configure the sandbox, 204.
+
+        Once a sandbox has a token, changing it needs the current one (in
+        ``X-Access-Token`` or as ``accessToken``): a stranger must not be
+        able to take a sandbox over.
+        """
+        if request.method != "POST":
+            return http_error(405, f"method {request.method} not allowed on /init")
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > _MAX_INIT_BYTES:
+                return http_error(413, f"/init body exceeds {_MAX_INIT_BYTES} bytes")
+        try:
+            data = json.loads(body or b"{}")
+        except ValueError as exc:
+            return http_error(400, f"/init body is not JSON: {exc}")
+        if not isinstance(data, dict):
+            return http_error(400, "/init body must be a JSON object")
+        env_vars = data.get("envVars")
+        if env_vars is not None and not (
+            isinstance(env_vars, dict)
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in env_vars.items())
+        ):
+            return http_error(400, "envVars: must be an object of string values")
+        token = data.get("accessToken")
+        if token is not None and not isinstance(token, str):
+            return http_error(400, "accessToken: must be a string")
+        if (
+            ws.access_token
+            and not check_token(ws, request.headers.get("x-access-token"))
+            and not check_token(ws, token)
+        ):
+            return http_error(401, "/init needs the sandbox's current access token")
+        if env_vars:
+            ws.env_vars.update(env_vars)
+        if token is not None:
+            ws.access_token = token
+        return Response(status_code=204)
+
+    async def _call_rpc(
+        self,
+        app: Callable[[Scope, Receive, Send], Awaitable[None]],
+        ws: SandboxWorkspace,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        headers = Request(scope).headers
+        if not check_token(ws, headers.get("x-access-token")):
+            await _send_response(
+                _connect_error(401, "unauthenticated", "missing or invalid X-Access-Token"),
+                scope,
+                receive,
+                send,
+            )
+            return
+        try:
+            user = user_from_basic(headers.get("authorization"))
+        except AuthError as exc:
+            await _send_response(
+                _connect_error(401, "unauthenticated", str(exc)), scope, receive, send
+            )
+            return
+        state = context.RequestState(ws, user)
+        started = False
+        held: Message | None = None
+
+        async def watch_receive() -> Message:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                state.mark_disconnected()
+            return message
+
+        async def track_send(message: Message) -> None:
+            nonlocal started, held
+            if message["type"] == "http.response.start":
+                started = True
+                if message["status"] >= 400 and not _has_content_type(message):
+                    held = message  # connectrpc's bare HTTP error: give it a JSON body
+                    return
+            elif held is not None:
+                start, held = held, None
+                if not message.get("body") and not message.get("more_body"):
+                    status = int(start["status"])
+                    code, why = _BARE_ERRORS.get(status, ("unknown", "request refused"))
+                    await _send_response(
+                        _connect_error(status, code, f"{why}: {scope['method']} {scope['path']}"),
+                        scope,
+                        receive,
+                        send,
+                    )
+                    return
+                await send(start)
+            await send(message)
+
+        with context.bound(state):
+            try:
+                await app(scope, watch_receive, track_send)
+            except Exception:
+                # connectrpc already answered (it re-raises non-Connect errors
+                # for the server to log); never let one request take us down.
+                _log.exception("envd RPC %s failed", scope["path"])
+                if not started:
+                    await _send_response(
+                        _connect_error(500, "internal", "internal error"), scope, receive, send
+                    )
+            finally:
+                # The stream is over: nobody listens any more.
+                state.mark_disconnected()
+
+
+# The bare HTTP errors connectrpc answers before a handler runs.
+_BARE_ERRORS = {
+    404: ("unimplemented", "no such RPC method"),
+    405: ("unimplemented", "method not allowed"),
+    415: ("invalid_argument", "unsupported Content-Type (streams take application/connect+json)"),
+}
+
+
+def _has_content_type(start: Message) -> bool:
+    return any(name.lower() == b"content-type" for name, _ in start.get("headers", ()))
+
+
+def _connect_error(status: int, code: str, message: str) -> JSONResponse:
+    """A Connect error body (string code) for RPC paths."""
+    return JSONResponse({"code": code, "message": message}, status_code=status)
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+def make_envd_app(
+    workspaces: Workspaces, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+) -> EnvdApp:
+    """The envd ASGI app serving the sandboxes of ``workspaces``."""
+    return EnvdApp(workspaces, max_upload_bytes=max_upload_bytes)

@@ -1,0 +1,150 @@
+"""envd errors: Connect errors for RPCs, ``{"code": int, "message": str}`` JSON for HTTP.
+
+Every RPC handler runs under :func:`guard_unary` / :func:`guard_stream`, which
+turn the exceptions of path resolution and file operations into the Connect
+codes the SDK maps to its exceptions (``not_found`` ->
+``FileNotFoundException``, ``invalid_argument`` -> ``InvalidArgumentException``
+...) and anything unexpected into ``internal``, so no request ever crashes
+the server.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import logging
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+from connectrpc.code import Code
+from connectrpc.codec import Codec
+from connectrpc.errors import ConnectError
+from starlette.responses import JSONResponse
+
+from pytest_kruise_agents.e2b.workspace import PathEscapeError
+
+__all__ = [
+    "HTTP_STATUS",
+    "GuardedCodec",
+    "connect_error",
+    "fs_error",
+    "guard_stream",
+    "guard_unary",
+    "http_error",
+]
+
+_log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+S = TypeVar("S")
+
+# How file-system errno values read to an SDK user.
+_ERRNO_CODES: dict[int, Code] = {
+    errno.ENOENT: Code.NOT_FOUND,
+    errno.EEXIST: Code.ALREADY_EXISTS,
+    errno.EACCES: Code.PERMISSION_DENIED,
+    errno.EPERM: Code.PERMISSION_DENIED,
+    errno.ENOTDIR: Code.INVALID_ARGUMENT,
+    errno.EISDIR: Code.INVALID_ARGUMENT,
+    errno.ENOTEMPTY: Code.FAILED_PRECONDITION,
+    errno.ELOOP: Code.INVALID_ARGUMENT,
+    errno.ENAMETOOLONG: Code.INVALID_ARGUMENT,
+    errno.EINVAL: Code.INVALID_ARGUMENT,
+    errno.EXDEV: Code.INVALID_ARGUMENT,
+    errno.ENOSPC: Code.RESOURCE_EXHAUSTED,
+}
+
+HTTP_STATUS: dict[Code, int] = {
+    Code.INVALID_ARGUMENT: 400,
+    Code.UNAUTHENTICATED: 401,
+    Code.PERMISSION_DENIED: 403,
+    Code.NOT_FOUND: 404,
+    Code.ALREADY_EXISTS: 409,
+    Code.FAILED_PRECONDITION: 412,
+    Code.RESOURCE_EXHAUSTED: 507,
+    Code.UNIMPLEMENTED: 501,
+    Code.INTERNAL: 500,
+}
+"""HTTP status of a Connect code on the plain HTTP routes (``/files``)."""
+
+
+def connect_error(exc: BaseException) -> ConnectError:
+    """The Connect error an exception from a handler answers with."""
+    if isinstance(exc, ConnectError):
+        return exc
+    if isinstance(exc, PathEscapeError):
+        return ConnectError(Code.INVALID_ARGUMENT, str(exc))
+    if isinstance(exc, OSError):
+        # No file name: it would be a host path, and sandbox paths are what
+        # users see (handlers that know the path use fs_error instead).
+        return fs_error(exc, None)
+    _log.exception("envd handler failed", exc_info=exc)
+    return ConnectError(Code.INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
+
+
+def fs_error(exc: OSError, path: str | None) -> ConnectError:
+    """The Connect error of a failed file operation on sandbox ``path``."""
+    code = _ERRNO_CODES.get(exc.errno or 0, Code.INTERNAL)
+    what = (exc.strerror or type(exc).__name__).lower()
+    return ConnectError(code, f"{what}: {path}" if path else what)
+
+
+def guard_unary(
+    fn: Callable[Concatenate[S, P], Coroutine[Any, Any, R]],
+) -> Callable[Concatenate[S, P], Coroutine[Any, Any, R]]:
+    """Wrap a unary handler so every failure leaves as a Connect error."""
+
+    async def wrapper(self: S, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await fn(self, *args, **kwargs)
+        except Exception as exc:
+            raise connect_error(exc) from exc
+
+    functools.update_wrapper(wrapper, fn)
+    return wrapper
+
+
+def guard_stream(
+    fn: Callable[Concatenate[S, P], AsyncIterator[R]],
+) -> Callable[Concatenate[S, P], AsyncIterator[R]]:
+    """Wrap a server-stream handler so every failure ends the stream as a Connect error."""
+
+    async def wrapper(self: S, /, *args: P.args, **kwargs: P.kwargs) -> AsyncIterator[R]:
+        try:
+            async for item in fn(self, *args, **kwargs):
+                yield item
+        except Exception as exc:
+            raise connect_error(exc) from exc
+
+    functools.update_wrapper(wrapper, fn)
+    return wrapper
+
+
+def http_error(status: int, message: str) -> JSONResponse:
+    """The JSON error body of envd's plain HTTP routes."""
+    return JSONResponse({"code": status, "message": message}, status_code=status)
+
+
+class GuardedCodec:
+    """A codec whose decode failures are ``invalid_argument`` (not an unhandled 500)."""
+
+    def __init__(self, inner: Codec[Any, Any]) -> None:
+        self._inner = inner
+
+    def name(self) -> str:
+        return self._inner.name()
+
+    def encode(self, message: Any) -> bytes:
+        return self._inner.encode(message)
+
+    def decode(self, data: bytes | bytearray, message_class: type[Any]) -> Any:
+        try:
+            return self._inner.decode(data, message_class)
+        except ConnectError:
+            raise
+        except Exception as exc:
+            raise ConnectError(
+                Code.INVALID_ARGUMENT,
+                f"invalid {message_class.__name__} message: {exc}",
+            ) from exc

@@ -1,0 +1,357 @@
+"""envd's ``/files``: download a file, upload one or several (multipart or raw bytes).
+
+``GET /files?path=`` answers the raw bytes. ``POST /files`` takes either
+``multipart/form-data`` with ``file`` parts (each written to the ``path``
+query parameter if given, else to the part's filename, which the SDK sets to
+the full sandbox path) or ``application/octet-stream`` (optionally
+``Content-Encoding: gzip``) written to ``path``; it answers 200 with
+``[{"name", "type": "file", "path"}]``. ``X-Metadata-<key>`` headers are
+stored as ``user.e2b.<key>`` extended attributes.
+
+An upload is all or nothing: the body is staged outside the sandbox
+directory and moved into place only once it is complete and every target
+checked, so a refused upload (bad path, too large, bad body) changes nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import uuid
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, TYPE_CHECKING
+
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import FileResponse, JSONResponse, Response
+
+from pytest_kruise_agents.e2b.envd.auth import (
+    AuthError,
+    check_token,
+    user_from_name,
+    verify_signature,
+)
+from pytest_kruise_agents.e2b.envd.entries import write_metadata
+from pytest_kruise_agents.e2b.envd.errors import http_error
+from pytest_kruise_agents.e2b.workspace import PathEscapeError, SandboxWorkspace
+
+if TYPE_CHECKING:
+    from python_multipart.multipart import MultipartCallbacks
+
+__all__ = ["DEFAULT_MAX_UPLOAD_BYTES", "UploadRefused", "download", "upload"]
+
+DEFAULT_MAX_UPLOAD_BYTES = 100 * 1024 * 1024
+"""Largest upload (per request, after gzip decoding) ``POST /files`` accepts."""
+
+_METADATA_PREFIX = "x-metadata-"
+
+
+class UploadRefused(Exception):
+    """An upload is refused with HTTP ``status`` (nothing was written)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        self.status = status
+        super().__init__(message)
+
+
+def _authorize(request: Request, ws: SandboxWorkspace, operation: str) -> str:
+    """Check the token or URL signature; return the user the request acts as."""
+    params = request.query_params
+    username = params.get("username") or ""
+    user = user_from_name(username)
+    if check_token(ws, request.headers.get("x-access-token")):
+        return user
+    signature = params.get("signature")
+    if signature is None:
+        raise AuthError("missing or invalid X-Access-Token (or a signed URL) for /files")
+    verify_signature(
+        ws,
+        path=params.get("path") or "",
+        operation=operation,
+        username=username,
+        signature=signature,
+        expiration=params.get("signature_expiration"),
+    )
+    return user
+
+
+async def download(request: Request, ws: SandboxWorkspace) -> Response:
+    """``GET /files?path=``: the file's bytes, or a JSON error."""
+    try:
+        user = _authorize(request, ws, "read")
+        path = request.query_params.get("path")
+        if not path:
+            return http_error(400, "path: the query parameter is required")
+        target = ws.resolve(path, user=user)
+    except AuthError as exc:
+        return http_error(401, str(exc))
+    except PathEscapeError as exc:
+        return http_error(400, str(exc))
+    try:
+        st = os.stat(target)
+    except FileNotFoundError:
+        return http_error(404, f"file not found: {path}")
+    except OSError as exc:
+        return http_error(400, f"cannot read {path}: {(exc.strerror or str(exc)).lower()}")
+    if stat.S_ISDIR(st.st_mode):
+        return http_error(400, f"path is a directory: {path}")
+    if not stat.S_ISREG(st.st_mode):
+        return http_error(400, f"path is not a regular file: {path}")
+    return FileResponse(
+        target, media_type="application/octet-stream", filename=target.name, stat_result=st
+    )
+
+
+@dataclass
+class _Staged:
+    """One file being uploaded: where it goes and where its bytes wait meanwhile."""
+
+    target: Path
+    temp: Path
+    handle: IO[bytes] | None = None
+
+
+@dataclass
+class _Upload:
+    """The files of one upload request, staged until :meth:`commit`."""
+
+    ws: SandboxWorkspace
+    user: str
+    limit: int
+    staging: Path
+    files: list[_Staged] = field(default_factory=list)
+    written: int = 0
+
+    def open(self, path: str) -> _Staged:
+        """Check ``path`` as an upload target and open its staging file."""
+        target = self.ws.resolve(path, user=self.user)
+        _check_target(self.ws, target, path)
+        self.staging.mkdir(parents=True, exist_ok=True)
+        staged = _Staged(target, self.staging / uuid.uuid4().hex)
+        staged.handle = open(staged.temp, "xb")  # noqa: SIM115 - closed by close()/discard()
+        self.files.append(staged)
+        return staged
+
+    def write(self, staged: _Staged, data: bytes) -> None:
+        """Append ``data`` to a staged file, within the request's size limit."""
+        self.written += len(data)
+        if self.written > self.limit:
+            raise UploadRefused(413, f"upload exceeds the limit of {self.limit} bytes")
+        assert staged.handle is not None
+        staged.handle.write(data)
+
+    def close(self, staged: _Staged) -> None:
+        """Finish writing a staged file."""
+        if staged.handle is not None:
+            staged.handle.close()
+            staged.handle = None
+
+    def commit(self, metadata: dict[str, str]) -> list[dict[str, object]]:
+        """Move every staged file into place; the upload's JSON answer."""
+        answer: list[dict[str, object]] = []
+        for staged in self.files:
+            self.close(staged)
+            staged.target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staged.temp, staged.target)
+            item: dict[str, object] = {
+                "name": staged.target.name,
+                "type": "file",
+                "path": self.ws.sandbox_path(staged.target),
+            }
+            if metadata and write_metadata(staged.target, metadata):
+                item["metadata"] = metadata
+            answer.append(item)
+        return answer
+
+    def discard(self) -> None:
+        """Drop every staged file (the upload failed)."""
+        for staged in self.files:
+            self.close(staged)
+            with contextlib.suppress(OSError):
+                staged.temp.unlink()
+
+
+def _check_target(ws: SandboxWorkspace, target: Path, path: str) -> None:
+    """Refuse a target that is a directory or lies under a non-directory."""
+    if target == ws.root or target.is_dir():
+        raise UploadRefused(400, f"path is a directory: {path}")
+    parent = target.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UploadRefused(400, f"a parent of {path} is not a directory")
+
+
+async def upload(request: Request, ws: SandboxWorkspace, *, limit: int) -> Response:
+    """``POST /files``: write the uploaded file(s); answer what was written, or a JSON error."""
+    try:
+        user = _authorize(request, ws, "write")
+    except AuthError as exc:
+        return http_error(401, str(exc))
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        return http_error(413, f"upload exceeds the limit of {limit} bytes")
+    metadata = {
+        key.removeprefix(_METADATA_PREFIX): value
+        for key, value in request.headers.items()
+        if key.startswith(_METADATA_PREFIX)
+    }
+    content_type, options = parse_options_header(request.headers.get("content-type"))
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    job = _Upload(ws, user, limit, ws.root.parent / ".uploads")
+    try:
+        if content_type == b"multipart/form-data":
+            if encoding not in ("", "identity"):
+                raise UploadRefused(
+                    400, "Content-Encoding is only supported for octet-stream uploads"
+                )
+            boundary = options.get(b"boundary")
+            if not boundary:
+                raise UploadRefused(400, "Content-Type: multipart/form-data needs a boundary")
+            await _read_multipart(request, job, boundary)
+        elif content_type == b"application/octet-stream":
+            await _read_octet_stream(request, job, encoding)
+        else:
+            raise UploadRefused(
+                400,
+                "Content-Type must be multipart/form-data or application/octet-stream, "
+                f"not {content_type.decode('latin-1')!r}",
+            )
+        return JSONResponse(job.commit(metadata))
+    except UploadRefused as exc:
+        job.discard()
+        return http_error(exc.status, str(exc))
+    except PathEscapeError as exc:
+        job.discard()
+        return http_error(400, str(exc))
+    except OSError as exc:
+        job.discard()
+        return http_error(400, f"cannot write the upload: {(exc.strerror or str(exc)).lower()}")
+    except ClientDisconnect:
+        job.discard()
+        return http_error(400, "the client disconnected before the upload was complete")
+    except BaseException:
+        job.discard()
+        raise
+
+
+async def _read_octet_stream(request: Request, job: _Upload, encoding: str) -> None:
+    path = request.query_params.get("path")
+    if not path:
+        raise UploadRefused(400, "path: the query parameter is required for octet-stream uploads")
+    if encoding == "gzip":
+        # 16 + MAX_WBITS: expect a gzip header and trailer.
+        inflater: zlib._Decompress | None = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    elif encoding in ("", "identity"):
+        inflater = None
+    else:
+        raise UploadRefused(400, f"Content-Encoding {encoding!r} is not supported (use gzip)")
+    staged = job.open(path)
+    received = 0
+    try:
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > job.limit:
+                raise UploadRefused(413, f"upload exceeds the limit of {job.limit} bytes")
+            if inflater is None:
+                job.write(staged, chunk)
+                continue
+            # Bounded inflation: a small gzip bomb must not fill memory or disk.
+            data = inflater.decompress(chunk, job.limit - job.written + 1)
+            job.write(staged, data)
+            if inflater.unconsumed_tail:
+                raise UploadRefused(413, f"upload exceeds the limit of {job.limit} bytes")
+        if inflater is not None:
+            job.write(staged, inflater.flush())
+            if not inflater.eof:
+                raise UploadRefused(400, "the gzip body is truncated")
+    except zlib.error as exc:
+        raise UploadRefused(400, f"the body is not valid gzip: {exc}") from exc
+    finally:
+        job.close(staged)
+
+
+class _MultipartReader:
+    """python-multipart callbacks writing each ``file`` part to a staged file."""
+
+    def __init__(self, job: _Upload, path: str | None) -> None:
+        self.job = job
+        self.path = path
+        self.headers: dict[str, str] = {}
+        self._field = b""
+        self._value = b""
+        self._current: _Staged | None = None
+        self.complete = False
+
+    def callbacks(self) -> MultipartCallbacks:
+        return {
+            "on_part_begin": self.on_part_begin,
+            "on_header_field": self.on_header_field,
+            "on_header_value": self.on_header_value,
+            "on_header_end": self.on_header_end,
+            "on_headers_finished": self.on_headers_finished,
+            "on_part_data": self.on_part_data,
+            "on_part_end": self.on_part_end,
+            "on_end": self.on_end,
+        }
+
+    def on_part_begin(self) -> None:
+        self.headers = {}
+        self._current = None
+
+    def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self._field += data[start:end]
+
+    def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self._value += data[start:end]
+
+    def on_header_end(self) -> None:
+        self.headers[self._field.decode("latin-1").lower()] = self._value.decode("utf-8", "replace")
+        self._field = self._value = b""
+
+    def on_headers_finished(self) -> None:
+        _, options = parse_options_header(self.headers.get("content-disposition"))
+        if options.get(b"name") != b"file":
+            return  # not a file part: ignored, as envd does
+        filename = options.get(b"filename", b"").decode("utf-8", "replace")
+        target = self.path or filename
+        if not target:
+            raise UploadRefused(
+                400, "a file part has no filename and the path query parameter is missing"
+            )
+        self._current = self.job.open(target)
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        if self._current is not None:
+            self.job.write(self._current, data[start:end])
+
+    def on_part_end(self) -> None:
+        if self._current is not None:
+            self.job.close(self._current)
+            self._current = None
+
+    def on_end(self) -> None:
+        self.complete = True
+
+
+async def _read_multipart(request: Request, job: _Upload, boundary: bytes) -> None:
+    reader = _MultipartReader(job, request.query_params.get("path") or None)
+    parser = MultipartParser(boundary, reader.callbacks())
+    received = 0
+    try:
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > job.limit + 64 * 1024:  # parts' headers and boundaries ride along
+                raise UploadRefused(413, f"upload exceeds the limit of {job.limit} bytes")
+            parser.write(chunk)
+        parser.finalize()
+    except MultipartParseError as exc:
+        raise UploadRefused(400, f"malformed multipart body: {exc}") from exc
+    if not reader.complete:
+        raise UploadRefused(400, "the multipart body is truncated (no closing boundary)")
+    if not job.files:
+        raise UploadRefused(400, "the multipart body has no 'file' part")

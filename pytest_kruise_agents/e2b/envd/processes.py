@@ -1,0 +1,528 @@
+"""The processes of one sandbox: real host subprocesses, their output fan-out and lifetime.
+
+Each command runs as exactly the ``cmd``/``args`` the SDK sends (``/bin/bash
+-l -c <cmd>``) in its own session (so a kill reaches the whole process
+group), with the mapped working directory and a small base environment plus
+the sandbox's and the request's env vars. Output is read continuously and
+fanned out to every attached stream (the ``Start`` stream and any later
+``Connect``); with nobody attached it is dropped, which is what lets a
+background command outlive the stream the SDK closes. A command whose
+``Start`` carried a deadline (``Connect-Timeout-Ms``) is killed when it
+passes, attached or not, as envd does.
+
+With ``pty`` the command gets a pseudo-terminal (its controlling terminal)
+whose output arrives as ``pty`` data and which ``Update`` resizes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import fcntl
+import logging
+import os
+import signal
+import struct
+import termios
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from connectrpc.code import Code
+from connectrpc.errors import ConnectError
+from e2b.envd.process import process_pb
+from protobuf import Oneof
+
+from pytest_kruise_agents.e2b.envd.context import RequestState
+from pytest_kruise_agents.e2b.workspace import SandboxWorkspace, home_of
+
+__all__ = [
+    "DEFAULT_PATH",
+    "MARKER_VAR",
+    "ManagedProcess",
+    "ProcessSpec",
+    "ProcessTable",
+    "PtySize",
+    "exit_status",
+]
+
+_log = logging.getLogger(__name__)
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+MARKER_VAR = "KRUISE_SANDBOX_ROOT"
+"""Env var every command of a sandbox carries (its workspace root): how a stop
+finds the daemons its commands left behind, even those that changed session."""
+
+_READ_CHUNK = 64 * 1024
+
+Event = process_pb.ProcessEvent
+
+
+@dataclass(frozen=True, slots=True)
+class PtySize:
+    """Terminal size in character cells."""
+
+    cols: int
+    rows: int
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessSpec:
+    """A process as ``Start`` asked for it (what ``List`` reports back)."""
+
+    cmd: str
+    args: tuple[str, ...] = ()
+    envs: Mapping[str, str] = field(default_factory=dict)
+    cwd: str | None = None
+    tag: str | None = None
+
+    def to_pb(self) -> process_pb.ProcessConfig:
+        """The ``ProcessConfig`` message of this spec."""
+        return process_pb.ProcessConfig(
+            cmd=self.cmd, args=list(self.args), envs=dict(self.envs), cwd=self.cwd
+        )
+
+
+def exit_status(returncode: int) -> process_pb.ProcessEvent.EndEvent:
+    """The ``end`` event of a reaped process, worded like Go's ``ProcessState``.
+
+    A signal death reads ``exitCode -1, exited false, status "signal:
+    killed"``; a non-zero exit sets ``error`` to the status as envd does.
+    """
+    if returncode < 0:
+        name = (signal.strsignal(-returncode) or f"signal {-returncode}").lower()
+        status = f"signal: {name}"
+        return process_pb.ProcessEvent.EndEvent(
+            exit_code=-1, exited=False, status=status, error=status
+        )
+    status = f"exit status {returncode}"
+    return process_pb.ProcessEvent.EndEvent(
+        exit_code=returncode,
+        exited=True,
+        status=status,
+        error=status if returncode else None,
+    )
+
+
+# Typed constructors: mypy cannot infer the Literal field names of a oneof.
+def _start_event(pid: int) -> Event:
+    return Event(
+        event=Oneof[Literal["start"], Event.StartEvent]("start", Event.StartEvent(pid=pid))
+    )
+
+
+def _end_event(end: process_pb.ProcessEvent.EndEvent) -> Event:
+    return Event(event=Oneof[Literal["end"], Event.EndEvent]("end", end))
+
+
+def _keepalive_event() -> Event:
+    return Event(event=Oneof[Literal["keepalive"], Event.KeepAlive]("keepalive", Event.KeepAlive()))
+
+
+def _data_event(kind: str, chunk: bytes) -> Event:
+    output: (
+        Oneof[Literal["stdout"], bytes]
+        | Oneof[Literal["stderr"], bytes]
+        | Oneof[Literal["pty"], bytes]
+    )
+    if kind == "stdout":
+        output = Oneof[Literal["stdout"], bytes]("stdout", chunk)
+    elif kind == "stderr":
+        output = Oneof[Literal["stderr"], bytes]("stderr", chunk)
+    else:
+        output = Oneof[Literal["pty"], bytes]("pty", chunk)
+    data = Event.DataEvent(output=output)
+    return Event(event=Oneof[Literal["data"], Event.DataEvent]("data", data))
+
+
+def _set_winsize(fd: int, size: PtySize) -> None:
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", size.rows, size.cols, 0, 0))
+
+
+def _take_controlling_tty() -> None:  # pragma: no cover - runs in the child
+    # After setsid (start_new_session) the child has no controlling terminal;
+    # make the pty slave (its stdin) one, as creack/pty's Setctty does.
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+class ManagedProcess:
+    """One running command of a sandbox and the streams attached to it."""
+
+    def __init__(
+        self,
+        spec: ProcessSpec,
+        proc: asyncio.subprocess.Process,
+        *,
+        pty_fd: int | None,
+    ) -> None:
+        self.spec = spec
+        self.proc = proc
+        self.pid = proc.pid
+        self.pty_fd = pty_fd
+        self.end: process_pb.ProcessEvent.EndEvent | None = None
+        self._subscribers: set[asyncio.Queue[Event | None]] = set()
+        self._finished = asyncio.Event()
+        self._deadline: asyncio.TimerHandle | None = None
+
+    @property
+    def finished(self) -> bool:
+        """Whether the process was reaped and its ``end`` event sent."""
+        return self._finished.is_set()
+
+    def subscribe(self) -> asyncio.Queue[Event | None]:
+        """A queue of this process's events from now on (``None`` = the client left)."""
+        queue: asyncio.Queue[Event | None] = asyncio.Queue()
+        if self.end is not None:
+            queue.put_nowait(_end_event(self.end))
+        else:
+            self._subscribers.add(queue)
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue[Event | None]) -> None:
+        """Stop delivering events to ``queue``."""
+        self._subscribers.discard(queue)
+
+    def _broadcast(self, event: Event) -> None:
+        for queue in self._subscribers:
+            queue.put_nowait(event)
+
+    def signal(self, signum: int) -> None:
+        """Send ``signum`` to the process's whole process group."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signum)
+
+    def set_deadline(self, seconds: float) -> None:
+        """Kill the process (group) after ``seconds`` unless it ended before."""
+        loop = asyncio.get_running_loop()
+        self._deadline = loop.call_later(max(seconds, 0.0), self.signal, signal.SIGKILL)
+
+    async def write_stdin(self, data: bytes) -> None:
+        """Feed ``data`` to the process's stdin (or its terminal)."""
+        if self.pty_fd is not None:
+            await _write_fd(self.pty_fd, data)
+            return
+        stdin = self.proc.stdin
+        if stdin is None:
+            raise ConnectError(
+                Code.FAILED_PRECONDITION,
+                f"process {self.pid} was started without stdin (start it with stdin=True)",
+            )
+        if stdin.is_closing():
+            raise ConnectError(Code.FAILED_PRECONDITION, f"stdin of process {self.pid} is closed")
+        try:
+            stdin.write(data)
+            await stdin.drain()
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            raise ConnectError(
+                Code.FAILED_PRECONDITION, f"stdin of process {self.pid} is closed"
+            ) from exc
+
+    async def close_stdin(self) -> None:
+        """Signal EOF on the process's stdin (idempotent)."""
+        if self.pty_fd is not None:
+            raise ConnectError(
+                Code.FAILED_PRECONDITION,
+                f"process {self.pid} has a terminal: send Ctrl+D (0x04) to end its input",
+            )
+        stdin = self.proc.stdin
+        if stdin is None or stdin.is_closing():
+            return
+        stdin.close()
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            await stdin.wait_closed()
+
+    def resize(self, size: PtySize) -> None:
+        """Resize the process's terminal."""
+        if self.pty_fd is None:
+            raise ConnectError(Code.FAILED_PRECONDITION, f"process {self.pid} has no terminal")
+        _set_winsize(self.pty_fd, size)
+
+    async def run(self, readers: Sequence[tuple[asyncio.StreamReader, str]]) -> None:
+        """Pump output to the subscribers until the process is reaped, then send ``end``.
+
+        Like envd, the command ends once it exited *and* its output closed:
+        ``cmd &`` whose child keeps stdout open runs until that child is done.
+        """
+        pumps = [
+            asyncio.create_task(self._pump(reader, kind), name=f"envd-pump-{self.pid}-{kind}")
+            for reader, kind in readers
+        ]
+        try:
+            await asyncio.gather(*pumps)
+            returncode = await self.proc.wait()
+        except asyncio.CancelledError:
+            for task in pumps:
+                task.cancel()
+            await asyncio.gather(*pumps, return_exceptions=True)
+            raise
+        finally:
+            if self._deadline is not None:
+                self._deadline.cancel()
+        self.end = exit_status(returncode)
+        self._broadcast(_end_event(self.end))
+        self._subscribers.clear()
+        self._finished.set()
+
+    async def _pump(self, reader: asyncio.StreamReader, kind: str) -> None:
+        assert kind in ("stdout", "stderr", "pty")
+        while True:
+            try:
+                chunk = await reader.read(_READ_CHUNK)
+            except OSError:
+                # A pty master reads EIO once the last slave closes: that is EOF.
+                return
+            if not chunk:
+                return
+            self._broadcast(_data_event(kind, chunk))
+
+
+async def _write_fd(fd: int, data: bytes) -> None:
+    """Write all of ``data`` to a non-blocking fd (a pty master), yielding while it is full."""
+    view = memoryview(data)
+    while view:
+        try:
+            written = os.write(fd, view)
+        except BlockingIOError:
+            await asyncio.sleep(0.005)
+            continue
+        except OSError as exc:
+            if exc.errno in (errno.EIO, errno.EBADF):
+                raise ConnectError(Code.FAILED_PRECONDITION, "the terminal is closed") from exc
+            raise
+        view = view[written:]
+
+
+class ProcessTable:
+    """The running processes of one sandbox (a workspace attachment).
+
+    Lives on the event loop of the request that created it; closing it
+    (sandbox stop) kills every process group and ends every stream.
+    """
+
+    def __init__(self, workspace: SandboxWorkspace) -> None:
+        self.workspace = workspace
+        self._loop = asyncio.get_running_loop()
+        self._procs: dict[int, ManagedProcess] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._spawned = False
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop the subprocesses belong to."""
+        return self._loop
+
+    def processes(self) -> list[ManagedProcess]:
+        """The processes still running, by pid."""
+        return [p for _, p in sorted(self._procs.items()) if not p.finished]
+
+    def find(self, selector: process_pb.ProcessSelector | None) -> ManagedProcess:
+        """The process a ``ProcessSelector`` names (by pid or tag); ``not_found`` otherwise."""
+        match selector.selector if selector is not None else None:
+            case Oneof(field="pid", value=int() as pid):
+                found = self._procs.get(pid)
+                if found is not None and not found.finished:
+                    return found
+                raise ConnectError(Code.NOT_FOUND, f"process with pid {pid} not found")
+            case Oneof(field="tag", value=str() as tag):
+                for proc in self._procs.values():
+                    if proc.spec.tag == tag and not proc.finished:
+                        return proc
+                raise ConnectError(Code.NOT_FOUND, f"process with tag {tag!r} not found")
+            case _:
+                raise ConnectError(Code.INVALID_ARGUMENT, "process: a pid or a tag is required")
+
+    def environment(self, spec: ProcessSpec, user: str, cwd: str) -> dict[str, str]:
+        """Base env, then the sandbox's env vars, then the request's (which win)."""
+        ws = self.workspace
+        home = str(ws.resolve(home_of(user), user=user))
+        env = {
+            "PATH": os.environ.get("PATH") or DEFAULT_PATH,
+            "HOME": home,
+            "USER": user,
+            "LOGNAME": user,
+            "SHELL": "/bin/bash",
+            "PWD": cwd,
+            "LANG": "C.UTF-8",
+            "E2B_SANDBOX": "true",
+            "E2B_SANDBOX_ID": ws.sandbox_id,
+            MARKER_VAR: str(ws.root),
+        }
+        env.update(ws.env_vars)
+        env.update(spec.envs)
+        return env
+
+    async def start(
+        self,
+        spec: ProcessSpec,
+        *,
+        state: RequestState,
+        stdin: bool,
+        pty: PtySize | None = None,
+        deadline_s: float | None = None,
+    ) -> tuple[ManagedProcess, asyncio.Queue[Event | None]]:
+        """Spawn ``spec`` and return it with a queue already subscribed to its events."""
+        ws = self.workspace
+        cwd_sandbox = spec.cwd or home_of(state.user)
+        cwd = ws.resolve(cwd_sandbox, user=state.user)
+        if not cwd.is_dir():
+            raise ConnectError(
+                Code.INVALID_ARGUMENT, f"cwd {cwd_sandbox!r} does not exist or is not a directory"
+            )
+        if not spec.cmd:
+            raise ConnectError(Code.INVALID_ARGUMENT, "process.cmd is required")
+        env = self.environment(spec, state.user, str(cwd))
+        master: int | None = None
+        slave: int | None = None
+        try:
+            if pty is not None:
+                env.setdefault("TERM", "xterm-256color")
+                master, slave = os.openpty()
+                _set_winsize(slave, pty)
+                proc = await asyncio.create_subprocess_exec(
+                    spec.cmd,
+                    *spec.args,
+                    stdin=slave,
+                    stdout=slave,
+                    stderr=slave,
+                    cwd=cwd,
+                    env=env,
+                    start_new_session=True,
+                    preexec_fn=_take_controlling_tty,
+                )
+            else:
+                proc = await asyncio.create_subprocess_exec(
+                    spec.cmd,
+                    *spec.args,
+                    stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.PIPE,
+                    cwd=cwd,
+                    env=env,
+                    start_new_session=True,
+                )
+        except (OSError, ValueError) as exc:
+            # ValueError: a NUL byte in cmd, args, cwd or an env var.
+            if master is not None:
+                os.close(master)
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise ConnectError(
+                Code.INVALID_ARGUMENT, f"failed to start {spec.cmd!r}: {reason}"
+            ) from exc
+        finally:
+            if slave is not None:
+                os.close(slave)
+
+        self._spawned = True
+        managed = ManagedProcess(spec, proc, pty_fd=master)
+        readers: list[tuple[asyncio.StreamReader, str]] = []
+        if master is not None:
+            readers.append((await self._pty_reader(master), "pty"))
+        else:
+            assert proc.stdout is not None and proc.stderr is not None
+            readers += [(proc.stdout, "stdout"), (proc.stderr, "stderr")]
+        queue = managed.subscribe()
+        self._procs[managed.pid] = managed
+        if deadline_s is not None:
+            managed.set_deadline(deadline_s)
+        task = asyncio.create_task(self._supervise(managed, readers), name=f"envd-{managed.pid}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return managed, queue
+
+    async def _pty_reader(self, master: int) -> asyncio.StreamReader:
+        reader = asyncio.StreamReader()
+        # Reading through a dup keeps `master` usable for writes and resizes
+        # until the process is reaped, whatever the transport does with its fd.
+        await self._loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(os.dup(master), "rb", 0)
+        )
+        return reader
+
+    async def _supervise(
+        self, managed: ManagedProcess, readers: Sequence[tuple[asyncio.StreamReader, str]]
+    ) -> None:
+        try:
+            await managed.run(readers)
+        finally:
+            self._procs.pop(managed.pid, None)
+            if managed.pty_fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(managed.pty_fd)
+
+    async def aclose(self) -> None:
+        """Kill every process group and every leftover daemon, and wait for the commands to end."""
+        procs = list(self._procs.values())
+        for proc in procs:
+            proc.signal(signal.SIGKILL)
+        if self._spawned:
+            marker = f"{MARKER_VAR}={self.workspace.root}".encode()
+            await asyncio.to_thread(kill_marked, marker)
+        if self._tasks:
+            _done, pending = await asyncio.wait(set(self._tasks), timeout=5)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        self._procs.clear()
+
+
+def kill_marked(marker: bytes) -> int:
+    """SIGKILL every process whose initial environment holds ``marker`` (``VAR=value``).
+
+    Reads ``/proc/<pid>/environ`` (Linux; only the server user's processes
+    are readable); returns how many processes were signalled.
+    """
+    killed = 0
+    me = os.getpid()
+    try:
+        entries = [e.name for e in os.scandir("/proc") if e.name.isdigit()]
+    except OSError:
+        return 0
+    for name in entries:
+        pid = int(name)
+        if pid == me:
+            continue
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as environ:
+                variables = environ.read().split(b"\0")
+        except OSError:
+            continue
+        if marker in variables:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+                killed += 1
+    return killed
+
+
+async def stream_events(
+    managed: ManagedProcess,
+    queue: asyncio.Queue[Event | None],
+    state: RequestState,
+    *,
+    keepalive_s: float | None,
+) -> AsyncIterator[Event]:
+    """``start{pid}``, then the process's events until ``end`` or the client leaves.
+
+    ``keepalive`` events go out after ``keepalive_s`` of silence (the SDK's
+    ``Keepalive-Ping-Interval``). The process itself is never touched here:
+    leaving only detaches.
+    """
+    unregister = state.on_disconnect(lambda: queue.put_nowait(None))
+    try:
+        yield _start_event(managed.pid)
+        while True:
+            try:
+                async with asyncio.timeout(keepalive_s):
+                    event = await queue.get()
+            except TimeoutError:
+                yield _keepalive_event()
+                continue
+            if event is None:
+                return
+            yield event
+            if isinstance(event.event, Oneof) and event.event.field == "end":
+                return
+    finally:
+        unregister()
+        managed.unsubscribe(queue)

@@ -1,0 +1,426 @@
+"""Code contexts: one Jupyter kernel each, kept per sandbox and started lazily.
+
+A sandbox has no context, kernel or file of the interpreter until its first
+``/execute`` or ``/contexts`` request. The default context of a language is
+created by the first ``/execute`` without a context; concurrent first requests
+share one kernel start. :meth:`ContextRegistry.shutdown_sandbox` stops a
+sandbox's kernels and forgets its contexts (pause, kill, timeout).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+import zmq.asyncio
+
+from pytest_kruise_agents.e2b.interpreter.errors import InterpreterError
+from pytest_kruise_agents.e2b.interpreter.kernels import Kernel
+from pytest_kruise_agents.e2b.interpreter.workspace import InterpreterWorkspace
+
+__all__ = [
+    "DEFAULT_CWD",
+    "DEFAULT_LANGUAGE",
+    "SUPPORTED_LANGUAGES",
+    "Context",
+    "ContextRegistry",
+    "kernel_env",
+    "normalize_language",
+]
+
+log = logging.getLogger("pytest_kruise_agents.e2b.interpreter")
+
+T = TypeVar("T")
+
+DEFAULT_LANGUAGE: Final = "python"
+DEFAULT_CWD: Final = "/home/user"
+SUPPORTED_LANGUAGES: Final = ("python",)
+"""Only ipykernel ships with the project; upstream also has javascript, r, java, bash, deno."""
+
+_HOST_ENV: Final = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "LD_LIBRARY_PATH")
+"""Host variables a kernel inherits; everything else of the server's environment stays out."""
+
+
+def normalize_language(language: str | None) -> str:
+    """The context language for a request's ``language`` (``None`` or empty: Python).
+
+    Raises a 400 :class:`InterpreterError` for a language without a kernel here.
+    """
+    if language is None or not language.strip():
+        return DEFAULT_LANGUAGE
+    name = language.strip().lower()
+    if name not in SUPPORTED_LANGUAGES:
+        raise InterpreterError(
+            400,
+            f"language: {language!r} is not supported; this code interpreter runs "
+            f"Python kernels only (supported: {', '.join(SUPPORTED_LANGUAGES)})",
+        )
+    return name
+
+
+def _matplotlib_cache_dir() -> str:
+    # The host's cache, so that each sandbox's fresh HOME does not rebuild
+    # matplotlib's font cache (seconds) on its first chart.
+    configured = os.environ.get("MPLCONFIGDIR")
+    if configured:
+        return configured
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return str(Path(cache) / "matplotlib")
+
+
+def kernel_env(workspace: InterpreterWorkspace, ipython_dir: Path) -> dict[str, str]:
+    """The environment of a kernel: a few host variables, the sandbox's HOME and its env vars.
+
+    Charts go through the inline backend, so ``plt.show()`` and a figure as
+    the last expression produce ``image/png`` display data, as in Jupyter.
+    IPython's profile lives in ``ipython_dir``, shared by the interpreter's
+    kernels, so that no ``.ipython`` appears in the sandbox's home.
+    """
+    env = {name: os.environ[name] for name in _HOST_ENV if name in os.environ}
+    env.setdefault("PATH", os.defpath)
+    env.update(
+        {
+            "HOME": str(workspace.home),
+            "USER": "user",
+            "IPYTHONDIR": str(ipython_dir),
+            "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+            "MPLCONFIGDIR": _matplotlib_cache_dir(),
+            # debugpy warns on stderr about frozen modules at every kernel start.
+            "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+        }
+    )
+    env.update(workspace.env_vars)
+    return env
+
+
+@dataclass(eq=False)
+class Context:
+    """One code context: a language, a working directory and (once started) a kernel."""
+
+    id: str
+    language: str
+    cwd: str
+    """The working directory as the client named it (a sandbox path)."""
+    workspace: InterpreterWorkspace
+    workdir: Path
+    """:attr:`cwd` mapped into the workspace on the host."""
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    """Held by the running execution: one execution at a time per context."""
+    kernel: Kernel | None = None
+    starting: asyncio.Task[Kernel] | None = None
+    removed: bool = False
+
+    def to_json(self) -> dict[str, str]:
+        """The wire form: ``{"id", "language", "cwd"}``."""
+        return {"id": self.id, "language": self.language, "cwd": self.cwd}
+
+
+@dataclass
+class _SandboxContexts:
+    contexts: dict[str, Context] = field(default_factory=dict)
+    defaults: dict[str, str] = field(default_factory=dict)
+    """Language to the id of its default context."""
+
+
+class ContextRegistry:
+    """The contexts and kernels of every sandbox served by one interpreter app.
+
+    Kernels are bound to the event loop that started the first one (the
+    server's); :meth:`shutdown_sandbox` and :meth:`aclose` may be awaited from
+    another loop and hop over to it. ``kernel_root`` holds the kernels'
+    private directories (default: a fresh temporary directory, removed by
+    :meth:`aclose`).
+    """
+
+    def __init__(self, kernel_root: Path | None = None) -> None:
+        self._kernel_root_arg = kernel_root
+        self._kernel_root: Path | None = None
+        self._kernel_numbers = itertools.count(1)
+        self._zmq: zmq.asyncio.Context | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._sandboxes: dict[str, _SandboxContexts] = {}
+        self._closed = False
+        self.kernels_started = 0
+        """How many kernel processes were started (diagnostics: starts are shared, not repeated)."""
+
+    @property
+    def kernel_root(self) -> Path | None:
+        """The directory of the kernels' files, once the first kernel was started."""
+        return self._kernel_root
+
+    # -- lookups -----------------------------------------------------------------------------
+
+    def list_contexts(self, workspace: InterpreterWorkspace) -> list[Context]:
+        """The sandbox's contexts, oldest first."""
+        entry = self._sandboxes.get(workspace.sandbox_id)
+        return list(entry.contexts.values()) if entry else []
+
+    def get(self, workspace: InterpreterWorkspace, context_id: str) -> Context:
+        """The sandbox's context ``context_id``; 404 if it has none by that id."""
+        entry = self._sandboxes.get(workspace.sandbox_id)
+        context = entry.contexts.get(context_id) if entry else None
+        if context is None:
+            raise InterpreterError(404, f"Context {context_id} not found")
+        return context
+
+    def kernel_pids(self, sandbox_id: str) -> list[int]:
+        """Process ids of the sandbox's running kernels (for tests and diagnostics)."""
+        entry = self._sandboxes.get(sandbox_id)
+        if entry is None:
+            return []
+        pids = (c.kernel.pid for c in entry.contexts.values() if c.kernel is not None)
+        return [pid for pid in pids if pid is not None]
+
+    # -- creating and removing contexts ------------------------------------------------------
+
+    def default_context(self, workspace: InterpreterWorkspace, language: str) -> Context:
+        """The sandbox's default context of ``language``, made (without a kernel yet) if needed."""
+        entry = self._entry(workspace)
+        context_id = entry.defaults.get(language)
+        if context_id is not None and context_id in entry.contexts:
+            return entry.contexts[context_id]
+        workdir = _workdir(workspace, DEFAULT_CWD)
+        context = self._new_context(workspace, language, DEFAULT_CWD, workdir)
+        entry.defaults[language] = context.id
+        return context
+
+    async def create(
+        self, workspace: InterpreterWorkspace, *, language: str, cwd: str | None
+    ) -> Context:
+        """A new context of the sandbox, its kernel started (errors: 400 bad cwd, 500 no kernel)."""
+        sandbox_cwd = cwd if cwd else DEFAULT_CWD
+        context = self._new_context(
+            workspace, language, sandbox_cwd, _workdir(workspace, sandbox_cwd)
+        )
+        try:
+            await self.kernel(context)
+        except BaseException:
+            self._forget(context)
+            raise
+        return context
+
+    async def remove(self, workspace: InterpreterWorkspace, context_id: str) -> None:
+        """Stop the context's kernel and forget it (404 if unknown)."""
+        context = self.get(workspace, context_id)
+        self._forget(context)
+        await self._stop_kernel(context)
+
+    async def restart(self, workspace: InterpreterWorkspace, context_id: str) -> None:
+        """Replace the context's kernel by a fresh one (its state is lost); 404 if unknown.
+
+        An execution running in it ends with a ``DeadKernelError`` error line.
+        """
+        context = self.get(workspace, context_id)
+        await self._stop_kernel(context)
+        await self.kernel(context)
+
+    def _entry(self, workspace: InterpreterWorkspace) -> _SandboxContexts:
+        entry = self._sandboxes.get(workspace.sandbox_id)
+        if entry is None:
+            entry = self._sandboxes[workspace.sandbox_id] = _SandboxContexts()
+        return entry
+
+    def _new_context(
+        self, workspace: InterpreterWorkspace, language: str, cwd: str, workdir: Path
+    ) -> Context:
+        if self._closed:
+            raise InterpreterError(503, "the code interpreter is shut down")
+        context = Context(
+            id=str(uuid.uuid4()), language=language, cwd=cwd, workspace=workspace, workdir=workdir
+        )
+        self._entry(workspace).contexts[context.id] = context
+        return context
+
+    def _forget(self, context: Context) -> None:
+        context.removed = True
+        entry = self._sandboxes.get(context.workspace.sandbox_id)
+        if entry is None:
+            return
+        entry.contexts.pop(context.id, None)
+        if entry.defaults.get(context.language) == context.id:
+            del entry.defaults[context.language]
+
+    # -- kernels -----------------------------------------------------------------------------
+
+    async def kernel(self, context: Context) -> Kernel:
+        """The context's running kernel, started (once, however many callers wait) if needed.
+
+        A kernel that died (the user's code exited the process) is replaced.
+        Raises :class:`KernelStartError`, or :class:`InterpreterError` (404
+        once the context was removed, 400 for a cwd that cannot be a directory).
+        """
+        if context.removed:
+            raise InterpreterError(404, f"Context {context.id} not found")
+        kernel = context.kernel
+        if kernel is not None and context.starting is None and await kernel.is_alive():
+            return kernel
+        if context.starting is None:
+            self._bind_loop()
+            task = asyncio.get_running_loop().create_task(self._start(context))
+            # Read the outcome even if every waiter went away (no "never retrieved" log).
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+            context.starting = task
+        # Shielded: a waiter that is cancelled (client gone) must not cancel
+        # the start the other waiters share.
+        return await asyncio.shield(context.starting)
+
+    async def _start(self, context: Context) -> Kernel:
+        try:
+            old, context.kernel = context.kernel, None
+            if old is not None:
+                await old.stop()
+            try:
+                context.workdir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise InterpreterError(
+                    400, f"cwd: {context.cwd!r} cannot be a working directory: {exc.strerror}"
+                ) from exc
+            directory = self._kernel_dir()
+            kernel = Kernel(
+                directory=directory,
+                cwd=context.workdir,
+                env=kernel_env(context.workspace, directory.parent / "ipython"),
+                zmq_context=self._zmq_context(),
+            )
+            self.kernels_started += 1
+            try:
+                await kernel.start()
+            except BaseException:
+                await asyncio.shield(kernel.stop())
+                raise
+            if context.removed:
+                # Removed (or the sandbox stopped) while the kernel came up.
+                await kernel.stop()
+                raise InterpreterError(404, f"Context {context.id} not found")
+            context.kernel = kernel
+            return kernel
+        finally:
+            context.starting = None
+
+    async def _stop_kernel(self, context: Context) -> None:
+        starting = context.starting
+        if starting is not None:
+            # Let a start in flight finish so that its kernel is stopped too.
+            await asyncio.wait([starting])
+        kernel, context.kernel = context.kernel, None
+        if kernel is not None:
+            await kernel.stop()
+
+    def _bind_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._loop is None or self._loop.is_closed():
+            self._loop = loop
+        elif self._loop is not loop:
+            raise RuntimeError("one code interpreter serves one event loop")
+
+    def _kernel_dir(self) -> Path:
+        if self._kernel_root is None:
+            root = self._kernel_root_arg
+            if root is None:
+                # Short on purpose: the kernels' IPC socket paths must fit in sun_path.
+                root = Path(tempfile.mkdtemp(prefix="kruise-kernels-"))
+            root.mkdir(parents=True, exist_ok=True)
+            self._kernel_root = root
+        return self._kernel_root / f"k{next(self._kernel_numbers)}"
+
+    def _zmq_context(self) -> zmq.asyncio.Context:
+        if self._zmq is None:
+            self._zmq = zmq.asyncio.Context()
+        return self._zmq
+
+    # -- shutdown ----------------------------------------------------------------------------
+
+    async def shutdown_sandbox(self, sandbox_id: str) -> None:
+        """Stop the sandbox's kernels and forget its contexts (awaitable from any event loop)."""
+        await self._on_owner_loop(
+            lambda: self._stop_all(self._take(sandbox_id)),
+            lambda: self._kill_all(self._take(sandbox_id)),
+        )
+
+    async def aclose(self) -> None:
+        """Stop every kernel, close the ZeroMQ context and delete the kernel directories."""
+        self._closed = True
+
+        async def close_here() -> None:
+            await self._stop_all(self._take(None))
+            self._close_zmq()
+
+        async def close_without_loop() -> None:
+            await self._kill_all(self._take(None))
+            self._close_zmq()
+
+        await self._on_owner_loop(close_here, close_without_loop)
+        if self._kernel_root is not None and self._kernel_root_arg is None:
+            shutil.rmtree(self._kernel_root, ignore_errors=True)
+        self._kernel_root = None
+
+    def _take(self, sandbox_id: str | None) -> list[Context]:
+        # Runs on the owner loop: the registry's dicts are only touched there.
+        if sandbox_id is None:
+            entries = list(self._sandboxes.values())
+            self._sandboxes.clear()
+        else:
+            entry = self._sandboxes.pop(sandbox_id, None)
+            entries = [entry] if entry is not None else []
+        contexts = [c for entry in entries for c in entry.contexts.values()]
+        for context in contexts:
+            context.removed = True
+        return contexts
+
+    def _close_zmq(self) -> None:
+        if self._zmq is not None:
+            self._zmq.destroy(linger=0)
+            self._zmq = None
+
+    async def _stop_all(self, contexts: list[Context]) -> None:
+        results = await asyncio.gather(
+            *(self._stop_kernel(c) for c in contexts), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                log.warning("stopping a kernel failed: %r", result)
+
+    async def _kill_all(self, contexts: list[Context]) -> None:
+        for context in contexts:
+            kernel, context.kernel = context.kernel, None
+            if kernel is not None:
+                kernel.kill_now()
+
+    async def _on_owner_loop(
+        self,
+        work: Callable[[], Awaitable[Any]],
+        fallback: Callable[[], Awaitable[Any]],
+    ) -> None:
+        # Kernels' sockets and the registry belong to the loop that started
+        # the first kernel; work elsewhere is handed over to it.
+        owner = self._loop
+        here = asyncio.get_running_loop()
+        if owner is None or owner is here:
+            await work()
+        elif owner.is_running() and not owner.is_closed():
+            future = asyncio.run_coroutine_threadsafe(_as_coroutine(work), owner)
+            await asyncio.wrap_future(future)
+        else:
+            # The server's loop is gone with its zmq sockets: kill the processes directly.
+            await fallback()
+
+
+def _workdir(workspace: InterpreterWorkspace, cwd: str) -> Path:
+    # PathEscapeError is a ValueError; OSError covers a path the host cannot stat.
+    try:
+        return workspace.resolve(cwd)
+    except (ValueError, OSError) as exc:
+        raise InterpreterError(400, f"cwd: {exc}") from exc
+
+
+async def _as_coroutine(work: Callable[[], Awaitable[T]]) -> T:
+    return await work()

@@ -1,0 +1,299 @@
+"""Per-sandbox workspaces: the directory that plays each fake sandbox's ``/``.
+
+A :class:`Workspaces` owns one host directory; sandbox ``<id>`` lives in
+``<root>/<id>``, with ``home/user`` (the default working directory) and
+``root`` (root's home) inside it. Everything is lazy: :meth:`Workspaces.get`
+only builds a small Python object, and nothing is created on disk until a
+path is first resolved or a command first runs, so thousands of idle
+sandboxes cost a few hundred bytes each.
+
+Sandbox paths (what the SDK sends, e.g. ``/home/user/x.txt``) map into the
+workspace with :meth:`SandboxWorkspace.resolve`, which refuses any path that
+would leave the workspace: ``..`` above ``/``, symlinks (relative or absolute)
+pointing outside, NUL bytes. Fake sandboxes are not isolation: commands run on
+the host as the server's user; only the file API is confined.
+
+Components that keep live state per sandbox (the envd process table, file
+watchers, the code interpreter's kernels) either register it as an
+*attachment* (:meth:`SandboxWorkspace.attachment`, closed on stop) or a stop
+hook (:meth:`Workspaces.add_stop_hook`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import shutil
+import threading
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Protocol, TypeVar, cast
+
+from pytest_kruise_agents.backends.base import Route
+
+__all__ = [
+    "Attachment",
+    "PathEscapeError",
+    "SandboxWorkspace",
+    "StopHook",
+    "Workspaces",
+    "home_of",
+]
+
+_log = logging.getLogger(__name__)
+
+# Sandbox ids become directory names: keep them to one safe path component.
+_SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
+
+StopHook = Callable[[str], Awaitable[None]]
+"""``async hook(sandbox_id)`` run when a sandbox stops (pause, kill, close)."""
+
+
+class PathEscapeError(ValueError):
+    """A sandbox path is malformed or would resolve outside its workspace."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"path {path!r} {reason}")
+
+
+class Attachment(Protocol):
+    """Live per-sandbox state that must be released when the sandbox stops.
+
+    ``loop`` is the event loop the state belongs to (subprocess transports
+    cannot be touched from another loop): :meth:`Workspaces.stop` runs
+    :meth:`aclose` there when called from elsewhere.
+    """
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop: ...
+
+    async def aclose(self) -> None: ...
+
+
+A = TypeVar("A", bound=Attachment)
+
+
+def home_of(user: str) -> str:
+    """The sandbox home directory of ``user`` (``/root`` for root)."""
+    return "/root" if user == "root" else f"/home/{user}"
+
+
+class SandboxWorkspace:
+    """One sandbox's workspace: its root directory, env vars, token and live state.
+
+    ``env_vars`` and ``access_token`` start from the backend's :class:`Route`
+    and may be replaced by envd's ``POST /init``. ``access_token == ""``
+    means envd enforces no token.
+    """
+
+    __slots__ = ("_attachments", "_ready", "access_token", "env_vars", "root", "sandbox_id")
+
+    def __init__(
+        self,
+        sandbox_id: str,
+        root: Path,
+        *,
+        env_vars: Mapping[str, str] | None = None,
+        access_token: str = "",
+    ) -> None:
+        self.sandbox_id = sandbox_id
+        self.root = root
+        self.env_vars: dict[str, str] = dict(env_vars or {})
+        self.access_token = access_token
+        self._ready = False
+        self._attachments: dict[Callable[..., Attachment], Attachment] | None = None
+
+    def __repr__(self) -> str:
+        return f"SandboxWorkspace({self.sandbox_id!r}, root={str(self.root)!r})"
+
+    @property
+    def home(self) -> Path:
+        """``root/home/user``: the default user's home and default working directory."""
+        return self.root / "home" / "user"
+
+    @property
+    def materialized(self) -> bool:
+        """Whether the workspace directory has been created (first use happened)."""
+        return self._ready
+
+    def ensure(self) -> None:
+        """Create the workspace directory tree on first use (idempotent)."""
+        if self._ready:
+            return
+        self.home.mkdir(parents=True, exist_ok=True)
+        (self.root / "root").mkdir(exist_ok=True)
+        self._ready = True
+
+    def resolve(self, path: str, *, user: str = "user", follow_symlinks: bool = True) -> Path:
+        """Map sandbox ``path`` to a host path inside :attr:`root`.
+
+        Relative paths (and ``~``) are relative to ``user``'s home. ``..``
+        is applied lexically and may not climb above ``/``. Symlinks are
+        resolved (all of them, or all but the last component when
+        ``follow_symlinks`` is false, so a link itself can be removed or
+        stat-ed) and must stay inside the workspace. Raises
+        :class:`PathEscapeError` otherwise; touches nothing but the
+        workspace's own first-use directories.
+        """
+        if "\x00" in path:
+            raise PathEscapeError(path, "contains a NUL byte")
+        home = home_of(user)
+        full = path
+        if full == "~" or full.startswith("~/"):
+            full = home + full[1:]
+        elif not full.startswith("/"):
+            full = f"{home}/{full}"
+        parts: list[str] = []
+        for part in full.split("/"):
+            if part in ("", "."):
+                continue
+            if part == "..":
+                if not parts:
+                    raise PathEscapeError(path, "climbs above the sandbox root with '..'")
+                parts.pop()
+            else:
+                parts.append(part)
+        self.ensure()
+        candidate = self.root.joinpath(*parts)
+        if follow_symlinks or not parts:
+            real = Path(os.path.realpath(candidate))
+        else:
+            real = Path(os.path.realpath(candidate.parent)) / candidate.name
+        if not self.contains(real):
+            raise PathEscapeError(path, "resolves outside the sandbox (through a symlink)")
+        return real
+
+    def contains(self, host_path: Path) -> bool:
+        """Whether ``host_path`` (already resolved) is the workspace root or inside it."""
+        return host_path == self.root or self.root in host_path.parents
+
+    def sandbox_path(self, host_path: Path) -> str:
+        """The sandbox path of a host path inside the workspace (``/`` for the root)."""
+        rel = host_path.relative_to(self.root).as_posix()
+        return "/" if rel == "." else f"/{rel}"
+
+    def attachment(self, factory: Callable[[SandboxWorkspace], A]) -> A:
+        """The attachment made by ``factory`` (a class, usually), built as ``factory(self)`` once."""
+        if self._attachments is None:
+            self._attachments = {}
+        found = self._attachments.get(factory)
+        if found is None:
+            found = factory(self)
+            self._attachments[factory] = found
+        return cast(A, found)
+
+    def existing_attachment(self, factory: Callable[[SandboxWorkspace], A]) -> A | None:
+        """The attachment made by ``factory`` if it was built (never builds one)."""
+        return cast("A | None", (self._attachments or {}).get(factory))
+
+    async def release(self) -> None:
+        """Close every attachment (on its own loop); keep the files."""
+        attachments, self._attachments = self._attachments, None
+        for item in (attachments or {}).values():
+            try:
+                await _run_on(item.loop, item.aclose)
+            except Exception:
+                _log.exception("closing %r of sandbox %s failed", item, self.sandbox_id)
+
+
+async def _run_on(loop: asyncio.AbstractEventLoop, fn: Callable[[], Awaitable[None]]) -> None:
+    """Await ``fn()`` on ``loop``, hopping loops if it is not the running one."""
+    if loop is asyncio.get_running_loop():
+        await fn()
+        return
+    if loop.is_closed() or not loop.is_running():
+        # The owning loop is gone (server stopped): its transports are dead
+        # too, so there is nothing left to await there.
+        return
+
+    async def call() -> None:
+        await fn()
+
+    await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(call(), loop))
+
+
+class Workspaces:
+    """All sandbox workspaces under one host directory, created lazily.
+
+    ``get`` is thread-safe and cheap (the router calls it on every request).
+    ``stop``/``remove``/``close`` are coroutines; each attachment is closed
+    on the event loop it belongs to.
+    """
+
+    def __init__(self, root: Path | str) -> None:
+        # Resolved once so containment checks compare real paths.
+        self.root = Path(os.path.realpath(root))
+        self._by_id: dict[str, SandboxWorkspace] = {}
+        self._lock = threading.Lock()
+        self._hooks: list[StopHook] = []
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def __contains__(self, sandbox_id: object) -> bool:
+        return sandbox_id in self._by_id
+
+    def get(self, route: Route) -> SandboxWorkspace:
+        """The workspace of ``route.sandbox_id``, made on first call from the route.
+
+        Later calls return the same object unchanged: ``POST /init`` may have
+        replaced its env vars or token since.
+        """
+        ws = self._by_id.get(route.sandbox_id)
+        if ws is not None:
+            return ws
+        if not _SAFE_ID.fullmatch(route.sandbox_id):
+            raise ValueError(
+                f"sandbox_id {route.sandbox_id!r} is not a safe directory name "
+                "(letters, digits, '.', '_', '-'; at most 255 characters)"
+            )
+        with self._lock:
+            ws = self._by_id.get(route.sandbox_id)
+            if ws is None:
+                ws = SandboxWorkspace(
+                    route.sandbox_id,
+                    self.root / route.sandbox_id,
+                    env_vars=route.env_vars,
+                    access_token=route.access_token,
+                )
+                self._by_id[route.sandbox_id] = ws
+            return ws
+
+    def peek(self, sandbox_id: str) -> SandboxWorkspace | None:
+        """The workspace of ``sandbox_id`` if one exists (never creates one)."""
+        return self._by_id.get(sandbox_id)
+
+    def add_stop_hook(self, hook: StopHook) -> None:
+        """Run ``await hook(sandbox_id)`` whenever a known sandbox stops."""
+        self._hooks.append(hook)
+
+    async def stop(self, sandbox_id: str) -> None:
+        """Pause: kill the sandbox's processes and live state, keep its files, run the hooks."""
+        ws = self._by_id.get(sandbox_id)
+        if ws is None:
+            return
+        await ws.release()
+        for hook in list(self._hooks):
+            try:
+                await hook(sandbox_id)
+            except Exception:
+                _log.exception("stop hook %r failed for sandbox %s", hook, sandbox_id)
+
+    async def remove(self, sandbox_id: str) -> None:
+        """Gone: stop the sandbox, forget it and delete its directory."""
+        await self.stop(sandbox_id)
+        with self._lock:
+            ws = self._by_id.pop(sandbox_id, None)
+        if ws is None and not _SAFE_ID.fullmatch(sandbox_id):
+            return  # never a directory of ours
+        directory = ws.root if ws is not None else self.root / sandbox_id
+        await asyncio.to_thread(shutil.rmtree, directory, True)
+
+    async def close(self) -> None:
+        """Stop every sandbox (files stay on disk)."""
+        for sandbox_id in list(self._by_id):
+            await self.stop(sandbox_id)

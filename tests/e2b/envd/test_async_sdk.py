@@ -1,0 +1,48 @@
+"""Specification: the async SDK (``AsyncSandbox``) works against envd too, including the ``WatchDir`` stream."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from e2b import CommandExitException
+from e2b.sandbox.filesystem.watch_handle import FilesystemEvent
+
+from tests.e2b.envd.conftest import Envd
+
+
+@pytest.mark.asyncio
+async def test_async_commands_and_files(envd: Envd) -> None:
+    sbx = envd.async_sandbox()
+    await sbx.files.write("/home/user/a.txt", "async")
+    assert await sbx.files.read("a.txt") == "async"
+    result = await sbx.commands.run("cat a.txt; echo; echo err >&2")
+    assert (result.stdout, result.stderr) == ("async\n", "err\n")
+    handle = await sbx.commands.run("sleep 30", background=True)
+    assert [p.pid for p in await sbx.commands.list()] == [handle.pid]
+    assert await handle.kill()
+    with pytest.raises(CommandExitException):
+        await handle.wait()
+
+
+@pytest.mark.asyncio
+async def test_watch_dir_streams_events_until_stopped(envd: Envd) -> None:
+    sbx = envd.async_sandbox()
+    await sbx.files.make_dir("/home/user/w")
+    seen: list[FilesystemEvent] = []
+    arrived = asyncio.Event()
+
+    def on_event(event: FilesystemEvent) -> None:
+        seen.append(event)
+        if any(e.name == "sub/deep.txt" for e in seen):
+            arrived.set()
+
+    handle = await sbx.files.watch_dir("/home/user/w", on_event, recursive=True)
+    await sbx.files.write("/home/user/w/first.txt", "1")
+    await sbx.files.write("/home/user/w/sub/deep.txt", "2")
+    await asyncio.wait_for(arrived.wait(), 10)
+    await handle.stop()  # type: ignore[no-untyped-call]
+    names = [(e.name, e.type.value) for e in seen]
+    assert ("first.txt", "create") in names
+    assert ("sub", "create") in names
+    assert ("sub/deep.txt", "create") in names

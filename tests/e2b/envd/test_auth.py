@@ -1,0 +1,182 @@
+"""Specification of envd's authentication: ``X-Access-Token``, signed file URLs, ``/init``, ``/health``, users."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+from e2b import AuthenticationException
+
+from pytest_kruise_agents.e2b.envd.auth import file_signature
+from tests.e2b.envd.conftest import Envd
+
+TOKEN = "envd-token-123"
+
+
+@pytest.fixture
+def guarded(envd: Envd) -> Envd:
+    """``envd`` with sandbox ``sbx-tok`` created with an access token."""
+    envd.add("sbx-tok", token=TOKEN, env_vars={"FROM": "route"})
+    return envd
+
+
+def test_with_the_token_everything_works(guarded: Envd) -> None:
+    sbx = guarded.sandbox("sbx-tok", token=TOKEN)
+    assert sbx.commands.run("echo $FROM").stdout == "route\n"
+    sbx.files.write("f.txt", "x")
+    assert sbx.files.read("f.txt") == "x"
+    assert [e.name for e in sbx.files.list("/home/user")] == ["f.txt"]
+
+
+@pytest.mark.parametrize("token", [None, "wrong"])
+def test_a_missing_or_wrong_token_is_unauthenticated(guarded: Envd, token: str | None) -> None:
+    sbx = guarded.sandbox("sbx-tok", token=token)
+    with pytest.raises(AuthenticationException):
+        sbx.commands.run("true")
+    with pytest.raises(AuthenticationException):
+        sbx.commands.list()
+    with pytest.raises(AuthenticationException):
+        sbx.files.list("/home/user")
+    with pytest.raises(AuthenticationException):
+        sbx.files.read("f.txt")
+    with pytest.raises(AuthenticationException):
+        sbx.files.write("f.txt", "x")
+    assert not guarded.workspace("sbx-tok").home.exists()
+
+
+def test_the_rpc_refusal_is_a_connect_error(guarded: Envd) -> None:
+    with guarded.http("sbx-tok") as http:
+        r = http.post("/process.Process/List", json={})
+    assert r.status_code == 401
+    assert r.json()["code"] == "unauthenticated"
+
+
+def test_health_needs_no_token(guarded: Envd) -> None:
+    assert guarded.sandbox("sbx-tok").is_running()
+    with guarded.http("sbx-tok") as http:
+        r = http.get("/health")
+        assert (r.status_code, r.content) == (204, b"")
+        assert http.post("/health").status_code == 405
+
+
+def test_signed_urls_work_without_the_token_header(guarded: Envd) -> None:
+    sbx = guarded.sandbox("sbx-tok", token=TOKEN)
+    upload = sbx.upload_url("/home/user/signed.txt", use_signature_expiration=60)
+    download = sbx.download_url("/home/user/signed.txt")
+    headers = {"E2b-Sandbox-Id": "sbx-tok"}
+    r = httpx.post(upload, files={"file": ("signed.txt", b"via url")}, headers=headers)
+    assert r.status_code == 200, r.text
+    r = httpx.get(download, headers=headers)
+    assert (r.status_code, r.content) == (200, b"via url")
+
+
+def test_a_signature_for_another_path_operation_or_token_is_refused(guarded: Envd) -> None:
+    guarded.sandbox("sbx-tok", token=TOKEN).files.write("/home/user/a.txt", "a")
+    path = "/home/user/a.txt"
+    wrong = [
+        {"path": path, "signature": file_signature("/home/user/b.txt", "read", "", TOKEN, None)},
+        {"path": path, "signature": file_signature(path, "write", "", TOKEN, None)},
+        {"path": path, "signature": file_signature(path, "read", "", "other-token", None)},
+        {"path": path, "signature": file_signature(path, "read", "root", TOKEN, None)},
+        {"path": path, "signature": "v1_garbage"},
+    ]
+    with guarded.http("sbx-tok") as http:
+        for params in wrong:
+            r = http.get("/files", params=params)
+            assert r.status_code == 401, params
+            assert r.json() == {"code": 401, "message": "invalid file URL signature"}
+
+
+def test_an_expired_signature_is_refused(guarded: Envd) -> None:
+    guarded.sandbox("sbx-tok", token=TOKEN).files.write("/home/user/a.txt", "a")
+    path = "/home/user/a.txt"
+    past = int(time.time()) - 10
+    future = int(time.time()) + 600
+    with guarded.http("sbx-tok") as http:
+        expired = http.get(
+            "/files",
+            params={
+                "path": path,
+                "signature": file_signature(path, "read", "", TOKEN, past),
+                "signature_expiration": str(past),
+            },
+        )
+        valid = http.get(
+            "/files",
+            params={
+                "path": path,
+                "signature": file_signature(path, "read", "", TOKEN, future),
+                "signature_expiration": str(future),
+            },
+        )
+        stretched = http.get(
+            "/files",
+            params={
+                "path": path,
+                "signature": file_signature(path, "read", "", TOKEN, past),
+                "signature_expiration": str(future),
+            },
+        )
+    assert (expired.status_code, expired.json()["message"]) == (
+        401,
+        "the file URL signature has expired",
+    )
+    assert (valid.status_code, valid.content) == (200, b"a")
+    assert stretched.status_code == 401
+
+
+def test_init_stores_env_vars_and_a_token(envd: Envd) -> None:
+    with envd.http("sbx-init") as http:
+        r = http.post("/init", json={"envVars": {"INIT": "yes"}, "accessToken": "new-token"})
+        assert r.status_code == 204
+        assert http.post("/process.Process/List", json={}).status_code == 401
+    sbx = envd.sandbox("sbx-init", token="new-token")
+    assert sbx.commands.run("echo $INIT").stdout == "yes\n"
+
+
+def test_init_cannot_take_over_a_sandbox_that_has_a_token(guarded: Envd) -> None:
+    with guarded.http("sbx-tok") as http:
+        stranger = http.post("/init", json={"accessToken": "mine-now"})
+        assert stranger.status_code == 401
+        owner = http.post(
+            "/init",
+            json={"accessToken": "rotated", "envVars": {"X": "1"}},
+            headers={"X-Access-Token": TOKEN},
+        )
+        assert owner.status_code == 204
+    ws = guarded.workspace("sbx-tok")
+    assert (ws.access_token, ws.env_vars) == ("rotated", {"FROM": "route", "X": "1"})
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        (b"{not json", "not JSON"),
+        (b"[1]", "JSON object"),
+        (b'{"envVars": {"A": 1}}', "envVars"),
+        (b'{"accessToken": 5}', "accessToken"),
+    ],
+)
+def test_a_bad_init_body_is_a_400_and_changes_nothing(envd: Envd, body: bytes, says: str) -> None:
+    with envd.http("sbx-bad") as http:
+        r = http.post("/init", content=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == 400
+    assert r.json()["code"] == 400 and says in r.json()["message"]
+    ws = envd.workspace("sbx-bad")
+    assert (ws.env_vars, ws.access_token) == ({}, "")
+
+
+def test_files_take_the_user_from_the_username_parameter(envd: Envd) -> None:
+    sbx = envd.sandbox()
+    sbx.files.write("mine.txt", "root's", user="root")
+    assert (envd.workspace().root / "root" / "mine.txt").read_text() == "root's"
+    assert sbx.files.read("/root/mine.txt") == "root's"
+
+
+def test_an_unknown_user_is_unauthenticated(envd: Envd) -> None:
+    sbx = envd.sandbox()
+    with pytest.raises(AuthenticationException, match="unknown user"):
+        sbx.commands.run("true", user="nobody")
+    with pytest.raises(AuthenticationException, match="unknown user"):
+        sbx.files.read("x", user="nobody")

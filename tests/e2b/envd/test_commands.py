@@ -1,0 +1,279 @@
+"""Specification of envd's ``process.Process`` through the real SDK's ``sbx.commands`` and ``sbx.pty``."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+
+import pytest
+from e2b import (
+    CommandExitException,
+    InvalidArgumentException,
+    SandboxException,
+    TimeoutException,
+)
+from e2b.envd.process import process_connect, process_pb
+from e2b.sandbox.commands.command_handle import PtySize
+from protobuf import Oneof
+
+from tests.e2b.envd.conftest import Envd
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` is a live (not zombie) process."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            state = stat.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state not in ("Z", "X")
+
+
+def eventually(condition: Callable[[], bool], what: str, within: float = 10.0) -> None:
+    """Wait (bounded) for something the server does asynchronously."""
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"never happened: {what}")
+        time.sleep(0.02)
+
+
+def test_run_returns_stdout_stderr_and_the_exit_code(envd: Envd) -> None:
+    result = envd.sandbox().commands.run("echo out; echo err >&2")
+    assert (result.stdout, result.stderr, result.exit_code, result.error) == (
+        "out\n",
+        "err\n",
+        0,
+        None,
+    )
+
+
+def test_output_streams_to_callbacks_as_it_comes(envd: Envd) -> None:
+    seen: list[str] = []
+    envd.sandbox().commands.run("for i in 1 2 3; do echo $i; done", on_stdout=seen.append)
+    assert "".join(seen) == "1\n2\n3\n"
+
+
+def test_a_non_zero_exit_raises_with_the_status(envd: Envd) -> None:
+    with pytest.raises(CommandExitException) as info:
+        envd.sandbox().commands.run("echo partial; exit 3")
+    assert (info.value.exit_code, info.value.stdout, info.value.error) == (
+        3,
+        "partial\n",
+        "exit status 3",
+    )
+
+
+def test_the_command_runs_in_home_with_a_sandbox_environment(envd: Envd) -> None:
+    ws = envd.workspace()
+    out = envd.sandbox().commands.run('pwd; echo "$HOME|$USER|$E2B_SANDBOX_ID"').stdout
+    assert out.splitlines() == [str(ws.home), f"{ws.home}|user|sbx-default"]
+
+
+def test_sandbox_env_vars_apply_and_request_envs_win(envd: Envd) -> None:
+    envd.add("sbx-env", env_vars={"A": "sandbox", "B": "sandbox"})
+    sbx = envd.sandbox("sbx-env")
+    out = sbx.commands.run('echo "$A $B"', envs={"B": "request"}).stdout
+    assert out == "sandbox request\n"
+
+
+def test_cwd_is_a_mapped_sandbox_path(envd: Envd) -> None:
+    sbx = envd.sandbox()
+    sbx.files.make_dir("/home/user/project/src")
+    assert sbx.commands.run("pwd", cwd="/home/user/project/src").stdout == (
+        f"{envd.workspace().home}/project/src\n"
+    )
+    assert sbx.commands.run("pwd", cwd="project").stdout.endswith("/home/user/project\n")
+
+
+@pytest.mark.parametrize("cwd", ["/home/user/missing", "../../../.."])
+def test_a_missing_or_escaping_cwd_is_refused(envd: Envd, cwd: str) -> None:
+    with pytest.raises(InvalidArgumentException):
+        envd.sandbox().commands.run("pwd", cwd=cwd)
+
+
+def test_running_as_root_uses_roots_home(envd: Envd) -> None:
+    out = envd.sandbox().commands.run('pwd; echo "$USER"', user="root").stdout
+    assert out == f"{envd.workspace().root}/root\nroot\n"
+
+
+def test_background_command_is_listed_then_killed(envd: Envd) -> None:
+    sbx = envd.sandbox()
+    handle = sbx.commands.run("sleep 30", background=True, envs={"X": "1"}, cwd="/home/user")
+    listed = {p.pid: p for p in sbx.commands.list()}
+    assert handle.pid in listed
+    info = listed[handle.pid]
+    assert (info.cmd, info.args, info.envs, info.cwd) == (
+        "/bin/bash",
+        ["-l", "-c", "sleep 30"],
+        {"X": "1"},
+        "/home/user",
+    )
+    assert handle.kill()
+    with pytest.raises(CommandExitException) as info_exc:
+        handle.wait()
+    assert (info_exc.value.exit_code, info_exc.value.error) == (-1, "signal: killed")
+    assert handle.pid not in {p.pid for p in sbx.commands.list()}
+    assert not alive(handle.pid)
+
+
+def test_killing_an_unknown_pid_answers_false(envd: Envd) -> None:
+    assert envd.sandbox().commands.kill(2**31 - 7) is False
+
+
+def test_kill_reaches_the_whole_process_group(envd: Envd) -> None:
+    sbx = envd.sandbox()
+    handle = sbx.commands.run("sleep 300 & echo $!; wait", background=True)
+    child = int(next(iter(handle))[0] or "")
+    assert alive(child)
+    assert sbx.commands.kill(handle.pid)
+    eventually(lambda: not alive(child), "the grandchild dies with its group")
+
+
+def test_a_background_command_survives_disconnect_and_can_be_reattached(envd: Envd) -> None:
+    sbx = envd.sandbox()
+    handle = sbx.commands.run("read line; echo got $line", background=True, stdin=True)
+    handle.disconnect()
+    assert handle.pid in {p.pid for p in sbx.commands.list()}
+    again = sbx.commands.connect(handle.pid)
+    sbx.commands.send_stdin(handle.pid, "hello\n")
+    assert again.wait().stdout == "got hello\n"
+
+
+def test_stdin_can_be_sent_then_closed(envd: Envd) -> None:
+    sbx = envd.sandbox()
+    handle = sbx.commands.run("cat", background=True, stdin=True)
+    handle.send_stdin("one ")
+    sbx.commands.stream_input(handle.pid, ["two ", b"three"])
+    handle.close_stdin()
+    assert handle.wait().stdout == "one two three"
+
+
+def test_stdin_is_refused_when_the_command_was_started_without_it(envd: Envd) -> None:
+    sbx = envd.sandbox()
+    handle = sbx.commands.run("sleep 30", background=True)
+    with pytest.raises(SandboxException, match="without stdin"):
+        handle.send_stdin("x")
+    handle.kill()
+
+
+def test_the_timeout_kills_the_command(envd: Envd) -> None:
+    sbx = envd.sandbox()
+    with pytest.raises(TimeoutException):
+        sbx.commands.run("echo started; sleep 30", timeout=0.3)
+    eventually(lambda: not sbx.commands.list(), "the timed-out command is killed")
+
+
+def test_a_background_command_is_killed_at_its_timeout_too(envd: Envd) -> None:
+    sbx = envd.sandbox()
+    handle = sbx.commands.run("sleep 30", background=True, timeout=0.3)
+    handle.disconnect()
+    eventually(lambda: not alive(handle.pid), "the background command's deadline kills it")
+
+
+def test_connecting_to_an_unknown_pid_is_not_found(envd: Envd) -> None:
+    with pytest.raises(SandboxException, match="not found"):
+        envd.sandbox().commands.connect(2**31 - 7)
+
+
+def test_processes_of_one_sandbox_are_invisible_to_another(envd: Envd) -> None:
+    mine = envd.sandbox("sbx-a").commands.run("sleep 30", background=True)
+    other = envd.sandbox("sbx-b")
+    assert other.commands.list() == []
+    assert other.commands.kill(mine.pid) is False
+    assert alive(mine.pid)
+    mine.kill()
+
+
+def test_an_unknown_command_is_refused(envd: Envd) -> None:
+    sbx = envd.sandbox()
+    with pytest.raises(CommandExitException) as info:
+        sbx.commands.run("no-such-command-kruise")
+    assert info.value.exit_code == 127
+
+
+def test_pty_runs_an_interactive_shell_with_its_size_and_resizes(envd: Envd) -> None:
+    sbx = envd.sandbox()
+    output = bytearray()
+    terminal = sbx.pty.create(PtySize(rows=24, cols=80))
+    sbx.pty.send_stdin(terminal.pid, b"stty size\n")
+    for _, _, chunk in terminal:
+        output.extend(chunk or b"")
+        if b"24 80" in output:
+            break
+    sbx.pty.resize(terminal.pid, PtySize(rows=30, cols=100))
+    sbx.pty.send_stdin(terminal.pid, b"stty size; exit\n")
+    terminal.wait(on_pty=output.extend)
+    assert b"24 80" in output
+    assert b"30 100" in output.split(b"24 80", 1)[1]
+
+
+def test_close_stdin_is_refused_on_a_pty(envd: Envd) -> None:
+    sbx = envd.sandbox()
+    terminal = sbx.pty.create(PtySize(rows=24, cols=80))
+    with pytest.raises(SandboxException, match="Ctrl"):
+        sbx.commands.close_stdin(terminal.pid)
+    assert sbx.pty.kill(terminal.pid)
+
+
+def test_commands_really_are_host_processes(envd: Envd) -> None:
+    handle = envd.sandbox().commands.run("sleep 30", background=True)
+    assert os.getpgid(handle.pid) == handle.pid  # its own session and group
+    handle.kill()
+
+
+def test_a_command_ends_when_its_output_closes_not_just_when_it_exits(envd: Envd) -> None:
+    sbx = envd.sandbox()
+    sbx.commands.run("mkfifo gate")
+    # The shell exits at once, but its background child still holds stdout.
+    handle = sbx.commands.run("(read x < gate; echo child-done) & echo started", background=True)
+    assert next(iter(handle))[0] == "started\n"
+    assert handle.pid in {p.pid for p in sbx.commands.list()}
+    sbx.commands.run("echo go > gate")
+    assert handle.wait().stdout == "started\nchild-done\n"
+    # With its output redirected, the same background child does not hold the command.
+    daemon = int(sbx.commands.run("sleep 30 > /dev/null 2>&1 & echo $!").stdout)
+    assert alive(daemon)
+    os.kill(daemon, 9)
+
+
+def test_a_nul_byte_in_the_environment_is_refused(envd: Envd) -> None:
+    with pytest.raises(InvalidArgumentException, match="null byte"):
+        envd.sandbox().commands.run("true", envs={"BAD": "a\0b"})
+
+
+def test_sigterm_lets_the_command_clean_up(envd: Envd) -> None:
+    sbx = envd.sandbox()
+    handle = sbx.commands.run(
+        "trap 'echo cleaned; exit 7' TERM; echo ready; while true; do sleep 0.05; done",
+        background=True,
+    )
+    assert next(iter(handle))[0] == "ready\n"  # the trap is set
+    rpc = process_connect.ProcessClientSync(envd.url)
+    rpc.send_signal(
+        process_pb.SendSignalRequest(
+            process=process_pb.ProcessSelector(selector=Oneof("pid", handle.pid)),
+            signal=process_pb.Signal.SIGTERM,
+        ),
+        headers={"E2b-Sandbox-Id": "sbx-default"},
+    )
+    with pytest.raises(CommandExitException) as info:
+        handle.wait()
+    assert (info.value.exit_code, info.value.stdout) == (7, "ready\ncleaned\n")
+
+
+def test_a_quiet_stream_carries_keepalives_at_the_requested_interval(envd: Envd) -> None:
+    rpc = process_connect.ProcessClientSync(envd.url)
+    request = process_pb.StartRequest(
+        process=process_pb.ProcessConfig(cmd="/bin/sh", args=["-c", "sleep 0.5; echo done"])
+    )
+    headers = {"E2b-Sandbox-Id": "sbx-default", "Keepalive-Ping-Interval": "0.1"}
+    kinds = [
+        response.event.event.field
+        for response in rpc.start(request, headers=headers)
+        if response.event is not None and response.event.event is not None
+    ]
+    assert kinds[0] == "start" and kinds[-2:] == ["data", "end"]
+    assert set(kinds[1:-2]) == {"keepalive"}
+    assert len(kinds[1:-2]) >= 2

@@ -1,0 +1,174 @@
+"""``/contexts`` through the real SDK: create, list, restart, remove; lazy and shared kernel starts.
+
+Also the lifecycle seam: the stop hook (pause, kill) stops a sandbox's kernels.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+from e2b import NotFoundException, SandboxException
+
+from tests.e2b.interpreter.conftest import Interpreter
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_nothing_runs_before_the_first_request(interpreter: Interpreter) -> None:
+    """Listing a fresh sandbox's contexts starts no kernel and finds none."""
+    sandbox = interpreter.sandbox("sbx-idle")
+    assert sandbox.list_code_contexts() == []
+    assert interpreter.app.contexts.kernel_pids("sbx-idle") == []
+
+
+def test_a_created_context_has_its_own_state_and_cwd(interpreter: Interpreter) -> None:
+    """A new context answers id, language and cwd, runs in that cwd and shares no variables."""
+    workspace = interpreter.router.add("sbx-ctx")
+    sandbox = interpreter.sandbox("sbx-ctx")
+    context = sandbox.create_code_context(cwd="/home/user/project")
+    assert context.language == "python"
+    assert context.cwd == "/home/user/project"
+
+    sandbox.run_code("owner = 'default'")
+    sandbox.run_code("owner = 'mine'", context=context)
+    assert sandbox.run_code("owner").text == "'default'"
+    assert sandbox.run_code("owner", context=context).text == "'mine'"
+    cwd = sandbox.run_code("import os\nos.getcwd()", context=context).text
+    assert cwd == repr(str(workspace.root / "home" / "user" / "project"))
+
+    listed = {c.id: (c.language, c.cwd) for c in sandbox.list_code_contexts()}
+    assert listed[context.id] == ("python", "/home/user/project")
+    assert len(listed) == 2  # and the default context made by the first run_code
+
+
+def test_restart_loses_the_state(interpreter: Interpreter) -> None:
+    """Restarting a context gives it a fresh kernel: its variables are gone, it still runs.
+
+    An execution running at the time ends with a DeadKernelError.
+    """
+    sandbox = interpreter.sandbox("sbx-restart")
+    context = sandbox.create_code_context()
+    sandbox.run_code("kept = 1", context=context)
+    started = threading.Event()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        busy = pool.submit(
+            sandbox.run_code,
+            "import time\nprint('started', flush=True)\ntime.sleep(120)",
+            context=context,
+            on_stdout=lambda _: started.set(),
+        )
+        assert started.wait(timeout=30)
+        sandbox.restart_code_context(context)
+        interrupted = busy.result(timeout=30)
+    assert interrupted.error is not None and interrupted.error.name == "DeadKernelError"
+    after = sandbox.run_code("kept", context=context)
+    assert after.error is not None and after.error.name == "NameError"
+    assert sandbox.run_code("'alive'", context=context).text == "'alive'"
+
+
+def test_removing_a_context_stops_its_kernel(interpreter: Interpreter) -> None:
+    """A removed context is unlisted, its kernel process is gone, and its id answers 404."""
+    sandbox = interpreter.sandbox("sbx-remove")
+    context = sandbox.create_code_context()
+    [pid] = interpreter.app.contexts.kernel_pids("sbx-remove")
+    sandbox.remove_code_context(context.id)
+    assert sandbox.list_code_contexts() == []
+    assert _gone(pid)
+    with pytest.raises(NotFoundException):
+        sandbox.run_code("1", context=context)
+    with pytest.raises(NotFoundException):
+        sandbox.remove_code_context(context)
+    with pytest.raises(NotFoundException):
+        sandbox.restart_code_context(context)
+
+
+def test_contexts_are_per_sandbox(interpreter: Interpreter) -> None:
+    """Another sandbox neither lists nor reaches a context by its id."""
+    owner = interpreter.sandbox("sbx-owner")
+    context = owner.create_code_context()
+    stranger = interpreter.sandbox("sbx-stranger")
+    assert stranger.list_code_contexts() == []
+    with pytest.raises(NotFoundException):
+        stranger.run_code("1", context=context)
+
+
+def test_concurrent_first_runs_share_one_kernel(interpreter: Interpreter) -> None:
+    """Simultaneous first run_code calls of a sandbox start one default kernel, not several."""
+    sandbox = interpreter.sandbox("sbx-rush")
+    started_before = interpreter.app.contexts.kernels_started
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        texts = list(pool.map(lambda n: sandbox.run_code(f"{n} * 10").text, range(4)))
+    assert texts == ["0", "10", "20", "30"]
+    assert interpreter.app.contexts.kernels_started == started_before + 1
+    assert len(sandbox.list_code_contexts()) == 1
+    assert len(interpreter.app.contexts.kernel_pids("sbx-rush")) == 1
+
+
+def test_bad_context_requests_are_400(interpreter: Interpreter) -> None:
+    """An unsupported language, a cwd the workspace refuses, or a wrong type: 400, nothing made."""
+    sandbox = interpreter.sandbox("sbx-bad-ctx")
+    with pytest.raises(SandboxException, match=r"400.*not supported"):
+        sandbox.create_code_context(language="r")
+    with pytest.raises(SandboxException, match=r"400.*cwd"):
+        sandbox.create_code_context(cwd="/../outside")
+    response = httpx.post(
+        f"{interpreter.url}/contexts",
+        headers=interpreter.headers("sbx-bad-ctx"),
+        json={"cwd": 7},
+    )
+    assert response.status_code == 400
+    assert response.json() == {
+        "code": 400,
+        "message": "cwd: must be a string or null, got a number",
+    }
+    assert sandbox.list_code_contexts() == []
+
+
+def test_the_stop_hook_stops_the_sandbox_kernels(interpreter: Interpreter) -> None:
+    """Pause or kill (``Workspaces.stop``) ends every kernel of the sandbox and its contexts.
+
+    The stop runs on another event loop than the server's, as it may in the
+    real server; the next run_code starts a fresh kernel.
+    """
+    sandbox = interpreter.sandbox("sbx-stop")
+    sandbox.run_code("lost = True")
+    sandbox.create_code_context()
+    pids = interpreter.app.contexts.kernel_pids("sbx-stop")
+    assert len(pids) == 2
+
+    interpreter.stop_sandbox("sbx-stop")
+
+    assert all(_gone(pid) for pid in pids)
+    assert interpreter.app.contexts.kernel_pids("sbx-stop") == []
+    assert sandbox.list_code_contexts() == []
+    after = sandbox.run_code("lost")
+    assert after.error is not None and after.error.name == "NameError"
+
+
+def test_a_kernel_that_exits_is_replaced(interpreter: Interpreter) -> None:
+    """Code that ends the kernel process gets a DeadKernelError; the next run gets a fresh kernel."""
+    sandbox = interpreter.sandbox("sbx-exit")
+    sandbox.run_code("doomed = 1")
+    died = sandbox.run_code("import os\nos._exit(3)")
+    assert died.error is not None and died.error.name == "DeadKernelError"
+    assert sandbox.run_code("'doomed' in globals()").text == "False"
+
+
+def test_a_file_cannot_be_a_working_directory(interpreter: Interpreter) -> None:
+    """A cwd that names a file answers 400 and leaves no context behind."""
+    workspace = interpreter.router.add("sbx-file-cwd")
+    workspace.resolve("/home/user/notes.txt").write_text("not a directory")
+    sandbox = interpreter.sandbox("sbx-file-cwd")
+    with pytest.raises(SandboxException, match=r"400.*notes\.txt"):
+        sandbox.create_code_context(cwd="/home/user/notes.txt")
+    assert sandbox.list_code_contexts() == []

@@ -1,0 +1,243 @@
+"""``POST /execute`` through the real ``e2b_code_interpreter`` SDK: outputs, state, errors, env vars.
+
+All tests of this module share one server and, where they use the sandbox
+``sbx-exec``, one Python kernel (its default context).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import httpx
+import pytest
+from e2b import NotFoundException, SandboxException, TimeoutException
+from e2b_code_interpreter import Context
+
+from tests.e2b.interpreter.conftest import Interpreter
+
+SANDBOX = "sbx-exec"
+
+
+def test_an_expression_is_the_main_result(interpreter: Interpreter) -> None:
+    """``1+1`` answers the text ``2`` as the main result, with its execution count."""
+    execution = interpreter.sandbox(SANDBOX).run_code("1+1")
+    assert execution.text == "2"
+    assert [r.is_main_result for r in execution.results] == [True]
+    assert execution.error is None
+    assert isinstance(execution.execution_count, int)
+
+
+def test_prints_are_logs(interpreter: Interpreter) -> None:
+    """print goes to ``logs.stdout``, writes to sys.stderr to ``logs.stderr``; no result.
+
+    The kernel decides how output is cut into chunks, so the tests join them.
+    """
+    execution = interpreter.sandbox(SANDBOX).run_code(
+        "import sys\nprint('h\u00e9llo \u2713')\nprint('oops', file=sys.stderr)"
+    )
+    assert "".join(execution.logs.stdout) == "h\u00e9llo \u2713\n"
+    assert "".join(execution.logs.stderr) == "oops\n"
+    assert execution.results == []
+
+
+def test_output_is_streamed_to_the_callbacks(interpreter: Interpreter) -> None:
+    """on_stdout and on_result see each output as its line arrives."""
+    seen: list[tuple[str, str]] = []
+    interpreter.sandbox(SANDBOX).run_code(
+        "print('a')\nprint('b')\n'c'",
+        on_stdout=lambda message: seen.append(("stdout", message.line)),
+        on_result=lambda result: seen.append(("result", str(result.text))),
+    )
+    stdout = "".join(text for kind, text in seen if kind == "stdout")
+    assert stdout == "a\nb\n"
+    assert seen[-1] == ("result", "'c'")
+
+
+def test_state_persists_across_calls(interpreter: Interpreter) -> None:
+    """Variables, imports and functions defined in one call are there in the next."""
+    sandbox = interpreter.sandbox(SANDBOX)
+    sandbox.run_code("import math\nstate_x = 20\ndef twice(v):\n    return 2 * v")
+    first = sandbox.run_code("twice(state_x) + math.floor(1.5)")
+    second = sandbox.run_code("state_x += 1\nstate_x")
+    assert first.text == "41"
+    assert second.text == "21"
+    assert first.execution_count is not None and second.execution_count is not None
+    assert second.execution_count > first.execution_count
+
+
+def test_an_exception_is_an_error_with_its_traceback(interpreter: Interpreter) -> None:
+    """A raising cell gives ``error`` with name, value and the traceback as one string."""
+    execution = interpreter.sandbox(SANDBOX).run_code("print('before')\n1/0")
+    assert execution.error is not None
+    assert execution.error.name == "ZeroDivisionError"
+    assert execution.error.value == "division by zero"
+    assert "ZeroDivisionError" in execution.error.traceback
+    assert "\n" in execution.error.traceback
+    assert "".join(execution.logs.stdout) == "before\n"
+    assert execution.results == []
+
+
+def test_the_kernel_goes_on_after_an_error(interpreter: Interpreter) -> None:
+    """A failed cell does not abort the next one."""
+    sandbox = interpreter.sandbox(SANDBOX)
+    assert sandbox.run_code("undefined_name").error is not None
+    assert sandbox.run_code("'still here'").text == "'still here'"
+
+
+def test_a_matplotlib_chart_is_a_png_result(interpreter: Interpreter) -> None:
+    """plt.show() displays the figure: a non-main result with a base64 PNG."""
+    execution = interpreter.sandbox(SANDBOX).run_code(
+        "import matplotlib.pyplot as plt\nplt.plot([1, 3, 2])\nplt.title('chart')\nplt.show()"
+    )
+    assert execution.error is None
+    [chart] = execution.results
+    assert chart.is_main_result is False
+    assert chart.png is not None
+    assert base64.b64decode(chart.png).startswith(b"\x89PNG\r\n\x1a\n")
+    assert chart.text is not None and "Figure" in chart.text
+
+
+def test_a_figure_as_last_expression_is_a_png_main_result(interpreter: Interpreter) -> None:
+    """A figure object as the cell's value is rendered as PNG in the main result."""
+    execution = interpreter.sandbox(SANDBOX).run_code(
+        "import matplotlib.pyplot as plt\nfig, ax = plt.subplots()\nax.bar([1, 2], [3, 4])\nfig"
+    )
+    main = [r for r in execution.results if r.is_main_result]
+    assert len(main) == 1 and main[0].png is not None
+    assert base64.b64decode(main[0].png).startswith(b"\x89PNG")
+
+
+def test_rich_displays_keep_their_formats(interpreter: Interpreter) -> None:
+    """HTML, Markdown and JSON displays land in their own result fields."""
+    execution = interpreter.sandbox(SANDBOX).run_code(
+        "from IPython.display import HTML, Markdown, JSON, display\n"
+        "display(HTML('<b>bold</b>'))\n"
+        "display(Markdown('# title'))\n"
+        "display(JSON({'k': 1}))"
+    )
+    html, markdown, data = execution.results
+    assert html.html == "<b>bold</b>"
+    assert markdown.markdown == "# title"
+    assert data.json == {"k": 1}
+
+
+def test_env_vars_apply_to_one_execution_only(interpreter: Interpreter) -> None:
+    """``envs`` are set for that run and restored after it; the sandbox's own env vars stay."""
+    interpreter.router.add("sbx-env", env_vars={"SANDBOX_VAR": "sandbox"})
+    sandbox = interpreter.sandbox("sbx-env")
+    code = "import os\n(os.environ.get('RUN_VAR'), os.environ.get('SANDBOX_VAR'))"
+    during = sandbox.run_code(code, envs={"RUN_VAR": "run", "SANDBOX_VAR": "override"})
+    after = sandbox.run_code(code)
+    assert during.text == "('run', 'override')"
+    assert after.text == "(None, 'sandbox')"
+
+
+def test_env_vars_are_restored_after_an_error(interpreter: Interpreter) -> None:
+    """A failing cell does not keep its per-execution env vars."""
+    sandbox = interpreter.sandbox(SANDBOX)
+    failed = sandbox.run_code("raise ValueError('no')", envs={"FAIL_VAR": "set"})
+    after = sandbox.run_code("import os\n'FAIL_VAR' in os.environ")
+    assert failed.error is not None and failed.error.name == "ValueError"
+    assert after.text == "False"
+
+
+def test_the_kernel_runs_in_the_sandbox_home(interpreter: Interpreter) -> None:
+    """The default context's cwd and HOME are the workspace's home directory."""
+    workspace = interpreter.router.add("sbx-home")
+    execution = interpreter.sandbox("sbx-home").run_code(
+        "import os\nprint(os.getcwd())\nprint(os.environ['HOME'])"
+    )
+    assert "".join(execution.logs.stdout) == f"{workspace.home}\n{workspace.home}\n"
+    assert not (workspace.home / ".ipython").exists()  # IPython's profile lives elsewhere
+
+
+def test_a_timeout_interrupts_the_kernel(interpreter: Interpreter) -> None:
+    """When the client gives up, the server interrupts the cell and the context stays usable."""
+    sandbox = interpreter.sandbox(SANDBOX)
+    sandbox.run_code("'warm'")  # the 1 s budget below is for the cell, not a kernel start
+    with pytest.raises(TimeoutException):
+        sandbox.run_code("import time\ntime.sleep(120)", timeout=1)
+    # Without the interrupt this would wait for the 120 s sleep and time out.
+    assert sandbox.run_code("'after the timeout'", timeout=30).text == "'after the timeout'"
+
+
+def test_an_unknown_context_is_not_found(interpreter: Interpreter) -> None:
+    """A context id the sandbox does not have answers 404 (NotFoundException)."""
+    missing = Context(context_id="no-such-context", language="python", cwd="/home/user")
+    with pytest.raises(NotFoundException, match="no-such-context"):
+        interpreter.sandbox(SANDBOX).run_code("1", context=missing)
+
+
+def test_context_and_language_together_are_refused(interpreter: Interpreter) -> None:
+    """The SDK refuses both client-side; on the wire the server answers 400 JSON."""
+    response = httpx.post(
+        f"{interpreter.url}/execute",
+        headers=interpreter.headers(SANDBOX),
+        json={"code": "1", "context_id": "any", "language": "python", "env_vars": None},
+    )
+    assert response.status_code == 400
+    assert response.json() == {
+        "code": 400,
+        "message": "Only one of context_id or language can be provided",
+    }
+
+
+def test_an_unsupported_language_is_a_clear_400(interpreter: Interpreter) -> None:
+    """Only Python kernels exist here: javascript answers 400 naming the language."""
+    with pytest.raises(SandboxException, match=r"400.*javascript.*not supported"):
+        interpreter.sandbox(SANDBOX).run_code("1 + 1", language="javascript")
+
+
+def test_python_is_accepted_by_name(interpreter: Interpreter) -> None:
+    """``language="python"`` runs in the default Python context."""
+    sandbox = interpreter.sandbox(SANDBOX)
+    sandbox.run_code("by_name = 'shared'")
+    assert sandbox.run_code("by_name", language="python").text == "'shared'"
+
+
+def test_the_stream_is_ndjson_ending_with_end_of_execution(interpreter: Interpreter) -> None:
+    """The raw body: one JSON object per line, the counted cell, then ``end_of_execution``."""
+    response = httpx.post(
+        f"{interpreter.url}/execute",
+        headers=interpreter.headers(SANDBOX),
+        json={"code": "print('x')\n7", "context_id": None, "language": None, "env_vars": None},
+        timeout=30,
+    )
+    assert response.status_code == 200
+    lines = [json.loads(line) for line in response.text.splitlines()]
+    *stdout, result, count, end = lines
+    assert "".join(line["text"] for line in stdout) == "x\n"
+    assert all(line["type"] == "stdout" and "timestamp" in line for line in stdout)
+    assert result == {"type": "result", "text": "7", "is_main_result": True}
+    assert count["type"] == "number_of_executions" and count["execution_count"] >= 1
+    assert end == {"type": "end_of_execution"}
+
+
+def test_the_access_token_guards_execute(interpreter: Interpreter) -> None:
+    """With an envd access token, /execute needs it in X-Access-Token (401 JSON otherwise)."""
+    interpreter.router.add("sbx-token", access_token="s3cret")
+    with pytest.raises(SandboxException, match="401"):
+        interpreter.sandbox("sbx-token", access_token="wrong").run_code("1")
+    response = httpx.post(
+        f"{interpreter.url}/execute",
+        headers=interpreter.headers("sbx-token"),
+        json={"code": "1"},
+    )
+    assert response.status_code == 401
+    assert response.json()["code"] == 401
+    assert interpreter.sandbox("sbx-token", access_token="s3cret").run_code("6*7").text == "42"
+
+
+@pytest.mark.asyncio
+async def test_the_async_sdk_runs_code(interpreter: Interpreter) -> None:
+    """``AsyncSandbox.run_code`` reads the same stream, awaiting async callbacks."""
+    sandbox = interpreter.async_sandbox(SANDBOX)
+    lines: list[str] = []
+
+    async def on_stdout(message: object) -> None:
+        lines.append(str(message))
+
+    execution = await sandbox.run_code("print('async')\n3*3", on_stdout=on_stdout)
+    assert execution.text == "9"
+    assert "".join(lines) == "async\n"

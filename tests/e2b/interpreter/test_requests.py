@@ -1,0 +1,55 @@
+"""Request bodies: ``null`` means "not given", and a bad field is one clear 400."""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_kruise_agents.e2b.interpreter.contexts import normalize_language
+from pytest_kruise_agents.e2b.interpreter.errors import InterpreterError
+from pytest_kruise_agents.e2b.interpreter.requests import (
+    ContextRequest,
+    ExecuteRequest,
+    parse_context_request,
+    parse_execute_request,
+)
+
+
+def test_the_sdk_execute_body_with_nulls() -> None:
+    """The SDK sends every field, unset ones as null."""
+    body = b'{"code": "1+1", "context_id": null, "language": null, "env_vars": null}'
+    assert parse_execute_request(body) == ExecuteRequest("1+1", None, None, None)
+
+
+def test_env_vars_are_kept() -> None:
+    body = b'{"code": "", "env_vars": {"A": "1", "B": ""}}'
+    assert parse_execute_request(body).env_vars == {"A": "1", "B": ""}
+
+
+def test_context_and_language_are_exclusive() -> None:
+    with pytest.raises(InterpreterError) as caught:
+        parse_execute_request(b'{"code": "1", "context_id": "c", "language": "python"}')
+    assert (caught.value.code, caught.value.message) == (
+        400,
+        "Only one of context_id or language can be provided",
+    )
+
+
+def test_a_context_body_may_be_empty() -> None:
+    """The SDK posts ``{}`` when neither cwd nor language is given; an empty body is the same."""
+    assert parse_context_request(b"{}") == ContextRequest(None, None)
+    assert parse_context_request(b"") == ContextRequest(None, None)
+    assert parse_context_request(b'{"cwd": "/tmp", "language": "python"}') == ContextRequest(
+        "python", "/tmp"
+    )
+
+
+@pytest.mark.parametrize("language", [None, "", "python", "Python", " python "])
+def test_python_in_any_spelling_is_python(language: str | None) -> None:
+    assert normalize_language(language) == "python"
+
+
+@pytest.mark.parametrize("language", ["javascript", "typescript", "r", "java", "bash", "ruby"])
+def test_other_languages_are_refused(language: str) -> None:
+    with pytest.raises(InterpreterError, match="not supported") as caught:
+        normalize_language(language)
+    assert caught.value.code == 400

@@ -1,0 +1,293 @@
+"""Specification of the per-sandbox workspaces: lazy, confined, stoppable, removable."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import tracemalloc
+from pathlib import Path
+
+import pytest
+
+from pytest_kruise_agents.backends.base import Route
+from pytest_kruise_agents.e2b.workspace import PathEscapeError, SandboxWorkspace, Workspaces
+
+
+def route(sandbox_id: str = "default--sbx-1", **changes: object) -> Route:
+    fields: dict[str, object] = {
+        "sandbox_id": sandbox_id,
+        "namespace": "default",
+        "name": "sbx-1",
+        "state": "running",
+        "access_token": "",
+        "env_vars": {},
+        "owner": "key",
+    }
+    fields.update(changes)
+    return Route(**fields)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def workspaces(tmp_path: Path) -> Workspaces:
+    return Workspaces(tmp_path / "sandboxes")
+
+
+@pytest.fixture
+def ws(workspaces: Workspaces) -> SandboxWorkspace:
+    return workspaces.get(route())
+
+
+# -- lazy creation ---------------------------------------------------------------------
+
+
+def test_get_builds_the_workspace_from_the_route_and_creates_nothing_on_disk(
+    workspaces: Workspaces,
+) -> None:
+    ws = workspaces.get(route(access_token="tok", env_vars={"A": "1"}))
+    assert ws.sandbox_id == "default--sbx-1"
+    assert ws.root == workspaces.root / "default--sbx-1"
+    assert ws.home == ws.root / "home" / "user"
+    assert (ws.access_token, ws.env_vars) == ("tok", {"A": "1"})
+    assert not workspaces.root.exists()
+    assert not ws.materialized
+
+
+def test_get_returns_the_same_workspace_and_keeps_what_init_changed(workspaces: Workspaces) -> None:
+    ws = workspaces.get(route(access_token="tok"))
+    ws.access_token = "changed-by-init"
+    assert workspaces.get(route(access_token="tok")) is ws
+    assert ws.access_token == "changed-by-init"
+    assert "default--sbx-1" in workspaces
+    assert len(workspaces) == 1
+
+
+def test_first_resolve_creates_the_home_directories(ws: SandboxWorkspace) -> None:
+    ws.resolve("x.txt")
+    assert ws.home.is_dir()
+    assert (ws.root / "root").is_dir()
+    assert ws.materialized
+
+
+@pytest.mark.parametrize("bad", ["", "..", ".hidden", "a/b", "x" * 256, "sp ace"])
+def test_a_sandbox_id_that_is_not_a_safe_directory_name_is_refused(
+    workspaces: Workspaces, bad: str
+) -> None:
+    with pytest.raises(ValueError, match="sandbox_id"):
+        workspaces.get(route(bad))
+    assert len(workspaces) == 0
+
+
+def test_a_thousand_idle_sandboxes_cost_little_memory(workspaces: Workspaces) -> None:
+    routes = [route(f"default--sbx-{i}", env_vars={"K": "v"}) for i in range(1000)]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for r in routes:
+            workspaces.get(r)
+        used = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert used < 1024 * 1024, f"1,000 idle workspaces used {used} bytes"
+    assert not workspaces.root.exists()
+
+
+# -- path mapping ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "inside"),
+    [
+        ("/home/user/x.txt", "home/user/x.txt"),
+        ("x.txt", "home/user/x.txt"),
+        ("sub/../x.txt", "home/user/x.txt"),
+        ("~/x.txt", "home/user/x.txt"),
+        ("~", "home/user"),
+        ("", "home/user"),
+        ("/", "."),
+        ("/etc/passwd", "etc/passwd"),
+        ("../../etc/passwd", "etc/passwd"),
+        ("//tmp/./a//b", "tmp/a/b"),
+    ],
+)
+def test_sandbox_paths_map_inside_the_root(ws: SandboxWorkspace, path: str, inside: str) -> None:
+    assert ws.resolve(path) == (ws.root / inside if inside != "." else ws.root)
+
+
+def test_relative_paths_of_root_are_relative_to_its_home(ws: SandboxWorkspace) -> None:
+    assert ws.resolve("x", user="root") == ws.root / "root" / "x"
+
+
+@pytest.mark.parametrize(
+    "path", ["../../../etc/passwd", "/../etc/passwd", "/home/../../x", "a\x00b"]
+)
+def test_paths_climbing_above_the_root_or_malformed_are_refused(
+    ws: SandboxWorkspace, path: str
+) -> None:
+    with pytest.raises(PathEscapeError) as info:
+        ws.resolve(path)
+    assert info.value.path == path
+
+
+def test_symlinks_inside_the_root_are_followed(ws: SandboxWorkspace) -> None:
+    ws.ensure()
+    (ws.root / "data").mkdir()
+    (ws.home / "data").symlink_to("../../data")
+    (ws.home / "abs").symlink_to(ws.root / "data")
+    assert ws.resolve("data/f") == ws.root / "data" / "f"
+    assert ws.resolve("abs/f") == ws.root / "data" / "f"
+
+
+def test_symlinks_leading_outside_are_refused(ws: SandboxWorkspace, tmp_path: Path) -> None:
+    ws.ensure()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (ws.home / "etc").symlink_to("/etc")
+    (ws.home / "out").symlink_to(outside)
+    (ws.home / "rel").symlink_to("../../../../outside")
+    for path in ("etc/passwd", "out", "out/f", "rel/f", "/home/user/etc"):
+        with pytest.raises(PathEscapeError, match="outside the sandbox"):
+            ws.resolve(path)
+
+
+def test_a_final_symlink_is_kept_when_not_following(ws: SandboxWorkspace) -> None:
+    ws.ensure()
+    (ws.home / "etc").symlink_to("/etc")
+    assert ws.resolve("etc", follow_symlinks=False) == ws.home / "etc"
+    with pytest.raises(PathEscapeError):
+        ws.resolve("etc/passwd", follow_symlinks=False)
+
+
+def test_sandbox_path_is_the_inverse_of_resolve(ws: SandboxWorkspace) -> None:
+    assert ws.sandbox_path(ws.resolve("a/b")) == "/home/user/a/b"
+    assert ws.sandbox_path(ws.root) == "/"
+
+
+# -- stop, remove, close ---------------------------------------------------------------
+
+
+class Recorder:
+    """An attachment that records being closed, and on which loop."""
+
+    made: list[Recorder] = []
+
+    def __init__(self, workspace: SandboxWorkspace) -> None:
+        self.workspace = workspace
+        self._loop = asyncio.get_running_loop()
+        self.closed_on: asyncio.AbstractEventLoop | None = None
+        Recorder.made.append(self)
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return self._loop
+
+    async def aclose(self) -> None:
+        self.closed_on = asyncio.get_running_loop()
+
+
+@pytest.mark.asyncio
+async def test_stop_closes_attachments_runs_hooks_and_keeps_files(
+    workspaces: Workspaces, ws: SandboxWorkspace
+) -> None:
+    stopped: list[str] = []
+
+    async def failing(sandbox_id: str) -> None:
+        raise RuntimeError("a broken hook must not stop the others")
+
+    async def hook(sandbox_id: str) -> None:
+        stopped.append(sandbox_id)
+
+    workspaces.add_stop_hook(failing)
+    workspaces.add_stop_hook(hook)
+    ws.resolve("f").write_text("kept")
+    recorder = ws.attachment(Recorder)
+    assert ws.attachment(Recorder) is recorder
+
+    await workspaces.stop(ws.sandbox_id)
+
+    assert recorder.closed_on is asyncio.get_running_loop()
+    assert stopped == [ws.sandbox_id]
+    assert ws.existing_attachment(Recorder) is None
+    assert (ws.home / "f").read_text() == "kept"
+    assert workspaces.peek(ws.sandbox_id) is ws
+
+
+@pytest.mark.asyncio
+async def test_stop_closes_an_attachment_on_the_loop_it_belongs_to(
+    workspaces: Workspaces, ws: SandboxWorkspace
+) -> None:
+    other = asyncio.new_event_loop()
+    thread = threading.Thread(target=other.run_forever, daemon=True)
+    thread.start()
+    try:
+        made = asyncio.run_coroutine_threadsafe(_attach(ws), other).result(10)
+        await workspaces.stop(ws.sandbox_id)
+        assert made.closed_on is other
+    finally:
+        other.call_soon_threadsafe(other.stop)
+        thread.join(10)
+        other.close()
+
+
+async def _attach(ws: SandboxWorkspace) -> Recorder:
+    return ws.attachment(Recorder)
+
+
+@pytest.mark.asyncio
+async def test_stopping_an_unknown_sandbox_does_nothing(workspaces: Workspaces) -> None:
+    called: list[str] = []
+
+    async def hook(sandbox_id: str) -> None:
+        called.append(sandbox_id)
+
+    workspaces.add_stop_hook(hook)
+    await workspaces.stop("default--never-used")
+    assert called == []
+
+
+@pytest.mark.asyncio
+async def test_remove_stops_then_deletes_the_directory_and_forgets_the_sandbox(
+    workspaces: Workspaces, ws: SandboxWorkspace
+) -> None:
+    ws.resolve("deep/f").parent.mkdir(parents=True)
+    ws.resolve("deep/f").write_text("x")
+    recorder = ws.attachment(Recorder)
+
+    await workspaces.remove(ws.sandbox_id)
+
+    assert recorder.closed_on is not None
+    assert not ws.root.exists()
+    assert ws.sandbox_id not in workspaces
+    fresh = workspaces.get(route())
+    assert fresh is not ws
+    assert not fresh.resolve("deep/f").exists()
+
+
+@pytest.mark.asyncio
+async def test_remove_deletes_a_directory_left_by_an_earlier_server(
+    workspaces: Workspaces,
+) -> None:
+    leftover = workspaces.root / "default--old"
+    leftover.mkdir(parents=True)
+    await workspaces.remove("default--old")
+    await workspaces.remove("../escape")  # never a directory of ours: ignored
+    assert not leftover.exists()
+    assert workspaces.root.exists()
+
+
+@pytest.mark.asyncio
+async def test_close_stops_every_sandbox(workspaces: Workspaces) -> None:
+    first = workspaces.get(route("default--a")).attachment(Recorder)
+    second = workspaces.get(route("default--b")).attachment(Recorder)
+    await workspaces.close()
+    assert first.closed_on is not None and second.closed_on is not None
+    assert len(workspaces) == 2
+
+
+def test_the_root_is_resolved_once(tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    real.mkdir()
+    os.symlink(real, tmp_path / "link")
+    workspaces = Workspaces(tmp_path / "link")
+    assert workspaces.root == real
+    assert workspaces.get(route()).resolve("x") == real / "default--sbx-1" / "home" / "user" / "x"
