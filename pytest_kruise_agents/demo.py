@@ -8,7 +8,10 @@ from rich.table import Table
 from pytest_kruise_agents.api.sandbox import Sandbox
 from pytest_kruise_agents.claiming.errors import ClaimError
 
-__all__ = ["POOL_YAML", "run_demo"]
+__all__ = ["DEMO_API_KEY", "POOL_YAML", "run_demo", "run_e2b_tour"]
+
+DEMO_API_KEY = "e2b_demo_0000000000000000000000000000000000000"
+"""The API key of the demo server's only team (``default``)."""
 
 POOL_YAML = """\
 apiVersion: agents.kruise.io/v1alpha1
@@ -45,6 +48,13 @@ spec:
 
 
 def run_demo(seed: int = 42, console: Console | None = None) -> None:
+    """The whole tour: the cluster's claim paths, then the E2B server with the real SDKs."""
+    out = console or Console()
+    run_cluster_tour(seed, out)
+    run_e2b_tour(seed, out)
+
+
+def run_cluster_tour(seed: int = 42, console: Console | None = None) -> None:
     """Build a cluster with a warm pool, claim through both paths, and print what happened."""
     from simulator.cluster import Cluster
 
@@ -121,3 +131,62 @@ def run_demo(seed: int = 42, console: Console | None = None) -> None:
         out.print(f"warm deliveries: {len(warm)}, max {max(warm) * 1000:.1f} ms (sub-second)")
     if cold:
         out.print(f"cold deliveries: {len(cold)}, max {max(cold):.2f} s")
+
+
+def run_e2b_tour(seed: int = 42, console: Console | None = None) -> None:
+    """Serve a fake cluster over HTTP and use it with the unmodified e2b SDKs."""
+    from e2b import Sandbox
+    from e2b_code_interpreter import Sandbox as CodeInterpreter
+
+    from pytest_kruise_agents.backends import SimBackend
+    from pytest_kruise_agents.e2b.app import create_app
+    from pytest_kruise_agents.e2b.server import ServerThread
+    from pytest_kruise_agents.e2b.settings import ApiKey, Settings
+
+    out = console or Console()
+    out.rule("[bold]7. The E2B-compatible server, used by the real e2b SDK")
+    backend = SimBackend.default(seed=seed, replicas=3)
+    key = ApiKey(key=DEMO_API_KEY, team="default", id="demo")
+    try:
+        with ServerThread(create_app(backend, Settings(api_keys=[key]))) as server:
+            out.print("A client points the unmodified SDK at it with:")
+            out.print(
+                f"  export E2B_API_URL={server.url} E2B_SANDBOX_URL={server.url} "
+                f"E2B_API_KEY={DEMO_API_KEY}",
+                highlight=False,
+            )
+            opts = {"api_key": DEMO_API_KEY, "api_url": server.url, "sandbox_url": server.url}
+            sbx = Sandbox.create(template="base", metadata={"user": "demo"}, **opts)  # type: ignore[arg-type]
+            out.print(f"Sandbox.create(template='base') -> {sbx.sandbox_id}")
+            result = sbx.commands.run("echo hello from $E2B_SANDBOX_ID; uname -s")
+            out.print(
+                f"sbx.commands.run(...) -> exit {result.exit_code}, stdout {result.stdout!r}",
+                highlight=False,
+            )
+            sbx.files.write("/home/user/hello.txt", "written through envd")
+            out.print(
+                f"sbx.files.read('/home/user/hello.txt') -> {sbx.files.read('/home/user/hello.txt')!r}"
+            )
+            ci = CodeInterpreter.create(**opts)
+            execution = ci.run_code("sum(i * i for i in range(10))")
+            out.print(
+                f"CodeInterpreter.create() -> {ci.sandbox_id}; "
+                f"run_code('sum(i * i for i in range(10))') -> {execution.text}",
+                highlight=False,
+            )
+            listed = Sandbox.list(**opts).next_items()  # type: ignore[arg-type]
+            out.print(
+                f"Sandbox.list() sees {len(listed)} sandboxes: "
+                + ", ".join(info.sandbox_id for info in listed)
+            )
+            ci.kill()
+            sbx.kill()
+            out.print("both killed; their workspaces and processes are gone")
+            for rec in backend.records()[-2:]:
+                warm = "warm" if rec["warm"] else "cold"
+                out.print(
+                    f"  claim of {rec['template']}: {warm}, {rec['latency'] * 1000:.1f} ms "
+                    "of virtual time from request to delivery"
+                )
+    finally:
+        backend.close()

@@ -1,0 +1,224 @@
+"""Speed and memory of the E2B-compatible server, through the real e2b SDK.
+
+Prints, measured in one run:
+
+1. sequential ``Sandbox.create()`` + ``kill()`` against a warm pool (virtual
+   clock): p50 / p99 of create, and creates per second; next to the same SDK
+   calls against a bare route on the same stack (FastAPI + uvicorn answering a
+   canned 201 and 204), and the ratio of the rates
+   (goals: p50 < 5 ms, p99 < 20 ms, rate >= 0.5x the bare route);
+2. ``commands.run("true")`` p50 and p99 in one sandbox;
+3. the server's resident memory added by 1,000 idle claimed sandboxes
+   (goal < 50 MiB: nothing is started for a sandbox until it is used).
+
+The server under test runs in a child process, so its memory is its own and the
+client's CPU time is not counted in it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import platform
+import statistics
+import time
+from multiprocessing.connection import Connection
+from typing import Any
+
+CANNED_SANDBOX = {
+    "templateID": "base",
+    "sandboxID": "default--base-canned",
+    "clientID": "",
+    "envdVersion": "0.6.13",
+    "envdAccessToken": "token",
+    "domain": None,
+}
+API_KEY = "e2b_bench_key_000000000000000000000000000000"
+
+
+def _rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def bare_app() -> Any:
+    """The baseline: the same FastAPI + uvicorn stack answering canned bodies."""
+    from fastapi import FastAPI, Response
+    from fastapi.responses import JSONResponse
+
+    app = FastAPI()
+
+    @app.post("/v2/sandboxes")
+    def create() -> JSONResponse:
+        return JSONResponse(CANNED_SANDBOX, status_code=201)
+
+    @app.delete("/sandboxes/{sandbox_id}")
+    def kill(sandbox_id: str) -> Response:
+        return Response(status_code=204)
+
+    return app
+
+
+def serve(kind: str, replicas: int, conn: Connection) -> None:
+    """Child process: serve the real app (or the bare one) until told to stop."""
+    from pytest_kruise_agents.backends import SimBackend
+    from pytest_kruise_agents.e2b.app import create_app
+    from pytest_kruise_agents.e2b.server import ServerThread
+    from pytest_kruise_agents.e2b.settings import ApiKey, Settings
+
+    backend = None
+    if kind == "bare":
+        app = bare_app()
+    else:
+        backend = SimBackend.default(seed=1, replicas=replicas, nodes=16)
+        app = create_app(backend, Settings(api_keys=[ApiKey(key=API_KEY, team="default")]))
+    with ServerThread(app) as server:
+        conn.send(server.url)
+        conn.recv()
+    if backend is not None:
+        backend.close()
+
+
+class Child:
+    """A server in a child process."""
+
+    def __init__(self, kind: str, replicas: int = 0) -> None:
+        ctx = mp.get_context("spawn")
+        self.parent, child = ctx.Pipe()
+        self.proc = ctx.Process(target=serve, args=(kind, replicas, child), daemon=True)
+        self.proc.start()
+        self.url: str = self.parent.recv()
+
+    def rss_mib(self) -> float:
+        assert self.proc.pid is not None
+        return _rss_kib(self.proc.pid) / 1024
+
+    def stop(self) -> None:
+        self.parent.send("stop")
+        self.proc.join(timeout=30)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def create_kill(url: str, n: int) -> dict[str, float]:
+    """``n`` sequential create + kill through the SDK; create latencies in ms."""
+    from e2b import Sandbox
+
+    opts: dict[str, Any] = {"api_key": API_KEY, "api_url": url, "sandbox_url": url}
+    for _ in range(20):  # warm up connections and code paths
+        Sandbox.create(**opts).kill()
+    lat: list[float] = []
+    t0 = time.perf_counter()
+    for _ in range(n):
+        t = time.perf_counter()
+        sbx = Sandbox.create(**opts)
+        lat.append((time.perf_counter() - t) * 1000)
+        sbx.kill()
+    wall = time.perf_counter() - t0
+    return {
+        "p50_ms": statistics.median(lat),
+        "p99_ms": percentile(lat, 0.99),
+        "per_s": n / wall,
+    }
+
+
+def commands(url: str, n: int) -> dict[str, float]:
+    """``n`` sequential ``commands.run("true")`` in one sandbox (ms)."""
+    from e2b import Sandbox
+
+    sbx = Sandbox.create(api_key=API_KEY, api_url=url, sandbox_url=url)
+    for _ in range(5):
+        sbx.commands.run("true")
+    lat = []
+    for _ in range(n):
+        t = time.perf_counter()
+        sbx.commands.run("true")
+        lat.append((time.perf_counter() - t) * 1000)
+    sbx.kill()
+    return {"p50_ms": statistics.median(lat), "p99_ms": percentile(lat, 0.99)}
+
+
+def idle_memory(count: int) -> dict[str, float]:
+    """Server RSS before and after ``count`` claims that are never used."""
+    from e2b import Sandbox
+
+    child = Child("real", replicas=count + 50)
+    try:
+        opts: dict[str, Any] = {"api_key": API_KEY, "api_url": child.url, "sandbox_url": child.url}
+        for _ in range(20):
+            Sandbox.create(**opts).kill()
+        before = child.rss_mib()
+        for _ in range(count):
+            Sandbox.create(**opts, timeout=3600)
+        after = child.rss_mib()
+    finally:
+        child.stop()
+    return {"before_mib": before, "after_mib": after, "added_mib": after - before}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--creates", type=int, default=1000)
+    parser.add_argument("--commands", type=int, default=300)
+    parser.add_argument("--idle", type=int, default=1000)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args()
+
+    real = Child("real", replicas=args.creates + 100)
+    try:
+        sdk = create_kill(real.url, args.creates)
+        cmd = commands(real.url, args.commands)
+    finally:
+        real.stop()
+    bare = Child("bare")
+    try:
+        base = create_kill(bare.url, args.creates)
+    finally:
+        bare.stop()
+    mem = idle_memory(args.idle)
+
+    out = {
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        "python": platform.python_version(),
+        "create_kill": sdk,
+        "bare_create_kill": base,
+        "rate_ratio": sdk["per_s"] / base["per_s"],
+        "commands_run_true": cmd,
+        "idle_sandboxes": args.idle,
+        "idle_memory": mem,
+    }
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return
+    print(f"machine: {out['machine']}, Python {out['python']}")
+    print(
+        f"Sandbox.create()+kill() x{args.creates}, warm pool, virtual clock: "
+        f"create p50 {sdk['p50_ms']:.2f} ms, p99 {sdk['p99_ms']:.2f} ms, "
+        f"{sdk['per_s']:.0f} create+kill/s   (goals: p50 < 5 ms, p99 < 20 ms)"
+    )
+    print(
+        f"bare route (canned 201/204, same FastAPI+uvicorn stack): "
+        f"create p50 {base['p50_ms']:.2f} ms, p99 {base['p99_ms']:.2f} ms, "
+        f"{base['per_s']:.0f} create+kill/s"
+    )
+    print(f"rate ratio real/bare: {out['rate_ratio']:.2f}   (goal >= 0.5)")
+    print(
+        f'commands.run("true") x{args.commands}: p50 {cmd["p50_ms"]:.2f} ms, '
+        f"p99 {cmd['p99_ms']:.2f} ms"
+    )
+    print(
+        f"{args.idle} idle claimed sandboxes: server RSS {mem['before_mib']:.1f} -> "
+        f"{mem['after_mib']:.1f} MiB, added {mem['added_mib']:.1f} MiB   (goal < 50 MiB)"
+    )
+
+
+if __name__ == "__main__":
+    main()

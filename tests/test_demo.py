@@ -1,0 +1,38 @@
+"""``make demo`` runs the tour: the claim paths on the cluster, then the server with the real SDKs."""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+from pytest_kruise_agents.demo import run_e2b_tour
+
+
+def test_e2b_tour_claims_runs_a_command_and_a_line_of_code() -> None:
+    console = Console(record=True, width=200)
+    run_e2b_tour(seed=3, console=console)
+    text = console.export_text()
+    assert "export E2B_API_URL=http://127.0.0.1:" in text
+    assert "Sandbox.create(template='base') -> default--base-" in text
+    assert "exit 0" in text and "hello from default--base-" in text
+    assert "'written through envd'" in text
+    assert "-> 285" in text
+    assert "Sandbox.list() sees 2 sandboxes" in text
+    assert text.count("warm,") == 2
+
+
+def test_cluster_tour_shows_warm_cold_batch_and_tables() -> None:
+    from pytest_kruise_agents.demo import run_cluster_tour
+
+    console = Console(record=True, width=200)
+    run_cluster_tour(seed=42, console=console)
+    text = console.export_text()
+    for heading in (
+        "1. A warm pool",
+        "3. A burst of 10",
+        "4. A batch SandboxClaim",
+        "6. Claim records",
+    ):
+        assert heading in text
+    assert "warm deliveries:" in text and "(sub-second)" in text
+    assert "cold deliveries:" in text
+    assert "phase=Completed" in text
