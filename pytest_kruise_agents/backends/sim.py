@@ -18,7 +18,8 @@ from __future__ import annotations
 import builtins
 import threading
 import time
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any, Final, TypeVar
 
@@ -204,6 +205,18 @@ class SimBackend:
         value: T = outcome
         return value
 
+    @contextmanager
+    def locked(self) -> Iterator[Cluster]:
+        """Hold the model's lock and use :attr:`cluster` directly, safe from the server's threads.
+
+        In realtime mode the clock driver waits meanwhile; a call that runs the
+        simulation moves virtual time ahead of the wall clock, which the
+        driver then lets catch up.
+        """
+        with self._lock:
+            self._check_open()
+            yield self.cluster
+
     def _call(self, fn: Callable[[], T]) -> T:
         """Run an instant operation under the lock."""
         with self._lock:
@@ -271,7 +284,34 @@ class SimBackend:
             )
         )
         with self._lock:
+            self._settle(sbx)
             return self._view(sbx)
+
+    def _settle(self, sbx: Sandbox) -> None:
+        """Virtual mode: run on until the manager's cache holds ``sbx`` as written.
+
+        The manager's informer sees its own write one watch lag later, and the
+        list skips sandboxes whose cached copy is older. Virtual time stands
+        still between calls, so without this a list right after a create could
+        miss the new sandbox until some later call moved time.
+        """
+        if self._mode != "virtual":
+            return
+        cache = self.cluster.world.manager_cache
+        meta = sbx.metadata
+        written = int(meta.resource_version or 0)
+
+        def seen() -> bool:
+            cached = cache.get("Sandbox", meta.namespace or "", meta.name)
+            if cached is not None and int(cached.metadata.resource_version or 0) >= written:
+                return True
+            try:
+                self.cluster.get("Sandbox", meta.name, meta.namespace or "default")
+            except NotFoundError:
+                return True  # deleted meanwhile: nothing to wait for
+            return False
+
+        self.cluster.run_until(seen, timeout=self.cluster.profile.expectation_timeout_s)
 
     def describe(self, caller: Caller, sandbox_id: str) -> SandboxView:
         """``GET /sandboxes/{id}``."""
@@ -305,6 +345,7 @@ class SimBackend:
             self.cluster.manager.connect(caller.namespace, caller.user, sandbox_id, seconds)
         )
         with self._lock:
+            self._settle(sbx)
             return self._view(sbx), resumed
 
     def resume(self, caller: Caller, sandbox_id: str, timeout: int | None) -> None:

@@ -1,0 +1,220 @@
+"""The admin API under ``/_kruise/``: drive the fake cluster from any language.
+
+Behind the admin key (403 for other keys, 401 without a valid key). Apply
+and read SandboxSets, SandboxClaims and Sandboxes (kubectl-like JSON, YAML
+or tables), inject and clear faults, replace latencies, read and move the
+clock, read the claim records. ``docs/server.md`` documents every route.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Final, Literal
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from pytest_kruise_agents.api.base import format_time
+from pytest_kruise_agents.api.errors import InvalidError
+from pytest_kruise_agents.api.manifest import dump, dump_all, resolve_kind, to_manifest_dict
+from pytest_kruise_agents.e2b.auth import require_admin
+from pytest_kruise_agents.e2b.errors import ApiError
+from pytest_kruise_agents.e2b.state import ServerState, state_of
+
+__all__ = ["ADMIN_PREFIX", "AdvanceRequest", "FaultRequest", "LatencyRequest", "router"]
+
+ADMIN_PREFIX: Final = "/_kruise"
+
+router = APIRouter(prefix=ADMIN_PREFIX, dependencies=[Depends(require_admin)], tags=["admin"])
+"""The admin routes (mounted on the app as they are)."""
+
+
+class AdvanceRequest(BaseModel):
+    """``POST /_kruise/clock/advance``: how far to move virtual time."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seconds: float = Field(ge=0, allow_inf_nan=False)
+
+
+class FaultRequest(BaseModel):
+    """``POST /_kruise/faults``: a fault ``kind`` and its fields (probability, selector, ...)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    kind: str
+
+
+class LatencyRequest(BaseModel):
+    """``PUT /_kruise/latency/{name}``: the new distribution (``"exp(2s)"``, a number, a mapping)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    value: Any
+
+
+def _kind(name: str) -> str:
+    try:
+        return resolve_kind(name)
+    except InvalidError as exc:
+        raise ApiError(404, exc.reason, field="kind") from exc
+
+
+def _list_body(objs: list[Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "List",
+        "items": [to_manifest_dict(o) for o in objs],
+        "metadata": {"resourceVersion": ""},
+    }
+
+
+def _clock(st: ServerState) -> dict[str, Any]:
+    body: dict[str, Any] = {"now": format_time(st.backend.now()), "mode": st.backend.clock_mode}
+    speed = getattr(st.backend, "speed", None)
+    if isinstance(speed, int | float):
+        body["speed"] = speed
+    return body
+
+
+# --------------------------------------------------------------------------- resources
+
+
+@router.post("/apply", name="admin_apply")
+async def apply(request: Request) -> JSONResponse:
+    """Create or update objects from a YAML or JSON body (``kubectl apply``); return them."""
+    st = state_of(request)
+    raw = await request.body()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ApiError(400, f"body: not UTF-8 text: {exc}", field="body") from exc
+    if not text.strip():
+        raise ApiError(400, "body: empty; send YAML or JSON manifests", field="body")
+    objs = await st.run("admin", st.backend.apply, text)
+    return JSONResponse(_list_body(objs))
+
+
+@router.get("/resources/{kind}", name="admin_list")
+async def list_resources(
+    request: Request,
+    kind: str,
+    namespace: Annotated[str | None, Query(description="Omit for all namespaces")] = None,
+    format: Annotated[Literal["json", "yaml", "table"], Query()] = "json",
+) -> Response:
+    """Objects of ``kind`` (``sbs``, ``sandboxsets``, ``SandboxSet``...) as JSON, YAML or a table."""
+    st = state_of(request)
+    k = _kind(kind)
+    ns = namespace or None
+    if format == "table":
+        return PlainTextResponse(await st.run("admin", st.backend.table, k, ns))
+    objs = await st.run("admin", st.backend.list, k, ns)
+    if format == "yaml":
+        return PlainTextResponse(dump_all(objs, "yaml"), media_type="application/yaml")
+    return JSONResponse(_list_body(objs))
+
+
+@router.get("/resources/{kind}/{namespace}/{name}", name="admin_get")
+async def get_resource(
+    request: Request,
+    kind: str,
+    namespace: str,
+    name: str,
+    format: Annotated[Literal["json", "yaml"], Query()] = "json",
+) -> Response:
+    """One object (404 if absent)."""
+    st = state_of(request)
+    obj = await st.run("admin", st.backend.get, _kind(kind), name, namespace)
+    if format == "yaml":
+        return PlainTextResponse(dump(obj, "yaml"), media_type="application/yaml")
+    return JSONResponse(to_manifest_dict(obj))
+
+
+@router.delete("/resources/{kind}/{namespace}/{name}", name="admin_delete")
+async def delete_resource(request: Request, kind: str, namespace: str, name: str) -> JSONResponse:
+    """Delete one object (404 if absent); answers a Kubernetes ``Status``."""
+    st = state_of(request)
+    k = _kind(kind)
+    await st.run("admin", st.backend.delete, k, name, namespace)
+    return JSONResponse(
+        {
+            "apiVersion": "v1",
+            "kind": "Status",
+            "status": "Success",
+            "details": {"kind": k, "namespace": namespace, "name": name},
+        }
+    )
+
+
+# --------------------------------------------------------------------------- faults, latency
+
+
+@router.get("/faults", name="admin_faults")
+async def list_faults(request: Request) -> JSONResponse:
+    """The faults in force."""
+    st = state_of(request)
+    return JSONResponse(await st.run("admin", st.backend.faults))
+
+
+@router.post("/faults", name="admin_inject", status_code=201)
+async def inject_fault(body: FaultRequest, request: Request) -> JSONResponse:
+    """Inject a fault; answers it with its ``id`` (201)."""
+    st = state_of(request)
+    fields = dict(body.model_extra or {})
+    fault = await st.run("admin", st.backend.inject, body.kind, **fields)
+    return JSONResponse(fault, status_code=201)
+
+
+@router.delete("/faults", name="admin_clear_faults", status_code=204)
+async def clear_faults(request: Request) -> Response:
+    """Clear every fault."""
+    st = state_of(request)
+    await st.run("admin", st.backend.clear_faults, None)
+    return Response(status_code=204)
+
+
+@router.delete("/faults/{fault_id}", name="admin_clear_fault", status_code=204)
+async def clear_fault(request: Request, fault_id: str) -> Response:
+    """Clear one fault (404 if there is no such fault)."""
+    st = state_of(request)
+    await st.run("admin", st.backend.clear_faults, fault_id)
+    return Response(status_code=204)
+
+
+@router.put("/latency/{name}", name="admin_latency")
+async def set_latency(request: Request, name: str, body: LatencyRequest) -> JSONResponse:
+    """Replace one named latency distribution (``pod.create``, ``image.pull``...)."""
+    st = state_of(request)
+    await st.run("admin", st.backend.set_latency, name, body.value)
+    return JSONResponse({"name": name, "value": body.value})
+
+
+# --------------------------------------------------------------------------- clock, records
+
+
+@router.get("/clock", name="admin_clock")
+async def clock(request: Request) -> JSONResponse:
+    """``{"now": RFC 3339, "mode": "virtual"|"realtime"}`` (plus ``speed``)."""
+    st = state_of(request)
+    return JSONResponse(await st.run("admin", _clock, st))
+
+
+@router.post("/clock/advance", name="admin_advance")
+async def advance(body: AdvanceRequest, request: Request) -> JSONResponse:
+    """Move virtual time forward; timers due meanwhile fire. 409 in realtime mode."""
+    st = state_of(request)
+    if st.backend.clock_mode != "virtual":
+        raise ApiError(
+            409,
+            f"the clock is in {st.backend.clock_mode} mode: time follows the wall clock",
+            field="seconds",
+        )
+    await st.run("admin", st.backend.advance, body.seconds)
+    return JSONResponse(await st.run("admin", _clock, st))
+
+
+@router.get("/records", name="admin_records")
+async def records(request: Request) -> JSONResponse:
+    """One record per claim: phase timestamps (virtual seconds), warm or cold, retries, error."""
+    st = state_of(request)
+    return JSONResponse(await st.run("admin", st.backend.records))

@@ -1,0 +1,282 @@
+"""``create_app(backend, settings)``: the E2B-compatible server as one ASGI app.
+
+Layers, outermost first:
+
+1. :class:`~pytest_kruise_agents.e2b.errors.GuardMiddleware` — nothing
+   unexpected escapes as anything but a 500 JSON answer;
+2. :class:`~pytest_kruise_agents.e2b.traffic.SandboxTrafficRouter` — sandbox
+   traffic (by header or host) to envd (49983) or the code interpreter (49999);
+3. :class:`~pytest_kruise_agents.e2b.limits.BodyLimitMiddleware` — 413 for
+   oversized control-plane bodies;
+4. the FastAPI control plane: the E2B routes natively and under
+   ``/kruise/api``, the admin API under ``/_kruise/``, ``/health`` and
+   ``/openapi.json``.
+
+The app subscribes to the backend: a sandbox that pauses has its workspace
+stopped (processes killed, files kept), a sandbox that is gone has it
+removed. Those notifications arrive on the backend's threads and are handed
+to the app's event loop, captured at lifespan startup; lifespan shutdown
+closes every workspace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import PlainTextResponse
+from fastapi.routing import APIRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from pytest_kruise_agents.backends.base import Backend
+from pytest_kruise_agents.e2b import admin, control
+from pytest_kruise_agents.e2b.auth import caller_of, require_admin
+from pytest_kruise_agents.e2b.errors import GuardMiddleware, install_error_handlers
+from pytest_kruise_agents.e2b.limits import BodyLimitMiddleware
+from pytest_kruise_agents.e2b.settings import Settings
+from pytest_kruise_agents.e2b.state import ServerState
+from pytest_kruise_agents.e2b.traffic import (
+    ENVD_PORT,
+    JUPYTER_PORT,
+    LazyApp,
+    SandboxTrafficRouter,
+    WorkspacesLike,
+)
+
+__all__ = ["E2BApp", "create_app"]
+
+log = logging.getLogger("pytest_kruise_agents.e2b")
+
+AppFactory = Callable[[Any], ASGIApp]
+"""Builds a sandbox-port app from the workspaces (``make_envd_app``, ``make_interpreter_app``)."""
+
+
+def _default_envd(workspaces: Any) -> ASGIApp:
+    from pytest_kruise_agents.e2b.envd import make_envd_app
+
+    app: ASGIApp = make_envd_app(workspaces)
+    return app
+
+
+def _default_interpreter(workspaces: Any) -> ASGIApp:
+    from pytest_kruise_agents.e2b.interpreter import make_interpreter_app
+
+    app: ASGIApp = make_interpreter_app(workspaces)
+    return app
+
+
+class E2BApp:
+    """The ASGI app :func:`create_app` returns (see the module docstring).
+
+    Attributes: ``control`` (the FastAPI app), ``router`` (sandbox traffic),
+    ``sandbox_apps`` (port → app), ``state`` (backend and settings), ``workspaces``.
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        settings: Settings,
+        *,
+        workspaces: WorkspacesLike | None,
+        envd_app: ASGIApp | None,
+        interpreter_app: ASGIApp | None,
+    ) -> None:
+        self.state = ServerState(backend=backend, settings=settings)
+        self._own_root: Path | None = None
+        if workspaces is None:
+            from pytest_kruise_agents.e2b.workspace import Workspaces
+
+            root = settings.workspace_root
+            if root is None:
+                root = self._own_root = Path(tempfile.mkdtemp(prefix="kruise-e2b-"))
+            workspaces = Workspaces(root)
+        self.workspaces: WorkspacesLike = workspaces
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closing = False
+        self._tasks: set[asyncio.Task[None]] = set()
+
+        self.control = self._build_control()
+        ws = workspaces
+        apps: dict[int, ASGIApp] = {
+            ENVD_PORT: _sub_app(envd_app, _default_envd, ws),
+            JUPYTER_PORT: _sub_app(interpreter_app, _default_interpreter, ws),
+        }
+        self.sandbox_apps = apps
+        self.router = SandboxTrafficRouter(
+            BodyLimitMiddleware(self.control, settings.max_body_bytes), self.state, ws, apps
+        )
+        self._entry = GuardMiddleware(self.router)
+        backend.subscribe(self._on_sandbox_state)
+
+    # -- the control plane ------------------------------------------------------------
+
+    def _build_control(self) -> FastAPI:
+        app = FastAPI(
+            title="pytest-kruise-agents E2B control plane",
+            version="1",
+            description=(
+                "The OpenKruise Agents sandbox-manager's E2B API over a fake cluster. Every route "
+                "is also served under /kruise/api. Errors are JSON {code, message}."
+            ),
+            lifespan=self._lifespan,
+            docs_url=None,
+            redoc_url=None,
+        )
+        app.state.kruise = self.state
+        app.state.settings = self.state.settings
+        install_error_handlers(app, authorize=self._authorize)
+        app.include_router(control.router)
+        app.include_router(
+            control.router, prefix=control.CUSTOMIZED_PREFIX, include_in_schema=False
+        )
+        app.include_router(admin.router, include_in_schema=False)
+
+        @app.get("/health", response_class=PlainTextResponse, summary="Liveness")
+        async def health() -> str:
+            """``OK`` while the server runs (the sandbox-manager's ``/health``)."""
+            return "OK"
+
+        def openapi() -> dict[str, Any]:
+            if app.openapi_schema is None:
+                app.openapi_schema = _without_422(
+                    get_openapi(
+                        title=app.title,
+                        version=app.version,
+                        description=app.description,
+                        routes=app.routes,
+                    )
+                )
+            return app.openapi_schema
+
+        app.openapi = openapi  # type: ignore[method-assign]
+        return app
+
+    _CONTROL_ROUTES: frozenset[str] = frozenset(
+        r.name for r in control.router.routes if isinstance(r, APIRoute)
+    )
+
+    def _authorize(self, request: Request) -> None:
+        """Raise the 401/403 the route's auth dependency would (see ``install_error_handlers``)."""
+        key = request.headers.get("x-api-key")
+        settings = self.state.settings
+        if request.url.path.startswith(admin.ADMIN_PREFIX + "/"):
+            require_admin(request, key)
+        elif getattr(request.scope.get("route"), "name", None) in self._CONTROL_ROUTES:
+            caller_of(settings, key)
+
+    # -- lifespan and backend notifications ---------------------------------------------
+
+    @asynccontextmanager
+    async def _lifespan(self, _app: FastAPI) -> AsyncIterator[None]:
+        self._loop = asyncio.get_running_loop()
+        self._closing = False
+        self.state.reset_limiters()
+        try:
+            yield
+        finally:
+            await self.aclose()
+
+    def _on_sandbox_state(self, sandbox_id: str, state: str | None) -> None:
+        # Called on a backend thread (under its lock): only hand over to the loop.
+        if state == "running" or self._closing:
+            return
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        action = self.workspaces.stop if state == "paused" else self.workspaces.remove
+        with contextlib.suppress(RuntimeError):  # the loop closed in between
+            loop.call_soon_threadsafe(self._spawn, action, sandbox_id)
+
+    def _spawn(self, action: Callable[[str], Awaitable[None]], sandbox_id: str) -> None:
+        async def run() -> None:
+            try:
+                await action(sandbox_id)
+            except Exception:
+                log.exception("workspace cleanup of %s failed", sandbox_id)
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def aclose(self) -> None:
+        """Finish pending workspace cleanups and close every workspace (lifespan shutdown)."""
+        self._closing = True
+        if self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        try:
+            await self.workspaces.close()
+        except Exception:
+            log.exception("closing the workspaces failed")
+        for sub in self.sandbox_apps.values():
+            # The interpreter owns kernels: close the sub-apps that were built.
+            target = sub.built if isinstance(sub, LazyApp) else sub
+            aclose = getattr(target, "aclose", None)
+            if aclose is not None:
+                try:
+                    await aclose()
+                except Exception:
+                    log.exception("closing %r failed", target)
+        if self._own_root is not None:
+            await asyncio.to_thread(shutil.rmtree, self._own_root, True)
+        self._loop = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._loop is None and scope["type"] == "http":
+            # Served without a lifespan (e.g. an in-process ASGI transport).
+            self._loop = asyncio.get_running_loop()
+        await self._entry(scope, receive, send)
+
+
+def _sub_app(given: ASGIApp | None, default: AppFactory, workspaces: Any) -> ASGIApp:
+    # The defaults are imported and built on first use: the interpreter pulls in jupyter_client.
+    if given is None:
+        return LazyApp(lambda: default(workspaces))
+    return given
+
+
+def _without_422(schema: dict[str, Any]) -> dict[str, Any]:
+    # Validation errors answer 400 with the Error body, never FastAPI's 422.
+    for path in schema.get("paths", {}).values():
+        for op in path.values():
+            if isinstance(op, dict):
+                op.get("responses", {}).pop("422", None)
+    schemas = schema.get("components", {}).get("schemas", {})
+    schemas.pop("HTTPValidationError", None)
+    schemas.pop("ValidationError", None)
+    return schema
+
+
+def create_app(
+    backend: Backend,
+    settings: Settings | None = None,
+    *,
+    workspaces: WorkspacesLike | None = None,
+    envd_app: ASGIApp | None = None,
+    interpreter_app: ASGIApp | None = None,
+) -> E2BApp:
+    """The E2B-compatible ASGI app serving ``backend`` (see the module docstring).
+
+    :param settings: API keys, domain, limits; ``Settings()`` if omitted.
+    :param workspaces: the sandbox workspaces; a
+        :class:`~pytest_kruise_agents.e2b.workspace.Workspaces` under
+        ``settings.workspace_root`` (a temporary directory if unset) by default.
+    :param envd_app: the app for port 49983; ``make_envd_app(workspaces)`` by default.
+    :param interpreter_app: the app for port 49999; ``make_interpreter_app(workspaces)``
+        by default (built on its first request).
+    """
+    return E2BApp(
+        backend,
+        settings if settings is not None else Settings(),
+        workspaces=workspaces,
+        envd_app=envd_app,
+        interpreter_app=interpreter_app,
+    )

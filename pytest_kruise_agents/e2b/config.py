@@ -1,0 +1,341 @@
+"""The cluster config file of ``kruise-agents serve``: nodes, pools, API keys, profile, faults.
+
+.. code-block:: yaml
+
+    seed: 42
+    profile: openkruise-head
+    clock: {mode: virtual}        # default: realtime, speed 1.0
+    nodes: 4                      # or a list of {name, cpu, memory, maxPods, labels, images}
+    sandboxsets: |                # Kubernetes YAML (one multi-document string or a list)
+      apiVersion: agents.kruise.io/v1alpha1
+      kind: SandboxSet
+      ...
+    apiKeys:
+      - {key: e2b_alice, id: alice, team: default}
+      - {key: e2b_admin, admin: true}
+    faults: [{kind: image_pull_slow, latency: 5s}]
+    latencies: {pod.create: exp(2s)}
+    knobs: {claim_workers: 100}
+    domain: null
+    auth: true
+
+Every problem is one :class:`ConfigError` naming the file, the field path
+(``sandboxsets[0]: SandboxSet/base spec.replicas``, ``apiKeys[1].team``) and
+the reason. Omitted ``sandboxsets`` and ``apiKeys`` get the defaults (pools
+``base`` and ``code-interpreter-v1`` in namespace ``default``; one key of
+team ``default`` and one admin key, freshly generated); an explicit empty
+list means none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from pytest_kruise_agents.api.errors import InvalidError
+from pytest_kruise_agents.api.manifest import KubeObject, load_manifests
+from pytest_kruise_agents.api.quantity import cpu_millis, memory_bytes
+from pytest_kruise_agents.backends.sim import SimBackend, default_pools_yaml
+from pytest_kruise_agents.e2b.settings import ApiKey, Settings, generate_key
+from simulator.cluster import Cluster
+from simulator.faults import Fault
+from simulator.nodes import NodeSpec
+from simulator.profile import get_profile
+
+__all__ = [
+    "ApiKeyConfig",
+    "ClockConfig",
+    "ClusterConfig",
+    "ConfigError",
+    "NodeConfig",
+    "build",
+    "default_config",
+    "load_config",
+    "parse_config",
+]
+
+POOL_READY_TIMEOUT_S = 600.0
+"""Virtual seconds a configured pool may take to fill before the config is refused."""
+
+
+class ConfigError(ValueError):
+    """A config file problem: ``<file>: <field>: <reason>``."""
+
+    def __init__(self, source: str, field: str, reason: str) -> None:
+        self.source = source
+        self.field = field
+        self.reason = reason
+        where = f"{field}: " if field else ""
+        super().__init__(f"{source}: {where}{reason}")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class ClockConfig(_Strict):
+    """``clock``: ``realtime`` times ``speed`` (the server's default: clients see timeouts
+    happen) or ``virtual`` (time moves only when a request must wait or the admin API says)."""
+
+    mode: Literal["virtual", "realtime"] = "realtime"
+    speed: float = Field(default=1.0, gt=0, allow_inf_nan=False)
+
+
+class NodeConfig(_Strict):
+    """One node of ``nodes``."""
+
+    name: str = Field(min_length=1)
+    cpu: str | int = "16"
+    memory: str = "64Gi"
+    max_pods: int = Field(default=110, ge=1, alias="maxPods")
+    labels: dict[str, str] = Field(default_factory=dict)
+    images: list[str] = Field(default_factory=list)
+
+    @field_validator("cpu")
+    @classmethod
+    def _cpu(cls, value: str | int) -> str | int:
+        # The simulator's own rule (NodeSpec), reported on this field.
+        if cpu_millis(str(value)) <= 0:
+            raise ValueError(f"must be a positive CPU quantity, got {str(value)!r}")
+        return value
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, value: str) -> str:
+        if memory_bytes(value) <= 0:
+            raise ValueError(f"must be a positive memory quantity, got {value!r}")
+        return value
+
+    def spec(self) -> NodeSpec:
+        """The simulator's node spec."""
+        return NodeSpec(
+            name=self.name,
+            cpu=str(self.cpu),
+            memory=self.memory,
+            max_pods=self.max_pods,
+            labels=self.labels,
+            images=self.images,
+        )
+
+
+class ApiKeyConfig(_Strict):
+    """One entry of ``apiKeys``: the secret, its id (sandbox owner), its team (namespace)."""
+
+    key: str = Field(min_length=1)
+    id: str = ""
+    team: str = "default"
+    admin: bool = False
+
+    @field_validator("team")
+    @classmethod
+    def _team(cls, value: str) -> str:
+        if "--" in value:
+            raise ValueError("must not contain '--' (sandbox ids are <namespace>--<name>)")
+        return value
+
+    def api_key(self) -> ApiKey:
+        """The settings' key."""
+        return ApiKey(key=self.key, id=self.id, team=self.team, admin=self.admin)
+
+
+class ClusterConfig(_Strict):
+    """The whole config file (see the module docstring)."""
+
+    seed: int = 0
+    profile: str = "openkruise-head"
+    clock: ClockConfig = Field(default_factory=ClockConfig)
+    nodes: int | list[NodeConfig] = 4
+    sandboxsets: str | list[str | dict[str, Any]] | None = None
+    api_keys: list[ApiKeyConfig] | None = Field(default=None, alias="apiKeys")
+    faults: list[dict[str, Any]] = Field(default_factory=list)
+    latencies: dict[str, Any] = Field(default_factory=dict)
+    knobs: dict[str, Any] = Field(default_factory=dict)
+    domain: str | None = None
+    auth: bool = True
+
+    @field_validator("nodes")
+    @classmethod
+    def _nodes(cls, value: int | list[NodeConfig]) -> int | list[NodeConfig]:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("must be at least 1")
+        if isinstance(value, list):
+            if not value:
+                raise ValueError("must list at least one node")
+            seen: set[str] = set()
+            for node in value:
+                if node.name in seen:
+                    raise ValueError(f"node name {node.name!r} is listed twice")
+                seen.add(node.name)
+        return value
+
+    def pools_source(self) -> Sequence[str | Mapping[str, Any]]:
+        """The SandboxSet manifests to apply, one entry per configured document or string."""
+        if self.sandboxsets is None:
+            return [default_pools_yaml()]
+        if isinstance(self.sandboxsets, str):
+            return [self.sandboxsets]
+        return list(self.sandboxsets)
+
+    def keys(self) -> list[ApiKey]:
+        """The API keys (the generated defaults if ``apiKeys`` was omitted)."""
+        if self.api_keys is None:
+            return [
+                ApiKey(key=generate_key(), id="user", team="default"),
+                ApiKey(key=generate_key(), id="admin", admin=True),
+            ]
+        return [k.api_key() for k in self.api_keys]
+
+
+def _loc(loc: Sequence[int | str]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+_TYPE_TAGS = frozenset({"int", "str", "float", "bool", "dict", "list", "none"})
+
+
+def _is_branch(part: int | str) -> bool:
+    # Union errors name the branch in the path ("nodes.list[NodeConfig][0].cpu"): not a field.
+    return isinstance(part, str) and (
+        "[" in part or part in _TYPE_TAGS or part.startswith("function-")
+    )
+
+
+def _first(exc: ValidationError) -> tuple[str, str]:
+    """``(field path, reason)`` of the most specific error (the deepest, for unions)."""
+    errors = exc.errors()
+    err = max(errors, key=lambda e: len([p for p in e["loc"] if not _is_branch(p)]))
+    loc = [p for p in err["loc"] if not _is_branch(p)]
+    ctx = err.get("ctx") or {}
+    reason = str(ctx.get("error") or err["msg"])
+    if err["type"] == "extra_forbidden":
+        reason = "unknown field"
+    return _loc(loc), reason
+
+
+def parse_config(data: Any, *, source: str = "<config>") -> ClusterConfig:
+    """Validate a parsed config mapping; :class:`ConfigError` on the first problem.
+
+    Besides the structure, checks what the cluster would refuse later: the
+    profile name, every latency and knob, every fault, and every SandboxSet
+    manifest. Nothing is built.
+    """
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(source, "", f"expected a mapping at the top, got {type(data).__name__}")
+    try:
+        cfg = ClusterConfig.model_validate(dict(data))
+    except ValidationError as exc:
+        field, reason = _first(exc)
+        raise ConfigError(source, field, reason) from None
+    try:
+        profile = get_profile(cfg.profile)
+    except ValueError as exc:
+        raise ConfigError(source, "profile", str(exc)) from None
+    for name, value in cfg.latencies.items():
+        try:
+            profile.with_overrides(latencies={name: value})
+        except ValueError as exc:
+            raise ConfigError(source, f"latencies.{name}", str(exc)) from None
+    for knob, value in cfg.knobs.items():
+        try:
+            profile.with_overrides(**{knob: value})
+        except ValueError as exc:
+            raise ConfigError(source, f"knobs.{knob}", str(exc)) from None
+    for i, fault in enumerate(cfg.faults):
+        try:
+            Fault.model_validate(fault)
+        except ValidationError as exc:
+            field, reason = _first(exc)
+            raise ConfigError(source, f"faults[{i}].{field}", reason) from None
+    _pools(cfg, source)
+    keys = cfg.api_keys or []
+    seen: set[str] = set()
+    for i, key in enumerate(keys):
+        if key.key in seen:
+            raise ConfigError(source, f"apiKeys[{i}].key", "the same key is listed twice")
+        seen.add(key.key)
+    return cfg
+
+
+def _pools(cfg: ClusterConfig, source: str) -> list[KubeObject]:
+    objs: list[KubeObject] = []
+    for i, doc in enumerate(cfg.pools_source()):
+        where = "sandboxsets" if isinstance(cfg.sandboxsets, str) else f"sandboxsets[{i}]"
+        try:
+            loaded = load_manifests(doc)
+        except InvalidError as exc:
+            raise ConfigError(source, where, str(exc)) from None
+        for obj in loaded:
+            if obj.kind != "SandboxSet":
+                raise ConfigError(
+                    source,
+                    where,
+                    f"{obj.kind}/{obj.metadata.name}: only SandboxSets belong here "
+                    "(apply other objects with POST /_kruise/apply)",
+                )
+        objs.extend(loaded)
+    return objs
+
+
+def load_config(path: str | Path) -> ClusterConfig:
+    """Read and validate a YAML (or JSON) config file."""
+    p = Path(path)
+    source = str(p)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(source, "", f"cannot read: {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(source, "", f"not valid YAML: {exc}") from None
+    return parse_config(data, source=source)
+
+
+def default_config() -> ClusterConfig:
+    """The config without a file: 4 nodes, the default pools, a fresh user key and admin key,
+    a realtime clock."""
+    return ClusterConfig()
+
+
+def build(cfg: ClusterConfig, *, source: str = "<config>") -> tuple[SimBackend, Settings]:
+    """A ready backend (pools filled, faults injected) and the server settings of ``cfg``."""
+    nodes: int | list[NodeSpec] = (
+        cfg.nodes if isinstance(cfg.nodes, int) else [n.spec() for n in cfg.nodes]
+    )
+    cluster = Cluster(
+        seed=cfg.seed,
+        profile=cfg.profile,
+        nodes=nodes,
+        latencies=cfg.latencies or None,
+        **cfg.knobs,
+    )
+    pools = _pools(cfg, source)
+    cluster.apply(pools)
+    for pool in pools:
+        ns = pool.metadata.namespace or "default"
+        try:
+            cluster.wait_for_pool(pool.metadata.name, ns, timeout=POOL_READY_TIMEOUT_S)
+        except TimeoutError as exc:
+            raise ConfigError(source, "sandboxsets", f"{exc} (too few nodes?)") from None
+    for i, fault in enumerate(cfg.faults):
+        fields = dict(fault)
+        kind = fields.pop("kind")
+        try:
+            cluster.inject(kind, **fields)
+        except InvalidError as exc:
+            raise ConfigError(source, f"faults[{i}]", exc.reason) from None
+    backend = SimBackend(cluster, clock=cfg.clock.mode, speed=cfg.clock.speed)
+    settings = Settings(api_keys=cfg.keys(), auth_enabled=cfg.auth, domain=cfg.domain)
+    return backend, settings

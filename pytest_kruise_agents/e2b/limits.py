@@ -1,0 +1,85 @@
+"""Control-plane request bodies: a body over the limit answers 413 JSON; every body is JSON.
+
+The body is read (up to the limit) before the app sees the request, then
+replayed: control-plane bodies are small, and a request that is too large
+is refused before anything changes. A declared ``Content-Length`` over the
+limit is refused without reading.
+
+The Go server decodes a body as JSON whatever its ``Content-Type`` says
+(``curl -d`` sends ``application/x-www-form-urlencoded``), so a non-empty body
+is presented to the app as ``application/json``.
+"""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from pytest_kruise_agents.e2b.errors import error_body, request_id, send_json
+
+__all__ = ["BodyLimitMiddleware"]
+
+
+class BodyLimitMiddleware:
+    """ASGI middleware refusing HTTP request bodies longer than ``max_bytes`` (413)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def _refuse(self, scope: Scope, send: Send) -> None:
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        body = error_body(
+            413,
+            f"request body is larger than the limit of {self.max_bytes} bytes",
+            rid=request_id(headers),
+        )
+        await send_json(send, 413, body, headers=[(b"connection", b"close")])
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name.lower() == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = -1
+                if declared > self.max_bytes:
+                    await self._refuse(scope, send)
+                    return
+        chunks: list[bytes] = []
+        size = 0
+        disconnected = False
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                disconnected = True
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await self._refuse(scope, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        if body:
+            scope = dict(scope)
+            scope["headers"] = [
+                (k, v) for k, v in scope["headers"] if k.lower() != b"content-type"
+            ] + [(b"content-type", b"application/json")]
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                if disconnected:
+                    return {"type": "http.disconnect"}
+                return {"type": "http.request", "body": body, "more_body": False}
+            # After the body, a receive waits for the client to go away.
+            return await receive()
+
+        await self.app(scope, replay, send)

@@ -1,0 +1,171 @@
+"""``kruise-agents serve``: the fake cluster and its E2B server on uvicorn, in the foreground.
+
+Builds the backend from a config file (or the default config), refuses to
+expose fake sandboxes beyond loopback without authentication, binds the
+socket (port 0 picks a free one), prints the environment a client exports,
+and serves until interrupted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal, TextIO
+
+import uvicorn
+
+from pytest_kruise_agents.backends.base import Caller
+from pytest_kruise_agents.e2b.app import create_app
+from pytest_kruise_agents.e2b.config import (
+    ClusterConfig,
+    ConfigError,
+    build,
+    default_config,
+    load_config,
+)
+from pytest_kruise_agents.e2b.server import QuickAckProtocol
+from pytest_kruise_agents.e2b.settings import Settings, is_loopback
+
+__all__ = ["ServeOptions", "base_url", "bind", "client_exports", "configure", "serve"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ServeOptions:
+    """The command line of ``kruise-agents serve`` (``None``: keep the config's value)."""
+
+    config: Path | None = None
+    host: str = "127.0.0.1"
+    port: int = 8080
+    clock: Literal["virtual", "realtime"] | None = None
+    speed: float | None = None
+    seed: int | None = None
+    log_level: str = "info"
+
+
+def configure(opts: ServeOptions) -> tuple[ClusterConfig, str]:
+    """The config with the command line's overrides, and its name for messages.
+
+    Raise :class:`ConfigError` for a bad file, a bad override, or a host the
+    config may not be exposed on (non-loopback without auth or API keys).
+    """
+    source = str(opts.config) if opts.config is not None else "<default config>"
+    cfg = load_config(opts.config) if opts.config is not None else default_config()
+    clock = cfg.clock
+    if opts.clock is not None:
+        clock = clock.model_copy(update={"mode": opts.clock})
+    if opts.speed is not None:
+        if not opts.speed > 0:
+            raise ConfigError("--speed", "", f"must be > 0, got {opts.speed!r}")
+        clock = clock.model_copy(update={"speed": opts.speed})
+    update: dict[str, object] = {"clock": clock}
+    if opts.seed is not None:
+        update["seed"] = opts.seed
+    cfg = cfg.model_copy(update=update)
+    if not is_loopback(opts.host):
+        if not cfg.auth:
+            raise ConfigError(
+                source,
+                "auth",
+                f"refusing to listen on {opts.host!r} with authentication disabled: fake "
+                "sandboxes run code on this host; bind to 127.0.0.1 or enable auth",
+            )
+        if cfg.api_keys is not None and not cfg.api_keys:
+            raise ConfigError(
+                source,
+                "apiKeys",
+                f"refusing to listen on {opts.host!r} without API keys: fake sandboxes run "
+                "code on this host; configure apiKeys or bind to 127.0.0.1",
+            )
+    return cfg, source
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening-ready socket on ``host:port`` (``port`` 0: a free port)."""
+    family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
+    # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on accepted connections only when
+    # the listening socket's proto says TCP (without it every response waits ~40 ms).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host.strip("[]"), port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def base_url(host: str, port: int) -> str:
+    """``http://host:port`` with IPv6 hosts bracketed; a wildcard host is shown as loopback."""
+    shown = host.strip("[]")
+    if shown in ("0.0.0.0", ""):
+        shown = "127.0.0.1"
+    elif shown == "::":
+        shown = "::1"
+    if ":" in shown:
+        shown = f"[{shown}]"
+    return f"http://{shown}:{port}"
+
+
+def client_exports(settings: Settings, url: str) -> list[str]:
+    """The shell lines a client runs to point the E2B SDK at the server."""
+    users = [k for k in settings.api_keys if not k.admin]
+    admin = settings.admin_key
+    key = users[0].key if users else (admin.key if admin else "anonymous")
+    lines = [
+        f"export E2B_API_URL={url}",
+        f"export E2B_SANDBOX_URL={url}",
+        f"export E2B_API_KEY={key}",
+    ]
+    if admin is not None:
+        lines.append(f"export KRUISE_ADMIN_KEY={admin.key}")
+    for other in users[1:]:
+        lines.append(f"# another key: {other.key} (id {other.id}, team {other.team})")
+    if not settings.auth_enabled:
+        lines.append("# authentication is disabled: any E2B_API_KEY is accepted")
+    return lines
+
+
+def serve(
+    opts: ServeOptions,
+    *,
+    out: TextIO | None = None,
+    on_ready: Callable[[str], None] | None = None,
+) -> None:
+    """Build everything, print the client environment and serve until interrupted."""
+    stream = out if out is not None else sys.stdout
+    cfg, source = configure(opts)
+    backend, settings = build(cfg, source=source)
+    try:
+        settings = dataclasses.replace(settings, host=opts.host)
+        settings.check_exposure()
+        sock = bind(opts.host, opts.port)
+        url = base_url(opts.host, sock.getsockname()[1])
+        app = create_app(backend, settings)
+        pools = ", ".join(t.template_id for t in backend.templates(Caller(namespace="", user="")))
+        print(
+            f"# kruise-agents E2B server on {url} "
+            f"(clock {backend.clock_mode}, seed {cfg.seed}, pools: {pools or 'none'})",
+            file=stream,
+        )
+        for line in client_exports(settings, url):
+            print(line, file=stream)
+        print("# fake sandboxes run code on this host: they are not isolation", file=stream)
+        stream.flush()
+        if on_ready is not None:
+            on_ready(url)
+        server = uvicorn.Server(
+            uvicorn.Config(
+                app,
+                log_level=opts.log_level,
+                access_log=False,
+                lifespan="on",
+                # Acknowledge at once: the SDK's split header/body writes would stall 40 ms.
+                http=QuickAckProtocol,
+            )
+        )
+        server.run(sockets=[sock])
+    finally:
+        backend.close()

@@ -1,0 +1,195 @@
+"""Sandbox traffic on the API's own port: route a request to the envd or interpreter of its sandbox.
+
+A request names its sandbox by headers (``E2b-Sandbox-Id`` and
+``E2b-Sandbox-Port``, what ``E2B_SANDBOX_URL`` makes the SDK send) or by
+host (``Host: <port>-<sandboxID>.<domain>``, reference §6.8); headers win,
+except on a request carrying ``X-API-Key`` (an API call, see
+:func:`sandbox_target`). A request with neither goes to the control plane.
+
+The router asks the backend for the sandbox's route (in a worker thread: it
+takes the backend's lock). Unless the sandbox is ``running`` the answer is
+the 502 the SDK reads as "sandbox not found" (``is_running()`` → ``False``).
+Port 49983 is envd, 49999 the code interpreter; any other port answers 502
+"port is not open". The sub-app gets a copy of the scope whose ``state``
+holds the sandbox's workspace under :data:`WORKSPACE_KEY`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Final, Protocol
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from pytest_kruise_agents.backends.base import Route
+from pytest_kruise_agents.e2b.errors import error_body, send_json
+from pytest_kruise_agents.e2b.state import ServerState
+
+__all__ = [
+    "ENVD_PORT",
+    "HOST_PATTERN",
+    "JUPYTER_PORT",
+    "NOT_FOUND_MESSAGE",
+    "PORT_CLOSED_MESSAGE",
+    "WORKSPACE_KEY",
+    "LazyApp",
+    "SandboxTrafficRouter",
+    "WorkspacesLike",
+    "sandbox_target",
+]
+
+ENVD_PORT: Final = 49983
+JUPYTER_PORT: Final = 49999
+WORKSPACE_KEY: Final = "kruise_workspace"
+"""Key of the sandbox's workspace in the sub-app's ``scope["state"]``."""
+
+NOT_FOUND_MESSAGE: Final = "The sandbox was not found"
+PORT_CLOSED_MESSAGE: Final = "The sandbox is running but port is not open"
+
+HOST_PATTERN: Final = re.compile(r"^(\d+)-([a-zA-Z0-9\-]+)\.")
+"""``<port>-<sandboxID>.`` at the start of the host, as the sandbox-manager's proxy matches it."""
+
+_ID_HEADER: Final = b"e2b-sandbox-id"
+_PORT_HEADER: Final = b"e2b-sandbox-port"
+_API_KEY_HEADER: Final = b"x-api-key"
+
+
+class WorkspacesLike(Protocol):
+    """What the router needs of :class:`pytest_kruise_agents.e2b.workspace.Workspaces`."""
+
+    def get(self, route: Route) -> Any:
+        """The sandbox's workspace, created on first use."""
+        ...
+
+    def stop(self, sandbox_id: str) -> Awaitable[None]:
+        """Pause: stop processes, keep files."""
+        ...
+
+    def remove(self, sandbox_id: str) -> Awaitable[None]:
+        """Gone: stop, then delete the files."""
+        ...
+
+    def close(self) -> Awaitable[None]:
+        """Stop everything."""
+        ...
+
+
+def sandbox_target(headers: list[tuple[bytes, bytes]]) -> tuple[str, str] | None:
+    """``(sandbox_id, port)`` a request is for, from its headers or its host; ``None`` if neither.
+
+    ``port`` is the raw text (checked by the caller); a sandbox id header
+    without a port header gives ``""``. A request carrying ``X-API-Key`` is
+    an API call whatever its sandbox headers say: SDKs up to ~2.50 send
+    ``E2b-Sandbox-Id`` on ``POST /sandboxes/{id}/connect`` too, and sandbox
+    traffic never carries the API key.
+    """
+    sid: bytes | None = None
+    port: bytes | None = None
+    host: bytes | None = None
+    api_call = False
+    for name, value in headers:
+        lname = name.lower()
+        if lname == _ID_HEADER:
+            sid = value
+        elif lname == _PORT_HEADER:
+            port = value
+        elif lname == b"host":
+            host = value
+        elif lname == _API_KEY_HEADER:
+            api_call = True
+    if sid is not None and sid.strip() and not api_call:
+        return sid.decode("latin-1").strip(), (port or b"").decode("latin-1").strip()
+    if host:
+        m = HOST_PATTERN.match(host.decode("latin-1"))
+        if m:
+            return m.group(2), m.group(1)
+    return None
+
+
+class LazyApp:
+    """An ASGI app built on its first request (the interpreter's imports are heavy)."""
+
+    def __init__(self, factory: Callable[[], ASGIApp]) -> None:
+        self._factory = factory
+        self._app: ASGIApp | None = None
+
+    @property
+    def built(self) -> ASGIApp | None:
+        """The app if it was built, else ``None`` (never builds it)."""
+        return self._app
+
+    @property
+    def app(self) -> ASGIApp:
+        """The app, built now if it was not yet."""
+        if self._app is None:
+            self._app = self._factory()
+        return self._app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+
+class SandboxTrafficRouter:
+    """The ASGI app in front of everything: sandbox traffic to sub-apps, the rest to ``control``.
+
+    ``apps`` maps a sandbox port to the ASGI app serving it (envd, interpreter);
+    ``workspaces`` provides each sandbox's workspace.
+    """
+
+    def __init__(
+        self,
+        control: ASGIApp,
+        state: ServerState,
+        workspaces: WorkspacesLike,
+        apps: Mapping[int, ASGIApp],
+    ) -> None:
+        self.control = control
+        self.state = state
+        self.workspaces = workspaces
+        self.apps = dict(apps)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.control(scope, receive, send)
+            return
+        target = sandbox_target(scope["headers"])
+        if target is None:
+            await self.control(scope, receive, send)
+            return
+        sid, port_text = target
+        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            await self._refuse(
+                scope,
+                send,
+                400,
+                f"invalid sandbox port {port_text!r}: set the E2b-Sandbox-Port header",
+                sid,
+            )
+            return
+        port = int(port_text)
+        route = await self.state.run("traffic", self.state.backend.route, sid)
+        if route is None or route.state != "running":
+            await self._refuse(scope, send, 502, NOT_FOUND_MESSAGE, sid)
+            return
+        app = self.apps.get(port)
+        if app is None:
+            await self._refuse(scope, send, 502, PORT_CLOSED_MESSAGE, sid, port=port)
+            return
+        child = dict(scope)
+        child["state"] = {WORKSPACE_KEY: self.workspaces.get(route)}
+        await app(child, receive, send)
+
+    async def _refuse(
+        self, scope: Scope, send: Send, status: int, message: str, sid: str, **extra: Any
+    ) -> None:
+        if scope["type"] == "websocket":
+            # Before accept, closing the handshake answers 403; nothing better exists.
+            await send({"type": "websocket.close", "code": 1011, "reason": message[:120]})
+            return
+        if status == 502:
+            # The infra proxy's body, which the SDK keys on ("was not found", "port is not open").
+            body: dict[str, Any] = {"sandboxId": sid, "message": message, "code": 502, **extra}
+        else:
+            body = error_body(status, message, sandboxId=sid)
+        await send_json(send, status, body)

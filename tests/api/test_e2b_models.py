@@ -1,0 +1,255 @@
+"""The E2B wire models read what the SDK's generated client writes, and write what it reads."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from e2b.api.client.models import (
+    ConnectSandbox as SdkConnect,
+)
+from e2b.api.client.models import (
+    ConnectSandboxV2 as SdkConnectV2,
+)
+from e2b.api.client.models import (
+    Error as SdkError,
+)
+from e2b.api.client.models import (
+    ListedSandbox as SdkListed,
+)
+from e2b.api.client.models import (
+    NewSandbox as SdkNewSandbox,
+)
+from e2b.api.client.models import (
+    NewSandboxV2 as SdkNewSandboxV2,
+)
+from e2b.api.client.models import (
+    Sandbox as SdkSandbox,
+)
+from e2b.api.client.models import (
+    SandboxAutoResumeConfig,
+    SandboxNetworkConfig,
+    SandboxVolumeMount,
+)
+from e2b.api.client.models import (
+    SandboxDetail as SdkDetail,
+)
+from e2b.api.client.models import (
+    SandboxPauseRequest as SdkPause,
+)
+from e2b.api.client.models import (
+    SandboxTimeoutRequest as SdkTimeout,
+)
+from e2b.api.client.models import (
+    Template as SdkTemplate,
+)
+from e2b.api.client.models import (
+    TemplateWithBuilds as SdkTemplateWithBuilds,
+)
+from pydantic import ValidationError
+
+from pytest_kruise_agents.api.e2b import (
+    ZERO_TIME,
+    ConnectSandbox,
+    ConnectSandboxV2,
+    Error,
+    ListedSandbox,
+    NewSandbox,
+    NewSandboxV2,
+    SandboxDetail,
+    SandboxLifecycle,
+    SandboxPauseRequest,
+    SandboxResponse,
+    SandboxTimeoutRequest,
+    TemplateBuild,
+    TemplateDetail,
+    TemplateInfo,
+)
+
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+T1 = datetime(2026, 1, 1, 12, 5, tzinfo=UTC)
+
+
+# --------------------------------------------------------------------------- requests
+
+
+def test_a_v2_create_body_of_the_sdk_reads_with_every_field() -> None:
+    sent = SdkNewSandboxV2(
+        template_id="base",
+        timeout=120,
+        auto_pause=True,
+        auto_pause_memory=False,
+        auto_resume=SandboxAutoResumeConfig(enabled=True),
+        allow_internet_access=False,
+        network=SandboxNetworkConfig(allow_out=["1.1.1.1"], deny_out=["0.0.0.0/0"]),
+        metadata={"k": "v"},
+        env_vars={"A": "1"},
+        volume_mounts=[SandboxVolumeMount(name="vol", path="/mnt")],
+    ).to_dict()
+    assert "allow_internet_access" in sent  # snake_case on the wire
+
+    body = NewSandboxV2.model_validate(sent)
+
+    assert body.template_id == "base"
+    assert body.timeout == 120
+    assert body.auto_pause is True
+    assert body.auto_pause_memory is False
+    assert body.auto_resume is not None and body.auto_resume.enabled
+    assert body.allow_internet_access is False
+    assert body.network is not None and body.network.deny_out == ["0.0.0.0/0"]
+    assert body.metadata == {"k": "v"}
+    assert body.env_vars == {"A": "1"}
+    assert body.volume_mounts is not None and body.volume_mounts[0].path == "/mnt"
+
+
+def test_an_omitted_timeout_is_none_so_the_server_default_applies() -> None:
+    body = NewSandboxV2.model_validate({"templateID": "base", "metadata": {}, "envVars": {}})
+    assert body.timeout is None
+    assert body.auto_pause is False
+
+
+def test_a_v1_create_body_carries_secure() -> None:
+    sent = SdkNewSandbox(template_id="base", timeout=300, secure=True).to_dict()
+    body = NewSandbox.model_validate(sent)
+    assert body.secure is True
+    assert body.timeout == 300
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"templateID": 3}, "templateID"),
+        ({"templateID": "base", "timeout": "300"}, "timeout"),
+        ({"templateID": "base", "timeout": 1.5}, "timeout"),
+        ({"templateID": "base", "metadata": {"k": 1}}, "metadata"),
+        ({"templateID": "base", "autoPause": "yes"}, "autoPause"),
+        ({"timeout": 30}, "templateID"),
+    ],
+)
+def test_wrong_types_are_refused_as_go_would(body: dict[str, Any], field: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        NewSandboxV2.model_validate(body)
+    assert info.value.errors()[0]["loc"][0] == field
+
+
+def test_unknown_request_fields_are_ignored() -> None:
+    body = NewSandboxV2.model_validate({"templateID": "base", "futureField": {"x": 1}})
+    assert body.template_id == "base"
+
+
+def test_connect_v1_needs_a_timeout_and_v2_does_not() -> None:
+    assert ConnectSandbox.model_validate(SdkConnect(timeout=60).to_dict()).timeout == 60
+    with pytest.raises(ValidationError):
+        ConnectSandbox.model_validate({})
+    assert ConnectSandboxV2.model_validate(SdkConnectV2().to_dict()).timeout == 300
+    assert ConnectSandboxV2.model_validate({}).timeout is None
+
+
+def test_timeout_and_pause_requests_read_the_sdk_bodies() -> None:
+    assert SandboxTimeoutRequest.model_validate(SdkTimeout(timeout=0).to_dict()).timeout == 0
+    pause = SandboxPauseRequest.model_validate(SdkPause(require_healthy_guest=True).to_dict())
+    assert pause.require_healthy_guest is True
+
+
+# --------------------------------------------------------------------------- responses
+
+
+def test_the_create_response_parses_in_the_sdk_with_null_traffic_token() -> None:
+    wire = SandboxResponse(
+        template_id="base",
+        sandbox_id="default--base-abc12",
+        envd_version="0.6.13",
+        envd_access_token="tok",
+        domain=None,
+        started_at=T0,
+        end_at=T1,
+        cpu_count=2,
+        memory_mb=2048,
+        disk_size_mb=0,
+        metadata={"k": "v"},
+        state="running",
+    ).to_wire()
+
+    assert wire["trafficAccessToken"] is None
+    assert wire["domain"] is None
+    assert wire["clientID"] == ""
+    assert wire["startedAt"] == "2026-01-01T12:00:00Z"
+    parsed = SdkSandbox.from_dict(wire)
+    assert parsed.sandbox_id == "default--base-abc12"
+    assert parsed.envd_access_token == "tok"
+    assert parsed.envd_version == "0.6.13"
+
+
+def test_an_empty_access_token_is_left_out() -> None:
+    wire = SandboxResponse(template_id="t", sandbox_id="s", envd_version="0.6.13").to_wire()
+    assert "envdAccessToken" not in wire
+    assert "startedAt" not in wire
+
+
+def test_listed_and_detail_parse_in_the_sdk() -> None:
+    common: dict[str, Any] = {
+        "template_id": "base",
+        "sandbox_id": "default--base-abc12",
+        "started_at": T0,
+        "end_at": ZERO_TIME,
+        "cpu_count": 1,
+        "memory_mb": 512,
+        "disk_size_mb": 0,
+        "state": "paused",
+        "envd_version": "0.6.13",
+        "metadata": {"a": "b"},
+    }
+    listed = SdkListed.from_dict(ListedSandbox(**common).to_wire())
+    assert listed.state.value == "paused"
+    assert listed.end_at.year == 1  # Go's zero time: a never-timeout sandbox
+
+    detail_wire = SandboxDetail(
+        **common,
+        envd_access_token="tok",
+        domain="example.test",
+        lifecycle=SandboxLifecycle(on_timeout="pause", auto_resume=False),
+    ).to_wire()
+    assert detail_wire["lifecycle"] == {"onTimeout": "pause", "autoResume": False}
+    assert detail_wire["allowInternetAccess"] is None
+    detail = SdkDetail.from_dict(detail_wire)
+    assert detail.domain == "example.test"
+    assert detail.lifecycle.on_timeout.value == "pause"  # type: ignore[union-attr]
+
+
+def test_templates_parse_in_the_sdk() -> None:
+    info = TemplateInfo(
+        template_id="base",
+        build_id="6f0b6a44-1f7e-5a0c-9a57-0d7c1c6b1a11",
+        cpu_count=2,
+        memory_mb=2048,
+        disk_size_mb=0,
+        aliases=["base"],
+        names=["base"],
+        created_at=T0,
+        updated_at=T0,
+        envd_version="0.6.13",
+    )
+    wire = info.to_wire()
+    assert wire["createdBy"] is None and wire["lastSpawnedAt"] is None
+    assert SdkTemplate.from_dict(wire).build_status.value == "ready"
+
+    build = TemplateBuild(
+        build_id=info.build_id,
+        created_at=T0,
+        updated_at=T0,
+        cpu_count=2,
+        memory_mb=2048,
+        disk_size_mb=0,
+        envd_version="0.6.13",
+    )
+    detail = TemplateDetail(**info.model_dump(), builds=[build]).to_wire()
+    parsed = SdkTemplateWithBuilds.from_dict(detail)
+    assert str(parsed.builds[0].build_id) == info.build_id
+
+
+def test_the_error_body_parses_in_the_sdk_and_keeps_extras() -> None:
+    wire = Error(code=400, message="timeout: bad", request_id="r1", field="timeout").to_wire()  # type: ignore[call-arg]
+    assert wire == {"code": 400, "message": "timeout: bad", "request_id": "r1", "field": "timeout"}
+    parsed = SdkError.from_dict(wire)
+    assert parsed.code == 400 and parsed.message == "timeout: bad"

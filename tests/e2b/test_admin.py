@@ -1,0 +1,253 @@
+"""The admin API under /_kruise: resources, faults, latency, clock and records, behind the admin key."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from e2b import Sandbox
+from e2b.exceptions import SandboxException
+from fastapi.routing import APIRoute
+
+from pytest_kruise_agents.backends import SimBackend
+from pytest_kruise_agents.e2b import admin
+
+from .conftest import ALICE, Served, pool_yaml, serve
+
+
+def test_apply_a_sandboxset_and_claim_from_it(server: Served) -> None:
+    r = server.admin("POST", "/apply", content=pool_yaml("py312", 2).encode())
+
+    assert r.status_code == 200, r.text
+    (applied,) = r.json()["items"]
+    assert applied["kind"] == "SandboxSet"
+    assert applied["metadata"]["name"] == "py312"
+    server.advance(60)  # the pool fills
+    pool = server.admin("GET", "/resources/sandboxsets/default/py312").json()
+    assert pool["status"]["availableReplicas"] == 2
+    assert Sandbox.create(template="py312", **server.sdk()).sandbox_id.startswith("default--py312-")
+
+
+def test_apply_takes_json_too(server: Served) -> None:
+    doc = {
+        "apiVersion": "agents.kruise.io/v1alpha1",
+        "kind": "SandboxSet",
+        "metadata": {"name": "from-json", "namespace": "other"},
+        "spec": {
+            "replicas": 1,
+            "template": {"spec": {"containers": [{"name": "c", "image": "python:3.12"}]}},
+        },
+    }
+
+    r = server.admin("POST", "/apply", content=json.dumps(doc).encode())
+
+    assert r.status_code == 200, r.text
+    assert server.admin("GET", "/resources/sbs/other/from-json").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (
+            "kind: SandboxSet\napiVersion: agents.kruise.io/v1alpha1\nmetadata: {name: x}\n"
+            "spec: {replicas: -1}",
+            "SandboxSet/x spec.replicas",
+        ),
+        ("kind: Nope\napiVersion: v1\nmetadata: {name: x}", "kind"),
+        ("{{{", "manifest"),
+        ("", "body"),
+    ],
+)
+def test_a_bad_manifest_is_400_naming_the_field_and_applies_nothing(
+    server: Served, body: str, field: str
+) -> None:
+    before = server.admin("GET", "/resources/sbs").json()["items"]
+
+    r = server.admin("POST", "/apply", content=body.encode())
+
+    assert r.status_code == 400, r.text
+    assert field in r.json()["message"]
+    assert server.admin("GET", "/resources/sbs").json()["items"] == before
+
+
+def test_list_resources_as_json_yaml_and_table(server: Served) -> None:
+    Sandbox.create(template="base", **server.sdk())
+
+    as_json = server.admin("GET", "/resources/sbs", params={"namespace": "default"}).json()
+    as_yaml = server.admin("GET", "/resources/SandboxSet", params={"format": "yaml"})
+    table = server.admin("GET", "/resources/sbx", params={"format": "table"})
+
+    assert as_json["kind"] == "List"
+    assert [o["metadata"]["name"] for o in as_json["items"]] == ["base", "code-interpreter-v1"]
+    assert as_yaml.headers["content-type"].startswith("application/yaml")
+    assert "kind: List" in as_yaml.text
+    assert table.headers["content-type"].startswith("text/plain")
+    header = table.text.splitlines()[0].split()
+    assert header[:2] == ["NAMESPACE", "NAME"]
+    sandboxes = server.admin("GET", "/resources/sbx").json()["items"]
+    assert len(table.text.splitlines()) == 1 + len(sandboxes)
+    assert len(sandboxes) >= 8  # both pools, and the claimed one
+    assert (
+        server.admin("GET", "/resources/sandboxes", params={"namespace": "other"}).json()["items"]
+        == []
+    )
+
+
+def test_get_and_delete_one_resource(server: Served) -> None:
+    got = server.admin("GET", "/resources/sbs/default/base")
+    deleted = server.admin("DELETE", "/resources/sbs/default/base")
+    again = server.admin("GET", "/resources/sbs/default/base")
+
+    assert got.status_code == 200 and got.json()["spec"]["replicas"] == 4
+    assert deleted.status_code == 200
+    assert deleted.json()["details"] == {
+        "kind": "SandboxSet",
+        "namespace": "default",
+        "name": "base",
+    }
+    assert again.status_code == 404
+    assert again.json()["message"] == "SandboxSet default/base not found"
+    assert server.admin("DELETE", "/resources/sbs/default/base").status_code == 404
+
+
+def test_an_unknown_kind_is_404_naming_the_known_ones(server: Served) -> None:
+    r = server.admin("GET", "/resources/widgets")
+
+    assert r.status_code == 404
+    assert "sbs" in r.json()["message"]
+
+
+def test_the_admin_api_needs_the_admin_key(server: Served) -> None:
+    assert server.request("GET", "/_kruise/clock", key=None).status_code == 401
+    assert server.request("GET", "/_kruise/clock", key="e2b_nope").status_code == 401
+    forbidden = server.request("POST", "/_kruise/clock/advance", key=ALICE, json={"seconds": 9})
+    assert forbidden.status_code == 403
+    assert forbidden.json()["code"] == 403
+
+
+def test_faults_inject_list_and_clear(server: Served) -> None:
+    r = server.admin(
+        "POST",
+        "/faults",
+        json={"kind": "runtime_init_failure", "selector": {"template": "base"}},
+    )
+    assert r.status_code == 201, r.text
+    fault = r.json()
+    assert fault["kind"] == "runtime_init_failure" and fault["id"]
+    assert [f["id"] for f in server.admin("GET", "/faults").json()] == [fault["id"]]
+
+    with pytest.raises(SandboxException) as info:
+        Sandbox.create(
+            template="base",
+            metadata={"e2b.agents.kruise.io/claim-timeout-seconds": "3"},
+            **server.sdk(),
+        )
+    assert str(info.value).startswith("500: ")
+
+    assert server.admin("DELETE", f"/faults/{fault['id']}").status_code == 204
+    assert server.admin("GET", "/faults").json() == []
+    assert server.admin("DELETE", f"/faults/{fault['id']}").status_code == 404
+    server.advance(30)  # the pool refills after the failed attempts
+    assert Sandbox.create(template="base", **server.sdk()).sandbox_id
+
+
+def test_clear_all_faults(server: Served) -> None:
+    for kind in ("api_conflict", "watch_lag"):
+        body = {"kind": kind, "probability": 0.5}
+        if kind == "watch_lag":
+            body["latency"] = "1s"
+        assert server.admin("POST", "/faults", json=body).status_code == 201
+
+    assert server.admin("DELETE", "/faults").status_code == 204
+    assert server.admin("GET", "/faults").json() == []
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"kind": "meteor_strike"}, "fault"),
+        ({"kind": "api_error", "probability": 7}, "fault"),
+        ({"probability": 1}, "kind"),
+    ],
+)
+def test_a_bad_fault_is_400(server: Served, body: dict[str, object], field: str) -> None:
+    r = server.admin("POST", "/faults", json=body)
+
+    assert r.status_code == 400, r.text
+    assert r.json()["message"].startswith(field)
+    assert server.admin("GET", "/faults").json() == []
+
+
+def test_latency_can_be_replaced(server: Served) -> None:
+    ok = server.admin("PUT", "/latency/image.pull", json={"value": "exp(2s)"})
+    unknown = server.admin("PUT", "/latency/teleport", json={"value": "1s"})
+    bad = server.admin("PUT", "/latency/image.pull", json={"value": "soonish"})
+
+    assert ok.status_code == 200 and ok.json() == {"name": "image.pull", "value": "exp(2s)"}
+    assert unknown.status_code == 400 and "teleport" in unknown.json()["message"]
+    assert bad.status_code == 400 and "image.pull" in bad.json()["field"]
+
+
+def test_the_clock_reads_and_advances(server: Served) -> None:
+    before = server.admin("GET", "/clock").json()
+    after = server.admin("POST", "/clock/advance", json={"seconds": 90}).json()
+
+    assert before["mode"] == "virtual"
+    delta = datetime.fromisoformat(after["now"]) - datetime.fromisoformat(before["now"])
+    assert delta.total_seconds() == pytest.approx(90)
+
+
+@pytest.mark.parametrize("seconds", [-1, "soon", None])
+def test_a_bad_advance_is_400(server: Served, seconds: object) -> None:
+    r = server.admin("POST", "/clock/advance", json={"seconds": seconds})
+
+    assert r.status_code == 400
+    assert r.json()["field"] == "seconds"
+
+
+def test_advancing_a_realtime_clock_is_409(tmp_path: Path) -> None:
+    backend = SimBackend.default(seed=2, replicas=1, clock="realtime")
+    thread, served = serve(tmp_path, backend=backend)
+    try:
+        r = served.admin("POST", "/clock/advance", json={"seconds": 5})
+        assert r.status_code == 409
+        assert "realtime" in r.json()["message"]
+        assert served.admin("GET", "/clock").json()["mode"] == "realtime"
+    finally:
+        thread.stop()
+        backend.close()
+
+
+def test_records_show_every_claim(server: Served) -> None:
+    Sandbox.create(template="base", **server.sdk())
+    with pytest.raises(SandboxException):
+        Sandbox.create(template="nope", **server.sdk())
+
+    records = server.admin("GET", "/records").json()
+
+    assert [r["template"] for r in records] == ["base", "nope"]
+    assert records[0]["warm"] is True and records[0]["owner"] == "alice"
+    assert records[1]["error_code"] == 400
+
+
+def test_a_body_without_a_json_content_type_is_still_json(server: Served) -> None:
+    # curl -d sends application/x-www-form-urlencoded; the Go server decodes JSON regardless.
+    r = server.admin(
+        "POST",
+        "/clock/advance",
+        content=b'{"seconds": 5}',
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+
+    assert r.status_code == 200, r.text
+
+
+def test_every_admin_route_is_documented() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "server.md").read_text()
+
+    for route in admin.router.routes:
+        assert isinstance(route, APIRoute)
+        for method in route.methods:
+            assert f"| {method} | `{route.path}` |" in doc, f"{method} {route.path}"

@@ -1,0 +1,170 @@
+"""The cluster config file: one error naming the file, the field and the reason; a working build."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from pytest_kruise_agents.backends.base import Caller, CreateRequest
+from pytest_kruise_agents.e2b.config import (
+    ConfigError,
+    build,
+    default_config,
+    load_config,
+    parse_config,
+)
+
+from .conftest import pool_yaml
+
+
+def write(tmp_path: Path, data: Any) -> Path:
+    path = tmp_path / "cluster.yaml"
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("data", "field", "reason"),
+    [
+        ({"nodes": 0}, "nodes", "at least 1"),
+        ({"nodes": [{"name": "a", "cpu": "-1"}]}, "nodes[0].cpu", "positive CPU"),
+        ({"nodes": [{"name": "a", "memory": "lots"}]}, "nodes[0].memory", "invalid quantity"),
+        ({"nodes": [{"name": "a", "maxPods": 0}]}, "nodes[0].maxPods", "greater than or equal"),
+        ({"nodes": [{"name": "a"}, {"name": "a"}]}, "nodes", "listed twice"),
+        ({"nodes": [{"name": "a", "gpus": 1}]}, "nodes[0].gpus", "unknown field"),
+        ({"apiKeys": [{"id": "x"}]}, "apiKeys[0].key", "required"),
+        ({"apiKeys": [{"key": "k", "team": "a--b"}]}, "apiKeys[0].team", "'--'"),
+        ({"apiKeys": [{"key": "k"}, {"key": "k"}]}, "apiKeys[1].key", "twice"),
+        ({"clock": {"mode": "warp"}}, "clock.mode", "'virtual' or 'realtime'"),
+        ({"clock": {"speed": 0}}, "clock.speed", "greater than 0"),
+        ({"profile": "openkruise-9"}, "profile", "unknown profile"),
+        ({"latencies": {"pod.create": "soonish"}}, "latencies.pod.create", "invalid"),
+        ({"latencies": {"warp.drive": "1s"}}, "latencies.warp.drive", "unknown latency"),
+        ({"knobs": {"claim_workers": 0}}, "knobs.claim_workers", "greater than or equal"),
+        ({"faults": [{"kind": "meteor"}]}, "faults[0].kind", "Input should be"),
+        (
+            {"faults": [{"kind": "api_error", "probability": 2}]},
+            "faults[0].probability",
+            "less than or equal to 1",
+        ),
+        ({"sandboxsets": "kind: SandboxSet\n"}, "sandboxsets", "apiVersion"),
+        (
+            {
+                "sandboxsets": [
+                    pool_yaml("ok", 1),
+                    "kind: Pod\napiVersion: v1\nmetadata: {name: p}\n",
+                ]
+            },
+            "sandboxsets[1]",
+            "only SandboxSets",
+        ),
+        ({"sandboxsets": [pool_yaml("bad", -2)]}, "sandboxsets[0]", "spec.replicas"),
+        ({"domian": "x"}, "domian", "unknown field"),
+    ],
+)
+def test_each_problem_names_the_file_and_the_field(
+    tmp_path: Path, data: dict[str, Any], field: str, reason: str
+) -> None:
+    path = write(tmp_path, data)
+
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+
+    assert info.value.source == str(path)
+    assert info.value.field == field
+    assert reason.lower() in info.value.reason.lower()
+    assert str(info.value).startswith(f"{path}: {field}: ")
+
+
+def test_a_file_that_is_not_a_mapping_or_not_yaml(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        load_config(write(tmp_path, "- just\n- a list\n"))
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(write(tmp_path, "a: [unclosed\n"))
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_an_empty_file_is_the_default_config(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, "")) == default_config()
+
+
+def test_the_default_config_builds_ready_pools_and_two_keys() -> None:
+    backend, settings = build(default_config())
+    try:
+        pools = {t.template_id: t for t in backend.templates(Caller(namespace="", user=""))}
+        assert set(pools) == {"base", "code-interpreter-v1"}
+        assert all(t.available == t.replicas > 0 for t in pools.values())
+        assert [k.admin for k in settings.api_keys] == [False, True]
+        assert settings.api_keys[0].team == "default"
+        assert settings.api_keys[0].key.startswith("e2b_")
+        assert backend.clock_mode == "realtime"  # the server's default
+    finally:
+        backend.close()
+
+
+def test_a_full_config_builds_what_it_says(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        {
+            "seed": 7,
+            "profile": "openkruise-v0.3.0",
+            "clock": {"mode": "virtual"},
+            "nodes": [{"name": "big", "cpu": 32, "memory": "128Gi", "maxPods": 50}],
+            "sandboxsets": [pool_yaml("py", 2, namespace="team-a")],
+            "apiKeys": [
+                {"key": "e2b_a", "id": "a", "team": "team-a"},
+                {"key": "e2b_root", "admin": True},
+            ],
+            "faults": [{"kind": "image_pull_slow", "latency": "5s"}],
+            "latencies": {"pod.create": "100ms"},
+            "domain": "sandboxes.test",
+        },
+    )
+
+    backend, settings = build(load_config(path))
+    try:
+        assert [n.metadata.name for n in backend.list("sbs")] == ["py"]
+        assert [f["kind"] for f in backend.faults()] == ["image_pull_slow"]
+        assert settings.domain == "sandboxes.test"
+        assert settings.key("e2b_a") is not None and settings.key("e2b_a").namespace == "team-a"  # type: ignore[union-attr]
+        view = backend.create_sandbox(Caller("team-a", "a"), CreateRequest(template="py"))
+        assert view.sandbox_id.startswith("team-a--py-")
+    finally:
+        backend.close()
+
+
+def test_empty_lists_mean_none(tmp_path: Path) -> None:
+    cfg = parse_config({"sandboxsets": [], "apiKeys": []})
+    backend, settings = build(cfg)
+    try:
+        assert backend.templates(Caller(namespace="", user="")) == []
+        assert settings.api_keys == ()
+    finally:
+        backend.close()
+
+
+def test_one_multi_document_string_holds_several_pools() -> None:
+    cfg = parse_config({"sandboxsets": pool_yaml("a", 1) + "---\n" + pool_yaml("b", 1)})
+    backend, _ = build(cfg)
+    try:
+        assert sorted(p.metadata.name for p in backend.list("sbs")) == ["a", "b"]
+    finally:
+        backend.close()
+
+
+def test_the_documented_example_config_is_valid() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "server.md").read_text()
+    (example,) = [b for b in doc.split("```yaml\n")[1:] if b.startswith("seed:")]
+
+    cfg = parse_config(yaml.safe_load(example.split("```")[0]), source="docs/server.md")
+    backend, settings = build(cfg)
+    try:
+        assert [t.template_id for t in backend.templates(Caller("", ""))] == ["base"]
+        assert backend.clock_mode == "realtime"
+        assert settings.key("e2b_alice_secret") is not None
+    finally:
+        backend.close()

@@ -1,0 +1,173 @@
+"""Creating sandboxes through the real SDK: warm, cold, no stock, bad templates and extensions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from e2b import Sandbox
+from e2b.exceptions import SandboxException
+
+from .conftest import ALICE, CAROL, Served, pool_yaml
+
+NO_STOCK_OFF = "e2b.agents.kruise.io/create-on-no-stock"
+CLAIM_TIMEOUT = "e2b.agents.kruise.io/claim-timeout-seconds"
+
+
+def last_record(server: Served) -> dict[str, Any]:
+    r = server.admin("GET", "/records")
+    assert r.status_code == 200, r.text
+    records: list[dict[str, Any]] = r.json()
+    return records[-1]
+
+
+def test_create_takes_a_warm_sandbox_from_the_pool(server: Served) -> None:
+    sbx = Sandbox.create(template="base", metadata={"user": "alice"}, **server.sdk())
+
+    assert sbx.sandbox_id.startswith("default--base-")
+    info = sbx.get_info()
+    assert info.template_id == "base"
+    assert info.metadata["user"] == "alice"
+    assert info.metadata["e2b.agents.kruise.io/sandbox-resource"].startswith("default/base-")
+    assert info.state.value == "running"
+    assert (info.end_at - info.started_at).total_seconds() == 300  # the server default
+    assert last_record(server)["warm"] is True
+
+
+def test_create_answers_201_with_the_fields_the_sdk_needs(server: Served) -> None:
+    r = server.request(
+        "POST", "/v2/sandboxes", json={"templateID": "base", "metadata": {}, "envVars": {}}
+    )
+
+    assert r.status_code == 201, r.text
+    body = r.json()
+    for field in ("templateID", "sandboxID", "clientID", "envdVersion", "envdAccessToken"):
+        assert isinstance(body[field], str), field
+    assert body["envdVersion"] == "0.6.13"
+    assert body["trafficAccessToken"] is None
+    assert body["state"] == "running"
+    assert body["domain"] == server.url.removeprefix("http://")
+
+
+def test_the_v1_route_and_the_customized_prefix_create_too(server: Served) -> None:
+    v1 = {"templateID": "base", "timeout": 300, "secure": True, "metadata": {}, "envVars": {}}
+
+    native = server.request("POST", "/sandboxes", json=v1)
+    prefixed = server.request("POST", "/kruise/api/sandboxes", json=v1)
+    prefixed_v2 = server.request("POST", "/kruise/api/v2/sandboxes", json={"templateID": "base"})
+
+    assert [native.status_code, prefixed.status_code, prefixed_v2.status_code] == [201, 201, 201]
+    ids = {r.json()["sandboxID"] for r in (native, prefixed, prefixed_v2)}
+    assert len(ids) == 3
+
+
+def test_create_on_an_empty_pool_creates_a_cold_sandbox(server: Served) -> None:
+    server.apply(pool_yaml("empty", 0))
+
+    sbx = Sandbox.create(template="empty", **server.sdk())
+
+    assert sbx.get_info().template_id == "empty"
+    record = last_record(server)
+    assert record["warm"] is False
+    assert record["error"] is None
+
+
+def test_no_stock_with_create_on_no_stock_off_fails_after_the_claim_timeout(
+    server: Served,
+) -> None:
+    server.apply(pool_yaml("empty", 0))
+    before = server.admin("GET", "/clock").json()["now"]
+
+    with pytest.raises(SandboxException) as info:
+        Sandbox.create(
+            template="empty", metadata={NO_STOCK_OFF: "false", CLAIM_TIMEOUT: "5"}, **server.sdk()
+        )
+
+    assert str(info.value).startswith("500: ")
+    assert "no stock" in str(info.value)
+    record = last_record(server)
+    assert record["error_code"] == 500
+    assert record["failed"] - record["requested"] == pytest.approx(5, abs=0.5)
+    assert server.admin("GET", "/clock").json()["now"] > before
+
+
+def test_an_unknown_template_is_a_400(server: Served) -> None:
+    with pytest.raises(SandboxException) as info:
+        Sandbox.create(template="no-such-pool", **server.sdk())
+    assert str(info.value) == "400: Template or Checkpoint not found"
+
+
+def test_a_pool_of_another_namespace_is_not_a_template_of_this_team(server: Served) -> None:
+    with pytest.raises(SandboxException) as info:
+        Sandbox.create(template="base", **server.sdk(CAROL))
+    assert str(info.value).startswith("400: ")
+
+
+@pytest.mark.parametrize(
+    ("metadata", "expected"),
+    [
+        ({CLAIM_TIMEOUT: "soon"}, CLAIM_TIMEOUT),
+        ({"e2b.agents.kruise.io/never-timeout": "maybe"}, "never-timeout"),
+        ({"e2b.agents.kruise.io/sandbox-name": "mine"}, "sandbox-name"),
+        ({"agents.kruise.io/owner": "x"}, "agents.kruise.io/owner"),
+    ],
+)
+def test_bad_extension_values_are_400_naming_the_key(
+    server: Served, metadata: dict[str, str], expected: str
+) -> None:
+    before = len(server.admin("GET", "/records").json())
+
+    with pytest.raises(SandboxException) as info:
+        Sandbox.create(template="base", metadata=metadata, **server.sdk())
+
+    assert str(info.value).startswith("400: ")
+    assert expected in str(info.value)
+    pool = server.admin("GET", "/resources/sbs/default/base").json()
+    assert pool["status"]["availableReplicas"] == 4  # nothing was claimed
+    assert len(server.admin("GET", "/records").json()) <= before + 1
+
+
+def test_a_timeout_outside_30s_to_30d_is_a_400(server: Served) -> None:
+    with pytest.raises(SandboxException) as info:
+        Sandbox.create(template="base", timeout=10, **server.sdk())
+    assert str(info.value).startswith("400: ")
+
+
+def test_every_sdk_field_is_accepted(server: Served) -> None:
+    body = {
+        "templateID": "base",
+        "timeout": 600,
+        "autoPause": False,
+        "autoPauseMemory": True,
+        "autoResume": {"enabled": False},
+        "allow_internet_access": True,
+        "network": {"allowOut": ["1.1.1.1"], "denyOut": [], "dnsServers": ["8.8.8.8"]},
+        "metadata": {"label:app": "demo"},
+        "envVars": {"A": "1"},
+        "mcp": {"servers": {}},
+        "iam": {"tokens": {"t": {"audience": "a", "tokenType": "jwt"}}},
+        "volumeMounts": [{"name": "vol", "path": "/mnt/data"}],
+        "somethingNewer": 1,
+    }
+
+    r = server.request("POST", "/v2/sandboxes", json=body)
+
+    assert r.status_code == 201, r.text
+    assert r.json()["metadata"]["app"] == "demo"  # label: keys become labels
+
+
+def test_envs_reach_the_sandbox_route(server: Served) -> None:
+    sbx = Sandbox.create(template="base", envs={"GREETING": "hi"}, **server.sdk(ALICE))
+
+    route = server.backend.route(sbx.sandbox_id)
+
+    assert route is not None and route.env_vars["GREETING"] == "hi"
+    assert route.access_token  # what envd will check as X-Access-Token
+
+
+def test_auto_pause_shows_in_the_lifecycle(server: Served) -> None:
+    sbx = Sandbox.create(template="base", lifecycle={"on_timeout": "pause"}, **server.sdk())
+    plain = Sandbox.create(template="base", **server.sdk())
+
+    assert sbx.get_info().lifecycle == {"on_timeout": "pause", "auto_resume": False}
+    assert plain.get_info().lifecycle == {"on_timeout": "kill", "auto_resume": False}

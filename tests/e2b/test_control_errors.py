@@ -1,0 +1,294 @@
+"""Every error is JSON ``{code, message}``: auth, tenancy, bad bodies, unknown routes, limits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from e2b import Sandbox
+from e2b.exceptions import AuthenticationException, SandboxNotFoundException
+from fastapi.routing import APIRoute
+
+from pytest_kruise_agents.backends import SimBackend
+from pytest_kruise_agents.e2b import control
+from pytest_kruise_agents.e2b.settings import ApiKey, Settings
+
+from .conftest import ALICE, BOB, CAROL, Served, serve
+
+
+def assert_error(r: httpx.Response, code: int) -> dict[str, Any]:
+    assert r.status_code == code, r.text
+    assert r.headers["content-type"] == "application/json"
+    body: dict[str, Any] = r.json()
+    assert body["code"] == code
+    assert isinstance(body["message"], str) and body["message"]
+    assert isinstance(body["request_id"], str)
+    return body
+
+
+# --------------------------------------------------------------------------- auth and tenancy
+
+
+@pytest.mark.parametrize("key", [None, "", "e2b_not_a_key"])
+def test_a_missing_or_bad_key_is_401_invalid_api_key(server: Served, key: str | None) -> None:
+    headers = {"X-API-Key": key} if key is not None else {}
+
+    for method, path in [("POST", "/v2/sandboxes"), ("GET", "/v2/sandboxes")]:
+        r = server.request(method, path, key=None, headers=headers, json={"templateID": "base"})
+        body = assert_error(r, 401)
+        assert body["message"] == "Invalid API Key"
+
+
+def test_the_sdk_raises_authentication_errors(server: Served) -> None:
+    with pytest.raises(AuthenticationException):
+        Sandbox.create(template="base", **server.sdk("e2b_wrong"))
+
+
+def test_another_keys_sandbox_is_not_found(server: Served) -> None:
+    sid = Sandbox.create(template="base", **server.sdk(ALICE)).sandbox_id
+
+    for key in (BOB, CAROL):
+        with pytest.raises(SandboxNotFoundException):
+            Sandbox.get_info(sid, **server.sdk(key))
+        assert Sandbox.kill(sid, **server.sdk(key)) is False
+        with pytest.raises(SandboxNotFoundException):
+            Sandbox.set_timeout(sid, 60, **server.sdk(key))
+        with pytest.raises(SandboxNotFoundException):
+            Sandbox.pause(sid, **server.sdk(key))
+        with pytest.raises(SandboxNotFoundException):
+            Sandbox.connect(sid, **server.sdk(key))
+        body = assert_error(server.request("GET", f"/sandboxes/{sid}", key=key), 404)
+        assert sid in body["message"]
+
+    assert Sandbox.get_info(sid, **server.sdk(ALICE)).state.value == "running"
+
+
+def test_auth_disabled_makes_every_caller_the_admin_team(tmp_path: Path) -> None:
+    backend = SimBackend.default(seed=5, replicas=2)
+    thread, served = serve(tmp_path, backend=backend, settings=Settings(auth_enabled=False))
+    try:
+        r = served.request("POST", "/v2/sandboxes", key=None, json={"templateID": "base"})
+        assert r.status_code == 201, r.text
+        listed = served.request("GET", "/v2/sandboxes", key="anything at all")
+        assert [s["sandboxID"] for s in listed.json()] == [r.json()["sandboxID"]]
+    finally:
+        thread.stop()
+        backend.close()
+
+
+# --------------------------------------------------------------------------- bodies
+
+
+@pytest.mark.parametrize("path", ["/v2/sandboxes", "/sandboxes", "/kruise/api/v2/sandboxes"])
+@pytest.mark.parametrize(
+    "content",
+    [b"{not json", b"", b"[1, 2]", b'"base"'],
+    ids=["malformed", "empty", "array", "string"],
+)
+def test_an_unreadable_create_body_is_500_as_upstream(
+    server: Served, path: str, content: bytes
+) -> None:
+    r = server.request("POST", path, content=content, headers={"content-type": "application/json"})
+
+    body = assert_error(r, 500)
+    assert body["field"] == "body"
+    assert server.admin("GET", "/records").json() == []  # nothing was claimed
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"templateID": 7}, "templateID"),
+        ({"templateID": "base", "timeout": "300"}, "timeout"),
+        ({"templateID": "base", "metadata": {"k": 1}}, "metadata.k"),
+        ({"templateID": "base", "envVars": ["A=1"]}, "envVars"),
+        ({"templateID": "base", "volumeMounts": [{"name": "v"}]}, "volumeMounts.0.path"),
+        ({"timeout": 60}, "templateID"),
+    ],
+)
+def test_wrong_types_in_create_are_400_naming_the_field(
+    server: Served, body: dict[str, Any], field: str
+) -> None:
+    r = server.request("POST", "/v2/sandboxes", json=body)
+
+    err = assert_error(r, 400)
+    assert err["field"] == field
+    assert err["message"].startswith(f"{field}: ")
+
+
+def test_a_bad_timeout_body_is_500_as_upstream(server: Served) -> None:
+    sid = Sandbox.create(template="base", **server.sdk()).sandbox_id
+    path = f"/sandboxes/{sid}/timeout"
+
+    assert_error(server.request("POST", path, content=b"{oops"), 500)
+    err = assert_error(server.request("POST", path, json={"timeout": "soon"}), 500)
+    assert err["message"].startswith("timeout: ")
+    assert_error(server.request("POST", path, json={"timeout": -1}), 500)
+
+
+def test_a_malformed_connect_body_is_400(server: Served) -> None:
+    sid = Sandbox.create(template="base", **server.sdk()).sandbox_id
+
+    r = server.request(
+        "POST",
+        f"/v2/sandboxes/{sid}/connect",
+        content=b"{oops",
+        headers={"content-type": "application/json"},
+    )
+
+    assert_error(r, 400)
+
+
+def test_an_oversized_body_is_413(tmp_path: Path) -> None:
+    backend = SimBackend.default(seed=5, replicas=1)
+    settings = Settings(api_keys=[ApiKey(key=ALICE, id="alice")], max_body_bytes=1000)
+    thread, served = serve(tmp_path, backend=backend, settings=settings)
+    try:
+        big = {"templateID": "base", "metadata": {"k": "x" * 2000}}
+        declared = served.request("POST", "/v2/sandboxes", json=big)
+
+        def chunks() -> Any:
+            yield b'{"templateID": "base", "metadata": {"k": "'
+            for _ in range(10):
+                yield b"x" * 200
+            yield b'"}}'
+
+        streamed = served.request("POST", "/v2/sandboxes", content=chunks())
+
+        for r in (declared, streamed):
+            assert "larger than the limit of 1000 bytes" in assert_error(r, 413)["message"]
+        assert served.backend.records() == []
+    finally:
+        thread.stop()
+        backend.close()
+
+
+# --------------------------------------------------------------------------- routes
+
+
+def test_an_unknown_route_is_404_json(server: Served) -> None:
+    body = assert_error(server.request("GET", "/no/such/route"), 404)
+    assert body["message"] == "no route GET /no/such/route"
+
+
+def test_a_wrong_method_is_405_json(server: Served) -> None:
+    body = assert_error(server.request("PUT", "/v2/sandboxes"), 405)
+    assert "PUT" in body["message"]
+
+
+def test_the_request_id_is_echoed_in_errors(server: Served) -> None:
+    r = server.request("GET", "/sandboxes/nope", headers={"X-Request-ID": "req-42"})
+
+    assert assert_error(r, 404)["request_id"] == "req-42"
+
+
+def test_health_answers_ok(server: Served) -> None:
+    r = server.request("GET", "/health", key=None)
+
+    assert r.status_code == 200
+    assert r.text == "OK"
+
+
+def test_templates_list_the_teams_sandboxsets(server: Served) -> None:
+    mine = server.request("GET", "/templates").json()
+    other = server.request("GET", "/templates", key=CAROL).json()
+
+    assert sorted(t["templateID"] for t in mine) == ["base", "code-interpreter-v1"]
+    assert other == []
+    base = server.request("GET", "/kruise/api/templates/base").json()
+    assert base["buildStatus"] == "ready"
+    assert base["builds"][0]["buildID"] == base["buildID"]
+    assert_error(server.request("GET", "/templates/nope"), 404)
+
+
+# --------------------------------------------------------------------------- domain, schema
+
+
+def test_the_domain_is_derived_from_the_host(server: Served) -> None:
+    native = server.request(
+        "POST", "/v2/sandboxes", json={"templateID": "base"}, headers={"Host": "api.fake.test:9"}
+    )
+    customized = server.request(
+        "POST",
+        "/kruise/api/v2/sandboxes",
+        json={"templateID": "base"},
+        headers={"Host": "api.fake.test:9"},
+    )
+
+    assert native.json()["domain"] == "fake.test:9"
+    assert customized.json()["domain"] == "api.fake.test:9"
+
+
+def test_a_configured_domain_is_reported(tmp_path: Path) -> None:
+    backend = SimBackend.default(seed=5, replicas=1)
+    settings = Settings(api_keys=[ApiKey(key=ALICE, id="alice")], domain="sandboxes.test")
+    thread, served = serve(tmp_path, backend=backend, settings=settings)
+    try:
+        sbx = Sandbox.create(template="base", **served.sdk())
+        assert sbx.get_info().sandbox_domain == "sandboxes.test"
+    finally:
+        thread.stop()
+        backend.close()
+
+
+def test_the_openapi_schema_describes_the_control_plane(server: Served) -> None:
+    schema = server.request("GET", "/openapi.json", key=None).json()
+
+    paths = schema["paths"]
+    assert set(paths) >= {
+        "/sandboxes",
+        "/v2/sandboxes",
+        "/sandboxes/{sandboxID}",
+        "/sandboxes/{sandboxID}/timeout",
+        "/sandboxes/{sandboxID}/pause",
+        "/sandboxes/{sandboxID}/connect",
+        "/v2/sandboxes/{sandboxID}/connect",
+        "/templates",
+    }
+    assert "201" in paths["/v2/sandboxes"]["post"]["responses"]
+    assert "204" in paths["/sandboxes/{sandboxID}"]["delete"]["responses"]
+    assert {"200", "201", "404"} <= paths["/v2/sandboxes/{sandboxID}/connect"]["post"][
+        "responses"
+    ].keys()
+    assert all("422" not in op["responses"] for p in paths.values() for op in p.values())
+    assert "ApiKeyAuth" in schema["components"]["securitySchemes"]
+    assert {"Error", "SandboxResponse", "NewSandboxV2"} <= schema["components"]["schemas"].keys()
+
+
+def test_every_control_route_is_documented() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "server.md").read_text()
+
+    for route in control.router.routes:
+        assert isinstance(route, APIRoute)
+        path = route.path.replace("{sandboxID}", "{id}").replace("{templateID}", "{id}")
+        for method in route.methods:
+            assert f"| {method} | `{path}` |" in doc, f"{method} {route.path}"
+
+
+def test_an_unexpected_failure_is_a_500_json_and_the_server_lives_on(tmp_path: Path) -> None:
+    backend = SimBackend.default(seed=5, replicas=1)
+    thread, served = serve(tmp_path, backend=backend)
+    try:
+        backend.close()  # every backend call now raises RuntimeError
+
+        body = assert_error(served.request("POST", "/v2/sandboxes", json={"templateID": "t"}), 500)
+        assert "RuntimeError" in body["message"]
+        assert served.request("GET", "/health", key=None).text == "OK"
+    finally:
+        thread.stop()
+
+
+def test_authentication_is_checked_before_the_body(server: Served) -> None:
+    r = server.request(
+        "POST",
+        "/v2/sandboxes",
+        key=None,
+        content=b"{oops",
+        headers={"content-type": "application/json"},
+    )
+    admin = server.request("POST", "/_kruise/clock/advance", key=ALICE, json={"seconds": "x"})
+
+    assert assert_error(r, 401)["message"] == "Invalid API Key"
+    assert assert_error(admin, 403)["code"] == 403

@@ -1,0 +1,205 @@
+"""A sandbox's life through the real SDK: info, timeout, pause, connect, resume, kill."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from e2b import Sandbox
+from e2b.exceptions import SandboxException, SandboxNotFoundException
+
+from pytest_kruise_agents.backends import SimBackend
+
+from .conftest import Served, serve
+
+
+def test_get_info_describes_the_sandbox(server: Served) -> None:
+    sbx = Sandbox.create(template="code-interpreter-v1", timeout=120, **server.sdk())
+
+    info = Sandbox.get_info(sbx.sandbox_id, **server.sdk())
+
+    assert info.sandbox_id == sbx.sandbox_id
+    assert info.template_id == "code-interpreter-v1"
+    assert info.cpu_count == 2 and info.memory_mb == 2048  # the pool's limits
+    assert info.envd_version == "0.6.13"
+    assert (info.end_at - info.started_at).total_seconds() == 120
+
+
+def test_set_timeout_then_advancing_the_clock_kills_the_sandbox(server: Served) -> None:
+    sbx = Sandbox.create(template="base", **server.sdk())
+
+    sbx.set_timeout(60)
+    server.advance(59)
+    assert sbx.get_info().state.value == "running"
+    server.advance(2)
+
+    with pytest.raises(SandboxNotFoundException):
+        sbx.get_info()
+    assert sbx.kill() is False
+    listed = Sandbox.list(**server.sdk()).next_items()
+    assert sbx.sandbox_id not in [s.sandbox_id for s in listed]
+
+
+def test_set_timeout_can_shorten_and_extend(server: Served) -> None:
+    sbx = Sandbox.create(template="base", timeout=600, **server.sdk())
+    start = sbx.get_info().started_at
+
+    sbx.set_timeout(100)
+    short = sbx.get_info().end_at
+    sbx.set_timeout(1000)
+    long = sbx.get_info().end_at
+
+    assert (short - start).total_seconds() == pytest.approx(100, abs=2)
+    assert (long - start).total_seconds() == pytest.approx(1000, abs=2)
+
+
+def test_set_timeout_of_a_gone_sandbox_is_not_found(server: Served) -> None:
+    with pytest.raises(SandboxNotFoundException):
+        Sandbox.set_timeout("default--base-nosuch", 60, **server.sdk())
+
+
+def test_auto_pause_at_the_timeout_then_connect_resumes(server: Served) -> None:
+    sbx = Sandbox.create(
+        template="base", timeout=60, lifecycle={"on_timeout": "pause"}, **server.sdk()
+    )
+
+    server.advance(61)
+    assert sbx.get_info().state.value == "paused"
+    assert not sbx.is_running()
+
+    resumed = Sandbox.connect(sbx.sandbox_id, **server.sdk())
+
+    assert resumed.sandbox_id == sbx.sandbox_id
+    info = resumed.get_info()
+    assert info.state.value == "running"
+    # Resuming floors the timeout at 300 s (the manager's min resume timeout).
+    assert (info.end_at - server.backend.now()).total_seconds() >= 299
+
+
+def test_connect_answers_201_when_resuming_and_200_when_running(server: Served) -> None:
+    sbx = Sandbox.create(template="base", **server.sdk())
+    path = f"/v2/sandboxes/{sbx.sandbox_id}/connect"
+
+    running = server.request("POST", path, json={"timeout": 60})
+    sbx.pause()
+    resumed = server.request("POST", path, json={})
+
+    assert running.status_code == 200, running.text
+    assert resumed.status_code == 201, resumed.text
+    assert resumed.json()["sandboxID"] == sbx.sandbox_id
+    assert resumed.json()["envdAccessToken"]
+
+
+def test_connect_on_a_running_sandbox_only_extends(server: Served) -> None:
+    sbx = Sandbox.create(template="base", timeout=600, **server.sdk())
+    end = sbx.get_info().end_at
+
+    Sandbox.connect(sbx.sandbox_id, timeout=60, **server.sdk())
+    assert sbx.get_info().end_at == end
+    Sandbox.connect(sbx.sandbox_id, timeout=3600, **server.sdk())
+    assert sbx.get_info().end_at > end
+
+
+def test_the_v1_connect_route_needs_a_timeout(server: Served) -> None:
+    sbx = Sandbox.create(template="base", **server.sdk())
+    path = f"/sandboxes/{sbx.sandbox_id}/connect"
+
+    assert server.request("POST", path, json={"timeout": 300}).status_code == 200
+    missing = server.request("POST", path, json={})
+    assert missing.status_code == 400
+    assert missing.json()["message"].startswith("timeout: ")
+
+
+def test_pause_twice_returns_true_then_false(server: Served) -> None:
+    sbx = Sandbox.create(template="base", **server.sdk())
+
+    assert sbx.pause() is True
+    assert sbx.pause() is False
+    assert sbx.get_info().state.value == "paused"
+
+
+def test_a_paused_sandbox_keeps_its_timeout_until_it_is_resumed(server: Served) -> None:
+    sbx = Sandbox.create(template="base", timeout=60, **server.sdk())
+    sbx.pause()
+
+    server.advance(120)
+
+    assert sbx.get_info().state.value == "paused"  # paused retention is forever
+
+
+def test_the_deprecated_resume_route_answers_204(server: Served) -> None:
+    sbx = Sandbox.create(template="base", **server.sdk())
+    sbx.pause()
+
+    r = server.request("POST", f"/sandboxes/{sbx.sandbox_id}/resume", json={"timeout": 300})
+
+    assert r.status_code == 204, r.text
+    assert sbx.get_info().state.value == "running"
+
+
+def test_a_bad_pause_retention_header_is_a_400_naming_it(server: Served) -> None:
+    sbx = Sandbox.create(template="base", **server.sdk())
+
+    r = server.request(
+        "POST",
+        f"/sandboxes/{sbx.sandbox_id}/pause",
+        json={},
+        headers={"x-e2b-kruise-reserve-paused-sandbox-duration": "a while"},
+    )
+
+    assert r.status_code == 400
+    assert r.json()["message"].startswith("x-e2b-kruise-reserve-paused-sandbox-duration")
+    assert sbx.get_info().state.value == "running"
+
+
+def test_kill_returns_true_then_false(server: Served) -> None:
+    sbx = Sandbox.create(template="base", **server.sdk())
+
+    assert sbx.kill() is True
+    assert Sandbox.kill(sbx.sandbox_id, **server.sdk()) is False
+    with pytest.raises(SandboxNotFoundException):
+        sbx.get_info()
+
+
+def test_kill_answers_204(server: Served) -> None:
+    sbx = Sandbox.create(template="base", **server.sdk())
+
+    r = server.request("DELETE", f"/sandboxes/{sbx.sandbox_id}")
+
+    assert r.status_code == 204
+    assert r.content == b""
+
+
+def test_a_timeout_of_an_expired_sandbox_is_not_a_success(server: Served) -> None:
+    sbx = Sandbox.create(template="base", **server.sdk())
+    sbx.pause()
+
+    # Upstream: the sandbox must be running; any error but 404 answers 500.
+    with pytest.raises(SandboxException) as info:
+        sbx.set_timeout(60)
+    assert str(info.value).startswith("500: ")
+
+
+def test_in_realtime_mode_the_timeout_fires_on_the_wall_clock(tmp_path: Path) -> None:
+    backend = SimBackend.default(seed=8, replicas=1, clock="realtime", speed=200.0)
+    thread, served = serve(tmp_path, backend=backend)
+    try:
+        sbx = Sandbox.create(template="base", timeout=30, **served.sdk())
+        assert sbx.get_info().state.value == "running"
+
+        deadline = time.monotonic() + 20
+        while _alive(sbx):
+            assert time.monotonic() < deadline, "the sandbox outlived its timeout"
+            time.sleep(0.05)
+    finally:
+        thread.stop()
+        backend.close()
+
+
+def _alive(sbx: Sandbox) -> bool:
+    try:
+        sbx.get_info()
+    except SandboxNotFoundException:
+        return False
+    return True

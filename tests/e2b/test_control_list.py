@@ -1,0 +1,167 @@
+"""Listing sandboxes: metadata and state filters, order, pagination with ``X-Next-Token``."""
+
+from __future__ import annotations
+
+import urllib.parse
+
+import pytest
+from e2b import Sandbox, SandboxQuery, SandboxState
+from e2b.exceptions import SandboxException
+
+from .conftest import ADMIN, BOB, CAROL, Served
+
+
+def make(server: Served, count: int, **metadata: str) -> list[str]:
+    """``count`` sandboxes one virtual second apart (distinct start times)."""
+    ids = []
+    for _ in range(count):
+        ids.append(Sandbox.create(template="base", metadata=metadata, **server.sdk()).sandbox_id)
+        server.advance(1)
+    return ids
+
+
+def test_list_filters_by_metadata(server: Served) -> None:
+    red = make(server, 3, color="red")
+    blue = make(server, 1, color="blue")
+
+    found = Sandbox.list(query=SandboxQuery(metadata={"color": "red"}), **server.sdk())
+
+    assert sorted(s.sandbox_id for s in found.next_items()) == sorted(red)
+    assert not found.has_next
+    only_blue = Sandbox.list(query=SandboxQuery(metadata={"color": "blue"}), **server.sdk())
+    assert [s.sandbox_id for s in only_blue.next_items()] == blue
+
+
+def test_list_filters_by_state(server: Served) -> None:
+    first, second, third = make(server, 3)
+    Sandbox.pause(second, **server.sdk())
+
+    paused = Sandbox.list(query=SandboxQuery(state=[SandboxState.PAUSED]), **server.sdk())
+    running = Sandbox.list(query=SandboxQuery(state=[SandboxState.RUNNING]), **server.sdk())
+    both = Sandbox.list(**server.sdk())
+
+    assert [s.sandbox_id for s in paused.next_items()] == [second]
+    assert sorted(s.sandbox_id for s in running.next_items()) == sorted([first, third])
+    assert len(both.next_items()) == 3
+
+
+def test_pagination_walks_every_page_with_limit_2(server: Served) -> None:
+    # Pools hold 4 sandboxes; the fifth claim creates one on no stock.
+    ids = make(server, 5, batch="p")
+    paginator = Sandbox.list(query=SandboxQuery(metadata={"batch": "p"}), limit=2, **server.sdk())
+
+    pages = []
+    while paginator.has_next:
+        pages.append([s.sandbox_id for s in paginator.next_items()])
+
+    assert [len(p) for p in pages] == [2, 2, 1]
+    assert [sid for page in pages for sid in page] == ids  # ascending start time, no repeats
+
+
+def test_the_last_page_has_no_next_token_header(server: Served) -> None:
+    make(server, 3)
+
+    first = server.request("GET", "/v2/sandboxes", params={"limit": 2})
+    token = first.headers.get("x-next-token")
+    last = server.request("GET", "/v2/sandboxes", params={"limit": 2, "nextToken": token})
+
+    assert first.status_code == 200 and len(first.json()) == 2
+    assert token
+    assert last.status_code == 200 and len(last.json()) == 1
+    assert "x-next-token" not in last.headers
+
+
+def test_order_desc_lists_the_newest_first(server: Served) -> None:
+    ids = make(server, 3)
+
+    asc = Sandbox.list(query=SandboxQuery(), order="asc", **server.sdk()).next_items()
+    desc = Sandbox.list(query=SandboxQuery(), order="desc", **server.sdk()).next_items()
+
+    assert [s.sandbox_id for s in asc] == ids
+    assert [s.sandbox_id for s in desc] == ids[::-1]
+
+
+def test_list_filters_by_template_and_start_time(server: Served) -> None:
+    base = make(server, 2)
+    ci = Sandbox.create(template="code-interpreter-v1", **server.sdk()).sandbox_id
+    cut = Sandbox.get_info(base[1], **server.sdk()).started_at
+
+    by_template = Sandbox.list(query=SandboxQuery(template="code-interpreter-v1"), **server.sdk())
+    after = Sandbox.list(query=SandboxQuery(started_after=cut), **server.sdk())
+
+    assert [s.sandbox_id for s in by_template.next_items()] == [ci]
+    assert sorted(s.sandbox_id for s in after.next_items()) == sorted([base[1], ci])
+
+
+def test_metadata_filters_are_decoded_three_times_like_the_sdk_encodes_them(
+    server: Served,
+) -> None:
+    value = "a b&c=d+e%f/g"
+    sid = Sandbox.create(template="base", metadata={"note": value}, **server.sdk()).sandbox_id
+    make(server, 1, note="other")
+    # What the SDK sends: urlencode({quote(k): quote(v)}), encoded once more by httpx.
+    encoded = urllib.parse.urlencode({"note": urllib.parse.quote(value)})
+
+    r = server.request("GET", "/v2/sandboxes", params={"metadata": encoded})
+    sdk = Sandbox.list(query=SandboxQuery(metadata={"note": value}), **server.sdk())
+
+    assert r.status_code == 200, r.text
+    assert [s["sandboxID"] for s in r.json()] == [sid]
+    assert [s.sandbox_id for s in sdk.next_items()] == [sid]
+
+
+def test_unknown_query_keys_are_metadata_filters(server: Served) -> None:
+    red = make(server, 2, color="red")
+    make(server, 1, color="blue")
+
+    r = server.request("GET", "/v2/sandboxes", params={"color": "red"})
+
+    assert sorted(s["sandboxID"] for s in r.json()) == sorted(red)
+
+
+def test_listed_items_carry_every_required_field(server: Served) -> None:
+    make(server, 1)
+
+    (item,) = server.request("GET", "/v2/sandboxes").json()
+
+    required = {"templateID", "sandboxID", "clientID", "startedAt", "endAt", "cpuCount"}
+    required |= {"memoryMB", "diskSizeMB", "state", "envdVersion"}
+    assert required <= item.keys()
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"limit": 0}, "limit"),
+        ({"limit": 101}, "limit"),
+        ({"limit": "many"}, "limit"),
+        ({"state": "running,sleeping"}, "state"),
+        ({"order": "sideways"}, "order"),
+        ({"startedAfter": "yesterday"}, "startedAfter"),
+        ({"startedAfter": "1e-308"}, "startedAfter"),
+        ({"": "x"}, "metadata"),
+        ({"metadata": "novalue"}, "metadata"),
+        ({"metadata": "agents.kruise.io%2Fowner%3Dx"}, "metadata"),
+    ],
+)
+def test_bad_list_queries_are_400_naming_the_parameter(
+    server: Served, params: dict[str, object], field: str
+) -> None:
+    r = server.request("GET", "/v2/sandboxes", params=params)
+
+    assert r.status_code == 400, r.text
+    assert r.json()["message"].startswith(f"{field}: ")
+
+
+def test_the_sdk_reports_a_bad_query(server: Served) -> None:
+    with pytest.raises(SandboxException) as info:
+        Sandbox.list(limit=500, **server.sdk()).next_items()
+    assert str(info.value).startswith("400: limit")
+
+
+def test_a_key_lists_only_its_own_sandboxes(server: Served) -> None:
+    make(server, 2)
+
+    for key in (BOB, CAROL, ADMIN):
+        assert Sandbox.list(**server.sdk(key)).next_items() == []
+    assert len(Sandbox.list(**server.sdk()).next_items()) == 2

@@ -1,0 +1,199 @@
+"""``kruise-agents serve``: a real server process a real SDK can use, and the refusals."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from e2b import Sandbox
+from typer.testing import CliRunner
+
+from pytest_kruise_agents.cli import app
+from pytest_kruise_agents.e2b.config import ConfigError
+from pytest_kruise_agents.e2b.serve import ServeOptions, base_url, client_exports, configure
+from pytest_kruise_agents.e2b.settings import ApiKey, Settings
+
+from .conftest import pool_yaml
+
+USER_KEY = "e2b_serve_user_000000000000000000000000000001"
+ADMIN_KEY = "e2b_serve_admin_00000000000000000000000000002"
+
+
+def write_config(tmp_path: Path, **data: object) -> Path:
+    path = tmp_path / "cluster.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    return write_config(
+        tmp_path,
+        seed=4,
+        nodes=2,
+        sandboxsets=[pool_yaml("base", 2)],
+        apiKeys=[
+            {"key": USER_KEY, "id": "user", "team": "default"},
+            {"key": ADMIN_KEY, "id": "root", "admin": True},
+        ],
+    )
+
+
+@pytest.fixture
+def served(config: Path) -> Iterator[dict[str, str]]:
+    """``kruise-agents serve --port 0`` as a child process; yields the variables it printed."""
+    command = [
+        sys.executable,
+        "-c",
+        "from pytest_kruise_agents.cli import main; main()",
+        "serve",
+        "--config",
+        str(config),
+        "--port",
+        "0",
+        "--log-level",
+        "warning",
+    ]
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        exports: dict[str, str] = {}
+        try:
+            for line in proc.stdout:
+                if line.startswith("export "):
+                    name, _, value = line.removeprefix("export ").strip().partition("=")
+                    exports[name] = value
+                if line.startswith("# fake sandboxes run code on this host"):
+                    break
+            else:
+                pytest.fail(f"serve exited early ({proc.wait()}): {proc.stderr.read()}")
+            yield exports
+        finally:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        errors = proc.stderr.read()
+    # Ctrl-C: uvicorn shuts down gracefully, then exits as interrupted (130), quietly.
+    assert proc.returncode in (0, 130), errors
+    assert "Traceback" not in errors
+
+
+def test_serve_prints_the_client_environment_and_serves_the_sdk(
+    served: dict[str, str],
+) -> None:
+    url = served["E2B_API_URL"]
+    assert url.startswith("http://127.0.0.1:") and not url.endswith(":0")
+    assert served["E2B_SANDBOX_URL"] == url
+    assert served["E2B_API_KEY"] == USER_KEY
+    assert served["KRUISE_ADMIN_KEY"] == ADMIN_KEY
+
+    sbx = Sandbox.create(template="base", api_key=USER_KEY, api_url=url, sandbox_url=url)
+
+    assert sbx.get_info().template_id == "base"
+    clock = httpx.get(url + "/_kruise/clock", headers={"X-API-Key": ADMIN_KEY}, timeout=10)
+    assert clock.json()["mode"] == "realtime"  # the server's default
+    assert sbx.kill() is True
+
+
+def invoke(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, ["serve", *args])
+    return result.exit_code, result.output
+
+
+def test_serve_refuses_a_public_host_without_auth(tmp_path: Path) -> None:
+    path = write_config(tmp_path, auth=False)
+
+    code, output = invoke("--config", str(path), "--host", "0.0.0.0", "--port", "0")
+
+    assert code == 2
+    assert "refusing to listen on '0.0.0.0' with authentication disabled" in output
+    assert f"{path}: auth: " in output
+
+
+def test_serve_refuses_a_public_host_without_api_keys(tmp_path: Path) -> None:
+    path = write_config(tmp_path, apiKeys=[])
+
+    code, output = invoke("--config", str(path), "--host", "0.0.0.0", "--port", "0")
+
+    assert code == 2
+    assert "without API keys" in output
+
+
+def test_serve_names_the_bad_field_of_the_config(tmp_path: Path) -> None:
+    path = write_config(tmp_path, nodes=0)
+
+    code, output = invoke("--config", str(path), "--port", "0")
+
+    assert code == 2
+    assert f"error: {path}: nodes: must be at least 1" in output
+
+
+def test_serve_refuses_an_unknown_clock() -> None:
+    code, output = invoke("--clock", "sundial", "--port", "0")
+
+    assert code == 2
+    assert "--clock: must be realtime or virtual" in output
+
+
+def test_serve_reports_a_port_in_use(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+
+        code, output = invoke("--config", str(write_config(tmp_path, nodes=1)), "--port", str(port))
+
+    assert code == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in output
+
+
+def test_command_line_overrides_win_over_the_config(tmp_path: Path) -> None:
+    path = write_config(tmp_path, seed=1, clock={"mode": "virtual", "speed": 2.0})
+
+    cfg, source = configure(
+        ServeOptions(config=path, clock="realtime", speed=10.0, seed=99, host="localhost")
+    )
+
+    assert (cfg.seed, cfg.clock.mode, cfg.clock.speed) == (99, "realtime", 10.0)
+    assert source == str(path)
+    with pytest.raises(ConfigError, match="must be > 0"):
+        configure(ServeOptions(speed=0.0))
+
+
+def test_a_public_host_with_keys_is_allowed() -> None:
+    cfg, _ = configure(ServeOptions(host="0.0.0.0"))
+
+    assert cfg.auth and cfg.api_keys is None  # fresh keys are generated at build time
+
+
+def test_client_exports_and_urls() -> None:
+    settings = Settings(
+        api_keys=[
+            ApiKey(key="k1", id="a"),
+            ApiKey(key="k2", id="b", team="t2"),
+            ApiKey(key="root", admin=True),
+        ]
+    )
+
+    lines = client_exports(settings, "http://127.0.0.1:5")
+
+    assert lines[:4] == [
+        "export E2B_API_URL=http://127.0.0.1:5",
+        "export E2B_SANDBOX_URL=http://127.0.0.1:5",
+        "export E2B_API_KEY=k1",
+        "export KRUISE_ADMIN_KEY=root",
+    ]
+    assert "k2" in lines[4] and "team t2" in lines[4]
+    assert base_url("0.0.0.0", 80) == "http://127.0.0.1:80"
+    assert base_url("::1", 81) == "http://[::1]:81"

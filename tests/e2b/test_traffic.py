@@ -1,0 +1,263 @@
+"""Sandbox traffic on the API port: header and host routing, the proxy's 502s, workspace lifecycle."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from e2b import Sandbox
+from starlette.types import Receive, Scope, Send
+
+from pytest_kruise_agents.backends import SimBackend
+from pytest_kruise_agents.e2b.app import create_app
+from pytest_kruise_agents.e2b.server import ServerThread
+from pytest_kruise_agents.e2b.settings import Settings
+from pytest_kruise_agents.e2b.traffic import sandbox_target
+from pytest_kruise_agents.e2b.workspace import Workspaces
+
+from .conftest import ALICE, KEYS, Served, echo_app
+
+
+def via_headers(server: Served, sid: str, port: int | str, path: str = "/") -> httpx.Response:
+    headers = {"E2b-Sandbox-Id": sid, "E2b-Sandbox-Port": str(port)}
+    return httpx.get(server.url + path, headers=headers, timeout=30)
+
+
+def via_host(server: Served, host: str, path: str = "/") -> httpx.Response:
+    return httpx.get(server.url + path, headers={"Host": host}, timeout=30)
+
+
+def eventually(check: Callable[[], bool], what: str) -> None:
+    """Workspace cleanups run on the server's loop after the backend reports the change."""
+    deadline = time.monotonic() + 10
+    while not check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"never happened: {what}")
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def sid(echo_server: Served) -> str:
+    return Sandbox.create(template="base", **echo_server.sdk()).sandbox_id
+
+
+@pytest.mark.parametrize("port", [49983, 49999])
+def test_headers_route_to_the_port_app_with_the_sandbox_workspace(
+    echo_server: Served, sid: str, port: int
+) -> None:
+    r = via_headers(echo_server, sid, port, "/files?path=x")
+
+    assert r.status_code == 200, r.text
+    assert r.json() == {
+        "path": "/files",
+        "method": "GET",
+        "sandbox": sid,
+        "workspace": "SandboxWorkspace",
+    }
+
+
+def test_the_host_names_port_and_sandbox(echo_server: Served, sid: str) -> None:
+    r = via_host(echo_server, f"49999-{sid}.sandboxes.test:8080", "/contexts")
+
+    assert r.status_code == 200, r.text
+    assert r.json()["sandbox"] == sid
+    assert r.json()["path"] == "/contexts"
+
+
+def test_headers_win_over_the_host(echo_server: Served, sid: str) -> None:
+    r = httpx.get(
+        echo_server.url + "/",
+        headers={
+            "E2b-Sandbox-Id": sid,
+            "E2b-Sandbox-Port": "49983",
+            "Host": "1234-default--base-other.sandboxes.test",
+        },
+        timeout=30,
+    )
+
+    assert r.json()["sandbox"] == sid
+
+
+def test_requests_without_a_sandbox_go_to_the_control_plane(echo_server: Served) -> None:
+    assert via_host(echo_server, "api.sandboxes.test", "/health").text == "OK"
+    assert via_host(echo_server, "127.0.0.1:1", "/health").text == "OK"
+
+
+def test_an_unknown_sandbox_is_502_not_found(echo_server: Served) -> None:
+    for r in (
+        via_headers(echo_server, "default--base-ghost", 49983, "/health"),
+        via_host(echo_server, "49983-default--base-ghost.sandboxes.test", "/health"),
+        via_headers(echo_server, "not-an-id", 49983),
+    ):
+        assert r.status_code == 502
+        assert r.json()["message"] == "The sandbox was not found"
+        assert r.json()["code"] == 502
+    assert via_headers(echo_server, "default--base-ghost", 49983).json()["sandboxId"] == (
+        "default--base-ghost"
+    )
+
+
+def test_a_paused_or_killed_sandbox_is_502_and_not_running_for_the_sdk(
+    echo_server: Served,
+) -> None:
+    paused = Sandbox.create(template="base", **echo_server.sdk())
+    killed = Sandbox.create(template="base", **echo_server.sdk())
+    assert paused.is_running() and killed.is_running()
+
+    paused.pause()
+    killed.kill()
+
+    for sbx in (paused, killed):
+        r = via_headers(echo_server, sbx.sandbox_id, 49983, "/health")
+        assert r.status_code == 502
+        assert "was not found" in r.json()["message"]
+        assert sbx.is_running() is False
+    Sandbox.connect(paused.sandbox_id, **echo_server.sdk())
+    assert paused.is_running() is True
+
+
+def test_another_port_is_502_port_not_open(echo_server: Served, sid: str) -> None:
+    r = via_headers(echo_server, sid, 8080)
+
+    assert r.status_code == 502
+    assert r.json() == {
+        "sandboxId": sid,
+        "message": "The sandbox is running but port is not open",
+        "code": 502,
+        "port": 8080,
+    }
+
+
+@pytest.mark.parametrize("port", ["", "http", "0", "70000"])
+def test_a_bad_port_header_is_400(echo_server: Served, sid: str, port: str) -> None:
+    r = httpx.get(
+        echo_server.url + "/",
+        headers={"E2b-Sandbox-Id": sid, **({"E2b-Sandbox-Port": port} if port else {})},
+        timeout=30,
+    )
+
+    assert r.status_code == 400
+    assert r.json()["code"] == 400
+    assert "E2b-Sandbox-Port" in r.json()["message"]
+
+
+def test_pause_stops_the_workspace_and_kill_removes_it(echo_server: Served) -> None:
+    sbx = Sandbox.create(template="base", **echo_server.sdk())
+    stopped: list[str] = []
+
+    async def hook(sandbox_id: str) -> None:
+        stopped.append(sandbox_id)
+
+    echo_server.workspaces.add_stop_hook(hook)
+    assert via_headers(echo_server, sbx.sandbox_id, 49983, "/touch").status_code == 200
+    ws = echo_server.workspaces.peek(sbx.sandbox_id)
+    assert ws is not None and (ws.home / "touched.txt").exists()
+
+    sbx.pause()
+    eventually(lambda: stopped == [sbx.sandbox_id], "the workspace stops on pause")
+    assert (ws.home / "touched.txt").exists()  # files survive a pause
+
+    Sandbox.connect(sbx.sandbox_id, **echo_server.sdk())
+    sbx.kill()
+    echo_server.advance(1)  # the deletion reaches the manager's cache
+    eventually(lambda: not ws.root.exists(), "the workspace directory is removed")
+    assert sbx.sandbox_id not in echo_server.workspaces
+
+
+def test_nothing_is_created_for_a_sandbox_until_its_files_are_used(
+    echo_server: Served, sid: str
+) -> None:
+    assert sid not in echo_server.workspaces
+
+    via_headers(echo_server, sid, 49983, "/health")
+
+    ws = echo_server.workspaces.peek(sid)
+    assert ws is not None and not ws.materialized
+    assert not ws.root.exists()
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ([(b"e2b-sandbox-id", b"ns--a"), (b"e2b-sandbox-port", b"49983")], ("ns--a", "49983")),
+        ([(b"E2B-SANDBOX-ID", b" ns--a "), (b"host", b"1-x.d")], ("ns--a", "")),
+        ([(b"host", b"49999-ns--a.example.test:443")], ("ns--a", "49999")),
+        ([(b"e2b-sandbox-id", b"ns--a"), (b"e2b-sandbox-port", b"1"), (b"x-api-key", b"k")], None),
+        ([(b"host", b"api.example.test")], None),
+        ([(b"host", b"127.0.0.1:8080")], None),
+        ([(b"host", b"49999-ns--a")], None),
+        ([], None),
+    ],
+)
+def test_sandbox_target_reads_headers_then_host(
+    headers: list[tuple[bytes, bytes]], expected: Any
+) -> None:
+    assert sandbox_target(headers) == expected
+
+
+async def broken_app(scope: Scope, receive: Receive, send: Send) -> None:
+    raise RuntimeError("the sandbox app broke")
+
+
+def test_a_failing_sandbox_app_is_a_500_json(tmp_path: Path) -> None:
+    backend = SimBackend.default(seed=6, replicas=1)
+    workspaces = Workspaces(tmp_path)
+    app = create_app(backend, Settings(api_keys=KEYS), workspaces=workspaces, envd_app=broken_app)
+    with ServerThread(app) as thread:
+        sid = Sandbox.create(template="base", api_key=ALICE, api_url=thread.url).sandbox_id
+        r = httpx.get(
+            thread.url + "/health",
+            headers={"E2b-Sandbox-Id": sid, "E2b-Sandbox-Port": "49983"},
+            timeout=30,
+        )
+        assert r.status_code == 500
+        assert r.json()["code"] == 500
+        assert "the sandbox app broke" in r.json()["message"]
+    backend.close()
+
+
+def test_shutting_down_stops_every_workspace(tmp_path: Path) -> None:
+    backend = SimBackend.default(seed=6, replicas=1)
+    workspaces = Workspaces(tmp_path)
+    stopped: list[str] = []
+
+    async def hook(sandbox_id: str) -> None:
+        stopped.append(sandbox_id)
+
+    workspaces.add_stop_hook(hook)
+    app = create_app(
+        backend,
+        Settings(api_keys=KEYS),
+        workspaces=workspaces,
+        envd_app=echo_app,
+        interpreter_app=echo_app,
+    )
+    with ServerThread(app) as thread:
+        sid = Sandbox.create(template="base", api_key=ALICE, api_url=thread.url).sandbox_id
+        headers = {"E2b-Sandbox-Id": sid, "E2b-Sandbox-Port": "49983"}
+        assert httpx.get(thread.url + "/touch", headers=headers, timeout=30).status_code == 200
+        assert stopped == []
+
+    assert stopped == [sid]
+    assert (tmp_path / sid / "home" / "user" / "touched.txt").exists()  # files stay
+    backend.close()
+
+
+def test_an_api_call_with_sandbox_headers_reaches_the_control_plane(echo_server: Served) -> None:
+    # SDK 2.8's connect sends E2b-Sandbox-Id/-Port with its X-API-Key.
+    sbx = Sandbox.create(template="base", **echo_server.sdk())
+    sbx.pause()
+
+    r = echo_server.request(
+        "POST",
+        f"/sandboxes/{sbx.sandbox_id}/connect",
+        json={"timeout": 300},
+        headers={"E2b-Sandbox-Id": sbx.sandbox_id, "E2b-Sandbox-Port": "49983"},
+    )
+
+    assert r.status_code == 201, r.text
+    assert r.json()["sandboxID"] == sbx.sandbox_id
