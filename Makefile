@@ -20,9 +20,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
-$(SDK28_STAMP):
+# pytest and httpx: the conformance suite runs under this SDK too. Re-run when the Makefile changes.
+$(SDK28_STAMP): Makefile
 	test -x $(SDK28)/bin/python || $(PYTHON) -m venv $(SDK28)
-	$(SDK28)/bin/python -m pip install --quiet "e2b>=2.8,<2.9"
+	$(SDK28)/bin/python -m pip install --quiet "e2b>=2.8,<2.9" "pytest>=8" "httpx>=0.27"
 	touch $(SDK28_STAMP)
 
 $(JSSDK_STAMP):

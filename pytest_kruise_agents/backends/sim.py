@@ -284,10 +284,10 @@ class SimBackend:
             )
         )
         with self._lock:
-            self._settle(sbx)
+            self._await_own_write(sbx)
             return self._view(sbx)
 
-    def _settle(self, sbx: Sandbox) -> None:
+    def _await_own_write(self, sbx: Sandbox) -> None:
         """Virtual mode: run on until the manager's cache holds ``sbx`` as written.
 
         The manager's informer sees its own write one watch lag later, and the
@@ -345,7 +345,7 @@ class SimBackend:
             self.cluster.manager.connect(caller.namespace, caller.user, sandbox_id, seconds)
         )
         with self._lock:
-            self._settle(sbx)
+            self._await_own_write(sbx)
             return self._view(sbx), resumed
 
     def resume(self, caller: Caller, sandbox_id: str, timeout: int | None) -> None:

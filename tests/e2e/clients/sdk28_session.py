@@ -47,10 +47,13 @@ states = {s.sandbox_id: s.state.value for s in Sandbox.list(query=None).next_ite
 assert states.get(paused.sandbox_id) == "paused", states
 print("auto_pause ok")
 
-resumed = Sandbox.connect(paused.sandbox_id)
-assert resumed.is_running()
+Sandbox.connect(paused.sandbox_id)
+# e2b 2.8 builds the connected object without the E2b-Sandbox-Id header, so
+# its sandbox traffic cannot be routed on a shared URL: use the created object.
+assert paused.is_running()
+assert paused.commands.run("echo resumed").stdout == "resumed\n"
 print("connect ok")
 
 assert sbx.kill()
-assert resumed.kill()
+assert paused.kill()
 print("kill ok")

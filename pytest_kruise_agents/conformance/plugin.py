@@ -1,0 +1,359 @@
+"""The pytest plugin of the conformance suite: options, check ordering, dependencies, reports.
+
+Loaded by the ``pytest11`` entry point (or ``-p pytest_kruise_agents.conformance.plugin``),
+it does nothing unless conformance checks are collected, as with::
+
+    pytest --pyargs pytest_kruise_agents.conformance --e2b-api-url URL --e2b-api-key KEY
+
+Options (each falls back to the environment variable the SDK reads):
+``--e2b-api-url`` (``E2B_API_URL``), ``--e2b-api-key`` (``E2B_API_KEY``),
+``--e2b-sandbox-url`` (``E2B_SANDBOX_URL``), ``--e2b-domain`` (``E2B_DOMAIN``),
+``--e2b-template``, ``--e2b-code-template``, ``--e2b-no-stock-template``,
+``--e2b-admin-key``, ``--e2b-levels``, ``--e2b-junit``, ``--e2b-report``. They
+carry an ``e2b-`` prefix because an installed plugin's options share one
+namespace with every other plugin's; ``kruise-agents conformance`` takes the
+same options without it.
+
+Checks run in the catalogue's dependency order
+(:mod:`~pytest_kruise_agents.conformance.registry`). A check whose dependency
+failed fails at once as "blocked"; one whose dependency was skipped is
+skipped. Run the suite in one process (no ``-n``): dependencies are tracked
+per process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from collections.abc import Callable, Generator, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+
+import pytest
+
+from pytest_kruise_agents.conformance.registry import CHECKS, Check, by_id, parse_levels
+from pytest_kruise_agents.conformance.report import (
+    Outcome,
+    render_table,
+    to_junit,
+    to_markdown,
+)
+
+if TYPE_CHECKING:
+    from pytest_kruise_agents.conformance.clock import ServerClock
+    from pytest_kruise_agents.conformance.sandboxes import Sandboxes
+    from pytest_kruise_agents.conformance.target import Api, Target
+
+__all__ = [
+    "MARKER",
+    "DependencyFailed",
+    "check",
+    "conformance_api",
+    "conformance_clock",
+    "conformance_sandboxes",
+    "conformance_target",
+    "pytest_addoption",
+    "pytest_collection_modifyitems",
+    "pytest_configure",
+    "pytest_runtest_makereport",
+    "pytest_runtest_setup",
+    "pytest_sessionfinish",
+    "pytest_terminal_summary",
+]
+
+MARKER: Final = "conformance_check"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_ORDER: Final[dict[str, int]] = {c.id: i for i, c in enumerate(CHECKS)}
+_RESULTS = pytest.StashKey[dict[str, Outcome]]()
+_INFO = pytest.StashKey[dict[str, str]]()
+_TARGET = pytest.StashKey["Target | None"]()
+
+
+class DependencyFailed(AssertionError):
+    """A check is not run because a check it depends on failed."""
+
+
+def check(check_id: str) -> Callable[[F], F]:
+    """Mark a test function as the check ``check_id`` of the catalogue."""
+    by_id(check_id)  # an unknown id fails at import, naming it
+
+    def mark(fn: F) -> F:
+        marked: F = getattr(pytest.mark, MARKER)(check_id)(fn)
+        return marked
+
+    return mark
+
+
+# --------------------------------------------------------------------------- options
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """The options of the suite (see the module docstring)."""
+    group = parser.getgroup(
+        "e2b-conformance",
+        "E2B conformance suite (pytest --pyargs pytest_kruise_agents.conformance)",
+    )
+    group.addoption("--e2b-api-url", help="Base URL of the E2B API (default: $E2B_API_URL).")
+    group.addoption("--e2b-api-key", help="API key of the checks (default: $E2B_API_KEY).")
+    group.addoption(
+        "--e2b-sandbox-url",
+        help="One URL for all sandbox traffic, routed by E2b-Sandbox-Id/-Port headers "
+        "(default: $E2B_SANDBOX_URL; without it, https://<port>-<id>.<domain>).",
+    )
+    group.addoption("--e2b-domain", help="Sandbox domain (default: $E2B_DOMAIN).")
+    group.addoption("--e2b-template", default="base", help="A template with ready sandboxes.")
+    group.addoption(
+        "--e2b-code-template",
+        default="code-interpreter-v1",
+        help="A template running the code interpreter.",
+    )
+    group.addoption(
+        "--e2b-no-stock-template",
+        help="A template with no ready sandbox (kruise.no-stock is skipped without it).",
+    )
+    group.addoption(
+        "--e2b-admin-key",
+        help="Key for the server's admin clock /_kruise/clock, if it has one (default: the API key).",
+    )
+    group.addoption(
+        "--e2b-levels",
+        default=None,
+        help="Comma-separated levels to run: core,lifecycle,envd,code,kruise (default: all).",
+    )
+    group.addoption("--e2b-junit", help="Write JUnit XML with one testcase per check here.")
+    group.addoption("--e2b-report", help="Write the Markdown report here.")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the marker and the run's result store."""
+    config.addinivalue_line(
+        "markers", f"{MARKER}(id): the test is the E2B conformance check with this id"
+    )
+    config.stash[_RESULTS] = {}
+    config.stash[_INFO] = {}
+
+
+def _target(config: pytest.Config) -> Target | None:
+    if _TARGET not in config.stash:
+        from pytest_kruise_agents.conformance.target import Target
+
+        opt = config.getoption
+        config.stash[_TARGET] = Target.from_env(
+            api_url=opt("--e2b-api-url"),
+            api_key=opt("--e2b-api-key"),
+            sandbox_url=opt("--e2b-sandbox-url"),
+            domain=opt("--e2b-domain"),
+            template=opt("--e2b-template"),
+            code_template=opt("--e2b-code-template"),
+            no_stock_template=opt("--e2b-no-stock-template"),
+            admin_key=opt("--e2b-admin-key"),
+        )
+    return config.stash[_TARGET]
+
+
+# --------------------------------------------------------------------------- collection
+
+
+def _check_of(item: pytest.Item) -> Check | None:
+    marker = item.get_closest_marker(MARKER)
+    if marker is None:
+        return None
+    return by_id(str(marker.args[0]))
+
+
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    """Keep the checks of the chosen levels, in dependency order, after any other tests."""
+    ours: list[tuple[Check, pytest.Item]] = []
+    others: list[pytest.Item] = []
+    for item in items:
+        found = _check_of(item)
+        if found is None:
+            others.append(item)
+        else:
+            ours.append((found, item))
+    if not ours:
+        return
+    try:
+        levels = parse_levels(config.getoption("--e2b-levels"))
+    except ValueError as exc:
+        raise pytest.UsageError(f"--e2b-levels: {exc}") from None
+    seen: dict[str, str] = {}
+    for found, item in ours:
+        if found.id in seen:
+            raise pytest.UsageError(
+                f"check {found.id} is implemented twice: {seen[found.id]} and {item.nodeid}"
+            )
+        seen[found.id] = item.nodeid
+    keep = [(c, i) for c, i in ours if c.level in levels]
+    dropped = [i for c, i in ours if c.level not in levels]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+    keep.sort(key=lambda pair: _ORDER[pair[0].id])
+    items[:] = others + [item for _, item in keep]
+    config.stash[_INFO]["Levels"] = ",".join(levels)
+
+
+# --------------------------------------------------------------------------- running
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Fail a check whose dependency failed and skip one whose dependency was skipped."""
+    found = _check_of(item)
+    if found is None:
+        return
+    results = item.config.stash[_RESULTS]
+    for dep in found.depends:
+        outcome = results.get(dep)
+        if outcome is None:
+            continue  # not selected: the check runs on its own
+        if outcome.status == "fail":
+            raise DependencyFailed(f"blocked: depends on {dep}, which failed")
+        if outcome.status == "skip":
+            reason = outcome.message
+            if not reason.startswith("depends on "):
+                reason = f"depends on {dep}, which was skipped: {reason}"
+            pytest.skip(reason)
+
+
+def _message(excinfo: pytest.ExceptionInfo[BaseException]) -> str:
+    exc = excinfo.value
+    if isinstance(exc, pytest.skip.Exception):
+        return str(exc.msg)
+    text = " ".join(str(exc).split())
+    if len(text) > 500:
+        text = text[:500] + "..."
+    if isinstance(exc, AssertionError):
+        return text  # CheckFailed and DependencyFailed say it all
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Record each check's outcome and message as its phases end."""
+    report: pytest.TestReport = yield
+    found = _check_of(item)
+    if found is None:
+        return report
+    results = item.config.stash[_RESULTS]
+    outcome = results.setdefault(found.id, Outcome(found, "pass"))
+    outcome.duration += report.duration
+    if report.skipped and outcome.status != "fail":
+        outcome.status = "skip"
+        outcome.message = _message(call.excinfo) if call.excinfo else "skipped"
+    elif report.failed and outcome.status != "fail":
+        outcome.status = "fail"
+        outcome.message = _message(call.excinfo) if call.excinfo else "failed"
+        if report.when == "teardown":
+            outcome.message = f"cleanup: {outcome.message}"
+    return report
+
+
+def _outcomes(config: pytest.Config) -> list[Outcome]:
+    results = config.stash[_RESULTS]
+    return sorted(results.values(), key=lambda o: _ORDER[o.check.id])
+
+
+def _info(config: pytest.Config) -> dict[str, str]:
+    info: dict[str, str] = {}
+    target = _target(config)
+    if target is not None:
+        info["API URL"] = target.api_url
+        info["Sandbox URL"] = target.sandbox_url or "(per-sandbox hosts)"
+        info["Template"] = target.template
+        info["Code template"] = target.code_template
+        info["No-stock template"] = target.no_stock_template or "(none)"
+    for key, value in config.stash[_INFO].items():
+        info[key] = value
+    info["Date"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return info
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """Print the pass/fail/skip table."""
+    outcomes = _outcomes(config)
+    if not outcomes:
+        return
+    tw = getattr(terminalreporter, "_tw", None)
+    width = max(int(tw.fullwidth) if tw is not None else 120, 100)
+    color = bool(getattr(terminalreporter, "hasmarkup", False))
+    terminalreporter.write("\n" + render_table(outcomes, width=width, color=color))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Write the JUnit XML and the Markdown report, if asked for."""
+    config = session.config
+    outcomes = _outcomes(config)
+    if not outcomes:
+        return
+    info = _info(config)
+    junit = config.getoption("--e2b-junit")
+    if junit:
+        Path(junit).write_text(to_junit(outcomes, info), encoding="utf-8")
+    report = config.getoption("--e2b-report")
+    if report:
+        Path(report).write_text(to_markdown(outcomes, info), encoding="utf-8")
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="session")
+def conformance_target(pytestconfig: pytest.Config) -> Target:
+    """The server under test (skips every check when none is configured)."""
+    target = _target(pytestconfig)
+    if target is None:
+        pytest.skip("no server to check: pass --e2b-api-url or set E2B_API_URL")
+    from pytest_kruise_agents.conformance.sdk import sdk_versions
+
+    info = pytestconfig.stash[_INFO]
+    info["SDK"] = ", ".join(f"{k} {v}" for k, v in sdk_versions().items())
+    return target
+
+
+@pytest.fixture(scope="session")
+def conformance_api(conformance_target: Target) -> Iterator[Api]:
+    """Raw HTTP to the server; at the end, kills whatever the run left behind."""
+    from pytest_kruise_agents.conformance.target import RUN_KEY, Api
+
+    api = Api(conformance_target)
+    try:
+        yield api
+    finally:
+        with contextlib.suppress(Exception):
+            resp = api.list({"metadata": f"{RUN_KEY}={conformance_target.run_id}"})
+            if resp.status_code == 200:
+                for item in resp.json():
+                    if item.get("metadata", {}).get(RUN_KEY) == conformance_target.run_id:
+                        api.kill(item["sandboxID"])
+        api.close()
+
+
+@pytest.fixture(scope="session")
+def conformance_clock(conformance_target: Target, pytestconfig: pytest.Config) -> ServerClock:
+    """How server time passes (the admin clock if the server offers one)."""
+    from pytest_kruise_agents.conformance.clock import ServerClock
+
+    target = conformance_target
+    clock = ServerClock.detect(target.api_url, [target.admin_key, target.api_key])
+    pytestconfig.stash[_INFO]["Clock"] = clock.describe()
+    return clock
+
+
+@pytest.fixture
+def conformance_sandboxes(conformance_target: Target, conformance_api: Api) -> Iterator[Sandboxes]:
+    """Sandboxes for one check, killed when it ends."""
+    from pytest_kruise_agents.conformance.sandboxes import Sandboxes
+
+    made = Sandboxes(conformance_target, conformance_api)
+    try:
+        yield made
+    finally:
+        made.cleanup()

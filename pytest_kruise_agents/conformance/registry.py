@@ -1,0 +1,485 @@
+"""The catalogue of conformance checks: id, behaviour, reference section, level, dependencies.
+
+Every check of the suite is one :class:`Check` here and one test function
+(marked with :func:`pytest_kruise_agents.conformance.plugin.check`) in the
+level's module. The catalogue is listed in dependency order: a check only
+depends on checks listed before it, so running the checks in this order
+runs every dependency first. A check whose dependency failed is not run and
+is reported as failed ("blocked"); one whose dependency was skipped is
+skipped.
+
+``section`` names the section of the research report the behaviour comes
+from: ``E2B §n`` is the E2B protocol report (what the official SDKs send and
+expect), ``Kruise §n`` the OpenKruise Agents report (what the sandbox-manager
+does); ``docs/conformance.md`` links both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Final, Literal
+
+__all__ = [
+    "CHECKS",
+    "LEVELS",
+    "Check",
+    "Level",
+    "by_id",
+    "dependents",
+    "parse_levels",
+    "select",
+]
+
+Level = Literal["core", "lifecycle", "envd", "code", "kruise"]
+
+LEVELS: Final[tuple[Level, ...]] = ("core", "lifecycle", "envd", "code", "kruise")
+"""Every level, in the order reports list them."""
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One behaviour a server must show.
+
+    :param id: ``<level>.<name>``, stable: reports and CI configurations name checks by it.
+    :param statement: the behaviour, in one line.
+    :param section: where the behaviour is documented (see the module docstring).
+    :param level: the level it belongs to.
+    :param depends: ids of checks that must pass for this one to be meaningful.
+    """
+
+    id: str
+    statement: str
+    section: str
+    level: Level
+    depends: tuple[str, ...] = ()
+
+
+def _c(id: str, statement: str, section: str, *depends: str) -> Check:
+    level = id.split(".", 1)[0]
+    if level not in LEVELS:
+        raise ValueError(f"check {id!r}: unknown level {level!r}")
+    return Check(id, statement, section, level, tuple(depends))
+
+
+CHECKS: Final[tuple[Check, ...]] = (
+    # -- core: the control plane every SDK call goes through --------------------------------
+    _c(
+        "core.errors",
+        "Error answers (unknown sandbox on get, kill and timeout; invalid create body) are JSON "
+        "objects with an integer code equal to the HTTP status and a string message.",
+        "E2B §2.1, §8.6",
+    ),
+    _c(
+        "core.auth",
+        "A request without X-API-Key, or with an unknown key, answers 401 with a JSON error; "
+        "the SDK raises AuthenticationException.",
+        "E2B §2.1, §8.1; Kruise §6.1",
+        "core.errors",
+    ),
+    _c(
+        "core.create",
+        "POST /v2/sandboxes and POST /sandboxes answer 201 with templateID, sandboxID, clientID "
+        "and an envdVersion >= 0.1.0; the SDK's Sandbox.create succeeds.",
+        "E2B §2.2, §2.4, §8.2",
+    ),
+    _c(
+        "core.create.unknown-template",
+        "Creating from a template that does not exist answers 400 or 404 with a JSON error; "
+        "the SDK raises SandboxException.",
+        "E2B §2.1; Kruise §6.4",
+        "core.errors",
+    ),
+    _c(
+        "core.get",
+        "GET /sandboxes/{id} answers 200 with the SandboxDetail fields, state running and the "
+        "create metadata (values with spaces, & and = intact); the SDK's get_info agrees.",
+        "E2B §2.2, §2.4, §8.4",
+        "core.create",
+    ),
+    _c(
+        "core.create.default-timeout",
+        "A create without a timeout lives 300 s: endAt - startedAt = 300 s.",
+        "E2B §2.3, §8.2; Kruise §6.3",
+        "core.get",
+    ),
+    _c(
+        "core.list",
+        "GET /v2/sandboxes answers 200 with a JSON array of ListedSandbox items (every required "
+        "field) that includes a new sandbox; the SDK's Sandbox.list agrees.",
+        "E2B §2.2, §2.4, §8.3",
+        "core.create",
+    ),
+    _c(
+        "core.list.metadata",
+        "The metadata filter, encoded as the SDK encodes it, lists exactly the sandboxes whose "
+        "metadata match every pair.",
+        "E2B §2.3, §8.3; Kruise §6.7",
+        "core.list",
+    ),
+    _c(
+        "core.list.state",
+        "state=running lists a running sandbox and state=paused does not.",
+        "E2B §2.3, §8.3",
+        "core.list",
+    ),
+    _c(
+        "core.list.order",
+        "order=asc lists sandboxes by startedAt ascending and order=desc in the reverse order.",
+        "E2B §2.3, §8.3; Kruise §6.7",
+        "core.list",
+    ),
+    _c(
+        "core.list.pagination",
+        "With limit=N every page but the last is full and carries X-Next-Token, the last has "
+        "none, and following nextToken visits each sandbox once; the SDK paginator agrees.",
+        "E2B §2.3, §8.3; Kruise §6.7",
+        "core.list",
+    ),
+    _c(
+        "core.kill",
+        "DELETE /sandboxes/{id} answers 204; afterwards GET and a second DELETE answer 404; "
+        "the SDK's kill of a running sandbox returns True.",
+        "E2B §2.2, §2.5, §8.5",
+        "core.get",
+    ),
+    _c(
+        "core.timeout",
+        "POST /sandboxes/{id}/timeout answers 204 and sets endAt to now + timeout (shorter or "
+        "longer); an unknown sandbox answers 404.",
+        "E2B §2.2, §2.5, §8.5; Kruise §6.5",
+        "core.get",
+        "core.errors",
+    ),
+    _c(
+        "core.timeout.enforced",
+        "Once its timeout passes a sandbox is gone: GET answers 404 and the list omits it.",
+        "E2B §2.5, §8.5; Kruise §6.5",
+        "core.timeout",
+    ),
+    # -- lifecycle: pause, connect, auto-pause, the sandbox proxy ---------------------------
+    _c(
+        "lifecycle.connect.running",
+        "Connecting to a running sandbox answers 200 with the Sandbox fields.",
+        "E2B §2.2, §2.5, §8.5; Kruise §6.5",
+        "core.create",
+    ),
+    _c(
+        "lifecycle.connect.never-shortens",
+        "Connect with a timeout shorter than what remains leaves endAt unchanged; a longer one "
+        "extends it.",
+        "E2B §2.3, §2.5; Kruise §6.5",
+        "lifecycle.connect.running",
+        "core.get",
+    ),
+    _c(
+        "lifecycle.pause",
+        "POST /sandboxes/{id}/pause answers 204; the sandbox then shows state paused in GET and "
+        "in the list with state=paused, and not with state=running.",
+        "E2B §2.2, §2.5, §8.5; Kruise §6.5",
+        "core.get",
+        "core.list.state",
+    ),
+    _c(
+        "lifecycle.pause.conflict",
+        "Pausing an already paused sandbox answers 409 with a JSON error.",
+        "E2B §2.2, §2.5, §8.5; Kruise §6.5",
+        "lifecycle.pause",
+        "core.errors",
+    ),
+    _c(
+        "lifecycle.connect.resume",
+        "Connecting to a paused sandbox answers 201; the sandbox is running again and serves "
+        "traffic.",
+        "E2B §2.2, §2.5, §8.5; Kruise §6.5",
+        "lifecycle.pause",
+    ),
+    _c(
+        "lifecycle.auto-pause",
+        "A sandbox created with autoPause (lifecycle on_timeout=pause) is paused, not killed, "
+        "when its timeout passes; connect resumes it.",
+        "E2B §2.3, §3.2; Kruise §6.5",
+        "lifecycle.connect.resume",
+    ),
+    _c(
+        "lifecycle.proxy.not-found",
+        "Sandbox traffic for a paused or killed sandbox answers 502 with a JSON body whose "
+        "message contains 'was not found'.",
+        "E2B §4.6, §8.7; Kruise §6.8",
+        "lifecycle.pause",
+        "core.kill",
+    ),
+    _c(
+        "lifecycle.is-running",
+        "The SDK's is_running() is True for a running sandbox and False once it is paused or "
+        "killed.",
+        "E2B §3.9, §4.6",
+        "lifecycle.pause",
+        "core.kill",
+    ),
+    _c(
+        "lifecycle.kill-paused",
+        "Killing a paused sandbox answers 204 and it is gone (404).",
+        "E2B §2.5",
+        "lifecycle.pause",
+        "core.kill",
+    ),
+    _c(
+        "lifecycle.concurrent",
+        "Concurrent pause and connect calls on one sandbox end in a consistent state: the state "
+        "GET shows matches whether its traffic is served.",
+        "Kruise §5.6, §6.5",
+        "lifecycle.connect.resume",
+    ),
+    # -- envd: commands and files through the sandbox proxy ---------------------------------
+    _c(
+        "envd.health",
+        "GET /health of envd (port 49983) through the sandbox URL answers 2xx.",
+        "E2B §4.3, §8.7, §8.8",
+        "core.create",
+    ),
+    _c(
+        "envd.routing.host",
+        "Sandbox traffic is also routed by Host: 49983-<sandboxID>.<domain>.",
+        "E2B §1.6, §8.7; Kruise §6.8",
+        "envd.health",
+    ),
+    _c(
+        "envd.auth.token",
+        "envd requests without X-Access-Token, or with a wrong one, answer 401; with the "
+        "sandbox's envdAccessToken they succeed.",
+        "E2B §4.5, §8.8",
+        "envd.health",
+    ),
+    _c(
+        "envd.commands.output",
+        "commands.run returns the command's stdout and stderr.",
+        "E2B §4.2, §4.7",
+        "envd.health",
+    ),
+    _c(
+        "envd.commands.exit-code",
+        "A command exiting non-zero raises CommandExitException with its exit code and output.",
+        "E2B §4.2",
+        "envd.commands.output",
+    ),
+    _c(
+        "envd.commands.env",
+        "Commands see the sandbox's create envVars and the call's envs.",
+        "E2B §4.2; Kruise §6.3",
+        "envd.commands.output",
+    ),
+    _c(
+        "envd.commands.background",
+        "A background command is listed by commands.list and its wait() returns its output.",
+        "E2B §4.2",
+        "envd.commands.output",
+    ),
+    _c(
+        "envd.commands.signal",
+        "Killing a background command (SendSignal) ends it: kill returns True and it leaves "
+        "the list.",
+        "E2B §4.2",
+        "envd.commands.background",
+    ),
+    _c(
+        "envd.commands.timeout",
+        "A command outliving its timeout raises TimeoutException promptly.",
+        "E2B §1.5, §4.2",
+        "envd.commands.output",
+    ),
+    _c(
+        "envd.files.write-read",
+        "files.write then files.read returns the same text and bytes.",
+        "E2B §4.3, §4.7",
+        "envd.health",
+    ),
+    _c(
+        "envd.files.stat",
+        "files.exists and files.get_info describe a file (name, type, size) and a missing path "
+        "is reported missing.",
+        "E2B §4.2",
+        "envd.files.write-read",
+    ),
+    _c(
+        "envd.files.list",
+        "files.list returns the entries of a directory with their types.",
+        "E2B §4.2",
+        "envd.files.write-read",
+    ),
+    _c(
+        "envd.files.make-dir",
+        "files.make_dir creates a directory (True) and returns False when it exists.",
+        "E2B §4.2",
+        "envd.files.stat",
+    ),
+    _c(
+        "envd.files.rename",
+        "files.rename moves a file: the new path exists with the content, the old one not.",
+        "E2B §4.2",
+        "envd.files.stat",
+    ),
+    _c(
+        "envd.files.remove",
+        "files.remove deletes a file; reading it then raises a not-found error.",
+        "E2B §4.2, §4.3",
+        "envd.files.stat",
+    ),
+    _c(
+        "lifecycle.pause.keeps-files",
+        "Files written before a pause are there after connect resumes the sandbox.",
+        "Kruise §6.5",
+        "lifecycle.connect.resume",
+        "envd.files.write-read",
+    ),
+    # -- code: the code interpreter (port 49999) --------------------------------------------
+    _c(
+        "code.run",
+        "run_code('1+1') gives the text '2', and printed output arrives in the stdout logs.",
+        "E2B §5",
+        "core.create",
+    ),
+    _c(
+        "code.state",
+        "A variable defined by one run_code call is visible to the next.",
+        "E2B §5",
+        "code.run",
+    ),
+    _c(
+        "code.error",
+        "An exception gives execution.error with its name, value and traceback.",
+        "E2B §5",
+        "code.run",
+    ),
+    _c(
+        "code.contexts",
+        "create_code_context gives an isolated context that is listed and keeps its own state; "
+        "restart clears it and remove drops it.",
+        "E2B §5",
+        "code.state",
+    ),
+    # -- kruise: the OpenKruise Agents extensions -------------------------------------------
+    _c(
+        "kruise.api-prefix",
+        "Every E2B route is also served under /kruise/api (create, get, list, kill).",
+        "Kruise §6.1, §6.8",
+        "core.get",
+        "core.kill",
+    ),
+    _c(
+        "kruise.sandbox-resource",
+        "Create and get responses carry metadata e2b.agents.kruise.io/sandbox-resource = "
+        "<namespace>/<name>.",
+        "Kruise §5.5, §6.3",
+        "core.get",
+    ),
+    _c(
+        "kruise.label",
+        "Metadata label:<key>=<value> shows as <key>=<value> in the sandbox's metadata; an "
+        "invalid label key answers 400.",
+        "Kruise §5.5, §6.6",
+        "core.get",
+        "core.errors",
+    ),
+    _c(
+        "kruise.reserved-prefix",
+        "Create metadata keys under agents.kruise.io/, and unknown e2b.agents.kruise.io/ keys, "
+        "answer 400.",
+        "Kruise §5.5, §6.6",
+        "core.create",
+        "core.errors",
+    ),
+    _c(
+        "kruise.claim-timeout",
+        "e2b.agents.kruise.io/claim-timeout-seconds=<int> is accepted (201); a non-integer "
+        "value answers 400.",
+        "Kruise §5.5",
+        "core.create",
+        "core.errors",
+    ),
+    _c(
+        "kruise.skip-init-runtime",
+        "e2b.agents.kruise.io/skip-init-runtime=true creates a sandbox without envdAccessToken.",
+        "Kruise §5.5",
+        "core.create",
+    ),
+    _c(
+        "kruise.reserve-failed",
+        "reserve-failed-sandbox=true and reserve-failed-sandbox-for=<duration> are accepted "
+        "(201); an invalid duration answers 400.",
+        "Kruise §5.5",
+        "core.create",
+        "core.errors",
+    ),
+    _c(
+        "kruise.never-timeout",
+        "A sandbox created with e2b.agents.kruise.io/never-timeout=true outlives a timeout that "
+        "would have ended it.",
+        "Kruise §5.5, §6.5",
+        "core.timeout.enforced",
+    ),
+    _c(
+        "kruise.no-stock",
+        "From a template with no ready sandbox, create-on-no-stock=false fails with a JSON "
+        "error and the default creates one.",
+        "Kruise §5.5, §5.3",
+        "core.create",
+        "core.errors",
+    ),
+)
+"""Every check, in dependency order."""
+
+_BY_ID: Final[dict[str, Check]] = {c.id: c for c in CHECKS}
+
+
+def _validate() -> None:
+    seen: set[str] = set()
+    for c in CHECKS:
+        if c.id in seen:
+            raise ValueError(f"check {c.id!r} is listed twice")
+        for dep in c.depends:
+            if dep not in seen:
+                raise ValueError(f"check {c.id!r} depends on {dep!r}, which is not listed before")
+        seen.add(c.id)
+
+
+_validate()
+
+
+def by_id(check_id: str) -> Check:
+    """The check named ``check_id`` (``KeyError`` naming it if there is none)."""
+    try:
+        return _BY_ID[check_id]
+    except KeyError:
+        raise KeyError(f"unknown conformance check {check_id!r}") from None
+
+
+def dependents(check_id: str) -> set[str]:
+    """Ids of the checks that depend on ``check_id``, directly or through others."""
+    found: set[str] = set()
+    for c in CHECKS:  # dependency order: a dependent's dependencies come first
+        if check_id in c.depends or found.intersection(c.depends):
+            found.add(c.id)
+    return found
+
+
+def parse_levels(text: str | Iterable[str] | None) -> tuple[Level, ...]:
+    """The levels named in ``"core,envd"`` (or a sequence); all levels for ``None``/empty.
+
+    Raises ``ValueError`` naming an unknown level.
+    """
+    if text is None:
+        return LEVELS
+    names = text.split(",") if isinstance(text, str) else list(text)
+    wanted = {n.strip() for n in names if n.strip()}
+    if not wanted:
+        return LEVELS
+    unknown = sorted(wanted.difference(LEVELS))
+    if unknown:
+        raise ValueError(f"levels: unknown level {unknown[0]!r}; choose from {', '.join(LEVELS)}")
+    return tuple(level for level in LEVELS if level in wanted)
+
+
+def select(levels: Sequence[str]) -> list[Check]:
+    """The checks of ``levels``, in dependency order."""
+    return [c for c in CHECKS if c.level in levels]

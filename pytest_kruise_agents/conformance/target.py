@@ -1,0 +1,232 @@
+"""The server under test, and raw HTTP access to it the way a client has it.
+
+:class:`Target` holds what the suite was told (API URL and key, sandbox URL,
+domain, templates). :class:`Api` speaks raw HTTP where the wire itself is
+the subject of a check (status codes, headers, error bodies, page tokens),
+both to the control plane and to sandboxes through the sandbox proxy:
+by the ``E2b-Sandbox-Id`` / ``E2b-Sandbox-Port`` headers when a sandbox URL
+is given, else to ``https://<port>-<sandboxID>.<domain>``.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import httpx
+
+__all__ = [
+    "ENVD_PORT",
+    "JUPYTER_PORT",
+    "RUN_KEY",
+    "Api",
+    "Target",
+]
+
+ENVD_PORT: Final = 49983
+JUPYTER_PORT: Final = 49999
+
+RUN_KEY: Final = "conformance-run"
+"""Metadata key on every sandbox the suite creates; its value is the run's id."""
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """The server under test and the templates to use (see the module docstring).
+
+    :param api_url: base URL of the E2B API.
+    :param api_key: the ``X-API-Key`` of the checks.
+    :param sandbox_url: one URL for all sandbox traffic (header routing), or
+        ``None`` for ``https://<port>-<id>.<domain>``.
+    :param domain: the sandbox domain when the API does not return one.
+    :param template: a template with ready sandboxes.
+    :param code_template: a template running the code interpreter.
+    :param no_stock_template: a template with no ready sandbox (for ``kruise.no-stock``).
+    :param admin_key: the key for the server's admin clock (``/_kruise/clock``), if any.
+    :param request_timeout: seconds per request.
+    """
+
+    api_url: str
+    api_key: str
+    sandbox_url: str | None = None
+    domain: str | None = None
+    template: str = "base"
+    code_template: str = "code-interpreter-v1"
+    no_stock_template: str | None = None
+    admin_key: str | None = None
+    request_timeout: float = 60.0
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+
+    @classmethod
+    def from_env(cls, **given: Any) -> Target | None:
+        """A target from ``given`` options, falling back to ``E2B_API_URL``, ``E2B_API_KEY``,
+        ``E2B_SANDBOX_URL`` and ``E2B_DOMAIN``; ``None`` if there is no API URL."""
+        values = {k: v for k, v in given.items() if v is not None and v != ""}
+        env = {
+            "api_url": "E2B_API_URL",
+            "api_key": "E2B_API_KEY",
+            "sandbox_url": "E2B_SANDBOX_URL",
+            "domain": "E2B_DOMAIN",
+        }
+        for name, var in env.items():
+            if name not in values and os.environ.get(var):
+                values[name] = os.environ[var]
+        if "api_url" not in values and "domain" in values:
+            values["api_url"] = f"https://api.{values['domain']}"
+        if "api_url" not in values:
+            return None
+        values["api_url"] = str(values["api_url"]).rstrip("/")
+        if values.get("sandbox_url"):
+            values["sandbox_url"] = str(values["sandbox_url"]).rstrip("/")
+        values.setdefault("api_key", "")
+        return cls(**values)
+
+    def sdk_opts(self) -> dict[str, Any]:
+        """The connection options every SDK call gets (``api_key``, ``api_url``, ...)."""
+        opts: dict[str, Any] = {
+            "api_key": self.api_key,
+            "api_url": self.api_url,
+            "request_timeout": self.request_timeout,
+        }
+        if self.sandbox_url:
+            opts["sandbox_url"] = self.sandbox_url
+        if self.domain:
+            opts["domain"] = self.domain
+        return opts
+
+    def environ(self) -> dict[str, str]:
+        """The environment variables a user exports for the same server."""
+        env = {"E2B_API_URL": self.api_url, "E2B_API_KEY": self.api_key}
+        if self.sandbox_url:
+            env["E2B_SANDBOX_URL"] = self.sandbox_url
+        if self.domain:
+            env["E2B_DOMAIN"] = self.domain
+        return env
+
+
+class Api:
+    """Raw HTTP to the server: the control plane with the target's key, and sandbox traffic."""
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self.client = httpx.Client(timeout=target.request_timeout, follow_redirects=False)
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self.client.close()
+
+    # -- control plane -------------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        """``method path`` on the API with ``X-API-Key`` (the target's unless ``key`` is given;
+        ``key=""`` sends no key)."""
+        sent = dict(headers or {})
+        api_key = self.target.api_key if key is None else key
+        if api_key:
+            sent["X-API-Key"] = api_key
+        return self.client.request(method, self.target.api_url + path, headers=sent, **kwargs)
+
+    def create(
+        self,
+        template: str | None = None,
+        *,
+        route: str = "/v2/sandboxes",
+        timeout: int | None = None,
+        metadata: Mapping[str, str] | None = None,
+        env_vars: Mapping[str, str] | None = None,
+        auto_pause: bool | None = None,
+        prefix: str = "",
+    ) -> httpx.Response:
+        """Create as the SDK does (``metadata`` and ``envVars`` always sent; the run's metadata
+        added). ``route`` ``/sandboxes`` is the v1 form of SDK <= 2.50."""
+        body: dict[str, Any] = {
+            "templateID": template or self.target.template,
+            "metadata": {RUN_KEY: self.target.run_id, **(metadata or {})},
+            "envVars": dict(env_vars or {}),
+        }
+        if timeout is not None:
+            body["timeout"] = timeout
+        if auto_pause is not None:
+            body["autoPause"] = auto_pause
+        if route == "/sandboxes":
+            # What SDK 2.20-2.50 send: always a timeout, always secure.
+            body.setdefault("timeout", 300)
+            body["secure"] = True
+        return self.request("POST", prefix + route, json=body)
+
+    def get(self, sandbox_id: str) -> httpx.Response:
+        """``GET /sandboxes/{id}``."""
+        return self.request("GET", f"/sandboxes/{sandbox_id}")
+
+    def kill(self, sandbox_id: str) -> httpx.Response:
+        """``DELETE /sandboxes/{id}``."""
+        return self.request("DELETE", f"/sandboxes/{sandbox_id}")
+
+    def set_timeout(self, sandbox_id: str, seconds: int) -> httpx.Response:
+        """``POST /sandboxes/{id}/timeout``."""
+        return self.request("POST", f"/sandboxes/{sandbox_id}/timeout", json={"timeout": seconds})
+
+    def pause(self, sandbox_id: str) -> httpx.Response:
+        """``POST /sandboxes/{id}/pause`` with the SDK's empty body."""
+        return self.request("POST", f"/sandboxes/{sandbox_id}/pause", json={})
+
+    def connect(self, sandbox_id: str, timeout: int | None = None) -> httpx.Response:
+        """``POST /v2/sandboxes/{id}/connect`` (``{}`` without a timeout, as the SDK sends)."""
+        body = {} if timeout is None else {"timeout": timeout}
+        return self.request("POST", f"/v2/sandboxes/{sandbox_id}/connect", json=body)
+
+    def list(self, params: Any = None) -> httpx.Response:
+        """``GET /v2/sandboxes`` with ``params`` (a mapping or a list of pairs)."""
+        return self.request("GET", "/v2/sandboxes", params=params)
+
+    # -- sandbox traffic -----------------------------------------------------------------
+
+    def sandbox(
+        self,
+        sandbox_id: str,
+        port: int,
+        method: str,
+        path: str,
+        *,
+        token: str | None = None,
+        domain: str | None = None,
+        by_host: bool = False,
+        headers: Mapping[str, str] | None = None,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        """A request to ``port`` of a sandbox through the sandbox proxy.
+
+        With a sandbox URL the sandbox is named by headers, or by the ``Host``
+        header ``<port>-<id>.<domain>`` when ``by_host``; without one the
+        request goes to ``https://<port>-<id>.<domain>``. ``token`` is sent
+        as ``X-Access-Token``.
+        """
+        sent = dict(headers or {})
+        if token:
+            sent["X-Access-Token"] = token
+        dom = domain or self.target.domain
+        if self.target.sandbox_url and not by_host:
+            sent["E2b-Sandbox-Id"] = sandbox_id
+            sent["E2b-Sandbox-Port"] = str(port)
+            url = self.target.sandbox_url + path
+        elif self.target.sandbox_url:
+            if not dom:
+                raise ValueError("no sandbox domain to route by host")
+            sent["Host"] = f"{port}-{sandbox_id}.{dom}"
+            url = self.target.sandbox_url + path
+        else:
+            if not dom:
+                raise ValueError("no sandbox domain: pass the domain or a sandbox URL")
+            url = f"https://{port}-{sandbox_id}.{dom}{path}"
+        return self.client.request(method, url, headers=sent, **kwargs)

@@ -1,0 +1,425 @@
+"""Level ``core``: auth, create, get, list, kill, timeout and error bodies of the control plane."""
+
+from __future__ import annotations
+
+import itertools
+import time
+import uuid
+
+from e2b import AuthenticationException, Sandbox, SandboxQuery
+from e2b.exceptions import SandboxException
+
+from pytest_kruise_agents.conformance.clock import ServerClock
+from pytest_kruise_agents.conformance.expect import (
+    excerpt,
+    expect,
+    expect_error_body,
+    expect_status,
+    fail,
+    json_body,
+    step,
+)
+from pytest_kruise_agents.conformance.plugin import check
+from pytest_kruise_agents.conformance.sandboxes import Sandboxes
+from pytest_kruise_agents.conformance.sdk import create_route
+from pytest_kruise_agents.conformance.target import Api, Target
+from pytest_kruise_agents.conformance.wire import (
+    LISTED_FIELDS,
+    SANDBOX_FIELDS,
+    detail,
+    end_at,
+    expect_fields,
+    list_all,
+    parse_time,
+    release,
+)
+
+__all__: list[str] = []  # pytest collects the checks; nothing is imported from here
+
+
+def _missing_id() -> str:
+    return f"conformance-missing-{uuid.uuid4().hex[:10]}"
+
+
+def _ids(items: list[dict[str, object]]) -> list[str]:
+    return [str(i.get("sandboxID")) for i in items]
+
+
+def _sdk_ids(
+    target: Target, query: SandboxQuery | None = None, limit: int | None = None
+) -> list[str]:
+    paginator = Sandbox.list(query=query, limit=limit, **target.sdk_opts())
+    found: list[str] = []
+    for _ in range(200):
+        if not paginator.has_next:
+            break
+        found.extend(s.sandbox_id for s in paginator.next_items())
+    return found
+
+
+@check("core.errors")
+def test_error_bodies(conformance_api: Api) -> None:
+    missing = _missing_id()
+    for method, path, body in (
+        ("GET", f"/sandboxes/{missing}", None),
+        ("DELETE", f"/sandboxes/{missing}", None),
+        ("POST", f"/sandboxes/{missing}/timeout", {"timeout": 60}),
+    ):
+        what = f"{method} {path} (unknown sandbox)"
+        resp = conformance_api.request(method, path, json=body)
+        expect_status(resp, 404, what)
+        expect_error_body(resp, what)
+    what = "POST /v2/sandboxes without templateID"
+    resp = conformance_api.request("POST", "/v2/sandboxes", json={"metadata": {}, "envVars": {}})
+    expect(resp.status_code >= 400, what, "an error status", excerpt(resp))
+    expect_error_body(resp, what)
+
+
+@check("core.auth")
+def test_auth(
+    conformance_api: Api, conformance_target: Target, conformance_sandboxes: Sandboxes
+) -> None:
+    bad_key = f"conformance-invalid-key-{uuid.uuid4().hex}"
+    for key, label in (("", "without X-API-Key"), (bad_key, "with an unknown X-API-Key")):
+        what = f"GET /v2/sandboxes {label}"
+        resp = conformance_api.request("GET", "/v2/sandboxes", key=key)
+        expect_status(resp, 401, what)
+        expect_error_body(resp, what)
+        what = f"POST /v2/sandboxes {label}"
+        resp = conformance_api.request(
+            "POST",
+            "/v2/sandboxes",
+            key=key,
+            json={
+                "templateID": conformance_target.template,
+                "metadata": conformance_sandboxes.metadata(),
+            },
+        )
+        if resp.status_code == 201:
+            conformance_sandboxes.track(str(resp.json().get("sandboxID")))
+        expect_status(resp, 401, what)
+        expect_error_body(resp, what)
+    opts = {**conformance_target.sdk_opts(), "api_key": bad_key}
+    try:
+        sbx = Sandbox.create(
+            template=conformance_target.template, metadata=conformance_sandboxes.metadata(), **opts
+        )
+    except AuthenticationException:
+        return
+    except Exception as exc:
+        fail(
+            "Sandbox.create with an unknown API key",
+            "AuthenticationException",
+            f"{type(exc).__name__}: {exc}",
+        )
+    conformance_sandboxes.track(sbx.sandbox_id)
+    fail("Sandbox.create with an unknown API key", "AuthenticationException", "a new sandbox")
+
+
+@check("core.create")
+def test_create(conformance_api: Api, conformance_sandboxes: Sandboxes) -> None:
+    for route in ("/v2/sandboxes", "/sandboxes"):
+        what = f"POST {route}"
+        body = conformance_sandboxes.create_raw(route=route, what=what)
+        expect_fields(body, SANDBOX_FIELDS, what)
+        version = release(body["envdVersion"])
+        expect(
+            version >= (0, 1, 0),
+            what,
+            "an envdVersion >= 0.1.0 (the SDK refuses older ones)",
+            f"envdVersion={body['envdVersion']!r}",
+        )
+        domain = body.get("domain")
+        expect(
+            domain is None or isinstance(domain, str),
+            what,
+            "a domain that is null or a string",
+            f"domain={domain!r}",
+        )
+    sbx = conformance_sandboxes.create(what=f"Sandbox.create (SDK route POST {create_route()})")
+    expect(bool(sbx.sandbox_id), "Sandbox.create", "a sandbox id", repr(sbx.sandbox_id))
+
+
+@check("core.create.unknown-template")
+def test_create_unknown_template(
+    conformance_api: Api, conformance_target: Target, conformance_sandboxes: Sandboxes
+) -> None:
+    name = f"conformance-no-such-template-{uuid.uuid4().hex[:8]}"
+    what = f"POST /v2/sandboxes from template {name!r}"
+    resp = conformance_api.create(name)
+    if resp.status_code == 201:
+        conformance_sandboxes.track(str(resp.json().get("sandboxID")))
+    expect_status(resp, (400, 404), what)
+    expect_error_body(resp, what)
+    try:
+        sbx = Sandbox.create(
+            template=name,
+            metadata=conformance_sandboxes.metadata(),
+            **conformance_target.sdk_opts(),
+        )
+    except SandboxException:
+        return
+    except Exception as exc:
+        fail(
+            f"Sandbox.create(template={name!r})",
+            "SandboxException",
+            f"{type(exc).__name__}: {exc}",
+        )
+    conformance_sandboxes.track(sbx.sandbox_id)
+    fail(f"Sandbox.create(template={name!r})", "SandboxException", "a new sandbox")
+
+
+@check("core.get")
+def test_get(conformance_api: Api, conformance_sandboxes: Sandboxes) -> None:
+    meta = {"conformance-note": "a b&c=d/e%f", "conformance-plain": "plain"}
+    sbx = conformance_sandboxes.create(metadata=meta, timeout=600)
+    sid = sbx.sandbox_id
+    what = f"GET /sandboxes/{sid}"
+    body = detail(conformance_api, sid, what)
+    expect(body["sandboxID"] == sid, what, f"sandboxID={sid!r}", f"sandboxID={body['sandboxID']!r}")
+    expect(body["state"] == "running", what, "state 'running'", f"state={body['state']!r}")
+    parse_time(body["startedAt"], f"{what}: startedAt")
+    parse_time(body["endAt"], f"{what}: endAt")
+    got = body.get("metadata") or {}
+    for key, value in meta.items():
+        expect(
+            isinstance(got, dict) and got.get(key) == value,
+            what,
+            f"metadata {key}={value!r}",
+            f"metadata={got!r}",
+        )
+    with step(f"get_info() of {sid}"):
+        info = sbx.get_info()
+    expect(info.sandbox_id == sid, "get_info()", f"sandbox_id={sid!r}", info.sandbox_id)
+    for key, value in meta.items():
+        expect(
+            info.metadata.get(key) == value,
+            "get_info()",
+            f"metadata {key}={value!r}",
+            f"metadata={info.metadata!r}",
+        )
+
+
+@check("core.create.default-timeout")
+def test_create_default_timeout(conformance_api: Api, conformance_sandboxes: Sandboxes) -> None:
+    body = conformance_sandboxes.create_raw(what="POST /v2/sandboxes without a timeout")
+    sid = body["sandboxID"]
+    info = detail(conformance_api, sid)
+    started = parse_time(info["startedAt"], "startedAt")
+    ended = parse_time(info["endAt"], "endAt")
+    lifetime = (ended - started).total_seconds()
+    expect(
+        abs(lifetime - 300) <= 2,
+        f"GET /sandboxes/{sid} after a create without timeout",
+        "endAt - startedAt = 300 s",
+        f"{lifetime:g} s (startedAt={info['startedAt']}, endAt={info['endAt']})",
+    )
+
+
+@check("core.list")
+def test_list(
+    conformance_api: Api, conformance_target: Target, conformance_sandboxes: Sandboxes
+) -> None:
+    sbx = conformance_sandboxes.create()
+    what = "GET /v2/sandboxes"
+    resp = conformance_api.list()
+    expect_status(resp, 200, what)
+    page = json_body(resp, what)
+    expect(isinstance(page, list), what, "a JSON array", repr(page)[:300])
+    for item in page:
+        expect_fields(item, LISTED_FIELDS, f"{what}: item")
+        expect(
+            item["state"] in ("running", "paused"),
+            f"{what}: item {item['sandboxID']}",
+            "state running or paused",
+            f"state={item['state']!r}",
+        )
+    everything = _ids(list_all(conformance_api))
+    expect(sbx.sandbox_id in everything, what, f"the new sandbox {sbx.sandbox_id}", everything)
+    with step("Sandbox.list()"):
+        listed = _sdk_ids(conformance_target)
+    expect(sbx.sandbox_id in listed, "Sandbox.list()", f"the new sandbox {sbx.sandbox_id}", listed)
+
+
+@check("core.list.metadata")
+def test_list_metadata_filter(conformance_target: Target, conformance_sandboxes: Sandboxes) -> None:
+    tag = uuid.uuid4().hex[:12]
+    odd = "a b&c=d/e%f"
+    first = conformance_sandboxes.create(metadata={"conformance-tag": tag, "conformance-kind": odd})
+    second = conformance_sandboxes.create(
+        metadata={"conformance-tag": tag, "conformance-kind": "other"}
+    )
+    conformance_sandboxes.create(metadata={"conformance-kind": odd})
+    for query, wanted in (
+        ({"conformance-tag": tag}, {first.sandbox_id, second.sandbox_id}),
+        ({"conformance-tag": tag, "conformance-kind": odd}, {first.sandbox_id}),
+    ):
+        what = f"Sandbox.list(query=SandboxQuery(metadata={query!r}))"
+        with step(what):
+            found = _sdk_ids(conformance_target, SandboxQuery(metadata=query))
+        expect(
+            set(found) == wanted and len(found) == len(wanted),
+            what,
+            f"exactly {sorted(wanted)}",
+            f"{len(found)} sandboxes: {sorted(found)[:8]}",
+        )
+
+
+@check("core.list.state")
+def test_list_state_filter(conformance_api: Api, conformance_sandboxes: Sandboxes) -> None:
+    sbx = conformance_sandboxes.create()
+    sid = sbx.sandbox_id
+    for state, included in (("running", True), ("paused", False)):
+        what = f"GET /v2/sandboxes?state={state}"
+        items = list_all(conformance_api, {"state": state}, what=what)
+        others = [i.get("state") for i in items if i.get("state") != state]
+        expect(
+            not others, what, f"only {state} sandboxes", f"states {sorted(set(map(str, others)))}"
+        )
+        present = sid in _ids(items)
+        expect(
+            present == included,
+            what,
+            f"the running sandbox {sid} {'listed' if included else 'not listed'}",
+            "it listed" if present else "it missing",
+        )
+
+
+@check("core.list.order")
+def test_list_order(conformance_api: Api, conformance_sandboxes: Sandboxes) -> None:
+    made = [conformance_sandboxes.create().sandbox_id for _ in range(3)]
+    orders: dict[str, list[str]] = {}
+    for order in ("asc", "desc"):
+        what = f"GET /v2/sandboxes?order={order}"
+        items = list_all(conformance_api, {"order": order}, what=what)
+        times = [parse_time(i.get("startedAt"), f"{what}: startedAt") for i in items]
+        pairs = list(itertools.pairwise(times))
+        ordered = all(a <= b for a, b in pairs) if order == "asc" else all(a >= b for a, b in pairs)
+        expect(
+            ordered,
+            what,
+            f"startedAt {'ascending' if order == 'asc' else 'descending'}",
+            [t.isoformat() for t in times][:10],
+        )
+        orders[order] = [sid for sid in _ids(items) if sid in made]
+    expect(
+        orders["desc"] == list(reversed(orders["asc"])) and len(orders["asc"]) == len(made),
+        "GET /v2/sandboxes?order=desc",
+        f"the reverse of order=asc for the new sandboxes {orders['asc']}",
+        orders["desc"],
+    )
+
+
+@check("core.list.pagination")
+def test_list_pagination(
+    conformance_api: Api, conformance_target: Target, conformance_sandboxes: Sandboxes
+) -> None:
+    made = {conformance_sandboxes.create().sandbox_id for _ in range(5)}
+    limit = 2
+    seen: list[str] = []
+    token: str | None = None
+    pages = 0
+    while True:
+        pages += 1
+        params: dict[str, object] = {"limit": limit}
+        if token:
+            params["nextToken"] = token
+        what = f"GET /v2/sandboxes page {pages} (limit={limit})"
+        resp = conformance_api.list(params)
+        expect_status(resp, 200, what)
+        items = json_body(resp, what)
+        expect(isinstance(items, list), what, "a JSON array", repr(items)[:200])
+        expect(len(items) <= limit, what, f"at most {limit} items", f"{len(items)} items")
+        seen.extend(_ids(items))
+        token = resp.headers.get("x-next-token") or None
+        if token is None:
+            break
+        expect(len(items) == limit, what, f"a full page of {limit} before the last", len(items))
+        if pages >= 500:
+            fail("GET /v2/sandboxes", "a last page without X-Next-Token", "500 pages")
+    dupes = sorted({s for s in seen if seen.count(s) > 1})
+    expect(not dupes, "paging with nextToken", "each sandbox once", f"repeated {dupes}")
+    missing = sorted(made.difference(seen))
+    expect(
+        not missing,
+        "paging with nextToken",
+        f"all {len(made)} new sandboxes across the pages (X-Next-Token on every page but the last)",
+        f"{len(seen)} sandboxes on {pages} page(s), missing {missing}",
+    )
+    with step(f"Sandbox.list(limit={limit}) paginator"):
+        listed = _sdk_ids(conformance_target, limit=limit)
+    missing = sorted(made.difference(listed))
+    expect(not missing, f"Sandbox.list(limit={limit})", "every new sandbox", f"missing {missing}")
+
+
+@check("core.kill")
+def test_kill(conformance_api: Api, conformance_sandboxes: Sandboxes) -> None:
+    sid = conformance_sandboxes.create().sandbox_id
+    expect_status(conformance_api.kill(sid), 204, f"DELETE /sandboxes/{sid}")
+    expect_status(conformance_api.get(sid), 404, f"GET /sandboxes/{sid} after DELETE")
+    expect_status(conformance_api.kill(sid), 404, f"a second DELETE /sandboxes/{sid}")
+    other = conformance_sandboxes.create()
+    with step(f"kill() of {other.sandbox_id}"):
+        killed = other.kill()
+    expect(killed is True, "kill() of a running sandbox", "True", repr(killed))
+
+
+@check("core.timeout")
+def test_set_timeout(
+    conformance_api: Api, conformance_clock: ServerClock, conformance_sandboxes: Sandboxes
+) -> None:
+    started = time.monotonic()
+    sbx = conformance_sandboxes.create(timeout=600)
+    sid = sbx.sandbox_id
+    base = end_at(conformance_api, sid)
+
+    def slack() -> float:
+        # endAt counts from each request's "now": allow the server time passed since create.
+        return conformance_clock.server_seconds(time.monotonic() - started) + 2
+
+    for seconds, shift in ((1200, 600), (120, -480)):
+        what = f"POST /sandboxes/{sid}/timeout {{timeout: {seconds}}}"
+        expect_status(conformance_api.set_timeout(sid, seconds), 204, what)
+        moved = (end_at(conformance_api, sid) - base).total_seconds()
+        expect(
+            shift - 2 <= moved <= shift + slack(),
+            what,
+            f"endAt moved by {shift:+d} s (now + {seconds} s)",
+            f"endAt moved by {moved:+g} s",
+        )
+    with step(f"set_timeout(900) of {sid}"):
+        sbx.set_timeout(900)
+    moved = (end_at(conformance_api, sid) - base).total_seconds()
+    expect(
+        300 - 2 <= moved <= 300 + slack(),
+        "set_timeout(900)",
+        "endAt moved by +300 s",
+        f"{moved:+g} s",
+    )
+    missing = _missing_id()
+    what = f"POST /sandboxes/{missing}/timeout (unknown sandbox)"
+    expect_status(conformance_api.set_timeout(missing, 60), 404, what)
+
+
+@check("core.timeout.enforced")
+def test_timeout_enforced(
+    conformance_api: Api, conformance_clock: ServerClock, conformance_sandboxes: Sandboxes
+) -> None:
+    sid = conformance_sandboxes.create(timeout=600).sandbox_id
+    seconds = 2
+    expect_status(conformance_api.set_timeout(sid, seconds), 204, f"POST /sandboxes/{sid}/timeout")
+    last: list[int] = []
+
+    def gone() -> bool:
+        last[:] = [conformance_api.get(sid).status_code]
+        return last[0] == 404
+
+    ended = conformance_clock.wait_for(gone, seconds)
+    expect(
+        ended,
+        f"GET /sandboxes/{sid} after its {seconds} s timeout ({conformance_clock.describe()})",
+        "HTTP 404",
+        f"HTTP {last[0] if last else '?'} {conformance_clock.grace:g} s after the deadline",
+    )
+    listed = _ids(list_all(conformance_api))
+    expect(sid not in listed, "GET /v2/sandboxes after the timeout", f"{sid} not listed", "listed")

@@ -1,0 +1,315 @@
+"""Level ``envd``: commands and files in a sandbox, through the sandbox proxy (port 49983)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from e2b import CommandExitException, FileType, NotFoundException, Sandbox, TimeoutException
+
+from pytest_kruise_agents.conformance.expect import (
+    excerpt,
+    expect,
+    expect_status,
+    fail,
+    json_body,
+    step,
+)
+from pytest_kruise_agents.conformance.plugin import check
+from pytest_kruise_agents.conformance.sandboxes import Sandboxes
+from pytest_kruise_agents.conformance.target import ENVD_PORT, Api, Target
+
+__all__: list[str] = []  # pytest collects the checks; nothing is imported from here
+
+CREATE_ENV = {"CONFORMANCE_CREATE_ENV": "from-create"}
+
+
+@pytest.fixture(scope="module")
+def envd_sandboxes(conformance_target: Target, conformance_api: Api) -> Iterator[Sandboxes]:
+    """Sandboxes shared by the envd checks, killed after the last one."""
+    made = Sandboxes(conformance_target, conformance_api)
+    try:
+        yield made
+    finally:
+        made.cleanup()
+
+
+@pytest.fixture(scope="module")
+def sbx(envd_sandboxes: Sandboxes) -> Sandbox:
+    """One running sandbox (created with envs) for the envd checks."""
+    made: Sandbox = envd_sandboxes.create(timeout=3600, envs=CREATE_ENV)
+    return made
+
+
+@pytest.fixture(scope="module")
+def sandbox_detail(sbx: Sandbox, conformance_api: Api) -> dict[str, Any]:
+    """``GET /sandboxes/{id}`` of :func:`sbx`: its domain and access token."""
+    what = f"GET /sandboxes/{sbx.sandbox_id}"
+    resp = conformance_api.get(sbx.sandbox_id)
+    expect_status(resp, 200, what)
+    body = json_body(resp, what)
+    if not isinstance(body, dict):
+        fail(what, "a JSON object", excerpt(resp))
+    return body
+
+
+def _base() -> str:
+    return f"conformance-{uuid.uuid4().hex[:8]}"
+
+
+@check("envd.health")
+def test_health(sbx: Sandbox, conformance_api: Api) -> None:
+    resp = conformance_api.sandbox(sbx.sandbox_id, ENVD_PORT, "GET", "/health")
+    expect(resp.is_success, f"GET /health of {sbx.sandbox_id}", "a 2xx answer", excerpt(resp))
+
+
+@check("envd.routing.host")
+def test_routing_by_host(
+    sbx: Sandbox, conformance_api: Api, conformance_target: Target, sandbox_detail: dict[str, Any]
+) -> None:
+    domain = sandbox_detail.get("domain") or conformance_target.domain
+    if not isinstance(domain, str) or not domain:
+        pytest.skip("the server returns no sandbox domain and no --domain was given")
+    host = f"{ENVD_PORT}-{sbx.sandbox_id}.{domain}"
+    resp = conformance_api.sandbox(
+        sbx.sandbox_id, ENVD_PORT, "GET", "/health", by_host=True, domain=domain
+    )
+    expect(resp.is_success, f"GET /health with Host: {host}", "a 2xx answer", excerpt(resp))
+
+
+@check("envd.auth.token")
+def test_access_token(sbx: Sandbox, conformance_api: Api, sandbox_detail: dict[str, Any]) -> None:
+    token = sandbox_detail.get("envdAccessToken")
+    if not isinstance(token, str) or not token:
+        pytest.skip("the server returned no envdAccessToken for the sandbox")
+    path = f"{_base()}.txt"
+    with step(f"files.write({path!r})"):
+        sbx.files.write(path, "secret\n")
+    sid = sbx.sandbox_id
+    rpc = {"Content-Type": "application/json", "Connect-Protocol-Version": "1"}
+    for label, sent in (
+        ("without X-Access-Token", None),
+        ("with a wrong X-Access-Token", "wrong-" + token),
+    ):
+        resp = conformance_api.sandbox(
+            sid,
+            ENVD_PORT,
+            "POST",
+            "/filesystem.Filesystem/Stat",
+            token=sent,
+            headers=rpc,
+            json={"path": "/"},
+        )
+        expect_status(resp, 401, f"envd Stat RPC {label}")
+        resp = conformance_api.sandbox(
+            sid, ENVD_PORT, "GET", "/files", token=sent, params={"path": path}
+        )
+        expect_status(resp, 401, f"envd GET /files {label}")
+    resp = conformance_api.sandbox(
+        sid,
+        ENVD_PORT,
+        "POST",
+        "/filesystem.Filesystem/Stat",
+        token=token,
+        headers=rpc,
+        json={"path": "/"},
+    )
+    expect_status(resp, 200, "envd Stat RPC with the sandbox's envdAccessToken")
+    resp = conformance_api.sandbox(
+        sid, ENVD_PORT, "GET", "/files", token=token, params={"path": path}
+    )
+    expect_status(resp, 200, "envd GET /files with the sandbox's envdAccessToken")
+
+
+@check("envd.commands.output")
+def test_command_output(sbx: Sandbox) -> None:
+    cmd = "echo out; echo err >&2"
+    with step(f"commands.run({cmd!r})"):
+        result = sbx.commands.run(cmd)
+    seen = (result.stdout, result.stderr, result.exit_code)
+    expect(seen == ("out\n", "err\n", 0), f"commands.run({cmd!r})", "('out\\n', 'err\\n', 0)", seen)
+
+
+@check("envd.commands.exit-code")
+def test_command_exit_code(sbx: Sandbox) -> None:
+    cmd = "echo bad >&2; exit 3"
+    try:
+        result = sbx.commands.run(cmd)
+    except CommandExitException as exc:
+        seen = (exc.exit_code, exc.stderr)
+        expect(seen == (3, "bad\n"), f"commands.run({cmd!r})", "exit code 3, stderr 'bad\\n'", seen)
+        return
+    except Exception as exc:
+        fail(f"commands.run({cmd!r})", "CommandExitException", f"{type(exc).__name__}: {exc}")
+    fail(f"commands.run({cmd!r})", "CommandExitException", f"exit code {result.exit_code}")
+
+
+@check("envd.commands.env")
+def test_command_env(sbx: Sandbox) -> None:
+    cmd = 'echo "$CONFORMANCE_CREATE_ENV $CONFORMANCE_CALL_ENV"'
+    with step(f"commands.run({cmd!r}, envs=...)"):
+        result = sbx.commands.run(cmd, envs={"CONFORMANCE_CALL_ENV": "from-call"})
+    expect(
+        result.stdout == "from-create from-call\n",
+        f"commands.run({cmd!r})",
+        "the create envVars and the call envs: 'from-create from-call\\n'",
+        result.stdout,
+    )
+
+
+@check("envd.commands.background")
+def test_command_background(sbx: Sandbox) -> None:
+    gate = f"{_base()}.go"
+    # It runs until the check lets it finish, however slow the machine.
+    cmd = f"while [ ! -e {gate} ]; do sleep 0.05; done; echo done"
+    with step(f"commands.run({cmd!r}, background=True)"):
+        handle = sbx.commands.run(cmd, background=True)
+        pids = [p.pid for p in sbx.commands.list()]
+    expect(handle.pid in pids, "commands.list()", f"the background pid {handle.pid}", pids)
+    with step("wait() of the background command"):
+        sbx.commands.run(f"touch {gate}")
+        result = handle.wait()
+    expect(
+        result.stdout == "done\n", "wait() of the background command", "'done\\n'", result.stdout
+    )
+
+
+@check("envd.commands.signal")
+def test_command_signal(sbx: Sandbox) -> None:
+    with step("commands.run('sleep 60', background=True)"):
+        handle = sbx.commands.run("sleep 60", background=True)
+    with step(f"kill() of pid {handle.pid}"):
+        killed = handle.kill()
+    expect(killed is True, f"kill() of pid {handle.pid}", "True", repr(killed))
+    deadline = time.monotonic() + 10
+    pids: list[int] = []
+    while time.monotonic() < deadline:
+        pids = [p.pid for p in sbx.commands.list()]
+        if handle.pid not in pids:
+            break
+        time.sleep(0.05)
+    expect(handle.pid not in pids, "commands.list() after kill", f"pid {handle.pid} gone", pids)
+    with step(f"commands.kill({handle.pid}) of an ended process"):
+        again = sbx.commands.kill(handle.pid)
+    expect(again is False, f"commands.kill({handle.pid}) of an ended process", "False", repr(again))
+
+
+@check("envd.commands.timeout")
+def test_command_timeout(sbx: Sandbox) -> None:
+    started = time.monotonic()
+    try:
+        sbx.commands.run("sleep 30", timeout=1)
+    except TimeoutException:
+        took = time.monotonic() - started
+        expect(
+            took < 15,
+            "commands.run('sleep 30', timeout=1)",
+            "TimeoutException within 15 s",
+            f"{took:.1f} s",
+        )
+        return
+    except Exception as exc:
+        fail(
+            "commands.run('sleep 30', timeout=1)",
+            "TimeoutException",
+            f"{type(exc).__name__}: {exc}",
+        )
+    fail("commands.run('sleep 30', timeout=1)", "TimeoutException", "the command completing")
+
+
+@check("envd.files.write-read")
+def test_files_write_read(sbx: Sandbox) -> None:
+    base = _base()
+    text, data = "conformance ✓ text\n", bytes([0, 1, 2, 255, 10])
+    with step(f"files.write/read of {base}/a.txt"):
+        sbx.files.write(f"{base}/a.txt", text)
+        read = sbx.files.read(f"{base}/a.txt")
+    expect(read == text, f"files.read({base}/a.txt)", repr(text), repr(read))
+    with step(f"files.write/read(format='bytes') of {base}/b.bin"):
+        sbx.files.write(f"{base}/b.bin", data)
+        got = bytes(sbx.files.read(f"{base}/b.bin", format="bytes"))
+    expect(got == data, f"files.read({base}/b.bin, format='bytes')", repr(data), repr(got))
+
+
+@check("envd.files.stat")
+def test_files_stat(sbx: Sandbox) -> None:
+    path = f"{_base()}/stat.txt"
+    with step(f"files.write({path!r}) then exists/get_info"):
+        sbx.files.write(path, "12345")
+        exists = sbx.files.exists(path)
+        missing = sbx.files.exists(path + ".missing")
+        info = sbx.files.get_info(path)
+    expect(exists is True, f"files.exists({path!r})", "True", repr(exists))
+    expect(missing is False, f"files.exists({path + '.missing'!r})", "False", repr(missing))
+    seen = (info.name, info.type, info.size)
+    expect(
+        seen == ("stat.txt", FileType.FILE, 5),
+        f"files.get_info({path!r})",
+        "name 'stat.txt', type file, size 5",
+        seen,
+    )
+
+
+@check("envd.files.list")
+def test_files_list(sbx: Sandbox) -> None:
+    base = _base()
+    with step(f"write two files and make a directory in {base}, then files.list"):
+        sbx.files.write(f"{base}/one.txt", "1")
+        sbx.files.write(f"{base}/two.txt", "2")
+        sbx.files.make_dir(f"{base}/sub")
+        entries = sbx.files.list(base)
+    seen = sorted((e.name, e.type.value if e.type else None) for e in entries)
+    wanted = [("one.txt", "file"), ("sub", "dir"), ("two.txt", "file")]
+    expect(seen == wanted, f"files.list({base!r})", repr(wanted), seen)
+
+
+@check("envd.files.make-dir")
+def test_files_make_dir(sbx: Sandbox) -> None:
+    path = f"{_base()}/made"
+    with step(f"files.make_dir({path!r}) twice"):
+        first = sbx.files.make_dir(path)
+        second = sbx.files.make_dir(path)
+        info = sbx.files.get_info(path)
+    expect(first is True, f"files.make_dir({path!r})", "True", repr(first))
+    expect(second is False, f"files.make_dir({path!r}) when it exists", "False", repr(second))
+    expect(info.type == FileType.DIR, f"files.get_info({path!r})", "a directory", info.type)
+
+
+@check("envd.files.rename")
+def test_files_rename(sbx: Sandbox) -> None:
+    base = _base()
+    src, dst = f"{base}/old.txt", f"{base}/new.txt"
+    with step(f"files.rename({src!r}, {dst!r})"):
+        sbx.files.write(src, "moved\n")
+        sbx.files.rename(src, dst)
+        seen = (sbx.files.exists(src), sbx.files.exists(dst), sbx.files.read(dst))
+    expect(
+        seen == (False, True, "moved\n"),
+        "files.rename",
+        "(src gone, dst there, content kept)",
+        seen,
+    )
+
+
+@check("envd.files.remove")
+def test_files_remove(sbx: Sandbox) -> None:
+    path = f"{_base()}/gone.txt"
+    with step(f"files.write then files.remove({path!r})"):
+        sbx.files.write(path, "x")
+        sbx.files.remove(path)
+        exists = sbx.files.exists(path)
+    expect(exists is False, f"files.exists({path!r}) after remove", "False", repr(exists))
+    try:
+        sbx.files.read(path)
+    except NotFoundException:
+        return
+    except Exception as exc:
+        fail(
+            f"files.read({path!r}) after remove",
+            "a not-found error",
+            f"{type(exc).__name__}: {exc}",
+        )
+    fail(f"files.read({path!r}) after remove", "a not-found error", "the file's content")

@@ -1,0 +1,280 @@
+"""Level ``lifecycle``: pause, connect, auto-pause and the sandbox proxy of a stopped sandbox."""
+
+from __future__ import annotations
+
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+from e2b import Sandbox
+
+from pytest_kruise_agents.conformance.clock import ServerClock
+from pytest_kruise_agents.conformance.expect import (
+    excerpt,
+    expect,
+    expect_error_body,
+    expect_status,
+    json_body,
+    step,
+)
+from pytest_kruise_agents.conformance.plugin import check
+from pytest_kruise_agents.conformance.sandboxes import Sandboxes
+from pytest_kruise_agents.conformance.sdk import create_auto_pause
+from pytest_kruise_agents.conformance.target import ENVD_PORT, Api, Target
+from pytest_kruise_agents.conformance.wire import (
+    SANDBOX_FIELDS,
+    end_at,
+    expect_fields,
+    list_all,
+    state_of,
+)
+
+__all__: list[str] = []  # pytest collects the checks; nothing is imported from here
+
+
+def _pause(api: Api, sid: str) -> None:
+    expect_status(api.pause(sid), 204, f"POST /sandboxes/{sid}/pause")
+
+
+def _health(api: Api, sid: str) -> httpx.Response:
+    return api.sandbox(sid, ENVD_PORT, "GET", "/health")
+
+
+@check("lifecycle.connect.running")
+def test_connect_running(conformance_api: Api, conformance_sandboxes: Sandboxes) -> None:
+    sid = conformance_sandboxes.create(timeout=600).sandbox_id
+    for path, body in (
+        (f"/v2/sandboxes/{sid}/connect", {"timeout": 600}),
+        (f"/sandboxes/{sid}/connect", {"timeout": 600}),
+    ):
+        what = f"POST {path} (running sandbox)"
+        resp = conformance_api.request("POST", path, json=body)
+        expect_status(resp, 200, what)
+        got = expect_fields(json_body(resp, what), SANDBOX_FIELDS, what)
+        expect(
+            got["sandboxID"] == sid, what, f"sandboxID={sid!r}", f"sandboxID={got['sandboxID']!r}"
+        )
+
+
+@check("lifecycle.connect.never-shortens")
+def test_connect_never_shortens(conformance_api: Api, conformance_sandboxes: Sandboxes) -> None:
+    sid = conformance_sandboxes.create(timeout=600).sandbox_id
+    base = end_at(conformance_api, sid)
+    what = f"POST /v2/sandboxes/{sid}/connect {{timeout: 60}} with 600 s left"
+    expect_status(conformance_api.connect(sid, 60), 200, what)
+    after = end_at(conformance_api, sid)
+    moved = (after - base).total_seconds()
+    expect(
+        moved >= -1, what, "endAt unchanged (connect never shortens)", f"endAt moved {moved:+g} s"
+    )
+    what = f"POST /v2/sandboxes/{sid}/connect {{timeout: 1200}} with 600 s left"
+    expect_status(conformance_api.connect(sid, 1200), 200, what)
+    moved = (end_at(conformance_api, sid) - base).total_seconds()
+    expect(moved >= 598, what, "endAt extended by about 600 s", f"endAt moved {moved:+g} s")
+
+
+@check("lifecycle.pause")
+def test_pause(conformance_api: Api, conformance_sandboxes: Sandboxes) -> None:
+    sid = conformance_sandboxes.create(timeout=600).sandbox_id
+    _pause(conformance_api, sid)
+    state = state_of(conformance_api, sid)
+    expect(
+        state == "paused", f"GET /sandboxes/{sid} after pause", "state 'paused'", f"state={state!r}"
+    )
+    for wanted, included in (("paused", True), ("running", False)):
+        what = f"GET /v2/sandboxes?state={wanted} after pause"
+        ids = [i.get("sandboxID") for i in list_all(conformance_api, {"state": wanted}, what=what)]
+        expect(
+            (sid in ids) == included,
+            what,
+            f"{sid} {'listed' if included else 'not listed'}",
+            "listed" if sid in ids else "not listed",
+        )
+
+
+@check("lifecycle.pause.conflict")
+def test_pause_conflict(conformance_api: Api, conformance_sandboxes: Sandboxes) -> None:
+    sid = conformance_sandboxes.create(timeout=600).sandbox_id
+    _pause(conformance_api, sid)
+    what = f"POST /sandboxes/{sid}/pause (already paused)"
+    resp = conformance_api.pause(sid)
+    expect_status(resp, 409, what)
+    expect_error_body(resp, what)
+
+
+@check("lifecycle.connect.resume")
+def test_connect_resumes(
+    conformance_api: Api, conformance_target: Target, conformance_sandboxes: Sandboxes
+) -> None:
+    sid = conformance_sandboxes.create(timeout=600).sandbox_id
+    _pause(conformance_api, sid)
+    what = f"POST /v2/sandboxes/{sid}/connect (paused sandbox)"
+    resp = conformance_api.connect(sid, 600)
+    expect_status(resp, 201, what)
+    expect_fields(json_body(resp, what), SANDBOX_FIELDS, what)
+    state = state_of(conformance_api, sid)
+    expect(
+        state == "running",
+        f"GET /sandboxes/{sid} after connect",
+        "state 'running'",
+        f"state={state!r}",
+    )
+    health = _health(conformance_api, sid)
+    expect(
+        health.is_success, f"GET /health of {sid} after connect", "a 2xx answer", excerpt(health)
+    )
+    _pause(conformance_api, sid)
+    with step(f"Sandbox.connect({sid!r}) of a paused sandbox"):
+        again = Sandbox.connect(sid, **conformance_target.sdk_opts())
+    expect(again.sandbox_id == sid, "Sandbox.connect", f"sandbox {sid}", again.sandbox_id)
+    state = state_of(conformance_api, sid)
+    expect(
+        state == "running",
+        f"GET /sandboxes/{sid} after Sandbox.connect",
+        "state 'running'",
+        f"state={state!r}",
+    )
+
+
+@check("lifecycle.auto-pause")
+def test_auto_pause(
+    conformance_api: Api,
+    conformance_clock: ServerClock,
+    conformance_target: Target,
+    conformance_sandboxes: Sandboxes,
+) -> None:
+    timeout = 30
+    with step("create a sandbox that pauses on timeout (lifecycle on_timeout=pause)"):
+        sbx = create_auto_pause(
+            timeout,
+            template=conformance_target.template,
+            metadata=conformance_sandboxes.metadata(),
+            **conformance_target.sdk_opts(),
+        )
+    conformance_sandboxes.track(sbx.sandbox_id)
+    sid = sbx.sandbox_id
+    seen: list[str | None] = []
+
+    def paused() -> bool:
+        seen[:] = [state_of(conformance_api, sid)]
+        return seen[0] in ("paused", None)
+
+    conformance_clock.wait_for(paused, timeout)
+    what = f"GET /sandboxes/{sid} after its {timeout} s timeout with autoPause"
+    found = seen[0] if seen else "?"
+    expect(
+        found == "paused",
+        what,
+        "state 'paused'",
+        "HTTP 404 (killed, not paused)" if found is None else f"state={found!r}",
+    )
+    what = f"POST /v2/sandboxes/{sid}/connect (auto-paused sandbox)"
+    expect_status(conformance_api.connect(sid, 600), 201, what)
+    state = state_of(conformance_api, sid)
+    expect(
+        state == "running",
+        f"GET /sandboxes/{sid} after connect",
+        "state 'running'",
+        f"state={state!r}",
+    )
+
+
+@check("lifecycle.proxy.not-found")
+def test_proxy_not_found(conformance_api: Api, conformance_sandboxes: Sandboxes) -> None:
+    paused = conformance_sandboxes.create(timeout=600).sandbox_id
+    _pause(conformance_api, paused)
+    killed = conformance_sandboxes.create(timeout=600).sandbox_id
+    expect_status(conformance_api.kill(killed), 204, f"DELETE /sandboxes/{killed}")
+    for sid, how in ((paused, "paused"), (killed, "killed")):
+        what = f"GET /health of the {how} sandbox {sid} through the sandbox proxy"
+        resp = _health(conformance_api, sid)
+        expect_status(resp, 502, what)
+        body = json_body(resp, what)
+        message = body.get("message") if isinstance(body, dict) else None
+        expect(
+            isinstance(message, str) and "was not found" in message,
+            what,
+            "a JSON body whose message contains 'was not found' (the SDK keys on it)",
+            excerpt(resp),
+        )
+
+
+@check("lifecycle.is-running")
+def test_is_running(conformance_api: Api, conformance_sandboxes: Sandboxes) -> None:
+    sbx = conformance_sandboxes.create(timeout=600)
+    with step("is_running() of a new sandbox"):
+        running = sbx.is_running()
+    expect(running is True, "is_running() of a new sandbox", "True", repr(running))
+    _pause(conformance_api, sbx.sandbox_id)
+    with step("is_running() of a paused sandbox"):
+        running = sbx.is_running()
+    expect(running is False, "is_running() of a paused sandbox", "False", repr(running))
+    other = conformance_sandboxes.create(timeout=600)
+    expect_status(
+        conformance_api.kill(other.sandbox_id), 204, f"DELETE /sandboxes/{other.sandbox_id}"
+    )
+    with step("is_running() of a killed sandbox"):
+        running = other.is_running()
+    expect(running is False, "is_running() of a killed sandbox", "False", repr(running))
+
+
+@check("lifecycle.kill-paused")
+def test_kill_paused(conformance_api: Api, conformance_sandboxes: Sandboxes) -> None:
+    sid = conformance_sandboxes.create(timeout=600).sandbox_id
+    _pause(conformance_api, sid)
+    expect_status(conformance_api.kill(sid), 204, f"DELETE /sandboxes/{sid} (paused)")
+    expect_status(conformance_api.get(sid), 404, f"GET /sandboxes/{sid} after killing it paused")
+
+
+@check("lifecycle.concurrent")
+def test_concurrent_pause_and_connect(
+    conformance_api: Api, conformance_sandboxes: Sandboxes
+) -> None:
+    sid = conformance_sandboxes.create(timeout=600).sandbox_id
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for round_ in range(1, 4):
+            pausing = pool.submit(conformance_api.pause, sid)
+            connecting = pool.submit(conformance_api.connect, sid, 600)
+            for name, resp in (("pause", pausing.result()), ("connect", connecting.result())):
+                expect(
+                    resp.status_code < 500,
+                    f"round {round_}: concurrent {name} of {sid}",
+                    "a 2xx or 4xx answer",
+                    excerpt(resp),
+                )
+            state = state_of(conformance_api, sid)
+            expect(
+                state in ("running", "paused"),
+                f"round {round_}: GET /sandboxes/{sid} after concurrent pause and connect",
+                "state running or paused",
+                f"state={state!r}",
+            )
+            health = _health(conformance_api, sid)
+            serving = health.is_success
+            expect(
+                serving == (state == "running"),
+                f"round {round_}: GET /health of {sid} while GET shows state {state!r}",
+                "a 2xx answer" if state == "running" else "HTTP 502",
+                excerpt(health),
+            )
+            if state == "paused":
+                expect_status(
+                    conformance_api.connect(sid, 600), 201, f"round {round_}: connect to resume"
+                )
+
+
+@check("lifecycle.pause.keeps-files")
+def test_pause_keeps_files(conformance_api: Api, conformance_sandboxes: Sandboxes) -> None:
+    sbx = conformance_sandboxes.create(timeout=600)
+    path = f"conformance-keep-{uuid.uuid4().hex[:8]}.txt"
+    content = "kept across pause\n"
+    with step(f"files.write({path!r})"):
+        sbx.files.write(path, content)
+    sid = sbx.sandbox_id
+    _pause(conformance_api, sid)
+    expect_status(conformance_api.connect(sid, 600), 201, f"POST /v2/sandboxes/{sid}/connect")
+    # Read through the sandbox object from create: e2b 2.8 addresses a sandbox returned by
+    # Sandbox.connect without the E2b-Sandbox-Id header that a sandbox URL needs.
+    with step(f"files.read({path!r}) after pause and connect"):
+        read = sbx.files.read(path)
+    expect(read == content, f"files.read({path!r}) after pause and resume", repr(content), read)

@@ -1,0 +1,141 @@
+"""What the wire carries: required fields of the E2B models, timestamps, list pages.
+
+The field lists are those the SDK's generated client requires (e2b-protocol
+§2.4): a missing one makes the SDK raise ``KeyError``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any, Final
+
+import httpx
+
+from pytest_kruise_agents.conformance.expect import expect, expect_status, fail, json_body
+from pytest_kruise_agents.conformance.target import Api
+
+__all__ = [
+    "LISTED_FIELDS",
+    "SANDBOX_FIELDS",
+    "detail",
+    "end_at",
+    "expect_fields",
+    "list_all",
+    "parse_time",
+    "release",
+    "state_of",
+]
+
+SANDBOX_FIELDS: Final[dict[str, type | tuple[type, ...]]] = {
+    "templateID": str,
+    "sandboxID": str,
+    "clientID": str,
+    "envdVersion": str,
+}
+"""Required fields of ``Sandbox`` (create and connect answers)."""
+
+LISTED_FIELDS: Final[dict[str, type | tuple[type, ...]]] = {
+    **SANDBOX_FIELDS,
+    "startedAt": str,
+    "endAt": str,
+    "cpuCount": int,
+    "memoryMB": int,
+    "diskSizeMB": int,
+    "state": str,
+}
+"""Required fields of ``ListedSandbox`` and ``SandboxDetail``."""
+
+_MAX_PAGES: Final = 200
+
+
+def expect_fields(
+    body: Any, fields: Mapping[str, type | tuple[type, ...]], what: str
+) -> dict[str, Any]:
+    """Fail unless ``body`` is an object with every field, of the right JSON type."""
+    if not isinstance(body, dict):
+        fail(what, "a JSON object", repr(body)[:300])
+    for name, kind in fields.items():
+        if name not in body:
+            fail(what, f"the required field {name!r}", f"an object with {sorted(body)}")
+        value = body[name]
+        if isinstance(value, bool) or not isinstance(value, kind):
+            names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+            fail(what, f"{name!r} of type {names}", f"{name}={value!r}")
+    return body
+
+
+def parse_time(value: Any, what: str) -> dt.datetime:
+    """An RFC 3339 timestamp as an aware datetime (fail if it is not one)."""
+    if not isinstance(value, str):
+        fail(what, "an RFC 3339 timestamp", repr(value))
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        fail(what, "an RFC 3339 timestamp", repr(value))
+    if parsed.tzinfo is None:
+        fail(what, "an RFC 3339 timestamp with a time zone", repr(value))
+    return parsed
+
+
+def release(version: str) -> tuple[int, ...]:
+    """The numeric release of a PEP 440 version (``"0.6.13"`` → ``(0, 6, 13)``); ``()`` if none."""
+    parts: list[int] = []
+    for piece in version.split("."):
+        digits = ""
+        for ch in piece:
+            if not ch.isdigit():
+                break
+            digits += ch
+        if not digits:
+            break
+        parts.append(int(digits))
+    return tuple(parts)
+
+
+def detail(api: Api, sandbox_id: str, what: str | None = None) -> dict[str, Any]:
+    """``GET /sandboxes/{id}``: fail unless 200 with the required fields."""
+    label = what or f"GET /sandboxes/{sandbox_id}"
+    resp = api.get(sandbox_id)
+    expect_status(resp, 200, label)
+    return expect_fields(json_body(resp, label), LISTED_FIELDS, label)
+
+
+def end_at(api: Api, sandbox_id: str) -> dt.datetime:
+    """The sandbox's ``endAt``."""
+    label = f"GET /sandboxes/{sandbox_id}"
+    return parse_time(detail(api, sandbox_id, label)["endAt"], f"{label}: endAt")
+
+
+def state_of(api: Api, sandbox_id: str) -> str | None:
+    """``running``/``paused`` from GET, or ``None`` once it answers 404."""
+    resp = api.get(sandbox_id)
+    if resp.status_code == 404:
+        return None
+    label = f"GET /sandboxes/{sandbox_id}"
+    expect_status(resp, 200, label)
+    body = json_body(resp, label)
+    state = body.get("state") if isinstance(body, dict) else None
+    return str(state) if state is not None else None
+
+
+def list_all(
+    api: Api, params: Mapping[str, Any] | None = None, *, what: str | None = None
+) -> list[dict[str, Any]]:
+    """Every item of ``GET /v2/sandboxes`` with ``params``, following ``X-Next-Token``."""
+    items: list[dict[str, Any]] = []
+    token: str | None = None
+    for _ in range(_MAX_PAGES):
+        query = dict(params or {})
+        if token:
+            query["nextToken"] = token
+        label = what or f"GET /v2/sandboxes {query}"
+        resp: httpx.Response = api.list(query)
+        expect_status(resp, 200, label)
+        page = json_body(resp, label)
+        expect(isinstance(page, list), label, "a JSON array", repr(page)[:300])
+        items.extend(page)
+        token = resp.headers.get("x-next-token") or None
+        if token is None:
+            return items
+    fail(what or "GET /v2/sandboxes", f"a last page within {_MAX_PAGES} pages", "more pages")

@@ -1,0 +1,190 @@
+"""The conformance suite against this project's server: serve it here, run the suite as a user would.
+
+The server (the fake cluster behind the E2B app, optionally wrapped in one
+named breakage) runs on uvicorn in this process; the suite runs in a
+subprocess through ``kruise-agents conformance`` (or pytest under another
+interpreter) and its results are read back from its JUnit XML.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from pytest_kruise_agents.backends.base import ClockMode
+from pytest_kruise_agents.backends.sim import SimBackend
+from pytest_kruise_agents.e2b.app import create_app
+from pytest_kruise_agents.e2b.breakage import break_app
+from pytest_kruise_agents.e2b.server import ServerThread
+from pytest_kruise_agents.e2b.settings import ApiKey, Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+KRUISE_AGENTS = Path(sys.executable).with_name("kruise-agents")
+USER_KEY = "e2b_conformance_user_000000000000000000000000000000"
+ADMIN_KEY = "e2b_conformance_admin_00000000000000000000000000000"
+NO_STOCK = "empty"
+REALTIME_SPEED = 20.0
+"""Virtual seconds per wall second in realtime mode: timeouts of tens of seconds take a second or two."""
+
+EMPTY_POOL = f"""apiVersion: agents.kruise.io/v1alpha1
+kind: SandboxSet
+metadata: {{name: {NO_STOCK}, namespace: default}}
+spec:
+  replicas: 0
+  runtimes: [{{name: agent-runtime}}]
+  template:
+    spec:
+      containers:
+      - name: sandbox
+        image: registry.example.com/e2b/{NO_STOCK}:v1
+"""
+
+
+@contextmanager
+def serve(
+    *, clock: ClockMode = "virtual", speed: float = 1.0, breakage: str | None = None
+) -> Iterator[str]:
+    """Serve the default cluster (plus the empty pool ``empty``) on 127.0.0.1; yield its URL."""
+    backend = SimBackend.default(seed=6, replicas=16, clock=clock, speed=speed)
+    backend.apply(EMPTY_POOL)
+    settings = Settings(
+        api_keys=[
+            ApiKey(key=USER_KEY, team="default", id="conformance"),
+            ApiKey(key=ADMIN_KEY, admin=True, id="admin"),
+        ]
+    )
+    app = create_app(backend, settings)
+    served = break_app(app, breakage, backend=backend, settings=settings) if breakage else app
+    thread = ServerThread(served).start()
+    try:
+        yield thread.url
+    finally:
+        thread.stop()
+        backend.close()
+
+
+@dataclass(frozen=True)
+class Result:
+    """How one check ended, from the suite's JUnit XML."""
+
+    status: str  # "pass", "fail" or "skip"
+    message: str
+
+
+@dataclass(frozen=True)
+class SuiteRun:
+    """The outcome of one run of the suite."""
+
+    returncode: int
+    output: str
+    results: dict[str, Result]
+    junit: Path
+    report: Path
+
+    def with_status(self, status: str) -> set[str]:
+        """The ids of the checks that ended with ``status``."""
+        return {cid for cid, r in self.results.items() if r.status == status}
+
+
+def read_junit(path: Path) -> dict[str, Result]:
+    """Check id → result, from the suite's JUnit XML."""
+    results: dict[str, Result] = {}
+    for case in ET.parse(path).iter("testcase"):
+        failure, skipped = case.find("failure"), case.find("skipped")
+        if failure is not None:
+            results[case.attrib["name"]] = Result("fail", failure.attrib.get("message", ""))
+        elif skipped is not None:
+            results[case.attrib["name"]] = Result("skip", skipped.attrib.get("message", ""))
+        else:
+            results[case.attrib["name"]] = Result("pass", "")
+    return results
+
+
+def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    # The suite must not pick up a developer's real E2B settings.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("E2B_")}
+    env.update(extra or {})
+    return env
+
+
+def run_cli(url: str, out: Path, *, levels: str | None = None, timeout: float = 600) -> SuiteRun:
+    """``kruise-agents conformance`` against ``url`` with every option a user would pass."""
+    junit, report = out / "conformance.xml", out / "conformance.md"
+    cmd = [
+        str(KRUISE_AGENTS),
+        "conformance",
+        "--api-url",
+        url,
+        "--api-key",
+        USER_KEY,
+        "--sandbox-url",
+        url,
+        "--template",
+        "base",
+        "--no-stock-template",
+        NO_STOCK,
+        "--admin-key",
+        ADMIN_KEY,
+        "--junit",
+        str(junit),
+        "--report",
+        str(report),
+    ]
+    if levels:
+        cmd += ["--levels", levels]
+    proc = subprocess.run(
+        cmd,
+        cwd=out,
+        env=_env({"COLUMNS": "200"}),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    output = proc.stdout + proc.stderr
+    assert junit.exists(), output
+    return SuiteRun(proc.returncode, output, read_junit(junit), junit, report)
+
+
+def run_pytest(
+    python: Path, url: str, out: Path, *, extra: Sequence[str] = (), timeout: float = 600
+) -> SuiteRun:
+    """``pytest --pyargs pytest_kruise_agents.conformance`` under ``python`` (this checkout on
+    its path, the plugin loaded with ``-p``), as a user of another SDK would run it."""
+    junit = out / "conformance.xml"
+    cmd = [
+        str(python),
+        "-m",
+        "pytest",
+        "-p",
+        "pytest_kruise_agents.conformance.plugin",
+        "--pyargs",
+        "pytest_kruise_agents.conformance",
+        "-c",
+        os.devnull,
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        "--tb=short",
+        "--e2b-api-url",
+        url,
+        "--e2b-sandbox-url",
+        url,
+        "--e2b-no-stock-template",
+        NO_STOCK,
+        "--e2b-admin-key",
+        ADMIN_KEY,
+        "--e2b-junit",
+        str(junit),
+        *extra,
+    ]
+    env = _env({"PYTHONPATH": str(ROOT), "E2B_API_KEY": USER_KEY, "COLUMNS": "200"})
+    proc = subprocess.run(cmd, cwd=out, env=env, capture_output=True, text=True, timeout=timeout)
+    output = proc.stdout + proc.stderr
+    assert junit.exists(), output
+    return SuiteRun(proc.returncode, output, read_junit(junit), junit, out / "none.md")

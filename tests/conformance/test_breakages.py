@@ -1,0 +1,104 @@
+"""The suite can fail: against a server with one behaviour broken, exactly that check fails.
+
+Each named breakage (:mod:`pytest_kruise_agents.e2b.breakage`) gets one
+behaviour wrong. The suite must then fail the check of that behaviour, with
+a message saying what it expected and what it saw, fail the checks that
+depend on it as "blocked", and pass every other check.
+
+The ``code`` level (real Jupyter kernels, by far the costliest) runs only
+against the breakage of the code interpreter: no other breakage touches
+port 49999, and leaving it out also shows that ``--levels`` runs exactly the
+chosen levels.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pytest_kruise_agents.backends.sim import SimBackend
+from pytest_kruise_agents.conformance.registry import CHECKS, by_id, dependents
+from pytest_kruise_agents.e2b.app import create_app
+from pytest_kruise_agents.e2b.breakage import BREAKAGES, break_app
+from pytest_kruise_agents.e2b.settings import Settings
+
+from .conftest import run_cli, serve
+
+BROKEN_CHECK = {
+    "auth-open": "core.auth",
+    "error-body-shape": "core.errors",
+    "create-200": "core.create",
+    "unknown-template-500": "core.create.unknown-template",
+    "default-timeout-3600": "core.create.default-timeout",
+    "list-ignores-metadata": "core.list.metadata",
+    "list-ignores-order": "core.list.order",
+    "no-next-token": "core.list.pagination",
+    "kill-200": "core.kill",
+    "timeout-not-enforced": "core.timeout.enforced",
+    "connect-shortens": "lifecycle.connect.never-shortens",
+    "pause-twice-204": "lifecycle.pause.conflict",
+    "resume-200": "lifecycle.connect.resume",
+    "auto-pause-kills": "lifecycle.auto-pause",
+    "proxy-502-body": "lifecycle.proxy.not-found",
+    "envd-no-token-check": "envd.auth.token",
+    "code-loses-state": "code.state",
+    "label-ignored": "kruise.label",
+    "never-timeout-ignored": "kruise.never-timeout",
+}
+"""Each breakage and the check it breaks."""
+
+EXPECTED_MESSAGE = {
+    "create-200": "expected HTTP 201, but saw HTTP 200",
+    "kill-200": "expected HTTP 204, but saw HTTP 200",
+    "pause-twice-204": "expected HTTP 409, but saw HTTP 204",
+    "resume-200": "expected HTTP 201, but saw HTTP 200",
+    "unknown-template-500": "expected HTTP 400 or 404, but saw HTTP 500",
+    "auth-open": "expected HTTP 401, but saw HTTP 200",
+    "envd-no-token-check": "expected HTTP 401, but saw HTTP 200",
+    "no-next-token": "X-Next-Token on every page but the last",
+    "proxy-502-body": "message contains 'was not found'",
+    "error-body-shape": 'an error body {"code": 404, "message": "..."}',
+    "auto-pause-kills": "expected state 'paused', but saw HTTP 404 (killed, not paused)",
+    "never-timeout-ignored": "but saw HTTP 404 (it timed out)",
+    "default-timeout-3600": "expected endAt - startedAt = 300 s, but saw 3600 s",
+}
+"""For some breakages, a piece of the failure message a reader relies on."""
+
+
+def test_every_breakage_is_covered_and_breaks_a_known_check() -> None:
+    assert set(BROKEN_CHECK) == set(BREAKAGES)
+    assert set(BROKEN_CHECK.values()) <= {c.id for c in CHECKS}
+    assert len(set(BROKEN_CHECK.values())) == len(BROKEN_CHECK)
+
+
+def test_an_unknown_breakage_is_refused_with_the_choices() -> None:
+    backend = SimBackend.default(replicas=1)
+    try:
+        settings = Settings()
+        with pytest.raises(ValueError, match="unknown breakage 'nope'; choose from auth-open, "):
+            break_app(create_app(backend, settings), "nope", backend=backend, settings=settings)
+    finally:
+        backend.close()
+
+
+@pytest.mark.parametrize("breakage", sorted(BROKEN_CHECK))
+def test_a_breakage_fails_exactly_its_check_and_the_checks_depending_on_it(
+    breakage: str, tmp_path: Path
+) -> None:
+    broken = BROKEN_CHECK[breakage]
+    levels = ("core", "lifecycle", "envd", "kruise")
+    if by_id(broken).level == "code":
+        levels += ("code",)
+    with serve(breakage=breakage) as url:
+        run = run_cli(url, tmp_path, levels=",".join(levels))
+    assert run.returncode == 1, run.output[-3000:]
+    assert set(run.results) == {c.id for c in CHECKS if c.level in levels}
+    blocked = dependents(broken) & set(run.results)
+    assert run.with_status("fail") == {broken} | blocked, run.output[-5000:]
+    assert run.with_status("skip") == set(), run.output[-3000:]
+    message = run.results[broken].message
+    assert "expected" in message and "but saw" in message, message
+    assert breakage not in EXPECTED_MESSAGE or EXPECTED_MESSAGE[breakage] in message, message
+    for cid in blocked:
+        assert run.results[cid].message.startswith("blocked: depends on "), run.results[cid]

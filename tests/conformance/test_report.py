@@ -1,0 +1,74 @@
+"""The outputs of a run: the terminal table, the Markdown report and the JUnit XML."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+from pytest_kruise_agents.conformance.registry import by_id
+from pytest_kruise_agents.conformance.report import (
+    Outcome,
+    render_table,
+    summary_line,
+    to_junit,
+    to_markdown,
+)
+
+OUTCOMES = [
+    Outcome(by_id("core.create"), "pass", duration=0.25),
+    Outcome(
+        by_id("core.kill"), "fail", "DELETE /sandboxes/x: expected HTTP 204, but saw HTTP 200 |x|"
+    ),
+    Outcome(by_id("kruise.no-stock"), "skip", "no template without stock was given"),
+]
+INFO = {"API URL": "http://127.0.0.1:1", "Levels": "core,kruise"}
+
+
+def test_summary_counts_each_status() -> None:
+    assert summary_line(OUTCOMES) == "1 passed, 1 failed, 1 skipped"
+
+
+def test_table_shows_each_check_with_its_result_and_message() -> None:
+    text = render_table(OUTCOMES, width=200)
+    lines = {
+        line.split()[1]: line for line in text.splitlines() if "core." in line or "kruise." in line
+    }
+    assert "PASS" in lines["core.create"]
+    assert (
+        "FAIL" in lines["core.kill"] and "expected HTTP 204, but saw HTTP 200" in lines["core.kill"]
+    )
+    assert "SKIP" in lines["kruise.no-stock"]
+    assert text.rstrip().endswith("1 passed, 1 failed, 1 skipped")
+
+
+def test_markdown_report_lists_checks_by_level_with_behaviour_and_reference() -> None:
+    md = to_markdown(OUTCOMES, INFO)
+    assert md.startswith("# E2B conformance report\n")
+    assert "- **API URL**: http://127.0.0.1:1" in md
+    assert "**Result: 1 passed, 1 failed, 1 skipped**" in md
+    assert "## core (1 passed, 1 failed, 0 skipped)" in md
+    assert "## kruise (0 passed, 0 failed, 1 skipped)" in md
+    assert "## envd" not in md
+    kill = next(line for line in md.splitlines() if line.startswith("| `core.kill`"))
+    assert "| FAIL |" in kill and by_id("core.kill").section in kill
+    assert "\\|x\\|" in kill  # a | in a message does not break the table
+
+
+def test_junit_has_one_testcase_per_check_named_by_id() -> None:
+    root = ET.fromstring(to_junit(OUTCOMES, INFO).split("\n", 1)[1])
+    suite = root.find("testsuite")
+    assert suite is not None
+    assert (suite.get("name"), suite.get("tests"), suite.get("failures"), suite.get("skipped")) == (
+        "e2b-conformance",
+        "3",
+        "1",
+        "1",
+    )
+    cases = {c.get("name"): c for c in suite.iter("testcase")}
+    assert cases["core.kill"].get("classname") == "conformance.core"
+    failure = cases["core.kill"].find("failure")
+    assert failure is not None and "but saw HTTP 200" in (failure.get("message") or "")
+    assert cases["kruise.no-stock"].find("skipped") is not None
+    assert (
+        cases["core.create"].find("failure") is None
+        and cases["core.create"].find("skipped") is None
+    )

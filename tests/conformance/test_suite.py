@@ -1,0 +1,67 @@
+"""The whole suite passes against this project's server, in both clock modes, with every level."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from pytest_kruise_agents.conformance.registry import CHECKS, LEVELS
+
+from .conftest import REALTIME_SPEED, ROOT, SuiteRun, run_cli, run_pytest, serve
+
+ALL = {c.id for c in CHECKS}
+PYTHON_28 = ROOT / ".sdk" / "e2b-2.8" / "bin" / "python"
+
+
+def _assert_all_pass(run: SuiteRun, wanted: set[str]) -> None:
+    failed = {cid: r.message for cid, r in run.results.items() if r.status != "pass"}
+    assert not failed, f"{failed}\n{run.output[-4000:]}"
+    assert set(run.results) == wanted, run.output[-2000:]
+
+
+def test_every_check_passes_against_the_fake_server_on_the_virtual_clock(tmp_path: Path) -> None:
+    with serve(clock="virtual") as url:
+        run = run_cli(url, tmp_path)
+    _assert_all_pass(run, ALL)
+    assert run.returncode == 0, run.output
+    # The terminal table, the Markdown report and the JUnit XML all say so.
+    assert f"{len(ALL)} passed, 0 failed, 0 skipped" in run.output
+    assert "core.create" in run.output and "PASS" in run.output
+    report = run.report.read_text()
+    assert report.startswith("# E2B conformance report")
+    assert f"**Result: {len(ALL)} passed, 0 failed, 0 skipped**" in report
+    assert "- **Clock**: virtual (admin clock)" in report
+    for level in LEVELS:
+        assert f"\n## {level} (" in report
+    assert "| `core.kill` | PASS |" in report
+
+
+def test_every_check_passes_against_the_fake_server_on_the_realtime_clock(tmp_path: Path) -> None:
+    with serve(clock="realtime", speed=REALTIME_SPEED) as url:
+        run = run_cli(url, tmp_path)
+    _assert_all_pass(run, ALL)
+    assert f"- **Clock**: realtime x{REALTIME_SPEED:g} (admin clock)" in run.report.read_text()
+
+
+def test_the_suite_runs_under_e2b_2_8_through_pytest_pyargs(tmp_path: Path) -> None:
+    assert PYTHON_28.exists(), "run `make sdks` to install e2b 2.8.x into .sdk/e2b-2.8"
+    version = subprocess.run(
+        [str(PYTHON_28), "-c", "import importlib.metadata as m; print(m.version('e2b'))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert version.startswith("2.8."), version
+    with serve(clock="virtual") as url:
+        run = run_pytest(PYTHON_28, url, tmp_path)
+    # e2b-code-interpreter needs e2b >= 2.55: without it the code level is skipped, with the reason.
+    code = {c.id for c in CHECKS if c.level == "code"}
+    assert run.with_status("skip") == code, run.output[-4000:]
+    assert run.results["code.run"].message == "e2b-code-interpreter is not installed"
+    _assert_all_pass_but(run, skipped=code)
+
+
+def _assert_all_pass_but(run: SuiteRun, *, skipped: set[str]) -> None:
+    failed = {cid: r.message for cid, r in run.results.items() if r.status == "fail"}
+    assert not failed, f"{failed}\n{run.output[-4000:]}"
+    assert run.with_status("pass") == ALL - skipped
