@@ -75,7 +75,8 @@ def serve(kind: str, replicas: int, conn: Connection) -> None:
     if kind == "bare":
         app = bare_app()
     else:
-        backend = SimBackend.default(seed=1, replicas=replicas, nodes=16)
+        # Both default pools request 1 CPU per sandbox; nodes have 64.
+        backend = SimBackend.default(seed=1, replicas=replicas, nodes=replicas // 25 + 4)
         app = create_app(backend, Settings(api_keys=[ApiKey(key=API_KEY, team="default")]))
     with ServerThread(app) as server:
         conn.send(server.url)

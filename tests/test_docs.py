@@ -309,8 +309,39 @@ def test_python_examples_run(block: Block) -> None:
 def test_readme_example_runs_and_prints_what_it_says(capsys: pytest.CaptureFixture[str]) -> None:
     """The README's Python example runs and prints the values its comments show."""
     readme = DOCS.parent / "README.md"
-    (block,) = [b for b in blocks(readme, "python")]
+    (block,) = [b for b in blocks(readme, "python") if "Cluster(seed=7)" in b.code]
     exec(compile(block.code, block.where, "exec"), {"__name__": "readme_example"})
     out = capsys.readouterr().out
     assert out.splitlines()[0] == "True 0.152"
     assert "base   5          5" in out
+
+
+def test_readme_server_example_runs_against_the_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's E2B example works unchanged against ``kruise-agents serve``'s app."""
+    from pytest_kruise_agents.backends import SimBackend
+    from pytest_kruise_agents.e2b.app import create_app
+    from pytest_kruise_agents.e2b.server import ServerThread
+    from pytest_kruise_agents.e2b.settings import ApiKey, Settings
+
+    readme = DOCS.parent / "README.md"
+    (block,) = [b for b in blocks(readme, "python") if "e2b_code_interpreter" in b.code]
+    backend = SimBackend.default(seed=1, replicas=2)
+    key = "e2b_readme_000000000000000000000000000000000000"
+    app = create_app(backend, Settings(api_keys=[ApiKey(key=key, team="default")]))
+    with ServerThread(app) as server:
+        monkeypatch.setenv("E2B_API_URL", server.url)
+        monkeypatch.setenv("E2B_SANDBOX_URL", server.url)
+        monkeypatch.setenv("E2B_API_KEY", key)
+        # Each commented expression must evaluate to what its comment shows.
+        namespace: dict[str, object] = {"__name__": "readme_server_example"}
+        for line in block.code.splitlines():
+            code, _, comment = line.partition("#")
+            if not code.strip():
+                continue
+            expected = re.match(r"\s*('.*?')", comment)
+            if expected and "=" not in code.split("(")[0]:
+                value = eval(code, namespace)
+                assert repr(value) == expected.group(1), (line, value)
+            else:
+                exec(code, namespace)
+    backend.close()
