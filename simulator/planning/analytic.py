@@ -1,0 +1,323 @@
+"""The analytic estimate of a pool size, from Erlang's formulas, to set next to the simulation.
+
+A warm pool of ``S`` replicas is a group of ``S`` refill "servers": each warm
+claim takes one sandbox, which the SandboxSet replaces; the slot is busy from
+the claim until the replacement is available, ``L`` seconds on average (the
+*refill time*). With Poisson claims of rate ``λ`` the offered load is
+``a = λL`` and
+
+* with **create-on-no-stock** a claim that finds the pool empty is created
+  cold, the pool is an M/G/S/S loss system and the cold share is
+  Erlang-B(S, a), whatever the refill-time distribution;
+* **without** it the claim waits (retries) for a refill: with exponential
+  refill the pool is M/M/S, the share that waits is Erlang-C(S, a) and a wait
+  exceeds ``t`` with probability ``C · exp(-(S - a) t / L)``.
+
+A latency goal such as ``p99 < 1s`` becomes a goal on that share: a cold
+delivery (or a wait of a whole retry) takes longer than the goal, so at most
+1% of the claims may be cold (or wait).
+
+:func:`refill_estimate` adds up the mean latencies of the steps a
+replacement goes through in the model; the simulation measures the real
+mean by Little's law, ``L = (S - mean available) / warm claim rate``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from pytest_kruise_agents.claiming.retry import CLAIM_RETRY
+from simulator.erlang import erlang_b, erlang_c
+from simulator.planning.arrivals import PoissonArrivals
+from simulator.planning.errors import PlanningError
+from simulator.planning.scenario import PoolSpec, Scenario
+from simulator.profile import Profile
+
+__all__ = [
+    "REFILL_STEPS",
+    "AnalyticEstimate",
+    "Slo",
+    "analytic_estimate",
+    "cold_latency_estimate",
+    "erlang_curve",
+    "offered_rate",
+    "parse_max_share",
+    "parse_slo",
+    "refill_estimate",
+    "size_for_loss",
+    "size_for_wait",
+    "wait_tail",
+]
+
+REFILL_STEPS: tuple[tuple[str, str], ...] = (
+    ("watch.lag", "the claim reaches the SandboxSet controller's cache"),
+    ("controller.reconcile", "the SandboxSet reconcile"),
+    ("api.create", "the replacement Sandbox is created"),
+    ("watch.lag", "it reaches the Sandbox controller"),
+    ("controller.reconcile", "the Sandbox reconcile"),
+    ("api.create", "its Pod is created"),
+    ("watch.lag", "the Pod reaches the scheduler"),
+    ("scheduler.bind", "the scheduler picks a node"),
+    ("api.update", "the binding is written"),
+    ("watch.lag", "the kubelet sees the bound Pod"),
+    ("pod.create", "the kubelet creates the pod sandbox"),
+    ("image.pull_cached", "the image is already on the node (image.pull on a fresh node)"),
+    ("container.start", "the container starts"),
+    ("container.ready", "the readiness probe passes"),
+    ("api.update_status", "the kubelet writes the Pod ready"),
+    ("watch.lag", "the Sandbox controller sees it"),
+    ("api.update_status", "the Sandbox is written ready"),
+    ("watch.lag", "the sandbox-manager's cache sees it available"),
+)
+"""The steps of one refill in the model, by latency name (see ``simulator.profile.LATENCY_DOCS``)."""
+
+
+def refill_estimate(profile: Profile) -> float:
+    """Mean seconds from a warm claim to its replacement being available (sum of step means)."""
+    return math.fsum(profile.latency(name).mean() for name, _ in REFILL_STEPS)
+
+
+def cold_latency_estimate(profile: Profile) -> float:
+    """Mean delivery of a claim created on no stock: a refill plus the lock and the runtime ``/init``."""
+    return (
+        refill_estimate(profile)
+        + profile.latency("api.create").mean()
+        + profile.latency("runtime.init").mean()
+    )
+
+
+_SLO = re.compile(
+    r"^\s*(?P<stat>p\d+(?:\.\d+)?|max|mean)\s*(?P<op><=|<)\s*(?P<value>[0-9.]+\s*(?:[a-zµ]+)?)\s*$",
+    re.IGNORECASE,
+)
+_QUANTILES = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p99.9": 99.9}
+
+
+@dataclass(frozen=True)
+class Slo:
+    """A goal on delivery latency: ``stat`` (``p99``, ``max``, ``mean``) below ``seconds``."""
+
+    stat: str
+    seconds: float
+    text: str
+    inclusive: bool = False
+    """``<=`` rather than ``<``."""
+
+    @property
+    def metric(self) -> str:
+        """The run metric the goal reads (``latency_p99``, ``latency_max``, ...)."""
+        return "latency_" + self.stat.replace(".", "")
+
+    @property
+    def tail_share(self) -> float | None:
+        """The share of claims allowed above the threshold (0.01 for p99; None for mean)."""
+        if self.stat == "max":
+            return 0.0
+        q = _QUANTILES.get(self.stat)
+        return None if q is None else 1.0 - q / 100.0
+
+    def met(self, value: float | None) -> bool:
+        """Whether a measured value meets the goal (an undefined one does not)."""
+        if value is None:
+            return False
+        return value <= self.seconds if self.inclusive else value < self.seconds
+
+
+def parse_slo(text: str) -> Slo:
+    """``"p99<1s"`` → :class:`Slo`; :class:`PlanningError` names ``--slo`` and the reason."""
+    from simulator.latency import parse_seconds
+
+    m = _SLO.match(text)
+    if m is None:
+        raise PlanningError(
+            f"--slo: cannot read {text!r}: expected <stat><<value>, e.g. 'p99<1s', "
+            f"with stat one of {', '.join(_QUANTILES)}, max, mean"
+        )
+    stat = m.group("stat").lower()
+    if stat not in _QUANTILES and stat not in ("max", "mean"):
+        raise PlanningError(
+            f"--slo: unsupported statistic {stat!r}: use one of {', '.join(_QUANTILES)}, max, mean"
+        )
+    try:
+        seconds = parse_seconds(m.group("value").replace(" ", ""))
+    except ValueError as exc:
+        raise PlanningError(f"--slo: {exc}") from None
+    if seconds <= 0:
+        raise PlanningError(f"--slo: the threshold must be > 0, got {m.group('value')!r}")
+    return Slo(stat=stat, seconds=seconds, text=text.strip(), inclusive=m.group("op") == "<=")
+
+
+def parse_max_share(text: str, option: str = "--max-cold") -> float:
+    """``"1%"`` or ``"0.01"`` → 0.01; :class:`PlanningError` names the option and the reason."""
+    raw = text.strip()
+    try:
+        value = float(raw[:-1]) / 100.0 if raw.endswith("%") else float(raw)
+    except ValueError:
+        raise PlanningError(
+            f"{option}: expected a share such as 1% or 0.01, got {text!r}"
+        ) from None
+    if not 0.0 <= value < 1.0:
+        raise PlanningError(f"{option}: must be in [0, 1) (0% to 99.9%), got {text!r}")
+    return value
+
+
+def offered_rate(scenario: Scenario, pool: PoolSpec) -> float:
+    """Mean sandboxes claimed per second from ``pool`` over the measured window."""
+    lo, hi = scenario.warmup, scenario.horizon
+    total = 0.0
+    for wl in scenario.workloads:
+        if wl.template is not None and (wl.namespace, wl.template) != (pool.namespace, pool.name):
+            continue
+        arrivals = wl.arrivals
+        if wl.template is None:
+            rows = getattr(arrivals, "rows", [])
+            n = sum(
+                1
+                for r in rows
+                if lo <= r.time < hi
+                and (r.template or "") == pool.name
+                and (r.namespace or wl.namespace) == pool.namespace
+            )
+            total += float(n)
+        else:
+            total += arrivals.expected(lo, hi) * wl.claim.replicas
+    return total / (hi - lo) if hi > lo else 0.0
+
+
+def size_for_loss(load: float, target: float) -> tuple[int, float]:
+    """The smallest S with Erlang-B(S, load) <= ``target``, and that blocking probability."""
+    if target <= 0:
+        raise ValueError("target must be > 0")
+    s = 0
+    b = 1.0
+    while b > target:
+        s += 1
+        b = load * b / (s + load * b)
+    return s, b
+
+
+def wait_tail(servers: int, load: float, refill: float, t: float) -> float:
+    """P(wait > t) in M/M/S with mean service ``refill`` (1.0 at or above capacity)."""
+    if servers <= load:
+        return 1.0
+    c = erlang_c(servers, load)
+    return c * math.exp(-(servers - load) * t / refill)
+
+
+def size_for_wait(load: float, refill: float, t: float, target: float) -> tuple[int, float]:
+    """The smallest S with P(wait > t) <= ``target`` in M/M/S, and that probability."""
+    if target <= 0:
+        raise ValueError("target must be > 0")
+    s = max(1, math.floor(load) + 1)
+    while (p := wait_tail(s, load, refill, t)) > target:
+        s += 1
+    return s, p
+
+
+@dataclass
+class AnalyticEstimate:
+    """Erlang's answer for one pool, with the figures it rests on and what it leaves out."""
+
+    pool: str
+    rate: float
+    refill_s: float
+    load: float
+    model: Literal["erlang-b", "erlang-c"]
+    target: float
+    replicas: int | None
+    value: float | None
+    cold_latency_s: float
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready fields."""
+        return asdict(self)
+
+    def describe(self) -> str:
+        """One line: the formula, the load and the answer."""
+        what = "cold share = Erlang-B" if self.model == "erlang-b" else "P(wait) from Erlang-C"
+        if self.replicas is None:
+            return f"{what}: no pool size meets the goal ({'; '.join(self.notes)})"
+        return (
+            f"{what}(S, a) with a = λ·L = {self.rate:.3g}/s x {self.refill_s:.3g}s = {self.load:.3g}: "
+            f"S = {self.replicas} ({self.value:.3%} <= {self.target:.3%})"
+        )
+
+
+def analytic_estimate(
+    scenario: Scenario,
+    pool: PoolSpec,
+    slo: Slo | None,
+    max_cold: float | None,
+    *,
+    refill_s: float | None = None,
+) -> AnalyticEstimate:
+    """Erlang's smallest ``replicas`` for ``pool`` meeting ``slo`` and ``max_cold``.
+
+    ``refill_s`` overrides the profile's refill estimate (e.g. with the
+    refill time the simulation measured).
+    """
+    profile = scenario.cluster.build_profile()
+    refill = refill_s if refill_s is not None else refill_estimate(profile)
+    rate = offered_rate(scenario, pool)
+    load = rate * refill
+    cold_latency = cold_latency_estimate(profile)
+    notes: list[str] = []
+    workloads = [
+        wl
+        for wl in scenario.workloads
+        if wl.template is None or (wl.namespace, wl.template) == (pool.namespace, pool.name)
+    ]
+    create = all(wl.claim.create_on_no_stock for wl in workloads)
+    if not all(isinstance(wl.arrivals, PoissonArrivals) for wl in workloads):
+        notes.append("arrivals are not Poisson: Erlang uses their mean rate only")
+    tail = slo.tail_share if slo is not None else None
+    if create:
+        targets = [t for t in (max_cold,) if t is not None]
+        if slo is not None and tail is not None and cold_latency >= slo.seconds:
+            targets.append(tail)
+        if slo is not None and slo.stat == "mean":
+            notes.append("a mean goal is not translated into a cold share; only --max-cold is used")
+        target = min(targets) if targets else 0.01
+        if target <= 0:
+            return AnalyticEstimate(
+                pool.key,
+                rate,
+                refill,
+                load,
+                "erlang-b",
+                target,
+                None,
+                None,
+                cold_latency,
+                [*notes, "a zero share is never met by a loss system with Poisson arrivals"],
+            )
+        s, b = size_for_loss(load, target)
+        return AnalyticEstimate(
+            pool.key, rate, refill, load, "erlang-b", target, s, b, cold_latency, notes
+        )
+    # Waiting: the claim retries until a refill lands.
+    first_retry = CLAIM_RETRY.duration if profile.retry == "exponential" else 0.025
+    target = tail if tail is not None and tail > 0 else 0.01
+    budget = (slo.seconds if slo is not None else 1.0) - 0.2
+    if budget <= first_retry:
+        # Any wait costs at least one retry sleep, which already breaks the goal.
+        budget = 0.0
+        notes.append(
+            f"a waiting claim sleeps >= {first_retry:g}s before its retry: every wait misses the goal"
+        )
+    notes.append("Erlang-C assumes exponential refill times and first-come first-served waiting")
+    s, p = size_for_wait(load, refill, max(budget, 0.0), target)
+    return AnalyticEstimate(
+        pool.key, rate, refill, load, "erlang-c", target, s, p, cold_latency, notes
+    )
+
+
+def erlang_curve(load: float, sizes: list[int], model: str = "erlang-b") -> list[float]:
+    """Erlang-B (or Erlang-C) at each size, for plots."""
+    if model == "erlang-b":
+        return [erlang_b(s, load) for s in sizes]
+    return [erlang_c(s, load) if s > 0 else 1.0 for s in sizes]

@@ -1,0 +1,178 @@
+"""How a workload claims, and what each claim became.
+
+The E2B path calls the sandbox-manager's create with the claim options as
+``e2b.agents.kruise.io/*`` metadata; the SandboxClaim path applies one
+SandboxClaim object per arrival. Either way the cluster keeps a
+:class:`~simulator.records.ClaimRecord` per attempt; :func:`e2b_outcome` and
+:func:`sandboxclaim_outcomes` turn them into one :class:`Outcome` per
+requested sandbox.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from pytest_kruise_agents.claiming.extensions import (
+    KEY_CLAIM_TIMEOUT_SECONDS,
+    KEY_CREATE_ON_NO_STOCK,
+    KEY_IMAGE,
+    KEY_SKIP_INIT_RUNTIME,
+    KEY_WAIT_READY_TIMEOUT_SECONDS,
+)
+from simulator.planning.metrics import Outcome
+from simulator.planning.scenario import ClaimSpec
+from simulator.records import PHASES, ClaimRecord
+
+__all__ = [
+    "SANDBOXCLAIM_TTL",
+    "SandboxClaimTracker",
+    "e2b_metadata",
+    "e2b_outcome",
+    "sandboxclaim_manifest",
+    "sandboxclaim_outcomes",
+    "volume_mounts",
+]
+
+SANDBOXCLAIM_TTL = "5m"
+"""``ttlAfterCompleted`` of the workload's SandboxClaims: long runs do not keep them all."""
+
+
+def e2b_metadata(claim: ClaimSpec) -> dict[str, str] | None:
+    """The create request's metadata: the claim options as extension keys, plus the user's."""
+    md: dict[str, str] = dict(claim.metadata)
+    if not claim.create_on_no_stock:
+        md[KEY_CREATE_ON_NO_STOCK] = "false"
+    if claim.claim_timeout is not None:
+        md[KEY_CLAIM_TIMEOUT_SECONDS] = str(math.ceil(claim.claim_timeout))
+    if claim.wait_ready_timeout is not None:
+        md[KEY_WAIT_READY_TIMEOUT_SECONDS] = str(math.ceil(claim.wait_ready_timeout))
+    if claim.image is not None:
+        md[KEY_IMAGE] = claim.image
+    if claim.skip_init_runtime:
+        md[KEY_SKIP_INIT_RUNTIME] = "true"
+    return md or None
+
+
+def volume_mounts(count: int) -> list[dict[str, str]] | None:
+    """``count`` dynamic CSI volumes (``volumeMounts`` of the create request)."""
+    if count <= 0:
+        return None
+    return [{"name": f"pv-data-{k}", "path": f"/mnt/data-{k}"} for k in range(count)]
+
+
+def sandboxclaim_manifest(
+    name: str, namespace: str, template: str, claim: ClaimSpec
+) -> dict[str, Any]:
+    """The SandboxClaim object one arrival of a ``sandboxclaim`` workload applies."""
+    spec: dict[str, Any] = {
+        "templateName": template,
+        "replicas": claim.replicas,
+        "createOnNoStock": claim.create_on_no_stock,
+        "ttlAfterCompleted": SANDBOXCLAIM_TTL,
+        "skipInitRuntime": claim.skip_init_runtime,
+    }
+    if claim.claim_timeout is not None:
+        spec["claimTimeout"] = f"{claim.claim_timeout:g}s"
+    if claim.wait_ready_timeout is not None:
+        spec["waitReadyTimeout"] = f"{claim.wait_ready_timeout:g}s"
+    if claim.image is not None:
+        spec["inplaceUpdate"] = {"image": claim.image}
+    mounts = volume_mounts(claim.csi_mounts)
+    if mounts:
+        spec["dynamicVolumesMount"] = [
+            {"pvName": m["name"], "mountPath": m["path"]} for m in mounts
+        ]
+    return {
+        "apiVersion": "agents.kruise.io/v1alpha1",
+        "kind": "SandboxClaim",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    }
+
+
+@dataclass(slots=True)
+class SandboxClaimTracker:
+    """One SandboxClaim a workload applied: its attempts' records and its sandboxes' holds.
+
+    ``holds`` are drawn at the arrival, one per replica, and given to the
+    sandboxes in the order they are delivered; ``released`` holds the ids of
+    the records whose sandbox release is already scheduled.
+    """
+
+    workload: int
+    pool: str
+    name: str
+    namespace: str
+    applied: float
+    holds: list[float | None]
+    records: list[ClaimRecord] = field(default_factory=list)
+    released: set[int] = field(default_factory=set)
+    done: bool = False
+
+    def delivered(self) -> list[ClaimRecord]:
+        """Its delivered records in delivery order (at most one per replica)."""
+        recs = [r for r in self.records if r.delivered is not None]
+        recs.sort(key=lambda r: (r.delivered or 0.0, r.id))
+        return recs[: len(self.holds)]
+
+
+def _phases(rec: ClaimRecord) -> dict[str, Any]:
+    return {p: getattr(rec, p) for p in PHASES}
+
+
+def e2b_outcome(workload: int, pool: str, rec: ClaimRecord, *, phases: bool) -> Outcome:
+    """The outcome of one E2B create (its record is the whole claim)."""
+    return Outcome(
+        workload=workload,
+        pool=pool,
+        requested=rec.requested,
+        delivered=rec.delivered,
+        failed=rec.failed,
+        warm=rec.warm,
+        attempts=rec.attempts,
+        reason=rec.error_reason,
+        phases=_phases(rec) if phases else None,
+    )
+
+
+def sandboxclaim_outcomes(
+    tracker: SandboxClaimTracker, now: float, *, phases: bool
+) -> list[Outcome]:
+    """One outcome per replica of a SandboxClaim, measured from the claim's creation.
+
+    Replicas never delivered count as failed (with the last failed attempt's
+    reason, else ``ClaimTimeout``) once the claim is finished, as still in
+    flight otherwise.
+    """
+    delivered = tracker.delivered()
+    failed = [r for r in tracker.records if r.failed is not None]
+    # Each record is one attempt at one sandbox; the failed ones were retried.
+    attempts = 1 + len(failed)
+    out = [
+        Outcome(
+            workload=tracker.workload,
+            pool=tracker.pool,
+            requested=tracker.applied,
+            delivered=rec.delivered,
+            warm=rec.warm,
+            attempts=attempts,
+            phases=_phases(rec) if phases else None,
+        )
+        for rec in delivered
+    ]
+    for _ in range(len(tracker.holds) - len(delivered)):
+        out.append(
+            Outcome(
+                workload=tracker.workload,
+                pool=tracker.pool,
+                requested=tracker.applied,
+                failed=now if tracker.done else None,
+                attempts=attempts,
+                reason=(failed[-1].error_reason or "Unknown" if failed else "ClaimTimeout")
+                if tracker.done
+                else None,
+            )
+        )
+    return out

@@ -1,0 +1,518 @@
+"""The ``simulate``, ``plan`` and ``sweep`` commands, minus argument parsing.
+
+The CLI (``pytest_kruise_agents.cli``) parses options and calls these; each
+loads the scenario, runs it on the chosen executor with a progress bar,
+writes ``summary.json``, ``report.html`` (and ``claims.csv`` when asked),
+prints a table and returns the exit code:
+
+``0``   done (``plan``: a size meets the goals);
+``1``   ``plan`` found no size in the range that meets the goals;
+``2``   bad input (the message names the file or option, the field and the reason);
+``130`` interrupted with Ctrl-C: partial results were written.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from simulator.erlang import erlang_b
+from simulator.planning.analytic import (
+    AnalyticEstimate,
+    analytic_estimate,
+    parse_max_share,
+    parse_slo,
+)
+from simulator.planning.diagnose import check_goals, limits
+from simulator.planning.errors import PlanningError
+from simulator.planning.executors import Executor, make_executor, sigint_stops
+from simulator.planning.formatting import METRIC_ROWS, POOL_ROWS, fmt_estimate, fmt_value, label_of
+from simulator.planning.loading import load_scenario
+from simulator.planning.metrics import RunResult
+from simulator.planning.outputs import summary_payload, write_claims_csv, write_summary
+from simulator.planning.overrides import Axis, apply_overrides, parse_axis
+from simulator.planning.plan import Candidate, Goal, PlanResult, plan
+from simulator.planning.report import write_report
+from simulator.planning.scenario import Scenario
+from simulator.planning.study import Point, PointSummary, grid, run_points
+
+__all__ = [
+    "EXIT_BAD_INPUT",
+    "EXIT_INTERRUPTED",
+    "EXIT_NOT_MET",
+    "EXIT_OK",
+    "RunOptions",
+    "parse_range",
+    "plan_command",
+    "simulate_command",
+    "sweep_command",
+]
+
+EXIT_OK = 0
+EXIT_NOT_MET = 1
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+@dataclass
+class RunOptions:
+    """Options every command shares."""
+
+    seed: int | None = None
+    replications: int | None = None
+    workers: int = 1
+    dask: str | None = None
+    out: Path | None = None
+    claims_csv: bool = False
+    sets: Sequence[str] = ()
+
+
+def _load(path: str, opts: RunOptions) -> Scenario:
+    scenario = load_scenario(path)
+    changes: list[tuple[str, Any]] = []
+    for text in opts.sets:
+        axis = parse_axis(text)
+        if len(axis.values) != 1:
+            raise PlanningError(f"--set {text}: give one value here (sweep takes several)")
+        changes.append((axis.path, axis.values[0]))
+    if opts.seed is not None:
+        changes.append(("seed", opts.seed))
+    if opts.replications is not None:
+        changes.append(("replications", opts.replications))
+    return apply_overrides(scenario, changes)
+
+
+def _out_dir(opts: RunOptions, scenario: Scenario, command: str) -> Path:
+    if opts.out is not None:
+        return opts.out
+    return Path("kruise-agents-out") / f"{scenario.name}-{command}"
+
+
+class _Bar:
+    """A rich progress bar over runs (a fraction for the run in progress when known)."""
+
+    def __init__(self, console: Console, total: int | None, what: str) -> None:
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+            disable=not console.is_terminal,
+        )
+        self.task = self.progress.add_task(what, total=total)
+        self.console = console
+        self.fractions: dict[tuple[int, int], float] = {}
+        self.batch = 0
+        self.done = 0
+
+    def new_batch(self, size: int) -> None:
+        self.batch += 1
+        task = self.progress.tasks[0]
+        if task.total is not None:
+            self.progress.update(self.task, total=max(task.total, self.done + size))
+
+    def on_progress(self, index: int, fraction: float) -> None:
+        key = (self.batch, index)
+        if key not in self.fractions and not self.console.is_terminal:
+            # Without a bar, a log line per run.
+            self.console.print(f"run {len(self.fractions) + 1} under way")
+        self.fractions[key] = fraction
+        self.progress.update(self.task, completed=sum(self.fractions.values()))
+
+    def on_result(self, result: RunResult) -> None:
+        self.fractions[(self.batch, result.index)] = 1.0
+        self.done += 1
+        self.progress.update(self.task, completed=sum(self.fractions.values()))
+        if not self.console.is_terminal:
+            state = "stopped early" if result.interrupted else "done"
+            self.console.print(
+                f"run {self.done} {state} ({result.metrics.get('claims') or 0:,.0f} claims, "
+                f"{result.wall_s:.1f}s)"
+            )
+
+
+@contextmanager
+def _running(
+    console: Console, total: int | None, what: str
+) -> Iterator[tuple[_Bar, threading.Event]]:
+    stop = threading.Event()
+    bar = _Bar(console, total, what)
+    with bar.progress, sigint_stops(stop):
+        if not console.is_terminal:
+            # No bar without a terminal: one line says the runs have started
+            # (and that Ctrl-C now stops them cleanly).
+            console.print(f"{what}: {total if total is not None else 'several'} run(s) started")
+        yield bar, stop
+
+
+def _metrics_table(title: str, summary: PointSummary) -> Table:
+    table = Table(title=title, show_lines=False)
+    table.add_column("metric")
+    table.add_column("mean [95% interval]", justify="right")
+    for metric, label in METRIC_ROWS:
+        est = summary.metrics.get(metric)
+        if est is not None:
+            table.add_row(label, fmt_estimate(metric, est))
+    for reason, est in sorted(summary.failures.items()):
+        table.add_row(f"failed: {reason} (per run)", f"{est.mean:,.1f}")
+    return table
+
+
+def _pools_table(summary: PointSummary) -> Table:
+    table = Table(title="Pools")
+    table.add_column("")
+    keys = list(summary.pools)
+    for key in keys:
+        table.add_column(key, justify="right")
+    for metric, label in POOL_ROWS:
+        table.add_row(label, *(fmt_estimate(metric, summary.pools[k].get(metric)) for k in keys))
+    return table
+
+
+def _finish(
+    console: Console,
+    out: Path,
+    *,
+    command: str,
+    scenario: Scenario,
+    source: str,
+    summaries: Sequence[PointSummary],
+    executor: Executor,
+    interrupted: bool,
+    plan_result: PlanResult | None = None,
+    analytic: Sequence[AnalyticEstimate] = (),
+    axes: Sequence[str] = (),
+    goals: Sequence[Goal] = (),
+    limits: Sequence[str] = (),
+    claims_csv: bool = False,
+) -> list[Path]:
+    payload = summary_payload(
+        command,
+        scenario,
+        source,
+        summaries,
+        executor=executor.name,
+        interrupted=interrupted,
+        plan=plan_result,
+        analytic=analytic,
+        axes=axes,
+        goals=goals,
+        limits=limits,
+    )
+    files = [write_summary(out, payload)]
+    if claims_csv:
+        csv_path = write_claims_csv(out, summaries)
+        if csv_path is not None:
+            files.append(csv_path)
+    files.append(
+        write_report(
+            out,
+            command,
+            scenario,
+            source,
+            summaries,
+            interrupted=interrupted,
+            plan=plan_result,
+            analytic=analytic,
+            axes=axes,
+            goals=goals,
+            limits=limits,
+        )
+    )
+    if interrupted:
+        console.print("[yellow]Interrupted: partial results written.[/yellow]")
+    for f in files:
+        console.print(f"wrote {f}")
+    return files
+
+
+def _bad_input(console: Console, exc: Exception) -> int:
+    # One line, never wrapped: the message names a file and a field path.
+    console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+    return EXIT_BAD_INPUT
+
+
+def simulate_command(path: str, opts: RunOptions, console: Console | None = None) -> int:
+    """``kruise-agents simulate``: run the scenario's replications and report them."""
+    out_console = console or Console(soft_wrap=True)
+    err = Console(stderr=True, soft_wrap=True) if console is None else console
+    try:
+        scenario = _load(path, opts)
+        executor = make_executor(opts.workers, opts.dask)
+    except (PlanningError, ValueError) as exc:
+        return _bad_input(err, exc)
+    keep = opts.claims_csv or scenario.claims_csv
+    try:
+        with _running(err, scenario.replications, f"simulate {scenario.name}") as (bar, stop):
+            bar.new_batch(scenario.replications)
+            summaries, partial = run_points(
+                [Point({}, scenario)],
+                executor,
+                stop=stop,
+                keep_claims=keep,
+                on_result=bar.on_result,
+                on_progress=bar.on_progress,
+            )
+    except PlanningError as exc:
+        executor.close()
+        return _bad_input(err, exc)
+    executor.close()
+    analytic = [analytic_estimate(scenario, p, None, 0.01) for p in scenario.pools]
+    verdicts: list[Goal] = []
+    found: list[str] = []
+    if summaries:
+        s = summaries[0]
+        out_console.print(_metrics_table(f"{scenario.name}: {len(s.runs)} replication(s)", s))
+        out_console.print(_pools_table(s))
+        for a in analytic:
+            pool_fig = s.pools.get(a.pool, {})
+            size = pool_fig.get("replicas")
+            if size is not None:
+                b_at = erlang_b(int(size.mean), a.load)
+                out_console.print(
+                    f"Erlang-B for {a.pool} at {int(size.mean)} replicas: {b_at:.2%} cold "
+                    f"(a = {a.rate:.3g}/s x {a.refill_s:.3g}s); simulated "
+                    f"{fmt_estimate('cold_share', pool_fig.get('cold_share'))}"
+                    + "".join(f"; {note}" for note in a.notes if "Poisson" in note),
+                    highlight=False,
+                )
+        if scenario.goals is not None:
+            verdicts = check_goals(s, scenario.goals)
+            for g in verdicts:
+                mark = "[green]met[/green]" if g.met else "[red]missed[/red]"
+                out_console.print(
+                    f"goal {label_of(g.name)} {g.symbol} {fmt_value(g.name, g.limit)}: {mark}, "
+                    f"measured {fmt_estimate(g.name, g.estimate)} ({g.confidence})"
+                )
+        found = limits(s, scenario)
+        if found:
+            out_console.print("[bold]What limits delivery[/bold]")
+            for line in found:
+                out_console.print(f"  - {line}", highlight=False, soft_wrap=True)
+    _finish(
+        out_console,
+        _out_dir(opts, scenario, "simulate"),
+        command="simulate",
+        scenario=scenario,
+        source=path,
+        summaries=summaries,
+        executor=executor,
+        interrupted=partial,
+        analytic=analytic,
+        goals=verdicts,
+        limits=found,
+        claims_csv=keep,
+    )
+    return EXIT_INTERRUPTED if partial else EXIT_OK
+
+
+def sweep_command(path: str, opts: RunOptions, console: Console | None = None) -> int:
+    """``kruise-agents sweep``: every combination of the ``--set`` values, one table, comparative plots."""
+    out_console = console or Console(soft_wrap=True)
+    err = Console(stderr=True, soft_wrap=True) if console is None else console
+    try:
+        base = _load(path, RunOptions(seed=opts.seed, replications=opts.replications))
+        if opts.sets:
+            axes: list[Axis] = [parse_axis(t) for t in opts.sets]
+        elif base.sweep:
+            axes = [Axis(path=k, values=tuple(v)) for k, v in base.sweep.items()]
+        else:
+            raise PlanningError(
+                "--set: give at least one path=v1,v2,... to sweep (the scenario has no sweep section)"
+            )
+        points = grid(base, axes)
+        executor = make_executor(opts.workers, opts.dask)
+    except (PlanningError, ValueError) as exc:
+        return _bad_input(err, exc)
+    keep = opts.claims_csv or base.claims_csv
+    total = sum(p.scenario.replications for p in points)
+    try:
+        with _running(err, total, f"sweep {base.name} ({len(points)} points)") as (bar, stop):
+            bar.new_batch(total)
+            summaries, partial = run_points(
+                points,
+                executor,
+                stop=stop,
+                keep_claims=keep,
+                on_result=bar.on_result,
+                on_progress=bar.on_progress,
+            )
+    except PlanningError as exc:
+        executor.close()
+        return _bad_input(err, exc)
+    executor.close()
+    names = [a.path for a in axes]
+    table = Table(title=f"{base.name}: {len(summaries)} point(s), mean [95% interval]")
+    for n in names:
+        table.add_column(n, overflow="fold")
+    shown = {
+        "latency_p50": "p50",
+        "latency_p99": "p99",
+        "cold_share": "cold",
+        "failed_share": "failed",
+        "node_cpu_peak": "CPU peak",
+        "idle_sandbox_hours": "idle sbx-h",
+    }
+    for heading in shown.values():
+        table.add_column(heading, justify="right")
+    for s in summaries:
+        table.add_row(
+            *(str(s.labels.get(n)) for n in names),
+            *(fmt_estimate(m, s.metrics.get(m)) for m in shown),
+        )
+    out_console.print(table)
+    _finish(
+        out_console,
+        _out_dir(opts, base, "sweep"),
+        command="sweep",
+        scenario=base,
+        source=path,
+        summaries=summaries,
+        executor=executor,
+        interrupted=partial,
+        axes=names,
+        claims_csv=keep,
+    )
+    return EXIT_INTERRUPTED if partial else EXIT_OK
+
+
+def parse_range(text: str | None) -> tuple[int | None, int | None]:
+    """``"10:2000"`` → (10, 2000); either side may be empty; PlanningError names ``--range``."""
+    if text is None:
+        return None, None
+    low, sep, high = text.partition(":")
+    try:
+        lo = int(low) if low.strip() else None
+        hi = int(high) if sep and high.strip() else None
+    except ValueError:
+        raise PlanningError(
+            f"--range: expected LOW:HIGH with whole numbers, got {text!r}"
+        ) from None
+    if not sep:
+        raise PlanningError(f"--range: expected LOW:HIGH, got {text!r}")
+    if (lo is not None and lo < 0) or (lo is not None and hi is not None and hi < lo):
+        raise PlanningError(f"--range: need 0 <= LOW <= HIGH, got {text!r}")
+    return lo, hi
+
+
+def plan_command(
+    path: str,
+    opts: RunOptions,
+    *,
+    pool: str,
+    slo: str | None,
+    max_cold: str | None,
+    size_range: str | None,
+    console: Console | None = None,
+) -> int:
+    """``kruise-agents plan``: the smallest ``replicas`` of ``pool`` meeting the goals."""
+    out_console = console or Console(soft_wrap=True)
+    err = Console(stderr=True, soft_wrap=True) if console is None else console
+    try:
+        scenario = _load(path, opts)
+        if slo is None and max_cold is None and scenario.goals is not None:
+            slo = scenario.goals.slo
+            max_cold = None if scenario.goals.max_cold is None else str(scenario.goals.max_cold)
+        goal = parse_slo(slo) if slo is not None else None
+        cold = parse_max_share(max_cold) if max_cold is not None else None
+        if goal is None and cold is None:
+            raise PlanningError("give a goal: --slo (e.g. 'p99<1s') and/or --max-cold (e.g. 1%)")
+        lo, hi = parse_range(size_range)
+        if not any(p.name == pool for p in scenario.pools):
+            names = ", ".join(p.name or "" for p in scenario.pools)
+            raise PlanningError(f"--pool: no pool {pool!r} in the scenario (pools: {names})")
+        executor = make_executor(opts.workers, opts.dask)
+    except (PlanningError, ValueError) as exc:
+        return _bad_input(err, exc)
+
+    def seen(c: Candidate) -> None:
+        verdicts = ", ".join(
+            f"{label_of(g.name)} {fmt_estimate(g.name, g.estimate)}" for g in c.goals
+        )
+        err.print(
+            f"  {c.replicas:>6} replicas: {'meets' if c.meets else 'misses'} ({verdicts})",
+            highlight=False,
+        )
+
+    try:
+        with _running(err, None, f"plan {scenario.name} pool {pool}") as (bar, stop):
+            result = plan(
+                scenario,
+                pool,
+                slo=goal,
+                max_cold=cold,
+                low=lo,
+                high=hi,
+                executor=executor,
+                stop=stop,
+                on_result=bar.on_result,
+                on_progress=bar.on_progress,
+                on_candidate=seen,
+            )
+    except PlanningError as exc:
+        executor.close()
+        return _bad_input(err, exc)
+    executor.close()
+    out_console.print(_plan_table(result))
+    for line in result.explanation:
+        out_console.print(f"  - {line}", highlight=False, soft_wrap=True)
+    summaries = [c.summary for _, c in sorted(result.candidates.items())]
+    _finish(
+        out_console,
+        _out_dir(opts, scenario, "plan"),
+        command="plan",
+        scenario=scenario,
+        source=path,
+        summaries=summaries,
+        executor=executor,
+        interrupted=result.interrupted,
+        plan_result=result,
+        claims_csv=False,
+    )
+    if result.interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_OK if result.answer is not None else EXIT_NOT_MET
+
+
+def _plan_table(result: PlanResult) -> Table:
+    table = Table(title=f"Plan for pool {result.pool}")
+    table.add_column("")
+    table.add_column("replicas", justify="right")
+    table.add_column("how", justify="left")
+    est = result.analytic
+    table.add_row("Erlang (profile refill)", str(est.replicas or "-"), est.describe())
+    if result.analytic_measured is not None:
+        m = result.analytic_measured
+        table.add_row("Erlang (measured refill)", str(m.replicas or "-"), m.describe())
+    best = result.best
+    if best is not None:
+        how = "; ".join(
+            f"{label_of(g.name)} {fmt_estimate(g.name, g.estimate)}" for g in best.goals
+        )
+        sure = "certain" if best.certain else "uncertain: an interval crosses a goal"
+        table.add_row(
+            "simulated",
+            str(result.answer),
+            f"{len(best.summary.runs)} replication(s): {how} ({sure})",
+        )
+    else:
+        table.add_row("simulated", "-", f"no size in {result.low}..{result.high} meets the goals")
+    return table

@@ -1,0 +1,144 @@
+"""Whether a point met its goals, and what limited its delivery.
+
+``simulate`` answers two questions about a scenario: does it hold (the
+goals of its ``goals`` section, judged on the means over replications with
+95% intervals) and what limits it (the pool running dry, nodes running out
+of room, the manager's create limit, failures, the claim path's own
+latency). The limits are read from the measurements, not guessed.
+"""
+
+from __future__ import annotations
+
+from simulator.planning.analytic import parse_max_share, parse_slo, refill_estimate
+from simulator.planning.formatting import fmt_value
+from simulator.planning.plan import Goal, goal_verdict
+from simulator.planning.scenario import Goals, Scenario
+from simulator.planning.study import PointSummary
+
+__all__ = ["check_goals", "limits"]
+
+
+def check_goals(summary: PointSummary, goals: Goals) -> list[Goal]:
+    """The verdict on each goal of ``goals`` (latency, cold share, failed share)."""
+    out: list[Goal] = []
+    if goals.slo is not None:
+        slo = parse_slo(goals.slo)
+        out.append(
+            goal_verdict(slo.metric, summary.metrics.get(slo.metric), slo.seconds, slo.inclusive)
+        )
+    if goals.max_cold is not None:
+        limit = parse_max_share(str(goals.max_cold), "max_cold")
+        out.append(goal_verdict("cold_share", summary.metrics.get("cold_share"), limit, True))
+    if goals.max_failed is not None:
+        limit = parse_max_share(str(goals.max_failed), "max_failed")
+        out.append(goal_verdict("failed_share", summary.metrics.get("failed_share"), limit, True))
+    return out
+
+
+def limits(summary: PointSummary, scenario: Scenario) -> list[str]:
+    """What limited delivery in this point, most important first (plain sentences)."""
+    lines: list[str] = []
+    m = summary.mean
+    claims = m("claims") or 0.0
+    failed = m("failed") or 0.0
+    if failed > 0:
+        reasons = ", ".join(
+            f"{reason} {est.mean:,.1f}"
+            for reason, est in sorted(summary.failures.items(), key=lambda kv: -kv[1].mean)
+        )
+        lines.append(
+            f"{failed:,.1f} of {claims:,.0f} claims per run failed ({reasons}): "
+            "failures, not latency, are the first limit."
+        )
+    unfinished = m("unfinished") or 0.0
+    if unfinished > 0:
+        lines.append(
+            f"{unfinished:,.1f} claims per run were still in flight when the run ended "
+            f"(drain {scenario.drain:g}s): the system did not keep up."
+        )
+    profile = scenario.cluster.build_profile()
+    for pool in scenario.pools:
+        p = summary.pools.get(pool.key, {})
+        replicas = pool.replicas or 0
+        cold = p.get("cold_share")
+        # The worst replication decides whether the pool ran dry.
+        mins = [
+            v
+            for r in summary.runs
+            if (v := r.pools.get(pool.key, {}).get("available_min")) is not None
+        ]
+        if not mins:
+            continue
+        lowest = min(mins)
+        refilling = p.get("creating_max")
+        if refilling is not None and refilling.mean > 0:
+            lines.append(
+                f"At the peak {refilling.mean:,.0f} replacements of {pool.key} were in flight at "
+                "once (claim rate x refill time): the pool must cover about that many, or claims "
+                "find it empty."
+            )
+        # The samples see the controller's counts between steps; a cold claim
+        # (or one that waited) is the proof that the manager found no stock.
+        # Retries are counted over all claims: they tell about the pool only when it is the only one.
+        waited = (m("waited_share") or 0.0) if len(scenario.pools) == 1 else 0.0
+        dry = lowest < 1 or (cold is not None and cold.mean > 0) or waited > 0
+        if dry:
+            share = (
+                f"{cold.mean:.2%} of its deliveries were cold"
+                if cold is not None
+                else "claims went cold"
+            )
+            if waited:
+                share += f", {waited:.2%} of the claims waited and retried"
+            lines.append(f"Pool {pool.key} ran empty ({replicas:,} replicas): {share}.")
+        elif lowest >= max(2.0, 0.05 * replicas):
+            lines.append(
+                f"Pool {pool.key} never ran empty: its lowest point was {lowest:,.0f} of "
+                f"{replicas:,} available ({lowest / max(replicas, 1):.0%}), so about {lowest:,.0f} "
+                "sandboxes were never needed; `plan` finds the smallest pool that holds."
+            )
+        else:
+            lines.append(
+                f"Pool {pool.key} came close to empty: its lowest point was {lowest:,.0f} of "
+                f"{replicas:,} available."
+            )
+        refill = p.get("refill_s")
+        expected = refill_estimate(profile)
+        if refill is not None and expected > 0 and refill.mean > 1.5 * expected:
+            lines.append(
+                f"Refills of {pool.key} took {refill.mean:.3g}s on average against {expected:.3g}s "
+                "of step latencies: replacements queued (image pulls, QPS limits, controller batches)."
+            )
+    pending = m("pending_pods_peak") or 0.0
+    if pending > 0:
+        lines.append(
+            f"Nodes ran out of room: up to {pending:,.0f} pods waited for a node; add nodes or "
+            "make sandboxes smaller."
+        )
+    slots = m("node_pods_peak")
+    capacity = m("node_pod_slots") or 0.0
+    if slots is not None and slots >= 0.75:
+        free = capacity * (1 - slots)
+        lines.append(
+            f"Node pod slots peaked at {slots:.0%} of {capacity:,.0f}: node capacity is the next "
+            f"limit (about {free:,.0f} more sandboxes fit at the peak)."
+        )
+    busiest = m("node_busiest_cpu_peak")
+    if busiest is not None and busiest >= 0.95:
+        lines.append(f"The busiest node's CPU requests reached {busiest:.0%} of allocatable.")
+    peak_cold = max((max(r.series.get("rate_cold") or [0.0]) for r in summary.runs), default=0.0)
+    if peak_cold > 0.5 * profile.create_qps:
+        lines.append(
+            f"Cold creations peaked at {peak_cold:,.3g}/s against the manager's create limit of "
+            f"{profile.create_qps:g}/s (--max-create-qps): claims beyond it queue for a token."
+        )
+    warm = m("warm_p99")
+    if warm is not None:
+        lines.append(
+            f"Warm deliveries take {fmt_value('warm_p99', warm)} at p99: the claim path itself "
+            "(pick, lock, runtime /init) sets that floor; no pool size goes below it."
+        )
+    if scenario.faults:
+        kinds = ", ".join(sorted({f.kind for f in scenario.faults}))
+        lines.append(f"Injected faults: {kinds}.")
+    return lines

@@ -1,0 +1,49 @@
+"""The errors of capacity planning: a bad scenario, a bad option, a run that cannot start."""
+
+from __future__ import annotations
+
+__all__ = ["FieldError", "PathError", "PlanningError", "RunError", "ScenarioError"]
+
+
+class PlanningError(ValueError):
+    """Base of the planning errors: one message that says what is wrong and where."""
+
+
+class ScenarioError(PlanningError):
+    """A scenario (or an override of one) is invalid.
+
+    :param source: the file (or ``--set``, ``<string>``) the bad value came from.
+    :param path: the field path inside the scenario, e.g. ``workloads[0].arrivals.rate``.
+    :param reason: why the value is refused.
+    :param line: the 1-based line in ``source``, when known.
+    """
+
+    def __init__(self, source: str, path: str, reason: str, *, line: int | None = None) -> None:
+        self.source = source
+        self.path = path
+        self.reason = reason
+        self.line = line
+        where = f"{source}:{line}" if line is not None else source
+        super().__init__(f"{where}: {path}: {reason}" if path else f"{where}: {reason}")
+
+
+class RunError(PlanningError):
+    """A run could not proceed (e.g. a pool that never fills on the scenario's nodes)."""
+
+
+class FieldError(ValueError):
+    """Raised inside a model validator: the problem is at ``field`` (relative to the model)."""
+
+    def __init__(self, field: str | tuple[str | int, ...], reason: str) -> None:
+        self.field: tuple[str | int, ...] = (field,) if isinstance(field, str) else field
+        self.reason = reason
+        super().__init__(f"{'.'.join(map(str, self.field))}: {reason}")
+
+
+class PathError(ValueError):
+    """Raised inside a model validator: the problem is at ``path`` (from the scenario's root)."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")

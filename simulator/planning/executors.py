@@ -1,0 +1,326 @@
+"""Executors: where runs happen — here, in worker processes, or on a Dask cluster.
+
+Every executor runs the same :class:`Task` list through :func:`run_task` and
+returns the results ordered by task index, so the same seeds give the same
+numbers whatever the executor (each run is a pure function of its scenario
+and seed). Stopping early (Ctrl-C) is cooperative: the executor's ``stop``
+event is set, runs in progress end at their next step with what they measured
+(marked ``interrupted``), runs not yet started are dropped.
+
+* :class:`SerialExecutor` runs tasks one after the other in this process;
+* :class:`ProcessExecutor` runs them in ``workers`` processes (forkserver);
+* :class:`DaskExecutor` submits them to a ``dask.distributed`` scheduler (an
+  address such as ``tcp://10.0.0.5:8786``, or a ``Client``); the workers need
+  this package installed. A Dask run stopped early keeps the finished runs
+  only: running tasks are cancelled.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import importlib
+import multiprocessing
+import signal
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from simulator.planning.metrics import RunResult
+from simulator.planning.runner import run_once
+from simulator.planning.scenario import Scenario
+
+__all__ = [
+    "Batch",
+    "DaskExecutor",
+    "Executor",
+    "OnProgress",
+    "OnResult",
+    "ProcessExecutor",
+    "SerialExecutor",
+    "Task",
+    "make_executor",
+    "run_task",
+    "sigint_stops",
+]
+
+OnResult = Callable[[RunResult], None]
+"""Called in the main process as each run finishes."""
+OnProgress = Callable[[int, float], None]
+"""Called with (task index, fraction done) when an executor can tell."""
+
+_POLL_S = 0.2
+
+
+@dataclass(frozen=True)
+class Task:
+    """One run to make: a scenario (already with the point's overrides) and a replication."""
+
+    index: int
+    scenario: Scenario
+    replication: int
+    point: dict[str, Any] = field(default_factory=dict)
+    keep_claims: bool = False
+
+
+@dataclass
+class Batch:
+    """The results of a list of tasks, ordered by task index, and whether it was cut short."""
+
+    results: list[RunResult]
+    interrupted: bool = False
+
+    @property
+    def partial(self) -> bool:
+        """Whether some runs are missing or incomplete."""
+        return self.interrupted or any(r.interrupted for r in self.results)
+
+
+def run_task(
+    task: Task,
+    should_stop: Callable[[], bool] | None = None,
+    progress: Callable[[float], None] | None = None,
+) -> RunResult:
+    """Run one task (the function the executors ship to their workers)."""
+    return run_once(
+        task.scenario,
+        replication=task.replication,
+        index=task.index,
+        point=task.point,
+        keep_claims=task.keep_claims,
+        should_stop=should_stop,
+        progress=progress,
+    )
+
+
+class Executor(Protocol):
+    """Runs tasks and returns their results ordered by index."""
+
+    name: str
+
+    def run(
+        self,
+        tasks: Sequence[Task],
+        *,
+        stop: threading.Event,
+        on_result: OnResult | None = None,
+        on_progress: OnProgress | None = None,
+    ) -> Batch:
+        """Run ``tasks``; stop early when ``stop`` is set."""
+        ...
+
+    def close(self) -> None:
+        """Release workers or connections."""
+        ...
+
+
+class SerialExecutor:
+    """Runs the tasks one after the other in this process."""
+
+    name = "serial"
+
+    def run(
+        self,
+        tasks: Sequence[Task],
+        *,
+        stop: threading.Event,
+        on_result: OnResult | None = None,
+        on_progress: OnProgress | None = None,
+    ) -> Batch:
+        """Run ``tasks`` in order; a set ``stop`` ends the current run at its next step."""
+        results: list[RunResult] = []
+        for task in tasks:
+            if stop.is_set():
+                return Batch(results, interrupted=True)
+            prog = None
+            if on_progress is not None:
+                report = on_progress
+                index = task.index
+
+                def prog(fraction: float, report: OnProgress = report, index: int = index) -> None:
+                    report(index, fraction)
+
+            result = run_task(task, should_stop=stop.is_set, progress=prog)
+            results.append(result)
+            if on_result is not None:
+                on_result(result)
+            if result.interrupted:
+                return Batch(results, interrupted=True)
+        return Batch(results, interrupted=False)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+_worker_stop: Any = None
+
+
+def _init_worker(stop_event: Any) -> None:
+    # Ctrl-C reaches the whole process group: workers leave it to the main
+    # process, which tells them to stop through the shared event.
+    global _worker_stop
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _worker_stop = stop_event
+
+
+def _worker_should_stop() -> bool:
+    return bool(_worker_stop is not None and _worker_stop.is_set())
+
+
+def _run_in_worker(task: Task) -> RunResult:
+    return run_task(task, should_stop=_worker_should_stop)
+
+
+class ProcessExecutor:
+    """Runs the tasks in ``workers`` processes (started once, reused across batches)."""
+
+    name = "processes"
+
+    def __init__(self, workers: int) -> None:
+        if workers < 1:
+            raise ValueError("workers: must be >= 1")
+        self.workers = workers
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["simulator.planning.executors"])
+        self._stop = ctx.Event()
+        self._pool = cf.ProcessPoolExecutor(
+            max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(self._stop,)
+        )
+
+    def run(
+        self,
+        tasks: Sequence[Task],
+        *,
+        stop: threading.Event,
+        on_result: OnResult | None = None,
+        on_progress: OnProgress | None = None,
+    ) -> Batch:
+        """Run ``tasks`` in the workers; a set ``stop`` cuts running runs short and drops the rest."""
+        self._stop.clear()
+        futures = {self._pool.submit(_run_in_worker, t): t for t in tasks}
+        results: dict[int, RunResult] = {}
+        pending = set(futures)
+        interrupted = False
+        try:
+            while pending:
+                done, pending = cf.wait(pending, timeout=_POLL_S, return_when=cf.FIRST_COMPLETED)
+                for fut in done:
+                    if fut.cancelled():
+                        continue
+                    result = fut.result()
+                    results[result.index] = result
+                    if on_result is not None:
+                        on_result(result)
+                    if on_progress is not None:
+                        on_progress(result.index, 1.0)
+                if stop.is_set() and not interrupted:
+                    interrupted = True
+                    self._stop.set()
+                    for fut in pending:
+                        fut.cancel()
+        except BaseException:
+            self._stop.set()
+            for fut in pending:
+                fut.cancel()
+            raise
+        return Batch([results[i] for i in sorted(results)], interrupted=interrupted)
+
+    def close(self) -> None:
+        """Stop the worker processes."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+class DaskExecutor:
+    """Submits the tasks to a Dask cluster (``dask.distributed``)."""
+
+    name = "dask"
+
+    def __init__(self, address: str | Any) -> None:
+        # dask.distributed is untyped: hold it as Any.
+        distributed: Any = importlib.import_module("dask.distributed")
+        self._distributed = distributed
+        Client = distributed.Client
+        self.client: Any
+        if isinstance(address, Client):
+            self.client = address
+            self._own = False
+        else:
+            self.client = Client(address)
+            self._own = True
+
+    def run(
+        self,
+        tasks: Sequence[Task],
+        *,
+        stop: threading.Event,
+        on_result: OnResult | None = None,
+        on_progress: OnProgress | None = None,
+    ) -> Batch:
+        """Run ``tasks`` on the cluster; a set ``stop`` cancels what has not finished."""
+        wait = self._distributed.wait
+
+        futures = [self.client.submit(run_task, t, pure=False) for t in tasks]
+        results: dict[int, RunResult] = {}
+        pending = set(futures)
+        interrupted = False
+        try:
+            while pending:
+                try:
+                    done, not_done = wait(
+                        list(pending), timeout=_POLL_S, return_when="FIRST_COMPLETED"
+                    )
+                    pending = set(not_done)
+                except TimeoutError:
+                    done = set()  # nothing finished within the poll: check for a stop
+                for fut in done:
+                    result = fut.result()
+                    results[result.index] = result
+                    if on_result is not None:
+                        on_result(result)
+                    if on_progress is not None:
+                        on_progress(result.index, 1.0)
+                if stop.is_set():
+                    interrupted = True
+                    self.client.cancel(list(pending))
+                    break
+        except BaseException:
+            self.client.cancel(list(pending))
+            raise
+        return Batch([results[i] for i in sorted(results)], interrupted=interrupted)
+
+    def close(self) -> None:
+        """Close the client if this executor opened it."""
+        if self._own:
+            self.client.close()
+
+
+def make_executor(workers: int = 1, dask: str | Any | None = None) -> Executor:
+    """A Dask executor when ``dask`` is given, processes when ``workers > 1``, else serial."""
+    if dask is not None:
+        return DaskExecutor(dask)
+    if workers > 1:
+        return ProcessExecutor(workers)
+    return SerialExecutor()
+
+
+@contextmanager
+def sigint_stops(stop: threading.Event) -> Iterator[None]:
+    """While inside, the first Ctrl-C sets ``stop`` (a clean, partial end); a second one aborts.
+
+    Only the main thread can take signals; elsewhere this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -1,0 +1,107 @@
+"""How metrics read: their labels, units and the rows of the summary tables.
+
+Shared by the terminal tables and the HTML report, so both say the same thing.
+"""
+
+from __future__ import annotations
+
+from simulator.planning.stats import Estimate
+
+__all__ = [
+    "METRIC_ROWS",
+    "POOL_ROWS",
+    "fmt_estimate",
+    "fmt_interval",
+    "fmt_value",
+    "label_of",
+]
+
+METRIC_ROWS: tuple[tuple[str, str], ...] = (
+    ("claims", "claims requested (measured window)"),
+    ("delivered", "delivered"),
+    ("failed", "failed"),
+    ("unfinished", "still in flight at the end"),
+    ("latency_p50", "delivery p50"),
+    ("latency_p90", "delivery p90"),
+    ("latency_p99", "delivery p99"),
+    ("latency_max", "delivery max"),
+    ("warm_p99", "warm delivery p99"),
+    ("cold_p50", "cold delivery p50"),
+    ("cold_p99", "cold delivery p99"),
+    ("cold_share", "cold share (of delivered)"),
+    ("waited_share", "claims that retried (waited)"),
+    ("failed_share", "failed share"),
+    ("throughput", "delivered per second"),
+    ("node_cpu_mean", "node CPU requested, mean"),
+    ("node_cpu_peak", "node CPU requested, peak"),
+    ("node_busiest_cpu_peak", "busiest node CPU, peak"),
+    ("node_mem_mean", "node memory requested, mean"),
+    ("node_pods_peak", "node pod slots used, peak"),
+    ("pending_pods_peak", "pods waiting for a node, peak"),
+    ("idle_sandbox_hours", "idle pool sandbox-hours"),
+    ("idle_cpu_core_hours", "idle pool CPU core-hours"),
+)
+"""(metric, label) in the order the summary shows them."""
+
+POOL_ROWS: tuple[tuple[str, str], ...] = (
+    ("replicas", "replicas"),
+    ("offered_rate", "claims per second"),
+    ("latency_p50", "delivery p50"),
+    ("latency_p99", "delivery p99"),
+    ("cold_share", "cold share"),
+    ("available_mean", "available, mean"),
+    ("available_min", "available, min"),
+    ("creating_mean", "creating, mean"),
+    ("creating_max", "creating, max"),
+    ("refill_s", "refill time (measured)"),
+    ("idle_sandbox_hours", "idle sandbox-hours"),
+)
+"""(pool metric, label) in the order the pool table shows them."""
+
+_LABELS = dict(METRIC_ROWS) | {f"pool.{k}": v for k, v in POOL_ROWS}
+
+
+def label_of(metric: str) -> str:
+    """A readable label for a metric name."""
+    return _LABELS.get(metric, metric.replace("_", " "))
+
+
+def _kind(metric: str) -> str:
+    if metric.startswith(("latency", "warm_p", "cold_p")) or metric.endswith("_s"):
+        return "seconds"
+    if metric == "node_pod_slots":
+        return "count"
+    if metric.endswith("_share") or metric.startswith("node_"):
+        return "share"
+    if metric in ("claims", "delivered", "failed", "unfinished", "replicas", "warm", "cold"):
+        return "count"
+    return "number"
+
+
+def fmt_value(metric: str, value: float | None) -> str:
+    """``value`` in the unit of ``metric`` (``-`` when undefined)."""
+    if value is None:
+        return "-"
+    kind = _kind(metric)
+    if kind == "seconds":
+        return f"{value * 1000:.0f} ms" if abs(value) < 1 else f"{value:.3g} s"
+    if kind == "share":
+        return f"{value:.2%}"
+    if kind == "count":
+        return f"{value:,.1f}" if value != int(value) else f"{int(value):,}"
+    return f"{value:,.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+
+
+def fmt_interval(metric: str, est: Estimate | None) -> str:
+    """The 95% interval as ``[low, high]`` (empty with fewer than two values)."""
+    if est is None or est.low is None or est.high is None:
+        return ""
+    return f"[{fmt_value(metric, est.low)}, {fmt_value(metric, est.high)}]"
+
+
+def fmt_estimate(metric: str, est: Estimate | None) -> str:
+    """``mean [low, high]``."""
+    if est is None:
+        return "-"
+    interval = fmt_interval(metric, est)
+    return f"{fmt_value(metric, est.mean)} {interval}".strip()

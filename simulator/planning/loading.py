@@ -1,0 +1,171 @@
+"""Loading a scenario: YAML text or a file to a validated :class:`Scenario`, or one clear error.
+
+Every problem becomes one :class:`~simulator.planning.errors.ScenarioError`
+naming the file (and line), the field path and the reason; trace CSV files
+are read here, relative to the scenario file, and a bad row names the CSV
+file, its line and its column.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from simulator.planning import arrivals as arrival_models
+from simulator.planning import scenario as scenario_models
+from simulator.planning.arrivals import TraceFormatError, load_trace
+from simulator.planning.errors import ScenarioError
+from simulator.planning.messages import first_problem, line_of
+from simulator.planning.scenario import Scenario
+
+__all__ = ["load_scenario", "parse_scenario"]
+
+
+def _field_names() -> list[str]:
+    """Every field name of the scenario models (for "did you mean" suggestions)."""
+    names: set[str] = set()
+    for module in (scenario_models, arrival_models):
+        for obj in vars(module).values():
+            if (
+                isinstance(obj, type)
+                and issubclass(obj, BaseModel)
+                and obj.__module__ == module.__name__
+            ):
+                names.update(obj.model_fields)
+    return sorted(names)
+
+
+class _Loader(yaml.SafeLoader):
+    """Safe YAML that refuses a key given twice (PyYAML would silently keep the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode):
+                key = self.construct_object(key_node, deep=deep)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        "while constructing a mapping",
+                        node.start_mark,
+                        f"duplicate key {key!r}",
+                        key_node.start_mark,
+                    )
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and validate a scenario file; raise :class:`ScenarioError` on any problem."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ScenarioError(str(path), "", f"cannot read the file: {exc.strerror or exc}") from None
+    return parse_scenario(text, source=str(path), base_dir=p.parent, default_name=p.stem)
+
+
+def parse_scenario(
+    source_text: str | Mapping[str, Any],
+    *,
+    source: str = "<string>",
+    base_dir: Path | None = None,
+    default_name: str | None = None,
+) -> Scenario:
+    """Validate a scenario from YAML text or a mapping; raise :class:`ScenarioError`.
+
+    Trace files are read relative to ``base_dir`` (default: the working directory).
+    """
+    root: yaml.Node | None = None
+    if isinstance(source_text, str):
+        try:
+            root = yaml.compose(source_text, Loader=_Loader)
+            data = yaml.load(source_text, Loader=_Loader)
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            problem = exc.problem or exc.context or "malformed YAML"
+            raise ScenarioError(
+                source,
+                "",
+                f"invalid YAML: {problem}",
+                line=mark.line + 1 if mark else None,
+            ) from None
+        except yaml.YAMLError as exc:
+            raise ScenarioError(source, "", f"invalid YAML: {exc}") from None
+    else:
+        data = dict(source_text)
+    if not isinstance(data, dict):
+        raise ScenarioError(source, "", "must be a mapping of scenario fields")
+    data = dict(data)
+    if default_name and "name" not in data:
+        data["name"] = default_name
+    _read_traces(data, source, base_dir or Path.cwd(), root)
+    try:
+        scenario = Scenario.model_validate(data)
+    except ValidationError as exc:
+        path, reason = first_problem(exc.errors(), _field_names())
+        raise ScenarioError(source, path, reason, line=line_of(root, path)) from None
+    _check_sweep(scenario, source, root)
+    return scenario
+
+
+def _check_sweep(scenario: Scenario, source: str, root: yaml.Node | None) -> None:
+    """Every value of the scenario's own sweep must make a valid scenario."""
+    if not scenario.sweep:
+        return
+    from simulator.planning.overrides import apply_overrides
+
+    for path, values in scenario.sweep.items():
+        where = f"sweep[{path!r}]"
+        if not values:
+            raise ScenarioError(source, where, "must list at least one value")
+        for value in values:
+            try:
+                apply_overrides(scenario.model_copy(update={"sweep": {}}), [(path, value)])
+            except ScenarioError as exc:
+                raise ScenarioError(
+                    source,
+                    where,
+                    f"value {value!r}: {exc.path}: {exc.reason}" if exc.path else str(exc.reason),
+                    line=line_of(root, "sweep"),
+                ) from None
+
+
+def _read_traces(data: dict[str, Any], source: str, base_dir: Path, root: yaml.Node | None) -> None:
+    """Load the rows of every ``trace`` workload (errors name the CSV file and line)."""
+    workloads = data.get("workloads")
+    if not isinstance(workloads, list):
+        return
+    workloads = data["workloads"] = list(workloads)
+    for i, wl in enumerate(workloads):
+        arrivals = wl.get("arrivals") if isinstance(wl, dict) else None
+        if not isinstance(arrivals, dict) or arrivals.get("kind") != "trace":
+            continue
+        if arrivals.get("rows"):
+            continue  # already loaded (a scenario dumped and validated again)
+        file = arrivals.get("file")
+        where = f"workloads[{i}].arrivals.file"
+        if not isinstance(file, str) or not file:
+            raise ScenarioError(source, where, "required value: the trace CSV file")
+        trace = Path(file) if Path(file).is_absolute() else base_dir / file
+        try:
+            rows = load_trace(trace)
+        except OSError as exc:
+            raise ScenarioError(
+                source,
+                where,
+                f"cannot read trace {str(trace)!r}: {exc.strerror or exc}",
+                line=line_of(root, where),
+            ) from None
+        except TraceFormatError as exc:
+            raise ScenarioError(str(trace), exc.column, exc.reason, line=exc.line) from None
+        if not rows:
+            raise ScenarioError(str(trace), "", "the trace has no rows")
+        arrivals = dict(arrivals)
+        arrivals["rows"] = [r.model_dump() for r in rows]
+        wl = dict(wl)
+        wl["arrivals"] = arrivals
+        workloads[i] = wl

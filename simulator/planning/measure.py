@@ -1,0 +1,168 @@
+"""Turning a run's samples and outcomes into per-pool and per-node figures.
+
+The run samples at fixed steps; these functions read the samples inside the
+measured window (and the claim outcomes) and compute pool levels, idle
+cost, the refill time by Little's law, node use, and the claims-per-second
+series of the report.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
+from typing import Any
+
+from pytest_kruise_agents.api.quantity import parse_quantity
+from pytest_kruise_agents.api.sandboxset import SandboxSet
+from simulator.planning.metrics import Outcome, percentile
+from simulator.planning.scenario import PoolSpec
+
+__all__ = [
+    "binned_rates",
+    "claim_row",
+    "cpu_request",
+    "node_metrics",
+    "pool_metrics",
+    "window_indexes",
+]
+
+Series = Mapping[str, Sequence[float]]
+
+
+def cpu_request(sbs: SandboxSet) -> float:
+    """CPU cores requested by one sandbox of the pool (sum over its containers)."""
+    spec = (sbs.spec.template or {}).get("spec") or {}
+    total = Decimal(0)
+    for c in spec.get("containers") or []:
+        cpu = ((c.get("resources") or {}).get("requests") or {}).get("cpu")
+        if cpu is not None:
+            total += parse_quantity(cpu)
+    return float(total)
+
+
+def window_indexes(series: Series, lo: float, hi: float) -> list[int]:
+    """Indexes of the samples taken in ``[lo, hi)`` (times relative to the workload start)."""
+    return [i for i, t in enumerate(series["t"]) if lo <= t < hi]
+
+
+def pool_metrics(
+    pool: PoolSpec,
+    sbs: SandboxSet,
+    series: Series,
+    outcomes: Sequence[Outcome],
+    *,
+    lo: float,
+    hi: float,
+    interval: float,
+) -> dict[str, float | None]:
+    """A pool's figures over the window ``[lo, hi)`` (seconds from the workload start).
+
+    The refill time is Little's law on the pool's slots: a slot is busy from a
+    warm claim until its replacement is available, so
+    ``replicas - mean available = warm claim rate x refill time``.
+    """
+    key = pool.key
+    inside = window_indexes(series, lo, hi)
+    avail = [series[f"available:{key}"][i] for i in inside]
+    creating = [series[f"creating:{key}"][i] for i in inside]
+    mine = [o for o in outcomes if o.pool == key]
+    warm = sum(1 for o in mine if o.warm is True)
+    cold = sum(1 for o in mine if o.warm is False)
+    span = max(hi - lo, 1e-9)
+    replicas = float(pool.replicas or 0)
+    mean_avail = math.fsum(avail) / len(avail) if avail else None
+    warm_rate = warm / span
+    refill = (
+        (replicas - mean_avail) / warm_rate if mean_avail is not None and warm_rate > 0 else None
+    )
+    idle_hours = math.fsum(avail) * interval / 3600.0
+    lats = sorted(lat for o in mine if (lat := o.latency) is not None)
+    return {
+        "replicas": replicas,
+        "offered_rate": len(mine) / span,
+        "latency_p50": percentile(lats, 50),
+        "latency_p99": percentile(lats, 99),
+        "warm": float(warm),
+        "cold": float(cold),
+        "cold_share": cold / (warm + cold) if warm + cold else None,
+        "available_mean": mean_avail,
+        "available_min": min(avail) if avail else None,
+        "creating_mean": math.fsum(creating) / len(creating) if creating else None,
+        "creating_max": max(creating) if creating else None,
+        "idle_sandbox_hours": idle_hours,
+        "idle_cpu_core_hours": idle_hours * cpu_request(sbs),
+        "refill_s": refill,
+    }
+
+
+def node_metrics(
+    series: Series, *, lo: float, hi: float, pod_slots: int
+) -> dict[str, float | None]:
+    """Node use over the window (all samples if none falls inside it)."""
+    inside = window_indexes(series, lo, hi) or list(range(len(series["t"])))
+
+    def values(name: str) -> list[float]:
+        return [series[name][i] for i in inside]
+
+    def mean(name: str) -> float | None:
+        vals = values(name)
+        return math.fsum(vals) / len(vals) if vals else None
+
+    def peak(name: str) -> float | None:
+        vals = values(name)
+        return max(vals) if vals else None
+
+    return {
+        "node_cpu_mean": mean("node_cpu"),
+        "node_cpu_peak": peak("node_cpu"),
+        "node_busiest_cpu_peak": peak("node_cpu_peak"),
+        "node_mem_mean": mean("node_mem"),
+        "node_mem_peak": peak("node_mem"),
+        "pending_pods_peak": peak("pending_pods"),
+        "node_pods_peak": peak("node_pods"),
+        "node_pod_slots": float(pod_slots),
+    }
+
+
+def binned_rates(
+    times: Sequence[float], outcomes: Sequence[Outcome], *, origin: float, interval: float
+) -> dict[str, list[float]]:
+    """Claims per second requested, delivered warm or cold, and failed, per sample step.
+
+    A claim counts in the step that ends at or after its time (``times`` are
+    the sample times relative to ``origin``).
+    """
+    n = len(times)
+    bins: dict[str, list[float]] = {k: [0.0] * n for k in ("arrivals", "warm", "cold", "failed")}
+
+    def slot(at: float) -> int | None:
+        i = math.ceil((at - origin) / interval)
+        return i if 0 <= i < n else None
+
+    for o in outcomes:
+        if (i := slot(o.requested)) is not None:
+            bins["arrivals"][i] += 1
+        if o.delivered is not None:
+            if (j := slot(o.delivered)) is not None:
+                bins["warm" if o.warm is not False else "cold"][j] += 1
+        elif o.failed is not None and (j := slot(o.failed)) is not None:
+            bins["failed"][j] += 1
+    return {f"rate_{k}": [v / interval for v in vals] for k, vals in bins.items()}
+
+
+def claim_row(o: Outcome, workload: str, origin: float) -> dict[str, Any]:
+    """One ``claims.csv`` row: times in seconds from the workload start."""
+    row: dict[str, Any] = {
+        "workload": workload,
+        "pool": o.pool,
+        "requested": o.requested - origin,
+        "delivered": None if o.delivered is None else o.delivered - origin,
+        "latency": o.latency,
+        "warm": o.warm,
+        "attempts": o.attempts,
+        "error": o.reason,
+    }
+    for phase, value in (o.phases or {}).items():
+        row[phase] = None if value is None else value - origin
+    return row

@@ -1,0 +1,164 @@
+"""What one run measured: claim outcomes, pool levels and node use, summarised.
+
+:class:`RunResult` is plain data (picklable, JSON-friendly) so that runs made
+in worker processes or on a Dask cluster come back whole. Latency
+percentiles use the nearest-rank definition: ``p99`` is the smallest
+latency with at least 99% of the delivered claims at or below it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = [
+    "QUANTILE_POINTS",
+    "Outcome",
+    "RunResult",
+    "percentile",
+    "quantile_sketch",
+    "summarise_outcomes",
+]
+
+QUANTILE_POINTS = 401
+"""Order statistics kept per run and per kind (warm, cold) for latency CDF plots."""
+
+
+@dataclass(slots=True)
+class Outcome:
+    """One claimed sandbox (an E2B create, or one replica of a SandboxClaim)."""
+
+    workload: int
+    pool: str
+    requested: float
+    delivered: float | None = None
+    failed: float | None = None
+    warm: bool | None = None
+    attempts: int = 0
+    reason: str | None = None
+    phases: dict[str, Any] | None = None
+
+    @property
+    def latency(self) -> float | None:
+        """Seconds from request to delivery."""
+        return None if self.delivered is None else self.delivered - self.requested
+
+
+@dataclass
+class RunResult:
+    """The figures of one run (one replication of one point).
+
+    ``metrics`` holds flat numbers (``None`` when undefined, e.g. the cold p99
+    of a run without cold claims); ``pools`` the same per pool key; ``series``
+    the sampled time series (seconds from the workload start); ``warm_q`` and
+    ``cold_q`` sorted latency order statistics, ``warm_n``/``cold_n`` how many
+    latencies they stand for; ``claims`` per-claim rows when asked for.
+    """
+
+    index: int
+    replication: int
+    seed: int
+    point: dict[str, Any]
+    metrics: dict[str, float | None]
+    failures: dict[str, int]
+    pools: dict[str, dict[str, float | None]]
+    series: dict[str, list[float]]
+    warm_q: list[float] = field(default_factory=list)
+    cold_q: list[float] = field(default_factory=list)
+    warm_n: int = 0
+    cold_n: int = 0
+    claims: list[dict[str, Any]] | None = None
+    interrupted: bool = False
+    wall_s: float = 0.0
+    """Wall-clock seconds the run took (with ``cpu_s``, the only figures that differ between identical runs)."""
+    cpu_s: float = 0.0
+    """CPU seconds of the process that made the run, while it ran."""
+
+    def as_dict(self, *, series: bool = False) -> dict[str, Any]:
+        """JSON-ready fields (the time series and claim rows only when asked)."""
+        d = asdict(self)
+        d.pop("claims", None)
+        d.pop("warm_q", None)
+        d.pop("cold_q", None)
+        if not series:
+            d.pop("series", None)
+        return d
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float | None:
+    """Nearest-rank percentile ``q`` (0..100) of already sorted values; None if empty."""
+    n = len(sorted_values)
+    if n == 0:
+        return None
+    rank = max(1, math.ceil(q / 100.0 * n))
+    return sorted_values[min(rank, n) - 1]
+
+
+def quantile_sketch(sorted_values: Sequence[float], points: int = QUANTILE_POINTS) -> list[float]:
+    """At most ``points`` evenly spaced order statistics (all values when fewer)."""
+    n = len(sorted_values)
+    if n <= points:
+        return list(sorted_values)
+    return [sorted_values[round(i * (n - 1) / (points - 1))] for i in range(points)]
+
+
+def _mean(values: Iterable[float]) -> float | None:
+    vals = list(values)
+    return math.fsum(vals) / len(vals) if vals else None
+
+
+def summarise_outcomes(
+    outcomes: Sequence[Outcome], window: float
+) -> tuple[dict[str, float | None], dict[str, int], list[float], list[float]]:
+    """Claim metrics of the outcomes in the measured window of ``window`` seconds.
+
+    Return the metrics, the failures by reason (``unfinished`` for claims
+    still in flight when the run ended) and the sorted warm and cold latencies.
+    """
+    warm: list[float] = []
+    cold: list[float] = []
+    failures: dict[str, int] = {}
+    retried = 0
+    attempts = 0
+    for o in outcomes:
+        attempts += o.attempts
+        if o.attempts > 1:
+            retried += 1
+        lat = o.latency
+        if lat is not None:
+            (warm if o.warm is not False else cold).append(lat)
+        else:
+            reason = o.reason or ("unfinished" if o.failed is None else "Unknown")
+            failures[reason] = failures.get(reason, 0) + 1
+    warm.sort()
+    cold.sort()
+    everything = sorted(warm + cold)
+    n = len(outcomes)
+    delivered = len(everything)
+    unfinished = failures.get("unfinished", 0)
+    failed = n - delivered - unfinished
+    metrics: dict[str, float | None] = {
+        "claims": float(n),
+        "delivered": float(delivered),
+        "failed": float(failed),
+        "unfinished": float(unfinished),
+        "failed_share": failed / n if n else None,
+        "cold_share": len(cold) / delivered if delivered else None,
+        "waited_share": retried / n if n else None,
+        "attempts_mean": attempts / n if n else None,
+        "latency_mean": _mean(everything),
+        "latency_p50": percentile(everything, 50),
+        "latency_p90": percentile(everything, 90),
+        "latency_p95": percentile(everything, 95),
+        "latency_p99": percentile(everything, 99),
+        "latency_p999": percentile(everything, 99.9),
+        "latency_max": everything[-1] if everything else None,
+        "warm_p50": percentile(warm, 50),
+        "warm_p99": percentile(warm, 99),
+        "cold_p50": percentile(cold, 50),
+        "cold_p99": percentile(cold, 99),
+        "throughput": delivered / window if window > 0 else None,
+    }
+    return metrics, failures, warm, cold

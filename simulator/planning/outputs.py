@@ -1,0 +1,124 @@
+"""The files a planning command writes: ``summary.json`` and, optionally, ``claims.csv``."""
+
+from __future__ import annotations
+
+import csv
+import importlib.metadata
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from simulator.planning.analytic import AnalyticEstimate
+from simulator.planning.plan import Goal, PlanResult
+from simulator.planning.scenario import Scenario
+from simulator.planning.study import PointSummary
+from simulator.records import PHASES
+
+__all__ = ["summary_payload", "write_claims_csv", "write_summary"]
+
+
+def _clean(value: Any) -> Any:
+    """JSON has no NaN or infinity: write them as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+def summary_payload(
+    command: str,
+    scenario: Scenario,
+    source: str,
+    summaries: Sequence[PointSummary],
+    *,
+    executor: str,
+    interrupted: bool,
+    plan: PlanResult | None = None,
+    analytic: Sequence[AnalyticEstimate] = (),
+    axes: Sequence[str] = (),
+    goals: Sequence[Goal] = (),
+    limits: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Everything a command measured, JSON-ready."""
+    try:
+        version = importlib.metadata.version("pytest-kruise-agents")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - run from a checkout
+        version = "unknown"
+    payload: dict[str, Any] = _clean(
+        {
+            "command": command,
+            "generator": f"pytest-kruise-agents {version}",
+            "scenario": {
+                "name": scenario.name,
+                "file": source,
+                "description": scenario.description,
+                "seed": scenario.seed,
+                "replications": scenario.replications,
+                "duration_s": scenario.duration,
+                "warmup_s": scenario.warmup,
+                "profile": scenario.cluster.profile,
+            },
+            "executor": executor,
+            "interrupted": interrupted,
+            "axes": list(axes),
+            "points": [s.as_dict() for s in summaries],
+            "analytic": [a.as_dict() for a in analytic],
+            "goals": [g.as_dict() for g in goals],
+            "limits": list(limits),
+            "plan": None if plan is None else plan.as_dict(),
+        }
+    )
+    return payload
+
+
+def write_summary(out_dir: Path, payload: dict[str, Any]) -> Path:
+    """Write ``summary.json``; return its path."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "summary.json"
+    path.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    return path
+
+
+_COLUMNS = (
+    "workload",
+    "pool",
+    "requested",
+    "delivered",
+    "latency",
+    "warm",
+    "attempts",
+    "error",
+    *(p for p in PHASES if p not in ("requested", "delivered")),
+)
+
+
+def write_claims_csv(out_dir: Path, summaries: Sequence[PointSummary]) -> Path | None:
+    """Write ``claims.csv``: one row per claim (times in seconds from the workload start).
+
+    Columns: the point's labels, ``replication``, then the claim's workload,
+    pool, times, warm/cold, attempts, error and each phase. Return None when
+    no run kept its claims.
+    """
+    rows: list[dict[str, Any]] = []
+    label_cols: dict[str, None] = {}
+    for s in summaries:
+        label_cols.update(dict.fromkeys(s.labels))
+        for run in s.runs:
+            for claim in run.claims or []:
+                rows.append({**s.labels, "replication": run.replication, **claim})
+    if not rows:
+        return None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "claims.csv"
+    columns = [*label_cols, "replication", *_COLUMNS]
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in columns})
+    return path

@@ -1,0 +1,175 @@
+"""Overrides: change one field of a scenario by its path (``--set path=value``).
+
+Paths use the scenario's field names, dots between levels and ``[n]`` for
+list items; a list item may also be named by its ``name`` (or a workload by
+its ``template``, a fault by its ``kind``)::
+
+    pools.base.replicas=40
+    workloads[0].arrivals.rate=300/min
+    cluster.profile=openkruise-v0.3.0
+    cluster.latencies.image.pull=lognormal(median=10s, p99=1m)
+
+Under ``latencies``, ``knobs``, ``selector`` and ``metadata`` the rest of the
+path is one key (latency names contain dots). Values are read as YAML
+scalars (``40`` is a number, ``true`` a boolean, ``exp(5s)`` a string);
+``--set`` takes several values separated by commas (commas inside brackets
+or parentheses do not separate).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from simulator.planning.errors import ScenarioError
+from simulator.planning.loading import parse_scenario
+from simulator.planning.scenario import Scenario
+
+__all__ = ["Axis", "apply_overrides", "parse_axis", "parse_value", "split_path"]
+
+_SOURCE = "--set"
+_MAP_FIELDS = frozenset({"latencies", "knobs", "selector", "metadata"})
+_TOKEN = re.compile(r"\[(\d+)\]|([^.\[\]]+)")
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One ``--set``: a field path and the values it takes."""
+
+    path: str
+    values: tuple[Any, ...]
+
+
+def split_path(path: str) -> list[str | int]:
+    """``pools.base.replicas`` → ``["pools", "base", "replicas"]``; ``[0]`` → ``0``."""
+    text = path.strip()
+    if not text:
+        raise ScenarioError(_SOURCE, path, "empty path")
+    parts: list[str | int] = []
+    pos = 0
+    while pos < len(text):
+        if text[pos] == ".":
+            pos += 1
+            continue
+        m = _TOKEN.match(text, pos)
+        if m is None:
+            raise ScenarioError(_SOURCE, path, f"cannot read the path at {text[pos:]!r}")
+        if m.group(1) is not None:
+            parts.append(int(m.group(1)))
+        else:
+            token = m.group(2)
+            if parts and parts[-1] in _MAP_FIELDS:
+                # The rest of the path is one key of the mapping.
+                parts.append(text[pos:])
+                return parts
+            parts.append(token)
+        pos = m.end()
+    return parts
+
+
+def parse_value(text: str) -> Any:
+    """A value as a YAML scalar (numbers, booleans, null), else the text itself."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    return (
+        text
+        if isinstance(value, dict | list) and not text.strip().startswith(("{", "["))
+        else value
+    )
+
+
+def _split_values(text: str) -> list[str]:
+    out: list[str] = []
+    depth = 0
+    cur = ""
+    for ch in text:
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        if ch == "," and depth == 0:
+            out.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    out.append(cur)
+    return [v.strip() for v in out]
+
+
+def parse_axis(text: str) -> Axis:
+    """``path=v1,v2,...`` → an :class:`Axis`; ScenarioError names a malformed option."""
+    path, sep, values = text.partition("=")
+    if not sep or not path.strip():
+        raise ScenarioError(_SOURCE, text, "expected path=value[,value...]")
+    split_path(path)
+    raw = _split_values(values)
+    if any(v == "" for v in raw):
+        raise ScenarioError(_SOURCE, path.strip(), "empty value")
+    return Axis(path=path.strip(), values=tuple(parse_value(v) for v in raw))
+
+
+def _match(items: list[Any], key: str | int, path: str) -> int:
+    if isinstance(key, int):
+        if 0 <= key < len(items):
+            return key
+        raise ScenarioError(_SOURCE, path, f"index {key} out of range (the list has {len(items)})")
+    for i, item in enumerate(items):
+        if isinstance(item, dict) and key in (
+            item.get("name"),
+            item.get("template"),
+            item.get("kind"),
+        ):
+            return i
+    names = [
+        str(item.get("name") or item.get("template") or item.get("kind"))
+        for item in items
+        if isinstance(item, dict)
+    ]
+    raise ScenarioError(_SOURCE, path, f"no item named {key!r} (items: {', '.join(names)})")
+
+
+def _set(data: dict[str, Any], path: str, value: Any) -> None:
+    parts = split_path(path)
+    node: Any = data
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if isinstance(node, list):
+            idx = _match(node, part, path)
+            if last:
+                node[idx] = value
+                return
+            node = node[idx]
+        elif isinstance(node, dict):
+            if isinstance(part, int):
+                raise ScenarioError(_SOURCE, path, "an index where a field name is expected")
+            if last:
+                node[part] = value
+                return
+            if node.get(part) is None:
+                node[part] = {}
+            node = node[part]
+        else:
+            raise ScenarioError(_SOURCE, path, f"cannot descend into a {type(node).__name__}")
+
+
+def apply_overrides(scenario: Scenario, sets: Sequence[tuple[str, Any]]) -> Scenario:
+    """A copy of ``scenario`` with each ``(path, value)`` set, validated again.
+
+    A bad path or value raises :class:`ScenarioError` whose source is ``--set``.
+    """
+    if not sets:
+        return scenario
+    data = scenario.model_dump(mode="python")
+    for path, value in sets:
+        _set(data, path, value)
+    try:
+        return parse_scenario(data, source=_SOURCE)
+    except ScenarioError as exc:
+        shown = ", ".join(f"{p}={v}" for p, v in sets)
+        raise ScenarioError(f"--set {shown}", exc.path, exc.reason) from None

@@ -1,0 +1,425 @@
+"""Plan: the smallest pool meeting the goals, simulated, next to Erlang's answer.
+
+The search starts at Erlang's estimate (see :mod:`simulator.planning.analytic`)
+and assumes the goals get easier as the pool grows: it evaluates the estimate
+and one below it, gallops away from them (1, 2, 4, ... replicas) until it
+brackets the boundary, then bisects. Each evaluation runs the scenario's
+replications (in parallel, with the executor) with the pool set to the
+candidate size; a candidate *meets* the goals when the means over
+replications do, and the verdict is *certain* when the 95% intervals lie on
+the same side of every goal.
+
+Goals: the latency ``slo`` (e.g. ``p99<1s``; failed claims count as slow:
+their share must stay within the tail the percentile allows) and
+``max_cold``, the largest share of the pool's deliveries created cold.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from simulator.planning.analytic import AnalyticEstimate, Slo, analytic_estimate, size_for_loss
+from simulator.planning.arrivals import (
+    BurstArrivals,
+    ConstantArrivals,
+    DiurnalArrivals,
+    PoissonArrivals,
+)
+from simulator.planning.errors import PlanningError
+from simulator.planning.executors import Executor, OnProgress, OnResult
+from simulator.planning.overrides import apply_overrides
+from simulator.planning.scenario import PoolSpec, Scenario
+from simulator.planning.stats import Estimate
+from simulator.planning.study import Point, PointSummary, run_points
+
+__all__ = ["Candidate", "Goal", "PlanResult", "explain", "goal_verdict", "judge", "plan"]
+
+
+@dataclass
+class Goal:
+    """One goal at one candidate: the measured estimate, the limit, the verdict."""
+
+    name: str
+    limit: float
+    estimate: Estimate | None
+    met: bool
+    certain: bool
+    inclusive: bool = True
+    """``<=`` (shares) rather than ``<`` (latency goals)."""
+
+    @property
+    def symbol(self) -> str:
+        """``<=`` or ``<``."""
+        return "<=" if self.inclusive else "<"
+
+    @property
+    def confidence(self) -> str:
+        """How sure the verdict is, in words."""
+        if self.estimate is None or self.estimate.n < 2:
+            return "one replication: no interval"
+        return "certain" if self.certain else "uncertain: the 95% interval crosses the limit"
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready fields."""
+        return {
+            "name": self.name,
+            "limit": self.limit,
+            "estimate": None if self.estimate is None else self.estimate.as_dict(),
+            "met": self.met,
+            "certain": self.certain,
+            "inclusive": self.inclusive,
+        }
+
+
+@dataclass
+class Candidate:
+    """A pool size the search ran, its summary and its verdict on each goal."""
+
+    replicas: int
+    summary: PointSummary
+    goals: list[Goal]
+
+    @property
+    def meets(self) -> bool:
+        """Whether every goal is met (on the means)."""
+        return all(g.met for g in self.goals)
+
+    @property
+    def certain(self) -> bool:
+        """Whether every verdict holds across the 95% intervals."""
+        return all(g.certain for g in self.goals)
+
+
+@dataclass
+class PlanResult:
+    """The answer of :func:`plan` and everything needed to explain it."""
+
+    pool: str
+    slo: Slo | None
+    max_cold: float | None
+    low: int
+    high: int
+    analytic: AnalyticEstimate
+    analytic_measured: AnalyticEstimate | None
+    answer: int | None
+    candidates: dict[int, Candidate]
+    explanation: list[str] = field(default_factory=list)
+    interrupted: bool = False
+
+    @property
+    def best(self) -> Candidate | None:
+        """The candidate at the answer."""
+        return None if self.answer is None else self.candidates.get(self.answer)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready: goals, both analytic estimates, the answer and every candidate."""
+        return {
+            "pool": self.pool,
+            "slo": None if self.slo is None else self.slo.text,
+            "max_cold": self.max_cold,
+            "range": [self.low, self.high],
+            "analytic": self.analytic.as_dict(),
+            "analytic_measured_refill": (
+                None if self.analytic_measured is None else self.analytic_measured.as_dict()
+            ),
+            "answer": self.answer,
+            "certain": None if self.best is None else self.best.certain,
+            "explanation": self.explanation,
+            "interrupted": self.interrupted,
+            "candidates": [
+                {
+                    "replicas": c.replicas,
+                    "meets": c.meets,
+                    "certain": c.certain,
+                    "goals": [g.as_dict() for g in c.goals],
+                }
+                for _, c in sorted(self.candidates.items())
+            ],
+        }
+
+
+def goal_verdict(name: str, est: Estimate | None, limit: float, inclusive: bool) -> Goal:
+    """The verdict on one goal: met on the mean; certain when the interval agrees."""
+    if est is None:
+        return Goal(name, limit, None, met=False, certain=False, inclusive=inclusive)
+
+    def ok(v: float) -> bool:
+        return v <= limit if inclusive else v < limit
+
+    met = ok(est.mean)
+    if est.low is None or est.high is None:
+        certain = False
+    else:
+        certain = ok(est.high) if met else not ok(est.low)
+    return Goal(name, limit, est, met, certain, inclusive)
+
+
+def judge(summary: PointSummary, pool: str, slo: Slo | None, max_cold: float | None) -> list[Goal]:
+    """The verdict of a point on each goal."""
+    goals: list[Goal] = []
+    if slo is not None:
+        goals.append(
+            goal_verdict(slo.metric, summary.metrics.get(slo.metric), slo.seconds, slo.inclusive)
+        )
+        tail = slo.tail_share
+        if tail is not None:
+            goals.append(
+                goal_verdict("failed_share", summary.metrics.get("failed_share"), tail, True)
+            )
+    if max_cold is not None:
+        goals.append(
+            goal_verdict(
+                "cold_share", summary.pools.get(pool, {}).get("cold_share"), max_cold, True
+            )
+        )
+    return goals
+
+
+def plan(
+    scenario: Scenario,
+    pool_name: str,
+    *,
+    slo: Slo | None,
+    max_cold: float | None,
+    low: int | None,
+    high: int | None,
+    executor: Executor,
+    stop: threading.Event,
+    on_result: OnResult | None = None,
+    on_progress: OnProgress | None = None,
+    on_candidate: Callable[[Candidate], None] | None = None,
+) -> PlanResult:
+    """Search the smallest ``replicas`` of ``pool_name`` meeting the goals (module docstring)."""
+    if slo is None and max_cold is None:
+        raise PlanningError("give a goal: --slo and/or --max-cold")
+    try:
+        pool = scenario.pool(pool_name)
+    except KeyError as exc:
+        raise PlanningError(f"--pool: {exc.args[0]}") from None
+    estimate = analytic_estimate(scenario, pool, slo, max_cold)
+    lo = 1 if low is None else low
+    hi = high if high is not None else max(10, 4 * (estimate.replicas or 10) + 10)
+    if lo < 0 or hi < lo:
+        raise PlanningError(f"--range: need 0 <= low <= high, got {lo}:{hi}")
+    path = f"pools[{scenario.pools.index(pool)}].replicas"
+    result = PlanResult(
+        pool=pool.key,
+        slo=slo,
+        max_cold=max_cold,
+        low=lo,
+        high=hi,
+        analytic=estimate,
+        analytic_measured=None,
+        answer=None,
+        candidates={},
+    )
+
+    def evaluate(sizes: list[int]) -> bool:
+        todo = sorted({s for s in sizes if lo <= s <= hi and s not in result.candidates})
+        if not todo or stop.is_set():
+            return not stop.is_set()
+        points = [
+            Point({f"pools.{pool.name}.replicas": s}, apply_overrides(scenario, [(path, s)]))
+            for s in todo
+        ]
+        summaries, partial = run_points(
+            points, executor, stop=stop, on_result=on_result, on_progress=on_progress
+        )
+        for s, summary in zip(todo, summaries, strict=False):
+            if not summary.complete:
+                continue
+            cand = Candidate(s, summary, judge(summary, pool.key, slo, max_cold))
+            result.candidates[s] = cand
+            if on_candidate is not None:
+                on_candidate(cand)
+        if partial:
+            result.interrupted = True
+        return not partial
+
+    def meets(s: int) -> bool | None:
+        """Whether ``s`` meets the goals (evaluating it if needed); None when stopped."""
+        if s not in result.candidates and not evaluate([s]):
+            return None
+        cand = result.candidates.get(s)
+        return None if cand is None else cand.meets
+
+    start = min(max(estimate.replicas or lo, lo), hi)
+    # The estimate and the size below it in one batch: the usual answer needs no more.
+    if not evaluate([start - 1, start]):
+        return _finish(result, scenario, pool, slo, max_cold)
+    first = meets(start)
+    if first is None:
+        return _finish(result, scenario, pool, slo, max_cold)
+    if first:
+        ok, fail, step = start, lo - 1, 1
+        while ok > lo:  # gallop down until a size fails
+            probe = max(lo, ok - step)
+            verdict = meets(probe)
+            if verdict is None:
+                return _finish(result, scenario, pool, slo, max_cold)
+            if not verdict:
+                fail = probe
+                break
+            ok, step = probe, step * 2
+    else:
+        ok, fail, step = hi + 1, start, 1
+        while fail < hi:  # gallop up until a size meets
+            probe = min(hi, fail + step)
+            verdict = meets(probe)
+            if verdict is None:
+                return _finish(result, scenario, pool, slo, max_cold)
+            if verdict:
+                ok = probe
+                break
+            fail, step = probe, step * 2
+        if ok > hi:
+            return _finish(result, scenario, pool, slo, max_cold)
+    while ok - fail > 1:
+        mid = (ok + fail) // 2
+        verdict = meets(mid)
+        if verdict is None:
+            return _finish(result, scenario, pool, slo, max_cold)
+        if verdict:
+            ok = mid
+        else:
+            fail = mid
+    result.answer = ok
+    return _finish(result, scenario, pool, slo, max_cold)
+
+
+def _finish(
+    result: PlanResult, scenario: Scenario, pool: PoolSpec, slo: Slo | None, max_cold: float | None
+) -> PlanResult:
+    # Erlang again, with the refill time the simulation measured (Little's law).
+    refills = [
+        est.mean
+        for c in result.candidates.values()
+        if (est := c.summary.pools.get(pool.key, {}).get("refill_s")) is not None
+    ]
+    if refills:
+        measured = sorted(refills)[len(refills) // 2]
+        result.analytic_measured = analytic_estimate(
+            scenario, pool, slo, max_cold, refill_s=measured
+        )
+    result.explanation = explain(result, scenario, pool)
+    return result
+
+
+def explain(result: PlanResult, scenario: Scenario, pool: PoolSpec) -> list[str]:
+    """Why the simulated answer differs from Erlang's (or why they agree)."""
+    lines: list[str] = []
+    est = result.analytic
+    sim = result.answer
+    best = result.best
+    if result.interrupted:
+        lines.append("The search was interrupted: the answer covers the sizes evaluated so far.")
+    if sim is None:
+        lines.append(f"No size in {result.low}..{result.high} meets the goals in simulation.")
+        worst = max(result.candidates.values(), key=lambda c: c.replicas, default=None)
+        if worst is not None:
+            warm = worst.summary.mean("warm_p99")
+            if result.slo is not None and warm is not None and not result.slo.met(warm):
+                lines.append(
+                    f"Even warm deliveries take {warm:.3g}s at p99 (>= {result.slo.seconds:g}s): "
+                    "no pool size fixes that; the latency of the claim path itself does."
+                )
+            failed = worst.summary.mean("failed_share")
+            if failed:
+                lines.append(f"{failed:.2%} of the claims fail at {worst.replicas} replicas.")
+    elif est.replicas is not None:
+        diff = sim - est.replicas
+        if abs(diff) <= 1:
+            lines.append(
+                f"Simulation ({sim}) and Erlang ({est.replicas}) agree within one replica: the pool "
+                "behaves as the loss/queue system the formula describes; the rest is sampling noise."
+            )
+        else:
+            direction = "more" if diff > 0 else "fewer"
+            lines.append(
+                f"Simulation needs {abs(diff)} replicas {direction} than Erlang ({sim} vs {est.replicas})."
+            )
+    measured = result.analytic_measured
+    if measured is not None and est.refill_s > 0:
+        ratio = measured.refill_s / est.refill_s
+        if abs(ratio - 1) > 0.1:
+            lines.append(
+                f"The measured refill time is {measured.refill_s:.3g}s, not the {est.refill_s:.3g}s the "
+                "profile's step means add up to (image pulls on nodes without the image, client QPS "
+                "limits, SandboxSet batches and controller queues add to it); with the measured "
+                f"refill Erlang says {measured.replicas}."
+            )
+        elif measured.replicas is not None:
+            lines.append(
+                f"The measured refill time ({measured.refill_s:.3g}s) matches the profile estimate; "
+                f"Erlang with it says {measured.replicas}."
+            )
+    kinds = {type(wl.arrivals) for wl in scenario.workloads}
+    if BurstArrivals in kinds:
+        bursts = [
+            wl.arrivals for wl in scenario.workloads if isinstance(wl.arrivals, BurstArrivals)
+        ]
+        peak = max(a.peak_rate() for a in bursts)
+        line = "Arrivals come in bursts, far above the mean rate over the window that Erlang uses"
+        if est.model == "erlang-b" and est.target > 0 and peak < float("inf"):
+            s_peak, _ = size_for_loss(peak * est.refill_s, est.target)
+            line += (
+                f"; at the burst's own rate ({peak:.3g}/s) Erlang-B asks for {s_peak}, "
+                "an upper bound when the burst is shorter than the pool takes to drain"
+            )
+        else:
+            line += "; a burst that arrives at once needs its whole count in stock"
+        lines.append(line + ".")
+    if DiurnalArrivals in kinds:
+        peaks = [
+            wl.arrivals for wl in scenario.workloads if isinstance(wl.arrivals, DiurnalArrivals)
+        ]
+        peak = sum(a.max_rate() for a in peaks)
+        if est.model == "erlang-b" and est.target > 0:
+            s_peak, _ = size_for_loss(peak * est.refill_s, est.target)
+            lines.append(
+                f"The rate follows a day; at the peak ({peak:.3g}/s) Erlang-B asks for {s_peak}: "
+                "the goal over the whole day sits between the mean-rate and the peak-rate answers."
+            )
+    if ConstantArrivals in kinds and PoissonArrivals not in kinds:
+        lines.append(
+            "Arrivals are evenly spaced, smoother than Poisson: fewer claims find the pool empty "
+            "than Erlang-B predicts."
+        )
+    if any(getattr(wl.arrivals, "kind", "") == "trace" for wl in scenario.workloads):
+        lines.append("Arrivals replay a trace: Erlang sees only its mean rate over the window.")
+    if est.model == "erlang-c":
+        lines.append(
+            "Claims wait for a refill (no create-on-no-stock): Erlang-C assumes exponential refills "
+            "served in arrival order, while waiting claims retry on their own schedule (exponential "
+            "back-off at HEAD, every 25 ms in v0.3.0), so waits are longer and lumpier."
+        )
+    if scenario.faults:
+        kinds_f = sorted({f.kind for f in scenario.faults})
+        lines.append(
+            f"The scenario injects faults ({', '.join(kinds_f)}), which the formula ignores."
+        )
+    if best is not None:
+        pending = best.summary.mean("pending_pods_peak")
+        if pending:
+            lines.append(
+                f"Nodes ran out of room at times (up to {pending:.0f} pods waiting for a node): "
+                "node capacity, not the pool, limits delivery."
+            )
+        if not best.certain:
+            lines.append(
+                f"The verdict at {best.replicas} is not certain: a 95% interval crosses a goal; "
+                "run more replications (--replications) or a longer duration to settle it."
+            )
+        profile = scenario.cluster.build_profile()
+        peak_cold = max(
+            (max(r.series.get("rate_cold") or [0.0]) for r in best.summary.runs), default=0.0
+        )
+        if peak_cold > 0.5 * profile.create_qps:
+            lines.append(
+                f"Cold creations peak at {peak_cold:.3g}/s, near the manager's create limit "
+                f"({profile.create_qps:g}/s): beyond it, claims that find no stock queue for a token."
+            )
+    return lines

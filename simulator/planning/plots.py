@@ -1,0 +1,303 @@
+"""The report's plots, drawn with matplotlib (Agg, no pyplot state) and returned as PNG bytes.
+
+Each function takes plain figures (summaries, runs) and returns one PNG, so
+the report can embed it as base64 and the file stands alone.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from simulator.erlang import erlang_b
+from simulator.planning.metrics import RunResult
+from simulator.planning.scenario import Scenario
+from simulator.planning.stats import Estimate
+
+__all__ = [
+    "claims_rate_plot",
+    "erlang_plot",
+    "latency_cdf_plot",
+    "metric_plot",
+    "node_plot",
+    "pool_plot",
+]
+
+_SIZE = (8.0, 3.6)
+_DPI = 96
+
+
+def _png(fig: Figure) -> bytes:
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=_DPI, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def _time_axis(t: Sequence[float]) -> tuple[list[float], str]:
+    span = t[-1] if t else 0.0
+    if span > 3 * 3600:
+        return [x / 3600 for x in t], "hours since the workload started"
+    if span > 600:
+        return [x / 60 for x in t], "minutes since the workload started"
+    return list(t), "seconds since the workload started"
+
+
+def _scale(span_unit: str) -> float:
+    return (
+        3600.0
+        if span_unit.startswith("hours")
+        else 60.0
+        if span_unit.startswith("minutes")
+        else 1.0
+    )
+
+
+def _shade(ax: Axes, scenario: Scenario, unit: str) -> None:
+    k = _scale(unit)
+    if scenario.warmup > 0:
+        ax.axvspan(0, scenario.warmup / k, color="0.9", label="warm-up")
+    for f in scenario.faults:
+        end = f.start + (f.duration if f.duration is not None else scenario.horizon - f.start)
+        ax.axvspan(
+            f.start / k,
+            max(end, f.start + scenario.horizon / 200) / k,
+            color="#f4cccc",
+            alpha=0.6,
+            label=f"fault: {f.kind}",
+        )
+
+
+def _ecdf(runs: Sequence[RunResult], kind: str) -> tuple[list[float], list[float]]:
+    pairs: list[tuple[float, float]] = []
+    for r in runs:
+        q = r.warm_q if kind == "warm" else r.cold_q
+        n = r.warm_n if kind == "warm" else r.cold_n
+        if q:
+            w = n / len(q)
+            pairs.extend((v, w) for v in q)
+    pairs.sort()
+    total = sum(w for _, w in pairs)
+    xs: list[float] = []
+    ys: list[float] = []
+    acc = 0.0
+    for v, w in pairs:
+        acc += w
+        xs.append(max(v, 1e-4))
+        ys.append(acc / total)
+    return xs, ys
+
+
+def latency_cdf_plot(groups: Sequence[tuple[str, Sequence[RunResult]]]) -> bytes:
+    """Delivery latency CDF, warm (solid) and cold (dashed), per group of runs."""
+    fig = Figure(figsize=_SIZE)
+    ax = fig.add_subplot()
+    colors = ["C0", "C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8", "C9"]
+    for i, (label, runs) in enumerate(groups):
+        color = colors[i % len(colors)]
+        for kind, style in (("warm", "-"), ("cold", "--")):
+            xs, ys = _ecdf(runs, kind)
+            if xs:
+                name = f"{label} {kind}" if label else kind
+                ax.step(xs, ys, where="post", linestyle=style, color=color, label=name)
+    ax.set_xscale("log")
+    ax.set_xlabel("delivery latency (s, log scale)")
+    ax.set_ylabel("share of claims delivered")
+    ax.set_ylim(0, 1.02)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.set_title("Delivery latency, warm (from the pool) vs cold (created on no stock)")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="lower right", fontsize="small")
+    return _png(fig)
+
+
+def pool_plot(run: RunResult, scenario: Scenario) -> bytes:
+    """Available and creating sandboxes of each pool over time."""
+    fig = Figure(figsize=_SIZE)
+    ax = fig.add_subplot()
+    t, unit = _time_axis(run.series["t"])
+    _shade(ax, scenario, unit)
+    for i, pool in enumerate(scenario.pools):
+        color = f"C{i % 10}"
+        ax.plot(t, run.series[f"available:{pool.key}"], color=color, label=f"{pool.key} available")
+        ax.plot(
+            t,
+            run.series[f"creating:{pool.key}"],
+            color=color,
+            linestyle=":",
+            label=f"{pool.key} creating",
+        )
+    ax.set_xlabel(unit)
+    ax.set_ylabel("sandboxes")
+    ax.set_ylim(bottom=0)
+    ax.grid(True, alpha=0.3)
+    ax.set_title("Warm pool: available and creating sandboxes")
+    ax.legend(loc="best", fontsize="small")
+    return _png(fig)
+
+
+_RATE_BINS = 150
+"""At most this many bars in the claims-per-second plot: finer samples are averaged."""
+
+
+def _rebin(t: Sequence[float], values: Sequence[float]) -> tuple[list[float], list[float]]:
+    k = max(1, -(-len(t) // _RATE_BINS))
+    xs = [t[min(i + k - 1, len(t) - 1)] for i in range(0, len(t), k)]
+    ys = [sum(values[i : i + k]) / len(values[i : i + k]) for i in range(0, len(values), k)]
+    return xs, ys
+
+
+def claims_rate_plot(run: RunResult, scenario: Scenario) -> bytes:
+    """Claims per second: arrivals, warm and cold deliveries, failures."""
+    fig = Figure(figsize=_SIZE)
+    ax = fig.add_subplot()
+    t, unit = _time_axis(run.series["t"])
+    _shade(ax, scenario, unit)
+    for key, label, color in (
+        ("rate_arrivals", "requested", "0.4"),
+        ("rate_warm", "delivered warm", "C0"),
+        ("rate_cold", "delivered cold", "C1"),
+        ("rate_failed", "failed", "C3"),
+    ):
+        values = run.series.get(key) or []
+        if any(values):
+            xs, ys = _rebin(t, values)
+            ax.step(xs, ys, where="pre", color=color, label=label, linewidth=1)
+    ax.set_xlabel(unit)
+    ax.set_ylabel("claims per second")
+    ax.set_ylim(bottom=0)
+    ax.grid(True, alpha=0.3)
+    ax.set_title("Claims per second")
+    ax.legend(loc="best", fontsize="small")
+    return _png(fig)
+
+
+def node_plot(run: RunResult, scenario: Scenario) -> bytes:
+    """Node CPU and memory allocation (whole cluster, and the busiest node's CPU)."""
+    fig = Figure(figsize=_SIZE)
+    ax = fig.add_subplot()
+    t, unit = _time_axis(run.series["t"])
+    _shade(ax, scenario, unit)
+    ax.plot(
+        t, [100 * v for v in run.series["node_cpu"]], color="C0", label="CPU requested (cluster)"
+    )
+    ax.plot(
+        t, [100 * v for v in run.series["node_mem"]], color="C2", label="memory requested (cluster)"
+    )
+    ax.plot(
+        t,
+        [100 * v for v in run.series["node_cpu_peak"]],
+        color="C0",
+        linestyle=":",
+        label="CPU, busiest node",
+    )
+    ax.set_xlabel(unit)
+    ax.set_ylabel("% of allocatable")
+    ax.set_ylim(0, 105)
+    ax.grid(True, alpha=0.3)
+    pending = run.series.get("pending_pods") or []
+    if any(pending):
+        ax2 = ax.twinx()
+        ax2.plot(t, pending, color="C3", linewidth=1, label="pods waiting for a node")
+        ax2.set_ylabel("pods waiting", color="C3")
+        ax2.set_ylim(bottom=0)
+    ax.set_title("Node utilisation (resource requests)")
+    ax.legend(loc="upper left", fontsize="small")
+    return _png(fig)
+
+
+def erlang_plot(
+    sizes: Sequence[int],
+    estimates: Sequence[Estimate | None],
+    loads: Sequence[tuple[str, float]],
+    *,
+    goal: float | None = None,
+    title: str = "Cold share against pool size",
+) -> bytes:
+    """Simulated cold share (mean and 95% interval) by pool size, with Erlang-B curves."""
+    fig = Figure(figsize=_SIZE)
+    ax = fig.add_subplot()
+    lo = 0
+    hi = max(max(sizes, default=1), 1)
+    grid = list(range(lo, hi + max(2, hi // 10) + 1))
+    for i, (label, load) in enumerate(loads):
+        ax.plot(grid, [max(erlang_b(s, load), 1e-6) for s in grid], color=f"C{i + 1}", label=label)
+    xs: list[int] = []
+    ys: list[float] = []
+    err_lo: list[float] = []
+    err_hi: list[float] = []
+    for s, est in zip(sizes, estimates, strict=True):
+        if est is None:
+            continue
+        xs.append(s)
+        y = max(est.mean, 1e-6)
+        ys.append(y)
+        low = est.low if est.low is not None else est.mean
+        high = est.high if est.high is not None else est.mean
+        err_lo.append(max(0.0, y - max(low, 1e-6)))
+        err_hi.append(max(0.0, max(high, 1e-6) - y))
+    if xs:
+        ax.errorbar(
+            xs,
+            ys,
+            yerr=[err_lo, err_hi],
+            fmt="o",
+            color="C0",
+            capsize=3,
+            label="simulated (95% CI)",
+        )
+    if goal is not None and goal > 0:
+        ax.axhline(goal, color="C3", linestyle="--", linewidth=1, label=f"goal {goal:.2%}")
+    # A log scale shows small shares (the usual goals); large ones read better linearly.
+    log = not ys or min(ys) < 0.02 or (goal is not None and goal < 0.02)
+    if log:
+        ax.set_yscale("log")
+        ax.set_ylim(bottom=max(1e-5, min([*ys, goal or 1.0]) / 20))
+    else:
+        ax.set_ylim(0, 1.02)
+    ax.set_xlabel("pool replicas")
+    ax.set_ylabel("cold share (log scale)" if log else "cold share")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.set_title(title)
+    ax.legend(loc="best", fontsize="small")
+    return _png(fig)
+
+
+def metric_plot(
+    labels: Sequence[str],
+    estimates: Sequence[Estimate | None],
+    *,
+    ylabel: str,
+    title: str,
+    limit: float | None = None,
+    percent: bool = False,
+) -> bytes:
+    """One metric per point (mean and 95% interval), e.g. p99 across a sweep."""
+    fig = Figure(figsize=_SIZE)
+    ax = fig.add_subplot()
+    k = 100.0 if percent else 1.0
+    xs = list(range(len(labels)))
+    means = [(e.mean * k if e is not None else float("nan")) for e in estimates]
+    lows = [(e.mean - e.low) * k if e is not None and e.low is not None else 0.0 for e in estimates]
+    highs = [
+        (e.high - e.mean) * k if e is not None and e.high is not None else 0.0 for e in estimates
+    ]
+    ax.bar(xs, means, yerr=[lows, highs], capsize=3, color="C0", alpha=0.8)
+    if limit is not None:
+        ax.axhline(limit * k, color="C3", linestyle="--", linewidth=1, label="goal")
+        ax.legend(loc="best", fontsize="small")
+    ax.set_xticks(xs)
+    ax.set_xticklabels(
+        labels,
+        rotation=20 if len(labels) > 4 else 0,
+        ha="right" if len(labels) > 4 else "center",
+        fontsize="small",
+    )
+    ax.set_ylabel(ylabel)
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.set_title(title)
+    return _png(fig)

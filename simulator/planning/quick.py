@@ -1,0 +1,152 @@
+"""A short capacity plan for one pool, for ``make demo``: a few seconds, a paragraph and a report.
+
+>>> qp = quick_plan(POOL_YAML)          # doctest: +SKIP
+>>> print(qp.text)                      # doctest: +SKIP
+>>> qp.report                           # doctest: +SKIP
+PosixPath('/tmp/kruise-agents-demo-plan/report.html')
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from simulator.planning.analytic import parse_max_share, parse_slo
+from simulator.planning.executors import SerialExecutor
+from simulator.planning.formatting import fmt_estimate
+from simulator.planning.loading import parse_scenario
+from simulator.planning.outputs import summary_payload, write_summary
+from simulator.planning.plan import PlanResult, plan
+from simulator.planning.report import write_report
+
+__all__ = ["QuickPlan", "quick_plan"]
+
+_DEFAULT_POOL = """\
+apiVersion: agents.kruise.io/v1alpha1
+kind: SandboxSet
+metadata: {name: base, namespace: default}
+spec:
+  replicas: 5
+  runtimes: [{name: agent-runtime}]
+  template:
+    spec:
+      containers:
+        - name: sandbox
+          image: registry.example.com/agent-sandbox:v1
+          resources: {requests: {cpu: 500m, memory: 512Mi}}
+"""
+
+
+@dataclass
+class QuickPlan:
+    """The plan as a few lines of text, the report's path and the full result."""
+
+    text: str
+    report: Path
+    result: PlanResult
+
+
+def quick_plan(
+    pool_yaml: str | None = None,
+    *,
+    rate: float = 2.0,
+    hold: str = "exp(1m)",
+    slo: str = "p99<1s",
+    max_cold: str = "1%",
+    duration: float = 240.0,
+    replications: int = 2,
+    seed: int = 42,
+    out_dir: Path | None = None,
+) -> QuickPlan:
+    """Plan the pool of ``pool_yaml`` (a SandboxSet) for Poisson claims at ``rate`` per second.
+
+    Runs in this process (a few seconds with the defaults) and writes
+    ``summary.json`` and ``report.html`` to ``out_dir`` (default: a
+    ``kruise-agents-demo-plan`` directory under the system's temp directory).
+    """
+    data: dict[str, Any] = {
+        "name": "demo-plan",
+        "description": (
+            f"Poisson claims at {rate:g}/s held {hold}, on the demo's pool; "
+            f"goal {slo} and at most {max_cold} cold."
+        ),
+        "seed": seed,
+        "replications": replications,
+        "duration": duration,
+        "warmup": 30.0,
+        "pools": [{"manifest": pool_yaml or _DEFAULT_POOL}],
+    }
+    scenario = parse_scenario(_with_workload(data, rate, hold), source="quick_plan")
+    pool = scenario.pools[0]
+    goal = parse_slo(slo)
+    cold = parse_max_share(max_cold)
+    result = plan(
+        scenario,
+        pool.name or "",
+        slo=goal,
+        max_cold=cold,
+        low=1,
+        high=None,
+        executor=SerialExecutor(),
+        stop=threading.Event(),
+    )
+    out = out_dir or Path(tempfile.gettempdir()) / "kruise-agents-demo-plan"
+    summaries = [c.summary for _, c in sorted(result.candidates.items())]
+    write_summary(
+        out,
+        summary_payload(
+            "plan",
+            scenario,
+            "quick_plan",
+            summaries,
+            executor="serial",
+            interrupted=False,
+            plan=result,
+        ),
+    )
+    report = write_report(out, "plan", scenario, "quick_plan", summaries, plan=result)
+    return QuickPlan(
+        text=_text(result, rate, hold, slo, max_cold, report), report=report, result=result
+    )
+
+
+def _with_workload(data: dict[str, Any], rate: float, hold: str) -> dict[str, Any]:
+    from pytest_kruise_agents.api.manifest import load_manifest
+
+    pool_text = data["pools"][0]["manifest"]
+    obj = load_manifest(pool_text)
+    return data | {
+        "workloads": [
+            {
+                "template": obj.metadata.name,
+                "namespace": obj.metadata.namespace,
+                "arrivals": {"kind": "poisson", "rate": rate},
+                "hold": hold,
+            }
+        ]
+    }
+
+
+def _text(result: PlanResult, rate: float, hold: str, slo: str, max_cold: str, report: Path) -> str:
+    est = result.analytic
+    lines = [
+        f"Capacity plan for pool {result.pool}: Poisson claims at {rate:g}/s held {hold}; "
+        f"goal {slo}, at most {max_cold} cold.",
+        f"  Erlang-B: {est.replicas} replicas (load a = {est.rate:.3g}/s x {est.refill_s:.3g}s "
+        f"refill = {est.load:.3g}).",
+    ]
+    best = result.best
+    if best is not None:
+        how = ", ".join(f"{g.name} {fmt_estimate(g.name, g.estimate)}" for g in best.goals)
+        lines.append(
+            f"  simulated: {result.answer} replicas over {len(best.summary.runs)} replications ({how})."
+        )
+    else:
+        lines.append("  simulated: no size in the searched range meets the goal.")
+    if result.explanation:
+        lines.append(f"  {result.explanation[0]}")
+    lines.append(f"  report: {report}")
+    return "\n".join(lines)

@@ -1,0 +1,503 @@
+"""``report.html``: one self-contained page (no script, no network) with tables and plots.
+
+The plots are PNG images embedded as base64 ``data:`` URIs, so the file can
+be mailed or attached to a ticket and opens anywhere.
+
+* ``simulate``: summary and pool tables, Erlang next to the simulated cold
+  share, latency CDF (warm vs cold), pool levels, claims per second and node
+  utilisation of the first replication;
+* ``sweep``: one row per point, comparative plots (p99, cold share, CDFs per
+  point) and, when a pool's replicas are swept, the cold share against pool
+  size with the Erlang-B curve;
+* ``plan``: the candidates, the explanation, the cold share against pool size
+  with the Erlang-B curves and the goal, then the ``simulate`` plots of the answer.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from collections.abc import Sequence
+from pathlib import Path
+
+from simulator.planning import plots
+from simulator.planning.analytic import AnalyticEstimate
+from simulator.planning.formatting import (
+    METRIC_ROWS,
+    POOL_ROWS,
+    fmt_estimate,
+    fmt_interval,
+    fmt_value,
+    label_of,
+)
+from simulator.planning.plan import Goal, PlanResult
+from simulator.planning.scenario import Scenario
+from simulator.planning.study import PointSummary
+
+__all__ = ["render_report", "write_report"]
+
+_CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto;
+       max-width: 1000px; color: #222; line-height: 1.4; }
+h1 { font-size: 1.6em; margin-bottom: 0.2em; }
+h2 { font-size: 1.25em; margin-top: 1.8em; border-bottom: 1px solid #ddd; }
+table { border-collapse: collapse; margin: 0.8em 0; font-size: 0.92em; }
+th, td { border: 1px solid #ddd; padding: 0.3em 0.6em; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+thead th { background: #f3f3f3; }
+.note { color: #555; font-size: 0.92em; }
+.ok { color: #1a7f37; font-weight: 600; }
+.bad { color: #b42318; font-weight: 600; }
+.warn { background: #fff4e5; border-left: 4px solid #f79009; padding: 0.5em 1em; }
+figure { margin: 1em 0; }
+figure img { max-width: 100%; border: 1px solid #eee; }
+figcaption { color: #555; font-size: 0.9em; }
+code { background: #f6f6f6; padding: 0 0.2em; }
+"""
+
+
+def _e(text: object) -> str:
+    return html.escape(str(text))
+
+
+def _img(png: bytes, alt: str, caption: str) -> str:
+    data = base64.b64encode(png).decode("ascii")
+    return (
+        f'<figure><img alt="{_e(alt)}" src="data:image/png;base64,{data}">'
+        f"<figcaption>{_e(caption)}</figcaption></figure>"
+    )
+
+
+def _table(head: Sequence[str], rows: Sequence[Sequence[str]], cls: str = "") -> str:
+    out = [f'<table class="{cls}"><thead><tr>']
+    out += [f"<th>{_e(h)}</th>" for h in head]
+    out.append("</tr></thead><tbody>")
+    for row in rows:
+        out.append("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>")
+    out.append("</tbody></table>")
+    return "".join(out)
+
+
+def _summary_table(s: PointSummary) -> str:
+    rows = []
+    for metric, label in METRIC_ROWS:
+        est = s.metrics.get(metric)
+        if est is None:
+            continue
+        rows.append([_e(label), _e(fmt_value(metric, est.mean)), _e(fmt_interval(metric, est))])
+    return _table(["metric", "mean", "95% interval"], rows)
+
+
+def _pool_table(s: PointSummary) -> str:
+    keys = list(s.pools)
+    rows = []
+    for metric, label in POOL_ROWS:
+        rows.append([_e(label), *(_e(fmt_estimate(metric, s.pools[k].get(metric))) for k in keys)])
+    return _table(["pool", *keys], rows)
+
+
+def _failures(s: PointSummary) -> str:
+    if not s.failures:
+        return '<p class="note">No claim failed.</p>'
+    rows = [
+        [_e(reason), _e(f"{est.mean:,.1f}"), _e(fmt_interval("n", est))]
+        for reason, est in sorted(s.failures.items())
+    ]
+    return _table(["failure reason", "claims per run", "95% interval"], rows)
+
+
+def _analytic_table(s: PointSummary, analytic: Sequence[AnalyticEstimate]) -> str:
+    from simulator.erlang import erlang_b
+
+    rows = []
+    for a in analytic:
+        pool = s.pools.get(a.pool, {})
+        replicas = pool.get("replicas")
+        cold = pool.get("cold_share")
+        refill = pool.get("refill_s")
+        if replicas is None:
+            continue
+        size = int(replicas.mean)
+        b_profile = erlang_b(size, a.rate * a.refill_s)
+        b_measured = erlang_b(size, a.rate * refill.mean) if refill is not None else None
+        rows.append(
+            [
+                _e(a.pool),
+                _e(size),
+                _e(f"{a.rate:.3g}/s"),
+                _e(f"{a.refill_s:.3g}s → {b_profile:.2%}"),
+                _e(
+                    "-"
+                    if refill is None or b_measured is None
+                    else f"{refill.mean:.3g}s → {b_measured:.2%}"
+                ),
+                _e(fmt_estimate("cold_share", cold)),
+            ]
+        )
+    if not rows:
+        return ""
+    return (
+        "<h2>Erlang-B next to the simulation</h2>"
+        + _table(
+            [
+                "pool",
+                "replicas",
+                "claim rate",
+                "Erlang-B, profile refill",
+                "Erlang-B, measured refill",
+                "simulated cold share",
+            ],
+            rows,
+        )
+        + (
+            '<p class="note">Erlang-B(S, λL) is the cold share of a pool of S replicas under Poisson claims '
+            "of rate λ when a refill takes L on average. The profile refill adds up the mean latency of "
+            "each step of a replacement; the measured refill is (S - mean available) / warm claim rate "
+            "(Little's law).</p>"
+        )
+    )
+
+
+def _run_plots(s: PointSummary, scenario: Scenario, title: str) -> str:
+    if not s.runs:
+        return ""
+    run = s.runs[0]
+    parts = [f"<h2>{_e(title)}</h2>"]
+    parts.append(
+        _img(
+            plots.latency_cdf_plot([("", s.runs)]),
+            "latency CDF",
+            f"Delivery latency CDF over {len(s.runs)} replication(s), warm and cold claims.",
+        )
+    )
+    parts.append(
+        _img(
+            plots.pool_plot(run, scenario),
+            "pool levels",
+            "Pool available and creating over time (replication 0); grey: warm-up, red: fault windows.",
+        )
+    )
+    parts.append(
+        _img(
+            plots.claims_rate_plot(run, scenario),
+            "claims per second",
+            "Claims per second (replication 0).",
+        )
+    )
+    parts.append(
+        _img(
+            plots.node_plot(run, scenario),
+            "node utilisation",
+            "Node CPU and memory requested (replication 0).",
+        )
+    )
+    return "".join(parts)
+
+
+def _page(title: str, body: str) -> str:
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        # An empty icon: the browser asks for no favicon.ico next to the file.
+        '<link rel="icon" href="data:,">'
+        f"<title>{_e(title)}</title><style>{_CSS}</style></head>"
+        f"<body>{body}</body></html>\n"
+    )
+
+
+def _header(kind: str, scenario: Scenario, source: str, interrupted: bool) -> str:
+    parts = [f"<h1>{_e(kind)}: {_e(scenario.name)}</h1>"]
+    if scenario.description:
+        parts.append(f"<p>{_e(scenario.description)}</p>")
+    parts.append(
+        f'<p class="note">Scenario <code>{_e(source)}</code>, profile '
+        f"<code>{_e(scenario.cluster.profile)}</code>, seed {scenario.seed}, "
+        f"{scenario.replications} replication(s) of {scenario.duration:g}s "
+        f"(+{scenario.warmup:g}s warm-up).</p>"
+    )
+    if interrupted:
+        parts.append('<p class="warn">Interrupted: these are partial results.</p>')
+    return "".join(parts)
+
+
+def render_report(
+    kind: str,
+    scenario: Scenario,
+    source: str,
+    summaries: Sequence[PointSummary],
+    *,
+    interrupted: bool = False,
+    plan: PlanResult | None = None,
+    analytic: Sequence[AnalyticEstimate] = (),
+    axes: Sequence[str] = (),
+    goals: Sequence[Goal] = (),
+    limits: Sequence[str] = (),
+) -> str:
+    """The report as HTML text (see the module docstring)."""
+    body = [_header(kind, scenario, source, interrupted)]
+    if kind == "simulate" and summaries:
+        s = summaries[0]
+        body.append(_diagnosis(goals, limits))
+        body += ["<h2>Summary</h2>", _summary_table(s), "<h2>Pools</h2>", _pool_table(s)]
+        body += ["<h2>Failures</h2>", _failures(s), _analytic_table(s, analytic)]
+        body.append(_run_plots(s, scenario, "Plots"))
+    elif kind == "sweep":
+        body.append(_sweep(summaries, axes))
+    elif kind == "plan" and plan is not None:
+        body.append(_plan(plan, scenario))
+    return _page(f"{kind}: {scenario.name}", "".join(body))
+
+
+def _diagnosis(goals: Sequence[Goal], limits: Sequence[str]) -> str:
+    parts: list[str] = []
+    if goals:
+        rows = []
+        for g in goals:
+            verdict = '<span class="ok">met</span>' if g.met else '<span class="bad">missed</span>'
+            rows.append(
+                [
+                    _e(label_of(g.name)),
+                    _e(f"{g.symbol} {fmt_value(g.name, g.limit)}"),
+                    _e(fmt_estimate(g.name, g.estimate)),
+                    f"{verdict} {_e(f'({g.confidence})')}",
+                ]
+            )
+        parts += ["<h2>Goals</h2>", _table(["goal", "limit", "measured", "verdict"], rows)]
+    if limits:
+        parts.append("<h2>What limits delivery</h2>")
+        parts.append("<ul>" + "".join(f"<li>{_e(line)}</li>" for line in limits) + "</ul>")
+    return "".join(parts)
+
+
+def _point_label(s: PointSummary) -> str:
+    return (
+        ", ".join(
+            f"{k.rsplit('.', 1)[-1] if k.endswith('replicas') else k}={v}"
+            for k, v in s.labels.items()
+        )
+        or "base"
+    )
+
+
+def _sweep(summaries: Sequence[PointSummary], axes: Sequence[str]) -> str:
+    if not summaries:
+        return "<p>No point finished.</p>"
+    metrics = {
+        "latency_p50": "delivery p50",
+        "latency_p99": "delivery p99",
+        "cold_share": "cold share",
+        "failed_share": "failed share",
+        "node_cpu_peak": "node CPU peak",
+        "idle_sandbox_hours": "idle sandbox-hours",
+    }
+    head = [*axes, *metrics.values()]
+    rows = []
+    for s in summaries:
+        cells = [_e(s.labels.get(a)) for a in axes]
+        for m in metrics:
+            est = s.metrics.get(m)
+            interval = fmt_interval(m, est)
+            small = f"<br><small>{_e(interval)}</small>" if interval else ""
+            cells.append(_e(fmt_value(m, None if est is None else est.mean)) + small)
+        rows.append(cells)
+    parts = [
+        "<h2>Points</h2>",
+        _table(head, rows),
+        '<p class="note">Means over the replications; below them, the 95% intervals.</p>',
+    ]
+    labels = [_point_label(s) for s in summaries]
+    parts.append("<h2>Comparison</h2>")
+    parts.append(
+        _img(
+            plots.metric_plot(
+                labels,
+                [s.metrics.get("latency_p99") for s in summaries],
+                ylabel="seconds",
+                title="Delivery p99 by point",
+            ),
+            "p99 by point",
+            "Delivery p99 per point (mean and 95% interval over replications).",
+        )
+    )
+    parts.append(
+        _img(
+            plots.metric_plot(
+                labels,
+                [s.metrics.get("cold_share") for s in summaries],
+                ylabel="% of delivered",
+                title="Cold share by point",
+                percent=True,
+            ),
+            "cold share by point",
+            "Cold share per point (mean and 95% interval).",
+        )
+    )
+    parts.append(
+        _img(
+            plots.latency_cdf_plot(
+                [(lab, s.runs) for lab, s in zip(labels, summaries, strict=True)][:6]
+            ),
+            "latency CDF by point",
+            "Delivery latency CDF per point (at most six points drawn).",
+        )
+    )
+    replica_axes = [a for a in axes if a.startswith("pools") and a.endswith("replicas")]
+    if replica_axes and len(axes) == 1:
+        from simulator.planning.analytic import offered_rate, refill_estimate
+
+        scenario = summaries[0].scenario
+        axis = replica_axes[0]
+        pool_key = _pool_of_axis(scenario, axis)
+        pool = next(p for p in scenario.pools if p.key == pool_key)
+        rate = offered_rate(scenario, pool)
+        refill = refill_estimate(scenario.cluster.build_profile())
+        measured = [
+            e.mean
+            for s in summaries
+            if (e := s.pools.get(pool_key, {}).get("refill_s")) is not None
+        ]
+        loads = [(f"Erlang-B, profile refill {refill:.3g}s", rate * refill)]
+        if measured:
+            median = sorted(measured)[len(measured) // 2]
+            loads.append((f"Erlang-B, measured refill {median:.3g}s", rate * median))
+        sizes = [int(s.labels[axis]) for s in summaries]
+        parts.append(
+            _img(
+                plots.erlang_plot(
+                    sizes, [s.pools.get(pool_key, {}).get("cold_share") for s in summaries], loads
+                ),
+                "cold share against pool size",
+                f"Cold share of {pool_key} against its replicas, with Erlang-B at {rate:.3g} claims/s.",
+            )
+        )
+    return "".join(parts)
+
+
+def _pool_of_axis(scenario: Scenario, axis: str) -> str:
+    from simulator.planning.overrides import split_path
+
+    parts = split_path(axis)
+    ref = parts[1] if len(parts) > 1 else 0
+    if isinstance(ref, int):
+        return scenario.pools[ref].key
+    return scenario.pool(str(ref)).key
+
+
+def _plan(plan: PlanResult, scenario: Scenario) -> str:
+    goals = []
+    if plan.slo is not None:
+        goals.append(f"delivery {plan.slo.text}")
+    if plan.max_cold is not None:
+        goals.append(f"cold share <= {plan.max_cold:.2%}")
+    parts = [
+        "<h2>Answer</h2>",
+        f"<p>Pool <code>{_e(plan.pool)}</code>, goals: {_e(', '.join(goals))}, range {plan.low}..{plan.high}.</p>",
+    ]
+    answer = (
+        f'<span class="ok">{plan.answer} replicas</span>'
+        if plan.answer is not None
+        else '<span class="bad">no size in the range meets the goals</span>'
+    )
+    parts.append(f"<p>Simulated: {answer}. Erlang: {_e(plan.analytic.describe())}.</p>")
+    if plan.analytic_measured is not None:
+        parts.append(
+            f"<p>Erlang with the measured refill: {_e(plan.analytic_measured.describe())}.</p>"
+        )
+    parts.append("<ul>" + "".join(f"<li>{_e(line)}</li>" for line in plan.explanation) + "</ul>")
+    rows = []
+    for size, cand in sorted(plan.candidates.items()):
+        cells = [_e(size)]
+        for g in cand.goals:
+            mark = "ok" if g.met else "bad"
+            sure = "" if g.certain else " (uncertain)"
+            cells.append(
+                f'<span class="{mark}">{_e(fmt_estimate(g.name, g.estimate))}</span>{_e(sure)}'
+            )
+        cells.append('<span class="ok">yes</span>' if cand.meets else '<span class="bad">no</span>')
+        rows.append(cells)
+    goal_names = (
+        [label_of(g.name) for g in next(iter(plan.candidates.values())).goals]
+        if plan.candidates
+        else []
+    )
+    parts += ["<h2>Candidates</h2>", _table(["replicas", *goal_names, "meets"], rows)]
+    if plan.candidates:
+        sizes = sorted(plan.candidates)
+        loads = [(f"Erlang-B, profile refill {plan.analytic.refill_s:.3g}s", plan.analytic.load)]
+        if plan.analytic_measured is not None:
+            loads.append(
+                (
+                    f"Erlang-B, measured refill {plan.analytic_measured.refill_s:.3g}s",
+                    plan.analytic_measured.load,
+                )
+            )
+        parts.append(
+            _img(
+                plots.erlang_plot(
+                    sizes,
+                    [
+                        plan.candidates[s].summary.pools.get(plan.pool, {}).get("cold_share")
+                        for s in sizes
+                    ],
+                    loads,
+                    goal=plan.max_cold,
+                ),
+                "cold share against pool size",
+                "Simulated cold share of the candidates with the Erlang-B curves and the goal.",
+            )
+        )
+        if plan.slo is not None:
+            parts.append(
+                _img(
+                    plots.metric_plot(
+                        [str(s) for s in sizes],
+                        [plan.candidates[s].summary.metrics.get(plan.slo.metric) for s in sizes],
+                        ylabel="seconds",
+                        title=f"Delivery {plan.slo.stat} by pool size",
+                        limit=plan.slo.seconds,
+                    ),
+                    "latency by pool size",
+                    f"Delivery {plan.slo.stat} (mean and 95% interval) of each candidate; dashed: the goal.",
+                )
+            )
+    best = plan.best
+    if best is not None:
+        parts += ["<h2>At the answer</h2>", _summary_table(best.summary), _pool_table(best.summary)]
+        parts.append(
+            _run_plots(best.summary, best.summary.scenario, f"Plots at {best.replicas} replicas")
+        )
+    return "".join(parts)
+
+
+def write_report(
+    out_dir: Path,
+    kind: str,
+    scenario: Scenario,
+    source: str,
+    summaries: Sequence[PointSummary],
+    *,
+    interrupted: bool = False,
+    plan: PlanResult | None = None,
+    analytic: Sequence[AnalyticEstimate] = (),
+    axes: Sequence[str] = (),
+    goals: Sequence[Goal] = (),
+    limits: Sequence[str] = (),
+) -> Path:
+    """Render (see :func:`render_report`) and write ``report.html``; return its path."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "report.html"
+    text = render_report(
+        kind,
+        scenario,
+        source,
+        summaries,
+        interrupted=interrupted,
+        plan=plan,
+        analytic=analytic,
+        axes=axes,
+        goals=goals,
+        limits=limits,
+    )
+    path.write_text(text, encoding="utf-8")
+    return path

@@ -1,0 +1,409 @@
+"""One run of a scenario: build the cluster, fill the pools, drive the workloads, measure.
+
+:func:`run_once` is what every executor calls, in this process, in a worker
+process or on a Dask worker: a pure function of the scenario and the seed.
+The cluster draws from its own seeded generator; each workload draws its
+arrivals and hold times from a generator of its own, seeded from the run's
+seed, so that the same arrivals meet every pool size of a sweep (common
+random numbers: differences between points are the model's, not the dice's).
+
+The run advances in steps of ``sample_interval``: after each step it samples
+every pool's available and creating sandboxes (the SandboxSet controller's
+own counts), node CPU and memory requests and pod slots, and releases the
+SandboxClaim sandboxes whose hold is over; between steps it asks
+``should_stop`` whether to end early (Ctrl-C), in which case the result is
+marked ``interrupted`` and holds what was measured so far.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import math
+import random
+import time
+from collections.abc import Callable, Generator
+from typing import Any
+
+import simpy
+
+from pytest_kruise_agents.api.quantity import parse_quantity
+from pytest_kruise_agents.api.sandboxset import SandboxSet
+from pytest_kruise_agents.claiming.errors import ClaimError
+from simulator.cluster import Cluster
+from simulator.errors import NotFoundError
+from simulator.planning.claims import (
+    SandboxClaimTracker,
+    e2b_metadata,
+    e2b_outcome,
+    sandboxclaim_manifest,
+    sandboxclaim_outcomes,
+    volume_mounts,
+)
+from simulator.planning.errors import RunError
+from simulator.planning.holds import sandbox_timeout
+from simulator.planning.measure import binned_rates, claim_row, node_metrics, pool_metrics
+from simulator.planning.metrics import Outcome, RunResult, quantile_sketch, summarise_outcomes
+from simulator.planning.scenario import Scenario, WorkloadSpec
+from simulator.records import ClaimRecord
+
+__all__ = ["POOL_FILL_TIMEOUT_S", "Progress", "StopCheck", "derive_seed", "run_once"]
+
+POOL_FILL_TIMEOUT_S = 6 * 3600.0
+"""Virtual time a pool may take to fill before the run gives up (a capacity problem)."""
+
+StopCheck = Callable[[], bool]
+"""Asked between steps: True ends the run early with what was measured."""
+Progress = Callable[[float], None]
+"""Told the run's progress, 0..1, between steps."""
+
+_SAMPLES_PER_RUN = 600
+
+
+def derive_seed(seed: int, *parts: object) -> int:
+    """A 63-bit seed derived from ``seed`` and ``parts`` (stable across processes and machines)."""
+    text = "/".join(str(p) for p in (seed, *parts))
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") >> 1
+
+
+class _Run:
+    """The state of one run (see the module docstring)."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        seed: int,
+        *,
+        keep_claims: bool,
+        should_stop: StopCheck | None,
+        progress: Progress | None,
+    ) -> None:
+        self.scenario = scenario
+        self.seed = seed
+        self.keep_claims = keep_claims
+        self.should_stop = should_stop
+        self.progress = progress
+        self.cluster = Cluster(
+            seed=seed,
+            profile=scenario.cluster.build_profile(),
+            nodes=scenario.cluster.node_specs(),
+            log=False,
+        )
+        self.env: simpy.Environment = self.cluster.env
+        specs = self.cluster.nodes.specs
+        self.caps = {
+            n.name: (float(parse_quantity(n.cpu)), float(parse_quantity(n.memory))) for n in specs
+        }
+        self.pod_slots = sum(n.max_pods for n in specs)
+        horizon = scenario.horizon
+        self.interval = scenario.sample_interval or min(60.0, max(0.05, horizon / _SAMPLES_PER_RUN))
+        self.origin = 0.0
+        self.e2b: list[tuple[int, str, ClaimRecord]] = []
+        self.claims: list[SandboxClaimTracker] = []
+        self.open_claims: dict[tuple[str, str], SandboxClaimTracker] = {}
+        self.record_cursor = 0
+        self.in_flight = 0
+        self.held = 0
+        self.arrivals_left = len(scenario.workloads)
+        self.series: dict[str, list[float]] = {}
+        self.sets: dict[str, SandboxSet] = {}
+
+    # -- set-up ------------------------------------------------------------------
+
+    def fill_pools(self) -> None:
+        """Apply every pool and run until each is full; then inject the faults."""
+        cluster = self.cluster
+        for pool in self.scenario.pools:
+            sbs = pool.sandboxset()
+            self.sets[pool.key] = sbs
+            cluster.apply(sbs)
+        for pool in self.scenario.pools:
+            try:
+                cluster.wait_for_pool(pool.name or "", pool.namespace, timeout=POOL_FILL_TIMEOUT_S)
+            except TimeoutError:
+                counts = cluster.sandboxset_controller.counts(pool.namespace, pool.name or "")
+                raise RunError(
+                    f"pool {pool.key} did not fill: {counts['available']} of {pool.replicas} "
+                    f"available after {POOL_FILL_TIMEOUT_S:g}s of virtual time "
+                    f"({cluster.nodes.pending_pods()} pods unschedulable or pending; "
+                    "are there enough nodes for the pools?)"
+                ) from None
+        self.origin = cluster.now
+        cluster.records.clear()
+        for spec in self.scenario.faults:
+            cluster.ctx.faults.inject(spec.to_fault(self.origin))
+
+    # -- workloads ----------------------------------------------------------------------
+
+    def start_workloads(self) -> None:
+        """One arrival process per workload, each with its own generator."""
+        for i, wl in enumerate(self.scenario.workloads):
+            rng = random.Random(derive_seed(self.seed, "workload", i))
+            self.env.process(self._arrivals(i, wl, rng))
+
+    def _arrivals(self, index: int, wl: WorkloadSpec, rng: random.Random) -> Generator[Any]:
+        env = self.env
+        hold_dist = wl.hold_dist
+        claim = wl.claim
+        for t, row in wl.arrivals.times(rng, self.scenario.horizon):
+            at = self.origin + t
+            if at > env.now:
+                yield env.timeout(at - env.now)
+            namespace = (row.namespace if row else None) or wl.namespace
+            template = (row.template if row else None) or wl.template or ""
+            fixed = row.hold if row is not None else None
+            # Holds are drawn at the arrival, from the workload's own generator.
+            holds = [
+                fixed if fixed is not None else hold_dist.sample(rng) for _ in range(claim.replicas)
+            ]
+            if claim.path == "e2b":
+                self.in_flight += 1
+                env.process(self._e2b_claim(index, wl, namespace, template, holds[0]))
+            else:
+                self._apply_claim(index, wl, namespace, template, holds)
+        self.arrivals_left -= 1
+
+    def _e2b_claim(
+        self, index: int, wl: WorkloadSpec, namespace: str, template: str, hold: float | None
+    ) -> Generator[Any]:
+        cluster = self.cluster
+        manager = cluster.manager
+        claim = wl.claim
+        rec = cluster.records.new(
+            path="e2b", namespace=namespace, template=template, owner=wl.user, requested=cluster.now
+        )
+        self.e2b.append((index, f"{namespace}/{template}", rec))
+        try:
+            sbx = yield from manager.create_sandbox(
+                namespace=namespace,
+                user=wl.user,
+                template=template,
+                timeout_s=sandbox_timeout(hold, claim.timeout),
+                auto_pause=claim.auto_pause,
+                metadata=e2b_metadata(claim),
+                volume_mounts=volume_mounts(claim.csi_mounts),
+                record=rec,
+            )
+        except ClaimError:
+            return
+        finally:
+            self.in_flight -= 1
+        if hold is None:
+            return
+        self.held += 1
+        yield self.env.timeout(hold)
+        self.held -= 1
+        # Already gone (its timeout, a node loss): nothing to release.
+        with contextlib.suppress(ClaimError):
+            yield from manager.kill(namespace, wl.user, cluster.sandbox_id(sbx))
+
+    def _apply_claim(
+        self, index: int, wl: WorkloadSpec, namespace: str, template: str, holds: list[float | None]
+    ) -> None:
+        name = f"w{index}-{len(self.claims) + 1}"
+        self.cluster.apply(sandboxclaim_manifest(name, namespace, template, wl.claim))
+        tracker = SandboxClaimTracker(
+            index, f"{namespace}/{template}", name, namespace, self.cluster.now, holds
+        )
+        self.claims.append(tracker)
+        self.open_claims[(namespace, name)] = tracker
+
+    # -- between steps ------------------------------------------------------------------------
+
+    def _reap(self) -> None:
+        """Attach new SandboxClaim records; schedule the release of delivered sandboxes; close claims."""
+        records = self.cluster.records
+        n = len(records)
+        for i in range(self.record_cursor, n):
+            rec = records[i]
+            if rec.path == "sandboxclaim" and rec.claim_name is not None:
+                tracker = self.open_claims.get((rec.namespace, rec.claim_name))
+                if tracker is not None:
+                    tracker.records.append(rec)
+        self.record_cursor = n
+        for key, tracker in list(self.open_claims.items()):
+            delivered = tracker.delivered()
+            for rec, hold in zip(delivered, tracker.holds, strict=False):
+                if rec.id not in tracker.released:
+                    tracker.released.add(rec.id)
+                    if hold is not None and rec.sandbox is not None:
+                        self.env.process(self._release(rec, hold))
+            if len(delivered) >= len(tracker.holds) or self._claim_finished(tracker):
+                tracker.done = True
+                del self.open_claims[key]
+
+    def _claim_finished(self, tracker: SandboxClaimTracker) -> bool:
+        try:
+            obj = self.cluster.get("SandboxClaim", tracker.name, tracker.namespace)
+        except NotFoundError:
+            return True
+        return bool(obj.status.phase == "Completed")
+
+    def _release(self, rec: ClaimRecord, hold: float) -> Generator[Any]:
+        assert rec.delivered is not None and rec.sandbox is not None
+        self.held += 1
+        wait = rec.delivered + hold - self.env.now
+        if wait > 0:
+            yield self.env.timeout(wait)
+        self.held -= 1
+        ns, _, name = rec.sandbox.partition("/")
+        with contextlib.suppress(NotFoundError):
+            self.cluster.delete("Sandbox", name, ns)
+
+    def _sample(self, t: float) -> None:
+        cluster = self.cluster
+        s = self.series
+        s.setdefault("t", []).append(t - self.origin)
+        for pool in self.scenario.pools:
+            counts = cluster.sandboxset_controller.counts(pool.namespace, pool.name or "")
+            s.setdefault(f"available:{pool.key}", []).append(float(counts["available"]))
+            s.setdefault(f"creating:{pool.key}", []).append(
+                float(counts["creating"] + counts["unobserved"])
+            )
+        cpu_used = cpu_cap = mem_used = mem_cap = cpu_peak = 0.0
+        for name, (cpu_frac, mem_frac) in cluster.nodes.utilisation().items():
+            cap_cpu, cap_mem = self.caps[name]
+            cpu_used += cpu_frac * cap_cpu
+            cpu_cap += cap_cpu
+            mem_used += mem_frac * cap_mem
+            mem_cap += cap_mem
+            cpu_peak = max(cpu_peak, cpu_frac)
+        # Pods bound to each node, from the kubelets' cache index (a read, no event).
+        pods = cluster.world.node_cache
+        bound = sum(pods.index_size("Pod", "node", name) for name in self.caps)
+        s.setdefault("node_pods", []).append(bound / self.pod_slots if self.pod_slots else 0.0)
+        s.setdefault("node_cpu", []).append(cpu_used / cpu_cap if cpu_cap else 0.0)
+        s.setdefault("node_cpu_peak", []).append(cpu_peak)
+        s.setdefault("node_mem", []).append(mem_used / mem_cap if mem_cap else 0.0)
+        s.setdefault("pending_pods", []).append(float(cluster.nodes.pending_pods()))
+        s.setdefault("held", []).append(float(self.held))
+
+    # -- the run ------------------------------------------------------------------------------------
+
+    def run(self) -> bool:
+        """Run to the end (or until stopped); return whether it was interrupted."""
+        sc = self.scenario
+        env = self.env
+        end = self.origin + sc.horizon
+        deadline = end + sc.drain
+        step = 0
+        while True:
+            t = self.origin + step * self.interval
+            if t > env.now:
+                env.run(until=t)
+            self._reap()
+            self._sample(t)
+            if self.progress is not None:
+                self.progress(min(1.0, (t - self.origin) / sc.horizon))
+            if self.should_stop is not None and self.should_stop():
+                return True
+            settled = self.in_flight == 0 and not self.open_claims and self.arrivals_left == 0
+            if t >= end and (settled or t >= deadline):
+                return False
+            step += 1
+
+    def outcomes(self) -> list[Outcome]:
+        """Every requested sandbox's outcome, in request order."""
+        now = self.cluster.now
+        out = [e2b_outcome(i, pool, rec, phases=self.keep_claims) for i, pool, rec in self.e2b]
+        for tracker in self.claims:
+            out.extend(sandboxclaim_outcomes(tracker, now, phases=self.keep_claims))
+        out.sort(key=lambda o: o.requested)
+        return out
+
+    def result(
+        self, index: int, replication: int, point: dict[str, Any], interrupted: bool
+    ) -> RunResult:
+        """What the run measured in its window (see :class:`RunResult`)."""
+        sc = self.scenario
+        everything = self.outcomes()
+        lo, hi = sc.warmup, sc.horizon
+        origin = self.origin
+        outcomes = [o for o in everything if lo <= o.requested - origin < hi]
+        # An interrupted run's window ends where it stopped.
+        end = min(hi, self.series["t"][-1]) if self.series.get("t") else hi
+        metrics, failures, warm, cold = summarise_outcomes(outcomes, max(0.0, end - lo))
+        shifted = [_shift(o, origin) for o in outcomes]
+        pools = {
+            p.key: pool_metrics(
+                p, self.sets[p.key], self.series, shifted, lo=lo, hi=end, interval=self.interval
+            )
+            for p in sc.pools
+        }
+        metrics["idle_sandbox_hours"] = math.fsum(
+            p["idle_sandbox_hours"] or 0.0 for p in pools.values()
+        )
+        metrics["idle_cpu_core_hours"] = math.fsum(
+            p["idle_cpu_core_hours"] or 0.0 for p in pools.values()
+        )
+        metrics.update(node_metrics(self.series, lo=lo, hi=end, pod_slots=self.pod_slots))
+        metrics["virtual_s"] = self.cluster.now - origin
+        series = dict(self.series)
+        series.update(binned_rates(series["t"], everything, origin=origin, interval=self.interval))
+        names = [wl.name or "" for wl in sc.workloads]
+        claims = (
+            [claim_row(o, names[o.workload], origin) for o in outcomes]
+            if self.keep_claims
+            else None
+        )
+        return RunResult(
+            index=index,
+            replication=replication,
+            seed=self.seed,
+            point=point,
+            metrics=metrics,
+            failures=failures,
+            pools=pools,
+            series=series,
+            warm_q=quantile_sketch(warm),
+            cold_q=quantile_sketch(cold),
+            warm_n=len(warm),
+            cold_n=len(cold),
+            claims=claims,
+            interrupted=interrupted,
+        )
+
+
+def _shift(o: Outcome, origin: float) -> Outcome:
+    """The outcome with its times relative to the workload start (as the samples are)."""
+    return Outcome(
+        workload=o.workload,
+        pool=o.pool,
+        requested=o.requested - origin,
+        delivered=None if o.delivered is None else o.delivered - origin,
+        failed=None if o.failed is None else o.failed - origin,
+        warm=o.warm,
+        attempts=o.attempts,
+        reason=o.reason,
+    )
+
+
+def run_once(
+    scenario: Scenario,
+    *,
+    replication: int = 0,
+    seed: int | None = None,
+    index: int = 0,
+    point: dict[str, Any] | None = None,
+    keep_claims: bool = False,
+    should_stop: StopCheck | None = None,
+    progress: Progress | None = None,
+) -> RunResult:
+    """Run ``scenario`` once and measure it.
+
+    The run's seed is ``seed`` if given, else derived from the scenario's
+    seed and ``replication``. Raise :class:`RunError` when a pool cannot fill.
+    """
+    run_seed = seed if seed is not None else derive_seed(scenario.seed, "replication", replication)
+    wall0 = time.perf_counter()
+    cpu0 = time.process_time()
+    run = _Run(
+        scenario, run_seed, keep_claims=keep_claims, should_stop=should_stop, progress=progress
+    )
+    run.fill_pools()
+    run.start_workloads()
+    interrupted = run.run()
+    result = run.result(index, replication, dict(point or {}), interrupted)
+    result.wall_s = time.perf_counter() - wall0
+    result.cpu_s = time.process_time() - cpu0
+    return result

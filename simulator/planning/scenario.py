@@ -1,0 +1,472 @@
+"""The scenario file: cluster, pools, workloads, faults, duration, seed and replications.
+
+A scenario is YAML validated by the pydantic models below
+(:mod:`simulator.planning.loading` reads files). Every problem is one
+:class:`~simulator.planning.errors.ScenarioError` that names the file (and
+line, when known), the field path (``workloads[0].arrivals.rate``) and the
+reason. Durations accept seconds or Go-style strings (``90s``, ``5m``,
+``1h30m``); rates accept numbers per second or ``"300/min"``.
+
+A minimal scenario::
+
+    name: steady
+    duration: 10m
+    cluster: {nodes: 8}
+    pools:
+      - {name: base, replicas: 20}
+    workloads:
+      - template: base
+        arrivals: {kind: poisson, rate: 2}
+        hold: exp(2m)
+
+Times inside a scenario (bursts, faults) count from the start of the
+workload, which begins once every pool is full; the first ``warmup`` seconds
+are simulated but left out of the statistics.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from pytest_kruise_agents.api.errors import InvalidError
+from pytest_kruise_agents.api.manifest import load_manifest
+from pytest_kruise_agents.api.sandboxset import SandboxSet
+from pytest_kruise_agents.claiming.extensions import is_image_reference
+from simulator.cluster import DEFAULT_USER, default_nodes
+from simulator.faults import Fault, FaultKind
+from simulator.latency import Seconds, parse_latency
+from simulator.nodes import NodeSpec
+from simulator.planning.arrivals import Arrivals, TraceArrivals
+from simulator.planning.errors import FieldError, PathError
+from simulator.planning.holds import Hold, parse_hold
+from simulator.profile import DEFAULT_PROFILE, PROFILES, Profile, get_profile
+
+__all__ = [
+    "ClaimSpec",
+    "ClusterSpec",
+    "FaultSpec",
+    "Goals",
+    "NodeGroup",
+    "PoolSpec",
+    "Scenario",
+    "WorkloadSpec",
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+
+class NodeGroup(_Model):
+    """``count`` identical nodes named ``<name>-1`` ... ``<name>-<count>``."""
+
+    name: str = Field(default="node", min_length=1)
+    count: int = Field(default=1, ge=1, le=100_000)
+    cpu: str = "64"
+    memory: str = "256Gi"
+    max_pods: int = Field(default=250, ge=1)
+    images: list[str] = Field(default_factory=list)
+    """Images already present on these nodes (no pull for them)."""
+
+    @field_validator("cpu", "memory", mode="before")
+    @classmethod
+    def _number_to_text(cls, value: Any) -> Any:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return str(value)
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> NodeGroup:
+        NodeSpec(
+            name=self.name,
+            cpu=self.cpu,
+            memory=self.memory,
+            max_pods=self.max_pods,
+            images=list(self.images),
+        )
+        return self
+
+
+class ClusterSpec(_Model):
+    """The simulated cluster: profile, nodes, and latency or knob overrides."""
+
+    profile: str = DEFAULT_PROFILE
+    """A built-in profile: ``openkruise-head`` or ``openkruise-v0.3.0``."""
+    nodes: int | list[NodeGroup] = 8
+    """A node count (64 CPU, 256Gi, 250 pods each) or a list of node groups."""
+    latencies: dict[str, Any] = Field(default_factory=dict)
+    """Latency overrides by name, e.g. ``image.pull: lognormal(median=5s, p99=30s)``."""
+    knobs: dict[str, Any] = Field(default_factory=dict)
+    """Profile knob overrides, e.g. ``create_qps: 100``."""
+
+    @field_validator("profile")
+    @classmethod
+    def _known_profile(cls, value: str) -> str:
+        if value not in PROFILES:
+            get_profile(value)  # raises the ValueError that lists the names
+        return value
+
+    @field_validator("nodes")
+    @classmethod
+    def _some_nodes(cls, value: int | list[NodeGroup]) -> int | list[NodeGroup]:
+        if isinstance(value, int) and value < 1:
+            raise ValueError(f"must be at least 1, got {value}")
+        if isinstance(value, list):
+            if not value:
+                raise ValueError("must list at least one node group")
+            names = [g.name for g in value]
+            if len(set(names)) != len(names):
+                raise ValueError("node group names must be unique")
+        return value
+
+    @model_validator(mode="after")
+    def _valid_overrides(self) -> ClusterSpec:
+        prof = get_profile(self.profile)
+        for name, spec in self.latencies.items():
+            try:
+                prof.with_overrides(latencies={name: spec})
+            except ValueError as exc:
+                raise FieldError(("latencies", name), str(exc)) from None
+        for knob, value in self.knobs.items():
+            try:
+                prof.with_overrides(**{knob: value})
+            except ValueError as exc:
+                raise FieldError(("knobs", knob), str(exc)) from None
+        self.build_profile()
+        return self
+
+    def build_profile(self) -> Profile:
+        """The profile with this scenario's overrides (ValueError names a bad one)."""
+        prof = get_profile(self.profile)
+        if self.latencies or self.knobs:
+            prof = prof.with_overrides(latencies=self.latencies, **self.knobs)
+        return prof
+
+    def node_specs(self) -> list[NodeSpec]:
+        """The nodes, one :class:`NodeSpec` each."""
+        if isinstance(self.nodes, int):
+            return default_nodes(self.nodes)
+        return [
+            NodeSpec(
+                name=f"{g.name}-{i}",
+                cpu=g.cpu,
+                memory=g.memory,
+                max_pods=g.max_pods,
+                images=list(g.images),
+            )
+            for g in self.nodes
+            for i in range(1, g.count + 1)
+        ]
+
+
+_POOL_TEMPLATE = """\
+apiVersion: agents.kruise.io/v1alpha1
+kind: SandboxSet
+metadata: {{name: {name}, namespace: {namespace}}}
+spec:
+  replicas: {replicas}
+  runtimes: [{runtimes}]
+  template:
+    spec:
+      containers:
+        - name: sandbox
+          image: {image}
+          resources: {{requests: {{cpu: "{cpu}", memory: "{memory}"}}}}
+"""
+
+
+class PoolSpec(_Model):
+    """A warm pool (SandboxSet): shorthand fields, or a Kubernetes ``manifest``.
+
+    With a manifest, ``name`` and ``namespace`` come from it and ``replicas``
+    (if given) overrides ``spec.replicas``.
+    """
+
+    name: str | None = Field(default=None, min_length=1)
+    namespace: str = Field(default="default", min_length=1)
+    replicas: int | None = Field(default=None, ge=0)
+    image: str = "registry.example.com/sandbox:v1"
+    cpu: str = "500m"
+    memory: str = "512Mi"
+    runtimes: list[str] = Field(default_factory=lambda: ["agent-runtime"])
+    """Sidecar runtimes: ``agent-runtime`` (``/init`` at claim), ``csi``."""
+    manifest: str | dict[str, Any] | None = None
+    """A SandboxSet as Kubernetes YAML text or a mapping."""
+
+    @model_validator(mode="after")
+    def _complete(self) -> PoolSpec:
+        if self.manifest is None:
+            if self.name is None:
+                raise FieldError("name", "required value (or give a manifest)")
+            if self.replicas is None:
+                raise FieldError("replicas", "required value")
+            if not is_image_reference(self.image):
+                raise FieldError("image", f"not a valid image reference: {self.image!r}")
+        sbs = self.sandboxset()
+        self.name = sbs.metadata.name
+        self.namespace = sbs.metadata.namespace
+        self.replicas = sbs.spec.replicas
+        return self
+
+    def sandboxset(self) -> SandboxSet:
+        """The SandboxSet this pool applies."""
+        if self.manifest is None:
+            text = _POOL_TEMPLATE.format(
+                name=self.name,
+                namespace=self.namespace,
+                replicas=self.replicas,
+                runtimes=", ".join(f"{{name: {r}}}" for r in self.runtimes),
+                image=self.image,
+                cpu=self.cpu,
+                memory=self.memory,
+            )
+            source: Any = text
+        else:
+            source = self.manifest
+        try:
+            obj = load_manifest(source)
+        except InvalidError as exc:
+            raise FieldError("manifest", str(exc)) from None
+        if not isinstance(obj, SandboxSet):
+            raise FieldError("manifest", f"must be a SandboxSet, got {obj.kind}")
+        if self.manifest is not None and self.replicas is not None:
+            obj.spec.replicas = self.replicas
+        return obj
+
+    @property
+    def key(self) -> str:
+        """``namespace/name``."""
+        return f"{self.namespace}/{self.name}"
+
+
+class ClaimSpec(_Model):
+    """How a workload claims: the E2B create or a SandboxClaim, and the options of the claim."""
+
+    path: Literal["e2b", "sandboxclaim"] = "e2b"
+    """``e2b``: ``Sandbox.create`` through the sandbox-manager; ``sandboxclaim``: a SandboxClaim object."""
+    create_on_no_stock: bool = True
+    """Create a sandbox when the pool is empty (cold) instead of waiting for a refill."""
+    claim_timeout: Seconds | None = Field(default=None, ge=1)
+    """How long a claim may search for a sandbox (E2B: ``claim-timeout-seconds``)."""
+    wait_ready_timeout: Seconds | None = Field(default=None, ge=1)
+    """How long a claim waits for its sandbox to become ready."""
+    image: str | None = None
+    """In-place image replacement: the claimed sandbox restarts with this image."""
+    csi_mounts: int = Field(default=0, ge=0, le=16)
+    """Dynamic CSI volumes mounted into each claimed sandbox."""
+    auto_pause: bool = False
+    """E2B auto-pause: the sandbox is paused instead of deleted at its timeout."""
+    timeout: Seconds | None = Field(default=None, ge=30)
+    """E2B sandbox timeout; default: the hold plus 30 s (so the client's kill ends it)."""
+    replicas: int = Field(default=1, ge=1, le=1000)
+    """Sandboxes per SandboxClaim (``sandboxclaim`` path only)."""
+    skip_init_runtime: bool = False
+    """Skip the agent-runtime ``/init`` call."""
+    metadata: dict[str, str] = Field(default_factory=dict)
+    """Extra E2B metadata (``e2b.agents.kruise.io/*`` keys included) on each create."""
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, value: str | None) -> str | None:
+        if value is not None and not is_image_reference(value):
+            raise ValueError(f"not a valid image reference: {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _path_options(self) -> ClaimSpec:
+        if self.path == "e2b" and self.replicas != 1:
+            raise FieldError("replicas", "only the sandboxclaim path claims several at once")
+        if self.path == "sandboxclaim" and self.auto_pause:
+            raise FieldError("auto_pause", "an E2B option (needs path: e2b)")
+        if self.path == "sandboxclaim" and self.metadata:
+            raise FieldError("metadata", "an E2B option (needs path: e2b)")
+        return self
+
+
+class WorkloadSpec(_Model):
+    """Claims for one template and namespace: arrivals, hold time, and the claim options."""
+
+    name: str | None = None
+    template: str | None = None
+    """The pool (SandboxSet name) claimed from; a trace may name it per row instead."""
+    namespace: str = "default"
+    user: str = DEFAULT_USER
+    """The API key id that owns the sandboxes (E2B path)."""
+    arrivals: Arrivals
+    hold: str | float | None = "exp(5m)"
+    """How long a claimed sandbox lives before it is killed; ``forever``: until its timeout."""
+    claim: ClaimSpec = Field(default_factory=ClaimSpec)
+
+    @field_validator("hold", mode="before")
+    @classmethod
+    def _hold(cls, value: Any) -> Any:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            value = float(value)
+        parse_hold(value)
+        return value
+
+    @model_validator(mode="after")
+    def _template(self) -> WorkloadSpec:
+        if self.template is None and not isinstance(self.arrivals, TraceArrivals):
+            raise FieldError("template", "required value")
+        if self.name is None:
+            self.name = self.template or "trace"
+        return self
+
+    @property
+    def hold_dist(self) -> Hold:
+        """The hold-time distribution."""
+        return parse_hold(self.hold)
+
+
+class FaultSpec(_Model):
+    """A fault of :mod:`simulator.faults`, with ``start`` counted from the workload's start."""
+
+    kind: FaultKind
+    probability: float = Field(default=1.0, ge=0.0, le=1.0)
+    start: Seconds = Field(default=0.0, ge=0)
+    duration: Seconds | None = Field(default=None, gt=0)
+    selector: dict[str, str] = Field(default_factory=dict)
+    latency: str | float | None = None
+    code: int = Field(default=500, ge=100, le=599)
+    count: int | None = Field(default=None, ge=1)
+
+    @field_validator("latency", mode="before")
+    @classmethod
+    def _latency(cls, value: Any) -> Any:
+        if value is not None:
+            parse_latency(value)
+        return value
+
+    def to_fault(self, origin: float) -> Fault:
+        """The :class:`Fault` to inject, its window moved to absolute virtual time."""
+        return Fault(
+            kind=self.kind,
+            probability=self.probability,
+            start=origin + self.start,
+            duration=self.duration,
+            selector=dict(self.selector),
+            latency=self.latency,
+            code=self.code,
+            count=self.count,
+        )
+
+
+class Goals(_Model):
+    """What the scenario is expected to deliver; ``simulate`` reports whether it does."""
+
+    slo: str | None = None
+    """A latency goal such as ``p99<1s``."""
+    max_cold: str | float | None = None
+    """The largest cold share, e.g. ``1%``."""
+    max_failed: str | float | None = None
+    """The largest share of claims that may fail, e.g. ``0.1%``."""
+
+    @model_validator(mode="after")
+    def _parse(self) -> Goals:
+        from simulator.planning.analytic import parse_max_share, parse_slo
+        from simulator.planning.errors import PlanningError
+
+        for name in ("max_cold", "max_failed"):
+            value = getattr(self, name)
+            if value is not None:
+                try:
+                    parse_max_share(str(value), name)
+                except PlanningError as exc:
+                    raise FieldError(name, str(exc).split(": ", 1)[-1]) from None
+        if self.slo is not None:
+            try:
+                parse_slo(self.slo)
+            except PlanningError as exc:
+                raise FieldError("slo", str(exc).split(": ", 1)[-1]) from None
+        return self
+
+
+class Scenario(_Model):
+    """A whole capacity-planning scenario (see the module docstring)."""
+
+    name: str = Field(default="scenario", min_length=1)
+    description: str = ""
+    seed: int = Field(default=1, ge=0)
+    replications: int = Field(default=3, ge=1, le=10_000)
+    duration: Seconds = Field(gt=0)
+    """Measured time after the warm-up."""
+    warmup: Seconds = Field(default=0.0, ge=0)
+    """Simulated first, left out of the statistics."""
+    drain: Seconds = Field(default=600.0, ge=0)
+    """After the last arrival, how long claims in flight may take to finish."""
+    sample_interval: Seconds | None = Field(default=None, gt=0)
+    """How often pool levels and node use are sampled; default: about 600 samples per run."""
+    cluster: ClusterSpec = Field(default_factory=ClusterSpec)
+    pools: list[PoolSpec] = Field(min_length=1)
+    workloads: list[WorkloadSpec] = Field(min_length=1)
+    faults: list[FaultSpec] = Field(default_factory=list)
+    claims_csv: bool = False
+    """Write ``claims.csv`` (one row per claim with its phases)."""
+    goals: Goals | None = None
+    """Goals ``simulate`` checks (and ``plan`` uses when no option is given)."""
+    sweep: dict[str, list[Any]] = Field(default_factory=dict)
+    """What ``sweep`` varies when no ``--set`` is given: field path → values."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Scenario:
+        seen: set[str] = set()
+        for i, pool in enumerate(self.pools):
+            if pool.key in seen:
+                raise PathError(f"pools[{i}].name", f"pool {pool.key} is defined twice")
+            seen.add(pool.key)
+        for i, wl in enumerate(self.workloads):
+            if wl.template is not None and f"{wl.namespace}/{wl.template}" not in seen:
+                raise PathError(
+                    f"workloads[{i}].template",
+                    f"no pool {wl.namespace}/{wl.template} (pools: {', '.join(sorted(seen))})",
+                )
+            if isinstance(wl.arrivals, TraceArrivals):
+                for row in wl.arrivals.rows:
+                    ns = row.namespace or wl.namespace
+                    tpl = row.template or wl.template
+                    if tpl is None or f"{ns}/{tpl}" not in seen:
+                        raise PathError(
+                            f"workloads[{i}].arrivals.file",
+                            f"trace row at {row.time:g}s claims from {ns}/{tpl}, which is no pool",
+                        )
+        return self
+
+    @property
+    def horizon(self) -> float:
+        """Seconds of arrivals: warm-up plus the measured duration."""
+        return self.warmup + self.duration
+
+    def pool(self, name: str, namespace: str | None = None) -> PoolSpec:
+        """The pool called ``name`` (in ``namespace``, if given); KeyError lists the names."""
+        for p in self.pools:
+            if p.name == name and (namespace is None or p.namespace == namespace):
+                return p
+        raise KeyError(f"no pool {name!r} (pools: {', '.join(p.key for p in self.pools)})")
+
+    def shortened(self, factor: float) -> Scenario:
+        """A copy with times, burst counts and pool sizes scaled by ``factor`` (for quick runs).
+
+        Durations, warm-up, fault windows, burst times and the diurnal day
+        shrink; burst counts and pool replicas shrink with them (at least 1)
+        so a burst still meets a pool of the same relative size; rates and
+        the drain (claims in flight may still finish) stay.
+        """
+        if not 0 < factor <= 1:
+            raise ValueError("factor: must be in (0, 1]")
+        data = self.model_copy(deep=True)
+        data.duration = max(1.0, self.duration * factor)
+        data.warmup = self.warmup * factor
+        if self.sample_interval is not None:
+            data.sample_interval = max(0.05, self.sample_interval * factor)
+        for pool in data.pools:
+            pool.replicas = max(1, round((pool.replicas or 0) * factor))
+        for wl in data.workloads:
+            wl.arrivals = wl.arrivals.shortened(factor)
+        for fault in data.faults:
+            fault.start *= factor
+            if fault.duration is not None:
+                fault.duration = max(1.0, fault.duration * factor)
+        return data

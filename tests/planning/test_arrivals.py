@@ -1,0 +1,113 @@
+"""Arrival processes: each shape delivers the arrivals it promises, the same ones for the same seed."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import pytest
+
+from simulator.planning.arrivals import (
+    Burst,
+    BurstArrivals,
+    ConstantArrivals,
+    DiurnalArrivals,
+    PoissonArrivals,
+    RatePoint,
+    TraceArrivals,
+    TraceRow,
+    parse_rate,
+)
+
+
+def _times(process: object, horizon: float, seed: int = 1) -> list[float]:
+    return [t for t, _ in process.times(random.Random(seed), horizon)]  # type: ignore[attr-defined]
+
+
+def test_rates_in_units() -> None:
+    """Rates are per second; '/min' and '/h' convert; nonsense is refused with the reason."""
+    assert parse_rate(3) == 3.0
+    assert parse_rate("90/min") == 1.5
+    assert parse_rate("7200/h") == 2.0
+    for bad, why in [
+        ("fast", "expected a rate"),
+        ("3/week", "unknown rate unit"),
+        (True, "expected a rate"),
+    ]:
+        with pytest.raises(ValueError, match=why):
+            parse_rate(bad)
+
+
+def test_poisson_count_and_gaps() -> None:
+    """About rate x horizon arrivals, increasing, with exponential gaps (mean 1/rate, CV 1)."""
+    times = _times(PoissonArrivals(rate=5), 2000.0)
+    assert times == sorted(times)
+    assert len(times) == pytest.approx(10_000, rel=0.03)
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    mean = sum(gaps) / len(gaps)
+    sd = (sum((g - mean) ** 2 for g in gaps) / len(gaps)) ** 0.5
+    assert mean == pytest.approx(0.2, rel=0.03)
+    assert sd / mean == pytest.approx(1.0, rel=0.05)
+    assert _times(PoissonArrivals(rate=5), 50.0, seed=9) == _times(
+        PoissonArrivals(rate=5), 50.0, seed=9
+    )
+    assert _times(PoissonArrivals(rate=5), 50.0, seed=9) != _times(
+        PoissonArrivals(rate=5), 50.0, seed=10
+    )
+
+
+def test_constant_is_evenly_spaced() -> None:
+    """One arrival every 1/rate seconds, the first at 1/rate, none at the horizon."""
+    assert _times(ConstantArrivals(rate=2), 3.0) == [0.5, 1.0, 1.5, 2.0, 2.5]
+
+
+def test_bursts_arrive_at_their_times() -> None:
+    """Each burst's count arrives from its time, spread evenly over its span; the horizon cuts."""
+    process = BurstArrivals(
+        bursts=[Burst(at=10, count=4, over=2), Burst(at=1, count=2), Burst(at=100, count=5)]
+    )
+    assert _times(process, 50.0) == [1.0, 1.0, 10.0, 10.5, 11.0, 11.5]
+    assert process.expected(0, 50) == 6.0
+
+
+def test_diurnal_curve_follows_the_day() -> None:
+    """Thinning gives the curve's mean rate, with more arrivals around the peak than at the trough."""
+    day = DiurnalArrivals(mean=2.0, amplitude=0.8, period=1000, peak=250)
+    times = _times(day, 10_000.0)
+    assert len(times) == pytest.approx(20_000, rel=0.03)
+    near_peak = sum(1 for t in times if abs((t % 1000) - 250) < 100)
+    near_trough = sum(1 for t in times if abs((t % 1000) - 750) < 100)
+    assert near_peak > 5 * near_trough
+    assert day.rate_at(250) == pytest.approx(3.6)
+    assert day.expected(0, 1000) == pytest.approx(2000, rel=1e-3)
+
+
+def test_diurnal_table_step_and_linear() -> None:
+    """A table is piecewise constant (step) or interpolated (linear), and wraps around the day."""
+    table = [RatePoint(at=0, rate=1), RatePoint(at=60, rate=5)]
+    step = DiurnalArrivals(table=table, period=120)
+    linear = DiurnalArrivals(table=table, period=120, shape="linear")
+    assert [step.rate_at(t) for t in (0, 59, 60, 119, 120)] == [1, 1, 5, 5, 1]
+    assert [linear.rate_at(t) for t in (0, 30, 60, 90)] == pytest.approx([1, 3, 5, 3])
+    times = _times(step, 12_000.0)
+    first_half = sum(1 for t in times if t % 120 < 60)
+    assert (len(times) - first_half) / first_half == pytest.approx(5.0, rel=0.08)
+
+
+def test_diurnal_needs_one_form() -> None:
+    """A curve or a table, not both, not neither."""
+    with pytest.raises(ValueError, match="either a curve"):
+        DiurnalArrivals()
+    with pytest.raises(ValueError, match="either a curve"):
+        DiurnalArrivals(mean=1, table=[RatePoint(at=0, rate=1)])
+
+
+def test_trace_replays_rows_until_the_horizon() -> None:
+    """A trace yields its rows in order and stops at the horizon."""
+    rows = [TraceRow(time=t, template="base") for t in (0.5, 1.0, 7.0)]
+    process = TraceArrivals(file="x.csv", rows=rows)
+    assert [(t, r.template if r else None) for t, r in process.times(random.Random(1), 5.0)] == [
+        (0.5, "base"),
+        (1.0, "base"),
+    ]
+    assert process.shortened(0.5).rows == rows[:2]

@@ -1,0 +1,147 @@
+"""The simulate, plan and sweep commands: outputs, exit codes, bad input, and Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from pytest_kruise_agents.cli import app
+
+from .conftest import TINY
+
+runner = CliRunner()
+
+
+def _invoke(*args: str) -> tuple[int, str]:
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.output
+
+
+def test_simulate_writes_summary_report_and_claims(tiny_file: Path, tmp_path: Path) -> None:
+    """simulate prints the table, the goals and the limits, and writes its three files."""
+    out = tmp_path / "out"
+    code, text = _invoke(
+        "simulate", str(tiny_file), "--out", str(out), "--claims-csv", "--replications", "1"
+    )
+    assert code == 0, text
+    assert "delivery p99" in text and "goal delivery p99 < 1 s" in text
+    assert "What limits delivery" in text
+    assert {p.name for p in out.iterdir()} == {"summary.json", "report.html", "claims.csv"}
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["scenario"]["replications"] == 1 and not summary["interrupted"]
+
+
+def test_sweep_runs_the_grid(tiny_file: Path, tmp_path: Path) -> None:
+    """sweep runs every combination of its --set values and prints one row per point."""
+    code, text = _invoke(
+        "sweep",
+        str(tiny_file),
+        "--set",
+        "pools.base.replicas=2,6",
+        "--set",
+        "duration=10s",
+        "--replications",
+        "1",
+        "--out",
+        str(tmp_path / "sw"),
+    )
+    assert code == 0, text
+    summary = json.loads((tmp_path / "sw" / "summary.json").read_text())
+    assert [p["labels"] for p in summary["points"]] == [
+        {"pools.base.replicas": 2, "duration": "10s"},
+        {"pools.base.replicas": 6, "duration": "10s"},
+    ]
+
+
+def test_plan_prints_erlang_and_the_answer(tiny_file: Path, tmp_path: Path) -> None:
+    """plan prints Erlang's estimate next to the simulated answer and exits 0 when one is found."""
+    code, text = _invoke(
+        "plan",
+        str(tiny_file),
+        "--pool",
+        "base",
+        "--max-cold",
+        "60%",
+        "--range",
+        "1:3",
+        "--replications",
+        "1",
+        "--out",
+        str(tmp_path / "pl"),
+    )
+    assert code == 0, text
+    assert "Erlang (profile refill)" in text and "simulated" in text
+    plan = json.loads((tmp_path / "pl" / "summary.json").read_text())["plan"]
+    assert plan["answer"] in (1, 2, 3)
+
+
+def test_bad_input_exits_2_with_one_clear_message(tiny_file: Path, tmp_path: Path) -> None:
+    """A bad file, field, option or override: exit 2 and a message naming it; no output written."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(TINY.replace("rate: 2", "rate: 0"))
+    out = tmp_path / "never"
+    cases = [
+        (
+            ["simulate", str(bad), "--out", str(out)],
+            f"{bad}:11: workloads[0].arrivals.rate: must be > 0",
+        ),
+        (["simulate", str(tmp_path / "absent.yaml")], "cannot read the file"),
+        (["simulate", str(tiny_file), "--set", "pools.nope.replicas=3"], "no item named 'nope'"),
+        (["plan", str(tiny_file), "--pool", "base", "--slo", "p99~1s"], "--slo: cannot read"),
+        (["plan", str(tiny_file), "--pool", "base", "--max-cold", "2"], "--max-cold: must be in"),
+        (["plan", str(tiny_file), "--pool", "nope", "--max-cold", "1%"], "--pool: no pool 'nope'"),
+        (
+            ["plan", str(tiny_file), "--pool", "base", "--max-cold", "1%", "--range", "9:3"],
+            "--range",
+        ),
+        (["sweep", str(tiny_file)], "--set: give at least one"),
+    ]
+    for args, message in cases:
+        code, text = _invoke(*args)
+        assert code == 2, (args, text)
+        assert message in " ".join(text.split()), (args, text)
+    assert not out.exists()
+
+
+def test_ctrl_c_stops_cleanly_with_partial_results(tiny_file: Path, tmp_path: Path) -> None:
+    """SIGINT during a long simulate: it stops at the next step, writes partial results, exits 130."""
+    long = tmp_path / "long.yaml"
+    long.write_text(TINY.replace("duration: 40s", "duration: 10h"))
+    out = tmp_path / "partial"
+    env = {**os.environ, "COLUMNS": "120"}
+    proc = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "kruise-agents"),
+            "simulate",
+            str(long),
+            "--out",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stderr is not None
+        assert "run(s) started" in proc.stderr.readline()
+        # The first run is under way (its pools are full, claims are flowing).
+        assert "run 1 under way" in proc.stderr.readline()
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, stderr
+    assert "Interrupted: partial results written" in stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["interrupted"] is True
+    assert summary["points"][0]["runs"][0]["interrupted"] is True
+    assert (out / "report.html").exists()

@@ -1,0 +1,124 @@
+"""Plan: the simulated smallest pool agrees with Erlang-B where Erlang-B is exact, and says why when not.
+
+With every step instant but the pod creation (exponential, mean L), a pool of
+S replicas under Poisson claims with create-on-no-stock is an M/G/S/S loss
+system: a claim is cold exactly when all S slots are refilling, so the cold
+share is Erlang-B(S, λL). Hold times do not matter (a claimed sandbox leaves
+the pool at once) and the nodes are large enough never to hold a pod back.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from simulator.erlang import min_servers_for_loss
+from simulator.planning.analytic import parse_slo
+from simulator.planning.errors import PlanningError
+from simulator.planning.executors import SerialExecutor
+from simulator.planning.loading import parse_scenario
+from simulator.planning.plan import plan
+from simulator.planning.scenario import Scenario
+
+from .conftest import instant_latencies
+
+RATE = 1.0
+REFILL = 2.0
+TARGET = 0.05
+
+
+def erlang_scenario() -> Scenario:
+    """Poisson claims at 1/s, exponential refill of 2 s, instant everything else."""
+    return parse_scenario(
+        {
+            "name": "erlang-b-exact",
+            "seed": 3,
+            "replications": 2,
+            "duration": "300s",
+            "warmup": "20s",
+            "cluster": {
+                "nodes": [
+                    {
+                        "name": "big",
+                        "count": 4,
+                        "cpu": "100000",
+                        "memory": "100000Gi",
+                        "max_pods": 100000,
+                    }
+                ],
+                "latencies": instant_latencies(f"exp({REFILL:g}s)"),
+            },
+            "pools": [{"name": "base", "replicas": 3}],
+            "workloads": [
+                {
+                    "template": "base",
+                    "arrivals": {"kind": "poisson", "rate": RATE},
+                    "hold": "exp(5s)",
+                }
+            ],
+        }
+    )
+
+
+def test_plan_finds_the_erlang_b_answer() -> None:
+    """Erlang-B says 5 replicas for at most 5% cold at load 2; the simulation lands within one."""
+    expected = min_servers_for_loss(RATE * REFILL, TARGET)
+    assert expected == 5
+    result = plan(
+        erlang_scenario(),
+        "base",
+        slo=None,
+        max_cold=TARGET,
+        low=1,
+        high=20,
+        executor=SerialExecutor(),
+        stop=threading.Event(),
+    )
+    assert result.analytic.replicas == expected
+    assert result.analytic.refill_s == pytest.approx(REFILL)
+    assert result.answer is not None and abs(result.answer - expected) <= 1
+    # The answer meets the goal and the size below it does not.
+    assert result.candidates[result.answer].meets
+    assert not result.candidates[result.answer - 1].meets
+    # The refill time measured by Little's law is the pod creation's mean.
+    assert result.analytic_measured is not None
+    assert result.analytic_measured.refill_s == pytest.approx(REFILL, rel=0.15)
+    assert any("agree within one replica" in line for line in result.explanation)
+
+
+def test_no_size_meets_an_impossible_goal(tiny: Scenario) -> None:
+    """A goal below the claim path's own latency: no pool size meets it, and the plan says why."""
+    result = plan(
+        tiny,
+        "base",
+        slo=parse_slo("p50<1ms"),
+        max_cold=None,
+        low=1,
+        high=2,
+        executor=SerialExecutor(),
+        stop=threading.Event(),
+    )
+    assert result.answer is None
+    assert sorted(result.candidates) == [1, 2]
+    assert any("Even warm deliveries" in line for line in result.explanation)
+
+
+def test_plan_refuses_bad_requests(tiny: Scenario) -> None:
+    """No goal, an unknown pool or an upside-down range: one clear error, nothing run."""
+    kwargs = {"executor": SerialExecutor(), "stop": threading.Event(), "low": None, "high": None}
+    with pytest.raises(PlanningError, match="give a goal"):
+        plan(tiny, "base", slo=None, max_cold=None, **kwargs)  # type: ignore[arg-type]
+    with pytest.raises(PlanningError, match="--pool: no pool 'nope'"):
+        plan(tiny, "nope", slo=None, max_cold=0.01, **kwargs)  # type: ignore[arg-type]
+    with pytest.raises(PlanningError, match="--range"):
+        plan(
+            tiny,
+            "base",
+            slo=None,
+            max_cold=0.01,
+            executor=SerialExecutor(),
+            stop=threading.Event(),
+            low=9,
+            high=3,
+        )

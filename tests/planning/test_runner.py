@@ -1,0 +1,145 @@
+"""One run of a scenario: what it measures, and that it measures it the same way every time."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from simulator.planning.errors import RunError
+from simulator.planning.loading import parse_scenario
+from simulator.planning.overrides import apply_overrides
+from simulator.planning.runner import derive_seed, run_once
+from simulator.planning.scenario import Scenario
+
+from .conftest import TINY
+
+
+def test_same_seed_same_numbers(tiny: Scenario) -> None:
+    """A run is a function of scenario and seed: every figure and series repeats; another replication differs."""
+    a = run_once(tiny, replication=0)
+    b = run_once(tiny, replication=0)
+    c = run_once(tiny, replication=1)
+    assert (a.metrics, a.pools, a.series, a.warm_q, a.failures) == (
+        b.metrics,
+        b.pools,
+        b.series,
+        b.warm_q,
+        b.failures,
+    )
+    assert a.seed == derive_seed(tiny.seed, "replication", 0) != c.seed
+    assert a.metrics != c.metrics
+
+
+def test_measures_the_window_after_warmup(tiny: Scenario) -> None:
+    """Only claims requested after the warm-up and before the horizon count; all of them finish."""
+    result = run_once(tiny, keep_claims=True)
+    assert result.claims is not None
+    times = [c["requested"] for c in result.claims]
+    assert times and min(times) >= tiny.warmup and max(times) < tiny.horizon
+    m = result.metrics
+    assert m["claims"] == len(result.claims) == m["delivered"]
+    assert m["unfinished"] == 0 and m["failed"] == 0
+    assert m["latency_p50"] is not None and m["latency_p50"] <= m["latency_p99"] <= m["latency_max"]  # type: ignore[operator]
+    assert 0.0 <= m["cold_share"] <= 1.0  # type: ignore[operator]
+    # Every claim row carries its phases, in order.
+    warm = next(c for c in result.claims if c["warm"])
+    assert warm["requested"] <= warm["picked"] <= warm["locked"] <= warm["delivered"]
+
+
+def test_pool_levels_and_little_law(tiny: Scenario) -> None:
+    """Pool levels are sampled; the measured refill time (Little's law) is near the step latencies' sum."""
+    result = run_once(tiny)
+    pool = result.pools["default/base"]
+    assert len(result.series["t"]) == len(result.series["available:default/base"])
+    assert max(result.series["available:default/base"]) <= 4
+    assert pool["refill_s"] is not None and 1.0 < pool["refill_s"] < 3.0
+    assert pool["available_mean"] is not None
+    assert pool["idle_sandbox_hours"] == pytest.approx(
+        pool["available_mean"] * tiny.duration / 3600, rel=0.1
+    )
+
+
+def test_holds_release_node_capacity(tiny: Scenario) -> None:
+    """Sandboxes held for a while are killed after it; held forever, they pile up on the nodes."""
+    short = run_once(apply_overrides(tiny, [("workloads[0].hold", "2s")]))
+    forever = run_once(apply_overrides(tiny, [("workloads[0].hold", "forever")]))
+    assert max(short.series["held"]) < 15
+    assert max(forever.series["node_pods"]) > 3 * max(short.series["node_pods"])
+
+
+def test_common_random_numbers_across_pool_sizes(tiny: Scenario) -> None:
+    """The arrivals do not depend on the pool: two sizes see the same claims at the same times."""
+    small = run_once(apply_overrides(tiny, [("pools.base.replicas", 1)]), keep_claims=True)
+    large = run_once(apply_overrides(tiny, [("pools.base.replicas", 8)]), keep_claims=True)
+    assert small.claims is not None and large.claims is not None
+    assert [c["requested"] for c in small.claims] == pytest.approx(
+        [c["requested"] for c in large.claims], abs=1e-9
+    )
+    assert small.metrics["cold_share"] > large.metrics["cold_share"]  # type: ignore[operator]
+
+
+def test_waiting_instead_of_creating(tiny: Scenario) -> None:
+    """Without create-on-no-stock nobody is cold: claims that find no stock retry instead."""
+    text = TINY.replace("hold: exp(10s)", "hold: exp(10s)\n    claim: {create_on_no_stock: false}")
+    result = run_once(apply_overrides(parse_scenario(text), [("pools.base.replicas", 2)]))
+    assert result.metrics["cold_share"] == 0.0
+    assert result.metrics["waited_share"] > 0.1  # type: ignore[operator]
+
+
+def test_sandboxclaim_path_and_release() -> None:
+    """SandboxClaims of two: each replica is one claim, measured from the claim's creation, then released."""
+    text = TINY.replace(
+        "hold: exp(10s)", "hold: 5s\n    claim: {path: sandboxclaim, replicas: 2}"
+    ).replace("rate: 2", "rate: 0.5")
+    result = run_once(parse_scenario(text), keep_claims=True)
+    assert result.claims is not None
+    assert result.metrics["claims"] == len(result.claims) and len(result.claims) % 2 == 0
+    assert result.metrics["delivered"] == result.metrics["claims"]
+    held = result.series["held"]
+    assert 0 < max(held) <= 12
+    # Sandboxes are deleted once their hold is over: the count goes down as well as up.
+    assert any(later < earlier for earlier, later in itertools.pairwise(held))
+
+
+def test_in_place_image_and_csi_mounts(tiny: Scenario) -> None:
+    """A claim that replaces the image waits for the pull and the restart; mounts add their time."""
+    plain = run_once(tiny)
+    inplace = run_once(
+        apply_overrides(
+            tiny,
+            [
+                ("workloads[0].claim.image", "registry.example.com/sandbox:v2"),
+                ("workloads[0].claim.csi_mounts", 2),
+            ],
+        )
+    )
+    assert inplace.metrics["latency_p50"] > plain.metrics["latency_p50"] + 0.5  # type: ignore[operator]
+    assert inplace.metrics["failed"] == 0
+
+
+def test_stop_ends_early_with_partial_results(tiny: Scenario) -> None:
+    """A stop request ends the run at its next step; what was measured so far comes back, marked."""
+    steps = 0
+
+    def stop() -> bool:
+        nonlocal steps
+        steps += 1
+        return steps > 300
+
+    fractions: list[float] = []
+    result = run_once(tiny, should_stop=stop, progress=fractions.append)
+    assert result.interrupted
+    assert len(result.series["t"]) == 301
+    assert 0 < fractions[-1] < 1
+    full = run_once(tiny)
+    assert 0 < result.metrics["claims"] < full.metrics["claims"]  # type: ignore[operator]
+
+
+def test_a_pool_that_cannot_fill_is_a_clear_error(tiny: Scenario) -> None:
+    """No room for the pool: the run says which pool, how far it got, and why that may be."""
+    cramped = apply_overrides(tiny, [("cluster.nodes", [{"name": "n", "count": 1, "max_pods": 2}])])
+    with pytest.raises(
+        RunError, match=r"pool default/base did not fill: 2 of 4 available .* enough nodes"
+    ):
+        run_once(cramped)

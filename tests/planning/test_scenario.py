@@ -1,0 +1,245 @@
+"""Scenario files: what they accept, and one clear error (file, line, field path, reason) for what they refuse."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from simulator.planning.arrivals import BurstArrivals, DiurnalArrivals, TraceArrivals
+from simulator.planning.errors import ScenarioError
+from simulator.planning.loading import load_scenario, parse_scenario
+from simulator.planning.overrides import apply_overrides, parse_axis, split_path
+from simulator.planning.scenario import Scenario
+
+from .conftest import SCENARIOS, TINY
+
+
+def _error(text: str, tmp_path: Path, name: str = "bad.yaml") -> ScenarioError:
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path)
+    return info.value
+
+
+@pytest.mark.parametrize("path", sorted(SCENARIOS.glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_shipped_scenario_is_valid(path: Path) -> None:
+    """Each file in scenarios/ loads, is named after its file, and has a description."""
+    scenario = load_scenario(path)
+    assert scenario.name == path.stem
+    assert scenario.description
+
+
+def test_shorthand_pool_and_rates_in_any_unit(tiny: Scenario) -> None:
+    """Shorthand pools become SandboxSets; '120/min' is 2 per second; durations read as Go durations."""
+    text = TINY.replace("rate: 2", "rate: 120/min").replace("duration: 40s", "duration: 2m")
+    scenario = parse_scenario(text)
+    assert scenario.workloads[0].arrivals.rate == 2.0  # type: ignore[union-attr]
+    assert scenario.duration == 120.0
+    sbs = scenario.pools[0].sandboxset()
+    assert (sbs.metadata.name, sbs.spec.replicas) == ("base", 4)
+    assert scenario.horizon == 125.0
+
+
+def test_error_names_file_line_path_and_reason(tmp_path: Path) -> None:
+    """A bad rate is refused with the file, its line, the field path and why."""
+    err = _error(TINY.replace("rate: 2", "rate: -1"), tmp_path)
+    assert err.source.endswith("bad.yaml")
+    assert err.path == "workloads[0].arrivals.rate"
+    assert err.line == 11  # the line of "arrivals: {kind: poisson, rate: -1}"
+    assert "must be > 0" in err.reason
+    assert str(err).startswith(f"{err.source}:11: workloads[0].arrivals.rate: must be > 0")
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "path", "reason"),
+    [
+        ("rate: 2", "rat: 2", "workloads[0].arrivals.rat", "unknown field (did you mean 'rate'?)"),
+        ("kind: poisson", "kind: poison", "workloads[0].arrivals", "unknown kind 'poison'"),
+        ("template: base", "template: other", "workloads[0].template", "no pool default/other"),
+        ("{name: base, replicas: 4}", "{name: base}", "pools[0].replicas", "required value"),
+        (
+            "{name: base, replicas: 4}",
+            "{name: base, replicas: 4, image: 'Not An Image'}",
+            "pools[0].image",
+            "not a valid image reference",
+        ),
+        ("duration: 40s", "duration: 40 parsecs", "duration", "invalid duration"),
+        ("{nodes: 2}", "{nodes: many}", "cluster.nodes", "must be an integer or a list"),
+        ("{nodes: 2}", "{nodes: [{cpu: lots}]}", "cluster.nodes[0].cpu", "invalid quantity"),
+        ("{nodes: 2}", "{profile: head}", "cluster.profile", "unknown profile 'head'"),
+        (
+            "{nodes: 2}",
+            "{knobs: {create_qpz: 5}}",
+            "cluster.knobs.create_qpz",
+            "did you mean 'create_qps'",
+        ),
+        (
+            "{nodes: 2}",
+            "{latencies: {image.pull: 'gamma(1s)'}}",
+            "cluster.latencies['image.pull']",
+            "unknown distribution 'gamma'",
+        ),
+        ("hold: exp(10s)", "hold: exp(-1s)", "workloads[0].hold", "invalid latency"),
+        ("replications: 2", "replications: 0", "replications", "must be >= 1"),
+        ("max_cold: 5%}", "max_cold: 500%}", "goals.max_cold", "must be in [0, 1)"),
+        ("{slo: p99<1s", "{slo: p99>1s", "goals.slo", "cannot read 'p99>1s'"),
+    ],
+)
+def test_each_bad_field_is_named(
+    old: str, new: str, path: str, reason: str, tmp_path: Path
+) -> None:
+    """Every kind of mistake points at its field."""
+    assert old in TINY
+    err = _error(TINY.replace(old, new), tmp_path)
+    assert err.path == path
+    assert reason in err.reason
+    assert err.line is not None
+
+
+def test_cross_field_errors(tmp_path: Path) -> None:
+    """Pools defined twice, E2B-only options on the SandboxClaim path, bad sweeps."""
+    twice = TINY.replace(
+        "  - {name: base, replicas: 4}",
+        "  - {name: base, replicas: 4}\n  - {name: base, replicas: 2}",
+    )
+    assert _error(twice, tmp_path).path == "pools[1].name"
+    sbc = TINY.replace(
+        "hold: exp(10s)", "hold: exp(10s)\n    claim: {path: sandboxclaim, auto_pause: true}"
+    )
+    err = _error(sbc, tmp_path)
+    assert (err.path, err.reason) == (
+        "workloads[0].claim.auto_pause",
+        "an E2B option (needs path: e2b)",
+    )
+    e2b = TINY.replace("hold: exp(10s)", "hold: exp(10s)\n    claim: {replicas: 3}")
+    assert _error(e2b, tmp_path).path == "workloads[0].claim.replicas"
+    sweep = TINY + "sweep:\n  pools.base.replicas: [2, -1]\n"
+    err = _error(sweep, tmp_path)
+    assert err.path == "sweep['pools.base.replicas']"
+    assert "value -1: pools[0].replicas: must be >= 0" in err.reason
+
+
+def test_yaml_errors(tmp_path: Path) -> None:
+    """Malformed YAML, duplicate keys and a non-mapping document are refused with their line."""
+    err = _error("name: a\nduration: [1,\n", tmp_path)
+    assert "invalid YAML" in err.reason
+    assert err.line == 3
+    err = _error(TINY + "seed: 5\n", tmp_path)
+    assert "duplicate key 'seed'" in err.reason
+    assert "must be a mapping" in _error("- just\n- a list\n", tmp_path).reason
+    with pytest.raises(ScenarioError, match="cannot read the file"):
+        load_scenario(tmp_path / "absent.yaml")
+
+
+def test_manifest_pools(tmp_path: Path) -> None:
+    """A pool may be Kubernetes YAML; its problems are reported inside the manifest field."""
+    manifest = """\
+  - manifest: |
+      apiVersion: agents.kruise.io/v1alpha1
+      kind: SandboxSet
+      metadata: {name: base, namespace: default}
+      spec:
+        replicas: 7
+        template:
+          spec:
+            containers: [{name: c, image: registry.example.com/x:v1}]
+"""
+    text = TINY.replace("  - {name: base, replicas: 4}\n", manifest)
+    scenario = parse_scenario(text)
+    assert (scenario.pools[0].name, scenario.pools[0].replicas) == ("base", 7)
+    bad = text.replace("replicas: 7", "replicas: seven")
+    err = _error(bad, tmp_path)
+    assert err.path == "pools[0].manifest"
+    assert "SandboxSet/base spec.replicas" in err.reason
+
+
+def test_trace_rows_and_their_errors(tmp_path: Path) -> None:
+    """Trace rows are read relative to the scenario; a bad row names the CSV file, line and column."""
+    (tmp_path / "t.csv").write_text("time,template,hold\n1.5,base,30s\n0.5,,\n")
+    text = TINY.replace(
+        "arrivals: {kind: poisson, rate: 2}", "arrivals: {kind: trace, file: t.csv}"
+    )
+    path = tmp_path / "s.yaml"
+    path.write_text(text)
+    arrivals = load_scenario(path).workloads[0].arrivals
+    assert isinstance(arrivals, TraceArrivals)
+    assert [(r.time, r.template, r.hold) for r in arrivals.rows] == [
+        (0.5, None, None),
+        (1.5, "base", 30.0),
+    ]
+    (tmp_path / "t.csv").write_text("time,template,hold\n1.5,base,30s\n2,base,soon\n")
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path)
+    assert (info.value.source, info.value.line, info.value.path) == (
+        str(tmp_path / "t.csv"),
+        3,
+        "hold",
+    )
+    (tmp_path / "t.csv").write_text("time,template\n1,nope\n")
+    with pytest.raises(
+        ScenarioError,
+        match=r"workloads\[0\]\.arrivals\.file: trace row at 1s claims from default/nope",
+    ):
+        load_scenario(path)
+    (tmp_path / "t.csv").unlink()
+    with pytest.raises(ScenarioError, match=r"cannot read trace"):
+        load_scenario(path)
+
+
+def test_overrides_by_path() -> None:
+    """--set paths reach list items by index or by name, and latency names keep their dots."""
+    base = parse_scenario(TINY)
+    changed = apply_overrides(
+        base,
+        [
+            ("pools.base.replicas", 9),
+            ("workloads[0].arrivals.rate", "3/s"),
+            ("cluster.latencies.image.pull", "exp(1s)"),
+        ],
+    )
+    assert changed.pools[0].replicas == 9
+    assert changed.workloads[0].arrivals.rate == 3.0  # type: ignore[union-attr]
+    assert changed.cluster.latencies == {"image.pull": "exp(1s)"}
+    assert base.pools[0].replicas == 4  # the original is untouched
+    assert split_path("cluster.latencies.api.create") == ["cluster", "latencies", "api.create"]
+    axis = parse_axis("cluster.latencies.pod.create=uniform(1s, 2s),exp(3s)")
+    assert axis.values == ("uniform(1s, 2s)", "exp(3s)")
+    assert parse_axis("pools[0].replicas=1,2,3").values == (1, 2, 3)
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "where", "reason"),
+    [
+        ("pools.nope.replicas", 3, "pools.nope.replicas", "no item named 'nope'"),
+        ("pools[5].replicas", 3, "pools[5].replicas", "index 5 out of range"),
+        ("pools.base.replicas", -2, "pools[0].replicas", "must be >= 0"),
+        ("workloads[0].arrivals.rate", "fast", "workloads[0].arrivals.rate", "expected a rate"),
+    ],
+)
+def test_bad_overrides_are_named(path: str, value: object, where: str, reason: str) -> None:
+    """A bad --set names itself, the field and the reason; the scenario is left as it was."""
+    base = parse_scenario(TINY)
+    with pytest.raises(ScenarioError) as info:
+        apply_overrides(base, [(path, value)])
+    assert info.value.source.startswith("--set")
+    assert info.value.path == where
+    assert reason in info.value.reason
+
+
+def test_shortened_scales_times_and_counts() -> None:
+    """Shortening scales durations, burst times and counts, pool sizes and the diurnal day; not rates."""
+    scenario = load_scenario(SCENARIOS / "burst-255.yaml")
+    short = scenario.shortened(0.01)
+    assert short.duration == pytest.approx(1.8)
+    assert short.pools[0].replicas == 30
+    bursts = short.workloads[0].arrivals
+    assert isinstance(bursts, BurstArrivals)
+    assert (bursts.bursts[0].at, bursts.bursts[0].count, bursts.bursts[0].over) == pytest.approx(
+        (0.3, 100, 0.6)
+    )
+    day = load_scenario(SCENARIOS / "diurnal.yaml").shortened(0.1).workloads[0].arrivals
+    assert isinstance(day, DiurnalArrivals)
+    assert day.period == pytest.approx(360.0)
+    assert scenario.pools[0].replicas == 3000  # the original is untouched

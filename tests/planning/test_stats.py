@@ -1,0 +1,111 @@
+"""Statistics across replications, the analytic sizing helpers, and goal parsing."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from simulator.erlang import erlang_b
+from simulator.planning.analytic import (
+    parse_max_share,
+    parse_slo,
+    refill_estimate,
+    size_for_loss,
+    size_for_wait,
+    wait_tail,
+)
+from simulator.planning.errors import PlanningError
+from simulator.planning.stats import aggregate, estimate, t_quantile
+from simulator.profile import LATENCY_DOCS, get_profile
+
+
+@pytest.mark.parametrize(
+    ("p", "df", "expected"),
+    [
+        (0.975, 1, 12.7062),
+        (0.975, 2, 4.3027),
+        (0.975, 4, 2.7764),
+        (0.975, 30, 2.0423),
+        (0.975, 60, 2.0003),
+        (0.95, 10, 1.8125),
+        (0.995, 5, 4.0321),
+    ],
+)
+def test_t_quantiles(p: float, df: int, expected: float) -> None:
+    """Student-t quantiles match the tables."""
+    assert t_quantile(p, df) == pytest.approx(expected, rel=2e-3)
+
+
+def test_estimate_interval() -> None:
+    """Mean, sample deviation and the t interval; one value has no interval; None values are skipped."""
+    est = estimate([1.0, 2.0, 3.0, None])
+    assert est is not None
+    assert (est.n, est.mean, est.std) == (3, 2.0, 1.0)
+    assert est.high == pytest.approx(2.0 + 4.3027 / 3**0.5, rel=1e-4)
+    one = estimate([5.0])
+    assert one is not None and one.low is None and one.half_width is None
+    assert estimate([None]) is None
+    # A metric that cannot be negative keeps its interval at zero or above.
+    clipped = estimate([0.0, 0.0, 0.3])
+    assert clipped is not None and clipped.low == 0.0
+
+
+def test_interval_covers_the_mean_about_95_percent_of_the_time() -> None:
+    """Over many samples of five normal values the interval holds the true mean ~95% of the time."""
+    rng = random.Random(3)
+    hits = 0
+    for _ in range(2000):
+        est = estimate([rng.gauss(10, 2) for _ in range(5)])
+        assert est is not None and est.low is not None and est.high is not None
+        hits += est.low <= 10 <= est.high
+    assert hits / 2000 == pytest.approx(0.95, abs=0.015)
+
+
+def test_aggregate_by_metric() -> None:
+    """One estimate per metric name; metrics undefined everywhere are left out."""
+    out = aggregate([{"a": 1.0, "b": None}, {"a": 3.0, "b": None}])
+    assert set(out) == {"a"}
+    assert out["a"].mean == 2.0
+
+
+def test_erlang_sizing() -> None:
+    """The smallest pool for a loss target, and the M/M/S waiting tail."""
+    s, b = size_for_loss(2.0, 0.05)
+    assert s == 5
+    assert b == pytest.approx(erlang_b(5, 2.0))
+    assert erlang_b(4, 2.0) > 0.05
+    assert wait_tail(2, 2.5, 1.0, 0.0) == 1.0  # at or above capacity everyone waits
+    s, p = size_for_wait(3.0, 2.0, 0.5, 0.01)
+    assert p <= 0.01 < wait_tail(s - 1, 3.0, 2.0, 0.5)
+
+
+def test_refill_estimate_sums_the_step_means() -> None:
+    """With every latency zero but pod creation, the refill estimate is the pod creation's mean."""
+    prof = get_profile("openkruise-head")
+    assert 1.0 < refill_estimate(prof) < 3.0
+    zero = prof.with_overrides(
+        latencies={**dict.fromkeys(LATENCY_DOCS, 0), "pod.create": "exp(2s)"}
+    )
+    assert refill_estimate(zero) == pytest.approx(2.0)
+
+
+def test_goal_parsing() -> None:
+    """SLOs and shares parse; mistakes name the option and the reason."""
+    slo = parse_slo("p99 < 1.5s")
+    assert (slo.stat, slo.seconds, slo.metric) == ("p99", 1.5, "latency_p99")
+    assert slo.tail_share == pytest.approx(0.01)
+    assert parse_slo("p99.9<=250ms").metric == "latency_p999"
+    assert parse_slo("max<2s").tail_share == 0.0
+    assert parse_max_share("1%") == pytest.approx(0.01)
+    assert parse_max_share("0.25") == 0.25
+    for text, why in [
+        ("p98<1s", "unsupported statistic 'p98'"),
+        ("p99 1s", "cannot read"),
+        ("p99<0s", "must be > 0"),
+    ]:
+        with pytest.raises(PlanningError, match=why) as info:
+            parse_slo(text)
+        assert str(info.value).startswith("--slo: ")
+    with pytest.raises(PlanningError, match=r"--max-cold: must be in \[0, 1\)"):
+        parse_max_share("150%")
