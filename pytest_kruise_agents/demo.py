@@ -8,7 +8,14 @@ from rich.table import Table
 from pytest_kruise_agents.api.sandbox import Sandbox
 from pytest_kruise_agents.claiming.errors import ClaimError
 
-__all__ = ["DEMO_API_KEY", "POOL_YAML", "run_demo", "run_e2b_tour"]
+__all__ = [
+    "DEMO_API_KEY",
+    "POOL_YAML",
+    "run_capacity_plan",
+    "run_cluster_tour",
+    "run_demo",
+    "run_e2b_tour",
+]
 
 DEMO_API_KEY = "e2b_demo_0000000000000000000000000000000000000"
 """The API key of the demo server's only team (``default``)."""
@@ -52,6 +59,7 @@ def run_demo(seed: int = 42, console: Console | None = None) -> None:
     out = console or Console()
     run_cluster_tour(seed, out)
     run_e2b_tour(seed, out)
+    run_capacity_plan(seed, out)
 
 
 def run_cluster_tour(seed: int = 42, console: Console | None = None) -> None:
@@ -190,3 +198,13 @@ def run_e2b_tour(seed: int = 42, console: Console | None = None) -> None:
                 )
     finally:
         backend.close()
+
+
+def run_capacity_plan(seed: int = 42, console: Console | None = None) -> None:
+    """A short capacity plan for the demo pool; prints it and the path of its HTML report."""
+    from simulator.planning import quick_plan
+
+    out = console or Console()
+    out.rule("[bold]8. A capacity plan for this pool")
+    plan = quick_plan(POOL_YAML, seed=seed)
+    out.print(plan.text, highlight=False)

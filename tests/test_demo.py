@@ -36,3 +36,13 @@ def test_cluster_tour_shows_warm_cold_batch_and_tables() -> None:
     assert "warm deliveries:" in text and "(sub-second)" in text
     assert "cold deliveries:" in text
     assert "phase=Completed" in text
+
+
+def test_capacity_plan_ends_the_demo_with_a_report_path() -> None:
+    from pytest_kruise_agents.demo import run_capacity_plan
+
+    console = Console(record=True, width=200)
+    run_capacity_plan(seed=42, console=console)
+    text = console.export_text()
+    assert "8. A capacity plan for this pool" in text
+    assert "report.html" in text.splitlines()[-1]
