@@ -3,11 +3,19 @@
 Keys are de-duplicated while waiting, and a key is never handed to two
 workers at once: a key added while it is being processed is queued again when
 the worker calls :meth:`WorkQueue.done`.
+
+Workers may be started on demand (:meth:`WorkQueue.start_workers_on_demand`):
+an idle worker and one not started yet are indistinguishable (workers keep no
+state between keys), so starting one only when a key finds no idle worker
+hands out the same keys at the same moments, in the same event order, as
+starting them all up front; it spares a fresh cluster hundreds of processes
+that never run.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import simpy
@@ -26,9 +34,42 @@ class WorkQueue:
         self._processing: set[Any] = set()
         self._waiters: deque[simpy.Event] = deque()
         self._timers: dict[Any, float] = {}
+        self._start_worker: Callable[[simpy.Event | None], Any] | None = None
+        self._unstarted = 0
 
     def __len__(self) -> int:
         return len(self._queue)
+
+    def start_workers_on_demand(
+        self, count: int, start: Callable[[simpy.Event | None], Any]
+    ) -> None:
+        """Let up to ``count`` more workers start when needed (see the module docstring).
+
+        ``start(ev)`` must launch a worker whose first key is the value of
+        ``ev``; ``start(None)`` one that begins with :meth:`get`. Keys already
+        queued get their workers now, as they would from workers started up
+        front (those take the queued keys when they first run).
+        """
+        self._start_worker = start
+        backlog = min(count, len(self._queue))
+        for _ in range(backlog):
+            start(None)
+        self._unstarted += count - backlog
+
+    def _hand_over(self, key: Any) -> bool:
+        """Give ``key`` to an idle worker, or to a new one; ``False`` if every worker is busy."""
+        if self._waiters:
+            waiter = self._waiters.popleft()
+        elif self._unstarted and self._start_worker is not None:
+            self._unstarted -= 1
+            waiter = self.env.event()
+            self._start_worker(waiter)
+        else:
+            return False
+        self._dirty.discard(key)
+        self._processing.add(key)
+        waiter.succeed(key)
+        return True
 
     def add(self, key: Any) -> None:
         """Queue ``key`` unless it is already waiting."""
@@ -37,11 +78,7 @@ class WorkQueue:
         self._dirty.add(key)
         if key in self._processing:
             return
-        if self._waiters:
-            self._dirty.discard(key)
-            self._processing.add(key)
-            self._waiters.popleft().succeed(key)
-        else:
+        if not self._hand_over(key):
             self._queue.append(key)
 
     def add_after(self, key: Any, delay: float) -> None:
@@ -88,10 +125,5 @@ class WorkQueue:
     def done(self, key: Any) -> None:
         """Mark ``key`` processed; re-queue it if it was added meanwhile."""
         self._processing.discard(key)
-        if key in self._dirty:
-            if self._waiters:
-                self._dirty.discard(key)
-                self._processing.add(key)
-                self._waiters.popleft().succeed(key)
-            else:
-                self._queue.append(key)
+        if key in self._dirty and not self._hand_over(key):
+            self._queue.append(key)

@@ -44,19 +44,28 @@ class Reconciler(Generic[K]):
         self._failures: dict[K, int] = {}
 
     def start_workers(self, count: int) -> None:
-        """Start ``count`` worker processes."""
-        for _ in range(count):
-            self.ctx.env.process(self._worker())
+        """Run up to ``count`` workers, each started when a key first finds no idle one.
+
+        Upstream starts them all at once; started on demand they behave the
+        same (see :mod:`simulator.workqueue`) and a fresh cluster does not pay
+        for 1,000 idle processes.
+        """
+        env = self.ctx.env
+        self.queue.start_workers_on_demand(count, lambda first: env.process(self._worker(first)))
 
     def _reconcile(self, key: K) -> Op:
         """Bring ``key`` towards its desired state; return a requeue delay or ``None``."""
         raise NotImplementedError
 
-    def _worker(self) -> Op:
+    def _worker(self, first: simpy.Event | None = None) -> Op:
         ctx = self.ctx
         env = ctx.env
         while True:
-            key = yield self.queue.get()
+            if first is not None:
+                key = yield first
+                first = None
+            else:
+                key = yield self.queue.get()
             yield from self._honour_stall()
             delay: float | None
             try:
