@@ -1,0 +1,118 @@
+"""Workloads of the delivery benchmark: a burst of N claims, or claims at a rate for a duration.
+
+A workload says *what* is asked for (how many sandboxes, when, of which
+template, through which path); the runners (:mod:`.sim`, :mod:`.live`) say
+*where*. Arrival times are offsets in seconds from the start of the run:
+virtual seconds on the fake cluster, wall seconds against a live server.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = ["Burst", "DeliveryPath", "Rate", "Workload"]
+
+DeliveryPath = Literal["e2b", "sandboxclaim"]
+"""``e2b``: ``Sandbox.create`` through the sandbox-manager; ``sandboxclaim``: one SandboxClaim each."""
+
+_PATHS = ("e2b", "sandboxclaim")
+
+
+def _check_common(template: str, path: str, namespace: str) -> None:
+    if not template:
+        raise ValueError("template: must not be empty")
+    if path not in _PATHS:
+        raise ValueError(f"path: must be 'e2b' or 'sandboxclaim', got {path!r}")
+    if not namespace:
+        raise ValueError("namespace: must not be empty")
+
+
+@dataclass(frozen=True, slots=True)
+class Burst:
+    """``count`` claims requested at the same moment.
+
+    :param count: how many sandboxes (at least 1).
+    :param template: the pool (SandboxSet) they are claimed from.
+    :param path: ``e2b`` (``Sandbox.create``) or ``sandboxclaim`` (one SandboxClaim each).
+    :param namespace: the namespace (E2B team) of the claims.
+    """
+
+    count: int
+    template: str = "base"
+    path: DeliveryPath = "e2b"
+    namespace: str = "default"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.count, bool) or not isinstance(self.count, int) or self.count < 1:
+            raise ValueError(f"count: must be an integer >= 1, got {self.count!r}")
+        _check_common(self.template, self.path, self.namespace)
+
+    @property
+    def name(self) -> str:
+        """A short label, e.g. ``burst-20-e2b``."""
+        return f"burst-{self.count}-{self.path}"
+
+    def arrivals(self, rng: random.Random | None = None) -> list[float]:
+        """Arrival offsets in seconds: all at 0."""
+        return [0.0] * self.count
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """Claims arriving at ``per_second`` for ``duration`` seconds.
+
+    :param per_second: the arrival rate (> 0).
+    :param duration: how long arrivals go on, in seconds (> 0).
+    :param arrivals_mode: ``uniform`` (one every ``1/per_second`` s, starting at 0) or
+        ``poisson`` (exponential gaps drawn from the runner's generator: on the fake
+        cluster, the cluster's seeded one).
+    """
+
+    per_second: float
+    duration: float
+    template: str = "base"
+    path: DeliveryPath = "e2b"
+    namespace: str = "default"
+    arrivals_mode: Literal["uniform", "poisson"] = "uniform"
+
+    def __post_init__(self) -> None:
+        for field in ("per_second", "duration"):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"{field}: must be a number, got {value!r}")
+            if not (value > 0 and math.isfinite(value)):
+                raise ValueError(f"{field}: must be a positive finite number, got {value!r}")
+        if self.arrivals_mode not in ("uniform", "poisson"):
+            raise ValueError(
+                f"arrivals_mode: must be 'uniform' or 'poisson', got {self.arrivals_mode!r}"
+            )
+        _check_common(self.template, self.path, self.namespace)
+
+    @property
+    def name(self) -> str:
+        """A short label, e.g. ``rate-5x10s-e2b``."""
+        return f"rate-{self.per_second:g}x{self.duration:g}s-{self.path}"
+
+    def arrivals(self, rng: random.Random | None = None) -> list[float]:
+        """Arrival offsets in seconds within ``[0, duration)``.
+
+        ``poisson`` needs ``rng``: the caller decides whose randomness it is.
+        """
+        if self.arrivals_mode == "uniform":
+            n = max(1, math.ceil(self.per_second * self.duration - 1e-9))
+            return [i / self.per_second for i in range(n)]
+        if rng is None:
+            raise ValueError("arrivals_mode: poisson arrivals need a random generator")
+        out: list[float] = []
+        t = rng.expovariate(self.per_second)
+        while t < self.duration:
+            out.append(t)
+            t += rng.expovariate(self.per_second)
+        return out
+
+
+Workload = Burst | Rate
+"""What the delivery benchmark runs."""

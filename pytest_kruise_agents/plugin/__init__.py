@@ -1,0 +1,309 @@
+"""The pytest plugin (entry point ``kruise_agents``): options, the ``kruise`` marker, fixtures.
+
+Installed plugins load in every pytest run, so this module is thin and inert:
+it imports pytest and the standard-library option and marker modules, and
+every fixture imports what it needs (the simulator, the E2B server, the SDK)
+when a test first uses it. A suite that uses no fixture pays for two small
+imports and a handful of options.
+
+Fixtures (each documented in ``docs/plugin.md`` with an example):
+
+- ``kruise_cluster``: a fresh fake cluster for the test (:class:`simulator.cluster.Cluster`);
+- ``kruise_backend``: that cluster behind the Backend seam (thread-safe);
+- ``kruise_e2b``: that cluster served over HTTP on a free loopback port, with
+  ``E2B_API_URL``, ``E2B_SANDBOX_URL`` and ``E2B_API_KEY`` set for the test;
+  sandboxes left behind are killed at teardown and reported;
+- ``sandboxset``, ``sandbox_claim``, ``e2b_sandbox``: factories;
+- ``kruise_clock``, ``kruise_faults``: time and fault injection;
+- ``delivery_benchmark``: warm-pool delivery measurements;
+- ``kruise_options``: the options this test's cluster is built from.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from pytest_kruise_agents.plugin.options import (
+    OPTIONS,
+    KruiseOptions,
+    Option,
+    OptionError,
+    RawValue,
+    resolve,
+)
+from pytest_kruise_agents.plugin.reporting import ReportCollector
+
+if TYPE_CHECKING:
+    from pytest_kruise_agents.backends.sim import SimBackend
+    from pytest_kruise_agents.plugin.benchmark import DeliveryBenchmark
+    from pytest_kruise_agents.plugin.clock import KruiseClock
+    from pytest_kruise_agents.plugin.factories import (
+        E2BSandboxFactory,
+        SandboxClaimFactory,
+        SandboxSetFactory,
+    )
+    from pytest_kruise_agents.plugin.faults import KruiseFaults
+    from pytest_kruise_agents.plugin.marker import ClusterSpec
+    from pytest_kruise_agents.plugin.recipe import Recipe, RecipeBook
+    from pytest_kruise_agents.plugin.server import KruiseE2B, SessionServer
+    from simulator.cluster import Cluster
+
+__all__ = [
+    "delivery_benchmark",
+    "e2b_sandbox",
+    "kruise_backend",
+    "kruise_clock",
+    "kruise_cluster",
+    "kruise_e2b",
+    "kruise_faults",
+    "kruise_options",
+    "pytest_addoption",
+    "pytest_configure",
+    "pytest_report_header",
+    "pytest_unconfigure",
+    "sandbox_claim",
+    "sandboxset",
+]
+
+MARKER_HELP = (
+    "kruise(*, seed=None, profile=None, config=None, clock=None, nodes=None, pools=None, "
+    "faults=None, latencies=None, knobs=None): give this test its own fake cluster "
+    "(pytest-kruise-agents)."
+)
+"""The marker's line in ``pytest --markers`` (its keywords: :mod:`.marker`)."""
+
+OPTIONS_KEY = pytest.StashKey[KruiseOptions]()
+RECIPES_KEY: pytest.StashKey[RecipeBook] = pytest.StashKey()
+REPORTER_NAME = "kruise-agents-reports"
+
+
+# -- hooks ----------------------------------------------------------------------------------
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Each option as ``--kruise-<name>`` and ini ``kruise_<name>`` (env ``PYTEST_KRUISE_<NAME>``)."""
+    group = parser.getgroup(
+        "kruise-agents", "pytest-kruise-agents (fake OpenKruise Agents cluster)"
+    )
+    for opt in OPTIONS:
+        group.addoption(
+            opt.cli,
+            dest=opt.dest,
+            default=None,
+            metavar=opt.metavar,
+            help=f"{opt.help}. Also ini {opt.ini}, env {opt.env}.",
+        )
+        parser.addini(opt.ini, help=f"pytest-kruise-agents: {opt.help}", default="")
+
+
+def _lookup(config: pytest.Config) -> Iterator[tuple[Option, RawValue | None]]:
+    cwd = config.invocation_params.dir
+    inipath = config.inipath
+    ini_base = inipath.parent if inipath is not None else config.rootpath
+    ini_source = f"ini file {inipath}" if inipath is not None else "ini override (-o)"
+    for opt in OPTIONS:
+        cli = config.getoption(opt.dest)
+        if cli is not None:
+            yield opt, RawValue(str(cli), "command line", opt.cli, cwd)
+            continue
+        env = os.environ.get(opt.env, "")
+        if env:
+            yield opt, RawValue(env, "environment", opt.env, cwd)
+            continue
+        ini = config.getini(opt.ini)
+        if ini not in ("", None):
+            yield opt, RawValue(str(ini), ini_source, opt.ini, ini_base)
+            continue
+        yield opt, None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the marker; resolve and validate the options once (a bad one stops the run)."""
+    config.addinivalue_line("markers", MARKER_HELP)
+    found = dict(_lookup(config))
+    try:
+        config.stash[OPTIONS_KEY] = resolve(lambda opt: found[opt])
+    except OptionError as exc:
+        raise pytest.UsageError(f"pytest-kruise-agents: {exc}") from None
+    config.pluginmanager.register(ReportCollector(), REPORTER_NAME)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Drop the report collector registered at configure time."""
+    collector = config.pluginmanager.get_plugin(REPORTER_NAME)
+    if collector is not None:
+        config.pluginmanager.unregister(collector)
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """The options, when any was set (reproducibility: the seed, profile and clock)."""
+    opts = config.stash.get(OPTIONS_KEY, None)
+    if opts is None or not opts.sources:
+        return []
+    return [f"kruise-agents: {opts.describe()}"]
+
+
+# -- fixtures --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def kruise_options(request: pytest.FixtureRequest) -> ClusterSpec:
+    """The options this test's cluster is built from: the run's, with ``@pytest.mark.kruise`` applied."""
+    from pytest_kruise_agents.plugin.marker import MarkerError, cluster_spec
+
+    opts = request.config.stash[OPTIONS_KEY]
+    markers = [(m.args, m.kwargs) for m in reversed(list(request.node.iter_markers("kruise")))]
+    try:
+        return cluster_spec(opts, markers, request.node.path.parent)
+    except MarkerError as exc:
+        problem = str(exc)  # failed outside the except block: no chained traceback
+    pytest.fail(f"@pytest.mark.kruise on {request.node.nodeid}: {problem}", pytrace=False)
+
+
+def _recipe(config: pytest.Config, spec: ClusterSpec) -> Recipe:
+    from pytest_kruise_agents.plugin.recipe import RecipeBook, RecipeError
+
+    book = config.stash.get(RECIPES_KEY, None)
+    if book is None:
+        book = config.stash[RECIPES_KEY] = RecipeBook()
+    try:
+        return book.recipe(spec)
+    except RecipeError as exc:
+        problem = str(exc)
+    pytest.fail(f"pytest-kruise-agents: {problem}", pytrace=False)
+
+
+@pytest.fixture
+def kruise_cluster(request: pytest.FixtureRequest, kruise_options: ClusterSpec) -> Cluster:
+    """A fresh fake cluster, pools ready: the default one, the config file's, or the marker's."""
+    from pytest_kruise_agents.plugin.recipe import RecipeError
+
+    recipe = _recipe(request.config, kruise_options)
+    try:
+        return recipe.build()
+    except RecipeError as exc:
+        problem = str(exc)
+    pytest.fail(f"pytest-kruise-agents: {problem}", pytrace=False)
+
+
+@pytest.fixture
+def kruise_backend(
+    request: pytest.FixtureRequest, kruise_options: ClusterSpec, kruise_cluster: Cluster
+) -> Iterator[SimBackend]:
+    """The test's cluster behind the Backend seam, in the configured clock mode."""
+    from pytest_kruise_agents.backends.sim import SimBackend
+
+    recipe = _recipe(request.config, kruise_options)
+    backend = SimBackend(kruise_cluster, clock=recipe.clock, speed=recipe.speed)
+    yield backend
+    backend.close()
+
+
+@pytest.fixture(scope="session")
+def _kruise_e2b_server() -> Iterator[SessionServer]:
+    """One uvicorn per session (per xdist worker), on a free loopback port."""
+    from pytest_kruise_agents.plugin.server import SessionServer
+
+    server = SessionServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def kruise_e2b(
+    request: pytest.FixtureRequest,
+    kruise_options: ClusterSpec,
+    kruise_backend: SimBackend,
+    _kruise_e2b_server: SessionServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[KruiseE2B]:
+    """The test's cluster as an E2B server, with the SDK's environment set; leftovers killed and reported."""
+    from pytest_kruise_agents.plugin.reporting import LEAKS
+    from pytest_kruise_agents.plugin.server import KruiseE2B
+
+    recipe = _recipe(request.config, kruise_options)
+    _kruise_e2b_server.mount(kruise_backend, recipe.settings)
+    handle = KruiseE2B(
+        url=_kruise_e2b_server.url,
+        api_key=recipe.api_key,
+        admin_key=recipe.admin_key,
+        backend=kruise_backend,
+    )
+    for name, value in handle.env.items():
+        monkeypatch.setenv(name, value)
+    # Either would send the SDK elsewhere than the URLs above.
+    monkeypatch.delenv("E2B_DOMAIN", raising=False)
+    monkeypatch.delenv("E2B_DEBUG", raising=False)
+    try:
+        yield handle
+    finally:
+        try:
+            leaked = handle.reap()
+        finally:
+            _kruise_e2b_server.unmount()
+        if leaked:
+            request.node.user_properties.append((LEAKS, [list(item) for item in leaked]))
+
+
+@pytest.fixture
+def kruise_clock(kruise_backend: SimBackend) -> KruiseClock:
+    """``now()``, ``advance(seconds)``, ``run_until(predicate)`` on the test's cluster."""
+    from pytest_kruise_agents.plugin.clock import KruiseClock
+
+    return KruiseClock(kruise_backend)
+
+
+@pytest.fixture
+def kruise_faults(kruise_backend: SimBackend) -> Iterator[KruiseFaults]:
+    """Inject faults and latencies by name; all cleared (latencies restored) at teardown."""
+    from pytest_kruise_agents.plugin.faults import KruiseFaults
+
+    faults = KruiseFaults(kruise_backend)
+    yield faults
+    faults.reset()
+
+
+@pytest.fixture
+def sandboxset(kruise_backend: SimBackend, kruise_clock: KruiseClock) -> SandboxSetFactory:
+    """``sandboxset(name, replicas=3, ...)``: apply a pool and wait until it is ready."""
+    from pytest_kruise_agents.plugin.factories import SandboxSetFactory
+
+    return SandboxSetFactory(kruise_clock, kruise_backend)
+
+
+@pytest.fixture
+def sandbox_claim(kruise_backend: SimBackend, kruise_clock: KruiseClock) -> SandboxClaimFactory:
+    """``sandbox_claim(template, replicas=1, wait=True, ...)``: apply a SandboxClaim."""
+    from pytest_kruise_agents.plugin.factories import SandboxClaimFactory
+
+    return SandboxClaimFactory(kruise_clock, kruise_backend)
+
+
+@pytest.fixture
+def e2b_sandbox(kruise_e2b: KruiseE2B) -> Iterator[E2BSandboxFactory]:
+    """``e2b_sandbox(template)`` / ``await e2b_sandbox.acreate(template)``: SDK sandboxes, killed at teardown."""
+    from pytest_kruise_agents.plugin.factories import E2BSandboxFactory
+
+    factory = E2BSandboxFactory(kruise_e2b)
+    yield factory
+    factory.close()
+
+
+@pytest.fixture
+def delivery_benchmark(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> DeliveryBenchmark:
+    """``delivery_benchmark(Burst(20))``: measure warm-pool delivery; CSV, JSON, terminal summary."""
+    from pytest_kruise_agents.plugin.benchmark import DeliveryBenchmark
+
+    configured = request.config.stash[OPTIONS_KEY].report_dir
+
+    def report_dir() -> Path:
+        return configured or tmp_path_factory.getbasetemp() / "kruise-agents"
+
+    return DeliveryBenchmark(request, report_dir)

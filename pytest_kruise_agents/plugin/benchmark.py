@@ -1,0 +1,89 @@
+"""``delivery_benchmark``: run a delivery workload, write its CSV and JSON, feed the terminal summary.
+
+Without ``url`` the workload runs on the test's own fake cluster (the
+``kruise_backend`` fixture, requested only then) and measures virtual
+latencies; with ``url`` it runs against that E2B server with the real SDK and
+measures wall-clock time. Either way the per-claim CSV and the JSON summary
+go to the report directory as ``<test>[-<run>].csv|json``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from pytest_kruise_agents.delivery import (
+    DeliveryResult,
+    Workload,
+    run_on_backend,
+    run_on_server,
+)
+from pytest_kruise_agents.plugin.reporting import BENCHMARK
+
+__all__ = ["DeliveryBenchmark"]
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")[:120] or "run"
+
+
+class DeliveryBenchmark:
+    """The ``delivery_benchmark`` fixture's value: call it with a workload."""
+
+    def __init__(self, request: pytest.FixtureRequest, report_dir: Callable[[], Path]) -> None:
+        self._request = request
+        self._report_dir = report_dir
+        self._stems: set[str] = set()
+        self.results: list[DeliveryResult] = []
+        """Every result of this test, in run order."""
+
+    def __call__(
+        self,
+        workload: Workload,
+        *,
+        url: str | None = None,
+        api_key: str | None = None,
+        sandbox_url: str | None = None,
+        name: str | None = None,
+    ) -> DeliveryResult:
+        """Run ``workload`` and return its :class:`~pytest_kruise_agents.delivery.DeliveryResult`.
+
+        :param url: an E2B server to measure instead of the test's fake cluster.
+        :param api_key: the key for ``url`` (default: ``E2B_API_KEY``).
+        :param sandbox_url: where sandbox traffic goes (default: ``url``).
+        :param name: the run's label in file names and the summary (default: the workload's).
+        """
+        __tracebackhide__ = True
+        if url is None:
+            backend = self._request.getfixturevalue("kruise_backend")
+            result = run_on_backend(backend, workload, name=name)
+        else:
+            key = api_key or os.environ.get("E2B_API_KEY")
+            if not key:
+                raise ValueError("api_key: required with url (or set E2B_API_KEY)")
+            result = run_on_server(
+                workload, url=url, api_key=key, sandbox_url=sandbox_url, name=name
+            )
+        result = self._write(result)
+        self._request.node.user_properties.append((BENCHMARK, result.summary()))
+        self.results.append(result)
+        return result
+
+    def _write(self, result: DeliveryResult) -> DeliveryResult:
+        base = _slug(self._request.node.nodeid)
+        stem = f"{base}-{_slug(result.name)}"
+        n = 2
+        while stem in self._stems:
+            stem = f"{base}-{_slug(result.name)}-{n}"
+            n += 1
+        self._stems.add(stem)
+        directory = self._report_dir()
+        csv_path = result.write_csv(directory / f"{stem}.csv")
+        result = replace(result, files=(csv_path, directory / f"{stem}.json"))
+        result.write_json(directory / f"{stem}.json")
+        return result

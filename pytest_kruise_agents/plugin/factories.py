@@ -1,0 +1,217 @@
+"""The factory fixtures: ``sandboxset``, ``sandbox_claim`` and ``e2b_sandbox``.
+
+Each factory is called as many times as a test likes and cleans up what it
+made when the test ends (pools and claims go with the test's cluster;
+sandboxes made through the SDK are killed).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Final
+
+from pytest_kruise_agents.api.errors import InvalidError
+from pytest_kruise_agents.api.sandboxclaim import ClaimPhase, SandboxClaim
+from pytest_kruise_agents.api.sandboxset import SandboxSet
+from pytest_kruise_agents.plugin.clock import KruiseClock
+from pytest_kruise_agents.plugin.server import KruiseE2B, kill_sandbox
+
+if TYPE_CHECKING:
+    from e2b import AsyncSandbox, Sandbox
+
+__all__ = ["E2BSandboxFactory", "SandboxClaimFactory", "SandboxSetFactory"]
+
+DEFAULT_IMAGE: Final = "registry.example.com/sandbox:v1"
+
+
+class SandboxSetFactory:
+    """``sandboxset(name, replicas=3, ...)``: apply a SandboxSet and wait until its pool is ready."""
+
+    def __init__(self, clock: KruiseClock, backend: Any) -> None:
+        self._clock = clock
+        self._backend = backend
+
+    def __call__(
+        self,
+        name: str = "pool",
+        *,
+        replicas: int = 3,
+        namespace: str = "default",
+        image: str = DEFAULT_IMAGE,
+        cpu: str = "500m",
+        memory: str = "512Mi",
+        runtimes: Sequence[str] = ("agent-runtime",),
+        labels: Mapping[str, str] | None = None,
+        manifest: str | Mapping[str, Any] | None = None,
+        wait: bool = True,
+        timeout: float = 600.0,
+    ) -> SandboxSet:
+        """Apply a pool and (``wait``) run until all its ``replicas`` are available; return it.
+
+        :param manifest: a whole SandboxSet (YAML text or a mapping) instead of the
+            other arguments.
+        :param timeout: virtual seconds to wait for the pool (``TimeoutError`` after).
+        """
+        __tracebackhide__ = True
+        if manifest is None:
+            template: dict[str, Any] = {
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "sandbox",
+                            "image": image,
+                            "resources": {"requests": {"cpu": cpu, "memory": memory}},
+                        }
+                    ]
+                }
+            }
+            if labels:
+                template["metadata"] = {"labels": dict(labels)}
+            manifest = {
+                "apiVersion": "agents.kruise.io/v1alpha1",
+                "kind": "SandboxSet",
+                "metadata": {"name": name, "namespace": namespace},
+                "spec": {
+                    "replicas": replicas,
+                    "runtimes": [{"name": r} for r in runtimes],
+                    "template": template,
+                },
+            }
+        objs = self._backend.apply(manifest)
+        if len(objs) != 1 or not isinstance(objs[0], SandboxSet):
+            kinds = ", ".join(o.kind for o in objs) or "nothing"
+            raise InvalidError("manifest", f"must be exactly one SandboxSet, got {kinds}")
+        pool: SandboxSet = objs[0]
+        ns = pool.metadata.namespace or "default"
+        if wait:
+            self.wait_ready(pool.metadata.name, ns, timeout=timeout)
+        ready: SandboxSet = self._backend.get("SandboxSet", pool.metadata.name, ns)
+        return ready
+
+    def wait_ready(self, name: str, namespace: str = "default", *, timeout: float = 600.0) -> None:
+        """Run until the pool has ``spec.replicas`` available sandboxes (``TimeoutError`` after)."""
+        __tracebackhide__ = True
+        backend = self._backend
+        if self._clock.mode == "virtual":
+            try:
+                with backend.locked() as cluster:
+                    cluster.wait_for_pool(name, namespace, timeout=timeout)
+                return
+            except TimeoutError as exc:
+                problem = str(exc)
+            # Raised here, not chained: the traceback ends at the test's call.
+            raise TimeoutError(problem)
+
+        def full() -> bool:
+            pool = backend.get("SandboxSet", name, namespace)
+            return bool(pool.status.available_replicas >= pool.spec.replicas)
+
+        if not self._clock.run_until(full, timeout=timeout):
+            pool = backend.get("SandboxSet", name, namespace)
+            raise TimeoutError(
+                f"SandboxSet {namespace}/{name}: {pool.status.available_replicas}/"
+                f"{pool.spec.replicas} available after {timeout:g}s"
+            )
+
+
+class SandboxClaimFactory:
+    """``sandbox_claim(template, replicas=1, ...)``: apply a SandboxClaim, optionally wait for Completed."""
+
+    def __init__(self, clock: KruiseClock, backend: Any) -> None:
+        self._clock = clock
+        self._backend = backend
+        self._names = itertools.count(1)
+
+    def __call__(
+        self,
+        template: str = "base",
+        *,
+        replicas: int = 1,
+        name: str | None = None,
+        namespace: str = "default",
+        wait: bool = True,
+        timeout: float = 3600.0,
+        **spec: Any,
+    ) -> SandboxClaim:
+        """Apply a claim on pool ``template``; with ``wait``, run until it is ``Completed``.
+
+        ``spec`` takes the other ``SandboxClaimSpec`` fields, in snake_case or
+        camelCase (``claim_timeout="30s"``, ``env_vars={...}``). A claim
+        completes when every replica is claimed or its ``claimTimeout``
+        passes: check ``status.claimed_replicas``.
+
+        :param timeout: virtual seconds to wait for ``Completed`` (``TimeoutError`` after).
+        """
+        __tracebackhide__ = True
+        claim_name = name or f"claim-{next(self._names)}"
+        manifest = {
+            "apiVersion": "agents.kruise.io/v1alpha1",
+            "kind": "SandboxClaim",
+            "metadata": {"name": claim_name, "namespace": namespace},
+            "spec": {"templateName": template, "replicas": replicas, **spec},
+        }
+        self._backend.apply(manifest)
+        if wait:
+            backend = self._backend
+
+            def completed() -> bool:
+                claim = backend.get("SandboxClaim", claim_name, namespace)
+                return bool(claim.status.phase == ClaimPhase.COMPLETED)
+
+            if not self._clock.run_until(completed, timeout=timeout):
+                late = backend.get("SandboxClaim", claim_name, namespace)
+                assert isinstance(late, SandboxClaim)
+                raise TimeoutError(
+                    f"SandboxClaim {namespace}/{claim_name}: phase {late.status.phase}, "
+                    f"{late.status.claimed_replicas}/{late.spec.replicas} claimed "
+                    f"after {timeout:g}s"
+                )
+        claim = self._backend.get("SandboxClaim", claim_name, namespace)
+        assert isinstance(claim, SandboxClaim)
+        return claim
+
+
+class E2BSandboxFactory:
+    """``e2b_sandbox(template=None, **opts)`` / ``await e2b_sandbox.acreate(...)``: SDK sandboxes.
+
+    Created with the real SDK against ``kruise_e2b``; killed when the test ends.
+    ``cls`` picks the SDK class (``e2b.Sandbox`` / ``e2b.AsyncSandbox`` by
+    default; ``e2b_code_interpreter.Sandbox`` works the same way), and without
+    ``template`` the class's default template is used.
+    """
+
+    def __init__(self, server: KruiseE2B) -> None:
+        self._server = server
+        self._ids: list[str] = []
+
+    def __call__(self, template: str | None = None, *, cls: Any = None, **opts: Any) -> Sandbox:
+        """Create a sandbox with the sync SDK (``cls.create(template, **opts)``)."""
+        if cls is None:
+            from e2b import Sandbox as cls
+        args = (template,) if template is not None else ()
+        sbx: Sandbox = cls.create(*args, **self._server.connection(), **opts)
+        self._ids.append(sbx.sandbox_id)
+        return sbx
+
+    async def acreate(
+        self, template: str | None = None, *, cls: Any = None, **opts: Any
+    ) -> AsyncSandbox:
+        """Create a sandbox with the async SDK (``await cls.create(template, **opts)``)."""
+        if cls is None:
+            from e2b import AsyncSandbox as cls
+        args = (template,) if template is not None else ()
+        sbx: AsyncSandbox = await cls.create(*args, **self._server.connection(), **opts)
+        self._ids.append(sbx.sandbox_id)
+        return sbx
+
+    @property
+    def created(self) -> list[str]:
+        """Ids of the sandboxes made so far."""
+        return list(self._ids)
+
+    def close(self) -> None:
+        """Kill every sandbox made (those already gone are skipped)."""
+        for sandbox_id in self._ids:
+            kill_sandbox(self._server.backend, sandbox_id)
+        self._ids.clear()

@@ -1,0 +1,284 @@
+"""The plugin's run-wide options: one table, layered and validated once, at start.
+
+Every option is read, lowest precedence first, from its default, the ini file
+(``kruise_seed = 7`` in ``[tool.pytest]``, ``pytest.ini`` or ``tox.ini``), the
+environment (``PYTEST_KRUISE_SEED=7``) and the command line
+(``--kruise-seed=7``); ``@pytest.mark.kruise(...)`` then overrides some of
+them for one test (:mod:`pytest_kruise_agents.plugin.marker`). A bad value
+fails the run at start with one message naming the option as spelled in its
+source, the source, and the reason.
+
+Options left unset keep the cluster config file's value (``seed``,
+``profile`` and ``clock`` are fields of that file too), then the default.
+
+This module imports only the standard library: the plugin loads it in every
+pytest run, including runs that never use a fixture. The profile names and
+the config file are checked (which imports the simulator) only when set.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Final, Literal
+
+__all__ = [
+    "BACKENDS",
+    "CLOCK_MODES",
+    "OPTIONS",
+    "ClockMode",
+    "KruiseOptions",
+    "Option",
+    "OptionError",
+    "RawValue",
+    "parse_clock",
+    "resolve",
+]
+
+BACKENDS: Final = ("sim", "kube")
+"""Backend names the ``backend`` option knows (``kube`` is announced, not available yet)."""
+
+CLOCK_MODES: Final = ("virtual", "realtime")
+
+ClockMode = Literal["virtual", "realtime"]
+
+
+class OptionError(ValueError):
+    """A bad option value: ``<option> (<source>): <reason>``."""
+
+    def __init__(self, option: str, source: str, reason: str) -> None:
+        self.option = option
+        self.source = source
+        self.reason = reason
+        super().__init__(f"{option} ({source}): {reason}")
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """One option of the table: its name and help; the spellings derive from the name."""
+
+    name: str
+    help: str
+    metavar: str
+
+    @property
+    def cli(self) -> str:
+        """The command-line flag, e.g. ``--kruise-report-dir``."""
+        return "--kruise-" + self.name.replace("_", "-")
+
+    @property
+    def dest(self) -> str:
+        """The argparse destination, e.g. ``kruise_report_dir``."""
+        return "kruise_" + self.name
+
+    @property
+    def ini(self) -> str:
+        """The ini key, e.g. ``kruise_report_dir``."""
+        return "kruise_" + self.name
+
+    @property
+    def env(self) -> str:
+        """The environment variable, e.g. ``PYTEST_KRUISE_REPORT_DIR``."""
+        return "PYTEST_KRUISE_" + self.name.upper()
+
+
+OPTIONS: Final = (
+    Option(
+        "backend",
+        "cluster behind the fixtures: sim (the embedded fake cluster; default). "
+        "kube (a real cluster) is not available yet",
+        "NAME",
+    ),
+    Option("seed", "seed of the fake cluster (default: the config file's, else 0)", "INT"),
+    Option(
+        "profile",
+        "model profile: openkruise-head or openkruise-v0.3.0 "
+        "(default: the config file's, else openkruise-head)",
+        "NAME",
+    ),
+    Option(
+        "config",
+        "cluster config file, the YAML of `kruise-agents serve --config` "
+        "(nodes, SandboxSets, API keys, faults, latencies, knobs)",
+        "PATH",
+    ),
+    Option(
+        "clock",
+        "virtual (time moves only when asked; default) or realtime[:SPEED] "
+        "(virtual time follows the wall clock times SPEED)",
+        "MODE",
+    ),
+    Option(
+        "report_dir",
+        "directory for the delivery benchmark's CSV and JSON files "
+        "(default: kruise-agents/ under pytest's temporary directory)",
+        "DIR",
+    ),
+)
+"""The option table (README's configuration table lists the same rows)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RawValue:
+    """A value as found, with where it was found and what relative paths are relative to."""
+
+    text: str
+    source: str
+    spelling: str
+    base: Path
+
+
+@dataclass(frozen=True, slots=True)
+class KruiseOptions:
+    """The resolved run-wide options; ``None`` means "not set: the config file's, else the default"."""
+
+    backend: str = "sim"
+    seed: int | None = None
+    profile: str | None = None
+    config: Path | None = None
+    clock: ClockMode | None = None
+    speed: float | None = None
+    report_dir: Path | None = None
+    sources: Mapping[str, str] = field(default_factory=dict)
+    """Option name → where its value came from (only options that were set)."""
+
+    def describe(self) -> str:
+        """One line for the report header: every set option and its value."""
+        parts = [f"backend={self.backend}"]
+        if self.seed is not None:
+            parts.append(f"seed={self.seed}")
+        if self.profile is not None:
+            parts.append(f"profile={self.profile}")
+        if self.clock is not None:
+            parts.append(f"clock={self.clock}" + (f":{self.speed:g}" if self.speed else ""))
+        if self.config is not None:
+            parts.append(f"config={self.config}")
+        if self.report_dir is not None:
+            parts.append(f"report-dir={self.report_dir}")
+        return " ".join(parts)
+
+
+def parse_clock(text: str) -> tuple[ClockMode, float | None]:
+    """``virtual``, ``realtime`` or ``realtime:<speed>`` → (mode, speed); ``ValueError`` otherwise."""
+    name, sep, speed_text = text.strip().partition(":")
+    if name not in CLOCK_MODES:
+        raise ValueError(f"must be virtual or realtime[:SPEED], got {text!r}")
+    mode: ClockMode = "virtual" if name == "virtual" else "realtime"
+    if not sep:
+        return mode, None
+    if mode != "realtime":
+        raise ValueError(f"only realtime takes a speed, got {text!r}")
+    try:
+        speed = float(speed_text)
+    except ValueError:
+        raise ValueError(f"speed must be a number, got {speed_text!r}") from None
+    if not (speed > 0 and speed != float("inf")):
+        raise ValueError(f"speed must be a positive finite number, got {speed_text!r}")
+    return "realtime", speed
+
+
+def _suggest(word: str, choices: tuple[str, ...] | list[str]) -> str:
+    import difflib  # only on the way to an error message
+
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _backend(raw: RawValue) -> str:
+    name = raw.text.strip()
+    if name == "kube":
+        raise OptionError(
+            raw.spelling,
+            raw.source,
+            "the kube backend (a real Kubernetes cluster) is not available yet; use 'sim'",
+        )
+    if name not in BACKENDS:
+        raise OptionError(
+            raw.spelling,
+            raw.source,
+            f"unknown backend {name!r}{_suggest(name, BACKENDS)}; known: sim, kube",
+        )
+    return name
+
+
+def _seed(raw: RawValue) -> int:
+    try:
+        return int(raw.text.strip())
+    except ValueError:
+        raise OptionError(
+            raw.spelling, raw.source, f"must be an integer, got {raw.text!r}"
+        ) from None
+
+
+def _profile(raw: RawValue) -> str:
+    # The simulator is imported only because the option was set.
+    from simulator.profile import PROFILES
+
+    name = raw.text.strip()
+    if name not in PROFILES:
+        names = list(PROFILES)
+        raise OptionError(
+            raw.spelling,
+            raw.source,
+            f"unknown profile {name!r}{_suggest(name, names)}; available: {', '.join(names)}",
+        )
+    return name
+
+
+def _path(raw: RawValue) -> Path:
+    text = raw.text.strip()
+    if not text:
+        raise OptionError(raw.spelling, raw.source, "must not be empty")
+    path = Path(os.path.expanduser(text))
+    return path if path.is_absolute() else raw.base / path
+
+
+def _config(raw: RawValue) -> Path:
+    path = _path(raw)
+    if not path.is_file():
+        why = "is a directory" if path.is_dir() else "does not exist"
+        raise OptionError(raw.spelling, raw.source, f"config file {str(path)!r} {why}")
+    # Checked now so that a typo fails the run at start, not at the first fixture.
+    from pytest_kruise_agents.e2b.config import ConfigError, load_config
+
+    try:
+        load_config(path)
+    except ConfigError as exc:
+        raise OptionError(raw.spelling, raw.source, str(exc)) from None
+    return path
+
+
+def _report_dir(raw: RawValue) -> Path:
+    path = _path(raw)
+    if path.exists() and not path.is_dir():
+        raise OptionError(raw.spelling, raw.source, f"{str(path)!r} exists and is not a directory")
+    return path
+
+
+def resolve(lookup: Callable[[Option], RawValue | None]) -> KruiseOptions:
+    """Validate what ``lookup`` finds for each option (the highest-precedence source, or None).
+
+    Raise :class:`OptionError` for the first bad value.
+    """
+    found = {opt.name: raw for opt in OPTIONS if (raw := lookup(opt)) is not None}
+    opts = KruiseOptions(sources={name: raw.source for name, raw in found.items()})
+    if "backend" in found:
+        opts = replace(opts, backend=_backend(found["backend"]))
+    if "seed" in found:
+        opts = replace(opts, seed=_seed(found["seed"]))
+    if "profile" in found:
+        opts = replace(opts, profile=_profile(found["profile"]))
+    if "clock" in found:
+        raw = found["clock"]
+        try:
+            mode, speed = parse_clock(raw.text)
+        except ValueError as exc:
+            raise OptionError(raw.spelling, raw.source, str(exc)) from None
+        opts = replace(opts, clock=mode, speed=speed)
+    if "report_dir" in found:
+        opts = replace(opts, report_dir=_report_dir(found["report_dir"]))
+    if "config" in found:
+        opts = replace(opts, config=_config(found["config"]))
+    return opts

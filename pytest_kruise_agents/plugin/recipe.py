@@ -1,0 +1,202 @@
+"""Recipes: a test's :class:`~pytest_kruise_agents.plugin.marker.ClusterSpec`, parsed once per run.
+
+Turning a spec into a cluster has a costly part that is the same for every
+test (reading and validating the config file, parsing the SandboxSet YAML,
+validating the profile, latencies, knobs and faults) and a part that cannot
+be shared (the cluster itself: SimPy processes cannot be copied, so every
+test's cluster is built and its pools filled from scratch, in virtual time).
+A :class:`RecipeBook` does the first part once per distinct spec;
+:meth:`Recipe.build` does the second for each test.
+
+Without a config file the plugin's cluster is the ``kruise-agents serve``
+default with smaller pools (:data:`DEFAULT_REPLICAS` sandboxes in each of
+``base`` and ``code-interpreter-v1``), so that a fresh cluster per test is
+cheap; a config file without ``sandboxsets`` gets the server's defaults.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from pydantic import ValidationError
+
+from pytest_kruise_agents.api.errors import InvalidError
+from pytest_kruise_agents.api.manifest import KubeObject, load_manifests
+from pytest_kruise_agents.backends.sim import default_pools_yaml
+from pytest_kruise_agents.e2b.config import (
+    POOL_READY_TIMEOUT_S,
+    ClusterConfig,
+    ConfigError,
+    default_config,
+    load_config,
+)
+from pytest_kruise_agents.e2b.settings import Settings
+from pytest_kruise_agents.plugin.marker import ClusterSpec
+from pytest_kruise_agents.plugin.options import ClockMode
+from simulator.cluster import Cluster
+from simulator.faults import Fault
+from simulator.nodes import NodeSpec
+from simulator.profile import Profile, get_profile
+
+__all__ = ["DEFAULT_REPLICAS", "Recipe", "RecipeBook", "RecipeError"]
+
+DEFAULT_REPLICAS: Final = 3
+"""Ready sandboxes in each default pool of the plugin's cluster (the server's default is 10)."""
+
+DUMMY_API_KEY: Final = "e2b_kruise_agents_no_auth"
+"""``E2B_API_KEY`` when the config disables auth and lists no key (the SDK insists on one)."""
+
+
+class RecipeError(ValueError):
+    """A spec that cannot become a cluster: ``<where>: <reason>``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Recipe:
+    """A validated, pre-parsed cluster description; :meth:`build` makes a fresh cluster of it."""
+
+    source: str
+    """Where the description came from (the config file, or the plugin default)."""
+    seed: int
+    profile: Profile
+    nodes: int | tuple[NodeSpec, ...]
+    pools: tuple[KubeObject, ...]
+    faults: tuple[Mapping[str, Any], ...]
+    clock: ClockMode
+    speed: float
+    settings: Settings
+    api_key: str
+    """What ``E2B_API_KEY`` is set to: the first non-admin key (else the admin key)."""
+    admin_key: str | None
+
+    def build(self) -> Cluster:
+        """A new cluster: nodes, pools filled (in virtual time), faults injected."""
+        nodes = self.nodes if isinstance(self.nodes, int) else list(self.nodes)
+        cluster = Cluster(seed=self.seed, profile=self.profile, nodes=nodes)
+        if self.pools:
+            # apply() copies the models: the recipe's stay pristine for the next test.
+            cluster.apply(list(self.pools))
+        for pool in self.pools:
+            ns = pool.metadata.namespace or "default"
+            try:
+                cluster.wait_for_pool(pool.metadata.name, ns, timeout=POOL_READY_TIMEOUT_S)
+            except TimeoutError as exc:
+                raise RecipeError(f"{self.source}: pools: {exc} (too few nodes?)") from None
+        for fault in self.faults:
+            fields = dict(fault)
+            cluster.inject(fields.pop("kind"), **fields)
+        return cluster
+
+
+def _marker_pools(value: Any) -> list[Any]:
+    if isinstance(value, int):
+        return [default_pools_yaml(value)] if value > 0 else []
+    if isinstance(value, Mapping):
+        return [default_pools_yaml(int(n), pools=(name,)) for name, n in value.items()]
+    if isinstance(value, str):
+        return [value]
+    return list(value)
+
+
+def _load_pools(docs: Sequence[Any], where: str) -> tuple[KubeObject, ...]:
+    out: list[KubeObject] = []
+    for doc in docs:
+        try:
+            loaded = load_manifests(doc)
+        except InvalidError as exc:
+            raise RecipeError(f"{where}: {exc}") from None
+        for obj in loaded:
+            if obj.kind != "SandboxSet":
+                raise RecipeError(
+                    f"{where}: {obj.kind}/{obj.metadata.name}: only SandboxSets belong here"
+                )
+        out.extend(loaded)
+    return tuple(out)
+
+
+def _recipe(spec: ClusterSpec, cfg: ClusterConfig, source: str) -> Recipe:
+    marker = "@pytest.mark.kruise"
+    if spec.pools is not None:
+        pools = _load_pools(_marker_pools(json.loads(spec.pools)), f"{marker} pools")
+    elif spec.config is None:
+        pools = _load_pools([default_pools_yaml(DEFAULT_REPLICAS)], source)
+    else:
+        pools = _load_pools(cfg.pools_source(), f"{source}: sandboxsets")
+    try:
+        profile = get_profile(spec.profile or cfg.profile)
+    except ValueError as exc:
+        where = f"{marker} profile" if spec.profile else f"{source}: profile"
+        raise RecipeError(f"{where}: {exc}") from None
+    latencies = {**cfg.latencies, **(json.loads(spec.latencies) if spec.latencies else {})}
+    knobs = {**cfg.knobs, **(json.loads(spec.knobs) if spec.knobs else {})}
+    if latencies or knobs:
+        try:
+            profile = profile.with_overrides(latencies=latencies, **knobs)
+        except ValueError as exc:
+            raise RecipeError(f"{marker} latencies/knobs over {source}: {exc}") from None
+    faults: list[Mapping[str, Any]] = list(json.loads(spec.faults) if spec.faults else cfg.faults)
+    for i, fault in enumerate(faults):
+        try:
+            Fault.model_validate(fault)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            field = ".".join(str(p) for p in err["loc"])
+            where = f"{marker} faults[{i}]" if spec.faults else f"{source}: faults[{i}]"
+            raise RecipeError(f"{where}.{field}: {err['msg']}") from None
+    nodes: int | tuple[NodeSpec, ...]
+    if spec.nodes is not None:
+        nodes = spec.nodes
+    elif isinstance(cfg.nodes, int):
+        nodes = cfg.nodes
+    else:
+        nodes = tuple(n.spec() for n in cfg.nodes)
+    keys = cfg.keys()
+    users = [k for k in keys if not k.admin]
+    admins = [k for k in keys if k.admin]
+    api_key = (users or admins)[0].key if keys else DUMMY_API_KEY
+    return Recipe(
+        source=source,
+        seed=spec.seed if spec.seed is not None else cfg.seed,
+        profile=profile,
+        nodes=nodes,
+        pools=pools,
+        faults=tuple(faults),
+        # Tests run in virtual time unless asked otherwise: a file's clock counts only if set.
+        clock=spec.clock or (cfg.clock.mode if "clock" in cfg.model_fields_set else "virtual"),
+        speed=spec.speed if spec.speed is not None else cfg.clock.speed,
+        settings=Settings(api_keys=keys, auth_enabled=cfg.auth, domain=cfg.domain),
+        api_key=api_key,
+        admin_key=admins[0].key if admins else None,
+    )
+
+
+class RecipeBook:
+    """Recipes by spec, and config files by path, each parsed once per run (per xdist worker)."""
+
+    def __init__(self) -> None:
+        self._configs: dict[Path, ClusterConfig] = {}
+        self._recipes: dict[ClusterSpec, Recipe] = {}
+
+    def config(self, path: Path | None) -> ClusterConfig:
+        """The parsed config file (the default config for ``None``)."""
+        if path is None:
+            return default_config()
+        cfg = self._configs.get(path)
+        if cfg is None:
+            try:
+                cfg = self._configs[path] = load_config(path)
+            except ConfigError as exc:
+                raise RecipeError(str(exc)) from None
+        return cfg
+
+    def recipe(self, spec: ClusterSpec) -> Recipe:
+        """The recipe of ``spec``; :class:`RecipeError` says what is wrong with it."""
+        found = self._recipes.get(spec)
+        if found is None:
+            source = str(spec.config) if spec.config is not None else "<plugin default cluster>"
+            found = self._recipes[spec] = _recipe(spec, self.config(spec.config), source)
+        return found

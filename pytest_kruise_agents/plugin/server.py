@@ -1,0 +1,177 @@
+"""``kruise_e2b``'s machinery: one uvicorn per session, a fresh E2B app per test, leak reaping.
+
+Starting uvicorn costs tens of milliseconds, a new E2B app under one (it is
+built from the test's backend and settings), so the session (each xdist
+worker) runs one :class:`SessionServer` on a free loopback port and each test
+mounts its own app on it. Unmounting awaits the app's ``aclose()`` on the
+server's event loop: every workspace cleanup has finished, and every
+sandbox process has been stopped, before the next test's app can see a
+sandbox id again (the same seed gives the next test's sandboxes the same ids).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+from pytest_kruise_agents.backends.base import Caller
+from pytest_kruise_agents.backends.sim import SimBackend
+from pytest_kruise_agents.claiming.errors import ClaimError
+from pytest_kruise_agents.e2b.app import E2BApp, create_app
+from pytest_kruise_agents.e2b.server import ServerThread
+from pytest_kruise_agents.e2b.settings import Settings
+
+if TYPE_CHECKING:
+    from starlette.types import Receive, Scope, Send
+
+__all__ = ["KruiseE2B", "SessionServer", "claimed_sandboxes", "kill_sandbox"]
+
+UNMOUNT_TIMEOUT_S: Final = 60.0
+"""Longest wait for an app's cleanup (kernels and processes to stop) at a test's end."""
+
+_IDLE_BODY: Final = json.dumps(
+    {"code": 503, "message": "no test is using the kruise_e2b fixture right now"}
+).encode()
+
+
+class _Dispatch:
+    """The ASGI app uvicorn serves all session: the current test's E2B app, else 503 JSON."""
+
+    def __init__(self) -> None:
+        self.app: E2BApp | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        app = self.app
+        if app is not None:
+            await app(scope, receive, send)
+        elif scope["type"] == "http":
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 503,
+                    "headers": [(b"content-type", b"application/json")],
+                }
+            )
+            await send({"type": "http.response.body", "body": _IDLE_BODY})
+        else:
+            await send({"type": "websocket.close", "code": 1013})
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self.loop = asyncio.get_running_loop()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                app, self.app = self.app, None
+                if app is not None:
+                    await app.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+class SessionServer:
+    """uvicorn on ``127.0.0.1:<free port>`` in a thread, serving whichever app is mounted."""
+
+    def __init__(self) -> None:
+        self._dispatch = _Dispatch()
+        self._thread = ServerThread(self._dispatch).start()
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:<port>``."""
+        return self._thread.url
+
+    def mount(self, backend: SimBackend, settings: Settings) -> E2BApp:
+        """Serve a new E2B app for ``backend`` until :meth:`unmount`."""
+        if self._dispatch.app is not None:
+            raise RuntimeError("an E2B app is already mounted (kruise_e2b is not reentrant)")
+        app = create_app(backend, settings)
+        self._dispatch.app = app
+        return app
+
+    def unmount(self) -> None:
+        """Stop serving the mounted app and wait for its cleanup (workspaces, kernels, processes)."""
+        app, self._dispatch.app = self._dispatch.app, None
+        loop = self._dispatch.loop
+        if app is None or loop is None or loop.is_closed():
+            return
+        asyncio.run_coroutine_threadsafe(app.aclose(), loop).result(timeout=UNMOUNT_TIMEOUT_S)
+
+    def close(self) -> None:
+        """Unmount and stop uvicorn."""
+        self.unmount()
+        self._thread.stop()
+
+
+def claimed_sandboxes(backend: SimBackend) -> dict[str, str]:
+    """Every claimed sandbox not yet gone: id → ``running``, ``paused`` or ``creating``.
+
+    Read from the objects and the manager's routes (which see its own writes at
+    once), not from watch notifications, which arrive a propagation lag later.
+    """
+    out: dict[str, str] = {}
+    for obj in backend.list("Sandbox"):
+        sandbox_id = f"{obj.metadata.namespace}--{obj.metadata.name}"
+        route = backend.route(sandbox_id)
+        if route is not None and route.state != "dead":
+            out[sandbox_id] = route.state
+    return out
+
+
+def kill_sandbox(backend: SimBackend, sandbox_id: str) -> bool:
+    """Kill a claimed sandbox as its owner; whether it was still there to kill."""
+    route = backend.route(sandbox_id)
+    if route is None or route.state == "dead":
+        return False
+    try:
+        backend.kill(Caller(route.namespace, route.owner), sandbox_id)
+    except ClaimError:
+        return False
+    return True
+
+
+@dataclass
+class KruiseE2B:
+    """What ``kruise_e2b`` gives a test: the server, its keys, and the backend behind it.
+
+    The environment (``E2B_API_URL``, ``E2B_SANDBOX_URL``, ``E2B_API_KEY``) is
+    already set for the test, so ``Sandbox.create()`` needs no arguments;
+    :meth:`connection` gives the same settings as keyword arguments.
+    """
+
+    url: str
+    """``http://127.0.0.1:<port>``: both the API and the sandbox traffic URL."""
+    api_key: str
+    """The key in ``E2B_API_KEY`` (team ``default`` unless the config file says otherwise)."""
+    admin_key: str | None
+    """A key for the admin API under ``/_kruise/`` (``None`` if the config lists no admin key)."""
+    backend: SimBackend
+    """The test's backend (its ``cluster`` is the ``kruise_cluster`` fixture's)."""
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The environment variables the fixture sets."""
+        return {"E2B_API_URL": self.url, "E2B_SANDBOX_URL": self.url, "E2B_API_KEY": self.api_key}
+
+    def connection(self) -> dict[str, Any]:
+        """``api_key``, ``api_url`` and ``sandbox_url`` for ``Sandbox.create(**...)``."""
+        return {"api_key": self.api_key, "api_url": self.url, "sandbox_url": self.url}
+
+    def sandboxes(self) -> dict[str, str]:
+        """Claimed sandboxes not yet gone: id → ``running``, ``paused`` or ``creating``."""
+        return claimed_sandboxes(self.backend)
+
+    def reap(self) -> list[tuple[str, str]]:
+        """Kill every claimed sandbox not yet gone; return ``(id, state)`` of those it killed."""
+        killed = []
+        for sandbox_id, state in sorted(self.sandboxes().items()):
+            if kill_sandbox(self.backend, sandbox_id):
+                killed.append((sandbox_id, state))
+        return killed

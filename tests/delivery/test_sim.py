@@ -1,0 +1,67 @@
+"""The fake-cluster runner: virtual latencies from the claim records, both paths, failures."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from pytest_kruise_agents.backends.sim import SimBackend
+from pytest_kruise_agents.delivery import Burst, Rate, run_on_backend, run_on_cluster
+
+
+@pytest.fixture
+def backend() -> Iterator[SimBackend]:
+    b = SimBackend.default(seed=5, replicas=3, nodes=2)
+    yield b
+    b.close()
+
+
+def test_a_burst_through_the_e2b_path_reads_the_claim_records(backend: SimBackend) -> None:
+    backend.cluster.create_sandbox("base")  # not part of the run
+    result = run_on_backend(backend, Burst(4))
+    assert [d.index for d in result.deliveries] == [1, 2, 3, 4]
+    assert (len(result.warm), len(result.cold)) == (2, 2)
+    records = list(backend.cluster.records)[-4:]
+    assert sorted(d.latency for d in result.delivered) == sorted(r.latency for r in records)
+    first = result.deliveries[0]
+    assert first.sandbox_id is not None and first.sandbox_id.startswith("default--base-")
+    assert list(first.phases)[-1] == "delivered"
+    assert first.phases["delivered"] == pytest.approx(first.latency)
+    assert result.clock == "virtual" and result.target == "sim seed=5 profile=openkruise-head"
+
+
+def test_the_same_seed_gives_the_same_result() -> None:
+    runs = []
+    for _ in range(2):
+        b = SimBackend.default(seed=9, replicas=2, nodes=2)
+        runs.append(run_on_backend(b, Rate(4, 2, arrivals_mode="poisson")).deliveries)
+        b.close()
+    assert runs[0] == runs[1]
+
+
+def test_a_burst_of_sandboxclaims_measures_from_the_apply(backend: SimBackend) -> None:
+    result = run_on_backend(backend, Burst(5, path="sandboxclaim"))
+    assert (len(result.warm), len(result.cold), len(result.failed)) == (3, 2, 0)
+    for d in result.delivered:
+        assert d.requested == 0.0
+        assert d.latency == pytest.approx(d.phases["delivered"])
+    claims = backend.list("SandboxClaim", "default")
+    assert len(claims) == 5 and all(c.status.phase == "Completed" for c in claims)
+
+
+def test_claims_that_fail_are_records_with_their_reason(backend: SimBackend) -> None:
+    e2b = run_on_backend(backend, Burst(2, template="missing"))
+    assert len(e2b.failed) == 2
+    assert e2b.failed[0].error == "Template or Checkpoint not found"
+    claims = run_on_backend(backend, Burst(1, template="missing", path="sandboxclaim"))
+    assert len(claims.failed) == 1 and claims.failed[0].error
+
+
+def test_a_rate_arrives_on_schedule_in_virtual_time(backend: SimBackend) -> None:
+    with backend.locked() as cluster:
+        start = cluster.now
+        result = run_on_cluster(cluster, Rate(1, 4))
+        assert cluster.now >= start + 3
+    assert [d.requested for d in result.deliveries] == pytest.approx([0, 1, 2, 3])
+    assert len(result.warm) == 4  # one a second: the pool keeps up

@@ -1,0 +1,133 @@
+"""``delivery_benchmark`` on the test's fake cluster: warm, cold once drained, slow under a fault."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+
+def test_warm_delivery_is_sub_second_with_the_default_profile(suite: pytest.Pytester) -> None:
+    suite.makepyfile(
+        """
+        from pytest_kruise_agents.delivery import Burst
+
+        def test_warm(delivery_benchmark):
+            result = delivery_benchmark(Burst(3))
+            assert len(result.warm) == 3 and not result.cold
+            assert result.stats(warm=True).p99 < 1.0
+            result.assert_latency()
+        """
+    )
+    reports = suite.path / "reports"
+    result = suite.runpytest(f"--kruise-report-dir={reports}")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*- kruise-agents: delivery benchmarks -*",
+            "test / run * claims  warm  cold  fail  w.p50  w.p90  w.p99  w.max all.p99  zones g/g/c*",
+            "*::test_warm [[]burst-3-e2b]      3     3     0     0 * 3/0/0",
+            "    sim seed=0 profile=openkruise-head (virtual time): *.csv *.json",
+        ]
+    )
+    stem = "test_warm_delivery_is_sub_second_with_the_default_profile.py_test_warm-burst-3-e2b"
+    rows = list(csv.DictReader((reports / f"{stem}.csv").read_text().splitlines()))
+    assert [r["is_warm"] for r in rows] == ["true"] * 3
+    assert all(float(r["e2e_ms"]) < 1000 for r in rows)
+    assert {"locked_ms", "runtime_initialized_ms", "delivered_ms"} <= set(rows[0])
+    summary = json.loads((reports / f"{stem}.json").read_text())
+    assert summary["warm"] == 3 and summary["latency_s"]["warm"]["p99"] < 1.0
+
+
+def test_cold_deliveries_are_reported_apart_once_the_pool_is_drained(
+    suite: pytest.Pytester,
+) -> None:
+    suite.makepyfile(
+        """
+        from pytest_kruise_agents.delivery import Burst
+
+        def test_drain(delivery_benchmark):
+            result = delivery_benchmark(Burst(6))  # the pools hold 3
+            assert (len(result.warm), len(result.cold), len(result.failed)) == (3, 3, 0)
+            assert min(result.latencies(warm=False)) > max(result.latencies(warm=True))
+            result.assert_latency()  # the warm ones still are sub-second
+            assert result.zones(warm=False)["cold"] == 3
+        """
+    )
+    result = suite.runpytest()
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*::test_drain [[]burst-6-e2b]      6     3     3     0 *"])
+
+
+def test_the_assertion_fails_readably_when_a_latency_fault_slows_warm_delivery(
+    suite: pytest.Pytester,
+) -> None:
+    suite.makepyfile(
+        """
+        from pytest_kruise_agents.delivery import Burst
+
+        def test_slow(delivery_benchmark, kruise_faults):
+            kruise_faults.inject("api_latency", latency="1.5s", selector={"verb": "update"})
+            result = delivery_benchmark(Burst(3))
+            assert len(result.warm) == 3
+            result.assert_latency()
+        """
+    )
+    result = suite.runpytest()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "E *AssertionError: delivery benchmark 'burst-3-e2b' (sim seed=0 "
+            "profile=openkruise-head, virtual time): p99 of 3 warm deliveries is *s, "
+            "not under 1.000 s",
+            "E *3 claims: 3 delivered (3 warm, 0 cold), 0 failed",
+            "E *warm: p50 *",
+            "E *slow: #* default--base-* warm *: *locked +1.*",
+        ]
+    )
+    # The helper's own frame is hidden: the traceback ends at the test's call.
+    assert "def assert_latency" not in result.stdout.str()
+
+
+def test_sandboxclaim_path_and_a_rate(suite: pytest.Pytester) -> None:
+    suite.makepyfile(
+        """
+        import pytest
+        from pytest_kruise_agents.delivery import Burst, Rate
+
+        @pytest.mark.kruise(pools={"base": 10})
+        def test_paths(delivery_benchmark):
+            claims = delivery_benchmark(Burst(3, path="sandboxclaim"))
+            assert len(claims.warm) == 3
+            steady = delivery_benchmark(Rate(2, 3), name="steady")
+            assert len(steady.deliveries) == 6
+            assert [d.requested for d in steady.deliveries] == pytest.approx(
+                [0, 0.5, 1, 1.5, 2, 2.5]
+            )
+            assert [r.name for r in delivery_benchmark.results] == ["burst-3-sandboxclaim", "steady"]
+        """
+    )
+    result = suite.runpytest()
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*[[]burst-3-sandboxclaim]*", "*[[]steady]*"])
+
+
+def test_against_a_live_e2b_server_url(suite: pytest.Pytester) -> None:
+    suite.makepyfile(
+        """
+        from pytest_kruise_agents.delivery import Burst
+
+        def test_live(delivery_benchmark, kruise_e2b):
+            result = delivery_benchmark(Burst(2), url=kruise_e2b.url, api_key=kruise_e2b.api_key)
+            assert result.clock == "wall" and result.target == kruise_e2b.url
+            assert len(result.delivered) == 2
+            assert all(set(d.phases) == {"created", "first_command"} for d in result.deliveries)
+            assert kruise_e2b.sandboxes() == {}  # measured, then killed
+        """
+    )
+    result = suite.runpytest()
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["    http://127.0.0.1:* (wall time): *"])

@@ -1,0 +1,322 @@
+"""Every fixture, as a downstream suite uses it, in inner pytest runs."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+
+def test_kruise_cluster_is_fresh_for_every_test(suite: pytest.Pytester) -> None:
+    suite.makepyfile(
+        """
+        from simulator.cluster import Cluster
+
+        def test_first(kruise_cluster):
+            assert isinstance(kruise_cluster, Cluster)
+            kruise_cluster.create_sandbox("base")
+            assert kruise_cluster.last_record().warm
+
+        def test_second_sees_none_of_it(kruise_cluster):
+            assert len(kruise_cluster.records) == 0
+            pool = kruise_cluster.get("sbs", "base")
+            assert pool.status.available_replicas == 3
+        """
+    )
+    suite.runpytest().assert_outcomes(passed=2)
+
+
+def test_kruise_backend_wraps_the_same_cluster(suite: pytest.Pytester) -> None:
+    suite.makepyfile(
+        """
+        from pytest_kruise_agents.backends import Backend, Caller, CreateRequest
+
+        def test_a(kruise_cluster, kruise_backend):
+            assert isinstance(kruise_backend, Backend)
+            assert kruise_backend.cluster is kruise_cluster
+            view = kruise_backend.create_sandbox(Caller("default", "u"), CreateRequest("base"))
+            assert kruise_cluster.describe(view.sandbox_id, user="u").metadata.name == view.name
+        """
+    )
+    suite.runpytest().assert_outcomes(passed=1)
+
+
+def test_kruise_clock_moves_virtual_time(suite: pytest.Pytester) -> None:
+    suite.makepyfile(
+        """
+        import pytest
+        from pytest_kruise_agents.api.errors import InvalidError
+        from pytest_kruise_agents.claiming.errors import ClaimError
+
+        def test_advance_fires_the_sandbox_timeout(kruise_cluster, kruise_clock):
+            sbx = kruise_cluster.create_sandbox("base", timeout=60)
+            sid = kruise_cluster.sandbox_id(sbx)
+            start = kruise_clock.now()
+            kruise_clock.advance(59)
+            assert kruise_clock.now() == pytest.approx(start + 59)
+            kruise_cluster.describe(sid)
+            kruise_clock.advance(2)
+            with pytest.raises(ClaimError):
+                kruise_cluster.describe(sid)
+            assert kruise_clock.now_dt() == kruise_cluster.now_dt()
+
+        def test_run_until(kruise_clock):
+            start = kruise_clock.now()
+            assert kruise_clock.run_until(lambda: kruise_clock.now() >= start + 10)
+            assert kruise_clock.now() >= start + 10
+            later = kruise_clock.now()
+            assert not kruise_clock.run_until(lambda: False, timeout=5)
+            assert kruise_clock.now() == pytest.approx(later + 5)
+
+        def run_until_the_sandbox_stops(kruise_clock):
+            from e2b import Sandbox
+
+            sbx = Sandbox.create(timeout=30)
+            start = kruise_clock.now()
+            assert kruise_clock.run_until(lambda: not sbx.is_running(), timeout=120)
+            assert 25 < kruise_clock.now() - start < 35
+
+        def test_run_until_may_ask_the_server(kruise_e2b, kruise_clock):
+            run_until_the_sandbox_stops(kruise_clock)
+
+        @pytest.mark.kruise(clock="realtime:50")
+        def test_run_until_may_ask_the_server_in_realtime(kruise_e2b, kruise_clock):
+            run_until_the_sandbox_stops(kruise_clock)
+
+        def test_bad_input(kruise_clock):
+            with pytest.raises(InvalidError, match="seconds"):
+                kruise_clock.advance(-1)
+
+        @pytest.mark.kruise(clock="realtime:100")
+        def test_realtime_waits_on_the_wall_clock(kruise_clock):
+            assert kruise_clock.mode == "realtime"
+            start = kruise_clock.now()
+            assert kruise_clock.run_until(lambda: kruise_clock.now() > start + 1, timeout=60)
+            with pytest.raises(InvalidError, match="realtime mode"):
+                kruise_clock.advance(1)
+        """
+    )
+    suite.runpytest().assert_outcomes(passed=6)
+
+
+def test_kruise_faults_by_name_scoped_and_cleared(suite: pytest.Pytester) -> None:
+    suite.makepyfile(
+        """
+        import pytest
+        from pytest_kruise_agents.api.errors import InvalidError
+        from pytest_kruise_agents.claiming.errors import ClaimError
+
+        @pytest.fixture
+        def cleared_afterwards(kruise_backend):
+            yield
+            # Torn down after kruise_faults (set up before it): everything is undone.
+            assert kruise_backend.faults() == []
+            with kruise_backend.locked() as cluster:
+                assert str(cluster.profile.latency("runtime.init")) != "fixed(3s)"
+
+        def test_for_the_test(cleared_afterwards, kruise_faults, kruise_cluster):
+            f = kruise_faults.inject("runtime_init_failure", selector={"template": "base"})
+            assert f["id"] and [x["id"] for x in kruise_faults.active()] == [f["id"]]
+            with pytest.raises(ClaimError, match="init runtime"):
+                kruise_cluster.create_sandbox("base")
+            kruise_faults.set_latency("runtime.init", "3s")
+
+        def test_in_a_block(kruise_faults, kruise_cluster):
+            with kruise_faults.fault("runtime_init_failure"):
+                with pytest.raises(ClaimError):
+                    kruise_cluster.create_sandbox("base")
+            assert kruise_faults.active() == []
+            kruise_cluster.create_sandbox("base")
+
+        def test_latency_in_a_block(kruise_faults, kruise_cluster):
+            with kruise_faults.latency("runtime.init", "800ms"):
+                kruise_cluster.create_sandbox("base")
+                assert kruise_cluster.last_record().latency > 0.8
+            kruise_cluster.create_sandbox("base")
+            assert kruise_cluster.last_record().latency < 0.5
+
+        def test_unknown_names(kruise_faults):
+            with pytest.raises(InvalidError, match="fault"):
+                kruise_faults.inject("meteor_strike")
+            with pytest.raises(InvalidError, match="unknown latency 'runtime.int'"):
+                kruise_faults.set_latency("runtime.int", "1s")
+        """
+    )
+    suite.runpytest().assert_outcomes(passed=4)
+
+
+def test_sandboxset_applies_a_pool_and_waits_until_ready(suite: pytest.Pytester) -> None:
+    suite.makepyfile(
+        """
+        import pytest
+        from pytest_kruise_agents.api.errors import InvalidError
+
+        def test_ready(sandboxset, kruise_cluster):
+            pool = sandboxset("agents", replicas=4, labels={"team": "a"})
+            assert pool.status.available_replicas == 4
+            assert kruise_cluster.create_sandbox("agents").metadata.labels["team"] == "a"
+
+        def test_from_a_manifest(sandboxset):
+            pool = sandboxset(manifest={
+                "apiVersion": "agents.kruise.io/v1alpha1",
+                "kind": "SandboxSet",
+                "metadata": {"name": "m", "namespace": "team-b"},
+                "spec": {"replicas": 2, "template": {"spec": {"containers": [{"name": "c", "image": "i"}]}}},
+            })
+            assert (pool.metadata.namespace, pool.status.available_replicas) == ("team-b", 2)
+
+        def test_no_wait(sandboxset):
+            assert sandboxset("later", replicas=2, wait=False).status.available_replicas == 0
+
+        def test_bad_field_is_named(sandboxset):
+            with pytest.raises(InvalidError, match="spec.replicas"):
+                sandboxset("bad", replicas=-1)
+
+        @pytest.mark.kruise(nodes=1)
+        def test_a_pool_that_cannot_fit_times_out(sandboxset):
+            sandboxset("huge", replicas=400, timeout=30)
+        """
+    )
+    result = suite.runpytest()
+    result.assert_outcomes(passed=4, failed=1)
+    result.stdout.fnmatch_lines(
+        ["E *TimeoutError: SandboxSet default/huge: */400 available after 30s"]
+    )
+
+
+def test_sandbox_claim_applies_a_claim_and_waits_for_completed(suite: pytest.Pytester) -> None:
+    suite.makepyfile(
+        """
+        import pytest
+
+        def test_completed(sandbox_claim, kruise_cluster):
+            claim = sandbox_claim("base", replicas=2, labels={"job": "x"})
+            assert claim.status.phase == "Completed"
+            assert claim.status.claimed_replicas == 2
+            assert len(kruise_cluster.list("sbx", labels={"job": "x"})) == 2
+
+        @pytest.mark.kruise(pools={"base": 1}, latencies={"pod.create": "60s"})
+        def test_claim_timeout_completes_short(sandbox_claim):
+            claim = sandbox_claim(replicas=2, claim_timeout="5s", create_on_no_stock=False)
+            assert claim.status.phase == "Completed"
+            assert claim.status.claimed_replicas == 1
+
+        def test_no_wait(sandbox_claim):
+            claim = sandbox_claim(name="mine", wait=False)
+            assert claim.metadata.name == "mine"
+            assert claim.status.phase is None
+
+        def test_wait_has_a_limit(sandbox_claim):
+            sandbox_claim(replicas=50, claim_timeout="10m", timeout=1)
+        """
+    )
+    result = suite.runpytest()
+    result.assert_outcomes(passed=3, failed=1)
+    result.stdout.fnmatch_lines(
+        ["E *TimeoutError: SandboxClaim default/claim-1: phase *, */50 claimed after 1s"]
+    )
+
+
+def test_kruise_e2b_serves_the_cluster_to_the_unmodified_sdk(suite: pytest.Pytester) -> None:
+    suite.makepyfile(
+        """
+        import os
+        from e2b import Sandbox
+
+        def test_env_and_sdk(kruise_e2b, kruise_cluster):
+            assert os.environ["E2B_API_URL"] == kruise_e2b.url
+            assert os.environ["E2B_SANDBOX_URL"] == kruise_e2b.url
+            assert os.environ["E2B_API_KEY"] == kruise_e2b.api_key
+            assert kruise_e2b.url.startswith("http://127.0.0.1:")
+            sbx = Sandbox.create(metadata={"who": "test"})
+            assert sbx.commands.run("echo hi").stdout == "hi\\n"
+            assert kruise_cluster.last_record().warm
+            assert kruise_e2b.sandboxes() == {sbx.sandbox_id: "running"}
+            sbx.kill()
+            assert kruise_e2b.sandboxes() == {}
+
+        def test_explicit_connection(kruise_e2b):
+            sbx = Sandbox.create("code-interpreter-v1", **kruise_e2b.connection())
+            assert sbx.files.write("a.txt", "x").path.endswith("a.txt")
+            sbx.kill()
+
+        def test_env_is_restored():
+            assert os.environ.get("E2B_API_URL") is None
+        """
+    )
+    suite.runpytest("-p", "no:randomly").assert_outcomes(passed=3)
+
+
+def test_sandboxes_left_behind_are_killed_and_reported(suite: pytest.Pytester) -> None:
+    suite.makepyfile(
+        """
+        import pytest
+        from e2b import Sandbox
+
+        def test_leaks_two(kruise_e2b):
+            Sandbox.create().pause()
+            Sandbox.create()
+
+        def test_cleans_up(kruise_e2b):
+            Sandbox.create().kill()
+        """
+    )
+    result = suite.runpytest()
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*- kruise-agents: sandboxes left behind, killed at teardown -*",
+            "test_sandboxes_left_behind_are_killed_and_reported.py::test_leaks_two: 2 killed: "
+            "default--base-* (running), default--base-* (paused)",
+        ]
+    )
+    assert "test_cleans_up:" not in result.stdout.str()
+
+
+def test_e2b_sandbox_creates_with_the_sdk_and_kills_at_teardown(suite: pytest.Pytester) -> None:
+    suite.makepyfile(
+        """
+        import pytest
+        from e2b_code_interpreter import Sandbox as CodeInterpreter
+
+        def test_sync(e2b_sandbox, kruise_e2b):
+            sbx = e2b_sandbox()
+            assert sbx.commands.run("pwd").stdout.strip().endswith("/home/user")
+            other = e2b_sandbox("code-interpreter-v1", metadata={"k": "v"})
+            assert other.get_info().metadata["k"] == "v"
+            assert set(kruise_e2b.sandboxes()) == set(e2b_sandbox.created)
+
+        def test_sdk_class(e2b_sandbox):
+            sbx = e2b_sandbox(cls=CodeInterpreter)
+            assert type(sbx) is CodeInterpreter
+            assert sbx.get_info().template_id == "code-interpreter-v1"
+
+        @pytest.mark.asyncio
+        async def test_async(e2b_sandbox):
+            sbx = await e2b_sandbox.acreate(timeout=120)
+            assert (await sbx.commands.run("echo async")).stdout == "async\\n"
+        """
+    )
+    result = suite.runpytest()
+    result.assert_outcomes(passed=3)
+    assert "left behind" not in result.stdout.str()
+
+
+def test_failures_inside_fixtures_read_clearly(suite: pytest.Pytester) -> None:
+    suite.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.kruise(pools=300, nodes=1)
+        def test_pools_too_big(kruise_cluster):
+            pass
+        """
+    )
+    result = suite.runpytest()
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "pytest-kruise-agents: <plugin default cluster>: pools: SandboxSet default/base: "
+            "*/300 available after 600s (too few nodes?)"
+        ]
+    )

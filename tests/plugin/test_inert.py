@@ -1,0 +1,50 @@
+"""Installed but unused, the plugin stays out of the way: light to import, silent, removable."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+HEAVY = ("simulator", "simpy", "pydantic", "fastapi", "uvicorn", "e2b", "httpx", "yaml")
+
+
+def test_importing_the_plugin_loads_nothing_heavy() -> None:
+    code = (
+        "import sys, pytest\n"
+        "before = set(sys.modules)\n"
+        "import pytest_kruise_agents.plugin\n"
+        "print(' '.join(sorted(set(sys.modules) - before)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = out.stdout.split()
+    assert "pytest_kruise_agents.plugin" in loaded
+    assert [m for m in loaded if m.split(".")[0] in HEAVY] == []
+    assert [m for m in loaded if m.startswith("pytest_kruise_agents.") and "plugin" not in m] == []
+
+
+def test_a_suite_that_uses_no_fixture_sees_nothing(suite: pytest.Pytester) -> None:
+    suite.makepyfile("def test_a():\n    pass\n")
+    result = suite.runpytest()
+    result.assert_outcomes(passed=1)
+    assert "kruise-agents: " not in result.stdout.str()
+    assert "kruise-agents-0.1.0" in result.stdout.str()  # listed among the plugins, nothing more
+
+
+def test_the_plugin_is_the_kruise_agents_entry_point(suite: pytest.Pytester) -> None:
+    suite.makepyfile(
+        """
+        def test_registered(pytestconfig):
+            assert pytestconfig.pluginmanager.has_plugin("kruise_agents")
+
+        def test_uses(kruise_cluster):
+            pass
+        """
+    )
+    suite.runpytest().assert_outcomes(passed=2)
+    off = suite.runpytest("-p", "no:kruise_agents")
+    off.assert_outcomes(failed=1, errors=1)
+    off.stdout.fnmatch_lines(["*fixture 'kruise_cluster' not found*"])

@@ -1,0 +1,209 @@
+"""``@pytest.mark.kruise(...)``: one test's own pools, seed, profile, faults; bad uses named."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+
+def literal(pattern: str) -> str:
+    """``pattern`` for fnmatch with ``[`` taken literally (``*`` stays a wildcard)."""
+    return pattern.replace("[", "[[]")
+
+
+def test_the_marker_is_registered(suite: pytest.Pytester) -> None:
+    suite.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.kruise(seed=1)
+        def test_a(kruise_cluster, kruise_options):
+            assert kruise_cluster.ctx.seed == 1
+            assert (kruise_options.seed, kruise_options.backend, kruise_options.pools) == (1, "sim", None)
+        """
+    )
+    suite.runpytest("--strict-markers").assert_outcomes(passed=1)
+    suite.runpytest("--markers").stdout.fnmatch_lines(["@pytest.mark.kruise(*seed=None*"])
+
+
+def test_marker_gives_a_test_its_own_pools_nodes_and_profile(suite: pytest.Pytester) -> None:
+    suite.makepyfile(
+        """
+        import pytest
+
+        POOL = '''
+        apiVersion: agents.kruise.io/v1alpha1
+        kind: SandboxSet
+        metadata: {name: custom, namespace: team-a}
+        spec:
+          replicas: 1
+          template: {spec: {containers: [{name: c, image: i}]}}
+        '''
+
+        def ready(cluster):
+            return {p.metadata.name: p.status.available_replicas for p in cluster.list("sbs")}
+
+        def test_default(kruise_cluster):
+            assert ready(kruise_cluster) == {"base": 3, "code-interpreter-v1": 3}
+            assert len(kruise_cluster.nodes.specs) == 4
+
+        @pytest.mark.kruise(pools=1, nodes=2, profile="openkruise-v0.3.0")
+        def test_replicas(kruise_cluster):
+            assert ready(kruise_cluster) == {"base": 1, "code-interpreter-v1": 1}
+            assert len(kruise_cluster.nodes.specs) == 2
+            assert kruise_cluster.profile.name == "openkruise-v0.3.0"
+
+        @pytest.mark.kruise(pools={"agents": 2})
+        def test_named(kruise_cluster):
+            assert ready(kruise_cluster) == {"agents": 2}
+
+        @pytest.mark.kruise(pools=POOL)
+        def test_yaml(kruise_cluster):
+            assert ready(kruise_cluster) == {"custom": 1}
+
+        @pytest.mark.kruise(pools={})
+        def test_none(kruise_cluster):
+            assert ready(kruise_cluster) == {}
+        """
+    )
+    suite.runpytest().assert_outcomes(passed=5)
+
+
+def test_marker_faults_latencies_and_knobs(suite: pytest.Pytester) -> None:
+    suite.makepyfile(
+        """
+        import pytest
+        from pytest_kruise_agents.claiming.errors import ClaimError
+
+        @pytest.mark.kruise(
+            faults=[{"kind": "runtime_init_failure", "selector": {"template": "base"}}],
+            latencies={"runtime.init": "2s"},
+            knobs={"init_attempts": 2},
+        )
+        def test_a(kruise_cluster):
+            assert [f.kind for f in kruise_cluster.faults] == ["runtime_init_failure"]
+            assert kruise_cluster.profile.init_attempts == 2
+            with pytest.raises(ClaimError, match="after 2 attempts"):
+                kruise_cluster.create_sandbox("base")
+        """
+    )
+    suite.runpytest().assert_outcomes(passed=1)
+
+
+def test_markers_merge_closest_first(suite: pytest.Pytester) -> None:
+    suite.makepyfile(
+        """
+        import pytest
+
+        pytestmark = pytest.mark.kruise(seed=1, nodes=2)
+
+        def test_module(kruise_cluster):
+            assert (kruise_cluster.ctx.seed, len(kruise_cluster.nodes.specs)) == (1, 2)
+
+        @pytest.mark.kruise(seed=2)
+        class TestClass:
+            def test_class(self, kruise_cluster):
+                assert (kruise_cluster.ctx.seed, len(kruise_cluster.nodes.specs)) == (2, 2)
+
+            @pytest.mark.kruise(nodes=3)
+            def test_function(self, kruise_cluster):
+                assert (kruise_cluster.ctx.seed, len(kruise_cluster.nodes.specs)) == (2, 3)
+        """
+    )
+    suite.runpytest().assert_outcomes(passed=3)
+
+
+def test_marker_config_is_relative_to_the_test_file(suite: pytest.Pytester) -> None:
+    tests = suite.mkdir("tests")
+    tests.joinpath("cluster.yaml").write_text("seed: 11\n")
+    tests.joinpath("test_a.py").write_text(
+        "import pytest\n\n"
+        "@pytest.mark.kruise(config='cluster.yaml')\n"
+        "def test_a(kruise_cluster):\n"
+        "    assert kruise_cluster.ctx.seed == 11\n"
+    )
+    suite.runpytest().assert_outcomes(passed=1)
+
+
+BAD = [
+    pytest.param("sed=1", "sed: unknown keyword (did you mean 'seed'?); known: seed, *", id="typo"),
+    pytest.param("1", "takes keyword arguments only, got positional [1]", id="positional"),
+    pytest.param("seed='one'", "seed: must be an integer, got 'one'", id="seed"),
+    pytest.param("nodes=0", "nodes: must be at least 1, got 0", id="nodes"),
+    pytest.param(
+        "clock='fast'", "clock: must be virtual or realtime[:SPEED], got 'fast'", id="clock"
+    ),
+    pytest.param(
+        "faults=[{'probability': 1}]",
+        "faults[0]: must be a mapping with a 'kind', got {'probability': 1}",
+        id="fault-kind",
+    ),
+    pytest.param("pools={'base': -1}", "pools['base']: must be at least 0, got -1", id="pools"),
+    pytest.param(
+        "config='nope.yaml'", "config: config file '*nope.yaml' does not exist", id="config"
+    ),
+]
+
+
+@pytest.mark.parametrize(("kwargs", "message"), BAD)
+def test_a_bad_marker_errors_the_test_naming_keyword_and_test(
+    suite: pytest.Pytester, kwargs: str, message: str
+) -> None:
+    suite.makepyfile(
+        f"""
+        import pytest
+
+        @pytest.mark.kruise({kwargs})
+        def test_a(kruise_cluster):
+            pass
+
+        def test_b(kruise_cluster):
+            pass
+        """
+    )
+    result = suite.runpytest()
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines([f"@pytest.mark.kruise on *::test_a: {literal(message)}"])
+
+
+RECIPE_ERRORS = [
+    pytest.param(
+        "profile='openkruise-hed'",
+        "@pytest.mark.kruise profile: unknown profile 'openkruise-hed' (did you mean 'openkruise-head'?)*",
+        id="profile",
+    ),
+    pytest.param(
+        "latencies={'runtime.int': '1s'}",
+        "*unknown latency 'runtime.int' (did you mean 'runtime.init'?)*",
+        id="latency",
+    ),
+    pytest.param(
+        "faults=[{'kind': 'meteor'}]",
+        "@pytest.mark.kruise faults[0].kind: Input should be 'api_conflict', *",
+        id="fault",
+    ),
+    pytest.param(
+        "pools='kind: Pod'",
+        "@pytest.mark.kruise pools: *",
+        id="pools-yaml",
+    ),
+]
+
+
+@pytest.mark.parametrize(("kwargs", "message"), RECIPE_ERRORS)
+def test_a_marker_the_cluster_cannot_take_errors_the_test(
+    suite: pytest.Pytester, kwargs: str, message: str
+) -> None:
+    suite.makepyfile(
+        f"""
+        import pytest
+
+        @pytest.mark.kruise({kwargs})
+        def test_a(kruise_cluster):
+            pass
+        """
+    )
+    result = suite.runpytest()
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines([f"pytest-kruise-agents: {literal(message)}"])

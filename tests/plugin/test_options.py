@@ -1,0 +1,230 @@
+"""Run-wide options: default < ini < environment < command line < marker, validated at start."""
+
+from __future__ import annotations
+
+import pytest
+
+from .conftest import INNER_INI
+
+pytest_plugins = ["pytester"]
+
+LAYERED_TEST = """
+import pytest
+
+{marker}
+def test_cluster(kruise_cluster, kruise_backend):
+    got = (kruise_cluster.ctx.seed, kruise_cluster.profile.name, kruise_backend.clock_mode)
+    assert got == {expected!r}
+"""
+
+LAYERS = [
+    pytest.param({}, (0, "openkruise-head", "virtual"), id="default"),
+    pytest.param({"ini": True}, (1, "openkruise-v0.3.0", "realtime"), id="ini"),
+    pytest.param({"ini": True, "env": True}, (2, "openkruise-head", "virtual"), id="env"),
+    pytest.param(
+        {"ini": True, "env": True, "cli": True}, (3, "openkruise-v0.3.0", "realtime"), id="cli"
+    ),
+    pytest.param(
+        {"ini": True, "env": True, "cli": True, "marker": True},
+        (4, "openkruise-head", "virtual"),
+        id="marker",
+    ),
+]
+
+
+@pytest.mark.parametrize(("layers", "expected"), LAYERS)
+def test_each_layer_overrides_the_ones_below(
+    suite: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    layers: dict[str, bool],
+    expected: tuple[int, str, str],
+) -> None:
+    if layers.get("ini"):
+        suite.makeini(
+            INNER_INI
+            + "kruise_seed = 1\nkruise_profile = openkruise-v0.3.0\nkruise_clock = realtime:50\n"
+        )
+    if layers.get("env"):
+        monkeypatch.setenv("PYTEST_KRUISE_SEED", "2")
+        monkeypatch.setenv("PYTEST_KRUISE_PROFILE", "openkruise-head")
+        monkeypatch.setenv("PYTEST_KRUISE_CLOCK", "virtual")
+    args = []
+    if layers.get("cli"):
+        args = [
+            "--kruise-seed=3",
+            "--kruise-profile=openkruise-v0.3.0",
+            "--kruise-clock=realtime:50",
+        ]
+    marker = ""
+    if layers.get("marker"):
+        marker = '@pytest.mark.kruise(seed=4, profile="openkruise-head", clock="virtual")'
+    suite.makepyfile(LAYERED_TEST.format(marker=marker, expected=expected))
+    suite.runpytest(*args).assert_outcomes(passed=1)
+
+
+def test_unset_options_keep_the_config_files_values(suite: pytest.Pytester) -> None:
+    suite.makefile(
+        ".yaml",
+        cluster="""
+seed: 5
+profile: openkruise-v0.3.0
+nodes: 2
+sandboxsets: |
+  apiVersion: agents.kruise.io/v1alpha1
+  kind: SandboxSet
+  metadata: {name: tiny, namespace: default}
+  spec:
+    replicas: 2
+    template: {spec: {containers: [{name: c, image: i}]}}
+apiKeys:
+  - {key: e2b_from_config, id: alice}
+""",
+    )
+    suite.makepyfile(
+        test_inner="""
+        import os
+
+        def test_from_file(kruise_cluster, kruise_e2b):
+            assert kruise_cluster.ctx.seed == 5
+            assert kruise_cluster.profile.name == "openkruise-v0.3.0"
+            assert [p.metadata.name for p in kruise_cluster.list("sbs")] == ["tiny"]
+            assert len(kruise_cluster.nodes.specs) == 2
+            assert os.environ["E2B_API_KEY"] == "e2b_from_config"
+
+        def test_seed_from_the_command_line_wins(kruise_cluster):
+            assert kruise_cluster.ctx.seed == 6
+        """
+    )
+    result = suite.runpytest("--kruise-config=cluster.yaml", "-k", "from_file")
+    result.assert_outcomes(passed=1, deselected=1)
+    result = suite.runpytest("--kruise-config=cluster.yaml", "--kruise-seed=6", "-k", "wins")
+    result.assert_outcomes(passed=1, deselected=1)
+
+
+def test_ini_paths_are_relative_to_the_ini_file(
+    suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    suite.mkdir("conf").joinpath("cluster.yaml").write_text("seed: 9\n")
+    suite.makeini(INNER_INI + "kruise_config = conf/cluster.yaml\n")
+    test = suite.makepyfile(
+        "def test_a(kruise_cluster):\n    assert kruise_cluster.ctx.seed == 9\n"
+    )
+    monkeypatch.chdir(suite.mkdir("elsewhere"))  # conf/cluster.yaml is not under the cwd
+    result = suite.runpytest(
+        str(test), f"--rootdir={suite.path}", "-c", str(suite.path / "tox.ini")
+    )
+    result.assert_outcomes(passed=1)
+
+
+BAD = [
+    pytest.param(
+        ["--kruise-seed=abc"],
+        {},
+        "",
+        "--kruise-seed (command line): must be an integer, got 'abc'",
+        id="seed-cli",
+    ),
+    pytest.param(
+        [],
+        {"PYTEST_KRUISE_CLOCK": "fast"},
+        "",
+        "PYTEST_KRUISE_CLOCK (environment): must be virtual or realtime[:SPEED], got 'fast'",
+        id="clock-env",
+    ),
+    pytest.param(
+        ["--kruise-clock=realtime:0"],
+        {},
+        "",
+        "--kruise-clock (command line): speed must be a positive finite number, got '0'",
+        id="speed-cli",
+    ),
+    pytest.param(
+        [],
+        {},
+        "kruise_profile = openkruise-hed\n",
+        "kruise_profile (ini file *tox.ini): unknown profile 'openkruise-hed' "
+        "(did you mean 'openkruise-head'?); available: openkruise-head, openkruise-v0.3.0",
+        id="profile-ini",
+    ),
+    pytest.param(
+        ["--kruise-backend=kube"],
+        {},
+        "",
+        "--kruise-backend (command line): the kube backend (a real Kubernetes cluster) is not "
+        "available yet; use 'sim'",
+        id="kube-not-yet",
+    ),
+    pytest.param(
+        [],
+        {"PYTEST_KRUISE_BACKEND": "simm"},
+        "",
+        "PYTEST_KRUISE_BACKEND (environment): unknown backend 'simm' (did you mean 'sim'?); "
+        "known: sim, kube",
+        id="backend-env",
+    ),
+    pytest.param(
+        ["--kruise-config=missing.yaml"],
+        {},
+        "",
+        "--kruise-config (command line): config file '*missing.yaml' does not exist",
+        id="config-missing",
+    ),
+    pytest.param(
+        ["--kruise-config=bad.yaml"],
+        {},
+        "",
+        "--kruise-config (command line): *bad.yaml: nodes: must be at least 1",
+        id="config-invalid",
+    ),
+    pytest.param(
+        ["--kruise-report-dir=bad.yaml"],
+        {},
+        "",
+        "--kruise-report-dir (command line): '*bad.yaml' exists and is not a directory",
+        id="report-dir-file",
+    ),
+]
+
+
+@pytest.mark.parametrize(("args", "env", "ini", "message"), BAD)
+def test_a_bad_value_stops_the_run_naming_option_and_source(
+    suite: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    args: list[str],
+    env: dict[str, str],
+    ini: str,
+    message: str,
+) -> None:
+    suite.makefile(".yaml", bad="nodes: 0\n")
+    if ini:
+        suite.makeini(INNER_INI + ini)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    suite.makepyfile("def test_never_runs():\n    pass\n")
+    result = suite.runpytest(*args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: pytest-kruise-agents: {message}"])
+
+
+def test_the_report_header_shows_the_options_that_were_set(suite: pytest.Pytester) -> None:
+    suite.makepyfile("def test_a():\n    pass\n")
+    result = suite.runpytest("--kruise-seed=3", "--kruise-clock=realtime:2")
+    result.stdout.fnmatch_lines(["kruise-agents: backend=sim seed=3 clock=realtime:2"])
+    quiet = suite.runpytest()
+    assert "kruise-agents: " not in quiet.stdout.str()
+
+
+def test_options_are_listed_in_help(suite: pytest.Pytester) -> None:
+    result = suite.runpytest("--help")
+    result.stdout.fnmatch_lines(
+        [
+            "pytest-kruise-agents (fake OpenKruise Agents cluster):",
+            "*--kruise-backend=NAME*",
+            "*--kruise-seed=INT*",
+            "*--kruise-profile=NAME*",
+            "*--kruise-config=PATH*",
+            "*--kruise-clock=MODE*",
+            "*--kruise-report-dir=DIR*",
+        ]
+    )
+    result.stdout.fnmatch_lines(["*kruise_seed (string):*"])
