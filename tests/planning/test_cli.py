@@ -19,7 +19,8 @@ runner = CliRunner()
 
 
 def _invoke(*args: str) -> tuple[int, str]:
-    result = runner.invoke(app, list(args))
+    # A wide terminal: long temporary paths must not wrap inside the messages checked.
+    result = runner.invoke(app, list(args), env={"COLUMNS": "1000"})
     return result.exit_code, result.output
 
 
