@@ -26,6 +26,7 @@ import contextlib
 import logging
 import shutil
 import tempfile
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -97,7 +98,11 @@ class E2BApp:
 
             root = settings.workspace_root
             if root is None:
-                root = self._own_root = Path(tempfile.mkdtemp(prefix="kruise-e2b-"))
+                # Named now, created by the first sandbox that is used: an app that
+                # never serves traffic leaves nothing behind.
+                root = self._own_root = (
+                    Path(tempfile.gettempdir()) / f"kruise-e2b-{uuid.uuid4().hex}"
+                )
             workspaces = Workspaces(root)
         self.workspaces: WorkspacesLike = workspaces
         self._loop: asyncio.AbstractEventLoop | None = None
