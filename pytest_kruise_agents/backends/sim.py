@@ -137,6 +137,7 @@ class SimBackend:
         self._listeners: list[SandboxListener] = []
         self._states: dict[str, str] = {}
         self._closed = False
+        self._waiting: set[threading.Event] = set()
         self.cluster.world.manager_cache.add_handler("Sandbox", self._on_sandbox)
         self._driver: threading.Thread | None = None
         if clock == "realtime":
@@ -197,8 +198,14 @@ class SimBackend:
             self._check_open()
             proc = self.cluster.env.process(gen)
             proc.callbacks.append(lambda ev: _settle(ev, done))
+            self._waiting.add(done)
             self._wake.notify_all()
         done.wait()
+        with self._lock:
+            self._waiting.discard(done)
+            if not proc.triggered:
+                # close() woke us: the clock stopped before the call was answered.
+                raise RuntimeError("the backend is closed")
         outcome: Any = proc.value
         if not proc.ok:
             raise outcome
@@ -493,6 +500,8 @@ class SimBackend:
         with self._lock:
             self._closed = True
             self._wake.notify_all()
+            for done in self._waiting:
+                done.set()
         if self._driver is not None and self._driver is not threading.current_thread():
             self._driver.join(timeout=5)
 

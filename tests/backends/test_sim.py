@@ -231,3 +231,36 @@ def test_realtime_calls_from_threads_are_answered() -> None:
         assert len(set(ids)) == 8
     finally:
         backend.close()
+
+
+def test_closing_a_realtime_backend_releases_calls_still_waiting() -> None:
+    backend = SimBackend.default(seed=4, replicas=1, clock="realtime", speed=1.0)
+    backend.create_sandbox(ALICE, CreateRequest(template="base"))  # the pool is now empty
+    backend.inject("pod_start_failure", selector={"template": "base"})  # and stays empty
+    outcome: list[BaseException | str] = []
+
+    def wait_for_stock() -> None:
+        try:
+            backend.create_sandbox(
+                ALICE,
+                CreateRequest(
+                    template="base",
+                    metadata={
+                        "e2b.agents.kruise.io/create-on-no-stock": "false",
+                        "e2b.agents.kruise.io/claim-timeout-seconds": "600",
+                    },
+                ),
+            )
+        except BaseException as exc:
+            outcome.append(exc)
+        else:
+            outcome.append("answered")
+
+    thread = threading.Thread(target=wait_for_stock)
+    thread.start()
+    time.sleep(0.3)
+    backend.close()
+    thread.join(timeout=10)
+    assert not thread.is_alive()
+    assert len(outcome) == 1
+    assert isinstance(outcome[0], RuntimeError), outcome
