@@ -18,7 +18,7 @@ from __future__ import annotations
 import builtins
 import threading
 import time
-from collections.abc import Callable, Generator, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any, Final, TypeVar
@@ -28,7 +28,6 @@ import simpy
 from pytest_kruise_agents.api import keys
 from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.api.manifest import KubeObject
-from pytest_kruise_agents.api.quantity import cpu_millis, memory_bytes
 from pytest_kruise_agents.api.sandbox import Sandbox, SandboxState
 from pytest_kruise_agents.api.sandboxset import SandboxSet
 from pytest_kruise_agents.backends.base import (
@@ -50,6 +49,7 @@ from pytest_kruise_agents.claiming.view import (
     sandbox_id,
     sandbox_view,
     split_sandbox_id,
+    template_resources,
 )
 from simulator.cluster import Cluster
 from simulator.errors import NotFoundError
@@ -515,19 +515,13 @@ def _settle(event: simpy.Event, done: threading.Event) -> None:
 
 
 def _template_view(pool: SandboxSet) -> TemplateView:
-    spec: Mapping[str, Any] = (pool.spec.template or {}).get("spec") or {}
-    containers = spec.get("containers") or [{}]
-    res = containers[0].get("resources") or {}
-    limits = {**(res.get("requests") or {}), **(res.get("limits") or {})}
-    cpu = limits.get("cpu")
-    mem = limits.get("memory")
-    disk = limits.get("ephemeral-storage")
+    cpu_count, memory_mb, disk_size_mb = template_resources(pool.spec.template)
     return TemplateView(
         template_id=pool.metadata.name,
         namespace=pool.metadata.namespace or "",
-        cpu_count=max(cpu_millis(cpu) // 1000, 1) if cpu is not None else 1,
-        memory_mb=memory_bytes(mem) // (1024 * 1024) if mem is not None else 0,
-        disk_size_mb=memory_bytes(disk) // (1024 * 1024) if disk is not None else 0,
+        cpu_count=cpu_count,
+        memory_mb=memory_mb,
+        disk_size_mb=disk_size_mb,
         created_at=pool.metadata.creation_timestamp,
         replicas=pool.spec.replicas,
         available=pool.status.available_replicas if pool.status else 0,

@@ -211,6 +211,7 @@ from pytest_kruise_agents.claiming.view import (
     sandbox_id,
     sandbox_view,
     split_sandbox_id,
+    template_resources,
 )
 
 __all__ = [
@@ -387,6 +388,7 @@ __all__ = [
     "set_timeout_times",
     "should_extend",
     "split_sandbox_id",
+    "template_resources",
     "timer_action",
     "truncate",
     "ttl_action",

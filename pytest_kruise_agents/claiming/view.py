@@ -40,6 +40,7 @@ __all__ = [
     "sandbox_id",
     "sandbox_view",
     "split_sandbox_id",
+    "template_resources",
 ]
 
 E2BState = Literal["running", "paused"]
@@ -106,21 +107,30 @@ class SandboxView:
     owner: str = ""
 
 
-def _container_resources(sbx: Sandbox) -> dict[str, Any]:
-    spec = (sbx.spec.template or {}).get("spec") or {}
+def template_resources(template: dict[str, Any] | None) -> tuple[int, int, int]:
+    """``(cpuCount, memoryMB, diskSizeMB)`` of a pod template's first container.
+
+    Limits win over requests; no CPU means 1, no memory or disk means 0.
+    """
+    spec = (template or {}).get("spec") or {}
     containers = spec.get("containers") or []
-    if not containers:
-        return {}
-    res = containers[0].get("resources") or {}
-    return res if isinstance(res, dict) else {}
+    res = (containers[0].get("resources") or {}) if containers else {}
+    if not isinstance(res, dict):
+        res = {}
 
+    def pick(name: str) -> Any:
+        for part in ("limits", "requests"):
+            value = (res.get(part) or {}).get(name)
+            if value is not None:
+                return value
+        return None
 
-def _resource(res: dict[str, Any], name: str) -> Any:
-    for part in ("limits", "requests"):
-        value = (res.get(part) or {}).get(name)
-        if value is not None:
-            return value
-    return None
+    cpu, mem, disk = pick("cpu"), pick("memory"), pick("ephemeral-storage")
+    return (
+        max(cpu_millis(cpu) // 1000, 1) if cpu is not None else 1,
+        memory_bytes(mem) // (1024 * 1024) if mem is not None else 0,
+        memory_bytes(disk) // (1024 * 1024) if disk is not None else 0,
+    )
 
 
 def sandbox_view(sbx: Sandbox, now: datetime) -> SandboxView | None:
@@ -130,10 +140,7 @@ def sandbox_view(sbx: Sandbox, now: datetime) -> SandboxView | None:
         return None
     meta = sbx.metadata
     ann = meta.annotations
-    res = _container_resources(sbx)
-    cpu = _resource(res, "cpu")
-    mem = _resource(res, "memory")
-    disk = _resource(res, "ephemeral-storage")
+    cpu_count, memory_mb, disk_size_mb = template_resources(sbx.spec.template)
     metadata = {k: v for k, v in meta.labels.items() if not is_blacklisted(k)}
     metadata.update({k: v for k, v in ann.items() if not is_blacklisted(k)})
     metadata[KEY_SANDBOX_RESOURCE] = f"{meta.namespace}/{meta.name}"
@@ -152,9 +159,9 @@ def sandbox_view(sbx: Sandbox, now: datetime) -> SandboxView | None:
         state=state,
         started_at=parse_time(started) if started else None,
         end_at=end,
-        cpu_count=max(cpu_millis(cpu) // 1000, 1) if cpu is not None else 1,
-        memory_mb=memory_bytes(mem) // (1024 * 1024) if mem is not None else 0,
-        disk_size_mb=memory_bytes(disk) // (1024 * 1024) if disk is not None else 0,
+        cpu_count=cpu_count,
+        memory_mb=memory_mb,
+        disk_size_mb=disk_size_mb,
         metadata=metadata,
         envd_access_token=ann.get(keys.ANN_RUNTIME_ACCESS_TOKEN, "")
         or (init.access_token if init else ""),

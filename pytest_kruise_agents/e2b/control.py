@@ -120,50 +120,37 @@ def response_domain(request: Request, settings: Settings) -> str | None:
     return host.removeprefix("api.") or None
 
 
+def _view_fields(view: SandboxView, settings: Settings) -> dict[str, Any]:
+    """The fields every sandbox response model shares, from the backend's view."""
+    return {
+        "template_id": view.template_id,
+        "sandbox_id": view.sandbox_id,
+        "envd_version": settings.envd_version,
+        "started_at": view.started_at or ZERO_TIME,
+        "end_at": view.end_at or ZERO_TIME,
+        "cpu_count": view.cpu_count,
+        "memory_mb": view.memory_mb,
+        "disk_size_mb": view.disk_size_mb,
+        "metadata": dict(view.metadata),
+        "state": view.state,
+    }
+
+
 def _sandbox(view: SandboxView, domain: str | None, settings: Settings) -> dict[str, Any]:
     return SandboxResponse(
-        template_id=view.template_id,
-        sandbox_id=view.sandbox_id,
-        envd_version=settings.envd_version,
+        **_view_fields(view, settings),
         envd_access_token=view.envd_access_token or None,
         domain=domain,
-        started_at=view.started_at or ZERO_TIME,
-        end_at=view.end_at or ZERO_TIME,
-        cpu_count=view.cpu_count,
-        memory_mb=view.memory_mb,
-        disk_size_mb=view.disk_size_mb,
-        metadata=dict(view.metadata),
-        state=view.state,
     ).to_wire()
 
 
 def _listed(view: SandboxView, settings: Settings) -> dict[str, Any]:
-    return ListedSandbox(
-        template_id=view.template_id,
-        sandbox_id=view.sandbox_id,
-        started_at=view.started_at or ZERO_TIME,
-        end_at=view.end_at or ZERO_TIME,
-        cpu_count=view.cpu_count,
-        memory_mb=view.memory_mb,
-        disk_size_mb=view.disk_size_mb,
-        state=view.state,
-        envd_version=settings.envd_version,
-        metadata=dict(view.metadata),
-    ).to_wire()
+    return ListedSandbox(**_view_fields(view, settings)).to_wire()
 
 
 def _detail(view: SandboxView, domain: str | None, settings: Settings) -> dict[str, Any]:
     return SandboxDetail(
-        template_id=view.template_id,
-        sandbox_id=view.sandbox_id,
-        started_at=view.started_at or ZERO_TIME,
-        end_at=view.end_at or ZERO_TIME,
-        cpu_count=view.cpu_count,
-        memory_mb=view.memory_mb,
-        disk_size_mb=view.disk_size_mb,
-        state=view.state,
-        envd_version=settings.envd_version,
-        metadata=dict(view.metadata),
+        **_view_fields(view, settings),
         envd_access_token=view.envd_access_token or None,
         domain=domain,
         lifecycle=SandboxLifecycle(
