@@ -51,7 +51,7 @@ from simulator.informer import Informer
 from simulator.ratelimit import TokenBucket
 from simulator.records import ClaimRecord
 from simulator.runtime import AgentRuntime
-from simulator.world import World
+from simulator.world import PICKABLE_PREFIX, World
 
 __all__ = ["RATE_LIMITED", "Check", "Claimer", "Modifier", "Op", "ready_verdict"]
 
@@ -288,11 +288,11 @@ class Claimer:
         cache = self.cache
         if namespace:
             sbs = cache.get("SandboxSet", namespace, template)
-            pool = cache.by_index("Sandbox", "pool", f"{namespace}/{template}")
+            pool = cache.by_index("Sandbox", "pool", f"{PICKABLE_PREFIX}{namespace}/{template}")
         else:
             # Admin: same-named pools of every namespace; the first SandboxSet in cache order.
             sbs = next(cache.by_index("SandboxSet", "name", f"*/{template}"), None)
-            pool = cache.by_index("Sandbox", "pool", f"*/{template}")
+            pool = cache.by_index("Sandbox", "pool", f"{PICKABLE_PREFIX}*/{template}")
         return pool, sbs
 
     def try_claim(
@@ -335,6 +335,7 @@ class Claimer:
                 now=now_dt,
                 window=opts.candidate_count,
                 is_fresh=self.is_fresh,
+                prefiltered=True,
             )
             lock_type: Literal["update", "create"]
             if result.sandbox is not None:

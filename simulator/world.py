@@ -12,7 +12,10 @@ the sandbox-manager) receives the :class:`World` and finds what it needs here:
 * ``manager_cache`` — the sandbox-manager's cache (Sandbox, SandboxSet), with
   index ``pool`` on Sandboxes (keys ``"<ns>/<template>"`` and ``"*/<template>"``
   for sandboxes that are available, or creating while SandboxSet-controlled:
-  the candidate list of reference §5.2) and index ``name`` on SandboxSets
+  the candidate list of reference §5.2) and, for the subset that was
+  pickable when last indexed (available, unlocked, with a pod IP), the same
+  keys prefixed ``"pick:"``: claims walk those buckets instead of filtering
+  the whole list on every pick; and index ``name`` on SandboxSets
   (key ``"*/<name>"``, for the admin's cross-namespace lookup);
 * ``node_cache`` — the scheduler's and kubelets' cache of Pods, with index
   ``node`` (``spec.nodeName``, ``""`` while unscheduled). Kubelets make their
@@ -26,13 +29,17 @@ from typing import Any
 
 from pytest_kruise_agents.api import keys
 from pytest_kruise_agents.api.sandbox import Sandbox, SandboxState
+from pytest_kruise_agents.claiming.selection import is_pickable
 from pytest_kruise_agents.claiming.state import sandbox_state
 from simulator.apiserver import ApiServer, Client
 from simulator.context import SimContext
 from simulator.informer import Informer
 from simulator.records import ClaimRecords
 
-__all__ = ["World"]
+__all__ = ["PICKABLE_PREFIX", "World"]
+
+PICKABLE_PREFIX = "pick:"
+"""Prefix of the ``pool`` index keys that hold only sandboxes pickable when last indexed."""
 
 
 def _owner_uid(sbx: Any) -> Iterable[str]:
@@ -98,12 +105,22 @@ class World:
     def _pool_keys(self, sbx: Any) -> Iterable[str]:
         # The manager's field index (reference §5.2): available sandboxes, or
         # creating ones still controlled by a SandboxSet, keyed by template.
+        # Pickable ones are also filed under "pick:" keys, in the order they
+        # became pickable: a pick then re-checks only what time alone changes.
         template = _template_of(sbx)
         if not template or sbx.metadata.deletion_timestamp is not None:
             return ()
         state, _ = sandbox_state(sbx, self.ctx.now_dt())
+        ns = sbx.metadata.namespace
+        if state is SandboxState.AVAILABLE and is_pickable(sbx):
+            return (
+                f"{ns}/{template}",
+                f"*/{template}",
+                f"{PICKABLE_PREFIX}{ns}/{template}",
+                f"{PICKABLE_PREFIX}*/{template}",
+            )
         if state is SandboxState.AVAILABLE or (
             state is SandboxState.CREATING and sbx.metadata.controller_ref() is not None
         ):
-            return (f"{sbx.metadata.namespace}/{template}", f"*/{template}")
+            return (f"{ns}/{template}", f"*/{template}")
         return ()

@@ -155,6 +155,7 @@ from pytest_kruise_agents.claiming.selection import (
     REASON_NO_STOCK,
     PickResult,
     is_candidate,
+    is_pickable,
     no_available_error,
     select_candidate,
 )
@@ -351,6 +352,7 @@ __all__ = [
     "is_image_reference",
     "is_label_value",
     "is_owned_by",
+    "is_pickable",
     "is_qualified_name",
     "is_ready",
     "is_reserved_failed",

@@ -27,6 +27,7 @@ __all__ = [
     "REASON_NO_STOCK",
     "PickResult",
     "is_candidate",
+    "is_pickable",
     "no_available_error",
     "select_candidate",
 ]
@@ -48,6 +49,15 @@ class PickResult:
     candidates: int = 0
 
 
+def is_pickable(sbx: Sandbox) -> bool:
+    """The state-independent part of :func:`is_candidate`: unlocked, created, with a pod IP."""
+    if sbx.metadata.annotations.get(keys.ANN_LOCK):
+        return False
+    if sbx.metadata.creation_timestamp is None:
+        return False
+    return pod_ip(sbx) is not None
+
+
 def is_candidate(
     sbx: Sandbox, now: datetime, *, is_fresh: Callable[[Sandbox], bool] | None = None
 ) -> bool:
@@ -58,11 +68,18 @@ def is_candidate(
     """
     if sandbox_state(sbx, now)[0] != SandboxState.AVAILABLE:
         return False
-    if sbx.metadata.annotations.get(keys.ANN_LOCK):
+    if not is_pickable(sbx):
         return False
-    if sbx.metadata.creation_timestamp is None:
-        return False
-    if pod_ip(sbx) is None:
+    return is_fresh is None or is_fresh(sbx)
+
+
+def _still_candidate(
+    sbx: Sandbox, now: datetime, is_fresh: Callable[[Sandbox], bool] | None
+) -> bool:
+    # A sandbox that was a candidate when indexed stops being one without any
+    # change to it only when its shutdown time passes (state becomes dead).
+    shutdown = sbx.spec.shutdown_time
+    if shutdown is not None and now > shutdown:
         return False
     return is_fresh is None or is_fresh(sbx)
 
@@ -87,6 +104,7 @@ def select_candidate(
     now: datetime,
     window: int = DEFAULT_CANDIDATE_WINDOW,
     is_fresh: Callable[[Sandbox], bool] | None = None,
+    prefiltered: bool = False,
 ) -> PickResult:
     """Pick one sandbox of ``pool`` for a claim attempt; ``in_flight`` is not modified.
 
@@ -96,13 +114,21 @@ def select_candidate(
     others. No candidate at all gives reason ``"no stock"``; candidates that are
     all in ``in_flight`` (keys ``"ns/name"``) give ``"all candidates are picked"``.
     The caller marks the pick in flight.
+
+    ``prefiltered`` says that ``pool`` holds only sandboxes that were
+    candidates when last changed (an incrementally kept candidate index):
+    then only what the passing of time can change is checked again, the
+    shutdown time, and the freshness.
     """
     updated: list[Sandbox] = []
     old: list[Sandbox] = []
     count = 0
     if window > 0:
         for sbx in pool:
-            if not is_candidate(sbx, now, is_fresh=is_fresh):
+            if prefiltered:
+                if not _still_candidate(sbx, now, is_fresh):
+                    continue
+            elif not is_candidate(sbx, now, is_fresh=is_fresh):
                 continue
             is_updated = (
                 update_revision is not None

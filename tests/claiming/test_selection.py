@@ -14,6 +14,7 @@ from pytest_kruise_agents.claiming.errors import NoAvailableError
 from pytest_kruise_agents.claiming.selection import (
     PickResult,
     is_candidate,
+    is_pickable,
     no_available_error,
     select_candidate,
 )
@@ -140,6 +141,34 @@ def test_is_fresh_filters_stale_cache_entries() -> None:
     sandboxes = pool(2)
     result = pick(sandboxes, is_fresh=lambda s: s.metadata.name == "demo-1")
     assert result.sandbox is sandboxes[1]
+
+
+def test_prefiltered_pool_rechecks_only_what_time_changes() -> None:
+    """A prefiltered pool (a candidate index) is re-checked for shutdown time and freshness only."""
+    from datetime import timedelta
+
+    expired = make_sandbox("expired", shutdown=NOW - timedelta(seconds=1))
+    stale = make_sandbox("stale")
+    fine = make_sandbox("fine")
+    result = pick(
+        [expired, stale, fine],
+        prefiltered=True,
+        is_fresh=lambda s: s.metadata.name != "stale",
+        rng=ScriptedRng(starts=[0]),
+    )
+    assert result.sandbox is fine and result.candidates == 1
+    # The index vouches for the rest: a locked sandbox filed there is not re-checked.
+    locked = make_sandbox("locked", locked="lock-1")
+    assert pick([locked], prefiltered=True).sandbox is locked
+    assert pick([locked]).sandbox is None
+
+
+def test_is_pickable_is_the_state_independent_part() -> None:
+    """is_pickable: unlocked, created, with an IP; whatever the derived state."""
+    assert is_pickable(make_sandbox(phase=SandboxPhase.PENDING))
+    assert not is_pickable(make_sandbox(locked="lock-1"))
+    assert not is_pickable(make_sandbox(created=None))
+    assert not is_pickable(make_sandbox(ip=None))
 
 
 def test_sandbox_ip_counts_as_pod_ip() -> None:

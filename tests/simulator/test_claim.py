@@ -43,7 +43,7 @@ from simulator.profile import get_profile
 from simulator.ratelimit import TokenBucket
 from simulator.records import ClaimRecord
 from simulator.runtime import AgentRuntime
-from simulator.world import World
+from simulator.world import PICKABLE_PREFIX, World
 
 TEMPLATE: dict[str, Any] = {
     "metadata": {"labels": {"app": "demo"}},
@@ -307,6 +307,21 @@ def test_claimed_sandbox_leaves_the_pool_index(hw: HandWorld) -> None:
     hw.run(claimer.try_claim(options(), hw.record()))
     hw.settle()
     assert hw.world.manager_cache.index_size("Sandbox", "pool", "default/base") == 2
+
+
+def test_pick_buckets_hold_exactly_the_pickable_sandboxes(hw: HandWorld) -> None:
+    """The "pick:" keys of the pool index list available, unlocked sandboxes with an IP only."""
+    cache = hw.world.manager_cache
+    assert cache.index_size("Sandbox", "pool", f"{PICKABLE_PREFIX}default/base") == 3
+    assert cache.index_size("Sandbox", "pool", f"{PICKABLE_PREFIX}*/base") == 3
+    claimer = hw.claimer()
+    hw.run(claimer.try_claim(options(), hw.record()))
+    hw.settle()
+    picked = {
+        s.metadata.name for s in cache.by_index("Sandbox", "pool", f"{PICKABLE_PREFIX}default/base")
+    }
+    pooled = {s.metadata.name for s in cache.by_index("Sandbox", "pool", "default/base")}
+    assert picked == pooled and len(picked) == 2
 
 
 def test_concurrent_claimers_never_share_a_sandbox() -> None:
