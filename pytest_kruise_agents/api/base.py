@@ -32,10 +32,21 @@ class KubeModel(BaseModel):
     )
 
     def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
-        """Copy the model; plain copies use the fast copies of :mod:`.copying`."""
-        if not update:
-            return deep_copy(self) if deep else shallow_copy(self)
-        return super().model_copy(update=update, deep=deep)
+        """Copy the model with the fast copies of :mod:`.copying`, then apply ``update``.
+
+        As pydantic's own ``model_copy``: ``update`` values are neither
+        validated nor copied, and they count as explicitly set fields.
+        """
+        new = deep_copy(self) if deep else shallow_copy(self)
+        if update:
+            # extra="forbid": every key must be a field, as pydantic would store it.
+            fields = type(self).model_fields
+            for name in update:
+                if name not in fields:
+                    raise ValueError(f"{type(self).__name__} has no field {name!r}")
+            new.__dict__.update(update)
+            new.__pydantic_fields_set__.update(update)
+        return new
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form a user would ``kubectl apply`` (camelCase, no nulls)."""
