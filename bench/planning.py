@@ -143,14 +143,26 @@ def run_direct(claims: int) -> dict[str, Any]:
 
 def in_subprocess(model: str, claims: int) -> dict[str, Any]:
     """Run one configuration in a fresh interpreter and return its figures."""
-    out = subprocess.run(
-        [sys.executable, __file__, "--one", model, str(claims)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
-    return result
+    return side_by_side([model], claims)[0]
+
+
+def side_by_side(models: list[str], claims: int) -> list[dict[str, Any]]:
+    """Run configurations in fresh interpreters at the same time; their figures, in order."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, __file__, "--one", model, str(claims)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for model in models
+    ]
+    results = []
+    for proc in procs:
+        out, _ = proc.communicate()
+        if proc.returncode != 0:
+            raise subprocess.CalledProcessError(proc.returncode, proc.args, out)
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    return results
 
 
 def sweep_points(claims_per_point: int) -> list[Any]:
@@ -208,6 +220,12 @@ def main() -> None:
         "--claims", type=int, default=None, help="claims of the large run (default 100,000)"
     )
     parser.add_argument("--skip-large", action="store_true", help="only the sweep")
+    parser.add_argument("--skip-sweep", action="store_true", help="only the large run")
+    parser.add_argument(
+        "--side-by-side",
+        action="store_true",
+        help="run the large run and its baseline at the same time (one core each)",
+    )
     parser.add_argument("--one", nargs=2, metavar=("MODEL", "CLAIMS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -226,8 +244,12 @@ def main() -> None:
         print(
             f"\n## 1. One run end to end: pool {POOL:,}, Poisson {RATE:g}/s, {claims:,} claims held {HOLD}"
         )
-        plan = in_subprocess("planning", claims)
-        direct = in_subprocess("direct", claims)
+        if args.side_by_side:
+            print("(the run and its baseline ran at the same time, one process each)")
+            plan, direct = side_by_side(["planning", "direct"], claims)
+        else:
+            plan = in_subprocess("planning", claims)
+            direct = in_subprocess("direct", claims)
         print(
             f"planning runner: {plan['claims_per_s']:,.0f} claims/s ({plan['claims']:,.0f} claims in "
             f"{plan['wall_s']:.1f} s wall, {plan['cpu_s']:.1f} s CPU: run {plan['run_wall_s']:.1f} s, "
@@ -253,6 +275,8 @@ def main() -> None:
                 f"summary (measured {plan['max_rss_mib']:,.0f} MiB at {claims:,})."
             )
 
+    if args.skip_sweep:
+        return
     per_point = 300 if args.quick else 1000
     print(f"\n## 2. 16-point sweep (pool 1..16, ~{per_point:,} claims per point), 1 vs 2 workers")
     t1, c1, s1 = time_sweep(1, per_point)
