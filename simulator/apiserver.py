@@ -19,7 +19,7 @@ from typing import Any
 
 import simpy
 
-from pytest_kruise_agents.api.copying import deep_copy
+from pytest_kruise_agents.api.copying import deep_copy, shallow_copy
 from simulator.context import SimContext
 from simulator.informer import Informer, ObjKey
 from simulator.ratelimit import TokenBucket
@@ -333,10 +333,14 @@ class ApiServer:
         *,
         subresource: str | None = None,
         resource_version: str | None = None,
+        shallow: bool = False,
     ) -> Op:
         """``PATCH`` (merge): apply ``mutate`` to a copy of the latest stored object.
 
         With ``resource_version`` the patch is an optimistic lock (409 if stale).
+        ``shallow`` promises that ``mutate`` only assigns fields (or keys) of
+        the metadata and of the spec or status, never changes their values in
+        place: then those parts are copied one level deep instead of whole.
         """
         yield from self._request(client, "patch", kind)
         current = self.peek(kind, namespace, name)
@@ -346,12 +350,13 @@ class ApiServer:
             raise ApiError(409, "Conflict", f'{kind} "{name}": the object has been modified')
         # Copy only what the patch may change: metadata always, then the status
         # for a status patch or the spec for a main-resource patch.
+        copy = _one_level if shallow else deep_copy
         new = current.model_copy()
-        new.metadata = deep_copy(current.metadata)
+        new.metadata = copy(current.metadata)
         if subresource == "status":
-            new.status = deep_copy(current.status)
+            new.status = copy(current.status)
         else:
-            new.spec = deep_copy(current.spec)
+            new.spec = copy(current.spec)
         mutate(new)
         return self.commit_update(new, subresource=subresource, check_rv=False)
 
@@ -375,6 +380,17 @@ class ApiServer:
         if obj is None:
             raise ApiError(404, "NotFound", f'{kind} "{name}" not found')
         return obj
+
+
+def _one_level(value: Any) -> Any:
+    """A copy one level deep: a model's fields, or a dict's or list's items, are shared."""
+    if isinstance(value, dict):
+        return dict(value)
+    if isinstance(value, list):
+        return list(value)
+    if value is None:
+        return None
+    return shallow_copy(value)
 
 
 class _Delivery:

@@ -336,6 +336,7 @@ class Claimer:
                 window=opts.candidate_count,
                 is_fresh=self.is_fresh,
                 prefiltered=True,
+                suspects=self._expect,
             )
             lock_type: Literal["update", "create"]
             if result.sandbox is not None:

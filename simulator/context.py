@@ -41,6 +41,9 @@ class SimContext:
         self.log = EventLog(enabled=log_enabled)
         self.faults = FaultInjector(self.now, self.rng)
         self._latencies = dict(profile.latencies)
+        # now_dt() is asked many times per simulated instant: keep the last answer.
+        self._dt_at = -1.0
+        self._dt = epoch
 
     def now(self) -> float:
         """Virtual seconds since the start of the run."""
@@ -48,7 +51,11 @@ class SimContext:
 
     def now_dt(self) -> datetime:
         """Virtual now as an aware UTC datetime."""
-        return self.epoch + timedelta(seconds=float(self.env.now))
+        t = self.env.now
+        if t != self._dt_at:
+            self._dt = self.epoch + timedelta(seconds=float(t))
+            self._dt_at = t
+        return self._dt
 
     def to_dt(self, t: float) -> datetime:
         """Virtual seconds to a datetime."""

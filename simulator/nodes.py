@@ -526,7 +526,7 @@ class Nodes:
             p.spec["nodeName"] = node_name
 
         try:
-            yield from self.api.patch(self.client, "Pod", key[0], key[1], bind)
+            yield from self.api.patch(self.client, "Pod", key[0], key[1], bind, shallow=True)
         except ApiError as err:
             self._release(uid)
             pod = self.cache.get("Pod", key[0], key[1])
@@ -591,7 +591,7 @@ class Nodes:
         ns, name = pod.metadata.namespace, pod.metadata.name
         while True:
             try:
-                yield from self.api.patch(client, "Pod", ns, name, drop)
+                yield from self.api.patch(client, "Pod", ns, name, drop, shallow=True)
             except ApiError as err:
                 if err.is_not_found:
                     return
@@ -816,7 +816,7 @@ class Nodes:
             st.pod_ip = ip
             st.reason = reason
             st.message = message
-            conds = st.conditions
+            conds = st.conditions = list(st.conditions)
             set_condition(
                 conds, Condition(type="PodScheduled", status="True", last_transition_time=now)
             )
@@ -836,7 +836,7 @@ class Nodes:
         while True:
             try:
                 yield from self.api.patch(
-                    node.client, "Pod", ns, name, status, subresource="status"
+                    node.client, "Pod", ns, name, status, subresource="status", shallow=True
                 )
             except ApiError as err:
                 if err.is_not_found:

@@ -10,7 +10,7 @@ exclusivity.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence, Set
+from collections.abc import Callable, Container, Iterable, Sequence, Set
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
@@ -73,17 +73,6 @@ def is_candidate(
     return is_fresh is None or is_fresh(sbx)
 
 
-def _still_candidate(
-    sbx: Sandbox, now: datetime, is_fresh: Callable[[Sandbox], bool] | None
-) -> bool:
-    # A sandbox that was a candidate when indexed stops being one without any
-    # change to it only when its shutdown time passes (state becomes dead).
-    shutdown = sbx.spec.shutdown_time
-    if shutdown is not None and now > shutdown:
-        return False
-    return is_fresh is None or is_fresh(sbx)
-
-
 def _probe(group: Sequence[Sandbox], in_flight: Set[str], rng: RandomSource) -> Sandbox | None:
     if not group:
         return None
@@ -105,6 +94,7 @@ def select_candidate(
     window: int = DEFAULT_CANDIDATE_WINDOW,
     is_fresh: Callable[[Sandbox], bool] | None = None,
     prefiltered: bool = False,
+    suspects: Container[str] | None = None,
 ) -> PickResult:
     """Pick one sandbox of ``pool`` for a claim attempt; ``in_flight`` is not modified.
 
@@ -118,23 +108,33 @@ def select_candidate(
     ``prefiltered`` says that ``pool`` holds only sandboxes that were
     candidates when last changed (an incrementally kept candidate index):
     then only what the passing of time can change is checked again, the
-    shutdown time, and the freshness.
+    shutdown time, and the freshness; with ``suspects`` (UIDs) as well, only
+    sandboxes whose UID is a suspect are asked ``is_fresh`` (a caller's
+    pending expectations: nothing else can be stale).
     """
     updated: list[Sandbox] = []
     old: list[Sandbox] = []
     count = 0
     if window > 0:
+        hash_key = keys.LABEL_TEMPLATE_HASH
         for sbx in pool:
             if prefiltered:
-                if not _still_candidate(sbx, now, is_fresh):
+                # Inlined: this loop runs for every claim over the whole window.
+                shutdown = sbx.spec.shutdown_time
+                if shutdown is not None and now > shutdown:
+                    continue
+                if (
+                    is_fresh is not None
+                    and (suspects is None or sbx.metadata.uid in suspects)
+                    and not is_fresh(sbx)
+                ):
                     continue
             elif not is_candidate(sbx, now, is_fresh=is_fresh):
                 continue
-            is_updated = (
-                update_revision is not None
-                and sbx.metadata.labels.get(keys.LABEL_TEMPLATE_HASH) == update_revision
-            )
-            (updated if is_updated else old).append(sbx)
+            if update_revision is not None and sbx.metadata.labels.get(hash_key) == update_revision:
+                updated.append(sbx)
+            else:
+                old.append(sbx)
             count += 1
             if count >= window:
                 break

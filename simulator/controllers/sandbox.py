@@ -274,7 +274,7 @@ class SandboxController(Reconciler[SbxKey]):
             s.status = status
 
         new = yield from self.api.patch(
-            self.client, "Sandbox", key[0], key[1], put, subresource="status"
+            self.client, "Sandbox", key[0], key[1], put, subresource="status", shallow=True
         )
         self._expect(self._sbx_expect, key, new, _rv(new))
         old_phase = sbx.status.phase or "None"
@@ -451,11 +451,24 @@ class SandboxController(Reconciler[SbxKey]):
     def _cond(
         self, st: SandboxStatus, type_: str, status: bool, reason: str, message: str = ""
     ) -> None:
+        value = "True" if status else "False"
+        for cond in st.conditions:
+            if cond.type == type_:
+                # Most reconciles change nothing: skip building an equal condition.
+                if (
+                    cond.status == value
+                    and cond.reason == reason
+                    and cond.message == message
+                    and cond.last_transition_time is not None
+                    and cond.observed_generation is None
+                ):
+                    return
+                break
         set_condition(
             st.conditions,
             Condition(
                 type=type_,
-                status="True" if status else "False",
+                status=value,
                 reason=reason,
                 message=message,
                 last_transition_time=self.ctx.now_dt().replace(microsecond=0),
@@ -485,9 +498,18 @@ class SandboxController(Reconciler[SbxKey]):
     def _sync_pod_info(pod: Pod, st: SandboxStatus) -> None:
         node = pod.spec.get("nodeName")
         node_name = str(node) if node else None
-        info = PodInfo(node_name=node_name, pod_ip=pod.status.pod_ip, pod_uid=pod.metadata.uid)
-        if st.pod_info != info:
-            st.pod_info = info
+        have = st.pod_info
+        if (
+            have is None
+            or have.node_name != node_name
+            or have.pod_ip != pod.status.pod_ip
+            or have.pod_uid != pod.metadata.uid
+            or have.labels is not None
+            or have.annotations is not None
+        ):
+            st.pod_info = PodInfo(
+                node_name=node_name, pod_ip=pod.status.pod_ip, pod_uid=pod.metadata.uid
+            )
         st.node_name = node_name
         st.sandbox_ip = pod.status.pod_ip
 
@@ -520,7 +542,8 @@ class SandboxController(Reconciler[SbxKey]):
             controller=True,
             block_owner_deletion=True,
         )
-        # The API server deep-copies on create, so the template is not shared.
+        # Stored objects are never changed in place (patches copy what they
+        # change), so the pod may share the template's spec.
         return Pod(
             metadata=ObjectMeta(
                 name=sbx.metadata.name,
@@ -576,9 +599,9 @@ class SandboxController(Reconciler[SbxKey]):
             def label(p: Pod) -> None:
                 if p.metadata.uid != uid:
                     raise ApiError(404, "NotFound", f'pod "{key[1]}" was replaced')
-                p.metadata.labels.update(labels)
+                p.metadata.labels = {**p.metadata.labels, **labels}
 
-            new = yield from self.api.patch(self.client, "Pod", key[0], key[1], label)
+            new = yield from self.api.patch(self.client, "Pod", key[0], key[1], label, shallow=True)
         else:
             changed = pod.model_copy(deep=True)
             changed.metadata.labels.update(labels)

@@ -163,6 +163,20 @@ def test_prefiltered_pool_rechecks_only_what_time_changes() -> None:
     assert pick([locked]).sandbox is None
 
 
+def test_prefiltered_asks_freshness_of_suspects_only() -> None:
+    """With suspects (the caller's pending expectations), only their UIDs can be stale."""
+    a, b = make_sandbox("a"), make_sandbox("b")
+    a.metadata.uid, b.metadata.uid = "uid-a", "uid-b"
+    asked: list[str] = []
+
+    def never_fresh(s: Sandbox) -> bool:
+        asked.append(s.metadata.name)
+        return False
+
+    result = pick([a, b], prefiltered=True, is_fresh=never_fresh, suspects={"uid-b"})
+    assert result.sandbox is a and result.candidates == 1 and asked == ["b"]
+
+
 def test_is_pickable_is_the_state_independent_part() -> None:
     """is_pickable: unlocked, created, with an IP; whatever the derived state."""
     assert is_pickable(make_sandbox(phase=SandboxPhase.PENDING))
