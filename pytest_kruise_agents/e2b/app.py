@@ -40,7 +40,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pytest_kruise_agents.backends.base import Backend
 from pytest_kruise_agents.e2b import admin, control
-from pytest_kruise_agents.e2b.auth import caller_of, require_admin
+from pytest_kruise_agents.e2b.auth import admin_of, caller_of
 from pytest_kruise_agents.e2b.errors import GuardMiddleware, install_error_handlers
 from pytest_kruise_agents.e2b.limits import BodyLimitMiddleware
 from pytest_kruise_agents.e2b.settings import Settings
@@ -174,7 +174,7 @@ class E2BApp:
         key = request.headers.get("x-api-key")
         settings = self.state.settings
         if request.url.path.startswith(admin.ADMIN_PREFIX + "/"):
-            require_admin(request, key)
+            admin_of(settings, key)
         elif getattr(request.scope.get("route"), "name", None) in self._CONTROL_ROUTES:
             caller_of(settings, key)
 

@@ -16,7 +16,14 @@ from pytest_kruise_agents.backends.base import Caller
 from pytest_kruise_agents.e2b.errors import ApiError
 from pytest_kruise_agents.e2b.settings import ADMIN_KEY_ID, ApiKey, Settings
 
-__all__ = ["API_KEY_HEADER", "authenticate", "caller_of", "require_admin", "settings_of"]
+__all__ = [
+    "API_KEY_HEADER",
+    "admin_of",
+    "authenticate",
+    "caller_of",
+    "require_admin",
+    "settings_of",
+]
 
 API_KEY_HEADER = APIKeyHeader(name="X-API-Key", scheme_name="ApiKeyAuth", auto_error=False)
 """The OpenAPI security scheme (and the header reader) of the control plane."""
@@ -41,14 +48,17 @@ def caller_of(settings: Settings, key: str | None) -> Caller:
     return Caller(namespace=found.namespace, user=found.id)
 
 
-def authenticate(request: Request, key: str | None = Security(API_KEY_HEADER)) -> Caller:
-    """FastAPI dependency: the caller of an E2B route (401 on a missing or bad key)."""
+async def authenticate(request: Request, key: str | None = Security(API_KEY_HEADER)) -> Caller:
+    """FastAPI dependency: the caller of an E2B route (401 on a missing or bad key).
+
+    ``async`` although it never awaits: FastAPI runs a sync dependency in a
+    worker thread, a hop that costs more than the lookup itself.
+    """
     return caller_of(settings_of(request), key)
 
 
-def require_admin(request: Request, key: str | None = Security(API_KEY_HEADER)) -> ApiKey | None:
-    """FastAPI dependency of the admin API: 401 without a valid key, 403 for a non-admin key."""
-    settings = settings_of(request)
+def admin_of(settings: Settings, key: str | None) -> ApiKey | None:
+    """The admin key ``key`` is (``None`` with auth disabled); 401 if unknown, 403 if not admin."""
     if not settings.auth_enabled:
         return None
     found = settings.key(key) if key else None
@@ -57,3 +67,10 @@ def require_admin(request: Request, key: str | None = Security(API_KEY_HEADER)) 
     if not found.admin:
         raise ApiError(403, "the admin API needs an admin API key")
     return found
+
+
+async def require_admin(
+    request: Request, key: str | None = Security(API_KEY_HEADER)
+) -> ApiKey | None:
+    """FastAPI dependency of the admin API: 401 without a valid key, 403 for a non-admin key."""
+    return admin_of(settings_of(request), key)
