@@ -6,16 +6,19 @@ Prints, for the same arrivals in the same run:
    claims, each sandbox held exp(5 s) then killed) and a bare SimPy model of the
    same pool (a ``Store`` of sandboxes refilled after the same mean delay), as
    claims per wall second and their ratio (goal: full >= 0.2x bare);
-2. wall cost per claim from pool 100 to pool 100,000 (20,000 claims at 20/s)
-   and from 10,000 to 1,000,000 claims (pool 1,000, 200/s) (goal: flat within
-   25%: nothing scans the whole pool per claim);
-3. peak memory (max RSS) of pool 100,000 with 1,000,000 claims (goal < 2 GiB).
+2. cost per claim (wall, and CPU, which other work on the machine does not
+   inflate) from pool 100 to pool 100,000 (20,000 claims at 20/s) and from
+   10,000 to 1,000,000 claims (pool 100,000, 200/s) (goal: flat within 25%:
+   nothing scans the whole pool per claim);
+3. peak memory (max RSS) of pool 100,000 with 1,000,000 claims (goal < 2 GiB);
+   the same run is part 2's longest.
 
 Each configuration runs in its own subprocess so that its peak RSS is its own.
-``--quick`` shrinks the runs (claims tenfold in part 1, pools up to 10,000,
-runs of 1,000 to 40,000 claims, the memory run to pool 10,000 with 40,000
-claims) for sessions that cannot afford the full runs; the output says which
-sizes were run.
+``--parts`` picks parts; ``--big FILE`` reuses the largest run's figures (the
+JSON line ``--one full 100000 1000000 200`` prints) made earlier on the same
+commit. ``--quick`` shrinks the runs (claims tenfold in part 1, pools up to
+10,000, runs of 1,000 to 40,000 claims, the largest run to pool 10,000 with
+40,000 claims); the output says which sizes were run.
 """
 
 from __future__ import annotations
@@ -155,6 +158,11 @@ def in_subprocess(model: str, pool: int, claims: int, rate: float) -> dict[str, 
     return result
 
 
+def per_claim(r: dict[str, Any]) -> str:
+    """Wall and CPU microseconds per claim (CPU is robust to other work on the machine)."""
+    return f"{r['us_per_claim']:8.1f} us/claim wall, {r['cpu_us_per_claim']:8.1f} us CPU"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -163,7 +171,16 @@ def main() -> None:
     parser.add_argument(
         "--one", nargs=4, metavar=("MODEL", "POOL", "CLAIMS", "RATE"), help=argparse.SUPPRESS
     )
-    parser.add_argument("--skip-memory", action="store_true", help="skip the 1,000,000-claim run")
+    parser.add_argument(
+        "--parts", default="1,2a,2b,3", help="which parts to run (default: 1,2a,2b,3)"
+    )
+    parser.add_argument(
+        "--big",
+        metavar="JSON",
+        help="figures of the largest run (the last line printed by --one full POOL CLAIMS 200), "
+        "made earlier on the same commit, instead of running it again",
+    )
+    parser.add_argument("--skip-memory", action="store_true", help="skip the largest run")
     args = parser.parse_args()
     if args.one:
         model, pool, claims, rate = args.one
@@ -171,52 +188,78 @@ def main() -> None:
         print(json.dumps(fn(int(pool), int(claims), float(rate))))
         return
 
+    parts = set(args.parts.split(","))
     scale = 10 if args.quick else 1
     print(
         f"# sim_throughput on {platform.node()} ({platform.processor() or platform.machine()}), "
         f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}"
     )
 
-    claims = 200_000 // scale
-    full = in_subprocess("full", 1000, claims, FULL_RATE)
-    bare = in_subprocess("bare", 1000, claims, FULL_RATE)
-    print("\n## 1. Full model vs bare SimPy warm pool (pool 1,000, 200 claims/s)")
-    print(
-        f"full model: {full['claims_per_s']:,.0f} claims/s ({full['claims']:,} claims in {full['wall_s']:.1f} s; "
-        f"cold share {full['cold_share']:.3%}, warm p99 {full['warm_p99_ms']:.0f} ms virtual)"
-    )
-    print(f"bare model: {bare['claims_per_s']:,.0f} claims/s")
-    print(f"ratio full/bare: {full['claims_per_s'] / bare['claims_per_s']:.3f}  (goal >= 0.2)")
-
-    pools = (100, 1000, 10_000) if args.quick else (100, 1000, 10_000, 100_000)
-    print(f"\n## 2a. Cost per claim against pool size ({20_000 // scale:,} claims at 20/s)")
-    base = None
-    for pool in pools:
-        r = in_subprocess("full", pool, 20_000 // scale, 20.0)
-        base = base or r["us_per_claim"]
+    if "1" in parts:
+        claims = 200_000 // scale
+        full = in_subprocess("full", 1000, claims, FULL_RATE)
+        bare = in_subprocess("bare", 1000, claims, FULL_RATE)
+        print("\n## 1. Full model vs bare SimPy warm pool (pool 1,000, 200 claims/s)")
         print(
-            f"pool {pool:>7,}: {r['us_per_claim']:8.1f} us/claim  x{r['us_per_claim'] / base:.2f}  "
-            f"(fill {r['fill_wall_s']:.1f} s wall, cold {r['cold_share']:.2%})"
+            f"full model: {full['claims_per_s']:,.0f} claims/s ({full['claims']:,} claims in "
+            f"{full['wall_s']:.1f} s; {full['cpu_us_per_claim']:,.0f} us CPU per claim; cold share "
+            f"{full['cold_share']:.3%}, warm p99 {full['warm_p99_ms']:.0f} ms virtual)"
         )
+        print(f"bare model: {bare['claims_per_s']:,.0f} claims/s")
+        print(f"ratio full/bare: {full['claims_per_s'] / bare['claims_per_s']:.3f}  (goal >= 0.2)")
 
-    runs = (1_000, 10_000, 40_000) if args.quick else (10_000, 100_000, 1_000_000)
-    print("\n## 2b. Cost per claim against run length (pool 1,000, 200/s)")
-    base = None
-    for n in runs:
-        if n == 1_000_000 and args.skip_memory:
-            continue
-        r = in_subprocess("full", 1000, n, FULL_RATE)
-        base = base or r["us_per_claim"]
-        print(f"claims {n:>9,}: {r['us_per_claim']:8.1f} us/claim  x{r['us_per_claim'] / base:.2f}")
+    mem_pool = 10_000 if args.quick else 100_000
+    mem_claims = 40_000 if args.quick else 1_000_000
+    big: dict[str, Any] | None = None
+    if args.big:
+        with open(args.big) as f:
+            big = json.loads(f.read().strip().splitlines()[-1])
+        if (big["pool"], big["claims"]) != (mem_pool, mem_claims):
+            parser.error(f"--big holds pool {big['pool']} / {big['claims']} claims")
 
-    if not args.skip_memory:
-        mem_pool = 10_000 if args.quick else 100_000
-        mem_claims = 40_000 if args.quick else 1_000_000
+    def largest() -> dict[str, Any]:
+        nonlocal big
+        if big is None:
+            big = in_subprocess("full", mem_pool, mem_claims, FULL_RATE)
+        return big
+
+    if "2a" in parts:
+        pools = (100, 1000, 10_000) if args.quick else (100, 1000, 10_000, 100_000)
+        print(f"\n## 2a. Cost per claim against pool size ({20_000 // scale:,} claims at 20/s)")
+        base = None
+        for pool in pools:
+            r = in_subprocess("full", pool, 20_000 // scale, 20.0)
+            base = base or r["cpu_us_per_claim"]
+            print(
+                f"pool {pool:>7,}: {per_claim(r)}  x{r['cpu_us_per_claim'] / base:.2f} CPU  "
+                f"(fill {r['fill_wall_s']:.1f} s wall, cold {r['cold_share']:.2%})"
+            )
+
+    if "2b" in parts:
+        runs = (1_000, 10_000) if args.quick else (10_000, 100_000)
+        print(
+            f"\n## 2b. Cost per claim against run length (pool {mem_pool:,}, 200/s; the longest run "
+            "is part 3's)"
+        )
+        base = None
+        for n in runs:
+            r = in_subprocess("full", mem_pool, n, FULL_RATE)
+            base = base or r["cpu_us_per_claim"]
+            print(f"claims {n:>9,}: {per_claim(r)}  x{r['cpu_us_per_claim'] / base:.2f} CPU")
+        if not args.skip_memory:
+            r = largest()
+            print(
+                f"claims {mem_claims:>9,}: {per_claim(r)}  x{r['cpu_us_per_claim'] / base:.2f} CPU"
+                + ("  (from --big)" if args.big else "")
+            )
+
+    if "3" in parts and not args.skip_memory:
+        r = largest()
         print(f"\n## 3. Peak memory, pool {mem_pool:,} with {mem_claims:,} claims")
-        r = in_subprocess("full", mem_pool, mem_claims, FULL_RATE)
         print(
             f"max RSS {r['max_rss_mib']:,.0f} MiB (goal < 2048 MiB at pool 100,000 and "
             f"1,000,000 claims); {r['claims_per_s']:,.0f} claims/s; fill {r['fill_wall_s']:.0f} s wall"
+            + ("  (from --big)" if args.big else "")
         )
 
 
