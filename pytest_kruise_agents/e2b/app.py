@@ -40,7 +40,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pytest_kruise_agents.backends.base import Backend
 from pytest_kruise_agents.e2b import admin, control
-from pytest_kruise_agents.e2b.auth import admin_of, caller_of
+from pytest_kruise_agents.e2b.auth import admin_of, caller_of, security_schemes
 from pytest_kruise_agents.e2b.errors import GuardMiddleware, install_error_handlers
 from pytest_kruise_agents.e2b.limits import BodyLimitMiddleware
 from pytest_kruise_agents.e2b.settings import Settings
@@ -250,6 +250,10 @@ def _sub_app(given: ASGIApp | None, default: AppFactory, workspaces: Any) -> ASG
 
 def _without_422(schema: dict[str, Any]) -> dict[str, Any]:
     # Validation errors answer 400 with the Error body, never FastAPI's 422.
+    # The routes check the API key themselves (see auth): declare its scheme here.
+    schema.setdefault("components", {}).setdefault("securitySchemes", {}).update(
+        security_schemes()
+    )
     for path in schema.get("paths", {}).values():
         for op in path.values():
             if isinstance(op, dict):

@@ -5,11 +5,20 @@ creates; an admin key acts for the admin team (namespace ``""``: every
 namespace). A missing or unknown key answers 401 ``Invalid API Key`` as the
 sandbox-manager does. With auth disabled every caller is the admin team with
 upstream's admin key id.
+
+The control-plane routes call :func:`authenticate` themselves rather than
+declaring it as a FastAPI dependency: solving a dependency (and its header
+sub-dependency) on every request costs more than the lookup. They declare
+:func:`secured` instead, and :func:`security_schemes` completes the OpenAPI
+document, so the schema is what the dependency would have produced.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import Request, Security
+from fastapi.encoders import jsonable_encoder
 from fastapi.security import APIKeyHeader
 
 from pytest_kruise_agents.backends.base import Caller
@@ -22,11 +31,14 @@ __all__ = [
     "authenticate",
     "caller_of",
     "require_admin",
+    "secured",
+    "security_schemes",
     "settings_of",
 ]
 
 API_KEY_HEADER = APIKeyHeader(name="X-API-Key", scheme_name="ApiKeyAuth", auto_error=False)
-"""The OpenAPI security scheme (and the header reader) of the control plane."""
+"""The OpenAPI security scheme (and the header reader of the admin API)."""
+
 
 INVALID_API_KEY = "Invalid API Key"
 
@@ -48,13 +60,23 @@ def caller_of(settings: Settings, key: str | None) -> Caller:
     return Caller(namespace=found.namespace, user=found.id)
 
 
-async def authenticate(request: Request, key: str | None = Security(API_KEY_HEADER)) -> Caller:
-    """FastAPI dependency: the caller of an E2B route (401 on a missing or bad key).
+def authenticate(request: Request) -> Caller:
+    """The caller of an E2B route (401 on a missing or bad key); each route calls it first."""
+    return caller_of(settings_of(request), request.headers.get(API_KEY_HEADER.model.name))
 
-    ``async`` although it never awaits: FastAPI runs a sync dependency in a
-    worker thread, a hop that costs more than the lookup itself.
-    """
-    return caller_of(settings_of(request), key)
+
+def secured() -> dict[str, Any]:
+    """``openapi_extra`` of a control-plane route: it needs the API key (module docstring)."""
+    return {"security": [{API_KEY_HEADER.scheme_name: []}]}
+
+
+def security_schemes() -> dict[str, Any]:
+    """``components.securitySchemes`` of the OpenAPI document (the API key header)."""
+    return {
+        API_KEY_HEADER.scheme_name: jsonable_encoder(
+            API_KEY_HEADER.model, by_alias=True, exclude_none=True
+        )
+    }
 
 
 def admin_of(settings: Settings, key: str | None) -> ApiKey | None:

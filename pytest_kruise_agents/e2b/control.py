@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Annotated, Any, Final, Literal
 from urllib.parse import unquote_plus
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from pytest_kruise_agents.api.base import parse_time
@@ -46,7 +46,7 @@ from pytest_kruise_agents.backends.base import (
     TemplateView,
 )
 from pytest_kruise_agents.claiming.timeouts import parse_retention
-from pytest_kruise_agents.e2b.auth import authenticate
+from pytest_kruise_agents.e2b.auth import authenticate, secured
 from pytest_kruise_agents.e2b.errors import ApiError
 from pytest_kruise_agents.e2b.settings import Settings
 from pytest_kruise_agents.e2b.state import state_of
@@ -92,8 +92,6 @@ def _errors(*extra: int) -> dict[int | str, dict[str, Any]]:
 
 router = APIRouter()
 """The control-plane routes (mounted natively and under :data:`CUSTOMIZED_PREFIX`)."""
-
-CallerDep = Annotated[Caller, Depends(authenticate)]
 
 
 def _path_id(alias: str = "sandboxID") -> Any:
@@ -223,9 +221,11 @@ async def _create(request: Request, caller: Caller, body: NewSandboxV2) -> JSONR
     response_model=SandboxResponse,
     responses=_errors(403, 409),
     summary="Create a sandbox (v1, SDK ≤ 2.50)",
+    openapi_extra=secured(),
 )
-async def create_sandbox_v1(body: NewSandbox, request: Request, caller: CallerDep) -> JSONResponse:
+async def create_sandbox_v1(body: NewSandbox, request: Request) -> JSONResponse:
     """Claim a sandbox from the SandboxSet named ``templateID`` (warm, or created on no stock)."""
+    caller = authenticate(request)
     return await _create(request, caller, body)
 
 
@@ -236,11 +236,11 @@ async def create_sandbox_v1(body: NewSandbox, request: Request, caller: CallerDe
     response_model=SandboxResponse,
     responses=_errors(403, 409),
     summary="Create a sandbox (v2, SDK ≥ 2.51)",
+    openapi_extra=secured(),
 )
-async def create_sandbox_v2(
-    body: NewSandboxV2, request: Request, caller: CallerDep
-) -> JSONResponse:
+async def create_sandbox_v2(body: NewSandboxV2, request: Request) -> JSONResponse:
     """Claim a sandbox; ``autoPause`` pauses it at its timeout instead of killing it."""
+    caller = authenticate(request)
     return await _create(request, caller, body)
 
 
@@ -330,10 +330,10 @@ def list_query(
     response_model=list[ListedSandbox],
     responses=_errors(),
     summary="List the caller's sandboxes (one page)",
+    openapi_extra=secured(),
 )
 async def list_sandboxes(
     request: Request,
-    caller: CallerDep,
     metadata: Annotated[
         str | None, Query(description="URL-encoded k=v&k2=v2 filter (exact annotation match)")
     ] = None,
@@ -352,6 +352,7 @@ async def list_sandboxes(
     limit: Annotated[int | None, Query(ge=1, le=100)] = None,
 ) -> JSONResponse:
     """One page of sandboxes; the ``X-Next-Token`` header is present when there are more."""
+    caller = authenticate(request)
     st = state_of(request)
     query = list_query(
         request.query_params.multi_items(),
@@ -373,11 +374,11 @@ async def list_sandboxes(
     response_model=SandboxDetail,
     responses=_errors(),
     summary="Describe a running or paused sandbox",
+    openapi_extra=secured(),
 )
-async def get_sandbox(
-    request: Request, caller: CallerDep, sandbox_id: Annotated[str, _path_id()]
-) -> JSONResponse:
+async def get_sandbox(request: Request, sandbox_id: Annotated[str, _path_id()]) -> JSONResponse:
     """The sandbox's detail (404 once it is gone, or if it is another key's)."""
+    caller = authenticate(request)
     st = state_of(request)
     view = await st.run("control", st.backend.describe, caller, sandbox_id)
     return JSONResponse(_detail(view, response_domain(request, st.settings), st.settings))
@@ -390,11 +391,11 @@ async def get_sandbox(
     response_class=Response,
     responses=_errors(),
     summary="Kill a sandbox",
+    openapi_extra=secured(),
 )
-async def kill_sandbox(
-    request: Request, caller: CallerDep, sandbox_id: Annotated[str, _path_id()]
-) -> Response:
+async def kill_sandbox(request: Request, sandbox_id: Annotated[str, _path_id()]) -> Response:
     """Delete the sandbox (204; 404 if the caller has no route to it)."""
+    caller = authenticate(request)
     st = state_of(request)
     await st.run("control", st.backend.kill, caller, sandbox_id)
     return Response(status_code=204)
@@ -407,14 +408,15 @@ async def kill_sandbox(
     response_class=Response,
     responses=_errors(),
     summary="Set the sandbox to end `timeout` seconds from now",
+    openapi_extra=secured(),
 )
 async def set_timeout(
     body: SandboxTimeoutRequest,
     request: Request,
-    caller: CallerDep,
     sandbox_id: Annotated[str, _path_id()],
 ) -> Response:
     """May shorten or extend; upstream answers 500 for every error but 404."""
+    caller = authenticate(request)
     st = state_of(request)
     await st.run("control", st.backend.set_timeout, caller, sandbox_id, body.timeout)
     return Response(status_code=204)
@@ -427,10 +429,10 @@ async def set_timeout(
     response_class=Response,
     responses=_errors(409),
     summary="Pause a running sandbox (409 if it is already paused)",
+    openapi_extra=secured(),
 )
 async def pause_sandbox(
     request: Request,
-    caller: CallerDep,
     sandbox_id: Annotated[str, _path_id()],
     body: SandboxPauseRequest | None = None,
     retention: Annotated[
@@ -442,6 +444,7 @@ async def pause_sandbox(
     ] = None,
 ) -> Response:
     """Pause and wait until paused; processes stop, files stay."""
+    caller = authenticate(request)
     st = state_of(request)
     kept = (
         parse_retention(retention, field=PAUSE_RETENTION_HEADER)
@@ -474,14 +477,15 @@ _CONNECT_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
     response_model=SandboxResponse,
     responses=_CONNECT_RESPONSES,
     summary="Connect to a sandbox, resuming it if paused (v1)",
+    openapi_extra=secured(),
 )
 async def connect_sandbox_v1(
     body: ConnectSandbox,
     request: Request,
-    caller: CallerDep,
     sandbox_id: Annotated[str, _path_id()],
 ) -> JSONResponse:
     """200 if it was running (timeout only extended), 201 if it was resumed."""
+    caller = authenticate(request)
     return await _connect(request, caller, sandbox_id, body.timeout)
 
 
@@ -492,14 +496,15 @@ async def connect_sandbox_v1(
     response_model=SandboxResponse,
     responses=_CONNECT_RESPONSES,
     summary="Connect to a sandbox, resuming it if paused (v2)",
+    openapi_extra=secured(),
 )
 async def connect_sandbox_v2(
     request: Request,
-    caller: CallerDep,
     sandbox_id: Annotated[str, _path_id()],
     body: ConnectSandboxV2 | None = None,
 ) -> JSONResponse:
     """200 if it was running (timeout only extended), 201 if it was resumed."""
+    caller = authenticate(request)
     return await _connect(request, caller, sandbox_id, body.timeout if body else None)
 
 
@@ -511,14 +516,15 @@ async def connect_sandbox_v2(
     responses=_errors(409),
     summary="Resume a paused sandbox (deprecated; SDK ≤ 2.6)",
     deprecated=True,
+    openapi_extra=secured(),
 )
 async def resume_sandbox(
     request: Request,
-    caller: CallerDep,
     sandbox_id: Annotated[str, _path_id()],
     body: ResumedSandbox | None = None,
 ) -> Response:
     """The sandbox-manager answers 204 (the E2B spec says 201 with a Sandbox)."""
+    caller = authenticate(request)
     st = state_of(request)
     await st.run("control", st.backend.resume, caller, sandbox_id, body.timeout if body else None)
     return Response(status_code=204)
@@ -533,9 +539,11 @@ async def resume_sandbox(
     response_model=list[TemplateInfo],
     responses=_errors(),
     summary="The SandboxSets the caller may claim from",
+    openapi_extra=secured(),
 )
-async def list_templates(request: Request, caller: CallerDep) -> JSONResponse:
+async def list_templates(request: Request) -> JSONResponse:
     """SandboxSets in the caller's namespace (admin: all namespaces)."""
+    caller = authenticate(request)
     st = state_of(request)
     templates = await st.run("control", st.backend.templates, caller)
     return JSONResponse([_template_info(t, st.settings).to_wire() for t in templates])
@@ -547,13 +555,14 @@ async def list_templates(request: Request, caller: CallerDep) -> JSONResponse:
     response_model=TemplateDetail,
     responses=_errors(),
     summary="One template (a SandboxSet) and its build",
+    openapi_extra=secured(),
 )
 async def get_template(
     request: Request,
-    caller: CallerDep,
     template_id: Annotated[str, _path_id("templateID")],
 ) -> JSONResponse:
     """404 if the caller has no SandboxSet of that name."""
+    caller = authenticate(request)
     st = state_of(request)
     templates = await st.run("control", st.backend.templates, caller)
     for tpl in templates:
