@@ -113,7 +113,7 @@ def response_domain(request: Request, settings: Settings) -> str | None:
     host = request.headers.get("host", "")
     if not host:
         return None
-    if request.url.path.startswith(CUSTOMIZED_PREFIX):
+    if request.scope["path"].startswith(CUSTOMIZED_PREFIX):  # not request.url: built per request
         return host
     return host.removeprefix("api.") or None
 

@@ -291,6 +291,8 @@ class Workspaces:
         if ws is None and not _SAFE_ID.fullmatch(sandbox_id):
             return  # never a directory of ours
         directory = ws.root if ws is not None else self.root / sandbox_id
+        if not os.path.lexists(directory):
+            return  # never used (the common case): no thread for nothing to delete
         await asyncio.to_thread(shutil.rmtree, directory, True)
 
     async def close(self) -> None:

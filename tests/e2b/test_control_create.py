@@ -61,6 +61,19 @@ def test_the_v1_route_and_the_customized_prefix_create_too(server: Served) -> No
     assert len(ids) == 3
 
 
+def test_the_domain_is_the_host_without_api_natively_and_as_is_under_the_prefix(
+    server: Served,
+) -> None:
+    host = {"Host": "api.sandboxes.example:8080"}
+    native = server.request("POST", "/v2/sandboxes", json={"templateID": "base"}, headers=host)
+    prefixed = server.request(
+        "POST", "/kruise/api/v2/sandboxes", json={"templateID": "base"}, headers=host
+    )
+
+    assert native.json()["domain"] == "sandboxes.example:8080"
+    assert prefixed.json()["domain"] == "api.sandboxes.example:8080"
+
+
 def test_create_on_an_empty_pool_creates_a_cold_sandbox(server: Served) -> None:
     server.apply(pool_yaml("empty", 0))
 
