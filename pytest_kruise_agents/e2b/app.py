@@ -254,9 +254,7 @@ def _sub_app(given: ASGIApp | None, default: AppFactory, workspaces: Any) -> ASG
 def _without_422(schema: dict[str, Any]) -> dict[str, Any]:
     # Validation errors answer 400 with the Error body, never FastAPI's 422.
     # The routes check the API key themselves (see auth): declare its scheme here.
-    schema.setdefault("components", {}).setdefault("securitySchemes", {}).update(
-        security_schemes()
-    )
+    schema.setdefault("components", {}).setdefault("securitySchemes", {}).update(security_schemes())
     for path in schema.get("paths", {}).values():
         for op in path.values():
             if isinstance(op, dict):
