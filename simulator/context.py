@@ -9,6 +9,7 @@ import simpy
 
 from simulator.eventlog import EventLog
 from simulator.faults import FaultInjector
+from simulator.interning import ConditionInterner
 from simulator.profile import Profile
 
 __all__ = ["DEFAULT_EPOCH", "SimContext"]
@@ -41,6 +42,8 @@ class SimContext:
         self.log = EventLog(enabled=log_enabled)
         self.faults = FaultInjector(self.now, self.rng)
         self._latencies = dict(profile.latencies)
+        self.intern_condition = ConditionInterner()
+        """Shares equal conditions between stored objects (see :mod:`simulator.interning`)."""
         # now_dt() is asked many times per simulated instant: keep the last answer.
         self._dt_at = -1.0
         self._dt = epoch

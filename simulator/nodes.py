@@ -682,15 +682,16 @@ class Nodes:
             yield env.timeout(ctx.latency("pod.create"))
             run.ip = node.allocate_ip()
             while True:
-                pod = run.pod
-                want = _first_image(pod.spec)
+                # No local keeps a version of the pod: this process lives as long
+                # as the pod, and an old version held here would never be freed.
+                want = _first_image(run.pod.spec)
                 if run.started and want == run.image:
                     run.wake = env.event()
                     yield run.wake
                     continue
                 inplace = run.started
-                ns, name = pod.metadata.namespace, pod.metadata.name
-                template = pod.metadata.labels.get(keys.LABEL_SANDBOX_TEMPLATE)
+                ns, name = run.pod.metadata.namespace, run.pod.metadata.name
+                template = run.pod.metadata.labels.get(keys.LABEL_SANDBOX_TEMPLATE)
                 phase: PodPhase = "Running" if run.started else "Pending"
                 if inplace and run.last_status is not None and run.last_status[1]:
                     yield from self._write(node, run, phase, False, "ContainersNotReady")
@@ -817,8 +818,11 @@ class Nodes:
             st.reason = reason
             st.message = message
             conds = st.conditions = list(st.conditions)
+            intern = self.ctx.intern_condition
             set_condition(
-                conds, Condition(type="PodScheduled", status="True", last_transition_time=now)
+                conds,
+                Condition(type="PodScheduled", status="True", last_transition_time=now),
+                intern=intern,
             )
             set_condition(
                 conds,
@@ -830,6 +834,7 @@ class Nodes:
                     last_transition_time=now,
                     observed_generation=generation,
                 ),
+                intern=intern,
             )
 
         ns, name = run.pod.metadata.namespace, run.pod.metadata.name

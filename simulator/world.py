@@ -73,6 +73,7 @@ class World:
         prof = ctx.profile
         self.api = ApiServer(ctx)
         self.records = ClaimRecords()
+        self._pool_key_cache: dict[tuple[str, str], tuple[tuple[str, ...], tuple[str, ...]]] = {}
 
         self.controller_cache = Informer(
             "agent-sandbox-controller", ("Sandbox", "SandboxSet", "SandboxClaim", "Pod")
@@ -113,14 +114,20 @@ class World:
         state, _ = sandbox_state(sbx, self.ctx.now_dt())
         ns = sbx.metadata.namespace
         if state is SandboxState.AVAILABLE and is_pickable(sbx):
-            return (
-                f"{ns}/{template}",
-                f"*/{template}",
-                f"{PICKABLE_PREFIX}{ns}/{template}",
-                f"{PICKABLE_PREFIX}*/{template}",
-            )
+            return self._keys_of(ns, template)[1]
         if state is SandboxState.AVAILABLE or (
             state is SandboxState.CREATING and sbx.metadata.controller_ref() is not None
         ):
-            return (f"{ns}/{template}", f"*/{template}")
+            return self._keys_of(ns, template)[0]
         return ()
+
+    def _keys_of(self, namespace: str, template: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        # The pool keys and the pool-and-pick keys, built once per pool and
+        # shared by all its sandboxes' index entries (a pool of 100,000 would
+        # otherwise hold 800,000 strings).
+        keys_ = self._pool_key_cache.get((namespace, template))
+        if keys_ is None:
+            pool = (f"{namespace}/{template}", f"*/{template}")
+            keys_ = (pool, (*pool, *(PICKABLE_PREFIX + k for k in pool)))
+            self._pool_key_cache[(namespace, template)] = keys_
+        return keys_

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 from pydantic import Field
@@ -65,12 +66,22 @@ def find_condition(conditions: list[Condition], type_: str) -> Condition | None:
     return None
 
 
-def set_condition(conditions: list[Condition], new: Condition) -> None:
-    """Insert or replace a condition by type, keeping the transition time when status holds."""
+def set_condition(
+    conditions: list[Condition],
+    new: Condition,
+    *,
+    intern: Callable[[Condition], Condition] | None = None,
+) -> None:
+    """Insert or replace a condition by type, keeping the transition time when status holds.
+
+    ``intern`` may swap the condition that goes in for an equal one already
+    held elsewhere (conditions are never changed in place, so equal ones can
+    be shared).
+    """
     for i, cond in enumerate(conditions):
         if cond.type == new.type:
             if cond.status == new.status and cond.last_transition_time is not None:
                 new = new.model_copy(update={"last_transition_time": cond.last_transition_time})
-            conditions[i] = new
+            conditions[i] = intern(new) if intern is not None else new
             return
-    conditions.append(new)
+    conditions.append(intern(new) if intern is not None else new)

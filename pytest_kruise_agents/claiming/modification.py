@@ -9,6 +9,7 @@ or a no-stock sandbox (claim). Inputs are never mutated: each returns a new obje
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -303,7 +304,7 @@ def sandboxset_revision(sbs: SandboxSet) -> str:
 
 
 def new_sandbox_from_sandboxset(
-    sbs: SandboxSet, *, for_claim: bool, revision: str | None = None
+    sbs: SandboxSet, *, for_claim: bool, revision: str | None = None, share: bool = False
 ) -> Sandbox:
     """A new Sandbox built from ``sbs`` (``NewSandboxFromSandboxSet``); ``sbs`` is untouched.
 
@@ -314,8 +315,13 @@ def new_sandbox_from_sandboxset(
     (``for_claim=False``) gets ``template-hash=<revision>`` (default: the
     computed revision) and a controller owner reference to ``sbs``; a no-stock
     sandbox (``for_claim=True``) gets ``sandbox-priority=100`` and neither.
+
+    ``share=True`` makes the sandbox share the set's template, the other spec
+    parts and the owner reference instead of copying them: for stores whose
+    objects are never changed in place (a pool of 100,000 then holds one
+    template, not 100,000).
     """
-    spec = sbs.spec.model_copy(deep=True)
+    spec = sbs.spec if share else sbs.spec.model_copy(deep=True)
     name = sbs.metadata.name
     template_meta = (spec.template or {}).get("metadata") or {}
     labels = _strip_internal(template_meta.get("labels"))
@@ -330,16 +336,8 @@ def new_sandbox_from_sandboxset(
         labels[keys.LABEL_TEMPLATE_HASH] = (
             revision if revision is not None else sandboxset_revision(sbs)
         )
-        owner_references.append(
-            OwnerReference(
-                api_version=keys.API_VERSION,
-                kind="SandboxSet",
-                name=name,
-                uid=sbs.metadata.uid or "",
-                controller=True,
-                block_owner_deletion=True,
-            )
-        )
+        ref = _set_owner_ref(name, sbs.metadata.uid or "")
+        owner_references.append(ref if share else ref.model_copy())
     return Sandbox(
         metadata=ObjectMeta(
             name="",
@@ -357,6 +355,19 @@ def new_sandbox_from_sandboxset(
             template=spec.template,
             volume_claim_templates=spec.volume_claim_templates,
         ),
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _set_owner_ref(name: str, uid: str) -> OwnerReference:
+    # Shared by the sandboxes of a pool (see ``share``); copied otherwise.
+    return OwnerReference(
+        api_version=keys.API_VERSION,
+        kind="SandboxSet",
+        name=name,
+        uid=uid,
+        controller=True,
+        block_owner_deletion=True,
     )
 
 

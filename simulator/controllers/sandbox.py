@@ -473,6 +473,7 @@ class SandboxController(Reconciler[SbxKey]):
                 message=message,
                 last_transition_time=self.ctx.now_dt().replace(microsecond=0),
             ),
+            intern=self.ctx.intern_condition,
         )
 
     @staticmethod

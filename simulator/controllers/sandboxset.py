@@ -520,7 +520,8 @@ class SandboxSetController(Reconciler[SetKey]):
 
     def _create_one(self, sbs: SandboxSet, uid: str, revision: str) -> Op:
         ns, name = sbs.metadata.namespace, sbs.metadata.name
-        sbx = new_sandbox_from_sandboxset(sbs, for_claim=False, revision=revision)
+        # Stored objects are never changed in place: the pool shares the template.
+        sbx = new_sandbox_from_sandboxset(sbs, for_claim=False, revision=revision, share=True)
         try:
             made = yield from self.api.create(self.client, sbx)
         except ApiError as err:

@@ -352,6 +352,20 @@ class TestNewSandboxFromSandboxSet:
         sbx.spec.template["spec"]["containers"][0]["image"] = "changed"
         assert sbs.model_dump() == before
 
+    def test_share_reuses_the_template_and_owner_reference(self) -> None:
+        """share=True: pool sandboxes hold the set's template parts and one owner reference."""
+        sbs = make_sandboxset()
+        a = new_sandbox_from_sandboxset(sbs, for_claim=False, share=True)
+        b = new_sandbox_from_sandboxset(sbs, for_claim=False, share=True)
+        assert sbs.spec.template is not None and a.spec.template is not None
+        assert a.spec.template["spec"] is sbs.spec.template["spec"]
+        assert a.metadata.owner_references[0] is b.metadata.owner_references[0]
+        copied = new_sandbox_from_sandboxset(sbs, for_claim=False)
+        assert copied.spec.template is not None
+        assert copied.spec.template["spec"] is not sbs.spec.template["spec"]
+        assert copied.metadata.owner_references[0] is not a.metadata.owner_references[0]
+        assert copied == a
+
 
 class TestRevision:
     """sandboxset_revision."""
