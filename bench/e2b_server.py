@@ -5,10 +5,15 @@ Prints, measured in one run:
 1. sequential ``Sandbox.create()`` + ``kill()`` against a warm pool (virtual
    clock): p50 / p99 of create, and creates per second; next to the same SDK
    calls against a bare route on the same stack (FastAPI + uvicorn answering a
-   canned 201 and 204), and the ratio of the rates
+   canned 201 and 204 from ``async def`` handlers, as the real routes are: no
+   worker-thread hop on either side), and the ratio of the rates
    (goals: p50 < 5 ms, p99 < 20 ms, rate >= 0.5x the bare route);
-2. ``commands.run("true")`` p50 and p99 in one sandbox;
-3. the server's resident memory added by 1,000 idle claimed sandboxes
+2. where the server's part of a create and a kill goes: the same calls made
+   in-process on the ASGI app (no HTTP, no SDK) over the same cluster, split
+   into the backend call (the simulation) and the rest of the app (routing,
+   auth, parsing, rendering, middleware), p50 in microseconds;
+3. ``commands.run("true")`` p50 and p99 in one sandbox;
+4. the server's resident memory added by 1,000 idle claimed sandboxes
    (goal < 50 MiB: nothing is started for a sandbox until it is used).
 
 The server under test runs in a child process, so its memory is its own and the
@@ -18,12 +23,14 @@ client's CPU time is not counted in it.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import multiprocessing as mp
 import os
 import platform
 import statistics
 import time
+from concurrent.futures import ProcessPoolExecutor
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -36,6 +43,19 @@ CANNED_SANDBOX = {
     "domain": None,
 }
 API_KEY = "e2b_bench_key_000000000000000000000000000000"
+SDK_HEADERS = [  # what e2b 2.63.0 sends with Sandbox.create() and kill()
+    (b"accept", b"*/*"),
+    (b"accept-encoding", b"gzip, deflate"),
+    (b"lang", b"python"),
+    (b"lang_version", b"3.11.7"),
+    (b"package_version", b"2.63.0"),
+    (b"publisher", b"e2b"),
+    (b"sdk_runtime", b"python"),
+    (b"system", b"Linux"),
+    (b"user-agent", b"e2b-python-sdk/2.63.0"),
+    (b"x-api-key", API_KEY.encode()),
+]
+SDK_CREATE_BODY = b'{"templateID":"base","metadata":{},"envVars":{}}'
 
 
 def _rss_kib(pid: int) -> int:
@@ -47,18 +67,22 @@ def _rss_kib(pid: int) -> int:
 
 
 def bare_app() -> Any:
-    """The baseline: the same FastAPI + uvicorn stack answering canned bodies."""
+    """The baseline: the same FastAPI + uvicorn stack answering canned bodies.
+
+    ``async def`` handlers, the cheapest way FastAPI answers: a sync ``def``
+    would add a worker-thread hop the real routes do not make.
+    """
     from fastapi import FastAPI, Response
     from fastapi.responses import JSONResponse
 
     app = FastAPI()
 
     @app.post("/v2/sandboxes")
-    def create() -> JSONResponse:
+    async def create() -> JSONResponse:
         return JSONResponse(CANNED_SANDBOX, status_code=201)
 
     @app.delete("/sandboxes/{sandbox_id}")
-    def kill(sandbox_id: str) -> Response:
+    async def kill(sandbox_id: str) -> Response:
         return Response(status_code=204)
 
     return app
@@ -102,6 +126,108 @@ class Child:
     def stop(self) -> None:
         self.parent.send("stop")
         self.proc.join(timeout=30)
+
+
+def server_breakdown(n: int, replicas: int) -> dict[str, float]:
+    """Child process: ``n`` create + kill on the ASGI app in-process; server time split (µs).
+
+    The backend's ``create_sandbox`` and ``kill`` are timed from inside the
+    app's call to them; everything else the app does for the request (outer
+    middleware, routing, auth, body parsing, rendering) is "app". No HTTP
+    server, no client: uvicorn's and the SDK's share is in the bare route.
+    """
+    from starlette.types import Message
+
+    from pytest_kruise_agents.backends import SimBackend
+    from pytest_kruise_agents.e2b.app import create_app
+    from pytest_kruise_agents.e2b.settings import ApiKey, Settings
+
+    backend = SimBackend.default(seed=1, replicas=replicas, nodes=replicas // 25 + 4)
+    app = create_app(backend, Settings(api_keys=[ApiKey(key=API_KEY, team="default")]))
+    inside = [0.0]
+
+    def timed(fn: Any) -> Any:
+        def call(*args: Any) -> Any:
+            t = time.perf_counter()
+            try:
+                return fn(*args)
+            finally:
+                inside[0] += time.perf_counter() - t
+
+        return call
+
+    backend.create_sandbox = timed(backend.create_sandbox)  # type: ignore[method-assign]
+    backend.kill = timed(backend.kill)  # type: ignore[method-assign]
+
+    async def request(method: str, path: str, body: bytes) -> list[Message]:
+        headers = [*SDK_HEADERS, (b"host", b"127.0.0.1:8000")]
+        if body:
+            headers += [(b"content-type", b"application/json"), (b"content-length", b"48")]
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "http_version": "1.1",
+            "server": ("127.0.0.1", 8000),
+            "client": ("127.0.0.1", 50000),
+            "scheme": "http",
+            "root_path": "",
+            "method": method,
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": b"",
+            "headers": headers,
+            "state": {},
+        }
+        sent: list[Message] = []
+        delivered = False
+
+        async def receive() -> Message:
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            await asyncio.Event().wait()  # the client never goes away
+            raise AssertionError("unreachable")
+
+        async def send(message: Message) -> None:
+            sent.append(message)
+
+        await app(scope, receive, send)
+        return sent
+
+    async def run() -> list[tuple[float, float, float, float]]:
+        out = []
+        for i in range(n + 20):  # the first 20 warm up
+            inside[0] = 0.0
+            t0 = time.perf_counter()
+            created = await request("POST", "/v2/sandboxes", SDK_CREATE_BODY)
+            t1 = time.perf_counter()
+            create_backend, inside[0] = inside[0], 0.0
+            assert created[0]["status"] == 201, created
+            sid = json.loads(created[1]["body"])["sandboxID"]
+            killed = await request("DELETE", f"/sandboxes/{sid}", b"")
+            await asyncio.sleep(0)  # the workspace cleanup the kill queued
+            t2 = time.perf_counter()
+            assert killed[0]["status"] == 204, killed
+            if i >= 20:
+                out.append((t1 - t0, create_backend, t2 - t1, inside[0]))
+        await app.aclose()
+        return out
+
+    rows = asyncio.run(run())
+    backend.close()
+
+    def p50(values: list[float]) -> float:
+        return statistics.median(values) * 1e6
+
+    return {
+        "create_us": p50([r[0] for r in rows]),
+        "create_backend_us": p50([r[1] for r in rows]),
+        "create_app_us": p50([r[0] - r[1] for r in rows]),
+        "kill_us": p50([r[2] for r in rows]),
+        "kill_backend_us": p50([r[3] for r in rows]),
+        "kill_app_us": p50([r[2] - r[3] for r in rows]),
+    }
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -184,6 +310,8 @@ def main() -> None:
         base = create_kill(bare.url, args.creates)
     finally:
         bare.stop()
+    with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
+        split = pool.submit(server_breakdown, args.creates, args.creates + 100).result()
     mem = idle_memory(args.idle)
 
     out = {
@@ -192,6 +320,7 @@ def main() -> None:
         "create_kill": sdk,
         "bare_create_kill": base,
         "rate_ratio": sdk["per_s"] / base["per_s"],
+        "server_in_process": split,
         "commands_run_true": cmd,
         "idle_sandboxes": args.idle,
         "idle_memory": mem,
@@ -211,6 +340,12 @@ def main() -> None:
         f"{base['per_s']:.0f} create+kill/s"
     )
     print(f"rate ratio real/bare: {out['rate_ratio']:.2f}   (goal >= 0.5)")
+    print(
+        f"server side, in-process ASGI (no HTTP, no SDK), p50: create {split['create_us']:.0f} us "
+        f"= backend (simulation) {split['create_backend_us']:.0f} + app "
+        f"{split['create_app_us']:.0f}; kill {split['kill_us']:.0f} us = backend "
+        f"{split['kill_backend_us']:.0f} + app {split['kill_app_us']:.0f}"
+    )
     print(
         f'commands.run("true") x{args.commands}: p50 {cmd["p50_ms"]:.2f} ms, '
         f"p99 {cmd['p99_ms']:.2f} ms"
