@@ -39,8 +39,10 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        content_type: bytes | None = None
         for name, value in scope["headers"]:
-            if name.lower() == b"content-length":
+            lname = name.lower()
+            if lname == b"content-length":
                 try:
                     declared = int(value)
                 except ValueError:
@@ -48,6 +50,8 @@ class BodyLimitMiddleware:
                 if declared > self.max_bytes:
                     await self._refuse(scope, send)
                     return
+            elif lname == b"content-type":
+                content_type = value if content_type is None else b""  # twice: rewrite
         chunks: list[bytes] = []
         size = 0
         disconnected = False
@@ -65,7 +69,7 @@ class BodyLimitMiddleware:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
-        if body:
+        if body and content_type != b"application/json":  # what the SDKs send: left as is
             scope = dict(scope)
             scope["headers"] = [
                 (k, v) for k, v in scope["headers"] if k.lower() != b"content-type"

@@ -165,6 +165,19 @@ def test_an_oversized_body_is_413(tmp_path: Path) -> None:
         backend.close()
 
 
+@pytest.mark.parametrize(
+    "content_type",
+    [None, "application/x-www-form-urlencoded", "text/plain", "application/json"],
+    ids=["none", "form (curl -d)", "text", "json"],
+)
+def test_a_json_body_is_read_as_json_whatever_its_content_type_says(
+    server: Served, content_type: str | None
+) -> None:
+    headers = {"content-type": content_type} if content_type else {}
+    r = server.request("POST", "/v2/sandboxes", content=b'{"templateID": "base"}', headers=headers)
+    assert r.status_code == 201, r.text
+
+
 # --------------------------------------------------------------------------- routes
 
 
