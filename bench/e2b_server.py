@@ -7,7 +7,8 @@ Prints, measured in one run:
    calls against a bare route on the same stack (FastAPI + uvicorn answering a
    canned 201 and 204 from ``async def`` handlers, as the real routes are: no
    worker-thread hop on either side), and the ratio of the rates
-   (goals: p50 < 5 ms, p99 < 20 ms, rate >= 0.5x the bare route);
+   (goals: p50 < 5 ms, p99 < 20 ms, rate >= 0.5x the bare route); the two
+   servers take turns in blocks of calls, so both see the same machine load;
 2. where the server's part of a create and a kill goes: the same calls made
    in-process on the ASGI app (no HTTP, no SDK) over the same cluster, split
    into the backend call (the simulation) and the rest of the app (routing,
@@ -235,25 +236,40 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def create_kill(url: str, n: int) -> dict[str, float]:
-    """``n`` sequential create + kill through the SDK; create latencies in ms."""
+def create_kill(urls: dict[str, str], n: int, blocks: int = 20) -> dict[str, dict[str, float]]:
+    """``n`` sequential create + kill through the SDK on each server; create latencies in ms.
+
+    The servers take turns in ``blocks`` blocks, so that a change in the
+    machine's load during the run weighs on each of them alike (the machine
+    is shared). A server's rate is its creates over the time of its own blocks.
+    """
     from e2b import Sandbox
 
-    opts: dict[str, Any] = {"api_key": API_KEY, "api_url": url, "sandbox_url": url}
-    for _ in range(20):  # warm up connections and code paths
-        Sandbox.create(**opts).kill()
-    lat: list[float] = []
-    t0 = time.perf_counter()
-    for _ in range(n):
-        t = time.perf_counter()
-        sbx = Sandbox.create(**opts)
-        lat.append((time.perf_counter() - t) * 1000)
-        sbx.kill()
-    wall = time.perf_counter() - t0
+    opts: dict[str, dict[str, Any]] = {
+        name: {"api_key": API_KEY, "api_url": url, "sandbox_url": url} for name, url in urls.items()
+    }
+    for o in opts.values():
+        for _ in range(20):  # warm up connections and code paths
+            Sandbox.create(**o).kill()
+    lat: dict[str, list[float]] = {name: [] for name in urls}
+    wall = dict.fromkeys(urls, 0.0)
+    for block in range(blocks):
+        count = n // blocks + (1 if block < n % blocks else 0)
+        for name, o in opts.items():
+            t0 = time.perf_counter()
+            for _ in range(count):
+                t = time.perf_counter()
+                sbx = Sandbox.create(**o)
+                lat[name].append((time.perf_counter() - t) * 1000)
+                sbx.kill()
+            wall[name] += time.perf_counter() - t0
     return {
-        "p50_ms": statistics.median(lat),
-        "p99_ms": percentile(lat, 0.99),
-        "per_s": n / wall,
+        name: {
+            "p50_ms": statistics.median(lat[name]),
+            "p99_ms": percentile(lat[name], 0.99),
+            "per_s": n / wall[name],
+        }
+        for name in urls
     }
 
 
@@ -300,15 +316,13 @@ def main() -> None:
     args = parser.parse_args()
 
     real = Child("real", replicas=args.creates + 100)
+    bare = Child("bare")
     try:
-        sdk = create_kill(real.url, args.creates)
+        both = create_kill({"real": real.url, "bare": bare.url}, args.creates)
+        sdk, base = both["real"], both["bare"]
         cmd = commands(real.url, args.commands)
     finally:
         real.stop()
-    bare = Child("bare")
-    try:
-        base = create_kill(bare.url, args.creates)
-    finally:
         bare.stop()
     with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
         split = pool.submit(server_breakdown, args.creates, args.creates + 100).result()
