@@ -6,7 +6,8 @@ or, later, a real Kubernetes cluster. Everything above this layer talks to a
 backend only through :class:`Backend`, so a second backend can slot in.
 
 Every method is synchronous and thread-safe: the ASGI app calls them from
-worker threads. E2B operations raise
+worker threads, or, through :meth:`Backend.attempt`, on its event loop when a
+call can be answered at once. E2B operations raise
 :class:`~pytest_kruise_agents.claiming.errors.ClaimError` whose ``code`` is the
 HTTP status the real sandbox-manager answers; resource operations raise
 :class:`~pytest_kruise_agents.api.errors.InvalidError` on bad input (400) and
@@ -19,7 +20,7 @@ import builtins
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Generic, Literal, Protocol, TypeVar, runtime_checkable
 
 from pytest_kruise_agents.api.manifest import KubeObject
 from pytest_kruise_agents.claiming.view import SandboxView
@@ -30,6 +31,7 @@ __all__ = [
     "ClockMode",
     "CreateRequest",
     "ListQuery",
+    "Pending",
     "ResourceNotFound",
     "Route",
     "SandboxListener",
@@ -38,6 +40,8 @@ __all__ = [
 ]
 
 ClockMode = Literal["virtual", "realtime"]
+
+T = TypeVar("T")
 
 
 class ResourceNotFound(LookupError):
@@ -138,9 +142,34 @@ SandboxListener = Callable[[str, "str | None"], None]
 deleted). Called from the backend's own thread; must not call back into it."""
 
 
+@dataclass(frozen=True, slots=True)
+class Pending(Generic[T]):
+    """A call :meth:`Backend.attempt` could not answer at once.
+
+    ``finish()`` completes it and returns its value (or raises its error). It
+    may block (run the model, wait for the clock, wait for the lock), so call
+    it from a worker thread, exactly once.
+    """
+
+    finish: Callable[[], T]
+
+
 @runtime_checkable
 class Backend(Protocol):
     """One cluster running the claim system (see the module docstring)."""
+
+    def attempt(self, call: Callable[[], T]) -> T | Pending[T]:
+        """Answer ``call()`` (this backend's methods, arguments bound) at once if it can be.
+
+        Returns the call's value (or raises its error) when it was answered on
+        the calling thread without blocking: no lock held elsewhere waited
+        for, no clock waited on, at most a few milliseconds of model work.
+        Otherwise returns :class:`Pending`, whose ``finish()`` completes the
+        call (what was started is not started again). An event loop uses this
+        to skip the worker-thread hop for quick calls. A backend that cannot
+        tell returns ``Pending(call)``.
+        """
+        ...
 
     # -- resources (kubectl-like) -------------------------------------------------------
 

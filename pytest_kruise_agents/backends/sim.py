@@ -11,6 +11,13 @@ worker threads, so every call holds one lock around the model. Two clocks:
   ``start + (wall elapsed) * speed``. A call starts its SimPy process under the
   lock and waits (without the lock) until the driver has run it to its end,
   so external clients see timeouts fire on the wall clock.
+
+:meth:`SimBackend.attempt` answers a call on the caller's own thread (the
+server's event loop) when it can be answered at once: the lock is free, and
+the call either needs no model time or, in virtual mode, its process ends
+within a short budget (:data:`INLINE_BUDGET_S` by default). Otherwise the rest of the call
+(its process keeps running, nothing is started twice) is handed back as a
+:class:`~pytest_kruise_agents.backends.base.Pending` for a worker thread.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import time
 from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, Final, TypeVar
 
 import simpy
@@ -35,6 +43,7 @@ from pytest_kruise_agents.backends.base import (
     ClockMode,
     CreateRequest,
     ListQuery,
+    Pending,
     ResourceNotFound,
     Route,
     SandboxListener,
@@ -54,15 +63,26 @@ from pytest_kruise_agents.claiming.view import (
 from simulator.cluster import Cluster
 from simulator.errors import NotFoundError
 
-__all__ = ["DEFAULT_POOLS", "SimBackend", "default_pools_yaml"]
+__all__ = ["DEFAULT_POOLS", "INLINE_BUDGET_S", "SimBackend", "default_pools_yaml"]
 
 T = TypeVar("T")
+V = TypeVar("V")
 
 DEFAULT_POOLS: Final = ("base", "code-interpreter-v1")
 """The pools of the default cluster: the templates the E2B SDKs use by default."""
 
 _DRIVER_TICK_S: Final = 0.005
 """Longest wall time the realtime driver sleeps before it looks at the clock again."""
+
+INLINE_BUDGET_S: Final = 0.005
+"""Default longest wall time :meth:`SimBackend.attempt` runs the model on the caller's thread.
+
+Python's default GIL switch interval: an event loop calling :meth:`SimBackend.attempt`
+is held up about as long as a worker thread running the same call could hold the GIL.
+"""
+
+_STEPS_PER_CLOCK_READ: Final = 32
+"""Model events between two reads of the CPU clock while a budget runs."""
 
 _ROUTE_STATES: Final[dict[SandboxState, str]] = {
     SandboxState.RUNNING: "running",
@@ -115,6 +135,8 @@ class SimBackend:
     :param cluster: the cluster to serve; a new ``Cluster(**cluster_options)`` if omitted.
     :param clock: ``"virtual"`` or ``"realtime"``.
     :param speed: virtual seconds per wall second in realtime mode.
+    :param inline_budget_s: how long :meth:`attempt` may run the model on the
+        caller's thread (``0``: one short batch of events).
     """
 
     def __init__(
@@ -123,21 +145,27 @@ class SimBackend:
         *,
         clock: ClockMode = "virtual",
         speed: float = 1.0,
+        inline_budget_s: float = INLINE_BUDGET_S,
         **cluster_options: Any,
     ) -> None:
         if clock not in ("virtual", "realtime"):
             raise InvalidError("clock", f"must be virtual or realtime, got {clock!r}")
         if not speed > 0:
             raise InvalidError("speed", f"must be > 0, got {speed!r}")
+        if not inline_budget_s >= 0:
+            raise InvalidError("inline_budget_s", f"must be >= 0, got {inline_budget_s!r}")
         self.cluster = cluster if cluster is not None else Cluster(**cluster_options)
         self._mode: ClockMode = clock
         self._speed = float(speed)
+        self._budget = float(inline_budget_s)
         self._lock = threading.RLock()
         self._wake = threading.Condition(self._lock)
         self._listeners: list[SandboxListener] = []
         self._states: dict[str, str] = {}
         self._closed = False
         self._waiting: set[threading.Event] = set()
+        # The budget of an attempt, per thread: only the attempting thread may stop early.
+        self._inline = threading.local()
         self.cluster.world.manager_cache.add_handler("Sandbox", self._on_sandbox)
         self._driver: threading.Thread | None = None
         if clock == "realtime":
@@ -158,13 +186,14 @@ class SimBackend:
         replicas: int = 10,
         profile: str = "openkruise-head",
         nodes: int = 4,
+        inline_budget_s: float = INLINE_BUDGET_S,
     ) -> SimBackend:
         """A cluster of ``nodes`` nodes with ready pools ``base`` and ``code-interpreter-v1``."""
         cluster = Cluster(seed=seed, profile=profile, nodes=nodes)
         cluster.apply(default_pools_yaml(replicas))
         for name in DEFAULT_POOLS:
             cluster.wait_for_pool(name)
-        return cls(cluster, clock=clock, speed=speed)
+        return cls(cluster, clock=clock, speed=speed, inline_budget_s=inline_budget_s)
 
     # -- running the model ---------------------------------------------------------------
 
@@ -191,7 +220,10 @@ class SimBackend:
         if self._mode == "virtual":
             with self._lock:
                 self._check_open()
-                result: T = self.cluster.run(gen)
+                proc = self.cluster.env.process(gen)
+                proc.callbacks.append(_defuse)
+                self._step(proc, None)
+                result: T = _outcome(proc)
                 return result
         done = threading.Event()
         with self._lock:
@@ -211,6 +243,87 @@ class SimBackend:
             raise outcome
         value: T = outcome
         return value
+
+    def _step(self, proc: simpy.Process, deadline: float | None) -> bool:
+        """Virtual mode, under the lock: run the model until ``proc`` is processed.
+
+        With a ``deadline`` (``time.perf_counter()``), stop once it passes;
+        return whether ``proc`` was processed. This is ``env.run(until=proc)``
+        (same events, same order) made interruptible; ``proc`` must carry the
+        :func:`_defuse` callback, so whichever thread processes it never raises
+        its error: :func:`_outcome` does, in the thread that asked.
+        """
+        step = self.cluster.env.step
+        try:
+            if deadline is None:
+                while proc.callbacks is not None:
+                    step()
+                return True
+            clock = time.perf_counter
+            while proc.callbacks is not None:
+                for _ in range(_STEPS_PER_CLOCK_READ):
+                    step()
+                    if proc.callbacks is None:
+                        return True
+                if clock() > deadline:
+                    return False
+            return True
+        except simpy.core.EmptySchedule:
+            raise RuntimeError(
+                f'No scheduled events left but "until" event was not triggered: {proc}'
+            ) from None
+
+    def _op(self, gen: Generator[simpy.Event, Any, V], after: Callable[[V], T]) -> T:
+        """An E2B operation: run its process ``gen`` to the end, then ``after(value)`` under the lock.
+
+        Inside :meth:`attempt`, virtual mode runs the process for at most the
+        attempt's budget and raises :class:`_Unfinished` with the rest;
+        realtime mode raises it at once (the call waits for the wall clock).
+        """
+        deadline: float | None = getattr(self._inline, "deadline", None)
+        if deadline is None:
+            value = self._run(gen)
+            with self._lock:
+                return after(value)
+        if self._mode != "virtual":
+            raise _Unfinished(partial(self._op, gen, after))
+        self._check_open()
+        proc = self.cluster.env.process(gen)
+        proc.callbacks.append(_defuse)
+        if not self._step(proc, deadline):
+            raise _Unfinished(partial(self._finish, proc, after))
+        return after(_outcome(proc))
+
+    def _finish(self, proc: simpy.Process, after: Callable[[Any], T]) -> T:
+        """The rest of an operation :meth:`attempt` started: run on until ``proc`` ends."""
+        with self._lock:
+            self._check_open()
+            self._step(proc, None)
+            return after(_outcome(proc))
+
+    def attempt(self, call: Callable[[], T]) -> T | Pending[T]:
+        """``call()`` answered on this thread if it can be at once, else the rest as :class:`Pending`.
+
+        ``call`` is one of this backend's methods with its arguments bound. It
+        runs here only if the lock is free (never waited for), holding it
+        throughout; a call that runs the model (create, kill, pause, ...) must
+        end within the backend's ``inline_budget_s``, in virtual mode only.
+        Past the budget the process keeps its progress and
+        ``Pending.finish`` runs it on to its end; in realtime mode the whole
+        call is left to ``finish``. Errors of a call answered here are raised here.
+        """
+        if getattr(self._inline, "deadline", None) is not None:
+            return call()  # already inside an attempt on this thread
+        if not self._lock.acquire(blocking=False):
+            return Pending(call)
+        self._inline.deadline = time.perf_counter() + self._budget
+        try:
+            return call()
+        except _Unfinished as unfinished:
+            return Pending(unfinished.finish)
+        finally:
+            self._inline.deadline = None
+            self._lock.release()
 
     @contextmanager
     def locked(self) -> Iterator[Cluster]:
@@ -275,7 +388,7 @@ class SimBackend:
 
     def create_sandbox(self, caller: Caller, request: CreateRequest) -> SandboxView:
         """Claim a sandbox through the sandbox-manager; wait until answered."""
-        sbx: Sandbox = self._run(
+        return self._op(
             self.cluster.manager.create_sandbox(
                 namespace=caller.namespace,
                 user=caller.user,
@@ -288,11 +401,14 @@ class SimBackend:
                 if request.volume_mounts
                 else None,
                 allow_internet_access=request.allow_internet_access,
-            )
+            ),
+            self._written_view,
         )
-        with self._lock:
-            self._await_own_write(sbx)
-            return self._view(sbx)
+
+    def _written_view(self, sbx: Sandbox) -> SandboxView:
+        """Under the lock: the view of ``sbx`` once the manager's cache holds it."""
+        self._await_own_write(sbx)
+        return self._view(sbx)
 
     def _await_own_write(self, sbx: Sandbox) -> None:
         """Virtual mode: run on until the manager's cache holds ``sbx`` as written.
@@ -331,34 +447,43 @@ class SimBackend:
 
     def kill(self, caller: Caller, sandbox_id: str) -> None:
         """``DELETE /sandboxes/{id}``."""
-        self._run(self.cluster.manager.kill(caller.namespace, caller.user, sandbox_id))
+        self._op(self.cluster.manager.kill(caller.namespace, caller.user, sandbox_id), _discard)
 
     def set_timeout(self, caller: Caller, sandbox_id: str, timeout: int) -> None:
         """``POST /sandboxes/{id}/timeout``."""
-        self._run(
-            self.cluster.manager.set_timeout(caller.namespace, caller.user, sandbox_id, timeout)
+        self._op(
+            self.cluster.manager.set_timeout(caller.namespace, caller.user, sandbox_id, timeout),
+            _discard,
         )
 
     def pause(self, caller: Caller, sandbox_id: str, retention: timedelta | None = None) -> None:
         """``POST /sandboxes/{id}/pause`` (waits until paused)."""
-        self._run(self.cluster.manager.pause(caller.namespace, caller.user, sandbox_id, retention))
+        self._op(
+            self.cluster.manager.pause(caller.namespace, caller.user, sandbox_id, retention),
+            _discard,
+        )
 
     def connect(
         self, caller: Caller, sandbox_id: str, timeout: int | None
     ) -> tuple[SandboxView, bool]:
         """``POST /sandboxes/{id}/connect``: ``(sandbox, resumed)``."""
         seconds = int(self.cluster.profile.default_timeout_s) if timeout is None else timeout
-        sbx, resumed = self._run(
-            self.cluster.manager.connect(caller.namespace, caller.user, sandbox_id, seconds)
+        return self._op(
+            self.cluster.manager.connect(caller.namespace, caller.user, sandbox_id, seconds),
+            self._connected,
         )
-        with self._lock:
-            self._await_own_write(sbx)
-            return self._view(sbx), resumed
+
+    def _connected(self, answer: tuple[Sandbox, bool]) -> tuple[SandboxView, bool]:
+        sbx, resumed = answer
+        return self._written_view(sbx), resumed
 
     def resume(self, caller: Caller, sandbox_id: str, timeout: int | None) -> None:
         """``POST /sandboxes/{id}/resume``."""
         seconds = int(self.cluster.profile.default_timeout_s) if timeout is None else timeout
-        self._run(self.cluster.manager.resume(caller.namespace, caller.user, sandbox_id, seconds))
+        self._op(
+            self.cluster.manager.resume(caller.namespace, caller.user, sandbox_id, seconds),
+            _discard,
+        )
 
     def list_sandboxes(
         self, caller: Caller, query: ListQuery
@@ -504,6 +629,36 @@ class SimBackend:
                 done.set()
         if self._driver is not None and self._driver is not threading.current_thread():
             self._driver.join(timeout=5)
+
+
+class _Unfinished(BaseException):
+    """Inside :meth:`SimBackend.attempt`: the call cannot end at once; ``finish`` completes it.
+
+    A ``BaseException``: nothing between the attempt and the operation may swallow it.
+    """
+
+    def __init__(self, finish: Callable[[], Any]) -> None:
+        super().__init__()
+        self.finish = finish
+
+
+def _discard(_value: object) -> None:
+    """The ``after`` of an operation that answers nothing."""
+
+
+def _defuse(event: simpy.Event) -> None:
+    # A failed process must not crash whichever thread happens to step the
+    # model when it ends; _outcome re-raises its error for the caller.
+    if not event.ok:
+        event.defused = True
+
+
+def _outcome(proc: simpy.Process) -> Any:
+    """The value of a processed process, or raise its error."""
+    value: Any = proc.value
+    if not proc.ok:
+        raise value
+    return value
 
 
 def _settle(event: simpy.Event, done: threading.Event) -> None:

@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import pytest
 
@@ -15,7 +16,9 @@ from pytest_kruise_agents.backends import (
     Caller,
     CreateRequest,
     ListQuery,
+    Pending,
     ResourceNotFound,
+    SandboxView,
     SimBackend,
 )
 from pytest_kruise_agents.claiming.errors import ClaimError
@@ -23,6 +26,10 @@ from pytest_kruise_agents.claiming.errors import ClaimError
 ALICE = Caller("default", "alice")
 BOB = Caller("default", "bob")
 ADMIN = Caller("", "admin")
+NO_STOCK_WAIT = {
+    "e2b.agents.kruise.io/create-on-no-stock": "false",
+    "e2b.agents.kruise.io/claim-timeout-seconds": "600",
+}
 
 
 @pytest.fixture
@@ -243,13 +250,7 @@ def test_closing_a_realtime_backend_releases_calls_still_waiting() -> None:
         try:
             backend.create_sandbox(
                 ALICE,
-                CreateRequest(
-                    template="base",
-                    metadata={
-                        "e2b.agents.kruise.io/create-on-no-stock": "false",
-                        "e2b.agents.kruise.io/claim-timeout-seconds": "600",
-                    },
-                ),
+                CreateRequest(template="base", metadata=NO_STOCK_WAIT),
             )
         except BaseException as exc:
             outcome.append(exc)
@@ -264,3 +265,103 @@ def test_closing_a_realtime_backend_releases_calls_still_waiting() -> None:
     assert not thread.is_alive()
     assert len(outcome) == 1
     assert isinstance(outcome[0], RuntimeError), outcome
+
+
+# -- attempt: answering on the caller's thread --------------------------------------------
+
+
+def test_attempt_answers_quick_calls_at_once_and_raises_their_errors() -> None:
+    backend = SimBackend.default(seed=3, replicas=2, inline_budget_s=60)
+    try:
+        view = backend.attempt(partial(backend.create_sandbox, ALICE, CreateRequest("base")))
+        assert isinstance(view, SandboxView)
+        described = backend.attempt(partial(backend.describe, ALICE, view.sandbox_id))
+        assert isinstance(described, SandboxView) and described.state == "running"
+        route = backend.attempt(partial(backend.route, view.sandbox_id))
+        assert route is not None and route.state == "running"
+        assert backend.attempt(partial(backend.kill, ALICE, view.sandbox_id)) is None
+        with pytest.raises(ClaimError) as err:
+            backend.attempt(partial(backend.describe, ALICE, view.sandbox_id))
+        assert err.value.code == 404
+    finally:
+        backend.close()
+
+
+def test_attempt_never_waits_for_the_lock_and_starts_nothing_then(backend: SimBackend) -> None:
+    before = len(backend.records())
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with backend.locked():
+            held.set()
+            release.wait(timeout=30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert held.wait(timeout=30)
+        pending = backend.attempt(partial(backend.create_sandbox, ALICE, CreateRequest("base")))
+        assert isinstance(pending, Pending)
+    finally:
+        release.set()
+        holder.join(timeout=30)
+    assert len(backend.records()) == before  # nothing was claimed yet
+    view = pending.finish()
+    assert backend.describe(ALICE, view.sandbox_id).state == "running"
+    assert len(backend.records()) == before + 1
+
+
+def test_a_create_past_the_budget_is_finished_once_and_as_a_direct_call_would() -> None:
+    # A budget of 0 runs one batch of events; a cold create (the pool has one
+    # sandbox, refilled meanwhile) needs more. The same seed must give the
+    # same answers either way.
+    direct = SimBackend.default(seed=5, replicas=1)
+    attempted = SimBackend.default(seed=5, replicas=1, inline_budget_s=0)
+    try:
+        pendings = 0
+        for _ in range(3):
+            want = direct.create_sandbox(ALICE, CreateRequest("base"))
+            got = attempted.attempt(partial(attempted.create_sandbox, ALICE, CreateRequest("base")))
+            if isinstance(got, Pending):
+                pendings += 1
+                got = got.finish()
+            assert got == want
+            assert attempted.now() == direct.now()
+        assert pendings >= 1
+        assert len(attempted.records()) == len(direct.records()) == 3
+    finally:
+        direct.close()
+        attempted.close()
+
+
+def test_a_failure_past_the_budget_is_raised_by_finish_not_by_whoever_runs_the_model() -> None:
+    backend = SimBackend.default(seed=3, replicas=1, inline_budget_s=0)
+    try:
+        backend.create_sandbox(ALICE, CreateRequest("base"))  # the pool is now empty
+        backend.inject("pod_start_failure", selector={"template": "base"})  # and stays empty
+        pending = backend.attempt(
+            partial(backend.create_sandbox, ALICE, CreateRequest("base", metadata=NO_STOCK_WAIT))
+        )
+        assert isinstance(pending, Pending)
+        backend.advance(700)  # the claim times out meanwhile: not this call's error
+        with pytest.raises(ClaimError, match="no stock"):
+            pending.finish()
+    finally:
+        backend.close()
+
+
+def test_realtime_attempt_leaves_calls_that_wait_for_the_clock_to_finish() -> None:
+    backend = SimBackend.default(seed=2, replicas=2, clock="realtime", speed=20.0)
+    try:
+        pending = backend.attempt(partial(backend.create_sandbox, ALICE, CreateRequest("base")))
+        assert isinstance(pending, Pending)
+        view = pending.finish()
+        assert backend.describe(ALICE, view.sandbox_id).state == "running"
+        assert len(backend.records()) == 1
+    finally:
+        backend.close()
+
+
+def test_a_bad_inline_budget_is_refused() -> None:
+    with pytest.raises(InvalidError, match="inline_budget_s"):
+        SimBackend(inline_budget_s=-1)
