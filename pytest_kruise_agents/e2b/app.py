@@ -26,6 +26,7 @@ import contextlib
 import logging
 import shutil
 import tempfile
+import threading
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -106,6 +107,7 @@ class E2BApp:
             workspaces = Workspaces(root)
         self.workspaces: WorkspacesLike = workspaces
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
         self._closing = False
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -185,7 +187,7 @@ class E2BApp:
 
     @asynccontextmanager
     async def _lifespan(self, _app: FastAPI) -> AsyncIterator[None]:
-        self._loop = asyncio.get_running_loop()
+        self._set_loop(asyncio.get_running_loop())
         self._closing = False
         self.state.reset_limiters()
         try:
@@ -193,14 +195,22 @@ class E2BApp:
         finally:
             await self.aclose()
 
+    def _set_loop(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        self._loop = loop
+        self._loop_thread = threading.get_ident() if loop is not None else None
+
     def _on_sandbox_state(self, sandbox_id: str, state: str | None) -> None:
-        # Called on a backend thread (under its lock): only hand over to the loop.
+        # Called under the backend's lock, on a backend thread or on the loop itself
+        # (a call answered at once): only hand over to the loop.
         if state == "running" or self._closing:
             return
         loop = self._loop
         if loop is None or loop.is_closed():
             return
         action = self.workspaces.stop if state == "paused" else self.workspaces.remove
+        if threading.get_ident() == self._loop_thread:
+            loop.call_soon(self._spawn, action, sandbox_id)  # no wake-up needed
+            return
         with contextlib.suppress(RuntimeError):  # the loop closed in between
             loop.call_soon_threadsafe(self._spawn, action, sandbox_id)
 
@@ -235,12 +245,12 @@ class E2BApp:
                     log.exception("closing %r failed", target)
         if self._own_root is not None:
             await asyncio.to_thread(shutil.rmtree, self._own_root, True)
-        self._loop = None
+        self._set_loop(None)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._loop is None and scope["type"] == "http":
             # Served without a lifespan (e.g. an in-process ASGI transport).
-            self._loop = asyncio.get_running_loop()
+            self._set_loop(asyncio.get_running_loop())
         await self._entry(scope, receive, send)
 
 
