@@ -560,26 +560,33 @@ class SandboxManager:
         stored: Sandbox = yield from self._retry_update(sid, fresh, mutate)
         ctx.record("manager.pause", sandbox_key(stored))
 
+        yield from self._wait_paused(sid, stored)
+        return None
+
+    def _wait_paused(self, sid: str, sbx: Sandbox) -> Op:
+        """Wait (≤ 60 s) until the pause of ``sbx`` has stopped its pod: ``SandboxPaused=True``."""
+        meta = sbx.metadata
+
         def paused(obj: Sandbox | None) -> object | None:
             if obj is None:
                 return _GONE
-            cond = find_condition(obj.status.conditions, ConditionType.SANDBOX_PAUSED)
-            return obj if cond is not None and cond.status == "True" else None
+            return obj if _pause_done(obj) else None
 
         verdict, _ = yield from self.claimer.watch(
-            meta.namespace, meta.name, paused, timeout=PAUSE_WAIT_S, min_rv=_rv(stored)
+            meta.namespace, meta.name, paused, timeout=PAUSE_WAIT_S, min_rv=_rv(sbx), initial=sbx
         )
         if verdict is _GONE:
             raise route_not_found(sid)
         if verdict is None:
             raise InternalError(f"sandbox {sid} was not paused within {PAUSE_WAIT_S:g}s")
-        return None
+        return verdict
 
     def connect(self, namespace: str, user: str, sid: str, timeout_s: int) -> Op:
         """``POST /sandboxes/{id}/connect``: return ``(sandbox, resumed)``.
 
         A paused sandbox is resumed (timeout floored at
-        ``profile.min_resume_timeout_s``, written with ``paused=false``) and
+        ``profile.min_resume_timeout_s``, written with ``paused=false``; a
+        pause still stopping the pod is awaited first, ≤ 60 s) and
         awaited until running and ready (≤ 10 min); then the timeout is
         extended, never shortened. Resume conflicts answer 400, other
         failures 500, unknown sandboxes 404.
@@ -594,6 +601,13 @@ class SandboxManager:
             if state is None:
                 raise route_not_found(sid)
             if state == "paused":
+                if sbx.spec.paused and not _pause_done(sbx):
+                    # The API shows "paused" from the spec write on, while the
+                    # controller is still stopping the pod: let that finish, or
+                    # its status write (computed before the resume) would land
+                    # after ours and stop the sandbox we answer as running.
+                    # Upstream answers 400 here (not resumable); docs/fidelity.md.
+                    sbx = yield from self._wait_paused(sid, sbx)
                 min_resume = int(ctx.profile.min_resume_timeout_s)
 
                 def resume(cur: Sandbox) -> Sandbox | None:
@@ -704,6 +718,12 @@ def _deadline_error(last: ClaimError | None, failures: list[PickFailure]) -> Cla
         "context deadline exceeded", last_error=last, pick_failures=failures
     ).message
     return ClaimTimeoutError(message)
+
+
+def _pause_done(sbx: Sandbox) -> bool:
+    """Whether the controller has finished pausing ``sbx`` (its pod is gone)."""
+    cond = find_condition(sbx.status.conditions, ConditionType.SANDBOX_PAUSED)
+    return cond is not None and cond.status == "True"
 
 
 def _with_times(

@@ -64,6 +64,43 @@ def test_auto_pause_then_connect_resumes(pooled: Cluster) -> None:
     assert sbx.metadata.name in [s.metadata.name for s in page]
 
 
+def test_connect_while_an_auto_pause_is_under_way_leaves_the_sandbox_running(
+    pooled: Cluster,
+) -> None:
+    """A connect that lands between the auto-pause's spec write and the controller's pause.
+
+    The E2B API shows the sandbox as paused as soon as ``spec.paused`` is
+    written, while its pod still runs. Connect lets the pause finish first and
+    then resumes it, so it never answers with a sandbox that the controller is
+    about to stop (upstream answers 400 here: not resumable).
+    """
+    sbx = pooled.create_sandbox("base", timeout=60, auto_pause=True)
+    sid = pooled.sandbox_id(sbx)
+    name = sbx.metadata.name
+    # A slow pod deletion holds the controller's pause open long enough for the connect.
+    pooled.set_latency("api.delete", "1s")
+
+    def pause_requested_but_pod_running() -> bool:
+        seen = pooled.describe(sid)  # the manager's view, as GET /sandboxes/{id} answers
+        stored = pooled.get("sbx", name)  # etcd: the controller has not stopped it yet
+        return seen.spec.paused is True and stored.status.phase == "Running"
+
+    assert pooled.run_until(pause_requested_but_pod_running, timeout=120)
+    page, _ = pooled.list_sandboxes(states=["paused"])
+    assert [s.metadata.name for s in page] == [name]
+
+    resumed, was_paused = pooled.connect(sid, timeout=120)
+
+    assert was_paused is True
+    assert resumed.status.phase == "Running" and resumed.spec.paused is not True
+    for _ in range(30):  # and it stays running: no late stop from the interrupted pause
+        pooled.advance(1)
+        stored = pooled.get("sbx", name)
+        assert (stored.status.phase, stored.spec.paused) == ("Running", False), pooled.env.now
+    page, _ = pooled.list_sandboxes(states=["running"])
+    assert name in [s.metadata.name for s in page]
+
+
 def test_pause_and_kill(pooled: Cluster) -> None:
     """Pause stops the pod and keeps the sandbox; kill deletes it and a second kill is a 404."""
     sbx = pooled.create_sandbox("base", timeout=600)
