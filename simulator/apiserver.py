@@ -22,6 +22,7 @@ import simpy
 from pytest_kruise_agents.api.copying import deep_copy, shallow_copy
 from simulator.context import SimContext
 from simulator.informer import Informer, ObjKey
+from simulator.interning import FieldsSetInterner
 from simulator.ratelimit import TokenBucket
 
 __all__ = ["ApiError", "ApiServer", "Client", "Op"]
@@ -86,6 +87,8 @@ class ApiServer:
         self._informers: list[Informer] = []
         self._dependents: dict[str, dict[tuple[str, str, str], None]] = {}
         self.writes = 0
+        # Stored objects are never changed: their models share equal fields-sets.
+        self._share_fields_sets = FieldsSetInterner()
 
     # -- wiring ---------------------------------------------------------------
 
@@ -159,6 +162,7 @@ class ApiServer:
         meta.generation = 1
         meta.creation_timestamp = self.ctx.now_dt().replace(microsecond=0)
         meta.deletion_timestamp = None
+        self._share_fields_sets(obj)
         store[key] = obj
         ref = meta.controller_ref()
         if ref is not None:
@@ -210,6 +214,7 @@ class ApiServer:
         if new.metadata.deletion_timestamp is not None and not new.metadata.finalizers:
             self._remove(kind, key, new)
             return new
+        self._share_fields_sets(new)
         store[key] = new
         old_ref = old.metadata.controller_ref()
         new_ref = new.metadata.controller_ref()
@@ -244,6 +249,7 @@ class ApiServer:
                     "resource_version": self._next_rv(),
                 }
             )
+            self._share_fields_sets(new)
             store[key] = new
             self.writes += 1
             self._notify("MODIFIED", kind, old, new)

@@ -5,15 +5,24 @@ whose ``Ready`` conditions are equal may hold the same :class:`Condition`.
 A pool of 100,000 sandboxes carries about half a million conditions with a
 few hundred distinct values; sharing them is what keeps such a pool within a
 reasonable memory budget.
+
+Every pydantic model also carries the set of its explicitly set field names
+(``__pydantic_fields_set__``, 200-700 bytes each); a pooled sandbox with its
+pod is about nine models, so those sets were a third of its memory. A stored
+object is never changed, so its models can share one set per distinct value
+(:class:`FieldsSetInterner`); a copy made to write gets a set of its own
+(:mod:`pytest_kruise_agents.api.copying` copies it).
 """
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any, Final, get_args
+
+from pydantic import BaseModel
 
 from pytest_kruise_agents.api.meta import Condition
 
-__all__ = ["ConditionInterner"]
+__all__ = ["ConditionInterner", "FieldsSetInterner"]
 
 _MAX_ENTRIES: Final = 8192
 """The table is cleared when it grows past this: interning only saves memory."""
@@ -47,3 +56,72 @@ class ConditionInterner:
 
     def __len__(self) -> int:
         return len(self._table)
+
+
+class FieldsSetInterner:
+    """Make the models of an object about to be stored share equal fields-sets (a callable).
+
+    Call it on an object as the store takes it, after its last change. It
+    walks the object's models (the fields whose type mentions a model) and
+    stops at any model whose set is already a shared one: such a model was
+    stored before, and so was everything under it.
+    """
+
+    __slots__ = ("_ids", "_last", "_nested", "_table")
+
+    def __init__(self) -> None:
+        self._table: dict[frozenset[str], set[str]] = {}
+        self._ids: set[int] = set()
+        self._nested: dict[type, tuple[str, ...]] = {}
+        self._last: dict[type, set[str]] = {}
+        """Per model type, the shared set it had last: most often it has it again."""
+
+    def __call__(self, obj: BaseModel) -> None:
+        """Replace the fields-sets of ``obj``'s not yet shared models by shared equal ones."""
+        ids = self._ids
+        last = self._last
+        todo: list[Any] = [obj]
+        while todo:
+            model = todo.pop()
+            fields_set: set[str] = model.__pydantic_fields_set__
+            if id(fields_set) in ids:
+                continue
+            t = type(model)
+            shared = last.get(t)
+            if shared is None or shared != fields_set:
+                key = frozenset(fields_set)
+                shared = self._table.get(key)
+                if shared is None:
+                    # A copy: the model's own set may be shared with a model not stored.
+                    shared = self._table[key] = set(key)
+                    ids.add(id(shared))
+                last[t] = shared
+            object.__setattr__(model, "__pydantic_fields_set__", shared)
+            nested = self._nested.get(t)
+            if nested is None:
+                nested = self._nested[t] = _model_fields(t)
+            values = model.__dict__
+            for name in nested:
+                value = values[name]
+                if isinstance(value, BaseModel):
+                    todo.append(value)
+                elif type(value) is list:
+                    todo.extend(v for v in value if isinstance(v, BaseModel))
+                elif type(value) is dict:
+                    todo.extend(v for v in value.values() if isinstance(v, BaseModel))
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+
+def _model_fields(model: type[BaseModel]) -> tuple[str, ...]:
+    """The names of ``model``'s fields whose declared type mentions a model."""
+    return tuple(
+        name for name, info in model.model_fields.items() if _mentions_model(info.annotation)
+    )
+
+
+def _mentions_model(annotation: Any) -> bool:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return True
+    return any(_mentions_model(arg) for arg in get_args(annotation))
