@@ -115,6 +115,7 @@ def run_planning(claims: int) -> dict[str, Any]:
 def run_direct(claims: int) -> dict[str, Any]:
     """The same cluster, pool and arrivals driven by PoissonWorkload, nothing measured."""
     from simulator.cluster import Cluster
+    from simulator.collector import simulation_gc
     from simulator.planning.loading import parse_scenario
     from simulator.workloads import PoissonWorkload
 
@@ -127,9 +128,10 @@ def run_direct(claims: int) -> dict[str, Any]:
     work = PoissonWorkload(
         cluster.manager, template="base", rate=RATE, duration=claims / RATE, hold=HOLD
     )
-    cluster.env.run(until=work.start())
     stats = work.stats
-    cluster.run_until(lambda: stats.delivered + stats.failed >= stats.arrivals, timeout=36_000)
+    with simulation_gc():  # as the planning runner runs the model
+        cluster.env.run(until=work.start())
+        cluster.run_until(lambda: stats.delivered + stats.failed >= stats.arrivals, timeout=36_000)
     wall = time.perf_counter() - t0
     return {
         "model": "direct",

@@ -32,6 +32,7 @@ from pytest_kruise_agents.api.sandboxclaim import SandboxClaim
 from pytest_kruise_agents.api.sandboxset import SandboxSet
 from pytest_kruise_agents.claiming.errors import ClaimError
 from simulator.claim import Claimer
+from simulator.collector import simulation_gc
 from simulator.context import DEFAULT_EPOCH, SimContext
 from simulator.controllers.sandbox import SandboxController
 from simulator.controllers.sandboxclaim import SandboxClaimController
@@ -143,24 +144,27 @@ class Cluster:
         """Move virtual time forward by ``seconds``; timers due meanwhile fire."""
         if seconds < 0:
             raise InvalidError("seconds", "must be >= 0")
-        self.env.run(until=self.env.now + seconds)
+        with simulation_gc():
+            self.env.run(until=self.env.now + seconds)
 
     def run_until(self, predicate: Callable[[], bool], *, timeout: float = 3600.0) -> bool:
         """Run until ``predicate()`` holds or ``timeout`` virtual seconds pass; return whether it held."""
         env = self.env
         deadline = env.now + timeout
-        while not predicate():
-            nxt = env.peek()
-            if nxt > deadline:
-                env.run(until=deadline)
-                return predicate()
-            env.step()
+        with simulation_gc():
+            while not predicate():
+                nxt = env.peek()
+                if nxt > deadline:
+                    env.run(until=deadline)
+                    return predicate()
+                env.step()
         return True
 
     def run(self, gen: Generator[simpy.Event, Any, Any]) -> Any:
         """Run a SimPy sub-process to completion and return its value (or raise its error)."""
         proc = self.env.process(gen)
-        return self.env.run(until=proc)
+        with simulation_gc():
+            return self.env.run(until=proc)
 
     # -- resources ------------------------------------------------------------------
 
@@ -326,7 +330,8 @@ class Cluster:
     ) -> builtins.list[Sandbox | ClaimError]:
         """A burst of ``count`` concurrent claims; each result is a Sandbox or a ClaimError."""
         procs = [self.submit_create(template, **kwargs) for _ in range(count)]
-        self.env.run(until=self.env.all_of(procs))
+        with simulation_gc():
+            self.env.run(until=self.env.all_of(procs))
         results: builtins.list[Sandbox | ClaimError] = [p.value for p in procs]  # type: ignore[misc]
         return results
 

@@ -61,6 +61,7 @@ from pytest_kruise_agents.claiming.view import (
     template_resources,
 )
 from simulator.cluster import Cluster
+from simulator.collector import simulation_gc
 from simulator.errors import NotFoundError
 
 __all__ = ["DEFAULT_POOLS", "INLINE_BUDGET_S", "SimBackend", "default_pools_yaml"]
@@ -207,7 +208,8 @@ class SimBackend:
             while not self._closed:
                 target = self._target()
                 if target > env.now:
-                    env.run(until=target)
+                    with simulation_gc():
+                        env.run(until=target)
                 nxt = env.peek()
                 wait = _DRIVER_TICK_S
                 if nxt != float("inf"):
@@ -255,23 +257,28 @@ class SimBackend:
         """
         step = self.cluster.env.step
         try:
-            if deadline is None:
-                while proc.callbacks is not None:
-                    step()
-                return True
-            clock = time.perf_counter
-            while proc.callbacks is not None:
-                for _ in range(_STEPS_PER_CLOCK_READ):
-                    step()
-                    if proc.callbacks is None:
-                        return True
-                if clock() > deadline:
-                    return False
-            return True
+            with simulation_gc():
+                return self._steps(proc, step, deadline)
         except simpy.core.EmptySchedule:
             raise RuntimeError(
                 f'No scheduled events left but "until" event was not triggered: {proc}'
             ) from None
+
+    @staticmethod
+    def _steps(proc: simpy.Process, step: Callable[[], None], deadline: float | None) -> bool:
+        if deadline is None:
+            while proc.callbacks is not None:
+                step()
+            return True
+        clock = time.perf_counter
+        while proc.callbacks is not None:
+            for _ in range(_STEPS_PER_CLOCK_READ):
+                step()
+                if proc.callbacks is None:
+                    return True
+            if clock() > deadline:
+                return False
+        return True
 
     def _op(self, gen: Generator[simpy.Event, Any, V], after: Callable[[V], T]) -> T:
         """An E2B operation: run its process ``gen`` to the end, then ``after(value)`` under the lock.

@@ -31,6 +31,7 @@ from pytest_kruise_agents.api.quantity import parse_quantity
 from pytest_kruise_agents.api.sandboxset import SandboxSet
 from pytest_kruise_agents.claiming.errors import ClaimError
 from simulator.cluster import Cluster
+from simulator.collector import simulation_gc
 from simulator.errors import NotFoundError
 from simulator.planning.claims import (
     SandboxClaimTracker,
@@ -290,7 +291,8 @@ class _Run:
         while True:
             t = self.origin + step * self.interval
             if t > env.now:
-                env.run(until=t)
+                with simulation_gc():
+                    env.run(until=t)
             self._reap()
             self._sample(t)
             if self.progress is not None:
