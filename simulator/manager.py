@@ -24,8 +24,7 @@ import simpy
 
 from pytest_kruise_agents.api import keys
 from pytest_kruise_agents.api.base import format_time
-from pytest_kruise_agents.api.meta import find_condition
-from pytest_kruise_agents.api.sandbox import ConditionType, Sandbox, SandboxPhase, SandboxState
+from pytest_kruise_agents.api.sandbox import Sandbox, SandboxPhase, SandboxState
 from pytest_kruise_agents.claiming.errors import (
     BadRequestError,
     ClaimError,
@@ -65,6 +64,7 @@ from pytest_kruise_agents.claiming.retry import (
 )
 from pytest_kruise_agents.claiming.state import (
     is_claimed,
+    is_pause_settled,
     is_ready,
     is_reserved_failed,
     sandbox_key,
@@ -570,7 +570,7 @@ class SandboxManager:
         def paused(obj: Sandbox | None) -> object | None:
             if obj is None:
                 return _GONE
-            return obj if _pause_done(obj) else None
+            return obj if is_pause_settled(obj) else None
 
         verdict, _ = yield from self.claimer.watch(
             meta.namespace, meta.name, paused, timeout=PAUSE_WAIT_S, min_rv=_rv(sbx), initial=sbx
@@ -601,7 +601,7 @@ class SandboxManager:
             if state is None:
                 raise route_not_found(sid)
             if state == "paused":
-                if sbx.spec.paused and not _pause_done(sbx):
+                if sbx.spec.paused and not is_pause_settled(sbx):
                     # The API shows "paused" from the spec write on, while the
                     # controller is still stopping the pod: let that finish, or
                     # its status write (computed before the resume) would land
@@ -718,12 +718,6 @@ def _deadline_error(last: ClaimError | None, failures: list[PickFailure]) -> Cla
         "context deadline exceeded", last_error=last, pick_failures=failures
     ).message
     return ClaimTimeoutError(message)
-
-
-def _pause_done(sbx: Sandbox) -> bool:
-    """Whether the controller has finished pausing ``sbx`` (its pod is gone)."""
-    cond = find_condition(sbx.status.conditions, ConditionType.SANDBOX_PAUSED)
-    return cond is not None and cond.status == "True"
 
 
 def _with_times(

@@ -28,6 +28,7 @@ __all__ = [
     "REASON_TERMINATING",
     "is_claimed",
     "is_controlled_by_sandboxset",
+    "is_pause_settled",
     "is_ready",
     "is_reserved_failed",
     "pod_ip",
@@ -69,6 +70,12 @@ def is_claimed(sbx: Sandbox) -> bool:
 def is_ready(sbx: Sandbox) -> bool:
     """Whether the sandbox's ``Ready`` condition is ``True``."""
     cond = find_condition(sbx.status.conditions, ConditionType.READY)
+    return cond is not None and cond.status == "True"
+
+
+def is_pause_settled(sbx: Sandbox) -> bool:
+    """Whether a pause has stopped the pod: ``SandboxPaused`` is ``True`` (upstream: resumable)."""
+    cond = find_condition(sbx.status.conditions, ConditionType.SANDBOX_PAUSED)
     return cond is not None and cond.status == "True"
 
 

@@ -7,11 +7,12 @@ from datetime import timedelta
 import pytest
 
 from pytest_kruise_agents.api import keys
-from pytest_kruise_agents.api.meta import OwnerReference
+from pytest_kruise_agents.api.meta import Condition, OwnerReference
 from pytest_kruise_agents.api.sandbox import PodInfo, SandboxPhase, SandboxState
 from pytest_kruise_agents.claiming.state import (
     is_claimed,
     is_controlled_by_sandboxset,
+    is_pause_settled,
     is_ready,
     is_reserved_failed,
     pod_ip,
@@ -106,6 +107,22 @@ def test_is_ready_reads_the_ready_condition() -> None:
     bare = make_sandbox()
     bare.status.conditions = []
     assert not is_ready(bare)
+
+
+def test_a_pause_is_settled_once_the_sandbox_paused_condition_is_true() -> None:
+    """spec.paused alone is a pause under way; SandboxPaused=True means the pod is gone."""
+    sbx = make_sandbox(paused=True)
+    assert not is_pause_settled(sbx)
+    sbx.status.conditions = [
+        Condition(type="SandboxPaused", status="False", reason="Pending", last_transition_time=NOW)
+    ]
+    assert not is_pause_settled(sbx)
+    sbx.status.conditions = [
+        Condition(
+            type="SandboxPaused", status="True", reason="StopPauseSucceed", last_transition_time=NOW
+        )
+    ]
+    assert is_pause_settled(sbx)
 
 
 def test_reserved_failed_label() -> None:
