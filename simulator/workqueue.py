@@ -14,8 +14,10 @@ that never run.
 
 from __future__ import annotations
 
+import heapq
 from collections import deque
 from collections.abc import Callable
+from itertools import count
 from typing import Any
 
 import simpy
@@ -34,6 +36,12 @@ class WorkQueue:
         self._processing: set[Any] = set()
         self._waiters: deque[simpy.Event] = deque()
         self._timers: dict[Any, float] = {}
+        """Each key's pending ready time (its delayed add)."""
+        self._delayed: list[tuple[float, int, Any]] = []
+        """The pending delayed adds in ready-time order; forgotten or superseded ones linger."""
+        self._order = count()
+        self._armed: list[float] = []
+        """Times at which a wake-up is scheduled, earliest first."""
         self._start_worker: Callable[[simpy.Event | None], Any] | None = None
         self._unstarted = 0
 
@@ -84,31 +92,53 @@ class WorkQueue:
     def add_after(self, key: Any, delay: float) -> None:
         """Queue ``key`` after ``delay`` seconds of virtual time.
 
-        As client-go's delaying queue: one pending timer per key, and a key
-        already waiting keeps the earlier of its two ready times, so several
-        reconciles asking for the same requeue cause one reconcile.
+        As client-go's delaying queue: one pending ready time per key, and a
+        key already waiting keeps the earlier of its two ready times, so
+        several reconciles asking for the same requeue cause one reconcile.
+        Also as client-go, the waiting adds are a heap with one timer for the
+        earliest, not a timer each: a pool's sandboxes each wait for their
+        shutdown time, and a timer per requeue would keep every deleted
+        sandbox's timer in the simulation's event queue until it fired.
         """
         if delay <= 0:
             self.add(key)
             return
-        env = self.env
-        at = env.now + delay
+        at = self.env.now + delay
         pending = self._timers.get(key)
         if pending is not None and pending <= at:
             return
         self._timers[key] = at
-        timer = env.timeout(delay)
-        timer.callbacks.append(lambda _ev: self._fire(key, at))
+        heapq.heappush(self._delayed, (at, next(self._order), key))
+        self._arm(at)
 
-    def _fire(self, key: Any, at: float) -> None:
-        if self._timers.get(key) != at:
-            return  # superseded by an earlier timer
-        del self._timers[key]
-        self.add(key)
+    def _arm(self, at: float) -> None:
+        """Make sure a wake-up happens at ``at`` or earlier."""
+        armed = self._armed
+        if armed and armed[0] <= at:
+            return
+        heapq.heappush(armed, at)
+        self.env.timeout(at - self.env.now).callbacks.append(self._wake)
+
+    def _wake(self, _ev: simpy.Event) -> None:
+        now = self.env.now
+        armed = self._armed
+        while armed and armed[0] <= now:
+            heapq.heappop(armed)
+        delayed = self._delayed
+        timers = self._timers
+        while delayed and delayed[0][0] <= now:
+            at, _, key = heapq.heappop(delayed)
+            if timers.get(key) == at:  # else superseded by an earlier time, or forgotten
+                del timers[key]
+                self.add(key)
+        if delayed:
+            self._arm(delayed[0][0])
 
     def forget(self, key: Any) -> None:
         """Drop the pending delayed add of ``key``, if any."""
         self._timers.pop(key, None)
+        if not self._timers:
+            self._delayed.clear()  # nothing pending: the lingering entries all go
 
     def get(self) -> simpy.Event:
         """An event that fires with the next key; the caller must call :meth:`done`."""

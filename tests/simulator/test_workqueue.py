@@ -1,0 +1,84 @@
+"""The work queue's delayed adds (client-go's delaying queue)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import simpy
+
+from simulator.workqueue import WorkQueue
+
+
+def drain(env: simpy.Environment, q: WorkQueue, got: list[tuple[float, Any]]) -> None:
+    """A worker that records when each key reaches it."""
+
+    def worker() -> Any:
+        while True:
+            key = yield q.get()
+            got.append((env.now, key))
+            q.done(key)
+
+    env.process(worker())
+
+
+def test_delayed_keys_arrive_at_their_ready_times_in_order() -> None:
+    """Each key reaches a worker at its ready time, earliest first, whatever the order of adds."""
+    env = simpy.Environment()
+    q = WorkQueue(env, "q")
+    got: list[tuple[float, Any]] = []
+    drain(env, q, got)
+    q.add_after("c", 30)
+    q.add_after("a", 10)
+    q.add_after("b", 20)
+    q.add_after("now", 0)
+    env.run()
+    assert got == [(0, "now"), (10, "a"), (20, "b"), (30, "c")]
+
+
+def test_a_key_keeps_the_earlier_of_two_ready_times_and_arrives_once() -> None:
+    """A later delayed add of a waiting key changes nothing; an earlier one replaces it."""
+    env = simpy.Environment()
+    q = WorkQueue(env, "q")
+    got: list[tuple[float, Any]] = []
+    drain(env, q, got)
+    q.add_after("a", 10)
+    q.add_after("a", 50)  # later: ignored
+    q.add_after("b", 40)
+    q.add_after("b", 5)  # earlier: wins
+    env.run()
+    assert got == [(5, "b"), (10, "a")]
+
+
+def test_forget_drops_a_pending_delayed_add() -> None:
+    """A forgotten key does not arrive; others still do, and the key may be delayed again."""
+    env = simpy.Environment()
+    q = WorkQueue(env, "q")
+    got: list[tuple[float, Any]] = []
+    drain(env, q, got)
+    q.add_after("a", 10)
+    q.add_after("b", 20)
+    q.forget("a")
+    env.run(until=15)
+    q.add_after("a", 10)
+    env.run()
+    assert got == [(20, "b"), (25, "a")]
+
+
+def test_waiting_keys_share_one_timer_in_the_event_queue() -> None:
+    """A thousand delayed keys cost one pending simulation event, not a thousand.
+
+    Every pooled sandbox waits for its shutdown time: a timer each would keep
+    every deleted sandbox's timer in the event queue until it fired.
+    """
+    env = simpy.Environment()
+    q = WorkQueue(env, "q")
+    got: list[tuple[float, Any]] = []
+    drain(env, q, got)
+    env.run(until=1)
+    for i in range(1000):
+        q.add_after(i, 300 + i)
+    assert len(env._queue) <= 2  # the worker waits on get(), not on a timer
+    for i in range(999):
+        q.forget(i)
+    env.run()
+    assert got == [(1300, 999)]
