@@ -15,7 +15,6 @@ and a ``kind: List`` wrapper around several objects.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal, TypeAlias
 
@@ -27,6 +26,7 @@ from pytest_kruise_agents.api.base import KubeModel
 from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.api.keys import API_VERSION
 from pytest_kruise_agents.api.pod import Pod
+from pytest_kruise_agents.api.problems import expectation, format_path, reason, show
 from pytest_kruise_agents.api.sandbox import Sandbox
 from pytest_kruise_agents.api.sandboxclaim import SandboxClaim
 from pytest_kruise_agents.api.sandboxset import SandboxSet
@@ -221,7 +221,7 @@ def _load_node(node: Any, where: str, out: list[KubeObject]) -> None:
             _load_node(item, f"{where}[{index}]", out)
         return
     raise InvalidError(
-        where, f"expected an object (a mapping with apiVersion and kind), got {_show(node)}"
+        where, f"expected an object (a mapping with apiVersion and kind), got {show(node)}"
     )
 
 
@@ -236,7 +236,7 @@ def _load_list(node: Mapping[str, Any], where: str, out: list[KubeObject]) -> No
     if items is None:
         return
     if not isinstance(items, Sequence) or isinstance(items, str | bytes):
-        raise InvalidError(f"{where} items", f"must be a list, got {_show(items)}")
+        raise InvalidError(f"{where} items", f"must be a list, got {show(items)}")
     for index, item in enumerate(items):
         _load_node(item, f"{where}.items[{index}]", out)
 
@@ -285,93 +285,9 @@ def _first_problem(errors: list[ErrorDetails]) -> tuple[str, str]:
         and e["type"] not in ("missing", "extra_forbidden")
     ]
     if len(siblings) > 1 and first["type"] not in ("missing", "extra_forbidden"):
-        wanted = " or ".join(dict.fromkeys(_expectation(e) for e in siblings))
-        return _format_loc(first["loc"][:-1]), f"must be {wanted}, got {_show(first['input'])}"
-    return _format_loc(first["loc"]), _reason(first)
-
-
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-def _format_loc(loc: tuple[int | str, ...]) -> str:
-    """``('spec', 'volumes', 0, 'name')`` → ``spec.volumes[0].name``.
-
-    Map keys that are not identifiers (label keys such as
-    ``agents.kruise.io/lock``) are written in brackets, as Kubernetes does.
-    """
-    path = ""
-    for part in loc:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        elif _IDENTIFIER.match(part):
-            path += f".{part}" if path else part
-        else:
-            path += f"[{part}]"
-    return path
-
-
-_TYPE_WORDS = {
-    "string_type": "a string",
-    "int_type": "an integer",
-    "int_parsing": "an integer",
-    "int_from_float": "an integer",
-    "float_type": "a number",
-    "float_parsing": "a number",
-    "bool_type": "a boolean",
-    "bool_parsing": "a boolean",
-    "dict_type": "an object",
-    "model_type": "an object",
-    "model_attributes_type": "an object",
-    "list_type": "a list",
-    "datetime_type": "an RFC 3339 time",
-    "datetime_parsing": "an RFC 3339 time",
-}
-
-
-def _expectation(error: ErrorDetails) -> str:
-    return _TYPE_WORDS.get(error["type"], error["msg"].removeprefix("Input should be "))
-
-
-def _reason(error: ErrorDetails) -> str:
-    kind = error["type"]
-    ctx = error.get("ctx") or {}
-    if kind == "missing":
-        return "required value"
-    if kind == "extra_forbidden":
-        return "unknown field"
-    if kind in ("value_error", "assertion_error") and "error" in ctx:
-        return str(ctx["error"])
-    bounds = {
-        "greater_than_equal": (">=", "ge"),
-        "greater_than": (">", "gt"),
-        "less_than_equal": ("<=", "le"),
-        "less_than": ("<", "lt"),
-    }
-    if kind in bounds:
-        op, key = bounds[kind]
-        return f"must be {op} {ctx[key]}, got {_show(error['input'])}"
-    if kind == "string_too_short":
-        if ctx.get("min_length") == 1:
-            return "must not be empty"
-        return f"must be at least {ctx['min_length']} characters long"
-    if kind in ("literal_error", "enum"):
-        return f"unsupported value {_show(error['input'])}: must be {ctx['expected']}"
-    if kind in _TYPE_WORDS:
-        return f"must be {_TYPE_WORDS[kind]}, got {_show(error['input'])}"
-    message = error["msg"]
-    if message.startswith("Input should be "):
-        return "must be " + message.removeprefix("Input should be ")
-    return message
-
-
-def _show(value: Any) -> str:
-    """A short rendering of an offending value for an error message."""
-    if isinstance(value, Mapping):
-        return "an object"
-    if isinstance(value, list | tuple):
-        return "a list"
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+        wanted = " or ".join(dict.fromkeys(expectation(e) for e in siblings))
+        return format_path(first["loc"][:-1]), f"must be {wanted}, got {show(first['input'])}"
+    return format_path(first["loc"]), reason(first)
 
 
 # --------------------------------------------------------------------------- dumping

@@ -8,35 +8,22 @@ reason in plain words; :func:`line_of` finds the YAML line of a path.
 
 from __future__ import annotations
 
-import difflib
 import re
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import yaml
 from pydantic_core import ErrorDetails
 
+from pytest_kruise_agents.api.problems import format_path as api_format_path
+from pytest_kruise_agents.api.problems import reason, show, type_word
 from simulator.planning.errors import FieldError, PathError
 
 __all__ = ["first_problem", "format_path", "line_of"]
 
 _UNION_PARTS = re.compile(r"^(int|float|str|bool|none|dict|list|function-.*|.*\[.*\])$")
 _ARRIVAL_KINDS = {"poisson", "constant", "bursts", "diurnal", "trace"}
-_TYPE_WORDS = {
-    "string_type": "a string",
-    "int_type": "an integer",
-    "int_parsing": "an integer",
-    "int_from_float": "an integer",
-    "float_type": "a number",
-    "float_parsing": "a number",
-    "bool_type": "a boolean",
-    "bool_parsing": "a boolean",
-    "dict_type": "a mapping",
-    "model_type": "a mapping",
-    "model_attributes_type": "a mapping",
-    "list_type": "a list",
-    "none_required": "null",
-}
+_MAPPING = "a mapping"
+"""Scenario files are YAML: what Kubernetes calls an object is a mapping there."""
 
 
 def _clean_loc(loc: tuple[int | str, ...]) -> list[int | str]:
@@ -53,59 +40,14 @@ def _clean_loc(loc: tuple[int | str, ...]) -> list[int | str]:
 
 
 def format_path(loc: Sequence[int | str]) -> str:
-    path = ""
-    for part in loc:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        elif re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", part):
-            path += f".{part}" if path else part
-        else:
-            path += f"[{part!r}]"
-    return path
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, Mapping):
-        return "a mapping"
-    if isinstance(value, list | tuple):
-        return "a list"
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    """A location as a scenario field path, map keys quoted: ``pools[0].labels['a b']``."""
+    return api_format_path(loc, quote_keys=True)
 
 
 def _reason(error: ErrorDetails, known: Sequence[str]) -> str:
-    kind = error["type"]
-    ctx = error.get("ctx") or {}
-    if kind == "missing":
-        return "required value"
-    if kind == "extra_forbidden":
-        name = str(error["loc"][-1]) if error["loc"] else ""
-        close = difflib.get_close_matches(name, list(known), n=1)
-        return "unknown field" + (f" (did you mean {close[0]!r}?)" if close else "")
-    if kind in ("value_error", "assertion_error") and "error" in ctx:
-        return str(ctx["error"])
-    bounds = {
-        "greater_than_equal": (">=", "ge"),
-        "greater_than": (">", "gt"),
-        "less_than_equal": ("<=", "le"),
-        "less_than": ("<", "lt"),
-    }
-    if kind in bounds:
-        op, key = bounds[kind]
-        return f"must be {op} {ctx[key]}, got {_show(error['input'])}"
-    if kind == "string_too_short":
-        return "must not be empty"
-    if kind == "too_short":
-        return f"must have at least {ctx.get('min_length', 1)} item(s)"
-    if kind == "union_tag_invalid":
-        return f"unknown kind {ctx['tag']!r}: expected one of {ctx['expected_tags']}"
-    if kind == "union_tag_not_found":
+    if error["type"] == "union_tag_not_found":
         return f"required value: 'kind' (one of {', '.join(sorted(_ARRIVAL_KINDS))})"
-    if kind in ("literal_error", "enum"):
-        return f"unsupported value {_show(error['input'])}: must be {ctx['expected']}"
-    if kind in _TYPE_WORDS:
-        return f"must be {_TYPE_WORDS[kind]}, got {_show(error['input'])}"
-    return error["msg"].replace("Input should be", "must be").replace("Value error, ", "")
+    return reason(error, mapping_word=_MAPPING, known=known)
 
 
 def first_problem(errors: list[ErrorDetails], known: Sequence[str] = ()) -> tuple[str, str]:
@@ -127,9 +69,11 @@ def first_problem(errors: list[ErrorDetails], known: Sequence[str] = ()) -> tupl
     deepest = [(loc, e) for loc, e in cleaned if len(loc) == depth]
     loc, first = deepest[0]
     same = [e for l2, e in deepest if l2 == loc]
-    if len(same) > 1 and all(e["type"] in _TYPE_WORDS for e in same):
-        wanted = " or ".join(dict.fromkeys(_TYPE_WORDS[e["type"]] for e in same))
-        return format_path(loc), f"must be {wanted}, got {_show(first['input'])}"
+    words = [type_word(e["type"], mapping_word=_MAPPING) for e in same]
+    if len(same) > 1 and all(words):
+        wanted = " or ".join(dict.fromkeys(w for w in words if w))
+        got = show(first["input"], mapping_word=_MAPPING)
+        return format_path(loc), f"must be {wanted}, got {got}"
     return format_path(loc), _reason(first, known)
 
 
