@@ -18,7 +18,7 @@ import heapq
 from collections import deque
 from collections.abc import Callable
 from itertools import count
-from typing import Any
+from typing import Any, cast
 
 import simpy
 
@@ -117,16 +117,19 @@ class WorkQueue:
         if armed and armed[0] <= at:
             return
         heapq.heappush(armed, at)
-        self.env.timeout(at - self.env.now).callbacks.append(self._wake)
+        # The wake-up carries ``at``: from a later ``now``, ``now + (at - now)``
+        # may round to just below ``at``, and what is due is judged by ``at``.
+        wake = self.env.timeout(max(0.0, at - self.env.now), value=at)
+        wake.callbacks.append(self._wake)
 
-    def _wake(self, _ev: simpy.Event) -> None:
-        now = self.env.now
+    def _wake(self, ev: simpy.Event) -> None:
+        due = max(self.env.now, cast(float, ev.value))
         armed = self._armed
-        while armed and armed[0] <= now:
+        while armed and armed[0] <= due:
             heapq.heappop(armed)
         delayed = self._delayed
         timers = self._timers
-        while delayed and delayed[0][0] <= now:
+        while delayed and delayed[0][0] <= due:
             at, _, key = heapq.heappop(delayed)
             if timers.get(key) == at:  # else superseded by an earlier time, or forgotten
                 del timers[key]

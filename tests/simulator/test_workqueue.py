@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import simpy
 
 from simulator.workqueue import WorkQueue
@@ -82,3 +83,22 @@ def test_waiting_keys_share_one_timer_in_the_event_queue() -> None:
         q.forget(i)
     env.run()
     assert got == [(1300, 999)]
+
+
+def test_a_ready_time_the_clock_cannot_land_on_exactly_still_arrives() -> None:
+    """A wake-up set from a later time may land one rounding step before the ready time.
+
+    ``now + (at - now)`` is not always ``at`` in floating point (here it is
+    a hair less): the key is due at that wake-up all the same.
+    """
+    env = simpy.Environment()
+    q = WorkQueue(env, "q")
+    got: list[tuple[float, Any]] = []
+    drain(env, q, got)
+    first, later = 7575.273728634538, 28503.14759188356
+    assert first + (later - first) < later
+    q.add_after("a", first)
+    q.add_after("b", later)
+    env.run()
+    assert [key for _, key in got] == ["a", "b"]
+    assert got[1][0] == pytest.approx(later)
