@@ -7,7 +7,6 @@ a real API server; that staleness is what makes optimistic-lock conflicts real.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -23,6 +22,9 @@ Handler = Callable[[str, Any, Any], None]
 
 IndexFunc = Callable[[Any], Iterable[str]]
 
+_COMPACT_AFTER = 4096
+"""Removals after which an index bucket is rebuilt without the slots they vacated."""
+
 
 def _key(obj: KubeModel) -> ObjKey:
     meta = obj.metadata  # type: ignore[attr-defined]
@@ -32,28 +34,39 @@ def _key(obj: KubeModel) -> ObjKey:
 class _Index:
     """One secondary index: index key -> the objects under it, in insertion order.
 
-    Buckets are ``OrderedDict``s, not dicts, because claims read a pool's
-    bucket from the front (the first 100 candidates) while its front entries
-    are the ones taken away: a dict keeps a removed entry's slot until it
-    next grows, so iterating a busy pool of 100,000 from the front first
-    skipped over up to a few hundred thousand vacated slots, on every claim.
-    An ``OrderedDict`` iterates its linked list of live entries only.
+    A bucket is rebuilt after every ``_COMPACT_AFTER`` removals. Claims read
+    a pool's bucket from the front (the first 100 candidates) while its
+    front entries are the ones taken away, and a dict keeps a removed
+    entry's slot, which iteration walks over, until the dict next grows: a
+    busy pool of 100,000 had up to a few hundred thousand vacated slots in
+    front of its first candidate, walked on every claim. Rebuilding costs
+    one copy of the bucket per ``_COMPACT_AFTER`` removals.
     """
 
-    __slots__ = ("buckets", "fn", "keys_of")
+    __slots__ = ("buckets", "fn", "keys_of", "removals")
 
     def __init__(self, fn: IndexFunc) -> None:
         self.fn = fn
-        self.buckets: dict[str, OrderedDict[ObjKey, Any]] = {}
+        self.buckets: dict[str, dict[ObjKey, Any]] = {}
         self.keys_of: dict[ObjKey, tuple[str, ...]] = {}
+        self.removals: dict[str, int] = {}
+        """Removals from each bucket since it was last built."""
 
     def remove(self, key: ObjKey) -> None:
         for ikey in self.keys_of.pop(key, ()):
             bucket = self.buckets.get(ikey)
-            if bucket is not None:
-                bucket.pop(key, None)
-                if not bucket:
-                    del self.buckets[ikey]
+            if bucket is None:
+                continue
+            bucket.pop(key, None)
+            if not bucket:
+                del self.buckets[ikey]
+                self.removals.pop(ikey, None)
+                continue
+            removed = self.removals.get(ikey, 0) + 1
+            if removed >= _COMPACT_AFTER:
+                self.buckets[ikey] = dict(bucket)  # a fresh dict: no vacated slots
+                removed = 0
+            self.removals[ikey] = removed
 
     def put(self, key: ObjKey, obj: Any) -> None:
         new_keys = tuple(self.fn(obj))
@@ -61,10 +74,7 @@ class _Index:
         if old_keys != new_keys:
             self.remove(key)
             for ikey in new_keys:
-                bucket = self.buckets.get(ikey)
-                if bucket is None:
-                    bucket = self.buckets[ikey] = OrderedDict()
-                bucket[key] = obj
+                self.buckets.setdefault(ikey, {})[key] = obj
             if new_keys:
                 self.keys_of[key] = new_keys
         else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import pytest
@@ -208,6 +209,26 @@ def test_injected_api_faults(ctx: SimContext) -> None:
     with pytest.raises(ApiError) as err:
         run(ctx, api.get(client, "SandboxClaim", "default", "a"))
     assert err.value.code == 503
+
+
+def test_an_index_bucket_does_not_keep_the_room_of_removed_objects() -> None:
+    """A bucket emptied from the front reads in order, without its vacated slots.
+
+    Claims read a pool's bucket from the front while its front entries are
+    the ones taken: a dict that kept every vacated slot would make each read
+    walk them all.
+    """
+    inf = Informer("test", ("SandboxClaim",))
+    inf.add_index("SandboxClaim", "tpl", lambda o: (o.spec.template_name,))
+    for i in range(20_000):
+        inf.apply("ADDED", "SandboxClaim", None, claim(f"c{i}"))
+    full = sys.getsizeof(inf._indexes["SandboxClaim"]["tpl"].buckets["base"])
+    for i in range(16_384):
+        inf.apply("DELETED", "SandboxClaim", claim(f"c{i}"), None)
+    left = [o.metadata.name for o in inf.by_index("SandboxClaim", "tpl", "base")]
+    assert left == [f"c{i}" for i in range(16_384, 20_000)]
+    bucket = inf._indexes["SandboxClaim"]["tpl"].buckets["base"]
+    assert sys.getsizeof(bucket) <= sys.getsizeof(dict.fromkeys(range(len(bucket)))) < full
 
 
 def test_workqueue_deduplicates_and_serialises_keys() -> None:
