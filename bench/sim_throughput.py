@@ -5,11 +5,15 @@ Prints, for the same arrivals in the same run:
 1. the full model (profile defaults, pool 1,000, Poisson 200 claims/s, 200,000
    claims, each sandbox held exp(5 s) then killed) and a bare SimPy model of the
    same pool (a ``Store`` of sandboxes refilled after the same mean delay), as
-   claims per wall second and their ratio (goal: full >= 0.2x bare);
+   claims per wall second and their ratio (goal: full >= 0.2x bare), with the
+   SimPy events each model schedules per claim and the wall time per event;
 2. cost per claim (wall, and CPU, which other work on the machine does not
    inflate) from pool 100 to pool 100,000 (20,000 claims at 20/s) and from
    10,000 to 1,000,000 claims (pool 100,000, 200/s) (goal: flat within 25%:
-   nothing scans the whole pool per claim);
+   nothing scans the whole pool per claim); for run length, each run's
+   average, the cost of each tenth of it, and the cost of the 5,000 claims
+   before claim 10,000, 100,000 and 1,000,000 of the longest run (a run's
+   start is cheaper: until the first holds end no claim deletes a sandbox);
 3. peak memory (max RSS) of pool 100,000 with 1,000,000 claims (goal < 2 GiB);
    the same run is part 2's longest.
 
@@ -30,12 +34,20 @@ import resource
 import subprocess
 import sys
 import time
+from functools import partial
+from itertools import pairwise
 from typing import Any
 
 import simpy
 
 FULL_RATE = 200.0
 HOLD = "exp(5s)"
+WINDOWS = 10
+"""The timed claims of a full run are measured in this many equal windows too."""
+PROBE_AT = (10_000, 100_000, 1_000_000)
+"""Points of a run at which the cost of the claims just before is measured."""
+PROBE = 5_000
+"""How many claims before each of those points are measured."""
 
 
 def nodes_for(pool: int, rate: float) -> list[dict[str, Any]]:
@@ -65,7 +77,14 @@ spec:
 
 
 def run_full(pool: int, claims: int, rate: float, seed: int = 1) -> dict[str, Any]:
-    """The full model: fill the pool, then time ``claims`` Poisson claims."""
+    """The full model: fill the pool, then time ``claims`` Poisson claims.
+
+    Besides the whole run's cost, it gives the CPU cost per claim of each
+    tenth of the run, and of the ``PROBE`` claims that end before claim 10,000,
+    100,000 and 1,000,000 (those within the run): the cost of a claim at that
+    point of a run, without the cheaper start every run has (until the first
+    holds end, claims do not also delete sandboxes).
+    """
     from simulator.cluster import Cluster
     from simulator.collector import simulation_gc
     from simulator.workloads import PoissonWorkload
@@ -77,15 +96,22 @@ def run_full(pool: int, claims: int, rate: float, seed: int = 1) -> dict[str, An
     fill_wall = time.perf_counter() - t0
     cluster.records.clear()
     work = PoissonWorkload(cluster.manager, template="base", rate=rate, count=claims, hold=HOLD)
+    env = cluster.env
     t1 = time.perf_counter()
     c1 = time.process_time()
+    e1 = scheduled(env)
+    tenths = [claims * k // WINDOWS for k in range(WINDOWS + 1)]
+    probes = [(n - PROBE, n) for n in PROBE_AT if 2 * PROBE <= n <= claims]
+    marks = sorted({*tenths, *(m for pair in probes for m in pair)})
+    cpu_at = {0: c1}
     with simulation_gc():  # as Cluster.advance and run_until run the model
-        cluster.env.run(until=work.start())
-        cluster.run_until(
-            lambda: work.stats.delivered + work.stats.failed >= claims, timeout=36_000
-        )
+        work.start()
+        for upto in marks[1:]:
+            cluster.run_until(partial(ended, work.stats, upto), timeout=36_000)
+            cpu_at[upto] = time.process_time()
     wall = time.perf_counter() - t1
     cpu = time.process_time() - c1
+    events = scheduled(env) - e1
     recs = list(cluster.records)
     warm = [r.latency for r in recs if r.warm and r.latency is not None]
     warm.sort()
@@ -99,6 +125,11 @@ def run_full(pool: int, claims: int, rate: float, seed: int = 1) -> dict[str, An
         "claims_per_s": claims / wall,
         "us_per_claim": wall / claims * 1e6,
         "cpu_us_per_claim": cpu / claims * 1e6,
+        "cpu_us_per_claim_by_window": [
+            (cpu_at[b] - cpu_at[a]) / (b - a) * 1e6 for a, b in pairwise(tenths)
+        ],
+        "cpu_us_per_claim_before": {b: (cpu_at[b] - cpu_at[a]) / (b - a) * 1e6 for a, b in probes},
+        "events_per_claim": events / claims,
         "delivered": work.stats.delivered,
         "failed": work.stats.failed,
         "cold_share": sum(r.warm is False for r in recs) / max(1, len(recs)),
@@ -138,10 +169,12 @@ def run_bare(
             env.process(claim())
 
     t0 = time.perf_counter()
+    e0 = scheduled(env)
     env.process(arrivals())
     with simulation_gc():  # the collector policy the full model runs under, for like with like
         env.run()
     wall = time.perf_counter() - t0
+    events = scheduled(env) - e0
     return {
         "model": "bare",
         "pool": pool,
@@ -150,7 +183,20 @@ def run_bare(
         "wall_s": wall,
         "claims_per_s": claims / wall,
         "us_per_claim": wall / claims * 1e6,
+        "events_per_claim": events / claims,
     }
+
+
+def ended(stats: Any, n: int) -> bool:
+    """Whether ``n`` claims of a workload with ``stats`` have ended."""
+    return bool(stats.delivered + stats.failed >= n)
+
+
+def scheduled(env: simpy.Environment) -> int:
+    """How many events ``env`` has scheduled so far (SimPy numbers each one it queues)."""
+    # SimPy keeps no public count; its tie-break counter is one. Reading it
+    # consumes a number, which only shifts later tie-break numbers, not their order.
+    return int(next(env._eid))
 
 
 def in_subprocess(model: str, pool: int, claims: int, rate: float) -> dict[str, Any]:
@@ -168,6 +214,30 @@ def in_subprocess(model: str, pool: int, claims: int, rate: float) -> dict[str, 
 def per_claim(r: dict[str, Any]) -> str:
     """Wall and CPU microseconds per claim (CPU is robust to other work on the machine)."""
     return f"{r['us_per_claim']:8.1f} us/claim wall, {r['cpu_us_per_claim']:8.1f} us CPU"
+
+
+def marginal(r: dict[str, Any]) -> str:
+    """CPU per claim of the claims just before claim 10,000, 100,000, ... of one run."""
+    at = {int(k): v for k, v in r["cpu_us_per_claim_before"].items()}
+    if not at:
+        return "  (run too short for the per-point costs)"
+    first = at[min(at)]
+    return (
+        f"  at points of this run (CPU per claim of the {PROBE:,} claims before each): "
+        + ", ".join(f"claim {n:,}: {v:,.0f} us (x{v / first:.2f})" for n, v in sorted(at.items()))
+    )
+
+
+def by_window(r: dict[str, Any]) -> str:
+    """CPU microseconds per claim in each tenth of the run, and the last tenth against the first.
+
+    Measured in one process within minutes, this trend is less exposed to
+    other work on the machine than runs made at different times.
+    """
+    w = r["cpu_us_per_claim_by_window"]
+    return (
+        "  by tenths: " + " ".join(f"{x:,.0f}" for x in w) + f"  (last/first x{w[-1] / w[0]:.2f})"
+    )
 
 
 def main() -> None:
@@ -214,6 +284,13 @@ def main() -> None:
         )
         print(f"bare model: {bare['claims_per_s']:,.0f} claims/s")
         print(f"ratio full/bare: {full['claims_per_s'] / bare['claims_per_s']:.3f}  (goal >= 0.2)")
+        fe, be = full["events_per_claim"], bare["events_per_claim"]
+        print(
+            f"SimPy events per claim: full {fe:.1f}, bare {be:.1f}; wall per event: full "
+            f"{full['wall_s'] / (fe * claims) * 1e6:.2f} us, bare "
+            f"{bare['wall_s'] / (be * claims) * 1e6:.2f} us; at the bare model's cost per event "
+            f"the full model would reach ratio {be / fe:.3f}"
+        )
 
     mem_pool = 10_000 if args.quick else 100_000
     mem_claims = 40_000 if args.quick else 1_000_000
@@ -253,12 +330,15 @@ def main() -> None:
             r = in_subprocess("full", mem_pool, n, FULL_RATE)
             base = base or r["cpu_us_per_claim"]
             print(f"claims {n:>9,}: {per_claim(r)}  x{r['cpu_us_per_claim'] / base:.2f} CPU")
+            print(by_window(r))
         if not args.skip_memory:
             r = largest()
             print(
                 f"claims {mem_claims:>9,}: {per_claim(r)}  x{r['cpu_us_per_claim'] / base:.2f} CPU"
                 + ("  (from --big)" if args.big else "")
             )
+            print(by_window(r))
+            print(marginal(r))
 
     if "3" in parts and not args.skip_memory:
         r = largest()
