@@ -25,6 +25,7 @@ import os
 import signal
 import struct
 import termios
+import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -45,6 +46,7 @@ __all__ = [
     "ProcessTable",
     "PtySize",
     "exit_status",
+    "kill_marked",
 ]
 
 _log = logging.getLogger(__name__)
@@ -467,21 +469,35 @@ class ProcessTable:
         self._procs.clear()
 
 
-def kill_marked(marker: bytes) -> int:
+def kill_marked(marker: bytes, *, passes: int = 10, pause: float = 0.02) -> int:
     """SIGKILL every process whose initial environment holds ``marker`` (``VAR=value``).
 
     Reads ``/proc/<pid>/environ`` (Linux; only the server user's processes
-    are readable); returns how many processes were signalled.
+    are readable); returns how many processes were signalled. A process in
+    the middle of an exec (``nohup cmd &`` execs twice) reads as having no
+    environment for that moment, so the scan runs again after ``pause``
+    seconds, and again while a scan still finds one (at most ``passes``).
     """
-    killed = 0
+    killed: set[int] = set()
+    for scan in range(passes):
+        before = len(killed)
+        _kill_marked_once(marker, killed)
+        if scan and len(killed) == before:
+            break
+        time.sleep(pause)
+    return len(killed)
+
+
+def _kill_marked_once(marker: bytes, killed: set[int]) -> None:
+    """One scan of ``/proc``; adds the PIDs it signals to ``killed`` and skips those already in it."""
     me = os.getpid()
     try:
         entries = [e.name for e in os.scandir("/proc") if e.name.isdigit()]
     except OSError:
-        return 0
+        return
     for name in entries:
         pid = int(name)
-        if pid == me:
+        if pid == me or pid in killed:
             continue
         try:
             with open(f"/proc/{pid}/environ", "rb") as environ:
@@ -491,8 +507,7 @@ def kill_marked(marker: bytes) -> int:
         if marker in variables:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
-                killed += 1
-    return killed
+                killed.add(pid)
 
 
 async def stream_events(
