@@ -23,7 +23,7 @@ Handler = Callable[[str, Any, Any], None]
 IndexFunc = Callable[[Any], Iterable[str]]
 
 _COMPACT_AFTER = 4096
-"""Removals after which an index bucket is rebuilt without the slots they vacated."""
+"""Removals after which an index bucket read is rebuilt first without the slots they vacated."""
 
 
 def _key(obj: KubeModel) -> ObjKey:
@@ -34,13 +34,19 @@ def _key(obj: KubeModel) -> ObjKey:
 class _Index:
     """One secondary index: index key -> the objects under it, in insertion order.
 
-    A bucket is rebuilt after every ``_COMPACT_AFTER`` removals. Claims read
-    a pool's bucket from the front (the first 100 candidates) while its
-    front entries are the ones taken away, and a dict keeps a removed
-    entry's slot, which iteration walks over, until the dict next grows: a
-    busy pool of 100,000 had up to a few hundred thousand vacated slots in
-    front of its first candidate, walked on every claim. Rebuilding costs
-    one copy of the bucket per ``_COMPACT_AFTER`` removals.
+    An object keeps its place in a bucket while it stays under that key (an
+    update replaces it in place); it moves to the end only by leaving and
+    coming back.
+
+    A bucket is rebuilt when it is read after many removals
+    (:meth:`compacted`). Claims read a pool's bucket from the front (the
+    first 100 candidates) while its front entries are the ones taken away,
+    and a dict keeps a removed entry's slot, which iteration walks over,
+    until the dict next grows: a busy pool of 100,000 had up to a few
+    hundred thousand vacated slots in front of its first candidate, walked
+    on every claim. A bucket nobody reads is never rebuilt: each rebuild is a
+    fresh dict the garbage collector must walk (and, with a pool's worth of
+    entries, each walk reaches 100,000 objects spread over the heap).
     """
 
     __slots__ = ("buckets", "fn", "keys_of", "removals")
@@ -54,32 +60,43 @@ class _Index:
 
     def remove(self, key: ObjKey) -> None:
         for ikey in self.keys_of.pop(key, ()):
-            bucket = self.buckets.get(ikey)
-            if bucket is None:
-                continue
-            bucket.pop(key, None)
-            if not bucket:
-                del self.buckets[ikey]
-                self.removals.pop(ikey, None)
-                continue
-            removed = self.removals.get(ikey, 0) + 1
-            if removed >= _COMPACT_AFTER:
-                self.buckets[ikey] = dict(bucket)  # a fresh dict: no vacated slots
-                removed = 0
-            self.removals[ikey] = removed
+            self._drop(ikey, key)
+
+    def _drop(self, ikey: str, key: ObjKey) -> None:
+        bucket = self.buckets.get(ikey)
+        if bucket is None:
+            return
+        bucket.pop(key, None)
+        if bucket:
+            self.removals[ikey] = self.removals.get(ikey, 0) + 1
+        else:
+            del self.buckets[ikey]
+            self.removals.pop(ikey, None)
 
     def put(self, key: ObjKey, obj: Any) -> None:
         new_keys = tuple(self.fn(obj))
         old_keys = self.keys_of.get(key, ())
         if old_keys != new_keys:
-            self.remove(key)
+            for ikey in old_keys:
+                if ikey not in new_keys:
+                    self._drop(ikey, key)
             for ikey in new_keys:
                 self.buckets.setdefault(ikey, {})[key] = obj
             if new_keys:
                 self.keys_of[key] = new_keys
+            else:
+                self.keys_of.pop(key, None)
         else:
             for ikey in new_keys:
                 self.buckets[ikey][key] = obj
+
+    def compacted(self, ikey: str) -> dict[ObjKey, Any] | None:
+        """The bucket of ``ikey``, rebuilt first if ``_COMPACT_AFTER`` removals left their slots."""
+        bucket = self.buckets.get(ikey)
+        if bucket is not None and self.removals.get(ikey, 0) >= _COMPACT_AFTER:
+            bucket = self.buckets[ikey] = dict(bucket)  # a fresh dict: no vacated slots
+            self.removals[ikey] = 0
+        return bucket
 
 
 class Informer:
@@ -153,7 +170,7 @@ class Informer:
         The iterator is live (no copy, so a caller that stops early pays only for
         what it read): consume it without letting simulated time pass.
         """
-        bucket = self._indexes[kind][index].buckets.get(key)
+        bucket = self._indexes[kind][index].compacted(key)
         if not bucket:
             return iter(())
         return iter(bucket.values())

@@ -231,6 +231,48 @@ def test_an_index_bucket_does_not_keep_the_room_of_removed_objects() -> None:
     assert sys.getsizeof(bucket) <= sys.getsizeof(dict.fromkeys(range(len(bucket)))) < full
 
 
+def test_a_bucket_nobody_reads_is_never_rebuilt() -> None:
+    """Only a read rebuilds a bucket: a rebuild is a fresh dict the collector must walk.
+
+    A pool's index keeps buckets no claim reads (all of a pool's sandboxes,
+    creating ones too); rebuilding those after every few thousand claims
+    made 100,000-entry dicts for nothing.
+    """
+    inf = Informer("test", ("SandboxClaim",))
+    inf.add_index("SandboxClaim", "tpl", lambda o: (o.spec.template_name,))
+    for i in range(10_000):
+        inf.apply("ADDED", "SandboxClaim", None, claim(f"c{i}"))
+    index = inf._indexes["SandboxClaim"]["tpl"]
+    bucket = index.buckets["base"]
+    for i in range(8_192):
+        inf.apply("DELETED", "SandboxClaim", claim(f"c{i}"), None)
+    assert index.buckets["base"] is bucket
+    assert next(inf.by_index("SandboxClaim", "tpl", "base")).metadata.name == "c8192"
+    assert index.buckets["base"] is not bucket
+
+
+def test_an_object_keeps_its_place_under_a_key_it_keeps() -> None:
+    """Gaining another index key does not move an object to the end of the buckets it stays in."""
+    inf = Informer("test", ("SandboxClaim",))
+    inf.add_index(
+        "SandboxClaim",
+        "tpl",
+        lambda o: ("all", *(("labelled",) if o.metadata.labels else ())),
+    )
+    for name in ("a", "b", "c"):
+        inf.apply("ADDED", "SandboxClaim", None, claim(name))
+    old = claim("a")
+    labelled = old.model_copy(deep=True)
+    labelled.metadata.labels["x"] = "1"
+    inf.apply("MODIFIED", "SandboxClaim", old, labelled)
+    assert [o.metadata.name for o in inf.by_index("SandboxClaim", "tpl", "all")] == ["a", "b", "c"]
+    assert next(inf.by_index("SandboxClaim", "tpl", "all")).metadata.labels == {"x": "1"}
+    assert [o.metadata.name for o in inf.by_index("SandboxClaim", "tpl", "labelled")] == ["a"]
+    inf.apply("MODIFIED", "SandboxClaim", labelled, old)
+    assert inf.index_size("SandboxClaim", "tpl", "labelled") == 0
+    assert [o.metadata.name for o in inf.by_index("SandboxClaim", "tpl", "all")] == ["a", "b", "c"]
+
+
 def test_workqueue_deduplicates_and_serialises_keys() -> None:
     """A key waiting is not queued twice, and a key in process is re-queued only after done."""
     env = simpy.Environment()
