@@ -19,9 +19,9 @@ Prints, for the same arrivals in the same run:
 
 Each configuration runs in its own subprocess so that its peak RSS is its own.
 Each part-2 configuration but the largest runs ``--repeat`` times (default 2)
-and the run of least CPU per claim counts. ``--parts`` picks parts; ``--big FILE`` reuses the largest run's figures (the
-JSON line ``--one full 100000 1000000 200`` prints) made earlier on the same
-commit. ``--quick`` shrinks the runs (claims tenfold in part 1, pools up to
+and the run of least CPU per claim counts. ``--parts`` picks parts; ``--big
+FILE`` reuses the largest run's figures (the JSON line ``--one full 100000
+1000000 200`` prints) made earlier on the same commit. ``--quick`` shrinks the runs (claims tenfold in part 1, pools up to
 10,000, runs of 1,000 to 40,000 claims, the largest run to pool 10,000 with
 40,000 claims); the output says which sizes were run.
 """
