@@ -42,6 +42,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from pytest_kruise_agents.backends.base import Backend
 from pytest_kruise_agents.e2b import admin, control
 from pytest_kruise_agents.e2b.auth import admin_of, caller_of, security_schemes
+from pytest_kruise_agents.e2b.drain import DrainBeforeErrorMiddleware
 from pytest_kruise_agents.e2b.errors import GuardMiddleware, install_error_handlers
 from pytest_kruise_agents.e2b.limits import BodyLimitMiddleware
 from pytest_kruise_agents.e2b.settings import Settings
@@ -121,7 +122,7 @@ class E2BApp:
         self.router = SandboxTrafficRouter(
             BodyLimitMiddleware(self.control, settings.max_body_bytes), self.state, ws, apps
         )
-        self._entry = GuardMiddleware(self.router)
+        self._entry = DrainBeforeErrorMiddleware(GuardMiddleware(self.router))
         backend.subscribe(self._on_sandbox_state)
 
     # -- the control plane ------------------------------------------------------------

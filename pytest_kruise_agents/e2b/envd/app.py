@@ -28,6 +28,7 @@ from e2b.envd.process.process_connect import ProcessASGIApplication
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from pytest_kruise_agents.e2b.drain import DrainBeforeErrorMiddleware
 from pytest_kruise_agents.e2b.envd import context
 from pytest_kruise_agents.e2b.envd.auth import AuthError, check_token, user_from_basic
 from pytest_kruise_agents.e2b.envd.errors import GuardedCodec, http_error
@@ -75,7 +76,13 @@ class EnvdApp:
             ),
         }
 
+        self._entry = DrainBeforeErrorMiddleware(self._serve)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Standalone (tests, a sidecar) as well as under the E2B server's router.
+        await self._entry(scope, receive, send)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await _lifespan(receive, send)
             return

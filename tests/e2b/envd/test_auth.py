@@ -180,3 +180,14 @@ def test_an_unknown_user_is_unauthenticated(envd: Envd) -> None:
         sbx.commands.run("true", user="nobody")
     with pytest.raises(AuthenticationException, match="unknown user"):
         sbx.files.read("x", user="nobody")
+
+
+def test_refused_uploads_always_reach_the_sdk_as_401(guarded: Envd) -> None:
+    # envd refuses from the headers; before DrainBeforeErrorMiddleware about one
+    # refusal in 200 reached the SDK as an httpx.ReadError (the hyper client drops
+    # a connection answered while it still sends the body).
+    sbx = guarded.sandbox("sbx-tok")
+    for _ in range(200):
+        with pytest.raises(AuthenticationException):
+            sbx.files.write("f.txt", "x")
+    assert not guarded.workspace("sbx-tok").home.exists()

@@ -1,0 +1,117 @@
+"""Specification of DrainBeforeErrorMiddleware: an error answer waits for the request body, over real sockets."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import pytest
+from e2b import Sandbox, SandboxException
+from starlette.types import Receive, Scope, Send
+
+from pytest_kruise_agents.e2b.drain import DrainBeforeErrorMiddleware
+from pytest_kruise_agents.e2b.server import ServerThread
+
+from .conftest import Served
+
+QUIET = 0.3  # long enough for an answer sent at once to be on the socket
+
+
+async def answer_without_reading(scope: Scope, receive: Receive, send: Send) -> None:
+    """``/refuse`` answers 401 and ``/ok`` 200, both from the headers alone."""
+    if scope["type"] == "lifespan":
+        await receive()  # startup
+        await send({"type": "lifespan.startup.complete"})
+        await receive()  # shutdown
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    status = 401 if scope["path"] == "/refuse" else 200
+    await send(
+        {"type": "http.response.start", "status": status, "headers": [(b"content-length", b"2")]}
+    )
+    await send({"type": "http.response.body", "body": b"no" if status == 401 else b"ok"})
+
+
+@pytest.fixture(scope="module")
+def url() -> Iterator[tuple[str, int]]:
+    with ServerThread(DrainBeforeErrorMiddleware(answer_without_reading, max_bytes=1000)) as s:
+        yield s.host, s.port
+
+
+@pytest.fixture
+def conn(url: tuple[str, int]) -> Iterator[socket.socket]:
+    with socket.create_connection(url, timeout=5) as sock:
+        yield sock
+
+
+def post(path: str, length: int, *extra: str) -> bytes:
+    head = [f"POST {path} HTTP/1.1", "Host: t", f"Content-Length: {length}", *extra]
+    return ("\r\n".join(head) + "\r\n\r\n").encode()
+
+
+def answer(sock: socket.socket, within: float = 5) -> bytes:
+    """The next whole response's status line, or b"" if nothing came ``within`` seconds."""
+    sock.settimeout(within)
+    data = b""
+    try:
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    except TimeoutError:
+        if not data:
+            return b""
+        raise
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":")[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    while len(body) < length:  # the body may come in a later segment than the head
+        body += sock.recv(65536)
+    return head.split(b"\r\n")[0]
+
+
+def test_an_error_goes_out_only_once_the_body_is_in(conn: socket.socket) -> None:
+    conn.sendall(post("/refuse", 10) + b"12345")
+    assert answer(conn, within=QUIET) == b""
+    conn.sendall(b"67890")
+    assert answer(conn) == b"HTTP/1.1 401 Unauthorized"
+    # The body was read to its end, so the connection is still good for the next request.
+    conn.sendall(post("/ok", 0))
+    assert answer(conn) == b"HTTP/1.1 200 OK"
+
+
+def test_a_success_is_never_held(conn: socket.socket) -> None:
+    conn.sendall(post("/ok", 10) + b"12345")
+    assert answer(conn) == b"HTTP/1.1 200 OK"
+
+
+def test_a_request_without_a_body_is_answered_at_once(conn: socket.socket) -> None:
+    conn.sendall(b"GET /refuse HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert answer(conn) == b"HTTP/1.1 401 Unauthorized"
+
+
+def test_past_max_bytes_the_error_goes_out_anyway(conn: socket.socket) -> None:
+    conn.sendall(post("/refuse", 100_000) + b"x" * 999)
+    assert answer(conn, within=QUIET) == b""
+    conn.sendall(b"x" * 2000)
+    assert answer(conn) == b"HTTP/1.1 401 Unauthorized"
+
+
+def test_a_client_waiting_for_100_continue_is_answered_at_once(conn: socket.socket) -> None:
+    # It sends no body after a final status: waiting for one would hang both sides.
+    conn.sendall(post("/refuse", 10, "Expect: 100-continue"))
+    assert answer(conn) == b"HTTP/1.1 401 Unauthorized"
+
+
+def test_writes_to_a_gone_sandbox_always_reach_the_sdk_as_its_error(echo_server: Served) -> None:
+    # The router answers 502 from the headers; before the middleware the SDK lost
+    # about one answer in 200 this way to an httpx.ReadError.
+    sbx = Sandbox.create(template="base", **echo_server.sdk())
+    sbx.kill()
+    for _ in range(200):
+        with pytest.raises(SandboxException, match="not found"):
+            sbx.files.write("f.txt", "x")
