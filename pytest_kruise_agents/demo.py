@@ -152,47 +152,53 @@ def run_e2b_tour(seed: int = 42, console: Console | None = None) -> None:
     from pytest_kruise_agents.e2b.settings import ApiKey, Settings
 
     out = console or Console()
+
+    # Each line is a call and its result, the export line a command to copy:
+    # the terminal may fold them, but rich must not break them.
+    def say(text: str, *, highlight: bool = True) -> None:
+        out.print(text, highlight=highlight, soft_wrap=True)
+
     out.rule("[bold]7. The E2B-compatible server, used by the real e2b SDK")
     backend = SimBackend.default(seed=seed, replicas=3)
     key = ApiKey(key=DEMO_API_KEY, team="default", id="demo")
     try:
         with ServerThread(create_app(backend, Settings(api_keys=[key]))) as server:
-            out.print("A client points the unmodified SDK at it with:")
-            out.print(
+            say("A client points the unmodified SDK at it with:")
+            say(
                 f"  export E2B_API_URL={server.url} E2B_SANDBOX_URL={server.url} "
                 f"E2B_API_KEY={DEMO_API_KEY}",
                 highlight=False,
             )
             opts = {"api_key": DEMO_API_KEY, "api_url": server.url, "sandbox_url": server.url}
             sbx = Sandbox.create(template="base", metadata={"user": "demo"}, **opts)  # type: ignore[arg-type]
-            out.print(f"Sandbox.create(template='base') -> {sbx.sandbox_id}")
+            say(f"Sandbox.create(template='base') -> {sbx.sandbox_id}")
             result = sbx.commands.run("echo hello from $E2B_SANDBOX_ID; uname -s")
-            out.print(
+            say(
                 f"sbx.commands.run(...) -> exit {result.exit_code}, stdout {result.stdout!r}",
                 highlight=False,
             )
             sbx.files.write("/home/user/hello.txt", "written through envd")
-            out.print(
+            say(
                 f"sbx.files.read('/home/user/hello.txt') -> {sbx.files.read('/home/user/hello.txt')!r}"
             )
             ci = CodeInterpreter.create(**opts)
             execution = ci.run_code("sum(i * i for i in range(10))")
-            out.print(
+            say(
                 f"CodeInterpreter.create() -> {ci.sandbox_id}; "
                 f"run_code('sum(i * i for i in range(10))') -> {execution.text}",
                 highlight=False,
             )
             listed = Sandbox.list(**opts).next_items()  # type: ignore[arg-type]
-            out.print(
+            say(
                 f"Sandbox.list() sees {len(listed)} sandboxes: "
                 + ", ".join(info.sandbox_id for info in listed)
             )
             ci.kill()
             sbx.kill()
-            out.print("both killed; their workspaces and processes are gone")
+            say("both killed; their workspaces and processes are gone")
             for rec in backend.records()[-2:]:
                 warm = "warm" if rec["warm"] else "cold"
-                out.print(
+                say(
                     f"  claim of {rec['template']}: {warm}, {rec['latency'] * 1000:.1f} ms "
                     "of virtual time from request to delivery"
                 )
