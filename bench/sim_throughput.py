@@ -15,7 +15,12 @@ Prints, for the same arrivals in the same run:
    before claim 10,000, 100,000 and 1,000,000 of the longest run (a run's
    start is cheaper: until the first holds end no claim deletes a sandbox);
 3. peak memory (max RSS) of pool 100,000 with 1,000,000 claims (goal < 2 GiB);
-   the same run is part 2's longest.
+   the same run is part 2's longest;
+4. where a claim's time goes in the full model (part 1's configuration,
+   20,000 claims): wall microseconds and SimPy events per claim by the
+   process or callback each event resumes (controller workers, the manager's
+   claim path, watch deliveries to informer caches, the kubelet, ...), timed
+   around each ``env.step()``.
 
 Each configuration runs in its own subprocess so that its peak RSS is its own.
 Each part-2 configuration but the largest runs ``--repeat`` times (default 2)
@@ -35,6 +40,8 @@ import resource
 import subprocess
 import sys
 import time
+from collections import defaultdict
+from collections.abc import Callable
 from functools import partial
 from itertools import pairwise
 from typing import Any
@@ -77,6 +84,19 @@ spec:
 """
 
 
+def filled(pool: int, claims: int, rate: float, seed: int) -> tuple[Any, Any]:
+    """A cluster whose pool is full, and its (not yet started) Poisson workload."""
+    from simulator.cluster import Cluster
+    from simulator.workloads import PoissonWorkload
+
+    cluster = Cluster(seed=seed, nodes=nodes_for(pool, rate), log=False)
+    cluster.apply(POOL.format(replicas=pool))
+    cluster.wait_for_pool("base", timeout=36_000)
+    cluster.records.clear()
+    work = PoissonWorkload(cluster.manager, template="base", rate=rate, count=claims, hold=HOLD)
+    return cluster, work
+
+
 def run_full(pool: int, claims: int, rate: float, seed: int = 1) -> dict[str, Any]:
     """The full model: fill the pool, then time ``claims`` Poisson claims.
 
@@ -86,17 +106,11 @@ def run_full(pool: int, claims: int, rate: float, seed: int = 1) -> dict[str, An
     point of a run, without the cheaper start every run has (until the first
     holds end, claims do not also delete sandboxes).
     """
-    from simulator.cluster import Cluster
     from simulator.collector import simulation_gc
-    from simulator.workloads import PoissonWorkload
 
     t0 = time.perf_counter()
-    cluster = Cluster(seed=seed, nodes=nodes_for(pool, rate), log=False)
-    cluster.apply(POOL.format(replicas=pool))
-    cluster.wait_for_pool("base", timeout=36_000)
+    cluster, work = filled(pool, claims, rate, seed)
     fill_wall = time.perf_counter() - t0
-    cluster.records.clear()
-    work = PoissonWorkload(cluster.manager, template="base", rate=rate, count=claims, hold=HOLD)
     env = cluster.env
     t1 = time.perf_counter()
     c1 = time.process_time()
@@ -138,6 +152,56 @@ def run_full(pool: int, claims: int, rate: float, seed: int = 1) -> dict[str, An
         "virtual_s": cluster.now,
         "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
+
+
+def run_breakdown(pool: int, claims: int, rate: float, seed: int = 1) -> dict[str, Any]:
+    """The full model's wall time and events per claim by what each event resumes.
+
+    Each ``env.step()`` is timed and charged to the first callback of the
+    event it processes: a process (by its generator's qualified name), or a
+    plain callback (by its qualified name or class). The timing itself adds
+    about a microsecond per event, charged to the owners alike.
+    """
+    from simulator.collector import simulation_gc
+
+    cluster, work = filled(pool, claims, rate, seed)
+    env = cluster.env
+    step = env.step
+    clock = time.perf_counter
+    spent: defaultdict[str, float] = defaultdict(float)
+    count: defaultdict[str, int] = defaultdict(int)
+
+    def timed_step() -> None:
+        owner = owner_of(env._queue[0][3]) if env._queue else "none"
+        t = clock()
+        step()
+        spent[owner] += clock() - t
+        count[owner] += 1
+
+    env.step = timed_step
+    with simulation_gc():
+        work.start()
+        cluster.run_until(partial(ended, work.stats, claims), timeout=36_000)
+    ranked = sorted(spent, key=spent.__getitem__, reverse=True)
+    return {
+        "model": "breakdown",
+        "pool": pool,
+        "claims": claims,
+        "rate": rate,
+        "us_per_claim": {k: spent[k] / claims * 1e6 for k in ranked},
+        "events_per_claim": {k: count[k] / claims for k in ranked},
+    }
+
+
+def owner_of(event: simpy.Event) -> str:
+    """What ``event`` resumes: the generator of a waiting process, else its first callback."""
+    for cb in event.callbacks or ():
+        proc = getattr(cb, "__self__", None)
+        if isinstance(proc, simpy.Process):
+            code = getattr(proc._generator, "gi_code", None)
+            return code.co_qualname if code is not None else type(proc._generator).__qualname__
+        return str(getattr(cb, "__qualname__", type(cb).__qualname__))
+    return "none"
 
 
 def run_bare(
@@ -266,7 +330,7 @@ def main() -> None:
         "--one", nargs=4, metavar=("MODEL", "POOL", "CLAIMS", "RATE"), help=argparse.SUPPRESS
     )
     parser.add_argument(
-        "--parts", default="1,2a,2b,3", help="which parts to run (default: 1,2a,2b,3)"
+        "--parts", default="1,2a,2b,3,4", help="which parts to run (default: 1,2a,2b,3,4)"
     )
     parser.add_argument(
         "--big",
@@ -285,7 +349,12 @@ def main() -> None:
     args = parser.parse_args()
     if args.one:
         model, pool, claims, rate = args.one
-        fn = run_full if model == "full" else run_bare
+        models: dict[str, Callable[[int, int, float], dict[str, Any]]] = {
+            "full": run_full,
+            "bare": run_bare,
+            "breakdown": run_breakdown,
+        }
+        fn = models[model]
         print(json.dumps(fn(int(pool), int(claims), float(rate))))
         return
 
@@ -372,6 +441,23 @@ def main() -> None:
             f"1,000,000 claims); {r['claims_per_s']:,.0f} claims/s; fill {r['fill_wall_s']:.0f} s wall"
             + ("  (from --big)" if args.big else "")
         )
+
+    if "4" in parts:
+        claims = 20_000 // scale
+        r = in_subprocess("breakdown", 1000, claims, FULL_RATE)
+        total = sum(r["us_per_claim"].values())
+        print(
+            f"\n## 4. Where a claim's time goes (full model, pool 1,000, 200/s, {claims:,} claims; "
+            f"{total:,.0f} us wall per claim in env.step)"
+        )
+        for owner, us in r["us_per_claim"].items():
+            if us < 1:
+                break
+            ev = r["events_per_claim"][owner]
+            print(
+                f"{us:7,.0f} us/claim {us / total:6.1%}  {ev:6.2f} events/claim "
+                f"{us / ev:6.1f} us/event  {owner}"
+            )
 
 
 if __name__ == "__main__":
