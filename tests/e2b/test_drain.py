@@ -115,3 +115,12 @@ def test_writes_to_a_gone_sandbox_always_reach_the_sdk_as_its_error(echo_server:
     for _ in range(200):
         with pytest.raises(SandboxException, match="not found"):
             sbx.files.write("f.txt", "x")
+
+
+def test_a_client_leaving_during_the_wait_costs_the_server_nothing(url: tuple[str, int]) -> None:
+    with socket.create_connection(url, timeout=5) as gone:
+        gone.sendall(post("/refuse", 10) + b"12345")
+        assert answer(gone, within=QUIET) == b""
+    with socket.create_connection(url, timeout=5) as sock:
+        sock.sendall(post("/refuse", 2) + b"ok")
+        assert answer(sock) == b"HTTP/1.1 401 Unauthorized"
