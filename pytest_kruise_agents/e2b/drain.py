@@ -4,8 +4,8 @@ An app may refuse a request on its headers alone (a missing token, a sandbox
 that is gone, an upload declared too large) while the client is still sending
 the body. The E2B SDK's HTTP stack (hyper, under ``pyqwest``) then drops the
 connection while it reads the answer, and the SDK raises ``httpx.ReadError``
-instead of the typed error the answer carries: a flake that grows with load
-(under a busy machine one unauthenticated ``files.write`` in a few hundred).
+instead of the typed error the answer carries: measured on a quiet machine,
+about one unauthenticated ``files.write`` in 200.
 
 :class:`DrainBeforeErrorMiddleware` holds back the start of an error answer
 (status >= 400) until the request body has been read to its end, discarding
