@@ -26,7 +26,7 @@ from pytest_kruise_agents.e2b.config import (
     default_config,
     load_config,
 )
-from pytest_kruise_agents.e2b.server import QuickAckProtocol
+from pytest_kruise_agents.e2b.server import uvicorn_config
 from pytest_kruise_agents.e2b.settings import Settings, is_loopback
 
 __all__ = ["ServeOptions", "base_url", "bind", "client_exports", "configure", "serve"]
@@ -156,16 +156,7 @@ def serve(
         stream.flush()
         if on_ready is not None:
             on_ready(url)
-        server = uvicorn.Server(
-            uvicorn.Config(
-                app,
-                log_level=opts.log_level,
-                access_log=False,
-                lifespan="on",
-                # Acknowledge at once: the SDK's split header/body writes would stall 40 ms.
-                http=QuickAckProtocol,
-            )
-        )
+        server = uvicorn.Server(uvicorn_config(app, log_level=opts.log_level, access_log=False))
         server.run(sockets=[sock])
     finally:
         backend.close()

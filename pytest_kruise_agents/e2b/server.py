@@ -11,12 +11,24 @@ import socket
 import threading
 import time
 from types import TracebackType
-from typing import Any
+from typing import Any, Final
 
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-__all__ = ["QuickAckProtocol", "ServerThread"]
+__all__ = ["KEEP_ALIVE_S", "QuickAckProtocol", "ServerThread", "uvicorn_config"]
+
+KEEP_ALIVE_S: Final = 620.0
+"""How long an idle connection stays open: longer than a client keeps one.
+
+The e2b SDK keeps an idle connection in its pool for 300 s
+(``E2B_KEEPALIVE_EXPIRY``), uvicorn by default only 5 s. A server closing an
+idle connection races the client's next request on it, which then fails
+(``httpx.WriteError`` "connection reset", ``RemoteProtocolError`` "connection
+closed before message completed"): 3 requests in 10 made 5 s after the one
+before on the same connection. The side that keeps connections shorter must
+close them, and that is the client.
+"""
 
 
 class QuickAckProtocol(H11Protocol):
@@ -36,6 +48,18 @@ class QuickAckProtocol(H11Protocol):
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
         super().data_received(data)
+
+
+def uvicorn_config(app: Any, **config: Any) -> uvicorn.Config:
+    """uvicorn's configuration for the servers of this package; ``config`` overrides it.
+
+    Lifespan on, :class:`QuickAckProtocol`, and idle connections kept
+    :data:`KEEP_ALIVE_S`.
+    """
+    config.setdefault("lifespan", "on")
+    config.setdefault("http", QuickAckProtocol)
+    config.setdefault("timeout_keep_alive", KEEP_ALIVE_S)
+    return uvicorn.Config(app, **config)
 
 
 class ServerThread:
@@ -67,14 +91,8 @@ class ServerThread:
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind((host, port))
         self.port: int = self._sock.getsockname()[1]
-        config.setdefault("http", QuickAckProtocol)
-        self._config = uvicorn.Config(
-            app,
-            log_level=log_level,
-            lifespan="on",
-            timeout_graceful_shutdown=2,
-            **config,
-        )
+        config.setdefault("timeout_graceful_shutdown", 2)
+        self._config = uvicorn_config(app, log_level=log_level, **config)
         self._server = uvicorn.Server(self._config)
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None

@@ -1,0 +1,59 @@
+"""Specification of the uvicorn set-up every server of the package shares (``e2b/server.py``)."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import e2b.api
+from starlette.types import Receive, Scope, Send
+
+from pytest_kruise_agents.e2b.server import KEEP_ALIVE_S, ServerThread
+
+UVICORN_DEFAULT_KEEP_ALIVE_S = 5
+
+
+async def hello(scope: Scope, receive: Receive, send: Send) -> None:
+    if scope["type"] == "lifespan":
+        await receive()
+        await send({"type": "lifespan.startup.complete"})
+        await receive()
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    await send(
+        {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]}
+    )
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+def get(sock: socket.socket) -> bytes:
+    """One request on ``sock``; the whole answer (b"" if the server had closed)."""
+    sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+    data = b""
+    try:
+        while not data.endswith(b"\r\n\r\nok"):
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    except ConnectionResetError:
+        return b""
+    return data
+
+
+def test_an_idle_connection_outlives_uvicorns_default_keep_alive() -> None:
+    # Closed after uvicorn's 5 s, a connection the client still pools makes its
+    # next request fail whenever the two cross (3 in 10 at a 5 s gap).
+    with (
+        ServerThread(hello) as server,
+        socket.create_connection(("127.0.0.1", server.port)) as sock,
+    ):
+        sock.settimeout(5)
+        assert get(sock).startswith(b"HTTP/1.1 200")
+        time.sleep(UVICORN_DEFAULT_KEEP_ALIVE_S + 0.5)
+        assert get(sock).startswith(b"HTTP/1.1 200")
+
+
+def test_the_client_keeps_idle_connections_shorter_than_the_server() -> None:
+    # The side keeping idle connections shorter closes them: it must be the client.
+    assert e2b.api.pool_idle_timeout < KEEP_ALIVE_S
