@@ -30,6 +30,7 @@ import threading
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +112,8 @@ class E2BApp:
         self._loop_thread: int | None = None
         self._closing = False
         self._tasks: set[asyncio.Task[None]] = set()
+        self._cleanups: dict[str, asyncio.Task[None]] = {}
+        """The latest workspace cleanup of each sandbox, while it runs."""
 
         self.control = self._build_control()
         ws = workspaces
@@ -120,7 +123,11 @@ class E2BApp:
         }
         self.sandbox_apps = apps
         self.router = SandboxTrafficRouter(
-            BodyLimitMiddleware(self.control, settings.max_body_bytes), self.state, ws, apps
+            BodyLimitMiddleware(self.control, settings.max_body_bytes),
+            self.state,
+            ws,
+            apps,
+            settle=self._settled,
         )
         self._entry = DrainBeforeErrorMiddleware(GuardMiddleware(self.router))
         backend.subscribe(self._on_sandbox_state)
@@ -216,7 +223,13 @@ class E2BApp:
             loop.call_soon_threadsafe(self._spawn, action, sandbox_id)
 
     def _spawn(self, action: Callable[[str], Awaitable[None]], sandbox_id: str) -> None:
+        # Registered at once, on the loop, before any later request is read: the
+        # router holds the sandbox's traffic until the cleanup ends (_settled).
+        previous = self._cleanups.get(sandbox_id)
+
         async def run() -> None:
+            if previous is not None:
+                await previous  # in order: a pause's stop, then a kill's removal
             try:
                 await action(sandbox_id)
             except Exception:
@@ -225,6 +238,24 @@ class E2BApp:
         task = asyncio.get_running_loop().create_task(run())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        self._cleanups[sandbox_id] = task
+        task.add_done_callback(partial(self._cleaned, sandbox_id))
+
+    def _cleaned(self, sandbox_id: str, task: asyncio.Task[None]) -> None:
+        if self._cleanups.get(sandbox_id) is task:
+            del self._cleanups[sandbox_id]
+
+    async def _settled(self, sandbox_id: str) -> None:
+        """Return once no workspace cleanup of ``sandbox_id`` runs.
+
+        A resumed sandbox's traffic waits here for its pause's cleanup, which
+        would otherwise kill the commands it starts (they carry the same
+        workspace marker as the ones the pause kills).
+        """
+        task = self._cleanups.get(sandbox_id)
+        if task is not None:
+            # Shielded: a client giving up must not cancel the cleanup.
+            await asyncio.shield(task)
 
     async def aclose(self) -> None:
         """Finish pending workspace cleanups and close every workspace (lifespan shutdown)."""

@@ -134,7 +134,9 @@ class SandboxTrafficRouter:
     """The ASGI app in front of everything: sandbox traffic to sub-apps, the rest to ``control``.
 
     ``apps`` maps a sandbox port to the ASGI app serving it (envd, interpreter);
-    ``workspaces`` provides each sandbox's workspace.
+    ``workspaces`` provides each sandbox's workspace; ``settle(sandbox_id)``,
+    if given, is awaited before a running sandbox's request is passed on (the
+    app waits there for a pause's cleanup of the workspace to end).
     """
 
     def __init__(
@@ -143,11 +145,14 @@ class SandboxTrafficRouter:
         state: ServerState,
         workspaces: WorkspacesLike,
         apps: Mapping[int, ASGIApp],
+        *,
+        settle: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self.control = control
         self.state = state
         self.workspaces = workspaces
         self.apps = dict(apps)
+        self.settle = settle
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -176,6 +181,8 @@ class SandboxTrafficRouter:
         if app is None:
             await self._refuse(scope, send, 502, PORT_CLOSED_MESSAGE, sid, port=port)
             return
+        if self.settle is not None:
+            await self.settle(sid)
         child = dict(scope)
         child["state"] = {WORKSPACE_KEY: self.workspaces.get(route)}
         await app(child, receive, send)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -261,3 +262,30 @@ def test_an_api_call_with_sandbox_headers_reaches_the_control_plane(echo_server:
 
     assert r.status_code == 201, r.text
     assert r.json()["sandboxID"] == sbx.sandbox_id
+
+
+def test_a_resumed_sandbox_is_served_only_after_its_pause_cleanup(server: Served) -> None:
+    # The cleanup runs on the server's loop after the pause is answered; were a
+    # resumed sandbox served before it ended, it would kill the new commands.
+    sbx = Sandbox.create(template="base", **server.sdk())
+    sbx.commands.run("true")
+    ended: list[float] = []
+
+    async def slow_cleanup(sandbox_id: str) -> None:
+        await asyncio.sleep(0.3)
+        ended.append(time.monotonic())
+
+    server.workspaces.add_stop_hook(slow_cleanup)
+    sbx.pause()
+    resumed = Sandbox.connect(sbx.sandbox_id, **server.sdk())
+    assert resumed.commands.run("echo back").stdout == "back\n"
+    assert ended and ended[0] <= time.monotonic()
+
+
+def test_commands_of_a_resumed_sandbox_survive_its_pause(server: Served) -> None:
+    sbx = Sandbox.create(template="base", **server.sdk())
+    for _ in range(15):
+        sbx.commands.run("sleep 30", background=True)  # the pause must kill this one
+        sbx.pause()
+        sbx = Sandbox.connect(sbx.sandbox_id, **server.sdk())
+        assert sbx.commands.run("echo alive").stdout == "alive\n"
