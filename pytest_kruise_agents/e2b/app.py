@@ -229,7 +229,8 @@ class E2BApp:
 
         async def run() -> None:
             if previous is not None:
-                await previous  # in order: a pause's stop, then a kill's removal
+                # In order: a pause's stop, then a kill's removal (wait never raises).
+                await asyncio.wait([previous])
             try:
                 await action(sandbox_id)
             except Exception:
@@ -254,8 +255,9 @@ class E2BApp:
         """
         task = self._cleanups.get(sandbox_id)
         if task is not None:
-            # Shielded: a client giving up must not cancel the cleanup.
-            await asyncio.shield(task)
+            # asyncio.wait neither cancels the cleanup when the client gives up
+            # nor raises if the cleanup was cancelled (at shutdown).
+            await asyncio.wait([task])
 
     async def aclose(self) -> None:
         """Finish pending workspace cleanups and close every workspace (lifespan shutdown)."""
