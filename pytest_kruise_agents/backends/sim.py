@@ -413,9 +413,15 @@ class SimBackend:
         )
 
     def _written_view(self, sbx: Sandbox) -> SandboxView:
-        """Under the lock: the view of ``sbx`` once the manager's cache holds it."""
+        """Under the lock: the view of ``sbx`` as delivered, answered once the manager's cache holds it.
+
+        The view is taken first, at the time of delivery: waiting for the cache
+        moves virtual time by a watch lag, and a sandbox whose timeout ends
+        within it would otherwise be answered as not found (a 404 to a create).
+        """
+        view = self._view(sbx)
         self._await_own_write(sbx)
-        return self._view(sbx)
+        return view
 
     def _await_own_write(self, sbx: Sandbox) -> None:
         """Virtual mode: run on until the manager's cache holds ``sbx`` as written.

@@ -68,6 +68,20 @@ def test_create_returns_the_e2b_view_with_metadata_and_token(backend: SimBackend
     assert route.access_token == view.envd_access_token
 
 
+def test_a_create_answers_the_sandbox_as_delivered_even_if_its_time_runs_out_after(
+    backend: SimBackend,
+) -> None:
+    # The backend waits one watch lag for the manager's cache to see its write;
+    # a sandbox whose 30 s end within that lag was answered 404 to its create.
+    backend.set_latency("watch.lag", "fixed(40s)")
+    start = backend.cluster.now
+    view = backend.create_sandbox(ALICE, CreateRequest(template="base", timeout=30))
+    assert view.state == "running"
+    assert backend.cluster.now - start > 30  # it has ended by the time it is answered
+    route = backend.route(view.sandbox_id)
+    assert route is None or route.state != "running"
+
+
 def test_a_sandbox_of_another_key_is_not_found(backend: SimBackend) -> None:
     view = backend.create_sandbox(ALICE, CreateRequest(template="base"))
     with pytest.raises(ClaimError) as err:
