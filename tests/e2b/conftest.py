@@ -36,6 +36,21 @@ KEYS = (
 )
 
 
+async def answer_without_reading(scope: Scope, receive: Receive, send: Send) -> None:
+    """``/refuse`` answers 401, any other path 200 ``ok``, from the headers alone (the body unread)."""
+    if scope["type"] == "lifespan":
+        await receive()  # startup
+        await send({"type": "lifespan.startup.complete"})
+        await receive()  # shutdown
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    status = 401 if scope["path"] == "/refuse" else 200
+    await send(
+        {"type": "http.response.start", "status": status, "headers": [(b"content-length", b"2")]}
+    )
+    await send({"type": "http.response.body", "body": b"no" if status == 401 else b"ok"})
+
+
 async def echo_app(scope: Scope, receive: Receive, send: Send) -> None:
     """A stand-in sandbox port: answers what it was asked and which workspace it got.
 

@@ -7,29 +7,13 @@ from collections.abc import Iterator
 
 import pytest
 from e2b import Sandbox, SandboxException
-from starlette.types import Receive, Scope, Send
 
 from pytest_kruise_agents.e2b.drain import DrainBeforeErrorMiddleware
 from pytest_kruise_agents.e2b.server import ServerThread
 
-from .conftest import Served
+from .conftest import Served, answer_without_reading
 
 QUIET = 0.3  # long enough for an answer sent at once to be on the socket
-
-
-async def answer_without_reading(scope: Scope, receive: Receive, send: Send) -> None:
-    """``/refuse`` answers 401 and ``/ok`` 200, both from the headers alone."""
-    if scope["type"] == "lifespan":
-        await receive()  # startup
-        await send({"type": "lifespan.startup.complete"})
-        await receive()  # shutdown
-        await send({"type": "lifespan.shutdown.complete"})
-        return
-    status = 401 if scope["path"] == "/refuse" else 200
-    await send(
-        {"type": "http.response.start", "status": status, "headers": [(b"content-length", b"2")]}
-    )
-    await send({"type": "http.response.body", "body": b"no" if status == 401 else b"ok"})
 
 
 @pytest.fixture(scope="module")

@@ -6,24 +6,12 @@ import socket
 import time
 
 import e2b.api
-from starlette.types import Receive, Scope, Send
 
 from pytest_kruise_agents.e2b.server import KEEP_ALIVE_S, ServerThread
 
+from .conftest import answer_without_reading
+
 UVICORN_DEFAULT_KEEP_ALIVE_S = 5
-
-
-async def hello(scope: Scope, receive: Receive, send: Send) -> None:
-    if scope["type"] == "lifespan":
-        await receive()
-        await send({"type": "lifespan.startup.complete"})
-        await receive()
-        await send({"type": "lifespan.shutdown.complete"})
-        return
-    await send(
-        {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]}
-    )
-    await send({"type": "http.response.body", "body": b"ok"})
 
 
 def get(sock: socket.socket) -> bytes:
@@ -45,7 +33,7 @@ def test_an_idle_connection_outlives_uvicorns_default_keep_alive() -> None:
     # Closed after uvicorn's 5 s, a connection the client still pools makes its
     # next request fail whenever the two cross (3 in 10 at a 5 s gap).
     with (
-        ServerThread(hello) as server,
+        ServerThread(answer_without_reading) as server,
         socket.create_connection(("127.0.0.1", server.port)) as sock,
     ):
         sock.settimeout(5)
