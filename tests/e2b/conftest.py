@@ -8,6 +8,7 @@ the calls tests need (SDK options, raw HTTP, the admin API).
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +50,36 @@ async def answer_without_reading(scope: Scope, receive: Receive, send: Send) -> 
         {"type": "http.response.start", "status": status, "headers": [(b"content-length", b"2")]}
     )
     await send({"type": "http.response.body", "body": b"no" if status == 401 else b"ok"})
+
+
+def answer(sock: socket.socket, within: float = 5) -> bytes:
+    """The status line of the next whole response on ``sock``.
+
+    b"" if nothing came ``within`` seconds or the server closed the connection.
+    """
+    sock.settimeout(within)
+    data = b""
+    try:
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return b""
+            data += chunk
+    except TimeoutError:
+        if not data:
+            return b""
+        raise
+    except ConnectionResetError:
+        return b""
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":")[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    while len(body) < length:  # the body may come in a later segment than the head
+        body += sock.recv(65536)
+    return head.split(b"\r\n")[0]
 
 
 async def echo_app(scope: Scope, receive: Receive, send: Send) -> None:

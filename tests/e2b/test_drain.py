@@ -11,7 +11,7 @@ from e2b import Sandbox, SandboxException
 from pytest_kruise_agents.e2b.drain import DrainBeforeErrorMiddleware
 from pytest_kruise_agents.e2b.server import ServerThread
 
-from .conftest import Served, answer_without_reading
+from .conftest import Served, answer, answer_without_reading
 
 QUIET = 0.3  # long enough for an answer sent at once to be on the socket
 
@@ -31,31 +31,6 @@ def conn(url: tuple[str, int]) -> Iterator[socket.socket]:
 def post(path: str, length: int, *extra: str) -> bytes:
     head = [f"POST {path} HTTP/1.1", "Host: t", f"Content-Length: {length}", *extra]
     return ("\r\n".join(head) + "\r\n\r\n").encode()
-
-
-def answer(sock: socket.socket, within: float = 5) -> bytes:
-    """The next whole response's status line, or b"" if nothing came ``within`` seconds."""
-    sock.settimeout(within)
-    data = b""
-    try:
-        while b"\r\n\r\n" not in data:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    except TimeoutError:
-        if not data:
-            return b""
-        raise
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = next(
-        int(line.split(b":")[1])
-        for line in head.split(b"\r\n")
-        if line.lower().startswith(b"content-length:")
-    )
-    while len(body) < length:  # the body may come in a later segment than the head
-        body += sock.recv(65536)
-    return head.split(b"\r\n")[0]
 
 
 def test_an_error_goes_out_only_once_the_body_is_in(conn: socket.socket) -> None:

@@ -9,24 +9,9 @@ import e2b.api
 
 from pytest_kruise_agents.e2b.server import KEEP_ALIVE_S, ServerThread
 
-from .conftest import answer_without_reading
+from .conftest import answer, answer_without_reading
 
 UVICORN_DEFAULT_KEEP_ALIVE_S = 5
-
-
-def get(sock: socket.socket) -> bytes:
-    """One request on ``sock``; the whole answer (b"" if the server had closed)."""
-    sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
-    data = b""
-    try:
-        while not data.endswith(b"\r\n\r\nok"):
-            chunk = sock.recv(4096)
-            if not chunk:
-                break
-            data += chunk
-    except ConnectionResetError:
-        return b""
-    return data
 
 
 def test_an_idle_connection_outlives_uvicorns_default_keep_alive() -> None:
@@ -37,9 +22,11 @@ def test_an_idle_connection_outlives_uvicorns_default_keep_alive() -> None:
         socket.create_connection(("127.0.0.1", server.port)) as sock,
     ):
         sock.settimeout(5)
-        assert get(sock).startswith(b"HTTP/1.1 200")
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert answer(sock) == b"HTTP/1.1 200 OK"
         time.sleep(UVICORN_DEFAULT_KEEP_ALIVE_S + 0.5)
-        assert get(sock).startswith(b"HTTP/1.1 200")
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert answer(sock) == b"HTTP/1.1 200 OK"
 
 
 def test_the_client_keeps_idle_connections_shorter_than_the_server() -> None:
