@@ -111,9 +111,8 @@ class E2BApp:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self._closing = False
-        self._tasks: set[asyncio.Task[None]] = set()
         self._cleanups: dict[str, asyncio.Task[None]] = {}
-        """The latest workspace cleanup of each sandbox, while it runs."""
+        """The latest workspace cleanup of each sandbox, while it runs (it awaits the earlier ones)."""
 
         self.control = self._build_control()
         ws = workspaces
@@ -237,8 +236,6 @@ class E2BApp:
                 log.exception("workspace cleanup of %s failed", sandbox_id)
 
         task = asyncio.get_running_loop().create_task(run())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
         self._cleanups[sandbox_id] = task
         task.add_done_callback(partial(self._cleaned, sandbox_id))
 
@@ -262,8 +259,9 @@ class E2BApp:
     async def aclose(self) -> None:
         """Finish pending workspace cleanups and close every workspace (lifespan shutdown)."""
         self._closing = True
-        if self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        if self._cleanups:
+            # The latest cleanup of each sandbox ends after the earlier ones.
+            await asyncio.gather(*list(self._cleanups.values()), return_exceptions=True)
         try:
             await self.workspaces.close()
         except Exception:
