@@ -53,7 +53,7 @@ from simulator.records import ClaimRecord
 from simulator.runtime import AgentRuntime
 from simulator.world import PICKABLE_PREFIX, World
 
-__all__ = ["RATE_LIMITED", "Check", "Claimer", "Modifier", "Op", "ready_verdict"]
+__all__ = ["RATE_LIMITED", "Check", "Claimer", "Modifier", "Op", "ready_verdict", "shielded"]
 
 Op = Generator[simpy.Event, Any, Any]
 """A SimPy sub-process, used with ``yield from``."""
@@ -117,6 +117,21 @@ def ready_verdict(sbx: Sandbox | None, now: datetime) -> object | None:
     if pod_ip(sbx) is None:
         return None
     return sbx
+
+
+def shielded(env: simpy.Environment, op: Op) -> Op:
+    """Run ``op`` as its own process to its end, whatever interrupts the caller gets meanwhile.
+
+    A cleanup must not be cut short by the context that failed: a delete
+    interrupted half-way would leave a locked sandbox nobody owns. Returns
+    ``op``'s value (or raises its error) once it has ended.
+    """
+    proc = env.process(op)
+    while True:
+        try:
+            return (yield proc)
+        except simpy.Interrupt:
+            continue  # the interrupt was for the caller; the cleanup goes on
 
 
 def _expire(event: simpy.Event) -> None:
@@ -408,7 +423,7 @@ class Claimer:
             except (ClaimError, simpy.Interrupt) as exc:
                 reason = exc.reason if isinstance(exc, ClaimError) else "Interrupted"
                 ctx.record("claim.post_failed", f"{self.name} {key} {reason}")
-                yield from self._clear_failed(latest, opts)
+                yield from shielded(env, self._clear_failed(latest, opts))
                 raise
             return latest
         finally:

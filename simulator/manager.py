@@ -27,6 +27,7 @@ from pytest_kruise_agents.api.base import format_time
 from pytest_kruise_agents.api.sandbox import Sandbox, SandboxPhase, SandboxState
 from pytest_kruise_agents.claiming.errors import (
     BadRequestError,
+    ClaimCanceledError,
     ClaimError,
     ClaimTimeoutError,
     ConflictError,
@@ -84,7 +85,7 @@ from pytest_kruise_agents.claiming.timeouts import (
 )
 from pytest_kruise_agents.claiming.view import e2b_state, sandbox_id
 from simulator.apiserver import ApiError
-from simulator.claim import Claimer, Modifier, Op
+from simulator.claim import Claimer, Modifier, Op, shielded
 from simulator.ratelimit import TokenBucket
 from simulator.records import ClaimRecord
 from simulator.runtime import AgentRuntime
@@ -252,6 +253,9 @@ class SandboxManager:
         The request is validated (timeout 30 s…30 d, extension metadata,
         template exists: 400) before anything changes; then the claim runs
         with the profile's retry loop, bounded by the claim timeout if any.
+        Interrupting the process cancels the request's context (its client
+        went away): the attempt in progress stops at its current wait, cleans
+        up what it locked, and the create fails with :class:`ClaimCanceledError`.
         """
         ctx = self.ctx
         if record is None:
@@ -270,7 +274,10 @@ class SandboxManager:
                 volume_mounts=volume_mounts,
                 allow_internet_access=allow_internet_access,
             )
-            sbx: Sandbox = yield from self._claim(opts, record, modifier)
+            try:
+                sbx: Sandbox = yield from self._claim(opts, record, modifier)
+            except simpy.Interrupt:
+                raise ClaimCanceledError() from None
         except ClaimError as err:
             err.code = create_http_code(err)
             record.failed = ctx.now()
@@ -380,13 +387,22 @@ class SandboxManager:
                     return claimed
             else:
                 proc = env.process(self._guarded(attempt, record, modifier))
-                yield proc | env.timeout(max(deadline - ctx.now(), 0.0))
+                try:
+                    yield proc | env.timeout(max(deadline - ctx.now(), 0.0))
+                except simpy.Interrupt:
+                    # The request's context is cancelled: so is the attempt's.
+                    if proc.is_alive:
+                        proc.interrupt("context canceled")
+                        yield from shielded(env, _ended(proc))
+                        raise
+                    if not isinstance(proc.value, Sandbox):
+                        raise
                 if proc.is_alive:
                     # The context deadline: the attempt stops at its current
                     # wait and cleans up what it locked before we answer.
                     proc.interrupt("claim timeout")
-                    yield proc
-                    raise _deadline_error(last, failures)
+                    ended = yield from shielded(env, _ended(proc))
+                    raise _deadline_error(ended if ended is not None else last, failures)
                 outcome = proc.value
                 if isinstance(outcome, Sandbox):
                     return outcome
@@ -711,6 +727,12 @@ class SandboxManager:
     def sandbox_id(self, sbx: Sandbox) -> str:
         """The E2B sandbox id of a sandbox (``<namespace>--<name>``)."""
         return sandbox_id(sbx)
+
+
+def _ended(proc: simpy.Process) -> Op:
+    """Wait for an attempt process of :meth:`SandboxManager._guarded`; its error, if it failed."""
+    outcome = yield proc
+    return outcome if isinstance(outcome, ClaimError) else None
 
 
 def _deadline_error(last: ClaimError | None, failures: list[PickFailure]) -> ClaimTimeoutError:

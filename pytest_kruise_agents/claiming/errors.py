@@ -19,6 +19,7 @@ from typing import Final
 __all__ = [
     "BadRequestError",
     "CSIMountError",
+    "ClaimCanceledError",
     "ClaimError",
     "ClaimTimeoutError",
     "ConflictError",
@@ -223,6 +224,18 @@ class CSIMountError(ClaimError):
 
     reason = "CSIMountFailed"
     default_message = "failed to mount csi volume"
+
+
+class ClaimCanceledError(ClaimError):
+    """The request's context was cancelled (its client went away) before delivery (500, terminal).
+
+    Go's ``context.Canceled``: the retry loop stops, and what the attempt in
+    progress had locked is cleaned up. The client no longer reads the answer;
+    the code is what the manager would log.
+    """
+
+    reason = "Canceled"
+    default_message = "context canceled"
 
 
 class ClaimTimeoutError(ClaimError):

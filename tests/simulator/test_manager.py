@@ -12,6 +12,7 @@ from pytest_kruise_agents.api.meta import find_condition
 from pytest_kruise_agents.api.sandbox import Sandbox
 from pytest_kruise_agents.claiming.errors import (
     BadRequestError,
+    ClaimCanceledError,
     ClaimError,
     ClaimTimeoutError,
     ConflictError,
@@ -26,6 +27,7 @@ from pytest_kruise_agents.claiming.extensions import (
     KEY_SKIP_INIT_RUNTIME,
 )
 from pytest_kruise_agents.claiming.timeouts import truncate
+from simulator.latency import Fixed
 from simulator.manager import (
     SandboxManager,
     decode_next_token,
@@ -59,6 +61,18 @@ class Setup:
     def fail(self, **kwargs: Any) -> ClaimError:
         with pytest.raises(ClaimError) as err:
             self.create(**kwargs)
+        return err.value
+
+    def cancel_after(self, seconds: float, **kwargs: Any) -> ClaimCanceledError:
+        """A create whose client goes away ``seconds`` after sending it: its error."""
+        kwargs.setdefault("namespace", "default")
+        kwargs.setdefault("user", U1)
+        kwargs.setdefault("template", "base")
+        env = self.hw.env
+        proc = env.process(self.manager.create_sandbox(**kwargs))
+        env.timeout(seconds).callbacks.append(lambda _ev: proc.interrupt("client gone"))
+        with pytest.raises(ClaimCanceledError) as err:
+            env.run(until=proc)
         return err.value
 
 
@@ -182,6 +196,55 @@ def test_claim_timeout_interrupts_an_attempt_and_cleans_up() -> None:
     assert 1.0 <= s.hw.ctx.now() - t0 < 1.2
     s.hw.settle()
     assert s.hw.sandboxes() == []
+
+
+def test_claim_timeout_during_the_cleanup_still_deletes_the_sandbox() -> None:
+    """A deadline that falls while a failed attempt deletes its sandbox waits for the delete.
+
+    A cut-short delete would leave a locked sandbox nobody owns; with
+    never-timeout nothing would ever remove it.
+    """
+    s = Setup(replicas=1, runtime=False, latencies={"api.delete": Fixed(value=30.0)})
+    err = s.fail(metadata={KEY_CLAIM_TIMEOUT_SECONDS: "20", KEY_NEVER_TIMEOUT: "true"})
+    assert isinstance(err, ClaimTimeoutError)
+    assert "last error: failed to init runtime" in str(err)
+    s.hw.settle()
+    assert s.hw.sandboxes() == []
+
+
+# -- the client going away (the request's context cancelled) ------------------------------------
+
+
+def test_a_cancelled_create_stops_retrying_at_once() -> None:
+    """Without stock the loop sleeps between attempts; the client leaving ends it there."""
+    s = Setup(replicas=0)
+    t0 = s.hw.ctx.now()
+    err = s.cancel_after(4.0, metadata={KEY_CREATE_ON_NO_STOCK: "false"})
+    assert err.code == 500 and str(err) == "context canceled"
+    assert s.hw.ctx.now() - t0 == pytest.approx(4.0)
+    rec = s.hw.world.records[0]
+    assert rec.error == "context canceled" and rec.error_reason == "Canceled"
+    assert rec.delivered is None and rec.failed == pytest.approx(t0 + 4.0)
+    assert rec.attempts == 3  # at 0 s, after ~1 s and after ~3 s
+
+
+@pytest.mark.parametrize("claim_timeout", [None, "60"], ids=["no-deadline", "deadline"])
+def test_a_cancelled_create_deletes_what_it_locked(claim_timeout: str | None) -> None:
+    """Cancelled while the runtime is initialised, the claim deletes its locked sandbox.
+
+    Both loops: inline attempts (no claim timeout) and attempts in their own
+    process under a deadline.
+    """
+    s = Setup(replicas=1, runtime=False)
+    metadata = {KEY_NEVER_TIMEOUT: "true"}
+    if claim_timeout is not None:
+        metadata[KEY_CLAIM_TIMEOUT_SECONDS] = claim_timeout
+    s.cancel_after(0.5, metadata=metadata)
+    rec = s.hw.world.records[0]
+    assert rec.locked is not None and rec.runtime_initialized is None
+    s.hw.settle()
+    assert s.hw.sandboxes() == []
+    assert s.manager.claimer.in_flight == []
 
 
 def test_pool_without_runtime_fails_then_skip_init_succeeds() -> None:
