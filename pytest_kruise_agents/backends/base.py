@@ -149,9 +149,17 @@ class Pending(Generic[T]):
     ``finish()`` completes it and returns its value (or raises its error). It
     may block (run the model, wait for the clock, wait for the lock), so call
     it from a worker thread, exactly once.
+
+    ``cancel()``, when not ``None``, says the caller went away (the HTTP
+    client disconnected): a call that can stop, a create, stops as the real
+    sandbox-manager does when the request's context is cancelled, and
+    ``finish()`` raises :class:`~pytest_kruise_agents.claiming.errors.ClaimCanceledError`;
+    other calls run to their end. It never blocks and may be called from any
+    thread, before or while ``finish()`` runs; after the call ended it does nothing.
     """
 
     finish: Callable[[], T]
+    cancel: Callable[[], None] | None = None
 
 
 @runtime_checkable
@@ -196,7 +204,11 @@ class Backend(Protocol):
     # -- E2B operations (the sandbox-manager) -------------------------------------------
 
     def create_sandbox(self, caller: Caller, request: CreateRequest) -> SandboxView:
-        """Claim a sandbox (warm, or created on no stock); waits until answered."""
+        """Claim a sandbox (warm, or created on no stock); waits until answered.
+
+        Through :meth:`attempt`, a create left unfinished can be cancelled
+        (:attr:`Pending.cancel`): its claim stops and cleans up what it locked.
+        """
         ...
 
     def describe(self, caller: Caller, sandbox_id: str) -> SandboxView:

@@ -18,6 +18,9 @@ the call either needs no model time or, in virtual mode, its process ends
 within a short budget (:data:`INLINE_BUDGET_S` by default). Otherwise the rest of the call
 (its process keeps running, nothing is started twice) is handed back as a
 :class:`~pytest_kruise_agents.backends.base.Pending` for a worker thread.
+Its ``cancel`` interrupts a create's process (the request's context is
+cancelled): in virtual mode the thread running the model delivers it within
+a few dozen events, in realtime mode the clock driver within one tick.
 """
 
 from __future__ import annotations
@@ -165,6 +168,8 @@ class SimBackend:
         self._states: dict[str, str] = {}
         self._closed = False
         self._waiting: set[threading.Event] = set()
+        # Realtime mode: cancellations of calls waiting for the clock, delivered by the driver.
+        self._cancels: set[_Cancellation] = set()
         # The budget of an attempt, per thread: only the attempting thread may stop early.
         self._inline = threading.local()
         self.cluster.world.manager_cache.add_handler("Sandbox", self._on_sandbox)
@@ -206,6 +211,8 @@ class SimBackend:
         env = self.cluster.env
         with self._lock:
             while not self._closed:
+                for cancellation in self._cancels:
+                    cancellation.deliver()
                 target = self._target()
                 if target > env.now:
                     with simulation_gc():
@@ -217,14 +224,21 @@ class SimBackend:
                 # Condition.wait releases the lock: calls get in between ticks.
                 self._wake.wait(timeout=max(wait, 0.0005))
 
-    def _run(self, gen: Generator[simpy.Event, Any, T]) -> T:
-        """Run a SimPy sub-process to its end and return its value (or raise its error)."""
+    def _run(
+        self, gen: Generator[simpy.Event, Any, T], cancellation: _Cancellation | None = None
+    ) -> T:
+        """Run a SimPy sub-process to its end and return its value (or raise its error).
+
+        A ``cancellation`` requested meanwhile interrupts the process.
+        """
         if self._mode == "virtual":
             with self._lock:
                 self._check_open()
                 proc = self.cluster.env.process(gen)
                 proc.callbacks.append(_defuse)
-                self._step(proc, None)
+                if cancellation is not None:
+                    cancellation.proc = proc
+                self._step(proc, None, cancellation)
                 result: T = _outcome(proc)
                 return result
         done = threading.Event()
@@ -232,11 +246,16 @@ class SimBackend:
             self._check_open()
             proc = self.cluster.env.process(gen)
             proc.callbacks.append(lambda ev: _settle(ev, done))
+            if cancellation is not None:
+                cancellation.proc = proc
+                self._cancels.add(cancellation)
             self._waiting.add(done)
             self._wake.notify_all()
         done.wait()
         with self._lock:
             self._waiting.discard(done)
+            if cancellation is not None:
+                self._cancels.discard(cancellation)
             if not proc.triggered:
                 # close() woke us: the clock stopped before the call was answered.
                 raise RuntimeError("the backend is closed")
@@ -246,66 +265,98 @@ class SimBackend:
         value: T = outcome
         return value
 
-    def _step(self, proc: simpy.Process, deadline: float | None) -> bool:
+    def _step(
+        self,
+        proc: simpy.Process,
+        deadline: float | None,
+        cancellation: _Cancellation | None = None,
+    ) -> bool:
         """Virtual mode, under the lock: run the model until ``proc`` is processed.
 
         With a ``deadline`` (``time.perf_counter()``), stop once it passes;
         return whether ``proc`` was processed. This is ``env.run(until=proc)``
         (same events, same order) made interruptible; ``proc`` must carry the
         :func:`_defuse` callback, so whichever thread processes it never raises
-        its error: :func:`_outcome` does, in the thread that asked.
+        its error: :func:`_outcome` does, in the thread that asked. A
+        ``cancellation`` requested from another thread meanwhile is delivered
+        to ``proc`` between two batches of events.
         """
         step = self.cluster.env.step
         try:
             with simulation_gc():
-                return self._steps(proc, step, deadline)
+                return self._steps(proc, step, deadline, cancellation)
         except simpy.core.EmptySchedule:
             raise RuntimeError(
                 f'No scheduled events left but "until" event was not triggered: {proc}'
             ) from None
 
     @staticmethod
-    def _steps(proc: simpy.Process, step: Callable[[], None], deadline: float | None) -> bool:
-        if deadline is None:
+    def _steps(
+        proc: simpy.Process,
+        step: Callable[[], None],
+        deadline: float | None,
+        cancellation: _Cancellation | None,
+    ) -> bool:
+        if deadline is None and cancellation is None:
             while proc.callbacks is not None:
                 step()
             return True
         clock = time.perf_counter
         while proc.callbacks is not None:
+            if cancellation is not None and cancellation.requested:
+                cancellation.deliver()
             for _ in range(_STEPS_PER_CLOCK_READ):
                 step()
                 if proc.callbacks is None:
                     return True
-            if clock() > deadline:
+            if deadline is not None and clock() > deadline:
                 return False
         return True
 
-    def _op(self, gen: Generator[simpy.Event, Any, V], after: Callable[[V], T]) -> T:
+    def _op(
+        self,
+        gen: Generator[simpy.Event, Any, V],
+        after: Callable[[V], T],
+        *,
+        cancellable: bool = False,
+    ) -> T:
         """An E2B operation: run its process ``gen`` to the end, then ``after(value)`` under the lock.
 
         Inside :meth:`attempt`, virtual mode runs the process for at most the
         attempt's budget and raises :class:`_Unfinished` with the rest;
         realtime mode raises it at once (the call waits for the wall clock).
+        A ``cancellable`` operation's process is interrupted when the
+        :class:`Pending` it was handed back as is cancelled.
         """
+        cancellation: _Cancellation | None = (
+            getattr(self._inline, "cancellation", None) if cancellable else None
+        )
         deadline: float | None = getattr(self._inline, "deadline", None)
         if deadline is None:
-            value = self._run(gen)
+            value = self._run(gen, cancellation)
             with self._lock:
                 return after(value)
         if self._mode != "virtual":
-            raise _Unfinished(partial(self._op, gen, after))
+            raise _Unfinished(partial(self._op, gen, after, cancellable=cancellable))
         self._check_open()
         proc = self.cluster.env.process(gen)
         proc.callbacks.append(_defuse)
+        if cancellation is not None:
+            cancellation.proc = proc
         if not self._step(proc, deadline):
-            raise _Unfinished(partial(self._finish, proc, after))
+            raise _Unfinished(partial(self._finish, proc, after, cancellation))
         return after(_outcome(proc))
 
-    def _finish(self, proc: simpy.Process, after: Callable[[Any], T]) -> T:
+    def _finish(
+        self,
+        proc: simpy.Process,
+        after: Callable[[Any], T],
+        cancellation: _Cancellation | None,
+    ) -> T:
         """The rest of an operation :meth:`attempt` started: run on until ``proc`` ends."""
         with self._lock:
             self._check_open()
-            self._step(proc, None)
+            self._step(proc, None, cancellation)
             return after(_outcome(proc))
 
     def attempt(self, call: Callable[[], T]) -> T | Pending[T]:
@@ -318,19 +369,33 @@ class SimBackend:
         Past the budget the process keeps its progress and
         ``Pending.finish`` runs it on to its end; in realtime mode the whole
         call is left to ``finish``. Errors of a call answered here are raised here.
+        ``Pending.cancel`` stops a create (see :meth:`create_sandbox`).
         """
         if getattr(self._inline, "deadline", None) is not None:
             return call()  # already inside an attempt on this thread
+        cancellation = _Cancellation()
         if not self._lock.acquire(blocking=False):
-            return Pending(call)
+            return Pending(partial(self._cancellable, cancellation, call), cancellation.request)
         self._inline.deadline = time.perf_counter() + self._budget
+        self._inline.cancellation = cancellation
         try:
             return call()
         except _Unfinished as unfinished:
-            return Pending(unfinished.finish)
+            return Pending(
+                partial(self._cancellable, cancellation, unfinished.finish), cancellation.request
+            )
         finally:
             self._inline.deadline = None
+            self._inline.cancellation = None
             self._lock.release()
+
+    def _cancellable(self, cancellation: _Cancellation, call: Callable[[], T]) -> T:
+        """``call()`` on this thread, whose cancellable operation ``cancellation`` may stop."""
+        self._inline.cancellation = cancellation
+        try:
+            return call()
+        finally:
+            self._inline.cancellation = None
 
     @contextmanager
     def locked(self) -> Iterator[Cluster]:
@@ -394,7 +459,13 @@ class SimBackend:
         return view
 
     def create_sandbox(self, caller: Caller, request: CreateRequest) -> SandboxView:
-        """Claim a sandbox through the sandbox-manager; wait until answered."""
+        """Claim a sandbox through the sandbox-manager; wait until answered.
+
+        Handed back by :meth:`attempt` as :class:`Pending`, the create stops
+        when cancelled: the manager's claim ends with
+        :class:`~pytest_kruise_agents.claiming.errors.ClaimCanceledError`
+        after cleaning up what its attempt had locked.
+        """
         return self._op(
             self.cluster.manager.create_sandbox(
                 namespace=caller.namespace,
@@ -410,6 +481,7 @@ class SimBackend:
                 allow_internet_access=request.allow_internet_access,
             ),
             self._written_view,
+            cancellable=True,
         )
 
     def _written_view(self, sbx: Sandbox) -> SandboxView:
@@ -642,6 +714,28 @@ class SimBackend:
                 done.set()
         if self._driver is not None and self._driver is not threading.current_thread():
             self._driver.join(timeout=5)
+
+
+class _Cancellation:
+    """One call's cancel request (any thread) and the process it stops (under the lock)."""
+
+    __slots__ = ("delivered", "proc", "requested")
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.delivered = False
+        self.proc: simpy.Process | None = None
+
+    def request(self) -> None:
+        """Ask for the stop: one store, so it never blocks and is safe from any thread."""
+        self.requested = True
+
+    def deliver(self) -> None:
+        """Under the lock: interrupt the process once, if asked and it still runs."""
+        proc = self.proc
+        if self.requested and not self.delivered and proc is not None and proc.is_alive:
+            self.delivered = True
+            proc.interrupt("client gone")
 
 
 class _Unfinished(BaseException):

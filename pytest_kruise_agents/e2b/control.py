@@ -209,7 +209,7 @@ async def _create(request: Request, caller: Caller, body: NewSandboxV2) -> JSONR
         else None,
         allow_internet_access=body.allow_internet_access,
     )
-    view = await st.run("control", st.backend.create_sandbox, caller, create)
+    view = await st.run_for(request, "control", st.backend.create_sandbox, caller, create)
     domain = response_domain(request, st.settings)
     return JSONResponse(_sandbox(view, domain, st.settings), status_code=201)
 

@@ -103,6 +103,11 @@ class ServerThread:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
 
+    @property
+    def connections(self) -> int:
+        """How many client connections are open now (a closed one is gone once the loop saw it)."""
+        return len(self._server.server_state.connections)
+
     def _serve(self) -> None:
         try:
             self._server.run(sockets=[self._sock])

@@ -8,11 +8,14 @@ lookups are first offered to :meth:`~pytest_kruise_agents.backends.base.Backend.
 which answers quick ones on the loop without blocking it (a warm create in
 virtual mode, a route lookup): the thread hop costs more than they do. Each
 purpose has its own thread budget, so a burst of slow creates cannot starve
-sandbox traffic or the admin API.
+sandbox traffic or the admin API. A create whose client goes away before it
+is answered is cancelled, as the sandbox-manager's claim stops when its
+request's context is cancelled (:meth:`ServerState.run_for`).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -21,6 +24,7 @@ from typing import Any, Final, Literal, TypeVar
 import anyio
 import anyio.to_thread
 from fastapi import Request
+from starlette.types import Receive
 
 from pytest_kruise_agents.backends.base import Backend, Pending
 from pytest_kruise_agents.e2b.settings import Settings
@@ -62,10 +66,47 @@ class ServerState:
             if not isinstance(outcome, Pending):
                 return outcome
             call = outcome.finish
+        return await self._in_thread(purpose, call)
+
+    async def run_for(
+        self, request: Request, purpose: Purpose, fn: Callable[..., T], *args: Any
+    ) -> T:
+        """:meth:`run` for ``request``'s client: the call is cancelled if the client goes away.
+
+        While a call handed back as :class:`Pending` runs in a worker thread,
+        the loop watches the connection; when the client disconnects (its
+        request timeout, a closed connection) before the answer,
+        ``Pending.cancel`` stops the call, as the sandbox-manager's handler
+        stops when its request's context is cancelled.
+        """
+        call: Callable[[], T] = partial(fn, *args)
+        outcome = self.backend.attempt(call)
+        if not isinstance(outcome, Pending):
+            return outcome
+        if outcome.cancel is None:
+            return await self._in_thread(purpose, outcome.finish)
+        watcher = asyncio.ensure_future(_cancel_on_disconnect(request.receive, outcome.cancel))
+        try:
+            return await self._in_thread(purpose, outcome.finish)
+        finally:
+            watcher.cancel()
+
+    async def _in_thread(self, purpose: Purpose, call: Callable[[], T]) -> T:
         limiter = self._limiters.get(purpose)
         if limiter is None:
             limiter = self._limiters[purpose] = anyio.CapacityLimiter(THREAD_BUDGETS[purpose])
         return await anyio.to_thread.run_sync(call, limiter=limiter)
+
+
+async def _cancel_on_disconnect(receive: Receive, cancel: Callable[[], None]) -> None:
+    """Call ``cancel()`` once ``receive`` says the client disconnected.
+
+    Called after the request body has been read, so ``receive`` only answers
+    when the connection closes (uvicorn then answers ``http.disconnect``).
+    """
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    cancel()
 
 
 def state_of(request: Request) -> ServerState:

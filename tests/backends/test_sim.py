@@ -10,6 +10,7 @@ from functools import partial
 
 import pytest
 
+from pytest_kruise_agents.api import keys
 from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.backends import (
     Backend,
@@ -21,7 +22,7 @@ from pytest_kruise_agents.backends import (
     SandboxView,
     SimBackend,
 )
-from pytest_kruise_agents.claiming.errors import ClaimError
+from pytest_kruise_agents.claiming.errors import ClaimCanceledError, ClaimError
 
 ALICE = Caller("default", "alice")
 BOB = Caller("default", "bob")
@@ -372,6 +373,124 @@ def test_realtime_attempt_leaves_calls_that_wait_for_the_clock_to_finish() -> No
         view = pending.finish()
         assert backend.describe(ALICE, view.sandbox_id).state == "running"
         assert len(backend.records()) == 1
+    finally:
+        backend.close()
+
+
+# -- cancel: the client went away ---------------------------------------------------------
+
+
+def _stuck_create(backend: SimBackend) -> Pending[SandboxView]:
+    """A create that cannot be delivered for ~3,100 s: no stock, and new pods never pull."""
+    backend.create_sandbox(ALICE, CreateRequest(template="base"))  # the pool is now empty
+    backend.inject("image_pull_failure", selector={"image": "registry.example.com/e2b/base:v1"})
+    pending = backend.attempt(partial(backend.create_sandbox, BOB, CreateRequest("base")))
+    assert isinstance(pending, Pending) and pending.cancel is not None
+    return pending
+
+
+def _claimed_by(backend: SimBackend, user: str) -> list[str]:
+    return [
+        o.metadata.name
+        for o in backend.list("Sandbox")
+        if o.metadata.annotations.get(keys.ANN_OWNER) == user
+    ]
+
+
+def test_a_cancelled_create_stops_and_deletes_what_it_created() -> None:
+    """Virtual clock: cancelled before it is finished, the claim stops at once and cleans up."""
+    backend = SimBackend.default(seed=3, replicas=1, inline_budget_s=0)
+    try:
+        pending = _stuck_create(backend)
+        t0 = backend.now()
+        assert pending.cancel is not None
+        pending.cancel()
+        with pytest.raises(ClaimCanceledError, match="context canceled") as err:
+            pending.finish()
+        assert err.value.code == 500
+        assert (backend.now() - t0).total_seconds() < 5  # not the ~3,100 s of the whole loop
+        record = backend.records()[-1]
+        assert record["owner"] == "bob" and record["error"] == "context canceled"
+        backend.advance(5)
+        assert _claimed_by(backend, "bob") == []  # the sandbox created for the claim is deleted
+    finally:
+        backend.close()
+
+
+def test_a_create_waiting_for_the_lock_can_be_cancelled() -> None:
+    """Handed back because another call held the model, the create still honours a cancel."""
+    backend = SimBackend.default(seed=3, replicas=1)
+    backend.create_sandbox(ALICE, CreateRequest(template="base"))  # the pool is now empty
+    backend.inject("pod_start_failure", selector={"template": "base"})  # and stays empty
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with backend.locked():
+            held.set()
+            release.wait(timeout=30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert held.wait(timeout=30)
+        pending = backend.attempt(
+            partial(backend.create_sandbox, ALICE, CreateRequest("base", metadata=NO_STOCK_WAIT))
+        )
+        assert isinstance(pending, Pending) and pending.cancel is not None
+        pending.cancel()
+    finally:
+        release.set()
+        holder.join(timeout=30)
+    with pytest.raises(ClaimCanceledError):
+        pending.finish()
+    assert backend.records()[-1]["attempts"] == 1
+    backend.close()
+
+
+def test_cancel_leaves_other_calls_to_run_to_their_end() -> None:
+    """Only a create stops: a pause handed back and cancelled still pauses."""
+    backend = SimBackend.default(seed=3, replicas=2, inline_budget_s=0)
+    try:
+        view = backend.create_sandbox(ALICE, CreateRequest("base"))
+        pending = backend.attempt(partial(backend.pause, ALICE, view.sandbox_id))
+        assert isinstance(pending, Pending) and pending.cancel is not None
+        pending.cancel()
+        pending.finish()
+        assert backend.describe(ALICE, view.sandbox_id).state == "paused"
+    finally:
+        backend.close()
+
+
+def test_a_realtime_create_is_cancelled_while_it_waits_for_the_clock() -> None:
+    """Realtime clock: the driver delivers the cancel; the waiting thread gets the error."""
+    backend = SimBackend.default(seed=4, replicas=1, clock="realtime", speed=1.0)
+    try:
+        pending = _stuck_create(backend)
+        outcome: list[BaseException] = []
+        finished = threading.Event()
+
+        def finish() -> None:
+            try:
+                pending.finish()
+            except BaseException as exc:
+                outcome.append(exc)
+            finished.set()
+
+        thread = threading.Thread(target=finish)
+        thread.start()
+        time.sleep(1.0)  # the claim has created a sandbox and waits for it to be ready
+        assert not finished.is_set()
+        assert len(_claimed_by(backend, "bob")) == 1
+        assert pending.cancel is not None
+        cancelled_at = time.monotonic()
+        pending.cancel()
+        assert finished.wait(timeout=10)
+        assert time.monotonic() - cancelled_at < 2
+        assert len(outcome) == 1 and isinstance(outcome[0], ClaimCanceledError), outcome
+        deadline = time.monotonic() + 10
+        while _claimed_by(backend, "bob") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _claimed_by(backend, "bob") == []
     finally:
         backend.close()
 

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import time
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from e2b import Sandbox
-from e2b.exceptions import SandboxException
+from e2b.exceptions import SandboxException, TimeoutException
 
-from .conftest import ALICE, CAROL, Served, pool_yaml
+from pytest_kruise_agents.api import keys
+from pytest_kruise_agents.backends import Caller, CreateRequest, SimBackend
+
+from .conftest import ALICE, CAROL, Served, eventually, pool_yaml, serve
 
 NO_STOCK_OFF = "e2b.agents.kruise.io/create-on-no-stock"
 CLAIM_TIMEOUT = "e2b.agents.kruise.io/claim-timeout-seconds"
@@ -184,3 +191,53 @@ def test_auto_pause_shows_in_the_lifecycle(server: Served) -> None:
 
     assert sbx.get_info().lifecycle == {"on_timeout": "pause", "auto_resume": False}
     assert plain.get_info().lifecycle == {"on_timeout": "kill", "auto_resume": False}
+
+
+# -- the client going away -------------------------------------------------------------------
+
+
+def _owned_by(backend: SimBackend, user: str) -> list[str]:
+    return [
+        o.metadata.name
+        for o in backend.list("Sandbox")
+        if o.metadata.annotations.get(keys.ANN_OWNER) == user
+    ]
+
+
+@pytest.mark.parametrize("clock", ["realtime", "virtual"])
+def test_a_create_whose_client_gives_up_is_cancelled(tmp_path: Path, clock: str) -> None:
+    """The SDK's request timeout closes the connection: the claim stops and deletes its sandbox.
+
+    The pool is empty and new pods never pull their image, so the claim
+    would go on for about 3,100 s of simulated time. In virtual mode the
+    model is held meanwhile by another call (``locked``), as a long admin
+    call or a busy server would.
+    """
+    backend = SimBackend.default(seed=4, replicas=1, clock=clock)  # type: ignore[arg-type]
+    backend.create_sandbox(Caller("default", "bob"), CreateRequest("base"))  # the pool is empty
+    backend.inject("image_pull_failure", selector={"image": "registry.example.com/e2b/base:v1"})
+    thread, served = serve(tmp_path, backend=backend)
+    try:
+        with contextlib.ExitStack() as stack:
+            if clock == "virtual":
+                stack.enter_context(backend.locked())
+            # The SDK lets its HTTP stack's timeout through for a create.
+            with pytest.raises((httpx.TimeoutException, TimeoutException)):
+                Sandbox.create(template="base", request_timeout=1.0, **served.sdk())
+            if clock == "virtual":
+                # Free the model only once the server has seen the client go: the
+                # claim would deliver after ~300 s of simulated time, a blink of wall time.
+                eventually(lambda: thread.connections == 0, "the server sees the client go")
+                assert served.request("GET", "/health").status_code == 200  # a turn of its loop
+        eventually(lambda: bool(backend.records()[-1].get("error")), "the claim ends")
+        record = backend.records()[-1]
+        assert record["owner"] == "alice"
+        assert record["error"] == "context canceled", record
+        if clock == "virtual":
+            backend.advance(5)
+        else:
+            time.sleep(0.5)
+        assert _owned_by(backend, "alice") == []
+    finally:
+        thread.stop()
+        backend.close()

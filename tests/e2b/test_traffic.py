@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ from pytest_kruise_agents.e2b.settings import Settings
 from pytest_kruise_agents.e2b.traffic import sandbox_target
 from pytest_kruise_agents.e2b.workspace import Workspaces
 
-from .conftest import ALICE, KEYS, Served, echo_app
+from .conftest import ALICE, KEYS, Served, echo_app, eventually
 
 
 def via_headers(server: Served, sid: str, port: int | str, path: str = "/") -> httpx.Response:
@@ -30,15 +29,6 @@ def via_headers(server: Served, sid: str, port: int | str, path: str = "/") -> h
 
 def via_host(server: Served, host: str, path: str = "/") -> httpx.Response:
     return httpx.get(server.url + path, headers={"Host": host}, timeout=30)
-
-
-def eventually(check: Callable[[], bool], what: str) -> None:
-    """Workspace cleanups run on the server's loop after the backend reports the change."""
-    deadline = time.monotonic() + 10
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"never happened: {what}")
-        time.sleep(0.01)
 
 
 @pytest.fixture

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Callable
 
 import pytest
 from e2b import (
@@ -17,6 +15,7 @@ from e2b.envd.process import process_connect, process_pb
 from e2b.sandbox.commands.command_handle import PtySize
 from protobuf import Oneof
 
+from tests.e2b.conftest import eventually
 from tests.e2b.envd.conftest import Envd
 
 
@@ -28,15 +27,6 @@ def alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return state not in ("Z", "X")
-
-
-def eventually(condition: Callable[[], bool], what: str, within: float = 10.0) -> None:
-    """Wait (bounded) for something the server does asynchronously."""
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"never happened: {what}")
-        time.sleep(0.02)
 
 
 def test_run_returns_stdout_stderr_and_the_exit_code(envd: Envd) -> None:

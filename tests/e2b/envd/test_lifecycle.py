@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from e2b import CommandExitException
 
+from tests.e2b.conftest import eventually
 from tests.e2b.envd.conftest import Envd
-from tests.e2b.envd.test_commands import alive, eventually
+from tests.e2b.envd.test_commands import alive
 
 
 def test_stop_kills_processes_ends_their_streams_and_keeps_files(envd: Envd) -> None:
