@@ -309,7 +309,12 @@ class Cluster:
         return sbx
 
     def submit_create(self, template: str, **kwargs: Any) -> simpy.Process:
-        """Start a claim without waiting; the process' value is a Sandbox or a ClaimError."""
+        """Start a claim without waiting; the process' value is a Sandbox or a ClaimError.
+
+        ``process.interrupt()`` is the client going away (the request's context
+        cancelled): the claim stops, cleans up what it locked, and the value is
+        a :class:`~pytest_kruise_agents.claiming.errors.ClaimCanceledError`.
+        """
         namespace = kwargs.pop("namespace", "default")
         user = kwargs.pop("user", DEFAULT_USER)
         timeout = kwargs.pop("timeout", None)

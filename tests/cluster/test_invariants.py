@@ -4,7 +4,9 @@ For every run: a sandbox never has two owners; a claim never gets more than it
 asked for; every E2B claim ends, delivered or with a typed error, within its
 claim timeout or retry budget; a pool returns to spec.replicas once the load
 stops and capacity allows; and no sandbox leaks: each is pooled, claimed,
-reserved, or deleted.
+reserved, or deleted. Some E2B clients go away before their answer (the
+create's process is interrupted): their claims end cancelled and leave
+nothing locked behind.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pytest_kruise_agents.api import keys
-from pytest_kruise_agents.claiming.errors import ClaimError
+from pytest_kruise_agents.claiming.errors import ClaimCanceledError, ClaimError
 from pytest_kruise_agents.claiming.state import is_controlled_by_sandboxset
 from simulator.cluster import Cluster
 
@@ -55,6 +57,7 @@ FAULTS = st.lists(
     no_stock_create=st.booleans(),
     claim_timeout=st.sampled_from([None, 5, 20]),
     profile=st.sampled_from(["openkruise-head", "openkruise-v0.3.0"]),
+    gone_after=st.lists(st.one_of(st.none(), st.floats(0.0, 25.0)), min_size=12, max_size=12),
 )
 def test_claim_invariants(
     seed: int,
@@ -66,8 +69,9 @@ def test_claim_invariants(
     no_stock_create: bool,
     claim_timeout: int | None,
     profile: str,
+    gone_after: list[float | None],
 ) -> None:
-    """Under any seed and fault mix the five invariants hold."""
+    """Under any seed, fault mix and clients going away the five invariants hold."""
     cluster = Cluster(seed=seed, profile=profile, nodes=4)
     cluster.apply(pool_yaml(replicas=replicas, cpu="100m", memory="64Mi"))
     for f in faults:
@@ -77,9 +81,21 @@ def test_claim_invariants(
     if claim_timeout is not None:
         meta["e2b.agents.kruise.io/claim-timeout-seconds"] = str(claim_timeout)
     procs = [cluster.submit_create("base", metadata=meta, timeout=3600) for _ in range(burst)]
+    cancelled: set[int] = set()
+
+    def go_away(i: int) -> None:
+        if procs[i].is_alive:
+            cancelled.add(i)
+            procs[i].interrupt("client gone")
+
+    for i, after in enumerate(gone_after[:burst]):
+        if after is not None:
+            cluster.env.timeout(after).callbacks.append(lambda _ev, i=i: go_away(i))
     cluster.apply(claim_yaml("batch", replicas=batch, claimTimeout="30s"))
     cluster.env.run(until=cluster.env.all_of(procs))
     results = [p.value for p in procs]
+    for i in cancelled:
+        assert isinstance(results[i], ClaimCanceledError), results[i]
 
     # Every E2B claim ended within its claim timeout or the retry budget.
     budget = (
