@@ -19,8 +19,8 @@ within a short budget (:data:`INLINE_BUDGET_S` by default). Otherwise the rest o
 (its process keeps running, nothing is started twice) is handed back as a
 :class:`~pytest_kruise_agents.backends.base.Pending` for a worker thread.
 Its ``cancel`` interrupts a create's process (the request's context is
-cancelled): in virtual mode the thread running the model delivers it within
-a few dozen events, in realtime mode the clock driver within one tick.
+cancelled): in virtual mode whichever call runs the model next delivers it
+within a few dozen events, in realtime mode the clock driver within one tick.
 """
 
 from __future__ import annotations
@@ -168,7 +168,8 @@ class SimBackend:
         self._states: dict[str, str] = {}
         self._closed = False
         self._waiting: set[threading.Event] = set()
-        # Realtime mode: cancellations of calls waiting for the clock, delivered by the driver.
+        # Cancellable calls whose process runs, delivered by whichever thread runs the
+        # model next (a virtual-clock call, the realtime driver), not only their own.
         self._cancels: set[_Cancellation] = set()
         # The budget of an attempt, per thread: only the attempting thread may stop early.
         self._inline = threading.local()
@@ -236,9 +237,8 @@ class SimBackend:
                 self._check_open()
                 proc = self.cluster.env.process(gen)
                 proc.callbacks.append(_defuse)
-                if cancellation is not None:
-                    cancellation.proc = proc
-                self._step(proc, None, cancellation)
+                with self._registered(cancellation, proc):
+                    self._step(proc, None)
                 result: T = _outcome(proc)
                 return result
         done = threading.Event()
@@ -265,26 +265,36 @@ class SimBackend:
         value: T = outcome
         return value
 
-    def _step(
-        self,
-        proc: simpy.Process,
-        deadline: float | None,
-        cancellation: _Cancellation | None = None,
-    ) -> bool:
+    @contextmanager
+    def _registered(
+        self, cancellation: _Cancellation | None, proc: simpy.Process
+    ) -> Iterator[None]:
+        """Under the lock: ``cancellation`` stops ``proc`` while the block runs."""
+        if cancellation is None:
+            yield
+            return
+        cancellation.proc = proc
+        self._cancels.add(cancellation)
+        try:
+            yield
+        finally:
+            self._cancels.discard(cancellation)
+
+    def _step(self, proc: simpy.Process, deadline: float | None) -> bool:
         """Virtual mode, under the lock: run the model until ``proc`` is processed.
 
         With a ``deadline`` (``time.perf_counter()``), stop once it passes;
         return whether ``proc`` was processed. This is ``env.run(until=proc)``
         (same events, same order) made interruptible; ``proc`` must carry the
         :func:`_defuse` callback, so whichever thread processes it never raises
-        its error: :func:`_outcome` does, in the thread that asked. A
-        ``cancellation`` requested from another thread meanwhile is delivered
-        to ``proc`` between two batches of events.
+        its error: :func:`_outcome` does, in the thread that asked. Cancels
+        requested meanwhile (from other threads) are delivered between two
+        batches of events, to whichever registered process they are for.
         """
         step = self.cluster.env.step
         try:
             with simulation_gc():
-                return self._steps(proc, step, deadline, cancellation)
+                return self._steps(proc, step, deadline, self._cancels)
         except simpy.core.EmptySchedule:
             raise RuntimeError(
                 f'No scheduled events left but "until" event was not triggered: {proc}'
@@ -295,15 +305,17 @@ class SimBackend:
         proc: simpy.Process,
         step: Callable[[], None],
         deadline: float | None,
-        cancellation: _Cancellation | None,
+        cancels: set[_Cancellation],
     ) -> bool:
-        if deadline is None and cancellation is None:
+        # Cancels are registered under the lock, which the caller holds: none
+        # appears during the run, though a registered one may be requested.
+        if deadline is None and not cancels:
             while proc.callbacks is not None:
                 step()
             return True
         clock = time.perf_counter
         while proc.callbacks is not None:
-            if cancellation is not None and cancellation.requested:
+            for cancellation in cancels:
                 cancellation.deliver()
             for _ in range(_STEPS_PER_CLOCK_READ):
                 step()
@@ -341,9 +353,11 @@ class SimBackend:
         self._check_open()
         proc = self.cluster.env.process(gen)
         proc.callbacks.append(_defuse)
-        if cancellation is not None:
-            cancellation.proc = proc
         if not self._step(proc, deadline):
+            if cancellation is not None:
+                # Registered now, so that any call running the model meanwhile delivers it.
+                cancellation.proc = proc
+                self._cancels.add(cancellation)
             raise _Unfinished(partial(self._finish, proc, after, cancellation))
         return after(_outcome(proc))
 
@@ -355,8 +369,12 @@ class SimBackend:
     ) -> T:
         """The rest of an operation :meth:`attempt` started: run on until ``proc`` ends."""
         with self._lock:
-            self._check_open()
-            self._step(proc, None, cancellation)
+            try:
+                self._check_open()
+                self._step(proc, None)
+            finally:
+                if cancellation is not None:
+                    self._cancels.discard(cancellation)
             return after(_outcome(proc))
 
     def attempt(self, call: Callable[[], T]) -> T | Pending[T]:
@@ -674,7 +692,14 @@ class SimBackend:
         if not seconds >= 0:
             raise InvalidError("seconds", f"must be >= 0, got {seconds!r}")
         if seconds > 0:
-            self._call(lambda: self.cluster.advance(seconds))
+            self._call(partial(self._advance, seconds))
+
+    def _advance(self, seconds: float) -> None:
+        # Cancels requested so far stop their creates first, as a model run by
+        # any other call would (_step): a claim must not run on for a client that left.
+        for cancellation in self._cancels:
+            cancellation.deliver()
+        self.cluster.advance(seconds)
 
     # -- faults, latency, records -------------------------------------------------------------
 

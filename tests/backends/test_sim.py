@@ -417,6 +417,23 @@ def test_a_cancelled_create_stops_and_deletes_what_it_created() -> None:
         backend.close()
 
 
+def test_another_call_running_the_model_delivers_the_cancel() -> None:
+    """A cancelled create left to finish stops as soon as any call runs the model."""
+    backend = SimBackend.default(seed=3, replicas=1, inline_budget_s=0)
+    try:
+        pending = _stuck_create(backend)
+        assert pending.cancel is not None
+        pending.cancel()
+        backend.advance(600)  # an admin's clock advance: the claim stops at its start
+        with pytest.raises(ClaimCanceledError):
+            pending.finish()  # the claim has ended: this raises its error
+        record = backend.records()[-1]
+        assert record["owner"] == "bob" and record["error"] == "context canceled"
+        assert record["failed"] - record["requested"] < 5  # not ~3,100 s later
+    finally:
+        backend.close()
+
+
 def test_a_create_waiting_for_the_lock_can_be_cancelled() -> None:
     """Handed back because another call held the model, the create still honours a cancel."""
     backend = SimBackend.default(seed=3, replicas=1)
