@@ -237,8 +237,11 @@ class SimBackend:
                 self._check_open()
                 proc = self.cluster.env.process(gen)
                 proc.callbacks.append(_defuse)
-                with self._registered(cancellation, proc):
+                self._register(cancellation, proc)
+                try:
                     self._step(proc, None)
+                finally:
+                    self._unregister(cancellation)
                 result: T = _outcome(proc)
                 return result
         done = threading.Event()
@@ -246,16 +249,13 @@ class SimBackend:
             self._check_open()
             proc = self.cluster.env.process(gen)
             proc.callbacks.append(lambda ev: _settle(ev, done))
-            if cancellation is not None:
-                cancellation.proc = proc
-                self._cancels.add(cancellation)
+            self._register(cancellation, proc)
             self._waiting.add(done)
             self._wake.notify_all()
         done.wait()
         with self._lock:
             self._waiting.discard(done)
-            if cancellation is not None:
-                self._cancels.discard(cancellation)
+            self._unregister(cancellation)
             if not proc.triggered:
                 # close() woke us: the clock stopped before the call was answered.
                 raise RuntimeError("the backend is closed")
@@ -265,19 +265,15 @@ class SimBackend:
         value: T = outcome
         return value
 
-    @contextmanager
-    def _registered(
-        self, cancellation: _Cancellation | None, proc: simpy.Process
-    ) -> Iterator[None]:
-        """Under the lock: ``cancellation`` stops ``proc`` while the block runs."""
-        if cancellation is None:
-            yield
-            return
-        cancellation.proc = proc
-        self._cancels.add(cancellation)
-        try:
-            yield
-        finally:
+    def _register(self, cancellation: _Cancellation | None, proc: simpy.Process) -> None:
+        """Under the lock: from now on ``cancellation`` stops ``proc``, whoever runs the model."""
+        if cancellation is not None:
+            cancellation.proc = proc
+            self._cancels.add(cancellation)
+
+    def _unregister(self, cancellation: _Cancellation | None) -> None:
+        """Under the lock: the call of ``cancellation`` has ended (or is about to be answered)."""
+        if cancellation is not None:
             self._cancels.discard(cancellation)
 
     def _step(self, proc: simpy.Process, deadline: float | None) -> bool:
@@ -354,10 +350,8 @@ class SimBackend:
         proc = self.cluster.env.process(gen)
         proc.callbacks.append(_defuse)
         if not self._step(proc, deadline):
-            if cancellation is not None:
-                # Registered now, so that any call running the model meanwhile delivers it.
-                cancellation.proc = proc
-                self._cancels.add(cancellation)
+            # Registered now, so that any call running the model meanwhile delivers it.
+            self._register(cancellation, proc)
             raise _Unfinished(partial(self._finish, proc, after, cancellation))
         return after(_outcome(proc))
 
@@ -373,8 +367,7 @@ class SimBackend:
                 self._check_open()
                 self._step(proc, None)
             finally:
-                if cancellation is not None:
-                    self._cancels.discard(cancellation)
+                self._unregister(cancellation)
             return after(_outcome(proc))
 
     def attempt(self, call: Callable[[], T]) -> T | Pending[T]:

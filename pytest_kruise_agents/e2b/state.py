@@ -77,8 +77,11 @@ class ServerState:
         the loop watches the connection; when the client disconnects (its
         request timeout, a closed connection) before the answer,
         ``Pending.cancel`` stops the call, as the sandbox-manager's handler
-        stops when its request's context is cancelled.
+        stops when its request's context is cancelled. Calls of a purpose
+        that is never attempted run as with :meth:`run`.
         """
+        if purpose not in ATTEMPTED:
+            return await self.run(purpose, fn, *args)
         call: Callable[[], T] = partial(fn, *args)
         outcome = self.backend.attempt(call)
         if not isinstance(outcome, Pending):
