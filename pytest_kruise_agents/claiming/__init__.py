@@ -8,6 +8,7 @@ around these rules.
 
 from pytest_kruise_agents.claiming.errors import (
     BadRequestError,
+    ClaimCanceledError,
     ClaimError,
     ClaimTimeoutError,
     ConflictError,
@@ -292,6 +293,7 @@ __all__ = [
     "TIMER_EPSILON_S",
     "BadRequestError",
     "CSIMountError",
+    "ClaimCanceledError",
     "ClaimError",
     "ClaimOptions",
     "ClaimStatusDecision",
