@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from functools import partial
 
 import pytest
@@ -302,8 +303,9 @@ def test_attempt_answers_quick_calls_at_once_and_raises_their_errors() -> None:
         backend.close()
 
 
-def test_attempt_never_waits_for_the_lock_and_starts_nothing_then(backend: SimBackend) -> None:
-    before = len(backend.records())
+@contextmanager
+def held_elsewhere(backend: SimBackend) -> Iterator[None]:
+    """Another thread holds the model's lock while the block runs (as a long call would)."""
     held, release = threading.Event(), threading.Event()
 
     def hold() -> None:
@@ -315,11 +317,17 @@ def test_attempt_never_waits_for_the_lock_and_starts_nothing_then(backend: SimBa
     holder.start()
     try:
         assert held.wait(timeout=30)
-        pending = backend.attempt(partial(backend.create_sandbox, ALICE, CreateRequest("base")))
-        assert isinstance(pending, Pending)
+        yield
     finally:
         release.set()
         holder.join(timeout=30)
+
+
+def test_attempt_never_waits_for_the_lock_and_starts_nothing_then(backend: SimBackend) -> None:
+    before = len(backend.records())
+    with held_elsewhere(backend):
+        pending = backend.attempt(partial(backend.create_sandbox, ALICE, CreateRequest("base")))
+        assert isinstance(pending, Pending)
     assert len(backend.records()) == before  # nothing was claimed yet
     view = pending.finish()
     assert backend.describe(ALICE, view.sandbox_id).state == "running"
@@ -439,25 +447,12 @@ def test_a_create_waiting_for_the_lock_can_be_cancelled() -> None:
     backend = SimBackend.default(seed=3, replicas=1)
     backend.create_sandbox(ALICE, CreateRequest(template="base"))  # the pool is now empty
     backend.inject("pod_start_failure", selector={"template": "base"})  # and stays empty
-    held, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        with backend.locked():
-            held.set()
-            release.wait(timeout=30)
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    try:
-        assert held.wait(timeout=30)
+    with held_elsewhere(backend):
         pending = backend.attempt(
             partial(backend.create_sandbox, ALICE, CreateRequest("base", metadata=NO_STOCK_WAIT))
         )
         assert isinstance(pending, Pending) and pending.cancel is not None
         pending.cancel()
-    finally:
-        release.set()
-        holder.join(timeout=30)
     with pytest.raises(ClaimCanceledError):
         pending.finish()
     assert backend.records()[-1]["attempts"] == 1
