@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import time
 from pathlib import Path
 from typing import Any
 
@@ -235,9 +234,7 @@ def test_a_create_whose_client_gives_up_is_cancelled(tmp_path: Path, clock: str)
         assert record["error"] == "context canceled", record
         if clock == "virtual":
             backend.advance(5)
-        else:
-            time.sleep(0.5)
-        assert _owned_by(backend, "alice") == []
+        eventually(lambda: _owned_by(backend, "alice") == [], "the claim's sandbox is deleted")
     finally:
         thread.stop()
         backend.close()
