@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import time
 import uuid
+from functools import partial
 
 from e2b import AuthenticationException, Sandbox, SandboxQuery
 from e2b.exceptions import SandboxException
@@ -32,6 +33,7 @@ from pytest_kruise_agents.conformance.wire import (
     list_all,
     parse_time,
     release,
+    settled,
 )
 
 __all__: list[str] = []  # pytest collects the checks; nothing is imported from here
@@ -43,6 +45,19 @@ def _missing_id() -> str:
 
 def _ids(items: list[dict[str, object]]) -> list[str]:
     return [str(i.get("sandboxID")) for i in items]
+
+
+def _exactly(wanted: set[str], ids: list[str]) -> bool:
+    return set(ids) == wanted and len(ids) == len(wanted)
+
+
+def _lists_all_of(wanted: set[str], items: list[dict[str, object]]) -> bool:
+    return wanted <= set(_ids(items))
+
+
+def _state_listing(sid: str, state: str, included: bool, items: list[dict[str, object]]) -> bool:
+    """Whether a ``state=`` list shows only that state, and ``sid`` exactly when ``included``."""
+    return all(i.get("state") == state for i in items) and (sid in _ids(items)) == included
 
 
 def _sdk_ids(
@@ -234,11 +249,12 @@ def test_list(
             "state running or paused",
             f"state={item['state']!r}",
         )
-    everything = _ids(list_all(conformance_api))
-    expect(sbx.sandbox_id in everything, what, f"the new sandbox {sbx.sandbox_id}", everything)
+    sid = sbx.sandbox_id
+    everything = settled(lambda: _ids(list_all(conformance_api)), lambda ids: sid in ids)
+    expect(sid in everything, what, f"the new sandbox {sid}", everything)
     with step("Sandbox.list()"):
-        listed = _sdk_ids(conformance_target)
-    expect(sbx.sandbox_id in listed, "Sandbox.list()", f"the new sandbox {sbx.sandbox_id}", listed)
+        listed = settled(lambda: _sdk_ids(conformance_target), lambda ids: sid in ids)
+    expect(sid in listed, "Sandbox.list()", f"the new sandbox {sid}", listed)
 
 
 @check("core.list.metadata")
@@ -256,7 +272,10 @@ def test_list_metadata_filter(conformance_target: Target, conformance_sandboxes:
     ):
         what = f"Sandbox.list(query=SandboxQuery(metadata={query!r}))"
         with step(what):
-            found = _sdk_ids(conformance_target, SandboxQuery(metadata=query))
+            found = settled(
+                partial(_sdk_ids, conformance_target, SandboxQuery(metadata=query)),
+                partial(_exactly, wanted),
+            )
         expect(
             set(found) == wanted and len(found) == len(wanted),
             what,
@@ -271,7 +290,10 @@ def test_list_state_filter(conformance_api: Api, conformance_sandboxes: Sandboxe
     sid = sbx.sandbox_id
     for state, included in (("running", True), ("paused", False)):
         what = f"GET /v2/sandboxes?state={state}"
-        items = list_all(conformance_api, {"state": state}, what=what)
+        items = settled(
+            partial(list_all, conformance_api, {"state": state}, what=what),
+            partial(_state_listing, sid, state, included),
+        )
         others = [i.get("state") for i in items if i.get("state") != state]
         expect(
             not others, what, f"only {state} sandboxes", f"states {sorted(set(map(str, others)))}"
@@ -291,7 +313,10 @@ def test_list_order(conformance_api: Api, conformance_sandboxes: Sandboxes) -> N
     orders: dict[str, list[str]] = {}
     for order in ("asc", "desc"):
         what = f"GET /v2/sandboxes?order={order}"
-        items = list_all(conformance_api, {"order": order}, what=what)
+        items = settled(
+            partial(list_all, conformance_api, {"order": order}, what=what),
+            partial(_lists_all_of, set(made)),
+        )
         times = [parse_time(i.get("startedAt"), f"{what}: startedAt") for i in items]
         pairs = list(itertools.pairwise(times))
         ordered = all(a <= b for a, b in pairs) if order == "asc" else all(a >= b for a, b in pairs)
@@ -315,6 +340,7 @@ def test_list_pagination(
     conformance_api: Api, conformance_target: Target, conformance_sandboxes: Sandboxes
 ) -> None:
     made = {conformance_sandboxes.create().sandbox_id for _ in range(5)}
+    settled(lambda: _ids(list_all(conformance_api)), lambda ids: made <= set(ids))
     limit = 2
     seen: list[str] = []
     token: str | None = None
@@ -347,7 +373,9 @@ def test_list_pagination(
         f"{len(seen)} sandboxes on {pages} page(s), missing {missing}",
     )
     with step(f"Sandbox.list(limit={limit}) paginator"):
-        listed = _sdk_ids(conformance_target, limit=limit)
+        listed = settled(
+            lambda: _sdk_ids(conformance_target, limit=limit), lambda ids: made <= set(ids)
+        )
     missing = sorted(made.difference(listed))
     expect(not missing, f"Sandbox.list(limit={limit})", "every new sandbox", f"missing {missing}")
 
@@ -421,5 +449,5 @@ def test_timeout_enforced(
         "HTTP 404",
         f"HTTP {last[0] if last else '?'} {conformance_clock.grace:g} s after the deadline",
     )
-    listed = _ids(list_all(conformance_api))
+    listed = settled(lambda: _ids(list_all(conformance_api)), lambda ids: sid not in ids)
     expect(sid not in listed, "GET /v2/sandboxes after the timeout", f"{sid} not listed", "listed")

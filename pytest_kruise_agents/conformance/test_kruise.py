@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from typing import Any
 
 import pytest
 
@@ -18,7 +19,7 @@ from pytest_kruise_agents.conformance.expect import (
 from pytest_kruise_agents.conformance.plugin import check
 from pytest_kruise_agents.conformance.sandboxes import Sandboxes
 from pytest_kruise_agents.conformance.target import Api, Target
-from pytest_kruise_agents.conformance.wire import detail, state_of
+from pytest_kruise_agents.conformance.wire import detail, settled, state_of
 
 __all__: list[str] = []  # pytest collects the checks; nothing is imported from here
 
@@ -45,11 +46,16 @@ def test_api_prefix(conformance_api: Api, conformance_sandboxes: Sandboxes) -> N
         f"GET {PREFIX}/sandboxes/{sid}",
     )
     what = f"GET {PREFIX}/v2/sandboxes"
-    resp = conformance_api.request("GET", f"{PREFIX}/v2/sandboxes", params={"limit": 100})
-    expect_status(resp, 200, what)
-    items = json_body(resp, what)
-    ids = [i.get("sandboxID") for i in items] if isinstance(items, list) else []
-    expect(sid in ids or "x-next-token" in resp.headers, what, f"{sid} listed", ids[:10])
+
+    def listed() -> tuple[list[Any], bool]:
+        resp = conformance_api.request("GET", f"{PREFIX}/v2/sandboxes", params={"limit": 100})
+        expect_status(resp, 200, what)
+        items = json_body(resp, what)
+        ids = [i.get("sandboxID") for i in items] if isinstance(items, list) else []
+        return ids, "x-next-token" in resp.headers
+
+    ids, more = settled(listed, lambda page: sid in page[0] or page[1])
+    expect(sid in ids or more, what, f"{sid} listed", ids[:10])
     expect_status(
         conformance_api.request("DELETE", f"{PREFIX}/sandboxes/{sid}"),
         204,

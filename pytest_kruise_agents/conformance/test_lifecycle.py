@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import httpx
 from e2b import Sandbox
@@ -26,6 +27,7 @@ from pytest_kruise_agents.conformance.wire import (
     end_at,
     expect_fields,
     list_all,
+    settled,
     state_of,
 )
 
@@ -34,6 +36,10 @@ __all__: list[str] = []  # pytest collects the checks; nothing is imported from 
 
 def _pause(api: Api, sid: str) -> None:
     expect_status(api.pause(sid), 204, f"POST /sandboxes/{sid}/pause")
+
+
+def _shows(sid: str, included: bool, items: list[dict[str, object]]) -> bool:
+    return any(i.get("sandboxID") == sid for i in items) == included
 
 
 def _health(api: Api, sid: str) -> httpx.Response:
@@ -83,7 +89,11 @@ def test_pause(conformance_api: Api, conformance_sandboxes: Sandboxes) -> None:
     )
     for wanted, included in (("paused", True), ("running", False)):
         what = f"GET /v2/sandboxes?state={wanted} after pause"
-        ids = [i.get("sandboxID") for i in list_all(conformance_api, {"state": wanted}, what=what)]
+        items = settled(
+            partial(list_all, conformance_api, {"state": wanted}, what=what),
+            partial(_shows, sid, included),
+        )
+        ids = [i.get("sandboxID") for i in items]
         expect(
             (sid in ids) == included,
             what,

@@ -7,8 +7,9 @@ The field lists are those the SDK's generated client requires (e2b-protocol
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
-from typing import Any, Final
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Final, TypeVar
 
 import httpx
 
@@ -17,6 +18,7 @@ from pytest_kruise_agents.conformance.target import Api
 
 __all__ = [
     "LISTED_FIELDS",
+    "LIST_SETTLE_S",
     "SANDBOX_FIELDS",
     "detail",
     "end_at",
@@ -24,8 +26,11 @@ __all__ = [
     "list_all",
     "parse_time",
     "release",
+    "settled",
     "state_of",
 ]
+
+T = TypeVar("T")
 
 SANDBOX_FIELDS: Final[dict[str, type | tuple[type, ...]]] = {
     "templateID": str,
@@ -47,6 +52,27 @@ LISTED_FIELDS: Final[dict[str, type | tuple[type, ...]]] = {
 """Required fields of ``ListedSandbox`` and ``SandboxDetail``."""
 
 _MAX_PAGES: Final = 200
+
+LIST_SETTLE_S: Final = 10.0
+"""Wall seconds a list may take to show a change the server has already answered.
+
+Lists are read from caches that see a write a moment after the call that made
+it (the sandbox-manager's informer cache; E2B's orchestrator cache), so a list
+right after a create may miss the new sandbox. Checks of what a list shows ask
+again until it holds, for this long, and report what the last list showed.
+"""
+
+_SETTLE_POLL_S: Final = 0.1
+
+
+def settled(fetch: Callable[[], T], holds: Callable[[T], bool]) -> T:
+    """``fetch()``, again until ``holds`` its value or :data:`LIST_SETTLE_S` pass; the last value."""
+    deadline = time.monotonic() + LIST_SETTLE_S
+    value = fetch()
+    while not holds(value) and time.monotonic() < deadline:
+        time.sleep(_SETTLE_POLL_S)
+        value = fetch()
+    return value
 
 
 def expect_fields(

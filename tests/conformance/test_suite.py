@@ -5,9 +5,11 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import httpx
+
 from pytest_kruise_agents.conformance.registry import CHECKS, LEVELS
 
-from .conftest import REALTIME_SPEED, ROOT, SuiteRun, run_cli, run_pytest, serve
+from .conftest import ADMIN_KEY, REALTIME_SPEED, ROOT, SuiteRun, run_cli, run_pytest, serve
 
 ALL = {c.id for c in CHECKS}
 PYTHON_28 = ROOT / ".sdk" / "e2b-2.8" / "bin" / "python"
@@ -65,3 +67,22 @@ def _assert_all_pass_but(run: SuiteRun, *, skipped: set[str]) -> None:
     failed = {cid: r.message for cid, r in run.results.items() if r.status == "fail"}
     assert not failed, f"{failed}\n{run.output[-4000:]}"
     assert run.with_status("pass") == ALL - skipped
+
+
+def test_list_checks_wait_for_a_list_that_shows_a_change_a_moment_later(tmp_path: Path) -> None:
+    """Lists come from caches: with the manager's cache a second behind, the checks still pass.
+
+    On the wall clock a list right after a create misses the new sandbox for
+    one watch lag (as the sandbox-manager's informer cache would); the list
+    checks ask again until the list shows it, for a bounded time.
+    """
+    with serve(clock="realtime", speed=1.0) as url:
+        lag = {
+            "kind": "watch_lag",
+            "latency": "fixed(1s)",
+            "selector": {"informer": "sandbox-manager"},
+        }
+        r = httpx.post(f"{url}/_kruise/faults", headers={"X-API-Key": ADMIN_KEY}, json=lag)
+        assert r.status_code == 201, r.text
+        run = run_cli(url, tmp_path, levels="core")
+    _assert_all_pass(run, {c.id for c in CHECKS if c.level == "core"})
