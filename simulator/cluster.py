@@ -412,11 +412,12 @@ class Cluster:
     # -- faults and latency ------------------------------------------------------------------
 
     def inject(self, kind: str, **fields: Any) -> Fault:
-        """Inject a fault (see :data:`simulator.faults.FAULT_KINDS`); return it with its id."""
-        try:
-            return self.ctx.faults.inject(kind=kind, **fields)
-        except ValueError as exc:
-            raise InvalidError("fault", str(exc)) from exc
+        """Inject a fault (see :data:`simulator.faults.FAULT_KINDS`); return it with its id.
+
+        Bad fields raise :class:`InvalidError` naming the field (``probability``,
+        ``selector``, ...) and add nothing.
+        """
+        return self.ctx.faults.inject(kind=kind, **fields)
 
     def clear_faults(self, fault_id: str | None = None) -> None:
         """Remove one fault by id, or all."""

@@ -17,11 +17,27 @@ import random
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
+from pytest_kruise_agents.api.errors import InvalidError
 from simulator.latency import Latency, parse_latency
 
-__all__ = ["FAULT_KINDS", "Fault", "FaultInjector", "FaultKind"]
+__all__ = [
+    "FAULT_KINDS",
+    "SELECTOR_KEYS",
+    "SELECTOR_VALUES",
+    "Fault",
+    "FaultInjector",
+    "FaultKind",
+    "check_selector",
+]
 
 FaultKind = Literal[
     "api_conflict",
@@ -57,6 +73,65 @@ FAULT_KINDS: dict[str, str] = {
 
 _ACTING_KINDS = frozenset({"node_loss", "pod_kill"})
 
+_API = frozenset({"verb", "kind", "client"})
+_POD = frozenset({"template", "namespace", "node", "image"})
+_SANDBOX = frozenset({"template", "namespace"})
+
+SELECTOR_KEYS: dict[str, frozenset[str]] = {
+    "api_conflict": _API,
+    "api_error": _API,
+    "api_latency": _API,
+    "watch_lag": frozenset({"informer"}),
+    "pod_start_failure": _POD,
+    "image_pull_failure": _POD,
+    "image_pull_slow": _POD,
+    "node_loss": frozenset({"node"}),
+    "pod_kill": frozenset({"template", "namespace", "node"}),
+    "runtime_init_failure": _SANDBOX,
+    "runtime_unreachable": _SANDBOX,
+    "csi_mount_failure": _SANDBOX,
+    "controller_stall": frozenset({"controller"}),
+}
+"""The selector keys each kind's decision point supplies: any other key could never match."""
+
+SELECTOR_VALUES: dict[str, tuple[str, ...]] = {
+    "verb": ("create", "update", "update_status", "patch", "delete", "get"),
+    "kind": ("Sandbox", "SandboxSet", "SandboxClaim", "Pod"),
+    "client": (
+        "sandbox-manager",
+        "agent-sandbox-controller",
+        "kube-scheduler",
+        "kubelet/<node>",
+        "node-lifecycle-controller",
+    ),
+    "informer": ("agent-sandbox-controller", "sandbox-manager", "kube-system"),
+    "controller": ("sandbox", "sandboxset", "sandboxclaim", "scheduler", "kubelet"),
+}
+"""The values of the selector keys that name a fixed set of things (the others are names:
+templates, namespaces, nodes, images)."""
+
+
+def check_selector(kind: str, selector: Mapping[str, str]) -> None:
+    """Raise :class:`ValueError` for the first selector key or value a ``kind`` fault never matches.
+
+    A typo in a selector would otherwise leave the fault silently idle.
+    """
+    allowed = SELECTOR_KEYS.get(kind)
+    if allowed is None:
+        return  # an unknown kind is reported by the kind field itself
+    for key, value in selector.items():
+        if key not in allowed:
+            raise ValueError(
+                f"a {kind} fault has no selector key {key!r} (it selects by "
+                f"{', '.join(sorted(allowed))})"
+            )
+        values = SELECTOR_VALUES.get(key)
+        if values is None or value in values:
+            continue
+        if key == "client" and value.startswith("kubelet/") and len(value) > len("kubelet/"):
+            continue
+        raise ValueError(f"{key}={value!r} names nothing: use one of {', '.join(values)}")
+
 
 class Fault(BaseModel):
     """One injected fault."""
@@ -78,6 +153,14 @@ class Fault(BaseModel):
     @classmethod
     def _parse_latency(cls, value: Any) -> Any:
         return None if value is None else parse_latency(value)
+
+    @field_validator("selector")
+    @classmethod
+    def _check_selector(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        kind = info.data.get("kind")
+        if kind is not None:
+            check_selector(kind, value)
+        return value
 
     def active(self, now: float) -> bool:
         """Whether the fault's window contains ``now`` and its count is not used up."""
@@ -126,13 +209,16 @@ class FaultInjector:
         else:
             data = dict(fault or {})
             data.update(fields)
-            f = Fault.model_validate(data)
+            try:
+                f = Fault.model_validate(data)
+            except ValidationError as exc:
+                raise InvalidError(*_problem(exc)) from None
         if f.start is None:
             f.start = self._now()
         if not f.id:
             f.id = f"{f.kind}-{next(self._ids)}"
         if f.id in self._faults:
-            raise ValueError(f"fault id {f.id!r} already in use")
+            raise InvalidError("id", f"fault id {f.id!r} already in use")
         self._faults[f.id] = f
         self._by_kind.setdefault(f.kind, []).append(f)
         for fn in self._listeners:
@@ -203,3 +289,16 @@ class FaultInjector:
                 start = f.start or 0.0
                 return float("inf") if f.duration is None else start + f.duration
         return None
+
+
+def _problem(exc: ValidationError) -> tuple[str, str]:
+    """``(field, reason)`` of the first problem of a fault's validation."""
+    error = exc.errors()[0]
+    field = ".".join(str(part) for part in error["loc"]) or "fault"
+    ctx = error.get("ctx") or {}
+    if error["type"] == "extra_forbidden":
+        return field, "unknown field"
+    if field == "kind":
+        return field, f"no fault kind {error['input']!r}: use one of {', '.join(FAULT_KINDS)}"
+    reason = str(ctx["error"]) if "error" in ctx else error["msg"]
+    return field, reason.replace("Input should be", "must be")

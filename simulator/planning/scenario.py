@@ -28,14 +28,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.api.manifest import load_manifest
 from pytest_kruise_agents.api.sandboxset import SandboxSet
 from pytest_kruise_agents.claiming.extensions import is_image_reference
 from simulator.cluster import DEFAULT_USER, default_nodes
-from simulator.faults import Fault, FaultKind
+from simulator.faults import Fault, FaultKind, check_selector
 from simulator.latency import Seconds, parse_latency
 from simulator.nodes import NodeSpec
 from simulator.planning.arrivals import Arrivals, TraceArrivals
@@ -338,6 +338,14 @@ class FaultSpec(_Model):
     def _latency(cls, value: Any) -> Any:
         if value is not None:
             parse_latency(value)
+        return value
+
+    @field_validator("selector")
+    @classmethod
+    def _selector(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        kind = info.data.get("kind")
+        if kind is not None:
+            check_selector(kind, value)
         return value
 
     def to_fault(self, origin: float) -> Fault:

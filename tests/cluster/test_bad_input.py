@@ -66,3 +66,55 @@ def test_unknown_objects_and_bad_calls(cluster: Cluster) -> None:
         cluster.inject("no_such_fault")
     with pytest.raises(InvalidError):
         cluster.set_latency("no.such.latency", "1s")
+
+
+@pytest.mark.parametrize(
+    ("fault", "field", "reason"),
+    [
+        ({"kind": "meteor_strike"}, "kind", "no fault kind 'meteor_strike'"),
+        ({"kind": "api_error", "probability": 7}, "probability", "less than or equal to 1"),
+        ({"kind": "api_error", "colour": "red"}, "colour", "unknown field"),
+        (
+            {"kind": "watch_lag", "selector": {"informr": "sandbox-manager"}},
+            "selector",
+            "a watch_lag fault has no selector key 'informr' (it selects by informer)",
+        ),
+        (
+            {"kind": "pod_kill", "selector": {"verb": "update"}},
+            "selector",
+            "a pod_kill fault has no selector key 'verb'",
+        ),
+        (
+            {"kind": "watch_lag", "selector": {"informer": "manager"}},
+            "selector",
+            "informer='manager' names nothing: use one of agent-sandbox-controller",
+        ),
+        ({"kind": "api_conflict", "selector": {"verb": "put"}}, "selector", "verb='put'"),
+        ({"kind": "api_error", "selector": {"client": "kubelet/"}}, "selector", "client="),
+        ({"kind": "controller_stall", "selector": {"controller": "kubelets"}}, "selector", ""),
+    ],
+)
+def test_invalid_faults(
+    cluster: Cluster, fault: dict[str, object], field: str, reason: str
+) -> None:
+    """A fault that could never fire as written names the field and is not added.
+
+    Selector keys the kind's decision point does not supply, and values outside
+    the fixed vocabularies, would leave the fault silently idle.
+    """
+    before = snapshot(cluster)
+    kind = str(fault.pop("kind"))
+    with pytest.raises(InvalidError) as err:
+        cluster.inject(kind, **fault)
+    assert err.value.field == field
+    assert reason in err.value.reason
+    assert cluster.faults == []
+    assert snapshot(cluster) == before
+
+
+def test_fault_selectors_name_free_names_and_kubelet_clients(cluster: Cluster) -> None:
+    """Templates, nodes and images are names (maybe of things made later); kubelets are per node."""
+    cluster.inject("api_error", selector={"client": "kubelet/node-9", "verb": "update_status"})
+    cluster.inject("pod_kill", selector={"template": "not-yet", "node": "node-9"})
+    cluster.inject("image_pull_slow", latency="1s", selector={"image": "any:tag"})
+    assert len(cluster.faults) == 3

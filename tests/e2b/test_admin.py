@@ -167,9 +167,11 @@ def test_clear_all_faults(server: Served) -> None:
 @pytest.mark.parametrize(
     ("body", "field"),
     [
-        ({"kind": "meteor_strike"}, "fault"),
-        ({"kind": "api_error", "probability": 7}, "fault"),
+        ({"kind": "meteor_strike"}, "kind"),
+        ({"kind": "api_error", "probability": 7}, "probability"),
         ({"probability": 1}, "kind"),
+        ({"kind": "watch_lag", "selector": {"informer": "manager"}}, "selector"),
+        ({"kind": "pod_kill", "selector": {"verb": "update"}}, "selector"),
     ],
 )
 def test_a_bad_fault_is_400(server: Served, body: dict[str, object], field: str) -> None:

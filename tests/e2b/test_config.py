@@ -50,6 +50,11 @@ def write(tmp_path: Path, data: Any) -> Path:
             "faults[0].probability",
             "less than or equal to 1",
         ),
+        (
+            {"faults": [{"kind": "watch_lag", "selector": {"informer": "manager"}}]},
+            "faults[0].selector",
+            "informer='manager' names nothing",
+        ),
         ({"sandboxsets": "kind: SandboxSet\n"}, "sandboxsets", "apiVersion"),
         (
             {

@@ -85,6 +85,12 @@ def test_error_names_file_line_path_and_reason(tmp_path: Path) -> None:
         ("replications: 2", "replications: 0", "replications", "must be >= 1"),
         ("max_cold: 5%}", "max_cold: 500%}", "goals.max_cold", "must be in [0, 1)"),
         ("{slo: p99<1s", "{slo: p99>1s", "goals.slo", "cannot read 'p99>1s'"),
+        (
+            "goals:",
+            "faults:\n  - {kind: watch_lag, latency: 1s, selector: {informer: manager}}\ngoals:",
+            "faults[0].selector",
+            "informer='manager' names nothing",
+        ),
     ],
 )
 def test_each_bad_field_is_named(
