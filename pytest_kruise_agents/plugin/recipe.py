@@ -146,7 +146,9 @@ def _recipe(spec: ClusterSpec, cfg: ClusterConfig, source: str) -> Recipe:
             err = exc.errors()[0]
             field = ".".join(str(p) for p in err["loc"])
             where = f"{marker} faults[{i}]" if spec.faults else f"{source}: faults[{i}]"
-            raise RecipeError(f"{where}.{field}: {err['msg']}") from None
+            ctx = err.get("ctx") or {}
+            reason = str(ctx["error"]) if "error" in ctx else err["msg"]
+            raise RecipeError(f"{where}.{field}: {reason}") from None
     nodes: int | tuple[NodeSpec, ...]
     if spec.nodes is not None:
         nodes = spec.nodes

@@ -184,6 +184,11 @@ RECIPE_ERRORS = [
         id="fault",
     ),
     pytest.param(
+        "faults=[{'kind': 'watch_lag', 'selector': {'informer': 'manager'}}]",
+        "@pytest.mark.kruise faults[0].selector: informer='manager' names nothing: *",
+        id="fault-selector",
+    ),
+    pytest.param(
         "pools='kind: Pod'",
         "@pytest.mark.kruise pools: *",
         id="pools-yaml",
