@@ -15,9 +15,10 @@ from __future__ import annotations
 import itertools
 import random
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -36,6 +37,7 @@ __all__ = [
     "Fault",
     "FaultInjector",
     "FaultKind",
+    "Selector",
     "check_selector",
 ]
 
@@ -133,6 +135,17 @@ def check_selector(kind: str, selector: Mapping[str, str]) -> None:
         raise ValueError(f"{key}={value!r} names nothing: use one of {', '.join(values)}")
 
 
+def _selector_of_kind(value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+    kind = info.data.get("kind")
+    if kind is not None:  # a bad kind is reported by its own field
+        check_selector(kind, value)
+    return value
+
+
+Selector = Annotated[dict[str, str], AfterValidator(_selector_of_kind)]
+"""A fault's selector, checked against the model's ``kind`` field (declared before it)."""
+
+
 class Fault(BaseModel):
     """One injected fault."""
 
@@ -143,7 +156,7 @@ class Fault(BaseModel):
     probability: float = Field(default=1.0, ge=0.0, le=1.0)
     start: float | None = Field(default=None, ge=0.0)
     duration: float | None = Field(default=None, gt=0.0)
-    selector: dict[str, str] = Field(default_factory=dict)
+    selector: Selector = Field(default_factory=dict)
     latency: Latency | None = None
     code: int = 500
     count: int | None = Field(default=None, ge=1)
@@ -153,14 +166,6 @@ class Fault(BaseModel):
     @classmethod
     def _parse_latency(cls, value: Any) -> Any:
         return None if value is None else parse_latency(value)
-
-    @field_validator("selector")
-    @classmethod
-    def _check_selector(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
-        kind = info.data.get("kind")
-        if kind is not None:
-            check_selector(kind, value)
-        return value
 
     def active(self, now: float) -> bool:
         """Whether the fault's window contains ``now`` and its count is not used up."""

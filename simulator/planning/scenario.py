@@ -28,14 +28,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.api.manifest import load_manifest
 from pytest_kruise_agents.api.sandboxset import SandboxSet
 from pytest_kruise_agents.claiming.extensions import is_image_reference
 from simulator.cluster import DEFAULT_USER, default_nodes
-from simulator.faults import Fault, FaultKind, check_selector
+from simulator.faults import Fault, FaultKind, Selector
 from simulator.latency import Seconds, parse_latency
 from simulator.nodes import NodeSpec
 from simulator.planning.arrivals import Arrivals, TraceArrivals
@@ -328,7 +328,7 @@ class FaultSpec(_Model):
     probability: float = Field(default=1.0, ge=0.0, le=1.0)
     start: Seconds = Field(default=0.0, ge=0)
     duration: Seconds | None = Field(default=None, gt=0)
-    selector: dict[str, str] = Field(default_factory=dict)
+    selector: Selector = Field(default_factory=dict)
     latency: str | float | None = None
     code: int = Field(default=500, ge=100, le=599)
     count: int | None = Field(default=None, ge=1)
@@ -338,14 +338,6 @@ class FaultSpec(_Model):
     def _latency(cls, value: Any) -> Any:
         if value is not None:
             parse_latency(value)
-        return value
-
-    @field_validator("selector")
-    @classmethod
-    def _selector(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
-        kind = info.data.get("kind")
-        if kind is not None:
-            check_selector(kind, value)
         return value
 
     def to_fault(self, origin: float) -> Fault:
