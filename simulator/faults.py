@@ -32,12 +32,14 @@ from simulator.latency import Latency, parse_latency
 
 __all__ = [
     "FAULT_KINDS",
+    "LATENCY_KINDS",
     "SELECTOR_KEYS",
     "SELECTOR_VALUES",
     "Fault",
     "FaultInjector",
     "FaultKind",
     "Selector",
+    "check_latency",
     "check_selector",
 ]
 
@@ -124,7 +126,7 @@ def check_selector(kind: str, selector: Mapping[str, str]) -> None:
     for key, value in selector.items():
         if key not in allowed:
             raise ValueError(
-                f"a {kind} fault has no selector key {key!r} (it selects by "
+                f"a fault of kind {kind!r} has no selector key {key!r} (it selects by "
                 f"{', '.join(sorted(allowed))})"
             )
         values = SELECTOR_VALUES.get(key)
@@ -133,6 +135,16 @@ def check_selector(kind: str, selector: Mapping[str, str]) -> None:
         if key == "client" and value.startswith("kubelet/") and len(value) > len("kubelet/"):
             continue
         raise ValueError(f"{key}={value!r} names nothing: use one of {', '.join(values)}")
+
+
+LATENCY_KINDS: frozenset[str] = frozenset({"api_latency", "watch_lag", "image_pull_slow"})
+"""The kinds whose effect is a latency: without one they would do nothing."""
+
+
+def check_latency(kind: str | None, latency: object) -> None:
+    """Raise :class:`ValueError` if a ``kind`` fault that adds latency has none."""
+    if kind in LATENCY_KINDS and latency is None:
+        raise ValueError(f"a fault of kind {kind!r} needs a latency (e.g. 'uniform(0, 200ms)')")
 
 
 def _selector_of_kind(value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
@@ -157,14 +169,15 @@ class Fault(BaseModel):
     start: float | None = Field(default=None, ge=0.0)
     duration: float | None = Field(default=None, gt=0.0)
     selector: Selector = Field(default_factory=dict)
-    latency: Latency | None = None
+    latency: Latency | None = Field(default=None, validate_default=True)
     code: int = 500
     count: int | None = Field(default=None, ge=1)
     fired: int = 0
 
     @field_validator("latency", mode="before")
     @classmethod
-    def _parse_latency(cls, value: Any) -> Any:
+    def _parse_latency(cls, value: Any, info: ValidationInfo) -> Any:
+        check_latency(info.data.get("kind"), value)
         return None if value is None else parse_latency(value)
 
     def active(self, now: float) -> bool:
@@ -303,6 +316,8 @@ def _problem(exc: ValidationError) -> tuple[str, str]:
     ctx = error.get("ctx") or {}
     if error["type"] == "extra_forbidden":
         return field, "unknown field"
+    if error["type"] == "missing":
+        return field, "required"
     if field == "kind":
         return field, f"no fault kind {error['input']!r}: use one of {', '.join(FAULT_KINDS)}"
     reason = str(ctx["error"]) if "error" in ctx else error["msg"]

@@ -28,14 +28,21 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.api.manifest import load_manifest
 from pytest_kruise_agents.api.sandboxset import SandboxSet
 from pytest_kruise_agents.claiming.extensions import is_image_reference
 from simulator.cluster import DEFAULT_USER, default_nodes
-from simulator.faults import Fault, FaultKind, Selector
+from simulator.faults import Fault, FaultKind, Selector, check_latency
 from simulator.latency import Seconds, parse_latency
 from simulator.nodes import NodeSpec
 from simulator.planning.arrivals import Arrivals, TraceArrivals
@@ -329,13 +336,14 @@ class FaultSpec(_Model):
     start: Seconds = Field(default=0.0, ge=0)
     duration: Seconds | None = Field(default=None, gt=0)
     selector: Selector = Field(default_factory=dict)
-    latency: str | float | None = None
+    latency: str | float | None = Field(default=None, validate_default=True)
     code: int = Field(default=500, ge=100, le=599)
     count: int | None = Field(default=None, ge=1)
 
     @field_validator("latency", mode="before")
     @classmethod
-    def _latency(cls, value: Any) -> Any:
+    def _latency(cls, value: Any, info: ValidationInfo) -> Any:
+        check_latency(info.data.get("kind"), value)
         if value is not None:
             parse_latency(value)
         return value

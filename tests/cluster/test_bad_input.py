@@ -74,15 +74,16 @@ def test_unknown_objects_and_bad_calls(cluster: Cluster) -> None:
         ({"kind": "meteor_strike"}, "kind", "no fault kind 'meteor_strike'"),
         ({"kind": "api_error", "probability": 7}, "probability", "less than or equal to 1"),
         ({"kind": "api_error", "colour": "red"}, "colour", "unknown field"),
+        ({"kind": "api_latency"}, "latency", "a fault of kind 'api_latency' needs a latency"),
         (
             {"kind": "watch_lag", "selector": {"informr": "sandbox-manager"}},
             "selector",
-            "a watch_lag fault has no selector key 'informr' (it selects by informer)",
+            "a fault of kind 'watch_lag' has no selector key 'informr' (it selects by informer)",
         ),
         (
             {"kind": "pod_kill", "selector": {"verb": "update"}},
             "selector",
-            "a pod_kill fault has no selector key 'verb'",
+            "a fault of kind 'pod_kill' has no selector key 'verb'",
         ),
         (
             {"kind": "watch_lag", "selector": {"informer": "manager"}},

@@ -91,6 +91,12 @@ def test_error_names_file_line_path_and_reason(tmp_path: Path) -> None:
             "faults[0].selector",
             "informer='manager' names nothing",
         ),
+        (
+            "goals:",
+            "faults:\n  - {kind: api_latency, start: 5s}\ngoals:",
+            "faults[0].latency",
+            "needs a latency",
+        ),
     ],
 )
 def test_each_bad_field_is_named(
