@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from pytest_kruise_agents.api.errors import InvalidError
+from pytest_kruise_agents.api.problems import format_path, reason
 from simulator.latency import Latency, parse_latency
 
 __all__ = [
@@ -230,7 +231,11 @@ class FaultInjector:
             try:
                 f = Fault.model_validate(data)
             except ValidationError as exc:
-                raise InvalidError(*_problem(exc)) from None
+                error = exc.errors()[0]
+                raise InvalidError(
+                    format_path(error["loc"]) or "fault",
+                    reason(error, known=tuple(Fault.model_fields)),
+                ) from None
         if f.start is None:
             f.start = self._now()
         if not f.id:
@@ -307,18 +312,3 @@ class FaultInjector:
                 start = f.start or 0.0
                 return float("inf") if f.duration is None else start + f.duration
         return None
-
-
-def _problem(exc: ValidationError) -> tuple[str, str]:
-    """``(field, reason)`` of the first problem of a fault's validation."""
-    error = exc.errors()[0]
-    field = ".".join(str(part) for part in error["loc"]) or "fault"
-    ctx = error.get("ctx") or {}
-    if error["type"] == "extra_forbidden":
-        return field, "unknown field"
-    if error["type"] == "missing":
-        return field, "required"
-    if field == "kind":
-        return field, f"no fault kind {error['input']!r}: use one of {', '.join(FAULT_KINDS)}"
-    reason = str(ctx["error"]) if "error" in ctx else error["msg"]
-    return field, reason.replace("Input should be", "must be")

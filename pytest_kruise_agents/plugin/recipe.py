@@ -26,6 +26,7 @@ from pydantic import ValidationError
 
 from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.api.manifest import KubeObject, load_manifests
+from pytest_kruise_agents.api.problems import format_path, reason
 from pytest_kruise_agents.backends.sim import default_pools_yaml
 from pytest_kruise_agents.e2b.config import (
     POOL_READY_TIMEOUT_S,
@@ -144,11 +145,8 @@ def _recipe(spec: ClusterSpec, cfg: ClusterConfig, source: str) -> Recipe:
             Fault.model_validate(fault)
         except ValidationError as exc:
             err = exc.errors()[0]
-            field = ".".join(str(p) for p in err["loc"])
             where = f"{marker} faults[{i}]" if spec.faults else f"{source}: faults[{i}]"
-            ctx = err.get("ctx") or {}
-            reason = str(ctx["error"]) if "error" in ctx else err["msg"]
-            raise RecipeError(f"{where}.{field}: {reason}") from None
+            raise RecipeError(f"{where}.{format_path(err['loc'])}: {reason(err)}") from None
     nodes: int | tuple[NodeSpec, ...]
     if spec.nodes is not None:
         nodes = spec.nodes

@@ -71,9 +71,10 @@ def test_unknown_objects_and_bad_calls(cluster: Cluster) -> None:
 @pytest.mark.parametrize(
     ("fault", "field", "reason"),
     [
-        ({"kind": "meteor_strike"}, "kind", "no fault kind 'meteor_strike'"),
-        ({"kind": "api_error", "probability": 7}, "probability", "less than or equal to 1"),
+        ({"kind": "meteor_strike"}, "kind", "unsupported value 'meteor_strike': must be"),
+        ({"kind": "api_error", "probability": 7}, "probability", "must be <= 1.0, got 7"),
         ({"kind": "api_error", "colour": "red"}, "colour", "unknown field"),
+        ({"kind": "api_error", "selectr": {}}, "selectr", "did you mean 'selector'?"),
         ({"kind": "api_latency"}, "latency", "a fault of kind 'api_latency' needs a latency"),
         (
             {"kind": "watch_lag", "selector": {"informr": "sandbox-manager"}},

@@ -180,7 +180,7 @@ RECIPE_ERRORS = [
     ),
     pytest.param(
         "faults=[{'kind': 'meteor'}]",
-        "@pytest.mark.kruise faults[0].kind: Input should be 'api_conflict', *",
+        "@pytest.mark.kruise faults[0].kind: unsupported value 'meteor': must be 'api_conflict', *",
         id="fault",
     ),
     pytest.param(
