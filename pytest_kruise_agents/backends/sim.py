@@ -212,8 +212,7 @@ class SimBackend:
         env = self.cluster.env
         with self._lock:
             while not self._closed:
-                for cancellation in self._cancels:
-                    cancellation.deliver()
+                _deliver(self._cancels)
                 target = self._target()
                 if target > env.now:
                     with simulation_gc():
@@ -311,8 +310,7 @@ class SimBackend:
             return True
         clock = time.perf_counter
         while proc.callbacks is not None:
-            for cancellation in cancels:
-                cancellation.deliver()
+            _deliver(cancels)
             for _ in range(_STEPS_PER_CLOCK_READ):
                 step()
                 if proc.callbacks is None:
@@ -690,8 +688,7 @@ class SimBackend:
     def _advance(self, seconds: float) -> None:
         # Cancels requested so far stop their creates first, as a model run by
         # any other call would (_step): a claim must not run on for a client that left.
-        for cancellation in self._cancels:
-            cancellation.deliver()
+        _deliver(self._cancels)
         self.cluster.advance(seconds)
 
     # -- faults, latency, records -------------------------------------------------------------
@@ -754,6 +751,12 @@ class _Cancellation:
         if self.requested and not self.delivered and proc is not None and proc.is_alive:
             self.delivered = True
             proc.interrupt("client gone")
+
+
+def _deliver(cancels: set[_Cancellation]) -> None:
+    """Under the lock: interrupt the processes of the cancels requested so far."""
+    for cancellation in cancels:
+        cancellation.deliver()
 
 
 class _Unfinished(BaseException):
