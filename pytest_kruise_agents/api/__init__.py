@@ -55,6 +55,7 @@ from pytest_kruise_agents.api.sandboxset import (
     UpdateStrategy,
     scaled_value,
 )
+from pytest_kruise_agents.api.sandboxtemplate import SandboxTemplate, SandboxTemplateSpec
 
 __all__ = [
     "API_VERSIONS",
@@ -89,6 +90,8 @@ __all__ = [
     "SandboxSpec",
     "SandboxState",
     "SandboxStatus",
+    "SandboxTemplate",
+    "SandboxTemplateSpec",
     "ScaleStrategy",
     "TemplateRef",
     "Time",

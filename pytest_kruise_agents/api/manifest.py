@@ -30,6 +30,7 @@ from pytest_kruise_agents.api.problems import expectation, format_path, reason, 
 from pytest_kruise_agents.api.sandbox import Sandbox
 from pytest_kruise_agents.api.sandboxclaim import SandboxClaim
 from pytest_kruise_agents.api.sandboxset import SandboxSet
+from pytest_kruise_agents.api.sandboxtemplate import SandboxTemplate
 
 __all__ = [
     "API_VERSIONS",
@@ -45,7 +46,7 @@ __all__ = [
     "to_manifest_dict",
 ]
 
-KubeObject: TypeAlias = Sandbox | SandboxSet | SandboxClaim | Pod
+KubeObject: TypeAlias = Sandbox | SandboxSet | SandboxClaim | SandboxTemplate | Pod
 """Any object the fake cluster stores."""
 
 ManifestSource: TypeAlias = str | bytes | Mapping[str, Any] | KubeModel | Sequence[Any]
@@ -55,6 +56,7 @@ KINDS: dict[str, type[KubeObject]] = {
     "Sandbox": Sandbox,
     "SandboxSet": SandboxSet,
     "SandboxClaim": SandboxClaim,
+    "SandboxTemplate": SandboxTemplate,
     "Pod": Pod,
 }
 """Kind name → model class."""
@@ -63,6 +65,7 @@ API_VERSIONS: dict[str, str] = {
     "Sandbox": API_VERSION,
     "SandboxSet": API_VERSION,
     "SandboxClaim": API_VERSION,
+    "SandboxTemplate": API_VERSION,
     "Pod": "v1",
 }
 """Kind name → the only ``apiVersion`` the kind is served at."""
@@ -77,6 +80,9 @@ RESOURCE_ALIASES: dict[str, str] = {
     "sandboxclaim": "SandboxClaim",
     "sandboxclaims": "SandboxClaim",
     "sbc": "SandboxClaim",
+    "sandboxtemplate": "SandboxTemplate",
+    "sandboxtemplates": "SandboxTemplate",
+    "sbt": "SandboxTemplate",
     "pod": "Pod",
     "pods": "Pod",
     "po": "Pod",
@@ -88,6 +94,7 @@ _GROUP_SUFFIXES = {
     "Sandbox": ".agents.kruise.io",
     "SandboxSet": ".agents.kruise.io",
     "SandboxClaim": ".agents.kruise.io",
+    "SandboxTemplate": ".agents.kruise.io",
     "Pod": ".v1",
 }
 
@@ -206,7 +213,7 @@ def _load_node(node: Any, where: str, out: list[KubeObject]) -> None:
     if node is None:
         return  # an empty YAML document, as between two ``---`` lines
     if isinstance(node, KubeModel):
-        if not isinstance(node, Sandbox | SandboxSet | SandboxClaim | Pod):
+        if not isinstance(node, Sandbox | SandboxSet | SandboxClaim | SandboxTemplate | Pod):
             raise InvalidError(where, f"{type(node).__name__} is not a top-level object kind")
         out.append(node)
         return

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from pytest_kruise_agents.api.base import KubeModel
+from pytest_kruise_agents.api.keys import BLACKLISTED_PREFIXES
 from pytest_kruise_agents.api.meta import Condition, ObjectMeta
 from pytest_kruise_agents.api.quantity import cpu_millis, memory_bytes
 
@@ -16,6 +17,7 @@ __all__ = [
     "container_resources",
     "first_container_image",
     "set_first_container_image",
+    "validate_pod_template",
 ]
 
 
@@ -74,3 +76,25 @@ def container_resources(template: dict[str, Any] | None) -> tuple[int, int]:
         if "memory" in req or "memory" in lim:
             mem += memory_bytes(str(req.get("memory", lim.get("memory"))))
     return cpu, mem
+
+
+def validate_pod_template(template: dict[str, Any]) -> None:
+    """Raise ``ValueError`` for a pod template the webhooks refuse.
+
+    Reserved (``e2b.agents.kruise.io/``) label or annotation keys, no ``spec``,
+    no containers, or a container without a name or an image.
+    """
+    meta = template.get("metadata") or {}
+    for where in ("labels", "annotations"):
+        for key in meta.get(where) or {}:
+            if key.startswith(BLACKLISTED_PREFIXES[1]):
+                raise ValueError(f"template.metadata.{where}: key {key!r} uses reserved prefix")
+    spec = template.get("spec")
+    if not isinstance(spec, dict):
+        raise ValueError("template.spec is required")
+    containers = spec.get("containers")
+    if not isinstance(containers, list) or not containers:
+        raise ValueError("template.spec.containers must list at least one container")
+    for i, c in enumerate(containers):
+        if not isinstance(c, dict) or not c.get("name") or not c.get("image"):
+            raise ValueError(f"template.spec.containers[{i}] needs a name and an image")

@@ -166,6 +166,11 @@ _COLUMNS: dict[str, tuple[_Column, ...]] = {
         _Column("AGE", _age),
         _Column("MESSAGE", _claim(lambda c: c.status.message), wide_only=True),
     ),
+    # No additionalPrinterColumns: kubectl prints the name and the age.
+    "SandboxTemplate": (
+        _Column("NAME", _name),
+        _Column("AGE", _age),
+    ),
     "Pod": (
         _Column("NAME", _name),
         _Column("READY", _pod(_pod_ready)),

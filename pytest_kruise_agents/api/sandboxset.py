@@ -9,6 +9,7 @@ from pydantic import Field, field_validator, model_validator
 from pytest_kruise_agents.api.base import KubeModel
 from pytest_kruise_agents.api.keys import API_VERSION, BLACKLISTED_PREFIXES
 from pytest_kruise_agents.api.meta import Condition, ObjectMeta
+from pytest_kruise_agents.api.pod import validate_pod_template
 from pytest_kruise_agents.api.sandbox import PauseStrategy, RuntimeRef, TemplateRef
 
 __all__ = [
@@ -89,25 +90,8 @@ class SandboxSetSpec(KubeModel):
         if self.template is None and self.template_ref is None:
             raise ValueError("one of template or templateRef is required")
         if self.template is not None:
-            _validate_pod_template(self.template)
+            validate_pod_template(self.template)
         return self
-
-
-def _validate_pod_template(template: dict[str, Any]) -> None:
-    meta = template.get("metadata") or {}
-    for where in ("labels", "annotations"):
-        for key in meta.get(where) or {}:
-            if key.startswith(BLACKLISTED_PREFIXES[1]):
-                raise ValueError(f"template.metadata.{where}: key {key!r} uses reserved prefix")
-    spec = template.get("spec")
-    if not isinstance(spec, dict):
-        raise ValueError("template.spec is required")
-    containers = spec.get("containers")
-    if not isinstance(containers, list) or not containers:
-        raise ValueError("template.spec.containers must list at least one container")
-    for i, c in enumerate(containers):
-        if not isinstance(c, dict) or not c.get("name") or not c.get("image"):
-            raise ValueError(f"template.spec.containers[{i}] needs a name and an image")
 
 
 class SandboxSetStatus(KubeModel):

@@ -16,6 +16,7 @@ from pytest_kruise_agents.api import (
     Sandbox,
     SandboxClaim,
     SandboxSet,
+    SandboxTemplate,
     dump,
     dump_all,
     load_manifest,
@@ -24,6 +25,7 @@ from pytest_kruise_agents.api import (
 )
 from pytest_kruise_agents.api.manifest import KINDS, RESOURCE_ALIASES, to_manifest_dict
 from pytest_kruise_agents.api.sandboxclaim import SandboxClaimSpec
+from pytest_kruise_agents.api.sandboxtemplate import resolve_pod_template
 
 POOL_YAML = """\
 apiVersion: agents.kruise.io/v1alpha1
@@ -79,6 +81,7 @@ def test_every_kubectl_name_resolves_to_its_kind() -> None:
     assert resolve_kind("sbs") == "SandboxSet"
     assert resolve_kind("sbc") == "SandboxClaim"
     assert resolve_kind("po") == "Pod"
+    assert resolve_kind("sbt") == "SandboxTemplate"
 
 
 def test_kind_names_and_group_qualified_plurals_resolve() -> None:
@@ -405,3 +408,53 @@ def test_an_unknown_output_format_is_refused() -> None:
     """Only yaml and json are output formats."""
     with pytest.raises(ValueError, match="xml"):
         dump(load_manifest(CLAIM_YAML), "xml")  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- SandboxTemplate
+
+
+def sandbox_template(**spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "agents.kruise.io/v1alpha1",
+        "kind": "SandboxTemplate",
+        "metadata": {"name": "tpl"},
+        "spec": spec,
+    }
+
+
+def test_a_sandbox_template_round_trips_through_yaml() -> None:
+    """A SandboxTemplate loads and dumps as kubectl shows it: camelCase, no status."""
+    template = {"spec": {"containers": [{"name": "main", "image": "img:1"}]}}
+    (obj,) = load_manifests(
+        sandbox_template(template=template, runtimes=[{"name": "agent-runtime"}])
+    )
+    assert isinstance(obj, SandboxTemplate)
+    doc = to_manifest_dict(obj)
+    assert doc["kind"] == "SandboxTemplate" and "status" not in doc
+    assert doc["spec"] == {"template": template, "runtimes": [{"name": "agent-runtime"}]}
+    assert load_manifests(dump(obj)) == [obj]
+
+
+def test_a_sandbox_template_needs_a_valid_pod_template() -> None:
+    """No template, or one without containers, is refused on ``spec.template``."""
+    assert str(error_of(sandbox_template())) == "SandboxTemplate/tpl spec.template: required value"
+    err = error_of(sandbox_template(template={"spec": {"containers": [{"name": "c"}]}}))
+    assert err.field == "SandboxTemplate/tpl spec.template"
+    assert "containers[0] needs a name and an image" in err.reason
+
+
+def test_a_pod_template_is_resolved_inline_or_through_its_reference() -> None:
+    """``resolve_pod_template``: the object's own template, else the one its templateRef names."""
+    (tpl,) = load_manifests(
+        sandbox_template(template={"spec": {"containers": [{"name": "c", "image": "i"}]}})
+    )
+    assert isinstance(tpl, SandboxTemplate)
+    ref = Sandbox.model_validate(
+        {"metadata": {"name": "s"}, "spec": {"templateRef": {"name": "tpl"}}}
+    )
+    known = {("default", "tpl"): tpl}
+    assert resolve_pod_template(ref, lambda ns, n: known.get((ns, n))) is tpl.spec.template
+    assert resolve_pod_template(ref, lambda ns, n: None) is None
+    inline = Sandbox.model_validate({"metadata": {"name": "s"}, "spec": {"template": {"a": 1}}})
+    assert resolve_pod_template(inline, lambda ns, n: tpl) == {"a": 1}
+    assert resolve_pod_template(Sandbox(), lambda ns, n: tpl) is None
