@@ -32,6 +32,9 @@ Op = Generator[simpy.Event, Any, Any]
 
 _NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
+_NO_STATUS = frozenset({"SandboxTemplate"})
+"""Kinds without a status (subresource)."""
+
 # A merge patch costs what an update costs (the reference gives one "patch" range).
 _VERB_LATENCY = {
     "create": "api.create",
@@ -203,7 +206,8 @@ class ApiServer:
             new = obj.model_copy()
             new.metadata = obj.metadata.model_copy()
             # The status subresource is separate: a main-resource update keeps it.
-            new.status = old.status
+            if kind not in _NO_STATUS:
+                new.status = old.status
             new.metadata.uid = old.metadata.uid
             new.metadata.creation_timestamp = old.metadata.creation_timestamp
             new.metadata.deletion_timestamp = old.metadata.deletion_timestamp

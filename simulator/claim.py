@@ -310,6 +310,20 @@ class Claimer:
             pool = cache.by_index("Sandbox", "pool", f"{PICKABLE_PREFIX}*/{template}")
         return pool, sbs
 
+    def _new_sandbox(self, sbs: SandboxSet) -> Sandbox:
+        """A no-stock sandbox of ``sbs``, its templateRef resolved (§5.2 "create new")."""
+        if sbs.spec.template_ref is None:
+            return new_sandbox_from_sandboxset(sbs, for_claim=True)
+        resolved = self.world.pod_template(sbs, self.cache)
+        if resolved is None:
+            meta = sbs.metadata
+            raise InternalError(
+                f"sandboxtemplate {meta.namespace}/{sbs.spec.template_ref.name} "
+                f"(templateRef of sandboxset {meta.name}) not found",
+                reason="NotFound",
+            )
+        return new_sandbox_from_sandboxset(sbs, for_claim=True, resolved=resolved)
+
     def try_claim(
         self, opts: ClaimOptions, record: ClaimRecord, *, modifier: Modifier | None = None
     ) -> Op:
@@ -368,7 +382,7 @@ class Claimer:
                 limiter = self.create_limiter
                 if limiter is not None and not limiter.allow():
                     self._pick_failed(record, NoAvailableError(RATE_LIMITED))
-                target = new_sandbox_from_sandboxset(sbs, for_claim=True)
+                target = self._new_sandbox(sbs)
                 lock_type = "create"
             else:
                 self._pick_failed(record, no_available_error(result))

@@ -30,6 +30,7 @@ from pytest_kruise_agents.api.printers import render_table
 from pytest_kruise_agents.api.sandbox import Sandbox
 from pytest_kruise_agents.api.sandboxclaim import SandboxClaim
 from pytest_kruise_agents.api.sandboxset import SandboxSet
+from pytest_kruise_agents.api.sandboxtemplate import SandboxTemplate
 from pytest_kruise_agents.claiming.errors import ClaimError
 from simulator.claim import Claimer
 from simulator.collector import simulation_gc
@@ -194,7 +195,8 @@ class Cluster:
         for obj, existing in plan:
             if existing is None:
                 fresh = obj.model_copy(deep=True)
-                fresh.status = type(obj.status)()
+                if not isinstance(fresh, SandboxTemplate):  # the only kind without a status
+                    fresh.status = type(fresh.status)()
                 out.append(self.world.api.commit_create(fresh))
             else:
                 new = existing.model_copy(deep=True)

@@ -101,7 +101,7 @@ SELECTOR_KEYS: dict[str, frozenset[str]] = {
 
 SELECTOR_VALUES: dict[str, tuple[str, ...]] = {
     "verb": ("create", "update", "update_status", "patch", "delete", "get"),
-    "kind": ("Sandbox", "SandboxSet", "SandboxClaim", "Pod"),
+    "kind": ("Sandbox", "SandboxSet", "SandboxClaim", "SandboxTemplate", "Pod"),
     "client": (
         "sandbox-manager",
         "agent-sandbox-controller",

@@ -27,6 +27,7 @@ from pydantic import TypeAdapter, ValidationError
 from pytest_kruise_agents.api import keys
 from pytest_kruise_agents.api.sandbox import Sandbox
 from pytest_kruise_agents.api.sandboxclaim import CSIMountConfig
+from pytest_kruise_agents.api.sandboxtemplate import resolve_pod_template
 from pytest_kruise_agents.claiming.errors import CSIMountError, InitRuntimeError
 from pytest_kruise_agents.claiming.modification import (
     AGENT_RUNTIME,
@@ -51,11 +52,16 @@ _ALREADY_INITIALISED = 401
 _CSI_LIST: TypeAdapter[list[CSIMountConfig]] = TypeAdapter(list[CSIMountConfig])
 
 
-def has_agent_runtime(sbx: Sandbox) -> bool:
-    """Whether the sandbox runs the agent-runtime (``runtimes`` or init container ``runtime``)."""
+def has_agent_runtime(sbx: Sandbox, resolved: dict[str, Any] | None = None) -> bool:
+    """Whether the sandbox runs the agent-runtime (``runtimes`` or init container ``runtime``).
+
+    The init container is looked for in the sandbox's pod template, or in
+    ``resolved``, the one of the SandboxTemplate its ``templateRef`` names.
+    """
     if any(r.name == AGENT_RUNTIME for r in sbx.spec.runtimes or ()):
         return True
-    init_containers = ((sbx.spec.template or {}).get("spec") or {}).get("initContainers") or ()
+    template = sbx.spec.template if sbx.spec.template is not None else resolved
+    init_containers = ((template or {}).get("spec") or {}).get("initContainers") or ()
     return any(
         isinstance(c, dict) and c.get("name") == RUNTIME_INIT_CONTAINER for c in init_containers
     )
@@ -105,7 +111,12 @@ class AgentRuntime:
         current: Sandbox | None = api.peek("Sandbox", meta.namespace, meta.name)
         if current is None or current.metadata.deletion_timestamp is not None:
             return None, "connection refused: sandbox is gone"
-        if not has_agent_runtime(current):
+        resolved = None
+        if current.spec.template_ref is not None:
+            resolved = resolve_pod_template(
+                current, lambda ns, n: api.peek("SandboxTemplate", ns, n)
+            )
+        if not has_agent_runtime(current, resolved):
             return None, "connection refused: no agent-runtime in the sandbox"
         if pod_ip(current) is None:
             return None, "no route to the runtime: the sandbox has no pod IP"

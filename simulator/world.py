@@ -4,12 +4,13 @@ Every component of the model (scheduler and kubelets, the three controllers,
 the sandbox-manager) receives the :class:`World` and finds what it needs here:
 
 * ``controller_cache`` — the agent-sandbox-controller's shared informer cache
-  (Sandbox, SandboxSet, SandboxClaim, Pod), with indexes ``owner-uid`` (the
+  (Sandbox, SandboxSet, SandboxClaim, SandboxTemplate, Pod), with indexes ``owner-uid`` (the
   controller ownerRef UID of a Sandbox), ``claim-owner`` (the
   ``agents.kruise.io/owner`` annotation of a Sandbox), and the same ``pool``
   and ``name`` indexes as the manager's cache (the SandboxClaim controller
   claims through the same code);
-* ``manager_cache`` — the sandbox-manager's cache (Sandbox, SandboxSet), with
+* ``manager_cache`` — the sandbox-manager's cache (Sandbox, SandboxSet,
+  SandboxTemplate), with
   index ``pool`` on Sandboxes (keys ``"<ns>/<template>"`` and ``"*/<template>"``
   for sandboxes that are available, or creating while SandboxSet-controlled:
   the candidate list of reference §5.2) and, for the subset that was
@@ -29,6 +30,8 @@ from typing import Any
 
 from pytest_kruise_agents.api import keys
 from pytest_kruise_agents.api.sandbox import Sandbox, SandboxState
+from pytest_kruise_agents.api.sandboxset import SandboxSet
+from pytest_kruise_agents.api.sandboxtemplate import resolve_pod_template
 from pytest_kruise_agents.claiming.selection import is_pickable
 from pytest_kruise_agents.claiming.state import sandbox_state
 from simulator.apiserver import ApiServer, Client
@@ -76,14 +79,17 @@ class World:
         self._pool_key_cache: dict[tuple[str, str], tuple[tuple[str, ...], tuple[str, ...]]] = {}
 
         self.controller_cache = Informer(
-            "agent-sandbox-controller", ("Sandbox", "SandboxSet", "SandboxClaim", "Pod")
+            "agent-sandbox-controller",
+            ("Sandbox", "SandboxSet", "SandboxClaim", "SandboxTemplate", "Pod"),
         )
         self.controller_cache.add_index("Sandbox", "owner-uid", _owner_uid)
         self.controller_cache.add_index("Sandbox", "claim-owner", _claim_owner)
         self.controller_cache.add_index("Sandbox", "pool", self._pool_keys)
         self.controller_cache.add_index("SandboxSet", "name", _set_name)
 
-        self.manager_cache = Informer("sandbox-manager", ("Sandbox", "SandboxSet"))
+        self.manager_cache = Informer(
+            "sandbox-manager", ("Sandbox", "SandboxSet", "SandboxTemplate")
+        )
         self.manager_cache.add_index("Sandbox", "pool", self._pool_keys)
         self.manager_cache.add_index("SandboxSet", "name", _set_name)
 
@@ -102,6 +108,11 @@ class World:
         self.scheduler_client: Client = self.api.client(
             "kube-scheduler", prof.controller_qps, prof.controller_burst
         )
+
+    @staticmethod
+    def pod_template(obj: Sandbox | SandboxSet, cache: Informer) -> dict[str, Any] | None:
+        """``obj``'s pod template, a ``templateRef`` resolved through ``cache`` (or None)."""
+        return resolve_pod_template(obj, lambda ns, name: cache.get("SandboxTemplate", ns, name))
 
     def _pool_keys(self, sbx: Any) -> Iterable[str]:
         # The manager's field index (reference §5.2): available sandboxes, or

@@ -460,8 +460,15 @@ class SimBackend:
 
     # -- E2B operations -----------------------------------------------------------------------
 
+    def _resolved(self, obj: Sandbox | SandboxSet) -> dict[str, Any] | None:
+        # Only a templateRef needs a lookup: the manager resolves it through its cache.
+        if obj.spec.template_ref is None:
+            return None
+        world = self.cluster.world
+        return world.pod_template(obj, world.manager_cache)
+
     def _view(self, sbx: Sandbox) -> SandboxView:
-        view = sandbox_view(sbx, self.cluster.now_dt())
+        view = sandbox_view(sbx, self.cluster.now_dt(), self._resolved(sbx))
         if view is None:
             # The manager returned a sandbox it no longer shows (it just died).
             raise ClaimNotFound(f"Sandbox {sandbox_id(sbx)} not found")
@@ -597,7 +604,9 @@ class SimBackend:
                 started_after=query.started_after,
             )
             now = self.cluster.now_dt()
-            views = [v for v in (sandbox_view(s, now) for s in items) if v is not None]
+            views = [
+                v for v in (sandbox_view(s, now, self._resolved(s)) for s in items) if v is not None
+            ]
             return views, token
 
         return self._call(op)
@@ -609,7 +618,7 @@ class SimBackend:
             pools: builtins.list[SandboxSet] = self.cluster.list(
                 "SandboxSet", caller.namespace or None
             )
-            return [_template_view(p) for p in pools]
+            return [_template_view(p, self._resolved(p)) for p in pools]
 
         return self._call(op)
 
@@ -797,8 +806,9 @@ def _settle(event: simpy.Event, done: threading.Event) -> None:
     done.set()
 
 
-def _template_view(pool: SandboxSet) -> TemplateView:
-    cpu_count, memory_mb, disk_size_mb = template_resources(pool.spec.template)
+def _template_view(pool: SandboxSet, resolved: dict[str, Any] | None) -> TemplateView:
+    template = pool.spec.template if pool.spec.template is not None else resolved
+    cpu_count, memory_mb, disk_size_mb = template_resources(template)
     return TemplateView(
         template_id=pool.metadata.name,
         namespace=pool.metadata.namespace or "",

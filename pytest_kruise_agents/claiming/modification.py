@@ -18,6 +18,7 @@ from typing import Any, Final, Literal
 
 from pytest_kruise_agents.api import keys
 from pytest_kruise_agents.api.base import format_time
+from pytest_kruise_agents.api.copying import deep_copy
 from pytest_kruise_agents.api.meta import ObjectMeta, OwnerReference
 from pytest_kruise_agents.api.quantity import parse_quantity
 from pytest_kruise_agents.api.sandbox import Sandbox, SandboxSpec
@@ -304,7 +305,12 @@ def sandboxset_revision(sbs: SandboxSet) -> str:
 
 
 def new_sandbox_from_sandboxset(
-    sbs: SandboxSet, *, for_claim: bool, revision: str | None = None, share: bool = False
+    sbs: SandboxSet,
+    *,
+    for_claim: bool,
+    revision: str | None = None,
+    share: bool = False,
+    resolved: dict[str, Any] | None = None,
 ) -> Sandbox:
     """A new Sandbox built from ``sbs`` (``NewSandboxFromSandboxSet``); ``sbs`` is untouched.
 
@@ -320,10 +326,19 @@ def new_sandbox_from_sandboxset(
     parts and the owner reference instead of copying them: for stores whose
     objects are never changed in place (a pool of 100,000 then holds one
     template, not 100,000).
+
+    ``resolved`` is the pod template of the SandboxTemplate a ``templateRef``
+    set names: the sandbox then embeds a copy of it (and no reference) and
+    takes its labels and annotations, as the sandbox-manager's create does.
+    Without it the sandbox keeps the reference, as the controller's pool
+    sandboxes do, and the Sandbox controller resolves it when it makes the pod.
     """
     spec = sbs.spec if share else sbs.spec.model_copy(deep=True)
     name = sbs.metadata.name
-    template_meta = (spec.template or {}).get("metadata") or {}
+    template, template_ref = spec.template, spec.template_ref
+    if resolved is not None and template_ref is not None:
+        template, template_ref = deep_copy(resolved), None
+    template_meta = (template or {}).get("metadata") or {}
     labels = _strip_internal(template_meta.get("labels"))
     annotations = _strip_internal(template_meta.get("annotations"))
     labels[keys.LABEL_SANDBOX_POOL] = name
@@ -351,8 +366,8 @@ def new_sandbox_from_sandboxset(
             pause_strategy=spec.pause_strategy,
             persistent_contents=spec.persistent_contents,
             runtimes=spec.runtimes,
-            template_ref=spec.template_ref,
-            template=spec.template,
+            template_ref=template_ref,
+            template=template,
             volume_claim_templates=spec.volume_claim_templates,
         ),
     )
@@ -397,15 +412,17 @@ def failed_sandbox_cleanup(
     return out
 
 
-def sandboxset_has_agent_runtime(sbs: SandboxSet) -> bool:
+def sandboxset_has_agent_runtime(sbs: SandboxSet, resolved: dict[str, Any] | None = None) -> bool:
     """Whether the pool runs the agent runtime.
 
-    True when ``runtimes`` lists ``agent-runtime`` or the pod template has an
-    init container named ``runtime``.
+    True when ``runtimes`` lists ``agent-runtime`` or the pod template (the
+    set's own, else ``resolved``: that of the SandboxTemplate its
+    ``templateRef`` names) has an init container named ``runtime``.
     """
     if any(r.name == AGENT_RUNTIME for r in sbs.spec.runtimes or []):
         return True
-    init_containers = ((sbs.spec.template or {}).get("spec") or {}).get("initContainers") or []
+    template = sbs.spec.template if sbs.spec.template is not None else resolved
+    init_containers = ((template or {}).get("spec") or {}).get("initContainers") or []
     return any(
         isinstance(c, dict) and c.get("name") == RUNTIME_INIT_CONTAINER for c in init_containers
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 from pytest_kruise_agents.api.durations import format_duration
 from pytest_kruise_agents.api.meta import Condition, set_condition
@@ -222,6 +222,7 @@ def claim_options_for(
     lock_string: str,
     access_token: str,
     now: datetime,
+    resolved: dict[str, Any] | None = None,
 ) -> ClaimOptions:
     """The claim options the SandboxClaim controller builds once per reconcile (§5.1).
 
@@ -229,9 +230,11 @@ def claim_options_for(
     ``claim-name`` label names the claim. Spec labels go to the sandbox and its
     pod template, spec annotations to the sandbox and (without reserved
     prefixes) to the pod template. The runtime is initialised only if not
-    skipped and the pool has the agent runtime. ``reserveFailedSandbox`` keeps
-    failed sandboxes forever. No claim timeout: the controller makes one
-    attempt per call. ``now`` is accepted for symmetry with the other rules.
+    skipped and the pool has the agent runtime (for a ``templateRef`` set, it
+    may be in ``resolved``, the pod template of the SandboxTemplate the set
+    names: #441). ``reserveFailedSandbox`` keeps failed sandboxes forever. No
+    claim timeout: the controller makes one attempt per call. ``now`` is
+    accepted for symmetry with the other rules.
     """
     del now  # The claim path takes its times from the spec, not the clock.
     spec = claim.spec
@@ -239,7 +242,7 @@ def claim_options_for(
     inplace = spec.inplace_update
     resources = inplace.resources if inplace is not None else None
     init_runtime = None
-    if not spec.skip_init_runtime and sandboxset_has_agent_runtime(sbs):
+    if not spec.skip_init_runtime and sandboxset_has_agent_runtime(sbs, resolved):
         init_runtime = InitRuntimeRequest(
             env_vars=dict(spec.env_vars or {}), access_token=access_token
         )

@@ -133,14 +133,21 @@ def template_resources(template: dict[str, Any] | None) -> tuple[int, int, int]:
     )
 
 
-def sandbox_view(sbx: Sandbox, now: datetime) -> SandboxView | None:
-    """The E2B view of ``sbx`` at ``now``, or ``None`` if the manager would not show it."""
+def sandbox_view(
+    sbx: Sandbox, now: datetime, resolved: dict[str, Any] | None = None
+) -> SandboxView | None:
+    """The E2B view of ``sbx`` at ``now``, or ``None`` if the manager would not show it.
+
+    ``resolved`` is the pod template of the SandboxTemplate a sandbox's
+    ``templateRef`` names: its first container gives the CPU and memory.
+    """
     state = e2b_state(sbx, now)
     if state is None:
         return None
     meta = sbx.metadata
     ann = meta.annotations
-    cpu_count, memory_mb, disk_size_mb = template_resources(sbx.spec.template)
+    template = sbx.spec.template if sbx.spec.template is not None else resolved
+    cpu_count, memory_mb, disk_size_mb = template_resources(template)
     metadata = {k: v for k, v in meta.labels.items() if not is_blacklisted(k)}
     metadata.update({k: v for k, v in ann.items() if not is_blacklisted(k)})
     metadata[KEY_SANDBOX_RESOURCE] = f"{meta.namespace}/{meta.name}"

@@ -144,6 +144,8 @@ class SandboxController(Reconciler[SbxKey]):
         self._reiniting: dict[SbxKey, str] = {}
         self._reinit_done: dict[SbxKey, tuple[str, bool, str]] = {}
         self._unsupported: dict[SbxKey, None] = {}
+        self._missing_template: dict[SbxKey, None] = {}
+        """Sandboxes whose templateRef named no SandboxTemplate when a pod was to be made."""
         self._started = False
 
     # -- public ---------------------------------------------------------------------
@@ -171,6 +173,7 @@ class SandboxController(Reconciler[SbxKey]):
             self._failures.pop(key, None)
             self._reinit_done.pop(key, None)
             self._unsupported.pop(key, None)
+            self._missing_template.pop(key, None)
         self.queue.add(key)
 
     def _on_pod(self, event_type: str, old: Any, new: Any) -> None:
@@ -239,10 +242,12 @@ class SandboxController(Reconciler[SbxKey]):
         if sbx.metadata.deletion_timestamp is not None:
             yield from self._ensure_terminated(key, sbx, pod)
             return None
-        if not sbx.spec.template:
+        if not sbx.spec.template and sbx.spec.template_ref is None:
             if key not in self._unsupported:
                 self._unsupported[key] = None
-                self.ctx.record("sandbox.unsupported", f"{ns}/{name} no inline pod template")
+                self.ctx.record(
+                    "sandbox.unsupported", f"{ns}/{name} no pod template or templateRef"
+                )
             return None
         if sbx.status.phase in (SandboxPhase.FAILED, SandboxPhase.SUCCEEDED):
             return None
@@ -526,7 +531,20 @@ class SandboxController(Reconciler[SbxKey]):
     # -- writes -----------------------------------------------------------------------------
 
     def _new_pod(self, sbx: Sandbox) -> Pod:
-        template = sbx.spec.template or {}
+        template = self.world.pod_template(sbx, self.cache)
+        if template is None:
+            # A templateRef naming a SandboxTemplate this cache does not hold:
+            # the reconcile fails and backs off until it appears.
+            ref = sbx.spec.template_ref.name if sbx.spec.template_ref else ""
+            key = (sbx.metadata.namespace, sbx.metadata.name)
+            if key not in self._missing_template:
+                self._missing_template[key] = None
+                self.ctx.record(
+                    "sandbox.template_not_found", f"{key[0]}/{key[1]} templateRef={ref}"
+                )
+            raise ApiError(404, "NotFound", f'sandboxtemplates.agents.kruise.io "{ref}" not found')
+        if self._missing_template:
+            self._missing_template.pop((sbx.metadata.namespace, sbx.metadata.name), None)
         meta = template.get("metadata") or {}
         labels = dict(meta.get("labels") or {})
         for label in (keys.LABEL_SANDBOX_TEMPLATE, keys.LABEL_SANDBOX_POOL):

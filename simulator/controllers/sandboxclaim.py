@@ -192,6 +192,7 @@ class SandboxClaimController(Reconciler[ClaimKey]):
             lock_string=self.api.new_uid(),
             access_token=self.api.new_uid(),
             now=ctx.now_dt(),
+            resolved=self.world.pod_template(sbs, self.cache),
         )
         if not ctx.profile.claim_namespace_scoped:
             # v0.3.0 did not pass the claim's namespace (bug #824).

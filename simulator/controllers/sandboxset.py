@@ -172,7 +172,6 @@ class SandboxSetController(Reconciler[SetKey]):
         self._delete_of: dict[str, str] = {}
         self._uid_of: dict[SetKey, str] = {}
         self._revisions: dict[str, tuple[int | None, str]] = {}
-        self._unsupported: dict[str, None] = {}
         self._timers: dict[str, float] = {}
         self._started = False
         self.cache.add_handler("SandboxSet", self._on_set)
@@ -396,15 +395,6 @@ class SandboxSetController(Reconciler[SetKey]):
         if sbs is None or sbs.metadata.deletion_timestamp is not None:
             return None
         uid = sbs.metadata.uid or ""
-        if sbs.spec.template_ref is not None:
-            # SandboxTemplate objects are not modelled: such a set is inert.
-            if uid not in self._unsupported:
-                self._unsupported[uid] = None
-                ctx.record(
-                    "sandboxset.template_ref_unsupported",
-                    f"{ns}/{name} templateRef={sbs.spec.template_ref.name}",
-                )
-            return None
         revision = self._revision(sbs)
         owned = self._owned.get(uid) or _Owned()
         exp = self._expectations(uid)
@@ -425,7 +415,9 @@ class SandboxSetController(Reconciler[SetKey]):
         status.replicas = replicas
         status.available_replicas = available
         status.update_revision = revision
-        status.current_revision = name
+        # The materialised SandboxTemplate of an inline template is not
+        # modelled (docs/fidelity.md); a templateRef names its own.
+        status.current_revision = spec.template_ref.name if spec.template_ref else name
         status.selector = selector_for(sbs)
         if raw_delta == 0:
             # Upstream recomputes these only at steady size (bug #779).

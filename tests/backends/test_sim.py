@@ -169,6 +169,38 @@ def test_advance_rejects_negative_time(backend: SimBackend) -> None:
     assert backend.now() == before
 
 
+TEMPLATE_POOL = """\
+apiVersion: agents.kruise.io/v1alpha1
+kind: SandboxTemplate
+metadata: {name: python}
+spec:
+  template:
+    spec:
+      containers:
+        - name: main
+          image: registry.example.com/python:3.12
+          resources: {requests: {cpu: "2", memory: 1Gi}}
+---
+apiVersion: agents.kruise.io/v1alpha1
+kind: SandboxSet
+metadata: {name: python}
+spec:
+  replicas: 2
+  runtimes: [{name: agent-runtime}]
+  templateRef: {name: python}
+"""
+
+
+def test_a_template_ref_pool_shows_the_resources_of_its_template(backend: SimBackend) -> None:
+    """``GET /templates`` and the sandbox's view read CPU and memory from the SandboxTemplate."""
+    backend.apply(TEMPLATE_POOL)
+    backend.advance(60)
+    (pool,) = [t for t in backend.templates(ALICE) if t.template_id == "python"]
+    assert (pool.cpu_count, pool.memory_mb, pool.available) == (2, 1024, 2)
+    view = backend.create_sandbox(ALICE, CreateRequest(template="python"))
+    assert (view.cpu_count, view.memory_mb) == (2, 1024)
+
+
 def test_resources_and_not_found(backend: SimBackend) -> None:
     assert backend.get("sbs", "base").metadata.name == "base"
     with pytest.raises(ResourceNotFound, match="nope"):

@@ -317,6 +317,21 @@ class TestNewSandboxFromSandboxSet:
         assert sbx.metadata.labels[keys.LABEL_SANDBOX_POOL] == "demo"
         assert sbx.spec.template_ref is not None and sbx.spec.template_ref.name == "tpl"
 
+    def test_a_resolved_template_is_embedded_with_its_metadata(self) -> None:
+        """The manager's create resolves the templateRef: a copy of the template, no reference."""
+        resolved = pod_template()
+        resolved["metadata"] = {"labels": {"team": "ml"}, "annotations": {"note": "x"}}
+        sbs = make_sandboxset(template_ref="tpl")
+        sbx = new_sandbox_from_sandboxset(sbs, for_claim=True, resolved=resolved)
+        assert sbx.spec.template_ref is None
+        assert sbx.spec.template == resolved and sbx.spec.template is not resolved
+        assert sbx.metadata.labels["team"] == "ml"
+        assert sbx.metadata.annotations["note"] == "x"
+        assert sbx.metadata.labels[keys.LABEL_SANDBOX_TEMPLATE] == "tpl"
+        # An inline set ignores it: its own template wins.
+        inline = new_sandbox_from_sandboxset(make_sandboxset(), for_claim=True, resolved=resolved)
+        assert "team" not in inline.metadata.labels
+
     def test_generate_name_is_truncated(self) -> None:
         """generateName is at most 58 characters."""
         sbx = new_sandbox_from_sandboxset(make_sandboxset("x" * 63), for_claim=False)
@@ -449,6 +464,10 @@ def test_agent_runtime_detection() -> None:
     template["spec"]["initContainers"] = [{"name": "runtime", "image": "rt"}]
     assert sandboxset_has_agent_runtime(make_sandboxset(template=template))
     assert not sandboxset_has_agent_runtime(make_sandboxset())
+    # A templateRef set (#441): the init container is in the template it names.
+    assert sandboxset_has_agent_runtime(make_sandboxset(template_ref="t"), template)
+    assert not sandboxset_has_agent_runtime(make_sandboxset(template_ref="t"), pod_template())
+    assert not sandboxset_has_agent_runtime(make_sandboxset(template_ref="t"))
 
 
 label_maps = st.dictionaries(

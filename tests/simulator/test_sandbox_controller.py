@@ -12,7 +12,8 @@ import simpy
 from pytest_kruise_agents.api import keys
 from pytest_kruise_agents.api.meta import ObjectMeta, find_condition
 from pytest_kruise_agents.api.pod import Pod
-from pytest_kruise_agents.api.sandbox import Sandbox, SandboxSpec
+from pytest_kruise_agents.api.sandbox import Sandbox, SandboxSpec, TemplateRef
+from pytest_kruise_agents.api.sandboxtemplate import SandboxTemplate
 from pytest_kruise_agents.claiming.errors import InitRuntimeError
 from simulator.context import SimContext
 from simulator.controllers.sandbox import SandboxController
@@ -195,6 +196,88 @@ def test_no_op_reconciles_write_nothing() -> None:
     rig.controller.queue.add(("default", "sbx"))
     rig.run(100)
     assert rig.api.writes == total
+
+
+def template_object(image: str = IMAGE_V2) -> SandboxTemplate:
+    return SandboxTemplate.model_validate(
+        {
+            "metadata": {"name": "tpl", "namespace": "default"},
+            "spec": {
+                "template": {
+                    "metadata": {"labels": {"team": "ml"}, "annotations": {"note": "x"}},
+                    "spec": {"containers": [{"name": "main", "image": image}]},
+                }
+            },
+        }
+    )
+
+
+def ref_sandbox(rig: Rig, name: str = "sbx") -> Sandbox:
+    sbx = Sandbox(
+        metadata=ObjectMeta(
+            name=name, namespace="default", labels={keys.LABEL_SANDBOX_TEMPLATE: "tpl"}
+        ),
+        spec=SandboxSpec(template_ref=TemplateRef(name="tpl")),
+    )
+    created: Sandbox = rig.api.commit_create(sbx)
+    return created
+
+
+def test_a_template_ref_sandbox_gets_its_pod_from_the_sandbox_template() -> None:
+    """The pod is built from the SandboxTemplate the sandbox names: labels, annotations, image."""
+    rig = Rig()
+    rig.api.commit_create(template_object())
+    ref_sandbox(rig)
+    rig.until(rig.ready)
+    pod = rig.pod()
+    assert pod is not None
+    assert pod.spec["containers"][0]["image"] == IMAGE_V2
+    assert pod.metadata.labels == {
+        "team": "ml",
+        keys.LABEL_SANDBOX_TEMPLATE: "tpl",
+        keys.LABEL_SANDBOX_NAME: "sbx",
+    }
+    assert pod.metadata.annotations == {"note": "x"}
+    assert not rig.ctx.log.of_kind("sandbox.template_not_found")
+
+
+def test_a_missing_sandbox_template_backs_off_until_it_appears() -> None:
+    """No SandboxTemplate yet: no pod, one event, back-off; the pod comes once it is created."""
+    rig = Rig()
+    ref_sandbox(rig)
+    rig.run(10)
+    assert rig.pod() is None
+    assert [e.detail for e in rig.ctx.log.of_kind("sandbox.template_not_found")] == [
+        "default/sbx templateRef=tpl"
+    ]
+    errors = rig.ctx.log.of_kind("sandbox.reconcile_error")
+    assert errors and all(e.detail == "default/sbx 404 NotFound" for e in errors)
+    # Back-off doubles from 5 ms: a dozen attempts in 10 s, not thousands.
+    assert 5 <= len(errors) <= 15
+    rig.api.commit_create(template_object())
+    became_ready = rig.until(rig.ready, limit=60)
+    assert became_ready < 10 + 30 + 10  # within one capped back-off (30 s) and a start
+    assert len(rig.ctx.log.of_kind("sandbox.template_not_found")) == 1
+
+
+def test_a_sandbox_template_change_reaches_only_pods_made_after_it() -> None:
+    """A SandboxTemplate change leaves running pods as they are; a new pod gets the new image."""
+    rig = Rig()
+    rig.api.commit_create(template_object(IMAGE))
+    ref_sandbox(rig, "one")
+    rig.until(lambda: rig.ready("one"))
+    changed = template_object(IMAGE_V2)
+    stored = rig.api.peek("SandboxTemplate", "default", "tpl")
+    changed.metadata = stored.metadata.model_copy()
+    rig.api.commit_update(changed)
+    ref_sandbox(rig, "two")
+    rig.until(lambda: rig.ready("two"))
+    rig.run(30)
+    one, two = rig.pod("one"), rig.pod("two")
+    assert one is not None and two is not None
+    assert one.spec["containers"][0]["image"] == IMAGE
+    assert two.spec["containers"][0]["image"] == IMAGE_V2
+    assert rig.cond("InplaceUpdate", "one") is None
 
 
 def test_pause_deletes_the_pod_and_resume_recreates_it_and_reinitialises() -> None:

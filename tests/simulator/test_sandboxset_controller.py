@@ -385,10 +385,11 @@ def test_updated_counts_stay_stale_while_scaling(world: World) -> None:
     assert status(world).updated_replicas == 4
 
 
-def test_template_ref_sets_are_logged_and_skipped(
+def test_a_template_ref_set_fills_with_sandboxes_that_carry_the_reference(
     world: World, controller: SandboxSetController
 ) -> None:
-    """A set using templateRef is not supported by the fake: one event, no sandboxes."""
+    """A templateRef set makes pool sandboxes naming the template; it is its current revision."""
+    FakeReadiness(world)
     sbs = SandboxSet.model_validate(
         {
             "metadata": {"name": "ref", "namespace": "default"},
@@ -396,9 +397,15 @@ def test_template_ref_sets_are_logged_and_skipped(
         }
     )
     world.api.commit_create(sbs)
-    world.ctx.env.run(until=5)
-    assert events(world, "sandboxset.template_ref_unsupported") == ["default/ref templateRef=tpl"]
-    assert not world.api.peek_list("Sandbox")
+    run_until(world, full(world, 2, "ref"))
+    for sbx in pool(world, "ref"):
+        assert sbx.spec.template is None
+        assert sbx.spec.template_ref is not None and sbx.spec.template_ref.name == "tpl"
+        assert sbx.metadata.labels[keys.LABEL_SANDBOX_TEMPLATE] == "tpl"
+        assert sbx.metadata.labels[keys.LABEL_SANDBOX_POOL] == "ref"
+    st = stored(world, "SandboxSet", "ref").status
+    assert st.current_revision == "tpl"
+    assert st.update_revision == sandboxset_revision(sbs)
 
 
 def test_stalled_controller_does_nothing_until_the_stall_ends(

@@ -1,0 +1,174 @@
+"""Pools defined by a SandboxTemplate: a SandboxSet's ``templateRef`` (reference §1.6, §3, §5.2).
+
+The set's sandboxes carry the reference and the Sandbox controller builds each
+pod from the template it names; a sandbox the manager creates on no stock
+embeds the resolved template instead. Pools are filed under the template's
+name (the ``sandbox-template`` label), so a warm claim names a set whose name
+is its template's.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_kruise_agents.api import keys
+from pytest_kruise_agents.api.errors import InvalidError
+from pytest_kruise_agents.claiming.errors import InternalError
+from simulator.cluster import Cluster
+
+from .conftest import claim_yaml
+
+IMAGE = "registry.example.com/python:3.12"
+
+
+def template_yaml(name: str = "python", *, runtime_init_container: bool = False) -> str:
+    """A SandboxTemplate; its pod template labels pods ``team: ml``."""
+    init = (
+        "      initContainers: [{name: runtime, image: registry.example.com/runtime:v1}]\n"
+        if runtime_init_container
+        else ""
+    )
+    return f"""\
+apiVersion: agents.kruise.io/v1alpha1
+kind: SandboxTemplate
+metadata: {{name: {name}, namespace: default}}
+spec:
+  template:
+    metadata:
+      labels: {{team: ml}}
+    spec:
+      containers:
+        - name: sandbox
+          image: {IMAGE}
+          resources: {{requests: {{cpu: "2", memory: 1Gi}}}}
+{init}"""
+
+
+def ref_set_yaml(
+    name: str = "python", template: str = "python", replicas: int = 3, *, runtimes: bool = True
+) -> str:
+    """A SandboxSet whose pod template is the SandboxTemplate ``template``."""
+    runtime_lines = "  runtimes: [{name: agent-runtime}]\n" if runtimes else ""
+    return f"""\
+apiVersion: agents.kruise.io/v1alpha1
+kind: SandboxSet
+metadata: {{name: {name}, namespace: default}}
+spec:
+  replicas: {replicas}
+{runtime_lines}  templateRef: {{name: {template}}}
+"""
+
+
+def test_a_template_ref_pool_fills_and_delivers_warm() -> None:
+    """Pods come from the template; an E2B create takes a pool sandbox that keeps the reference."""
+    cluster = Cluster(seed=3)
+    cluster.apply(template_yaml() + "---\n" + ref_set_yaml())
+    sbs = cluster.wait_for_pool("python", timeout=120)
+    assert sbs.status.current_revision == "python"
+    pods = cluster.list("pod")
+    assert len(pods) == 3
+    assert all(p.spec["containers"][0]["image"] == IMAGE for p in pods)
+    assert all(p.metadata.labels["team"] == "ml" for p in pods)
+
+    sbx = cluster.create_sandbox("python", timeout=300)
+    record = cluster.records[-1]
+    assert record.warm is True and record.runtime_initialized is not None
+    assert sbx.spec.template is None
+    assert sbx.spec.template_ref is not None and sbx.spec.template_ref.name == "python"
+    assert sbx.metadata.labels[keys.LABEL_SANDBOX_TEMPLATE] == "python"
+    # No inline pod template: the claim's owner label has no pod template to go to.
+    pod = cluster.get("pod", sbx.metadata.name)
+    assert keys.LABEL_OWNER not in pod.metadata.labels
+
+
+def test_a_no_stock_create_embeds_the_resolved_template() -> None:
+    """Created on no stock, the sandbox carries the template inline, so in-place updates work."""
+    cluster = Cluster(seed=3)
+    cluster.apply(template_yaml() + "---\n" + ref_set_yaml(replicas=0))
+    cluster.advance(1)
+    sbx = cluster.create_sandbox(
+        "python", timeout=300, metadata={"e2b.agents.kruise.io/image": IMAGE + "-slim"}
+    )
+    assert cluster.records[-1].warm is False
+    assert sbx.spec.template_ref is None and sbx.spec.template is not None
+    assert sbx.spec.template["metadata"]["labels"]["team"] == "ml"
+    assert sbx.metadata.labels["team"] == "ml"
+    assert sbx.metadata.labels[keys.LABEL_SANDBOX_TEMPLATE] == "python"
+    pod = cluster.get("pod", sbx.metadata.name)
+    assert pod.spec["containers"][0]["image"] == IMAGE + "-slim"
+    assert pod.metadata.labels[keys.LABEL_OWNER] == sbx.metadata.annotations[keys.ANN_OWNER]
+    # The stored template is untouched by the claim's changes to its copy.
+    stored = cluster.get("sbt", "python")
+    assert stored.spec.template["spec"]["containers"][0]["image"] == IMAGE
+    assert keys.LABEL_OWNER not in stored.spec.template["metadata"]["labels"]
+
+
+def test_a_no_stock_create_of_a_missing_template_fails_and_leaves_nothing() -> None:
+    """Nothing to build the sandbox from: a terminal 500 naming the template, no sandbox made."""
+    cluster = Cluster(seed=3)
+    cluster.apply(ref_set_yaml(replicas=0, template="absent"))
+    cluster.advance(1)
+    with pytest.raises(InternalError, match="sandboxtemplate default/absent") as info:
+        cluster.create_sandbox("python", timeout=300)
+    assert info.value.code == 500 and not info.value.retriable
+    assert cluster.records[-1].attempts == 1
+    assert cluster.list("sbx") == []
+
+
+def test_a_pool_waits_for_its_template_then_fills() -> None:
+    """Sandboxes made before their template exists stay Pending; the pool fills once it appears."""
+    cluster = Cluster(seed=3)
+    cluster.apply(ref_set_yaml())
+    cluster.advance(20)
+    assert cluster.get("sbs", "python").status.available_replicas == 0
+    assert cluster.list("pod") == []
+    assert len(cluster.log.of_kind("sandbox.template_not_found")) == 3
+    cluster.apply(template_yaml())
+    cluster.wait_for_pool("python", timeout=120)
+
+
+def test_a_set_named_apart_from_its_template_gets_no_warm_claims() -> None:
+    """The pool index keys on the template's name, the create names the set: every claim is cold.
+
+    Reference §5.2 lists the pool by the ``sandbox-template`` label (the
+    template's name) and §8 finds the set by the create's ``templateID``; a set
+    named apart from its template therefore never hands out its own warm
+    sandboxes (docs/fidelity.md).
+    """
+    cluster = Cluster(seed=3)
+    cluster.apply(template_yaml("tpl") + "---\n" + ref_set_yaml("pool-a", "tpl"))
+    cluster.wait_for_pool("pool-a", timeout=120)
+    cluster.create_sandbox("pool-a", timeout=300)
+    assert cluster.records[-1].warm is False
+    assert cluster.get("sbs", "pool-a").status.available_replicas == 3
+
+
+def test_a_sandboxclaim_initialises_a_runtime_found_in_the_template() -> None:
+    """#441: the agent runtime is an init container of the referenced template, not a runtime."""
+    cluster = Cluster(seed=3)
+    cluster.apply(
+        template_yaml(runtime_init_container=True) + "---\n" + ref_set_yaml(runtimes=False)
+    )
+    cluster.wait_for_pool("python", timeout=120)
+    cluster.apply(claim_yaml("job", "python", replicas=2))
+    cluster.advance(30)
+    claim = cluster.get("sbc", "job")
+    assert claim.status.phase == "Completed" and claim.status.claimed_replicas == 2
+    claimed = cluster.list("sbx", labels={keys.LABEL_CLAIM_NAME: "job"})
+    assert len(claimed) == 2
+    assert all(keys.ANN_INIT_RUNTIME_REQUEST in s.metadata.annotations for s in claimed)
+    assert all(r.runtime_initialized is not None for r in cluster.records)
+
+
+def test_sandbox_templates_are_listed_like_any_kind() -> None:
+    """``kubectl get sbt``: name and age; a bad template is refused naming the field."""
+    cluster = Cluster(seed=3)
+    cluster.apply(template_yaml())
+    cluster.advance(90)
+    assert cluster.table("sbt", "default") == "NAME     AGE\npython   90s\n"
+    with pytest.raises(InvalidError, match=r"SandboxTemplate/bad spec\.template"):
+        cluster.apply(
+            "apiVersion: agents.kruise.io/v1alpha1\nkind: SandboxTemplate\n"
+            "metadata: {name: bad}\nspec: {template: {spec: {containers: []}}}\n"
+        )
+    assert [t.metadata.name for t in cluster.list("sandboxtemplates")] == ["python"]
