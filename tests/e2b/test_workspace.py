@@ -5,13 +5,11 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-import tracemalloc
 from pathlib import Path
 
 import pytest
 
 from pytest_kruise_agents.backends.base import Route
-from pytest_kruise_agents.e2b import workspace as workspace_module
 from pytest_kruise_agents.e2b.workspace import PathEscapeError, SandboxWorkspace, Workspaces
 
 
@@ -79,26 +77,19 @@ def test_a_sandbox_id_that_is_not_a_safe_directory_name_is_refused(
     assert len(workspaces) == 0
 
 
-def test_a_thousand_idle_sandboxes_cost_little_memory(workspaces: Workspaces) -> None:
-    routes = [route(f"default--sbx-{i}", env_vars={"K": "v"}) for i in range(1000)]
-    # Only what the workspace code allocated counts: tracemalloc sees every
-    # thread, and a server left running by an earlier test in this worker
-    # allocates meanwhile.
-    tracemalloc.start(50)
-    try:
-        before = tracemalloc.take_snapshot()
-        for r in routes:
-            workspaces.get(r)
-        after = tracemalloc.take_snapshot()
-    finally:
-        tracemalloc.stop()
-    ours = [tracemalloc.Filter(True, workspace_module.__file__, all_frames=True)]
-    used = sum(
-        stat.size_diff
-        for stat in after.filter_traces(ours).compare_to(before.filter_traces(ours), "filename")
-    )
-    assert used < 1024 * 1024, f"1,000 idle workspaces used {used} bytes"
+def test_a_thousand_idle_sandboxes_make_nothing_until_used(workspaces: Workspaces) -> None:
+    """An idle workspace is a small object: no directory, file or thread yet.
+
+    (How many bytes that is is measured, not asserted: tests do not time or weigh.)
+    """
+    threads = threading.active_count()
+    made = [workspaces.get(route(f"default--sbx-{i}", env_vars={"K": "v"})) for i in range(1000)]
+    assert len(workspaces) == 1000
     assert not workspaces.root.exists()
+    assert threading.active_count() == threads
+    assert not any(ws.materialized for ws in made)
+    made[0].ensure()
+    assert made[0].home.is_dir() and not made[1].root.exists()
 
 
 # -- path mapping ----------------------------------------------------------------------
