@@ -43,6 +43,7 @@ __all__ = [
     "needs_wait_ready",
     "new_sandbox_from_sandboxset",
     "sandboxset_has_agent_runtime",
+    "sandboxset_owner_reference",
     "sandboxset_revision",
     "validate_claim_options",
 ]
@@ -371,6 +372,11 @@ def new_sandbox_from_sandboxset(
             volume_claim_templates=spec.volume_claim_templates,
         ),
     )
+
+
+def sandboxset_owner_reference(sbs: SandboxSet) -> OwnerReference:
+    """The controller owner reference a pool sandbox of ``sbs`` carries (a copy of its own)."""
+    return _set_owner_ref(sbs.metadata.name, sbs.metadata.uid or "").model_copy()
 
 
 @functools.lru_cache(maxsize=256)

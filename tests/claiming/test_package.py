@@ -22,6 +22,7 @@ def test_expected_modules() -> None:
         "extensions",
         "listing",
         "modification",
+        "recycle",
         "retry",
         "rng",
         "sandboxclaim",

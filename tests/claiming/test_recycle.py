@@ -1,0 +1,94 @@
+"""Recycle rules: when a kill recycles, and what the reset leaves on a sandbox (reference §4)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from pytest_kruise_agents.api import keys
+from pytest_kruise_agents.api.sandbox import SandboxPhase
+from pytest_kruise_agents.claiming.modification import (
+    ANN_CLEANUP_ENABLED,
+    ANN_CLEANUP_RETAIN_ON_FAILURE,
+    modify_for_claim,
+    sandboxset_owner_reference,
+)
+from pytest_kruise_agents.claiming.recycle import (
+    ANN_CLEANUP,
+    can_recycle_on_kill,
+    recycle_enabled,
+    recycle_refusal,
+    recycle_requested,
+    reset_for_recycle,
+    retain_on_failure,
+)
+from pytest_kruise_agents.claiming.state import SandboxState, sandbox_state
+
+from .builders import NOW, make_sandbox, make_sandboxset
+from .test_modification import options
+
+ENABLED = {ANN_CLEANUP_ENABLED: "true"}
+
+
+def test_recycling_is_opt_in_and_triggered_by_the_cleanup_annotation() -> None:
+    assert not recycle_enabled(make_sandbox())
+    assert not recycle_enabled(make_sandbox(annotations={ANN_CLEANUP_ENABLED: "True"}))
+    assert recycle_enabled(make_sandbox(annotations=ENABLED))
+    assert not recycle_requested(make_sandbox(annotations={ANN_CLEANUP: "true"}))
+    assert recycle_requested(make_sandbox(annotations={**ENABLED, ANN_CLEANUP: "true"}))
+
+
+def test_a_kill_recycles_only_a_running_enabled_sandbox_without_volumes() -> None:
+    """Paused, deleting, or PVC-backed sandboxes are deleted by a kill instead."""
+    assert can_recycle_on_kill(make_sandbox(owned=False, annotations=ENABLED))
+    assert not can_recycle_on_kill(make_sandbox(owned=False))
+    paused = make_sandbox(owned=False, annotations=ENABLED, phase=SandboxPhase.PAUSED)
+    assert not can_recycle_on_kill(paused)
+    assert not can_recycle_on_kill(make_sandbox(owned=False, annotations=ENABLED, deleted=True))
+    with_pvc = make_sandbox(owned=False, annotations=ENABLED)
+    with_pvc.spec.volume_claim_templates = [{"metadata": {"name": "data"}}]
+    assert not can_recycle_on_kill(with_pvc)
+    assert recycle_refusal(with_pvc) == "a sandbox with volumeClaimTemplates cannot be recycled"
+
+
+def test_retention_on_failure_is_a_positive_go_duration() -> None:
+    def retain(value: str) -> timedelta | None:
+        return retain_on_failure(make_sandbox(annotations={ANN_CLEANUP_RETAIN_ON_FAILURE: value}))
+
+    assert retain("1h30m") == timedelta(minutes=90)
+    assert retain("0s") is None
+    assert retain("-5m") is None
+    assert retain("soon") is None
+    assert retain_on_failure(make_sandbox()) is None
+
+
+def test_the_reset_undoes_the_claim_and_returns_the_sandbox_to_its_pool() -> None:
+    """After a claim and the kill's trigger, the reset leaves what a fresh pool sandbox has."""
+    sbs = make_sandboxset()
+    pooled = make_sandbox(annotations=ENABLED, labels={"keep": "1"})
+    opts = options(
+        labels={"team": "ml"},
+        annotations={"note": "x"},
+        claim_name="job",
+        shutdown_time=NOW + timedelta(minutes=5),
+        pause_time=NOW + timedelta(minutes=4),
+    )
+    claimed = modify_for_claim(pooled, opts, NOW)
+    claimed.metadata.annotations[ANN_CLEANUP] = "true"
+    claimed.metadata.labels[keys.LABEL_SANDBOX_ID] = "abc"
+    assert sandbox_state(claimed, NOW)[0] is SandboxState.RUNNING
+
+    reset_for_recycle(claimed, sandboxset_owner_reference(sbs))
+    meta = claimed.metadata
+    assert meta.annotations == ENABLED
+    assert meta.labels == {**pooled.metadata.labels, keys.LABEL_SANDBOX_CLAIMED: "false"}
+    assert meta.owner_references == pooled.metadata.owner_references
+    assert claimed.spec.shutdown_time is None and claimed.spec.pause_time is None
+    assert sandbox_state(claimed, NOW)[0] is SandboxState.AVAILABLE
+
+
+def test_the_reset_keeps_keys_the_claim_did_not_write() -> None:
+    """A user key the pool sandbox already had survives unless the claim recorded it."""
+    sbx = make_sandbox(owned=False, annotations={**ENABLED, "site": "a"}, labels={"tier": "x"})
+    reset_for_recycle(sbx, sandboxset_owner_reference(make_sandboxset()))
+    assert sbx.metadata.annotations == {**ENABLED, "site": "a"}
+    assert sbx.metadata.labels["tier"] == "x"
