@@ -238,6 +238,13 @@ class PoolSpec(_Model):
             raise FieldError("manifest", str(exc)) from None
         if not isinstance(obj, SandboxSet):
             raise FieldError("manifest", f"must be a SandboxSet, got {obj.kind}")
+        if obj.spec.template_ref is not None:
+            # A scenario applies only its pools: the referenced template would never exist.
+            raise FieldError(
+                "manifest",
+                f"spec.templateRef ({obj.spec.template_ref.name!r}) is not supported in "
+                "scenarios: give the pod template inline as spec.template",
+            )
         if self.manifest is not None and self.replicas is not None:
             obj.spec.replicas = self.replicas
         return obj

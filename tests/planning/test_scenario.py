@@ -165,6 +165,16 @@ def test_manifest_pools(tmp_path: Path) -> None:
     err = _error(bad, tmp_path)
     assert err.path == "pools[0].manifest"
     assert "SandboxSet/base spec.replicas" in err.reason
+    # Only the pool is applied: a templateRef's SandboxTemplate would never exist.
+    by_ref = text.replace(
+        "        template:\n          spec:\n"
+        "            containers: [{name: c, image: registry.example.com/x:v1}]\n",
+        "        templateRef: {name: python}\n",
+    )
+    assert "templateRef" in by_ref
+    err = _error(by_ref, tmp_path)
+    assert err.path == "pools[0].manifest"
+    assert err.reason.startswith("spec.templateRef ('python') is not supported in scenarios")
 
 
 def test_trace_rows_and_their_errors(tmp_path: Path) -> None:
