@@ -14,4 +14,6 @@ class NotFoundError(LookupError):
         self.kind = kind
         self.namespace = namespace
         self.name = name
-        super().__init__(f'{kind.lower()}s "{name}" not found in namespace "{namespace}"')
+        # kubectl names the resource by its plural: sandboxes, sandboxsets, pods.
+        plural = "sandboxes" if kind == "Sandbox" else f"{kind.lower()}s"
+        super().__init__(f'{plural} "{name}" not found in namespace "{namespace}"')
