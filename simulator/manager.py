@@ -56,6 +56,7 @@ from pytest_kruise_agents.claiming.modification import (
     ClaimOptions,
     validate_claim_options,
 )
+from pytest_kruise_agents.claiming.recycle import ANN_CLEANUP, can_recycle_on_kill
 from pytest_kruise_agents.claiming.retry import (
     CLAIM_RETRY,
     LEGACY_CLAIM_TIMEOUT_S,
@@ -446,14 +447,30 @@ class SandboxManager:
         """``DELETE /sandboxes/{id}``: 404 without a route of the caller, else delete (204).
 
         A sandbox already gone, or not viewable (reserved failure), still
-        answers 204. Recycling (``cleanup-enabled``) is not modelled: the
-        sandbox is always deleted.
+        answers 204. A Running sandbox with ``cleanup-enabled: "true"`` is
+        recycled instead: the kill sets the ``cleanup`` trigger and the
+        Sandbox controller returns it to its pool
+        (:mod:`pytest_kruise_agents.claiming.recycle`).
         """
         ctx = self.ctx
         sbx = self._owned(namespace, user, sid)
         meta = sbx.metadata
         key = sandbox_key(sbx)
         if is_reserved_failed(sbx):
+            return None
+        if can_recycle_on_kill(sbx):
+
+            def trigger(cur: Sandbox) -> Sandbox | None:
+                if cur.metadata.annotations.get(ANN_CLEANUP) == "true":
+                    return None
+                new = cur.model_copy()
+                new.metadata = cur.metadata.model_copy(
+                    update={"annotations": {**cur.metadata.annotations, ANN_CLEANUP: "true"}}
+                )
+                return new
+
+            yield from self._retry_update(sid, sbx, trigger)
+            ctx.record("manager.recycle", key)
             return None
         try:
             yield from self.world.api.delete(self.client, "Sandbox", meta.namespace, meta.name)

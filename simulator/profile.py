@@ -166,6 +166,10 @@ class Profile(BaseModel):
     """Grace period of the pod deletion that carries out a pause."""
     pod_delete_grace_s: float = Field(default=0.0, ge=0)
     """Grace period of other pod deletions."""
+    recycle_grace_s: float = Field(default=10.0, ge=0)
+    """How long a recycled sandbox stays in ``Recycling`` before it rejoins its pool."""
+    recycle_timeout_s: float = Field(default=60.0, gt=0)
+    """A recycle not finished this long after it started fails (the sandbox is deleted)."""
 
     latencies: dict[str, Latency] = Field(default_factory=lambda: dict(DEFAULT_LATENCIES))
     """Latency name (see :data:`LATENCY_DOCS`) → distribution, in seconds."""

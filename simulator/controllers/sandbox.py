@@ -56,7 +56,20 @@ from pytest_kruise_agents.api.sandbox import (
     SandboxStatus,
 )
 from pytest_kruise_agents.claiming.errors import ClaimError
-from pytest_kruise_agents.claiming.timeouts import timer_action
+from pytest_kruise_agents.claiming.modification import sandboxset_owner_reference
+from pytest_kruise_agents.claiming.recycle import (
+    COND_RECYCLING,
+    RECYCLE_FAILED,
+    RECYCLE_REJECTED,
+    RECYCLE_STARTED,
+    RECYCLE_SUCCEEDED,
+    RECYCLE_TIMEOUT,
+    recycle_refusal,
+    recycle_requested,
+    reset_for_recycle,
+    retain_on_failure,
+)
+from pytest_kruise_agents.claiming.timeouts import timer_action, truncate
 from simulator.apiserver import ApiError
 from simulator.controllers.base import Reconciler
 from simulator.nodes import ANN_GRACE_SECONDS, POD_FINALIZER
@@ -116,6 +129,12 @@ def _pod_image(pod: Pod) -> str | None:
         return None
     image = containers[0].get("image")
     return str(image) if image is not None else None
+
+
+def _recycle_ended(sbx: Sandbox) -> bool:
+    """Whether a recycle failed or timed out (the sandbox then waits for its shutdown time)."""
+    cond = find_condition(sbx.status.conditions, COND_RECYCLING)
+    return cond is not None and cond.reason in (RECYCLE_FAILED, RECYCLE_TIMEOUT)
 
 
 def _controls(sbx: Sandbox, pod: Pod) -> bool:
@@ -260,6 +279,8 @@ class SandboxController(Reconciler[SbxKey]):
             yield from self._auto_pause(key, sbx, action.shutdown_time, action.pause_time)
             return None
         delay = action.after if action.kind == "requeue" else None
+        if sbx.status.phase == SandboxPhase.RECYCLING and not _recycle_ended(sbx):
+            return (yield from self._recycle(key, sbx, pod))
 
         # A shallow copy is enough: conditions and podInfo are replaced, never
         # changed in place (and a deep copy per reconcile is the costly part).
@@ -318,6 +339,14 @@ class SandboxController(Reconciler[SbxKey]):
             self._sync_ready(pod, st)
 
     def _running_phase(self, key: SbxKey, sbx: Sandbox, pod: Pod | None, st: SandboxStatus) -> Op:
+        if recycle_requested(sbx):
+            refusal = recycle_refusal(sbx)
+            if refusal is None:
+                st.phase = SandboxPhase.RECYCLING
+                self._cond(st, COND_RECYCLING, False, RECYCLE_STARTED)
+                self.ctx.record("sandbox.recycling", f"{key[0]}/{key[1]}")
+                return
+            self._cond(st, COND_RECYCLING, False, RECYCLE_REJECTED, refusal)
         if sbx.spec.paused:
             yield from self._pause(key, pod, st)
             return
@@ -638,6 +667,85 @@ class SandboxController(Reconciler[SbxKey]):
             raise
         self._expect(self._sbx_expect, key, sbx, _rv(marked) if marked is not None else _UNSEEN_RV)
         self.ctx.record("sandbox.shutdown", f"{key[0]}/{key[1]}")
+
+    def _recycle(self, key: SbxKey, sbx: Sandbox, pod: Pod | None) -> Op:
+        """Phase ``Recycling``: after the grace period rejoin the pool; fail past the timeout.
+
+        The recycler itself is a no-op (as in open source): the pod, its files
+        and its runtime stay as they are. Returns the requeue delay.
+        """
+        ctx = self.ctx
+        prof = ctx.profile
+        ns, name = key
+        now = ctx.now_dt()
+        cond = find_condition(sbx.status.conditions, COND_RECYCLING)
+        started = cond.last_transition_time if cond is not None else None
+        elapsed = (now - started).total_seconds() if started is not None else 0.0
+        if elapsed >= prof.recycle_timeout_s:
+            message = f"not recycled within {prof.recycle_timeout_s:g}s"
+            yield from self._recycle_failed(key, sbx, RECYCLE_TIMEOUT, message)
+            return None
+        if (
+            pod is None
+            or pod.metadata.deletion_timestamp is not None
+            or pod.status.phase in _TERMINAL_POD
+        ):
+            yield from self._recycle_failed(key, sbx, RECYCLE_FAILED, "the pod is gone")
+            return None
+        if elapsed < prof.recycle_grace_s:
+            return min(prof.recycle_grace_s, prof.recycle_timeout_s) - elapsed
+        pool = sbx.metadata.labels.get(keys.LABEL_SANDBOX_POOL, "")
+        sbs = self.cache.get("SandboxSet", ns, pool) if pool else None
+        if sbs is None or sbs.metadata.deletion_timestamp is not None:
+            message = f"sandboxset {ns}/{pool} not found"
+            yield from self._recycle_failed(key, sbx, RECYCLE_FAILED, message)
+            return None
+        ref = sandboxset_owner_reference(sbs)
+        uid = sbx.metadata.uid
+
+        def rejoin(s: Sandbox) -> None:
+            if s.metadata.uid != uid:
+                raise ApiError(404, "NotFound", f'sandbox "{name}" was replaced')
+            reset_for_recycle(s, ref)
+
+        # Optimistic on the cached copy: a concurrent write (a claim cannot
+        # take it yet: it is not in any pool) makes us look again.
+        new = yield from self.api.patch(
+            self.client, "Sandbox", ns, name, rejoin, resource_version=sbx.metadata.resource_version
+        )
+        self._expect(self._sbx_expect, key, new, _rv(new))
+        status = sbx.status.model_copy(update={"conditions": list(sbx.status.conditions)})
+        status.phase = SandboxPhase.RUNNING
+        status.recycled_count = (status.recycled_count or 0) + 1
+        status.observed_generation = new.metadata.generation
+        self._cond(status, COND_RECYCLING, True, RECYCLE_SUCCEEDED)
+        yield from self._write_status(key, new, status)
+        ctx.record("sandbox.recycled", f"{ns}/{name} set={pool} count={status.recycled_count}")
+        return None
+
+    def _recycle_failed(self, key: SbxKey, sbx: Sandbox, reason: str, message: str) -> Op:
+        """A failed recycle: delete the sandbox, or keep it for ``cleanup-retain-on-failure``."""
+        ctx = self.ctx
+        ns, name = key
+        ctx.record("sandbox.recycle_failed", f"{ns}/{name} {reason}: {message}")
+        retain = retain_on_failure(sbx)
+        if retain is None:
+            yield from self._delete_sandbox(key, sbx)
+            return
+        until = truncate(ctx.now_dt() + retain)
+        uid = sbx.metadata.uid
+
+        def keep(s: Sandbox) -> None:
+            if s.metadata.uid != uid:
+                raise ApiError(404, "NotFound", f'sandbox "{name}" was replaced')
+            s.spec.shutdown_time = until
+
+        new = yield from self.api.patch(self.client, "Sandbox", ns, name, keep)
+        self._expect(self._sbx_expect, key, new, _rv(new))
+        # Once the recycle has failed the timers apply again: the shutdown time deletes it.
+        status = sbx.status.model_copy(update={"conditions": list(sbx.status.conditions)})
+        self._cond(status, COND_RECYCLING, False, reason, message)
+        yield from self._write_status(key, new, status)
 
     def _auto_pause(self, key: SbxKey, sbx: Sandbox, shutdown: Any, pause: Any) -> Op:
         def paused(s: Sandbox) -> None:
