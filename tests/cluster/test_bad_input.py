@@ -56,7 +56,9 @@ def test_claim_replicas_are_immutable(pooled: Cluster) -> None:
 
 def test_unknown_objects_and_bad_calls(cluster: Cluster) -> None:
     """Reads of missing objects raise NotFoundError; bad arguments raise InvalidError."""
-    with pytest.raises(NotFoundError, match=r'^sandboxes "ghost" not found in namespace "default"$'):
+    with pytest.raises(
+        NotFoundError, match=r'^sandboxes "ghost" not found in namespace "default"$'
+    ):
         cluster.get("sbx", "ghost")
     with pytest.raises(NotFoundError, match=r'^sandboxtemplates "ghost" not found'):
         cluster.get("sbt", "ghost")
