@@ -86,6 +86,7 @@ class World:
         self.controller_cache.add_index("Sandbox", "claim-owner", _claim_owner)
         self.controller_cache.add_index("Sandbox", "pool", self._pool_keys)
         self.controller_cache.add_index("SandboxSet", "name", _set_name)
+        self.controller_cache.add_index("SandboxTemplate", "owner-uid", _owner_uid)
 
         self.manager_cache = Informer(
             "sandbox-manager", ("Sandbox", "SandboxSet", "SandboxTemplate")

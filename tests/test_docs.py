@@ -312,7 +312,7 @@ def test_readme_example_runs_and_prints_what_it_says(capsys: pytest.CaptureFixtu
     (block,) = [b for b in blocks(readme, "python") if "Cluster(seed=7)" in b.code]
     exec(compile(block.code, block.where, "exec"), {"__name__": "readme_example"})
     out = capsys.readouterr().out
-    assert out.splitlines()[0] == "True 0.152"
+    assert out.splitlines()[0] == "True 0.101"
     assert "base   5          5" in out
 
 

@@ -23,10 +23,14 @@ from typing import Any
 import simpy
 
 from pytest_kruise_agents.api import keys
+from pytest_kruise_agents.api.copying import deep_copy
+from pytest_kruise_agents.api.meta import ObjectMeta
 from pytest_kruise_agents.api.sandbox import Sandbox, SandboxState
 from pytest_kruise_agents.api.sandboxset import SandboxSet, SandboxSetStatus
+from pytest_kruise_agents.api.sandboxtemplate import SandboxTemplate, SandboxTemplateSpec
 from pytest_kruise_agents.claiming.modification import (
     new_sandbox_from_sandboxset,
+    sandboxset_owner_reference,
     sandboxset_revision,
 )
 from pytest_kruise_agents.claiming.sandboxset import (
@@ -45,7 +49,10 @@ from simulator.apiserver import ApiError
 from simulator.controllers.base import Reconciler
 from simulator.world import World
 
-__all__ = ["SandboxSetController"]
+__all__ = ["MAX_MATERIALIZED", "SandboxSetController"]
+
+MAX_MATERIALIZED = 10
+"""Materialised SandboxTemplates a set keeps (its newest revisions)."""
 
 STALL_NAME = "sandboxset"
 """The controller's name for ``controller_stall`` faults."""
@@ -173,9 +180,12 @@ class SandboxSetController(Reconciler[SetKey]):
         self._uid_of: dict[SetKey, str] = {}
         self._revisions: dict[str, tuple[int | None, str]] = {}
         self._timers: dict[str, float] = {}
+        self._made: dict[str, None] = {}
+        """Materialised templates created but not yet seen in the cache."""
         self._started = False
         self.cache.add_handler("SandboxSet", self._on_set)
         self.cache.add_handler("Sandbox", self._on_sandbox)
+        self.cache.add_handler("SandboxTemplate", self._on_template)
         # Objects the cache held before this controller existed.
         for sbs in self.cache.list("SandboxSet"):
             self._uid_of[(sbs.metadata.namespace, sbs.metadata.name)] = sbs.metadata.uid or ""
@@ -220,6 +230,15 @@ class SandboxSetController(Reconciler[SetKey]):
         else:
             self._uid_of[key] = obj.metadata.uid or ""
         self.queue.add(key)
+
+    def _on_template(self, event_type: str, old: Any, new: Any) -> None:
+        # Owned templates enqueue their set (one deleted by hand is made again).
+        obj = new if new is not None else old
+        meta = obj.metadata
+        self._made.pop(f"{meta.namespace}/{meta.name}", None)
+        ref = meta.controller_ref()
+        if ref is not None and ref.kind == "SandboxSet" and event_type == "DELETED":
+            self.queue.add((meta.namespace, ref.name))
 
     def _on_sandbox(self, event_type: str, old: Any, new: Any) -> None:
         obj = new if new is not None else old
@@ -396,6 +415,10 @@ class SandboxSetController(Reconciler[SetKey]):
             return None
         uid = sbs.metadata.uid or ""
         revision = self._revision(sbs)
+        if sbs.spec.template_ref is not None:
+            current = sbs.spec.template_ref.name
+        else:
+            current = yield from self._materialize(sbs, revision)
         owned = self._owned.get(uid) or _Owned()
         exp = self._expectations(uid)
         exp.prune(ctx.now())
@@ -415,9 +438,7 @@ class SandboxSetController(Reconciler[SetKey]):
         status.replicas = replicas
         status.available_replicas = available
         status.update_revision = revision
-        # The materialised SandboxTemplate of an inline template is not
-        # modelled (docs/fidelity.md); a templateRef names its own.
-        status.current_revision = spec.template_ref.name if spec.template_ref else name
+        status.current_revision = current
         status.selector = selector_for(sbs)
         if raw_delta == 0:
             # Upstream recomputes these only at steady size (bug #779).
@@ -467,6 +488,61 @@ class SandboxSetController(Reconciler[SetKey]):
             return self._backoff(key)
         self._failures.pop(key, None)
         return None
+
+    def _materialize(self, sbs: SandboxSet, revision: str) -> Op:
+        """Make the immutable SandboxTemplate ``<set>-<revision>`` of an inline template.
+
+        Upstream's ``template_materialize.go``: the set owns it, and keeps at
+        most :data:`MAX_MATERIALIZED` (the oldest go first). Returns its name,
+        the set's ``currentRevision``.
+        """
+        ns, name = sbs.metadata.namespace, sbs.metadata.name
+        tname = f"{name}-{revision}"
+        made_key = f"{ns}/{tname}"
+        if self.cache.get("SandboxTemplate", ns, tname) is None and made_key not in self._made:
+            spec = sbs.spec
+            template = SandboxTemplate(
+                metadata=ObjectMeta(
+                    name=tname,
+                    namespace=ns,
+                    labels={keys.LABEL_SANDBOX_POOL: name},
+                    owner_references=[sandboxset_owner_reference(sbs)],
+                ),
+                spec=SandboxTemplateSpec.model_construct(
+                    template=deep_copy(spec.template or {}),
+                    volume_claim_templates=deep_copy(spec.volume_claim_templates),
+                    persistent_contents=deep_copy(spec.persistent_contents),
+                    runtimes=deep_copy(spec.runtimes),
+                    pause_strategy=deep_copy(spec.pause_strategy),
+                ),
+            )
+            try:
+                yield from self.api.create(self.client, template)
+            except ApiError as err:
+                if err.reason != "AlreadyExists":
+                    raise
+            # Until the cache shows it, do not make it again.
+            self._made[made_key] = None
+            self.ctx.record("sandboxset.template_materialized", f"{ns}/{tname}")
+        yield from self._prune_templates(sbs, tname)
+        return tname
+
+    def _prune_templates(self, sbs: SandboxSet, keep: str) -> Op:
+        owned = list(self.cache.by_index("SandboxTemplate", "owner-uid", sbs.metadata.uid or ""))
+        if len(owned) <= MAX_MATERIALIZED:
+            return
+        owned.sort(key=lambda t: (t.metadata.creation_timestamp, t.metadata.name))
+        excess = len(owned) - MAX_MATERIALIZED
+        for tpl in [t for t in owned if t.metadata.name != keep][:excess]:
+            meta = tpl.metadata
+            try:
+                yield from self.api.delete(
+                    self.client, "SandboxTemplate", meta.namespace, meta.name
+                )
+            except ApiError as err:
+                if not err.is_not_found:
+                    raise
+            self.ctx.record("sandboxset.template_pruned", f"{meta.namespace}/{meta.name}")
 
     def _rolling_victims(self, owned: _Owned, revision: str, sbs: SandboxSet) -> list[Sandbox]:
         updated_creating = owned.hashes.get((SandboxState.CREATING, revision), 0)

@@ -73,7 +73,7 @@ def test_a_killed_sandbox_goes_back_to_its_pool_clean() -> None:
     listed, _ = cluster.list_sandboxes()
     assert [s.metadata.name for s in listed] == [name]
     cluster.run_until(lambda: cluster.get("sbx", name).status.phase == "Running", timeout=30)
-    assert 10 <= cluster.now - killed_at <= 12
+    assert 9 <= cluster.now - killed_at <= 12  # the start has whole seconds
 
     sbx = cluster.get("sbx", name)
     assert sbx.status.recycled_count == 1
@@ -186,7 +186,7 @@ def test_a_recycle_that_times_out_deletes_the_sandbox() -> None:
     cluster.kill(sid)
     killed_at = cluster.now
     cluster.run_until(lambda: all(s.metadata.name != name for s in cluster.list("sbx")), timeout=60)
-    assert 30 <= cluster.now - killed_at <= 32
+    assert 29 <= cluster.now - killed_at <= 32  # the start has whole seconds
     assert "RecyclingTimeout" in cluster.log.of_kind("sandbox.recycle_failed")[0].detail
 
 

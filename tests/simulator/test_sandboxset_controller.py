@@ -19,7 +19,7 @@ from pytest_kruise_agents.api.sandboxset import SandboxSet, SandboxSetSpec, Scal
 from pytest_kruise_agents.claiming.modification import sandboxset_revision
 from pytest_kruise_agents.claiming.sandboxset import group_sandboxes
 from simulator.context import SimContext
-from simulator.controllers.sandboxset import SandboxSetController
+from simulator.controllers.sandboxset import MAX_MATERIALIZED, SandboxSetController
 from simulator.informer import Informer
 from simulator.profile import get_profile
 from simulator.world import World
@@ -181,8 +181,13 @@ def test_pool_fills_to_replicas_in_doubling_batches(
     assert st.selector == (
         "agents.kruise.io/sandbox-pool=base,agents.kruise.io/sandbox-claimed=false"
     )
-    assert st.current_revision == "base"
     assert st.update_revision == sandboxset_revision(stored(world, "SandboxSet", "base"))
+    # The inline template materialised as an immutable SandboxTemplate the set owns.
+    assert st.current_revision == f"base-{st.update_revision}"
+    tpl = stored(world, "SandboxTemplate", st.current_revision)
+    assert tpl.spec.template == stored(world, "SandboxSet", "base").spec.template
+    ref = tpl.metadata.controller_ref()
+    assert ref is not None and (ref.kind, ref.name) == ("SandboxSet", "base")
     assert st.updated_replicas == 100 and st.updated_available_replicas == 100
     assert controller.counts("default", "base") == {
         "creating": 0,
@@ -514,3 +519,39 @@ def test_end_to_end_pool_with_pods_claims_and_scale_down() -> None:
     assert len(cluster.list("sbx", "default")) == 16
     # Pods went with their sandboxes; the claimed sandboxes' pods remain.
     assert len(cluster.list("Pod", "default")) == 16
+
+
+def templates(world: World) -> list[str]:
+    """Names of the stored SandboxTemplates, oldest first."""
+    return [t.metadata.name for t in world.api.peek_list("SandboxTemplate", "default")]
+
+
+def test_each_revision_is_materialised_and_the_ten_newest_are_kept(
+    world: World, controller: SandboxSetController
+) -> None:
+    """A template change makes a new ``<set>-<revision>`` template; past ten, the oldest go."""
+    make_set(world, 1)
+    run_until(world, full(world, 1))
+    revisions = [status(world).update_revision]
+    for i in range(2, 14):
+        update_set(world, "base", lambda s, i=i: setattr(s.spec, "template", template(f"py:{i}")))
+        run_until(world, lambda: status(world).update_revision not in revisions)
+        run_until(world, full(world, 1))
+        revisions.append(status(world).update_revision)
+    assert len(set(revisions)) == 13
+    assert templates(world) == [f"base-{r}" for r in revisions[-MAX_MATERIALIZED:]]
+    assert status(world).current_revision == f"base-{revisions[-1]}"
+    assert len(events(world, "sandboxset.template_materialized")) == 13
+    assert len(events(world, "sandboxset.template_pruned")) == 3
+
+
+def test_a_materialised_template_deleted_by_hand_is_made_again_and_goes_with_its_set(
+    world: World, controller: SandboxSetController
+) -> None:
+    make_set(world, 1)
+    run_until(world, full(world, 1))
+    (name,) = templates(world)
+    world.api.commit_delete("SandboxTemplate", "default", name)
+    run_until(world, lambda: templates(world) == [name], limit=5)
+    world.api.commit_delete("SandboxSet", "default", "base")
+    assert templates(world) == []
