@@ -232,12 +232,12 @@ class SandboxSetController(Reconciler[SetKey]):
         self.queue.add(key)
 
     def _on_template(self, event_type: str, old: Any, new: Any) -> None:
-        # Owned templates enqueue their set (one deleted by hand is made again).
+        # Owned templates enqueue their set (``Owns``): one deleted by hand is made again.
         obj = new if new is not None else old
         meta = obj.metadata
         self._made.pop(f"{meta.namespace}/{meta.name}", None)
         ref = meta.controller_ref()
-        if ref is not None and ref.kind == "SandboxSet" and event_type == "DELETED":
+        if ref is not None and ref.kind == "SandboxSet":
             self.queue.add((meta.namespace, ref.name))
 
     def _on_sandbox(self, event_type: str, old: Any, new: Any) -> None:
