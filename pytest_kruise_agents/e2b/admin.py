@@ -1,7 +1,7 @@
 """The admin API under ``/_kruise/``: drive the fake cluster from any language.
 
 Behind the admin key (403 for other keys, 401 without a valid key). Apply
-and read SandboxSets, SandboxClaims and Sandboxes (kubectl-like JSON, YAML
+and read SandboxSets, SandboxClaims, SandboxTemplates, Sandboxes and Pods (kubectl-like JSON, YAML
 or tables), inject and clear faults, replace latencies, read and move the
 clock, read the claim records. ``docs/server.md`` documents every route.
 """
