@@ -143,9 +143,15 @@ LATENCY_KINDS: frozenset[str] = frozenset({"api_latency", "watch_lag", "image_pu
 
 
 def check_latency(kind: str | None, latency: object) -> None:
-    """Raise :class:`ValueError` if a ``kind`` fault that adds latency has none."""
+    """Raise :class:`ValueError` unless a latency is given exactly to the kinds that add one."""
     if kind in LATENCY_KINDS and latency is None:
         raise ValueError(f"a fault of kind {kind!r} needs a latency (e.g. 'uniform(0, 200ms)')")
+    if kind is not None and kind not in LATENCY_KINDS and latency is not None:
+        # It would be accepted and never used.
+        raise ValueError(
+            f"a fault of kind {kind!r} takes no latency "
+            f"(only {', '.join(sorted(LATENCY_KINDS))} do)"
+        )
 
 
 def _selector_of_kind(value: dict[str, str], info: ValidationInfo) -> dict[str, str]:

@@ -81,6 +81,11 @@ def test_unknown_objects_and_bad_calls(cluster: Cluster) -> None:
         ({"kind": "api_error", "selectr": {}}, "selectr", "did you mean 'selector'?"),
         ({"kind": "api_latency"}, "latency", "a fault of kind 'api_latency' needs a latency"),
         (
+            {"kind": "api_error", "latency": "1s"},
+            "latency",
+            "a fault of kind 'api_error' takes no latency",
+        ),
+        (
             {"kind": "watch_lag", "selector": {"informr": "sandbox-manager"}},
             "selector",
             "a fault of kind 'watch_lag' has no selector key 'informr' (it selects by informer)",
