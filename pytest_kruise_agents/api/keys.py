@@ -6,6 +6,9 @@ from typing import Final
 
 __all__ = [
     "ANN_CLAIM_TIMESTAMP",
+    "ANN_CLEANUP",
+    "ANN_CLEANUP_ENABLED",
+    "ANN_CLEANUP_RETAIN_ON_FAILURE",
     "ANN_CSI_VOLUME_CONFIG",
     "ANN_INIT_RUNTIME_REQUEST",
     "ANN_LOCK",
@@ -63,6 +66,9 @@ ANN_UPDATED_METADATA_IN_CLAIM = "agents.kruise.io/updated-metadata-in-claim"
 ANN_RESERVE_PAUSED_DURATION = "agents.kruise.io/reserve-paused-sandbox-duration"
 ANN_SANDBOX_PRIORITY = "agents.kruise.io/sandbox-priority"
 ANN_RETURN_SANDBOX_IP = "e2b.agents.kruise.io/return-sandbox-ip"
+ANN_CLEANUP_ENABLED = "agents.kruise.io/cleanup-enabled"
+ANN_CLEANUP = "agents.kruise.io/cleanup"
+ANN_CLEANUP_RETAIN_ON_FAILURE = "agents.kruise.io/cleanup-retain-on-failure"
 
 OWNER_MANAGER_SCALE_DOWN = "__manager_scale_down"
 SANDBOX_FINALIZER = "agents.kruise.io/sandbox"

@@ -48,8 +48,8 @@ __all__ = [
     "validate_claim_options",
 ]
 
-ANN_CLEANUP_ENABLED: Final = "agents.kruise.io/cleanup-enabled"
-ANN_CLEANUP_RETAIN_ON_FAILURE: Final = "agents.kruise.io/cleanup-retain-on-failure"
+ANN_CLEANUP_ENABLED: Final = keys.ANN_CLEANUP_ENABLED
+ANN_CLEANUP_RETAIN_ON_FAILURE: Final = keys.ANN_CLEANUP_RETAIN_ON_FAILURE
 PRESERVED_INTERNAL_KEYS: Final = frozenset({ANN_CLEANUP_ENABLED, ANN_CLEANUP_RETAIN_ON_FAILURE})
 """Internal keys a new sandbox keeps from its pod template (``InternalKeysPreservedOnCreation``)."""
 

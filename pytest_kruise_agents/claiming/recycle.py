@@ -19,17 +19,14 @@ Which claim keys the reset drops is our reading of "drop ``claim-name``,
 from __future__ import annotations
 
 import json
-from datetime import timedelta
-from typing import Final
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Final, Literal
 
 from pytest_kruise_agents.api import keys
 from pytest_kruise_agents.api.durations import parse_duration
-from pytest_kruise_agents.api.meta import OwnerReference
+from pytest_kruise_agents.api.meta import OwnerReference, find_condition
 from pytest_kruise_agents.api.sandbox import Sandbox, SandboxPhase
-from pytest_kruise_agents.claiming.modification import (
-    ANN_CLEANUP_ENABLED,
-    ANN_CLEANUP_RETAIN_ON_FAILURE,
-)
 
 __all__ = [
     "ANNOTATIONS_CLEARED_ON_RECYCLE",
@@ -41,15 +38,18 @@ __all__ = [
     "RECYCLE_STARTED",
     "RECYCLE_SUCCEEDED",
     "RECYCLE_TIMEOUT",
+    "RecycleTiming",
     "can_recycle_on_kill",
     "recycle_enabled",
+    "recycle_ended",
     "recycle_refusal",
     "recycle_requested",
+    "recycle_timing",
     "reset_for_recycle",
     "retain_on_failure",
 ]
 
-ANN_CLEANUP: Final = "agents.kruise.io/cleanup"
+ANN_CLEANUP: Final = keys.ANN_CLEANUP
 """The recycle trigger the sandbox-manager sets on kill (value ``"true"``)."""
 
 COND_RECYCLING: Final = "Recycling"
@@ -80,12 +80,45 @@ LABELS_CLEARED_ON_RECYCLE: Final = frozenset({keys.LABEL_CLAIM_NAME, keys.LABEL_
 
 def recycle_enabled(sbx: Sandbox) -> bool:
     """Whether the sandbox may be recycled (``cleanup-enabled: "true"``)."""
-    return sbx.metadata.annotations.get(ANN_CLEANUP_ENABLED) == "true"
+    return sbx.metadata.annotations.get(keys.ANN_CLEANUP_ENABLED) == "true"
 
 
 def recycle_requested(sbx: Sandbox) -> bool:
     """Whether a recycle was asked for: the trigger set on a recycle-enabled sandbox."""
     return recycle_enabled(sbx) and sbx.metadata.annotations.get(ANN_CLEANUP) == "true"
+
+
+def recycle_ended(sbx: Sandbox) -> bool:
+    """Whether the sandbox's recycle failed or timed out (its timers then apply again)."""
+    cond = find_condition(sbx.status.conditions, COND_RECYCLING)
+    return cond is not None and cond.reason in (RECYCLE_FAILED, RECYCLE_TIMEOUT)
+
+
+@dataclass(frozen=True, slots=True)
+class RecycleTiming:
+    """Where a recycle stands in time: ``wait`` (``after`` seconds), ``due``, or ``timeout``."""
+
+    kind: Literal["wait", "due", "timeout"]
+    after: float = 0.0
+
+
+def recycle_timing(
+    sbx: Sandbox, now: datetime, *, grace: timedelta, timeout: timedelta
+) -> RecycleTiming:
+    """A ``Recycling`` sandbox at ``now``: still in its grace period, due to rejoin, or timed out.
+
+    The recycle started at its ``Recycling`` condition's ``lastTransitionTime``
+    (whole seconds, so the end may come up to a second early); without one it
+    starts now. A wait never outlasts the timeout.
+    """
+    cond = find_condition(sbx.status.conditions, COND_RECYCLING)
+    started = cond.last_transition_time if cond is not None else None
+    elapsed = now - started if started is not None else timedelta(0)
+    if elapsed >= timeout:
+        return RecycleTiming("timeout")
+    if elapsed < grace:
+        return RecycleTiming("wait", (min(grace, timeout) - elapsed).total_seconds())
+    return RecycleTiming("due")
 
 
 def recycle_refusal(sbx: Sandbox) -> str | None:
@@ -110,7 +143,7 @@ def retain_on_failure(sbx: Sandbox) -> timedelta | None:
 
     A value that is not a positive Go duration keeps nothing: the sandbox is deleted.
     """
-    raw = sbx.metadata.annotations.get(ANN_CLEANUP_RETAIN_ON_FAILURE)
+    raw = sbx.metadata.annotations.get(keys.ANN_CLEANUP_RETAIN_ON_FAILURE)
     if not raw:
         return None
     try:

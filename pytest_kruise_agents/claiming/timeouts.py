@@ -14,9 +14,9 @@ from typing import Final, Literal
 
 from pytest_kruise_agents.api import keys
 from pytest_kruise_agents.api.durations import format_duration, parse_duration
-from pytest_kruise_agents.api.meta import find_condition
 from pytest_kruise_agents.api.sandbox import Sandbox, SandboxPhase
 from pytest_kruise_agents.claiming.errors import BadRequestError
+from pytest_kruise_agents.claiming.recycle import recycle_ended
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
@@ -62,8 +62,6 @@ Upstream deletes once ``now`` is *after* ``shutdownTime``; a wall clock has
 always moved on by the next reconcile, a virtual clock has not, so a requeue of
 zero would spin at the same instant.
 """
-
-_RECYCLING_DONE_REASONS = frozenset({"RecyclingFailed", "RecyclingTimeout"})
 
 
 def truncate(dt: datetime) -> datetime:
@@ -263,8 +261,7 @@ def _timers_apply(sbx: Sandbox) -> bool:
         return False
     if phase == SandboxPhase.RECYCLING:
         # Skipped while recycling, unless the recycle failed or timed out.
-        cond = find_condition(sbx.status.conditions, "Recycling")
-        return cond is not None and cond.reason in _RECYCLING_DONE_REASONS
+        return recycle_ended(sbx)
     return True
 
 

@@ -35,6 +35,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Generator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Protocol
 
 import simpy
@@ -64,8 +65,10 @@ from pytest_kruise_agents.claiming.recycle import (
     RECYCLE_STARTED,
     RECYCLE_SUCCEEDED,
     RECYCLE_TIMEOUT,
+    recycle_ended,
     recycle_refusal,
     recycle_requested,
+    recycle_timing,
     reset_for_recycle,
     retain_on_failure,
 )
@@ -129,12 +132,6 @@ def _pod_image(pod: Pod) -> str | None:
         return None
     image = containers[0].get("image")
     return str(image) if image is not None else None
-
-
-def _recycle_ended(sbx: Sandbox) -> bool:
-    """Whether a recycle failed or timed out (the sandbox then waits for its shutdown time)."""
-    cond = find_condition(sbx.status.conditions, COND_RECYCLING)
-    return cond is not None and cond.reason in (RECYCLE_FAILED, RECYCLE_TIMEOUT)
 
 
 def _controls(sbx: Sandbox, pod: Pod) -> bool:
@@ -279,7 +276,7 @@ class SandboxController(Reconciler[SbxKey]):
             yield from self._auto_pause(key, sbx, action.shutdown_time, action.pause_time)
             return None
         delay = action.after if action.kind == "requeue" else None
-        if sbx.status.phase == SandboxPhase.RECYCLING and not _recycle_ended(sbx):
+        if sbx.status.phase == SandboxPhase.RECYCLING and not recycle_ended(sbx):
             return (yield from self._recycle(key, sbx, pod))
 
         # A shallow copy is enough: conditions and podInfo are replaced, never
@@ -677,11 +674,13 @@ class SandboxController(Reconciler[SbxKey]):
         ctx = self.ctx
         prof = ctx.profile
         ns, name = key
-        now = ctx.now_dt()
-        cond = find_condition(sbx.status.conditions, COND_RECYCLING)
-        started = cond.last_transition_time if cond is not None else None
-        elapsed = (now - started).total_seconds() if started is not None else 0.0
-        if elapsed >= prof.recycle_timeout_s:
+        timing = recycle_timing(
+            sbx,
+            ctx.now_dt(),
+            grace=timedelta(seconds=prof.recycle_grace_s),
+            timeout=timedelta(seconds=prof.recycle_timeout_s),
+        )
+        if timing.kind == "timeout":
             message = f"not recycled within {prof.recycle_timeout_s:g}s"
             yield from self._recycle_failed(key, sbx, RECYCLE_TIMEOUT, message)
             return None
@@ -692,8 +691,8 @@ class SandboxController(Reconciler[SbxKey]):
         ):
             yield from self._recycle_failed(key, sbx, RECYCLE_FAILED, "the pod is gone")
             return None
-        if elapsed < prof.recycle_grace_s:
-            return min(prof.recycle_grace_s, prof.recycle_timeout_s) - elapsed
+        if timing.kind == "wait":
+            return timing.after
         pool = sbx.metadata.labels.get(keys.LABEL_SANDBOX_POOL, "")
         sbs = self.cache.get("SandboxSet", ns, pool) if pool else None
         if sbs is None or sbs.metadata.deletion_timestamp is not None:

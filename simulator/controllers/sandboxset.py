@@ -528,9 +528,11 @@ class SandboxSetController(Reconciler[SetKey]):
         return tname
 
     def _prune_templates(self, sbs: SandboxSet, keep: str) -> Op:
-        owned = list(self.cache.by_index("SandboxTemplate", "owner-uid", sbs.metadata.uid or ""))
-        if len(owned) <= MAX_MATERIALIZED:
+        uid = sbs.metadata.uid or ""
+        # Every reconcile asks; only a set past its limit lists its templates.
+        if self.cache.index_size("SandboxTemplate", "owner-uid", uid) <= MAX_MATERIALIZED:
             return
+        owned = list(self.cache.by_index("SandboxTemplate", "owner-uid", uid))
         owned.sort(key=lambda t: (t.metadata.creation_timestamp, t.metadata.name))
         excess = len(owned) - MAX_MATERIALIZED
         for tpl in [t for t in owned if t.metadata.name != keep][:excess]:

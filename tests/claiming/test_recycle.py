@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from pytest_kruise_agents.api import keys
-from pytest_kruise_agents.api.sandbox import SandboxPhase
+from pytest_kruise_agents.api.meta import Condition
+from pytest_kruise_agents.api.sandbox import Sandbox, SandboxPhase
 from pytest_kruise_agents.claiming.modification import (
     ANN_CLEANUP_ENABLED,
     ANN_CLEANUP_RETAIN_ON_FAILURE,
@@ -16,8 +17,10 @@ from pytest_kruise_agents.claiming.recycle import (
     ANN_CLEANUP,
     can_recycle_on_kill,
     recycle_enabled,
+    recycle_ended,
     recycle_refusal,
     recycle_requested,
+    recycle_timing,
     reset_for_recycle,
     retain_on_failure,
 )
@@ -92,3 +95,44 @@ def test_the_reset_keeps_keys_the_claim_did_not_write() -> None:
     reset_for_recycle(sbx, sandboxset_owner_reference(make_sandboxset()))
     assert sbx.metadata.annotations == {**ENABLED, "site": "a"}
     assert sbx.metadata.labels["tier"] == "x"
+
+
+def recycling(reason: str = "RecyclingStarted", started: float = 0.0) -> Sandbox:
+    sbx = make_sandbox(owned=False, annotations=ENABLED, phase=SandboxPhase.RECYCLING)
+    sbx.status.conditions = [
+        Condition(
+            type="Recycling",
+            status="False",
+            reason=reason,
+            last_transition_time=NOW - timedelta(seconds=started),
+        )
+    ]
+    return sbx
+
+
+def test_a_recycle_waits_its_grace_then_is_due_and_times_out() -> None:
+    """Grace 10 s, timeout 60 s, counted from the condition's transition time."""
+
+    def timing(started: float, grace: float = 10, timeout: float = 60) -> tuple[str, float]:
+        t = recycle_timing(
+            recycling(started=started),
+            NOW,
+            grace=timedelta(seconds=grace),
+            timeout=timedelta(seconds=timeout),
+        )
+        return t.kind, t.after
+
+    assert timing(0) == ("wait", 10.0)
+    assert timing(4) == ("wait", 6.0)
+    assert timing(10) == ("due", 0.0)
+    assert timing(59) == ("due", 0.0)
+    assert timing(60) == ("timeout", 0.0)
+    # A wait never outlasts the timeout.
+    assert timing(5, grace=100, timeout=30) == ("wait", 25.0)
+
+
+def test_a_recycle_has_ended_only_once_it_failed_or_timed_out() -> None:
+    assert not recycle_ended(recycling())
+    assert recycle_ended(recycling("RecyclingFailed"))
+    assert recycle_ended(recycling("RecyclingTimeout"))
+    assert not recycle_ended(recycling("RecyclingSucceeded"))
