@@ -172,6 +172,13 @@ class ApiServer:
             self._dependents.setdefault(ref.uid, {})[(kind, meta.namespace, meta.name)] = None
         self.writes += 1
         self._notify("ADDED", kind, None, obj)
+        if ref is not None:
+            owner = self.peek(ref.kind, meta.namespace, ref.name)
+            if owner is None or owner.metadata.uid != ref.uid:
+                # Made by a controller whose cache still held the owner: the
+                # garbage collector finds no owner and deletes the dependent.
+                gc = self.ctx.env.timeout(0)
+                gc.callbacks.append(_CollectOrphan(self, kind, meta.namespace, meta.name, meta.uid))
         return obj
 
     def commit_update(
@@ -401,6 +408,32 @@ def _one_level(value: Any) -> Any:
     if value is None:
         return None
     return shallow_copy(value)
+
+
+class _CollectOrphan:
+    """The garbage collector deleting an object created after its controller was gone."""
+
+    __slots__ = ("api", "kind", "name", "namespace", "uid")
+
+    def __init__(self, api: ApiServer, kind: str, namespace: str, name: str, uid: str) -> None:
+        self.api = api
+        self.kind = kind
+        self.namespace = namespace
+        self.name = name
+        self.uid = uid
+
+    def __call__(self, _event: simpy.Event) -> None:
+        api = self.api
+        obj = api.peek(self.kind, self.namespace, self.name)
+        if obj is None or obj.metadata.uid != self.uid:
+            return
+        ref = obj.metadata.controller_ref()
+        if ref is not None:
+            owner = api.peek(ref.kind, self.namespace, ref.name)
+            if owner is not None and owner.metadata.uid == ref.uid:
+                return
+        api.ctx.record("gc.orphan_deleted", f"{self.kind}/{self.namespace}/{self.name}")
+        api.commit_delete(self.kind, self.namespace, self.name)
 
 
 class _Delivery:

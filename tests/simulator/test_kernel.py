@@ -137,6 +137,37 @@ def test_delete_collects_controlled_dependents(ctx: SimContext) -> None:
     assert api.peek("Pod", "default", "p") is None
 
 
+def owned_pod(name: str, owner: str, uid: str) -> Pod:
+    ref = OwnerReference(
+        api_version="v1", kind="SandboxClaim", name=owner, uid=uid, controller=True
+    )
+    return Pod(metadata=ObjectMeta(name=name, owner_references=[ref]))
+
+
+def test_an_object_created_for_a_deleted_controller_is_collected(ctx: SimContext) -> None:
+    """A controller acting on a stale cache creates a pod for an owner already gone: the GC takes it."""
+    api = ApiServer(ctx)
+    owner = api.commit_create(claim("owner"))
+    uid = owner.metadata.uid or ""
+    api.commit_delete("SandboxClaim", "default", "owner")
+    api.commit_create(owned_pod("late", "owner", uid))
+    api.commit_create(claim("owner"))  # a new owner of the same name is not the one referred to
+    assert api.peek("Pod", "default", "late") is not None  # the create itself succeeds
+    ctx.env.run(until=0.001)
+    assert api.peek("Pod", "default", "late") is None
+    assert ctx.log.of_kind("gc.orphan_deleted")[0].detail == "Pod/default/late"
+
+
+def test_an_object_whose_controller_exists_is_not_collected(ctx: SimContext) -> None:
+    """Only a missing owner makes an orphan."""
+    api = ApiServer(ctx)
+    owner = api.commit_create(claim("owner"))
+    api.commit_create(owned_pod("kept", "owner", owner.metadata.uid or ""))
+    ctx.env.run(until=0.001)
+    assert api.peek("Pod", "default", "kept") is not None
+    assert not ctx.log.of_kind("gc.orphan_deleted")
+
+
 def test_informer_sees_writes_after_lag_in_order(ctx: SimContext) -> None:
     """Watch events reach an informer later than the write, in commit order."""
     api = ApiServer(ctx)
