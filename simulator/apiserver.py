@@ -20,6 +20,7 @@ from typing import Any
 import simpy
 
 from pytest_kruise_agents.api.copying import deep_copy, shallow_copy
+from pytest_kruise_agents.api.pod import default_requests, pod_update_error
 from simulator.context import SimContext
 from simulator.informer import Informer, ObjKey
 from simulator.interning import FieldsSetInterner
@@ -64,6 +65,11 @@ class ApiError(Exception):
     def is_not_found(self) -> bool:
         """404 NotFound."""
         return self.code == 404
+
+    @property
+    def is_invalid(self) -> bool:
+        """422 Invalid (a write the API server's validation refuses)."""
+        return self.code == 422
 
 
 class Client:
@@ -165,6 +171,8 @@ class ApiServer:
         meta.generation = 1
         meta.creation_timestamp = self.ctx.now_dt().replace(microsecond=0)
         meta.deletion_timestamp = None
+        if kind == "Pod":
+            obj.spec = default_requests(obj.spec)
         self._share_fields_sets(obj)
         store[key] = obj
         ref = meta.controller_ref()
@@ -220,6 +228,8 @@ class ApiServer:
             new.metadata.deletion_timestamp = old.metadata.deletion_timestamp
             gen = old.metadata.generation or 1
             changed = new.spec is not old.spec and new.spec != old.spec
+            if changed and kind == "Pod":
+                _check_pod_update(old, new)
             new.metadata.generation = gen + 1 if changed else gen
         new.metadata.resource_version = self._next_rv()
         if new.metadata.deletion_timestamp is not None and not new.metadata.finalizers:
@@ -397,6 +407,17 @@ class ApiServer:
         if obj is None:
             raise ApiError(404, "NotFound", f'{kind} "{name}" not found')
         return obj
+
+
+def _check_pod_update(old: Any, new: Any) -> None:
+    """422 for a pod spec change the API server refuses (the in-place resize rules)."""
+    before = old.spec.get("containers")
+    after = new.spec.get("containers")
+    if after is before or after == before:
+        return
+    why = pod_update_error(old.spec, new.spec)
+    if why is not None:
+        raise ApiError(422, "Invalid", f'Pod "{new.metadata.name}" is invalid: {why}')
 
 
 def _one_level(value: Any) -> Any:

@@ -16,8 +16,11 @@
   (``image.pull`` the first time the node pulls an image, ``image.pull_cached``
   after), ``container.start``, ``container.ready``, then one status write:
   phase Running, ``podIP``, ``hostIP``, ``Ready=True``. The kubelet restarts
-  the container in place when the first container's image changes, and
-  carries out graceful deletion (pods carry the :data:`POD_FINALIZER`).
+  the container in place when the first container's image changes, resizes
+  it in place (no restart, ``inplace.resize``) when its CPU changes and the
+  node has room (else ``status.resize`` is ``Deferred``, retried when a pod
+  frees room, or ``Infeasible``), and carries out graceful deletion (pods
+  carry the :data:`POD_FINALIZER`).
 
 The ``Ready`` condition the kubelet writes carries ``observedGeneration``
 (the pod ``metadata.generation`` it has realised, as Kubernetes 1.33 does), so
@@ -46,7 +49,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pytest_kruise_agents.api import keys
 from pytest_kruise_agents.api.meta import Condition, find_condition, set_condition
-from pytest_kruise_agents.api.pod import Pod, container_resources
+from pytest_kruise_agents.api.pod import Pod, container_resources, first_container_cpu
 from pytest_kruise_agents.api.quantity import cpu_millis, memory_bytes
 from simulator.apiserver import ApiError, Client
 from simulator.faults import Fault
@@ -139,6 +142,10 @@ def _requests(pod: Pod) -> tuple[int, int]:
     return container_resources({"spec": pod.spec})
 
 
+def _first_cpu(spec: dict[str, Any]) -> tuple[str | None, str | None]:
+    return first_container_cpu({"spec": spec})
+
+
 def _is_terminal(pod: Pod) -> bool:
     return pod.status.phase in _TERMINAL
 
@@ -170,12 +177,14 @@ class _PodRun:
     """The kubelet's state of one pod it runs."""
 
     __slots__ = (
+        "cpu",
         "dead",
         "image",
         "ip",
         "last_status",
         "pod",
         "process",
+        "realised",
         "started",
         "terminating",
         "uid",
@@ -187,6 +196,10 @@ class _PodRun:
         self.uid: str = pod.metadata.uid or ""
         self.process: simpy.Process | None = None
         self.image: str | None = None
+        self.cpu = _first_cpu(pod.spec)
+        """The first container's CPU (request, limit) the node has allocated."""
+        self.realised = 0
+        """The pod generation last reported Ready with all of its spec carried out."""
         self.started = False
         self.ip: str | None = None
         self.terminating = False
@@ -214,6 +227,8 @@ class _Node:
         self.images: dict[str, None] = dict.fromkeys(spec.images)
         self.pulls: dict[str, simpy.Event] = {}
         self.runs: dict[str, _PodRun] = {}
+        self.deferred: dict[str, _PodRun] = {}
+        """Pods whose resize waits for room on this node."""
         self.lost: dict[str, None] = {}
         self.forcing: dict[str, None] = {}
         self.host_ip = f"192.168.{index // 254}.{index % 254 + 1}"
@@ -246,6 +261,13 @@ class _Node:
         self.cpu_used += cpu
         self.mem_used += mem
 
+    def resize(self, uid: str, cpu: int, mem: int) -> None:
+        """Change a pod's allocation in place (an accepted resize)."""
+        was = self.alloc.get(uid, (0, 0))
+        self.alloc[uid] = (cpu, mem)
+        self.cpu_used += cpu - was[0]
+        self.mem_used += mem - was[1]
+
     def free(self, uid: str) -> bool:
         got = self.alloc.pop(uid, None)
         if got is None:
@@ -277,6 +299,7 @@ class _Node:
         self.cpu_used = 0
         self.mem_used = 0
         self.runs.clear()
+        self.deferred.clear()
         self.pulls = {}
         self._ips.clear()
 
@@ -389,6 +412,7 @@ class Nodes:
         if node is not None:
             node.lost.pop(uid, None)
             node.forcing.pop(uid, None)
+            node.deferred.pop(uid, None)
             run = node.runs.pop(uid, None)
             if run is not None:
                 self._stop(run)
@@ -401,7 +425,22 @@ class Nodes:
             return
         node = self._nodes.get(name)
         if node is not None and node.free(uid):
-            self._retry_unschedulable()
+            self._room_freed(node)
+
+    def _room_freed(self, node: _Node) -> None:
+        """Resources came free on ``node``: retry unschedulable pods and deferred resizes."""
+        self._retry_unschedulable()
+        if node.deferred:
+            runs = list(node.deferred.values())
+            node.deferred.clear()
+            for run in runs:
+                self._wake_run(run)
+
+    @staticmethod
+    def _wake_run(run: _PodRun) -> None:
+        wake, run.wake = run.wake, None
+        if wake is not None and not wake.triggered:
+            wake.succeed()
 
     # -- scheduler ----------------------------------------------------------------------
 
@@ -609,10 +648,10 @@ class Nodes:
             run.pod = pod
             if terminating and not run.terminating:
                 self._begin_termination(node, run)
-            elif run.wake is not None and _first_image(pod.spec) != run.image:
-                wake, run.wake = run.wake, None
-                if not wake.triggered:
-                    wake.succeed()
+            elif run.wake is not None and (
+                _first_image(pod.spec) != run.image or _first_cpu(pod.spec) != run.cpu
+            ):
+                self._wake_run(run)
             return
         if not node.ready or uid in node.lost:
             self._lost_node_pod(node, pod)
@@ -685,10 +724,20 @@ class Nodes:
                 # No local keeps a version of the pod: this process lives as long
                 # as the pod, and an old version held here would never be freed.
                 want = _first_image(run.pod.spec)
-                if run.started and want == run.image:
-                    run.wake = env.event()
-                    yield run.wake
-                    continue
+                if run.started:
+                    cpu = _first_cpu(run.pod.spec)
+                    resized = cpu == run.cpu
+                    if not resized:
+                        # An in-place resize: no restart, and before any new image.
+                        yield from self._resize(node, run, cpu)
+                        resized = run.cpu == cpu
+                        if resized:
+                            continue
+                    if want == run.image:
+                        # Nothing to do, or a resize that waits for room (or never fits).
+                        run.wake = env.event()
+                        yield run.wake
+                        continue
                 inplace = run.started
                 ns, name = run.pod.metadata.namespace, run.pod.metadata.name
                 template = run.pod.metadata.labels.get(keys.LABEL_SANDBOX_TEMPLATE)
@@ -749,6 +798,52 @@ class Nodes:
         except simpy.Interrupt:
             return
 
+    def _resize(self, node: _Node, run: _PodRun, cpu: tuple[str | None, str | None]) -> Op:
+        """Carry out the pod's new CPU in place, or report it ``Deferred`` / ``Infeasible``.
+
+        As the kubelet admits a resize: the new requests must fit the node's
+        allocatable beside the other pods' allocations; a resize that could
+        never fit this node is ``Infeasible``, one that fits once others free
+        room is ``Deferred`` and retried when they do. An accepted resize
+        changes the node's allocation at once and takes ``inplace.resize``.
+        """
+        ctx = self.ctx
+        pod = run.pod
+        ns, name = pod.metadata.namespace, pod.metadata.name
+        try:
+            new_cpu, new_mem = _requests(pod)
+        except ValueError:
+            new_cpu, new_mem = node.alloc.get(run.uid, (0, 0))
+        old_cpu, old_mem = node.alloc.get(run.uid, (0, 0))
+        verdict: Literal["Deferred", "Infeasible"] | None = None
+        if new_cpu > node.cpu_cap or new_mem > node.mem_cap:
+            verdict = "Infeasible"
+        elif (
+            node.cpu_used - old_cpu + new_cpu > node.cpu_cap
+            or node.mem_used - old_mem + new_mem > node.mem_cap
+        ):
+            verdict = "Deferred"
+        if verdict is not None:
+            if verdict == "Deferred":
+                node.deferred[run.uid] = run
+            last = run.last_status
+            if last is None or last[-1] != verdict:
+                ctx.record(
+                    "kubelet.resize_" + verdict.lower(),
+                    f"{ns}/{name} node={node.name} cpu={new_cpu}m",
+                )
+            ready = last is not None and last[1]
+            yield from self._write(node, run, "Running", ready, "PodReady", resize=verdict)
+            return
+        node.deferred.pop(run.uid, None)
+        node.resize(run.uid, new_cpu, new_mem)
+        if new_cpu < old_cpu or new_mem < old_mem:
+            self._room_freed(node)
+        yield ctx.env.timeout(ctx.latency("inplace.resize"))
+        run.cpu = cpu
+        ctx.record("kubelet.resized", f"{ns}/{name} node={node.name} cpu={new_cpu}m")
+        yield from self._write(node, run, "Running", True, "PodReady")
+
     def _pull(self, node: _Node, image: str, template: str | None, namespace: str) -> Op:
         if image in node.images:
             yield self.ctx.env.timeout(self.ctx.latency("image.pull_cached"))
@@ -798,10 +893,17 @@ class Nodes:
         ready_reason: str,
         reason: str | None = None,
         message: str | None = None,
+        resize: Literal["Deferred", "Infeasible"] | None = None,
     ) -> Op:
-        """Write the pod's status (skipped when it would write what it wrote last)."""
+        """Write the pod's status (skipped when it would write what it wrote last).
+
+        ``Ready`` carries the generation realised: the pod's own, unless a CPU
+        resize of it is not carried out yet (``resize`` says why).
+        """
         generation = run.pod.metadata.generation
-        sig = (phase, ready, ready_reason, reason, message, generation, run.ip)
+        if run.cpu != _first_cpu(run.pod.spec):
+            generation = run.realised
+        sig = (phase, ready, ready_reason, reason, message, generation, run.ip, resize)
         if run.last_status == sig:
             return
         uid = run.uid
@@ -817,6 +919,7 @@ class Nodes:
             st.pod_ip = ip
             st.reason = reason
             st.message = message
+            st.resize = resize
             conds = st.conditions = list(st.conditions)
             intern = self.ctx.intern_condition
             set_condition(
@@ -849,6 +952,8 @@ class Nodes:
                 yield self.ctx.env.timeout(_API_RETRY_S)
                 continue
             run.last_status = sig
+            if ready and generation is not None:
+                run.realised = max(run.realised, generation)
             return
 
     def _fail_pod(self, client: Client, pod: Pod, reason: str, message: str) -> Op:

@@ -15,7 +15,12 @@ __all__ = [
     "Pod",
     "PodStatus",
     "container_resources",
+    "default_requests",
+    "first_container_cpu",
     "first_container_image",
+    "pod_update_error",
+    "qos_class",
+    "set_first_container_cpu",
     "set_first_container_image",
     "validate_pod_template",
 ]
@@ -30,6 +35,8 @@ class PodStatus(KubeModel):
     conditions: list[Condition] = Field(default_factory=list)
     message: str | None = None
     reason: str | None = None
+    resize: Literal["Proposed", "InProgress", "Deferred", "Infeasible"] | None = None
+    """An in-place resize the kubelet has not carried out (``status.resize``, Kubernetes 1.27-1.32)."""
 
 
 class Pod(KubeModel):
@@ -58,6 +65,124 @@ def set_first_container_image(template: dict[str, Any], image: str) -> None:
     template["spec"]["containers"][0]["image"] = image
 
 
+def first_container_cpu(template: dict[str, Any] | None) -> tuple[str | None, str | None]:
+    """The CPU ``(request, limit)`` of a pod template's first container, as written; None where unset."""
+    containers = ((template or {}).get("spec") or {}).get("containers") or []
+    if not containers or not isinstance(containers[0], dict):
+        return None, None
+    res = containers[0].get("resources")
+    if not isinstance(res, dict):
+        return None, None
+    req = res.get("requests")
+    lim = res.get("limits")
+    request = req.get("cpu") if isinstance(req, dict) else None
+    limit = lim.get("cpu") if isinstance(lim, dict) else None
+    return (
+        str(request) if request is not None else None,
+        str(limit) if limit is not None else None,
+    )
+
+
+def set_first_container_cpu(
+    template: dict[str, Any], request: str | None, limit: str | None
+) -> None:
+    """Set the first container's CPU request and limit, in place (``None`` leaves one as it is)."""
+    container = template["spec"]["containers"][0]
+    res = container.setdefault("resources", {})
+    for part, value in (("requests", request), ("limits", limit)):
+        if value is not None:
+            res[part] = {**(res.get(part) or {}), "cpu": value}
+
+
+def default_requests(spec: dict[str, Any]) -> dict[str, Any]:
+    """Kubernetes' pod defaulting: a CPU or memory limit with no request requests it.
+
+    Returns ``spec`` itself when nothing is missing, else a copy sharing all it
+    does not change (a stored pod may share its spec with its sandbox's template).
+    """
+    out = spec
+    for part in ("initContainers", "containers"):
+        containers = spec.get(part)
+        if not isinstance(containers, list):
+            continue
+        changed = list(containers)
+        for i, c in enumerate(containers):
+            res = c.get("resources") if isinstance(c, dict) else None
+            limits = res.get("limits") if isinstance(res, dict) else None
+            if not isinstance(res, dict) or not isinstance(limits, dict):
+                continue
+            requests = res.get("requests")
+            have = requests if isinstance(requests, dict) else {}
+            missing = {k: v for k, v in limits.items() if k in ("cpu", "memory") and k not in have}
+            if missing:
+                changed[i] = {**c, "resources": {**res, "requests": {**have, **missing}}}
+        if changed != containers:
+            if out is spec:
+                out = dict(spec)
+            out[part] = changed
+    return out
+
+
+def qos_class(template: dict[str, Any] | None) -> Literal["Guaranteed", "Burstable", "BestEffort"]:
+    """The pod's QoS class, from its containers' (and init containers') requests and limits.
+
+    Kubernetes' rule: no request or limit anywhere is ``BestEffort``; every
+    container limiting both CPU and memory, with any request equal to its
+    limit, is ``Guaranteed``; anything else is ``Burstable``.
+    """
+    spec = (template or {}).get("spec") or {}
+    containers = [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]
+    any_set = False
+    guaranteed = True
+    for c in containers:
+        res = (c.get("resources") if isinstance(c, dict) else None) or {}
+        req = res.get("requests") or {}
+        lim = res.get("limits") or {}
+        for name, parse in (("cpu", cpu_millis), ("memory", memory_bytes)):
+            r, li = req.get(name), lim.get(name)
+            if r is not None or li is not None:
+                any_set = True
+            if li is None or (r is not None and parse(str(r)) != parse(str(li))):
+                guaranteed = False
+    if not any_set:
+        return "BestEffort"
+    return "Guaranteed" if guaranteed else "Burstable"
+
+
+def _request_over_limit(spec: dict[str, Any]) -> str | None:
+    """``containers[i].resources.requests: ...`` for a request above its limit, or ``None``."""
+    for i, c in enumerate(spec.get("containers") or []):
+        res = (c.get("resources") if isinstance(c, dict) else None) or {}
+        req = res.get("requests") or {}
+        lim = res.get("limits") or {}
+        for name, parse in (("cpu", cpu_millis), ("memory", memory_bytes)):
+            r, li = req.get(name), lim.get(name)
+            if r is not None and li is not None and parse(str(r)) > parse(str(li)):
+                return (
+                    f'containers[{i}].resources.requests: Invalid value: "{r}": '
+                    f"must be less than or equal to {name} limit of {li}"
+                )
+    return None
+
+
+def pod_update_error(old: dict[str, Any], new: dict[str, Any]) -> str | None:
+    """Why the API server refuses to change pod spec ``old`` into ``new``, or ``None``.
+
+    The resource rules of an in-place resize: a request may not exceed its
+    limit, and the QoS class may not change (``Pod QoS is immutable``).
+    """
+    try:
+        over = _request_over_limit(new)
+        if over is not None:
+            return f"spec.{over}"
+        was, now = qos_class({"spec": old}), qos_class({"spec": new})
+    except ValueError as err:
+        return f"spec.containers: {err}"
+    if was != now:
+        return f'spec: Invalid value: "{now}": Pod QoS is immutable (was {was})'
+    return None
+
+
 def container_resources(template: dict[str, Any] | None) -> tuple[int, int]:
     """Total requested (CPU millicores, memory bytes) of a pod template's containers.
 
@@ -82,7 +207,8 @@ def validate_pod_template(template: dict[str, Any]) -> None:
     """Raise ``ValueError`` for a pod template the webhooks refuse.
 
     Reserved (``e2b.agents.kruise.io/``) label or annotation keys, no ``spec``,
-    no containers, or a container without a name or an image.
+    no containers, a container without a name or an image, a CPU or memory
+    quantity that does not parse, or a request above its limit.
     """
     meta = template.get("metadata") or {}
     for where in ("labels", "annotations"):
@@ -98,3 +224,26 @@ def validate_pod_template(template: dict[str, Any]) -> None:
     for i, c in enumerate(containers):
         if not isinstance(c, dict) or not c.get("name") or not c.get("image"):
             raise ValueError(f"template.spec.containers[{i}] needs a name and an image")
+        res = c.get("resources")
+        if res is None:
+            continue
+        if not isinstance(res, dict):
+            raise ValueError(f"template.spec.containers[{i}].resources must be a mapping")
+        for part in ("requests", "limits"):
+            values = res.get(part)
+            if values is None:
+                continue
+            if not isinstance(values, dict):
+                raise ValueError(
+                    f"template.spec.containers[{i}].resources.{part} must be a mapping"
+                )
+            for name, parse in (("cpu", cpu_millis), ("memory", memory_bytes)):
+                if name in values:
+                    try:
+                        parse(str(values[name]))
+                    except ValueError as err:
+                        where = f"template.spec.containers[{i}].resources.{part}.{name}"
+                        raise ValueError(f"{where}: {err}") from None
+    over = _request_over_limit(spec)
+    if over is not None:
+        raise ValueError(f"template.spec.{over}")

@@ -17,7 +17,12 @@ upstream's order:
    grace; ``SandboxPaused`` becomes True when it is gone) → Resuming (the pod is
    recreated) → Running with ``RuntimeInitialized=False/Pending`` until the
    runtime re-init (``runtime.reinit``) is done, and only then Ready. In-place
-   image updates go through ``InplaceUpdate=False/InplaceUpdating``.
+   updates of the first container's image or CPU (a pod update the kubelet
+   carries out: a restart for an image, a resize for CPU) go through
+   ``InplaceUpdate=False/InplaceUpdating`` to ``True/Succeeded``, or to
+   ``False/Failed`` when the API server refuses the pod update (422) or the
+   kubelet finds the resize ``Infeasible``. A running sandbox asked to recycle
+   (``agents.kruise.io/cleanup``) goes to ``Recycling`` and back to its pool.
 
 The status is written once per reconcile that changes it, as a merge patch of
 the whole status carrying ``observedGeneration``; a reconcile that changes
@@ -25,9 +30,9 @@ nothing writes nothing. Like upstream, the controller records an expectation
 after each of its own writes and does not act on a sandbox or pod until its
 cache has caught up with that write.
 
-Only the open-source ``Stop`` pause strategy is modelled; PVCs, recycling,
-upgrades, the ``hash-immutable-part`` annotation and the priority pod-creation
-rate limiter (feature-gated off upstream) are not.
+Only the open-source ``Stop`` pause strategy is modelled; PVCs, upgrades,
+the ``hash-immutable-part`` annotation and the priority pod-creation rate
+limiter (feature-gated off upstream) are not.
 """
 
 from __future__ import annotations
@@ -48,7 +53,14 @@ from pytest_kruise_agents.api.meta import (
     find_condition,
     set_condition,
 )
-from pytest_kruise_agents.api.pod import Pod, first_container_image, set_first_container_image
+from pytest_kruise_agents.api.pod import (
+    Pod,
+    first_container_cpu,
+    first_container_image,
+    set_first_container_cpu,
+    set_first_container_image,
+)
+from pytest_kruise_agents.api.quantity import cpu_millis
 from pytest_kruise_agents.api.sandbox import (
     ConditionType,
     PodInfo,
@@ -134,6 +146,29 @@ def _pod_image(pod: Pod) -> str | None:
     return str(image) if image is not None else None
 
 
+def _cpu_change(template: dict[str, Any], pod: Pod) -> tuple[str | None, str | None] | None:
+    """The CPU (request, limit) to give the pod in place, or ``None`` when it has it already.
+
+    Only the values the sandbox's first container sets count; they are
+    compared as quantities (``"1"`` is ``"1000m"``).
+    """
+    want = first_container_cpu(template)
+    if want == (None, None):
+        return None
+    have = first_container_cpu({"spec": pod.spec})
+    if want == have:
+        return None
+    for w, h in zip(want, have, strict=True):
+        if w is None:
+            continue
+        try:
+            if h is None or cpu_millis(w) != cpu_millis(h):
+                return want
+        except ValueError:
+            return want
+    return None
+
+
 def _controls(sbx: Sandbox, pod: Pod) -> bool:
     ref = pod.metadata.controller_ref()
     return ref is not None and ref.kind == "Sandbox" and ref.uid == sbx.metadata.uid
@@ -162,6 +197,8 @@ class SandboxController(Reconciler[SbxKey]):
         self._unsupported: dict[SbxKey, None] = {}
         self._missing_template: dict[SbxKey, None] = {}
         """Sandboxes whose templateRef named no SandboxTemplate when a pod was to be made."""
+        self._inplace_refused: dict[SbxKey, tuple[str, int | None]] = {}
+        """(uid, generation) of sandboxes whose in-place update the API server refused."""
         self._started = False
 
     # -- public ---------------------------------------------------------------------
@@ -190,6 +227,7 @@ class SandboxController(Reconciler[SbxKey]):
             self._reinit_done.pop(key, None)
             self._unsupported.pop(key, None)
             self._missing_template.pop(key, None)
+            self._inplace_refused.pop(key, None)
         self.queue.add(key)
 
     def _on_pod(self, event_type: str, old: Any, new: Any) -> None:
@@ -319,7 +357,8 @@ class SandboxController(Reconciler[SbxKey]):
             yield from self._paused_phase(key, sbx, pod, blocked, st)
         elif phase == SandboxPhase.RESUMING:
             yield from self._resuming_phase(key, sbx, pod, blocked, st)
-        # Upgrading, Recycling and Terminating are not modelled.
+        # Recycling is handled before the status is calculated; Upgrading and
+        # Terminating are not modelled.
 
     def _pending_phase(
         self, key: SbxKey, sbx: Sandbox, pod: Pod | None, blocked: bool, st: SandboxStatus
@@ -415,19 +454,45 @@ class SandboxController(Reconciler[SbxKey]):
         have = pod.metadata.labels
         labels = {k: v for k, v in want_labels.items() if have.get(k) != v}
         want = first_container_image(template)
+        image = want if want is not None and _pod_image(pod) != want else None
+        cpu = _cpu_change(template, pod)
         inplace = find_condition(st.conditions, ConditionType.INPLACE_UPDATE)
-        if want is not None and _pod_image(pod) != want:
-            yield from self._update_pod(key, pod, labels, want)
-            self._cond(st, ConditionType.INPLACE_UPDATE, False, "InplaceUpdating")
-            self._cond(st, ConditionType.READY, False, _READY_INPLACE)
-            return
-        if labels:
-            yield from self._update_pod(key, pod, labels, None)
-        if inplace is not None and inplace.reason == "InplaceUpdating":
-            if not self._pod_ready_for_spec(pod):
+        refused = self._inplace_refused.get(key) == (sbx.metadata.uid, sbx.metadata.generation)
+        if (image is not None or cpu is not None) and not refused:
+            try:
+                yield from self._update_pod(key, pod, labels, image, cpu)
+            except ApiError as err:
+                if not err.is_invalid:
+                    raise
+                # Refused for good (a resize breaking the pod's QoS class, a
+                # request above its limit): reported, not retried until the
+                # sandbox's spec changes again.
+                self._inplace_refused[key] = (sbx.metadata.uid or "", sbx.metadata.generation)
+                self._cond(st, ConditionType.INPLACE_UPDATE, False, "Failed", err.message)
+                self.ctx.record("sandbox.inplace_failed", f"{key[0]}/{key[1]} {err.message}")
+                inplace = None
+                if labels:
+                    yield from self._update_pod(key, pod, labels, None, None)
+            else:
+                self._cond(st, ConditionType.INPLACE_UPDATE, False, "InplaceUpdating")
+                self._cond(st, ConditionType.READY, False, _READY_INPLACE)
                 return
-            self._cond(st, ConditionType.INPLACE_UPDATE, True, "Succeeded")
-            self.ctx.record("sandbox.inplace_updated", f"{key[0]}/{key[1]} image={want}")
+        elif labels:
+            yield from self._update_pod(key, pod, labels, None, None)
+        if inplace is not None and inplace.reason == "InplaceUpdating":
+            if pod.status.resize == "Infeasible":
+                message = f"resize does not fit node {pod.spec.get('nodeName')}"
+                self._cond(st, ConditionType.INPLACE_UPDATE, False, "Failed", message)
+                self.ctx.record("sandbox.inplace_failed", f"{key[0]}/{key[1]} {message}")
+            elif not self._pod_ready_for_spec(pod):
+                return
+            else:
+                self._cond(st, ConditionType.INPLACE_UPDATE, True, "Succeeded")
+                request, limit = first_container_cpu(template)
+                self.ctx.record(
+                    "sandbox.inplace_updated",
+                    f"{key[0]}/{key[1]} image={want} cpu={request or '-'}/{limit or '-'}",
+                )
 
         runtime = find_condition(st.conditions, ConditionType.RUNTIME_INITIALIZED)
         if runtime is not None and runtime.reason == "Pending":
@@ -636,9 +701,16 @@ class SandboxController(Reconciler[SbxKey]):
         self._expect(self._pod_expect, key, pod, _rv(marked) if marked is not None else _UNSEEN_RV)
         self.ctx.record("sandbox.pod_deleted", f"{ns}/{name}")
 
-    def _update_pod(self, key: SbxKey, pod: Pod, labels: dict[str, str], image: str | None) -> Op:
-        """One write of the pod: new labels (a patch), or an image as well (an update)."""
-        if image is None:
+    def _update_pod(
+        self,
+        key: SbxKey,
+        pod: Pod,
+        labels: dict[str, str],
+        image: str | None,
+        cpu: tuple[str | None, str | None] | None,
+    ) -> Op:
+        """One write of the pod: new labels (a patch), or an image or CPU as well (an update)."""
+        if image is None and cpu is None:
             uid = pod.metadata.uid
 
             def label(p: Pod) -> None:
@@ -650,9 +722,15 @@ class SandboxController(Reconciler[SbxKey]):
         else:
             changed = pod.model_copy(deep=True)
             changed.metadata.labels.update(labels)
-            set_first_container_image({"spec": changed.spec}, image)
+            what = []
+            if image is not None:
+                set_first_container_image({"spec": changed.spec}, image)
+                what.append(f"image={image}")
+            if cpu is not None:
+                set_first_container_cpu({"spec": changed.spec}, *cpu)
+                what.append(f"cpu={cpu[0] or '-'}/{cpu[1] or '-'}")
             new = yield from self.api.update(self.client, changed)
-            self.ctx.record("sandbox.inplace_update", f"{key[0]}/{key[1]} image={image}")
+            self.ctx.record("sandbox.inplace_update", f"{key[0]}/{key[1]} {' '.join(what)}")
         self._expect(self._pod_expect, key, new, _rv(new))
 
     def _delete_sandbox(self, key: SbxKey, sbx: Sandbox) -> Op:

@@ -38,6 +38,29 @@ def test_invalid_manifests(cluster: Cluster, manifest: str, field: str) -> None:
     assert snapshot(cluster) == before
 
 
+@pytest.mark.parametrize(
+    ("manifest", "reason"),
+    [
+        (pool_yaml(cpu="lots"), "template.spec.containers[0].resources.requests.cpu: invalid"),
+        (
+            pool_yaml(cpu="2").replace("512Mi}", "512Mi}\n            limits: {cpu: '1'}"),
+            'template.spec.containers[0].resources.requests: Invalid value: "2": must be less '
+            "than or equal to cpu limit of 1",
+        ),
+    ],
+)
+def test_pod_template_resources_are_checked_on_apply(
+    cluster: Cluster, manifest: str, reason: str
+) -> None:
+    """A quantity that does not parse, or a request above its limit, is refused at apply."""
+    before = snapshot(cluster)
+    with pytest.raises(InvalidError) as err:
+        cluster.apply(manifest)
+    assert err.value.field == "SandboxSet/base spec"
+    assert reason in err.value.reason
+    assert snapshot(cluster) == before
+
+
 def test_one_bad_document_rejects_the_whole_apply(cluster: Cluster) -> None:
     """A multi-document apply with one bad document applies none of them."""
     before = snapshot(cluster)

@@ -265,11 +265,6 @@ def test_recycling_never_shares_a_sandbox_and_leaves_only_the_pool(
     procs = [env.process(client(i, start, hold)) for i, (start, hold) in enumerate(plan)]
     env.run(until=env.all_of(procs))
 
-    print(
-        "STATS",
-        sum(len(v) - 1 for v in held.values()),
-        len(cluster.log.of_kind("sandbox.recycle_failed")),
-    )
     # A sandbox is handed out again only after its last holder killed it.
     for name, spans in held.items():
         for (_, _, killed), (_, delivered, _) in pairwise(spans):

@@ -40,6 +40,31 @@ def test_create_takes_a_warm_sandbox_from_the_pool(server: Served) -> None:
     assert last_record(server)["warm"] is True
 
 
+def test_cpu_extensions_resize_the_sandbox_in_place(server: Served) -> None:
+    """``cpu-request``/``cpu-limit`` resize the warm sandbox's pod before the create answers."""
+    sbx = Sandbox.create(
+        template="base",
+        metadata={
+            "e2b.agents.kruise.io/cpu-request": "1500m",
+            "e2b.agents.kruise.io/cpu-limit": "4",
+        },
+        **server.sdk(),
+    )
+
+    assert sbx.get_info().cpu_count == 4
+    name = sbx.sandbox_id.split("--", 1)[1]
+    pod = server.admin("GET", f"/resources/pods/default/{name}").json()
+    assert pod["spec"]["containers"][0]["resources"]["requests"]["cpu"] == "1500m"
+    assert pod["spec"]["containers"][0]["resources"]["limits"]["cpu"] == "4"
+    conditions = server.admin("GET", f"/resources/sbx/default/{name}").json()["status"][
+        "conditions"
+    ]
+    assert {"type": "InplaceUpdate", "status": "True", "reason": "Succeeded"}.items() <= next(
+        c for c in conditions if c["type"] == "InplaceUpdate"
+    ).items()
+    assert last_record(server)["warm"] is True
+
+
 def test_create_answers_201_with_the_fields_the_sdk_needs(server: Served) -> None:
     r = server.request(
         "POST", "/v2/sandboxes", json={"templateID": "base", "metadata": {}, "envVars": {}}

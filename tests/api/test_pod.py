@@ -1,0 +1,122 @@
+"""The pod helpers: first-container CPU, QoS class, and the API server's resize rules."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from pytest_kruise_agents.api.pod import (
+    default_requests,
+    first_container_cpu,
+    pod_update_error,
+    qos_class,
+    set_first_container_cpu,
+    validate_pod_template,
+)
+
+
+def spec(
+    requests: dict[str, str] | None = None, limits: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """A pod spec with one container and the given resources."""
+    resources: dict[str, Any] = {}
+    if requests is not None:
+        resources["requests"] = requests
+    if limits is not None:
+        resources["limits"] = limits
+    container: dict[str, Any] = {"name": "main", "image": "img:1"}
+    if resources:
+        container["resources"] = resources
+    return {"containers": [container]}
+
+
+def test_first_container_cpu_reads_the_values_as_written() -> None:
+    """Request and limit of the first container, None where unset; other containers do not count."""
+    s = spec({"cpu": "500m", "memory": "1Gi"}, {"cpu": "1"})
+    s["containers"].append({"name": "side", "image": "x", "resources": {"limits": {"cpu": "9"}}})
+    assert first_container_cpu({"spec": s}) == ("500m", "1")
+    assert first_container_cpu({"spec": spec({"memory": "1Gi"})}) == (None, None)
+    assert first_container_cpu(None) == (None, None)
+
+
+def test_set_first_container_cpu_changes_only_what_is_given() -> None:
+    """A None leaves that value alone; memory and other keys stay."""
+    t = {"spec": spec({"cpu": "500m", "memory": "1Gi"}, {"cpu": "1", "memory": "1Gi"})}
+    set_first_container_cpu(t, "750m", None)
+    assert t["spec"]["containers"][0]["resources"] == {
+        "requests": {"cpu": "750m", "memory": "1Gi"},
+        "limits": {"cpu": "1", "memory": "1Gi"},
+    }
+
+
+@pytest.mark.parametrize(
+    ("requests", "limits", "qos"),
+    [
+        (None, None, "BestEffort"),
+        ({"cpu": "1", "memory": "1Gi"}, {"cpu": "1", "memory": "1Gi"}, "Guaranteed"),
+        (None, {"cpu": "1", "memory": "1Gi"}, "Guaranteed"),  # requests default to limits
+        ({"cpu": "1000m", "memory": "1024Mi"}, {"cpu": "1", "memory": "1Gi"}, "Guaranteed"),
+        ({"cpu": "500m", "memory": "1Gi"}, {"cpu": "1", "memory": "1Gi"}, "Burstable"),
+        ({"cpu": "1"}, {"cpu": "1"}, "Burstable"),  # no memory limit
+        ({"cpu": "100m"}, None, "Burstable"),
+    ],
+)
+def test_qos_class_follows_kubernetes(
+    requests: dict[str, str] | None, limits: dict[str, str] | None, qos: str
+) -> None:
+    """BestEffort with nothing set; Guaranteed when every limit is set and equals its request."""
+    assert qos_class({"spec": spec(requests, limits)}) == qos
+
+
+def test_a_resize_keeping_the_qos_class_is_allowed() -> None:
+    """Guaranteed to Guaranteed (both CPU values move), Burstable to Burstable."""
+    g = {"cpu": "1", "memory": "1Gi"}
+    g2 = {"cpu": "2", "memory": "1Gi"}
+    assert pod_update_error(spec(g, g), spec(g2, g2)) is None
+    assert pod_update_error(spec({"cpu": "1"}), spec({"cpu": "3"})) is None
+
+
+def test_a_resize_changing_the_qos_class_is_refused() -> None:
+    """Raising only the limit of a Guaranteed pod makes it Burstable: refused, saying why."""
+    g = {"cpu": "1", "memory": "1Gi"}
+    why = pod_update_error(spec(g, g), spec(g, {"cpu": "2", "memory": "1Gi"}))
+    assert why == 'spec: Invalid value: "Burstable": Pod QoS is immutable (was Guaranteed)'
+
+
+def test_a_request_above_its_limit_is_refused() -> None:
+    """Named by container and resource, with both values."""
+    why = pod_update_error(spec({"cpu": "1"}, {"cpu": "1"}), spec({"cpu": "2"}, {"cpu": "1"}))
+    assert why == (
+        'spec.containers[0].resources.requests: Invalid value: "2": '
+        "must be less than or equal to cpu limit of 1"
+    )
+
+
+def test_a_pod_template_with_bad_resources_is_refused() -> None:
+    """A quantity that does not parse, a request above its limit, a resources list: each named."""
+    with pytest.raises(ValueError, match=r"containers\[0\]\.resources\.requests\.cpu: "):
+        validate_pod_template({"spec": spec({"cpu": "lots"})})
+    with pytest.raises(ValueError, match=r"must be less than or equal to memory limit of 1Gi"):
+        validate_pod_template({"spec": spec({"memory": "2Gi"}, {"memory": "1Gi"})})
+    bad = spec()
+    bad["containers"][0]["resources"] = ["cpu"]
+    with pytest.raises(ValueError, match=r"resources must be a mapping"):
+        validate_pod_template({"spec": bad})
+    validate_pod_template({"spec": spec({"cpu": "500m"}, {"cpu": 1})})
+
+
+def test_limits_without_requests_default_the_requests() -> None:
+    """As the API server defaults a pod: the request of a limited resource is its limit."""
+    original = spec({"memory": "1Gi"}, {"cpu": "2", "memory": "2Gi"})
+    snapshot = repr(original)
+    out = default_requests(original)
+    assert out["containers"][0]["resources"]["requests"] == {"memory": "1Gi", "cpu": "2"}
+    assert repr(original) == snapshot  # copied, not changed: a template may share the spec
+    assert qos_class({"spec": out}) == "Burstable"
+
+
+def test_a_spec_with_nothing_to_default_is_returned_as_it_is() -> None:
+    """No copy when every limit has its request, or nothing is limited."""
+    for s in (spec({"cpu": "1"}, {"cpu": "1"}), spec({"cpu": "1"}), spec()):
+        assert default_requests(s) is s
