@@ -144,6 +144,8 @@ class Profile(BaseModel):
     """How long controllers wait for their cache to see their own writes."""
     claim_namespace_scoped: bool = True
     """SandboxClaim searches only its own namespace (False: all namespaces, bug #824)."""
+    inplace_resource_resize: bool = True
+    """Feature gate ``SandboxInPlaceResourceResize``; off, no CPU resize is carried out."""
 
     # -- API clients (QPS, burst) -------------------------------------------------
     manager_qps: float = Field(default=500.0, gt=0)

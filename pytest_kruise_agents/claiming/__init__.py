@@ -147,10 +147,12 @@ from pytest_kruise_agents.claiming.sandboxclaim import (
     claim_options_for,
     claim_waves,
     completed_status,
+    feature_gate_disabled_status,
     progress_status,
     requeue_after,
     sandboxset_not_found_status,
     ttl_action,
+    wants_resource_resize,
 )
 from pytest_kruise_agents.claiming.sandboxset import (
     DEFAULT_INITIAL_BATCH,
@@ -374,6 +376,7 @@ __all__ = [
     "encode_next_token",
     "extend_only_times",
     "failed_sandbox_cleanup",
+    "feature_gate_disabled_status",
     "format_retention",
     "group_sandboxes",
     "http_code",
@@ -444,4 +447,5 @@ __all__ = [
     "validate_create_timeout",
     "validate_list_query",
     "validate_timeout_update",
+    "wants_resource_resize",
 ]

@@ -39,10 +39,12 @@ __all__ = [
     "claim_options_for",
     "claim_waves",
     "completed_status",
+    "feature_gate_disabled_status",
     "progress_status",
     "requeue_after",
     "sandboxset_not_found_status",
     "ttl_action",
+    "wants_resource_resize",
 ]
 
 DEFAULT_INITIAL_WAVE: Final = 5
@@ -181,6 +183,28 @@ def sandboxset_not_found_status(claim: SandboxClaim, now: datetime) -> SandboxCl
         now,
         reason=REASON_SANDBOXSET_NOT_FOUND,
         message=(f"SandboxSet {claim.metadata.namespace}/{claim.spec.template_name} not found"),
+    )
+
+
+def wants_resource_resize(claim: SandboxClaim) -> bool:
+    """Whether the claim asks for an in-place CPU request or limit (``inplaceUpdate.resources``)."""
+    inplace = claim.spec.inplace_update
+    resources = inplace.resources if inplace is not None else None
+    if resources is None:
+        return False
+    return "cpu" in (resources.requests or {}) or "cpu" in (resources.limits or {})
+
+
+def feature_gate_disabled_status(claim: SandboxClaim, now: datetime) -> SandboxClaimStatus:
+    """``Completed`` / ``FeatureGateDisabled``: a CPU resize asked with the gate off."""
+    return completed_status(
+        claim,
+        now,
+        reason=REASON_FEATURE_GATE_DISABLED,
+        message=(
+            "in-place resource resize is disabled (feature gate SandboxInPlaceResourceResize), "
+            f"claimed {_replicas_text(claim, claim.status.claimed_replicas)} sandboxes"
+        ),
     )
 
 

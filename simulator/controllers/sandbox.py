@@ -455,7 +455,8 @@ class SandboxController(Reconciler[SbxKey]):
         labels = {k: v for k, v in want_labels.items() if have.get(k) != v}
         want = first_container_image(template)
         image = want if want is not None and _pod_image(pod) != want else None
-        cpu = _cpu_change(template, pod)
+        # Resizes are behind the SandboxInPlaceResourceResize feature gate (on upstream).
+        cpu = _cpu_change(template, pod) if self.ctx.profile.inplace_resource_resize else None
         inplace = find_condition(st.conditions, ConditionType.INPLACE_UPDATE)
         refused = self._inplace_refused.get(key) == (sbx.metadata.uid, sbx.metadata.generation)
         if (image is not None or cpu is not None) and not refused:

@@ -36,9 +36,11 @@ from pytest_kruise_agents.claiming.sandboxclaim import (
     claim_batch,
     claim_options_for,
     claim_waves,
+    feature_gate_disabled_status,
     progress_status,
     sandboxset_not_found_status,
     ttl_action,
+    wants_resource_resize,
 )
 from pytest_kruise_agents.claiming.state import is_reserved_failed, sandbox_state
 from simulator.apiserver import ApiError
@@ -159,6 +161,10 @@ class SandboxClaimController(Reconciler[ClaimKey]):
             # All there (crash recovery): record it; the next reconcile completes.
             yield from self._write_status(claim, progress_status(view, current))
             return 0.0
+        if wants_resource_resize(claim) and not ctx.profile.inplace_resource_resize:
+            ctx.record("sandboxclaim.feature_gate_disabled", f"{ns}/{name}")
+            yield from self._write_status(claim, feature_gate_disabled_status(view, now))
+            return None  # The write's watch event brings us back for the TTL.
 
         batch = claim_batch(desired, current, ctx.profile.claim_batch_max)
         successes = 0

@@ -23,10 +23,12 @@ from pytest_kruise_agents.claiming.sandboxclaim import (
     claim_batch,
     claim_options_for,
     claim_waves,
+    feature_gate_disabled_status,
     progress_status,
     requeue_after,
     sandboxset_not_found_status,
     ttl_action,
+    wants_resource_resize,
 )
 
 from .builders import NOW, make_claim, make_sandboxset, pod_template
@@ -145,6 +147,30 @@ class TestCalculateStatus:
         later = calculate_claim_status(done, NOW + timedelta(hours=1))
         assert later.terminal and not later.changed
         assert later.status == done.status
+
+
+def test_only_a_cpu_value_asks_for_a_resource_resize() -> None:
+    """An image, or memory alone, is not a resize the feature gate covers; a CPU value is."""
+    assert not wants_resource_resize(make_claim())
+    assert not wants_resource_resize(make_claim(inplace_update=InplaceUpdate(image="img:2")))
+    memory = ResourceRequirements(requests={"memory": "1Gi"})
+    assert not wants_resource_resize(make_claim(inplace_update=InplaceUpdate(resources=memory)))
+    for resources in (
+        ResourceRequirements(requests={"cpu": "2"}),
+        ResourceRequirements(limits={"cpu": "2"}),
+    ):
+        assert wants_resource_resize(make_claim(inplace_update=InplaceUpdate(resources=resources)))
+
+
+def test_a_resize_with_the_gate_off_completes_the_claim() -> None:
+    """``Completed`` / ``FeatureGateDisabled``, naming the gate and what was claimed."""
+    status = feature_gate_disabled_status(
+        claiming(make_claim(replicas=3), started_ago=timedelta(0)), NOW
+    )
+    assert status.phase == ClaimPhase.COMPLETED and status.completion_time == NOW
+    cond = find_condition(status.conditions, "Completed")
+    assert cond is not None and cond.reason == "FeatureGateDisabled"
+    assert "SandboxInPlaceResourceResize" in cond.message and "0/3" in cond.message
 
 
 def test_sandboxset_not_found() -> None:

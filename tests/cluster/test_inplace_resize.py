@@ -293,3 +293,31 @@ def test_resizes_never_overcommit_a_node_and_leave_nothing_allocated(
     cluster.advance(60)
     assert not cluster.list("pod")
     assert cluster.nodes.utilisation()["n1"] == (0.0, 0.0)
+
+
+def test_with_the_resize_gate_off_a_sandboxclaim_asking_for_cpu_completes_unclaimed() -> None:
+    """Gate ``SandboxInPlaceResourceResize`` off: ``Completed`` / ``FeatureGateDisabled`` at once."""
+    cluster = Cluster(seed=5, inplace_resource_resize=False)
+    cluster.apply(pool())
+    cluster.wait_for_pool("base")
+    cluster.apply(claim_yaml("c", inplaceUpdate="{resources: {limits: {cpu: '2'}}}"))
+    assert cluster.run_until(lambda: cluster.get("sbc", "c").status.phase == "Completed")
+    status = cluster.get("sbc", "c").status
+    completed = find_condition(status.conditions, "Completed")
+    assert completed is not None and completed.reason == "FeatureGateDisabled"
+    assert status.claimed_replicas == 0
+    assert not cluster.list("sbx", "default", labels={"agents.kruise.io/claim-name": "c"})
+    # An image-only in-place update is not behind the gate.
+    cluster.apply(claim_yaml("d", inplaceUpdate="{image: 'registry.example.com/sandbox:v2'}"))
+    assert cluster.run_until(lambda: cluster.get("sbc", "d").status.claimed_replicas == 1)
+
+
+def test_with_the_resize_gate_off_the_controller_leaves_the_pod_cpu_alone() -> None:
+    """The E2B keys still write the sandbox's template, but no pod is resized."""
+    cluster = Cluster(seed=5, inplace_resource_resize=False)
+    cluster.apply(pool())
+    cluster.wait_for_pool("base")
+    sbx = cluster.create_sandbox("base", metadata={CPU_REQUEST: "750m"})
+    assert container_cpu(cluster, sbx.metadata.name) == ("500m", "1")
+    assert find_condition(sbx.status.conditions, ConditionType.INPLACE_UPDATE) is None
+    assert not cluster.log.of_kind("sandbox.inplace_update")
