@@ -16,6 +16,8 @@ from typing import Any
 
 from pytest_kruise_agents.claiming.extensions import (
     KEY_CLAIM_TIMEOUT_SECONDS,
+    KEY_CPU_LIMIT,
+    KEY_CPU_REQUEST,
     KEY_CREATE_ON_NO_STOCK,
     KEY_IMAGE,
     KEY_SKIP_INIT_RUNTIME,
@@ -50,6 +52,10 @@ def e2b_metadata(claim: ClaimSpec) -> dict[str, str] | None:
         md[KEY_WAIT_READY_TIMEOUT_SECONDS] = str(math.ceil(claim.wait_ready_timeout))
     if claim.image is not None:
         md[KEY_IMAGE] = claim.image
+    if claim.cpu_request is not None:
+        md[KEY_CPU_REQUEST] = claim.cpu_request
+    if claim.cpu_limit is not None:
+        md[KEY_CPU_LIMIT] = claim.cpu_limit
     if claim.skip_init_runtime:
         md[KEY_SKIP_INIT_RUNTIME] = "true"
     return md or None
@@ -77,8 +83,18 @@ def sandboxclaim_manifest(
         spec["claimTimeout"] = f"{claim.claim_timeout:g}s"
     if claim.wait_ready_timeout is not None:
         spec["waitReadyTimeout"] = f"{claim.wait_ready_timeout:g}s"
+    inplace: dict[str, Any] = {}
     if claim.image is not None:
-        spec["inplaceUpdate"] = {"image": claim.image}
+        inplace["image"] = claim.image
+    resources = {
+        part: {"cpu": value}
+        for part, value in (("requests", claim.cpu_request), ("limits", claim.cpu_limit))
+        if value is not None
+    }
+    if resources:
+        inplace["resources"] = resources
+    if inplace:
+        spec["inplaceUpdate"] = inplace
     mounts = volume_mounts(claim.csi_mounts)
     if mounts:
         spec["dynamicVolumesMount"] = [

@@ -39,6 +39,7 @@ from pydantic import (
 
 from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.api.manifest import load_manifest
+from pytest_kruise_agents.api.quantity import cpu_millis, memory_bytes
 from pytest_kruise_agents.api.sandboxset import SandboxSet
 from pytest_kruise_agents.claiming.extensions import is_image_reference
 from simulator.cluster import DEFAULT_USER, default_nodes
@@ -180,8 +181,14 @@ spec:
       containers:
         - name: sandbox
           image: {image}
-          resources: {{requests: {{cpu: "{cpu}", memory: "{memory}"}}}}
+          resources: {{requests: {{cpu: "{cpu}", memory: "{memory}"}}{limits}}}
 """
+
+
+def _positive_cpu(value: str | None) -> str | None:
+    if value is not None and cpu_millis(value) <= 0:
+        raise ValueError(f"must be a positive quantity, got {value!r}")
+    return value
 
 
 class PoolSpec(_Model):
@@ -196,15 +203,32 @@ class PoolSpec(_Model):
     replicas: int | None = Field(default=None, ge=0)
     image: str = "registry.example.com/sandbox:v1"
     cpu: str = "500m"
+    """CPU request of the pool's container."""
+    cpu_limit: str | None = None
+    """CPU limit of the pool's container (none: no limit, so a claim's ``cpu_limit`` is ignored)."""
     memory: str = "512Mi"
     runtimes: list[str] = Field(default_factory=lambda: ["agent-runtime"])
     """Sidecar runtimes: ``agent-runtime`` (``/init`` at claim), ``csi``."""
     manifest: str | dict[str, Any] | None = None
     """A SandboxSet as Kubernetes YAML text or a mapping."""
 
+    @field_validator("cpu", "cpu_limit")
+    @classmethod
+    def _cpu(cls, value: str | None) -> str | None:
+        return _positive_cpu(value)
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, value: str) -> str:
+        if memory_bytes(value) <= 0:
+            raise ValueError(f"must be a positive quantity, got {value!r}")
+        return value
+
     @model_validator(mode="after")
     def _complete(self) -> PoolSpec:
         if self.manifest is None:
+            if self.cpu_limit is not None and cpu_millis(self.cpu_limit) < cpu_millis(self.cpu):
+                raise FieldError("cpu_limit", f"below the CPU request {self.cpu!r}")
             if self.name is None:
                 raise FieldError("name", "required value (or give a manifest)")
             if self.replicas is None:
@@ -228,6 +252,7 @@ class PoolSpec(_Model):
                 image=self.image,
                 cpu=self.cpu,
                 memory=self.memory,
+                limits="" if self.cpu_limit is None else f', limits: {{cpu: "{self.cpu_limit}"}}',
             )
             source: Any = text
         else:
@@ -268,6 +293,10 @@ class ClaimSpec(_Model):
     """How long a claim waits for its sandbox to become ready."""
     image: str | None = None
     """In-place image replacement: the claimed sandbox restarts with this image."""
+    cpu_request: str | None = None
+    """In-place CPU resize: the claimed sandbox's CPU request (the pool's container must set one)."""
+    cpu_limit: str | None = None
+    """In-place CPU resize: the claimed sandbox's CPU limit (the pool's container must set one)."""
     csi_mounts: int = Field(default=0, ge=0, le=16)
     """Dynamic CSI volumes mounted into each claimed sandbox."""
     auto_pause: bool = False
@@ -287,6 +316,11 @@ class ClaimSpec(_Model):
         if value is not None and not is_image_reference(value):
             raise ValueError(f"not a valid image reference: {value!r}")
         return value
+
+    @field_validator("cpu_request", "cpu_limit")
+    @classmethod
+    def _cpu(cls, value: str | None) -> str | None:
+        return _positive_cpu(value)
 
     @model_validator(mode="after")
     def _path_options(self) -> ClaimSpec:

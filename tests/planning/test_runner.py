@@ -118,6 +118,24 @@ def test_in_place_image_and_csi_mounts(tiny: Scenario) -> None:
     assert inplace.metrics["failed"] == 0
 
 
+def test_in_place_cpu_resize(tiny: Scenario) -> None:
+    """Claims that double their CPU wait for the resize and hold more of the nodes."""
+    plain = run_once(apply_overrides(tiny, [("pools[0].cpu_limit", "1")]))
+    resized = run_once(
+        apply_overrides(
+            tiny,
+            [
+                ("pools[0].cpu_limit", "1"),
+                ("workloads[0].claim.cpu_request", "1"),
+                ("workloads[0].claim.cpu_limit", "2"),
+            ],
+        )
+    )
+    assert resized.metrics["failed"] == 0
+    assert resized.metrics["latency_p50"] > plain.metrics["latency_p50"] + 0.05  # type: ignore[operator]
+    assert resized.metrics["node_cpu_mean"] > plain.metrics["node_cpu_mean"]  # type: ignore[operator]
+
+
 def test_stop_ends_early_with_partial_results(tiny: Scenario) -> None:
     """A stop request ends the run at its next step; what was measured so far comes back, marked."""
     steps = 0
