@@ -181,13 +181,21 @@ class ApiServer:
         self.writes += 1
         self._notify("ADDED", kind, None, obj)
         if ref is not None:
-            owner = self.peek(ref.kind, meta.namespace, ref.name)
-            if owner is None or owner.metadata.uid != ref.uid:
-                # Made by a controller whose cache still held the owner: the
-                # garbage collector finds no owner and deletes the dependent.
-                gc = self.ctx.env.timeout(0)
-                gc.callbacks.append(_CollectOrphan(self, kind, meta.namespace, meta.name, meta.uid))
+            self._collect_if_orphan(kind, meta)
         return obj
+
+    def _collect_if_orphan(self, kind: str, meta: Any) -> None:
+        """Have the garbage collector delete the object if its controller does not exist.
+
+        A controller acting on a cache that still holds a deleted owner can
+        create (or re-own) an object for it; Kubernetes' GC then finds no
+        owner and deletes the dependent.
+        """
+        ref = meta.controller_ref()
+        owner = self.peek(ref.kind, meta.namespace, ref.name)
+        if owner is None or owner.metadata.uid != ref.uid:
+            gc = self.ctx.env.timeout(0)
+            gc.callbacks.append(_CollectOrphan(self, kind, meta.namespace, meta.name, meta.uid))
 
     def commit_update(
         self, obj: Any, *, subresource: str | None = None, check_rv: bool = True
@@ -243,10 +251,13 @@ class ApiServer:
             deps = self._dependents.get(old_ref.uid)
             if deps is not None:
                 deps.pop((kind, meta.namespace, meta.name), None)
-        if new_ref is not None and (old_ref is None or new_ref.uid != old_ref.uid):
+        adopted = new_ref is not None and (old_ref is None or new_ref.uid != old_ref.uid)
+        if adopted:
             self._dependents.setdefault(new_ref.uid, {})[(kind, meta.namespace, meta.name)] = None
         self.writes += 1
         self._notify("MODIFIED", kind, old, new)
+        if adopted:
+            self._collect_if_orphan(kind, new.metadata)
         return new
 
     def commit_delete(

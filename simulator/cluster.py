@@ -16,12 +16,14 @@ time on purpose with :meth:`Cluster.advance`.
 from __future__ import annotations
 
 import builtins
+import math
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
 import simpy
+from pydantic import ValidationError
 
 from pytest_kruise_agents.api.copying import deep_copy
 from pytest_kruise_agents.api.errors import InvalidError
@@ -88,9 +90,18 @@ class Cluster:
         log: bool = True,
         **knobs: Any,
     ) -> None:
-        prof = get_profile(profile) if isinstance(profile, str) else profile
+        # Bad arguments raise InvalidError naming what is wrong, as apply() does.
+        try:
+            prof = get_profile(profile) if isinstance(profile, str) else profile
+        except ValueError as exc:
+            raise InvalidError("profile", str(exc)) from None
         if latencies or knobs:
-            prof = prof.with_overrides(latencies=latencies, **knobs)
+            try:
+                prof = prof.with_overrides(latencies=latencies, **knobs)
+            except ValueError as exc:
+                raise InvalidError(
+                    "latencies" if latencies and not knobs else "knobs", str(exc)
+                ) from None
         if nodes is None:
             specs = default_nodes()
         elif isinstance(nodes, int):
@@ -98,7 +109,11 @@ class Cluster:
                 raise InvalidError("nodes", "must be at least 1")
             specs = default_nodes(nodes)
         else:
-            specs = [n if isinstance(n, NodeSpec) else NodeSpec.model_validate(n) for n in nodes]
+            specs = [_node_spec(i, n) for i, n in enumerate(nodes)]
+            names = [s.name for s in specs]
+            for i, name in enumerate(names):
+                if name in names[:i]:
+                    raise InvalidError(f"nodes[{i}].name", f"{name!r} is given twice")
         self.ctx = SimContext(seed=seed, profile=prof, epoch=epoch, log_enabled=log)
         self.world = World(self.ctx)
         self.runtime = AgentRuntime(self.world)
@@ -142,14 +157,22 @@ class Cluster:
         return self.ctx.now_dt()
 
     def advance(self, seconds: float) -> None:
-        """Move virtual time forward by ``seconds``; timers due meanwhile fire."""
-        if seconds < 0:
-            raise InvalidError("seconds", "must be >= 0")
+        """Move virtual time forward by ``seconds``; timers due meanwhile fire.
+
+        ``advance(0)`` runs what is due now without moving time.
+        """
+        _check_seconds("seconds", seconds)
+        env = self.env
         with simulation_gc():
-            self.env.run(until=self.env.now + seconds)
+            if seconds == 0:
+                while env.peek() <= env.now:
+                    env.step()
+                return
+            env.run(until=env.now + seconds)
 
     def run_until(self, predicate: Callable[[], bool], *, timeout: float = 3600.0) -> bool:
         """Run until ``predicate()`` holds or ``timeout`` virtual seconds pass; return whether it held."""
+        _check_seconds("timeout", timeout)
         env = self.env
         deadline = env.now + timeout
         with simulation_gc():
@@ -467,3 +490,23 @@ class Cluster:
     def log(self) -> EventLog:
         """The event log."""
         return self.ctx.log
+
+
+def _check_seconds(field: str, value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidError(field, f"must be a finite number of seconds, got {value!r}")
+    if value < 0:
+        raise InvalidError(field, "must be >= 0")
+
+
+def _node_spec(index: int, node: NodeSpec | Mapping[str, Any]) -> NodeSpec:
+    if isinstance(node, NodeSpec):
+        return node
+    try:
+        return NodeSpec.model_validate(node)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = "".join(f".{part}" for part in error["loc"])
+        ctx = error.get("ctx") or {}
+        reason = str(ctx["error"]) if "error" in ctx else error["msg"]
+        raise InvalidError(f"nodes[{index}]{where}", reason) from None

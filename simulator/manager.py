@@ -56,7 +56,11 @@ from pytest_kruise_agents.claiming.modification import (
     ClaimOptions,
     validate_claim_options,
 )
-from pytest_kruise_agents.claiming.recycle import ANN_CLEANUP, can_recycle_on_kill
+from pytest_kruise_agents.claiming.recycle import (
+    ANN_CLEANUP,
+    can_recycle_on_kill,
+    recycle_requested,
+)
 from pytest_kruise_agents.claiming.retry import (
     CLAIM_RETRY,
     LEGACY_CLAIM_TIMEOUT_S,
@@ -140,6 +144,10 @@ class _Gone:
 
 
 _GONE: Final = _Gone()
+
+
+class _DeleteInstead(Exception):
+    """A kill found the sandbox no longer recyclable on its fresh read: it is deleted."""
 
 
 class SandboxManager:
@@ -463,15 +471,22 @@ class SandboxManager:
             def trigger(cur: Sandbox) -> Sandbox | None:
                 if cur.metadata.annotations.get(ANN_CLEANUP) == "true":
                     return None
+                if not can_recycle_on_kill(cur):
+                    # Paused (or pausing) since the cache was read: deleted instead.
+                    raise _DeleteInstead
                 new = cur.model_copy()
                 new.metadata = cur.metadata.model_copy(
                     update={"annotations": {**cur.metadata.annotations, ANN_CLEANUP: "true"}}
                 )
                 return new
 
-            yield from self._retry_update(sid, sbx, trigger)
-            ctx.record("manager.recycle", key)
-            return None
+            try:
+                yield from self._retry_update(sid, sbx, trigger, user=user)
+            except _DeleteInstead:
+                pass
+            else:
+                ctx.record("manager.recycle", key)
+                return None
         try:
             yield from self.world.api.delete(self.client, "Sandbox", meta.namespace, meta.name)
         except ApiError as exc:
@@ -494,20 +509,32 @@ class SandboxManager:
         return InternalError(exc.message)
 
     def _retry_update(
-        self, sid: str, first: Sandbox, mutate: Callable[[Sandbox], Sandbox | None]
+        self,
+        sid: str,
+        first: Sandbox,
+        mutate: Callable[[Sandbox], Sandbox | None],
+        *,
+        user: str,
     ) -> Op:
         """Read-modify-``Update`` under ``retry.RetryOnConflict(DefaultRetry)``.
 
         ``mutate`` returns the changed copy (``None``: nothing to write) or
         raises. The first read is ``first`` (usually the cache); after a
-        conflict the sandbox is re-read from the API server. Return the object
-        as stored (or as read, if nothing was written).
+        conflict the sandbox is re-read from the API server. A read that is
+        no longer ``user``'s sandbox (recycled and claimed by another, or
+        replaced) answers 404 and writes nothing. Return the object as stored
+        (or as read, if nothing was written).
         """
         ctx = self.ctx
         api = self.world.api
         meta = first.metadata
         current = first
         for attempt in range(_CONFLICT_RETRY_STEPS):
+            if (
+                current.metadata.uid != meta.uid
+                or current.metadata.annotations.get(keys.ANN_OWNER) != user
+            ):
+                raise route_not_found(sid)
             new = mutate(current)
             if new is None:
                 return current
@@ -549,7 +576,7 @@ class SandboxManager:
                     return None
                 return _with_times(cur, shutdown, pause)
 
-            yield from self._retry_update(sid, sbx, mutate)
+            yield from self._retry_update(sid, sbx, mutate, user=user)
         except ClaimError as err:
             if err.code != 404:
                 err.code = 500
@@ -570,6 +597,10 @@ class SandboxManager:
         api = self.world.api
         sbx = self._owned(namespace, user, sid)
         meta = sbx.metadata
+        if retention is not None and retention <= timedelta(0):
+            raise BadRequestError(
+                f"retention: must be a positive duration, got {retention}", field="retention"
+            )
         try:
             fresh: Sandbox = yield from api.get(self.client, "Sandbox", meta.namespace, meta.name)
         except ApiError as exc:
@@ -578,6 +609,9 @@ class SandboxManager:
         def mutate(cur: Sandbox) -> Sandbox | None:
             if cur.spec.paused:
                 raise ConflictError(f"sandbox {sid} is already paused")
+            if recycle_requested(cur):
+                # Killed: it shows as paused until it rejoins its pool.
+                raise ConflictError(f"sandbox {sid} is already paused (being recycled)")
             if (
                 not is_claimed(cur)
                 or is_reserved_failed(cur)
@@ -590,7 +624,7 @@ class SandboxManager:
             shutdown, pause = pause_times(cur, ctx.now_dt(), ret)
             return _with_times(cur, shutdown, pause, paused=True)
 
-        stored: Sandbox = yield from self._retry_update(sid, fresh, mutate)
+        stored: Sandbox = yield from self._retry_update(sid, fresh, mutate, user=user)
         ctx.record("manager.pause", sandbox_key(stored))
 
         yield from self._wait_paused(sid, stored)
@@ -645,6 +679,9 @@ class SandboxManager:
 
                 def resume(cur: Sandbox) -> Sandbox | None:
                     now = ctx.now_dt()
+                    if recycle_requested(cur):
+                        # Killed, and on its way back to its pool: no longer the caller's.
+                        raise route_not_found(sid)
                     if cur.metadata.deletion_timestamp is not None or e2b_state(cur, now) is None:
                         raise BadRequestError(f"sandbox {sid} cannot be resumed")
                     if not cur.spec.paused:
@@ -653,11 +690,15 @@ class SandboxManager:
                     shutdown, pause = resume_times(cur, now, timeout_s, min_resume_s=min_resume)
                     return _with_times(cur, shutdown, pause, paused=False)
 
-                stored: Sandbox = yield from self._retry_update(sid, sbx, resume)
+                stored: Sandbox = yield from self._retry_update(sid, sbx, resume, user=user)
                 ctx.record("manager.resume", sandbox_key(stored))
 
                 def running(obj: Sandbox | None) -> object | None:
-                    if obj is None:
+                    if (
+                        obj is None
+                        or obj.metadata.uid != meta.uid
+                        or obj.metadata.annotations.get(keys.ANN_OWNER) != user
+                    ):
                         return _GONE
                     ok = sandbox_state(obj, ctx.now_dt())[0] is SandboxState.RUNNING
                     return obj if ok else None
@@ -683,7 +724,7 @@ class SandboxManager:
                     return None
                 return _with_times(cur, shutdown, pause)
 
-            sbx = yield from self._retry_update(sid, sbx, extend)
+            sbx = yield from self._retry_update(sid, sbx, extend, user=user)
         except ClaimError as err:
             if err.code not in (400, 404):
                 err.code = 500

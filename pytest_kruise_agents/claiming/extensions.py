@@ -234,8 +234,15 @@ def _parse_int(key: str, value: str) -> int:
     return int(value)
 
 
+_MAX_DURATION_S: Final = (2**63 - 1) // 10**9
+"""The most whole seconds a Go ``time.Duration`` (int64 nanoseconds) holds."""
+
+
 def _parse_positive_seconds(key: str, value: str) -> int | None:
     seconds = _parse_int(key, value)
+    if seconds > _MAX_DURATION_S:
+        # Upstream's Duration(n) * time.Second would overflow into garbage.
+        raise _bad(key, f"{value} seconds is out of range (at most {_MAX_DURATION_S})")
     # A non-positive timeout is ignored (upstream: "> 0 else ignored").
     return seconds if seconds > 0 else None
 
@@ -322,6 +329,13 @@ def parse_create_metadata(
     labels: dict[str, str] = {}
     annotations: dict[str, str] = {}
     for key, value in md.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            # JSON gives strings; a Python caller may not (E2B metadata is map[string]string).
+            raise BadRequestError(
+                f"{BAD_METADATA_PREFIX}{key!r}: keys and values must be strings, "
+                f"got {type(value).__name__}",
+                field=str(key),
+            )
         if key.startswith(LABEL_PREFIX):
             label = key[len(LABEL_PREFIX) :]
             if not is_qualified_name(label):

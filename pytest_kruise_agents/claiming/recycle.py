@@ -129,11 +129,16 @@ def recycle_refusal(sbx: Sandbox) -> str | None:
 
 
 def can_recycle_on_kill(sbx: Sandbox) -> bool:
-    """Whether an E2B kill recycles ``sbx`` instead of deleting it: enabled, Running, no PVCs."""
+    """Whether an E2B kill recycles ``sbx`` instead of deleting it.
+
+    Enabled, Running and not asked to pause (a pause already written, or an
+    auto-pause, would stop it first), not being deleted, no PVCs.
+    """
     return (
         recycle_enabled(sbx)
         and sbx.metadata.deletion_timestamp is None
         and sbx.status.phase == SandboxPhase.RUNNING
+        and not sbx.spec.paused
         and recycle_refusal(sbx) is None
     )
 
@@ -193,3 +198,4 @@ def reset_for_recycle(sbx: Sandbox, pool_ref: OwnerReference) -> None:
     meta.owner_references = [pool_ref]
     sbx.spec.shutdown_time = None
     sbx.spec.pause_time = None
+    sbx.spec.paused = False

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+from typing import Any
+
 import pytest
 
 from pytest_kruise_agents.api.errors import InvalidError
+from pytest_kruise_agents.claiming.errors import ClaimError
 from simulator.cluster import Cluster
 from simulator.errors import NotFoundError
 
@@ -93,6 +97,59 @@ def test_unknown_objects_and_bad_calls(cluster: Cluster) -> None:
         cluster.inject("no_such_fault")
     with pytest.raises(InvalidError):
         cluster.set_latency("no.such.latency", "1s")
+
+
+def test_time_arguments_are_finite_and_not_negative(cluster: Cluster) -> None:
+    """``advance(0)`` runs what is due now; negative or non-finite times are refused by name."""
+    cluster.advance(0)
+    assert cluster.now == 0
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(InvalidError) as err:
+            cluster.advance(bad)
+        assert err.value.field == "seconds"
+    with pytest.raises(InvalidError) as err:
+        cluster.run_until(lambda: False, timeout=-1)
+    assert (err.value.field, err.value.reason) == ("timeout", "must be >= 0")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field", "reason"),
+    [
+        ({"profile": "openkruise-hed"}, "profile", "did you mean 'openkruise-head'"),
+        ({"claim_worker": 10}, "knobs", "did you mean 'claim_workers'"),
+        ({"claim_workers": 0}, "knobs", "claim_workers"),
+        ({"latencies": {"image.pul": "1s"}}, "latencies", "did you mean 'image.pull'"),
+        ({"nodes": [{"name": "n", "cpu": "lots"}]}, "nodes[0].cpu", "invalid quantity"),
+        ({"nodes": [{"name": "n"}, {"name": "n"}]}, "nodes[1].name", "'n' is given twice"),
+    ],
+)
+def test_a_cluster_with_bad_arguments_names_them(
+    kwargs: dict[str, Any], field: str, reason: str
+) -> None:
+    """Profile, knobs, latencies and nodes are checked as manifests are: InvalidError by field."""
+    with pytest.raises(InvalidError) as err:
+        Cluster(seed=1, **kwargs)
+    assert err.value.field == field
+    assert reason in err.value.reason
+
+
+def test_bad_call_arguments_are_400_and_change_nothing(pooled: Cluster) -> None:
+    """A timeout beyond a Go duration, a non-string metadata value, a negative pause retention."""
+    writes = pooled.world.api.writes
+    for key in ("claim-timeout-seconds", "wait-ready-timeout-seconds"):
+        with pytest.raises(ClaimError) as err:
+            pooled.create_sandbox("base", metadata={f"e2b.agents.kruise.io/{key}": "9" * 20})
+        assert err.value.code == 400 and "out of range" in str(err.value)
+    with pytest.raises(ClaimError) as err:
+        pooled.create_sandbox("base", metadata={"a": 1})  # type: ignore[dict-item]
+    assert err.value.code == 400 and "must be strings" in str(err.value)
+    assert pooled.world.api.writes == writes
+    sbx = pooled.create_sandbox("base", timeout=600)
+    writes = pooled.world.api.writes
+    with pytest.raises(ClaimError) as err:
+        pooled.pause(f"default--{sbx.metadata.name}", retention=timedelta(seconds=-5))
+    assert err.value.code == 400 and "retention" in str(err.value)
+    assert pooled.world.api.writes == writes
 
 
 @pytest.mark.parametrize(

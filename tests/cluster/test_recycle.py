@@ -22,7 +22,7 @@ from pytest_kruise_agents.api.meta import find_condition
 from pytest_kruise_agents.claiming.errors import ClaimError
 from pytest_kruise_agents.claiming.recycle import ANN_CLEANUP
 from pytest_kruise_agents.claiming.state import is_controlled_by_sandboxset
-from simulator.cluster import Cluster
+from simulator.cluster import DEFAULT_USER, Cluster
 
 ENABLED = "agents.kruise.io/cleanup-enabled"
 RETAIN = "agents.kruise.io/cleanup-retain-on-failure"
@@ -134,6 +134,126 @@ def test_only_enabled_running_sandboxes_are_recycled() -> None:
     cluster.advance(1)
     assert all(s.metadata.name != sid.split("--")[1] for s in cluster.list("sbx"))
     assert not cluster.log.of_kind("manager.recycle")
+
+
+def test_a_connect_to_a_killed_sandbox_is_a_404_and_never_reaches_the_next_holder() -> None:
+    """Listed as paused while it recycles, the sandbox is no longer its killer's to resume.
+
+    Before, the connect waited for it to run again and, once another user had
+    claimed it from the pool, answered with that user's sandbox and moved its
+    timeout.
+    """
+    # One pod fits: the recycled sandbox, not a replacement, is the pool's next one.
+    cluster = Cluster(seed=4, nodes=[{"name": "n1", "cpu": "8", "memory": "16Gi", "max_pods": 1}])
+    cluster.apply(recycling_pool(replicas=1))
+    cluster.wait_for_pool("py")
+    sid = claimed(cluster)
+    cluster.kill(sid)
+    cluster.advance(1)
+    with pytest.raises(ClaimError) as err:
+        cluster.connect(sid, 600, user=cluster.records[-1].owner)
+    assert err.value.code == 404
+    cluster.advance(15)
+    bob = cluster.create_sandbox("py", timeout=120, user="bob")
+    assert bob.metadata.name == sid.split("--")[1]
+    with pytest.raises(ClaimError) as err:
+        cluster.connect(sid, 3600)
+    assert err.value.code == 404
+    assert cluster.get("sbx", bob.metadata.name).spec.shutdown_time == bob.spec.shutdown_time
+
+
+def pause_and_kill(cluster: Cluster, sid: str, kill_first: bool) -> dict[str, object]:
+    """A pause and a kill of ``sid`` sent at the same instant; what each answered."""
+    answers: dict[str, object] = {}
+    manager = cluster.manager
+
+    def pause() -> Generator[simpy.Event, Any, None]:
+        try:
+            yield from manager.pause("default", DEFAULT_USER, sid)
+            answers["pause"] = "ok"
+        except ClaimError as err:
+            answers["pause"] = err.code
+
+    def kill() -> Generator[simpy.Event, Any, None]:
+        try:
+            yield from manager.kill("default", DEFAULT_USER, sid)
+            answers["kill"] = "ok"
+        except ClaimError as err:
+            answers["kill"] = err.code
+
+    for op in (kill(), pause()) if kill_first else (pause(), kill()):
+        cluster.env.process(op)
+    return answers
+
+
+@pytest.mark.parametrize("kill_first", [True, False])
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_pause_racing_a_kill_leaves_no_paused_sandbox_in_the_pool(
+    seed: int, kill_first: bool
+) -> None:
+    """Whichever write lands first, the killed sandbox is gone or back in its pool, unpaused.
+
+    Before, a pause landing after the recycle trigger was carried into the pool,
+    which then held a paused sandbox it counted as creating, one short for good.
+    """
+    cluster = Cluster(seed=seed)
+    cluster.apply(recycling_pool())
+    cluster.wait_for_pool("py")
+    sid = claimed(cluster, user=DEFAULT_USER)
+    cluster.advance(1)
+    answers = pause_and_kill(cluster, sid, kill_first)
+    cluster.advance(120)
+    assert answers["kill"] == "ok" and answers["pause"] in ("ok", 404, 409)
+    assert cluster.list_sandboxes() == ([], None)
+    for sbx in cluster.list("sbx"):
+        assert not sbx.spec.paused and sbx.status.phase == "Running", sbx.metadata.name
+    sbs = cluster.get("sbs", "py")
+    assert sbs.status.available_replicas == 2
+
+
+@pytest.mark.parametrize("offset", [-0.05, 0.05])
+def test_a_kill_around_the_auto_pause_recycles_or_deletes_never_strands(offset: float) -> None:
+    """Just before its pause time the sandbox is recycled; just after (paused), deleted."""
+    cluster = Cluster(seed=3)
+    cluster.apply(recycling_pool())
+    cluster.wait_for_pool("py")
+    sbx = cluster.create_sandbox("py", timeout=30, auto_pause=True)
+    assert sbx.spec.pause_time is not None
+    due = (sbx.spec.pause_time - cluster.now_dt()).total_seconds()
+    cluster.advance(due + offset)
+    cluster.kill(f"default--{sbx.metadata.name}")
+    cluster.advance(120)
+    assert cluster.list_sandboxes() == ([], None)
+    mine = [s for s in cluster.list("sbx") if s.metadata.name == sbx.metadata.name]
+    if offset < 0:
+        (back,) = mine
+        assert back.metadata.controller_ref() is not None
+        assert not back.spec.paused and back.status.phase == "Running"
+    else:
+        assert mine == []
+    assert cluster.get("sbs", "py").status.available_replicas == 2
+
+
+def test_a_pool_deleted_as_its_recycled_sandbox_rejoins_leaves_nothing() -> None:
+    """A rejoin that writes an owner reference to a set just deleted: the GC deletes the sandbox.
+
+    The set is deleted at moments across the end of the grace period; at some
+    the controller has read the set from its cache and rejoins it after the
+    delete. Whatever the moment, nothing is left.
+    """
+    orphans = 0
+    for hundredth in range(940, 990, 2):
+        cluster = Cluster(seed=4)
+        cluster.apply(recycling_pool(replicas=1))
+        cluster.wait_for_pool("py")
+        sid = claimed(cluster)
+        cluster.kill(sid)
+        cluster.advance(hundredth / 100)
+        cluster.delete("sbs", "py")
+        cluster.advance(60)
+        assert cluster.list("sbx") == [] and cluster.list("pod") == [], hundredth
+        orphans += len(cluster.log.of_kind("gc.orphan_deleted"))
+    assert orphans  # the race was met at least once
 
 
 def test_a_recycle_whose_pool_is_gone_fails_and_deletes_the_sandbox() -> None:
