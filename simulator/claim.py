@@ -24,7 +24,7 @@ from typing import Any, Final, Literal, NoReturn
 import simpy
 
 from pytest_kruise_agents.api.meta import find_condition
-from pytest_kruise_agents.api.sandbox import ConditionType, Sandbox, SandboxState
+from pytest_kruise_agents.api.sandbox import ConditionType, Sandbox, SandboxPhase, SandboxState
 from pytest_kruise_agents.api.sandboxset import SandboxSet
 from pytest_kruise_agents.claiming.errors import (
     ClaimError,
@@ -91,16 +91,35 @@ def _rv(obj: Any) -> int:
     return int(obj.metadata.resource_version or 0)
 
 
+_DIED: Final = (SandboxPhase.FAILED, SandboxPhase.SUCCEEDED)
+
+
 def ready_verdict(sbx: Sandbox | None, now: datetime) -> object | None:
     """The wait-ready check of §5.2 step 6 on one observed copy of the sandbox.
 
     ``None`` while not ready (spec not yet observed, in-place update in
     progress, not running, no pod IP); the sandbox once ready; a
     :class:`StartContainerFailedError` (fail fast) when a container cannot
-    start; a deletion marker when the sandbox is gone.
+    start, and a :class:`WaitReadyTimeoutError` when it died (failed, or is
+    being deleted) or was paused meanwhile (an auto-pause); a deletion
+    marker when the sandbox is gone.
     """
     if sbx is None:
         return _DELETED
+    phase = sbx.status.phase
+    if sbx.metadata.deletion_timestamp is not None or phase in _DIED:
+        # It will never be ready: fail the attempt now (upstream waits out
+        # WaitReadyTimeout, which HEAD leaves unbounded on the E2B path).
+        return WaitReadyTimeoutError(
+            f"sandbox {sandbox_key(sbx)} died before it became ready: "
+            f"{'deleted' if phase not in _DIED else phase} {sbx.status.message or ''}".rstrip(),
+            reason="SandboxDied",
+        )
+    if sbx.spec.paused:
+        return WaitReadyTimeoutError(
+            f"sandbox {sandbox_key(sbx)} was paused before it became ready",
+            reason="SandboxPaused",
+        )
     if sbx.status.observed_generation != sbx.metadata.generation:
         return None
     conditions = sbx.status.conditions

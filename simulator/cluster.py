@@ -163,6 +163,10 @@ class Cluster:
         """
         _check_seconds("seconds", seconds)
         env = self.env
+        last = datetime.max.replace(tzinfo=self.ctx.epoch.tzinfo) - self.ctx.epoch
+        if env.now + seconds >= last.total_seconds():
+            # Timestamps are datetimes: beyond the year 9999 none could be written.
+            raise InvalidError("seconds", f"would move the clock past {datetime.max.year}-12-31")
         with simulation_gc():
             if seconds == 0:
                 while env.peek() <= env.now:

@@ -20,6 +20,10 @@ _UNITS = {
 _PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
 
 
+_MAX_SECONDS = (2**63 - 1) / 1e9
+"""The longest Go ``time.Duration``, in seconds."""
+
+
 def parse_duration(text: str) -> timedelta:
     """Parse a Go duration string; raise :class:`ValueError` naming the problem.
 
@@ -50,6 +54,9 @@ def parse_duration(text: str) -> timedelta:
         pos = m.end()
     if pos == 0:
         raise ValueError(f"invalid duration {text!r}")
+    if total > _MAX_SECONDS:
+        # Go's Duration is int64 nanoseconds: ParseDuration refuses more (about 2562047h).
+        raise ValueError(f"invalid duration {text!r}: out of range (at most 2562047h47m16s)")
     return timedelta(seconds=sign * total)
 
 

@@ -135,8 +135,21 @@ def load_manifests(source: ManifestSource) -> list[KubeObject]:
     are). ``kind: List`` is unwrapped. Empty documents are skipped. Raise one
     :class:`InvalidError` for the first problem found.
     """
+    try:
+        return _load_all(source)
+    except RecursionError:
+        # A YAML alias that contains itself, or thousands of nested brackets.
+        raise InvalidError("manifest", "nested too deeply (or an alias refers to itself)") from None
+
+
+def _load_all(source: ManifestSource) -> list[KubeObject]:
     if isinstance(source, bytes):
-        source = source.decode("utf-8")
+        try:
+            source = source.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidError(
+                "manifest", f"not UTF-8 text: {exc.reason} at byte {exc.start}"
+            ) from None
     if isinstance(source, str):
         documents = _parse_text(source)
     elif isinstance(source, Mapping | KubeModel):

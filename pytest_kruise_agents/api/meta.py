@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from pytest_kruise_agents.api.base import KubeModel, Time
 
 __all__ = ["Condition", "ObjectMeta", "OwnerReference", "find_condition", "set_condition"]
+
+_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_DNS_REASON = (
+    "invalid value {value!r}: a lowercase RFC 1123 {what} must consist of lower case "
+    "alphanumeric characters{chars}, start and end with an alphanumeric character, "
+    "and have at most {most} characters"
+)
 
 
 class OwnerReference(KubeModel):
@@ -38,6 +47,26 @@ class ObjectMeta(KubeModel):
     annotations: dict[str, str] = Field(default_factory=dict)
     owner_references: list[OwnerReference] = Field(default_factory=list)
     finalizers: list[str] = Field(default_factory=list)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        # A DNS-1123 subdomain, as the API server requires of these kinds'
+        # names (empty: to be generated from ``generateName``).
+        if value and (len(value) > 253 or _SUBDOMAIN.fullmatch(value) is None):
+            raise ValueError(
+                _DNS_REASON.format(what="subdomain", value=value, chars=", '-' or '.'", most=253)
+            )
+        return value
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, value: str) -> str:
+        if len(value) > 63 or _LABEL.fullmatch(value) is None:
+            raise ValueError(
+                _DNS_REASON.format(what="label", value=value, chars=" or '-'", most=63)
+            )
+        return value
 
     def controller_ref(self) -> OwnerReference | None:
         """The owner reference with ``controller: true``, if any."""

@@ -60,7 +60,7 @@ class SandboxClaimSpec(KubeModel):
     """``SandboxClaimSpec`` with the CRD's defaults and validation."""
 
     template_name: str = Field(min_length=1)
-    replicas: int = Field(default=1, ge=1)
+    replicas: int = Field(default=1, ge=1, le=2**31 - 1)  # an int32 in the CRD
     shutdown_time: Time | None = None
     claim_timeout: Duration = timedelta(minutes=1)
     ttl_after_completed: Duration = timedelta(minutes=60)

@@ -73,7 +73,7 @@ class UpdateStrategy(KubeModel):
 class SandboxSetSpec(KubeModel):
     """``SandboxSetSpec``."""
 
-    replicas: int = Field(ge=0)
+    replicas: int = Field(ge=0, le=2**31 - 1)  # an int32 in the CRD
     pause_strategy: PauseStrategy | None = None
     persistent_contents: list[str] | None = None
     runtimes: list[RuntimeRef] | None = None

@@ -88,6 +88,8 @@ class SandboxClaimController(Reconciler[ClaimKey]):
         self.claimer = claimer
         # resourceVersion expectations: our last status write, until seen or expired.
         self._expected: dict[ClaimKey, tuple[int, float]] = {}
+        self._claimed: dict[str, int] = {}
+        """Sandboxes claimed so far by claim UID, whether or not the status says so yet."""
         self._started = False
         self.cache.add_handler("SandboxClaim", self._on_claim)
 
@@ -108,6 +110,7 @@ class SandboxClaimController(Reconciler[ClaimKey]):
         if event_type == "DELETED":
             self._expected.pop(key, None)
             self._failures.pop(key, None)
+            self._claimed.pop(obj.metadata.uid or "", None)
             return
         self.queue.add(key)
 
@@ -156,7 +159,11 @@ class SandboxClaimController(Reconciler[ClaimKey]):
         status = decision.status
         view = claim.model_copy(update={"status": status})
         desired = claim.spec.replicas
-        current = max(status.claimed_replicas, self._count_active(claim))
+        uid = claim.metadata.uid or ""
+        # What this controller claimed itself counts too: a status write that
+        # failed, with a cache that has not shown the claimed sandboxes yet,
+        # would otherwise make the next reconcile claim them again.
+        current = max(status.claimed_replicas, self._count_active(claim), self._claimed.get(uid, 0))
         if current >= desired:
             # All there (crash recovery): record it; the next reconcile completes.
             yield from self._write_status(claim, progress_status(view, current))
@@ -179,6 +186,7 @@ class SandboxClaimController(Reconciler[ClaimKey]):
                 ctx.record("sandboxclaim.wave_failed", f"{ns}/{name} claimed={ok}/{wave}")
                 break
         claimed = current + successes
+        self._claimed[uid] = claimed
         if successes:
             ctx.record("sandboxclaim.claimed", f"{ns}/{name} {claimed}/{desired}")
         else:

@@ -186,6 +186,61 @@ def test_a_bound_violation_names_the_object_and_the_camelcase_field() -> None:
     assert error.code == 422
 
 
+def test_replicas_are_int32_as_in_the_crd() -> None:
+    """A count beyond an int32 is refused, not scaled towards."""
+    error = error_of(claim_dict(replicas=2**31))
+    assert error.field == "SandboxClaim/my-claim spec.replicas"
+    assert error.reason.startswith("must be <= 2147483647")
+    pool = yaml.safe_load(POOL_YAML)
+    pool["spec"]["replicas"] = 99999999999999999999
+    assert error_of(pool).field == "SandboxSet/pool spec.replicas"
+
+
+@pytest.mark.parametrize(
+    ("metadata", "field", "reason"),
+    [
+        ({"name": "Bad Name!"}, "metadata.name", "a lowercase RFC 1123 subdomain"),
+        ({"name": "x" * 254}, "metadata.name", "at most 253 characters"),
+        ({"name": "ok", "namespace": ""}, "metadata.namespace", "a lowercase RFC 1123 label"),
+        (
+            {"name": "ok", "namespace": "a.b"},
+            "metadata.namespace",
+            "alphanumeric characters or '-'",
+        ),
+    ],
+)
+def test_names_and_namespaces_are_dns_1123(
+    metadata: dict[str, str], field: str, reason: str
+) -> None:
+    """Names are DNS-1123 subdomains and namespaces DNS-1123 labels, as the API server wants."""
+    doc = claim_dict()
+    doc["metadata"] = metadata
+    error = error_of(doc)
+    assert error.field.endswith(field)
+    assert reason in error.reason
+    doc["metadata"] = {"name": "a-b.c-1", "namespace": "team-1"}
+    assert load_manifests(doc)[0].metadata.name == "a-b.c-1"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["a: &a [*a, *a]\nkind: SandboxSet", "[" * 100_000],
+)
+def test_a_self_referencing_or_endlessly_nested_document_is_refused(text: str) -> None:
+    """No RecursionError escapes: one InvalidError on the manifest."""
+    error = error_of(text)
+    assert error.field.startswith(("manifest", "document[0]"))
+
+
+def test_bytes_that_are_not_utf8_are_refused() -> None:
+    """The reason says where the decoding failed."""
+    error = error_of(b"kind: \xff")
+    assert (error.field, error.reason) == (
+        "manifest",
+        "not UTF-8 text: invalid start byte at byte 6",
+    )
+
+
 def test_a_missing_required_field_is_a_required_value() -> None:
     """A claim without ``templateName`` names that field."""
     doc = claim_dict()

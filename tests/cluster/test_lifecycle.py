@@ -7,6 +7,8 @@ import pytest
 from pytest_kruise_agents.claiming.errors import ClaimError
 from simulator.cluster import Cluster
 
+from .conftest import pool_yaml
+
 
 def test_timeout_kills_the_sandbox_when_time_passes(pooled: Cluster) -> None:
     """A sandbox created with timeout=60 is gone after 60 s of virtual time."""
@@ -128,3 +130,37 @@ def test_other_users_cannot_see_or_touch(pooled: Cluster) -> None:
         pooled.kill(sid, user=other)
     page, _ = pooled.list_sandboxes(user=other)
     assert page == []
+
+
+def test_a_sandbox_that_dies_while_the_claim_waits_fails_the_attempt_not_the_wait() -> None:
+    """Its node is lost while the pod starts: the attempt fails at once, and the next one delivers.
+
+    The E2B path at HEAD has no wait-ready timeout: without this a dead sandbox
+    was waited on for ever.
+    """
+    cluster = Cluster(seed=5, nodes=2)
+    cluster.apply(pool_yaml(replicas=0))
+    cluster.advance(5)
+    cluster.set_latency("image.pull", "fixed(60s)")
+    proc = cluster.submit_create("base", timeout=600)
+    cluster.inject("node_loss", start=cluster.now + 5, duration=10, selector={"node": "node-1"})
+    assert cluster.run_until(lambda: proc.triggered, timeout=600)
+    rec = cluster.last_record()
+    assert rec.delivered is not None and rec.attempts >= 2
+    (died,) = [e for e in cluster.log.of_kind("claim.post_failed") if "SandboxDied" in e.detail]
+    assert died.time < 30
+
+
+def test_a_sandbox_auto_paused_before_it_is_ready_fails_the_attempt() -> None:
+    """A pause time that passes during a slow start pauses the sandbox: that attempt fails, retried."""
+    cluster = Cluster(seed=1)
+    cluster.apply(pool_yaml(replicas=0))
+    cluster.advance(2)
+    cluster.set_latency("image.pull", "fixed(60s)")
+    proc = cluster.submit_create("base", timeout=30, auto_pause=True)
+    assert cluster.run_until(lambda: proc.triggered, timeout=600)
+    assert cluster.last_record().delivered is not None
+    paused = [e for e in cluster.log.of_kind("claim.post_failed") if "SandboxPaused" in e.detail]
+    assert paused and paused[0].time == pytest.approx(32, abs=1)
+    # The paused attempts' sandboxes were deleted, not left paused for a century.
+    assert len(cluster.list("sbx")) == 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from pytest_kruise_agents.api import keys
 from simulator.cluster import Cluster
 
@@ -106,3 +108,32 @@ def test_claim_path_skips_init_for_a_pool_without_agent_runtime(cluster: Cluster
     cluster.apply(claim_yaml("plain"))
     run_to_completion(cluster, "plain")
     assert cluster.get("sbc", "plain").status.claimed_replicas == 1
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_failed_status_write_does_not_make_the_claim_claim_again(seed: int) -> None:
+    """The wave's status write fails and the cache lags: the retry still claims nothing more.
+
+    Upstream's ``max(status.claimedReplicas, active in cache)`` is 0 at that
+    moment, which claims a second batch; this controller also counts what it
+    claimed itself, so a claim never gets more than it asked for.
+    """
+    cluster = Cluster(seed=seed)
+    cluster.apply(pool_yaml(replicas=8))
+    cluster.wait_for_pool("base")
+    cluster.apply(claim_yaml("x", replicas=3))
+    cluster.run_until(lambda: bool(cluster.log.of_kind("sandboxclaim.wave")))
+    cluster.inject(
+        "watch_lag",
+        latency="fixed(500ms)",
+        selector={"informer": "agent-sandbox-controller"},
+        duration=3,
+    )
+    cluster.inject("api_error", selector={"verb": "patch", "kind": "SandboxClaim"}, count=1)
+    cluster.advance(120)
+    mine = cluster.list("sbx", "default", labels={keys.LABEL_CLAIM_NAME: "x"})
+    assert len(mine) == 3
+    status = cluster.get("sbc", "x").status
+    assert (status.phase, status.claimed_replicas) == ("Completed", 3)
+    (failed_write,) = cluster.log.of_kind("sandboxclaim.reconcile_error")
+    assert "500" in failed_write.detail

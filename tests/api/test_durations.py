@@ -1,0 +1,56 @@
+"""Go duration strings: what ``time.ParseDuration`` accepts, and ``Duration.String()``."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from pytest_kruise_agents.api.durations import format_duration, parse_duration
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("0", 0.0),
+        ("30s", 30.0),
+        ("1h30m", 5400.0),
+        ("-1.5s", -1.5),
+        ("+250ms", 0.25),
+        (".5m", 30.0),
+        ("1h0m0.001s", 3600.001),
+    ],
+)
+def test_go_duration_strings_parse(text: str, seconds: float) -> None:
+    """Signs, fractions and several unit parts, as Go reads them."""
+    assert parse_duration(text) == timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("", "empty duration"),
+        ("30", "expected <number><unit> parts"),
+        ("1d", "expected <number><unit> parts"),
+        ("2562048h", "out of range (at most 2562047h47m16s)"),
+        ("99999999999h", "out of range"),
+    ],
+)
+def test_what_go_refuses_is_a_value_error(text: str, reason: str) -> None:
+    """No unit, an unknown unit, or more than an int64 of nanoseconds: ValueError saying which."""
+    with pytest.raises(ValueError, match=reason.replace("(", r"\(").replace(")", r"\)")):
+        parse_duration(text)
+
+
+def test_the_longest_go_duration_still_parses() -> None:
+    """2562047h is within range (Go's limit is 2562047h47m16.854775807s)."""
+    assert parse_duration("2562047h") == timedelta(hours=2562047)
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [(0, "0s"), (30, "30s"), (90, "1m30s"), (3600, "1h0m0s"), (1.5, "1.5s"), (0.25, "250ms")],
+)
+def test_durations_format_as_go_prints_them(value: float, text: str) -> None:
+    """``Duration.String()``: hours, minutes and seconds, or milliseconds under a second."""
+    assert format_duration(timedelta(seconds=value)) == text
