@@ -177,6 +177,7 @@ class _PodRun:
     """The kubelet's state of one pod it runs."""
 
     __slots__ = (
+        "containers",
         "cpu",
         "dead",
         "image",
@@ -198,6 +199,8 @@ class _PodRun:
         self.image: str | None = None
         self.cpu = _first_cpu(pod.spec)
         """The first container's CPU (request, limit) the node has allocated."""
+        self.containers: Any = pod.spec.get("containers")
+        """A containers list known to ask for :attr:`cpu` (stored lists never change)."""
         self.realised = 0
         """The pod generation last reported Ready with all of its spec carried out."""
         self.started = False
@@ -206,6 +209,22 @@ class _PodRun:
         self.dead = False
         self.wake: simpy.Event | None = None
         self.last_status: tuple[Any, ...] | None = None
+
+    def cpu_changed(self) -> bool:
+        """Whether the pod's first container asks for other CPU than the node allocated."""
+        containers = self.pod.spec.get("containers")
+        if containers is self.containers:
+            return False
+        known = self.containers
+        if (
+            not (
+                containers and known and containers[0].get("resources") == known[0].get("resources")
+            )
+            and _first_cpu(self.pod.spec) != self.cpu
+        ):
+            return True
+        self.containers = containers
+        return False
 
 
 class _Node:
@@ -649,7 +668,7 @@ class Nodes:
             if terminating and not run.terminating:
                 self._begin_termination(node, run)
             elif run.wake is not None and (
-                _first_image(pod.spec) != run.image or _first_cpu(pod.spec) != run.cpu
+                _first_image(pod.spec) != run.image or run.cpu_changed()
             ):
                 self._wake_run(run)
             return
@@ -725,13 +744,11 @@ class Nodes:
                 # as the pod, and an old version held here would never be freed.
                 want = _first_image(run.pod.spec)
                 if run.started:
-                    cpu = _first_cpu(run.pod.spec)
-                    resized = cpu == run.cpu
-                    if not resized:
+                    if run.cpu_changed():
                         # An in-place resize: no restart, and before any new image.
+                        cpu = _first_cpu(run.pod.spec)
                         yield from self._resize(node, run, cpu)
-                        resized = run.cpu == cpu
-                        if resized:
+                        if run.cpu == cpu:
                             continue
                     if want == run.image:
                         # Nothing to do, or a resize that waits for room (or never fits).
@@ -841,6 +858,7 @@ class Nodes:
             self._room_freed(node)
         yield ctx.env.timeout(ctx.latency("inplace.resize"))
         run.cpu = cpu
+        run.containers = None  # the lists seen so far asked for the old CPU
         ctx.record("kubelet.resized", f"{ns}/{name} node={node.name} cpu={new_cpu}m")
         yield from self._write(node, run, "Running", True, "PodReady")
 
@@ -901,7 +919,7 @@ class Nodes:
         resize of it is not carried out yet (``resize`` says why).
         """
         generation = run.pod.metadata.generation
-        if run.cpu != _first_cpu(run.pod.spec):
+        if run.cpu_changed():
             generation = run.realised
         sig = (phase, ready, ready_reason, reason, message, generation, run.ip, resize)
         if run.last_status == sig:

@@ -152,6 +152,12 @@ def _cpu_change(template: dict[str, Any], pod: Pod) -> tuple[str | None, str | N
     Only the values the sandbox's first container sets count; they are
     compared as quantities (``"1"`` is ``"1000m"``).
     """
+    wanted = (template.get("spec") or {}).get("containers")
+    running = pod.spec.get("containers")
+    if running is wanted:
+        return None  # the pod was made from this very template (stored objects never change)
+    if wanted and running and wanted[0].get("resources") == running[0].get("resources"):
+        return None
     want = first_container_cpu(template)
     if want == (None, None):
         return None

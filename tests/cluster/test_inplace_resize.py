@@ -108,6 +108,22 @@ def test_the_pod_is_resized_in_place_before_the_claim_returns() -> None:
     assert rec.warm is True and rec.ready is not None and rec.ready >= resized.time
 
 
+def test_a_direct_edit_of_a_claimed_sandbox_resizes_it_again_and_back() -> None:
+    """Editing the sandbox's template (as SandboxUpdateOps would) resizes its pod each time."""
+    cluster = filled(pool(replicas=1), node_cpu="4")
+    sbx = cluster.create_sandbox("base", metadata={CPU_REQUEST: "750m"})
+    cluster.wait_for_pool("base")
+    for cpu, used in (("500m", 0.5 + 0.5), ("1", 1.0 + 0.5), ("500m", 0.5 + 0.5)):
+        edited = cluster.get("sbx", sbx.metadata.name).model_copy(deep=True)
+        edited.spec.template["spec"]["containers"][0]["resources"]["requests"]["cpu"] = cpu
+        cluster.apply(edited)
+        assert cluster.run_until(lambda c=cpu: container_cpu(cluster, sbx.metadata.name)[0] == c)
+        cluster.advance(5)
+        assert cluster.nodes.utilisation()["node-1"][0] == used / 4, cpu
+        assert inplace(cluster.get("sbx", sbx.metadata.name))[:2] == ("True", "Succeeded")
+    assert len(cluster.log.of_kind("kubelet.resized")) == 4
+
+
 def test_a_guaranteed_pod_is_resized_when_request_and_limit_move_together() -> None:
     """Both CPU values raised together keep the pod Guaranteed: allowed."""
     cluster = filled(pool(request="1", limit="1", memory_limit="512Mi"))
