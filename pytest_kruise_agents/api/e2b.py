@@ -4,17 +4,22 @@ Field names are the JSON names of the generated client in the ``e2b`` wheel
 (``e2b/api/client/models/``): camelCase (``templateID``, ``envVars``,
 ``memoryMB``) except ``allow_internet_access``, which really is snake_case on
 the wire. Requests tolerate unknown fields (the Go server ignores them) but
-reject wrong types, as Go's JSON decoder does. Responses are serialised with
+reject wrong types, as Go's JSON decoder does, and every string in them
+(object keys included) has its lone UTF-16 surrogates (``"\\ud800"``, valid
+JSON that Python decodes as is) replaced by U+FFFD, as Go's decoder does: such
+a string cannot be encoded as UTF-8, so kept it would fail every answer that
+shows it (:func:`replace_surrogates`). Responses are serialised with
 :meth:`WireModel.to_wire`: optional fields are left out when unset, except the
 nullable ones the SDK expects to see (``trafficAccessToken``, ``domain``).
 """
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
     "ZERO_TIME",
@@ -39,10 +44,43 @@ __all__ = [
     "TemplateDetail",
     "TemplateInfo",
     "WireModel",
+    "WireRequest",
+    "replace_surrogates",
 ]
 
 ZERO_TIME = datetime(1, 1, 1, tzinfo=UTC)
 """Go's zero ``time.Time``: what upstream writes as ``endAt`` of a never-timeout sandbox."""
+
+
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+
+
+def replace_surrogates(value: Any) -> Any:
+    """``value`` with each lone UTF-16 surrogate of its strings replaced by U+FFFD.
+
+    Walks dicts (keys too), lists and tuples; other values are returned as
+    they are, and so is any container or string with nothing to replace (the
+    same object). Python's ``json`` decodes ``"\\ud800"`` to a lone surrogate,
+    which no UTF-8 encoder accepts; Go's ``encoding/json`` decodes it to
+    U+FFFD (a pair of escapes forming one character is decoded to that
+    character by both).
+    """
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value) if _SURROGATE.search(value) else value
+    if isinstance(value, dict):
+        changed = False
+        out: dict[Any, Any] = {}
+        for key, item in value.items():
+            new_key, new_item = replace_surrogates(key), replace_surrogates(item)
+            changed = changed or new_key is not key or new_item is not item
+            out[new_key] = new_item
+        return out if changed else value
+    if isinstance(value, list | tuple):
+        items = [replace_surrogates(item) for item in value]
+        if all(new is old for new, old in zip(items, value, strict=True)):
+            return value
+        return items if isinstance(value, list) else tuple(items)
+    return value
 
 
 class WireModel(BaseModel):
@@ -64,20 +102,35 @@ class WireModel(BaseModel):
 # --------------------------------------------------------------------------- requests
 
 
-class SandboxVolumeMount(WireModel):
+class WireRequest(WireModel):
+    """Base of the request models: strings are read as Go reads them (lone surrogates: U+FFFD).
+
+    Responses need no such pass (it would cost a list a third of its
+    rendering time): they show what requests stored, and the server's JSON
+    rendering repairs anything else.
+    """
+
+    @model_validator(mode="before")
+    @classmethod
+    def _go_strings(cls, data: Any) -> Any:
+        # Before any field is read: a later error message quoting a key must be encodable.
+        return replace_surrogates(data)
+
+
+class SandboxVolumeMount(WireRequest):
     """``{"name", "path"}``: a volume to mount (kruise turns it into a CSI mount)."""
 
     name: str
     path: str
 
 
-class SandboxAutoResumeConfig(WireModel):
+class SandboxAutoResumeConfig(WireRequest):
     """``autoResume``: whether traffic resumes a paused sandbox (accepted, not modelled)."""
 
     enabled: bool
 
 
-class SandboxNetworkConfig(WireModel):
+class SandboxNetworkConfig(WireRequest):
     """``network``: egress rules (accepted and ignored by the fake cluster)."""
 
     allow_public_traffic: bool | None = Field(default=None, alias="allowPublicTraffic")
@@ -90,20 +143,20 @@ class SandboxNetworkConfig(WireModel):
     rules: dict[str, Any] | None = None
 
 
-class SandboxIamToken(WireModel):
+class SandboxIamToken(WireRequest):
     """One workload-token definition of ``iam.tokens``."""
 
     audience: str
     token_type: str = Field(alias="tokenType")
 
 
-class SandboxIam(WireModel):
+class SandboxIam(WireRequest):
     """``iam``: workload identity (accepted and ignored)."""
 
     tokens: dict[str, SandboxIamToken] | None = None
 
 
-class NewSandboxV2(WireModel):
+class NewSandboxV2(WireRequest):
     """``POST /v2/sandboxes`` (SDK ≥ 2.51). ``timeout`` omitted means the server default (300 s)."""
 
     template_id: str = Field(alias="templateID")
@@ -127,21 +180,21 @@ class NewSandbox(NewSandboxV2):
     secure: bool | None = None
 
 
-class ConnectSandbox(WireModel):
+class ConnectSandbox(WireRequest):
     """``POST /sandboxes/{id}/connect`` (v1): ``timeout`` is required."""
 
     timeout: int
     memory: bool | None = None
 
 
-class ConnectSandboxV2(WireModel):
+class ConnectSandboxV2(WireRequest):
     """``POST /v2/sandboxes/{id}/connect``: ``timeout`` optional (server default 300 s)."""
 
     timeout: int | None = None
     memory: bool | None = None
 
 
-class ResumedSandbox(WireModel):
+class ResumedSandbox(WireRequest):
     """``POST /sandboxes/{id}/resume`` (deprecated, SDK ≤ 2.6)."""
 
     timeout: int | None = None
@@ -149,13 +202,13 @@ class ResumedSandbox(WireModel):
     memory: bool | None = None
 
 
-class SandboxTimeoutRequest(WireModel):
+class SandboxTimeoutRequest(WireRequest):
     """``POST /sandboxes/{id}/timeout``: seconds from now."""
 
     timeout: int
 
 
-class SandboxPauseRequest(WireModel):
+class SandboxPauseRequest(WireRequest):
     """``POST /sandboxes/{id}/pause`` (fields accepted, not modelled)."""
 
     memory: bool | None = None

@@ -26,6 +26,7 @@ within a few dozen events, in realtime mode the clock driver within one tick.
 from __future__ import annotations
 
 import builtins
+import math
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator
@@ -37,8 +38,9 @@ from typing import Any, Final, TypeVar
 import simpy
 
 from pytest_kruise_agents.api import keys
+from pytest_kruise_agents.api.e2b import replace_surrogates
 from pytest_kruise_agents.api.errors import InvalidError
-from pytest_kruise_agents.api.manifest import KubeObject
+from pytest_kruise_agents.api.manifest import KubeObject, load_manifests, to_manifest_dict
 from pytest_kruise_agents.api.sandbox import Sandbox, SandboxState
 from pytest_kruise_agents.api.sandboxset import SandboxSet
 from pytest_kruise_agents.backends.base import (
@@ -154,8 +156,8 @@ class SimBackend:
     ) -> None:
         if clock not in ("virtual", "realtime"):
             raise InvalidError("clock", f"must be virtual or realtime, got {clock!r}")
-        if not speed > 0:
-            raise InvalidError("speed", f"must be > 0, got {speed!r}")
+        if not (speed > 0 and math.isfinite(speed)):
+            raise InvalidError("speed", f"must be a finite number > 0, got {speed!r}")
         if not inline_budget_s >= 0:
             raise InvalidError("inline_budget_s", f"must be >= 0, got {inline_budget_s!r}")
         self.cluster = cluster if cluster is not None else Cluster(**cluster_options)
@@ -431,8 +433,15 @@ class SimBackend:
     # -- resources --------------------------------------------------------------------------
 
     def apply(self, source: Any) -> builtins.list[KubeObject]:
-        """Create or update objects (``kubectl apply``)."""
-        return self._call(lambda: self.cluster.apply(source))
+        """Create or update objects (``kubectl apply``).
+
+        Parsed and checked before the lock is taken. A lone UTF-16 surrogate
+        in a string (``"\\ud800"`` in JSON or YAML) is stored as U+FFFD, as
+        the Kubernetes API server's Go decoder does: kept, it would fail every
+        answer that shows the object (an E2B list of its sandboxes, the admin API).
+        """
+        objs = [_go_strings(obj) for obj in load_manifests(source)]
+        return self._call(lambda: self.cluster.apply(objs))
 
     def get(self, kind: str, name: str, namespace: str = "default") -> KubeObject:
         """One object, or :class:`ResourceNotFound`."""
@@ -546,15 +555,49 @@ class SimBackend:
 
         return self._call(op)
 
+    def _await_cached(self, sandbox_id: str) -> None:
+        """Virtual mode, under the lock: run on until the manager's cache shows the sandbox as stored.
+
+        Called right after a write (a kill, a timeout): the cache catches up
+        one watch lag later, and until then a list shows the old state (a
+        killed sandbox still running) or, as the manager skips cached copies
+        older than its own writes, nothing (a sandbox whose timeout was just
+        set). Virtual time stands still between calls, so without this the
+        list stays stale until some later call moves time. A sandbox deleted
+        from the API server is waited for until the cache drops it.
+        """
+        if self._mode != "virtual":
+            return
+        parts = split_sandbox_id(sandbox_id)
+        if parts is None:
+            return
+        namespace, name = parts
+        stored = self.cluster.world.api.peek("Sandbox", namespace, name)
+        written = int(stored.metadata.resource_version or 0) if stored is not None else None
+        cache = self.cluster.world.manager_cache
+
+        def seen() -> bool:
+            cached = cache.get("Sandbox", namespace, name)
+            if cached is None:
+                return True
+            if written is None:
+                return False  # deleted: until the cache drops it
+            return int(cached.metadata.resource_version or 0) >= written
+
+        self.cluster.run_until(seen, timeout=self.cluster.profile.expectation_timeout_s)
+
     def kill(self, caller: Caller, sandbox_id: str) -> None:
-        """``DELETE /sandboxes/{id}``."""
-        self._op(self.cluster.manager.kill(caller.namespace, caller.user, sandbox_id), _discard)
+        """``DELETE /sandboxes/{id}``; answered once the manager's cache has seen it."""
+        self._op(
+            self.cluster.manager.kill(caller.namespace, caller.user, sandbox_id),
+            partial(_then, self._await_cached, sandbox_id),
+        )
 
     def set_timeout(self, caller: Caller, sandbox_id: str, timeout: int) -> None:
-        """``POST /sandboxes/{id}/timeout``."""
+        """``POST /sandboxes/{id}/timeout``; answered once the manager's cache has seen it."""
         self._op(
             self.cluster.manager.set_timeout(caller.namespace, caller.user, sandbox_id, timeout),
-            _discard,
+            partial(_then, self._await_cached, sandbox_id),
         )
 
     def pause(self, caller: Caller, sandbox_id: str, retention: timedelta | None = None) -> None:
@@ -579,11 +622,11 @@ class SimBackend:
         return self._written_view(sbx), resumed
 
     def resume(self, caller: Caller, sandbox_id: str, timeout: int | None) -> None:
-        """``POST /sandboxes/{id}/resume``."""
+        """``POST /sandboxes/{id}/resume``; answered once the manager's cache has seen it."""
         seconds = int(self.cluster.profile.default_timeout_s) if timeout is None else timeout
         self._op(
             self.cluster.manager.resume(caller.namespace, caller.user, sandbox_id, seconds),
-            _discard,
+            partial(_then, self._await_cached, sandbox_id),
         )
 
     def list_sandboxes(
@@ -779,8 +822,20 @@ class _Unfinished(BaseException):
         self.finish = finish
 
 
+def _go_strings(obj: KubeObject) -> KubeObject | dict[str, Any]:
+    """``obj``, or its manifest with lone surrogates replaced by U+FFFD if it holds any."""
+    data = to_manifest_dict(obj)
+    clean = replace_surrogates(data)
+    return obj if clean is data else clean
+
+
 def _discard(_value: object) -> None:
     """The ``after`` of an operation that answers nothing."""
+
+
+def _then(action: Callable[[str], None], sandbox_id: str, _value: object) -> None:
+    """The ``after`` of an operation that answers nothing: ``action(sandbox_id)``."""
+    action(sandbox_id)
 
 
 def _defuse(event: simpy.Event) -> None:

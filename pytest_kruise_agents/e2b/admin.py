@@ -11,14 +11,15 @@ from __future__ import annotations
 from typing import Annotated, Any, Final, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from fastapi.responses import JSONResponse, PlainTextResponse
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi.responses import PlainTextResponse
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pytest_kruise_agents.api.base import format_time
+from pytest_kruise_agents.api.e2b import replace_surrogates
 from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.api.manifest import dump, dump_all, resolve_kind, to_manifest_dict
 from pytest_kruise_agents.e2b.auth import require_admin
-from pytest_kruise_agents.e2b.errors import ApiError
+from pytest_kruise_agents.e2b.errors import ApiError, WireJSONResponse
 from pytest_kruise_agents.e2b.state import ServerState, state_of
 
 __all__ = ["ADMIN_PREFIX", "AdvanceRequest", "FaultRequest", "LatencyRequest", "router"]
@@ -29,7 +30,16 @@ router = APIRouter(prefix=ADMIN_PREFIX, dependencies=[Depends(require_admin)], t
 """The admin routes (mounted on the app as they are)."""
 
 
-class AdvanceRequest(BaseModel):
+class _AdminRequest(BaseModel):
+    """Base of the admin bodies: lone surrogates in strings read as U+FFFD, as on the E2B routes."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _go_strings(cls, data: Any) -> Any:
+        return replace_surrogates(data)
+
+
+class AdvanceRequest(_AdminRequest):
     """``POST /_kruise/clock/advance``: how far to move virtual time."""
 
     model_config = ConfigDict(extra="forbid")
@@ -37,7 +47,7 @@ class AdvanceRequest(BaseModel):
     seconds: float = Field(ge=0, allow_inf_nan=False)
 
 
-class FaultRequest(BaseModel):
+class FaultRequest(_AdminRequest):
     """``POST /_kruise/faults``: a fault ``kind`` and its fields (probability, selector, ...)."""
 
     model_config = ConfigDict(extra="allow")
@@ -45,7 +55,7 @@ class FaultRequest(BaseModel):
     kind: str
 
 
-class LatencyRequest(BaseModel):
+class LatencyRequest(_AdminRequest):
     """``PUT /_kruise/latency/{name}``: the new distribution (``"exp(2s)"``, a number, a mapping)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -81,7 +91,7 @@ def _clock(st: ServerState) -> dict[str, Any]:
 
 
 @router.post("/apply", name="admin_apply")
-async def apply(request: Request) -> JSONResponse:
+async def apply(request: Request) -> WireJSONResponse:
     """Create or update objects from a YAML or JSON body (``kubectl apply``); return them."""
     st = state_of(request)
     raw = await request.body()
@@ -92,7 +102,7 @@ async def apply(request: Request) -> JSONResponse:
     if not text.strip():
         raise ApiError(400, "body: empty; send YAML or JSON manifests", field="body")
     objs = await st.run("admin", st.backend.apply, text)
-    return JSONResponse(_list_body(objs))
+    return WireJSONResponse(_list_body(objs))
 
 
 @router.get("/resources/{kind}", name="admin_list")
@@ -111,7 +121,7 @@ async def list_resources(
     objs = await st.run("admin", st.backend.list, k, ns)
     if format == "yaml":
         return PlainTextResponse(dump_all(objs, "yaml"), media_type="application/yaml")
-    return JSONResponse(_list_body(objs))
+    return WireJSONResponse(_list_body(objs))
 
 
 @router.get("/resources/{kind}/{namespace}/{name}", name="admin_get")
@@ -127,16 +137,18 @@ async def get_resource(
     obj = await st.run("admin", st.backend.get, _kind(kind), name, namespace)
     if format == "yaml":
         return PlainTextResponse(dump(obj, "yaml"), media_type="application/yaml")
-    return JSONResponse(to_manifest_dict(obj))
+    return WireJSONResponse(to_manifest_dict(obj))
 
 
 @router.delete("/resources/{kind}/{namespace}/{name}", name="admin_delete")
-async def delete_resource(request: Request, kind: str, namespace: str, name: str) -> JSONResponse:
+async def delete_resource(
+    request: Request, kind: str, namespace: str, name: str
+) -> WireJSONResponse:
     """Delete one object (404 if absent); answers a Kubernetes ``Status``."""
     st = state_of(request)
     k = _kind(kind)
     await st.run("admin", st.backend.delete, k, name, namespace)
-    return JSONResponse(
+    return WireJSONResponse(
         {
             "apiVersion": "v1",
             "kind": "Status",
@@ -150,19 +162,19 @@ async def delete_resource(request: Request, kind: str, namespace: str, name: str
 
 
 @router.get("/faults", name="admin_faults")
-async def list_faults(request: Request) -> JSONResponse:
+async def list_faults(request: Request) -> WireJSONResponse:
     """The faults in force."""
     st = state_of(request)
-    return JSONResponse(await st.run("admin", st.backend.faults))
+    return WireJSONResponse(await st.run("admin", st.backend.faults))
 
 
 @router.post("/faults", name="admin_inject", status_code=201)
-async def inject_fault(body: FaultRequest, request: Request) -> JSONResponse:
+async def inject_fault(body: FaultRequest, request: Request) -> WireJSONResponse:
     """Inject a fault; answers it with its ``id`` (201)."""
     st = state_of(request)
     fields = dict(body.model_extra or {})
     fault = await st.run("admin", st.backend.inject, body.kind, **fields)
-    return JSONResponse(fault, status_code=201)
+    return WireJSONResponse(fault, status_code=201)
 
 
 @router.delete("/faults", name="admin_clear_faults", status_code=204)
@@ -182,25 +194,25 @@ async def clear_fault(request: Request, fault_id: str) -> Response:
 
 
 @router.put("/latency/{name}", name="admin_latency")
-async def set_latency(request: Request, name: str, body: LatencyRequest) -> JSONResponse:
+async def set_latency(request: Request, name: str, body: LatencyRequest) -> WireJSONResponse:
     """Replace one named latency distribution (``pod.create``, ``image.pull``...)."""
     st = state_of(request)
     await st.run("admin", st.backend.set_latency, name, body.value)
-    return JSONResponse({"name": name, "value": body.value})
+    return WireJSONResponse({"name": name, "value": body.value})
 
 
 # --------------------------------------------------------------------------- clock, records
 
 
 @router.get("/clock", name="admin_clock")
-async def clock(request: Request) -> JSONResponse:
+async def clock(request: Request) -> WireJSONResponse:
     """``{"now": RFC 3339, "mode": "virtual"|"realtime"}`` (plus ``speed``)."""
     st = state_of(request)
-    return JSONResponse(await st.run("admin", _clock, st))
+    return WireJSONResponse(await st.run("admin", _clock, st))
 
 
 @router.post("/clock/advance", name="admin_advance")
-async def advance(body: AdvanceRequest, request: Request) -> JSONResponse:
+async def advance(body: AdvanceRequest, request: Request) -> WireJSONResponse:
     """Move virtual time forward; timers due meanwhile fire. 409 in realtime mode."""
     st = state_of(request)
     if st.backend.clock_mode != "virtual":
@@ -210,11 +222,11 @@ async def advance(body: AdvanceRequest, request: Request) -> JSONResponse:
             field="seconds",
         )
     await st.run("admin", st.backend.advance, body.seconds)
-    return JSONResponse(await st.run("admin", _clock, st))
+    return WireJSONResponse(await st.run("admin", _clock, st))
 
 
 @router.get("/records", name="admin_records")
-async def records(request: Request) -> JSONResponse:
+async def records(request: Request) -> WireJSONResponse:
     """One record per claim: phase timestamps (virtual seconds), warm or cold, retries, error."""
     st = state_of(request)
-    return JSONResponse(await st.run("admin", st.backend.records))
+    return WireJSONResponse(await st.run("admin", st.backend.records))

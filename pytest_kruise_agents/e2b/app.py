@@ -144,6 +144,9 @@ class E2BApp:
             lifespan=self._lifespan,
             docs_url=None,
             redoc_url=None,
+            # A path with a trailing slash is an unknown route (JSON 404), not an empty
+            # 307: no SDK sends one, and the SDK never follows redirects.
+            redirect_slashes=False,
         )
         app.state.kruise = self.state
         app.state.settings = self.state.settings

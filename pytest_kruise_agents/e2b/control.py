@@ -17,7 +17,6 @@ from typing import Annotated, Any, Final, Literal
 from urllib.parse import unquote_plus
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response
-from fastapi.responses import JSONResponse
 
 from pytest_kruise_agents.api.base import parse_time
 from pytest_kruise_agents.api.e2b import (
@@ -47,7 +46,7 @@ from pytest_kruise_agents.backends.base import (
 )
 from pytest_kruise_agents.claiming.timeouts import parse_retention
 from pytest_kruise_agents.e2b.auth import authenticate, secured
-from pytest_kruise_agents.e2b.errors import ApiError
+from pytest_kruise_agents.e2b.errors import ApiError, WireJSONResponse
 from pytest_kruise_agents.e2b.settings import Settings
 from pytest_kruise_agents.e2b.state import state_of
 
@@ -196,7 +195,7 @@ def _template_detail(tpl: TemplateView, settings: Settings) -> dict[str, Any]:
 # --------------------------------------------------------------------------- create
 
 
-async def _create(request: Request, caller: Caller, body: NewSandboxV2) -> JSONResponse:
+async def _create(request: Request, caller: Caller, body: NewSandboxV2) -> WireJSONResponse:
     st = state_of(request)
     create = CreateRequest(
         template=body.template_id,
@@ -211,7 +210,7 @@ async def _create(request: Request, caller: Caller, body: NewSandboxV2) -> JSONR
     )
     view = await st.run_for(request, "control", st.backend.create_sandbox, caller, create)
     domain = response_domain(request, st.settings)
-    return JSONResponse(_sandbox(view, domain, st.settings), status_code=201)
+    return WireJSONResponse(_sandbox(view, domain, st.settings), status_code=201)
 
 
 @router.post(
@@ -223,7 +222,7 @@ async def _create(request: Request, caller: Caller, body: NewSandboxV2) -> JSONR
     summary="Create a sandbox (v1, SDK ≤ 2.50)",
     openapi_extra=secured(),
 )
-async def create_sandbox_v1(body: NewSandbox, request: Request) -> JSONResponse:
+async def create_sandbox_v1(body: NewSandbox, request: Request) -> WireJSONResponse:
     """Claim a sandbox from the SandboxSet named ``templateID`` (warm, or created on no stock)."""
     caller = authenticate(request)
     return await _create(request, caller, body)
@@ -238,7 +237,7 @@ async def create_sandbox_v1(body: NewSandbox, request: Request) -> JSONResponse:
     summary="Create a sandbox (v2, SDK ≥ 2.51)",
     openapi_extra=secured(),
 )
-async def create_sandbox_v2(body: NewSandboxV2, request: Request) -> JSONResponse:
+async def create_sandbox_v2(body: NewSandboxV2, request: Request) -> WireJSONResponse:
     """Claim a sandbox; ``autoPause`` pauses it at its timeout instead of killing it."""
     caller = authenticate(request)
     return await _create(request, caller, body)
@@ -350,7 +349,7 @@ async def list_sandboxes(
     template: Annotated[str | None, Query()] = None,
     next_token: Annotated[str | None, Query(alias="nextToken")] = None,
     limit: Annotated[int | None, Query(ge=1, le=100)] = None,
-) -> JSONResponse:
+) -> WireJSONResponse:
     """One page of sandboxes; the ``X-Next-Token`` header is present when there are more."""
     caller = authenticate(request)
     st = state_of(request)
@@ -362,7 +361,7 @@ async def list_sandboxes(
     )
     views, token = await st.run("control", st.backend.list_sandboxes, caller, query)
     headers = {"X-Next-Token": token} if token else None
-    return JSONResponse([_listed(v, st.settings) for v in views], headers=headers)
+    return WireJSONResponse([_listed(v, st.settings) for v in views], headers=headers)
 
 
 # --------------------------------------------------------------------------- one sandbox
@@ -376,12 +375,12 @@ async def list_sandboxes(
     summary="Describe a running or paused sandbox",
     openapi_extra=secured(),
 )
-async def get_sandbox(request: Request, sandbox_id: Annotated[str, _path_id()]) -> JSONResponse:
+async def get_sandbox(request: Request, sandbox_id: Annotated[str, _path_id()]) -> WireJSONResponse:
     """The sandbox's detail (404 once it is gone, or if it is another key's)."""
     caller = authenticate(request)
     st = state_of(request)
     view = await st.run("control", st.backend.describe, caller, sandbox_id)
-    return JSONResponse(_detail(view, response_domain(request, st.settings), st.settings))
+    return WireJSONResponse(_detail(view, response_domain(request, st.settings), st.settings))
 
 
 @router.delete(
@@ -457,11 +456,13 @@ async def pause_sandbox(
 
 async def _connect(
     request: Request, caller: Caller, sandbox_id: str, timeout: int | None
-) -> JSONResponse:
+) -> WireJSONResponse:
     st = state_of(request)
     view, resumed = await st.run("control", st.backend.connect, caller, sandbox_id, timeout)
     domain = response_domain(request, st.settings)
-    return JSONResponse(_sandbox(view, domain, st.settings), status_code=201 if resumed else 200)
+    return WireJSONResponse(
+        _sandbox(view, domain, st.settings), status_code=201 if resumed else 200
+    )
 
 
 _CONNECT_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
@@ -483,7 +484,7 @@ async def connect_sandbox_v1(
     body: ConnectSandbox,
     request: Request,
     sandbox_id: Annotated[str, _path_id()],
-) -> JSONResponse:
+) -> WireJSONResponse:
     """200 if it was running (timeout only extended), 201 if it was resumed."""
     caller = authenticate(request)
     return await _connect(request, caller, sandbox_id, body.timeout)
@@ -502,7 +503,7 @@ async def connect_sandbox_v2(
     request: Request,
     sandbox_id: Annotated[str, _path_id()],
     body: ConnectSandboxV2 | None = None,
-) -> JSONResponse:
+) -> WireJSONResponse:
     """200 if it was running (timeout only extended), 201 if it was resumed."""
     caller = authenticate(request)
     return await _connect(request, caller, sandbox_id, body.timeout if body else None)
@@ -541,12 +542,12 @@ async def resume_sandbox(
     summary="The SandboxSets the caller may claim from",
     openapi_extra=secured(),
 )
-async def list_templates(request: Request) -> JSONResponse:
+async def list_templates(request: Request) -> WireJSONResponse:
     """SandboxSets in the caller's namespace (admin: all namespaces)."""
     caller = authenticate(request)
     st = state_of(request)
     templates = await st.run("control", st.backend.templates, caller)
-    return JSONResponse([_template_info(t, st.settings).to_wire() for t in templates])
+    return WireJSONResponse([_template_info(t, st.settings).to_wire() for t in templates])
 
 
 @router.get(
@@ -560,12 +561,12 @@ async def list_templates(request: Request) -> JSONResponse:
 async def get_template(
     request: Request,
     template_id: Annotated[str, _path_id("templateID")],
-) -> JSONResponse:
+) -> WireJSONResponse:
     """404 if the caller has no SandboxSet of that name."""
     caller = authenticate(request)
     st = state_of(request)
     templates = await st.run("control", st.backend.templates, caller)
     for tpl in templates:
         if tpl.template_id == template_id:
-            return JSONResponse(_template_detail(tpl, st.settings))
+            return WireJSONResponse(_template_detail(tpl, st.settings))
     raise ApiError(404, f"template {template_id!r} not found")

@@ -6,7 +6,8 @@ This module turns whatever goes wrong into that body: coded
 the field, or upstream's 500 where the Go server answers 500), unknown routes
 (404), wrong methods (405), bad resources (400/404), and, via
 :class:`GuardMiddleware`, any unexpected exception (500) — the server never
-drops a request.
+drops a request. :class:`WireJSONResponse` renders every JSON answer of the
+control plane and the admin API, so no string can make an answer fail.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from pytest_kruise_agents.api.e2b import replace_surrogates
 from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.backends.base import ResourceNotFound
 from pytest_kruise_agents.claiming.errors import ClaimError
@@ -32,6 +34,7 @@ __all__ = [
     "ApiError",
     "BodyErrorPolicy",
     "GuardMiddleware",
+    "WireJSONResponse",
     "error_body",
     "error_response",
     "install_error_handlers",
@@ -66,6 +69,23 @@ _REASONS: Final[dict[int, str]] = {
     500: "Internal Server Error",
     502: "Bad Gateway",
 }
+
+
+class WireJSONResponse(JSONResponse):
+    """Starlette's ``JSONResponse``, with lone surrogates answered as U+FFFD instead of failing.
+
+    Request bodies have them replaced on the way in
+    (:func:`~pytest_kruise_agents.api.e2b.replace_surrogates`); this is the
+    net under any other path by which one could reach an answer (a message
+    quoting input, a value stored by other means).
+    """
+
+    def render(self, content: Any) -> bytes:
+        """UTF-8 JSON of ``content``; strings holding a lone surrogate are rendered repaired."""
+        try:
+            return super().render(content)
+        except UnicodeEncodeError:
+            return super().render(replace_surrogates(content))
 
 
 class ApiError(Exception):
@@ -113,7 +133,7 @@ def error_response(
 ) -> JSONResponse:
     """A JSON error response for ``request``; ``extra`` adds fields to the body."""
     rid = request_id(request.headers if request is not None else None)
-    return JSONResponse(
+    return WireJSONResponse(
         error_body(code, message, rid=rid, **(extra or {})),
         status_code=code,
         headers=dict(headers or {}),

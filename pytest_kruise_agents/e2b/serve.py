@@ -9,6 +9,7 @@ and serves until interrupted.
 from __future__ import annotations
 
 import dataclasses
+import math
 import socket
 import sys
 from collections.abc import Callable
@@ -48,17 +49,21 @@ class ServeOptions:
 def configure(opts: ServeOptions) -> tuple[ClusterConfig, str]:
     """The config with the command line's overrides, and its name for messages.
 
-    Raise :class:`ConfigError` for a bad file, a bad override, or a host the
-    config may not be exposed on (non-loopback without auth or API keys).
+    Raise :class:`ConfigError` for a bad file, a bad override (a port outside
+    0-65535, a speed that is not a finite number > 0), or a host the config
+    may not be exposed on (non-loopback without auth or API keys).
     """
     source = str(opts.config) if opts.config is not None else "<default config>"
     cfg = load_config(opts.config) if opts.config is not None else default_config()
     clock = cfg.clock
     if opts.clock is not None:
         clock = clock.model_copy(update={"mode": opts.clock})
+    if not 0 <= opts.port <= 65535:
+        raise ConfigError("--port", "", f"must be between 0 and 65535, got {opts.port}")
     if opts.speed is not None:
-        if not opts.speed > 0:
-            raise ConfigError("--speed", "", f"must be > 0, got {opts.speed!r}")
+        if not (opts.speed > 0 and math.isfinite(opts.speed)):
+            # inf would have the realtime clock run every timer at once, forever.
+            raise ConfigError("--speed", "", f"must be a finite number > 0, got {opts.speed!r}")
         clock = clock.model_copy(update={"speed": opts.speed})
     update: dict[str, object] = {"clock": clock}
     if opts.seed is not None:

@@ -16,7 +16,13 @@ from typing import Any, Final
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-__all__ = ["KEEP_ALIVE_S", "QuickAckProtocol", "ServerThread", "uvicorn_config"]
+__all__ = [
+    "GRACEFUL_SHUTDOWN_S",
+    "KEEP_ALIVE_S",
+    "QuickAckProtocol",
+    "ServerThread",
+    "uvicorn_config",
+]
 
 KEEP_ALIVE_S: Final = 620.0
 """How long an idle connection stays open: longer than a client keeps one.
@@ -28,6 +34,15 @@ idle connection races the client's next request on it, which then fails
 closed before message completed"): 3 requests in 10 made 5 s after the one
 before on the same connection. The side that keeps connections shorter must
 close them, and that is the client.
+"""
+
+GRACEFUL_SHUTDOWN_S: Final = 2
+"""How long a stopping server waits for requests still open before it cancels them.
+
+Streams stay open as long as their client wants (a background command's
+output, a directory watch): without a bound, uvicorn waits for them forever
+and the server never exits. The lifespan shutdown that follows the
+cancellation stops every sandbox, killing the commands those streams followed.
 """
 
 
@@ -53,12 +68,14 @@ class QuickAckProtocol(H11Protocol):
 def uvicorn_config(app: Any, **config: Any) -> uvicorn.Config:
     """uvicorn's configuration for the servers of this package; ``config`` overrides it.
 
-    Lifespan on, :class:`QuickAckProtocol`, and idle connections kept
-    :data:`KEEP_ALIVE_S`.
+    Lifespan on, :class:`QuickAckProtocol`, idle connections kept
+    :data:`KEEP_ALIVE_S`, and requests still open at shutdown cancelled after
+    :data:`GRACEFUL_SHUTDOWN_S`.
     """
     config.setdefault("lifespan", "on")
     config.setdefault("http", QuickAckProtocol)
     config.setdefault("timeout_keep_alive", KEEP_ALIVE_S)
+    config.setdefault("timeout_graceful_shutdown", GRACEFUL_SHUTDOWN_S)
     return uvicorn.Config(app, **config)
 
 
@@ -91,7 +108,6 @@ class ServerThread:
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind((host, port))
         self.port: int = self._sock.getsockname()[1]
-        config.setdefault("timeout_graceful_shutdown", 2)
         self._config = uvicorn_config(app, log_level=log_level, **config)
         self._server = uvicorn.Server(self._config)
         self._thread: threading.Thread | None = None

@@ -36,6 +36,7 @@ __all__ = [
     "LazyApp",
     "SandboxTrafficRouter",
     "WorkspacesLike",
+    "parse_port",
     "sandbox_target",
 ]
 
@@ -47,7 +48,7 @@ WORKSPACE_KEY: Final = "kruise_workspace"
 NOT_FOUND_MESSAGE: Final = "The sandbox was not found"
 PORT_CLOSED_MESSAGE: Final = "The sandbox is running but port is not open"
 
-HOST_PATTERN: Final = re.compile(r"^(\d+)-([a-zA-Z0-9\-]+)\.")
+HOST_PATTERN: Final = re.compile(r"^([0-9]+)-([a-zA-Z0-9\-]+)\.")
 """``<port>-<sandboxID>.`` at the start of the host, as the sandbox-manager's proxy matches it."""
 
 _ID_HEADER: Final = b"e2b-sandbox-id"
@@ -73,6 +74,18 @@ class WorkspacesLike(Protocol):
     def close(self) -> Awaitable[None]:
         """Stop everything."""
         ...
+
+
+def parse_port(text: str) -> int | None:
+    """The sandbox port ``text`` names (ASCII digits, 1-65535), else ``None``.
+
+    Not ``str.isdigit`` alone: it accepts superscripts and other Unicode
+    digits (a header byte ``0xb2`` is ``²``) that ``int`` refuses.
+    """
+    if not (0 < len(text) <= 5 and text.isascii() and text.isdigit()):
+        return None
+    port = int(text)
+    return port if 0 < port < 65536 else None
 
 
 def sandbox_target(headers: list[tuple[bytes, bytes]]) -> tuple[str, str] | None:
@@ -163,7 +176,8 @@ class SandboxTrafficRouter:
             await self.control(scope, receive, send)
             return
         sid, port_text = target
-        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        port = parse_port(port_text)
+        if port is None:
             await self._refuse(
                 scope,
                 send,
@@ -172,7 +186,6 @@ class SandboxTrafficRouter:
                 sid,
             )
             return
-        port = int(port_text)
         route = await self.state.run("traffic", self.state.backend.route, sid)
         if route is None or route.state != "running":
             await self._refuse(scope, send, 502, NOT_FOUND_MESSAGE, sid)

@@ -1,8 +1,8 @@
 """Per-sandbox workspaces: the directory that plays each fake sandbox's ``/``.
 
 A :class:`Workspaces` owns one host directory; sandbox ``<id>`` lives in
-``<root>/<id>``, with ``home/user`` (the default working directory) and
-``root`` (root's home) inside it. Everything is lazy: :meth:`Workspaces.get`
+``<root>/<id>``, with ``home/user`` (the default working directory),
+``root`` (root's home) and ``tmp`` inside it. Everything is lazy: :meth:`Workspaces.get`
 only builds a small Python object, and nothing is created on disk until a
 path is first resolved or a command first runs, so thousands of idle
 sandboxes cost a few hundred bytes each.
@@ -121,11 +121,16 @@ class SandboxWorkspace:
         return self._ready
 
     def ensure(self) -> None:
-        """Create the workspace directory tree on first use (idempotent)."""
+        """Create the workspace directory tree on first use (idempotent).
+
+        ``/home/user``, ``/root`` and ``/tmp``: what programs expect of any
+        Linux sandbox (``commands.run(cwd="/tmp")``, ``files.write("/tmp/x")``).
+        """
         if self._ready:
             return
         self.home.mkdir(parents=True, exist_ok=True)
         (self.root / "root").mkdir(exist_ok=True)
+        (self.root / "tmp").mkdir(exist_ok=True)
         self._ready = True
 
     def resolve(self, path: str, *, user: str = "user", follow_symlinks: bool = True) -> Path:

@@ -243,6 +243,13 @@ def test_bad_clock_settings_are_refused() -> None:
         SimBackend(clock="realtime", speed=0)
 
 
+@pytest.mark.parametrize("speed", [float("inf"), float("nan"), -1.0])
+def test_a_speed_that_is_not_a_finite_positive_number_is_refused(speed: float) -> None:
+    """At an infinite speed the realtime clock would run every timer at once, for ever."""
+    with pytest.raises(InvalidError, match="speed: must be a finite number > 0"):
+        SimBackend(clock="realtime", speed=speed)
+
+
 def test_realtime_clock_follows_the_wall_clock_and_fires_timeouts() -> None:
     backend = SimBackend.default(seed=1, replicas=3, clock="realtime", speed=50.0)
     try:

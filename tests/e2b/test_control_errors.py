@@ -186,6 +186,23 @@ def test_an_unknown_route_is_404_json(server: Served) -> None:
     assert body["message"] == "no route GET /no/such/route"
 
 
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("DELETE", "/sandboxes/"),
+        ("POST", "/v2/sandboxes/"),
+        ("GET", "/templates/"),
+        ("GET", "/kruise/api/v2/sandboxes/"),
+    ],
+)
+def test_a_trailing_slash_is_an_unknown_route_not_a_redirect(
+    server: Served, method: str, path: str
+) -> None:
+    """``/sandboxes/`` is no route: a JSON 404, not an empty 307 (the SDK follows no redirect)."""
+    body = assert_error(server.request(method, path), 404)
+    assert body["message"] == f"no route {method} {path}"
+
+
 def test_a_wrong_method_is_405_json(server: Served) -> None:
     body = assert_error(server.request("PUT", "/v2/sandboxes"), 405)
     assert "PUT" in body["message"]

@@ -165,3 +165,48 @@ def test_a_key_lists_only_its_own_sandboxes(server: Served) -> None:
     for key in (BOB, CAROL, ADMIN):
         assert Sandbox.list(**server.sdk(key)).next_items() == []
     assert len(Sandbox.list(**server.sdk()).next_items()) == 2
+
+
+# --------------------------------------------------------------------------- the list right after a write
+
+
+def test_a_killed_sandbox_leaves_the_list_at_once(server: Served) -> None:
+    """On the virtual clock a kill is answered once the manager's cache has seen it.
+
+    Before, the list (read from that cache) kept showing the sandbox as running,
+    while ``get_info`` answered 404, until something moved the clock.
+    """
+    kept = Sandbox.create(template="base", **server.sdk())
+    killed = Sandbox.create(template="base", **server.sdk())
+
+    killed.kill()
+
+    listed = Sandbox.list(**server.sdk()).next_items()
+    assert [(s.sandbox_id, s.state) for s in listed] == [(kept.sandbox_id, SandboxState.RUNNING)]
+
+
+def test_a_new_timeout_shows_in_the_list_at_once(server: Served) -> None:
+    """The list shows the sandbox with its new end at once (before, it left the list)."""
+    other = Sandbox.create(template="base", **server.sdk())
+    sbx = Sandbox.create(template="base", **server.sdk())
+
+    sbx.set_timeout(3000)
+
+    listed = {s.sandbox_id: s.end_at for s in Sandbox.list(**server.sdk()).next_items()}
+    assert listed == {
+        other.sandbox_id: other.get_info().end_at,
+        sbx.sandbox_id: sbx.get_info().end_at,
+    }
+    assert listed[sbx.sandbox_id] > listed[other.sandbox_id]
+
+
+def test_a_resumed_sandbox_is_listed_running_at_once(server: Served) -> None:
+    """The deprecated ``/resume`` waits for the cache like connect does."""
+    sbx = Sandbox.create(template="base", **server.sdk())
+    sbx.pause()
+
+    r = server.request("POST", f"/sandboxes/{sbx.sandbox_id}/resume", json={"timeout": 600})
+
+    assert r.status_code == 204, r.text
+    listed = Sandbox.list(**server.sdk()).next_items()
+    assert [(s.sandbox_id, s.state) for s in listed] == [(sbx.sandbox_id, SandboxState.RUNNING)]

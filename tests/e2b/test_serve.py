@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +22,7 @@ from pytest_kruise_agents.e2b.config import ConfigError
 from pytest_kruise_agents.e2b.serve import ServeOptions, base_url, client_exports, configure
 from pytest_kruise_agents.e2b.settings import ApiKey, Settings
 
-from .conftest import pool_yaml
+from .conftest import eventually, pool_yaml
 
 USER_KEY = "e2b_serve_user_000000000000000000000000000001"
 ADMIN_KEY = "e2b_serve_admin_00000000000000000000000000002"
@@ -46,10 +48,9 @@ def config(tmp_path: Path) -> Path:
     )
 
 
-@pytest.fixture
-def served(config: Path) -> Iterator[dict[str, str]]:
-    """``kruise-agents serve --port 0`` as a child process; yields the variables it printed."""
-    command = [
+def serve_command(config: Path, *options: str) -> list[str]:
+    """``kruise-agents serve --port 0`` of ``config`` (plus ``options``) as a command line."""
+    return [
         sys.executable,
         "-c",
         "from pytest_kruise_agents.cli import main; main()",
@@ -60,22 +61,32 @@ def served(config: Path) -> Iterator[dict[str, str]]:
         "0",
         "--log-level",
         "warning",
+        *options,
     ]
+
+
+def read_exports(proc: subprocess.Popen[str]) -> dict[str, str]:
+    """The variables a starting ``serve`` prints, read until it serves."""
+    assert proc.stdout is not None and proc.stderr is not None
+    exports: dict[str, str] = {}
+    for line in proc.stdout:
+        if line.startswith("export "):
+            name, _, value = line.removeprefix("export ").strip().partition("=")
+            exports[name] = value
+        if line.startswith("# fake sandboxes run code on this host"):
+            return exports
+    pytest.fail(f"serve exited early ({proc.wait()}): {proc.stderr.read()}")
+
+
+@pytest.fixture
+def served(config: Path) -> Iterator[dict[str, str]]:
+    """``kruise-agents serve --port 0`` as a child process; yields the variables it printed."""
     with subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        serve_command(config), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     ) as proc:
-        assert proc.stdout is not None and proc.stderr is not None
-        exports: dict[str, str] = {}
+        assert proc.stderr is not None
         try:
-            for line in proc.stdout:
-                if line.startswith("export "):
-                    name, _, value = line.removeprefix("export ").strip().partition("=")
-                    exports[name] = value
-                if line.startswith("# fake sandboxes run code on this host"):
-                    break
-            else:
-                pytest.fail(f"serve exited early ({proc.wait()}): {proc.stderr.read()}")
-            yield exports
+            yield read_exports(proc)
         finally:
             proc.send_signal(signal.SIGINT)
             try:
@@ -167,8 +178,27 @@ def test_command_line_overrides_win_over_the_config(tmp_path: Path) -> None:
 
     assert (cfg.seed, cfg.clock.mode, cfg.clock.speed) == (99, "realtime", 10.0)
     assert source == str(path)
-    with pytest.raises(ConfigError, match="must be > 0"):
+    with pytest.raises(ConfigError, match="must be a finite number > 0"):
         configure(ServeOptions(speed=0.0))
+
+
+@pytest.mark.parametrize("speed", ["inf", "nan", "-1", "0"])
+def test_serve_refuses_a_speed_that_is_not_a_finite_positive_number(speed: str) -> None:
+    """``--speed inf`` would have the realtime clock fire every timer at once: exit 2, named."""
+    code, output = invoke("--clock", "realtime", "--speed", speed, "--port", "0")
+
+    assert code == 2
+    assert "error: --speed: must be a finite number > 0" in output
+
+
+@pytest.mark.parametrize("port", ["70000", "65536", "-1"])
+def test_serve_refuses_a_port_out_of_range(port: str) -> None:
+    """A port outside 0-65535 is a bad option (exit 2 and one line), not a traceback."""
+    code, output = invoke("--port", port)
+
+    assert code == 2
+    assert f"error: --port: must be between 0 and 65535, got {port}" in output
+    assert "Traceback" not in output
 
 
 def test_a_public_host_with_keys_is_allowed() -> None:
@@ -197,3 +227,60 @@ def test_client_exports_and_urls() -> None:
     assert "k2" in lines[4] and "team t2" in lines[4]
     assert base_url("0.0.0.0", 80) == "http://127.0.0.1:80"
     assert base_url("::1", 81) == "http://[::1]:81"
+
+
+def processes_with(argument: str) -> list[int]:
+    """Pids of the live (not zombie) processes with ``argument`` on their command line."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if argument.encode() in cmdline and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def test_sigterm_ends_serve_while_a_stream_is_open_and_kills_the_sandboxes_commands(
+    config: Path,
+) -> None:
+    """SIGTERM stops ``serve`` within seconds even while a client follows a background
+    command's output (an open stream), and the command dies with the server."""
+    marker = str(10**9 + time.time_ns() % 10**9)  # a sleep no other process runs
+    with subprocess.Popen(
+        serve_command(config, "--clock", "virtual"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        assert proc.stderr is not None
+        try:
+            env = read_exports(proc)
+            url = env["E2B_API_URL"]
+            sbx = Sandbox.create(template="base", api_key=USER_KEY, api_url=url, sandbox_url=url)
+            # Held: while the handle lives, its output stream stays open.
+            handle = sbx.commands.run(f"sleep {marker}", background=True)
+            eventually(lambda: bool(processes_with(marker)), "the command runs")
+
+            started = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(timeout=20)
+            took = time.monotonic() - started
+            del handle  # only now: its stream stayed open until the server was gone
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+                for pid in processes_with(marker):  # the server could not
+                    os.kill(pid, signal.SIGKILL)
+        errors = proc.stderr.read()
+
+    # uvicorn waits 2 s for open requests, stops the sandboxes, then dies of the signal.
+    assert code == -signal.SIGTERM, errors
+    assert took < 10
+    assert "Traceback" not in errors
+    eventually(lambda: not processes_with(marker), "the command is killed", within=5)

@@ -68,6 +68,16 @@ def test_first_resolve_creates_the_home_directories(ws: SandboxWorkspace) -> Non
     assert ws.materialized
 
 
+def test_first_use_creates_tmp_as_any_linux_sandbox_has(ws: SandboxWorkspace) -> None:
+    """``/tmp`` exists from the first use on, with the homes; never before."""
+    assert not (ws.root / "tmp").exists()
+
+    ws.ensure()
+
+    assert (ws.root / "tmp").is_dir()
+    assert ws.resolve("/tmp") == ws.root / "tmp"
+
+
 @pytest.mark.parametrize("bad", ["", "..", ".hidden", "a/b", "x" * 256, "sp ace"])
 def test_a_sandbox_id_that_is_not_a_safe_directory_name_is_refused(
     workspaces: Workspaces, bad: str

@@ -23,11 +23,13 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from connectrpc.codec import proto_binary_codec, proto_json_codec
+from connectrpc.errors import ConnectError
 from e2b.envd.filesystem.filesystem_connect import FilesystemASGIApplication
 from e2b.envd.process.process_connect import ProcessASGIApplication
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from pytest_kruise_agents.api.e2b import replace_surrogates
 from pytest_kruise_agents.e2b.drain import DrainBeforeErrorMiddleware
 from pytest_kruise_agents.e2b.envd import context
 from pytest_kruise_agents.e2b.envd.auth import AuthError, check_token, user_from_basic
@@ -147,7 +149,9 @@ class EnvdApp:
             if len(body) > _MAX_INIT_BYTES:
                 return http_error(413, f"/init body exceeds {_MAX_INIT_BYTES} bytes")
         try:
-            data = json.loads(body or b"{}")
+            # Lone surrogates ("\ud800") read as U+FFFD, as envd's Go decoder reads them:
+            # kept, they would make every command's environment unencodable.
+            data = replace_surrogates(json.loads(body or b"{}"))
         except ValueError as exc:
             return http_error(400, f"/init body is not JSON: {exc}")
         if not isinstance(data, dict):
@@ -232,6 +236,15 @@ class EnvdApp:
         with context.bound(state):
             try:
                 await app(scope, watch_receive, track_send)
+            except ConnectError as exc:
+                # connectrpc turns the cancellation of a stream's task (a stopping
+                # server cancels the requests still open) into CANCELED, after
+                # ending the stream with it: expected, not a failure to log.
+                _log.debug("envd RPC %s ended: %s", scope["path"], exc)
+                if not started:
+                    await _send_response(
+                        _connect_error(499, "canceled", "request cancelled"), scope, receive, send
+                    )
             except Exception:
                 # connectrpc already answered (it re-raises non-Connect errors
                 # for the server to log); never let one request take us down.

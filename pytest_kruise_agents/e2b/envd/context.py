@@ -7,10 +7,11 @@ contextvar around each call so they know their sandbox.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, TypeVar
 
 from connectrpc.code import Code
 from connectrpc.errors import ConnectError
@@ -18,7 +19,16 @@ from connectrpc.request import RequestContext
 
 from pytest_kruise_agents.e2b.workspace import SandboxWorkspace
 
-__all__ = ["KEEPALIVE_HEADER", "RequestState", "bound", "current", "keepalive_interval"]
+__all__ = [
+    "KEEPALIVE_HEADER",
+    "RequestState",
+    "bound",
+    "current",
+    "keepalive_interval",
+    "until_deadline",
+]
+
+T = TypeVar("T")
 
 KEEPALIVE_HEADER = "keepalive-ping-interval"
 """Sent by the SDK on streams: seconds between the keepalive events it expects."""
@@ -88,3 +98,38 @@ def keepalive_interval(ctx: RequestContext[Any, Any]) -> float | None:
     except ValueError:
         return None
     return max(seconds, 0.1) if seconds > 0 else None
+
+
+async def until_deadline(
+    stream: AsyncGenerator[T, None], ctx: RequestContext[Any, Any], what: str
+) -> AsyncIterator[T]:
+    """``stream``'s items until the request's ``Connect-Timeout-Ms`` runs out, then ``deadline_exceeded``.
+
+    connect-go ends a stream whose handler's context expires so; the async
+    SDK relies on it to bound ``commands.connect(timeout=)`` and
+    ``files.watch_dir(timeout=)``. ``stream`` is closed either way (its
+    cleanup runs); without the header it is passed on as it is.
+    """
+    remaining_ms = ctx.timeout_ms
+    try:
+        if remaining_ms is None:
+            async for item in stream:
+                yield item
+            return
+        when = asyncio.get_running_loop().time() + max(remaining_ms, 0.0) / 1000.0
+        while True:
+            limit = asyncio.timeout_at(when)
+            try:
+                async with limit:
+                    item = await anext(stream)
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                if not limit.expired():
+                    raise  # the stream's own error, not the deadline
+                raise ConnectError(
+                    Code.DEADLINE_EXCEEDED, f"{what}: the request's deadline was exceeded"
+                ) from None
+            yield item
+    finally:
+        await stream.aclose()

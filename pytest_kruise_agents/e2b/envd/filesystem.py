@@ -12,7 +12,7 @@ import asyncio
 import os
 import shutil
 import stat
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
 from typing import Literal
 
@@ -189,7 +189,20 @@ class FilesystemService(Filesystem):
     async def watch_dir(
         self, request: WatchDirRequest, ctx: RequestContext[WatchDirRequest, WatchDirResponse], /
     ) -> AsyncIterator[WatchDirResponse]:
-        """``start``, then change events under a directory until the client leaves."""
+        """``start``, then change events under a directory until the client leaves.
+
+        At the request's deadline (``Connect-Timeout-Ms``) the stream ends
+        with ``deadline_exceeded``.
+        """
+        events = self._watch(request, ctx)
+        async for response in context.until_deadline(events, ctx, "Filesystem.WatchDir"):
+            yield response
+
+    @staticmethod
+    async def _watch(
+        request: WatchDirRequest, ctx: RequestContext[WatchDirRequest, WatchDirResponse]
+    ) -> AsyncGenerator[WatchDirResponse, None]:
+        """The ``WatchDir`` stream itself, without a deadline."""
         state = context.current()
         ws, directory = _resolve(request.path)
         _directory(ws, directory, request.path)

@@ -130,13 +130,16 @@ class ProcessService(Process):
     async def connect(
         self, request: ConnectRequest, ctx: RequestContext[ConnectRequest, ConnectResponse], /
     ) -> AsyncIterator[ConnectResponse]:
-        """Attach to a running process: ``start``, then its events from now on."""
+        """Attach to a running process: ``start``, then its events from now on.
+
+        The stream ends with ``deadline_exceeded`` at the request's deadline
+        (``Connect-Timeout-Ms``); the process runs on.
+        """
         state = context.current()
         managed = _table().find(request.process)
         queue = managed.subscribe()
-        async for event in stream_events(
-            managed, queue, state, keepalive_s=context.keepalive_interval(ctx)
-        ):
+        events = stream_events(managed, queue, state, keepalive_s=context.keepalive_interval(ctx))
+        async for event in context.until_deadline(events, ctx, "Process.Connect"):
             yield ConnectResponse(event=event)
 
     @guard_unary

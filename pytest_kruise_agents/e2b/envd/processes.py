@@ -26,7 +26,7 @@ import signal
 import struct
 import termios
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -516,7 +516,7 @@ async def stream_events(
     state: RequestState,
     *,
     keepalive_s: float | None,
-) -> AsyncIterator[Event]:
+) -> AsyncGenerator[Event, None]:
     """``start{pid}``, then the process's events until ``end`` or the client leaves.
 
     ``keepalive`` events go out after ``keepalive_s`` of silence (the SDK's

@@ -92,6 +92,8 @@ class InterpreterApp:
             },
             lifespan=self._lifespan,
         )
+        # A trailing slash is an unknown route (JSON 404), not an empty 307 redirect.
+        self._app.router.redirect_slashes = False
         if isinstance(workspaces, StopHookRegistry):
             workspaces.add_stop_hook(self.shutdown_sandbox)
 

@@ -1,6 +1,7 @@
 """Request bodies of the code interpreter, checked field by field.
 
 Bad input answers one 400 naming the field and the reason; nothing changes.
+Lone UTF-16 surrogates in strings (``"\\ud800"``) are read as U+FFFD.
 The SDK sends ``null`` for unset fields of ``/execute`` (``context_id``,
 ``language``, ``env_vars``), so ``null`` means "not given" everywhere.
 """
@@ -12,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pytest_kruise_agents.api.e2b import replace_surrogates
 from pytest_kruise_agents.e2b.interpreter.errors import InterpreterError
 
 __all__ = ["ContextRequest", "ExecuteRequest", "parse_context_request", "parse_execute_request"]
@@ -39,7 +41,10 @@ def _json_object(body: bytes, *, empty_ok: bool) -> dict[str, Any]:
     if empty_ok and not body.strip():
         return {}
     try:
-        data = json.loads(body)
+        # Lone surrogates ("\ud800") read as U+FFFD: no kernel, environment or
+        # answer can carry them (the interpreter is a Python server, but its strings
+        # go on to UTF-8 only channels).
+        data = replace_surrogates(json.loads(body))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InterpreterError(400, f"body: malformed JSON: {exc}") from exc
     if not isinstance(data, dict):

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
-from e2b import CommandExitException
+from e2b import CommandExitException, TimeoutException
 from e2b.sandbox.filesystem.watch_handle import FilesystemEvent
 
 from tests.e2b.envd.conftest import Envd
@@ -46,3 +47,40 @@ async def test_watch_dir_streams_events_until_stopped(envd: Envd) -> None:
     assert ("first.txt", "create") in names
     assert ("sub", "create") in names
     assert ("sub/deep.txt", "create") in names
+
+
+@pytest.mark.asyncio
+async def test_connect_ends_at_its_timeout_and_the_command_runs_on(envd: Envd) -> None:
+    """``commands.connect(pid, timeout=)`` sends ``Connect-Timeout-Ms``; envd ends the stream with
+    ``deadline_exceeded`` then (the SDK's ``TimeoutException``), and the command keeps running."""
+    sbx = envd.async_sandbox()
+    started = await sbx.commands.run("sleep 30", background=True)
+    attached = await sbx.commands.connect(started.pid, timeout=0.5)
+    begin = time.monotonic()
+
+    with pytest.raises(TimeoutException):
+        await attached.wait()
+
+    assert time.monotonic() - begin < 5
+    assert [p.pid for p in await sbx.commands.list()] == [started.pid]
+    assert await sbx.commands.kill(started.pid)
+
+
+@pytest.mark.asyncio
+async def test_watch_dir_ends_at_its_timeout(envd: Envd) -> None:
+    """``files.watch_dir(timeout=)`` ends with ``deadline_exceeded``, reported to ``on_exit``."""
+    sbx = envd.async_sandbox()
+    await sbx.files.make_dir("/home/user/quiet")
+    ended: asyncio.Future[Exception | None] = asyncio.get_running_loop().create_future()
+    begin = time.monotonic()
+
+    await sbx.files.watch_dir(
+        "/home/user/quiet",
+        lambda _event: None,
+        timeout=0.5,
+        on_exit=lambda error: ended.set_result(error),
+    )
+
+    error = await asyncio.wait_for(ended, 5)
+    assert isinstance(error, TimeoutException)
+    assert time.monotonic() - begin < 5

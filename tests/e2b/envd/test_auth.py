@@ -135,6 +135,20 @@ def test_init_stores_env_vars_and_a_token(envd: Envd) -> None:
     assert sbx.commands.run("echo $INIT").stdout == "yes\n"
 
 
+def test_init_reads_a_lone_surrogate_as_u_fffd(envd: Envd) -> None:
+    """``"\\ud800"`` (valid JSON) is stored as U+FFFD, as envd's Go decoder reads it: kept as
+    is, no command could start (its environment cannot be encoded)."""
+    with envd.http("sbx-odd") as http:
+        r = http.post(
+            "/init",
+            content=b'{"envVars": {"ODD": "a\\ud800", "\\udc00K": "v"}}',
+            headers={"Content-Type": "application/json"},
+        )
+    assert r.status_code == 204
+    assert envd.workspace("sbx-odd").env_vars == {"ODD": "a\ufffd", "\ufffdK": "v"}
+    assert envd.sandbox("sbx-odd").commands.run('printf %s "$ODD"').stdout == "a\ufffd"
+
+
 def test_init_cannot_take_over_a_sandbox_that_has_a_token(guarded: Envd) -> None:
     with guarded.http("sbx-tok") as http:
         stranger = http.post("/init", json={"accessToken": "mine-now"})

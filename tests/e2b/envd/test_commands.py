@@ -77,6 +77,18 @@ def test_cwd_is_a_mapped_sandbox_path(envd: Envd) -> None:
     assert sbx.commands.run("pwd", cwd="project").stdout.endswith("/home/user/project\n")
 
 
+def test_a_fresh_sandbox_has_tmp(envd: Envd) -> None:
+    """A command may run in ``/tmp`` of a sandbox nothing was done in yet, as in a real one."""
+    sbx = envd.sandbox("sbx-fresh-tmp")
+
+    assert (
+        sbx.commands.run("pwd", cwd="/tmp").stdout
+        == f"{envd.workspace('sbx-fresh-tmp').root}/tmp\n"
+    )
+    sbx.files.write("/tmp/note.txt", "x")
+    assert sbx.files.read("/tmp/note.txt") == "x"
+
+
 @pytest.mark.parametrize("cwd", ["/home/user/missing", "../../../.."])
 def test_a_missing_or_escaping_cwd_is_refused(envd: Envd, cwd: str) -> None:
     with pytest.raises(InvalidArgumentException):

@@ -76,6 +76,8 @@ def test_an_oversized_body_is_a_413(interpreter: Interpreter) -> None:
         ("GET", "/execute", 405),
         ("PUT", "/contexts", 405),
         ("GET", "/contexts/some-id/restart", 405),
+        ("POST", "/execute/", 404),  # a trailing slash is no route, not a redirect
+        ("GET", "/contexts/", 404),
     ],
 )
 def test_unknown_routes_and_methods_answer_json(

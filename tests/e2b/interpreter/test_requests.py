@@ -25,6 +25,15 @@ def test_env_vars_are_kept() -> None:
     assert parse_execute_request(body).env_vars == {"A": "1", "B": ""}
 
 
+def test_lone_surrogates_are_read_as_u_fffd() -> None:
+    """``"\\ud800"`` is valid JSON but no kernel can take it: every string gets U+FFFD instead."""
+    body = b'{"code": "print(\\"\\ud800\\")", "env_vars": {"A": "\\udc00"}}'
+    assert parse_execute_request(body) == ExecuteRequest(
+        'print("\ufffd")', None, None, {"A": "\ufffd"}
+    )
+    assert parse_context_request(b'{"cwd": "/tmp/\\ud800"}') == ContextRequest(None, "/tmp/\ufffd")
+
+
 def test_context_and_language_are_exclusive() -> None:
     with pytest.raises(InterpreterError) as caught:
         parse_execute_request(b'{"code": "1", "context_id": "c", "language": "python"}')
