@@ -209,6 +209,17 @@ def test_a_bad_advance_is_400(server: Served, seconds: object) -> None:
     assert r.json()["field"] == "seconds"
 
 
+def test_an_advance_past_the_year_9999_is_400_and_the_server_goes_on(server: Served) -> None:
+    """Refused before the clock moves: every later request still answers."""
+    before = server.admin("GET", "/clock").json()
+    r = server.admin("POST", "/clock/advance", json={"seconds": 3e11})
+
+    assert r.status_code == 400
+    assert r.json()["field"] == "seconds" and "9999" in r.json()["message"]
+    assert server.admin("GET", "/clock").json() == before
+    assert server.request("GET", "/v2/sandboxes").status_code == 200
+
+
 def test_advancing_a_realtime_clock_is_409(tmp_path: Path) -> None:
     backend = SimBackend.default(seed=2, replicas=1, clock="realtime")
     thread, served = serve(tmp_path, backend=backend)
