@@ -7,7 +7,8 @@ limit is refused without reading.
 
 The Go server decodes a body as JSON whatever its ``Content-Type`` says
 (``curl -d`` sends ``application/x-www-form-urlencoded``), so a non-empty body
-is presented to the app as ``application/json``.
+is presented to the app as ``application/json``; and it reads bytes that are
+not UTF-8 as U+FFFD, so such a body is presented repaired.
 """
 
 from __future__ import annotations
@@ -69,6 +70,13 @@ class BodyLimitMiddleware:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
+        if body and not body.isascii():
+            try:
+                body.decode("utf-8")
+            except UnicodeDecodeError:
+                # Go's encoding/json reads invalid UTF-8 as U+FFFD; the JSON
+                # parser here would refuse the whole body without naming a field.
+                body = body.decode("utf-8", errors="replace").encode("utf-8")
         if body and content_type != b"application/json":  # what the SDKs send: left as is
             scope = dict(scope)
             scope["headers"] = [

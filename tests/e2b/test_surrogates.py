@@ -102,3 +102,12 @@ def test_an_answer_holding_a_lone_surrogate_is_still_json() -> None:
     answer = WireJSONResponse({"message": "bad \ud800 key", "items": [{"\udc80": "v"}]})
 
     assert answer.body.decode("utf-8") == ('{"message":"bad \ufffd key","items":[{"\ufffd":"v"}]}')
+
+
+def test_bytes_that_are_not_utf8_are_read_as_u_fffd(server: Served) -> None:
+    """A body with an invalid byte is not refused whole: the byte reads as U+FFFD, as in Go."""
+    r = create(server, b'{"templateID": "base", "metadata": {"k": "a\xffb"}}')
+
+    assert r.status_code == 201, r.text
+    assert r.json()["metadata"]["k"] == "a\ufffdb"
+    assert server.request("GET", "/v2/sandboxes").status_code == 200
