@@ -50,7 +50,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pytest_kruise_agents.api import keys
 from pytest_kruise_agents.api.meta import Condition, find_condition, set_condition
 from pytest_kruise_agents.api.pod import Pod, container_resources, first_container_cpu
-from pytest_kruise_agents.api.quantity import cpu_millis, memory_bytes
+from pytest_kruise_agents.api.quantity import (
+    cpu_millis,
+    memory_bytes,
+    positive_cpu,
+    positive_memory,
+)
 from simulator.apiserver import ApiError, Client
 from simulator.faults import Fault
 from simulator.world import World
@@ -114,16 +119,12 @@ class NodeSpec(BaseModel):
     @field_validator("cpu")
     @classmethod
     def _check_cpu(cls, value: str) -> str:
-        if cpu_millis(value) <= 0:
-            raise ValueError(f"must be a positive CPU quantity, got {value!r}")
-        return value
+        return positive_cpu(value)
 
     @field_validator("memory")
     @classmethod
     def _check_memory(cls, value: str) -> str:
-        if memory_bytes(value) <= 0:
-            raise ValueError(f"must be a positive memory quantity, got {value!r}")
-        return value
+        return positive_memory(value)
 
 
 def _key(pod: Any) -> ObjKey:

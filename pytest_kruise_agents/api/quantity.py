@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from decimal import Decimal, InvalidOperation
 
-__all__ = ["cpu_millis", "memory_bytes", "parse_quantity"]
+__all__ = ["cpu_millis", "memory_bytes", "parse_quantity", "positive_cpu", "positive_memory"]
 
 _SUFFIX = {
     "": Decimal(1),
@@ -55,3 +55,17 @@ def cpu_millis(value: str | int | float) -> int:
 def memory_bytes(value: str | int | float) -> int:
     """Memory quantity in bytes (rounded up)."""
     return int(parse_quantity(value).to_integral_value(rounding="ROUND_CEILING"))
+
+
+def positive_cpu(value: str) -> str:
+    """``value`` if it is a CPU quantity above zero; else :class:`ValueError` saying why."""
+    if cpu_millis(value) <= 0:
+        raise ValueError(f"must be a positive CPU quantity, got {value!r}")
+    return value
+
+
+def positive_memory(value: str) -> str:
+    """``value`` if it is a memory quantity above zero; else :class:`ValueError` saying why."""
+    if memory_bytes(value) <= 0:
+        raise ValueError(f"must be a positive memory quantity, got {value!r}")
+    return value

@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.api.manifest import KubeObject, load_manifests
-from pytest_kruise_agents.api.quantity import cpu_millis, memory_bytes
+from pytest_kruise_agents.api.quantity import positive_cpu, positive_memory
 from pytest_kruise_agents.backends.sim import SimBackend, default_pools_yaml
 from pytest_kruise_agents.e2b.settings import ApiKey, Settings, generate_key
 from simulator.cluster import Cluster
@@ -99,16 +99,13 @@ class NodeConfig(_Strict):
     @classmethod
     def _cpu(cls, value: str | int) -> str | int:
         # The simulator's own rule (NodeSpec), reported on this field.
-        if cpu_millis(str(value)) <= 0:
-            raise ValueError(f"must be a positive CPU quantity, got {str(value)!r}")
+        positive_cpu(str(value))
         return value
 
     @field_validator("memory")
     @classmethod
     def _memory(cls, value: str) -> str:
-        if memory_bytes(value) <= 0:
-            raise ValueError(f"must be a positive memory quantity, got {value!r}")
-        return value
+        return positive_memory(value)
 
     def spec(self) -> NodeSpec:
         """The simulator's node spec."""

@@ -39,7 +39,7 @@ from pydantic import (
 
 from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.api.manifest import load_manifest
-from pytest_kruise_agents.api.quantity import cpu_millis, memory_bytes
+from pytest_kruise_agents.api.quantity import cpu_millis, positive_cpu, positive_memory
 from pytest_kruise_agents.api.sandboxset import SandboxSet
 from pytest_kruise_agents.claiming.extensions import is_image_reference
 from simulator.cluster import DEFAULT_USER, default_nodes
@@ -186,9 +186,7 @@ spec:
 
 
 def _positive_cpu(value: str | None) -> str | None:
-    if value is not None and cpu_millis(value) <= 0:
-        raise ValueError(f"must be a positive quantity, got {value!r}")
-    return value
+    return None if value is None else positive_cpu(value)
 
 
 class PoolSpec(_Model):
@@ -220,9 +218,7 @@ class PoolSpec(_Model):
     @field_validator("memory")
     @classmethod
     def _memory(cls, value: str) -> str:
-        if memory_bytes(value) <= 0:
-            raise ValueError(f"must be a positive quantity, got {value!r}")
-        return value
+        return positive_memory(value)
 
     @model_validator(mode="after")
     def _complete(self) -> PoolSpec:

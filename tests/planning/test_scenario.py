@@ -81,7 +81,7 @@ def test_error_names_file_line_path_and_reason(tmp_path: Path) -> None:
             "hold: exp(10s)",
             "hold: exp(10s)\n    claim: {cpu_request: '-1'}",
             "workloads[0].claim.cpu_request",
-            "must be a positive quantity",
+            "must be a positive CPU quantity",
         ),
         ("duration: 40s", "duration: 40 parsecs", "duration", "invalid duration"),
         ("{nodes: 2}", "{nodes: many}", "cluster.nodes", "must be an integer or a list"),

@@ -1,0 +1,37 @@
+"""Kubernetes quantities: parsing, CPU millicores, memory bytes, and the positive checks."""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_kruise_agents.api.quantity import (
+    cpu_millis,
+    memory_bytes,
+    positive_cpu,
+    positive_memory,
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "millis"), [("500m", 500), ("2", 2000), ("0.1", 100), ("1e-3", 1)]
+)
+def test_cpu_quantities_in_millicores(text: str, millis: int) -> None:
+    """Suffix ``m``, plain numbers, fractions and exponents; rounded up as Kubernetes does."""
+    assert cpu_millis(text) == millis
+
+
+@pytest.mark.parametrize(("text", "size"), [("512Mi", 512 * 2**20), ("1G", 10**9), ("1k", 1000)])
+def test_memory_quantities_in_bytes(text: str, size: int) -> None:
+    """Binary (``Mi``) and decimal (``G``, ``k``) suffixes."""
+    assert memory_bytes(text) == size
+
+
+def test_the_positive_checks_name_the_resource_and_the_value() -> None:
+    """Zero, negative or malformed: ValueError; a positive quantity is returned as given."""
+    assert positive_cpu("250m") == "250m" and positive_memory("1Gi") == "1Gi"
+    with pytest.raises(ValueError, match=r"must be a positive CPU quantity, got '0'"):
+        positive_cpu("0")
+    with pytest.raises(ValueError, match=r"must be a positive memory quantity, got '-1Gi'"):
+        positive_memory("-1Gi")
+    with pytest.raises(ValueError, match=r"invalid quantity 'lots'"):
+        positive_cpu("lots")
