@@ -592,6 +592,8 @@ class SandboxManager:
         409 when the sandbox is not pausable (not running and ready, or
         already paused: the first writer wins). ``retention`` (the request
         header) overrides the persisted paused retention (default forever).
+        Interrupting the process (the client went away) stops the wait with
+        :class:`ClaimCanceledError`; a pause already written goes on.
         """
         ctx = self.ctx
         api = self.world.api
@@ -624,10 +626,15 @@ class SandboxManager:
             shutdown, pause = pause_times(cur, ctx.now_dt(), ret)
             return _with_times(cur, shutdown, pause, paused=True)
 
-        stored: Sandbox = yield from self._retry_update(sid, fresh, mutate, user=user)
-        ctx.record("manager.pause", sandbox_key(stored))
-
-        yield from self._wait_paused(sid, stored)
+        try:
+            stored: Sandbox = yield from self._retry_update(sid, fresh, mutate, user=user)
+            ctx.record("manager.pause", sandbox_key(stored))
+            yield from self._wait_paused(sid, stored)
+        except simpy.Interrupt:
+            # The request's context was cancelled (its client went away): the
+            # wait stops; a pause already written goes on without it.
+            ctx.record("manager.canceled", f"pause {sid}")
+            raise ClaimCanceledError() from None
         return None
 
     def _wait_paused(self, sid: str, sbx: Sandbox) -> Op:
@@ -656,7 +663,8 @@ class SandboxManager:
         pause still stopping the pod is awaited first, ≤ 60 s) and
         awaited until running and ready (≤ 10 min); then the timeout is
         extended, never shortened. Resume conflicts answer 400, other
-        failures 500, unknown sandboxes 404.
+        failures 500, unknown sandboxes 404. Interrupting the process stops
+        the wait with :class:`ClaimCanceledError`; a resume already written goes on.
         """
         ctx = self.ctx
         sbx = self._owned(namespace, user, sid)
@@ -729,6 +737,10 @@ class SandboxManager:
             if err.code not in (400, 404):
                 err.code = 500
             raise
+        except simpy.Interrupt:
+            # Cancelled as a pause is: a resume already written goes on.
+            ctx.record("manager.canceled", f"connect {sid}")
+            raise ClaimCanceledError() from None
         return sbx, resumed
 
     def resume(self, namespace: str, user: str, sid: str, timeout_s: int) -> Op:

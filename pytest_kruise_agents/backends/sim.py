@@ -601,20 +601,22 @@ class SimBackend:
         )
 
     def pause(self, caller: Caller, sandbox_id: str, retention: timedelta | None = None) -> None:
-        """``POST /sandboxes/{id}/pause`` (waits until paused)."""
+        """``POST /sandboxes/{id}/pause`` (waits until paused; a cancel stops the wait)."""
         self._op(
             self.cluster.manager.pause(caller.namespace, caller.user, sandbox_id, retention),
             _discard,
+            cancellable=True,
         )
 
     def connect(
         self, caller: Caller, sandbox_id: str, timeout: int | None
     ) -> tuple[SandboxView, bool]:
-        """``POST /sandboxes/{id}/connect``: ``(sandbox, resumed)``."""
+        """``POST /sandboxes/{id}/connect``: ``(sandbox, resumed)``; a cancel stops the wait."""
         seconds = int(self.cluster.profile.default_timeout_s) if timeout is None else timeout
         return self._op(
             self.cluster.manager.connect(caller.namespace, caller.user, sandbox_id, seconds),
             self._connected,
+            cancellable=True,
         )
 
     def _connected(self, answer: tuple[Sandbox, bool]) -> tuple[SandboxView, bool]:
@@ -627,6 +629,7 @@ class SimBackend:
         self._op(
             self.cluster.manager.resume(caller.namespace, caller.user, sandbox_id, seconds),
             partial(_then, self._await_cached, sandbox_id),
+            cancellable=True,
         )
 
     def list_sandboxes(

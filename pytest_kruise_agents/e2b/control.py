@@ -450,7 +450,7 @@ async def pause_sandbox(
         if retention is not None and retention.strip()
         else None
     )
-    await st.run("control", st.backend.pause, caller, sandbox_id, kept)
+    await st.run_for(request, "control", st.backend.pause, caller, sandbox_id, kept)
     return Response(status_code=204)
 
 
@@ -458,7 +458,9 @@ async def _connect(
     request: Request, caller: Caller, sandbox_id: str, timeout: int | None
 ) -> WireJSONResponse:
     st = state_of(request)
-    view, resumed = await st.run("control", st.backend.connect, caller, sandbox_id, timeout)
+    view, resumed = await st.run_for(
+        request, "control", st.backend.connect, caller, sandbox_id, timeout
+    )
     domain = response_domain(request, st.settings)
     return WireJSONResponse(
         _sandbox(view, domain, st.settings), status_code=201 if resumed else 200
@@ -527,7 +529,9 @@ async def resume_sandbox(
     """The sandbox-manager answers 204 (the E2B spec says 201 with a Sandbox)."""
     caller = authenticate(request)
     st = state_of(request)
-    await st.run("control", st.backend.resume, caller, sandbox_id, body.timeout if body else None)
+    await st.run_for(
+        request, "control", st.backend.resume, caller, sandbox_id, body.timeout if body else None
+    )
     return Response(status_code=204)
 
 

@@ -498,15 +498,20 @@ def test_a_create_waiting_for_the_lock_can_be_cancelled() -> None:
     backend.close()
 
 
-def test_cancel_leaves_other_calls_to_run_to_their_end() -> None:
-    """Only a create stops: a pause handed back and cancelled still pauses."""
+def test_cancel_stops_a_pause_waiting_for_its_sandbox_to_stop() -> None:
+    """A pause handed back and cancelled stops waiting; its write goes on, and the sandbox pauses."""
     backend = SimBackend.default(seed=3, replicas=2, inline_budget_s=0)
     try:
         view = backend.create_sandbox(ALICE, CreateRequest("base"))
         pending = backend.attempt(partial(backend.pause, ALICE, view.sandbox_id))
         assert isinstance(pending, Pending) and pending.cancel is not None
         pending.cancel()
-        pending.finish()
+        with pytest.raises(ClaimCanceledError):
+            pending.finish()
+        with backend.locked() as cluster:
+            assert [e.detail for e in cluster.log.of_kind("manager.canceled")] == [
+                f"pause {view.sandbox_id}"
+            ]
         assert backend.describe(ALICE, view.sandbox_id).state == "paused"
     finally:
         backend.close()

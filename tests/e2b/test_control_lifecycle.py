@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 from e2b import Sandbox
-from e2b.exceptions import SandboxException, SandboxNotFoundException
+from e2b.exceptions import SandboxException, SandboxNotFoundException, TimeoutException
 
-from pytest_kruise_agents.backends import SimBackend
+from pytest_kruise_agents.backends import Caller, CreateRequest, SimBackend
 
-from .conftest import Served, serve
+from .conftest import Served, eventually, serve
 
 
 def test_get_info_describes_the_sandbox(server: Served) -> None:
@@ -203,3 +205,45 @@ def _alive(sbx: Sandbox) -> bool:
     except SandboxNotFoundException:
         return False
     return True
+
+
+@pytest.mark.parametrize("clock", ["realtime", "virtual"])
+def test_a_connect_whose_client_gives_up_stops_waiting(tmp_path: Path, clock: str) -> None:
+    """The resume is written, the sandbox cannot start; the client's timeout ends the wait.
+
+    Without the cancel the connect would wait its 10 minutes for a sandbox
+    that never runs (its container keeps failing), holding a worker thread.
+    """
+    backend = SimBackend.default(seed=4, replicas=2, clock=clock)  # type: ignore[arg-type]
+    alice = Caller("default", "alice")
+    view = backend.create_sandbox(alice, CreateRequest("base", timeout=3600))
+    backend.pause(alice, view.sandbox_id)
+    backend.inject("pod_start_failure")
+    thread, served = serve(tmp_path, backend=backend)
+    try:
+        with contextlib.ExitStack() as stack:
+            if clock == "virtual":
+                stack.enter_context(backend.locked())
+            with pytest.raises((httpx.TimeoutException, TimeoutException)):
+                Sandbox.connect(view.sandbox_id, request_timeout=1.0, **served.sdk())
+            if clock == "virtual":
+                eventually(lambda: thread.connections == 0, "the server sees the client go")
+                assert served.request("GET", "/health").status_code == 200  # a turn of its loop
+        with backend.locked() as cluster:
+            started = cluster.now
+
+        def canceled() -> bool:
+            with backend.locked() as cluster:
+                return bool(cluster.log.of_kind("manager.canceled"))
+
+        eventually(canceled, "the connect is cancelled")
+        with backend.locked() as cluster:
+            (event,) = cluster.log.of_kind("manager.canceled")
+            assert event.detail == f"connect {view.sandbox_id}"
+            if clock == "realtime":
+                # Virtual: the model was held until the client left, so nothing was written.
+                assert cluster.log.of_kind("manager.resume")  # written before the client left
+            assert cluster.now - started < 60  # not the 600 s wait
+    finally:
+        thread.stop()
+        backend.close()
