@@ -183,7 +183,8 @@ class Cluster:
             while not predicate():
                 nxt = env.peek()
                 if nxt > deadline:
-                    env.run(until=deadline)
+                    if deadline > env.now:  # SimPy refuses to run until now
+                        env.run(until=deadline)
                     return predicate()
                 env.step()
         return True

@@ -428,10 +428,14 @@ def plan_command(
     err = Console(stderr=True, soft_wrap=True) if console is None else console
     try:
         scenario = _load(path, opts)
+        max_failed: str | None = None
         if slo is None and max_cold is None and scenario.goals is not None:
             slo = scenario.goals.slo
             max_cold = None if scenario.goals.max_cold is None else str(scenario.goals.max_cold)
+            if scenario.goals.max_failed is not None:
+                max_failed = str(scenario.goals.max_failed)
         goal = parse_slo(slo) if slo is not None else None
+        failed = parse_max_share(max_failed, "max_failed") if max_failed is not None else None
         cold = parse_max_share(max_cold) if max_cold is not None else None
         if goal is None and cold is None:
             raise PlanningError("give a goal: --slo (e.g. 'p99<1s') and/or --max-cold (e.g. 1%)")
@@ -459,6 +463,7 @@ def plan_command(
                 pool,
                 slo=goal,
                 max_cold=cold,
+                max_failed=failed,
                 low=lo,
                 high=hi,
                 executor=executor,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from simulator.planning.analytic import parse_max_share, parse_slo, refill_estimate
 from simulator.planning.formatting import fmt_value
-from simulator.planning.plan import Goal, goal_verdict
+from simulator.planning.plan import Goal, goal_verdict, run_goals
 from simulator.planning.scenario import Goals, Scenario
 from simulator.planning.study import PointSummary
 
@@ -20,18 +20,16 @@ __all__ = ["check_goals", "limits"]
 
 def check_goals(summary: PointSummary, goals: Goals) -> list[Goal]:
     """The verdict on each goal of ``goals`` (latency, cold share, failed share)."""
-    out: list[Goal] = []
-    if goals.slo is not None:
-        slo = parse_slo(goals.slo)
-        out.append(
-            goal_verdict(slo.metric, summary.metrics.get(slo.metric), slo.seconds, slo.inclusive)
-        )
+    slo = parse_slo(goals.slo) if goals.slo is not None else None
+    failed = (
+        parse_max_share(str(goals.max_failed), "max_failed")
+        if goals.max_failed is not None
+        else None
+    )
+    out = run_goals(summary, slo, failed)
     if goals.max_cold is not None:
         limit = parse_max_share(str(goals.max_cold), "max_cold")
         out.append(goal_verdict("cold_share", summary.metrics.get("cold_share"), limit, True))
-    if goals.max_failed is not None:
-        limit = parse_max_share(str(goals.max_failed), "max_failed")
-        out.append(goal_verdict("failed_share", summary.metrics.get("failed_share"), limit, True))
     return out
 
 

@@ -144,7 +144,9 @@ def summarise_outcomes(
         "delivered": float(delivered),
         "failed": float(failed),
         "unfinished": float(unfinished),
-        "failed_share": failed / n if n else None,
+        # Not delivered by the end of the drain counts as failed (as the
+        # failures-by-reason list has it, under ``unfinished``).
+        "failed_share": (failed + unfinished) / n if n else None,
         "cold_share": len(cold) / delivered if delivered else None,
         "waited_share": retried / n if n else None,
         "attempts_mean": attempts / n if n else None,

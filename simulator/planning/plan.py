@@ -108,6 +108,7 @@ class PlanResult:
     candidates: dict[int, Candidate]
     explanation: list[str] = field(default_factory=list)
     interrupted: bool = False
+    max_failed: float | None = None
 
     @property
     def best(self) -> Candidate | None:
@@ -120,6 +121,7 @@ class PlanResult:
             "pool": self.pool,
             "slo": None if self.slo is None else self.slo.text,
             "max_cold": self.max_cold,
+            "max_failed": self.max_failed,
             "range": [self.low, self.high],
             "analytic": self.analytic.as_dict(),
             "analytic_measured_refill": (
@@ -157,23 +159,44 @@ def goal_verdict(name: str, est: Estimate | None, limit: float, inclusive: bool)
     return Goal(name, limit, est, met, certain, inclusive)
 
 
-def judge(summary: PointSummary, pool: str, slo: Slo | None, max_cold: float | None) -> list[Goal]:
-    """The verdict of a point on each goal."""
-    goals: list[Goal] = []
-    if slo is not None:
-        goals.append(
-            goal_verdict(slo.metric, summary.metrics.get(slo.metric), slo.seconds, slo.inclusive)
-        )
-        tail = slo.tail_share
-        if tail is not None:
-            goals.append(
-                goal_verdict("failed_share", summary.metrics.get("failed_share"), tail, True)
-            )
+def judge(
+    summary: PointSummary,
+    pool: str,
+    slo: Slo | None,
+    max_cold: float | None,
+    max_failed: float | None = None,
+) -> list[Goal]:
+    """The verdict of a point on each goal (the pool's cold share, the run's latency and failures)."""
+    goals = run_goals(summary, slo, max_failed)
     if max_cold is not None:
         goals.append(
             goal_verdict(
                 "cold_share", summary.pools.get(pool, {}).get("cold_share"), max_cold, True
             )
+        )
+    return goals
+
+
+def run_goals(summary: PointSummary, slo: Slo | None, max_failed: float | None) -> list[Goal]:
+    """The verdicts on the latency and failure goals, as ``simulate`` and ``plan`` both judge them.
+
+    A failed (or never delivered) claim counts as slow: the latency goal holds
+    only if the failed share stays within the tail the percentile leaves
+    (1% for a p99), and within ``max_failed`` if given (the stricter of the two).
+    """
+    goals: list[Goal] = []
+    limits: list[float] = []
+    if slo is not None:
+        goals.append(
+            goal_verdict(slo.metric, summary.metrics.get(slo.metric), slo.seconds, slo.inclusive)
+        )
+        if slo.tail_share is not None:
+            limits.append(slo.tail_share)
+    if max_failed is not None:
+        limits.append(max_failed)
+    if limits:
+        goals.append(
+            goal_verdict("failed_share", summary.metrics.get("failed_share"), min(limits), True)
         )
     return goals
 
@@ -187,6 +210,7 @@ def plan(
     low: int | None,
     high: int | None,
     executor: Executor,
+    max_failed: float | None = None,
     stop: threading.Event,
     on_result: OnResult | None = None,
     on_progress: OnProgress | None = None,
@@ -215,6 +239,7 @@ def plan(
         analytic_measured=None,
         answer=None,
         candidates={},
+        max_failed=max_failed,
     )
 
     def evaluate(sizes: list[int]) -> bool:
@@ -231,7 +256,7 @@ def plan(
         for s, summary in zip(todo, summaries, strict=False):
             if not summary.complete:
                 continue
-            cand = Candidate(s, summary, judge(summary, pool.key, slo, max_cold))
+            cand = Candidate(s, summary, judge(summary, pool.key, slo, max_cold, max_failed))
             result.candidates[s] = cand
             if on_candidate is not None:
                 on_candidate(cand)

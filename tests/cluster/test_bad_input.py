@@ -111,6 +111,7 @@ def test_time_arguments_are_finite_and_not_negative(cluster: Cluster) -> None:
         cluster.advance(3e11)  # ten thousand years
     assert err.value.reason == "would move the clock past 9999-12-31"
     assert cluster.now == 0
+    assert cluster.run_until(lambda: False, timeout=0) is False  # nothing is due after no time
     with pytest.raises(InvalidError) as err:
         cluster.run_until(lambda: False, timeout=-1)
     assert (err.value.field, err.value.reason) == ("timeout", "must be >= 0")

@@ -15,6 +15,7 @@ import pytest
 
 from simulator.erlang import min_servers_for_loss
 from simulator.planning.analytic import parse_slo
+from simulator.planning.diagnose import check_goals
 from simulator.planning.errors import PlanningError
 from simulator.planning.executors import SerialExecutor
 from simulator.planning.loading import parse_scenario
@@ -122,3 +123,67 @@ def test_plan_refuses_bad_requests(tiny: Scenario) -> None:
             low=9,
             high=3,
         )
+
+
+UNDELIVERED = """\
+name: undelivered
+seed: 1
+replications: 1
+duration: 2m
+drain: 0s
+cluster: {nodes: 4, latencies: {pod.create: 60s}}
+pools:
+  - {name: base, replicas: 40}
+workloads:
+  - template: base
+    arrivals: {kind: bursts, bursts: [{at: 115s, count: 100, over: 0s}]}
+    hold: exp(1m)
+    claim: {create_on_no_stock: false}
+goals: {slo: p99<1s, max_failed: 1%}
+"""
+
+
+def test_claims_never_delivered_fail_the_goals_in_simulate_and_plan_alike() -> None:
+    """60 of 100 claims still waiting at the end: failed share 60%, both commands say missed.
+
+    Before, such claims counted neither as slow nor as failed: simulate said
+    the p99 goal was met and plan answered one replica.
+    """
+    scenario = parse_scenario(UNDELIVERED)
+    result = plan(
+        scenario,
+        "base",
+        slo=parse_slo("p99<1s"),
+        max_cold=None,
+        max_failed=0.01,
+        low=40,
+        high=40,
+        executor=SerialExecutor(),
+        stop=threading.Event(),
+    )
+    assert result.answer is None
+    (candidate,) = result.candidates.values()
+    assert candidate.summary.metrics["failed_share"].mean == pytest.approx(0.6)  # type: ignore[union-attr]
+    verdicts = {g.name: g.met for g in candidate.goals}
+    assert verdicts == {"latency_p99": True, "failed_share": False}
+    simulated = check_goals(candidate.summary, scenario.goals)  # type: ignore[arg-type]
+    assert [(g.name, g.met) for g in simulated] == [(g.name, g.met) for g in candidate.goals]
+
+
+def test_plan_holds_the_scenarios_max_failed_too() -> None:
+    """``max_failed: 0.1%`` stricter than the p99's 1% tail: the stricter limit is the goal."""
+    scenario = parse_scenario(UNDELIVERED.replace("max_failed: 1%", "max_failed: 0.1%"))
+    result = plan(
+        scenario,
+        "base",
+        slo=parse_slo("p99<1s"),
+        max_cold=None,
+        max_failed=0.001,
+        low=40,
+        high=40,
+        executor=SerialExecutor(),
+        stop=threading.Event(),
+    )
+    (candidate,) = result.candidates.values()
+    (failed,) = [g for g in candidate.goals if g.name == "failed_share"]
+    assert failed.limit == 0.001
