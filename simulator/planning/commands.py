@@ -13,6 +13,7 @@ prints a table and returns the exit code:
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -100,7 +101,10 @@ def _load(path: str, opts: RunOptions) -> Scenario:
 def _out_dir(opts: RunOptions, scenario: Scenario, command: str) -> Path:
     if opts.out is not None:
         return opts.out
-    return Path("kruise-agents-out") / f"{scenario.name}-{command}"
+    # The name is free text: only its safe characters name a folder, which
+    # stays inside kruise-agents-out whatever the name says ("../x", "/etc").
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", scenario.name).strip("._") or "scenario"
+    return Path("kruise-agents-out") / f"{safe}-{command}"
 
 
 class _Bar:
@@ -519,5 +523,5 @@ def _plan_table(result: PlanResult) -> Table:
             f"{len(best.summary.runs)} replication(s): {how} ({sure})",
         )
     else:
-        table.add_row("simulated", "-", f"no size in {result.low}..{result.high} meets the goals")
+        table.add_row("simulated", "-", result.none_found)
     return table

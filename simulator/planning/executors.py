@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from simulator.planning.errors import PlanningError
 from simulator.planning.metrics import RunResult
 from simulator.planning.runner import run_once
 from simulator.planning.scenario import Scenario
@@ -168,7 +169,11 @@ def _worker_should_stop() -> bool:
     return bool(_worker_stop is not None and _worker_stop.is_set())
 
 
-def _run_in_worker(task: Task) -> RunResult:
+def _run_in_worker(task: Task) -> RunResult | None:
+    if _worker_should_stop():
+        # Queued before the stop and taken only now (a queued task cannot be
+        # cancelled): it never started, so it yields nothing to average in.
+        return None
     return run_task(task, should_stop=_worker_should_stop)
 
 
@@ -209,6 +214,8 @@ class ProcessExecutor:
                     if fut.cancelled():
                         continue
                     result = fut.result()
+                    if result is None:
+                        continue
                     results[result.index] = result
                     if on_result is not None:
                         on_result(result)
@@ -231,12 +238,16 @@ class ProcessExecutor:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
+_DASK_CONNECT_S = 10
+"""How long to try to reach a Dask scheduler before giving up."""
+
+
 class DaskExecutor:
     """Submits the tasks to a Dask cluster (``dask.distributed``)."""
 
     name = "dask"
 
-    def __init__(self, address: str | Any) -> None:
+    def __init__(self, address: str | Any, *, connect_timeout: float = _DASK_CONNECT_S) -> None:
         # dask.distributed is untyped: hold it as Any.
         distributed: Any = importlib.import_module("dask.distributed")
         self._distributed = distributed
@@ -246,7 +257,12 @@ class DaskExecutor:
             self.client = address
             self._own = False
         else:
-            self.client = Client(address)
+            try:
+                self.client = Client(address, timeout=connect_timeout)
+            except OSError as exc:  # including TimeoutError: nothing listens there
+                raise PlanningError(
+                    f"--dask: cannot reach the scheduler at {address}: {exc}"
+                ) from None
             self._own = True
 
     def run(
@@ -275,6 +291,8 @@ class DaskExecutor:
                     done = set()  # nothing finished within the poll: check for a stop
                 for fut in done:
                     result = fut.result()
+                    if result is None:
+                        continue
                     results[result.index] = result
                     if on_result is not None:
                         on_result(result)

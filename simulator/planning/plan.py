@@ -111,6 +111,14 @@ class PlanResult:
     max_failed: float | None = None
 
     @property
+    def none_found(self) -> str:
+        """What to say when no size met the goals: the whole range, or only the sizes tried."""
+        if self.interrupted:
+            tried = ", ".join(str(s) for s in sorted(self.candidates)) or "none"
+            return f"no size tried meets the goals (interrupted; sizes tried: {tried})"
+        return f"no size in {self.low}..{self.high} meets the goals"
+
+    @property
     def best(self) -> Candidate | None:
         """The candidate at the answer."""
         return None if self.answer is None else self.candidates.get(self.answer)
@@ -244,8 +252,11 @@ def plan(
 
     def evaluate(sizes: list[int]) -> bool:
         todo = sorted({s for s in sizes if lo <= s <= hi and s not in result.candidates})
-        if not todo or stop.is_set():
-            return not stop.is_set()
+        if stop.is_set():
+            result.interrupted = True  # stopped between batches: the search is cut short too
+            return False
+        if not todo:
+            return True
         points = [
             Point({f"pools.{pool.name}.replicas": s}, apply_overrides(scenario, [(path, s)]))
             for s in todo
@@ -342,7 +353,7 @@ def explain(result: PlanResult, scenario: Scenario, pool: PoolSpec) -> list[str]
     if result.interrupted:
         lines.append("The search was interrupted: the answer covers the sizes evaluated so far.")
     if sim is None:
-        lines.append(f"No size in {result.low}..{result.high} meets the goals in simulation.")
+        lines.append(f"{result.none_found[0].upper()}{result.none_found[1:]} in simulation.")
         worst = max(result.candidates.values(), key=lambda c: c.replicas, default=None)
         if worst is not None:
             warm = worst.summary.mean("warm_p99")

@@ -397,7 +397,7 @@ def _plan(plan: PlanResult, scenario: Scenario) -> str:
     answer = (
         f'<span class="ok">{plan.answer} replicas</span>'
         if plan.answer is not None
-        else '<span class="bad">no size in the range meets the goals</span>'
+        else f'<span class="bad">{_e(plan.none_found)}</span>'
     )
     parts.append(f"<p>Simulated: {answer}. Erlang: {_e(plan.analytic.describe())}.</p>")
     if plan.analytic_measured is not None:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from pytest_kruise_agents.cli import app
@@ -146,3 +147,20 @@ def test_ctrl_c_stops_cleanly_with_partial_results(tiny_file: Path, tmp_path: Pa
     assert summary["interrupted"] is True
     assert summary["points"][0]["runs"][0]["interrupted"] is True
     assert (out / "report.html").exists()
+
+
+def test_the_default_output_folder_stays_inside_kruise_agents_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A scenario named ``../../evil`` writes under ``kruise-agents-out``, never beside or above it."""
+    scenario = tmp_path / "evil.yaml"
+    scenario.write_text(
+        TINY.replace("name: tiny", "name: ../../evil").replace("replications: 2", "replications: 1")
+    )
+    work = tmp_path / "work" / "deeper"
+    work.mkdir(parents=True)
+    monkeypatch.chdir(work)
+    code, text = _invoke("simulate", str(scenario))
+    assert code == 0, text
+    assert (work / "kruise-agents-out" / "evil-simulate" / "summary.json").is_file()
+    assert not (tmp_path / "evil-simulate").exists()

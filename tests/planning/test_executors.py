@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from dask.distributed import LocalCluster
 
+from simulator.planning.errors import PlanningError
 from simulator.planning.executors import (
     DaskExecutor,
     Executor,
@@ -111,3 +112,33 @@ def test_stop_reaches_worker_processes(tiny: Scenario) -> None:
     runs = summaries[0].runs
     assert len(runs) == 2 and all(r.interrupted for r in runs)
     assert all(0 < len(r.series["t"]) < 600 for r in runs)
+
+
+def test_runs_not_started_at_a_stop_are_dropped(tiny: Scenario) -> None:
+    """Four runs on two workers, stopped while the first two run: only those two come back.
+
+    The pool had already queued a third (a queued task cannot be cancelled);
+    it used to start, stop at once and be averaged in as a run of no claims.
+    """
+    long = apply_overrides(tiny, [("duration", "1h"), ("replications", 4)])
+    stop = threading.Event()
+    executor = ProcessExecutor(2)
+    timer = threading.Timer(3.0, stop.set)
+    timer.start()
+    try:
+        summaries, partial = run_points([Point({}, long)], executor, stop=stop)
+    finally:
+        timer.cancel()
+        executor.close()
+    assert partial
+    runs = summaries[0].runs
+    assert len(runs) == 2
+    assert all((r.metrics["claims"] or 0) > 0 for r in runs)
+
+
+def test_an_unreachable_dask_scheduler_is_one_error_naming_the_option() -> None:
+    """Nothing listens there: a PlanningError on ``--dask`` (the CLI's exit 2), no traceback."""
+    with pytest.raises(
+        PlanningError, match=r"^--dask: cannot reach the scheduler at tcp://127.0.0.1:1"
+    ):
+        DaskExecutor("tcp://127.0.0.1:1", connect_timeout=1)

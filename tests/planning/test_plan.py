@@ -187,3 +187,23 @@ def test_plan_holds_the_scenarios_max_failed_too() -> None:
     (candidate,) = result.candidates.values()
     (failed,) = [g for g in candidate.goals if g.name == "failed_share"]
     assert failed.limit == 0.001
+
+
+def test_an_interrupted_search_that_found_nothing_says_only_what_it_tried(tiny: Scenario) -> None:
+    """Stopped after its first sizes, the plan does not claim the whole range fails."""
+    stop = threading.Event()
+    result = plan(
+        tiny,
+        "base",
+        slo=parse_slo("p50<1ms"),
+        max_cold=None,
+        low=1,
+        high=50,
+        executor=SerialExecutor(),
+        stop=stop,
+        on_candidate=lambda _c: stop.set(),
+    )
+    assert result.interrupted and result.answer is None
+    tried = ", ".join(str(s) for s in sorted(result.candidates))
+    assert result.none_found == f"no size tried meets the goals (interrupted; sizes tried: {tried})"
+    assert not any("No size in 1..50" in line for line in result.explanation)
