@@ -4,11 +4,13 @@ Everything happens in virtual time, inside the model: the arrivals are a
 SimPy process, every claim is a concurrent SimPy process (E2B path) or a
 SandboxClaim applied at its arrival time (SandboxClaim path), and the
 latencies and phases come from the cluster's claim records. Wall time is only
-the cost of simulating.
+the cost of simulating. The E2B path kills the sandboxes it delivered once
+they are measured, as the live runner does.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import Generator
 from typing import Any, Final
@@ -17,6 +19,7 @@ import simpy
 
 from pytest_kruise_agents.api.sandboxclaim import ClaimPhase
 from pytest_kruise_agents.backends.sim import SimBackend
+from pytest_kruise_agents.claiming.errors import ClaimError
 from pytest_kruise_agents.delivery.result import Delivery, DeliveryResult
 from pytest_kruise_agents.delivery.workload import Workload
 from simulator.cluster import Cluster
@@ -66,6 +69,7 @@ def _e2b(cluster: Cluster, workload: Workload, run: int) -> list[Delivery]:
     env.run(until=env.process(arrivals()))
     cluster.run_until(lambda: all(p.triggered for p in procs), timeout=SETTLE_TIMEOUT_S)
     records = [r for r in list(cluster.records)[first:] if r.path == "e2b" and r.owner == user]
+    _kill(cluster, workload.namespace, user, [r for r in records if r.delivered is not None])
     out: list[Delivery] = []
     for i, rec in enumerate(records, start=1):
         out.append(
@@ -83,6 +87,20 @@ def _e2b(cluster: Cluster, workload: Workload, run: int) -> list[Delivery]:
             )
         )
     return out
+
+
+def _kill(cluster: Cluster, namespace: str, user: str, delivered: list[ClaimRecord]) -> None:
+    """Kill the run's delivered sandboxes, all at once, as the E2B client that claimed them."""
+    env = cluster.env
+
+    def kill(sandbox_id: str) -> Generator[simpy.Event, Any, None]:
+        # A fault in force may fail the kill; the sandbox stays, and the
+        # kruise_e2b fixture's teardown kills and reports it.
+        with contextlib.suppress(ClaimError):
+            yield from cluster.manager.kill(namespace, user, sandbox_id)
+
+    kills = [env.process(kill(sid)) for rec in delivered if (sid := _sandbox_id(rec))]
+    cluster.run_until(lambda: all(p.triggered for p in kills), timeout=SETTLE_TIMEOUT_S)
 
 
 def _claim_manifest(name: str, workload: Workload) -> dict[str, Any]:

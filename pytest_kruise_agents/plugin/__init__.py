@@ -79,6 +79,8 @@ MARKER_HELP = (
 
 OPTIONS_KEY = pytest.StashKey[KruiseOptions]()
 RECIPES_KEY: pytest.StashKey[RecipeBook] = pytest.StashKey()
+FAULTS_KEY: pytest.StashKey[KruiseFaults] = pytest.StashKey()
+"""On a test item: its ``kruise_faults`` value, which ``kruise_e2b`` resets before reaping."""
 REPORTER_NAME = "kruise-agents-reports"
 
 
@@ -101,11 +103,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         parser.addini(opt.ini, help=f"pytest-kruise-agents: {opt.help}", default="")
 
 
+def _overridden(config: pytest.Config) -> set[str]:
+    """The ini keys given with ``-o``/``--override-ini`` (``key=value``)."""
+    given = config.getoption("override_ini", None) or []
+    return {item.split("=", 1)[0].strip() for item in given if "=" in item}
+
+
 def _lookup(config: pytest.Config) -> Iterator[tuple[Option, RawValue | None]]:
     cwd = config.invocation_params.dir
     inipath = config.inipath
     ini_base = inipath.parent if inipath is not None else config.rootpath
-    ini_source = f"ini file {inipath}" if inipath is not None else "ini override (-o)"
+    ini_source = f"ini file {inipath}" if inipath is not None else "ini file"
+    overridden = _overridden(config)
     for opt in OPTIONS:
         cli = config.getoption(opt.dest)
         if cli is not None:
@@ -117,7 +126,11 @@ def _lookup(config: pytest.Config) -> Iterator[tuple[Option, RawValue | None]]:
             continue
         ini = config.getini(opt.ini)
         if ini not in ("", None):
-            yield opt, RawValue(str(ini), ini_source, opt.ini, ini_base)
+            if opt.ini in overridden:
+                # Given on the command line: named so, and relative to the cwd like flags.
+                yield opt, RawValue(str(ini), "command line -o", opt.ini, cwd)
+            else:
+                yield opt, RawValue(str(ini), ini_source, opt.ini, ini_base)
             continue
         yield opt, None
 
@@ -243,11 +256,29 @@ def kruise_e2b(
         yield handle
     finally:
         try:
+            _lift_faults(request, kruise_backend)
             leaked = handle.reap()
         finally:
             _kruise_e2b_server.unmount()
         if leaked:
-            request.node.user_properties.append((LEAKS, [list(item) for item in leaked]))
+            entries = [
+                [sid, state] if error is None else [sid, state, error]
+                for sid, state, error in leaked
+            ]
+            request.node.user_properties.append((LEAKS, entries))
+
+
+def _lift_faults(request: pytest.FixtureRequest, backend: SimBackend) -> None:
+    """Clear every fault in force and restore ``kruise_faults``' latencies, before teardown kills."""
+    # The test is over: faults still in force (an API error, a stalled
+    # controller) would fail the teardown's kills, and its sandboxes would go
+    # unreported. kruise_faults' reset also restores its latencies; it may be
+    # torn down after this fixture, and resetting twice is harmless.
+    faults = request.node.stash.get(FAULTS_KEY, None)
+    if faults is not None:
+        faults.reset()
+    else:
+        backend.clear_faults()
 
 
 @pytest.fixture
@@ -259,11 +290,14 @@ def kruise_clock(kruise_backend: SimBackend) -> KruiseClock:
 
 
 @pytest.fixture
-def kruise_faults(kruise_backend: SimBackend) -> Iterator[KruiseFaults]:
+def kruise_faults(
+    request: pytest.FixtureRequest, kruise_backend: SimBackend
+) -> Iterator[KruiseFaults]:
     """Inject faults and latencies by name; all cleared (latencies restored) at teardown."""
     from pytest_kruise_agents.plugin.faults import KruiseFaults
 
     faults = KruiseFaults(kruise_backend)
+    request.node.stash[FAULTS_KEY] = faults
     yield faults
     faults.reset()
 
@@ -285,12 +319,16 @@ def sandbox_claim(kruise_backend: SimBackend, kruise_clock: KruiseClock) -> Sand
 
 
 @pytest.fixture
-def e2b_sandbox(kruise_e2b: KruiseE2B) -> Iterator[E2BSandboxFactory]:
+def e2b_sandbox(
+    request: pytest.FixtureRequest, kruise_e2b: KruiseE2B
+) -> Iterator[E2BSandboxFactory]:
     """``e2b_sandbox(template)`` / ``await e2b_sandbox.acreate(template)``: SDK sandboxes, killed at teardown."""
     from pytest_kruise_agents.plugin.factories import E2BSandboxFactory
 
     factory = E2BSandboxFactory(kruise_e2b)
     yield factory
+    _lift_faults(request, kruise_e2b.backend)
+    # A sandbox it fails to kill is left to kruise_e2b's teardown, which reports it.
     factory.close()
 
 

@@ -4,16 +4,19 @@ Without ``url`` the workload runs on the test's own fake cluster (the
 ``kruise_backend`` fixture, requested only then) and measures virtual
 latencies; with ``url`` it runs against that E2B server with the real SDK and
 measures wall-clock time. Either way the per-claim CSV and the JSON summary
-go to the report directory as ``<test>[-<run>].csv|json``.
+go to the report directory as ``<test>-<run>.csv|json``, with names unique
+in the session (see :func:`file_stem`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Final
 
 import pytest
 
@@ -25,11 +28,35 @@ from pytest_kruise_agents.delivery import (
 )
 from pytest_kruise_agents.plugin.reporting import BENCHMARK
 
-__all__ = ["DeliveryBenchmark"]
+__all__ = ["STEMS_KEY", "DeliveryBenchmark", "file_stem"]
+
+STEMS_KEY: pytest.StashKey[set[str]] = pytest.StashKey()
+"""On the config: every file stem written in this session (this process)."""
+
+MAX_SLUG: Final = 120
+"""Longest readable part of a file stem."""
 
 
 def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")[:120] or "run"
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")[:MAX_SLUG] or "run"
+
+
+def file_stem(nodeid: str) -> str:
+    """The file-name part for a test: its node id made safe, told apart from every other node id.
+
+    ``tests/test_a.py::test_b`` gives ``tests_test_a.py_test_b``. When more was
+    lost than the separators (parameters like ``[a/b]`` and ``[a:b]``, which
+    both read ``a_b``, or a name cut at 120 characters) a short hash of the
+    whole node id follows, so two tests never share a name, not even across
+    xdist workers writing to one report directory.
+    """
+    path, sep, rest = nodeid.partition("::")
+    plain = path.replace("/", "_") + ("_" + rest.replace("::", "_") if sep else "")
+    slug = _slug(nodeid)
+    if slug == plain:
+        return slug
+    digest = hashlib.sha256(nodeid.encode()).hexdigest()[:8]
+    return f"{slug[: MAX_SLUG - 9]}-{digest}"
 
 
 class DeliveryBenchmark:
@@ -38,7 +65,8 @@ class DeliveryBenchmark:
     def __init__(self, request: pytest.FixtureRequest, report_dir: Callable[[], Path]) -> None:
         self._request = request
         self._report_dir = report_dir
-        self._stems: set[str] = set()
+        # Session-wide: a stem taken by another test's run is not reused.
+        self._stems = request.config.stash.setdefault(STEMS_KEY, set())
         self.results: list[DeliveryResult] = []
         """Every result of this test, in run order."""
 
@@ -75,7 +103,7 @@ class DeliveryBenchmark:
         return result
 
     def _write(self, result: DeliveryResult) -> DeliveryResult:
-        base = _slug(self._request.node.nodeid)
+        base = file_stem(self._request.node.nodeid)
         stem = f"{base}-{_slug(result.name)}"
         n = 2
         while stem in self._stems:

@@ -69,7 +69,8 @@ class KruiseClock:
                     if deadline is None:
                         deadline = env.now + timeout
                     if env.peek() > deadline:
-                        env.run(until=deadline)
+                        if env.now < deadline:  # SimPy refuses to run until now
+                            env.run(until=deadline)
                         break
                     env.step()
             else:

@@ -12,8 +12,10 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from pytest_kruise_agents.api.errors import InvalidError
+from pytest_kruise_agents.api.manifest import load_manifests
 from pytest_kruise_agents.api.sandboxclaim import ClaimPhase, SandboxClaim
 from pytest_kruise_agents.api.sandboxset import SandboxSet
+from pytest_kruise_agents.claiming.errors import ClaimError
 from pytest_kruise_agents.plugin.clock import KruiseClock
 from pytest_kruise_agents.plugin.server import KruiseE2B, kill_sandbox
 
@@ -78,11 +80,13 @@ class SandboxSetFactory:
                     "template": template,
                 },
             }
-        objs = self._backend.apply(manifest)
+        # Checked before anything is applied: a wrong manifest changes nothing.
+        objs = load_manifests(manifest)
         if len(objs) != 1 or not isinstance(objs[0], SandboxSet):
             kinds = ", ".join(o.kind for o in objs) or "nothing"
             raise InvalidError("manifest", f"must be exactly one SandboxSet, got {kinds}")
-        pool: SandboxSet = objs[0]
+        applied = self._backend.apply(objs)
+        pool: SandboxSet = applied[0]
         ns = pool.metadata.namespace or "default"
         if wait:
             self.wait_ready(pool.metadata.name, ns, timeout=timeout)
@@ -178,7 +182,9 @@ class E2BSandboxFactory:
     Created with the real SDK against ``kruise_e2b``; killed when the test ends.
     ``cls`` picks the SDK class (``e2b.Sandbox`` / ``e2b.AsyncSandbox`` by
     default; ``e2b_code_interpreter.Sandbox`` works the same way), and without
-    ``template`` the class's default template is used.
+    ``template`` the class's default template is used. The other keywords go
+    to ``cls.create``; ``api_key``, ``api_url`` and ``sandbox_url`` replace
+    ``kruise_e2b``'s (another team's key, say).
     """
 
     def __init__(self, server: KruiseE2B) -> None:
@@ -190,7 +196,7 @@ class E2BSandboxFactory:
         if cls is None:
             from e2b import Sandbox as cls
         args = (template,) if template is not None else ()
-        sbx: Sandbox = cls.create(*args, **self._server.connection(), **opts)
+        sbx: Sandbox = cls.create(*args, **{**self._server.connection(), **opts})
         self._ids.append(sbx.sandbox_id)
         return sbx
 
@@ -201,7 +207,7 @@ class E2BSandboxFactory:
         if cls is None:
             from e2b import AsyncSandbox as cls
         args = (template,) if template is not None else ()
-        sbx: AsyncSandbox = await cls.create(*args, **self._server.connection(), **opts)
+        sbx: AsyncSandbox = await cls.create(*args, **{**self._server.connection(), **opts})
         self._ids.append(sbx.sandbox_id)
         return sbx
 
@@ -210,8 +216,17 @@ class E2BSandboxFactory:
         """Ids of the sandboxes made so far."""
         return list(self._ids)
 
-    def close(self) -> None:
-        """Kill every sandbox made (those already gone are skipped)."""
+    def close(self) -> list[str]:
+        """Kill every sandbox made (those already gone are skipped); return the ids not killed.
+
+        A kill that fails does not stop the others; the sandbox stays, and
+        ``kruise_e2b``'s teardown tries again and reports it.
+        """
+        failed: list[str] = []
         for sandbox_id in self._ids:
-            kill_sandbox(self._server.backend, sandbox_id)
+            try:
+                kill_sandbox(self._server.backend, sandbox_id)
+            except ClaimError:
+                failed.append(sandbox_id)
         self._ids.clear()
+        return failed

@@ -21,7 +21,10 @@ import pytest
 __all__ = ["BENCHMARK", "LEAKS", "Collected", "ReportCollector", "benchmark_lines", "leak_lines"]
 
 LEAKS: Final = "kruise_agents.leaked_sandboxes"
-"""``user_properties`` name: ``[[sandbox_id, state], ...]`` killed at the end of a test."""
+"""``user_properties`` name: ``[[sandbox_id, state], ...]`` found at the end of a test.
+
+An entry whose kill failed has a third item, the reason: ``[sandbox_id, state, reason]``.
+"""
 
 BENCHMARK: Final = "kruise_agents.delivery_benchmark"
 """``user_properties`` name: one delivery benchmark's JSON summary."""
@@ -44,11 +47,17 @@ class Collected:
 
 
 def leak_lines(leaks: Sequence[tuple[str, list[list[str]]]]) -> list[str]:
-    """One line per test: the sandboxes it left behind, which were killed."""
+    """One line per test: the sandboxes it left behind, killed or (with the reason) not."""
     lines = []
     for nodeid, items in leaks:
-        ids = ", ".join(f"{sid} ({state})" for sid, state in items)
-        lines.append(f"{nodeid}: {len(items)} killed: {ids}")
+        killed = [f"{item[0]} ({item[1]})" for item in items if len(item) < 3]
+        failed = [f"{item[0]} ({item[1]}; {item[2]})" for item in items if len(item) >= 3]
+        parts = []
+        if killed:
+            parts.append(f"{len(killed)} killed: {', '.join(killed)}")
+        if failed:
+            parts.append(f"{len(failed)} NOT killed: {', '.join(failed)}")
+        lines.append(f"{nodeid}: {'; '.join(parts)}")
     return lines
 
 

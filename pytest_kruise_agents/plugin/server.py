@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from pytest_kruise_agents.backends.base import Caller
 from pytest_kruise_agents.backends.sim import SimBackend
-from pytest_kruise_agents.claiming.errors import ClaimError
+from pytest_kruise_agents.claiming.errors import ClaimError, NotFoundError
 from pytest_kruise_agents.e2b.app import E2BApp, create_app
 from pytest_kruise_agents.e2b.server import ServerThread
 from pytest_kruise_agents.e2b.settings import Settings
@@ -126,14 +126,18 @@ def claimed_sandboxes(backend: SimBackend) -> dict[str, str]:
 
 
 def kill_sandbox(backend: SimBackend, sandbox_id: str) -> bool:
-    """Kill a claimed sandbox as its owner; whether it was still there to kill."""
+    """Kill a claimed sandbox as its owner; whether it was still there to kill.
+
+    A kill that fails (a fault in force, say) raises its
+    :class:`~pytest_kruise_agents.claiming.errors.ClaimError`.
+    """
     route = backend.route(sandbox_id)
     if route is None or route.state == "dead":
         return False
     try:
         backend.kill(Caller(route.namespace, route.owner), sandbox_id)
-    except ClaimError:
-        return False
+    except NotFoundError:
+        return False  # gone between the lookup and the kill
     return True
 
 
@@ -168,10 +172,18 @@ class KruiseE2B:
         """Claimed sandboxes not yet gone: id → ``running``, ``paused`` or ``creating``."""
         return claimed_sandboxes(self.backend)
 
-    def reap(self) -> list[tuple[str, str]]:
-        """Kill every claimed sandbox not yet gone; return ``(id, state)`` of those it killed."""
-        killed = []
+    def reap(self) -> list[tuple[str, str, str | None]]:
+        """Kill every claimed sandbox not yet gone; return ``(id, state, error)`` of each one found.
+
+        ``error`` is ``None`` for a sandbox killed, else why its kill failed
+        (the others are still tried). Faults in force act on these kills as
+        on any other: the ``kruise_e2b`` fixture clears them first.
+        """
+        found: list[tuple[str, str, str | None]] = []
         for sandbox_id, state in sorted(self.sandboxes().items()):
-            if kill_sandbox(self.backend, sandbox_id):
-                killed.append((sandbox_id, state))
-        return killed
+            try:
+                if kill_sandbox(self.backend, sandbox_id):
+                    found.append((sandbox_id, state, None))
+            except ClaimError as exc:
+                found.append((sandbox_id, state, f"kill failed: {exc.code} {exc.message}"))
+        return found

@@ -65,3 +65,13 @@ def test_a_rate_arrives_on_schedule_in_virtual_time(backend: SimBackend) -> None
         assert cluster.now >= start + 3
     assert [d.requested for d in result.deliveries] == pytest.approx([0, 1, 2, 3])
     assert len(result.warm) == 4  # one a second: the pool keeps up
+
+
+def test_the_e2b_path_kills_its_sandboxes_once_measured(backend: SimBackend) -> None:
+    """The run cleans up after itself: its delivered sandboxes are gone, the latencies stay."""
+    result = run_on_backend(backend, Burst(4))
+    assert len(result.delivered) == 4
+    for d in result.delivered:
+        assert d.sandbox_id is not None
+        route = backend.route(d.sandbox_id)
+        assert route is None or route.state == "dead"

@@ -131,3 +131,55 @@ def test_against_a_live_e2b_server_url(suite: pytest.Pytester) -> None:
     result = suite.runpytest()
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["    http://127.0.0.1:* (wall time): *"])
+
+
+def test_file_names_never_collide_across_the_session(suite: pytest.Pytester) -> None:
+    """Parameters that read alike once made safe (``a/b``, ``a b``, ``a:b``) still get their own files."""
+    suite.makepyfile(
+        """
+        import pytest
+        from pytest_kruise_agents.delivery import Burst
+
+        @pytest.mark.parametrize("label", ["a/b", "a b", "a:b", "a_b"])
+        def test_collide(delivery_benchmark, label):
+            delivery_benchmark(Burst(1), name=label)
+            delivery_benchmark(Burst(1), name=label.replace("a", "a_"))
+        """
+    )
+    reports = suite.path / "reports"
+    result = suite.runpytest(f"--kruise-report-dir={reports}")
+    result.assert_outcomes(passed=4)
+    names = sorted(p.name for p in reports.glob("*.json"))
+    assert len(names) == 8, names
+    labels = {json.loads((reports / n).read_text())["name"] for n in names}
+    assert labels == {"a/b", "a b", "a:b", "a_b", "a_/b", "a_ b", "a_:b", "a__b"}
+
+
+def test_the_stem_of_a_plain_test_is_its_node_id_made_safe() -> None:
+    """Readable names stay as they were; a lossy one gets a hash of the whole node id."""
+    from pytest_kruise_agents.plugin.benchmark import file_stem
+
+    assert file_stem("tests/test_app.py::test_drain") == "tests_test_app.py_test_drain"
+    assert file_stem("t.py::test[a/b]") != file_stem("t.py::test[a:b]")
+    assert file_stem("t.py::test[a/b]").startswith("t.py_test_a_b-")
+    long = "t.py::test_" + "x" * 300
+    assert len(file_stem(long)) == 120 and file_stem(long) != file_stem(long + "y")
+
+
+def test_the_benchmark_kills_its_sandboxes_so_they_are_not_the_tests_leaks(
+    suite: pytest.Pytester,
+) -> None:
+    """On the fake cluster, the E2B path's sandboxes are killed once measured."""
+    suite.makepyfile(
+        """
+        from pytest_kruise_agents.delivery import Burst
+
+        def test_with_e2b(delivery_benchmark, kruise_e2b):
+            result = delivery_benchmark(Burst(2))
+            assert len(result.delivered) == 2
+            assert kruise_e2b.sandboxes() == {}
+        """
+    )
+    result = suite.runpytest()
+    result.assert_outcomes(passed=1)
+    assert "left behind" not in result.stdout.str()

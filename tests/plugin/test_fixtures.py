@@ -322,3 +322,169 @@ def test_failures_inside_fixtures_read_clearly(suite: pytest.Pytester) -> None:
             "*/300 available after 600s (too few nodes?)"
         ]
     )
+
+
+def test_sandboxes_left_behind_are_killed_and_reported_whatever_faults_are_in_force(
+    suite: pytest.Pytester,
+) -> None:
+    """Teardown lifts the faults still in force before it kills, so nothing goes unreported.
+
+    ``kruise_faults`` listed first is torn down after ``kruise_e2b``: its
+    faults (an API error on every call, a stalled controller) are still in
+    force when the leftovers are killed, and ``e2b_sandbox``'s own kills run
+    under them too.
+    """
+    suite.makepyfile(
+        """
+        import pytest
+        from e2b import Sandbox
+        from pytest_kruise_agents.plugin.server import claimed_sandboxes
+
+        @pytest.fixture
+        def nothing_left(kruise_backend):
+            yield
+            # Torn down last: every sandbox is gone.
+            assert claimed_sandboxes(kruise_backend) == {}
+
+        def test_api_error(kruise_faults, kruise_e2b):
+            Sandbox.create()
+            kruise_faults.inject("api_error", probability=1.0, code=500)
+
+        def test_stalled(kruise_faults, kruise_e2b):
+            Sandbox.create()
+            kruise_faults.inject("controller_stall")
+
+        def test_without_kruise_faults(kruise_backend, kruise_e2b):
+            Sandbox.create()
+            kruise_backend.inject("api_error", probability=1.0, code=500)
+
+        def test_factory(nothing_left, kruise_faults, e2b_sandbox):
+            e2b_sandbox()
+            kruise_faults.inject("api_error", probability=1.0, code=500)
+        """
+    )
+    result = suite.runpytest("-p", "no:randomly")
+    result.assert_outcomes(passed=4)
+    result.stdout.re_match_lines(
+        [
+            r".*- kruise-agents: sandboxes left behind, killed at teardown -.*",
+            r".*::test_api_error: 1 killed: default--base-\w+ \(running\)$",
+            r".*::test_stalled: 1 killed: default--base-\w+ \(running\)$",
+            r".*::test_without_kruise_faults: 1 killed: default--base-\w+ \(running\)$",
+        ]
+    )
+    assert "test_factory:" not in result.stdout.str()  # its own sandbox, killed by the factory
+
+
+def test_a_kill_that_fails_is_reported_with_its_reason(suite: pytest.Pytester) -> None:
+    """``reap`` tries every sandbox and returns why a kill failed; the summary says NOT killed."""
+    suite.makepyfile(
+        """
+        from e2b import Sandbox
+        from pytest_kruise_agents.plugin.reporting import leak_lines
+
+        def test_reap_under_a_fault(kruise_e2b):
+            first, second = Sandbox.create(), Sandbox.create()
+            fault = kruise_e2b.backend.inject("api_error", probability=1.0, code=500)
+            found = kruise_e2b.reap()
+            assert sorted(sid for sid, _, _ in found) == sorted(
+                [first.sandbox_id, second.sandbox_id]
+            )
+            assert all(state == "running" for _, state, _ in found)
+            assert all(error and error.startswith("kill failed: 500") for _, _, error in found)
+            kruise_e2b.backend.clear_faults(fault["id"])
+            assert [error for _, _, error in kruise_e2b.reap()] == [None, None]
+            assert kruise_e2b.sandboxes() == {}
+
+        def test_lines():
+            lines = leak_lines(
+                [("t.py::test_a", [["default--a", "running"], ["default--b", "paused", "kill failed: 500 boom"]])]
+            )
+            assert lines == [
+                "t.py::test_a: 1 killed: default--a (running); "
+                "1 NOT killed: default--b (paused; kill failed: 500 boom)"
+            ]
+        """
+    )
+    suite.runpytest().assert_outcomes(passed=2)
+
+
+def test_a_sandboxset_manifest_that_is_not_one_sandboxset_changes_nothing(
+    suite: pytest.Pytester,
+) -> None:
+    """``sandboxset(manifest=...)`` with two objects raises one InvalidError before applying any."""
+    suite.makepyfile(
+        """
+        import pytest
+        from pytest_kruise_agents.api.errors import InvalidError
+
+        POOL = '''
+        apiVersion: agents.kruise.io/v1alpha1
+        kind: SandboxSet
+        metadata: {{name: {name}}}
+        spec:
+          replicas: 1
+          template: {{spec: {{containers: [{{name: c, image: i}}]}}}}
+        '''
+
+        def test_two(sandboxset, kruise_cluster):
+            before = [p.metadata.name for p in kruise_cluster.list("sbs")]
+            two = POOL.format(name="one") + "---" + POOL.format(name="two")
+            with pytest.raises(InvalidError, match="manifest: must be exactly one SandboxSet, "
+                               "got SandboxSet, SandboxSet"):
+                sandboxset(manifest=two)
+            assert [p.metadata.name for p in kruise_cluster.list("sbs")] == before
+        """
+    )
+    suite.runpytest().assert_outcomes(passed=1)
+
+
+def test_e2b_sandbox_connection_keywords_replace_the_servers(suite: pytest.Pytester) -> None:
+    """``e2b_sandbox(api_key=...)`` creates with that key (no duplicate-keyword TypeError)."""
+    suite.makepyfile(
+        """
+        import pytest
+        from e2b import AuthenticationException
+
+        def test_key(e2b_sandbox, kruise_e2b):
+            sbx = e2b_sandbox(api_key=kruise_e2b.api_key, api_url=kruise_e2b.url)
+            assert sbx.is_running()
+            with pytest.raises(AuthenticationException):
+                e2b_sandbox(api_key="e2b_not-a-key")
+
+        @pytest.mark.asyncio
+        async def test_async_key(e2b_sandbox, kruise_e2b):
+            sbx = await e2b_sandbox.acreate(api_key=kruise_e2b.api_key)
+            assert await sbx.is_running()
+        """
+    )
+    result = suite.runpytest()
+    result.assert_outcomes(passed=2)
+    assert "left behind" not in result.stdout.str()
+
+
+def test_waiting_no_time_at_all_is_a_plain_no(suite: pytest.Pytester) -> None:
+    """``timeout=0``: ``run_until`` returns False, the factories time out, as after any wait."""
+    suite.makepyfile(
+        """
+        import pytest
+
+        def test_run_until(kruise_clock, kruise_cluster):
+            start = kruise_clock.now()
+            assert kruise_clock.run_until(lambda: False, timeout=0) is False
+            assert kruise_clock.now() == start
+            kruise_cluster.env.timeout(5)  # an event exactly at the deadline
+            assert kruise_clock.run_until(lambda: False, timeout=5) is False
+            assert kruise_clock.now() == pytest.approx(start + 5)
+
+        def test_sandbox_claim(sandbox_claim):
+            with pytest.raises(TimeoutError, match="after 0s"):
+                sandbox_claim(timeout=0)
+
+        @pytest.mark.kruise(clock="realtime:50")
+        def test_sandboxset_realtime(sandboxset):
+            with pytest.raises(TimeoutError, match="0/2 available after 0s"):
+                sandboxset("later", replicas=2, timeout=0)
+        """
+    )
+    suite.runpytest().assert_outcomes(passed=3)

@@ -147,6 +147,13 @@ BAD = [
         id="profile-ini",
     ),
     pytest.param(
+        ["-o", "kruise_seed=abc"],
+        {},
+        "kruise_seed = 4\n",
+        "kruise_seed (command line -o): must be an integer, got 'abc'",
+        id="seed-override-ini",
+    ),
+    pytest.param(
         ["--kruise-backend=kube"],
         {},
         "",
