@@ -198,4 +198,4 @@ def reset_for_recycle(sbx: Sandbox, pool_ref: OwnerReference) -> None:
     meta.owner_references = [pool_ref]
     sbx.spec.shutdown_time = None
     sbx.spec.pause_time = None
-    sbx.spec.paused = False
+    sbx.spec.paused = None  # as a pool sandbox has it: unset
