@@ -23,6 +23,9 @@ from pytest_kruise_agents.delivery.workload import Workload
 
 __all__ = ["FIRST_COMMAND", "run_on_server"]
 
+_MAX_CLIENTS: Final = 1024
+"""The most claims the live runner keeps in flight at once (one thread each)."""
+
 FIRST_COMMAND: Final = "true"
 """The command whose first success marks a sandbox as delivered."""
 
@@ -114,7 +117,11 @@ def run_on_server(
     times = workload.arrivals(random.Random(seed))
     t0 = time.perf_counter()
     futures: list[Future[Delivery]] = []
-    with ThreadPoolExecutor(max_workers=min(len(times), 64), thread_name_prefix="delivery") as pool:
+    # One thread per claim in flight, up to _MAX_CLIENTS: a burst is sent at
+    # once (a claim queued behind the pool would start late, and that wait
+    # would not be in its latency); a workload with no arrivals sends nothing.
+    workers = max(1, min(len(times), _MAX_CLIENTS))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="delivery") as pool:
         for i, at in enumerate(times, start=1):
             delay = t0 + at - time.perf_counter()
             if delay > 0:

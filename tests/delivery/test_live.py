@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 
 import pytest
@@ -49,3 +50,12 @@ def test_only_the_e2b_path_exists_against_a_server(server: tuple[str, SimBackend
     url, _ = server
     with pytest.raises(ValueError, match="path: only 'e2b' can be measured"):
         run_on_server(Rate(1, 1, path="sandboxclaim"), url=url, api_key=KEY)
+
+
+def test_a_workload_with_no_arrivals_sends_nothing(server: tuple[str, SimBackend]) -> None:
+    """A short Poisson window may hold no arrival at all: an empty result, not a crash."""
+    url, _ = server
+    workload = Rate(0.1, 1, arrivals_mode="poisson")
+    assert workload.arrivals(random.Random(0)) == []
+    result = run_on_server(workload, url=url, api_key=KEY, seed=0)
+    assert result.deliveries == ()

@@ -147,3 +147,17 @@ def test_json_summary(tmp_path: Path) -> None:
         "p99": None,
         "max": None,
     }
+
+
+def test_on_a_live_server_the_default_assertion_checks_every_delivery() -> None:
+    """Wall-clock results call a delivery warm when under 1 s: the default must not filter on that."""
+    live = DeliveryResult(
+        name="live",
+        workload=Burst(3),
+        target="http://127.0.0.1:1",
+        clock="wall",
+        deliveries=(d(1, 0.5), d(2, 4.0, warm=False), d(3, 5.5, warm=False)),
+    )
+    with pytest.raises(AssertionError, match=r"p99 of 3 all deliveries is 5\.470 s"):
+        live.assert_latency()
+    live.assert_latency(below=6)
