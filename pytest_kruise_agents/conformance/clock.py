@@ -17,6 +17,8 @@ from typing import Final, Literal
 
 import httpx
 
+from pytest_kruise_agents.conformance.target import KRUISE_PREFIX
+
 __all__ = ["CLOCK_PATH", "ServerClock"]
 
 CLOCK_PATH: Final = "/_kruise/clock"
@@ -42,12 +44,19 @@ class ServerClock:
 
     @classmethod
     def detect(cls, api_url: str, keys: list[str | None], *, timeout: float = 10.0) -> ServerClock:
-        """Ask ``GET /_kruise/clock`` with each key in turn; the wall clock if none works."""
-        for key in keys:
-            if not key:
-                continue
+        """Ask ``GET /_kruise/clock`` with each key in turn (with none if no key is given);
+        the wall clock if none works.
+
+        The admin clock is at the server's root: a trailing ``/kruise/api`` of
+        ``api_url`` (the OpenKruise form of the API URL) is dropped.
+        """
+        api_url = api_url.rstrip("/").removesuffix(KRUISE_PREFIX)
+        given = [k for k in keys if k]
+        # No key at all: a server with auth disabled may still offer its clock.
+        for key in given or [""]:
+            headers = {"X-API-Key": key} if key else {}
             try:
-                resp = httpx.get(api_url + CLOCK_PATH, headers={"X-API-Key": key}, timeout=timeout)
+                resp = httpx.get(api_url + CLOCK_PATH, headers=headers, timeout=timeout)
                 body = resp.json() if resp.status_code == 200 else None
             except (httpx.HTTPError, ValueError):
                 continue

@@ -14,6 +14,8 @@ from typing import Any, NoReturn
 
 import httpx
 
+from pytest_kruise_agents.conformance.report import clean
+
 __all__ = [
     "CheckFailed",
     "excerpt",
@@ -53,12 +55,13 @@ def expect(condition: bool, what: str, expected: str, seen: object) -> None:
 
 
 def excerpt(resp: httpx.Response) -> str:
-    """``HTTP <status> <first bytes of the body>`` for a failure message."""
+    """``HTTP <status> <first bytes of the body>`` for a failure message (control
+    characters shown as ``\\xNN``)."""
     try:
         text = resp.text
     except Exception:  # a body that is not text still has a status
         text = f"<{len(resp.content)} bytes>"
-    text = " ".join(text.split())
+    text = " ".join(clean(text).split())
     if len(text) > _EXCERPT:
         text = text[:_EXCERPT] + "..."
     return f"HTTP {resp.status_code} {text}".rstrip()
@@ -106,7 +109,7 @@ def step(what: str) -> Iterator[None]:
     except CheckFailed:
         raise
     except Exception as exc:
-        text = " ".join(str(exc).split())
+        text = " ".join(clean(str(exc)).split())
         if len(text) > _EXCERPT:
             text = text[:_EXCERPT] + "..."
         raise CheckFailed(what, "success", f"{type(exc).__name__}: {text}") from exc

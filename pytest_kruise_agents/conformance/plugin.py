@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import sys
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeVar
@@ -34,9 +35,11 @@ import pytest
 from pytest_kruise_agents.conformance.registry import CHECKS, Check, by_id, parse_levels
 from pytest_kruise_agents.conformance.report import (
     Outcome,
+    clean,
     render_table,
     to_junit,
     to_markdown,
+    unwritable,
 )
 
 if TYPE_CHECKING:
@@ -45,7 +48,9 @@ if TYPE_CHECKING:
     from pytest_kruise_agents.conformance.target import Api, Target
 
 __all__ = [
+    "INTERRUPTED_CODE",
     "MARKER",
+    "WRITE_FAILED_CODE",
     "DependencyFailed",
     "check",
     "conformance_api",
@@ -69,6 +74,11 @@ _ORDER: Final[dict[str, int]] = {c.id: i for i, c in enumerate(CHECKS)}
 _RESULTS = pytest.StashKey[dict[str, Outcome]]()
 _INFO = pytest.StashKey[dict[str, str]]()
 _TARGET = pytest.StashKey["Target | None"]()
+_STARTED = pytest.StashKey[dict[str, Outcome]]()
+INTERRUPTED_CODE: Final = 130
+"""Exit code of ``kruise-agents conformance`` after Ctrl-C (as the planning commands)."""
+WRITE_FAILED_CODE: Final = 3
+"""Exit code when a report could not be written at the end of a run."""
 
 
 class DependencyFailed(AssertionError):
@@ -132,6 +142,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", f"{MARKER}(id): the test is the E2B conformance check with this id"
     )
     config.stash[_RESULTS] = {}
+    config.stash[_STARTED] = {}
     config.stash[_INFO] = {}
 
 
@@ -181,6 +192,14 @@ def pytest_collection_modifyitems(
         levels = parse_levels(config.getoption("--e2b-levels"))
     except ValueError as exc:
         raise pytest.UsageError(f"--e2b-levels: {exc}") from None
+    if _target(config) is None:
+        # Skipping every check would exit 0: a CI job missing its URL must not go green.
+        raise pytest.UsageError("--e2b-api-url: no server to check: pass it or set E2B_API_URL")
+    for option in ("--e2b-junit", "--e2b-report"):
+        path = config.getoption(option)
+        problem = unwritable(Path(path)) if path else None
+        if problem is not None:
+            raise pytest.UsageError(f"{option}: {problem}")
     seen: dict[str, str] = {}
     for found, item in ours:
         if found.id in seen:
@@ -224,7 +243,7 @@ def _message(excinfo: pytest.ExceptionInfo[BaseException]) -> str:
     exc = excinfo.value
     if isinstance(exc, pytest.skip.Exception):
         return str(exc.msg)
-    text = " ".join(str(exc).split())
+    text = " ".join(clean(str(exc)).split())
     if len(text) > 500:
         text = text[:500] + "..."
     if isinstance(exc, AssertionError):
@@ -242,22 +261,44 @@ def pytest_runtest_makereport(
     if found is None:
         return report
     results = item.config.stash[_RESULTS]
-    outcome = results.setdefault(found.id, Outcome(found, "pass"))
+    started = item.config.stash[_STARTED]
+    # A passed setup is not a passed check: only the call phase decides (a Ctrl-C during
+    # the call leaves no call report, and the check must not count as passed).
+    outcome = results.get(found.id) or started.setdefault(found.id, Outcome(found, "pass"))
     outcome.duration += report.duration
     if report.skipped and outcome.status != "fail":
         outcome.status = "skip"
         outcome.message = _message(call.excinfo) if call.excinfo else "skipped"
+        results[found.id] = outcome
     elif report.failed and outcome.status != "fail":
         outcome.status = "fail"
         outcome.message = _message(call.excinfo) if call.excinfo else "failed"
         if report.when == "teardown":
             outcome.message = f"cleanup: {outcome.message}"
+        results[found.id] = outcome
+    elif report.when == "call" and report.passed:
+        results[found.id] = outcome
     return report
 
 
 def _outcomes(config: pytest.Config) -> list[Outcome]:
     results = config.stash[_RESULTS]
     return sorted(results.values(), key=lambda o: _ORDER[o.check.id])
+
+
+def _interrupted(config: pytest.Config, exitstatus: int) -> str | None:
+    """What to say of an interrupted run (``None`` if the run was not interrupted)."""
+    if exitstatus != pytest.ExitCode.INTERRUPTED:
+        return None
+    results = config.stash[_RESULTS]
+    running = [cid for cid in config.stash[_STARTED] if cid not in results]
+    during = f" during {', '.join(running)}" if running else ""
+    return f"INTERRUPTED{during}; the checks after it did not run"
+
+
+def _running(config: pytest.Config) -> list[Outcome]:
+    results = config.stash[_RESULTS]
+    return [o for cid, o in config.stash[_STARTED].items() if cid not in results]
 
 
 def _info(config: pytest.Config) -> dict[str, str]:
@@ -278,12 +319,14 @@ def _info(config: pytest.Config) -> dict[str, str]:
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     """Print the pass/fail/skip table."""
     outcomes = _outcomes(config)
-    if not outcomes:
+    interrupted = _interrupted(config, exitstatus)
+    if not outcomes and interrupted is None:
         return
     tw = getattr(terminalreporter, "_tw", None)
     width = max(int(tw.fullwidth) if tw is not None else 120, 100)
     color = bool(getattr(terminalreporter, "hasmarkup", False))
-    terminalreporter.write("\n" + render_table(outcomes, width=width, color=color))
+    text = render_table(outcomes, width=width, color=color, interrupted=interrupted)
+    terminalreporter.write("\n" + text)
 
 
 @pytest.hookimpl(trylast=True)
@@ -291,15 +334,39 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Write the JUnit XML and the Markdown report, if asked for."""
     config = session.config
     outcomes = _outcomes(config)
-    if not outcomes:
+    interrupted = _interrupted(config, exitstatus)
+    if not outcomes and interrupted is None:
         return
     info = _info(config)
-    junit = config.getoption("--e2b-junit")
-    if junit:
-        Path(junit).write_text(to_junit(outcomes, info), encoding="utf-8")
-    report = config.getoption("--e2b-report")
-    if report:
-        Path(report).write_text(to_markdown(outcomes, info), encoding="utf-8")
+    if interrupted is not None:
+        info["Interrupted"] = interrupted
+    running = _running(config)
+    for option, render in (
+        ("--e2b-junit", lambda: to_junit(outcomes, info, interrupted=running)),
+        ("--e2b-report", lambda: to_markdown(outcomes, info, interrupted=interrupted)),
+    ):
+        if not _write(config, option, render) and exitstatus != pytest.ExitCode.INTERRUPTED:
+            session.exitstatus = WRITE_FAILED_CODE
+
+
+def _write(config: pytest.Config, option: str, render: Callable[[], str]) -> bool:
+    """Write the report ``render`` makes where ``option`` asks (if it does); ``False``
+    (and one error line) if it cannot be written."""
+    path = config.getoption(option)
+    if not path:
+        return True
+    try:
+        Path(path).write_text(render(), encoding="utf-8")
+    except OSError as exc:
+        # Checked writable at the start; a disk can still fill up or a directory vanish.
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        line = f"error: {option}: cannot write {path}: {exc.strerror or exc}"
+        if reporter is not None:
+            reporter.write_line(line, red=True)
+        else:
+            print(line, file=sys.stderr)
+        return False
+    return True
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -342,7 +409,7 @@ def conformance_clock(conformance_target: Target, pytestconfig: pytest.Config) -
     from pytest_kruise_agents.conformance.clock import ServerClock
 
     target = conformance_target
-    clock = ServerClock.detect(target.api_url, [target.admin_key, target.api_key])
+    clock = ServerClock.detect(target.api_root, [target.admin_key, target.api_key])
     pytestconfig.stash[_INFO]["Clock"] = clock.describe()
     return clock
 

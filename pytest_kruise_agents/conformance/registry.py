@@ -131,8 +131,9 @@ CHECKS: Final[tuple[Check, ...]] = (
     ),
     _c(
         "core.list.pagination",
-        "With limit=N every page but the last is full and carries X-Next-Token, the last has "
-        "none, and following nextToken visits each sandbox once; the SDK paginator agrees.",
+        "Paging the run's own sandboxes (metadata filter) with limit=N, every page but the last "
+        "is full and carries X-Next-Token, the last has none, and following nextToken visits "
+        "each sandbox once; the SDK paginator agrees.",
         "E2B §2.3, §8.3; Kruise §6.7",
         "core.list",
     ),
@@ -284,7 +285,8 @@ CHECKS: Final[tuple[Check, ...]] = (
     ),
     _c(
         "envd.commands.timeout",
-        "A command outliving its timeout raises TimeoutException promptly.",
+        "A command outliving its timeout raises TimeoutException promptly, and envd ends "
+        "the process (Connect-Timeout-Ms).",
         "E2B §1.5, §4.2",
         "envd.commands.output",
     ),

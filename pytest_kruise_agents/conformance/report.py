@@ -11,10 +11,13 @@ the check id) so CI systems show checks by id.
 from __future__ import annotations
 
 import io
+import os
+import re
 import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Final, Literal
 
 from pytest_kruise_agents.conformance.registry import LEVELS, Check
@@ -22,10 +25,12 @@ from pytest_kruise_agents.conformance.registry import LEVELS, Check
 __all__ = [
     "Outcome",
     "Status",
+    "clean",
     "render_table",
     "summary_line",
     "to_junit",
     "to_markdown",
+    "unwritable",
 ]
 
 Status = Literal["pass", "fail", "skip"]
@@ -48,10 +53,21 @@ def _counts(outcomes: Sequence[Outcome]) -> Counter[str]:
     return Counter(o.status for o in outcomes)
 
 
-def summary_line(outcomes: Sequence[Outcome]) -> str:
-    """``"45 passed, 2 failed, 3 skipped"``."""
+def summary_line(outcomes: Sequence[Outcome], interrupted: str | None = None) -> str:
+    """``"45 passed, 2 failed, 3 skipped"``, followed by ``interrupted`` (what to say of an
+    interrupted run) as ``"...; <interrupted>"``."""
     n = _counts(outcomes)
-    return f"{n['pass']} passed, {n['fail']} failed, {n['skip']} skipped"
+    line = f"{n['pass']} passed, {n['fail']} failed, {n['skip']} skipped"
+    return f"{line}; {interrupted}" if interrupted else line
+
+
+_CONTROL: Final = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+"""Control characters other than tab and newlines (not allowed in XML 1.0, harmful on a terminal)."""
+
+
+def clean(text: str) -> str:
+    """``text`` with each control character (but tab and newlines) shown as ``\\xNN``."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def _plain_table(outcomes: Sequence[Outcome]) -> str:
@@ -62,13 +78,22 @@ def _plain_table(outcomes: Sequence[Outcome]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_table(outcomes: Sequence[Outcome], *, width: int = 120, color: bool = False) -> str:
-    """The pass/fail/skip table as text (rich if installed), ending with the summary line."""
+def render_table(
+    outcomes: Sequence[Outcome],
+    *,
+    width: int = 120,
+    color: bool = False,
+    interrupted: str | None = None,
+) -> str:
+    """The pass/fail/skip table as text (rich if installed), ending with the summary line
+    (see :func:`summary_line` for ``interrupted``)."""
+    summary = summary_line(outcomes, interrupted)
     try:
         from rich.console import Console
         from rich.table import Table
+        from rich.text import Text
     except ImportError:  # rich is optional for the suite itself
-        return _plain_table(outcomes) + summary_line(outcomes) + "\n"
+        return clean(_plain_table(outcomes) + summary) + "\n"
     table = Table(title="E2B conformance", title_justify="left", expand=False)
     table.add_column("Check", no_wrap=True)
     table.add_column("Level", no_wrap=True)
@@ -79,28 +104,31 @@ def render_table(outcomes: Sequence[Outcome], *, width: int = 120, color: bool =
             o.check.id,
             o.check.level,
             f"[{_STYLE[o.status]}]{_LABEL[o.status]}[/]",
-            o.message,
+            Text(clean(o.message)),  # Text: a [tag] in server text is not markup
         )
     buf = io.StringIO()
     console = Console(
         file=buf, width=width, force_terminal=color, no_color=not color, highlight=False
     )
     console.print(table)
-    console.print(summary_line(outcomes))
+    console.print(Text(clean(summary)), style="bold red" if interrupted else None)
     return buf.getvalue()
 
 
 def _md_cell(text: str) -> str:
     # One line; a | would end the cell and a <word> would vanish as an HTML tag.
-    return " ".join(text.split()).replace("|", "\\|").replace("<", "&lt;")
+    return " ".join(clean(text).split()).replace("|", "\\|").replace("<", "&lt;")
 
 
-def to_markdown(outcomes: Sequence[Outcome], info: Mapping[str, str]) -> str:
-    """The Markdown report: the run's settings, the summary, then one table per level."""
+def to_markdown(
+    outcomes: Sequence[Outcome], info: Mapping[str, str], *, interrupted: str | None = None
+) -> str:
+    """The Markdown report: the run's settings, the summary (see :func:`summary_line` for
+    ``interrupted``), then one table per level."""
     lines = ["# E2B conformance report", ""]
     for key, value in info.items():
         lines.append(f"- **{key}**: {_md_cell(value)}")
-    lines += ["", f"**Result: {summary_line(outcomes)}**", ""]
+    lines += ["", f"**Result: {_md_cell(summary_line(outcomes, interrupted))}**", ""]
     by_level: dict[str, list[Outcome]] = {}
     for o in outcomes:
         by_level.setdefault(o.check.level, []).append(o)
@@ -124,24 +152,34 @@ def to_markdown(outcomes: Sequence[Outcome], info: Mapping[str, str]) -> str:
     return "\n".join(lines)
 
 
-def to_junit(outcomes: Sequence[Outcome], info: Mapping[str, str]) -> str:
-    """JUnit XML: one ``testsuite`` named ``e2b-conformance``, one ``testcase`` per check."""
+def to_junit(
+    outcomes: Sequence[Outcome],
+    info: Mapping[str, str],
+    *,
+    interrupted: Sequence[Outcome] = (),
+) -> str:
+    """JUnit XML: one ``testsuite`` named ``e2b-conformance``, one ``testcase`` per check.
+
+    ``interrupted`` are the checks a Ctrl-C stopped before they ended: each is a
+    ``testcase`` with an ``<error message="interrupted before it ended">``.
+    Control characters of server text are shown as ``\\xNN`` (XML 1.0 cannot hold them).
+    """
     n = _counts(outcomes)
     suite = ET.Element(
         "testsuite",
         {
             "name": "e2b-conformance",
-            "tests": str(len(outcomes)),
             "failures": str(n["fail"]),
-            "errors": "0",
+            "tests": str(len(outcomes) + len(interrupted)),
+            "errors": str(len(interrupted)),
             "skipped": str(n["skip"]),
-            "time": f"{sum(o.duration for o in outcomes):.3f}",
+            "time": f"{sum(o.duration for o in [*outcomes, *interrupted]):.3f}",
         },
     )
     props = ET.SubElement(suite, "properties")
     for key, value in info.items():
-        ET.SubElement(props, "property", {"name": key, "value": value})
-    for o in outcomes:
+        ET.SubElement(props, "property", {"name": key, "value": clean(value)})
+    for o in [*outcomes, *interrupted]:
         case = ET.SubElement(
             suite,
             "testcase",
@@ -154,12 +192,32 @@ def to_junit(outcomes: Sequence[Outcome], info: Mapping[str, str]) -> str:
         case_props = ET.SubElement(case, "properties")
         ET.SubElement(case_props, "property", {"name": "statement", "value": o.check.statement})
         ET.SubElement(case_props, "property", {"name": "section", "value": o.check.section})
-        if o.status == "fail":
-            failure = ET.SubElement(case, "failure", {"message": o.message})
-            failure.text = o.message
+        message = clean(o.message)
+        if o in interrupted:
+            ET.SubElement(case, "error", {"message": "interrupted before it ended"})
+        elif o.status == "fail":
+            failure = ET.SubElement(case, "failure", {"message": message})
+            failure.text = message
         elif o.status == "skip":
-            ET.SubElement(case, "skipped", {"message": o.message})
+            ET.SubElement(case, "skipped", {"message": message})
     root = ET.Element("testsuites")
     root.append(suite)
     ET.indent(root)
     return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def unwritable(path: Path) -> str | None:
+    """Why a report cannot be written to ``path`` (``None`` if it can).
+
+    It is tried, not judged by permission bits (which do not bind root): the
+    file is opened for appending, and removed again if it did not exist.
+    """
+    existed = path.exists()
+    try:
+        with path.open("a", encoding="utf-8"):
+            pass
+    except OSError as exc:
+        return f"cannot write {path}: {exc.strerror or exc}"
+    if not existed:
+        os.unlink(path)
+    return None

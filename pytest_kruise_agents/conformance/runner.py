@@ -10,15 +10,18 @@ wherever it is started.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
 import pytest
 
+from pytest_kruise_agents.conformance.plugin import INTERRUPTED_CODE
 from pytest_kruise_agents.conformance.registry import parse_levels
+from pytest_kruise_agents.conformance.report import unwritable
 
-__all__ = ["PLUGIN", "RunOptions", "pytest_args", "run"]
+__all__ = ["PLUGIN", "USAGE_CODE", "RunOptions", "pytest_args", "run"]
 
 PLUGIN: Final = "pytest_kruise_agents.conformance.plugin"
 _NO_AUTOLOAD: Final = "PYTEST_DISABLE_PLUGIN_AUTOLOAD"
@@ -80,12 +83,24 @@ def pytest_args(opts: RunOptions) -> list[str]:
     return args + list(opts.extra)
 
 
+USAGE_CODE: Final = 2
+"""Exit code for a bad option (the suite does not start)."""
+
+
 def run(opts: RunOptions) -> int:
-    """Run the suite; 0 if every selected check passed or was skipped, 1 if one failed.
+    """Run the suite; 0 if every selected check passed or was skipped, 1 if one failed,
+    2 for a bad option (one ``error:`` line on stderr), 3 if a report could not be written
+    at the end, 130 if the run was interrupted (Ctrl-C).
 
     Other installed pytest plugins are not loaded: the suite needs none, and
     loading every plugin of a large environment costs seconds.
     """
+    for option, path in (("--junit", opts.junit), ("--report", opts.report)):
+        problem = unwritable(path) if path else None
+        if problem is not None:
+            # Found before the run, not after minutes of checks.
+            print(f"error: {option}: {problem}", file=sys.stderr)
+            return USAGE_CODE
     saved = os.environ.get(_NO_AUTOLOAD)
     os.environ[_NO_AUTOLOAD] = "1"
     try:
@@ -97,4 +112,8 @@ def run(opts: RunOptions) -> int:
             os.environ[_NO_AUTOLOAD] = saved
     if code in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
         return 0
+    if code == pytest.ExitCode.INTERRUPTED:
+        return INTERRUPTED_CODE
+    if code == pytest.ExitCode.USAGE_ERROR:
+        return USAGE_CODE
     return 1 if code == pytest.ExitCode.TESTS_FAILED else int(code)

@@ -21,6 +21,8 @@ import httpx
 __all__ = [
     "ENVD_PORT",
     "JUPYTER_PORT",
+    "KRUISE_PREFIX",
+    "PLACEHOLDER_KEY",
     "RUN_KEY",
     "Api",
     "Target",
@@ -28,6 +30,13 @@ __all__ = [
 
 ENVD_PORT: Final = 49983
 JUPYTER_PORT: Final = 49999
+
+KRUISE_PREFIX: Final = "/kruise/api"
+"""The OpenKruise Agents prefix under which the E2B API is also served."""
+
+PLACEHOLDER_KEY: Final = "e2b_conformance_no_key"
+"""The SDK's key when none is given: the SDK refuses an empty one before sending anything,
+but a server with auth disabled must still be judged on what it answers."""
 
 RUN_KEY: Final = "conformance-run"
 """Metadata key on every sandbox the suite creates; its value is the run's id."""
@@ -84,10 +93,25 @@ class Target:
         values.setdefault("api_key", "")
         return cls(**values)
 
+    @property
+    def api_root(self) -> str:
+        """The API URL without a trailing ``/kruise/api`` (the server's root)."""
+        if self.api_url.endswith(KRUISE_PREFIX):
+            return self.api_url[: -len(KRUISE_PREFIX)]
+        return self.api_url
+
+    def url(self, path: str) -> str:
+        """The URL of the API ``path``; a ``/kruise/api/...`` path is not prefixed twice
+        when the API URL already ends in ``/kruise/api``."""
+        if path.startswith(KRUISE_PREFIX + "/"):
+            return self.api_root + path
+        return self.api_url + path
+
     def sdk_opts(self) -> dict[str, Any]:
-        """The connection options every SDK call gets (``api_key``, ``api_url``, ...)."""
+        """The connection options every SDK call gets (``api_key``, ``api_url``, ...); without
+        an API key, :data:`PLACEHOLDER_KEY`."""
         opts: dict[str, Any] = {
-            "api_key": self.api_key,
+            "api_key": self.api_key or PLACEHOLDER_KEY,
             "api_url": self.api_url,
             "request_timeout": self.request_timeout,
         }
@@ -135,7 +159,7 @@ class Api:
         api_key = self.target.api_key if key is None else key
         if api_key:
             sent["X-API-Key"] = api_key
-        return self.client.request(method, self.target.api_url + path, headers=sent, **kwargs)
+        return self.client.request(method, self.target.url(path), headers=sent, **kwargs)
 
     def create(
         self,

@@ -23,7 +23,7 @@ from pytest_kruise_agents.conformance.expect import (
 from pytest_kruise_agents.conformance.plugin import check
 from pytest_kruise_agents.conformance.sandboxes import Sandboxes
 from pytest_kruise_agents.conformance.sdk import create_route
-from pytest_kruise_agents.conformance.target import Api, Target
+from pytest_kruise_agents.conformance.target import RUN_KEY, Api, Target
 from pytest_kruise_agents.conformance.wire import (
     LISTED_FIELDS,
     SANDBOX_FIELDS,
@@ -340,17 +340,22 @@ def test_list_pagination(
     conformance_api: Api, conformance_target: Target, conformance_sandboxes: Sandboxes
 ) -> None:
     made = {conformance_sandboxes.create().sandbox_id for _ in range(5)}
-    settled(lambda: _ids(list_all(conformance_api)), lambda ids: made <= set(ids))
+    # Only the run's own sandboxes are paged: a team may already hold hundreds, and
+    # paging them all two at a time would be slow and hit the page cap on a good server.
+    run = f"{RUN_KEY}={conformance_target.run_id}"
+    settled(
+        lambda: _ids(list_all(conformance_api, {"metadata": run})), lambda ids: made <= set(ids)
+    )
     limit = 2
     seen: list[str] = []
     token: str | None = None
     pages = 0
     while True:
         pages += 1
-        params: dict[str, object] = {"limit": limit}
+        params: dict[str, object] = {"limit": limit, "metadata": run}
         if token:
             params["nextToken"] = token
-        what = f"GET /v2/sandboxes page {pages} (limit={limit})"
+        what = f"GET /v2/sandboxes page {pages} (limit={limit}, metadata={run})"
         resp = conformance_api.list(params)
         expect_status(resp, 200, what)
         items = json_body(resp, what)
@@ -374,7 +379,12 @@ def test_list_pagination(
     )
     with step(f"Sandbox.list(limit={limit}) paginator"):
         listed = settled(
-            lambda: _sdk_ids(conformance_target, limit=limit), lambda ids: made <= set(ids)
+            lambda: _sdk_ids(
+                conformance_target,
+                SandboxQuery(metadata={RUN_KEY: conformance_target.run_id}),
+                limit=limit,
+            ),
+            lambda ids: made <= set(ids),
         )
     missing = sorted(made.difference(listed))
     expect(not missing, f"Sandbox.list(limit={limit})", "every new sandbox", f"missing {missing}")

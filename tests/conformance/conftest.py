@@ -12,10 +12,11 @@ import os
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pytest_kruise_agents.backends.base import ClockMode
 from pytest_kruise_agents.backends.sim import SimBackend
@@ -23,6 +24,9 @@ from pytest_kruise_agents.e2b.app import create_app
 from pytest_kruise_agents.e2b.breakage import break_app
 from pytest_kruise_agents.e2b.server import ServerThread
 from pytest_kruise_agents.e2b.settings import ApiKey, Settings
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp
 
 ROOT = Path(__file__).resolve().parents[2]
 KRUISE_AGENTS = Path(sys.executable).with_name("kruise-agents")
@@ -46,21 +50,34 @@ spec:
 """
 
 
+Wrap = Callable[["ASGIApp"], "ASGIApp"]
+"""A test's own ASGI middleware around the served app (a fault no named breakage has)."""
+
+
 @contextmanager
 def serve(
-    *, clock: ClockMode = "virtual", speed: float = 1.0, breakage: str | None = None
+    *,
+    clock: ClockMode = "virtual",
+    speed: float = 1.0,
+    breakage: str | None = None,
+    wrap: Wrap | None = None,
+    auth: bool = True,
+    nodes: int = 4,
 ) -> Iterator[str]:
     """Serve the default cluster (plus the empty pool ``empty``) on 127.0.0.1; yield its URL."""
-    backend = SimBackend.default(seed=6, replicas=16, clock=clock, speed=speed)
+    backend = SimBackend.default(seed=6, replicas=16, clock=clock, speed=speed, nodes=nodes)
     backend.apply(EMPTY_POOL)
     settings = Settings(
+        auth_enabled=auth,
         api_keys=[
             ApiKey(key=USER_KEY, team="default", id="conformance"),
             ApiKey(key=ADMIN_KEY, admin=True, id="admin"),
-        ]
+        ],
     )
     app = create_app(backend, settings)
     served = break_app(app, breakage, backend=backend, settings=settings) if breakage else app
+    if wrap is not None:
+        served = wrap(served)
     thread = ServerThread(served).start()
     try:
         yield thread.url
@@ -73,7 +90,7 @@ def serve(
 class Result:
     """How one check ended, from the suite's JUnit XML."""
 
-    status: str  # "pass", "fail" or "skip"
+    status: str  # "pass", "fail", "skip" or "error" (interrupted before it ended)
     message: str
 
 
@@ -96,8 +113,10 @@ def read_junit(path: Path) -> dict[str, Result]:
     """Check id → result, from the suite's JUnit XML."""
     results: dict[str, Result] = {}
     for case in ET.parse(path).iter("testcase"):
-        failure, skipped = case.find("failure"), case.find("skipped")
-        if failure is not None:
+        failure, skipped, error = case.find("failure"), case.find("skipped"), case.find("error")
+        if error is not None:
+            results[case.attrib["name"]] = Result("error", error.attrib.get("message", ""))
+        elif failure is not None:
             results[case.attrib["name"]] = Result("fail", failure.attrib.get("message", ""))
         elif skipped is not None:
             results[case.attrib["name"]] = Result("skip", skipped.attrib.get("message", ""))
@@ -106,23 +125,24 @@ def read_junit(path: Path) -> dict[str, Result]:
     return results
 
 
-def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
+def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     # The suite must not pick up a developer's real E2B settings.
     env = {k: v for k, v in os.environ.items() if not k.startswith("E2B_")}
     env.update(extra or {})
     return env
 
 
-def run_cli(url: str, out: Path, *, levels: str | None = None, timeout: float = 600) -> SuiteRun:
-    """``kruise-agents conformance`` against ``url`` with every option a user would pass."""
+def cli_command(
+    url: str, out: Path, *, levels: str | None = None, api_url: str | None = None, key: bool = True
+) -> list[str]:
+    """The ``kruise-agents conformance`` command line of :func:`run_cli`."""
     junit, report = out / "conformance.xml", out / "conformance.md"
     cmd = [
         str(KRUISE_AGENTS),
         "conformance",
         "--api-url",
-        url,
-        "--api-key",
-        USER_KEY,
+        api_url or url,
+        *(["--api-key", USER_KEY] if key else []),
         "--sandbox-url",
         url,
         "--template",
@@ -138,10 +158,26 @@ def run_cli(url: str, out: Path, *, levels: str | None = None, timeout: float = 
     ]
     if levels:
         cmd += ["--levels", levels]
+    return cmd
+
+
+def run_cli(
+    url: str,
+    out: Path,
+    *,
+    levels: str | None = None,
+    api_url: str | None = None,
+    key: bool = True,
+    timeout: float = 600,
+) -> SuiteRun:
+    """``kruise-agents conformance`` against ``url`` with every option a user would pass
+    (``api_url`` instead of ``url`` for the API; no ``--api-key`` unless ``key``)."""
+    junit, report = out / "conformance.xml", out / "conformance.md"
+    cmd = cli_command(url, out, levels=levels, api_url=api_url, key=key)
     proc = subprocess.run(
         cmd,
         cwd=out,
-        env=_env({"COLUMNS": "200"}),
+        env=clean_env({"COLUMNS": "200"}),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -183,7 +219,7 @@ def run_pytest(
         str(junit),
         *extra,
     ]
-    env = _env({"PYTHONPATH": str(ROOT), "E2B_API_KEY": USER_KEY, "COLUMNS": "200"})
+    env = clean_env({"PYTHONPATH": str(ROOT), "E2B_API_KEY": USER_KEY, "COLUMNS": "200"})
     proc = subprocess.run(cmd, cwd=out, env=env, capture_output=True, text=True, timeout=timeout)
     output = proc.stdout + proc.stderr
     assert junit.exists(), output

@@ -87,7 +87,7 @@ def test_a_breakage_fails_exactly_its_check_and_the_checks_depending_on_it(
     breakage: str, tmp_path: Path
 ) -> None:
     broken = BROKEN_CHECK[breakage]
-    levels = ("core", "lifecycle", "envd", "kruise")
+    levels: tuple[str, ...] = ("core", "lifecycle", "envd", "kruise")
     if by_id(broken).level == "code":
         levels += ("code",)
     with serve(breakage=breakage) as url:

@@ -72,3 +72,30 @@ def test_junit_has_one_testcase_per_check_named_by_id() -> None:
         cases["core.create"].find("failure") is None
         and cases["core.create"].find("skipped") is None
     )
+
+
+def test_control_characters_are_escaped_so_the_junit_parses_and_the_terminal_is_safe() -> None:
+    raw = [Outcome(by_id("core.errors"), "fail", "saw HTTP 404 not found \x00\x01\x1b[31m")]
+    junit = to_junit(raw, {"Server": "x\x07y"})
+    failure = ET.fromstring(junit.split("\n", 1)[1]).find(".//failure")
+    assert failure is not None
+    assert failure.get("message") == "saw HTTP 404 not found \\x00\\x01\\x1b[31m"
+    assert "\x1b" not in render_table(raw, width=200)
+    assert "\x00" not in to_markdown(raw, {})
+
+
+def test_an_interrupted_run_says_so_in_the_summary_and_as_a_junit_error() -> None:
+    stopped = Outcome(by_id("core.timeout"), "pass", duration=1.0)
+    said = "INTERRUPTED during core.timeout; the checks after it did not run"
+    assert summary_line(OUTCOMES, said) == f"1 passed, 1 failed, 1 skipped; {said}"
+    assert render_table(OUTCOMES, width=200, interrupted=said).rstrip().endswith(said)
+    assert f"**Result: 1 passed, 1 failed, 1 skipped; {said}**" in to_markdown(
+        OUTCOMES, INFO, interrupted=said
+    )
+    suite = ET.fromstring(to_junit(OUTCOMES, INFO, interrupted=[stopped]).split("\n", 1)[1])
+    case = next(c for c in suite.iter("testcase") if c.get("name") == "core.timeout")
+    error = case.find("error")
+    assert error is not None and error.get("message") == "interrupted before it ended"
+    testsuite = suite.find("testsuite")
+    assert testsuite is not None
+    assert (testsuite.get("tests"), testsuite.get("errors")) == ("4", "1")

@@ -1,0 +1,248 @@
+"""The suite in awkward runs: Ctrl-C, bad report paths, no URL, no key, a busy team, a prefixed
+API URL, control characters from the server, a server that ignores a command timeout."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import threading
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from pytest_kruise_agents.conformance.registry import CHECKS, dependents
+
+from .conftest import (
+    KRUISE_AGENTS,
+    ROOT,
+    USER_KEY,
+    Result,
+    clean_env,
+    cli_command,
+    read_junit,
+    run_cli,
+    serve,
+)
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Receive, Scope, Send
+
+
+def _control_plane(scope: Scope) -> bool:
+    headers = {k.lower() for k, _ in scope["headers"]}
+    return b"e2b-sandbox-id" not in headers
+
+
+class _HangOnTimeout:
+    """Holds every ``POST /sandboxes/{id}/timeout`` of an existing sandbox for a minute;
+    ``reached`` is set by the first."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.reached = threading.Event()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["method"] == "POST"
+            and scope["path"].endswith("/timeout")
+            and "conformance-missing" not in scope["path"]  # core.errors' unknown sandbox
+        ):
+            self.reached.set()
+            await asyncio.sleep(60)
+        await self.app(scope, receive, send)
+
+
+class _ControlCharacters:
+    """Answers ``GET /sandboxes/conformance-missing...`` with a text body full of control bytes."""
+
+    BODY = b"sandbox not found \x00\x01\x1b[31m"
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and _control_plane(scope)
+            and scope["method"] == "GET"
+            and scope["path"].startswith("/sandboxes/conformance-missing")
+        ):
+            headers = [(b"content-type", b"text/plain")]
+            await send({"type": "http.response.start", "status": 404, "headers": headers})
+            await send({"type": "http.response.body", "body": self.BODY})
+            return
+        await self.app(scope, receive, send)
+
+
+class _IgnoreCommandTimeout:
+    """Drops ``Connect-Timeout-Ms`` from sandbox traffic: envd never ends a command on time."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not _control_plane(scope):
+            kept = [(k, v) for k, v in scope["headers"] if k.lower() != b"connect-timeout-ms"]
+            scope = {**scope, "headers": kept}
+        await self.app(scope, receive, send)
+
+
+def test_ctrl_c_during_a_check_reports_the_run_interrupted_and_exits_130(tmp_path: Path) -> None:
+    """The check a Ctrl-C stopped is not counted as passed; every report says the run was
+    interrupted, the JUnit XML has the stopped check as an error, the exit code is 130."""
+    hang: list[_HangOnTimeout] = []
+
+    def wrap(app: ASGIApp) -> ASGIApp:
+        hang.append(_HangOnTimeout(app))
+        return hang[0]
+
+    with serve(wrap=wrap) as url:
+        proc = subprocess.Popen(
+            cli_command(url, tmp_path, levels="core"),
+            cwd=tmp_path,
+            env=clean_env({"COLUMNS": "200"}),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            # A Ctrl-C reaches the command as SIGINT with the default disposition.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+        try:
+            assert hang[0].reached.wait(120)
+            proc.send_signal(signal.SIGINT)
+            output, _ = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 130, output[-3000:]
+    root = ET.parse(tmp_path / "conformance.xml").getroot()
+    errors = [c.get("name") for c in root.iter("testcase") if c.find("error") is not None]
+    assert errors == ["core.timeout"], output[-3000:]
+    results = read_junit(tmp_path / "conformance.xml")
+    assert results["core.timeout"] == Result("error", "interrupted before it ended")
+    assert "core.timeout.enforced" not in results
+    assert "INTERRUPTED during core.timeout" in output
+    assert "INTERRUPTED during core.timeout" in (tmp_path / "conformance.md").read_text()
+    interrupted = root.find(".//property[@name='Interrupted']")
+    assert interrupted is not None and "core.timeout" in (interrupted.get("value") or "")
+
+
+def test_an_unwritable_report_path_is_refused_before_the_run(tmp_path: Path) -> None:
+    """``--junit`` or ``--report`` in a missing directory: one error naming the option, exit 2,
+    and nothing is checked."""
+    for option in ("--junit", "--report"):
+        bad = tmp_path / "missing" / "out"
+        proc = subprocess.run(
+            [
+                str(KRUISE_AGENTS),
+                "conformance",
+                "--api-url",
+                "http://127.0.0.1:9",
+                "--template",
+                "base",
+                option,
+                str(bad),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=clean_env(),
+        )
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.strip() == (
+            f"error: {option}: cannot write {bad}: No such file or directory"
+        )
+        assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_the_pytest_form_without_an_api_url_is_a_usage_error(tmp_path: Path) -> None:
+    """No ``--e2b-api-url`` and no ``E2B_API_URL``: pytest's usage error, not 53 skips and exit 0."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "pytest_kruise_agents.conformance.plugin",
+            "--pyargs",
+            "pytest_kruise_agents.conformance",
+            "-c",
+            os.devnull,
+            "-p",
+            "no:cacheprovider",
+            "-q",
+        ],
+        cwd=tmp_path,
+        env=clean_env({"PYTHONPATH": str(ROOT), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 4, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "--e2b-api-url: no server to check" in proc.stderr
+
+
+def test_the_api_url_may_end_in_the_kruise_prefix(tmp_path: Path) -> None:
+    """With ``--api-url <server>/kruise/api`` (the OpenKruise form) every check passes and the
+    admin clock is still found at the server's root."""
+    with serve() as url:
+        run = run_cli(url, tmp_path, levels="core,kruise", api_url=url + "/kruise/api")
+    assert run.with_status("fail") == set(), run.output[-3000:]
+    assert run.returncode == 0
+    assert "- **Clock**: virtual (admin clock)" in run.report.read_text()
+
+
+def test_without_an_api_key_a_server_without_auth_fails_only_the_auth_check(
+    tmp_path: Path,
+) -> None:
+    """No ``--api-key`` against a server with auth disabled: the SDK still sends requests (with a
+    placeholder key), so only ``core.auth`` and the checks depending on it fail."""
+    with serve(auth=False) as url:
+        run = run_cli(url, tmp_path, levels="core,lifecycle", key=False)
+    blocked = dependents("core.auth") & set(run.results)
+    assert run.with_status("fail") == {"core.auth"} | blocked, run.output[-3000:]
+
+
+def test_pagination_passes_on_a_team_that_already_holds_hundreds_of_sandboxes(
+    tmp_path: Path,
+) -> None:
+    """``core.list.pagination`` pages only the run's own sandboxes, not the 450 others of the team."""
+    with serve(nodes=80) as url, httpx.Client(timeout=120) as client:
+        body: dict[str, Any] = {
+            "templateID": "base",
+            "timeout": 86400,
+            "metadata": {"e2b.agents.kruise.io/never-timeout": "true"},
+            "envVars": {},
+        }
+        for _ in range(450):
+            resp = client.post(url + "/v2/sandboxes", headers={"X-API-Key": USER_KEY}, json=body)
+            assert resp.status_code == 201, resp.text
+        run = run_cli(url, tmp_path, levels="core")
+    assert run.results["core.list.pagination"].status == "pass", run.results["core.list.pagination"]
+
+
+def test_control_characters_from_the_server_are_escaped_in_every_output(tmp_path: Path) -> None:
+    """A server body with NUL and ESC bytes: the JUnit XML still parses and shows them as
+    ``\\xNN``, and the terminal gets no raw control character."""
+    with serve(wrap=_ControlCharacters) as url:
+        run = run_cli(url, tmp_path, levels="core")
+    message = run.results["core.errors"].message  # read_junit parsed the XML
+    assert "sandbox not found \\x00\\x01\\x1b[31m" in message, message
+    assert "\x1b[31m" not in run.output and "\x00" not in run.output
+    assert "\x00" not in run.report.read_text()
+
+
+def test_a_server_ignoring_the_command_timeout_fails_the_timeout_check(tmp_path: Path) -> None:
+    """envd ignoring ``Connect-Timeout-Ms``: the SDK times out on its own, but the process lives
+    on, so ``envd.commands.timeout`` fails (and nothing else)."""
+    with serve(wrap=_IgnoreCommandTimeout) as url:
+        run = run_cli(url, tmp_path, levels="core,envd")
+    assert run.with_status("fail") == {"envd.commands.timeout"}, run.output[-3000:]
+    assert "still running" in run.results["envd.commands.timeout"].message
+    assert {c.id for c in CHECKS if c.level in ("core", "envd")} == set(run.results)
