@@ -96,9 +96,9 @@ def test_stop_keeps_what_finished(points: list[Point]) -> None:
     assert not summaries[0].complete
 
 
-def test_stop_reaches_worker_processes(tiny: Scenario) -> None:
-    """Stopping a process pool: the runs in flight end early, marked interrupted, and come back."""
-    long = apply_overrides(tiny, [("duration", "1h"), ("replications", 2)])
+def stopped_on_two_workers(tiny: Scenario, replications: int) -> list[RunResult]:
+    """Hour-long runs of ``tiny`` on two worker processes, stopped after 3 s: the runs back."""
+    long = apply_overrides(tiny, [("duration", "1h"), ("replications", replications)])
     stop = threading.Event()
     executor = ProcessExecutor(2)
     timer = threading.Timer(3.0, stop.set)
@@ -109,7 +109,12 @@ def test_stop_reaches_worker_processes(tiny: Scenario) -> None:
         timer.cancel()
         executor.close()
     assert partial
-    runs = summaries[0].runs
+    return summaries[0].runs
+
+
+def test_stop_reaches_worker_processes(tiny: Scenario) -> None:
+    """Stopping a process pool: the runs in flight end early, marked interrupted, and come back."""
+    runs = stopped_on_two_workers(tiny, 2)
     assert len(runs) == 2 and all(r.interrupted for r in runs)
     assert all(0 < len(r.series["t"]) < 600 for r in runs)
 
@@ -120,18 +125,7 @@ def test_runs_not_started_at_a_stop_are_dropped(tiny: Scenario) -> None:
     The pool had already queued a third (a queued task cannot be cancelled);
     it used to start, stop at once and be averaged in as a run of no claims.
     """
-    long = apply_overrides(tiny, [("duration", "1h"), ("replications", 4)])
-    stop = threading.Event()
-    executor = ProcessExecutor(2)
-    timer = threading.Timer(3.0, stop.set)
-    timer.start()
-    try:
-        summaries, partial = run_points([Point({}, long)], executor, stop=stop)
-    finally:
-        timer.cancel()
-        executor.close()
-    assert partial
-    runs = summaries[0].runs
+    runs = stopped_on_two_workers(tiny, 4)
     assert len(runs) == 2
     assert all((r.metrics["claims"] or 0) > 0 for r in runs)
 

@@ -19,7 +19,7 @@ from simulator.planning.diagnose import check_goals
 from simulator.planning.errors import PlanningError
 from simulator.planning.executors import SerialExecutor
 from simulator.planning.loading import parse_scenario
-from simulator.planning.plan import plan
+from simulator.planning.plan import PlanResult, plan
 from simulator.planning.scenario import Scenario
 
 from .conftest import instant_latencies
@@ -143,6 +143,21 @@ goals: {slo: p99<1s, max_failed: 1%}
 """
 
 
+def plan_at_40(scenario: Scenario, max_failed: float) -> PlanResult:
+    """The plan of ``scenario``'s pool ``base`` at 40 replicas only, for p99<1s and ``max_failed``."""
+    return plan(
+        scenario,
+        "base",
+        slo=parse_slo("p99<1s"),
+        max_cold=None,
+        max_failed=max_failed,
+        low=40,
+        high=40,
+        executor=SerialExecutor(),
+        stop=threading.Event(),
+    )
+
+
 def test_claims_never_delivered_fail_the_goals_in_simulate_and_plan_alike() -> None:
     """60 of 100 claims still waiting at the end: failed share 60%, both commands say missed.
 
@@ -150,20 +165,10 @@ def test_claims_never_delivered_fail_the_goals_in_simulate_and_plan_alike() -> N
     the p99 goal was met and plan answered one replica.
     """
     scenario = parse_scenario(UNDELIVERED)
-    result = plan(
-        scenario,
-        "base",
-        slo=parse_slo("p99<1s"),
-        max_cold=None,
-        max_failed=0.01,
-        low=40,
-        high=40,
-        executor=SerialExecutor(),
-        stop=threading.Event(),
-    )
+    result = plan_at_40(scenario, 0.01)
     assert result.answer is None
     (candidate,) = result.candidates.values()
-    assert candidate.summary.metrics["failed_share"].mean == pytest.approx(0.6)  # type: ignore[union-attr]
+    assert candidate.summary.metrics["failed_share"].mean == pytest.approx(0.6)
     verdicts = {g.name: g.met for g in candidate.goals}
     assert verdicts == {"latency_p99": True, "failed_share": False}
     simulated = check_goals(candidate.summary, scenario.goals)  # type: ignore[arg-type]
@@ -173,18 +178,7 @@ def test_claims_never_delivered_fail_the_goals_in_simulate_and_plan_alike() -> N
 def test_plan_holds_the_scenarios_max_failed_too() -> None:
     """``max_failed: 0.1%`` stricter than the p99's 1% tail: the stricter limit is the goal."""
     scenario = parse_scenario(UNDELIVERED.replace("max_failed: 1%", "max_failed: 0.1%"))
-    result = plan(
-        scenario,
-        "base",
-        slo=parse_slo("p99<1s"),
-        max_cold=None,
-        max_failed=0.001,
-        low=40,
-        high=40,
-        executor=SerialExecutor(),
-        stop=threading.Event(),
-    )
-    (candidate,) = result.candidates.values()
+    (candidate,) = plan_at_40(scenario, 0.001).candidates.values()
     (failed,) = [g for g in candidate.goals if g.name == "failed_share"]
     assert failed.limit == 0.001
 
