@@ -187,13 +187,9 @@ def run_cli(
     return SuiteRun(proc.returncode, output, read_junit(junit), junit, report)
 
 
-def run_pytest(
-    python: Path, url: str, out: Path, *, extra: Sequence[str] = (), timeout: float = 600
-) -> SuiteRun:
-    """``pytest --pyargs pytest_kruise_agents.conformance`` under ``python`` (this checkout on
-    its path, the plugin loaded with ``-p``), as a user of another SDK would run it."""
-    junit = out / "conformance.xml"
-    cmd = [
+def suite_pytest_command(python: Path | str) -> list[str]:
+    """The suite's pytest form under ``python``: the checks by ``--pyargs``, the plugin by ``-p``."""
+    return [
         str(python),
         "-m",
         "pytest",
@@ -206,6 +202,17 @@ def run_pytest(
         "-p",
         "no:cacheprovider",
         "-q",
+    ]
+
+
+def run_pytest(
+    python: Path, url: str, out: Path, *, extra: Sequence[str] = (), timeout: float = 600
+) -> SuiteRun:
+    """``pytest --pyargs pytest_kruise_agents.conformance`` under ``python`` (this checkout on
+    its path, the plugin loaded with ``-p``), as a user of another SDK would run it."""
+    junit = out / "conformance.xml"
+    cmd = [
+        *suite_pytest_command(python),
         "--tb=short",
         "--e2b-api-url",
         url,

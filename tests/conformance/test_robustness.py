@@ -4,7 +4,6 @@ API URL, control characters from the server, a server that ignores a command tim
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from .conftest import (
     read_junit,
     run_cli,
     serve,
+    suite_pytest_command,
 )
 
 if TYPE_CHECKING:
@@ -164,20 +164,7 @@ def test_an_unwritable_report_path_is_refused_before_the_run(tmp_path: Path) -> 
 def test_the_pytest_form_without_an_api_url_is_a_usage_error(tmp_path: Path) -> None:
     """No ``--e2b-api-url`` and no ``E2B_API_URL``: pytest's usage error, not 53 skips and exit 0."""
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-p",
-            "pytest_kruise_agents.conformance.plugin",
-            "--pyargs",
-            "pytest_kruise_agents.conformance",
-            "-c",
-            os.devnull,
-            "-p",
-            "no:cacheprovider",
-            "-q",
-        ],
+        suite_pytest_command(sys.executable),
         cwd=tmp_path,
         env=clean_env({"PYTHONPATH": str(ROOT), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}),
         capture_output=True,
