@@ -603,10 +603,6 @@ class SandboxManager:
             raise BadRequestError(
                 f"retention: must be a positive duration, got {retention}", field="retention"
             )
-        try:
-            fresh: Sandbox = yield from api.get(self.client, "Sandbox", meta.namespace, meta.name)
-        except ApiError as exc:
-            raise self._api_error(exc, sid) from exc
 
         def mutate(cur: Sandbox) -> Sandbox | None:
             if cur.spec.paused:
@@ -627,6 +623,12 @@ class SandboxManager:
             return _with_times(cur, shutdown, pause, paused=True)
 
         try:
+            try:
+                fresh: Sandbox = yield from api.get(
+                    self.client, "Sandbox", meta.namespace, meta.name
+                )
+            except ApiError as exc:
+                raise self._api_error(exc, sid) from exc
             stored: Sandbox = yield from self._retry_update(sid, fresh, mutate, user=user)
             ctx.record("manager.pause", sandbox_key(stored))
             yield from self._wait_paused(sid, stored)
