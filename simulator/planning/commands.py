@@ -516,7 +516,7 @@ def _plan_table(result: PlanResult) -> Table:
         how = "; ".join(
             f"{label_of(g.name)} {fmt_estimate(g.name, g.estimate)}" for g in best.goals
         )
-        sure = "certain" if best.certain else "uncertain: an interval crosses a goal"
+        sure = best.confidence
         table.add_row(
             "simulated",
             str(result.answer),

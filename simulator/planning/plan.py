@@ -92,6 +92,13 @@ class Candidate:
         """Whether every verdict holds across the 95% intervals."""
         return all(g.certain for g in self.goals)
 
+    @property
+    def confidence(self) -> str:
+        """How sure the candidate's verdict is, in words (one replication has no interval)."""
+        if any(g.estimate is not None and g.estimate.n < 2 for g in self.goals):
+            return "one replication: no interval"
+        return "certain" if self.certain else "uncertain: an interval crosses a goal"
+
 
 @dataclass
 class PlanResult:

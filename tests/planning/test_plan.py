@@ -201,3 +201,9 @@ def test_an_interrupted_search_that_found_nothing_says_only_what_it_tried(tiny: 
     tried = ", ".join(str(s) for s in sorted(result.candidates))
     assert result.none_found == f"no size tried meets the goals (interrupted; sizes tried: {tried})"
     assert not any("No size in 1..50" in line for line in result.explanation)
+
+
+def test_one_replication_is_said_to_give_no_interval() -> None:
+    """With one run per size there is no interval to be sure of: the plan says so, not 'uncertain'."""
+    (candidate,) = plan_at_40(parse_scenario(UNDELIVERED), 0.01).candidates.values()
+    assert candidate.confidence == "one replication: no interval"
