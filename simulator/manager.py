@@ -146,6 +146,11 @@ class _Gone:
 _GONE: Final = _Gone()
 
 
+def _still_owned(obj: Sandbox, uid: str | None, user: str) -> bool:
+    """Whether ``obj`` is still the sandbox ``uid`` of ``user`` (not replaced, not recycled to another)."""
+    return obj.metadata.uid == uid and obj.metadata.annotations.get(keys.ANN_OWNER) == user
+
+
 class _DeleteInstead(Exception):
     """A kill found the sandbox no longer recyclable on its fresh read: it is deleted."""
 
@@ -530,10 +535,7 @@ class SandboxManager:
         meta = first.metadata
         current = first
         for attempt in range(_CONFLICT_RETRY_STEPS):
-            if (
-                current.metadata.uid != meta.uid
-                or current.metadata.annotations.get(keys.ANN_OWNER) != user
-            ):
+            if not _still_owned(current, meta.uid, user):
                 raise route_not_found(sid)
             new = mutate(current)
             if new is None:
@@ -704,11 +706,7 @@ class SandboxManager:
                 ctx.record("manager.resume", sandbox_key(stored))
 
                 def running(obj: Sandbox | None) -> object | None:
-                    if (
-                        obj is None
-                        or obj.metadata.uid != meta.uid
-                        or obj.metadata.annotations.get(keys.ANN_OWNER) != user
-                    ):
+                    if obj is None or not _still_owned(obj, meta.uid, user):
                         return _GONE
                     ok = sandbox_state(obj, ctx.now_dt())[0] is SandboxState.RUNNING
                     return obj if ok else None

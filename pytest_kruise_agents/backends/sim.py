@@ -521,28 +521,47 @@ class SimBackend:
         return view
 
     def _await_own_write(self, sbx: Sandbox) -> None:
-        """Virtual mode: run on until the manager's cache holds ``sbx`` as written.
+        """Virtual mode: run on until the manager's cache holds ``sbx`` as written."""
+        meta = sbx.metadata
+        self._await_cache(meta.namespace, meta.name, int(meta.resource_version or 0))
 
-        The manager's informer sees its own write one watch lag later, and the
-        list skips sandboxes whose cached copy is older. Virtual time stands
-        still between calls, so without this a list right after a create could
-        miss the new sandbox until some later call moved time.
+    def _await_cached(self, sandbox_id: str) -> None:
+        """Virtual mode: run on until the manager's cache shows the sandbox as now stored.
+
+        Called right after a write (a kill, a timeout); a sandbox deleted from
+        the API server is waited for until the cache drops it.
+        """
+        parts = split_sandbox_id(sandbox_id)
+        if parts is None:
+            return
+        namespace, name = parts
+        stored = self.cluster.world.api.peek("Sandbox", namespace, name)
+        written = int(stored.metadata.resource_version or 0) if stored is not None else None
+        self._await_cache(namespace, name, written)
+
+    def _await_cache(self, namespace: str, name: str, written: int | None) -> None:
+        """Virtual mode, under the lock: run on until the manager's cache has the sandbox's write.
+
+        ``written`` is the resourceVersion to wait for (``None``: the sandbox
+        was deleted, and the cache must drop it). The manager's informer sees
+        a write one watch lag later, and the list reads that cache (skipping
+        copies older than the manager's own writes). Virtual time stands still
+        between calls, so without this a list right after a create, kill or
+        timeout change would show the old state until some later call moved
+        time.
         """
         if self._mode != "virtual":
             return
         cache = self.cluster.world.manager_cache
-        meta = sbx.metadata
-        written = int(meta.resource_version or 0)
+        api = self.cluster.world.api
 
         def seen() -> bool:
-            cached = cache.get("Sandbox", meta.namespace or "", meta.name)
+            cached = cache.get("Sandbox", namespace, name)
+            if written is None:
+                return cached is None
             if cached is not None and int(cached.metadata.resource_version or 0) >= written:
                 return True
-            try:
-                self.cluster.get("Sandbox", meta.name, meta.namespace or "default")
-            except NotFoundError:
-                return True  # deleted meanwhile: nothing to wait for
-            return False
+            return api.peek("Sandbox", namespace, name) is None  # deleted meanwhile
 
         self.cluster.run_until(seen, timeout=self.cluster.profile.expectation_timeout_s)
 
@@ -554,37 +573,6 @@ class SimBackend:
             return self._view(sbx)
 
         return self._call(op)
-
-    def _await_cached(self, sandbox_id: str) -> None:
-        """Virtual mode, under the lock: run on until the manager's cache shows the sandbox as stored.
-
-        Called right after a write (a kill, a timeout): the cache catches up
-        one watch lag later, and until then a list shows the old state (a
-        killed sandbox still running) or, as the manager skips cached copies
-        older than its own writes, nothing (a sandbox whose timeout was just
-        set). Virtual time stands still between calls, so without this the
-        list stays stale until some later call moves time. A sandbox deleted
-        from the API server is waited for until the cache drops it.
-        """
-        if self._mode != "virtual":
-            return
-        parts = split_sandbox_id(sandbox_id)
-        if parts is None:
-            return
-        namespace, name = parts
-        stored = self.cluster.world.api.peek("Sandbox", namespace, name)
-        written = int(stored.metadata.resource_version or 0) if stored is not None else None
-        cache = self.cluster.world.manager_cache
-
-        def seen() -> bool:
-            cached = cache.get("Sandbox", namespace, name)
-            if cached is None:
-                return True
-            if written is None:
-                return False  # deleted: until the cache drops it
-            return int(cached.metadata.resource_version or 0) >= written
-
-        self.cluster.run_until(seen, timeout=self.cluster.profile.expectation_timeout_s)
 
     def kill(self, caller: Caller, sandbox_id: str) -> None:
         """``DELETE /sandboxes/{id}``; answered once the manager's cache has seen it."""

@@ -203,8 +203,6 @@ class SandboxController(Reconciler[SbxKey]):
         self._unsupported: dict[SbxKey, None] = {}
         self._missing_template: dict[SbxKey, None] = {}
         """Sandboxes whose templateRef named no SandboxTemplate when a pod was to be made."""
-        self._inplace_refused: dict[SbxKey, tuple[str, int | None]] = {}
-        """(uid, generation) of sandboxes whose in-place update the API server refused."""
         self._started = False
 
     # -- public ---------------------------------------------------------------------
@@ -233,7 +231,6 @@ class SandboxController(Reconciler[SbxKey]):
             self._reinit_done.pop(key, None)
             self._unsupported.pop(key, None)
             self._missing_template.pop(key, None)
-            self._inplace_refused.pop(key, None)
         self.queue.add(key)
 
     def _on_pod(self, event_type: str, old: Any, new: Any) -> None:
@@ -464,7 +461,12 @@ class SandboxController(Reconciler[SbxKey]):
         # Resizes are behind the SandboxInPlaceResourceResize feature gate (on upstream).
         cpu = _cpu_change(template, pod) if self.ctx.profile.inplace_resource_resize else None
         inplace = find_condition(st.conditions, ConditionType.INPLACE_UPDATE)
-        refused = self._inplace_refused.get(key) == (sbx.metadata.uid, sbx.metadata.generation)
+        # Refused for this spec already: the stored status says Failed for this generation.
+        refused = (
+            inplace is not None
+            and inplace.reason == "Failed"
+            and sbx.status.observed_generation == sbx.metadata.generation
+        )
         if (image is not None or cpu is not None) and not refused:
             try:
                 yield from self._update_pod(key, pod, labels, image, cpu)
@@ -474,7 +476,6 @@ class SandboxController(Reconciler[SbxKey]):
                 # Refused for good (a resize breaking the pod's QoS class, a
                 # request above its limit): reported, not retried until the
                 # sandbox's spec changes again.
-                self._inplace_refused[key] = (sbx.metadata.uid or "", sbx.metadata.generation)
                 self._cond(st, ConditionType.INPLACE_UPDATE, False, "Failed", err.message)
                 self.ctx.record("sandbox.inplace_failed", f"{key[0]}/{key[1]} {err.message}")
                 inplace = None
