@@ -6,6 +6,11 @@ from the create call to the first successful command, which is what an
 agent waits for. Claims run concurrently in threads; a rate workload starts
 each at its arrival time. The sandboxes are killed afterwards.
 
+Sandbox traffic goes where the unmodified SDK sends it (each sandbox's own
+host on a server with per-sandbox hosts, as E2B cloud is), or to one
+``sandbox_url`` for a proxy that names the sandbox by headers, as our fake
+server does (see :func:`run_on_server`).
+
 Only the E2B path exists here: SandboxClaims need the Kubernetes API, which
 an E2B server does not offer.
 """
@@ -17,6 +22,7 @@ import random
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 from pytest_kruise_agents.delivery.result import WARM_THRESHOLD_S, Delivery, DeliveryResult
 from pytest_kruise_agents.delivery.workload import Workload
@@ -31,6 +37,32 @@ FIRST_COMMAND: Final = "true"
 
 COMMAND_RETRY_S: Final = 0.05
 """Pause between attempts of the first command."""
+
+
+def _api_domain(url: str) -> str | None:
+    """The domain of an API at ``https://api.<domain>`` (port kept), else ``None``.
+
+    The inverse of the SDK's default API URL, and the domain our fake server
+    derives from the same ``Host``.
+    """
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if not host.startswith("api.") or len(host) <= len("api."):
+        return None
+    return host.removeprefix("api.") + (f":{parts.port}" if parts.port else "")
+
+
+def _connection(url: str, sandbox_url: str | None, domain: str | None) -> dict[str, Any]:
+    """The SDK's options for the server at ``url`` but the API key (see :func:`run_on_server`)."""
+    # debug off: E2B_DEBUG makes the SDK skip the API and talk to localhost,
+    # measuring nothing of the server at ``url``.
+    opts: dict[str, Any] = {"api_url": url, "debug": False}
+    if sandbox_url:
+        opts["sandbox_url"] = sandbox_url
+    domain = domain or _api_domain(url)
+    if domain:
+        opts["domain"] = domain
+    return opts
 
 
 def _claim(
@@ -92,6 +124,7 @@ def run_on_server(
     url: str,
     api_key: str,
     sandbox_url: str | None = None,
+    domain: str | None = None,
     name: str | None = None,
     deadline_s: float = 120.0,
     kill: bool = True,
@@ -99,7 +132,18 @@ def run_on_server(
 ) -> DeliveryResult:
     """Run ``workload`` against the E2B server at ``url`` (see the module docstring).
 
-    :param sandbox_url: where sandbox traffic goes (``E2B_SANDBOX_URL``); ``url`` by default.
+    Without ``sandbox_url`` the SDK reaches each sandbox the way it does
+    unconfigured: through ``E2B_SANDBOX_URL`` if that is set, else by the
+    sandbox's domain (the one the server's create response names, else
+    ``domain``) at ``https://49983-<sandboxID>.<domain>`` (envd's port), or at
+    the gateway ``https://sandbox.<domain>`` for E2B's own domains.
+
+    :param sandbox_url: one URL for all sandbox traffic, the sandbox named by the
+        ``E2b-Sandbox-Id`` and ``E2b-Sandbox-Port`` headers (as ``E2B_SANDBOX_URL``):
+        a proxy, such as our fake server's own URL.
+    :param domain: the sandboxes' domain when the server's responses name none;
+        by default ``url``'s host without its ``api.`` (the inverse of the SDK's
+        ``https://api.<domain>``), else the SDK's (``E2B_DOMAIN``, else ``e2b.app``).
     :param deadline_s: a claim that has not run a command this long after its create fails.
     :param kill: kill each sandbox once measured.
     :param seed: seeds the Poisson arrivals of a ``Rate`` workload.
@@ -109,10 +153,9 @@ def run_on_server(
             "path: only 'e2b' can be measured against an E2B server URL "
             "(SandboxClaims need the Kubernetes API)"
         )
-    connection: dict[str, Any] = {
+    connection = {
         "api_key": api_key,
-        "api_url": url,
-        "sandbox_url": sandbox_url or url,
+        **_connection(url, sandbox_url, domain),
     }
     times = workload.arrivals(random.Random(seed))
     t0 = time.perf_counter()

@@ -5,7 +5,9 @@ SimPy process, every claim is a concurrent SimPy process (E2B path) or a
 SandboxClaim applied at its arrival time (SandboxClaim path), and the
 latencies and phases come from the cluster's claim records. Wall time is only
 the cost of simulating. The E2B path kills the sandboxes it delivered once
-they are measured, as the live runner does.
+they are measured, as the live runner does, and cancels the claims still
+unfinished :data:`SETTLE_TIMEOUT_S` after the last arrival, as a client going
+away does: they fail, and can neither deliver later nor leak a sandbox.
 """
 
 from __future__ import annotations
@@ -19,19 +21,31 @@ import simpy
 
 from pytest_kruise_agents.api.sandboxclaim import ClaimPhase
 from pytest_kruise_agents.backends.sim import SimBackend
-from pytest_kruise_agents.claiming.errors import ClaimError
+from pytest_kruise_agents.claiming.errors import ClaimCanceledError, ClaimError
 from pytest_kruise_agents.delivery.result import Delivery, DeliveryResult
 from pytest_kruise_agents.delivery.workload import Workload
 from simulator.cluster import Cluster
 from simulator.records import PHASES, ClaimRecord
 
-__all__ = ["BENCHMARK_USER_PREFIX", "run_on_backend", "run_on_cluster"]
+__all__ = [
+    "BENCHMARK_USER_PREFIX",
+    "SETTLE_TIMEOUT_S",
+    "UNFINISHED",
+    "run_on_backend",
+    "run_on_cluster",
+]
 
 BENCHMARK_USER_PREFIX: Final = "delivery-benchmark"
 """The owner of the E2B path's sandboxes (``<prefix>-<run>``), which tells the run's records apart."""
 
 SETTLE_TIMEOUT_S: Final = 3600.0
-"""Virtual seconds the run may take after its last arrival before unfinished claims count as failed."""
+"""Virtual seconds the run may take after its last arrival before unfinished claims count as failed.
+
+The E2B path's are cancelled then (:data:`UNFINISHED`).
+"""
+
+UNFINISHED: Final = f"unfinished {SETTLE_TIMEOUT_S:g} s after the last arrival: canceled"
+"""The error of an E2B-path claim cancelled at the time limit."""
 
 _runs = itertools.count(1)
 
@@ -67,7 +81,8 @@ def _e2b(cluster: Cluster, workload: Workload, run: int) -> list[Delivery]:
             )
 
     env.run(until=env.process(arrivals()))
-    cluster.run_until(lambda: all(p.triggered for p in procs), timeout=SETTLE_TIMEOUT_S)
+    if not cluster.run_until(lambda: all(p.triggered for p in procs), timeout=SETTLE_TIMEOUT_S):
+        _cancel(cluster, procs)
     records = [r for r in list(cluster.records)[first:] if r.path == "e2b" and r.owner == user]
     _kill(cluster, workload.namespace, user, [r for r in records if r.delivered is not None])
     out: list[Delivery] = []
@@ -83,10 +98,32 @@ def _e2b(cluster: Cluster, workload: Workload, run: int) -> list[Delivery]:
                 sandbox_id=_sandbox_id(rec),
                 phases=_phases(rec, rec.requested),
                 retries=rec.retries,
-                error=None if rec.delivered is not None else (rec.error or "not delivered"),
+                error=_e2b_error(rec),
             )
         )
     return out
+
+
+def _cancel(cluster: Cluster, procs: list[simpy.Process]) -> None:
+    """Cancel the claims still in flight and let them clean up (within the time limit again)."""
+    pending = [p for p in procs if p.is_alive]
+    for proc in pending:
+        # The request's context cancelled, as when the E2B server's client goes
+        # away: the claim stops at its current wait, releases what it locked and
+        # fails, where left running it could deliver later and leak the sandbox.
+        proc.interrupt("benchmark time limit")
+    cluster.run_until(lambda: all(p.triggered for p in pending), timeout=SETTLE_TIMEOUT_S)
+
+
+def _e2b_error(rec: ClaimRecord) -> str | None:
+    """Why an E2B-path claim got no sandbox; ``None`` if it got one."""
+    if rec.delivered is not None:
+        return None
+    # Only the time limit cancels a benchmark claim; one not even failed yet
+    # is still cleaning up after its cancel.
+    if rec.failed is None or rec.error_reason == ClaimCanceledError.reason:
+        return UNFINISHED
+    return rec.error or "not delivered"
 
 
 def _kill(cluster: Cluster, namespace: str, user: str, delivered: list[ClaimRecord]) -> None:

@@ -83,7 +83,8 @@ class DeliveryBenchmark:
 
         :param url: an E2B server to measure instead of the test's fake cluster.
         :param api_key: the key for ``url`` (default: ``E2B_API_KEY``).
-        :param sandbox_url: where sandbox traffic goes (default: ``url``).
+        :param sandbox_url: one URL for all sandbox traffic, e.g. a proxy such as our fake
+            server's (default: where the SDK sends it; see ``run_on_server``).
         :param name: the run's label in file names and the summary (default: the workload's).
         """
         __tracebackhide__ = True

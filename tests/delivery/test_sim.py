@@ -6,8 +6,11 @@ from collections.abc import Iterator
 
 import pytest
 
+from pytest_kruise_agents.api.sandbox import Sandbox
 from pytest_kruise_agents.backends.sim import SimBackend
+from pytest_kruise_agents.claiming.state import is_claimed
 from pytest_kruise_agents.delivery import Burst, Rate, run_on_backend, run_on_cluster
+from pytest_kruise_agents.delivery.sim import BENCHMARK_USER_PREFIX, SETTLE_TIMEOUT_S, UNFINISHED
 
 
 @pytest.fixture
@@ -75,3 +78,24 @@ def test_the_e2b_path_kills_its_sandboxes_once_measured(backend: SimBackend) -> 
         assert d.sandbox_id is not None
         route = backend.route(d.sandbox_id)
         assert route is None or route.state == "dead"
+
+
+def test_claims_unfinished_at_the_time_limit_are_canceled(backend: SimBackend) -> None:
+    """A claim still in flight an hour after the last arrival is cancelled: it fails as
+    unfinished, delivers nothing later, and leaves no sandbox claimed."""
+    # The manager's lock of a warm sandbox takes two hours: no claim ends within the hour.
+    backend.cluster.inject(
+        "api_latency",
+        latency=2 * SETTLE_TIMEOUT_S,
+        selector={"verb": "update", "kind": "Sandbox", "client": "sandbox-manager"},
+    )
+    result = run_on_backend(backend, Burst(2))
+    assert len(result.failed) == 2
+    assert result.summary()["errors"] == {UNFINISHED: 2}
+    with backend.locked() as cluster:
+        # Well past the moment the locks would have landed.
+        cluster.run_until(lambda: False, timeout=3 * SETTLE_TIMEOUT_S)
+        records = [r for r in cluster.records if r.owner.startswith(BENCHMARK_USER_PREFIX)]
+    assert len(records) == 2 and all(r.delivered is None for r in records)
+    sandboxes = backend.list("Sandbox", "default")
+    assert sandboxes and not [s for s in sandboxes if isinstance(s, Sandbox) and is_claimed(s)]
