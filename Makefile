@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 # pytest and httpx: the conformance suite runs under this SDK too. Re-run when the Makefile changes.
 $(SDK28_STAMP): Makefile
 	test -x $(SDK28)/bin/python || $(PYTHON) -m venv $(SDK28)
-	$(SDK28)/bin/python -m pip install --quiet "e2b>=2.8,<2.9" "pytest>=8" "httpx>=0.27"
+	$(SDK28)/bin/python -m pip install --quiet "e2b>=2.8,<2.9" "pytest>=8.1" "httpx>=0.27"
 	touch $(SDK28_STAMP)
 
 $(JSSDK_STAMP):

@@ -147,7 +147,7 @@ def sweep(
     workers: _Workers = 1,
     dask: _Dask = None,
     out: _Out = None,
-    claims_csv: Annotated[bool, typer.Option("--claims-csv", help="Write claims.csv.")] = False,
+    claims_csv: _ClaimsCsv = False,
 ) -> None:
     """Run every combination of the --set values; one table, comparative plots."""
     from simulator.planning.commands import RunOptions, sweep_command

@@ -60,6 +60,7 @@ __all__ = [
     "pytest_addoption",
     "pytest_collection_modifyitems",
     "pytest_configure",
+    "pytest_report_teststatus",
     "pytest_runtest_makereport",
     "pytest_runtest_setup",
     "pytest_sessionfinish",
@@ -75,6 +76,7 @@ _RESULTS = pytest.StashKey[dict[str, Outcome]]()
 _INFO = pytest.StashKey[dict[str, str]]()
 _TARGET = pytest.StashKey["Target | None"]()
 _STARTED = pytest.StashKey[dict[str, Outcome]]()
+_BLOCKED = pytest.StashKey[set[str]]()
 INTERRUPTED_CODE: Final = 130
 """Exit code of ``kruise-agents conformance`` after Ctrl-C (as the planning commands)."""
 WRITE_FAILED_CODE: Final = 3
@@ -143,6 +145,7 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.stash[_RESULTS] = {}
     config.stash[_STARTED] = {}
+    config.stash[_BLOCKED] = set()
     config.stash[_INFO] = {}
 
 
@@ -260,6 +263,10 @@ def pytest_runtest_makereport(
     found = _check_of(item)
     if found is None:
         return report
+    if call.excinfo is not None and isinstance(call.excinfo.value, DependencyFailed):
+        # The reason is the whole story: a traceback into this plugin would only hide it.
+        report.longrepr = _message(call.excinfo)
+        item.config.stash[_BLOCKED].add(report.nodeid)
     results = item.config.stash[_RESULTS]
     started = item.config.stash[_STARTED]
     # A passed setup is not a passed check: only the call phase decides (a Ctrl-C during
@@ -279,6 +286,15 @@ def pytest_runtest_makereport(
     elif report.when == "call" and report.passed:
         results[found.id] = outcome
     return report
+
+
+def pytest_report_teststatus(
+    report: pytest.CollectReport | pytest.TestReport, config: pytest.Config
+) -> tuple[str, str, str] | None:
+    """Count a blocked check as failed, as the suite does, not as a setup error."""
+    if report.when == "setup" and report.failed and report.nodeid in config.stash[_BLOCKED]:
+        return "failed", "F", "FAILED"
+    return None
 
 
 def _outcomes(config: pytest.Config) -> list[Outcome]:
@@ -395,7 +411,7 @@ def conformance_api(conformance_target: Target) -> Iterator[Api]:
         yield api
     finally:
         with contextlib.suppress(Exception):
-            resp = api.list({"metadata": f"{RUN_KEY}={conformance_target.run_id}"})
+            resp = api.list({"metadata": conformance_target.run_filter})
             if resp.status_code == 200:
                 for item in resp.json():
                     if item.get("metadata", {}).get(RUN_KEY) == conformance_target.run_id:

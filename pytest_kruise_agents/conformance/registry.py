@@ -106,7 +106,8 @@ CHECKS: Final[tuple[Check, ...]] = (
     _c(
         "core.list",
         "GET /v2/sandboxes answers 200 with a JSON array of ListedSandbox items (every required "
-        "field) that includes a new sandbox; the SDK's Sandbox.list agrees.",
+        "field); the run's own sandboxes (metadata filter) include a new sandbox; the SDK's "
+        "Sandbox.list agrees.",
         "E2B §2.2, §2.4, §8.3",
         "core.create",
     ),
@@ -119,13 +120,15 @@ CHECKS: Final[tuple[Check, ...]] = (
     ),
     _c(
         "core.list.state",
-        "state=running lists a running sandbox and state=paused does not.",
+        "Among the run's own sandboxes (metadata filter), state=running lists a running sandbox "
+        "and state=paused does not.",
         "E2B §2.3, §8.3",
         "core.list",
     ),
     _c(
         "core.list.order",
-        "order=asc lists sandboxes by startedAt ascending and order=desc in the reverse order.",
+        "Among the run's own sandboxes (metadata filter), order=asc lists sandboxes by startedAt "
+        "ascending and order=desc in the reverse order.",
         "E2B §2.3, §8.3; Kruise §6.7",
         "core.list",
     ),
@@ -154,7 +157,8 @@ CHECKS: Final[tuple[Check, ...]] = (
     ),
     _c(
         "core.timeout.enforced",
-        "Once its timeout passes a sandbox is gone: GET answers 404 and the list omits it.",
+        "Once its timeout passes a sandbox is gone: GET answers 404 and the list of the run's "
+        "sandboxes omits it.",
         "E2B §2.5, §8.5; Kruise §6.5",
         "core.timeout",
     ),
@@ -176,7 +180,7 @@ CHECKS: Final[tuple[Check, ...]] = (
     _c(
         "lifecycle.pause",
         "POST /sandboxes/{id}/pause answers 204; the sandbox then shows state paused in GET and "
-        "in the list with state=paused, and not with state=running.",
+        "in the list of the run's sandboxes with state=paused, and not with state=running.",
         "E2B §2.2, §2.5, §8.5; Kruise §6.5",
         "core.get",
         "core.list.state",

@@ -2,8 +2,10 @@
 
 It is ``pytest --pyargs pytest_kruise_agents.conformance`` with the options
 of :mod:`~pytest_kruise_agents.conformance.plugin`, quiet pytest output (the
-plugin prints the pass/fail/skip table), no other pytest plugin and no pytest
-configuration file of the current directory: the suite behaves the same
+plugin prints the pass/fail/skip table and its summary line, pytest none of
+its own), no other pytest plugin, no pytest configuration file of the current
+directory and no ``PYTEST_*`` environment variable of the caller
+(``PYTEST_ADDOPTS``, ``PYTEST_PLUGINS``, ...): the suite behaves the same
 wherever it is started.
 """
 
@@ -11,6 +13,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -25,6 +29,7 @@ __all__ = ["PLUGIN", "USAGE_CODE", "RunOptions", "pytest_args", "run"]
 
 PLUGIN: Final = "pytest_kruise_agents.conformance.plugin"
 _NO_AUTOLOAD: Final = "PYTEST_DISABLE_PLUGIN_AUTOLOAD"
+_PYTEST_ENV: Final = "PYTEST_"
 
 
 @dataclass(frozen=True)
@@ -63,7 +68,10 @@ def pytest_args(opts: RunOptions) -> list[str]:
         "--no-header",
         "-rN",
     ]
-    args += ["-v", "--tb=short"] if opts.verbose else ["-q", "--tb=no"]
+    # -qq: pytest prints no summary line of its own, which would count differently (its
+    # "deselected", a blocked check's setup "error") from the suite's line under the table.
+    args += ["-qq"]
+    args += ["-o", "verbosity_test_cases=1", "--tb=short"] if opts.verbose else ["--tb=no"]
     given: dict[str, str | Path | None] = {
         "--e2b-api-url": opts.api_url,
         "--e2b-api-key": opts.api_key,
@@ -81,6 +89,24 @@ def pytest_args(opts: RunOptions) -> list[str]:
         if value:
             args += [flag, str(value)]
     return args + list(opts.extra)
+
+
+@contextmanager
+def _suite_environ() -> Iterator[None]:
+    """The process environment without the caller's ``PYTEST_*`` variables, and with plugin
+    autoload off, for as long as the block runs; the caller's afterwards."""
+    saved = {k: v for k, v in os.environ.items() if k.startswith(_PYTEST_ENV)}
+    # PYTEST_ADDOPTS=-x or -k, PYTEST_PLUGINS=... would change what the suite runs: they
+    # are the caller's settings for their own tests, not for this command.
+    for key in saved:
+        del os.environ[key]
+    os.environ[_NO_AUTOLOAD] = "1"
+    try:
+        yield
+    finally:
+        for key in [k for k in os.environ if k.startswith(_PYTEST_ENV)]:
+            del os.environ[key]
+        os.environ.update(saved)
 
 
 USAGE_CODE: Final = 2
@@ -101,15 +127,8 @@ def run(opts: RunOptions) -> int:
             # Found before the run, not after minutes of checks.
             print(f"error: {option}: {problem}", file=sys.stderr)
             return USAGE_CODE
-    saved = os.environ.get(_NO_AUTOLOAD)
-    os.environ[_NO_AUTOLOAD] = "1"
-    try:
+    with _suite_environ():
         code = pytest.main(pytest_args(opts))
-    finally:
-        if saved is None:
-            os.environ.pop(_NO_AUTOLOAD, None)
-        else:
-            os.environ[_NO_AUTOLOAD] = saved
     if code in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
         return 0
     if code == pytest.ExitCode.INTERRUPTED:

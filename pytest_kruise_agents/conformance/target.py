@@ -94,6 +94,11 @@ class Target:
         return cls(**values)
 
     @property
+    def run_filter(self) -> str:
+        """The ``metadata`` list filter of the run's own sandboxes: ``conformance-run=<run id>``."""
+        return f"{RUN_KEY}={self.run_id}"
+
+    @property
     def api_root(self) -> str:
         """The API URL without a trailing ``/kruise/api`` (the server's root)."""
         if self.api_url.endswith(KRUISE_PREFIX):

@@ -60,6 +60,23 @@ def _state_listing(sid: str, state: str, included: bool, items: list[dict[str, o
     return all(i.get("state") == state for i in items) and (sid in _ids(items)) == included
 
 
+def _run_query(target: Target) -> SandboxQuery:
+    """The SDK's query of the run's own sandboxes (what ``target.run_filter`` is on the wire)."""
+    return SandboxQuery(metadata={RUN_KEY: target.run_id})
+
+
+def _expect_listed(items: list[dict[str, object]], what: str) -> None:
+    """Fail unless every item is a ListedSandbox (every required field), running or paused."""
+    for item in items:
+        expect_fields(item, LISTED_FIELDS, f"{what}: item")
+        expect(
+            item["state"] in ("running", "paused"),
+            f"{what}: item {item['sandboxID']}",
+            "state running or paused",
+            f"state={item['state']!r}",
+        )
+
+
 def _sdk_ids(
     target: Target, query: SandboxQuery | None = None, limit: int | None = None
 ) -> list[str]:
@@ -235,26 +252,29 @@ def test_create_default_timeout(conformance_api: Api, conformance_sandboxes: San
 def test_list(
     conformance_api: Api, conformance_target: Target, conformance_sandboxes: Sandboxes
 ) -> None:
-    sbx = conformance_sandboxes.create()
-    what = "GET /v2/sandboxes"
-    resp = conformance_api.list()
+    sid = conformance_sandboxes.create().sandbox_id
+    # One item of the unfiltered list shows the route answers without a filter; the new
+    # sandbox is looked for among the run's own only: a team may hold thousands of others.
+    what = "GET /v2/sandboxes?limit=1"
+    resp = conformance_api.list({"limit": 1})
     expect_status(resp, 200, what)
     page = json_body(resp, what)
     expect(isinstance(page, list), what, "a JSON array", repr(page)[:300])
-    for item in page:
-        expect_fields(item, LISTED_FIELDS, f"{what}: item")
-        expect(
-            item["state"] in ("running", "paused"),
-            f"{what}: item {item['sandboxID']}",
-            "state running or paused",
-            f"state={item['state']!r}",
+    _expect_listed(page, what)
+    what = f"GET /v2/sandboxes?metadata={conformance_target.run_filter}"
+    items = settled(
+        partial(list_all, conformance_api, {"metadata": conformance_target.run_filter}, what=what),
+        partial(_lists_all_of, {sid}),
+    )
+    _expect_listed(items, what)
+    expect(sid in _ids(items), what, f"the new sandbox {sid}", _ids(items))
+    what = f"Sandbox.list(query=SandboxQuery(metadata={{{RUN_KEY!r}: <run id>}}))"
+    with step(what):
+        listed = settled(
+            partial(_sdk_ids, conformance_target, _run_query(conformance_target)),
+            lambda ids: sid in ids,
         )
-    sid = sbx.sandbox_id
-    everything = settled(lambda: _ids(list_all(conformance_api)), lambda ids: sid in ids)
-    expect(sid in everything, what, f"the new sandbox {sid}", everything)
-    with step("Sandbox.list()"):
-        listed = settled(lambda: _sdk_ids(conformance_target), lambda ids: sid in ids)
-    expect(sid in listed, "Sandbox.list()", f"the new sandbox {sid}", listed)
+    expect(sid in listed, what, f"the new sandbox {sid}", listed)
 
 
 @check("core.list.metadata")
@@ -285,13 +305,15 @@ def test_list_metadata_filter(conformance_target: Target, conformance_sandboxes:
 
 
 @check("core.list.state")
-def test_list_state_filter(conformance_api: Api, conformance_sandboxes: Sandboxes) -> None:
-    sbx = conformance_sandboxes.create()
-    sid = sbx.sandbox_id
+def test_list_state_filter(
+    conformance_api: Api, conformance_target: Target, conformance_sandboxes: Sandboxes
+) -> None:
+    sid = conformance_sandboxes.create().sandbox_id
+    run = conformance_target.run_filter  # the run's own sandboxes: a team may hold thousands
     for state, included in (("running", True), ("paused", False)):
-        what = f"GET /v2/sandboxes?state={state}"
+        what = f"GET /v2/sandboxes?state={state}&metadata={run}"
         items = settled(
-            partial(list_all, conformance_api, {"state": state}, what=what),
+            partial(list_all, conformance_api, {"state": state, "metadata": run}, what=what),
             partial(_state_listing, sid, state, included),
         )
         others = [i.get("state") for i in items if i.get("state") != state]
@@ -308,13 +330,16 @@ def test_list_state_filter(conformance_api: Api, conformance_sandboxes: Sandboxe
 
 
 @check("core.list.order")
-def test_list_order(conformance_api: Api, conformance_sandboxes: Sandboxes) -> None:
+def test_list_order(
+    conformance_api: Api, conformance_target: Target, conformance_sandboxes: Sandboxes
+) -> None:
     made = [conformance_sandboxes.create().sandbox_id for _ in range(3)]
+    run = conformance_target.run_filter  # the run's own sandboxes: a team may hold thousands
     orders: dict[str, list[str]] = {}
     for order in ("asc", "desc"):
-        what = f"GET /v2/sandboxes?order={order}"
+        what = f"GET /v2/sandboxes?order={order}&metadata={run}"
         items = settled(
-            partial(list_all, conformance_api, {"order": order}, what=what),
+            partial(list_all, conformance_api, {"order": order, "metadata": run}, what=what),
             partial(_lists_all_of, set(made)),
         )
         times = [parse_time(i.get("startedAt"), f"{what}: startedAt") for i in items]
@@ -342,7 +367,7 @@ def test_list_pagination(
     made = {conformance_sandboxes.create().sandbox_id for _ in range(5)}
     # Only the run's own sandboxes are paged: a team may already hold hundreds, and
     # paging them all two at a time would be slow and hit the page cap on a good server.
-    run = f"{RUN_KEY}={conformance_target.run_id}"
+    run = conformance_target.run_filter
     settled(
         lambda: _ids(list_all(conformance_api, {"metadata": run})), lambda ids: made <= set(ids)
     )
@@ -379,11 +404,7 @@ def test_list_pagination(
     )
     with step(f"Sandbox.list(limit={limit}) paginator"):
         listed = settled(
-            lambda: _sdk_ids(
-                conformance_target,
-                SandboxQuery(metadata={RUN_KEY: conformance_target.run_id}),
-                limit=limit,
-            ),
+            lambda: _sdk_ids(conformance_target, _run_query(conformance_target), limit=limit),
             lambda ids: made <= set(ids),
         )
     missing = sorted(made.difference(listed))
@@ -441,7 +462,10 @@ def test_set_timeout(
 
 @check("core.timeout.enforced")
 def test_timeout_enforced(
-    conformance_api: Api, conformance_clock: ServerClock, conformance_sandboxes: Sandboxes
+    conformance_api: Api,
+    conformance_target: Target,
+    conformance_clock: ServerClock,
+    conformance_sandboxes: Sandboxes,
 ) -> None:
     sid = conformance_sandboxes.create(timeout=600).sandbox_id
     seconds = 2
@@ -459,5 +483,10 @@ def test_timeout_enforced(
         "HTTP 404",
         f"HTTP {last[0] if last else '?'} {conformance_clock.grace:g} s after the deadline",
     )
-    listed = settled(lambda: _ids(list_all(conformance_api)), lambda ids: sid not in ids)
-    expect(sid not in listed, "GET /v2/sandboxes after the timeout", f"{sid} not listed", "listed")
+    run = conformance_target.run_filter  # the run's own sandboxes: a team may hold thousands
+    what = f"GET /v2/sandboxes?metadata={run} after the timeout"
+    listed = settled(
+        lambda: _ids(list_all(conformance_api, {"metadata": run}, what=what)),
+        lambda ids: sid not in ids,
+    )
+    expect(sid not in listed, what, f"{sid} not listed", "listed")

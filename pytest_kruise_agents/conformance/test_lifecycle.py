@@ -80,17 +80,20 @@ def test_connect_never_shortens(conformance_api: Api, conformance_sandboxes: San
 
 
 @check("lifecycle.pause")
-def test_pause(conformance_api: Api, conformance_sandboxes: Sandboxes) -> None:
+def test_pause(
+    conformance_api: Api, conformance_target: Target, conformance_sandboxes: Sandboxes
+) -> None:
     sid = conformance_sandboxes.create(timeout=600).sandbox_id
     _pause(conformance_api, sid)
     state = state_of(conformance_api, sid)
     expect(
         state == "paused", f"GET /sandboxes/{sid} after pause", "state 'paused'", f"state={state!r}"
     )
+    run = conformance_target.run_filter  # the run's own sandboxes: a team may hold thousands
     for wanted, included in (("paused", True), ("running", False)):
-        what = f"GET /v2/sandboxes?state={wanted} after pause"
+        what = f"GET /v2/sandboxes?state={wanted}&metadata={run} after pause"
         items = settled(
-            partial(list_all, conformance_api, {"state": wanted}, what=what),
+            partial(list_all, conformance_api, {"state": wanted, "metadata": run}, what=what),
             partial(_shows, sid, included),
         )
         ids = [i.get("sandboxID") for i in items]

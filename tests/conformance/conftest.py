@@ -16,7 +16,9 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import httpx
 
 from pytest_kruise_agents.backends.base import ClockMode
 from pytest_kruise_agents.backends.sim import SimBackend
@@ -33,6 +35,8 @@ KRUISE_AGENTS = Path(sys.executable).with_name("kruise-agents")
 USER_KEY = "e2b_conformance_user_000000000000000000000000000000"
 ADMIN_KEY = "e2b_conformance_admin_00000000000000000000000000000"
 NO_STOCK = "empty"
+FILLER_KEY = "team-filler"
+"""Metadata key of the sandboxes :func:`fill_team` makes: the team's others, not the run's."""
 REALTIME_SPEED = 20.0
 """Virtual seconds per wall second in realtime mode: timeouts of tens of seconds take a second or two."""
 
@@ -86,6 +90,21 @@ def serve(
         backend.close()
 
 
+def fill_team(url: str, count: int) -> None:
+    """Create ``count`` sandboxes of the team that are not the suite's (metadata
+    :data:`FILLER_KEY`), never timing out: a busy team, as the suite may find one."""
+    body: dict[str, Any] = {
+        "templateID": "base",
+        "timeout": 86400,
+        "metadata": {FILLER_KEY: "yes", "e2b.agents.kruise.io/never-timeout": "true"},
+        "envVars": {},
+    }
+    with httpx.Client(timeout=120) as client:
+        for _ in range(count):
+            resp = client.post(url + "/v2/sandboxes", headers={"X-API-Key": USER_KEY}, json=body)
+            assert resp.status_code == 201, resp.text
+
+
 @dataclass(frozen=True)
 class Result:
     """How one check ended, from the suite's JUnit XML."""
@@ -133,9 +152,15 @@ def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def cli_command(
-    url: str, out: Path, *, levels: str | None = None, api_url: str | None = None, key: bool = True
+    url: str,
+    out: Path,
+    *,
+    levels: str | None = None,
+    api_url: str | None = None,
+    key: bool = True,
+    extra: Sequence[str] = (),
 ) -> list[str]:
-    """The ``kruise-agents conformance`` command line of :func:`run_cli`."""
+    """The ``kruise-agents conformance`` command line of :func:`run_cli` (``extra`` appended)."""
     junit, report = out / "conformance.xml", out / "conformance.md"
     cmd = [
         str(KRUISE_AGENTS),
@@ -158,7 +183,7 @@ def cli_command(
     ]
     if levels:
         cmd += ["--levels", levels]
-    return cmd
+    return cmd + list(extra)
 
 
 def run_cli(
@@ -168,16 +193,19 @@ def run_cli(
     levels: str | None = None,
     api_url: str | None = None,
     key: bool = True,
+    extra: Sequence[str] = (),
+    env: dict[str, str] | None = None,
     timeout: float = 600,
 ) -> SuiteRun:
     """``kruise-agents conformance`` against ``url`` with every option a user would pass
-    (``api_url`` instead of ``url`` for the API; no ``--api-key`` unless ``key``)."""
+    (``api_url`` instead of ``url`` for the API; no ``--api-key`` unless ``key``; ``extra``
+    options and ``env`` variables added)."""
     junit, report = out / "conformance.xml", out / "conformance.md"
-    cmd = cli_command(url, out, levels=levels, api_url=api_url, key=key)
+    cmd = cli_command(url, out, levels=levels, api_url=api_url, key=key, extra=extra)
     proc = subprocess.run(
         cmd,
         cwd=out,
-        env=clean_env({"COLUMNS": "200"}),
+        env=clean_env({"COLUMNS": "200", **(env or {})}),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -206,10 +234,17 @@ def suite_pytest_command(python: Path | str) -> list[str]:
 
 
 def run_pytest(
-    python: Path, url: str, out: Path, *, extra: Sequence[str] = (), timeout: float = 600
+    python: Path,
+    url: str,
+    out: Path,
+    *,
+    extra: Sequence[str] = (),
+    env: dict[str, str] | None = None,
+    timeout: float = 600,
 ) -> SuiteRun:
     """``pytest --pyargs pytest_kruise_agents.conformance`` under ``python`` (this checkout on
-    its path, the plugin loaded with ``-p``), as a user of another SDK would run it."""
+    its path, the plugin loaded with ``-p``), as a user of another SDK would run it (``extra``
+    options and ``env`` variables added)."""
     junit = out / "conformance.xml"
     cmd = [
         *suite_pytest_command(python),
@@ -226,8 +261,10 @@ def run_pytest(
         str(junit),
         *extra,
     ]
-    env = clean_env({"PYTHONPATH": str(ROOT), "E2B_API_KEY": USER_KEY, "COLUMNS": "200"})
-    proc = subprocess.run(cmd, cwd=out, env=env, capture_output=True, text=True, timeout=timeout)
+    given = {"PYTHONPATH": str(ROOT), "E2B_API_KEY": USER_KEY, "COLUMNS": "200", **(env or {})}
+    proc = subprocess.run(
+        cmd, cwd=out, env=clean_env(given), capture_output=True, text=True, timeout=timeout
+    )
     output = proc.stdout + proc.stderr
     assert junit.exists(), output
     return SuiteRun(proc.returncode, output, read_junit(junit), junit, out / "none.md")

@@ -13,6 +13,8 @@ chosen levels.
 
 from __future__ import annotations
 
+import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,7 +25,7 @@ from pytest_kruise_agents.e2b.app import create_app
 from pytest_kruise_agents.e2b.breakage import BREAKAGES, break_app
 from pytest_kruise_agents.e2b.settings import Settings
 
-from .conftest import run_cli, serve
+from .conftest import SuiteRun, run_cli, run_pytest, serve
 
 BROKEN_CHECK = {
     "auth-open": "core.auth",
@@ -66,6 +68,19 @@ EXPECTED_MESSAGE = {
 """For some breakages, a piece of the failure message a reader relies on."""
 
 
+_COUNTS = re.compile(r"\b\d+ (passed|failed|skipped|errors?|deselected)\b")
+
+
+def _summary_lines(output: str) -> list[str]:
+    """The lines of ``output`` that count checks (the suite's summary, pytest's)."""
+    return [line.strip() for line in output.splitlines() if _COUNTS.search(line)]
+
+
+def _suite_summary(run: SuiteRun) -> str:
+    counts = [len(run.with_status(s)) for s in ("pass", "fail", "skip")]
+    return "{} passed, {} failed, {} skipped".format(*counts)
+
+
 def test_every_breakage_is_covered_and_breaks_a_known_check() -> None:
     assert set(BROKEN_CHECK) == set(BREAKAGES)
     assert set(BROKEN_CHECK.values()) <= {c.id for c in CHECKS}
@@ -102,3 +117,39 @@ def test_a_breakage_fails_exactly_its_check_and_the_checks_depending_on_it(
     assert breakage not in EXPECTED_MESSAGE or EXPECTED_MESSAGE[breakage] in message, message
     for cid in blocked:
         assert run.results[cid].message.startswith("blocked: depends on "), run.results[cid]
+    # One summary, the suite's: no second one of pytest's counting blocked checks as errors.
+    assert _summary_lines(run.output) == [_suite_summary(run)], run.output[-3000:]
+
+
+def test_a_blocked_check_is_a_failure_in_pytest_s_own_output_too(tmp_path: Path) -> None:
+    """With ``--verbose`` pytest's detail is kept (a line per check, the traceback of the
+    failed check) but the only summary is the suite's, and a blocked check shows as FAILED
+    with its reason, not as a setup error; the pytest form's own summary counts it failed."""
+    levels = "core,kruise"
+    for name in ("cli", "pytest"):
+        (tmp_path / name).mkdir()
+    with serve(breakage="kill-200") as url:
+        verbose = run_cli(url, tmp_path / "cli", levels=levels, extra=["--verbose"])
+        plain = run_pytest(
+            Path(sys.executable),
+            url,
+            tmp_path / "pytest",
+            extra=["--e2b-levels", levels],
+            # Here the plugin is installed as well: load it once, by the command's -p.
+            env={"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"},
+        )
+    blocked = dependents("core.kill") & set(verbose.results)
+    assert blocked and verbose.with_status("fail") == {"core.kill"} | blocked
+    out = verbose.output
+    assert "test_core.py::test_kill FAILED" in out, out[-3000:]
+    assert "test_kruise.py::test_api_prefix FAILED" in out, out[-3000:]
+    assert "CheckFailed: DELETE /sandboxes/" in out  # the failed check's traceback
+    assert "\nblocked: depends on core.kill, which failed\n" in out  # the blocked one's reason
+    assert "DependencyFailed" not in out and "ERROR" not in out
+    assert _summary_lines(out) == [_suite_summary(verbose)], out[-3000:]
+    assert plain.with_status("fail") == verbose.with_status("fail")
+    failed = len(plain.with_status("fail"))
+    assert re.search(rf"\b{failed} failed, \d+ passed, \d+ deselected in ", plain.output), (
+        plain.output[-3000:]
+    )
+    assert " error" not in _summary_lines(plain.output)[-1], plain.output[-3000:]

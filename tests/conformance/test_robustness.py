@@ -1,28 +1,29 @@
 """The suite in awkward runs: Ctrl-C, bad report paths, no URL, no key, a busy team, a prefixed
-API URL, control characters from the server, a server that ignores a command timeout."""
+API URL, control characters from the server, a server that ignores a command timeout, a caller's
+``PYTEST_*`` environment."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import subprocess
 import sys
 import threading
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-import httpx
+from typing import TYPE_CHECKING
 
 from pytest_kruise_agents.conformance.registry import CHECKS, dependents
 
 from .conftest import (
+    FILLER_KEY,
     KRUISE_AGENTS,
     ROOT,
-    USER_KEY,
     Result,
     clean_env,
     cli_command,
+    fill_team,
     read_junit,
     run_cli,
     serve,
@@ -30,7 +31,7 @@ from .conftest import (
 )
 
 if TYPE_CHECKING:
-    from starlette.types import ASGIApp, Receive, Scope, Send
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
 def _control_plane(scope: Scope) -> bool:
@@ -78,6 +79,47 @@ class _ControlCharacters:
             await send({"type": "http.response.body", "body": self.BODY})
             return
         await self.app(scope, receive, send)
+
+
+def _others_listed(body: bytes) -> int | None:
+    """How many sandboxes of a list answer are the team's others (``None``: not JSON)."""
+    try:
+        items = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(items, list):
+        return 0  # an error body
+    return sum(1 for i in items if FILLER_KEY in (i.get("metadata") or {}))
+
+
+class _ListReads:
+    """Records each sandbox list the server answers: its query and how many of the listed
+    sandboxes are the team's others (:func:`_others_listed`)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.reads: list[tuple[str, int | None]] = []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not (
+            scope["type"] == "http"
+            and _control_plane(scope)
+            and scope["method"] == "GET"
+            and scope["path"].endswith("/v2/sandboxes")
+        ):
+            await self.app(scope, receive, send)
+            return
+        query = scope["query_string"].decode()
+        body = bytearray()
+
+        async def recording(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                body.extend(message.get("body", b""))
+                if not message.get("more_body", False):
+                    self.reads.append((query, _others_listed(bytes(body))))
+            await send(message)
+
+        await self.app(scope, receive, recording)
 
 
 class _IgnoreCommandTimeout:
@@ -196,22 +238,27 @@ def test_without_an_api_key_a_server_without_auth_fails_only_the_auth_check(
     assert run.with_status("fail") == {"core.auth"} | blocked, run.output[-3000:]
 
 
-def test_pagination_passes_on_a_team_that_already_holds_hundreds_of_sandboxes(
+def test_on_a_busy_team_the_list_checks_pass_reading_only_the_runs_own_sandboxes(
     tmp_path: Path,
 ) -> None:
-    """``core.list.pagination`` pages only the run's own sandboxes, not the 450 others of the team."""
-    with serve(nodes=80) as url, httpx.Client(timeout=120) as client:
-        body: dict[str, Any] = {
-            "templateID": "base",
-            "timeout": 86400,
-            "metadata": {"e2b.agents.kruise.io/never-timeout": "true"},
-            "envVars": {},
-        }
-        for _ in range(450):
-            resp = client.post(url + "/v2/sandboxes", headers={"X-API-Key": USER_KEY}, json=body)
-            assert resp.status_code == 201, resp.text
-        run = run_cli(url, tmp_path, levels="core")
-    assert run.results["core.list.pagination"].status == "pass", run.results["core.list.pagination"]
+    """A team already holding 450 sandboxes: every check of ``core`` and ``lifecycle`` passes,
+    and of the 450 the whole run reads one (``core.list``'s ``GET /v2/sandboxes?limit=1``),
+    not several pages of them per list."""
+    recorders: list[_ListReads] = []
+
+    def wrap(app: ASGIApp) -> ASGIApp:
+        recorders.append(_ListReads(app))
+        return recorders[0]
+
+    with serve(nodes=80, wrap=wrap) as url:
+        fill_team(url, 450)
+        run = run_cli(url, tmp_path, levels="core,lifecycle")
+    assert run.with_status("fail") == set(), run.output[-3000:]
+    assert {c.id for c in CHECKS if c.level in ("core", "lifecycle")} == run.with_status("pass")
+    reads = recorders[0].reads
+    assert reads and all(n is not None for _, n in reads), reads
+    others = [(query, n) for query, n in reads if n]
+    assert sum(n or 0 for _, n in others) <= 1, f"{len(reads)} lists; read the others: {others}"
 
 
 def test_control_characters_from_the_server_are_escaped_in_every_output(tmp_path: Path) -> None:
@@ -223,6 +270,27 @@ def test_control_characters_from_the_server_are_escaped_in_every_output(tmp_path
     assert "sandbox not found \\x00\\x01\\x1b[31m" in message, message
     assert "\x1b[31m" not in run.output and "\x00" not in run.output
     assert "\x00" not in run.report.read_text()
+
+
+def test_the_command_ignores_the_callers_pytest_environment(tmp_path: Path) -> None:
+    """``PYTEST_ADDOPTS`` and ``PYTEST_PLUGINS`` of the caller do not reach the suite's pytest:
+    no ``-x``/``-k`` narrows the run and no plugin of theirs is loaded."""
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    loaded = tmp_path / "spy-loaded"
+    (plugins / "conformance_spy.py").write_text(
+        f"def pytest_configure(config):\n    open({str(loaded)!r}, 'w').close()\n"
+    )
+    env = {
+        "PYTEST_ADDOPTS": "-x -k test_error_bodies",
+        "PYTEST_PLUGINS": "conformance_spy",
+        "PYTHONPATH": str(plugins),
+    }
+    with serve() as url:
+        run = run_cli(url, tmp_path, levels="core", env=env)
+    assert run.with_status("pass") == {c.id for c in CHECKS if c.level == "core"}, run.output
+    assert run.returncode == 0
+    assert not loaded.exists()
 
 
 def test_a_server_ignoring_the_command_timeout_fails_the_timeout_check(tmp_path: Path) -> None:
