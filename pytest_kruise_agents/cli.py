@@ -84,6 +84,10 @@ _Dask = Annotated[
 _Seed = Annotated[int | None, typer.Option(help="Seed (default: the scenario's).")]
 _Reps = Annotated[int | None, typer.Option("--replications", min=1, help="Replications per point.")]
 _Out = Annotated[Path | None, typer.Option("--out", help="Output directory.")]
+_ClaimsCsv = Annotated[bool, typer.Option("--claims-csv", help="Write claims.csv.")]
+_Set = Annotated[
+    list[str] | None, typer.Option("--set", help="Override a field: path=value (repeatable).")
+]
 
 
 @app.command()
@@ -94,10 +98,8 @@ def simulate(
     workers: _Workers = 1,
     dask: _Dask = None,
     out: _Out = None,
-    claims_csv: Annotated[bool, typer.Option("--claims-csv", help="Write claims.csv.")] = False,
-    set_: Annotated[
-        list[str] | None, typer.Option("--set", help="Override a field: path=value.")
-    ] = None,
+    claims_csv: _ClaimsCsv = False,
+    set_: _Set = None,
 ) -> None:
     """Run a scenario; print the summary; write summary.json and report.html."""
     from simulator.planning.commands import RunOptions, simulate_command
@@ -114,6 +116,12 @@ def plan(
     max_cold: Annotated[
         str | None, typer.Option("--max-cold", help="Largest cold share, e.g. 1%.")
     ] = None,
+    max_failed: Annotated[
+        str | None,
+        typer.Option(
+            "--max-failed", help="Largest failed share, e.g. 0.1% (replaces the scenario's)."
+        ),
+    ] = None,
     size_range: Annotated[
         str | None, typer.Option("--range", help="Pool sizes to search, LOW:HIGH.")
     ] = None,
@@ -122,13 +130,23 @@ def plan(
     workers: _Workers = 1,
     dask: _Dask = None,
     out: _Out = None,
+    claims_csv: Annotated[
+        bool, typer.Option("--claims-csv", help="Write claims.csv (the runs at the answer).")
+    ] = False,
+    set_: _Set = None,
 ) -> None:
     """Find the smallest pool meeting the goals; Erlang's answer next to it."""
     from simulator.planning.commands import RunOptions, plan_command
 
-    opts = RunOptions(seed, replications, workers, dask, out)
+    opts = RunOptions(seed, replications, workers, dask, out, claims_csv, set_ or [])
     code = plan_command(
-        scenario, opts, pool=pool, slo=slo, max_cold=max_cold, size_range=size_range
+        scenario,
+        opts,
+        pool=pool,
+        slo=slo,
+        max_cold=max_cold,
+        max_failed=max_failed,
+        size_range=size_range,
     )
     raise typer.Exit(code)
 
@@ -200,7 +218,7 @@ def conformance(
         Path | None, typer.Option("--report", help="Write the Markdown report.")
     ] = None,
     verbose: Annotated[
-        bool, typer.Option("--verbose", help="Show pytest's output and tracebacks.")
+        bool, typer.Option("--verbose", help="A line per check, and tracebacks of failures.")
     ] = False,
 ) -> None:
     """Check an E2B-compatible server, check by check; print a pass/fail/skip table."""

@@ -77,7 +77,8 @@ Rate = Annotated[float, BeforeValidator(parse_rate)]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Strict, as the scenario's models: ``count: true`` is no burst of 1.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class PoissonArrivals(_Model):

@@ -35,6 +35,7 @@ from rich.table import Table
 from simulator.erlang import erlang_b
 from simulator.planning.analytic import (
     AnalyticEstimate,
+    Slo,
     analytic_estimate,
     parse_max_share,
     parse_slo,
@@ -46,7 +47,7 @@ from simulator.planning.formatting import METRIC_ROWS, POOL_ROWS, fmt_estimate, 
 from simulator.planning.loading import load_scenario
 from simulator.planning.metrics import RunResult
 from simulator.planning.outputs import summary_payload, write_claims_csv, write_summary
-from simulator.planning.overrides import Axis, apply_overrides, parse_axis
+from simulator.planning.overrides import Axis, apply_overrides, canonical_path, parse_axis
 from simulator.planning.plan import Candidate, Goal, PlanResult, plan
 from simulator.planning.report import write_report
 from simulator.planning.scenario import Scenario
@@ -417,6 +418,49 @@ def parse_range(text: str | None) -> tuple[int | None, int | None]:
     return lo, hi
 
 
+def _plan_goals(
+    scenario: Scenario, slo: str | None, max_cold: str | None, max_failed: str | None
+) -> tuple[Slo | None, float | None, float | None]:
+    """The goals ``plan`` aims for: (latency goal, largest cold share, largest failed share).
+
+    ``--slo`` and ``--max-cold`` replace the scenario's goals; without either,
+    the scenario's three goals are taken. ``--max-failed`` replaces the
+    failed-share goal either way: it only adds to the others (alone it sizes
+    nothing), and ``run_goals`` holds the failed share to the stricter of it
+    and the latency goal's tail.
+    """
+    goals = scenario.goals
+    if slo is None and max_cold is None and goals is not None:
+        slo = goals.slo
+        max_cold = None if goals.max_cold is None else str(goals.max_cold)
+        if max_failed is None and goals.max_failed is not None:
+            max_failed = str(goals.max_failed)
+    goal = parse_slo(slo) if slo is not None else None
+    cold = parse_max_share(max_cold) if max_cold is not None else None
+    failed = parse_max_share(max_failed, "--max-failed") if max_failed is not None else None
+    if goal is None and cold is None:
+        raise PlanningError(
+            "give a goal: --slo (e.g. 'p99<1s') and/or --max-cold (e.g. 1%); "
+            "--max-failed only adds to them"
+        )
+    return goal, cold, failed
+
+
+def _check_pool(scenario: Scenario, pool: str, sets: Sequence[str]) -> None:
+    """The pool exists, and no ``--set`` sizes it: plan sets its replicas to each candidate."""
+    names = [p.name for p in scenario.pools]
+    if pool not in names:
+        raise PlanningError(
+            f"--pool: no pool {pool!r} in the scenario (pools: {', '.join(map(str, names))})"
+        )
+    searched = f"pools[{names.index(pool)}].replicas"
+    for text in sets:
+        if canonical_path(scenario, parse_axis(text).path) == searched:
+            raise PlanningError(
+                f"--set {text}: plan searches {searched} itself; give --range LOW:HIGH instead"
+            )
+
+
 def plan_command(
     path: str,
     opts: RunOptions,
@@ -425,31 +469,25 @@ def plan_command(
     slo: str | None,
     max_cold: str | None,
     size_range: str | None,
+    max_failed: str | None = None,
     console: Console | None = None,
 ) -> int:
-    """``kruise-agents plan``: the smallest ``replicas`` of ``pool`` meeting the goals."""
+    """``kruise-agents plan``: the smallest ``replicas`` of ``pool`` meeting the goals.
+
+    With ``--claims-csv`` (or ``claims_csv: true``) it writes the claims of the
+    runs at the answer; none when no size meets the goals.
+    """
     out_console = console or Console(soft_wrap=True)
     err = Console(stderr=True, soft_wrap=True) if console is None else console
     try:
         scenario = _load(path, opts)
-        max_failed: str | None = None
-        if slo is None and max_cold is None and scenario.goals is not None:
-            slo = scenario.goals.slo
-            max_cold = None if scenario.goals.max_cold is None else str(scenario.goals.max_cold)
-            if scenario.goals.max_failed is not None:
-                max_failed = str(scenario.goals.max_failed)
-        goal = parse_slo(slo) if slo is not None else None
-        failed = parse_max_share(max_failed, "max_failed") if max_failed is not None else None
-        cold = parse_max_share(max_cold) if max_cold is not None else None
-        if goal is None and cold is None:
-            raise PlanningError("give a goal: --slo (e.g. 'p99<1s') and/or --max-cold (e.g. 1%)")
+        goal, cold, failed = _plan_goals(scenario, slo, max_cold, max_failed)
         lo, hi = parse_range(size_range)
-        if not any(p.name == pool for p in scenario.pools):
-            names = ", ".join(p.name or "" for p in scenario.pools)
-            raise PlanningError(f"--pool: no pool {pool!r} in the scenario (pools: {names})")
+        _check_pool(scenario, pool, opts.sets)
         executor = make_executor(opts.workers, opts.dask)
     except (PlanningError, ValueError) as exc:
         return _bad_input(err, exc)
+    keep = opts.claims_csv or scenario.claims_csv
 
     def seen(c: Candidate) -> None:
         verdicts = ", ".join(
@@ -472,6 +510,7 @@ def plan_command(
                 high=hi,
                 executor=executor,
                 stop=stop,
+                keep_claims=keep,
                 on_result=bar.on_result,
                 on_progress=bar.on_progress,
                 on_candidate=seen,
@@ -484,6 +523,9 @@ def plan_command(
     for line in result.explanation:
         out_console.print(f"  - {line}", highlight=False, soft_wrap=True)
     summaries = [c.summary for _, c in sorted(result.candidates.items())]
+    if keep and result.answer is None:
+        out_console.print(f"No claims.csv: {result.none_found}.", highlight=False)
+    # Only the runs at the answer kept their claims (plan drops the others').
     _finish(
         out_console,
         _out_dir(opts, scenario, "plan"),
@@ -494,7 +536,7 @@ def plan_command(
         executor=executor,
         interrupted=result.interrupted,
         plan_result=result,
-        claims_csv=False,
+        claims_csv=keep,
     )
     if result.interrupted:
         return EXIT_INTERRUPTED

@@ -5,6 +5,11 @@ Shared by the terminal tables and the HTML report, so both say the same thing.
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from simulator.planning.overrides import split_path
 from simulator.planning.stats import Estimate
 
 __all__ = [
@@ -14,6 +19,7 @@ __all__ = [
     "fmt_interval",
     "fmt_value",
     "label_of",
+    "point_labels",
 ]
 
 METRIC_ROWS: tuple[tuple[str, str], ...] = (
@@ -105,3 +111,22 @@ def fmt_estimate(metric: str, est: Estimate | None) -> str:
         return "-"
     interval = fmt_interval(metric, est)
     return f"{fmt_value(metric, est.mean)} {interval}".strip()
+
+
+def _short(path: str) -> str:
+    """The last part of a field path: ``pools[0].replicas`` → ``replicas``."""
+    last = split_path(path)[-1]
+    return path if isinstance(last, int) else last
+
+
+def point_labels(points: Sequence[Mapping[str, Any]]) -> list[str]:
+    """A short label per point of a sweep: ``replicas=6, profile=openkruise-v0.3.0``.
+
+    Each axis is named by the last part of its path, or by its whole path
+    when another axis ends alike (``pools.a.replicas``, ``pools.b.replicas``);
+    a point without labels is ``base``.
+    """
+    axes = list(dict.fromkeys(k for p in points for k in p))
+    ends = Counter(_short(a) for a in axes)
+    names = {a: _short(a) if ends[_short(a)] == 1 else a for a in axes}
+    return [", ".join(f"{names[k]}={v}" for k, v in p.items()) or "base" for p in points]

@@ -14,6 +14,12 @@ path is one key (latency names contain dots). Values are read as YAML
 scalars (``40`` is a number, ``true`` a boolean, ``exp(5s)`` a string);
 ``--set`` takes several values separated by commas (commas inside brackets
 or parentheses do not separate).
+
+A value keeps the kind YAML gives it, as in the file: ``true`` is refused
+where a number is wanted (pydantic alone would read it as 1), ``1`` where a
+boolean is, ``1.5`` and ``3.0`` where an integer is, and quoted digits
+(``'"3"'``) wherever a number is. Fields that take text take it (durations,
+rates, shares, latencies, and quantities, which take numbers too).
 """
 
 from __future__ import annotations
@@ -29,7 +35,15 @@ from simulator.planning.errors import ScenarioError
 from simulator.planning.loading import parse_scenario
 from simulator.planning.scenario import Scenario
 
-__all__ = ["Axis", "apply_overrides", "parse_axis", "parse_value", "split_path"]
+__all__ = [
+    "Axis",
+    "apply_overrides",
+    "canonical_path",
+    "parse_axis",
+    "parse_value",
+    "show_value",
+    "split_path",
+]
 
 _SOURCE = "--set"
 _MAP_FIELDS = frozenset({"latencies", "knobs", "selector", "metadata"})
@@ -84,6 +98,17 @@ def parse_value(text: str) -> Any:
     )
 
 
+def show_value(value: Any) -> str:
+    """``value`` as it is typed after ``--set path=``: ``true``, ``null``, ``'3'`` for text that reads as 3."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, str) and parse_value(value) != value:
+        return repr(value)
+    return str(value)
+
+
 def _split_values(text: str) -> list[str]:
     out: list[str] = []
     depth = 0
@@ -134,28 +159,42 @@ def _match(items: list[Any], key: str | int, path: str) -> int:
     raise ScenarioError(_SOURCE, path, f"no item named {key!r} (items: {', '.join(names)})")
 
 
-def _set(data: dict[str, Any], path: str, value: Any) -> None:
+def _set(data: dict[str, Any], path: str, value: Any) -> str:
+    """Set ``path`` in ``data``; return the path with every list item by index."""
     parts = split_path(path)
     node: Any = data
+    resolved: list[str | int] = []
     for i, part in enumerate(parts):
         last = i == len(parts) - 1
         if isinstance(node, list):
             idx = _match(node, part, path)
+            resolved.append(idx)
             if last:
                 node[idx] = value
-                return
+                break
             node = node[idx]
         elif isinstance(node, dict):
             if isinstance(part, int):
                 raise ScenarioError(_SOURCE, path, "an index where a field name is expected")
+            resolved.append(part)
             if last:
                 node[part] = value
-                return
+                break
             if node.get(part) is None:
                 node[part] = {}
             node = node[part]
         else:
             raise ScenarioError(_SOURCE, path, f"cannot descend into a {type(node).__name__}")
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in resolved).lstrip(".")
+
+
+def canonical_path(scenario: Scenario, path: str) -> str:
+    """``pools.base.replicas`` → ``pools[0].replicas``: the field ``path`` names in ``scenario``.
+
+    Raise :class:`ScenarioError` when the path names no item.
+    """
+    # Setting on a throwaway copy resolves the names exactly as an override would.
+    return _set(scenario.model_dump(mode="python"), path, None)
 
 
 def apply_overrides(scenario: Scenario, sets: Sequence[tuple[str, Any]]) -> Scenario:
@@ -171,5 +210,5 @@ def apply_overrides(scenario: Scenario, sets: Sequence[tuple[str, Any]]) -> Scen
     try:
         return parse_scenario(data, source=_SOURCE)
     except ScenarioError as exc:
-        shown = ", ".join(f"{p}={v}" for p, v in sets)
+        shown = ", ".join(f"{p}={show_value(v)}" for p, v in sets)
         raise ScenarioError(f"--set {shown}", exc.path, exc.reason) from None

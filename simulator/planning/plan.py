@@ -10,8 +10,10 @@ replications do, and the verdict is *certain* when the 95% intervals lie on
 the same side of every goal.
 
 Goals: the latency ``slo`` (e.g. ``p99<1s``; failed claims count as slow:
-their share must stay within the tail the percentile allows) and
-``max_cold``, the largest share of the pool's deliveries created cold.
+their share must stay within the tail the percentile allows),
+``max_cold``, the largest share of the pool's deliveries created cold, and
+``max_failed``, the largest failed share (with a latency goal, the stricter
+of it and the tail is held).
 """
 
 from __future__ import annotations
@@ -227,11 +229,17 @@ def plan(
     executor: Executor,
     max_failed: float | None = None,
     stop: threading.Event,
+    keep_claims: bool = False,
     on_result: OnResult | None = None,
     on_progress: OnProgress | None = None,
     on_candidate: Callable[[Candidate], None] | None = None,
 ) -> PlanResult:
-    """Search the smallest ``replicas`` of ``pool_name`` meeting the goals (module docstring)."""
+    """Search the smallest ``replicas`` of ``pool_name`` meeting the goals (module docstring).
+
+    With ``keep_claims`` the runs at the answer keep their per-claim rows
+    (``RunResult.claims``, for ``claims.csv``); every other candidate's are
+    dropped, those of a size that misses the goals as soon as it is judged.
+    """
     if slo is None and max_cold is None:
         raise PlanningError("give a goal: --slo and/or --max-cold")
     try:
@@ -269,12 +277,19 @@ def plan(
             for s in todo
         ]
         summaries, partial = run_points(
-            points, executor, stop=stop, on_result=on_result, on_progress=on_progress
+            points,
+            executor,
+            stop=stop,
+            keep_claims=keep_claims,
+            on_result=on_result,
+            on_progress=on_progress,
         )
         for s, summary in zip(todo, summaries, strict=False):
             if not summary.complete:
                 continue
             cand = Candidate(s, summary, judge(summary, pool.key, slo, max_cold, max_failed))
+            if not cand.meets:
+                _drop_claims(cand)  # never the answer: free its rows at once
             result.candidates[s] = cand
             if on_candidate is not None:
                 on_candidate(cand)
@@ -333,9 +348,19 @@ def plan(
     return _finish(result, scenario, pool, slo, max_cold)
 
 
+def _drop_claims(candidate: Candidate) -> None:
+    """Forget the per-claim rows of ``candidate``'s runs (they can be large)."""
+    for run in candidate.summary.runs:
+        run.claims = None
+
+
 def _finish(
     result: PlanResult, scenario: Scenario, pool: PoolSpec, slo: Slo | None, max_cold: float | None
 ) -> PlanResult:
+    # Only the answer's claims are kept (claims.csv describes the answer).
+    for size, candidate in result.candidates.items():
+        if size != result.answer:
+            _drop_claims(candidate)
     # Erlang again, with the refill time the simulation measured (Little's law).
     refills = [
         est.mean

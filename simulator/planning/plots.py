@@ -7,11 +7,14 @@ the report can embed it as base64 and the file stands alone.
 from __future__ import annotations
 
 import io
+import itertools
+import math
 from collections.abc import Sequence
 
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.text import Text
 
 from simulator.erlang import erlang_b
 from simulator.planning.metrics import RunResult
@@ -22,6 +25,7 @@ __all__ = [
     "claims_rate_plot",
     "erlang_plot",
     "latency_cdf_plot",
+    "metric_figure",
     "metric_plot",
     "node_plot",
     "pool_plot",
@@ -267,7 +271,47 @@ def erlang_plot(
     return _png(fig)
 
 
-def metric_plot(
+def _overlapping(labels: Sequence[Text]) -> bool:
+    """Whether any two non-empty ``labels`` (in axis order) touch, with a pixel of margin."""
+    boxes = [t.get_window_extent() for t in labels if t.get_text()]
+    return any(a.x1 + 1 > b.x0 for a, b in itertools.pairwise(boxes))
+
+
+def _set_tick_labels(fig: Figure, ax: Axes, labels: Sequence[str], *, vertical: bool) -> None:
+    ax.set_xticks(range(len(labels)))
+    ax.set_xticklabels(labels, fontsize="small", rotation=90 if vertical else 0, ha="center")
+    # Tick labels take their text and place at draw time: draw to measure them.
+    fig.draw_without_rendering()
+
+
+def _fit_tick_labels(fig: Figure, ax: Axes, labels: Sequence[str]) -> None:
+    """Label the categories ``0..n-1`` of the x axis so that no label overlaps another.
+
+    Horizontal, one line per ``, ``-separated part, when they fit; else on one
+    line, vertical; else vertical with every k-th label only (the first, and
+    every k-th after it), for the smallest such k.
+    """
+    FigureCanvasAgg(fig)  # measured with the renderer the PNG is drawn with
+    _set_tick_labels(fig, ax, [t.replace(", ", "\n") for t in labels], vertical=False)
+    if not _overlapping(ax.get_xticklabels()):
+        return
+    _set_tick_labels(fig, ax, labels, vertical=True)
+    ticks = ax.get_xticklabels()
+    if not _overlapping(ticks):
+        return
+    # The first k that can fit, from the widest label and the tick spacing.
+    widest = max(t.get_window_extent().width for t in ticks)
+    x0, x1 = ax.transData.transform([(0, 0), (1, 0)])[:, 0]
+    step = max(2, math.ceil((widest + 2) / max(x1 - x0, 1e-9)))
+    while True:
+        shown = [t if i % step == 0 else "" for i, t in enumerate(labels)]
+        _set_tick_labels(fig, ax, shown, vertical=True)
+        if step >= len(labels) or not _overlapping(ax.get_xticklabels()):
+            return
+        step += 1
+
+
+def metric_figure(
     labels: Sequence[str],
     estimates: Sequence[Estimate | None],
     *,
@@ -275,8 +319,8 @@ def metric_plot(
     title: str,
     limit: float | None = None,
     percent: bool = False,
-) -> bytes:
-    """One metric per point (mean and 95% interval), e.g. p99 across a sweep."""
+) -> Figure:
+    """The figure of :func:`metric_plot`, its x labels laid out so none overlaps another."""
     fig = Figure(figsize=_SIZE)
     ax = fig.add_subplot()
     k = 100.0 if percent else 1.0
@@ -290,14 +334,23 @@ def metric_plot(
     if limit is not None:
         ax.axhline(limit * k, color="C3", linestyle="--", linewidth=1, label="goal")
         ax.legend(loc="best", fontsize="small")
-    ax.set_xticks(xs)
-    ax.set_xticklabels(
-        labels,
-        rotation=20 if len(labels) > 4 else 0,
-        ha="right" if len(labels) > 4 else "center",
-        fontsize="small",
-    )
     ax.set_ylabel(ylabel)
     ax.grid(True, axis="y", alpha=0.3)
     ax.set_title(title)
-    return _png(fig)
+    _fit_tick_labels(fig, ax, labels)
+    return fig
+
+
+def metric_plot(
+    labels: Sequence[str],
+    estimates: Sequence[Estimate | None],
+    *,
+    ylabel: str,
+    title: str,
+    limit: float | None = None,
+    percent: bool = False,
+) -> bytes:
+    """One metric per point (mean and 95% interval), e.g. p99 across a sweep."""
+    return _png(
+        metric_figure(labels, estimates, ylabel=ylabel, title=title, limit=limit, percent=percent)
+    )

@@ -29,6 +29,7 @@ from simulator.planning.formatting import (
     fmt_interval,
     fmt_value,
     label_of,
+    point_labels,
 )
 from simulator.planning.plan import Goal, PlanResult
 from simulator.planning.scenario import Scenario
@@ -270,16 +271,6 @@ def _diagnosis(goals: Sequence[Goal], limits: Sequence[str]) -> str:
     return "".join(parts)
 
 
-def _point_label(s: PointSummary) -> str:
-    return (
-        ", ".join(
-            f"{k.rsplit('.', 1)[-1] if k.endswith('replicas') else k}={v}"
-            for k, v in s.labels.items()
-        )
-        or "base"
-    )
-
-
 def _sweep(summaries: Sequence[PointSummary], axes: Sequence[str]) -> str:
     if not summaries:
         return "<p>No point finished.</p>"
@@ -306,7 +297,7 @@ def _sweep(summaries: Sequence[PointSummary], axes: Sequence[str]) -> str:
         _table(head, rows),
         '<p class="note">Means over the replications; below them, the 95% intervals.</p>',
     ]
-    labels = [_point_label(s) for s in summaries]
+    labels = point_labels([s.labels for s in summaries])
     parts.append("<h2>Comparison</h2>")
     parts.append(
         _img(
@@ -390,6 +381,8 @@ def _plan(plan: PlanResult, scenario: Scenario) -> str:
         goals.append(f"delivery {plan.slo.text}")
     if plan.max_cold is not None:
         goals.append(f"cold share <= {plan.max_cold:.2%}")
+    if plan.max_failed is not None:
+        goals.append(f"failed share <= {plan.max_failed:.2%}")
     parts = [
         "<h2>Answer</h2>",
         f"<p>Pool <code>{_e(plan.pool)}</code>, goals: {_e(', '.join(goals))}, range {plan.low}..{plan.high}.</p>",

@@ -32,6 +32,8 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    TypeAdapter,
+    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -49,6 +51,7 @@ from simulator.nodes import NodeSpec
 from simulator.planning.arrivals import Arrivals, TraceArrivals
 from simulator.planning.errors import FieldError, PathError
 from simulator.planning.holds import Hold, parse_hold
+from simulator.planning.messages import first_problem
 from simulator.profile import DEFAULT_PROFILE, PROFILES, Profile, get_profile
 
 __all__ = [
@@ -64,7 +67,29 @@ __all__ = [
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    # Strict: a value keeps the kind YAML gave it. pydantic would otherwise read
+    # ``true`` as 1 replica, ``1`` as a true switch and the text ``'3'`` as 3.
+    # Durations, rates, shares, quantities and latencies still take text: their
+    # own parsers read it.
+    model_config = ConfigDict(extra="forbid", strict=True, use_attribute_docstrings=True)
+
+
+def _number_to_text(value: Any) -> Any:
+    """A quantity written as a YAML number (``cpu: 2``) is its text, as Kubernetes reads it."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+def _check_knob_kind(knob: str, value: Any) -> None:
+    """Refuse a knob value of the wrong kind (the profile itself would read ``true`` as 1)."""
+    field = Profile.model_fields.get(knob)
+    if field is None or field.annotation is None:
+        return  # an unknown knob: the profile names it, with the known ones
+    try:
+        TypeAdapter(field.annotation).validate_python(value, strict=True)
+    except ValidationError as exc:
+        raise FieldError(("knobs", knob), first_problem(exc.errors())[1]) from None
 
 
 class NodeGroup(_Model):
@@ -80,10 +105,8 @@ class NodeGroup(_Model):
 
     @field_validator("cpu", "memory", mode="before")
     @classmethod
-    def _number_to_text(cls, value: Any) -> Any:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return str(value)
-        return value
+    def _quantity(cls, value: Any) -> Any:
+        return _number_to_text(value)
 
     @model_validator(mode="after")
     def _check(self) -> NodeGroup:
@@ -138,6 +161,7 @@ class ClusterSpec(_Model):
             except ValueError as exc:
                 raise FieldError(("latencies", name), str(exc)) from None
         for knob, value in self.knobs.items():
+            _check_knob_kind(knob, value)
             try:
                 prof.with_overrides(**{knob: value})
             except ValueError as exc:
@@ -209,6 +233,11 @@ class PoolSpec(_Model):
     """Sidecar runtimes: ``agent-runtime`` (``/init`` at claim), ``csi``."""
     manifest: str | dict[str, Any] | None = None
     """A SandboxSet as Kubernetes YAML text or a mapping."""
+
+    @field_validator("cpu", "cpu_limit", "memory", mode="before")
+    @classmethod
+    def _quantity(cls, value: Any) -> Any:
+        return _number_to_text(value)
 
     @field_validator("cpu", "cpu_limit")
     @classmethod
@@ -312,6 +341,11 @@ class ClaimSpec(_Model):
         if value is not None and not is_image_reference(value):
             raise ValueError(f"not a valid image reference: {value!r}")
         return value
+
+    @field_validator("cpu_request", "cpu_limit", mode="before")
+    @classmethod
+    def _quantity(cls, value: Any) -> Any:
+        return _number_to_text(value)
 
     @field_validator("cpu_request", "cpu_limit")
     @classmethod
@@ -451,7 +485,7 @@ class Scenario(_Model):
     claims_csv: bool = False
     """Write ``claims.csv`` (one row per claim with its phases)."""
     goals: Goals | None = None
-    """Goals ``simulate`` checks (and ``plan`` uses when no option is given)."""
+    """Goals ``simulate`` checks (and ``plan`` uses without ``--slo`` and ``--max-cold``)."""
     sweep: dict[str, list[Any]] = Field(default_factory=dict)
     """What ``sweep`` varies when no ``--set`` is given: field path → values."""
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -83,6 +85,74 @@ def test_plan_prints_erlang_and_the_answer(tiny_file: Path, tmp_path: Path) -> N
     assert plan["answer"] in (1, 2, 3)
 
 
+def _plan(tiny_file: Path, out: Path, *options: str) -> tuple[int, str, dict[str, Any]]:
+    """``plan`` of the tiny scenario's pool on one replication; its exit code, output and plan."""
+    code, text = _invoke(
+        "plan", str(tiny_file), "--pool", "base", "--replications", "1", "--out", str(out), *options
+    )
+    summary = out / "summary.json"
+    return code, text, json.loads(summary.read_text())["plan"] if summary.exists() else {}
+
+
+def test_plan_takes_overrides_and_writes_the_claims_at_its_answer(
+    tiny_file: Path, tmp_path: Path
+) -> None:
+    """--set changes the scenario as for simulate; claims.csv holds the runs at the answer only."""
+    out = tmp_path / "pl"
+    code, text, plan = _plan(
+        tiny_file,
+        out,
+        "--max-cold",
+        "60%",
+        "--range",
+        "1:3",
+        "--set",
+        "duration=20s",
+        "--claims-csv",
+    )
+    assert code == 0, text
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["scenario"]["duration_s"] == 20.0
+    assert len(plan["candidates"]) >= 2  # the answer and at least one other size were run
+    with (out / "claims.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert {row["pools.base.replicas"] for row in rows} == {str(plan["answer"])}
+    assert {row["replication"] for row in rows} == {"0"}
+    (at_answer,) = [
+        p for p in summary["points"] if p["labels"] == {"pools.base.replicas": plan["answer"]}
+    ]
+    assert len(rows) == at_answer["metrics"]["claims"]["mean"] > 0
+
+
+def test_plan_without_an_answer_writes_no_claims(tiny_file: Path, tmp_path: Path) -> None:
+    """No size meets the goals: exit 1, and no claims.csv (there is no answer to describe)."""
+    out = tmp_path / "pl"
+    code, text, plan = _plan(tiny_file, out, "--slo", "p50<1ms", "--range", "1:1", "--claims-csv")
+    assert code == 1, text
+    assert plan["answer"] is None
+    assert "No claims.csv: no size in 1..1 meets the goals." in text
+    assert not (out / "claims.csv").exists()
+
+
+def test_plan_max_failed_replaces_only_the_scenarios_failed_goal(
+    tiny_file: Path, tmp_path: Path
+) -> None:
+    """--max-failed alone keeps the scenario's latency and cold goals; with --max-cold, it adds to it."""
+    code, text, plan = _plan(tiny_file, tmp_path / "a", "--max-failed", "0.1%", "--range", "4:4")
+    assert code in (0, 1), text
+    assert (plan["slo"], plan["max_cold"], plan["max_failed"]) == ("p99<1s", 0.05, 0.001)
+    # The failed share is held to the stricter of 0.1% and the p99's 1% tail.
+    goals = {g["name"]: g["limit"] for g in plan["candidates"][0]["goals"]}
+    assert goals == {"latency_p99": 1.0, "failed_share": 0.001, "cold_share": 0.05}
+    code, text, plan = _plan(
+        tiny_file, tmp_path / "b", "--max-cold", "60%", "--max-failed", "2%", "--range", "4:4"
+    )
+    assert code == 0, text
+    assert (plan["slo"], plan["max_cold"], plan["max_failed"]) == (None, 0.6, 0.02)
+    goals = {g["name"]: g["limit"] for g in plan["candidates"][0]["goals"]}
+    assert goals == {"failed_share": 0.02, "cold_share": 0.6}
+
+
 def test_bad_input_exits_2_with_one_clear_message(tiny_file: Path, tmp_path: Path) -> None:
     """A bad file, field, option or override: exit 2 and a message naming it; no output written."""
     bad = tmp_path / "bad.yaml"
@@ -103,6 +173,45 @@ def test_bad_input_exits_2_with_one_clear_message(tiny_file: Path, tmp_path: Pat
             "--range",
         ),
         (["sweep", str(tiny_file)], "--set: give at least one"),
+        (
+            ["simulate", str(tiny_file), "--set", "pools.base.replicas=true", "--out", str(out)],
+            "--set pools.base.replicas=true: pools[0].replicas: "
+            "must be an integer, got the boolean true",
+        ),
+        (
+            [
+                "plan",
+                str(tiny_file),
+                "--pool",
+                "base",
+                "--set",
+                "workloads[0].claim.csi_mounts=true",
+            ],
+            "--set workloads[0].claim.csi_mounts=true: workloads[0].claim.csi_mounts: "
+            "must be an integer, got the boolean true",
+        ),
+        (
+            ["plan", str(tiny_file), "--pool", "base", "--set", "pools.base.replicas=5"],
+            "--set pools.base.replicas=5: plan searches pools[0].replicas itself; "
+            "give --range LOW:HIGH instead",
+        ),
+        (
+            ["plan", str(tiny_file), "--pool", "base", "--set", "pools[0].replicas=5"],
+            "plan searches pools[0].replicas itself",
+        ),
+        (
+            ["plan", str(tiny_file), "--pool", "base", "--set", "duration=10s,20s"],
+            "give one value here (sweep takes several)",
+        ),
+        (
+            ["plan", str(tiny_file), "--pool", "base", "--max-failed", "2"],
+            "--max-failed: must be in [0, 1)",
+        ),
+        (
+            ["plan", str(tiny_file), "--pool", "base", "--set", "goals=null", "--max-failed", "1%"],
+            "give a goal: --slo (e.g. 'p99<1s') and/or --max-cold (e.g. 1%); "
+            "--max-failed only adds to them",
+        ),
     ]
     for args, message in cases:
         code, text = _invoke(*args)

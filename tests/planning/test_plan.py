@@ -125,6 +125,28 @@ def test_plan_refuses_bad_requests(tiny: Scenario) -> None:
         )
 
 
+def test_only_the_runs_at_the_answer_keep_their_claims(tiny: Scenario) -> None:
+    """With keep_claims the answer's runs keep one row per claim; every other size's are dropped."""
+    result = plan(
+        tiny,
+        "base",
+        slo=None,
+        max_cold=0.6,
+        low=1,
+        high=3,
+        executor=SerialExecutor(),
+        stop=threading.Event(),
+        keep_claims=True,
+    )
+    assert result.best is not None and len(result.candidates) >= 2
+    for size, candidate in result.candidates.items():
+        for run in candidate.summary.runs:
+            if size == result.answer:
+                assert run.claims is not None and len(run.claims) == run.metrics["claims"] > 0
+            else:
+                assert run.claims is None
+
+
 UNDELIVERED = """\
 name: undelivered
 seed: 1

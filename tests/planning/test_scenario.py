@@ -268,6 +268,104 @@ def test_bad_overrides_are_named(path: str, value: object, where: str, reason: s
     assert reason in info.value.reason
 
 
+def _override(text: str) -> Scenario:
+    """The tiny scenario with one ``--set`` as the command line reads it (``path=value``)."""
+    axis = parse_axis(text)
+    (value,) = axis.values
+    return apply_overrides(parse_scenario(TINY), [(axis.path, value)])
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        # pydantic alone reads true as 1 and false as 0.
+        (
+            "pools.base.replicas=true",
+            "--set pools.base.replicas=true: pools[0].replicas: "
+            "must be an integer, got the boolean true",
+        ),
+        ("seed=false", "--set seed=false: seed: must be an integer, got the boolean false"),
+        (
+            "cluster.nodes=true",
+            "--set cluster.nodes=true: cluster.nodes: "
+            "must be an integer or a list, got the boolean true",
+        ),
+        (
+            "cluster.knobs.create_qps=true",
+            "--set cluster.knobs.create_qps=true: cluster.knobs.create_qps: "
+            "must be a number, got the boolean true",
+        ),
+        (
+            "goals.max_cold=true",
+            "--set goals.max_cold=true: goals.max_cold: "
+            "must be a string or a number, got the boolean true",
+        ),
+        # ... and 1 or 'yes' as true.
+        ("claims_csv=1", "--set claims_csv=1: claims_csv: must be a boolean, got 1"),
+        (
+            "workloads[0].claim.create_on_no_stock='yes'",
+            "--set workloads[0].claim.create_on_no_stock='yes': "
+            "workloads[0].claim.create_on_no_stock: must be a boolean, got the text 'yes'",
+        ),
+        # ... and quoted digits as a number, 3.0 as the integer 3.
+        (
+            "pools.base.replicas='3'",
+            "--set pools.base.replicas='3': pools[0].replicas: must be an integer, got the text '3'",
+        ),
+        (
+            "cluster.knobs.claim_workers='5'",
+            "--set cluster.knobs.claim_workers='5': cluster.knobs.claim_workers: "
+            "must be an integer, got the text '5'",
+        ),
+        (
+            "pools.base.replicas=3.0",
+            "--set pools.base.replicas=3.0: pools[0].replicas: must be an integer, got 3.0",
+        ),
+        (
+            "pools.base.replicas=1.5",
+            "--set pools.base.replicas=1.5: pools[0].replicas: must be an integer, got 1.5",
+        ),
+    ],
+)
+def test_an_override_keeps_the_kind_yaml_gives_it(option: str, message: str) -> None:
+    """A boolean is no number, a number no boolean, quoted digits no number: one error, nothing set."""
+    with pytest.raises(ScenarioError) as info:
+        _override(option)
+    assert str(info.value) == message
+
+
+def test_fields_that_take_text_still_take_it() -> None:
+    """Durations, rates and latencies read text; quantities read numbers too (as Kubernetes does)."""
+    assert _override("duration='30'").duration == 30.0
+    arrivals = _override("workloads[0].arrivals.rate='120/min'").workloads[0].arrivals
+    assert arrivals.rate == 2.0  # type: ignore[union-attr]
+    assert _override("cluster.latencies.image.pull='3'").cluster.latencies == {"image.pull": "3"}
+    assert _override("pools.base.cpu=2").pools[0].cpu == "2"
+    assert _override("pools.base.memory=1073741824").pools[0].memory == "1073741824"
+    assert _override("workloads[0].claim.cpu_request=0.5").workloads[0].claim.cpu_request == "0.5"
+    assert _override("cluster.knobs.create_qps=5").cluster.build_profile().create_qps == 5.0
+
+
+def test_a_scenario_file_keeps_the_kinds_too(tmp_path: Path) -> None:
+    """The file is read as an override is: ``replicas: true`` is refused where it is written."""
+    err = _error(TINY.replace("replicas: 4}", "replicas: true}"), tmp_path)
+    assert (err.path, err.line) == ("pools[0].replicas", 8)
+    assert err.reason == "must be an integer, got the boolean true"
+    err = _error(
+        TINY.replace("hold: exp(10s)", "hold: exp(10s)\n    claim: {csi_mounts: '1'}"), tmp_path
+    )
+    assert (err.path, err.reason) == (
+        "workloads[0].claim.csi_mounts",
+        "must be an integer, got the text '1'",
+    )
+    bursts = "{kind: bursts, bursts: [{at: 1s, count: true}]}"
+    err = _error(TINY.replace("{kind: poisson, rate: 2}", bursts), tmp_path)
+    assert (err.path, err.reason) == (
+        "workloads[0].arrivals.bursts[0].count",
+        "must be an integer, got the boolean true",
+    )
+
+
 def test_shortened_scales_times_and_counts() -> None:
     """Shortening scales durations, burst times and counts, pool sizes and the diurnal day; not rates."""
     scenario = load_scenario(SCENARIOS / "burst-255.yaml")
