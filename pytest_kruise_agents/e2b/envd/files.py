@@ -11,12 +11,18 @@ stored as ``user.e2b.<key>`` extended attributes.
 An upload is all or nothing: the body is staged outside the sandbox
 directory and moved into place only once it is complete and every target
 checked, so a refused upload (bad path, too large, bad body) changes nothing.
+Moved into place means written over an existing file in place (it keeps its
+inode and mode, as envd's ``O_TRUNC`` open does) or renamed to a new name.
+
+A part's filename is read from its raw header bytes as UTF-8, as Go's
+``mime.ParseMediaType`` reads it (:mod:`.mediatype`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import stat
 import uuid
 import zlib
@@ -37,6 +43,7 @@ from pytest_kruise_agents.e2b.envd.auth import (
 )
 from pytest_kruise_agents.e2b.envd.entries import write_metadata
 from pytest_kruise_agents.e2b.envd.errors import http_error
+from pytest_kruise_agents.e2b.envd.mediatype import parse_media_type
 from pytest_kruise_agents.e2b.workspace import PathEscapeError, SandboxWorkspace
 
 if TYPE_CHECKING:
@@ -155,8 +162,7 @@ class _Upload:
         answer: list[dict[str, object]] = []
         for staged in self.files:
             self.close(staged)
-            staged.target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(staged.temp, staged.target)
+            _put(staged.temp, staged.target)
             item: dict[str, object] = {
                 "name": staged.target.name,
                 "type": "file",
@@ -173,6 +179,33 @@ class _Upload:
             self.close(staged)
             with contextlib.suppress(OSError):
                 staged.temp.unlink()
+
+
+def _put(temp: Path, target: Path) -> None:
+    """Move a complete staged file to ``target``, keeping an existing file's inode and mode.
+
+    envd opens the target with ``O_WRONLY|O_CREAT|O_TRUNC``: a file already
+    there keeps its mode, owner, links and extended attributes, and a new one
+    gets 0o666 less the umask (as the staging file was created). So an
+    existing regular file is overwritten in place, from the staged copy.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        st = os.stat(target)
+    except FileNotFoundError:
+        st = None
+    if st is not None and stat.S_ISREG(st.st_mode):
+        try:
+            shutil.copyfile(temp, target)
+        except PermissionError:
+            # No write bit: envd writes as root, whom that does not stop. A new
+            # inode with the old mode is the nearest the server's user can do.
+            os.chmod(temp, stat.S_IMODE(st.st_mode))
+        else:
+            with contextlib.suppress(OSError):
+                temp.unlink()
+            return
+    os.replace(temp, target)
 
 
 def _check_target(ws: SandboxWorkspace, target: Path, path: str) -> None:
@@ -281,7 +314,7 @@ class _MultipartReader:
     def __init__(self, job: _Upload, path: str | None) -> None:
         self.job = job
         self.path = path
-        self.headers: dict[str, str] = {}
+        self.headers: dict[str, bytes] = {}
         self._field = b""
         self._value = b""
         self._current: _Staged | None = None
@@ -310,14 +343,17 @@ class _MultipartReader:
         self._value += data[start:end]
 
     def on_header_end(self) -> None:
-        self.headers[self._field.decode("latin-1").lower()] = self._value.decode("utf-8", "replace")
+        # Raw bytes: the filename is UTF-8 (httpx, browsers), as Go's reader keeps it.
+        # The first of repeated headers counts, as for Go's Header.Get.
+        self.headers.setdefault(self._field.decode("latin-1").lower(), self._value.strip())
         self._field = self._value = b""
 
     def on_headers_finished(self) -> None:
-        _, options = parse_options_header(self.headers.get("content-disposition"))
-        if options.get(b"name") != b"file":
-            return  # not a file part: ignored, as envd does
-        filename = options.get(b"filename", b"").decode("utf-8", "replace")
+        raw = self.headers.get("content-disposition", b"").decode("utf-8", "replace")
+        disposition, params = parse_media_type(raw) or ("", {})
+        if disposition != "form-data" or params.get("name") != "file":
+            return  # not a file part (Go's Part.FormName): ignored, as envd does
+        filename = params.get("filename", "")
         target = self.path or filename
         if not target:
             raise UploadRefused(

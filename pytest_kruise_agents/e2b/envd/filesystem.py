@@ -9,6 +9,7 @@ directory on ``MakeDir`` ``already_exists``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import stat
@@ -46,7 +47,7 @@ from protobuf import Oneof
 from pytest_kruise_agents.e2b.envd import context
 from pytest_kruise_agents.e2b.envd.entries import entry_info
 from pytest_kruise_agents.e2b.envd.errors import fs_error, guard_stream, guard_unary
-from pytest_kruise_agents.e2b.envd.watchers import Watcher, WatcherTable
+from pytest_kruise_agents.e2b.envd.watchers import Watcher, WatcherTable, WatchStreams
 from pytest_kruise_agents.e2b.workspace import SandboxWorkspace
 
 __all__ = ["WATCH_POLL_INTERVAL_S", "FilesystemService", "list_entries"]
@@ -101,6 +102,52 @@ def _watch_event(
     | Oneof[Literal["keepalive"], WatchDirResponse.KeepAlive],
 ) -> WatchDirResponse:
     return WatchDirResponse(event=event)
+
+
+def _check_running(streams: WatchStreams) -> None:
+    """Raise what ends a watch stream when its sandbox stopped."""
+    if streams.closed:
+        # On E2B the stopped sandbox's connection is gone: the SDK probes its
+        # health, finds it not running and reports that (SandboxNotRunningException).
+        raise ConnectError(
+            Code.UNAVAILABLE,
+            f"the connection to sandbox {streams.workspace.sandbox_id} ended before the "
+            "stream completed: the sandbox was paused or killed",
+        )
+
+
+async def _watch_events(
+    watcher: Watcher,
+    streams: WatchStreams,
+    state: context.RequestState,
+    wake: asyncio.Event,
+    ctx: RequestContext[WatchDirRequest, WatchDirResponse],
+) -> AsyncGenerator[WatchDirResponse, None]:
+    """Change events (and keepalives) every poll, until the client leaves or the sandbox stops."""
+    keepalive = context.keepalive_interval(ctx)
+    quiet = 0.0
+    while True:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(WATCH_POLL_INTERVAL_S):
+                await wake.wait()
+        if state.disconnected:
+            return
+        _check_running(streams)
+        events = await watcher.poll()
+        # Checked again: a stop during the poll may have deleted the files it saw go.
+        _check_running(streams)
+        for event in events:
+            yield _watch_event(
+                Oneof[Literal["filesystem"], filesystem_pb.FilesystemEvent]("filesystem", event)
+            )
+        quiet = 0.0 if events else quiet + WATCH_POLL_INTERVAL_S
+        if keepalive is not None and quiet >= keepalive:
+            quiet = 0.0
+            yield _watch_event(
+                Oneof[Literal["keepalive"], WatchDirResponse.KeepAlive](
+                    "keepalive", WatchDirResponse.KeepAlive()
+                )
+            )
 
 
 class FilesystemService(Filesystem):
@@ -202,48 +249,38 @@ class FilesystemService(Filesystem):
     async def _watch(
         request: WatchDirRequest, ctx: RequestContext[WatchDirRequest, WatchDirResponse]
     ) -> AsyncGenerator[WatchDirResponse, None]:
-        """The ``WatchDir`` stream itself, without a deadline."""
+        """The ``WatchDir`` stream itself, without a deadline.
+
+        It ends when the client leaves, or with ``unavailable`` when the
+        sandbox stops (:class:`WatchStreams`).
+        """
         state = context.current()
         ws, directory = _resolve(request.path)
-        _directory(ws, directory, request.path)
-        watcher = Watcher(
-            ws, directory, recursive=request.recursive, include_entry=request.include_entry
-        )
-        await watcher.prime()
-        left = asyncio.Event()
-        unregister = state.on_disconnect(left.set)
-        keepalive = context.keepalive_interval(ctx)
-        quiet = 0.0
+        # Joined first: a stop from now on ends the stream.
+        streams = ws.attachment(WatchStreams)
+        wake = asyncio.Event()
+        leave = streams.join(wake)
+        unregister = state.on_disconnect(wake.set)
         try:
+            _directory(ws, directory, request.path)
+            watcher = Watcher(
+                ws, directory, recursive=request.recursive, include_entry=request.include_entry
+            )
+            await watcher.prime()
+            _check_running(streams)
             yield _watch_event(
                 Oneof[Literal["start"], WatchDirResponse.StartEvent](
                     "start", WatchDirResponse.StartEvent()
                 )
             )
-            while not left.is_set():
-                try:
-                    async with asyncio.timeout(WATCH_POLL_INTERVAL_S):
-                        await left.wait()
-                    return
-                except TimeoutError:
-                    pass
-                events = await watcher.poll()
-                for event in events:
-                    yield _watch_event(
-                        Oneof[Literal["filesystem"], filesystem_pb.FilesystemEvent](
-                            "filesystem", event
-                        )
-                    )
-                quiet = 0.0 if events else quiet + WATCH_POLL_INTERVAL_S
-                if keepalive is not None and quiet >= keepalive:
-                    quiet = 0.0
-                    yield _watch_event(
-                        Oneof[Literal["keepalive"], WatchDirResponse.KeepAlive](
-                            "keepalive", WatchDirResponse.KeepAlive()
-                        )
-                    )
+            async with contextlib.aclosing(
+                _watch_events(watcher, streams, state, wake, ctx)
+            ) as events:
+                async for event in events:
+                    yield event
         finally:
             unregister()
+            leave()
 
     @guard_unary
     async def create_watcher(

@@ -25,7 +25,6 @@ import os
 import signal
 import struct
 import termios
-import time
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -35,6 +34,7 @@ from connectrpc.errors import ConnectError
 from e2b.envd.process import process_pb
 from protobuf import Oneof
 
+from pytest_kruise_agents.e2b.daemons import MARKER_VAR, kill_marked, kill_sandbox_daemons
 from pytest_kruise_agents.e2b.envd.context import RequestState
 from pytest_kruise_agents.e2b.workspace import SandboxWorkspace, home_of
 
@@ -52,10 +52,6 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-MARKER_VAR = "KRUISE_SANDBOX_ROOT"
-"""Env var every command of a sandbox carries (its workspace root): how a stop
-finds the daemons its commands left behind, even those that changed session."""
 
 _READ_CHUNK = 64 * 1024
 
@@ -336,7 +332,7 @@ class ProcessTable:
                 raise ConnectError(Code.INVALID_ARGUMENT, "process: a pid or a tag is required")
 
     def environment(self, spec: ProcessSpec, user: str, cwd: str) -> dict[str, str]:
-        """Base env, then the sandbox's env vars, then the request's (which win)."""
+        """Base env, then the sandbox's env vars, then the request's (which win), then the marker."""
         ws = self.workspace
         home = str(ws.resolve(home_of(user), user=user))
         env = {
@@ -349,10 +345,11 @@ class ProcessTable:
             "LANG": "C.UTF-8",
             "E2B_SANDBOX": "true",
             "E2B_SANDBOX_ID": ws.sandbox_id,
-            MARKER_VAR: str(ws.root),
         }
         env.update(ws.env_vars)
         env.update(spec.envs)
+        # Last: no env var may hide the command's daemons from the sandbox's stop.
+        env[MARKER_VAR] = str(ws.root)
         return env
 
     async def start(
@@ -459,55 +456,13 @@ class ProcessTable:
         for proc in procs:
             proc.signal(signal.SIGKILL)
         if self._spawned:
-            marker = f"{MARKER_VAR}={self.workspace.root}".encode()
-            await asyncio.to_thread(kill_marked, marker)
+            await kill_sandbox_daemons(self.workspace.root)
         if self._tasks:
             _done, pending = await asyncio.wait(set(self._tasks), timeout=5)
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
         self._procs.clear()
-
-
-def kill_marked(marker: bytes, *, passes: int = 10, pause: float = 0.02) -> int:
-    """SIGKILL every process whose initial environment holds ``marker`` (``VAR=value``).
-
-    Reads ``/proc/<pid>/environ`` (Linux; only the server user's processes
-    are readable); returns how many processes were signalled. A process in
-    the middle of an exec (``nohup cmd &`` execs twice) reads as having no
-    environment for that moment, so the scan runs again after ``pause``
-    seconds, and again while a scan still finds one (at most ``passes``).
-    """
-    killed: set[int] = set()
-    for scan in range(passes):
-        before = len(killed)
-        _kill_marked_once(marker, killed)
-        if scan and len(killed) == before:
-            break
-        time.sleep(pause)
-    return len(killed)
-
-
-def _kill_marked_once(marker: bytes, killed: set[int]) -> None:
-    """One scan of ``/proc``; adds the PIDs it signals to ``killed`` and skips those already in it."""
-    me = os.getpid()
-    try:
-        entries = [e.name for e in os.scandir("/proc") if e.name.isdigit()]
-    except OSError:
-        return
-    for name in entries:
-        pid = int(name)
-        if pid == me or pid in killed:
-            continue
-        try:
-            with open(f"/proc/{pid}/environ", "rb") as environ:
-                variables = environ.read().split(b"\0")
-        except OSError:
-            continue
-        if marker in variables:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
-                killed.add(pid)
 
 
 async def stream_events(

@@ -14,6 +14,7 @@ import asyncio
 import itertools
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 from connectrpc.code import Code
@@ -23,12 +24,16 @@ from e2b.envd.filesystem import filesystem_pb
 from pytest_kruise_agents.e2b.envd.entries import entry_info
 from pytest_kruise_agents.e2b.workspace import SandboxWorkspace
 
-__all__ = ["Snapshot", "Watcher", "WatcherTable", "diff", "snapshot"]
+__all__ = ["Snapshot", "WatchStreams", "Watcher", "WatcherTable", "diff", "snapshot"]
 
 EventType = filesystem_pb.EventType
 
 Snapshot = dict[str, tuple[int, int, int]]
-"""Relative name -> (mtime_ns, size, mode) of every entry under a watched directory."""
+"""Relative name -> (mtime_ns, size, mode) of every entry under a watched directory.
+
+A directory's mtime and size are left out (0): they change whenever an entry
+inside it does, which inotify reports as no event on the directory itself
+(only as the entry's own event, in a recursive watch)."""
 
 _MAX_WATCHERS = 256
 
@@ -47,16 +52,23 @@ def snapshot(base: Path, recursive: bool) -> Snapshot:
                     except OSError:
                         continue
                     name = prefix + item.name
-                    found[name] = (st.st_mtime_ns, st.st_size, st.st_mode)
-                    if recursive and stat.S_ISDIR(st.st_mode):
-                        pending.append((Path(item.path), name + "/"))
+                    if stat.S_ISDIR(st.st_mode):
+                        found[name] = (0, 0, st.st_mode)
+                        if recursive:
+                            pending.append((Path(item.path), name + "/"))
+                    else:
+                        found[name] = (st.st_mtime_ns, st.st_size, st.st_mode)
         except OSError:
             continue
     return found
 
 
 def diff(old: Snapshot, new: Snapshot) -> list[tuple[str, filesystem_pb.EventType]]:
-    """The events that turn ``old`` into ``new``: CREATE, WRITE, CHMOD, REMOVE (sorted by name)."""
+    """The events that turn ``old`` into ``new``: CREATE, WRITE, CHMOD, REMOVE (sorted by name).
+
+    An entry whose type changed (a file replaced by a directory) was removed
+    and created again.
+    """
     events: list[tuple[str, filesystem_pb.EventType]] = []
     for name in sorted(new.keys() | old.keys()):
         before, after = old.get(name), new.get(name)
@@ -64,6 +76,8 @@ def diff(old: Snapshot, new: Snapshot) -> list[tuple[str, filesystem_pb.EventTyp
             events.append((name, EventType.CREATE))
         elif after is None:
             events.append((name, EventType.REMOVE))
+        elif stat.S_IFMT(before[2]) != stat.S_IFMT(after[2]):
+            events += [(name, EventType.REMOVE), (name, EventType.CREATE)]
         elif before[:2] != after[:2]:
             events.append((name, EventType.WRITE))
         elif before[2] != after[2]:
@@ -143,3 +157,45 @@ class WatcherTable:
     async def aclose(self) -> None:
         """Drop every watcher."""
         self._watchers.clear()
+
+
+class WatchStreams:
+    """The open ``WatchDir`` streams of one sandbox (a workspace attachment).
+
+    Closing it (the sandbox's pause or kill, a recycled sandbox's kill
+    included) wakes every stream, which then ends with an error: on E2B the
+    sandbox's connections are torn down, and a stream left open would go on
+    reporting the deletion of the sandbox's files, then the files of whoever
+    gets the recycled sandbox next.
+    """
+
+    def __init__(self, workspace: SandboxWorkspace) -> None:
+        self.workspace = workspace
+        self._loop = asyncio.get_running_loop()
+        self._wakers: set[asyncio.Event] = set()
+        self._closed = False
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop the streams run on."""
+        return self._loop
+
+    @property
+    def closed(self) -> bool:
+        """Whether the sandbox stopped: every stream must end."""
+        return self._closed
+
+    def join(self, waker: asyncio.Event) -> Callable[[], None]:
+        """Set ``waker`` when the sandbox stops (now if it has); returns a leave function."""
+        if self._closed:
+            waker.set()
+            return lambda: None
+        self._wakers.add(waker)
+        return lambda: self._wakers.discard(waker)
+
+    async def aclose(self) -> None:
+        """End every stream."""
+        self._closed = True
+        wakers, self._wakers = self._wakers, set()
+        for waker in wakers:
+            waker.set()

@@ -4,7 +4,9 @@ A sandbox has no context, kernel or file of the interpreter until its first
 ``/execute`` or ``/contexts`` request. The default context of a language is
 created by the first ``/execute`` without a context; concurrent first requests
 share one kernel start. :meth:`ContextRegistry.shutdown_sandbox` stops a
-sandbox's kernels and forgets its contexts (pause, kill, timeout).
+sandbox's kernels, kills what they left running (every kernel carries the
+sandbox's marker, :mod:`pytest_kruise_agents.e2b.daemons`) and forgets its
+contexts (pause, kill, timeout).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any, Final, TypeVar
 
 import zmq.asyncio
 
+from pytest_kruise_agents.e2b.daemons import MARKER_VAR, kill_sandbox_daemons
 from pytest_kruise_agents.e2b.interpreter.errors import InterpreterError
 from pytest_kruise_agents.e2b.interpreter.kernels import Kernel
 from pytest_kruise_agents.e2b.interpreter.workspace import InterpreterWorkspace
@@ -83,7 +86,9 @@ def kernel_env(workspace: InterpreterWorkspace, ipython_dir: Path) -> dict[str, 
     Charts go through the inline backend, so ``plt.show()`` and a figure as
     the last expression produce ``image/png`` display data, as in Jupyter.
     IPython's profile lives in ``ipython_dir``, shared by the interpreter's
-    kernels, so that no ``.ipython`` appears in the sandbox's home.
+    kernels, so that no ``.ipython`` appears in the sandbox's home. The
+    sandbox's marker goes last, so that no env var of the sandbox can hide a
+    daemon the kernel starts from the sandbox's stop.
     """
     env = {name: os.environ[name] for name in _HOST_ENV if name in os.environ}
     env.setdefault("PATH", os.defpath)
@@ -99,6 +104,7 @@ def kernel_env(workspace: InterpreterWorkspace, ipython_dir: Path) -> dict[str, 
         }
     )
     env.update(workspace.env_vars)
+    env[MARKER_VAR] = str(workspace.root)
     return env
 
 
@@ -126,6 +132,8 @@ class Context:
 
 @dataclass
 class _SandboxContexts:
+    root: Path
+    """The sandbox's workspace root: the marker its kernels' processes carry."""
     contexts: dict[str, Context] = field(default_factory=dict)
     defaults: dict[str, str] = field(default_factory=dict)
     """Language to the id of its default context."""
@@ -226,7 +234,7 @@ class ContextRegistry:
     def _entry(self, workspace: InterpreterWorkspace) -> _SandboxContexts:
         entry = self._sandboxes.get(workspace.sandbox_id)
         if entry is None:
-            entry = self._sandboxes[workspace.sandbox_id] = _SandboxContexts()
+            entry = self._sandboxes[workspace.sandbox_id] = _SandboxContexts(workspace.root)
         return entry
 
     def _new_context(
@@ -340,7 +348,7 @@ class ContextRegistry:
     # -- shutdown ----------------------------------------------------------------------------
 
     async def shutdown_sandbox(self, sandbox_id: str) -> None:
-        """Stop the sandbox's kernels and forget its contexts (awaitable from any event loop)."""
+        """Stop the sandbox's kernels and their daemons, forget its contexts (from any event loop)."""
         await self._on_owner_loop(
             lambda: self._stop_all(self._take(sandbox_id)),
             lambda: self._kill_all(self._take(sandbox_id)),
@@ -363,7 +371,7 @@ class ContextRegistry:
             shutil.rmtree(self._kernel_root, ignore_errors=True)
         self._kernel_root = None
 
-    def _take(self, sandbox_id: str | None) -> list[Context]:
+    def _take(self, sandbox_id: str | None) -> list[_SandboxContexts]:
         # Runs on the owner loop: the registry's dicts are only touched there.
         if sandbox_id is None:
             entries = list(self._sandboxes.values())
@@ -371,29 +379,30 @@ class ContextRegistry:
         else:
             entry = self._sandboxes.pop(sandbox_id, None)
             entries = [entry] if entry is not None else []
-        contexts = [c for entry in entries for c in entry.contexts.values()]
-        for context in contexts:
+        for context in _contexts_of(entries):
             context.removed = True
-        return contexts
+        return entries
 
     def _close_zmq(self) -> None:
         if self._zmq is not None:
             self._zmq.destroy(linger=0)
             self._zmq = None
 
-    async def _stop_all(self, contexts: list[Context]) -> None:
+    async def _stop_all(self, entries: list[_SandboxContexts]) -> None:
         results = await asyncio.gather(
-            *(self._stop_kernel(c) for c in contexts), return_exceptions=True
+            *(self._stop_kernel(c) for c in _contexts_of(entries)), return_exceptions=True
         )
         for result in results:
             if isinstance(result, BaseException):
                 log.warning("stopping a kernel failed: %r", result)
+        await _kill_daemons(entries)
 
-    async def _kill_all(self, contexts: list[Context]) -> None:
-        for context in contexts:
+    async def _kill_all(self, entries: list[_SandboxContexts]) -> None:
+        for context in _contexts_of(entries):
             kernel, context.kernel = context.kernel, None
             if kernel is not None:
                 kernel.kill_now()
+        await _kill_daemons(entries)
 
     async def _on_owner_loop(
         self,
@@ -412,6 +421,25 @@ class ContextRegistry:
         else:
             # The server's loop is gone with its zmq sockets: kill the processes directly.
             await fallback()
+
+
+def _contexts_of(entries: list[_SandboxContexts]) -> list[Context]:
+    return [context for entry in entries for context in entry.contexts.values()]
+
+
+async def _kill_daemons(entries: list[_SandboxContexts]) -> None:
+    """Kill what the sandboxes' kernels left running outside their process group.
+
+    A kernel's stop kills its process group; a daemon in a session of its
+    own (``Popen(start_new_session=True)``) is found by the marker it
+    inherited. Every sandbox that had contexts is scanned: the kernels of
+    contexts removed earlier may have left some too.
+    """
+    for root in {entry.root for entry in entries}:
+        try:
+            await kill_sandbox_daemons(root)
+        except Exception:
+            log.exception("killing the daemons of %s failed", root)
 
 
 def _workdir(workspace: InterpreterWorkspace, cwd: str) -> Path:

@@ -7,6 +7,7 @@ import time
 
 import pytest
 from e2b import CommandExitException, TimeoutException
+from e2b.sandbox.filesystem.filesystem import WriteEntry
 from e2b.sandbox.filesystem.watch_handle import FilesystemEvent
 
 from tests.e2b.envd.conftest import Envd
@@ -84,3 +85,45 @@ async def test_watch_dir_ends_at_its_timeout(envd: Envd) -> None:
     error = await asyncio.wait_for(ended, 5)
     assert isinstance(error, TimeoutException)
     assert time.monotonic() - begin < 5
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("recursive", [False, True])
+async def test_a_change_inside_a_subdirectory_is_no_event_of_the_subdirectory(
+    envd: Envd, recursive: bool
+) -> None:
+    """inotify reports no ``WRITE sub`` when an entry inside ``sub`` changes (the fake once did,
+    as ``sub``'s mtime moved); a recursive watch reports the entry itself."""
+    sbx = envd.async_sandbox()
+    await sbx.files.make_dir("/home/user/w/sub")
+    seen: list[tuple[str, str]] = []
+    done = asyncio.Event()
+
+    def on_event(event: FilesystemEvent) -> None:
+        seen.append((event.type.value, event.name))
+        if event.name == "last.txt":
+            done.set()
+
+    handle = await sbx.files.watch_dir("/home/user/w", on_event, recursive=recursive, timeout=0)
+    # Each step past a poll (0.1 s), so that every change is seen on its own.
+    await sbx.files.write("/home/user/w/sub/inner.txt", "x")
+    await asyncio.sleep(0.3)
+    await sbx.files.remove("/home/user/w/sub/inner.txt")
+    await asyncio.sleep(0.3)
+    await sbx.commands.run("chmod 700 w/sub")  # the subdirectory itself changes: reported
+    await asyncio.sleep(0.3)
+    await sbx.files.write("/home/user/w/last.txt", "x")
+    await asyncio.wait_for(done.wait(), 10)
+    await handle.stop()  # type: ignore[no-untyped-call]
+
+    inner = [("create", "sub/inner.txt"), ("remove", "sub/inner.txt")] if recursive else []
+    assert seen == [*inner, ("chmod", "sub"), ("create", "last.txt")]
+
+
+@pytest.mark.asyncio
+async def test_async_write_files_keeps_non_ascii_paths(envd: Envd) -> None:
+    sbx = envd.async_sandbox()
+    paths = ["/tmp/ä1", "/tmp/ä2"]
+    written = await sbx.files.write_files([WriteEntry(path=p, data=p) for p in paths])
+    assert [w.path for w in written] == paths
+    assert [await sbx.files.read(p) for p in paths] == paths

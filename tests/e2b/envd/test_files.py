@@ -5,6 +5,8 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import os
+import stat
 
 import pytest
 from e2b import FileNotFoundException, FileType, InvalidArgumentException, SandboxException
@@ -185,6 +187,18 @@ def test_watch_dir_reports_changes_by_polling(envd: Envd) -> None:
         watcher.get_new_events()
 
 
+def test_an_entry_that_changes_type_is_removed_and_created(envd: Envd) -> None:
+    sbx = envd.sandbox()
+    sbx.files.write("watched/x", "a file")
+    watcher = sbx.files.watch_dir("/home/user/watched")
+    sbx.commands.run("rm watched/x && mkdir watched/x")
+    assert [(e.name, e.type.value) for e in watcher.get_new_events()] == [
+        ("x", "remove"),
+        ("x", "create"),
+    ]
+    watcher.stop()
+
+
 def test_files_of_one_sandbox_are_invisible_to_another(envd: Envd) -> None:
     envd.sandbox("sbx-a").files.write("secret.txt", "a")
     with pytest.raises(FileNotFoundException):
@@ -289,3 +303,109 @@ def test_the_upload_answer_lists_what_was_written(envd: Envd) -> None:
         {"name": "two.txt", "type": "file", "path": "/home/user/two.txt"},
     ]
     assert json.loads(r.text) == r.json()
+
+
+# -- names and modes -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "paths",
+    [
+        ["/tmp/ü.txt", "/tmp/plain.txt"],  # Latin-1 range
+        ["/tmp/ä.txt", "/tmp/ö.txt"],  # two names that once collided
+        ["/tmp/日本.txt", "/home/user/emoji-🙂/x.txt"],  # outside Latin-1
+    ],
+)
+def test_write_files_keeps_non_ascii_paths(envd: Envd, paths: list[str]) -> None:
+    """Several entries go as multipart parts named by their filename, which httpx writes as UTF-8."""
+    sbx = envd.sandbox()
+    written = sbx.files.write_files([WriteEntry(path=p, data=p) for p in paths])
+    assert [w.path for w in written] == paths
+    assert [sbx.files.read(p) for p in paths] == paths
+    root = envd.workspace().root
+    assert [(root / p.lstrip("/")).read_text() for p in paths] == paths
+
+
+@pytest.mark.parametrize(
+    ("disposition", "name"),
+    [
+        # RFC 2231/5987: the extended parameter wins over the plain one, as in Go's mime.
+        ("filename=\"fallback.txt\"; filename*=UTF-8''%E6%97%A5%20x.txt", "日 x.txt"),
+        ("filename*0*=utf-8''a%C3%BC; filename*1=\"-b.txt\"", "aü-b.txt"),
+        # A backslash escapes a special character only (Go's MSIE rule keeps the other ones).
+        ('filename="q\\"uote\\d.txt"', 'q"uote\\d.txt'),
+    ],
+)
+def test_multipart_filenames_are_read_as_gos_mime_reads_them(
+    envd: Envd, disposition: str, name: str
+) -> None:
+    body = (
+        f'--b\r\nContent-Disposition: form-data; name="file"; {disposition}\r\n\r\n'
+        "data\r\n--b--\r\n"
+    ).encode()
+    with envd.http() as http:
+        r = http.post(
+            "/files",
+            content=body,
+            headers={"Content-Type": "multipart/form-data; boundary=b"},
+        )
+    assert r.status_code == 200, r.text
+    assert r.json() == [{"name": name, "type": "file", "path": f"/home/user/{name}"}]
+    assert (envd.workspace().home / name).read_text() == "data"
+
+
+def test_a_part_that_is_not_form_data_is_ignored(envd: Envd) -> None:
+    """Go's ``Part.FormName`` is empty unless the disposition is ``form-data``."""
+    body = (
+        b'--b\r\nContent-Disposition: attachment; name="file"; filename="a.txt"\r\n\r\n'
+        b"data\r\n--b--\r\n"
+    )
+    with envd.http() as http:
+        r = http.post(
+            "/files", content=body, headers={"Content-Type": "multipart/form-data; boundary=b"}
+        )
+    assert r.status_code == 400
+    assert "no 'file' part" in r.json()["message"]
+    assert not (envd.workspace().home / "a.txt").exists()
+
+
+def test_overwriting_a_file_keeps_its_mode_and_inode(envd: Envd) -> None:
+    """envd opens the path with O_TRUNC: an executable stays executable, hard links follow."""
+    sbx = envd.sandbox()
+    sbx.files.write("run.sh", "#!/bin/sh\necho v1\n")
+    sbx.commands.run("chmod 750 run.sh && ln run.sh linked.sh")
+    inode = sbx.commands.run("stat -c %i run.sh").stdout
+    assert sbx.commands.run("./run.sh").stdout == "v1\n"
+
+    sbx.files.write("run.sh", "#!/bin/sh\necho v2\n")
+
+    assert sbx.files.get_info("run.sh").permissions == "-rwxr-x---"
+    assert sbx.commands.run("stat -c %i run.sh").stdout == inode
+    assert sbx.commands.run("./run.sh && ./linked.sh").stdout == "v2\nv2\n"
+
+
+def test_a_new_file_gets_the_default_mode(envd: Envd) -> None:
+    sbx = envd.sandbox()
+    sbx.files.write_files([WriteEntry(path="a.txt", data="a"), WriteEntry(path="b.txt", data="b")])
+    umask = os.umask(0)
+    os.umask(umask)
+    expected = stat.filemode(stat.S_IFREG | (0o666 & ~umask))
+    assert [sbx.files.get_info(p).permissions for p in ("a.txt", "b.txt")] == [expected] * 2
+
+
+def test_a_read_only_file_is_overwritten_and_stays_read_only(envd: Envd) -> None:
+    """envd writes as root, whom a missing write bit does not stop."""
+    sbx = envd.sandbox()
+    sbx.files.write("locked.txt", "old")
+    sbx.commands.run("chmod 444 locked.txt")
+    sbx.files.write("locked.txt", "new")
+    assert sbx.files.read("locked.txt") == "new"
+    assert sbx.files.get_info("locked.txt").permissions == "-r--r--r--"
+
+
+def test_a_refused_overwrite_leaves_the_file_as_it_was(envd: Envd) -> None:
+    sbx = envd.sandbox()
+    sbx.files.write("kept.txt", "original")
+    with pytest.raises(SandboxException, match="limit"):
+        sbx.files.write("kept.txt", b"x" * (MAX_UPLOAD + 1))
+    assert sbx.files.read("kept.txt") == "original"

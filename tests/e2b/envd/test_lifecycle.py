@@ -63,3 +63,17 @@ def test_server_shutdown_closes_every_sandbox(envd: Envd) -> None:
     envd.run(envd.workspaces.close())
     assert not alive(handle.pid)
     assert envd.workspace("sbx-a").home.is_dir()
+
+
+def test_an_env_var_cannot_hide_a_daemon_from_the_stop(envd: Envd) -> None:
+    """The marker is set after the sandbox's and the request's env vars, which cannot replace it."""
+    sbx = envd.sandbox()
+    pid = int(
+        sbx.commands.run(
+            "setsid sleep 300 > /dev/null 2>&1 & echo $!",
+            envs={"KRUISE_SANDBOX_ROOT": "/elsewhere"},
+        ).stdout
+    )
+    assert alive(pid)
+    envd.run(envd.workspaces.stop("sbx-default"))
+    eventually(lambda: not alive(pid), "the daemon died with its sandbox")

@@ -1,0 +1,157 @@
+"""What a sandbox's pause, kill or recycling ends, through the real SDKs: watch streams, kernel daemons.
+
+On E2B a pause or kill tears down the sandbox's connections: an open
+``files.watch_dir`` stream ends with an error (``on_exit(error)``), which the
+SDK's health probe words as the sandbox not running. Every process the sandbox
+started dies with it, the code interpreter's included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from e2b import AsyncSandbox
+from e2b.exceptions import SandboxNotRunningException
+from e2b.sandbox.filesystem.watch_handle import FilesystemEvent
+from e2b_code_interpreter import Sandbox as CodeSandbox
+
+from pytest_kruise_agents.backends import SimBackend
+from simulator.cluster import Cluster
+
+from .conftest import ALICE, BOB, Served, eventually, serve
+from .envd.test_commands import alive
+
+RECYCLING_POOL = """\
+apiVersion: agents.kruise.io/v1alpha1
+kind: SandboxSet
+metadata: {name: reuse, namespace: default}
+spec:
+  replicas: 1
+  runtimes: [{name: agent-runtime}]
+  template:
+    metadata:
+      annotations: {agents.kruise.io/cleanup-enabled: "true"}
+    spec:
+      containers: [{name: sandbox, image: registry.example.com/e2b/reuse:v1}]
+"""
+
+
+class Watch:
+    """What one ``watch_dir`` reported: its events, and how it ended."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str]] = []
+        self.ended: asyncio.Future[Exception | None] = asyncio.get_running_loop().create_future()
+
+    def on_event(self, event: FilesystemEvent) -> None:
+        self.events.append((event.type.value, event.name))
+
+    def on_exit(self, error: Exception | None) -> None:
+        if not self.ended.done():
+            self.ended.set_result(error)
+
+
+async def watch_home(sbx: AsyncSandbox) -> Watch:
+    """Watch ``/home/user`` recursively, without a deadline."""
+    seen = Watch()
+    await sbx.files.watch_dir(
+        "/home/user", seen.on_event, on_exit=seen.on_exit, recursive=True, timeout=0
+    )
+    return seen
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("action", ["kill", "pause"])
+async def test_a_watch_ends_with_an_error_when_its_sandbox_stops(
+    server: Served, action: str
+) -> None:
+    sbx = await AsyncSandbox.create(**server.sdk())
+    await sbx.files.write("/home/user/a.txt", "a")
+    seen = await watch_home(sbx)
+    try:
+        await asyncio.sleep(0.3)
+        await (sbx.kill() if action == "kill" else sbx.pause())
+
+        error = await asyncio.wait_for(seen.ended, 10)
+    finally:
+        if action == "pause":
+            await AsyncSandbox.kill(sbx.sandbox_id, **server.sdk())
+
+    assert isinstance(error, SandboxNotRunningException), repr(error)
+    assert seen.events == []  # no REMOVE of the files a kill deletes
+
+
+def recycling_backend() -> SimBackend:
+    """One pool of one sandbox on a node that fits no second: a recycled sandbox is reused."""
+    cluster = Cluster(seed=1, nodes=[{"name": "n1", "cpu": 8, "memory": "16Gi", "max_pods": 1}])
+    cluster.apply(RECYCLING_POOL)
+    cluster.wait_for_pool("reuse")
+    return SimBackend(cluster)
+
+
+@pytest.fixture
+def recycling_server(tmp_path: Path) -> Iterator[Served]:
+    """A server on :func:`recycling_backend` (virtual clock)."""
+    thread, served = serve(tmp_path, backend=recycling_backend())
+    try:
+        yield served
+    finally:
+        thread.stop()
+        served.backend.close()
+
+
+@pytest.mark.asyncio
+async def test_a_watch_does_not_follow_its_sandbox_to_the_next_user(
+    recycling_server: Served,
+) -> None:
+    """Alice's watch ends at her kill; Bob, who gets the recycled sandbox, is not watched."""
+    server = recycling_server
+    alice = await AsyncSandbox.create(template="reuse", timeout=600, **server.sdk(ALICE))
+    seen = await watch_home(alice)
+    await alice.files.write("/home/user/alice.txt", "a")
+    await asyncio.sleep(0.3)
+    await alice.kill()
+    server.advance(1)  # the recycling starts: the sandbox leaves Alice (paused to her)
+    error = await asyncio.wait_for(seen.ended, 10)
+    server.advance(20)  # past the recycling
+
+    bob = await AsyncSandbox.create(template="reuse", timeout=600, **server.sdk(BOB))
+    try:
+        assert bob.sandbox_id == alice.sandbox_id
+        await bob.files.write("/home/user/bob-secret.txt", "b")
+        await asyncio.sleep(0.5)
+    finally:
+        await bob.kill()
+
+    assert isinstance(error, SandboxNotRunningException), repr(error)
+    assert seen.events == [("create", "alice.txt")]
+
+
+@pytest.mark.parametrize("action", ["kill", "pause"])
+def test_a_daemon_started_by_run_code_dies_with_the_sandbox(server: Served, action: str) -> None:
+    """The kernel's processes carry the sandbox's marker, as commands do, even in a new session."""
+    sbx = CodeSandbox.create(**server.sdk())
+    started = sbx.run_code(
+        "import subprocess\n"
+        "subprocess.Popen(['sleep', '300'], start_new_session=True,"
+        " stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).pid"
+    )
+    pid = int(started.text or "0")
+    try:
+        assert alive(pid)
+        if action == "kill":
+            sbx.kill()
+        else:
+            sbx.pause()
+        eventually(lambda: not alive(pid), "the kernel's daemon died with its sandbox")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        if action == "pause":
+            CodeSandbox.kill(sbx.sandbox_id, **server.sdk())
