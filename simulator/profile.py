@@ -98,7 +98,11 @@ class Profile(BaseModel):
     """
 
     # Attribute docstrings become field descriptions, for docs and the CLI.
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+    # Strict: a knob keeps the kind its YAML or JSON gave it (``true`` is no
+    # worker count, ``"5"`` no number); latencies are read from text on purpose.
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, strict=True, use_attribute_docstrings=True
+    )
 
     name: str = Field(default="custom", min_length=1)
     description: str = ""
@@ -175,7 +179,9 @@ class Profile(BaseModel):
     recycle_timeout_s: float = Field(default=60.0, gt=0)
     """A recycle not finished this long after it started fails (the sandbox is deleted)."""
 
-    latencies: dict[str, Latency] = Field(default_factory=lambda: dict(DEFAULT_LATENCIES))
+    latencies: dict[str, Latency] = Field(
+        default_factory=lambda: dict(DEFAULT_LATENCIES), strict=False
+    )
     """Latency name (see :data:`LATENCY_DOCS`) → distribution, in seconds."""
 
     @field_validator("latencies", mode="before")

@@ -149,6 +149,25 @@ def test_an_invalid_override_value_names_the_knob(knobs: dict[str, object], mess
     assert message in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("knob", "value", "message"),
+    [
+        ("claim_workers", True, "must be a valid integer, got True"),
+        ("claim_workers", 3.0, "must be a valid integer, got 3.0"),
+        ("create_qps", "5", "must be a valid number, got '5'"),
+        ("claim_namespace_scoped", 1, "must be a valid boolean, got 1"),
+    ],
+)
+def test_a_knob_keeps_the_kind_it_was_given(knob: str, value: object, message: str) -> None:
+    """No silent conversion: ``true`` is not one worker, ``"5"`` not a rate, ``1`` not a switch
+    (a config file's typo would otherwise run a different cluster)."""
+    with pytest.raises(ValueError) as info:
+        get_profile(DEFAULT_PROFILE).with_overrides(**{knob: value})
+    assert str(info.value) == f"invalid value for profile knob {knob!r}: {message}"
+    # A whole number is a number: a rate of 5 is 5.0.
+    assert get_profile(DEFAULT_PROFILE).with_overrides(create_qps=5).create_qps == 5.0
+
+
 def test_profiles_round_trip_through_plain_data() -> None:
     """model_dump() and model_validate() (and JSON) give back an equal profile."""
     for profile in PROFILES.values():
