@@ -702,7 +702,12 @@ class SandboxManager:
                     shutdown, pause = resume_times(cur, now, timeout_s, min_resume_s=min_resume)
                     return _with_times(cur, shutdown, pause, paused=False)
 
-                stored: Sandbox = yield from self._retry_update(sid, sbx, resume, user=user)
+                try:
+                    stored: Sandbox = yield from self._retry_update(sid, sbx, resume, user=user)
+                except ClaimError as err:
+                    if err.code == 409:  # conflicts past RetryOnConflict's steps
+                        err.code = 400  # upstream: a resume conflict answers 400
+                    raise
                 ctx.record("manager.resume", sandbox_key(stored))
 
                 def running(obj: Sandbox | None) -> object | None:

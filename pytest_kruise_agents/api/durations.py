@@ -7,21 +7,22 @@ from datetime import timedelta
 
 __all__ = ["format_duration", "parse_duration"]
 
-_UNITS = {
-    "ns": 1e-9,
-    "us": 1e-6,
-    "µs": 1e-6,
-    "μs": 1e-6,
-    "ms": 1e-3,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
+_UNIT_NANOS = {
+    "ns": 1,
+    "us": 1_000,
+    "µs": 1_000,
+    "μs": 1_000,
+    "ms": 1_000_000,
+    "s": 1_000_000_000,
+    "m": 60_000_000_000,
+    "h": 3_600_000_000_000,
 }
 _PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
 
 
-_MAX_SECONDS = (2**63 - 1) / 1e9
-"""The longest Go ``time.Duration``, in seconds."""
+_MAX_NANOS = 2**63 - 1
+"""The longest Go ``time.Duration``, in nanoseconds."""
+_OUT_OF_RANGE = "out of range (at most 2562047h47m16s)"
 
 
 def parse_duration(text: str) -> timedelta:
@@ -35,14 +36,14 @@ def parse_duration(text: str) -> timedelta:
     s = text.strip()
     if not s:
         raise ValueError("empty duration")
-    sign = 1.0
+    sign = 1
     if s[0] in "+-":
-        sign = -1.0 if s[0] == "-" else 1.0
+        sign = -1 if s[0] == "-" else 1
         s = s[1:]
     if s == "0":
         return timedelta(0)
     pos = 0
-    total = 0.0
+    total = 0  # nanoseconds, in integers as Go counts them: no float rounding
     while pos < len(s):
         m = _PART.match(s, pos)
         if m is None:
@@ -50,31 +51,51 @@ def parse_duration(text: str) -> timedelta:
                 f"invalid duration {text!r}: expected <number><unit> parts with units "
                 "ns, us, ms, s, m, h"
             )
-        total += float(m.group(1)) * _UNITS[m.group(2)]
+        whole, _, frac = m.group(1).partition(".")
+        whole = whole.lstrip("0")
+        if len(whole) > 19:  # beyond an int64 of nanoseconds in any unit
+            raise ValueError(f"invalid duration {text!r}: {_OUT_OF_RANGE}")
+        frac = frac[:18]  # later digits are below a nanosecond of any unit
+        unit = _UNIT_NANOS[m.group(2)]
+        total += int(whole or "0") * unit + int(frac or "0") * unit // 10 ** len(frac)
         pos = m.end()
     if pos == 0:
         raise ValueError(f"invalid duration {text!r}")
-    if total > _MAX_SECONDS:
+    if total > _MAX_NANOS:
         # Go's Duration is int64 nanoseconds: ParseDuration refuses more (about 2562047h).
-        raise ValueError(f"invalid duration {text!r}: out of range (at most 2562047h47m16s)")
-    return timedelta(seconds=sign * total)
+        raise ValueError(f"invalid duration {text!r}: {_OUT_OF_RANGE}")
+    # To timedelta's microseconds, to the nearest (ties up, as for a positive one).
+    return timedelta(microseconds=sign * ((total + 500) // 1000))
 
 
 def format_duration(value: timedelta) -> str:
-    """Format like Go's ``Duration.String()``: ``1h0m0s``, ``1m0s``, ``30s``, ``1.5s``, ``0s``."""
-    total = value.total_seconds()
-    if total == 0:
+    """Format like Go's ``Duration.String()``: ``1h0m0s``, ``1m30.123456s``, ``1.5s``, ``500µs``, ``0s``.
+
+    Exact to the microsecond (a :class:`timedelta`'s resolution), so that a
+    dumped duration reads back as the same value.
+    """
+    micros = value // timedelta(microseconds=1)
+    sign = "-" if micros < 0 else ""
+    nanos = abs(micros) * 1000
+    if nanos == 0:
         return "0s"
-    sign = "-" if total < 0 else ""
-    total = abs(total)
-    if total < 1:
-        ms = total * 1000
-        return f"{sign}{ms:g}ms"
-    hours, rem = divmod(total, 3600)
-    minutes, seconds = divmod(rem, 60)
-    sec = f"{seconds:g}s" if seconds != int(seconds) else f"{int(seconds)}s"
+    if nanos < 1_000_000_000:
+        # Under a second Go picks the unit that keeps an integer part.
+        if nanos < 1_000_000:
+            return f"{sign}{_decimal(nanos, 3)}µs"
+        return f"{sign}{_decimal(nanos, 6)}ms"
+    seconds = f"{_decimal(nanos % 60_000_000_000, 9)}s"
+    minutes_total = nanos // 60_000_000_000
+    hours, minutes = divmod(minutes_total, 60)
     if hours:
-        return f"{sign}{int(hours)}h{int(minutes)}m{sec}"
+        return f"{sign}{hours}h{minutes}m{seconds}"
     if minutes:
-        return f"{sign}{int(minutes)}m{sec}"
-    return f"{sign}{sec}"
+        return f"{sign}{minutes}m{seconds}"
+    return f"{sign}{seconds}"
+
+
+def _decimal(value: int, places: int) -> str:
+    """``value / 10**places`` written exactly, trailing zeros (and a bare point) dropped."""
+    whole, frac = divmod(value, 10**places)
+    digits = f"{frac:0{places}d}".rstrip("0")
+    return f"{whole}.{digits}" if digits else str(whole)

@@ -82,6 +82,17 @@ class SandboxClaimSpec(KubeModel):
             raise ValueError("must be at least 1s")
         return value
 
+    @field_validator("dynamic_volumes_mount")
+    @classmethod
+    def _one_mount_per_path(cls, value: list[CSIMountConfig] | None) -> list[CSIMountConfig] | None:
+        # A map-list keyed by mountPath: the API server refuses a repeated key.
+        seen: set[str] = set()
+        for i, mount in enumerate(value or []):
+            if mount.mount_path in seen:
+                raise ValueError(f"[{i}]: duplicate mountPath {mount.mount_path!r}")
+            seen.add(mount.mount_path)
+        return value
+
 
 class SandboxClaimStatus(KubeModel):
     """``SandboxClaimStatus``."""

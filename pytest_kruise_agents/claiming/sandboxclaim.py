@@ -21,6 +21,7 @@ from pytest_kruise_agents.claiming.modification import (
     InitRuntimeRequest,
     sandboxset_has_agent_runtime,
 )
+from pytest_kruise_agents.claiming.timeouts import truncate
 
 __all__ = [
     "CLAIM_RETRY_INTERVAL_S",
@@ -108,6 +109,7 @@ def completed_status(
     status: SandboxClaimStatus | None = None,
 ) -> SandboxClaimStatus:
     """A ``Completed`` copy of the status with condition ``Completed=True/<reason>``."""
+    now = truncate(now)
     out = (status or claim.status).model_copy(deep=True)
     out.phase = ClaimPhase.COMPLETED
     out.message = message
@@ -141,7 +143,9 @@ def calculate_claim_status(claim: SandboxClaim, now: datetime) -> ClaimStatusDec
         return ClaimStatusDecision(status, True, status != claim.status)
     if status.phase is None:
         status.phase = ClaimPhase.CLAIMING
-        status.claim_start_time = now
+        # metav1.Time is stored in whole seconds: every later reconcile reads
+        # the truncated start (and measures the claim timeout from it).
+        status.claim_start_time = truncate(now)
     start = status.claim_start_time or now
     claimed = status.claimed_replicas
     if claimed >= claim.spec.replicas:
@@ -166,7 +170,7 @@ def calculate_claim_status(claim: SandboxClaim, now: datetime) -> ClaimStatusDec
                 status="True",
                 reason=REASON_CLAIM_TIMEOUT_REACHED,
                 message=message,
-                last_transition_time=now,
+                last_transition_time=truncate(now),
             ),
         )
         status = completed_status(

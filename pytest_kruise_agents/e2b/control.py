@@ -54,6 +54,7 @@ __all__ = [
     "CUSTOMIZED_PREFIX",
     "KNOWN_LIST_PARAMS",
     "PAUSE_RETENTION_HEADER",
+    "TEMPLATE_ENVD_VERSION",
     "decode_metadata_filter",
     "list_query",
     "parse_started_after",
@@ -63,6 +64,9 @@ __all__ = [
 
 CUSTOMIZED_PREFIX: Final = "/kruise/api"
 """The "customized" protocol's API prefix (reference §6.8)."""
+
+TEMPLATE_ENVD_VERSION: Final = "0.1.1"
+"""The ``envdVersion`` of templates, static in the manager (§6.4); sandboxes report the envd's."""
 
 PAUSE_RETENTION_HEADER: Final = "x-e2b-kruise-reserve-paused-sandbox-duration"
 
@@ -161,7 +165,7 @@ def _build_id(tpl: TemplateView) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"kruise:{tpl.namespace}/{tpl.template_id}"))
 
 
-def _template_info(tpl: TemplateView, settings: Settings) -> TemplateInfo:
+def _template_info(tpl: TemplateView) -> TemplateInfo:
     created = tpl.created_at or ZERO_TIME
     return TemplateInfo(
         template_id=tpl.template_id,
@@ -173,12 +177,12 @@ def _template_info(tpl: TemplateView, settings: Settings) -> TemplateInfo:
         names=[tpl.template_id],
         created_at=created,
         updated_at=created,
-        envd_version=settings.envd_version,
+        envd_version=TEMPLATE_ENVD_VERSION,
     )
 
 
-def _template_detail(tpl: TemplateView, settings: Settings) -> dict[str, Any]:
-    info = _template_info(tpl, settings)
+def _template_detail(tpl: TemplateView) -> dict[str, Any]:
+    info = _template_info(tpl)
     build = TemplateBuild(
         build_id=info.build_id,
         created_at=info.created_at,
@@ -187,7 +191,7 @@ def _template_detail(tpl: TemplateView, settings: Settings) -> dict[str, Any]:
         cpu_count=tpl.cpu_count,
         memory_mb=tpl.memory_mb,
         disk_size_mb=tpl.disk_size_mb,
-        envd_version=settings.envd_version,
+        envd_version=TEMPLATE_ENVD_VERSION,
     )
     return TemplateDetail(**info.model_dump(), builds=[build]).to_wire()
 
@@ -551,7 +555,7 @@ async def list_templates(request: Request) -> WireJSONResponse:
     caller = authenticate(request)
     st = state_of(request)
     templates = await st.run("control", st.backend.templates, caller)
-    return WireJSONResponse([_template_info(t, st.settings).to_wire() for t in templates])
+    return WireJSONResponse([_template_info(t).to_wire() for t in templates])
 
 
 @router.get(
@@ -572,5 +576,5 @@ async def get_template(
     templates = await st.run("control", st.backend.templates, caller)
     for tpl in templates:
         if tpl.template_id == template_id:
-            return WireJSONResponse(_template_detail(tpl, st.settings))
+            return WireJSONResponse(_template_detail(tpl))
     raise ApiError(404, f"template {template_id!r} not found")

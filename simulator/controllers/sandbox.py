@@ -386,14 +386,16 @@ class SandboxController(Reconciler[SbxKey]):
                 self.ctx.record("sandbox.recycling", f"{key[0]}/{key[1]}")
                 return
             self._cond(st, COND_RECYCLING, False, RECYCLE_REJECTED, refusal)
-        if sbx.spec.paused:
-            yield from self._pause(key, pod, st)
-            return
+        # calculateStatus's order: a pod lost or finished wins over a pause that
+        # lands at the same time (the sandbox is dead, not paused).
         if pod is None or pod.metadata.deletion_timestamp is not None:
             st.phase = SandboxPhase.FAILED
             st.message = "Pod Not Found"
             return
         if self._pod_terminal(pod, st):
+            return
+        if sbx.spec.paused:
+            yield from self._pause(key, pod, st)
             return
         yield from self._ensure_updated(key, sbx, pod, st)
 

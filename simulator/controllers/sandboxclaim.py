@@ -29,7 +29,7 @@ from pytest_kruise_agents.api.sandbox import Sandbox, SandboxState
 from pytest_kruise_agents.api.sandboxclaim import ClaimPhase, SandboxClaim, SandboxClaimStatus
 from pytest_kruise_agents.api.sandboxset import SandboxSet
 from pytest_kruise_agents.claiming.errors import ClaimError
-from pytest_kruise_agents.claiming.modification import ClaimOptions
+from pytest_kruise_agents.claiming.modification import ClaimOptions, validate_claim_options
 from pytest_kruise_agents.claiming.sandboxclaim import (
     COND_COMPLETED,
     calculate_claim_status,
@@ -227,6 +227,9 @@ class SandboxClaimController(Reconciler[ClaimKey]):
         # retries an attempt, it requeues the claim.
         record.attempts += 1
         try:
+            # ValidateAndInitClaimOptions runs before anything is picked: options
+            # it refuses (CSI mounts without runtime init) fail every attempt.
+            validate_claim_options(opts)
             sbx = yield from self.claimer.try_claim(opts, record)
         except (ClaimError, ApiError) as err:
             record.failed = ctx.now()

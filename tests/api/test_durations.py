@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pytest_kruise_agents.api.durations import format_duration, parse_duration
 
@@ -49,8 +51,27 @@ def test_the_longest_go_duration_still_parses() -> None:
 
 @pytest.mark.parametrize(
     ("value", "text"),
-    [(0, "0s"), (30, "30s"), (90, "1m30s"), (3600, "1h0m0s"), (1.5, "1.5s"), (0.25, "250ms")],
+    [
+        (0, "0s"),
+        (30, "30s"),
+        (90, "1m30s"),
+        (3600, "1h0m0s"),
+        (1.5, "1.5s"),
+        (0.25, "250ms"),
+        (90.123456, "1m30.123456s"),
+        (3725.000001, "1h2m5.000001s"),
+        (0.0015, "1.5ms"),
+        (0.0005, "500µs"),
+        (0.000001, "1µs"),
+        (-1.5, "-1.5s"),
+    ],
 )
 def test_durations_format_as_go_prints_them(value: float, text: str) -> None:
-    """``Duration.String()``: hours, minutes and seconds, or milliseconds under a second."""
+    """``Duration.String()``: hours, minutes and seconds with every digit, or ms/µs under a second."""
     assert format_duration(timedelta(seconds=value)) == text
+
+
+@given(st.timedeltas(min_value=timedelta(hours=-100_000), max_value=timedelta(hours=100_000)))
+def test_a_formatted_duration_reads_back_as_the_same_value(value: timedelta) -> None:
+    """Dump then apply keeps a duration exactly (to the microsecond)."""
+    assert parse_duration(format_duration(value)) == value

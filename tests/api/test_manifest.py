@@ -281,6 +281,14 @@ def test_list_items_and_map_keys_are_addressed_in_the_path() -> None:
     assert error_of(doc).field == "SandboxClaim/my-claim metadata.labels[example.com/team]"
 
 
+def test_dynamic_volume_mounts_are_keyed_by_mount_path() -> None:
+    """A map-list keyed by ``mountPath``: a second mount at the same path is refused."""
+    mounts = [{"pvName": "a", "mountPath": "/data"}, {"pvName": "b", "mountPath": "/data"}]
+    error = error_of(claim_dict(dynamicVolumesMount=mounts))
+    assert error.field == "SandboxClaim/my-claim spec.dynamicVolumesMount"
+    assert error.reason == "[1]: duplicate mountPath '/data'"
+
+
 def test_a_value_matching_no_union_member_is_one_error() -> None:
     """An IntOrString that is neither reports one reason, not one per member."""
     doc = yaml.safe_load(POOL_YAML)

@@ -129,6 +129,24 @@ class TestCalculateStatus:
         assert completed is not None and completed.reason == "TimeoutReached"
         assert status.completion_time == NOW
 
+    def test_status_times_are_whole_seconds(self) -> None:
+        """``metav1.Time`` is stored in whole seconds: claimStartTime, completionTime and the
+        conditions' transition times drop the fraction, and the timeout counts from the
+        truncated start, as upstream's next reconcile reads it back."""
+        later = NOW + timedelta(microseconds=987_654)
+        started = calculate_claim_status(make_claim(), later).status
+        assert started.claim_start_time == NOW
+        claim = make_claim(claim_timeout=timedelta(seconds=10)).model_copy(
+            update={"status": started}
+        )
+        # 9.5 s after the request, 10.5 s after the truncated start: timed out.
+        decision = calculate_claim_status(claim, later + timedelta(seconds=9.5))
+        assert decision.terminal
+        status = decision.status
+        assert status.message == "Timeout reached after 10.487654s, claimed 0/1 sandboxes"
+        assert status.completion_time == NOW + timedelta(seconds=10)
+        assert {c.last_transition_time for c in status.conditions} == {NOW + timedelta(seconds=10)}
+
     def test_timeout_boundary_is_inclusive(self) -> None:
         """Exactly claimTimeout after the start counts as timed out."""
         claim = claiming(make_claim(), started_ago=timedelta(minutes=1))

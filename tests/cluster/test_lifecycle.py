@@ -164,3 +164,38 @@ def test_a_sandbox_auto_paused_before_it_is_ready_fails_the_attempt() -> None:
     assert paused and paused[0].time == pytest.approx(32, abs=1)
     # The paused attempts' sandboxes were deleted, not left paused for a century.
     assert len(cluster.list("sbx")) == 1
+
+
+def test_a_pod_lost_as_a_pause_lands_leaves_a_failed_sandbox_not_a_paused_one(
+    pooled: Cluster,
+) -> None:
+    """§4 step 7: a Running sandbox whose pod is gone is Failed ("Pod Not Found") even when
+    ``spec.paused`` was set at the same instant; it is dead, not paused, and cannot resume."""
+    name = pooled.create_sandbox("base", timeout=600).metadata.name
+    pooled.advance(2)
+    stored = pooled.get("sbx", name).model_copy(deep=True)
+    stored.spec.paused = True
+    pooled.apply(stored)
+    pooled.delete("pod", name)
+    pooled.advance(30)
+    after = pooled.get("sbx", name)
+    assert (after.status.phase, after.status.message) == ("Failed", "Pod Not Found")
+    assert not [p for p in pooled.list("pod", "default") if p.metadata.name == name]
+
+
+@pytest.mark.parametrize(("step", "code"), [("resume", 400), ("extend", 500)])
+def test_connect_answers_a_resume_conflict_with_400_and_other_conflicts_with_500(
+    pooled: Cluster, step: str, code: int
+) -> None:
+    """§6.5: writes that keep conflicting past RetryOnConflict's steps fail the connect: 400
+    when it is the resume's write, 500 when it is the timeout extension's."""
+    sbx = pooled.create_sandbox("base", timeout=60, auto_pause=step == "resume")
+    sid = pooled.sandbox_id(sbx)
+    pooled.advance(70 if step == "resume" else 1)
+    pooled.inject(
+        "api_conflict",
+        selector={"verb": "update", "kind": "Sandbox", "client": "sandbox-manager"},
+    )
+    with pytest.raises(ClaimError) as err:
+        pooled.connect(sid, timeout=600)
+    assert err.value.code == code

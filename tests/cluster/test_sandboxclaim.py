@@ -110,6 +110,30 @@ def test_claim_path_skips_init_for_a_pool_without_agent_runtime(cluster: Cluster
     assert cluster.get("sbc", "plain").status.claimed_replicas == 1
 
 
+@pytest.mark.parametrize("runtime", ["skipped", "absent"])
+def test_csi_mounts_without_runtime_init_fail_every_attempt_and_touch_no_sandbox(
+    cluster: Cluster, runtime: str
+) -> None:
+    """``ValidateAndInitClaimOptions``: CSI mounts need runtime init. Without it (skipped, or
+    a pool without agent-runtime) every attempt fails before a pick: nothing is claimed,
+    locked or deleted, and the claim times out."""
+    cluster.apply(pool_yaml(replicas=3, agent_runtime=runtime == "skipped"))
+    cluster.wait_for_pool("base")
+    pool = sorted(s.metadata.name for s in cluster.list("sbx", "default"))
+    extra = {"skipInitRuntime": True} if runtime == "skipped" else {}
+    cluster.apply(
+        claim_yaml("csi", dynamicVolumesMount="[{pvName: pv1, mountPath: /data}]", **extra)
+    )
+    run_to_completion(cluster, "csi", limit=120)
+    claim = cluster.get("sbc", "csi")
+    assert claim.status.claimed_replicas == 0
+    assert {c.type: c.reason for c in claim.status.conditions}["Completed"] == "TimeoutReached"
+    failures = {r.error_reason for r in cluster.records if r.claim_name == "csi"}
+    assert failures == {"BadRequest"}
+    assert not [r for r in cluster.records if r.claim_name == "csi" and r.picked is not None]
+    assert sorted(s.metadata.name for s in cluster.list("sbx", "default")) == pool
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_a_failed_status_write_does_not_make_the_claim_claim_again(seed: int) -> None:
     """The wave's status write fails and the cache lags: the retry still claims nothing more.

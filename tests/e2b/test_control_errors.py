@@ -230,6 +230,9 @@ def test_templates_list_the_teams_sandboxsets(server: Served) -> None:
     base = server.request("GET", "/kruise/api/templates/base").json()
     assert base["buildStatus"] == "ready"
     assert base["builds"][0]["buildID"] == base["buildID"]
+    # The manager's static template envd version (§6.4), not the sandboxes' envd's.
+    assert {t["envdVersion"] for t in mine} == {base["envdVersion"]} == {"0.1.1"}
+    assert base["builds"][0]["envdVersion"] == "0.1.1"
     assert_error(server.request("GET", "/templates/nope"), 404)
 
 
