@@ -99,6 +99,9 @@ def reason(
         return "required value"
     if kind == "extra_forbidden":
         name = str(error["loc"][-1]) if error["loc"] else ""
+        if name in known:
+            # A real field, of another part of the document: "did you mean" itself helps no one.
+            return f"unknown field here ({name!r} is a field of another section)"
         close = difflib.get_close_matches(name, list(known), n=1) if known else []
         return "unknown field" + (f" (did you mean {close[0]!r}?)" if close else "")
     if kind in ("value_error", "assertion_error") and "error" in ctx:

@@ -54,6 +54,14 @@ def test_an_unknown_field_suggests_the_known_one_meant() -> None:
     assert reason(err, known=["replicas", "image"]) == "unknown field (did you mean 'replicas'?)"
 
 
+def test_a_field_of_another_section_is_named_as_such() -> None:
+    """``known`` spans the whole document: a field found there is misplaced, not misspelt."""
+    err = first_error({"name": "x"})
+    assert reason(err, known=["replicas", "name"]) == (
+        "unknown field here ('name' is a field of another section)"
+    )
+
+
 def test_bounds_say_the_limit_and_the_value() -> None:
     assert reason(first_error({"volumes": [{"name": "v", "size": 0}]})) == "must be >= 1, got 0"
 
