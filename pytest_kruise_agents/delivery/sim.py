@@ -60,8 +60,12 @@ def _phases(rec: ClaimRecord, origin: float) -> dict[str, float]:
 
 
 def _sandbox_id(rec: ClaimRecord) -> str | None:
+    """The E2B id of the sandbox delivered; ``None`` when none was (a failed claim's record
+    still names the sandbox its last attempt picked)."""
+    if rec.delivered is None or not rec.sandbox:
+        return None
     # Records name the sandbox "<namespace>/<name>"; E2B ids are "<namespace>--<name>".
-    return rec.sandbox.replace("/", "--", 1) if rec.sandbox else None
+    return rec.sandbox.replace("/", "--", 1)
 
 
 def _e2b(cluster: Cluster, workload: Workload, run: int) -> list[Delivery]:

@@ -92,6 +92,8 @@ def test_claims_unfinished_at_the_time_limit_are_canceled(backend: SimBackend) -
     result = run_on_backend(backend, Burst(2))
     assert len(result.failed) == 2
     assert result.summary()["errors"] == {UNFINISHED: 2}
+    # Each picked a sandbox it never got: no sandbox is reported as theirs.
+    assert [d.sandbox_id for d in result.failed] == [None, None]
     with backend.locked() as cluster:
         # Well past the moment the locks would have landed.
         cluster.run_until(lambda: False, timeout=3 * SETTLE_TIMEOUT_S)
