@@ -17,6 +17,13 @@ Components that keep live state per sandbox (the envd process table, file
 watchers, the code interpreter's kernels) either register it as an
 *attachment* (:meth:`SandboxWorkspace.attachment`, closed on stop) or a stop
 hook (:meth:`Workspaces.add_stop_hook`).
+
+A :class:`SandboxWorkspace` is one running life of its sandbox: once stopped
+(:meth:`SandboxWorkspace.release`, on pause or kill) it stays stopped and takes
+no new attachment (:class:`SandboxStopped`), so a request routed just before
+the stop cannot leave live state behind it. The sandbox's next life (after a
+resume) gets a fresh object from :meth:`Workspaces.get`, with the same files,
+env vars and token.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from pytest_kruise_agents.backends.base import Route
 __all__ = [
     "Attachment",
     "PathEscapeError",
+    "SandboxStopped",
     "SandboxWorkspace",
     "StopHook",
     "Workspaces",
@@ -58,6 +66,18 @@ class PathEscapeError(ValueError):
         self.path = path
         self.reason = reason
         super().__init__(f"path {path!r} {reason}")
+
+
+class SandboxStopped(RuntimeError):
+    """A request reached a sandbox's workspace after the sandbox was paused or killed.
+
+    The message is what the sandbox proxy answers for a sandbox that is not
+    running ("... was not found"), which the SDK reads as the sandbox being gone.
+    """
+
+    def __init__(self, sandbox_id: str) -> None:
+        self.sandbox_id = sandbox_id
+        super().__init__(f"The sandbox was not found: {sandbox_id} was paused or killed")
 
 
 class Attachment(Protocol):
@@ -90,7 +110,15 @@ class SandboxWorkspace:
     means envd enforces no token.
     """
 
-    __slots__ = ("_attachments", "_ready", "access_token", "env_vars", "root", "sandbox_id")
+    __slots__ = (
+        "_attachments",
+        "_ready",
+        "_stopped",
+        "access_token",
+        "env_vars",
+        "root",
+        "sandbox_id",
+    )
 
     def __init__(
         self,
@@ -105,6 +133,7 @@ class SandboxWorkspace:
         self.env_vars: dict[str, str] = dict(env_vars or {})
         self.access_token = access_token
         self._ready = False
+        self._stopped = False
         self._attachments: dict[Callable[..., Attachment], Attachment] | None = None
 
     def __repr__(self) -> str:
@@ -114,6 +143,19 @@ class SandboxWorkspace:
     def home(self) -> Path:
         """``root/home/user``: the default user's home and default working directory."""
         return self.root / "home" / "user"
+
+    @property
+    def stopped(self) -> bool:
+        """Whether the sandbox stopped (paused or killed) since this workspace was handed out."""
+        return self._stopped
+
+    def successor(self) -> SandboxWorkspace:
+        """The workspace of the sandbox's next life: same files, env vars and token, nothing live."""
+        nxt = SandboxWorkspace(
+            self.sandbox_id, self.root, env_vars=self.env_vars, access_token=self.access_token
+        )
+        nxt._ready = self._ready
+        return nxt
 
     @property
     def materialized(self) -> bool:
@@ -182,7 +224,13 @@ class SandboxWorkspace:
         return "/" if rel == "." else f"/{rel}"
 
     def attachment(self, factory: Callable[[SandboxWorkspace], A]) -> A:
-        """The attachment made by ``factory`` (a class, usually), built as ``factory(self)`` once."""
+        """The attachment made by ``factory`` (a class, usually), built as ``factory(self)`` once.
+
+        Raises :class:`SandboxStopped` once the sandbox stopped: live state made
+        then would outlive it (commands running on in a paused sandbox).
+        """
+        if self._stopped:
+            raise SandboxStopped(self.sandbox_id)
         if self._attachments is None:
             self._attachments = {}
         found = self._attachments.get(factory)
@@ -196,7 +244,12 @@ class SandboxWorkspace:
         return cast("A | None", (self._attachments or {}).get(factory))
 
     async def release(self) -> None:
-        """Close every attachment (on its own loop); keep the files."""
+        """Mark the workspace stopped, then close every attachment (on its own loop); keep the files.
+
+        Stopped first: what the closing ends (a command killed, a stream woken)
+        sees the sandbox stopped, and nothing attaches meanwhile.
+        """
+        self._stopped = True
         attachments, self._attachments = self._attachments, None
         for item in (attachments or {}).values():
             try:
@@ -245,11 +298,13 @@ class Workspaces:
     def get(self, route: Route) -> SandboxWorkspace:
         """The workspace of ``route.sandbox_id``, made on first call from the route.
 
-        Later calls return the same object unchanged: ``POST /init`` may have
-        replaced its env vars or token since.
+        Later calls return the same object unchanged (``POST /init`` may have
+        replaced its env vars or token since) until it is stopped; then its
+        :meth:`~SandboxWorkspace.successor` replaces it (the router asks only
+        for a running sandbox, once the stop's cleanup has ended).
         """
         ws = self._by_id.get(route.sandbox_id)
-        if ws is not None:
+        if ws is not None and not ws.stopped:
             return ws
         if not _SAFE_ID.fullmatch(route.sandbox_id):
             raise ValueError(
@@ -258,7 +313,9 @@ class Workspaces:
             )
         with self._lock:
             ws = self._by_id.get(route.sandbox_id)
-            if ws is None:
+            if ws is not None and ws.stopped:
+                ws = self._by_id[route.sandbox_id] = ws.successor()
+            elif ws is None:
                 ws = SandboxWorkspace(
                     route.sandbox_id,
                     self.root / route.sandbox_id,

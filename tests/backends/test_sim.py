@@ -24,6 +24,7 @@ from pytest_kruise_agents.backends import (
     SimBackend,
 )
 from pytest_kruise_agents.claiming.errors import ClaimCanceledError, ClaimError
+from simulator.cluster import Cluster
 
 ALICE = Caller("default", "alice")
 BOB = Caller("default", "bob")
@@ -148,6 +149,42 @@ def test_listeners_see_running_paused_running_and_gone(backend: SimBackend) -> N
     states = [state for sid, state in events if sid == view.sandbox_id]
     assert states == ["running", "paused", "running", None]
     assert backend.route(view.sandbox_id) is None
+
+
+RECYCLING_POOL = """\
+apiVersion: agents.kruise.io/v1alpha1
+kind: SandboxSet
+metadata: {name: reuse, namespace: default}
+spec:
+  replicas: 1
+  runtimes: [{name: agent-runtime}]
+  template:
+    metadata:
+      annotations: {agents.kruise.io/cleanup-enabled: "true"}
+    spec:
+      containers: [{name: sandbox, image: registry.example.com/e2b/reuse:v1}]
+"""
+
+
+def test_a_recycling_kill_stops_the_route_as_it_is_answered() -> None:
+    """The kill only sets the trigger; the sandbox is not routed from then on, time moved or not."""
+    cluster = Cluster(seed=1, nodes=1)
+    cluster.apply(RECYCLING_POOL)
+    cluster.wait_for_pool("reuse")
+    backend = SimBackend(cluster)
+    try:
+        events: list[tuple[str, str | None]] = []
+        backend.subscribe(lambda sid, state: events.append((sid, state)))
+        view = backend.create_sandbox(ALICE, CreateRequest(template="reuse", timeout=600))
+        backend.kill(ALICE, view.sandbox_id)
+        route = backend.route(view.sandbox_id)
+        assert route is not None and route.state == "paused"
+        assert [state for sid, state in events if sid == view.sandbox_id] == ["running", "paused"]
+        backend.advance(30)  # past the recycle: back in its pool, no route, gone to its caller
+        assert backend.route(view.sandbox_id) is None
+        assert [state for sid, state in events if sid == view.sandbox_id][2:] == [None]
+    finally:
+        backend.close()
 
 
 def test_timeout_fires_when_virtual_time_is_advanced(backend: SimBackend) -> None:

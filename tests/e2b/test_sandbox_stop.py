@@ -1,9 +1,11 @@
-"""What a sandbox's pause, kill or recycling ends, through the real SDKs: watch streams, kernel daemons.
+"""What a sandbox's pause, kill or recycling ends, through the real SDKs: streams, kernel daemons.
 
 On E2B a pause or kill tears down the sandbox's connections: an open
-``files.watch_dir`` stream ends with an error (``on_exit(error)``), which the
-SDK's health probe words as the sandbox not running. Every process the sandbox
-started dies with it, the code interpreter's included.
+``files.watch_dir`` stream ends with an error (``on_exit(error)``), and so does
+a command's output stream (``commands.run``, ``wait()``, ``commands.connect``,
+a PTY), which the SDK's health probe words as the sandbox not running rather
+than the command killed. Every process the sandbox started dies with it, the
+code interpreter's included.
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ import os
 import signal
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from e2b import AsyncSandbox
+from e2b import AsyncSandbox, CommandExitException
 from e2b.exceptions import SandboxNotRunningException
+from e2b.sandbox.commands.command_handle import PtySize
 from e2b.sandbox.filesystem.watch_handle import FilesystemEvent
 from e2b_code_interpreter import Sandbox as CodeSandbox
 
@@ -117,7 +121,6 @@ async def test_a_watch_does_not_follow_its_sandbox_to_the_next_user(
     await alice.files.write("/home/user/alice.txt", "a")
     await asyncio.sleep(0.3)
     await alice.kill()
-    server.advance(1)  # the recycling starts: the sandbox leaves Alice (paused to her)
     error = await asyncio.wait_for(seen.ended, 10)
     server.advance(20)  # past the recycling
 
@@ -131,6 +134,33 @@ async def test_a_watch_does_not_follow_its_sandbox_to_the_next_user(
 
     assert isinstance(error, SandboxNotRunningException), repr(error)
     assert seen.events == [("create", "alice.txt")]
+
+
+@pytest.mark.asyncio
+async def test_a_recycling_kill_stops_the_sandbox_as_it_is_answered(
+    recycling_server: Served,
+) -> None:
+    """On the virtual clock, with no time moved after the kill, as a deleting kill does.
+
+    The kill only sets the recycle trigger; the Sandbox controller moves the
+    sandbox to ``Recycling`` when time next moves. Until then it was routed
+    as running: its commands, watches and traffic went on.
+    """
+    server = recycling_server
+    sbx = await AsyncSandbox.create(template="reuse", timeout=600, **server.sdk(ALICE))
+    command = await sbx.commands.run("sleep 300", background=True, timeout=0)
+    seen = await watch_home(sbx)
+    await sbx.kill()
+
+    assert not await sbx.is_running()
+    with pytest.raises(SandboxNotRunningException):
+        await sbx.commands.run("true")
+    with pytest.raises(SandboxNotRunningException):
+        await asyncio.wait_for(command.wait(), 10)
+    assert isinstance(await asyncio.wait_for(seen.ended, 10), SandboxNotRunningException)
+    workspace = server.workspaces.peek(sbx.sandbox_id)
+    assert workspace is not None and workspace.stopped
+    assert not alive(command.pid)
 
 
 @pytest.mark.parametrize("action", ["kill", "pause"])
@@ -155,3 +185,64 @@ def test_a_daemon_started_by_run_code_dies_with_the_sandbox(server: Served, acti
             os.kill(pid, signal.SIGKILL)
         if action == "pause":
             CodeSandbox.kill(sbx.sandbox_id, **server.sdk())
+
+
+STREAMS = ["run", "background", "connect", "pty"]
+
+
+async def command_stream(sbx: AsyncSandbox, kind: str) -> asyncio.Future[Any]:
+    """A ``sleep`` attached as ``kind`` (``commands.run``, ``handle.wait``, ``commands.connect``, PTY).
+
+    Returns the future of the stream's end (what the SDK call returns or raises).
+    """
+    if kind == "run":
+        task = asyncio.ensure_future(sbx.commands.run("sleep 300", timeout=0))
+        while not await sbx.commands.list():
+            await asyncio.sleep(0.02)
+        return task
+    if kind == "pty":
+        handle = await sbx.pty.create(PtySize(rows=24, cols=80), on_data=lambda _: None, timeout=0)
+        return asyncio.ensure_future(handle.wait())
+    handle = await sbx.commands.run("sleep 300", background=True, timeout=0)
+    if kind == "connect":
+        await handle.disconnect()
+        handle = await sbx.commands.connect(handle.pid, timeout=0)
+    return asyncio.ensure_future(handle.wait())
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("kind", STREAMS)
+@pytest.mark.parametrize("action", ["kill", "pause"])
+async def test_a_command_stream_ends_as_its_sandbox_stops(
+    server: Served, action: str, kind: str
+) -> None:
+    """The sandbox's connection drops: the SDK reports it not running, not the command killed."""
+    sbx = await AsyncSandbox.create(**server.sdk())
+    ended = await command_stream(sbx, kind)
+    try:
+        await (sbx.kill() if action == "kill" else sbx.pause())
+        with pytest.raises(SandboxNotRunningException):
+            await asyncio.wait_for(ended, 10)
+    finally:
+        ended.cancel()
+        if action == "pause":
+            await AsyncSandbox.kill(sbx.sandbox_id, **server.sdk())
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("kind", STREAMS)
+async def test_a_command_killed_by_its_user_still_ends_with_its_exit(
+    server: Served, kind: str
+) -> None:
+    """Only the sandbox's stop ends a stream early: ``commands.kill`` is the command's end."""
+    sbx = await AsyncSandbox.create(**server.sdk())
+    try:
+        ended = await command_stream(sbx, kind)
+        (process,) = await sbx.commands.list()
+        assert await sbx.commands.kill(process.pid)
+        with pytest.raises(CommandExitException) as info:
+            await asyncio.wait_for(ended, 10)
+        assert info.value.error == "signal: killed"
+        assert await sbx.is_running()
+    finally:
+        await sbx.kill()

@@ -10,7 +10,12 @@ from pathlib import Path
 import pytest
 
 from pytest_kruise_agents.backends.base import Route
-from pytest_kruise_agents.e2b.workspace import PathEscapeError, SandboxWorkspace, Workspaces
+from pytest_kruise_agents.e2b.workspace import (
+    PathEscapeError,
+    SandboxStopped,
+    SandboxWorkspace,
+    Workspaces,
+)
 
 
 def route(sandbox_id: str = "default--sbx-1", **changes: object) -> Route:
@@ -220,6 +225,29 @@ async def test_stop_closes_attachments_runs_hooks_and_keeps_files(
     assert ws.existing_attachment(Recorder) is None
     assert (ws.home / "f").read_text() == "kept"
     assert workspaces.peek(ws.sandbox_id) is ws
+
+
+@pytest.mark.asyncio
+async def test_a_stopped_workspace_takes_no_attachment_and_its_next_life_is_a_new_one(
+    workspaces: Workspaces,
+) -> None:
+    """A request routed before the stop must not leave live state on the stopped sandbox."""
+    ws = workspaces.get(route(access_token="tok", env_vars={"A": "1"}))
+    ws.resolve("f").write_text("kept")
+    ws.env_vars["B"] = "2"  # as POST /init sets them
+    await workspaces.stop(ws.sandbox_id)
+
+    assert ws.stopped
+    with pytest.raises(SandboxStopped, match="The sandbox was not found"):
+        ws.attachment(Recorder)
+    assert ws.existing_attachment(Recorder) is None
+
+    resumed = workspaces.get(route())
+    assert resumed is not ws and not resumed.stopped
+    assert workspaces.get(route()) is resumed
+    assert resumed.env_vars == {"A": "1", "B": "2"} and resumed.access_token == "tok"
+    assert resumed.materialized and (resumed.home / "f").read_text() == "kept"
+    assert resumed.attachment(Recorder).workspace is resumed
 
 
 @pytest.mark.asyncio

@@ -21,7 +21,7 @@ from connectrpc.codec import Codec
 from connectrpc.errors import ConnectError
 from starlette.responses import JSONResponse
 
-from pytest_kruise_agents.e2b.workspace import PathEscapeError
+from pytest_kruise_agents.e2b.workspace import PathEscapeError, SandboxStopped
 
 __all__ = [
     "HTTP_STATUS",
@@ -75,6 +75,10 @@ def connect_error(exc: BaseException) -> ConnectError:
         return exc
     if isinstance(exc, PathEscapeError):
         return ConnectError(Code.INVALID_ARGUMENT, str(exc))
+    if isinstance(exc, SandboxStopped):
+        # What the proxy answers a request for a sandbox that is not running
+        # (502, which Connect reads as unavailable): the SDK reports it gone.
+        return ConnectError(Code.UNAVAILABLE, str(exc))
     if isinstance(exc, OSError):
         # No file name: it would be a host path, and sandbox paths are what
         # users see (handlers that know the path use fs_error instead).

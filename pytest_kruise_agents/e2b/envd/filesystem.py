@@ -47,7 +47,8 @@ from protobuf import Oneof
 from pytest_kruise_agents.e2b.envd import context
 from pytest_kruise_agents.e2b.envd.entries import entry_info
 from pytest_kruise_agents.e2b.envd.errors import fs_error, guard_stream, guard_unary
-from pytest_kruise_agents.e2b.envd.watchers import Watcher, WatcherTable, WatchStreams
+from pytest_kruise_agents.e2b.envd.streams import OpenStreams, check_running
+from pytest_kruise_agents.e2b.envd.watchers import Watcher, WatcherTable
 from pytest_kruise_agents.e2b.workspace import SandboxWorkspace
 
 __all__ = ["WATCH_POLL_INTERVAL_S", "FilesystemService", "list_entries"]
@@ -104,21 +105,8 @@ def _watch_event(
     return WatchDirResponse(event=event)
 
 
-def _check_running(streams: WatchStreams) -> None:
-    """Raise what ends a watch stream when its sandbox stopped."""
-    if streams.closed:
-        # On E2B the stopped sandbox's connection is gone: the SDK probes its
-        # health, finds it not running and reports that (SandboxNotRunningException).
-        raise ConnectError(
-            Code.UNAVAILABLE,
-            f"the connection to sandbox {streams.workspace.sandbox_id} ended before the "
-            "stream completed: the sandbox was paused or killed",
-        )
-
-
 async def _watch_events(
     watcher: Watcher,
-    streams: WatchStreams,
     state: context.RequestState,
     wake: asyncio.Event,
     ctx: RequestContext[WatchDirRequest, WatchDirResponse],
@@ -132,10 +120,10 @@ async def _watch_events(
                 await wake.wait()
         if state.disconnected:
             return
-        _check_running(streams)
+        check_running(watcher.ws)
         events = await watcher.poll()
         # Checked again: a stop during the poll may have deleted the files it saw go.
-        _check_running(streams)
+        check_running(watcher.ws)
         for event in events:
             yield _watch_event(
                 Oneof[Literal["filesystem"], filesystem_pb.FilesystemEvent]("filesystem", event)
@@ -252,30 +240,27 @@ class FilesystemService(Filesystem):
         """The ``WatchDir`` stream itself, without a deadline.
 
         It ends when the client leaves, or with ``unavailable`` when the
-        sandbox stops (:class:`WatchStreams`).
+        sandbox stops (:mod:`~pytest_kruise_agents.e2b.envd.streams`).
         """
         state = context.current()
-        ws, directory = _resolve(request.path)
-        # Joined first: a stop from now on ends the stream.
-        streams = ws.attachment(WatchStreams)
+        # Joined first: a stop from now on ends the stream (and one before refuses it).
         wake = asyncio.Event()
-        leave = streams.join(wake)
+        leave = state.workspace.attachment(OpenStreams).join(wake.set)
         unregister = state.on_disconnect(wake.set)
         try:
+            ws, directory = _resolve(request.path)
             _directory(ws, directory, request.path)
             watcher = Watcher(
                 ws, directory, recursive=request.recursive, include_entry=request.include_entry
             )
             await watcher.prime()
-            _check_running(streams)
+            check_running(ws)
             yield _watch_event(
                 Oneof[Literal["start"], WatchDirResponse.StartEvent](
                     "start", WatchDirResponse.StartEvent()
                 )
             )
-            async with contextlib.aclosing(
-                _watch_events(watcher, streams, state, wake, ctx)
-            ) as events:
+            async with contextlib.aclosing(_watch_events(watcher, state, wake, ctx)) as events:
                 async for event in events:
                     yield event
         finally:
@@ -290,13 +275,14 @@ class FilesystemService(Filesystem):
         /,
     ) -> CreateWatcherResponse:
         """Start a polling watcher on a directory; returns its id."""
+        table = context.current().workspace.attachment(WatcherTable)
         ws, directory = _resolve(request.path)
         _directory(ws, directory, request.path)
         watcher = Watcher(
             ws, directory, recursive=request.recursive, include_entry=request.include_entry
         )
         await watcher.prime()
-        return CreateWatcherResponse(watcher_id=ws.attachment(WatcherTable).add(watcher))
+        return CreateWatcherResponse(watcher_id=table.add(watcher))
 
     @guard_unary
     async def get_watcher_events(

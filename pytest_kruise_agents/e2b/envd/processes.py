@@ -25,7 +25,7 @@ import os
 import signal
 import struct
 import termios
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -36,7 +36,8 @@ from protobuf import Oneof
 
 from pytest_kruise_agents.e2b.daemons import MARKER_VAR, kill_marked, kill_sandbox_daemons
 from pytest_kruise_agents.e2b.envd.context import RequestState
-from pytest_kruise_agents.e2b.workspace import SandboxWorkspace, home_of
+from pytest_kruise_agents.e2b.envd.streams import OpenStreams, check_running
+from pytest_kruise_agents.e2b.workspace import SandboxStopped, SandboxWorkspace, home_of
 
 __all__ = [
     "DEFAULT_PATH",
@@ -428,6 +429,12 @@ class ProcessTable:
         task = asyncio.create_task(self._supervise(managed, readers), name=f"envd-{managed.pid}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        if ws.stopped:
+            # Stopped while the command was being spawned, maybe after this table
+            # was closed: the command must not outlive its sandbox.
+            managed.signal(signal.SIGKILL)
+            managed.unsubscribe(queue)
+            raise SandboxStopped(ws.sandbox_id)
         return managed, queue
 
     async def _pty_reader(self, master: int) -> asyncio.StreamReader:
@@ -472,14 +479,21 @@ async def stream_events(
     *,
     keepalive_s: float | None,
 ) -> AsyncGenerator[Event, None]:
-    """``start{pid}``, then the process's events until ``end`` or the client leaves.
+    """``start{pid}``, then the process's events until ``end``, the client leaves or the sandbox stops.
 
     ``keepalive`` events go out after ``keepalive_s`` of silence (the SDK's
     ``Keepalive-Ping-Interval``). The process itself is never touched here:
-    leaving only detaches.
+    leaving only detaches. A stop of the sandbox ends the stream with
+    ``unavailable`` (:func:`~pytest_kruise_agents.e2b.envd.streams.check_running`),
+    not with the ``end`` of the command it killed.
     """
+    ws = state.workspace
     unregister = state.on_disconnect(lambda: queue.put_nowait(None))
+    leave: Callable[[], None] | None = None
     try:
+        # Joined first: a stop from now on ends the stream (and one before refuses it).
+        leave = ws.attachment(OpenStreams).join(lambda: queue.put_nowait(None))
+        check_running(ws)
         yield _start_event(managed.pid)
         while True:
             try:
@@ -488,6 +502,9 @@ async def stream_events(
             except TimeoutError:
                 yield _keepalive_event()
                 continue
+            # Whatever woke the stream: once the sandbox stopped, its events are
+            # the stop's doing (a command killed), which E2B's dropped connection never sends.
+            check_running(ws)
             if event is None:
                 return
             yield event
@@ -495,4 +512,6 @@ async def stream_events(
                 return
     finally:
         unregister()
+        if leave is not None:
+            leave()
         managed.unsubscribe(queue)

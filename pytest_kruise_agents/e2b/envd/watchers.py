@@ -14,7 +14,6 @@ import asyncio
 import itertools
 import os
 import stat
-from collections.abc import Callable
 from pathlib import Path
 
 from connectrpc.code import Code
@@ -24,7 +23,7 @@ from e2b.envd.filesystem import filesystem_pb
 from pytest_kruise_agents.e2b.envd.entries import entry_info
 from pytest_kruise_agents.e2b.workspace import SandboxWorkspace
 
-__all__ = ["Snapshot", "WatchStreams", "Watcher", "WatcherTable", "diff", "snapshot"]
+__all__ = ["Snapshot", "Watcher", "WatcherTable", "diff", "snapshot"]
 
 EventType = filesystem_pb.EventType
 
@@ -157,45 +156,3 @@ class WatcherTable:
     async def aclose(self) -> None:
         """Drop every watcher."""
         self._watchers.clear()
-
-
-class WatchStreams:
-    """The open ``WatchDir`` streams of one sandbox (a workspace attachment).
-
-    Closing it (the sandbox's pause or kill, a recycled sandbox's kill
-    included) wakes every stream, which then ends with an error: on E2B the
-    sandbox's connections are torn down, and a stream left open would go on
-    reporting the deletion of the sandbox's files, then the files of whoever
-    gets the recycled sandbox next.
-    """
-
-    def __init__(self, workspace: SandboxWorkspace) -> None:
-        self.workspace = workspace
-        self._loop = asyncio.get_running_loop()
-        self._wakers: set[asyncio.Event] = set()
-        self._closed = False
-
-    @property
-    def loop(self) -> asyncio.AbstractEventLoop:
-        """The event loop the streams run on."""
-        return self._loop
-
-    @property
-    def closed(self) -> bool:
-        """Whether the sandbox stopped: every stream must end."""
-        return self._closed
-
-    def join(self, waker: asyncio.Event) -> Callable[[], None]:
-        """Set ``waker`` when the sandbox stops (now if it has); returns a leave function."""
-        if self._closed:
-            waker.set()
-            return lambda: None
-        self._wakers.add(waker)
-        return lambda: self._wakers.discard(waker)
-
-    async def aclose(self) -> None:
-        """End every stream."""
-        self._closed = True
-        wakers, self._wakers = self._wakers, set()
-        for waker in wakers:
-            waker.set()

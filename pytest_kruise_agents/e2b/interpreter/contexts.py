@@ -174,6 +174,7 @@ class ContextRegistry:
 
     def get(self, workspace: InterpreterWorkspace, context_id: str) -> Context:
         """The sandbox's context ``context_id``; 404 if it has none by that id."""
+        _check_running(workspace)
         entry = self._sandboxes.get(workspace.sandbox_id)
         context = entry.contexts.get(context_id) if entry else None
         if context is None:
@@ -192,6 +193,7 @@ class ContextRegistry:
 
     def default_context(self, workspace: InterpreterWorkspace, language: str) -> Context:
         """The sandbox's default context of ``language``, made (without a kernel yet) if needed."""
+        _check_running(workspace)
         entry = self._entry(workspace)
         context_id = entry.defaults.get(language)
         if context_id is not None and context_id in entry.contexts:
@@ -205,6 +207,7 @@ class ContextRegistry:
         self, workspace: InterpreterWorkspace, *, language: str, cwd: str | None
     ) -> Context:
         """A new context of the sandbox, its kernel started (errors: 400 bad cwd, 500 no kernel)."""
+        _check_running(workspace)
         sandbox_cwd = cwd if cwd else DEFAULT_CWD
         context = self._new_context(
             workspace, language, sandbox_cwd, _workdir(workspace, sandbox_cwd)
@@ -264,8 +267,10 @@ class ContextRegistry:
 
         A kernel that died (the user's code exited the process) is replaced.
         Raises :class:`KernelStartError`, or :class:`InterpreterError` (404
-        once the context was removed, 400 for a cwd that cannot be a directory).
+        once the context was removed, 400 for a cwd that cannot be a directory, 502
+        once its sandbox stopped).
         """
+        _check_running(context.workspace)
         if context.removed:
             raise InterpreterError(404, f"Context {context.id} not found")
         kernel = context.kernel
@@ -421,6 +426,18 @@ class ContextRegistry:
         else:
             # The server's loop is gone with its zmq sockets: kill the processes directly.
             await fallback()
+
+
+def _check_running(workspace: InterpreterWorkspace) -> None:
+    """Refuse a request whose sandbox stopped after it was routed, as the proxy refuses one after.
+
+    The stop's cleanup (:meth:`ContextRegistry.shutdown_sandbox`) has run or is
+    running: a context or kernel made now would outlive the sandbox.
+    """
+    if workspace.stopped:
+        raise InterpreterError(
+            502, f"The sandbox was not found: {workspace.sandbox_id} was paused or killed"
+        )
 
 
 def _contexts_of(entries: list[_SandboxContexts]) -> list[Context]:

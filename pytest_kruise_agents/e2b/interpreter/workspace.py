@@ -47,6 +47,15 @@ class InterpreterWorkspace(Protocol):
         """The envd access token; ``/execute`` then needs it in ``X-Access-Token`` (empty: none)."""
         ...
 
+    @property
+    def stopped(self) -> bool:
+        """Whether the sandbox was paused or killed since this workspace was handed out.
+
+        A request that reaches the interpreter after that (routed just before
+        the stop) must start no kernel: the stop's cleanup has already run.
+        """
+        ...
+
     def resolve(self, path: str) -> Path:
         """Map a sandbox path inside :attr:`root` (relative paths are relative to home).
 

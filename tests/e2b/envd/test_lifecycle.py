@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from e2b import CommandExitException
+from e2b.exceptions import SandboxUnreachableException
 
 from tests.e2b.conftest import eventually
 from tests.e2b.envd.conftest import Envd
@@ -26,9 +26,10 @@ def test_stop_kills_processes_ends_their_streams_and_keeps_files(envd: Envd) -> 
 
     assert stopped == ["sbx-default"]
     assert not alive(attached.pid) and not alive(detached.pid)
-    with pytest.raises(CommandExitException) as info:
+    # The stream ends as the sandbox's connection does, not with the command's end;
+    # this harness keeps routing the sandbox, so its health probe finds it up.
+    with pytest.raises(SandboxUnreachableException, match="paused or killed"):
         attached.wait()
-    assert info.value.error == "signal: killed"
     # Resumed: the files are there and new commands run.
     assert sbx.files.read("kept.txt") == "still here"
     assert sbx.commands.list() == []

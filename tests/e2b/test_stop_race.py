@@ -1,0 +1,195 @@
+"""A request routed to a sandbox just before it stops reaches its handler after the stop's cleanup.
+
+The router looks the sandbox up (running), hands the request its workspace,
+and only then does the handler attach live state to it: a command, a watch
+stream, a code context. A pause or kill whose cleanup runs in between must not
+leave that state behind on the stopped sandbox (a command running on in a
+paused sandbox, a kernel for a killed one): the request answers as one sent
+after the stop, the proxy's "sandbox not found".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from e2b import AsyncSandbox, Sandbox
+from e2b.exceptions import SandboxNotRunningException
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from pytest_kruise_agents.backends import SimBackend
+from pytest_kruise_agents.e2b.app import create_app
+from pytest_kruise_agents.e2b.envd import make_envd_app
+from pytest_kruise_agents.e2b.envd.processes import ProcessTable
+from pytest_kruise_agents.e2b.envd.streams import OpenStreams
+from pytest_kruise_agents.e2b.envd.watchers import WatcherTable
+from pytest_kruise_agents.e2b.interpreter import InterpreterApp, make_interpreter_app
+from pytest_kruise_agents.e2b.server import ServerThread
+from pytest_kruise_agents.e2b.settings import Settings
+from pytest_kruise_agents.e2b.workspace import SandboxWorkspace, Workspaces
+
+from .conftest import KEYS, Served, eventually
+
+
+class Gate:
+    """A sandbox port's app whose first request for ``path`` waits, routed, until :meth:`open`."""
+
+    def __init__(self, app: ASGIApp, path: str) -> None:
+        self.app = app
+        self.path = path
+        self.arrived = threading.Event()
+        self.workspace: SandboxWorkspace | None = None
+        """The workspace the router handed the held request."""
+        self._opened: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == self.path and not self.arrived.is_set():
+            self._opened = asyncio.Event()
+            self._loop = asyncio.get_running_loop()
+            self.workspace = scope["state"]["kruise_workspace"]
+            self.arrived.set()
+            await self._opened.wait()
+        await self.app(scope, receive, send)
+
+    def open(self) -> None:
+        """Let the held request on, if one is held (from any thread)."""
+        if self._loop is not None and self._opened is not None:
+            self._loop.call_soon_threadsafe(self._opened.set)
+
+    async def aclose(self) -> None:
+        """Close the app behind the gate (the interpreter's kernels)."""
+        aclose = getattr(self.app, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+@dataclass
+class Gated:
+    """A server whose envd or interpreter sits behind a :class:`Gate`."""
+
+    served: Served
+    gate: Gate
+    interpreter: InterpreterApp
+    stopped: list[str]
+    """Sandboxes whose stop's cleanup has run (a stop hook)."""
+
+
+def gated_server(tmp_path: Path, port: int, path: str) -> tuple[ServerThread, Gated]:
+    """A server on 127.0.0.1 holding the first request for ``path`` on sandbox port ``port``."""
+    backend = SimBackend.default(seed=3, replicas=2)
+    workspaces = Workspaces(tmp_path / "workspaces")
+    envd: ASGIApp = make_envd_app(workspaces)
+    interpreter = make_interpreter_app(workspaces)
+    gate = Gate(envd if port == 49983 else interpreter, path)
+    apps: dict[str, Any] = {"envd_app": envd, "interpreter_app": interpreter}
+    apps["envd_app" if port == 49983 else "interpreter_app"] = gate
+    app = create_app(backend, Settings(api_keys=KEYS), workspaces=workspaces, **apps)
+    stopped: list[str] = []
+
+    async def record(sandbox_id: str) -> None:
+        stopped.append(sandbox_id)
+
+    workspaces.add_stop_hook(record)  # after the interpreter's: its kernels are stopped by then
+    thread = ServerThread(app).start()
+    served = Served(url=thread.url, backend=backend, app=app, workspaces=workspaces)
+    return thread, Gated(served, gate, interpreter, stopped)
+
+
+CALLS = {
+    "command": (49983, "/process.Process/Start"),
+    "watch": (49983, "/filesystem.Filesystem/WatchDir"),
+    "watcher": (49983, "/filesystem.Filesystem/CreateWatcher"),
+    "context": (49999, "/contexts"),
+}
+
+
+def held_call(sbx: Sandbox, call: str, server: Served) -> Any:
+    """The request the gate holds: start a command, watch a directory, make a code context.
+
+    The async SDK watches with a ``WatchDir`` stream, the sync SDK with a
+    polling watcher (``CreateWatcher``).
+    """
+    if call == "command":
+        return sbx.commands.run("sleep 300", background=True)
+    if call == "watch":
+        return asyncio.run(_watch_dir(sbx.sandbox_id, server))
+    if call == "watcher":
+        return sbx.files.watch_dir("/home/user")
+    headers = {"E2b-Sandbox-Id": sbx.sandbox_id, "E2b-Sandbox-Port": "49999"}
+    return httpx.post(server.url + "/contexts", headers=headers, json={}, timeout=30)
+
+
+async def _watch_dir(sandbox_id: str, server: Served) -> Any:
+    sbx = await AsyncSandbox.connect(sandbox_id, **server.sdk())
+    return await sbx.files.watch_dir("/home/user", lambda _: None, timeout=0)
+
+
+@pytest.fixture(params=list(CALLS))
+def gated(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, Gated]]:
+    """The call ``request.param`` and a server that holds it between routing and its handler."""
+    call = str(request.param)
+    thread, gated = gated_server(tmp_path, *CALLS[call])
+    try:
+        yield call, gated
+    finally:
+        thread.stop()
+        gated.served.backend.close()
+
+
+@pytest.mark.parametrize("action", ["kill", "pause"])
+def test_a_request_routed_before_its_sandbox_stopped_attaches_nothing(
+    gated: tuple[str, Gated], action: str
+) -> None:
+    call, server = gated
+    sdk = server.served.sdk()
+    sbx = Sandbox.create(**sdk)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        answer = pool.submit(held_call, sbx, call, server.served)
+        try:
+            assert server.gate.arrived.wait(10), "the request never reached the gate"
+            if action == "kill":
+                sbx.kill()
+            else:
+                sbx.pause()
+            eventually(lambda: sbx.sandbox_id in server.stopped, "the stop's cleanup ran")
+            server.gate.open()
+
+            if call == "context":
+                response = answer.result(30)
+                assert response.status_code == 502, response.text
+                assert "The sandbox was not found" in response.json()["message"]
+            else:
+                with pytest.raises(SandboxNotRunningException):
+                    answer.result(30)
+            # Before the paused sandbox's kill below, whose cleanup would drop them.
+            workspace = server.gate.workspace
+            assert workspace is not None and workspace.stopped
+            assert workspace.existing_attachment(ProcessTable) is None
+            assert workspace.existing_attachment(OpenStreams) is None
+            assert workspace.existing_attachment(WatcherTable) is None
+            assert server.interpreter.contexts.list_contexts(workspace) == []
+            assert server.interpreter.contexts.kernels_started == 0
+        finally:
+            server.gate.open()
+            _stop_leftover(answer)
+            if action == "pause":
+                Sandbox.kill(sbx.sandbox_id, **sdk)
+
+
+def _stop_leftover(answer: concurrent.futures.Future[Any]) -> None:
+    """Kill a command the held request started after all (the bug this tests against)."""
+    with contextlib.suppress(Exception):
+        pid = getattr(answer.result(30), "pid", None)
+        if isinstance(pid, int):
+            os.killpg(pid, signal.SIGKILL)
