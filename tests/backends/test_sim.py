@@ -26,6 +26,8 @@ from pytest_kruise_agents.backends import (
 from pytest_kruise_agents.claiming.errors import ClaimCanceledError, ClaimError
 from simulator.cluster import Cluster
 
+from ..pools import RECYCLING_POOL
+
 ALICE = Caller("default", "alice")
 BOB = Caller("default", "bob")
 ADMIN = Caller("", "admin")
@@ -149,21 +151,6 @@ def test_listeners_see_running_paused_running_and_gone(backend: SimBackend) -> N
     states = [state for sid, state in events if sid == view.sandbox_id]
     assert states == ["running", "paused", "running", None]
     assert backend.route(view.sandbox_id) is None
-
-
-RECYCLING_POOL = """\
-apiVersion: agents.kruise.io/v1alpha1
-kind: SandboxSet
-metadata: {name: reuse, namespace: default}
-spec:
-  replicas: 1
-  runtimes: [{name: agent-runtime}]
-  template:
-    metadata:
-      annotations: {agents.kruise.io/cleanup-enabled: "true"}
-    spec:
-      containers: [{name: sandbox, image: registry.example.com/e2b/reuse:v1}]
-"""
 
 
 def test_a_recycling_kill_stops_the_route_as_it_is_answered() -> None:

@@ -6,21 +6,8 @@ import pytest
 from e2b import Sandbox
 from e2b.exceptions import SandboxNotFoundException
 
+from ..pools import RECYCLING_POOL
 from .conftest import Served, eventually
-
-RECYCLING_POOL = """\
-apiVersion: agents.kruise.io/v1alpha1
-kind: SandboxSet
-metadata: {name: reuse, namespace: default}
-spec:
-  replicas: 1
-  runtimes: [{name: agent-runtime}]
-  template:
-    metadata:
-      annotations: {agents.kruise.io/cleanup-enabled: "true"}
-    spec:
-      containers: [{name: sandbox, image: registry.example.com/e2b/reuse:v1}]
-"""
 
 
 def test_a_killed_sandbox_is_recycled_and_its_workspace_dropped(server: Served) -> None:

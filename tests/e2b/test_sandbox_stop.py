@@ -28,22 +28,9 @@ from e2b_code_interpreter import Sandbox as CodeSandbox
 from pytest_kruise_agents.backends import SimBackend
 from simulator.cluster import Cluster
 
+from ..pools import RECYCLING_POOL
 from .conftest import ALICE, BOB, Served, eventually, serve
 from .envd.test_commands import alive
-
-RECYCLING_POOL = """\
-apiVersion: agents.kruise.io/v1alpha1
-kind: SandboxSet
-metadata: {name: reuse, namespace: default}
-spec:
-  replicas: 1
-  runtimes: [{name: agent-runtime}]
-  template:
-    metadata:
-      annotations: {agents.kruise.io/cleanup-enabled: "true"}
-    spec:
-      containers: [{name: sandbox, image: registry.example.com/e2b/reuse:v1}]
-"""
 
 
 class Watch:
