@@ -12,13 +12,17 @@ One app serves every sandbox: the router puts the sandbox's
   ``X-Access-Token`` check; the user comes from ``Authorization: Basic``.
 
 Every error is JSON (``{"code": int, "message"}`` on HTTP routes, Connect's
-``{"code": "<code>", "message"}`` on RPCs), and no request can crash it.
+``{"code": "<code>", "message"}`` on unary RPCs), or, on a streaming RPC,
+Connect's streaming error: HTTP 200 and an end-of-stream message
+``{"error": {"code", "message"}}``, even when the call is refused before its
+handler runs (a bad token, an unknown user). No request can crash it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import struct
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -26,6 +30,7 @@ from connectrpc.codec import proto_binary_codec, proto_json_codec
 from connectrpc.errors import ConnectError
 from e2b.envd.filesystem.filesystem_connect import FilesystemASGIApplication
 from e2b.envd.process.process_connect import ProcessASGIApplication
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -186,20 +191,10 @@ class EnvdApp:
         send: Send,
     ) -> None:
         headers = Request(scope).headers
-        if not check_token(ws, headers.get("x-access-token")):
-            await _send_response(
-                _connect_error(401, "unauthenticated", "missing or invalid X-Access-Token"),
-                scope,
-                receive,
-                send,
-            )
-            return
-        try:
-            user = user_from_basic(headers.get("authorization"))
-        except AuthError as exc:
-            await _send_response(
-                _connect_error(401, "unauthenticated", str(exc)), scope, receive, send
-            )
+        stream = _stream_media_type(headers.get("content-type"))
+        user = _rpc_user(ws, headers, stream)
+        if isinstance(user, Response):
+            await _send_response(user, scope, receive, send)
             return
         state = context.RequestState(ws, user)
         started = False
@@ -224,7 +219,9 @@ class EnvdApp:
                     status = int(start["status"])
                     code, why = _BARE_ERRORS.get(status, ("unknown", "request refused"))
                     await _send_response(
-                        _connect_error(status, code, f"{why}: {scope['method']} {scope['path']}"),
+                        _rpc_error(
+                            stream, status, code, f"{why}: {scope['method']} {scope['path']}"
+                        ),
                         scope,
                         receive,
                         send,
@@ -243,7 +240,10 @@ class EnvdApp:
                 _log.debug("envd RPC %s ended: %s", scope["path"], exc)
                 if not started:
                     await _send_response(
-                        _connect_error(499, "canceled", "request cancelled"), scope, receive, send
+                        _rpc_error(stream, 499, "canceled", "request cancelled"),
+                        scope,
+                        receive,
+                        send,
                     )
             except Exception:
                 # connectrpc already answered (it re-raises non-Connect errors
@@ -251,11 +251,24 @@ class EnvdApp:
                 _log.exception("envd RPC %s failed", scope["path"])
                 if not started:
                     await _send_response(
-                        _connect_error(500, "internal", "internal error"), scope, receive, send
+                        _rpc_error(stream, 500, "internal", "internal error"),
+                        scope,
+                        receive,
+                        send,
                     )
             finally:
                 # The stream is over: nobody listens any more.
                 state.mark_disconnected()
+
+
+def _rpc_user(ws: SandboxWorkspace, headers: Headers, stream: str | None) -> str | Response:
+    """The user an RPC acts as, or the error refusing it (a bad token, an unknown user)."""
+    if not check_token(ws, headers.get("x-access-token")):
+        return _rpc_error(stream, 401, "unauthenticated", "missing or invalid X-Access-Token")
+    try:
+        return user_from_basic(headers.get("authorization"))
+    except AuthError as exc:
+        return _rpc_error(stream, 401, "unauthenticated", str(exc))
 
 
 # The bare HTTP errors connectrpc answers before a handler runs.
@@ -270,9 +283,33 @@ def _has_content_type(start: Message) -> bool:
     return any(name.lower() == b"content-type" for name, _ in start.get("headers", ()))
 
 
-def _connect_error(status: int, code: str, message: str) -> JSONResponse:
-    """A Connect error body (string code) for RPC paths."""
-    return JSONResponse({"code": code, "message": message}, status_code=status)
+# The Connect streaming content types of the codecs envd serves.
+_STREAM_MEDIA_TYPES = ("application/connect+json", "application/connect+proto")
+# Flags of the envelope that ends a Connect stream (and carries its error).
+_END_STREAM = 0b10
+
+
+def _stream_media_type(content_type: str | None) -> str | None:
+    """The request's Connect streaming media type, or ``None`` for a unary call."""
+    media = (content_type or "").partition(";")[0].strip().lower()
+    return media if media in _STREAM_MEDIA_TYPES else None
+
+
+def _rpc_error(stream: str | None, status: int, code: str, message: str) -> Response:
+    """A Connect error answered before (or instead of) the handler.
+
+    A unary call gets HTTP ``status`` and the JSON error body. A streaming
+    call (``stream``, its media type) gets what a Connect server sends: HTTP
+    200 and one end-of-stream envelope ``{"error": {...}}`` (JSON whatever
+    the codec). Connect streaming clients (connect-es, under the JS SDK) read
+    no body of a non-200 stream: the error would reach the user as the bare
+    "HTTP 401".
+    """
+    if stream is None:
+        return JSONResponse({"code": code, "message": message}, status_code=status)
+    end = json.dumps({"error": {"code": code, "message": message}}).encode()
+    envelope = struct.pack(">BI", _END_STREAM, len(end)) + end
+    return Response(envelope, status_code=200, media_type=stream)
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:

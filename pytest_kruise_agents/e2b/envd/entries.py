@@ -21,13 +21,28 @@ from protobuf.wkt import Timestamp
 
 from pytest_kruise_agents.e2b.workspace import SandboxWorkspace
 
-__all__ = ["OWNER", "entry_info", "file_type", "read_metadata", "write_metadata"]
+__all__ = [
+    "MAX_METADATA_BYTES",
+    "MAX_METADATA_KEY_BYTES",
+    "OWNER",
+    "entry_info",
+    "file_type",
+    "metadata_problem",
+    "read_metadata",
+    "write_metadata",
+]
 
 OWNER = "user"
 """Owner and group reported for every entry (commands run as the host user)."""
 
 # envd keeps file metadata in extended attributes under this prefix.
 _XATTR_PREFIX = "user.e2b."
+
+MAX_METADATA_KEY_BYTES = 255 - len(_XATTR_PREFIX)
+"""Longest metadata key envd takes: Linux's xattr name limit less the prefix (246)."""
+
+MAX_METADATA_BYTES = 4096
+"""Most metadata envd stores on a file: keys, values and one prefix per key."""
 
 FileType = filesystem_pb.FileType
 
@@ -45,27 +60,90 @@ def file_type(mode: int) -> filesystem_pb.FileType:
 
 def read_metadata(path: Path) -> dict[str, str]:
     """The ``user.e2b.*`` extended attributes of ``path`` (empty where unsupported)."""
-    try:
-        names = os.listxattr(path, follow_symlinks=False)
-    except OSError:
-        return {}
     found: dict[str, str] = {}
-    for name in names:
-        if name.startswith(_XATTR_PREFIX):
-            with contextlib.suppress(OSError, UnicodeDecodeError):
-                value = os.getxattr(path, name, follow_symlinks=False)
-                found[name.removeprefix(_XATTR_PREFIX)] = value.decode("utf-8")
+    for name, value in _metadata_xattrs(path).items():
+        with contextlib.suppress(UnicodeDecodeError):
+            found[name.removeprefix(_XATTR_PREFIX)] = value.decode("utf-8")
     return found
 
 
+def metadata_problem(metadata: Mapping[str, str]) -> str | None:
+    """Why envd refuses ``metadata`` (with 400), or ``None`` when it takes it.
+
+    Keys and values are printable US-ASCII (``0x20``-``0x7e``), a key is
+    non-empty and at most :data:`MAX_METADATA_KEY_BYTES`, and the keys,
+    values and one ``user.e2b.`` prefix per key add up to at most
+    :data:`MAX_METADATA_BYTES`.
+    """
+    total = 0
+    for key, value in metadata.items():
+        if not key:
+            return "metadata key is empty (a bare X-Metadata- header)"
+        if not _printable_ascii(key):
+            return f"metadata key {key!r} is not printable US-ASCII"
+        if len(key) > MAX_METADATA_KEY_BYTES:
+            return (
+                f"metadata key {key[:32]!r}... is {len(key)} bytes, "
+                f"longer than {MAX_METADATA_KEY_BYTES}"
+            )
+        if not _printable_ascii(value):
+            return f"metadata value of {key!r} is not printable US-ASCII"
+        total += len(_XATTR_PREFIX) + len(key) + len(value)
+    if total > MAX_METADATA_BYTES:
+        return f"metadata is {total} bytes in all, more than {MAX_METADATA_BYTES}"
+    return None
+
+
+def _printable_ascii(text: str) -> bool:
+    return all(" " <= char <= "~" for char in text)
+
+
 def write_metadata(path: Path, metadata: Mapping[str, str]) -> bool:
-    """Store ``metadata`` as ``user.e2b.*`` xattrs; ``False`` if the file system refuses."""
+    """Make ``metadata`` the ``user.e2b.*`` xattrs of ``path``; ``False`` if the file system refuses.
+
+    Keys not in ``metadata`` are removed (an empty ``metadata`` clears them
+    all), as envd replaces a file's metadata on every upload. ``metadata`` is
+    already checked (:func:`metadata_problem`). When the file system refuses
+    half-way, what was set is removed again: the file is left without
+    metadata, as the upload's answer (no ``metadata``) then says, never with a
+    mix of old and new keys.
+    """
     try:
+        _clear_metadata(path, strict=True)
         for key, value in metadata.items():
-            os.setxattr(path, _XATTR_PREFIX + key, value.encode("utf-8"))
+            os.setxattr(path, _XATTR_PREFIX + key, value.encode("ascii"), follow_symlinks=False)
     except OSError:
+        _clear_metadata(path, strict=False)
         return False
     return True
+
+
+def _clear_metadata(path: Path, *, strict: bool) -> None:
+    """Remove every ``user.e2b.*`` xattr of ``path``; ``strict``: raise the first failure."""
+    for name in _metadata_names(path):
+        try:
+            os.removexattr(path, name, follow_symlinks=False)
+        except OSError:
+            if strict:
+                raise
+
+
+def _metadata_xattrs(path: Path) -> dict[str, bytes]:
+    """The raw ``user.e2b.*`` xattrs of ``path``, by full name."""
+    found: dict[str, bytes] = {}
+    for name in _metadata_names(path):
+        with contextlib.suppress(OSError):
+            found[name] = os.getxattr(path, name, follow_symlinks=False)
+    return found
+
+
+def _metadata_names(path: Path) -> list[str]:
+    """The full names of the ``user.e2b.*`` xattrs of ``path`` (none where unsupported)."""
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError:
+        return []
+    return [name for name in names if name.startswith(_XATTR_PREFIX)]
 
 
 def entry_info(

@@ -5,14 +5,17 @@
 query parameter if given, else to the part's filename, which the SDK sets to
 the full sandbox path) or ``application/octet-stream`` (optionally
 ``Content-Encoding: gzip``) written to ``path``; it answers 200 with
-``[{"name", "type": "file", "path"}]``. ``X-Metadata-<key>`` headers are
-stored as ``user.e2b.<key>`` extended attributes.
+``[{"name", "type": "file", "path"}]``. ``X-Metadata-<key>`` headers
+replace the file's metadata (``user.e2b.<key>`` extended attributes; none
+clears it), under envd's rules (:func:`_metadata`).
 
 An upload is all or nothing: the body is staged outside the sandbox
 directory and moved into place only once it is complete and every target
-checked, so a refused upload (bad path, too large, bad body) changes nothing.
-Moved into place means written over an existing file in place (it keeps its
-inode and mode, as envd's ``O_TRUNC`` open does) or renamed to a new name.
+checked, against the disk and against the upload's other targets (a file
+that another part would need as a directory), so a refused upload (bad path,
+conflicting parts, bad metadata, too large, bad body) changes nothing. Moved
+into place means written over an existing file in place (it keeps its inode
+and mode, as envd's ``O_TRUNC`` open does) or renamed to a new name.
 
 A part's filename is read from its raw header bytes as UTF-8, as Go's
 ``mime.ParseMediaType`` reads it (:mod:`.mediatype`).
@@ -41,7 +44,7 @@ from pytest_kruise_agents.e2b.envd.auth import (
     user_from_name,
     verify_signature,
 )
-from pytest_kruise_agents.e2b.envd.entries import write_metadata
+from pytest_kruise_agents.e2b.envd.entries import metadata_problem, write_metadata
 from pytest_kruise_agents.e2b.envd.errors import http_error
 from pytest_kruise_agents.e2b.envd.mediatype import parse_media_type
 from pytest_kruise_agents.e2b.workspace import PathEscapeError, SandboxWorkspace
@@ -54,7 +57,7 @@ __all__ = ["DEFAULT_MAX_UPLOAD_BYTES", "UploadRefused", "download", "upload"]
 DEFAULT_MAX_UPLOAD_BYTES = 100 * 1024 * 1024
 """Largest upload (per request, after gzip decoding) ``POST /files`` accepts."""
 
-_METADATA_PREFIX = "x-metadata-"
+_METADATA_PREFIX = b"x-metadata-"
 
 
 class UploadRefused(Exception):
@@ -118,6 +121,7 @@ class _Staged:
     """One file being uploaded: where it goes and where its bytes wait meanwhile."""
 
     target: Path
+    path: str
     temp: Path
     handle: IO[bytes] | None = None
 
@@ -132,16 +136,40 @@ class _Upload:
     staging: Path
     files: list[_Staged] = field(default_factory=list)
     written: int = 0
+    targets: set[Path] = field(default_factory=set)
+    implied_dirs: set[Path] = field(default_factory=set)
 
     def open(self, path: str) -> _Staged:
         """Check ``path`` as an upload target and open its staging file."""
         target = self.ws.resolve(path, user=self.user)
         _check_target(self.ws, target, path)
+        self._check_against_others(target, path)
         self.staging.mkdir(parents=True, exist_ok=True)
-        staged = _Staged(target, self.staging / uuid.uuid4().hex)
+        staged = _Staged(target, path, self.staging / uuid.uuid4().hex)
         staged.handle = open(staged.temp, "xb")  # noqa: SIM115 - closed by close()/discard()
         self.files.append(staged)
         return staged
+
+    def _check_against_others(self, target: Path, path: str) -> None:
+        """Refuse a target that conflicts with another target of the same upload.
+
+        Put in place one by one, a file that a later part needs as a directory
+        (``a`` then ``a/b``), or a file where an earlier part needs a directory
+        (``c/d`` then ``c``), fails half-way: refused here, before anything
+        moves. The same path twice is allowed; the last part wins, as envd
+        writes the parts in order.
+        """
+        if target in self.implied_dirs:
+            raise UploadRefused(
+                400, f"path is a directory: {path} (another file of the upload goes under it)"
+            )
+        if any(parent in self.targets for parent in target.parents):
+            raise UploadRefused(
+                400,
+                f"a parent of {path} is not a directory (another file of the upload is written there)",
+            )
+        self.targets.add(target)
+        self.implied_dirs.update(target.parents)
 
     def write(self, staged: _Staged, data: bytes) -> None:
         """Append ``data`` to a staged file, within the request's size limit."""
@@ -158,18 +186,22 @@ class _Upload:
             staged.handle = None
 
     def commit(self, metadata: dict[str, str]) -> list[dict[str, object]]:
-        """Move every staged file into place; the upload's JSON answer."""
-        answer: list[dict[str, object]] = []
+        """Move every staged file into place, with ``metadata``; the upload's JSON answer."""
         for staged in self.files:
             self.close(staged)
-            _put(staged.temp, staged.target)
+            # Checked again as the last step before any change: a command may
+            # have made a directory (or a file) there while the body streamed in.
+            _check_target(self.ws, staged.target, staged.path)
+        answer: list[dict[str, object]] = []
+        for staged in self.files:
+            stored = _put(staged.temp, staged.target, metadata)
             item: dict[str, object] = {
                 "name": staged.target.name,
                 "type": "file",
                 "path": self.ws.sandbox_path(staged.target),
             }
-            if metadata and write_metadata(staged.target, metadata):
-                item["metadata"] = metadata
+            if metadata and stored:
+                item["metadata"] = dict(metadata)
             answer.append(item)
         return answer
 
@@ -181,13 +213,15 @@ class _Upload:
                 staged.temp.unlink()
 
 
-def _put(temp: Path, target: Path) -> None:
+def _put(temp: Path, target: Path, metadata: dict[str, str]) -> bool:
     """Move a complete staged file to ``target``, keeping an existing file's inode and mode.
 
     envd opens the target with ``O_WRONLY|O_CREAT|O_TRUNC``: a file already
-    there keeps its mode, owner, links and extended attributes, and a new one
-    gets 0o666 less the umask (as the staging file was created). So an
-    existing regular file is overwritten in place, from the staged copy.
+    there keeps its mode, owner and links, and a new one gets 0o666 less the
+    umask (as the staging file was created). So an existing regular file is
+    overwritten in place, from the staged copy. Either way the file's
+    metadata becomes ``metadata`` (none clears it), as envd replaces it on
+    every upload. ``False`` if the file system refused the metadata.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -199,13 +233,18 @@ def _put(temp: Path, target: Path) -> None:
             shutil.copyfile(temp, target)
         except PermissionError:
             # No write bit: envd writes as root, whom that does not stop. A new
-            # inode with the old mode is the nearest the server's user can do.
+            # inode with the old mode is the nearest the server's user can do;
+            # its metadata is set first, as a user xattr needs the write bit.
+            stored = write_metadata(temp, metadata)
             os.chmod(temp, stat.S_IMODE(st.st_mode))
         else:
             with contextlib.suppress(OSError):
                 temp.unlink()
-            return
+            return write_metadata(target, metadata)
+    else:
+        stored = write_metadata(temp, metadata)
     os.replace(temp, target)
+    return stored
 
 
 def _check_target(ws: SandboxWorkspace, target: Path, path: str) -> None:
@@ -228,11 +267,10 @@ async def upload(request: Request, ws: SandboxWorkspace, *, limit: int) -> Respo
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         return http_error(413, f"upload exceeds the limit of {limit} bytes")
-    metadata = {
-        key.removeprefix(_METADATA_PREFIX): value
-        for key, value in request.headers.items()
-        if key.startswith(_METADATA_PREFIX)
-    }
+    try:
+        metadata = _metadata(request)
+    except UploadRefused as exc:
+        return http_error(exc.status, str(exc))
     content_type, options = parse_options_header(request.headers.get("content-type"))
     encoding = request.headers.get("content-encoding", "identity").strip().lower()
     job = _Upload(ws, user, limit, ws.root.parent / ".uploads")
@@ -270,6 +308,28 @@ async def upload(request: Request, ws: SandboxWorkspace, *, limit: int) -> Respo
     except BaseException:
         job.discard()
         raise
+
+
+def _metadata(request: Request) -> dict[str, str]:
+    """The file metadata of an upload's ``X-Metadata-<key>`` headers, checked as envd checks it.
+
+    The key is the lower-cased rest of the header name; a repeated header
+    counts with its first value. Keys and values must be printable US-ASCII,
+    a key at most 246 bytes and the whole at most 4096 (:func:`metadata_problem`):
+    anything else refuses the upload with 400 before it changes anything.
+    """
+    metadata: dict[str, str] = {}
+    for name, value in request.headers.raw:
+        lowered = name.lower()
+        if lowered.startswith(_METADATA_PREFIX):
+            # Latin-1 maps every byte to one character: a byte outside
+            # printable ASCII (UTF-8 text, a tab) stays visible to the check.
+            key = lowered.removeprefix(_METADATA_PREFIX).decode("latin-1")
+            metadata.setdefault(key, value.decode("latin-1"))
+    problem = metadata_problem(metadata)
+    if problem is not None:
+        raise UploadRefused(400, problem)
+    return metadata
 
 
 async def _read_octet_stream(request: Request, job: _Upload, encoding: str) -> None:

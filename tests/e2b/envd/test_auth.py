@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import base64
+import json
+import os
+import shutil
+import struct
+import subprocess
 import time
+from pathlib import Path
 
 import httpx
 import pytest
-from e2b import AuthenticationException
+from e2b import AuthenticationException, PtySize
 
 from pytest_kruise_agents.e2b.envd.auth import file_signature
 from tests.e2b.envd.conftest import Envd
@@ -205,3 +212,115 @@ def test_refused_uploads_always_reach_the_sdk_as_401(guarded: Envd) -> None:
         with pytest.raises(AuthenticationException):
             sbx.files.write("f.txt", "x")
     assert not guarded.workspace("sbx-tok").home.exists()
+
+
+# -- refusals of streaming calls --------------------------------------------------------------
+
+
+def _envelope(flags: int, payload: bytes) -> bytes:
+    return struct.pack(">BI", flags, len(payload)) + payload
+
+
+@pytest.mark.parametrize(
+    ("path", "message", "authorization", "token", "says"),
+    [
+        (
+            "/process.Process/Start",
+            b'{"process": {"cmd": "true"}}',
+            "nobody:",
+            TOKEN,
+            "unknown user",
+        ),
+        (
+            "/filesystem.Filesystem/WatchDir",
+            b'{"path": "/home/user"}',
+            "nobody:",
+            TOKEN,
+            "unknown user",
+        ),
+        (
+            "/process.Process/Start",
+            b'{"process": {"cmd": "true"}}',
+            "user:",
+            "wrong",
+            "X-Access-Token",
+        ),
+        ("/process.Process/Connect", b'{"process": {"pid": 1}}', "user:", None, "X-Access-Token"),
+    ],
+)
+@pytest.mark.parametrize("codec", ["json", "proto"])
+def test_a_refused_stream_answers_200_and_an_end_of_stream_error(
+    guarded: Envd,
+    path: str,
+    message: bytes,
+    authorization: str,
+    token: str | None,
+    says: str,
+    codec: str,
+) -> None:
+    """Connect sends a stream's error in its end-of-stream message; a streaming client
+    (connect-es, under the JS SDK) reads no body of a non-200 stream."""
+    media_type = f"application/connect+{codec}"
+    body = message if codec == "json" else b""  # an empty proto message: refused before decoding
+    headers = {
+        "Content-Type": media_type,
+        "Connect-Protocol-Version": "1",
+        "Authorization": "Basic " + base64.b64encode(authorization.encode()).decode(),
+    }
+    with guarded.http("sbx-tok", token=token) as http:
+        r = http.post(path, content=_envelope(0, body), headers=headers)
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == media_type
+    flags, length = struct.unpack(">BI", r.content[:5])
+    assert (flags, len(r.content)) == (0b10, 5 + length)
+    end = json.loads(r.content[5:])
+    assert end["error"]["code"] == "unauthenticated"
+    assert says in end["error"]["message"]
+
+
+def test_a_refused_unary_call_stays_a_401_json_error(guarded: Envd) -> None:
+    headers = {"Authorization": "Basic " + base64.b64encode(b"nobody:").decode()}
+    with guarded.http("sbx-tok", token=TOKEN) as http:
+        r = http.post("/filesystem.Filesystem/ListDir", json={"path": "/"}, headers=headers)
+    assert r.status_code == 401
+    assert r.json()["code"] == "unauthenticated"
+    assert "unknown user" in r.json()["message"]
+
+
+def test_the_python_sdk_reads_refused_streams(guarded: Envd) -> None:
+    sbx = guarded.sandbox("sbx-tok", token=TOKEN)
+    with pytest.raises(AuthenticationException, match="unknown user"):
+        sbx.files.watch_dir("/home/user", user="nobody")
+    with pytest.raises(AuthenticationException, match="unknown user"):
+        sbx.pty.create(PtySize(rows=24, cols=80), user="nobody")
+    with pytest.raises(AuthenticationException, match="X-Access-Token"):
+        guarded.sandbox("sbx-tok", token="wrong").commands.run("true")
+
+
+JS_SDK = Path(__file__).resolve().parents[3] / ".sdk" / "js" / "node_modules" / "e2b"
+
+
+def test_the_js_sdk_shows_why_a_stream_was_refused(guarded: Envd) -> None:
+    """Before, the JS SDK's streaming calls said only "[unauthenticated] HTTP 401"."""
+    node = shutil.which("node")
+    if node is None or not JS_SDK.is_dir():
+        pytest.skip("needs Node.js and the JavaScript SDK (`make sdks`)")
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "E2B_JS_SDK": (JS_SDK / "dist" / "index.mjs").as_uri(),
+        "ENVD_URL": guarded.url,
+        "SANDBOX_ID": "sbx-tok",
+        "TOKEN": TOKEN,
+    }
+    script = Path(__file__).with_name("js_stream_errors.mjs")
+    proc = subprocess.run(
+        [node, str(script)], capture_output=True, text=True, env=env, timeout=60, check=False
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    errors = {line["call"]: line["error"] for line in map(json.loads, proc.stdout.splitlines())}
+    unknown_user = "AuthenticationError: [unauthenticated] unknown user 'nobody'"
+    for call in ("commands.run user", "files.watchDir user", "pty.create user"):
+        assert errors[call].startswith(unknown_user), errors
+    assert errors["commands.run token"] == (
+        "AuthenticationError: [unauthenticated] missing or invalid X-Access-Token"
+    ), errors

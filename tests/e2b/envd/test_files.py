@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import errno
 import gzip
 import io
 import json
 import os
 import stat
+import time
+from collections.abc import Iterator
+from pathlib import Path
 
+import httpx
 import pytest
 from e2b import FileNotFoundException, FileType, InvalidArgumentException, SandboxException
 from e2b.sandbox.filesystem.filesystem import WriteEntry
 
+from pytest_kruise_agents.e2b.envd.entries import read_metadata, write_metadata
 from tests.e2b.envd.conftest import MAX_UPLOAD, Envd
 
 
@@ -55,6 +61,120 @@ def test_metadata_is_stored_and_read_back(envd: Envd) -> None:
     written = sbx.files.write("tagged.txt", "x", metadata={"owner": "alice"})
     assert written.metadata == {"owner": "alice"}
     assert sbx.files.get_info("tagged.txt").metadata == {"owner": "alice"}
+
+
+def test_each_upload_replaces_the_metadata_and_none_clears_it(envd: Envd) -> None:
+    """envd.yaml: keys absent from the new upload are removed, an upload without
+    ``X-Metadata-*`` clears them all; the file keeps its inode all along."""
+    sbx = envd.sandbox()
+    sbx.files.write("m.txt", "1", metadata={"alpha": "a", "beta": "b"})
+    inode = os.stat(envd.workspace().home / "m.txt").st_ino
+
+    written = sbx.files.write("m.txt", "2", metadata={"gamma": "g"})
+    assert written.metadata == {"gamma": "g"}
+    assert sbx.files.get_info("m.txt").metadata == {"gamma": "g"}
+
+    assert sbx.files.write("m.txt", "3").metadata is None
+    assert sbx.files.get_info("m.txt").metadata is None
+    assert os.stat(envd.workspace().home / "m.txt").st_ino == inode
+    assert sbx.files.read("m.txt") == "3"
+
+
+def test_every_file_of_an_upload_gets_its_metadata(envd: Envd) -> None:
+    sbx = envd.sandbox()
+    sbx.files.write("b.txt", "old", metadata={"stale": "yes"})
+    entries = [WriteEntry(path="a.txt", data="a"), WriteEntry(path="b.txt", data="b")]
+    written = sbx.files.write_files(entries, metadata={"batch": "7"})
+    assert [w.metadata for w in written] == [{"batch": "7"}] * 2
+    assert [sbx.files.get_info(p).metadata for p in ("a.txt", "b.txt")] == [{"batch": "7"}] * 2
+
+
+@pytest.mark.parametrize(
+    ("metadata", "says"),
+    [
+        ({"k" * 247: "v"}, "longer than 246"),
+        ({"a": "v" * 2100, "b": "w" * 2100}, "more than 4096"),
+    ],
+)
+def test_metadata_over_envds_limits_refuses_the_whole_upload(
+    envd: Envd, metadata: dict[str, str], says: str
+) -> None:
+    """Keys of at most 246 bytes, 4096 in all counting ``user.e2b.`` once per key: else 400."""
+    sbx = envd.sandbox()
+    sbx.files.write("kept.txt", "original", metadata={"v": "1"})
+    entries = [WriteEntry(path="new.txt", data="x"), WriteEntry(path="kept.txt", data="changed")]
+    with pytest.raises(InvalidArgumentException, match=says):
+        sbx.files.write_files(entries, metadata=metadata)
+    assert sbx.files.read("kept.txt") == "original"
+    assert sbx.files.get_info("kept.txt").metadata == {"v": "1"}
+    assert not sbx.files.exists("new.txt")
+
+
+def test_metadata_at_envds_limits_is_taken(envd: Envd) -> None:
+    sbx = envd.sandbox()
+    key = "k" * 246
+    sbx.files.write("long-key.txt", "x", metadata={key: "v"})
+    assert sbx.files.get_info("long-key.txt").metadata == {key: "v"}
+    # 4096 bytes in all: not refused (ext4 may still decline to store that much in
+    # one inode; the answer then has no metadata, as where xattrs are unsupported).
+    sbx.files.write("full.txt", "x", metadata={"a": "v" * (4096 - len("user.e2b.a"))})
+    assert sbx.files.read("full.txt") == "x"
+
+
+def _upload_with_headers(envd: Envd, headers: list[tuple[bytes, bytes]]) -> httpx.Response:
+    """``POST /files?path=m.txt`` with raw extra headers (what the SDKs would not send)."""
+    with envd.http() as http:
+        return http.post(
+            "/files",
+            params={"path": "m.txt"},
+            content=b"x",
+            headers=[(b"Content-Type", b"application/octet-stream"), *headers],
+        )
+
+
+@pytest.mark.parametrize(
+    ("headers", "says"),
+    [
+        ([(b"X-Metadata-tab", b"a\tb")], "value of 'tab' is not printable US-ASCII"),
+        ([(b"X-Metadata-na", "café".encode())], "value of 'na' is not printable US-ASCII"),
+        ([(b"X-Metadata-ok", b"1"), (b"X-Metadata-", b"v")], "metadata key is empty"),
+    ],
+)
+def test_metadata_must_be_printable_ascii(
+    envd: Envd, headers: list[tuple[bytes, bytes]], says: str
+) -> None:
+    """A non-ASCII value was stored as mojibake (each UTF-8 byte read as Latin-1)."""
+    r = _upload_with_headers(envd, headers)
+    assert r.status_code == 400, r.text
+    assert r.json()["code"] == 400
+    assert says in r.json()["message"]
+    assert not (envd.workspace().home / "m.txt").exists()
+
+
+def test_a_repeated_metadata_header_keeps_its_first_value(envd: Envd) -> None:
+    r = _upload_with_headers(envd, [(b"X-Metadata-dup", b"first"), (b"X-Metadata-Dup", b"second")])
+    assert r.status_code == 200, r.text
+    assert r.json()[0]["metadata"] == {"dup": "first"}
+    assert envd.sandbox().files.get_info("m.txt").metadata == {"dup": "first"}
+
+
+def test_metadata_refused_by_the_file_system_half_way_leaves_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not a mix of old and new keys: the file is left without metadata, as the answer says."""
+    path = tmp_path / "f.txt"
+    path.write_text("x")
+    assert write_metadata(path, {"old": "1"})
+    real_setxattr = os.setxattr
+
+    def setxattr(target: Path, name: str, value: bytes, **kwargs: bool) -> None:
+        if name == "user.e2b.second":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_setxattr(target, name, value, **kwargs)
+
+    monkeypatch.setattr(os, "setxattr", setxattr)
+    assert write_metadata(path, {"first": "1", "second": "2"}) is False
+    assert read_metadata(path) == {}
 
 
 def test_list_shows_entries_with_sandbox_paths_to_the_requested_depth(envd: Envd) -> None:
@@ -290,6 +410,68 @@ def test_uploading_onto_a_directory_is_refused(envd: Envd) -> None:
     sbx.files.write("afile", "x")
     with pytest.raises(InvalidArgumentException, match="not a directory"):
         sbx.files.write("afile/child", "x")
+
+
+@pytest.mark.parametrize(
+    ("paths", "says"),
+    [
+        (["/home/user/a", "/home/user/a/b"], "a parent of /home/user/a/b is not a directory"),
+        (["/home/user/c/d", "/home/user/c"], "path is a directory: /home/user/c"),
+        (["/home/user/e/f", "e"], "path is a directory: e"),  # the same target spelt otherwise
+    ],
+)
+def test_an_upload_whose_files_conflict_is_refused_and_changes_nothing(
+    envd: Envd, paths: list[str], says: str
+) -> None:
+    """Put in place one by one, the files before the conflict were left written."""
+    sbx = envd.sandbox()
+    sbx.files.write("kept.txt", "original", metadata={"v": "1"})
+    entries = [WriteEntry(path="/home/user/kept.txt", data="changed")]
+    entries += [WriteEntry(path=p, data=p) for p in paths]
+    with pytest.raises(InvalidArgumentException, match=says):
+        sbx.files.write_files(entries, metadata={"v": "2"})
+    assert [e.name for e in sbx.files.list("/home/user")] == ["kept.txt"]
+    assert sbx.files.read("kept.txt") == "original"
+    assert sbx.files.get_info("kept.txt").metadata == {"v": "1"}
+
+
+def test_a_target_that_became_a_directory_meanwhile_changes_nothing(envd: Envd) -> None:
+    """The targets are checked again just before anything moves: a command may make a
+    directory at one while the body streams in (the other file was left written)."""
+    sbx = envd.sandbox()
+    sbx.files.write("kept.txt", "original")
+    home = envd.workspace().home
+
+    def body() -> Iterator[bytes]:
+        for name, data in (("kept.txt", b"changed\r\n"), ("late", b"")):
+            yield (
+                f'--b\r\nContent-Disposition: form-data; name="file"; '
+                f'filename="/home/user/{name}"\r\n\r\n'
+            ).encode() + data
+        time.sleep(0.2)  # the server has checked "late" against the disk by now
+        (home / "late").mkdir()
+        yield b"data\r\n--b--\r\n"
+
+    with envd.http() as http:
+        r = http.post(
+            "/files", content=body(), headers={"Content-Type": "multipart/form-data; boundary=b"}
+        )
+    assert r.status_code == 400, r.text
+    assert "path is a directory: /home/user/late" in r.json()["message"]
+    assert sbx.files.read("kept.txt") == "original"
+
+
+def test_the_same_path_twice_in_one_upload_keeps_the_last(envd: Envd) -> None:
+    """As envd writes the parts in order; the answer lists both."""
+    sbx = envd.sandbox()
+    written = sbx.files.write_files(
+        [
+            WriteEntry(path="twice.txt", data="first"),
+            WriteEntry(path="/home/user/twice.txt", data="2"),
+        ]
+    )
+    assert [w.path for w in written] == ["/home/user/twice.txt"] * 2
+    assert sbx.files.read("twice.txt") == "2"
 
 
 def test_the_upload_answer_lists_what_was_written(envd: Envd) -> None:
