@@ -395,7 +395,7 @@ class SandboxController(Reconciler[SbxKey]):
         if self._pod_terminal(pod, st):
             return
         if sbx.spec.paused:
-            yield from self._pause(key, pod, st)
+            self._pause(key, st)
             return
         yield from self._ensure_updated(key, sbx, pod, st)
 
@@ -441,13 +441,14 @@ class SandboxController(Reconciler[SbxKey]):
             self._cond(st, ConditionType.RUNTIME_INITIALIZED, True, "Succeeded")
             self._sync_ready(pod, st)
 
-    def _pause(self, key: SbxKey, pod: Pod | None, st: SandboxStatus) -> Op:
+    def _pause(self, key: SbxKey, st: SandboxStatus) -> None:
+        # The pod is deleted by the Paused phase's reconcile, once this status is
+        # stored: deleted now, a failed status write would leave a Running
+        # sandbox with a terminating pod, which is Failed ("Pod Not Found").
         st.phase = SandboxPhase.PAUSED
         self._cond(st, ConditionType.SANDBOX_PAUSED, False, "Pending")
         self._cond(st, ConditionType.READY, False, _READY_POD, "sandbox is paused")
         self.ctx.record("sandbox.pause", f"{key[0]}/{key[1]}")
-        if pod is not None and pod.metadata.deletion_timestamp is None:
-            yield from self._delete_pod(key, pod, self.ctx.profile.pause_pod_grace_s)
 
     def _ensure_updated(self, key: SbxKey, sbx: Sandbox, pod: Pod, st: SandboxStatus) -> Op:
         """``EnsureSandboxUpdated``: runtime re-init, in-place update, pod labels, Ready."""

@@ -199,3 +199,20 @@ def test_connect_answers_a_resume_conflict_with_400_and_other_conflicts_with_500
     with pytest.raises(ClaimError) as err:
         pooled.connect(sid, timeout=600)
     assert err.value.code == code
+
+
+def test_a_pause_whose_status_write_fails_still_pauses(pooled: Cluster) -> None:
+    """The pod is deleted by the reconcile after ``Paused`` is stored, as upstream: a failed
+    status write leaves the pod running and the next reconcile pauses, where deleting it
+    first would have left a Running sandbox without a pod, Failed."""
+    sbx = pooled.create_sandbox("base", timeout=600)
+    pooled.advance(2)
+    fault = pooled.inject(
+        "api_error",
+        selector={"verb": "patch", "kind": "Sandbox", "client": "agent-sandbox-controller"},
+        count=1,
+    )
+    pooled.pause(pooled.sandbox_id(sbx))
+    assert fault.fired == 1
+    stored = pooled.get("sbx", sbx.metadata.name)
+    assert stored.status.phase == "Paused"

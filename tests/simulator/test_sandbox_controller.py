@@ -294,8 +294,11 @@ def test_pause_deletes_the_pod_and_resume_recreates_it_and_reinitialises() -> No
     rig.until(lambda: rig.phase() == "Paused")
     assert rig.cond("SandboxPaused") == ("False", "Pending")
     assert rig.cond("Ready") == ("False", "PodReady")
+    # The Paused phase's reconcile, once that status is stored, deletes the pod.
+    assert (pod := rig.pod()) is not None and pod.metadata.deletion_timestamp is None
+    rig.until(lambda: (p := rig.pod()) is not None and p.metadata.deletion_timestamp is not None)
     marked = rig.pod()
-    assert marked is not None and marked.metadata.deletion_timestamp is not None
+    assert marked is not None
     assert marked.metadata.annotations[ANN_GRACE_SECONDS] == "5"
     gone = rig.until(lambda: rig.pod() is None)
     assert gone - start >= 5.0
