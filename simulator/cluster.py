@@ -69,8 +69,8 @@ def default_nodes(
 class Cluster:
     """One simulated cluster with the whole claim system, in virtual time.
 
-    :param seed: seeds the cluster's only random generator: the same seed and
-        the same calls give the same event log, byte for byte.
+    :param seed: an integer that seeds the cluster's only random generator: the
+        same seed and the same calls give the same event log, byte for byte.
     :param profile: a profile name (``openkruise-head``, ``openkruise-v0.3.0``)
         or a :class:`~simulator.profile.Profile`.
     :param nodes: a node count or a list of :class:`NodeSpec` (or mappings).
@@ -91,6 +91,9 @@ class Cluster:
         **knobs: Any,
     ) -> None:
         # Bad arguments raise InvalidError naming what is wrong, as apply() does.
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            # None would seed from the OS: a cluster that is not reproducible.
+            raise InvalidError("seed", f"must be an integer, got {seed!r}")
         try:
             prof = get_profile(profile) if isinstance(profile, str) else profile
         except ValueError as exc:
@@ -104,6 +107,10 @@ class Cluster:
                 ) from None
         if nodes is None:
             specs = default_nodes()
+        elif isinstance(nodes, bool | str | bytes | Mapping) or not isinstance(
+            nodes, int | Sequence
+        ):
+            raise InvalidError("nodes", f"must be a node count or a list of nodes, got {nodes!r}")
         elif isinstance(nodes, int):
             if nodes < 1:
                 raise InvalidError("nodes", "must be at least 1")
@@ -175,8 +182,14 @@ class Cluster:
             env.run(until=env.now + seconds)
 
     def run_until(self, predicate: Callable[[], bool], *, timeout: float = 3600.0) -> bool:
-        """Run until ``predicate()`` holds or ``timeout`` virtual seconds pass; return whether it held."""
+        """Run until ``predicate()`` holds or ``timeout`` virtual seconds pass; return whether it held.
+
+        ``timeout=0`` runs nothing, not even what is due now: it only checks
+        ``predicate()`` (``advance(0)`` runs what is due now).
+        """
         _check_seconds("timeout", timeout)
+        if timeout == 0:
+            return predicate()
         env = self.env
         deadline = env.now + timeout
         with simulation_gc():
@@ -255,6 +268,7 @@ class Cluster:
     ) -> list[Any]:
         """Stored objects of ``kind`` (all namespaces when ``namespace`` is None), by label equality."""
         k = resolve_kind(kind)
+        _check_labels(labels)
         objs = self.world.api.peek_list(k, namespace)
         if labels:
             objs = [
@@ -321,8 +335,15 @@ class Cluster:
         """Claim a sandbox as ``Sandbox.create(template=...)`` would; run until answered.
 
         Raises a :class:`~pytest_kruise_agents.claiming.errors.ClaimError`
-        carrying the HTTP code the real sandbox-manager answers.
+        carrying the HTTP code the real sandbox-manager answers, and
+        :class:`InvalidError` for an argument of the wrong kind.
         """
+        _check_create(
+            timeout=timeout,
+            auto_pause=auto_pause,
+            volume_mounts=volume_mounts,
+            allow_internet_access=allow_internet_access,
+        )
         sbx: Sandbox = self.run(
             self.manager.create_sandbox(
                 namespace=namespace,
@@ -344,7 +365,9 @@ class Cluster:
         ``process.interrupt()`` is the client going away (the request's context
         cancelled): the claim stops, cleans up what it locked, and the value is
         a :class:`~pytest_kruise_agents.claiming.errors.ClaimCanceledError`.
+        Arguments of the wrong kind raise :class:`InvalidError` before anything starts.
         """
+        _check_create(**kwargs)
         namespace = kwargs.pop("namespace", "default")
         user = kwargs.pop("user", DEFAULT_USER)
         timeout = kwargs.pop("timeout", None)
@@ -363,7 +386,15 @@ class Cluster:
     def create_sandboxes(
         self, count: int, template: str, **kwargs: Any
     ) -> builtins.list[Sandbox | ClaimError]:
-        """A burst of ``count`` concurrent claims; each result is a Sandbox or a ClaimError."""
+        """A burst of ``count`` concurrent claims; each result is a Sandbox or a ClaimError.
+
+        ``count`` is an integer >= 0 (a burst of 0 claims answers ``[]``).
+        """
+        if isinstance(count, bool) or not isinstance(count, int):
+            raise InvalidError("count", f"must be an integer, got {count!r}")
+        if count < 0:
+            raise InvalidError("count", f"must be >= 0, got {count}")
+        _check_create(**kwargs)
         procs = [self.submit_create(template, **kwargs) for _ in range(count)]
         with simulation_gc():
             self.env.run(until=self.env.all_of(procs))
@@ -391,6 +422,7 @@ class Cluster:
         self, sandbox_id: str, timeout: int, *, namespace: str = "default", user: str = DEFAULT_USER
     ) -> None:
         """``POST /sandboxes/{id}/timeout``: the sandbox now ends ``timeout`` s from now."""
+        _check_timeout(timeout)
         self.run(self.manager.set_timeout(namespace, user, sandbox_id, timeout))
 
     def pause(
@@ -413,6 +445,7 @@ class Cluster:
         user: str = DEFAULT_USER,
     ) -> tuple[Sandbox, bool]:
         """``POST /sandboxes/{id}/connect``: resume if paused; return (sandbox, resumed)."""
+        _check_timeout(timeout)
         result: tuple[Sandbox, bool] = self.run(
             self.manager.connect(namespace, user, sandbox_id, timeout)
         )
@@ -495,6 +528,49 @@ class Cluster:
     def log(self) -> EventLog:
         """The event log."""
         return self.ctx.log
+
+
+def _check_timeout(timeout: object) -> None:
+    """Refuse a sandbox timeout that is not whole seconds (its range is the manager's 400)."""
+    if isinstance(timeout, bool) or not isinstance(timeout, int):
+        raise InvalidError("timeout", f"must be an integer number of seconds, got {timeout!r}")
+
+
+def _check_create(
+    *,
+    timeout: object = None,
+    auto_pause: object = False,
+    volume_mounts: object = None,
+    allow_internet_access: object = None,
+    **_: object,
+) -> None:
+    """Refuse create arguments of the wrong kind; the manager checks the rest as upstream does."""
+    if timeout is not None:
+        _check_timeout(timeout)
+    if not isinstance(auto_pause, bool):
+        raise InvalidError("auto_pause", f"must be true or false, got {auto_pause!r}")
+    if allow_internet_access is not None and not isinstance(allow_internet_access, bool):
+        raise InvalidError(
+            "allow_internet_access", f"must be true, false or None, got {allow_internet_access!r}"
+        )
+    if volume_mounts is None:
+        return
+    if isinstance(volume_mounts, str | bytes | Mapping) or not isinstance(volume_mounts, Sequence):
+        raise InvalidError("volume_mounts", f"must be a list of mappings, got {volume_mounts!r}")
+    for i, mount in enumerate(volume_mounts):
+        if not isinstance(mount, Mapping):
+            raise InvalidError(f"volume_mounts[{i}]", f"must be a mapping, got {mount!r}")
+
+
+def _check_labels(labels: object) -> None:
+    """Refuse a label selector that is not a mapping of strings to strings."""
+    if labels is None:
+        return
+    if not isinstance(labels, Mapping):
+        raise InvalidError("labels", f"must be a mapping of label to value, got {labels!r}")
+    for key, value in labels.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise InvalidError("labels", f"keys and values must be strings, got {key!r}: {value!r}")
 
 
 def _check_seconds(field: str, value: float) -> None:

@@ -29,7 +29,7 @@ from pydantic import (
 
 from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.api.problems import format_path, reason
-from simulator.latency import Latency, parse_latency
+from simulator.latency import Latency, Seconds, parse_latency
 
 __all__ = [
     "FAULT_KINDS",
@@ -37,9 +37,11 @@ __all__ = [
     "SELECTOR_KEYS",
     "SELECTOR_VALUES",
     "Fault",
+    "FaultCode",
     "FaultInjector",
     "FaultKind",
     "Selector",
+    "check_code",
     "check_latency",
     "check_selector",
 ]
@@ -70,7 +72,7 @@ FAULT_KINDS: dict[str, str] = {
     "image_pull_slow": "image pulls take the given latency instead (param latency; selector: image, node)",
     "node_loss": "a node goes NotReady at start: its pods fail, it takes no pods for the duration (selector: node)",
     "pod_kill": "running sandbox pods are killed at start (selector: template, namespace; param count)",
-    "runtime_init_failure": "agent-runtime /init answers 500 (selector: template)",
+    "runtime_init_failure": "agent-runtime /init answers a 4xx or 5xx error (param code; selector: template)",
     "runtime_unreachable": "agent-runtime /init times out (selector: template)",
     "csi_mount_failure": "a dynamic CSI mount fails (selector: template)",
     "controller_stall": "a controller makes no progress for the duration (selector: controller)",
@@ -154,6 +156,28 @@ def check_latency(kind: str | None, latency: object) -> None:
         )
 
 
+def check_code(kind: str | None, code: int) -> None:
+    """Raise :class:`ValueError` unless ``code`` is a status a ``kind`` fault can answer.
+
+    The other kinds answer no status: their code only has to be an HTTP status.
+    """
+    if kind == "api_error" and not (code == 429 or 500 <= code <= 599):
+        raise ValueError(f"a fault of kind 'api_error' answers 429 or a 5xx status, got {code}")
+    if kind == "runtime_init_failure" and not 400 <= code <= 599:
+        raise ValueError(
+            f"a fault of kind 'runtime_init_failure' answers a 4xx or 5xx status, got {code}"
+        )
+
+
+def _code_of_kind(value: int, info: ValidationInfo) -> int:
+    check_code(info.data.get("kind"), value)
+    return value
+
+
+FaultCode = Annotated[int, Field(ge=100, le=599), AfterValidator(_code_of_kind)]
+"""A fault's HTTP status, checked against the model's ``kind`` field (declared before it)."""
+
+
 def _selector_of_kind(value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
     kind = info.data.get("kind")
     if kind is not None:  # a bad kind is reported by its own field
@@ -168,16 +192,18 @@ Selector = Annotated[dict[str, str], AfterValidator(_selector_of_kind)]
 class Fault(BaseModel):
     """One injected fault."""
 
-    model_config = ConfigDict(extra="forbid")
+    # Strict: ``True`` is not a probability of 1 nor the text ``'0.5'`` one of 0.5.
+    # ``start``, ``duration`` and ``latency`` still take text: their parsers read it.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     id: str = ""
     kind: FaultKind
     probability: float = Field(default=1.0, ge=0.0, le=1.0)
-    start: float | None = Field(default=None, ge=0.0)
-    duration: float | None = Field(default=None, gt=0.0)
+    start: Seconds | None = Field(default=None, ge=0.0)
+    duration: Seconds | None = Field(default=None, gt=0.0)
     selector: Selector = Field(default_factory=dict)
     latency: Latency | None = Field(default=None, validate_default=True)
-    code: int = 500
+    code: FaultCode = 500
     count: int | None = Field(default=None, ge=1)
     fired: int = 0
 

@@ -55,6 +55,7 @@ from pytest_kruise_agents.api.quantity import (
     memory_bytes,
     positive_cpu,
     positive_memory,
+    quantity_text,
 )
 from simulator.apiserver import ApiError, Client
 from simulator.faults import Fault
@@ -112,9 +113,7 @@ class NodeSpec(BaseModel):
     @classmethod
     def _number_to_text(cls, value: Any) -> Any:
         # ``cpu: 16`` in YAML is an int; a quantity is still meant.
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return str(value)
-        return value
+        return quantity_text(value)
 
     @field_validator("cpu")
     @classmethod

@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
-__all__ = ["cpu_millis", "memory_bytes", "parse_quantity", "positive_cpu", "positive_memory"]
+__all__ = [
+    "cpu_millis",
+    "memory_bytes",
+    "parse_quantity",
+    "positive_cpu",
+    "positive_memory",
+    "quantity_text",
+]
 
 _SUFFIX = {
     "": Decimal(1),
@@ -68,4 +76,14 @@ def positive_memory(value: str) -> str:
     """``value`` if it is a memory quantity above zero; else :class:`ValueError` saying why."""
     if memory_bytes(value) <= 0:
         raise ValueError(f"must be a positive memory quantity, got {value!r}")
+    return value
+
+
+def quantity_text(value: Any) -> Any:
+    """A quantity written as a YAML number (``cpu: 2``) as its text, as Kubernetes reads it.
+
+    For ``mode="before"`` validators of strict models: a boolean stays one (and is refused).
+    """
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
     return value

@@ -46,7 +46,12 @@ from simulator.planning.executors import Executor, make_executor, sigint_stops
 from simulator.planning.formatting import METRIC_ROWS, POOL_ROWS, fmt_estimate, fmt_value, label_of
 from simulator.planning.loading import load_scenario
 from simulator.planning.metrics import RunResult
-from simulator.planning.outputs import summary_payload, write_claims_csv, write_summary
+from simulator.planning.outputs import (
+    check_out_dir,
+    summary_payload,
+    write_claims_csv,
+    write_summary,
+)
 from simulator.planning.overrides import Axis, apply_overrides, canonical_path, parse_axis
 from simulator.planning.plan import Candidate, Goal, PlanResult, plan
 from simulator.planning.report import write_report
@@ -261,6 +266,8 @@ def simulate_command(path: str, opts: RunOptions, console: Console | None = None
     err = Console(stderr=True, soft_wrap=True) if console is None else console
     try:
         scenario = _load(path, opts)
+        out = _out_dir(opts, scenario, "simulate")
+        check_out_dir(out)
         executor = make_executor(opts.workers, opts.dask)
     except (PlanningError, ValueError) as exc:
         return _bad_input(err, exc)
@@ -302,10 +309,17 @@ def simulate_command(path: str, opts: RunOptions, console: Console | None = None
         if scenario.goals is not None:
             verdicts = check_goals(s, scenario.goals)
             for g in verdicts:
+                goal = f"goal {label_of(g.name)} {g.symbol} {fmt_value(g.name, g.limit)}"
+                if g.estimate is None:
+                    # Nothing to judge (e.g. interrupted before any claim): not a miss.
+                    out_console.print(
+                        f"{goal}: [yellow]not measured[/yellow] "
+                        f"(no value in the {len(s.runs)} replication(s))"
+                    )
+                    continue
                 mark = "[green]met[/green]" if g.met else "[red]missed[/red]"
                 out_console.print(
-                    f"goal {label_of(g.name)} {g.symbol} {fmt_value(g.name, g.limit)}: {mark}, "
-                    f"measured {fmt_estimate(g.name, g.estimate)} ({g.confidence})"
+                    f"{goal}: {mark}, measured {fmt_estimate(g.name, g.estimate)} ({g.confidence})"
                 )
         found = limits(s, scenario)
         if found:
@@ -314,7 +328,7 @@ def simulate_command(path: str, opts: RunOptions, console: Console | None = None
                 out_console.print(f"  - {line}", highlight=False, soft_wrap=True)
     _finish(
         out_console,
-        _out_dir(opts, scenario, "simulate"),
+        out,
         command="simulate",
         scenario=scenario,
         source=path,
@@ -344,6 +358,8 @@ def sweep_command(path: str, opts: RunOptions, console: Console | None = None) -
                 "--set: give at least one path=v1,v2,... to sweep (the scenario has no sweep section)"
             )
         points = grid(base, axes)
+        out = _out_dir(opts, base, "sweep")
+        check_out_dir(out)
         executor = make_executor(opts.workers, opts.dask)
     except (PlanningError, ValueError) as exc:
         return _bad_input(err, exc)
@@ -386,7 +402,7 @@ def sweep_command(path: str, opts: RunOptions, console: Console | None = None) -
     out_console.print(table)
     _finish(
         out_console,
-        _out_dir(opts, base, "sweep"),
+        out,
         command="sweep",
         scenario=base,
         source=path,
@@ -484,6 +500,8 @@ def plan_command(
         goal, cold, failed = _plan_goals(scenario, slo, max_cold, max_failed)
         lo, hi = parse_range(size_range)
         _check_pool(scenario, pool, opts.sets)
+        out = _out_dir(opts, scenario, "plan")
+        check_out_dir(out)
         executor = make_executor(opts.workers, opts.dask)
     except (PlanningError, ValueError) as exc:
         return _bad_input(err, exc)
@@ -528,7 +546,7 @@ def plan_command(
     # Only the runs at the answer kept their claims (plan drops the others').
     _finish(
         out_console,
-        _out_dir(opts, scenario, "plan"),
+        out,
         command="plan",
         scenario=scenario,
         source=path,

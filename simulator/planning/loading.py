@@ -65,6 +65,8 @@ def load_scenario(path: str | Path) -> Scenario:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise ScenarioError(str(path), "", f"cannot read the file: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(str(path), "", f"cannot read the file: {_not_utf8(exc)}") from None
     return parse_scenario(text, source=str(path), base_dir=p.parent, default_name=p.stem)
 
 
@@ -134,6 +136,11 @@ def _check_sweep(scenario: Scenario, source: str, root: yaml.Node | None) -> Non
                 ) from None
 
 
+def _not_utf8(exc: UnicodeDecodeError) -> str:
+    """Why a file is not text the planner reads (the codec's own words name no file)."""
+    return f"not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start})"
+
+
 def _read_traces(data: dict[str, Any], source: str, base_dir: Path, root: yaml.Node | None) -> None:
     """Load the rows of every ``trace`` workload (errors name the CSV file and line)."""
     workloads = data.get("workloads")
@@ -158,6 +165,13 @@ def _read_traces(data: dict[str, Any], source: str, base_dir: Path, root: yaml.N
                 source,
                 where,
                 f"cannot read trace {str(trace)!r}: {exc.strerror or exc}",
+                line=line_of(root, where),
+            ) from None
+        except UnicodeDecodeError as exc:
+            raise ScenarioError(
+                source,
+                where,
+                f"cannot read trace {str(trace)!r}: {_not_utf8(exc)}",
                 line=line_of(root, where),
             ) from None
         except TraceFormatError as exc:

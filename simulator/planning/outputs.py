@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from simulator.planning.analytic import AnalyticEstimate
+from simulator.planning.errors import PlanningError
 from simulator.planning.plan import Goal, PlanResult
 from simulator.planning.scenario import Scenario
 from simulator.planning.study import PointSummary
 from simulator.records import PHASES
 
-__all__ = ["summary_payload", "write_claims_csv", "write_summary"]
+__all__ = ["check_out_dir", "summary_payload", "write_claims_csv", "write_summary"]
 
 
 def _clean(value: Any) -> Any:
@@ -74,6 +75,23 @@ def summary_payload(
         }
     )
     return payload
+
+
+def check_out_dir(out_dir: Path) -> None:
+    """Raise :class:`PlanningError` if ``out_dir`` cannot be a folder to write in.
+
+    Checked before the runs, which would otherwise end in a traceback with
+    nothing written.
+    """
+    if out_dir.exists():
+        if not out_dir.is_dir():
+            raise PlanningError(f"--out: {out_dir}: is a file, not a folder")
+        return
+    for parent in out_dir.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise PlanningError(f"--out: {out_dir}: {parent} is a file, not a folder")
+            return
 
 
 def write_summary(out_dir: Path, payload: dict[str, Any]) -> Path:

@@ -206,7 +206,11 @@ def apply_overrides(scenario: Scenario, sets: Sequence[tuple[str, Any]]) -> Scen
         return scenario
     data = scenario.model_dump(mode="python")
     for path, value in sets:
-        _set(data, path, value)
+        try:
+            _set(data, path, value)
+        except ScenarioError as exc:
+            # Name the override as it was typed, as a value refused below does.
+            raise ScenarioError(f"--set {path}={show_value(value)}", exc.path, exc.reason) from None
     try:
         return parse_scenario(data, source=_SOURCE)
     except ScenarioError as exc:

@@ -58,10 +58,19 @@ class Goal:
         return "<=" if self.inclusive else "<"
 
     @property
+    def verdict(self) -> str:
+        """``met``, ``missed``, or ``not measured`` when no replication gave a value."""
+        if self.estimate is None:
+            return "not measured"
+        return "met" if self.met else "missed"
+
+    @property
     def confidence(self) -> str:
         """How sure the verdict is, in words."""
-        if self.estimate is None or self.estimate.n < 2:
-            return "one replication: no interval"
+        if self.estimate is None:
+            return "no replication gave a value"
+        if self.estimate.n < 2:
+            return "measured in one replication only: no interval"
         return "certain" if self.certain else "uncertain: the 95% interval crosses the limit"
 
     def as_dict(self) -> dict[str, Any]:

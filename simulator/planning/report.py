@@ -255,7 +255,8 @@ def _diagnosis(goals: Sequence[Goal], limits: Sequence[str]) -> str:
     if goals:
         rows = []
         for g in goals:
-            verdict = '<span class="ok">met</span>' if g.met else '<span class="bad">missed</span>'
+            mark = "ok" if g.met else "bad" if g.estimate is not None else "note"
+            verdict = f'<span class="{mark}">{_e(g.verdict)}</span>'
             rows.append(
                 [
                     _e(label_of(g.name)),

@@ -41,11 +41,16 @@ from pydantic import (
 
 from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.api.manifest import load_manifest
-from pytest_kruise_agents.api.quantity import cpu_millis, positive_cpu, positive_memory
+from pytest_kruise_agents.api.quantity import (
+    cpu_millis,
+    positive_cpu,
+    positive_memory,
+    quantity_text,
+)
 from pytest_kruise_agents.api.sandboxset import SandboxSet
 from pytest_kruise_agents.claiming.extensions import is_image_reference
 from simulator.cluster import DEFAULT_USER, default_nodes
-from simulator.faults import Fault, FaultKind, Selector, check_latency
+from simulator.faults import Fault, FaultCode, FaultKind, Selector, check_latency
 from simulator.latency import Seconds, parse_latency
 from simulator.nodes import NodeSpec
 from simulator.planning.arrivals import Arrivals, TraceArrivals
@@ -74,13 +79,6 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, use_attribute_docstrings=True)
 
 
-def _number_to_text(value: Any) -> Any:
-    """A quantity written as a YAML number (``cpu: 2``) is its text, as Kubernetes reads it."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return str(value)
-    return value
-
-
 def _check_knob_kind(knob: str, value: Any) -> None:
     """Refuse a knob value of the wrong kind (the profile itself would read ``true`` as 1)."""
     field = Profile.model_fields.get(knob)
@@ -106,7 +104,7 @@ class NodeGroup(_Model):
     @field_validator("cpu", "memory", mode="before")
     @classmethod
     def _quantity(cls, value: Any) -> Any:
-        return _number_to_text(value)
+        return quantity_text(value)
 
     @model_validator(mode="after")
     def _check(self) -> NodeGroup:
@@ -237,7 +235,7 @@ class PoolSpec(_Model):
     @field_validator("cpu", "cpu_limit", "memory", mode="before")
     @classmethod
     def _quantity(cls, value: Any) -> Any:
-        return _number_to_text(value)
+        return quantity_text(value)
 
     @field_validator("cpu", "cpu_limit")
     @classmethod
@@ -345,7 +343,7 @@ class ClaimSpec(_Model):
     @field_validator("cpu_request", "cpu_limit", mode="before")
     @classmethod
     def _quantity(cls, value: Any) -> Any:
-        return _number_to_text(value)
+        return quantity_text(value)
 
     @field_validator("cpu_request", "cpu_limit")
     @classmethod
@@ -408,7 +406,7 @@ class FaultSpec(_Model):
     duration: Seconds | None = Field(default=None, gt=0)
     selector: Selector = Field(default_factory=dict)
     latency: str | float | None = Field(default=None, validate_default=True)
-    code: int = Field(default=500, ge=100, le=599)
+    code: FaultCode = 500
     count: int | None = Field(default=None, ge=1)
 
     @field_validator("latency", mode="before")
@@ -427,7 +425,7 @@ class FaultSpec(_Model):
             start=origin + self.start,
             duration=self.duration,
             selector=dict(self.selector),
-            latency=self.latency,
+            latency=None if self.latency is None else parse_latency(self.latency),
             code=self.code,
             count=self.count,
         )

@@ -111,10 +111,27 @@ def test_time_arguments_are_finite_and_not_negative(cluster: Cluster) -> None:
         cluster.advance(3e11)  # ten thousand years
     assert err.value.reason == "would move the clock past 9999-12-31"
     assert cluster.now == 0
-    assert cluster.run_until(lambda: False, timeout=0) is False  # nothing is due after no time
+    assert cluster.run_until(lambda: False, timeout=0) is False
     with pytest.raises(InvalidError) as err:
         cluster.run_until(lambda: False, timeout=-1)
     assert (err.value.field, err.value.reason) == ("timeout", "must be >= 0")
+
+
+def test_run_until_with_no_time_only_checks(cluster: Cluster) -> None:
+    """``run_until(pred, timeout=0)`` runs nothing, not even an event due now; it checks once."""
+    hits: list[float] = []
+    due = cluster.env.timeout(0)
+    due.callbacks.append(lambda _: hits.append(cluster.now))
+    calls: list[None] = []
+
+    def predicate() -> bool:
+        calls.append(None)
+        return bool(hits)
+
+    assert cluster.run_until(predicate, timeout=0) is False
+    assert (hits, len(calls), cluster.env.peek()) == ([], 1, 0)
+    assert cluster.run_until(predicate, timeout=1) is True  # with time, what is due runs
+    assert hits == [0]
 
 
 @pytest.mark.parametrize(
@@ -188,6 +205,21 @@ def test_bad_call_arguments_are_400_and_change_nothing(pooled: Cluster) -> None:
         ({"kind": "api_conflict", "selector": {"verb": "put"}}, "selector", "verb='put'"),
         ({"kind": "api_error", "selector": {"client": "kubelet/"}}, "selector", "client="),
         ({"kind": "controller_stall", "selector": {"controller": "kubelets"}}, "selector", ""),
+        # Numbers are not converted from other kinds of value.
+        ({"kind": "api_error", "probability": True}, "probability", "must be a number, got True"),
+        ({"kind": "api_error", "probability": "0.5"}, "probability", "must be a number"),
+        ({"kind": "node_loss", "start": True}, "start", "got True"),
+        ({"kind": "node_loss", "duration": False}, "duration", "got False"),
+        ({"kind": "api_error", "code": True}, "code", "must be an integer, got True"),
+        ({"kind": "api_error", "code": "503"}, "code", "must be an integer"),
+        ({"kind": "pod_kill", "count": True}, "count", "must be an integer"),
+        # A code is a status the kind can answer.
+        ({"kind": "api_error", "code": 200}, "code", "answers 429 or a 5xx status, got 200"),
+        ({"kind": "api_error", "code": 404}, "code", "answers 429 or a 5xx status"),
+        ({"kind": "api_error", "code": -1}, "code", "must be >= 100"),
+        ({"kind": "api_error", "code": 99999}, "code", "must be <= 599"),
+        ({"kind": "runtime_init_failure", "code": 200}, "code", "answers a 4xx or 5xx status"),
+        ({"kind": "node_loss", "code": 700}, "code", "must be <= 599"),
     ],
 )
 def test_invalid_faults(
@@ -208,9 +240,95 @@ def test_invalid_faults(
     assert snapshot(cluster) == before
 
 
+def test_fault_codes_and_times_that_fit_are_taken(cluster: Cluster) -> None:
+    """429 and 5xx for API errors, 4xx and 5xx for /init; times take durations as text."""
+    assert cluster.inject("api_error", code=429).code == 429
+    assert cluster.inject("api_error", code=599).code == 599
+    assert cluster.inject("runtime_init_failure", code=404).code == 404
+    slow = cluster.inject("api_latency", latency="1s", start="1m", duration="30s")
+    assert (slow.start, slow.duration) == (60.0, 30.0)
+    assert cluster.inject("api_error", probability=1).probability == 1.0
+
+
 def test_fault_selectors_name_free_names_and_kubelet_clients(cluster: Cluster) -> None:
     """Templates, nodes and images are names (maybe of things made later); kubelets are per node."""
     cluster.inject("api_error", selector={"client": "kubelet/node-9", "verb": "update_status"})
     cluster.inject("pod_kill", selector={"template": "not-yet", "node": "node-9"})
     cluster.inject("image_pull_slow", latency="1s", selector={"image": "any:tag"})
     assert len(cluster.faults) == 3
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field", "reason"),
+    [
+        ({"seed": None}, "seed", "must be an integer, got None"),
+        ({"seed": "x"}, "seed", "must be an integer, got 'x'"),
+        ({"seed": 1.5}, "seed", "must be an integer, got 1.5"),
+        ({"seed": [1]}, "seed", "must be an integer, got [1]"),
+        ({"seed": True}, "seed", "must be an integer, got True"),
+        ({"nodes": True}, "nodes", "must be a node count or a list of nodes, got True"),
+        ({"nodes": "3"}, "nodes", "must be a node count or a list of nodes, got '3'"),
+        ({"nodes": 2.5}, "nodes", "must be a node count or a list of nodes, got 2.5"),
+    ],
+)
+def test_a_cluster_refuses_a_seed_or_node_count_of_another_kind(
+    kwargs: dict[str, Any], field: str, reason: str
+) -> None:
+    """A seed is an integer (no seed would be no reproducibility); ``True`` is not 1 node."""
+    with pytest.raises(InvalidError) as err:
+        Cluster(**{"seed": 1, **kwargs})
+    assert (err.value.field, err.value.reason) == (field, reason)
+
+
+@pytest.mark.parametrize(
+    ("call", "field", "reason"),
+    [
+        (lambda c: c.create_sandbox("base", timeout="60"), "timeout", "got '60'"),
+        (lambda c: c.create_sandbox("base", timeout=True), "timeout", "got True"),
+        (lambda c: c.create_sandbox("base", volume_mounts="x"), "volume_mounts", "got 'x'"),
+        (lambda c: c.create_sandbox("base", volume_mounts=["x"]), "volume_mounts[0]", "mapping"),
+        (lambda c: c.create_sandbox("base", auto_pause="yes"), "auto_pause", "got 'yes'"),
+        (lambda c: c.submit_create("base", timeout="60"), "timeout", "got '60'"),
+        (lambda c: c.create_sandboxes(-1, "base"), "count", "must be >= 0, got -1"),
+        (lambda c: c.create_sandboxes("2", "base"), "count", "must be an integer, got '2'"),
+        (lambda c: c.create_sandboxes(2, "base", timeout="x"), "timeout", "got 'x'"),
+        (lambda c: c.set_timeout("default--x", "x"), "timeout", "got 'x'"),
+        (lambda c: c.connect("default--x", timeout=1.5), "timeout", "got 1.5"),
+        (lambda c: c.list("sbx", "default", labels="x"), "labels", "got 'x'"),
+        (lambda c: c.list("sbx", labels={"a": 1}), "labels", "must be strings"),
+    ],
+    ids=[
+        "create-timeout-text",
+        "create-timeout-bool",
+        "create-mounts-text",
+        "create-mount-text",
+        "create-auto-pause-text",
+        "submit-timeout-text",
+        "burst-negative",
+        "burst-text",
+        "burst-timeout-text",
+        "set-timeout-text",
+        "connect-timeout-float",
+        "list-labels-text",
+        "list-label-int",
+    ],
+)
+def test_sandbox_calls_refuse_arguments_of_another_kind(
+    pooled: Cluster, call: Any, field: str, reason: str
+) -> None:
+    """A wrong kind of argument is an InvalidError naming it, before any claim or write."""
+    before = snapshot(pooled)
+    records, now = len(pooled.records), pooled.now
+    with pytest.raises(InvalidError) as err:
+        call(pooled)
+    assert err.value.field == field
+    assert reason in err.value.reason
+    assert snapshot(pooled) == before
+    assert (len(pooled.records), pooled.now) == (records, now)
+
+
+def test_an_empty_burst_claims_nothing(pooled: Cluster) -> None:
+    """``create_sandboxes(0, ...)`` is a burst of no claims."""
+    before = snapshot(pooled)
+    assert pooled.create_sandboxes(0, "base") == []
+    assert snapshot(pooled) == before

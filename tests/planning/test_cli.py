@@ -164,7 +164,11 @@ def test_bad_input_exits_2_with_one_clear_message(tiny_file: Path, tmp_path: Pat
             f"{bad}:11: workloads[0].arrivals.rate: must be > 0",
         ),
         (["simulate", str(tmp_path / "absent.yaml")], "cannot read the file"),
-        (["simulate", str(tiny_file), "--set", "pools.nope.replicas=3"], "no item named 'nope'"),
+        (
+            ["simulate", str(tiny_file), "--set", "pools.nope.replicas=3"],
+            "error: --set pools.nope.replicas=3: pools.nope.replicas: "
+            "no item named 'nope' (items: base)",
+        ),
         (["plan", str(tiny_file), "--pool", "base", "--slo", "p99~1s"], "--slo: cannot read"),
         (["plan", str(tiny_file), "--pool", "base", "--max-cold", "2"], "--max-cold: must be in"),
         (["plan", str(tiny_file), "--pool", "nope", "--max-cold", "1%"], "--pool: no pool 'nope'"),
@@ -218,6 +222,64 @@ def test_bad_input_exits_2_with_one_clear_message(tiny_file: Path, tmp_path: Pat
         assert code == 2, (args, text)
         assert message in " ".join(text.split()), (args, text)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("command", ["simulate", "plan", "sweep"])
+def test_an_out_that_cannot_be_a_folder_is_refused_before_running(
+    command: str, tiny_file: Path, tmp_path: Path
+) -> None:
+    """``--out`` naming a file, or a path under one: exit 2 naming ``--out``, nothing run."""
+    extra = {
+        "simulate": [],
+        "plan": ["--pool", "base", "--max-cold", "50%"],
+        "sweep": ["--set", "pools.base.replicas=2,3"],
+    }[command]
+    blocker = tmp_path / "a-file"
+    blocker.write_text("keep me\n")
+    for out, message in (
+        (blocker, f"error: --out: {blocker}: is a file, not a folder"),
+        (blocker / "sub", f"error: --out: {blocker / 'sub'}: {blocker} is a file, not a folder"),
+    ):
+        code, text = _invoke(command, str(tiny_file), "--out", str(out), *extra)
+        assert code == 2, text
+        assert message in " ".join(text.split()), text
+        assert "started" not in text and "Traceback" not in text
+    assert blocker.read_text() == "keep me\n"
+
+
+def test_files_that_are_not_utf8_are_named(tiny_file: Path, tmp_path: Path) -> None:
+    """A scenario or trace file that is not UTF-8 text: exit 2 naming the file."""
+    utf16 = tmp_path / "utf16.yaml"
+    utf16.write_bytes(TINY.encode("utf-16"))
+    code, text = _invoke("simulate", str(utf16))
+    assert code == 2, text
+    assert f"error: {utf16}: cannot read the file: not UTF-8 text (byte 0xff at offset 0)" in (
+        " ".join(text.split())
+    )
+    trace = tmp_path / "trace.csv"
+    trace.write_bytes("time\n1\n".encode("utf-16"))
+    scenario = tmp_path / "traced.yaml"
+    scenario.write_text(TINY.replace("kind: poisson, rate: 2", "kind: trace, file: trace.csv"))
+    code, text = _invoke("simulate", str(scenario))
+    assert code == 2, text
+    assert f"cannot read trace {str(trace)!r}: not UTF-8 text" in " ".join(text.split()), text
+
+
+def test_goals_with_nothing_measured_are_not_measured_not_missed(
+    tmp_path: Path,
+) -> None:
+    """No claim in the measured window (as when interrupted early): "not measured", not "missed"."""
+    quiet = tmp_path / "quiet.yaml"
+    quiet.write_text(TINY.replace("rate: 2", "rate: 0.0001"))
+    out = tmp_path / "out"
+    code, text = _invoke("simulate", str(quiet), "--out", str(out))
+    assert code == 0, text
+    text = " ".join(text.split())
+    assert "tiny: 2 replication(s)" in text
+    assert "goal delivery p99 < 1 s: not measured (no value in the 2 replication(s))" in text
+    assert "missed" not in text and "one replication" not in text
+    report = (out / "report.html").read_text()
+    assert ">not measured</span>" in report and ">missed<" not in report
 
 
 def test_ctrl_c_stops_cleanly_with_partial_results(tiny_file: Path, tmp_path: Path) -> None:

@@ -115,6 +115,18 @@ def test_error_names_file_line_path_and_reason(tmp_path: Path) -> None:
             "faults[0].latency",
             "needs a latency",
         ),
+        (
+            "goals:",
+            "faults:\n  - {kind: api_error, code: 200}\ngoals:",
+            "faults[0].code",
+            "answers 429 or a 5xx status, got 200",
+        ),
+        (
+            "goals:",
+            "faults:\n  - {kind: runtime_init_failure, code: 302}\ngoals:",
+            "faults[0].code",
+            "answers a 4xx or 5xx status, got 302",
+        ),
     ],
 )
 def test_each_bad_field_is_named(
