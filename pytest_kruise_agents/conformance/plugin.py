@@ -77,6 +77,7 @@ _INFO = pytest.StashKey[dict[str, str]]()
 _TARGET = pytest.StashKey["Target | None"]()
 _STARTED = pytest.StashKey[dict[str, Outcome]]()
 _BLOCKED = pytest.StashKey[set[str]]()
+_SELECTED = pytest.StashKey[bool]()
 INTERRUPTED_CODE: Final = 130
 """Exit code of ``kruise-agents conformance`` after Ctrl-C (as the planning commands)."""
 WRITE_FAILED_CODE: Final = 3
@@ -147,6 +148,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_STARTED] = {}
     config.stash[_BLOCKED] = set()
     config.stash[_INFO] = {}
+    config.stash[_SELECTED] = False
 
 
 def _target(config: pytest.Config) -> Target | None:
@@ -195,9 +197,11 @@ def pytest_collection_modifyitems(
         levels = parse_levels(config.getoption("--e2b-levels"))
     except ValueError as exc:
         raise pytest.UsageError(f"--e2b-levels: {exc}") from None
-    if _target(config) is None:
+    target = _target(config)
+    if target is None:
         # Skipping every check would exit 0: a CI job missing its URL must not go green.
         raise pytest.UsageError("--e2b-api-url: no server to check: pass it or set E2B_API_URL")
+    _check_urls(target)
     for option in ("--e2b-junit", "--e2b-report"):
         path = config.getoption(option)
         problem = unwritable(Path(path)) if path else None
@@ -217,6 +221,20 @@ def pytest_collection_modifyitems(
     keep.sort(key=lambda pair: _ORDER[pair[0].id])
     items[:] = others + [item for _, item in keep]
     config.stash[_INFO]["Levels"] = ",".join(levels)
+    config.stash[_SELECTED] = bool(keep)
+
+
+def _check_urls(target: Target) -> None:
+    """Refuse a URL no check could reach: every check would fail on it, one by one."""
+    from pytest_kruise_agents.conformance.target import url_problem
+
+    for option, url in (
+        ("--e2b-api-url", target.api_url),
+        ("--e2b-sandbox-url", target.sandbox_url),
+    ):
+        problem = url_problem(url) if url else None
+        if problem is not None:
+            raise pytest.UsageError(f"{option}: {problem}")
 
 
 # --------------------------------------------------------------------------- running
@@ -303,8 +321,11 @@ def _outcomes(config: pytest.Config) -> list[Outcome]:
 
 
 def _interrupted(config: pytest.Config, exitstatus: int) -> str | None:
-    """What to say of an interrupted run (``None`` if the run was not interrupted)."""
-    if exitstatus != pytest.ExitCode.INTERRUPTED:
+    """What to say of an interrupted run (``None`` if the run was not interrupted, or
+    selected no check)."""
+    # The plugin is installed for every pytest run: a run that selected no check (another
+    # project's, or one interrupted before collection ended) must not get an empty table.
+    if exitstatus != pytest.ExitCode.INTERRUPTED or not config.stash.get(_SELECTED, False):
         return None
     results = config.stash[_RESULTS]
     running = [cid for cid in config.stash[_STARTED] if cid not in results]

@@ -24,6 +24,7 @@ import pytest
 from pytest_kruise_agents.conformance.plugin import INTERRUPTED_CODE
 from pytest_kruise_agents.conformance.registry import parse_levels
 from pytest_kruise_agents.conformance.report import unwritable
+from pytest_kruise_agents.conformance.target import url_problem
 
 __all__ = ["PLUGIN", "USAGE_CODE", "RunOptions", "pytest_args", "run"]
 
@@ -121,6 +122,12 @@ def run(opts: RunOptions) -> int:
     Other installed pytest plugins are not loaded: the suite needs none, and
     loading every plugin of a large environment costs seconds.
     """
+    for option, url in (("--api-url", opts.api_url), ("--sandbox-url", opts.sandbox_url)):
+        problem = url_problem(url) if url else None
+        if problem is not None:
+            # Otherwise every check would fail on it, one by one.
+            print(f"error: {option}: {problem}", file=sys.stderr)
+            return USAGE_CODE
     for option, path in (("--junit", opts.junit), ("--report", opts.report)):
         problem = unwritable(path) if path else None
         if problem is not None:

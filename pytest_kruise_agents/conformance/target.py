@@ -26,6 +26,7 @@ __all__ = [
     "RUN_KEY",
     "Api",
     "Target",
+    "url_problem",
 ]
 
 ENVD_PORT: Final = 49983
@@ -40,6 +41,20 @@ but a server with auth disabled must still be judged on what it answers."""
 
 RUN_KEY: Final = "conformance-run"
 """Metadata key on every sandbox the suite creates; its value is the run's id."""
+
+
+def url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be a server's base URL (not ``http(s)://host[:port][/path]``), else ``None``."""
+    try:
+        parsed = httpx.URL(url)
+        parsed.port  # noqa: B018 -- parsing the port is the check (":abc" raises)
+    except (httpx.InvalidURL, ValueError) as exc:
+        return f"not a URL: {url!r} ({exc})"
+    if parsed.scheme not in ("http", "https"):
+        return f"must be an http:// or https:// URL, got {url!r}"
+    if not parsed.host:
+        return f"has no host: {url!r}"
+    return None
 
 
 @dataclass(frozen=True, slots=True)

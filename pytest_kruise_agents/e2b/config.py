@@ -35,10 +35,12 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import ErrorDetails
 
 from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.api.manifest import KubeObject, load_manifests
-from pytest_kruise_agents.api.quantity import positive_cpu, positive_memory
+from pytest_kruise_agents.api.problems import show, type_word
+from pytest_kruise_agents.api.quantity import positive_cpu, positive_memory, quantity_text
 from pytest_kruise_agents.backends.sim import SimBackend, default_pools_yaml
 from pytest_kruise_agents.e2b.settings import ApiKey, Settings, generate_key
 from simulator.cluster import Cluster
@@ -74,7 +76,9 @@ class ConfigError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    # strict: a value of the wrong kind is refused, not converted (``seed: true`` is no seed,
+    # ``nodes: "2"`` no node count), as in scenario files.
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, strict=True)
 
 
 class ClockConfig(_Strict):
@@ -89,17 +93,22 @@ class NodeConfig(_Strict):
     """One node of ``nodes``."""
 
     name: str = Field(min_length=1)
-    cpu: str | int = "16"
+    cpu: str = "16"
     memory: str = "64Gi"
     max_pods: int = Field(default=110, ge=1, alias="maxPods")
     labels: dict[str, str] = Field(default_factory=dict)
     images: list[str] = Field(default_factory=list)
 
+    @field_validator("cpu", "memory", mode="before")
+    @classmethod
+    def _quantity(cls, value: Any) -> Any:
+        return quantity_text(value)
+
     @field_validator("cpu")
     @classmethod
-    def _cpu(cls, value: str | int) -> str | int:
+    def _cpu(cls, value: str) -> str:
         # The simulator's own rule (NodeSpec), reported on this field.
-        positive_cpu(str(value))
+        positive_cpu(value)
         return value
 
     @field_validator("memory")
@@ -111,7 +120,7 @@ class NodeConfig(_Strict):
         """The simulator's node spec."""
         return NodeSpec(
             name=self.name,
-            cpu=str(self.cpu),
+            cpu=self.cpu,
             memory=self.memory,
             max_pods=self.max_pods,
             labels=self.labels,
@@ -207,11 +216,32 @@ def _is_branch(part: int | str) -> bool:
     )
 
 
+def _got(value: Any) -> str:
+    """An offending value as the YAML wrote it: ``the boolean true``, ``the text '2'``."""
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return f"the text {value!r}"
+    return show(value, mapping_word="a mapping")
+
+
+def _field_loc(err: ErrorDetails) -> list[int | str]:
+    return [p for p in err["loc"] if not _is_branch(p)]
+
+
 def _first(exc: ValidationError) -> tuple[str, str]:
     """``(field path, reason)`` of the most specific error (the deepest, for unions)."""
     errors = exc.errors()
-    err = max(errors, key=lambda e: len([p for p in e["loc"] if not _is_branch(p)]))
-    loc = [p for p in err["loc"] if not _is_branch(p)]
+    err = max(errors, key=lambda e: len(_field_loc(e)))
+    loc = _field_loc(err)
+    # A value of the wrong kind: what each accepted kind is (both branches of a union,
+    # ``nodes`` takes a count or a list) and what it got.
+    words = [type_word(e["type"], mapping_word="a mapping") for e in errors if _field_loc(e) == loc]
+    if all(words):
+        wanted = " or ".join(dict.fromkeys(w for w in words if w))
+        return _loc(loc), f"must be {wanted}, got {_got(err['input'])}"
     ctx = err.get("ctx") or {}
     reason = str(ctx.get("error") or err["msg"])
     if err["type"] == "extra_forbidden":
@@ -293,6 +323,10 @@ def load_config(path: str | Path) -> ClusterConfig:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(source, "", f"cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            source, "", f"not UTF-8 text: byte {exc.object[exc.start]:#04x} at offset {exc.start}"
+        ) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Literal, TextIO
 
 import uvicorn
+from uvicorn.config import LOG_LEVELS
 
 from pytest_kruise_agents.backends.base import Caller
 from pytest_kruise_agents.e2b.app import create_app
@@ -50,9 +51,16 @@ def configure(opts: ServeOptions) -> tuple[ClusterConfig, str]:
     """The config with the command line's overrides, and its name for messages.
 
     Raise :class:`ConfigError` for a bad file, a bad override (a port outside
-    0-65535, a speed that is not a finite number > 0), or a host the config
-    may not be exposed on (non-loopback without auth or API keys).
+    0-65535, a speed that is not a finite number > 0, an unknown log level), or
+    a host the config may not be exposed on (non-loopback without auth or API keys).
     """
+    # Checked before anything else: uvicorn would only fail on it once the server starts.
+    if opts.log_level not in LOG_LEVELS:
+        raise ConfigError(
+            "--log-level",
+            "",
+            f"must be one of {', '.join(LOG_LEVELS)}, got {opts.log_level!r}",
+        )
     source = str(opts.config) if opts.config is not None else "<default config>"
     cfg = load_config(opts.config) if opts.config is not None else default_config()
     clock = cfg.clock

@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from pytest_kruise_agents.plugin.faults import KruiseFaults
     from pytest_kruise_agents.plugin.marker import ClusterSpec
     from pytest_kruise_agents.plugin.recipe import Recipe, RecipeBook
-    from pytest_kruise_agents.plugin.server import KruiseE2B, SessionServer
+    from pytest_kruise_agents.plugin.server import FactoryMade, KruiseE2B, SessionServer
     from simulator.cluster import Cluster
 
 __all__ = [
@@ -65,6 +65,7 @@ __all__ = [
     "pytest_addoption",
     "pytest_configure",
     "pytest_report_header",
+    "pytest_runtest_setup",
     "pytest_unconfigure",
     "sandbox_claim",
     "sandboxset",
@@ -80,6 +81,7 @@ MARKER_HELP = (
 OPTIONS_KEY = pytest.StashKey[KruiseOptions]()
 RECIPES_KEY: pytest.StashKey[RecipeBook] = pytest.StashKey()
 FAULTS_KEY: pytest.StashKey[KruiseFaults] = pytest.StashKey()
+MADE_KEY: pytest.StashKey[FactoryMade] = pytest.StashKey()
 """On a test item: its ``kruise_faults`` value, which ``kruise_e2b`` resets before reaping."""
 REPORTER_NAME = "kruise-agents-reports"
 
@@ -161,21 +163,39 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return [f"kruise-agents: {opts.describe()}"]
 
 
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Check the ``kruise`` marker of a test that asks for no fixture of the plugin.
+
+    A test that does ask has it checked by ``kruise_options``; one that does
+    not would otherwise pass with a typo in its marker (``sed=3``) unnoticed.
+    """
+    if item.get_closest_marker("kruise") is None:
+        return
+    if "kruise_options" in getattr(item, "fixturenames", ()):
+        return
+    _marker_spec(item.config, item)
+
+
 # -- fixtures --------------------------------------------------------------------------------
 
 
 @pytest.fixture
 def kruise_options(request: pytest.FixtureRequest) -> ClusterSpec:
     """The options this test's cluster is built from: the run's, with ``@pytest.mark.kruise`` applied."""
+    return _marker_spec(request.config, request.node)
+
+
+def _marker_spec(config: pytest.Config, node: pytest.Item) -> ClusterSpec:
+    """The run's options with ``node``'s ``kruise`` markers applied; a bad marker fails ``node``."""
     from pytest_kruise_agents.plugin.marker import MarkerError, cluster_spec
 
-    opts = request.config.stash[OPTIONS_KEY]
-    markers = [(m.args, m.kwargs) for m in reversed(list(request.node.iter_markers("kruise")))]
+    opts = config.stash[OPTIONS_KEY]
+    markers = [(m.args, m.kwargs) for m in reversed(list(node.iter_markers("kruise")))]
     try:
-        return cluster_spec(opts, markers, request.node.path.parent)
+        return cluster_spec(opts, markers, node.path.parent)
     except MarkerError as exc:
         problem = str(exc)  # failed outside the except block: no chained traceback
-    pytest.fail(f"@pytest.mark.kruise on {request.node.nodeid}: {problem}", pytrace=False)
+    pytest.fail(f"@pytest.mark.kruise on {node.nodeid}: {problem}", pytrace=False)
 
 
 def _recipe(config: pytest.Config, spec: ClusterSpec) -> Recipe:
@@ -219,12 +239,16 @@ def kruise_backend(
 
 @pytest.fixture(scope="session")
 def _kruise_e2b_server() -> Iterator[SessionServer]:
-    """One uvicorn per session (per xdist worker), on a free loopback port."""
-    from pytest_kruise_agents.plugin.server import SessionServer
+    """One uvicorn per session (per xdist worker), on a free loopback port; SIGTERM cleans up
+    as Ctrl-C does while it runs."""
+    from pytest_kruise_agents.plugin.server import SessionServer, sigterm_as_interrupt
 
-    server = SessionServer()
-    yield server
-    server.close()
+    with sigterm_as_interrupt():
+        server = SessionServer()
+        try:
+            yield server
+        finally:
+            server.close()
 
 
 @pytest.fixture
@@ -257,7 +281,11 @@ def kruise_e2b(
     finally:
         try:
             _lift_faults(request, kruise_backend)
-            leaked = handle.reap()
+            made = request.node.stash.get(MADE_KEY, None)
+            own = made.ids(kruise_backend) if made is not None else set()
+            # Killed all the same (their processes must stop before the app goes), but
+            # reported only if their kill failed: the factories made them, not the test.
+            leaked = [leak for leak in handle.reap() if leak[0] not in own or leak[2] is not None]
         finally:
             _kruise_e2b_server.unmount()
         if leaked:
@@ -311,11 +339,21 @@ def sandboxset(kruise_backend: SimBackend, kruise_clock: KruiseClock) -> Sandbox
 
 
 @pytest.fixture
-def sandbox_claim(kruise_backend: SimBackend, kruise_clock: KruiseClock) -> SandboxClaimFactory:
+def sandbox_claim(
+    request: pytest.FixtureRequest, kruise_backend: SimBackend, kruise_clock: KruiseClock
+) -> SandboxClaimFactory:
     """``sandbox_claim(template, replicas=1, wait=True, ...)``: apply a SandboxClaim."""
     from pytest_kruise_agents.plugin.factories import SandboxClaimFactory
 
-    return SandboxClaimFactory(kruise_clock, kruise_backend)
+    return SandboxClaimFactory(kruise_clock, kruise_backend, _made(request))
+
+
+def _made(request: pytest.FixtureRequest) -> FactoryMade:
+    """The test's record of what the plugin's factories made (see ``kruise_e2b``'s teardown)."""
+    from pytest_kruise_agents.plugin.server import FactoryMade
+
+    made: FactoryMade = request.node.stash.setdefault(MADE_KEY, FactoryMade())
+    return made
 
 
 @pytest.fixture
@@ -344,4 +382,4 @@ def delivery_benchmark(
     def report_dir() -> Path:
         return configured or tmp_path_factory.getbasetemp() / "kruise-agents"
 
-    return DeliveryBenchmark(request, report_dir)
+    return DeliveryBenchmark(request, report_dir, _made(request))

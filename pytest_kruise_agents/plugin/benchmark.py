@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import pytest
 
@@ -27,6 +27,9 @@ from pytest_kruise_agents.delivery import (
     run_on_server,
 )
 from pytest_kruise_agents.plugin.reporting import BENCHMARK
+
+if TYPE_CHECKING:
+    from pytest_kruise_agents.plugin.server import FactoryMade
 
 __all__ = ["STEMS_KEY", "DeliveryBenchmark", "file_stem"]
 
@@ -62,9 +65,15 @@ def file_stem(nodeid: str) -> str:
 class DeliveryBenchmark:
     """The ``delivery_benchmark`` fixture's value: call it with a workload."""
 
-    def __init__(self, request: pytest.FixtureRequest, report_dir: Callable[[], Path]) -> None:
+    def __init__(
+        self,
+        request: pytest.FixtureRequest,
+        report_dir: Callable[[], Path],
+        made: FactoryMade | None = None,
+    ) -> None:
         self._request = request
         self._report_dir = report_dir
+        self._made = made
         # Session-wide: a stem taken by another test's run is not reused.
         self._stems = request.config.stash.setdefault(STEMS_KEY, set())
         self.results: list[DeliveryResult] = []
@@ -91,6 +100,11 @@ class DeliveryBenchmark:
         if url is None:
             backend = self._request.getfixturevalue("kruise_backend")
             result = run_on_backend(backend, workload, name=name)
+            if self._made is not None:
+                # The SandboxClaim path's sandboxes stay claimed: the run's, not the test's leftovers.
+                self._made.sandbox_ids.update(
+                    d.sandbox_id for d in result.deliveries if d.sandbox_id
+                )
         else:
             key = api_key or os.environ.get("E2B_API_KEY")
             if not key:

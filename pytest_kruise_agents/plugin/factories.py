@@ -17,12 +17,19 @@ from pytest_kruise_agents.api.sandboxclaim import ClaimPhase, SandboxClaim
 from pytest_kruise_agents.api.sandboxset import SandboxSet
 from pytest_kruise_agents.claiming.errors import ClaimError
 from pytest_kruise_agents.plugin.clock import KruiseClock
-from pytest_kruise_agents.plugin.server import KruiseE2B, kill_sandbox
+from pytest_kruise_agents.plugin.server import FactoryMade, KruiseE2B, kill_sandbox
 
 if TYPE_CHECKING:
     from e2b import AsyncSandbox, Sandbox
 
 __all__ = ["E2BSandboxFactory", "SandboxClaimFactory", "SandboxSetFactory"]
+
+
+def _check_timeout(timeout: float) -> None:
+    """Refuse a wait that is not a number of seconds >= 0 (NaN included), as ``run_until`` does."""
+    if not timeout >= 0:
+        raise InvalidError("timeout", f"must be >= 0, got {timeout!r}")
+
 
 DEFAULT_IMAGE: Final = "registry.example.com/sandbox:v1"
 
@@ -80,7 +87,8 @@ class SandboxSetFactory:
                     "template": template,
                 },
             }
-        # Checked before anything is applied: a wrong manifest changes nothing.
+        # Checked before anything is applied: a wrong manifest or timeout changes nothing.
+        _check_timeout(timeout)
         objs = load_manifests(manifest)
         if len(objs) != 1 or not isinstance(objs[0], SandboxSet):
             kinds = ", ".join(o.kind for o in objs) or "nothing"
@@ -96,6 +104,7 @@ class SandboxSetFactory:
     def wait_ready(self, name: str, namespace: str = "default", *, timeout: float = 600.0) -> None:
         """Run until the pool has ``spec.replicas`` available sandboxes (``TimeoutError`` after)."""
         __tracebackhide__ = True
+        _check_timeout(timeout)
         backend = self._backend
         if self._clock.mode == "virtual":
             try:
@@ -122,10 +131,11 @@ class SandboxSetFactory:
 class SandboxClaimFactory:
     """``sandbox_claim(template, replicas=1, ...)``: apply a SandboxClaim, optionally wait for Completed."""
 
-    def __init__(self, clock: KruiseClock, backend: Any) -> None:
+    def __init__(self, clock: KruiseClock, backend: Any, made: FactoryMade | None = None) -> None:
         self._clock = clock
         self._backend = backend
         self._names = itertools.count(1)
+        self._made = made if made is not None else FactoryMade()
 
     def __call__(
         self,
@@ -148,6 +158,7 @@ class SandboxClaimFactory:
         :param timeout: virtual seconds to wait for ``Completed`` (``TimeoutError`` after).
         """
         __tracebackhide__ = True
+        _check_timeout(timeout)  # before the apply: a wrong timeout changes nothing
         claim_name = name or f"claim-{next(self._names)}"
         manifest = {
             "apiVersion": "agents.kruise.io/v1alpha1",
@@ -156,6 +167,7 @@ class SandboxClaimFactory:
             "spec": {"templateName": template, "replicas": replicas, **spec},
         }
         self._backend.apply(manifest)
+        self._made.claims.add((namespace, claim_name))
         if wait:
             backend = self._backend
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final
 
-from pytest_kruise_agents.plugin.options import ClockMode, KruiseOptions, parse_clock
+from pytest_kruise_agents.plugin.options import ClockMode, KruiseOptions, not_a_file, parse_clock
 
 __all__ = ["MARKER_KEYWORDS", "ClusterSpec", "MarkerError", "cluster_spec"]
 
@@ -178,8 +178,9 @@ def cluster_spec(
                 raise MarkerError(key, f"must be a path, got {value!r}")
             path = Path(value).expanduser()
             path = path if path.is_absolute() else test_dir / path
-            if not path.is_file():
-                raise MarkerError(key, f"config file {str(path)!r} does not exist")
+            problem = not_a_file(path)
+            if problem is not None:
+                raise MarkerError(key, problem)
             spec = replace(spec, config=path)
         elif key == "clock":
             if not isinstance(value, str):

@@ -33,6 +33,7 @@ __all__ = [
     "Option",
     "OptionError",
     "RawValue",
+    "not_a_file",
     "parse_clock",
     "resolve",
 ]
@@ -235,11 +236,19 @@ def _path(raw: RawValue) -> Path:
     return path if path.is_absolute() else raw.base / path
 
 
+def not_a_file(path: Path) -> str | None:
+    """Why ``path`` cannot be a config file (``config file '...' is a directory``), else ``None``."""
+    if path.is_file():
+        return None
+    why = "is a directory" if path.is_dir() else "does not exist"
+    return f"config file {str(path)!r} {why}"
+
+
 def _config(raw: RawValue) -> Path:
     path = _path(raw)
-    if not path.is_file():
-        why = "is a directory" if path.is_dir() else "does not exist"
-        raise OptionError(raw.spelling, raw.source, f"config file {str(path)!r} {why}")
+    problem = not_a_file(path)
+    if problem is not None:
+        raise OptionError(raw.spelling, raw.source, problem)
     # Checked now so that a typo fails the run at start, not at the first fixture.
     from pytest_kruise_agents.e2b.config import ConfigError, load_config
 
@@ -254,6 +263,16 @@ def _report_dir(raw: RawValue) -> Path:
     path = _path(raw)
     if path.exists() and not path.is_dir():
         raise OptionError(raw.spelling, raw.source, f"{str(path)!r} exists and is not a directory")
+    # The directory is made at the first benchmark: a file on the way there must fail now.
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise OptionError(
+                    raw.spelling,
+                    raw.source,
+                    f"{str(path)!r} cannot be a directory: {str(parent)!r} is a file",
+                )
+            break
     return path
 
 

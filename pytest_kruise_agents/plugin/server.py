@@ -12,10 +12,16 @@ sandbox id again (the same seed gives the next test's sandboxes the same ids).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from dataclasses import dataclass
+import signal
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from types import FrameType
 from typing import TYPE_CHECKING, Any, Final
 
+from pytest_kruise_agents.api.keys import LABEL_CLAIM_NAME
 from pytest_kruise_agents.backends.base import Caller
 from pytest_kruise_agents.backends.sim import SimBackend
 from pytest_kruise_agents.claiming.errors import ClaimError, NotFoundError
@@ -26,7 +32,14 @@ from pytest_kruise_agents.e2b.settings import Settings
 if TYPE_CHECKING:
     from starlette.types import Receive, Scope, Send
 
-__all__ = ["KruiseE2B", "SessionServer", "claimed_sandboxes", "kill_sandbox"]
+__all__ = [
+    "FactoryMade",
+    "KruiseE2B",
+    "SessionServer",
+    "claimed_sandboxes",
+    "kill_sandbox",
+    "sigterm_as_interrupt",
+]
 
 UNMOUNT_TIMEOUT_S: Final = 60.0
 """Longest wait for an app's cleanup (kernels and processes to stop) at a test's end."""
@@ -110,6 +123,35 @@ class SessionServer:
         self._thread.stop()
 
 
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """While inside, SIGTERM raises :class:`KeyboardInterrupt` in the main thread, as Ctrl-C does.
+
+    A CI timeout sends SIGTERM, whose default action ends the process at once:
+    no teardown, so sandbox processes (they run in sessions of their own) and
+    workspaces outlive the run. As a KeyboardInterrupt pytest runs the
+    teardowns that stop and remove them. Only the default action is replaced
+    (a handler someone installed is theirs), only from the main thread (the
+    only one that may), and the default is restored on the way out.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        if signal.getsignal(signal.SIGTERM) is _interrupt:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def claimed_sandboxes(backend: SimBackend) -> dict[str, str]:
     """Every claimed sandbox not yet gone: id → ``running``, ``paused`` or ``creating``.
 
@@ -123,6 +165,32 @@ def claimed_sandboxes(backend: SimBackend) -> dict[str, str]:
         if route is not None and route.state != "dead":
             out[sandbox_id] = route.state
     return out
+
+
+@dataclass
+class FactoryMade:
+    """What the plugin's own factories claimed in a test: not the test's leftovers.
+
+    ``sandbox_claim`` and ``delivery_benchmark`` claim sandboxes for the test
+    by SandboxClaims and do not kill them (a claim's sandboxes are the state
+    it asked for). Nothing orders their teardown before ``kruise_e2b``'s, so
+    the leak report leaves out what they made instead of waiting for them.
+    """
+
+    sandbox_ids: set[str] = field(default_factory=set)
+    """Sandboxes made, by id."""
+    claims: set[tuple[str, str]] = field(default_factory=set)
+    """SandboxClaims applied, ``(namespace, name)``: their sandboxes, whenever claimed."""
+
+    def ids(self, backend: SimBackend) -> set[str]:
+        """Ids of every sandbox the factories made, claimed by now."""
+        found = set(self.sandbox_ids)
+        for obj in backend.list("Sandbox"):
+            claim = obj.metadata.labels.get(LABEL_CLAIM_NAME)
+            ns = obj.metadata.namespace or "default"
+            if claim and (ns, claim) in self.claims:
+                found.add(f"{ns}--{obj.metadata.name}")
+        return found
 
 
 def kill_sandbox(backend: SimBackend, sandbox_id: str) -> bool:

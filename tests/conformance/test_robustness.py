@@ -203,6 +203,41 @@ def test_an_unwritable_report_path_is_refused_before_the_run(tmp_path: Path) -> 
         assert "Traceback" not in proc.stdout + proc.stderr
 
 
+def test_a_url_that_is_no_url_is_refused_before_the_run(tmp_path: Path) -> None:
+    """``--api-url notaurl`` (or a bad ``--sandbox-url``): exit 2 and one line naming the
+    option, not every check failing on it."""
+    for option, url, reason in (
+        ("--api-url", "notaurl", "must be an http:// or https:// URL, got 'notaurl'"),
+        ("--sandbox-url", "http://", "has no host: 'http://'"),
+    ):
+        args = {"--api-url": "http://127.0.0.1:9", option: url}
+        proc = subprocess.run(
+            [str(KRUISE_AGENTS), "conformance", "--template", "base"]
+            + [part for pair in args.items() for part in pair],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=clean_env(),
+            cwd=tmp_path,
+        )
+        assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+        assert proc.stderr.strip() == f"error: {option}: {reason}"
+        assert proc.stdout == ""
+
+
+def test_the_pytest_form_refuses_a_url_that_is_no_url(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [*suite_pytest_command(sys.executable), "--e2b-api-url", "notaurl"],
+        cwd=tmp_path,
+        env=clean_env({"PYTHONPATH": str(ROOT), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 4, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "--e2b-api-url: must be an http:// or https:// URL, got 'notaurl'" in proc.stderr
+
+
 def test_the_pytest_form_without_an_api_url_is_a_usage_error(tmp_path: Path) -> None:
     """No ``--e2b-api-url`` and no ``E2B_API_URL``: pytest's usage error, not 53 skips and exit 0."""
     proc = subprocess.run(

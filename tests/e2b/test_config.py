@@ -84,6 +84,53 @@ def test_each_problem_names_the_file_and_the_field(
     assert str(info.value).startswith(f"{path}: {field}: ")
 
 
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"seed": True}, "seed: must be an integer, got the boolean true"),
+        ({"seed": 1.0}, "seed: must be an integer, got 1.0"),
+        ({"nodes": True}, "nodes: must be an integer or a list, got the boolean true"),
+        ({"nodes": "2"}, "nodes: must be an integer or a list, got the text '2'"),
+        ({"auth": 1}, "auth: must be a boolean, got 1"),
+        ({"auth": "yes"}, "auth: must be a boolean, got the text 'yes'"),
+        ({"clock": {"speed": "2"}}, "clock.speed: must be a number, got the text '2'"),
+        (
+            {"nodes": [{"name": "a", "cpu": True}]},
+            "nodes[0].cpu: must be a string, got the boolean true",
+        ),
+        (
+            {"nodes": [{"name": "a", "maxPods": "5"}]},
+            "nodes[0].maxPods: must be an integer, got the text '5'",
+        ),
+        (
+            {"nodes": [{"name": "a", "labels": {"x": 1}}]},
+            "nodes[0].labels.x: must be a string, got 1",
+        ),
+        (
+            {"apiKeys": [{"key": "k", "admin": "yes"}]},
+            "apiKeys[0].admin: must be a boolean, got the text 'yes'",
+        ),
+    ],
+)
+def test_a_value_of_the_wrong_kind_is_refused_not_converted(
+    tmp_path: Path, data: dict[str, Any], message: str
+) -> None:
+    path = write(tmp_path, data)
+
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+
+    assert str(info.value) == f"{path}: {message}"
+
+
+def test_quantities_may_be_numbers_as_in_kubernetes(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, {"nodes": [{"name": "a", "cpu": 2, "memory": 1073741824}]}))
+
+    assert not isinstance(cfg.nodes, int)
+    assert (cfg.nodes[0].cpu, cfg.nodes[0].memory) == ("2", "1073741824")
+    assert load_config(write(tmp_path, {"clock": {"speed": 2}})).clock.speed == 2.0
+
+
 def test_a_file_that_is_not_a_mapping_or_not_yaml(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="expected a mapping"):
         load_config(write(tmp_path, "- just\n- a list\n"))
@@ -91,6 +138,16 @@ def test_a_file_that_is_not_a_mapping_or_not_yaml(tmp_path: Path) -> None:
         load_config(write(tmp_path, "a: [unclosed\n"))
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "missing.yaml")
+
+
+def test_a_file_that_is_not_utf8_is_one_error_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("domain: \u00e9t\u00e9\n".encode("latin-1"))
+
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+
+    assert str(info.value) == f"{path}: not UTF-8 text: byte 0xe9 at offset 8"
 
 
 def test_an_empty_file_is_the_default_config(tmp_path: Path) -> None:

@@ -284,3 +284,27 @@ def test_sigterm_ends_serve_while_a_stream_is_open_and_kills_the_sandboxes_comma
     assert took < 10
     assert "Traceback" not in errors
     eventually(lambda: not processes_with(marker), "the command is killed", within=5)
+
+
+def test_serve_refuses_an_unknown_log_level_before_it_prints_anything() -> None:
+    """uvicorn would raise KeyError only once the exports are printed: exit 2, one line."""
+    code, output = invoke("--log-level", "loud", "--port", "0")
+
+    assert code == 2
+    assert "error: --log-level: must be one of critical, error, warning, info, debug, trace, " in (
+        output
+    )
+    assert "got 'loud'" in output
+    assert "export" not in output
+    assert "Traceback" not in output
+
+
+def test_serve_names_a_config_file_that_is_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("domain: \u00e9t\u00e9\n".encode("latin-1"))
+
+    code, output = invoke("--config", str(path), "--port", "0")
+
+    assert code == 2
+    assert f"error: {path}: not UTF-8 text: byte 0xe9 at offset 8" in output
+    assert "Traceback" not in output

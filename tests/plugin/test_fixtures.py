@@ -275,6 +275,43 @@ def test_sandboxes_left_behind_are_killed_and_reported(suite: pytest.Pytester) -
     assert "test_cleans_up:" not in result.stdout.str()
 
 
+def test_sandboxes_the_factories_made_are_not_reported_as_left_behind(
+    suite: pytest.Pytester,
+) -> None:
+    """``sandbox_claim`` and the SandboxClaim-path benchmark claim for the test, in either fixture
+    order; only what the test itself leaves (the SDK sandbox) is reported."""
+    suite.makepyfile(
+        """
+        from e2b import Sandbox
+        from pytest_kruise_agents.delivery import Burst
+
+        def test_claim_first(sandbox_claim, kruise_e2b):
+            sandbox_claim("base", replicas=2)
+            assert len(kruise_e2b.sandboxes()) == 2
+
+        def test_claim_last(kruise_e2b, sandbox_claim):
+            sandbox_claim("base", replicas=1, wait=False)
+
+        def test_benchmark(delivery_benchmark, kruise_e2b):
+            delivery_benchmark(Burst(2, path="sandboxclaim"))
+            assert len(kruise_e2b.sandboxes()) == 2
+
+        def test_own_leak_still_reported(kruise_e2b, sandbox_claim):
+            sandbox_claim("base", replicas=1)
+            Sandbox.create()
+        """
+    )
+    result = suite.runpytest()
+    result.assert_outcomes(passed=4)
+    output = result.stdout.str()
+    assert "test_claim_first:" not in output
+    assert "test_claim_last:" not in output
+    assert "test_benchmark:" not in output
+    result.stdout.re_match_lines(
+        [r".*::test_own_leak_still_reported: 1 killed: default--base-\w+ \(running\)$"]
+    )
+
+
 def test_e2b_sandbox_creates_with_the_sdk_and_kills_at_teardown(suite: pytest.Pytester) -> None:
     suite.makepyfile(
         """
@@ -437,6 +474,30 @@ def test_a_sandboxset_manifest_that_is_not_one_sandboxset_changes_nothing(
         """
     )
     suite.runpytest().assert_outcomes(passed=1)
+
+
+def test_a_bad_timeout_is_refused_before_anything_is_applied(suite: pytest.Pytester) -> None:
+    """``sandboxset(..., timeout=-5)`` and ``sandbox_claim(..., timeout=-5)`` change nothing."""
+    suite.makepyfile(
+        """
+        import pytest
+        from pytest_kruise_agents.api.errors import InvalidError
+
+        @pytest.mark.parametrize("timeout", [-5, float("nan")])
+        def test_sandboxset(sandboxset, kruise_cluster, timeout):
+            before = [p.metadata.name for p in kruise_cluster.list("sbs")]
+            with pytest.raises(InvalidError, match="timeout: must be >= 0, got"):
+                sandboxset("tn", replicas=2, timeout=timeout)
+            assert [p.metadata.name for p in kruise_cluster.list("sbs")] == before
+
+        @pytest.mark.parametrize("timeout", [-5, float("nan")])
+        def test_sandbox_claim(sandbox_claim, kruise_cluster, timeout):
+            with pytest.raises(InvalidError, match="timeout: must be >= 0, got"):
+                sandbox_claim("base", timeout=timeout)
+            assert kruise_cluster.list("sbc") == []
+        """
+    )
+    suite.runpytest().assert_outcomes(passed=4)
 
 
 def test_e2b_sandbox_connection_keywords_replace_the_servers(suite: pytest.Pytester) -> None:

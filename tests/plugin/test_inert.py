@@ -48,3 +48,23 @@ def test_the_plugin_is_the_kruise_agents_entry_point(suite: pytest.Pytester) -> 
     off = suite.runpytest("-p", "no:kruise_agents")
     off.assert_outcomes(failed=1, errors=1)
     off.stdout.fnmatch_lines(["*fixture 'kruise_cluster' not found*"])
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "import nonexistent_module\n",  # a collection error interrupts the run
+        "import pytest\n\ndef test_a():\n    pytest.exit('stop')\n",
+        "def test_a():\n    raise KeyboardInterrupt\n",
+    ],
+    ids=["collection-error", "pytest-exit", "ctrl-c"],
+)
+def test_an_interrupted_run_that_selected_no_check_prints_no_conformance_table(
+    suite: pytest.Pytester, source: str
+) -> None:
+    suite.makepyfile(source)
+    result = suite.runpytest_subprocess()
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    output = result.stdout.str()
+    assert "E2B conformance" not in output
+    assert "0 passed, 0 failed" not in output

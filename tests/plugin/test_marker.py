@@ -143,6 +143,7 @@ BAD = [
     pytest.param(
         "config='nope.yaml'", "config: config file '*nope.yaml' does not exist", id="config"
     ),
+    pytest.param("config='.'", "config: config file '*' is a directory", id="config-directory"),
 ]
 
 
@@ -212,3 +213,39 @@ def test_a_marker_the_cluster_cannot_take_errors_the_test(
     result = suite.runpytest()
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines([f"pytest-kruise-agents: {literal(message)}"])
+
+
+def test_a_bad_marker_errors_the_test_even_without_a_fixture_of_the_plugin(
+    suite: pytest.Pytester,
+) -> None:
+    """The keywords are checked for every marked test, not only where a fixture reads them."""
+    suite.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.kruise(sed=3)
+        def test_typo():
+            pass
+
+        @pytest.mark.kruise(config="nope.yaml")
+        def test_missing_config():
+            pass
+
+        @pytest.mark.kruise(seed=3)
+        def test_good():
+            pass
+
+        def test_unmarked():
+            pass
+        """
+    )
+    result = suite.runpytest()
+    result.assert_outcomes(passed=2, errors=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*@pytest.mark.kruise on *::test_typo: sed: unknown keyword (did you mean 'seed'?)*",
+            "*@pytest.mark.kruise on *::test_missing_config: config: config file *nope.yaml'"
+            " does not exist*",
+        ],
+        consecutive=False,
+    )

@@ -190,6 +190,44 @@ BAD = [
         "--kruise-report-dir (command line): '*bad.yaml' exists and is not a directory",
         id="report-dir-file",
     ),
+    pytest.param(
+        ["--kruise-report-dir=bad.yaml/sub/dir"],
+        {},
+        "",
+        "--kruise-report-dir (command line): '*bad.yaml/sub/dir' cannot be a directory: "
+        "'*bad.yaml' is a file",
+        id="report-dir-under-a-file",
+    ),
+    pytest.param(
+        [],
+        {"PYTEST_KRUISE_REPORT_DIR": "bad.yaml/sub"},
+        "",
+        "PYTEST_KRUISE_REPORT_DIR (environment): '*bad.yaml/sub' cannot be a directory: "
+        "'*bad.yaml' is a file",
+        id="report-dir-under-a-file-env",
+    ),
+    pytest.param(
+        [],
+        {},
+        "kruise_report_dir = bad.yaml/sub\n",
+        "kruise_report_dir (ini file *tox.ini): '*bad.yaml/sub' cannot be a directory: "
+        "'*bad.yaml' is a file",
+        id="report-dir-under-a-file-ini",
+    ),
+    pytest.param(
+        ["--kruise-config=latin1.yaml"],
+        {},
+        "",
+        "--kruise-config (command line): *latin1.yaml: not UTF-8 text: byte 0xe9 at offset 8",
+        id="config-not-utf8",
+    ),
+    pytest.param(
+        ["--kruise-config=."],
+        {},
+        "",
+        "--kruise-config (command line): config file '*' is a directory",
+        id="config-directory",
+    ),
 ]
 
 
@@ -203,6 +241,7 @@ def test_a_bad_value_stops_the_run_naming_option_and_source(
     message: str,
 ) -> None:
     suite.makefile(".yaml", bad="nodes: 0\n")
+    (suite.path / "latin1.yaml").write_bytes("domain: \u00e9t\u00e9\n".encode("latin-1"))
     if ini:
         suite.makeini(INNER_INI + ini)
     for name, value in env.items():
