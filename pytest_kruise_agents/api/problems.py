@@ -16,7 +16,7 @@ from typing import Any, Final
 
 from pydantic_core import ErrorDetails
 
-__all__ = ["expectation", "format_path", "reason", "show", "type_word"]
+__all__ = ["expectation", "format_path", "kind_and_value", "reason", "show", "type_word"]
 
 _IDENTIFIER: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -70,6 +70,22 @@ def show(value: Any, *, mapping_word: str = "an object") -> str:
         return "a list"
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def kind_and_value(value: Any, *, mapping_word: str = "an object") -> str:
+    """An offending value with its kind, as a YAML file wrote it: ``the boolean true``,
+    ``the text '3'``, ``null``, ``2.5``.
+
+    For strict models, which never convert a value to another kind: a type
+    error says which kind it got (``true`` is no number, ``'3'`` no integer).
+    """
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return f"the text {show(value)}"
+    return show(value, mapping_word=mapping_word)
 
 
 def type_word(kind: str, *, mapping_word: str = "an object") -> str | None:

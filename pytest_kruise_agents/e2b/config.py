@@ -39,7 +39,7 @@ from pydantic_core import ErrorDetails
 
 from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.api.manifest import KubeObject, load_manifests
-from pytest_kruise_agents.api.problems import show, type_word
+from pytest_kruise_agents.api.problems import kind_and_value, type_word
 from pytest_kruise_agents.api.quantity import positive_cpu, positive_memory, quantity_text
 from pytest_kruise_agents.backends.sim import SimBackend, default_pools_yaml
 from pytest_kruise_agents.e2b.settings import ApiKey, Settings, generate_key
@@ -216,17 +216,6 @@ def _is_branch(part: int | str) -> bool:
     )
 
 
-def _got(value: Any) -> str:
-    """An offending value as the YAML wrote it: ``the boolean true``, ``the text '2'``."""
-    if isinstance(value, bool):
-        return f"the boolean {str(value).lower()}"
-    if value is None:
-        return "null"
-    if isinstance(value, str):
-        return f"the text {value!r}"
-    return show(value, mapping_word="a mapping")
-
-
 def _field_loc(err: ErrorDetails) -> list[int | str]:
     return [p for p in err["loc"] if not _is_branch(p)]
 
@@ -241,7 +230,9 @@ def _first(exc: ValidationError) -> tuple[str, str]:
     words = [type_word(e["type"], mapping_word="a mapping") for e in errors if _field_loc(e) == loc]
     if all(words):
         wanted = " or ".join(dict.fromkeys(w for w in words if w))
-        return _loc(loc), f"must be {wanted}, got {_got(err['input'])}"
+        return _loc(
+            loc
+        ), f"must be {wanted}, got {kind_and_value(err['input'], mapping_word='a mapping')}"
     ctx = err.get("ctx") or {}
     reason = str(ctx.get("error") or err["msg"])
     if err["type"] == "extra_forbidden":

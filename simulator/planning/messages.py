@@ -15,7 +15,7 @@ import yaml
 from pydantic_core import ErrorDetails
 
 from pytest_kruise_agents.api.problems import format_path as api_format_path
-from pytest_kruise_agents.api.problems import reason, show, type_word
+from pytest_kruise_agents.api.problems import kind_and_value, reason, type_word
 from simulator.planning.errors import FieldError, PathError
 
 __all__ = ["first_problem", "format_path", "line_of"]
@@ -44,27 +44,12 @@ def format_path(loc: Sequence[int | str]) -> str:
     return api_format_path(loc, quote_keys=True)
 
 
-def _got(value: object) -> str:
-    """An offending value as the scenario wrote it: ``the boolean true``, ``the text '3'``, ``null``.
-
-    Scenario values are never converted from one kind to another, so a type
-    error says which kind it got: ``true`` is no number, ``'3'`` no integer.
-    """
-    if isinstance(value, bool):
-        return f"the boolean {str(value).lower()}"
-    if value is None:
-        return "null"
-    if isinstance(value, str):
-        return f"the text {show(value)}"
-    return show(value, mapping_word=_MAPPING)
-
-
 def _reason(error: ErrorDetails, known: Sequence[str]) -> str:
     if error["type"] == "union_tag_not_found":
         return f"required value: 'kind' (one of {', '.join(sorted(_ARRIVAL_KINDS))})"
     word = type_word(error["type"], mapping_word=_MAPPING)
     if word is not None:
-        return f"must be {word}, got {_got(error['input'])}"
+        return f"must be {word}, got {kind_and_value(error['input'], mapping_word=_MAPPING)}"
     return reason(error, mapping_word=_MAPPING, known=known)
 
 
@@ -90,7 +75,9 @@ def first_problem(errors: list[ErrorDetails], known: Sequence[str] = ()) -> tupl
     words = [type_word(e["type"], mapping_word=_MAPPING) for e in same]
     if len(same) > 1 and all(words):
         wanted = " or ".join(dict.fromkeys(w for w in words if w))
-        return format_path(loc), f"must be {wanted}, got {_got(first['input'])}"
+        return format_path(
+            loc
+        ), f"must be {wanted}, got {kind_and_value(first['input'], mapping_word=_MAPPING)}"
     return format_path(loc), _reason(first, known)
 
 

@@ -225,29 +225,27 @@ def test_a_url_that_is_no_url_is_refused_before_the_run(tmp_path: Path) -> None:
         assert proc.stdout == ""
 
 
-def test_the_pytest_form_refuses_a_url_that_is_no_url(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [*suite_pytest_command(sys.executable), "--e2b-api-url", "notaurl"],
+def _suite_pytest(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The pytest form of the suite, without a server's environment, in ``tmp_path``."""
+    return subprocess.run(
+        [*suite_pytest_command(sys.executable), *args],
         cwd=tmp_path,
         env=clean_env({"PYTHONPATH": str(ROOT), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}),
         capture_output=True,
         text=True,
         timeout=120,
     )
+
+
+def test_the_pytest_form_refuses_a_url_that_is_no_url(tmp_path: Path) -> None:
+    proc = _suite_pytest(tmp_path, "--e2b-api-url", "notaurl")
     assert proc.returncode == 4, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "--e2b-api-url: must be an http:// or https:// URL, got 'notaurl'" in proc.stderr
 
 
 def test_the_pytest_form_without_an_api_url_is_a_usage_error(tmp_path: Path) -> None:
     """No ``--e2b-api-url`` and no ``E2B_API_URL``: pytest's usage error, not 53 skips and exit 0."""
-    proc = subprocess.run(
-        suite_pytest_command(sys.executable),
-        cwd=tmp_path,
-        env=clean_env({"PYTHONPATH": str(ROOT), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = _suite_pytest(tmp_path)
     assert proc.returncode == 4, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "--e2b-api-url: no server to check" in proc.stderr
 
