@@ -343,6 +343,7 @@ class Cluster:
             auto_pause=auto_pause,
             volume_mounts=volume_mounts,
             allow_internet_access=allow_internet_access,
+            env_vars=env_vars,
         )
         sbx: Sandbox = self.run(
             self.manager.create_sandbox(
@@ -542,11 +543,14 @@ def _check_create(
     auto_pause: object = False,
     volume_mounts: object = None,
     allow_internet_access: object = None,
+    env_vars: object = None,
     **_: object,
 ) -> None:
     """Refuse create arguments of the wrong kind; the manager checks the rest as upstream does."""
     if timeout is not None:
         _check_timeout(timeout)
+    # Environment variables are text, as the E2B API's envVars: 1 is not "1".
+    _check_string_map("env_vars", env_vars, "variable name to value")
     if not isinstance(auto_pause, bool):
         raise InvalidError("auto_pause", f"must be true or false, got {auto_pause!r}")
     if allow_internet_access is not None and not isinstance(allow_internet_access, bool):
@@ -564,13 +568,18 @@ def _check_create(
 
 def _check_labels(labels: object) -> None:
     """Refuse a label selector that is not a mapping of strings to strings."""
-    if labels is None:
+    _check_string_map("labels", labels, "label to value")
+
+
+def _check_string_map(field: str, value: object, what: str) -> None:
+    """Refuse ``value`` (``None`` allowed) unless it maps strings to strings."""
+    if value is None:
         return
-    if not isinstance(labels, Mapping):
-        raise InvalidError("labels", f"must be a mapping of label to value, got {labels!r}")
-    for key, value in labels.items():
-        if not isinstance(key, str) or not isinstance(value, str):
-            raise InvalidError("labels", f"keys and values must be strings, got {key!r}: {value!r}")
+    if not isinstance(value, Mapping):
+        raise InvalidError(field, f"must be a mapping of {what}, got {value!r}")
+    for k, v in value.items():
+        if not isinstance(k, str) or not isinstance(v, str):
+            raise InvalidError(field, f"keys and values must be strings, got {k!r}: {v!r}")
 
 
 def _check_seconds(field: str, value: float) -> None:

@@ -237,6 +237,7 @@ class FaultInjector:
         self._ids = itertools.count(1)
         self._by_kind: dict[str, list[Fault]] = {}
         self._listeners: list[Callable[[Fault], None]] = []
+        self._validators: list[Callable[[Fault], None]] = []
 
     def __len__(self) -> int:
         return len(self._faults)
@@ -249,6 +250,13 @@ class FaultInjector:
     def add_listener(self, fn: Callable[[Fault], None]) -> None:
         """Call ``fn(fault)`` for every fault added (the cluster schedules acting faults)."""
         self._listeners.append(fn)
+
+    def add_validator(self, fn: Callable[[Fault], None]) -> None:
+        """Call ``fn(fault)`` before a fault is added; an :class:`InvalidError` it raises refuses it.
+
+        For what only the cluster knows, such as which nodes exist.
+        """
+        self._validators.append(fn)
 
     def inject(self, fault: Fault | Mapping[str, Any] | None = None, /, **fields: Any) -> Fault:
         """Add a fault (a model, a mapping, or keyword fields); return it with its id.
@@ -268,6 +276,8 @@ class FaultInjector:
                     format_path(error["loc"]) or "fault",
                     reason(error, known=tuple(Fault.model_fields)),
                 ) from None
+        for check in self._validators:
+            check(f)
         if f.start is None:
             f.start = self._now()
         if not f.id:

@@ -48,6 +48,7 @@ import simpy
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pytest_kruise_agents.api import keys
+from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.api.meta import Condition, find_condition, set_condition
 from pytest_kruise_agents.api.pod import Pod, container_resources, first_container_cpu
 from pytest_kruise_agents.api.quantity import (
@@ -368,12 +369,25 @@ class Nodes:
             return
         self._started = True
         self.cache.add_handler("Pod", self._on_pod)
+        self.ctx.faults.add_validator(self._check_fault_node)
         self.ctx.faults.add_listener(self._on_fault)
         self.ctx.env.process(self._schedule_loop())
         for pod in self.cache.list("Pod"):
             self._on_pod("ADDED", None, pod)
         for fault in self.ctx.faults.faults:
             self._on_fault(fault)
+
+    def _check_fault_node(self, fault: Fault) -> None:
+        """Refuse a fault whose selector names a node that does not exist: it would never fire."""
+        client = fault.selector.get("client", "")
+        named = [("selector.node", fault.selector.get("node"))]
+        if client.startswith("kubelet/"):
+            named.append(("selector.client", client.removeprefix("kubelet/")))
+        for field, node in named:
+            if node is not None and node not in self._nodes:
+                known = list(self._nodes)
+                shown = ", ".join(known[:8]) + (", ..." if len(known) > 8 else "")
+                raise InvalidError(field, f"no node named {node!r} (nodes: {shown})")
 
     def add(self, spec: NodeSpec) -> None:
         """Add a node; pending pods are retried on it."""

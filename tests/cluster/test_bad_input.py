@@ -251,11 +251,30 @@ def test_fault_codes_and_times_that_fit_are_taken(cluster: Cluster) -> None:
 
 
 def test_fault_selectors_name_free_names_and_kubelet_clients(cluster: Cluster) -> None:
-    """Templates, nodes and images are names (maybe of things made later); kubelets are per node."""
-    cluster.inject("api_error", selector={"client": "kubelet/node-9", "verb": "update_status"})
-    cluster.inject("pod_kill", selector={"template": "not-yet", "node": "node-9"})
+    """Templates and images are names (maybe of things made later); kubelets are per node."""
+    cluster.inject("api_error", selector={"client": "kubelet/node-2", "verb": "update_status"})
+    cluster.inject("pod_kill", selector={"template": "not-yet", "node": "node-2"})
     cluster.inject("image_pull_slow", latency="1s", selector={"image": "any:tag"})
     assert len(cluster.faults) == 3
+
+
+@pytest.mark.parametrize(
+    ("selector", "field"),
+    [({"node": "node-99"}, "selector.node"), ({"client": "kubelet/node-99"}, "selector.client")],
+)
+def test_a_fault_naming_a_node_that_does_not_exist_is_refused(
+    cluster: Cluster, selector: dict[str, str], field: str
+) -> None:
+    """Nodes are all made with the cluster: a fault for another would never fire (a typo)."""
+    kind = "node_loss" if "node" in selector else "api_error"
+    before = snapshot(cluster)
+    with pytest.raises(InvalidError) as err:
+        cluster.inject(kind, selector=selector)
+    assert err.value.field == field
+    assert err.value.reason.startswith("no node named 'node-99' (nodes: node-1, node-2")
+    assert cluster.faults == [] and snapshot(cluster) == before
+    # The refused fault took no id: the next one is the first.
+    assert cluster.inject(kind).id == f"{kind}-1"
 
 
 @pytest.mark.parametrize(
@@ -288,6 +307,8 @@ def test_a_cluster_refuses_a_seed_or_node_count_of_another_kind(
         (lambda c: c.create_sandbox("base", volume_mounts="x"), "volume_mounts", "got 'x'"),
         (lambda c: c.create_sandbox("base", volume_mounts=["x"]), "volume_mounts[0]", "mapping"),
         (lambda c: c.create_sandbox("base", auto_pause="yes"), "auto_pause", "got 'yes'"),
+        (lambda c: c.create_sandbox("base", env_vars={"A": 1}), "env_vars", "must be strings"),
+        (lambda c: c.submit_create("base", env_vars=["A=1"]), "env_vars", "must be a mapping"),
         (lambda c: c.submit_create("base", timeout="60"), "timeout", "got '60'"),
         (lambda c: c.create_sandboxes(-1, "base"), "count", "must be >= 0, got -1"),
         (lambda c: c.create_sandboxes("2", "base"), "count", "must be an integer, got '2'"),
@@ -303,6 +324,8 @@ def test_a_cluster_refuses_a_seed_or_node_count_of_another_kind(
         "create-mounts-text",
         "create-mount-text",
         "create-auto-pause-text",
+        "create-env-int",
+        "submit-env-list",
         "submit-timeout-text",
         "burst-negative",
         "burst-text",

@@ -4,8 +4,9 @@ The router looks the sandbox up (running), hands the request its workspace,
 and only then does the handler attach live state to it: a command, a watch
 stream, a code context. A pause or kill whose cleanup runs in between must not
 leave that state behind on the stopped sandbox (a command running on in a
-paused sandbox, a kernel for a killed one): the request answers as one sent
-after the stop, the proxy's "sandbox not found".
+paused sandbox, a kernel for a killed one), nor files, nor a killed sandbox's
+directory: the request answers as one sent after the stop, the proxy's
+"sandbox not found".
 """
 
 from __future__ import annotations
@@ -108,6 +109,10 @@ def gated_server(tmp_path: Path, port: int, path: str) -> tuple[ServerThread, Ga
 
 CALLS = {
     "command": (49983, "/process.Process/Start"),
+    "list": (49983, "/process.Process/List"),
+    "write": (49983, "/files"),
+    "read": (49983, "/files"),
+    "init": (49983, "/init"),
     "watch": (49983, "/filesystem.Filesystem/WatchDir"),
     "watcher": (49983, "/filesystem.Filesystem/CreateWatcher"),
     "context": (49999, "/contexts"),
@@ -115,19 +120,40 @@ CALLS = {
 
 
 def held_call(sbx: Sandbox, call: str, server: Served) -> Any:
-    """The request the gate holds: start a command, watch a directory, make a code context.
+    """The request the gate holds: start a command, watch a directory, make a code context...
 
     The async SDK watches with a ``WatchDir`` stream, the sync SDK with a
-    polling watcher (``CreateWatcher``).
+    polling watcher (``CreateWatcher``). ``/init`` (sent by the control plane,
+    not the SDK) and the interpreter's ``/contexts`` are raw requests.
     """
     if call == "command":
         return sbx.commands.run("sleep 300", background=True)
+    if call == "list":
+        return sbx.commands.list()
+    if call == "write":
+        return sbx.files.write("/home/user/late.txt", "too late")
+    if call == "read":
+        return sbx.files.read("/home/user/missing.txt")
+    if call == "init":
+        return _init(sbx.sandbox_id, server, {"envVars": {"LATE": "1"}})
     if call == "watch":
         return asyncio.run(_watch_dir(sbx.sandbox_id, server))
     if call == "watcher":
         return sbx.files.watch_dir("/home/user")
     headers = {"E2b-Sandbox-Id": sbx.sandbox_id, "E2b-Sandbox-Port": "49999"}
     return httpx.post(server.url + "/contexts", headers=headers, json={}, timeout=30)
+
+
+def _init(sandbox_id: str, server: Served, body: dict[str, Any]) -> httpx.Response:
+    """envd's ``POST /init``, with the sandbox's access token."""
+    route = server.backend.route(sandbox_id)
+    assert route is not None
+    headers = {
+        "E2b-Sandbox-Id": sandbox_id,
+        "E2b-Sandbox-Port": "49983",
+        "X-Access-Token": route.access_token,
+    }
+    return httpx.post(server.url + "/init", headers=headers, json=body, timeout=30)
 
 
 async def _watch_dir(sandbox_id: str, server: Served) -> Any:
@@ -165,7 +191,7 @@ def test_a_request_routed_before_its_sandbox_stopped_attaches_nothing(
             eventually(lambda: sbx.sandbox_id in server.stopped, "the stop's cleanup ran")
             server.gate.open()
 
-            if call == "context":
+            if call in ("context", "init"):
                 response = answer.result(30)
                 assert response.status_code == 502, response.text
                 assert "The sandbox was not found" in response.json()["message"]
@@ -175,6 +201,7 @@ def test_a_request_routed_before_its_sandbox_stopped_attaches_nothing(
             # Before the paused sandbox's kill below, whose cleanup would drop them.
             workspace = server.gate.workspace
             assert workspace is not None and workspace.stopped
+            assert not workspace.root.exists()  # never used: nothing made it, nor makes it again
             assert workspace.existing_attachment(ProcessTable) is None
             assert workspace.existing_attachment(OpenStreams) is None
             assert workspace.existing_attachment(WatcherTable) is None
