@@ -19,11 +19,11 @@ watchers, the code interpreter's kernels) either register it as an
 hook (:meth:`Workspaces.add_stop_hook`).
 
 A :class:`SandboxWorkspace` is one running life of its sandbox: once stopped
-(:meth:`SandboxWorkspace.release`, on pause or kill) it stays stopped and takes
-no new attachment (:class:`SandboxStopped`), so a request routed just before
-the stop cannot leave live state behind it. The sandbox's next life (after a
-resume) gets a fresh object from :meth:`Workspaces.get`, with the same files,
-env vars and token.
+(:meth:`SandboxWorkspace.release`, on pause or kill) it stays stopped, takes
+no new attachment and makes no directory (:class:`SandboxStopped`), so a
+request routed just before the stop cannot leave live state or files behind
+it. The sandbox's next life (after a resume) gets a fresh object from
+:meth:`Workspaces.get`, with the same files, env vars and token.
 """
 
 from __future__ import annotations
@@ -149,6 +149,11 @@ class SandboxWorkspace:
         """Whether the sandbox stopped (paused or killed) since this workspace was handed out."""
         return self._stopped
 
+    def require_running(self) -> None:
+        """Raise :class:`SandboxStopped` if the sandbox stopped (paused or killed)."""
+        if self._stopped:
+            raise SandboxStopped(self.sandbox_id)
+
     def successor(self) -> SandboxWorkspace:
         """The workspace of the sandbox's next life: same files, env vars and token, nothing live."""
         nxt = SandboxWorkspace(
@@ -167,9 +172,13 @@ class SandboxWorkspace:
 
         ``/home/user``, ``/root`` and ``/tmp``: what programs expect of any
         Linux sandbox (``commands.run(cwd="/tmp")``, ``files.write("/tmp/x")``).
+        Raises :class:`SandboxStopped` instead once the sandbox stopped.
         """
         if self._ready:
             return
+        # A killed sandbox's directory is deleted: a request routed before the
+        # kill must not make it again, for nobody to delete.
+        self.require_running()
         self.home.mkdir(parents=True, exist_ok=True)
         (self.root / "root").mkdir(exist_ok=True)
         (self.root / "tmp").mkdir(exist_ok=True)
@@ -184,7 +193,7 @@ class SandboxWorkspace:
         ``follow_symlinks`` is false, so a link itself can be removed or
         stat-ed) and must stay inside the workspace. Raises
         :class:`PathEscapeError` otherwise; touches nothing but the
-        workspace's own first-use directories.
+        workspace's own first-use directories (:meth:`ensure`).
         """
         if "\x00" in path:
             raise PathEscapeError(path, "contains a NUL byte")
@@ -229,8 +238,7 @@ class SandboxWorkspace:
         Raises :class:`SandboxStopped` once the sandbox stopped: live state made
         then would outlive it (commands running on in a paused sandbox).
         """
-        if self._stopped:
-            raise SandboxStopped(self.sandbox_id)
+        self.require_running()
         if self._attachments is None:
             self._attachments = {}
         found = self._attachments.get(factory)

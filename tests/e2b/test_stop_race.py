@@ -220,3 +220,96 @@ def _stop_leftover(answer: concurrent.futures.Future[Any]) -> None:
         pid = getattr(answer.result(30), "pid", None)
         if isinstance(pid, int):
             os.killpg(pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("action", ["kill", "pause"])
+def test_an_upload_streaming_while_its_sandbox_stops_writes_nothing(
+    tmp_path: Path, action: str
+) -> None:
+    thread, server = gated_server(tmp_path, 49983, "/files")
+    sdk = server.served.sdk()
+    sbx = Sandbox.create(**sdk)
+    staging = server.served.workspaces.root / ".uploads"
+    rest = threading.Event()
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        answer = pool.submit(_upload, sbx.sandbox_id, server.served, rest)
+        try:
+            assert server.gate.arrived.wait(10), "the upload never reached the gate"
+            server.gate.open()
+            eventually(lambda: staging.is_dir() and any(staging.iterdir()), "the upload streams")
+            workspace = server.gate.workspace
+            assert workspace is not None
+            if action == "kill":
+                sbx.kill()
+                eventually(lambda: not workspace.root.exists(), "the kill deleted the files")
+            else:
+                sbx.pause()
+                eventually(lambda: sbx.sandbox_id in server.stopped, "the stop's cleanup ran")
+            rest.set()
+
+            response = answer.result(30)
+            assert response.status_code == 502, response.text
+            assert "The sandbox was not found" in response.json()["message"]
+            assert not (workspace.home / "big.bin").exists()
+            assert action == "pause" or not workspace.root.exists()
+            assert not any(staging.iterdir())  # the staged bytes are dropped
+        finally:
+            rest.set()
+            server.gate.open()
+            if action == "pause":
+                Sandbox.kill(sbx.sandbox_id, **sdk)
+            thread.stop()
+            server.served.backend.close()
+
+
+def _upload(sandbox_id: str, server: Served, rest: threading.Event) -> httpx.Response:
+    """Upload ``/home/user/big.bin``: half the body, then the rest once ``rest`` is set."""
+    route = server.backend.route(sandbox_id)
+    assert route is not None
+
+    def body() -> Iterator[bytes]:
+        yield b"x" * 65536
+        rest.wait(30)
+        yield b"y" * 65536
+
+    headers = {
+        "E2b-Sandbox-Id": sandbox_id,
+        "E2b-Sandbox-Port": "49983",
+        "X-Access-Token": route.access_token,
+        "Content-Type": "application/octet-stream",
+    }
+    return httpx.post(
+        server.url + "/files",
+        params={"path": "/home/user/big.bin"},
+        headers=headers,
+        content=body(),
+        timeout=30,
+    )
+
+
+def test_a_filesystem_call_routed_before_a_pause_changes_nothing(tmp_path: Path) -> None:
+    """A used sandbox (its files kept through the pause): a ``MakeDir`` held past the pause
+    answers as for a sandbox not running and makes nothing."""
+    thread, server = gated_server(tmp_path, 49983, "/filesystem.Filesystem/MakeDir")
+    sdk = server.served.sdk()
+    try:
+        sbx = Sandbox.create(**sdk)
+        sbx.commands.run("true")  # the workspace is made: its files outlive the pause
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            answer = pool.submit(sbx.files.make_dir, "/home/user/late")
+            try:
+                assert server.gate.arrived.wait(10), "the request never reached the gate"
+                sbx.pause()
+                eventually(lambda: sbx.sandbox_id in server.stopped, "the stop's cleanup ran")
+                server.gate.open()
+                with pytest.raises(SandboxNotRunningException):
+                    answer.result(30)
+                workspace = server.gate.workspace
+                assert workspace is not None and workspace.root.exists()
+                assert not (workspace.home / "late").exists()
+            finally:
+                server.gate.open()
+        Sandbox.kill(sbx.sandbox_id, **sdk)
+    finally:
+        thread.stop()
+        server.served.backend.close()

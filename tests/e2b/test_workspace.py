@@ -251,6 +251,18 @@ async def test_a_stopped_workspace_takes_no_attachment_and_its_next_life_is_a_ne
 
 
 @pytest.mark.asyncio
+async def test_a_stopped_workspace_never_used_makes_no_directory(
+    workspaces: Workspaces, ws: SandboxWorkspace
+) -> None:
+    """A killed sandbox's directory is gone: a request routed before the kill must not remake it."""
+    await workspaces.remove(ws.sandbox_id)
+
+    with pytest.raises(SandboxStopped, match="The sandbox was not found"):
+        ws.resolve("f")
+    assert not ws.root.exists() and not ws.materialized
+
+
+@pytest.mark.asyncio
 async def test_stop_closes_an_attachment_on_the_loop_it_belongs_to(
     workspaces: Workspaces, ws: SandboxWorkspace
 ) -> None:

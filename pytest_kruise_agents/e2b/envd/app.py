@@ -11,6 +11,11 @@ One app serves every sandbox: the router puts the sandbox's
   services, built on the server stubs shipped in the ``e2b`` wheel, after the
   ``X-Access-Token`` check; the user comes from ``Authorization: Basic``.
 
+A request routed just before its sandbox stopped (paused or killed) gets
+what the proxy answers after the stop: 502 ``"The sandbox was not found ..."``
+on ``/init`` and ``/files``, ``unavailable`` on RPCs that start or list
+something.
+
 Every error is JSON (``{"code": int, "message"}`` on HTTP routes, Connect's
 ``{"code": "<code>", "message"}`` on unary RPCs), or, on a streaming RPC,
 Connect's streaming error: HTTP 200 and an end-of-stream message
@@ -42,7 +47,7 @@ from pytest_kruise_agents.e2b.envd.errors import GuardedCodec, http_error
 from pytest_kruise_agents.e2b.envd.files import DEFAULT_MAX_UPLOAD_BYTES, download, upload
 from pytest_kruise_agents.e2b.envd.filesystem import FilesystemService
 from pytest_kruise_agents.e2b.envd.process import ProcessService
-from pytest_kruise_agents.e2b.workspace import SandboxWorkspace, Workspaces
+from pytest_kruise_agents.e2b.workspace import SandboxStopped, SandboxWorkspace, Workspaces
 
 __all__ = ["WORKSPACE_KEY", "EnvdApp", "make_envd_app"]
 
@@ -109,6 +114,10 @@ class EnvdApp:
                     return
             try:
                 response = await self._http(scope, receive, ws)
+            except SandboxStopped as exc:
+                # Routed just before its sandbox stopped: answered as the proxy
+                # answers a request sent after the stop (the SDK: not running).
+                response = http_error(502, str(exc))
             except Exception as exc:
                 # A bug must cost one request a JSON 500, never the server.
                 _log.exception("envd %s %s failed", scope["method"], path)
@@ -116,10 +125,15 @@ class EnvdApp:
         await _send_response(response, scope, receive, send)
 
     async def _http(self, scope: Scope, receive: Receive, ws: SandboxWorkspace) -> Response:
-        """The plain HTTP routes: ``/health``, ``/init``, ``/files``."""
+        """The plain HTTP routes: ``/health``, ``/init``, ``/files``.
+
+        ``/init`` and ``/files`` raise :class:`SandboxStopped` once the sandbox stopped.
+        """
         path = scope["path"]
         if path == "/health":
             return self._health(scope)
+        if path in ("/init", "/files"):
+            ws.require_running()
         if path == "/init":
             return await self._init(Request(scope, receive), ws)
         if path == "/files":
@@ -176,6 +190,9 @@ class EnvdApp:
             and not check_token(ws, token)
         ):
             return http_error(401, "/init needs the sandbox's current access token")
+        # Again: the sandbox may have stopped while the body came in, and its
+        # next life's workspace (a fresh object) would never see this one's change.
+        ws.require_running()
         if env_vars:
             ws.env_vars.update(env_vars)
         if token is not None:

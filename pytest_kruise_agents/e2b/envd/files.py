@@ -17,6 +17,10 @@ conflicting parts, bad metadata, too large, bad body) changes nothing. Moved
 into place means written over an existing file in place (it keeps its inode
 and mode, as envd's ``O_TRUNC`` open does) or renamed to a new name.
 
+A sandbox paused or killed before the upload is committed gets none of it
+(:class:`~pytest_kruise_agents.e2b.workspace.SandboxStopped`, which the app
+answers as the proxy answers a stopped sandbox).
+
 A part's filename is read from its raw header bytes as UTF-8, as Go's
 ``mime.ParseMediaType`` reads it (:mod:`.mediatype`).
 """
@@ -186,7 +190,13 @@ class _Upload:
             staged.handle = None
 
     def commit(self, metadata: dict[str, str]) -> list[dict[str, object]]:
-        """Move every staged file into place, with ``metadata``; the upload's JSON answer."""
+        """Move every staged file into place, with ``metadata``; the upload's JSON answer.
+
+        Raises :class:`SandboxStopped` (nothing moved) if the sandbox stopped meanwhile.
+        """
+        # The sandbox may have been paused or killed while the body streamed in:
+        # a killed one's directory must not come back, a paused one must not change.
+        self.ws.require_running()
         for staged in self.files:
             self.close(staged)
             # Checked again as the last step before any change: a command may

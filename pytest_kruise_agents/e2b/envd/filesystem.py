@@ -61,6 +61,8 @@ _MAX_DEPTH = 64
 
 def _resolve(path: str, *, follow_symlinks: bool = True) -> tuple[SandboxWorkspace, Path]:
     state = context.current()
+    # A request routed just before a pause or kill touches nothing of the stopped sandbox.
+    state.workspace.require_running()
     return state.workspace, state.workspace.resolve(
         path, user=state.user, follow_symlinks=follow_symlinks
     )

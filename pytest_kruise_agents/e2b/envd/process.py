@@ -80,8 +80,14 @@ class ProcessService(Process):
     async def list(
         self, request: ListRequest, ctx: RequestContext[ListRequest, ListResponse], /
     ) -> ListResponse:
-        """Every running process with the config it was started with."""
-        table = context.current().workspace.existing_attachment(ProcessTable)
+        """Every running process with the config it was started with.
+
+        Refused once the sandbox stopped, as the proxy refuses a call after the
+        stop: an empty list would read as a running sandbox with nothing in it.
+        """
+        ws = context.current().workspace
+        ws.require_running()
+        table = ws.existing_attachment(ProcessTable)
         procs = table.processes() if table is not None else []
         return ListResponse(
             processes=[
