@@ -27,6 +27,8 @@ __all__ = ["E2BSandboxFactory", "SandboxClaimFactory", "SandboxSetFactory"]
 
 def _check_timeout(timeout: float) -> None:
     """Refuse a wait that is not a number of seconds >= 0 (NaN included), as ``run_until`` does."""
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise InvalidError("timeout", f"must be a number of seconds, got {timeout!r}")
     if not timeout >= 0:
         raise InvalidError("timeout", f"must be >= 0, got {timeout!r}")
 

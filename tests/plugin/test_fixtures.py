@@ -495,9 +495,14 @@ def test_a_bad_timeout_is_refused_before_anything_is_applied(suite: pytest.Pytes
             with pytest.raises(InvalidError, match="timeout: must be >= 0, got"):
                 sandbox_claim("base", timeout=timeout)
             assert kruise_cluster.list("sbc") == []
+
+        def test_a_timeout_of_another_kind(sandbox_claim, kruise_cluster):
+            with pytest.raises(InvalidError, match="timeout: must be a number of seconds, got '60'"):
+                sandbox_claim("base", timeout="60")
+            assert kruise_cluster.list("sbc") == []
         """
     )
-    suite.runpytest().assert_outcomes(passed=4)
+    suite.runpytest().assert_outcomes(passed=5)
 
 
 def test_e2b_sandbox_connection_keywords_replace_the_servers(suite: pytest.Pytester) -> None:
