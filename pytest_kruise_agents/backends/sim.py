@@ -55,7 +55,7 @@ from pytest_kruise_agents.backends.base import (
     TemplateView,
 )
 from pytest_kruise_agents.claiming.errors import NotFoundError as ClaimNotFound
-from pytest_kruise_agents.claiming.recycle import recycle_refusal, recycle_requested
+from pytest_kruise_agents.claiming.recycle import recycle_pending
 from pytest_kruise_agents.claiming.state import sandbox_state
 from pytest_kruise_agents.claiming.view import (
     SandboxView,
@@ -667,7 +667,9 @@ class SimBackend:
             if sbx is None or not sbx.metadata.annotations.get(keys.ANN_OWNER):
                 return None
             state, _ = sandbox_state(sbx, self.cluster.now_dt())
-            if state is SandboxState.RUNNING and _recycling(sbx):
+            if state is SandboxState.RUNNING and recycle_pending(sbx):
+                # Killed to be recycled: no traffic from the kill on, not from the
+                # controller's Recycling a watch lag (on the virtual clock, a step) later.
                 state = SandboxState.PAUSED
             init = init_request(sbx)
             return Route(
@@ -697,7 +699,7 @@ class SimBackend:
         state: str | None = None
         if new is not None and new.metadata.deletion_timestamp is None:
             state = e2b_state(new, self.cluster.now_dt())
-            if state == "running" and _recycling(new):
+            if state == "running" and recycle_pending(new):
                 state = "paused"
         if self._states.get(sid) == state:
             return
@@ -816,18 +818,6 @@ class _Unfinished(BaseException):
     def __init__(self, finish: Callable[[], Any]) -> None:
         super().__init__()
         self.finish = finish
-
-
-def _recycling(sbx: Sandbox) -> bool:
-    """Whether a kill asked to recycle ``sbx`` (and the Sandbox controller will): it is not running.
-
-    The kill writes only the trigger; the sandbox reads ``paused`` once the
-    controller has moved it to ``Recycling``, one watch lag later, and on the
-    virtual clock not before time next moves. Until then the killed sandbox
-    still took traffic and kept its commands, streams and kernels, where a
-    deleted one loses them as the kill is answered.
-    """
-    return recycle_requested(sbx) and recycle_refusal(sbx) is None
 
 
 def _go_strings(obj: KubeObject) -> KubeObject | dict[str, Any]:

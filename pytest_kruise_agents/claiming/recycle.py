@@ -42,6 +42,7 @@ __all__ = [
     "can_recycle_on_kill",
     "recycle_enabled",
     "recycle_ended",
+    "recycle_pending",
     "recycle_refusal",
     "recycle_requested",
     "recycle_timing",
@@ -126,6 +127,16 @@ def recycle_refusal(sbx: Sandbox) -> str | None:
     if sbx.spec.volume_claim_templates:
         return "a sandbox with volumeClaimTemplates cannot be recycled"
     return None
+
+
+def recycle_pending(sbx: Sandbox) -> bool:
+    """Whether a kill has asked to recycle ``sbx`` and the Sandbox controller will do it.
+
+    From the trigger on the sandbox is its caller's no longer: it takes no
+    traffic, though it reads ``running`` until the controller moves it to
+    ``Recycling`` (one watch lag later).
+    """
+    return recycle_requested(sbx) and recycle_refusal(sbx) is None
 
 
 def can_recycle_on_kill(sbx: Sandbox) -> bool:

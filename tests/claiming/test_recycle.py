@@ -18,6 +18,7 @@ from pytest_kruise_agents.claiming.recycle import (
     can_recycle_on_kill,
     recycle_enabled,
     recycle_ended,
+    recycle_pending,
     recycle_refusal,
     recycle_requested,
     recycle_timing,
@@ -51,6 +52,16 @@ def test_a_kill_recycles_only_a_running_enabled_sandbox_without_volumes() -> Non
     with_pvc.spec.volume_claim_templates = [{"metadata": {"name": "data"}}]
     assert not can_recycle_on_kill(with_pvc)
     assert recycle_refusal(with_pvc) == "a sandbox with volumeClaimTemplates cannot be recycled"
+
+
+def test_a_recycle_is_pending_once_triggered_unless_it_will_be_refused() -> None:
+    """The trigger on an enabled sandbox, without PVCs (which the controller refuses)."""
+    triggered = {**ENABLED, ANN_CLEANUP: "true"}
+    assert not recycle_pending(make_sandbox(owned=False, annotations=ENABLED))
+    assert recycle_pending(make_sandbox(owned=False, annotations=triggered))
+    with_pvc = make_sandbox(owned=False, annotations=triggered)
+    with_pvc.spec.volume_claim_templates = [{"metadata": {"name": "data"}}]
+    assert not recycle_pending(with_pvc)
 
 
 def test_retention_on_failure_is_a_positive_go_duration() -> None:

@@ -34,20 +34,18 @@ from connectrpc.errors import ConnectError
 from e2b.envd.process import process_pb
 from protobuf import Oneof
 
-from pytest_kruise_agents.e2b.daemons import MARKER_VAR, kill_marked, kill_sandbox_daemons
+from pytest_kruise_agents.e2b.daemons import MARKER_VAR, kill_sandbox_daemons
 from pytest_kruise_agents.e2b.envd.context import RequestState
 from pytest_kruise_agents.e2b.envd.streams import OpenStreams, check_running
 from pytest_kruise_agents.e2b.workspace import SandboxStopped, SandboxWorkspace, home_of
 
 __all__ = [
     "DEFAULT_PATH",
-    "MARKER_VAR",
     "ManagedProcess",
     "ProcessSpec",
     "ProcessTable",
     "PtySize",
     "exit_status",
-    "kill_marked",
 ]
 
 _log = logging.getLogger(__name__)

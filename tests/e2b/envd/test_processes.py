@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from pytest_kruise_agents.e2b.envd.processes import kill_marked
+from pytest_kruise_agents.e2b.daemons import kill_marked
 
 MARK = "KRUISE_TEST_MARK"
 
