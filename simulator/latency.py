@@ -38,6 +38,7 @@ from pydantic import (
 )
 
 from pytest_kruise_agents.api.durations import parse_duration
+from pytest_kruise_agents.api.problems import kind_and_value
 
 __all__ = [
     "Empirical",
@@ -61,7 +62,7 @@ _STANDARD_NORMAL = NormalDist()
 def parse_seconds(value: Any) -> float:
     """Seconds from a number or a Go duration string (``"250ms"``, ``"1.5s"``, ``"2"``)."""
     if isinstance(value, bool):
-        raise ValueError(f"expected seconds or a duration like '100ms', got {value!r}")
+        raise ValueError(f"expected seconds or a duration like '100ms', got {kind_and_value(value)}")
     if isinstance(value, int | float):
         seconds = float(value)
     elif isinstance(value, str):
@@ -71,7 +72,7 @@ def parse_seconds(value: Any) -> float:
         except ValueError:
             seconds = parse_duration(text).total_seconds()
     else:
-        raise ValueError(f"expected seconds or a duration like '100ms', got {value!r}")
+        raise ValueError(f"expected seconds or a duration like '100ms', got {kind_and_value(value)}")
     if not math.isfinite(seconds):
         raise ValueError(f"expected a finite duration, got {value!r}")
     return seconds
@@ -354,7 +355,7 @@ def parse_latency(value: Any) -> Latency:
     if isinstance(value, _MODELS):
         return value
     if isinstance(value, bool):
-        raise ValueError(f"invalid latency {value!r}: {_SYNTAX}")
+        raise ValueError(f"invalid latency, {kind_and_value(value)}: {_SYNTAX}")
     if isinstance(value, int | float):
         return _validate({"kind": "fixed", "value": value}, value)
     if isinstance(value, str):
@@ -370,7 +371,7 @@ def parse_latency(value: Any) -> Latency:
         if isinstance(kind, str) and kind in _KIND_ALIASES:
             data["kind"] = _KIND_ALIASES[kind]
         return _validate(data, value)
-    raise ValueError(f"invalid latency {value!r}: {_SYNTAX}")
+    raise ValueError(f"invalid latency, {kind_and_value(value)}: {_SYNTAX}")
 
 
 def _parse_text(text: str) -> Latency:

@@ -117,7 +117,8 @@ class Slo:
         if self.stat == "max":
             return 0.0
         q = _QUANTILES.get(self.stat)
-        return None if q is None else 1.0 - q / 100.0
+        # Rounded: 1 - 0.99 is 0.010000000000000009, which plan.json would print.
+        return None if q is None else round(1.0 - q / 100.0, 12)
 
     def met(self, value: float | None) -> bool:
         """Whether a measured value meets the goal (an undefined one does not)."""

@@ -37,7 +37,16 @@ from simulator.planning.scenario import PoolSpec, Scenario
 from simulator.planning.stats import Estimate
 from simulator.planning.study import Point, PointSummary, run_points
 
-__all__ = ["Candidate", "Goal", "PlanResult", "explain", "goal_verdict", "judge", "plan"]
+__all__ = [
+    "Candidate",
+    "Goal",
+    "PlanResult",
+    "explain",
+    "failed_limit",
+    "goal_verdict",
+    "judge",
+    "plan",
+]
 
 
 @dataclass
@@ -137,6 +146,11 @@ class PlanResult:
         return f"no size in {self.low}..{self.high} meets the goals"
 
     @property
+    def failed_limit(self) -> float | None:
+        """The failed share the goals allow (see :func:`failed_limit`)."""
+        return failed_limit(self.slo, self.max_failed)
+
+    @property
     def best(self) -> Candidate | None:
         """The candidate at the answer."""
         return None if self.answer is None else self.candidates.get(self.answer)
@@ -148,6 +162,7 @@ class PlanResult:
             "slo": None if self.slo is None else self.slo.text,
             "max_cold": self.max_cold,
             "max_failed": self.max_failed,
+            "failed_limit": self.failed_limit,
             "range": [self.low, self.high],
             "analytic": self.analytic.as_dict(),
             "analytic_measured_refill": (
@@ -211,20 +226,24 @@ def run_goals(summary: PointSummary, slo: Slo | None, max_failed: float | None) 
     (1% for a p99), and within ``max_failed`` if given (the stricter of the two).
     """
     goals: list[Goal] = []
-    limits: list[float] = []
     if slo is not None:
         goals.append(
             goal_verdict(slo.metric, summary.metrics.get(slo.metric), slo.seconds, slo.inclusive)
         )
-        if slo.tail_share is not None:
-            limits.append(slo.tail_share)
-    if max_failed is not None:
-        limits.append(max_failed)
-    if limits:
-        goals.append(
-            goal_verdict("failed_share", summary.metrics.get("failed_share"), min(limits), True)
-        )
+    limit = failed_limit(slo, max_failed)
+    if limit is not None:
+        goals.append(goal_verdict("failed_share", summary.metrics.get("failed_share"), limit, True))
     return goals
+
+
+def failed_limit(slo: Slo | None, max_failed: float | None) -> float | None:
+    """The failed share the goals allow: the stricter of ``max_failed`` and the SLO's tail.
+
+    A failed claim counts as slow, so a ``p99`` goal alone allows 1% failed.
+    ``None`` when neither limits it.
+    """
+    limits = [x for x in (None if slo is None else slo.tail_share, max_failed) if x is not None]
+    return min(limits) if limits else None
 
 
 def plan(

@@ -382,8 +382,10 @@ def _plan(plan: PlanResult, scenario: Scenario) -> str:
         goals.append(f"delivery {plan.slo.text}")
     if plan.max_cold is not None:
         goals.append(f"cold share <= {plan.max_cold:.2%}")
-    if plan.max_failed is not None:
-        goals.append(f"failed share <= {plan.max_failed:.2%}")
+    limit = plan.failed_limit
+    if limit is not None:
+        # The limit applied, which a latency goal can make stricter than --max-failed.
+        goals.append(f"failed share <= {limit:.2%}")
     parts = [
         "<h2>Answer</h2>",
         f"<p>Pool <code>{_e(plan.pool)}</code>, goals: {_e(', '.join(goals))}, range {plan.low}..{plan.high}.</p>",

@@ -153,6 +153,21 @@ def test_plan_max_failed_replaces_only_the_scenarios_failed_goal(
     assert goals == {"failed_share": 0.02, "cold_share": 0.6}
 
 
+def test_plan_reports_the_failed_limit_it_applies(tiny_file: Path, tmp_path: Path) -> None:
+    """A --max-failed looser than the p99's 1% tail: the report and plan show the 1% applied."""
+    out = tmp_path / "pl"
+    code, text, plan = _plan(
+        tiny_file, out, "--slo", "p99<1s", "--max-failed", "5%", "--range", "4:4"
+    )
+    assert code in (0, 1), text
+    assert (plan["max_failed"], plan["failed_limit"]) == (0.05, 0.01)
+    report = (out / "report.html").read_text()
+    assert "failed share &lt;= 1.00%" in report
+    assert "5.00%" not in report
+    code, text, plan = _plan(tiny_file, tmp_path / "b", "--max-cold", "60%", "--range", "4:4")
+    assert plan["failed_limit"] is None, text  # no latency goal and no --max-failed: no limit
+
+
 def test_bad_input_exits_2_with_one_clear_message(tiny_file: Path, tmp_path: Path) -> None:
     """A bad file, field, option or override: exit 2 and a message naming it; no output written."""
     bad = tmp_path / "bad.yaml"

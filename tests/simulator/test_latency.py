@@ -104,9 +104,9 @@ def test_a_model_parses_to_itself() -> None:
         ("normal(1s, -1s)", "stddev"),
         ("empirical()", "samples: must not be empty"),
         ("empirical(a=1s)", "only values"),
-        (True, "invalid latency True"),
-        (None, "invalid latency None"),
-        ([1, 2], "invalid latency"),
+        (True, "invalid latency, the boolean true"),
+        (None, "invalid latency, null"),
+        ([1, 2], "invalid latency, a list"),
         ({"low": 1}, "missing 'kind'"),
         ({"kind": "gamma"}, "unknown kind 'gamma'"),
         ({"kind": "uniform", "low": 1, "high": 2, "width": 3}, "width: unknown parameter"),
@@ -126,8 +126,10 @@ def test_seconds_accept_numbers_and_go_durations() -> None:
     assert parse_seconds("1.5") == 1.5
     assert parse_seconds("1m30s") == 90.0
     assert parse_seconds("250ms") == 0.25
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="got the boolean true"):
         parse_seconds(True)
+    with pytest.raises(ValueError, match="got a list"):
+        parse_seconds([1])
 
 
 # --------------------------------------------------------------------------- string form
