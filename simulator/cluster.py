@@ -174,12 +174,15 @@ class Cluster:
         if env.now + seconds >= last.total_seconds():
             # Timestamps are datetimes: beyond the year 9999 none could be written.
             raise InvalidError("seconds", f"would move the clock past {datetime.max.year}-12-31")
+        until = env.now + seconds
         with simulation_gc():
-            if seconds == 0:
+            if until <= env.now:
+                # Zero, or too small to move a clock this far on (1e-9 at t=1e10 rounds
+                # back to now, which SimPy refuses as a stop time): what is due now runs.
                 while env.peek() <= env.now:
                     env.step()
                 return
-            env.run(until=env.now + seconds)
+            env.run(until=until)
 
     def run_until(self, predicate: Callable[[], bool], *, timeout: float = 3600.0) -> bool:
         """Run until ``predicate()`` holds or ``timeout`` virtual seconds pass; return whether it held.

@@ -117,6 +117,18 @@ def test_time_arguments_are_finite_and_not_negative(cluster: Cluster) -> None:
     assert (err.value.field, err.value.reason) == ("timeout", "must be >= 0")
 
 
+def test_a_step_too_small_for_the_clock_runs_what_is_due_now(cluster: Cluster) -> None:
+    """At t=100, 1e-15 s rounds back to 100: ``advance`` runs what is due, as ``advance(0)``."""
+    cluster.advance(100)
+    hits: list[float] = []
+    due = cluster.env.timeout(0)
+    due.callbacks.append(lambda _: hits.append(cluster.now))
+    cluster.advance(1e-15)
+    assert (cluster.now, hits) == (100, [100])
+    cluster.advance(1e-6)
+    assert cluster.now == 100 + 1e-6
+
+
 def test_run_until_with_no_time_only_checks(cluster: Cluster) -> None:
     """``run_until(pred, timeout=0)`` runs nothing, not even an event due now; it checks once."""
     hits: list[float] = []
@@ -208,8 +220,8 @@ def test_bad_call_arguments_are_400_and_change_nothing(pooled: Cluster) -> None:
         # Numbers are not converted from other kinds of value.
         ({"kind": "api_error", "probability": True}, "probability", "must be a number, got True"),
         ({"kind": "api_error", "probability": "0.5"}, "probability", "must be a number"),
-        ({"kind": "node_loss", "start": True}, "start", "got True"),
-        ({"kind": "node_loss", "duration": False}, "duration", "got False"),
+        ({"kind": "node_loss", "start": True}, "start", "got the boolean true"),
+        ({"kind": "node_loss", "duration": False}, "duration", "got the boolean false"),
         ({"kind": "api_error", "code": True}, "code", "must be an integer, got True"),
         ({"kind": "api_error", "code": "503"}, "code", "must be an integer"),
         ({"kind": "pod_kill", "count": True}, "count", "must be an integer"),
