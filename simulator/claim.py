@@ -17,6 +17,7 @@ a cached copy older than its own last write to that sandbox.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Generator
 from datetime import datetime
 from typing import Any, Final, Literal, NoReturn
@@ -85,6 +86,11 @@ class _TimedOut:
 
 
 _TIMED_OUT: Final = _TimedOut()
+
+
+_GONE: Final = sys.maxsize
+"""The resourceVersion expected of a deleted object: no cached copy meets it; its DELETED
+event (or the expectation's timeout) clears the expectation."""
 
 
 def _rv(obj: Any) -> int:
@@ -505,12 +511,20 @@ class Claimer:
         key = sandbox_key(sbx)
         if failed_sandbox_cleanup(sbx, opts.reserve_failed_for, ctx.now_dt()) is None:
             try:
-                yield from api.delete(self.client, "Sandbox", meta.namespace, meta.name)
+                marked = yield from api.delete(self.client, "Sandbox", meta.namespace, meta.name)
             except ApiError as exc:
                 if not exc.is_not_found:
                     # Upstream #410: the locked sandbox leaks.
                     ctx.record("claim.cleanup_failed", f"{self.name} {key} {exc.code}")
                     return None
+                marked = None
+            # The cache must show the deletion (or its mark) before a copy of
+            # this sandbox counts again (see is_fresh), unless it has seen it go
+            # already: then no DELETED event would ever clear the expectation.
+            if marked is not None:
+                self.expect(marked)
+            elif self.cache.get("Sandbox", meta.namespace, meta.name) is not None:
+                self.expect(sbx, _GONE)
             ctx.record("claim.cleanup", f"{self.name} {key} deleted")
             return None
         current = sbx

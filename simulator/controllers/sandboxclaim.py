@@ -69,6 +69,10 @@ class ClaimAttempter(Protocol):
         """One claim attempt: the claimed Sandbox, or raise :class:`ClaimError`."""
         ...
 
+    def is_fresh(self, sbx: Sandbox) -> bool:
+        """Whether a cached copy is at least as new as the attempts' own last write to it."""
+        ...
+
 
 class SandboxClaimController(Reconciler[ClaimKey]):
     """Event-driven SandboxClaim reconciler (``--sandboxclaim-workers`` workers).
@@ -245,15 +249,23 @@ class SandboxClaimController(Reconciler[ClaimKey]):
         return True
 
     def _count_active(self, claim: SandboxClaim) -> int:
-        """``CountActiveSandboxes``: the claim's non-dead, non-reserved-failed sandboxes."""
+        """``CountActiveSandboxes``: the claim's non-dead, non-reserved-failed sandboxes.
+
+        A cached copy older than the attempts' own last write to it is not
+        counted: that write deleted or reserved a failed sandbox (a success
+        counts through ``_claimed``). Counted, a reconcile that follows at once
+        (a requeue that fired during the wave) would complete the claim with a
+        sandbox it never delivered.
+        """
         uid = claim.metadata.uid
         if not uid:
             return 0
         ns = claim.metadata.namespace
         now = self.ctx.now_dt()
+        is_fresh = self.claimer.is_fresh
         n = 0
         for sbx in self.cache.by_index("Sandbox", "claim-owner", uid):
-            if sbx.metadata.namespace != ns or is_reserved_failed(sbx):
+            if sbx.metadata.namespace != ns or is_reserved_failed(sbx) or not is_fresh(sbx):
                 continue
             if sandbox_state(sbx, now)[0] is not SandboxState.DEAD:
                 n += 1

@@ -161,3 +161,35 @@ def test_a_failed_status_write_does_not_make_the_claim_claim_again(seed: int) ->
     assert (status.phase, status.claimed_replicas) == ("Completed", 3)
     (failed_write,) = cluster.log.of_kind("sandboxclaim.reconcile_error")
     assert "500" in failed_write.detail
+
+
+@pytest.mark.parametrize("reserve", [False, True])
+@pytest.mark.parametrize("seed", range(3))
+def test_a_claim_never_counts_a_sandbox_its_own_attempt_failed(seed: int, reserve: bool) -> None:
+    """No stock, an image that never pulls: every attempt fails and deletes (or reserves) its sandbox.
+
+    A reconcile that follows at once (the 2 s requeue fired during the wave)
+    reads a cache that has not seen the deletion or the reserved label yet;
+    the copy older than the attempt's own write does not count, so the claim
+    times out with nothing claimed instead of reporting "Successfully claimed
+    1/1 sandboxes" for a sandbox it never delivered (upstream's e2e "should
+    timeout claim while preserving sandbox and pod failure evidence on image
+    pull failure").
+    """
+    cluster = Cluster(seed=seed, nodes=2)
+    cluster.inject("image_pull_failure")
+    cluster.apply(pool_yaml(replicas=0))
+    cluster.advance(1)
+    cluster.apply(
+        claim_yaml(
+            "c", replicas=1, waitReadyTimeout="2s", claimTimeout="30s", reserveFailedSandbox=reserve
+        )
+    )
+    cluster.advance(60)
+    status = cluster.get("sbc", "c").status
+    reason = next(c.reason for c in status.conditions if c.type == "Completed")
+    assert (status.phase, reason, status.claimed_replicas) == ("Completed", "TimeoutReached", 0)
+    assert not [r for r in cluster.records if r.claim_name == "c" and r.delivered is not None]
+    mine = cluster.list("sbx", "default", labels={keys.LABEL_CLAIM_NAME: "c"})
+    assert all(keys.LABEL_RESERVED_FAILED in s.metadata.labels for s in mine)
+    assert bool(mine) == reserve

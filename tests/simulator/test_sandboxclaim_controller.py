@@ -45,6 +45,9 @@ class FakeClaimer:
         self.duration = duration
         self.calls: list[tuple[float, ClaimOptions]] = []
 
+    def is_fresh(self, sbx: Sandbox) -> bool:
+        return True
+
     def try_claim(
         self, opts: ClaimOptions, record: ClaimRecord
     ) -> Generator[simpy.Event, Any, Sandbox]:
