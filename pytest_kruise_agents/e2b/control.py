@@ -46,6 +46,7 @@ from pytest_kruise_agents.backends.base import (
 )
 from pytest_kruise_agents.claiming.timeouts import parse_retention
 from pytest_kruise_agents.e2b.auth import authenticate, secured
+from pytest_kruise_agents.e2b.envvars import env_vars_problem
 from pytest_kruise_agents.e2b.errors import ApiError, WireJSONResponse
 from pytest_kruise_agents.e2b.settings import Settings
 from pytest_kruise_agents.e2b.state import state_of
@@ -201,6 +202,11 @@ def _template_detail(tpl: TemplateView) -> dict[str, Any]:
 
 async def _create(request: Request, caller: Caller, body: NewSandboxV2) -> WireJSONResponse:
     st = state_of(request)
+    # Refused before anything is claimed: the sandbox would keep these for every
+    # command and kernel it starts, and none of them could start (see envvars).
+    problem = env_vars_problem("envVars", body.env_vars or {})
+    if problem is not None:
+        raise ApiError(400, problem.message, field=problem.field)
     create = CreateRequest(
         template=body.template_id,
         timeout=body.timeout,

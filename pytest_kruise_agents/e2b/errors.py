@@ -4,7 +4,8 @@ This module turns whatever goes wrong into that body: coded
 :class:`~pytest_kruise_agents.claiming.errors.ClaimError` from the backend,
 :class:`ApiError` raised by the routes, FastAPI validation errors (400 naming
 the field, or upstream's 500 where the Go server answers 500), unknown routes
-(404), wrong methods (405), bad resources (400/404), and, via
+(404), wrong methods (405, ``Allow`` listing every method of the path), bad
+resources (400/404), and, via
 :class:`GuardMiddleware`, any unexpected exception (500) — the server never
 drops a request. :class:`WireJSONResponse` renders every JSON answer of the
 control plane and the admin API, so no string can make an answer fail.
@@ -22,6 +23,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pytest_kruise_agents.api.e2b import replace_surrogates
@@ -35,6 +37,7 @@ __all__ = [
     "BodyErrorPolicy",
     "GuardMiddleware",
     "WireJSONResponse",
+    "allowed_methods",
     "error_body",
     "error_response",
     "install_error_handlers",
@@ -57,6 +60,9 @@ BODY_ERROR_POLICY: Final[dict[str, BodyErrorPolicy]] = {
     "resume_sandbox": "all-500",
 }
 """Routes (by endpoint name) whose request-body errors upstream answers 500 instead of 400."""
+
+_METHODS: Final = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+"""The methods a 405's ``Allow`` may list, in the order it lists them."""
 
 _REASONS: Final[dict[int, str]] = {
     400: "Bad Request",
@@ -258,11 +264,31 @@ async def _on_http(request: Request, exc: Exception) -> JSONResponse:
     code = exc.status_code
     detail = exc.detail if isinstance(exc.detail, str) else None
     message = detail or _REASONS.get(code, "error")
+    headers = dict(exc.headers or {})
     if code == 404 and message == "Not Found":
         message = f"no route {request.method} {request.url.path}"
     elif code == 405:
         message = f"method {request.method} not allowed on {request.url.path}"
-    return error_response(code, message, request=request, headers=exc.headers)
+        # Starlette's Allow names only the methods of the first route whose path
+        # matched; FastAPI has one route per method (GET and DELETE /sandboxes/{id}).
+        headers["Allow"] = ", ".join(allowed_methods(request.app.router.routes, request.scope))
+    return error_response(code, message, request=request, headers=headers)
+
+
+def allowed_methods(routes: Sequence[BaseRoute], scope: Scope) -> list[str]:
+    """The methods some route in ``routes`` answers for ``scope``'s path (RFC 9110 ``Allow``)."""
+    allowed = []
+    for method in _METHODS:
+        probe = {
+            "type": "http",
+            "method": method,
+            "path": scope["path"],
+            "root_path": scope.get("root_path", ""),
+            "headers": [],
+        }
+        if any(route.matches(probe)[0] is Match.FULL for route in routes):
+            allowed.append(method)
+    return allowed
 
 
 def install_error_handlers(

@@ -209,6 +209,45 @@ def test_envs_reach_the_sandbox_route(server: Served) -> None:
     assert route.access_token  # what envd will check as X-Access-Token
 
 
+@pytest.mark.parametrize(
+    ("env_vars", "field", "message"),
+    [
+        (
+            {"A=B": "1"},
+            "envVars",
+            "envVars: invalid variable name 'A=B': a name must not contain '='",
+        ),
+        ({"A\0": "1"}, "envVars", "envVars: invalid variable name 'A\\x00'"),
+        ({"": "1"}, "envVars", "envVars: invalid variable name '': a name must not be empty"),
+        ({"OK": "1", "A": "x\0y"}, "envVars.A", "envVars.A: must not contain a NUL character"),
+    ],
+)
+@pytest.mark.parametrize("path", ["/v2/sandboxes", "/sandboxes", "/kruise/api/v2/sandboxes"])
+def test_env_vars_no_process_can_carry_are_a_400_naming_the_key_and_claim_nothing(
+    server: Served, path: str, env_vars: dict[str, str], field: str, message: str
+) -> None:
+    """A NUL cannot reach a process (execve takes C strings; Go's exec refuses it too) and
+    ``A=B`` would reach it as ``A`` = ``B=1``: kept, every command and kernel of the sandbox
+    would fail. The create refuses them before claiming anything."""
+    records = len(server.admin("GET", "/records").json())
+
+    r = server.request("POST", path, json={"templateID": "base", "envVars": env_vars})
+
+    assert r.status_code == 400, r.text
+    assert r.json()["message"].startswith(message)
+    assert r.json()["field"] == field
+    assert len(server.admin("GET", "/records").json()) == records  # no claim was attempted
+    pool = server.admin("GET", "/resources/sbs/default/base").json()
+    assert pool["status"]["availableReplicas"] == 4
+
+
+def test_the_sdk_reports_a_bad_env_var_name_at_create(server: Served) -> None:
+    with pytest.raises(SandboxException) as info:
+        Sandbox.create(template="base", envs={"A=B": "1"}, **server.sdk())
+
+    assert str(info.value).startswith("400: envVars: invalid variable name 'A=B'")
+
+
 def test_auto_pause_shows_in_the_lifecycle(server: Served) -> None:
     sbx = Sandbox.create(template="base", lifecycle={"on_timeout": "pause"}, **server.sdk())
     plain = Sandbox.create(template="base", **server.sdk())

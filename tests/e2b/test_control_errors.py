@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +13,10 @@ from e2b.exceptions import AuthenticationException, SandboxNotFoundException
 from fastapi.routing import APIRoute
 
 from pytest_kruise_agents.backends import SimBackend
-from pytest_kruise_agents.e2b import control
+from pytest_kruise_agents.e2b import admin, control
 from pytest_kruise_agents.e2b.settings import ApiKey, Settings
 
-from .conftest import ALICE, BOB, CAROL, Served, serve
+from .conftest import ADMIN, ALICE, BOB, CAROL, Served, serve
 
 
 def assert_error(r: httpx.Response, code: int) -> dict[str, Any]:
@@ -206,6 +207,54 @@ def test_a_trailing_slash_is_an_unknown_route_not_a_redirect(
 def test_a_wrong_method_is_405_json(server: Served) -> None:
     body = assert_error(server.request("PUT", "/v2/sandboxes"), 405)
     assert "PUT" in body["message"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("PUT", "/sandboxes/default--base-x", "GET, DELETE"),
+        ("POST", "/sandboxes/default--base-x", "GET, DELETE"),
+        ("OPTIONS", "/sandboxes/default--base-x", "GET, DELETE"),
+        ("PATCH", "/kruise/api/sandboxes/default--base-x", "GET, DELETE"),
+        ("DELETE", "/v2/sandboxes", "GET, POST"),
+        ("DELETE", "/kruise/api/v2/sandboxes", "GET, POST"),
+        ("GET", "/sandboxes", "POST"),
+        ("GET", "/sandboxes/default--base-x/timeout", "POST"),
+        ("PUT", "/_kruise/faults", "GET, POST, DELETE"),
+        ("POST", "/health", "GET"),
+    ],
+)
+def test_a_405_allows_every_method_of_the_resource(
+    server: Served, method: str, path: str, allow: str
+) -> None:
+    """RFC 9110 §15.5.6: ``Allow`` lists every method the resource supports, not only
+    those of the first route that matched the path."""
+    r = server.request(method, path)
+
+    assert_error(r, 405)
+    assert r.headers["allow"] == allow
+
+
+def _route_methods() -> dict[str, set[str]]:
+    """Every control-plane and admin path template with the methods routes declare for it."""
+    table: dict[str, set[str]] = {}
+    mounts = [("", control.router), (control.CUSTOMIZED_PREFIX, control.router), ("", admin.router)]
+    for prefix, router in mounts:
+        for route in router.routes:
+            if isinstance(route, APIRoute):
+                table.setdefault(prefix + route.path, set()).update(route.methods or ())
+    return table
+
+
+def test_every_route_answers_405_with_all_of_its_methods(server: Served) -> None:
+    for template, methods in _route_methods().items():
+        path = re.sub(r"\{[^}]+\}", "x", template)
+        wrong = next(m for m in ("PATCH", "PUT", "OPTIONS") if m not in methods)
+
+        r = server.request(wrong, path, key=ADMIN)
+
+        assert r.status_code == 405, (wrong, path, r.text)
+        assert set(r.headers["allow"].split(", ")) == methods, (wrong, path)
 
 
 def test_the_request_id_is_echoed_in_errors(server: Served) -> None:

@@ -5,7 +5,8 @@ One app serves every sandbox: the router puts the sandbox's
 ``scope["state"]["kruise_workspace"]`` and this app dispatches:
 
 * ``GET /health`` -> 204 (no auth);
-* ``POST /init`` -> store ``envVars`` / ``accessToken`` on the workspace, 204;
+* ``POST /init`` -> store ``envVars`` / ``accessToken`` on the workspace, 204
+  (400, nothing stored, for an env var no process can carry);
 * ``GET``/``POST /files`` -> download / upload (token or signed URL);
 * ``POST /process.Process/*`` and ``/filesystem.Filesystem/*`` -> the Connect
   services, built on the server stubs shipped in the ``e2b`` wheel, after the
@@ -15,6 +16,10 @@ A request routed just before its sandbox stopped (paused or killed) gets
 what the proxy answers after the stop: 502 ``"The sandbox was not found ..."``
 on ``/init`` and ``/files``, ``unavailable`` on RPCs that start or list
 something.
+
+A streaming request body cut inside an envelope, or one that does not inflate
+under its gzip encoding, is ``invalid_argument`` as connect-go answers it
+(:mod:`~pytest_kruise_agents.e2b.envd.envelopes`).
 
 Every error is JSON (``{"code": int, "message"}`` on HTTP routes, Connect's
 ``{"code": "<code>", "message"}`` on unary RPCs), or, on a streaming RPC,
@@ -31,7 +36,9 @@ import struct
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from connectrpc.code import Code
 from connectrpc.codec import proto_binary_codec, proto_json_codec
+from connectrpc.compression.gzip import GzipCompression
 from connectrpc.errors import ConnectError
 from e2b.envd.filesystem.filesystem_connect import FilesystemASGIApplication
 from e2b.envd.process.process_connect import ProcessASGIApplication
@@ -43,10 +50,12 @@ from pytest_kruise_agents.api.e2b import replace_surrogates
 from pytest_kruise_agents.e2b.drain import DrainBeforeErrorMiddleware
 from pytest_kruise_agents.e2b.envd import context
 from pytest_kruise_agents.e2b.envd.auth import AuthError, check_token, user_from_basic
-from pytest_kruise_agents.e2b.envd.errors import GuardedCodec, http_error
+from pytest_kruise_agents.e2b.envd.envelopes import EnvelopeFraming
+from pytest_kruise_agents.e2b.envd.errors import GuardedCodec, GuardedCompression, http_error
 from pytest_kruise_agents.e2b.envd.files import DEFAULT_MAX_UPLOAD_BYTES, download, upload
 from pytest_kruise_agents.e2b.envd.filesystem import FilesystemService
 from pytest_kruise_agents.e2b.envd.process import ProcessService
+from pytest_kruise_agents.e2b.envvars import env_vars_problem
 from pytest_kruise_agents.e2b.workspace import SandboxStopped, SandboxWorkspace, Workspaces
 
 __all__ = ["WORKSPACE_KEY", "EnvdApp", "make_envd_app"]
@@ -79,12 +88,19 @@ class EnvdApp:
         self.workspaces = workspaces
         self.max_upload_bytes = max_upload_bytes
         codecs = [GuardedCodec(proto_json_codec()), GuardedCodec(proto_binary_codec())]
+        compressions = [GuardedCompression(GzipCompression())]
         self._rpc: dict[str, Callable[[Scope, Receive, Send], Awaitable[None]]] = {
             "/process.Process/": ProcessASGIApplication(
-                ProcessService(), codecs=codecs, read_max_bytes=_MAX_RPC_BYTES
+                ProcessService(),
+                codecs=codecs,
+                compressions=compressions,
+                read_max_bytes=_MAX_RPC_BYTES,
             ),
             "/filesystem.Filesystem/": FilesystemASGIApplication(
-                FilesystemService(), codecs=codecs, read_max_bytes=_MAX_RPC_BYTES
+                FilesystemService(),
+                codecs=codecs,
+                compressions=compressions,
+                read_max_bytes=_MAX_RPC_BYTES,
             ),
         }
 
@@ -143,7 +159,9 @@ class EnvdApp:
     @staticmethod
     def _health(scope: Scope) -> Response:
         if scope["method"] not in ("GET", "HEAD"):
-            return http_error(405, f"method {scope['method']} not allowed on /health")
+            return http_error(
+                405, f"method {scope['method']} not allowed on /health", allow="GET, HEAD"
+            )
         return Response(status_code=204)
 
     async def _files(self, request: Request, ws: SandboxWorkspace) -> Response:
@@ -151,7 +169,9 @@ class EnvdApp:
             return await download(request, ws)
         if request.method == "POST":
             return await upload(request, ws, limit=self.max_upload_bytes)
-        return http_error(405, f"method {request.method} not allowed on /files")
+        return http_error(
+            405, f"method {request.method} not allowed on /files", allow="GET, HEAD, POST"
+        )
 
     async def _init(self, request: Request, ws: SandboxWorkspace) -> Response:
         """``POST /init {"envVars", "accessToken", ...}``: configure the sandbox, 204.
@@ -161,7 +181,7 @@ class EnvdApp:
         able to take a sandbox over.
         """
         if request.method != "POST":
-            return http_error(405, f"method {request.method} not allowed on /init")
+            return http_error(405, f"method {request.method} not allowed on /init", allow="POST")
         body = b""
         async for chunk in request.stream():
             body += chunk
@@ -181,6 +201,10 @@ class EnvdApp:
             and all(isinstance(k, str) and isinstance(v, str) for k, v in env_vars.items())
         ):
             return http_error(400, "envVars: must be an object of string values")
+        # Stored, they would fail every later command of the sandbox (see envvars).
+        problem = env_vars_problem("envVars", env_vars or {})
+        if problem is not None:
+            return http_error(400, problem.message)
         token = data.get("accessToken")
         if token is not None and not isinstance(token, str):
             return http_error(400, "accessToken: must be a string")
@@ -216,11 +240,25 @@ class EnvdApp:
         state = context.RequestState(ws, user)
         started = False
         held: Message | None = None
+        framing = EnvelopeFraming() if stream is not None else None
+        broken: ConnectError | None = None
 
         async def watch_receive() -> Message:
+            nonlocal broken
+            if broken is not None:
+                raise broken
             message = await receive()
             if message["type"] == "http.disconnect":
                 state.mark_disconnected()
+            elif framing is not None and message["type"] == "http.request":
+                framing.feed(message.get("body", b""))
+                problem = None if message.get("more_body") else framing.problem()
+                if problem is not None:
+                    # Handed on as not the last part: the reader takes the whole
+                    # messages before the break, then its next read fails, as
+                    # connect-go's does (see envelopes).
+                    broken = ConnectError(Code.INVALID_ARGUMENT, problem)
+                    message = {**message, "more_body": True}
             return message
 
         async def track_send(message: Message) -> None:

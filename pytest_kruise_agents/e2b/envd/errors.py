@@ -13,11 +13,13 @@ from __future__ import annotations
 import errno
 import functools
 import logging
+import zlib
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from connectrpc.code import Code
 from connectrpc.codec import Codec
+from connectrpc.compression import Compression
 from connectrpc.errors import ConnectError
 from starlette.responses import JSONResponse
 
@@ -26,6 +28,7 @@ from pytest_kruise_agents.e2b.workspace import PathEscapeError, SandboxStopped
 __all__ = [
     "HTTP_STATUS",
     "GuardedCodec",
+    "GuardedCompression",
     "connect_error",
     "fs_error",
     "guard_stream",
@@ -125,9 +128,10 @@ def guard_stream(
     return wrapper
 
 
-def http_error(status: int, message: str) -> JSONResponse:
-    """The JSON error body of envd's plain HTTP routes."""
-    return JSONResponse({"code": status, "message": message}, status_code=status)
+def http_error(status: int, message: str, *, allow: str | None = None) -> JSONResponse:
+    """The JSON error body of envd's plain HTTP routes; ``allow`` is a 405's ``Allow``."""
+    headers = {"Allow": allow} if allow is not None else None
+    return JSONResponse({"code": status, "message": message}, status_code=status, headers=headers)
 
 
 class GuardedCodec:
@@ -151,4 +155,35 @@ class GuardedCodec:
             raise ConnectError(
                 Code.INVALID_ARGUMENT,
                 f"invalid {message_class.__name__} message: {exc}",
+            ) from exc
+
+
+class GuardedCompression:
+    """A compression whose inflate failures are ``invalid_argument`` (not an unhandled 500).
+
+    connectrpc lets the ``zlib.error`` / ``EOFError`` of a body that is not
+    gzip escape as ``unknown`` (HTTP 500, with a traceback); connect-go
+    answers ``invalid_argument`` "decompress: ...". The size limit's
+    ``resource_exhausted`` passes through.
+    """
+
+    def __init__(self, inner: Compression) -> None:
+        self._inner = inner
+
+    def name(self) -> str:
+        return self._inner.name()
+
+    def compress(self, data: bytes | bytearray | memoryview) -> bytes:
+        return self._inner.compress(data)
+
+    def decompress(
+        self, data: bytes | bytearray | memoryview, read_max_bytes: int | None = None
+    ) -> bytes:
+        try:
+            return self._inner.decompress(data, read_max_bytes)
+        except ConnectError:
+            raise
+        except (zlib.error, EOFError, OSError) as exc:  # gzip.BadGzipFile is an OSError
+            raise ConnectError(
+                Code.INVALID_ARGUMENT, f"decompress: invalid {self.name()} data: {exc}"
             ) from exc

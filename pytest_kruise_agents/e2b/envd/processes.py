@@ -37,6 +37,7 @@ from protobuf import Oneof
 from pytest_kruise_agents.e2b.daemons import MARKER_VAR, kill_sandbox_daemons
 from pytest_kruise_agents.e2b.envd.context import RequestState
 from pytest_kruise_agents.e2b.envd.streams import OpenStreams, check_running
+from pytest_kruise_agents.e2b.envvars import env_vars_problem
 from pytest_kruise_agents.e2b.workspace import SandboxStopped, SandboxWorkspace, home_of
 
 __all__ = [
@@ -132,6 +133,17 @@ def _data_event(kind: str, chunk: bytes) -> Event:
         output = Oneof[Literal["pty"], bytes]("pty", chunk)
     data = Event.DataEvent(output=output)
     return Event(event=Oneof[Literal["data"], Event.DataEvent]("data", data))
+
+
+def _check_env(request: Mapping[str, str], sandbox: Mapping[str, str]) -> None:
+    problem = env_vars_problem("process.envs", request)
+    if problem is not None:
+        raise ConnectError(Code.INVALID_ARGUMENT, problem.message)
+    # The create and /init refuse these; a SandboxClaim's envVars or the Python
+    # API can still bring one. The request is fine, the sandbox is not.
+    problem = env_vars_problem("envVars", sandbox)
+    if problem is not None:
+        raise ConnectError(Code.FAILED_PRECONDITION, f"the sandbox's {problem.message}")
 
 
 def _set_winsize(fd: int, size: PtySize) -> None:
@@ -331,8 +343,13 @@ class ProcessTable:
                 raise ConnectError(Code.INVALID_ARGUMENT, "process: a pid or a tag is required")
 
     def environment(self, spec: ProcessSpec, user: str, cwd: str) -> dict[str, str]:
-        """Base env, then the sandbox's env vars, then the request's (which win), then the marker."""
+        """Base env, then the sandbox's env vars, then the request's (which win), then the marker.
+
+        An entry no process can carry is refused naming it, rather than left
+        to the spawn's bare "illegal environment variable name".
+        """
         ws = self.workspace
+        _check_env(spec.envs, ws.env_vars)
         home = str(ws.resolve(home_of(user), user=user))
         env = {
             "PATH": os.environ.get("PATH") or DEFAULT_PATH,

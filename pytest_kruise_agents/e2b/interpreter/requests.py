@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pytest_kruise_agents.api.e2b import replace_surrogates
+from pytest_kruise_agents.e2b.envvars import env_vars_problem
 from pytest_kruise_agents.e2b.interpreter.errors import InterpreterError
 
 __all__ = ["ContextRequest", "ExecuteRequest", "parse_context_request", "parse_execute_request"]
@@ -80,12 +81,12 @@ def _env_vars(data: Mapping[str, Any]) -> Mapping[str, str] | None:
     if not isinstance(value, dict):
         raise InterpreterError(400, f"env_vars: must be an object or null, got {_kind(value)}")
     for key, item in value.items():
-        if not key or "=" in key or "\0" in key:
-            raise InterpreterError(400, f"env_vars: invalid variable name {key!r}")
         if not isinstance(item, str):
             raise InterpreterError(400, f"env_vars.{key}: must be a string, got {_kind(item)}")
-        if "\0" in item:
-            raise InterpreterError(400, f"env_vars.{key}: must not contain a NUL character")
+    # The server's one rule for what a process can carry (the create and envd share it).
+    problem = env_vars_problem("env_vars", value)
+    if problem is not None:
+        raise InterpreterError(400, problem.message)
     return dict(value)
 
 

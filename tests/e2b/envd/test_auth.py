@@ -188,6 +188,28 @@ def test_a_bad_init_body_is_a_400_and_changes_nothing(envd: Envd, body: bytes, s
     assert (ws.env_vars, ws.access_token) == ({}, "")
 
 
+@pytest.mark.parametrize(
+    ("env_vars", "says"),
+    [
+        ({"A=B": "1"}, "envVars: invalid variable name 'A=B': a name must not contain '='"),
+        ({"A\0": "1"}, "envVars: invalid variable name 'A\\x00'"),
+        ({"": "1"}, "envVars: invalid variable name '': a name must not be empty"),
+        ({"A": "x\0y"}, "envVars.A: must not contain a NUL character"),
+    ],
+)
+def test_init_refuses_env_vars_no_process_can_carry_and_applies_nothing(
+    envd: Envd, env_vars: dict[str, str], says: str
+) -> None:
+    """Stored, they would fail every later command of the sandbox (see the create's check)."""
+    with envd.http("sbx-poison") as http:
+        r = http.post("/init", json={"envVars": {"GOOD": "1", **env_vars}, "accessToken": "tok"})
+    assert r.status_code == 400
+    assert r.json()["code"] == 400 and r.json()["message"].startswith(says)
+    ws = envd.workspace("sbx-poison")
+    assert (ws.env_vars, ws.access_token) == ({}, "")
+    assert envd.sandbox("sbx-poison").commands.run("echo ok").stdout == "ok\n"
+
+
 def test_files_take_the_user_from_the_username_parameter(envd: Envd) -> None:
     sbx = envd.sandbox()
     sbx.files.write("mine.txt", "root's", user="root")

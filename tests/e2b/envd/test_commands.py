@@ -240,9 +240,34 @@ def test_a_command_ends_when_its_output_closes_not_just_when_it_exits(envd: Envd
     os.kill(daemon, 9)
 
 
-def test_a_nul_byte_in_the_environment_is_refused(envd: Envd) -> None:
-    with pytest.raises(InvalidArgumentException, match="null byte"):
-        envd.sandbox().commands.run("true", envs={"BAD": "a\0b"})
+@pytest.mark.parametrize(
+    ("envs", "says"),
+    [
+        ({"BAD": "a\0b"}, "process.envs.BAD: must not contain a NUL character"),
+        ({"A=B": "1"}, "process.envs: invalid variable name 'A=B': a name must not contain '='"),
+        ({"A\0": "1"}, "process.envs: invalid variable name 'A\\x00'"),
+        ({"": "1"}, "process.envs: invalid variable name '': a name must not be empty"),
+    ],
+)
+def test_an_env_var_no_process_can_carry_is_refused_naming_it(
+    envd: Envd, envs: dict[str, str], says: str
+) -> None:
+    """One error naming the field and the key, not the spawn's bare "illegal environment
+    variable name"; the sandbox's next command runs."""
+    sbx = envd.sandbox()
+    with pytest.raises(InvalidArgumentException) as info:
+        sbx.commands.run("true", envs=envs)
+    assert says in str(info.value)
+    assert sbx.commands.run("echo ok").stdout == "ok\n"
+
+
+def test_a_sandbox_env_var_no_process_can_carry_fails_commands_naming_it(envd: Envd) -> None:
+    """The create and ``/init`` refuse such entries; one that came another way (a
+    SandboxClaim's ``envVars``, the Python API) fails each command with an error naming it."""
+    envd.add("sbx-poisoned", env_vars={"GOOD": "1", "A=B": "1"})
+    with pytest.raises(SandboxException, match="FAILED_PRECONDITION") as info:
+        envd.sandbox("sbx-poisoned").commands.run("true")
+    assert "the sandbox's envVars: invalid variable name 'A=B'" in str(info.value)
 
 
 def test_sigterm_lets_the_command_clean_up(envd: Envd) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
+import json
+import struct
 from pathlib import Path
 
 import httpx
@@ -67,6 +70,109 @@ def test_a_bad_stream_request_ends_the_stream_with_an_error(envd: Envd) -> None:
         list(client.start(request, headers={"E2b-Sandbox-Id": "sbx-default"}))
 
 
+def _envelope(payload: bytes, flags: int = 0) -> bytes:
+    return struct.pack(">BI", flags, len(payload)) + payload
+
+
+def _frames(body: bytes) -> list[tuple[int, bytes]]:
+    out = []
+    while body:
+        flags, length = struct.unpack(">BI", body[:5])
+        out.append((flags, body[5 : 5 + length]))
+        body = body[5 + length :]
+    return out
+
+
+_START = _envelope(b'{"process": {"cmd": "/bin/echo", "args": ["x"]}}')
+_STREAM = {"Content-Type": "application/connect+json", "Connect-Protocol-Version": "1"}
+_GZIP_STREAM = {**_STREAM, "Connect-Content-Encoding": "gzip"}
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "headers", "says"),
+    [
+        ("/process.Process/Start", _START[:3], _STREAM, "protocol error: incomplete envelope"),
+        (
+            "/process.Process/Start",
+            struct.pack(">BI", 0, 40) + b'{"process"',
+            _STREAM,
+            "protocol error: promised 40 bytes in enveloped message, got 10 bytes",
+        ),
+        (
+            "/process.Process/StreamInput",
+            _envelope(b'{"start": {"process": {"pid": 1}}}')[:8],
+            _STREAM,
+            "protocol error: promised 34 bytes in enveloped message, got 3 bytes",
+        ),
+        (
+            "/process.Process/Start",
+            _envelope(b"not gzip", flags=1),
+            _GZIP_STREAM,
+            "decompress: invalid gzip data",
+        ),
+        (
+            "/process.Process/Start",
+            _envelope(gzip.compress(_START[5:])[:12], flags=1),
+            _GZIP_STREAM,
+            "decompress: invalid gzip data",
+        ),
+    ],
+)
+def test_a_broken_stream_body_ends_the_stream_with_invalid_argument(
+    envd: Envd, path: str, body: bytes, headers: dict[str, str], says: str
+) -> None:
+    """As connect-go answers a body cut short or not inflatable: the stream's end message
+    carries ``invalid_argument`` naming the problem (not ``unimplemented`` "zero messages",
+    not ``unknown``), and nothing ran."""
+    with envd.http() as http:
+        r = http.post(path, content=body, headers=headers)
+        assert r.status_code == 200, r.text
+        [(flags, end)] = _frames(r.content)
+        assert flags == 0b10
+        error = json.loads(end)["error"]
+        assert error["code"] == "invalid_argument"
+        assert error["message"].startswith(says)
+        assert http.get("/health").status_code == 204
+
+
+def test_a_stream_whose_last_message_is_cut_short_reads_the_complete_ones_first(
+    envd: Envd,
+) -> None:
+    """connect-go reads the whole messages before the break, then fails the next read: the
+    stream's complete start event attaches to the command, the broken data event ends it."""
+    sbx = envd.sandbox()
+    handle = sbx.commands.run("cat", background=True, stdin=True)
+    start = _envelope(json.dumps({"start": {"process": {"pid": handle.pid}}}).encode())
+    data = _envelope(b'{"data": {"input": {"stdin": "aGkK"}}}')
+    with envd.http() as http:
+        r = http.post("/process.Process/StreamInput", content=start + data[:-4], headers=_STREAM)
+    [(flags, end)] = _frames(r.content)
+    assert flags == 0b10
+    assert json.loads(end)["error"]["code"] == "invalid_argument"
+    assert "promised" in json.loads(end)["error"]["message"]
+    sbx.commands.send_stdin(handle.pid, "after\n")
+    sbx.commands.close_stdin(handle.pid)
+    assert handle.wait().stdout == "after\n"  # the broken data event wrote nothing
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'{"path": "/"}', gzip.compress(b'{"path": "/"}')[:12]],
+    ids=["not-gzip", "truncated-gzip"],
+)
+def test_a_unary_body_that_does_not_inflate_is_a_400_invalid_argument(
+    envd: Envd, body: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``Content-Encoding: gzip`` over bytes that are not gzip: the client's error, no traceback."""
+    headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+    with envd.http() as http:
+        r = http.post("/filesystem.Filesystem/Stat", content=body, headers=headers)
+    assert r.status_code == 400, r.text
+    assert r.json()["code"] == "invalid_argument"
+    assert r.json()["message"].startswith("decompress: invalid gzip data")
+    assert not [rec for rec in caplog.records if rec.exc_info]
+
+
 def test_unknown_routes_and_methods_are_json_errors(envd: Envd) -> None:
     with envd.http() as http:
         unknown = http.get("/nowhere")
@@ -78,6 +184,24 @@ def test_unknown_routes_and_methods_are_json_errors(envd: Envd) -> None:
         assert http.get("/init").status_code == 405
         missing = http.get("/files")
         assert (missing.status_code, missing.json()["code"]) == (400, 400)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("POST", "/health", "GET, HEAD"),
+        ("DELETE", "/files", "GET, HEAD, POST"),
+        ("GET", "/init", "POST"),
+    ],
+)
+def test_a_405_lists_the_methods_of_the_route(
+    envd: Envd, method: str, path: str, allow: str
+) -> None:
+    """RFC 9110 §15.5.6: a 405 carries ``Allow``."""
+    with envd.http() as http:
+        r = http.request(method, path)
+    assert r.status_code == 405
+    assert r.headers["allow"] == allow
 
 
 def test_without_a_workspace_in_scope_the_app_answers_500_json(tmp_path: Path) -> None:
