@@ -31,9 +31,9 @@ from typing import Any, Literal
 
 from pytest_kruise_agents.claiming.retry import CLAIM_RETRY
 from simulator.erlang import erlang_b, erlang_c
-from simulator.planning.arrivals import PoissonArrivals
+from simulator.planning.arrivals import PoissonArrivals, TraceArrivals, TraceRow
 from simulator.planning.errors import PlanningError
-from simulator.planning.scenario import PoolSpec, Scenario
+from simulator.planning.scenario import PoolSpec, Scenario, WorkloadSpec
 from simulator.profile import Profile
 
 __all__ = [
@@ -165,25 +165,33 @@ def parse_max_share(text: str, option: str = "--max-cold") -> float:
     return value
 
 
+def _claims_from(wl: WorkloadSpec, pool: PoolSpec) -> bool:
+    """Whether workload ``wl`` claims from ``pool`` (a trace: any of its rows does)."""
+    if isinstance(wl.arrivals, TraceArrivals):
+        return any(_row_pool(wl, r) == (pool.namespace, pool.name) for r in wl.arrivals.rows)
+    return (wl.namespace, wl.template) == (pool.namespace, pool.name)
+
+
+def _row_pool(wl: WorkloadSpec, row: TraceRow) -> tuple[str, str | None]:
+    """The pool a trace row claims from: its own template and namespace, else the workload's."""
+    return (row.namespace or wl.namespace, row.template or wl.template)
+
+
 def offered_rate(scenario: Scenario, pool: PoolSpec) -> float:
-    """Mean sandboxes claimed per second from ``pool`` over the measured window."""
+    """Mean sandboxes claimed per second from ``pool`` over the measured window.
+
+    A trace names the pool row by row (the workload's ``template`` is only
+    the default), so only the rows that claim from ``pool`` count.
+    """
     lo, hi = scenario.warmup, scenario.horizon
     total = 0.0
     for wl in scenario.workloads:
-        if wl.template is not None and (wl.namespace, wl.template) != (pool.namespace, pool.name):
-            continue
         arrivals = wl.arrivals
-        if wl.template is None:
-            rows = getattr(arrivals, "rows", [])
-            n = sum(
-                1
-                for r in rows
-                if lo <= r.time < hi
-                and (r.template or "") == pool.name
-                and (r.namespace or wl.namespace) == pool.namespace
-            )
-            total += float(n)
-        else:
+        if isinstance(arrivals, TraceArrivals):
+            key = (pool.namespace, pool.name)
+            n = sum(1 for r in arrivals.rows if lo <= r.time < hi and _row_pool(wl, r) == key)
+            total += float(n) * wl.claim.replicas
+        elif _claims_from(wl, pool):
             total += arrivals.expected(lo, hi) * wl.claim.replicas
     return total / (hi - lo) if hi > lo else 0.0
 
@@ -267,11 +275,7 @@ def analytic_estimate(
     load = rate * refill
     cold_latency = cold_latency_estimate(profile)
     notes: list[str] = []
-    workloads = [
-        wl
-        for wl in scenario.workloads
-        if wl.template is None or (wl.namespace, wl.template) == (pool.namespace, pool.name)
-    ]
+    workloads = [wl for wl in scenario.workloads if _claims_from(wl, pool)]
     create = all(wl.claim.create_on_no_stock for wl in workloads)
     if not all(isinstance(wl.arrivals, PoissonArrivals) for wl in workloads):
         notes.append("arrivals are not Poisson: Erlang uses their mean rate only")

@@ -28,6 +28,7 @@ from simulator.planning.scenario import ClaimSpec
 from simulator.records import PHASES, ClaimRecord
 
 __all__ = [
+    "RATE_LIMITED",
     "SANDBOXCLAIM_TTL",
     "SandboxClaimTracker",
     "e2b_metadata",
@@ -36,6 +37,9 @@ __all__ = [
     "sandboxclaim_outcomes",
     "volume_mounts",
 ]
+
+RATE_LIMITED = "RateLimited"
+"""The pick-failure reason of a no-stock creation the manager's create limiter refused."""
 
 SANDBOXCLAIM_TTL = "5m"
 """``ttlAfterCompleted`` of the workload's SandboxClaims: long runs do not keep them all."""
@@ -150,6 +154,7 @@ def e2b_outcome(workload: int, pool: str, rec: ClaimRecord, *, phases: bool) -> 
         attempts=rec.attempts,
         reason=rec.error_reason,
         phases=_phases(rec) if phases else None,
+        create_refused=rec.pick_failures.get(RATE_LIMITED, 0),
     )
 
 

@@ -48,6 +48,7 @@ from simulator.planning.loading import load_scenario
 from simulator.planning.metrics import RunResult
 from simulator.planning.outputs import (
     check_out_dir,
+    remove_claims_csv,
     summary_payload,
     write_claims_csv,
     write_summary,
@@ -228,10 +229,11 @@ def _finish(
         limits=limits,
     )
     files = [write_summary(out, payload)]
-    if claims_csv:
-        csv_path = write_claims_csv(out, summaries)
-        if csv_path is not None:
-            files.append(csv_path)
+    csv_path = write_claims_csv(out, summaries) if claims_csv else None
+    if csv_path is not None:
+        files.append(csv_path)
+    else:
+        remove_claims_csv(out)  # an earlier run's claims must not pass for these
     files.append(
         write_report(
             out,

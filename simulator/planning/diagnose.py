@@ -14,8 +14,9 @@ from simulator.planning.formatting import fmt_value
 from simulator.planning.plan import Goal, goal_verdict, run_goals
 from simulator.planning.scenario import Goals, Scenario
 from simulator.planning.study import PointSummary
+from simulator.profile import Profile
 
-__all__ = ["check_goals", "limits"]
+__all__ = ["check_goals", "create_limit", "limits"]
 
 
 def check_goals(summary: PointSummary, goals: Goals) -> list[Goal]:
@@ -113,23 +114,15 @@ def limits(summary: PointSummary, scenario: Scenario) -> list[str]:
             f"Nodes ran out of room: up to {pending:,.0f} pods waited for a node; add nodes or "
             "make sandboxes smaller."
         )
-    slots = m("node_pods_peak")
-    capacity = m("node_pod_slots") or 0.0
-    if slots is not None and slots >= 0.75:
-        free = capacity * (1 - slots)
-        lines.append(
-            f"Node pod slots peaked at {slots:.0%} of {capacity:,.0f}: node capacity is the next "
-            f"limit (about {free:,.0f} more sandboxes fit at the peak)."
-        )
+    slots_line = _pod_slots(summary, scenario, pending)
+    if slots_line is not None:
+        lines.append(slots_line)
     busiest = m("node_busiest_cpu_peak")
     if busiest is not None and busiest >= 0.95:
         lines.append(f"The busiest node's CPU requests reached {busiest:.0%} of allocatable.")
-    peak_cold = max((max(r.series.get("rate_cold") or [0.0]) for r in summary.runs), default=0.0)
-    if peak_cold > 0.5 * profile.create_qps:
-        lines.append(
-            f"Cold creations peaked at {peak_cold:,.3g}/s against the manager's create limit of "
-            f"{profile.create_qps:g}/s (--max-create-qps): claims beyond it queue for a token."
-        )
+    create_line = create_limit(summary, profile)
+    if create_line is not None:
+        lines.append(create_line)
     warm = m("warm_p99")
     if warm is not None:
         lines.append(
@@ -140,3 +133,42 @@ def limits(summary: PointSummary, scenario: Scenario) -> list[str]:
         kinds = ", ".join(sorted({f.kind for f in scenario.faults}))
         lines.append(f"Injected faults: {kinds}.")
     return lines
+
+
+def _pod_slots(summary: PointSummary, scenario: Scenario, pending: float) -> str | None:
+    """The pod-slot line: the peak share of the slots on nodes that take pods, and what is left.
+
+    A lost node's slots are no room (the run samples only the nodes that take
+    pods), so this never says sandboxes fit while pods wait for a node.
+    """
+    slots = summary.mean("node_pods_peak")
+    if slots is None or slots < 0.75:
+        return None
+    capacity = summary.mean("node_pod_slots") or 0.0
+    free = summary.mean("free_pod_slots_min")
+    lost = any(f.kind == "node_loss" for f in scenario.faults)
+    of = (
+        f"of the slots on the nodes that take pods ({capacity:,.0f} with every node up)"
+        if lost
+        else f"of {capacity:,.0f}"
+    )
+    if pending > 0:
+        return f"Node pod slots peaked at {slots:.0%} {of}: node capacity is the limit."
+    left = "" if free is None else f" (about {free:,.0f} more sandboxes fit at the peak)"
+    return f"Node pod slots peaked at {slots:.0%} {of}: node capacity is the next limit{left}."
+
+
+def create_limit(summary: PointSummary, profile: Profile) -> str | None:
+    """The create-limit line, when the manager's limiter made claims wait for a token; else None.
+
+    Measured on what the limiter acts on: the claims it refused a creation
+    token (they retried), not a rate of cold deliveries per sample step.
+    """
+    limited = summary.mean("create_limited") or 0.0
+    if limited <= 0:
+        return None
+    return (
+        f"The manager's create limit ({profile.create_qps:g}/s, burst {profile.create_burst}; "
+        f"--max-create-qps) refused {limited:,.1f} claims per run a token for a cold creation: "
+        "they retried, and cold claims beyond the limit queue for it."
+    )

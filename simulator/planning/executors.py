@@ -263,6 +263,12 @@ class DaskExecutor:
                 raise PlanningError(
                     f"--dask: cannot reach the scheduler at {address}: {exc}"
                 ) from None
+            except (ValueError, TypeError) as exc:
+                # dask's own words ("missing port number in address ...") name no option.
+                raise PlanningError(
+                    f"--dask: {address!r} is not a scheduler address "
+                    f"(expected e.g. tcp://host:8786): {exc}"
+                ) from None
             self._own = True
 
     def run(

@@ -36,6 +36,7 @@ METRIC_ROWS: tuple[tuple[str, str], ...] = (
     ("cold_p99", "cold delivery p99"),
     ("cold_share", "cold share (of delivered)"),
     ("waited_share", "claims that retried (waited)"),
+    ("create_limited", "claims that waited for a create token"),
     ("failed_share", "failed share"),
     ("throughput", "delivered per second"),
     ("node_cpu_mean", "node CPU requested, mean"),
@@ -43,6 +44,7 @@ METRIC_ROWS: tuple[tuple[str, str], ...] = (
     ("node_busiest_cpu_peak", "busiest node CPU, peak"),
     ("node_mem_mean", "node memory requested, mean"),
     ("node_pods_peak", "node pod slots used, peak"),
+    ("free_pod_slots_min", "free pod slots, fewest"),
     ("pending_pods_peak", "pods waiting for a node, peak"),
     ("idle_sandbox_hours", "idle pool sandbox-hours"),
     ("idle_cpu_core_hours", "idle pool CPU core-hours"),
@@ -79,7 +81,17 @@ def _kind(metric: str) -> str:
         return "count"
     if metric.endswith("_share") or metric.startswith("node_"):
         return "share"
-    if metric in ("claims", "delivered", "failed", "unfinished", "replicas", "warm", "cold"):
+    if metric in (
+        "claims",
+        "delivered",
+        "failed",
+        "unfinished",
+        "replicas",
+        "warm",
+        "cold",
+        "create_limited",
+        "free_pod_slots_min",
+    ):
         return "count"
     return "number"
 

@@ -110,6 +110,8 @@ def parse_scenario(
     except ValidationError as exc:
         path, reason = first_problem(exc.errors(), _field_names())
         raise ScenarioError(source, path, reason, line=line_of(root, path)) from None
+    # Overrides (and the sweep checked below) read a changed trace file from here too.
+    scenario._base_dir = base_dir
     _check_sweep(scenario, source, root)
     return scenario
 
@@ -152,7 +154,9 @@ def _read_traces(data: dict[str, Any], source: str, base_dir: Path, root: yaml.N
         if not isinstance(arrivals, dict) or arrivals.get("kind") != "trace":
             continue
         if arrivals.get("rows"):
-            continue  # already loaded (a scenario dumped and validated again)
+            # Already loaded: a scenario dumped and validated again (an override
+            # of the file drops the rows, see ``apply_overrides``).
+            continue
         file = arrivals.get("file")
         where = f"workloads[{i}].arrivals.file"
         if not isinstance(file, str) or not file:

@@ -99,7 +99,13 @@ def pool_metrics(
 def node_metrics(
     series: Series, *, lo: float, hi: float, pod_slots: int
 ) -> dict[str, float | None]:
-    """Node use over the window (all samples if none falls inside it)."""
+    """Node use over the window (all samples if none falls inside it).
+
+    Pod slots count the nodes that take pods at each sample (a lost node's do
+    not): ``node_pods_peak`` is the largest share of them used, and
+    ``free_pod_slots_min`` the fewest left free; ``node_pod_slots`` is every
+    node's slots together.
+    """
     inside = window_indexes(series, lo, hi) or list(range(len(series["t"])))
 
     def values(name: str) -> list[float]:
@@ -113,6 +119,10 @@ def node_metrics(
         vals = values(name)
         return max(vals) if vals else None
 
+    def low(name: str) -> float | None:
+        vals = values(name)
+        return min(vals) if vals else None
+
     return {
         "node_cpu_mean": mean("node_cpu"),
         "node_cpu_peak": peak("node_cpu"),
@@ -122,6 +132,7 @@ def node_metrics(
         "pending_pods_peak": peak("pending_pods"),
         "node_pods_peak": peak("node_pods"),
         "node_pod_slots": float(pod_slots),
+        "free_pod_slots_min": low("free_pod_slots"),
     }
 
 

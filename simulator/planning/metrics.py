@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
+from fractions import Fraction
 from typing import Any
 
 __all__ = [
@@ -39,6 +40,8 @@ class Outcome:
     attempts: int = 0
     reason: str | None = None
     phases: dict[str, Any] | None = None
+    create_refused: int = 0
+    """Attempts the manager's create limiter refused a token (the claim retried)."""
 
     @property
     def latency(self) -> float | None:
@@ -88,11 +91,16 @@ class RunResult:
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float | None:
-    """Nearest-rank percentile ``q`` (0..100) of already sorted values; None if empty."""
+    """Nearest-rank percentile ``q`` (0..100) of already sorted values; None if empty.
+
+    The rank ``ceil(q/100 · n)`` is computed on the decimal ``q`` is written
+    as, exactly: in floats ``99.9 / 100 * 1000`` is ``999.0000000000001``,
+    whose ceiling would be one rank too high.
+    """
     n = len(sorted_values)
     if n == 0:
         return None
-    rank = max(1, math.ceil(q / 100.0 * n))
+    rank = max(1, math.ceil(Fraction(str(q)) * n / 100))
     return sorted_values[min(rank, n) - 1]
 
 
@@ -122,8 +130,10 @@ def summarise_outcomes(
     failures: dict[str, int] = {}
     retried = 0
     attempts = 0
+    refused = 0
     for o in outcomes:
         attempts += o.attempts
+        refused += o.create_refused > 0
         if o.attempts > 1:
             retried += 1
         lat = o.latency
@@ -150,6 +160,8 @@ def summarise_outcomes(
         "cold_share": len(cold) / delivered if delivered else None,
         "waited_share": retried / n if n else None,
         "attempts_mean": attempts / n if n else None,
+        # What the create limiter acted on: claims it made wait for a token.
+        "create_limited": float(refused),
         "latency_mean": _mean(everything),
         "latency_p50": percentile(everything, 50),
         "latency_p90": percentile(everything, 90),

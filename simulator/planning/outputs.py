@@ -1,4 +1,9 @@
-"""The files a planning command writes: ``summary.json`` and, optionally, ``claims.csv``."""
+"""The files a planning command writes: ``summary.json`` and, optionally, ``claims.csv``.
+
+Every file of an earlier run into the same folder is replaced or removed:
+``report.html`` carries its plots inline, and a ``claims.csv`` this run does
+not write is deleted.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +22,13 @@ from simulator.planning.scenario import Scenario
 from simulator.planning.study import PointSummary
 from simulator.records import PHASES
 
-__all__ = ["check_out_dir", "summary_payload", "write_claims_csv", "write_summary"]
+__all__ = [
+    "check_out_dir",
+    "remove_claims_csv",
+    "summary_payload",
+    "write_claims_csv",
+    "write_summary",
+]
 
 
 def _clean(value: Any) -> Any:
@@ -120,7 +131,8 @@ def write_claims_csv(out_dir: Path, summaries: Sequence[PointSummary]) -> Path |
 
     Columns: the point's labels, ``replication``, then the claim's workload,
     pool, times, warm/cold, attempts, error and each phase. Return None when
-    no run kept its claims.
+    no run kept its claims (``plan`` without an answer): then no file is
+    written and the ``claims.csv`` of an earlier run into ``out_dir`` is removed.
     """
     rows: list[dict[str, Any]] = []
     label_cols: dict[str, None] = {}
@@ -130,6 +142,7 @@ def write_claims_csv(out_dir: Path, summaries: Sequence[PointSummary]) -> Path |
             for claim in run.claims or []:
                 rows.append({**s.labels, "replication": run.replication, **claim})
     if not rows:
+        remove_claims_csv(out_dir)
         return None
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "claims.csv"
@@ -140,3 +153,12 @@ def write_claims_csv(out_dir: Path, summaries: Sequence[PointSummary]) -> Path |
         for row in rows:
             writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in columns})
     return path
+
+
+def remove_claims_csv(out_dir: Path) -> None:
+    """Remove the ``claims.csv`` an earlier run left in ``out_dir``, if any.
+
+    A command that writes no claims must not leave an older file next to its
+    new ``summary.json``, where it would read as this run's claims.
+    """
+    (out_dir / "claims.csv").unlink(missing_ok=True)

@@ -31,6 +31,7 @@ from typing import Any
 
 import yaml
 
+from simulator.planning.arrivals import TraceArrivals
 from simulator.planning.errors import ScenarioError
 from simulator.planning.loading import parse_scenario
 from simulator.planning.scenario import Scenario
@@ -211,8 +212,30 @@ def apply_overrides(scenario: Scenario, sets: Sequence[tuple[str, Any]]) -> Scen
         except ScenarioError as exc:
             # Name the override as it was typed, as a value refused below does.
             raise ScenarioError(f"--set {path}={show_value(value)}", exc.path, exc.reason) from None
+    _forget_replaced_traces(data, scenario)
     try:
-        return parse_scenario(data, source=_SOURCE)
+        return parse_scenario(data, source=_SOURCE, base_dir=scenario.base_dir)
     except ScenarioError as exc:
         shown = ", ".join(f"{p}={show_value(v)}" for p, v in sets)
+        if exc.source != _SOURCE:
+            # A bad row of a trace file: keep the file and line that name it.
+            raise ScenarioError(f"--set {shown}", "", str(exc)) from None
         raise ScenarioError(f"--set {shown}", exc.path, exc.reason) from None
+
+
+def _forget_replaced_traces(data: dict[str, Any], scenario: Scenario) -> None:
+    """Drop the loaded rows of every trace workload whose ``file`` an override changed.
+
+    The dump carries the rows read from the old file; without them the new
+    file is read (and a missing one refused) as when the scenario was loaded.
+    """
+    workloads = data.get("workloads")
+    if not isinstance(workloads, list):
+        return
+    for i, wl in enumerate(workloads):
+        arrivals = wl.get("arrivals") if isinstance(wl, dict) else None
+        if not isinstance(arrivals, dict) or "rows" not in arrivals:
+            continue
+        before = scenario.workloads[i].arrivals if i < len(scenario.workloads) else None
+        if not isinstance(before, TraceArrivals) or before.file != arrivals.get("file"):
+            del arrivals["rows"]

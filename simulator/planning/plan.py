@@ -113,9 +113,14 @@ class Candidate:
         return all(g.certain for g in self.goals)
 
     @property
+    def one_replication(self) -> bool:
+        """Whether a goal was measured in one replication only (no interval to judge it by)."""
+        return any(g.estimate is not None and g.estimate.n < 2 for g in self.goals)
+
+    @property
     def confidence(self) -> str:
         """How sure the candidate's verdict is, in words (one replication has no interval)."""
-        if any(g.estimate is not None and g.estimate.n < 2 for g in self.goals):
+        if self.one_replication:
             return "one replication: no interval"
         return "certain" if self.certain else "uncertain: an interval crosses a goal"
 
@@ -276,7 +281,9 @@ def plan(
         raise PlanningError(f"--pool: {exc.args[0]}") from None
     estimate = analytic_estimate(scenario, pool, slo, max_cold)
     lo = 1 if low is None else low
-    hi = high if high is not None else max(10, 4 * (estimate.replicas or 10) + 10)
+    # An open HIGH leaves room to gallop up from where the search starts:
+    # Erlang's estimate, or LOW when the user starts above it.
+    hi = high if high is not None else max(10, 4 * max(estimate.replicas or 10, lo) + 10)
     if lo < 0 or hi < lo:
         raise PlanningError(f"--range: need 0 <= low <= high, got {lo}:{hi}")
     path = f"pools[{scenario.pools.index(pool)}].replicas"
@@ -504,18 +511,21 @@ def explain(result: PlanResult, scenario: Scenario, pool: PoolSpec) -> list[str]
                 f"Nodes ran out of room at times (up to {pending:.0f} pods waiting for a node): "
                 "node capacity, not the pool, limits delivery."
             )
-        if not best.certain:
+        if best.one_replication:
+            # No interval at all: saying one "crosses a goal" would contradict the table.
+            lines.append(
+                f"The verdict at {best.replicas} rests on one replication, which gives no "
+                "interval: run more replications (--replications) to know how sure it is."
+            )
+        elif not best.certain:
             lines.append(
                 f"The verdict at {best.replicas} is not certain: a 95% interval crosses a goal; "
                 "run more replications (--replications) or a longer duration to settle it."
             )
-        profile = scenario.cluster.build_profile()
-        peak_cold = max(
-            (max(r.series.get("rate_cold") or [0.0]) for r in best.summary.runs), default=0.0
-        )
-        if peak_cold > 0.5 * profile.create_qps:
-            lines.append(
-                f"Cold creations peak at {peak_cold:.3g}/s, near the manager's create limit "
-                f"({profile.create_qps:g}/s): beyond it, claims that find no stock queue for a token."
-            )
+        # diagnose imports this module: import its create-limit reading here.
+        from simulator.planning.diagnose import create_limit
+
+        limited = create_limit(best.summary, scenario.cluster.build_profile())
+        if limited is not None:
+            lines.append(limited)
     return lines

@@ -3,9 +3,10 @@
 :func:`run_once` is what every executor calls, in this process, in a worker
 process or on a Dask worker: a pure function of the scenario and the seed.
 The cluster draws from its own seeded generator; each workload draws its
-arrivals and hold times from a generator of its own, seeded from the run's
-seed, so that the same arrivals meet every pool size of a sweep (common
-random numbers: differences between points are the model's, not the dice's).
+arrivals from a generator of its own and its hold times from another, both
+seeded from the run's seed, so that the same arrivals meet every point of a
+sweep, whatever its pool size or hold time (common random numbers:
+differences between points are the model's, not the dice's).
 
 The run advances in steps of ``sample_interval``: after each step it samples
 every pool's available and creating sandboxes (the SandboxSet controller's
@@ -18,6 +19,7 @@ marked ``interrupted`` and holds what was measured so far.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import math
 import random
@@ -95,7 +97,8 @@ class _Run:
         self.caps = {
             n.name: (float(parse_quantity(n.cpu)), float(parse_quantity(n.memory))) for n in specs
         }
-        self.pod_slots = sum(n.max_pods for n in specs)
+        self.max_pods = {n.name: n.max_pods for n in specs}
+        self.pod_slots = sum(self.max_pods.values())
         horizon = scenario.horizon
         self.interval = scenario.sample_interval or min(60.0, max(0.05, horizon / _SAMPLES_PER_RUN))
         self.origin = 0.0
@@ -137,12 +140,18 @@ class _Run:
     # -- workloads ----------------------------------------------------------------------
 
     def start_workloads(self) -> None:
-        """One arrival process per workload, each with its own generator."""
+        """One arrival process per workload, with a generator for its arrivals and one for its holds."""
         for i, wl in enumerate(self.scenario.workloads):
-            rng = random.Random(derive_seed(self.seed, "workload", i))
-            self.env.process(self._arrivals(i, wl, rng))
+            arrivals = random.Random(derive_seed(self.seed, "workload", i))
+            # Holds from a stream of their own: a sweep of the hold (or of a
+            # trace's fixed holds) draws a different number of values, which
+            # must not move the arrivals (common random numbers).
+            holds = random.Random(derive_seed(self.seed, "hold", i))
+            self.env.process(self._arrivals(i, wl, arrivals, holds))
 
-    def _arrivals(self, index: int, wl: WorkloadSpec, rng: random.Random) -> Generator[Any]:
+    def _arrivals(
+        self, index: int, wl: WorkloadSpec, rng: random.Random, hold_rng: random.Random
+    ) -> Generator[Any]:
         env = self.env
         hold_dist = wl.hold_dist
         claim = wl.claim
@@ -153,9 +162,10 @@ class _Run:
             namespace = (row.namespace if row else None) or wl.namespace
             template = (row.template if row else None) or wl.template or ""
             fixed = row.hold if row is not None else None
-            # Holds are drawn at the arrival, from the workload's own generator.
+            # Holds are drawn at the arrival, from the workload's hold generator.
             holds = [
-                fixed if fixed is not None else hold_dist.sample(rng) for _ in range(claim.replicas)
+                fixed if fixed is not None else hold_dist.sample(hold_rng)
+                for _ in range(claim.replicas)
             ]
             if claim.path == "e2b":
                 self.in_flight += 1
@@ -270,9 +280,18 @@ class _Run:
             mem_cap += cap_mem
             cpu_peak = max(cpu_peak, cpu_frac)
         # Pods bound to each node, from the kubelets' cache index (a read, no event).
+        # Only the nodes that take pods count: a lost node's slots are no room,
+        # and the pods still bound to it take none on the others.
         pods = cluster.world.node_cache
-        bound = sum(pods.index_size("Pod", "node", name) for name in self.caps)
-        s.setdefault("node_pods", []).append(bound / self.pod_slots if self.pod_slots else 0.0)
+        ready = cluster.nodes.ready_nodes()
+        slots = sum(self.max_pods[name] for name in ready)
+        # The cache still lists a pod for a moment after its slot is freed (watch
+        # lag): a node never holds more pods than its slots.
+        bound = sum(
+            min(pods.index_size("Pod", "node", name), self.max_pods[name]) for name in ready
+        )
+        s.setdefault("node_pods", []).append(bound / slots if slots else 1.0)
+        s.setdefault("free_pod_slots", []).append(float(max(0, slots - bound)))
         s.setdefault("node_cpu", []).append(cpu_used / cpu_cap if cpu_cap else 0.0)
         s.setdefault("node_cpu_peak", []).append(cpu_peak)
         s.setdefault("node_mem", []).append(mem_used / mem_cap if mem_cap else 0.0)
@@ -342,7 +361,7 @@ class _Run:
         metrics["virtual_s"] = self.cluster.now - origin
         series = dict(self.series)
         series.update(binned_rates(series["t"], everything, origin=origin, interval=self.interval))
-        names = [wl.name or "" for wl in sc.workloads]
+        names = [wl.label for wl in sc.workloads]
         claims = (
             [claim_row(o, names[o.workload], origin) for o in outcomes]
             if self.keep_claims
@@ -368,15 +387,12 @@ class _Run:
 
 def _shift(o: Outcome, origin: float) -> Outcome:
     """The outcome with its times relative to the workload start (as the samples are)."""
-    return Outcome(
-        workload=o.workload,
-        pool=o.pool,
+    return dataclasses.replace(
+        o,
         requested=o.requested - origin,
         delivered=None if o.delivered is None else o.delivered - origin,
         failed=None if o.failed is None else o.failed - origin,
-        warm=o.warm,
-        attempts=o.attempts,
-        reason=o.reason,
+        phases=None,
     )
 
 

@@ -26,12 +26,14 @@ are simulated but left out of the statistics.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     TypeAdapter,
     ValidationError,
     ValidationInfo,
@@ -365,6 +367,7 @@ class WorkloadSpec(_Model):
     """Claims for one template and namespace: arrivals, hold time, and the claim options."""
 
     name: str | None = None
+    """The workload's label in ``claims.csv`` (default: :attr:`label`, the template)."""
     template: str | None = None
     """The pool (SandboxSet name) claimed from; a trace may name it per row instead."""
     namespace: str = "default"
@@ -387,9 +390,17 @@ class WorkloadSpec(_Model):
     def _template(self) -> WorkloadSpec:
         if self.template is None and not isinstance(self.arrivals, TraceArrivals):
             raise FieldError("template", "required value")
-        if self.name is None:
-            self.name = self.template or "trace"
         return self
+
+    @property
+    def label(self) -> str:
+        """The workload's label: its ``name``, else its template (``trace`` for a trace without one).
+
+        Derived, not stored in ``name``: an override of ``template`` must
+        change the default label too, and an override dumps and validates
+        the scenario again.
+        """
+        return self.name or self.template or "trace"
 
     @property
     def hold_dist(self) -> Hold:
@@ -486,6 +497,16 @@ class Scenario(_Model):
     """Goals ``simulate`` checks (and ``plan`` uses without ``--slo`` and ``--max-cold``)."""
     sweep: dict[str, list[Any]] = Field(default_factory=dict)
     """What ``sweep`` varies when no ``--set`` is given: field path → values."""
+    _base_dir: Path | None = PrivateAttr(default=None)
+
+    @property
+    def base_dir(self) -> Path | None:
+        """The folder relative trace files are read from: the scenario file's (None: the working directory).
+
+        Kept with the scenario (copies and overrides included) so that an
+        override of a trace ``file`` reads it where the scenario file would.
+        """
+        return self._base_dir
 
     @model_validator(mode="after")
     def _consistent(self) -> Scenario:

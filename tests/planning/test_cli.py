@@ -350,3 +350,52 @@ def test_the_default_output_folder_stays_inside_kruise_agents_out(
     assert code == 0, text
     assert (work / "kruise-agents-out" / "evil-simulate" / "summary.json").is_file()
     assert not (tmp_path / "evil-simulate").exists()
+
+
+def test_no_claims_csv_of_an_earlier_run_survives_next_to_new_results(
+    tiny_file: Path, tmp_path: Path
+) -> None:
+    """A command into a folder that holds an earlier claims.csv removes it unless it writes its own.
+
+    Before, a plan that found no size left the claims.csv of an earlier plan
+    next to its new summary.json, which reads as the claims of this run.
+    """
+    out = tmp_path / "again"
+    code, text, _ = _plan(
+        tiny_file,
+        out,
+        "--max-cold",
+        "60%",
+        "--range",
+        "1:3",
+        "--set",
+        "duration=20s",
+        "--claims-csv",
+    )
+    assert code == 0 and (out / "claims.csv").exists(), text
+    code, text, plan = _plan(tiny_file, out, "--slo", "p50<1ms", "--range", "1:1", "--claims-csv")
+    assert code == 1 and plan["answer"] is None, text
+    assert not (out / "claims.csv").exists()
+    for claims in (["--claims-csv"], []):
+        code, text = _invoke(
+            "simulate", str(tiny_file), "--out", str(out), "--replications", "1", *claims
+        )
+        assert code == 0, text
+        assert (out / "claims.csv").exists() == bool(claims)
+    assert {p.name for p in out.iterdir()} == {"summary.json", "report.html"}
+
+
+def test_the_default_output_folder_replaces_each_run_of_unsafe_characters(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``steady (v2)``: each run of characters other than letters, digits, ``.``, ``_``, ``-`` is one ``_``."""
+    scenario = tmp_path / "v2.yaml"
+    scenario.write_text(
+        TINY.replace("name: tiny", "name: steady (v2)").replace(
+            "replications: 2", "replications: 1"
+        )
+    )
+    monkeypatch.chdir(tmp_path)
+    code, text = _invoke("simulate", str(scenario), "--set", "duration=5s")
+    assert code == 0, text
+    assert (tmp_path / "kruise-agents-out" / "steady_v2-simulate" / "summary.json").is_file()

@@ -136,3 +136,12 @@ def test_an_unreachable_dask_scheduler_is_one_error_naming_the_option() -> None:
         PlanningError, match=r"^--dask: cannot reach the scheduler at tcp://127.0.0.1:1"
     ):
         DaskExecutor("tcp://127.0.0.1:1", connect_timeout=1)
+
+
+def test_a_malformed_dask_address_is_one_error_naming_the_option() -> None:
+    """``--dask notaurl``: the message names --dask and the address, not only dask's own words."""
+    with pytest.raises(
+        PlanningError,
+        match=r"^--dask: 'notaurl' is not a scheduler address \(expected e\.g\. tcp://",
+    ):
+        DaskExecutor("notaurl", connect_timeout=1)

@@ -229,3 +229,40 @@ def test_one_replication_is_said_to_give_no_interval() -> None:
     """With one run per size there is no interval to be sure of: the plan says so, not 'uncertain'."""
     (candidate,) = plan_at_40(parse_scenario(UNDELIVERED), 0.01).candidates.values()
     assert candidate.confidence == "one replication: no interval"
+
+
+def test_an_open_high_is_at_least_low(tiny: Scenario) -> None:
+    """``--range 60:`` starts above the default top of the range: the top follows LOW up.
+
+    Before, the default HIGH (from Erlang's estimate) stayed below LOW and the
+    plan failed with a range the user never typed.
+    """
+    result = plan(
+        tiny,
+        "base",
+        slo=None,
+        max_cold=0.05,
+        low=60,
+        high=None,
+        executor=SerialExecutor(),
+        stop=threading.Event(),
+    )
+    assert result.low == 60 and result.high >= 60
+    assert result.answer == 60
+
+
+def test_one_replication_is_not_explained_as_an_uncertain_interval(tiny: Scenario) -> None:
+    """With one replication the explanation, like the table, says there is no interval."""
+    result = plan(
+        tiny.model_copy(update={"replications": 1}),
+        "base",
+        slo=None,
+        max_cold=0.6,
+        low=8,
+        high=8,
+        executor=SerialExecutor(),
+        stop=threading.Event(),
+    )
+    assert result.best is not None and result.best.confidence == "one replication: no interval"
+    assert not any("interval crosses" in line for line in result.explanation)
+    assert any("rests on one replication" in line for line in result.explanation)

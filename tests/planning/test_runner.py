@@ -161,3 +161,34 @@ def test_a_pool_that_cannot_fill_is_a_clear_error(tiny: Scenario) -> None:
         RunError, match=r"pool default/base did not fill: 2 of 4 available .* enough nodes"
     ):
         run_once(cramped)
+
+
+def test_common_random_numbers_across_hold_times(tiny: Scenario) -> None:
+    """Holds have a generator of their own: a sweep of the hold keeps the arrivals of each replication."""
+    requested = []
+    for hold in ("exp(10s)", "2s", "lognormal(median=5s, p99=1m)", "forever"):
+        result = run_once(apply_overrides(tiny, [("workloads[0].hold", hold)]), keep_claims=True)
+        assert result.claims is not None
+        requested.append([c["requested"] for c in result.claims])
+    assert all(times == pytest.approx(requested[0], abs=1e-9) for times in requested[1:])
+
+
+def test_pod_slots_count_only_the_nodes_that_take_pods(tiny: Scenario) -> None:
+    """A lost node's slots are no room: the share used and the free slots are those of the others."""
+    lost = apply_overrides(
+        tiny,
+        [
+            ("cluster.nodes", [{"name": "n", "count": 2, "max_pods": 40}]),
+            ("workloads[0].hold", "forever"),
+            ("faults", [{"kind": "node_loss", "start": "10s", "selector": {"node": "n-1"}}]),
+        ],
+    )
+    result = run_once(lost)
+    t, free, used = (result.series[k] for k in ("t", "free_pod_slots", "node_pods"))
+    after = [i for i, x in enumerate(t) if x >= 11]
+    # Both read n-2's 40 slots alone (the pods bound to it may briefly exceed them).
+    assert after and all(free[i] <= 40 for i in after)
+    assert all(free[i] == 0 or used[i] == pytest.approx((40 - free[i]) / 40) for i in after)
+    assert result.metrics["free_pod_slots_min"] == min(
+        free[i] for i, x in enumerate(t) if tiny.warmup <= x < tiny.horizon
+    )

@@ -393,3 +393,67 @@ def test_shortened_scales_times_and_counts() -> None:
     assert isinstance(day, DiurnalArrivals)
     assert day.period == pytest.approx(360.0)
     assert scenario.pools[0].replicas == 3000  # the original is untouched
+
+
+def _trace_scenario(tmp_path: Path) -> Path:
+    """The tiny scenario replaying ``t.csv`` (two rows), from a folder of its own."""
+    folder = tmp_path / "scenarios"
+    folder.mkdir()
+    (folder / "t.csv").write_text("time,template\n1,base\n2,base\n")
+    (folder / "u.csv").write_text("time,template\n1,base\n2,base\n3,base\n4,base\n")
+    path = folder / "s.yaml"
+    path.write_text(
+        TINY.replace("arrivals: {kind: poisson, rate: 2}", "arrivals: {kind: trace, file: t.csv}")
+    )
+    return path
+
+
+def test_an_override_of_a_trace_file_replays_the_new_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--set (or a sweep) of ``arrivals.file`` reads that file, relative to the scenario file.
+
+    Before, the rows of the old file were kept, so the old trace was replayed
+    and a missing file went unnoticed.
+    """
+    monkeypatch.chdir(tmp_path)  # not the scenario's folder: the file is found beside the scenario
+    scenario = load_scenario(_trace_scenario(tmp_path))
+    changed = apply_overrides(scenario, [("workloads[0].arrivals.file", "u.csv")])
+    arrivals = changed.workloads[0].arrivals
+    assert isinstance(arrivals, TraceArrivals)
+    assert [r.time for r in arrivals.rows] == [1.0, 2.0, 3.0, 4.0]
+    # Another field changed: the rows already read are kept (a shortened trace stays short).
+    short = scenario.shortened(0.5)
+    kept = apply_overrides(short, [("pools.base.replicas", 2)]).workloads[0].arrivals
+    assert kept == short.workloads[0].arrivals
+    with pytest.raises(ScenarioError) as info:
+        apply_overrides(scenario, [("workloads[0].arrivals.file", "nope.csv")])
+    assert str(info.value).startswith(
+        "--set workloads[0].arrivals.file=nope.csv: workloads[0].arrivals.file: cannot read trace"
+    )
+    assert "nope.csv" in info.value.reason
+    (tmp_path / "scenarios" / "bad.csv").write_text("time\n1\nsoon\n")
+    with pytest.raises(ScenarioError, match=r"^--set .*bad\.csv:3: time: "):
+        apply_overrides(scenario, [("workloads[0].arrivals.file", "bad.csv")])
+
+
+def test_a_sweep_of_a_missing_trace_file_is_refused_at_load(tmp_path: Path) -> None:
+    """The scenario's own sweep names a trace file that does not exist: refused when loaded."""
+    path = _trace_scenario(tmp_path)
+    path.write_text(path.read_text() + 'sweep: {"workloads[0].arrivals.file": [u.csv, gone.csv]}\n')
+    with pytest.raises(ScenarioError, match=r"value 'gone\.csv': .*cannot read trace"):
+        load_scenario(path)
+
+
+def test_a_workload_is_labelled_by_its_template_unless_named() -> None:
+    """``name`` defaults to the template, also after an override of the template; a given name stays."""
+    two = TINY.replace(
+        "  - {name: base, replicas: 4}",
+        "  - {name: base, replicas: 4}\n  - {name: other, replicas: 2}",
+    )
+    scenario = parse_scenario(two)
+    assert scenario.workloads[0].label == "base"
+    moved = apply_overrides(scenario, [("workloads[0].template", "other")])
+    assert moved.workloads[0].label == "other"
+    named = apply_overrides(scenario, [("workloads[0].name", "chat")])
+    assert apply_overrides(named, [("workloads[0].template", "other")]).workloads[0].label == "chat"

@@ -1,13 +1,16 @@
-"""Statistics across replications, the analytic sizing helpers, and goal parsing."""
+"""Statistics across replications, percentiles, the analytic sizing helpers, and goal parsing."""
 
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 
 from simulator.erlang import erlang_b
 from simulator.planning.analytic import (
+    analytic_estimate,
+    offered_rate,
     parse_max_share,
     parse_slo,
     refill_estimate,
@@ -16,6 +19,8 @@ from simulator.planning.analytic import (
     wait_tail,
 )
 from simulator.planning.errors import PlanningError
+from simulator.planning.loading import parse_scenario
+from simulator.planning.metrics import percentile
 from simulator.planning.stats import aggregate, estimate, t_quantile
 from simulator.profile import LATENCY_DOCS, get_profile
 
@@ -109,3 +114,39 @@ def test_goal_parsing() -> None:
         assert str(info.value).startswith("--slo: ")
     with pytest.raises(PlanningError, match=r"--max-cold: must be in \[0, 1\)"):
         parse_max_share("150%")
+
+
+@pytest.mark.parametrize("n", [1000, 2000, 5000, 10000])
+def test_nearest_rank_percentiles_are_exact(n: int) -> None:
+    """p99.9 of 1..n is the value of rank ceil(0.999 n) exactly (floats made 99.9/100*1000 999.0000000000001)."""
+    values = list(range(1, n + 1))
+    assert percentile(values, 99.9) == n * 999 // 1000
+    assert percentile(values, 99) == n * 99 // 100
+    assert percentile(values, 50) == n // 2
+    assert percentile(values, 100) == n
+    assert percentile(values, 0) == 1
+    assert percentile([], 99) is None
+
+
+def test_a_trace_counts_for_the_pools_its_rows_name(tmp_path: Path) -> None:
+    """A trace workload with a default template: each pool's rate is its own rows' (not all for the default)."""
+    (tmp_path / "t.csv").write_text(
+        "time,template\n" + "".join(f"{t},{'code' if t % 3 == 0 else ''}\n" for t in range(60))
+    )
+    scenario = parse_scenario(
+        {
+            "duration": "60s",
+            "pools": [{"name": "base", "replicas": 4}, {"name": "code", "replicas": 4}],
+            "workloads": [
+                {"template": "base", "arrivals": {"kind": "trace", "file": "t.csv"}, "hold": "5s"}
+            ],
+        },
+        base_dir=tmp_path,
+    )
+    base, code = scenario.pools
+    assert offered_rate(scenario, base) == pytest.approx(40 / 60)
+    assert offered_rate(scenario, code) == pytest.approx(20 / 60)
+    estimate = analytic_estimate(scenario, code, None, 0.01)
+    assert estimate.rate == pytest.approx(20 / 60) and estimate.replicas is not None
+    assert estimate.replicas > 1
+    assert "arrivals are not Poisson: Erlang uses their mean rate only" in estimate.notes
