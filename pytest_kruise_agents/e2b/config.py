@@ -341,6 +341,9 @@ def build(cfg: ClusterConfig, *, source: str = "<config>") -> tuple[SimBackend, 
         profile=cfg.profile,
         nodes=nodes,
         latencies=cfg.latencies or None,
+        # No route reads the event log, and a server that stays up for days would
+        # keep about 1 KB of it per claim: the claim records are what it serves.
+        log=False,
         **cfg.knobs,
     )
     pools = _pools(cfg, source)

@@ -199,6 +199,19 @@ def test_a_full_config_builds_what_it_says(tmp_path: Path) -> None:
         backend.close()
 
 
+def test_a_served_cluster_keeps_its_claim_records_but_no_event_log() -> None:
+    """No route reads the event log: a server up for days must not grow it by every claim."""
+    backend, _ = build(
+        parse_config({"sandboxsets": pool_yaml("a", 1), "clock": {"mode": "virtual"}})
+    )
+    try:
+        backend.cluster.create_sandbox("a")
+        assert len(backend.cluster.records) == 1
+        assert list(backend.cluster.log) == []
+    finally:
+        backend.close()
+
+
 def test_empty_lists_mean_none(tmp_path: Path) -> None:
     cfg = parse_config({"sandboxsets": [], "apiKeys": []})
     backend, settings = build(cfg)
