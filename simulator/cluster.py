@@ -50,7 +50,7 @@ from simulator.records import ClaimRecord, ClaimRecords
 from simulator.runtime import AgentRuntime
 from simulator.world import World
 
-__all__ = ["DEFAULT_USER", "Cluster", "default_nodes"]
+__all__ = ["DEFAULT_USER", "Cluster", "check_seconds", "default_nodes"]
 
 DEFAULT_USER = "00000000-0000-4000-8000-000000000001"
 """The API key id used as the sandbox owner when a caller names none."""
@@ -168,7 +168,7 @@ class Cluster:
 
         ``advance(0)`` runs what is due now without moving time.
         """
-        _check_seconds("seconds", seconds)
+        check_seconds("seconds", seconds)
         env = self.env
         last = datetime.max.replace(tzinfo=self.ctx.epoch.tzinfo) - self.ctx.epoch
         if env.now + seconds >= last.total_seconds():
@@ -190,7 +190,7 @@ class Cluster:
         ``timeout=0`` runs nothing, not even what is due now: it only checks
         ``predicate()`` (``advance(0)`` runs what is due now).
         """
-        _check_seconds("timeout", timeout)
+        check_seconds("timeout", timeout)
         if timeout == 0:
             return predicate()
         env = self.env
@@ -585,11 +585,18 @@ def _check_string_map(field: str, value: object, what: str) -> None:
             raise InvalidError(field, f"keys and values must be strings, got {k!r}: {v!r}")
 
 
-def _check_seconds(field: str, value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+def check_seconds(field: str, value: object) -> None:
+    """Refuse ``value`` unless it is a finite number of seconds >= 0, naming ``field``.
+
+    An infinite wait would never end on a busy cluster (or end in SimPy's bare
+    ``EmptySchedule`` on an idle one), and NaN compares false with everything.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidError(field, f"must be a number of seconds, got {value!r}")
+    if not math.isfinite(value):
         raise InvalidError(field, f"must be a finite number of seconds, got {value!r}")
     if value < 0:
-        raise InvalidError(field, "must be >= 0")
+        raise InvalidError(field, f"must be >= 0, got {value!r}")
 
 
 def _node_spec(index: int, node: NodeSpec | Mapping[str, Any]) -> NodeSpec:

@@ -33,6 +33,7 @@ __all__ = [
     "Delivery",
     "DeliveryResult",
     "LatencyStats",
+    "clock_words",
     "percentile",
     "zone_of",
 ]
@@ -57,6 +58,13 @@ PHASE_ORDER: Final = (
     "first_command",
 )
 """Phase names in the order a claim passes them: the model's, then the live runner's."""
+
+
+def clock_words(clock: str) -> str:
+    """How reports name a result's clock: ``virtual time``, ``wall time``, ``realtime clock``."""
+    # A realtime run's latencies are still the model's (virtual) times; only its pace differs.
+    return "realtime clock" if clock == "realtime" else f"{clock} time"
+
 
 Zone = Literal["green", "grey", "cold"]
 ZONES: Final[tuple[Zone, ...]] = ("green", "grey", "cold")
@@ -174,13 +182,14 @@ class DeliveryResult:
 
     :param name: the run's label (the workload's, unless given).
     :param target: what was measured, e.g. ``sim seed=0 profile=openkruise-head``.
-    :param clock: ``virtual`` (model time) or ``wall``.
+    :param clock: ``virtual`` (model time, as fast as the model runs), ``realtime``
+        (model time, on a realtime backend whose clock follows the wall clock) or ``wall``.
     """
 
     name: str
     workload: Workload
     target: str
-    clock: Literal["virtual", "wall"]
+    clock: Literal["virtual", "realtime", "wall"]
     deliveries: tuple[Delivery, ...]
     files: tuple[Path, ...] = ()
     """The CSV and JSON files written for this run, if any."""
@@ -266,7 +275,7 @@ class DeliveryResult:
                 )
         if problems:
             raise AssertionError(
-                f"delivery benchmark {self.name!r} ({self.target}, {self.clock} time): "
+                f"delivery benchmark {self.name!r} ({self.target}, {clock_words(self.clock)}): "
                 + "; ".join(problems)
                 + "\n"
                 + self.describe(slowest=3)

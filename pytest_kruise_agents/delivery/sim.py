@@ -3,19 +3,32 @@
 Everything happens in virtual time, inside the model: the arrivals are a
 SimPy process, every claim is a concurrent SimPy process (E2B path) or a
 SandboxClaim applied at its arrival time (SandboxClaim path), and the
-latencies and phases come from the cluster's claim records. Wall time is only
-the cost of simulating. The E2B path kills the sandboxes it delivered once
-they are measured, as the live runner does, and cancels the claims still
-unfinished :data:`SETTLE_TIMEOUT_S` after the last arrival, as a client going
-away does: they fail, and can neither deliver later nor leak a sandbox.
+latencies and phases come from the cluster's claim records. The E2B path
+kills the sandboxes it delivered once they are measured, as the live runner
+does, and cancels the claims still unfinished :data:`SETTLE_TIMEOUT_S` after
+the last arrival, as a client going away does: they fail, and can neither
+deliver later nor leak a sandbox.
+
+How the model's time moves follows the cluster's clock. In virtual mode the
+run drives the model itself, as fast as it simulates (wall time is only the
+cost of simulating). On a realtime backend its clock driver does, and the run
+waits on the wall clock, releasing the lock between looks: virtual time never
+runs ahead of the wall clock (the server's next call would wait for it to
+catch up), and the result is labelled ``realtime``.
+
+A run's names (``<prefix>-<run>`` owns the E2B path's sandboxes,
+``<prefix>-<run>-<i>`` are the SandboxClaims) number the runs of that
+cluster, read from what it holds: the same seed and the same calls give the
+same event log, whatever else the process ran before.
 """
 
 from __future__ import annotations
 
 import contextlib
-import itertools
-from collections.abc import Generator
-from typing import Any, Final
+import re
+import time
+from collections.abc import Callable, Generator
+from typing import Any, Final, Literal, Protocol, TypeVar
 
 import simpy
 
@@ -47,7 +60,112 @@ The E2B path's are cancelled then (:data:`UNFINISHED`).
 UNFINISHED: Final = f"unfinished {SETTLE_TIMEOUT_S:g} s after the last arrival: canceled"
 """The error of an E2B-path claim cancelled at the time limit."""
 
-_runs = itertools.count(1)
+T = TypeVar("T")
+
+_POLL_S: Final = 0.005
+"""How often a run on a realtime backend looks at the model (wall seconds)."""
+
+_RUN_NAME: Final = re.compile(rf"{re.escape(BENCHMARK_USER_PREFIX)}-([0-9]+)(?:-[0-9]+)?")
+"""A run's owner (``<prefix>-<run>``) or one of its SandboxClaims (``<prefix>-<run>-<i>``)."""
+
+
+def _next_run(cluster: Cluster) -> int:
+    """The number of the next run on ``cluster``: one more than the highest it holds.
+
+    Read from the cluster (its records, its SandboxClaims), not counted by the
+    process: a process-wide count would name a test's claims after the
+    benchmarks other tests ran before it, and change its event log.
+    """
+    names = [r.owner for r in cluster.records]
+    names += [r.claim_name for r in cluster.records if r.claim_name]
+    names += [c.metadata.name for c in cluster.world.api.peek_list("SandboxClaim")]
+    runs = [int(m.group(1)) for name in names if (m := _RUN_NAME.fullmatch(name))]
+    return max(runs, default=0) + 1
+
+
+class _Drive(Protocol):
+    """How a run moves the model and waits for it (see the module docstring).
+
+    ``cluster`` may be touched only inside :meth:`act` and the predicates of :meth:`wait`.
+    """
+
+    cluster: Cluster
+
+    def act(self, fn: Callable[[], T]) -> T:
+        """``fn()`` with the cluster to itself."""
+        ...
+
+    def start(self, gen: Generator[simpy.Event, Any, None]) -> simpy.Process:
+        """Inside :meth:`act`: start ``gen`` as a process that :meth:`join` waits for."""
+        ...
+
+    def join(self, proc: simpy.Process) -> None:
+        """Wait until ``proc`` (from :meth:`start`) ends; raise its error if it failed."""
+        ...
+
+    def wait(self, done: Callable[[], bool], timeout: float) -> bool:
+        """Wait until ``done()`` or ``timeout`` virtual seconds pass; return whether it held."""
+        ...
+
+
+class _Virtual:
+    """The run drives the model itself; the caller owns the cluster's thread."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+
+    def act(self, fn: Callable[[], T]) -> T:
+        return fn()
+
+    def start(self, gen: Generator[simpy.Event, Any, None]) -> simpy.Process:
+        return self.cluster.env.process(gen)
+
+    def join(self, proc: simpy.Process) -> None:
+        self.cluster.env.run(until=proc)
+
+    def wait(self, done: Callable[[], bool], timeout: float) -> bool:
+        return self.cluster.run_until(done, timeout=timeout)
+
+
+class _Realtime:
+    """The backend's clock driver moves the model; the run looks at it between wall-clock naps."""
+
+    def __init__(self, backend: SimBackend) -> None:
+        self._backend = backend
+        self.cluster = backend.cluster
+
+    def act(self, fn: Callable[[], T]) -> T:
+        with self._backend.locked():
+            return fn()
+
+    def start(self, gen: Generator[simpy.Event, Any, None]) -> simpy.Process:
+        proc = self.cluster.env.process(gen)
+        # Processed by the driver thread: a failure is raised here, by join, not there.
+        proc.callbacks.append(_defuse)
+        return proc
+
+    def join(self, proc: simpy.Process) -> None:
+        self.wait(lambda: proc.triggered, float("inf"))
+        if not proc.ok:
+            error = proc.value
+            assert isinstance(error, BaseException)
+            raise error
+
+    def wait(self, done: Callable[[], bool], timeout: float) -> bool:
+        deadline = self.act(lambda: self.cluster.now + timeout)
+        while True:
+            with self._backend.locked() as cluster:
+                if done():
+                    return True
+                if cluster.now >= deadline:
+                    return False
+            time.sleep(_POLL_S)
+
+
+def _defuse(event: simpy.Event) -> None:
+    """Mark a failed ``event`` handled, so that processing it does not raise (its waiter does)."""
+    if not event.ok:
+        event.defused = True
 
 
 def _phases(rec: ClaimRecord, origin: float) -> dict[str, float]:
@@ -68,55 +186,72 @@ def _sandbox_id(rec: ClaimRecord) -> str | None:
     return rec.sandbox.replace("/", "--", 1)
 
 
-def _e2b(cluster: Cluster, workload: Workload, run: int) -> list[Delivery]:
+def _e2b(drive: _Drive, workload: Workload, run: int) -> list[Delivery]:
+    cluster = drive.cluster
     env = cluster.env
     user = f"{BENCHMARK_USER_PREFIX}-{run}"
-    first = len(cluster.records)
-    t0 = env.now
-    times = workload.arrivals(cluster.ctx.rng)
     procs: list[simpy.Process] = []
 
-    def arrivals() -> Generator[simpy.Event, Any, None]:
-        for at in times:
-            if t0 + at > env.now:
-                yield env.timeout(t0 + at - env.now)
-            procs.append(
-                cluster.submit_create(workload.template, namespace=workload.namespace, user=user)
-            )
+    def start() -> tuple[int, float, simpy.Process]:
+        first, t0 = len(cluster.records), env.now
+        times = workload.arrivals(cluster.ctx.rng)
 
-    env.run(until=env.process(arrivals()))
-    if not cluster.run_until(lambda: all(p.triggered for p in procs), timeout=SETTLE_TIMEOUT_S):
-        _cancel(cluster, procs)
-    records = [r for r in list(cluster.records)[first:] if r.path == "e2b" and r.owner == user]
-    _kill(cluster, workload.namespace, user, [r for r in records if r.delivered is not None])
-    out: list[Delivery] = []
-    for i, rec in enumerate(records, start=1):
-        out.append(
-            Delivery(
-                index=i,
-                path="e2b",
-                template=rec.template,
-                requested=rec.requested - t0,
-                latency=rec.latency,
-                warm=rec.warm if rec.delivered is not None else None,
-                sandbox_id=_sandbox_id(rec),
-                phases=_phases(rec, rec.requested),
-                retries=rec.retries,
-                error=_e2b_error(rec),
-            )
-        )
-    return out
+        def arrivals() -> Generator[simpy.Event, Any, None]:
+            for at in times:
+                if t0 + at > env.now:
+                    yield env.timeout(t0 + at - env.now)
+                procs.append(
+                    cluster.submit_create(
+                        workload.template, namespace=workload.namespace, user=user
+                    )
+                )
+
+        return first, t0, drive.start(arrivals())
+
+    first, t0, arriving = drive.act(start)
+    drive.join(arriving)
+    if not drive.wait(lambda: all(p.triggered for p in procs), SETTLE_TIMEOUT_S):
+        _cancel(drive, procs)
+
+    def own() -> list[ClaimRecord]:
+        return [r for r in list(cluster.records)[first:] if r.path == "e2b" and r.owner == user]
+
+    records = drive.act(own)
+    delivered = drive.act(lambda: [r for r in records if r.delivered is not None])
+    _kill(drive, workload.namespace, user, delivered)
+    return drive.act(lambda: [_e2b_delivery(i, rec, t0) for i, rec in enumerate(records, 1)])
 
 
-def _cancel(cluster: Cluster, procs: list[simpy.Process]) -> None:
+def _e2b_delivery(index: int, rec: ClaimRecord, t0: float) -> Delivery:
+    """The E2B-path claim ``rec`` of a run started at ``t0``."""
+    return Delivery(
+        index=index,
+        path="e2b",
+        template=rec.template,
+        requested=rec.requested - t0,
+        latency=rec.latency,
+        warm=rec.warm if rec.delivered is not None else None,
+        sandbox_id=_sandbox_id(rec),
+        phases=_phases(rec, rec.requested),
+        retries=rec.retries,
+        error=_e2b_error(rec),
+    )
+
+
+def _cancel(drive: _Drive, procs: list[simpy.Process]) -> None:
     """Cancel the claims still in flight and let them clean up (within the time limit again)."""
-    pending = [p for p in procs if p.is_alive]
-    for proc in pending:
-        # The request's context cancelled, as when the E2B server's client goes
-        # away: the claim stops at its current wait, releases what it locked and
-        # fails, where left running it could deliver later and leak the sandbox.
-        proc.interrupt("benchmark time limit")
-    cluster.run_until(lambda: all(p.triggered for p in pending), timeout=SETTLE_TIMEOUT_S)
+
+    def interrupt() -> list[simpy.Process]:
+        pending = [p for p in procs if p.is_alive]
+        for proc in pending:
+            # The request's context cancelled, as when the E2B server's client goes
+            # away: the claim stops at its current wait, releases what it locked and
+            # fails, where left running it could deliver later and leak the sandbox.
+            proc.interrupt("benchmark time limit")
+        return pending
+
+    pending = drive.act(interrupt)
+    drive.wait(lambda: all(p.triggered for p in pending), SETTLE_TIMEOUT_S)
 
 
 def _e2b_error(rec: ClaimRecord) -> str | None:
@@ -130,9 +265,9 @@ def _e2b_error(rec: ClaimRecord) -> str | None:
     return rec.error or "not delivered"
 
 
-def _kill(cluster: Cluster, namespace: str, user: str, delivered: list[ClaimRecord]) -> None:
+def _kill(drive: _Drive, namespace: str, user: str, delivered: list[ClaimRecord]) -> None:
     """Kill the run's delivered sandboxes, all at once, as the E2B client that claimed them."""
-    env = cluster.env
+    cluster = drive.cluster
 
     def kill(sandbox_id: str) -> Generator[simpy.Event, Any, None]:
         # A fault in force may fail the kill; the sandbox stays, and the
@@ -140,8 +275,11 @@ def _kill(cluster: Cluster, namespace: str, user: str, delivered: list[ClaimReco
         with contextlib.suppress(ClaimError):
             yield from cluster.manager.kill(namespace, user, sandbox_id)
 
-    kills = [env.process(kill(sid)) for rec in delivered if (sid := _sandbox_id(rec))]
-    cluster.run_until(lambda: all(p.triggered for p in kills), timeout=SETTLE_TIMEOUT_S)
+    def start() -> list[simpy.Process]:
+        return [drive.start(kill(sid)) for rec in delivered if (sid := _sandbox_id(rec))]
+
+    kills = drive.act(start)
+    drive.wait(lambda: all(p.triggered for p in kills), SETTLE_TIMEOUT_S)
 
 
 def _claim_manifest(name: str, workload: Workload) -> dict[str, Any]:
@@ -153,21 +291,25 @@ def _claim_manifest(name: str, workload: Workload) -> dict[str, Any]:
     }
 
 
-def _sandboxclaim(cluster: Cluster, workload: Workload, run: int) -> list[Delivery]:
+def _sandboxclaim(drive: _Drive, workload: Workload, run: int) -> list[Delivery]:
+    cluster = drive.cluster
     env = cluster.env
     ns = workload.namespace
-    first = len(cluster.records)
-    t0 = env.now
-    times = workload.arrivals(cluster.ctx.rng)
     applied: dict[str, float] = {}
 
-    def arrivals() -> Generator[simpy.Event, Any, None]:
-        for i, at in enumerate(times, start=1):
-            if t0 + at > env.now:
-                yield env.timeout(t0 + at - env.now)
-            name = f"{BENCHMARK_USER_PREFIX}-{run}-{i}"
-            cluster.apply(_claim_manifest(name, workload))
-            applied[name] = env.now
+    def start() -> tuple[int, float, simpy.Process]:
+        first, t0 = len(cluster.records), env.now
+        times = workload.arrivals(cluster.ctx.rng)
+
+        def arrivals() -> Generator[simpy.Event, Any, None]:
+            for i, at in enumerate(times, start=1):
+                if t0 + at > env.now:
+                    yield env.timeout(t0 + at - env.now)
+                name = f"{BENCHMARK_USER_PREFIX}-{run}-{i}"
+                cluster.apply(_claim_manifest(name, workload))
+                applied[name] = env.now
+
+        return first, t0, drive.start(arrivals())
 
     def completed() -> bool:
         for name in applied:
@@ -176,8 +318,17 @@ def _sandboxclaim(cluster: Cluster, workload: Workload, run: int) -> list[Delive
                 return False
         return True
 
-    env.run(until=env.process(arrivals()))
-    cluster.run_until(completed, timeout=SETTLE_TIMEOUT_S)
+    first, t0, arriving = drive.act(start)
+    drive.join(arriving)
+    drive.wait(completed, SETTLE_TIMEOUT_S)
+    return drive.act(lambda: _claim_deliveries(cluster, workload, applied, first, t0))
+
+
+def _claim_deliveries(
+    cluster: Cluster, workload: Workload, applied: dict[str, float], first: int, t0: float
+) -> list[Delivery]:
+    """The SandboxClaim path's deliveries: each claim ``applied`` (name: when), from record ``first`` on."""
+    ns = workload.namespace
     by_claim: dict[str, list[ClaimRecord]] = {}
     for rec in list(cluster.records)[first:]:
         if rec.path == "sandboxclaim" and rec.namespace == ns and rec.claim_name in applied:
@@ -224,24 +375,38 @@ def run_on_cluster(
     cluster: Cluster, workload: Workload, *, name: str | None = None
 ) -> DeliveryResult:
     """Run ``workload`` on ``cluster`` in virtual time (the caller owns the cluster's thread)."""
-    run = next(_runs)
-    if workload.path == "e2b":
-        deliveries = _e2b(cluster, workload, run)
-    else:
-        deliveries = _sandboxclaim(cluster, workload, run)
-    profile = cluster.profile.name
-    return DeliveryResult(
-        name=name or workload.name,
-        workload=workload,
-        target=f"sim seed={cluster.ctx.seed} profile={profile}",
-        clock="virtual",
-        deliveries=tuple(deliveries),
-    )
+    return _run(_Virtual(cluster), workload, name, "virtual")
 
 
 def run_on_backend(
     backend: SimBackend, workload: Workload, *, name: str | None = None
 ) -> DeliveryResult:
-    """Run ``workload`` on the backend's cluster, holding the backend's lock (see :func:`run_on_cluster`)."""
+    """Run ``workload`` on the backend's cluster, in the backend's clock mode.
+
+    Virtual: as :func:`run_on_cluster`, holding the backend's lock throughout.
+    Realtime: the backend's clock driver moves the model, on the wall clock,
+    and the run takes the lock only to start and read it; the result's
+    ``clock`` is ``realtime``.
+    """
+    if backend.clock_mode == "realtime":
+        return _run(_Realtime(backend), workload, name, "realtime")
     with backend.locked() as cluster:
         return run_on_cluster(cluster, workload, name=name)
+
+
+def _run(
+    drive: _Drive, workload: Workload, name: str | None, clock: Literal["virtual", "realtime"]
+) -> DeliveryResult:
+    cluster = drive.cluster
+    run = drive.act(lambda: _next_run(cluster))
+    if workload.path == "e2b":
+        deliveries = _e2b(drive, workload, run)
+    else:
+        deliveries = _sandboxclaim(drive, workload, run)
+    return DeliveryResult(
+        name=name or workload.name,
+        workload=workload,
+        target=f"sim seed={cluster.ctx.seed} profile={cluster.profile.name}",
+        clock=clock,
+        deliveries=tuple(deliveries),
+    )

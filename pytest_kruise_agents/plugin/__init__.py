@@ -112,6 +112,7 @@ def _overridden(config: pytest.Config) -> set[str]:
 
 
 def _lookup(config: pytest.Config) -> Iterator[tuple[Option, RawValue | None]]:
+    """Each option's raw value from the layer that wins: flag, ``-o``, environment, ini file."""
     cwd = config.invocation_params.dir
     inipath = config.inipath
     ini_base = inipath.parent if inipath is not None else config.rootpath
@@ -122,19 +123,18 @@ def _lookup(config: pytest.Config) -> Iterator[tuple[Option, RawValue | None]]:
         if cli is not None:
             yield opt, RawValue(str(cli), "command line", opt.cli, cwd)
             continue
+        ini = config.getini(opt.ini)
+        given = ini not in ("", None)
+        if given and opt.ini in overridden:
+            # ``-o`` is typed on the command line, as a flag is: it wins over the
+            # environment (a CI job's setting), is named so, and is relative to the cwd.
+            yield opt, RawValue(str(ini), "command line -o", opt.ini, cwd)
+            continue
         env = os.environ.get(opt.env, "")
         if env:
             yield opt, RawValue(env, "environment", opt.env, cwd)
             continue
-        ini = config.getini(opt.ini)
-        if ini not in ("", None):
-            if opt.ini in overridden:
-                # Given on the command line: named so, and relative to the cwd like flags.
-                yield opt, RawValue(str(ini), "command line -o", opt.ini, cwd)
-            else:
-                yield opt, RawValue(str(ini), ini_source, opt.ini, ini_base)
-            continue
-        yield opt, None
+        yield opt, RawValue(str(ini), ini_source, opt.ini, ini_base) if given else None
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -13,7 +13,8 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Container, Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
@@ -31,10 +32,13 @@ from pytest_kruise_agents.plugin.reporting import BENCHMARK
 if TYPE_CHECKING:
     from pytest_kruise_agents.plugin.server import FactoryMade
 
-__all__ = ["STEMS_KEY", "DeliveryBenchmark", "file_stem"]
+__all__ = ["CLASHES_KEY", "STEMS_KEY", "DeliveryBenchmark", "clashing_stems", "file_stem"]
 
 STEMS_KEY: pytest.StashKey[set[str]] = pytest.StashKey()
 """On the config: every file stem written in this session (this process)."""
+
+CLASHES_KEY: pytest.StashKey[frozenset[str]] = pytest.StashKey()
+"""On the config: the readable stems two of the session's tests share (:func:`clashing_stems`)."""
 
 MAX_SLUG: Final = 120
 """Longest readable part of a file stem."""
@@ -44,19 +48,35 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")[:MAX_SLUG] or "run"
 
 
-def file_stem(nodeid: str) -> str:
+def _plain(nodeid: str) -> str:
+    """The node id with its separators (``/``, ``::``) made ``_``: ``tests_test_a.py_test_b``."""
+    path, sep, rest = nodeid.partition("::")
+    return path.replace("/", "_") + ("_" + rest.replace("::", "_") if sep else "")
+
+
+def clashing_stems(nodeids: Iterable[str]) -> frozenset[str]:
+    """The readable stems that more than one of ``nodeids`` reads as (see :func:`file_stem`)."""
+    counts = Counter(_plain(nodeid) for nodeid in set(nodeids))
+    return frozenset(plain for plain, n in counts.items() if n > 1)
+
+
+def file_stem(nodeid: str, clashes: Container[str] = frozenset()) -> str:
     """The file-name part for a test: its node id made safe, told apart from every other node id.
 
-    ``tests/test_a.py::test_b`` gives ``tests_test_a.py_test_b``. When more was
-    lost than the separators (parameters like ``[a/b]`` and ``[a:b]``, which
-    both read ``a_b``, or a name cut at 120 characters) a short hash of the
-    whole node id follows, so two tests never share a name, not even across
-    xdist workers writing to one report directory.
+    ``tests/test_a.py::test_b`` gives ``tests_test_a.py_test_b``. A short hash
+    of the whole node id follows when that name is not the node id's alone:
+    when more was lost than the separators (parameters like ``[a/b]`` and
+    ``[a:b]``, which both read ``a_b``, or a name cut at 120 characters), or
+    when it is one of ``clashes``, the names other tests of the run read as
+    too (``a/test_b.py::test_x`` and ``a_test_b.py::test_x``, a method
+    ``TestA::test_x`` and a function ``TestA_test_x``; see
+    :func:`clashing_stems`). So two tests never share a name, not even across
+    xdist workers writing to one report directory: every worker collects the
+    same tests, so each names them alike.
     """
-    path, sep, rest = nodeid.partition("::")
-    plain = path.replace("/", "_") + ("_" + rest.replace("::", "_") if sep else "")
+    plain = _plain(nodeid)
     slug = _slug(nodeid)
-    if slug == plain:
+    if slug == plain and plain not in clashes:
         return slug
     digest = hashlib.sha256(nodeid.encode()).hexdigest()[:8]
     return f"{slug[: MAX_SLUG - 9]}-{digest}"
@@ -117,8 +137,18 @@ class DeliveryBenchmark:
         self.results.append(result)
         return result
 
+    def _clashes(self) -> frozenset[str]:
+        """The readable stems the session's tests share, worked out at the first benchmark."""
+        config = self._request.config
+        clashes = config.stash.get(CLASHES_KEY, None)
+        if clashes is None:
+            # Every xdist worker collects every test of the run: all see the same clashes.
+            items = self._request.session.items
+            clashes = config.stash[CLASHES_KEY] = clashing_stems(i.nodeid for i in items)
+        return clashes
+
     def _write(self, result: DeliveryResult) -> DeliveryResult:
-        base = file_stem(self._request.node.nodeid)
+        base = file_stem(self._request.node.nodeid, self._clashes())
         stem = f"{base}-{_slug(result.name)}"
         n = 2
         while stem in self._stems:

@@ -16,6 +16,7 @@ from typing import Final
 
 from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.backends.sim import SimBackend
+from simulator.cluster import check_seconds
 
 __all__ = ["KruiseClock"]
 
@@ -49,6 +50,7 @@ class KruiseClock:
             raise InvalidError(
                 "seconds", "time follows the wall clock in realtime mode: it cannot be advanced"
             )
+        check_seconds("seconds", seconds)
         self._backend.advance(seconds)
 
     def run_until(self, predicate: Callable[[], bool], *, timeout: float = 3600.0) -> bool:
@@ -56,10 +58,12 @@ class KruiseClock:
 
         The predicate runs outside the model's lock, after every event: it may
         read the cluster, call the backend, or ask the E2B server over HTTP
-        (``lambda: not sbx.is_running()``).
+        (``lambda: not sbx.is_running()``). ``timeout=0`` runs nothing, not even
+        what is due now: it only checks ``predicate()`` (``advance(0)`` runs what is due).
         """
-        if not timeout >= 0:
-            raise InvalidError("timeout", f"must be >= 0, got {timeout!r}")
+        check_seconds("timeout", timeout)
+        if timeout == 0:
+            return predicate()
         backend = self._backend
         if backend.clock_mode == "virtual":
             deadline: float | None = None

@@ -18,19 +18,12 @@ from pytest_kruise_agents.api.sandboxset import SandboxSet
 from pytest_kruise_agents.claiming.errors import ClaimError
 from pytest_kruise_agents.plugin.clock import KruiseClock
 from pytest_kruise_agents.plugin.server import FactoryMade, KruiseE2B, kill_sandbox
+from simulator.cluster import check_seconds
 
 if TYPE_CHECKING:
     from e2b import AsyncSandbox, Sandbox
 
 __all__ = ["E2BSandboxFactory", "SandboxClaimFactory", "SandboxSetFactory"]
-
-
-def _check_timeout(timeout: float) -> None:
-    """Refuse a wait that is not a number of seconds >= 0 (NaN included), as ``run_until`` does."""
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
-        raise InvalidError("timeout", f"must be a number of seconds, got {timeout!r}")
-    if not timeout >= 0:
-        raise InvalidError("timeout", f"must be >= 0, got {timeout!r}")
 
 
 DEFAULT_IMAGE: Final = "registry.example.com/sandbox:v1"
@@ -90,7 +83,7 @@ class SandboxSetFactory:
                 },
             }
         # Checked before anything is applied: a wrong manifest or timeout changes nothing.
-        _check_timeout(timeout)
+        check_seconds("timeout", timeout)
         objs = load_manifests(manifest)
         if len(objs) != 1 or not isinstance(objs[0], SandboxSet):
             kinds = ", ".join(o.kind for o in objs) or "nothing"
@@ -106,7 +99,7 @@ class SandboxSetFactory:
     def wait_ready(self, name: str, namespace: str = "default", *, timeout: float = 600.0) -> None:
         """Run until the pool has ``spec.replicas`` available sandboxes (``TimeoutError`` after)."""
         __tracebackhide__ = True
-        _check_timeout(timeout)
+        check_seconds("timeout", timeout)
         backend = self._backend
         if self._clock.mode == "virtual":
             try:
@@ -160,7 +153,7 @@ class SandboxClaimFactory:
         :param timeout: virtual seconds to wait for ``Completed`` (``TimeoutError`` after).
         """
         __tracebackhide__ = True
-        _check_timeout(timeout)  # before the apply: a wrong timeout changes nothing
+        check_seconds("timeout", timeout)  # before the apply: a wrong timeout changes nothing
         claim_name = name or f"claim-{next(self._names)}"
         manifest = {
             "apiVersion": "agents.kruise.io/v1alpha1",

@@ -2,9 +2,10 @@
 
 Every option is read, lowest precedence first, from its default, the ini file
 (``kruise_seed = 7`` in ``[tool.pytest]``, ``pytest.ini`` or ``tox.ini``), the
-environment (``PYTEST_KRUISE_SEED=7``) and the command line
-(``--kruise-seed=7``); ``@pytest.mark.kruise(...)`` then overrides some of
-them for one test (:mod:`pytest_kruise_agents.plugin.marker`). A bad value
+environment (``PYTEST_KRUISE_SEED=7``) and the command line (the ini key given
+with ``-o kruise_seed=7``, then ``--kruise-seed=7``); ``@pytest.mark.kruise(...)``
+then overrides some of them for one test
+(:mod:`pytest_kruise_agents.plugin.marker`). A bad value
 fails the run at start with one message naming the option as spelled in its
 source, the source, and the reason.
 

@@ -91,7 +91,9 @@ def benchmark_lines(benchmarks: Sequence[tuple[str, Mapping[str, Any]]]) -> list
             f"{zones.get('green', 0)}/{zones.get('grey', 0)}/{zones.get('cold', 0)}"
         )
         clock = s.get("clock", "?")
-        where = f"    {s.get('target', '?')} ({clock} time)"
+        # As delivery.result.clock_words says it, without importing the simulator here.
+        words = "realtime clock" if clock == "realtime" else f"{clock} time"
+        where = f"    {s.get('target', '?')} ({words})"
         files = s.get("files") or []
         if files:
             where += ": " + " ".join(str(f) for f in files)

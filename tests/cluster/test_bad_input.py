@@ -114,7 +114,7 @@ def test_time_arguments_are_finite_and_not_negative(cluster: Cluster) -> None:
     assert cluster.run_until(lambda: False, timeout=0) is False
     with pytest.raises(InvalidError) as err:
         cluster.run_until(lambda: False, timeout=-1)
-    assert (err.value.field, err.value.reason) == ("timeout", "must be >= 0")
+    assert (err.value.field, err.value.reason) == ("timeout", "must be >= 0, got -1")
 
 
 def test_a_step_too_small_for_the_clock_runs_what_is_due_now(cluster: Cluster) -> None:

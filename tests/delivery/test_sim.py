@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -9,7 +10,13 @@ import pytest
 from pytest_kruise_agents.api.sandbox import Sandbox
 from pytest_kruise_agents.backends.sim import SimBackend
 from pytest_kruise_agents.claiming.state import is_claimed
-from pytest_kruise_agents.delivery import Burst, Rate, run_on_backend, run_on_cluster
+from pytest_kruise_agents.delivery import (
+    Burst,
+    DeliveryPath,
+    Rate,
+    run_on_backend,
+    run_on_cluster,
+)
 from pytest_kruise_agents.delivery.sim import BENCHMARK_USER_PREFIX, SETTLE_TIMEOUT_S, UNFINISHED
 
 
@@ -101,3 +108,53 @@ def test_claims_unfinished_at_the_time_limit_are_canceled(backend: SimBackend) -
     assert len(records) == 2 and all(r.delivered is None for r in records)
     sandboxes = backend.list("Sandbox", "default")
     assert sandboxes and not [s for s in sandboxes if isinstance(s, Sandbox) and is_claimed(s)]
+
+
+def _log_of_two_runs(seed: int) -> str:
+    b = SimBackend.default(seed=seed, replicas=2, nodes=2)
+    run_on_backend(b, Burst(2, path="sandboxclaim"))
+    run_on_backend(b, Burst(2))
+    text = b.cluster.log.text()
+    b.close()
+    return text
+
+
+def test_the_event_log_does_not_depend_on_runs_on_other_clusters() -> None:
+    """Same seed, same calls, same event log: the runs' names count the runs of their own
+    cluster, not those the process made before on other clusters."""
+    first = _log_of_two_runs(3)
+    assert first == _log_of_two_runs(3)
+    assert "SandboxClaim/default/delivery-benchmark-1-1" in first
+
+
+def test_runs_on_one_cluster_are_told_apart(backend: SimBackend) -> None:
+    """Each run on a cluster gets the next number, whichever path the runs before it took."""
+    run_on_backend(backend, Burst(1, path="sandboxclaim"))
+    run_on_backend(backend, Burst(1))
+    run_on_backend(backend, Burst(1, path="sandboxclaim"))
+    claims = sorted(c.metadata.name for c in backend.list("SandboxClaim", "default"))
+    assert claims == ["delivery-benchmark-1-1", "delivery-benchmark-3-1"]
+    owners = {r.owner for r in backend.cluster.records if r.path == "e2b"}
+    assert owners == {f"{BENCHMARK_USER_PREFIX}-2"}
+
+
+@pytest.mark.parametrize("path", ["e2b", "sandboxclaim"])
+def test_on_a_realtime_backend_the_run_follows_the_wall_clock(path: DeliveryPath) -> None:
+    """The realtime driver moves the clock: the run never puts virtual time ahead of the wall
+    clock (the server's next call would wait for it), and is labelled realtime."""
+    speed = 10.0
+    b = SimBackend.default(seed=2, replicas=2, nodes=2, clock="realtime", speed=speed)
+    try:
+        wall0 = time.monotonic()
+        with b.locked() as cluster:
+            start = cluster.now
+        result = run_on_backend(b, Burst(3, path=path))  # one cold: seconds of virtual time
+        with b.locked() as cluster:
+            moved = cluster.now - start
+        wall = time.monotonic() - wall0
+    finally:
+        b.close()
+    assert result.clock == "realtime" and len(result.delivered) == 3
+    assert len(result.cold) == 1 and moved > 1.0
+    # One driver tick of slack: the clock may lag the wall clock, never lead it.
+    assert moved <= wall * speed + 0.01 * speed

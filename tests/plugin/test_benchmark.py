@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import textwrap
 
 import pytest
 
@@ -164,6 +165,79 @@ def test_the_stem_of_a_plain_test_is_its_node_id_made_safe() -> None:
     assert file_stem("t.py::test[a/b]").startswith("t.py_test_a_b-")
     long = "t.py::test_" + "x" * 300
     assert len(file_stem(long)) == 120 and file_stem(long) != file_stem(long + "y")
+
+
+def test_tests_that_read_alike_once_made_safe_get_a_hash_each() -> None:
+    """``a/test_b.py`` and ``a_test_b.py``, or a class and a function, read the same once the
+    separators are ``_``: when the run holds both, both stems carry a hash of their node id."""
+    from pytest_kruise_agents.plugin.benchmark import clashing_stems, file_stem
+
+    ids = [
+        "test_stem.py::TestA::test_x",
+        "test_stem.py::TestA_test_x",
+        "a/test_b.py::test_x",
+        "a_test_b.py::test_x",
+        "tests/test_app.py::test_drain",
+    ]
+    clashes = clashing_stems(ids)
+    stems = [file_stem(i, clashes) for i in ids]
+    assert len(set(stems)) == len(ids)
+    assert stems[0].startswith("test_stem.py_TestA_test_x-") and stems[0] != stems[1]
+    assert stems[2].startswith("a_test_b.py_test_x-") and stems[2] != stems[3]
+    assert stems[4] == "tests_test_app.py_test_drain"  # no other test reads so: kept readable
+
+
+def test_xdist_workers_sharing_a_report_directory_never_overwrite_each_other(
+    suite: pytest.Pytester,
+) -> None:
+    """Two tests whose node ids read alike, run on two workers into one directory: two files each."""
+    body = """
+        import pytest
+        from pytest_kruise_agents.delivery import Burst
+
+        @pytest.mark.xdist_group("{group}")
+        def test_x(delivery_benchmark):
+            delivery_benchmark(Burst(1))
+        """
+    suite.mkpydir("test_a")
+    (suite.path / "test_a" / "test_b.py").write_text(textwrap.dedent(body.format(group="one")))
+    (suite.path / "test_a_test_b.py").write_text(textwrap.dedent(body.format(group="two")))
+    reports = suite.path / "reports"
+    result = suite.runpytest_subprocess(
+        "-n", "2", "--dist", "loadgroup", "-p", "no:cacheprovider", f"--kruise-report-dir={reports}"
+    )
+    result.assert_outcomes(passed=2)
+    names = sorted(p.name for p in reports.glob("*.json"))
+    assert len(names) == 2, names
+    assert all(n.startswith("test_a_test_b.py_test_x-") for n in names), names
+    assert not [n for n in names if n.endswith("-2.json")], "told apart by the stem, not by luck"
+
+
+def test_with_a_realtime_clock_the_benchmark_runs_on_the_wall_clock(suite: pytest.Pytester) -> None:
+    """``clock="realtime:N"``: the run waits for the realtime driver, never puts the cluster's
+    clock ahead of the wall clock (a create after it would wait), and says so in the reports."""
+    suite.makepyfile(
+        """
+        import time
+        import pytest
+        from pytest_kruise_agents.delivery import Burst
+
+        SPEED = 20
+
+        @pytest.mark.kruise(clock="realtime:20", pools={"base": 1})
+        def test_realtime(delivery_benchmark, kruise_clock):
+            wall0, start = time.monotonic(), kruise_clock.now()
+            result = delivery_benchmark(Burst(2))  # one cold: seconds of virtual time
+            moved, wall = kruise_clock.now() - start, time.monotonic() - wall0
+            assert result.clock == "realtime" and len(result.cold) == 1
+            assert 1.0 < moved <= wall * SPEED + 0.01 * SPEED
+        """
+    )
+    result = suite.runpytest()
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        ["    sim seed=0 profile=openkruise-head (realtime clock): *.csv *"]
+    )
 
 
 def test_the_benchmark_kills_its_sandboxes_so_they_are_not_the_tests_leaks(

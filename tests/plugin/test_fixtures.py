@@ -477,22 +477,29 @@ def test_a_sandboxset_manifest_that_is_not_one_sandboxset_changes_nothing(
 
 
 def test_a_bad_timeout_is_refused_before_anything_is_applied(suite: pytest.Pytester) -> None:
-    """``sandboxset(..., timeout=-5)`` and ``sandbox_claim(..., timeout=-5)`` change nothing."""
+    """``sandboxset(..., timeout=-5)`` and ``sandbox_claim(..., timeout=-5)`` change nothing
+    (nor does an infinite or NaN timeout: a wait must have an end)."""
     suite.makepyfile(
         """
         import pytest
         from pytest_kruise_agents.api.errors import InvalidError
 
-        @pytest.mark.parametrize("timeout", [-5, float("nan")])
-        def test_sandboxset(sandboxset, kruise_cluster, timeout):
+        BAD = [
+            (-5, "timeout: must be >= 0, got -5"),
+            (float("nan"), "timeout: must be a finite number of seconds, got nan"),
+            (float("inf"), "timeout: must be a finite number of seconds, got inf"),
+        ]
+
+        @pytest.mark.parametrize(("timeout", "message"), BAD)
+        def test_sandboxset(sandboxset, kruise_cluster, timeout, message):
             before = [p.metadata.name for p in kruise_cluster.list("sbs")]
-            with pytest.raises(InvalidError, match="timeout: must be >= 0, got"):
+            with pytest.raises(InvalidError, match=message):
                 sandboxset("tn", replicas=2, timeout=timeout)
             assert [p.metadata.name for p in kruise_cluster.list("sbs")] == before
 
-        @pytest.mark.parametrize("timeout", [-5, float("nan")])
-        def test_sandbox_claim(sandbox_claim, kruise_cluster, timeout):
-            with pytest.raises(InvalidError, match="timeout: must be >= 0, got"):
+        @pytest.mark.parametrize(("timeout", "message"), BAD)
+        def test_sandbox_claim(sandbox_claim, kruise_cluster, timeout, message):
+            with pytest.raises(InvalidError, match=message):
                 sandbox_claim("base", timeout=timeout)
             assert kruise_cluster.list("sbc") == []
 
@@ -502,7 +509,7 @@ def test_a_bad_timeout_is_refused_before_anything_is_applied(suite: pytest.Pytes
             assert kruise_cluster.list("sbc") == []
         """
     )
-    suite.runpytest().assert_outcomes(passed=5)
+    suite.runpytest().assert_outcomes(passed=7)
 
 
 def test_e2b_sandbox_connection_keywords_replace_the_servers(suite: pytest.Pytester) -> None:
@@ -529,6 +536,50 @@ def test_e2b_sandbox_connection_keywords_replace_the_servers(suite: pytest.Pytes
     assert "left behind" not in result.stdout.str()
 
 
+def test_kruise_clock_refuses_times_that_are_no_finite_number_of_seconds(
+    suite: pytest.Pytester,
+) -> None:
+    """An infinite, NaN, negative or non-numeric time is one ``InvalidError`` naming the argument,
+    in either clock mode, and moves nothing."""
+    suite.makepyfile(
+        """
+        import pytest
+        from pytest_kruise_agents.api.errors import InvalidError
+
+        BAD = [float("inf"), float("nan"), -1, "5", True]
+
+        def check(kruise_clock, kruise_cluster):
+            start, events = kruise_clock.now(), len(kruise_cluster.log)
+            for bad in BAD:
+                with pytest.raises(InvalidError, match="timeout: must be"):
+                    kruise_clock.run_until(lambda: False, timeout=bad)
+            assert kruise_clock.now() - start < 1 and len(kruise_cluster.log) == events
+
+        def test_run_until(kruise_clock, kruise_cluster):
+            check(kruise_clock, kruise_cluster)
+
+        @pytest.mark.kruise(clock="realtime:10")
+        def test_run_until_realtime(kruise_clock, kruise_cluster):
+            check(kruise_clock, kruise_cluster)
+
+        def test_advance(kruise_clock, kruise_cluster):
+            start = kruise_clock.now()
+            for bad in BAD:
+                with pytest.raises(InvalidError, match="seconds: must be"):
+                    kruise_clock.advance(bad)
+            assert kruise_clock.now() == start
+            kruise_clock.advance(1e-12)  # too small to move the clock: what is due now runs
+            assert kruise_clock.now() == pytest.approx(start)
+
+        @pytest.mark.kruise(clock="realtime:10")
+        def test_advance_realtime(kruise_clock):
+            with pytest.raises(InvalidError, match="seconds: time follows the wall clock"):
+                kruise_clock.advance(1)
+        """
+    )
+    suite.runpytest().assert_outcomes(passed=4)
+
+
 def test_waiting_no_time_at_all_is_a_plain_no(suite: pytest.Pytester) -> None:
     """``timeout=0``: ``run_until`` returns False, the factories time out, as after any wait."""
     suite.makepyfile(
@@ -537,8 +588,10 @@ def test_waiting_no_time_at_all_is_a_plain_no(suite: pytest.Pytester) -> None:
 
         def test_run_until(kruise_clock, kruise_cluster):
             start = kruise_clock.now()
+            due_now = kruise_cluster.env.timeout(0)
             assert kruise_clock.run_until(lambda: False, timeout=0) is False
             assert kruise_clock.now() == start
+            assert not due_now.processed  # it only checks: nothing runs, not even what is due
             kruise_cluster.env.timeout(5)  # an event exactly at the deadline
             assert kruise_clock.run_until(lambda: False, timeout=5) is False
             assert kruise_clock.now() == pytest.approx(start + 5)

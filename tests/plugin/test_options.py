@@ -1,4 +1,4 @@
-"""Run-wide options: default < ini < environment < command line < marker, validated at start."""
+"""Run-wide options: default < ini < environment < command line (``-o`` too) < marker, validated at start."""
 
 from __future__ import annotations
 
@@ -22,7 +22,17 @@ LAYERS = [
     pytest.param({"ini": True}, (1, "openkruise-v0.3.0", "realtime"), id="ini"),
     pytest.param({"ini": True, "env": True}, (2, "openkruise-head", "virtual"), id="env"),
     pytest.param(
+        {"ini": True, "env": True, "override": True},
+        (5, "openkruise-v0.3.0", "realtime"),
+        id="override-ini",
+    ),
+    pytest.param(
         {"ini": True, "env": True, "cli": True}, (3, "openkruise-v0.3.0", "realtime"), id="cli"
+    ),
+    pytest.param(
+        {"ini": True, "env": True, "override": True, "cli": True},
+        (3, "openkruise-head", "virtual"),
+        id="cli-over-override-ini",
     ),
     pytest.param(
         {"ini": True, "env": True, "cli": True, "marker": True},
@@ -48,13 +58,18 @@ def test_each_layer_overrides_the_ones_below(
         monkeypatch.setenv("PYTEST_KRUISE_SEED", "2")
         monkeypatch.setenv("PYTEST_KRUISE_PROFILE", "openkruise-head")
         monkeypatch.setenv("PYTEST_KRUISE_CLOCK", "virtual")
-    args = []
+    args: list[str] = []
+    if layers.get("override"):
+        # ``-o`` is given on the command line: it wins over the environment.
+        args += ["-o", "kruise_seed=5", "-o", "kruise_profile=openkruise-v0.3.0"]
+        args += ["-o", "kruise_clock=realtime:50"]
     if layers.get("cli"):
-        args = [
-            "--kruise-seed=3",
-            "--kruise-profile=openkruise-v0.3.0",
-            "--kruise-clock=realtime:50",
-        ]
+        profile, clock = (
+            ("openkruise-head", "virtual")
+            if layers.get("override")
+            else ("openkruise-v0.3.0", "realtime:50")
+        )
+        args += ["--kruise-seed=3", f"--kruise-profile={profile}", f"--kruise-clock={clock}"]
     marker = ""
     if layers.get("marker"):
         marker = '@pytest.mark.kruise(seed=4, profile="openkruise-head", clock="virtual")'
@@ -152,6 +167,13 @@ BAD = [
         "kruise_seed = 4\n",
         "kruise_seed (command line -o): must be an integer, got 'abc'",
         id="seed-override-ini",
+    ),
+    pytest.param(
+        ["-o", "kruise_seed=abc"],
+        {"PYTEST_KRUISE_SEED": "3"},
+        "",
+        "kruise_seed (command line -o): must be an integer, got 'abc'",
+        id="seed-override-ini-over-env",
     ),
     pytest.param(
         ["--kruise-backend=kube"],
