@@ -394,10 +394,13 @@ def _write(config: pytest.Config, option: str, render: Callable[[], str]) -> boo
         return True
     try:
         Path(path).write_text(render(), encoding="utf-8")
-    except OSError as exc:
+    except (OSError, UnicodeError) as exc:
         # Checked writable at the start; a disk can still fill up or a directory vanish.
+        # Server text is escaped (report.clean), but a report must never end the run in a
+        # traceback: whatever still cannot be encoded is this one error line too.
         reporter = config.pluginmanager.get_plugin("terminalreporter")
-        line = f"error: {option}: cannot write {path}: {exc.strerror or exc}"
+        reason = exc.strerror if isinstance(exc, OSError) else None
+        line = f"error: {option}: cannot write {path}: {clean(str(reason or exc))}"
         if reporter is not None:
             reporter.write_line(line, red=True)
         else:

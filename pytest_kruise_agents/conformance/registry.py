@@ -72,8 +72,9 @@ CHECKS: Final[tuple[Check, ...]] = (
     ),
     _c(
         "core.auth",
-        "A request without X-API-Key, or with an unknown key, answers 401 with a JSON error; "
-        "the SDK raises AuthenticationException.",
+        "A request without X-API-Key, or with an unknown key, answers 401 with a JSON error on "
+        "every route (create, list, and get, kill, timeout, pause and connect of a sandbox, "
+        "before any lookup of it); the SDK raises AuthenticationException.",
         "E2B §2.1, §8.1; Kruise §6.1",
         "core.errors",
     ),
@@ -96,6 +97,15 @@ CHECKS: Final[tuple[Check, ...]] = (
         "create metadata (values with spaces, & and = intact); the SDK's get_info agrees.",
         "E2B §2.2, §2.4, §8.4",
         "core.create",
+    ),
+    _c(
+        "core.auth.refused",
+        "Get, kill, timeout, pause and connect of a running sandbox without X-API-Key, or with "
+        "an unknown key, answer 401 and change nothing: the sandbox is still running, with "
+        "the same endAt.",
+        "E2B §2.1, §8.1; Kruise §6.1",
+        "core.auth",
+        "core.get",
     ),
     _c(
         "core.create.default-timeout",
@@ -127,8 +137,9 @@ CHECKS: Final[tuple[Check, ...]] = (
     ),
     _c(
         "core.list.order",
-        "Among the run's own sandboxes (metadata filter), order=asc lists sandboxes by startedAt "
-        "ascending and order=desc in the reverse order.",
+        "Among the run's own sandboxes (metadata filter), three created a second apart, "
+        "order=asc lists sandboxes by startedAt ascending and order=desc by startedAt "
+        "descending (newest first); sandboxes started at the same instant may come in any order.",
         "E2B §2.3, §8.3; Kruise §6.7",
         "core.list",
     ),
@@ -201,8 +212,9 @@ CHECKS: Final[tuple[Check, ...]] = (
     ),
     _c(
         "lifecycle.auto-pause",
-        "A sandbox created with autoPause (lifecycle on_timeout=pause) is paused, not killed, "
-        "when its timeout passes; connect resumes it.",
+        "A sandbox created with autoPause (lifecycle on_timeout=pause) runs until its timeout "
+        "(running right after create and halfway), then is paused, not killed; connect "
+        "resumes it.",
         "E2B §2.3, §3.2; Kruise §6.5",
         "lifecycle.connect.resume",
     ),
@@ -251,8 +263,10 @@ CHECKS: Final[tuple[Check, ...]] = (
     ),
     _c(
         "envd.auth.token",
-        "envd requests without X-Access-Token, or with a wrong one, answer 401; with the "
-        "sandbox's envdAccessToken they succeed.",
+        "envd requests without X-Access-Token, or with a wrong one, are refused with 401 (a "
+        "Connect stream may instead end at once with error unauthenticated) and do nothing: "
+        "process Start, filesystem Stat, ListDir and MakeDir, file download and upload; with "
+        "the sandbox's envdAccessToken they succeed.",
         "E2B §4.5, §8.8",
         "envd.health",
     ),
@@ -296,7 +310,8 @@ CHECKS: Final[tuple[Check, ...]] = (
     ),
     _c(
         "envd.files.write-read",
-        "files.write then files.read returns the same text and bytes.",
+        "files.write then files.read returns the same text and bytes, also for a 1 MiB file "
+        "of non-repeating bytes (many upload and download chunks).",
         "E2B §4.3, §4.7",
         "envd.health",
     ),

@@ -64,10 +64,20 @@ def summary_line(outcomes: Sequence[Outcome], interrupted: str | None = None) ->
 _CONTROL: Final = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 """Control characters other than tab and newlines (not allowed in XML 1.0, harmful on a terminal)."""
 
+_NOT_TEXT: Final = re.compile("[\ud800-\udfff\ufffe\uffff]")
+"""Lone surrogates and the non-characters U+FFFE/U+FFFF: legal in a JSON string (so in what a
+server answers), but not in XML 1.0, and a surrogate cannot even be encoded as UTF-8."""
+
+
+def _escape(m: re.Match[str]) -> str:
+    code = ord(m.group())
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
 
 def clean(text: str) -> str:
-    """``text`` with each control character (but tab and newlines) shown as ``\\xNN``."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    """``text`` with each control character (but tab and newlines) shown as ``\\xNN``, and
+    each lone surrogate, U+FFFE and U+FFFF as ``\\uXXXX``: every output can hold the result."""
+    return _NOT_TEXT.sub(_escape, _CONTROL.sub(_escape, text))
 
 
 def _plain_table(outcomes: Sequence[Outcome]) -> str:

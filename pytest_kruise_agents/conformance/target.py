@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -43,8 +44,21 @@ RUN_KEY: Final = "conformance-run"
 """Metadata key on every sandbox the suite creates; its value is the run's id."""
 
 
+_MAX_PORT: Final = 65535
+
+
+def _port_text(url: str) -> str | None:
+    """The port of ``url`` as written (``None`` without one): the text after the host's ``:``."""
+    netloc = urlsplit(url).netloc.rpartition("@")[2]
+    if netloc.startswith("["):  # an IPv6 literal has colons of its own
+        netloc = netloc.partition("]")[2]
+    _host, colon, port = netloc.partition(":")
+    return port if colon and port else None
+
+
 def url_problem(url: str) -> str | None:
-    """Why ``url`` cannot be a server's base URL (not ``http(s)://host[:port][/path]``), else ``None``."""
+    """Why ``url`` cannot be a server's base URL (not ``http(s)://host[:port][/path]`` with a
+    port in 1..65535), else ``None``."""
     try:
         parsed = httpx.URL(url)
         parsed.port  # noqa: B018 -- parsing the port is the check (":abc" raises)
@@ -54,6 +68,11 @@ def url_problem(url: str) -> str | None:
         return f"must be an http:// or https:// URL, got {url!r}"
     if not parsed.host:
         return f"has no host: {url!r}"
+    port = _port_text(url)
+    # httpx keeps a port like 106939 (or reads "+80" as none) and the socket layer wraps it:
+    # the checks would run against whatever listens on another port.
+    if port is not None and not (port.isascii() and port.isdigit() and 0 < int(port) <= _MAX_PORT):
+        return f"port {port!r} is not a number in 1..{_MAX_PORT}: {url!r}"
     return None
 
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import itertools
 import time
 import uuid
 from functools import partial
+from typing import Final
 
 from e2b import AuthenticationException, Sandbox, SandboxQuery
 from e2b.exceptions import SandboxException
@@ -37,6 +37,10 @@ from pytest_kruise_agents.conformance.wire import (
 )
 
 __all__: list[str] = []  # pytest collects the checks; nothing is imported from here
+
+
+_ORDER_GAP_S: Final = 1.0
+"""Server seconds between the creates of ``core.list.order``: distinct startedAt values."""
 
 
 def _missing_id() -> str:
@@ -107,16 +111,40 @@ def test_error_bodies(conformance_api: Api) -> None:
     expect_error_body(resp, what)
 
 
+def _sandbox_routes(sid: str) -> list[tuple[str, str, dict[str, object] | None]]:
+    """Every route on one sandbox: method, path and the body the SDK sends."""
+    return [
+        ("GET", f"/sandboxes/{sid}", None),
+        ("POST", f"/sandboxes/{sid}/timeout", {"timeout": 30}),
+        ("POST", f"/v2/sandboxes/{sid}/connect", {"timeout": 3600}),
+        ("POST", f"/sandboxes/{sid}/connect", {"timeout": 3600}),
+        ("POST", f"/sandboxes/{sid}/pause", {}),
+        ("DELETE", f"/sandboxes/{sid}", None),
+    ]
+
+
+def _unknown_keys() -> list[tuple[str, str]]:
+    """``(key, label)``: no ``X-API-Key`` at all, and one no server has issued."""
+    bad_key = f"conformance-invalid-key-{uuid.uuid4().hex}"
+    return [("", "without X-API-Key"), (bad_key, "with an unknown X-API-Key")]
+
+
+def _expect_refused(api: Api, method: str, path: str, body: object, key: str, label: str) -> None:
+    what = f"{method} {path} {label}"
+    resp = api.request(method, path, key=key, json=body)
+    expect_status(resp, 401, what)
+    expect_error_body(resp, what)
+
+
 @check("core.auth")
 def test_auth(
     conformance_api: Api, conformance_target: Target, conformance_sandboxes: Sandboxes
 ) -> None:
-    bad_key = f"conformance-invalid-key-{uuid.uuid4().hex}"
-    for key, label in (("", "without X-API-Key"), (bad_key, "with an unknown X-API-Key")):
-        what = f"GET /v2/sandboxes {label}"
-        resp = conformance_api.request("GET", "/v2/sandboxes", key=key)
-        expect_status(resp, 401, what)
-        expect_error_body(resp, what)
+    # The key is checked before the sandbox is looked up: an unknown caller gets 401 on
+    # every route, never the 404 that would tell which sandboxes exist.
+    routes = _sandbox_routes(_missing_id())
+    for key, label in _unknown_keys():
+        _expect_refused(conformance_api, "GET", "/v2/sandboxes", None, key, label)
         what = f"POST /v2/sandboxes {label}"
         resp = conformance_api.request(
             "POST",
@@ -131,6 +159,9 @@ def test_auth(
             conformance_sandboxes.track(str(resp.json().get("sandboxID")))
         expect_status(resp, 401, what)
         expect_error_body(resp, what)
+        for method, path, body in routes:
+            _expect_refused(conformance_api, method, path, body, key, f"(unknown sandbox) {label}")
+    bad_key = _unknown_keys()[1][0]
     opts = {**conformance_target.sdk_opts(), "api_key": bad_key}
     try:
         sbx = Sandbox.create(
@@ -232,6 +263,43 @@ def test_get(conformance_api: Api, conformance_sandboxes: Sandboxes) -> None:
         )
 
 
+@check("core.auth.refused")
+def test_auth_refused_calls_change_nothing(
+    conformance_api: Api, conformance_sandboxes: Sandboxes
+) -> None:
+    sid = conformance_sandboxes.create(timeout=600).sandbox_id
+    before = detail(conformance_api, sid)
+    # Each call would change the sandbox if it ran: shorten or extend its timeout, pause or
+    # kill it. Refused, none may have run, whatever the answer said.
+    for key, label in _unknown_keys():
+        for method, path, body in _sandbox_routes(sid):
+            _expect_refused(conformance_api, method, path, body, key, label)
+    what = f"GET /sandboxes/{sid} after the refused calls"
+    resp = conformance_api.get(sid)
+    expect(
+        resp.status_code != 404,
+        what,
+        "HTTP 200 (a refused DELETE kills nothing)",
+        excerpt(resp),
+    )
+    after = detail(conformance_api, sid, what)
+    expect(
+        after["state"] == "running",
+        what,
+        "state 'running' (a refused pause pauses nothing)",
+        f"state={after['state']!r}",
+    )
+    moved = (
+        parse_time(after["endAt"], f"{what}: endAt") - parse_time(before["endAt"], "endAt")
+    ).total_seconds()
+    expect(
+        abs(moved) <= 1,
+        what,
+        "endAt unchanged (a refused timeout or connect sets no timeout)",
+        f"endAt moved by {moved:+g} s",
+    )
+
+
 @check("core.create.default-timeout")
 def test_create_default_timeout(conformance_api: Api, conformance_sandboxes: Sandboxes) -> None:
     body = conformance_sandboxes.create_raw(what="POST /v2/sandboxes without a timeout")
@@ -331,33 +399,37 @@ def test_list_state_filter(
 
 @check("core.list.order")
 def test_list_order(
-    conformance_api: Api, conformance_target: Target, conformance_sandboxes: Sandboxes
+    conformance_api: Api,
+    conformance_target: Target,
+    conformance_clock: ServerClock,
+    conformance_sandboxes: Sandboxes,
 ) -> None:
-    made = [conformance_sandboxes.create().sandbox_id for _ in range(3)]
+    made: list[str] = []
+    for _ in range(3):
+        made.append(conformance_sandboxes.create().sandbox_id)
+        # A second between creates: sandboxes started at one instant may list in any order
+        # (E2B §2.3 orders by startedAt only), and an order check of ties proves nothing.
+        conformance_clock.advance(_ORDER_GAP_S)
     run = conformance_target.run_filter  # the run's own sandboxes: a team may hold thousands
-    orders: dict[str, list[str]] = {}
-    for order in ("asc", "desc"):
+    for order, newest_first in (("asc", False), ("desc", True)):
         what = f"GET /v2/sandboxes?order={order}&metadata={run}"
         items = settled(
             partial(list_all, conformance_api, {"order": order, "metadata": run}, what=what),
             partial(_lists_all_of, set(made)),
         )
-        times = [parse_time(i.get("startedAt"), f"{what}: startedAt") for i in items]
-        pairs = list(itertools.pairwise(times))
-        ordered = all(a <= b for a, b in pairs) if order == "asc" else all(a >= b for a, b in pairs)
         expect(
-            ordered,
+            _lists_all_of(set(made), items),
             what,
-            f"startedAt {'ascending' if order == 'asc' else 'descending'}",
+            f"the new sandboxes {made}",
+            _ids(items),
+        )
+        times = [parse_time(i.get("startedAt"), f"{what}: startedAt") for i in items]
+        expect(
+            times == sorted(times, reverse=newest_first),
+            what,
+            f"startedAt {'descending (newest first)' if newest_first else 'ascending'}",
             [t.isoformat() for t in times][:10],
         )
-        orders[order] = [sid for sid in _ids(items) if sid in made]
-    expect(
-        orders["desc"] == list(reversed(orders["asc"])) and len(orders["asc"]) == len(made),
-        "GET /v2/sandboxes?order=desc",
-        f"the reverse of order=asc for the new sandboxes {orders['asc']}",
-        orders["desc"],
-    )
 
 
 @check("core.list.pagination")

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import random
+import struct
 import time
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Final
 
+import httpx
 import pytest
 from e2b import CommandExitException, FileType, NotFoundException, Sandbox, TimeoutException
 
@@ -26,6 +30,9 @@ from pytest_kruise_agents.conformance.target import ENVD_PORT, Api, Target
 __all__: list[str] = []  # pytest collects the checks; nothing is imported from here
 
 CREATE_ENV = {"CONFORMANCE_CREATE_ENV": "from-create"}
+
+BIG_FILE_BYTES: Final = 1024 * 1024
+"""Size of the file ``envd.files.write-read`` writes and reads back: many chunks."""
 
 
 @pytest.fixture(scope="module")
@@ -81,48 +88,128 @@ def test_routing_by_host(
     expect(resp.is_success, f"GET /health with Host: {host}", "a 2xx answer", excerpt(resp))
 
 
+_RPC_HEADERS: Final = {"Content-Type": "application/json", "Connect-Protocol-Version": "1"}
+_STREAM_HEADERS: Final = {
+    "Content-Type": "application/connect+json",
+    "Connect-Protocol-Version": "1",
+}
+_START: Final = "/process.Process/Start"
+_END_STREAM: Final = 0x02
+"""Flag of the envelope that ends a Connect stream (and carries its error)."""
+
+
+def _envelope(message: dict[str, Any]) -> bytes:
+    """One Connect stream message: a flags byte, a big-endian length, the JSON."""
+    data = json.dumps(message).encode()
+    return struct.pack(">BI", 0, len(data)) + data
+
+
+def _stream_refused(resp: httpx.Response) -> bool:
+    """Whether a Connect stream was refused as unauthenticated: HTTP 401, or (as Connect
+    servers answer a stream) HTTP 200 whose first envelope ends it with that error."""
+    if resp.status_code == 401:
+        return True
+    body = resp.content
+    if resp.status_code != 200 or len(body) < 5 or not body[0] & _END_STREAM:
+        return False
+    (size,) = struct.unpack(">I", body[1:5])
+    try:
+        end = json.loads(body[5 : 5 + size])
+    except ValueError:
+        return False
+    error = end.get("error") if isinstance(end, dict) else None
+    return isinstance(error, dict) and error.get("code") == "unauthenticated"
+
+
+def _envd_calls(base: str, n: int) -> list[tuple[str, dict[str, Any]]]:
+    """``(what, request)`` of each kind of envd call the SDK makes, the ``n``-th time: every
+    one that changes something leaves a path under ``base`` a refused call must not leave."""
+    command = f"touch {base}/ran-{n}"
+    start = {"process": {"cmd": "/bin/bash", "args": ["-l", "-c", command], "envs": {}}}
+    return [
+        *(
+            (
+                f"filesystem {rpc} RPC",
+                {
+                    "method": "POST",
+                    "path": f"/filesystem.Filesystem/{rpc}",
+                    "headers": _RPC_HEADERS,
+                    "json": body,
+                },
+            )
+            for rpc, body in (
+                ("Stat", {"path": f"{base}/secret.txt"}),
+                ("ListDir", {"path": base, "depth": 1}),
+                ("MakeDir", {"path": f"{base}/made-{n}"}),
+            )
+        ),
+        (
+            "GET /files (download)",
+            {"method": "GET", "path": "/files", "params": {"path": f"{base}/secret.txt"}},
+        ),
+        (
+            "POST /files (upload)",
+            {
+                "method": "POST",
+                "path": "/files",
+                "params": {"path": f"{base}/up-{n}.txt"},
+                "files": {"file": (f"{base}/up-{n}.txt", b"uploaded\n")},
+            },
+        ),
+        (
+            "process Start RPC",
+            {
+                "method": "POST",
+                "path": _START,
+                "headers": _STREAM_HEADERS,
+                "content": _envelope({**start, "stdin": False}),
+            },
+        ),
+    ]
+
+
+def _envd_call(api: Api, sid: str, token: str | None, request: dict[str, Any]) -> httpx.Response:
+    call = dict(request)
+    return api.sandbox(sid, ENVD_PORT, call.pop("method"), call.pop("path"), token=token, **call)
+
+
 @check("envd.auth.token")
 def test_access_token(sbx: Sandbox, conformance_api: Api, sandbox_detail: dict[str, Any]) -> None:
     token = sandbox_detail.get("envdAccessToken")
     if not isinstance(token, str) or not token:
         pytest.skip("the server returned no envdAccessToken for the sandbox")
-    path = f"{_base()}.txt"
-    with step(f"files.write({path!r})"):
-        sbx.files.write(path, "secret\n")
+    base = _base()
+    with step(f"files.write({base}/secret.txt)"):
+        sbx.files.write(f"{base}/secret.txt", "secret\n")
     sid = sbx.sandbox_id
-    rpc = {"Content-Type": "application/json", "Connect-Protocol-Version": "1"}
-    for label, sent in (
-        ("without X-Access-Token", None),
-        ("with a wrong X-Access-Token", "wrong-" + token),
+    left: list[str] = []  # what a refused call would have made
+    for n, (label, sent) in enumerate(
+        (("without X-Access-Token", None), ("with a wrong X-Access-Token", "wrong-" + token))
     ):
-        resp = conformance_api.sandbox(
-            sid,
-            ENVD_PORT,
-            "POST",
-            "/filesystem.Filesystem/Stat",
-            token=sent,
-            headers=rpc,
-            json={"path": "/"},
+        for what, request in _envd_calls(base, n):
+            resp = _envd_call(conformance_api, sid, sent, request)
+            if request["path"] == _START:
+                expect(
+                    _stream_refused(resp),
+                    f"envd {what} {label}",
+                    "HTTP 401 (or a Connect stream ending at once with error unauthenticated)",
+                    excerpt(resp),
+                )
+            else:
+                expect_status(resp, 401, f"envd {what} {label}")
+        left += [f"{base}/ran-{n}", f"{base}/made-{n}", f"{base}/up-{n}.txt"]
+    with step(f"files.exists of what the refused calls would have made in {base}"):
+        made = [path for path in left if sbx.files.exists(path)]
+    expect(not made, "envd calls refused for their token", "nothing done", f"they made {made}")
+    for what, request in _envd_calls(base, 2):  # a third round, with the token
+        resp = _envd_call(conformance_api, sid, token, request)
+        refused = request["path"] == _START and _stream_refused(resp)
+        expect(
+            resp.status_code == 200 and not refused,
+            f"envd {what} with the sandbox's envdAccessToken",
+            "HTTP 200",
+            excerpt(resp),
         )
-        expect_status(resp, 401, f"envd Stat RPC {label}")
-        resp = conformance_api.sandbox(
-            sid, ENVD_PORT, "GET", "/files", token=sent, params={"path": path}
-        )
-        expect_status(resp, 401, f"envd GET /files {label}")
-    resp = conformance_api.sandbox(
-        sid,
-        ENVD_PORT,
-        "POST",
-        "/filesystem.Filesystem/Stat",
-        token=token,
-        headers=rpc,
-        json={"path": "/"},
-    )
-    expect_status(resp, 200, "envd Stat RPC with the sandbox's envdAccessToken")
-    resp = conformance_api.sandbox(
-        sid, ENVD_PORT, "GET", "/files", token=token, params={"path": path}
-    )
-    expect_status(resp, 200, "envd GET /files with the sandbox's envdAccessToken")
 
 
 @check("envd.commands.output")
@@ -232,6 +319,14 @@ def test_command_timeout(sbx: Sandbox) -> None:
     )
 
 
+def _first_difference(a: bytes, b: bytes) -> str:
+    """Where ``b`` stops being ``a``: for a failure message about megabytes."""
+    if len(a) != len(b):
+        return f"{len(b)} bytes (wrote {len(a)})"
+    at = next(i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y)
+    return f"{len(b)} bytes, differing from byte {at} on"
+
+
 @check("envd.files.write-read")
 def test_files_write_read(sbx: Sandbox) -> None:
     base = _base()
@@ -244,6 +339,19 @@ def test_files_write_read(sbx: Sandbox) -> None:
         sbx.files.write(f"{base}/b.bin", data)
         got = bytes(sbx.files.read(f"{base}/b.bin", format="bytes"))
     expect(got == data, f"files.read({base}/b.bin, format='bytes')", repr(data), repr(got))
+    # Larger than any one chunk of an upload or a download (64 KiB is common), and no
+    # repeating pattern: a server keeping or sending only the first chunks shows.
+    big = random.Random(base).randbytes(BIG_FILE_BYTES)
+    path = f"{base}/big.bin"
+    with step(f"files.write/read(format='bytes') of {path} ({BIG_FILE_BYTES} bytes)"):
+        sbx.files.write(path, big)
+        got = bytes(sbx.files.read(path, format="bytes"))
+    if got != big:
+        fail(
+            f"files.read({path}, format='bytes')",
+            f"the {BIG_FILE_BYTES} bytes written",
+            _first_difference(big, got),
+        )
 
 
 @check("envd.files.stat")

@@ -166,13 +166,24 @@ def test_auto_pause(
         )
     conformance_sandboxes.track(sbx.sandbox_id)
     sid = sbx.sandbox_id
+    # Paused when the timeout passes, not before: a server pausing it at once (or halfway)
+    # would pass a check that only looks after the deadline.
+    for when, passed in (("right after create", 0.0), ("halfway to its timeout", timeout / 2)):
+        conformance_clock.advance(passed)
+        state = state_of(conformance_api, sid)
+        expect(
+            state == "running",
+            f"GET /sandboxes/{sid} {when} ({timeout} s timeout with autoPause)",
+            "state 'running' (it pauses when its timeout passes)",
+            "HTTP 404" if state is None else f"state={state!r}",
+        )
     seen: list[str | None] = []
 
     def paused() -> bool:
         seen[:] = [state_of(conformance_api, sid)]
         return seen[0] in ("paused", None)
 
-    conformance_clock.wait_for(paused, timeout)
+    conformance_clock.wait_for(paused, timeout / 2)
     what = f"GET /sandboxes/{sid} after its {timeout} s timeout with autoPause"
     found = seen[0] if seen else "?"
     expect(

@@ -30,6 +30,8 @@ from pytest_kruise_agents.e2b.settings import ApiKey, Settings
 if TYPE_CHECKING:
     from starlette.types import ASGIApp
 
+    from .mutants import Mutant
+
 ROOT = Path(__file__).resolve().parents[2]
 KRUISE_AGENTS = Path(sys.executable).with_name("kruise-agents")
 USER_KEY = "e2b_conformance_user_000000000000000000000000000000"
@@ -65,10 +67,15 @@ def serve(
     speed: float = 1.0,
     breakage: str | None = None,
     wrap: Wrap | None = None,
+    mutant: Mutant | None = None,
     auth: bool = True,
     nodes: int = 4,
 ) -> Iterator[str]:
-    """Serve the default cluster (plus the empty pool ``empty``) on 127.0.0.1; yield its URL."""
+    """Serve the default cluster (plus the empty pool ``empty``) on 127.0.0.1; yield its URL.
+
+    ``breakage`` names one of the server's breakages; ``mutant`` (:mod:`.mutants`) and
+    ``wrap`` are the tests' own middlewares around it.
+    """
     backend = SimBackend.default(seed=6, replicas=16, clock=clock, speed=speed, nodes=nodes)
     backend.apply(EMPTY_POOL)
     settings = Settings(
@@ -80,6 +87,8 @@ def serve(
     )
     app = create_app(backend, settings)
     served = break_app(app, breakage, backend=backend, settings=settings) if breakage else app
+    if mutant is not None:
+        served = mutant(served, backend, USER_KEY)
     if wrap is not None:
         served = wrap(served)
     thread = ServerThread(served).start()

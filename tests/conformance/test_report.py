@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 from pytest_kruise_agents.conformance.registry import by_id
 from pytest_kruise_agents.conformance.report import (
     Outcome,
+    clean,
     render_table,
     summary_line,
     to_junit,
@@ -99,3 +101,30 @@ def test_an_interrupted_run_says_so_in_the_summary_and_as_a_junit_error() -> Non
     testsuite = suite.find("testsuite")
     assert testsuite is not None
     assert (testsuite.get("tests"), testsuite.get("errors")) == ("4", "1")
+
+
+def test_characters_xml_cannot_hold_are_escaped_so_every_report_can_be_written(
+    tmp_path: Path,
+) -> None:
+    """Server text may carry U+FFFF or a lone surrogate (both legal in a JSON string): the
+    JUnit XML still parses, and every output encodes as UTF-8, showing them as ``\\uXXXX``."""
+    said = "run_code: expected 'hello\\n', but saw hel\uffffl\ud800o\udfff\ufffe"
+    shown = "run_code: expected 'hello\\n', but saw hel\\uffffl\\ud800o\\udfff\\ufffe"
+    raw = [Outcome(by_id("code.run"), "fail", said)]
+    junit = to_junit(raw, {"Server": "x\uffff"})
+    root = ET.fromstring(junit.encode("utf-8").split(b"\n", 1)[1])
+    failure = root.find(".//failure")
+    assert failure is not None and failure.get("message") == shown
+    prop = root.find(".//property[@name='Server']")
+    assert prop is not None and prop.get("value") == "x\\uffff"
+    markdown = to_markdown(raw, {})
+    assert shown in markdown
+    table = render_table(raw, width=400)
+    assert "hel\\uffffl\\ud800o" in table
+    for text in (junit, markdown, table):
+        (tmp_path / "out").write_text(text, encoding="utf-8")  # no UnicodeEncodeError
+
+
+def test_other_non_ascii_text_is_kept() -> None:
+    kept = "saw 'conformance ✓ text' and 😀 and \u00e9"
+    assert clean(kept) == kept

@@ -1,6 +1,6 @@
-"""The suite in awkward runs: Ctrl-C, bad report paths, no URL, no key, a busy team, a prefixed
-API URL, control characters from the server, a server that ignores a command timeout, a caller's
-``PYTEST_*`` environment."""
+"""The suite in awkward runs: Ctrl-C, bad report paths, no URL, a port past 65535, no key, a busy
+team, a prefixed API URL, control characters, lone surrogates and U+FFFF from the server, a
+server that ignores a command timeout, a caller's ``PYTEST_*`` environment."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from .conftest import (
     FILLER_KEY,
     KRUISE_AGENTS,
     ROOT,
+    USER_KEY,
     Result,
     clean_env,
     cli_command,
@@ -29,6 +30,7 @@ from .conftest import (
     serve,
     suite_pytest_command,
 )
+from .mutants import sdk_create_bad_text
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -40,7 +42,8 @@ def _control_plane(scope: Scope) -> bool:
 
 
 class _HangOnTimeout:
-    """Holds every ``POST /sandboxes/{id}/timeout`` of an existing sandbox for a minute;
+    """Holds every ``POST /sandboxes/{id}/timeout`` of an existing sandbox with the team's key
+    for a minute (``core.timeout``'s, not the refused ones of ``core.auth.refused``);
     ``reached`` is set by the first."""
 
     def __init__(self, app: ASGIApp) -> None:
@@ -53,6 +56,7 @@ class _HangOnTimeout:
             and scope["method"] == "POST"
             and scope["path"].endswith("/timeout")
             and "conformance-missing" not in scope["path"]  # core.errors' unknown sandbox
+            and (b"x-api-key", USER_KEY.encode()) in scope["headers"]
         ):
             self.reached.set()
             await asyncio.sleep(60)
@@ -204,11 +208,17 @@ def test_an_unwritable_report_path_is_refused_before_the_run(tmp_path: Path) -> 
 
 
 def test_a_url_that_is_no_url_is_refused_before_the_run(tmp_path: Path) -> None:
-    """``--api-url notaurl`` (or a bad ``--sandbox-url``): exit 2 and one line naming the
-    option, not every check failing on it."""
+    """``--api-url notaurl`` (or a bad ``--sandbox-url``, or a port past 65535 that would wrap
+    round to another server's): exit 2 and one line naming the option, not every check failing
+    on it."""
     for option, url, reason in (
         ("--api-url", "notaurl", "must be an http:// or https:// URL, got 'notaurl'"),
         ("--sandbox-url", "http://", "has no host: 'http://'"),
+        (
+            "--api-url",
+            "http://127.0.0.1:106939",
+            "port '106939' is not a number in 1..65535: 'http://127.0.0.1:106939'",
+        ),
     ):
         args = {"--api-url": "http://127.0.0.1:9", option: url}
         proc = subprocess.run(
@@ -304,6 +314,20 @@ def test_control_characters_from_the_server_are_escaped_in_every_output(tmp_path
     assert "sandbox not found \\x00\\x01\\x1b[31m" in message, message
     assert "\x1b[31m" not in run.output and "\x00" not in run.output
     assert "\x00" not in run.report.read_text()
+
+
+def test_text_xml_cannot_hold_from_the_server_is_escaped_and_every_report_written(
+    tmp_path: Path,
+) -> None:
+    """An SDK error message with a lone surrogate and U+FFFF (both legal in a JSON string):
+    no traceback, the JUnit XML parses, every output shows them as ``\\uXXXX``, exit 1."""
+    with serve(mutant=sdk_create_bad_text) as url:
+        run = run_cli(url, tmp_path, levels="core")
+    assert run.returncode == 1, run.output[-3000:]
+    shown = "500: bad \\ud800 and \\uffff"
+    assert shown in run.results["core.create"].message, run.results["core.create"]
+    assert shown in run.report.read_text(encoding="utf-8")
+    assert shown in run.output and "Traceback" not in run.output, run.output[-3000:]
 
 
 def test_the_command_ignores_the_callers_pytest_environment(tmp_path: Path) -> None:

@@ -1,0 +1,296 @@
+"""Servers a mutation test of the suite found it too lax for: one behaviour wrong, or one odd
+but conforming, as an ASGI middleware around this project's E2B app.
+
+Unlike the named breakages of :mod:`pytest_kruise_agents.e2b.breakage` (where each breaks
+exactly one check), these are the test suite's own: each reproduces a server the suite used
+to pass although it should fail (or fail although it should pass), and
+``test_mutants.py`` shows which check now tells. :func:`serve <.conftest.serve>` builds
+one with ``mutant=MUTANTS[name]``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import parse_qs
+
+import anyio
+
+from pytest_kruise_agents.e2b.traffic import sandbox_target
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+    from pytest_kruise_agents.backends.base import Backend
+
+Mutant = Callable[["ASGIApp", "Backend", str], "ASGIApp"]
+"""Builds the mutant server from the app, its backend and a valid (user) API key."""
+
+ENVD: Final = "49983"
+CHUNK: Final = 64 * 1024
+BAD_TEXT: Final = "bad \ud800 and \uffff"
+"""What :func:`sdk_create_bad_text` answers: a lone surrogate and U+FFFF (legal in JSON)."""
+
+
+@dataclass
+class _Answer:
+    status: int = 500
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    body: bytes = b""
+
+    def json(self) -> Any:
+        try:
+            return json.loads(self.body)
+        except ValueError:
+            return None
+
+
+async def _body(receive: Receive) -> bytes:
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()  # waits for the client to go away, as the server's would
+
+    return replay
+
+
+async def _call(app: ASGIApp, scope: Scope, receive: Receive) -> _Answer:
+    answer = _Answer()
+
+    async def capture(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            answer.status = message["status"]
+            answer.headers = list(message.get("headers", []))
+        elif message["type"] == "http.response.body":
+            answer.body += message.get("body", b"")
+
+    await app(scope, receive, capture)
+    return answer
+
+
+async def _reply(send: Send, answer: _Answer) -> None:
+    headers = [(k, v) for k, v in answer.headers if k.lower() != b"content-length"]
+    headers.append((b"content-length", str(len(answer.body)).encode()))
+    await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+    await send({"type": "http.response.body", "body": answer.body})
+
+
+def _json(answer: _Answer, status: int, body: Any) -> _Answer:
+    headers = [(k, v) for k, v in answer.headers if k.lower() != b"content-type"]
+    headers.append((b"content-type", b"application/json"))
+    return _Answer(status, headers, json.dumps(body).encode())
+
+
+def _header(scope: Scope, name: bytes) -> str:
+    return next((v.decode("latin-1") for k, v in scope["headers"] if k.lower() == name), "")
+
+
+def _with_header(scope: Scope, name: bytes, value: bytes) -> Scope:
+    kept = [(k, v) for k, v in scope["headers"] if k.lower() != name]
+    return {**scope, "headers": [*kept, (name, value)]}
+
+
+def _api_path(scope: Scope) -> list[str] | None:
+    """The control-plane path's parts (``/kruise/api`` dropped); ``None`` for sandbox traffic."""
+    if sandbox_target(scope["headers"]) is not None:
+        return None
+    return [p for p in str(scope["path"]).removeprefix("/kruise/api").split("/") if p]
+
+
+Middleware = Callable[["Scope", "Receive", "Send"], Any]
+
+
+def _http_only(app: ASGIApp, handle: Middleware) -> ASGIApp:
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        await handle(scope, receive, send)
+
+    return middleware
+
+
+def envd_token_reads_only(app: ASGIApp, backend: Backend, key: str) -> ASGIApp:
+    """envd checks the token on Stat and ``GET /files`` only; commands, uploads and every other
+    filesystem RPC run for anyone."""
+
+    async def handle(scope: Scope, receive: Receive, send: Send) -> None:
+        target = sandbox_target(scope["headers"])
+        if target is not None and target[1] == ENVD:
+            path, method = str(scope["path"]), scope["method"]
+            checked = path == "/filesystem.Filesystem/Stat" or (path, method) == ("/files", "GET")
+            route = await anyio.to_thread.run_sync(backend.route, target[0])
+            if not checked and route is not None and route.access_token:
+                scope = _with_header(scope, b"x-access-token", route.access_token.encode())
+        await app(scope, receive, send)
+
+    return _http_only(app, handle)
+
+
+def auth_only_list_create(app: ASGIApp, backend: Backend, key: str) -> ASGIApp:
+    """The API key is checked on ``GET``/``POST /v2/sandboxes`` only: get, kill, timeout, pause
+    and connect of any sandbox act for the team whatever the key."""
+
+    async def handle(scope: Scope, receive: Receive, send: Send) -> None:
+        parts = _api_path(scope)
+        checked = parts in (["v2", "sandboxes"], ["sandboxes"])
+        if parts and not checked and parts[0] in ("sandboxes", "v2"):
+            scope = _with_header(scope, b"x-api-key", key.encode())
+        await app(scope, receive, send)
+
+    return _http_only(app, handle)
+
+
+def auto_pause_immediate(app: ASGIApp, backend: Backend, key: str) -> ASGIApp:
+    """A sandbox created with ``autoPause`` is paused as soon as it is created."""
+
+    async def handle(scope: Scope, receive: Receive, send: Send) -> None:
+        parts = _api_path(scope)
+        if scope["method"] != "POST" or parts not in (["v2", "sandboxes"], ["sandboxes"]):
+            await app(scope, receive, send)
+            return
+        raw = await _body(receive)
+        answer = await _call(app, scope, _replay(raw, receive))
+        created = answer.json()
+        if answer.status == 201 and isinstance(created, dict) and json.loads(raw).get("autoPause"):
+            path = f"/sandboxes/{created['sandboxID']}/pause"
+            pause = {**scope, "path": path, "raw_path": path.encode(), "query_string": b""}
+            await _call(app, pause, _replay(b"{}", receive))
+        await _reply(send, answer)
+
+    return _http_only(app, handle)
+
+
+def _instant(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def order_stable_ties(app: ASGIApp, backend: Backend, key: str) -> ASGIApp:
+    """Conforming: the list is sorted by ``startedAt`` only, sandboxes started at the same
+    instant in sandbox-id order whichever the ``order`` (E2B §2.3 says nothing of ties)."""
+
+    async def handle(scope: Scope, receive: Receive, send: Send) -> None:
+        if _api_path(scope) != ["v2", "sandboxes"] or scope["method"] != "GET":
+            await app(scope, receive, send)
+            return
+        query = parse_qs(scope.get("query_string", b"").decode())
+        desc = query.get("order", ["desc"])[0] == "desc"
+        answer = await _call(app, scope, receive)
+        items = answer.json()
+        if answer.status == 200 and isinstance(items, list):
+            by_id = sorted(items, key=lambda i: i["sandboxID"])
+            # Stable, also with reverse=True: ties keep their id order both ways.
+            listed = sorted(by_id, key=lambda i: _instant(i["startedAt"]), reverse=desc)
+            answer = _json(answer, 200, listed)
+        await _reply(send, answer)
+
+    return _http_only(app, handle)
+
+
+_RFC_3339_Z: Final = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d+)?Z")
+
+
+def _timestamps(form: Callable[[re.Match[str]], str]) -> Mutant:
+    """``startedAt``/``endAt`` of the control plane's answers written in another ``form``."""
+
+    def build(app: ASGIApp, backend: Backend, key: str) -> ASGIApp:
+        def rewrite(item: Any) -> None:
+            for name in ("startedAt", "endAt"):
+                value = item.get(name) if isinstance(item, dict) else None
+                m = _RFC_3339_Z.fullmatch(value) if isinstance(value, str) else None
+                if m is not None:
+                    item[name] = form(m)
+
+        async def handle(scope: Scope, receive: Receive, send: Send) -> None:
+            if _api_path(scope) is None or scope["method"] != "GET":
+                await app(scope, receive, send)
+                return
+            answer = await _call(app, scope, receive)
+            body = answer.json()
+            if answer.status == 200 and body is not None:
+                for item in body if isinstance(body, list) else [body]:
+                    rewrite(item)
+                answer = _json(answer, 200, body)
+            await _reply(send, answer)
+
+        return _http_only(app, handle)
+
+    return build
+
+
+def _week(m: re.Match[str]) -> str:
+    year, week, day = dt.date(int(m[1]), int(m[2]), int(m[3])).isocalendar()
+    return f"{year}-W{week:02d}-{day}T{m[4]}:{m[5]}:{m[6]}Z"
+
+
+ts_basic = _timestamps(lambda m: f"{m[1]}{m[2]}{m[3]}T{m[4]}{m[5]}{m[6]}Z")
+"""Timestamps in ISO 8601 basic format (``20260102T030405Z``): not RFC 3339."""
+ts_week = _timestamps(_week)
+"""Timestamps as ISO 8601 week dates (``2026-W01-5T03:04:05Z``): not RFC 3339."""
+ts_lower_case = _timestamps(lambda m: f"{m[1]}-{m[2]}-{m[3]}t{m[4]}:{m[5]}:{m[6]}{m[7] or ''}z")
+"""Conforming: timestamps with a lower-case ``t`` and ``z`` (RFC 3339 §5.6 NOTE)."""
+
+
+def download_first_64k(app: ASGIApp, backend: Backend, key: str) -> ASGIApp:
+    """envd's ``GET /files`` sends only the first 64 KiB of a file."""
+
+    async def handle(scope: Scope, receive: Receive, send: Send) -> None:
+        target = sandbox_target(scope["headers"])
+        download = (str(scope["path"]), scope["method"]) == ("/files", "GET")
+        if target is None or target[1] != ENVD or not download:
+            await app(scope, receive, send)
+            return
+        answer = await _call(app, scope, receive)
+        answer.body = answer.body[:CHUNK]
+        await _reply(send, answer)
+
+    return _http_only(app, handle)
+
+
+def sdk_create_bad_text(app: ASGIApp, backend: Backend, key: str) -> ASGIApp:
+    """The SDK's create answers 500 with an error message holding :data:`BAD_TEXT`."""
+
+    async def handle(scope: Scope, receive: Receive, send: Send) -> None:
+        sdk = _header(scope, b"user-agent").startswith("e2b-python-sdk")
+        if sdk and scope["method"] == "POST" and _api_path(scope) == ["v2", "sandboxes"]:
+            await _body(receive)
+            body = json.dumps({"code": 500, "message": BAD_TEXT}).encode()  # \\ud800 escapes
+            await _reply(send, _Answer(500, [(b"content-type", b"application/json")], body))
+            return
+        await app(scope, receive, send)
+
+    return _http_only(app, handle)
+
+
+MUTANTS: Final[dict[str, Mutant]] = {
+    "envd-token-reads-only": envd_token_reads_only,
+    "auth-only-list-create": auth_only_list_create,
+    "auto-pause-immediate": auto_pause_immediate,
+    "order-stable-ties": order_stable_ties,
+    "ts-basic": ts_basic,
+    "ts-week": ts_week,
+    "ts-lower-z": ts_lower_case,
+    "download-first-64k": download_first_64k,
+    "sdk-create-bad-text": sdk_create_bad_text,
+}
+"""Every mutant server by name."""

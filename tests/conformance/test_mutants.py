@@ -1,0 +1,93 @@
+"""The checks a mutation test found too lax (or too strict) now tell the servers apart.
+
+Each mutant (:mod:`.mutants`) is a server the suite used to judge wrongly: one
+that gets a behaviour wrong and passed, or one that conforms and failed. Against
+a wrong one, the check of that behaviour fails with a message saying what it
+expected and what it saw, and only the checks depending on it (or, for
+timestamps every check reading one, ``also``) fail with it; a conforming one
+passes every check of the level.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pytest_kruise_agents.conformance.registry import CHECKS, dependents
+
+from .conftest import run_cli, serve
+from .mutants import MUTANTS
+
+WRONG = [
+    pytest.param(
+        "envd-token-reads-only",
+        "envd",
+        "envd.auth.token",
+        "envd filesystem ListDir RPC without X-Access-Token: expected HTTP 401, but saw HTTP 200",
+        set(),
+        id="envd-token-reads-only",
+    ),
+    pytest.param(
+        "auth-only-list-create",
+        "core",
+        "core.auth",
+        "(unknown sandbox) without X-API-Key: expected HTTP 401, but saw HTTP 404",
+        set(),
+        id="auth-only-list-create",
+    ),
+    pytest.param(
+        "auto-pause-immediate",
+        "lifecycle",
+        "lifecycle.auto-pause",
+        "right after create (30 s timeout with autoPause): expected state 'running' (it pauses "
+        "when its timeout passes), but saw state='paused'",
+        set(),
+        id="auto-pause-immediate",
+    ),
+    pytest.param(
+        "download-first-64k",
+        "envd",
+        "envd.files.write-read",
+        "expected the 1048576 bytes written, but saw 65536 bytes (wrote 1048576)",
+        set(),
+        id="download-first-64k",
+    ),
+    *(
+        pytest.param(
+            name,
+            "core",
+            "core.get",
+            "startedAt: expected an RFC 3339 timestamp (YYYY-MM-DDThh:mm:ss[.frac](Z|+hh:mm)), "
+            f"but saw '{example}",
+            {"core.list.order"},
+            id=name,
+        )
+        for name, example in (("ts-basic", "20260101T"), ("ts-week", "2026-W"))
+    ),
+]
+
+
+@pytest.mark.parametrize(("mutant", "levels", "broken", "message", "also"), WRONG)
+def test_a_server_getting_the_behaviour_wrong_fails_its_check(
+    mutant: str, levels: str, broken: str, message: str, also: set[str], tmp_path: Path
+) -> None:
+    with serve(mutant=MUTANTS[mutant]) as url:
+        run = run_cli(url, tmp_path, levels=levels)
+    assert run.returncode == 1, run.output[-3000:]
+    failed = run.with_status("fail")
+    assert broken in failed, run.output[-3000:]
+    assert failed <= {broken} | dependents(broken) | also, run.output[-3000:]
+    assert message in run.results[broken].message, run.results[broken].message
+    for cid in failed & dependents(broken):
+        assert run.results[cid].message.startswith("blocked: depends on "), run.results[cid]
+
+
+@pytest.mark.parametrize("mutant", ["order-stable-ties", "ts-lower-z"])
+def test_a_conforming_server_passes_every_check_of_the_level(mutant: str, tmp_path: Path) -> None:
+    """Sandboxes started at one instant listed in id order both ways (E2B orders by startedAt
+    only); timestamps with a lower-case ``t`` and ``z`` (RFC 3339 §5.6 allows them)."""
+    with serve(mutant=MUTANTS[mutant]) as url:
+        run = run_cli(url, tmp_path, levels="core")
+    assert run.with_status("pass") == {c.id for c in CHECKS if c.level == "core"}, run.output
+    assert run.returncode == 0
