@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import NamedTuple
 
-__all__ = ["EnvVarProblem", "env_name_problem", "env_vars_problem"]
+__all__ = ["EnvVarProblem", "env_name_problem", "env_vars_problem", "sandbox_identity_env"]
 
 
 class EnvVarProblem(NamedTuple):
@@ -57,3 +57,12 @@ def env_vars_problem(field: str, env: Mapping[str, str]) -> EnvVarProblem | None
                 f"{field}.{name}", f"{field}.{name}: must not contain a NUL character"
             )
     return None
+
+
+def sandbox_identity_env(sandbox_id: str) -> dict[str, str]:
+    """What tells code it runs in an E2B sandbox, and which: ``E2B_SANDBOX``, ``E2B_SANDBOX_ID``.
+
+    Commands (envd) and code-interpreter kernels both start from these; the
+    sandbox's env vars may replace them.
+    """
+    return {"E2B_SANDBOX": "true", "E2B_SANDBOX_ID": sandbox_id}

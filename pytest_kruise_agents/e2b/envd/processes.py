@@ -37,7 +37,7 @@ from protobuf import Oneof
 from pytest_kruise_agents.e2b.daemons import MARKER_VAR, kill_sandbox_daemons
 from pytest_kruise_agents.e2b.envd.context import RequestState
 from pytest_kruise_agents.e2b.envd.streams import OpenStreams, check_running
-from pytest_kruise_agents.e2b.envvars import env_vars_problem
+from pytest_kruise_agents.e2b.envvars import env_vars_problem, sandbox_identity_env
 from pytest_kruise_agents.e2b.workspace import SandboxStopped, SandboxWorkspace, home_of
 
 __all__ = [
@@ -359,8 +359,7 @@ class ProcessTable:
             "SHELL": "/bin/bash",
             "PWD": cwd,
             "LANG": "C.UTF-8",
-            "E2B_SANDBOX": "true",
-            "E2B_SANDBOX_ID": ws.sandbox_id,
+            **sandbox_identity_env(ws.sandbox_id),
         }
         env.update(ws.env_vars)
         env.update(spec.envs)

@@ -6,9 +6,11 @@ their contexts apart. Wire format: reference ``e2b-protocol.md`` §5 and the
 ``e2b_code_interpreter`` client.
 
 =====================================  ==================================================
-``POST /execute``                      200 NDJSON stream; 400 bad body, context and
-                                       language both given, or unsupported language;
-                                       401 bad ``X-Access-Token``; 404 unknown context
+``POST /execute``                      200 NDJSON stream (cut without its last chunk
+                                       if the sandbox stops meanwhile); 400 bad body,
+                                       context and language both given, or unsupported
+                                       language; 401 bad ``X-Access-Token``; 404
+                                       unknown context
 ``POST /contexts``                     200 ``{"id", "language", "cwd"}`` (kernel started)
 ``GET /contexts``                      200 ``[{"id", "language", "cwd"}, ...]``
 ``DELETE /contexts/{id}``              200 ``null``; 404 unknown context
@@ -44,7 +46,8 @@ from pytest_kruise_agents.e2b.interpreter.requests import (
     parse_context_request,
     parse_execute_request,
 )
-from pytest_kruise_agents.e2b.interpreter.streaming import NdjsonStream
+from pytest_kruise_agents.e2b.interpreter.stops import watch_stop
+from pytest_kruise_agents.e2b.interpreter.streaming import CutStream, NdjsonStream
 from pytest_kruise_agents.e2b.interpreter.workspace import InterpreterWorkspace, StopHookRegistry
 
 __all__ = ["MAX_BODY_BYTES", "WORKSPACE_STATE_KEY", "InterpreterApp", "make_interpreter_app"]
@@ -147,9 +150,17 @@ class InterpreterApp:
         # that a kernel that cannot start is a plain 500.
         try:
             await self.contexts.kernel(context)
-        except KernelStartError as exc:
+        except (KernelStartError, InterpreterError) as exc:
+            if workspace.stopped:
+                # Stopped while the kernel started: the connection drops, as on E2B.
+                return CutStream()
+            if isinstance(exc, InterpreterError):
+                raise
             raise InterpreterError(500, str(exc)) from exc
-        return NdjsonStream(partial(execute, self.contexts, context, body.code, body.env_vars))
+        return NdjsonStream(
+            partial(execute, self.contexts, context, body.code, body.env_vars),
+            watch_stop=partial(watch_stop, workspace),
+        )
 
     async def _list_contexts(self, request: Request) -> Response:
         workspace = _workspace(request)

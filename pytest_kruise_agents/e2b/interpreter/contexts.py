@@ -26,6 +26,7 @@ from typing import Any, Final, TypeVar
 import zmq.asyncio
 
 from pytest_kruise_agents.e2b.daemons import MARKER_VAR, kill_sandbox_daemons
+from pytest_kruise_agents.e2b.envvars import sandbox_identity_env
 from pytest_kruise_agents.e2b.interpreter.errors import InterpreterError
 from pytest_kruise_agents.e2b.interpreter.kernels import Kernel
 from pytest_kruise_agents.e2b.interpreter.workspace import InterpreterWorkspace
@@ -83,7 +84,8 @@ def _matplotlib_cache_dir() -> str:
 def kernel_env(workspace: InterpreterWorkspace, ipython_dir: Path) -> dict[str, str]:
     """The environment of a kernel: a few host variables, the sandbox's HOME and its env vars.
 
-    Charts go through the inline backend, so ``plt.show()`` and a figure as
+    Like a command's, it has ``E2B_SANDBOX=true`` and ``E2B_SANDBOX_ID``
+    (:func:`sandbox_identity_env`). Charts go through the inline backend, so ``plt.show()`` and a figure as
     the last expression produce ``image/png`` display data, as in Jupyter.
     IPython's profile lives in ``ipython_dir``, shared by the interpreter's
     kernels, so that no ``.ipython`` appears in the sandbox's home. The
@@ -103,6 +105,7 @@ def kernel_env(workspace: InterpreterWorkspace, ipython_dir: Path) -> dict[str, 
             "PYDEVD_DISABLE_FILE_VALIDATION": "1",
         }
     )
+    env.update(sandbox_identity_env(workspace.sandbox_id))
     env.update(workspace.env_vars)
     env[MARKER_VAR] = str(workspace.root)
     return env

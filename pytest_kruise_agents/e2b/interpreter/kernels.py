@@ -1,7 +1,8 @@
 """One Jupyter kernel: an ipykernel process of this interpreter, and the client that talks to it.
 
 A :class:`Kernel` runs one cell at a time and hands the cell's IOPub messages
-to a callback as they arrive. Its connection file, IPC sockets and log live in
+to a callback, in order and at the callback's pace: they are read off the
+socket as they arrive, whatever that pace (:mod:`.spool`). Its connection file, IPC sockets and log live in
 a private directory that :meth:`Kernel.stop` removes. Contexts
 (:mod:`.contexts`) own kernels; executions (:mod:`.execution`) drive them.
 """
@@ -9,6 +10,7 @@ a private directory that :meth:`Kernel.stop` removes. Contexts
 from __future__ import annotations
 
 import asyncio
+import json
 import queue
 import shutil
 import subprocess
@@ -21,6 +23,8 @@ import zmq.asyncio
 from jupyter_client.asynchronous.client import AsyncKernelClient
 from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
+
+from pytest_kruise_agents.e2b.interpreter.spool import Spool
 
 __all__ = [
     "POLL_SECONDS",
@@ -36,6 +40,9 @@ POLL_SECONDS: Final = 0.25
 
 START_TIMEOUT: Final = 60.0
 """Seconds a kernel may take to answer its first ``kernel_info`` request."""
+
+_LAUNCHER: Final = Path(__file__).with_name("kernel_launcher.py")
+"""ipykernel without a high-water mark on its IOPub socket (see that module)."""
 
 _UNIX_SOCKET_PATH_MAX: Final = 100
 """sun_path holds 108 bytes on Linux (104 on macOS); longer directories fall back to TCP."""
@@ -64,7 +71,8 @@ class _NativeKernelSpecs(KernelSpecManager):
     """Always this interpreter's ipykernel, whatever kernelspecs the host has installed.
 
     A ``python3`` kernelspec in the user's Jupyter directories could point at
-    another Python; the interpreter must run the ipykernel it was installed with.
+    another Python; the interpreter must run the ipykernel it was installed with,
+    started by :mod:`.kernel_launcher` so that its IOPub socket drops nothing.
     """
 
     def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
@@ -72,8 +80,7 @@ class _NativeKernelSpecs(KernelSpecManager):
             name=kernel_name,
             argv=[
                 sys.executable,
-                "-m",
-                "ipykernel_launcher",
+                str(_LAUNCHER),
                 "-f",
                 "{connection_file}",
                 # Kernels share one IPython directory: keep each one's history
@@ -110,9 +117,12 @@ class Kernel:
         self._km: AsyncKernelManager | None = None
         self._kc: AsyncKernelClient | None = None
         self._stopping = False
-        # Held by the running cell: stop() waits for it so that the channels
-        # are never closed under a reader.
+        # One cell at a time; its reader holds the channels lock while it
+        # uses them, and stop() waits for that lock, so that the channels are
+        # never closed under a reader (but stop() need not wait for a slow
+        # client to take the cell's output).
         self._cell_lock = asyncio.Lock()
+        self._channels_lock = asyncio.Lock()
 
     @property
     def log_path(self) -> Path:
@@ -153,7 +163,9 @@ class Kernel:
                 )
             except Exception as exc:
                 raise KernelStartError(f"cannot start the kernel: {exc}") from exc
-        kc = km.client()
+        # The interpreter's shared context: the client would make one, and an
+        # I/O thread, of its own.
+        kc = km.client(context=self._zmq)
         self._kc = kc
         kc.start_channels()
         try:
@@ -195,34 +207,63 @@ class Kernel:
     async def run_cell(self, code: str, on_message: MessageHandler) -> None:
         """Execute ``code`` and pass its IOPub messages to ``on_message`` until the kernel is idle.
 
-        Raises :class:`KernelDied` if the process ends first. Cancelling the
-        caller stops the reading only; the kernel keeps running the cell (see
-        :meth:`interrupt`).
+        A reader task drains the kernel's IOPub socket into a :class:`Spool`
+        as fast as the kernel writes, and ``on_message`` is fed from there at
+        its own pace: a slow ``on_message`` (a slow HTTP client) neither
+        loses messages nor holds the kernel's output in ZeroMQ's queues.
+        Raises :class:`KernelDied` if the process ends first, after the
+        messages read before. Cancelling the caller stops the reading only;
+        the kernel keeps running the cell (see :meth:`interrupt`).
         """
         async with self._cell_lock:
-            kc = self._client()
-            await self._drain_shell(kc)
-            msg_id = self.send(code)
-            while True:
+            spool = Spool(directory=self.directory)
+            reader = asyncio.get_running_loop().create_task(self._read_cell(code, spool))
+            try:
+                while (record := await spool.get()) is not None:
+                    msg_type, content = json.loads(record)
+                    await on_message(msg_type, content)
+            finally:
+                # Discarded first: the wait below may itself be cancelled (the
+                # client went away), and a late put then just fails.
+                reader.cancel()
+                spool.discard()
+                await asyncio.wait([reader])
+
+    async def _read_cell(self, code: str, spool: Spool) -> None:
+        # Holds the channels until the cell's idle status: stop() closes them
+        # only after, and never under a reader.
+        try:
+            async with self._channels_lock:
+                kc = self._client()
+                await self._drain_shell(kc)
+                msg_id = self.send(code)
+                await self._read_iopub(kc, msg_id, spool)
+        except Exception as exc:  # KernelDied, or a socket closed under us
+            spool.close(exc)
+        else:
+            spool.close()
+
+    async def _read_iopub(self, kc: AsyncKernelClient, msg_id: str, spool: Spool) -> None:
+        while True:
+            if self._stopping:
+                raise KernelDied(_STOPPED)
+            try:
+                msg = await kc.get_iopub_msg(timeout=POLL_SECONDS)
+            except queue.Empty:
                 if self._stopping:
-                    raise KernelDied(_STOPPED)
-                try:
-                    msg = await kc.get_iopub_msg(timeout=POLL_SECONDS)
-                except queue.Empty:
-                    if self._stopping:
-                        raise KernelDied(_STOPPED) from None
-                    if not await self.is_alive():
-                        raise KernelDied(_ENDED) from None
-                    continue
-                # Messages of other requests (silent env-var cells, cells whose
-                # caller went away) are dropped here.
-                if msg.get("parent_header", {}).get("msg_id") != msg_id:
-                    continue
-                msg_type = str(msg.get("msg_type", ""))
-                content: dict[str, Any] = msg.get("content") or {}
-                if msg_type == "status" and content.get("execution_state") == "idle":
-                    return
-                await on_message(msg_type, content)
+                    raise KernelDied(_STOPPED) from None
+                if not await self.is_alive():
+                    raise KernelDied(_ENDED) from None
+                continue
+            # Messages of other requests (silent env-var cells, cells whose
+            # caller went away) are dropped here.
+            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            msg_type = str(msg.get("msg_type", ""))
+            content: dict[str, Any] = msg.get("content") or {}
+            if msg_type == "status" and content.get("execution_state") == "idle":
+                return
+            spool.put(json.dumps([msg_type, content], default=str).encode())
 
     @staticmethod
     async def _drain_shell(kc: AsyncKernelClient) -> None:
@@ -245,8 +286,9 @@ class Kernel:
         km, self._km = self._km, None
         if km is not None and km.has_kernel:
             await km.shutdown_kernel(now=True)
-        # The running cell notices _stopping within POLL_SECONDS and lets go.
-        async with self._cell_lock:
+        # The running cell's reader notices _stopping within POLL_SECONDS and
+        # lets go; what it read is still delivered from its spool.
+        async with self._channels_lock:
             kc, self._kc = self._kc, None
             if kc is not None:
                 kc.stop_channels()

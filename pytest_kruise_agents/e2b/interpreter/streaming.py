@@ -3,23 +3,27 @@
 Starlette's ``StreamingResponse`` only notices a client that went away when
 it next writes (ASGI spec 2.4), but a cell may print nothing for minutes. This
 response listens for ``http.disconnect`` the whole time and cancels the
-producer, which interrupts the kernel.
+producer, which interrupts the kernel. It also listens for its sandbox's
+stop, and then cuts the connection (:mod:`.stops`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Final
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any, Final, Literal
 
 import anyio
+import anyio.lowlevel
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from pytest_kruise_agents.e2b.interpreter.outputs import END_OF_EXECUTION, error_line
 
-__all__ = ["NDJSON_MEDIA_TYPE", "NdjsonStream", "Producer", "encode_line"]
+__all__ = ["NDJSON_MEDIA_TYPE", "CutStream", "NdjsonStream", "Producer", "StopWatch", "encode_line"]
 
 log = logging.getLogger("pytest_kruise_agents.e2b.interpreter")
 
@@ -27,6 +31,11 @@ NDJSON_MEDIA_TYPE: Final = "application/x-ndjson"
 
 Producer = Callable[[Callable[[Mapping[str, Any]], Awaitable[None]]], Awaitable[None]]
 """``await produce(emit)``: emits every line of the response, the last included."""
+
+StopWatch = Callable[[], AbstractContextManager[asyncio.Event]]
+"""``with watch_stop() as stopped``: ``stopped`` is set when the sandbox stops."""
+
+_Ending = Literal["complete", "disconnected", "cut"]
 
 
 def encode_line(line: Mapping[str, Any]) -> bytes:
@@ -39,14 +48,22 @@ def encode_line(line: Mapping[str, Any]) -> bytes:
 
 
 class NdjsonStream(Response):
-    """A 200 response whose body is what ``produce`` emits, each line sent as it is emitted."""
+    """A 200 response whose body is what ``produce`` emits, each line sent as it is emitted.
+
+    ``watch_stop()`` gives an event set when the sandbox stops (see
+    :mod:`.stops`): the response is then cut, without its last chunk, as
+    E2B's teardown cuts the connection. A client gone before ``produce``
+    starts (while its kernel started) never has ``produce`` run: the client
+    got its timeout, so its code must not run after it (a retry would run it twice).
+    """
 
     media_type = NDJSON_MEDIA_TYPE
 
-    def __init__(self, produce: Producer) -> None:
+    def __init__(self, produce: Producer, *, watch_stop: StopWatch | None = None) -> None:
         # Not Response.__init__: that would render an empty body and announce
         # ``content-length: 0``; a stream has no length (chunked encoding).
         self.produce = produce
+        self.watch_stop = watch_stop or _never_stopped
         self.status_code = 200
         self.background = None
         self.init_headers({"cache-control": "no-cache"})
@@ -55,7 +72,16 @@ class NdjsonStream(Response):
         await send(
             {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
         )
-        disconnected = False
+        with self.watch_stop() as stopped:
+            ending = await self._stream(receive, send, stopped)
+        if ending == "complete":
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        # "disconnected": nobody to answer. "cut": returning without the last
+        # chunk makes the server close the connection mid-body (uvicorn logs
+        # "ASGI callable returned without completing response").
+
+    async def _stream(self, receive: Receive, send: Send, stopped: asyncio.Event) -> _Ending:
+        ending: _Ending = "complete"
 
         async def emit(line: Mapping[str, Any]) -> None:
             await send({"type": "http.response.body", "body": encode_line(line), "more_body": True})
@@ -63,20 +89,56 @@ class NdjsonStream(Response):
         async with anyio.create_task_group() as group:
 
             async def watch_disconnect() -> None:
-                nonlocal disconnected
+                nonlocal ending
                 while (await receive())["type"] != "http.disconnect":
                     pass
-                disconnected = True
+                ending = "disconnected"
+                group.cancel_scope.cancel()
+
+            async def watch_stop() -> None:
+                nonlocal ending
+                await stopped.wait()
+                ending = "cut"
                 group.cancel_scope.cancel()
 
             group.start_soon(watch_disconnect)
-            try:
-                await self.produce(emit)
-            except Exception as exc:
-                # Headers are out: the failure can only be reported in-band.
-                log.exception("an execution failed")
-                await emit(error_line("InternalError", f"{type(exc).__name__}: {exc}", ""))
-                await emit(END_OF_EXECUTION)
+            group.start_soon(watch_stop)
+            # The watchers look first: a disconnect or stop already known ends
+            # the response before ``produce`` sends any code to a kernel.
+            await anyio.lowlevel.checkpoint()
+            if ending == "complete":
+                await self._produce(emit)
             group.cancel_scope.cancel()
-        if not disconnected:
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        return ending
+
+    async def _produce(self, emit: Callable[[Mapping[str, Any]], Awaitable[None]]) -> None:
+        try:
+            await self.produce(emit)
+        except Exception as exc:
+            # Headers are out: the failure can only be reported in-band.
+            log.exception("an execution failed")
+            await emit(error_line("InternalError", f"{type(exc).__name__}: {exc}", ""))
+            await emit(END_OF_EXECUTION)
+
+
+class CutStream(NdjsonStream):
+    """A response cut at once: its sandbox stopped before the execution began."""
+
+    def __init__(self) -> None:
+        super().__init__(_produce_nothing, watch_stop=_stopped_already)
+
+
+@contextmanager
+def _never_stopped() -> Iterator[asyncio.Event]:
+    yield asyncio.Event()
+
+
+@contextmanager
+def _stopped_already() -> Iterator[asyncio.Event]:
+    event = asyncio.Event()
+    event.set()
+    yield event
+
+
+async def _produce_nothing(emit: Callable[[Mapping[str, Any]], Awaitable[None]]) -> None:
+    return None

@@ -9,14 +9,27 @@ name only the attributes the interpreter reads, so any object with them works
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
-__all__ = ["InterpreterWorkspace", "StopHook", "StopHookRegistry"]
+__all__ = ["Attachment", "InterpreterWorkspace", "StopHook", "StopHookRegistry"]
 
 StopHook = Callable[[str], Awaitable[None]]
 """``async fn(sandbox_id)`` run when a sandbox is paused or removed."""
+
+
+class Attachment(Protocol):
+    """Live state of one sandbox, closed (``await aclose()`` on ``loop``) when it stops."""
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop: ...
+
+    async def aclose(self) -> None: ...
+
+
+A = TypeVar("A", bound=Attachment)
 
 
 class InterpreterWorkspace(Protocol):
@@ -53,6 +66,14 @@ class InterpreterWorkspace(Protocol):
 
         A request that reaches the interpreter after that (routed just before
         the stop) must start no kernel: the stop's cleanup has already run.
+        """
+        ...
+
+    def attachment(self, factory: Callable[[Any], A]) -> A:
+        """The attachment ``factory(workspace)`` of this running life, built once.
+
+        It is closed when the sandbox stops; raises ``SandboxStopped`` (a
+        ``RuntimeError``) once the sandbox stopped.
         """
         ...
 

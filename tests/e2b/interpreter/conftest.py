@@ -4,7 +4,9 @@ The sandbox router and the backend are not part of these tests:
 :class:`WorkspaceRouter`, a tiny ASGI layer, plays the router by putting the
 workspace of the ``E2b-Sandbox-Id`` header into
 ``scope["state"]["kruise_workspace"]`` (and no workspace when the header is
-missing). The SDK's ``Sandbox`` objects are built the way
+missing), answers envd's ``/health`` (the SDK's ``is_running()``), and
+answers 502 "not found" for a sandbox killed with
+:meth:`Interpreter.kill_sandbox`. The SDK's ``Sandbox`` objects are built the way
 ``Sandbox.create`` builds them after the API answers, with ``sandbox_url``
 set to the server, so ``run_code`` and the context calls run the SDK's own
 code paths over real HTTP.
@@ -13,6 +15,7 @@ code paths over real HTTP.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +31,7 @@ from pytest_kruise_agents.e2b.server import ServerThread
 from pytest_kruise_agents.e2b.workspace import SandboxWorkspace, Workspaces
 
 JUPYTER_PORT = 49999
+NOT_FOUND = "The sandbox was not found"
 
 
 class WorkspaceRouter:
@@ -40,6 +44,8 @@ class WorkspaceRouter:
     def __init__(self, app: InterpreterApp, workspaces: Workspaces) -> None:
         self.app = app
         self.workspaces = workspaces
+        self.killed: set[str] = set()
+        """Sandboxes answered 502 "not found", as the router answers for a killed one."""
 
     def add(
         self, sandbox_id: str, *, env_vars: dict[str, str] | None = None, access_token: str = ""
@@ -59,11 +65,28 @@ class WorkspaceRouter:
         if scope["type"] == "http":
             headers = dict(scope["headers"])
             sandbox_id = headers.get(b"e2b-sandbox-id", b"").decode()
+            if sandbox_id in self.killed:
+                await _answer(
+                    send, 502, {"sandboxId": sandbox_id, "message": NOT_FOUND, "code": 502}
+                )
+                return
+            if headers.get(b"e2b-sandbox-port") == b"49983" and scope["path"] == "/health":
+                await _answer(send, 204, None)  # envd's health: the SDK's is_running()
+                return
             state: dict[str, Any] = {}
             if sandbox_id:
                 state["kruise_workspace"] = self.add(sandbox_id)
             scope = {**scope, "state": state}
         await self.app(scope, receive, send)
+
+
+async def _answer(send: Any, status: int, body: Any) -> None:
+    payload = b"" if body is None else json.dumps(body).encode()
+    headers = [(b"content-length", str(len(payload)).encode())]
+    if body is not None:
+        headers.append((b"content-type", b"application/json"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})
 
 
 @dataclass
@@ -78,6 +101,11 @@ class Interpreter:
     def stop_sandbox(self, sandbox_id: str) -> None:
         """Pause's cleanup, ``Workspaces.stop``, run from this thread's own event loop."""
         asyncio.run(self.workspaces.stop(sandbox_id))
+
+    def kill_sandbox(self, sandbox_id: str) -> None:
+        """A kill: the sandbox answers 502 "not found" from now on, then its cleanup runs."""
+        self.router.killed.add(sandbox_id)
+        self.stop_sandbox(sandbox_id)
 
     def headers(self, sandbox_id: str, **extra: str) -> dict[str, str]:
         """The headers the SDK sends to port 49999."""

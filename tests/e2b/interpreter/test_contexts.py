@@ -5,13 +5,15 @@ Also the lifecycle seam: the stop hook (pause, kill) stops a sandbox's kernels.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from e2b import NotFoundException, SandboxException
+from e2b import NotFoundException, SandboxException, TimeoutException
 
 from tests.e2b.interpreter.conftest import Interpreter
 
@@ -172,3 +174,55 @@ def test_a_file_cannot_be_a_working_directory(interpreter: Interpreter) -> None:
     with pytest.raises(SandboxException, match=r"400.*notes\.txt"):
         sandbox.create_code_context(cwd="/home/user/notes.txt")
     assert sandbox.list_code_contexts() == []
+
+
+KILLED = "killed while the request was in progress"
+
+
+def test_a_kill_cuts_the_run_in_progress_and_the_runs_queued_behind_it(
+    interpreter: Interpreter,
+) -> None:
+    """A sandbox killed during run_code drops its /execute connections, as E2B's teardown does.
+
+    The SDK then finds the sandbox not running and raises its "sandbox was
+    killed" TimeoutException, for the running cell and the one queued behind
+    it alike, not an Execution with a DeadKernelError or a "not found" error.
+    """
+    sandbox = interpreter.sandbox("sbx-killed")
+    sandbox.run_code("'warm'")
+    started = threading.Event()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        running = pool.submit(
+            sandbox.run_code,
+            "import time\nprint('started', flush=True)\ntime.sleep(120)",
+            on_stdout=lambda _: started.set(),
+        )
+        assert started.wait(timeout=30)
+        queued = pool.submit(sandbox.run_code, "'queued'")
+        time.sleep(0.5)  # the second request waits behind the first
+        interpreter.kill_sandbox("sbx-killed")
+        for future in (running, queued):
+            with pytest.raises(TimeoutException, match=KILLED):
+                future.result(timeout=30)
+    assert interpreter.app.contexts.kernel_pids("sbx-killed") == []
+
+
+@pytest.mark.asyncio
+async def test_a_kill_cuts_the_async_sdk_run_too(interpreter: Interpreter) -> None:
+    """``AsyncSandbox.run_code`` reads the same cut connection and raises the same exception."""
+    sandbox = interpreter.async_sandbox("sbx-killed-async")
+    await sandbox.run_code("'warm'")
+    started = asyncio.Event()
+
+    async def on_stdout(_: object) -> None:
+        started.set()
+
+    running = asyncio.ensure_future(
+        sandbox.run_code(
+            "import time\nprint('s', flush=True)\ntime.sleep(120)", on_stdout=on_stdout
+        )
+    )
+    await asyncio.wait_for(started.wait(), timeout=30)
+    await asyncio.to_thread(interpreter.kill_sandbox, "sbx-killed-async")
+    with pytest.raises(TimeoutException, match=KILLED):
+        await asyncio.wait_for(running, timeout=30)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 
 import httpx
 import pytest
@@ -142,6 +143,14 @@ def test_env_vars_are_restored_after_an_error(interpreter: Interpreter) -> None:
     assert after.text == "False"
 
 
+def test_the_kernel_knows_it_runs_in_a_sandbox(interpreter: Interpreter) -> None:
+    """Kernels have ``E2B_SANDBOX=true`` and ``E2B_SANDBOX_ID``, as commands do."""
+    execution = interpreter.sandbox("sbx-identity").run_code(
+        "import os\n(os.environ.get('E2B_SANDBOX'), os.environ.get('E2B_SANDBOX_ID'))"
+    )
+    assert execution.text == "('true', 'sbx-identity')"
+
+
 def test_the_kernel_runs_in_the_sandbox_home(interpreter: Interpreter) -> None:
     """The default context's cwd and HOME are the workspace's home directory."""
     workspace = interpreter.router.add("sbx-home")
@@ -241,3 +250,46 @@ async def test_the_async_sdk_runs_code(interpreter: Interpreter) -> None:
     execution = await sandbox.run_code("print('async')\n3*3", on_stdout=on_stdout)
     assert execution.text == "9"
     assert "".join(lines) == "async\n"
+
+
+def test_a_slow_client_loses_no_output(interpreter: Interpreter) -> None:
+    """A client that stops reading for a while gets every line of a burst, then the cell's end.
+
+    The kernel writes far faster than this client reads: its output waits on
+    the server (and in the kernel), none of it dropped, idle status included.
+    """
+    sandbox = interpreter.sandbox("sbx-burst")
+    sandbox.run_code("'warm'")
+    stalled: list[bool] = []
+
+    def on_stdout(_: object) -> None:
+        if not stalled:
+            stalled.append(True)
+            time.sleep(2)  # the client stops reading; the kernel goes on printing
+
+    count = 6000
+    execution = sandbox.run_code(
+        f"for i in range({count}):\n    print(str(i).rjust(1000, '.'), flush=True)\n'end'",
+        on_stdout=on_stdout,
+        timeout=120,
+    )
+    numbers = [int(line.strip(".")) for text in execution.logs.stdout for line in text.split()]
+    assert numbers == list(range(count))
+    assert execution.text == "'end'"
+
+
+def test_code_of_a_client_that_gave_up_during_the_kernel_start_never_runs(
+    interpreter: Interpreter,
+) -> None:
+    """A first run_code whose timeout ends while the kernel starts raises, and its code never runs.
+
+    Run after the timeout, it would surprise the caller, and run twice if
+    the caller retried. The next run_code, which waited for the same start,
+    goes first if the stale one would run at all, so it would see the file.
+    """
+    workspace = interpreter.router.add("sbx-gave-up")
+    sandbox = interpreter.sandbox("sbx-gave-up")
+    with pytest.raises(TimeoutException):
+        sandbox.run_code("open('ran.txt', 'w').write('ran')", timeout=0.2)
+    assert sandbox.run_code("import os\nos.path.exists('ran.txt')", timeout=60).text == "False"
+    assert not (workspace.home / "ran.txt").exists()
