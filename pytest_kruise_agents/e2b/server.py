@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
 import threading
 import time
@@ -15,6 +16,8 @@ from typing import Any, Final
 
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from pytest_kruise_agents.e2b.cuts import CutLogFilter
 
 __all__ = [
     "GRACEFUL_SHUTDOWN_S",
@@ -44,6 +47,9 @@ output, a directory watch): without a bound, uvicorn waits for them forever
 and the server never exits. The lifespan shutdown that follows the
 cancellation stops every sandbox, killing the commands those streams followed.
 """
+
+
+_CUT_FILTER: Final = CutLogFilter()
 
 
 class QuickAckProtocol(H11Protocol):
@@ -76,7 +82,10 @@ def uvicorn_config(app: Any, **config: Any) -> uvicorn.Config:
     config.setdefault("http", QuickAckProtocol)
     config.setdefault("timeout_keep_alive", KEEP_ALIVE_S)
     config.setdefault("timeout_graceful_shutdown", GRACEFUL_SHUTDOWN_S)
-    return uvicorn.Config(app, **config)
+    made = uvicorn.Config(app, **config)  # configures uvicorn's loggers
+    # A response cut on purpose (a run_code whose sandbox stopped) is no app error.
+    logging.getLogger("uvicorn.error").addFilter(_CUT_FILTER)
+    return made
 
 
 class ServerThread:

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ import httpx
 import pytest
 import yaml
 from e2b import Sandbox
+from e2b_code_interpreter import Sandbox as CodeSandbox
 from typer.testing import CliRunner
 
 from pytest_kruise_agents.cli import app
@@ -284,6 +286,52 @@ def test_sigterm_ends_serve_while_a_stream_is_open_and_kills_the_sandboxes_comma
     assert took < 10
     assert "Traceback" not in errors
     eventually(lambda: not processes_with(marker), "the command is killed", within=5)
+
+
+def test_run_code_cut_by_a_kill_or_by_sigterm_logs_no_error(config: Path) -> None:
+    """A stop cuts a ``run_code`` in progress on purpose: neither a kill nor the server's
+    SIGTERM logs it as an app error ("returned without completing response", a traceback)."""
+    with subprocess.Popen(
+        serve_command(config, "--clock", "virtual"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        assert proc.stderr is not None
+        try:
+            env = read_exports(proc)
+            url = env["E2B_API_URL"]
+            opts = {"api_key": USER_KEY, "api_url": url, "sandbox_url": url}
+            for stop in ("kill", "sigterm"):
+                sbx = CodeSandbox.create(template="base", **opts)
+                sbx.run_code("1")  # the kernel is up
+                failure: list[BaseException] = []
+
+                def run(sbx: CodeSandbox = sbx, failure: list[BaseException] = failure) -> None:
+                    try:
+                        sbx.run_code("import time; time.sleep(60)", timeout=120)
+                    except Exception as exc:  # the cut, looked at below
+                        failure.append(exc)
+
+                runner = threading.Thread(target=run)
+                runner.start()
+                time.sleep(1)
+                if stop == "kill":
+                    sbx.kill()
+                    runner.join(timeout=30)
+                    assert failure and "killed" in str(failure[0]), failure
+                else:
+                    proc.send_signal(signal.SIGTERM)
+                    assert proc.wait(timeout=20) == -signal.SIGTERM
+                    runner.join(timeout=30)
+                    assert failure, "the run ended with the server"
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        errors = proc.stderr.read()
+    assert "without completing response" not in errors, errors
+    assert "Traceback" not in errors, errors
 
 
 def test_serve_refuses_an_unknown_log_level_before_it_prints_anything() -> None:

@@ -21,6 +21,7 @@ import anyio.lowlevel
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from pytest_kruise_agents.e2b.cuts import mark_cut
 from pytest_kruise_agents.e2b.interpreter.outputs import END_OF_EXECUTION, error_line
 
 __all__ = ["NDJSON_MEDIA_TYPE", "CutStream", "NdjsonStream", "Producer", "StopWatch", "encode_line"]
@@ -72,13 +73,21 @@ class NdjsonStream(Response):
         await send(
             {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
         )
-        with self.watch_stop() as stopped:
-            ending = await self._stream(receive, send, stopped)
+        try:
+            with self.watch_stop() as stopped:
+                ending = await self._stream(receive, send, stopped)
+        except asyncio.CancelledError:
+            # The server is stopping: uvicorn cancels the requests still open
+            # after its grace period, and its sandboxes stop with it. The run
+            # ends as a stop ends it (raised on, uvicorn would log a traceback).
+            ending = "cut"
         if ending == "complete":
             await send({"type": "http.response.body", "body": b"", "more_body": False})
-        # "disconnected": nobody to answer. "cut": returning without the last
-        # chunk makes the server close the connection mid-body (uvicorn logs
-        # "ASGI callable returned without completing response").
+        elif ending == "cut":
+            # Returning without the last chunk makes the server close the
+            # connection mid-body, on purpose: no error to log.
+            mark_cut()
+        # "disconnected": nobody to answer.
 
     async def _stream(self, receive: Receive, send: Send, stopped: asyncio.Event) -> _Ending:
         ending: _Ending = "complete"
