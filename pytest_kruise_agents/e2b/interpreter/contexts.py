@@ -26,7 +26,7 @@ from typing import Any, Final, TypeVar
 import zmq.asyncio
 
 from pytest_kruise_agents.e2b.daemons import MARKER_VAR, kill_sandbox_daemons
-from pytest_kruise_agents.e2b.envvars import sandbox_identity_env
+from pytest_kruise_agents.e2b.envvars import env_vars_problem, sandbox_identity_env
 from pytest_kruise_agents.e2b.interpreter.errors import InterpreterError
 from pytest_kruise_agents.e2b.interpreter.kernels import Kernel
 from pytest_kruise_agents.e2b.interpreter.workspace import InterpreterWorkspace
@@ -300,6 +300,11 @@ class ContextRegistry:
                 raise InterpreterError(
                     400, f"cwd: {context.cwd!r} cannot be a working directory: {exc.strerror}"
                 ) from exc
+            # The create and /init refuse these; a SandboxClaim's envVars or the
+            # Python API can still bring one, which no kernel could start with.
+            problem = env_vars_problem("envVars", context.workspace.env_vars)
+            if problem is not None:
+                raise InterpreterError(400, f"the sandbox's {problem.message}")
             directory = self._kernel_dir()
             kernel = Kernel(
                 directory=directory,

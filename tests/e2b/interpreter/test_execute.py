@@ -134,6 +134,16 @@ def test_env_vars_apply_to_one_execution_only(interpreter: Interpreter) -> None:
     assert after.text == "(None, 'sandbox')"
 
 
+def test_a_sandbox_env_var_no_kernel_can_carry_is_a_400_naming_it(
+    interpreter: Interpreter,
+) -> None:
+    """A sandbox given ``A=B`` another way (a SandboxClaim's envVars): named, not a bare 500."""
+    interpreter.router.add("sbx-bad-env", env_vars={"A=B": "1"})
+    with pytest.raises(SandboxException) as info:
+        interpreter.sandbox("sbx-bad-env").run_code("1")
+    assert "the sandbox's envVars: invalid variable name 'A=B'" in str(info.value)
+
+
 def test_env_vars_are_restored_after_an_error(interpreter: Interpreter) -> None:
     """A failing cell does not keep its per-execution env vars."""
     sandbox = interpreter.sandbox(SANDBOX)
