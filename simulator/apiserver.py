@@ -26,7 +26,7 @@ from simulator.informer import Informer, ObjKey
 from simulator.interning import FieldsSetInterner
 from simulator.ratelimit import TokenBucket
 
-__all__ = ["ApiError", "ApiServer", "Client", "Op"]
+__all__ = ["ApiError", "ApiServer", "Client", "Op", "pod_update_refusal"]
 
 Op = Generator[simpy.Event, Any, Any]
 """A SimPy sub-process: use as ``result = yield from api.update(...)``."""
@@ -237,7 +237,9 @@ class ApiServer:
             gen = old.metadata.generation or 1
             changed = new.spec is not old.spec and new.spec != old.spec
             if changed and kind == "Pod":
-                _check_pod_update(old, new)
+                why = pod_update_refusal(old, new)
+                if why is not None:
+                    raise ApiError(422, "Invalid", f'Pod "{meta.name}" is invalid: {why}')
             new.metadata.generation = gen + 1 if changed else gen
         new.metadata.resource_version = self._next_rv()
         if new.metadata.deletion_timestamp is not None and not new.metadata.finalizers:
@@ -420,15 +422,17 @@ class ApiServer:
         return obj
 
 
-def _check_pod_update(old: Any, new: Any) -> None:
-    """422 for a pod spec change the API server refuses (the in-place resize rules)."""
+def pod_update_refusal(old: Any, new: Any) -> str | None:
+    """Why the API server refuses to update pod ``old`` into ``new`` (a 422), or ``None``.
+
+    Only a change of the containers can break the in-place resize rules; the
+    answer is ``"<field>: <reason>"``.
+    """
     before = old.spec.get("containers")
     after = new.spec.get("containers")
     if after is before or after == before:
-        return
-    why = pod_update_error(old.spec, new.spec)
-    if why is not None:
-        raise ApiError(422, "Invalid", f'Pod "{new.metadata.name}" is invalid: {why}')
+        return None
+    return pod_update_error(old.spec, new.spec)
 
 
 def _one_level(value: Any) -> Any:

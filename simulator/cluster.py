@@ -30,10 +30,9 @@ from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.api.manifest import KubeObject, load_manifests, resolve_kind
 from pytest_kruise_agents.api.printers import render_table
 from pytest_kruise_agents.api.sandbox import Sandbox
-from pytest_kruise_agents.api.sandboxclaim import SandboxClaim
 from pytest_kruise_agents.api.sandboxset import SandboxSet
-from pytest_kruise_agents.api.sandboxtemplate import SandboxTemplate
 from pytest_kruise_agents.claiming.errors import ClaimError
+from simulator import applying
 from simulator.claim import Claimer
 from simulator.collector import simulation_gc
 from simulator.context import DEFAULT_EPOCH, SimContext
@@ -216,51 +215,28 @@ class Cluster:
     def apply(self, source: Any) -> list[KubeObject]:
         """Create or update objects from YAML/JSON text, mappings or models, like ``kubectl apply``.
 
-        Everything is validated first: one bad object raises one
-        :class:`InvalidError` and nothing is changed.
+        Everything is checked first, including what the API server checks at
+        commit time: one bad object raises one :class:`InvalidError` and nothing
+        is changed. A manifest whose ``metadata.resourceVersion`` is not the
+        stored one raises :class:`~simulator.errors.ConflictError` (409). An
+        update that changes nothing is not written. Returns copies of the
+        stored objects.
         """
-        objs = load_manifests(source)
-        plan: list[tuple[KubeObject, Any]] = []
-        for obj in objs:
-            kind = obj.kind
-            meta = obj.metadata
-            where = f"{kind}/{meta.name or meta.generate_name or '?'}"
-            if not meta.name and not meta.generate_name:
-                raise InvalidError(f"{where} metadata.name", "is required")
-            existing = self.world.api.peek(kind, meta.namespace, meta.name) if meta.name else None
-            if (
-                isinstance(existing, SandboxClaim)
-                and isinstance(obj, SandboxClaim)
-                and existing.spec.replicas != obj.spec.replicas
-            ):
-                raise InvalidError(f"{where} spec.replicas", "field is immutable")
-            plan.append((obj, existing))
-        out: list[KubeObject] = []
-        for obj, existing in plan:
-            if existing is None:
-                fresh = obj.model_copy(deep=True)
-                if not isinstance(fresh, SandboxTemplate):  # the only kind without a status
-                    fresh.status = type(fresh.status)()
-                out.append(self.world.api.commit_create(fresh))
-            else:
-                new = existing.model_copy(deep=True)
-                new.metadata.labels = dict(obj.metadata.labels)
-                new.metadata.annotations = dict(obj.metadata.annotations)
-                new.spec = deep_copy(obj.spec)
-                out.append(self.world.api.commit_update(new, check_rv=False))
-            last = out[-1]
+        api = self.world.api
+        writes = applying.plan(api, load_manifests(source))
+        out = applying.commit(api, writes)
+        for obj in out:
             self.ctx.record(
-                "user.apply", f"{last.kind}/{last.metadata.namespace}/{last.metadata.name}"
+                "user.apply", f"{obj.kind}/{obj.metadata.namespace}/{obj.metadata.name}"
             )
-        return out
+        return [deep_copy(obj) for obj in out]
 
     def get(self, kind: str, name: str, namespace: str = "default") -> Any:
-        """The stored object (``kind`` may be a short name such as ``sbx``); 404 if absent."""
-        k = resolve_kind(kind)
-        obj = self.world.api.peek(k, namespace, name)
-        if obj is None:
-            raise NotFoundError(k, namespace, name)
-        return obj
+        """A copy of the stored object (``kind`` may be a short name such as ``sbx``); 404 if absent.
+
+        The copy is the caller's: editing it changes nothing until it is applied.
+        """
+        return deep_copy(self._stored(kind, name, namespace))
 
     def list(
         self,
@@ -268,37 +244,59 @@ class Cluster:
         namespace: str | None = None,
         *,
         labels: Mapping[str, str] | None = None,
-    ) -> list[Any]:
-        """Stored objects of ``kind`` (all namespaces when ``namespace`` is None), by label equality."""
-        k = resolve_kind(kind)
-        _check_labels(labels)
-        objs = self.world.api.peek_list(k, namespace)
-        if labels:
-            objs = [
-                o for o in objs if all(o.metadata.labels.get(a) == b for a, b in labels.items())
-            ]
-        return objs
+    ) -> builtins.list[Any]:
+        """Copies of the stored objects of ``kind`` (all namespaces when ``namespace`` is None).
+
+        Selected by label equality, in key order (namespace, then name) as the
+        API server lists them.
+        """
+        return [deep_copy(o) for o in self._select(kind, namespace, labels)]
 
     def delete(self, kind: str, name: str, namespace: str = "default") -> None:
         """Delete an object (404 if absent); dependents are garbage-collected."""
-        k = resolve_kind(kind)
-        if self.world.api.peek(k, namespace, name) is None:
-            raise NotFoundError(k, namespace, name)
+        k = self._stored(kind, name, namespace).kind
         self.world.api.commit_delete(k, namespace, name)
         self.ctx.record("user.delete", f"{k}/{namespace}/{name}")
 
     def table(self, kind: str, namespace: str | None = None) -> str:
         """``kubectl get <kind>`` as text (``-A`` when ``namespace`` is None)."""
-        objs = self.list(kind, namespace)
+        # Rendering reads the stored objects: nothing is copied.
+        objs = self._select(kind, namespace, None)
         return render_table(
             objs, self.now_dt(), all_namespaces=namespace is None, namespace=namespace or "default"
         )
 
+    def _stored(self, kind: object, name: object, namespace: object) -> Any:
+        """The stored object itself (not a copy), after checking the arguments; 404 if absent."""
+        k = _check_kind(kind)
+        key = _check_name("name", name)
+        ns = _check_name("namespace", namespace)
+        obj = self.world.api.peek(k, ns, key)
+        if obj is None:
+            raise NotFoundError(k, ns, key)
+        return obj
+
+    def _select(
+        self, kind: object, namespace: object, labels: Mapping[str, str] | None
+    ) -> builtins.list[Any]:
+        """The stored objects themselves (not copies) in key order, after checking the arguments."""
+        k = _check_kind(kind)
+        # "" would be client-go's "all namespaces": None says that here.
+        ns = None if namespace is None else _check_name("namespace", namespace, "or None")
+        _check_labels(labels)
+        objs = self.world.api.peek_list(k, ns)
+        if labels:
+            objs = [
+                o for o in objs if all(o.metadata.labels.get(a) == b for a, b in labels.items())
+            ]
+        objs.sort(key=_object_key)
+        return objs
+
     def wait_for_pool(
         self, name: str, namespace: str = "default", *, timeout: float = 600.0
     ) -> SandboxSet:
-        """Run until the SandboxSet has ``spec.replicas`` available sandboxes; return it."""
-        self.get("SandboxSet", name, namespace)
+        """Run until the SandboxSet has ``spec.replicas`` available sandboxes; return a copy of it."""
+        self._stored("SandboxSet", name, namespace)
 
         counts = self.sandboxset_controller.counts
 
@@ -567,6 +565,26 @@ def _check_create(
     for i, mount in enumerate(volume_mounts):
         if not isinstance(mount, Mapping):
             raise InvalidError(f"volume_mounts[{i}]", f"must be a mapping, got {mount!r}")
+
+
+def _check_kind(kind: object) -> str:
+    """The kind ``kind`` names; refuse a value that is not a resource name."""
+    if not isinstance(kind, str):
+        raise InvalidError("kind", f"must be a resource name such as 'sbx', got {kind!r}")
+    return resolve_kind(kind)
+
+
+def _check_name(field: str, value: object, alternative: str = "") -> str:
+    """``value``, refused unless it is a non-empty string (a name or a namespace argument)."""
+    if not isinstance(value, str) or not value:
+        extra = f" {alternative}" if alternative else ""
+        raise InvalidError(field, f"must be a non-empty string{extra}, got {value!r}")
+    return value
+
+
+def _object_key(obj: Any) -> tuple[str, str]:
+    meta = obj.metadata
+    return meta.namespace, meta.name
 
 
 def _check_labels(labels: object) -> None:

@@ -1,0 +1,181 @@
+"""``kubectl apply`` against the simulated API server: plan every write, then commit.
+
+An apply is all or nothing: every check the API server would make at commit
+time (a name given twice, a stale ``resourceVersion``, an immutable field, a
+pod update it refuses, a finalizer added to an object being deleted) runs
+while planning, against the stored objects, so that one bad document raises
+one :class:`InvalidError` before anything has changed.
+
+An update replaces the labels, annotations and spec of the stored object with
+the manifest's, and its finalizers when the manifest states them; status and
+the other metadata stay the API server's. An update that changes nothing is
+not written (no new ``resourceVersion``, no watch event), as the API server
+skips a no-op update.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pytest_kruise_agents.api.copying import deep_copy, shallow_copy
+from pytest_kruise_agents.api.errors import InvalidError
+from pytest_kruise_agents.api.manifest import KubeObject
+from pytest_kruise_agents.api.sandboxclaim import SandboxClaim
+from pytest_kruise_agents.api.sandboxtemplate import SandboxTemplate
+from simulator.apiserver import ApiServer, pod_update_refusal
+from simulator.errors import ConflictError
+
+__all__ = ["Write", "commit", "plan"]
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    """One planned write: ``new`` to create (``existing`` is None) or to replace ``existing``.
+
+    ``new`` is None for an update that changes nothing.
+    """
+
+    existing: Any | None
+    new: Any | None
+
+
+def plan(api: ApiServer, objs: list[KubeObject]) -> list[Write]:
+    """Check every object against the store and build its write; raise before any change."""
+    seen: dict[tuple[str, str, str], int] = {}
+    writes: list[Write] = []
+    for index, obj in enumerate(objs):
+        meta = obj.metadata
+        where = f"{obj.kind}/{meta.name or meta.generate_name or '?'}"
+        if not meta.name and not meta.generate_name:
+            raise InvalidError(f"{where} metadata.name", "is required")
+        if not meta.name:  # generateName: each document is a new object
+            writes.append(Write(None, _fresh(obj)))
+            continue
+        key = (obj.kind, meta.namespace, meta.name)
+        if key in seen:
+            # kubectl would create the object, then configure it with the second
+            # document; one apply naming an object twice is a mistake: refuse it.
+            raise InvalidError(
+                f"{where} metadata.name",
+                f"{meta.name!r} is given twice in one apply "
+                f"(objects {seen[key] + 1} and {index + 1})",
+            )
+        seen[key] = index
+        existing = api.peek(obj.kind, meta.namespace, meta.name)
+        if existing is None:
+            writes.append(Write(None, _fresh(obj)))
+        else:
+            writes.append(Write(existing, _update(where, existing, obj)))
+    return writes
+
+
+def commit(api: ApiServer, writes: list[Write]) -> list[Any]:
+    """Make the planned writes; return the stored result of each (the stored object if unchanged).
+
+    Updates that complete a deletion (the last finalizer removed) go last: the
+    garbage collection they start must not remove an object that a later
+    document of the same apply updates.
+    """
+    out: list[Any] = [w.existing for w in writes]
+    order = sorted(range(len(writes)), key=lambda i: _completes_deletion(writes[i]))
+    for i in order:
+        write = writes[i]
+        if write.new is None:
+            continue
+        if write.existing is None:
+            out[i] = api.commit_create(write.new)
+        else:
+            out[i] = api.commit_update(write.new, check_rv=False)
+    return out
+
+
+def _completes_deletion(write: Write) -> bool:
+    new = write.new
+    return (
+        new is not None
+        and new.metadata.deletion_timestamp is not None
+        and not (new.metadata.finalizers)
+    )
+
+
+def _fresh(obj: KubeObject) -> Any:
+    fresh = deep_copy(obj)
+    if not isinstance(fresh, SandboxTemplate):  # the only kind without a status
+        fresh.status = type(fresh.status)()
+    return fresh
+
+
+def _update(where: str, existing: Any, obj: KubeObject) -> Any | None:
+    """The object that replaces ``existing``, or None if ``obj`` changes nothing."""
+    meta, old = obj.metadata, existing.metadata
+    rv = meta.resource_version
+    if rv is not None and rv != old.resource_version:
+        # kubectl sends the manifest's resourceVersion: an optimistic lock.
+        raise ConflictError(
+            f"{where} metadata.resourceVersion",
+            f"the object has been modified (stored {old.resource_version}, manifest {rv}); "
+            "please apply your changes to the latest version and try again",
+        )
+    if (
+        isinstance(existing, SandboxClaim)
+        and isinstance(obj, SandboxClaim)
+        and existing.spec.replicas != obj.spec.replicas
+    ):
+        raise InvalidError(f"{where} spec.replicas", "field is immutable")
+    if isinstance(existing, SandboxTemplate):
+        _check_materialized(where, existing, obj)
+    finalizers = _finalizers(where, existing, obj)
+    if (
+        meta.labels == old.labels
+        and meta.annotations == old.annotations
+        and finalizers == old.finalizers
+        and obj.spec == existing.spec
+    ):
+        return None
+    new = shallow_copy(existing)
+    new.metadata = shallow_copy(old)
+    new.metadata.labels = dict(meta.labels)
+    new.metadata.annotations = dict(meta.annotations)
+    new.metadata.finalizers = finalizers
+    new.spec = deep_copy(obj.spec)
+    if obj.kind == "Pod":
+        why = pod_update_refusal(existing, new)
+        if why is not None:
+            field, _, reason = why.partition(": ")
+            raise InvalidError(f"{where} {field}", reason)
+    return new
+
+
+def _finalizers(where: str, existing: Any, obj: KubeObject) -> list[str]:
+    """The finalizers after the update: the manifest's if it states them, else the stored ones.
+
+    A manifest that does not mention finalizers leaves those of the
+    controllers (a pod's, a sandbox's) in place, as kubectl apply leaves the
+    fields it does not manage; ``finalizers: []`` removes them all.
+    """
+    meta, old = obj.metadata, existing.metadata
+    if "finalizers" not in meta.model_fields_set and not meta.finalizers:
+        return list(old.finalizers)
+    added = [f for f in meta.finalizers if f not in old.finalizers]
+    if added and old.deletion_timestamp is not None:
+        raise InvalidError(
+            f"{where} metadata.finalizers",
+            f"no new finalizers can be added if the object is being deleted, found {added}",
+        )
+    return list(meta.finalizers)
+
+
+def _check_materialized(where: str, existing: SandboxTemplate, obj: KubeObject) -> None:
+    """Refuse a spec change of a template a SandboxSet materialised (upstream's webhook does)."""
+    ref = existing.metadata.controller_ref()
+    if ref is None or ref.kind != "SandboxSet" or obj.spec == existing.spec:
+        return
+    spec = existing.spec
+    for name, info in type(spec).model_fields.items():
+        if getattr(obj.spec, name) != getattr(spec, name):
+            raise InvalidError(
+                f"{where} spec.{info.alias or name}",
+                f"field is immutable: the template is revision {existing.metadata.name!r} "
+                f"of SandboxSet {ref.name!r}; change the SandboxSet instead",
+            )

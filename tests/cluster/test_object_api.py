@@ -1,0 +1,332 @@
+"""The object API of the fake cluster behaves as a Kubernetes client sees the API server.
+
+``get``/``list``/``apply`` hand out copies, a multi-document ``apply`` is all or
+nothing, ``apply`` carries finalizers, skips no-op writes and refuses a stale
+``resourceVersion`` (409), arguments of the wrong type are refused, lists come
+in key order (namespace, then name), and a SandboxTemplate materialised by a
+SandboxSet is immutable.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import yaml
+
+from pytest_kruise_agents.api import dump
+from pytest_kruise_agents.api.errors import InvalidError
+from simulator.cluster import Cluster
+from simulator.errors import ConflictError, NotFoundError
+
+from .conftest import pool_yaml
+
+
+def snapshot(cluster: Cluster) -> tuple[int, int, dict[tuple[str, str, str], str | None]]:
+    """Writes, log length and the resourceVersion of every stored object."""
+    api = cluster.world.api
+    versions = {
+        (kind, o.metadata.namespace, o.metadata.name): o.metadata.resource_version
+        for kind in ("SandboxSet", "SandboxClaim", "SandboxTemplate", "Sandbox", "Pod")
+        for o in api.peek_list(kind)
+    }
+    return api.writes, len(cluster.log), versions
+
+
+def stored(cluster: Cluster, kind: str, name: str) -> Any:
+    return cluster.world.api.peek(kind, "default", name)
+
+
+def image_of(sbs: Any) -> str:
+    image: str = sbs.spec.template["spec"]["containers"][0]["image"]
+    return image
+
+
+# -- 1. reads hand out copies ----------------------------------------------------------
+
+
+def test_get_returns_a_copy_that_does_not_touch_the_store(pooled: Cluster) -> None:
+    """Editing what ``get`` returned changes nothing: not the store, not a cache, not a pod."""
+    before = snapshot(pooled)
+    got = pooled.get("sbs", "base")
+    assert got is not stored(pooled, "SandboxSet", "base")
+    got.spec.replicas = 9
+    got.spec.template["spec"]["containers"][0]["image"] = "evil:latest"
+    got.metadata.labels["x"] = "y"
+    assert stored(pooled, "SandboxSet", "base").spec.replicas == 5
+    cached = pooled.world.controller_cache.get("SandboxSet", "default", "base")
+    assert image_of(cached) == "registry.example.com/sandbox:v1"
+    assert {p.spec["containers"][0]["image"] for p in pooled.list("pod")} == {
+        "registry.example.com/sandbox:v1"
+    }
+    assert snapshot(pooled) == before
+
+
+def test_list_items_are_copies(pooled: Cluster) -> None:
+    """Editing an item ``list`` returned leaves the stored object as it was."""
+    item = pooled.list("sbx")[0]
+    item.metadata.labels["agents.kruise.io/sandbox-claimed"] = "true"
+    kept = stored(pooled, "Sandbox", item.metadata.name)
+    assert kept.metadata.labels["agents.kruise.io/sandbox-claimed"] == "false"
+
+
+def test_apply_returns_copies(cluster: Cluster) -> None:
+    """The objects ``apply`` returns are the caller's, as ``get``'s are."""
+    made: Any = cluster.apply(pool_yaml(replicas=1))[0]
+    made.spec.replicas = 4
+    assert stored(cluster, "SandboxSet", "base").spec.replicas == 1
+
+
+def test_get_edit_apply_is_a_spec_change(pooled: Cluster) -> None:
+    """get -> edit -> apply (kubectl edit) bumps generation and rolls the pool to a new revision."""
+    rev0 = pooled.get("sbs", "base").status.update_revision
+    sbs = pooled.get("sbs", "base")
+    sbs.spec.template["spec"]["containers"][0]["image"] = "registry.example.com/sandbox:v2"
+    (after,) = pooled.apply(sbs)
+    assert after.metadata.generation == 2
+    pooled.advance(120)
+    now = pooled.get("sbs", "base")
+    assert now.status.update_revision != rev0
+    assert now.status.observed_generation == 2
+    assert {p.spec["containers"][0]["image"] for p in pooled.list("pod")} == {
+        "registry.example.com/sandbox:v2"
+    }
+
+
+# -- 2. a multi-document apply is all or nothing -------------------------------------
+
+
+def test_the_same_new_object_twice_is_refused_up_front(cluster: Cluster) -> None:
+    """Two documents naming one object: one InvalidError, and neither is created."""
+    before = snapshot(cluster)
+    with pytest.raises(InvalidError) as err:
+        cluster.apply(pool_yaml("a", 0) + "---\n" + pool_yaml("a", 1))
+    assert err.value.field == "SandboxSet/a metadata.name"
+    assert "twice" in err.value.reason
+    assert snapshot(cluster) == before
+    assert cluster.list("sbs") == []
+
+
+def test_a_pod_update_the_api_server_refuses_fails_the_whole_apply(pooled: Cluster) -> None:
+    """A new set plus a pod update that changes the QoS class (a 422): nothing is created."""
+    pod = pooled.list("pod")[0]
+    doc = yaml.safe_load(dump(pod))
+    doc.pop("status", None)
+    both = {"cpu": "1", "memory": "1Gi"}
+    doc["spec"]["containers"][0]["resources"] = {"requests": both, "limits": both}
+    before = snapshot(pooled)
+    with pytest.raises(InvalidError) as err:
+        pooled.apply([yaml.safe_load(pool_yaml("newset", 0)), doc])
+    assert err.value.field == f"Pod/{pod.metadata.name} spec"
+    assert "Pod QoS is immutable" in err.value.reason
+    assert snapshot(pooled) == before
+    with pytest.raises(NotFoundError):
+        pooled.get("sbs", "newset")
+
+
+# -- 3. finalizers --------------------------------------------------------------------
+
+
+def with_finalizers(manifest: str, finalizers: list[str]) -> dict[str, Any]:
+    doc: dict[str, Any] = yaml.safe_load(manifest)
+    doc["metadata"]["finalizers"] = finalizers
+    return doc
+
+
+def test_a_finalizer_set_by_apply_can_be_removed_by_apply(cluster: Cluster) -> None:
+    """Deleting waits for the finalizer; applying the list without it completes the deletion."""
+    cluster.apply(with_finalizers(pool_yaml(replicas=1), ["example.com/keep"]))
+    cluster.wait_for_pool("base")
+    cluster.delete("sbs", "base")
+    terminating = cluster.get("sbs", "base")
+    assert terminating.metadata.deletion_timestamp is not None
+    assert terminating.metadata.finalizers == ["example.com/keep"]
+    cluster.apply(with_finalizers(pool_yaml(replicas=1), []))
+    with pytest.raises(NotFoundError):
+        cluster.get("sbs", "base")
+    cluster.advance(30)
+    assert cluster.list("sbx") == []
+
+
+def test_completing_a_deletion_does_not_break_the_rest_of_the_apply(cluster: Cluster) -> None:
+    """Removing a set's last finalizer and editing its template in one apply: both go through.
+
+    The garbage collection the completed deletion starts runs after the other
+    writes, so the template update finds its object (and then goes with its set).
+    """
+    cluster.apply(with_finalizers(pool_yaml(replicas=1), ["example.com/keep"]))
+    cluster.wait_for_pool("base")
+    name = cluster.get("sbs", "base").status.current_revision
+    cluster.delete("sbs", "base")
+    tpl = cluster.get("sbt", name)
+    tpl.metadata.labels["note"] = "last words"
+    done = cluster.apply([with_finalizers(pool_yaml(replicas=1), []), tpl])
+    assert [o.kind for o in done] == ["SandboxSet", "SandboxTemplate"]
+    assert done[1].metadata.labels["note"] == "last words"
+    assert cluster.list("sbs") == []
+    assert cluster.list("sbt") == []
+
+
+def test_a_manifest_without_finalizers_keeps_the_stored_ones(cluster: Cluster) -> None:
+    """Finalizers the manifest does not mention stay (kubectl apply leaves unmanaged fields)."""
+    cluster.apply(with_finalizers(pool_yaml(replicas=0), ["example.com/keep"]))
+    cluster.apply(pool_yaml(replicas=1))
+    assert cluster.get("sbs", "base").metadata.finalizers == ["example.com/keep"]
+
+
+def test_no_finalizer_can_be_added_to_an_object_being_deleted(cluster: Cluster) -> None:
+    """As the API server: an object marked for deletion takes no new finalizer."""
+    cluster.apply(with_finalizers(pool_yaml(replicas=0), ["example.com/keep"]))
+    cluster.delete("sbs", "base")
+    before = snapshot(cluster)
+    with pytest.raises(InvalidError) as err:
+        cluster.apply(with_finalizers(pool_yaml(replicas=0), ["example.com/keep", "b.io/x"]))
+    assert err.value.field == "SandboxSet/base metadata.finalizers"
+    assert "being deleted" in err.value.reason
+    assert snapshot(cluster) == before
+
+
+# -- 4. no-op updates and stale resourceVersions --------------------------------------
+
+
+def test_a_no_op_apply_writes_nothing(pooled: Cluster) -> None:
+    """Re-applying what is stored keeps resourceVersion and sends no watch event."""
+    rv = pooled.get("sbs", "base").metadata.resource_version
+    writes = pooled.world.api.writes
+    (same,) = pooled.apply(pool_yaml())
+    assert same.metadata.resource_version == rv
+    assert pooled.world.api.writes == writes
+    assert pooled.get("sbs", "base").metadata.resource_version == rv
+
+
+def test_a_label_change_is_a_write_without_a_new_generation(pooled: Cluster) -> None:
+    """Metadata-only changes are writes (new resourceVersion) but keep the generation."""
+    sbs = pooled.get("sbs", "base")
+    sbs.metadata.labels["team"] = "a"
+    (after,) = pooled.apply(sbs)
+    assert after.metadata.resource_version != sbs.metadata.resource_version
+    assert after.metadata.generation == 1
+    assert after.metadata.labels == {"team": "a"}
+
+
+def test_a_stale_resource_version_is_a_conflict(pooled: Cluster) -> None:
+    """A manifest carrying an old resourceVersion is a 409 and overwrites nothing."""
+    old = pooled.get("sbs", "base")
+    pooled.apply(pool_yaml(replicas=4))
+    old.spec.replicas = 2
+    before = snapshot(pooled)
+    with pytest.raises(ConflictError) as err:
+        pooled.apply(old)
+    assert err.value.code == 409
+    assert err.value.field == "SandboxSet/base metadata.resourceVersion"
+    assert "has been modified" in err.value.reason
+    assert isinstance(err.value, InvalidError)
+    assert snapshot(pooled) == before
+    assert pooled.get("sbs", "base").spec.replicas == 4
+
+
+def test_the_current_resource_version_is_accepted(pooled: Cluster) -> None:
+    """get -> edit -> apply with nothing written in between goes through."""
+    doc = yaml.safe_load(dump(pooled.get("sbs", "base")))
+    doc["spec"]["replicas"] = 6
+    after: Any = pooled.apply(doc)[0]
+    assert after.spec.replicas == 6
+
+
+# -- 5. arguments of the wrong type ------------------------------------------------------
+
+
+WRONG_ARGUMENTS: list[tuple[str, tuple[Any, ...], str]] = [
+    ("get", (None, "base"), "kind"),
+    ("get", ("sbs", None), "name"),
+    ("get", ("sbs", 5), "name"),
+    ("get", ("sbs", ""), "name"),
+    ("get", ("sbs", "base", None), "namespace"),
+    ("list", (7,), "kind"),
+    ("list", ("sbs", 5), "namespace"),
+    ("list", ("sbs", ""), "namespace"),
+    ("delete", ("sbs", None), "name"),
+    ("delete", ("sbs", "base", None), "namespace"),
+    ("delete", (b"sbs", "base"), "kind"),
+    ("table", ("sbs", 5), "namespace"),
+    ("table", (None,), "kind"),
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "args", "field"),
+    WRONG_ARGUMENTS,
+    ids=[f"{m}{args!r}" for m, args, _ in WRONG_ARGUMENTS],
+)
+def test_wrong_typed_arguments_are_refused(
+    pooled: Cluster, method: str, args: tuple[Any, ...], field: str
+) -> None:
+    """Each names the argument and changes nothing."""
+    before = snapshot(pooled)
+    with pytest.raises(InvalidError) as err:
+        getattr(pooled, method)(*args)
+    assert err.value.field == field
+    assert snapshot(pooled) == before
+
+
+# -- 6. key order --------------------------------------------------------------------------
+
+
+def test_list_and_table_are_in_key_order(cluster: Cluster) -> None:
+    """As the API server lists: by namespace, then name, whatever the creation order."""
+    cluster.apply(
+        pool_yaml("zeta", 0)
+        + "---\n"
+        + pool_yaml("alpha", 0)
+        + "---\n"
+        + pool_yaml("mid", 0, namespace="team-b")
+        + "---\n"
+        + pool_yaml("aaa", 0, namespace="team-a")
+    )
+    keys = [(o.metadata.namespace, o.metadata.name) for o in cluster.list("sbs")]
+    assert keys == [("default", "alpha"), ("default", "zeta"), ("team-a", "aaa"), ("team-b", "mid")]
+    assert [o.metadata.name for o in cluster.list("sbs", "default")] == ["alpha", "zeta"]
+    rows = [line.split()[:2] for line in cluster.table("sbs").splitlines()[1:]]
+    assert rows == [["default", "alpha"], ["default", "zeta"], ["team-a", "aaa"], ["team-b", "mid"]]
+    names = [line.split()[0] for line in cluster.table("sbs", "default").splitlines()[1:]]
+    assert names == ["alpha", "zeta"]
+
+
+# -- 7. materialised templates are immutable ------------------------------------------------
+
+
+def test_a_materialised_template_cannot_be_edited(pooled: Cluster) -> None:
+    """The SandboxTemplate ``<set>-<revision>`` a set owns refuses a spec change."""
+    name = pooled.get("sbs", "base").status.current_revision
+    doc = yaml.safe_load(dump(pooled.get("sbt", name)))
+    doc["spec"]["template"]["spec"]["containers"][0]["image"] = "evil:1"
+    before = snapshot(pooled)
+    with pytest.raises(InvalidError) as err:
+        pooled.apply(doc)
+    assert err.value.field == f"SandboxTemplate/{name} spec.template"
+    assert "immutable" in err.value.reason
+    assert snapshot(pooled) == before
+
+
+def test_a_materialised_template_takes_new_labels(pooled: Cluster) -> None:
+    """Only its spec is immutable: labels and annotations may change."""
+    name = pooled.get("sbs", "base").status.current_revision
+    tpl = pooled.get("sbt", name)
+    tpl.metadata.annotations["note"] = "kept"
+    (after,) = pooled.apply(tpl)
+    assert after.metadata.annotations["note"] == "kept"
+
+
+def test_a_template_of_ones_own_can_be_edited(cluster: Cluster) -> None:
+    """A SandboxTemplate no set owns is the user's: its spec may change."""
+    doc = yaml.safe_load(pool_yaml())
+    tpl: dict[str, Any] = {
+        "apiVersion": "agents.kruise.io/v1alpha1",
+        "kind": "SandboxTemplate",
+        "metadata": {"name": "mine"},
+        "spec": {"template": doc["spec"]["template"]},
+    }
+    cluster.apply(tpl)
+    tpl["spec"]["template"]["spec"]["containers"][0]["image"] = "other:1"
+    after: Any = cluster.apply(tpl)[0]
+    assert after.spec.template["spec"]["containers"][0]["image"] == "other:1"
