@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import builtins
 import math
+import numbers
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -168,6 +169,7 @@ class Cluster:
         ``advance(0)`` runs what is due now without moving time.
         """
         check_seconds("seconds", seconds)
+        seconds = float(seconds)
         env = self.env
         last = datetime.max.replace(tzinfo=self.ctx.epoch.tzinfo) - self.ctx.epoch
         if env.now + seconds >= last.total_seconds():
@@ -192,6 +194,7 @@ class Cluster:
         check_seconds("timeout", timeout)
         if timeout == 0:
             return predicate()
+        timeout = float(timeout)
         env = self.env
         deadline = env.now + timeout
         with simulation_gc():
@@ -609,7 +612,8 @@ def check_seconds(field: str, value: object) -> None:
     An infinite wait would never end on a busy cluster (or end in SimPy's bare
     ``EmptySchedule`` on an idle one), and NaN compares false with everything.
     """
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    # Any real number (numpy's, a Fraction) will do; a bool is no number of seconds.
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise InvalidError(field, f"must be a number of seconds, got {value!r}")
     if not math.isfinite(value):
         raise InvalidError(field, f"must be a finite number of seconds, got {value!r}")

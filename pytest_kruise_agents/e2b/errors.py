@@ -243,7 +243,9 @@ async def _on_claim_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _on_invalid(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, InvalidError)
-    return error_response(400, str(exc), request=request, extra={"field": exc.field})
+    # Bad input is a 400; a write based on an old resourceVersion is a conflict.
+    status = 409 if exc.code == 409 else 400
+    return error_response(status, str(exc), request=request, extra={"field": exc.field})
 
 
 async def _on_not_found(request: Request, exc: Exception) -> JSONResponse:

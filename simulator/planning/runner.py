@@ -244,11 +244,9 @@ class _Run:
                 del self.open_claims[key]
 
     def _claim_finished(self, tracker: SandboxClaimTracker) -> bool:
-        try:
-            obj = self.cluster.get("SandboxClaim", tracker.name, tracker.namespace)
-        except NotFoundError:
-            return True
-        return bool(obj.status.phase == "Completed")
+        # The stored object, read in place: Cluster.get would copy it at every scan.
+        obj = self.cluster.world.api.peek("SandboxClaim", tracker.namespace, tracker.name)
+        return obj is None or bool(obj.status.phase == "Completed")
 
     def _release(self, rec: ClaimRecord, hold: float) -> Generator[Any]:
         assert rec.delivered is not None and rec.sandbox is not None

@@ -72,6 +72,28 @@ def test_a_bad_manifest_is_400_naming_the_field_and_applies_nothing(
     assert server.admin("GET", "/resources/sbs").json()["items"] == before
 
 
+def test_applying_a_stale_resource_version_is_409_and_changes_nothing(server: Served) -> None:
+    """kubectl's optimistic lock: a manifest with an old resourceVersion is a conflict."""
+    (stored,) = [
+        p
+        for p in server.admin("GET", "/resources/sbs").json()["items"]
+        if p["metadata"]["name"] == "base"
+    ]
+    stale = {**stored, "metadata": {**stored["metadata"], "resourceVersion": "1"}}
+    stale["spec"] = {**stored["spec"], "replicas": 7}
+
+    r = server.admin("POST", "/apply", content=json.dumps(stale).encode())
+
+    assert r.status_code == 409, r.text
+    assert r.json()["field"] == "SandboxSet/base metadata.resourceVersion"
+    (after,) = [
+        p
+        for p in server.admin("GET", "/resources/sbs").json()["items"]
+        if p["metadata"]["name"] == "base"
+    ]
+    assert after["spec"]["replicas"] == stored["spec"]["replicas"]
+
+
 def test_list_resources_as_json_yaml_and_table(server: Served) -> None:
     Sandbox.create(template="base", **server.sdk())
 

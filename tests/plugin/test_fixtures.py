@@ -571,13 +571,24 @@ def test_kruise_clock_refuses_times_that_are_no_finite_number_of_seconds(
             kruise_clock.advance(1e-12)  # too small to move the clock: what is due now runs
             assert kruise_clock.now() == pytest.approx(start)
 
+        def test_any_real_number_will_do(kruise_clock):
+            from fractions import Fraction
+            import numpy
+
+            start = kruise_clock.now()
+            kruise_clock.advance(numpy.int64(2))
+            kruise_clock.advance(Fraction(1, 2))
+            assert kruise_clock.now() == pytest.approx(start + 2.5)
+            assert kruise_clock.run_until(lambda: False, timeout=numpy.float32(0.5)) is False
+            assert kruise_clock.now() == pytest.approx(start + 3)
+
         @pytest.mark.kruise(clock="realtime:10")
         def test_advance_realtime(kruise_clock):
             with pytest.raises(InvalidError, match="seconds: time follows the wall clock"):
                 kruise_clock.advance(1)
         """
     )
-    suite.runpytest().assert_outcomes(passed=4)
+    suite.runpytest().assert_outcomes(passed=5)
 
 
 def test_waiting_no_time_at_all_is_a_plain_no(suite: pytest.Pytester) -> None:
