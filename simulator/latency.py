@@ -62,7 +62,9 @@ _STANDARD_NORMAL = NormalDist()
 def parse_seconds(value: Any) -> float:
     """Seconds from a number or a Go duration string (``"250ms"``, ``"1.5s"``, ``"2"``)."""
     if isinstance(value, bool):
-        raise ValueError(f"expected seconds or a duration like '100ms', got {kind_and_value(value)}")
+        raise ValueError(
+            f"expected seconds or a duration like '100ms', got {kind_and_value(value)}"
+        )
     if isinstance(value, int | float):
         seconds = float(value)
     elif isinstance(value, str):
@@ -72,7 +74,9 @@ def parse_seconds(value: Any) -> float:
         except ValueError:
             seconds = parse_duration(text).total_seconds()
     else:
-        raise ValueError(f"expected seconds or a duration like '100ms', got {kind_and_value(value)}")
+        raise ValueError(
+            f"expected seconds or a duration like '100ms', got {kind_and_value(value)}"
+        )
     if not math.isfinite(seconds):
         raise ValueError(f"expected a finite duration, got {value!r}")
     return seconds

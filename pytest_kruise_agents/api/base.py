@@ -2,17 +2,48 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Self
+from enum import StrEnum
+from typing import Annotated, Any, Final, Self, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    PlainSerializer,
+    ValidationInfo,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from pytest_kruise_agents.api.copying import deep_copy, shallow_copy
 from pytest_kruise_agents.api.durations import format_duration, parse_duration
 
-__all__ = ["Duration", "KubeModel", "Time", "format_time", "parse_time"]
+__all__ = [
+    "MANIFEST",
+    "Duration",
+    "KubeModel",
+    "Time",
+    "enum_from_text",
+    "format_time",
+    "from_manifest",
+    "parse_time",
+]
+
+MANIFEST: Final[dict[str, bool]] = {"manifest": True}
+"""The validation context of a decoded manifest (``model_validate(..., context=MANIFEST)``).
+
+Manifests are decoded as the API server decodes JSON: no value changes kind
+(``"3"`` is no integer, ``1`` no boolean, ``30`` no duration) and a ``null``
+field is an unset one. Python callers, without this context, keep the
+conveniences (a number of seconds for a duration).
+"""
+
+
+def from_manifest(info: ValidationInfo) -> bool:
+    """Whether the value being validated comes from a manifest (see :data:`MANIFEST`)."""
+    return info.context is MANIFEST
 
 
 class KubeModel(BaseModel):
@@ -30,6 +61,15 @@ class KubeModel(BaseModel):
         validate_default=False,
         ser_json_timedelta="iso8601",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_unset(cls, data: Any, info: ValidationInfo) -> Any:
+        # The API server prunes a null field before defaulting it: Helm's
+        # ``labels:`` with nothing after it means "no labels", not an error.
+        if info.context is MANIFEST and isinstance(data, dict) and None in data.values():
+            return {key: value for key, value in data.items() if value is not None}
+        return data
 
     def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
         """Copy the model with the fast copies of :mod:`.copying`, then apply ``update``.
@@ -80,14 +120,35 @@ def format_time(value: datetime) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _parse_duration_field(value: Any) -> timedelta:
-    if isinstance(value, timedelta):
+def _parse_duration_field(value: Any, info: ValidationInfo) -> timedelta:
+    if isinstance(value, timedelta) and not from_manifest(info):
         return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        # A bare number is taken as seconds; the API server would reject it,
-        # but it is convenient from Python.
+    if isinstance(value, int | float) and not isinstance(value, bool) and not from_manifest(info):
+        # A bare number is taken as seconds: convenient from Python. The API
+        # server refuses one in a manifest, and so does the manifest loader.
         return timedelta(seconds=value)
     return parse_duration(value)
+
+
+_E = TypeVar("_E", bound=StrEnum)
+
+
+def enum_from_text(enum: type[_E]) -> Callable[[Any], Any]:
+    """A before-validator turning the text of a :class:`StrEnum` member into the member.
+
+    Strict (manifest) validation accepts only members; a manifest has text.
+    """
+    allowed = " or ".join(repr(member.value) for member in enum)
+
+    def convert(value: Any) -> Any:
+        if isinstance(value, str) and not isinstance(value, enum):
+            try:
+                return enum(value)
+            except ValueError:
+                raise ValueError(f"unsupported value {value!r}: must be {allowed}") from None
+        return value
+
+    return convert
 
 
 Time = Annotated[

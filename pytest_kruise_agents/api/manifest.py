@@ -16,21 +16,30 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Literal, TypeAlias
+from types import UnionType
+from typing import Any, Literal, TypeAlias, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from pytest_kruise_agents.api.base import KubeModel
+from pytest_kruise_agents.api.base import MANIFEST, KubeModel
 from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.api.keys import API_VERSION
 from pytest_kruise_agents.api.pod import Pod
-from pytest_kruise_agents.api.problems import expectation, format_path, reason, show
+from pytest_kruise_agents.api.problems import (
+    expectation,
+    format_path,
+    kind_and_value,
+    reason,
+    show,
+    type_word,
+)
 from pytest_kruise_agents.api.sandbox import Sandbox
 from pytest_kruise_agents.api.sandboxclaim import SandboxClaim
 from pytest_kruise_agents.api.sandboxset import SandboxSet
 from pytest_kruise_agents.api.sandboxtemplate import SandboxTemplate
+from pytest_kruise_agents.api.validation import FieldProblem
 
 __all__ = [
     "API_VERSIONS",
@@ -202,13 +211,30 @@ class _Loader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+class _DuplicateKeyError(ValueError):
+    """A JSON object names a key twice."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # ``json.loads`` keeps the last of two equal keys; the API server's strict
+    # decoding refuses the object, as the YAML loader above does.
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKeyError(f"invalid JSON: duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
 def _parse_text(text: str) -> list[Any]:
     stripped = text.lstrip()
     if stripped.startswith(("{", "[")):
         # JSON first: its error messages are better for JSON input. Flow-style
         # YAML (``{kind: Pod}``) also starts with a brace, hence the fallback.
         try:
-            return [json.loads(text)]
+            return [json.loads(text, object_pairs_hook=_unique_keys)]
+        except _DuplicateKeyError as exc:
+            raise InvalidError("manifest", str(exc)) from None
         except json.JSONDecodeError:
             pass
     try:
@@ -283,31 +309,98 @@ def _build(node: Mapping[str, Any], where: str) -> KubeObject:
             f"{ident} apiVersion",
             f"unsupported apiVersion {api_version!r} for kind {kind}: expected {expected!r}",
         )
+    model = KINDS[kind]
     try:
-        return KINDS[kind].model_validate(node)
+        # Strict, as the API server decodes JSON: camelCase names only, no
+        # value of the wrong kind converted, null fields unset (see MANIFEST).
+        return model.model_validate(
+            node, strict=True, by_alias=True, by_name=False, context=MANIFEST
+        )
     except ValidationError as exc:
-        path, reason = _first_problem(exc.errors())
+        path, reason = _first_problem(exc.errors(), node, model)
         field = f"{ident} {path}" if path else ident
         raise InvalidError(field, reason) from None
 
 
-def _first_problem(errors: list[ErrorDetails]) -> tuple[str, str]:
+_NOWHERE = object()
+"""What :func:`_value_at` finds where the document has nothing."""
+
+
+def _value_at(node: Any, loc: Sequence[int | str]) -> Any:
+    """The value of the document at ``loc``, or ``_NOWHERE``."""
+    for part in loc:
+        in_map = isinstance(node, Mapping) and isinstance(part, str) and part in node
+        in_list = isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        if not (in_map or in_list):
+            return _NOWHERE
+        node = node[part]
+    return node
+
+
+def _first_problem(
+    errors: list[ErrorDetails], node: Mapping[str, Any], model: type[BaseModel]
+) -> tuple[str, str]:
     first = errors[0]
+    loc = first["loc"]
     # A value that matches no member of a union (IntOrString) yields one error
-    # per member, at the same place but for a trailing member tag
+    # per member, at the value's own location plus a member tag
     # (``maxUnavailable.int``, ``maxUnavailable.str``): report them as one.
-    siblings = [
-        e
-        for e in errors
-        if len(e["loc"]) == len(first["loc"])
-        and e["loc"][:-1] == first["loc"][:-1]
-        and e["input"] is first["input"]
-        and e["type"] not in ("missing", "extra_forbidden")
-    ]
-    if len(siblings) > 1 and first["type"] not in ("missing", "extra_forbidden"):
-        wanted = " or ".join(dict.fromkeys(expectation(e) for e in siblings))
-        return format_path(first["loc"][:-1]), f"must be {wanted}, got {show(first['input'])}"
-    return format_path(first["loc"]), reason(first)
+    # Matched by location: the union's errors are the ones whose parent
+    # location holds their input itself, not a mapping with it as a field.
+    if loc and first["type"] not in ("missing", "extra_forbidden"):
+        where = loc[:-1]
+        siblings = [
+            e
+            for e in errors
+            if e["loc"][:-1] == where and e["type"] not in ("missing", "extra_forbidden")
+        ]
+        if len(siblings) > 1 and _value_at(node, where) is first["input"]:
+            wanted = " or ".join(dict.fromkeys(expectation(e) for e in siblings))
+            return format_path(where), f"must be {wanted}, got {kind_and_value(first['input'])}"
+    error = (first.get("ctx") or {}).get("error")
+    if isinstance(error, FieldProblem):
+        # A validator of a whole structure says which part of it is wrong.
+        return format_path((*loc, *error.loc)), error.reason
+    if type_word(first["type"]) is not None:
+        # Strict decoding converts nothing: say what kind of value came instead.
+        return format_path(
+            loc
+        ), f"must be {type_word(first['type'])}, got {kind_and_value(first['input'])}"
+    return format_path(loc), reason(first, known=_field_names(model, loc[:-1]))
+
+
+def _field_names(model: type[BaseModel], loc: Sequence[int | str]) -> list[str]:
+    """The manifest (camelCase) field names of the model at ``loc`` below ``model``, if any.
+
+    An unknown field is compared with them, so that ``claim_timeout`` is
+    answered with "did you mean 'claimTimeout'?".
+    """
+    current: Any = model
+    for part in loc:
+        current = _unwrap_optional(current)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            fields = {info.alias or name: info for name, info in current.model_fields.items()}
+            if not isinstance(part, str) or part not in fields:
+                return []
+            current = fields[part].annotation
+        elif get_origin(current) is list and isinstance(part, int):
+            current = get_args(current)[0]
+        elif get_origin(current) is dict:
+            current = get_args(current)[1]
+        else:
+            return []
+    current = _unwrap_optional(current)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return [info.alias or name for name, info in current.model_fields.items()]
+    return []
+
+
+def _unwrap_optional(annotation: Any) -> Any:
+    """``X | None`` → ``X``; anything else as it is."""
+    members = [a for a in get_args(annotation) if a is not type(None)]
+    if get_origin(annotation) in (Union, UnionType) and len(members) == 1:
+        return members[0]
+    return annotation
 
 
 # --------------------------------------------------------------------------- dumping

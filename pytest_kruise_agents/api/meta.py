@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Literal
 
 from pydantic import Field, field_validator
 
 from pytest_kruise_agents.api.base import KubeModel, Time
+from pytest_kruise_agents.api.validation import (
+    check_annotations,
+    check_finalizers,
+    check_labels,
+    dns_label_problem,
+    dns_subdomain_problem,
+)
 
 __all__ = ["Condition", "ObjectMeta", "OwnerReference", "find_condition", "set_condition"]
-
-_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
-_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
-_DNS_REASON = (
-    "invalid value {value!r}: a lowercase RFC 1123 {what} must consist of lower case "
-    "alphanumeric characters{chars}, start and end with an alphanumeric character, "
-    "and have at most {most} characters"
-)
 
 
 class OwnerReference(KubeModel):
@@ -53,19 +51,52 @@ class ObjectMeta(KubeModel):
     def _name(cls, value: str) -> str:
         # A DNS-1123 subdomain, as the API server requires of these kinds'
         # names (empty: to be generated from ``generateName``).
-        if value and (len(value) > 253 or _SUBDOMAIN.fullmatch(value) is None):
-            raise ValueError(
-                _DNS_REASON.format(what="subdomain", value=value, chars=", '-' or '.'", most=253)
-            )
+        why = dns_subdomain_problem(value) if value else None
+        if why is not None:
+            raise ValueError(why)
+        return value
+
+    @field_validator("generate_name")
+    @classmethod
+    def _generate_name(cls, value: str | None) -> str | None:
+        # The API server checks a prefix as the names made from it will be:
+        # a trailing '-' is fine since a suffix follows ("base-" -> "base-x7k2p").
+        if value:
+            masked = value[:-1] + "a" if value.endswith("-") else value
+            if dns_subdomain_problem(masked) is not None:
+                raise ValueError(
+                    f"invalid prefix {value!r}: names made from it must be lowercase RFC 1123 "
+                    "subdomains (lower case alphanumeric characters, '-' or '.', starting and "
+                    "ending with an alphanumeric character)"
+                )
         return value
 
     @field_validator("namespace")
     @classmethod
     def _namespace(cls, value: str) -> str:
-        if len(value) > 63 or _LABEL.fullmatch(value) is None:
-            raise ValueError(
-                _DNS_REASON.format(what="label", value=value, chars=" or '-'", most=63)
-            )
+        if value == "":
+            return "default"  # the API server reads an empty namespace as the default one
+        why = dns_label_problem(value)
+        if why is not None:
+            raise ValueError(why)
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, value: dict[str, str]) -> dict[str, str]:
+        check_labels(value)
+        return value
+
+    @field_validator("annotations")
+    @classmethod
+    def _annotations(cls, value: dict[str, str]) -> dict[str, str]:
+        check_annotations(value)
+        return value
+
+    @field_validator("finalizers")
+    @classmethod
+    def _finalizers(cls, value: list[str]) -> list[str]:
+        check_finalizers(value)
         return value
 
     def controller_ref(self) -> OwnerReference | None:

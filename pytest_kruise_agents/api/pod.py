@@ -9,7 +9,14 @@ from pydantic import Field
 from pytest_kruise_agents.api.base import KubeModel
 from pytest_kruise_agents.api.keys import BLACKLISTED_PREFIXES
 from pytest_kruise_agents.api.meta import Condition, ObjectMeta
-from pytest_kruise_agents.api.quantity import cpu_millis, memory_bytes
+from pytest_kruise_agents.api.problems import format_path, show
+from pytest_kruise_agents.api.quantity import cpu_millis, memory_bytes, parse_quantity
+from pytest_kruise_agents.api.validation import (
+    FieldProblem,
+    check_annotations,
+    check_labels,
+    dns_label_problem,
+)
 
 __all__ = [
     "Pod",
@@ -149,8 +156,8 @@ def qos_class(template: dict[str, Any] | None) -> Literal["Guaranteed", "Burstab
     return "Guaranteed" if guaranteed else "Burstable"
 
 
-def _request_over_limit(spec: dict[str, Any]) -> str | None:
-    """``containers[i].resources.requests: ...`` for a request above its limit, or ``None``."""
+def _request_over_limit(spec: dict[str, Any]) -> tuple[tuple[int | str, ...], str] | None:
+    """Where and why a container's request is above its limit, or ``None``."""
     for i, c in enumerate(spec.get("containers") or []):
         res = (c.get("resources") if isinstance(c, dict) else None) or {}
         req = res.get("requests") or {}
@@ -159,8 +166,8 @@ def _request_over_limit(spec: dict[str, Any]) -> str | None:
             r, li = req.get(name), lim.get(name)
             if r is not None and li is not None and parse(str(r)) > parse(str(li)):
                 return (
-                    f'containers[{i}].resources.requests: Invalid value: "{r}": '
-                    f"must be less than or equal to {name} limit of {li}"
+                    ("containers", i, "resources", "requests"),
+                    f'Invalid value: "{r}": must be less than or equal to {name} limit of {li}',
                 )
     return None
 
@@ -174,7 +181,8 @@ def pod_update_error(old: dict[str, Any], new: dict[str, Any]) -> str | None:
     try:
         over = _request_over_limit(new)
         if over is not None:
-            return f"spec.{over}"
+            loc, why = over
+            return f"{format_path(('spec', *loc))}: {why}"
         was, now = qos_class({"spec": old}), qos_class({"spec": new})
     except ValueError as err:
         return f"spec.containers: {err}"
@@ -203,47 +211,106 @@ def container_resources(template: dict[str, Any] | None) -> tuple[int, int]:
     return cpu, mem
 
 
-def validate_pod_template(template: dict[str, Any]) -> None:
-    """Raise ``ValueError`` for a pod template the webhooks refuse.
+_RESTART_POLICIES = ("Always", "OnFailure", "Never")
 
-    Reserved (``e2b.agents.kruise.io/``) label or annotation keys, no ``spec``,
-    no containers, a container without a name or an image, a CPU or memory
-    quantity that does not parse, or a request above its limit.
+
+def validate_pod_template(template: dict[str, Any]) -> None:
+    """Raise :class:`FieldProblem` (a ``ValueError``) for a pod template the API server refuses.
+
+    The checks of Kubernetes' pod template validation that matter here:
+    label and annotation keys, label values, reserved (``e2b.agents.kruise.io/``)
+    keys, a ``spec`` with at least one container, containers (and init
+    containers) with a unique DNS-1123 label as name and an image, a known
+    ``restartPolicy``, resource quantities that parse and are not negative,
+    and no request above its limit. ``loc`` is relative to the template.
     """
-    meta = template.get("metadata") or {}
-    for where in ("labels", "annotations"):
-        for key in meta.get(where) or {}:
-            if key.startswith(BLACKLISTED_PREFIXES[1]):
-                raise ValueError(f"template.metadata.{where}: key {key!r} uses reserved prefix")
+    _check_template_metadata(template.get("metadata"))
     spec = template.get("spec")
     if not isinstance(spec, dict):
-        raise ValueError("template.spec is required")
+        raise FieldProblem(("spec",), "required value" if spec is None else "must be an object")
+    policy = spec.get("restartPolicy")
+    if policy is not None and policy not in _RESTART_POLICIES:
+        raise FieldProblem(
+            ("spec", "restartPolicy"),
+            f"unsupported value {show(policy)}: must be 'Always', 'OnFailure' or 'Never'",
+        )
     containers = spec.get("containers")
     if not isinstance(containers, list) or not containers:
-        raise ValueError("template.spec.containers must list at least one container")
-    for i, c in enumerate(containers):
-        if not isinstance(c, dict) or not c.get("name") or not c.get("image"):
-            raise ValueError(f"template.spec.containers[{i}] needs a name and an image")
-        res = c.get("resources")
-        if res is None:
-            continue
-        if not isinstance(res, dict):
-            raise ValueError(f"template.spec.containers[{i}].resources must be a mapping")
-        for part in ("requests", "limits"):
-            values = res.get(part)
-            if values is None:
-                continue
-            if not isinstance(values, dict):
-                raise ValueError(
-                    f"template.spec.containers[{i}].resources.{part} must be a mapping"
-                )
-            for name, parse in (("cpu", cpu_millis), ("memory", memory_bytes)):
-                if name in values:
-                    try:
-                        parse(str(values[name]))
-                    except ValueError as err:
-                        where = f"template.spec.containers[{i}].resources.{part}.{name}"
-                        raise ValueError(f"{where}: {err}") from None
+        raise FieldProblem(("spec", "containers"), "must list at least one container")
+    init = spec.get("initContainers")
+    if init is not None and not isinstance(init, list):
+        raise FieldProblem(("spec", "initContainers"), f"must be a list, got {show(init)}")
+    seen: set[str] = set()
+    for part, items in (("initContainers", init or []), ("containers", containers)):
+        for i, container in enumerate(items):
+            _check_container(container, ("spec", part, i), seen)
     over = _request_over_limit(spec)
     if over is not None:
-        raise ValueError(f"template.spec.{over}")
+        loc, why = over
+        raise FieldProblem(("spec", *loc), why)
+
+
+def _check_template_metadata(meta: Any) -> None:
+    if meta is None:
+        return
+    if not isinstance(meta, dict):
+        raise FieldProblem(("metadata",), f"must be an object, got {show(meta)}")
+    for where, check in (("labels", check_labels), ("annotations", check_annotations)):
+        values = meta.get(where)
+        if values is None:
+            continue
+        loc = ("metadata", where)
+        if not isinstance(values, dict):
+            raise FieldProblem(loc, f"must be an object, got {show(values)}")
+        for key, value in values.items():
+            if not isinstance(value, str):
+                raise FieldProblem((*loc, key), f"must be a string, got {show(value)}")
+            if key.startswith(BLACKLISTED_PREFIXES[1]):
+                raise FieldProblem(
+                    (*loc, key), f"key uses reserved prefix {BLACKLISTED_PREFIXES[1]!r}"
+                )
+        check(values, loc)
+
+
+def _check_container(container: Any, loc: tuple[int | str, ...], seen: set[str]) -> None:
+    """One container: a unique DNS-1123 label as name, an image, and sound resources."""
+    if not isinstance(container, dict):
+        raise FieldProblem(loc, f"must be an object, got {show(container)}")
+    name = container.get("name")
+    if not name or not isinstance(name, str):
+        raise FieldProblem((*loc, "name"), "required value" if not name else "must be a string")
+    why = dns_label_problem(name, what="label (a container name)")
+    if why is not None:
+        raise FieldProblem((*loc, "name"), why)
+    if name in seen:
+        # Names are unique across containers and init containers, as in Kubernetes.
+        raise FieldProblem((*loc, "name"), f"duplicate value {name!r}")
+    seen.add(name)
+    if not container.get("image"):
+        raise FieldProblem((*loc, "image"), "required value")
+    res = container.get("resources")
+    if res is None:
+        return
+    if not isinstance(res, dict):
+        raise FieldProblem((*loc, "resources"), f"must be a mapping, got {show(res)}")
+    for part in ("requests", "limits"):
+        values = res.get(part)
+        if values is None:
+            continue
+        if not isinstance(values, dict):
+            raise FieldProblem((*loc, "resources", part), f"must be a mapping, got {show(values)}")
+        for resource, value in values.items():
+            _check_quantity(value, (*loc, "resources", part, resource))
+
+
+def _check_quantity(value: Any, loc: tuple[int | str, ...]) -> None:
+    # A negative request would let the scheduler overcommit a node: the API
+    # server refuses it (ValidateResourceQuantityValue), and so do we.
+    try:
+        amount = parse_quantity(str(value)) if not isinstance(value, bool) else None
+    except ValueError as err:
+        raise FieldProblem(loc, str(err)) from None
+    if amount is None:
+        raise FieldProblem(loc, f"invalid quantity {show(value)}")
+    if amount < 0:
+        raise FieldProblem(loc, f"must be greater than or equal to 0, got {show(value)}")

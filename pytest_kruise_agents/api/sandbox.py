@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field, field_validator
 
-from pytest_kruise_agents.api.base import KubeModel, Time
+from pytest_kruise_agents.api.base import KubeModel, Time, enum_from_text
 from pytest_kruise_agents.api.keys import API_VERSION
 from pytest_kruise_agents.api.meta import Condition, ObjectMeta
+from pytest_kruise_agents.api.validation import dns_subdomain_problem
 
 __all__ = [
     "ConditionType",
@@ -79,6 +80,18 @@ class TemplateRef(KubeModel):
     kind: str | None = None
     api_version: str | None = None
 
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        # It names a SandboxTemplate, so it must be one's name (upstream's
+        # validator refuses an empty one).
+        if not value:
+            raise ValueError("required value: the name of a SandboxTemplate")
+        why = dns_subdomain_problem(value)
+        if why is not None:
+            raise ValueError(why)
+        return value
+
 
 class SandboxSpec(KubeModel):
     """``SandboxSpec``: desired state of one sandbox."""
@@ -110,7 +123,7 @@ class SandboxStatus(KubeModel):
     """``SandboxStatus``."""
 
     observed_generation: int | None = None
-    phase: SandboxPhase | None = None
+    phase: Annotated[SandboxPhase | None, BeforeValidator(enum_from_text(SandboxPhase))] = None
     message: str | None = None
     conditions: list[Condition] = Field(default_factory=list)
     pod_info: PodInfo | None = None

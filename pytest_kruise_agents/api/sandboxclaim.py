@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import BeforeValidator, Field, field_validator
 
-from pytest_kruise_agents.api.base import Duration, KubeModel, Time
+from pytest_kruise_agents.api.base import Duration, KubeModel, Time, enum_from_text
 from pytest_kruise_agents.api.keys import API_VERSION
 from pytest_kruise_agents.api.meta import Condition, ObjectMeta
 from pytest_kruise_agents.api.sandbox import RuntimeRef
@@ -98,7 +98,7 @@ class SandboxClaimStatus(KubeModel):
     """``SandboxClaimStatus``."""
 
     observed_generation: int | None = None
-    phase: ClaimPhase | None = None
+    phase: Annotated[ClaimPhase | None, BeforeValidator(enum_from_text(ClaimPhase))] = None
     message: str | None = None
     claimed_replicas: int = 0
     claim_start_time: Time | None = None

@@ -11,6 +11,7 @@ from pytest_kruise_agents.api.keys import API_VERSION, BLACKLISTED_PREFIXES
 from pytest_kruise_agents.api.meta import Condition, ObjectMeta
 from pytest_kruise_agents.api.pod import validate_pod_template
 from pytest_kruise_agents.api.sandbox import PauseStrategy, RuntimeRef, TemplateRef
+from pytest_kruise_agents.api.validation import FieldProblem
 
 __all__ = [
     "IntOrString",
@@ -19,6 +20,8 @@ __all__ = [
     "SandboxSetStatus",
     "ScaleStrategy",
     "UpdateStrategy",
+    "default_pod_template",
+    "default_volume_claim",
     "scaled_value",
 ]
 
@@ -42,16 +45,29 @@ def scaled_value(value: IntOrString | None, total: int, *, round_up: bool = True
     return int(text)
 
 
+_INT32_MAX = 2**31 - 1
+
+
 def _validate_int_or_percent(value: IntOrString | None) -> IntOrString | None:
-    if value is None or isinstance(value, int):
-        if isinstance(value, int) and value < 0:
+    """An int32 ``>= 0`` or a percentage from ``"0%"`` to ``"100%"``, as upstream's validator wants.
+
+    A string is always a percentage: Kubernetes reads ``"3"`` as a malformed
+    one, not as the number 3.
+    """
+    if value is None:
+        return None
+    if isinstance(value, int):
+        if value < 0:
             raise ValueError("must be >= 0")
+        if value > _INT32_MAX:
+            raise ValueError(f"must be <= {_INT32_MAX} (an int32), got {value}")
         return value
-    text = value.strip()
-    body = text[:-1] if text.endswith("%") else text
-    if not body.isdigit():
+    body = value.removesuffix("%")
+    if body == value or not body.isdigit() or not body.isascii():
         raise ValueError(f"invalid value {value!r}: expected an integer or a percentage like '20%'")
-    return text if text.endswith("%") else int(body)
+    if int(body) > 100:
+        raise ValueError(f"invalid value {value!r}: must not be greater than 100%")
+    return value
 
 
 class ScaleStrategy(KubeModel):
@@ -83,15 +99,55 @@ class SandboxSetSpec(KubeModel):
     scale_strategy: ScaleStrategy | None = None
     update_strategy: UpdateStrategy = Field(default_factory=UpdateStrategy)
 
+    @field_validator("template")
+    @classmethod
+    def _valid_pod_template(cls, template: dict[str, Any] | None) -> dict[str, Any] | None:
+        if template is None:
+            return None
+        validate_pod_template(template)
+        return default_pod_template(template)
+
+    @field_validator("volume_claim_templates")
+    @classmethod
+    def _default_claims(cls, claims: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+        return None if claims is None else [default_volume_claim(c) for c in claims]
+
     @model_validator(mode="after")
     def _template_xor_ref(self) -> SandboxSetSpec:
         if self.template is not None and self.template_ref is not None:
             raise ValueError("templateRef and template are mutually exclusive")
         if self.template is None and self.template_ref is None:
             raise ValueError("one of template or templateRef is required")
-        if self.template is not None:
-            validate_pod_template(self.template)
         return self
+
+
+def default_pod_template(template: dict[str, Any]) -> dict[str, Any]:
+    """The SandboxSet webhook's pod default: ``automountServiceAccountToken: false``.
+
+    Sandboxes run untrusted agent code, so they get no API token unless the
+    template asks for one. Returns ``template`` itself when nothing is missing,
+    else a copy (never changes the caller's mapping).
+    """
+    spec = template.get("spec")
+    if not isinstance(spec, dict) or "automountServiceAccountToken" in spec:
+        return template
+    return {**template, "spec": {**spec, "automountServiceAccountToken": False}}
+
+
+def default_volume_claim(claim: dict[str, Any]) -> dict[str, Any]:
+    """The webhook's PVC template defaults: ``accessModes: [ReadWriteOnce]``, ``volumeMode: Filesystem``.
+
+    Returns ``claim`` itself when nothing is missing, else a copy.
+    """
+    spec = claim.get("spec") if isinstance(claim, dict) else None
+    if not isinstance(spec, dict):
+        return claim
+    missing: dict[str, Any] = {}
+    if not spec.get("accessModes"):
+        missing["accessModes"] = ["ReadWriteOnce"]
+    if spec.get("volumeMode") is None:
+        missing["volumeMode"] = "Filesystem"
+    return {**claim, "spec": {**spec, **missing}} if missing else claim
 
 
 class SandboxSetStatus(KubeModel):
@@ -119,11 +175,14 @@ class SandboxSet(KubeModel):
 
     @model_validator(mode="after")
     def _no_reserved_metadata(self) -> SandboxSet:
+        prefix = BLACKLISTED_PREFIXES[1]
         for where, values in (
             ("labels", self.metadata.labels),
             ("annotations", self.metadata.annotations),
         ):
             for key in values:
-                if key.startswith(BLACKLISTED_PREFIXES[1]):
-                    raise ValueError(f"metadata.{where}: key {key!r} uses reserved prefix")
+                if key.startswith(prefix):
+                    raise FieldProblem(
+                        ("metadata", where, key), f"key uses reserved prefix {prefix!r}"
+                    )
         return self

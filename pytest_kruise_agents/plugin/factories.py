@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.api.manifest import load_manifests
-from pytest_kruise_agents.api.sandboxclaim import ClaimPhase, SandboxClaim
+from pytest_kruise_agents.api.sandboxclaim import ClaimPhase, SandboxClaim, SandboxClaimSpec
 from pytest_kruise_agents.api.sandboxset import SandboxSet
 from pytest_kruise_agents.claiming.errors import ClaimError
 from pytest_kruise_agents.plugin.clock import KruiseClock
@@ -159,7 +159,7 @@ class SandboxClaimFactory:
             "apiVersion": "agents.kruise.io/v1alpha1",
             "kind": "SandboxClaim",
             "metadata": {"name": claim_name, "namespace": namespace},
-            "spec": {"templateName": template, "replicas": replicas, **spec},
+            "spec": {"templateName": template, "replicas": replicas, **_camel_case(spec)},
         }
         self._backend.apply(manifest)
         self._made.claims.add((namespace, claim_name))
@@ -237,3 +237,16 @@ class E2BSandboxFactory:
                 failed.append(sandbox_id)
         self._ids.clear()
         return failed
+
+
+def _camel_case(spec: dict[str, Any]) -> dict[str, Any]:
+    """``SandboxClaimSpec`` field names (``claim_timeout``) as a manifest writes them.
+
+    Manifests are decoded strictly, in camelCase only; the factory takes the
+    Python names too. Names of no field are left as given, for the manifest's
+    own error to name.
+    """
+    fields = SandboxClaimSpec.model_fields
+    return {
+        (fields[key].alias or key) if key in fields else key: value for key, value in spec.items()
+    }

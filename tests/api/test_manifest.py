@@ -201,7 +201,7 @@ def test_replicas_are_int32_as_in_the_crd() -> None:
     [
         ({"name": "Bad Name!"}, "metadata.name", "a lowercase RFC 1123 subdomain"),
         ({"name": "x" * 254}, "metadata.name", "at most 253 characters"),
-        ({"name": "ok", "namespace": ""}, "metadata.namespace", "a lowercase RFC 1123 label"),
+        ({"name": "ok", "namespace": "Team"}, "metadata.namespace", "a lowercase RFC 1123 label"),
         (
             {"name": "ok", "namespace": "a.b"},
             "metadata.namespace",
@@ -253,9 +253,14 @@ def test_a_missing_required_field_is_a_required_value() -> None:
 
 
 def test_an_unknown_field_is_rejected_by_name() -> None:
-    """A typo in a field name answers ``unknown field`` at that path."""
+    """A typo in a field name answers ``unknown field`` at that path, with the field meant."""
     error = error_of(claim_dict(replica=2))
-    assert (error.field, error.reason) == ("SandboxClaim/my-claim spec.replica", "unknown field")
+    assert (error.field, error.reason) == (
+        "SandboxClaim/my-claim spec.replica",
+        "unknown field (did you mean 'replicas'?)",
+    )
+    error = error_of(claim_dict(zzz=2))
+    assert (error.field, error.reason) == ("SandboxClaim/my-claim spec.zzz", "unknown field")
 
 
 def test_a_bad_duration_says_why() -> None:
@@ -266,9 +271,9 @@ def test_a_bad_duration_says_why() -> None:
 
 
 def test_a_wrong_type_shows_the_offending_value() -> None:
-    """A string where an integer belongs names the type and the value."""
+    """A string where an integer belongs names the type, and the value with its kind."""
     error = error_of(claim_dict(replicas="two"))
-    assert error.reason == "must be an integer, got 'two'"
+    assert error.reason == "must be an integer, got the text 'two'"
 
 
 def test_list_items_and_map_keys_are_addressed_in_the_path() -> None:
@@ -499,11 +504,11 @@ def test_a_sandbox_template_round_trips_through_yaml() -> None:
 
 
 def test_a_sandbox_template_needs_a_valid_pod_template() -> None:
-    """No template, or one without containers, is refused on ``spec.template``."""
+    """No template, or a container without an image, is refused at the field concerned."""
     assert str(error_of(sandbox_template())) == "SandboxTemplate/tpl spec.template: required value"
     err = error_of(sandbox_template(template={"spec": {"containers": [{"name": "c"}]}}))
-    assert err.field == "SandboxTemplate/tpl spec.template"
-    assert "containers[0] needs a name and an image" in err.reason
+    assert err.field == "SandboxTemplate/tpl spec.template.spec.containers[0].image"
+    assert err.reason == "required value"
 
 
 def test_a_pod_template_is_resolved_inline_or_through_its_reference() -> None:
@@ -521,3 +526,166 @@ def test_a_pod_template_is_resolved_inline_or_through_its_reference() -> None:
     inline = Sandbox.model_validate({"metadata": {"name": "s"}, "spec": {"template": {"a": 1}}})
     assert resolve_pod_template(inline, lambda ns, n: tpl) == {"a": 1}
     assert resolve_pod_template(Sandbox(), lambda ns, n: tpl) is None
+
+
+# --------------------------------------------------------------------------- the first problem
+
+
+def test_two_bad_fields_with_equal_values_are_two_fields_not_a_union() -> None:
+    """Errors merge only when they are the members of one union at one location.
+
+    ``"two"`` is interned: two fields holding it once made one garbled error on ``spec``.
+    """
+    error = error_of(claim_dict(replicas="two", claimTimeout="two"))
+    assert (error.field, error.reason) == (
+        "SandboxClaim/my-claim spec.replicas",
+        "must be an integer, got the text 'two'",
+    )
+    error = error_of(claim_dict(createOnNoStock="maybe", skipInitRuntime="maybe"))
+    assert error.field == "SandboxClaim/my-claim spec.createOnNoStock"
+    doc = claim_dict()
+    doc["metadata"]["labels"] = {"a": 1, "b": 1}
+    assert error_of(doc).field == "SandboxClaim/my-claim metadata.labels.a"
+
+
+# --------------------------------------------------------------------------- strict decoding
+
+
+@pytest.mark.parametrize(
+    ("spec", "field", "reason"),
+    [
+        ({"replicas": True}, "spec.replicas", "must be an integer, got the boolean true"),
+        ({"replicas": "3"}, "spec.replicas", "must be an integer, got the text '3'"),
+        ({"replicas": 2.0}, "spec.replicas", "must be an integer, got 2.0"),
+        (
+            {"createOnNoStock": "yes"},
+            "spec.createOnNoStock",
+            "must be a boolean, got the text 'yes'",
+        ),
+        ({"createOnNoStock": 1}, "spec.createOnNoStock", "must be a boolean, got 1"),
+        ({"templateName": 5}, "spec.templateName", "must be a string, got 5"),
+        ({"claimTimeout": 30}, "spec.claimTimeout", "expected a duration string"),
+        ({"labels": {"a": True}}, "spec.labels.a", "must be a string, got the boolean true"),
+    ],
+)
+def test_manifest_values_are_never_converted_to_another_kind(
+    spec: dict[str, Any], field: str, reason: str
+) -> None:
+    """As the API server decodes JSON: ``true`` is no 1, ``"3"`` no 3, ``1`` no boolean."""
+    error = error_of(claim_dict(**spec))
+    assert error.field == f"SandboxClaim/my-claim {field}"
+    assert reason in error.reason
+
+
+def test_an_int_or_string_keeps_its_kind() -> None:
+    """``maxUnavailable: true`` is refused; ``"3"`` is a string, hence a malformed percentage."""
+    doc = yaml.safe_load(POOL_YAML)
+    doc["spec"]["updateStrategy"] = {"maxUnavailable": True}
+    error = error_of(doc)
+    assert (error.field, error.reason) == (
+        "SandboxSet/pool spec.updateStrategy.maxUnavailable",
+        "must be an integer or a string, got the boolean true",
+    )
+    doc["spec"]["updateStrategy"] = {"maxUnavailable": "3"}
+    assert "percentage" in error_of(doc).reason
+
+
+def test_manifests_use_camelcase_names_only() -> None:
+    """A snake_case key is an unknown field that points at its camelCase name."""
+    error = error_of(claim_dict(claim_timeout="5m"))
+    assert (error.field, error.reason) == (
+        "SandboxClaim/my-claim spec.claim_timeout",
+        "unknown field (did you mean 'claimTimeout'?)",
+    )
+    doc = yaml.safe_load(POOL_YAML)
+    doc["spec"]["update_strategy"] = {"maxUnavailable": 1}
+    assert error_of(doc).reason == "unknown field (did you mean 'updateStrategy'?)"
+    doc = yaml.safe_load(POOL_YAML)
+    doc["metadata"]["owner_references"] = []
+    assert error_of(doc).field == "SandboxSet/pool metadata.owner_references"
+
+
+def test_python_constructors_keep_their_conveniences() -> None:
+    """From Python: snake_case names, and a number of seconds as a duration."""
+    spec = SandboxClaimSpec(template_name="pool", claim_timeout=30)
+    assert spec.claim_timeout == timedelta(seconds=30)
+    claim = SandboxClaim.model_validate(
+        {"metadata": {"name": "c"}, "spec": {"template_name": "pool", "replicas": 2}}
+    )
+    assert claim.spec.replicas == 2
+
+
+def test_a_json_key_given_twice_is_refused() -> None:
+    """JSON keeps the last of two equal keys; the API server refuses them, and so do we."""
+    text = json.dumps(claim_dict())[:-2] + ', "replicas": 1, "replicas": 2}}'
+    error = error_of(text)
+    assert (error.field, error.reason) == ("manifest", "invalid JSON: duplicate key 'replicas'")
+
+
+def test_enum_values_load_from_text() -> None:
+    """A status phase is text in a manifest, and a member once loaded."""
+    doc = claim_dict()
+    doc["status"] = {"phase": "Completed"}
+    claim = load_manifest(doc)
+    assert isinstance(claim, SandboxClaim) and claim.status.phase == "Completed"
+    doc["status"] = {"phase": "Done"}
+    error = error_of(doc)
+    assert error.field == "SandboxClaim/my-claim status.phase"
+    assert error.reason == "unsupported value 'Done': must be 'Claiming' or 'Completed'"
+
+
+# --------------------------------------------------------------------------- null is unset
+
+
+def test_a_null_field_is_an_unset_one() -> None:
+    """Helm's ``labels:`` with nothing after it: no labels; a null strategy gets its default."""
+    (pool, claim) = load_manifests("""
+apiVersion: agents.kruise.io/v1alpha1
+kind: SandboxSet
+metadata:
+  name: helm
+  namespace:
+  labels:
+  annotations:
+spec:
+  replicas: 0
+  updateStrategy:
+  template:
+    metadata:
+      labels:
+    spec:
+      containers: [{name: m, image: i}]
+---
+apiVersion: agents.kruise.io/v1alpha1
+kind: SandboxClaim
+metadata: {name: cl}
+spec:
+  templateName: helm
+  labels:
+  envVars:
+""")
+    assert isinstance(pool, SandboxSet) and isinstance(claim, SandboxClaim)
+    assert pool.metadata.labels == {} and pool.metadata.namespace == "default"
+    assert pool.spec.update_strategy.max_unavailable == "20%"
+    assert claim.spec.labels is None and claim.spec.env_vars is None
+    doc = yaml.safe_load(POOL_YAML)
+    doc["spec"]["updateStrategy"] = {"maxUnavailable": None}
+    loaded = load_manifest(doc)
+    assert isinstance(loaded, SandboxSet)
+    assert loaded.spec.update_strategy.max_unavailable == "20%"
+
+
+def test_a_null_required_field_is_a_missing_one() -> None:
+    """``templateName: null`` is a required value; a null label value is no string."""
+    error = error_of(claim_dict(templateName=None))
+    assert (error.field, error.reason) == (
+        "SandboxClaim/my-claim spec.templateName",
+        "required value",
+    )
+    doc = claim_dict()
+    doc["metadata"]["labels"] = {"a": None}
+    error = error_of(doc)
+    assert (error.field, error.reason) == (
+        "SandboxClaim/my-claim metadata.labels.a",
+        "must be a string, got null",
+    )

@@ -14,6 +14,8 @@ from pytest_kruise_agents.api.pod import (
     set_first_container_cpu,
     validate_pod_template,
 )
+from pytest_kruise_agents.api.problems import format_path
+from pytest_kruise_agents.api.validation import FieldProblem
 
 
 def spec(
@@ -101,7 +103,7 @@ def test_a_pod_template_with_bad_resources_is_refused() -> None:
         validate_pod_template({"spec": spec({"memory": "2Gi"}, {"memory": "1Gi"})})
     bad = spec()
     bad["containers"][0]["resources"] = ["cpu"]
-    with pytest.raises(ValueError, match=r"resources must be a mapping"):
+    with pytest.raises(ValueError, match=r"containers\[0\]\.resources: must be a mapping"):
         validate_pod_template({"spec": bad})
     validate_pod_template({"spec": spec({"cpu": "500m"}, {"cpu": 1})})
 
@@ -120,3 +122,83 @@ def test_a_spec_with_nothing_to_default_is_returned_as_it_is() -> None:
     """No copy when every limit has its request, or nothing is limited."""
     for s in (spec({"cpu": "1"}, {"cpu": "1"}), spec({"cpu": "1"}), spec()):
         assert default_requests(s) is s
+
+
+def problem_of(template: dict[str, Any]) -> tuple[str, str]:
+    """The (path, reason) of the FieldProblem a template raises."""
+    with pytest.raises(FieldProblem) as info:
+        validate_pod_template(template)
+    return format_path(info.value.loc), info.value.reason
+
+
+@pytest.mark.parametrize("part", ["requests", "limits"])
+@pytest.mark.parametrize(("name", "value"), [("cpu", "-4"), ("memory", "-1Gi"), ("cpu", -1)])
+def test_a_negative_quantity_is_refused(part: str, name: str, value: Any) -> None:
+    """A negative request would let the scheduler overcommit a node: the API server refuses it."""
+    template = {"spec": spec(**{part: {name: value}})}
+    assert problem_of(template) == (
+        f"spec.containers[0].resources.{part}.{name}",
+        f"must be greater than or equal to 0, got {value!r}",
+    )
+
+
+def test_every_resource_quantity_must_parse() -> None:
+    """Not only CPU and memory: an extended resource is a quantity too."""
+    template = {"spec": spec({"example.com/gpu": "many"})}
+    path, reason = problem_of(template)
+    assert path == "spec.containers[0].resources.requests[example.com/gpu]"
+    assert reason.startswith("invalid quantity 'many'")
+    validate_pod_template({"spec": spec({"example.com/gpu": "1", "cpu": "0"})})
+
+
+def test_container_names_are_unique_dns_labels() -> None:
+    """Duplicate names (init containers included) and names such as ``Main_X`` are refused."""
+    two = {"containers": [{"name": "m", "image": "i"}, {"name": "m", "image": "j"}]}
+    assert problem_of({"spec": two}) == ("spec.containers[1].name", "duplicate value 'm'")
+    init = {
+        "initContainers": [{"name": "m", "image": "i"}],
+        "containers": [{"name": "m", "image": "j"}],
+    }
+    assert problem_of({"spec": init}) == ("spec.containers[0].name", "duplicate value 'm'")
+    path, reason = problem_of({"spec": {"containers": [{"name": "Main_X", "image": "i"}]}})
+    assert path == "spec.containers[0].name"
+    assert "invalid value 'Main_X'" in reason and "RFC 1123 label" in reason
+    assert problem_of({"spec": {"containers": [{"image": "i"}]}}) == (
+        "spec.containers[0].name",
+        "required value",
+    )
+    nameless_init = {
+        "initContainers": [{"image": "i"}],
+        "containers": [{"name": "m", "image": "i"}],
+    }
+    assert problem_of({"spec": nameless_init})[0] == "spec.initContainers[0].name"
+
+
+def test_the_restart_policy_is_one_kubernetes_knows() -> None:
+    """``Always``, ``OnFailure`` or ``Never``; anything else is named."""
+    for policy in ("Always", "OnFailure", "Never"):
+        validate_pod_template({"spec": {**spec(), "restartPolicy": policy}})
+    path, reason = problem_of({"spec": {**spec(), "restartPolicy": "Sometimes"}})
+    assert path == "spec.restartPolicy"
+    assert reason.startswith("unsupported value 'Sometimes'")
+
+
+def test_template_labels_and_annotations_are_checked_as_metadata() -> None:
+    """Label keys and values, annotation keys, and the reserved prefix, each at its key."""
+    base = {"spec": spec()}
+    assert problem_of({**base, "metadata": {"labels": {"a": "has space"}}})[0] == (
+        "metadata.labels.a"
+    )
+    assert problem_of({**base, "metadata": {"annotations": {"bad key!": "x"}}})[0] == (
+        "metadata.annotations[bad key!]"
+    )
+    assert problem_of({**base, "metadata": {"labels": {"a": 1}}}) == (
+        "metadata.labels.a",
+        "must be a string, got 1",
+    )
+    assert problem_of({**base, "metadata": {"labels": {"e2b.agents.kruise.io/x": "1"}}}) == (
+        "metadata.labels[e2b.agents.kruise.io/x]",
+        "key uses reserved prefix 'e2b.agents.kruise.io/'",
+    )
+    # null labels (a Helm template with nothing under ``labels:``) are no labels.
+    validate_pod_template({**base, "metadata": {"labels": None, "annotations": None}})

@@ -42,26 +42,40 @@ def test_invalid_manifests(cluster: Cluster, manifest: str, field: str) -> None:
     assert snapshot(cluster) == before
 
 
+_CONTAINER = "SandboxSet/base spec.template.spec.containers[0]"
+
+
 @pytest.mark.parametrize(
-    ("manifest", "reason"),
+    ("manifest", "field", "reason"),
     [
-        (pool_yaml(cpu="lots"), "template.spec.containers[0].resources.requests.cpu: invalid"),
+        (pool_yaml(cpu="lots"), f"{_CONTAINER}.resources.requests.cpu", "invalid quantity 'lots'"),
         (
             pool_yaml(cpu="2").replace("512Mi}", "512Mi}\n            limits: {cpu: '1'}"),
-            'template.spec.containers[0].resources.requests: Invalid value: "2": must be less '
-            "than or equal to cpu limit of 1",
+            f"{_CONTAINER}.resources.requests",
+            'Invalid value: "2": must be less than or equal to cpu limit of 1',
+        ),
+        (
+            pool_yaml(cpu="-4"),
+            f"{_CONTAINER}.resources.requests.cpu",
+            "must be greater than or equal to 0, got '-4'",
+        ),
+        (
+            pool_yaml(memory="-1Gi"),
+            f"{_CONTAINER}.resources.requests.memory",
+            "must be greater than or equal to 0, got '-1Gi'",
         ),
     ],
 )
 def test_pod_template_resources_are_checked_on_apply(
-    cluster: Cluster, manifest: str, reason: str
+    cluster: Cluster, manifest: str, field: str, reason: str
 ) -> None:
-    """A quantity that does not parse, or a request above its limit, is refused at apply."""
+    """A quantity that does not parse, a negative one (which would let the scheduler
+    overcommit a node), or a request above its limit, is refused at apply, naming it."""
     before = snapshot(cluster)
     with pytest.raises(InvalidError) as err:
         cluster.apply(manifest)
-    assert err.value.field == "SandboxSet/base spec"
-    assert reason in err.value.reason
+    assert err.value.field == field
+    assert err.value.reason.startswith(reason)
     assert snapshot(cluster) == before
 
 

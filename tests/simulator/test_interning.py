@@ -125,7 +125,7 @@ def test_pool_objects_share_their_fields_sets() -> None:
     """In a filled pool, the sandboxes' and pods' models hold a handful of distinct sets."""
     cluster = filled_pool()
     sets: dict[int, set[str]] = {}
-    objects = [*cluster.list("Sandbox"), *cluster.list("Pod")]
+    objects = [*cluster.world.api.peek_list("Sandbox"), *cluster.world.api.peek_list("Pod")]
     for obj in objects:
         for model in (obj, obj.metadata, obj.status):
             sets[id(model.__pydantic_fields_set__)] = model.__pydantic_fields_set__
@@ -137,7 +137,7 @@ def test_pool_sandboxes_share_their_conditions() -> None:
     """In a filled pool, equal Ready conditions of different sandboxes are one object."""
     cluster = filled_pool()
     ready: dict[tuple[object, ...], set[int]] = {}
-    for sbx in cluster.list("Sandbox"):
+    for sbx in cluster.world.api.peek_list("Sandbox"):
         for c in sbx.status.conditions:
             key = (c.type, c.status, c.reason, c.message, c.last_transition_time)
             ready.setdefault(key, set()).add(id(c))

@@ -112,7 +112,7 @@ _GZIP_STREAM = {**_STREAM, "Connect-Content-Encoding": "gzip"}
         ),
         (
             "/process.Process/Start",
-            _envelope(gzip.compress(_START[5:])[:12], flags=1),
+            _envelope(gzip.compress(_START[5:], mtime=0)[:12], flags=1),
             _GZIP_STREAM,
             "decompress: invalid gzip data",
         ),
@@ -157,7 +157,7 @@ def test_a_stream_whose_last_message_is_cut_short_reads_the_complete_ones_first(
 
 @pytest.mark.parametrize(
     "body",
-    [b'{"path": "/"}', gzip.compress(b'{"path": "/"}')[:12]],
+    [b'{"path": "/"}', gzip.compress(b'{"path": "/"}', mtime=0)[:12]],
     ids=["not-gzip", "truncated-gzip"],
 )
 def test_a_unary_body_that_does_not_inflate_is_a_400_invalid_argument(

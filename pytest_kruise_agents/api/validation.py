@@ -1,0 +1,160 @@
+"""The API server's rules for names, keys and label values, and errors that point below a field.
+
+Kubernetes checks the same few shapes everywhere (``k8s.io/apimachinery``
+``util/validation``): object names are DNS-1123 subdomains, namespaces and
+container names DNS-1123 labels, label and annotation keys and finalizers
+qualified names (``example.com/name``), label values short and plain. Each
+``*_problem`` function returns why a value is not of its shape, or ``None``.
+
+A validator that checks a whole structure (a pod template, a label map) raises
+:class:`FieldProblem` to say which part below its field is wrong; the manifest
+loader appends :attr:`FieldProblem.loc` to the field's path.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+from pytest_kruise_agents.api.problems import format_path
+
+__all__ = [
+    "FieldProblem",
+    "check_annotations",
+    "check_finalizers",
+    "check_labels",
+    "dns_label_problem",
+    "dns_subdomain_problem",
+    "label_value_problem",
+    "qualified_name_problem",
+]
+
+_DNS_LABEL: Final = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_DNS_SUBDOMAIN: Final = re.compile(
+    r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
+)
+_NAME_PART: Final = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
+
+_NAME_PART_RULE: Final = (
+    "must consist of alphanumeric characters, '-', '_' or '.', "
+    "and must start and end with an alphanumeric character"
+)
+_ANNOTATIONS_MAX: Final = 256 * 1024
+"""``TotalAnnotationSizeLimitB``: the bytes all annotation keys and values may take."""
+
+
+class FieldProblem(ValueError):
+    """A validation error about a part of the value being validated.
+
+    ``loc`` is the path from the validated field to the offending part
+    (``("spec", "containers", 1, "name")``) and ``reason`` says what is wrong;
+    ``str()`` is both, ``spec.containers[1].name: ...``, for callers that
+    show the message whole.
+    """
+
+    def __init__(self, loc: Sequence[int | str], reason: str) -> None:
+        self.loc = tuple(loc)
+        self.reason = reason
+        super().__init__(f"{format_path(self.loc)}: {reason}" if self.loc else reason)
+
+
+def dns_label_problem(value: str, *, what: str = "label") -> str | None:
+    """Why ``value`` is no RFC 1123 label (``my-name``, at most 63 characters), or ``None``."""
+    if len(value) <= 63 and _DNS_LABEL.fullmatch(value):
+        return None
+    return (
+        f"invalid value {value!r}: a lowercase RFC 1123 {what} must consist of lower case "
+        "alphanumeric characters or '-', start and end with an alphanumeric character, "
+        "and have at most 63 characters"
+    )
+
+
+def dns_subdomain_problem(value: str) -> str | None:
+    """Why ``value`` is no RFC 1123 subdomain (``a.b-c``, at most 253 characters), or ``None``."""
+    if len(value) <= 253 and _DNS_SUBDOMAIN.fullmatch(value):
+        return None
+    return (
+        f"invalid value {value!r}: a lowercase RFC 1123 subdomain must consist of lower case "
+        "alphanumeric characters, '-' or '.', start and end with an alphanumeric character, "
+        "and have at most 253 characters"
+    )
+
+
+# Cached: every object the model builds checks the same few keys and values.
+@functools.lru_cache(maxsize=4096)
+def qualified_name_problem(value: str) -> str | None:
+    """Why ``value`` is no qualified name (``name`` or ``example.com/name``), or ``None``."""
+    prefix, slash, name = value.rpartition("/")
+    if slash and not prefix:
+        return f"invalid key {value!r}: the prefix before '/' must not be empty"
+    if prefix:
+        if "/" in prefix:
+            return (
+                f"invalid key {value!r}: a qualified name is a name with an optional "
+                "DNS subdomain prefix and one '/'"
+            )
+        if dns_subdomain_problem(prefix) is not None:
+            return f"invalid key {value!r}: the prefix {prefix!r} must be a lowercase DNS subdomain"
+    if not name:
+        return f"invalid key {value!r}: the name part must not be empty"
+    if len(name) > 63:
+        return f"invalid key {value!r}: the name part must be at most 63 characters"
+    if _NAME_PART.fullmatch(name) is None:
+        return f"invalid key {value!r}: the name part {_NAME_PART_RULE}"
+    return None
+
+
+@functools.lru_cache(maxsize=4096)
+def label_value_problem(value: str) -> str | None:
+    """Why ``value`` is no label value (empty, or a name part of at most 63), or ``None``."""
+    if len(value) > 63:
+        return f"invalid value {value[:20]!r}...: must be at most 63 characters, got {len(value)}"
+    if value and _NAME_PART.fullmatch(value) is None:
+        return f"invalid value {value!r}: a label value {_NAME_PART_RULE}"
+    return None
+
+
+def check_labels(labels: Mapping[Any, Any], loc: Sequence[int | str] = ()) -> None:
+    """Raise :class:`FieldProblem` at ``loc`` + the key for a bad label key or value.
+
+    Only keys and values that are strings are checked: a value of another
+    kind is a type error reported by whoever decodes the map.
+    """
+    for key, value in labels.items():
+        if not isinstance(key, str):
+            continue
+        why = qualified_name_problem(key)
+        if why is None and isinstance(value, str):
+            why = label_value_problem(value)
+        if why is not None:
+            raise FieldProblem((*loc, key), why)
+
+
+def check_annotations(annotations: Mapping[Any, Any], loc: Sequence[int | str] = ()) -> None:
+    """Raise :class:`FieldProblem` for a bad annotation key, or annotations over 256 KiB."""
+    size = 0
+    for key, value in annotations.items():
+        if not isinstance(key, str):
+            continue
+        why = qualified_name_problem(key)
+        if why is not None:
+            raise FieldProblem((*loc, key), why)
+        # surrogatepass: a lone surrogate (read as U+FFFD later, as Go does) is 3 bytes too.
+        size += _utf8_size(key) + (_utf8_size(value) if isinstance(value, str) else 0)
+    if size > _ANNOTATIONS_MAX:
+        raise FieldProblem(loc, f"may not be more than 256 KiB in total, got {size} bytes")
+
+
+def _utf8_size(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def check_finalizers(finalizers: Sequence[Any], loc: Sequence[int | str] = ()) -> None:
+    """Raise :class:`FieldProblem` for a finalizer that is no qualified name."""
+    for i, name in enumerate(finalizers):
+        if isinstance(name, str):
+            why = qualified_name_problem(name)
+            if why is not None:
+                raise FieldProblem((*loc, i), why.replace("invalid key", "invalid finalizer"))

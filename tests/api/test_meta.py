@@ -1,0 +1,72 @@
+"""ObjectMeta: names, generateName, namespaces, labels, annotations and finalizers as the API server checks them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from pytest_kruise_agents.api import InvalidError, ObjectMeta, load_manifest
+
+
+def claim(**metadata: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "agents.kruise.io/v1alpha1",
+        "kind": "SandboxClaim",
+        "metadata": metadata,
+        "spec": {"templateName": "base"},
+    }
+
+
+def problem(**metadata: Any) -> tuple[str, str]:
+    with pytest.raises(InvalidError) as info:
+        load_manifest(claim(**metadata))
+    return info.value.field, info.value.reason
+
+
+@pytest.mark.parametrize(
+    ("metadata", "field", "why"),
+    [
+        ({"labels": {"bad key!": "x"}}, "metadata.labels[bad key!]", "invalid key 'bad key!'"),
+        ({"labels": {"a/b/c": "x"}}, "metadata.labels[a/b/c]", "one '/'"),
+        ({"labels": {"k": "x" * 64}}, "metadata.labels.k", "at most 63 characters"),
+        ({"labels": {"k": "has space"}}, "metadata.labels.k", "invalid value 'has space'"),
+        ({"annotations": {"": "x"}}, "metadata.annotations[]", "must not be empty"),
+        ({"finalizers": ["bad finalizer"]}, "metadata.finalizers[0]", "invalid finalizer"),
+    ],
+)
+def test_label_and_annotation_keys_label_values_and_finalizers_are_checked(
+    metadata: dict[str, Any], field: str, why: str
+) -> None:
+    """Keys and finalizers are qualified names, label values at most 63 plain characters."""
+    where, reason = problem(name="c", **metadata)
+    assert where == f"SandboxClaim/c {field}"
+    assert why in reason
+
+
+def test_good_keys_values_and_finalizers_load() -> None:
+    """Prefixed keys, empty label values and prefixed finalizers are all fine."""
+    meta = ObjectMeta(
+        name="c",
+        labels={"example.com/team": "", "app": "v1.2_3"},
+        annotations={"agents.kruise.io/anything": "free text: with spaces!"},
+        finalizers=["agents.kruise.io/sandbox"],
+    )
+    assert meta.labels["example.com/team"] == ""
+
+
+def test_a_generate_name_must_make_valid_names() -> None:
+    """``Bad_Name.`` would make ``Bad_Name.x7k2p``, which no later load accepts: refused."""
+    where, reason = problem(generateName="Bad_Name.")
+    assert where == "document[0] metadata.generateName"
+    assert "invalid prefix 'Bad_Name.'" in reason
+    # A trailing '-' is the usual form: the generated suffix follows it.
+    assert load_manifest(claim(generateName="base-")).metadata.generate_name == "base-"
+
+
+def test_an_empty_namespace_is_the_default_namespace() -> None:
+    """As the API server reads it (``kubectl apply`` of ``namespace: ""``)."""
+    assert load_manifest(claim(name="c", namespace="")).metadata.namespace == "default"
+    assert ObjectMeta(name="c", namespace="").namespace == "default"
+    where, _ = problem(name="c", namespace="Team")
+    assert where == "SandboxClaim/c metadata.namespace"

@@ -1,0 +1,170 @@
+"""SandboxSet: what its webhooks check (maxUnavailable, the template, templateRef) and default."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from pytest_kruise_agents.api import InvalidError, SandboxSet, load_manifest
+from pytest_kruise_agents.api.sandboxset import ScaleStrategy, UpdateStrategy
+from pytest_kruise_agents.claiming.modification import sandboxset_revision
+
+
+def pool(**spec: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "replicas": 2,
+        "template": {"spec": {"containers": [{"name": "main", "image": "python:3.12"}]}},
+    }
+    body.update(spec)
+    return {
+        "apiVersion": "agents.kruise.io/v1alpha1",
+        "kind": "SandboxSet",
+        "metadata": {"name": "base"},
+        "spec": {k: v for k, v in body.items() if v is not None},
+    }
+
+
+def problem(doc: dict[str, Any]) -> tuple[str, str]:
+    with pytest.raises(InvalidError) as info:
+        load_manifest(doc)
+    return info.value.field, info.value.reason
+
+
+# --------------------------------------------------------------------------- maxUnavailable
+
+
+@pytest.mark.parametrize("strategy", ["updateStrategy", "scaleStrategy"])
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("120%", "must not be greater than 100%"),
+        ("99999999999999999999%", "must not be greater than 100%"),
+        (2**40, "must be <= 2147483647"),
+        (-1, "must be >= 0"),
+        ("3", "expected an integer or a percentage"),
+        ("abc", "expected an integer or a percentage"),
+    ],
+)
+def test_max_unavailable_is_an_int32_or_a_percentage_up_to_100(
+    strategy: str, value: Any, why: str
+) -> None:
+    """Upstream's validator: a non-negative int32, or a percentage from 0% to 100%."""
+    field, reason = problem(pool(**{strategy: {"maxUnavailable": value}}))
+    assert field == f"SandboxSet/base spec.{strategy}.maxUnavailable"
+    assert why in reason
+
+
+def test_max_unavailable_in_range_loads() -> None:
+    """0, 100%, a large int32 and 0% are all fine, from a manifest and from Python."""
+    for value in (0, "0%", "100%", 2**31 - 1, "25%"):
+        loaded = load_manifest(pool(scaleStrategy={"maxUnavailable": value}))
+        assert isinstance(loaded, SandboxSet)
+        assert loaded.spec.scale_strategy is not None
+        assert loaded.spec.scale_strategy.max_unavailable == value
+    assert UpdateStrategy(max_unavailable=3).max_unavailable == 3
+    with pytest.raises(ValueError, match="greater than 100%"):
+        ScaleStrategy(max_unavailable="150%")
+
+
+# --------------------------------------------------------------------------- the template
+
+
+def test_an_invalid_pod_template_is_refused_at_its_field() -> None:
+    """The validator names the part of the template that is wrong (reference §1.4)."""
+    containers = [{"name": "m", "image": "i"}, {"name": "m", "image": "j"}]
+    assert problem(pool(template={"spec": {"containers": containers}})) == (
+        "SandboxSet/base spec.template.spec.containers[1].name",
+        "duplicate value 'm'",
+    )
+    field, _ = problem(pool(template={"spec": {"containers": [{"name": "Main_X", "image": "i"}]}}))
+    assert field == "SandboxSet/base spec.template.spec.containers[0].name"
+    spec = {"containers": [{"name": "m", "image": "i"}], "restartPolicy": "Sometimes"}
+    field, _ = problem(pool(template={"spec": spec}))
+    assert field == "SandboxSet/base spec.template.spec.restartPolicy"
+    template = {
+        "metadata": {"labels": {"a": "has space"}},
+        "spec": spec | {"restartPolicy": "Never"},
+    }
+    field, _ = problem(pool(template=template))
+    assert field == "SandboxSet/base spec.template.metadata.labels.a"
+
+
+def test_a_template_ref_needs_a_template_name() -> None:
+    """``templateRef: {name: ""}`` names nothing: refused."""
+    field, reason = problem(pool(template=None, templateRef={"name": ""}))
+    assert field == "SandboxSet/base spec.templateRef.name"
+    assert reason.startswith("required value")
+    field, _ = problem(pool(template=None, templateRef={"name": "Bad_Name"}))
+    assert field == "SandboxSet/base spec.templateRef.name"
+
+
+def test_reserved_metadata_is_refused_at_its_key() -> None:
+    """``e2b.agents.kruise.io/`` keys on the set itself are named with their key."""
+    doc = pool()
+    doc["metadata"]["labels"] = {"e2b.agents.kruise.io/x": "1"}
+    assert problem(doc) == (
+        "SandboxSet/base metadata.labels[e2b.agents.kruise.io/x]",
+        "key uses reserved prefix 'e2b.agents.kruise.io/'",
+    )
+
+
+# --------------------------------------------------------------------------- defaults
+
+
+def test_the_webhook_defaults_are_applied() -> None:
+    """No service account token in sandboxes; PVC templates ReadWriteOnce and Filesystem."""
+    claims = [
+        {"metadata": {"name": "data"}, "spec": {"resources": {"requests": {"storage": "1Gi"}}}}
+    ]
+    doc = pool(volumeClaimTemplates=claims)
+    original = copy.deepcopy(doc)
+    loaded = load_manifest(doc)
+    assert isinstance(loaded, SandboxSet)
+    assert loaded.spec.template is not None
+    assert loaded.spec.template["spec"]["automountServiceAccountToken"] is False
+    assert loaded.spec.volume_claim_templates == [
+        {
+            "metadata": {"name": "data"},
+            "spec": {
+                "resources": {"requests": {"storage": "1Gi"}},
+                "accessModes": ["ReadWriteOnce"],
+                "volumeMode": "Filesystem",
+            },
+        }
+    ]
+    assert loaded.spec.update_strategy.max_unavailable == "20%"
+    assert doc == original  # the caller's manifest is not changed
+
+
+def test_defaults_keep_what_the_template_sets() -> None:
+    """An explicit token mount, access modes or volume mode stay as written."""
+    template = {
+        "spec": {
+            "automountServiceAccountToken": True,
+            "containers": [{"name": "main", "image": "python:3.12"}],
+        }
+    }
+    claims = [{"spec": {"accessModes": ["ReadWriteMany"], "volumeMode": "Block"}}]
+    loaded = load_manifest(pool(template=template, volumeClaimTemplates=claims))
+    assert isinstance(loaded, SandboxSet)
+    assert loaded.spec.template == template
+    assert loaded.spec.volume_claim_templates == claims
+
+
+def test_the_revision_hashes_the_defaulted_template() -> None:
+    """A set written with or without the default has one revision, and loading is idempotent."""
+    plain = load_manifest(pool())
+    explicit_template = {
+        "spec": {
+            "containers": [{"name": "main", "image": "python:3.12"}],
+            "automountServiceAccountToken": False,
+        }
+    }
+    explicit = load_manifest(pool(template=explicit_template))
+    assert isinstance(plain, SandboxSet) and isinstance(explicit, SandboxSet)
+    assert sandboxset_revision(plain) == sandboxset_revision(explicit)
+    again = SandboxSet.model_validate(plain.model_dump(by_alias=True))
+    assert again.spec.template == plain.spec.template
+    assert sandboxset_revision(again) == sandboxset_revision(plain)
