@@ -699,8 +699,6 @@ class SimBackend:
         state: str | None = None
         if new is not None and new.metadata.deletion_timestamp is None:
             state = e2b_state(new, self.cluster.now_dt())
-            if state == "running" and recycle_pending(new):
-                state = "paused"
         if self._states.get(sid) == state:
             return
         if state is None:

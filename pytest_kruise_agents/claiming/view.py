@@ -26,6 +26,7 @@ from pytest_kruise_agents.claiming.extensions import (
     is_blacklisted,
 )
 from pytest_kruise_agents.claiming.modification import InitRuntimeRequest
+from pytest_kruise_agents.claiming.recycle import recycle_pending
 from pytest_kruise_agents.claiming.state import (
     REASON_CLAIMED_NOT_READY,
     pod_ip,
@@ -63,11 +64,13 @@ def e2b_state(sbx: Sandbox, now: datetime) -> E2BState | None:
     """The E2B ``state`` of a claimed sandbox (``running``/``paused``), or ``None`` if not shown.
 
     A claimed sandbox whose pod runs but is not Ready is ``dead`` for pools and
-    routing yet shown as ``running`` (§9 item 11).
+    routing yet shown as ``running`` (§9 item 11). One a kill asked to recycle
+    is ``paused`` from the kill on, as it takes no traffic from then (upstream
+    shows ``running`` until the controller's ``Recycling``, a watch lag later).
     """
     state, reason = sandbox_state(sbx, now)
     if state is SandboxState.RUNNING:
-        return "running"
+        return "paused" if recycle_pending(sbx) else "running"
     if state is SandboxState.PAUSED:
         return "paused"
     if state is SandboxState.DEAD and reason == REASON_CLAIMED_NOT_READY:

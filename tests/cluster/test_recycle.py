@@ -22,6 +22,7 @@ from pytest_kruise_agents.api.meta import find_condition
 from pytest_kruise_agents.claiming.errors import ClaimError
 from pytest_kruise_agents.claiming.recycle import ANN_CLEANUP
 from pytest_kruise_agents.claiming.state import is_controlled_by_sandboxset
+from pytest_kruise_agents.claiming.view import e2b_state
 from simulator.cluster import DEFAULT_USER, Cluster
 
 ENABLED = "agents.kruise.io/cleanup-enabled"
@@ -88,6 +89,24 @@ def test_a_killed_sandbox_goes_back_to_its_pool_clean() -> None:
     assert [e.detail for e in cluster.log.of_kind("sandbox.recycled")] == [
         f"default/{name} set=py count=1"
     ]
+
+
+def test_a_killed_sandbox_reads_paused_from_the_kill_on() -> None:
+    """Before the controller's Recycling, describe and list say paused, as the traffic does,
+    and a connect cannot have it back."""
+    cluster = Cluster(seed=4)
+    cluster.apply(recycling_pool())
+    cluster.wait_for_pool("py")
+    sid = claimed(cluster)
+    cluster.kill(sid)
+    assert e2b_state(cluster.describe(sid), cluster.now_dt()) == "paused"
+    # The list reads the manager's cache: once it holds the kill's write (one watch lag).
+    assert cluster.run_until(lambda: bool(cluster.list_sandboxes(states=("paused",))[0]), timeout=1)
+    assert cluster.get("sbx", sid.split("--")[1]).status.phase == "Running"  # not moved yet
+    assert cluster.list_sandboxes(states=("running",)) == ([], None)
+    with pytest.raises(ClaimError) as info:
+        cluster.connect(sid)
+    assert info.value.code == 404
 
 
 def test_a_recycled_sandbox_spares_a_cold_start_when_capacity_is_short() -> None:
