@@ -21,11 +21,12 @@ from typing import Any, Literal, TypeAlias, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
-from pydantic_core import ErrorDetails
+from pydantic_core import ErrorDetails, PydanticSerializationError
 
 from pytest_kruise_agents.api.base import MANIFEST, KubeModel
 from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.api.keys import API_VERSION
+from pytest_kruise_agents.api.meta import ObjectMeta
 from pytest_kruise_agents.api.pod import Pod
 from pytest_kruise_agents.api.problems import (
     expectation,
@@ -140,8 +141,8 @@ def load_manifests(source: ManifestSource) -> list[KubeObject]:
     """Parse and validate every object in ``source``, in order.
 
     ``source`` is YAML text (several documents separated by ``---``), JSON
-    text, one mapping, a sequence of mappings, or models (returned as they
-    are). ``kind: List`` is unwrapped. Empty documents are skipped. Raise one
+    text, one mapping, a sequence of mappings, or models (each checked as
+    its manifest would be, and returned as a new, equal model). ``kind: List`` is unwrapped. Empty documents are skipped. Raise one
     :class:`InvalidError` for the first problem found.
     """
     try:
@@ -254,7 +255,9 @@ def _load_node(node: Any, where: str, out: list[KubeObject]) -> None:
     if isinstance(node, KubeModel):
         if not isinstance(node, Sandbox | SandboxSet | SandboxClaim | SandboxTemplate | Pod):
             raise InvalidError(where, f"{type(node).__name__} is not a top-level object kind")
-        out.append(node)
+        # Checked as its manifest would be: a model edited in place (get, change
+        # the copy, apply) skipped every validator, as attribute writes do.
+        out.append(_build(_manifest_of(node, where), where))
         return
     if isinstance(node, Mapping):
         if node.get("kind") == "List":
@@ -269,6 +272,18 @@ def _load_node(node: Any, where: str, out: list[KubeObject]) -> None:
     raise InvalidError(
         where, f"expected an object (a mapping with apiVersion and kind), got {show(node)}"
     )
+
+
+def _manifest_of(obj: KubeObject, where: str) -> dict[str, Any]:
+    """The manifest ``obj`` stands for, as ``kubectl get -o json`` would print it."""
+    try:
+        # No warnings: a value of the wrong type is written as it is, and the
+        # strict load that follows names its field.
+        return obj.model_dump(mode="json", by_alias=True, exclude_none=True, warnings=False)
+    except PydanticSerializationError as exc:
+        name = obj.metadata.name if isinstance(obj.metadata, ObjectMeta) else ""
+        ident = f"{obj.kind}/{name}" if isinstance(name, str) and name else where
+        raise InvalidError(ident, f"cannot be written as a manifest: {exc}") from None
 
 
 def _load_list(node: Mapping[str, Any], where: str, out: list[KubeObject]) -> None:

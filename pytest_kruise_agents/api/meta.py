@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Final, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from pytest_kruise_agents.api.base import KubeModel, Time
+from pytest_kruise_agents.api.base import KubeModel, Time, from_manifest
 from pytest_kruise_agents.api.validation import (
     check_annotations,
     check_finalizers,
@@ -17,6 +17,10 @@ from pytest_kruise_agents.api.validation import (
 )
 
 __all__ = ["Condition", "ObjectMeta", "OwnerReference", "find_condition", "set_condition"]
+
+
+_SERVER_SET_FIELDS: Final = frozenset({"managedFields", "selfLink", "deletionGracePeriodSeconds"})
+"""Metadata the API server writes and ignores on a write; the model does not keep them."""
 
 
 class OwnerReference(KubeModel):
@@ -46,22 +50,37 @@ class ObjectMeta(KubeModel):
     owner_references: list[OwnerReference] = Field(default_factory=list)
     finalizers: list[str] = Field(default_factory=list)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_server_set_fields(cls, data: Any) -> Any:
+        # ``kubectl get -o yaml`` prints fields only the API server sets; an
+        # apply of that output is accepted and they are ignored, as there.
+        if isinstance(data, dict) and not _SERVER_SET_FIELDS.isdisjoint(data):
+            return {key: value for key, value in data.items() if key not in _SERVER_SET_FIELDS}
+        return data
+
+    # The API server checks metadata it is sent; the simulator's controllers
+    # build metadata themselves (a pod named after its sandbox, a sandbox
+    # labelled with its pool's name), so the checks run on manifests only
+    # (MANIFEST context). A check raised inside a SimPy process would stop
+    # the simulation, and it would cost every object the model builds.
+
     @field_validator("name")
     @classmethod
-    def _name(cls, value: str) -> str:
+    def _name(cls, value: str, info: ValidationInfo) -> str:
         # A DNS-1123 subdomain, as the API server requires of these kinds'
         # names (empty: to be generated from ``generateName``).
-        why = dns_subdomain_problem(value) if value else None
+        why = dns_subdomain_problem(value) if value and from_manifest(info) else None
         if why is not None:
             raise ValueError(why)
         return value
 
     @field_validator("generate_name")
     @classmethod
-    def _generate_name(cls, value: str | None) -> str | None:
+    def _generate_name(cls, value: str | None, info: ValidationInfo) -> str | None:
         # The API server checks a prefix as the names made from it will be:
         # a trailing '-' is fine since a suffix follows ("base-" -> "base-x7k2p").
-        if value:
+        if value and from_manifest(info):
             masked = value[:-1] + "a" if value.endswith("-") else value
             if dns_subdomain_problem(masked) is not None:
                 raise ValueError(
@@ -73,30 +92,33 @@ class ObjectMeta(KubeModel):
 
     @field_validator("namespace")
     @classmethod
-    def _namespace(cls, value: str) -> str:
+    def _namespace(cls, value: str, info: ValidationInfo) -> str:
         if value == "":
             return "default"  # the API server reads an empty namespace as the default one
-        why = dns_label_problem(value)
+        why = dns_label_problem(value) if from_manifest(info) else None
         if why is not None:
             raise ValueError(why)
         return value
 
     @field_validator("labels")
     @classmethod
-    def _labels(cls, value: dict[str, str]) -> dict[str, str]:
-        check_labels(value)
+    def _labels(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        if from_manifest(info):
+            check_labels(value)
         return value
 
     @field_validator("annotations")
     @classmethod
-    def _annotations(cls, value: dict[str, str]) -> dict[str, str]:
-        check_annotations(value)
+    def _annotations(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        if from_manifest(info):
+            check_annotations(value)
         return value
 
     @field_validator("finalizers")
     @classmethod
-    def _finalizers(cls, value: list[str]) -> list[str]:
-        check_finalizers(value)
+    def _finalizers(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        if from_manifest(info):
+            check_finalizers(value)
         return value
 
     def controller_ref(self) -> OwnerReference | None:

@@ -21,6 +21,7 @@ from pytest_kruise_agents.api.validation import (
 __all__ = [
     "Pod",
     "PodStatus",
+    "check_template_metadata_kinds",
     "container_resources",
     "default_requests",
     "first_container_cpu",
@@ -250,12 +251,18 @@ def validate_pod_template(template: dict[str, Any]) -> None:
         raise FieldProblem(("spec", *loc), why)
 
 
-def _check_template_metadata(meta: Any) -> None:
+def check_template_metadata_kinds(meta: Any) -> None:
+    """Raise :class:`FieldProblem` unless a pod template's ``metadata`` labels and annotations are maps of strings.
+
+    The pod made from the template carries them: a number there is refused
+    when the pod is created (and would stop the simulated controller).
+    ``loc`` is relative to the template.
+    """
     if meta is None:
         return
     if not isinstance(meta, dict):
         raise FieldProblem(("metadata",), f"must be an object, got {show(meta)}")
-    for where, check in (("labels", check_labels), ("annotations", check_annotations)):
+    for where in ("labels", "annotations"):
         values = meta.get(where)
         if values is None:
             continue
@@ -265,6 +272,18 @@ def _check_template_metadata(meta: Any) -> None:
         for key, value in values.items():
             if not isinstance(value, str):
                 raise FieldProblem((*loc, key), f"must be a string, got {show(value)}")
+
+
+def _check_template_metadata(meta: Any) -> None:
+    check_template_metadata_kinds(meta)
+    if meta is None:
+        return
+    for where, check in (("labels", check_labels), ("annotations", check_annotations)):
+        values = meta.get(where)
+        if values is None:
+            continue
+        loc = ("metadata", where)
+        for key in values:
             if key.startswith(BLACKLISTED_PREFIXES[1]):
                 raise FieldProblem(
                     (*loc, key), f"key uses reserved prefix {BLACKLISTED_PREFIXES[1]!r}"

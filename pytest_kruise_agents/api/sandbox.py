@@ -5,11 +5,12 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, field_validator
+from pydantic import BeforeValidator, Field, ValidationInfo, field_validator
 
-from pytest_kruise_agents.api.base import KubeModel, Time, enum_from_text
+from pytest_kruise_agents.api.base import KubeModel, Time, enum_from_text, from_manifest
 from pytest_kruise_agents.api.keys import API_VERSION
 from pytest_kruise_agents.api.meta import Condition, ObjectMeta
+from pytest_kruise_agents.api.pod import check_template_metadata_kinds
 from pytest_kruise_agents.api.validation import dns_subdomain_problem
 
 __all__ = [
@@ -107,6 +108,18 @@ class SandboxSpec(KubeModel):
     template_ref: TemplateRef | None = None
     template: dict[str, Any] | None = None
     volume_claim_templates: list[dict[str, Any]] | None = None
+
+    @field_validator("template")
+    @classmethod
+    def _template_metadata_kinds(
+        cls, template: dict[str, Any] | None, info: ValidationInfo
+    ) -> dict[str, Any] | None:
+        # No webhook checks a Sandbox (upstream has none), but the pod made
+        # from its template needs string labels and annotations; anything
+        # else would only fail later, when the controller creates the pod.
+        if template is not None and from_manifest(info):
+            check_template_metadata_kinds(template.get("metadata"))
+        return template
 
 
 class PodInfo(KubeModel):

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 from datetime import timedelta
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, field_validator
+from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, model_validator
 
-from pytest_kruise_agents.api.base import Duration, KubeModel, Time, enum_from_text
-from pytest_kruise_agents.api.keys import API_VERSION
+from pytest_kruise_agents.api.base import Duration, KubeModel, Time, enum_from_text, from_manifest
+from pytest_kruise_agents.api.keys import API_VERSION, LABEL_CLAIM_NAME
 from pytest_kruise_agents.api.meta import Condition, ObjectMeta
+from pytest_kruise_agents.api.quantity import parse_quantity, quantity_text
 from pytest_kruise_agents.api.sandbox import RuntimeRef
+from pytest_kruise_agents.api.validation import (
+    FieldProblem,
+    check_annotations,
+    check_labels,
+    name_as_label_problem,
+)
 
 __all__ = [
     "CSIMountConfig",
@@ -42,11 +49,24 @@ class CSIMountConfig(KubeModel):
     attributes: dict[str, str] | None = None
 
 
-class ResourceRequirements(KubeModel):
-    """Container resource requests and limits."""
+def _quantity(value: Any) -> Any:
+    # A YAML number (``cpu: 1``) is a quantity, as in a pod template; one
+    # that does not parse is refused at apply (the CRD's Quantity type), not
+    # at every claim attempt.
+    value = quantity_text(value)
+    if isinstance(value, str):
+        parse_quantity(value)
+    return value
 
-    requests: dict[str, str] | None = None
-    limits: dict[str, str] | None = None
+
+Quantity = Annotated[str, BeforeValidator(_quantity)]
+
+
+class ResourceRequirements(KubeModel):
+    """Container resource requests and limits (quantities: ``"500m"``, ``1``)."""
+
+    requests: dict[str, Quantity] | None = None
+    limits: dict[str, Quantity] | None = None
 
 
 class InplaceUpdate(KubeModel):
@@ -82,6 +102,26 @@ class SandboxClaimSpec(KubeModel):
             raise ValueError("must be at least 1s")
         return value
 
+    @field_validator("labels")
+    @classmethod
+    def _sandbox_labels(
+        cls, value: dict[str, str] | None, info: ValidationInfo
+    ) -> dict[str, str] | None:
+        # Written onto each claimed sandbox: refused here rather than by the
+        # API server at every claim attempt (a deliberate difference).
+        if value is not None and from_manifest(info):
+            check_labels(value)
+        return value
+
+    @field_validator("annotations")
+    @classmethod
+    def _sandbox_annotations(
+        cls, value: dict[str, str] | None, info: ValidationInfo
+    ) -> dict[str, str] | None:
+        if value is not None and from_manifest(info):
+            check_annotations(value)
+        return value
+
     @field_validator("dynamic_volumes_mount")
     @classmethod
     def _one_mount_per_path(cls, value: list[CSIMountConfig] | None) -> list[CSIMountConfig] | None:
@@ -114,3 +154,12 @@ class SandboxClaim(KubeModel):
     metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     spec: SandboxClaimSpec
     status: SandboxClaimStatus = Field(default_factory=SandboxClaimStatus)
+
+    @model_validator(mode="after")
+    def _name_fits_a_label(self, info: ValidationInfo) -> SandboxClaim:
+        # A deliberate difference from upstream, which accepts the claim and
+        # then has every claim write refused: the claim could never succeed.
+        why = name_as_label_problem(self.metadata.name, LABEL_CLAIM_NAME)
+        if why is not None and from_manifest(info):
+            raise FieldProblem(("metadata", "name"), why)
+        return self

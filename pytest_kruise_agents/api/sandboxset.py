@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from pytest_kruise_agents.api.base import KubeModel
-from pytest_kruise_agents.api.keys import API_VERSION, BLACKLISTED_PREFIXES
+from pytest_kruise_agents.api.base import KubeModel, from_manifest
+from pytest_kruise_agents.api.keys import API_VERSION, BLACKLISTED_PREFIXES, LABEL_SANDBOX_POOL
 from pytest_kruise_agents.api.meta import Condition, ObjectMeta
 from pytest_kruise_agents.api.pod import validate_pod_template
 from pytest_kruise_agents.api.sandbox import PauseStrategy, RuntimeRef, TemplateRef
-from pytest_kruise_agents.api.validation import FieldProblem
+from pytest_kruise_agents.api.validation import FieldProblem, name_as_label_problem
 
 __all__ = [
     "IntOrString",
@@ -172,6 +172,15 @@ class SandboxSet(KubeModel):
     metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     spec: SandboxSetSpec
     status: SandboxSetStatus = Field(default_factory=SandboxSetStatus)
+
+    @model_validator(mode="after")
+    def _name_fits_a_label(self, info: ValidationInfo) -> SandboxSet:
+        # A deliberate difference from upstream, which accepts the set and
+        # then has every sandbox write refused: the pool would never fill.
+        why = name_as_label_problem(self.metadata.name, LABEL_SANDBOX_POOL)
+        if why is not None and from_manifest(info):
+            raise FieldProblem(("metadata", "name"), why)
+        return self
 
     @model_validator(mode="after")
     def _no_reserved_metadata(self) -> SandboxSet:

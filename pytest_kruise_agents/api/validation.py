@@ -28,6 +28,7 @@ __all__ = [
     "dns_label_problem",
     "dns_subdomain_problem",
     "label_value_problem",
+    "name_as_label_problem",
     "qualified_name_problem",
 ]
 
@@ -114,6 +115,20 @@ def label_value_problem(value: str) -> str | None:
     if value and _NAME_PART.fullmatch(value) is None:
         return f"invalid value {value!r}: a label value {_NAME_PART_RULE}"
     return None
+
+
+def name_as_label_problem(name: str, label: str) -> str | None:
+    """Why an object's ``name`` cannot be the value of the ``label`` its controller writes, or ``None``.
+
+    A name (an RFC 1123 subdomain) is a valid label value when it is at most
+    63 characters long.
+    """
+    if len(name) <= 63:
+        return None
+    return (
+        f"must be at most 63 characters, got {len(name)}: "
+        f"the name becomes the value of each sandbox's {label!r} label"
+    )
 
 
 def check_labels(labels: Mapping[Any, Any], loc: Sequence[int | str] = ()) -> None:

@@ -123,22 +123,23 @@ BAD_METADATA_PREFIX: Final = "Bad metadata: "
 RESERVE_FOREVER: Final = timedelta(seconds=-1)
 """``reserve_failed_for`` meaning "keep the failed sandbox forever" (any negative value does)."""
 
-_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DNS1123_SUBDOMAIN = re.compile(
-    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-)
-_QUALIFIED_NAME_PART = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
-_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
-_GO_INT = re.compile(r"^[+-]?[0-9]+$")
+# Matched whole (fullmatch), as Go's anchored regexps match: Python's ``$``
+# also matches before a final newline, so ``"x\n"`` would pass as ``"x"``.
+_DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_QUALIFIED_NAME_PART = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
+_LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
+_GO_INT = re.compile(r"[+-]?[0-9]+")
 
 # The grammar of github.com/distribution/reference, without IPv6 hosts.
 _PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
 _DOMAIN = rf"{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*(?::[0-9]+)?"
 _IMAGE_REFERENCE = re.compile(
-    rf"^(?P<name>(?:{_DOMAIN}/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*)"
+    rf"(?P<name>(?:{_DOMAIN}/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*)"
     r"(?::(?P<tag>[\w][\w.-]{0,127}))?"
-    r"(?:@(?P<digest>[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}))?$"
+    r"(?:@(?P<digest>[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}))?",
+    re.ASCII,  # Go's \w is [0-9A-Za-z_]; Python's also takes any letter ("3.12é")
 )
 _MAX_IMAGE_NAME = 255
 
@@ -151,7 +152,7 @@ _CSI_LIST: TypeAdapter[list[CSIMountConfig]] = TypeAdapter(list[CSIMountConfig])
 
 def is_dns1123_label(value: str) -> bool:
     """Whether ``value`` is an RFC 1123 label (lowercase alphanumerics and ``-``, ≤ 63)."""
-    return len(value) <= 63 and _DNS1123_LABEL.match(value) is not None
+    return len(value) <= 63 and _DNS1123_LABEL.fullmatch(value) is not None
 
 
 def is_qualified_name(key: str) -> bool:
@@ -162,14 +163,14 @@ def is_qualified_name(key: str) -> bool:
     most 253 characters.
     """
     prefix, sep, name = key.rpartition("/")
-    if sep and (not prefix or len(prefix) > 253 or _DNS1123_SUBDOMAIN.match(prefix) is None):
+    if sep and (not prefix or len(prefix) > 253 or _DNS1123_SUBDOMAIN.fullmatch(prefix) is None):
         return False
-    return 0 < len(name) <= 63 and _QUALIFIED_NAME_PART.match(name) is not None
+    return 0 < len(name) <= 63 and _QUALIFIED_NAME_PART.fullmatch(name) is not None
 
 
 def is_label_value(value: str) -> bool:
     """Whether ``value`` is a valid Kubernetes label value (may be empty, ≤ 63)."""
-    return len(value) <= 63 and _LABEL_VALUE.match(value) is not None
+    return len(value) <= 63 and _LABEL_VALUE.fullmatch(value) is not None
 
 
 def is_blacklisted(key: str) -> bool:
@@ -179,7 +180,7 @@ def is_blacklisted(key: str) -> bool:
 
 def is_image_reference(value: str) -> bool:
     """Whether ``value`` is a container image reference: ``[host[:port]/]path[:tag][@digest]``."""
-    m = _IMAGE_REFERENCE.match(value)
+    m = _IMAGE_REFERENCE.fullmatch(value)
     return m is not None and len(m.group("name")) <= _MAX_IMAGE_NAME
 
 
@@ -229,7 +230,7 @@ def _parse_bool(key: str, value: str) -> bool:
 
 
 def _parse_int(key: str, value: str) -> int:
-    if _GO_INT.match(value) is None:
+    if _GO_INT.fullmatch(value) is None:
         raise _bad(key, f"invalid integer {value!r}")
     return int(value)
 

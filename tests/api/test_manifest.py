@@ -132,14 +132,56 @@ def test_json_text_loads() -> None:
 
 
 def test_dicts_lists_and_models_load() -> None:
-    """A dict, a list of dicts and already-built models are all accepted."""
+    """A dict, a list of dicts and already-built models are all accepted.
+
+    A model comes back as an equal, new object: it was checked as its manifest.
+    """
     built = SandboxClaim(
         metadata=ObjectMeta(name="built"), spec=SandboxClaimSpec(template_name="pool")
     )
     objs = load_manifests([claim_dict(), built])
     assert isinstance(objs[0], SandboxClaim)
-    assert objs[1] is built
-    assert load_manifest(built) is built
+    assert objs[1] == built and objs[1] is not built
+    assert load_manifest(built) == built
+
+
+def test_an_edited_model_is_validated_as_its_manifest() -> None:
+    """get -> edit the copy -> apply: the edit is checked as ``kubectl apply`` checks it."""
+    pool = load_manifest(POOL_YAML)
+    assert isinstance(pool, SandboxSet)
+    pool.spec.replicas = -3
+    err = error_of(pool)
+    assert (err.field, err.reason) == ("SandboxSet/pool spec.replicas", "must be >= 0, got -3")
+
+
+def test_an_edited_model_breaking_a_cross_field_rule_is_one_invalid_error() -> None:
+    """A value of the wrong type set on a model is refused, not a crash later."""
+    pool = load_manifest(POOL_YAML)
+    assert isinstance(pool, SandboxSet)
+    pool.spec.template_ref = {"name": "x"}  # type: ignore[assignment]
+    err = error_of(pool)
+    assert err.field == "SandboxSet/pool spec"
+    assert err.reason == "templateRef and template are mutually exclusive"
+
+
+def test_an_edited_template_or_metadata_is_checked() -> None:
+    """The pod template and metadata rules apply to a model as to a manifest."""
+    pool = load_manifest(POOL_YAML)
+    assert isinstance(pool, SandboxSet) and pool.spec.template is not None
+    pool.spec.template["spec"]["containers"][0]["name"] = "Main_X"
+    assert error_of(pool).field == "SandboxSet/pool spec.template.spec.containers[0].name"
+    claim = SandboxClaim(
+        metadata=ObjectMeta(name="c", labels={"bad key": "x"}), spec={"templateName": "p"}
+    )
+    assert error_of(claim).field == "SandboxClaim/c metadata.labels[bad key]"
+
+
+def test_a_model_that_cannot_be_written_as_a_manifest_is_refused() -> None:
+    """A field holding something no manifest can (an arbitrary object) is one InvalidError."""
+    claim = load_manifest(CLAIM_YAML)
+    claim.spec.env_vars = {"A": object()}  # type: ignore[union-attr]
+    err = error_of(claim)
+    assert err.field.startswith("SandboxClaim/my-claim")
 
 
 def test_a_kind_list_is_unwrapped() -> None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from pytest_kruise_agents.api import InvalidError, ObjectMeta, load_manifest
+from pytest_kruise_agents.api.base import MANIFEST
 
 
 def claim(**metadata: Any) -> dict[str, Any]:
@@ -70,3 +72,48 @@ def test_an_empty_namespace_is_the_default_namespace() -> None:
     assert ObjectMeta(name="c", namespace="").namespace == "default"
     where, _ = problem(name="c", namespace="Team")
     assert where == "SandboxClaim/c metadata.namespace"
+
+
+def test_metadata_built_in_python_is_not_checked() -> None:
+    """The rules are the API server's checks of what it is sent: manifests only.
+
+    The simulator builds metadata itself (a pod named after its sandbox, a
+    sandbox labelled with its pool's name); a check there would raise inside
+    a controller and stop the simulation instead of refusing the input.
+    """
+    meta = ObjectMeta(
+        name="x" * 300,
+        generate_name="Bad_Name.",
+        namespace="Team",
+        labels={"a b": "c", "k": "x" * 64},
+        annotations={"not/a/key": "1", "big": "x" * 300_000},
+        finalizers=["bad finalizer"],
+    )
+    assert meta.labels["a b"] == "c"
+    assert ObjectMeta.model_validate({"labels": {"a b": "c"}}).labels == {"a b": "c"}
+
+
+def test_metadata_from_a_manifest_context_is_checked() -> None:
+    """``context=MANIFEST`` is what makes the checks apply, whatever the entry point."""
+    with pytest.raises(ValidationError, match="invalid key 'a b'"):
+        ObjectMeta.model_validate({"labels": {"a b": "c"}}, context=MANIFEST)
+    with pytest.raises(ValidationError, match="lowercase RFC 1123 subdomain"):
+        ObjectMeta.model_validate({"name": "x" * 254}, context=MANIFEST)
+
+
+def test_read_only_fields_kubectl_prints_are_accepted_and_dropped() -> None:
+    """``kubectl get -o yaml`` output applies back: managedFields, selfLink, deletionGracePeriodSeconds.
+
+    The API server sets them itself; an apply that carries them changes nothing.
+    """
+    meta = {
+        "name": "c",
+        "managedFields": [{"manager": "kubectl", "operation": "Update", "fieldsV1": {}}],
+        "selfLink": "/apis/agents.kruise.io/v1alpha1/namespaces/default/sandboxclaims/c",
+        "deletionGracePeriodSeconds": 0,
+    }
+    loaded = load_manifest(claim(**meta))
+    assert loaded.metadata == ObjectMeta(name="c")
+    assert "managedFields" not in loaded.metadata.to_dict()
+    where, _ = problem(name="c", managedFieldz=[])
+    assert where == "SandboxClaim/c metadata.managedFieldz"

@@ -168,3 +168,21 @@ def test_the_revision_hashes_the_defaulted_template() -> None:
     again = SandboxSet.model_validate(plain.model_dump(by_alias=True))
     assert again.spec.template == plain.spec.template
     assert sandboxset_revision(again) == sandboxset_revision(plain)
+
+
+# --------------------------------------------------------------------------- name
+
+
+def test_a_name_longer_than_a_label_value_is_refused() -> None:
+    """Each sandbox carries the set's name as its ``sandbox-pool`` label, at most 63 characters.
+
+    A deliberate difference: upstream accepts the set and its API server then
+    refuses every sandbox the set creates, so the pool never fills.
+    """
+    doc = pool()
+    doc["metadata"]["name"] = "p" * 64
+    field, reason = problem(doc)
+    assert field == f"SandboxSet/{'p' * 64} metadata.name"
+    assert "at most 63 characters" in reason and "sandbox-pool" in reason
+    doc["metadata"]["name"] = "p" * 63
+    assert load_manifest(doc).metadata.name == "p" * 63

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
@@ -17,6 +18,7 @@ from pytest_kruise_agents.claiming.extensions import (
     RESERVE_FOREVER,
     E2BCreateOptions,
     e2b_claim_options,
+    is_dns1123_label,
     is_image_reference,
     is_label_value,
     is_qualified_name,
@@ -374,6 +376,12 @@ def test_is_label_value(value: str, ok: bool) -> None:
     assert is_label_value(value) is ok
 
 
+def test_an_image_tag_is_ascii_only() -> None:
+    """A tag is ``[A-Za-z0-9_][A-Za-z0-9_.-]*``, as Go's ``\\w`` reads: no other letters."""
+    assert is_image_reference("python:3.12_x")
+    assert not is_image_reference("python:3.12é")
+
+
 def test_is_image_reference_limits_name_length() -> None:
     """An image name longer than 255 characters is rejected."""
     assert not is_image_reference("a" * 256)
@@ -490,3 +498,30 @@ class TestE2BClaimOptions:
         assert (out.spec.template or {})["metadata"]["labels"][
             keys.LABEL_SANDBOX_NAME
         ] == "demo-xyz"
+
+
+@pytest.mark.parametrize(
+    ("check", "value"),
+    [
+        (is_label_value, "x\n"),
+        (is_qualified_name, "team\n"),
+        (is_qualified_name, "example.com\n/team"),
+        (is_dns1123_label, "name\n"),
+        (is_image_reference, "python:3.12\n"),
+    ],
+    ids=["label-value", "qualified-name", "key-prefix", "dns-label", "image"],
+)
+def test_a_trailing_newline_is_no_part_of_a_valid_value(
+    check: Callable[[str], bool], value: str
+) -> None:
+    """Go's ``$`` ends the text; Python's also matches before a final newline: whole matches only."""
+    assert check(value) is False
+    assert check(value.replace("\n", "")) is True
+
+
+def test_a_label_or_key_with_a_trailing_newline_is_a_bad_request() -> None:
+    """``label:team: "x\\n"`` would make a label the API server refuses: 400, naming the key."""
+    rejects({"label:team": "x\n"}, "label:team")
+    rejects({"team\n": "x"}, "team")
+    with pytest.raises(BadRequestError):
+        parse(claim_timeout_seconds="30\n")

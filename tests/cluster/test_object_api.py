@@ -159,10 +159,10 @@ def test_completing_a_deletion_does_not_break_the_rest_of_the_apply(cluster: Clu
     name = cluster.get("sbs", "base").status.current_revision
     cluster.delete("sbs", "base")
     tpl = cluster.get("sbt", name)
-    tpl.metadata.labels["note"] = "last words"
+    tpl.metadata.labels["note"] = "last-words"
     done = cluster.apply([with_finalizers(pool_yaml(replicas=1), []), tpl])
     assert [o.kind for o in done] == ["SandboxSet", "SandboxTemplate"]
-    assert done[1].metadata.labels["note"] == "last words"
+    assert done[1].metadata.labels["note"] == "last-words"
     assert cluster.list("sbs") == []
     assert cluster.list("sbt") == []
 

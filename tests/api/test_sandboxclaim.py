@@ -1,0 +1,93 @@
+"""SandboxClaim: what it must hold for the sandboxes it claims to stay valid objects."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from pytest_kruise_agents.api import InvalidError, SandboxClaim, load_manifest
+
+
+def claim(name: str = "c", **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "agents.kruise.io/v1alpha1",
+        "kind": "SandboxClaim",
+        "metadata": {"name": name},
+        "spec": {"templateName": "base", **spec},
+    }
+
+
+def problem(doc: dict[str, Any]) -> tuple[str, str]:
+    with pytest.raises(InvalidError) as info:
+        load_manifest(doc)
+    return info.value.field, info.value.reason
+
+
+def test_a_name_longer_than_a_label_value_is_refused() -> None:
+    """Each claimed sandbox carries the claim's name as its ``claim-name`` label (at most 63).
+
+    A deliberate difference: upstream accepts the claim and every attempt to
+    claim a sandbox then fails at the API server.
+    """
+    name = "claim-" + "x" * 70
+    field, reason = problem(claim(name))
+    assert field == f"SandboxClaim/{name} metadata.name"
+    assert "at most 63 characters" in reason and "claim-name" in reason
+    assert load_manifest(claim("c" * 63)).metadata.name == "c" * 63
+
+
+@pytest.mark.parametrize(
+    ("spec", "field", "why"),
+    [
+        ({"labels": {"team": "search team"}}, "spec.labels.team", "invalid value 'search team'"),
+        ({"labels": {"k": "x" * 64}}, "spec.labels.k", "at most 63 characters"),
+        ({"labels": {"bad key": "x"}}, "spec.labels[bad key]", "invalid key 'bad key'"),
+        ({"annotations": {"not/a/key": "1"}}, "spec.annotations[not/a/key]", "one '/'"),
+        ({"annotations": {"big": "x" * 300_000}}, "spec.annotations", "256 KiB"),
+    ],
+)
+def test_labels_and_annotations_must_make_valid_sandbox_metadata(
+    spec: dict[str, Any], field: str, why: str
+) -> None:
+    """They are written onto each claimed sandbox, so they follow the metadata rules."""
+    where, reason = problem(claim(**spec))
+    assert where == f"SandboxClaim/c {field}"
+    assert why in reason
+
+
+def test_valid_labels_and_free_text_annotations_load() -> None:
+    """Empty label values and annotation values of any text are fine."""
+    loaded = load_manifest(
+        claim(labels={"example.com/team": "", "app": "v1"}, annotations={"note": "free text!"})
+    )
+    assert isinstance(loaded, SandboxClaim)
+    assert loaded.spec.annotations == {"note": "free text!"}
+
+
+def test_python_built_claims_are_not_checked() -> None:
+    """As all metadata rules: they are the API server's checks of what it is sent."""
+    built = SandboxClaim.model_validate(
+        {"metadata": {"name": "c" * 70}, "spec": {"templateName": "b", "labels": {"a b": "c"}}}
+    )
+    assert built.spec.labels == {"a b": "c"}
+
+
+@pytest.mark.parametrize(("cpu", "text"), [(1, "1"), (0.5, "0.5"), ("500m", "500m")])
+def test_inplace_update_quantities_may_be_numbers(cpu: Any, text: str) -> None:
+    """``cpu: 1`` is a quantity, as in a pod template: kept as its text."""
+    loaded = load_manifest(claim(inplaceUpdate={"resources": {"requests": {"cpu": cpu}}}))
+    assert isinstance(loaded, SandboxClaim)
+    assert loaded.spec.inplace_update is not None
+    assert loaded.spec.inplace_update.resources is not None
+    assert loaded.spec.inplace_update.resources.requests == {"cpu": text}
+
+
+@pytest.mark.parametrize(
+    ("cpu", "why"), [("abc", "invalid quantity 'abc'"), (True, "must be a string, got the boolean")]
+)
+def test_inplace_update_quantities_must_parse(cpu: Any, why: str) -> None:
+    """A quantity that does not parse is refused at apply, not at every claim attempt."""
+    where, reason = problem(claim(inplaceUpdate={"resources": {"limits": {"cpu": cpu}}}))
+    assert where == "SandboxClaim/c spec.inplaceUpdate.resources.limits.cpu"
+    assert why in reason
