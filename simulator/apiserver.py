@@ -141,8 +141,14 @@ class ApiServer:
         return str(uuid.UUID(int=self.ctx.rng.getrandbits(128), version=4))
 
     def _generate_name(self, kind: str, namespace: str, prefix: str) -> str:
+        """``prefix`` plus 5 random characters, the prefix cut to 58 so the name fits in 63.
+
+        As the API server's ``SimpleNameGenerator`` (``maxGeneratedNameLength``):
+        a name made from a long ``generateName`` stays a valid label value.
+        """
         store = self._objects.get(kind, {})
         rng = self.ctx.rng
+        prefix = prefix[: 63 - 5]
         while True:
             suffix = "".join(rng.choice(_NAME_ALPHABET) for _ in range(5))
             name = prefix + suffix

@@ -26,6 +26,7 @@ within a few dozen events, in realtime mode the clock driver within one tick.
 from __future__ import annotations
 
 import builtins
+import json
 import math
 import threading
 import time
@@ -103,15 +104,22 @@ _ROUTE_STATES: Final[dict[SandboxState, str]] = {
 def default_pools_yaml(
     replicas: int = 10, *, namespace: str = "default", pools: tuple[str, ...] = DEFAULT_POOLS
 ) -> str:
-    """SandboxSet YAML for the default pools, each with an agent runtime."""
+    """SandboxSet YAML for the default pools, each with an agent runtime.
+
+    Names are written as JSON strings (valid YAML): bare, ``1``, ``007``,
+    ``1.5`` or ``yes`` would be read back as a number or a boolean.
+    """
     docs = []
+    ns = json.dumps(namespace)
     for name in pools:
+        quoted = json.dumps(name)
+        image = json.dumps(f"registry.example.com/e2b/{name}:v1")
         docs.append(
             f"""apiVersion: agents.kruise.io/v1alpha1
 kind: SandboxSet
 metadata:
-  name: {name}
-  namespace: {namespace}
+  name: {quoted}
+  namespace: {ns}
 spec:
   replicas: {replicas}
   runtimes:
@@ -119,11 +127,11 @@ spec:
   template:
     metadata:
       labels:
-        app: {name}
+        app: {quoted}
     spec:
       containers:
       - name: sandbox
-        image: registry.example.com/e2b/{name}:v1
+        image: {image}
         resources:
           requests:
             cpu: "1"

@@ -11,8 +11,13 @@ import itertools
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
+from pydantic import ValidationError
+
+from pytest_kruise_agents.api.base import MANIFEST
 from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.api.manifest import load_manifests
+from pytest_kruise_agents.api.meta import ObjectMeta
+from pytest_kruise_agents.api.problems import format_path, reason
 from pytest_kruise_agents.api.sandboxclaim import ClaimPhase, SandboxClaim, SandboxClaimSpec
 from pytest_kruise_agents.api.sandboxset import SandboxSet
 from pytest_kruise_agents.claiming.errors import ClaimError
@@ -145,30 +150,35 @@ class SandboxClaimFactory:
     ) -> SandboxClaim:
         """Apply a claim on pool ``template``; with ``wait``, run until it is ``Completed``.
 
-        ``spec`` takes the other ``SandboxClaimSpec`` fields, in snake_case or
-        camelCase (``claim_timeout="30s"``, ``env_vars={...}``). A claim
-        completes when every replica is claimed or its ``claimTimeout``
-        passes: check ``status.claimed_replicas``.
+        ``spec`` takes the other ``SandboxClaimSpec`` fields as Python builds
+        the model: snake_case or camelCase at any depth, durations as Go
+        strings, ``timedelta`` or seconds (``claim_timeout=30``), parts as
+        models or mappings. A wrong one raises one ``InvalidError`` naming it,
+        before anything is applied. A claim completes when every replica is
+        claimed or its ``claimTimeout`` passes: check ``status.claimed_replicas``.
 
         :param timeout: virtual seconds to wait for ``Completed`` (``TimeoutError`` after).
         """
         __tracebackhide__ = True
         check_seconds("timeout", timeout)  # before the apply: a wrong timeout changes nothing
         claim_name = name or f"claim-{next(self._names)}"
-        manifest = {
-            "apiVersion": "agents.kruise.io/v1alpha1",
-            "kind": "SandboxClaim",
-            "metadata": {"name": claim_name, "namespace": namespace},
-            "spec": {"templateName": template, "replicas": replicas, **_camel_case(spec)},
-        }
-        self._backend.apply(manifest)
+        claim = _claim(
+            claim_name, namespace, {"template_name": template, "replicas": replicas, **spec}
+        )
+        namespace = claim.metadata.namespace  # "" is read as "default"
+        self._backend.apply([claim])
         self._made.claims.add((namespace, claim_name))
         if wait:
             backend = self._backend
 
             def completed() -> bool:
-                claim = backend.get("SandboxClaim", claim_name, namespace)
-                return bool(claim.status.phase == ClaimPhase.COMPLETED)
+                # Asked after every event: the stored claim is read in place, not copied.
+                with backend.locked() as cluster:
+                    stored = cluster.world.api.peek("SandboxClaim", namespace, claim_name)
+                    if stored is not None:
+                        return bool(stored.status.phase == ClaimPhase.COMPLETED)
+                backend.get("SandboxClaim", claim_name, namespace)  # gone: its 404
+                return False
 
             if not self._clock.run_until(completed, timeout=timeout):
                 late = backend.get("SandboxClaim", claim_name, namespace)
@@ -239,14 +249,41 @@ class E2BSandboxFactory:
         return failed
 
 
-def _camel_case(spec: dict[str, Any]) -> dict[str, Any]:
-    """``SandboxClaimSpec`` field names (``claim_timeout``) as a manifest writes them.
+def _claim(name: str, namespace: str, spec: dict[str, Any]) -> SandboxClaim:
+    """The SandboxClaim ``sandbox_claim`` applies, or one :class:`InvalidError` naming the field.
 
-    Manifests are decoded strictly, in camelCase only; the factory takes the
-    Python names too. Names of no field are left as given, for the manifest's
-    own error to name.
+    The spec is built as Python builds models, not decoded as a manifest:
+    snake_case or camelCase names at any depth, a ``timedelta`` or a bare
+    number of seconds for a duration, models or mappings for the parts. The
+    metadata is checked as the API server checks a manifest's, since a model
+    applied from Python is not checked again.
     """
-    fields = SandboxClaimSpec.model_fields
-    return {
-        (fields[key].alias or key) if key in fields else key: value for key, value in spec.items()
-    }
+    where = f"SandboxClaim/{name}"
+    try:
+        meta = ObjectMeta.model_validate(
+            {"name": name, "namespace": namespace}, strict=True, context=MANIFEST
+        )
+    except ValidationError as exc:
+        raise _invalid(where, "metadata", exc, ()) from None
+    try:
+        claim_spec = SandboxClaimSpec.model_validate(spec)
+    except ValidationError as exc:
+        raise _invalid(where, "spec", exc, _SPEC_NAMES) from None
+    return SandboxClaim(metadata=meta, spec=claim_spec)
+
+
+_SPEC_NAMES: Final = tuple(
+    name
+    for field, info in SandboxClaimSpec.model_fields.items()
+    for name in (field, info.alias or field)
+)
+"""Keywords a spec field answers to, for "did you mean" on a misspelt one."""
+
+
+def _invalid(where: str, part: str, exc: ValidationError, known: Sequence[str]) -> InvalidError:
+    """The first problem of ``exc`` as an :class:`InvalidError` on ``where part.<path>``."""
+    error = exc.errors()[0]
+    loc = error["loc"]
+    # Suggestions are for the keyword level only; below it the names are the parts' own.
+    names = known if len(loc) == 1 else ()
+    return InvalidError(f"{where} {format_path((part, *loc))}", reason(error, known=names))

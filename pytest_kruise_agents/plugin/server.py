@@ -159,12 +159,21 @@ def claimed_sandboxes(backend: SimBackend) -> dict[str, str]:
     once), not from watch notifications, which arrive a propagation lag later.
     """
     out: dict[str, str] = {}
-    for obj in backend.list("Sandbox"):
-        sandbox_id = f"{obj.metadata.namespace}--{obj.metadata.name}"
-        route = backend.route(sandbox_id)
-        if route is not None and route.state != "dead":
-            out[sandbox_id] = route.state
+    with backend.locked() as cluster:
+        # Read in place, not through ``backend.list``: every teardown asks, and
+        # a copy of every sandbox costs more than the rest (only ids leave here).
+        stored = sorted(cluster.world.api.peek_list("Sandbox"), key=_object_key)
+        for obj in stored:
+            sandbox_id = f"{obj.metadata.namespace}--{obj.metadata.name}"
+            route = backend.route(sandbox_id)
+            if route is not None and route.state != "dead":
+                out[sandbox_id] = route.state
     return out
+
+
+def _object_key(obj: Any) -> tuple[str, str]:
+    """Namespace, then name: the order in which the API server lists objects."""
+    return obj.metadata.namespace, obj.metadata.name
 
 
 @dataclass
@@ -185,11 +194,15 @@ class FactoryMade:
     def ids(self, backend: SimBackend) -> set[str]:
         """Ids of every sandbox the factories made, claimed by now."""
         found = set(self.sandbox_ids)
-        for obj in backend.list("Sandbox"):
-            claim = obj.metadata.labels.get(LABEL_CLAIM_NAME)
-            ns = obj.metadata.namespace or "default"
-            if claim and (ns, claim) in self.claims:
-                found.add(f"{ns}--{obj.metadata.name}")
+        if not self.claims:
+            return found
+        with backend.locked() as cluster:
+            # Read in place under the lock (see claimed_sandboxes): only ids leave here.
+            for obj in cluster.world.api.peek_list("Sandbox"):
+                claim = obj.metadata.labels.get(LABEL_CLAIM_NAME)
+                ns = obj.metadata.namespace or "default"
+                if claim and (ns, claim) in self.claims:
+                    found.add(f"{ns}--{obj.metadata.name}")
         return found
 
 

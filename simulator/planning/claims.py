@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
+from pytest_kruise_agents.api.durations import format_duration
 from pytest_kruise_agents.claiming.extensions import (
     KEY_CLAIM_TIMEOUT_SECONDS,
     KEY_CPU_LIMIT,
@@ -83,10 +85,12 @@ def sandboxclaim_manifest(
         "ttlAfterCompleted": SANDBOXCLAIM_TTL,
         "skipInitRuntime": claim.skip_init_runtime,
     }
+    # Go's own notation (``342h56m7s``): ``:g`` writes 1234567 as "1.23457e+06s",
+    # which no Go duration parser reads, and rounds it to 6 digits besides.
     if claim.claim_timeout is not None:
-        spec["claimTimeout"] = f"{claim.claim_timeout:g}s"
+        spec["claimTimeout"] = format_duration(timedelta(seconds=claim.claim_timeout))
     if claim.wait_ready_timeout is not None:
-        spec["waitReadyTimeout"] = f"{claim.wait_ready_timeout:g}s"
+        spec["waitReadyTimeout"] = format_duration(timedelta(seconds=claim.wait_ready_timeout))
     inplace: dict[str, Any] = {}
     if claim.image is not None:
         inplace["image"] = claim.image

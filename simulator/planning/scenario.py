@@ -26,6 +26,7 @@ are simulated but left out of the statistics.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -205,8 +206,17 @@ spec:
       containers:
         - name: sandbox
           image: {image}
-          resources: {{requests: {{cpu: "{cpu}", memory: "{memory}"}}{limits}}}
+          resources: {{requests: {{cpu: {cpu}, memory: {memory}}}{limits}}}
 """
+"""A shorthand pool as YAML; every string goes in as a JSON string (:func:`_yaml_str`)."""
+
+
+def _yaml_str(value: str) -> str:
+    """``value`` as a YAML scalar that stays a string: ``"007"``, not the number 7.
+
+    A JSON string is valid YAML, with the escapes any text needs.
+    """
+    return json.dumps(value)
 
 
 def _positive_cpu(value: str | None) -> str | None:
@@ -269,15 +279,16 @@ class PoolSpec(_Model):
     def sandboxset(self) -> SandboxSet:
         """The SandboxSet this pool applies."""
         if self.manifest is None:
+            limit = self.cpu_limit
             text = _POOL_TEMPLATE.format(
-                name=self.name,
-                namespace=self.namespace,
+                name=_yaml_str(self.name or ""),
+                namespace=_yaml_str(self.namespace),
                 replicas=self.replicas,
-                runtimes=", ".join(f"{{name: {r}}}" for r in self.runtimes),
-                image=self.image,
-                cpu=self.cpu,
-                memory=self.memory,
-                limits="" if self.cpu_limit is None else f', limits: {{cpu: "{self.cpu_limit}"}}',
+                runtimes=", ".join(f"{{name: {_yaml_str(r)}}}" for r in self.runtimes),
+                image=_yaml_str(self.image),
+                cpu=_yaml_str(self.cpu),
+                memory=_yaml_str(self.memory),
+                limits="" if limit is None else f", limits: {{cpu: {_yaml_str(limit)}}}",
             )
             source: Any = text
         else:

@@ -13,6 +13,9 @@ import pytest
 
 from pytest_kruise_agents.api import keys
 from pytest_kruise_agents.api.errors import InvalidError
+from pytest_kruise_agents.api.manifest import load_manifests
+from pytest_kruise_agents.api.sandbox import Sandbox
+from pytest_kruise_agents.api.sandboxset import SandboxSet
 from pytest_kruise_agents.backends import (
     Backend,
     Caller,
@@ -23,6 +26,7 @@ from pytest_kruise_agents.backends import (
     SandboxView,
     SimBackend,
 )
+from pytest_kruise_agents.backends.sim import default_pools_yaml
 from pytest_kruise_agents.claiming.errors import ClaimCanceledError, ClaimError
 from simulator.cluster import Cluster
 
@@ -578,3 +582,33 @@ def test_a_realtime_create_is_cancelled_while_it_waits_for_the_clock() -> None:
 def test_a_bad_inline_budget_is_refused() -> None:
     with pytest.raises(InvalidError, match="inline_budget_s"):
         SimBackend(inline_budget_s=-1)
+
+
+def test_a_long_generate_name_is_cut_so_the_name_fits_in_63(backend: SimBackend) -> None:
+    """As the API server does (maxGeneratedNameLength): the prefix keeps its first 58
+    characters, and the sandbox made from it is delivered as any other."""
+    prefix = "sbx-" + "a" * 60 + "-"
+    (made,) = backend.apply(
+        {
+            "apiVersion": "agents.kruise.io/v1alpha1",
+            "kind": "Sandbox",
+            "metadata": {"generateName": prefix},
+            "spec": {"template": {"spec": {"containers": [{"name": "main", "image": "py:3"}]}}},
+        }
+    )
+    name = made.metadata.name
+    assert len(name) == 63 and name.startswith(prefix[:58])
+    backend.advance(60)
+    sandbox = backend.get("Sandbox", name)
+    assert isinstance(sandbox, Sandbox) and sandbox.status.phase == "Running"
+
+
+@pytest.mark.parametrize("name", ["1", "007", "1.5", "yes", "null", "base"])
+def test_default_pools_yaml_keeps_every_pool_name_a_string(name: str) -> None:
+    """The marker's ``pools={name: n}``: a name YAML would read as a number, a boolean or
+    null (``007``, ``yes``) is still the pool's name, and its pods' ``app`` label."""
+    (pool,) = load_manifests(default_pools_yaml(2, pools=(name,)))
+    assert isinstance(pool, SandboxSet)
+    assert pool.metadata.name == name
+    assert pool.spec.template is not None
+    assert pool.spec.template["metadata"]["labels"] == {"app": name}

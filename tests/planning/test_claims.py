@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+from pytest_kruise_agents.api.manifest import load_manifest
+from pytest_kruise_agents.api.sandboxclaim import SandboxClaim
 from simulator.planning.claims import e2b_metadata, sandboxclaim_manifest
 from simulator.planning.scenario import ClaimSpec
 
@@ -37,3 +41,16 @@ def test_in_place_options_become_the_sandboxclaims_inplace_update() -> None:
     }
     plain = sandboxclaim_manifest("c-2", "default", "base", ClaimSpec(path="sandboxclaim"))
     assert "inplaceUpdate" not in plain["spec"]
+
+
+def test_sandboxclaim_timeouts_are_go_durations_that_load_back_exactly() -> None:
+    """``claim_timeout`` and ``wait_ready_timeout`` are written as Go writes durations, so that
+    the manifest loads and a long one is neither refused (``1.23457e+06s``) nor rounded."""
+    claim = ClaimSpec(path="sandboxclaim", claim_timeout=1234567, wait_ready_timeout=90.5)
+    manifest = sandboxclaim_manifest("c", "default", "base", claim)
+    assert manifest["spec"]["claimTimeout"] == "342h56m7s"
+    assert manifest["spec"]["waitReadyTimeout"] == "1m30.5s"
+    loaded = load_manifest(manifest)
+    assert isinstance(loaded, SandboxClaim)
+    assert loaded.spec.claim_timeout == timedelta(seconds=1234567)
+    assert loaded.spec.wait_ready_timeout == timedelta(seconds=90.5)

@@ -10,7 +10,7 @@ from simulator.planning.arrivals import BurstArrivals, DiurnalArrivals, TraceArr
 from simulator.planning.errors import ScenarioError
 from simulator.planning.loading import load_scenario, parse_scenario
 from simulator.planning.overrides import apply_overrides, parse_axis, split_path
-from simulator.planning.scenario import Scenario
+from simulator.planning.scenario import PoolSpec, Scenario
 
 from .conftest import SCENARIOS, TINY
 
@@ -457,3 +457,12 @@ def test_a_workload_is_labelled_by_its_template_unless_named() -> None:
     assert moved.workloads[0].label == "other"
     named = apply_overrides(scenario, [("workloads[0].name", "chat")])
     assert apply_overrides(named, [("workloads[0].template", "other")]).workloads[0].label == "chat"
+
+
+@pytest.mark.parametrize("name", ["1", "007", "1.5", "yes", "null"])
+def test_a_shorthand_pool_keeps_a_numeric_looking_name_a_string(name: str) -> None:
+    """A pool named ``007`` or ``yes`` is that name, not the number or boolean YAML would read."""
+    pool = PoolSpec(name=name, namespace="007", replicas=1, cpu="1", cpu_limit="2")
+    sbs = pool.sandboxset()
+    assert (sbs.metadata.name, sbs.metadata.namespace) == (name, "007")
+    assert pool.key == f"007/{name}"

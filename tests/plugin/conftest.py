@@ -7,6 +7,9 @@ every inner run the import (a second or so each).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 import e2b  # noqa: F401
 import pytest
 
@@ -17,6 +20,8 @@ import pytest_kruise_agents.plugin.factories
 import pytest_kruise_agents.plugin.faults
 import pytest_kruise_agents.plugin.recipe
 import pytest_kruise_agents.plugin.server  # noqa: F401
+from pytest_kruise_agents.api.copying import deep_copy
+from pytest_kruise_agents.backends import SimBackend
 
 INNER_INI = """\
 [pytest]
@@ -36,3 +41,24 @@ def suite(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.
             monkeypatch.delenv(name)
     pytester.makeini(INNER_INI)
     return pytester
+
+
+@pytest.fixture
+def sim_backend() -> Iterator[SimBackend]:
+    """A default backend (pools ``base`` and ``code-interpreter-v1``, 3 ready each), closed after."""
+    backend = SimBackend.default(seed=3, replicas=3)
+    yield backend
+    backend.close()
+
+
+@pytest.fixture
+def model_copies(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Every object the cluster copies for a caller from now on (``Cluster.get``/``list``/``apply``)."""
+    made: list[Any] = []
+
+    def counting(obj: Any) -> Any:
+        made.append(obj)
+        return deep_copy(obj)
+
+    monkeypatch.setattr("simulator.cluster.deep_copy", counting)
+    return made

@@ -217,6 +217,64 @@ def test_sandbox_claim_applies_a_claim_and_waits_for_completed(suite: pytest.Pyt
     )
 
 
+def test_sandbox_claim_takes_spec_fields_as_python_builds_them(suite: pytest.Pytester) -> None:
+    """``sandbox_claim``'s keywords are SandboxClaimSpec fields as Python writes them: snake_case
+    or camelCase at any depth, durations as strings, ``timedelta`` or seconds, parts as models;
+    a wrong one raises one ``InvalidError`` naming it, and nothing is applied."""
+    suite.makepyfile(
+        """
+        import re
+        from datetime import timedelta
+
+        import pytest
+        from pytest_kruise_agents.api.errors import InvalidError
+        from pytest_kruise_agents.api.sandboxclaim import CSIMountConfig, InplaceUpdate
+
+        SECONDS = [30, 30.0, timedelta(seconds=30), "30s"]
+
+        @pytest.mark.parametrize("value", SECONDS)
+        def test_durations(sandbox_claim, value):
+            claim = sandbox_claim(
+                claim_timeout=value, waitReadyTimeout=value, ttl_after_completed=value
+            )
+            assert claim.spec.claim_timeout == timedelta(seconds=30)
+            assert claim.spec.wait_ready_timeout == timedelta(seconds=30)
+            assert claim.spec.ttl_after_completed == timedelta(seconds=30)
+
+        @pytest.mark.parametrize("mount", [
+            {"pv_name": "pv", "mount_path": "/m"},
+            {"pvName": "pv", "mountPath": "/m"},
+            CSIMountConfig(pv_name="pv", mount_path="/m"),
+        ])
+        def test_nested_parts(sandbox_claim, mount):
+            claim = sandbox_claim(
+                dynamic_volumes_mount=[mount],
+                inplace_update=InplaceUpdate(image="python:3.13"),
+                wait=False,
+            )
+            assert claim.spec.dynamic_volumes_mount[0].pv_name == "pv"
+            assert claim.spec.inplace_update.image == "python:3.13"
+
+        BAD = [
+            ({"claim_timeout": 0}, "SandboxClaim/claim-1 spec.claim_timeout: must be at least 1s"),
+            ({"claimTimeout": "soon"}, "SandboxClaim/claim-1 spec.claimTimeout: "),
+            ({"claim_timout": "3s"},
+             "spec.claim_timout: unknown field (did you mean 'claim_timeout'?)"),
+            ({"dynamic_volumes_mount": [{"mount_path": "/m"}]},
+             "spec.dynamic_volumes_mount[0].pvName: required value"),
+            ({"name": "Bad_Name"}, "SandboxClaim/Bad_Name metadata.name: "),
+        ]
+
+        @pytest.mark.parametrize(("kw", "message"), BAD)
+        def test_a_wrong_field_is_named(sandbox_claim, kruise_cluster, kw, message):
+            with pytest.raises(InvalidError, match=re.escape(message)):
+                sandbox_claim("base", **kw)
+            assert kruise_cluster.list("sbc") == []
+        """
+    )
+    suite.runpytest().assert_outcomes(passed=12)
+
+
 def test_kruise_e2b_serves_the_cluster_to_the_unmodified_sdk(suite: pytest.Pytester) -> None:
     suite.makepyfile(
         """
