@@ -20,12 +20,20 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
-from urllib.parse import parse_qsl, urlencode
 
 import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pytest_kruise_agents.backends.base import Backend, Caller
+from pytest_kruise_agents.e2b.rewriting import (
+    Answer,
+    call,
+    json_answer,
+    read_body,
+    replay,
+    reply,
+    with_query,
+)
 from pytest_kruise_agents.e2b.settings import Settings
 from pytest_kruise_agents.e2b.traffic import ENVD_PORT, JUPYTER_PORT, sandbox_target
 
@@ -77,19 +85,6 @@ BREAKAGES: Final[dict[str, Breakage]] = {
 """Every breakage by name."""
 
 
-@dataclass
-class _Answer:
-    status: int
-    headers: list[tuple[bytes, bytes]]
-    body: bytes
-
-    def json(self) -> Any:
-        try:
-            return json.loads(self.body)
-        except ValueError:
-            return None
-
-
 def _header(scope: Scope, name: bytes) -> str | None:
     for key, value in scope["headers"]:
         if key.lower() == name:
@@ -103,71 +98,9 @@ def _with_headers(scope: Scope, changes: Mapping[bytes, bytes | None]) -> Scope:
     return {**scope, "headers": headers}
 
 
-def _with_query(
-    scope: Scope, edit: Callable[[list[tuple[str, str]]], list[tuple[str, str]]]
-) -> Scope:
-    raw = scope.get("query_string", b"").decode("latin-1")
-    pairs = edit(parse_qsl(raw, keep_blank_values=True))
-    return {**scope, "query_string": urlencode(pairs).encode("latin-1")}
-
-
-async def _read_body(receive: Receive) -> bytes:
-    chunks: list[bytes] = []
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            break
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()  # blocks until the client goes away, as the server's would
-
-    return replay
-
-
-async def _call(app: ASGIApp, scope: Scope, receive: Receive) -> _Answer:
-    answer = _Answer(500, [], b"")
-    chunks: list[bytes] = []
-
-    async def capture(message: Message) -> None:
-        if message["type"] == "http.response.start":
-            answer.status = message["status"]
-            answer.headers = list(message.get("headers", []))
-        elif message["type"] == "http.response.body":
-            chunks.append(message.get("body", b""))
-
-    await app(scope, receive, capture)
-    answer.body = b"".join(chunks)
-    return answer
-
-
-async def _reply(send: Send, answer: _Answer) -> None:
-    headers = [(k, v) for k, v in answer.headers if k.lower() != b"content-length"]
-    headers.append((b"content-length", str(len(answer.body)).encode()))
-    await send({"type": "http.response.start", "status": answer.status, "headers": headers})
-    await send({"type": "http.response.body", "body": answer.body})
-
-
-def _json_answer(answer: _Answer, status: int, body: Any) -> _Answer:
+def _empty(answer: Answer, status: int) -> Answer:
     headers = [(k, v) for k, v in answer.headers if k.lower() != b"content-type"]
-    headers.append((b"content-type", b"application/json"))
-    return _Answer(status, headers, json.dumps(body).encode())
-
-
-def _empty(answer: _Answer, status: int) -> _Answer:
-    headers = [(k, v) for k, v in answer.headers if k.lower() != b"content-type"]
-    return _Answer(status, headers, b"")
+    return Answer(status, headers, b"")
 
 
 def _format_time(value: datetime) -> str:
@@ -245,7 +178,7 @@ class BreakingMiddleware:
     async def _edit_json_body(
         self, scope: Scope, receive: Receive, edit: Callable[[dict[str, Any]], None]
     ) -> tuple[Scope, Receive]:
-        raw = await _read_body(receive)
+        raw = await read_body(receive)
         try:
             body = json.loads(raw) if raw else None
         except ValueError:
@@ -254,7 +187,7 @@ class BreakingMiddleware:
             edit(body)
             raw = json.dumps(body).encode()
             scope = _with_headers(scope, {b"content-length": str(len(raw)).encode()})
-        return scope, _replay(raw, receive)
+        return scope, replay(raw, receive)
 
     # -- the breakages --------------------------------------------------------------------
 
@@ -269,36 +202,36 @@ class BreakingMiddleware:
         if not self._control(scope):
             await self.app(scope, receive, send)
             return
-        answer = await _call(self.app, scope, receive)
+        answer = await call(self.app, scope, receive)
         body = answer.json()
         if answer.status >= 400 and isinstance(body, dict):
-            answer = _json_answer(answer, answer.status, {"error": str(body.get("message"))})
-        await _reply(send, answer)
+            answer = json_answer(answer, answer.status, {"error": str(body.get("message"))})
+        await reply(send, answer)
 
     async def _create_200(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not self._is_create(scope):
             await self.app(scope, receive, send)
             return
-        answer = await _call(self.app, scope, receive)
+        answer = await call(self.app, scope, receive)
         if answer.status == 201:
             answer.status = 200
-        await _reply(send, answer)
+        await reply(send, answer)
 
     async def _unknown_template_500(self, scope: Scope, receive: Receive, send: Send) -> None:
         caller = self._caller(scope)
         if not self._is_create(scope) or caller is None:
             await self.app(scope, receive, send)
             return
-        raw = await _read_body(receive)
+        raw = await read_body(receive)
         try:
             template = json.loads(raw).get("templateID")
         except (ValueError, AttributeError):
             template = None
-        answer = await _call(self.app, scope, _replay(raw, receive))
+        answer = await call(self.app, scope, replay(raw, receive))
         known = await anyio.to_thread.run_sync(self.backend.templates, caller)
         if answer.status in (400, 404) and template not in {t.template_id for t in known}:
-            answer = _json_answer(answer, 500, {"code": 500, "message": "internal error"})
-        await _reply(send, answer)
+            answer = json_answer(answer, 500, {"code": 500, "message": "internal error"})
+        await reply(send, answer)
 
     async def _default_timeout_3600(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._is_create(scope):
@@ -309,30 +242,30 @@ class BreakingMiddleware:
 
     async def _list_ignores_metadata(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._is_list(scope):
-            scope = _with_query(scope, lambda pairs: [p for p in pairs if p[0] != "metadata"])
+            scope = with_query(scope, lambda pairs: [p for p in pairs if p[0] != "metadata"])
         await self.app(scope, receive, send)
 
     async def _list_ignores_order(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._is_list(scope):
-            scope = _with_query(scope, lambda pairs: [p for p in pairs if p[0] != "order"])
+            scope = with_query(scope, lambda pairs: [p for p in pairs if p[0] != "order"])
         await self.app(scope, receive, send)
 
     async def _no_next_token(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not self._is_list(scope):
             await self.app(scope, receive, send)
             return
-        answer = await _call(self.app, scope, receive)
+        answer = await call(self.app, scope, receive)
         answer.headers = [(k, v) for k, v in answer.headers if k.lower() != b"x-next-token"]
-        await _reply(send, answer)
+        await reply(send, answer)
 
     async def _kill_200(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not self._is(scope, "DELETE", ("sandboxes", "*")):
             await self.app(scope, receive, send)
             return
-        answer = await _call(self.app, scope, receive)
+        answer = await call(self.app, scope, receive)
         if answer.status == 204:
             answer.status = 200
-        await _reply(send, answer)
+        await reply(send, answer)
 
     async def _timeout_not_enforced(self, scope: Scope, receive: Receive, send: Send) -> None:
         found = self._control(scope)
@@ -355,14 +288,14 @@ class BreakingMiddleware:
                     body["timeout"] += _HIDDEN_EXTRA_S
 
             scope, receive = await self._edit_json_body(scope, receive, longer)
-            answer = await _call(self.app, scope, receive)
+            answer = await call(self.app, scope, receive)
             if answer.status == 204 and asked:
                 now = await anyio.to_thread.run_sync(self.backend.now)
                 self._reported_end[sid] = now + timedelta(seconds=asked[0])
-            await _reply(send, answer)
+            await reply(send, answer)
             return
         if method == "GET" and (parts[:1] == ["sandboxes"] or parts[:2] == ["v2", "sandboxes"]):
-            answer = await _call(self.app, scope, receive)
+            answer = await call(self.app, scope, receive)
             body = answer.json()
             items = body if isinstance(body, list) else [body]
             changed = False
@@ -371,8 +304,8 @@ class BreakingMiddleware:
                     item["endAt"] = _format_time(self._reported_end[item["sandboxID"]])
                     changed = True
             if changed:
-                answer = _json_answer(answer, answer.status, body)
-            await _reply(send, answer)
+                answer = json_answer(answer, answer.status, body)
+            await reply(send, answer)
             return
         await self.app(scope, receive, send)
 
@@ -382,36 +315,36 @@ class BreakingMiddleware:
         if not self._is_connect(scope) or caller is None or found is None:
             await self.app(scope, receive, send)
             return
-        raw = await _read_body(receive)
+        raw = await read_body(receive)
         try:
             timeout = json.loads(raw).get("timeout")
         except (ValueError, AttributeError):
             timeout = None
-        answer = await _call(self.app, scope, _replay(raw, receive))
+        answer = await call(self.app, scope, replay(raw, receive))
         sid = found[1][-2]
         if answer.status == 200 and isinstance(timeout, int) and timeout > 0:
             # Best effort, like the bug it plays: a sandbox paused meanwhile keeps its timeout.
             with contextlib.suppress(Exception):
                 await anyio.to_thread.run_sync(self.backend.set_timeout, caller, sid, timeout)
-        await _reply(send, answer)
+        await reply(send, answer)
 
     async def _pause_twice_204(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not self._is(scope, "POST", ("sandboxes", "*", "pause")):
             await self.app(scope, receive, send)
             return
-        answer = await _call(self.app, scope, receive)
+        answer = await call(self.app, scope, receive)
         if answer.status == 409:
             answer = _empty(answer, 204)
-        await _reply(send, answer)
+        await reply(send, answer)
 
     async def _resume_200(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not self._is_connect(scope):
             await self.app(scope, receive, send)
             return
-        answer = await _call(self.app, scope, receive)
+        answer = await call(self.app, scope, receive)
         if answer.status == 201:
             answer.status = 200
-        await _reply(send, answer)
+        await reply(send, answer)
 
     async def _auto_pause_kills(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._is_create(scope):

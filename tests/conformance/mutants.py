@@ -14,16 +14,23 @@ import datetime as dt
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qs
 
 import anyio
 
+from pytest_kruise_agents.e2b.rewriting import (
+    Answer,
+    call,
+    json_answer,
+    read_body,
+    replay,
+    reply,
+)
 from pytest_kruise_agents.e2b.traffic import sandbox_target
 
 if TYPE_CHECKING:
-    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+    from starlette.types import ASGIApp, Receive, Scope, Send
 
     from pytest_kruise_agents.backends.base import Backend
 
@@ -34,71 +41,6 @@ ENVD: Final = "49983"
 CHUNK: Final = 64 * 1024
 BAD_TEXT: Final = "bad \ud800 and \uffff"
 """What :func:`sdk_create_bad_text` answers: a lone surrogate and U+FFFF (legal in JSON)."""
-
-
-@dataclass
-class _Answer:
-    status: int = 500
-    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
-    body: bytes = b""
-
-    def json(self) -> Any:
-        try:
-            return json.loads(self.body)
-        except ValueError:
-            return None
-
-
-async def _body(receive: Receive) -> bytes:
-    chunks: list[bytes] = []
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            break
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()  # waits for the client to go away, as the server's would
-
-    return replay
-
-
-async def _call(app: ASGIApp, scope: Scope, receive: Receive) -> _Answer:
-    answer = _Answer()
-
-    async def capture(message: Message) -> None:
-        if message["type"] == "http.response.start":
-            answer.status = message["status"]
-            answer.headers = list(message.get("headers", []))
-        elif message["type"] == "http.response.body":
-            answer.body += message.get("body", b"")
-
-    await app(scope, receive, capture)
-    return answer
-
-
-async def _reply(send: Send, answer: _Answer) -> None:
-    headers = [(k, v) for k, v in answer.headers if k.lower() != b"content-length"]
-    headers.append((b"content-length", str(len(answer.body)).encode()))
-    await send({"type": "http.response.start", "status": answer.status, "headers": headers})
-    await send({"type": "http.response.body", "body": answer.body})
-
-
-def _json(answer: _Answer, status: int, body: Any) -> _Answer:
-    headers = [(k, v) for k, v in answer.headers if k.lower() != b"content-type"]
-    headers.append((b"content-type", b"application/json"))
-    return _Answer(status, headers, json.dumps(body).encode())
 
 
 def _header(scope: Scope, name: bytes) -> str:
@@ -169,14 +111,14 @@ def auto_pause_immediate(app: ASGIApp, backend: Backend, key: str) -> ASGIApp:
         if scope["method"] != "POST" or parts not in (["v2", "sandboxes"], ["sandboxes"]):
             await app(scope, receive, send)
             return
-        raw = await _body(receive)
-        answer = await _call(app, scope, _replay(raw, receive))
+        raw = await read_body(receive)
+        answer = await call(app, scope, replay(raw, receive))
         created = answer.json()
         if answer.status == 201 and isinstance(created, dict) and json.loads(raw).get("autoPause"):
             path = f"/sandboxes/{created['sandboxID']}/pause"
             pause = {**scope, "path": path, "raw_path": path.encode(), "query_string": b""}
-            await _call(app, pause, _replay(b"{}", receive))
-        await _reply(send, answer)
+            await call(app, pause, replay(b"{}", receive))
+        await reply(send, answer)
 
     return _http_only(app, handle)
 
@@ -195,14 +137,14 @@ def order_stable_ties(app: ASGIApp, backend: Backend, key: str) -> ASGIApp:
             return
         query = parse_qs(scope.get("query_string", b"").decode())
         desc = query.get("order", ["desc"])[0] == "desc"
-        answer = await _call(app, scope, receive)
+        answer = await call(app, scope, receive)
         items = answer.json()
         if answer.status == 200 and isinstance(items, list):
             by_id = sorted(items, key=lambda i: i["sandboxID"])
             # Stable, also with reverse=True: ties keep their id order both ways.
             listed = sorted(by_id, key=lambda i: _instant(i["startedAt"]), reverse=desc)
-            answer = _json(answer, 200, listed)
-        await _reply(send, answer)
+            answer = json_answer(answer, 200, listed)
+        await reply(send, answer)
 
     return _http_only(app, handle)
 
@@ -225,13 +167,13 @@ def _timestamps(form: Callable[[re.Match[str]], str]) -> Mutant:
             if _api_path(scope) is None or scope["method"] != "GET":
                 await app(scope, receive, send)
                 return
-            answer = await _call(app, scope, receive)
+            answer = await call(app, scope, receive)
             body = answer.json()
             if answer.status == 200 and body is not None:
                 for item in body if isinstance(body, list) else [body]:
                     rewrite(item)
-                answer = _json(answer, 200, body)
-            await _reply(send, answer)
+                answer = json_answer(answer, 200, body)
+            await reply(send, answer)
 
         return _http_only(app, handle)
 
@@ -260,9 +202,9 @@ def download_first_64k(app: ASGIApp, backend: Backend, key: str) -> ASGIApp:
         if target is None or target[1] != ENVD or not download:
             await app(scope, receive, send)
             return
-        answer = await _call(app, scope, receive)
+        answer = await call(app, scope, receive)
         answer.body = answer.body[:CHUNK]
-        await _reply(send, answer)
+        await reply(send, answer)
 
     return _http_only(app, handle)
 
@@ -273,9 +215,9 @@ def sdk_create_bad_text(app: ASGIApp, backend: Backend, key: str) -> ASGIApp:
     async def handle(scope: Scope, receive: Receive, send: Send) -> None:
         sdk = _header(scope, b"user-agent").startswith("e2b-python-sdk")
         if sdk and scope["method"] == "POST" and _api_path(scope) == ["v2", "sandboxes"]:
-            await _body(receive)
+            await read_body(receive)
             body = json.dumps({"code": 500, "message": BAD_TEXT}).encode()  # \\ud800 escapes
-            await _reply(send, _Answer(500, [(b"content-type", b"application/json")], body))
+            await reply(send, Answer(500, [(b"content-type", b"application/json")], body))
             return
         await app(scope, receive, send)
 
