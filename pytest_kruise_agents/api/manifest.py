@@ -142,7 +142,8 @@ def load_manifests(source: ManifestSource) -> list[KubeObject]:
 
     ``source`` is YAML text (several documents separated by ``---``), JSON
     text, one mapping, a sequence of mappings, or models (each checked as
-    its manifest would be, and returned as a new, equal model). ``kind: List`` is unwrapped. Empty documents are skipped. Raise one
+    its manifest would be, and returned as a new, equal model). ``kind:
+    List`` is unwrapped. Empty documents are skipped. Raise one
     :class:`InvalidError` for the first problem found.
     """
     try:

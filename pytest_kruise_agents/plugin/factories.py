@@ -255,8 +255,8 @@ def _claim(name: str, namespace: str, spec: dict[str, Any]) -> SandboxClaim:
     The spec is built as Python builds models, not decoded as a manifest:
     snake_case or camelCase names at any depth, a ``timedelta`` or a bare
     number of seconds for a duration, models or mappings for the parts. The
-    metadata is checked as the API server checks a manifest's, since a model
-    applied from Python is not checked again.
+    metadata is checked as the API server checks a manifest's here, so that
+    its error names the factory's keyword, before the apply checks it again.
     """
     where = f"SandboxClaim/{name}"
     try:
