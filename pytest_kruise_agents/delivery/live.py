@@ -82,7 +82,9 @@ def _claim(
     latency: float | None = None
     retries = 0
     try:
-        sbx = Sandbox.create(workload.template, **connection)
+        # The deadline counts from here: a create that hangs must not outlive it
+        # (the server then cancels the claim, as for any client that goes away).
+        sbx = Sandbox.create(workload.template, **{"request_timeout": deadline_s, **connection})
         phases["created"] = time.perf_counter() - start
         while True:
             try:
@@ -144,7 +146,8 @@ def run_on_server(
     :param domain: the sandboxes' domain when the server's responses name none;
         by default ``url``'s host without its ``api.`` (the inverse of the SDK's
         ``https://api.<domain>``), else the SDK's (``E2B_DOMAIN``, else ``e2b.app``).
-    :param deadline_s: a claim that has not run a command this long after its create fails.
+    :param deadline_s: a claim that has not run a command this long after its create was
+        sent fails (the create itself included: its request times out then).
     :param kill: kill each sandbox once measured.
     :param seed: seeds the Poisson arrivals of a ``Rate`` workload.
     """

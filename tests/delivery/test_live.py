@@ -8,7 +8,8 @@ import random
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,38 @@ def test_a_failed_create_is_a_failed_delivery(server: tuple[str, SimBackend]) ->
     )
     assert len(result.failed) == 1
     assert "AuthenticationException" in (result.failed[0].error or "")
+
+
+def test_a_create_that_hangs_fails_at_the_deadline_and_leaves_nothing() -> None:
+    """On the wall clock, a pool that cannot fill in time: the claim fails at ``deadline_s``
+    (not at the SDK's own request timeout), and the server cancels it."""
+    backend = SimBackend.default(seed=2, replicas=0, nodes=1, clock="realtime")
+    backend.set_latency("pod.create", "200s")
+    thread = ServerThread(create_app(backend, Settings(api_keys=[ApiKey(KEY)]))).start()
+    try:
+        started = time.monotonic()
+        result = run_on_server(
+            Burst(1), url=thread.url, api_key=KEY, sandbox_url=thread.url, deadline_s=2
+        )
+        took = time.monotonic() - started
+        assert len(result.failed) == 1, result.deliveries
+        assert took < 20
+        assert eventually_true(
+            lambda: any(r.get("error") == "context canceled" for r in backend.records())
+        )
+    finally:
+        thread.stop()
+        backend.close()
+
+
+def eventually_true(check: Callable[[], bool], within: float = 10.0) -> bool:
+    """Whether ``check()`` holds within ``within`` wall seconds."""
+    deadline = time.monotonic() + within
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def test_only_the_e2b_path_exists_against_a_server(server: tuple[str, SimBackend]) -> None:
