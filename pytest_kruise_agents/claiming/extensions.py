@@ -22,6 +22,7 @@ from pytest_kruise_agents.api import keys
 from pytest_kruise_agents.api.durations import parse_duration
 from pytest_kruise_agents.api.quantity import parse_quantity
 from pytest_kruise_agents.api.sandboxclaim import CSIMountConfig
+from pytest_kruise_agents.api.validation import FieldProblem, check_annotations
 from pytest_kruise_agents.claiming.errors import BadRequestError
 from pytest_kruise_agents.claiming.modification import ClaimOptions, InitRuntimeRequest
 from pytest_kruise_agents.claiming.timeouts import DEFAULT_TIMEOUT_S, FOREVER, create_times
@@ -359,6 +360,12 @@ def parse_create_metadata(
             )
         else:
             annotations[key] = value
+    try:
+        # Stored as the sandbox's annotations: the API server would refuse the
+        # lock write of more than 256 KiB (upstream answers that write's 400).
+        check_annotations(annotations)
+    except FieldProblem as exc:
+        raise BadRequestError(f"{BAD_METADATA_PREFIX}{exc.reason}", field="metadata") from None
 
     def get(key: str) -> str | None:
         return md.get(key)

@@ -525,3 +525,15 @@ def test_a_label_or_key_with_a_trailing_newline_is_a_bad_request() -> None:
     rejects({"team\n": "x"}, "team")
     with pytest.raises(BadRequestError):
         parse(claim_timeout_seconds="30\n")
+
+
+def test_metadata_over_the_annotation_limit_is_a_bad_request() -> None:
+    """Stored as annotations, more than 256 KiB could never be written: a 400, not a sandbox
+    whose own dump no longer loads."""
+    big = "x" * (100 * 1024)
+    fits = {"a": big, "b": big}
+    assert parse_create_metadata(fits).annotations == fits
+    with pytest.raises(BadRequestError) as info:
+        parse_create_metadata({**fits, "c": big})
+    assert info.value.code == 400
+    assert "may not be more than 256 KiB in total" in info.value.message
