@@ -56,14 +56,13 @@ from pytest_kruise_agents.backends.base import (
     TemplateView,
 )
 from pytest_kruise_agents.claiming.errors import NotFoundError as ClaimNotFound
-from pytest_kruise_agents.claiming.recycle import recycle_pending
-from pytest_kruise_agents.claiming.state import sandbox_state
 from pytest_kruise_agents.claiming.view import (
     SandboxView,
     e2b_state,
     init_request,
     sandbox_id,
     sandbox_view,
+    served_state,
     split_sandbox_id,
     template_resources,
 )
@@ -674,11 +673,8 @@ class SimBackend:
             sbx = self.cluster.manager.lookup(sandbox_id)
             if sbx is None or not sbx.metadata.annotations.get(keys.ANN_OWNER):
                 return None
-            state, _ = sandbox_state(sbx, self.cluster.now_dt())
-            if state is SandboxState.RUNNING and recycle_pending(sbx):
-                # Killed to be recycled: no traffic from the kill on, not from the
-                # controller's Recycling a watch lag (on the virtual clock, a step) later.
-                state = SandboxState.PAUSED
+            # Killed to be recycled: no traffic from the kill on (served_state).
+            state, _ = served_state(sbx, self.cluster.now_dt())
             init = init_request(sbx)
             return Route(
                 sandbox_id=sandbox_id,

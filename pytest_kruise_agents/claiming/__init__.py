@@ -237,6 +237,7 @@ from pytest_kruise_agents.claiming.view import (
     init_request,
     sandbox_id,
     sandbox_view,
+    served_state,
     split_sandbox_id,
     template_resources,
 )
@@ -436,6 +437,7 @@ __all__ = [
     "scale_up_limit",
     "select_candidate",
     "selector_for",
+    "served_state",
     "set_timeout_times",
     "should_extend",
     "split_sandbox_id",

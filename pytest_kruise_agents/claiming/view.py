@@ -40,6 +40,7 @@ __all__ = [
     "init_request",
     "sandbox_id",
     "sandbox_view",
+    "served_state",
     "split_sandbox_id",
     "template_resources",
 ]
@@ -60,17 +61,29 @@ def split_sandbox_id(sid: str) -> tuple[str, str] | None:
     return ns, name
 
 
+def served_state(sbx: Sandbox, now: datetime) -> tuple[SandboxState, str]:
+    """:func:`sandbox_state` as the E2B side serves it: a kill asked to recycle it pauses it.
+
+    From the kill on the sandbox is its caller's no longer: it takes no traffic
+    and reads ``paused`` (upstream shows ``running`` until the controller's
+    ``Recycling``, a watch lag later).
+    """
+    state, reason = sandbox_state(sbx, now)
+    if state is SandboxState.RUNNING and recycle_pending(sbx):
+        return SandboxState.PAUSED, reason
+    return state, reason
+
+
 def e2b_state(sbx: Sandbox, now: datetime) -> E2BState | None:
     """The E2B ``state`` of a claimed sandbox (``running``/``paused``), or ``None`` if not shown.
 
     A claimed sandbox whose pod runs but is not Ready is ``dead`` for pools and
     routing yet shown as ``running`` (§9 item 11). One a kill asked to recycle
-    is ``paused`` from the kill on, as it takes no traffic from then (upstream
-    shows ``running`` until the controller's ``Recycling``, a watch lag later).
+    is ``paused`` (:func:`served_state`).
     """
-    state, reason = sandbox_state(sbx, now)
+    state, reason = served_state(sbx, now)
     if state is SandboxState.RUNNING:
-        return "paused" if recycle_pending(sbx) else "running"
+        return "running"
     if state is SandboxState.PAUSED:
         return "paused"
     if state is SandboxState.DEAD and reason == REASON_CLAIMED_NOT_READY:
