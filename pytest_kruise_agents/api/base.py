@@ -19,6 +19,7 @@ from pydantic.alias_generators import to_camel
 
 from pytest_kruise_agents.api.copying import deep_copy, shallow_copy
 from pytest_kruise_agents.api.durations import format_duration, parse_duration
+from pytest_kruise_agents.api.rfc3339 import parse_rfc3339
 
 __all__ = [
     "MANIFEST",
@@ -112,12 +113,22 @@ def parse_time(value: Any) -> datetime:
     return dt.astimezone(UTC)
 
 
+def _parse_time_field(value: Any, info: ValidationInfo) -> datetime:
+    if isinstance(value, str) and from_manifest(info):
+        # metav1.Time reads exactly time.RFC3339: no bare date, no space for the
+        # "T", no missing offset (Python callers keep fromisoformat's leniency).
+        try:
+            return parse_rfc3339(value).astimezone(UTC)
+        except ValueError as exc:
+            raise ValueError(f"invalid RFC 3339 time {value!r}: {exc}") from None
+    return parse_time(value)
+
+
 def format_time(value: datetime) -> str:
     """RFC 3339 in UTC with a ``Z`` suffix, whole seconds unless there is a fraction."""
-    value = value.astimezone(UTC)
-    if value.microsecond:
-        return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+    # isoformat, not strftime: glibc's %Y writes year 1 as "1", which no parser reads back.
+    value = value.astimezone(UTC).replace(tzinfo=None)
+    return value.isoformat(timespec="microseconds" if value.microsecond else "seconds") + "Z"
 
 
 def _parse_duration_field(value: Any, info: ValidationInfo) -> timedelta:
@@ -153,7 +164,7 @@ def enum_from_text(enum: type[_E]) -> Callable[[Any], Any]:
 
 Time = Annotated[
     datetime,
-    BeforeValidator(parse_time),
+    BeforeValidator(_parse_time_field),
     PlainSerializer(format_time, return_type=str, when_used="json"),
 ]
 """An RFC 3339 timestamp field (``metav1.Time``)."""

@@ -17,7 +17,8 @@ _UNIT_NANOS = {
     "m": 60_000_000_000,
     "h": 3_600_000_000_000,
 }
-_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+# ASCII digits only: Go reads '0'..'9', where Python's \d also takes other scripts' digits.
+_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)", re.ASCII)
 
 
 _MAX_NANOS = 2**63 - 1
@@ -29,11 +30,12 @@ def parse_duration(text: str) -> timedelta:
     """Parse a Go duration string; raise :class:`ValueError` naming the problem.
 
     Accepts what ``time.ParseDuration`` accepts: an optional sign, then one or
-    more ``<number><unit>`` parts (units ns, us, ms, s, m, h), or ``"0"``.
+    more ``<number><unit>`` parts (units ns, us, ms, s, m, h), or ``"0"``; no
+    surrounding whitespace (``metav1.Duration`` hands the JSON string to Go untrimmed).
     """
     if not isinstance(text, str):
         raise ValueError(f"expected a duration string like '30s' or '1m', got {text!r}")
-    s = text.strip()
+    s = text
     if not s:
         raise ValueError("empty duration")
     sign = 1

@@ -187,11 +187,18 @@ def load_manifest(source: ManifestSource) -> KubeObject:
 
 
 class _Loader(yaml.SafeLoader):
-    """Safe YAML loading that refuses a key given twice in one mapping.
+    """Safe YAML loading as kubectl reads YAML.
 
-    PyYAML silently keeps the last value; kubectl refuses the manifest, and a
-    silently dropped field is exactly the kind of mistake worth an error.
+    A key given twice in one mapping is refused: PyYAML silently keeps the last
+    value; kubectl refuses the manifest, and a silently dropped field is exactly
+    the kind of mistake worth an error. A timestamp-looking scalar stays its text.
     """
+
+    def construct_timestamp_text(self, node: yaml.Node) -> str:
+        # kubectl's YAML library (go-yaml v2) keeps an untyped timestamp as the
+        # string written, "for backward compatibility": an unquoted date is an
+        # annotation value as written, and a time field parses it as RFC 3339.
+        return str(self.construct_scalar(node))  # type: ignore[arg-type]
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
@@ -211,6 +218,9 @@ class _Loader(yaml.SafeLoader):
                 )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _Loader.construct_timestamp_text)
 
 
 class _DuplicateKeyError(ValueError):

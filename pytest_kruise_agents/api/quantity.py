@@ -33,8 +33,10 @@ _SUFFIX = {
     "Pi": Decimal(2) ** 50,
     "Ei": Decimal(2) ** 60,
 }
+# ASCII digits only (Go's parser reads '0'..'9'); fullmatch, as ``$`` would let a "\n" end it.
 _QUANTITY = re.compile(
-    r"^([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]?)$"
+    r"([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]?)",
+    re.ASCII,
 )
 
 
@@ -44,7 +46,8 @@ def parse_quantity(value: str | int | float) -> Decimal:
         raise ValueError(f"invalid quantity {value!r}")
     if isinstance(value, int | float):
         return Decimal(str(value))
-    m = _QUANTITY.match(value.strip())
+    # Surrounding whitespace is trimmed as Quantity.UnmarshalJSON trims it (strings.TrimSpace).
+    m = _QUANTITY.fullmatch(value.strip())
     if m is None:
         raise ValueError(f"invalid quantity {value!r}: expected a number with an optional suffix")
     try:

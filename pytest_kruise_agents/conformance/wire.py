@@ -7,13 +7,13 @@ The field lists are those the SDK's generated client requires (e2b-protocol
 from __future__ import annotations
 
 import datetime as dt
-import re
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Final, TypeVar
 
 import httpx
 
+from pytest_kruise_agents.api.rfc3339 import parse_rfc3339
 from pytest_kruise_agents.conformance.expect import expect, expect_status, fail, json_body
 from pytest_kruise_agents.conformance.target import Api
 
@@ -92,52 +92,6 @@ def expect_fields(
     return body
 
 
-_DATE_TIME: Final = re.compile(
-    r"(?P<year>[0-9]{4})-(?P<month>[0-9]{2})-(?P<day>[0-9]{2})[Tt]"
-    r"(?P<hour>[0-9]{2}):(?P<minute>[0-9]{2}):(?P<second>[0-9]{2})(?:\.(?P<frac>[0-9]+))?"
-    r"(?:(?P<utc>[Zz])|(?P<sign>[+-])(?P<off_hour>[0-9]{2}):(?P<off_minute>[0-9]{2}))"
-)
-"""RFC 3339 §5.6 ``date-time`` ("T" and "Z" may be lower case, §5.6 NOTE); the ranges of
-its fields are checked by :mod:`datetime`."""
-
-_LEAP_SECOND: Final = 60
-
-
-def _zone(m: re.Match[str]) -> dt.timezone:
-    """The offset of a :data:`_DATE_TIME` match (``ValueError`` when out of range)."""
-    if m["utc"]:
-        return dt.UTC
-    hours, minutes = int(m["off_hour"]), int(m["off_minute"])
-    if hours > 23 or minutes > 59:
-        raise ValueError(f"offset {m['sign']}{m['off_hour']}:{m['off_minute']} out of range")
-    offset = dt.timedelta(hours=hours, minutes=minutes)
-    return dt.timezone(-offset if m["sign"] == "-" else offset)
-
-
-def _date_time(m: re.Match[str]) -> dt.datetime:
-    """The instant of a :data:`_DATE_TIME` match (``ValueError`` for a field out of range)."""
-    second = int(m["second"])
-    leap = second == _LEAP_SECOND
-    micro = int((m["frac"] or "")[:6].ljust(6, "0"))
-    parsed = dt.datetime(
-        int(m["year"]),
-        int(m["month"]),
-        int(m["day"]),
-        int(m["hour"]),
-        int(m["minute"]),
-        second - 1 if leap else second,
-        micro,
-        _zone(m),
-    )
-    if leap:
-        # A leap second ends a UTC day (23:59:60Z); datetime has no second 60: the next one.
-        utc = parsed.astimezone(dt.UTC)
-        if (utc.hour, utc.minute) != (23, 59):
-            raise ValueError("a leap second is only 23:59:60 UTC")
-        parsed += dt.timedelta(seconds=1)
-    return parsed
-
-
 def parse_time(value: Any, what: str) -> dt.datetime:
     """An RFC 3339 §5.6 ``date-time`` as an aware datetime (fail if it is not one).
 
@@ -147,12 +101,9 @@ def parse_time(value: Any, what: str) -> dt.datetime:
     """
     if not isinstance(value, str):
         fail(what, "an RFC 3339 timestamp", repr(value))
-    m = _DATE_TIME.fullmatch(value)
-    if m is None:
-        fail(what, "an RFC 3339 timestamp (YYYY-MM-DDThh:mm:ss[.frac](Z|+hh:mm))", repr(value))
     try:
-        return _date_time(m)
-    except (ValueError, OverflowError) as exc:
+        return parse_rfc3339(value)
+    except ValueError as exc:
         fail(what, "an RFC 3339 timestamp", f"{value!r} ({exc})")
 
 

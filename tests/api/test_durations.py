@@ -36,10 +36,15 @@ def test_go_duration_strings_parse(text: str, seconds: float) -> None:
         ("1d", "expected <number><unit> parts"),
         ("2562048h", "out of range (at most 2562047h47m16s)"),
         ("99999999999h", "out of range"),
+        (" 30s", "expected <number><unit> parts"),
+        ("30s\n", "expected <number><unit> parts"),
+        ("\u0663\u0660s", "expected <number><unit> parts"),
+        ("\uff13s", "expected <number><unit> parts"),
     ],
 )
 def test_what_go_refuses_is_a_value_error(text: str, reason: str) -> None:
-    """No unit, an unknown unit, or more than an int64 of nanoseconds: ValueError saying which."""
+    """No unit, an unknown unit, more than an int64 of nanoseconds, surrounding blanks (Go does not
+    trim) or digits other than ASCII ones: ValueError saying which."""
     with pytest.raises(ValueError, match=reason.replace("(", r"\(").replace(")", r"\)")):
         parse_duration(text)
 

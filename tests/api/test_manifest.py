@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pytest_kruise_agents.api import (
     InvalidError,
@@ -207,6 +209,39 @@ def test_yaml_timestamps_load_as_utc_times() -> None:
     assert obj.spec.shutdown_time == datetime(2026, 1, 1, 0, 5, tzinfo=UTC)
 
 
+@given(st.datetimes(timezones=st.just(UTC)))
+def test_a_dumped_time_loads_back_as_the_same_instant(when: datetime) -> None:
+    """Any year (1 too: strftime would write it "1") and any microsecond survive dump then load."""
+    sandbox = Sandbox.model_validate(
+        {"metadata": {"name": "s"}, "spec": {"shutdownTime": when, "template": {}}}
+    )
+    assert load_manifest(to_manifest_dict(sandbox)).spec.shutdown_time == when  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "text", ["2026-01-01", "2026-01-01 00:05:00Z", "2026-01-01T00:05:00", "20260101T000500Z"]
+)
+def test_a_manifest_time_is_exactly_rfc_3339(text: str) -> None:
+    """``metav1.Time`` parses ``time.RFC3339``: no bare date, space, missing offset or basic form."""
+    with pytest.raises(InvalidError) as info:
+        load_manifest(
+            "apiVersion: agents.kruise.io/v1alpha1\nkind: Sandbox\n"
+            f"metadata: {{name: s}}\nspec: {{shutdownTime: '{text}'}}\n"
+        )
+    assert info.value.field == "Sandbox/s spec.shutdownTime"
+    assert info.value.reason.startswith(f"invalid RFC 3339 time '{text}'")
+
+
+def test_an_unquoted_date_in_an_annotation_is_its_text() -> None:
+    """kubectl's YAML reader keeps a timestamp-looking scalar as the string written."""
+    obj = load_manifest(
+        "apiVersion: agents.kruise.io/v1alpha1\nkind: Sandbox\nmetadata:\n  name: s\n"
+        "  annotations: {day: 2026-01-01, at: 2026-01-01 00:05:00}\n"
+        "spec: {template: {spec: {containers: [{name: c, image: i}]}}}\n"
+    )
+    assert obj.metadata.annotations == {"day": "2026-01-01", "at": "2026-01-01 00:05:00"}
+
+
 def test_load_manifest_wants_exactly_one_object() -> None:
     """load_manifest refuses a source with zero or several objects."""
     with pytest.raises(InvalidError) as info:
@@ -310,6 +345,14 @@ def test_a_bad_duration_says_why() -> None:
     error = error_of(claim_dict(claimTimeout="abc"))
     assert error.field == "SandboxClaim/my-claim spec.claimTimeout"
     assert error.reason.startswith("invalid duration 'abc'")
+
+
+@pytest.mark.parametrize("text", [" 30s", "30s ", "\u0663\u0660s"])
+def test_a_duration_is_read_as_go_reads_it(text: str) -> None:
+    """``metav1.Duration`` hands the string to ``time.ParseDuration`` untrimmed, ASCII digits only."""
+    error = error_of(claim_dict(claimTimeout=text))
+    assert error.field == "SandboxClaim/my-claim spec.claimTimeout"
+    assert error.reason.startswith(f"invalid duration {text!r}")
 
 
 def test_a_wrong_type_shows_the_offending_value() -> None:

@@ -35,3 +35,15 @@ def test_the_positive_checks_name_the_resource_and_the_value() -> None:
         positive_memory("-1Gi")
     with pytest.raises(ValueError, match=r"invalid quantity 'lots'"):
         positive_cpu("lots")
+
+
+def test_surrounding_whitespace_is_trimmed_as_the_api_server_trims_it() -> None:
+    """``Quantity.UnmarshalJSON`` trims the JSON string before parsing it."""
+    assert memory_bytes(" 512Mi\n") == 512 * 2**20
+
+
+@pytest.mark.parametrize("text", ["\u0661", "\uff12Gi", "5\u0660\u0660m", "1 Gi"])
+def test_only_ascii_digits_make_a_quantity(text: str) -> None:
+    """Go reads '0'..'9': Arabic-Indic or full-width digits, or inner blanks, are malformed."""
+    with pytest.raises(ValueError, match="invalid quantity"):
+        cpu_millis(text)

@@ -1,4 +1,4 @@
-"""``wire.parse_time``: exactly the RFC 3339 §5.6 ``date-time`` the SDKs parse, no wider ISO 8601."""
+"""``wire.parse_time``: a timestamp the SDKs can parse, or a failed check naming the field."""
 
 from __future__ import annotations
 
@@ -9,60 +9,16 @@ import pytest
 from pytest_kruise_agents.conformance.expect import CheckFailed
 from pytest_kruise_agents.conformance.wire import parse_time
 
-UTC = dt.UTC
+
+def test_an_rfc_3339_date_time_is_its_instant() -> None:
+    assert parse_time("2026-01-02T03:04:05+01:00", "startedAt") == dt.datetime(
+        2026, 1, 2, 2, 4, 5, tzinfo=dt.UTC
+    )
 
 
-@pytest.mark.parametrize(
-    ("text", "wanted"),
-    [
-        ("2026-01-02T03:04:05Z", dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)),
-        # RFC 3339 §5.6 NOTE: "T" and "Z" may be lower case.
-        ("2026-01-02t03:04:05z", dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)),
-        ("2026-01-02T03:04:05.5Z", dt.datetime(2026, 1, 2, 3, 4, 5, 500000, tzinfo=UTC)),
-        # Any number of fraction digits (Go writes nine); past microseconds they are dropped.
-        ("2026-01-02T03:04:05.123456789Z", dt.datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)),
-        (
-            "2026-01-02T03:04:05+05:30",
-            dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone(dt.timedelta(hours=5, minutes=30))),
-        ),
-        ("2026-01-02T03:04:05-00:00", dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)),
-        ("2024-02-29T00:00:00Z", dt.datetime(2024, 2, 29, tzinfo=UTC)),
-        # A leap second is the second after :59.
-        ("2016-12-31T23:59:60Z", dt.datetime(2017, 1, 1, tzinfo=UTC)),
-    ],
-)
-def test_an_rfc_3339_date_time_is_parsed(text: str, wanted: dt.datetime) -> None:
-    assert parse_time(text, "startedAt") == wanted
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
-        "20260102T030405Z",  # ISO 8601 basic format
-        "2026-W01-5T03:04:05Z",  # ISO 8601 week date
-        "2026-002T03:04:05Z",  # ISO 8601 ordinal date
-        "2026-01-02T03:04:05",  # no offset
-        "2026-01-02 03:04:05Z",  # space, not T
-        "2026-01-02T03:04Z",  # no seconds
-        "2026-01-02T03:04:05.Z",  # an empty fraction
-        "2026-01-02T03:04:05,5Z",  # comma fraction
-        "2026-01-02T03:04:05+0530",  # offset without colon
-        "2026-01-02T03:04:05+05",  # offset without minutes
-        "2026-01-02T03:04:05UTC",
-        "2026-1-2T3:4:5Z",  # digits missing
-        "2026-13-02T03:04:05Z",  # month 13
-        "2026-02-30T03:04:05Z",  # no such day
-        "2025-02-29T00:00:00Z",  # not a leap year
-        "2026-01-02T24:00:00Z",  # hour 24
-        "2026-01-02T03:60:00Z",  # minute 60
-        "2026-01-02T03:04:61Z",  # second 61
-        "2026-01-02T03:04:05+24:00",  # offset hour 24
-        "2026-01-02T03:04:05Z ",  # trailing space
-        "\uff12\uff10\uff12\uff16-01-02T03:04:05Z",  # full-width digits
-        "",
-    ],
-)
+@pytest.mark.parametrize("text", ["2026-01-02 03:04:05Z", "2026-02-30T03:04:05Z", ""])
 def test_what_is_not_an_rfc_3339_date_time_fails_the_check(text: str) -> None:
+    """The grammar is :func:`parse_rfc3339`'s (its tests list the cases); the failure names the field."""
     with pytest.raises(CheckFailed, match="startedAt: expected an RFC 3339 timestamp"):
         parse_time(text, "startedAt")
 
