@@ -77,6 +77,7 @@ class Cluster:
     :param latencies: latency overrides by name, e.g. ``{"pod.create": "exp(2s)"}``.
     :param knobs: profile knob overrides, e.g. ``claim_workers=10``.
     :param log: keep the event log (turn off for very long runs).
+    :param records_limit: keep only the latest this many claim records (``None``: all).
     """
 
     def __init__(
@@ -88,6 +89,7 @@ class Cluster:
         latencies: Mapping[str, Any] | None = None,
         epoch: datetime = DEFAULT_EPOCH,
         log: bool = True,
+        records_limit: int | None = None,
         **knobs: Any,
     ) -> None:
         # Bad arguments raise InvalidError naming what is wrong, as apply() does.
@@ -121,8 +123,12 @@ class Cluster:
             for i, name in enumerate(names):
                 if name in names[:i]:
                     raise InvalidError(f"nodes[{i}].name", f"{name!r} is given twice")
+        try:
+            records = ClaimRecords(records_limit)
+        except ValueError as exc:
+            raise InvalidError("records_limit", str(exc)) from None
         self.ctx = SimContext(seed=seed, profile=prof, epoch=epoch, log_enabled=log)
-        self.world = World(self.ctx)
+        self.world = World(self.ctx, records)
         self.runtime = AgentRuntime(self.world)
         self.nodes = Nodes(self.world, specs)
         self.sandbox_controller = SandboxController(self.world, self.runtime)

@@ -6,6 +6,7 @@ Benchmarks, reports and assertions read these. Phase names follow the manager's
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -85,10 +86,28 @@ class ClaimRecord:
 
 
 class ClaimRecords:
-    """All claim records of a run, in request order."""
+    """The claim records of a run, in request order.
 
-    def __init__(self) -> None:
-        self._records: list[ClaimRecord] = []
+    :param limit: keep only the latest ``limit`` records (``None``: all). A
+        server that stays up for weeks would otherwise grow by a record per
+        claim; the older ones are dropped (:attr:`dropped` counts them) and
+        record ids keep counting.
+    """
+
+    def __init__(self, limit: int | None = None) -> None:
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
+        ):
+            raise ValueError(f"limit must be a whole number >= 1 or None, got {limit!r}")
+        self._records: deque[ClaimRecord] = deque(maxlen=limit)
+        self._next_id = 1
+        self.dropped = 0
+        """Records dropped to keep within the limit (since the last :meth:`clear`)."""
+
+    @property
+    def limit(self) -> int | None:
+        """The most records kept, or ``None`` for all."""
+        return self._records.maxlen
 
     def new(
         self,
@@ -102,7 +121,7 @@ class ClaimRecords:
     ) -> ClaimRecord:
         """Start a record."""
         rec = ClaimRecord(
-            id=len(self._records) + 1,
+            id=self._next_id,
             path=path,
             namespace=namespace,
             template=template,
@@ -110,6 +129,9 @@ class ClaimRecords:
             requested=requested,
             claim_name=claim_name,
         )
+        self._next_id += 1
+        if len(self._records) == self._records.maxlen:
+            self.dropped += 1  # the append below pushes the oldest out
         self._records.append(rec)
         return rec
 
@@ -131,5 +153,7 @@ class ClaimRecords:
         return [r for r in self._records if r.failed is not None]
 
     def clear(self) -> None:
-        """Forget all records (e.g. after a warm-up)."""
+        """Forget all records (e.g. after a warm-up); ids start again at 1."""
         self._records.clear()
+        self._next_id = 1
+        self.dropped = 0

@@ -71,11 +71,11 @@ def _pod_node(pod: Any) -> Iterable[str]:
 class World:
     """One cluster's API server, caches and clients (see the module docstring)."""
 
-    def __init__(self, ctx: SimContext) -> None:
+    def __init__(self, ctx: SimContext, records: ClaimRecords | None = None) -> None:
         self.ctx = ctx
         prof = ctx.profile
         self.api = ApiServer(ctx)
-        self.records = ClaimRecords()
+        self.records = records if records is not None else ClaimRecords()
         self._pool_key_cache: dict[tuple[str, str], tuple[tuple[str, ...], tuple[str, ...]]] = {}
 
         self.controller_cache = Informer(

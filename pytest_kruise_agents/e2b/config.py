@@ -18,6 +18,7 @@
     knobs: {claim_workers: 100}
     domain: null
     auth: true
+    recordsLimit: 10000           # claim records kept for /_kruise/records; null keeps all
 
 Every problem is one :class:`ConfigError` naming the file, the field path
 (``sandboxsets[0]: SandboxSet/base spec.replicas``, ``apiKeys[1].team``) and
@@ -49,6 +50,7 @@ from simulator.nodes import NodeSpec
 from simulator.profile import get_profile
 
 __all__ = [
+    "RECORDS_LIMIT",
     "ApiKeyConfig",
     "ClockConfig",
     "ClusterConfig",
@@ -73,6 +75,10 @@ class ConfigError(ValueError):
         self.reason = reason
         where = f"{field}: " if field else ""
         super().__init__(f"{source}: {where}{reason}")
+
+
+RECORDS_LIMIT = 10_000
+"""Claim records a server keeps by default: the latest ones (a few MB)."""
 
 
 class _Strict(BaseModel):
@@ -162,6 +168,7 @@ class ClusterConfig(_Strict):
     knobs: dict[str, Any] = Field(default_factory=dict)
     domain: str | None = None
     auth: bool = True
+    records_limit: int | None = Field(default=RECORDS_LIMIT, ge=1, alias="recordsLimit")
 
     @field_validator("nodes")
     @classmethod
@@ -344,6 +351,8 @@ def build(cfg: ClusterConfig, *, source: str = "<config>") -> tuple[SimBackend, 
         # No route reads the event log, and a server that stays up for days would
         # keep about 1 KB of it per claim: the claim records are what it serves.
         log=False,
+        # The records are served, but not all of them for ever (about 1 KB each).
+        records_limit=cfg.records_limit,
         **cfg.knobs,
     )
     pools = _pools(cfg, source)

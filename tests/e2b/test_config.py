@@ -212,6 +212,30 @@ def test_a_served_cluster_keeps_its_claim_records_but_no_event_log() -> None:
         backend.close()
 
 
+def test_a_served_cluster_keeps_the_latest_records_limit_records() -> None:
+    """``recordsLimit`` bounds what a long-lived server keeps; ids show how many went before."""
+    assert parse_config({}).records_limit == 10_000
+    backend, _ = build(
+        parse_config(
+            {"sandboxsets": pool_yaml("a", 3), "clock": {"mode": "virtual"}, "recordsLimit": 2}
+        )
+    )
+    try:
+        for _ in range(3):
+            backend.cluster.create_sandbox("a")
+        assert [r["id"] for r in backend.records()] == [2, 3]
+    finally:
+        backend.close()
+
+
+@pytest.mark.parametrize(("value", "reason"), [(0, "greater than or equal to 1"), (True, "")])
+def test_a_records_limit_below_one_is_refused(value: Any, reason: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config({"recordsLimit": value})
+    assert info.value.field == "recordsLimit"
+    assert reason in info.value.reason
+
+
 def test_empty_lists_mean_none(tmp_path: Path) -> None:
     cfg = parse_config({"sandboxsets": [], "apiKeys": []})
     backend, settings = build(cfg)

@@ -1,0 +1,68 @@
+"""Claim records: one per claim in request order, optionally only the latest ``limit``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from pytest_kruise_agents.api.errors import InvalidError
+from simulator import Cluster
+from simulator.records import ClaimRecords
+
+
+def _add(records: ClaimRecords, n: int) -> None:
+    for i in range(n):
+        records.new(path="e2b", namespace="default", template="t", owner="o", requested=float(i))
+
+
+def test_without_a_limit_every_record_is_kept() -> None:
+    records = ClaimRecords()
+    _add(records, 5)
+    assert [r.id for r in records] == [1, 2, 3, 4, 5]
+    assert (records.limit, records.dropped) == (None, 0)
+
+
+def test_a_limit_keeps_the_latest_records_and_ids_keep_counting() -> None:
+    """The oldest go first; the first kept id minus one is what was dropped."""
+    records = ClaimRecords(limit=3)
+    _add(records, 7)
+    assert [r.id for r in records] == [5, 6, 7]
+    assert [r.requested for r in records] == [4.0, 5.0, 6.0]
+    assert (len(records), records.dropped, records[0].id, records[-1].id) == (3, 4, 5, 7)
+
+
+def test_clear_forgets_the_records_and_starts_the_ids_again() -> None:
+    records = ClaimRecords(limit=2)
+    _add(records, 3)
+    records.clear()
+    _add(records, 1)
+    assert [r.id for r in records] == [1]
+    assert records.dropped == 0
+
+
+@pytest.mark.parametrize("limit", [0, -1, True, 2.0, "10"])
+def test_a_limit_is_a_whole_number_of_at_least_one(limit: Any) -> None:
+    with pytest.raises(ValueError, match="limit must be a whole number >= 1 or None"):
+        ClaimRecords(limit=limit)
+
+
+def test_a_cluster_keeps_only_its_records_limit() -> None:
+    """``Cluster(records_limit=n)``: the claim path writes to the bounded records."""
+    cluster = Cluster(seed=1, records_limit=2)
+    cluster.apply(
+        "apiVersion: agents.kruise.io/v1alpha1\nkind: SandboxSet\nmetadata: {name: p}\n"
+        "spec: {replicas: 3, runtimes: [{name: agent-runtime}],\n"
+        "       template: {spec: {containers: [{name: c, image: i}]}}}\n"
+    )
+    cluster.wait_for_pool("p")
+    for _ in range(3):
+        cluster.create_sandbox("p")
+    assert [r.id for r in cluster.records] == [2, 3]
+    assert cluster.last_record().id == 3
+
+
+def test_a_bad_records_limit_names_the_argument() -> None:
+    with pytest.raises(InvalidError) as info:
+        Cluster(records_limit=0)
+    assert info.value.field == "records_limit"
