@@ -145,6 +145,11 @@ class SandboxClaimController(Reconciler[ClaimKey]):
             return wait
         now = ctx.now_dt()
         if claim.status.phase == ClaimPhase.COMPLETED:
+            # CalculateClaimStatus still sets observedGeneration (a spec edited after
+            # completion, e.g. its ttlAfterCompleted), then the TTL is handled.
+            decision = calculate_claim_status(claim, now)
+            if decision.changed:
+                yield from self._write_status(claim, decision.status)
             return (yield from self._expire(claim))
 
         sbs: SandboxSet | None = self.cache.get("SandboxSet", ns, claim.spec.template_name)

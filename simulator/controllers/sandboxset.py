@@ -544,6 +544,8 @@ class SandboxSetController(Reconciler[SetKey]):
             except ApiError as err:
                 if not err.is_not_found:
                     raise
+                # Gone already (a stale cache still lists it): nothing was pruned now.
+                continue
             self.ctx.record("sandboxset.template_pruned", f"{meta.namespace}/{meta.name}")
 
     def _rolling_victims(self, owned: _Owned, revision: str, sbs: SandboxSet) -> list[Sandbox]:

@@ -8,6 +8,7 @@ claim) or fails, as the test decides.
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -280,6 +281,22 @@ def test_ttl_deletes_only_the_claim(world: World) -> None:
     assert get_claim(world, "short") is None
     assert len(claimed_sandboxes(world, "short")) == 2
     assert events(world, "sandboxclaim.ttl_deleted") == ["default/short"]
+
+
+def test_a_spec_edited_after_completion_is_observed_and_its_new_ttl_applies(world: World) -> None:
+    """CalculateClaimStatus sets observedGeneration on a completed claim too (§5.4 step 3)."""
+    start(world, FakeClaimer(world))
+    apply_claim(world, "edited", ttl_after_completed="1h")
+    run_until(world, completed(world, "edited"))
+    claim = world.api.peek("SandboxClaim", "default", "edited").model_copy(deep=True)
+    claim.spec.ttl_after_completed = timedelta(seconds=30)
+    world.api.commit_update(claim, check_rv=False)
+    world.ctx.env.run(until=world.ctx.now() + 5)
+    got = get_claim(world, "edited")
+    assert got is not None and got.metadata.generation == 2
+    assert got.status.observed_generation == 2
+    world.ctx.env.run(until=world.ctx.now() + 30)
+    assert get_claim(world, "edited") is None
 
 
 def test_negative_ttl_never_deletes(world: World) -> None:

@@ -545,6 +545,24 @@ def test_each_revision_is_materialised_and_the_ten_newest_are_kept(
     assert len(events(world, "sandboxset.template_pruned")) == 3
 
 
+def test_a_prune_is_logged_once_for_each_template_really_deleted() -> None:
+    """Revisions two seconds apart: a reconcile whose stale cache still lists a pruned
+    template gets a 404 deleting it again, and logs no second prune."""
+    from simulator.cluster import Cluster
+
+    cluster = Cluster(seed=15)
+    for i in range(13):
+        cluster.apply(
+            "apiVersion: agents.kruise.io/v1alpha1\nkind: SandboxSet\nmetadata: {name: base}\n"
+            "spec: {replicas: 1, template: {spec: {containers: "
+            f"[{{name: main, image: 'python:3.{i}'}}]}}}}}}\n"
+        )
+        cluster.advance(2)
+    pruned = events(cluster.world, "sandboxset.template_pruned")
+    made = events(cluster.world, "sandboxset.template_materialized")
+    assert len(pruned) == len(set(pruned)) == len(made) - len(cluster.list("sbt")) == 3
+
+
 def test_a_materialised_template_deleted_by_hand_is_made_again_and_goes_with_its_set(
     world: World, controller: SandboxSetController
 ) -> None:
