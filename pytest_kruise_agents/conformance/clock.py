@@ -41,6 +41,9 @@ class ServerClock:
     key: str | None
     mode: Literal["virtual", "realtime", "wall"] = "wall"
     speed: float = 1.0
+    refused: int | None = None
+    """The HTTP status (401/403) with which the server's admin clock refused every key tried:
+    the server has one, and on a virtual clock time will not pass without its admin key."""
 
     @classmethod
     def detect(cls, api_url: str, keys: list[str | None], *, timeout: float = 10.0) -> ServerClock:
@@ -52,11 +55,14 @@ class ServerClock:
         """
         api_url = api_url.rstrip("/").removesuffix(KRUISE_PREFIX)
         given = [k for k in keys if k]
+        refused: int | None = None
         # No key at all: a server with auth disabled may still offer its clock.
         for key in given or [""]:
             headers = {"X-API-Key": key} if key else {}
             try:
                 resp = httpx.get(api_url + CLOCK_PATH, headers=headers, timeout=timeout)
+                if resp.status_code in (401, 403):
+                    refused = resp.status_code
                 body = resp.json() if resp.status_code == 200 else None
             except (httpx.HTTPError, ValueError):
                 continue
@@ -66,14 +72,24 @@ class ServerClock:
             if not isinstance(speed, int | float) or isinstance(speed, bool) or speed <= 0:
                 speed = 1.0
             return cls(api_url, key, body["mode"], float(speed))
-        return cls(api_url, None)
+        return cls(api_url, None, refused=refused)
 
     def describe(self) -> str:
-        """``virtual (admin clock)``, ``realtime x20 (admin clock)`` or ``wall clock``."""
+        """``virtual (admin clock)``, ``realtime x20 (admin clock)`` or ``wall clock``.
+
+        A wall clock chosen because the admin clock refused the keys says so: a
+        timing check that fails then is the key's doing, not the server's.
+        """
         if self.mode == "virtual":
             return "virtual (admin clock)"
         if self.mode == "realtime":
             return f"realtime x{self.speed:g} (admin clock)"
+        if self.refused is not None:
+            return (
+                f"wall clock: GET {CLOCK_PATH} refused the keys given (HTTP {self.refused}); "
+                "if the server's clock is virtual, time passes only with its admin key "
+                "(--admin-key, or --e2b-admin-key under pytest)"
+            )
         return "wall clock"
 
     @property

@@ -263,6 +263,11 @@ def parse_config(data: Any, *, source: str = "<config>") -> ClusterConfig:
     except ValidationError as exc:
         field, reason = _first(exc)
         raise ConfigError(source, field, reason) from None
+    if cfg.auth and cfg.api_keys == []:
+        # Every request would answer 401, the admin API's too: a server nobody can use.
+        raise ConfigError(
+            source, "apiKeys", "no key can call the server: give at least one, or set auth: false"
+        )
     try:
         profile = get_profile(cfg.profile)
     except ValueError as exc:

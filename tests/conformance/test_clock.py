@@ -11,7 +11,11 @@ from .conftest import ADMIN_KEY, REALTIME_SPEED, USER_KEY, serve
 
 def test_the_admin_clock_is_detected_with_the_admin_key_only() -> None:
     with serve(clock="virtual") as url:
-        assert ServerClock.detect(url, [USER_KEY]).mode == "wall"
+        refused = ServerClock.detect(url, [USER_KEY])
+        assert (refused.mode, refused.refused) == ("wall", 403)
+        # The report and every timing failure say why time may not pass.
+        assert refused.describe().startswith("wall clock: GET /_kruise/clock refused the keys")
+        assert "--admin-key" in refused.describe()
         clock = ServerClock.detect(url, [None, USER_KEY, ADMIN_KEY])
         assert (clock.mode, clock.key) == ("virtual", ADMIN_KEY)
         assert clock.describe() == "virtual (admin clock)"

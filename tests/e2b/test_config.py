@@ -236,8 +236,18 @@ def test_a_records_limit_below_one_is_refused(value: Any, reason: str) -> None:
     assert reason in info.value.reason
 
 
+def test_no_api_keys_with_auth_on_is_refused() -> None:
+    """Every request, the admin API's too, would answer 401: a server no one can use."""
+    with pytest.raises(ConfigError) as info:
+        parse_config({"apiKeys": []})
+    assert (info.value.field, info.value.reason) == (
+        "apiKeys",
+        "no key can call the server: give at least one, or set auth: false",
+    )
+
+
 def test_empty_lists_mean_none(tmp_path: Path) -> None:
-    cfg = parse_config({"sandboxsets": [], "apiKeys": []})
+    cfg = parse_config({"sandboxsets": [], "apiKeys": [], "auth": False})
     backend, settings = build(cfg)
     try:
         assert backend.templates(Caller(namespace="", user="")) == []
