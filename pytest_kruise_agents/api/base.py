@@ -19,7 +19,7 @@ from pydantic.alias_generators import to_camel
 
 from pytest_kruise_agents.api.copying import deep_copy, shallow_copy
 from pytest_kruise_agents.api.durations import format_duration, parse_duration
-from pytest_kruise_agents.api.rfc3339 import parse_rfc3339
+from pytest_kruise_agents.rfc3339 import parse_rfc3339
 
 __all__ = [
     "MANIFEST",

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from pytest_kruise_agents.api.rfc3339 import parse_rfc3339
+from pytest_kruise_agents.rfc3339 import parse_rfc3339
 
 UTC = dt.UTC
 

@@ -1,4 +1,9 @@
-"""RFC 3339 §5.6 ``date-time`` text, exactly that grammar (not ISO 8601 at large)."""
+"""RFC 3339 §5.6 ``date-time`` text, exactly that grammar (not ISO 8601 at large).
+
+Standard library only: the models read manifest times with it, and the
+conformance suite, which runs in an SDK's own environment without this
+project's dependencies, reads the server's timestamps with it.
+"""
 
 from __future__ import annotations
 
