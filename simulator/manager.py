@@ -36,9 +36,11 @@ from pytest_kruise_agents.claiming.errors import (
     NoAvailableError,
     NotFoundError,
     PickFailure,
+    RawError,
     RetryExhaustedError,
     add_pick_failure,
     create_http_code,
+    wrapped_raw_error,
 )
 from pytest_kruise_agents.claiming.extensions import (
     e2b_claim_options,
@@ -423,6 +425,9 @@ class SandboxManager:
                 if outcome is None:
                     raise _deadline_error(last, failures)
             if not outcome.retriable:
+                if isinstance(outcome, RawError):
+                    # Untyped: wrapped with what the earlier attempts met (§5.3 "Final error").
+                    raise wrapped_raw_error(outcome, last, failures) from outcome
                 raise outcome
             last = outcome
             if isinstance(outcome, NoAvailableError):
@@ -461,8 +466,8 @@ class SandboxManager:
 
         A sandbox already gone, or not viewable (reserved failure), still
         answers 204. A Running sandbox with ``cleanup-enabled: "true"`` is
-        recycled instead: the kill sets the ``cleanup`` trigger and the
-        Sandbox controller returns it to its pool
+        recycled instead (if the profile recycles on kill): the kill sets the
+        ``cleanup`` trigger and the Sandbox controller returns it to its pool
         (:mod:`pytest_kruise_agents.claiming.recycle`).
         """
         ctx = self.ctx
@@ -471,7 +476,7 @@ class SandboxManager:
         key = sandbox_key(sbx)
         if is_reserved_failed(sbx):
             return None
-        if can_recycle_on_kill(sbx):
+        if ctx.profile.recycle_on_kill and can_recycle_on_kill(sbx):
 
             def trigger(cur: Sandbox) -> Sandbox | None:
                 if cur.metadata.annotations.get(ANN_CLEANUP) == "true":

@@ -150,6 +150,10 @@ class Profile(BaseModel):
     """SandboxClaim searches only its own namespace (False: all namespaces, bug #824)."""
     inplace_resource_resize: bool = True
     """Feature gate ``SandboxInPlaceResourceResize``; off, no CPU resize is carried out."""
+    recycle_on_kill: bool = True
+    """A kill of a ``cleanup-enabled`` sandbox returns it to its pool (since v0.3.0); off, deletes."""
+    claim_annotations_on_pod: bool = True
+    """SandboxClaim annotations also go to the pod template (since v0.3.0); off, sandbox only."""
 
     # -- API clients (QPS, burst) -------------------------------------------------
     manager_qps: float = Field(default=500.0, gt=0)
@@ -269,12 +273,15 @@ PROFILES: dict[str, Profile] = {
         description=(
             "OpenKruise Agents v0.3.0 (2026-05-11): claim retry every 25 ms until a 1 min "
             "claim timeout, 60 s wait-ready default, SandboxClaim searches pools in all "
-            "namespaces (#824)"
+            "namespaces (#824), no recycling on kill, claim annotations on the sandbox only"
         ),
         retry="fixed",
         e2b_default_claim_timeout_s=60.0,
         e2b_default_wait_ready_timeout_s=60.0,
         claim_namespace_scoped=False,
+        # Both came after the tag (reference §4 recycle, §1.5 annotations, 2026-07-19).
+        recycle_on_kill=False,
+        claim_annotations_on_pod=False,
     ),
 }
 """The built-in profiles by name."""

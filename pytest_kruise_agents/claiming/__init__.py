@@ -20,6 +20,7 @@ from pytest_kruise_agents.claiming.errors import (
     NotFoundError,
     PickFailure,
     QuotaExceededError,
+    RawError,
     RetryExhaustedError,
     StartContainerFailedError,
     TokenError,
@@ -30,6 +31,7 @@ from pytest_kruise_agents.claiming.errors import (
     create_lock_error,
     http_code,
     update_lock_error,
+    wrapped_raw_error,
 )
 from pytest_kruise_agents.claiming.extensions import (
     BAD_EXTENSION_PREFIX,
@@ -347,6 +349,7 @@ __all__ = [
     "PickResult",
     "QuotaExceededError",
     "RandomSource",
+    "RawError",
     "RecycleTiming",
     "RetryExhaustedError",
     "RetrySchedule",
@@ -452,4 +455,5 @@ __all__ = [
     "validate_list_query",
     "validate_timeout_update",
     "wants_resource_resize",
+    "wrapped_raw_error",
 ]

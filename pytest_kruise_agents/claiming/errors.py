@@ -30,6 +30,7 @@ __all__ = [
     "NotFoundError",
     "PickFailure",
     "QuotaExceededError",
+    "RawError",
     "RetryExhaustedError",
     "StartContainerFailedError",
     "TokenError",
@@ -40,6 +41,7 @@ __all__ = [
     "create_lock_error",
     "http_code",
     "update_lock_error",
+    "wrapped_raw_error",
 ]
 
 
@@ -130,6 +132,24 @@ class InternalError(ClaimError):
     code = 500
     reason = "InternalError"
     default_message = "internal error"
+
+
+class RawError(InternalError):
+    """An error that is no typed manager error (§5.2 step 5: a non-conflict update of the
+    lock), terminal. The retry loop wraps it as Internal with the last error and the pick
+    failures (§5.3 "Final error"): :func:`wrapped_raw_error`."""
+
+
+def wrapped_raw_error(
+    err: RawError, last_error: ClaimError | None, pick_failures: Sequence[PickFailure]
+) -> InternalError:
+    """§5.3 "Final error" of an untyped error: ``<err>, last error: <…>, pick sandbox failures: [...]``."""
+    last = str(last_error) if last_error is not None else "<nil>"
+    return InternalError(
+        f"{err}, last error: {last}, "
+        f"pick sandbox failures: {_format_pick_failures(list(pick_failures))}",
+        reason=err.reason,
+    )
 
 
 # The pick reasons of §5.2 step 2 and the NoAvailableError reason each maps to.
@@ -335,11 +355,11 @@ def update_lock_error(status: int, message: str, *, reason: str = "") -> ClaimEr
     """Classify a failed update-type lock write (§5.2 step 5).
 
     409 is the optimistic lock losing a race and is retriable; any other
-    failure (NotFound, ...) is a raw, terminal error that surfaces as 500.
+    failure (NotFound, ...) is a raw, terminal error (:class:`RawError`) that surfaces as 500.
     """
     if status == 409:
         return LockConflictError(message)
-    return InternalError(message, reason=reason or "LockFailed")
+    return RawError(message, reason=reason or "LockFailed")
 
 
 def create_lock_error(status: int, message: str, *, reason: str = "") -> ClaimError:

@@ -251,13 +251,15 @@ def claim_options_for(
     access_token: str,
     now: datetime,
     resolved: dict[str, Any] | None = None,
+    annotations_on_pod: bool = True,
 ) -> ClaimOptions:
     """The claim options the SandboxClaim controller builds once per reconcile (§5.1).
 
     Namespace is the claim's own; the owner is the claim's UID; the
     ``claim-name`` label names the claim. Spec labels go to the sandbox and its
     pod template, spec annotations to the sandbox and (without reserved
-    prefixes) to the pod template. The runtime is initialised only if not
+    prefixes, unless ``annotations_on_pod`` is off as before 2026-07-19) to the
+    pod template. The runtime is initialised only if not
     skipped and the pool has the agent runtime (for a ``templateRef`` set, it
     may be in ``resolved``, the pod template of the SandboxTemplate the set
     names: #441). ``reserveFailedSandbox`` keeps failed sandboxes forever. No
@@ -282,7 +284,11 @@ def claim_options_for(
         claim_name=claim.metadata.name,
         labels=dict(spec.labels or {}),
         annotations=annotations,
-        pod_annotations={k: v for k, v in annotations.items() if not is_blacklisted(k)},
+        pod_annotations=(
+            {k: v for k, v in annotations.items() if not is_blacklisted(k)}
+            if annotations_on_pod
+            else {}
+        ),
         shutdown_time=spec.shutdown_time,
         reserve_failed_for=RESERVE_FOREVER if spec.reserve_failed_sandbox else None,
         inplace_image=inplace.image if inplace is not None else None,

@@ -305,3 +305,16 @@ class TestClaimOptionsFor:
         assert opts.reserve_failed_for == RESERVE_FOREVER
         assert opts.create_on_no_stock is False
         assert opts.wait_ready_timeout == timedelta(seconds=90)
+
+    def test_annotations_stay_off_the_pod_template_as_at_v0_3_0(self) -> None:
+        """Before 2026-07-19 (§1.5) claim annotations went to the sandbox only."""
+        claim = make_claim(annotations={"note": "x"})
+        opts = claim_options_for(
+            claim,
+            make_sandboxset(),
+            lock_string="L",
+            access_token="T",
+            now=NOW,
+            annotations_on_pod=False,
+        )
+        assert (opts.annotations, opts.pod_annotations) == ({"note": "x"}, {})

@@ -155,6 +155,18 @@ def test_only_enabled_running_sandboxes_are_recycled() -> None:
     assert not cluster.log.of_kind("manager.recycle")
 
 
+def test_the_v0_3_0_profile_deletes_what_it_kills() -> None:
+    """Recycling came after the tag (reference §4 "[since v0.3.0]"): a kill deletes."""
+    cluster = Cluster(seed=4, profile="openkruise-v0.3.0")
+    cluster.apply(recycling_pool())
+    cluster.wait_for_pool("py")
+    sid = claimed(cluster)
+    cluster.kill(sid)
+    cluster.advance(1)
+    assert all(s.metadata.name != sid.split("--")[1] for s in cluster.list("sbx"))
+    assert not cluster.log.of_kind("manager.recycle")
+
+
 def test_a_connect_to_a_killed_sandbox_is_a_404_and_never_reaches_the_next_holder() -> None:
     """Listed as paused while it recycles, the sandbox is no longer its killer's to resume.
 

@@ -16,6 +16,7 @@ from pytest_kruise_agents.claiming.errors import (
     ClaimError,
     ClaimTimeoutError,
     ConflictError,
+    InternalError,
     NotFoundError,
     RetryExhaustedError,
 )
@@ -164,6 +165,30 @@ def test_no_stock_is_retried_then_answers_500() -> None:
     rec = s.hw.world.records[0]
     assert rec.attempts == 10 and rec.pick_failures == {"NoStock": 10}
     assert rec.error_code == 500 and rec.error_reason == "RetryExhausted"
+
+
+def test_an_untyped_terminal_error_is_wrapped_with_what_came_before() -> None:
+    """§5.3 "Final error": a 503 on the lock after a 409 answers Internal with the last
+    error and the pick failures, not the bare 503."""
+    from simulator.cluster import Cluster
+
+    cluster = Cluster(seed=4)
+    cluster.apply(
+        "apiVersion: agents.kruise.io/v1alpha1\nkind: SandboxSet\nmetadata: {name: base}\n"
+        "spec: {replicas: 3, runtimes: [{name: agent-runtime}],\n"
+        "       template: {spec: {containers: [{name: c, image: i}]}}}\n"
+    )
+    cluster.wait_for_pool("base")
+    lock = {"verb": "update", "kind": "Sandbox", "client": "sandbox-manager"}
+    cluster.inject("api_conflict", selector=lock, count=1)
+    cluster.inject("api_error", selector=lock, code=503, start=cluster.now + 0.5, count=1)
+    with pytest.raises(InternalError) as info:
+        cluster.create_sandbox("base")
+    message = str(info.value)
+    assert message.startswith("injected 503 on update Sandbox, last error: injected conflict")
+    assert '"reason":"conflict","count":1}]' in message
+    rec = cluster.last_record()
+    assert (rec.attempts, rec.error_code, rec.error) == (2, 500, message)
 
 
 def test_fixed_retry_profile_retries_every_25ms_until_the_claim_timeout() -> None:
