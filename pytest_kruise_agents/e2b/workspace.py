@@ -184,6 +184,16 @@ class SandboxWorkspace:
         (self.root / "tmp").mkdir(exist_ok=True)
         self._ready = True
 
+    def expand(self, path: str, *, user: str = "user") -> str:
+        """The absolute sandbox path ``path`` names, as envd's ``ExpandAndResolve`` makes it.
+
+        ``~`` and relative paths start at ``user``'s home and ``..`` applies
+        lexically; no symlink is followed (``/home/user/link/x`` stays that),
+        which is the path envd's answers name. Raises :class:`PathEscapeError`
+        for a NUL byte or a climb above ``/``; touches nothing.
+        """
+        return "/" + "/".join(_parts(path, home_of(user)))
+
     def resolve(self, path: str, *, user: str = "user", follow_symlinks: bool = True) -> Path:
         """Map sandbox ``path`` to a host path inside :attr:`root`.
 
@@ -193,26 +203,10 @@ class SandboxWorkspace:
         ``follow_symlinks`` is false, so a link itself can be removed or
         stat-ed) and must stay inside the workspace. Raises
         :class:`PathEscapeError` otherwise; touches nothing but the
-        workspace's own first-use directories (:meth:`ensure`).
+        workspace's own first-use directories (:meth:`ensure`). What to
+        report back to the caller is :meth:`expand`'s path, not this one's.
         """
-        if "\x00" in path:
-            raise PathEscapeError(path, "contains a NUL byte")
-        home = home_of(user)
-        full = path
-        if full == "~" or full.startswith("~/"):
-            full = home + full[1:]
-        elif not full.startswith("/"):
-            full = f"{home}/{full}"
-        parts: list[str] = []
-        for part in full.split("/"):
-            if part in ("", "."):
-                continue
-            if part == "..":
-                if not parts:
-                    raise PathEscapeError(path, "climbs above the sandbox root with '..'")
-                parts.pop()
-            else:
-                parts.append(part)
+        parts = _parts(path, home_of(user))
         self.ensure()
         candidate = self.root.joinpath(*parts)
         if follow_symlinks or not parts:
@@ -264,6 +258,28 @@ class SandboxWorkspace:
                 await _run_on(item.loop, item.aclose)
             except Exception:
                 _log.exception("closing %r of sandbox %s failed", item, self.sandbox_id)
+
+
+def _parts(path: str, home: str) -> list[str]:
+    """The components of sandbox ``path`` made absolute from ``home``, ``..`` applied lexically."""
+    if "\x00" in path:
+        raise PathEscapeError(path, "contains a NUL byte")
+    full = path
+    if full == "~" or full.startswith("~/"):
+        full = home + full[1:]
+    elif not full.startswith("/"):
+        full = f"{home}/{full}"
+    parts: list[str] = []
+    for part in full.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not parts:
+                raise PathEscapeError(path, "climbs above the sandbox root with '..'")
+            parts.pop()
+        else:
+            parts.append(part)
+    return parts
 
 
 async def _run_on(loop: asyncio.AbstractEventLoop, fn: Callable[[], Awaitable[None]]) -> None:

@@ -178,6 +178,35 @@ def test_sandbox_path_is_the_inverse_of_resolve(ws: SandboxWorkspace) -> None:
     assert ws.sandbox_path(ws.root) == "/"
 
 
+@pytest.mark.parametrize(
+    ("path", "user", "named"),
+    [
+        ("x.txt", "user", "/home/user/x.txt"),
+        ("~/a/../b", "user", "/home/user/b"),
+        ("", "root", "/root"),
+        ("//tmp/./a//b", "user", "/tmp/a/b"),
+        ("/", "user", "/"),
+        ("link/inner.txt", "user", "/home/user/link/inner.txt"),
+    ],
+)
+def test_expand_names_the_path_as_envd_answers_it_without_following_links(
+    ws: SandboxWorkspace, path: str, user: str, named: str
+) -> None:
+    """Absolute, ``~`` and ``..`` applied, symlinks kept: what envd's answers report."""
+    ws.ensure()
+    (ws.home / "real").mkdir()
+    (ws.home / "link").symlink_to("real")
+    assert ws.expand(path, user=user) == named
+
+
+def test_expand_refuses_what_resolve_refuses_and_touches_nothing(ws: SandboxWorkspace) -> None:
+    for path in ("../../../x", "a\x00b"):
+        with pytest.raises(PathEscapeError):
+            ws.expand(path)
+    assert ws.expand("x") == "/home/user/x"
+    assert not ws.root.exists()
+
+
 # -- stop, remove, close ---------------------------------------------------------------
 
 

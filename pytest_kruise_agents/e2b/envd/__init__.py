@@ -5,7 +5,18 @@
 request its sandbox's workspace in ``scope["state"]["kruise_workspace"]``.
 """
 
-from pytest_kruise_agents.e2b.envd.app import WORKSPACE_KEY, EnvdApp, make_envd_app
+from pytest_kruise_agents.e2b.envd.app import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    WORKSPACE_KEY,
+    EnvdApp,
+    make_envd_app,
+)
 from pytest_kruise_agents.e2b.envd.files import DEFAULT_MAX_UPLOAD_BYTES
 
-__all__ = ["DEFAULT_MAX_UPLOAD_BYTES", "WORKSPACE_KEY", "EnvdApp", "make_envd_app"]
+__all__ = [
+    "DEFAULT_MAX_MESSAGE_BYTES",
+    "DEFAULT_MAX_UPLOAD_BYTES",
+    "WORKSPACE_KEY",
+    "EnvdApp",
+    "make_envd_app",
+]

@@ -21,6 +21,13 @@ A streaming request body cut inside an envelope, or one that does not inflate
 under its gzip encoding, is ``invalid_argument`` as connect-go answers it
 (:mod:`~pytest_kruise_agents.e2b.envd.envelopes`).
 
+An RPC request message larger than :data:`DEFAULT_MAX_MESSAGE_BYTES` (a huge
+``send_stdin``) is refused with ``invalid_argument`` naming the limit, before
+any of it is used. connect-go, under envd, reads messages of any size; the
+bound keeps one client from filling the server's memory. Not
+``resource_exhausted``, connectrpc's own answer: the SDK reads that as "Rate
+limit exceeded, please try again later", and a retry cannot help.
+
 Every error is JSON (``{"code": int, "message"}`` on HTTP routes, Connect's
 ``{"code": "<code>", "message"}`` on unary RPCs), or, on a streaming RPC,
 Connect's streaming error: HTTP 200 and an end-of-stream message
@@ -51,14 +58,19 @@ from pytest_kruise_agents.e2b.drain import DrainBeforeErrorMiddleware
 from pytest_kruise_agents.e2b.envd import context
 from pytest_kruise_agents.e2b.envd.auth import AuthError, check_token, user_from_basic
 from pytest_kruise_agents.e2b.envd.envelopes import EnvelopeFraming
-from pytest_kruise_agents.e2b.envd.errors import GuardedCodec, GuardedCompression, http_error
+from pytest_kruise_agents.e2b.envd.errors import (
+    GuardedCodec,
+    GuardedCompression,
+    http_error,
+    message_too_large,
+)
 from pytest_kruise_agents.e2b.envd.files import DEFAULT_MAX_UPLOAD_BYTES, download, upload
 from pytest_kruise_agents.e2b.envd.filesystem import FilesystemService
 from pytest_kruise_agents.e2b.envd.process import ProcessService
 from pytest_kruise_agents.e2b.envvars import env_vars_problem
 from pytest_kruise_agents.e2b.workspace import SandboxStopped, SandboxWorkspace, Workspaces
 
-__all__ = ["WORKSPACE_KEY", "EnvdApp", "make_envd_app"]
+__all__ = ["DEFAULT_MAX_MESSAGE_BYTES", "WORKSPACE_KEY", "EnvdApp", "make_envd_app"]
 
 _log = logging.getLogger(__name__)
 
@@ -71,8 +83,13 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 _MAX_INIT_BYTES = 1024 * 1024
-# Largest RPC message (stdin chunks, paths): the SDK's own messages are small.
-_MAX_RPC_BYTES = 16 * 1024 * 1024
+
+DEFAULT_MAX_MESSAGE_BYTES = 128 * 1024 * 1024
+"""Largest RPC request message envd reads (a ``send_stdin`` chunk, a path), inflated.
+
+Above the 100 MiB of an upload, eight times the 16 MiB this used to be:
+messages are read whole into memory, so it bounds one request's share.
+"""
 
 
 async def _send_response(response: Response, scope: Scope, receive: Receive, send: Send) -> None:
@@ -83,10 +100,15 @@ class EnvdApp:
     """ASGI app of envd for the workspaces of one :class:`Workspaces`."""
 
     def __init__(
-        self, workspaces: Workspaces, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+        self,
+        workspaces: Workspaces,
+        *,
+        max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
         self.workspaces = workspaces
         self.max_upload_bytes = max_upload_bytes
+        self.max_message_bytes = max_message_bytes
         codecs = [GuardedCodec(proto_json_codec()), GuardedCodec(proto_binary_codec())]
         compressions = [GuardedCompression(GzipCompression())]
         self._rpc: dict[str, Callable[[Scope, Receive, Send], Awaitable[None]]] = {
@@ -94,13 +116,13 @@ class EnvdApp:
                 ProcessService(),
                 codecs=codecs,
                 compressions=compressions,
-                read_max_bytes=_MAX_RPC_BYTES,
+                read_max_bytes=max_message_bytes,
             ),
             "/filesystem.Filesystem/": FilesystemASGIApplication(
                 FilesystemService(),
                 codecs=codecs,
                 compressions=compressions,
-                read_max_bytes=_MAX_RPC_BYTES,
+                read_max_bytes=max_message_bytes,
             ),
         }
 
@@ -242,16 +264,26 @@ class EnvdApp:
         held: Message | None = None
         framing = EnvelopeFraming() if stream is not None else None
         broken: ConnectError | None = None
+        unary_bytes = 0
 
         async def watch_receive() -> Message:
-            nonlocal broken
+            nonlocal broken, unary_bytes
             if broken is not None:
                 raise broken
             message = await receive()
             if message["type"] == "http.disconnect":
                 state.mark_disconnected()
-            elif framing is not None and message["type"] == "http.request":
+            elif message["type"] != "http.request":
+                pass
+            elif framing is None:
+                # Ahead of connectrpc's own check, which answers resource_exhausted.
+                unary_bytes += len(message.get("body", b""))
+                if unary_bytes > self.max_message_bytes:
+                    raise message_too_large(self.max_message_bytes)
+            else:
                 framing.feed(message.get("body", b""))
+                if framing.largest > self.max_message_bytes:
+                    raise message_too_large(self.max_message_bytes)
                 problem = None if message.get("more_body") else framing.problem()
                 if problem is not None:
                     # Handed on as not the last part: the reader takes the whole
@@ -378,7 +410,12 @@ async def _lifespan(receive: Receive, send: Send) -> None:
 
 
 def make_envd_app(
-    workspaces: Workspaces, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+    workspaces: Workspaces,
+    *,
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
 ) -> EnvdApp:
     """The envd ASGI app serving the sandboxes of ``workspaces``."""
-    return EnvdApp(workspaces, max_upload_bytes=max_upload_bytes)
+    return EnvdApp(
+        workspaces, max_upload_bytes=max_upload_bytes, max_message_bytes=max_message_bytes
+    )

@@ -1,6 +1,8 @@
 """``EntryInfo`` of files in a workspace, and the ``user.e2b.*`` metadata stored on them.
 
-Paths in entries are sandbox paths (``/home/user/x.txt``), never host paths.
+Paths in entries are sandbox paths (``/home/user/x.txt``), never host paths,
+and name the entry as the caller reached it: through ``/home/user/link`` (a
+link to ``real``), ``/home/user/link/x.txt``, as envd answers.
 A symlink is reported like newer envd does: ``is_symlink`` set, ``type`` the
 type of its target, ``symlink_target`` the target's sandbox path. A link
 whose target is outside the workspace (or missing) keeps ``type`` SYMLINK and
@@ -147,9 +149,14 @@ def _metadata_names(path: Path) -> list[str]:
 
 
 def entry_info(
-    ws: SandboxWorkspace, path: Path, st: os.stat_result | None = None
+    ws: SandboxWorkspace, path: Path, st: os.stat_result | None = None, *, shown: str | None = None
 ) -> filesystem_pb.EntryInfo:
-    """The ``EntryInfo`` of ``path`` (inside ``ws``, not followed if it is a symlink)."""
+    """The ``EntryInfo`` of ``path`` (inside ``ws``, not followed if it is a symlink).
+
+    ``shown`` is the sandbox path the caller named it by (its ``path`` and
+    ``name``); by default the sandbox path of ``path`` itself.
+    """
+    shown = shown if shown is not None else ws.sandbox_path(path)
     st = st if st is not None else os.lstat(path)
     kind = file_type(st.st_mode)
     is_symlink = kind == FileType.SYMLINK
@@ -167,9 +174,9 @@ def entry_info(
         else:
             symlink_target = raw
     return filesystem_pb.EntryInfo(
-        name=path.name if path != ws.root else "/",
+        name=shown.rsplit("/", 1)[-1] or "/",
         type=kind,
-        path=ws.sandbox_path(path),
+        path=shown,
         size=size,
         mode=stat.S_IMODE(mode),
         permissions=stat.filemode(st.st_mode),

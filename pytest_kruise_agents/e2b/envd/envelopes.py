@@ -25,12 +25,14 @@ PREFIX_BYTES: Final = 5
 class EnvelopeFraming:
     """Where a body's envelopes stand after the bytes fed so far (nothing is kept but counts)."""
 
-    __slots__ = ("_got", "_prefix", "_size")
+    __slots__ = ("_got", "_prefix", "_size", "largest")
 
     def __init__(self) -> None:
         self._prefix = bytearray()  # the part of the current prefix seen so far
         self._size = 0  # the length the current message's prefix promised
         self._got = 0  # the bytes of the current message seen so far
+        self.largest = 0
+        """The largest length a prefix promised so far (known before the message arrives)."""
 
     def feed(self, data: bytes) -> None:
         """Account for the next ``data`` of the body."""
@@ -44,6 +46,7 @@ class EnvelopeFraming:
                 self._prefix += view[:take]
                 if len(self._prefix) == PREFIX_BYTES:
                     self._size = int.from_bytes(self._prefix[1:], "big")
+                    self.largest = max(self.largest, self._size)
                     self._got = 0
                     self._prefix.clear()
             view = view[take:]

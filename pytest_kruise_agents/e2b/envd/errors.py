@@ -34,6 +34,7 @@ __all__ = [
     "guard_stream",
     "guard_unary",
     "http_error",
+    "message_too_large",
 ]
 
 _log = logging.getLogger(__name__)
@@ -128,6 +129,19 @@ def guard_stream(
     return wrapper
 
 
+def message_too_large(limit: int) -> ConnectError:
+    """The error of an RPC request message over envd's ``limit`` (bytes): not worth a retry.
+
+    ``invalid_argument``, where connectrpc answers ``resource_exhausted``,
+    which the SDK words as a rate limit to wait out.
+    """
+    return ConnectError(
+        Code.INVALID_ARGUMENT,
+        f"the request message is larger than envd's limit of {limit} bytes "
+        "(send stdin in smaller pieces, or write a file)",
+    )
+
+
 def http_error(status: int, message: str, *, allow: str | None = None) -> JSONResponse:
     """The JSON error body of envd's plain HTTP routes; ``allow`` is a 405's ``Allow``."""
     headers = {"Allow": allow} if allow is not None else None
@@ -163,8 +177,9 @@ class GuardedCompression:
 
     connectrpc lets the ``zlib.error`` / ``EOFError`` of a body that is not
     gzip escape as ``unknown`` (HTTP 500, with a traceback); connect-go
-    answers ``invalid_argument`` "decompress: ...". The size limit's
-    ``resource_exhausted`` passes through.
+    answers ``invalid_argument`` "decompress: ...". A message that inflates
+    past the size limit is :func:`message_too_large`, not connectrpc's
+    ``resource_exhausted``.
     """
 
     def __init__(self, inner: Compression) -> None:
@@ -181,7 +196,9 @@ class GuardedCompression:
     ) -> bytes:
         try:
             return self._inner.decompress(data, read_max_bytes)
-        except ConnectError:
+        except ConnectError as exc:
+            if exc.code == Code.RESOURCE_EXHAUSTED and read_max_bytes is not None:
+                raise message_too_large(read_max_bytes) from exc
             raise
         except (zlib.error, EOFError, OSError) as exc:  # gzip.BadGzipFile is an OSError
             raise ConnectError(

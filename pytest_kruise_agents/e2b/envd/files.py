@@ -1,6 +1,7 @@
 """envd's ``/files``: download a file, upload one or several (multipart or raw bytes).
 
-``GET /files?path=`` answers the raw bytes. ``POST /files`` takes either
+``GET /files?path=`` answers the raw bytes; a pause or kill of the sandbox
+cuts a download in progress (:class:`~.streams.CutOnStop`). ``POST /files`` takes either
 ``multipart/form-data`` with ``file`` parts (each written to the ``path``
 query parameter if given, else to the part's filename, which the SDK sets to
 the full sandbox path) or ``application/octet-stream`` (optionally
@@ -51,6 +52,7 @@ from pytest_kruise_agents.e2b.envd.auth import (
 from pytest_kruise_agents.e2b.envd.entries import metadata_problem, write_metadata
 from pytest_kruise_agents.e2b.envd.errors import http_error
 from pytest_kruise_agents.e2b.envd.mediatype import parse_media_type
+from pytest_kruise_agents.e2b.envd.streams import CutOnStop
 from pytest_kruise_agents.e2b.workspace import PathEscapeError, SandboxWorkspace
 
 if TYPE_CHECKING:
@@ -62,6 +64,10 @@ DEFAULT_MAX_UPLOAD_BYTES = 100 * 1024 * 1024
 """Largest upload (per request, after gzip decoding) ``POST /files`` accepts."""
 
 _METADATA_PREFIX = b"x-metadata-"
+
+# What a multipart body may carry beyond its files' bytes (parts' headers and
+# boundaries): the limit counts the files, so a file of exactly the limit fits.
+_MULTIPART_FRAMING_BYTES = 64 * 1024
 
 
 class UploadRefused(Exception):
@@ -115,9 +121,11 @@ async def download(request: Request, ws: SandboxWorkspace) -> Response:
         return http_error(400, f"path is a directory: {path}")
     if not stat.S_ISREG(st.st_mode):
         return http_error(400, f"path is not a regular file: {path}")
-    return FileResponse(
+    body = FileResponse(
         target, media_type="application/octet-stream", filename=target.name, stat_result=st
     )
+    # A stop drops the connection mid-download, as E2B's teardown does.
+    return CutOnStop(body, ws)
 
 
 @dataclass
@@ -126,6 +134,7 @@ class _Staged:
 
     target: Path
     path: str
+    shown: str  # the sandbox path as the request named it (symlinks not followed)
     temp: Path
     handle: IO[bytes] | None = None
 
@@ -149,7 +158,8 @@ class _Upload:
         _check_target(self.ws, target, path)
         self._check_against_others(target, path)
         self.staging.mkdir(parents=True, exist_ok=True)
-        staged = _Staged(target, path, self.staging / uuid.uuid4().hex)
+        shown = self.ws.expand(path, user=self.user)
+        staged = _Staged(target, path, shown, self.staging / uuid.uuid4().hex)
         staged.handle = open(staged.temp, "xb")  # noqa: SIM115 - closed by close()/discard()
         self.files.append(staged)
         return staged
@@ -205,10 +215,11 @@ class _Upload:
         answer: list[dict[str, object]] = []
         for staged in self.files:
             stored = _put(staged.temp, staged.target, metadata)
+            # Named as requested, as envd answers: through a link, the link's path.
             item: dict[str, object] = {
-                "name": staged.target.name,
+                "name": staged.shown.rsplit("/", 1)[-1],
                 "type": "file",
-                "path": self.ws.sandbox_path(staged.target),
+                "path": staged.shown,
             }
             if metadata and stored:
                 item["metadata"] = dict(metadata)
@@ -274,14 +285,16 @@ async def upload(request: Request, ws: SandboxWorkspace, *, limit: int) -> Respo
         user = _authorize(request, ws, "write")
     except AuthError as exc:
         return http_error(401, str(exc))
+    content_type, options = parse_options_header(request.headers.get("content-type"))
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    framing = _MULTIPART_FRAMING_BYTES if content_type == b"multipart/form-data" else 0
+    if declared is not None and declared.isdigit() and int(declared) > limit + framing:
+        # Early, before any byte is read: no file of it can fit.
         return http_error(413, f"upload exceeds the limit of {limit} bytes")
     try:
         metadata = _metadata(request)
     except UploadRefused as exc:
         return http_error(exc.status, str(exc))
-    content_type, options = parse_options_header(request.headers.get("content-type"))
     encoding = request.headers.get("content-encoding", "identity").strip().lower()
     job = _Upload(ws, user, limit, ws.root.parent / ".uploads")
     try:
@@ -451,7 +464,7 @@ async def _read_multipart(request: Request, job: _Upload, boundary: bytes) -> No
     try:
         async for chunk in request.stream():
             received += len(chunk)
-            if received > job.limit + 64 * 1024:  # parts' headers and boundaries ride along
+            if received > job.limit + _MULTIPART_FRAMING_BYTES:
                 raise UploadRefused(413, f"upload exceeds the limit of {job.limit} bytes")
             parser.write(chunk)
         parser.finalize()

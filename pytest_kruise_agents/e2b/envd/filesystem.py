@@ -2,8 +2,11 @@
 
 Every path goes through :meth:`SandboxWorkspace.resolve` (relative to the
 request user's home; escapes answer ``invalid_argument`` and touch nothing);
-entries report sandbox paths. Missing paths answer ``not_found``, an existing
-directory on ``MakeDir`` ``already_exists``.
+entries report sandbox paths as the request named them
+(:meth:`SandboxWorkspace.expand`: made absolute, symlinks not followed, as
+envd answers). Missing paths answer ``not_found`` (but ``Remove``
+of one succeeds, as envd's ``os.RemoveAll``), an existing directory on
+``MakeDir`` ``already_exists``.
 """
 
 from __future__ import annotations
@@ -68,25 +71,36 @@ def _resolve(path: str, *, follow_symlinks: bool = True) -> tuple[SandboxWorkspa
     )
 
 
+def _expanded(path: str) -> str:
+    """The request's ``path`` as envd names it in answers (absolute, symlinks not followed)."""
+    state = context.current()
+    return state.workspace.expand(path, user=state.user)
+
+
 def list_entries(
-    ws: SandboxWorkspace, directory: Path, depth: int
+    ws: SandboxWorkspace, directory: Path, depth: int, *, shown: str | None = None
 ) -> list[filesystem_pb.EntryInfo]:
-    """Entries under ``directory`` down to ``depth`` levels, sorted, not descending into symlinks."""
+    """Entries under ``directory`` down to ``depth`` levels, sorted, not descending into symlinks.
+
+    Their paths lie under ``shown``, the directory's path as the caller named
+    it (by default its own sandbox path), as envd's walk rebases them.
+    """
     found: list[filesystem_pb.EntryInfo] = []
 
-    def walk(current: Path, level: int) -> None:
+    def walk(current: Path, named: str, level: int) -> None:
         with os.scandir(current) as it:
             items = sorted(it, key=lambda item: item.name)
         for item in items:
+            item_named = f"{named.rstrip('/')}/{item.name}"
             try:
                 st = item.stat(follow_symlinks=False)
-                found.append(entry_info(ws, Path(item.path), st))
+                found.append(entry_info(ws, Path(item.path), st, shown=item_named))
             except OSError:
                 continue  # vanished while listing
             if level < depth and stat.S_ISDIR(st.st_mode):
-                walk(Path(item.path), level + 1)
+                walk(Path(item.path), item_named, level + 1)
 
-    walk(directory, 1)
+    walk(directory, shown if shown is not None else ws.sandbox_path(directory), 1)
     return found
 
 
@@ -150,7 +164,7 @@ class FilesystemService(Filesystem):
         """The entry at a path (a symlink itself, not its target)."""
         ws, target = _resolve(request.path, follow_symlinks=False)
         try:
-            return StatResponse(entry=entry_info(ws, target))
+            return StatResponse(entry=entry_info(ws, target, shown=_expanded(request.path)))
         except OSError as exc:
             raise fs_error(exc, request.path) from exc
 
@@ -163,7 +177,9 @@ class FilesystemService(Filesystem):
         _directory(ws, directory, request.path)
         depth = min(max(request.depth, 1), _MAX_DEPTH)
         try:
-            entries = await asyncio.to_thread(list_entries, ws, directory, depth)
+            entries = await asyncio.to_thread(
+                list_entries, ws, directory, depth, shown=_expanded(request.path)
+            )
         except OSError as exc:
             raise fs_error(exc, request.path) from exc
         return ListDirResponse(entries=entries)
@@ -182,7 +198,7 @@ class FilesystemService(Filesystem):
             )
         try:
             target.mkdir(parents=True)
-            return MakeDirResponse(entry=entry_info(ws, target))
+            return MakeDirResponse(entry=entry_info(ws, target, shown=_expanded(request.path)))
         except OSError as exc:
             raise fs_error(exc, request.path) from exc
 
@@ -200,7 +216,8 @@ class FilesystemService(Filesystem):
         try:
             destination.parent.mkdir(parents=True, exist_ok=True)
             os.rename(source, destination)
-            return MoveResponse(entry=entry_info(ws, destination))
+            entry = entry_info(ws, destination, shown=_expanded(request.destination))
+            return MoveResponse(entry=entry)
         except OSError as exc:
             raise fs_error(exc, request.destination) from exc
 
@@ -208,7 +225,12 @@ class FilesystemService(Filesystem):
     async def remove(
         self, request: RemoveRequest, ctx: RequestContext[RemoveRequest, RemoveResponse], /
     ) -> RemoveResponse:
-        """Remove a file, a symlink (not its target) or a directory tree."""
+        """Remove a file, a symlink (not its target) or a directory tree; a missing path is no error.
+
+        envd's Remove is Go's ``os.RemoveAll``, which answers nothing for a
+        path that is not there (its parent missing included): E2B's SDK tests
+        remove a non-existing file and expect no error.
+        """
         ws, target = _resolve(request.path, follow_symlinks=False)
         if target == ws.root:
             raise ConnectError(Code.PERMISSION_DENIED, "the sandbox root cannot be removed")
@@ -218,6 +240,8 @@ class FilesystemService(Filesystem):
                 await asyncio.to_thread(shutil.rmtree, target)
             else:
                 target.unlink()
+        except FileNotFoundError:
+            pass  # gone already (or never there, or removed meanwhile): as RemoveAll
         except OSError as exc:
             raise fs_error(exc, request.path) from exc
         return RemoveResponse()
@@ -253,7 +277,11 @@ class FilesystemService(Filesystem):
             ws, directory = _resolve(request.path)
             _directory(ws, directory, request.path)
             watcher = Watcher(
-                ws, directory, recursive=request.recursive, include_entry=request.include_entry
+                ws,
+                directory,
+                recursive=request.recursive,
+                include_entry=request.include_entry,
+                shown=_expanded(request.path),
             )
             await watcher.prime()
             check_running(ws)
@@ -281,7 +309,11 @@ class FilesystemService(Filesystem):
         ws, directory = _resolve(request.path)
         _directory(ws, directory, request.path)
         watcher = Watcher(
-            ws, directory, recursive=request.recursive, include_entry=request.include_entry
+            ws,
+            directory,
+            recursive=request.recursive,
+            include_entry=request.include_entry,
+            shown=_expanded(request.path),
         )
         await watcher.prime()
         return CreateWatcherResponse(watcher_id=table.add(watcher))

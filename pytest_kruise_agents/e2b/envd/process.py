@@ -113,7 +113,7 @@ class ProcessService(Process):
             tag=request.tag if request.has_field("tag") else None,
         )
         remaining_ms = ctx.timeout_ms
-        managed, queue = await _table().start(
+        managed, subscription = await _table().start(
             spec,
             state=state,
             # Older SDKs omit `stdin`; envd then keeps stdin open.
@@ -123,7 +123,7 @@ class ProcessService(Process):
         )
         deadline = None if remaining_ms is None else time.monotonic() + remaining_ms / 1000.0
         async for event in stream_events(
-            managed, queue, state, keepalive_s=context.keepalive_interval(ctx)
+            managed, subscription, state, keepalive_s=context.keepalive_interval(ctx)
         ):
             ended = isinstance(event.event, Oneof) and event.event.field == "end"
             if ended and deadline is not None and time.monotonic() >= deadline:
@@ -143,8 +143,10 @@ class ProcessService(Process):
         """
         state = context.current()
         managed = _table().find(request.process)
-        queue = managed.subscribe()
-        events = stream_events(managed, queue, state, keepalive_s=context.keepalive_interval(ctx))
+        subscription = managed.subscribe()
+        events = stream_events(
+            managed, subscription, state, keepalive_s=context.keepalive_interval(ctx)
+        )
         async for event in context.until_deadline(events, ctx, "Process.Connect"):
             yield ConnectResponse(event=event)
 

@@ -3,12 +3,17 @@
 Each command runs as exactly the ``cmd``/``args`` the SDK sends (``/bin/bash
 -l -c <cmd>``) in its own session (so a kill reaches the whole process
 group), with the mapped working directory and a small base environment plus
-the sandbox's and the request's env vars. Output is read continuously and
-fanned out to every attached stream (the ``Start`` stream and any later
-``Connect``); with nobody attached it is dropped, which is what lets a
-background command outlive the stream the SDK closes. A command whose
-``Start`` carried a deadline (``Connect-Timeout-Ms``) is killed when it
-passes, attached or not, as envd does.
+the sandbox's and the request's env vars. Output is fanned out to every
+attached stream (the ``Start`` stream and any later ``Connect``) as envd's
+multiplexed channels do: each stream has a small bounded queue
+(:class:`Subscription`), and while one is full its command's output is not
+read, so the command blocks on its pipe until the slowest reader catches up
+(a background command's handle that nobody reads holds the command, as on
+E2B, instead of filling the server's memory). With nobody attached, output
+is read and dropped, which is what lets a background command outlive the
+stream the SDK closes. A command whose ``Start`` carried a deadline
+(``Connect-Timeout-Ms``) is killed when it passes, attached or not, as envd
+does.
 
 With ``pty`` the command gets a pseudo-terminal (its controlling terminal)
 whose output arrives as ``pty`` data and which ``Update`` resizes.
@@ -25,6 +30,7 @@ import os
 import signal
 import struct
 import termios
+from collections import deque
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -42,10 +48,12 @@ from pytest_kruise_agents.e2b.workspace import SandboxStopped, SandboxWorkspace,
 
 __all__ = [
     "DEFAULT_PATH",
+    "SUBSCRIPTION_EVENTS",
     "ManagedProcess",
     "ProcessSpec",
     "ProcessTable",
     "PtySize",
+    "Subscription",
     "exit_status",
 ]
 
@@ -54,6 +62,9 @@ _log = logging.getLogger(__name__)
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 _READ_CHUNK = 64 * 1024
+
+SUBSCRIPTION_EVENTS = 16
+"""Output events one stream may have waiting (of at most 64 KiB each: 1 MiB a stream)."""
 
 Event = process_pb.ProcessEvent
 
@@ -156,6 +167,67 @@ def _take_controlling_tty() -> None:  # pragma: no cover - runs in the child
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
 
+class Subscription:
+    """The events of one process waiting for one attached stream: a bounded queue.
+
+    :meth:`put` waits while :data:`SUBSCRIPTION_EVENTS` events wait, which
+    holds the output pump, and so the command, until the stream sends them;
+    only the final ``end`` goes in regardless (:meth:`put_end`). Closing it
+    (the client left, the sandbox stopped) drops what waits and wakes both
+    sides: :meth:`get` answers ``None``, :meth:`put` returns at once.
+    """
+
+    __slots__ = ("_capacity", "_closed", "_events", "_readable", "_room")
+
+    def __init__(self, capacity: int = SUBSCRIPTION_EVENTS) -> None:
+        self._capacity = capacity
+        self._events: deque[Event] = deque()
+        self._closed = False
+        self._readable = asyncio.Event()
+        self._room = asyncio.Event()
+
+    def __len__(self) -> int:
+        return len(self._events)
+
+    @property
+    def closed(self) -> bool:
+        """Whether the stream left (nothing is queued for it any more)."""
+        return self._closed
+
+    async def put(self, event: Event) -> None:
+        """Queue ``event``, waiting while the queue is full; dropped once closed."""
+        while len(self._events) >= self._capacity and not self._closed:
+            self._room.clear()
+            await self._room.wait()
+        if not self._closed:
+            self._events.append(event)
+            self._readable.set()
+
+    def put_end(self, event: Event) -> None:
+        """Queue the process's last event without waiting (one past the bound at most)."""
+        if not self._closed:
+            self._events.append(event)
+            self._readable.set()
+
+    async def get(self) -> Event | None:
+        """The next event, waiting for one; ``None`` once closed."""
+        while not self._events and not self._closed:
+            self._readable.clear()
+            await self._readable.wait()
+        if self._closed:
+            return None
+        event = self._events.popleft()
+        self._room.set()
+        return event
+
+    def close(self) -> None:
+        """Nobody reads any more: drop what waits and wake the reader and the writer."""
+        self._closed = True
+        self._events.clear()
+        self._readable.set()
+        self._room.set()
+
+
 class ManagedProcess:
     """One running command of a sandbox and the streams attached to it."""
 
@@ -171,7 +243,7 @@ class ManagedProcess:
         self.pid = proc.pid
         self.pty_fd = pty_fd
         self.end: process_pb.ProcessEvent.EndEvent | None = None
-        self._subscribers: set[asyncio.Queue[Event | None]] = set()
+        self._subscribers: set[Subscription] = set()
         self._finished = asyncio.Event()
         self._deadline: asyncio.TimerHandle | None = None
 
@@ -180,22 +252,36 @@ class ManagedProcess:
         """Whether the process was reaped and its ``end`` event sent."""
         return self._finished.is_set()
 
-    def subscribe(self) -> asyncio.Queue[Event | None]:
-        """A queue of this process's events from now on (``None`` = the client left)."""
-        queue: asyncio.Queue[Event | None] = asyncio.Queue()
+    def subscribe(self) -> Subscription:
+        """A bounded queue of this process's events from now on."""
+        subscription = Subscription()
         if self.end is not None:
-            queue.put_nowait(_end_event(self.end))
+            subscription.put_end(_end_event(self.end))
         else:
-            self._subscribers.add(queue)
-        return queue
+            self._subscribers.add(subscription)
+        return subscription
 
-    def unsubscribe(self, queue: asyncio.Queue[Event | None]) -> None:
-        """Stop delivering events to ``queue``."""
-        self._subscribers.discard(queue)
+    def unsubscribe(self, subscription: Subscription) -> None:
+        """Stop delivering events to ``subscription`` and drop what it holds."""
+        self._subscribers.discard(subscription)
+        subscription.close()
 
-    def _broadcast(self, event: Event) -> None:
-        for queue in self._subscribers:
-            queue.put_nowait(event)
+    def detach_all(self) -> None:
+        """Close every subscription (the sandbox stopped): nothing is delivered or kept."""
+        subscribers, self._subscribers = self._subscribers, set()
+        for subscription in subscribers:
+            subscription.close()
+
+    def pending_events(self) -> int:
+        """How many events wait in this process's subscriptions (what it holds in memory)."""
+        return sum(len(subscription) for subscription in self._subscribers)
+
+    async def _broadcast(self, event: Event) -> None:
+        # In turn, each waiting for room: the slowest reader paces the command,
+        # as envd's blocking channel sends do. A stream that leaves meanwhile
+        # is closed, which releases the wait.
+        for subscription in list(self._subscribers):
+            await subscription.put(event)
 
     def signal(self, signum: int) -> None:
         """Send ``signum`` to the process's whole process group."""
@@ -270,7 +356,8 @@ class ManagedProcess:
             if self._deadline is not None:
                 self._deadline.cancel()
         self.end = exit_status(returncode)
-        self._broadcast(_end_event(self.end))
+        for subscription in self._subscribers:
+            subscription.put_end(_end_event(self.end))
         self._subscribers.clear()
         self._finished.set()
 
@@ -284,7 +371,8 @@ class ManagedProcess:
                 return
             if not chunk:
                 return
-            self._broadcast(_data_event(kind, chunk))
+            # Not read further until every attached stream has room for it.
+            await self._broadcast(_data_event(kind, chunk))
 
 
 async def _write_fd(fd: int, data: bytes) -> None:
@@ -375,8 +463,8 @@ class ProcessTable:
         stdin: bool,
         pty: PtySize | None = None,
         deadline_s: float | None = None,
-    ) -> tuple[ManagedProcess, asyncio.Queue[Event | None]]:
-        """Spawn ``spec`` and return it with a queue already subscribed to its events."""
+    ) -> tuple[ManagedProcess, Subscription]:
+        """Spawn ``spec`` and return it with a subscription to its events from the start."""
         ws = self.workspace
         cwd_sandbox = spec.cwd or home_of(state.user)
         cwd = ws.resolve(cwd_sandbox, user=state.user)
@@ -436,7 +524,7 @@ class ProcessTable:
         else:
             assert proc.stdout is not None and proc.stderr is not None
             readers += [(proc.stdout, "stdout"), (proc.stderr, "stderr")]
-        queue = managed.subscribe()
+        subscription = managed.subscribe()
         self._procs[managed.pid] = managed
         if deadline_s is not None:
             managed.set_deadline(deadline_s)
@@ -447,9 +535,9 @@ class ProcessTable:
             # Stopped while the command was being spawned, maybe after this table
             # was closed: the command must not outlive its sandbox.
             managed.signal(signal.SIGKILL)
-            managed.unsubscribe(queue)
+            managed.unsubscribe(subscription)
             raise SandboxStopped(ws.sandbox_id)
-        return managed, queue
+        return managed, subscription
 
     async def _pty_reader(self, master: int) -> asyncio.StreamReader:
         reader = asyncio.StreamReader()
@@ -472,9 +560,15 @@ class ProcessTable:
                     os.close(managed.pty_fd)
 
     async def aclose(self) -> None:
-        """Kill every process group and every leftover daemon, and wait for the commands to end."""
+        """Kill every process group and every leftover daemon, and wait for the commands to end.
+
+        Their streams are detached first: a pump waiting for a stream that
+        does not read lets go, the killed command's output drains and what
+        the streams held is freed.
+        """
         procs = list(self._procs.values())
         for proc in procs:
+            proc.detach_all()
             proc.signal(signal.SIGKILL)
         if self._spawned:
             await kill_sandbox_daemons(self.workspace.root)
@@ -488,7 +582,7 @@ class ProcessTable:
 
 async def stream_events(
     managed: ManagedProcess,
-    queue: asyncio.Queue[Event | None],
+    subscription: Subscription,
     state: RequestState,
     *,
     keepalive_s: float | None,
@@ -502,17 +596,17 @@ async def stream_events(
     not with the ``end`` of the command it killed.
     """
     ws = state.workspace
-    unregister = state.on_disconnect(lambda: queue.put_nowait(None))
+    unregister = state.on_disconnect(subscription.close)
     leave: Callable[[], None] | None = None
     try:
         # Joined first: a stop from now on ends the stream (and one before refuses it).
-        leave = ws.attachment(OpenStreams).join(lambda: queue.put_nowait(None))
+        leave = ws.attachment(OpenStreams).join(subscription.close)
         check_running(ws)
         yield _start_event(managed.pid)
         while True:
             try:
                 async with asyncio.timeout(keepalive_s):
-                    event = await queue.get()
+                    event = await subscription.get()
             except TimeoutError:
                 yield _keepalive_event()
                 continue
@@ -528,4 +622,4 @@ async def stream_events(
         unregister()
         if leave is not None:
             leave()
-        managed.unsubscribe(queue)
+        managed.unsubscribe(subscription)

@@ -8,20 +8,25 @@ The fake envd does the same: every stream joins the sandbox's
 :class:`OpenStreams`, which wakes it when the sandbox stops, and
 :func:`check_running` ends it with ``unavailable`` once the workspace is
 stopped. A command killed by its user, or ending on its own, still ends its
-stream with its ``end`` event.
+stream with its ``end`` event. A file download (:class:`CutOnStop`) joins
+too: the stop cuts its body off.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
+import anyio
 from connectrpc.code import Code
 from connectrpc.errors import ConnectError
+from starlette.responses import JSONResponse, Response
+from starlette.types import Message, Receive, Scope, Send
 
-from pytest_kruise_agents.e2b.workspace import SandboxWorkspace
+from pytest_kruise_agents.e2b.cuts import mark_cut
+from pytest_kruise_agents.e2b.workspace import SandboxStopped, SandboxWorkspace
 
-__all__ = ["OpenStreams", "check_running"]
+__all__ = ["CutOnStop", "OpenStreams", "check_running"]
 
 
 def check_running(workspace: SandboxWorkspace) -> None:
@@ -72,3 +77,73 @@ class OpenStreams:
         wakers, self._wakers = self._wakers, set()
         for wake in wakers:
             wake()
+
+
+class CutOnStop(Response):
+    """``inner`` (a file's bytes), cut mid-body if its sandbox stops while it is sent.
+
+    E2B's teardown drops the connection of a download in progress; here the
+    response joins the sandbox's :class:`OpenStreams` and, woken by the stop,
+    stops sending and returns without the last chunk, which makes the server
+    close the connection (:func:`~pytest_kruise_agents.e2b.cuts.mark_cut`):
+    the client's read fails. The stop is heard even while a send waits for a
+    client that does not read. Stopped before the headers went out, it answers
+    what the proxy answers for a stopped sandbox (502).
+    """
+
+    def __init__(self, inner: Response, workspace: SandboxWorkspace) -> None:
+        # Not Response.__init__: ``inner`` renders the headers and body.
+        self.inner = inner
+        self.workspace = workspace
+        self.status_code = inner.status_code
+        self.background = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        stopped = asyncio.Event()
+        started = False
+
+        async def tracked_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            leave = self.workspace.attachment(OpenStreams).join(stopped.set)
+        except SandboxStopped:
+            stopped.set()
+            leave = _stay
+        try:
+            cut = await _run_until(stopped, lambda: self.inner(scope, receive, tracked_send))
+        finally:
+            leave()
+        if not cut:
+            return
+        if not started:
+            error = SandboxStopped(self.workspace.sandbox_id)
+            gone = JSONResponse({"code": 502, "message": str(error)}, status_code=502)
+            await gone(scope, receive, send)
+            return
+        mark_cut()  # returning mid-body is the cut, on purpose: no error to log
+
+
+async def _run_until(stopped: asyncio.Event, run: Callable[[], Awaitable[None]]) -> bool:
+    """Await ``run()`` unless ``stopped`` is set first (or meanwhile); whether it was cut short."""
+    if stopped.is_set():
+        return True
+    cut = False
+    async with anyio.create_task_group() as group:
+
+        async def watch() -> None:
+            nonlocal cut
+            await stopped.wait()
+            cut = True
+            group.cancel_scope.cancel()
+
+        group.start_soon(watch)
+        await run()
+        group.cancel_scope.cancel()
+    return cut
+
+
+def _stay() -> None:
+    """Leave nothing: the response never joined."""

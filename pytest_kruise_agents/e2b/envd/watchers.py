@@ -88,10 +88,18 @@ class Watcher:
     """One watched directory and its last snapshot."""
 
     def __init__(
-        self, ws: SandboxWorkspace, directory: Path, *, recursive: bool, include_entry: bool
+        self,
+        ws: SandboxWorkspace,
+        directory: Path,
+        *,
+        recursive: bool,
+        include_entry: bool,
+        shown: str | None = None,
     ) -> None:
         self.ws = ws
         self.directory = directory
+        # The directory's path as the watch named it: entries are reported under it.
+        self.shown = shown if shown is not None else ws.sandbox_path(directory)
         self.recursive = recursive
         self.include_entry = include_entry
         self._last: Snapshot = {}
@@ -111,10 +119,15 @@ class Watcher:
         entry = None
         if self.include_entry and kind != EventType.REMOVE:
             try:
-                entry = entry_info(self.ws, self.directory / name)
+                entry = entry_info(self.ws, self.directory / name, shown=_join(self.shown, name))
             except OSError:
                 entry = None
         return filesystem_pb.FilesystemEvent(name=name, type=kind, entry=entry)
+
+
+def _join(base: str, name: str) -> str:
+    """Sandbox path ``name`` under sandbox directory ``base``."""
+    return f"{base.rstrip('/')}/{name}"
 
 
 class WatcherTable:

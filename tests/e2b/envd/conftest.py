@@ -153,6 +153,21 @@ def envd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
 
 
 @pytest.fixture
+def small_messages(envd: Envd) -> Iterator[int]:
+    """The envd of ``envd`` reads RPC messages of at most the returned size (restored after)."""
+    limit = 4096
+    harness = envd.harness
+    normal, harness.envd = (
+        harness.envd,
+        make_envd_app(envd.workspaces, max_upload_bytes=MAX_UPLOAD, max_message_bytes=limit),
+    )
+    try:
+        yield limit
+    finally:
+        harness.envd = normal
+
+
+@pytest.fixture
 def envd(envd_server: tuple[str, Harness], tmp_path: Path) -> Iterator[Envd]:
     """The fake envd with fresh workspaces in ``tmp_path/sandboxes`` (stopped after the test)."""
     url, harness = envd_server

@@ -3,20 +3,59 @@
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 from e2b import (
     CommandExitException,
     InvalidArgumentException,
     SandboxException,
+    SandboxUnreachableException,
     TimeoutException,
 )
 from e2b.envd.process import process_connect, process_pb
 from e2b.sandbox.commands.command_handle import PtySize
 from protobuf import Oneof
 
+from pytest_kruise_agents.e2b.envd.processes import SUBSCRIPTION_EVENTS, ProcessTable
 from tests.e2b.conftest import eventually
 from tests.e2b.envd.conftest import Envd
+
+
+def children(pid: int) -> list[int]:
+    """The child pids of ``pid``."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as found:
+            return [int(child) for child in found.read().split()]
+    except FileNotFoundError:
+        return []
+
+
+def written(pid: int) -> int:
+    """How many bytes ``pid`` has written so far (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/io") as io:
+            return next(int(line.split()[1]) for line in io if line.startswith("wchar:"))
+    except FileNotFoundError:
+        return 0
+
+
+def command_name(pid: int) -> str:
+    """The executable name of ``pid`` ("" once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/comm") as comm:
+            return comm.read().strip()
+    except FileNotFoundError:
+        return ""
+
+
+def blocked_writing_a_pipe(pid: int) -> bool:
+    """Whether ``pid`` sleeps in a write to a full pipe."""
+    try:
+        with open(f"/proc/{pid}/wchan") as wchan:
+            return wchan.read().endswith("pipe_write")
+    except FileNotFoundError:
+        return False
 
 
 def alive(pid: int) -> bool:
@@ -150,6 +189,32 @@ def test_stdin_can_be_sent_then_closed(envd: Envd) -> None:
     sbx.commands.stream_input(handle.pid, ["two ", b"three"])
     handle.close_stdin()
     assert handle.wait().stdout == "one two three"
+
+
+def test_stdin_takes_messages_far_larger_than_16_mib(envd: Envd) -> None:
+    """connect-go reads messages of any size; envd's bound sits far above what users send."""
+    sbx = envd.sandbox()
+    handle = sbx.commands.run("wc -c", background=True, stdin=True)
+    handle.send_stdin(b"x" * (20 * 1024 * 1024))
+    handle.close_stdin()
+    assert handle.wait().stdout.strip() == str(20 * 1024 * 1024)
+
+
+@pytest.mark.parametrize("via", ["send_stdin", "stream_input"])
+def test_a_message_over_the_limit_is_refused_for_good_not_as_a_rate_limit(
+    envd: Envd, small_messages: int, via: str
+) -> None:
+    """A retry cannot help: ``invalid_argument`` naming the limit, and the command reads nothing."""
+    sbx = envd.sandbox()
+    handle = sbx.commands.run("wc -c", background=True, stdin=True)
+    with pytest.raises(InvalidArgumentException, match=f"limit of {small_messages} bytes"):
+        if via == "send_stdin":
+            handle.send_stdin(b"x" * (small_messages + 1))
+        else:
+            sbx.commands.stream_input(handle.pid, [b"x" * (small_messages + 1)])
+    handle.send_stdin(b"y" * 100)
+    handle.close_stdin()
+    assert handle.wait().stdout.strip() == "100"
 
 
 def test_stdin_is_refused_when_the_command_was_started_without_it(envd: Envd) -> None:
@@ -288,6 +353,69 @@ def test_sigterm_lets_the_command_clean_up(envd: Envd) -> None:
     with pytest.raises(CommandExitException) as info:
         handle.wait()
     assert (info.value.exit_code, info.value.stdout) == (7, "ready\ncleaned\n")
+
+
+# 64 MiB: far more than the bounded buffers, socket buffers included, hold.
+_FLOOD = 64 * 1024 * 1024
+_FLOOD_CMD = f"head -c {_FLOOD} /dev/zero; touch flooded"
+
+
+def _flooding_writer(handle_pid: int) -> int:
+    """The pid of the command's ``head`` (``bash -l`` may run other children first)."""
+    found: list[int] = []
+
+    def started() -> bool:
+        found[:] = [pid for pid in children(handle_pid) if command_name(pid) == "head"]
+        return bool(found)
+
+    eventually(started, "the command's shell starts head")
+    return found[0]
+
+
+def test_output_nobody_reads_stalls_the_command_instead_of_filling_the_server(
+    envd: Envd,
+) -> None:
+    """envd's output channels block: a stream that is not read holds the command at its pipe.
+
+    The handle of a background command is read only by ``wait()``; until then
+    the server keeps a bounded amount of its output, and the command waits, as
+    on E2B. Once nobody is attached (``disconnect``) its output is dropped and
+    it runs on.
+    """
+    sbx = envd.sandbox()
+    handle = sbx.commands.run(_FLOOD_CMD, background=True)
+    writer = _flooding_writer(handle.pid)
+    eventually(lambda: written(writer) > 0, "head writes")
+    time.sleep(1)  # ample for head to write it all, were its pipe drained into memory
+    assert blocked_writing_a_pipe(writer)
+    assert written(writer) < _FLOOD // 4
+    assert not (envd.workspace().home / "flooded").exists()
+
+    handle.disconnect()
+    eventually(lambda: (envd.workspace().home / "flooded").exists(), "the command runs on")
+
+
+def test_a_reader_that_keeps_up_gets_all_the_output(envd: Envd) -> None:
+    sbx = envd.sandbox()
+    handle = sbx.commands.run("seq 1 300000", background=True)
+    out = handle.wait().stdout
+    assert out.count("\n") == 300000 and out.endswith("\n299999\n300000\n")
+
+
+def test_a_stop_frees_the_output_a_stalled_stream_held(envd: Envd) -> None:
+    """The stop kills the stalled command at once and drops what its stream had not sent."""
+    sbx = envd.sandbox()
+    handle = sbx.commands.run(_FLOOD_CMD, background=True)
+    writer = _flooding_writer(handle.pid)
+    (managed,) = envd.workspace().attachment(ProcessTable).processes()
+    eventually(lambda: managed.pending_events() == SUBSCRIPTION_EVENTS, "the stream's queue fills")
+    assert blocked_writing_a_pipe(writer)
+    envd.run(envd.workspaces.stop("sbx-default"), timeout=4)
+    assert not alive(handle.pid) and not alive(writer)
+    assert managed.pending_events() == 0
+    # What was on the way still arrives; then the stream ends as the sandbox's connection does.
+    with pytest.raises(SandboxUnreachableException, match="paused or killed"):
+        handle.wait()
 
 
 def test_a_quiet_stream_carries_keepalives_at_the_requested_interval(envd: Envd) -> None:

@@ -173,6 +173,19 @@ def test_a_unary_body_that_does_not_inflate_is_a_400_invalid_argument(
     assert not [rec for rec in caplog.records if rec.exc_info]
 
 
+def test_a_gzip_message_inflating_past_the_limit_is_invalid_argument(
+    envd: Envd, small_messages: int
+) -> None:
+    """Measured after inflation, and refused for good (not connectrpc's rate-limit-like code)."""
+    body = json.dumps({"path": "x" * (small_messages * 4)}).encode()
+    headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+    with envd.http() as http:
+        r = http.post("/filesystem.Filesystem/Stat", content=gzip.compress(body), headers=headers)
+    assert r.status_code == 400, r.text
+    assert r.json()["code"] == "invalid_argument"
+    assert f"limit of {small_messages} bytes" in r.json()["message"]
+
+
 def test_unknown_routes_and_methods_are_json_errors(envd: Envd) -> None:
     with envd.http() as http:
         unknown = http.get("/nowhere")

@@ -229,6 +229,40 @@ def test_symlinks_inside_the_sandbox_are_reported_as_such(envd: Envd) -> None:
     assert sbx.files.read("link") == "t"
 
 
+def test_entries_name_the_path_as_requested_not_through_symlinks(envd: Envd) -> None:
+    """envd makes a path absolute (``~``, relative, ``..``) but follows no link in what it answers."""
+    sbx = envd.sandbox()
+    sbx.files.write("/home/user/real/inner.txt", "in")
+    sbx.files.write("/home/user/real/sub/deep.txt", "d")
+    home = envd.workspace().home
+    (home / "link").symlink_to("real")
+    (home / "filelink").symlink_to("real/inner.txt")
+
+    assert [e.path for e in sbx.files.list("/home/user/link", depth=2)] == [
+        "/home/user/link/inner.txt",
+        "/home/user/link/sub",
+        "/home/user/link/sub/deep.txt",
+    ]
+    assert [e.path for e in sbx.files.list("link/sub")] == ["/home/user/link/sub/deep.txt"]
+    info = sbx.files.get_info("/home/user/link/inner.txt")
+    assert (info.name, info.path) == ("inner.txt", "/home/user/link/inner.txt")
+    assert sbx.files.get_info("~/real/../link/sub").path == "/home/user/link/sub"
+
+    written = sbx.files.write("/home/user/filelink", "over")
+    assert (written.name, written.path) == ("filelink", "/home/user/filelink")
+    assert (home / "filelink").is_symlink()  # written through the link, as O_TRUNC does
+    assert (home / "real" / "inner.txt").read_text() == "over"
+    several = sbx.files.write_files(
+        [WriteEntry(path="link/a.txt", data="a"), WriteEntry(path="link/b.txt", data="b")]
+    )
+    assert [w.path for w in several] == ["/home/user/link/a.txt", "/home/user/link/b.txt"]
+
+    moved = sbx.files.rename("/home/user/link/a.txt", "link/moved.txt")
+    assert (moved.name, moved.path) == ("moved.txt", "/home/user/link/moved.txt")
+    assert sbx.files.make_dir("link/made") is True
+    assert sbx.files.get_info("link/made").path == "/home/user/link/made"
+
+
 def test_make_dir_reports_whether_it_created_the_directory(envd: Envd) -> None:
     sbx = envd.sandbox()
     assert sbx.files.make_dir("/home/user/new/nested") is True
@@ -259,8 +293,14 @@ def test_remove_deletes_files_and_trees(envd: Envd) -> None:
     sbx.files.remove("gone.txt")
     sbx.files.remove("/home/user/tree")
     assert sbx.files.list("/home/user") == []
-    with pytest.raises(FileNotFoundException):
-        sbx.files.remove("gone.txt")
+
+
+def test_removing_a_missing_path_is_no_error(envd: Envd) -> None:
+    """envd's Remove is Go's ``os.RemoveAll``: nothing there is nothing to do (E2B's SDK tests)."""
+    sbx = envd.sandbox()
+    sbx.files.remove("never-existed.txt")
+    sbx.files.remove("/home/user/no/such/parent/file.txt")
+    assert sbx.files.list("/home/user") == []
 
 
 def test_reading_missing_or_directory_paths_fails_cleanly(envd: Envd) -> None:
@@ -400,6 +440,15 @@ def test_uploads_over_the_limit_are_refused_and_write_nothing(envd: Envd) -> Non
     assert r.status_code == 413
     assert not (envd.workspace().home / "big").exists()
     assert not (envd.workspace().home / "bomb.bin").exists()
+
+
+@pytest.mark.parametrize("octet_stream", [False, True], ids=["multipart", "octet-stream"])
+def test_a_file_of_exactly_the_limit_is_taken_either_way(envd: Envd, octet_stream: bool) -> None:
+    """The limit counts the file's bytes, not the multipart framing around them."""
+    sbx = envd.sandbox()
+    info = sbx.files.write("at-limit.bin", b"z" * MAX_UPLOAD, use_octet_stream=octet_stream)
+    assert info.path == "/home/user/at-limit.bin"
+    assert (envd.workspace().home / "at-limit.bin").stat().st_size == MAX_UPLOAD
 
 
 def test_uploading_onto_a_directory_is_refused(envd: Envd) -> None:

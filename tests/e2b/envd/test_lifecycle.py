@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+
+import httpx
 import pytest
 from e2b.exceptions import SandboxUnreachableException
 
@@ -34,6 +37,28 @@ def test_stop_kills_processes_ends_their_streams_and_keeps_files(envd: Envd) -> 
     assert sbx.files.read("kept.txt") == "still here"
     assert sbx.commands.list() == []
     assert sbx.commands.run("cat kept.txt").stdout == "still here"
+
+
+def test_stop_cuts_a_download_in_progress(envd: Envd, caplog: pytest.LogCaptureFixture) -> None:
+    """As E2B's teardown drops the connection: the rest of the file never comes.
+
+    The stop comes while the client reads nothing (the server waits on a full
+    socket), and is heard all the same.
+    """
+    sbx = envd.sandbox()
+    size = 256 * 1024 * 1024  # far more than the socket buffers hold
+    ws = envd.workspace()
+    ws.ensure()
+    with open(ws.home / "big.bin", "wb") as big:
+        big.truncate(size)
+    received = 0
+    with pytest.raises(httpx.RemoteProtocolError):
+        for chunk in sbx.files.read("big.bin", format="stream"):
+            if not received:
+                envd.run(envd.workspaces.stop("sbx-default"))
+            received += len(chunk)
+    assert received < size // 4
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]  # a cut on purpose
 
 
 def test_stop_also_kills_daemons_left_by_finished_commands(envd: Envd) -> None:
