@@ -104,9 +104,7 @@ class Cluster:
             try:
                 prof = prof.with_overrides(latencies=latencies, **knobs)
             except ValueError as exc:
-                raise InvalidError(
-                    "latencies" if latencies and not knobs else "knobs", str(exc)
-                ) from None
+                raise _override_error(prof, latencies, exc) from None
         if nodes is None:
             specs = default_nodes()
         elif isinstance(nodes, bool | str | bytes | Mapping) or not isinstance(
@@ -539,6 +537,19 @@ class Cluster:
     def log(self) -> EventLog:
         """The event log."""
         return self.ctx.log
+
+
+def _override_error(
+    prof: Profile, latencies: Mapping[str, Any] | None, exc: ValueError
+) -> InvalidError:
+    """The error of bad overrides, named ``latencies.<name>`` (as set_latency names it) or ``knobs``."""
+    for name, value in latencies.items() if isinstance(latencies, Mapping) else ():
+        # Only on the error path: find the latency to blame, if one is.
+        try:
+            prof.with_overrides(latencies={name: value})
+        except ValueError as bad:
+            return InvalidError(f"latencies.{name}", str(bad))
+    return InvalidError("knobs", str(exc))
 
 
 def _check_timeout(timeout: object) -> None:

@@ -8,15 +8,18 @@ targets), the vocabulary of Chaos Mesh, Toxiproxy and kwok stages.
 The model consults :meth:`FaultInjector.check` at each decision point (an API
 write, an image pull, an ``/init`` call, ...). Faults that *act* at a moment
 (node loss, pod kill) are delivered to listeners when their window opens.
+A ``controller_stall`` holds a component through a :class:`StallGate`, which a
+clear of the stall opens at once.
 """
 
 from __future__ import annotations
 
 import itertools
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Generator, Mapping
 from typing import Annotated, Any, Literal
 
+import simpy
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -41,8 +44,10 @@ __all__ = [
     "FaultInjector",
     "FaultKind",
     "Selector",
+    "StallGate",
     "check_code",
     "check_latency",
+    "check_node_names",
     "check_selector",
 ]
 
@@ -69,13 +74,13 @@ FAULT_KINDS: dict[str, str] = {
     "watch_lag": "extra watch propagation lag into informer caches (param latency; selector: informer)",
     "pod_start_failure": "a container fails to start; kubelet retries with CrashLoopBackOff (selector: template, node)",
     "image_pull_failure": "image pulls fail; kubelet retries with ImagePullBackOff (selector: image, node)",
-    "image_pull_slow": "image pulls take the given latency instead (param latency; selector: image, node)",
-    "node_loss": "a node goes NotReady at start: its pods fail, it takes no pods for the duration (selector: node)",
+    "image_pull_slow": "uncached image pulls take the drawn latency instead (param latency; selector: image, node)",
+    "node_loss": "a node goes NotReady at start: its pods fail, it takes no pods until the window ends or the fault is cleared (selector: node)",
     "pod_kill": "running sandbox pods are killed at start (selector: template, namespace; param count)",
     "runtime_init_failure": "agent-runtime /init answers a 4xx or 5xx error (param code; selector: template)",
     "runtime_unreachable": "agent-runtime /init times out (selector: template)",
     "csi_mount_failure": "a dynamic CSI mount fails (selector: template)",
-    "controller_stall": "a controller makes no progress for the duration (selector: controller)",
+    "controller_stall": "a controller makes no progress until the window ends or the fault is cleared (selector: controller)",
 }
 
 _ACTING_KINDS = frozenset({"node_loss", "pod_kill"})
@@ -138,6 +143,24 @@ def check_selector(kind: str, selector: Mapping[str, str]) -> None:
         if key == "client" and value.startswith("kubelet/") and len(value) > len("kubelet/"):
             continue
         raise ValueError(f"{key}={value!r} names nothing: use one of {', '.join(values)}")
+
+
+def check_node_names(selector: Mapping[str, str], nodes: Collection[str]) -> None:
+    """Raise :class:`InvalidError` if ``selector`` names a node outside ``nodes``.
+
+    Nodes are all made with the cluster, so a fault naming another would
+    never fire. Checked wherever the node names are known: at injection, and
+    where a scenario or recipe that lists both nodes and faults is read.
+    """
+    named = [("selector.node", selector.get("node"))]
+    client = selector.get("client", "")
+    if client.startswith("kubelet/"):
+        named.append(("selector.client", client.removeprefix("kubelet/")))
+    for field, node in named:
+        if node is not None and node not in nodes:
+            known = list(nodes)
+            shown = ", ".join(known[:8]) + (", ..." if len(known) > 8 else "")
+            raise InvalidError(field, f"no node named {node!r} (nodes: {shown})")
 
 
 LATENCY_KINDS: frozenset[str] = frozenset({"api_latency", "watch_lag", "image_pull_slow"})
@@ -206,12 +229,24 @@ class Fault(BaseModel):
     code: FaultCode = 500
     count: int | None = Field(default=None, ge=1)
     fired: int = 0
+    """(output) How many times the fault fired: never read from input (see ``_output_only``)."""
 
     @field_validator("latency", mode="before")
     @classmethod
     def _parse_latency(cls, value: Any, info: ValidationInfo) -> Any:
         check_latency(info.data.get("kind"), value)
         return None if value is None else parse_latency(value)
+
+    @field_validator("fired", mode="before")
+    @classmethod
+    def _output_only(cls, value: Any) -> Any:
+        # Runs only for a given value (the default is not validated): a fault
+        # injected "already fired" would start used up, dead on arrival.
+        raise ValueError("is an output (how many times the fault has fired), it cannot be set")
+
+    def window_closed(self, now: float) -> bool:
+        """Whether the fault's window ended at or before ``now`` (an open-ended one never ends)."""
+        return self.duration is not None and now >= (self.start or 0.0) + self.duration
 
     def active(self, now: float) -> bool:
         """Whether the fault's window contains ``now`` and its count is not used up."""
@@ -237,6 +272,7 @@ class FaultInjector:
         self._ids = itertools.count(1)
         self._by_kind: dict[str, list[Fault]] = {}
         self._listeners: list[Callable[[Fault], None]] = []
+        self._clear_listeners: list[Callable[[list[Fault]], None]] = []
         self._validators: list[Callable[[Fault], None]] = []
 
     def __len__(self) -> int:
@@ -251,6 +287,14 @@ class FaultInjector:
         """Call ``fn(fault)`` for every fault added (the cluster schedules acting faults)."""
         self._listeners.append(fn)
 
+    def add_clear_listener(self, fn: Callable[[list[Fault]], None]) -> None:
+        """Call ``fn(faults)`` with the faults each :meth:`clear` removes.
+
+        Clearing a fault ends its effect at once (as deleting a Chaos Mesh
+        resource recovers the target): a lost node comes back, a stall lets go.
+        """
+        self._clear_listeners.append(fn)
+
     def add_validator(self, fn: Callable[[Fault], None]) -> None:
         """Call ``fn(fault)`` before a fault is added; an :class:`InvalidError` it raises refuses it.
 
@@ -264,7 +308,8 @@ class FaultInjector:
         ``start`` is in virtual seconds; a fault without ``start`` starts now.
         """
         if isinstance(fault, Fault):
-            f = fault.model_copy()
+            # A fresh count: ``fired`` is this injection's output, never its input.
+            f = fault.model_copy(update={"fired": 0})
         else:
             data = dict(fault or {})
             data.update(fields)
@@ -291,15 +336,20 @@ class FaultInjector:
         return f
 
     def clear(self, fault_id: str | None = None) -> None:
-        """Remove one fault by id, or all of them."""
+        """Remove one fault by id, or all of them; their effects end now."""
         if fault_id is None:
+            removed = list(self._faults.values())
             self._faults.clear()
             self._by_kind.clear()
-            return
-        f = self._faults.pop(fault_id, None)
-        if f is None:
-            raise KeyError(f"no fault with id {fault_id!r}")
-        self._by_kind[f.kind].remove(f)
+        else:
+            f = self._faults.pop(fault_id, None)
+            if f is None:
+                raise KeyError(f"no fault with id {fault_id!r}")
+            self._by_kind[f.kind].remove(f)
+            removed = [f]
+        if removed:
+            for fn in self._clear_listeners:
+                fn(removed)
 
     def is_acting(self, kind: str) -> bool:
         """Whether ``kind`` acts at a moment (node loss, pod kill) rather than when consulted."""
@@ -325,6 +375,19 @@ class FaultInjector:
                 return f
         return None
 
+    def replacing_latency(self, kind: str, /, **attrs: str | None) -> float | None:
+        """The latency draw of the ``kind`` fault that fires now (as :meth:`check` picks it), or ``None``.
+
+        For faults whose latency *replaces* the normal one (``image_pull_slow``):
+        when several match, the first injected that fires decides, as for every
+        consulted kind but the additive ``api_latency`` and ``watch_lag``. A draw
+        of 0 is a latency of 0, not "no fault".
+        """
+        f = self.check(kind, **attrs)
+        if f is None or f.latency is None:
+            return None
+        return f.latency.sample(self._rng)
+
     def extra_latency(self, kind: str, /, **attrs: str | None) -> float:
         """Sum of the latency draws of the ``kind`` faults firing now (0 if none)."""
         faults = self._by_kind.get(kind)
@@ -343,14 +406,69 @@ class FaultInjector:
                 total += f.latency.sample(self._rng)
         return total
 
-    def stalled_until(self, controller: str) -> float | None:
-        """End of the current stall of ``controller`` (``inf`` if open-ended), or ``None``."""
+    def stall_of(self, controller: str) -> Fault | None:
+        """The ``controller_stall`` holding ``controller`` now (the first injected), or ``None``."""
         faults = self._by_kind.get("controller_stall")
         if not faults:
             return None
         now = self._now()
         for f in faults:
-            if f.active(now) and f.selector.get("controller", controller) == controller:
-                start = f.start or 0.0
-                return float("inf") if f.duration is None else start + f.duration
+            if (
+                now >= (f.start or 0.0)
+                and not f.window_closed(now)
+                and f.selector.get("controller", controller) == controller
+            ):
+                return f
         return None
+
+    def stalled_until(self, controller: str) -> float | None:
+        """End of the current stall of ``controller`` (``inf`` if open-ended), or ``None``."""
+        f = self.stall_of(controller)
+        if f is None:
+            return None
+        return float("inf") if f.duration is None else (f.start or 0.0) + f.duration
+
+
+class StallGate:
+    """Where a component waits out the ``controller_stall`` faults that hold it.
+
+    A stall holds the component until its window closes or it is cleared,
+    whichever comes first: a clear opens the gate at once (a SimPy event that
+    all the component's waiters share), without polling. Each wait a stall
+    causes counts as one firing of it (one reconcile, scheduling pass or
+    kubelet step held), so ``fired`` shows whether a stall held anything.
+    """
+
+    def __init__(self, faults: FaultInjector, env: simpy.Environment) -> None:
+        self._faults = faults
+        self._env = env
+        self._cleared: simpy.Event | None = None
+        faults.add_clear_listener(self._on_clear)
+
+    def _on_clear(self, removed: list[Fault]) -> None:
+        if not any(f.kind == "controller_stall" for f in removed):
+            return
+        event, self._cleared = self._cleared, None
+        if event is not None and not event.triggered:
+            event.succeed()
+
+    def wait(self, name: str) -> Generator[simpy.Event, Any, None]:
+        """Return once no stall holds the component called ``name`` (a SimPy sub-process)."""
+        faults = self._faults
+        env = self._env
+        counted: Fault | None = None
+        while len(faults):
+            stall = faults.stall_of(name)
+            if stall is None:
+                return
+            if stall is not counted:  # once per hold, though another stall's clear woke us
+                stall.fired += 1
+                counted = stall
+            if self._cleared is None:
+                self._cleared = env.event()
+            cleared = self._cleared
+            if stall.duration is None:
+                yield cleared
+            else:
+                end = (stall.start or 0.0) + stall.duration
+                yield env.any_of([env.timeout(end - env.now), cleared])

@@ -24,6 +24,8 @@ import math
 import random
 import re
 from collections.abc import Iterator, Mapping
+from decimal import Decimal
+from fractions import Fraction
 from statistics import NormalDist
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Self, TypeAlias
 
@@ -37,7 +39,7 @@ from pydantic import (
     model_validator,
 )
 
-from pytest_kruise_agents.api.durations import parse_duration
+from pytest_kruise_agents.api.durations import parse_duration_nanos
 from pytest_kruise_agents.api.problems import kind_and_value
 
 __all__ = [
@@ -59,8 +61,16 @@ Z_99 = 2.3263478740408408
 _STANDARD_NORMAL = NormalDist()
 
 
+_NANOS_PER_S = 1_000_000_000
+_MAX_NANOS = 2**63 - 1
+"""The longest Go duration: a longer time is written as a bare number of seconds."""
+
+
 def parse_seconds(value: Any) -> float:
-    """Seconds from a number or a Go duration string (``"250ms"``, ``"1.5s"``, ``"2"``)."""
+    """Seconds from a number or a Go duration string (``"250ms"``, ``"1.5s"``, ``"100ns"``, ``"2"``).
+
+    A duration is read to the nanosecond, as Go reads it, then to the nearest float.
+    """
     if isinstance(value, bool):
         raise ValueError(
             f"expected seconds or a duration like '100ms', got {kind_and_value(value)}"
@@ -72,7 +82,8 @@ def parse_seconds(value: Any) -> float:
         try:
             seconds = float(text)
         except ValueError:
-            seconds = parse_duration(text).total_seconds()
+            # int / int is correctly rounded: "123.4us" is the float nearest 0.0001234.
+            seconds = parse_duration_nanos(text) / _NANOS_PER_S
     else:
         raise ValueError(
             f"expected seconds or a duration like '100ms', got {kind_and_value(value)}"
@@ -82,23 +93,61 @@ def parse_seconds(value: Any) -> float:
     return seconds
 
 
-def format_seconds(seconds: float) -> str:
-    """The shortest readable duration for ``seconds``: ``500us``, ``20ms``, ``1.5s``, ``5m``.
+_UNITS = (
+    ("h", 3_600 * _NANOS_PER_S),
+    ("m", 60 * _NANOS_PER_S),
+    ("s", _NANOS_PER_S),
+    ("ms", 1_000_000),
+    ("us", 1_000),
+    ("ns", 1),
+)
 
-    :func:`parse_seconds` reads it back.
+
+def format_seconds(seconds: float) -> str:
+    """The shortest readable duration for ``seconds``: ``100ns``, ``500us``, ``20ms``, ``1.5s``, ``5m``.
+
+    :func:`parse_seconds` reads it back as the same float. A time that is
+    not a whole number of nanoseconds (or beyond Go's longest duration) is
+    written as a bare number of seconds (``1e-12``, ``0.30000000000000004``,
+    ``1e+15``), which reads back exactly too.
     """
     if seconds == 0:
         return "0s"
-    magnitude = abs(seconds)
-    if magnitude < 1e-3:
-        return f"{seconds * 1e6:.12g}us"
-    if magnitude < 1:
-        return f"{seconds * 1e3:.12g}ms"
-    if magnitude >= 3600 and seconds % 3600 == 0:
-        return f"{seconds / 3600:.12g}h"
-    if magnitude >= 60 and seconds % 60 == 0:
-        return f"{seconds / 60:.12g}m"
-    return f"{seconds:.12g}s"
+    nanos = _whole_nanos(seconds)
+    if nanos is None:
+        return repr(float(seconds))
+    sign = "-" if nanos < 0 else ""
+    magnitude = abs(nanos)
+    for unit, size in _UNITS:
+        # h and m only when whole (90 s stays 90s); the smaller units take a fraction.
+        if magnitude >= size and (size <= _NANOS_PER_S or magnitude % size == 0):
+            return f"{sign}{_decimal(magnitude, size)}{unit}"
+    raise AssertionError("unreachable: 0 < magnitude and the last unit is 1 ns")
+
+
+def _whole_nanos(seconds: float) -> int | None:
+    """``seconds`` as integer nanoseconds if that number reads back as the same float."""
+    if not math.isfinite(seconds) or abs(seconds) > _MAX_NANOS / _NANOS_PER_S:
+        return None
+    # The shortest decimal that reads back as ``seconds`` (its repr), if it is whole
+    # nanoseconds; else the nearest nanosecond, if that reads back.
+    shortest = Decimal(repr(float(seconds))).scaleb(9)
+    if shortest == shortest.to_integral_value():
+        nanos = int(shortest)
+    else:
+        nanos = round(Fraction(seconds) * _NANOS_PER_S)
+    if nanos == 0 or abs(nanos) > _MAX_NANOS or nanos / _NANOS_PER_S != seconds:
+        return None
+    return nanos
+
+
+def _decimal(value: int, size: int) -> str:
+    """``value / size`` written exactly (``size`` a power of ten, or a whole divisor)."""
+    whole, rest = divmod(value, size)
+    if rest == 0:
+        return str(whole)
+    places = len(str(size)) - 1
+    return f"{whole}.{f'{rest:0{places}d}'.rstrip('0')}"
 
 
 Seconds = Annotated[float, BeforeValidator(parse_seconds)]

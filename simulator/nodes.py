@@ -31,10 +31,12 @@ Faults consulted: ``image_pull_failure`` (ErrImagePull, then ImagePullBackOff,
 retried with a 10 s back-off doubling to 300 s), ``image_pull_slow`` (the
 pull takes the fault's latency instead), ``pod_start_failure`` (Ready False
 with reason ``StartContainerFailed``, CrashLoopBackOff with the same
-back-off). Faults acting at their start time: ``node_loss`` (the node's pods
-fail with reason NodeLost, the node takes no pods for the fault's duration,
-then comes back empty) and ``pod_kill`` (running pods matching the selector
-fail with reason Killed).
+back-off). Faults acting when their window opens (never once it has closed):
+``node_loss`` (the node's pods fail with reason NodeLost, the node takes no
+pods until the window ends or the fault is cleared, then comes back empty)
+and ``pod_kill`` (running pods matching the selector fail with reason Killed).
+A ``controller_stall`` of ``scheduler`` or ``kubelet`` holds them until its
+window ends or it is cleared.
 """
 
 from __future__ import annotations
@@ -48,7 +50,6 @@ import simpy
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pytest_kruise_agents.api import keys
-from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.api.meta import Condition, find_condition, set_condition
 from pytest_kruise_agents.api.pod import Pod, container_resources, first_container_cpu
 from pytest_kruise_agents.api.quantity import (
@@ -59,7 +60,7 @@ from pytest_kruise_agents.api.quantity import (
     quantity_text,
 )
 from simulator.apiserver import ApiError, Client
-from simulator.faults import Fault
+from simulator.faults import Fault, StallGate, check_node_names
 from simulator.world import World
 
 __all__ = [
@@ -84,7 +85,6 @@ BACKOFF_MAX_S = 300.0
 """Cap of the kubelet's back-offs."""
 
 _API_RETRY_S = 1.0
-_STALL_POLL_S = 1.0
 _TERMINAL = ("Failed", "Succeeded")
 _IPS_PER_NODE = 65534
 
@@ -353,6 +353,9 @@ class Nodes:
         self._wake: simpy.Event | None = None
         self._retry = False
         self._started = False
+        self._stall_gate = StallGate(self.ctx.faults, self.ctx.env)
+        self._losses: dict[int, tuple[Fault, _Node, int]] = {}
+        """The node each node_loss in force took, and the node's epoch then, by ``id(fault)``."""
         for spec in specs:
             self._add_node(spec)
 
@@ -371,6 +374,7 @@ class Nodes:
         self.cache.add_handler("Pod", self._on_pod)
         self.ctx.faults.add_validator(self._check_fault_node)
         self.ctx.faults.add_listener(self._on_fault)
+        self.ctx.faults.add_clear_listener(self._on_faults_cleared)
         self.ctx.env.process(self._schedule_loop())
         for pod in self.cache.list("Pod"):
             self._on_pod("ADDED", None, pod)
@@ -379,15 +383,7 @@ class Nodes:
 
     def _check_fault_node(self, fault: Fault) -> None:
         """Refuse a fault whose selector names a node that does not exist: it would never fire."""
-        client = fault.selector.get("client", "")
-        named = [("selector.node", fault.selector.get("node"))]
-        if client.startswith("kubelet/"):
-            named.append(("selector.client", client.removeprefix("kubelet/")))
-        for field, node in named:
-            if node is not None and node not in self._nodes:
-                known = list(self._nodes)
-                shown = ", ".join(known[:8]) + (", ..." if len(known) > 8 else "")
-                raise InvalidError(field, f"no node named {node!r} (nodes: {shown})")
+        check_node_names(fault.selector, self._nodes)
 
     def add(self, spec: NodeSpec) -> None:
         """Add a node; pending pods are retried on it."""
@@ -505,14 +501,8 @@ class Nodes:
             self._kick()
 
     def _stall(self, name: str) -> Op:
-        faults = self.ctx.faults
-        while len(faults):
-            until = faults.stalled_until(name)
-            now = self.ctx.now()
-            if until is None or until <= now:
-                return
-            # An open-ended stall is polled, so that clearing it resumes work.
-            yield self.ctx.env.timeout(_STALL_POLL_S if until == float("inf") else until - now)
+        # Until the stall's window closes or it is cleared, whichever is first.
+        yield from self._stall_gate.wait(name)
 
     def _schedule_loop(self) -> Op:
         env = self.ctx.env
@@ -907,8 +897,8 @@ class Nodes:
             yield ctx.env.timeout(ctx.latency("image.pull_cached"))
             ok = False
         else:
-            slow = faults.extra_latency("image_pull_slow", **attrs) if len(faults) else 0.0
-            yield ctx.env.timeout(slow if slow > 0 else ctx.latency("image.pull"))
+            slow = faults.replacing_latency("image_pull_slow", **attrs) if len(faults) else None
+            yield ctx.env.timeout(ctx.latency("image.pull") if slow is None else slow)
             if node.epoch == epoch:
                 node.images[image] = None
                 ctx.record("kubelet.pulled", f"{image} node={node.name}")
@@ -1028,9 +1018,20 @@ class Nodes:
     def _on_fault(self, fault: Fault) -> None:
         if fault.kind not in ("node_loss", "pod_kill"):
             return
-        delay = max((fault.start or 0.0) - self.ctx.now(), 0.0)
-        timer = self.ctx.env.timeout(delay)
+        now = self.ctx.now()
+        if fault.window_closed(now):
+            # Its moment has passed: as a consulted fault never fires outside its window.
+            self.ctx.record("fault.window_closed", f"{fault.id} kind={fault.kind}")
+            return
+        timer = self.ctx.env.timeout(max((fault.start or 0.0) - now, 0.0))
         timer.callbacks.append(lambda _ev: self._act(fault))
+
+    def _on_faults_cleared(self, removed: list[Fault]) -> None:
+        # Clearing a node_loss ends it (deleting the chaos resource recovers the node).
+        for fault in removed:
+            loss = self._losses.pop(id(fault), None)
+            if loss is not None:
+                self._recover(loss[1], loss[2])
 
     def _in_force(self, fault: Fault) -> bool:
         if not any(f is fault for f in self.ctx.faults.faults):
@@ -1077,10 +1078,18 @@ class Nodes:
                 self.ctx.env.process(
                     self._fail_pod(self._lifecycle, pod, "NodeLost", f"node {node.name} was lost")
                 )
+        epoch = node.epoch
+        self._losses[id(fault)] = (fault, node, epoch)
         if fault.duration is not None:
-            epoch = node.epoch
-            timer = self.ctx.env.timeout(fault.duration)
-            timer.callbacks.append(lambda _ev: self._recover(node, epoch))
+            # At the end of the window, though it acted late (injected after its start).
+            end = (fault.start or 0.0) + fault.duration
+            timer = self.ctx.env.timeout(max(end - self.ctx.now(), 0.0))
+            timer.callbacks.append(lambda _ev: self._window_ended(fault))
+
+    def _window_ended(self, fault: Fault) -> None:
+        loss = self._losses.pop(id(fault), None)
+        if loss is not None:
+            self._recover(loss[1], loss[2])
 
     def _recover(self, node: _Node, epoch: int) -> None:
         if node.ready or node.epoch != epoch:

@@ -1,11 +1,11 @@
-"""Go ``time.Duration`` strings (``"1m"``, ``"1h30m"``, ``"-1s"``) as :class:`timedelta`."""
+"""Go ``time.Duration`` strings (``"1m"``, ``"1h30m"``, ``"-1s"``) as :class:`timedelta` or exact nanoseconds."""
 
 from __future__ import annotations
 
 import re
 from datetime import timedelta
 
-__all__ = ["format_duration", "parse_duration"]
+__all__ = ["format_duration", "parse_duration", "parse_duration_nanos"]
 
 _UNIT_NANOS = {
     "ns": 1,
@@ -33,6 +33,19 @@ def parse_duration(text: str) -> timedelta:
     more ``<number><unit>`` parts (units ns, us, ms, s, m, h), or ``"0"``; no
     surrounding whitespace (``metav1.Duration`` hands the JSON string to Go untrimmed).
     """
+    nanos = parse_duration_nanos(text)
+    sign = -1 if nanos < 0 else 1
+    # To timedelta's microseconds, to the nearest (ties away from zero).
+    return timedelta(microseconds=sign * ((abs(nanos) + 500) // 1000))
+
+
+def parse_duration_nanos(text: str) -> int:
+    """Parse a Go duration string to integer nanoseconds, exactly as ``time.ParseDuration``.
+
+    The same syntax and errors as :func:`parse_duration`, without rounding
+    to a :class:`timedelta`'s microseconds: ``"100ns"`` is 100, ``"1.5us"`` 1500.
+    Digits below a nanosecond are dropped, as Go drops them.
+    """
     if not isinstance(text, str):
         raise ValueError(f"expected a duration string like '30s' or '1m', got {text!r}")
     s = text
@@ -43,7 +56,7 @@ def parse_duration(text: str) -> timedelta:
         sign = -1 if s[0] == "-" else 1
         s = s[1:]
     if s == "0":
-        return timedelta(0)
+        return 0
     pos = 0
     total = 0  # nanoseconds, in integers as Go counts them: no float rounding
     while pos < len(s):
@@ -66,8 +79,7 @@ def parse_duration(text: str) -> timedelta:
     if total > _MAX_NANOS:
         # Go's Duration is int64 nanoseconds: ParseDuration refuses more (about 2562047h).
         raise ValueError(f"invalid duration {text!r}: {_OUT_OF_RANGE}")
-    # To timedelta's microseconds, to the nearest (ties up, as for a positive one).
-    return timedelta(microseconds=sign * ((total + 500) // 1000))
+    return sign * total
 
 
 def format_duration(value: timedelta) -> str:

@@ -38,8 +38,8 @@ from pytest_kruise_agents.e2b.config import (
 from pytest_kruise_agents.e2b.settings import Settings
 from pytest_kruise_agents.plugin.marker import ClusterSpec
 from pytest_kruise_agents.plugin.options import ClockMode
-from simulator.cluster import Cluster
-from simulator.faults import Fault
+from simulator.cluster import Cluster, default_nodes
+from simulator.faults import Fault, check_node_names
 from simulator.nodes import NodeSpec
 from simulator.profile import Profile, get_profile
 
@@ -87,9 +87,13 @@ class Recipe:
                 cluster.wait_for_pool(pool.metadata.name, ns, timeout=POOL_READY_TIMEOUT_S)
             except TimeoutError as exc:
                 raise RecipeError(f"{self.source}: pools: {exc} (too few nodes?)") from None
-        for fault in self.faults:
+        for i, fault in enumerate(self.faults):
             fields = dict(fault)
-            cluster.inject(fields.pop("kind"), **fields)
+            try:
+                cluster.inject(fields.pop("kind"), **fields)
+            except InvalidError as exc:
+                # The recipe checks what it can; the cluster is the last word.
+                raise RecipeError(f"{self.source}: faults[{i}].{exc}") from None
         return cluster
 
 
@@ -139,14 +143,6 @@ def _recipe(spec: ClusterSpec, cfg: ClusterConfig, source: str) -> Recipe:
             profile = profile.with_overrides(latencies=latencies, **knobs)
         except ValueError as exc:
             raise RecipeError(f"{marker} latencies/knobs over {source}: {exc}") from None
-    faults: list[Mapping[str, Any]] = list(json.loads(spec.faults) if spec.faults else cfg.faults)
-    for i, fault in enumerate(faults):
-        try:
-            Fault.model_validate(fault)
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            where = f"{marker} faults[{i}]" if spec.faults else f"{source}: faults[{i}]"
-            raise RecipeError(f"{where}.{format_path(err['loc'])}: {reason(err)}") from None
     nodes: int | tuple[NodeSpec, ...]
     if spec.nodes is not None:
         nodes = spec.nodes
@@ -154,6 +150,21 @@ def _recipe(spec: ClusterSpec, cfg: ClusterConfig, source: str) -> Recipe:
         nodes = cfg.nodes
     else:
         nodes = tuple(n.spec() for n in cfg.nodes)
+    faults: list[Mapping[str, Any]] = list(json.loads(spec.faults) if spec.faults else cfg.faults)
+    node_names = dict.fromkeys(
+        s.name for s in (default_nodes(nodes) if isinstance(nodes, int) else nodes)
+    )
+    for i, fault in enumerate(faults):
+        where = f"{marker} faults[{i}]" if spec.faults else f"{source}: faults[{i}]"
+        try:
+            checked = Fault.model_validate(fault)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            raise RecipeError(f"{where}.{format_path(err['loc'])}: {reason(err)}") from None
+        try:
+            check_node_names(checked.selector, node_names)
+        except InvalidError as exc:
+            raise RecipeError(f"{where}.{exc}") from None
     keys = cfg.keys()
     users = [k for k in keys if not k.admin]
     admins = [k for k in keys if k.admin]

@@ -14,16 +14,15 @@ import simpy
 
 from simulator.apiserver import ApiError
 from simulator.context import SimContext
+from simulator.faults import StallGate
 from simulator.workqueue import WorkQueue
 
-__all__ = ["BACKOFF_BASE_S", "BACKOFF_MAX_S", "STALL_POLL_S", "Reconciler"]
+__all__ = ["BACKOFF_BASE_S", "BACKOFF_MAX_S", "Reconciler"]
 
 BACKOFF_BASE_S = 0.005
 """client-go's per-item exponential back-off starts at 5 ms and doubles."""
 BACKOFF_MAX_S = 30.0
 """Cap of the per-item back-off (client-go caps at 1000 s; shorter keeps runs lively)."""
-STALL_POLL_S = 1.0
-"""How often an open-ended stall is re-checked (the fault may be cleared)."""
 
 K = TypeVar("K", bound=Hashable)
 Op = Generator[simpy.Event, Any, Any]
@@ -42,6 +41,7 @@ class Reconciler(Generic[K]):
         self.ctx = ctx
         self.queue = WorkQueue(ctx.env, self.stall_name)
         self._failures: dict[K, int] = {}
+        self._stall_gate = StallGate(ctx.faults, ctx.env)
 
     def start_workers(self, count: int) -> None:
         """Run up to ``count`` workers, each started when a key first finds no idle one.
@@ -85,13 +85,8 @@ class Reconciler(Generic[K]):
                 self.queue.add_after(key, delay)
 
     def _honour_stall(self) -> Op:
-        faults = self.ctx.faults
-        env = self.ctx.env
-        while len(faults):
-            until = faults.stalled_until(self.stall_name)
-            if until is None or until <= env.now:
-                return
-            yield env.timeout(STALL_POLL_S if until == float("inf") else until - env.now)
+        # Until the stall's window closes or it is cleared, whichever is first.
+        yield from self._stall_gate.wait(self.stall_name)
 
     def _error_delay(self, key: K, err: ApiError) -> float | None:
         """A 409 retries at once; other errors back off per key."""

@@ -29,6 +29,7 @@ from typing import Any
 
 import simpy
 
+from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.api.quantity import parse_quantity
 from pytest_kruise_agents.api.sandboxset import SandboxSet
 from pytest_kruise_agents.claiming.errors import ClaimError
@@ -134,8 +135,12 @@ class _Run:
                 ) from None
         self.origin = cluster.now
         cluster.records.clear()
-        for spec in self.scenario.faults:
-            cluster.ctx.faults.inject(spec.to_fault(self.origin))
+        for i, spec in enumerate(self.scenario.faults):
+            try:
+                cluster.ctx.faults.inject(spec.to_fault(self.origin))
+            except InvalidError as exc:
+                # The scenario checks what it can; the cluster is the last word.
+                raise RunError(f"faults[{i}].{exc.field}: {exc.reason}") from None
 
     # -- workloads ----------------------------------------------------------------------
 

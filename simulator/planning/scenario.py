@@ -53,7 +53,14 @@ from pytest_kruise_agents.api.quantity import (
 from pytest_kruise_agents.api.sandboxset import SandboxSet
 from pytest_kruise_agents.claiming.extensions import is_image_reference
 from simulator.cluster import DEFAULT_USER, default_nodes
-from simulator.faults import Fault, FaultCode, FaultKind, Selector, check_latency
+from simulator.faults import (
+    Fault,
+    FaultCode,
+    FaultKind,
+    Selector,
+    check_latency,
+    check_node_names,
+)
 from simulator.latency import Seconds, parse_latency
 from simulator.nodes import NodeSpec
 from simulator.planning.arrivals import Arrivals, TraceArrivals
@@ -176,6 +183,12 @@ class ClusterSpec(_Model):
         if self.latencies or self.knobs:
             prof = prof.with_overrides(latencies=self.latencies, **self.knobs)
         return prof
+
+    def node_names(self) -> dict[str, None]:
+        """The nodes' names, in order (a dict: ordered, and quick to look up)."""
+        if isinstance(self.nodes, int):
+            return {f"node-{i}": None for i in range(1, self.nodes + 1)}
+        return {f"{g.name}-{i}": None for g in self.nodes for i in range(1, g.count + 1)}
 
     def node_specs(self) -> list[NodeSpec]:
         """The nodes, one :class:`NodeSpec` each."""
@@ -541,7 +554,21 @@ class Scenario(_Model):
                             f"workloads[{i}].arrivals.file",
                             f"trace row at {row.time:g}s claims from {ns}/{tpl}, which is no pool",
                         )
+        self._check_fault_nodes()
         return self
+
+    def _check_fault_nodes(self) -> None:
+        """Refuse a fault naming a node the cluster does not have: it could never fire."""
+        names: dict[str, None] | None = None
+        for i, fault in enumerate(self.faults):
+            if "node" not in fault.selector and "client" not in fault.selector:
+                continue
+            if names is None:
+                names = self.cluster.node_names()
+            try:
+                check_node_names(fault.selector, names)
+            except InvalidError as exc:
+                raise PathError(f"faults[{i}].{exc.field}", exc.reason) from None
 
     @property
     def horizon(self) -> float:

@@ -8,7 +8,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pytest_kruise_agents.api.durations import format_duration, parse_duration
+from pytest_kruise_agents.api.durations import (
+    format_duration,
+    parse_duration,
+    parse_duration_nanos,
+)
 
 
 @pytest.mark.parametrize(
@@ -80,3 +84,26 @@ def test_durations_format_as_go_prints_them(value: float, text: str) -> None:
 def test_a_formatted_duration_reads_back_as_the_same_value(value: timedelta) -> None:
     """Dump then apply keeps a duration exactly (to the microsecond)."""
     assert parse_duration(format_duration(value)) == value
+
+
+@pytest.mark.parametrize(
+    ("text", "nanos"),
+    [
+        ("100ns", 100),
+        ("123.4us", 123_400),
+        ("1.5ns", 1),  # Go drops what is below a nanosecond
+        ("-1h0.000000001s", -3_600_000_000_001),
+        ("0", 0),
+        ("2562047h47m16.854775807s", 2**63 - 1),
+    ],
+)
+def test_durations_parse_to_exact_nanoseconds(text: str, nanos: int) -> None:
+    """parse_duration_nanos keeps what a timedelta's microseconds would round away."""
+    assert parse_duration_nanos(text) == nanos
+
+
+def test_nanoseconds_refuse_what_go_refuses() -> None:
+    """The same syntax and range as parse_duration."""
+    for bad in ("", "1", "1e3ms", "2562047h47m16.854775808s"):
+        with pytest.raises(ValueError, match="duration"):
+            parse_duration_nanos(bad)

@@ -166,7 +166,7 @@ def test_run_until_with_no_time_only_checks(cluster: Cluster) -> None:
         ({"profile": "openkruise-hed"}, "profile", "did you mean 'openkruise-head'"),
         ({"claim_worker": 10}, "knobs", "did you mean 'claim_workers'"),
         ({"claim_workers": 0}, "knobs", "claim_workers"),
-        ({"latencies": {"image.pul": "1s"}}, "latencies", "did you mean 'image.pull'"),
+        ({"latencies": {"image.pul": "1s"}}, "latencies.image.pul", "did you mean 'image.pull'"),
         ({"nodes": [{"name": "n", "cpu": "lots"}]}, "nodes[0].cpu", "invalid quantity"),
         ({"nodes": [{"name": "n"}, {"name": "n"}]}, "nodes[1].name", "'n' is given twice"),
     ],

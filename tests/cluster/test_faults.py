@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
+
 from pytest_kruise_agents.api import keys
+from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.claiming.errors import ClaimError
 from simulator.cluster import Cluster
 
@@ -130,3 +135,62 @@ def test_scheduled_fault_waits_for_its_start(pooled: Cluster) -> None:
     pooled.inject("runtime_init_failure", start=pooled.now + 100, duration=10)
     pooled.create_sandbox("base")
     assert pooled.last_record().attempts == 1
+
+
+def test_a_stall_ends_with_its_with_block(pooled: Cluster) -> None:
+    """Leaving ``with cluster.fault("controller_stall", duration=...)`` lets the controller go on at once."""
+    with pooled.fault("controller_stall", selector={"controller": "sandboxset"}, duration=300):
+        pooled.create_sandbox("base")
+        pooled.advance(10)
+        unclaimed = pooled.list("sbx", "default", labels={keys.LABEL_SANDBOX_CLAIMED: "false"})
+        assert len(unclaimed) == 4
+    ended = pooled.now
+    pooled.wait_for_pool("base", timeout=60)
+    # The replacement's whole start-up (pod, cached image, runtime), not the 290 s left.
+    assert pooled.now - ended < 10
+
+
+def test_a_stall_that_held_a_controller_has_fired(pooled: Cluster) -> None:
+    """``fired`` shows whether a stall held anything: it counts the reconciles it held."""
+    idle = pooled.inject("controller_stall", selector={"controller": "sandboxclaim"}, duration=20)
+    busy = pooled.inject("controller_stall", selector={"controller": "sandboxset"}, duration=20)
+    pooled.create_sandbox("base")
+    pooled.advance(30)
+    assert idle.fired == 0  # no SandboxClaim: nothing to hold
+    assert busy.fired >= 1
+
+
+def test_fired_is_an_output_not_an_input(pooled: Cluster) -> None:
+    """A fault given ``fired`` is refused (it would start used up), and nothing is added."""
+    with pytest.raises(InvalidError) as info:
+        pooled.inject("api_conflict", count=2, fired=2)
+    assert info.value.field == "fired"
+    assert "output" in info.value.reason
+    assert pooled.faults == []
+
+
+@pytest.mark.parametrize("knobs", [{}, {"claim_workers": 10}], ids=["alone", "beside-a-knob"])
+def test_a_bad_latency_is_named_by_its_name(knobs: dict[str, Any]) -> None:
+    """Cluster(latencies=...) names ``latencies.<name>``, as set_latency does, whatever knobs come with it."""
+    with pytest.raises(InvalidError) as info:
+        Cluster(latencies={"api.get": "1s", "image.pull": "bogus"}, **knobs)
+    assert info.value.field == "latencies.image.pull"
+    assert "invalid latency 'bogus'" in info.value.reason
+
+
+def test_a_bad_knob_beside_good_latencies_is_named_knobs() -> None:
+    """Only a bad latency is blamed on the latencies."""
+    with pytest.raises(InvalidError) as info:
+        Cluster(latencies={"image.pull": "1s"}, claim_workers=0)
+    assert info.value.field == "knobs"
+    assert "claim_workers" in info.value.reason
+
+
+def test_a_fault_model_injected_again_starts_its_count_afresh(pooled: Cluster) -> None:
+    """Injecting a used Fault object again does not carry its ``fired`` over (it would start used up)."""
+    used = pooled.inject("api_conflict", count=1, selector={"verb": "update", "kind": "Sandbox"})
+    pooled.create_sandbox("base")
+    assert used.fired == 1
+    pooled.clear_faults()
+    again = pooled.ctx.faults.inject(used)
+    assert again.fired == 0 and again.active(pooled.now)

@@ -127,6 +127,18 @@ def test_error_names_file_line_path_and_reason(tmp_path: Path) -> None:
             "faults[0].code",
             "answers a 4xx or 5xx status, got 302",
         ),
+        (
+            "goals:",
+            "faults:\n  - {kind: node_loss, start: 5s, selector: {node: node-9}}\ngoals:",
+            "faults[0].selector.node",
+            "no node named 'node-9' (nodes: node-1, node-2)",
+        ),
+        (
+            "goals:",
+            "faults:\n  - {kind: api_error, selector: {client: kubelet/node-3}}\ngoals:",
+            "faults[0].selector.client",
+            "no node named 'node-3' (nodes: node-1, node-2)",
+        ),
     ],
 )
 def test_each_bad_field_is_named(
@@ -138,6 +150,19 @@ def test_each_bad_field_is_named(
     assert err.path == path
     assert reason in err.reason
     assert err.line is not None
+
+
+def test_a_fault_may_name_any_node_of_the_cluster() -> None:
+    """Node names follow the node groups (``<group>-<n>``); a fault naming one of them is fine."""
+    groups = TINY.replace("{nodes: 2}", "{nodes: [{name: small, count: 1}, {name: big, count: 2}]}")
+    text = groups.replace(
+        "goals:", "faults:\n  - {kind: node_loss, start: 5s, selector: {node: big-2}}\ngoals:"
+    )
+    assert parse_scenario(text).faults[0].selector == {"node": "big-2"}
+    with pytest.raises(ScenarioError) as info:
+        parse_scenario(text.replace("big-2", "big-3"))
+    assert info.value.path == "faults[0].selector.node"
+    assert info.value.reason == "no node named 'big-3' (nodes: small-1, big-1, big-2)"
 
 
 def test_cross_field_errors(tmp_path: Path) -> None:
@@ -268,6 +293,12 @@ def test_overrides_by_path() -> None:
         ("pools[5].replicas", 3, "pools[5].replicas", "index 5 out of range"),
         ("pools.base.replicas", -2, "pools[0].replicas", "must be >= 0"),
         ("workloads[0].arrivals.rate", "fast", "workloads[0].arrivals.rate", "expected a rate"),
+        (
+            "faults",
+            [{"kind": "pod_kill", "selector": {"node": "big-1"}}],
+            "faults[0].selector.node",
+            "no node named 'big-1' (nodes: node-1, node-2)",
+        ),
     ],
 )
 def test_bad_overrides_are_named(path: str, value: object, where: str, reason: str) -> None:

@@ -190,6 +190,12 @@ RECIPE_ERRORS = [
         id="fault-selector",
     ),
     pytest.param(
+        "nodes=2, faults=[{'kind': 'node_loss', 'selector': {'node': 'node-99'}}]",
+        "@pytest.mark.kruise faults[0].selector.node: no node named 'node-99'"
+        " (nodes: node-1, node-2)",
+        id="fault-node",
+    ),
+    pytest.param(
         "pools='kind: Pod'",
         "@pytest.mark.kruise pools: *",
         id="pools-yaml",

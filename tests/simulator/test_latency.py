@@ -7,6 +7,8 @@ import random
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
 from simulator.latency import (
@@ -159,8 +161,66 @@ def test_the_string_form_parses_back_to_the_same_distribution(latency: Latency) 
     assert parse_latency(str(latency)) == latency
 
 
+def test_durations_are_read_to_the_nanosecond() -> None:
+    """The ns and us units are exact: nothing is rounded to whole microseconds."""
+    assert parse_seconds("100ns") == 1e-7
+    assert parse_seconds("123.4us") == 0.0001234
+    assert parse_seconds("-1.5ms") == -0.0015
+    assert parse_latency("exp(100ns)") == Exponential(mean=1e-7)
+    assert parse_latency("uniform(1ns, 2us)") == Uniform(low=1e-9, high=2e-6)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (1e-7, "100ns"),
+        (0.0001234, "123.4us"),
+        (123456789.123, "123456789.123s"),
+        (31_536_000, "8760h"),
+        (-1.5, "-1.5s"),
+        # Not whole nanoseconds, or beyond Go's longest duration: bare seconds.
+        (1e-12, "1e-12"),
+        (0.1 + 0.2, "0.30000000000000004"),
+        (1e15, "1000000000000000.0"),
+        (1e300, "1e+300"),
+    ],
+)
+def test_seconds_format_in_a_form_that_reads_back(seconds: float, text: str) -> None:
+    """No exponent glued to a unit (``1e-06us``): a duration, else a bare number."""
+    assert format_seconds(seconds) == text
+    assert parse_seconds(text) == seconds
+
+
+_TIMES = st.floats(min_value=0, max_value=1e300, allow_nan=False, allow_infinity=False)
+
+
+@given(_TIMES)
+def test_every_time_formats_and_reads_back_exactly(seconds: float) -> None:
+    """parse_seconds(format_seconds(x)) == x for every finite float."""
+    assert parse_seconds(format_seconds(seconds)) == seconds
+    assert parse_seconds(format_seconds(-seconds)) == -seconds
+
+
+@given(
+    st.one_of(
+        st.builds(Fixed, value=_TIMES),
+        st.builds(lambda a, b: Uniform(low=min(a, b), high=max(a, b)), _TIMES, _TIMES),
+        st.builds(Exponential, mean=_TIMES.filter(lambda x: x > 0)),
+        st.builds(
+            lambda a, b: LogNormal(median=min(a, b), p99=max(a, b)),
+            _TIMES.filter(lambda x: x > 0),
+            _TIMES.filter(lambda x: x > 0),
+        ),
+        st.builds(Empirical, samples=st.lists(_TIMES, min_size=1, max_size=4)),
+    )
+)
+def test_every_distribution_reads_back_from_its_string_form(latency: Latency) -> None:
+    """parse_latency(str(x)) == x, whatever the parameters."""
+    assert parse_latency(str(latency)) == latency
+
+
 def test_seconds_format_in_the_largest_readable_unit() -> None:
-    """format_seconds picks us, ms, s, m or h."""
+    """format_seconds picks ns, us, ms, s, m or h."""
     assert [format_seconds(s) for s in (0, 2e-6, 0.02, 1.5, 90, 300, 7200)] == [
         "0s",
         "2us",

@@ -423,3 +423,100 @@ def test_same_seed_same_log() -> None:
         return world.ctx.log.text()
 
     assert run() == run()
+
+
+# --------------------------------------------------------------------------- fault edges
+
+
+@pytest.mark.parametrize("duration", [None, 100.0], ids=["open-ended", "with-duration"])
+@pytest.mark.parametrize(
+    ("component", "start_up"),
+    # From the release: the kubelet's pod.create, pull, start, ready and status patch
+    # (5.91 s); the scheduler's bind and the kubelet's whole start (5.93 s).
+    [("kubelet", 5.91), ("scheduler", 5.93)],
+)
+def test_a_cleared_stall_releases_its_component_at_once(
+    component: str, start_up: float, duration: float | None
+) -> None:
+    """Clearing a controller_stall, with a duration or not, lets the component go on at that moment."""
+    world, _ = make([NodeSpec(name="a")])
+    stall = world.ctx.faults.inject(
+        kind="controller_stall", selector={"controller": component}, duration=duration
+    )
+    add_pod(world, "p1")
+    world.ctx.env.run(until=5.5)  # between whole seconds: no polling tick lands on the clear
+    assert pod(world, "p1").status.phase == "Pending"  # type: ignore[union-attr]
+    world.ctx.faults.clear(stall.id)
+    assert run_until(world, lambda: running(world, "p1")) == pytest.approx(5.5 + start_up)
+
+
+def test_a_stall_counts_as_fired_when_it_holds_something() -> None:
+    """``fired`` of a stall counts the steps it held: 0 while it held nothing."""
+    world, _ = make([NodeSpec(name="a")])
+    stall = world.ctx.faults.inject(
+        kind="controller_stall", selector={"controller": "kubelet"}, duration=10
+    )
+    world.ctx.env.run(until=1)
+    assert stall.fired == 0
+    add_pod(world, "p1")
+    add_pod(world, "p2")
+    run_until(world, lambda: running(world, "p1") and running(world, "p2"))
+    assert stall.fired == 2  # one pod start each
+
+
+def test_a_node_loss_whose_window_closed_before_it_was_injected_never_acts() -> None:
+    """Acting faults act when their window opens, and not at all once it has closed."""
+    world, nodes = make([NodeSpec(name="a")])
+    add_pod(world, "p1", labels={keys.LABEL_SANDBOX_TEMPLATE: "base"})
+    run_until(world, lambda: running(world, "p1"))
+    world.ctx.env.run(until=10)
+    loss = world.ctx.faults.inject(kind="node_loss", start=0, duration=5)
+    kill = world.ctx.faults.inject(kind="pod_kill", start=2, duration=1)
+    world.ctx.env.run(until=20)
+    assert nodes.ready_nodes() == ["a"] and running(world, "p1")
+    assert (loss.fired, kill.fired) == (0, 0)
+    assert [e.kind for e in world.ctx.log.of_kind("fault.window_closed")] == [
+        "fault.window_closed"
+    ] * 2
+
+
+def test_a_node_loss_injected_inside_its_window_recovers_when_the_window_ends() -> None:
+    """Injected after its start, a node_loss acts at once and still recovers at start + duration."""
+    world, nodes = make([NodeSpec(name="a")])
+    world.ctx.env.run(until=10)
+    world.ctx.faults.inject(kind="node_loss", selector={"node": "a"}, start=5, duration=20)
+    world.ctx.env.run(until=24.9)
+    assert nodes.ready_nodes() == []
+    world.ctx.env.run(until=25.1)
+    assert nodes.ready_nodes() == ["a"]
+
+
+@pytest.mark.parametrize("duration", [None, 600.0], ids=["open-ended", "with-duration"])
+def test_clearing_a_node_loss_brings_the_node_back(duration: float | None) -> None:
+    """Clearing a node_loss ends it, as deleting a Chaos Mesh resource recovers the target."""
+    world, nodes = make([NodeSpec(name="a")])
+    loss = world.ctx.faults.inject(kind="node_loss", selector={"node": "a"}, duration=duration)
+    world.ctx.env.run(until=5)
+    assert nodes.ready_nodes() == []
+    world.ctx.faults.clear(loss.id)
+    assert nodes.ready_nodes() == ["a"]
+    add_pod(world, "p1")
+    assert run_until(world, lambda: running(world, "p1")) == pytest.approx(5 + 5.93)
+
+
+def test_a_slow_pull_drawing_zero_takes_no_time() -> None:
+    """image_pull_slow's draw replaces image.pull even when it is 0 (an instant registry)."""
+    world, _ = make([NodeSpec(name="a")])
+    world.ctx.faults.inject(kind="image_pull_slow", latency="0s")
+    add_pod(world, "p1")
+    assert run_until(world, lambda: running(world, "p1")) == pytest.approx(5.93 - 5.0)
+
+
+def test_overlapping_slow_pulls_do_not_add_up() -> None:
+    """Of several matching image_pull_slow faults the first injected decides, as check() picks."""
+    world, _ = make([NodeSpec(name="a")])
+    first = world.ctx.faults.inject(kind="image_pull_slow", latency="10s")
+    second = world.ctx.faults.inject(kind="image_pull_slow", latency="30s")
+    add_pod(world, "p1")
+    assert run_until(world, lambda: running(world, "p1")) == pytest.approx(5.93 - 5.0 + 10.0)
+    assert (first.fired, second.fired) == (1, 0)
