@@ -32,11 +32,14 @@ def parse_duration(text: str) -> timedelta:
     Accepts what ``time.ParseDuration`` accepts: an optional sign, then one or
     more ``<number><unit>`` parts (units ns, us, ms, s, m, h), or ``"0"``; no
     surrounding whitespace (``metav1.Duration`` hands the JSON string to Go untrimmed).
+    Rounded to the microsecond, but never to zero: ``"1ns"`` is one microsecond.
     """
     nanos = parse_duration_nanos(text)
     sign = -1 if nanos < 0 else 1
-    # To timedelta's microseconds, to the nearest (ties away from zero).
-    return timedelta(microseconds=sign * ((abs(nanos) + 500) // 1000))
+    # To timedelta's microseconds, to the nearest (ties away from zero); a duration that
+    # is not zero stays so ("1ns" is positive in Go: a check "> 0" must still pass).
+    micros = max((abs(nanos) + 500) // 1000, 1 if nanos else 0)
+    return timedelta(microseconds=sign * micros)
 
 
 def parse_duration_nanos(text: str) -> int:

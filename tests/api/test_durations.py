@@ -53,6 +53,14 @@ def test_what_go_refuses_is_a_value_error(text: str, reason: str) -> None:
         parse_duration(text)
 
 
+@pytest.mark.parametrize(
+    ("text", "micros"), [("1ns", 1), ("-1ns", -1), ("499ns", 1), ("1499ns", 1)]
+)
+def test_a_duration_under_a_microsecond_is_never_zero(text: str, micros: int) -> None:
+    """Go keeps 1ns positive: "reserve-failed-sandbox-for: 1ns" reserves, it does not delete."""
+    assert parse_duration(text) == timedelta(microseconds=micros)
+
+
 def test_the_longest_go_duration_still_parses() -> None:
     """2562047h is within range (Go's limit is 2562047h47m16.854775807s)."""
     assert parse_duration("2562047h") == timedelta(hours=2562047)

@@ -152,6 +152,8 @@ class TestReserve:
             ("forever", RESERVE_FOREVER),
             ("10m", timedelta(minutes=10)),
             ("0s", None),
+            # Positive in Go, so it reserves (never rounded down to "delete").
+            ("1ns", timedelta(microseconds=1)),
         ],
     )
     def test_reserve_failed_for(self, value: str, expected: timedelta | None) -> None:
@@ -169,7 +171,8 @@ class TestReserve:
         rejects({E + "reserve-failed-sandbox-for": value}, E + "reserve-failed-sandbox-for")
 
     @pytest.mark.parametrize(
-        ("value", "expected"), [("forever", FOREVER), ("30m", timedelta(minutes=30))]
+        ("value", "expected"),
+        [("forever", FOREVER), ("30m", timedelta(minutes=30)), ("1ns", timedelta(microseconds=1))],
     )
     def test_reserve_paused_duration(self, value: str, expected: timedelta) -> None:
         """The paused retention is forever or a positive duration."""
