@@ -36,7 +36,7 @@ from pytest_kruise_agents.claiming.errors import ClaimError
 from simulator import applying
 from simulator.claim import Claimer
 from simulator.collector import simulation_gc
-from simulator.context import DEFAULT_EPOCH, SimContext
+from simulator.context import CLOCK_END, DEFAULT_EPOCH, SimContext, check_epoch
 from simulator.controllers.sandbox import SandboxController
 from simulator.controllers.sandboxclaim import SandboxClaimController
 from simulator.controllers.sandboxset import SandboxSetController
@@ -76,6 +76,8 @@ class Cluster:
     :param nodes: a node count or a list of :class:`NodeSpec` (or mappings).
     :param latencies: latency overrides by name, e.g. ``{"pod.create": "exp(2s)"}``.
     :param knobs: profile knob overrides, e.g. ``claim_workers=10``.
+    :param epoch: virtual time 0 as an aware date (default 2026-01-01 UTC, so that a
+        seed gives the same dates); a realtime server passes the wall clock's now.
     :param log: keep the event log (turn off for very long runs).
     :param records_limit: keep only the latest this many claim records (``None``: all).
     """
@@ -125,7 +127,7 @@ class Cluster:
             records = ClaimRecords(records_limit)
         except ValueError as exc:
             raise InvalidError("records_limit", str(exc)) from None
-        self.ctx = SimContext(seed=seed, profile=prof, epoch=epoch, log_enabled=log)
+        self.ctx = SimContext(seed=seed, profile=prof, epoch=check_epoch(epoch), log_enabled=log)
         self.world = World(self.ctx, records)
         self.runtime = AgentRuntime(self.world)
         self.nodes = Nodes(self.world, specs)
@@ -175,11 +177,20 @@ class Cluster:
         check_seconds("seconds", seconds)
         seconds = float(seconds)
         env = self.env
+        until = env.now + seconds
         last = datetime.max.replace(tzinfo=self.ctx.epoch.tzinfo) - self.ctx.epoch
-        if env.now + seconds >= last.total_seconds():
+        if until >= last.total_seconds():
             # Timestamps are datetimes: beyond the year 9999 none could be written.
             raise InvalidError("seconds", f"would move the clock past {datetime.max.year}-12-31")
-        until = env.now + seconds
+        if until > self.ctx.clock_end():
+            # Past CLOCK_END a "forever" (100-year) deadline, or the model running on,
+            # would fall beyond the year 9999: answers would fail from then on.
+            raise InvalidError(
+                "seconds",
+                f"would move the clock past {CLOCK_END:%Y-%m-%d}: deadlines up to 100 years "
+                f"(upstream's forever) later must stay dates, which end with the year "
+                f"{datetime.max.year}",
+            )
         with simulation_gc():
             if until <= env.now:
                 # Zero, or too small to move a clock this far on (1e-9 at t=1e10 rounds

@@ -7,15 +7,39 @@ from datetime import UTC, datetime, timedelta
 
 import simpy
 
+from pytest_kruise_agents.api.errors import InvalidError
+from pytest_kruise_agents.claiming.timeouts import FOREVER, LATEST
 from simulator.eventlog import EventLog
 from simulator.faults import FaultInjector
 from simulator.interning import ConditionInterner
 from simulator.profile import Profile
 
-__all__ = ["DEFAULT_EPOCH", "SimContext"]
+__all__ = ["CLOCK_END", "DEFAULT_EPOCH", "SimContext", "check_epoch"]
 
 DEFAULT_EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
-"""Virtual time 0 as a wall-clock date, so that timestamps in objects look real."""
+"""Virtual time 0 as a wall-clock date, so that timestamps in objects look real.
+
+The virtual clock's fixed epoch: the same seed gives the same dates. A
+realtime server starts at the wall clock's now instead (its clients compare
+``endAt`` with their own clock).
+"""
+
+CLOCK_END = LATEST - FOREVER
+"""The latest the clock may go (the year 9900): upstream's "forever" (100 years) before
+the last date a timestamp can hold, so that every deadline the claim system writes
+stays a date, and the model keeps room to run on."""
+
+
+def check_epoch(epoch: object) -> datetime:
+    """``epoch`` if it is an aware datetime before :data:`CLOCK_END`, else :class:`InvalidError`."""
+    if not isinstance(epoch, datetime):
+        raise InvalidError("epoch", f"must be a datetime, got {epoch!r}")
+    if epoch.tzinfo is None or epoch.utcoffset() is None:
+        # Aware and naive datetimes do not compare: every timer would fail.
+        raise InvalidError("epoch", f"must carry a time zone, got {epoch!r}")
+    if epoch >= CLOCK_END:
+        raise InvalidError("epoch", f"must be before {CLOCK_END:%Y-%m-%d}, got {epoch!r}")
+    return epoch
 
 
 class SimContext:
@@ -63,6 +87,10 @@ class SimContext:
     def to_dt(self, t: float) -> datetime:
         """Virtual seconds to a datetime."""
         return self.epoch + timedelta(seconds=t)
+
+    def clock_end(self) -> float:
+        """:data:`CLOCK_END` in virtual seconds: the clock may not move past it."""
+        return (CLOCK_END - self.epoch).total_seconds()
 
     def to_seconds(self, dt: datetime) -> float:
         """A datetime to virtual seconds."""

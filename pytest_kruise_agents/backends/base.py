@@ -156,10 +156,20 @@ class Pending(Generic[T]):
     ``finish()`` raises :class:`~pytest_kruise_agents.claiming.errors.ClaimCanceledError`;
     other calls run to their end. It never blocks and may be called from any
     thread, before or while ``finish()`` runs; after the call ended it does nothing.
+
+    ``when_ready(callback)``, when not ``None``, says the call goes on without
+    any thread of the caller's (a realtime clock runs it): ``callback()`` is
+    called once, from any thread, as soon as ``finish()`` would return at
+    once (answered, failed, or the backend closed), or right away if it
+    already would. ``callback`` must neither block nor raise, nor call back
+    into the backend. An event loop awaits it instead of parking a worker
+    thread in ``finish()`` for the whole wait: waiting calls do not use up
+    the threads quick calls need.
     """
 
     finish: Callable[[], T]
     cancel: Callable[[], None] | None = None
+    when_ready: Callable[[Callable[[], None]], None] | None = None
 
 
 @runtime_checkable

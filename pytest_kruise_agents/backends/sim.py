@@ -21,18 +21,24 @@ within a short budget (:data:`INLINE_BUDGET_S` by default). Otherwise the rest o
 Its ``cancel`` interrupts a create's process (the request's context is
 cancelled): in virtual mode whichever call runs the model next delivers it
 within a few dozen events, in realtime mode the clock driver within one tick.
+In realtime mode the rest needs no thread at all: the call is started at once
+(or by the clock driver, if the lock is busy), the driver runs it on the wall
+clock, and ``Pending.when_ready`` says when ``finish`` has its answer. A
+server awaits that, so creates waiting for cold sandboxes never hold the
+worker threads quick calls (a timeout change, a kill) need.
 """
 
 from __future__ import annotations
 
 import builtins
+import collections
 import json
 import math
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any, Final, TypeVar
 
@@ -66,17 +72,34 @@ from pytest_kruise_agents.claiming.view import (
     split_sandbox_id,
     template_resources,
 )
-from simulator.cluster import Cluster
+from simulator.cluster import Cluster, check_seconds
 from simulator.collector import simulation_gc
+from simulator.context import DEFAULT_EPOCH
 from simulator.errors import NotFoundError
 
-__all__ = ["DEFAULT_POOLS", "INLINE_BUDGET_S", "SimBackend", "default_pools_yaml"]
+__all__ = [
+    "DEFAULT_POOLS",
+    "INLINE_BUDGET_S",
+    "MAX_SPEED",
+    "SimBackend",
+    "default_pools_yaml",
+    "opening_at",
+    "wall_clock_now",
+]
 
 T = TypeVar("T")
 V = TypeVar("V")
 
 DEFAULT_POOLS: Final = ("base", "code-interpreter-v1")
 """The pools of the default cluster: the templates the E2B SDKs use by default."""
+
+MAX_SPEED: Final = 1e6
+"""Most virtual seconds per wall second a realtime clock may run.
+
+One driver tick is then ~1.4 virtual hours, past anything the model's timers
+mean; far beyond, the first tick would move the clock past the last date a
+timestamp can hold (at 1e308, every call would fail).
+"""
 
 _DRIVER_TICK_S: Final = 0.005
 """Longest wall time the realtime driver sleeps before it looks at the clock again."""
@@ -143,6 +166,26 @@ spec:
     return "---\n".join(docs)
 
 
+def wall_clock_now() -> datetime:
+    """The wall clock's now in whole seconds, UTC: the date a realtime cluster opens at."""
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def opening_at(opens: datetime, build: Callable[[datetime], Cluster]) -> Cluster:
+    """``build(epoch)``, its epoch chosen so that once built its clock reads ``opens``.
+
+    ``build`` makes a cluster from its epoch (virtual time 0) and fills its
+    pools, which takes virtual time (about 25 s for the server's defaults):
+    from ``opens`` itself, a realtime server would open that far ahead of its
+    clients' clocks. The fill takes the same virtual time from any epoch in
+    whole seconds (same seed, same calls; dates only shift), so a first build
+    measures it and the second starts that much, rounded up, earlier: the
+    clock then reads ``opens`` to within a second (a little before).
+    """
+    lead = math.ceil(build(opens).now)
+    return build(opens - timedelta(seconds=lead))
+
+
 class SimBackend:
     """The fake cluster as a :class:`~pytest_kruise_agents.backends.base.Backend`.
 
@@ -164,8 +207,10 @@ class SimBackend:
     ) -> None:
         if clock not in ("virtual", "realtime"):
             raise InvalidError("clock", f"must be virtual or realtime, got {clock!r}")
-        if not (speed > 0 and math.isfinite(speed)):
-            raise InvalidError("speed", f"must be a finite number > 0, got {speed!r}")
+        if not (speed > 0 and math.isfinite(speed) and speed <= MAX_SPEED):
+            raise InvalidError(
+                "speed", f"must be a finite number > 0 and at most {MAX_SPEED:g}, got {speed!r}"
+            )
         if not inline_budget_s >= 0:
             raise InvalidError("inline_budget_s", f"must be >= 0, got {inline_budget_s!r}")
         self.cluster = cluster if cluster is not None else Cluster(**cluster_options)
@@ -178,6 +223,12 @@ class SimBackend:
         self._states: dict[str, str] = {}
         self._closed = False
         self._waiting: set[threading.Event] = set()
+        # Realtime: calls started without a thread (settled by the model), and calls
+        # the driver starts because the lock was busy when they were attempted.
+        self._tickets: set[_Ticket] = set()
+        self._queued: collections.deque[tuple[_Ticket, Callable[[], Any], _Cancellation]] = (
+            collections.deque()
+        )
         # Cancellable calls whose process runs, delivered by whichever thread runs the
         # model next (a virtual-clock call, the realtime driver), not only their own.
         self._cancels: set[_Cancellation] = set()
@@ -188,6 +239,7 @@ class SimBackend:
         if clock == "realtime":
             self._wall0 = time.monotonic()
             self._sim0 = self.cluster.now
+            self._end = self.cluster.ctx.clock_end()
             self._driver = threading.Thread(
                 target=self._drive, name="kruise-sim-clock", daemon=True
             )
@@ -205,23 +257,38 @@ class SimBackend:
         nodes: int = 4,
         inline_budget_s: float = INLINE_BUDGET_S,
     ) -> SimBackend:
-        """A cluster of ``nodes`` nodes with ready pools ``base`` and ``code-interpreter-v1``."""
-        cluster = Cluster(seed=seed, profile=profile, nodes=nodes)
-        cluster.apply(default_pools_yaml(replicas))
-        for name in DEFAULT_POOLS:
-            cluster.wait_for_pool(name)
-        return cls(cluster, clock=clock, speed=speed, inline_budget_s=inline_budget_s)
+        """A cluster of ``nodes`` nodes with ready pools ``base`` and ``code-interpreter-v1``.
+
+        A virtual clock starts at the fixed epoch (2026-01-01, the same dates every
+        run); a realtime one reads the wall clock's now once the pools are filled.
+        """
+
+        def filled(epoch: datetime) -> Cluster:
+            cluster = Cluster(seed=seed, profile=profile, nodes=nodes, epoch=epoch)
+            cluster.apply(default_pools_yaml(replicas))
+            for name in DEFAULT_POOLS:
+                cluster.wait_for_pool(name)
+            return cluster
+
+        if clock == "realtime":
+            built = opening_at(wall_clock_now(), filled)
+        else:
+            built = filled(DEFAULT_EPOCH)
+        return cls(built, clock=clock, speed=speed, inline_budget_s=inline_budget_s)
 
     # -- running the model ---------------------------------------------------------------
 
     def _target(self) -> float:
-        return self._sim0 + (time.monotonic() - self._wall0) * self._speed
+        # The clock stops at CLOCK_END rather than run past the dates a timestamp holds.
+        target = self._sim0 + (time.monotonic() - self._wall0) * self._speed
+        return min(target, self._end)
 
     def _drive(self) -> None:
         """Realtime mode: keep virtual time in step with the wall clock."""
         env = self.cluster.env
         with self._lock:
             while not self._closed:
+                self._begin_queued()
                 _deliver(self._cancels)
                 target = self._target()
                 if target > env.now:
@@ -353,7 +420,10 @@ class SimBackend:
             with self._lock:
                 return after(value)
         if self._mode != "virtual":
-            raise _Unfinished(partial(self._op, gen, after, cancellable=cancellable))
+            ticket: _Ticket | None = getattr(self._inline, "ticket", None)
+            ticket = ticket if ticket is not None else _Ticket()
+            self._start(ticket, gen, after, cancellation)
+            raise _Unfinished(ticket.result, ticket.when_ready)
         self._check_open()
         proc = self.cluster.env.process(gen)
         proc.callbacks.append(_defuse)
@@ -362,6 +432,66 @@ class SimBackend:
             self._register(cancellation, proc)
             raise _Unfinished(partial(self._finish, proc, after, cancellation))
         return after(_outcome(proc))
+
+    def _start(
+        self,
+        ticket: _Ticket,
+        gen: Generator[simpy.Event, Any, V],
+        after: Callable[[V], T],
+        cancellation: _Cancellation | None,
+    ) -> None:
+        """Realtime mode, under the lock: start ``gen``; ``ticket`` gets ``after(value)`` at its end.
+
+        ``after`` runs in the model as the process ends (realtime ``after``
+        functions never wait for the model), so the answer is complete when
+        the ticket settles and ``finish`` needs neither the lock nor a thread.
+        """
+        self._check_open()
+        proc = self.cluster.env.process(_captured(gen, after))
+        proc.callbacks.append(partial(self._settle_ticket, ticket, cancellation))
+        self._register(cancellation, proc)
+        self._tickets.add(ticket)
+        self._wake.notify_all()
+
+    def _settle_ticket(
+        self, ticket: _Ticket, cancellation: _Cancellation | None, event: simpy.Event
+    ) -> None:
+        # In the model, under the lock: a failed process nobody yields on must
+        # not crash the driver; the caller re-raises the error from finish().
+        if not event.ok:
+            event.defused = True
+        self._tickets.discard(ticket)
+        self._unregister(cancellation)
+        ticket.settle(event.ok, event.value)
+
+    def _deferred(self, call: Callable[[], T], cancellation: _Cancellation) -> Pending[T]:
+        """Realtime mode, the lock busy: the clock driver starts ``call`` at its next tick."""
+        ticket = _Ticket()
+        self._queued.append((ticket, call, cancellation))
+        if self._closed:
+            # close() may have emptied the queue before this call joined it.
+            ticket.settle(False, RuntimeError("the backend is closed"))
+        return Pending(ticket.result, cancellation.request, ticket.when_ready)
+
+    def _begin_queued(self) -> None:
+        """The driver, under the lock: start the calls :meth:`_deferred` queued."""
+        while self._queued:
+            ticket, call, cancellation = self._queued.popleft()
+            self._inline.deadline = time.perf_counter()  # inside an attempt: start, never wait
+            self._inline.cancellation = cancellation
+            self._inline.ticket = ticket
+            try:
+                value = call()
+            except _Unfinished:
+                continue  # started: its process settles the ticket
+            except Exception as exc:  # the call's own error, for whoever finishes it
+                ticket.settle(False, exc)
+                continue
+            finally:
+                self._inline.deadline = None
+                self._inline.cancellation = None
+                self._inline.ticket = None
+            ticket.settle(True, value)
 
     def _finish(
         self,
@@ -386,14 +516,18 @@ class SimBackend:
         throughout; a call that runs the model (create, kill, pause, ...) must
         end within the backend's ``inline_budget_s``, in virtual mode only.
         Past the budget the process keeps its progress and
-        ``Pending.finish`` runs it on to its end; in realtime mode the whole
-        call is left to ``finish``. Errors of a call answered here are raised here.
+        ``Pending.finish`` runs it on to its end. In realtime mode a call that
+        waits for the clock is started here (or by the clock driver, if the
+        lock is busy) and ``Pending.when_ready`` says when ``finish`` can answer
+        without waiting. Errors of a call answered here are raised here.
         ``Pending.cancel`` stops a create (see :meth:`create_sandbox`).
         """
         if getattr(self._inline, "deadline", None) is not None:
             return call()  # already inside an attempt on this thread
         cancellation = _Cancellation()
         if not self._lock.acquire(blocking=False):
+            if self._mode == "realtime":
+                return self._deferred(call, cancellation)
             return Pending(partial(self._cancellable, cancellation, call), cancellation.request)
         self._inline.deadline = time.perf_counter() + self._budget
         self._inline.cancellation = cancellation
@@ -401,7 +535,9 @@ class SimBackend:
             return call()
         except _Unfinished as unfinished:
             return Pending(
-                partial(self._cancellable, cancellation, unfinished.finish), cancellation.request
+                partial(self._cancellable, cancellation, unfinished.finish),
+                cancellation.request,
+                unfinished.when_ready,
             )
         finally:
             self._inline.deadline = None
@@ -500,31 +636,40 @@ class SimBackend:
         after cleaning up what its attempt had locked.
         """
         return self._op(
-            self.cluster.manager.create_sandbox(
-                namespace=caller.namespace,
-                user=caller.user,
-                template=request.template,
-                timeout_s=request.timeout,
-                auto_pause=request.auto_pause,
-                metadata=dict(request.metadata) if request.metadata else None,
-                env_vars=dict(request.env_vars) if request.env_vars else None,
-                volume_mounts=[dict(v) for v in request.volume_mounts]
-                if request.volume_mounts
-                else None,
-                allow_internet_access=request.allow_internet_access,
+            _captured(
+                self.cluster.manager.create_sandbox(
+                    namespace=caller.namespace,
+                    user=caller.user,
+                    template=request.template,
+                    timeout_s=request.timeout,
+                    auto_pause=request.auto_pause,
+                    metadata=dict(request.metadata) if request.metadata else None,
+                    env_vars=dict(request.env_vars) if request.env_vars else None,
+                    volume_mounts=[dict(v) for v in request.volume_mounts]
+                    if request.volume_mounts
+                    else None,
+                    allow_internet_access=request.allow_internet_access,
+                ),
+                self._delivered,
             ),
             self._written_view,
             cancellable=True,
         )
 
-    def _written_view(self, sbx: Sandbox) -> SandboxView:
-        """Under the lock: the view of ``sbx`` as delivered, answered once the manager's cache holds it.
+    def _delivered(self, sbx: Sandbox) -> tuple[Sandbox, SandboxView]:
+        """In the model, the instant the manager delivers ``sbx``: the sandbox and its view."""
+        return sbx, self._view(sbx)
 
-        The view is taken first, at the time of delivery: waiting for the cache
-        moves virtual time by a watch lag, and a sandbox whose timeout ends
-        within it would otherwise be answered as not found (a 404 to a create).
+    def _written_view(self, delivered: tuple[Sandbox, SandboxView]) -> SandboxView:
+        """Under the lock: the view of a sandbox as delivered, answered once the manager's cache holds it.
+
+        The view was taken in the model at the instant of delivery (see
+        :func:`_captured`): the answer is built later, after a watch lag spent
+        waiting for the cache, or after another client's clock advance that
+        took the lock first, and a sandbox whose timeout ends meanwhile would
+        otherwise be answered as not found (a 404 to a create that was delivered).
         """
-        view = self._view(sbx)
+        sbx, view = delivered
         self._await_own_write(sbx)
         return view
 
@@ -610,14 +755,26 @@ class SimBackend:
         """``POST /sandboxes/{id}/connect``: ``(sandbox, resumed)``; a cancel stops the wait."""
         seconds = int(self.cluster.profile.default_timeout_s) if timeout is None else timeout
         return self._op(
-            self.cluster.manager.connect(caller.namespace, caller.user, sandbox_id, seconds),
+            _captured(
+                self.cluster.manager.connect(caller.namespace, caller.user, sandbox_id, seconds),
+                self._connect_delivered,
+            ),
             self._connected,
             cancellable=True,
         )
 
-    def _connected(self, answer: tuple[Sandbox, bool]) -> tuple[SandboxView, bool]:
+    def _connect_delivered(
+        self, answer: tuple[Sandbox, bool]
+    ) -> tuple[tuple[Sandbox, SandboxView], bool]:
+        """In the model, the instant the manager answers a connect: as :meth:`_delivered`."""
         sbx, resumed = answer
-        return self._written_view(sbx), resumed
+        return self._delivered(sbx), resumed
+
+    def _connected(
+        self, answer: tuple[tuple[Sandbox, SandboxView], bool]
+    ) -> tuple[SandboxView, bool]:
+        delivered, resumed = answer
+        return self._written_view(delivered), resumed
 
     def resume(self, caller: Caller, sandbox_id: str, timeout: int | None) -> None:
         """``POST /sandboxes/{id}/resume``; answered once the manager's cache has seen it."""
@@ -729,13 +886,15 @@ class SimBackend:
         return self._call(self.cluster.now_dt)
 
     def advance(self, seconds: float) -> None:
-        """Move virtual time forward; timers due meanwhile fire. Refused in realtime mode."""
+        """Move virtual time forward; timers due meanwhile fire. Refused in realtime mode.
+
+        ``advance(0)`` runs what is due now without moving time, as
+        :meth:`Cluster.advance <simulator.cluster.Cluster.advance>` does.
+        """
         if self._mode != "virtual":
             raise InvalidError("clock", "time follows the wall clock in realtime mode")
-        if not seconds >= 0:
-            raise InvalidError("seconds", f"must be >= 0, got {seconds!r}")
-        if seconds > 0:
-            self._call(partial(self._advance, seconds))
+        check_seconds("seconds", seconds)
+        self._call(partial(self._advance, seconds))
 
     def _advance(self, seconds: float) -> None:
         # Cancels requested so far stop their creates first, as a model run by
@@ -779,6 +938,12 @@ class SimBackend:
             self._wake.notify_all()
             for done in self._waiting:
                 done.set()
+            closed = RuntimeError("the backend is closed")
+            while self._queued:
+                self._queued.popleft()[0].settle(False, closed)
+            for ticket in self._tickets:
+                ticket.settle(False, closed)
+            self._tickets.clear()
         if self._driver is not None and self._driver is not threading.current_thread():
             self._driver.join(timeout=5)
 
@@ -817,9 +982,53 @@ class _Unfinished(BaseException):
     A ``BaseException``: nothing between the attempt and the operation may swallow it.
     """
 
-    def __init__(self, finish: Callable[[], Any]) -> None:
+    def __init__(
+        self,
+        finish: Callable[[], Any],
+        when_ready: Callable[[Callable[[], None]], None] | None = None,
+    ) -> None:
         super().__init__()
         self.finish = finish
+        self.when_ready = when_ready
+
+
+class _Ticket:
+    """A realtime call's answer: settled once, by the model's thread; read by any thread."""
+
+    __slots__ = ("_callbacks", "_done", "_guard", "_ok", "_outcome")
+
+    def __init__(self) -> None:
+        self._done = threading.Event()
+        self._guard = threading.Lock()
+        self._callbacks: list[Callable[[], None]] = []
+        self._ok = False
+        self._outcome: Any = None
+
+    def settle(self, ok: bool, outcome: Any) -> None:
+        """Record the answer (the first one only) and call the waiting callbacks."""
+        with self._guard:
+            if self._done.is_set():
+                return
+            self._ok, self._outcome = ok, outcome
+            self._done.set()
+            callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            callback()
+
+    def when_ready(self, callback: Callable[[], None]) -> None:
+        """``callback()`` once settled: later, from the settling thread, or now."""
+        with self._guard:
+            if not self._done.is_set():
+                self._callbacks.append(callback)
+                return
+        callback()
+
+    def result(self) -> Any:
+        """Wait until settled; the answer, or raise its error."""
+        self._done.wait()
+        if not self._ok:
+            raise self._outcome
+        return self._outcome
 
 
 def _go_strings(obj: KubeObject) -> KubeObject | dict[str, Any]:
@@ -836,6 +1045,20 @@ def _discard(_value: object) -> None:
 def _then(action: Callable[[str], None], sandbox_id: str, _value: object) -> None:
     """The ``after`` of an operation that answers nothing: ``action(sandbox_id)``."""
     action(sandbox_id)
+
+
+def _captured(
+    gen: Generator[simpy.Event, Any, V], capture: Callable[[V], T]
+) -> Generator[simpy.Event, Any, T]:
+    """``gen`` as a process whose value is ``capture(value)``, taken as ``gen`` returns.
+
+    ``capture`` runs in the model, at the virtual instant the operation ends,
+    whichever thread steps it: the caller's answer is built later, once it
+    holds the lock again, and by then another call (a clock advance) may have
+    moved time on. Interrupts reach ``gen`` through ``yield from``.
+    """
+    value = yield from gen
+    return capture(value)
 
 
 def _defuse(event: simpy.Event) -> None:

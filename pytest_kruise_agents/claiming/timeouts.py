@@ -2,7 +2,9 @@
 
 Implements reference §6.5, §4 step 6 and §9 item 10: every shutdown or pause
 time is truncated to whole seconds in UTC, and "forever" is 100 years, not
-infinity. A sandbox with neither ``shutdownTime`` nor ``pauseTime`` never times
+infinity. Every time is clamped to :data:`LATEST`, the last second a timestamp can
+hold: a virtual clock moved near the year 9999 must not make "forever" unwritable.
+A sandbox with neither ``shutdownTime`` nor ``pauseTime`` never times
 out, and no timeout update gives it one.
 """
 
@@ -21,6 +23,7 @@ from pytest_kruise_agents.claiming.recycle import recycle_ended
 __all__ = [
     "DEFAULT_TIMEOUT_S",
     "FOREVER",
+    "LATEST",
     "MAX_TIMEOUT_S",
     "MIN_CREATE_TIMEOUT_S",
     "MIN_RESUME_TIMEOUT_S",
@@ -30,6 +33,7 @@ __all__ = [
     "effective_end",
     "extend_only_times",
     "format_retention",
+    "later",
     "parse_retention",
     "pause_retention",
     "pause_times",
@@ -45,6 +49,13 @@ __all__ = [
 
 FOREVER: Final = timedelta(days=36500)
 """Upstream's "forever": 100 years."""
+
+LATEST: Final = datetime.max.replace(microsecond=0, tzinfo=UTC)
+"""The last whole second a timestamp can hold (9999-12-31T23:59:59Z).
+
+Go's ``time.Time`` reaches further; a Python ``datetime`` stops here, so every
+time this module computes is clamped to it rather than overflowing.
+"""
 
 DEFAULT_TIMEOUT_S: Final = 300
 """Default sandbox lifetime of ``POST /sandboxes`` (seconds)."""
@@ -69,6 +80,14 @@ def truncate(dt: datetime) -> datetime:
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
     return dt.astimezone(UTC).replace(microsecond=0)
+
+
+def later(dt: datetime, delta: timedelta) -> datetime:
+    """``truncate(dt + delta)``, or :data:`LATEST` if that would be later (or past the calendar)."""
+    start = truncate(dt)
+    if delta >= LATEST - start:
+        return LATEST
+    return truncate(dt + delta)
 
 
 def validate_create_timeout(seconds: int, *, max_timeout_s: int = MAX_TIMEOUT_S) -> None:
@@ -106,10 +125,10 @@ def create_times(
     """
     if never_timeout:
         return None, None
-    end = truncate(now + timedelta(seconds=timeout_s))
+    end = later(now, timedelta(seconds=timeout_s))
     if auto_pause:
         retention = paused_retention if paused_retention is not None else FOREVER
-        return end + retention, end
+        return later(end, retention), end
     return end, None
 
 
@@ -183,9 +202,9 @@ def set_timeout_times(
     """
     if _is_never_timeout(sbx):
         return None, None
-    end = truncate(now + timedelta(seconds=timeout_s))
+    end = later(now, timedelta(seconds=timeout_s))
     if sbx.spec.pause_time is not None:
-        return end + paused_retention(sbx), end
+        return later(end, paused_retention(sbx)), end
     return end, None
 
 
@@ -222,7 +241,7 @@ def pause_times(
     """
     if sbx.spec.shutdown_time is None:
         return sbx.spec.shutdown_time, sbx.spec.pause_time
-    end = truncate(now + retention)
+    end = later(now, retention)
     return end, (end if sbx.spec.pause_time is not None else None)
 
 
@@ -287,7 +306,7 @@ def timer_action(sbx: Sandbox, now: datetime) -> TimerAction:
     if pause_due:
         new_shutdown, new_pause = shutdown, pause
         if has_retention and shutdown is not None:
-            new_shutdown = new_pause = truncate(now + paused_retention(sbx))
+            new_shutdown = new_pause = later(now, paused_retention(sbx))
         return TimerAction("pause", shutdown_time=new_shutdown, pause_time=new_pause)
 
     delays = []

@@ -44,7 +44,9 @@ class AdvanceRequest(_AdminRequest):
 
     model_config = ConfigDict(extra="forbid")
 
-    seconds: float = Field(ge=0, allow_inf_nan=False)
+    # Strict: a JSON number only. Lax pydantic would read "5", "1_000" and true
+    # as seconds, which kruise_clock.advance (check_seconds) refuses.
+    seconds: float = Field(ge=0, allow_inf_nan=False, strict=True)
 
 
 class FaultRequest(_AdminRequest):

@@ -4,7 +4,7 @@
 
     seed: 42
     profile: openkruise-head
-    clock: {mode: virtual}        # default: realtime, speed 1.0
+    clock: {mode: virtual}        # default: realtime, speed 1.0, start: the wall clock's now
     nodes: 4                      # or a list of {name, cpu, memory, maxPods, labels, images}
     sandboxsets: |                # Kubernetes YAML (one multi-document string or a list)
       apiVersion: agents.kruise.io/v1alpha1
@@ -31,8 +31,10 @@ list means none.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -42,9 +44,17 @@ from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.api.manifest import KubeObject, load_manifests
 from pytest_kruise_agents.api.problems import kind_and_value, type_word
 from pytest_kruise_agents.api.quantity import positive_cpu, positive_memory, quantity_text
-from pytest_kruise_agents.backends.sim import SimBackend, default_pools_yaml
+from pytest_kruise_agents.backends.sim import (
+    MAX_SPEED,
+    SimBackend,
+    default_pools_yaml,
+    opening_at,
+    wall_clock_now,
+)
 from pytest_kruise_agents.e2b.settings import ApiKey, Settings, generate_key
+from pytest_kruise_agents.rfc3339 import parse_rfc3339
 from simulator.cluster import Cluster
+from simulator.context import CLOCK_END, DEFAULT_EPOCH
 from simulator.faults import Fault
 from simulator.nodes import NodeSpec
 from simulator.profile import get_profile
@@ -61,6 +71,9 @@ __all__ = [
     "load_config",
     "parse_config",
 ]
+
+_EARLIEST_START: Final = datetime(1970, 1, 1, tzinfo=UTC)
+"""The earliest ``clock.start``: the Unix epoch (Kubernetes timestamps are Unix times)."""
 
 POOL_READY_TIMEOUT_S = 600.0
 """Virtual seconds a configured pool may take to fill before the config is refused."""
@@ -89,10 +102,46 @@ class _Strict(BaseModel):
 
 class ClockConfig(_Strict):
     """``clock``: ``realtime`` times ``speed`` (the server's default: clients see timeouts
-    happen) or ``virtual`` (time moves only when a request must wait or the admin API says)."""
+    happen) or ``virtual`` (time moves only when a request must wait or the admin API says).
+
+    ``start`` is the date the clock reads when the server opens (RFC 3339 with
+    an offset). Omitted, a realtime clock opens at the wall clock's now (its
+    clients compare ``endAt`` with their own clocks) and a virtual one at
+    2026-01-01 plus the time its pools took to fill (the same dates every run).
+    """
 
     mode: Literal["virtual", "realtime"] = "realtime"
-    speed: float = Field(default=1.0, gt=0, allow_inf_nan=False)
+    speed: float = Field(default=1.0, gt=0, le=MAX_SPEED, allow_inf_nan=False)
+    start: datetime | None = None
+
+    @field_validator("start", mode="before")
+    @classmethod
+    def _rfc3339(cls, value: Any) -> Any:
+        # YAML reads an unquoted timestamp as a datetime (naive without an offset);
+        # a quoted one stays text. Either must name one instant.
+        if isinstance(value, str):
+            try:
+                value = parse_rfc3339(value)
+            except ValueError as exc:
+                raise ValueError(f"not an RFC 3339 date-time ({exc}), got {value!r}") from None
+        if isinstance(value, datetime):
+            if value.tzinfo is None:
+                raise ValueError(
+                    f"not an RFC 3339 date-time: no offset (add Z or +hh:mm), got {value}"
+                )
+            if not _EARLIEST_START <= value < CLOCK_END:
+                raise ValueError(
+                    f"must be from {_EARLIEST_START:%Y-%m-%d} and before "
+                    f"{CLOCK_END:%Y-%m-%d}, got {value.isoformat()}"
+                )
+            return value.astimezone(UTC)
+        return value
+
+    def opens(self) -> datetime | None:
+        """The date the clock must read when the server opens; ``None``: the fixed epoch."""
+        if self.start is not None:
+            return self.start
+        return wall_clock_now() if self.mode == "realtime" else None
 
 
 class NodeConfig(_Strict):
@@ -344,7 +393,27 @@ def default_config() -> ClusterConfig:
 
 
 def build(cfg: ClusterConfig, *, source: str = "<config>") -> tuple[SimBackend, Settings]:
-    """A ready backend (pools filled, faults injected) and the server settings of ``cfg``."""
+    """A ready backend (pools filled, faults injected) and the server settings of ``cfg``.
+
+    Its clock reads ``cfg.clock.opens()`` once built (see :class:`ClockConfig`).
+    """
+    opens = cfg.clock.opens()
+    fill = partial(_filled, cfg, source)
+    cluster = fill(DEFAULT_EPOCH) if opens is None else opening_at(opens, fill)
+    for i, fault in enumerate(cfg.faults):
+        fields = dict(fault)
+        kind = fields.pop("kind")
+        try:
+            cluster.inject(kind, **fields)
+        except InvalidError as exc:
+            raise ConfigError(source, f"faults[{i}]", exc.reason) from None
+    backend = SimBackend(cluster, clock=cfg.clock.mode, speed=cfg.clock.speed)
+    settings = Settings(api_keys=cfg.keys(), auth_enabled=cfg.auth, domain=cfg.domain)
+    return backend, settings
+
+
+def _filled(cfg: ClusterConfig, source: str, epoch: datetime) -> Cluster:
+    """The cluster of ``cfg`` from ``epoch`` (virtual time 0), its pools filled."""
     nodes: int | list[NodeSpec] = (
         cfg.nodes if isinstance(cfg.nodes, int) else [n.spec() for n in cfg.nodes]
     )
@@ -353,6 +422,7 @@ def build(cfg: ClusterConfig, *, source: str = "<config>") -> tuple[SimBackend, 
         profile=cfg.profile,
         nodes=nodes,
         latencies=cfg.latencies or None,
+        epoch=epoch,
         # No route reads the event log, and a server that stays up for days would
         # keep about 1 KB of it per claim: the claim records are what it serves.
         log=False,
@@ -368,13 +438,4 @@ def build(cfg: ClusterConfig, *, source: str = "<config>") -> tuple[SimBackend, 
             cluster.wait_for_pool(pool.metadata.name, ns, timeout=POOL_READY_TIMEOUT_S)
         except TimeoutError as exc:
             raise ConfigError(source, "sandboxsets", f"{exc} (too few nodes?)") from None
-    for i, fault in enumerate(cfg.faults):
-        fields = dict(fault)
-        kind = fields.pop("kind")
-        try:
-            cluster.inject(kind, **fields)
-        except InvalidError as exc:
-            raise ConfigError(source, f"faults[{i}]", exc.reason) from None
-    backend = SimBackend(cluster, clock=cfg.clock.mode, speed=cfg.clock.speed)
-    settings = Settings(api_keys=cfg.keys(), auth_enabled=cfg.auth, domain=cfg.domain)
-    return backend, settings
+    return cluster

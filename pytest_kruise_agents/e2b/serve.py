@@ -20,6 +20,7 @@ import uvicorn
 from uvicorn.config import LOG_LEVELS
 
 from pytest_kruise_agents.backends.base import Caller
+from pytest_kruise_agents.backends.sim import MAX_SPEED
 from pytest_kruise_agents.e2b.app import create_app
 from pytest_kruise_agents.e2b.config import (
     ClusterConfig,
@@ -52,7 +53,8 @@ def configure(opts: ServeOptions) -> tuple[ClusterConfig, str]:
 
     Raise :class:`ConfigError` for a bad file, a bad override (a port outside
     0-65535, a speed that is not a finite number > 0, an unknown log level), or
-    a host the config may not be exposed on (non-loopback without auth or API keys).
+    a host the config may not be exposed on (non-loopback without auth; a config with
+    auth and no API key is refused by :func:`~pytest_kruise_agents.e2b.config.parse_config`).
     """
     # Checked before anything else: uvicorn would only fail on it once the server starts.
     if opts.log_level not in LOG_LEVELS:
@@ -69,29 +71,26 @@ def configure(opts: ServeOptions) -> tuple[ClusterConfig, str]:
     if not 0 <= opts.port <= 65535:
         raise ConfigError("--port", "", f"must be between 0 and 65535, got {opts.port}")
     if opts.speed is not None:
-        if not (opts.speed > 0 and math.isfinite(opts.speed)):
-            # inf would have the realtime clock run every timer at once, forever.
-            raise ConfigError("--speed", "", f"must be a finite number > 0, got {opts.speed!r}")
+        if not (opts.speed > 0 and math.isfinite(opts.speed) and opts.speed <= MAX_SPEED):
+            # inf would have the realtime clock run every timer at once, forever; a huge
+            # finite speed would move it past the last date a timestamp holds at once.
+            raise ConfigError(
+                "--speed",
+                "",
+                f"must be a finite number > 0 and at most {MAX_SPEED:g}, got {opts.speed!r}",
+            )
         clock = clock.model_copy(update={"speed": opts.speed})
     update: dict[str, object] = {"clock": clock}
     if opts.seed is not None:
         update["seed"] = opts.seed
     cfg = cfg.model_copy(update=update)
-    if not is_loopback(opts.host):
-        if not cfg.auth:
-            raise ConfigError(
-                source,
-                "auth",
-                f"refusing to listen on {opts.host!r} with authentication disabled: fake "
-                "sandboxes run code on this host; bind to 127.0.0.1 or enable auth",
-            )
-        if cfg.api_keys is not None and not cfg.api_keys:
-            raise ConfigError(
-                source,
-                "apiKeys",
-                f"refusing to listen on {opts.host!r} without API keys: fake sandboxes run "
-                "code on this host; configure apiKeys or bind to 127.0.0.1",
-            )
+    if not is_loopback(opts.host) and not cfg.auth:
+        raise ConfigError(
+            source,
+            "auth",
+            f"refusing to listen on {opts.host!r} with authentication disabled: fake "
+            "sandboxes run code on this host; bind to 127.0.0.1 or enable auth",
+        )
     return cfg, source
 
 

@@ -8,14 +8,19 @@ lookups are first offered to :meth:`~pytest_kruise_agents.backends.base.Backend.
 which answers quick ones on the loop without blocking it (a warm create in
 virtual mode, a route lookup): the thread hop costs more than they do. Each
 purpose has its own thread budget, so a burst of slow creates cannot starve
-sandbox traffic or the admin API. A create whose client goes away before it
-is answered is cancelled, as the sandbox-manager's claim stops when its
-request's context is cancelled (:meth:`ServerState.run_for`).
+sandbox traffic or the admin API. A call that only waits for a realtime clock
+(``Pending.when_ready``) takes no thread at all: the loop awaits its answer,
+so creates waiting for cold sandboxes never hold the threads other clients'
+timeout changes, kills and lookups need (upstream limits creates only by its
+claim workers, create limiter and quotas, reference §7). A create whose
+client goes away before it is answered is cancelled, as the sandbox-manager's
+claim stops when its request's context is cancelled (:meth:`ServerState.run_for`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -65,7 +70,7 @@ class ServerState:
             outcome = self.backend.attempt(call)
             if not isinstance(outcome, Pending):
                 return outcome
-            call = outcome.finish
+            return await self._pending(purpose, outcome)
         return await self._in_thread(purpose, call)
 
     async def run_for(
@@ -87,18 +92,44 @@ class ServerState:
         if not isinstance(outcome, Pending):
             return outcome
         if outcome.cancel is None:
-            return await self._in_thread(purpose, outcome.finish)
+            return await self._pending(purpose, outcome)
         watcher = asyncio.ensure_future(_cancel_on_disconnect(request.receive, outcome.cancel))
         try:
-            return await self._in_thread(purpose, outcome.finish)
+            return await self._pending(purpose, outcome)
         finally:
             watcher.cancel()
+
+    async def _pending(self, purpose: Purpose, pending: Pending[T]) -> T:
+        """The answer of ``pending``: awaited if the backend says when it is ready, else in a thread."""
+        if pending.when_ready is None:
+            return await self._in_thread(purpose, pending.finish)
+        await _ready(pending.when_ready)
+        return pending.finish()  # ready: it no longer waits
 
     async def _in_thread(self, purpose: Purpose, call: Callable[[], T]) -> T:
         limiter = self._limiters.get(purpose)
         if limiter is None:
             limiter = self._limiters[purpose] = anyio.CapacityLimiter(THREAD_BUDGETS[purpose])
         return await anyio.to_thread.run_sync(call, limiter=limiter)
+
+
+async def _ready(when_ready: Callable[[Callable[[], None]], None]) -> None:
+    """Until ``when_ready`` calls back (from any thread): a wait that holds no thread."""
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Future[None] = loop.create_future()
+
+    def wake() -> None:
+        # Called from the backend's clock thread: it must neither block nor raise.
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits
+            loop.call_soon_threadsafe(_resolve, ready)
+
+    when_ready(wake)
+    await ready
+
+
+def _resolve(ready: asyncio.Future[None]) -> None:
+    if not ready.done():  # not cancelled meanwhile (the request's task was)
+        ready.set_result(None)
 
 
 async def _cancel_on_disconnect(receive: Receive, cancel: Callable[[], None]) -> None:

@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from datetime import timedelta
 from functools import partial
 
 import pytest
@@ -26,9 +27,10 @@ from pytest_kruise_agents.backends import (
     SandboxView,
     SimBackend,
 )
-from pytest_kruise_agents.backends.sim import default_pools_yaml
+from pytest_kruise_agents.backends.sim import MAX_SPEED, default_pools_yaml
 from pytest_kruise_agents.claiming.errors import ClaimCanceledError, ClaimError
 from simulator.cluster import Cluster
+from simulator.context import CLOCK_END
 
 from ..pools import RECYCLING_POOL
 
@@ -197,6 +199,21 @@ def test_advance_rejects_negative_time(backend: SimBackend) -> None:
     assert backend.now() == before
 
 
+def test_advance_zero_runs_what_is_due_now_without_moving_time(backend: SimBackend) -> None:
+    """``advance(0)`` runs the events due at the current instant, as ``Cluster.advance(0)`` does."""
+    view = backend.create_sandbox(ALICE, CreateRequest(template="base"))
+    with backend.locked() as cluster:
+        # Something due now that no call has run yet: a timer of zero delay.
+        fired: list[float] = []
+        event = cluster.env.timeout(0)
+        event.callbacks.append(lambda _ev: fired.append(cluster.now))
+        before = cluster.now
+    backend.advance(0)
+    assert fired == [before]
+    assert backend.cluster.now == before
+    assert backend.describe(ALICE, view.sandbox_id).state == "running"
+
+
 TEMPLATE_POOL = """\
 apiVersion: agents.kruise.io/v1alpha1
 kind: SandboxTemplate
@@ -276,6 +293,56 @@ def test_a_speed_that_is_not_a_finite_positive_number_is_refused(speed: float) -
     """At an infinite speed the realtime clock would run every timer at once, for ever."""
     with pytest.raises(InvalidError, match="speed: must be a finite number > 0"):
         SimBackend(clock="realtime", speed=speed)
+
+
+@pytest.mark.parametrize("speed", [1e308, MAX_SPEED * 2])
+def test_a_speed_past_the_most_the_model_can_follow_is_refused(speed: float) -> None:
+    """At 1e308 the first tick would move the clock past the calendar: every call a 500."""
+    with pytest.raises(InvalidError, match="speed: must be a finite number > 0 and at most"):
+        SimBackend(clock="realtime", speed=speed)
+    SimBackend(clock="realtime", speed=MAX_SPEED).close()
+
+
+def test_an_advance_past_the_clock_end_is_refused_and_changes_nothing(
+    backend: SimBackend,
+) -> None:
+    """The clock stops 100 years before the calendar ends: "forever" must stay a date."""
+    before = backend.now()
+    to_end = (CLOCK_END - before).total_seconds()
+    with pytest.raises(InvalidError, match="seconds: would move the clock past 9900-"):
+        backend.advance(to_end + 1)
+    assert backend.now() == before
+
+
+def test_near_the_clock_end_creates_pauses_and_timeouts_still_answer(
+    backend: SimBackend,
+) -> None:
+    """An auto-pause create, a pause and a timeout change compute their deadlines, no overflow."""
+    backend.advance((CLOCK_END - backend.now()).total_seconds() - 3600)
+    auto = backend.create_sandbox(ALICE, CreateRequest("base", timeout=300, auto_pause=True))
+    plain = backend.create_sandbox(ALICE, CreateRequest("base", timeout=300))
+    backend.pause(ALICE, plain.sandbox_id)
+    backend.set_timeout(ALICE, auto.sandbox_id, 600)
+    assert backend.describe(ALICE, plain.sandbox_id).state == "paused"
+    assert backend.describe(ALICE, auto.sandbox_id).state == "running"
+    backend.advance(601)  # the auto-pause fires: paused, kept "forever"
+    assert backend.describe(ALICE, auto.sandbox_id).state == "paused"
+
+
+def test_a_realtime_clock_stops_at_the_clock_end() -> None:
+    """The driver keeps virtual time at most :data:`CLOCK_END`; calls still answer there."""
+    cluster = Cluster(seed=1, nodes=1, epoch=CLOCK_END - timedelta(hours=1))
+    backend = SimBackend(cluster, clock="realtime", speed=MAX_SPEED)
+    try:
+        deadline = time.monotonic() + 10
+        while backend.now() < CLOCK_END and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.05)
+        assert backend.now() == CLOCK_END
+        assert backend.list_sandboxes(ALICE, ListQuery()) == ([], None)
+        assert backend.faults() == []
+    finally:
+        backend.close()
 
 
 def test_realtime_clock_follows_the_wall_clock_and_fires_timeouts() -> None:
@@ -440,6 +507,48 @@ def test_a_failure_past_the_budget_is_raised_by_finish_not_by_whoever_runs_the_m
         backend.close()
 
 
+def test_a_create_finished_after_an_advance_answers_the_sandbox_as_delivered() -> None:
+    """A create handed back, then another client's advance past its timeout: still answered.
+
+    The claim was delivered before the advance ran (its record says so), so
+    the answer is the sandbox as delivered, not a 404 built at the later time.
+    """
+    backend = SimBackend.default(seed=3, replicas=1, inline_budget_s=0)
+    try:
+        backend.set_latency("pod.create", "120s")
+        backend.create_sandbox(ALICE, CreateRequest("base", timeout=3600))  # the pool is empty
+        pending = backend.attempt(
+            partial(backend.create_sandbox, ALICE, CreateRequest("base", timeout=300))
+        )
+        assert isinstance(pending, Pending)
+        backend.advance(1000)  # runs the claim to delivery, then past its 300 s
+        view = pending.finish()
+        record = backend.records()[-1]
+        assert record["delivered"] is not None and record["error"] is None
+        assert view.state == "running"
+        assert view.started_at is not None and view.end_at is not None
+        assert (view.end_at - view.started_at).total_seconds() == 300
+        assert view.end_at < backend.now()  # it has ended since: answered all the same
+    finally:
+        backend.close()
+
+
+def test_a_connect_finished_after_an_advance_answers_the_sandbox_as_resumed() -> None:
+    """The same for a connect that resumes a paused sandbox: answered as resumed, not 404."""
+    backend = SimBackend.default(seed=3, replicas=2, inline_budget_s=0)
+    try:
+        view = backend.create_sandbox(ALICE, CreateRequest("base", timeout=3600))
+        backend.pause(ALICE, view.sandbox_id)
+        pending = backend.attempt(partial(backend.connect, ALICE, view.sandbox_id, 60))
+        assert isinstance(pending, Pending)
+        backend.advance(1000)  # the resume ends, then its 60 s run out
+        resumed_view, resumed = pending.finish()
+        assert resumed and resumed_view.state == "running"
+        assert resumed_view.end_at is not None and resumed_view.end_at < backend.now()
+    finally:
+        backend.close()
+
+
 def test_realtime_attempt_leaves_calls_that_wait_for_the_clock_to_finish() -> None:
     backend = SimBackend.default(seed=2, replicas=2, clock="realtime", speed=20.0)
     try:
@@ -450,6 +559,62 @@ def test_realtime_attempt_leaves_calls_that_wait_for_the_clock_to_finish() -> No
         assert len(backend.records()) == 1
     finally:
         backend.close()
+
+
+def test_a_realtime_call_goes_on_without_a_thread_and_says_when_it_is_ready() -> None:
+    """Nobody calls ``finish`` until ``when_ready`` fires: the clock driver runs the call."""
+    backend = SimBackend.default(seed=2, replicas=1, clock="realtime", speed=50.0)
+    try:
+        backend.create_sandbox(ALICE, CreateRequest("base"))  # the pool is empty: a cold create
+        pending = backend.attempt(partial(backend.create_sandbox, ALICE, CreateRequest("base")))
+        assert isinstance(pending, Pending) and pending.when_ready is not None
+        ready = threading.Event()
+        pending.when_ready(ready.set)
+        assert ready.wait(timeout=30)
+        view = pending.finish()  # answers at once now
+        assert backend.describe(ALICE, view.sandbox_id).state == "running"
+        again = threading.Event()
+        pending.when_ready(again.set)  # already ready: called right away
+        assert again.is_set()
+    finally:
+        backend.close()
+
+
+def test_a_realtime_call_attempted_while_the_lock_is_busy_is_started_by_the_clock() -> None:
+    """Handed back unstarted (the lock was held), the driver starts it: still no thread needed."""
+    backend = SimBackend.default(seed=2, replicas=2, clock="realtime", speed=50.0)
+    try:
+        view = backend.create_sandbox(ALICE, CreateRequest("base"))
+        with held_elsewhere(backend):
+            pending = backend.attempt(partial(backend.set_timeout, ALICE, view.sandbox_id, 60))
+            described = backend.attempt(partial(backend.describe, ALICE, view.sandbox_id))
+        assert isinstance(pending, Pending) and pending.when_ready is not None
+        assert isinstance(described, Pending) and described.when_ready is not None
+        ready = threading.Event()
+        pending.when_ready(ready.set)
+        assert ready.wait(timeout=30)
+        assert pending.finish() is None
+        got = threading.Event()
+        described.when_ready(got.set)
+        assert got.wait(timeout=30)
+        assert described.finish().sandbox_id == view.sandbox_id
+        end = backend.describe(ALICE, view.sandbox_id).end_at
+        assert end is not None and (end - backend.now()).total_seconds() <= 60
+    finally:
+        backend.close()
+
+
+def test_closing_a_realtime_backend_readies_the_calls_awaited_without_a_thread() -> None:
+    """``close`` settles waiting calls: ``when_ready`` fires and ``finish`` says closed."""
+    backend = SimBackend.default(seed=4, replicas=1, clock="realtime", speed=1.0)
+    pending = _stuck_create(backend)
+    ready = threading.Event()
+    assert pending.when_ready is not None
+    pending.when_ready(ready.set)
+    backend.close()
+    assert ready.wait(timeout=10)
+    with pytest.raises(RuntimeError, match="closed"):
+        pending.finish()
 
 
 # -- cancel: the client went away ---------------------------------------------------------

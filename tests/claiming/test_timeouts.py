@@ -15,6 +15,7 @@ from pytest_kruise_agents.claiming.errors import BadRequestError
 from pytest_kruise_agents.claiming.timeouts import (
     DEFAULT_TIMEOUT_S,
     FOREVER,
+    LATEST,
     MAX_TIMEOUT_S,
     MIN_CREATE_TIMEOUT_S,
     MIN_RESUME_TIMEOUT_S,
@@ -235,6 +236,49 @@ def test_resume_floors_the_timeout_at_300_seconds() -> None:
     assert resume_times(sbx, NOW, 10) == (NOW + timedelta(seconds=300), None)
     assert resume_times(sbx, NOW, 900) == (NOW + timedelta(seconds=900), None)
     assert resume_times(sbx, NOW, 10, min_resume_s=60) == (NOW + timedelta(seconds=60), None)
+
+
+NEAR_THE_END = datetime(9999, 12, 31, 23, 0, 0, 500_000, tzinfo=UTC)
+"""A clock moved close to the last date a Kubernetes timestamp (a datetime) can hold."""
+
+
+def test_latest_is_the_last_whole_second_a_datetime_holds() -> None:
+    """Times past the year 9999 cannot be written: the arithmetic stops at its last second."""
+    assert datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC) == LATEST
+
+
+def test_times_near_the_end_of_the_calendar_stop_at_latest() -> None:
+    """Upstream's "forever" (100 years), or a timeout, past the year 9999 ends at :data:`LATEST`.
+
+    The arithmetic is pure: however near the end of the calendar ``now`` is,
+    a create or a pause gets its times, kept until the last representable second.
+    """
+    far = NEAR_THE_END - timedelta(days=365 * 80)
+    assert create_times(far, 60, auto_pause=True, never_timeout=False, paused_retention=None) == (
+        LATEST,
+        truncate(far) + timedelta(seconds=60),
+    )
+    assert create_times(
+        NEAR_THE_END, 7200, auto_pause=False, never_timeout=False, paused_retention=None
+    ) == (LATEST, None)
+    auto = make_sandbox(owned=False, shutdown=LATEST, pause_time=NEAR_THE_END)
+    assert pause_times(auto, far, FOREVER) == (LATEST, LATEST)
+    assert set_timeout_times(auto, NEAR_THE_END, 7200) == (LATEST, LATEST)
+    plain = make_sandbox(owned=False, shutdown=NEAR_THE_END)
+    assert resume_times(plain, NEAR_THE_END, 7200) == (LATEST, None)
+
+
+def test_a_pause_timer_near_the_end_of_the_calendar_stops_at_latest() -> None:
+    """The controller's "now + retention" on an auto-pause is clamped too."""
+    due = truncate(NEAR_THE_END)
+    sbx = make_sandbox(
+        owned=False,
+        shutdown=due + timedelta(minutes=10),
+        pause_time=due,
+        annotations={keys.ANN_RESERVE_PAUSED_DURATION: "forever"},
+    )
+    action = timer_action(sbx, NEAR_THE_END)
+    assert action == TimerAction("pause", shutdown_time=LATEST, pause_time=LATEST)
 
 
 class TestTimerAction:

@@ -231,6 +231,33 @@ def test_a_bad_advance_is_400(server: Served, seconds: object) -> None:
     assert r.json()["field"] == "seconds"
 
 
+@pytest.mark.parametrize("seconds", ["5", "1_000", "1e3", True, False, [5], {"s": 5}])
+def test_an_advance_by_anything_but_a_json_number_is_400_and_moves_nothing(
+    server: Served, seconds: object
+) -> None:
+    """Strings and booleans are no seconds, as ``kruise_clock.advance`` refuses them too."""
+    before = server.admin("GET", "/clock").json()
+    r = server.admin("POST", "/clock/advance", json={"seconds": seconds})
+
+    assert r.status_code == 400, r.text
+    assert r.json()["field"] == "seconds"
+    assert server.admin("GET", "/clock").json() == before
+
+
+def test_an_advance_by_zero_runs_what_is_due_and_keeps_the_time(server: Served) -> None:
+    """``{"seconds": 0}`` runs the events due now, as ``advance(0)`` does in Python."""
+    with server.backend.locked() as cluster:
+        fired: list[float] = []
+        cluster.env.timeout(0).callbacks.append(lambda _ev: fired.append(cluster.now))
+        now = cluster.now
+    before = server.admin("GET", "/clock").json()
+    r = server.admin("POST", "/clock/advance", json={"seconds": 0})
+
+    assert r.status_code == 200, r.text
+    assert r.json() == before
+    assert fired == [now]
+
+
 def test_an_advance_past_the_year_9999_is_400_and_the_server_goes_on(server: Served) -> None:
     """Refused before the clock moves: every later request still answers."""
     before = server.admin("GET", "/clock").json()

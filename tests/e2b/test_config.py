@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from pytest_kruise_agents.e2b.config import (
     load_config,
     parse_config,
 )
+from simulator.context import DEFAULT_EPOCH
 
 from .conftest import pool_yaml
 
@@ -40,6 +42,11 @@ def write(tmp_path: Path, data: Any) -> Path:
         ({"apiKeys": [{"key": "k"}, {"key": "k"}]}, "apiKeys[1].key", "twice"),
         ({"clock": {"mode": "warp"}}, "clock.mode", "'virtual' or 'realtime'"),
         ({"clock": {"speed": 0}}, "clock.speed", "greater than 0"),
+        ({"clock": {"speed": 1e308}}, "clock.speed", "less than or equal to 1000000"),
+        ({"clock": {"start": "yesterday"}}, "clock.start", "not an RFC 3339 date-time"),
+        ({"clock": {"start": "2026-05-01T12:00:00"}}, "clock.start", "not an RFC 3339"),
+        ({"clock": {"start": "9950-01-01T00:00:00Z"}}, "clock.start", "before 9900-"),
+        ({"clock": {"start": "1969-12-31T23:59:59Z"}}, "clock.start", "1970-01-01"),
         ({"profile": "openkruise-9"}, "profile", "unknown profile"),
         ({"latencies": {"pod.create": "soonish"}}, "latencies.pod.create", "invalid"),
         ({"latencies": {"warp.drive": "1s"}}, "latencies.warp.drive", "unknown latency"),
@@ -152,6 +159,48 @@ def test_a_file_that_is_not_utf8_is_one_error_naming_it(tmp_path: Path) -> None:
 
 def test_an_empty_file_is_the_default_config(tmp_path: Path) -> None:
     assert load_config(write(tmp_path, "")) == default_config()
+
+
+def test_a_realtime_server_opens_at_the_wall_clocks_now() -> None:
+    """Realtime (the default): dates are the clients' dates, pools filled before the opening.
+
+    ``endAt = now + timeout`` (e2b-protocol.md §2.5) on the client's clock, and
+    ``startedAfter`` filters with the client's dates.
+    """
+    before = datetime.now(UTC)
+    backend, _ = build(default_config())
+    try:
+        now = backend.now()
+        assert before - timedelta(seconds=1) <= now <= datetime.now(UTC) + timedelta(seconds=1)
+        assert backend.cluster.now > 10  # the pools filled in virtual time before that
+    finally:
+        backend.close()
+
+
+def test_a_virtual_server_keeps_its_fixed_reproducible_epoch() -> None:
+    """The virtual clock starts at 2026-01-01: the same seed gives the same dates."""
+    cfg = parse_config({"clock": {"mode": "virtual"}})
+    backend, _ = build(cfg)
+    try:
+        assert backend.now() == DEFAULT_EPOCH + timedelta(seconds=backend.cluster.now)
+    finally:
+        backend.close()
+
+
+@pytest.mark.parametrize("mode", ["virtual", "realtime"])
+def test_clock_start_is_the_date_the_server_opens_at(tmp_path: Path, mode: str) -> None:
+    """``clock.start`` (RFC 3339, quoted or a YAML timestamp) sets the opening date."""
+    path = write(tmp_path, f"clock: {{mode: {mode}, start: 2030-06-01T12:00:00+02:00}}\n")
+    cfg = load_config(path)
+    assert cfg.clock.start == datetime(2030, 6, 1, 10, tzinfo=UTC)
+    backend, _ = build(cfg)
+    try:
+        opened = datetime(2030, 6, 1, 10, tzinfo=UTC)
+        assert opened - timedelta(seconds=1) <= backend.now() <= opened + timedelta(seconds=1)
+    finally:
+        backend.close()
+    quoted = load_config(write(tmp_path, {"clock": {"start": "2030-06-01T10:00:00Z"}}))
+    assert quoted.clock.start == datetime(2030, 6, 1, 10, tzinfo=UTC)
 
 
 def test_the_default_config_builds_ready_pools_and_two_keys() -> None:

@@ -134,13 +134,15 @@ def test_serve_refuses_a_public_host_without_auth(tmp_path: Path) -> None:
     assert f"{path}: auth: " in output
 
 
-def test_serve_refuses_a_public_host_without_api_keys(tmp_path: Path) -> None:
+@pytest.mark.parametrize("host", ["127.0.0.1", "0.0.0.0"])
+def test_serve_refuses_a_config_without_api_keys_on_any_host(tmp_path: Path, host: str) -> None:
+    """With auth on, no key could call it: refused before the pools fill."""
     path = write_config(tmp_path, apiKeys=[])
 
-    code, output = invoke("--config", str(path), "--host", "0.0.0.0", "--port", "0")
+    code, output = invoke("--config", str(path), "--host", host, "--port", "0")
 
     assert code == 2
-    assert "without API keys" in output
+    assert "apiKeys: no key can call the server" in output
 
 
 def test_serve_names_the_bad_field_of_the_config(tmp_path: Path) -> None:
@@ -191,6 +193,15 @@ def test_serve_refuses_a_speed_that_is_not_a_finite_positive_number(speed: str) 
 
     assert code == 2
     assert "error: --speed: must be a finite number > 0" in output
+
+
+@pytest.mark.parametrize("speed", ["1e308", "2e6"])
+def test_serve_refuses_a_speed_past_what_the_model_can_follow(speed: str) -> None:
+    """``--speed 1e308`` moved the clock past the year 9999 at once: every request a 500."""
+    code, output = invoke("--clock", "realtime", "--speed", speed, "--port", "0")
+
+    assert code == 2
+    assert "error: --speed: must be a finite number > 0 and at most 1e+06" in output
 
 
 @pytest.mark.parametrize("port", ["70000", "65536", "-1"])
