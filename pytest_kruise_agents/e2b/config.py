@@ -53,9 +53,9 @@ from pytest_kruise_agents.backends.sim import (
 )
 from pytest_kruise_agents.e2b.settings import ApiKey, Settings, generate_key
 from pytest_kruise_agents.rfc3339 import parse_rfc3339
-from simulator.cluster import Cluster
+from simulator.cluster import Cluster, default_nodes
 from simulator.context import CLOCK_END, DEFAULT_EPOCH
-from simulator.faults import Fault
+from simulator.faults import Fault, check_node_names
 from simulator.nodes import NodeSpec
 from simulator.profile import get_profile
 
@@ -331,12 +331,18 @@ def parse_config(data: Any, *, source: str = "<config>") -> ClusterConfig:
             profile.with_overrides(**{knob: value})
         except ValueError as exc:
             raise ConfigError(source, f"knobs.{knob}", str(exc)) from None
+    node_names = _node_names(cfg)
     for i, fault in enumerate(cfg.faults):
         try:
-            Fault.model_validate(fault)
+            checked = Fault.model_validate(fault)
         except ValidationError as exc:
             field, reason = _first(exc)
             raise ConfigError(source, f"faults[{i}].{field}", reason) from None
+        try:
+            # Refused now, not once the pools have filled.
+            check_node_names(checked.selector, node_names)
+        except InvalidError as exc:
+            raise ConfigError(source, f"faults[{i}].{exc.field}", exc.reason) from None
     _pools(cfg, source)
     keys = cfg.api_keys or []
     seen: set[str] = set()
@@ -406,10 +412,17 @@ def build(cfg: ClusterConfig, *, source: str = "<config>") -> tuple[SimBackend, 
         try:
             cluster.inject(kind, **fields)
         except InvalidError as exc:
-            raise ConfigError(source, f"faults[{i}]", exc.reason) from None
+            raise ConfigError(source, f"faults[{i}].{exc.field}", exc.reason) from None
     backend = SimBackend(cluster, clock=cfg.clock.mode, speed=cfg.clock.speed)
     settings = Settings(api_keys=cfg.keys(), auth_enabled=cfg.auth, domain=cfg.domain)
     return backend, settings
+
+
+def _node_names(cfg: ClusterConfig) -> list[str]:
+    """The names of the nodes ``cfg`` makes."""
+    if isinstance(cfg.nodes, int):
+        return [spec.name for spec in default_nodes(cfg.nodes)]
+    return [node.name for node in cfg.nodes]
 
 
 def _filled(cfg: ClusterConfig, source: str, epoch: datetime) -> Cluster:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -27,7 +28,7 @@ from pydantic import ValidationError
 from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.api.manifest import KubeObject, load_manifests
 from pytest_kruise_agents.api.problems import format_path, reason
-from pytest_kruise_agents.backends.sim import default_pools_yaml
+from pytest_kruise_agents.backends.sim import default_pools_yaml, opening_at, wall_clock_now
 from pytest_kruise_agents.e2b.config import (
     POOL_READY_TIMEOUT_S,
     ClusterConfig,
@@ -39,6 +40,7 @@ from pytest_kruise_agents.e2b.settings import Settings
 from pytest_kruise_agents.plugin.marker import ClusterSpec
 from pytest_kruise_agents.plugin.options import ClockMode
 from simulator.cluster import Cluster, default_nodes
+from simulator.context import DEFAULT_EPOCH
 from simulator.faults import Fault, check_node_names
 from simulator.nodes import NodeSpec
 from simulator.profile import Profile, get_profile
@@ -69,15 +71,39 @@ class Recipe:
     faults: tuple[Mapping[str, Any], ...]
     clock: ClockMode
     speed: float
+    start: datetime | None
+    """The config file's ``clock.start``: the date the clock reads once built (``None``: see
+    :meth:`build`)."""
     settings: Settings
     api_key: str
     """What ``E2B_API_KEY`` is set to: the first non-admin key (else the admin key)."""
     admin_key: str | None
 
     def build(self) -> Cluster:
-        """A new cluster: nodes, pools filled (in virtual time), faults injected."""
+        """A new cluster: nodes, pools filled (in virtual time), faults injected.
+
+        A virtual clock starts at the fixed epoch (the same dates every run); a
+        realtime one reads the wall clock's now once its pools are filled, so
+        that the SDK's ``endAt`` is on the test's own clock (as ``serve`` does);
+        a config file's ``clock.start`` sets the opening date of either.
+        """
+        opens = self.start
+        if opens is None and self.clock == "realtime":
+            opens = wall_clock_now()
+        cluster = self._filled(DEFAULT_EPOCH) if opens is None else opening_at(opens, self._filled)
+        for i, fault in enumerate(self.faults):
+            fields = dict(fault)
+            try:
+                cluster.inject(fields.pop("kind"), **fields)
+            except InvalidError as exc:
+                # The recipe checks what it can; the cluster is the last word.
+                raise RecipeError(f"{self.source}: faults[{i}].{exc}") from None
+        return cluster
+
+    def _filled(self, epoch: datetime) -> Cluster:
+        """The recipe's cluster from ``epoch`` (virtual time 0), its pools filled."""
         nodes = self.nodes if isinstance(self.nodes, int) else list(self.nodes)
-        cluster = Cluster(seed=self.seed, profile=self.profile, nodes=nodes)
+        cluster = Cluster(seed=self.seed, profile=self.profile, nodes=nodes, epoch=epoch)
         if self.pools:
             # apply() copies the models: the recipe's stay pristine for the next test.
             cluster.apply(list(self.pools))
@@ -87,13 +113,6 @@ class Recipe:
                 cluster.wait_for_pool(pool.metadata.name, ns, timeout=POOL_READY_TIMEOUT_S)
             except TimeoutError as exc:
                 raise RecipeError(f"{self.source}: pools: {exc} (too few nodes?)") from None
-        for i, fault in enumerate(self.faults):
-            fields = dict(fault)
-            try:
-                cluster.inject(fields.pop("kind"), **fields)
-            except InvalidError as exc:
-                # The recipe checks what it can; the cluster is the last word.
-                raise RecipeError(f"{self.source}: faults[{i}].{exc}") from None
         return cluster
 
 
@@ -179,6 +198,7 @@ def _recipe(spec: ClusterSpec, cfg: ClusterConfig, source: str) -> Recipe:
         # Tests run in virtual time unless asked otherwise: a file's clock counts only if set.
         clock=spec.clock or (cfg.clock.mode if "clock" in cfg.model_fields_set else "virtual"),
         speed=spec.speed if spec.speed is not None else cfg.clock.speed,
+        start=cfg.clock.start,
         settings=Settings(api_keys=keys, auth_enabled=cfg.auth, domain=cfg.domain),
         api_key=api_key,
         admin_key=admins[0].key if admins else None,

@@ -74,6 +74,11 @@ def write(tmp_path: Path, data: Any) -> Path:
             "only SandboxSets",
         ),
         ({"sandboxsets": [pool_yaml("bad", -2)]}, "sandboxsets[0]", "spec.replicas"),
+        (
+            {"nodes": 2, "faults": [{"kind": "node_loss", "selector": {"node": "node-9"}}]},
+            "faults[0].selector.node",
+            "no node named 'node-9' (nodes: node-1, node-2)",
+        ),
         ({"domian": "x"}, "domian", "unknown field"),
     ],
 )

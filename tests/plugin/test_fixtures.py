@@ -94,9 +94,16 @@ def test_kruise_clock_moves_virtual_time(suite: pytest.Pytester) -> None:
             assert kruise_clock.run_until(lambda: kruise_clock.now() > start + 1, timeout=60)
             with pytest.raises(InvalidError, match="realtime mode"):
                 kruise_clock.advance(1)
+
+        @pytest.mark.kruise(clock="realtime")
+        def test_a_realtime_clock_reads_the_wall_clocks_date(kruise_clock):
+            # The SDK's endAt is then on the test's own clock, as with `serve`.
+            from datetime import UTC, datetime
+
+            assert abs((kruise_clock.now_dt() - datetime.now(UTC)).total_seconds()) < 10
         """
     )
-    suite.runpytest().assert_outcomes(passed=6)
+    suite.runpytest().assert_outcomes(passed=7)
 
 
 def test_kruise_faults_by_name_scoped_and_cleared(suite: pytest.Pytester) -> None:
