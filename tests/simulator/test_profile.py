@@ -49,7 +49,8 @@ def test_head_carries_upstream_defaults() -> None:
 
 
 def test_v0_3_0_differs_from_head_only_where_upstream_changed() -> None:
-    """v0.3.0 retries at a fixed interval, bounds E2B timeouts at 60 s, claims across namespaces."""
+    """v0.3.0 retries at a fixed interval, bounds E2B timeouts at 60 s, claims across namespaces,
+    recycles nothing on kill and keeps claim annotations off the pod template."""
     head = get_profile("openkruise-head")
     old = get_profile("openkruise-v0.3.0")
     differing = {k for k in Profile.knob_names() if getattr(head, k) != getattr(old, k)}
@@ -60,11 +61,14 @@ def test_v0_3_0_differs_from_head_only_where_upstream_changed() -> None:
         "e2b_default_claim_timeout_s",
         "e2b_default_wait_ready_timeout_s",
         "claim_namespace_scoped",
+        "recycle_on_kill",
+        "claim_annotations_on_pod",
     }
     assert old.retry == "fixed"
     assert old.e2b_default_claim_timeout_s == 60.0
     assert old.e2b_default_wait_ready_timeout_s == 60.0
     assert old.claim_namespace_scoped is False
+    assert (old.recycle_on_kill, old.claim_annotations_on_pod) == (False, False)
     assert old.latencies == head.latencies
 
 
