@@ -7,7 +7,7 @@ Benchmarks, reports and assertions read these. Phase names follow the manager's
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -101,6 +101,7 @@ class ClaimRecords:
             raise ValueError(f"limit must be a whole number >= 1 or None, got {limit!r}")
         self._records: deque[ClaimRecord] = deque(maxlen=limit)
         self._next_id = 1
+        self._listeners: list[Callable[[ClaimRecord], None]] = []
         self.dropped = 0
         """Records dropped to keep within the limit (since the last :meth:`clear`)."""
 
@@ -133,7 +134,25 @@ class ClaimRecords:
         if len(self._records) == self._records.maxlen:
             self.dropped += 1  # the append below pushes the oldest out
         self._records.append(rec)
+        for listener in tuple(self._listeners):
+            listener(rec)
         return rec
+
+    def listen(self, listener: Callable[[ClaimRecord], None]) -> Callable[[], None]:
+        """Call ``listener`` with each record started from now on; return what stops it.
+
+        A run that must see all of its own records holds them this way: with a
+        limit, the older records may be dropped before it reads them, and
+        positions in the kept ones shift as they are (records are updated in
+        place, so a record held stays current).
+        """
+        self._listeners.append(listener)
+
+        def stop() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return stop
 
     def __iter__(self) -> Iterator[ClaimRecord]:
         return iter(self._records)

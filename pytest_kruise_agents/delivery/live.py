@@ -4,7 +4,8 @@ Each claim is ``Sandbox.create(template)`` followed by a command
 (``true``) repeated until it succeeds: the latency is the wall-clock time
 from the create call to the first successful command, which is what an
 agent waits for. Claims run concurrently in threads; a rate workload starts
-each at its arrival time. The sandboxes are killed afterwards.
+each at its arrival time (the SDK is imported before the clock starts, so
+none waits for it). Each sandbox is killed once measured.
 
 Sandbox traffic goes where the unmodified SDK sends it (each sandbox's own
 host on a server with per-sandbox hosts, as E2B cloud is), or to one
@@ -18,16 +19,20 @@ an E2B server does not offer.
 from __future__ import annotations
 
 import contextlib
+import math
 import random
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
 from pytest_kruise_agents.delivery.result import WARM_THRESHOLD_S, Delivery, DeliveryResult
-from pytest_kruise_agents.delivery.workload import Workload
+from pytest_kruise_agents.delivery.workload import Workload, check_workload
 
-__all__ = ["FIRST_COMMAND", "run_on_server"]
+if TYPE_CHECKING:
+    from e2b import Sandbox
+
+__all__ = ["FIRST_COMMAND", "check_url", "run_on_server"]
 
 _MAX_CLIENTS: Final = 1024
 """The most claims the live runner keeps in flight at once (one thread each)."""
@@ -66,6 +71,7 @@ def _connection(url: str, sandbox_url: str | None, domain: str | None) -> dict[s
 
 
 def _claim(
+    sandbox: type[Sandbox],
     index: int,
     t0: float,
     workload: Workload,
@@ -73,10 +79,8 @@ def _claim(
     deadline_s: float,
     kill: bool,
 ) -> Delivery:
-    from e2b import Sandbox
-
     start = time.perf_counter()
-    sbx = None
+    sbx: Sandbox | None = None
     phases: dict[str, float] = {}
     error: str | None = None
     latency: float | None = None
@@ -84,21 +88,14 @@ def _claim(
     try:
         # The deadline counts from here: a create that hangs must not outlive it
         # (the server then cancels the claim, as for any client that goes away).
-        sbx = Sandbox.create(workload.template, **{"request_timeout": deadline_s, **connection})
+        sbx = sandbox.create(workload.template, **{"request_timeout": deadline_s, **connection})
         phases["created"] = time.perf_counter() - start
-        while True:
-            try:
-                sbx.commands.run(FIRST_COMMAND, timeout=deadline_s)
-                break
-            except Exception as exc:  # any failure of the first command is retried
-                if time.perf_counter() - start > deadline_s:
-                    raise TimeoutError(
-                        f"no successful command within {deadline_s:g}s: {exc}"
-                    ) from exc
-                retries += 1
-                time.sleep(COMMAND_RETRY_S)
-        latency = time.perf_counter() - start
-        phases["first_command"] = latency
+        retries = _first_command(sbx, start, deadline_s)
+        done = time.perf_counter() - start
+        phases["first_command"] = done
+        if done > deadline_s:  # the SDK's timeouts are not exact
+            raise TimeoutError(f"no successful command within {deadline_s:g}s: took {done:.3f}s")
+        latency = done
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
     finally:
@@ -120,6 +117,47 @@ def _claim(
     )
 
 
+def _first_command(sbx: Sandbox, start: float, deadline_s: float) -> int:
+    """Run :data:`FIRST_COMMAND` until it succeeds within the deadline; return the retries."""
+    retries = 0
+    while True:
+        left = deadline_s - (time.perf_counter() - start)
+        if left <= 0:  # the SDK reads a timeout of 0 as none
+            raise TimeoutError(f"no successful command within {deadline_s:g}s")
+        try:
+            # The time left, not a deadline of its own: the claim's deadline counts
+            # from its create, and a command done after it is no delivery.
+            sbx.commands.run(FIRST_COMMAND, timeout=left, request_timeout=left)
+            return retries
+        except Exception as exc:  # any failure of the first command is retried
+            if time.perf_counter() - start > deadline_s:
+                raise TimeoutError(f"no successful command within {deadline_s:g}s: {exc}") from exc
+            retries += 1
+            time.sleep(COMMAND_RETRY_S)
+
+
+def check_url(name: str, value: object) -> None:
+    """Refuse ``value`` unless it is an ``http(s)://host`` URL, naming the parameter ``name``."""
+    parts = urlsplit(value) if isinstance(value, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        # An empty URL would make the SDK fall back to E2B's cloud with the caller's key,
+        # and one without a scheme would fail each claim only once sent.
+        kind = TypeError if not isinstance(value, str) else ValueError
+        raise kind(f"{name}: must be an http:// or https:// URL with a host, got {value!r}")
+
+
+def _check_deadline(deadline_s: object) -> float:
+    if isinstance(deadline_s, bool) or not isinstance(deadline_s, int | float):
+        raise TypeError(
+            f"deadline_s: must be a positive finite number of seconds, got {deadline_s!r}"
+        )
+    if not (deadline_s > 0 and math.isfinite(deadline_s)):
+        raise ValueError(
+            f"deadline_s: must be a positive finite number of seconds, got {deadline_s!r}"
+        )
+    return float(deadline_s)
+
+
 def run_on_server(
     workload: Workload,
     *,
@@ -134,6 +172,10 @@ def run_on_server(
 ) -> DeliveryResult:
     """Run ``workload`` against the E2B server at ``url`` (see the module docstring).
 
+    The arguments are checked before anything is sent: ``url`` (and
+    ``sandbox_url``) must be ``http(s)://`` URLs with a host (the SDK would
+    read an empty one as E2B's cloud), ``deadline_s`` a positive finite number.
+
     Without ``sandbox_url`` the SDK reaches each sandbox the way it does
     unconfigured: through ``E2B_SANDBOX_URL`` if that is set, else by the
     sandbox's domain (the one the server's create response names, else
@@ -147,20 +189,30 @@ def run_on_server(
         by default ``url``'s host without its ``api.`` (the inverse of the SDK's
         ``https://api.<domain>``), else the SDK's (``E2B_DOMAIN``, else ``e2b.app``).
     :param deadline_s: a claim that has not run a command this long after its create was
-        sent fails (the create itself included: its request times out then).
+        sent fails (the create itself included: its request times out then; each try of
+        the command gets only the time left, and one done after the deadline is no delivery).
     :param kill: kill each sandbox once measured.
     :param seed: seeds the Poisson arrivals of a ``Rate`` workload.
     """
+    check_workload(workload)
     if workload.path != "e2b":
         raise ValueError(
             "path: only 'e2b' can be measured against an E2B server URL "
             "(SandboxClaims need the Kubernetes API)"
         )
+    check_url("url", url)
+    if sandbox_url is not None:
+        check_url("sandbox_url", sandbox_url)
+    deadline_s = _check_deadline(deadline_s)
     connection = {
         "api_key": api_key,
         **_connection(url, sandbox_url, domain),
     }
     times = workload.arrivals(random.Random(seed))
+    # Imported before the clock starts: the first import takes a second or more,
+    # and claims due meanwhile would wait for it and all be sent at once.
+    from e2b import Sandbox
+
     t0 = time.perf_counter()
     futures: list[Future[Delivery]] = []
     # One thread per claim in flight, up to _MAX_CLIENTS: a burst is sent at
@@ -172,7 +224,9 @@ def run_on_server(
             delay = t0 + at - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
-            futures.append(pool.submit(_claim, i, t0, workload, connection, deadline_s, kill))
+            futures.append(
+                pool.submit(_claim, Sandbox, i, t0, workload, connection, deadline_s, kill)
+            )
         deliveries = tuple(f.result() for f in futures)
     return DeliveryResult(
         name=name or workload.name,

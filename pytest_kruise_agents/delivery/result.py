@@ -20,7 +20,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeGuard
 
 from pytest_kruise_agents.delivery.workload import Workload
 
@@ -218,6 +218,7 @@ class DeliveryResult:
 
     def latencies(self, warm: bool | None = None) -> list[float]:
         """Delivery latencies: all (``None``), warm only (``True``) or cold only (``False``)."""
+        _check_warm(warm)
         picked = self.delivered if warm is None else (self.warm if warm else self.cold)
         return [d.latency for d in picked if d.latency is not None]
 
@@ -253,6 +254,7 @@ class DeliveryResult:
         the default checks every delivery instead.
         """
         __tracebackhide__ = True
+        _check_assertion(below, percentile, warm, allow_failures)
         if warm is True and self.clock == "wall":
             warm = None
         subset = {True: "warm", False: "cold", None: "all"}[warm]
@@ -382,6 +384,34 @@ class DeliveryResult:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(self.summary(), indent=2) + "\n", encoding="utf-8")
         return path
+
+
+def _is_number(value: object) -> TypeGuard[float]:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _check_warm(warm: object) -> None:
+    # Compared by identity: 1 and 0 would pass as True and False, "yes" as neither.
+    if warm is not True and warm is not False and warm is not None:
+        raise TypeError(f"warm: must be True, False or None, got {warm!r}")
+
+
+def _check_assertion(
+    below: object, percentile: object, warm: object, allow_failures: object
+) -> None:
+    """Refuse a bad parameter of :meth:`DeliveryResult.assert_latency`, naming it."""
+    __tracebackhide__ = True
+    if not _is_number(below):
+        raise TypeError(f"below: must be a positive number of seconds, got {below!r}")
+    if not below > 0:  # NaN fails too
+        raise ValueError(f"below: must be a positive number of seconds, got {below!r}")
+    if not _is_number(percentile):
+        raise TypeError(f"percentile: must be a number within 0..100, got {percentile!r}")
+    if not 0 <= percentile <= 100:
+        raise ValueError(f"percentile: must be a number within 0..100, got {percentile!r}")
+    _check_warm(warm)
+    if not isinstance(allow_failures, bool):
+        raise TypeError(f"allow_failures: must be True or False, got {allow_failures!r}")
 
 
 def _workload_dict(workload: Workload) -> dict[str, Any]:

@@ -3,11 +3,16 @@
 Everything happens in virtual time, inside the model: the arrivals are a
 SimPy process, every claim is a concurrent SimPy process (E2B path) or a
 SandboxClaim applied at its arrival time (SandboxClaim path), and the
-latencies and phases come from the cluster's claim records. The E2B path
-kills the sandboxes it delivered once they are measured, as the live runner
-does, and cancels the claims still unfinished :data:`SETTLE_TIMEOUT_S` after
-the last arrival, as a client going away does: they fail, and can neither
-deliver later nor leak a sandbox.
+latencies and phases come from the run's own claim records, held as they
+start (a cluster with a records limit may drop them before the run ends).
+The E2B path kills each sandbox at its delivery, once measured, as the live
+runner does (so a steady rate never fills the nodes with sandboxes the run
+holds), and cancels the claims still unfinished :data:`SETTLE_TIMEOUT_S`
+after the last arrival, as a client going away does: they fail, and can
+neither deliver later nor leak a sandbox. The SandboxClaim path's sandboxes
+stay claimed, as a SandboxClaim's do until someone deletes them: on the
+plugin's clusters they are killed at the test's teardown, but a long rate
+through SandboxClaims fills the nodes, and its later claims wait for room.
 
 How the model's time moves follows the cluster's clock. In virtual mode the
 run drives the model itself, as fast as it simulates (wall time is only the
@@ -27,16 +32,17 @@ from __future__ import annotations
 import contextlib
 import re
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any, Final, Literal, Protocol, TypeVar
 
 import simpy
 
+from pytest_kruise_agents.api.sandbox import Sandbox
 from pytest_kruise_agents.api.sandboxclaim import ClaimPhase
 from pytest_kruise_agents.backends.sim import SimBackend
 from pytest_kruise_agents.claiming.errors import ClaimCanceledError, ClaimError
 from pytest_kruise_agents.delivery.result import Delivery, DeliveryResult
-from pytest_kruise_agents.delivery.workload import Workload
+from pytest_kruise_agents.delivery.workload import Workload, check_workload
 from simulator.cluster import Cluster
 from simulator.records import PHASES, ClaimRecord
 
@@ -190,36 +196,58 @@ def _e2b(drive: _Drive, workload: Workload, run: int) -> list[Delivery]:
     cluster = drive.cluster
     env = cluster.env
     user = f"{BENCHMARK_USER_PREFIX}-{run}"
-    procs: list[simpy.Process] = []
+    creates: list[simpy.Process] = []
+    claims: list[simpy.Process] = []
 
-    def start() -> tuple[int, float, simpy.Process]:
-        first, t0 = len(cluster.records), env.now
+    def claim() -> Generator[simpy.Event, Any, None]:
+        create = cluster.submit_create(workload.template, namespace=workload.namespace, user=user)
+        creates.append(create)
+        outcome = yield create
+        if isinstance(outcome, Sandbox):
+            # Measured at its delivery: killed at once, as the live runner kills each
+            # sandbox once measured. Held until the run ends, a steady rate would fill
+            # the nodes and later claims would wait for capacity the run itself holds.
+            yield from _kill(cluster, workload.namespace, user, cluster.sandbox_id(outcome))
+
+    def start() -> tuple[float, simpy.Process]:
+        t0 = env.now
         times = workload.arrivals(cluster.ctx.rng)
 
         def arrivals() -> Generator[simpy.Event, Any, None]:
             for at in times:
                 if t0 + at > env.now:
                     yield env.timeout(t0 + at - env.now)
-                procs.append(
-                    cluster.submit_create(
-                        workload.template, namespace=workload.namespace, user=user
-                    )
-                )
+                claims.append(env.process(claim()))
 
-        return first, t0, drive.start(arrivals())
+        return t0, drive.start(arrivals())
 
-    first, t0, arriving = drive.act(start)
-    drive.join(arriving)
-    if not drive.wait(lambda: all(p.triggered for p in procs), SETTLE_TIMEOUT_S):
-        _cancel(drive, procs)
-
-    def own() -> list[ClaimRecord]:
-        return [r for r in list(cluster.records)[first:] if r.path == "e2b" and r.owner == user]
-
-    records = drive.act(own)
-    delivered = drive.act(lambda: [r for r in records if r.delivered is not None])
-    _kill(drive, workload.namespace, user, delivered)
+    with _collecting(drive, lambda r: r.path == "e2b" and r.owner == user) as records:
+        t0, arriving = drive.act(start)
+        drive.join(arriving)
+        if not drive.wait(lambda: all(p.triggered for p in claims), SETTLE_TIMEOUT_S):
+            _cancel(drive, creates, claims)
     return drive.act(lambda: [_e2b_delivery(i, rec, t0) for i, rec in enumerate(records, 1)])
+
+
+@contextlib.contextmanager
+def _collecting(drive: _Drive, mine: Callable[[ClaimRecord], bool]) -> Iterator[list[ClaimRecord]]:
+    """The records started meanwhile that are ``mine``, held as they start.
+
+    Not read back from the cluster's records afterwards: with a records limit
+    the oldest are dropped, and a long run's first claims would be lost (or
+    another's taken for them).
+    """
+    held: list[ClaimRecord] = []
+
+    def hold(rec: ClaimRecord) -> None:
+        if mine(rec):
+            held.append(rec)
+
+    stop = drive.act(lambda: drive.cluster.records.listen(hold))
+    try:
+        yield held
+    finally:
+        drive.act(stop)
 
 
 def _e2b_delivery(index: int, rec: ClaimRecord, t0: float) -> Delivery:
@@ -238,20 +266,19 @@ def _e2b_delivery(index: int, rec: ClaimRecord, t0: float) -> Delivery:
     )
 
 
-def _cancel(drive: _Drive, procs: list[simpy.Process]) -> None:
-    """Cancel the claims still in flight and let them clean up (within the time limit again)."""
+def _cancel(drive: _Drive, creates: list[simpy.Process], claims: list[simpy.Process]) -> None:
+    """Cancel the creates still in flight and let the claims clean up (within the time limit again)."""
 
-    def interrupt() -> list[simpy.Process]:
-        pending = [p for p in procs if p.is_alive]
-        for proc in pending:
-            # The request's context cancelled, as when the E2B server's client goes
-            # away: the claim stops at its current wait, releases what it locked and
-            # fails, where left running it could deliver later and leak the sandbox.
-            proc.interrupt("benchmark time limit")
-        return pending
+    def interrupt() -> None:
+        for proc in creates:
+            if proc.is_alive:
+                # The request's context cancelled, as when the E2B server's client goes
+                # away: the claim stops at its current wait, releases what it locked and
+                # fails, where left running it could deliver later and leak the sandbox.
+                proc.interrupt("benchmark time limit")
 
-    pending = drive.act(interrupt)
-    drive.wait(lambda: all(p.triggered for p in pending), SETTLE_TIMEOUT_S)
+    drive.act(interrupt)
+    drive.wait(lambda: all(p.triggered for p in claims), SETTLE_TIMEOUT_S)
 
 
 def _e2b_error(rec: ClaimRecord) -> str | None:
@@ -265,21 +292,14 @@ def _e2b_error(rec: ClaimRecord) -> str | None:
     return rec.error or "not delivered"
 
 
-def _kill(drive: _Drive, namespace: str, user: str, delivered: list[ClaimRecord]) -> None:
-    """Kill the run's delivered sandboxes, all at once, as the E2B client that claimed them."""
-    cluster = drive.cluster
-
-    def kill(sandbox_id: str) -> Generator[simpy.Event, Any, None]:
-        # A fault in force may fail the kill; the sandbox stays, and the
-        # kruise_e2b fixture's teardown kills and reports it.
-        with contextlib.suppress(ClaimError):
-            yield from cluster.manager.kill(namespace, user, sandbox_id)
-
-    def start() -> list[simpy.Process]:
-        return [drive.start(kill(sid)) for rec in delivered if (sid := _sandbox_id(rec))]
-
-    kills = drive.act(start)
-    drive.wait(lambda: all(p.triggered for p in kills), SETTLE_TIMEOUT_S)
+def _kill(
+    cluster: Cluster, namespace: str, user: str, sandbox_id: str
+) -> Generator[simpy.Event, Any, None]:
+    """Kill a delivered sandbox as the E2B client that claimed it."""
+    # A fault in force may fail the kill; the sandbox stays, and the
+    # kruise_e2b fixture's teardown kills and reports it.
+    with contextlib.suppress(ClaimError):
+        yield from cluster.manager.kill(namespace, user, sandbox_id)
 
 
 def _claim_manifest(name: str, workload: Workload) -> dict[str, Any]:
@@ -297,8 +317,8 @@ def _sandboxclaim(drive: _Drive, workload: Workload, run: int) -> list[Delivery]
     ns = workload.namespace
     applied: dict[str, float] = {}
 
-    def start() -> tuple[int, float, simpy.Process]:
-        first, t0 = len(cluster.records), env.now
+    def start() -> tuple[float, simpy.Process]:
+        t0 = env.now
         times = workload.arrivals(cluster.ctx.rng)
 
         def arrivals() -> Generator[simpy.Event, Any, None]:
@@ -309,7 +329,7 @@ def _sandboxclaim(drive: _Drive, workload: Workload, run: int) -> list[Delivery]
                 cluster.apply(_claim_manifest(name, workload))
                 applied[name] = env.now
 
-        return first, t0, drive.start(arrivals())
+        return t0, drive.start(arrivals())
 
     def completed() -> bool:
         for name in applied:
@@ -318,20 +338,29 @@ def _sandboxclaim(drive: _Drive, workload: Workload, run: int) -> list[Delivery]
                 return False
         return True
 
-    first, t0, arriving = drive.act(start)
-    drive.join(arriving)
-    drive.wait(completed, SETTLE_TIMEOUT_S)
-    return drive.act(lambda: _claim_deliveries(cluster, workload, applied, first, t0))
+    def mine(rec: ClaimRecord) -> bool:
+        # Records start at the controller's attempts, after the apply named the claim.
+        return rec.path == "sandboxclaim" and rec.namespace == ns and rec.claim_name in applied
+
+    with _collecting(drive, mine) as records:
+        t0, arriving = drive.act(start)
+        drive.join(arriving)
+        drive.wait(completed, SETTLE_TIMEOUT_S)
+    return drive.act(lambda: _claim_deliveries(cluster, workload, applied, records, t0))
 
 
 def _claim_deliveries(
-    cluster: Cluster, workload: Workload, applied: dict[str, float], first: int, t0: float
+    cluster: Cluster,
+    workload: Workload,
+    applied: dict[str, float],
+    records: list[ClaimRecord],
+    t0: float,
 ) -> list[Delivery]:
-    """The SandboxClaim path's deliveries: each claim ``applied`` (name: when), from record ``first`` on."""
+    """The SandboxClaim path's deliveries: each claim ``applied`` (name: when), from its ``records``."""
     ns = workload.namespace
     by_claim: dict[str, list[ClaimRecord]] = {}
-    for rec in list(cluster.records)[first:]:
-        if rec.path == "sandboxclaim" and rec.namespace == ns and rec.claim_name in applied:
+    for rec in records:
+        if rec.claim_name is not None:
             by_claim.setdefault(rec.claim_name, []).append(rec)
     out: list[Delivery] = []
     for i, (name, at) in enumerate(applied.items(), start=1):
@@ -375,6 +404,7 @@ def run_on_cluster(
     cluster: Cluster, workload: Workload, *, name: str | None = None
 ) -> DeliveryResult:
     """Run ``workload`` on ``cluster`` in virtual time (the caller owns the cluster's thread)."""
+    check_workload(workload)
     return _run(_Virtual(cluster), workload, name, "virtual")
 
 
@@ -388,6 +418,7 @@ def run_on_backend(
     and the run takes the lock only to start and read it; the result's
     ``clock`` is ``realtime``.
     """
+    check_workload(workload)
     if backend.clock_mode == "realtime":
         return _run(_Realtime(backend), workload, name, "realtime")
     with backend.locked() as cluster:

@@ -13,7 +13,7 @@ import random
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["Burst", "DeliveryPath", "Rate", "Workload"]
+__all__ = ["Burst", "DeliveryPath", "Rate", "Workload", "check_workload"]
 
 DeliveryPath = Literal["e2b", "sandboxclaim"]
 """``e2b``: ``Sandbox.create`` through the sandbox-manager; ``sandboxclaim``: one SandboxClaim each."""
@@ -22,12 +22,13 @@ _PATHS = ("e2b", "sandboxclaim")
 
 
 def _check_common(template: str, path: str, namespace: str) -> None:
-    if not template:
-        raise ValueError("template: must not be empty")
+    for field, value in (("template", template), ("namespace", namespace)):
+        if not isinstance(value, str):
+            raise ValueError(f"{field}: must be a string, got {value!r}")
+        if not value:
+            raise ValueError(f"{field}: must not be empty")
     if path not in _PATHS:
         raise ValueError(f"path: must be 'e2b' or 'sandboxclaim', got {path!r}")
-    if not namespace:
-        raise ValueError("namespace: must not be empty")
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,3 +117,14 @@ class Rate:
 
 Workload = Burst | Rate
 """What the delivery benchmark runs."""
+
+
+def check_workload(workload: object) -> Workload:
+    """``workload`` if it is a :class:`Burst` or a :class:`Rate`; else a :class:`TypeError` naming it.
+
+    The runners call this before they send anything: a wrong kind would
+    otherwise fail halfway, on whichever attribute is read first.
+    """
+    if not isinstance(workload, Burst | Rate):
+        raise TypeError(f"workload: must be a Burst or a Rate, got {workload!r}")
+    return workload

@@ -27,6 +27,8 @@ from pytest_kruise_agents.delivery import (
     run_on_backend,
     run_on_server,
 )
+from pytest_kruise_agents.delivery.live import check_url
+from pytest_kruise_agents.delivery.workload import check_workload
 from pytest_kruise_agents.plugin.reporting import BENCHMARK
 
 if TYPE_CHECKING:
@@ -117,6 +119,10 @@ class DeliveryBenchmark:
         :param name: the run's label in file names and the summary (default: the workload's).
         """
         __tracebackhide__ = True
+        # Refused before the cluster is made or a key looked for: nothing runs.
+        check_workload(workload)
+        if url is not None:
+            check_url("url", url)
         if url is None:
             backend = self._request.getfixturevalue("kruise_backend")
             result = run_on_backend(backend, workload, name=name)

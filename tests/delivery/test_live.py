@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import random
@@ -210,3 +211,108 @@ def test_sandboxes_are_reached_at_their_own_hosts(
     assert [error for _, error in deliveries] == [None, None]
     own_hosts = {f"49983-{sandbox_id}.{DOMAIN}:{thread.port}" for sandbox_id, _ in deliveries}
     assert set(app.hosts) == {api_host} | own_hosts
+
+
+# -- the schedule sent, the deadline, bad arguments ------------------------------------------
+
+_SCHEDULE_CLIENT = """
+import json, sys
+from pytest_kruise_agents.delivery import Rate, run_on_server
+result = run_on_server(Rate(10, 2), url=sys.argv[1], api_key=sys.argv[2], sandbox_url=sys.argv[1])
+print(json.dumps([d.requested for d in result.deliveries]))
+"""
+
+
+def test_a_rate_is_sent_on_its_schedule_from_a_fresh_process(
+    server: tuple[str, SimBackend],
+) -> None:
+    """The SDK is imported before the clock starts: in a process that has not imported it
+    yet, the claims due during that import were held by it and all sent at once when it
+    ended (a rate of one every 0.1 s was sent as a burst after 1-2 s)."""
+    url, _ = server
+    env = {k: v for k, v in os.environ.items() if not k.startswith("E2B_")}
+    done = subprocess.run(
+        [sys.executable, "-c", _SCHEDULE_CLIENT, url, KEY],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    sent: list[float] = json.loads(done.stdout)
+    asked = Rate(10, 2).arrivals()
+    assert len(sent) == len(asked) == 20
+    late = [round(s - a, 3) for s, a in zip(sent, asked, strict=True)]
+    # Generous for a loaded machine, far below the import's second or more.
+    assert max(late) < 0.5, late
+
+
+class Slow:
+    """ASGI middleware: holds every HTTP request (the API's and the sandboxes') ``delay_s`` first."""
+
+    def __init__(self, app: ASGIApp, delay_s: float) -> None:
+        self.app = app
+        self.delay_s = delay_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await asyncio.sleep(self.delay_s)
+        await self.app(scope, receive, send)
+
+
+def test_a_first_command_done_after_the_deadline_is_a_failed_claim() -> None:
+    """``deadline_s`` bounds the whole claim, create and command: a command that succeeds only
+    after it does not make a delivery (the command gets the time left, not a deadline of
+    its own: the create's 0.6 s and the command's 0.6 s made a delivery in 1.2 s)."""
+    backend = SimBackend.default(seed=2, replicas=2, nodes=1)
+    app = Slow(create_app(backend, Settings(api_keys=[ApiKey(KEY)])), 0.6)
+    thread = ServerThread(app).start()
+    try:
+        started = time.monotonic()
+        result = run_on_server(
+            Burst(1), url=thread.url, api_key=KEY, sandbox_url=thread.url, deadline_s=1.0
+        )
+        took = time.monotonic() - started
+    finally:
+        thread.stop()
+        backend.close()
+    assert len(result.failed) == 1, result.describe()
+    assert "within 1s" in (result.failed[0].error or "")
+    assert took < 10
+
+
+@pytest.mark.parametrize("url", ["", "127.0.0.1:8080", "ftp://example.com", "http://", 5])
+def test_a_url_that_is_not_an_http_url_is_refused_up_front(url: object) -> None:
+    """An empty ``url`` would make the SDK fall back to E2B's cloud with the caller's key; one
+    without a scheme would fail each claim. Neither is sent."""
+    with pytest.raises((ValueError, TypeError), match="url: must be an http:// or https:// URL"):
+        run_on_server(Burst(1), url=url, api_key=KEY)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="sandbox_url: must be an http:// or https:// URL"):
+        run_on_server(Burst(1), url="http://127.0.0.1:1", api_key=KEY, sandbox_url="localhost:1")
+
+
+@pytest.mark.parametrize(
+    ("deadline", "error"),
+    [
+        (float("nan"), ValueError),
+        (float("inf"), ValueError),
+        (-1.0, ValueError),
+        (0, ValueError),
+        (True, TypeError),
+        ("2", TypeError),
+    ],
+)
+def test_a_bad_deadline_is_refused_before_anything_is_sent(
+    server: tuple[str, SimBackend], deadline: object, error: type[Exception]
+) -> None:
+    url, backend = server
+    before = len(backend.records())
+    with pytest.raises(error, match="deadline_s: must be a positive finite number of seconds"):
+        run_on_server(Burst(1), url=url, api_key=KEY, sandbox_url=url, deadline_s=deadline)  # type: ignore[arg-type]
+    assert len(backend.records()) == before
+
+
+def test_a_workload_of_the_wrong_kind_is_refused(server: tuple[str, SimBackend]) -> None:
+    url, _ = server
+    with pytest.raises(TypeError, match="workload: must be a Burst or a Rate"):
+        run_on_server("burst", url=url, api_key=KEY)  # type: ignore[arg-type]

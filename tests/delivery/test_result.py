@@ -161,3 +161,32 @@ def test_on_a_live_server_the_default_assertion_checks_every_delivery() -> None:
     with pytest.raises(AssertionError, match=r"p99 of 3 all deliveries is 5\.470 s"):
         live.assert_latency()
     live.assert_latency(below=6)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"percentile": 150}, ValueError, "percentile: must be a number within 0..100, got 150"),
+        ({"percentile": math.nan}, ValueError, "percentile: must be a number within 0..100"),
+        ({"percentile": "99"}, TypeError, "percentile: must be a number within 0..100"),
+        ({"below": "1"}, TypeError, "below: must be a positive number of seconds, got '1'"),
+        ({"below": math.nan}, ValueError, "below: must be a positive number of seconds"),
+        ({"below": 0}, ValueError, "below: must be a positive number of seconds, got 0"),
+        ({"warm": "yes"}, TypeError, "warm: must be True, False or None, got 'yes'"),
+        ({"allow_failures": "no"}, TypeError, "allow_failures: must be True or False, got 'no'"),
+    ],
+)
+def test_bad_assertion_parameters_name_the_parameter(
+    kwargs: dict[str, object], error: type[Exception], message: str
+) -> None:
+    """Refused as such, not reported as a slow run (nor as the percentile function's ``q``)."""
+    r = result(d(1, 0.2), d(2, 0.3))
+    with pytest.raises(error, match=message.replace("(", r"\(").replace(")", r"\)")):
+        r.assert_latency(**kwargs)  # type: ignore[arg-type]
+
+
+def test_the_subsets_name_a_bad_warm() -> None:
+    r = result(d(1, 0.2))
+    for read in (r.latencies, r.stats, r.zones):
+        with pytest.raises(TypeError, match="warm: must be True, False or None, got 'yes'"):
+            read(warm="yes")  # type: ignore[arg-type]

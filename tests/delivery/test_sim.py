@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from pytest_kruise_agents.api.sandbox import Sandbox
-from pytest_kruise_agents.backends.sim import SimBackend
+from pytest_kruise_agents.backends.sim import SimBackend, default_pools_yaml
 from pytest_kruise_agents.claiming.state import is_claimed
 from pytest_kruise_agents.delivery import (
     Burst,
@@ -18,6 +18,7 @@ from pytest_kruise_agents.delivery import (
     run_on_cluster,
 )
 from pytest_kruise_agents.delivery.sim import BENCHMARK_USER_PREFIX, SETTLE_TIMEOUT_S, UNFINISHED
+from simulator.cluster import Cluster
 
 
 @pytest.fixture
@@ -158,3 +159,52 @@ def test_on_a_realtime_backend_the_run_follows_the_wall_clock(path: DeliveryPath
     assert len(result.cold) == 1 and moved > 1.0
     # One driver tick of slack: the clock may lag the wall clock, never lead it.
     assert moved <= wall * speed + 0.01 * speed
+
+
+def test_a_steady_rate_kills_each_sandbox_as_it_is_delivered() -> None:
+    """The E2B path kills each sandbox at its delivery, as the live runner kills each once
+    measured: a minute at 5/s on the plugin's default cluster (4 nodes, pools of 3) never fills
+    the nodes, so no claim waits for a sandbox an earlier claim of the run still holds (held
+    until the end, later claims waited minutes for the SDK's timeout to free a node)."""
+    b = SimBackend.default(nodes=4, replicas=3)
+    try:
+        result = run_on_backend(b, Rate(5, 60))
+    finally:
+        b.close()
+    assert len(result.delivered) == 300
+    assert result.stats().max < 10.0, result.describe(slowest=3)
+
+
+def _bounded(limit: int) -> Cluster:
+    cluster = Cluster(seed=0, nodes=4, records_limit=limit)
+    cluster.apply(default_pools_yaml(5, pools=("base",)))
+    cluster.wait_for_pool("base")
+    return cluster
+
+
+@pytest.mark.parametrize("path", ["e2b", "sandboxclaim"])
+def test_every_claim_is_reported_however_few_records_the_cluster_keeps(
+    path: DeliveryPath,
+) -> None:
+    """With ``records_limit`` the cluster drops its oldest records: the run holds its own as
+    they start, so it reports each of its claims with its outcome, not the records the
+    cluster happens to keep."""
+    cluster = _bounded(20)
+    run_on_cluster(cluster, Burst(8))  # other records, soon dropped
+    result = run_on_cluster(cluster, Burst(30, path=path))
+    assert cluster.records.dropped > 0
+    assert [d.index for d in result.deliveries] == list(range(1, 31))
+    assert len(result.delivered) == 30, result.summary()["errors"]
+    after = run_on_cluster(cluster, Burst(5, path=path))
+    assert (len(after.deliveries), len(after.delivered)) == (5, 5), after.summary()["errors"]
+
+
+def test_a_workload_of_the_wrong_kind_names_the_parameter(backend: SimBackend) -> None:
+    """Checked before anything starts: the cluster holds no claim of the run."""
+    with backend.locked() as cluster:
+        before = len(cluster.records)
+        with pytest.raises(TypeError, match="workload: must be a Burst or a Rate, got 'burst'"):
+            run_on_cluster(cluster, "burst")  # type: ignore[arg-type]
+        assert len(cluster.records) == before
+    with pytest.raises(TypeError, match="workload: must be a Burst or a Rate"):
+        run_on_backend(backend, Burst)  # type: ignore[arg-type]

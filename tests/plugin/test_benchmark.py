@@ -257,3 +257,30 @@ def test_the_benchmark_kills_its_sandboxes_so_they_are_not_the_tests_leaks(
     result = suite.runpytest()
     result.assert_outcomes(passed=1)
     assert "left behind" not in result.stdout.str()
+
+
+def test_a_url_that_is_not_an_http_url_is_refused_before_anything_runs(
+    suite: pytest.Pytester,
+) -> None:
+    """``url=""`` would measure E2B's cloud with the caller's key; a bare ``host:port`` would
+    fail each claim. Both are refused first, naming ``url`` (not the missing key), and
+    write no files."""
+    suite.makepyfile(
+        """
+        import pytest
+        from pytest_kruise_agents.delivery import Burst
+
+        @pytest.mark.parametrize("url", ["", "127.0.0.1:8080"])
+        def test_url(delivery_benchmark, monkeypatch, url):
+            monkeypatch.delenv("E2B_API_KEY", raising=False)
+            with pytest.raises(ValueError, match="url: must be an http:// or https:// URL"):
+                delivery_benchmark(Burst(1), url=url)
+            with pytest.raises(TypeError, match="workload: must be a Burst or a Rate"):
+                delivery_benchmark("burst")
+            assert delivery_benchmark.results == []
+        """
+    )
+    reports = suite.path / "reports"
+    result = suite.runpytest(f"--kruise-report-dir={reports}")
+    result.assert_outcomes(passed=2)
+    assert not reports.exists() or not any(reports.iterdir())

@@ -66,3 +66,18 @@ def test_a_bad_records_limit_names_the_argument() -> None:
     with pytest.raises(InvalidError) as info:
         Cluster(records_limit=0)
     assert info.value.field == "records_limit"
+
+
+def test_a_listener_sees_each_new_record_even_once_dropped() -> None:
+    """``listen``: every record started while listening, however few the limit keeps, until
+    the returned function stops it (a benchmark collects its own run's records this way)."""
+    records = ClaimRecords(limit=2)
+    _add(records, 1)
+    seen: list[int] = []
+    stop = records.listen(lambda rec: seen.append(rec.id))
+    _add(records, 4)
+    stop()
+    _add(records, 1)
+    assert seen == [2, 3, 4, 5]
+    assert [r.id for r in records] == [5, 6]
+    stop()  # stopping twice is harmless
