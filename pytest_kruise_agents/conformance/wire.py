@@ -13,9 +13,9 @@ from typing import Any, Final, TypeVar
 
 import httpx
 
-from pytest_kruise_agents.rfc3339 import parse_rfc3339
 from pytest_kruise_agents.conformance.expect import expect, expect_status, fail, json_body
 from pytest_kruise_agents.conformance.target import Api
+from pytest_kruise_agents.rfc3339 import parse_rfc3339
 
 __all__ = [
     "LISTED_FIELDS",
