@@ -157,6 +157,15 @@ class _DeleteInstead(Exception):
     """A kill found the sandbox no longer recyclable on its fresh read: it is deleted."""
 
 
+class _PausedMeanwhile(Exception):
+    """A connect read the sandbox running, but its fresh read is paused (its pauseTime came):
+    it is resumed instead of extended."""
+
+    def __init__(self, sandbox: Sandbox) -> None:
+        super().__init__(sandbox.metadata.name)
+        self.sandbox = sandbox
+
+
 class SandboxManager:
     """The sandbox-manager's E2B operations over ``world.manager_cache`` (see the module docstring).
 
@@ -677,72 +686,33 @@ class SandboxManager:
         """
         ctx = self.ctx
         sbx = self._owned(namespace, user, sid)
-        meta = sbx.metadata
         resumed = False
         try:
             validate_timeout_update(timeout_s, max_timeout_s=MAX_TIMEOUT_S)
-            state = self._viewable(sbx)
-            if state is None:
-                raise route_not_found(sid)
-            if state == "paused":
-                if sbx.spec.paused and not is_pause_settled(sbx):
-                    # The API shows "paused" from the spec write on, while the
-                    # controller is still stopping the pod: let that finish, or
-                    # its status write (computed before the resume) would land
-                    # after ours and stop the sandbox we answer as running.
-                    # Upstream answers 400 here (not resumable); docs/fidelity.md.
-                    sbx = yield from self._wait_paused(sid, sbx)
-                min_resume = int(ctx.profile.min_resume_timeout_s)
+            while True:
+                state = self._viewable(sbx)
+                if state is None:
+                    raise route_not_found(sid)
+                if state == "paused":
+                    sbx = yield from self._resume_paused(sid, sbx, timeout_s, user)
+                    resumed = True
 
-                def resume(cur: Sandbox) -> Sandbox | None:
-                    now = ctx.now_dt()
-                    if recycle_requested(cur):
-                        # Killed, and on its way back to its pool: no longer the caller's.
-                        raise route_not_found(sid)
-                    if cur.metadata.deletion_timestamp is not None or e2b_state(cur, now) is None:
-                        raise BadRequestError(f"sandbox {sid} cannot be resumed")
-                    if not cur.spec.paused:
-                        # Already resuming (or resumed): nothing to write, just wait.
+                def extend(cur: Sandbox, resumed: bool = resumed) -> Sandbox | None:
+                    if cur.spec.paused and not resumed:
+                        raise _PausedMeanwhile(cur)
+                    shutdown, pause = extend_only_times(cur, ctx.now_dt(), timeout_s)
+                    if shutdown == cur.spec.shutdown_time and pause == cur.spec.pause_time:
                         return None
-                    shutdown, pause = resume_times(cur, now, timeout_s, min_resume_s=min_resume)
-                    return _with_times(cur, shutdown, pause, paused=False)
+                    return _with_times(cur, shutdown, pause)
 
                 try:
-                    stored: Sandbox = yield from self._retry_update(sid, sbx, resume, user=user)
-                except ClaimError as err:
-                    if err.code == 409:  # conflicts past RetryOnConflict's steps
-                        err.code = 400  # upstream: a resume conflict answers 400
-                    raise
-                ctx.record("manager.resume", sandbox_key(stored))
-
-                def running(obj: Sandbox | None) -> object | None:
-                    if obj is None or not _still_owned(obj, meta.uid, user):
-                        return _GONE
-                    ok = sandbox_state(obj, ctx.now_dt())[0] is SandboxState.RUNNING
-                    return obj if ok else None
-
-                verdict, _ = yield from self.claimer.watch(
-                    meta.namespace,
-                    meta.name,
-                    running,
-                    timeout=RESUME_WAIT_S,
-                    min_rv=_rv(stored),
-                    initial=stored,
-                )
-                if verdict is _GONE:
-                    raise route_not_found(sid)
-                if not isinstance(verdict, Sandbox):
-                    raise InternalError(f"sandbox {sid} was not resumed within {RESUME_WAIT_S:g}s")
-                sbx = verdict
-                resumed = True
-
-            def extend(cur: Sandbox) -> Sandbox | None:
-                shutdown, pause = extend_only_times(cur, ctx.now_dt(), timeout_s)
-                if shutdown == cur.spec.shutdown_time and pause == cur.spec.pause_time:
-                    return None
-                return _with_times(cur, shutdown, pause)
-
-            sbx = yield from self._retry_update(sid, sbx, extend, user=user)
+                    sbx = yield from self._retry_update(sid, sbx, extend, user=user)
+                except _PausedMeanwhile as paused:
+                    # Its pauseTime came between our read and the write (the #296 race
+                    # from the other side): resume it, as a connect to a paused one does.
+                    sbx = paused.sandbox
+                    continue
+                break
         except ClaimError as err:
             if err.code not in (400, 404):
                 err.code = 500
@@ -752,6 +722,60 @@ class SandboxManager:
             ctx.record("manager.canceled", f"connect {sid}")
             raise ClaimCanceledError() from None
         return sbx, resumed
+
+    def _resume_paused(self, sid: str, sbx: Sandbox, timeout_s: int, user: str) -> Op:
+        """Resume the paused ``sbx`` for a connect and wait until it runs; return it running."""
+        ctx = self.ctx
+        meta = sbx.metadata
+        if sbx.spec.paused and not is_pause_settled(sbx):
+            # The API shows "paused" from the spec write on, while the
+            # controller is still stopping the pod: let that finish, or
+            # its status write (computed before the resume) would land
+            # after ours and stop the sandbox we answer as running.
+            # Upstream answers 400 here (not resumable); docs/fidelity.md.
+            sbx = yield from self._wait_paused(sid, sbx)
+        min_resume = int(ctx.profile.min_resume_timeout_s)
+
+        def resume(cur: Sandbox) -> Sandbox | None:
+            now = ctx.now_dt()
+            if recycle_requested(cur):
+                # Killed, and on its way back to its pool: no longer the caller's.
+                raise route_not_found(sid)
+            if cur.metadata.deletion_timestamp is not None or e2b_state(cur, now) is None:
+                raise BadRequestError(f"sandbox {sid} cannot be resumed")
+            if not cur.spec.paused:
+                # Already resuming (or resumed): nothing to write, just wait.
+                return None
+            shutdown, pause = resume_times(cur, now, timeout_s, min_resume_s=min_resume)
+            return _with_times(cur, shutdown, pause, paused=False)
+
+        try:
+            stored: Sandbox = yield from self._retry_update(sid, sbx, resume, user=user)
+        except ClaimError as err:
+            if err.code == 409:  # conflicts past RetryOnConflict's steps
+                err.code = 400  # upstream: a resume conflict answers 400
+            raise
+        ctx.record("manager.resume", sandbox_key(stored))
+
+        def running(obj: Sandbox | None) -> object | None:
+            if obj is None or not _still_owned(obj, meta.uid, user):
+                return _GONE
+            ok = sandbox_state(obj, ctx.now_dt())[0] is SandboxState.RUNNING
+            return obj if ok else None
+
+        verdict, _ = yield from self.claimer.watch(
+            meta.namespace,
+            meta.name,
+            running,
+            timeout=RESUME_WAIT_S,
+            min_rv=_rv(stored),
+            initial=stored,
+        )
+        if verdict is _GONE:
+            raise route_not_found(sid)
+        if not isinstance(verdict, Sandbox):
+            raise InternalError(f"sandbox {sid} was not resumed within {RESUME_WAIT_S:g}s")
+        return verdict
 
     def resume(self, namespace: str, user: str, sid: str, timeout_s: int) -> Op:
         """Deprecated ``POST /sandboxes/{id}/resume``: resume like connect; return the Sandbox."""

@@ -506,6 +506,30 @@ def test_connect_resumes_a_paused_sandbox_with_the_floor(s: Setup) -> None:
     assert resumed_sbx.metadata.name == sbx.metadata.name
 
 
+@pytest.mark.parametrize("past", [0.0, 0.01, 0.05])
+def test_a_connect_at_the_auto_pause_instant_resumes_the_sandbox(past: float) -> None:
+    """Read running, paused by its pauseTime before the extend is written: resumed (201), not
+    answered as extended while it stays paused. (Whichever write wins, it runs afterwards.)"""
+    from simulator.cluster import Cluster
+
+    cluster = Cluster(seed=2)
+    cluster.apply(
+        "apiVersion: agents.kruise.io/v1alpha1\nkind: SandboxSet\nmetadata: {name: base}\n"
+        "spec: {replicas: 2, runtimes: [{name: agent-runtime}],\n"
+        "       template: {spec: {containers: [{name: c, image: i}]}}}\n"
+    )
+    cluster.wait_for_pool("base")
+    sbx = cluster.create_sandbox("base", timeout=60, auto_pause=True)
+    sid = sandbox_id(sbx)
+    assert sbx.spec.pause_time is not None
+    cluster.advance(cluster.ctx.to_seconds(sbx.spec.pause_time) - cluster.now + past)
+    got, resumed = cluster.connect(sid, 600)
+    assert not got.spec.paused
+    assert resumed == (past != 0.01)  # at +0.01 s the extend is written before the pause
+    cluster.advance(5)
+    assert not cluster.describe(sid).spec.paused
+
+
 def test_connect_to_an_unknown_sandbox_is_404(s: Setup) -> None:
     """Connect needs the caller's sandbox."""
     with pytest.raises(NotFoundError):
