@@ -89,8 +89,10 @@ def _meta(obj: Any) -> Any:
 class ApiServer:
     """In-memory object store with resourceVersion compare-and-swap, latency and watches."""
 
-    def __init__(self, ctx: SimContext) -> None:
+    def __init__(self, ctx: SimContext, *, token_source: Callable[[], str] | None = None) -> None:
         self.ctx = ctx
+        self.token_source = token_source
+        """Where envd access tokens come from (:meth:`new_token`); ``None``: the seeded generator."""
         self._objects: dict[str, dict[ObjKey, Any]] = {}
         self._rv = 0
         self._informers: list[Informer] = []
@@ -139,6 +141,19 @@ class ApiServer:
     def new_uid(self) -> str:
         """A UUID drawn from the cluster's generator (deterministic per seed)."""
         return str(uuid.UUID(int=self.ctx.rng.getrandbits(128), version=4))
+
+    def new_token(self) -> str:
+        """A sandbox's envd access token: a UUID, as upstream's.
+
+        Drawn from the seeded generator like :meth:`new_uid` (a test can know
+        it), unless a :attr:`token_source` is set: a server open to several
+        teams (``kruise-agents serve``) draws tokens from ``secrets``, or anyone
+        running the same config with the same seed would know them. The seeded
+        draw is made either way, so the run (ids, names, timings, event log)
+        stays the same whatever the tokens' source.
+        """
+        seeded = self.new_uid()
+        return seeded if self.token_source is None else self.token_source()
 
     def _generate_name(self, kind: str, namespace: str, prefix: str) -> str:
         """``prefix`` plus 5 random characters, the prefix cut to 58 so the name fits in 63.

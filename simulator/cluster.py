@@ -80,6 +80,10 @@ class Cluster:
         seed gives the same dates); a realtime server passes the wall clock's now.
     :param log: keep the event log (turn off for very long runs).
     :param records_limit: keep only the latest this many claim records (``None``: all).
+    :param token_source: where sandboxes' envd access tokens come from, e.g.
+        ``lambda: str(uuid.UUID(bytes=secrets.token_bytes(16), version=4))``
+        (what ``kruise-agents serve`` passes); ``None`` (the default) draws them
+        from ``seed``. Either way the run, tokens aside, is the same.
     """
 
     def __init__(
@@ -92,6 +96,7 @@ class Cluster:
         epoch: datetime = DEFAULT_EPOCH,
         log: bool = True,
         records_limit: int | None = None,
+        token_source: Callable[[], str] | None = None,
         **knobs: Any,
     ) -> None:
         # Bad arguments raise InvalidError naming what is wrong, as apply() does.
@@ -127,8 +132,13 @@ class Cluster:
             records = ClaimRecords(records_limit)
         except ValueError as exc:
             raise InvalidError("records_limit", str(exc)) from None
+        if token_source is not None and not callable(token_source):
+            raise InvalidError(
+                "token_source", f"must be a function returning a str, got {token_source!r}"
+            )
         self.ctx = SimContext(seed=seed, profile=prof, epoch=check_epoch(epoch), log_enabled=log)
         self.world = World(self.ctx, records)
+        self.world.api.token_source = token_source
         self.runtime = AgentRuntime(self.world)
         self.nodes = Nodes(self.world, specs)
         self.sandbox_controller = SandboxController(self.world, self.runtime)

@@ -352,7 +352,7 @@ class SandboxManager:
             user=user,
             template=template,
             lock_string="",
-            access_token=self.world.api.new_uid(),
+            access_token=self.world.api.new_token(),
             now=ctx.now_dt(),
             timeout_s=timeout,
             auto_pause=auto_pause,

@@ -30,6 +30,8 @@ list means none.
 
 from __future__ import annotations
 
+import secrets
+import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from functools import partial
@@ -418,6 +420,11 @@ def build(cfg: ClusterConfig, *, source: str = "<config>") -> tuple[SimBackend, 
     return backend, settings
 
 
+def _secret_token() -> str:
+    """An envd access token nobody can predict: a random UUID (as upstream's), from ``secrets``."""
+    return str(uuid.UUID(bytes=secrets.token_bytes(16), version=4))
+
+
 def _node_names(cfg: ClusterConfig) -> list[str]:
     """The names of the nodes ``cfg`` makes."""
     if isinstance(cfg.nodes, int):
@@ -441,6 +448,9 @@ def _filled(cfg: ClusterConfig, source: str, epoch: datetime) -> Cluster:
         log=False,
         # The records are served, but not all of them for ever (about 1 KB each).
         records_limit=cfg.records_limit,
+        # Tokens guard each sandbox's envd: a served cluster's must not follow
+        # from its seed, which anyone with the same config knows.
+        token_source=_secret_token,
         **cfg.knobs,
     )
     pools = _pools(cfg, source)

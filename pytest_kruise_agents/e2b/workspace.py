@@ -41,6 +41,7 @@ from typing import Protocol, TypeVar, cast
 from pytest_kruise_agents.backends.base import Route
 
 __all__ = [
+    "PATH_MAX",
     "Attachment",
     "PathEscapeError",
     "SandboxStopped",
@@ -48,6 +49,7 @@ __all__ = [
     "StopHook",
     "Workspaces",
     "home_of",
+    "shorten",
 ]
 
 _log = logging.getLogger(__name__)
@@ -59,13 +61,28 @@ StopHook = Callable[[str], Awaitable[None]]
 """``async hook(sandbox_id)`` run when a sandbox stops (pause, kill, close)."""
 
 
+PATH_MAX = 4096
+"""Longest sandbox path taken, in UTF-8 bytes (Linux's ``PATH_MAX``): longer is malformed."""
+
+# How much of a path an error message repeats: the rest is elided, so a huge
+# path (a request inflated from a small gzip body) never makes a huge answer.
+_SHOWN_CHARS = 200
+
+
 class PathEscapeError(ValueError):
     """A sandbox path is malformed or would resolve outside its workspace."""
 
     def __init__(self, path: str, reason: str) -> None:
         self.path = path
         self.reason = reason
-        super().__init__(f"path {path!r} {reason}")
+        super().__init__(f"path {shorten(path)!r} {reason}")
+
+
+def shorten(text: str, limit: int = _SHOWN_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, with what was left out said, for error messages."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit} more characters)"
 
 
 class SandboxStopped(RuntimeError):
@@ -210,9 +227,9 @@ class SandboxWorkspace:
         self.ensure()
         candidate = self.root.joinpath(*parts)
         if follow_symlinks or not parts:
-            real = Path(os.path.realpath(candidate))
+            real = _realpath(candidate, path)
         else:
-            real = Path(os.path.realpath(candidate.parent)) / candidate.name
+            real = _realpath(candidate.parent, path) / candidate.name
         if not self.contains(real):
             raise PathEscapeError(path, "resolves outside the sandbox (through a symlink)")
         return real
@@ -262,6 +279,9 @@ class SandboxWorkspace:
 
 def _parts(path: str, home: str) -> list[str]:
     """The components of sandbox ``path`` made absolute from ``home``, ``..`` applied lexically."""
+    # Before anything else looks at it: a path of megabytes costs every later step.
+    if len(path) > PATH_MAX or len(path.encode("utf-8", "surrogatepass")) > PATH_MAX:
+        raise PathEscapeError(path, f"is longer than PATH_MAX ({PATH_MAX} bytes)")
     if "\x00" in path:
         raise PathEscapeError(path, "contains a NUL byte")
     full = path
@@ -280,6 +300,21 @@ def _parts(path: str, home: str) -> list[str]:
         else:
             parts.append(part)
     return parts
+
+
+def _realpath(candidate: Path, path: str) -> Path:
+    """``os.path.realpath``, retried if a link on the way changes while it reads it.
+
+    realpath lstat-s a component, then reads the link: a command replacing the
+    link by a file in between makes the read fail (``EINVAL``), which is a
+    race, not a bad path. Refused as one if it keeps happening.
+    """
+    for _ in range(3):
+        try:
+            return Path(os.path.realpath(candidate))
+        except OSError:
+            continue
+    raise PathEscapeError(path, "changed while in use (a symlink on it kept changing)")
 
 
 async def _run_on(loop: asyncio.AbstractEventLoop, fn: Callable[[], Awaitable[None]]) -> None:

@@ -213,7 +213,7 @@ class SandboxClaimController(Reconciler[ClaimKey]):
             claim,
             sbs,
             lock_string=self.api.new_uid(),
-            access_token=self.api.new_uid(),
+            access_token=self.api.new_token(),
             now=ctx.now_dt(),
             resolved=self.world.pod_template(sbs, self.cache),
             annotations_on_pod=ctx.profile.claim_annotations_on_pod,

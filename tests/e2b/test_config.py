@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -9,7 +10,9 @@ from typing import Any
 import pytest
 import yaml
 
+from pytest_kruise_agents.api.keys import ANN_RUNTIME_ACCESS_TOKEN
 from pytest_kruise_agents.backends.base import Caller, CreateRequest
+from pytest_kruise_agents.claiming.view import sandbox_id
 from pytest_kruise_agents.e2b.config import (
     ConfigError,
     build,
@@ -264,6 +267,26 @@ def test_a_served_cluster_keeps_its_claim_records_but_no_event_log() -> None:
         assert list(backend.cluster.log) == []
     finally:
         backend.close()
+
+
+def test_a_served_clusters_envd_tokens_do_not_follow_from_its_seed() -> None:
+    """Two servers of one config (same seed) give their sandboxes the same ids, not the same
+    tokens: anyone can run the config, so a seeded token would be known to all of them."""
+
+    def first_sandbox() -> tuple[str, str]:
+        backend, _ = build(
+            parse_config({"sandboxsets": pool_yaml("a", 1), "clock": {"mode": "virtual"}})
+        )
+        try:
+            sbx = backend.cluster.create_sandbox("a")
+            return sandbox_id(sbx), sbx.metadata.annotations[ANN_RUNTIME_ACCESS_TOKEN]
+        finally:
+            backend.close()
+
+    (id_a, token_a), (id_b, token_b) = first_sandbox(), first_sandbox()
+    assert id_a == id_b
+    assert token_a != token_b
+    assert str(uuid.UUID(token_a)) == token_a  # a UUID, as upstream's
 
 
 def test_a_served_cluster_keeps_the_latest_records_limit_records() -> None:

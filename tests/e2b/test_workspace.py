@@ -144,6 +144,36 @@ def test_paths_climbing_above_the_root_or_malformed_are_refused(
     assert info.value.path == path
 
 
+def test_a_path_longer_than_path_max_is_refused_and_its_error_stays_short(
+    ws: SandboxWorkspace,
+) -> None:
+    """4096 bytes of UTF-8 at most (Linux's PATH_MAX), checked before anything else; the
+    message repeats only the start of the path."""
+    long = "/home/user/" + "é" * 2043  # 4097 bytes in 2054 characters
+    for path in (long, "x" * 10_000_000):
+        with pytest.raises(PathEscapeError, match=r"longer than PATH_MAX \(4096 bytes\)") as info:
+            ws.resolve(path)
+        assert len(str(info.value)) < 300
+        with pytest.raises(PathEscapeError):
+            ws.expand(path)
+    assert ws.resolve(long[:-1]) == ws.home / ("é" * 2042)  # 4095 bytes: a path
+
+
+def test_a_link_that_keeps_changing_while_it_is_resolved_is_refused(
+    ws: SandboxWorkspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """realpath fails (EINVAL) when a command swaps a link for a file as it reads the link:
+    a race, answered as a refused path, not as a server error."""
+    ws.ensure()
+
+    def racing(path: object) -> str:
+        raise OSError(22, "Invalid argument")
+
+    monkeypatch.setattr(os.path, "realpath", racing)
+    with pytest.raises(PathEscapeError, match="changed while in use"):
+        ws.resolve("f")
+
+
 def test_symlinks_inside_the_root_are_followed(ws: SandboxWorkspace) -> None:
     ws.ensure()
     (ws.root / "data").mkdir()

@@ -6,6 +6,7 @@ request its sandbox's workspace in ``scope["state"]["kruise_workspace"]``.
 """
 
 from pytest_kruise_agents.e2b.envd.app import (
+    DEFAULT_MAX_CALL_BYTES,
     DEFAULT_MAX_MESSAGE_BYTES,
     WORKSPACE_KEY,
     EnvdApp,
@@ -14,6 +15,7 @@ from pytest_kruise_agents.e2b.envd.app import (
 from pytest_kruise_agents.e2b.envd.files import DEFAULT_MAX_UPLOAD_BYTES
 
 __all__ = [
+    "DEFAULT_MAX_CALL_BYTES",
     "DEFAULT_MAX_MESSAGE_BYTES",
     "DEFAULT_MAX_UPLOAD_BYTES",
     "WORKSPACE_KEY",

@@ -26,7 +26,12 @@ An RPC request message larger than :data:`DEFAULT_MAX_MESSAGE_BYTES` (a huge
 any of it is used. connect-go, under envd, reads messages of any size; the
 bound keeps one client from filling the server's memory. Not
 ``resource_exhausted``, connectrpc's own answer: the SDK reads that as "Rate
-limit exceeded, please try again later", and a retry cannot help.
+limit exceeded, please try again later", and a retry cannot help. Only the
+calls that carry a command's input (``SendInput``, ``StreamInput``) may be
+that big: every other call's message (paths, a command line) is bounded by
+:data:`DEFAULT_MAX_CALL_BYTES`, so that a small gzip body cannot make the
+server inflate, parse and answer a path of a hundred megabytes. Gzip bodies
+are inflated incrementally and refused as soon as they pass the call's bound.
 
 Every error is JSON (``{"code": int, "message"}`` on HTTP routes, Connect's
 ``{"code": "<code>", "message"}`` on unary RPCs), or, on a streaming RPC,
@@ -70,7 +75,14 @@ from pytest_kruise_agents.e2b.envd.process import ProcessService
 from pytest_kruise_agents.e2b.envvars import env_vars_problem
 from pytest_kruise_agents.e2b.workspace import SandboxStopped, SandboxWorkspace, Workspaces
 
-__all__ = ["DEFAULT_MAX_MESSAGE_BYTES", "WORKSPACE_KEY", "EnvdApp", "make_envd_app"]
+__all__ = [
+    "DEFAULT_MAX_CALL_BYTES",
+    "DEFAULT_MAX_MESSAGE_BYTES",
+    "INPUT_RPCS",
+    "WORKSPACE_KEY",
+    "EnvdApp",
+    "make_envd_app",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -89,7 +101,20 @@ DEFAULT_MAX_MESSAGE_BYTES = 128 * 1024 * 1024
 
 Above the 100 MiB of an upload, eight times the 16 MiB this used to be:
 messages are read whole into memory, so it bounds one request's share.
+Only the stdin calls (:data:`INPUT_RPCS`) take that much; see :data:`DEFAULT_MAX_CALL_BYTES`.
 """
+
+DEFAULT_MAX_CALL_BYTES = 4 * 1024 * 1024
+"""Largest request message of every other RPC, inflated.
+
+A path is at most 4096 bytes, and a command with its arguments and env vars
+at most what ``exec`` takes (``ARG_MAX``, 2 MiB on a default Linux stack):
+4 MiB refuses nothing that could work, and keeps a 4 KB gzip body from
+costing more than 4 MiB of inflating and parsing on the event loop.
+"""
+
+INPUT_RPCS = frozenset({"/process.Process/SendInput", "/process.Process/StreamInput"})
+"""The RPCs that carry a command's stdin: their messages may reach ``max_message_bytes``."""
 
 
 async def _send_response(response: Response, scope: Scope, receive: Receive, send: Send) -> None:
@@ -105,10 +130,12 @@ class EnvdApp:
         *,
         max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        max_call_bytes: int = DEFAULT_MAX_CALL_BYTES,
     ) -> None:
         self.workspaces = workspaces
         self.max_upload_bytes = max_upload_bytes
         self.max_message_bytes = max_message_bytes
+        self.max_call_bytes = max_call_bytes
         codecs = [GuardedCodec(proto_json_codec()), GuardedCodec(proto_binary_codec())]
         compressions = [GuardedCompression(GzipCompression())]
         self._rpc: dict[str, Callable[[Scope, Receive, Send], Awaitable[None]]] = {
@@ -259,7 +286,11 @@ class EnvdApp:
         if isinstance(user, Response):
             await _send_response(user, scope, receive, send)
             return
-        state = context.RequestState(ws, user)
+        stdin = scope["path"] in INPUT_RPCS
+        limit = (
+            self.max_message_bytes if stdin else min(self.max_message_bytes, self.max_call_bytes)
+        )
+        state = context.RequestState(ws, user, max_message_bytes=None if stdin else limit)
         started = False
         held: Message | None = None
         framing = EnvelopeFraming() if stream is not None else None
@@ -278,12 +309,12 @@ class EnvdApp:
             elif framing is None:
                 # Ahead of connectrpc's own check, which answers resource_exhausted.
                 unary_bytes += len(message.get("body", b""))
-                if unary_bytes > self.max_message_bytes:
-                    raise message_too_large(self.max_message_bytes)
+                if unary_bytes > limit:
+                    raise message_too_large(limit, stdin=stdin)
             else:
                 framing.feed(message.get("body", b""))
-                if framing.largest > self.max_message_bytes:
-                    raise message_too_large(self.max_message_bytes)
+                if framing.largest > limit:
+                    raise message_too_large(limit, stdin=stdin)
                 problem = None if message.get("more_body") else framing.problem()
                 if problem is not None:
                     # Handed on as not the last part: the reader takes the whole
@@ -414,8 +445,12 @@ def make_envd_app(
     *,
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    max_call_bytes: int = DEFAULT_MAX_CALL_BYTES,
 ) -> EnvdApp:
     """The envd ASGI app serving the sandboxes of ``workspaces``."""
     return EnvdApp(
-        workspaces, max_upload_bytes=max_upload_bytes, max_message_bytes=max_message_bytes
+        workspaces,
+        max_upload_bytes=max_upload_bytes,
+        max_message_bytes=max_message_bytes,
+        max_call_bytes=max_call_bytes,
     )

@@ -25,6 +25,7 @@ __all__ = [
     "bound",
     "current",
     "keepalive_interval",
+    "message_limit",
     "until_deadline",
 ]
 
@@ -37,11 +38,19 @@ KEEPALIVE_HEADER = "keepalive-ping-interval"
 class RequestState:
     """What one envd request runs against: its workspace, its user, its connection."""
 
-    __slots__ = ("_callbacks", "disconnected", "user", "workspace")
+    __slots__ = ("_callbacks", "disconnected", "max_message_bytes", "user", "workspace")
 
-    def __init__(self, workspace: SandboxWorkspace, user: str = "user") -> None:
+    def __init__(
+        self,
+        workspace: SandboxWorkspace,
+        user: str = "user",
+        *,
+        max_message_bytes: int | None = None,
+    ) -> None:
         self.workspace = workspace
         self.user = user
+        # The largest request message this call reads (inflated); None: the app's.
+        self.max_message_bytes = max_message_bytes
         self.disconnected = False
         self._callbacks: list[Callable[[], None]] = []
 
@@ -78,6 +87,15 @@ def current() -> RequestState:
         # Only reachable if a handler is called outside make_envd_app's wrapper.
         raise ConnectError(Code.INTERNAL, "no sandbox workspace bound to this request")
     return state
+
+
+def message_limit(default: int | None) -> int | None:
+    """The largest request message the running call reads: its own bound, or ``default``."""
+    state = _current.get(None)
+    own = state.max_message_bytes if state is not None else None
+    if own is None:
+        return default
+    return own if default is None else min(own, default)
 
 
 @contextmanager

@@ -21,7 +21,8 @@ from pathlib import Path
 from e2b.envd.filesystem import filesystem_pb
 from protobuf.wkt import Timestamp
 
-from pytest_kruise_agents.e2b.workspace import SandboxWorkspace
+from pytest_kruise_agents.e2b.envd.confined import open_entry
+from pytest_kruise_agents.e2b.workspace import PathEscapeError, SandboxWorkspace
 
 __all__ = [
     "MAX_METADATA_BYTES",
@@ -148,6 +149,26 @@ def _metadata_names(path: Path) -> list[str]:
     return [name for name in names if name.startswith(_XATTR_PREFIX)]
 
 
+def _stat_inside(ws: SandboxWorkspace, target: Path, shown: str) -> os.stat_result | None:
+    """The stat of a link's resolved ``target`` if it is inside ``ws`` (reached without a symlink).
+
+    Opened (``O_PATH``) through the workspace rather than stat-ed by name: the
+    target checked inside may be swapped for a link leading out meanwhile.
+    """
+    if not ws.contains(target):
+        return None
+    try:
+        fd = open_entry(ws, target, shown, os.O_PATH)
+    except (OSError, PathEscapeError):
+        return None  # missing, or no longer inside: reported as a dangling link
+    try:
+        found = os.fstat(fd)
+    finally:
+        os.close(fd)
+    # O_PATH | O_NOFOLLOW opens a link itself: one that replaced the target meanwhile.
+    return None if stat.S_ISLNK(found.st_mode) else found
+
+
 def entry_info(
     ws: SandboxWorkspace, path: Path, st: os.stat_result | None = None, *, shown: str | None = None
 ) -> filesystem_pb.EntryInfo:
@@ -166,8 +187,8 @@ def entry_info(
     if is_symlink:
         raw = os.readlink(path)
         target = Path(os.path.realpath(path))
-        if ws.contains(target) and target.exists():
-            target_st = os.stat(target)
+        target_st = _stat_inside(ws, target, shown)
+        if target_st is not None:
             kind = file_type(target_st.st_mode)
             size, mode = target_st.st_size, target_st.st_mode
             symlink_target = ws.sandbox_path(target)

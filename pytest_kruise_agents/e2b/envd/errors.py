@@ -23,7 +23,8 @@ from connectrpc.compression import Compression
 from connectrpc.errors import ConnectError
 from starlette.responses import JSONResponse
 
-from pytest_kruise_agents.e2b.workspace import PathEscapeError, SandboxStopped
+from pytest_kruise_agents.e2b.envd import context
+from pytest_kruise_agents.e2b.workspace import PathEscapeError, SandboxStopped, shorten
 
 __all__ = [
     "HTTP_STATUS",
@@ -88,7 +89,7 @@ def connect_error(exc: BaseException) -> ConnectError:
         # users see (handlers that know the path use fs_error instead).
         return fs_error(exc, None)
     _log.exception("envd handler failed", exc_info=exc)
-    return ConnectError(Code.INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
+    return ConnectError(Code.INTERNAL, f"internal error: {type(exc).__name__}: {shorten(str(exc))}")
 
 
 def fs_error(exc: OSError, path: str | None) -> ConnectError:
@@ -129,16 +130,17 @@ def guard_stream(
     return wrapper
 
 
-def message_too_large(limit: int) -> ConnectError:
+def message_too_large(limit: int, *, stdin: bool = True) -> ConnectError:
     """The error of an RPC request message over envd's ``limit`` (bytes): not worth a retry.
 
     ``invalid_argument``, where connectrpc answers ``resource_exhausted``,
-    which the SDK words as a rate limit to wait out.
+    which the SDK words as a rate limit to wait out. ``stdin``: the call
+    carries a command's input (the hint then says how to send less).
     """
+    hint = "send stdin in smaller pieces, or write a file" if stdin else "no such call needs more"
     return ConnectError(
         Code.INVALID_ARGUMENT,
-        f"the request message is larger than envd's limit of {limit} bytes "
-        "(send stdin in smaller pieces, or write a file)",
+        f"the request message is larger than envd's limit of {limit} bytes ({hint})",
     )
 
 
@@ -166,9 +168,10 @@ class GuardedCodec:
         except ConnectError:
             raise
         except Exception as exc:
+            # Shortened: a parser's message may quote the (unbounded) input.
             raise ConnectError(
                 Code.INVALID_ARGUMENT,
-                f"invalid {message_class.__name__} message: {exc}",
+                f"invalid {message_class.__name__} message: {shorten(str(exc))}",
             ) from exc
 
 
@@ -194,11 +197,15 @@ class GuardedCompression:
     def decompress(
         self, data: bytes | bytearray | memoryview, read_max_bytes: int | None = None
     ) -> bytes:
+        # The call's own bound (a Stat's path is small, a stdin chunk may be big):
+        # inflation stops as soon as it is passed, before the message is whole.
+        limit = context.message_limit(read_max_bytes)
         try:
-            return self._inner.decompress(data, read_max_bytes)
+            return self._inner.decompress(data, limit)
         except ConnectError as exc:
-            if exc.code == Code.RESOURCE_EXHAUSTED and read_max_bytes is not None:
-                raise message_too_large(read_max_bytes) from exc
+            if exc.code == Code.RESOURCE_EXHAUSTED and limit is not None:
+                # The app's own limit is the one of the stdin calls (the others' is lower).
+                raise message_too_large(limit, stdin=limit == read_max_bytes) from exc
             raise
         except (zlib.error, EOFError, OSError) as exc:  # gzip.BadGzipFile is an OSError
             raise ConnectError(

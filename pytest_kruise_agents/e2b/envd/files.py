@@ -33,15 +33,19 @@ import os
 import shutil
 import stat
 import uuid
+import weakref
 import zlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
+import anyio
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.types import Receive, Scope, Send
 
 from pytest_kruise_agents.e2b.envd.auth import (
     AuthError,
@@ -49,6 +53,7 @@ from pytest_kruise_agents.e2b.envd.auth import (
     user_from_name,
     verify_signature,
 )
+from pytest_kruise_agents.e2b.envd.confined import CHANGED, at, open_dir, open_entry
 from pytest_kruise_agents.e2b.envd.entries import metadata_problem, write_metadata
 from pytest_kruise_agents.e2b.envd.errors import http_error
 from pytest_kruise_agents.e2b.envd.mediatype import parse_media_type
@@ -112,20 +117,61 @@ async def download(request: Request, ws: SandboxWorkspace) -> Response:
     except PathEscapeError as exc:
         return http_error(400, str(exc))
     try:
-        st = os.stat(target)
+        # Opened once, by descriptor (a file swapped for a link after the check is
+        # refused, not followed), then stat-ed and sent from that descriptor.
+        # O_NONBLOCK: a FIFO put there must not hang the open.
+        fd = open_entry(ws, target, path, os.O_RDONLY | os.O_NONBLOCK)
+    except PathEscapeError as exc:
+        return http_error(400, str(exc))
     except FileNotFoundError:
         return http_error(404, f"file not found: {path}")
     except OSError as exc:
         return http_error(400, f"cannot read {path}: {(exc.strerror or str(exc)).lower()}")
-    if stat.S_ISDIR(st.st_mode):
-        return http_error(400, f"path is a directory: {path}")
+    st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        if stat.S_ISDIR(st.st_mode):
+            return http_error(400, f"path is a directory: {path}")
         return http_error(400, f"path is not a regular file: {path}")
-    body = FileResponse(
-        target, media_type="application/octet-stream", filename=target.name, stat_result=st
-    )
+    body = _OpenFileResponse(fd, st, filename=target.name)
     # A stop drops the connection mid-download, as E2B's teardown does.
     return CutOnStop(body, ws)
+
+
+class _OpenFileResponse(FileResponse):
+    """A :class:`FileResponse` sending a file already open (``fd``, which it owns), never by name.
+
+    Starlette reopens its ``path`` by name; here every read (each range)
+    reads a duplicate of the descriptor the download checked. ``path`` names
+    the same open file (``/proc/self/fd/<fd>``) for a server that sends files
+    itself (ASGI ``pathsend``).
+    """
+
+    def __init__(self, fd: int, st: os.stat_result, *, filename: str) -> None:
+        super().__init__(
+            f"/proc/self/fd/{fd}",
+            media_type="application/octet-stream",
+            filename=filename,
+            stat_result=st,
+        )
+        self._fd = fd
+        # Closed once sent, or when dropped unsent (a stop before the headers).
+        self._close = weakref.finalize(self, os.close, fd)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._close()
+
+    @contextlib.asynccontextmanager
+    async def _open_file(self) -> AsyncIterator[anyio.AsyncFile[bytes]]:
+        file = anyio.wrap_file(os.fdopen(os.dup(self._fd), "rb"))
+        try:
+            yield file
+        finally:
+            with anyio.CancelScope(shield=True):
+                await file.aclose()
 
 
 @dataclass
@@ -209,12 +255,14 @@ class _Upload:
         self.ws.require_running()
         for staged in self.files:
             self.close(staged)
-            # Checked again as the last step before any change: a command may
-            # have made a directory (or a file) there while the body streamed in.
+            # Resolved and checked again as the last step before any change: while
+            # the body streamed in, a command may have made a directory (or a file)
+            # there, or replaced the target or a parent by a symlink leading out.
+            staged.target = self.ws.resolve(staged.path, user=self.user)
             _check_target(self.ws, staged.target, staged.path)
         answer: list[dict[str, object]] = []
         for staged in self.files:
-            stored = _put(staged.temp, staged.target, metadata)
+            stored = _put(self.ws, staged, metadata)
             # Named as requested, as envd answers: through a link, the link's path.
             item: dict[str, object] = {
                 "name": staged.shown.rsplit("/", 1)[-1],
@@ -234,8 +282,8 @@ class _Upload:
                 staged.temp.unlink()
 
 
-def _put(temp: Path, target: Path, metadata: dict[str, str]) -> bool:
-    """Move a complete staged file to ``target``, keeping an existing file's inode and mode.
+def _put(ws: SandboxWorkspace, staged: _Staged, metadata: dict[str, str]) -> bool:
+    """Move a complete staged file to its target, keeping an existing file's inode and mode.
 
     envd opens the target with ``O_WRONLY|O_CREAT|O_TRUNC``: a file already
     there keeps its mode, owner and links, and a new one gets 0o666 less the
@@ -243,15 +291,36 @@ def _put(temp: Path, target: Path, metadata: dict[str, str]) -> bool:
     overwritten in place, from the staged copy. Either way the file's
     metadata becomes ``metadata`` (none clears it), as envd replaces it on
     every upload. ``False`` if the file system refused the metadata.
+
+    Everything happens relative to the target's parent directory, reached
+    from the sandbox root without following a symlink (:mod:`.confined`): a
+    link that replaced the target or a parent since the last check is refused,
+    never written through.
     """
-    target.parent.mkdir(parents=True, exist_ok=True)
+    parent = open_dir(ws, staged.target.parent, staged.path, create=True)
     try:
-        st = os.stat(target)
+        return _put_at(parent, staged.target.name, staged, metadata)
+    finally:
+        os.close(parent)
+
+
+def _put_at(parent: int, name: str, staged: _Staged, metadata: dict[str, str]) -> bool:
+    """:func:`_put` into directory ``parent`` (a descriptor) as ``name``."""
+    temp = staged.temp
+    try:
+        st: os.stat_result | None = os.stat(name, dir_fd=parent, follow_symlinks=False)
     except FileNotFoundError:
         st = None
+    if st is not None and stat.S_ISLNK(st.st_mode):
+        raise PathEscapeError(staged.path, CHANGED)
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        raise UploadRefused(400, f"path is a directory: {staged.path}")
     if st is not None and stat.S_ISREG(st.st_mode):
         try:
-            shutil.copyfile(temp, target)
+            # O_NOFOLLOW: a link put there since the stat is refused (ELOOP), not opened.
+            fd = os.open(
+                name, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent
+            )
         except PermissionError:
             # No write bit: envd writes as root, whom that does not stop. A new
             # inode with the old mode is the nearest the server's user can do;
@@ -259,12 +328,15 @@ def _put(temp: Path, target: Path, metadata: dict[str, str]) -> bool:
             stored = write_metadata(temp, metadata)
             os.chmod(temp, stat.S_IMODE(st.st_mode))
         else:
+            with os.fdopen(fd, "wb") as out, open(temp, "rb") as source:
+                shutil.copyfileobj(source, out)
             with contextlib.suppress(OSError):
                 temp.unlink()
-            return write_metadata(target, metadata)
+            return write_metadata(at(parent, name), metadata)
     else:
         stored = write_metadata(temp, metadata)
-    os.replace(temp, target)
+    # A rename replaces whatever is at ``name`` (a link itself, never its target).
+    os.replace(temp, name, dst_dir_fd=parent)
     return stored
 
 

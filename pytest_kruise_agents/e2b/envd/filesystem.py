@@ -48,10 +48,11 @@ from e2b.envd.filesystem.filesystem_pb import (
 from protobuf import Oneof
 
 from pytest_kruise_agents.e2b.envd import context
+from pytest_kruise_agents.e2b.envd.confined import DIR_FLAGS, at, open_dir, pinned
 from pytest_kruise_agents.e2b.envd.entries import entry_info
 from pytest_kruise_agents.e2b.envd.errors import fs_error, guard_stream, guard_unary
 from pytest_kruise_agents.e2b.envd.streams import OpenStreams, check_running
-from pytest_kruise_agents.e2b.envd.watchers import Watcher, WatcherTable
+from pytest_kruise_agents.e2b.envd.watchers import Watcher, WatcherTable, WatchSlots
 from pytest_kruise_agents.e2b.workspace import SandboxWorkspace
 
 __all__ = ["WATCH_POLL_INTERVAL_S", "FilesystemService", "list_entries"]
@@ -78,39 +79,67 @@ def _expanded(path: str) -> str:
 
 
 def list_entries(
-    ws: SandboxWorkspace, directory: Path, depth: int, *, shown: str | None = None
+    ws: SandboxWorkspace, directory: int, depth: int, *, shown: str
 ) -> list[filesystem_pb.EntryInfo]:
-    """Entries under ``directory`` down to ``depth`` levels, sorted, not descending into symlinks.
+    """Entries under ``directory`` (an open descriptor) down to ``depth`` levels, sorted.
 
-    Their paths lie under ``shown``, the directory's path as the caller named
-    it (by default its own sandbox path), as envd's walk rebases them.
+    Symlinks are not descended into: each subdirectory is opened from its
+    parent's descriptor with ``O_NOFOLLOW``, so one swapped for a link while
+    listing is skipped, never followed out of the sandbox. Paths lie under
+    ``shown``, the directory's path as the caller named it, as envd's walk
+    rebases them.
     """
     found: list[filesystem_pb.EntryInfo] = []
 
-    def walk(current: Path, named: str, level: int) -> None:
+    def walk(current: int, named: str, level: int) -> None:
         with os.scandir(current) as it:
             items = sorted(it, key=lambda item: item.name)
         for item in items:
             item_named = f"{named.rstrip('/')}/{item.name}"
             try:
                 st = item.stat(follow_symlinks=False)
-                found.append(entry_info(ws, Path(item.path), st, shown=item_named))
+                found.append(entry_info(ws, at(current, item.name), st, shown=item_named))
             except OSError:
                 continue  # vanished while listing
             if level < depth and stat.S_ISDIR(st.st_mode):
-                walk(Path(item.path), item_named, level + 1)
+                try:
+                    child = os.open(item.name, DIR_FLAGS, dir_fd=current)
+                except OSError:
+                    continue  # gone, or no longer a directory
+                try:
+                    walk(child, item_named, level + 1)
+                finally:
+                    os.close(child)
 
-    walk(directory, shown if shown is not None else ws.sandbox_path(directory), 1)
+    walk(directory, shown, 1)
     return found
 
 
-def _directory(ws: SandboxWorkspace, directory: Path, path: str) -> None:
+def _open_directory(ws: SandboxWorkspace, directory: Path, path: str) -> int:
+    """A descriptor of the directory at sandbox ``path`` (resolved as ``directory``).
+
+    ``not_found`` if missing, ``invalid_argument`` if it is not a directory
+    or a symlink replaced part of it since it was resolved.
+    """
     try:
-        st = os.stat(directory)
+        return open_dir(ws, directory, path)
+    except NotADirectoryError:
+        raise ConnectError(Code.INVALID_ARGUMENT, f"path is not a directory: {path}") from None
     except OSError as exc:
         raise fs_error(exc, path) from exc
-    if not stat.S_ISDIR(st.st_mode):
-        raise ConnectError(Code.INVALID_ARGUMENT, f"path is not a directory: {path}")
+
+
+def _make_dir_at(parent: int, name: str, path: str) -> None:
+    """``mkdir name`` in directory ``parent``; ``already_exists`` if a directory is there."""
+    try:
+        os.mkdir(name, dir_fd=parent)
+    except FileExistsError:
+        st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+        if stat.S_ISDIR(st.st_mode):
+            raise ConnectError(Code.ALREADY_EXISTS, f"directory already exists: {path}") from None
+        raise ConnectError(
+            Code.INVALID_ARGUMENT, f"path exists but is not a directory: {path}"
+        ) from None
 
 
 def _watch_event(
@@ -144,6 +173,9 @@ async def _watch_events(
             yield _watch_event(
                 Oneof[Literal["filesystem"], filesystem_pb.FilesystemEvent]("filesystem", event)
             )
+        if watcher.ended:
+            # Its directory went away (or was replaced): nothing left to watch.
+            raise watcher.gone_error()
         quiet = 0.0 if events else quiet + WATCH_POLL_INTERVAL_S
         if keepalive is not None and quiet >= keepalive:
             quiet = 0.0
@@ -152,6 +184,27 @@ async def _watch_events(
                     "keepalive", WatchDirResponse.KeepAlive()
                 )
             )
+
+
+async def _new_watcher(request: WatchDirRequest | CreateWatcherRequest) -> Watcher:
+    """A primed watcher of the request's directory (``not_found``/``invalid_argument`` if none)."""
+    ws, directory = _resolve(request.path)
+    watcher = Watcher(
+        ws,
+        directory,
+        recursive=request.recursive,
+        include_entry=request.include_entry,
+        shown=_expanded(request.path),
+    )
+    try:
+        await watcher.prime()
+    except NotADirectoryError:
+        raise ConnectError(
+            Code.INVALID_ARGUMENT, f"path is not a directory: {request.path}"
+        ) from None
+    except OSError as exc:
+        raise fs_error(exc, request.path) from exc
+    return watcher
 
 
 class FilesystemService(Filesystem):
@@ -164,7 +217,8 @@ class FilesystemService(Filesystem):
         """The entry at a path (a symlink itself, not its target)."""
         ws, target = _resolve(request.path, follow_symlinks=False)
         try:
-            return StatResponse(entry=entry_info(ws, target, shown=_expanded(request.path)))
+            with pinned(ws, target, request.path) as entry:
+                return StatResponse(entry=entry_info(ws, entry, shown=_expanded(request.path)))
         except OSError as exc:
             raise fs_error(exc, request.path) from exc
 
@@ -174,14 +228,17 @@ class FilesystemService(Filesystem):
     ) -> ListDirResponse:
         """The entries of a directory, ``depth`` levels deep (0 means 1)."""
         ws, directory = _resolve(request.path)
-        _directory(ws, directory, request.path)
         depth = min(max(request.depth, 1), _MAX_DEPTH)
+        # Listed through the descriptor checked here, never by name again.
+        fd = _open_directory(ws, directory, request.path)
         try:
             entries = await asyncio.to_thread(
-                list_entries, ws, directory, depth, shown=_expanded(request.path)
+                list_entries, ws, fd, depth, shown=_expanded(request.path)
             )
         except OSError as exc:
             raise fs_error(exc, request.path) from exc
+        finally:
+            os.close(fd)
         return ListDirResponse(entries=entries)
 
     @guard_unary
@@ -190,17 +247,23 @@ class FilesystemService(Filesystem):
     ) -> MakeDirResponse:
         """Create a directory and its parents; ``already_exists`` if it is there."""
         ws, target = _resolve(request.path)
-        if target.is_dir():
+        if target == ws.root:
             raise ConnectError(Code.ALREADY_EXISTS, f"directory already exists: {request.path}")
-        if target.exists() or target.is_symlink():
-            raise ConnectError(
-                Code.INVALID_ARGUMENT, f"path exists but is not a directory: {request.path}"
-            )
         try:
-            target.mkdir(parents=True)
-            return MakeDirResponse(entry=entry_info(ws, target, shown=_expanded(request.path)))
+            # Made relative to its parent's descriptor, the parents made the same
+            # way: a link that replaced one since the check is refused, not followed.
+            parent = open_dir(ws, target.parent, request.path, create=True)
         except OSError as exc:
             raise fs_error(exc, request.path) from exc
+        try:
+            _make_dir_at(parent, target.name, request.path)
+            return MakeDirResponse(
+                entry=entry_info(ws, at(parent, target.name), shown=_expanded(request.path))
+            )
+        except OSError as exc:
+            raise fs_error(exc, request.path) from exc
+        finally:
+            os.close(parent)
 
     @guard_unary
     async def move(
@@ -211,15 +274,28 @@ class FilesystemService(Filesystem):
         _, destination = _resolve(request.destination, follow_symlinks=False)
         if source == ws.root or destination == ws.root:
             raise ConnectError(Code.PERMISSION_DENIED, "the sandbox root cannot be moved")
-        if not source.exists() and not source.is_symlink():
-            raise ConnectError(Code.NOT_FOUND, f"no such file or directory: {request.source}")
-        try:
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            os.rename(source, destination)
-            entry = entry_info(ws, destination, shown=_expanded(request.destination))
-            return MoveResponse(entry=entry)
-        except OSError as exc:
-            raise fs_error(exc, request.destination) from exc
+        # Renamed between the two parents' descriptors (:mod:`.confined`).
+        with contextlib.ExitStack() as fds:
+            try:
+                src = open_dir(ws, source.parent, request.source)
+                fds.callback(os.close, src)
+                os.stat(source.name, dir_fd=src, follow_symlinks=False)
+            except OSError as exc:
+                if isinstance(exc, FileNotFoundError):
+                    raise ConnectError(
+                        Code.NOT_FOUND, f"no such file or directory: {request.source}"
+                    ) from exc
+                raise fs_error(exc, request.source) from exc
+            try:
+                dst = open_dir(ws, destination.parent, request.destination, create=True)
+                fds.callback(os.close, dst)
+                os.rename(source.name, destination.name, src_dir_fd=src, dst_dir_fd=dst)
+                entry = entry_info(
+                    ws, at(dst, destination.name), shown=_expanded(request.destination)
+                )
+                return MoveResponse(entry=entry)
+            except OSError as exc:
+                raise fs_error(exc, request.destination) from exc
 
     @guard_unary
     async def remove(
@@ -235,11 +311,16 @@ class FilesystemService(Filesystem):
         if target == ws.root:
             raise ConnectError(Code.PERMISSION_DENIED, "the sandbox root cannot be removed")
         try:
-            st = os.lstat(target)
-            if stat.S_ISDIR(st.st_mode):
-                await asyncio.to_thread(shutil.rmtree, target)
-            else:
-                target.unlink()
+            # Removed relative to its parent's descriptor (:mod:`.confined`).
+            parent = open_dir(ws, target.parent, request.path)
+            try:
+                st = os.stat(target.name, dir_fd=parent, follow_symlinks=False)
+                if stat.S_ISDIR(st.st_mode):
+                    await asyncio.to_thread(shutil.rmtree, target.name, dir_fd=parent)
+                else:
+                    os.unlink(target.name, dir_fd=parent)
+            finally:
+                os.close(parent)
         except FileNotFoundError:
             pass  # gone already (or never there, or removed meanwhile): as RemoveAll
         except OSError as exc:
@@ -269,22 +350,15 @@ class FilesystemService(Filesystem):
         sandbox stops (:mod:`~pytest_kruise_agents.e2b.envd.streams`).
         """
         state = context.current()
+        # Counted first: beyond the sandbox's cap nothing else is done.
+        closed = state.workspace.attachment(WatchSlots).open_stream()
         # Joined first: a stop from now on ends the stream (and one before refuses it).
         wake = asyncio.Event()
         leave = state.workspace.attachment(OpenStreams).join(wake.set)
         unregister = state.on_disconnect(wake.set)
         try:
-            ws, directory = _resolve(request.path)
-            _directory(ws, directory, request.path)
-            watcher = Watcher(
-                ws,
-                directory,
-                recursive=request.recursive,
-                include_entry=request.include_entry,
-                shown=_expanded(request.path),
-            )
-            await watcher.prime()
-            check_running(ws)
+            watcher = await _new_watcher(request)
+            check_running(watcher.ws)
             yield _watch_event(
                 Oneof[Literal["start"], WatchDirResponse.StartEvent](
                     "start", WatchDirResponse.StartEvent()
@@ -296,6 +370,7 @@ class FilesystemService(Filesystem):
         finally:
             unregister()
             leave()
+            closed()
 
     @guard_unary
     async def create_watcher(
@@ -306,16 +381,7 @@ class FilesystemService(Filesystem):
     ) -> CreateWatcherResponse:
         """Start a polling watcher on a directory; returns its id."""
         table = context.current().workspace.attachment(WatcherTable)
-        ws, directory = _resolve(request.path)
-        _directory(ws, directory, request.path)
-        watcher = Watcher(
-            ws,
-            directory,
-            recursive=request.recursive,
-            include_entry=request.include_entry,
-            shown=_expanded(request.path),
-        )
-        await watcher.prime()
+        watcher = await _new_watcher(request)
         return CreateWatcherResponse(watcher_id=table.add(watcher))
 
     @guard_unary
@@ -325,9 +391,16 @@ class FilesystemService(Filesystem):
         ctx: RequestContext[GetWatcherEventsRequest, GetWatcherEventsResponse],
         /,
     ) -> GetWatcherEventsResponse:
-        """The changes since the watcher's previous poll."""
-        ws = context.current().workspace
-        watcher = ws.attachment(WatcherTable).get(request.watcher_id)
+        """The changes since the watcher's previous poll.
+
+        Once a poll found the directory gone (and reported its entries removed),
+        the watcher is dropped and the next call answers ``not_found``.
+        """
+        table = context.current().workspace.attachment(WatcherTable)
+        watcher = table.get(request.watcher_id)
+        if watcher.ended:
+            table.remove(request.watcher_id)
+            raise watcher.gone_error()
         return GetWatcherEventsResponse(events=await watcher.poll())
 
     @guard_unary

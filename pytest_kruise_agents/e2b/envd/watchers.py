@@ -6,24 +6,49 @@ what happens between two polls: a file created and removed in between is
 never seen, and a rename reads as REMOVE of the old name plus CREATE of the
 new one. ``GetWatcherEvents`` polls when it is called, so a change made
 before the call is always reported.
+
+Confinement: every poll reaches the watched directory again from the sandbox
+root, never through a symlink, and scans it through that descriptor; once it
+is not the directory the watch started on (removed, or replaced, by a link
+leading out of the sandbox say), the watch reports its entries removed and
+ends (:class:`Watcher`). Cost: a sandbox has at most :data:`MAX_WATCH_STREAMS`
+``WatchDir`` streams open, and its scans run one at a time in a small pool of
+their own (:class:`WatchSlots`), so its watches cannot slow other sandboxes'
+file calls down.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import itertools
 import os
 import stat
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from connectrpc.code import Code
 from connectrpc.errors import ConnectError
 from e2b.envd.filesystem import filesystem_pb
 
+from pytest_kruise_agents.e2b.envd.confined import DIR_FLAGS, at, open_dir
 from pytest_kruise_agents.e2b.envd.entries import entry_info
-from pytest_kruise_agents.e2b.workspace import SandboxWorkspace
+from pytest_kruise_agents.e2b.workspace import PathEscapeError, SandboxWorkspace
 
-__all__ = ["Snapshot", "Watcher", "WatcherTable", "diff", "snapshot"]
+__all__ = [
+    "MAX_WATCH_STREAMS",
+    "WATCH_POLL_THREADS",
+    "Snapshot",
+    "WatchSlots",
+    "Watcher",
+    "WatcherTable",
+    "diff",
+    "snapshot",
+]
+
+T = TypeVar("T")
 
 EventType = filesystem_pb.EventType
 
@@ -36,29 +61,69 @@ inside it does, which inotify reports as no event on the directory itself
 
 _MAX_WATCHERS = 256
 
+MAX_WATCH_STREAMS = 16
+"""Most ``WatchDir`` streams one sandbox may have open at once (``resource_exhausted`` beyond).
 
-def snapshot(base: Path, recursive: bool) -> Snapshot:
-    """The entries under ``base`` (not following symlinks); empty if ``base`` is gone."""
+Each one rescans its tree every poll: unbounded, one sandbox's watches took
+the server's time from every other sandbox."""
+
+WATCH_POLL_THREADS = 2
+"""Threads that scan watched directories, for all sandboxes together.
+
+Their own pool, not the event loop's default one that every other file call
+(``files.list``, uploads) waits in; and a sandbox scans one watch at a time
+(:class:`WatchSlots`), so its watches take at most one of these threads."""
+
+_poll_pool: concurrent.futures.ThreadPoolExecutor | None = None
+
+# Rest after a sandbox's scan, as a multiple of the scan's time (see WatchSlots.scan).
+_SCAN_REST = 3.0
+
+
+def _scan_pool() -> concurrent.futures.ThreadPoolExecutor:
+    global _poll_pool
+    if _poll_pool is None:
+        _poll_pool = concurrent.futures.ThreadPoolExecutor(
+            WATCH_POLL_THREADS, thread_name_prefix="envd-watch"
+        )
+    return _poll_pool
+
+
+class WatchedDirGone(Exception):
+    """The watched directory is no longer the one the watch started on (removed or replaced)."""
+
+
+def snapshot(base: int, recursive: bool) -> Snapshot:
+    """The entries under directory descriptor ``base`` (never following a symlink)."""
     found: Snapshot = {}
-    pending: list[tuple[Path, str]] = [(base, "")]
+    pending: list[tuple[int, str]] = [(os.dup(base), "")]
     while pending:
         directory, prefix = pending.pop()
         try:
             with os.scandir(directory) as it:
-                for item in it:
-                    try:
-                        st = item.stat(follow_symlinks=False)
-                    except OSError:
-                        continue
-                    name = prefix + item.name
-                    if stat.S_ISDIR(st.st_mode):
-                        found[name] = (0, 0, st.st_mode)
-                        if recursive:
-                            pending.append((Path(item.path), name + "/"))
-                    else:
-                        found[name] = (st.st_mtime_ns, st.st_size, st.st_mode)
+                items = list(it)
+            for item in items:
+                try:
+                    st = item.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                name = prefix + item.name
+                if stat.S_ISDIR(st.st_mode):
+                    found[name] = (0, 0, st.st_mode)
+                    if recursive:
+                        # O_NOFOLLOW: one swapped for a link meanwhile is not entered.
+                        try:
+                            pending.append(
+                                (os.open(item.name, DIR_FLAGS, dir_fd=directory), name + "/")
+                            )
+                        except OSError:
+                            continue
+                else:
+                    found[name] = (st.st_mtime_ns, st.st_size, st.st_mode)
         except OSError:
             continue
+        finally:
+            os.close(directory)
     return found
 
 
@@ -84,8 +149,76 @@ def diff(old: Snapshot, new: Snapshot) -> list[tuple[str, filesystem_pb.EventTyp
     return events
 
 
+class WatchSlots:
+    """What one sandbox's watches may take (a workspace attachment).
+
+    At most :data:`MAX_WATCH_STREAMS` open ``WatchDir`` streams, and one scan
+    at a time in the shared watch threads (:data:`WATCH_POLL_THREADS`).
+    """
+
+    def __init__(self, workspace: SandboxWorkspace) -> None:
+        self.workspace = workspace
+        self._loop = asyncio.get_running_loop()
+        self._streams = 0
+        self._scan = asyncio.Lock()
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop this attachment was made on."""
+        return self._loop
+
+    def open_stream(self) -> Callable[[], None]:
+        """Count one more open ``WatchDir`` stream; returns the call that counts it closed.
+
+        ``resource_exhausted`` when the sandbox has :data:`MAX_WATCH_STREAMS` open.
+        """
+        if self._streams >= MAX_WATCH_STREAMS:
+            raise ConnectError(
+                Code.RESOURCE_EXHAUSTED,
+                f"too many directory watches open in this sandbox (at most {MAX_WATCH_STREAMS}): "
+                "stop one first",
+            )
+        self._streams += 1
+        closed = False
+
+        def close() -> None:
+            nonlocal closed
+            if not closed:
+                closed = True
+                self._streams -= 1
+
+        return close
+
+    async def scan(self, fn: Callable[[], T]) -> T:
+        """``fn()`` in the watch threads, after this sandbox's previous scan and its rest ended.
+
+        A scan taking ``t`` seconds is followed by a rest of ``3 t`` before the
+        sandbox's next one: its watches use at most a quarter of one thread
+        (and of the interpreter's lock, which a scan holds between system
+        calls), however many trees it watches. Its own watches report later
+        when it watches a lot; no other sandbox waits for them.
+        """
+        async with self._scan:
+            began = time.monotonic()
+            try:
+                return await asyncio.get_running_loop().run_in_executor(_scan_pool(), fn)
+            finally:
+                await asyncio.sleep((time.monotonic() - began) * _SCAN_REST)
+
+    async def aclose(self) -> None:
+        """Nothing to release: the streams end on their own when the sandbox stops."""
+
+
 class Watcher:
-    """One watched directory and its last snapshot."""
+    """One watched directory, its identity and its last snapshot.
+
+    Every poll reaches the directory again from the sandbox root without
+    following a symlink (:mod:`.confined`) and checks it is still the same
+    directory (device and inode) as when the watch started. Once it is not
+    (removed, or replaced by another directory or by a symlink, one leading out
+    of the sandbox included), the poll reports its entries removed and the
+    watch is :attr:`ended`: it never scans whatever took the directory's place.
+    """
 
     def __init__(
         self,
@@ -102,27 +235,84 @@ class Watcher:
         self.shown = shown if shown is not None else ws.sandbox_path(directory)
         self.recursive = recursive
         self.include_entry = include_entry
+        self.ended = False
+        self._identity: tuple[int, int] | None = None
         self._last: Snapshot = {}
 
     async def prime(self) -> None:
-        """Take the first snapshot (events are reported relative to it)."""
-        self._last = await asyncio.to_thread(snapshot, self.directory, self.recursive)
+        """Take the first snapshot (events are reported relative to it).
+
+        Raises the :class:`OSError` (or :class:`PathEscapeError`) of a directory
+        that cannot be reached.
+        """
+        slots = self.ws.attachment(WatchSlots)
+        self._last = (await slots.scan(lambda: self._scan(prime=True)))[0]
 
     async def poll(self) -> list[filesystem_pb.FilesystemEvent]:
-        """The events since the previous poll."""
-        now = await asyncio.to_thread(snapshot, self.directory, self.recursive)
-        changes = diff(self._last, now)
+        """The events since the previous poll (the last ones, if the directory went away)."""
+        if self.ended:
+            return []
+        slots = self.ws.attachment(WatchSlots)
+        now, events = await slots.scan(lambda: self._scan(prime=False))
         self._last = now
-        return [self._event(name, kind) for name, kind in changes]
+        return events
 
-    def _event(self, name: str, kind: filesystem_pb.EventType) -> filesystem_pb.FilesystemEvent:
+    def _scan(self, *, prime: bool) -> tuple[Snapshot, list[filesystem_pb.FilesystemEvent]]:
+        """A snapshot and the events since the last one, through a descriptor of the directory."""
+        try:
+            fd = open_dir(self.ws, self.directory, self.shown)
+        except (OSError, PathEscapeError):
+            if prime:
+                raise
+            return self._gone()
+        try:
+            st = os.fstat(fd)
+            if prime:
+                self._identity = (st.st_dev, st.st_ino)
+            elif self._identity != (st.st_dev, st.st_ino):
+                return self._gone()
+            now = snapshot(fd, self.recursive)
+            if prime:
+                return now, []
+            events = [self._event(fd, name, kind) for name, kind in diff(self._last, now)]
+            return now, events
+        finally:
+            os.close(fd)
+
+    def _gone(self) -> tuple[Snapshot, list[filesystem_pb.FilesystemEvent]]:
+        """The directory went away: its entries are removed, and the watch ends."""
+        self.ended = True
+        return {}, [self._event(None, name, kind) for name, kind in diff(self._last, {})]
+
+    def _event(
+        self, fd: int | None, name: str, kind: filesystem_pb.EventType
+    ) -> filesystem_pb.FilesystemEvent:
         entry = None
-        if self.include_entry and kind != EventType.REMOVE:
-            try:
-                entry = entry_info(self.ws, self.directory / name, shown=_join(self.shown, name))
-            except OSError:
-                entry = None
+        if fd is not None and self.include_entry and kind != EventType.REMOVE:
+            entry = self._entry(fd, name)
         return filesystem_pb.FilesystemEvent(name=name, type=kind, entry=entry)
+
+    def _entry(self, fd: int, name: str) -> filesystem_pb.EntryInfo | None:
+        """The entry ``name`` (relative, ``a/b`` in a recursive watch) under directory ``fd``."""
+        *dirs, last = name.split("/")
+        current = os.dup(fd)
+        try:
+            for part in dirs:
+                child = os.open(part, DIR_FLAGS, dir_fd=current)
+                os.close(current)
+                current = child
+            return entry_info(self.ws, at(current, last), shown=_join(self.shown, name))
+        except OSError:
+            return None  # gone meanwhile, or a directory on the way became a link
+        finally:
+            os.close(current)
+
+    def gone_error(self) -> ConnectError:
+        """What ends the watch once :attr:`ended`."""
+        return ConnectError(
+            Code.NOT_FOUND,
+            f"the watched directory {self.shown} was removed or replaced: the watch ended",
+        )
 
 
 def _join(base: str, name: str) -> str:

@@ -9,9 +9,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+from e2b import InvalidArgumentException
 from e2b.envd.process import process_connect, process_pb
 
-from pytest_kruise_agents.e2b.envd import make_envd_app
+from pytest_kruise_agents.e2b.envd import (
+    DEFAULT_MAX_CALL_BYTES,
+    DEFAULT_MAX_MESSAGE_BYTES,
+    make_envd_app,
+)
 from pytest_kruise_agents.e2b.server import ServerThread
 from pytest_kruise_agents.e2b.workspace import Workspaces
 from tests.e2b.envd.conftest import Envd
@@ -222,3 +227,62 @@ def test_without_a_workspace_in_scope_the_app_answers_500_json(tmp_path: Path) -
         r = httpx.get(server.url + "/health")
     assert r.status_code == 500
     assert "kruise_workspace" in r.json()["message"]
+
+
+def gzip_path_body(size: int) -> bytes:
+    """A ``{"path": "aaa..."}`` message of about ``size`` bytes, gzip-compressed (a thousandth)."""
+    return gzip.compress(b'{"path": "' + b"a" * size + b'"}', compresslevel=9)
+
+
+def test_a_small_gzip_body_cannot_make_the_server_read_a_huge_path(envd: Envd) -> None:
+    """A Stat is bounded by DEFAULT_MAX_CALL_BYTES, not by the stdin calls' 128 MiB: a 5 KB body
+    inflating to 5 MiB is refused as soon as inflation passes the bound, in a short answer."""
+    body = gzip_path_body(DEFAULT_MAX_CALL_BYTES + 1024)
+    assert len(body) < 64 * 1024
+    headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+    with envd.http() as http:
+        r = http.post("/filesystem.Filesystem/Stat", content=body, headers=headers)
+    assert r.status_code == 400, r.text[:200]
+    assert r.json()["code"] == "invalid_argument"
+    assert f"limit of {DEFAULT_MAX_CALL_BYTES} bytes" in r.json()["message"]
+    assert len(r.content) < 1024
+
+
+@pytest.mark.parametrize("gzipped", [False, True])
+def test_a_path_longer_than_path_max_is_invalid_and_not_repeated_whole(
+    envd: Envd, gzipped: bool
+) -> None:
+    """Checked before anything else looks at the path; the error shows only its start."""
+    body = json.dumps({"path": "/home/user/" + "a" * 100_000}).encode()
+    headers = {"Content-Type": "application/json"}
+    if gzipped:
+        body, headers["Content-Encoding"] = gzip.compress(body), "gzip"
+    with envd.http() as http:
+        r = http.post("/filesystem.Filesystem/Stat", content=body, headers=headers)
+    assert r.status_code == 400, r.text[:200]
+    assert r.json()["code"] == "invalid_argument"
+    assert "longer than PATH_MAX (4096 bytes)" in r.json()["message"]
+    assert len(r.content) < 1024
+
+
+def test_a_path_of_exactly_path_max_bytes_is_a_path(envd: Envd) -> None:
+    path = "/home/user/" + "/".join(["d" * 200] * 19)
+    path += "/" + "f" * (4096 - len(path) - 1)
+    assert len(path.encode()) == 4096
+    with envd.http() as http:
+        r = http.post("/filesystem.Filesystem/Stat", json={"path": path})
+    assert r.status_code == 404, r.text[:200]  # not there, but a path all right
+
+
+def test_only_the_stdin_calls_take_messages_above_the_call_bound(envd: Envd) -> None:
+    """``SendInput``/``StreamInput`` carry data (up to DEFAULT_MAX_MESSAGE_BYTES); every other
+    call carries paths and command lines, refused beyond DEFAULT_MAX_CALL_BYTES."""
+    assert DEFAULT_MAX_CALL_BYTES < DEFAULT_MAX_MESSAGE_BYTES
+    big = "x" * (DEFAULT_MAX_CALL_BYTES + 1)
+    sbx = envd.sandbox()
+    with pytest.raises(InvalidArgumentException, match=f"limit of {DEFAULT_MAX_CALL_BYTES} bytes"):
+        sbx.commands.run(f"echo {big}")
+    handle = sbx.commands.run("wc -c", background=True, stdin=True)
+    handle.send_stdin(big)
+    handle.close_stdin()
+    assert handle.wait().stdout.strip() == str(len(big))
