@@ -24,8 +24,11 @@ its fields are checked by :mod:`datetime`."""
 _LEAP_SECOND: Final = 60
 
 
-def parse_rfc3339(text: str) -> dt.datetime:
+def parse_rfc3339(text: str, *, go: bool = False) -> dt.datetime:
     """The aware instant ``text`` names; :class:`ValueError` saying why if it is not one.
+
+    ``go`` narrows the grammar to what Go's ``time.Parse(time.RFC3339, ...)``
+    takes (``metav1.Time``): an upper-case ``T`` and ``Z``, and no leap second.
 
     ``datetime.fromisoformat`` also takes a bare date, a space for the "T", no
     offset, basic (``20260102T030405Z``) and week (``2026-W01-5T...``) forms,
@@ -35,6 +38,11 @@ def parse_rfc3339(text: str) -> dt.datetime:
     m = _DATE_TIME.fullmatch(text)
     if m is None:
         raise ValueError("not of the form YYYY-MM-DDThh:mm:ss[.frac](Z|+hh:mm)")
+    if go:
+        if text[10] != "T" or m["utc"] == "z":
+            raise ValueError("Go's time.RFC3339 wants an upper-case T and Z")
+        if int(m["second"]) == _LEAP_SECOND:
+            raise ValueError("second out of range (Go's time.RFC3339 has no leap second)")
     try:
         return _date_time(m)
     except OverflowError as exc:

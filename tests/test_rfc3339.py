@@ -66,3 +66,18 @@ def test_what_is_not_an_rfc_3339_date_time_is_a_value_error(text: str) -> None:
     """Wider ISO 8601 forms and out-of-range fields: ValueError, as Go's time.RFC3339 refuses."""
     with pytest.raises(ValueError, match=r"not of the form|out of range|leap second|must be in"):
         parse_rfc3339(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("2026-01-02t03:04:05Z", "upper-case T and Z"),
+        ("2026-01-02T03:04:05z", "upper-case T and Z"),
+        ("2016-12-31T23:59:60Z", "second out of range"),
+    ],
+)
+def test_go_s_rfc3339_is_narrower(text: str, reason: str) -> None:
+    """What ``metav1.Time`` refuses though RFC 3339 allows it: lower-case T/Z, a leap second."""
+    assert parse_rfc3339(text) is not None
+    with pytest.raises(ValueError, match=reason):
+        parse_rfc3339(text, go=True)

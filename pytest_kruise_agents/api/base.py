@@ -118,7 +118,7 @@ def _parse_time_field(value: Any, info: ValidationInfo) -> datetime:
         # metav1.Time reads exactly time.RFC3339: no bare date, no space for the
         # "T", no missing offset (Python callers keep fromisoformat's leniency).
         try:
-            return parse_rfc3339(value).astimezone(UTC)
+            return parse_rfc3339(value, go=True).astimezone(UTC)
         except ValueError as exc:
             raise ValueError(f"invalid RFC 3339 time {value!r}: {exc}") from None
     return parse_time(value)

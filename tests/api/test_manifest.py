@@ -219,10 +219,19 @@ def test_a_dumped_time_loads_back_as_the_same_instant(when: datetime) -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["2026-01-01", "2026-01-01 00:05:00Z", "2026-01-01T00:05:00", "20260101T000500Z"]
+    "text",
+    [
+        "2026-01-01",
+        "2026-01-01 00:05:00Z",
+        "2026-01-01T00:05:00",
+        "20260101T000500Z",
+        "2026-01-01t00:05:00z",
+        "2026-06-30T23:59:60Z",
+    ],
 )
 def test_a_manifest_time_is_exactly_rfc_3339(text: str) -> None:
-    """``metav1.Time`` parses ``time.RFC3339``: no bare date, space, missing offset or basic form."""
+    """``metav1.Time`` parses ``time.RFC3339``: no bare date, space, missing offset, basic form,
+    lower-case T or Z, or leap second."""
     with pytest.raises(InvalidError) as info:
         load_manifest(
             "apiVersion: agents.kruise.io/v1alpha1\nkind: Sandbox\n"
