@@ -48,6 +48,7 @@ __all__ = [
     "RESOURCE_ALIASES",
     "KubeObject",
     "ManifestSource",
+    "YamlLoader",
     "dump",
     "dump_all",
     "load_manifest",
@@ -186,7 +187,7 @@ def load_manifest(source: ManifestSource) -> KubeObject:
     return objects[0]
 
 
-class _Loader(yaml.SafeLoader):
+class YamlLoader(yaml.SafeLoader):
     """Safe YAML loading as kubectl reads YAML.
 
     A key given twice in one mapping is refused: PyYAML silently keeps the last
@@ -220,7 +221,7 @@ class _Loader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-_Loader.add_constructor("tag:yaml.org,2002:timestamp", _Loader.construct_timestamp_text)
+YamlLoader.add_constructor("tag:yaml.org,2002:timestamp", YamlLoader.construct_timestamp_text)
 
 
 class _DuplicateKeyError(ValueError):
@@ -250,7 +251,7 @@ def _parse_text(text: str) -> list[Any]:
         except json.JSONDecodeError:
             pass
     try:
-        return list(yaml.load_all(text, Loader=_Loader))
+        return list(yaml.load_all(text, Loader=YamlLoader))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

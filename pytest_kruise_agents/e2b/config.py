@@ -43,20 +43,19 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import ErrorDetails
 
 from pytest_kruise_agents.api.errors import InvalidError
-from pytest_kruise_agents.api.manifest import KubeObject, load_manifests
+from pytest_kruise_agents.api.manifest import KubeObject, YamlLoader, load_manifests
 from pytest_kruise_agents.api.problems import kind_and_value, type_word
 from pytest_kruise_agents.api.quantity import positive_cpu, positive_memory, quantity_text
 from pytest_kruise_agents.backends.sim import (
     MAX_SPEED,
     SimBackend,
     default_pools_yaml,
-    opening_at,
-    wall_clock_now,
+    opened,
 )
 from pytest_kruise_agents.e2b.settings import ApiKey, Settings, generate_key
 from pytest_kruise_agents.rfc3339 import parse_rfc3339
 from simulator.cluster import Cluster, default_nodes
-from simulator.context import CLOCK_END, DEFAULT_EPOCH
+from simulator.context import CLOCK_END
 from simulator.faults import Fault, check_node_names
 from simulator.nodes import NodeSpec
 from simulator.profile import get_profile
@@ -138,12 +137,6 @@ class ClockConfig(_Strict):
                 )
             return value.astimezone(UTC)
         return value
-
-    def opens(self) -> datetime | None:
-        """The date the clock must read when the server opens; ``None``: the fixed epoch."""
-        if self.start is not None:
-            return self.start
-        return wall_clock_now() if self.mode == "realtime" else None
 
 
 class NodeConfig(_Strict):
@@ -388,7 +381,9 @@ def load_config(path: str | Path) -> ClusterConfig:
             source, "", f"not UTF-8 text: byte {exc.object[exc.start]:#04x} at offset {exc.start}"
         ) from None
     try:
-        data = yaml.safe_load(text)
+        # As kubectl reads YAML: a timestamp stays its text (so that a bad clock.start is
+        # the field's error, not PyYAML's), and a key given twice is refused.
+        data = yaml.load(text, Loader=YamlLoader)
     except yaml.YAMLError as exc:
         raise ConfigError(source, "", f"not valid YAML: {exc}") from None
     return parse_config(data, source=source)
@@ -403,11 +398,11 @@ def default_config() -> ClusterConfig:
 def build(cfg: ClusterConfig, *, source: str = "<config>") -> tuple[SimBackend, Settings]:
     """A ready backend (pools filled, faults injected) and the server settings of ``cfg``.
 
-    Its clock reads ``cfg.clock.opens()`` once built (see :class:`ClockConfig`).
+    Its clock reads ``clock.start``, else the wall clock's now (realtime) or the
+    fixed epoch (virtual) once built (see :class:`ClockConfig`).
     """
-    opens = cfg.clock.opens()
     fill = partial(_filled, cfg, source)
-    cluster = fill(DEFAULT_EPOCH) if opens is None else opening_at(opens, fill)
+    cluster = opened(fill, start=cfg.clock.start, realtime=cfg.clock.mode == "realtime")
     for i, fault in enumerate(cfg.faults):
         fields = dict(fault)
         kind = fields.pop("kind")

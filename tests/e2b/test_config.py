@@ -155,6 +155,20 @@ def test_a_file_that_is_not_a_mapping_or_not_yaml(tmp_path: Path) -> None:
         load_config(tmp_path / "missing.yaml")
 
 
+def test_an_unquoted_impossible_start_is_the_fields_error(tmp_path: Path) -> None:
+    """YAML's timestamps stay text, as kubectl reads them: the field names the problem."""
+    path = write(tmp_path, "clock: {mode: virtual, start: 2026-02-30T00:00:00Z}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.field == "clock.start"
+    assert "day is out of range for month" in info.value.reason
+
+
+def test_a_key_given_twice_is_refused_not_silently_overridden(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="duplicate key 'seed'"):
+        load_config(write(tmp_path, "seed: 1\nseed: 2\n"))
+
+
 def test_a_file_that_is_not_utf8_is_one_error_naming_it(tmp_path: Path) -> None:
     path = tmp_path / "latin1.yaml"
     path.write_bytes("domain: \u00e9t\u00e9\n".encode("latin-1"))
