@@ -83,6 +83,7 @@ __all__ = [
     "MAX_SPEED",
     "SimBackend",
     "default_pools_yaml",
+    "opened",
     "opening_at",
     "wall_clock_now",
 ]
@@ -186,6 +187,29 @@ def opening_at(opens: datetime, build: Callable[[datetime], Cluster]) -> Cluster
     return build(opens - timedelta(seconds=lead))
 
 
+def opened(
+    build: Callable[[datetime], Cluster], *, start: datetime | None, realtime: bool
+) -> Cluster:
+    """``build(epoch)`` with the dates its clock should read once built.
+
+    ``start`` given: it reads ``start`` (:func:`opening_at`). Otherwise a
+    realtime cluster reads the wall clock's now, to the millisecond: it is
+    moved on by what the builds took and by :func:`opening_at`'s rounding,
+    since the realtime driver, which starts next, never catches up a lag it
+    starts with. A virtual cluster starts at :data:`DEFAULT_EPOCH` (the same
+    dates every run).
+    """
+    if start is not None:
+        return opening_at(start, build)
+    if not realtime:
+        return build(DEFAULT_EPOCH)
+    cluster = opening_at(wall_clock_now(), build)
+    behind = (datetime.now(UTC) - cluster.now_dt()).total_seconds()
+    if behind > 0:
+        cluster.advance(behind)
+    return cluster
+
+
 class SimBackend:
     """The fake cluster as a :class:`~pytest_kruise_agents.backends.base.Backend`.
 
@@ -270,10 +294,7 @@ class SimBackend:
                 cluster.wait_for_pool(name)
             return cluster
 
-        if clock == "realtime":
-            built = opening_at(wall_clock_now(), filled)
-        else:
-            built = filled(DEFAULT_EPOCH)
+        built = opened(filled, start=None, realtime=clock == "realtime")
         return cls(built, clock=clock, speed=speed, inline_budget_s=inline_budget_s)
 
     # -- running the model ---------------------------------------------------------------

@@ -28,7 +28,7 @@ from pydantic import ValidationError
 from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.api.manifest import KubeObject, load_manifests
 from pytest_kruise_agents.api.problems import format_path, reason
-from pytest_kruise_agents.backends.sim import default_pools_yaml, opening_at, wall_clock_now
+from pytest_kruise_agents.backends.sim import default_pools_yaml, opened
 from pytest_kruise_agents.e2b.config import (
     POOL_READY_TIMEOUT_S,
     ClusterConfig,
@@ -40,7 +40,6 @@ from pytest_kruise_agents.e2b.settings import Settings
 from pytest_kruise_agents.plugin.marker import ClusterSpec
 from pytest_kruise_agents.plugin.options import ClockMode
 from simulator.cluster import Cluster, default_nodes
-from simulator.context import DEFAULT_EPOCH
 from simulator.faults import Fault, check_node_names
 from simulator.nodes import NodeSpec
 from simulator.profile import Profile, get_profile
@@ -87,10 +86,7 @@ class Recipe:
         that the SDK's ``endAt`` is on the test's own clock (as ``serve`` does);
         a config file's ``clock.start`` sets the opening date of either.
         """
-        opens = self.start
-        if opens is None and self.clock == "realtime":
-            opens = wall_clock_now()
-        cluster = self._filled(DEFAULT_EPOCH) if opens is None else opening_at(opens, self._filled)
+        cluster = opened(self._filled, start=self.start, realtime=self.clock == "realtime")
         for i, fault in enumerate(self.faults):
             fields = dict(fault)
             try:

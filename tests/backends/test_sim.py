@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 
 import pytest
@@ -27,7 +27,7 @@ from pytest_kruise_agents.backends import (
     SandboxView,
     SimBackend,
 )
-from pytest_kruise_agents.backends.sim import MAX_SPEED, default_pools_yaml
+from pytest_kruise_agents.backends.sim import MAX_SPEED, default_pools_yaml, opened
 from pytest_kruise_agents.claiming.errors import ClaimCanceledError, ClaimError
 from simulator.cluster import Cluster
 from simulator.context import CLOCK_END
@@ -777,3 +777,32 @@ def test_default_pools_yaml_keeps_every_pool_name_a_string(name: str) -> None:
     assert pool.metadata.name == name
     assert pool.spec.template is not None
     assert pool.spec.template["metadata"]["labels"] == {"app": name}
+
+
+def test_a_realtime_cluster_opens_at_the_wall_clocks_now_however_long_its_build() -> None:
+    """The driver never catches up a lag it starts with: the builds' time is made up first."""
+
+    def slow_build(epoch: datetime) -> Cluster:
+        cluster = Cluster(seed=1, epoch=epoch)
+        cluster.apply(default_pools_yaml(2))
+        cluster.wait_for_pool("base")
+        time.sleep(0.7)  # a big pool takes seconds of wall time to fill
+        return cluster
+
+    cluster = opened(slow_build, start=None, realtime=True)
+    lag = (datetime.now(UTC) - cluster.now_dt()).total_seconds()
+    assert -0.05 < lag < 0.2
+
+
+def test_a_start_date_or_a_virtual_clock_is_taken_as_given() -> None:
+    start = datetime(2030, 5, 1, 12, tzinfo=UTC)
+
+    def build(epoch: datetime) -> Cluster:
+        cluster = Cluster(seed=1, epoch=epoch)
+        cluster.advance(7.5)  # what filling pools takes
+        return cluster
+
+    assert abs((opened(build, start=start, realtime=True).now_dt() - start).total_seconds()) < 1
+    assert opened(build, start=None, realtime=False).now_dt() == datetime(
+        2026, 1, 1, 0, 0, 7, 500000, tzinfo=UTC
+    )
