@@ -137,13 +137,19 @@ def _first_command(sbx: Sandbox, start: float, deadline_s: float) -> int:
 
 
 def check_url(name: str, value: object) -> None:
-    """Refuse ``value`` unless it is an ``http(s)://host`` URL, naming the parameter ``name``."""
-    parts = urlsplit(value) if isinstance(value, str) else None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+    """Refuse ``value`` unless it is an ``http(s)://host[:port]`` URL, naming the parameter ``name``."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name}: must be an http:// or https:// URL with a host, got {value!r}")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port that is no number in 0..65535
+    except ValueError as exc:
+        raise ValueError(f"{name}: not a URL ({exc}), got {value!r}") from None
+    host = parts.hostname
+    if parts.scheme not in ("http", "https") or not host or any(c.isspace() for c in host):
         # An empty URL would make the SDK fall back to E2B's cloud with the caller's key,
-        # and one without a scheme would fail each claim only once sent.
-        kind = TypeError if not isinstance(value, str) else ValueError
-        raise kind(f"{name}: must be an http:// or https:// URL with a host, got {value!r}")
+        # and one without a scheme or with a bad host would fail each claim only once sent.
+        raise ValueError(f"{name}: must be an http:// or https:// URL with a host, got {value!r}")
 
 
 def _check_deadline(deadline_s: object) -> float:

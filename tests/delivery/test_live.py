@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -289,6 +290,20 @@ def test_a_url_that_is_not_an_http_url_is_refused_up_front(url: object) -> None:
         run_on_server(Burst(1), url=url, api_key=KEY)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="sandbox_url: must be an http:// or https:// URL"):
         run_on_server(Burst(1), url="http://127.0.0.1:1", api_key=KEY, sandbox_url="localhost:1")
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("http://[::1", "url: not a URL (Invalid IPv6 URL)"),
+        ("http://localhost:abc", "url: not a URL (Port could not be cast"),
+        ("http://localhost:99999", "url: not a URL (Port out of range"),
+        ("http://local host", "url: must be an http:// or https:// URL with a host"),
+    ],
+)
+def test_a_url_that_could_only_fail_once_sent_is_refused_naming_url(url: str, reason: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(reason)):
+        run_on_server(Burst(1), url=url, api_key=KEY)
 
 
 @pytest.mark.parametrize(
