@@ -326,7 +326,7 @@ class FaultInjector:
         if f.start is None:
             f.start = self._now()
         if not f.id:
-            f.id = f"{f.kind}-{next(self._ids)}"
+            f.id = self._new_id(f.kind)
         if f.id in self._faults:
             raise InvalidError("id", f"fault id {f.id!r} already in use")
         self._faults[f.id] = f
@@ -334,6 +334,17 @@ class FaultInjector:
         for fn in self._listeners:
             fn(f)
         return f
+
+    def _new_id(self, kind: str) -> str:
+        """A ``<kind>-<n>`` id not in force.
+
+        A caller may choose an id of that same shape; stepping over it keeps an
+        inject without an id from failing on an id its caller never gave.
+        """
+        while True:
+            candidate = f"{kind}-{next(self._ids)}"
+            if candidate not in self._faults:
+                return candidate
 
     def clear(self, fault_id: str | None = None) -> None:
         """Remove one fault by id, or all of them; their effects end now."""

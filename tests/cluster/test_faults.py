@@ -194,3 +194,22 @@ def test_a_fault_model_injected_again_starts_its_count_afresh(pooled: Cluster) -
     pooled.clear_faults()
     again = pooled.ctx.faults.inject(used)
     assert again.fired == 0 and again.active(pooled.now)
+
+
+def test_a_generated_fault_id_skips_an_id_the_user_chose(cluster: Cluster) -> None:
+    """An id chosen by the caller never makes a later inject without an id fail.
+
+    Generated ids look like chosen ones (``<kind>-<n>``), so the generator steps over
+    the ids in force; a chosen id that is in use is still refused, naming ``id``.
+    """
+    chosen = cluster.inject("api_error", id="api_error-1", probability=0.1)
+    taken = cluster.inject("api_error", id="api_error-3", probability=0.1)
+    first = cluster.inject("api_error", probability=0.2)
+    second = cluster.inject("api_error", probability=0.2)
+    ids = [f.id for f in cluster.faults]
+    assert ids == [chosen.id, taken.id, first.id, second.id]
+    assert len(set(ids)) == 4
+    with pytest.raises(InvalidError) as info:
+        cluster.inject("api_error", id=first.id)
+    assert info.value.field == "id" and "already in use" in info.value.reason
+    assert [f.id for f in cluster.faults] == ids

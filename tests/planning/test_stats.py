@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from simulator.planning.analytic import (
     wait_tail,
 )
 from simulator.planning.errors import PlanningError
-from simulator.planning.loading import parse_scenario
+from simulator.planning.loading import load_scenario, parse_scenario
 from simulator.planning.metrics import percentile
 from simulator.planning.stats import aggregate, estimate, t_quantile
 from simulator.profile import LATENCY_DOCS, get_profile
@@ -83,6 +84,96 @@ def test_erlang_sizing() -> None:
     assert wait_tail(2, 2.5, 1.0, 0.0) == 1.0  # at or above capacity everyone waits
     s, p = size_for_wait(3.0, 2.0, 0.5, 0.01)
     assert p <= 0.01 < wait_tail(s - 1, 3.0, 2.0, 0.5)
+
+
+def mms_wait_tail(servers: int, arrival_rate: float, service_rate: float, t: float) -> float:
+    """P(W > t) in M/M/S from the textbook, written out apart from the code under test.
+
+    ``C(S, a) * exp(-(S*mu - lambda) t)`` with ``a = lambda / mu`` and Erlang-C from
+    its factorial form.
+    """
+    a = arrival_rate / service_rate
+    top = a**servers / math.factorial(servers) * servers / (servers - a)
+    c = top / (math.fsum(a**k / math.factorial(k) for k in range(servers)) + top)
+    return c * math.exp(-(servers * service_rate - arrival_rate) * t)
+
+
+@pytest.mark.parametrize(
+    ("servers", "load", "refill", "t", "expected"),
+    [
+        # M/M/1: C(1, a) = a, the utilisation; mu = 1/2, lambda = 1/4.
+        (1, 0.5, 2.0, 1.0, 0.5 * math.exp(-0.25)),
+        # C(2, 1) = 1/3; mu = 1/4, lambda = 1/4: S*mu - lambda = 1/4.
+        (2, 1.0, 4.0, 2.0, math.exp(-0.5) / 3),
+        # C(3, 2) = 4/9; mu = 1/0.5, lambda = 4: S*mu - lambda = 2.
+        (3, 2.0, 0.5, 0.3, 4 / 9 * math.exp(-0.6)),
+        (3, 2.0, 0.5, 0.0, 4 / 9),
+    ],
+)
+def test_wait_tail_has_textbook_values(
+    servers: int, load: float, refill: float, t: float, expected: float
+) -> None:
+    """P(wait > t) in M/M/S is C(S, a) exp(-(S mu - lambda) t), with mu = 1/L and lambda = a/L."""
+    assert wait_tail(servers, load, refill, t) == pytest.approx(expected, rel=1e-12)
+    assert mms_wait_tail(servers, load / refill, 1 / refill, t) == pytest.approx(
+        expected, rel=1e-12
+    )
+
+
+@pytest.mark.parametrize("servers", [4, 6, 9])
+@pytest.mark.parametrize("refill", [0.4, 1.68, 5.0])
+def test_wait_tail_is_the_mms_formula(servers: int, refill: float) -> None:
+    """Over pool sizes and refill times (a refill time other than 1 s shows a lost 1/L)."""
+    load = 3.4
+    for t in (0.0, 0.2, 0.8, 2.5):
+        assert wait_tail(servers, load, refill, t) == pytest.approx(
+            mms_wait_tail(servers, load / refill, 1 / refill, t), rel=1e-9
+        )
+    s, p = size_for_wait(load, refill, 0.8, 0.01)
+    assert p == pytest.approx(mms_wait_tail(s, load / refill, 1 / refill, 0.8), rel=1e-9)
+    assert s - 1 <= load or mms_wait_tail(s - 1, load / refill, 1 / refill, 0.8) > 0.01
+
+
+@pytest.mark.parametrize(
+    ("name", "rate"),
+    [("steady.yaml", 3.0), ("no-stock.yaml", 2.0), ("retry-profiles.yaml", 4 / 3)],
+)
+def test_offered_rate_of_the_shipped_scenarios(name: str, rate: float) -> None:
+    """The claims per second over the measured window (after the warmup), as the scenario says."""
+    root = Path(__file__).resolve().parents[2] / "scenarios"
+    scenario = load_scenario(root / name)
+    assert offered_rate(scenario, scenario.pools[0]) == pytest.approx(rate, rel=1e-9)
+
+
+def test_offered_rate_counts_the_measured_window_only(tmp_path: Path) -> None:
+    """Claims during the warmup are not offered load: count [warmup, horizon) over its length."""
+    # 2 claims/s during the 20 s warmup, 1/s after: 40 rows, then 40 over 40 s.
+    times = [i * 0.5 for i in range(40)] + [20.0 + i for i in range(40)]
+    (tmp_path / "t.csv").write_text("time\n" + "".join(f"{t}\n" for t in times))
+    scenario = parse_scenario(
+        {
+            "duration": "40s",
+            "warmup": "20s",
+            "pools": [{"name": "base", "replicas": 4}],
+            "workloads": [
+                {"template": "base", "arrivals": {"kind": "trace", "file": "t.csv"}, "hold": "5s"}
+            ],
+        },
+        base_dir=tmp_path,
+    )
+    assert (scenario.warmup, scenario.horizon) == (20.0, 60.0)
+    assert offered_rate(scenario, scenario.pools[0]) == pytest.approx(1.0)
+    poisson = parse_scenario(
+        {
+            "duration": "90s",
+            "warmup": "30s",
+            "pools": [{"name": "base", "replicas": 4}],
+            "workloads": [
+                {"template": "base", "arrivals": {"kind": "poisson", "rate": 2.5}, "hold": "5s"}
+            ],
+        }
+    )
+    assert offered_rate(poisson, poisson.pools[0]) == pytest.approx(2.5)
 
 
 def test_refill_estimate_sums_the_step_means() -> None:
