@@ -18,6 +18,7 @@ from collections.abc import Callable, Generator
 from typing import Any
 
 import simpy
+from pydantic import BaseModel
 
 from pytest_kruise_agents.api.copying import deep_copy, shallow_copy
 from pytest_kruise_agents.api.pod import default_requests, pod_update_error
@@ -96,6 +97,8 @@ class ApiServer:
         self._objects: dict[str, dict[ObjKey, Any]] = {}
         self._rv = 0
         self._informers: list[Informer] = []
+        self._watchers: dict[str, list[Informer]] = {}
+        """Per kind, the informers that watch it, in registration order."""
         self._dependents: dict[str, dict[tuple[str, str, str], None]] = {}
         self.writes = 0
         # Stored objects are never changed: their models share equal fields-sets.
@@ -110,6 +113,8 @@ class ApiServer:
     def register(self, informer: Informer) -> None:
         """Feed ``informer`` from now on, after replaying the current state as ADDED events."""
         self._informers.append(informer)
+        for kind in informer.kinds:
+            self._watchers.setdefault(kind, []).append(informer)
         for kind, objs in self._objects.items():
             if informer.wants(kind):
                 for obj in list(objs.values()):
@@ -165,7 +170,7 @@ class ApiServer:
         rng = self.ctx.rng
         prefix = prefix[: 63 - 5]
         while True:
-            suffix = "".join(rng.choice(_NAME_ALPHABET) for _ in range(5))
+            suffix = "".join([rng.choice(_NAME_ALPHABET) for _ in range(5)])
             name = prefix + suffix
             if (namespace, name) not in store:
                 return name
@@ -176,24 +181,29 @@ class ApiServer:
         store = self._objects.setdefault(kind, {})
         # The store takes ownership of ``obj`` (callers pass fresh objects);
         # only the metadata it fills in is copied, so the caller's view is untouched.
-        obj = obj.model_copy()
-        meta = obj.metadata = obj.metadata.model_copy()
-        if not meta.name:
+        # What it fills in is copied in at once (``update=``: as assigned, set).
+        meta = obj.metadata
+        name = meta.name
+        filled: dict[str, Any] = {}
+        if not name:
             if not meta.generate_name:
                 raise ApiError(
                     422, "Invalid", f"{kind}: metadata.name or metadata.generateName is required"
                 )
-            meta.name = self._generate_name(kind, meta.namespace, meta.generate_name)
-        key = (meta.namespace, meta.name)
+            name = filled["name"] = self._generate_name(kind, meta.namespace, meta.generate_name)
+        key = (meta.namespace, name)
         if key in store:
-            raise ApiError(409, "AlreadyExists", f'{kind} "{meta.name}" already exists')
-        meta.uid = self.new_uid()
-        meta.resource_version = self._next_rv()
-        meta.generation = 1
-        meta.creation_timestamp = self.ctx.now_dt().replace(microsecond=0)
-        meta.deletion_timestamp = None
+            raise ApiError(409, "AlreadyExists", f'{kind} "{name}" already exists')
+        filled["uid"] = self.new_uid()
+        filled["resource_version"] = self._next_rv()
+        filled["generation"] = 1
+        filled["creation_timestamp"] = self.ctx.now_dt().replace(microsecond=0)
+        filled["deletion_timestamp"] = None
+        parts = {"metadata": meta.model_copy(update=filled)}
         if kind == "Pod":
-            obj.spec = default_requests(obj.spec)
+            parts["spec"] = default_requests(obj.spec)
+        obj = obj.model_copy(update=parts)
+        meta = obj.metadata
         self._share_fields_sets(obj)
         store[key] = obj
         ref = meta.controller_ref()
@@ -242,46 +252,62 @@ class ApiServer:
             )
         # Ownership of ``obj`` and its parts passes to the store: callers build
         # their writes from copies and do not touch them afterwards. Copying only
-        # the envelope and metadata keeps a write cheap (pod templates are big).
+        # the envelope and metadata keeps a write cheap (pod templates are big);
+        # each is copied with its changes at once (``update=``, which marks them
+        # set as assigning them would), not assigned field by field afterwards.
         if subresource == "status":
-            new = old.model_copy(update={"status": obj.status})
-            new.metadata = old.metadata.model_copy()
+            new_meta = old.metadata.model_copy(update={"resource_version": self._next_rv()})
+            new = old.model_copy(update={"status": obj.status, "metadata": new_meta})
         else:
-            new = obj.model_copy()
-            new.metadata = obj.metadata.model_copy()
-            # The status subresource is separate: a main-resource update keeps it.
-            if kind not in _NO_STATUS:
-                new.status = old.status
-            new.metadata.uid = old.metadata.uid
-            new.metadata.creation_timestamp = old.metadata.creation_timestamp
-            new.metadata.deletion_timestamp = old.metadata.deletion_timestamp
-            gen = old.metadata.generation or 1
-            changed = new.spec is not old.spec and new.spec != old.spec
+            old_meta = old.metadata
+            gen = old_meta.generation or 1
+            changed = obj.spec is not old.spec and obj.spec != old.spec
             if changed and kind == "Pod":
-                why = pod_update_refusal(old, new)
+                why = pod_update_refusal(old, obj)
                 if why is not None:
                     raise ApiError(422, "Invalid", f'Pod "{meta.name}" is invalid: {why}')
-            new.metadata.generation = gen + 1 if changed else gen
-        new.metadata.resource_version = self._next_rv()
+            new_meta = meta.model_copy(
+                update={
+                    "uid": old_meta.uid,
+                    "creation_timestamp": old_meta.creation_timestamp,
+                    "deletion_timestamp": old_meta.deletion_timestamp,
+                    "generation": gen + 1 if changed else gen,
+                    "resource_version": self._next_rv(),
+                }
+            )
+            parts = {"metadata": new_meta}
+            if kind not in _NO_STATUS:
+                # The status subresource is separate: a main-resource update keeps it.
+                parts["status"] = old.status
+            new = obj.model_copy(update=parts)
         if new.metadata.deletion_timestamp is not None and not new.metadata.finalizers:
             self._remove(kind, key, new)
             return new
         self._share_fields_sets(new)
         store[key] = new
-        old_ref = old.metadata.controller_ref()
-        new_ref = new.metadata.controller_ref()
-        if old_ref is not None and (new_ref is None or new_ref.uid != old_ref.uid):
-            deps = self._dependents.get(old_ref.uid)
-            if deps is not None:
-                deps.pop((kind, meta.namespace, meta.name), None)
-        adopted = new_ref is not None and (old_ref is None or new_ref.uid != old_ref.uid)
-        if adopted:
-            self._dependents.setdefault(new_ref.uid, {})[(kind, meta.namespace, meta.name)] = None
+        # The same owner-reference list (most writes share it): the same controller.
+        adopted = new.metadata.owner_references is not old.metadata.owner_references and (
+            self._reown(kind, key, old.metadata, new.metadata)
+        )
         self.writes += 1
         self._notify("MODIFIED", kind, old, new)
         if adopted:
             self._collect_if_orphan(kind, new.metadata)
         return new
+
+    def _reown(self, kind: str, key: ObjKey, old_meta: Any, new_meta: Any) -> bool:
+        """File the object under its new controller if that changed; whether it has a new one."""
+        old_ref = old_meta.controller_ref()
+        new_ref = new_meta.controller_ref()
+        dep = (kind, key[0], key[1])
+        if old_ref is not None and (new_ref is None or new_ref.uid != old_ref.uid):
+            deps = self._dependents.get(old_ref.uid)
+            if deps is not None:
+                deps.pop(dep, None)
+        adopted = new_ref is not None and (old_ref is None or new_ref.uid != old_ref.uid)
+        if adopted:
+            self._dependents.setdefault(new_ref.uid, {})[dep] = None
+        return adopted
 
     def commit_delete(
         self, kind: str, namespace: str, name: str, *, resource_version: str | None = None
@@ -335,11 +361,10 @@ class ApiServer:
         env = ctx.env
         now = env.now
         faults = ctx.faults
-        for inf in self._informers:
-            if not inf.wants(kind):
-                continue
+        faulty = bool(faults)
+        for inf in self._watchers.get(kind, ()):
             lag = ctx.latency("watch.lag")
-            if len(faults):
+            if faulty:
                 lag += faults.extra_latency("watch_lag", informer=inf.name)
             at = now + lag
             if at < inf.last_delivery:
@@ -355,11 +380,11 @@ class ApiServer:
         wait = client.bucket.reserve()
         delay = wait + ctx.latency(_VERB_LATENCY[verb])
         faults = ctx.faults
-        if len(faults):
+        if faults:
             delay += faults.extra_latency("api_latency", verb=verb, kind=kind, client=client.name)
         if delay > 0:
             yield ctx.env.timeout(delay)
-        if len(faults):
+        if faults:
             f = faults.check("api_error", verb=verb, kind=kind, client=client.name)
             if f is not None:
                 reason = "TooManyRequests" if f.code == 429 else "InternalError"
@@ -404,7 +429,7 @@ class ApiServer:
         place: then those parts are copied one level deep instead of whole.
         """
         yield from self._request(client, "patch", kind)
-        current = self.peek(kind, namespace, name)
+        current = self._objects.get(kind, {}).get((namespace, name))  # peek(), on every patch
         if current is None:
             raise ApiError(404, "NotFound", f'{kind} "{name}" not found')
         if resource_version is not None and resource_version != current.metadata.resource_version:
@@ -412,12 +437,10 @@ class ApiServer:
         # Copy only what the patch may change: metadata always, then the status
         # for a status patch or the spec for a main-resource patch.
         copy = _one_level if shallow else deep_copy
-        new = current.model_copy()
-        new.metadata = copy(current.metadata)
-        if subresource == "status":
-            new.status = copy(current.status)
-        else:
-            new.spec = copy(current.spec)
+        part = "status" if subresource == "status" else "spec"
+        new = current.model_copy(
+            update={"metadata": copy(current.metadata), part: copy(getattr(current, part))}
+        )
         mutate(new)
         return self.commit_update(new, subresource=subresource, check_rv=False)
 
@@ -458,6 +481,9 @@ def pod_update_refusal(old: Any, new: Any) -> str | None:
 
 def _one_level(value: Any) -> Any:
     """A copy one level deep: a model's fields, or a dict's or list's items, are shared."""
+    # Models first: a patch copies the metadata and a status or spec, mostly models.
+    if isinstance(value, BaseModel):
+        return shallow_copy(value)
     if isinstance(value, dict):
         return dict(value)
     if isinstance(value, list):

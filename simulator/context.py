@@ -107,4 +107,6 @@ class SimContext:
 
     def record(self, kind: str, detail: str) -> None:
         """Log an event at virtual now."""
-        self.log.add(float(self.env.now), kind, detail)
+        log = self.log
+        if log.enabled:  # a long run logs nothing: do not even read the clock
+            log.add(float(self.env.now), kind, detail)

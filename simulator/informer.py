@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from pytest_kruise_agents.api.base import KubeModel
-
 __all__ = ["Handler", "IndexFunc", "Informer", "ObjKey"]
 
 ObjKey = tuple[str, str]
@@ -24,11 +22,6 @@ IndexFunc = Callable[[Any], Iterable[str]]
 
 _COMPACT_AFTER = 4096
 """Removals after which an index bucket read is rebuilt first without the slots they vacated."""
-
-
-def _key(obj: KubeModel) -> ObjKey:
-    meta = obj.metadata  # type: ignore[attr-defined]
-    return (meta.namespace, meta.name)
 
 
 class _Index:
@@ -111,6 +104,8 @@ class Informer:
         self.kinds = tuple(kinds)
         self._store: dict[str, dict[ObjKey, Any]] = {k: {} for k in self.kinds}
         self._indexes: dict[str, dict[str, _Index]] = {k: {} for k in self.kinds}
+        self._index_list: dict[str, list[_Index]] = {k: [] for k in self.kinds}
+        """The same indexes per kind as a list: each watch event updates them all."""
         self._handlers: dict[str, list[Handler]] = {k: [] for k in self.kinds}
         self.last_delivery = 0.0
 
@@ -124,6 +119,7 @@ class Informer:
         for key, obj in self._store[kind].items():
             idx.put(key, obj)
         self._indexes[kind][name] = idx
+        self._index_list[kind].append(idx)
 
     def add_handler(self, kind: str, fn: Handler) -> None:
         """Call ``fn(event_type, old, new)`` after each event of ``kind`` is applied."""
@@ -132,16 +128,16 @@ class Informer:
     def apply(self, event_type: str, kind: str, old: Any, new: Any) -> None:
         """Apply one watch event to the cache, the indexes, then the handlers."""
         store = self._store[kind]
-        obj = new if new is not None else old
-        key = _key(obj)
+        meta = (new if new is not None else old).metadata
+        key = (meta.namespace, meta.name)
         cached = store.get(key)
         if event_type == "DELETED":
             store.pop(key, None)
-            for idx in self._indexes[kind].values():
+            for idx in self._index_list[kind]:
                 idx.remove(key)
         else:
             store[key] = new
-            for idx in self._indexes[kind].values():
+            for idx in self._index_list[kind]:
                 idx.put(key, new)
         # Handlers see the object as this cache last knew it (``old``) and the
         # new one; a DELETED event has no new object.

@@ -67,27 +67,33 @@ class FieldsSetInterner:
     stored before, and so was everything under it.
     """
 
-    __slots__ = ("_ids", "_last", "_nested", "_table")
+    __slots__ = ("_ids", "_table", "_types")
 
     def __init__(self) -> None:
         self._table: dict[frozenset[str], set[str]] = {}
         self._ids: set[int] = set()
-        self._nested: dict[type, tuple[str, ...]] = {}
-        self._last: dict[type, set[str]] = {}
-        """Per model type, the shared set it had last: most often it has it again."""
+        self._types: dict[type, list[Any]] = {}
+        """Per model type: the names of its fields that may hold models, and the
+        shared set it had last (most often it has it again)."""
 
     def __call__(self, obj: BaseModel) -> None:
         """Replace the fields-sets of ``obj``'s not yet shared models by shared equal ones."""
         ids = self._ids
-        last = self._last
+        if id(obj.__pydantic_fields_set__) in ids:
+            return
+        types = self._types
+        # Only models whose set is not shared yet are queued: a write shares
+        # most of its parts with the object it replaces (checked once here,
+        # every call on every write of the simulator).
         todo: list[Any] = [obj]
         while todo:
             model = todo.pop()
-            fields_set: set[str] = model.__pydantic_fields_set__
-            if id(fields_set) in ids:
-                continue
             t = type(model)
-            shared = last.get(t)
+            seen = types.get(t)
+            if seen is None:
+                seen = types[t] = [_model_fields(t), None]
+            nested, shared = seen
+            fields_set: set[str] = model.__pydantic_fields_set__
             if shared is None or shared != fields_set:
                 key = frozenset(fields_set)
                 shared = self._table.get(key)
@@ -95,20 +101,25 @@ class FieldsSetInterner:
                     # A copy: the model's own set may be shared with a model not stored.
                     shared = self._table[key] = set(key)
                     ids.add(id(shared))
-                last[t] = shared
+                seen[1] = shared
             object.__setattr__(model, "__pydantic_fields_set__", shared)
-            nested = self._nested.get(t)
-            if nested is None:
-                nested = self._nested[t] = _model_fields(t)
             values = model.__dict__
             for name in nested:
                 value = values[name]
-                if isinstance(value, BaseModel):
-                    todo.append(value)
-                elif type(value) is list:
-                    todo.extend(v for v in value if isinstance(v, BaseModel))
+                if value is None:
+                    continue
+                if type(value) is list:
+                    children: Any = value
                 elif type(value) is dict:
-                    todo.extend(v for v in value.values() if isinstance(v, BaseModel))
+                    children = value.values()
+                else:
+                    children = (value,)
+                for child in children:
+                    # A type met before is a model type: isinstance only for new ones.
+                    if (type(child) in types or isinstance(child, BaseModel)) and id(
+                        child.__pydantic_fields_set__
+                    ) not in ids:
+                        todo.append(child)
 
     def __len__(self) -> int:
         return len(self._table)

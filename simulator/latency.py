@@ -219,7 +219,9 @@ class Uniform(_Distribution):
 
     def sample(self, rng: random.Random) -> float:
         """One draw, in seconds."""
-        return rng.uniform(self.low, self.high)
+        # ``rng.uniform(low, high)``, whose very formula this is, without its
+        # call: every watch delivery and API request draws one.
+        return self.low + (self.high - self.low) * rng.random()
 
     def mean(self) -> float:
         """The expected draw, in seconds."""

@@ -256,19 +256,20 @@ class _Node:
         self._ip_next = 0
         self._ips: dict[str, None] = {}
 
-    def fits(self, cpu: int, mem: int, selector: dict[str, str] | None) -> bool:
+    def score(self, cpu: int, mem: int, selector: dict[str, str] | None) -> float | None:
+        """The node's score for a pod asking ``cpu`` and ``mem``, or ``None`` if it does not fit.
+
+        One call per node and pod: the scheduler asks every node for every pod.
+        """
         if not self.ready or len(self.alloc) >= self.pods_cap:
-            return False
+            return None
         if self.cpu_used + cpu > self.cpu_cap or self.mem_used + mem > self.mem_cap:
-            return False
+            return None
         if selector:
             labels = self.spec.labels
             for k, v in selector.items():
                 if labels.get(k) != v:
-                    return False
-        return True
-
-    def score(self, cpu: int, mem: int) -> float:
+                    return None
         # LeastAllocated: the mean free fraction of CPU and memory after placing.
         free_cpu = (self.cpu_cap - self.cpu_used - cpu) / self.cpu_cap
         free_mem = (self.mem_cap - self.mem_used - mem) / self.mem_cap
@@ -536,9 +537,9 @@ class Nodes:
         best: _Node | None = None
         best_score = 0.0
         for node in self._nodes.values():
-            if not node.fits(cpu, mem, selector):
+            score = node.score(cpu, mem, selector)
+            if score is None:
                 continue
-            score = node.score(cpu, mem)
             if (
                 best is None
                 or score > best_score
@@ -788,7 +789,7 @@ class Nodes:
                     if _first_image(run.pod.spec) != want:
                         continue
                 yield env.timeout(ctx.latency("inplace.update" if inplace else "container.start"))
-                if len(faults) and faults.check(
+                if faults and faults.check(
                     "pod_start_failure", node=node.name, template=template, namespace=ns, image=want
                 ):
                     start_failures += 1
@@ -892,12 +893,12 @@ class Nodes:
             "namespace": namespace,
         }
         ok = True
-        if len(faults) and faults.check("image_pull_failure", **attrs):
+        if faults and faults.check("image_pull_failure", **attrs):
             # The registry answers quickly with an error.
             yield ctx.env.timeout(ctx.latency("image.pull_cached"))
             ok = False
         else:
-            slow = faults.replacing_latency("image_pull_slow", **attrs) if len(faults) else None
+            slow = faults.replacing_latency("image_pull_slow", **attrs) if faults else None
             yield ctx.env.timeout(ctx.latency("image.pull") if slow is None else slow)
             if node.epoch == epoch:
                 node.images[image] = None
@@ -935,14 +936,20 @@ class Nodes:
         def status(p: Pod) -> None:
             if p.metadata.uid != uid:
                 raise _gone(p)
-            st = p.status
-            st.phase = phase
-            st.host_ip = node.host_ip
-            st.pod_ip = ip
-            st.reason = reason
-            st.message = message
-            st.resize = resize
-            conds = st.conditions = list(st.conditions)
+            conds = list(p.status.conditions)
+            # The status's fields in one copy (not seven assignments, which
+            # pydantic makes four calls each): the kubelet's most frequent write.
+            p.status = p.status.model_copy(
+                update={
+                    "phase": phase,
+                    "host_ip": node.host_ip,
+                    "pod_ip": ip,
+                    "reason": reason,
+                    "message": message,
+                    "resize": resize,
+                    "conditions": conds,
+                }
+            )
             intern = self.ctx.intern_condition
             set_condition(
                 conds,

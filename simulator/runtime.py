@@ -175,7 +175,7 @@ class AgentRuntime:
             else:
                 uid = _pod_uid(current)
                 unreachable = init_failure = None
-                if len(faults):
+                if faults:
                     unreachable = faults.check(
                         "runtime_unreachable", template=template, namespace=sbx.metadata.namespace
                     )
@@ -249,7 +249,7 @@ class AgentRuntime:
             heapq.heappush(lanes, start + ctx.latency("csi.mount"))
             if (
                 failed is None
-                and len(faults)
+                and faults
                 and faults.check(
                     "csi_mount_failure", template=template, namespace=sbx.metadata.namespace
                 )

@@ -65,7 +65,10 @@ class WorkQueue:
         self._unstarted += count - backlog
 
     def _hand_over(self, key: Any) -> bool:
-        """Give ``key`` to an idle worker, or to a new one; ``False`` if every worker is busy."""
+        """Give ``key`` to an idle worker, or to a new one; ``False`` if every worker is busy.
+
+        The caller takes ``key`` out of the waiting keys if it was one.
+        """
         if self._waiters:
             waiter = self._waiters.popleft()
         elif self._unstarted and self._start_worker is not None:
@@ -74,7 +77,6 @@ class WorkQueue:
             self._start_worker(waiter)
         else:
             return False
-        self._dirty.discard(key)
         self._processing.add(key)
         waiter.succeed(key)
         return True
@@ -83,10 +85,12 @@ class WorkQueue:
         """Queue ``key`` unless it is already waiting."""
         if key in self._dirty:
             return
-        self._dirty.add(key)
         if key in self._processing:
+            self._dirty.add(key)  # handed over again when its worker is done
             return
+        # Handed over at once if a worker is idle, without ever waiting.
         if not self._hand_over(key):
+            self._dirty.add(key)
             self._queue.append(key)
 
     def add_after(self, key: Any, delay: float) -> None:
@@ -158,5 +162,8 @@ class WorkQueue:
     def done(self, key: Any) -> None:
         """Mark ``key`` processed; re-queue it if it was added meanwhile."""
         self._processing.discard(key)
-        if key in self._dirty and not self._hand_over(key):
-            self._queue.append(key)
+        if key in self._dirty:
+            if self._hand_over(key):
+                self._dirty.discard(key)
+            else:
+                self._queue.append(key)

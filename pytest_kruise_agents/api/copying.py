@@ -10,11 +10,12 @@ is both correct and several times faster.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-__all__ = ["deep_copy", "shallow_copy"]
+__all__ = ["deep_copy", "shallow_copy", "with_parts"]
 
 T = TypeVar("T")
 
@@ -27,17 +28,20 @@ def _copy(value: Any) -> Any:
     t = type(value)
     if t in _IMMUTABLE:
         return value
+    # Immutable items (most of them: names, labels, numbers) are kept without
+    # a call each; the rest is copied by recursion.
     if t is dict:
-        return {k: _copy(v) for k, v in value.items()}
+        return {k: v if type(v) in _IMMUTABLE else _copy(v) for k, v in value.items()}
     if t is list:
-        return [_copy(v) for v in value]
+        return [v if type(v) in _IMMUTABLE else _copy(v) for v in value]
     if t not in _MODELS and isinstance(value, BaseModel):
         _MODELS.add(t)
     if t in _MODELS:
         # What ``BaseModel.__copy__`` does, minus its generality: these models
         # have no extra fields and no private attributes to deep-copy.
         new = object.__new__(t)
-        _set(new, "__dict__", {k: _copy(v) for k, v in value.__dict__.items()})
+        fields = {k: v if type(v) in _IMMUTABLE else _copy(v) for k, v in value.__dict__.items()}
+        _set(new, "__dict__", fields)
         _set(new, "__pydantic_fields_set__", set(value.__pydantic_fields_set__))
         _set(new, "__pydantic_extra__", value.__pydantic_extra__)
         _set(new, "__pydantic_private__", value.__pydantic_private__)
@@ -55,12 +59,33 @@ def deep_copy(value: T) -> T:
     return result
 
 
-def shallow_copy(value: T) -> T:
-    """A new model sharing the field values of ``value`` (``model_copy()`` without its overhead)."""
+def shallow_copy(value: T, changes: Mapping[str, Any] | None = None) -> T:
+    """A new model sharing the field values of ``value`` (``model_copy()`` without its overhead).
+
+    ``changes`` (field name -> value) replaces fields in the copy and marks
+    them set, as ``model_copy(update=...)`` does; its names are not checked.
+    """
     t = type(value)
     new = object.__new__(t)
-    _set(new, "__dict__", dict(value.__dict__))
-    _set(new, "__pydantic_fields_set__", set(value.__pydantic_fields_set__))  # type: ignore[attr-defined]
+    fields_set: set[str] = value.__pydantic_fields_set__  # type: ignore[attr-defined]
+    if changes:
+        _set(new, "__dict__", {**value.__dict__, **changes})
+        _set(new, "__pydantic_fields_set__", {*fields_set, *changes})
+    else:
+        _set(new, "__dict__", dict(value.__dict__))
+        _set(new, "__pydantic_fields_set__", set(fields_set))
     _set(new, "__pydantic_extra__", value.__pydantic_extra__)  # type: ignore[attr-defined]
     _set(new, "__pydantic_private__", value.__pydantic_private__)  # type: ignore[attr-defined]
+    return new
+
+
+def with_parts(value: T, **parts: Any) -> T:
+    """A shallow copy of the model ``value`` with the fields ``parts`` replaced.
+
+    Unlike ``model_copy(update=...)``, which marks its fields explicitly set,
+    the copy keeps ``value``'s set fields: a part stands in for the part it
+    replaces (typically a copy of it about to be changed).
+    """
+    new = shallow_copy(value)
+    new.__dict__.update(parts)
     return new

@@ -367,8 +367,7 @@ def parse_create_metadata(
     except FieldProblem as exc:
         raise BadRequestError(f"{BAD_METADATA_PREFIX}{exc.reason}", field="metadata") from None
 
-    def get(key: str) -> str | None:
-        return md.get(key)
+    get = md.get
 
     for key in (KEY_MEMORY_REQUEST, KEY_MEMORY_LIMIT):
         if get(key) is not None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Container, Iterable, Sequence, Set
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import islice
 from typing import Final
 
 from pytest_kruise_agents.api import keys
@@ -84,6 +85,43 @@ def _probe(group: Sequence[Sandbox], in_flight: Set[str], rng: RandomSource) -> 
     return None
 
 
+def _window(
+    pool: Iterable[Sandbox],
+    window: int,
+    now: datetime,
+    is_fresh: Callable[[Sandbox], bool] | None,
+    prefiltered: bool,
+    suspects: Container[str] | None,
+) -> list[Sandbox]:
+    """The first ``window`` candidates of ``pool`` in order (see :func:`select_candidate`).
+
+    ``pool`` is read in slices of as many sandboxes as candidates are still
+    missing, so that no sandbox after the last candidate is read (nor asked
+    ``is_fresh``, which may drop an expired expectation); a slice is filtered
+    in one comprehension: this runs for every claim over the whole window.
+    """
+    out: list[Sandbox] = []
+    items = iter(pool)
+    while len(out) < window:
+        chunk = list(islice(items, window - len(out)))
+        if not chunk:
+            break
+        if not prefiltered:
+            out += [s for s in chunk if is_candidate(s, now, is_fresh=is_fresh)]
+        elif is_fresh is None:
+            out += [s for s in chunk if s.spec.shutdown_time is None or now <= s.spec.shutdown_time]
+        else:
+            # Only what the passing of time can change is checked again (the
+            # shutdown time), and the freshness of the suspects (all if none given).
+            out += [
+                s
+                for s in chunk
+                if (s.spec.shutdown_time is None or now <= s.spec.shutdown_time)
+                and ((suspects is not None and s.metadata.uid not in suspects) or is_fresh(s))
+            ]
+    return out
+
+
 def select_candidate(
     pool: Iterable[Sandbox],
     *,
@@ -112,32 +150,18 @@ def select_candidate(
     sandboxes whose UID is a suspect are asked ``is_fresh`` (a caller's
     pending expectations: nothing else can be stale).
     """
+    cands = _window(pool, window, now, is_fresh, prefiltered, suspects)
+    count = len(cands)
+    hash_key = keys.LABEL_TEMPLATE_HASH
     updated: list[Sandbox] = []
-    old: list[Sandbox] = []
-    count = 0
-    if window > 0:
-        hash_key = keys.LABEL_TEMPLATE_HASH
-        for sbx in pool:
-            if prefiltered:
-                # Inlined: this loop runs for every claim over the whole window.
-                shutdown = sbx.spec.shutdown_time
-                if shutdown is not None and now > shutdown:
-                    continue
-                if (
-                    is_fresh is not None
-                    and (suspects is None or sbx.metadata.uid in suspects)
-                    and not is_fresh(sbx)
-                ):
-                    continue
-            elif not is_candidate(sbx, now, is_fresh=is_fresh):
-                continue
-            if update_revision is not None and sbx.metadata.labels.get(hash_key) == update_revision:
-                updated.append(sbx)
-            else:
-                old.append(sbx)
-            count += 1
-            if count >= window:
-                break
+    old = cands
+    if update_revision is not None:
+        updated = [s for s in cands if s.metadata.labels.get(hash_key) == update_revision]
+        old = (
+            []
+            if len(updated) == count
+            else [s for s in cands if s.metadata.labels.get(hash_key) != update_revision]
+        )
     if count == 0:
         return PickResult(None, REASON_NO_STOCK, 0)
     for group in (updated, old):

@@ -66,14 +66,15 @@ class Reconciler(Generic[K]):
                 first = None
             else:
                 key = yield self.queue.get()
-            yield from self._honour_stall()
+            if ctx.faults:  # (a stall is a fault: without faults, no sub-process to run)
+                yield from self._honour_stall()
             delay: float | None
             try:
                 cpu = ctx.latency("controller.reconcile")
                 if cpu > 0:
                     yield env.timeout(cpu)
                 delay = yield from self._reconcile(key)
-                if self.reset_backoff_on_success:
+                if self.reset_backoff_on_success and self._failures:
                     self._failures.pop(key, None)
             except ApiError as err:
                 delay = self._error_delay(key, err)

@@ -223,7 +223,8 @@ class SandboxController(Reconciler[SbxKey]):
     def _on_sandbox(self, event_type: str, old: Any, new: Any) -> None:
         obj = new if new is not None else old
         key = (obj.metadata.namespace, obj.metadata.name)
-        self._observe(self._sbx_expect, key, event_type, obj)
+        if key in self._sbx_expect:
+            self._observe(self._sbx_expect, key, event_type, obj)
         if event_type == "DELETED":
             self._sbx_expect.pop(key, None)
             self.queue.forget(key)
@@ -239,15 +240,17 @@ class SandboxController(Reconciler[SbxKey]):
         if ref is None or ref.kind != "Sandbox":
             return
         key = (obj.metadata.namespace, obj.metadata.name)
-        self._observe(self._pod_expect, key, event_type, obj)
+        if key in self._pod_expect:
+            self._observe(self._pod_expect, key, event_type, obj)
         self.queue.add(key)
 
     @staticmethod
     def _observe(
         expect: dict[SbxKey, _Expectation], key: SbxKey, event_type: str, obj: Any
     ) -> None:
-        exp = expect.get(key)
-        if exp is None or obj.metadata.uid != exp.uid:
+        """Drop the expectation of ``key`` (which has one) if the event of ``obj`` meets it."""
+        exp = expect[key]
+        if obj.metadata.uid != exp.uid:
             return
         if event_type == "DELETED" or _rv(obj) >= exp.rv:
             del expect[key]
@@ -287,8 +290,12 @@ class SandboxController(Reconciler[SbxKey]):
             self._pod_expect.pop(key, None)
             return None
         # Expectations: do not act on a cache older than our own last writes;
-        # the watch event of the write enqueues the sandbox again.
-        if self._pending(self._sbx_expect, key) or self._pending(self._pod_expect, key):
+        # the watch event of the write enqueues the sandbox again. (Most keys
+        # have none: looked up before the call, on every reconcile.)
+        sbx_expect, pod_expect = self._sbx_expect, self._pod_expect
+        if (key in sbx_expect and self._pending(sbx_expect, key)) or (
+            key in pod_expect and self._pending(pod_expect, key)
+        ):
             return None
         pod: Pod | None = self.cache.get("Pod", ns, name)
         blocked = False
@@ -322,9 +329,15 @@ class SandboxController(Reconciler[SbxKey]):
 
         # A shallow copy is enough: conditions and podInfo are replaced, never
         # changed in place (and a deep copy per reconcile is the costly part).
-        status = sbx.status.model_copy(update={"conditions": list(sbx.status.conditions)})
+        # The observed generation is the sandbox's whatever the calculation
+        # does (it neither reads nor sets it): it is part of the copy.
+        status = sbx.status.model_copy(
+            update={
+                "conditions": list(sbx.status.conditions),
+                "observed_generation": sbx.metadata.generation,
+            }
+        )
         yield from self._calculate(key, sbx, pod, blocked, status)
-        status.observed_generation = sbx.metadata.generation
         if status != sbx.status:
             yield from self._write_status(key, sbx, status)
         return delay

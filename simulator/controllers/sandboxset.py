@@ -254,7 +254,7 @@ class SandboxSetController(Reconciler[SetKey]):
         if new is None:
             self._untrack(key)
         else:
-            new_state = self._track(new)
+            new_state = self._track(new, key, new_owned)
         if event_type == "ADDED":
             if new_owned:
                 self._enqueue_owner(new)
@@ -271,6 +271,8 @@ class SandboxSetController(Reconciler[SetKey]):
             if old_state is not new_state:
                 self._enqueue_owner(old)
         if new_owned:
+            if old_owned and old.metadata.owner_references is new.metadata.owner_references:
+                return  # the same list (most writes share it): the same owner
             old_ref = old.metadata.controller_ref() if old_owned else None
             if old_ref is None or old_ref.uid != new.metadata.controller_ref().uid:
                 self._enqueue_owner(new)
@@ -292,10 +294,19 @@ class SandboxSetController(Reconciler[SetKey]):
             if owned.empty():
                 del self._owned[uid]
 
-    def _track(self, sbx: Any) -> SandboxState | None:
-        """Re-file ``sbx`` in its owner's bookkeeping; return its derived state if owned."""
-        key = _skey(sbx)
-        if not is_controlled_by_sandboxset(sbx):
+    def _track(
+        self, sbx: Any, key: str | None = None, controlled: bool | None = None
+    ) -> SandboxState | None:
+        """Re-file ``sbx`` in its owner's bookkeeping; return its derived state if owned.
+
+        ``key`` and ``controlled`` (whether a SandboxSet controls ``sbx``) are
+        what the caller knows already, to be worked out when ``None``.
+        """
+        if key is None:
+            key = _skey(sbx)
+        if controlled is None:
+            controlled = is_controlled_by_sandboxset(sbx)
+        if not controlled:
             self._untrack(key)
             return None
         uid = sbx.metadata.controller_ref().uid
