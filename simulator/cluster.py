@@ -387,7 +387,9 @@ class Cluster:
                 allow_internet_access=allow_internet_access,
             )
         )
-        return sbx
+        # A copy, as get() gives: the stored object edited in place would change the
+        # store and the caches with no write (no resourceVersion, no watch event).
+        return deep_copy(sbx)
 
     def submit_create(self, template: str, **kwargs: Any) -> simpy.Process:
         """Start a claim without waiting; the process' value is a Sandbox or a ClaimError.
@@ -409,7 +411,7 @@ class Cluster:
                 )
             except ClaimError as err:
                 return err
-            return sbx
+            return deep_copy(sbx)
 
         return self.env.process(attempt())
 
@@ -438,9 +440,9 @@ class Cluster:
     def describe(
         self, sandbox_id: str, *, namespace: str = "default", user: str = DEFAULT_USER
     ) -> Sandbox:
-        """``GET /sandboxes/{id}``."""
+        """``GET /sandboxes/{id}``: a copy of the sandbox (edit it, then ``apply`` it)."""
         sbx: Sandbox = self.manager.describe(namespace, user, sandbox_id)
-        return sbx
+        return deep_copy(sbx)
 
     def kill(
         self, sandbox_id: str, *, namespace: str = "default", user: str = DEFAULT_USER
@@ -476,10 +478,8 @@ class Cluster:
     ) -> tuple[Sandbox, bool]:
         """``POST /sandboxes/{id}/connect``: resume if paused; return (sandbox, resumed)."""
         _check_timeout(timeout)
-        result: tuple[Sandbox, bool] = self.run(
-            self.manager.connect(namespace, user, sandbox_id, timeout)
-        )
-        return result
+        sbx, resumed = self.run(self.manager.connect(namespace, user, sandbox_id, timeout))
+        return deep_copy(sbx), resumed
 
     def list_sandboxes(
         self,
@@ -500,7 +500,7 @@ class Cluster:
             limit=limit,
             next_token=next_token,
         )
-        return page
+        return [deep_copy(sbx) for sbx in page[0]], page[1]
 
     # -- faults and latency ------------------------------------------------------------------
 

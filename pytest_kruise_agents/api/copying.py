@@ -10,6 +10,7 @@ is both correct and several times faster.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -48,6 +49,12 @@ def _copy(value: Any) -> Any:
         return new
     if t is tuple:
         return tuple(_copy(v) for v in value)
+    # A dict or list of another type (an OrderedDict a caller's JSON hook made) is
+    # copied as the plain container the models hold, never shared.
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list | set | frozenset | bytearray):
+        return [_copy(v) for v in value] if isinstance(value, list) else copy.deepcopy(value)
     # datetimes, timedeltas, enums, Decimals: immutable; remember the type.
     _IMMUTABLE.add(t)
     return value

@@ -77,6 +77,47 @@ def test_apply_returns_copies(cluster: Cluster) -> None:
     assert stored(cluster, "SandboxSet", "base").spec.replicas == 1
 
 
+def test_the_e2b_calls_return_copies_too(pooled: Cluster) -> None:
+    """``create_sandbox``, ``describe``, ``connect``, ``list_sandboxes`` and ``create_sandboxes``
+    answer as ``get`` does: editing the answer writes nothing and changes nothing stored."""
+    made = pooled.create_sandbox("base", timeout=600)
+    sid = pooled.sandbox_id(made)
+    (burst,) = pooled.create_sandboxes(1, "base")
+    answers = [
+        made,
+        pooled.describe(sid),
+        pooled.connect(sid, 600)[0],
+        pooled.list_sandboxes()[0][0],
+        burst,
+    ]
+    before = snapshot(pooled)
+    for answer in answers:
+        assert not isinstance(answer, Exception)
+        assert answer is not stored(pooled, "Sandbox", answer.metadata.name)
+        answer.metadata.labels["edited"] = "yes"
+        answer.spec.shutdown_time = None
+    assert snapshot(pooled) == before
+    for answer in answers:
+        kept = stored(pooled, "Sandbox", answer.metadata.name)
+        assert "edited" not in kept.metadata.labels
+        assert kept.spec.shutdown_time is not None
+
+
+def test_a_manifest_of_ordered_dicts_is_stored_as_its_own_copy(cluster: Cluster) -> None:
+    """Containers of any dict or list type are copied, not shared with the caller (or pods)."""
+    from collections import OrderedDict
+
+    doc = yaml.safe_load(pool_yaml(replicas=1))
+    container = OrderedDict(doc["spec"]["template"]["spec"]["containers"][0])
+    doc["spec"]["template"]["spec"]["containers"] = [container]
+    cluster.apply(doc)
+    container["image"] = "evil:latest"
+    assert image_of(stored(cluster, "SandboxSet", "base")) != "evil:latest"
+    got = cluster.get("sbs", "base")
+    got.spec.template["spec"]["containers"][0]["image"] = "edited:copy"
+    assert image_of(stored(cluster, "SandboxSet", "base")) != "edited:copy"
+
+
 def test_get_edit_apply_is_a_spec_change(pooled: Cluster) -> None:
     """get -> edit -> apply (kubectl edit) bumps generation and rolls the pool to a new revision."""
     rev0 = pooled.get("sbs", "base").status.update_revision
