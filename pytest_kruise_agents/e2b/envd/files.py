@@ -53,7 +53,7 @@ from pytest_kruise_agents.e2b.envd.auth import (
     user_from_name,
     verify_signature,
 )
-from pytest_kruise_agents.e2b.envd.confined import CHANGED, at, open_dir, open_entry
+from pytest_kruise_agents.e2b.envd.confined import CHANGED, DIR_FLAGS, at, open_dir, open_entry
 from pytest_kruise_agents.e2b.envd.entries import metadata_problem, write_metadata
 from pytest_kruise_agents.e2b.envd.errors import http_error
 from pytest_kruise_agents.e2b.envd.mediatype import parse_media_type
@@ -341,14 +341,36 @@ def _put_at(parent: int, name: str, staged: _Staged, metadata: dict[str, str]) -
 
 
 def _check_target(ws: SandboxWorkspace, target: Path, path: str) -> None:
-    """Refuse a target that is a directory or lies under a non-directory."""
-    if target == ws.root or target.is_dir():
+    """Refuse a target that is a directory or lies under a non-directory.
+
+    Walked from the workspace root one component at a time (``dir_fd``): the
+    host path, longer than the sandbox's by the root's, may pass ``PATH_MAX``
+    where the sandbox path does not. A symlink met on the way is left to the
+    placement, which refuses it (:mod:`.confined`).
+    """
+    if target == ws.root:
         raise UploadRefused(400, f"path is a directory: {path}")
-    parent = target.parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise UploadRefused(400, f"a parent of {path} is not a directory")
+    parts = target.relative_to(ws.root).parts
+    fd = os.open(ws.root, DIR_FLAGS)
+    try:
+        for i, name in enumerate(parts):
+            try:
+                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            except FileNotFoundError:
+                return  # the rest is made as directories
+            if stat.S_ISLNK(st.st_mode):
+                return
+            if i == len(parts) - 1:
+                if stat.S_ISDIR(st.st_mode):
+                    raise UploadRefused(400, f"path is a directory: {path}")
+                return
+            if not stat.S_ISDIR(st.st_mode):
+                raise UploadRefused(400, f"a parent of {path} is not a directory")
+            child = os.open(name, DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = child
+    finally:
+        os.close(fd)
 
 
 async def upload(request: Request, ws: SandboxWorkspace, *, limit: int) -> Response:

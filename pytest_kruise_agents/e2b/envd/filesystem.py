@@ -356,6 +356,7 @@ class FilesystemService(Filesystem):
         wake = asyncio.Event()
         leave = state.workspace.attachment(OpenStreams).join(wake.set)
         unregister = state.on_disconnect(wake.set)
+        watcher: Watcher | None = None
         try:
             watcher = await _new_watcher(request)
             check_running(watcher.ws)
@@ -368,6 +369,8 @@ class FilesystemService(Filesystem):
                 async for event in events:
                     yield event
         finally:
+            if watcher is not None:
+                watcher.close()
             unregister()
             leave()
             closed()

@@ -25,6 +25,7 @@ import itertools
 import os
 import stat
 import time
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -161,6 +162,8 @@ class WatchSlots:
         self._loop = asyncio.get_running_loop()
         self._streams = 0
         self._scan = asyncio.Lock()
+        self._rested_at = 0.0
+        """When the rest after the last scan ends (``time.monotonic()``)."""
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -199,11 +202,16 @@ class WatchSlots:
         when it watches a lot; no other sandbox waits for them.
         """
         async with self._scan:
+            # The rest delays the next scan, not this one's answer.
+            rest = self._rested_at - time.monotonic()
+            if rest > 0:
+                await asyncio.sleep(rest)
             began = time.monotonic()
             try:
                 return await asyncio.get_running_loop().run_in_executor(_scan_pool(), fn)
             finally:
-                await asyncio.sleep((time.monotonic() - began) * _SCAN_REST)
+                ended = time.monotonic()
+                self._rested_at = ended + (ended - began) * _SCAN_REST
 
     async def aclose(self) -> None:
         """Nothing to release: the streams end on their own when the sandbox stops."""
@@ -218,6 +226,9 @@ class Watcher:
     (removed, or replaced by another directory or by a symlink, one leading out
     of the sandbox included), the poll reports its entries removed and the
     watch is :attr:`ended`: it never scans whatever took the directory's place.
+    The watch holds the directory open meanwhile, so that a directory removed
+    and made again (``rm -rf w && mkdir w``) cannot reuse its inode number and
+    pass for it; :meth:`close` (or the watcher's collection) lets it go.
     """
 
     def __init__(
@@ -238,6 +249,13 @@ class Watcher:
         self.ended = False
         self._identity: tuple[int, int] | None = None
         self._last: Snapshot = {}
+        self._held: Callable[[], object] | None = None
+        """Closes the descriptor that keeps the watched directory (and its inode) alive."""
+
+    def close(self) -> None:
+        """Let the watched directory go (the watch is over); idempotent."""
+        if self._held is not None:
+            self._held()
 
     async def prime(self) -> None:
         """Take the first snapshot (events are reported relative to it).
@@ -269,6 +287,8 @@ class Watcher:
             st = os.fstat(fd)
             if prime:
                 self._identity = (st.st_dev, st.st_ino)
+                # Closed at close(), or when the watcher is collected, whichever is first.
+                self._held = weakref.finalize(self, os.close, os.dup(fd))
             elif self._identity != (st.st_dev, st.st_ino):
                 return self._gone()
             now = snapshot(fd, self.recursive)
@@ -282,6 +302,7 @@ class Watcher:
     def _gone(self) -> tuple[Snapshot, list[filesystem_pb.FilesystemEvent]]:
         """The directory went away: its entries are removed, and the watch ends."""
         self.ended = True
+        self.close()
         return {}, [self._event(None, name, kind) for name, kind in diff(self._last, {})]
 
     def _event(
@@ -353,9 +374,13 @@ class WatcherTable:
 
     def remove(self, watcher_id: str) -> None:
         """Forget watcher ``watcher_id``; ``not_found`` if unknown."""
-        if self._watchers.pop(watcher_id, None) is None:
+        watcher = self._watchers.pop(watcher_id, None)
+        if watcher is None:
             raise ConnectError(Code.NOT_FOUND, f"watcher {watcher_id!r} not found")
+        watcher.close()
 
     async def aclose(self) -> None:
         """Drop every watcher."""
+        for watcher in self._watchers.values():
+            watcher.close()
         self._watchers.clear()

@@ -14,6 +14,7 @@ a path, the moment a real race would need.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -308,3 +309,65 @@ def test_watch_scans_run_in_their_own_threads(envd: Envd, monkeypatch: pytest.Mo
     watcher.get_new_events()
     watcher.stop()
     assert threads and all(name.startswith("envd-watch") for name in threads)
+
+
+def test_a_directory_removed_and_made_again_is_not_the_watched_one(envd: Envd) -> None:
+    """``rm -rf w && mkdir w`` may reuse the inode number: the watch holds the directory open,
+    so the new one cannot pass for it; the watch ends as for any removal."""
+    sbx = envd.sandbox()
+    sbx.files.write("/home/user/w/one", "1")
+    watched = envd.workspace().home / "w"
+    watcher = sbx.files.watch_dir("/home/user/w")
+    # The server runs in this process: the watch holds the directory open (an inode number
+    # in use is never given to a new directory), whether or not this run would reuse it.
+    assert str(watched) in open_directories()
+    # Relative to the command's working directory, the sandbox's home (commands see host paths).
+    sbx.commands.run("rm -rf w && mkdir w && echo 2 > w/two")
+    events = watcher.get_new_events()
+    assert [(e.name, e.type.value) for e in events] == [("one", "remove")]
+    with pytest.raises(NotFoundException, match="removed or replaced"):
+        watcher.get_new_events()
+    assert not any(path.startswith(str(watched)) for path in open_directories())
+
+
+def test_a_stopped_watch_lets_its_directory_go(envd: Envd) -> None:
+    sbx = envd.sandbox()
+    sbx.files.make_dir("/home/user/w")
+    watcher = sbx.files.watch_dir("/home/user/w")
+    assert str(envd.workspace().home / "w") in open_directories()
+    watcher.stop()
+    assert str(envd.workspace().home / "w") not in open_directories()
+
+
+def open_directories() -> list[str]:
+    """What this process's file descriptors point at."""
+    out = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            out.append(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:
+            continue
+    return out
+
+
+@pytest.mark.asyncio
+async def test_the_rest_after_a_scan_delays_the_next_scan_not_its_answer(
+    envd: Envd, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A scan of t seconds answers at once; the sandbox's next scan starts 3 t after it."""
+    from pytest_kruise_agents.e2b.envd import watchers
+
+    sbx = envd.async_sandbox()
+    await sbx.files.make_dir("/home/user/w")
+    slots = envd.workspace().attachment(watchers.WatchSlots)
+
+    def slow() -> float:
+        time.sleep(0.2)
+        return time.monotonic()
+
+    began = time.monotonic()
+    first_done = await slots.scan(slow)
+    answered = time.monotonic()
+    second_began = await slots.scan(lambda: time.monotonic())
+    assert answered - began < 0.2 + 0.35  # the rest (0.6 s) did not hold the answer
+    assert second_began - first_done >= 0.2 * 3 - 0.05  # it held the next scan

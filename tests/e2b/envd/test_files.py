@@ -451,6 +451,19 @@ def test_a_file_of_exactly_the_limit_is_taken_either_way(envd: Envd, octet_strea
     assert (envd.workspace().home / "at-limit.bin").stat().st_size == MAX_UPLOAD
 
 
+def test_a_file_at_a_path_near_path_max_is_written_as_other_calls_reach_it(envd: Envd) -> None:
+    """The sandbox path is under PATH_MAX though the host path (longer by the workspace root's)
+    is not: the upload walks from the root as the other calls do."""
+    sbx = envd.sandbox()
+    folder = "/home/user/" + "/".join(["d" * 200] * 19)
+    path = folder + "/" + "f" * (4052 - len(folder) - 1)
+    assert len(path.encode()) == 4052
+    sbx.files.make_dir(folder)
+    info = sbx.files.write(path, "content\n")
+    assert info.path == path
+    assert sbx.files.read(path) == "content\n"
+
+
 def test_uploading_onto_a_directory_is_refused(envd: Envd) -> None:
     sbx = envd.sandbox()
     sbx.files.make_dir("adir")
