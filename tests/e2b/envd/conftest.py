@@ -178,3 +178,12 @@ def envd(envd_server: tuple[str, Harness], tmp_path: Path) -> Iterator[Envd]:
         yield served
     finally:
         served.run(workspaces.close())
+
+
+@pytest.fixture
+def outside(tmp_path: Path) -> Path:
+    """A directory next to the workspaces, with a file nobody may read or change."""
+    directory = tmp_path / "outside"
+    directory.mkdir()
+    (directory / "secret.txt").write_text("secret")
+    return directory

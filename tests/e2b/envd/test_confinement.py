@@ -33,15 +33,6 @@ from tests.e2b.envd.conftest import Envd
 AfterCheck = Callable[..., None]
 
 
-@pytest.fixture
-def outside(tmp_path: Path) -> Path:
-    """A directory next to the workspaces, with a file nobody may read or change."""
-    directory = tmp_path / "outside"
-    directory.mkdir()
-    (directory / "secret.txt").write_text("secret")
-    return directory
-
-
 def unchanged(outside: Path) -> bool:
     return (
         sorted(p.name for p in outside.iterdir()) == ["secret.txt"]

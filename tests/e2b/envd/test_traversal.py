@@ -20,15 +20,6 @@ CLIMBING = ["../../../etc/passwd", "/../etc/passwd", "/home/user/../../../etc"]
 
 
 @pytest.fixture
-def outside(tmp_path: Path) -> Path:
-    """A directory next to the workspaces, with a file nobody may read or change."""
-    directory = tmp_path / "outside"
-    directory.mkdir()
-    (directory / "secret.txt").write_text("secret")
-    return directory
-
-
-@pytest.fixture
 def links(envd: Envd, outside: Path) -> Sandbox:
     """A sandbox whose home holds symlinks leading out: absolute, relative, to /etc."""
     home = envd.workspace().resolve("/home/user")
