@@ -30,9 +30,10 @@ from pytest_kruise_agents.api.copying import deep_copy
 from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.api.manifest import KubeObject, load_manifests, resolve_kind
 from pytest_kruise_agents.api.printers import render_table
-from pytest_kruise_agents.api.sandbox import Sandbox
+from pytest_kruise_agents.api.sandbox import Sandbox, SandboxState
 from pytest_kruise_agents.api.sandboxset import SandboxSet
 from pytest_kruise_agents.claiming.errors import ClaimError
+from pytest_kruise_agents.claiming.state import sandbox_state
 from simulator import applying
 from simulator.claim import Claimer
 from simulator.collector import simulation_gc
@@ -188,6 +189,14 @@ class Cluster:
         seconds = float(seconds)
         env = self.env
         until = env.now + seconds
+        if until <= env.now:
+            # Zero, or too small to move a clock this far on (1e-9 at t=1e10 rounds
+            # back to now, which SimPy refuses as a stop time): what is due now runs.
+            # It moves no time, so even a clock at or past its end may do it.
+            with simulation_gc():
+                while env.peek() <= env.now:
+                    env.step()
+            return
         last = datetime.max.replace(tzinfo=self.ctx.epoch.tzinfo) - self.ctx.epoch
         if until >= last.total_seconds():
             # Timestamps are datetimes: beyond the year 9999 none could be written.
@@ -202,12 +211,6 @@ class Cluster:
                 f"{datetime.max.year}",
             )
         with simulation_gc():
-            if until <= env.now:
-                # Zero, or too small to move a clock this far on (1e-9 at t=1e10 rounds
-                # back to now, which SimPy refuses as a stop time): what is due now runs.
-                while env.peek() <= env.now:
-                    env.step()
-                return
             env.run(until=until)
 
     def run_until(self, predicate: Callable[[], bool], *, timeout: float = 3600.0) -> bool:
@@ -323,10 +326,33 @@ class Cluster:
     def wait_for_pool(
         self, name: str, namespace: str = "default", *, timeout: float = 600.0
     ) -> SandboxSet:
-        """Run until the SandboxSet has ``spec.replicas`` available sandboxes; return a copy of it."""
+        """Run until the SandboxSet is ready to claim from; return a copy of it.
+
+        Ready: ``spec.replicas`` sandboxes available, and the sandbox-manager's
+        cache holds the SandboxSet and as many of its sandboxes available. Until its
+        cache has seen the SandboxSet, the manager answers a create from it
+        "Template or Checkpoint not found" (400), a pool of 0 replicas too.
+        """
         self._stored("SandboxSet", name, namespace)
 
         counts = self.sandboxset_controller.counts
+        owned = self.world.controller_cache.by_index
+        seen = self.world.manager_cache
+
+        def manager_sees(pool: SandboxSet) -> bool:
+            # The manager claims from its own cache, which sees every write a little
+            # after the controller does. Read once the controller counts the pool
+            # full: one look per sandbox, until enough are seen.
+            if seen.get("SandboxSet", namespace, name) is None:
+                return False
+            want, now = pool.spec.replicas, self.now_dt()
+            for sbx in owned("Sandbox", "owner-uid", pool.metadata.uid or ""):
+                if want <= 0:
+                    break
+                cached = seen.get("Sandbox", namespace, sbx.metadata.name)
+                if cached is not None and sandbox_state(cached, now)[0] is SandboxState.AVAILABLE:
+                    want -= 1
+            return want <= 0
 
         def full() -> bool:
             # Both the written status and the controller's own bookkeeping must
@@ -335,7 +361,9 @@ class Cluster:
             if cur is None or cur.status.available_replicas < cur.spec.replicas:
                 return False
             c = counts(namespace, name)
-            return c["available"] >= cur.spec.replicas and c["creating"] == 0
+            if c["available"] < cur.spec.replicas or c["creating"] != 0:
+                return False
+            return manager_sees(cur)
 
         if not self.run_until(full, timeout=timeout):
             cur = self.get("SandboxSet", name, namespace)

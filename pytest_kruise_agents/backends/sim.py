@@ -26,6 +26,11 @@ In realtime mode the rest needs no thread at all: the call is started at once
 clock, and ``Pending.when_ready`` says when ``finish`` has its answer. A
 server awaits that, so creates waiting for cold sandboxes never hold the
 worker threads quick calls (a timeout change, a kill) need.
+
+Neither clock passes :data:`~simulator.context.CLOCK_END`. A call that would
+need the model to run past it fails with :func:`past_clock_end` (the virtual
+clock stops just before the first event beyond it); a realtime clock that
+reaches it stands still, still running what is due at that instant.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from typing import Any, Final, TypeVar
 import simpy
 
 from pytest_kruise_agents.api import keys
+from pytest_kruise_agents.api.base import format_time
 from pytest_kruise_agents.api.e2b import replace_surrogates
 from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.api.manifest import KubeObject, load_manifests, to_manifest_dict
@@ -74,7 +80,7 @@ from pytest_kruise_agents.claiming.view import (
 )
 from simulator.cluster import Cluster, check_seconds
 from simulator.collector import simulation_gc
-from simulator.context import DEFAULT_EPOCH
+from simulator.context import CLOCK_END, DEFAULT_EPOCH
 from simulator.errors import NotFoundError
 
 __all__ = [
@@ -85,6 +91,7 @@ __all__ = [
     "default_pools_yaml",
     "opened",
     "opening_at",
+    "past_clock_end",
     "wall_clock_now",
 ]
 
@@ -111,6 +118,9 @@ INLINE_BUDGET_S: Final = 0.005
 Python's default GIL switch interval: an event loop calling :meth:`SimBackend.attempt`
 is held up about as long as a worker thread running the same call could hold the GIL.
 """
+
+_NEVER: Final = float("inf")
+"""``env.peek()`` of an empty schedule."""
 
 _STEPS_PER_CLOCK_READ: Final = 32
 """Model events between two reads of the CPU clock while a budget runs."""
@@ -165,6 +175,20 @@ spec:
 """
         )
     return "---\n".join(docs)
+
+
+def past_clock_end() -> InvalidError:
+    """The error of a call that needs the clock past :data:`CLOCK_END`, where it stops.
+
+    An advance past it is refused alike (:meth:`Cluster.advance
+    <simulator.cluster.Cluster.advance>`); the server answers either 400.
+    """
+    return InvalidError(
+        "clock",
+        f"the call needs the clock past {format_time(CLOCK_END)}, where it stops: deadlines "
+        f"up to 100 years (upstream's forever) later must stay dates, which end with the year "
+        f"{datetime.max.year}",
+    )
 
 
 def wall_clock_now() -> datetime:
@@ -260,10 +284,11 @@ class SimBackend:
         self._inline = threading.local()
         self.cluster.world.manager_cache.add_handler("Sandbox", self._on_sandbox)
         self._driver: threading.Thread | None = None
+        # No call runs the model past CLOCK_END (virtual time, both clocks).
+        self._end = self.cluster.ctx.clock_end()
         if clock == "realtime":
             self._wall0 = time.monotonic()
             self._sim0 = self.cluster.now
-            self._end = self.cluster.ctx.clock_end()
             self._driver = threading.Thread(
                 target=self._drive, name="kruise-sim-clock", daemon=True
             )
@@ -315,12 +340,37 @@ class SimBackend:
                 if target > env.now:
                     with simulation_gc():
                         env.run(until=target)
+                if env.now >= self._end:
+                    self._stand_still()
                 nxt = env.peek()
                 wait = _DRIVER_TICK_S
                 if nxt != float("inf"):
                     wait = min(wait, max((nxt - self._target()) / self._speed, 0.0))
                 # Condition.wait releases the lock: calls get in between ticks.
                 self._wake.wait(timeout=max(wait, 0.0005))
+
+    def _stand_still(self) -> None:
+        """The realtime driver, the clock at :data:`CLOCK_END`: what is due now runs, nothing later.
+
+        ``env.run(until=now)`` would leave the events due at this instant (a
+        call's first step, a cancel's interrupt) unprocessed for ever: they
+        are stepped here. A call still waiting afterwards waits for a time
+        the clock never reaches: it fails with :func:`past_clock_end`.
+        """
+        env = self.cluster.env
+        with simulation_gc():
+            while env.peek() <= env.now:
+                env.step()
+        if not (self._tickets or self._waiting):
+            return
+        ended = past_clock_end()
+        for ticket in list(self._tickets):
+            ticket.settle(False, ended)
+        self._tickets.clear()
+        for done in self._waiting:
+            done.set()  # _run sees its process unfinished, the backend open
+        # Their processes never run again: their cancels have nothing left to stop.
+        self._cancels.clear()
 
     def _run(
         self, gen: Generator[simpy.Event, Any, T], cancellation: _Cancellation | None = None
@@ -354,8 +404,10 @@ class SimBackend:
             self._waiting.discard(done)
             self._unregister(cancellation)
             if not proc.triggered:
-                # close() woke us: the clock stopped before the call was answered.
-                raise RuntimeError("the backend is closed")
+                # close() woke us, or the clock stands still at its end (_stand_still).
+                if self._closed:
+                    raise RuntimeError("the backend is closed")
+                raise past_clock_end()
         outcome: Any = proc.value
         if not proc.ok:
             raise outcome
@@ -384,14 +436,29 @@ class SimBackend:
         requested meanwhile (from other threads) are delivered between two
         batches of events, to whichever registered process they are for.
         """
-        step = self.cluster.env.step
         try:
             with simulation_gc():
-                return self._steps(proc, step, deadline, self._cancels)
+                return self._steps(proc, self._bounded_step(), deadline, self._cancels)
         except simpy.core.EmptySchedule:
             raise RuntimeError(
                 f'No scheduled events left but "until" event was not triggered: {proc}'
             ) from None
+
+    def _bounded_step(self) -> Callable[[], None]:
+        """``env.step``, raising :func:`past_clock_end` instead of moving the clock past its end.
+
+        An empty schedule is left to ``env.step`` (``EmptySchedule``): the call
+        can never end, and that is said at once rather than at the end of time.
+        """
+        env = self.cluster.env
+        step, peek, end = env.step, env.peek, self._end
+
+        def bounded() -> None:
+            if end < peek() < _NEVER:
+                raise past_clock_end()
+            step()
+
+        return bounded
 
     @staticmethod
     def _steps(
@@ -901,6 +968,11 @@ class SimBackend:
     def speed(self) -> float:
         """Virtual seconds per wall second (realtime mode)."""
         return self._speed
+
+    @property
+    def epoch(self) -> datetime:
+        """The date of virtual time 0: record times (:meth:`records`) are seconds since it."""
+        return self.cluster.ctx.epoch
 
     def now(self) -> datetime:
         """The cluster's current time (UTC)."""

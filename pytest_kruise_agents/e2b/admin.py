@@ -8,6 +8,7 @@ clock, read the claim records. ``docs/server.md`` documents every route.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Final, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -86,6 +87,11 @@ def _clock(st: ServerState) -> dict[str, Any]:
     speed = getattr(st.backend, "speed", None)
     if isinstance(speed, int | float):
         body["speed"] = speed
+    # Record times are seconds since the epoch: a realtime server's is a wall-clock
+    # instant chosen at startup, which clients could not know otherwise.
+    epoch = getattr(st.backend, "epoch", None)
+    if isinstance(epoch, datetime):
+        body["epoch"] = format_time(epoch)
     return body
 
 
@@ -208,7 +214,7 @@ async def set_latency(request: Request, name: str, body: LatencyRequest) -> Wire
 
 @router.get("/clock", name="admin_clock")
 async def clock(request: Request) -> WireJSONResponse:
-    """``{"now": RFC 3339, "mode": "virtual"|"realtime"}`` (plus ``speed``)."""
+    """``{"now": RFC 3339, "mode": "virtual"|"realtime"}`` (plus ``speed`` and ``epoch``)."""
     st = state_of(request)
     return WireJSONResponse(await st.run("admin", _clock, st))
 
@@ -229,6 +235,6 @@ async def advance(body: AdvanceRequest, request: Request) -> WireJSONResponse:
 
 @router.get("/records", name="admin_records")
 async def records(request: Request) -> WireJSONResponse:
-    """One record per claim: phase timestamps (virtual seconds), warm or cold, retries, error."""
+    """One record per claim: phase times (seconds since the clock's ``epoch``), warm, retries, error."""
     st = state_of(request)
     return WireJSONResponse(await st.run("admin", st.backend.records))

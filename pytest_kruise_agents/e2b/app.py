@@ -38,13 +38,20 @@ from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import PlainTextResponse
 from fastapi.routing import APIRoute
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pytest_kruise_agents.backends.base import Backend
 from pytest_kruise_agents.e2b import admin, control
 from pytest_kruise_agents.e2b.auth import admin_of, caller_of, security_schemes
+from pytest_kruise_agents.e2b.cuts import mark_cut
 from pytest_kruise_agents.e2b.drain import DrainBeforeErrorMiddleware
-from pytest_kruise_agents.e2b.errors import GuardMiddleware, install_error_handlers
+from pytest_kruise_agents.e2b.errors import (
+    GuardMiddleware,
+    error_body,
+    install_error_handlers,
+    request_id,
+    send_json,
+)
 from pytest_kruise_agents.e2b.limits import BodyLimitMiddleware
 from pytest_kruise_agents.e2b.settings import Settings
 from pytest_kruise_agents.e2b.state import ServerState
@@ -56,7 +63,7 @@ from pytest_kruise_agents.e2b.traffic import (
     WorkspacesLike,
 )
 
-__all__ = ["E2BApp", "create_app"]
+__all__ = ["SHUTTING_DOWN", "E2BApp", "create_app"]
 
 log = logging.getLogger("pytest_kruise_agents.e2b")
 
@@ -283,10 +290,49 @@ class E2BApp:
         self._set_loop(None)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self._loop is None and scope["type"] == "http":
+        if scope["type"] != "http":
+            await self._entry(scope, receive, send)
+            return
+        if self._loop is None:
             # Served without a lifespan (e.g. an in-process ASGI transport).
             self._set_loop(asyncio.get_running_loop())
-        await self._entry(scope, receive, send)
+        await _answered_if_cancelled(self._entry, scope, receive, send)
+
+
+SHUTTING_DOWN = "the server is shutting down"
+"""The message of the 503 a request cut by the server's shutdown answers."""
+
+
+async def _answered_if_cancelled(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+    """``app``; cancelled (the server stops), a 503 JSON answer if one can still be sent.
+
+    uvicorn cancels the requests still open once its graceful shutdown has
+    passed (``Cancel N running task(s)``). A cancellation raised on would be
+    logged as "Exception in ASGI application", one traceback per request,
+    and answered with a plain-text 500 the SDK cannot decode. Only a
+    shutdown cancels a request's task: the server stops, nothing is lost by
+    ending the request here. An answer already begun is cut (no error to log).
+    """
+    started = False
+
+    async def tracked(message: Message) -> None:
+        nonlocal started
+        started = started or message["type"] == "http.response.start"
+        await send(message)
+
+    try:
+        await app(scope, receive, tracked)
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()  # handled: the task ends normally
+        if started:
+            mark_cut()
+            return
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        body = error_body(503, SHUTTING_DOWN, rid=request_id(headers))
+        # The SDK retries a 503 by default: this server will not be there to answer.
+        await send_json(send, 503, body, [(b"should-retry", b"false")])
 
 
 def _sub_app(given: ASGIApp | None, default: AppFactory, workspaces: Any) -> ASGIApp:

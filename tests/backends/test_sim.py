@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from functools import partial
+from typing import TypeVar
 
 import pytest
 
@@ -33,6 +34,8 @@ from simulator.cluster import Cluster
 from simulator.context import CLOCK_END
 
 from ..pools import RECYCLING_POOL
+
+T = TypeVar("T")
 
 ALICE = Caller("default", "alice")
 BOB = Caller("default", "bob")
@@ -341,6 +344,114 @@ def test_a_realtime_clock_stops_at_the_clock_end() -> None:
         assert backend.now() == CLOCK_END
         assert backend.list_sandboxes(ALICE, ListQuery()) == ([], None)
         assert backend.faults() == []
+    finally:
+        backend.close()
+
+
+def _outcome_within(seconds: float, call: Callable[[], object]) -> object:
+    """``call()``'s value or error, on a thread given ``seconds`` of wall time (a hang fails)."""
+    outcome: list[object] = []
+
+    def run() -> None:
+        try:
+            outcome.append(call())
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout=seconds)
+    assert outcome, f"{call} still waits after {seconds:g} s"
+    return outcome[0]
+
+
+def _near_the_end(seconds: float, replicas: int) -> Cluster:
+    """A cluster whose pool ``base`` of ``replicas`` is ready ``seconds`` before :data:`CLOCK_END`."""
+    cluster = Cluster(seed=1, nodes=2, epoch=CLOCK_END - timedelta(seconds=seconds))
+    cluster.apply(default_pools_yaml(replicas, pools=("base",)))
+    cluster.advance(1)  # the manager's cache sees the pool
+    cluster.wait_for_pool("base")
+    return cluster
+
+
+PAST_THE_END = "clock: the call needs the clock past 9900-01-24T23:59:59Z, where it stops"
+
+
+def test_a_realtime_clock_at_its_end_answers_or_refuses_every_call() -> None:
+    """docs/server.md: a realtime clock that reaches :data:`CLOCK_END` stands still.
+
+    What needs no time is answered there; a call that would need the clock
+    past its end (a timeout change waiting for the cache, a kill, a create)
+    is refused at once with the error an advance past it gets, never left
+    waiting for an instant that never comes.
+    """
+    cluster = _near_the_end(60, replicas=2)
+    sbx = cluster.create_sandbox("base", user="alice", timeout=600)
+    backend = SimBackend(cluster, clock="realtime", speed=200.0)
+    try:
+        deadline = time.monotonic() + 10
+        while backend.now() < CLOCK_END and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert backend.now() == CLOCK_END
+        sid = f"default--{sbx.metadata.name}"
+        assert _outcome_within(5, lambda: backend.describe(ALICE, sid).state) == "running"
+        for call in (
+            partial(backend.set_timeout, ALICE, sid, 900),
+            partial(backend.kill, ALICE, sid),
+            partial(backend.create_sandbox, ALICE, CreateRequest("base")),
+        ):
+            for how in (call, partial(_finished, backend, call)):
+                error = _outcome_within(5, how)
+                assert isinstance(error, InvalidError), error
+                assert str(error).startswith(PAST_THE_END)
+                assert error.field == "clock"
+        assert backend.now() == CLOCK_END
+    finally:
+        backend.close()
+
+
+def _finished(backend: SimBackend, call: Callable[[], T]) -> T:
+    """``call`` as the server makes it: attempted, then finished if it was handed back."""
+    outcome = backend.attempt(call)
+    return outcome.finish() if isinstance(outcome, Pending) else outcome
+
+
+def test_a_cancel_at_the_realtime_clocks_end_lands() -> None:
+    """docs/server.md: on the realtime clock a cancel takes effect within one tick, at the end too.
+
+    A create handed to the clock driver (the lock was busy) and cancelled
+    before it started: at :data:`CLOCK_END` the driver still starts it and
+    delivers its interrupt, both due at that very instant.
+    """
+    backend = SimBackend(_near_the_end(1, replicas=0), clock="realtime", speed=MAX_SPEED)
+    try:
+        deadline = time.monotonic() + 10
+        while backend.now() < CLOCK_END and time.monotonic() < deadline:
+            time.sleep(0.01)
+        call = partial(backend.create_sandbox, BOB, CreateRequest("base", metadata=NO_STOCK_WAIT))
+        with backend.locked(), ThreadPoolExecutor(1) as other:
+            pending = other.submit(backend.attempt, call).result()  # the lock is busy: deferred
+        assert isinstance(pending, Pending) and pending.cancel is not None
+        pending.cancel()
+        error = _outcome_within(5, pending.finish)
+        assert isinstance(error, ClaimCanceledError), error
+        assert backend.records()[-1]["error"] == "context canceled"
+    finally:
+        backend.close()
+
+
+def test_waiting_calls_never_move_the_virtual_clock_past_its_end() -> None:
+    """A create that would wait past :data:`CLOCK_END` is refused as an advance past it is;
+    the clock stays before the end, where ``advance(0)`` still runs what is due."""
+    backend = SimBackend(_near_the_end(30, replicas=0), inline_budget_s=0)
+    call = partial(backend.create_sandbox, BOB, CreateRequest("base", metadata=NO_STOCK_WAIT))
+    try:
+        for how in (call, partial(_finished, backend, call)):  # run here, or finished later
+            with pytest.raises(InvalidError) as err:
+                how()
+            assert str(err.value).startswith(PAST_THE_END)
+            assert backend.now() <= CLOCK_END
+            backend.advance(0)
     finally:
         backend.close()
 

@@ -10,6 +10,7 @@ import pytest
 from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.claiming.errors import ClaimError
 from simulator.cluster import Cluster
+from simulator.context import CLOCK_END
 from simulator.errors import NotFoundError
 
 from .conftest import claim_yaml, pool_yaml
@@ -141,6 +142,21 @@ def test_a_step_too_small_for_the_clock_runs_what_is_due_now(cluster: Cluster) -
     assert (cluster.now, hits) == (100, [100])
     cluster.advance(1e-6)
     assert cluster.now == 100 + 1e-6
+
+
+def test_a_clock_past_its_end_still_runs_what_is_due_now() -> None:
+    """``advance(0)`` moves no time: it runs what is due even on a clock already past
+    :data:`CLOCK_END` (run there by other means); any step forward is still refused."""
+    cluster = Cluster(seed=1, nodes=1, epoch=CLOCK_END - timedelta(seconds=10))
+    cluster.env.run(until=20)  # the model run on, not through advance
+    hits: list[float] = []
+    due = cluster.env.timeout(0)
+    due.callbacks.append(lambda _: hits.append(cluster.now))
+    cluster.advance(0)
+    assert (cluster.now, hits) == (20, [20])
+    with pytest.raises(InvalidError, match="seconds: would move the clock past 9900-01-24"):
+        cluster.advance(1)
+    assert cluster.now == 20
 
 
 def test_run_until_with_no_time_only_checks(cluster: Cluster) -> None:

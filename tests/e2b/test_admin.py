@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -280,6 +280,33 @@ def test_advancing_a_realtime_clock_is_409(tmp_path: Path) -> None:
     finally:
         thread.stop()
         backend.close()
+
+
+def test_record_times_are_seconds_since_the_clocks_epoch(tmp_path: Path) -> None:
+    """``GET /_kruise/clock`` answers the ``epoch`` record times count from (server.md).
+
+    A realtime server's epoch is a wall-clock instant just before it opened:
+    without it, a record's ``delivered`` could not be placed in time.
+    """
+    backend = SimBackend.default(seed=2, replicas=1, clock="realtime")
+    thread, served = serve(tmp_path, backend=backend)
+    try:
+        sbx = Sandbox.create(template="base", timeout=120, **served.sdk())
+        started = sbx.get_info().started_at
+        clock = served.admin("GET", "/clock").json()
+        record = served.admin("GET", "/records").json()[-1]
+        epoch = datetime.fromisoformat(clock["epoch"])
+        delivered = epoch + timedelta(seconds=record["delivered"])
+        # startedAt is whole seconds, taken as the claim is delivered.
+        assert abs((delivered - started).total_seconds()) < 1
+        assert epoch < datetime.fromisoformat(clock["now"])
+    finally:
+        thread.stop()
+        backend.close()
+
+
+def test_a_virtual_clocks_epoch_is_fixed(server: Served) -> None:
+    assert server.admin("GET", "/clock").json()["epoch"] == "2026-01-01T00:00:00Z"
 
 
 def test_records_show_every_claim(server: Served) -> None:

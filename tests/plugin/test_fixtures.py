@@ -282,6 +282,36 @@ def test_sandbox_claim_takes_spec_fields_as_python_builds_them(suite: pytest.Pyt
     suite.runpytest().assert_outcomes(passed=12)
 
 
+def test_a_pool_of_no_replicas_is_ready_when_the_test_starts(suite: pytest.Pytester) -> None:
+    """docs/plugin.md: every test starts with its pools ready, an empty one too.
+
+    Ready means the sandbox-manager's cache holds the SandboxSet: until then
+    it answers a create 400 "Template or Checkpoint not found". From an empty
+    pool the first create is cold, on either clock.
+    """
+    suite.makepyfile(
+        """
+        import pytest
+        from e2b import Sandbox
+
+        @pytest.mark.kruise(pools={"base": 0})
+        def test_in_python(kruise_cluster):
+            kruise_cluster.create_sandbox("base")
+            assert not kruise_cluster.last_record().warm
+
+        @pytest.mark.kruise(pools={"base": 0})
+        def test_over_the_sdk(kruise_e2b, kruise_cluster):
+            Sandbox.create("base").kill()
+            assert not kruise_cluster.last_record().warm
+
+        @pytest.mark.kruise(pools={"base": 0}, clock="realtime:20")
+        def test_over_the_sdk_in_realtime(kruise_e2b, kruise_cluster):
+            Sandbox.create("base").kill()
+        """
+    )
+    suite.runpytest().assert_outcomes(passed=3)
+
+
 def test_kruise_e2b_serves_the_cluster_to_the_unmodified_sdk(suite: pytest.Pytester) -> None:
     suite.makepyfile(
         """
