@@ -151,9 +151,9 @@ class Profile(BaseModel):
     inplace_resource_resize: bool = True
     """Feature gate ``SandboxInPlaceResourceResize``; off, no CPU resize is carried out."""
     recycle_on_kill: bool = True
-    """A kill of a ``cleanup-enabled`` sandbox returns it to its pool (since v0.3.0); off, deletes."""
+    """A kill of a ``cleanup-enabled`` sandbox returns it to its pool (after v0.3.0); off, deletes."""
     claim_annotations_on_pod: bool = True
-    """SandboxClaim annotations also go to the pod template (since v0.3.0); off, sandbox only."""
+    """SandboxClaim annotations also go to the pod template (after v0.3.0); off, sandbox only."""
 
     # -- API clients (QPS, burst) -------------------------------------------------
     manager_qps: float = Field(default=500.0, gt=0)

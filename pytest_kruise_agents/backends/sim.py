@@ -216,19 +216,21 @@ def opened(
 ) -> Cluster:
     """``build(epoch)`` with the dates its clock should read once built.
 
-    ``start`` given: it reads ``start`` (:func:`opening_at`). Otherwise a
-    realtime cluster reads the wall clock's now, to the millisecond: it is
-    moved on by what the builds took and by :func:`opening_at`'s rounding,
-    since the realtime driver, which starts next, never catches up a lag it
-    starts with. A virtual cluster starts at :data:`DEFAULT_EPOCH` (the same
-    dates every run).
+    ``start`` given: it reads ``start`` exactly. Otherwise a realtime cluster
+    reads the wall clock's now, to the millisecond. Either is moved on by
+    :func:`opening_at`'s rounding (and, for the wall clock, by what the builds
+    took), since the realtime driver, which starts next, never catches up a lag
+    it starts with. A virtual cluster starts at :data:`DEFAULT_EPOCH` (the
+    same dates every run).
     """
-    if start is not None:
-        return opening_at(start, build)
-    if not realtime:
+    if start is None and not realtime:
         return build(DEFAULT_EPOCH)
-    cluster = opening_at(wall_clock_now(), build)
-    behind = (datetime.now(UTC) - cluster.now_dt()).total_seconds()
+    cluster = opening_at(start if start is not None else wall_clock_now(), build)
+    # opening_at leaves the clock up to a second early (its lead is rounded up), and the
+    # builds took wall time: make it read the date asked for, which a created sandbox's
+    # startedAt (and a client's startedAfter) is compared with.
+    opens = start if start is not None else datetime.now(UTC)
+    behind = (opens - cluster.now_dt()).total_seconds()
     if behind > 0:
         cluster.advance(behind)
     return cluster

@@ -184,7 +184,10 @@ def test_auto_pause(
         return seen[0] in ("paused", None)
 
     conformance_clock.wait_for(paused, timeout / 2)
-    what = f"GET /sandboxes/{sid} after its {timeout} s timeout with autoPause"
+    what = (
+        f"GET /sandboxes/{sid} after its {timeout} s timeout with autoPause "
+        f"({conformance_clock.describe()})"
+    )
     found = seen[0] if seen else "?"
     expect(
         found == "paused",

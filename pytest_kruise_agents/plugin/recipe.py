@@ -114,7 +114,8 @@ class Recipe:
 
 def _marker_pools(value: Any) -> list[Any]:
     if isinstance(value, int):
-        return [default_pools_yaml(value)] if value > 0 else []
+        # 0 too: the default pools, empty (every create is cold); `{}` means none.
+        return [default_pools_yaml(value)]
     if isinstance(value, Mapping):
         return [default_pools_yaml(int(n), pools=(name,)) for name, n in value.items()]
     if isinstance(value, str):

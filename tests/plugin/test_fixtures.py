@@ -307,9 +307,17 @@ def test_a_pool_of_no_replicas_is_ready_when_the_test_starts(suite: pytest.Pytes
         @pytest.mark.kruise(pools={"base": 0}, clock="realtime:20")
         def test_over_the_sdk_in_realtime(kruise_e2b, kruise_cluster):
             Sandbox.create("base").kill()
+
+        @pytest.mark.kruise(pools=0)
+        def test_pools_0_are_the_default_pools_empty(kruise_cluster):
+            assert [s.metadata.name for s in kruise_cluster.list("sbs")] == [
+                "base", "code-interpreter-v1"
+            ]
+            kruise_cluster.create_sandbox("code-interpreter-v1")
+            assert not kruise_cluster.last_record().warm
         """
     )
-    suite.runpytest().assert_outcomes(passed=3)
+    suite.runpytest().assert_outcomes(passed=4)
 
 
 def test_kruise_e2b_serves_the_cluster_to_the_unmodified_sdk(suite: pytest.Pytester) -> None:
