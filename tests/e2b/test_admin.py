@@ -297,8 +297,9 @@ def test_record_times_are_seconds_since_the_clocks_epoch(tmp_path: Path) -> None
         record = served.admin("GET", "/records").json()[-1]
         epoch = datetime.fromisoformat(clock["epoch"])
         delivered = epoch + timedelta(seconds=record["delivered"])
-        # startedAt is whole seconds, taken as the claim is delivered.
-        assert abs((delivered - started).total_seconds()) < 1
+        # startedAt is the claim's lock time cut to whole seconds; delivery follows the lock
+        # by the rest of the claim path (wait-ready, /init): well under a second more.
+        assert 0 <= (delivered - started).total_seconds() < 2
         assert epoch < datetime.fromisoformat(clock["now"])
     finally:
         thread.stop()
