@@ -38,12 +38,12 @@ from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import PlainTextResponse
 from fastapi.routing import APIRoute
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pytest_kruise_agents.backends.base import Backend
 from pytest_kruise_agents.e2b import admin, control
 from pytest_kruise_agents.e2b.auth import admin_of, caller_of, security_schemes
-from pytest_kruise_agents.e2b.cuts import mark_cut
+from pytest_kruise_agents.e2b.cuts import TrackedSend, mark_cut
 from pytest_kruise_agents.e2b.drain import DrainBeforeErrorMiddleware
 from pytest_kruise_agents.e2b.errors import (
     GuardMiddleware,
@@ -313,20 +313,14 @@ async def _answered_if_cancelled(app: ASGIApp, scope: Scope, receive: Receive, s
     shutdown cancels a request's task: the server stops, nothing is lost by
     ending the request here. An answer already begun is cut (no error to log).
     """
-    started = False
-
-    async def tracked(message: Message) -> None:
-        nonlocal started
-        started = started or message["type"] == "http.response.start"
-        await send(message)
-
+    tracked = TrackedSend(send)
     try:
         await app(scope, receive, tracked)
     except asyncio.CancelledError:
         task = asyncio.current_task()
         if task is not None:
             task.uncancel()  # handled: the task ends normally
-        if started:
+        if tracked.started:
             mark_cut()
             return
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}

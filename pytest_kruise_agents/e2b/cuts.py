@@ -16,7 +16,9 @@ import logging
 from contextvars import ContextVar
 from typing import Final
 
-__all__ = ["INCOMPLETE_RESPONSE", "CutLogFilter", "mark_cut"]
+from starlette.types import Message, Send
+
+__all__ = ["INCOMPLETE_RESPONSE", "CutLogFilter", "TrackedSend", "mark_cut"]
 
 INCOMPLETE_RESPONSE: Final = "ASGI callable returned without completing response."
 """uvicorn's log message for a response an app left unfinished."""
@@ -34,3 +36,22 @@ class CutLogFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not (record.msg == INCOMPLETE_RESPONSE and _CUT.get())
+
+
+class TrackedSend:
+    """An ASGI ``send`` that remembers whether the response has started.
+
+    Before it has, an error can still be answered whole (as JSON); after, the
+    only way to end the response early is to cut it (:func:`mark_cut`).
+    """
+
+    __slots__ = ("_send", "started")
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.started = False
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+        await self._send(message)

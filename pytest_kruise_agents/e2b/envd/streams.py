@@ -21,9 +21,9 @@ import anyio
 from connectrpc.code import Code
 from connectrpc.errors import ConnectError
 from starlette.responses import JSONResponse, Response
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
-from pytest_kruise_agents.e2b.cuts import mark_cut
+from pytest_kruise_agents.e2b.cuts import TrackedSend, mark_cut
 from pytest_kruise_agents.e2b.workspace import SandboxStopped, SandboxWorkspace
 
 __all__ = ["CutOnStop", "OpenStreams", "check_running"]
@@ -100,25 +100,19 @@ class CutOnStop(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         stopped = asyncio.Event()
-        started = False
-
-        async def tracked_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
+        tracked = TrackedSend(send)
         try:
             leave = self.workspace.attachment(OpenStreams).join(stopped.set)
         except SandboxStopped:
             stopped.set()
             leave = _stay
         try:
-            cut = await _run_until(stopped, lambda: self.inner(scope, receive, tracked_send))
+            cut = await _run_until(stopped, lambda: self.inner(scope, receive, tracked))
         finally:
             leave()
         if not cut:
             return
-        if not started:
+        if not tracked.started:
             error = SandboxStopped(self.workspace.sandbox_id)
             gone = JSONResponse({"code": 502, "message": str(error)}, status_code=502)
             await gone(scope, receive, send)

@@ -36,8 +36,9 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
+from pytest_kruise_agents.e2b.cuts import TrackedSend
 from pytest_kruise_agents.e2b.interpreter.contexts import ContextRegistry, normalize_language
 from pytest_kruise_agents.e2b.interpreter.errors import InterpreterError, error_body
 from pytest_kruise_agents.e2b.interpreter.execution import execute
@@ -104,19 +105,13 @@ class InterpreterApp:
         if scope["type"] != "http":
             await self._app(scope, receive, send)
             return
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
+        tracked = TrackedSend(send)
         try:
-            await self._app(scope, receive, tracking_send)
+            await self._app(scope, receive, tracked)
         except Exception:
             # Starlette has answered 500 already (and re-raises for the log).
             log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
-            if not started:
+            if not tracked.started:
                 await _send_json(
                     send, 500, error_body(500, "internal error of the code interpreter")
                 )
