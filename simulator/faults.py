@@ -447,7 +447,7 @@ class StallGate:
     whichever comes first: a clear opens the gate at once (a SimPy event that
     all the component's waiters share), without polling. Each wait a stall
     causes counts as one firing of it (one reconcile, scheduling pass or
-    kubelet step held), so ``fired`` shows whether a stall held anything.
+    kubelet pod start or stop held), so ``fired`` shows whether a stall held anything.
     """
 
     def __init__(self, faults: FaultInjector, env: simpy.Environment) -> None:

@@ -35,8 +35,8 @@ back-off). Faults acting when their window opens (never once it has closed):
 ``node_loss`` (the node's pods fail with reason NodeLost, the node takes no
 pods until the window ends or the fault is cleared, then comes back empty)
 and ``pod_kill`` (running pods matching the selector fail with reason Killed).
-A ``controller_stall`` of ``scheduler`` or ``kubelet`` holds them until its
-window ends or it is cleared.
+A ``controller_stall`` of ``scheduler`` or ``kubelet`` holds them (the
+kubelet's pod starts and stops alike) until its window ends or it is cleared.
 """
 
 from __future__ import annotations
@@ -723,6 +723,8 @@ class Nodes:
     def _terminate(self, node: _Node, run: _PodRun) -> Op:
         pod = run.pod
         try:
+            # A stalled kubelet stops no pod either: its slot and IP stay taken.
+            yield from self._stall("kubelet")
             if not run.dead and not _is_terminal(pod):
                 grace = _grace_seconds(pod, self.ctx.profile.pod_delete_grace_s)
                 yield self.ctx.env.timeout(grace + self.ctx.latency("pod.stop"))

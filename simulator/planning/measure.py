@@ -67,12 +67,16 @@ def pool_metrics(
     avail = [series[f"available:{key}"][i] for i in inside]
     creating = [series[f"creating:{key}"][i] for i in inside]
     mine = [o for o in outcomes if o.pool == key]
-    warm = sum(1 for o in mine if o.warm is True)
-    cold = sum(1 for o in mine if o.warm is False)
+    # The cold share is of delivered claims, as the run's (docs/planning.md): a claim that
+    # failed or is still in flight after taking the cold path delivered nothing.
+    delivered = [o for o in mine if o.delivered is not None]
+    warm = sum(1 for o in delivered if o.warm is True)
+    cold = sum(1 for o in delivered if o.warm is False)
     span = max(hi - lo, 1e-9)
     replicas = float(pool.replicas or 0)
     mean_avail = math.fsum(avail) / len(avail) if avail else None
-    warm_rate = warm / span
+    # A warm claim took a slot whether or not it was delivered in the end: all count here.
+    warm_rate = sum(1 for o in mine if o.warm is True) / span
     refill = (
         (replicas - mean_avail) / warm_rate if mean_avail is not None and warm_rate > 0 else None
     )

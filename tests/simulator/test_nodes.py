@@ -464,6 +464,25 @@ def test_a_stall_counts_as_fired_when_it_holds_something() -> None:
     assert stall.fired == 2  # one pod start each
 
 
+def test_a_stalled_kubelet_stops_no_pod_until_the_stall_ends() -> None:
+    """A component makes no progress while stalled: a pod deleted meanwhile keeps its slot and
+    its finalizer until the kubelet goes on."""
+    world, _ = make([NodeSpec(name="a")])
+    add_pod(world, "p1")
+    run_until(world, lambda: running(world, "p1"))
+    start = world.ctx.now()
+    stall = world.ctx.faults.inject(
+        kind="controller_stall", selector={"controller": "kubelet"}, duration=30
+    )
+    world.api.commit_delete("Pod", "default", "p1")
+    world.ctx.env.run(until=start + 29)
+    assert pod(world, "p1") is not None  # still terminating: its finalizer is not removed
+    assert not world.ctx.log.of_kind("kubelet.stopped")
+    assert stall.fired >= 1
+    ended = run_until(world, lambda: pod(world, "p1") is None)
+    assert ended >= start + 30
+
+
 def test_a_node_loss_whose_window_closed_before_it_was_injected_never_acts() -> None:
     """Acting faults act when their window opens, and not at all once it has closed."""
     world, nodes = make([NodeSpec(name="a")])
