@@ -102,8 +102,11 @@ class ClaimRecords:
         self._records: deque[ClaimRecord] = deque(maxlen=limit)
         self._next_id = 1
         self._listeners: list[Callable[[ClaimRecord], None]] = []
-        self.dropped = 0
+
+    @property
+    def dropped(self) -> int:
         """Records dropped to keep within the limit (since the last :meth:`clear`)."""
+        return self._next_id - 1 - len(self._records)
 
     @property
     def limit(self) -> int | None:
@@ -131,8 +134,6 @@ class ClaimRecords:
             claim_name=claim_name,
         )
         self._next_id += 1
-        if len(self._records) == self._records.maxlen:
-            self.dropped += 1  # the append below pushes the oldest out
         self._records.append(rec)
         for listener in tuple(self._listeners):
             listener(rec)
@@ -175,4 +176,3 @@ class ClaimRecords:
         """Forget all records (e.g. after a warm-up); ids start again at 1."""
         self._records.clear()
         self._next_id = 1
-        self.dropped = 0

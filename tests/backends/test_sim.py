@@ -34,6 +34,7 @@ from simulator.cluster import Cluster
 from simulator.context import CLOCK_END
 
 from ..pools import RECYCLING_POOL
+from ..threads import outcome_within
 
 T = TypeVar("T")
 
@@ -348,23 +349,6 @@ def test_a_realtime_clock_stops_at_the_clock_end() -> None:
         backend.close()
 
 
-def _outcome_within(seconds: float, call: Callable[[], object]) -> object:
-    """``call()``'s value or error, on a thread given ``seconds`` of wall time (a hang fails)."""
-    outcome: list[object] = []
-
-    def run() -> None:
-        try:
-            outcome.append(call())
-        except BaseException as exc:
-            outcome.append(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(timeout=seconds)
-    assert outcome, f"{call} still waits after {seconds:g} s"
-    return outcome[0]
-
-
 def _near_the_end(seconds: float, replicas: int) -> Cluster:
     """A cluster whose pool ``base`` of ``replicas`` is ready ``seconds`` before :data:`CLOCK_END`."""
     cluster = Cluster(seed=1, nodes=2, epoch=CLOCK_END - timedelta(seconds=seconds))
@@ -394,14 +378,14 @@ def test_a_realtime_clock_at_its_end_answers_or_refuses_every_call() -> None:
             time.sleep(0.01)
         assert backend.now() == CLOCK_END
         sid = f"default--{sbx.metadata.name}"
-        assert _outcome_within(5, lambda: backend.describe(ALICE, sid).state) == "running"
+        assert outcome_within(5, lambda: backend.describe(ALICE, sid).state) == "running"
         for call in (
             partial(backend.set_timeout, ALICE, sid, 900),
             partial(backend.kill, ALICE, sid),
             partial(backend.create_sandbox, ALICE, CreateRequest("base")),
         ):
             for how in (call, partial(_finished, backend, call)):
-                error = _outcome_within(5, how)
+                error = outcome_within(5, how)
                 assert isinstance(error, InvalidError), error
                 assert str(error).startswith(PAST_THE_END)
                 assert error.field == "clock"
@@ -433,7 +417,7 @@ def test_a_cancel_at_the_realtime_clocks_end_lands() -> None:
             pending = other.submit(backend.attempt, call).result()  # the lock is busy: deferred
         assert isinstance(pending, Pending) and pending.cancel is not None
         pending.cancel()
-        error = _outcome_within(5, pending.finish)
+        error = outcome_within(5, pending.finish)
         assert isinstance(error, ClaimCanceledError), error
         assert backend.records()[-1]["error"] == "context canceled"
     finally:

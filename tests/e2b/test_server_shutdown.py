@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from e2b import Sandbox
 from pytest_kruise_agents.backends import Caller, CreateRequest, SimBackend
 from pytest_kruise_agents.e2b.server import GRACEFUL_SHUTDOWN_S
 
+from ..threads import in_thread
 from .conftest import ALICE, Served, serve
 
 NO_STOCK_WAIT = {
@@ -49,20 +49,6 @@ def _empty_realtime_backend() -> SimBackend:
     return backend
 
 
-def _in_thread(call: Callable[[], object]) -> tuple[threading.Thread, list[object]]:
-    outcome: list[object] = []
-
-    def run() -> None:
-        try:
-            outcome.append(call())
-        except BaseException as exc:
-            outcome.append(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread, outcome
-
-
 def _waiting_creates(served: Served, want: int) -> None:
     """Return once ``want`` claims have started (they now wait for stock)."""
     deadline = time.monotonic() + 30
@@ -84,12 +70,12 @@ def test_a_request_cut_by_the_shutdown_answers_json_and_logs_no_traceback(
     backend = _empty_realtime_backend()
     thread, served = serve(tmp_path, backend=backend)
     body = {"templateID": "base", "metadata": NO_STOCK_WAIT}
-    raw, raw_outcome = _in_thread(
+    raw, raw_outcome = in_thread(
         lambda: httpx.post(
             served.url + "/v2/sandboxes", json=body, headers={"X-API-Key": ALICE}, timeout=30
         )
     )
-    sdk, sdk_outcome = _in_thread(
+    sdk, sdk_outcome = in_thread(
         lambda: Sandbox.create("base", metadata=NO_STOCK_WAIT, request_timeout=30, **served.sdk())
     )
     try:
