@@ -120,6 +120,12 @@ class ApiServer:
                 for obj in list(objs.values()):
                     informer.apply("ADDED", kind, None, obj)
 
+    def unregister(self, informer: Informer) -> None:
+        """Stop feeding ``informer``: a watch closed (events already under way still reach it)."""
+        self._informers.remove(informer)
+        for kind in informer.kinds:
+            self._watchers[kind].remove(informer)
+
     # -- instant reads (the state of etcd; for the user-facing API and tests) --
 
     def peek(self, kind: str, namespace: str, name: str) -> Any | None:

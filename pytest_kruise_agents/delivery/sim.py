@@ -9,10 +9,10 @@ The E2B path kills each sandbox at its delivery, once measured, as the live
 runner does (so a steady rate never fills the nodes with sandboxes the run
 holds), and cancels the claims still unfinished :data:`SETTLE_TIMEOUT_S`
 after the last arrival, as a client going away does: they fail, and can
-neither deliver later nor leak a sandbox. The SandboxClaim path's sandboxes
-stay claimed, as a SandboxClaim's do until someone deletes them: on the
-plugin's clusters they are killed at the test's teardown, but a long rate
-through SandboxClaims fills the nodes, and its later claims wait for room.
+neither deliver later nor leak a sandbox. The SandboxClaim path deletes each
+claim's sandboxes once it sees the claim completed, through a watch of its
+own, as a user done with them would (the claims stay, for their status and
+TTL).
 
 How the model's time moves follows the cluster's clock. In virtual mode the
 run drives the model itself, as fast as it simulates (wall time is only the
@@ -37,6 +37,7 @@ from typing import Any, Final, Literal, Protocol, TypeVar
 
 import simpy
 
+from pytest_kruise_agents.api.keys import LABEL_CLAIM_NAME
 from pytest_kruise_agents.api.sandbox import Sandbox
 from pytest_kruise_agents.api.sandboxclaim import ClaimPhase
 from pytest_kruise_agents.backends.sim import SimBackend
@@ -44,6 +45,7 @@ from pytest_kruise_agents.claiming.errors import ClaimCanceledError, ClaimError
 from pytest_kruise_agents.delivery.result import Delivery, DeliveryResult
 from pytest_kruise_agents.delivery.workload import Workload, check_workload
 from simulator.cluster import Cluster
+from simulator.informer import Informer
 from simulator.records import PHASES, ClaimRecord
 
 __all__ = [
@@ -342,11 +344,72 @@ def _sandboxclaim(drive: _Drive, workload: Workload, run: int) -> list[Delivery]
         # Records start at the controller's attempts, after the apply named the claim.
         return rec.path == "sandboxclaim" and rec.namespace == ns and rec.claim_name in applied
 
-    with _collecting(drive, mine) as records:
+    with _collecting(drive, mine) as records, _releasing(drive, ns, mine) as released:
         t0, arriving = drive.act(start)
         drive.join(arriving)
-        drive.wait(completed, SETTLE_TIMEOUT_S)
+        drive.wait(lambda: completed() and released(), SETTLE_TIMEOUT_S)
     return drive.act(lambda: _claim_deliveries(cluster, workload, applied, records, t0))
+
+
+@contextlib.contextmanager
+def _releasing(
+    drive: _Drive, ns: str, mine: Callable[[ClaimRecord], bool]
+) -> Iterator[Callable[[], bool]]:
+    """Meanwhile, delete each of the run's SandboxClaims' sandboxes once the claim completes.
+
+    Yields whether every claim that made an attempt has been seen completed
+    (and its sandboxes deleted).
+
+    As a user who has measured a delivery and is done with it: the run watches
+    its SandboxClaims (a watch of its own, with its own lag) and deletes the
+    sandboxes a claim was delivered (``kubectl delete sandbox``; deleting the
+    claim would not, its sandboxes are not its dependents). Kept, they would
+    hold their node slots until the test ends, and a steady rate would fill the
+    nodes. The claims stay, for their status and their TTL.
+    """
+    cluster = drive.cluster
+    api = cluster.world.api
+    delivered: dict[str, list[ClaimRecord]] = {}
+    watch = Informer(f"{BENCHMARK_USER_PREFIX}-watch", ("SandboxClaim",))
+    watching = True
+
+    def hold(rec: ClaimRecord) -> None:
+        if mine(rec) and rec.claim_name is not None:
+            delivered.setdefault(rec.claim_name, []).append(rec)
+
+    def on_claim(_event: str, _old: Any, new: Any) -> None:
+        if not watching or new is None or new.metadata.namespace != ns:
+            return
+        if new.status.phase != ClaimPhase.COMPLETED:
+            return
+        name = new.metadata.name
+        for rec in delivered.pop(name, ()):
+            if rec.delivered is None or not rec.sandbox:
+                continue
+            sbx_ns, sbx_name = rec.sandbox.split("/", 1)
+            sbx = api.peek("Sandbox", sbx_ns, sbx_name)
+            # Gone already (its timeout), or a later sandbox of that name: not ours to delete.
+            if sbx is not None and sbx.metadata.labels.get(LABEL_CLAIM_NAME) == name:
+                cluster.delete("Sandbox", sbx_name, sbx_ns)
+
+    def start() -> Callable[[], None]:
+        watch.add_handler("SandboxClaim", on_claim)
+        api.register(watch)
+        return cluster.records.listen(hold)
+
+    stop = drive.act(start)
+    try:
+        yield lambda: not delivered
+    finally:
+
+        def end() -> None:
+            nonlocal watching
+            stop()
+            # Events under way still reach the cache; they no longer delete anything.
+            watching = False
+            api.unregister(watch)
+
+        drive.act(end)
 
 
 def _claim_deliveries(

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from pytest_kruise_agents.api.keys import LABEL_CLAIM_NAME
 from pytest_kruise_agents.api.sandbox import Sandbox
 from pytest_kruise_agents.backends.sim import SimBackend, default_pools_yaml
 from pytest_kruise_agents.claiming.state import is_claimed
@@ -59,6 +60,45 @@ def test_a_burst_of_sandboxclaims_measures_from_the_apply(backend: SimBackend) -
         assert d.latency == pytest.approx(d.phases["delivered"])
     claims = backend.list("SandboxClaim", "default")
     assert len(claims) == 5 and all(c.status.phase == "Completed" for c in claims)
+
+
+def test_the_sandboxclaim_path_deletes_each_claims_sandboxes_once_it_completes(
+    backend: SimBackend,
+) -> None:
+    """As a user done with them: a steady rate through SandboxClaims never fills the nodes
+    (held until teardown, this rate left 54 of its 300 claims without room), and the
+    claims stay, Completed, for their TTL."""
+    result = run_on_backend(backend, Rate(5, 60, path="sandboxclaim"))
+    assert (len(result.delivered), len(result.failed)) == (300, 0)
+    held = [
+        s for s in backend.list("Sandbox", "default") if s.metadata.labels.get(LABEL_CLAIM_NAME)
+    ]
+    assert held == []
+    claims = backend.list("SandboxClaim", "default")
+    assert len(claims) == 300 and all(c.status.phase == "Completed" for c in claims)
+
+
+def test_the_sandboxclaim_path_stops_deleting_when_its_run_ends(backend: SimBackend) -> None:
+    """Its watch closes with the run: a SandboxClaim applied afterwards keeps its sandbox."""
+    run_on_backend(backend, Burst(1, path="sandboxclaim"))
+    with backend.locked() as cluster:
+        cluster.apply(_claim("delivery-benchmark-1-2"))  # named as the run's would be
+        cluster.run_until(lambda: False, timeout=30)
+    held = [
+        s.metadata.labels[LABEL_CLAIM_NAME]
+        for s in backend.list("Sandbox", "default")
+        if s.metadata.labels.get(LABEL_CLAIM_NAME)
+    ]
+    assert held == ["delivery-benchmark-1-2"]
+
+
+def _claim(name: str) -> dict[str, object]:
+    return {
+        "apiVersion": "agents.kruise.io/v1alpha1",
+        "kind": "SandboxClaim",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"templateName": "base"},
+    }
 
 
 def test_claims_that_fail_are_records_with_their_reason(backend: SimBackend) -> None:

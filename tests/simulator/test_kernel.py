@@ -190,6 +190,23 @@ def test_informer_sees_writes_after_lag_in_order(ctx: SimContext) -> None:
     assert [t for t, _, _ in seen] == sorted(t for t, _, _ in seen)
 
 
+def test_an_unregistered_informer_sees_only_the_events_already_under_way(
+    ctx: SimContext,
+) -> None:
+    """A closed watch: writes committed before it closed still arrive, later ones never."""
+    api = ApiServer(ctx)
+    inf = Informer("test", ("SandboxClaim",))
+    seen: list[str] = []
+    inf.add_handler("SandboxClaim", lambda t, old, new: seen.append((new or old).metadata.name))
+    api.register(inf)
+    api.commit_create(claim("before"))
+    api.unregister(inf)
+    api.commit_create(claim("after"))
+    ctx.env.run(until=1)
+    assert seen == ["before"]
+    assert inf.get("SandboxClaim", "default", "after") is None
+
+
 def test_informer_index_tracks_changes(ctx: SimContext) -> None:
     """An index follows its key function through updates and deletes."""
     api = ApiServer(ctx)
