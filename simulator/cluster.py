@@ -21,7 +21,7 @@ import numbers
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import simpy
 from pydantic import ValidationError
@@ -37,7 +37,7 @@ from pytest_kruise_agents.claiming.state import sandbox_state
 from simulator import applying
 from simulator.claim import Claimer
 from simulator.collector import simulation_gc
-from simulator.context import CLOCK_END, DEFAULT_EPOCH, SimContext, check_epoch
+from simulator.context import CLOCK_END, DEFAULT_EPOCH, SimContext, check_epoch, past_clock_end
 from simulator.controllers.sandbox import SandboxController
 from simulator.controllers.sandboxclaim import SandboxClaimController
 from simulator.controllers.sandboxset import SandboxSetController
@@ -225,21 +225,51 @@ class Cluster:
         timeout = float(timeout)
         env = self.env
         deadline = env.now + timeout
+        end = self.ctx.clock_end()
         with simulation_gc():
             while not predicate():
                 nxt = env.peek()
                 if nxt > deadline:
+                    if deadline > end:
+                        raise past_clock_end("timeout")
                     if deadline > env.now:  # SimPy refuses to run until now
                         env.run(until=deadline)
                     return predicate()
+                if nxt > end:
+                    raise past_clock_end("timeout")
                 env.step()
         return True
 
     def run(self, gen: Generator[simpy.Event, Any, Any]) -> Any:
-        """Run a SimPy sub-process to completion and return its value (or raise its error)."""
+        """Run a SimPy sub-process to completion and return its value (or raise its error).
+
+        A process that would need the clock past :data:`~simulator.context.CLOCK_END`
+        raises :class:`InvalidError` there (it stays where it waits).
+        """
         proc = self.env.process(gen)
+        # Defused, a failed process does not make the step raise a re-made copy of
+        # its error (SimPy's, which loses every attribute but the arguments):
+        # its own error is raised here.
+        proc.callbacks.append(_defuse)
+        self._run_to(proc)
+        if not proc.ok:
+            raise cast(BaseException, proc.value)
+        return proc.value
+
+    def _run_to(self, until: simpy.Event) -> None:
+        """``env.run(until=until)``, stopping with :func:`past_clock_end` at the clock's end."""
+        env = self.env
+        end = self.ctx.clock_end()
         with simulation_gc():
-            return self.env.run(until=proc)
+            while until.callbacks is not None:  # not yet processed
+                nxt = env.peek()
+                if nxt > end:
+                    if nxt == simpy.core.Infinity:
+                        raise RuntimeError(
+                            f'No scheduled events left but "until" event was not triggered: {until}'
+                        )
+                    raise past_clock_end()
+                env.step()
 
     # -- resources ------------------------------------------------------------------
 
@@ -456,8 +486,7 @@ class Cluster:
             raise InvalidError("count", f"must be >= 0, got {count}")
         _check_create(**kwargs)
         procs = [self.submit_create(template, **kwargs) for _ in range(count)]
-        with simulation_gc():
-            self.env.run(until=self.env.all_of(procs))
+        self._run_to(self.env.all_of(procs))
         results: builtins.list[Sandbox | ClaimError] = [p.value for p in procs]  # type: ignore[misc]
         return results
 
@@ -649,6 +678,11 @@ def _check_name(field: str, value: object, alternative: str = "") -> str:
         extra = f" {alternative}" if alternative else ""
         raise InvalidError(field, f"must be a non-empty string{extra}, got {value!r}")
     return value
+
+
+def _defuse(event: simpy.Event) -> None:
+    if not event.ok:
+        event.defused = True
 
 
 def _object_key(obj: Any) -> tuple[str, str]:

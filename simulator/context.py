@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import simpy
 
+from pytest_kruise_agents.api.base import format_time
 from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.claiming.timeouts import FOREVER, LATEST
 from simulator.eventlog import EventLog
@@ -14,7 +15,7 @@ from simulator.faults import FaultInjector
 from simulator.interning import ConditionInterner
 from simulator.profile import Profile
 
-__all__ = ["CLOCK_END", "DEFAULT_EPOCH", "SimContext", "check_epoch"]
+__all__ = ["CLOCK_END", "DEFAULT_EPOCH", "SimContext", "check_epoch", "past_clock_end"]
 
 DEFAULT_EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 """Virtual time 0 as a wall-clock date, so that timestamps in objects look real.
@@ -28,6 +29,16 @@ CLOCK_END = LATEST - FOREVER
 """The latest the clock may go (the year 9900): upstream's "forever" (100 years) before
 the last date a timestamp can hold, so that every deadline the claim system writes
 stays a date, and the model keeps room to run on."""
+
+
+def past_clock_end(field: str = "clock") -> InvalidError:
+    """The error of a call (or a run) that needs the clock past :data:`CLOCK_END`, where it stops."""
+    return InvalidError(
+        field,
+        f"the call needs the clock past {format_time(CLOCK_END)}, where it stops: deadlines "
+        f"up to 100 years (upstream's forever) later must stay dates, which end with the year "
+        f"{datetime.max.year}",
+    )
 
 
 def check_epoch(epoch: object) -> datetime:

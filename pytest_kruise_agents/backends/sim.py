@@ -50,7 +50,6 @@ from typing import Any, Final, TypeVar
 import simpy
 
 from pytest_kruise_agents.api import keys
-from pytest_kruise_agents.api.base import format_time
 from pytest_kruise_agents.api.e2b import replace_surrogates
 from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.api.manifest import KubeObject, load_manifests, to_manifest_dict
@@ -80,7 +79,7 @@ from pytest_kruise_agents.claiming.view import (
 )
 from simulator.cluster import Cluster, check_seconds
 from simulator.collector import simulation_gc
-from simulator.context import CLOCK_END, DEFAULT_EPOCH
+from simulator.context import DEFAULT_EPOCH, past_clock_end
 from simulator.errors import NotFoundError
 
 __all__ = [
@@ -175,20 +174,6 @@ spec:
 """
         )
     return "---\n".join(docs)
-
-
-def past_clock_end() -> InvalidError:
-    """The error of a call that needs the clock past :data:`CLOCK_END`, where it stops.
-
-    An advance past it is refused alike (:meth:`Cluster.advance
-    <simulator.cluster.Cluster.advance>`); the server answers either 400.
-    """
-    return InvalidError(
-        "clock",
-        f"the call needs the clock past {format_time(CLOCK_END)}, where it stops: deadlines "
-        f"up to 100 years (upstream's forever) later must stay dates, which end with the year "
-        f"{datetime.max.year}",
-    )
 
 
 def wall_clock_now() -> datetime:

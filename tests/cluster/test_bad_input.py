@@ -159,6 +159,29 @@ def test_a_clock_past_its_end_still_runs_what_is_due_now() -> None:
     assert cluster.now == 20
 
 
+def test_running_from_python_stops_at_the_clock_end() -> None:
+    """``run_until``, ``wait_for_pool`` and ``run`` never move the clock past
+    :data:`CLOCK_END`: what they wait for by then raises InvalidError, the clock short of it."""
+    cluster = Cluster(seed=1, nodes=1, epoch=CLOCK_END - timedelta(seconds=10))
+    end = cluster.ctx.clock_end()
+    ticks = cluster.env.timeout(30)  # an event beyond the end
+    with pytest.raises(InvalidError, match="timeout: the call needs the clock past 9900-01-24"):
+        cluster.run_until(lambda: ticks.processed, timeout=60)
+    assert cluster.now <= end
+    assert cluster.run_until(lambda: False, timeout=9.5) is False  # within the end: as before
+    cluster.apply(pool_yaml(replicas=1))
+    with pytest.raises(InvalidError, match="timeout: the call needs the clock past"):
+        cluster.wait_for_pool("base", timeout=600)  # a pull and a start take over half a second
+    assert cluster.now <= end
+
+    def waits() -> Any:
+        yield cluster.env.timeout(60)
+
+    with pytest.raises(InvalidError, match="clock: the call needs the clock past"):
+        cluster.run(waits())
+    assert cluster.now <= end
+
+
 def test_run_until_with_no_time_only_checks(cluster: Cluster) -> None:
     """``run_until(pred, timeout=0)`` runs nothing, not even an event due now; it checks once."""
     hits: list[float] = []
