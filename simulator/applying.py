@@ -1,7 +1,8 @@
 """``kubectl apply`` against the simulated API server: plan every write, then commit.
 
 An apply is all or nothing: every check the API server would make at commit
-time (a name given twice, a stale ``resourceVersion``, an immutable field, a
+time (a name given twice, a ``resourceVersion`` on a create or a stale one on
+an update, a ``uid`` other than the stored object's, an immutable field, a
 pod update it refuses, a finalizer added to an object being deleted) runs
 while planning, against the stored objects, so that one bad document raises
 one :class:`InvalidError` before anything has changed.
@@ -50,7 +51,7 @@ def plan(api: ApiServer, objs: list[KubeObject]) -> list[Write]:
         if not meta.name and not meta.generate_name:
             raise InvalidError(f"{where} metadata.name", "is required")
         if not meta.name:  # generateName: each document is a new object
-            writes.append(Write(None, _fresh(obj)))
+            writes.append(Write(None, _fresh(where, obj)))
             continue
         key = (obj.kind, meta.namespace, meta.name)
         if key in seen:
@@ -64,7 +65,7 @@ def plan(api: ApiServer, objs: list[KubeObject]) -> list[Write]:
         seen[key] = index
         existing = api.peek(obj.kind, meta.namespace, meta.name)
         if existing is None:
-            writes.append(Write(None, _fresh(obj)))
+            writes.append(Write(None, _fresh(where, obj)))
         else:
             writes.append(Write(existing, _update(where, existing, obj)))
     return writes
@@ -99,7 +100,16 @@ def _completes_deletion(write: Write) -> bool:
     )
 
 
-def _fresh(obj: KubeObject) -> Any:
+def _fresh(where: str, obj: KubeObject) -> Any:
+    """The object to create from ``obj``; refused if it claims to be a stored version."""
+    if obj.metadata.resource_version:
+        # The API server's answer: the manifest is a dump of an object that
+        # no longer exists (``kubectl get -o yaml``, delete, apply); creating
+        # it would pass an old version off as current. Drop the field to create.
+        raise InvalidError(
+            f"{where} metadata.resourceVersion",
+            f"should not be set on objects to be created, got {obj.metadata.resource_version!r}",
+        )
     fresh = deep_copy(obj)
     if not isinstance(fresh, SandboxTemplate):  # the only kind without a status
         fresh.status = type(fresh.status)()
@@ -109,6 +119,13 @@ def _fresh(obj: KubeObject) -> Any:
 def _update(where: str, existing: Any, obj: KubeObject) -> Any | None:
     """The object that replaces ``existing``, or None if ``obj`` changes nothing."""
     meta, old = obj.metadata, existing.metadata
+    if meta.uid and meta.uid != old.uid:
+        # The manifest is of another object of the same name (one deleted and
+        # made anew since): the API server's UID precondition refuses it.
+        raise ConflictError(
+            f"{where} metadata.uid",
+            f"Precondition failed: UID in precondition: {meta.uid}, UID in object meta: {old.uid}",
+        )
     rv = meta.resource_version
     if rv is not None and rv != old.resource_version:
         # kubectl sends the manifest's resourceVersion: an optimistic lock.

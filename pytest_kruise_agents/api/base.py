@@ -115,7 +115,29 @@ def parse_time(value: Any) -> datetime:
         raise ValueError(f"invalid time {value!r}: expected an RFC 3339 string")
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
-    return dt.astimezone(UTC)
+    return _to_utc(dt)
+
+
+_EARLIEST: Final = datetime.min.replace(tzinfo=UTC)
+_LATEST: Final = datetime.max.replace(microsecond=0, tzinfo=UTC)
+
+
+def _to_utc(dt: datetime) -> datetime:
+    """``dt`` in UTC, clamped to the years 1 to 9999 that a ``datetime`` holds.
+
+    Go's ``time.Time`` reaches further: ``9999-12-31T23:59:59-01:00`` is a
+    valid ``metav1.Time`` whose UTC instant is in the year 10000. Such a time
+    becomes the nearest one a ``datetime`` holds, as every deadline the model
+    computes is clamped (``claiming.timeouts.LATEST``); the clock cannot get
+    near either end.
+    """
+    try:
+        return dt.astimezone(UTC)
+    except OverflowError:
+        offset = dt.utcoffset()
+        # Only a time within a day of either end overflows: east of UTC near
+        # year 1 it falls before it, west of UTC near 9999 it falls after.
+        return _EARLIEST if offset is not None and offset > timedelta(0) else _LATEST
 
 
 def _parse_time_field(value: Any, info: ValidationInfo) -> datetime:
@@ -123,16 +145,19 @@ def _parse_time_field(value: Any, info: ValidationInfo) -> datetime:
         # metav1.Time reads exactly time.RFC3339: no bare date, no space for the
         # "T", no missing offset (Python callers keep fromisoformat's leniency).
         try:
-            return parse_rfc3339(value, go=True).astimezone(UTC)
+            parsed = parse_rfc3339(value, go=True)
         except ValueError as exc:
             raise ValueError(f"invalid RFC 3339 time {value!r}: {exc}") from None
+        return _to_utc(parsed)
     return parse_time(value)
 
 
 def format_time(value: datetime) -> str:
     """RFC 3339 in UTC with a ``Z`` suffix, whole seconds unless there is a fraction."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)  # as parse_time reads a time without an offset
     # isoformat, not strftime: glibc's %Y writes year 1 as "1", which no parser reads back.
-    value = value.astimezone(UTC).replace(tzinfo=None)
+    value = _to_utc(value).replace(tzinfo=None)
     return value.isoformat(timespec="microseconds" if value.microsecond else "seconds") + "Z"
 
 
@@ -167,16 +192,37 @@ def enum_from_text(enum: type[_E]) -> Callable[[Any], Any]:
     return convert
 
 
+def _format_time_field(value: Any) -> Any:
+    # A field set by attribute is not validated: anything but a datetime is
+    # written as it is, for the strict load of the dump to name the field.
+    return format_time(value) if isinstance(value, datetime) else value
+
+
 Time = Annotated[
     datetime,
     BeforeValidator(_parse_time_field),
-    PlainSerializer(format_time, return_type=str, when_used="json"),
+    PlainSerializer(_format_time_field, return_type=str, when_used="json"),
 ]
 """An RFC 3339 timestamp field (``metav1.Time``)."""
+
+
+def _format_duration_field(value: Any) -> Any:
+    # A field set by attribute is not validated: from Python a bare number is
+    # seconds (as when validated), and anything else is written as it is for
+    # the strict load of the dump to name the field.
+    if isinstance(value, timedelta):
+        return format_duration(value)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            return format_duration(timedelta(seconds=value))
+        except (OverflowError, ValueError):
+            return value
+    return value
+
 
 Duration = Annotated[
     timedelta,
     BeforeValidator(_parse_duration_field),
-    PlainSerializer(format_duration, return_type=str, when_used="json"),
+    PlainSerializer(_format_duration_field, return_type=str, when_used="json"),
 ]
 """A Go duration field (``metav1.Duration``), e.g. ``"1m"``."""

@@ -21,6 +21,7 @@ from typing import Any, Literal, TypeAlias, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
+from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails, PydanticSerializationError
 
 from pytest_kruise_agents.api.base import MANIFEST, KubeModel
@@ -40,7 +41,7 @@ from pytest_kruise_agents.api.sandbox import Sandbox
 from pytest_kruise_agents.api.sandboxclaim import SandboxClaim
 from pytest_kruise_agents.api.sandboxset import SandboxSet
 from pytest_kruise_agents.api.sandboxtemplate import SandboxTemplate
-from pytest_kruise_agents.api.validation import FieldProblem
+from pytest_kruise_agents.api.validation import FieldProblem, check_string_keys
 
 __all__ = [
     "API_VERSIONS",
@@ -193,7 +194,13 @@ class YamlLoader(yaml.SafeLoader):
     A key given twice in one mapping is refused: PyYAML silently keeps the last
     value; kubectl refuses the manifest, and a silently dropped field is exactly
     the kind of mistake worth an error. A timestamp-looking scalar stays its text.
+    A document that aliases too much (a "billion laughs" bomb: a few hundred
+    bytes that expand to millions of nodes) is refused, as go-yaml refuses it.
     """
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        _check_aliasing(node)
+        return super().construct_document(node)
 
     def construct_timestamp_text(self, node: yaml.Node) -> str:
         # kubectl's YAML library (go-yaml v2) keeps an untyped timestamp as the
@@ -222,6 +229,78 @@ class YamlLoader(yaml.SafeLoader):
 
 
 YamlLoader.add_constructor("tag:yaml.org,2002:timestamp", YamlLoader.construct_timestamp_text)
+
+
+def _allowed_alias_ratio(decoded: int) -> float:
+    """go-yaml's ``allowedAliasRatio``: the share of decoded nodes that may come from aliases.
+
+    0.99 up to 400,000 decoded nodes, 0.10 from 4,000,000, a straight line between.
+    """
+    if decoded <= 400_000:
+        return 0.99
+    if decoded >= 4_000_000:
+        return 0.10
+    return 0.99 - 0.89 * (decoded - 400_000) / 3_600_000
+
+
+class _AliasCount:
+    """Nodes go-yaml would decode in one document, and how many of them through an alias."""
+
+    def __init__(self) -> None:
+        self.decoded = 0
+        self.aliased = 0
+        self.size: dict[int, int] = {}
+        """Expanded size of each node decoded so far (by id): what an alias to it decodes."""
+        self.open: set[int] = set()
+
+    def visit(self, node: yaml.Node) -> int:
+        """Count ``node`` as decoded where it stands; return its expanded size."""
+        key = id(node)
+        if key in self.open:
+            raise yaml.constructor.ConstructorError(
+                None, None, "an anchor's value refers to the anchor itself", node.start_mark
+            )
+        if key in self.size:
+            # PyYAML's composer gives an alias the anchored node itself: a
+            # node met again is an alias, decoded again whole by go-yaml.
+            size = self.size[key]
+            self.decoded += size
+            self.aliased += size
+            # Within one expansion the share only grows and the allowed
+            # share only falls: checking at its end is checking throughout.
+            if (
+                self.aliased > 100
+                and self.decoded > 1000
+                and self.aliased / self.decoded > _allowed_alias_ratio(self.decoded)
+            ):
+                raise yaml.constructor.ConstructorError(
+                    None, None, "document contains excessive aliasing", node.start_mark
+                )
+            return size
+        self.decoded += 1
+        self.open.add(key)
+        size = 1
+        if isinstance(node, yaml.SequenceNode):
+            for item in node.value:
+                size += self.visit(item)
+        elif isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                size += self.visit(key_node) + self.visit(value_node)
+        self.open.discard(key)
+        self.size[key] = size
+        return size
+
+
+def _check_aliasing(node: yaml.Node) -> None:
+    """Refuse a document whose aliases expand as go-yaml refuses them ("excessive aliasing").
+
+    go-yaml counts every node it decodes, an alias's whole value each time
+    it is used, and fails once more than 100 came through aliases, more than
+    1,000 in all, and the aliased share passes :func:`_allowed_alias_ratio`.
+    PyYAML shares an alias's value instead of copying it, but everything
+    after loading (validation, hashing, copying) walks the expansion.
+    """
+    _AliasCount().visit(node)
 
 
 class _DuplicateKeyError(ValueError):
@@ -338,6 +417,11 @@ def _build(node: Mapping[str, Any], where: str) -> KubeObject:
         )
     model = KINDS[kind]
     try:
+        check_string_keys(node)
+    except FieldProblem as problem:
+        path = format_path(problem.loc)
+        raise InvalidError(f"{ident} {path}" if path else ident, problem.reason) from None
+    try:
         # Strict, as the API server decodes JSON: camelCase names only, no
         # value of the wrong kind converted, null fields unset (see MANIFEST).
         return model.model_validate(
@@ -436,9 +520,13 @@ def _unwrap_optional(annotation: Any) -> Any:
 def to_manifest_dict(obj: KubeModel) -> dict[str, Any]:
     """The mapping ``kubectl get -o json`` shows for ``obj``.
 
-    camelCase keys in model order, no nulls, and no empty optional lists or
-    maps (Go's ``omitempty``); free-form maps such as a pod template are
-    kept exactly as given.
+    camelCase keys in model order and no nulls. An empty list or map is
+    left out where the model cannot tell it from an absent one (``labels``,
+    ``finalizers``, status ``conditions``: Go's ``omitempty``), and kept
+    where it can (``runtimes: []``, ``inplaceUpdate: {}``), since the API
+    server keeps a custom resource's ``[]`` as written and a field left out
+    would load back as another value. Free-form maps such as a pod template
+    are kept exactly as given. So a dump loads back to an equal object.
     """
     data = obj.model_dump(mode="json", by_alias=True, exclude_none=True)
     _drop_empty(obj, data, top=True)
@@ -458,8 +546,18 @@ def _drop_empty(model: BaseModel, data: dict[str, Any], *, top: bool = False) ->
                 if isinstance(item, BaseModel):
                     _drop_empty(item, item_data)
         # A top-level ``spec: {}`` or ``metadata: {}`` stays, as kubectl shows it.
-        if data[key] in ({}, []) and not (top and key in ("metadata", "spec")):
+        empty = data[key] in ({}, []) and not (top and key in ("metadata", "spec"))
+        if empty and _empty_is_default(info, value):
             del data[key]
+
+
+def _empty_is_default(info: FieldInfo, value: Any) -> bool:
+    """Whether a field left out loads back as ``value`` (an empty list, map or model)."""
+    if info.is_required():
+        return False
+    default = info.get_default(call_default_factory=True)
+    # An empty model of an optional field (``scaleStrategy: {}``) is no default None.
+    return bool(default == value)
 
 
 class _Dumper(yaml.SafeDumper):

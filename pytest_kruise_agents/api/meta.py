@@ -9,6 +9,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from pytest_kruise_agents.api.base import KubeModel, Time, from_manifest
 from pytest_kruise_agents.api.validation import (
+    FieldProblem,
     check_annotations,
     check_finalizers,
     check_labels,
@@ -16,7 +17,14 @@ from pytest_kruise_agents.api.validation import (
     dns_subdomain_problem,
 )
 
-__all__ = ["Condition", "ObjectMeta", "OwnerReference", "find_condition", "set_condition"]
+__all__ = [
+    "Condition",
+    "ObjectMeta",
+    "OwnerReference",
+    "check_owner_references",
+    "find_condition",
+    "set_condition",
+]
 
 
 _SERVER_SET_FIELDS: Final = frozenset({"managedFields", "selfLink", "deletionGracePeriodSeconds"})
@@ -32,6 +40,49 @@ class OwnerReference(KubeModel):
     uid: str
     controller: bool | None = None
     block_owner_deletion: bool | None = None
+
+
+_BANNED_OWNERS: Final = frozenset({("", "v1", "Event")})
+"""apimachinery's ``BannedOwners``: kinds that may not own anything."""
+
+
+def _group_version(api_version: str) -> tuple[str, str]:
+    """``(group, version)`` as ``schema.ParseGroupVersion`` reads them (``("", "")`` if malformed)."""
+    if api_version.count("/") > 1:
+        return "", ""
+    group, slash, version = api_version.partition("/")
+    return (group, version) if slash else ("", group)
+
+
+def check_owner_references(refs: list[OwnerReference]) -> None:
+    """Raise :class:`FieldProblem` for owner references the API server refuses.
+
+    apimachinery's ``ValidateOwnerReferences``: each names a version, a
+    kind, a name and a uid (an owner that cannot be found would have the
+    garbage collector delete the object), no banned owner kind, and at most
+    one reference is the controller. ``loc`` is relative to ``ownerReferences``.
+    """
+    controller: str | None = None
+    for i, ref in enumerate(refs):
+        group, version = _group_version(ref.api_version)
+        if not version:
+            raise FieldProblem(
+                (i, "apiVersion"), f"invalid value {ref.api_version!r}: version must not be empty"
+            )
+        for field, value in (("kind", ref.kind), ("name", ref.name), ("uid", ref.uid)):
+            if not value:
+                raise FieldProblem((i, field), f"{field} must not be empty")
+        if (group, version, ref.kind) in _BANNED_OWNERS:
+            raise FieldProblem((i,), f"{ref.kind} ({ref.api_version}) may not be an owner")
+        if ref.controller:
+            name = f"{ref.kind}/{ref.name}"
+            if controller is not None:
+                raise FieldProblem(
+                    (i, "controller"),
+                    "only one reference can have controller set to true, "
+                    f"found true in references for {controller} and {name}",
+                )
+            controller = name
 
 
 class ObjectMeta(KubeModel):
@@ -112,6 +163,15 @@ class ObjectMeta(KubeModel):
     def _annotations(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
         if from_manifest(info):
             check_annotations(value)
+        return value
+
+    @field_validator("owner_references")
+    @classmethod
+    def _owner_references(
+        cls, value: list[OwnerReference], info: ValidationInfo
+    ) -> list[OwnerReference]:
+        if from_manifest(info):
+            check_owner_references(value)
         return value
 
     @field_validator("finalizers")

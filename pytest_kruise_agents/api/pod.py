@@ -9,12 +9,13 @@ from pydantic import Field
 from pytest_kruise_agents.api.base import KubeModel
 from pytest_kruise_agents.api.keys import BLACKLISTED_PREFIXES
 from pytest_kruise_agents.api.meta import Condition, ObjectMeta
-from pytest_kruise_agents.api.problems import format_path, show
+from pytest_kruise_agents.api.problems import format_path, kind_and_value, show
 from pytest_kruise_agents.api.quantity import cpu_millis, memory_bytes, parse_quantity
 from pytest_kruise_agents.api.validation import (
     FieldProblem,
     check_annotations,
     check_labels,
+    check_string_keys,
     dns_label_problem,
 )
 
@@ -26,6 +27,7 @@ __all__ = [
     "default_requests",
     "first_container_cpu",
     "first_container_image",
+    "image_problem",
     "pod_update_error",
     "qos_class",
     "set_first_container_cpu",
@@ -215,20 +217,27 @@ def container_resources(template: dict[str, Any] | None) -> tuple[int, int]:
 _RESTART_POLICIES = ("Always", "OnFailure", "Never")
 
 
-def validate_pod_template(template: dict[str, Any]) -> None:
+def validate_pod_template(template: dict[str, Any], *, reserved_keys: bool = True) -> None:
     """Raise :class:`FieldProblem` (a ``ValueError``) for a pod template the API server refuses.
 
     The checks of Kubernetes' pod template validation that matter here:
-    label and annotation keys, label values, reserved (``e2b.agents.kruise.io/``)
-    keys, a ``spec`` with at least one container, containers (and init
-    containers) with a unique DNS-1123 label as name and an image, a known
-    ``restartPolicy``, resource quantities that parse and are not negative,
-    and no request above its limit. ``loc`` is relative to the template.
+    string keys throughout (JSON has no other), label and annotation keys,
+    label values, a ``spec`` with at least one container, containers (and
+    init containers) with a unique DNS-1123 label as name and an image, a
+    known ``restartPolicy``, resource quantities that parse and are not
+    negative, and no request above its limit. ``loc`` is relative to the
+    template.
+
+    ``reserved_keys`` also refuses ``e2b.agents.kruise.io/`` label and
+    annotation keys, as the SandboxSet and SandboxTemplate webhooks do (a
+    Sandbox has no webhook, and its pod may carry such a key).
     """
-    _check_template_metadata(template.get("metadata"))
+    check_string_keys(template)
+    _check_template_metadata(template.get("metadata"), reserved_keys=reserved_keys)
     spec = template.get("spec")
     if not isinstance(spec, dict):
-        raise FieldProblem(("spec",), "required value" if spec is None else "must be an object")
+        why = "required value" if spec is None else f"must be an object, got {show(spec)}"
+        raise FieldProblem(("spec",), why)
     policy = spec.get("restartPolicy")
     if policy is not None and policy not in _RESTART_POLICIES:
         raise FieldProblem(
@@ -236,7 +245,9 @@ def validate_pod_template(template: dict[str, Any]) -> None:
             f"unsupported value {show(policy)}: must be 'Always', 'OnFailure' or 'Never'",
         )
     containers = spec.get("containers")
-    if not isinstance(containers, list) or not containers:
+    if containers is not None and not isinstance(containers, list):
+        raise FieldProblem(("spec", "containers"), f"must be a list, got {show(containers)}")
+    if not containers:
         raise FieldProblem(("spec", "containers"), "must list at least one container")
     init = spec.get("initContainers")
     if init is not None and not isinstance(init, list):
@@ -262,6 +273,7 @@ def check_template_metadata_kinds(meta: Any) -> None:
         return
     if not isinstance(meta, dict):
         raise FieldProblem(("metadata",), f"must be an object, got {show(meta)}")
+    check_string_keys(meta, ("metadata",))
     for where in ("labels", "annotations"):
         values = meta.get(where)
         if values is None:
@@ -274,7 +286,7 @@ def check_template_metadata_kinds(meta: Any) -> None:
                 raise FieldProblem((*loc, key), f"must be a string, got {show(value)}")
 
 
-def _check_template_metadata(meta: Any) -> None:
+def _check_template_metadata(meta: Any, *, reserved_keys: bool) -> None:
     check_template_metadata_kinds(meta)
     if meta is None:
         return
@@ -283,11 +295,11 @@ def _check_template_metadata(meta: Any) -> None:
         if values is None:
             continue
         loc = ("metadata", where)
-        for key in values:
-            if key.startswith(BLACKLISTED_PREFIXES[1]):
-                raise FieldProblem(
-                    (*loc, key), f"key uses reserved prefix {BLACKLISTED_PREFIXES[1]!r}"
-                )
+        reserved = [key for key in values if key.startswith(BLACKLISTED_PREFIXES[1])]
+        if reserved and reserved_keys:
+            raise FieldProblem(
+                (*loc, reserved[0]), f"key uses reserved prefix {BLACKLISTED_PREFIXES[1]!r}"
+            )
         check(values, loc)
 
 
@@ -305,8 +317,9 @@ def _check_container(container: Any, loc: tuple[int | str, ...], seen: set[str])
         # Names are unique across containers and init containers, as in Kubernetes.
         raise FieldProblem((*loc, "name"), f"duplicate value {name!r}")
     seen.add(name)
-    if not container.get("image"):
-        raise FieldProblem((*loc, "image"), "required value")
+    why = image_problem(container.get("image"))
+    if why is not None:
+        raise FieldProblem((*loc, "image"), why)
     res = container.get("resources")
     if res is None:
         return
@@ -320,6 +333,22 @@ def _check_container(container: Any, loc: tuple[int | str, ...], seen: set[str])
             raise FieldProblem((*loc, "resources", part), f"must be a mapping, got {show(values)}")
         for resource, value in values.items():
             _check_quantity(value, (*loc, "resources", part, resource))
+
+
+def image_problem(image: Any) -> str | None:
+    """Why ``image`` is no container image reference Kubernetes takes, or ``None``.
+
+    A non-empty string without leading or trailing blanks, as pod validation
+    wants; what the string names is the kubelet's business (a wrong name is
+    an image pull failure, not a refused object).
+    """
+    if image is None or image == "":
+        return "required value"
+    if not isinstance(image, str):
+        return f"must be a string, got {kind_and_value(image)}"
+    if image != image.strip():
+        return f"must not have leading or trailing whitespace, got {show(image)}"
+    return None
 
 
 def _check_quantity(value: Any, loc: tuple[int | str, ...]) -> None:

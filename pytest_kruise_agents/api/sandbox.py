@@ -10,7 +10,7 @@ from pydantic import BeforeValidator, Field, ValidationInfo, field_validator
 from pytest_kruise_agents.api.base import KubeModel, Time, enum_from_text, from_manifest
 from pytest_kruise_agents.api.keys import API_VERSION
 from pytest_kruise_agents.api.meta import Condition, ObjectMeta
-from pytest_kruise_agents.api.pod import check_template_metadata_kinds
+from pytest_kruise_agents.api.pod import validate_pod_template
 from pytest_kruise_agents.api.validation import dns_subdomain_problem
 
 __all__ = [
@@ -111,14 +111,18 @@ class SandboxSpec(KubeModel):
 
     @field_validator("template")
     @classmethod
-    def _template_metadata_kinds(
+    def _valid_pod_template(
         cls, template: dict[str, Any] | None, info: ValidationInfo
     ) -> dict[str, Any] | None:
-        # No webhook checks a Sandbox (upstream has none), but the pod made
-        # from its template needs string labels and annotations; anything
-        # else would only fail later, when the controller creates the pod.
+        # Upstream has no Sandbox webhook: a bad template there is accepted and
+        # its pod is refused at every reconcile. The pod is made from it as
+        # from a SandboxSet's, so it is checked as one (a deliberate
+        # difference, as for a SandboxSet's name), but for the reserved
+        # ``e2b.agents.kruise.io/`` keys, a SandboxSet webhook rule that a
+        # pod does not have. Manifests only: the controllers build sandboxes
+        # from templates already checked.
         if template is not None and from_manifest(info):
-            check_template_metadata_kinds(template.get("metadata"))
+            validate_pod_template(template, reserved_keys=False)
         return template
 
 

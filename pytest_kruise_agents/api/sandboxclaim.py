@@ -11,6 +11,7 @@ from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, mo
 from pytest_kruise_agents.api.base import Duration, KubeModel, Time, enum_from_text, from_manifest
 from pytest_kruise_agents.api.keys import API_VERSION, LABEL_CLAIM_NAME
 from pytest_kruise_agents.api.meta import Condition, ObjectMeta
+from pytest_kruise_agents.api.pod import image_problem
 from pytest_kruise_agents.api.quantity import parse_quantity, quantity_text
 from pytest_kruise_agents.api.sandbox import RuntimeRef
 from pytest_kruise_agents.api.validation import (
@@ -74,6 +75,21 @@ class InplaceUpdate(KubeModel):
 
     image: str | None = None
     resources: ResourceRequirements | None = None
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # The image goes into each claimed sandbox's pod template, which must
+        # stay a template a pod can be made from: refused here rather than at
+        # every claim attempt (a deliberate difference, upstream has no webhook).
+        if value is None or not from_manifest(info):
+            return value
+        if value == "":
+            raise ValueError("must not be empty (leave the field out to keep the image)")
+        why = image_problem(value)
+        if why is not None:
+            raise ValueError(why)
+        return value
 
 
 class SandboxClaimSpec(KubeModel):

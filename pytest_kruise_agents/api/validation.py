@@ -18,13 +18,14 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from pytest_kruise_agents.api.problems import format_path
+from pytest_kruise_agents.api.problems import format_path, kind_and_value
 
 __all__ = [
     "FieldProblem",
     "check_annotations",
     "check_finalizers",
     "check_labels",
+    "check_string_keys",
     "dns_label_problem",
     "dns_subdomain_problem",
     "label_value_problem",
@@ -173,3 +174,28 @@ def check_finalizers(finalizers: Sequence[Any], loc: Sequence[int | str] = ()) -
             why = qualified_name_problem(name)
             if why is not None:
                 raise FieldProblem((*loc, i), why.replace("invalid key", "invalid finalizer"))
+
+
+def check_string_keys(value: Any, loc: Sequence[int | str] = ()) -> None:
+    """Raise :class:`FieldProblem` at the mapping that has a key which is no string.
+
+    A manifest is JSON on the wire, where every key is a string; YAML also
+    writes ``{1: a}`` or ``{true: a}``. Such a key in a free-form part (a pod
+    template's ``nodeSelector``) would only fail later, when the controller
+    hashes or copies the template, so it is refused where it is written.
+    A mapping or list reached twice (a YAML alias) is checked once.
+    """
+    seen: set[int] = set()
+    pending: list[tuple[Any, tuple[int | str, ...]]] = [(value, tuple(loc))]
+    while pending:
+        node, where = pending.pop()
+        if not isinstance(node, dict | list) or id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, list):
+            pending.extend((item, (*where, i)) for i, item in reversed(list(enumerate(node))))
+            continue
+        for key in node:
+            if not isinstance(key, str):
+                raise FieldProblem(where, f"a key must be a string, got {kind_and_value(key)}")
+        pending.extend((item, (*where, key)) for key, item in reversed(list(node.items())))

@@ -186,6 +186,27 @@ def test_a_model_that_cannot_be_written_as_a_manifest_is_refused() -> None:
     assert err.field.startswith("SandboxClaim/my-claim")
 
 
+@pytest.mark.parametrize(
+    ("value", "seconds"), [(30, 30), (2.5, 2.5), ("45s", 45), (timedelta(minutes=2), 120)]
+)
+def test_a_duration_set_on_a_model_keeps_its_python_convenience(value: Any, seconds: float) -> None:
+    """From Python a bare number is seconds, set by attribute as when validated (get, edit, apply)."""
+    claim = load_manifest(CLAIM_YAML)
+    assert isinstance(claim, SandboxClaim)
+    claim.spec.claim_timeout = value
+    (loaded,) = load_manifests(claim)
+    assert loaded.spec.claim_timeout == timedelta(seconds=seconds)  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("value", ["soon", [30], True])
+def test_a_bad_duration_set_on_a_model_names_its_field(value: Any) -> None:
+    """Anything else is written as it is, and the strict load names the field."""
+    claim = load_manifest(CLAIM_YAML)
+    assert isinstance(claim, SandboxClaim)
+    claim.spec.claim_timeout = value
+    assert error_of(claim).field == "SandboxClaim/my-claim spec.claimTimeout"
+
+
 def test_a_kind_list_is_unwrapped() -> None:
     """``kind: List`` contributes its items."""
     doc = {"apiVersion": "v1", "kind": "List", "items": [claim_dict(), claim_dict(replicas=3)]}
@@ -212,10 +233,30 @@ def test_yaml_timestamps_load_as_utc_times() -> None:
 @given(st.datetimes(timezones=st.just(UTC)))
 def test_a_dumped_time_loads_back_as_the_same_instant(when: datetime) -> None:
     """Any year (1 too: strftime would write it "1") and any microsecond survive dump then load."""
-    sandbox = Sandbox.model_validate(
-        {"metadata": {"name": "s"}, "spec": {"shutdownTime": when, "template": {}}}
-    )
+    sandbox = Sandbox.model_validate({"metadata": {"name": "s"}, "spec": {"shutdownTime": when}})
     assert load_manifest(to_manifest_dict(sandbox)).spec.shutdown_time == when  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("text", "instant"),
+    [
+        ("0001-01-01T00:00:00+05:30", datetime.min.replace(tzinfo=UTC)),
+        ("9999-12-31T23:59:59-01:00", datetime.max.replace(microsecond=0, tzinfo=UTC)),
+    ],
+)
+def test_a_time_beyond_what_a_datetime_holds_is_clamped(text: str, instant: datetime) -> None:
+    """Go reads these (their UTC instant is in year 0 or 10000): they become the nearest time a
+    datetime holds, as deadlines are clamped, and dump as that time."""
+    for kind, spec in (("Sandbox", {"pauseTime": text}), ("SandboxClaim", {"shutdownTime": text})):
+        if kind == "SandboxClaim":
+            spec["templateName"] = "base"
+        obj: Any = load_manifest(
+            {"apiVersion": "agents.kruise.io/v1alpha1", "kind": kind, "metadata": {"name": "s"}}
+            | {"spec": spec}
+        )
+        when = obj.spec.pause_time if kind == "Sandbox" else obj.spec.shutdown_time
+        assert when == instant
+        assert load_manifest(dump(obj)) == obj
 
 
 @pytest.mark.parametrize(
@@ -479,6 +520,48 @@ def test_yaml_merge_keys_may_be_overridden() -> None:
     assert [o.metadata.name for o in load_manifests(text)] == ["a", "b"]
 
 
+@pytest.mark.parametrize(
+    ("part", "value", "field"),
+    [
+        ("metadata", {"name": "my-claim", "labels": {1: "a"}}, "metadata.labels"),
+        ("spec", {"templateName": "pool", "envVars": {True: "x"}}, "spec.envVars"),
+        (
+            "spec",
+            {"templateName": "pool", "dynamicVolumesMount": [{None: 1}]},
+            "spec.dynamicVolumesMount[0]",
+        ),
+    ],
+)
+def test_a_key_that_is_no_string_is_refused_where_it_is(part: str, value: Any, field: str) -> None:
+    """JSON has only string keys: YAML's ``{1: a}`` is one error naming the map."""
+    doc = claim_dict()
+    doc[part] = value
+    error = error_of(doc)
+    assert error.field == f"SandboxClaim/my-claim {field}"
+    assert error.reason.startswith("a key must be a string, got ")
+
+
+def alias_bomb(levels: int) -> str:
+    """A pool whose template holds ``levels`` anchors, each aliasing the one before nine times."""
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, levels)]
+    return POOL_YAML + "".join(f"        {line}\n" for line in lines).replace(
+        "        a0:", "      extra:\n        a0:", 1
+    )
+
+
+def test_a_document_that_aliases_too_much_is_refused_at_once() -> None:
+    """A few hundred bytes expanding to millions of nodes: refused as go-yaml refuses it, before
+    anything walks the expansion (nine times the time per level otherwise)."""
+    error = error_of(alias_bomb(6))
+    assert error.field == "manifest"
+    assert "document contains excessive aliasing" in error.reason
+    # Aliases that expand modestly, as anchors are used in practice, are fine.
+    pool = load_manifest(alias_bomb(3))
+    assert isinstance(pool, SandboxSet) and pool.spec.template is not None
+    assert len(pool.spec.template["spec"]["extra"]["a2"]) == 9
+
+
 def test_bytes_are_read_as_utf8_text() -> None:
     """A manifest read from a binary file loads like text."""
     assert isinstance(load_manifest(CLAIM_YAML.encode()), SandboxClaim)
@@ -564,6 +647,44 @@ def test_dump_and_load_round_trip(fmt: Literal["yaml", "json"]) -> None:
     assert load_manifests(dump_all(objs, fmt)) == objs
     for obj in objs:
         assert load_manifest(dump(obj, fmt)) == obj
+
+
+@pytest.mark.parametrize(
+    ("source", "field", "empty"),
+    [
+        (CLAIM_YAML, "labels", {}),
+        (CLAIM_YAML, "annotations", {}),
+        (CLAIM_YAML, "envVars", {}),
+        (CLAIM_YAML, "runtimes", []),
+        (CLAIM_YAML, "dynamicVolumesMount", []),
+        (CLAIM_YAML, "inplaceUpdate", {}),
+        (CLAIM_YAML, "inplaceUpdate", {"resources": {}}),
+        (POOL_YAML, "runtimes", []),
+        (POOL_YAML, "persistentContents", []),
+        (POOL_YAML, "volumeClaimTemplates", []),
+        (POOL_YAML, "scaleStrategy", {}),
+    ],
+)
+@pytest.mark.parametrize("fmt", ["yaml", "json"])
+def test_an_empty_list_or_map_the_user_wrote_stays_in_the_dump(
+    source: str, field: str, empty: Any, fmt: Literal["yaml", "json"]
+) -> None:
+    """The API server keeps a custom resource's ``[]`` as written, and left out it would load
+    back as unset: another spec (another revision of a pool, a new generation of a claim)."""
+    doc = yaml.safe_load(source)
+    doc["spec"][field] = empty
+    obj = load_manifest(doc)
+    assert to_manifest_dict(obj)["spec"][field] == empty
+    assert load_manifest(dump(obj, fmt)) == obj
+
+
+def test_an_empty_list_or_map_that_is_the_default_is_left_out() -> None:
+    """Where the model cannot tell empty from absent (labels, finalizers, conditions), as omitempty."""
+    doc = yaml.safe_load(CLAIM_YAML)
+    doc["metadata"] |= {"labels": {}, "annotations": {}, "finalizers": [], "ownerReferences": []}
+    data = to_manifest_dict(load_manifest(doc))
+    assert data["metadata"] == {"name": "my-claim", "namespace": "default"}
+    assert "conditions" not in data["status"]
 
 
 def test_an_unknown_output_format_is_refused() -> None:

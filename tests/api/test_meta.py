@@ -117,3 +117,46 @@ def test_read_only_fields_kubectl_prints_are_accepted_and_dropped() -> None:
     assert "managedFields" not in loaded.metadata.to_dict()
     where, _ = problem(name="c", managedFieldz=[])
     assert where == "SandboxClaim/c metadata.managedFieldz"
+
+
+def owner(**fields: Any) -> dict[str, Any]:
+    """An owner reference with every field set, then ``fields``."""
+    return {"apiVersion": "v1", "kind": "ConfigMap", "name": "cm", "uid": "u-1", **fields}
+
+
+_SET = owner(apiVersion="agents.kruise.io/v1alpha1", kind="SandboxSet", name="base")
+
+
+@pytest.mark.parametrize(
+    ("refs", "field", "why"),
+    [
+        ([owner(uid="")], "[0].uid", "uid must not be empty"),
+        ([owner(name="")], "[0].name", "name must not be empty"),
+        ([owner(kind="")], "[0].kind", "kind must not be empty"),
+        ([owner(apiVersion="")], "[0].apiVersion", "invalid value '': version must not be empty"),
+        ([owner(apiVersion="apps/")], "[0].apiVersion", "version must not be empty"),
+        ([owner(apiVersion="a/b/c")], "[0].apiVersion", "version must not be empty"),
+        ([owner(kind="Event")], "[0]", "Event (v1) may not be an owner"),
+        (
+            [{**_SET, "controller": True}, owner(controller=True)],
+            "[1].controller",
+            "only one reference can have controller set to true, "
+            "found true in references for SandboxSet/base and ConfigMap/cm",
+        ),
+    ],
+)
+def test_owner_references_are_checked_as_the_api_server_checks_them(
+    refs: list[dict[str, Any]], field: str, why: str
+) -> None:
+    """apimachinery's ValidateOwnerReferences: a version, kind, name and uid each, no Event as
+    owner, and at most one controller (two would leave two controllers fighting over it)."""
+    got_field, got_why = problem(name="c", ownerReferences=refs)
+    assert got_field == f"SandboxClaim/c metadata.ownerReferences{field}"
+    assert why in got_why
+
+
+def test_good_owner_references_load() -> None:
+    """Several owners, one controller among them, a core and a grouped apiVersion."""
+    refs = [{**_SET, "controller": True}, owner(controller=False), owner(name="other")]
+    loaded = load_manifest(claim(name="c", ownerReferences=refs))
+    assert [ref.name for ref in loaded.metadata.owner_references] == ["base", "cm", "other"]

@@ -202,3 +202,64 @@ def test_template_labels_and_annotations_are_checked_as_metadata() -> None:
     )
     # null labels (a Helm template with nothing under ``labels:``) are no labels.
     validate_pod_template({**base, "metadata": {"labels": None, "annotations": None}})
+
+
+def with_container(**fields: Any) -> dict[str, Any]:
+    """A template whose one container has ``fields`` over a valid name and image."""
+    return {"spec": {"containers": [{"name": "main", "image": "img:1", **fields}]}}
+
+
+@pytest.mark.parametrize(
+    ("template", "path", "key"),
+    [
+        ({"spec": {**spec(), "nodeSelector": {1: "a", "b": "c"}}}, "spec.nodeSelector", "1"),
+        (
+            {"spec": {**spec(), "hostAliases": [{"ip": "1.2.3.4", "hostnames": ["x"], 5: "y"}]}},
+            "spec.hostAliases[0]",
+            "5",
+        ),
+        (with_container(image={0: "x", "a": "y"}), "spec.containers[0].image", "0"),
+        ({**with_container(), "metadata": {"labels": {1: "a"}}}, "metadata.labels", "1"),
+        (
+            {**with_container(), "metadata": {"labels": {True: "a"}}},
+            "metadata.labels",
+            "the boolean true",
+        ),
+        (
+            {**with_container(), "metadata": {"annotations": {None: "a"}}},
+            "metadata.annotations",
+            "null",
+        ),
+        (
+            {**with_container(), "metadata": {"annotations": {1.5: "a"}}},
+            "metadata.annotations",
+            "1.5",
+        ),
+    ],
+)
+def test_every_mapping_key_in_a_template_is_a_string(
+    template: dict[str, Any], path: str, key: str
+) -> None:
+    """JSON keys are strings: another key (YAML's ``{1: a}``) is refused where it is written,
+    not left to break the template's hash or the pod's labels later."""
+    assert problem_of(template) == (path, f"a key must be a string, got {key}")
+
+
+@pytest.mark.parametrize(
+    ("image", "reason"),
+    [
+        (None, "required value"),
+        ("", "required value"),
+        (5, "must be a string, got 5"),
+        (3.12, "must be a string, got 3.12"),
+        (True, "must be a string, got the boolean true"),
+        (["python"], "must be a string, got a list"),
+        ({"a": "b"}, "must be a string, got an object"),
+        ("  ", "must not have leading or trailing whitespace, got '  '"),
+        (" python:3.12", "must not have leading or trailing whitespace, got ' python:3.12'"),
+    ],
+)
+def test_an_image_is_a_non_empty_string_without_surrounding_blanks(image: Any, reason: str) -> None:
+    """As Kubernetes' pod validation wants; what the name names is the kubelet's business."""
+    assert problem_of(with_container(image=image)) == ("spec.containers[0].image", reason)
+    validate_pod_template(with_container(image="registry.example.com/py:3.12"))

@@ -43,8 +43,63 @@ def test_template_labels_and_annotations_are_maps_of_strings(
     assert why in info.value.reason
 
 
-def test_template_keys_are_not_checked_on_a_sandbox() -> None:
-    """No webhook checks a Sandbox: only the value kinds of its template's metadata."""
-    loaded = load_manifest(sandbox({"labels": {"a b": "c"}, "name": "Foo_Bar"}))
+def with_template(template: Any) -> dict[str, Any]:
+    doc = sandbox(None)
+    doc["spec"]["template"] = template
+    return doc
+
+
+_MAIN = {"name": "main", "image": "python:3.12"}
+
+
+@pytest.mark.parametrize(
+    ("template", "field", "why"),
+    [
+        ({"spec": {"containers": ["main"]}}, "spec.containers[0]", "must be an object, got 'main'"),
+        (
+            {"spec": {"containers": {"name": "m"}}},
+            "spec.containers",
+            "must be a list, got an object",
+        ),
+        ({"spec": {"containers": 3}}, "spec.containers", "must be a list, got 3"),
+        ({"spec": {}}, "spec.containers", "must list at least one container"),
+        ({"spec": ["x"]}, "spec", "must be an object, got a list"),
+        (
+            {"metadata": {"labels": {1: "a"}}, "spec": {"containers": [_MAIN]}},
+            "metadata.labels",
+            "a key must be a string, got 1",
+        ),
+        (
+            {"metadata": {"labels": {"a": "x" * 64}}, "spec": {"containers": [_MAIN]}},
+            "metadata.labels.a",
+            "must be at most 63 characters, got 64",
+        ),
+        (
+            {"metadata": {"labels": {"a b": "c"}}, "spec": {"containers": [_MAIN]}},
+            "metadata.labels[a b]",
+            "invalid key 'a b'",
+        ),
+        (
+            {"spec": {"containers": [{"name": "main", "image": 5}]}},
+            "spec.containers[0].image",
+            "must be a string, got 5",
+        ),
+    ],
+)
+def test_the_template_is_checked_as_a_pool_template_is(template: Any, field: str, why: str) -> None:
+    """The pod is made from a Sandbox's template as from a SandboxSet's: a template the pod
+    could not be made from is refused at apply, naming the field, not left to stop the
+    controller (upstream has no Sandbox webhook: a deliberate difference)."""
+    with pytest.raises(InvalidError) as info:
+        load_manifest(with_template(template))
+    assert info.value.field == f"Sandbox/mine spec.template.{field}"
+    assert why in info.value.reason
+
+
+def test_reserved_keys_and_the_template_name_are_not_checked_on_a_sandbox() -> None:
+    """The ``e2b.agents.kruise.io/`` prefix is a SandboxSet webhook rule, not a pod rule (a claim
+    may write such a label onto its sandbox's pod), and a pod template's name is ignored."""
+    metadata = {"labels": {"e2b.agents.kruise.io/x": "c"}, "name": "Foo_Bar"}
+    loaded = load_manifest(sandbox(metadata))
     assert isinstance(loaded, Sandbox)
     assert loaded.spec.template is not None

@@ -91,3 +91,20 @@ def test_inplace_update_quantities_must_parse(cpu: Any, why: str) -> None:
     where, reason = problem(claim(inplaceUpdate={"resources": {"limits": {"cpu": cpu}}}))
     assert where == "SandboxClaim/c spec.inplaceUpdate.resources.limits.cpu"
     assert why in reason
+
+
+@pytest.mark.parametrize(
+    ("image", "why"),
+    [
+        ("", "must not be empty"),
+        (" python:3.13", "must not have leading or trailing whitespace"),
+        ("python:3.13\n", "must not have leading or trailing whitespace"),
+    ],
+)
+def test_an_inplace_image_must_be_one_a_pod_can_have(image: str, why: str) -> None:
+    """It is written into each claimed sandbox's pod template, which is checked as a pool's."""
+    field, reason = problem(claim(inplaceUpdate={"image": image}))
+    assert field == "SandboxClaim/c spec.inplaceUpdate.image"
+    assert reason.startswith(why)
+    loaded: Any = load_manifest(claim(inplaceUpdate={"image": "python:3.13"}))
+    assert loaded.spec.inplace_update.image == "python:3.13"

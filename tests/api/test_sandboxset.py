@@ -6,6 +6,7 @@ import copy
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from pytest_kruise_agents.api import InvalidError, SandboxSet, load_manifest
 from pytest_kruise_agents.api.sandboxset import ScaleStrategy, UpdateStrategy
@@ -89,6 +90,21 @@ def test_an_invalid_pod_template_is_refused_at_its_field() -> None:
     }
     field, _ = problem(pool(template=template))
     assert field == "SandboxSet/base spec.template.metadata.labels.a"
+
+
+@pytest.mark.parametrize("part", ["labels", "annotations"])
+@pytest.mark.parametrize("key", [1, True, None, 1.5])
+def test_a_template_key_that_is_no_string_is_a_validation_error(part: str, key: Any) -> None:
+    """From a manifest or from Python, one error naming the map, never a raw AttributeError."""
+    template = {
+        "metadata": {part: {key: "a"}},
+        "spec": {"containers": [{"name": "m", "image": "i"}]},
+    }
+    field, why = problem(pool(template=template))
+    assert field == f"SandboxSet/base spec.template.metadata.{part}"
+    assert why.startswith("a key must be a string, got ")
+    with pytest.raises(ValidationError, match="a key must be a string"):
+        SandboxSet.model_validate(pool(template=template))
 
 
 def test_a_template_ref_needs_a_template_name() -> None:

@@ -80,6 +80,69 @@ def test_pod_template_resources_are_checked_on_apply(
     assert snapshot(cluster) == before
 
 
+def lone_sandbox(template: str) -> str:
+    """A Sandbox manifest with its own pod template (flow-style YAML)."""
+    return (
+        "apiVersion: agents.kruise.io/v1alpha1\nkind: Sandbox\n"
+        f"metadata: {{name: lone}}\nspec: {{template: {template}}}\n"
+    )
+
+
+def pool_with(fragment: str) -> str:
+    """The pool manifest with ``fragment`` added to its pod spec."""
+    return pool_yaml().replace("      containers:\n", f"      {fragment}\n      containers:\n")
+
+
+_LONE = "Sandbox/lone spec.template"
+
+
+@pytest.mark.parametrize(
+    ("manifest", "field", "reason"),
+    [
+        (
+            lone_sandbox("{spec: {containers: [main]}}"),
+            f"{_LONE}.spec.containers[0]",
+            "must be an object",
+        ),
+        (lone_sandbox("{spec: [x]}"), f"{_LONE}.spec", "must be an object, got a list"),
+        (
+            lone_sandbox("{metadata: {labels: {1: a}}, spec: {containers: [{name: m, image: i}]}}"),
+            f"{_LONE}.metadata.labels",
+            "a key must be a string, got 1",
+        ),
+        (
+            pool_with("nodeSelector: {1: a, b: c}"),
+            "SandboxSet/base spec.template.spec.nodeSelector",
+            "a key must be a string, got 1",
+        ),
+        (
+            pool_yaml(image="{0: x, a: y}"),
+            f"{_CONTAINER}.image",
+            "a key must be a string, got 0",
+        ),
+        (pool_yaml(image="5"), f"{_CONTAINER}.image", "must be a string, got 5"),
+        (
+            pool_yaml(image="'  '"),
+            f"{_CONTAINER}.image",
+            "must not have leading or trailing whitespace",
+        ),
+    ],
+)
+def test_a_template_no_pod_could_be_made_from_is_refused_on_apply(
+    pooled: Cluster, manifest: str, field: str, reason: str
+) -> None:
+    """A Sandbox's template is checked as a pool's, and mapping keys are strings: such a
+    template, once accepted, stopped the controllers for good. Refused, the cluster runs on."""
+    before = snapshot(pooled)
+    with pytest.raises(InvalidError) as err:
+        pooled.apply(manifest)
+    assert err.value.field == field
+    assert err.value.reason.startswith(reason)
+    assert snapshot(pooled) == before
+    pooled.advance(30)
+    assert pooled.get("sbs", "base").status.available_replicas == 5
+
+
 def test_one_bad_document_rejects_the_whole_apply(cluster: Cluster) -> None:
     """A multi-document apply with one bad document applies none of them."""
     before = snapshot(cluster)

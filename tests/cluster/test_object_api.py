@@ -1,8 +1,9 @@
 """The object API of the fake cluster behaves as a Kubernetes client sees the API server.
 
 ``get``/``list``/``apply`` hand out copies, a multi-document ``apply`` is all or
-nothing, ``apply`` carries finalizers, skips no-op writes and refuses a stale
-``resourceVersion`` (409), arguments of the wrong type are refused, lists come
+nothing, ``apply`` carries finalizers, skips no-op writes (a dump applied back is
+one), refuses a stale ``resourceVersion`` or another ``uid`` (409) and a
+``resourceVersion`` on a create, arguments of the wrong type are refused, lists come
 in key order (namespace, then name), and a SandboxTemplate materialised by a
 SandboxSet is immutable.
 """
@@ -272,6 +273,69 @@ def test_the_current_resource_version_is_accepted(pooled: Cluster) -> None:
     doc["spec"]["replicas"] = 6
     after: Any = pooled.apply(doc)[0]
     assert after.spec.replicas == 6
+
+
+@pytest.mark.parametrize(
+    "empty",
+    ["runtimes: []", "persistentContents: []", "volumeClaimTemplates: []", "scaleStrategy: {}"],
+)
+def test_applying_a_dump_of_a_pool_changes_nothing(cluster: Cluster, empty: str) -> None:
+    """``kubectl get -o yaml | kubectl apply -f -``: an empty list or map the user wrote is
+    dumped as written, so the pool keeps its revision and its sandboxes."""
+    manifest = pool_yaml(replicas=2, agent_runtime=False)
+    cluster.apply(manifest.replace("spec:\n", f"spec:\n  {empty}\n", 1))
+    cluster.wait_for_pool("base")
+    sbs = cluster.get("sbs", "base")
+    sandboxes = sorted(s.metadata.name for s in cluster.list("sbx"))
+    writes, _, versions = snapshot(cluster)
+    (same,) = cluster.apply(dump(sbs))
+    assert same.metadata.resource_version == sbs.metadata.resource_version
+    assert (snapshot(cluster)[0], snapshot(cluster)[2]) == (writes, versions)
+    cluster.advance(30)
+    assert cluster.get("sbs", "base").status.update_revision == sbs.status.update_revision
+    assert sorted(s.metadata.name for s in cluster.list("sbx")) == sandboxes
+
+
+def test_a_dump_of_a_deleted_object_is_not_created_again(pooled: Cluster) -> None:
+    """Its ``resourceVersion`` would pass an old version off as current: the API server refuses
+    it ("resourceVersion should not be set on objects to be created"), and so do we."""
+    (claim,) = pooled.apply(
+        "apiVersion: agents.kruise.io/v1alpha1\nkind: SandboxClaim\n"
+        "metadata: {name: c}\nspec: {templateName: base}\n"
+    )
+    saved = dump(claim)
+    pooled.delete("sbc", "c")
+    pooled.advance(1)
+    before = snapshot(pooled)
+    with pytest.raises(InvalidError) as err:
+        pooled.apply(saved)
+    assert err.value.field == "SandboxClaim/c metadata.resourceVersion"
+    assert err.value.reason.startswith("should not be set on objects to be created")
+    assert snapshot(pooled) == before
+    doc = yaml.safe_load(saved)
+    del doc["metadata"]["resourceVersion"]
+    (again,) = pooled.apply(doc)
+    assert again.metadata.uid != claim.metadata.uid
+
+
+def test_an_update_naming_another_uid_is_a_conflict(pooled: Cluster) -> None:
+    """A manifest of an object since deleted and made anew under the same name does not
+    overwrite the new one: the API server's UID precondition answers 409."""
+    got = pooled.get("sbs", "base")
+    got.metadata.uid = "00000000-0000-0000-0000-000000000000"
+    got.metadata.resource_version = None
+    got.spec.replicas = 3
+    before = snapshot(pooled)
+    with pytest.raises(ConflictError) as err:
+        pooled.apply(got)
+    assert err.value.code == 409
+    assert err.value.field == "SandboxSet/base metadata.uid"
+    assert err.value.reason == (
+        "Precondition failed: UID in precondition: 00000000-0000-0000-0000-000000000000, "
+        f"UID in object meta: {stored(pooled, 'SandboxSet', 'base').metadata.uid}"
+    )
+    assert snapshot(pooled) == before
+    assert pooled.get("sbs", "base").spec.replicas == 5
 
 
 # -- 5. arguments of the wrong type ------------------------------------------------------
