@@ -313,7 +313,9 @@ class TemplateInfo(WireModel):
     spawn_count: int = Field(default=0, alias="spawnCount")
     build_count: int = Field(default=1, alias="buildCount")
     envd_version: str = Field(alias="envdVersion")
-    build_status: Literal["building", "error", "ready", "waiting"] = Field(
+    # Upstream answers "deleting" for a SandboxSet being deleted, a value the
+    # SDK's TemplateBuildStatus does not know.
+    build_status: Literal["building", "error", "ready", "waiting", "deleting"] = Field(
         default="ready", alias="buildStatus"
     )
 

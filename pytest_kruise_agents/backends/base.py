@@ -115,6 +115,8 @@ class TemplateView:
     created_at: datetime | None
     replicas: int
     available: int
+    deleting: bool = False
+    """The SandboxSet is being deleted (kept by a finalizer): ``buildStatus: deleting``."""
 
 
 @dataclass(frozen=True, slots=True)

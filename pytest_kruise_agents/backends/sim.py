@@ -1176,4 +1176,5 @@ def _template_view(pool: SandboxSet, resolved: dict[str, Any] | None) -> Templat
         created_at=pool.metadata.creation_timestamp,
         replicas=pool.spec.replicas,
         available=pool.status.available_replicas if pool.status else 0,
+        deleting=pool.metadata.deletion_timestamp is not None,
     )

@@ -179,6 +179,7 @@ def _template_info(tpl: TemplateView) -> TemplateInfo:
         created_at=created,
         updated_at=created,
         envd_version=TEMPLATE_ENVD_VERSION,
+        build_status="deleting" if tpl.deleting else "ready",
     )
 
 

@@ -94,6 +94,29 @@ def test_applying_a_stale_resource_version_is_409_and_changes_nothing(server: Se
     assert after["spec"]["replicas"] == stored["spec"]["replicas"]
 
 
+def test_a_dump_of_another_object_is_not_applied(server: Served) -> None:
+    """A manifest naming another uid is a 409 (the UID precondition); one carrying a
+    resourceVersion for an object that does not exist is a 400: neither writes."""
+    (stored,) = [
+        p
+        for p in server.admin("GET", "/resources/sbs").json()["items"]
+        if p["metadata"]["name"] == "base"
+    ]
+    other = {**stored, "metadata": {**stored["metadata"], "uid": "not-the-stored-uid"}}
+    del other["metadata"]["resourceVersion"]
+    r = server.admin("POST", "/apply", content=json.dumps(other).encode())
+    assert r.status_code == 409, r.text
+    assert r.json()["field"] == "SandboxSet/base metadata.uid"
+
+    gone = {**stored, "metadata": {**stored["metadata"], "name": "gone"}}
+    del gone["metadata"]["uid"]
+    r = server.admin("POST", "/apply", content=json.dumps(gone).encode())
+    assert r.status_code == 400, r.text
+    assert r.json()["field"] == "SandboxSet/gone metadata.resourceVersion"
+    names = [p["metadata"]["name"] for p in server.admin("GET", "/resources/sbs").json()["items"]]
+    assert "gone" not in names
+
+
 def test_list_resources_as_json_yaml_and_table(server: Served) -> None:
     Sandbox.create(template="base", **server.sdk())
 

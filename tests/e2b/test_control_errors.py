@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -283,6 +284,27 @@ def test_templates_list_the_teams_sandboxsets(server: Served) -> None:
     assert {t["envdVersion"] for t in mine} == {base["envdVersion"]} == {"0.1.1"}
     assert base["builds"][0]["envdVersion"] == "0.1.1"
     assert_error(server.request("GET", "/templates/nope"), 404)
+
+
+def test_a_template_being_deleted_has_build_status_deleting(server: Served) -> None:
+    """§6.4: a SandboxSet kept by a finalizer after its delete is listed ``deleting``."""
+    held = {
+        "apiVersion": "agents.kruise.io/v1alpha1",
+        "kind": "SandboxSet",
+        "metadata": {"name": "held", "namespace": "default", "finalizers": ["example.com/hold"]},
+        "spec": {
+            "replicas": 0,
+            "template": {"spec": {"containers": [{"name": "main", "image": "python:3.12"}]}},
+        },
+    }
+    assert server.admin("POST", "/apply", content=json.dumps(held).encode()).status_code == 200
+    assert server.request("GET", "/templates/held").json()["buildStatus"] == "ready"
+
+    assert server.admin("DELETE", "/resources/sbs/default/held").status_code == 200
+
+    listed = {t["templateID"]: t["buildStatus"] for t in server.request("GET", "/templates").json()}
+    assert listed == {"base": "ready", "code-interpreter-v1": "ready", "held": "deleting"}
+    assert server.request("GET", "/templates/held").json()["buildStatus"] == "deleting"
 
 
 # --------------------------------------------------------------------------- domain, schema
