@@ -46,6 +46,7 @@ from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.api.manifest import KubeObject, YamlLoader, load_manifests
 from pytest_kruise_agents.api.problems import kind_and_value, type_word
 from pytest_kruise_agents.api.quantity import positive_cpu, positive_memory, quantity_text
+from pytest_kruise_agents.api.validation import dns_label_problem, label_value_problem
 from pytest_kruise_agents.backends.sim import (
     MAX_SPEED,
     SimBackend,
@@ -191,6 +192,19 @@ class ApiKeyConfig(_Strict):
     def _team(cls, value: str) -> str:
         if "--" in value:
             raise ValueError("must not contain '--' (sandbox ids are <namespace>--<name>)")
+        # The team is the namespace its sandboxes are claimed in.
+        problem = dns_label_problem(value, what="namespace") if value else None
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        # The id becomes each claimed sandbox's owner label (upstream's are UUIDs).
+        problem = label_value_problem(value)
+        if problem is not None:
+            raise ValueError(f"{problem} (it becomes the owner label of its sandboxes)")
         return value
 
     def api_key(self) -> ApiKey:

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+from pytest_kruise_agents.api.validation import dns_label_problem, label_value_problem
+
 __all__ = [
     "ADMIN_KEY_ID",
     "DEFAULT_ENVD_VERSION",
@@ -65,6 +67,11 @@ class ApiKey:
             raise ValueError("team: must not be empty for a non-admin key")
         if "--" in self.team:
             raise ValueError(f"team: {self.team!r} must not contain '--'")
+        # The team is a namespace; the id becomes its sandboxes' owner label.
+        if self.team and (problem := dns_label_problem(self.team, what="namespace")):
+            raise ValueError(f"team: {problem}")
+        if problem := label_value_problem(self.id):
+            raise ValueError(f"id: {problem} (it becomes the owner label of its sandboxes)")
 
     @property
     def namespace(self) -> str:

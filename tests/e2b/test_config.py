@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,6 +21,7 @@ from pytest_kruise_agents.e2b.config import (
     load_config,
     parse_config,
 )
+from pytest_kruise_agents.e2b.settings import ApiKey
 from simulator.context import DEFAULT_EPOCH
 
 from .conftest import pool_yaml
@@ -42,6 +44,8 @@ def write(tmp_path: Path, data: Any) -> Path:
         ({"nodes": [{"name": "a", "gpus": 1}]}, "nodes[0].gpus", "unknown field"),
         ({"apiKeys": [{"id": "x"}]}, "apiKeys[0].key", "required"),
         ({"apiKeys": [{"key": "k", "team": "a--b"}]}, "apiKeys[0].team", "'--'"),
+        ({"apiKeys": [{"key": "k", "team": "Team A"}]}, "apiKeys[0].team", "RFC 1123 namespace"),
+        ({"apiKeys": [{"key": "k", "id": "alice smith"}]}, "apiKeys[0].id", "owner label"),
         ({"apiKeys": [{"key": "k"}, {"key": "k"}]}, "apiKeys[1].key", "twice"),
         ({"clock": {"mode": "warp"}}, "clock.mode", "'virtual' or 'realtime'"),
         ({"clock": {"speed": 0}}, "clock.speed", "greater than 0"),
@@ -368,3 +372,20 @@ def test_the_documented_example_config_is_valid() -> None:
         assert settings.key("e2b_alice_secret") is not None
     finally:
         backend.close()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "reason"),
+    [
+        ({"team": "a--b"}, "team: 'a--b' must not contain '--'"),
+        ({"team": "Team A"}, "team: invalid value 'Team A': a lowercase RFC 1123 namespace"),
+        ({"id": "alice smith"}, "id: invalid value 'alice smith': a label value"),
+        ({"id": "a" * 64}, "id: invalid value"),
+    ],
+)
+def test_an_api_key_made_in_python_is_checked_as_the_config_file_is(
+    kwargs: dict[str, Any], reason: str
+) -> None:
+    """The team is the namespace of its sandboxes, the id their owner label."""
+    with pytest.raises(ValueError, match=re.escape(reason)):
+        ApiKey(key="k", **kwargs)
