@@ -540,7 +540,11 @@ class Claimer:
                         current = yield from api.get(
                             self.client, "Sandbox", meta.namespace, meta.name
                         )
-                    except ApiError:
+                    except ApiError as read:
+                        # RetryOnConflict returns the Get's error: the cleanup failed
+                        # (#410, the sandbox stays as it is), unless the sandbox is gone.
+                        if not read.is_not_found:
+                            ctx.record("claim.cleanup_failed", f"{self.name} {key} {read.code}")
                         return None
                     continue
                 ctx.record("claim.cleanup_failed", f"{self.name} {key} {exc.code}")

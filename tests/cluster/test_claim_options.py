@@ -139,3 +139,29 @@ def test_timeout_out_of_range_is_400(pooled: Cluster) -> None:
         with pytest.raises(ClaimError) as err:
             pooled.create_sandbox("base", timeout=bad)
         assert err.value.code == 400
+
+
+def test_a_reserve_whose_conflict_reread_fails_is_a_failed_cleanup() -> None:
+    """§5.2 step 7 under RetryOnConflict: the reserve write meets a 409 and the re-read then
+    fails, so the cleanup fails (#410: the sandbox stays as it was) and says so."""
+    cluster = Cluster(seed=3)
+    cluster.apply(pool_yaml("py", replicas=1))
+    cluster.wait_for_pool("py")
+    t0 = cluster.now
+    cluster.inject("runtime_init_failure", code=500)  # the attempt fails after its lock
+    mgr = {"client": "sandbox-manager", "kind": "Sandbox"}
+    cluster.inject("api_conflict", selector={**mgr, "verb": "update"}, start=t0 + 0.5, count=1)
+    cluster.inject("api_error", selector={**mgr, "verb": "get"}, start=t0 + 0.5, count=1)
+    cluster.create_sandboxes(
+        1,
+        "py",
+        metadata={
+            "e2b.agents.kruise.io/reserve-failed-sandbox": "true",
+            "e2b.agents.kruise.io/create-on-no-stock": "false",
+            "e2b.agents.kruise.io/claim-timeout-seconds": "5",
+        },
+    )
+    failed = [e.detail for e in cluster.log.of_kind("claim.post_failed")]
+    cleaned = [e.detail for e in cluster.log.of_kind("claim.cleanup_failed")]
+    first = failed[0].split()[1]
+    assert cleaned[0] == f"manager {first} 500"

@@ -315,6 +315,33 @@ def test_scale_down_skips_a_sandbox_locked_by_someone_else(
     )
 
 
+def test_a_scale_down_whose_delete_fails_leaves_its_lock_until_the_next(
+    world: World, controller: SandboxSetController
+) -> None:
+    """As upstream, nothing unlocks a sandbox whose scale-down Delete failed: it stays
+    counted available but unpickable; the next scale-down may take it (its own lock)."""
+    make_set(world, 3)
+    run_until(world, full(world, 3))
+    world.ctx.faults.inject(
+        kind="api_error", selector={"verb": "delete", "kind": "Sandbox"}, duration=30
+    )
+    update_set(world, "base", lambda s: setattr(s.spec, "replicas", 2))
+    world.ctx.env.run(until=world.ctx.env.now + 3)
+    update_set(world, "base", lambda s: setattr(s.spec, "replicas", 3))
+    world.ctx.env.run(until=world.ctx.env.now + 60)
+    locked = [
+        s.metadata.name
+        for s in pool(world)
+        if s.metadata.annotations.get(keys.ANN_OWNER) == "__manager_scale_down"
+    ]
+    assert len(locked) == 1 and len(pool(world)) == 3
+    assert status(world).available_replicas == 3
+    update_set(world, "base", lambda s: setattr(s.spec, "replicas", 2))
+    world.ctx.env.run(until=world.ctx.env.now + 30)
+    assert world.api.peek("Sandbox", "default", locked[0]) is None
+    assert len(pool(world)) == 2
+
+
 def test_dead_sandboxes_are_deleted_and_replaced(
     world: World, controller: SandboxSetController
 ) -> None:
