@@ -127,8 +127,8 @@ class DeliveryBenchmark:
             backend = self._request.getfixturevalue("kruise_backend")
             result = run_on_backend(backend, workload, name=name)
             if self._made is not None:
-                # What the SandboxClaim path could not delete (a claim unfinished at the time
-                # limit, a delete a fault failed): the run's, not the test's leftovers.
+                # What the SandboxClaim path did not delete (a claim that completes after the
+                # run's time limit): the run's, not the test's leftovers.
                 self._made.sandbox_ids.update(
                     d.sandbox_id for d in result.deliveries if d.sandbox_id
                 )

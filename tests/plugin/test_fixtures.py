@@ -397,7 +397,7 @@ def test_sandboxes_the_factories_made_are_not_reported_as_left_behind(
 
         def test_benchmark(delivery_benchmark, kruise_e2b):
             delivery_benchmark(Burst(2, path="sandboxclaim"))
-            assert len(kruise_e2b.sandboxes()) == 2
+            assert kruise_e2b.sandboxes() == {}  # the run deleted what it measured
 
         def test_own_leak_still_reported(kruise_e2b, sandbox_claim):
             sandbox_claim("base", replicas=1)
