@@ -92,7 +92,7 @@ _Set = Annotated[
 
 @app.command()
 def simulate(
-    scenario: Annotated[str, typer.Argument(help="Scenario file (YAML).")],
+    scenario: Annotated[str, typer.Argument(help="Scenario file (YAML), or a shipped scenario by name (steady, ...).")],
     seed: _Seed = None,
     replications: _Reps = None,
     workers: _Workers = 1,
@@ -110,7 +110,7 @@ def simulate(
 
 @app.command()
 def plan(
-    scenario: Annotated[str, typer.Argument(help="Scenario file (YAML).")],
+    scenario: Annotated[str, typer.Argument(help="Scenario file (YAML), or a shipped scenario by name (steady, ...).")],
     pool: Annotated[str, typer.Option(help="The pool (SandboxSet name) to size.")],
     slo: Annotated[str | None, typer.Option(help="Latency goal, e.g. 'p99<1s'.")] = None,
     max_cold: Annotated[
@@ -153,7 +153,7 @@ def plan(
 
 @app.command()
 def sweep(
-    scenario: Annotated[str, typer.Argument(help="Scenario file (YAML).")],
+    scenario: Annotated[str, typer.Argument(help="Scenario file (YAML), or a shipped scenario by name (steady, ...).")],
     set_: Annotated[
         list[str] | None,
         typer.Option(

@@ -25,7 +25,7 @@ from simulator.planning.executors import (
     Task,
     make_executor,
 )
-from simulator.planning.loading import load_scenario, parse_scenario
+from simulator.planning.loading import load_scenario, parse_scenario, shipped_scenarios
 from simulator.planning.metrics import RunResult
 from simulator.planning.overrides import apply_overrides, parse_axis
 from simulator.planning.plan import PlanResult, plan
@@ -66,4 +66,5 @@ __all__ = [
     "refill_estimate",
     "run_once",
     "run_points",
+    "shipped_scenarios",
 ]

@@ -22,7 +22,47 @@ from simulator.planning.errors import ScenarioError
 from simulator.planning.messages import first_problem, line_of
 from simulator.planning.scenario import Scenario
 
-__all__ = ["load_scenario", "parse_scenario"]
+__all__ = ["load_scenario", "parse_scenario", "shipped_scenarios"]
+
+_HERE = Path(__file__).resolve().parent
+
+_SHIPPED_DIRS = (_HERE / "scenarios", _HERE.parents[1] / "scenarios")
+"""Where the shipped scenarios are: inside the installed package (the wheel puts them
+there), else the ``scenarios/`` of the source tree the package runs from."""
+
+
+def _shipped_dir() -> Path | None:
+    for candidate in _SHIPPED_DIRS:
+        if (candidate / "steady.yaml").is_file():
+            return candidate
+    return None
+
+
+def shipped_scenarios() -> dict[str, Path]:
+    """The scenarios shipped with the package, by name (``steady``: ``.../steady.yaml``)."""
+    where = _shipped_dir()
+    if where is None:
+        return {}
+    return {p.stem: p for p in sorted(where.glob("*.yaml"))}
+
+
+def _resolve(path: str | Path) -> Path:
+    """``path``, or the shipped scenario it names when no such file exists.
+
+    ``steady``, ``steady.yaml`` and ``scenarios/steady.yaml`` all name the
+    shipped ``steady`` scenario, so the documented commands work from an
+    installed package as from a source checkout.
+    """
+    p = Path(path)
+    if p.exists() or p.is_absolute():
+        return p
+    parts = p.parts
+    if len(parts) == 2 and parts[0] == "scenarios":
+        parts = parts[1:]
+    if len(parts) != 1:
+        return p
+    name = parts[0].removesuffix(".yaml")
+    return shipped_scenarios().get(name, p)
 
 
 def _field_names() -> list[str]:
@@ -59,12 +99,20 @@ class _Loader(yaml.SafeLoader):
 
 
 def load_scenario(path: str | Path) -> Scenario:
-    """Read and validate a scenario file; raise :class:`ScenarioError` on any problem."""
-    p = Path(path)
+    """Read and validate a scenario file; raise :class:`ScenarioError` on any problem.
+
+    A relative path that names no file but a shipped scenario (``steady``,
+    ``scenarios/steady.yaml``) reads the shipped one (:func:`shipped_scenarios`).
+    """
+    p = _resolve(path)
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ScenarioError(str(path), "", f"cannot read the file: {exc.strerror or exc}") from None
+        reason = f"cannot read the file: {exc.strerror or exc}"
+        names = shipped_scenarios()
+        if names and not Path(path).exists():
+            reason += f" (shipped scenarios, by name: {', '.join(names)})"
+        raise ScenarioError(str(path), "", reason) from None
     except UnicodeDecodeError as exc:
         raise ScenarioError(str(path), "", f"cannot read the file: {_not_utf8(exc)}") from None
     return parse_scenario(text, source=str(path), base_dir=p.parent, default_name=p.stem)

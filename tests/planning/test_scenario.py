@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import pytest
 
 from simulator.planning.arrivals import BurstArrivals, DiurnalArrivals, TraceArrivals
 from simulator.planning.errors import ScenarioError
-from simulator.planning.loading import load_scenario, parse_scenario
+from simulator.planning.loading import load_scenario, parse_scenario, shipped_scenarios
 from simulator.planning.overrides import apply_overrides, parse_axis, split_path
 from simulator.planning.scenario import PoolSpec, Scenario
 
@@ -198,6 +199,45 @@ def test_yaml_errors(tmp_path: Path) -> None:
     assert "must be a mapping" in _error("- just\n- a list\n", tmp_path).reason
     with pytest.raises(ScenarioError, match="cannot read the file"):
         load_scenario(tmp_path / "absent.yaml")
+
+
+@pytest.mark.parametrize(
+    "name", ["trace-replay", "trace-replay.yaml", "scenarios/trace-replay.yaml"]
+)
+def test_a_shipped_scenario_is_found_by_name_from_anywhere(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As the docs write them, from any directory (an installed wheel has no scenarios/ in
+    the working directory): the shipped file, its traces read beside it."""
+    monkeypatch.chdir(tmp_path)
+    assert set(shipped_scenarios()) == {p.stem for p in SCENARIOS.glob("*.yaml")}
+    scenario = load_scenario(name)
+    assert scenario.name == "trace-replay"
+
+
+def test_a_file_in_the_working_directory_wins_over_a_shipped_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "steady.yaml").write_text(TINY)
+    assert load_scenario("steady.yaml").name == load_scenario(tmp_path / "steady.yaml").name
+    assert load_scenario("steady.yaml").name != load_scenario("scenarios/steady.yaml").name
+
+
+def test_a_missing_file_lists_the_shipped_names(tmp_path: Path) -> None:
+    with pytest.raises(ScenarioError, match=r"shipped scenarios, by name: burst-255, .*steady"):
+        load_scenario("stedy")
+
+
+def test_the_wheel_ships_the_scenarios_and_both_packages_typed() -> None:
+    """pyproject puts scenarios/ inside simulator.planning, where :func:`shipped_scenarios`
+    looks first; both packages carry py.typed (their API is typed for mypy users)."""
+    root = SCENARIOS.parent
+    config = tomllib.loads((root / "pyproject.toml").read_text())
+    wheel = config["tool"]["hatch"]["build"]["targets"]["wheel"]
+    assert wheel["force-include"] == {"scenarios": "simulator/planning/scenarios"}
+    for package in wheel["packages"]:
+        assert (root / package / "py.typed").is_file()
 
 
 def test_manifest_pools(tmp_path: Path) -> None:
