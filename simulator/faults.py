@@ -257,6 +257,19 @@ class Fault(BaseModel):
             return False
         return self.count is None or self.fired < self.count
 
+    def ended(self, now: float) -> bool:
+        """Whether the fault can have no effect from ``now`` on: its window has closed, or
+        (a consulted kind) its ``count`` is used up. (An acting kind also ends at its moment
+        unless it acted and lasts: see ``Nodes._act``.)"""
+        if self.window_closed(now):
+            return True
+        return (
+            self.count is not None
+            and self.fired >= self.count
+            and self.kind not in _ACTING_KINDS
+            and self.kind != "controller_stall"  # a stall's count is not a limit
+        )
+
     def matches(self, attrs: Mapping[str, str | None]) -> bool:
         """Whether every selector entry equals the attribute of the same name."""
         return all(attrs.get(key) == want for key, want in self.selector.items())
@@ -280,8 +293,37 @@ class FaultInjector:
 
     @property
     def faults(self) -> list[Fault]:
-        """The faults in force, in injection order."""
+        """The faults in force, in injection order (those that have ended are dropped)."""
+        self._prune()
         return list(self._faults.values())
+
+    def in_force(self, fault: Fault) -> bool:
+        """Whether ``fault`` (the object) is still in force: not cleared, not ended."""
+        if self._faults.get(fault.id or "") is not fault:
+            return False
+        if fault.ended(self._now()):
+            self.retire(fault)
+            return False
+        return True
+
+    def retire(self, fault: Fault) -> None:
+        """Drop a fault that has ended (no clear listener runs: its effect is over).
+
+        A run that injects faults for ever (a chaos schedule) would otherwise
+        keep every one it ever made, each consulted again at every API call.
+        """
+        if self._faults.get(fault.id or "") is not fault:
+            return
+        del self._faults[fault.id or ""]
+        of_kind = self._by_kind[fault.kind]
+        of_kind.remove(fault)
+        if not of_kind:
+            del self._by_kind[fault.kind]
+
+    def _prune(self) -> None:
+        now = self._now()
+        for f in [f for f in self._faults.values() if f.ended(now)]:
+            self.retire(f)
 
     def add_listener(self, fn: Callable[[Fault], None]) -> None:
         """Call ``fn(fault)`` for every fault added (the cluster schedules acting faults)."""
@@ -323,6 +365,7 @@ class FaultInjector:
                 ) from None
         for check in self._validators:
             check(f)
+        self._prune()  # so that ids and lists hold only faults in force
         if f.start is None:
             f.start = self._now()
         if not f.id:
@@ -376,15 +419,21 @@ class FaultInjector:
         if not faults:
             return None
         now = self._now()
+        ended: list[Fault] | None = None
+        fired: Fault | None = None
         for f in faults:
-            if (
-                f.active(now)
-                and f.matches(attrs)
-                and (f.probability >= 1.0 or self._rng.random() < f.probability)
-            ):
+            if not f.active(now):
+                if f.ended(now):
+                    ended = [f] if ended is None else [*ended, f]
+                continue
+            if f.matches(attrs) and (f.probability >= 1.0 or self._rng.random() < f.probability):
                 f.fired += 1
-                return f
-        return None
+                fired = f
+                break
+        if ended is not None:
+            for f in ended:
+                self.retire(f)
+        return fired
 
     def replacing_latency(self, kind: str, /, **attrs: str | None) -> float | None:
         """The latency draw of the ``kind`` fault that fires now (as :meth:`check` picks it), or ``None``.
@@ -406,15 +455,22 @@ class FaultInjector:
             return 0.0
         now = self._now()
         total = 0.0
+        ended: list[Fault] | None = None
         for f in faults:
+            if not f.active(now):
+                if f.ended(now):
+                    ended = [f] if ended is None else [*ended, f]
+                continue
             if (
                 f.latency is not None
-                and f.active(now)
                 and f.matches(attrs)
                 and (f.probability >= 1.0 or self._rng.random() < f.probability)
             ):
                 f.fired += 1
                 total += f.latency.sample(self._rng)
+        if ended is not None:
+            for f in ended:
+                self.retire(f)
         return total
 
     def stall_of(self, controller: str) -> Fault | None:
@@ -424,11 +480,10 @@ class FaultInjector:
             return None
         now = self._now()
         for f in faults:
-            if (
-                now >= (f.start or 0.0)
-                and not f.window_closed(now)
-                and f.selector.get("controller", controller) == controller
-            ):
+            if f.window_closed(now):
+                self.retire(f)
+                return self.stall_of(controller)  # the list changed under the loop
+            if now >= (f.start or 0.0) and f.selector.get("controller", controller) == controller:
                 return f
         return None
 

@@ -1042,18 +1042,18 @@ class Nodes:
             if loss is not None:
                 self._recover(loss[1], loss[2])
 
-    def _in_force(self, fault: Fault) -> bool:
-        if not any(f is fault for f in self.ctx.faults.faults):
-            return False  # cleared before it started
-        return fault.probability >= 1.0 or self.ctx.rng.random() < fault.probability
-
     def _act(self, fault: Fault) -> None:
-        if not self._in_force(fault):
+        faults = self.ctx.faults
+        if not faults.in_force(fault):
+            return  # cleared before it started
+        if not (fault.probability >= 1.0 or self.ctx.rng.random() < fault.probability):
+            faults.retire(fault)  # its one moment passed without it: it has ended
             return
         if fault.kind == "node_loss":
             self._node_loss(fault)
         else:
             self._pod_kill(fault)
+            faults.retire(fault)  # a pod kill acts once, at its start
 
     def _node_loss(self, fault: Fault) -> None:
         name = fault.selector.get("node")

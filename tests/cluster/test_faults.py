@@ -213,3 +213,35 @@ def test_a_generated_fault_id_skips_an_id_the_user_chose(cluster: Cluster) -> No
         cluster.inject("api_error", id=first.id)
     assert info.value.field == "id" and "already in use" in info.value.reason
     assert [f.id for f in cluster.faults] == ids
+
+
+def test_a_fault_that_has_ended_leaves_the_faults_in_force(pooled: Cluster) -> None:
+    """A closed window or a used-up count ends a fault: it leaves ``cluster.faults`` (and costs
+    nothing more), and its object keeps what it did. A chaos schedule leaves nothing behind."""
+    used = pooled.inject("api_conflict", count=1, selector={"verb": "update", "kind": "Sandbox"})
+    windows = [
+        pooled.inject("api_latency", start=pooled.now + 2 * i, duration=1, latency="10ms")
+        for i in range(50)
+    ]
+    lasting = pooled.inject("api_error", probability=0.001, selector={"verb": "get"})
+    pooled.create_sandbox("base")
+    pooled.advance(120)
+    assert used.fired == 1
+    assert sum(f.fired for f in windows) > 0
+    assert pooled.faults == [lasting]
+    with pytest.raises(KeyError):
+        pooled.clear_faults(used.id)
+
+
+def test_acting_faults_end_after_their_moment(cluster: Cluster) -> None:
+    """A pod kill ends once it has acted; a node loss lasts its window (or until cleared)."""
+    cluster.apply(pool_yaml(replicas=4))
+    cluster.wait_for_pool("base")
+    kill = cluster.inject("pod_kill", count=1, start=cluster.now + 1)
+    brief = cluster.inject("node_loss", selector={"node": "node-1"}, duration=30)
+    lasting = cluster.inject("node_loss", selector={"node": "node-2"})
+    cluster.advance(5)
+    assert kill.fired == 1
+    assert cluster.faults == [brief, lasting]
+    cluster.advance(60)
+    assert cluster.faults == [lasting]
