@@ -301,15 +301,25 @@ class ApiServer:
             self._collect_if_orphan(kind, new.metadata)
         return new
 
+    def _undepend(self, uid: str, dep: tuple[str, str, str]) -> None:
+        """``dep`` no longer has the controller ``uid``; an owner left with none loses its entry.
+
+        Kept, the entry of an owner deleted before its last dependent (an
+        orphan made for a gone owner, then collected) would stay for ever.
+        """
+        deps = self._dependents.get(uid)
+        if deps is not None:
+            deps.pop(dep, None)
+            if not deps:
+                del self._dependents[uid]
+
     def _reown(self, kind: str, key: ObjKey, old_meta: Any, new_meta: Any) -> bool:
         """File the object under its new controller if that changed; whether it has a new one."""
         old_ref = old_meta.controller_ref()
         new_ref = new_meta.controller_ref()
         dep = (kind, key[0], key[1])
         if old_ref is not None and (new_ref is None or new_ref.uid != old_ref.uid):
-            deps = self._dependents.get(old_ref.uid)
-            if deps is not None:
-                deps.pop(dep, None)
+            self._undepend(old_ref.uid, dep)
         adopted = new_ref is not None and (old_ref is None or new_ref.uid != old_ref.uid)
         if adopted:
             self._dependents.setdefault(new_ref.uid, {})[dep] = None
@@ -349,9 +359,7 @@ class ApiServer:
         old = store.pop(key)
         ref = old.metadata.controller_ref()
         if ref is not None:
-            deps = self._dependents.get(ref.uid)
-            if deps is not None:
-                deps.pop((kind, key[0], key[1]), None)
+            self._undepend(ref.uid, (kind, key[0], key[1]))
         self.writes += 1
         self._notify("DELETED", kind, old, None)
         # Garbage collection: dependents whose controller was this object go too

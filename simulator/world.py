@@ -68,6 +68,10 @@ def _pod_node(pod: Any) -> Iterable[str]:
     return (str(pod.spec.get("nodeName") or ""),)
 
 
+_POOL_KEY_CACHE_MAX = 1024
+"""Pools whose index keys are kept built (see ``World._keys_of``)."""
+
+
 class World:
     """One cluster's API server, caches and clients (see the module docstring)."""
 
@@ -137,9 +141,15 @@ class World:
         # The pool keys and the pool-and-pick keys, built once per pool and
         # shared by all its sandboxes' index entries (a pool of 100,000 would
         # otherwise hold 800,000 strings).
-        keys_ = self._pool_key_cache.get((namespace, template))
+        # Bounded: pools made and deleted under fresh names (one per job, per
+        # test) would otherwise each keep an entry; after a clear, live pools
+        # build theirs again (equal keys, so no index entry moves).
+        cache = self._pool_key_cache
+        keys_ = cache.get((namespace, template))
         if keys_ is None:
+            if len(cache) >= _POOL_KEY_CACHE_MAX:
+                cache.clear()
             pool = (f"{namespace}/{template}", f"*/{template}")
             keys_ = (pool, (*pool, *(PICKABLE_PREFIX + k for k in pool)))
-            self._pool_key_cache[(namespace, template)] = keys_
+            cache[(namespace, template)] = keys_
         return keys_

@@ -36,7 +36,9 @@ from pytest_kruise_agents.claiming.modification import (
     sandboxset_revision,
 )
 from pytest_kruise_agents.claiming.state import is_claimed
+from simulator import world as world_module
 from simulator.claim import Claimer
+from simulator.cluster import Cluster
 from simulator.context import SimContext
 from simulator.informer import Informer
 from simulator.profile import get_profile
@@ -661,3 +663,32 @@ def test_ready_condition_is_kept_by_the_claim(hw: HandWorld) -> None:
     sbx = hw.run(hw.claimer().try_claim(options(), hw.record()))
     cond = find_condition(sbx.status.conditions, "Ready")
     assert cond is not None and cond.status == "True"
+
+
+def test_pools_made_and_deleted_under_fresh_names_leave_no_index_keys(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The pool index keys built for each pool are bounded: per-job pools, each made and
+    deleted under a new name, do not pile up (the live ones build theirs again)."""
+    monkeypatch.setattr(world_module, "_POOL_KEY_CACHE_MAX", 8)
+    cluster = Cluster(seed=1, log=False)
+    for i in range(20):
+        name = f"job-{i}"
+        cluster.apply(
+            {
+                "apiVersion": "agents.kruise.io/v1alpha1",
+                "kind": "SandboxSet",
+                "metadata": {"name": name, "namespace": "default"},
+                "spec": {
+                    "replicas": 1,
+                    "runtimes": [{"name": "agent-runtime"}],
+                    "template": {"spec": {"containers": [{"name": "c", "image": "img:1"}]}},
+                },
+            }
+        )
+        cluster.wait_for_pool(name)
+        if i < 19:
+            cluster.delete("sbs", name)
+        cluster.advance(10)
+        assert len(cluster.world._pool_key_cache) <= 8
+    assert isinstance(cluster.create_sandbox("job-19", timeout=60), Sandbox)  # the live pool works

@@ -158,6 +158,19 @@ def test_an_object_created_for_a_deleted_controller_is_collected(ctx: SimContext
     assert ctx.log.of_kind("gc.orphan_deleted")[0].detail == "Pod/default/late"
 
 
+def test_collected_orphans_leave_no_bookkeeping(ctx: SimContext) -> None:
+    """The owner-to-dependents table holds live owners only: each orphan made for a gone
+    owner and collected (a stale cache's create, again and again) leaves nothing behind."""
+    api = ApiServer(ctx)
+    for i in range(20):
+        owner = api.commit_create(claim(f"owner-{i}"))
+        api.commit_delete("SandboxClaim", "default", f"owner-{i}")
+        api.commit_create(owned_pod(f"late-{i}", f"owner-{i}", owner.metadata.uid or ""))
+        ctx.env.run(until=ctx.env.now + 0.001)
+    assert api.peek_list("Pod") == []
+    assert api._dependents == {}
+
+
 def test_an_object_whose_controller_exists_is_not_collected(ctx: SimContext) -> None:
     """Only a missing owner makes an orphan."""
     api = ApiServer(ctx)
