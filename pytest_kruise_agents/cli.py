@@ -82,6 +82,9 @@ _Dask = Annotated[
     str | None, typer.Option("--dask", help="Run on a Dask scheduler at this address.")
 ]
 _Seed = Annotated[int | None, typer.Option(help="Seed (default: the scenario's).")]
+_Scenario = Annotated[
+    str, typer.Argument(help="Scenario file (YAML), or a shipped scenario by name (steady, ...).")
+]
 _Reps = Annotated[int | None, typer.Option("--replications", min=1, help="Replications per point.")]
 _Out = Annotated[Path | None, typer.Option("--out", help="Output directory.")]
 _ClaimsCsv = Annotated[bool, typer.Option("--claims-csv", help="Write claims.csv.")]
@@ -92,7 +95,7 @@ _Set = Annotated[
 
 @app.command()
 def simulate(
-    scenario: Annotated[str, typer.Argument(help="Scenario file (YAML), or a shipped scenario by name (steady, ...).")],
+    scenario: _Scenario,
     seed: _Seed = None,
     replications: _Reps = None,
     workers: _Workers = 1,
@@ -110,7 +113,7 @@ def simulate(
 
 @app.command()
 def plan(
-    scenario: Annotated[str, typer.Argument(help="Scenario file (YAML), or a shipped scenario by name (steady, ...).")],
+    scenario: _Scenario,
     pool: Annotated[str, typer.Option(help="The pool (SandboxSet name) to size.")],
     slo: Annotated[str | None, typer.Option(help="Latency goal, e.g. 'p99<1s'.")] = None,
     max_cold: Annotated[
@@ -153,7 +156,7 @@ def plan(
 
 @app.command()
 def sweep(
-    scenario: Annotated[str, typer.Argument(help="Scenario file (YAML), or a shipped scenario by name (steady, ...).")],
+    scenario: _Scenario,
     set_: Annotated[
         list[str] | None,
         typer.Option(
