@@ -293,37 +293,37 @@ class FaultInjector:
 
     @property
     def faults(self) -> list[Fault]:
-        """The faults in force, in injection order (those that have ended are dropped)."""
-        self._prune()
+        """The faults injected and not cleared, in injection order, with what each did
+        (``fired``); one that has ended stays listed until cleared, but is no longer consulted."""
         return list(self._faults.values())
 
     def in_force(self, fault: Fault) -> bool:
-        """Whether ``fault`` (the object) is still in force: not cleared, not ended."""
-        if self._faults.get(fault.id or "") is not fault:
-            return False
-        if fault.ended(self._now()):
-            self.retire(fault)
-            return False
-        return True
+        """Whether ``fault`` (the object) is injected and not cleared."""
+        return self._faults.get(fault.id or "") is fault
 
     def retire(self, fault: Fault) -> None:
-        """Drop a fault that has ended (no clear listener runs: its effect is over).
+        """Stop consulting a fault that has ended (it stays listed; no clear listener runs).
 
         A run that injects faults for ever (a chaos schedule) would otherwise
-        keep every one it ever made, each consulted again at every API call.
+        consult every one it ever made again at every API call.
         """
-        if self._faults.get(fault.id or "") is not fault:
-            return
-        del self._faults[fault.id or ""]
-        of_kind = self._by_kind[fault.kind]
-        of_kind.remove(fault)
+        of_kind = self._by_kind.get(fault.kind, [])
+        for i, f in enumerate(of_kind):
+            if f is fault:
+                del of_kind[i]
+                break
         if not of_kind:
-            del self._by_kind[fault.kind]
+            self._by_kind.pop(fault.kind, None)
 
     def _prune(self) -> None:
         now = self._now()
-        for f in [f for f in self._faults.values() if f.ended(now)]:
-            self.retire(f)
+        for of_kind in list(self._by_kind.values()):
+            for f in [f for f in of_kind if f.ended(now)]:
+                self.retire(f)
+
+    def consulted(self, kind: str) -> list[Fault]:
+        """The faults of ``kind`` still consulted (not cleared, not known to have ended)."""
+        return list(self._by_kind.get(kind, ()))
 
     def add_listener(self, fn: Callable[[Fault], None]) -> None:
         """Call ``fn(fault)`` for every fault added (the cluster schedules acting faults)."""
@@ -365,7 +365,7 @@ class FaultInjector:
                 ) from None
         for check in self._validators:
             check(f)
-        self._prune()  # so that ids and lists hold only faults in force
+        self._prune()  # the consulted lists hold only faults that can still act
         if f.start is None:
             f.start = self._now()
         if not f.id:
@@ -399,7 +399,7 @@ class FaultInjector:
             f = self._faults.pop(fault_id, None)
             if f is None:
                 raise KeyError(f"no fault with id {fault_id!r}")
-            self._by_kind[f.kind].remove(f)
+            self.retire(f)
             removed = [f]
         if removed:
             for fn in self._clear_listeners:

@@ -215,9 +215,10 @@ def test_a_generated_fault_id_skips_an_id_the_user_chose(cluster: Cluster) -> No
     assert [f.id for f in cluster.faults] == ids
 
 
-def test_a_fault_that_has_ended_leaves_the_faults_in_force(pooled: Cluster) -> None:
-    """A closed window or a used-up count ends a fault: it leaves ``cluster.faults`` (and costs
-    nothing more), and its object keeps what it did. A chaos schedule leaves nothing behind."""
+def test_a_fault_that_has_ended_is_listed_but_no_longer_consulted(pooled: Cluster) -> None:
+    """A closed window or a used-up count ends a fault: it stays in ``cluster.faults`` with what
+    it did (``fired``) until cleared, but the model no longer consults it, so a chaos
+    schedule costs no more at each API call than the faults that can still act."""
     used = pooled.inject("api_conflict", count=1, selector={"verb": "update", "kind": "Sandbox"})
     windows = [
         pooled.inject("api_latency", start=pooled.now + 2 * i, duration=1, latency="10ms")
@@ -226,11 +227,15 @@ def test_a_fault_that_has_ended_leaves_the_faults_in_force(pooled: Cluster) -> N
     lasting = pooled.inject("api_error", probability=0.001, selector={"verb": "get"})
     pooled.create_sandbox("base")
     pooled.advance(120)
+    pooled.create_sandbox("base")  # consults them all again, after every window
     assert used.fired == 1
     assert sum(f.fired for f in windows) > 0
-    assert pooled.faults == [lasting]
-    with pytest.raises(KeyError):
-        pooled.clear_faults(used.id)
+    assert pooled.faults == [used, *windows, lasting]
+    injector = pooled.ctx.faults
+    assert (injector.consulted("api_conflict"), injector.consulted("api_latency")) == ([], [])
+    assert injector.consulted("api_error") == [lasting]
+    pooled.clear_faults(used.id)  # an ended fault is cleared as any other
+    assert used not in pooled.faults
 
 
 def test_acting_faults_end_after_their_moment(cluster: Cluster) -> None:
@@ -242,6 +247,10 @@ def test_acting_faults_end_after_their_moment(cluster: Cluster) -> None:
     lasting = cluster.inject("node_loss", selector={"node": "node-2"})
     cluster.advance(5)
     assert kill.fired == 1
-    assert cluster.faults == [brief, lasting]
+    injector = cluster.ctx.faults
+    assert injector.consulted("pod_kill") == []
+    assert injector.consulted("node_loss") == [brief, lasting]
     cluster.advance(60)
-    assert cluster.faults == [lasting]
+    cluster.inject("api_error", probability=0.001)  # an inject drops what has ended
+    assert injector.consulted("node_loss") == [lasting]
+    assert cluster.faults[:3] == [kill, brief, lasting]
