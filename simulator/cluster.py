@@ -32,6 +32,7 @@ from pytest_kruise_agents.api.manifest import KubeObject, load_manifests, resolv
 from pytest_kruise_agents.api.printers import render_table
 from pytest_kruise_agents.api.sandbox import Sandbox, SandboxState
 from pytest_kruise_agents.api.sandboxset import SandboxSet
+from pytest_kruise_agents.api.validation import label_value_problem
 from pytest_kruise_agents.claiming.errors import ClaimError
 from pytest_kruise_agents.claiming.state import sandbox_state
 from simulator import applying
@@ -431,6 +432,7 @@ class Cluster:
             volume_mounts=volume_mounts,
             allow_internet_access=allow_internet_access,
             env_vars=env_vars,
+            user=user,
         )
         sbx: Sandbox = self.run(
             self.manager.create_sandbox(
@@ -643,11 +645,16 @@ def _check_create(
     volume_mounts: object = None,
     allow_internet_access: object = None,
     env_vars: object = None,
+    user: object = DEFAULT_USER,
     **_: object,
 ) -> None:
     """Refuse create arguments of the wrong kind; the manager checks the rest as upstream does."""
     if timeout is not None:
         _check_timeout(timeout)
+    # The owner is an API key's id upstream (a UUID): it becomes the sandbox's owner label.
+    if not isinstance(user, str) or not user or (why := label_value_problem(user)):
+        reason = why if isinstance(user, str) and user else "must be a non-empty string"
+        raise InvalidError("user", f"{reason} (it becomes the owner label of the sandbox)")
     # Environment variables are text, as the E2B API's envVars: 1 is not "1".
     _check_string_map("env_vars", env_vars, "variable name to value")
     if not isinstance(auto_pause, bool):

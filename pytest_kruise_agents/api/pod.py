@@ -217,7 +217,9 @@ def container_resources(template: dict[str, Any] | None) -> tuple[int, int]:
 _RESTART_POLICIES = ("Always", "OnFailure", "Never")
 
 
-def validate_pod_template(template: dict[str, Any], *, reserved_keys: bool = True) -> None:
+def validate_pod_template(
+    template: dict[str, Any], *, reserved_keys: bool = True, request_limits: bool = True
+) -> None:
     """Raise :class:`FieldProblem` (a ``ValueError``) for a pod template the API server refuses.
 
     The checks of Kubernetes' pod template validation that matter here:
@@ -231,6 +233,9 @@ def validate_pod_template(template: dict[str, Any], *, reserved_keys: bool = Tru
     ``reserved_keys`` also refuses ``e2b.agents.kruise.io/`` label and
     annotation keys, as the SandboxSet and SandboxTemplate webhooks do (a
     Sandbox has no webhook, and its pod may carry such a key).
+    ``request_limits`` refuses a request above its limit; a Sandbox's
+    template may hold one (a claim's in-place resize writes it there, and
+    the API server refuses the pod's resize, not the Sandbox).
     """
     check_string_keys(template)
     _check_template_metadata(template.get("metadata"), reserved_keys=reserved_keys)
@@ -256,7 +261,7 @@ def validate_pod_template(template: dict[str, Any], *, reserved_keys: bool = Tru
     for part, items in (("initContainers", init or []), ("containers", containers)):
         for i, container in enumerate(items):
             _check_container(container, ("spec", part, i), seen)
-    over = _request_over_limit(spec)
+    over = _request_over_limit(spec) if request_limits else None
     if over is not None:
         loc, why = over
         raise FieldProblem(("spec", *loc), why)

@@ -119,10 +119,11 @@ class SandboxSpec(KubeModel):
         # from a SandboxSet's, so it is checked as one (a deliberate
         # difference, as for a SandboxSet's name), but for the reserved
         # ``e2b.agents.kruise.io/`` keys, a SandboxSet webhook rule that a
-        # pod does not have. Manifests only: the controllers build sandboxes
-        # from templates already checked.
+        # pod does not have, and for a request above its limit, which a
+        # claim's in-place resize writes here. Manifests only: the
+        # controllers build sandboxes from templates already checked.
         if template is not None and from_manifest(info):
-            validate_pod_template(template, reserved_keys=False)
+            validate_pod_template(template, reserved_keys=False, request_limits=False)
         return template
 
 

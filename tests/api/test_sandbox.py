@@ -103,3 +103,15 @@ def test_reserved_keys_and_the_template_name_are_not_checked_on_a_sandbox() -> N
     loaded = load_manifest(sandbox(metadata))
     assert isinstance(loaded, Sandbox)
     assert loaded.spec.template is not None
+
+
+def test_a_request_above_its_limit_is_not_checked_on_a_sandbox() -> None:
+    """A claim's in-place resize writes the new request into the sandbox's template, whatever
+    the limit (the API server refuses the pod's resize, not the Sandbox): its dump loads back."""
+    manifest = sandbox(None)
+    manifest["spec"]["template"]["spec"]["containers"][0]["resources"] = {
+        "requests": {"cpu": "2"},
+        "limits": {"cpu": "1"},
+    }
+    loaded = load_manifest(manifest)
+    assert isinstance(loaded, Sandbox)

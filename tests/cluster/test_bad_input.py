@@ -483,3 +483,16 @@ def test_an_empty_burst_claims_nothing(pooled: Cluster) -> None:
     before = snapshot(pooled)
     assert pooled.create_sandboxes(0, "base") == []
     assert snapshot(pooled) == before
+
+
+@pytest.mark.parametrize("user", ["alice smith", "", "x" * 64, 7])
+def test_a_create_for_an_owner_no_label_can_name_is_refused(pooled: Cluster, user: Any) -> None:
+    """The owner becomes the sandbox's owner label (upstream: an API key's UUID): one that no
+    label value can be is refused, naming ``user``, and nothing is claimed."""
+    writes = pooled.world.api.writes
+    with pytest.raises(InvalidError) as err:
+        pooled.create_sandbox("base", user=user)
+    assert err.value.field == "user"
+    with pytest.raises(InvalidError):
+        pooled.create_sandboxes(1, "base", user=user)
+    assert pooled.world.api.writes == writes
