@@ -463,6 +463,26 @@ def parse_create_metadata(
     )
 
 
+def _check_stored_size(annotations: Mapping[str, str], init: InitRuntimeRequest) -> None:
+    """Refuse env vars that would take the sandbox's annotations over 256 KiB.
+
+    They are written, with the metadata, into the annotations of the claim's
+    lock write (the init-runtime request), which the API server refuses over
+    256 KiB: upstream answers that write's 400.
+    """
+    stored = {
+        **annotations,
+        keys.ANN_INIT_RUNTIME_REQUEST: init.to_json(),
+        keys.ANN_RUNTIME_ACCESS_TOKEN: init.access_token,
+    }
+    try:
+        check_annotations(stored)
+    except FieldProblem as exc:
+        raise BadRequestError(
+            f"envVars: with the metadata, the sandbox's annotations {exc.reason}", field="envVars"
+        ) from None
+
+
 def e2b_claim_options(
     opts: E2BCreateOptions,
     *,
@@ -509,6 +529,8 @@ def e2b_claim_options(
     init_runtime = None
     if not opts.skip_init_runtime:
         init_runtime = InitRuntimeRequest(env_vars=dict(env_vars or {}), access_token=access_token)
+        if env_vars:
+            _check_stored_size(annotations, init_runtime)
     claim_s = opts.claim_timeout_seconds or default_claim_timeout_s
     wait_s = opts.wait_ready_timeout_seconds or default_wait_ready_timeout_s
     return ClaimOptions(

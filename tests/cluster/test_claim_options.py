@@ -8,6 +8,7 @@ import pytest
 
 from pytest_kruise_agents.api import keys
 from pytest_kruise_agents.api.pod import first_container_image
+from pytest_kruise_agents.api.sandbox import Sandbox
 from pytest_kruise_agents.claiming.errors import ClaimError
 from simulator.cluster import Cluster
 
@@ -165,3 +166,15 @@ def test_a_reserve_whose_conflict_reread_fails_is_a_failed_cleanup() -> None:
     cleaned = [e.detail for e in cluster.log.of_kind("claim.cleanup_failed")]
     first = failed[0].split()[1]
     assert cleaned[0] == f"manager {first} 500"
+
+
+def test_env_vars_that_would_overflow_the_annotations_are_400(pooled: Cluster) -> None:
+    """Env vars are stored in the sandbox's annotations (the init-runtime request): past the API
+    server's 256 KiB the lock write would be refused, so the create is, naming envVars."""
+    writes = pooled.world.api.writes
+    with pytest.raises(ClaimError) as err:
+        pooled.create_sandbox("base", env_vars={"BIG": "x" * 200_000, "B2": "y" * 100_000})
+    assert err.value.code == 400
+    assert "envVars" in str(err.value) and "256 KiB" in str(err.value)
+    assert pooled.world.api.writes == writes
+    assert isinstance(pooled.create_sandbox("base", env_vars={"SMALL": "x" * 1000}), Sandbox)
