@@ -20,6 +20,17 @@ def snapshot(cluster: Cluster) -> tuple[int, int]:
     return cluster.world.api.writes, len(cluster.log)
 
 
+def assert_refused(cluster: Cluster, manifest: str, field: str, reason: str) -> None:
+    """Applying ``manifest`` raises one InvalidError naming ``field`` and starting with
+    ``reason``, and changes nothing."""
+    before = snapshot(cluster)
+    with pytest.raises(InvalidError) as err:
+        cluster.apply(manifest)
+    assert err.value.field == field
+    assert err.value.reason.startswith(reason)
+    assert snapshot(cluster) == before
+
+
 @pytest.mark.parametrize(
     ("manifest", "field"),
     [
@@ -72,12 +83,7 @@ def test_pod_template_resources_are_checked_on_apply(
 ) -> None:
     """A quantity that does not parse, a negative one (which would let the scheduler
     overcommit a node), or a request above its limit, is refused at apply, naming it."""
-    before = snapshot(cluster)
-    with pytest.raises(InvalidError) as err:
-        cluster.apply(manifest)
-    assert err.value.field == field
-    assert err.value.reason.startswith(reason)
-    assert snapshot(cluster) == before
+    assert_refused(cluster, manifest, field, reason)
 
 
 def lone_sandbox(template: str) -> str:
@@ -133,12 +139,7 @@ def test_a_template_no_pod_could_be_made_from_is_refused_on_apply(
 ) -> None:
     """A Sandbox's template is checked as a pool's, and mapping keys are strings: such a
     template, once accepted, stopped the controllers for good. Refused, the cluster runs on."""
-    before = snapshot(pooled)
-    with pytest.raises(InvalidError) as err:
-        pooled.apply(manifest)
-    assert err.value.field == field
-    assert err.value.reason.startswith(reason)
-    assert snapshot(pooled) == before
+    assert_refused(pooled, manifest, field, reason)
     pooled.advance(30)
     assert pooled.get("sbs", "base").status.available_replicas == 5
 
