@@ -10,6 +10,7 @@ requested sandbox.
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -134,6 +135,8 @@ class SandboxClaimTracker:
     records: list[ClaimRecord] = field(default_factory=list)
     released: set[int] = field(default_factory=set)
     done: bool = False
+    finished: float | None = None
+    """When the claim completed (its ``completionTime``), once ``done``."""
 
     def delivered(self) -> list[ClaimRecord]:
         """Its delivered records in delivery order (at most one per replica)."""
@@ -168,32 +171,38 @@ def sandboxclaim_outcomes(
     """One outcome per replica of a SandboxClaim, measured from the claim's creation.
 
     Replicas never delivered count as failed (with the last failed attempt's
-    reason, else ``ClaimTimeout``) once the claim is finished, as still in
-    flight otherwise.
+    reason, else ``ClaimTimeout``) at the claim's completion once it is
+    finished, as still in flight otherwise. A replica's attempts are the
+    claim's waves it took part in: each wave makes one attempt per replica
+    still missing, all at one instant, so a replica delivered in the third
+    wave made three attempts, and one never delivered made one per wave.
     """
     delivered = tracker.delivered()
     failed = [r for r in tracker.records if r.failed is not None]
-    # Each record is one attempt at one sandbox; the failed ones were retried.
-    attempts = 1 + len(failed)
-    out = [
-        Outcome(
-            workload=tracker.workload,
-            pool=tracker.pool,
-            requested=tracker.applied,
-            delivered=rec.delivered,
-            warm=rec.warm,
-            attempts=attempts,
-            phases=_phases(rec) if phases else None,
-        )
-        for rec in delivered
-    ]
-    for _ in range(len(tracker.holds) - len(delivered)):
+    waves = sorted({r.requested for r in tracker.records})
+    out: list[Outcome] = []
+    for rec in delivered:
         out.append(
             Outcome(
                 workload=tracker.workload,
                 pool=tracker.pool,
                 requested=tracker.applied,
-                failed=now if tracker.done else None,
+                delivered=rec.delivered,
+                warm=rec.warm,
+                attempts=bisect.bisect_right(waves, rec.requested),
+                phases=_phases(rec) if phases else None,
+            )
+        )
+    for _ in range(len(tracker.holds) - len(delivered)):
+        attempts = max(1, len(waves))
+        out.append(
+            Outcome(
+                workload=tracker.workload,
+                pool=tracker.pool,
+                requested=tracker.applied,
+                failed=(tracker.finished if tracker.finished is not None else now)
+                if tracker.done
+                else None,
                 attempts=attempts,
                 reason=(failed[-1].error_reason or "Unknown" if failed else "ClaimTimeout")
                 if tracker.done

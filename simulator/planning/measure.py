@@ -179,5 +179,11 @@ def claim_row(o: Outcome, workload: str, origin: float) -> dict[str, Any]:
         "error": o.reason,
     }
     for phase, value in (o.phases or {}).items():
+        if phase in ("requested", "delivered"):
+            # The claim's own: a SandboxClaim replica's record starts at its attempt,
+            # not at the claim's creation, which ``requested`` and ``latency`` measure from.
+            continue
         row[phase] = None if value is None else value - origin
+    if o.failed is not None:
+        row["failed"] = o.failed - origin
     return row

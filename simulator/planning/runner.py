@@ -244,14 +244,23 @@ class _Run:
                     tracker.released.add(rec.id)
                     if hold is not None and rec.sandbox is not None:
                         self.env.process(self._release(rec, hold))
-            if len(delivered) >= len(tracker.holds) or self._claim_finished(tracker):
+            finished = self._claim_finished(tracker)
+            if len(delivered) >= len(tracker.holds) or finished is not None:
                 tracker.done = True
+                tracker.finished = finished if finished is not None else self.env.now
                 del self.open_claims[key]
 
-    def _claim_finished(self, tracker: SandboxClaimTracker) -> bool:
+    def _claim_finished(self, tracker: SandboxClaimTracker) -> float | None:
+        """When the claim completed (its ``completionTime``, whole seconds as stored), or
+        ``None`` while it has not; a claim gone (its TTL) finished by now."""
         # The stored object, read in place: Cluster.get would copy it at every scan.
         obj = self.cluster.world.api.peek("SandboxClaim", tracker.namespace, tracker.name)
-        return obj is None or bool(obj.status.phase == "Completed")
+        if obj is None:
+            return float(self.env.now)
+        if obj.status.phase != "Completed":
+            return None
+        done = obj.status.completion_time
+        return float(self.env.now) if done is None else self.cluster.ctx.to_seconds(done)
 
     def _release(self, rec: ClaimRecord, hold: float) -> Generator[Any]:
         assert rec.delivered is not None and rec.sandbox is not None

@@ -96,6 +96,8 @@ def test_sandboxclaim_path_and_release() -> None:
     assert result.claims is not None
     assert result.metrics["claims"] == len(result.claims) and len(result.claims) % 2 == 0
     assert result.metrics["delivered"] == result.metrics["claims"]
+    for row in result.claims:  # from the claim's creation, not from each replica's attempt
+        assert row["delivered"] - row["requested"] == pytest.approx(row["latency"])
     held = result.series["held"]
     assert 0 < max(held) <= 12
     # Sandboxes are deleted once their hold is over: the count goes down as well as up.
@@ -192,3 +194,34 @@ def test_pod_slots_count_only_the_nodes_that_take_pods(tiny: Scenario) -> None:
     assert result.metrics["free_pod_slots_min"] == min(
         free[i] for i, x in enumerate(t) if tiny.warmup <= x < tiny.horizon
     )
+
+
+def test_sandboxclaim_replicas_that_fail_fail_at_their_claims_completion() -> None:
+    """A replica never delivered fails when its claim completes (its claim timeout), not at
+    the end of the run; a delivered replica counts its own attempts, not the claim's."""
+    text = """\
+name: partial
+seed: 3
+replications: 1
+duration: 30s
+drain: 1m
+cluster: {nodes: 2}
+pools:
+  - {name: multi, replicas: 1}
+workloads:
+  - template: multi
+    arrivals: {kind: constant, rate: 0.1}
+    hold: 10s
+    claim: {path: sandboxclaim, replicas: 3, create_on_no_stock: false, claim_timeout: 5s}
+"""
+    result = run_once(parse_scenario(text), keep_claims=True)
+    assert result.claims is not None
+    failed = [row for row in result.claims if row["error"]]
+    delivered = [row for row in result.claims if row["delivered"] is not None]
+    assert failed and delivered
+    for row in failed:
+        # completionTime is stored in whole seconds; the timeout's reconcile comes a little after.
+        assert 4.0 <= row["failed"] - row["requested"] <= 7.0
+    assert result.series["rate_failed"][-1] == 0.0
+    assert min(row["attempts"] for row in delivered) == 1
+    assert result.metrics["waited_share"] < 1.0
