@@ -21,7 +21,19 @@ class Event:
     detail: str
 
     def __str__(self) -> str:
-        return f"{self.time:.6f} {self.kind} {self.detail}"
+        return f"{self.time:.6f} {self.kind} {_one_line(self.detail)}"
+
+
+def _one_line(text: str) -> str:
+    """``text`` with each character that is not printable (a line break above all) escaped.
+
+    Details quote what callers sent (a template name, a fault id): one with a
+    newline would otherwise split its event into two lines, the second a
+    forged event.
+    """
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 
 
 class EventLog:

@@ -56,8 +56,9 @@ class ClaimRecord:
 
     @property
     def warm(self) -> bool | None:
-        """True when delivered from the warm pool, False when created on no stock."""
-        if self.lock_type is None:
+        """True when delivered from the warm pool, False when created on no stock; ``None``
+        until delivered (``lock_type`` still says what a failed claim's last attempt did)."""
+        if self.lock_type is None or self.delivered is None:
             return None
         return self.lock_type == "update"
 

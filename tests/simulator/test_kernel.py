@@ -408,3 +408,16 @@ def test_event_log_text_is_stable() -> None:
     off = EventLog(enabled=False)
     off.add(1.0, "a", "b")
     assert len(off) == 0
+
+
+def test_an_event_is_one_line_whatever_its_detail_quotes() -> None:
+    """A detail quoting a caller's text (a template name with a newline) stays on its line:
+    what is not printable is escaped, so no event can forge another."""
+    log = EventLog()
+    log.add(5.0, "manager.claim_failed", "template=base\n1.000000 manager.claim forged\u2028x\ty")
+    log.add(6.0, "a", "ü ok")
+    assert log.text() == (
+        "5.000000 manager.claim_failed template=base\\n1.000000 manager.claim forged\\u2028x\\ty\n"
+        "6.000000 a ü ok\n"
+    )
+    assert len(log.text().splitlines()) == 2

@@ -81,3 +81,17 @@ def test_a_listener_sees_each_new_record_even_once_dropped() -> None:
     assert seen == [2, 3, 4, 5]
     assert [r.id for r in records] == [5, 6]
     stop()  # stopping twice is harmless
+
+
+def test_a_claim_is_warm_or_cold_only_once_delivered() -> None:
+    """A failed claim's last attempt locked (or created) a sandbox, but it delivered none: it is
+    neither warm nor cold; ``lock_type`` still says what that attempt did."""
+    records = ClaimRecords()
+    failed = records.new(path="e2b", namespace="ns", template="t", owner="o", requested=0.0)
+    failed.lock_type = "update"
+    failed.failed = 1.0
+    assert (failed.warm, failed.as_dict()["warm"]) == (None, None)
+    delivered = records.new(path="e2b", namespace="ns", template="t", owner="o", requested=0.0)
+    delivered.lock_type = "create"
+    delivered.delivered = 2.0
+    assert delivered.warm is False
