@@ -22,6 +22,7 @@ from typing import Any
 from pytest_kruise_agents.api.copying import deep_copy, shallow_copy
 from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.api.manifest import KubeObject
+from pytest_kruise_agents.api.pod import default_requests
 from pytest_kruise_agents.api.sandboxclaim import SandboxClaim
 from pytest_kruise_agents.api.sandboxtemplate import SandboxTemplate
 from simulator.apiserver import ApiServer, pod_update_refusal
@@ -127,7 +128,8 @@ def _update(where: str, existing: Any, obj: KubeObject) -> Any | None:
             f"Precondition failed: UID in precondition: {meta.uid}, UID in object meta: {old.uid}",
         )
     rv = meta.resource_version
-    if rv is not None and rv != old.resource_version:
+    # An empty resourceVersion is no precondition, as on a create.
+    if rv and rv != old.resource_version:
         # kubectl sends the manifest's resourceVersion: an optimistic lock.
         raise ConflictError(
             f"{where} metadata.resourceVersion",
@@ -143,11 +145,13 @@ def _update(where: str, existing: Any, obj: KubeObject) -> Any | None:
     if isinstance(existing, SandboxTemplate):
         _check_materialized(where, existing, obj)
     finalizers = _finalizers(where, existing, obj)
+    # The API server defaults every write alike: a pod's limit with no request requests it.
+    spec = default_requests(obj.spec) if obj.kind == "Pod" else obj.spec
     if (
         meta.labels == old.labels
         and meta.annotations == old.annotations
         and finalizers == old.finalizers
-        and obj.spec == existing.spec
+        and spec == existing.spec
     ):
         return None
     new = shallow_copy(existing)
@@ -155,7 +159,7 @@ def _update(where: str, existing: Any, obj: KubeObject) -> Any | None:
     new.metadata.labels = dict(meta.labels)
     new.metadata.annotations = dict(meta.annotations)
     new.metadata.finalizers = finalizers
-    new.spec = deep_copy(obj.spec)
+    new.spec = deep_copy(spec)
     if obj.kind == "Pod":
         why = pod_update_refusal(existing, new)
         if why is not None:

@@ -370,11 +370,22 @@ def _manifest_of(obj: KubeObject, where: str) -> dict[str, Any]:
     try:
         # No warnings: a value of the wrong type is written as it is, and the
         # strict load that follows names its field.
-        return obj.model_dump(mode="json", by_alias=True, exclude_none=True, warnings=False)
+        data = obj.model_dump(mode="json", by_alias=True, exclude_none=True, warnings=False)
     except PydanticSerializationError as exc:
         name = obj.metadata.name if isinstance(obj.metadata, ObjectMeta) else ""
         ident = f"{obj.kind}/{name}" if isinstance(name, str) and name else where
         raise InvalidError(ident, f"cannot be written as a manifest: {exc}") from None
+    meta = obj.metadata
+    if (
+        isinstance(meta, ObjectMeta)
+        and not meta.finalizers
+        and "finalizers" not in meta.model_fields_set
+        and isinstance(data.get("metadata"), dict)
+    ):
+        # A model that never stated finalizers does not state "none": applied, it
+        # keeps the stored ones (as its dump, which leaves them out, would).
+        data["metadata"].pop("finalizers", None)
+    return data
 
 
 def _load_list(node: Mapping[str, Any], where: str, out: list[KubeObject]) -> None:

@@ -17,6 +17,7 @@ import yaml
 
 from pytest_kruise_agents.api import dump
 from pytest_kruise_agents.api.errors import InvalidError
+from pytest_kruise_agents.api.sandboxset import SandboxSet
 from simulator.cluster import Cluster
 from simulator.errors import ConflictError, NotFoundError
 
@@ -216,6 +217,22 @@ def test_a_manifest_without_finalizers_keeps_the_stored_ones(cluster: Cluster) -
     assert cluster.get("sbs", "base").metadata.finalizers == ["example.com/keep"]
 
 
+def test_a_model_built_in_python_without_finalizers_keeps_the_stored_ones(
+    cluster: Cluster,
+) -> None:
+    """A model that never states finalizers is a manifest that does not mention them: applied
+    over a set held by a finalizer while being deleted, it completes no deletion."""
+    cluster.apply(with_finalizers(pool_yaml(replicas=1), ["example.com/keep"]))
+    cluster.wait_for_pool("base")
+    cluster.delete("sbs", "base")
+    model = SandboxSet.model_validate(yaml.safe_load(pool_yaml(replicas=1)))
+    model.metadata.labels["note"] = "x"
+    (kept,) = cluster.apply(model)
+    assert kept.metadata.finalizers == ["example.com/keep"]
+    assert kept.metadata.deletion_timestamp is not None
+    assert len(cluster.list("sbx")) == 1
+
+
 def test_no_finalizer_can_be_added_to_an_object_being_deleted(cluster: Cluster) -> None:
     """As the API server: an object marked for deletion takes no new finalizer."""
     cluster.apply(with_finalizers(pool_yaml(replicas=0), ["example.com/keep"]))
@@ -229,6 +246,31 @@ def test_no_finalizer_can_be_added_to_an_object_being_deleted(cluster: Cluster) 
 
 
 # -- 4. no-op updates and stale resourceVersions --------------------------------------
+
+
+def test_an_empty_resource_version_is_no_precondition(pooled: Cluster) -> None:
+    """``resourceVersion: ""`` is no version at all, on an update as on a create."""
+    doc: dict[str, Any] = yaml.safe_load(pool_yaml(replicas=4))
+    doc["metadata"]["resourceVersion"] = ""
+    (updated,) = pooled.apply(doc)
+    assert updated.spec.replicas == 4
+
+
+def test_re_applying_a_pod_that_states_only_limits_writes_nothing(cluster: Cluster) -> None:
+    """The API server fills a request from its limit on every write: the same manifest again
+    changes nothing, and the stored requests stay."""
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "solo", "namespace": "default"},
+        "spec": {
+            "containers": [{"name": "c", "image": "img:1", "resources": {"limits": {"cpu": "1"}}}]
+        },
+    }
+    (created,) = cluster.apply(pod)
+    (again,) = cluster.apply(pod)
+    assert again.metadata.resource_version == created.metadata.resource_version
+    assert again.spec["containers"][0]["resources"]["requests"] == {"cpu": "1"}
 
 
 def test_a_no_op_apply_writes_nothing(pooled: Cluster) -> None:
