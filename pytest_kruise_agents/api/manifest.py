@@ -102,12 +102,15 @@ RESOURCE_ALIASES: dict[str, str] = {
 """Every name ``kubectl get <name>`` accepts (singular, plural, short) → kind."""
 
 # ``kubectl get sandboxes.agents.kruise.io`` and ``pods.v1`` name the group too.
+_AGENTS_SUFFIXES = (".agents.kruise.io", ".v1alpha1.agents.kruise.io")
+"""``resource.group`` and ``resource.version.group``, as kubectl reads them."""
+
 _GROUP_SUFFIXES = {
-    "Sandbox": ".agents.kruise.io",
-    "SandboxSet": ".agents.kruise.io",
-    "SandboxClaim": ".agents.kruise.io",
-    "SandboxTemplate": ".agents.kruise.io",
-    "Pod": ".v1",
+    "Sandbox": _AGENTS_SUFFIXES,
+    "SandboxSet": _AGENTS_SUFFIXES,
+    "SandboxClaim": _AGENTS_SUFFIXES,
+    "SandboxTemplate": _AGENTS_SUFFIXES,
+    "Pod": (".v1",),
 }
 
 # kubectl writes a list of objects with this envelope (``kubectl get -o yaml``).
@@ -123,9 +126,10 @@ def resolve_kind(name: str) -> str:
     key = name.strip().lower()
     if key in RESOURCE_ALIASES:
         return RESOURCE_ALIASES[key]
-    for kind, suffix in _GROUP_SUFFIXES.items():
-        if key.endswith(suffix) and RESOURCE_ALIASES.get(key.removesuffix(suffix)) == kind:
-            return kind
+    for kind, suffixes in _GROUP_SUFFIXES.items():
+        for suffix in suffixes:
+            if key.endswith(suffix) and RESOURCE_ALIASES.get(key.removesuffix(suffix)) == kind:
+                return kind
     for kind in KINDS:
         if key == kind.lower():
             return kind

@@ -90,6 +90,7 @@ def test_kind_names_and_group_qualified_plurals_resolve() -> None:
     """``SandboxClaim`` and ``sandboxclaims.agents.kruise.io`` work as with kubectl."""
     assert resolve_kind("SandboxClaim") == "SandboxClaim"
     assert resolve_kind("sandboxclaims.agents.kruise.io") == "SandboxClaim"
+    assert resolve_kind("sandboxsets.v1alpha1.agents.kruise.io") == "SandboxSet"
     assert resolve_kind("pods.v1") == "Pod"
 
 
