@@ -1,20 +1,24 @@
 """``kruise-agents serve``: the fake cluster and its E2B server on uvicorn, in the foreground.
 
 Builds the backend from a config file (or the default config), refuses to
-expose fake sandboxes beyond loopback without authentication, binds the
-socket (port 0 picks a free one), prints the environment a client exports,
-and serves until interrupted.
+expose fake sandboxes beyond loopback without authentication, raises the soft
+limit of open files to the hard one, binds the socket (port 0 picks a free
+one), prints the environment a client exports, and serves until interrupted.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import logging
 import math
+import resource
 import socket
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal, TextIO
+from typing import Any, Final, Literal, TextIO
 
 import uvicorn
 from uvicorn.config import LOG_LEVELS
@@ -32,7 +36,38 @@ from pytest_kruise_agents.e2b.config import (
 from pytest_kruise_agents.e2b.server import uvicorn_config
 from pytest_kruise_agents.e2b.settings import Settings, is_loopback
 
-__all__ = ["ServeOptions", "base_url", "bind", "client_exports", "configure", "serve"]
+__all__ = [
+    "ACCEPT_OUT_OF_RESOURCE",
+    "CLIENT_MAX_CONNECTIONS",
+    "AcceptErrorLog",
+    "ServeOptions",
+    "base_url",
+    "bind",
+    "client_exports",
+    "configure",
+    "raise_open_files_limit",
+    "serve",
+]
+
+CLIENT_MAX_CONNECTIONS: Final = 10_000
+"""``E2B_MAX_CONNECTIONS`` in the printed client environment: connections one client may open.
+
+The SDK speaks HTTP/1.1 over plain ``http://`` (HTTP/2 only through TLS's
+ALPN), one request per connection at a time, and caps connections per
+address at ``E2B_MAX_CONNECTIONS`` (200 by default, ``e2b/api/__init__.py``).
+With ``E2B_SANDBOX_URL`` every sandbox is that one address: a client holding
+200 streams (background commands, watches) would have every later call wait
+for a free connection until it times out. Against E2B, HTTP/2 over TLS carries
+~100 streams per connection. What binds then is each side's open-files limit.
+"""
+
+ACCEPT_OUT_OF_RESOURCE: Final = "socket.accept() out of system resource"
+"""asyncio's message for an accept that failed at the descriptor (or memory) limit."""
+
+_OPEN_FILES_CAP: Final = 1 << 20
+"""The soft limit taken when the hard one is unlimited (Linux's default ``nr_open``)."""
+
+_log = logging.getLogger("uvicorn.error")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,6 +144,73 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def raise_open_files_limit() -> tuple[int, int]:
+    """Raise the soft ``RLIMIT_NOFILE`` to the hard limit; return it (before, after).
+
+    A busy sandbox holds about 6 descriptors (a command's pipes, its stream's
+    connection, a watch's directory): the common soft limit of 1024 runs out
+    near 150 sandboxes, while the hard limit is usually far higher. Servers
+    raise it at start for that reason (Go's runtime, nginx's
+    ``worker_rlimit_nofile``). Left as it is if the system refuses.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, _OPEN_FILES_CAP)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            return soft, soft
+        return soft, target
+    return soft, soft
+
+
+class AcceptErrorLog:
+    """An event loop exception handler logging accepts failed at the limit once per ``interval``.
+
+    At the open-files limit asyncio logs every failed ``accept()`` with a
+    traceback, up to the listen backlog's times per retry (59,174 lines in
+    20 s were seen). The connections wait in the backlog meanwhile and are
+    served once descriptors free up: one line per ``interval`` says so, with
+    how many failures it stands for. Everything else goes to the loop's
+    default handler.
+    """
+
+    def __init__(
+        self, interval: float = 10.0, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.interval = interval
+        self._clock = clock
+        self._next = float("-inf")
+        self._failures = 0
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if context.get("message") != ACCEPT_OUT_OF_RESOURCE:
+            loop.default_exception_handler(context)
+            return
+        self._failures += 1
+        now = self._clock()
+        if now < self._next:
+            return
+        exc = context.get("exception")
+        _log.error(
+            "%s: %s (%d accept(s) failed since the last report; connections wait in the "
+            "backlog until descriptors free up; raise `ulimit -n`)",
+            ACCEPT_OUT_OF_RESOURCE,
+            exc,
+            self._failures,
+        )
+        self._failures = 0
+        self._next = now + self.interval
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, with :class:`AcceptErrorLog` on its event loop."""
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        asyncio.get_running_loop().set_exception_handler(AcceptErrorLog())
+        await super().serve(sockets)
+
+
 def base_url(host: str, port: int) -> str:
     """``http://host:port`` with IPv6 hosts bracketed; a wildcard host is shown as loopback."""
     shown = host.strip("[]")
@@ -137,6 +239,9 @@ def client_exports(settings: Settings, url: str) -> list[str]:
         lines.append(f"# another key: {other.key} (id {other.id}, team {other.team})")
     if not settings.auth_enabled:
         lines.append("# authentication is disabled: any E2B_API_KEY is accepted")
+    # Plain HTTP/1.1 is one connection per open stream: the SDK's default cap of 200
+    # connections to the one server address would hang the client's 201st stream.
+    lines.append(f"export E2B_MAX_CONNECTIONS={CLIENT_MAX_CONNECTIONS}")
     return lines
 
 
@@ -149,6 +254,7 @@ def serve(
     """Build everything, print the client environment and serve until interrupted."""
     stream = out if out is not None else sys.stdout
     cfg, source = configure(opts)
+    before, limit = raise_open_files_limit()
     backend, settings = build(cfg, source=source)
     try:
         settings = dataclasses.replace(settings, host=opts.host)
@@ -164,11 +270,13 @@ def serve(
         )
         for line in client_exports(settings, url):
             print(line, file=stream)
+        if limit != before:
+            print(f"# open files: soft limit raised from {before} to {limit}", file=stream)
         print("# fake sandboxes run code on this host: they are not isolation", file=stream)
         stream.flush()
         if on_ready is not None:
             on_ready(url)
-        server = uvicorn.Server(uvicorn_config(app, log_level=opts.log_level, access_log=False))
+        server = _Server(uvicorn_config(app, log_level=opts.log_level, access_log=False))
         server.run(sockets=[sock])
     finally:
         backend.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -15,13 +16,19 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from e2b import Sandbox
+from e2b import Sandbox, SandboxNotRunningException
 from e2b_code_interpreter import Sandbox as CodeSandbox
 from typer.testing import CliRunner
 
 from pytest_kruise_agents.cli import app
 from pytest_kruise_agents.e2b.config import ConfigError
-from pytest_kruise_agents.e2b.serve import ServeOptions, base_url, client_exports, configure
+from pytest_kruise_agents.e2b.serve import (
+    CLIENT_MAX_CONNECTIONS,
+    ServeOptions,
+    base_url,
+    client_exports,
+    configure,
+)
 from pytest_kruise_agents.e2b.settings import ApiKey, Settings
 
 from .conftest import eventually, pool_yaml
@@ -367,3 +374,133 @@ def test_serve_names_a_config_file_that_is_not_utf8(tmp_path: Path) -> None:
     assert code == 2
     assert f"error: {path}: not UTF-8 text: byte 0xe9 at offset 8" in output
     assert "Traceback" not in output
+
+
+def test_the_client_environment_lifts_the_sdks_cap_of_200_connections() -> None:
+    """Over plain HTTP/1.1 each open stream holds a connection, all to the one server
+    address: the SDK's default cap (200) would hang the 201st stream's client."""
+    lines = client_exports(Settings(api_keys=[ApiKey(key="k1", id="a")]), "http://127.0.0.1:5")
+
+    assert f"export E2B_MAX_CONNECTIONS={CLIENT_MAX_CONNECTIONS}" in lines
+    assert CLIENT_MAX_CONNECTIONS >= 5000
+
+
+def test_the_sdk_reads_the_exported_connection_cap() -> None:
+    """The variable is the one the installed SDK sizes its connection pool by."""
+    read = subprocess.run(
+        [sys.executable, "-c", "import e2b.api as a; print(a.max_connections)"],
+        env={**os.environ, "E2B_MAX_CONNECTIONS": str(CLIENT_MAX_CONNECTIONS)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert read.stdout.strip() == str(CLIENT_MAX_CONNECTIONS)
+
+
+def open_files_limit(pid: int) -> tuple[int, int]:
+    """The soft and hard ``Max open files`` of process ``pid``."""
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max open files"):
+            soft, hard = line.split()[3:5]
+            return int(soft), int(hard)
+    raise AssertionError("no open-files limit")
+
+
+def limited_serve(config: Path, soft: int, hard: int) -> subprocess.Popen[str]:
+    """``serve`` started with ``RLIMIT_NOFILE`` set to (``soft``, ``hard``)."""
+    return subprocess.Popen(
+        serve_command(config),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard)),
+    )
+
+
+def stop(proc: subprocess.Popen[str]) -> str:
+    """SIGINT ``proc``, wait for it, and return what it wrote on stderr."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    assert proc.stderr is not None
+    return proc.stderr.read()
+
+
+def test_serve_raises_the_soft_open_files_limit_to_the_hard_one(config: Path) -> None:
+    """A soft limit of 1024 runs out near 150 busy sandboxes (~6 descriptors each)."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    hard = 4096 if hard == resource.RLIM_INFINITY else hard
+    if hard <= 256:
+        pytest.skip("the hard open-files limit leaves nothing to raise")
+    with limited_serve(config, 256, hard) as proc:
+        try:
+            read_exports(proc)
+            assert open_files_limit(proc.pid) == (hard, hard)
+        finally:
+            stop(proc)
+
+
+def healthy(url: str) -> bool:
+    try:
+        return httpx.get(url + "/health", timeout=2).text == "OK"
+    except httpx.HTTPError:
+        return False
+
+
+def test_accepts_failing_at_the_open_files_limit_do_not_flood_the_log(config: Path) -> None:
+    """At the limit asyncio logs every failed accept (tens of thousands of tracebacks in
+    seconds): one line now stands for them, and the server serves again once
+    descriptors free up."""
+    with limited_serve(config, 64, 64) as proc:
+        clients: list[socket.socket] = []
+        try:
+            url = read_exports(proc)["E2B_API_URL"]
+            port = int(url.rsplit(":", 1)[1])
+            eventually(lambda: healthy(url), "the server listens")
+            for _ in range(120):
+                clients.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+            time.sleep(2.5)  # two retries of the accept loop, at least
+            for client in clients:
+                client.close()
+            clients.clear()
+            eventually(lambda: healthy(url), "the server answers again", within=10)
+        finally:
+            for client in clients:
+                client.close()
+            errors = stop(proc)
+    assert 1 <= errors.count("out of system resource") <= 3, errors[:2000]
+    assert "Traceback" not in errors, errors[:2000]
+
+
+def test_sigterm_ends_an_open_command_stream_as_a_stop_does(config: Path) -> None:
+    """A stream still open at shutdown ends with ``unavailable`` "The sandbox was not found"
+    (``SandboxNotRunningException``), as a kill ends it, not cut without its end-of-stream
+    message (the SDK's bare ``Exception("Command ended without an end event")``)."""
+    marker = str(10**9 + time.time_ns() % 10**9 + 7)
+    with subprocess.Popen(
+        serve_command(config, "--clock", "virtual"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        try:
+            url = read_exports(proc)["E2B_API_URL"]
+            sbx = Sandbox.create(template="base", api_key=USER_KEY, api_url=url, sandbox_url=url)
+            handle = sbx.commands.run(f"sleep {marker}", background=True)
+            eventually(lambda: bool(processes_with(marker)), "the command runs")
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=20)
+            with pytest.raises(SandboxNotRunningException, match="shutting down"):
+                handle.wait()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            for pid in processes_with(marker):
+                os.kill(pid, signal.SIGKILL)
+        assert proc.stderr is not None
+        errors = proc.stderr.read()
+    assert "Traceback" not in errors, errors

@@ -393,6 +393,32 @@ async def test_close_stops_every_sandbox(workspaces: Workspaces) -> None:
     assert len(workspaces) == 2
 
 
+@pytest.mark.asyncio
+async def test_close_stops_the_sandboxes_at_once_not_one_after_the_other(
+    workspaces: Workspaces,
+) -> None:
+    """A shutdown's time must not grow with the number of sandboxes: every stop is
+    under way before any has ended (one by one, 300 sandboxes took 15 s)."""
+    for n in range(20):
+        workspaces.get(route(f"default--s{n}"))
+    running = 0
+    most = 0
+    release = asyncio.Event()
+
+    async def slow_stop(_sandbox_id: str) -> None:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        if most == 20:
+            release.set()
+        await asyncio.wait_for(release.wait(), 1)
+        running -= 1
+
+    workspaces.add_stop_hook(slow_stop)
+    await workspaces.close()
+    assert most == 20
+
+
 def test_the_root_is_resolved_once(tmp_path: Path) -> None:
     real = tmp_path / "real"
     real.mkdir()

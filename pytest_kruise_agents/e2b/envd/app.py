@@ -42,6 +42,7 @@ handler runs (a bad token, an unknown user). No request can crash it.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import struct
@@ -346,6 +347,8 @@ class EnvdApp:
                     )
                     return
                 await send(start)
+            if stream is not None and _cut_by_shutdown(message):
+                message = {**message, "body": _stopped_by_shutdown(ws.sandbox_id)}
             await send(message)
 
         with context.bound(state):
@@ -395,6 +398,47 @@ _BARE_ERRORS = {
     405: ("unimplemented", "method not allowed"),
     415: ("invalid_argument", "unsupported Content-Type (streams take application/connect+json)"),
 }
+
+
+_END_OF_STREAM = b"\x02"
+"""The flags byte of a Connect end-of-stream envelope (uncompressed)."""
+
+
+def _cut_by_shutdown(message: Message) -> bool:
+    """Whether ``message`` is the plain end of a stream that a stopping server cancelled.
+
+    uvicorn cancels the requests still open once its graceful shutdown has
+    passed; connectrpc then ends the stream with an end-of-stream message
+    carrying no error, as if the command had ended without its ``end``
+    event: the SDK raises a bare ``Exception("Command ended without an end
+    event")``. Only a shutdown cancels a request's task.
+    """
+    if message["type"] != "http.response.body" or message.get("more_body", False):
+        return False
+    body = bytes(message.get("body", b""))
+    if not body or not body[0] & _END_OF_STREAM[0]:  # compressed (0x03) or not
+        return False
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+def _stopped_by_shutdown(sandbox_id: str) -> bytes:
+    """The end-of-stream message of a stream cut by the server's shutdown: ``unavailable``.
+
+    What a stop of the sandbox ends its streams with ("The sandbox was not
+    found", ``SandboxNotRunningException``): the shutdown stops every sandbox
+    right after, killing the commands the streams followed. JSON and
+    uncompressed whatever the stream's codec, as Connect's end-of-stream is.
+    """
+    error = {
+        "error": {
+            "code": "unavailable",
+            "message": f"The sandbox was not found: {sandbox_id} was stopped: "
+            "the server is shutting down",
+        }
+    }
+    payload = json.dumps(error).encode()
+    return _END_OF_STREAM + struct.pack(">I", len(payload)) + payload
 
 
 def _has_content_type(start: Message) -> bool:

@@ -27,6 +27,7 @@ from pytest_kruise_agents.e2b.envd import context
 from pytest_kruise_agents.e2b.workspace import PathEscapeError, SandboxStopped, shorten
 
 __all__ = [
+    "HOST_RESOURCE_ERRNOS",
     "HTTP_STATUS",
     "GuardedCodec",
     "GuardedCompression",
@@ -35,6 +36,7 @@ __all__ = [
     "guard_stream",
     "guard_unary",
     "http_error",
+    "http_status_of",
     "message_too_large",
 ]
 
@@ -58,7 +60,19 @@ _ERRNO_CODES: dict[int, Code] = {
     errno.EINVAL: Code.INVALID_ARGUMENT,
     errno.EXDEV: Code.INVALID_ARGUMENT,
     errno.ENOSPC: Code.RESOURCE_EXHAUSTED,
+    errno.EDQUOT: Code.RESOURCE_EXHAUSTED,
 }
+
+HOST_RESOURCE_ERRNOS: frozenset[int] = frozenset(
+    {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EAGAIN, errno.ENOBUFS}
+)
+"""errno values that say the host ran short (descriptors, memory, processes), not the caller erred.
+
+They read as ``internal`` (HTTP 500): an SDK reporting them as
+``InvalidArgumentException`` would send its user looking for a mistake in
+the call. (``resource_exhausted`` is no better on RPCs: the SDK words it as a
+rate limit to wait out.)
+"""
 
 HTTP_STATUS: dict[Code, int] = {
     Code.INVALID_ARGUMENT: 400,
@@ -97,6 +111,22 @@ def fs_error(exc: OSError, path: str | None) -> ConnectError:
     code = _ERRNO_CODES.get(exc.errno or 0, Code.INTERNAL)
     what = (exc.strerror or type(exc).__name__).lower()
     return ConnectError(code, f"{what}: {path}" if path else what)
+
+
+def http_status_of(exc: OSError) -> int:
+    """HTTP status of a failed file operation on envd's plain routes (``/files``).
+
+    A full disk or quota (``ENOSPC``, ``EDQUOT``) answers 507, which the SDK
+    raises as ``NotEnoughSpaceException``; a host short of resources
+    (:data:`HOST_RESOURCE_ERRNOS`) 500; everything else is the request's
+    doing (a path that is not a directory, a name too long...) and answers 400.
+    """
+    number = exc.errno or 0
+    if number in HOST_RESOURCE_ERRNOS:
+        return HTTP_STATUS[Code.INTERNAL]
+    if _ERRNO_CODES.get(number) == Code.RESOURCE_EXHAUSTED:
+        return HTTP_STATUS[Code.RESOURCE_EXHAUSTED]
+    return HTTP_STATUS[Code.INVALID_ARGUMENT]
 
 
 def guard_unary(

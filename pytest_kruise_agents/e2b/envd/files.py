@@ -55,7 +55,7 @@ from pytest_kruise_agents.e2b.envd.auth import (
 )
 from pytest_kruise_agents.e2b.envd.confined import CHANGED, DIR_FLAGS, at, open_dir, open_entry
 from pytest_kruise_agents.e2b.envd.entries import metadata_problem, write_metadata
-from pytest_kruise_agents.e2b.envd.errors import http_error
+from pytest_kruise_agents.e2b.envd.errors import http_error, http_status_of
 from pytest_kruise_agents.e2b.envd.mediatype import parse_media_type
 from pytest_kruise_agents.e2b.envd.streams import CutOnStop
 from pytest_kruise_agents.e2b.workspace import PathEscapeError, SandboxWorkspace
@@ -126,7 +126,10 @@ async def download(request: Request, ws: SandboxWorkspace) -> Response:
     except FileNotFoundError:
         return http_error(404, f"file not found: {path}")
     except OSError as exc:
-        return http_error(400, f"cannot read {path}: {(exc.strerror or str(exc)).lower()}")
+        # 507 for a full disk, 500 for a host out of descriptors or memory, else 400.
+        return http_error(
+            http_status_of(exc), f"cannot read {path}: {(exc.strerror or str(exc)).lower()}"
+        )
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
         os.close(fd)
@@ -418,7 +421,12 @@ async def upload(request: Request, ws: SandboxWorkspace, *, limit: int) -> Respo
         return http_error(400, str(exc))
     except OSError as exc:
         job.discard()
-        return http_error(400, f"cannot write the upload: {(exc.strerror or str(exc)).lower()}")
+        # 507 (NotEnoughSpaceException) for a full disk or quota, 500 for a host out
+        # of descriptors or memory: neither is the caller's mistake, unlike the 400s.
+        return http_error(
+            http_status_of(exc),
+            f"cannot write the upload: {(exc.strerror or str(exc)).lower()}",
+        )
     except ClientDisconnect:
         job.discard()
         return http_error(400, "the client disconnected before the upload was complete")

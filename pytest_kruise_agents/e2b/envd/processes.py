@@ -42,6 +42,7 @@ from protobuf import Oneof
 
 from pytest_kruise_agents.e2b.daemons import MARKER_VAR, kill_sandbox_daemons
 from pytest_kruise_agents.e2b.envd.context import RequestState
+from pytest_kruise_agents.e2b.envd.errors import HOST_RESOURCE_ERRNOS
 from pytest_kruise_agents.e2b.envd.streams import OpenStreams, check_running
 from pytest_kruise_agents.e2b.envvars import env_vars_problem, sandbox_identity_env
 from pytest_kruise_agents.e2b.workspace import SandboxStopped, SandboxWorkspace, home_of
@@ -155,6 +156,20 @@ def _check_env(request: Mapping[str, str], sandbox: Mapping[str, str]) -> None:
     problem = env_vars_problem("envVars", sandbox)
     if problem is not None:
         raise ConnectError(Code.FAILED_PRECONDITION, f"the sandbox's {problem.message}")
+
+
+def _spawn_error(cmd: str, exc: OSError | ValueError) -> ConnectError:
+    """The error of a command that could not be started.
+
+    The host running short (descriptors, memory, processes: ``EMFILE``,
+    ``EAGAIN``...) is ``internal``, as envd answers a failed ``cmd.Start``;
+    anything else (no such program, not executable, a NUL byte) is the
+    caller's ``invalid_argument``.
+    """
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    if isinstance(exc, OSError) and exc.errno in HOST_RESOURCE_ERRNOS:
+        return ConnectError(Code.INTERNAL, f"failed to start {cmd!r}: {reason}")
+    return ConnectError(Code.INVALID_ARGUMENT, f"failed to start {cmd!r}: {reason}")
 
 
 def _set_winsize(fd: int, size: PtySize) -> None:
@@ -508,10 +523,7 @@ class ProcessTable:
             # ValueError: a NUL byte in cmd, args, cwd or an env var.
             if master is not None:
                 os.close(master)
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            raise ConnectError(
-                Code.INVALID_ARGUMENT, f"failed to start {spec.cmd!r}: {reason}"
-            ) from exc
+            raise _spawn_error(spec.cmd, exc) from exc
         finally:
             if slave is not None:
                 os.close(slave)

@@ -11,7 +11,14 @@ Confinement: every poll reaches the watched directory again from the sandbox
 root, never through a symlink, and scans it through that descriptor; once it
 is not the directory the watch started on (removed, or replaced, by a link
 leading out of the sandbox say), the watch reports its entries removed and
-ends (:class:`Watcher`). Cost: a sandbox has at most :data:`MAX_WATCH_STREAMS`
+ends (:class:`Watcher`). Only a directory that is not there any more
+(``ENOENT``, ``ENOTDIR``, a symlink or another directory in its place) is
+gone: a scan failing otherwise (the host out of descriptors or memory,
+``EMFILE``, ``ENOMEM``; a permission taken away) reports nothing, keeps the
+last snapshot and is tried again at the next poll; only
+:data:`MAX_FAILED_SCANS` failures in a row end the watch, with that error
+(``internal`` for the host's shortages, ``permission_denied`` for ``EACCES``).
+Cost: a sandbox has at most :data:`MAX_WATCH_STREAMS`
 ``WatchDir`` streams open, and its scans run one at a time in a small pool of
 their own (:class:`WatchSlots`), so its watches cannot slow other sandboxes'
 file calls down.
@@ -21,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import errno
 import itertools
 import os
 import stat
@@ -36,9 +44,11 @@ from e2b.envd.filesystem import filesystem_pb
 
 from pytest_kruise_agents.e2b.envd.confined import DIR_FLAGS, at, open_dir
 from pytest_kruise_agents.e2b.envd.entries import entry_info
+from pytest_kruise_agents.e2b.envd.errors import fs_error
 from pytest_kruise_agents.e2b.workspace import PathEscapeError, SandboxWorkspace
 
 __all__ = [
+    "MAX_FAILED_SCANS",
     "MAX_WATCH_STREAMS",
     "WATCH_POLL_THREADS",
     "Snapshot",
@@ -75,7 +85,22 @@ Their own pool, not the event loop's default one that every other file call
 (``files.list``, uploads) waits in; and a sandbox scans one watch at a time
 (:class:`WatchSlots`), so its watches take at most one of these threads."""
 
+MAX_FAILED_SCANS = 20
+"""Scans of one watch that may fail in a row (not for the directory being gone) before it ends.
+
+A host out of descriptors or memory usually recovers within seconds (20
+polls of a ``WatchDir`` stream are 2 s): until then the watch reports
+nothing rather than what it could not see as removed."""
+
 _poll_pool: concurrent.futures.ThreadPoolExecutor | None = None
+
+# What an entry met during a scan may answer when it simply is not there any more
+# (removed since it was listed, or swapped for a link, which O_NOFOLLOW refuses).
+_GONE_ERRNOS = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ELOOP})
+
+# A subdirectory whose permissions shut the server out: left out of the
+# snapshot, as before, every scan alike (so it makes no events of its own).
+_UNREADABLE_ERRNOS = frozenset({errno.EACCES, errno.EPERM})
 
 # Rest after a sandbox's scan, as a multiple of the scan's time (see WatchSlots.scan).
 _SCAN_REST = 3.0
@@ -95,37 +120,71 @@ class WatchedDirGone(Exception):
 
 
 def snapshot(base: int, recursive: bool) -> Snapshot:
-    """The entries under directory descriptor ``base`` (never following a symlink)."""
+    """The entries under directory descriptor ``base`` (never following a symlink).
+
+    An entry or subdirectory that went away while the scan ran is left out
+    (as one unreadable to the server is); any other failure (``EMFILE``,
+    ``ENOMEM``...) raises its :class:`OSError`: a snapshot missing what could
+    not be read would report it removed.
+    """
     found: Snapshot = {}
     pending: list[tuple[int, str]] = [(os.dup(base), "")]
-    while pending:
-        directory, prefix = pending.pop()
-        try:
-            with os.scandir(directory) as it:
-                items = list(it)
-            for item in items:
-                try:
-                    st = item.stat(follow_symlinks=False)
-                except OSError:
-                    continue
-                name = prefix + item.name
-                if stat.S_ISDIR(st.st_mode):
-                    found[name] = (0, 0, st.st_mode)
-                    if recursive:
-                        # O_NOFOLLOW: one swapped for a link meanwhile is not entered.
-                        try:
-                            pending.append(
-                                (os.open(item.name, DIR_FLAGS, dir_fd=directory), name + "/")
-                            )
-                        except OSError:
-                            continue
-                else:
-                    found[name] = (st.st_mtime_ns, st.st_size, st.st_mode)
-        except OSError:
-            continue
-        finally:
+    try:
+        while pending:
+            directory, prefix = pending.pop()
+            try:
+                _scan_one(directory, prefix, recursive, found, pending)
+            finally:
+                os.close(directory)
+    finally:
+        for directory, _prefix in pending:  # a failed scan leaves no descriptor open
             os.close(directory)
     return found
+
+
+def _scan_one(
+    directory: int,
+    prefix: str,
+    recursive: bool,
+    found: Snapshot,
+    pending: list[tuple[int, str]],
+) -> None:
+    """Add the entries of ``directory`` to ``found``, its subdirectories to ``pending``."""
+    try:
+        with os.scandir(directory) as it:
+            items = list(it)
+    except OSError as exc:
+        # A subdirectory removed meanwhile is left out; the watched directory itself
+        # was checked just before, so its failure is the host's, never it gone.
+        if prefix and _skipped(exc):
+            return
+        raise
+    for item in items:
+        try:
+            st = item.stat(follow_symlinks=False)
+        except OSError as exc:
+            if _skipped(exc):
+                continue
+            raise
+        name = prefix + item.name
+        if not stat.S_ISDIR(st.st_mode):
+            found[name] = (st.st_mtime_ns, st.st_size, st.st_mode)
+            continue
+        found[name] = (0, 0, st.st_mode)
+        if recursive:
+            # O_NOFOLLOW: one swapped for a link meanwhile is not entered.
+            try:
+                child = os.open(item.name, DIR_FLAGS, dir_fd=directory)
+            except OSError as exc:
+                if _skipped(exc):
+                    continue
+                raise
+            pending.append((child, name + "/"))
+
+
+def _skipped(exc: OSError) -> bool:
+    """Whether a scan leaves out the entry that failed with ``exc`` (gone, or shut to the server)."""
+    return exc.errno in _GONE_ERRNOS or exc.errno in _UNREADABLE_ERRNOS
 
 
 def diff(old: Snapshot, new: Snapshot) -> list[tuple[str, filesystem_pb.EventType]]:
@@ -226,6 +285,8 @@ class Watcher:
     (removed, or replaced by another directory or by a symlink, one leading out
     of the sandbox included), the poll reports its entries removed and the
     watch is :attr:`ended`: it never scans whatever took the directory's place.
+    A scan failing for another reason (the host out of descriptors) reports
+    nothing and is tried again at the next poll (:meth:`_failed`).
     The watch holds the directory open meanwhile, so that a directory removed
     and made again (``rm -rf w && mkdir w``) cannot reuse its inode number and
     pass for it; :meth:`close` (or the watcher's collection) lets it go.
@@ -251,6 +312,10 @@ class Watcher:
         self._last: Snapshot = {}
         self._held: Callable[[], object] | None = None
         """Closes the descriptor that keeps the watched directory (and its inode) alive."""
+        self._failures = 0
+        """Scans failed in a row, the directory not gone (see :meth:`_failed`)."""
+        self._error: ConnectError | None = None
+        """Why the watch ended, if not because its directory went away."""
 
     def close(self) -> None:
         """Let the watched directory go (the watch is over); idempotent."""
@@ -279,10 +344,14 @@ class Watcher:
         """A snapshot and the events since the last one, through a descriptor of the directory."""
         try:
             fd = open_dir(self.ws, self.directory, self.shown)
-        except (OSError, PathEscapeError):
+        except (FileNotFoundError, NotADirectoryError, PathEscapeError):
             if prime:
                 raise
             return self._gone()
+        except OSError as exc:
+            if prime:
+                raise
+            return self._failed(exc)
         try:
             st = os.fstat(fd)
             if prime:
@@ -291,7 +360,13 @@ class Watcher:
                 self._held = weakref.finalize(self, os.close, os.dup(fd))
             elif self._identity != (st.st_dev, st.st_ino):
                 return self._gone()
-            now = snapshot(fd, self.recursive)
+            try:
+                now = snapshot(fd, self.recursive)
+            except OSError as exc:
+                if prime:
+                    raise
+                return self._failed(exc)
+            self._failures = 0
             if prime:
                 return now, []
             events = [self._event(fd, name, kind) for name, kind in diff(self._last, now)]
@@ -304,6 +379,24 @@ class Watcher:
         self.ended = True
         self.close()
         return {}, [self._event(None, name, kind) for name, kind in diff(self._last, {})]
+
+    def _failed(self, exc: OSError) -> tuple[Snapshot, list[filesystem_pb.FilesystemEvent]]:
+        """A scan failed, the directory not gone: no events, the last snapshot kept.
+
+        The next poll tries again; after :data:`MAX_FAILED_SCANS` failures in a
+        row the watch ends with the last one's error (:meth:`gone_error`).
+        """
+        self._failures += 1
+        if self._failures >= MAX_FAILED_SCANS:
+            self.ended = True
+            self.close()
+            error = fs_error(exc, self.shown)
+            self._error = ConnectError(
+                error.code,
+                f"cannot scan the watched directory ({error.message}, "
+                f"{self._failures} times in a row): the watch ended",
+            )
+        return self._last, []
 
     def _event(
         self, fd: int | None, name: str, kind: filesystem_pb.EventType
@@ -329,7 +422,9 @@ class Watcher:
             os.close(current)
 
     def gone_error(self) -> ConnectError:
-        """What ends the watch once :attr:`ended`."""
+        """What ends the watch once :attr:`ended`: its directory gone, or scans failing on."""
+        if self._error is not None:
+            return self._error
         return ConnectError(
             Code.NOT_FOUND,
             f"the watched directory {self.shown} was removed or replaced: the watch ended",

@@ -460,11 +460,14 @@ async def _kill_daemons(entries: list[_SandboxContexts]) -> None:
     inherited. Every sandbox that had contexts is scanned: the kernels of
     contexts removed earlier may have left some too.
     """
-    for root in {entry.root for entry in entries}:
-        try:
-            await kill_sandbox_daemons(root)
-        except Exception:
-            log.exception("killing the daemons of %s failed", root)
+    roots = sorted({entry.root for entry in entries})
+    # Together: their sweeps of /proc are one (kill_sandbox_daemons).
+    results = await asyncio.gather(
+        *(kill_sandbox_daemons(root) for root in roots), return_exceptions=True
+    )
+    for root, result in zip(roots, results, strict=True):
+        if isinstance(result, Exception):
+            log.error("killing the daemons of %s failed", root, exc_info=result)
 
 
 def _workdir(workspace: InterpreterWorkspace, cwd: str) -> Path:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import os
 import time
 
@@ -432,3 +434,24 @@ def test_a_quiet_stream_carries_keepalives_at_the_requested_interval(envd: Envd)
     assert kinds[0] == "start" and kinds[-2:] == ["data", "end"]
     assert set(kinds[1:-2]) == {"keepalive"}
     assert len(kinds[1:-2]) >= 2
+
+
+@pytest.mark.parametrize("number", [errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EAGAIN])
+def test_a_host_out_of_resources_at_spawn_is_an_internal_error_not_the_callers(
+    envd: Envd, monkeypatch: pytest.MonkeyPatch, number: int
+) -> None:
+    """The host running out of descriptors, memory or processes is ``internal``
+    (``SandboxException``), not ``InvalidArgumentException``, which would send the
+    caller looking for a mistake in the command; the next command runs."""
+    real = asyncio.create_subprocess_exec
+
+    async def short_of_resources(*args: object, **kwargs: object) -> object:
+        raise OSError(number, os.strerror(number))
+
+    sbx = envd.sandbox()
+    monkeypatch.setattr(asyncio, "create_subprocess_exec", short_of_resources)
+    with pytest.raises(SandboxException, match="INTERNAL: failed to start") as info:
+        sbx.commands.run("true")
+    assert not isinstance(info.value, InvalidArgumentException)
+    monkeypatch.setattr(asyncio, "create_subprocess_exec", real)
+    assert sbx.commands.run("echo ok").stdout == "ok\n"

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from connectrpc.code import Code
+from connectrpc.errors import ConnectError
 from e2b import InvalidArgumentException
 from e2b.envd.process import process_connect, process_pb
 
@@ -286,3 +288,12 @@ def test_only_the_stdin_calls_take_messages_above_the_call_bound(envd: Envd) -> 
     handle.send_stdin(big)
     handle.close_stdin()
     assert handle.wait().stdout.strip() == str(len(big))
+
+
+def test_a_program_that_does_not_exist_stays_the_callers_mistake(envd: Envd) -> None:
+    """Only the host running short is ``internal``: a missing program is ``invalid_argument``."""
+    client = process_connect.ProcessClientSync(envd.url, http_client=None)
+    request = process_pb.StartRequest(process=process_pb.ProcessConfig(cmd="/nonexistent/cmd"))
+    with pytest.raises(ConnectError) as info:
+        list(client.start(request, headers={"E2b-Sandbox-Id": "sbx-default"}))
+    assert info.value.code == Code.INVALID_ARGUMENT

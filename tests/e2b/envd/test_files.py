@@ -14,10 +14,18 @@ from pathlib import Path
 
 import httpx
 import pytest
-from e2b import FileNotFoundException, FileType, InvalidArgumentException, SandboxException
+from e2b import (
+    FileNotFoundException,
+    FileType,
+    InvalidArgumentException,
+    NotEnoughSpaceException,
+    SandboxException,
+)
 from e2b.sandbox.filesystem.filesystem import WriteEntry
 
+from pytest_kruise_agents.e2b.envd import files
 from pytest_kruise_agents.e2b.envd.entries import read_metadata, write_metadata
+from pytest_kruise_agents.e2b.envd.errors import http_status_of
 from tests.e2b.envd.conftest import MAX_UPLOAD, Envd
 
 
@@ -653,3 +661,62 @@ def test_a_refused_overwrite_leaves_the_file_as_it_was(envd: Envd) -> None:
     with pytest.raises(SandboxException, match="limit"):
         sbx.files.write("kept.txt", b"x" * (MAX_UPLOAD + 1))
     assert sbx.files.read("kept.txt") == "original"
+
+
+@pytest.mark.parametrize("number", [errno.ENOSPC, errno.EDQUOT])
+def test_an_upload_to_a_full_disk_is_not_enough_space(
+    envd: Envd, monkeypatch: pytest.MonkeyPatch, number: int
+) -> None:
+    """A full disk or quota answers 507, the SDK's ``NotEnoughSpaceException``, not the
+    caller's ``InvalidArgumentException``; nothing is written. (A disk cannot be filled
+    here: the staging write fails as a full one does.)"""
+
+    def disk_full(self: object, staged: object, data: bytes) -> None:
+        raise OSError(number, os.strerror(number))
+
+    monkeypatch.setattr(files._Upload, "write", disk_full)
+    sbx = envd.sandbox()
+    with pytest.raises(NotEnoughSpaceException, match="cannot write the upload"):
+        sbx.files.write("/home/user/big.bin", b"x" * 1000)
+    assert not (envd.workspace().home / "big.bin").exists()
+
+
+@pytest.mark.parametrize("number", [errno.EMFILE, errno.ENFILE, errno.ENOMEM])
+def test_a_host_out_of_resources_is_an_internal_error_for_uploads_and_downloads(
+    envd: Envd, monkeypatch: pytest.MonkeyPatch, number: int
+) -> None:
+    """The host running out of descriptors or memory answers 500 (``SandboxException``),
+    not 400 (``InvalidArgumentException``): the caller did nothing wrong."""
+    sbx = envd.sandbox()
+    sbx.files.write("/home/user/there.txt", "x")
+
+    def short_of_resources(*args: object, **kwargs: object) -> int:
+        raise OSError(number, os.strerror(number))
+
+    monkeypatch.setattr(files._Upload, "write", short_of_resources)
+    monkeypatch.setattr(files, "open_entry", short_of_resources)
+    for call in (
+        lambda: sbx.files.write("/home/user/new.txt", "y"),
+        lambda: sbx.files.read("/home/user/there.txt"),
+    ):
+        with pytest.raises(SandboxException, match="500") as info:
+            call()
+        assert not isinstance(info.value, InvalidArgumentException)
+
+
+@pytest.mark.parametrize(
+    ("number", "status"),
+    [
+        (errno.ENOSPC, 507),
+        (errno.EDQUOT, 507),
+        (errno.EMFILE, 500),
+        (errno.ENFILE, 500),
+        (errno.ENOMEM, 500),
+        (errno.EAGAIN, 500),
+        (errno.ENOTDIR, 400),
+        (errno.ENAMETOOLONG, 400),
+        (errno.ELOOP, 400),
+    ],
+)
+def test_http_status_of_file_errors(number: int, status: int) -> None:
+    assert http_status_of(OSError(number, os.strerror(number))) == status

@@ -1,14 +1,17 @@
-"""kill_marked: how a stopped sandbox's leftover daemons are found and killed."""
+"""kill_marked: how a stopped sandbox's leftover daemons are found and killed (pytest_kruise_agents.e2b.daemons)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
+from pathlib import Path
 
 import pytest
 
-from pytest_kruise_agents.e2b.daemons import kill_marked
+from pytest_kruise_agents.e2b import daemons
+from pytest_kruise_agents.e2b.daemons import kill_marked, kill_marked_many, kill_sandbox_daemons
 
 MARK = "KRUISE_TEST_MARK"
 
@@ -49,3 +52,54 @@ def test_a_process_that_gets_the_marker_after_the_first_scan_is_killed_too(
     late = start(spawned, f"sleep 0.05; exec env {MARK}=a sleep 300")
     assert kill_marked(f"{MARK}=a".encode(), pause=1.0) == 1
     assert late.wait(timeout=10) == -9
+
+
+def test_one_scan_kills_the_processes_of_every_marker(
+    spawned: list[subprocess.Popen[bytes]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Many sandboxes stopping together cost the scans of one: /proc is read once per
+    pass for all their markers, not once per sandbox."""
+    scans = 0
+    real = daemons._kill_marked_once
+
+    def counted(markers: frozenset[bytes], killed: dict[int, bytes]) -> None:
+        nonlocal scans
+        scans += 1
+        real(markers, killed)
+
+    monkeypatch.setattr(daemons, "_kill_marked_once", counted)
+    marked = {
+        value: [start(spawned, "exec sleep 300", **{MARK: value}) for _ in range(2)]
+        for value in ("a", "b", "c", "d", "e")
+    }
+    spared = start(spawned, "exec sleep 300", **{MARK: "z"})
+    markers = [f"{MARK}={value}".encode() for value in marked]
+
+    counts = kill_marked_many(markers, pause=0.0)
+
+    assert counts == dict.fromkeys(markers, 2)
+    assert all(proc.wait(timeout=10) == -9 for procs in marked.values() for proc in procs)
+    assert spared.poll() is None
+    assert scans == 2  # the first, and the one that finds nothing new
+
+
+@pytest.mark.asyncio
+async def test_sandboxes_stopping_together_share_one_sweep(
+    spawned: list[subprocess.Popen[bytes]], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    sweeps: list[frozenset[bytes]] = []
+    real = daemons.kill_marked_many
+
+    def counted(markers: Collection[bytes], **kwargs: float) -> dict[bytes, int]:
+        sweeps.append(frozenset(markers))
+        return real(markers, pause=0.0)
+
+    monkeypatch.setattr(daemons, "kill_marked_many", counted)
+    roots = [tmp_path / f"sbx-{n}" for n in range(30)]
+    procs = [start(spawned, "exec sleep 300", **{daemons.MARKER_VAR: str(root)}) for root in roots]
+
+    counts = await asyncio.gather(*(kill_sandbox_daemons(root) for root in roots))
+
+    assert counts == [1] * len(roots)
+    assert all(proc.wait(timeout=10) == -9 for proc in procs)
+    assert len(sweeps) == 1 and len(sweeps[0]) == len(roots)

@@ -1,0 +1,143 @@
+"""Specification of envd's polling watches when a scan fails for a reason other than the
+directory going away: through the real SDK's ``sbx.files.watch_dir``.
+
+Only a directory that is not there any more (or not the same one) is gone. The host
+running out of descriptors or memory, or a permission taken away, makes a scan fail
+without the directory having changed: such a poll reports nothing (not every entry
+removed), the watch goes on, and only failures that persist end it, with their error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+from collections.abc import Callable
+
+import pytest
+from e2b import NotFoundException, SandboxException
+from e2b.sandbox.filesystem.watch_handle import FilesystemEvent
+
+from pytest_kruise_agents.e2b.envd import watchers
+from tests.e2b.envd.conftest import Envd
+
+FailAt = Callable[[pytest.MonkeyPatch, int], None]
+
+
+def fail_opening(monkeypatch: pytest.MonkeyPatch, number: int) -> None:
+    """Reaching the watched directory fails with ``number``."""
+
+    def open_dir(*args: object, **kwargs: object) -> int:
+        raise OSError(number, os.strerror(number))
+
+    monkeypatch.setattr(watchers, "open_dir", open_dir)
+
+
+def fail_listing(monkeypatch: pytest.MonkeyPatch, number: int) -> None:
+    """Listing the watched directory (by descriptor) fails with ``number``."""
+    real = os.scandir
+
+    def scandir(path: object = ".") -> object:
+        if isinstance(path, int):
+            raise OSError(number, os.strerror(number))
+        return real(path)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(os, "scandir", scandir)
+
+
+def fail_duplicating(monkeypatch: pytest.MonkeyPatch, number: int) -> None:
+    """The scan's first descriptor cannot be had (``EMFILE`` at ``dup``)."""
+
+    def dup(fd: int) -> int:
+        raise OSError(number, os.strerror(number))
+
+    monkeypatch.setattr(os, "dup", dup)
+
+
+@pytest.mark.parametrize("fail", [fail_opening, fail_listing, fail_duplicating])
+@pytest.mark.parametrize("number", [errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EACCES])
+def test_a_failed_scan_reports_nothing_and_the_watch_goes_on(
+    envd: Envd, monkeypatch: pytest.MonkeyPatch, fail: FailAt, number: int
+) -> None:
+    """No REMOVE of entries that are still there, no end of the watch; once the host
+    recovers, only what really changed is reported."""
+    sbx = envd.sandbox()
+    sbx.files.write("/home/user/w/keep.txt", "x")
+    watcher = sbx.files.watch_dir("/home/user/w")
+    with monkeypatch.context() as patch:
+        fail(patch, number)
+        assert watcher.get_new_events() == []
+        assert watcher.get_new_events() == []
+    sbx.files.write("/home/user/w/new.txt", "y")
+    assert [(e.name, e.type.value) for e in watcher.get_new_events()] == [("new.txt", "create")]
+    watcher.stop()
+
+
+def test_a_subdirectory_that_fails_to_open_is_no_removal_in_a_recursive_watch(
+    envd: Envd, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A subtree the scan could not enter (out of descriptors) is not reported removed."""
+    sbx = envd.sandbox()
+    sbx.files.write("/home/user/w/sub/deep.txt", "x")
+    watcher = sbx.files.watch_dir("/home/user/w", recursive=True)
+    real = os.open
+
+    def open_(path: str, flags: int, mode: int = 0o777, *, dir_fd: int | None = None) -> int:
+        if path == "sub":
+            raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+        return real(path, flags, mode, dir_fd=dir_fd)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "open", open_)
+        assert watcher.get_new_events() == []
+    assert watcher.get_new_events() == []
+    watcher.stop()
+
+
+def test_failures_that_persist_end_the_watch_with_their_error(
+    envd: Envd, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After ``MAX_FAILED_SCANS`` failed scans in a row: ``internal`` naming the cause,
+    not ``not_found`` (the directory is still there)."""
+    monkeypatch.setattr(watchers, "MAX_FAILED_SCANS", 3)
+    sbx = envd.sandbox()
+    sbx.files.write("/home/user/w/keep.txt", "x")
+    watcher = sbx.files.watch_dir("/home/user/w")
+    fail_opening(monkeypatch, errno.EMFILE)
+    for _ in range(3):
+        assert watcher.get_new_events() == []
+    with pytest.raises(SandboxException, match=r"INTERNAL.*too many open files.*3 times") as info:
+        watcher.get_new_events()
+    assert not isinstance(info.value, NotFoundException)
+
+
+def test_a_scan_that_succeeds_resets_the_count(envd: Envd, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(watchers, "MAX_FAILED_SCANS", 2)
+    sbx = envd.sandbox()
+    sbx.files.make_dir("/home/user/w")
+    watcher = sbx.files.watch_dir("/home/user/w")
+    for _ in range(3):
+        with monkeypatch.context() as patch:
+            fail_opening(patch, errno.EMFILE)
+            assert watcher.get_new_events() == []
+        assert watcher.get_new_events() == []
+    watcher.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_watch_stream_ends_with_the_error_of_scans_that_keep_failing(
+    envd: Envd, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(watchers, "MAX_FAILED_SCANS", 3)
+    sbx = envd.async_sandbox()
+    await sbx.files.write("/home/user/w/keep.txt", "x")
+    seen: list[FilesystemEvent] = []
+    ended: asyncio.Future[Exception | None] = asyncio.get_running_loop().create_future()
+    await sbx.files.watch_dir(
+        "/home/user/w", seen.append, on_exit=lambda error: ended.set_result(error)
+    )
+    fail_listing(monkeypatch, errno.EMFILE)
+    error = await asyncio.wait_for(ended, 10)
+    assert error is not None and "too many open files" in str(error)
+    assert not isinstance(error, NotFoundException)
+    assert seen == []
