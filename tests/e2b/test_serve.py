@@ -93,17 +93,10 @@ def served(config: Path) -> Iterator[dict[str, str]]:
     with subprocess.Popen(
         serve_command(config), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     ) as proc:
-        assert proc.stderr is not None
         try:
             yield read_exports(proc)
         finally:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        errors = proc.stderr.read()
+            errors = stop(proc)
     # Ctrl-C: uvicorn shuts down gracefully, then exits as interrupted (130), quietly.
     assert proc.returncode in (0, 130), errors
     assert "Traceback" not in errors
