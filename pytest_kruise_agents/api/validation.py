@@ -21,6 +21,7 @@ from typing import Any, Final
 from pytest_kruise_agents.api.problems import format_path, kind_and_value
 
 __all__ = [
+    "ANNOTATIONS_MAX",
     "FieldProblem",
     "check_annotations",
     "check_finalizers",
@@ -43,7 +44,7 @@ _NAME_PART_RULE: Final = (
     "must consist of alphanumeric characters, '-', '_' or '.', "
     "and must start and end with an alphanumeric character"
 )
-_ANNOTATIONS_MAX: Final = 256 * 1024
+ANNOTATIONS_MAX: Final = 256 * 1024
 """``TotalAnnotationSizeLimitB``: the bytes all annotation keys and values may take."""
 
 
@@ -159,7 +160,7 @@ def check_annotations(annotations: Mapping[Any, Any], loc: Sequence[int | str] =
             raise FieldProblem((*loc, key), why)
         # surrogatepass: a lone surrogate (read as U+FFFD later, as Go does) is 3 bytes too.
         size += _utf8_size(key) + (_utf8_size(value) if isinstance(value, str) else 0)
-    if size > _ANNOTATIONS_MAX:
+    if size > ANNOTATIONS_MAX:
         raise FieldProblem(loc, f"may not be more than 256 KiB in total, got {size} bytes")
 
 

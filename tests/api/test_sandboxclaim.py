@@ -108,3 +108,16 @@ def test_an_inplace_image_must_be_one_a_pod_can_have(image: str, why: str) -> No
     assert reason.startswith(why)
     loaded: Any = load_manifest(claim(inplaceUpdate={"image": "python:3.13"}))
     assert loaded.spec.inplace_update.image == "python:3.13"
+
+
+def test_env_vars_must_fit_in_each_sandboxs_annotations() -> None:
+    """Each claimed sandbox stores the env vars in an annotation (the init request): past
+    256 KiB with the claim's annotations, every claim write would be refused."""
+    big = {"BIG": "x" * 200_000, "B2": "y" * 70_000}
+    field, reason = problem(claim(envVars=big))
+    assert field == "SandboxClaim/c spec.envVars"
+    assert "may not be more than 256 KiB in total" in reason
+    field, _ = problem(claim(envVars={"A": "x" * 200_000}, annotations={"n": "y" * 70_000}))
+    assert field == "SandboxClaim/c spec.envVars"
+    assert load_manifest(claim(envVars={"A": "x" * 200_000}))
+    assert load_manifest(claim(envVars=big, skipInitRuntime=True))  # no init request: not stored
