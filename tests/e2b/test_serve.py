@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import signal
@@ -16,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from e2b import Sandbox, SandboxNotRunningException
+from e2b import CommandHandle, Sandbox, SandboxNotRunningException
 from e2b_code_interpreter import Sandbox as CodeSandbox
 from typer.testing import CliRunner
 
@@ -258,39 +259,50 @@ def processes_with(argument: str) -> list[int]:
     return found
 
 
-def test_sigterm_ends_serve_while_a_stream_is_open_and_kills_the_sandboxes_commands(
-    config: Path,
-) -> None:
-    """SIGTERM stops ``serve`` within seconds even while a client follows a background
-    command's output (an open stream), and the command dies with the server."""
-    marker = str(10**9 + time.time_ns() % 10**9)  # a sleep no other process runs
+@contextlib.contextmanager
+def following_a_command(
+    config: Path, marker: str, stderr: list[str]
+) -> Iterator[tuple[subprocess.Popen[str], CommandHandle]]:
+    """A virtual-clock ``serve`` and the handle of a background ``sleep <marker>`` in one of
+    its sandboxes (while the handle lives, its output stream stays open). Afterwards the
+    server is gone (its stderr appended to ``stderr``) and so is the command, killed here if
+    the server could not."""
     with subprocess.Popen(
         serve_command(config, "--clock", "virtual"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     ) as proc:
-        assert proc.stderr is not None
         try:
-            env = read_exports(proc)
-            url = env["E2B_API_URL"]
+            url = read_exports(proc)["E2B_API_URL"]
             sbx = Sandbox.create(template="base", api_key=USER_KEY, api_url=url, sandbox_url=url)
-            # Held: while the handle lives, its output stream stays open.
             handle = sbx.commands.run(f"sleep {marker}", background=True)
             eventually(lambda: bool(processes_with(marker)), "the command runs")
-
-            started = time.monotonic()
-            proc.send_signal(signal.SIGTERM)
-            code = proc.wait(timeout=20)
-            took = time.monotonic() - started
-            del handle  # only now: its stream stayed open until the server was gone
+            yield proc, handle
         finally:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-                for pid in processes_with(marker):  # the server could not
+                for pid in processes_with(marker):
                     os.kill(pid, signal.SIGKILL)
-        errors = proc.stderr.read()
+            assert proc.stderr is not None
+            stderr.append(proc.stderr.read())
+
+
+def test_sigterm_ends_serve_while_a_stream_is_open_and_kills_the_sandboxes_commands(
+    config: Path,
+) -> None:
+    """SIGTERM stops ``serve`` within seconds even while a client follows a background
+    command's output (an open stream), and the command dies with the server."""
+    marker = str(10**9 + time.time_ns() % 10**9)  # a sleep no other process runs
+    stderr: list[str] = []
+    with following_a_command(config, marker, stderr) as (proc, handle):
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=20)
+        took = time.monotonic() - started
+        del handle  # only now: its stream stayed open until the server was gone
+    (errors,) = stderr
 
     # uvicorn waits 2 s for open requests, stops the sandboxes, then dies of the signal.
     assert code == -signal.SIGTERM, errors
@@ -473,27 +485,12 @@ def test_sigterm_ends_an_open_command_stream_as_a_stop_does(config: Path) -> Non
     (``SandboxNotRunningException``), as a kill ends it, not cut without its end-of-stream
     message (the SDK's bare ``Exception("Command ended without an end event")``)."""
     marker = str(10**9 + time.time_ns() % 10**9 + 7)
-    with subprocess.Popen(
-        serve_command(config, "--clock", "virtual"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    ) as proc:
-        try:
-            url = read_exports(proc)["E2B_API_URL"]
-            sbx = Sandbox.create(template="base", api_key=USER_KEY, api_url=url, sandbox_url=url)
-            handle = sbx.commands.run(f"sleep {marker}", background=True)
-            eventually(lambda: bool(processes_with(marker)), "the command runs")
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=20)
-            with pytest.raises(SandboxNotRunningException, match="shutting down"):
-                handle.wait()
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            for pid in processes_with(marker):
-                os.kill(pid, signal.SIGKILL)
-        assert proc.stderr is not None
-        errors = proc.stderr.read()
+    stderr: list[str] = []
+    with following_a_command(config, marker, stderr) as (proc, handle):
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
+        with pytest.raises(SandboxNotRunningException, match="shutting down"):
+            handle.wait()
+    (errors,) = stderr
     assert "Traceback" not in errors, errors
+    eventually(lambda: not processes_with(marker), "the command is killed", within=5)
