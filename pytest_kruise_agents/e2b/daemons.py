@@ -48,24 +48,28 @@ async def kill_sandbox_daemons(root: Path) -> int:
     loop = asyncio.get_running_loop()
     sweeps = _SWEEPS.get(loop)
     if sweeps is None:
-        sweeps = _SWEEPS[loop] = _Sweeps(loop)
+        sweeps = _SWEEPS[loop] = _Sweeps()
     return await sweeps.kill(marker_of(root))
 
 
 class _Sweeps:
-    """The sweeps of ``/proc`` of one event loop: the markers waiting for the next one."""
+    """The sweeps of ``/proc`` of one event loop: the markers waiting for the next one.
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+    It holds no reference to its loop (only running tasks do), so a closed
+    loop leaves :data:`_SWEEPS` with it.
+    """
+
+    def __init__(self) -> None:
         self._waiting: dict[bytes, asyncio.Future[int]] = {}
         self._task: asyncio.Task[None] | None = None
 
     async def kill(self, marker: bytes) -> int:
+        loop = asyncio.get_running_loop()
         found = self._waiting.get(marker)
         if found is None:
-            found = self._waiting[marker] = self._loop.create_future()
+            found = self._waiting[marker] = loop.create_future()
         if self._task is None:
-            self._task = self._loop.create_task(self._run())
+            self._task = loop.create_task(self._run())
         # Shielded: a caller cancelled (its request gone) leaves the sweep to the others.
         return await asyncio.shield(found)
 

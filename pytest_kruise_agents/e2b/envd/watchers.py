@@ -34,7 +34,7 @@ import os
 import stat
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -119,25 +119,53 @@ class WatchedDirGone(Exception):
     """The watched directory is no longer the one the watch started on (removed or replaced)."""
 
 
-def snapshot(base: int, recursive: bool) -> Snapshot:
+def snapshot(base: int, recursive: bool, unreadable: set[str] | None = None) -> Snapshot:
     """The entries under directory descriptor ``base`` (never following a symlink).
 
-    An entry or subdirectory that went away while the scan ran is left out
-    (as one unreadable to the server is); any other failure (``EMFILE``,
-    ``ENOMEM``...) raises its :class:`OSError`: a snapshot missing what could
-    not be read would report it removed.
+    An entry or subdirectory that went away while the scan ran is left out;
+    so is the inside of a subdirectory the server may not read, whose name
+    (with its ``/``) is added to ``unreadable``: the caller keeps what it
+    knew under it. Any other failure (``EMFILE``, ``ENOMEM``...) raises its
+    :class:`OSError`: a snapshot missing what could not be read would report
+    it removed.
     """
     found: Snapshot = {}
-    pending: list[tuple[int, str]] = [(os.dup(base), "")]
+    # Depth first, a subdirectory opened only when its turn comes: at most one
+    # descriptor per level is open, however many siblings a level has (opening
+    # every sibling first, a node_modules of 1,000 packages ran out of them).
+    stack: list[tuple[int, Iterator[tuple[str, str]]]] = []
+    root = os.dup(base)
     try:
-        while pending:
-            directory, prefix = pending.pop()
-            try:
-                _scan_one(directory, prefix, recursive, found, pending)
-            finally:
+        stack.append((root, iter(_scan_one(root, "", recursive, found, unreadable))))
+    except BaseException:
+        os.close(root)
+        raise
+    try:
+        while stack:
+            directory, subdirectories = stack[-1]
+            step = next(subdirectories, None)
+            if step is None:
+                stack.pop()
                 os.close(directory)
+                continue
+            entry, name = step
+            # O_NOFOLLOW: one swapped for a link meanwhile is not entered.
+            try:
+                child = os.open(entry, DIR_FLAGS, dir_fd=directory)
+            except OSError as exc:
+                if _skipped(exc):
+                    if unreadable is not None and exc.errno in _UNREADABLE_ERRNOS:
+                        unreadable.add(name + "/")
+                    continue
+                raise
+            try:
+                children = _scan_one(child, name + "/", recursive, found, unreadable)
+            except BaseException:
+                os.close(child)
+                raise
+            stack.append((child, iter(children)))
     finally:
-        for directory, _prefix in pending:  # a failed scan leaves no descriptor open
+        for directory, _subdirectories in stack:  # a failed scan leaves no descriptor open
             os.close(directory)
     return found
 
@@ -147,9 +175,10 @@ def _scan_one(
     prefix: str,
     recursive: bool,
     found: Snapshot,
-    pending: list[tuple[int, str]],
-) -> None:
-    """Add the entries of ``directory`` to ``found``, its subdirectories to ``pending``."""
+    unreadable: set[str] | None = None,
+) -> list[tuple[str, str]]:
+    """Add the entries of ``directory`` to ``found``; return its subdirectories to enter
+    (entry name, name under the watch) when ``recursive``."""
     try:
         with os.scandir(directory) as it:
             items = list(it)
@@ -157,8 +186,11 @@ def _scan_one(
         # A subdirectory removed meanwhile is left out; the watched directory itself
         # was checked just before, so its failure is the host's, never it gone.
         if prefix and _skipped(exc):
-            return
+            if unreadable is not None and exc.errno in _UNREADABLE_ERRNOS:
+                unreadable.add(prefix)
+            return []
         raise
+    subdirectories: list[tuple[str, str]] = []
     for item in items:
         try:
             st = item.stat(follow_symlinks=False)
@@ -172,14 +204,8 @@ def _scan_one(
             continue
         found[name] = (0, 0, st.st_mode)
         if recursive:
-            # O_NOFOLLOW: one swapped for a link meanwhile is not entered.
-            try:
-                child = os.open(item.name, DIR_FLAGS, dir_fd=directory)
-            except OSError as exc:
-                if _skipped(exc):
-                    continue
-                raise
-            pending.append((child, name + "/"))
+            subdirectories.append((item.name, name))
+    return subdirectories
 
 
 def _skipped(exc: OSError) -> bool:
@@ -360,8 +386,9 @@ class Watcher:
                 self._held = weakref.finalize(self, os.close, os.dup(fd))
             elif self._identity != (st.st_dev, st.st_ino):
                 return self._gone()
+            unreadable: set[str] = set()
             try:
-                now = snapshot(fd, self.recursive)
+                now = snapshot(fd, self.recursive, unreadable)
             except OSError as exc:
                 if prime:
                     raise
@@ -369,6 +396,12 @@ class Watcher:
             self._failures = 0
             if prime:
                 return now, []
+            if unreadable:
+                # A subdirectory shut to the server (chmod 000) still holds its files:
+                # what was known under it stays, as envd reports only the CHMOD.
+                for name, entry in self._last.items():
+                    if name.startswith(tuple(unreadable)):
+                        now.setdefault(name, entry)
             events = [self._event(fd, name, kind) for name, kind in diff(self._last, now)]
             return now, events
         finally:

@@ -289,9 +289,11 @@ def test_watch_scans_run_in_their_own_threads(envd: Envd, monkeypatch: pytest.Mo
     threads: list[str] = []
     real = watchers.snapshot
 
-    def snapshot(base: int, recursive: bool) -> watchers.Snapshot:
+    def snapshot(
+        base: int, recursive: bool, unreadable: set[str] | None = None
+    ) -> watchers.Snapshot:
         threads.append(threading.current_thread().name)
-        return real(base, recursive)
+        return real(base, recursive, unreadable)
 
     monkeypatch.setattr(watchers, "snapshot", snapshot)
     sbx = envd.sandbox()

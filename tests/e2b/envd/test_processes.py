@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import subprocess
+import weakref
 from collections.abc import Collection, Iterator
 from pathlib import Path
 
@@ -103,3 +105,16 @@ async def test_sandboxes_stopping_together_share_one_sweep(
     assert counts == [1] * len(roots)
     assert all(proc.wait(timeout=10) == -9 for proc in procs)
     assert len(sweeps) == 1 and len(sweeps[0]) == len(roots)
+
+
+def test_the_sweeps_of_a_closed_event_loop_go_with_it(tmp_path: Path) -> None:
+    """Each event loop that stops a sandbox (a test's, a fixture's) is freed once closed."""
+    loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
+    for _ in range(3):
+        loop = asyncio.new_event_loop()
+        loop.run_until_complete(daemons.kill_sandbox_daemons(tmp_path))
+        loop.close()
+        loops.append(weakref.ref(loop))
+        del loop
+    gc.collect()
+    assert [ref() for ref in loops] == [None, None, None]

@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import resource
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from e2b import NotFoundException, SandboxException
@@ -73,10 +75,12 @@ def test_a_failed_scan_reports_nothing_and_the_watch_goes_on(
     watcher.stop()
 
 
+@pytest.mark.parametrize("number", [errno.EMFILE, errno.EACCES])
 def test_a_subdirectory_that_fails_to_open_is_no_removal_in_a_recursive_watch(
-    envd: Envd, monkeypatch: pytest.MonkeyPatch
+    envd: Envd, monkeypatch: pytest.MonkeyPatch, number: int
 ) -> None:
-    """A subtree the scan could not enter (out of descriptors) is not reported removed."""
+    """A subtree the scan could not enter (out of descriptors, or shut to the server by a
+    chmod) is not reported removed: its files are still there."""
     sbx = envd.sandbox()
     sbx.files.write("/home/user/w/sub/deep.txt", "x")
     watcher = sbx.files.watch_dir("/home/user/w", recursive=True)
@@ -84,7 +88,7 @@ def test_a_subdirectory_that_fails_to_open_is_no_removal_in_a_recursive_watch(
 
     def open_(path: str, flags: int, mode: int = 0o777, *, dir_fd: int | None = None) -> int:
         if path == "sub":
-            raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+            raise OSError(number, os.strerror(number))
         return real(path, flags, mode, dir_fd=dir_fd)
 
     with monkeypatch.context() as patch:
@@ -141,3 +145,22 @@ async def test_a_watch_stream_ends_with_the_error_of_scans_that_keep_failing(
     assert error is not None and "too many open files" in str(error)
     assert not isinstance(error, NotFoundException)
     assert seen == []
+
+
+def test_a_recursive_scan_holds_one_descriptor_per_level_not_per_sibling(tmp_path: Path) -> None:
+    """A node_modules of many packages scans within a small open-files limit: subdirectories
+    are entered one at a time, depth first (opened all at once, 1,000 of them ran out)."""
+    for i in range(300):
+        (tmp_path / f"pkg-{i}" / "lib").mkdir(parents=True)
+        (tmp_path / f"pkg-{i}" / "lib" / "index.js").write_text("x")
+    base = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    in_use = len(os.listdir("/proc/self/fd"))
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (in_use + 32, hard))
+        found = watchers.snapshot(base, recursive=True)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        os.close(base)
+    assert len(found) == 300 * 3
+    assert "pkg-299/lib/index.js" in found
