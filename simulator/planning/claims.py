@@ -134,9 +134,13 @@ class SandboxClaimTracker:
     holds: list[float | None]
     records: list[ClaimRecord] = field(default_factory=list)
     released: set[int] = field(default_factory=set)
-    done: bool = False
     finished: float | None = None
-    """When the claim completed (its ``completionTime``), once ``done``."""
+    """When the claim finished (its ``completionTime``; ``None`` while it has not)."""
+
+    @property
+    def done(self) -> bool:
+        """Whether the claim has finished: all delivered, completed, or gone."""
+        return self.finished is not None
 
     def delivered(self) -> list[ClaimRecord]:
         """Its delivered records in delivery order (at most one per replica)."""
@@ -165,9 +169,7 @@ def e2b_outcome(workload: int, pool: str, rec: ClaimRecord, *, phases: bool) -> 
     )
 
 
-def sandboxclaim_outcomes(
-    tracker: SandboxClaimTracker, now: float, *, phases: bool
-) -> list[Outcome]:
+def sandboxclaim_outcomes(tracker: SandboxClaimTracker, *, phases: bool) -> list[Outcome]:
     """One outcome per replica of a SandboxClaim, measured from the claim's creation.
 
     Replicas never delivered count as failed (with the last failed attempt's
@@ -200,9 +202,7 @@ def sandboxclaim_outcomes(
                 workload=tracker.workload,
                 pool=tracker.pool,
                 requested=tracker.applied,
-                failed=(tracker.finished if tracker.finished is not None else now)
-                if tracker.done
-                else None,
+                failed=tracker.finished,
                 attempts=attempts,
                 reason=(failed[-1].error_reason or "Unknown" if failed else "ClaimTimeout")
                 if tracker.done

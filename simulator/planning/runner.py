@@ -246,8 +246,7 @@ class _Run:
                         self.env.process(self._release(rec, hold))
             finished = self._claim_finished(tracker)
             if len(delivered) >= len(tracker.holds) or finished is not None:
-                tracker.done = True
-                tracker.finished = finished if finished is not None else self.env.now
+                tracker.finished = finished if finished is not None else float(self.env.now)
                 del self.open_claims[key]
 
     def _claim_finished(self, tracker: SandboxClaimTracker) -> float | None:
@@ -337,10 +336,9 @@ class _Run:
 
     def outcomes(self) -> list[Outcome]:
         """Every requested sandbox's outcome, in request order."""
-        now = self.cluster.now
         out = [e2b_outcome(i, pool, rec, phases=self.keep_claims) for i, pool, rec in self.e2b]
         for tracker in self.claims:
-            out.extend(sandboxclaim_outcomes(tracker, now, phases=self.keep_claims))
+            out.extend(sandboxclaim_outcomes(tracker, phases=self.keep_claims))
         out.sort(key=lambda o: o.requested)
         return out
 

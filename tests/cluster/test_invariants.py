@@ -113,19 +113,9 @@ def test_claim_invariants(
 ) -> None:
     """Under any seed, fault mix and clients going away the five invariants hold."""
     drawn = (seed, faults, probability, replicas, burst, batch, no_stock_create, claim_timeout)
-    check_claim_invariants(
-        case_seed(*drawn, profile, gone_after, settle),  # a seed of its own per example
-        faults,
-        probability,
-        replicas,
-        burst,
-        batch,
-        no_stock_create,
-        claim_timeout,
-        profile,
-        gone_after,
-        settle,
-    )
+    rest = (profile, gone_after, settle)
+    # A seed of its own per example; the rest as drawn.
+    check_claim_invariants(case_seed(*drawn, *rest), *drawn[1:], *rest)
 
 
 def check_claim_invariants(
