@@ -339,10 +339,14 @@ class ApiServer:
         if old.metadata.finalizers:
             if old.metadata.deletion_timestamp is not None:
                 return old
+            # As the generic registry's ``markAsDeleting`` (and ``BeforeDelete`` for
+            # a graceful delete): the first mark also bumps ``generation``.
+            gen = old.metadata.generation
             new = old.model_copy()
             new.metadata = old.metadata.model_copy(
                 update={
                     "deletion_timestamp": self.ctx.now_dt().replace(microsecond=0),
+                    "generation": gen + 1 if gen else gen,
                     "resource_version": self._next_rv(),
                 }
             )

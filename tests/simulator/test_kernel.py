@@ -114,6 +114,24 @@ def test_finalizers_delay_removal(ctx: SimContext) -> None:
     assert api.peek("SandboxClaim", "default", "a") is None
 
 
+def test_marking_for_deletion_bumps_generation_once(ctx: SimContext) -> None:
+    """A delete held by finalizers bumps ``generation``; a repeated delete changes nothing.
+
+    As kube-apiserver's generic registry (``markAsDeleting``): the first mark
+    is a change watchers compare ``observedGeneration`` against.
+    """
+    api = ApiServer(ctx)
+    c = claim("a")
+    c.metadata.finalizers = ["x/y"]
+    created = api.commit_create(c)
+    assert created.metadata.generation == 1
+    marked = api.commit_delete("SandboxClaim", "default", "a")
+    assert marked is not None and marked.metadata.generation == 2
+    again = api.commit_delete("SandboxClaim", "default", "a")
+    assert again is not None and again.metadata.generation == 2
+    assert again.metadata.resource_version == marked.metadata.resource_version
+
+
 def test_delete_collects_controlled_dependents(ctx: SimContext) -> None:
     """Deleting an owner garbage-collects objects whose controller ownerRef points at it."""
     api = ApiServer(ctx)
