@@ -221,6 +221,28 @@ class Profile(BaseModel):
                 f"known: {', '.join(LATENCY_DOCS)}"
             ) from None
 
+    def changes(self) -> list[str]:
+        """The knobs and latencies that differ from the built-in profile of this name.
+
+        Empty for a built-in profile as it is, and for a profile whose name is no
+        built-in one (there is nothing to compare it with).
+        """
+        base = PROFILES.get(self.name)
+        if base is None:
+            return []
+        knobs = [k for k in self.knob_names() if getattr(self, k) != getattr(base, k)]
+        lats = [n for n, lat in self.latencies.items() if lat != base.latencies.get(n)]
+        return knobs + lats
+
+    def summary(self) -> str:
+        """The profile's name, with what was changed from that built-in profile, if anything.
+
+        ``openkruise-v0.3.0`` or ``openkruise-v0.3.0 (changed: retry, image.pull)``:
+        what a report says ran, since :meth:`with_overrides` keeps the name.
+        """
+        changed = self.changes()
+        return f"{self.name} (changed: {', '.join(changed)})" if changed else self.name
+
     def with_overrides(self, latencies: Mapping[str, Any] | None = None, **knobs: Any) -> Profile:
         """A copy with some knobs and latencies changed, validated like a new profile.
 

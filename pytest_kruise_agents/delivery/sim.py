@@ -500,7 +500,7 @@ def _run(
     return DeliveryResult(
         name=name or workload.name,
         workload=workload,
-        target=f"sim seed={cluster.ctx.seed} profile={cluster.profile.name}",
+        target=f"sim seed={cluster.ctx.seed} profile={cluster.profile.summary()}",
         clock=clock,
         deliveries=tuple(deliveries),
     )

@@ -43,6 +43,17 @@ def test_a_burst_through_the_e2b_path_reads_the_claim_records(backend: SimBacken
     assert result.clock == "virtual" and result.target == "sim seed=5 profile=openkruise-head"
 
 
+def test_the_target_says_which_profile_knobs_were_changed() -> None:
+    """A run on a changed built-in profile does not pass for the built-in one."""
+    cluster = Cluster(seed=5, profile="openkruise-v0.3.0", nodes=2, retry="exponential")
+    cluster.apply(default_pools_yaml(2))
+    cluster.wait_for_pool("base")
+    b = SimBackend(cluster)
+    result = run_on_backend(b, Burst(1))
+    b.close()
+    assert result.target == "sim seed=5 profile=openkruise-v0.3.0 (changed: retry)"
+
+
 def test_the_same_seed_gives_the_same_result() -> None:
     runs = []
     for _ in range(2):

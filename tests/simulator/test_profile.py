@@ -205,3 +205,16 @@ def test_profiles_are_immutable() -> None:
 def test_knobs_carry_their_descriptions() -> None:
     """Each knob's attribute docstring is its field description, for docs and the CLI."""
     assert all(Profile.model_fields[name].description for name in Profile.knob_names()[2:])
+
+
+def test_a_summary_names_what_was_changed_from_the_built_in_profile() -> None:
+    """with_overrides keeps the name; summary() says which knobs and latencies differ."""
+    old = get_profile("openkruise-v0.3.0")
+    assert old.changes() == [] and old.summary() == "openkruise-v0.3.0"
+    changed = old.with_overrides(retry="exponential", latencies={"image.pull": "exp(3s)"})
+    assert changed.name == "openkruise-v0.3.0"
+    assert changed.summary() == "openkruise-v0.3.0 (changed: retry, image.pull)"
+    # Set back to the built-in's own value, a knob is no change.
+    assert old.with_overrides(retry="fixed").summary() == "openkruise-v0.3.0"
+    # A profile of its own has nothing to compare with.
+    assert Profile(name="quick", claim_workers=1).summary() == "quick"
