@@ -35,6 +35,7 @@ __all__ = [
     "SandboxIam",
     "SandboxIamToken",
     "SandboxLifecycle",
+    "SandboxNetwork",
     "SandboxNetworkConfig",
     "SandboxPauseRequest",
     "SandboxResponse",
@@ -131,7 +132,7 @@ class SandboxAutoResumeConfig(WireRequest):
 
 
 class SandboxNetworkConfig(WireRequest):
-    """``network``: egress rules (accepted and ignored by the fake cluster)."""
+    """``network``: egress rules (``allowOut``/``denyOut`` reported in the detail, none enforced)."""
 
     allow_public_traffic: bool | None = Field(default=None, alias="allowPublicTraffic")
     allow_out: list[str] | None = Field(default=None, alias="allowOut")
@@ -268,8 +269,20 @@ class ListedSandbox(WireModel):
     metadata: dict[str, str] = Field(default_factory=dict)
 
 
+class SandboxNetwork(WireModel):
+    """``network`` of :class:`SandboxDetail`: the sandbox-manager's model, egress rules only.
+
+    Upstream's create model has ``allowOut`` and ``denyOut`` and nothing else
+    of E2B's ``SandboxNetworkConfig`` (reference §6.3); an unset list is left
+    out, not ``null``, which the SDK could not read.
+    """
+
+    allow_out: list[str] | None = Field(default=None, alias="allowOut")
+    deny_out: list[str] | None = Field(default=None, alias="denyOut")
+
+
 class SandboxDetail(ListedSandbox):
-    """``GET /sandboxes/{id}``: a listed sandbox plus token, domain and lifecycle."""
+    """``GET /sandboxes/{id}``: a listed sandbox plus token, domain, lifecycle and network."""
 
     NULLABLE: ClassVar[frozenset[str]] = frozenset({"domain", "allowInternetAccess"})
 
@@ -277,6 +290,7 @@ class SandboxDetail(ListedSandbox):
     domain: str | None = None
     allow_internet_access: bool | None = Field(default=None, alias="allowInternetAccess")
     lifecycle: SandboxLifecycle | None = None
+    network: SandboxNetwork | None = None
 
 
 class TemplateBuild(WireModel):

@@ -9,8 +9,9 @@ Layers, outermost first:
 3. :class:`~pytest_kruise_agents.e2b.limits.BodyLimitMiddleware` — 413 for
    oversized control-plane bodies;
 4. the FastAPI control plane: the E2B routes natively and under
-   ``/kruise/api``, the admin API under ``/_kruise/``, ``/health`` and
-   ``/openapi.json``.
+   ``/kruise/api`` (those not served answer 401, then 501:
+   :mod:`~pytest_kruise_agents.e2b.unserved`), the admin API under
+   ``/_kruise/``, ``/health`` and ``/openapi.json``.
 
 The app subscribes to the backend: a sandbox that pauses has its workspace
 stopped (processes killed, files kept), a sandbox that is gone has it
@@ -41,7 +42,7 @@ from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pytest_kruise_agents.backends.base import Backend
-from pytest_kruise_agents.e2b import admin, control
+from pytest_kruise_agents.e2b import admin, control, unserved
 from pytest_kruise_agents.e2b.auth import admin_of, caller_of, security_schemes
 from pytest_kruise_agents.e2b.cuts import TrackedSend, mark_cut
 from pytest_kruise_agents.e2b.drain import DrainBeforeErrorMiddleware
@@ -158,13 +159,18 @@ class E2BApp:
         app.state.kruise = self.state
         app.state.settings = self.state.settings
         install_error_handlers(app, authorize=self._authorize)
+        # Unserved E2B routes answer 401, then 501 (see unserved): the few whose path a
+        # served route would take come first, the rest after, off the hot paths.
+        prefix = control.CUSTOMIZED_PREFIX
+        app.router.routes.extend(unserved.routes("", first=True))
         # The native routes themselves, not app.include_router(control.router): FastAPI
         # matches an included router's routes twice per request (to pick the router,
         # then the route), on the hottest paths.
         app.router.routes.extend(control.router.routes)
-        app.include_router(
-            control.router, prefix=control.CUSTOMIZED_PREFIX, include_in_schema=False
-        )
+        app.router.routes.extend(unserved.routes(prefix, first=True))
+        app.include_router(control.router, prefix=prefix, include_in_schema=False)
+        app.router.routes.extend(unserved.routes("", first=False))
+        app.router.routes.extend(unserved.routes(prefix, first=False))
         app.include_router(admin.router, include_in_schema=False)
 
         @app.get("/health", response_class=PlainTextResponse, summary="Liveness")
@@ -219,6 +225,8 @@ class E2BApp:
     def _on_sandbox_state(self, sandbox_id: str, state: str | None) -> None:
         # Called under the backend's lock, on a backend thread or on the loop itself
         # (a call answered at once): only hand over to the loop.
+        if state is None:
+            self.state.networks.forget(sandbox_id)  # one dict operation: safe from any thread
         if state == "running" or self._closing:
             return
         loop = self._loop

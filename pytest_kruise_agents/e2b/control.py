@@ -30,6 +30,7 @@ from pytest_kruise_agents.api.e2b import (
     ResumedSandbox,
     SandboxDetail,
     SandboxLifecycle,
+    SandboxNetwork,
     SandboxPauseRequest,
     SandboxResponse,
     SandboxTimeoutRequest,
@@ -48,6 +49,7 @@ from pytest_kruise_agents.claiming.timeouts import parse_retention
 from pytest_kruise_agents.e2b.auth import authenticate, secured
 from pytest_kruise_agents.e2b.envvars import env_vars_problem
 from pytest_kruise_agents.e2b.errors import ApiError, WireJSONResponse
+from pytest_kruise_agents.e2b.network import reported_network
 from pytest_kruise_agents.e2b.settings import Settings
 from pytest_kruise_agents.e2b.state import state_of
 
@@ -150,7 +152,9 @@ def _listed(view: SandboxView, settings: Settings) -> dict[str, Any]:
     return ListedSandbox(**_view_fields(view, settings)).to_wire()
 
 
-def _detail(view: SandboxView, domain: str | None, settings: Settings) -> dict[str, Any]:
+def _detail(
+    view: SandboxView, domain: str | None, settings: Settings, network: SandboxNetwork | None
+) -> dict[str, Any]:
     return SandboxDetail(
         **_view_fields(view, settings),
         envd_access_token=view.envd_access_token or None,
@@ -158,6 +162,7 @@ def _detail(view: SandboxView, domain: str | None, settings: Settings) -> dict[s
         lifecycle=SandboxLifecycle(
             on_timeout="pause" if view.auto_pause else "kill", auto_resume=False
         ),
+        network=network,
     ).to_wire()
 
 
@@ -220,6 +225,8 @@ async def _create(request: Request, caller: Caller, body: NewSandboxV2) -> WireJ
         allow_internet_access=body.allow_internet_access,
     )
     view = await st.run_for(request, "control", st.backend.create_sandbox, caller, create)
+    # Reported by GET /sandboxes/{id} as upstream does; enforced by nothing (see network).
+    st.networks.record(view, reported_network(body.network))
     domain = response_domain(request, st.settings)
     return WireJSONResponse(_sandbox(view, domain, st.settings), status_code=201)
 
@@ -391,7 +398,8 @@ async def get_sandbox(request: Request, sandbox_id: Annotated[str, _path_id()]) 
     caller = authenticate(request)
     st = state_of(request)
     view = await st.run("control", st.backend.describe, caller, sandbox_id)
-    return WireJSONResponse(_detail(view, response_domain(request, st.settings), st.settings))
+    domain = response_domain(request, st.settings)
+    return WireJSONResponse(_detail(view, domain, st.settings, st.networks.of(view)))
 
 
 @router.delete(

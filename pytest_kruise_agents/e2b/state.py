@@ -32,6 +32,7 @@ from fastapi import Request
 from starlette.types import Receive
 
 from pytest_kruise_agents.backends.base import Backend, Pending
+from pytest_kruise_agents.e2b.network import SandboxNetworks
 from pytest_kruise_agents.e2b.settings import Settings
 
 __all__ = ["ATTEMPTED", "THREAD_BUDGETS", "Purpose", "ServerState", "state_of"]
@@ -53,10 +54,12 @@ may run the model for long, and they are not on any hot path.
 
 @dataclass
 class ServerState:
-    """The backend and settings of one app, and its per-purpose thread limiters."""
+    """The backend and settings of one app, its per-purpose thread limiters, and what the
+    server remembers of claims itself (the ``network`` of each create)."""
 
     backend: Backend
     settings: Settings
+    networks: SandboxNetworks = field(default_factory=SandboxNetworks)
     _limiters: dict[str, anyio.CapacityLimiter] = field(default_factory=dict)
 
     def reset_limiters(self) -> None:

@@ -256,6 +256,63 @@ def test_auto_pause_shows_in_the_lifecycle(server: Served) -> None:
     assert plain.get_info().lifecycle == {"on_timeout": "kill", "auto_resume": False}
 
 
+# -- network and volumeMounts: what upstream's detail reports ----------------------------------
+
+
+def test_the_network_of_the_create_shows_in_the_detail(server: Served) -> None:
+    """Upstream reports the create's ``network`` (allowOut, denyOut) in ``GET /sandboxes/{id}``.
+
+    It enforces them with TrafficPolicy objects, which are not modelled: the
+    rules are reported, not applied. Fields its model lacks (allowPublicTraffic,
+    dnsServers, ...) are dropped, as its Go decoder drops them.
+    """
+    network: Any = {
+        "allow_out": ["1.1.1.1", "example.com"],
+        "deny_out": ["0.0.0.0/0"],
+        "allow_public_traffic": False,
+        "dns_servers": ["8.8.8.8"],
+    }
+    sbx = Sandbox.create(template="base", network=network, **server.sdk())
+    plain = Sandbox.create(template="base", **server.sdk())
+
+    assert sbx.get_info().network == {
+        "allow_out": ["1.1.1.1", "example.com"],
+        "deny_out": ["0.0.0.0/0"],
+    }
+    assert plain.get_info().network is None
+    raw = server.request("GET", f"/kruise/api/sandboxes/{sbx.sandbox_id}").json()
+    assert raw["network"] == {"allowOut": ["1.1.1.1", "example.com"], "denyOut": ["0.0.0.0/0"]}
+
+
+def test_a_network_without_rules_shows_as_an_empty_one(server: Served) -> None:
+    sbx = Sandbox.create(template="base", network={"allow_public_traffic": False}, **server.sdk())
+
+    assert sbx.get_info().network == {}
+
+
+def test_the_network_is_forgotten_with_its_sandbox(server: Served) -> None:
+    sbx = Sandbox.create(template="base", network={"deny_out": ["10.0.0.0/8"]}, **server.sdk())
+    assert sbx.sandbox_id in server.app.state.networks
+
+    sbx.kill()
+
+    eventually(lambda: sbx.sandbox_id not in server.app.state.networks, "the network forgotten")
+
+
+def test_volume_mounts_are_taken_and_not_reported_as_upstream(server: Served) -> None:
+    """Upstream turns ``volumeMounts`` into CSI mounts and its Sandbox has no ``volumeMounts``.
+
+    The fake cluster models the mount's time and failures on the claim path;
+    the server mounts nothing (docs/server.md).
+    """
+    sbx = Sandbox.create(template="base", volume_mounts={"/mnt/vol": "shared-vol"}, **server.sdk())
+
+    info = sbx.get_info()
+    assert info.volume_mounts == []
+    assert "volumeMounts" not in server.request("GET", f"/sandboxes/{sbx.sandbox_id}").json()
+    assert last_record(server)["mounted"] is not None  # the CSI mount was modelled
+
+
 # -- the client going away -------------------------------------------------------------------
 
 

@@ -14,7 +14,7 @@ from e2b.exceptions import AuthenticationException, SandboxNotFoundException
 from fastapi.routing import APIRoute
 
 from pytest_kruise_agents.backends import SimBackend
-from pytest_kruise_agents.e2b import admin, control
+from pytest_kruise_agents.e2b import admin, control, unserved
 from pytest_kruise_agents.e2b.settings import ApiKey, Settings
 
 from .conftest import ADMIN, ALICE, BOB, CAROL, Served, serve
@@ -244,6 +244,12 @@ def _route_methods() -> dict[str, set[str]]:
         for route in router.routes:
             if isinstance(route, APIRoute):
                 table.setdefault(prefix + route.path, set()).update(route.methods or ())
+    # Unserved E2B routes take their methods too (a PATCH of /templates/x answers 501).
+    for prefix in ("", control.CUSTOMIZED_PREFIX):
+        for first in (True, False):
+            for route in unserved.routes(prefix, first=first):
+                if route.path in table:
+                    table[route.path].update(route.methods or ())
     return table
 
 
@@ -367,7 +373,7 @@ def test_every_control_route_is_documented() -> None:
     for route in control.router.routes:
         assert isinstance(route, APIRoute)
         path = route.path.replace("{sandboxID}", "{id}").replace("{templateID}", "{id}")
-        for method in route.methods:
+        for method in route.methods or ():
             assert f"| {method} | `{path}` |" in doc, f"{method} {route.path}"
 
 
