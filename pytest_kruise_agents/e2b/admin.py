@@ -22,6 +22,7 @@ from pytest_kruise_agents.api.manifest import dump, dump_all, resolve_kind, to_m
 from pytest_kruise_agents.e2b.auth import require_admin
 from pytest_kruise_agents.e2b.errors import ApiError, WireJSONResponse
 from pytest_kruise_agents.e2b.state import ServerState, state_of
+from simulator.profile import Profile
 
 __all__ = ["ADMIN_PREFIX", "AdvanceRequest", "FaultRequest", "LatencyRequest", "router"]
 
@@ -92,6 +93,10 @@ def _clock(st: ServerState) -> dict[str, Any]:
     epoch = getattr(st.backend, "epoch", None)
     if isinstance(epoch, datetime):
         body["epoch"] = format_time(epoch)
+    # Which model runs: two servers differing only in profile answer alike otherwise.
+    profile = getattr(getattr(st.backend, "cluster", None), "profile", None)
+    if isinstance(profile, Profile):
+        body["profile"] = profile.summary()
     return body
 
 

@@ -265,7 +265,8 @@ def serve(
         pools = ", ".join(t.template_id for t in backend.templates(Caller(namespace="", user="")))
         print(
             f"# kruise-agents E2B server on {url} "
-            f"(clock {backend.clock_mode}, seed {cfg.seed}, pools: {pools or 'none'})",
+            f"(clock {backend.clock_mode}, seed {cfg.seed}, "
+            f"profile {backend.cluster.profile.summary()}, pools: {pools or 'none'})",
             file=stream,
         )
         for line in client_exports(settings, url):

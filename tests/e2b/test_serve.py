@@ -120,6 +120,32 @@ def test_serve_prints_the_client_environment_and_serves_the_sdk(
     assert sbx.kill() is True
 
 
+def test_serve_says_which_profile_runs(tmp_path: Path) -> None:
+    """The banner and ``/_kruise/clock`` name the profile, with what the config changed."""
+    path = write_config(
+        tmp_path,
+        seed=4,
+        nodes=1,
+        profile="openkruise-v0.3.0",
+        knobs={"retry": "exponential"},
+        sandboxsets=[pool_yaml("base", 1)],
+        apiKeys=[{"key": ADMIN_KEY, "id": "root", "admin": True}],
+    )
+    with subprocess.Popen(
+        serve_command(path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            banner = proc.stdout.readline()
+            url = read_exports(proc)["E2B_API_URL"]
+            clock = httpx.get(url + "/_kruise/clock", headers={"X-API-Key": ADMIN_KEY}, timeout=10)
+        finally:
+            stop(proc)
+    said = "openkruise-v0.3.0 (changed: retry)"
+    assert f"profile {said}, pools: base" in banner
+    assert clock.json()["profile"] == said
+
+
 def invoke(*args: str) -> tuple[int, str]:
     result = CliRunner().invoke(app, ["serve", *args])
     return result.exit_code, result.output
