@@ -21,7 +21,7 @@ import numbers
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any, Literal, TypeAlias, cast, overload
 
 import simpy
 from pydantic import ValidationError
@@ -29,9 +29,12 @@ from pydantic import ValidationError
 from pytest_kruise_agents.api.copying import deep_copy
 from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.api.manifest import KubeObject, load_manifests, resolve_kind
+from pytest_kruise_agents.api.pod import Pod
 from pytest_kruise_agents.api.printers import render_table
 from pytest_kruise_agents.api.sandbox import Sandbox, SandboxState
+from pytest_kruise_agents.api.sandboxclaim import SandboxClaim
 from pytest_kruise_agents.api.sandboxset import SandboxSet
+from pytest_kruise_agents.api.sandboxtemplate import SandboxTemplate
 from pytest_kruise_agents.api.validation import label_value_problem
 from pytest_kruise_agents.claiming.errors import ClaimError
 from pytest_kruise_agents.claiming.state import sandbox_state
@@ -52,7 +55,76 @@ from simulator.records import ClaimRecord, ClaimRecords
 from simulator.runtime import AgentRuntime
 from simulator.world import World
 
-__all__ = ["DEFAULT_USER", "Cluster", "check_seconds", "default_nodes"]
+__all__ = [
+    "DEFAULT_USER",
+    "Cluster",
+    "PodKind",
+    "SandboxClaimKind",
+    "SandboxKind",
+    "SandboxSetKind",
+    "SandboxTemplateKind",
+    "check_seconds",
+    "default_nodes",
+]
+
+# The spellings of each kind that ``resolve_kind`` accepts, as literal types, so that
+# ``cluster.get("sbx", ...)`` types as a Sandbox: the kind name, every kubectl name
+# (singular, plural, short) and those names qualified by group (and version). Other
+# casings resolve too, and type as any stored object (KubeObject).
+SandboxKind: TypeAlias = Literal[
+    "Sandbox",
+    "sandbox",
+    "sandboxes",
+    "sbx",
+    "sandbox.agents.kruise.io",
+    "sandboxes.agents.kruise.io",
+    "sbx.agents.kruise.io",
+    "sandbox.v1alpha1.agents.kruise.io",
+    "sandboxes.v1alpha1.agents.kruise.io",
+    "sbx.v1alpha1.agents.kruise.io",
+]
+"""Every spelling of the ``Sandbox`` kind that types ``Cluster.get``/``list`` as Sandboxes."""
+SandboxSetKind: TypeAlias = Literal[
+    "SandboxSet",
+    "sandboxset",
+    "sandboxsets",
+    "sbs",
+    "sandboxset.agents.kruise.io",
+    "sandboxsets.agents.kruise.io",
+    "sbs.agents.kruise.io",
+    "sandboxset.v1alpha1.agents.kruise.io",
+    "sandboxsets.v1alpha1.agents.kruise.io",
+    "sbs.v1alpha1.agents.kruise.io",
+]
+"""Every spelling of the ``SandboxSet`` kind (see :data:`SandboxKind`)."""
+SandboxClaimKind: TypeAlias = Literal[
+    "SandboxClaim",
+    "sandboxclaim",
+    "sandboxclaims",
+    "sbc",
+    "sandboxclaim.agents.kruise.io",
+    "sandboxclaims.agents.kruise.io",
+    "sbc.agents.kruise.io",
+    "sandboxclaim.v1alpha1.agents.kruise.io",
+    "sandboxclaims.v1alpha1.agents.kruise.io",
+    "sbc.v1alpha1.agents.kruise.io",
+]
+"""Every spelling of the ``SandboxClaim`` kind (see :data:`SandboxKind`)."""
+SandboxTemplateKind: TypeAlias = Literal[
+    "SandboxTemplate",
+    "sandboxtemplate",
+    "sandboxtemplates",
+    "sbt",
+    "sandboxtemplate.agents.kruise.io",
+    "sandboxtemplates.agents.kruise.io",
+    "sbt.agents.kruise.io",
+    "sandboxtemplate.v1alpha1.agents.kruise.io",
+    "sandboxtemplates.v1alpha1.agents.kruise.io",
+    "sbt.v1alpha1.agents.kruise.io",
+]
+"""Every spelling of the ``SandboxTemplate`` kind (see :data:`SandboxKind`)."""
+PodKind: TypeAlias = Literal["Pod", "pod", "pods", "po", "pod.v1", "pods.v1", "po.v1"]
+"""Every spelling of the ``Pod`` kind (see :data:`SandboxKind`)."""
 
 DEFAULT_USER = "00000000-0000-4000-8000-000000000001"
 """The API key id used as the sandbox owner when a caller names none."""
@@ -293,24 +365,87 @@ class Cluster:
             )
         return [deep_copy(obj) for obj in out]
 
-    def get(self, kind: str, name: str, namespace: str = "default") -> Any:
+    @overload
+    def get(self, kind: SandboxKind, name: str, namespace: str = "default") -> Sandbox: ...
+    @overload
+    def get(self, kind: SandboxSetKind, name: str, namespace: str = "default") -> SandboxSet: ...
+    @overload
+    def get(
+        self, kind: SandboxClaimKind, name: str, namespace: str = "default"
+    ) -> SandboxClaim: ...
+    @overload
+    def get(
+        self, kind: SandboxTemplateKind, name: str, namespace: str = "default"
+    ) -> SandboxTemplate: ...
+    @overload
+    def get(self, kind: PodKind, name: str, namespace: str = "default") -> Pod: ...
+    @overload
+    def get(self, kind: str, name: str, namespace: str = "default") -> KubeObject: ...
+    def get(self, kind: str, name: str, namespace: str = "default") -> KubeObject:
         """A copy of the stored object (``kind`` may be a short name such as ``sbx``); 404 if absent.
 
         The copy is the caller's: editing it changes nothing until it is applied.
+        Typed as the kind's model when ``kind`` is one of its spellings written
+        out (``"sbx"``: :class:`Sandbox`), else as any stored object.
         """
-        return deep_copy(self._stored(kind, name, namespace))
+        obj: KubeObject = deep_copy(self._stored(kind, name, namespace))
+        return obj
 
+    @overload
+    def list(
+        self,
+        kind: SandboxKind,
+        namespace: str | None = None,
+        *,
+        labels: Mapping[str, str] | None = None,
+    ) -> builtins.list[Sandbox]: ...
+    @overload
+    def list(
+        self,
+        kind: SandboxSetKind,
+        namespace: str | None = None,
+        *,
+        labels: Mapping[str, str] | None = None,
+    ) -> builtins.list[SandboxSet]: ...
+    @overload
+    def list(
+        self,
+        kind: SandboxClaimKind,
+        namespace: str | None = None,
+        *,
+        labels: Mapping[str, str] | None = None,
+    ) -> builtins.list[SandboxClaim]: ...
+    @overload
+    def list(
+        self,
+        kind: SandboxTemplateKind,
+        namespace: str | None = None,
+        *,
+        labels: Mapping[str, str] | None = None,
+    ) -> builtins.list[SandboxTemplate]: ...
+    @overload
+    def list(
+        self,
+        kind: PodKind,
+        namespace: str | None = None,
+        *,
+        labels: Mapping[str, str] | None = None,
+    ) -> builtins.list[Pod]: ...
+    @overload
+    def list(
+        self, kind: str, namespace: str | None = None, *, labels: Mapping[str, str] | None = None
+    ) -> builtins.list[KubeObject]: ...
     def list(
         self,
         kind: str,
         namespace: str | None = None,
         *,
         labels: Mapping[str, str] | None = None,
-    ) -> builtins.list[Any]:
+    ) -> builtins.list[Any]:  # list is invariant: the overloads say what it holds
         """Copies of the stored objects of ``kind`` (all namespaces when ``namespace`` is None).
 
         Selected by label equality, in key order (namespace, then name) as the
-        API server lists them.
+        API server lists them. Typed as :meth:`get` is.
         """
         return [deep_copy(o) for o in self._select(kind, namespace, labels)]
 
@@ -451,23 +586,54 @@ class Cluster:
         # store and the caches with no write (no resourceVersion, no watch event).
         return deep_copy(sbx)
 
-    def submit_create(self, template: str, **kwargs: Any) -> simpy.Process:
+    def submit_create(
+        self,
+        template: str,
+        *,
+        namespace: str = "default",
+        user: str = DEFAULT_USER,
+        timeout: int | None = None,
+        metadata: Mapping[str, str] | None = None,
+        env_vars: Mapping[str, str] | None = None,
+        auto_pause: bool = False,
+        volume_mounts: Sequence[Mapping[str, str]] | None = None,
+        allow_internet_access: bool | None = None,
+    ) -> simpy.Process:
         """Start a claim without waiting; the process' value is a Sandbox or a ClaimError.
 
-        ``process.interrupt()`` is the client going away (the request's context
-        cancelled): the claim stops, cleans up what it locked, and the value is
-        a :class:`~pytest_kruise_agents.claiming.errors.ClaimCanceledError`.
-        Arguments of the wrong kind raise :class:`InvalidError` before anything starts.
+        Takes the keywords of :meth:`create_sandbox`. ``process.interrupt()`` is
+        the client going away (the request's context cancelled): the claim
+        stops, cleans up what it locked, and the value is a
+        :class:`~pytest_kruise_agents.claiming.errors.ClaimCanceledError`.
+        Arguments of the wrong kind raise :class:`InvalidError` before anything
+        starts (an unknown keyword, Python's ``TypeError``).
         """
-        _check_create(**kwargs)
-        namespace = kwargs.pop("namespace", "default")
-        user = kwargs.pop("user", DEFAULT_USER)
-        timeout = kwargs.pop("timeout", None)
+        _check_create(
+            timeout=timeout,
+            auto_pause=auto_pause,
+            volume_mounts=volume_mounts,
+            allow_internet_access=allow_internet_access,
+            env_vars=env_vars,
+            user=user,
+        )
+        # Copied now, as create_sandbox does: the caller's mappings may change
+        # before the process runs.
+        meta = dict(metadata) if metadata else None
+        env = dict(env_vars) if env_vars else None
+        mounts = [dict(v) for v in volume_mounts] if volume_mounts else None
 
         def attempt() -> Generator[simpy.Event, Any, Sandbox | ClaimError]:
             try:
                 sbx: Sandbox = yield from self.manager.create_sandbox(
-                    namespace=namespace, user=user, template=template, timeout_s=timeout, **kwargs
+                    namespace=namespace,
+                    user=user,
+                    template=template,
+                    timeout_s=timeout,
+                    auto_pause=auto_pause,
+                    metadata=meta,
+                    env_vars=env,
+                    volume_mounts=mounts,
+                    allow_internet_access=allow_internet_access,
                 )
             except ClaimError as err:
                 return err
@@ -476,18 +642,50 @@ class Cluster:
         return self.env.process(attempt())
 
     def create_sandboxes(
-        self, count: int, template: str, **kwargs: Any
+        self,
+        count: int,
+        template: str,
+        *,
+        namespace: str = "default",
+        user: str = DEFAULT_USER,
+        timeout: int | None = None,
+        metadata: Mapping[str, str] | None = None,
+        env_vars: Mapping[str, str] | None = None,
+        auto_pause: bool = False,
+        volume_mounts: Sequence[Mapping[str, str]] | None = None,
+        allow_internet_access: bool | None = None,
     ) -> builtins.list[Sandbox | ClaimError]:
         """A burst of ``count`` concurrent claims; each result is a Sandbox or a ClaimError.
 
-        ``count`` is an integer >= 0 (a burst of 0 claims answers ``[]``).
+        ``count`` is an integer >= 0 (a burst of 0 claims answers ``[]``); the
+        keywords are :meth:`create_sandbox`'s, checked before any claim starts.
         """
         if isinstance(count, bool) or not isinstance(count, int):
             raise InvalidError("count", f"must be an integer, got {count!r}")
         if count < 0:
             raise InvalidError("count", f"must be >= 0, got {count}")
-        _check_create(**kwargs)
-        procs = [self.submit_create(template, **kwargs) for _ in range(count)]
+        _check_create(
+            timeout=timeout,
+            auto_pause=auto_pause,
+            volume_mounts=volume_mounts,
+            allow_internet_access=allow_internet_access,
+            env_vars=env_vars,
+            user=user,
+        )
+        procs = [
+            self.submit_create(
+                template,
+                namespace=namespace,
+                user=user,
+                timeout=timeout,
+                metadata=metadata,
+                env_vars=env_vars,
+                auto_pause=auto_pause,
+                volume_mounts=volume_mounts,
+                allow_internet_access=allow_internet_access,
+            )
+            for _ in range(count)
+        ]
         self._run_to(self.env.all_of(procs))
         results: builtins.list[Sandbox | ClaimError] = [p.value for p in procs]  # type: ignore[misc]
         return results
@@ -646,7 +844,6 @@ def _check_create(
     allow_internet_access: object = None,
     env_vars: object = None,
     user: object = DEFAULT_USER,
-    **_: object,
 ) -> None:
     """Refuse create arguments of the wrong kind; the manager checks the rest as upstream does."""
     if timeout is not None:

@@ -27,13 +27,14 @@ from collections.abc import Iterator, Mapping
 from decimal import Decimal
 from fractions import Fraction
 from statistics import NormalDist
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Self, TypeAlias
+from typing import Annotated, Any, Literal, Self, TypeAlias
 
 from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     TypeAdapter,
     ValidationError,
     model_validator,
@@ -172,10 +173,12 @@ class _Distribution(BaseModel):
         """Precompute what :meth:`sample` needs, so that a draw stays cheap."""
 
     def _derive(self, **constants: float) -> None:
-        # Derived constants go straight into the instance dict rather than into
-        # pydantic private attributes: those are read through __getattr__,
-        # which costs more than the random draw itself. They are not fields,
-        # so they stay out of dumps, equality and validation.
+        # Derived constants are declared as private attributes (PrivateAttr: no
+        # field, no __init__ argument, for pydantic and for a type checker alike)
+        # but their values go straight into the instance dict rather than into
+        # pydantic's private storage: that is read through __getattr__, which
+        # costs more than the random draw itself. They stay out of dumps,
+        # equality and validation.
         self.__dict__.update(constants)
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
@@ -241,8 +244,8 @@ class Exponential(_Distribution):
 
     model_config = ConfigDict(serialize_by_alias=True)
 
-    if TYPE_CHECKING:
-        _rate: float
+    # Derived in _prepare; private, so neither a field nor an __init__ argument.
+    _rate: float = PrivateAttr()
 
     def _prepare(self) -> None:
         self._derive(_rate=1.0 / self.mean_s)
@@ -271,9 +274,9 @@ class LogNormal(_Distribution):
     p99: Seconds = Field(gt=0)
     cap: Seconds | None = Field(default=None, gt=0)
 
-    if TYPE_CHECKING:
-        _mu: float
-        _sigma: float
+    # Derived in _prepare (see Exponential._rate).
+    _mu: float = PrivateAttr()
+    _sigma: float = PrivateAttr()
 
     @model_validator(mode="after")
     def _ordered(self) -> Self:

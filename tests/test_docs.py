@@ -306,6 +306,38 @@ def test_python_examples_run(block: Block) -> None:
     exec(compiled, {"__name__": f"docs_example_{block.line}"})
 
 
+def test_the_python_examples_type_check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's cluster tour and every example of models.md and profiles-and-faults.md
+    pass ``mypy --strict`` as written (with pydantic's plugin, as the project checks itself):
+    a careful user copying one narrows what may be ``None`` or another kind, and the
+    example shows how. One mypy run; its cache is kept apart from ``make typecheck``'s."""
+    import mypy.api
+
+    readme = [b for b in blocks(ROOT / "README.md", "python") if "Cluster(seed=7)" in b.code]
+    examples = [b for b in (*readme, *PYTHON_BLOCKS) if b.marker != SIGNATURE]
+    files = {}
+    for block in examples:
+        name = f"{block.path.stem.replace('-', '_')}_{block.line}.py"
+        (tmp_path / name).write_text(block.code, encoding="utf-8")
+        files[name] = block.where
+    (tmp_path / "mypy.ini").write_text("[mypy]\nplugins = pydantic.mypy\n")
+    monkeypatch.chdir(tmp_path)  # the packages are found installed, as a user's are
+    out, err, _ = mypy.api.run(
+        [
+            *("--strict", "--config-file", "mypy.ini", "--no-error-summary"),
+            *("--cache-dir", str(ROOT / ".mypy_cache" / "tests-docs-examples"), *sorted(files)),
+        ]
+    )
+    assert err == ""
+    # Named by the page and line of the block, not of the temporary file.
+    problems = [
+        f"{files[file]} (+{line}): {message}"
+        for file, line, message in (row.split(":", 2) for row in out.splitlines() if ": " in row)
+        if file in files and "note:" not in message
+    ]
+    assert problems == []
+
+
 def test_readme_example_runs_and_prints_what_it_says(capsys: pytest.CaptureFixture[str]) -> None:
     """The README's Python example runs and prints the values its comments show."""
     readme = DOCS.parent / "README.md"

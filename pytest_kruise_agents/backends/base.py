@@ -3,7 +3,10 @@
 A backend is one cluster running the OpenKruise Agents claim system: the
 embedded SimPy model (:class:`~pytest_kruise_agents.backends.sim.SimBackend`)
 or, later, a real Kubernetes cluster. Everything above this layer talks to a
-backend only through :class:`Backend`, so a second backend can slot in.
+backend only through :class:`Backend`, so a second backend can slot in. A
+backend may offer more than the protocol: ``SimBackend.locked()`` yields the
+simulated :class:`~simulator.cluster.Cluster` itself, which a backend over a
+real cluster has no counterpart of, so it is not part of :class:`Backend`.
 
 Every method is synchronous and thread-safe: the ASGI app calls them from
 worker threads, or, through :meth:`Backend.attempt`, on its event loop when a

@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -340,11 +341,16 @@ class DeliveryResult:
         known = [p for p in PHASE_ORDER if p in seen]
         return known + [p for p in seen if p not in PHASE_ORDER]
 
-    def write_csv(self, path: Path) -> Path:
-        """One row per claim: request time, latency, warm, zone, and each phase in ms."""
+    def write_csv(self, path: str | os.PathLike[str]) -> Path:
+        """Write one row per claim (request time, latency, warm, zone, each phase in ms); return the file.
+
+        :param path: the CSV file to write (a ``str`` or a path-like), replaced if
+            it exists; missing parent directories are made.
+        """
+        file = _file_path(path)
         phases = self.phase_names()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w", newline="", encoding="utf-8") as f:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        with file.open("w", newline="", encoding="utf-8") as f:
             out = csv.writer(f)
             out.writerow(
                 [
@@ -377,13 +383,31 @@ class DeliveryResult:
                         d.error or "",
                     ]
                 )
-        return path
+        return file
 
-    def write_json(self, path: Path) -> Path:
-        """The :meth:`summary` as JSON."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.summary(), indent=2) + "\n", encoding="utf-8")
-        return path
+    def write_json(self, path: str | os.PathLike[str]) -> Path:
+        """Write the :meth:`summary` as JSON; return the file.
+
+        :param path: the JSON file to write (a ``str`` or a path-like), replaced if
+            it exists; missing parent directories are made.
+        """
+        file = _file_path(path)
+        file.parent.mkdir(parents=True, exist_ok=True)
+        file.write_text(json.dumps(self.summary(), indent=2) + "\n", encoding="utf-8")
+        return file
+
+
+def _file_path(path: object) -> Path:
+    """``path`` as a :class:`Path`, refused (naming ``path``) unless it names a file."""
+    # Checked here, not left to Path(): "" would be "." (a directory, which open()
+    # refuses with a less telling error), and a wrong type would not be named.
+    if isinstance(path, os.PathLike):
+        path = os.fspath(path)
+    if not isinstance(path, str):
+        raise TypeError(f"path: must be a file path (str or os.PathLike), got {path!r}")
+    if not path:
+        raise ValueError("path: must name a file, got ''")
+    return Path(path)
 
 
 def _is_number(value: object) -> TypeGuard[float]:

@@ -17,10 +17,17 @@ Fixtures (each documented in ``docs/plugin.md`` with an example):
 - ``kruise_clock``, ``kruise_faults``: time and fault injection;
 - ``delivery_benchmark``: warm-pool delivery measurements;
 - ``kruise_options``: the options this test's cluster is built from.
+
+The type of each fixture's value is exported here for annotations
+(``def test_a(kruise_e2b: KruiseE2B)``): :class:`Cluster`, :class:`SimBackend`,
+:class:`KruiseE2B`, :class:`KruiseClock`, :class:`KruiseFaults`, the factories,
+:class:`DeliveryBenchmark` and :class:`ClusterSpec`. They are imported when first
+named, not with the plugin, so that it stays light in suites that use none of it.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -54,6 +61,16 @@ if TYPE_CHECKING:
     from simulator.cluster import Cluster
 
 __all__ = [
+    "Cluster",
+    "ClusterSpec",
+    "DeliveryBenchmark",
+    "E2BSandboxFactory",
+    "KruiseClock",
+    "KruiseE2B",
+    "KruiseFaults",
+    "SandboxClaimFactory",
+    "SandboxSetFactory",
+    "SimBackend",
     "delivery_benchmark",
     "e2b_sandbox",
     "kruise_backend",
@@ -70,6 +87,34 @@ __all__ = [
     "sandbox_claim",
     "sandboxset",
 ]
+
+_FIXTURE_TYPES = {
+    "Cluster": "simulator.cluster",
+    "ClusterSpec": "pytest_kruise_agents.plugin.marker",
+    "DeliveryBenchmark": "pytest_kruise_agents.plugin.benchmark",
+    "E2BSandboxFactory": "pytest_kruise_agents.plugin.factories",
+    "KruiseClock": "pytest_kruise_agents.plugin.clock",
+    "KruiseE2B": "pytest_kruise_agents.plugin.server",
+    "KruiseFaults": "pytest_kruise_agents.plugin.faults",
+    "SandboxClaimFactory": "pytest_kruise_agents.plugin.factories",
+    "SandboxSetFactory": "pytest_kruise_agents.plugin.factories",
+    "SimBackend": "pytest_kruise_agents.backends.sim",
+}
+"""The fixtures' value types exported here → the module each lives in (imported when named)."""
+
+if not TYPE_CHECKING:
+    # Hidden from type checkers, which see the imports above instead: a misspelt
+    # name must stay an error there, not become whatever this returns.
+
+    def __getattr__(name: str) -> object:
+        """Import a fixture's value type when it is first named (PEP 562)."""
+        module = _FIXTURE_TYPES.get(name)
+        if module is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(module), name)
+        globals()[name] = value  # once imported, an attribute like any other
+        return value
+
 
 MARKER_HELP = (
     "kruise(*, seed=None, profile=None, config=None, clock=None, nodes=None, pools=None, "

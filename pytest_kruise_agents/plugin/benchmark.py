@@ -16,6 +16,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Container, Iterable
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
@@ -84,6 +85,16 @@ def file_stem(nodeid: str, clashes: Container[str] = frozenset()) -> str:
     return f"{slug[: MAX_SLUG - 9]}-{digest}"
 
 
+def _check_live_only(**given: object) -> None:
+    """Refuse a live-server argument given for a run on the fake cluster, naming it."""
+    for name, value in given.items():
+        if value is not None:
+            raise ValueError(
+                f"{name}: only with url= (a live E2B server); a run on the test's fake "
+                f"cluster has no use for it, got {value!r}"
+            )
+
+
 class DeliveryBenchmark:
     """The ``delivery_benchmark`` fixture's value: call it with a workload."""
 
@@ -108,21 +119,32 @@ class DeliveryBenchmark:
         url: str | None = None,
         api_key: str | None = None,
         sandbox_url: str | None = None,
+        domain: str | None = None,
+        deadline_s: float | None = None,
         name: str | None = None,
     ) -> DeliveryResult:
         """Run ``workload`` and return its :class:`~pytest_kruise_agents.delivery.DeliveryResult`.
 
         :param url: an E2B server to measure instead of the test's fake cluster.
         :param api_key: the key for ``url`` (default: ``E2B_API_KEY``).
-        :param sandbox_url: one URL for all sandbox traffic, e.g. a proxy such as our fake
-            server's (default: where the SDK sends it; see ``run_on_server``).
+        :param sandbox_url: with ``url``: one URL for all sandbox traffic, e.g. a proxy such
+            as our fake server's (default: where the SDK sends it; see ``run_on_server``).
+        :param domain: with ``url``: the sandboxes' domain when the server names none
+            (see ``run_on_server``).
+        :param deadline_s: with ``url``: how long each claim may take from its create
+            to its first successful command (default: ``run_on_server``'s, 120 s).
         :param name: the run's label in file names and the summary (default: the workload's).
+
+        ``sandbox_url``, ``domain`` and ``deadline_s`` without ``url`` raise
+        ``ValueError``: the fake cluster's run has no sandbox traffic and no deadline.
         """
         __tracebackhide__ = True
         # Refused before the cluster is made or a key looked for: nothing runs.
         check_workload(workload)
         if url is not None:
             check_url("url", url)
+        else:
+            _check_live_only(sandbox_url=sandbox_url, domain=domain, deadline_s=deadline_s)
         if url is None:
             backend = self._request.getfixturevalue("kruise_backend")
             result = run_on_backend(backend, workload, name=name)
@@ -136,9 +158,17 @@ class DeliveryBenchmark:
             key = api_key or os.environ.get("E2B_API_KEY")
             if not key:
                 raise ValueError("api_key: required with url (or set E2B_API_KEY)")
-            result = run_on_server(
-                workload, url=url, api_key=key, sandbox_url=sandbox_url, name=name
+            run = partial(
+                run_on_server,
+                workload,
+                url=url,
+                api_key=key,
+                sandbox_url=sandbox_url,
+                domain=domain,
+                name=name,
             )
+            # Not given: run_on_server's own default deadline, not a copy of it here.
+            result = run() if deadline_s is None else run(deadline_s=deadline_s)
         result = self._write(result)
         self._request.node.user_properties.append((BENCHMARK, result.summary()))
         self.results.append(result)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar, overload
 
 from pydantic import ValidationError
 
@@ -29,6 +29,11 @@ if TYPE_CHECKING:
     from e2b import AsyncSandbox, Sandbox
 
 __all__ = ["E2BSandboxFactory", "SandboxClaimFactory", "SandboxSetFactory"]
+
+S = TypeVar("S", bound="Sandbox")
+"""A sync SDK sandbox class: ``e2b.Sandbox`` or a subclass (``e2b_code_interpreter.Sandbox``)."""
+A = TypeVar("A", bound="AsyncSandbox")
+"""An async SDK sandbox class: ``e2b.AsyncSandbox`` or a subclass."""
 
 
 DEFAULT_IMAGE: Final = "registry.example.com/sandbox:v1"
@@ -208,23 +213,48 @@ class E2BSandboxFactory:
         self._server = server
         self._ids: list[str] = []
 
-    def __call__(self, template: str | None = None, *, cls: Any = None, **opts: Any) -> Sandbox:
-        """Create a sandbox with the sync SDK (``cls.create(template, **opts)``)."""
+    @overload
+    def __call__(
+        self, template: str | None = None, *, cls: None = None, **opts: Any
+    ) -> Sandbox: ...
+    @overload
+    def __call__(self, template: str | None = None, *, cls: type[S], **opts: Any) -> S: ...
+    def __call__(
+        self, template: str | None = None, *, cls: type[Sandbox] | None = None, **opts: Any
+    ) -> Sandbox:
+        """Create a sandbox with the sync SDK (``cls.create(template, **opts)``).
+
+        Typed as an instance of ``cls``: ``cls=e2b_code_interpreter.Sandbox`` gives one
+        with ``run_code``.
+        """
         if cls is None:
-            from e2b import Sandbox as cls
+            from e2b import Sandbox as default
+
+            cls = default
         args = (template,) if template is not None else ()
-        sbx: Sandbox = cls.create(*args, **{**self._server.connection(), **opts})
+        sbx = cls.create(*args, **{**self._server.connection(), **opts})
         self._ids.append(sbx.sandbox_id)
         return sbx
 
+    @overload
     async def acreate(
-        self, template: str | None = None, *, cls: Any = None, **opts: Any
+        self, template: str | None = None, *, cls: None = None, **opts: Any
+    ) -> AsyncSandbox: ...
+    @overload
+    async def acreate(self, template: str | None = None, *, cls: type[A], **opts: Any) -> A: ...
+    async def acreate(
+        self, template: str | None = None, *, cls: type[AsyncSandbox] | None = None, **opts: Any
     ) -> AsyncSandbox:
-        """Create a sandbox with the async SDK (``await cls.create(template, **opts)``)."""
+        """Create a sandbox with the async SDK (``await cls.create(template, **opts)``).
+
+        Typed as an instance of ``cls``, as the sync form is.
+        """
         if cls is None:
-            from e2b import AsyncSandbox as cls
+            from e2b import AsyncSandbox as default_async
+
+            cls = default_async
         args = (template,) if template is not None else ()
-        sbx: AsyncSandbox = await cls.create(*args, **{**self._server.connection(), **opts})
+        sbx = await cls.create(*args, **{**self._server.connection(), **opts})
         self._ids.append(sbx.sandbox_id)
         return sbx
 

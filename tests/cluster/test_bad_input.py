@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from pytest_kruise_agents.api.errors import InvalidError
+from pytest_kruise_agents.api.sandbox import Sandbox
 from pytest_kruise_agents.claiming.errors import ClaimError
 from simulator.cluster import Cluster
 from simulator.context import CLOCK_END
@@ -477,6 +478,56 @@ def test_sandbox_calls_refuse_arguments_of_another_kind(
     assert reason in err.value.reason
     assert snapshot(pooled) == before
     assert (len(pooled.records), pooled.now) == (records, now)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda c: c.submit_create("base", timout=60),
+        lambda c: c.create_sandboxes(2, "base", timout=60),
+        lambda c: c.create_sandboxes(2, "base", metdata={"a": "b"}),
+    ],
+    ids=["submit", "burst", "burst-metadata"],
+)
+def test_a_misspelt_create_keyword_fails_at_the_call_and_starts_nothing(
+    pooled: Cluster, call: Any
+) -> None:
+    """``submit_create`` and ``create_sandboxes`` take ``create_sandbox``'s keywords and no
+    other: a misspelt one is Python's TypeError naming it, at the call, not a TypeError from
+    the manager's code in a later ``advance()``; no claim starts and the cluster goes on."""
+    before = snapshot(pooled)
+    records, now = len(pooled.records), pooled.now
+    with pytest.raises(TypeError, match=r"unexpected keyword argument '(timout|metdata)'"):
+        call(pooled)
+    assert snapshot(pooled) == before
+    assert (len(pooled.records), pooled.now) == (records, now)
+    pooled.advance(1)  # nothing was left to fail later
+    assert len(pooled.records) == records
+    assert isinstance(pooled.create_sandbox("base", timeout=60), Sandbox)
+
+
+def test_a_started_claim_takes_every_create_keyword_as_create_sandbox_does() -> None:
+    """``submit_create`` passes on each keyword of ``create_sandbox``: on two clusters of one
+    seed the two calls claim the same sandbox, with the same event log."""
+    options: dict[str, Any] = {
+        "namespace": "default",
+        "user": "00000000-0000-4000-8000-000000000002",
+        "timeout": 600,
+        "metadata": {"userId": "alice", "e2b.agents.kruise.io/never-timeout": "true"},
+        "env_vars": {"A": "1"},
+        "auto_pause": True,
+        "allow_internet_access": False,
+    }
+    waited, started = Cluster(seed=5), Cluster(seed=5)
+    for c in (waited, started):
+        c.apply(pool_yaml(replicas=2))
+        c.wait_for_pool("base")
+    sbx = waited.create_sandbox("base", **options)
+    proc = started.submit_create("base", **options)
+    started.run_until(lambda: bool(proc.triggered))
+    assert isinstance(proc.value, Sandbox)
+    assert proc.value.model_dump() == sbx.model_dump()
+    assert started.log.text() == waited.log.text()
 
 
 def test_an_empty_burst_claims_nothing(pooled: Cluster) -> None:

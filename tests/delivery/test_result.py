@@ -149,6 +149,52 @@ def test_json_summary(tmp_path: Path) -> None:
     }
 
 
+class _PathLike:
+    """An ``os.PathLike`` that is not a Path (what a downstream config object might be)."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+
+    def __fspath__(self) -> str:
+        return str(self._path)
+
+
+@pytest.mark.parametrize("kind", ["str", "pathlike"])
+def test_the_files_are_written_to_a_str_or_any_path_like(tmp_path: Path, kind: str) -> None:
+    """``write_csv(path)`` and ``write_json(path)`` take a ``str`` or an ``os.PathLike`` as
+    well as a Path (docs/plugin.md lists them for the result's user), make missing
+    directories, and return the file's Path."""
+    r = result(d(1, 0.1), d(2, None))
+    csv_file, json_file = tmp_path / "a" / "run.csv", tmp_path / "b" / "run.json"
+    wrap = str if kind == "str" else _PathLike
+    assert r.write_csv(wrap(csv_file)) == csv_file
+    assert r.write_json(wrap(json_file)) == json_file
+    assert len(list(csv.DictReader(csv_file.read_text().splitlines()))) == 2
+    assert json.loads(json_file.read_text())["claims"] == 2
+
+
+@pytest.mark.parametrize(
+    ("path", "error", "message"),
+    [
+        (None, TypeError, "path: must be a file path (str or os.PathLike), got None"),
+        (b"run.csv", TypeError, "path: must be a file path (str or os.PathLike), got b'run.csv'"),
+        (7, TypeError, "path: must be a file path (str or os.PathLike), got 7"),
+        ("", ValueError, "path: must name a file, got ''"),
+    ],
+)
+def test_a_path_that_names_no_file_is_refused_naming_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, path: object, error: type, message: str
+) -> None:
+    """One error naming ``path``, and nothing written (``""`` would be the directory ``.``)."""
+    monkeypatch.chdir(tmp_path)
+    r = result(d(1, 0.1))
+    for write in (r.write_csv, r.write_json):
+        with pytest.raises(error) as err:
+            write(path)  # type: ignore[arg-type]
+        assert str(err.value) == message
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_on_a_live_server_the_default_assertion_checks_every_delivery() -> None:
     """Wall-clock results call a delivery warm when under 1 s: the default must not filter on that."""
     live = DeliveryResult(

@@ -134,6 +134,42 @@ def test_against_a_live_e2b_server_url(suite: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(["    http://127.0.0.1:* (wall time): *"])
 
 
+def test_a_live_run_takes_the_documented_domain_and_deadline(suite: pytest.Pytester) -> None:
+    """docs/plugin.md: against a live server the fixture takes ``run_on_server``'s
+    ``sandbox_url``, ``domain`` and ``deadline_s`` and passes them on (a deadline too short for
+    any claim fails the claim; a bad one is refused, naming it). Without ``url`` they have no
+    use: each is refused, naming it, and nothing runs."""
+    suite.makepyfile(
+        """
+        import pytest
+        from pytest_kruise_agents.delivery import Burst
+
+        def test_live(delivery_benchmark, kruise_e2b):
+            live = dict(url=kruise_e2b.url, api_key=kruise_e2b.api_key)
+            result = delivery_benchmark(
+                Burst(1), **live, sandbox_url=kruise_e2b.url, domain="example.com", deadline_s=30
+            )
+            assert result.clock == "wall" and len(result.delivered) == 1
+            hurried = delivery_benchmark(Burst(1), **live, deadline_s=1e-6)
+            assert len(hurried.failed) == 1 and hurried.delivered == []
+            kruise_e2b.reap()  # the sandbox its client gave up on, if the server made it
+            with pytest.raises(ValueError, match="deadline_s: must be a positive finite number"):
+                delivery_benchmark(Burst(1), **live, deadline_s=0)
+            assert len(delivery_benchmark.results) == 2
+
+        @pytest.mark.parametrize(
+            "given", [{"deadline_s": 30}, {"domain": "example.com"}, {"sandbox_url": "http://x"}]
+        )
+        def test_live_only(delivery_benchmark, given):
+            (name,) = given
+            with pytest.raises(ValueError, match=f"{name}: only with url="):
+                delivery_benchmark(Burst(1), **given)
+            assert delivery_benchmark.results == []
+        """
+    )
+    suite.runpytest().assert_outcomes(passed=4)
+
+
 def test_file_names_never_collide_across_the_session(suite: pytest.Pytester) -> None:
     """Parameters that read alike once made safe (``a/b``, ``a b``, ``a:b``) still get their own files."""
     suite.makepyfile(

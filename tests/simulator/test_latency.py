@@ -298,6 +298,22 @@ def test_a_copy_with_changed_parameters_samples_the_new_distribution() -> None:
     assert latency.sample(random.Random(0)) == pytest.approx(1.0)
 
 
+def test_the_precomputed_constants_are_private_attributes_not_fields() -> None:
+    """``_rate``, ``_mu`` and ``_sigma`` are declared private (``PrivateAttr``), so that a type
+    checker without pydantic's plugin does not read them as ``__init__`` arguments
+    (``Exponential(mean=2.0)`` type-checks: tests/plugin/test_typing.py); they are no fields,
+    no keywords, and stay out of dumps and equality, and a draw reads them as before."""
+    for model, private in ((Exponential, {"_rate"}), (LogNormal, {"_mu", "_sigma"})):
+        assert private <= set(model.__private_attributes__)
+        assert private.isdisjoint(model.model_fields)
+    with pytest.raises(ValueError, match="_rate"):
+        Exponential(mean=2.0, _rate=1.0)  # type: ignore[call-arg]
+    exp, log = Exponential(mean=2.0), LogNormal(median=5, p99=30)
+    assert (exp._rate, log.mu) == (0.5, pytest.approx(math.log(5)))
+    assert exp.model_dump() == {"kind": "exponential", "mean": 2.0} and exp == Exponential(mean=2)
+    assert exp.sample(random.Random(3)) == random.Random(3).expovariate(0.5)
+
+
 # --------------------------------------------------------------------------- serialisation
 
 
