@@ -177,6 +177,8 @@ class Cluster:
         if isinstance(seed, bool) or not isinstance(seed, int):
             # None would seed from the OS: a cluster that is not reproducible.
             raise InvalidError("seed", f"must be an integer, got {seed!r}")
+        if not isinstance(profile, str | Profile):
+            raise InvalidError("profile", f"must be a profile name or a Profile, got {profile!r}")
         try:
             prof = get_profile(profile) if isinstance(profile, str) else profile
         except ValueError as exc:

@@ -218,7 +218,9 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         return
     if "kruise_options" in getattr(item, "fixturenames", ()):
         return
-    _marker_spec(item.config, item)
+    # The recipe too: the profile name, knobs, latencies, pools and faults are
+    # checked there (it is cached, and built only for a test with a marker).
+    _recipe(item.config, _marker_spec(item.config, item))
 
 
 # -- fixtures --------------------------------------------------------------------------------

@@ -171,8 +171,8 @@ class SandboxClaimFactory:
             claim_name, namespace, {"template_name": template, "replicas": replicas, **spec}
         )
         namespace = claim.metadata.namespace  # "" is read as "default"
-        self._backend.apply([claim])
-        self._made.claims.add((namespace, claim_name))
+        applied = self._backend.apply([claim])[0]
+        self._made.claims.add(applied.metadata.uid or "")
         if wait:
             backend = self._backend
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Final
 
-from pytest_kruise_agents.api.keys import LABEL_CLAIM_NAME
+from pytest_kruise_agents.api.keys import ANN_OWNER
 from pytest_kruise_agents.backends.base import Caller
 from pytest_kruise_agents.backends.sim import SimBackend
 from pytest_kruise_agents.claiming.errors import ClaimError, NotFoundError
@@ -188,8 +188,8 @@ class FactoryMade:
 
     sandbox_ids: set[str] = field(default_factory=set)
     """Sandboxes made, by id."""
-    claims: set[tuple[str, str]] = field(default_factory=set)
-    """SandboxClaims applied, ``(namespace, name)``: their sandboxes, whenever claimed."""
+    claims: set[str] = field(default_factory=set)
+    """SandboxClaims applied, by uid: their sandboxes, whenever and wherever claimed."""
 
     def ids(self, backend: SimBackend) -> set[str]:
         """Ids of every sandbox the factories made, claimed by now."""
@@ -198,11 +198,12 @@ class FactoryMade:
             return found
         with backend.locked() as cluster:
             # Read in place under the lock (see claimed_sandboxes): only ids leave here.
+            # By the owner annotation (the claim's uid), not by the claim-name label in
+            # the claim's namespace: under openkruise-v0.3.0 a claim takes sandboxes
+            # from pools in other namespaces (bug #824).
             for obj in cluster.world.api.peek_list("Sandbox"):
-                claim = obj.metadata.labels.get(LABEL_CLAIM_NAME)
-                ns = obj.metadata.namespace or "default"
-                if claim and (ns, claim) in self.claims:
-                    found.add(f"{ns}--{obj.metadata.name}")
+                if obj.metadata.annotations.get(ANN_OWNER) in self.claims:
+                    found.add(f"{obj.metadata.namespace}--{obj.metadata.name}")
         return found
 
 

@@ -268,6 +268,8 @@ def test_run_until_with_no_time_only_checks(cluster: Cluster) -> None:
     ("kwargs", "field", "reason"),
     [
         ({"profile": "openkruise-hed"}, "profile", "did you mean 'openkruise-head'"),
+        ({"profile": None}, "profile", "must be a profile name or a Profile, got None"),
+        ({"profile": 3}, "profile", "must be a profile name or a Profile, got 3"),
         ({"claim_worker": 10}, "knobs", "did you mean 'claim_workers'"),
         ({"claim_workers": 0}, "knobs", "claim_workers"),
         ({"latencies": {"image.pul": "1s"}}, "latencies.image.pul", "did you mean 'image.pull'"),

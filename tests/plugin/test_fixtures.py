@@ -415,6 +415,30 @@ def test_sandboxes_the_factories_made_are_not_reported_as_left_behind(
     )
 
 
+def test_sandboxes_a_claim_took_from_another_namespace_are_the_factorys_too(
+    suite: pytest.Pytester,
+) -> None:
+    """Under ``openkruise-v0.3.0`` a claim takes from pools in every namespace (bug #824):
+    what it took elsewhere is still the factory's, not the test's leftovers."""
+    suite.makepyfile(
+        """
+        import pytest
+        from pytest_kruise_agents.backends.sim import default_pools_yaml
+
+        POOLS = [default_pools_yaml(1, pools=("base",)),
+                 default_pools_yaml(6, namespace="other", pools=("base",))]
+
+        @pytest.mark.kruise(profile="openkruise-v0.3.0", pools=POOLS)
+        def test_claim(sandbox_claim, kruise_e2b):
+            sandbox_claim("base", replicas=4)
+            assert any(i.startswith("other--") for i in kruise_e2b.sandboxes())
+        """
+    )
+    result = suite.runpytest()
+    result.assert_outcomes(passed=1)
+    assert "left behind" not in result.stdout.str()
+
+
 def test_e2b_sandbox_creates_with_the_sdk_and_kills_at_teardown(suite: pytest.Pytester) -> None:
     suite.makepyfile(
         """

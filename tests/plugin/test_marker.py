@@ -237,6 +237,14 @@ def test_a_bad_marker_errors_the_test_even_without_a_fixture_of_the_plugin(
         def test_missing_config():
             pass
 
+        @pytest.mark.kruise(profile="openkruise-hed")
+        def test_profile_typo():
+            pass
+
+        @pytest.mark.kruise(knobs={"retri": "fixed"})
+        def test_knob_typo():
+            pass
+
         @pytest.mark.kruise(seed=3)
         def test_good():
             pass
@@ -246,12 +254,14 @@ def test_a_bad_marker_errors_the_test_even_without_a_fixture_of_the_plugin(
         """
     )
     result = suite.runpytest()
-    result.assert_outcomes(passed=2, errors=2)
+    result.assert_outcomes(passed=2, errors=4)
     result.stdout.fnmatch_lines(
         [
             "*@pytest.mark.kruise on *::test_typo: sed: unknown keyword (did you mean 'seed'?)*",
             "*@pytest.mark.kruise on *::test_missing_config: config: config file *nope.yaml'"
             " does not exist*",
+            "*@pytest.mark.kruise profile: unknown profile 'openkruise-hed'*",
+            "*unknown profile knob 'retri'*",
         ],
         consecutive=False,
     )
