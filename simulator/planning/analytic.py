@@ -18,8 +18,12 @@ delivery (or a wait of a whole retry) takes longer than the goal, so at most
 1% of the claims may be cold (or wait).
 
 :func:`refill_estimate` adds up the mean latencies of the steps a
-replacement goes through in the model; the simulation measures the real
-mean by Little's law, ``L = (S - mean available) / warm claim rate``.
+replacement goes through in the model (:data:`REFILL_STEPS`, from the claim's
+lock write on); the simulation measures the real mean by Little's law on the
+SandboxSet controller's counts, ``(S - mean available) / warm claim rate``,
+plus the time the controller still counts a claimed sandbox as available:
+the claim's lock write (measured) and the watch lag until the controller's
+cache sees it (see :func:`simulator.planning.measure.pool_metrics`).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from simulator.planning.scenario import PoolSpec, Scenario, WorkloadSpec
 from simulator.profile import Profile
 
 __all__ = [
+    "NO_SHARE_LIMIT",
     "REFILL_STEPS",
     "AnalyticEstimate",
     "Slo",
@@ -46,46 +51,66 @@ __all__ = [
     "offered_rate",
     "parse_max_share",
     "parse_slo",
+    "pool_workloads",
     "refill_estimate",
     "size_for_loss",
     "size_for_wait",
     "wait_tail",
 ]
 
-REFILL_STEPS: tuple[tuple[str, str], ...] = (
-    ("watch.lag", "the claim reaches the SandboxSet controller's cache"),
-    ("controller.reconcile", "the SandboxSet reconcile"),
-    ("api.create", "the replacement Sandbox is created"),
+_NEW_SANDBOX_STEPS: tuple[tuple[str, str], ...] = (
+    ("api.create", "the (replacement) Sandbox is created"),
     ("watch.lag", "it reaches the Sandbox controller"),
     ("controller.reconcile", "the Sandbox reconcile"),
     ("api.create", "its Pod is created"),
     ("watch.lag", "the Pod reaches the scheduler"),
     ("scheduler.bind", "the scheduler picks a node"),
-    ("api.update", "the binding is written"),
+    ("api.update", "the binding is written (a patch)"),
     ("watch.lag", "the kubelet sees the bound Pod"),
     ("pod.create", "the kubelet creates the pod sandbox"),
     ("image.pull_cached", "the image is already on the node (image.pull on a fresh node)"),
     ("container.start", "the container starts"),
     ("container.ready", "the readiness probe passes"),
-    ("api.update_status", "the kubelet writes the Pod ready"),
+    ("api.update", "the kubelet writes the Pod ready (a status patch)"),
     ("watch.lag", "the Sandbox controller sees it"),
-    ("api.update_status", "the Sandbox is written ready"),
+    ("controller.reconcile", "the Sandbox reconcile that finds the Pod ready"),
+    ("api.update", "the Sandbox is written ready (a status patch)"),
     ("watch.lag", "the sandbox-manager's cache sees it available"),
 )
-"""The steps of one refill in the model, by latency name (see ``simulator.profile.LATENCY_DOCS``)."""
+"""A new Sandbox's steps, from its create until the sandbox-manager can hand it out.
+
+Patches (the binding, both status writes) cost ``api.update``: the API server
+charges a patch as an update (``simulator.apiserver._VERB_LATENCY``), so
+``api.update_status`` (the SandboxSet's own status write) is on no claim's path.
+"""
+
+REFILL_STEPS: tuple[tuple[str, str], ...] = (
+    ("api.update", "the claim locks the picked sandbox (an update)"),
+    ("watch.lag", "the lock reaches the SandboxSet controller's cache"),
+    ("controller.reconcile", "the SandboxSet reconcile"),
+    *_NEW_SANDBOX_STEPS,
+)
+"""The steps of one refill in the model, by latency name (see ``simulator.profile.LATENCY_DOCS``).
+
+The slot is busy from the pick (the sandbox is then the claim's, while the
+lock is written) until the manager's cache sees the replacement available.
+"""
 
 
 def refill_estimate(profile: Profile) -> float:
-    """Mean seconds from a warm claim to its replacement being available (sum of step means)."""
+    """Mean seconds from a warm claim's pick to its replacement being available (sum of step means)."""
     return math.fsum(profile.latency(name).mean() for name, _ in REFILL_STEPS)
 
 
 def cold_latency_estimate(profile: Profile) -> float:
-    """Mean delivery of a claim created on no stock: a refill plus the lock and the runtime ``/init``."""
-    return (
-        refill_estimate(profile)
-        + profile.latency("api.create").mean()
-        + profile.latency("runtime.init").mean()
+    """Mean delivery of a claim created on no stock: the pick, a new Sandbox's steps, the ``/init``.
+
+    The claim's own create is the lock; the manager then waits for the
+    Sandbox to be ready, as a replacement's steps make it.
+    """
+    return math.fsum(
+        profile.latency(name).mean()
+        for name in ("manager.pick", *(n for n, _ in _NEW_SANDBOX_STEPS), "runtime.init")
     )
 
 
@@ -172,6 +197,11 @@ def _claims_from(wl: WorkloadSpec, pool: PoolSpec) -> bool:
     return (wl.namespace, wl.template) == (pool.namespace, pool.name)
 
 
+def pool_workloads(scenario: Scenario, pool: PoolSpec) -> list[WorkloadSpec]:
+    """The workloads that claim from ``pool`` (a trace's: when any of its rows does)."""
+    return [wl for wl in scenario.workloads if _claims_from(wl, pool)]
+
+
 def _row_pool(wl: WorkloadSpec, row: TraceRow) -> tuple[str, str | None]:
     """The pool a trace row claims from: its own template and namespace, else the workload's."""
     return (row.namespace or wl.namespace, row.template or wl.template)
@@ -226,16 +256,25 @@ def size_for_wait(load: float, refill: float, t: float, target: float) -> tuple[
     return s, p
 
 
+NO_SHARE_LIMIT = "no goal limits the {share}: any size meets that part of the goals"
+"""The note of an estimate whose goals leave Erlang's share free (``{share}``: what is free)."""
+
+
 @dataclass
 class AnalyticEstimate:
-    """Erlang's answer for one pool, with the figures it rests on and what it leaves out."""
+    """Erlang's answer for one pool, with the figures it rests on and what it leaves out.
+
+    ``target`` is the share Erlang sizes for; ``None`` when no goal limits it
+    (then ``replicas`` is ``None`` too: Erlang has no size to give, and any size
+    meets that part of the goals).
+    """
 
     pool: str
     rate: float
     refill_s: float
     load: float
     model: Literal["erlang-b", "erlang-c"]
-    target: float
+    target: float | None
     replicas: int | None
     value: float | None
     cold_latency_s: float
@@ -248,6 +287,8 @@ class AnalyticEstimate:
     def describe(self) -> str:
         """One line: the formula, the load and the answer."""
         what = "cold share = Erlang-B" if self.model == "erlang-b" else "P(wait) from Erlang-C"
+        if self.target is None:
+            return f"{what}: no size to give ({'; '.join(self.notes)})"
         if self.replicas is None:
             return f"{what}: no pool size meets the goal ({'; '.join(self.notes)})"
         return (
@@ -267,7 +308,9 @@ def analytic_estimate(
     """Erlang's smallest ``replicas`` for ``pool`` meeting ``slo`` and ``max_cold``.
 
     ``refill_s`` overrides the profile's refill estimate (e.g. with the
-    refill time the simulation measured).
+    refill time the simulation measured). When no goal limits the share
+    Erlang computes (the cold share, or the waiting share without
+    create-on-no-stock), the estimate has no ``target`` and no ``replicas``.
     """
     profile = scenario.cluster.build_profile()
     refill = refill_s if refill_s is not None else refill_estimate(profile)
@@ -275,10 +318,31 @@ def analytic_estimate(
     load = rate * refill
     cold_latency = cold_latency_estimate(profile)
     notes: list[str] = []
-    workloads = [wl for wl in scenario.workloads if _claims_from(wl, pool)]
+    workloads = pool_workloads(scenario, pool)
     create = all(wl.claim.create_on_no_stock for wl in workloads)
     if not all(isinstance(wl.arrivals, PoissonArrivals) for wl in workloads):
         notes.append("arrivals are not Poisson: Erlang uses their mean rate only")
+
+    def answer(
+        model: Literal["erlang-b", "erlang-c"],
+        target: float | None,
+        replicas: int | None = None,
+        value: float | None = None,
+        *more: str,
+    ) -> AnalyticEstimate:
+        return AnalyticEstimate(
+            pool.key,
+            rate,
+            refill,
+            load,
+            model,
+            target,
+            replicas,
+            value,
+            cold_latency,
+            [*notes, *more],
+        )
+
     tail = slo.tail_share if slo is not None else None
     if create:
         targets = [t for t in (max_cold,) if t is not None]
@@ -286,39 +350,47 @@ def analytic_estimate(
             targets.append(tail)
         if slo is not None and slo.stat == "mean":
             notes.append("a mean goal is not translated into a cold share; only --max-cold is used")
-        target = min(targets) if targets else 0.01
+        if not targets:
+            # A cold claim still meets the latency goal: Erlang-B has nothing to size.
+            why = (
+                "cold share"
+                if slo is None
+                else f"cold share (a cold claim, {cold_latency:.3g}s, meets {slo.text})"
+            )
+            return answer("erlang-b", None, None, None, NO_SHARE_LIMIT.format(share=why))
+        target = min(targets)
         if target <= 0:
-            return AnalyticEstimate(
-                pool.key,
-                rate,
-                refill,
-                load,
+            return answer(
                 "erlang-b",
                 target,
                 None,
                 None,
-                cold_latency,
-                [*notes, "a zero share is never met by a loss system with Poisson arrivals"],
+                "a zero share is never met by a loss system with Poisson arrivals",
             )
         s, b = size_for_loss(load, target)
-        return AnalyticEstimate(
-            pool.key, rate, refill, load, "erlang-b", target, s, b, cold_latency, notes
+        return answer("erlang-b", target, s, b)
+    # Waiting: the claim retries until a refill lands. No claim is cold, so
+    # only the latency goal's tail limits the share that waits.
+    notes.append("Erlang-C assumes exponential refill times and first-come first-served waiting")
+    if slo is None or tail is None:
+        why = "waiting share (no claim is cold: it waits for a refill)"
+        if slo is not None:
+            why = f"waiting share ({slo.text} gives no tail share)"
+        return answer("erlang-c", None, None, None, NO_SHARE_LIMIT.format(share=why))
+    if tail <= 0:
+        return answer(
+            "erlang-c", tail, None, None, "a zero share of waits is never met with Poisson arrivals"
         )
-    # Waiting: the claim retries until a refill lands.
     first_retry = CLAIM_RETRY.duration if profile.retry == "exponential" else 0.025
-    target = tail if tail is not None and tail > 0 else 0.01
-    budget = (slo.seconds if slo is not None else 1.0) - 0.2
+    budget = slo.seconds - 0.2
     if budget <= first_retry:
         # Any wait costs at least one retry sleep, which already breaks the goal.
         budget = 0.0
         notes.append(
             f"a waiting claim sleeps >= {first_retry:g}s before its retry: every wait misses the goal"
         )
-    notes.append("Erlang-C assumes exponential refill times and first-come first-served waiting")
-    s, p = size_for_wait(load, refill, max(budget, 0.0), target)
-    return AnalyticEstimate(
-        pool.key, rate, refill, load, "erlang-c", target, s, p, cold_latency, notes
-    )
+    s, p = size_for_wait(load, refill, max(budget, 0.0), tail)
+    return answer("erlang-c", tail, s, p)
 
 
 def erlang_curve(load: float, sizes: list[int], model: str = "erlang-b") -> list[float]:

@@ -153,6 +153,14 @@ def _phases(rec: ClaimRecord) -> dict[str, Any]:
     return {p: getattr(rec, p) for p in PHASES}
 
 
+def _lock_s(rec: ClaimRecord) -> float | None:
+    """How long a warm claim took to lock its sandbox: the SandboxSet still counts it
+    available meanwhile, which the refill time measured by Little's law must add back."""
+    if rec.warm is not True or rec.picked is None or rec.locked is None:
+        return None
+    return rec.locked - rec.picked
+
+
 def e2b_outcome(workload: int, pool: str, rec: ClaimRecord, *, phases: bool) -> Outcome:
     """The outcome of one E2B create (its record is the whole claim)."""
     return Outcome(
@@ -166,6 +174,7 @@ def e2b_outcome(workload: int, pool: str, rec: ClaimRecord, *, phases: bool) -> 
         reason=rec.error_reason,
         phases=_phases(rec) if phases else None,
         create_refused=rec.pick_failures.get(RATE_LIMITED, 0),
+        lock_s=_lock_s(rec),
     )
 
 
@@ -193,6 +202,7 @@ def sandboxclaim_outcomes(tracker: SandboxClaimTracker, *, phases: bool) -> list
                 warm=rec.warm,
                 attempts=bisect.bisect_right(waves, rec.requested),
                 phases=_phases(rec) if phases else None,
+                lock_s=_lock_s(rec),
             )
         )
     for _ in range(len(tracker.holds) - len(delivered)):

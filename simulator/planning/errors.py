@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-__all__ = ["FieldError", "PathError", "PlanningError", "RunError", "ScenarioError"]
+__all__ = [
+    "FieldError",
+    "PathError",
+    "PlanningError",
+    "PoolFillError",
+    "RunError",
+    "ScenarioError",
+]
 
 
 class PlanningError(ValueError):
@@ -29,6 +36,14 @@ class ScenarioError(PlanningError):
 
 class RunError(PlanningError):
     """A run could not proceed (e.g. a pool that never fills on the scenario's nodes)."""
+
+
+class PoolFillError(RunError):
+    """A pool never filled: the scenario's nodes cannot hold the pools at these sizes.
+
+    ``plan`` reads it as a verdict on the size it tried (it does not fit), not as
+    a bad scenario: a smaller pool may fit.
+    """
 
 
 class FieldError(ValueError):

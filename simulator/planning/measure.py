@@ -24,6 +24,7 @@ __all__ = [
     "cpu_request",
     "node_metrics",
     "pool_metrics",
+    "time_average",
     "window_indexes",
 ]
 
@@ -46,6 +47,37 @@ def window_indexes(series: Series, lo: float, hi: float) -> list[int]:
     return [i for i, t in enumerate(series["t"]) if lo <= t < hi]
 
 
+def time_average(
+    times: Sequence[float], values: Sequence[float], lo: float, hi: float
+) -> float | None:
+    """The mean over ``[lo, hi)`` of the step function the samples describe (None if empty).
+
+    A sample holds from its time until the next one (the last until ``hi``);
+    only the part of each step inside the window counts, so a
+    ``sample_interval`` that does not divide the window weighs its first and
+    last steps by the time they really cover.
+    """
+    total = _integral(times, values, lo, hi)
+    return None if total is None else total / (hi - lo)
+
+
+def _integral(
+    times: Sequence[float], values: Sequence[float], lo: float, hi: float
+) -> float | None:
+    """The integral over ``[lo, hi)`` of the samples' step function (None if no step covers it)."""
+    if hi <= lo:
+        return None
+    total = 0.0
+    covered = False
+    for i, (t, v) in enumerate(zip(times, values, strict=True)):
+        end = times[i + 1] if i + 1 < len(times) else hi
+        start, stop = max(t, lo), min(end, hi)
+        if stop > start:
+            total += v * (stop - start)
+            covered = True
+    return total if covered else None
+
+
 def pool_metrics(
     pool: PoolSpec,
     sbs: SandboxSet,
@@ -54,18 +86,29 @@ def pool_metrics(
     *,
     lo: float,
     hi: float,
-    interval: float,
+    seen_lag: float = 0.0,
 ) -> dict[str, float | None]:
     """A pool's figures over the window ``[lo, hi)`` (seconds from the workload start).
 
     The refill time is Little's law on the pool's slots: a slot is busy from a
-    warm claim until its replacement is available, so
-    ``replicas - mean available = warm claim rate x refill time``.
+    warm claim's pick until its replacement is available, so
+    ``replicas - mean available = warm claim rate x refill time``. The
+    available count is the SandboxSet controller's, which still counts a
+    claimed sandbox while the claim writes its lock and until the lock
+    reaches its cache: the warm claims' mean lock time (measured) and
+    ``seen_lag`` (the mean watch lag) are added back, so the measured refill
+    covers the steps :data:`simulator.planning.analytic.REFILL_STEPS` adds up.
+
+    Levels and idle hours integrate the samples over exactly ``[lo, hi)``
+    (see :func:`time_average`), whatever the sampling step.
     """
     key = pool.key
     inside = window_indexes(series, lo, hi)
     avail = [series[f"available:{key}"][i] for i in inside]
     creating = [series[f"creating:{key}"][i] for i in inside]
+    times = series["t"]
+    idle_s = _integral(times, series[f"available:{key}"], lo, hi)
+    mean_avail = None if idle_s is None else idle_s / (hi - lo)
     mine = [o for o in outcomes if o.pool == key]
     # The cold share is of delivered claims, as the run's (docs/planning.md): a claim that
     # failed or is still in flight after taking the cold path delivered nothing.
@@ -74,13 +117,16 @@ def pool_metrics(
     cold = sum(1 for o in delivered if o.warm is False)
     span = max(hi - lo, 1e-9)
     replicas = float(pool.replicas or 0)
-    mean_avail = math.fsum(avail) / len(avail) if avail else None
     # A warm claim took a slot whether or not it was delivered in the end: all count here.
     warm_rate = sum(1 for o in mine if o.warm is True) / span
+    locks = [o.lock_s for o in mine if o.lock_s is not None]
+    unseen = (math.fsum(locks) / len(locks) if locks else 0.0) + seen_lag
     refill = (
-        (replicas - mean_avail) / warm_rate if mean_avail is not None and warm_rate > 0 else None
+        (replicas - mean_avail) / warm_rate + unseen
+        if mean_avail is not None and warm_rate > 0
+        else None
     )
-    idle_hours = math.fsum(avail) * interval / 3600.0
+    idle_hours = (idle_s or 0.0) / 3600.0
     lats = sorted(lat for o in mine if (lat := o.latency) is not None)
     return {
         "replicas": replicas,
@@ -92,7 +138,7 @@ def pool_metrics(
         "cold_share": cold / (warm + cold) if warm + cold else None,
         "available_mean": mean_avail,
         "available_min": min(avail) if avail else None,
-        "creating_mean": math.fsum(creating) / len(creating) if creating else None,
+        "creating_mean": time_average(times, series[f"creating:{key}"], lo, hi),
         "creating_max": max(creating) if creating else None,
         "idle_sandbox_hours": idle_hours,
         "idle_cpu_core_hours": idle_hours * cpu_request(sbs),

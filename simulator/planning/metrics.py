@@ -42,6 +42,8 @@ class Outcome:
     phases: dict[str, Any] | None = None
     create_refused: int = 0
     """Attempts the manager's create limiter refused a token (the claim retried)."""
+    lock_s: float | None = None
+    """A warm claim's lock write: seconds from its pick to its lock (None otherwise)."""
 
     @property
     def latency(self) -> float | None:

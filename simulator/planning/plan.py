@@ -14,33 +14,50 @@ their share must stay within the tail the percentile allows),
 ``max_cold``, the largest share of the pool's deliveries created cold, and
 ``max_failed``, the largest failed share (with a latency goal, the stricter
 of it and the tail is held).
+
+A goal no claim was counted for (nobody claims from the pool, or no claim
+falls in the window) is ``not measured``: nothing can miss it, so it does not
+hold a size back, and a plan whose goals were all unmeasured answers the
+smallest size of the range and says no claims were measured. A size the nodes
+cannot hold (the pools never fill) is a verdict too: it *does not fit*, and the
+search goes no higher (a larger pool fits no better).
 """
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from simulator.planning.analytic import AnalyticEstimate, Slo, analytic_estimate, size_for_loss
+from simulator.planning.analytic import (
+    AnalyticEstimate,
+    Slo,
+    analytic_estimate,
+    pool_workloads,
+    size_for_loss,
+)
 from simulator.planning.arrivals import (
     BurstArrivals,
     ConstantArrivals,
     DiurnalArrivals,
     PoissonArrivals,
+    TraceArrivals,
 )
-from simulator.planning.errors import PlanningError
+from simulator.planning.errors import PlanningError, PoolFillError
 from simulator.planning.executors import Executor, OnProgress, OnResult
+from simulator.planning.formatting import label_of
 from simulator.planning.overrides import apply_overrides
 from simulator.planning.scenario import PoolSpec, Scenario
-from simulator.planning.stats import Estimate
+from simulator.planning.stats import Estimate, wilson_interval
 from simulator.planning.study import Point, PointSummary, run_points
 
 __all__ = [
     "Candidate",
     "Goal",
     "PlanResult",
+    "claims_to_show",
     "explain",
     "failed_limit",
     "goal_verdict",
@@ -60,6 +77,8 @@ class Goal:
     certain: bool
     inclusive: bool = True
     """``<=`` (shares) rather than ``<`` (latency goals)."""
+    no_claims: bool = False
+    """No claim was counted for the goal in any replication: nothing could miss it."""
 
     @property
     def symbol(self) -> str:
@@ -77,7 +96,7 @@ class Goal:
     def confidence(self) -> str:
         """How sure the verdict is, in words."""
         if self.estimate is None:
-            return "no replication gave a value"
+            return "no claims were measured" if self.no_claims else "no replication gave a value"
         if self.estimate.n < 2:
             return "measured in one replication only: no interval"
         return "certain" if self.certain else "uncertain: the 95% interval crosses the limit"
@@ -91,6 +110,7 @@ class Goal:
             "met": self.met,
             "certain": self.certain,
             "inclusive": self.inclusive,
+            "no_claims": self.no_claims,
         }
 
 
@@ -104,13 +124,24 @@ class Candidate:
 
     @property
     def meets(self) -> bool:
-        """Whether every goal is met (on the means)."""
-        return all(g.met for g in self.goals)
+        """Whether every goal is met (on the means); one no claim was counted for cannot miss."""
+        return all(g.met or g.no_claims for g in self.goals)
+
+    @property
+    def measured(self) -> list[Goal]:
+        """The goals some claim was counted for."""
+        return [g for g in self.goals if not g.no_claims]
+
+    @property
+    def no_claims(self) -> bool:
+        """Whether no claim was counted for any goal (nothing was measured to judge by)."""
+        return not self.measured
 
     @property
     def certain(self) -> bool:
-        """Whether every verdict holds across the 95% intervals."""
-        return all(g.certain for g in self.goals)
+        """Whether every measured verdict holds across the 95% intervals (and one was measured)."""
+        measured = self.measured
+        return bool(measured) and all(g.certain for g in measured)
 
     @property
     def one_replication(self) -> bool:
@@ -120,6 +151,8 @@ class Candidate:
     @property
     def confidence(self) -> str:
         """How sure the candidate's verdict is, in words (one replication has no interval)."""
+        if self.no_claims:
+            return "no claims were measured"
         if self.one_replication:
             return "one replication: no interval"
         return "certain" if self.certain else "uncertain: an interval crosses a goal"
@@ -141,6 +174,13 @@ class PlanResult:
     explanation: list[str] = field(default_factory=list)
     interrupted: bool = False
     max_failed: float | None = None
+    unfit: dict[int, str] = field(default_factory=dict)
+    """Sizes the nodes cannot hold (the pools never filled), with the run's reason."""
+
+    @property
+    def fits_below(self) -> int | None:
+        """The smallest size found not to fit (every larger one does not either), if any."""
+        return min(self.unfit, default=None)
 
     @property
     def none_found(self) -> str:
@@ -148,7 +188,11 @@ class PlanResult:
         if self.interrupted:
             tried = ", ".join(str(s) for s in sorted(self.candidates)) or "none"
             return f"no size tried meets the goals (interrupted; sizes tried: {tried})"
-        return f"no size in {self.low}..{self.high} meets the goals"
+        text = f"no size in {self.low}..{self.high} meets the goals"
+        top = self.fits_below
+        if top is not None:
+            text += f" (from {top} replicas up the pool does not fit on the nodes)"
+        return text
 
     @property
     def failed_limit(self) -> float | None:
@@ -177,6 +221,9 @@ class PlanResult:
             "certain": None if self.best is None else self.best.certain,
             "explanation": self.explanation,
             "interrupted": self.interrupted,
+            "does_not_fit": [
+                {"replicas": size, "reason": reason} for size, reason in sorted(self.unfit.items())
+            ],
             "candidates": [
                 {
                     "replicas": c.replicas,
@@ -214,13 +261,22 @@ def judge(
 ) -> list[Goal]:
     """The verdict of a point on each goal (the pool's cold share, the run's latency and failures)."""
     goals = run_goals(summary, slo, max_failed)
+    for goal in goals:
+        goal.no_claims = goal.estimate is None and _none_counted(summary.metrics.get("claims"))
     if max_cold is not None:
-        goals.append(
-            goal_verdict(
-                "cold_share", summary.pools.get(pool, {}).get("cold_share"), max_cold, True
-            )
-        )
+        figures = summary.pools.get(pool, {})
+        cold = goal_verdict("cold_share", figures.get("cold_share"), max_cold, True)
+        cold.no_claims = cold.estimate is None and _none_counted(figures.get("offered_rate"))
+        goals.append(cold)
     return goals
+
+
+def _none_counted(count: Estimate | None) -> bool:
+    """Whether a count (of claims, or their rate) was zero in every replication.
+
+    Counts are never negative, so a mean of zero is zero everywhere.
+    """
+    return count is not None and count.mean == 0
 
 
 def run_goals(summary: PointSummary, slo: Slo | None, max_failed: float | None) -> list[Goal]:
@@ -300,8 +356,15 @@ def plan(
         max_failed=max_failed,
     )
 
+    def unfit(s: int) -> bool:
+        """Whether ``s`` is known not to fit: it, or a smaller size, never filled."""
+        top = result.fits_below
+        return top is not None and s >= top
+
     def evaluate(sizes: list[int]) -> bool:
-        todo = sorted({s for s in sizes if lo <= s <= hi and s not in result.candidates})
+        todo = sorted(
+            {s for s in sizes if lo <= s <= hi and s not in result.candidates and not unfit(s)}
+        )
         if stop.is_set():
             result.interrupted = True  # stopped between batches: the search is cut short too
             return False
@@ -311,14 +374,21 @@ def plan(
             Point({f"pools.{pool.name}.replicas": s}, apply_overrides(scenario, [(path, s)]))
             for s in todo
         ]
-        summaries, partial = run_points(
-            points,
-            executor,
-            stop=stop,
-            keep_claims=keep_claims,
-            on_result=on_result,
-            on_progress=on_progress,
-        )
+        try:
+            summaries, partial = run_points(
+                points,
+                executor,
+                stop=stop,
+                keep_claims=keep_claims,
+                on_result=on_result,
+                on_progress=on_progress,
+            )
+        except PoolFillError as exc:
+            if len(todo) > 1:
+                # Which size did not fit? Each on its own, smallest first.
+                return all(evaluate([s]) for s in todo)
+            result.unfit[todo[0]] = str(exc)
+            return True
         for s, summary in zip(todo, summaries, strict=False):
             if not summary.complete:
                 continue
@@ -333,9 +403,16 @@ def plan(
         return not partial
 
     def meets(s: int) -> bool | None:
-        """Whether ``s`` meets the goals (evaluating it if needed); None when stopped."""
-        if s not in result.candidates and not evaluate([s]):
+        """Whether ``s`` meets the goals or does not fit (evaluating it if needed); None when stopped.
+
+        A size that does not fit counts with the sizes that meet: the search
+        looks for the smallest size that is either, so it never climbs past a
+        size that does not fit, and the answer is that size only if it fits.
+        """
+        if s not in result.candidates and not unfit(s) and not evaluate([s]):
             return None
+        if unfit(s):
+            return True
         cand = result.candidates.get(s)
         return None if cand is None else cand.meets
 
@@ -379,7 +456,7 @@ def plan(
             ok = mid
         else:
             fail = mid
-    result.answer = ok
+    result.answer = None if unfit(ok) else ok
     return _finish(result, scenario, pool, slo, max_cold)
 
 
@@ -419,6 +496,22 @@ def explain(result: PlanResult, scenario: Scenario, pool: PoolSpec) -> list[str]
     best = result.best
     if result.interrupted:
         lines.append("The search was interrupted: the answer covers the sizes evaluated so far.")
+    top = result.fits_below
+    if top is not None:
+        lines.append(
+            f"From {top} replicas up the pool does not fit on the nodes ({result.unfit[top]}): "
+            "the search went no higher; add nodes, or make the sandboxes smaller, to try more."
+        )
+    if best is not None and best.no_claims:
+        lines.append(
+            f"No claims were measured for pool {result.pool} in the window, at any size tried: "
+            f"no size can miss the goals, so the answer is the smallest size in the range "
+            f"({result.low}). Check that a workload claims from this pool within the window."
+        )
+    if est.target is None:
+        lines.append(
+            f"Erlang has no size to give: {est.notes[-1]}; the simulation judges the rest."
+        )
     if sim is None:
         lines.append(f"{result.none_found[0].upper()}{result.none_found[1:]} in simulation.")
         worst = max(result.candidates.values(), key=lambda c: c.replicas, default=None)
@@ -432,7 +525,7 @@ def explain(result: PlanResult, scenario: Scenario, pool: PoolSpec) -> list[str]
             failed = worst.summary.mean("failed_share")
             if failed:
                 lines.append(f"{failed:.2%} of the claims fail at {worst.replicas} replicas.")
-    elif est.replicas is not None:
+    elif est.replicas is not None and not (best is not None and best.no_claims):
         diff = sim - est.replicas
         if abs(diff) <= 1:
             lines.append(
@@ -459,40 +552,7 @@ def explain(result: PlanResult, scenario: Scenario, pool: PoolSpec) -> list[str]
                 f"The measured refill time ({measured.refill_s:.3g}s) matches the profile estimate; "
                 f"Erlang with it says {measured.replicas}."
             )
-    kinds = {type(wl.arrivals) for wl in scenario.workloads}
-    if BurstArrivals in kinds:
-        bursts = [
-            wl.arrivals for wl in scenario.workloads if isinstance(wl.arrivals, BurstArrivals)
-        ]
-        peak = max(a.peak_rate() for a in bursts)
-        line = "Arrivals come in bursts, far above the mean rate over the window that Erlang uses"
-        if est.model == "erlang-b" and est.target > 0 and peak < float("inf"):
-            s_peak, _ = size_for_loss(peak * est.refill_s, est.target)
-            line += (
-                f"; at the burst's own rate ({peak:.3g}/s) Erlang-B asks for {s_peak}, "
-                "an upper bound when the burst is shorter than the pool takes to drain"
-            )
-        else:
-            line += "; a burst that arrives at once needs its whole count in stock"
-        lines.append(line + ".")
-    if DiurnalArrivals in kinds:
-        peaks = [
-            wl.arrivals for wl in scenario.workloads if isinstance(wl.arrivals, DiurnalArrivals)
-        ]
-        peak = sum(a.max_rate() for a in peaks)
-        if est.model == "erlang-b" and est.target > 0:
-            s_peak, _ = size_for_loss(peak * est.refill_s, est.target)
-            lines.append(
-                f"The rate follows a day; at the peak ({peak:.3g}/s) Erlang-B asks for {s_peak}: "
-                "the goal over the whole day sits between the mean-rate and the peak-rate answers."
-            )
-    if ConstantArrivals in kinds and PoissonArrivals not in kinds:
-        lines.append(
-            "Arrivals are evenly spaced, smoother than Poisson: fewer claims find the pool empty "
-            "than Erlang-B predicts."
-        )
-    if any(getattr(wl.arrivals, "kind", "") == "trace" for wl in scenario.workloads):
-        lines.append("Arrivals replay a trace: Erlang sees only its mean rate over the window.")
+    lines.extend(_arrival_lines(scenario, pool, est))
     if est.model == "erlang-c":
         lines.append(
             "Claims wait for a refill (no create-on-no-stock): Erlang-C assumes exponential refills "
@@ -517,11 +577,12 @@ def explain(result: PlanResult, scenario: Scenario, pool: PoolSpec) -> list[str]
                 f"The verdict at {best.replicas} rests on one replication, which gives no "
                 "interval: run more replications (--replications) to know how sure it is."
             )
-        elif not best.certain:
+        elif not best.certain and not best.no_claims:
             lines.append(
                 f"The verdict at {best.replicas} is not certain: a 95% interval crosses a goal; "
                 "run more replications (--replications) or a longer duration to settle it."
             )
+            lines.extend(_claims_needed(best))
         # diagnose imports this module: import its create-limit reading here.
         from simulator.planning.diagnose import create_limit
 
@@ -529,3 +590,95 @@ def explain(result: PlanResult, scenario: Scenario, pool: PoolSpec) -> list[str]
         if limited is not None:
             lines.append(limited)
     return lines
+
+
+def _arrival_lines(scenario: Scenario, pool: PoolSpec, est: AnalyticEstimate) -> list[str]:
+    """How the pool's own arrivals differ from Erlang's Poisson stream (other pools' do not count)."""
+    lines: list[str] = []
+    workloads = pool_workloads(scenario, pool)
+    kinds = {type(wl.arrivals) for wl in workloads}
+    sizes = est.model == "erlang-b" and est.target is not None and est.target > 0
+    if BurstArrivals in kinds:
+        peak = max(
+            wl.arrivals.peak_rate() * wl.claim.replicas
+            for wl in workloads
+            if isinstance(wl.arrivals, BurstArrivals)
+        )
+        line = "Arrivals come in bursts, far above the mean rate over the window that Erlang uses"
+        if sizes and est.target is not None and peak < float("inf"):
+            s_peak, _ = size_for_loss(peak * est.refill_s, est.target)
+            line += (
+                f"; at the burst's own rate ({peak:.3g}/s) Erlang-B asks for {s_peak}, "
+                "an upper bound when the burst is shorter than the pool takes to drain"
+            )
+        else:
+            line += "; a burst that arrives at once needs its whole count in stock"
+        lines.append(line + ".")
+    if DiurnalArrivals in kinds:
+        peak = math.fsum(
+            wl.arrivals.max_rate() * wl.claim.replicas
+            for wl in workloads
+            if isinstance(wl.arrivals, DiurnalArrivals)
+        )
+        if sizes and est.target is not None:
+            s_peak, _ = size_for_loss(peak * est.refill_s, est.target)
+            lines.append(
+                f"The rate follows a day; at the peak ({peak:.3g}/s) Erlang-B asks for {s_peak}: "
+                "the goal over the whole day sits between the mean-rate and the peak-rate answers."
+            )
+    if ConstantArrivals in kinds and PoissonArrivals not in kinds:
+        lines.append(
+            "Arrivals are evenly spaced, smoother than Poisson: fewer claims find the pool empty "
+            "than Erlang-B predicts."
+        )
+    if TraceArrivals in kinds:
+        lines.append("Arrivals replay a trace: Erlang sees only its mean rate over the window.")
+    return lines
+
+
+def _claims_needed(candidate: Candidate) -> list[str]:
+    """For each share goal whose interval crosses its limit: how many claims would settle it.
+
+    A share seen as 0 in ``n`` claims is only known to be below about
+    ``3.84/n`` (the Wilson bound), so a limit of 0.1% needs some 3,840 claims
+    with none of them counted before it can be certain.
+    """
+    lines: list[str] = []
+    for goal in candidate.measured:
+        est = goal.estimate
+        if goal.certain or not goal.met or est is None or est.trials is None:
+            continue
+        needed = claims_to_show(est.mean, goal.limit)
+        if needed is None or needed <= est.trials:
+            continue
+        lines.append(
+            f"{label_of(goal.name).capitalize()}: {est.mean:.3%} of {est.trials:,.0f} claims counted over the "
+            f"replications, which only shows it below {est.high or 0.0:.3%}; showing it within "
+            f"{goal.limit:.3%} takes about {needed:,} claims: run a longer duration or more "
+            "replications."
+        )
+    return lines
+
+
+def claims_to_show(share: float, limit: float) -> int | None:
+    """The fewest claims at which a share seen as ``share`` has its 95% Wilson bound within ``limit``.
+
+    ``None`` when no number does (the share is not below the limit).
+    """
+    if not 0 <= share < limit:
+        return None
+
+    def enough(n: int) -> bool:
+        return wilson_interval(share * n, n)[1] <= limit
+
+    hi = 1
+    while not enough(hi):
+        hi *= 2
+    lo = hi // 2
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if enough(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi

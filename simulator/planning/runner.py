@@ -44,7 +44,7 @@ from simulator.planning.claims import (
     sandboxclaim_outcomes,
     volume_mounts,
 )
-from simulator.planning.errors import RunError
+from simulator.planning.errors import PoolFillError, RunError
 from simulator.planning.holds import sandbox_timeout
 from simulator.planning.measure import binned_rates, claim_row, node_metrics, pool_metrics
 from simulator.planning.metrics import Outcome, RunResult, quantile_sketch, summarise_outcomes
@@ -127,7 +127,7 @@ class _Run:
                 cluster.wait_for_pool(pool.name or "", pool.namespace, timeout=POOL_FILL_TIMEOUT_S)
             except TimeoutError:
                 counts = cluster.sandboxset_controller.counts(pool.namespace, pool.name or "")
-                raise RunError(
+                raise PoolFillError(
                     f"pool {pool.key} did not fill: {counts['available']} of {pool.replicas} "
                     f"available after {POOL_FILL_TIMEOUT_S:g}s of virtual time "
                     f"({cluster.nodes.pending_pods()} pods unschedulable or pending; "
@@ -355,9 +355,12 @@ class _Run:
         end = min(hi, self.series["t"][-1]) if self.series.get("t") else hi
         metrics, failures, warm, cold = summarise_outcomes(outcomes, max(0.0, end - lo))
         shifted = [_shift(o, origin) for o in outcomes]
+        # A claimed sandbox counts as available until its lock reaches the
+        # SandboxSet controller's cache: the refill adds that lag back.
+        seen_lag = self.cluster.ctx.profile.latency("watch.lag").mean()
         pools = {
             p.key: pool_metrics(
-                p, self.sets[p.key], self.series, shifted, lo=lo, hi=end, interval=self.interval
+                p, self.sets[p.key], self.series, shifted, lo=lo, hi=end, seen_lag=seen_lag
             )
             for p in sc.pools
         }

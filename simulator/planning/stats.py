@@ -4,17 +4,23 @@ Replications are independent runs (different seeds) of the same point, so a
 metric's per-run values are i.i.d. and the interval ``mean ± t(0.975, n-1) ·
 s / √n`` covers the metric's expectation 95% of the time (for roughly normal
 per-run values; with few replications the interval is wide, as it should be).
+
+A share (cold, failed, waited) is a count of claims out of a count of claims,
+and the spread between replications says nothing about an event none of them
+saw: every run with 0 cold claims gives the interval [0, 0]. A share's
+interval therefore also covers the Wilson interval of the counts pooled over
+the replications (0 of 330 claims: [0%, 1.15%]), whichever reaches further.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
 from statistics import NormalDist
 from typing import Any
 
-__all__ = ["Estimate", "aggregate", "estimate", "t_quantile"]
+__all__ = ["Estimate", "ShareBase", "aggregate", "estimate", "t_quantile", "wilson_interval"]
 
 _NORMAL = NormalDist()
 
@@ -62,6 +68,8 @@ class Estimate:
     std: float | None
     low: float | None
     high: float | None
+    trials: float | None = None
+    """For a share: the claims it is a share of, over all replications (its interval's basis)."""
 
     @property
     def half_width(self) -> float | None:
@@ -69,17 +77,50 @@ class Estimate:
         return None if self.high is None else self.high - self.mean
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready fields."""
-        return asdict(self)
+        """JSON-ready fields (``trials`` only for a share)."""
+        d = asdict(self)
+        if self.trials is None:
+            del d["trials"]
+        return d
+
+
+def wilson_interval(
+    successes: float, trials: float, confidence: float = 0.95
+) -> tuple[float, float]:
+    """The Wilson score interval of a binomial share ``successes / trials`` (trials > 0).
+
+    Unlike the normal approximation it is not empty at 0 or 1: 0 of ``n``
+    gives ``[0, z²/(n + z²)]``, about ``3.84/n`` at 95% (the rule of three).
+    """
+    if trials <= 0:
+        raise ValueError("trials must be > 0")
+    z = _NORMAL.inv_cdf(0.5 + confidence / 2)
+    p = min(1.0, max(0.0, successes / trials))
+    z2n = z * z / trials
+    centre = (p + z2n / 2) / (1 + z2n)
+    half = z / (1 + z2n) * math.sqrt(p * (1 - p) / trials + z2n / (4 * trials))
+    # At 0 (or all) the bound is exactly 0 (or 1): rounding would leave 1e-19.
+    low = 0.0 if p == 0.0 else max(0.0, centre - half)
+    high = 1.0 if p == 1.0 else min(1.0, centre + half)
+    return low, high
 
 
 def estimate(
-    values: Iterable[float | None], confidence: float = 0.95, *, upper: float | None = None
+    values: Iterable[float | None],
+    confidence: float = 0.95,
+    *,
+    upper: float | None = None,
+    trials: Iterable[float | None] | None = None,
 ) -> Estimate | None:
     """The estimate of the defined values (None when there are none).
 
-    ``upper`` bounds the interval from above (1.0 for a share).
+    ``upper`` bounds the interval from above (1.0 for a share). ``trials``
+    makes the values shares: each value's number of trials (claims), in the
+    same order; the interval then also covers the Wilson interval of the
+    pooled counts (module docstring).
     """
+    if trials is not None:
+        return _share_estimate(values, trials, confidence)
     vals = [float(v) for v in values if v is not None and not math.isnan(v)]
     n = len(vals)
     if n == 0:
@@ -101,12 +142,41 @@ def estimate(
     return Estimate(n=n, mean=mean, std=std, low=low, high=high)
 
 
+def _share_estimate(
+    values: Iterable[float | None], trials: Iterable[float | None], confidence: float
+) -> Estimate | None:
+    pairs = [
+        (float(v), float(n))
+        for v, n in zip(values, trials, strict=True)
+        if v is not None and not math.isnan(v) and n is not None and n > 0
+    ]
+    est = estimate((v for v, _ in pairs), confidence, upper=1.0)
+    if est is None:
+        return None
+    total = math.fsum(n for _, n in pairs)
+    if est.n < 2 or est.low is None or est.high is None:
+        # One replication: no interval (as for every metric), but its basis is known.
+        return replace(est, trials=total)
+    hits = math.fsum(round(v * n) for v, n in pairs)
+    low, high = wilson_interval(hits, total, confidence)
+    return replace(est, low=min(est.low, low), high=max(est.high, high), trials=total)
+
+
+ShareBase = Callable[[Mapping[str, float | None]], float | None]
+"""The number of claims a share in a row is of, read from the same row."""
+
+
 def aggregate(
-    rows: Sequence[Mapping[str, float | None]], confidence: float = 0.95
+    rows: Sequence[Mapping[str, float | None]],
+    confidence: float = 0.95,
+    *,
+    shares: Mapping[str, ShareBase] | None = None,
 ) -> dict[str, Estimate]:
     """One estimate per metric name found in ``rows`` (names undefined everywhere are left out).
 
-    Metrics named ``*_share`` keep their interval at or below 1.
+    Metrics named ``*_share`` keep their interval at or below 1; those named
+    in ``shares`` are shares of the claims their function reads from the row,
+    and their interval covers the pooled counts' Wilson interval too.
     """
     names: dict[str, None] = {}
     for row in rows:
@@ -114,7 +184,9 @@ def aggregate(
     out: dict[str, Estimate] = {}
     for name in names:
         upper = 1.0 if name.endswith("_share") else None
-        est = estimate((row.get(name) for row in rows), confidence, upper=upper)
+        base = (shares or {}).get(name)
+        trials = None if base is None else [base(row) for row in rows]
+        est = estimate((row.get(name) for row in rows), confidence, upper=upper, trials=trials)
         if est is not None:
             out[name] = est
     return out

@@ -7,8 +7,9 @@ runs into estimates with confidence intervals.
 
 from __future__ import annotations
 
+import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,9 +17,17 @@ from simulator.planning.executors import Batch, Executor, OnProgress, OnResult, 
 from simulator.planning.metrics import RunResult
 from simulator.planning.overrides import Axis, apply_overrides
 from simulator.planning.scenario import Scenario
-from simulator.planning.stats import Estimate, aggregate
+from simulator.planning.stats import Estimate, ShareBase, aggregate
 
-__all__ = ["Point", "PointSummary", "grid", "run_points", "summarise_point"]
+__all__ = [
+    "POOL_SHARES",
+    "RUN_SHARES",
+    "Point",
+    "PointSummary",
+    "grid",
+    "run_points",
+    "summarise_point",
+]
 
 
 @dataclass
@@ -65,6 +74,27 @@ class PointSummary:
         }
 
 
+def _count(*names: str) -> ShareBase:
+    """The claims a share is of: the sum of ``names`` in the row (None if one is missing)."""
+
+    def read(row: Mapping[str, float | None]) -> float | None:
+        vals = [row.get(n) for n in names]
+        return None if any(v is None for v in vals) else math.fsum(v or 0.0 for v in vals)
+
+    return read
+
+
+RUN_SHARES: dict[str, ShareBase] = {
+    "cold_share": _count("delivered"),
+    "failed_share": _count("claims"),
+    "waited_share": _count("claims"),
+}
+"""The run's shares and the claims each is of (see ``summarise_outcomes``)."""
+
+POOL_SHARES: dict[str, ShareBase] = {"cold_share": _count("warm", "cold")}
+"""A pool's shares and the claims each is of (see ``pool_metrics``)."""
+
+
 def summarise_point(
     labels: dict[str, Any], scenario: Scenario, runs: Sequence[RunResult]
 ) -> PointSummary:
@@ -72,7 +102,7 @@ def summarise_point(
     runs = sorted(runs, key=lambda r: r.replication)
     pools: dict[str, dict[str, Estimate]] = {}
     for key in scenario.pools:
-        pools[key.key] = aggregate([r.pools.get(key.key, {}) for r in runs])
+        pools[key.key] = aggregate([r.pools.get(key.key, {}) for r in runs], shares=POOL_SHARES)
     reasons: dict[str, None] = {}
     for r in runs:
         reasons.update(dict.fromkeys(r.failures))
@@ -81,7 +111,7 @@ def summarise_point(
         labels=labels,
         scenario=scenario,
         runs=list(runs),
-        metrics=aggregate([r.metrics for r in runs]),
+        metrics=aggregate([r.metrics for r in runs], shares=RUN_SHARES),
         pools=pools,
         failures=failures,
     )

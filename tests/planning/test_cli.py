@@ -399,3 +399,24 @@ def test_the_default_output_folder_replaces_each_run_of_unsafe_characters(
     code, text = _invoke("simulate", str(scenario), "--set", "duration=5s")
     assert code == 0, text
     assert (tmp_path / "kruise-agents-out" / "steady_v2-simulate" / "summary.json").is_file()
+
+
+def test_plan_into_sizes_the_nodes_cannot_hold_ends_with_its_verdict(tmp_path: Path) -> None:
+    """A range whose sizes never fill on the one node: exit 1 with the reason, files written.
+
+    Before, the first size that did not fill ended the plan with exit 2 and wrote nothing.
+    """
+    from .test_plan import CRAMPED
+
+    path = tmp_path / "cramped.yaml"
+    path.write_text(CRAMPED)
+    out = tmp_path / "pl"
+    code, text = _invoke(
+        "plan", str(path), "--pool", "base", "--max-cold", "0.1%", "--range", "11:20",
+        "--out", str(out),
+    )  # fmt: skip
+    assert code == 1, text
+    assert "from 11 replicas up the pool does not fit on the nodes" in text
+    plan = json.loads((out / "summary.json").read_text())["plan"]
+    assert plan["answer"] is None and plan["does_not_fit"][0]["replicas"] == 11
+    assert (out / "report.html").is_file()

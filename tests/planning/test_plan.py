@@ -14,12 +14,12 @@ import threading
 import pytest
 
 from simulator.erlang import min_servers_for_loss
-from simulator.planning.analytic import parse_slo
+from simulator.planning.analytic import analytic_estimate, parse_slo, size_for_loss
 from simulator.planning.diagnose import check_goals
 from simulator.planning.errors import PlanningError
 from simulator.planning.executors import SerialExecutor
 from simulator.planning.loading import parse_scenario
-from simulator.planning.plan import PlanResult, plan
+from simulator.planning.plan import PlanResult, explain, plan
 from simulator.planning.scenario import Scenario
 
 from .conftest import instant_latencies
@@ -266,3 +266,197 @@ def test_one_replication_is_not_explained_as_an_uncertain_interval(tiny: Scenari
     assert result.best is not None and result.best.confidence == "one replication: no interval"
     assert not any("interval crosses" in line for line in result.explanation)
     assert any("rests on one replication" in line for line in result.explanation)
+
+
+CRAMPED = """\
+name: cramped
+seed: 4
+replications: 2
+duration: 40s
+warmup: 5s
+cluster:
+  nodes: [{name: n, count: 1, cpu: "64", memory: 256Gi, max_pods: 10}]
+pools:
+  - {name: base, replicas: 4}
+workloads:
+  - template: base
+    arrivals: {kind: constant, rate: 2}
+    hold: 0s
+"""
+"""One node of 10 pod slots: a pool of 11 never fills. Evenly spaced claims need
+about 5 replicas where Erlang-B (Poisson) asks for 11 at 0.1% cold."""
+
+
+def test_a_size_that_does_not_fit_is_a_verdict_and_the_search_stays_below_it() -> None:
+    """Erlang starts the search at 11, which the node cannot hold: 11 does not fit, the
+    search goes down from there and answers the smallest size that meets the goal.
+
+    Before, the pool's fill error ended the whole plan (exit 2, nothing written).
+    """
+    result = plan(
+        parse_scenario(CRAMPED),
+        "base",
+        slo=None,
+        max_cold=0.001,
+        low=1,
+        high=None,
+        executor=SerialExecutor(),
+        stop=threading.Event(),
+    )
+    assert result.analytic.replicas == 11
+    assert result.fits_below == 11 and "did not fill" in result.unfit[11]
+    assert max(result.candidates) < 11  # nothing at or above a size that does not fit
+    assert result.answer is not None and result.answer < 11
+    assert result.candidates[result.answer].meets
+    assert not result.candidates[result.answer - 1].meets
+    assert any("From 11 replicas up the pool does not fit" in line for line in result.explanation)
+    assert result.as_dict()["does_not_fit"][0]["replicas"] == 11
+
+
+def test_no_size_fits_and_meets_says_so() -> None:
+    """From 11 up nothing fits and the range starts at 11: no answer, with the reason."""
+    result = plan(
+        parse_scenario(CRAMPED),
+        "base",
+        slo=None,
+        max_cold=0.001,
+        low=11,
+        high=20,
+        executor=SerialExecutor(),
+        stop=threading.Event(),
+    )
+    assert result.answer is None and not result.candidates
+    assert result.none_found == (
+        "no size in 11..20 meets the goals (from 11 replicas up the pool does not fit on the nodes)"
+    )
+
+
+def test_zero_cold_claims_in_a_few_hundred_is_not_certain_for_a_rare_goal() -> None:
+    """0 cold claims of 160 shows the cold share below about 2.3%, not below 0.1%.
+
+    Before, every replication's 0 gave the interval [0%, 0%] and the verdict
+    "certain". The plan now says how many claims would settle the goal.
+    """
+    result = plan(
+        parse_scenario(CRAMPED),
+        "base",
+        slo=None,
+        max_cold=0.001,
+        low=8,
+        high=8,
+        executor=SerialExecutor(),
+        stop=threading.Event(),
+    )
+    best = result.best
+    assert best is not None
+    (cold,) = best.goals
+    assert cold.estimate is not None and cold.estimate.mean == 0.0
+    assert cold.estimate.trials == best.summary.pools["default/base"]["warm"].mean * 2
+    assert cold.met and not cold.certain and not best.certain
+    assert cold.estimate.high == pytest.approx(3.8415 / (cold.estimate.trials + 3.8415), rel=1e-3)
+    assert any("takes about 3,838 claims" in line for line in result.explanation)
+
+
+TWO_POOLS = """\
+name: twopools
+seed: 4
+replications: 2
+duration: 30s
+warmup: 5s
+cluster: {nodes: 2}
+pools:
+  - {name: base, replicas: 4}
+  - {name: idle, replicas: 2}
+workloads:
+  - template: base
+    arrivals: {kind: poisson, rate: 2}
+    hold: exp(10s)
+"""
+
+
+def test_a_pool_nobody_claims_from_gets_the_smallest_size_with_no_claims_measured() -> None:
+    """No claim to count: the cold-share goal is not measured, not missed; the answer is LOW.
+
+    Before, every size "missed" and the plan answered "No size in 1..14 meets the goals".
+    """
+    result = plan(
+        parse_scenario(TWO_POOLS),
+        "idle",
+        slo=None,
+        max_cold=0.01,
+        low=1,
+        high=None,
+        executor=SerialExecutor(),
+        stop=threading.Event(),
+    )
+    assert result.answer == 1
+    best = result.best
+    assert best is not None and best.meets and best.no_claims and not best.certain
+    (goal,) = best.goals
+    assert (goal.verdict, goal.confidence) == ("not measured", "no claims were measured")
+    assert best.confidence == "no claims were measured"
+    assert any(
+        "No claims were measured for pool default/idle" in line for line in result.explanation
+    )
+
+
+def test_claims_that_all_failed_are_measured_and_miss() -> None:
+    """Claims counted but none delivered: the cold share is undefined, yet the goal is missed."""
+    (candidate,) = plan_at_40(parse_scenario(UNDELIVERED), 0.01).candidates.values()
+    assert not candidate.no_claims
+
+
+TWO_DIURNAL = """\
+name: twodiurnal
+duration: 60s
+cluster: {nodes: 2}
+pools:
+  - {name: a, replicas: 4}
+  - {name: b, replicas: 40}
+workloads:
+  - template: a
+    arrivals: {kind: diurnal, mean: 1, amplitude: 0.5, period: 60s, peak: 30s}
+  - template: b
+    arrivals: {kind: diurnal, mean: 10, amplitude: 0.5, period: 60s, peak: 30s}
+"""
+
+
+def test_the_peak_explained_is_the_planned_pools_own() -> None:
+    """Pool a peaks at 1.5/s beside pool b's 15/s: a's explanation speaks of 1.5/s.
+
+    Before, the peak added every pool's traffic (16.5/s) and Erlang-B's answer for it.
+    """
+    scenario = parse_scenario(TWO_DIURNAL)
+    pool = scenario.pool("a")
+    estimate = analytic_estimate(scenario, pool, None, 0.05)
+    result = PlanResult(
+        pool=pool.key,
+        slo=None,
+        max_cold=0.05,
+        low=1,
+        high=10,
+        analytic=estimate,
+        analytic_measured=None,
+        answer=None,
+        candidates={},
+    )
+    (line,) = [line for line in explain(result, scenario, pool) if "peak" in line]
+    s_peak, _ = size_for_loss(1.5 * estimate.refill_s, 0.05)
+    assert f"at the peak (1.5/s) Erlang-B asks for {s_peak}:" in line
+
+
+def test_erlang_without_a_target_starts_the_search_at_low_and_says_why(tiny: Scenario) -> None:
+    """``mean<5s`` gives Erlang no share to size: the plan says so and starts at LOW."""
+    result = plan(
+        tiny,
+        "base",
+        slo=parse_slo("mean<5s"),
+        max_cold=None,
+        low=2,
+        high=4,
+        executor=SerialExecutor(),
+        stop=threading.Event(),
+    )
+    assert result.analytic.replicas is None and result.analytic.target is None
+    assert result.answer == 2
+    assert any(line.startswith("Erlang has no size to give") for line in result.explanation)

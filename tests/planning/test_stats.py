@@ -22,7 +22,8 @@ from simulator.planning.analytic import (
 from simulator.planning.errors import PlanningError
 from simulator.planning.loading import load_scenario, parse_scenario
 from simulator.planning.metrics import percentile
-from simulator.planning.stats import aggregate, estimate, t_quantile
+from simulator.planning.stats import aggregate, estimate, t_quantile, wilson_interval
+from simulator.planning.study import RUN_SHARES
 from simulator.profile import LATENCY_DOCS, get_profile
 
 
@@ -241,3 +242,41 @@ def test_a_trace_counts_for_the_pools_its_rows_name(tmp_path: Path) -> None:
     assert estimate.rate == pytest.approx(20 / 60) and estimate.replicas is not None
     assert estimate.replicas > 1
     assert "arrivals are not Poisson: Erlang uses their mean rate only" in estimate.notes
+
+
+def test_wilson_interval_is_not_empty_at_zero() -> None:
+    """0 of n: the upper bound is z²/(n + z²), about 3.84/n (the rule of three at 95%)."""
+    low, high = wilson_interval(0, 330)
+    assert low == 0.0 and high == pytest.approx(3.8415 / (330 + 3.8415), rel=1e-4)
+    low, high = wilson_interval(50, 100)
+    assert low == pytest.approx(0.4038, abs=1e-4) and high == pytest.approx(0.5962, abs=1e-4)
+    with pytest.raises(ValueError, match="trials"):
+        wilson_interval(0, 0)
+
+
+def test_a_share_no_replication_saw_has_a_binomial_interval() -> None:
+    """Three runs of 110 claims with no cold one: [0, 1.15%], not the spread's [0, 0].
+
+    A share's interval covers the Wilson interval of the pooled counts, and
+    records the claims it is a share of; a share seen often keeps the wider
+    of the two intervals.
+    """
+    rows: list[dict[str, float | None]] = [
+        {"cold_share": 0.0, "delivered": 110.0, "claims": 110.0, "failed_share": 0.0}
+        for _ in range(3)
+    ]
+    out = aggregate(rows, shares=RUN_SHARES)
+    cold = out["cold_share"]
+    assert (cold.mean, cold.low, cold.trials) == (0.0, 0.0, 330.0)
+    assert cold.high == pytest.approx(0.0115, abs=1e-4)
+    # Without the claims counted, a share keeps the Student-t interval alone.
+    assert aggregate(rows)["cold_share"].high == 0.0
+    spread = aggregate(
+        [{"cold_share": 0.1, "delivered": 1000.0}, {"cold_share": 0.3, "delivered": 1000.0}],
+        shares=RUN_SHARES,
+    )["cold_share"]
+    t_half = t_quantile(0.975, 1) * math.sqrt(0.02) / math.sqrt(2)
+    assert spread.high == pytest.approx(min(1.0, 0.2 + t_half))
+    # One replication: no interval, as for every metric.
+    one = aggregate(rows[:1], shares=RUN_SHARES)["cold_share"]
+    assert (one.low, one.high, one.trials) == (None, None, 110.0)
