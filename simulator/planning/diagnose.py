@@ -124,7 +124,15 @@ def limits(summary: PointSummary, scenario: Scenario) -> list[str]:
     if create_line is not None:
         lines.append(create_line)
     warm = m("warm_p99")
-    if warm is not None:
+    waited_all = m("waited_share") or 0.0
+    if warm is not None and waited_all > 0:
+        # A claim that found no stock and waited for a refill is delivered warm
+        # (create-on-no-stock off): its wait is in the warm p99, and a pool sets it.
+        lines.append(
+            f"Warm deliveries take {fmt_value('warm_p99', warm)} at p99, counting the "
+            f"{waited_all:.2%} of claims that waited for a refill: a larger pool shortens that."
+        )
+    elif warm is not None:
         lines.append(
             f"Warm deliveries take {fmt_value('warm_p99', warm)} at p99: the claim path itself "
             "(pick, lock, runtime /init) sets that floor; no pool size goes below it."

@@ -19,7 +19,7 @@ from simulator.planning.analytic import AnalyticEstimate
 from simulator.planning.errors import PlanningError
 from simulator.planning.plan import Goal, PlanResult
 from simulator.planning.scenario import Scenario
-from simulator.planning.study import PointSummary
+from simulator.planning.study import PointSummary, profiles_ran
 from simulator.records import PHASES
 
 __all__ = [
@@ -73,7 +73,7 @@ def summary_payload(
                 "replications": scenario.replications,
                 "duration_s": scenario.duration,
                 "warmup_s": scenario.warmup,
-                "profile": scenario.cluster.profile,
+                "profile": profiles_ran(scenario, summaries),
             },
             "executor": executor,
             "interrupted": interrupted,

@@ -33,7 +33,7 @@ from simulator.planning.formatting import (
 )
 from simulator.planning.plan import Goal, PlanResult
 from simulator.planning.scenario import Scenario
-from simulator.planning.study import PointSummary
+from simulator.planning.study import PointSummary, profiles_ran
 
 __all__ = ["render_report", "write_report"]
 
@@ -207,13 +207,19 @@ def _page(title: str, body: str) -> str:
     )
 
 
-def _header(kind: str, scenario: Scenario, source: str, interrupted: bool) -> str:
+def _header(
+    kind: str,
+    scenario: Scenario,
+    source: str,
+    interrupted: bool,
+    summaries: Sequence[PointSummary],
+) -> str:
     parts = [f"<h1>{_e(kind)}: {_e(scenario.name)}</h1>"]
     if scenario.description:
         parts.append(f"<p>{_e(scenario.description)}</p>")
     parts.append(
         f'<p class="note">Scenario <code>{_e(source)}</code>, profile '
-        f"<code>{_e(scenario.cluster.profile)}</code>, seed {scenario.seed}, "
+        f"<code>{_e(profiles_ran(scenario, summaries))}</code>, seed {scenario.seed}, "
         f"{scenario.replications} replication(s) of {scenario.duration:g}s "
         f"(+{scenario.warmup:g}s warm-up).</p>"
     )
@@ -236,7 +242,7 @@ def render_report(
     limits: Sequence[str] = (),
 ) -> str:
     """The report as HTML text (see the module docstring)."""
-    body = [_header(kind, scenario, source, interrupted)]
+    body = [_header(kind, scenario, source, interrupted, summaries)]
     if kind == "simulate" and summaries:
         s = summaries[0]
         body.append(_diagnosis(goals, limits))

@@ -25,6 +25,7 @@ __all__ = [
     "Point",
     "PointSummary",
     "grid",
+    "profiles_ran",
     "run_points",
     "summarise_point",
 ]
@@ -164,3 +165,15 @@ def grid(base: Scenario, axes: Sequence[Axis]) -> list[Point]:
     for axis in axes:
         combos = [[*c, (axis.path, v)] for c in combos for v in axis.values]
     return [Point(dict(c), apply_overrides(base, c)) for c in combos]
+
+
+def profiles_ran(scenario: Scenario, summaries: Sequence[PointSummary]) -> str:
+    """The profile the points ran, with what their overrides changed (reports say it).
+
+    ``openkruise-head``, ``openkruise-v0.3.0 (changed: retry)``, or, when the
+    points ran different ones (a sweep over ``cluster.profile`` or a knob),
+    each once, in order: ``openkruise-head; openkruise-v0.3.0 (by point)``.
+    """
+    ran = [s.scenario.cluster.build_profile().summary() for s in summaries]
+    distinct = list(dict.fromkeys(ran or [scenario.cluster.build_profile().summary()]))
+    return distinct[0] if len(distinct) == 1 else "; ".join(distinct) + " (by point)"

@@ -63,6 +63,26 @@ def test_sweep_runs_the_grid(tiny_file: Path, tmp_path: Path) -> None:
     ]
 
 
+def test_a_sweep_over_profiles_says_each_one_ran(tiny_file: Path, tmp_path: Path) -> None:
+    """The report and summary.json name every profile the points ran, not the scenario's alone."""
+    code, text = _invoke(
+        "sweep",
+        str(tiny_file),
+        "--set",
+        "cluster.profile=openkruise-head,openkruise-v0.3.0",
+        "--set",
+        "duration=5s",
+        "--replications",
+        "1",
+        "--out",
+        str(tmp_path / "sw"),
+    )
+    assert code == 0, text
+    said = "openkruise-head; openkruise-v0.3.0 (by point)"
+    assert json.loads((tmp_path / "sw" / "summary.json").read_text())["scenario"]["profile"] == said
+    assert f"profile <code>{said}</code>" in (tmp_path / "sw" / "report.html").read_text()
+
+
 def test_plan_prints_erlang_and_the_answer(tiny_file: Path, tmp_path: Path) -> None:
     """plan prints Erlang's estimate next to the simulated answer and exits 0 when one is found."""
     code, text = _invoke(

@@ -75,3 +75,21 @@ def test_a_lost_nodes_slots_are_not_room_left(tiny: Scenario) -> None:
         found
     )
     assert summary.mean("free_pod_slots_min") == 0
+
+
+def test_warm_deliveries_that_waited_for_a_refill_are_not_called_a_floor(tiny: Scenario) -> None:
+    """Without create-on-no-stock a claim that found the pool empty waits, then is delivered
+    warm: a larger pool shortens the warm p99, so no line may say no pool size goes below it."""
+    scenario = apply_overrides(
+        tiny,
+        [
+            ("pools.base.replicas", 1),
+            ("workloads[0].claim", {"create_on_no_stock": False}),
+            ("replications", 1),
+        ],
+    )
+    summary = _summary(scenario)
+    assert (summary.mean("waited_share") or 0) > 0
+    found = " ".join(limits(summary, scenario))
+    assert "no pool size goes below it" not in found
+    assert "claims that waited for a refill: a larger pool shortens that" in found
