@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Generator
-from typing import Any
+from typing import Any, Final, Literal
 
 import simpy
 from pydantic import BaseModel
@@ -27,7 +27,17 @@ from simulator.informer import Informer, ObjKey
 from simulator.interning import FieldsSetInterner
 from simulator.ratelimit import TokenBucket
 
-__all__ = ["ApiError", "ApiServer", "Client", "Op", "pod_update_refusal"]
+__all__ = [
+    "FOREGROUND",
+    "ORPHAN",
+    "ApiError",
+    "ApiServer",
+    "Client",
+    "Op",
+    "Propagation",
+    "is_precondition",
+    "pod_update_refusal",
+]
 
 Op = Generator[simpy.Event, Any, Any]
 """A SimPy sub-process: use as ``result = yield from api.update(...)``."""
@@ -36,6 +46,15 @@ _NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
 _NO_STATUS = frozenset({"SandboxTemplate"})
 """Kinds without a status (subresource)."""
+
+ORPHAN: Final = "orphan"
+"""``metav1.FinalizerOrphanDependents``: the GC removes the owner's references, then lets it go."""
+FOREGROUND: Final = "foregroundDeletion"
+"""``metav1.FinalizerDeleteDependents``: the GC deletes the dependents, then lets the owner go."""
+_GC_FINALIZERS: Final = frozenset({ORPHAN, FOREGROUND})
+
+Propagation = Literal["Orphan", "Background", "Foreground"]
+"""``DeleteOptions.propagationPolicy``."""
 
 # A merge patch costs what an update costs (the reference gives one "patch" range).
 _VERB_LATENCY = {
@@ -100,6 +119,9 @@ class ApiServer:
         self._watchers: dict[str, list[Informer]] = {}
         """Per kind, the informers that watch it, in registration order."""
         self._dependents: dict[str, dict[tuple[str, str, str], None]] = {}
+        """Per owner uid, the objects with an owner reference to it (any, controller or not)."""
+        self._foreground: dict[str, tuple[str, str, str]] = {}
+        """Owners deleted in the foreground, by uid: waiting for their blocking dependents."""
         self.writes = 0
         # Stored objects are never changed: their models share equal fields-sets.
         self._share_fields_sets = FieldsSetInterner()
@@ -212,27 +234,32 @@ class ApiServer:
         meta = obj.metadata
         self._share_fields_sets(obj)
         store[key] = obj
-        ref = meta.controller_ref()
-        if ref is not None:
-            self._dependents.setdefault(ref.uid, {})[(kind, meta.namespace, meta.name)] = None
+        refs = meta.owner_references
+        if refs:
+            dep = (kind, meta.namespace, meta.name)
+            dependents = self._dependents
+            for ref in refs:
+                dependents.setdefault(ref.uid, {})[dep] = None
         self.writes += 1
         self._notify("ADDED", kind, None, obj)
-        if ref is not None:
+        if refs:
             self._collect_if_orphan(kind, meta)
         return obj
 
     def _collect_if_orphan(self, kind: str, meta: Any) -> None:
-        """Have the garbage collector delete the object if its controller does not exist.
+        """Have the garbage collector look at the object if one of its owners is no live one.
 
         A controller acting on a cache that still holds a deleted owner can
-        create (or re-own) an object for it; Kubernetes' GC then finds no
-        owner and deletes the dependent.
+        create (or re-own) an object for it; Kubernetes' GC then finds the
+        owner gone (or waiting for its dependents' deletion) and deletes the
+        dependent, or only removes the reference if another owner lives.
         """
-        ref = meta.controller_ref()
-        owner = self.peek(ref.kind, meta.namespace, ref.name)
-        if owner is None or owner.metadata.uid != ref.uid:
-            gc = self.ctx.env.timeout(0)
-            gc.callbacks.append(_CollectOrphan(self, kind, meta.namespace, meta.name, meta.uid))
+        namespace = meta.namespace
+        for ref in meta.owner_references:
+            if self._owner_state(ref, namespace) is not _SOLID:
+                gc = self.ctx.env.timeout(0)
+                gc.callbacks.append(_CollectOrphan(self, kind, namespace, meta.name, meta.uid))
+                return
 
     def commit_update(
         self, obj: Any, *, subresource: str | None = None, check_rv: bool = True
@@ -249,6 +276,7 @@ class ApiServer:
             check_rv
             and meta.resource_version is not None
             and (meta.resource_version != old.metadata.resource_version)
+            and is_precondition(meta.resource_version)
         ):
             raise ApiError(
                 409,
@@ -291,18 +319,21 @@ class ApiServer:
             return new
         self._share_fields_sets(new)
         store[key] = new
-        # The same owner-reference list (most writes share it): the same controller.
-        adopted = new.metadata.owner_references is not old.metadata.owner_references and (
-            self._reown(kind, key, old.metadata, new.metadata)
-        )
+        # The same owner-reference list (most writes share it): the same owners.
+        old_refs = old.metadata.owner_references
+        new_refs = new.metadata.owner_references
+        reowned = new_refs is not old_refs
+        adopted = reowned and self._reown(kind, key, old_refs, new_refs)
         self.writes += 1
         self._notify("MODIFIED", kind, old, new)
         if adopted:
             self._collect_if_orphan(kind, new.metadata)
+        if reowned and self._foreground:
+            self._unblock(old_refs, new_refs)
         return new
 
     def _undepend(self, uid: str, dep: tuple[str, str, str]) -> None:
-        """``dep`` no longer has the controller ``uid``; an owner left with none loses its entry.
+        """``dep`` no longer has the owner ``uid``; an owner left with none loses its entry.
 
         Kept, the entry of an owner deleted before its last dependent (an
         orphan made for a gone owner, then collected) would stay for ever.
@@ -313,22 +344,39 @@ class ApiServer:
             if not deps:
                 del self._dependents[uid]
 
-    def _reown(self, kind: str, key: ObjKey, old_meta: Any, new_meta: Any) -> bool:
-        """File the object under its new controller if that changed; whether it has a new one."""
-        old_ref = old_meta.controller_ref()
-        new_ref = new_meta.controller_ref()
+    def _reown(self, kind: str, key: ObjKey, old_refs: Any, new_refs: Any) -> bool:
+        """File the object under its owners if they changed; whether it has one it had not."""
         dep = (kind, key[0], key[1])
-        if old_ref is not None and (new_ref is None or new_ref.uid != old_ref.uid):
-            self._undepend(old_ref.uid, dep)
-        adopted = new_ref is not None and (old_ref is None or new_ref.uid != old_ref.uid)
-        if adopted:
-            self._dependents.setdefault(new_ref.uid, {})[dep] = None
+        # Lists of one reference or none (a claim takes a sandbox from its pool,
+        # a recycle gives it back): plain scans, no sets.
+        for ref in old_refs:
+            uid = ref.uid
+            if not any(r.uid == uid for r in new_refs):
+                self._undepend(uid, dep)
+        adopted = False
+        for ref in new_refs:
+            uid = ref.uid
+            if not any(r.uid == uid for r in old_refs):
+                self._dependents.setdefault(uid, {})[dep] = None
+                adopted = True
         return adopted
 
     def commit_delete(
-        self, kind: str, namespace: str, name: str, *, resource_version: str | None = None
+        self,
+        kind: str,
+        namespace: str,
+        name: str,
+        *,
+        resource_version: str | None = None,
+        propagation: Propagation | None = None,
     ) -> Any | None:
-        """Delete (or mark for deletion when finalizers remain); return the object or None."""
+        """Delete (or mark for deletion when finalizers remain); return the object or None.
+
+        ``propagation`` sets the garbage collector's finalizers first, as the
+        generic registry does for ``DeleteOptions.propagationPolicy``
+        (``Orphan`` and ``Foreground`` hold the object until the GC is done);
+        without it the object's own finalizers decide.
+        """
         store = self._objects.get(kind, {})
         key = (namespace, name)
         old = store.get(key)
@@ -336,43 +384,211 @@ class ApiServer:
             raise ApiError(404, "NotFound", f'{kind} "{name}" not found')
         if resource_version is not None and resource_version != old.metadata.resource_version:
             raise ApiError(409, "Conflict", f'Precondition failed: {kind} "{name}" was modified')
-        if old.metadata.finalizers:
-            if old.metadata.deletion_timestamp is not None:
-                return old
+        meta = old.metadata
+        finalizers = meta.finalizers
+        if propagation is not None:
+            finalizers = _propagated(finalizers, propagation)
+        if not finalizers:
+            self._remove(kind, key, old)
+            return None
+        deleting = meta.deletion_timestamp is not None
+        if deleting and finalizers is meta.finalizers:
+            return old
+        update: dict[str, Any] = {"resource_version": self._next_rv()}
+        if finalizers is not meta.finalizers:
+            update["finalizers"] = finalizers
+        if not deleting:
             # As the generic registry's ``markAsDeleting`` (and ``BeforeDelete`` for
             # a graceful delete): the first mark also bumps ``generation``.
-            gen = old.metadata.generation
-            new = old.model_copy()
-            new.metadata = old.metadata.model_copy(
-                update={
-                    "deletion_timestamp": self.ctx.now_dt().replace(microsecond=0),
-                    "generation": gen + 1 if gen else gen,
-                    "resource_version": self._next_rv(),
-                }
-            )
-            self._share_fields_sets(new)
-            store[key] = new
-            self.writes += 1
-            self._notify("MODIFIED", kind, old, new)
-            return new
-        self._remove(kind, key, old)
-        return None
+            gen = meta.generation
+            update["deletion_timestamp"] = self.ctx.now_dt().replace(microsecond=0)
+            update["generation"] = gen + 1 if gen else gen
+        new = old.model_copy()
+        new.metadata = meta.model_copy(update=update)
+        self._share_fields_sets(new)
+        store[key] = new
+        self.writes += 1
+        self._notify("MODIFIED", kind, old, new)
+        if not _GC_FINALIZERS.isdisjoint(finalizers):
+            self._start_gc(kind, new, meta.finalizers if deleting else ())
+        return new
 
     def _remove(self, kind: str, key: ObjKey, last: Any) -> None:
         store = self._objects[kind]
         old = store.pop(key)
-        ref = old.metadata.controller_ref()
-        if ref is not None:
-            self._undepend(ref.uid, (kind, key[0], key[1]))
+        refs = old.metadata.owner_references
+        dep = (kind, key[0], key[1])
+        for ref in refs:
+            self._undepend(ref.uid, dep)
         self.writes += 1
         self._notify("DELETED", kind, old, None)
-        # Garbage collection: dependents whose controller was this object go too
-        # (background cascading deletion).
+        # Garbage collection (background cascading deletion): each dependent of
+        # this object goes too, unless another of its owners still lives.
         uid = last.metadata.uid
         if uid is not None:
-            for dep_kind, ns, name in list(self._dependents.pop(uid, {})):
-                if self.peek(dep_kind, ns, name) is not None:
-                    self.commit_delete(dep_kind, ns, name)
+            deps = self._dependents.pop(uid, None)
+            if deps:
+                for dep_kind, ns, name in list(deps):
+                    self._attempt_to_delete(dep_kind, ns, name, gone=uid)
+        if self._foreground:
+            self._foreground.pop(uid or "", None)
+            self._unblock(refs, ())
+
+    # -- the garbage collector --------------------------------------------------------
+    #
+    # Upstream's GC works from watch events, a moment after each write; this
+    # one acts within the write that calls for it (an object created for an
+    # owner already gone: at the same instant, once the create has answered).
+
+    def _owner_state(self, ref: Any, namespace: str, gone: str | None = None) -> object:
+        """``classifyReferences`` for one reference: solid, dangling or waiting."""
+        if ref.uid == gone:
+            return _DANGLING
+        owner = self._objects.get(ref.kind, {}).get((namespace, ref.name))
+        if owner is None or owner.metadata.uid != ref.uid:
+            return _DANGLING
+        meta = owner.metadata
+        if meta.deletion_timestamp is not None and FOREGROUND in meta.finalizers:
+            return _WAITING
+        return _SOLID
+
+    def _attempt_to_delete(
+        self,
+        kind: str,
+        namespace: str,
+        name: str,
+        *,
+        gone: str | None = None,
+        uid: str | None = None,
+        why: str | None = None,
+    ) -> None:
+        """``attemptToDeleteItem``: delete the object if none of its owners lives.
+
+        An object with a live owner loses only its references to owners that
+        are gone or waiting for their dependents' deletion. One without is
+        deleted, in the foreground when an owner waits for it and it has
+        dependents of its own. ``gone`` is the uid of an owner just removed;
+        ``uid`` the object's (a later object of the same name is left alone);
+        ``why``, the event to record when the object is deleted.
+        """
+        obj = self._objects.get(kind, {}).get((namespace, name))
+        if obj is None:
+            return
+        meta = obj.metadata
+        refs = meta.owner_references
+        if not refs or meta.deletion_timestamp is not None or (uid is not None and meta.uid != uid):
+            return
+        policy: Propagation | None = None
+        if len(refs) != 1 or refs[0].uid != gone:  # not the common case: its only owner went
+            states = [(ref.uid, self._owner_state(ref, namespace, gone)) for ref in refs]
+            if any(state is _SOLID for _, state in states):
+                stale = {owner for owner, state in states if state is not _SOLID}
+                if stale:
+                    self._drop_owner_refs(obj, stale)
+                return
+            if any(state is _WAITING for _, state in states) and self._dependents.get(
+                meta.uid or ""
+            ):
+                policy = "Foreground"
+        if why is not None:
+            self.ctx.record(why, f"{kind}/{namespace}/{name}")
+        self.commit_delete(kind, namespace, name, propagation=policy)
+        if policy is not None and self._waits_for_a_waiting_dependent(meta.uid or ""):
+            # Upstream's cycle detection: owners and dependents waiting for each
+            # other would wait for ever, so this one stops blocking its owners.
+            # (Upstream unblocks before the delete; here the delete comes first
+            # so that the owners this frees do not remove it under the delete.)
+            self._unblock_owner_refs(kind, namespace, name)
+
+    def _waits_for_a_waiting_dependent(self, uid: str) -> bool:
+        """Whether a dependent of ``uid`` is itself being deleted in the foreground."""
+        for dep_kind, ns, name in self._dependents.get(uid, ()):
+            dep = self._objects.get(dep_kind, {}).get((ns, name))
+            if dep is not None and dep.metadata.uid in self._foreground:
+                return True
+        return False
+
+    def _unblock_owner_refs(self, kind: str, namespace: str, name: str) -> None:
+        """Set ``blockOwnerDeletion: false`` on the object's owner references."""
+        obj = self._objects.get(kind, {}).get((namespace, name))
+        if obj is None:
+            return
+        meta = obj.metadata
+        refs = [
+            r.model_copy(update={"block_owner_deletion": False}) if r.block_owner_deletion else r
+            for r in meta.owner_references
+        ]
+        new = obj.model_copy(
+            update={"metadata": meta.model_copy(update={"owner_references": refs})}
+        )
+        self.commit_update(new, check_rv=False)
+
+    def _start_gc(self, kind: str, obj: Any, before: Any) -> None:
+        """An object marked for deletion with a GC finalizer it did not have: act on it."""
+        meta = obj.metadata
+        key = (kind, meta.namespace, meta.name)
+        if ORPHAN in meta.finalizers and ORPHAN not in before:
+            self._orphan_dependents(key, meta.uid or "")
+        if FOREGROUND in meta.finalizers and FOREGROUND not in before:
+            uid = meta.uid or ""
+            self._foreground[uid] = key
+            for dep_kind, ns, name in list(self._dependents.get(uid, ())):
+                self._attempt_to_delete(dep_kind, ns, name)
+            self._finish_foreground(uid)
+
+    def _orphan_dependents(self, key: tuple[str, str, str], uid: str) -> None:
+        """``orphanDependents``: remove the owner's references from its dependents, then ``orphan``."""
+        for dep_kind, ns, name in list(self._dependents.get(uid, ())):
+            dep = self._objects.get(dep_kind, {}).get((ns, name))
+            if dep is not None:
+                self._drop_owner_refs(dep, {uid})
+        self._drop_finalizer(key, uid, ORPHAN)
+
+    def _unblock(self, old_refs: Any, new_refs: Any) -> None:
+        """Owners waiting in the foreground that these references no longer block: finish them."""
+        waiting = self._foreground
+        for ref in old_refs:
+            uid = ref.uid
+            if (
+                ref.block_owner_deletion
+                and uid in waiting
+                and not any(r.uid == uid and r.block_owner_deletion for r in new_refs)
+            ):
+                self._finish_foreground(uid)
+
+    def _finish_foreground(self, uid: str) -> None:
+        """``processDeletingDependentsItem``: no blocking dependent left, remove ``foregroundDeletion``."""
+        key = self._foreground.get(uid)
+        if key is None:
+            return
+        for dep_kind, ns, name in self._dependents.get(uid, ()):
+            dep = self._objects.get(dep_kind, {}).get((ns, name))
+            if dep is not None and any(
+                r.uid == uid and r.block_owner_deletion for r in dep.metadata.owner_references
+            ):
+                return
+        del self._foreground[uid]
+        self._drop_finalizer(key, uid, FOREGROUND)
+
+    def _drop_owner_refs(self, obj: Any, uids: set[str]) -> None:
+        """Remove the references to ``uids`` from ``obj`` (the GC's patch of its dependents)."""
+        meta = obj.metadata
+        refs = [r for r in meta.owner_references if r.uid not in uids]
+        new = obj.model_copy(
+            update={"metadata": meta.model_copy(update={"owner_references": refs})}
+        )
+        self.commit_update(new, check_rv=False)
+
+    def _drop_finalizer(self, key: tuple[str, str, str], uid: str, finalizer: str) -> None:
+        """Remove one of the GC's finalizers from the object ``key`` (if still that object)."""
+        kind, namespace, name = key
+        obj = self._objects.get(kind, {}).get((namespace, name))
+        if obj is None or obj.metadata.uid != uid or finalizer not in obj.metadata.finalizers:
+            return
+        meta = obj.metadata
+        kept = [f for f in meta.finalizers if f != finalizer]
+        new = obj.model_copy(update={"metadata": meta.model_copy(update={"finalizers": kept})})
+        self.commit_update(new, check_rv=False)
 
     def _notify(self, event_type: str, kind: str, old: Any, new: Any) -> None:
         ctx = self.ctx
@@ -450,7 +666,11 @@ class ApiServer:
         current = self._objects.get(kind, {}).get((namespace, name))  # peek(), on every patch
         if current is None:
             raise ApiError(404, "NotFound", f'{kind} "{name}" not found')
-        if resource_version is not None and resource_version != current.metadata.resource_version:
+        if (
+            resource_version is not None
+            and resource_version != current.metadata.resource_version
+            and is_precondition(resource_version)
+        ):
             raise ApiError(409, "Conflict", f'{kind} "{name}": the object has been modified')
         # Copy only what the patch may change: metadata always, then the status
         # for a status patch or the spec for a main-resource patch.
@@ -497,6 +717,33 @@ def pod_update_refusal(old: Any, new: Any) -> str | None:
     return pod_update_error(old.spec, new.spec)
 
 
+def is_precondition(resource_version: str) -> bool:
+    """Whether an update's ``resourceVersion`` is a precondition (compare-and-swap).
+
+    As ``Store.Update``: a version that parses to 0, or none at all, asks for
+    an unconditional update, which pods and custom resources allow.
+    """
+    return resource_version.strip("0") != ""
+
+
+def _propagated(finalizers: list[str], policy: Propagation) -> list[str]:
+    """The finalizers after a delete with ``policy`` (``deletionFinalizersForGarbageCollection``).
+
+    The same list when nothing changes.
+    """
+    kept = [f for f in finalizers if f not in _GC_FINALIZERS]
+    if policy == "Orphan":
+        kept.append(ORPHAN)
+    elif policy == "Foreground":
+        kept.append(FOREGROUND)
+    return finalizers if set(kept) == set(finalizers) else kept
+
+
+_SOLID: Final = object()
+_DANGLING: Final = object()
+_WAITING: Final = object()
+
+
 def _one_level(value: Any) -> Any:
     """A copy one level deep: a model's fields, or a dict's or list's items, are shared."""
     # Models first: a patch copies the metadata and a status or spec, mostly models.
@@ -512,7 +759,7 @@ def _one_level(value: Any) -> Any:
 
 
 class _CollectOrphan:
-    """The garbage collector deleting an object created after its controller was gone."""
+    """The garbage collector looking at an object created (or re-owned) for an owner gone."""
 
     __slots__ = ("api", "kind", "name", "namespace", "uid")
 
@@ -524,17 +771,9 @@ class _CollectOrphan:
         self.uid = uid
 
     def __call__(self, _event: simpy.Event) -> None:
-        api = self.api
-        obj = api.peek(self.kind, self.namespace, self.name)
-        if obj is None or obj.metadata.uid != self.uid:
-            return
-        ref = obj.metadata.controller_ref()
-        if ref is not None:
-            owner = api.peek(ref.kind, self.namespace, ref.name)
-            if owner is not None and owner.metadata.uid == ref.uid:
-                return
-        api.ctx.record("gc.orphan_deleted", f"{self.kind}/{self.namespace}/{self.name}")
-        api.commit_delete(self.kind, self.namespace, self.name)
+        self.api._attempt_to_delete(
+            self.kind, self.namespace, self.name, uid=self.uid, why="gc.orphan_deleted"
+        )
 
 
 class _Delivery:

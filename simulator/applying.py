@@ -1,14 +1,15 @@
 """``kubectl apply`` against the simulated API server: plan every write, then commit.
 
 An apply is all or nothing: every check the API server would make at commit
-time (a name given twice, a ``resourceVersion`` on a create or a stale one on
-an update, a ``uid`` other than the stored object's, an immutable field, a
-pod update it refuses, a finalizer added to an object being deleted) runs
-while planning, against the stored objects, so that one bad document raises
-one :class:`InvalidError` before anything has changed.
+time (a name given twice, a non-zero ``resourceVersion`` on a create or a
+stale one on an update, a ``uid`` other than the stored object's, an
+immutable field, a pod update it refuses, a finalizer added to an object
+being deleted) runs while planning, against the stored objects, so that one
+bad document raises one :class:`InvalidError` before anything has changed.
 
 An update replaces the labels, annotations and spec of the stored object with
-the manifest's, and its finalizers when the manifest states them; status and
+the manifest's, and its finalizers when the manifest states them (``null``
+states none); status and
 the other metadata stay the API server's. An update that changes nothing is
 not written (no new ``resourceVersion``, no watch event), as the API server
 skips a no-op update.
@@ -25,7 +26,7 @@ from pytest_kruise_agents.api.manifest import KubeObject
 from pytest_kruise_agents.api.pod import default_requests
 from pytest_kruise_agents.api.sandboxclaim import SandboxClaim
 from pytest_kruise_agents.api.sandboxtemplate import SandboxTemplate
-from simulator.apiserver import ApiServer, pod_update_refusal
+from simulator.apiserver import ApiServer, is_precondition, pod_update_refusal
 from simulator.errors import ConflictError
 
 __all__ = ["Write", "commit", "plan"]
@@ -103,10 +104,11 @@ def _completes_deletion(write: Write) -> bool:
 
 def _fresh(where: str, obj: KubeObject) -> Any:
     """The object to create from ``obj``; refused if it claims to be a stored version."""
-    if obj.metadata.resource_version:
+    if obj.metadata.resource_version and is_precondition(obj.metadata.resource_version):
         # The API server's answer: the manifest is a dump of an object that
         # no longer exists (``kubectl get -o yaml``, delete, apply); creating
         # it would pass an old version off as current. Drop the field to create.
+        # (etcd3's ``store.Create`` refuses a non-zero version only: "0" is none.)
         raise InvalidError(
             f"{where} metadata.resourceVersion",
             f"should not be set on objects to be created, got {obj.metadata.resource_version!r}",
@@ -128,8 +130,9 @@ def _update(where: str, existing: Any, obj: KubeObject) -> Any | None:
             f"Precondition failed: UID in precondition: {meta.uid}, UID in object meta: {old.uid}",
         )
     rv = meta.resource_version
-    # An empty resourceVersion is no precondition, as on a create.
-    if rv and rv != old.resource_version:
+    # An empty resourceVersion is no precondition, as on a create, and one
+    # that parses to 0 asks for an unconditional update (``Store.Update``).
+    if rv and rv != old.resource_version and is_precondition(rv):
         # kubectl sends the manifest's resourceVersion: an optimistic lock.
         raise ConflictError(
             f"{where} metadata.resourceVersion",
@@ -173,7 +176,8 @@ def _finalizers(where: str, existing: Any, obj: KubeObject) -> list[str]:
 
     A manifest that does not mention finalizers leaves those of the
     controllers (a pod's, a sandbox's) in place, as kubectl apply leaves the
-    fields it does not manage; ``finalizers: []`` removes them all.
+    fields it does not manage; ``finalizers: []`` removes them all, and so
+    does ``finalizers: null`` (loaded as a stated empty list).
     """
     meta, old = obj.metadata, existing.metadata
     if "finalizers" not in meta.model_fields_set and not meta.finalizers:

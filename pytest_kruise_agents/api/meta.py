@@ -15,6 +15,7 @@ from pytest_kruise_agents.api.validation import (
     check_labels,
     dns_label_problem,
     dns_subdomain_problem,
+    generate_name_problem,
 )
 
 __all__ = [
@@ -103,11 +104,17 @@ class ObjectMeta(KubeModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _drop_server_set_fields(cls, data: Any) -> Any:
+    def _drop_server_set_fields(cls, data: Any, info: ValidationInfo) -> Any:
         # ``kubectl get -o yaml`` prints fields only the API server sets; an
         # apply of that output is accepted and they are ignored, as there.
         if isinstance(data, dict) and not _SERVER_SET_FIELDS.isdisjoint(data):
-            return {key: value for key, value in data.items() if key not in _SERVER_SET_FIELDS}
+            data = {key: value for key, value in data.items() if key not in _SERVER_SET_FIELDS}
+        # ``finalizers: null`` states "none", as ``labels: null`` does (a PUT
+        # decodes it as empty, kubectl apply deletes the field): unlike other
+        # null fields, it is kept as set, so that an apply removes the stored
+        # ones. (This runs before the base class's pruning of null fields.)
+        if from_manifest(info) and isinstance(data, dict) and data.get("finalizers", ()) is None:
+            data = {**data, "finalizers": []}
         return data
 
     # The API server checks metadata it is sent; the simulator's controllers
@@ -131,14 +138,10 @@ class ObjectMeta(KubeModel):
     def _generate_name(cls, value: str | None, info: ValidationInfo) -> str | None:
         # The API server checks a prefix as the names made from it will be:
         # a trailing '-' is fine since a suffix follows ("base-" -> "base-x7k2p").
-        if value and from_manifest(info):
-            masked = value[:-1] + "a" if value.endswith("-") else value
-            if dns_subdomain_problem(masked) is not None:
-                raise ValueError(
-                    f"invalid prefix {value!r}: names made from it must be lowercase RFC 1123 "
-                    "subdomains (lower case alphanumeric characters, '-' or '.', starting and "
-                    "ending with an alphanumeric character)"
-                )
+        # Refused here, before any write, what it would refuse once it made the name.
+        why = generate_name_problem(value) if value and from_manifest(info) else None
+        if why is not None:
+            raise ValueError(why)
         return value
 
     @field_validator("namespace")

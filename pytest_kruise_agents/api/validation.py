@@ -29,6 +29,7 @@ __all__ = [
     "check_string_keys",
     "dns_label_problem",
     "dns_subdomain_problem",
+    "generate_name_problem",
     "label_value_problem",
     "name_as_label_problem",
     "qualified_name_problem",
@@ -46,6 +47,10 @@ _NAME_PART_RULE: Final = (
 )
 ANNOTATIONS_MAX: Final = 256 * 1024
 """``TotalAnnotationSizeLimitB``: the bytes all annotation keys and values may take."""
+GENERATED_PREFIX_MAX: Final = 63 - 5
+"""``SimpleNameGenerator``'s ``maxGeneratedNameLength``: a prefix is cut to this length."""
+_GENERATED_SUFFIX: Final = "x" * 5
+"""Stands for the 5 random lowercase alphanumeric characters the generator appends."""
 
 
 class FieldProblem(ValueError):
@@ -82,6 +87,26 @@ def dns_subdomain_problem(value: str) -> str | None:
         f"invalid value {value!r}: a lowercase RFC 1123 subdomain must consist of lower case "
         "alphanumeric characters, '-' or '.', start and end with an alphanumeric character, "
         "and have at most 253 characters"
+    )
+
+
+def generate_name_problem(prefix: str) -> str | None:
+    """Why ``prefix`` cannot be a ``generateName`` (``base-``), or ``None``.
+
+    The API server checks the prefix itself (``NameIsDNSSubdomain(prefix,
+    true)``, whose ``maskTrailingDash`` replaces the last two characters of a
+    prefix that ends in '-' with an 'a', after a first one: ``-`` alone is
+    refused), then the name generated from it (the prefix cut to 58
+    characters, plus 5): ``a.-`` passes the first check, and makes no name.
+    """
+    masked = prefix[:-2] + "a" if len(prefix) > 1 and prefix.endswith("-") else prefix
+    generated = prefix[:GENERATED_PREFIX_MAX] + _GENERATED_SUFFIX
+    if dns_subdomain_problem(masked) is None and dns_subdomain_problem(generated) is None:
+        return None
+    return (
+        f"invalid prefix {prefix!r}: names made from it must be lowercase RFC 1123 "
+        "subdomains (lower case alphanumeric characters, '-' or '.', starting and "
+        "ending with an alphanumeric character)"
     )
 
 
@@ -150,13 +175,19 @@ def check_labels(labels: Mapping[Any, Any], loc: Sequence[int | str] = ()) -> No
 
 
 def check_annotations(annotations: Mapping[Any, Any], loc: Sequence[int | str] = ()) -> None:
-    """Raise :class:`FieldProblem` for a bad annotation key, or annotations over 256 KiB."""
+    """Raise :class:`FieldProblem` for a bad annotation key, or annotations over 256 KiB.
+
+    The case of a key does not matter (``Example.COM/owner`` is fine): apimachinery's
+    ``ValidateAnnotations`` checks ``IsQualifiedName(strings.ToLower(k))``,
+    where label keys and finalizers are checked as written.
+    """
     size = 0
     for key, value in annotations.items():
         if not isinstance(key, str):
             continue
-        why = qualified_name_problem(key)
-        if why is not None:
+        if qualified_name_problem(_go_lower(key)) is not None:
+            # Quote the key as written (it is invalid in any case, so as written too).
+            why = qualified_name_problem(key) or f"invalid key {key!r}"
             raise FieldProblem((*loc, key), why)
         # surrogatepass: a lone surrogate (read as U+FFFD later, as Go does) is 3 bytes too.
         size += _utf8_size(key) + (_utf8_size(value) if isinstance(value, str) else 0)
@@ -164,17 +195,35 @@ def check_annotations(annotations: Mapping[Any, Any], loc: Sequence[int | str] =
         raise FieldProblem(loc, f"may not be more than 256 KiB in total, got {size} bytes")
 
 
+def _go_lower(text: str) -> str:
+    """``text`` as Go's ``strings.ToLower`` makes it: each character's own lower case.
+
+    Python's ``str.lower`` makes two characters of one (``İ`` becomes
+    ``i̇``) where Go's ``unicode.ToLower`` keeps one (``i``).
+    """
+    if text.isascii():
+        return text.lower()
+    return "".join([c.lower()[:1] or c for c in text])
+
+
 def _utf8_size(text: str) -> int:
     return len(text.encode("utf-8", "surrogatepass"))
 
 
 def check_finalizers(finalizers: Sequence[Any], loc: Sequence[int | str] = ()) -> None:
-    """Raise :class:`FieldProblem` for a finalizer that is no qualified name."""
+    """Raise :class:`FieldProblem` for a finalizer that is no qualified name.
+
+    As apimachinery's ``ValidateFinalizers``, the garbage collector's
+    ``orphan`` and ``foregroundDeletion`` cannot both be set: the dependents
+    would be both kept and deleted.
+    """
     for i, name in enumerate(finalizers):
         if isinstance(name, str):
             why = qualified_name_problem(name)
             if why is not None:
                 raise FieldProblem((*loc, i), why.replace("invalid key", "invalid finalizer"))
+    if "orphan" in finalizers and "foregroundDeletion" in finalizers:
+        raise FieldProblem(loc, "finalizer orphan and foregroundDeletion cannot be both set")
 
 
 def check_string_keys(value: Any, loc: Sequence[int | str] = ()) -> None:

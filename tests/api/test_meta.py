@@ -35,6 +35,13 @@ def problem(**metadata: Any) -> tuple[str, str]:
         ({"labels": {"k": "has space"}}, "metadata.labels.k", "invalid value 'has space'"),
         ({"annotations": {"": "x"}}, "metadata.annotations[]", "must not be empty"),
         ({"finalizers": ["bad finalizer"]}, "metadata.finalizers[0]", "invalid finalizer"),
+        (
+            {"finalizers": ["orphan", "foregroundDeletion"]},
+            "metadata.finalizers",
+            "finalizer orphan and foregroundDeletion cannot be both set",
+        ),
+        ({"finalizers": ["Example.com/x"]}, "metadata.finalizers[0]", "lowercase DNS subdomain"),
+        ({"labels": {"Example.com/x": "1"}}, "metadata.labels[Example.com/x]", "lowercase DNS"),
     ],
 )
 def test_label_and_annotation_keys_label_values_and_finalizers_are_checked(
@@ -57,6 +64,31 @@ def test_good_keys_values_and_finalizers_load() -> None:
     assert meta.labels["example.com/team"] == ""
 
 
+@pytest.mark.parametrize(
+    "prefix",
+    [
+        "-",  # the trailing '-' is masked only after another character
+        "a.-",  # masked as upstream does ("aa"), but "a.-x7k2p" is no subdomain
+        "x.-",
+        "ab.",  # no mask for a trailing '.', although "ab.x7k2p" would do
+        "a" * 56 + ".--",  # cut to 58 characters, the prefix ends in ".-"
+        "a" * 254 + "-",
+    ],
+)
+def test_a_generate_name_that_makes_no_valid_name_is_refused(prefix: str) -> None:
+    """As ``ValidateObjectMeta`` checks the prefix (``NameIsDNSSubdomain(prefix=true)``) and
+    the generic registry validates the generated name: either refusal names generateName."""
+    where, reason = problem(generateName=prefix)
+    assert where == "document[0] metadata.generateName"
+    assert f"invalid prefix {prefix!r}" in reason
+
+
+@pytest.mark.parametrize("prefix", ["a-", "base-", "a--", "a.b-", "x", "a" * 100 + "-"])
+def test_a_generate_name_that_makes_valid_names_loads(prefix: str) -> None:
+    """A prefix is cut to 58 characters, and the 5-character suffix follows it."""
+    assert load_manifest(claim(generateName=prefix)).metadata.generate_name == prefix
+
+
 def test_a_generate_name_must_make_valid_names() -> None:
     """``Bad_Name.`` would make ``Bad_Name.x7k2p``, which no later load accepts: refused."""
     where, reason = problem(generateName="Bad_Name.")
@@ -64,6 +96,40 @@ def test_a_generate_name_must_make_valid_names() -> None:
     assert "invalid prefix 'Bad_Name.'" in reason
     # A trailing '-' is the usual form: the generated suffix follows it.
     assert load_manifest(claim(generateName="base-")).metadata.generate_name == "base-"
+
+
+def test_annotation_keys_are_checked_in_lower_case_wherever_they_are_written() -> None:
+    """Object annotations, a pod template's and a claim's ``spec.annotations`` alike."""
+    key = "Example.COM/Owner"
+    assert load_manifest(claim(name="c", annotations={key: "x"})).metadata.annotations == {key: "x"}
+    doc = claim(name="c")
+    doc["spec"]["annotations"] = {key: "x"}
+    loaded: Any = load_manifest(doc)
+    assert loaded.spec.annotations == {key: "x"}
+    pool = {
+        "apiVersion": "agents.kruise.io/v1alpha1",
+        "kind": "SandboxSet",
+        "metadata": {"name": "base"},
+        "spec": {
+            "replicas": 0,
+            "template": {
+                "metadata": {"annotations": {key: "x"}},
+                "spec": {"containers": [{"name": "c", "image": "img:1"}]},
+            },
+        },
+    }
+    loaded = load_manifest(pool)
+    assert loaded.spec.template["metadata"]["annotations"] == {key: "x"}
+
+
+@pytest.mark.parametrize(("finalizers", "stated"), [(None, True), ([], True), ("absent", False)])
+def test_finalizers_null_is_stated_empty(finalizers: Any, stated: bool) -> None:
+    """``finalizers: null`` states "no finalizers" (a PUT decodes it as empty, kubectl apply
+    deletes the field), as ``[]`` does; only a manifest without the field leaves them unstated."""
+    meta = {"name": "c"} if finalizers == "absent" else {"name": "c", "finalizers": finalizers}
+    loaded = load_manifest(claim(**meta)).metadata
+    assert loaded.finalizers == []
+    assert ("finalizers" in loaded.model_fields_set) is stated
 
 
 def test_an_empty_namespace_is_the_default_namespace() -> None:

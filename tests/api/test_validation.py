@@ -78,3 +78,47 @@ def test_a_problem_in_a_map_points_at_its_key() -> None:
         check_finalizers(["example.com/ok", "bad finalizer"])
     assert info.value.loc == (1,)
     assert info.value.reason.startswith("invalid finalizer 'bad finalizer'")
+
+
+# What Go's strings.ToLower makes ASCII: the Kelvin sign and the dotted capital I.
+CASE_FREE_KEYS = [
+    "Example.COM/Owner",
+    "EXAMPLE.com/x",
+    "ex\u212aample.com/x",
+    "example.com/\u0130d",
+]
+
+
+@pytest.mark.parametrize("key", CASE_FREE_KEYS)
+def test_an_annotation_key_is_checked_in_lower_case(key: str) -> None:
+    """apimachinery's ``ValidateAnnotations`` checks ``IsQualifiedName(strings.ToLower(k))``:
+    the case of an annotation key does not matter, and the key is kept as written."""
+    check_annotations({key: "x"})
+
+
+@pytest.mark.parametrize("key", CASE_FREE_KEYS[:2])
+def test_label_keys_and_finalizers_stay_case_sensitive(key: str) -> None:
+    """Labels and finalizers are checked as written: an upper-case prefix is refused."""
+    with pytest.raises(FieldProblem, match="lowercase DNS subdomain"):
+        check_labels({key: "x"})
+    with pytest.raises(FieldProblem, match="lowercase DNS subdomain"):
+        check_finalizers([key])
+
+
+def test_an_annotation_key_invalid_in_any_case_names_the_key_as_written() -> None:
+    """The error quotes the user's key, not its lower-case form."""
+    with pytest.raises(FieldProblem) as info:
+        check_annotations({"Bad Key!": "x"})
+    assert info.value.loc == ("Bad Key!",)
+    assert "'Bad Key!'" in info.value.reason
+
+
+def test_the_orphan_and_foreground_finalizers_exclude_each_other() -> None:
+    """apimachinery's ``ValidateFinalizers``: one object cannot both orphan its dependents and
+    wait for their deletion. The problem is the list's, not an item's."""
+    check_finalizers(["orphan"])
+    check_finalizers(["foregroundDeletion", "example.com/keep"])
+    with pytest.raises(FieldProblem) as info:
+        check_finalizers(["orphan", "example.com/keep", "foregroundDeletion"])
+    assert info.value.loc == ()
+    assert info.value.reason == "finalizer orphan and foregroundDeletion cannot be both set"

@@ -233,6 +233,20 @@ def test_a_model_built_in_python_without_finalizers_keeps_the_stored_ones(
     assert len(cluster.list("sbx")) == 1
 
 
+@pytest.mark.parametrize("deleting", [False, True], ids=["live", "terminating"])
+def test_finalizers_null_states_no_finalizers(cluster: Cluster, deleting: bool) -> None:
+    """``finalizers: null`` is stated, as ``labels: null`` is (kubectl apply deletes the field, a
+    PUT decodes it as empty): the stored finalizers go, and a deletion they held completes."""
+    cluster.apply(with_finalizers(pool_yaml(replicas=0), ["example.com/keep"]))
+    if deleting:
+        cluster.delete("sbs", "base")
+    doc: dict[str, Any] = yaml.safe_load(pool_yaml(replicas=0))
+    doc["metadata"].update(finalizers=None, labels=None)
+    (after,) = cluster.apply(doc)
+    assert after.metadata.finalizers == []
+    assert [s.metadata.name for s in cluster.list("sbs")] == ([] if deleting else ["base"])
+
+
 def test_no_finalizer_can_be_added_to_an_object_being_deleted(cluster: Cluster) -> None:
     """As the API server: an object marked for deletion takes no new finalizer."""
     cluster.apply(with_finalizers(pool_yaml(replicas=0), ["example.com/keep"]))
@@ -245,15 +259,62 @@ def test_no_finalizer_can_be_added_to_an_object_being_deleted(cluster: Cluster) 
     assert snapshot(cluster) == before
 
 
+def sandbox_owners(cluster: Cluster) -> list[list[str]]:
+    return [[r.kind for r in s.metadata.owner_references] for s in cluster.list("sbx")]
+
+
+def test_a_pool_held_by_orphan_goes_and_leaves_its_sandboxes(cluster: Cluster) -> None:
+    """``orphan`` is the garbage collector's: it takes the set's references off its sandboxes,
+    then removes the finalizer, and the set goes; the sandboxes and their pods stay."""
+    cluster.apply(with_finalizers(pool_yaml(replicas=2), ["orphan"]))
+    cluster.wait_for_pool("base")
+    assert sandbox_owners(cluster) == [["SandboxSet"], ["SandboxSet"]]
+    cluster.delete("sbs", "base")
+    with pytest.raises(NotFoundError):
+        cluster.get("sbs", "base")
+    cluster.advance(30)
+    assert sandbox_owners(cluster) == [[], []]
+    assert len(cluster.list("pod")) == 2
+
+
+def test_a_pool_deleted_in_the_foreground_goes_after_its_sandboxes(cluster: Cluster) -> None:
+    """``foregroundDeletion``: the garbage collector deletes the sandboxes (each in the
+    foreground too, as it has a pod), and the set stays Terminating until they are gone."""
+    cluster.apply(with_finalizers(pool_yaml(replicas=2), ["foregroundDeletion"]))
+    cluster.wait_for_pool("base")
+    cluster.delete("sbs", "base")
+    held = cluster.get("sbs", "base")
+    assert held.metadata.deletion_timestamp is not None
+    assert held.metadata.finalizers == ["foregroundDeletion"]
+    assert all(s.metadata.deletion_timestamp is not None for s in cluster.list("sbx"))
+    cluster.advance(60)
+    with pytest.raises(NotFoundError):
+        cluster.get("sbs", "base")
+    assert cluster.list("sbx") == [] and cluster.list("pod") == []
+
+
 # -- 4. no-op updates and stale resourceVersions --------------------------------------
 
 
-def test_an_empty_resource_version_is_no_precondition(pooled: Cluster) -> None:
-    """``resourceVersion: ""`` is no version at all, on an update as on a create."""
+@pytest.mark.parametrize("version", ["", "0", "000"])
+def test_an_empty_or_zero_resource_version_is_no_precondition(
+    pooled: Cluster, version: str
+) -> None:
+    """``resourceVersion: ""`` is no version at all, on an update as on a create; one that
+    parses to 0 asks for an unconditional update (``Store.Update``), which custom resources
+    and pods allow."""
     doc: dict[str, Any] = yaml.safe_load(pool_yaml(replicas=4))
-    doc["metadata"]["resourceVersion"] = ""
+    doc["metadata"]["resourceVersion"] = version
     (updated,) = pooled.apply(doc)
     assert updated.spec.replicas == 4
+
+
+def test_a_zero_resource_version_may_come_with_a_create(cluster: Cluster) -> None:
+    """The store refuses only a non-zero version on a create (etcd3 ``store.Create``)."""
+    doc: dict[str, Any] = yaml.safe_load(pool_yaml(replicas=0))
+    doc["metadata"]["resourceVersion"] = "0"
+    (made,) = cluster.apply(doc)
+    assert made.metadata.resource_version not in (None, "", "0")
 
 
 def test_re_applying_a_pod_that_states_only_limits_writes_nothing(cluster: Cluster) -> None:

@@ -439,3 +439,264 @@ def test_an_event_is_one_line_whatever_its_detail_quotes() -> None:
         "6.000000 a ü ok\n"
     )
     assert len(log.text().splitlines()) == 2
+
+
+# -- garbage collection: every owner reference, orphan and foreground deletion ---------
+
+
+def ref_to(owner: Any, *, controller: bool = False, block: bool | None = None) -> OwnerReference:
+    return OwnerReference(
+        api_version="agents.kruise.io/v1alpha1",
+        kind=owner.kind,
+        name=owner.metadata.name,
+        uid=owner.metadata.uid or "",
+        controller=controller,
+        block_owner_deletion=block,
+    )
+
+
+def dependent(
+    api: ApiServer, name: str, *refs: OwnerReference, finalizers: tuple[str, ...] = ()
+) -> Pod:
+    made: Pod = api.commit_create(
+        Pod(
+            metadata=ObjectMeta(name=name, owner_references=list(refs), finalizers=list(finalizers))
+        )
+    )
+    return made
+
+
+def owner_with(api: ApiServer, name: str, *finalizers: str) -> SandboxClaim:
+    c = claim(name)
+    c.metadata.finalizers = list(finalizers)
+    made: SandboxClaim = api.commit_create(c)
+    return made
+
+
+def release(api: ApiServer, kind: str, name: str, finalizer: str) -> None:
+    """Remove one finalizer, as the controller that put it there would."""
+    obj = api.peek(kind, "default", name).model_copy(deep=True)
+    obj.metadata.finalizers = [f for f in obj.metadata.finalizers if f != finalizer]
+    api.commit_update(obj)
+
+
+def owner_names(api: ApiServer, name: str) -> list[str]:
+    return [r.name for r in api.peek("Pod", "default", name).metadata.owner_references]
+
+
+@pytest.mark.parametrize("controller", [True, False], ids=["controller", "plain-owner"])
+def test_a_dependent_with_a_live_owner_left_stays_and_loses_the_dead_reference(
+    ctx: SimContext, controller: bool
+) -> None:
+    """As upstream's ``attemptToDeleteItem``: an object that still has an owner is kept, and
+    the reference to the owner that went is removed, whichever of the two was the controller."""
+    api = ApiServer(ctx)
+    a, b = api.commit_create(claim("a")), api.commit_create(claim("b"))
+    dependent(api, "p", ref_to(a, controller=controller), ref_to(b, controller=not controller))
+    api.commit_delete("SandboxClaim", "default", "a")
+    assert owner_names(api, "p") == ["b"]
+    api.commit_delete("SandboxClaim", "default", "b")
+    assert api.peek("Pod", "default", "p") is None
+    assert api._dependents == {}
+
+
+def test_a_dependent_whose_only_owner_is_no_controller_goes_with_it(ctx: SimContext) -> None:
+    """Every owner reference counts, not only ``controller: true``: no owner left, no object."""
+    api = ApiServer(ctx)
+    a = api.commit_create(claim("a"))
+    dependent(api, "p", ref_to(a))
+    api.commit_delete("SandboxClaim", "default", "a")
+    assert api.peek("Pod", "default", "p") is None
+
+
+def test_a_reference_to_a_gone_owner_is_removed_when_another_owner_lives(
+    ctx: SimContext,
+) -> None:
+    """Created naming a live owner and a deleted one: kept, the dangling reference removed;
+    naming only gone owners (controller or not): collected."""
+    api = ApiServer(ctx)
+    live, gone = api.commit_create(claim("live")), api.commit_create(claim("gone"))
+    api.commit_delete("SandboxClaim", "default", "gone")
+    dependent(api, "kept", ref_to(live, controller=True), ref_to(gone))
+    dependent(api, "orphan", ref_to(gone))
+    ctx.env.run(until=0.001)
+    assert owner_names(api, "kept") == ["live"]
+    assert api.peek("Pod", "default", "orphan") is None
+    assert [e.detail for e in ctx.log.of_kind("gc.orphan_deleted")] == ["Pod/default/orphan"]
+
+
+def test_the_orphan_finalizer_keeps_the_dependents_and_lets_the_owner_go(
+    ctx: SimContext,
+) -> None:
+    """Deleting an owner held by ``orphan``: the GC removes its references from the
+    dependents (which stay, a finalizer of their own or not), then the finalizer; the owner goes."""
+    api = ApiServer(ctx)
+    owner = owner_with(api, "owner", "orphan")
+    other = api.commit_create(claim("other"))
+    dependent(api, "p1", ref_to(owner, controller=True, block=True))
+    dependent(api, "p2", ref_to(owner, controller=True), ref_to(other), finalizers=("x/y",))
+    api.commit_delete("SandboxClaim", "default", "owner")
+    assert api.peek("SandboxClaim", "default", "owner") is None
+    assert owner_names(api, "p1") == []
+    assert owner_names(api, "p2") == ["other"]
+    assert api.peek("Pod", "default", "p2").metadata.deletion_timestamp is None
+
+
+def test_the_orphan_finalizer_goes_but_another_one_still_holds_the_owner(
+    ctx: SimContext,
+) -> None:
+    """Only the GC's finalizer is the GC's to remove: the owner stays Terminating on the user's."""
+    api = ApiServer(ctx)
+    owner = owner_with(api, "owner", "example.com/keep", "orphan")
+    dependent(api, "p", ref_to(owner, controller=True))
+    api.commit_delete("SandboxClaim", "default", "owner")
+    held = api.peek("SandboxClaim", "default", "owner")
+    assert held.metadata.finalizers == ["example.com/keep"]
+    assert held.metadata.deletion_timestamp is not None
+    assert owner_names(api, "p") == []
+
+
+def test_foreground_deletion_waits_for_the_dependents_that_block_it(ctx: SimContext) -> None:
+    """``foregroundDeletion``: every dependent is deleted at once; the owner keeps the
+    finalizer until those whose reference has ``blockOwnerDeletion`` are gone, then goes."""
+    api = ApiServer(ctx)
+    owner = owner_with(api, "owner", "foregroundDeletion")
+    dependent(api, "blocks", ref_to(owner, controller=True, block=True), finalizers=("x/y",))
+    dependent(api, "free", ref_to(owner, block=False), finalizers=("x/y",))
+    dependent(api, "plain", ref_to(owner, block=True))
+    api.commit_delete("SandboxClaim", "default", "owner")
+    assert api.peek("Pod", "default", "plain") is None
+    for name in ("blocks", "free"):
+        assert api.peek("Pod", "default", name).metadata.deletion_timestamp is not None
+    waiting = api.peek("SandboxClaim", "default", "owner")
+    assert waiting.metadata.finalizers == ["foregroundDeletion"]
+    release(api, "Pod", "free", "x/y")
+    assert api.peek("SandboxClaim", "default", "owner") is not None
+    release(api, "Pod", "blocks", "x/y")
+    assert api.peek("SandboxClaim", "default", "owner") is None
+    assert api._dependents == {} and api._foreground == {}
+
+
+def test_foreground_deletion_keeps_a_dependent_another_owner_holds(ctx: SimContext) -> None:
+    """A dependent with a live owner besides the one deleted in the foreground is not deleted:
+    it loses the reference, and so no longer blocks."""
+    api = ApiServer(ctx)
+    owner = owner_with(api, "owner", "foregroundDeletion")
+    other = api.commit_create(claim("other"))
+    dependent(api, "shared", ref_to(owner, controller=True, block=True), ref_to(other))
+    api.commit_delete("SandboxClaim", "default", "owner")
+    assert api.peek("SandboxClaim", "default", "owner") is None
+    assert owner_names(api, "shared") == ["other"]
+
+
+def test_foreground_deletion_goes_down_the_whole_tree(ctx: SimContext) -> None:
+    """A dependent that has dependents of its own is deleted in the foreground too: the
+    top owner goes only once the bottom of the tree is gone."""
+    api = ApiServer(ctx)
+    top = owner_with(api, "top", "foregroundDeletion")
+    mid: SandboxClaim = api.commit_create(
+        SandboxClaim(
+            metadata=ObjectMeta(
+                name="mid", owner_references=[ref_to(top, controller=True, block=True)]
+            ),
+            spec=SandboxClaimSpec(template_name="base"),
+        )
+    )
+    dependent(api, "leaf", ref_to(mid, controller=True, block=True), finalizers=("x/y",))
+    api.commit_delete("SandboxClaim", "default", "top")
+    held = api.peek("SandboxClaim", "default", "mid")
+    assert held.metadata.finalizers == ["foregroundDeletion"]
+    assert api.peek("SandboxClaim", "default", "top") is not None
+    release(api, "Pod", "leaf", "x/y")
+    assert api.peek_list("SandboxClaim") == []
+
+
+def test_a_dependent_made_for_an_owner_deleted_in_the_foreground_is_collected(
+    ctx: SimContext,
+) -> None:
+    """An owner waiting for its dependents is no live owner: a dependent created for it then
+    (a controller acting on a stale cache) is deleted, and the owner does not wait for ever."""
+    api = ApiServer(ctx)
+    owner = owner_with(api, "owner", "foregroundDeletion")
+    dependent(api, "first", ref_to(owner, controller=True, block=True), finalizers=("x/y",))
+    api.commit_delete("SandboxClaim", "default", "owner")
+    dependent(api, "late", ref_to(owner, controller=True, block=True))
+    ctx.env.run(until=0.001)
+    assert api.peek("Pod", "default", "late") is None
+    release(api, "Pod", "first", "x/y")
+    assert api.peek("SandboxClaim", "default", "owner") is None
+
+
+@pytest.mark.parametrize(
+    ("policy", "finalizers", "dependent_owners"),
+    [
+        ("Orphan", ["example.com/keep", "orphan"], []),
+        ("Foreground", ["example.com/keep", "foregroundDeletion"], None),
+        ("Background", ["example.com/keep"], ["owner"]),
+    ],
+)
+def test_a_propagation_policy_sets_the_garbage_collector_finalizers(
+    ctx: SimContext, policy: Any, finalizers: list[str], dependent_owners: list[str] | None
+) -> None:
+    """As the registry's ``deletionFinalizersForGarbageCollection``: the policy replaces the
+    GC's finalizers of the object (the others stay), then the GC acts on them: orphaned, the
+    dependent stays without the reference; in the foreground it is deleted at once; in the
+    background it waits for its owner, still held by another finalizer, to go."""
+    api = ApiServer(ctx)
+    owner = owner_with(api, "owner", "example.com/keep", "foregroundDeletion")
+    dependent(api, "p", ref_to(owner, controller=True, block=True))
+    marked = api.commit_delete("SandboxClaim", "default", "owner", propagation=policy)
+    assert marked is not None and marked.metadata.finalizers == finalizers
+    if dependent_owners is None:
+        assert api.peek("Pod", "default", "p") is None
+    else:
+        assert owner_names(api, "p") == dependent_owners
+
+
+def test_a_delete_with_no_finalizer_in_the_foreground_still_waits(ctx: SimContext) -> None:
+    """``propagationPolicy: Foreground`` on an object with no finalizer marks it Terminating."""
+    api = ApiServer(ctx)
+    owner = api.commit_create(claim("owner"))
+    dependent(api, "p", ref_to(owner, controller=True, block=True), finalizers=("x/y",))
+    api.commit_delete("SandboxClaim", "default", "owner", propagation="Foreground")
+    assert api.peek("SandboxClaim", "default", "owner") is not None
+    release(api, "Pod", "p", "x/y")
+    assert api.peek("SandboxClaim", "default", "owner") is None
+
+
+@pytest.mark.parametrize("version", ["0", "000", ""])
+def test_a_zero_or_empty_resource_version_is_an_unconditional_update(
+    ctx: SimContext, version: str
+) -> None:
+    """As ``Store.Update`` for pods and custom resources: a version that parses to 0 (or none)
+    is no precondition, so the write goes through whatever the stored version."""
+    api = ApiServer(ctx)
+    first = api.commit_create(claim("a"))
+    api.commit_update(first.model_copy(deep=True))
+    blind = first.model_copy(deep=True)
+    blind.metadata.resource_version = version
+    blind.metadata.labels["x"] = "1"
+    assert api.commit_update(blind).metadata.labels == {"x": "1"}
+
+
+def test_owners_deleted_in_the_foreground_that_own_each_other_do_not_wait_for_ever(
+    ctx: SimContext,
+) -> None:
+    """Upstream's cycle detection: a dependent to delete in the foreground whose own dependent
+    already waits (here its owner, in a cycle) stops blocking its owners, and both go."""
+    api = ApiServer(ctx)
+    a = owner_with(api, "a", "foregroundDeletion")
+    b: SandboxClaim = api.commit_create(
+        SandboxClaim(
+            metadata=ObjectMeta(
+                name="b", owner_references=[ref_to(a, controller=True, block=True)]
+            ),
+            spec=SandboxClaimSpec(template_name="base"),
+        )
+    )
+    cyclic = api.peek("SandboxClaim", "default", "a").model_copy(deep=True)
+    cyclic.metadata.owner_references = [ref_to(b, controller=True, block=True)]
+    api.commit_update(cyclic)
+    api.commit_delete("SandboxClaim", "default", "a")
+    assert api.peek_list("SandboxClaim") == []
+    assert api._dependents == {} and api._foreground == {}
