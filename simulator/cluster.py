@@ -39,6 +39,7 @@ from pytest_kruise_agents.api.validation import label_value_problem
 from pytest_kruise_agents.claiming.errors import ClaimError
 from pytest_kruise_agents.claiming.state import sandbox_state
 from simulator import applying
+from simulator.apiserver import Propagation
 from simulator.claim import Claimer
 from simulator.collector import simulation_gc
 from simulator.context import CLOCK_END, DEFAULT_EPOCH, SimContext, check_epoch, past_clock_end
@@ -125,6 +126,8 @@ SandboxTemplateKind: TypeAlias = Literal[
 """Every spelling of the ``SandboxTemplate`` kind (see :data:`SandboxKind`)."""
 PodKind: TypeAlias = Literal["Pod", "pod", "pods", "po", "pod.v1", "pods.v1", "po.v1"]
 """Every spelling of the ``Pod`` kind (see :data:`SandboxKind`)."""
+
+_PROPAGATIONS: tuple[Propagation, ...] = ("Background", "Foreground", "Orphan")
 
 DEFAULT_USER = "00000000-0000-4000-8000-000000000001"
 """The API key id used as the sandbox owner when a caller names none."""
@@ -451,11 +454,32 @@ class Cluster:
         """
         return [deep_copy(o) for o in self._select(kind, namespace, labels)]
 
-    def delete(self, kind: str, name: str, namespace: str = "default") -> None:
-        """Delete an object (404 if absent); dependents are garbage-collected."""
+    def delete(
+        self,
+        kind: str,
+        name: str,
+        namespace: str = "default",
+        *,
+        propagation: Propagation | None = None,
+    ) -> None:
+        """Delete an object (404 if absent); dependents are garbage-collected.
+
+        ``propagation`` is ``kubectl delete --cascade``'s policy: ``"Background"``
+        (dependents go after the object), ``"Foreground"`` (the object stays,
+        marked, until its blocking dependents are gone) or ``"Orphan"``
+        (dependents stay and lose their reference to it). ``None``, as kubectl
+        before 1.20, leaves it to the object's own ``orphan`` or
+        ``foregroundDeletion`` finalizer, else background.
+        """
+        if propagation is not None and propagation not in _PROPAGATIONS:
+            raise InvalidError(
+                "propagation",
+                f"must be one of {', '.join(_PROPAGATIONS)} or None, got {propagation!r}",
+            )
         k = self._stored(kind, name, namespace).kind
-        self.world.api.commit_delete(k, namespace, name)
-        self.ctx.record("user.delete", f"{k}/{namespace}/{name}")
+        self.world.api.commit_delete(k, namespace, name, propagation=propagation)
+        detail = f"{k}/{namespace}/{name}"
+        self.ctx.record("user.delete", detail if propagation is None else f"{detail} {propagation}")
 
     def table(self, kind: str, namespace: str | None = None) -> str:
         """``kubectl get <kind>`` as text (``-A`` when ``namespace`` is None)."""

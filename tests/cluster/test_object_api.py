@@ -293,6 +293,31 @@ def test_a_pool_deleted_in_the_foreground_goes_after_its_sandboxes(cluster: Clus
     assert cluster.list("sbx") == [] and cluster.list("pod") == []
 
 
+def test_delete_takes_kubectls_cascade_policies(cluster: Cluster) -> None:
+    """``delete(..., propagation=)`` is ``kubectl delete --cascade``: Orphan leaves the
+    sandboxes without their owner, Foreground holds the set until they are gone."""
+    cluster.apply(pool_yaml(replicas=2))
+    cluster.wait_for_pool("base")
+    cluster.delete("sbs", "base", propagation="Orphan")
+    with pytest.raises(NotFoundError):
+        cluster.get("sbs", "base")
+    cluster.advance(30)
+    assert sandbox_owners(cluster) == [[], []]
+    assert "user.delete SandboxSet/default/base Orphan" in cluster.log.text()
+    for sbx in cluster.list("sbx"):
+        cluster.delete("sbx", sbx.metadata.name)
+    cluster.advance(30)
+    cluster.apply(pool_yaml(replicas=2))
+    cluster.wait_for_pool("base")
+    cluster.delete("sbs", "base", propagation="Foreground")
+    assert cluster.get("sbs", "base").metadata.finalizers == ["foregroundDeletion"]
+    cluster.advance(60)
+    assert cluster.list("sbs") == [] and cluster.list("sbx") == []
+    with pytest.raises(InvalidError) as err:
+        cluster.delete("sbs", "x", propagation="orphan")  # type: ignore[arg-type]
+    assert err.value.field == "propagation"
+
+
 # -- 4. no-op updates and stale resourceVersions --------------------------------------
 
 
