@@ -21,6 +21,7 @@ are, except the customized-only traffic-token route (reference §6.2).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final
@@ -172,8 +173,18 @@ def _endpoint(route: Unserved) -> Callable[[Request], Awaitable[Response]]:
     return unserved
 
 
-def routes(prefix: str, *, first: bool) -> list[APIRoute]:
-    """The unserved routes under ``prefix`` (``""`` or ``/kruise/api``), ``first`` ones or the rest."""
+def routes(prefix: str, *, first: bool) -> tuple[APIRoute, ...]:
+    """The unserved routes under ``prefix`` (``""`` or ``/kruise/api``), ``first`` ones or the rest.
+
+    Built once and shared by every app, as the served routes are: an
+    ``APIRoute`` takes a while to build (its path regex, its dependencies), and
+    the plugin builds an app per test.
+    """
+    return _routes(prefix, first)
+
+
+@functools.cache
+def _routes(prefix: str, first: bool) -> tuple[APIRoute, ...]:
     out = []
     for route in UNSERVED:
         if route.first != first or (route.customized_only and prefix != CUSTOMIZED_PREFIX):
@@ -189,4 +200,4 @@ def routes(prefix: str, *, first: bool) -> list[APIRoute]:
                 include_in_schema=False,
             )
         )
-    return out
+    return tuple(out)

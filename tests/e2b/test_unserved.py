@@ -162,3 +162,10 @@ def test_every_unserved_route_is_documented() -> None:
     for route in unserved.UNSERVED:
         path = route.path.replace("{sandboxID}", "{id}").replace("{templateID}", "{id}")
         assert f"| {route.method} | `{path}` |" in doc, f"{route.method} {route.path}"
+
+
+def test_the_routes_are_built_once_for_every_app() -> None:
+    """Building an APIRoute is slow and the plugin builds an app per test: all apps share them."""
+    for prefix in ("", control.CUSTOMIZED_PREFIX):
+        for first in (True, False):
+            assert unserved.routes(prefix, first=first) is unserved.routes(prefix, first=first)
