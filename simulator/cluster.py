@@ -588,6 +588,9 @@ class Cluster:
         :class:`InvalidError` for an argument of the wrong kind.
         """
         _check_create(
+            template=template,
+            namespace=namespace,
+            metadata=metadata,
             timeout=timeout,
             auto_pause=auto_pause,
             volume_mounts=volume_mounts,
@@ -635,6 +638,9 @@ class Cluster:
         starts (an unknown keyword, Python's ``TypeError``).
         """
         _check_create(
+            template=template,
+            namespace=namespace,
+            metadata=metadata,
             timeout=timeout,
             auto_pause=auto_pause,
             volume_mounts=volume_mounts,
@@ -691,6 +697,9 @@ class Cluster:
         if count < 0:
             raise InvalidError("count", f"must be >= 0, got {count}")
         _check_create(
+            template=template,
+            namespace=namespace,
+            metadata=metadata,
             timeout=timeout,
             auto_pause=auto_pause,
             volume_mounts=volume_mounts,
@@ -864,6 +873,9 @@ def _check_timeout(timeout: object) -> None:
 
 def _check_create(
     *,
+    template: object = "base",
+    namespace: object = "default",
+    metadata: object = None,
     timeout: object = None,
     auto_pause: object = False,
     volume_mounts: object = None,
@@ -872,6 +884,14 @@ def _check_create(
     user: object = DEFAULT_USER,
 ) -> None:
     """Refuse create arguments of the wrong kind; the manager checks the rest as upstream does."""
+    # What the E2B API's JSON could carry: a template name, a namespace, metadata an
+    # object (its values' own rules are the manager's: a 400 as upstream answers).
+    if not isinstance(template, str):
+        raise InvalidError("template", f"must be a template name, got {template!r}")
+    if not isinstance(namespace, str):
+        raise InvalidError("namespace", f"must be a namespace name, got {namespace!r}")
+    if metadata is not None and not isinstance(metadata, Mapping):
+        raise InvalidError("metadata", f"must be a mapping of key to value, got {metadata!r}")
     if timeout is not None:
         _check_timeout(timeout)
     # The owner is an API key's id upstream (a UUID): it becomes the sandbox's owner label.
