@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Generator
+from functools import partial
 from typing import Any, Final, Literal
 
 import simpy
 from pydantic import BaseModel
 
 from pytest_kruise_agents.api.copying import deep_copy, shallow_copy
+from pytest_kruise_agents.api.manifest import KINDS
 from pytest_kruise_agents.api.pod import default_requests, pod_update_error
 from simulator.context import SimContext
 from simulator.informer import Informer, ObjKey
@@ -122,6 +124,9 @@ class ApiServer:
         """Per owner uid, the objects with an owner reference to it (any, controller or not)."""
         self._foreground: dict[str, tuple[str, str, str]] = {}
         """Owners deleted in the foreground, by uid: waiting for their blocking dependents."""
+        self._gc_work: list[Callable[[], None]] = []
+        """The garbage collector's pending steps, a stack (see :meth:`_collect`)."""
+        self._collecting = False
         self.writes = 0
         # Stored objects are never changed: their models share equal fields-sets.
         self._share_fields_sets = FieldsSetInterner()
@@ -425,11 +430,20 @@ class ApiServer:
         # Garbage collection (background cascading deletion): each dependent of
         # this object goes too, unless another of its owners still lives.
         uid = last.metadata.uid
-        if uid is not None:
-            deps = self._dependents.pop(uid, None)
-            if deps:
-                for dep_kind, ns, name in list(deps):
-                    self._attempt_to_delete(dep_kind, ns, name, gone=uid)
+        deps = None if uid is None else self._dependents.pop(uid, None)
+        if not deps:
+            self._forget(uid, refs)
+            return
+        # Queued, not called: each dependent's delete may remove its own, and
+        # so on down an owner chain of any length (see ``_collect``).
+        work = self._gc_work
+        work.append(partial(self._forget, uid, refs))
+        for dep_kind, ns, name in reversed(deps):
+            work.append(partial(self._attempt_to_delete, dep_kind, ns, name, gone=uid))
+        self._collect()
+
+    def _forget(self, uid: str | None, refs: Any) -> None:
+        """An object removed (and its dependents dealt with): it waits no more, blocks no owner."""
         if self._foreground:
             self._foreground.pop(uid or "", None)
             self._unblock(refs, ())
@@ -439,14 +453,49 @@ class ApiServer:
     # Upstream's GC works from watch events, a moment after each write; this
     # one acts within the write that calls for it (an object created for an
     # owner already gone: at the same instant, once the create has answered).
+    #
+    # A step that would set off another (a delete that removes dependents, a
+    # finalizer dropped that lets an owner go) queues it on ``_gc_work`` rather
+    # than calling it, and the outermost write runs the queue: the Python stack
+    # stays flat however long the owner chain.
+
+    def _collect(self) -> None:
+        """Run the garbage collector's queued steps, unless an outer call is running them.
+
+        The queue is a stack, and a step queues what comes after it first: the
+        steps run in the order the recursion they replace had, depth first
+        (each dependent's own dependents before the next dependent), so the
+        writes, their resourceVersions and the watch events stay the same.
+        """
+        if self._collecting:
+            return
+        self._collecting = True
+        work = self._gc_work
+        try:
+            while work:
+                work.pop()()
+        except BaseException:
+            # As an error raised through the recursion did: the rest is not done
+            # (and not left for the next write to do).
+            work.clear()
+            raise
+        finally:
+            self._collecting = False
 
     def _owner_state(self, ref: Any, namespace: str, gone: str | None = None) -> object:
-        """``classifyReferences`` for one reference: solid, dangling or waiting."""
+        """``classifyReferences`` for one reference: solid, dangling or waiting.
+
+        An owner of a kind this server does not serve (a user's custom
+        resource, a ConfigMap) is solid: it cannot be stored here, so its
+        absence says nothing, and upstream's GC, with no REST mapping for
+        the kind, re-queues the dependent rather than deleting it.
+        """
         if ref.uid == gone:
             return _DANGLING
-        owner = self._objects.get(ref.kind, {}).get((namespace, ref.name))
+        kind = ref.kind
+        owner = self._objects.get(kind, {}).get((namespace, ref.name))
         if owner is None or owner.metadata.uid != ref.uid:
-            return _DANGLING
+            return _DANGLING if kind in _SERVED else _SOLID
         meta = owner.metadata
         if meta.deletion_timestamp is not None and FOREGROUND in meta.finalizers:
             return _WAITING
@@ -492,12 +541,21 @@ class ApiServer:
                 policy = "Foreground"
         if why is not None:
             self.ctx.record(why, f"{kind}/{namespace}/{name}")
+        if policy is not None:
+            # Queued first, so it runs once the delete's own cascade is done.
+            self._gc_work.append(partial(self._break_cycle, kind, namespace, name, meta.uid or ""))
         self.commit_delete(kind, namespace, name, propagation=policy)
-        if policy is not None and self._waits_for_a_waiting_dependent(meta.uid or ""):
-            # Upstream's cycle detection: owners and dependents waiting for each
-            # other would wait for ever, so this one stops blocking its owners.
-            # (Upstream unblocks before the delete; here the delete comes first
-            # so that the owners this frees do not remove it under the delete.)
+        self._collect()
+
+    def _break_cycle(self, kind: str, namespace: str, name: str, uid: str) -> None:
+        """Stop the object ``uid``, deleted in the foreground, blocking its owners if it must.
+
+        Upstream's cycle detection: owners and dependents waiting for each
+        other would wait for ever, so this one stops blocking its owners.
+        (Upstream unblocks before the delete; here the delete comes first so
+        that the owners this frees do not remove it under the delete.)
+        """
+        if self._waits_for_a_waiting_dependent(uid):
             self._unblock_owner_refs(kind, namespace, name)
 
     def _waits_for_a_waiting_dependent(self, uid: str) -> bool:
@@ -527,34 +585,55 @@ class ApiServer:
         """An object marked for deletion with a GC finalizer it did not have: act on it."""
         meta = obj.metadata
         key = (kind, meta.namespace, meta.name)
-        if ORPHAN in meta.finalizers and ORPHAN not in before:
-            self._orphan_dependents(key, meta.uid or "")
+        uid = meta.uid or ""
+        work = self._gc_work
+        # Queued in reverse: the orphaning (had both been allowed) runs first.
         if FOREGROUND in meta.finalizers and FOREGROUND not in before:
-            uid = meta.uid or ""
-            self._foreground[uid] = key
-            for dep_kind, ns, name in list(self._dependents.get(uid, ())):
-                self._attempt_to_delete(dep_kind, ns, name)
-            self._finish_foreground(uid)
+            work.append(partial(self._delete_dependents, key, uid))
+        if ORPHAN in meta.finalizers and ORPHAN not in before:
+            work.append(partial(self._orphan_dependents, key, uid))
+        self._collect()
+
+    def _delete_dependents(self, key: tuple[str, str, str], uid: str) -> None:
+        """A step: delete the dependents of ``uid``, then finish its foreground deletion."""
+        self._foreground[uid] = key
+        work = self._gc_work
+        work.append(partial(self._finish_foreground, uid))
+        for dep_kind, ns, name in reversed(list(self._dependents.get(uid, ()))):
+            work.append(partial(self._attempt_to_delete, dep_kind, ns, name))
 
     def _orphan_dependents(self, key: tuple[str, str, str], uid: str) -> None:
-        """``orphanDependents``: remove the owner's references from its dependents, then ``orphan``."""
-        for dep_kind, ns, name in list(self._dependents.get(uid, ())):
-            dep = self._objects.get(dep_kind, {}).get((ns, name))
-            if dep is not None:
-                self._drop_owner_refs(dep, {uid})
-        self._drop_finalizer(key, uid, ORPHAN)
+        """A step, ``orphanDependents``: remove the owner's references from its dependents,
+        then ``orphan``."""
+        work = self._gc_work
+        work.append(partial(self._drop_finalizer, key, uid, ORPHAN))
+        for dep in reversed(list(self._dependents.get(uid, ()))):
+            work.append(partial(self._orphan_one, dep, uid))
+
+    def _orphan_one(self, dep: tuple[str, str, str], uid: str) -> None:
+        """A step: remove the references to ``uid`` from the object ``dep``, if still there."""
+        dep_kind, ns, name = dep
+        obj = self._objects.get(dep_kind, {}).get((ns, name))
+        if obj is not None:
+            self._drop_owner_refs(obj, {uid})
 
     def _unblock(self, old_refs: Any, new_refs: Any) -> None:
-        """Owners waiting in the foreground that these references no longer block: finish them."""
-        waiting = self._foreground
-        for ref in old_refs:
+        """Owners waiting in the foreground that these references no longer block: finish them.
+
+        Each is a step of its own: whether the owner still waits is asked when
+        its turn comes, after the cascade the ones before it set off.
+        """
+        work = self._gc_work
+        queued = False
+        for ref in reversed(old_refs):
             uid = ref.uid
-            if (
-                ref.block_owner_deletion
-                and uid in waiting
-                and not any(r.uid == uid and r.block_owner_deletion for r in new_refs)
+            if ref.block_owner_deletion and not any(
+                r.uid == uid and r.block_owner_deletion for r in new_refs
             ):
-                self._finish_foreground(uid)
+                work.append(partial(self._finish_foreground, uid))
+                queued = True
+        if queued:
+            self._collect()
 
     def _finish_foreground(self, uid: str) -> None:
         """``processDeletingDependentsItem``: no blocking dependent left, remove ``foregroundDeletion``."""
@@ -738,6 +817,9 @@ def _propagated(finalizers: list[str], policy: Propagation) -> list[str]:
         kept.append(FOREGROUND)
     return finalizers if set(kept) == set(finalizers) else kept
 
+
+_SERVED: Final = frozenset(KINDS)
+"""The kinds this server stores: an owner of another kind is never known to be gone."""
 
 _SOLID: Final = object()
 _DANGLING: Final = object()

@@ -4,8 +4,9 @@
 nothing, ``apply`` carries finalizers, skips no-op writes (a dump applied back is
 one), refuses a stale ``resourceVersion`` or another ``uid`` (409) and a
 ``resourceVersion`` on a create, arguments of the wrong type are refused, lists come
-in key order (namespace, then name), and a SandboxTemplate materialised by a
-SandboxSet is immutable.
+in key order (namespace, then name), a SandboxTemplate materialised by a
+SandboxSet is immutable, and the garbage collector counts an owner of a kind the
+cluster does not serve as live and collects an owner chain of any length.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pytest_kruise_agents.api.sandboxset import SandboxSet
 from simulator.cluster import Cluster
 from simulator.errors import ConflictError, NotFoundError
 
-from .conftest import pool_yaml
+from .conftest import claim_yaml, pool_yaml
 
 
 def snapshot(cluster: Cluster) -> tuple[int, int, dict[tuple[str, str, str], str | None]]:
@@ -316,6 +317,62 @@ def test_delete_takes_kubectls_cascade_policies(cluster: Cluster) -> None:
     with pytest.raises(InvalidError) as err:
         cluster.delete("sbs", "x", propagation="orphan")  # type: ignore[arg-type]
     assert err.value.field == "propagation"
+
+
+@pytest.mark.parametrize("controller", [True, False], ids=["controller", "plain"])
+def test_a_claim_owned_by_an_operators_custom_resource_is_not_collected(
+    pooled: Cluster, controller: bool
+) -> None:
+    """An operator's SandboxClaim owned by its own custom resource, of a kind the fake
+    cluster does not serve: the garbage collector counts that owner as live (upstream's,
+    with no REST mapping for the kind, never deletes the claim), so the claim stays and
+    holds its sandbox rather than vanishing and leaking it."""
+    owned = yaml.safe_load(claim_yaml("job-1"))
+    owned["metadata"]["ownerReferences"] = [
+        {
+            "apiVersion": "batch.example.com/v1",
+            "kind": "AgentJob",
+            "name": "job-1",
+            "uid": "6f1c2a9e-0000-4000-8000-000000000002",
+            "controller": controller,
+        }
+    ]
+    pooled.apply(owned)
+    pooled.advance(30)
+    got = pooled.get("sandboxclaim", "job-1")
+    assert got.status.claimed_replicas == 1
+    assert [r.kind for r in got.metadata.owner_references] == ["AgentJob"]
+    assert "gc.orphan_deleted" not in pooled.log.text()
+
+
+def template_chain(cluster: Cluster, length: int) -> None:
+    """SandboxTemplates ``t0 <- t1 <- ...``: each controlled (and blocked) by the one before."""
+    owner: dict[str, Any] | None = None
+    for i in range(length):
+        doc = yaml.safe_load(
+            "apiVersion: agents.kruise.io/v1alpha1\nkind: SandboxTemplate\n"
+            f"metadata: {{name: t{i}, namespace: default}}\n"
+            "spec: {template: {spec: {containers: [{name: c, image: img}]}}}\n"
+        )
+        if owner is not None:
+            doc["metadata"]["ownerReferences"] = [owner]
+        (made,) = cluster.apply(doc)
+        owner = {
+            "apiVersion": "agents.kruise.io/v1alpha1",
+            "kind": "SandboxTemplate",
+            "name": made.metadata.name,
+            "uid": made.metadata.uid,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+
+
+def test_deleting_the_head_of_a_long_owner_chain_collects_all_of_it(cluster: Cluster) -> None:
+    """However deep the owner graph, a delete in the foreground takes every object down
+    the chain (each waiting for the one below), and none is left half collected."""
+    template_chain(cluster, 200)
+    cluster.delete("sbt", "t0", propagation="Foreground")
+    assert cluster.list("sbt") == []
 
 
 # -- 4. no-op updates and stale resourceVersions --------------------------------------

@@ -700,3 +700,128 @@ def test_owners_deleted_in_the_foreground_that_own_each_other_do_not_wait_for_ev
     api.commit_delete("SandboxClaim", "default", "a")
     assert api.peek_list("SandboxClaim") == []
     assert api._dependents == {} and api._foreground == {}
+
+
+# -- garbage collection: owners of kinds the fake cluster does not serve --------------
+
+
+def foreign_ref(api_version: str, kind: str, *, controller: bool) -> OwnerReference:
+    """A reference to an owner the fake cluster cannot store (a user's CRD, a ConfigMap)."""
+    return OwnerReference(
+        api_version=api_version,
+        kind=kind,
+        name="run-1",
+        uid="6f1c2a9e-0000-4000-8000-000000000001",
+        controller=controller,
+        block_owner_deletion=True,
+    )
+
+
+FOREIGN_OWNERS = pytest.mark.parametrize(
+    ("api_version", "kind"),
+    [("example.com/v1", "AgentRun"), ("v1", "ConfigMap"), ("batch/v1", "Job")],
+)
+CONTROLLER = pytest.mark.parametrize("controller", [True, False], ids=["controller", "plain"])
+
+
+@FOREIGN_OWNERS
+@CONTROLLER
+def test_an_owner_of_a_kind_the_cluster_does_not_serve_counts_as_live(
+    ctx: SimContext, api_version: str, kind: str, controller: bool
+) -> None:
+    """Upstream's ``attemptToDeleteItem`` cannot look up an owner whose kind it has no REST
+    mapping for: it re-queues the dependent and never deletes it. The fake cluster stores no
+    such kind, so it cannot know that owner gone: the dependent stays, controller or not."""
+    api = ApiServer(ctx)
+    dependent(api, "p", foreign_ref(api_version, kind, controller=controller))
+    ctx.env.run(until=1)
+    assert owner_names(api, "p") == ["run-1"]
+    assert not ctx.log.of_kind("gc.orphan_deleted")
+
+
+@FOREIGN_OWNERS
+@CONTROLLER
+def test_a_dependent_with_an_owner_of_an_unserved_kind_outlives_its_other_owner(
+    ctx: SimContext, api_version: str, kind: str, controller: bool
+) -> None:
+    """Its other owner deleted (in the background or the foreground), the dependent stays and
+    loses only that reference; the owner deleted in the foreground does not wait for it."""
+    api = ApiServer(ctx)
+    bg, fg = api.commit_create(claim("bg")), api.commit_create(claim("fg"))
+    foreign = foreign_ref(api_version, kind, controller=controller)
+    dependent(api, "p", foreign, ref_to(bg, controller=not controller, block=True))
+    dependent(api, "q", foreign, ref_to(fg, controller=not controller, block=True))
+    api.commit_delete("SandboxClaim", "default", "bg")
+    api.commit_delete("SandboxClaim", "default", "fg", propagation="Foreground")
+    assert owner_names(api, "p") == owner_names(api, "q") == ["run-1"]
+    assert api.peek_list("SandboxClaim") == [] and api._foreground == {}
+
+
+# -- garbage collection: cascades of any depth ------------------------------------------
+
+
+def owner_chain(api: ApiServer, length: int) -> None:
+    """Pods ``p0 <- p1 <- ... ``: each owned (and blocked) by the one before."""
+    prev = dependent(api, "p0")
+    for i in range(1, length):
+        prev = dependent(api, f"p{i}", ref_to(prev, controller=True, block=True))
+
+
+@pytest.mark.parametrize("policy", ["Background", "Foreground"])
+def test_a_cascade_down_a_long_owner_chain_is_collected_completely(
+    ctx: SimContext, policy: Any
+) -> None:
+    """The garbage collector works down a queue, not the Python stack: a chain of owners
+    longer than the interpreter's recursion limit is collected completely by one delete."""
+    api = ApiServer(ctx)
+    owner_chain(api, sys.getrecursionlimit() + 10)
+    api.commit_delete("Pod", "default", "p0", propagation=policy)
+    assert api.peek_list("Pod") == []
+    assert api._dependents == {} and api._foreground == {}
+
+
+def test_a_cascade_goes_depth_first(ctx: SimContext, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The order of the writes is the order of the recursion the queue replaced: each
+    dependent's own dependents go before the next dependent (the event log stays the same)."""
+    api = ApiServer(ctx)
+    top = dependent(api, "top")
+    first = dependent(api, "first", ref_to(top, controller=True))
+    dependent(api, "first-child", ref_to(first, controller=True))
+    dependent(api, "second", ref_to(top, controller=True))
+    seen: list[str] = []
+    notify = api._notify
+
+    def record(event_type: str, kind: str, old: Any, new: Any) -> None:
+        seen.append(f"{event_type} {(new or old).metadata.name}")
+        notify(event_type, kind, old, new)
+
+    monkeypatch.setattr(api, "_notify", record)
+    api.commit_delete("Pod", "default", "top")
+    assert seen == ["DELETED top", "DELETED first", "DELETED first-child", "DELETED second"]
+
+
+def test_a_foreground_cascade_goes_depth_first_and_unwinds_from_the_bottom(
+    ctx: SimContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In the foreground, each dependent is marked (in the foreground too if it has
+    dependents) and its own subtree dealt with before the next dependent; when the bottom
+    goes, each owner it held goes in turn, from the bottom up."""
+    api = ApiServer(ctx)
+    top = dependent(api, "top")
+    first = dependent(api, "first", ref_to(top, controller=True, block=True))
+    dependent(api, "leaf", ref_to(first, controller=True, block=True), finalizers=("x/y",))
+    dependent(api, "second", ref_to(top, controller=True, block=True))
+    seen: list[str] = []
+    notify = api._notify
+
+    def record(event_type: str, kind: str, old: Any, new: Any) -> None:
+        seen.append(f"{event_type} {(new or old).metadata.name}")
+        notify(event_type, kind, old, new)
+
+    monkeypatch.setattr(api, "_notify", record)
+    api.commit_delete("Pod", "default", "top", propagation="Foreground")
+    assert seen == ["MODIFIED top", "MODIFIED first", "MODIFIED leaf", "DELETED second"]
+    seen.clear()
+    release(api, "Pod", "leaf", "x/y")
+    assert seen == ["DELETED leaf", "DELETED first", "DELETED top"]
+    assert api._dependents == {} and api._foreground == {}
