@@ -89,8 +89,12 @@ class WireModel(BaseModel):
 
     model_config = ConfigDict(populate_by_name=True, extra="ignore", strict=True)
 
-    NULLABLE: ClassVar[frozenset[str]] = frozenset()
-    """JSON names written even when ``None`` (the SDK models them as nullable)."""
+    NULLABLE: ClassVar[tuple[str, ...]] = ()
+    """JSON names written even when ``None`` (the SDK models them as nullable), in this order.
+
+    A tuple, not a set: a set's order follows the string hash seed, and the
+    same run must answer the same bytes.
+    """
 
     def to_wire(self) -> dict[str, Any]:
         """The JSON object: aliases, RFC 3339 times, ``None`` left out unless nullable here."""
@@ -233,7 +237,7 @@ class SandboxResponse(WireModel):
     ``envdVersion``; the rest are the sandbox-manager's extras (§6.3).
     """
 
-    NULLABLE: ClassVar[frozenset[str]] = frozenset({"trafficAccessToken", "domain"})
+    NULLABLE: ClassVar[tuple[str, ...]] = ("trafficAccessToken", "domain")
 
     template_id: str = Field(alias="templateID")
     sandbox_id: str = Field(alias="sandboxID")
@@ -284,7 +288,7 @@ class SandboxNetwork(WireModel):
 class SandboxDetail(ListedSandbox):
     """``GET /sandboxes/{id}``: a listed sandbox plus token, domain, lifecycle and network."""
 
-    NULLABLE: ClassVar[frozenset[str]] = frozenset({"domain", "allowInternetAccess"})
+    NULLABLE: ClassVar[tuple[str, ...]] = ("domain", "allowInternetAccess")
 
     envd_access_token: str | None = Field(default=None, alias="envdAccessToken")
     domain: str | None = None
@@ -310,7 +314,7 @@ class TemplateBuild(WireModel):
 class TemplateInfo(WireModel):
     """An item of ``GET /templates``: a SandboxSet the caller may claim from."""
 
-    NULLABLE: ClassVar[frozenset[str]] = frozenset({"createdBy", "lastSpawnedAt"})
+    NULLABLE: ClassVar[tuple[str, ...]] = ("createdBy", "lastSpawnedAt")
 
     template_id: str = Field(alias="templateID")
     build_id: str = Field(alias="buildID")
