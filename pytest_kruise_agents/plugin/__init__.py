@@ -427,6 +427,13 @@ def delivery_benchmark(
     configured = request.config.stash[OPTIONS_KEY].report_dir
 
     def report_dir() -> Path:
-        return configured or tmp_path_factory.getbasetemp() / "kruise-agents"
+        if configured:
+            return configured
+        base = tmp_path_factory.getbasetemp()
+        # An xdist worker's base is <basetemp>/popen-gwN: the run's one report
+        # directory is beside the workers', as it is without xdist.
+        if hasattr(request.config, "workerinput"):
+            base = base.parent
+        return base / "kruise-agents"
 
     return DeliveryBenchmark(request, report_dir, _made(request))

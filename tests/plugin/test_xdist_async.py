@@ -27,18 +27,24 @@ def test_each_xdist_worker_has_its_own_cluster_and_port(suite: pytest.Pytester) 
             if n == 0:
                 Sandbox.create()  # left behind: reported by the controller
 
-        def test_benchmark(delivery_benchmark):
-            delivery_benchmark(Burst(2)).assert_latency()
+        @pytest.mark.parametrize("n", [2, 3])
+        def test_benchmark(delivery_benchmark, n):
+            delivery_benchmark(Burst(n)).assert_latency()
         """
     )
     result = suite.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider")
-    result.assert_outcomes(passed=7)
+    result.assert_outcomes(passed=8)
+    # One report directory for the run, as without xdist, not one per worker.
+    reports = list(suite.path.parent.glob("**/*.csv"))
+    assert len(reports) == 2
+    assert {p.parent.name for p in reports} == {"kruise-agents"}
+    assert not list(suite.path.parent.glob("**/popen-gw*/kruise-agents"))
     result.stdout.fnmatch_lines(
         [
             "*kruise-agents: sandboxes left behind, killed at teardown*",
             "*test_sdk[[]0]: 1 killed: default--base-* (running)",
             "*kruise-agents: delivery benchmarks*",
-            "*test_benchmark [[]burst-2-e2b]*",
+            "*test_benchmark*burst-2-e2b*",
         ]
     )
     ports = list(suite.path.parent.glob("**/ports/*"))
