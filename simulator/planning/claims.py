@@ -161,6 +161,17 @@ def _lock_s(rec: ClaimRecord) -> float | None:
     return rec.locked - rec.picked
 
 
+def _taken(rec: ClaimRecord) -> float | None:
+    """When the attempt took a sandbox from the pool: its pick, once the warm lock is written.
+
+    Delivered or not (a failed ``/init`` still emptied a slot), which
+    ``rec.warm`` (``None`` until delivered) does not tell.
+    """
+    if rec.lock_type != "update" or rec.locked is None:
+        return None
+    return rec.picked
+
+
 def e2b_outcome(workload: int, pool: str, rec: ClaimRecord, *, phases: bool) -> Outcome:
     """The outcome of one E2B create (its record is the whole claim)."""
     return Outcome(
@@ -175,6 +186,7 @@ def e2b_outcome(workload: int, pool: str, rec: ClaimRecord, *, phases: bool) -> 
         phases=_phases(rec) if phases else None,
         create_refused=rec.pick_failures.get(RATE_LIMITED, 0),
         lock_s=_lock_s(rec),
+        taken=_taken(rec),
     )
 
 
@@ -203,6 +215,7 @@ def sandboxclaim_outcomes(tracker: SandboxClaimTracker, *, phases: bool) -> list
                 attempts=bisect.bisect_right(waves, rec.requested),
                 phases=_phases(rec) if phases else None,
                 lock_s=_lock_s(rec),
+                taken=_taken(rec),
             )
         )
     for _ in range(len(tracker.holds) - len(delivered)):

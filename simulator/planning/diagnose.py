@@ -9,10 +9,15 @@ latency). The limits are read from the measurements, not guessed.
 
 from __future__ import annotations
 
-from simulator.planning.analytic import parse_max_share, parse_slo, refill_estimate
+from simulator.planning.analytic import (
+    parse_max_share,
+    parse_slo,
+    pool_workloads,
+    refill_estimate,
+)
 from simulator.planning.formatting import fmt_value
-from simulator.planning.plan import Goal, goal_verdict, run_goals
-from simulator.planning.scenario import Goals, Scenario
+from simulator.planning.plan import Goal, cold_goal_certainty, goal_verdict, run_goals
+from simulator.planning.scenario import Goals, PoolSpec, Scenario
 from simulator.planning.study import PointSummary
 from simulator.profile import Profile
 
@@ -27,10 +32,11 @@ def check_goals(summary: PointSummary, goals: Goals) -> list[Goal]:
         if goals.max_failed is not None
         else None
     )
-    out = run_goals(summary, slo, failed)
+    out = run_goals(summary.metrics, slo, failed)
     if goals.max_cold is not None:
         limit = parse_max_share(str(goals.max_cold), "max_cold")
-        out.append(goal_verdict("cold_share", summary.metrics.get("cold_share"), limit, True))
+        cold = goal_verdict("cold_share", summary.metrics.get("cold_share"), limit, True)
+        out.append(cold_goal_certainty(cold, summary.scenario.workloads))
     return out
 
 
@@ -77,9 +83,12 @@ def limits(summary: PointSummary, scenario: Scenario) -> list[str]:
                 "find it empty."
             )
         # The samples see the controller's counts between steps; a cold claim
-        # (or one that waited) is the proof that the manager found no stock.
-        # Retries are counted over all claims: they tell about the pool only when it is the only one.
-        waited = (m("waited_share") or 0.0) if len(scenario.pools) == 1 else 0.0
+        # (or one that waited for a refill) is the proof that the manager found no stock.
+        # Retries are counted over all claims: they tell about the pool only when it is
+        # the only one, and only when its claims wait for a refill (with create-on-no-stock
+        # a claim retries after an /init failure or a lost node, not for stock).
+        waits = len(scenario.pools) == 1 and _waits_for_refill(scenario, pool)
+        waited = (m("waited_share") or 0.0) if waits else 0.0
         dry = lowest < 1 or (cold is not None and cold.mean > 0) or waited > 0
         if dry:
             share = (
@@ -125,9 +134,12 @@ def limits(summary: PointSummary, scenario: Scenario) -> list[str]:
         lines.append(create_line)
     warm = m("warm_p99")
     waited_all = m("waited_share") or 0.0
-    if warm is not None and waited_all > 0:
+    refills = any(_waits_for_refill(scenario, pool) for pool in scenario.pools)
+    if warm is not None and waited_all > 0 and refills:
         # A claim that found no stock and waited for a refill is delivered warm
         # (create-on-no-stock off): its wait is in the warm p99, and a pool sets it.
+        # Claims that may not wait for stock retry only after a failure, which no
+        # pool size prevents: for them the warm p99 stays a floor.
         lines.append(
             f"Warm deliveries take {fmt_value('warm_p99', warm)} at p99, counting the "
             f"{waited_all:.2%} of claims that waited for a refill: a larger pool shortens that."
@@ -141,6 +153,16 @@ def limits(summary: PointSummary, scenario: Scenario) -> list[str]:
         kinds = ", ".join(sorted({f.kind for f in scenario.faults}))
         lines.append(f"Injected faults: {kinds}.")
     return lines
+
+
+def _waits_for_refill(scenario: Scenario, pool: PoolSpec) -> bool:
+    """Whether a claim of ``pool`` may wait for a refill: a workload of it has no create-on-no-stock.
+
+    With create-on-no-stock a claim that finds no stock is created cold; it
+    retries only after a failure (an ``/init`` error, a lost node), which a
+    larger pool does not prevent.
+    """
+    return any(not wl.claim.create_on_no_stock for wl in pool_workloads(scenario, pool))
 
 
 def _pod_slots(summary: PointSummary, scenario: Scenario, pending: float) -> str | None:

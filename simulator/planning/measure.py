@@ -15,10 +15,11 @@ from typing import Any
 
 from pytest_kruise_agents.api.quantity import parse_quantity
 from pytest_kruise_agents.api.sandboxset import SandboxSet
-from simulator.planning.metrics import Outcome, percentile
+from simulator.planning.metrics import Outcome, summarise_outcomes
 from simulator.planning.scenario import PoolSpec
 
 __all__ = [
+    "POOL_CLAIM_FIGURES",
     "binned_rates",
     "claim_row",
     "cpu_request",
@@ -29,6 +30,20 @@ __all__ = [
 ]
 
 Series = Mapping[str, Sequence[float]]
+
+POOL_CLAIM_FIGURES: tuple[str, ...] = (
+    "claims",
+    "failed_share",
+    "latency_mean",
+    "latency_p50",
+    "latency_p90",
+    "latency_p95",
+    "latency_p99",
+    "latency_p999",
+    "latency_max",
+    "warm_p99",
+)
+"""The figures of a pool's own claims, named as the run's (what a plan's goals read)."""
 
 
 def cpu_request(sbs: SandboxSet) -> float:
@@ -87,20 +102,32 @@ def pool_metrics(
     lo: float,
     hi: float,
     seen_lag: float = 0.0,
+    run_outcomes: Sequence[Outcome] | None = None,
 ) -> dict[str, float | None]:
     """A pool's figures over the window ``[lo, hi)`` (seconds from the workload start).
 
+    ``outcomes`` are the claims requested in the window; ``run_outcomes``
+    every claim of the run, whenever requested (default: ``outcomes``).
+
     The refill time is Little's law on the pool's slots: a slot is busy from a
     warm claim's pick until its replacement is available, so
-    ``replicas - mean available = warm claim rate x refill time``. The
-    available count is the SandboxSet controller's, which still counts a
-    claimed sandbox while the claim writes its lock and until the lock
-    reaches its cache: the warm claims' mean lock time (measured) and
-    ``seen_lag`` (the mean watch lag) are added back, so the measured refill
-    covers the steps :data:`simulator.planning.analytic.REFILL_STEPS` adds up.
+    ``replicas - mean available = warm claim rate x refill time``. The rate
+    counts the sandboxes taken from the pool *in the window*, by the time the
+    claims took them (:attr:`Outcome.taken`), whenever they were requested:
+    claims that wait for a refill (no create-on-no-stock) take their sandbox
+    long after their request, some after the window ends. The available
+    count is the SandboxSet controller's, which still counts a claimed
+    sandbox while the claim writes its lock and until the lock reaches its
+    cache: those claims' mean lock time (measured) and ``seen_lag`` (the
+    mean watch lag) are added back, so the measured refill covers the steps
+    :data:`simulator.planning.analytic.REFILL_STEPS` adds up.
 
     Levels and idle hours integrate the samples over exactly ``[lo, hi)``
     (see :func:`time_average`), whatever the sampling step.
+
+    The pool's own claims give the figures :data:`POOL_CLAIM_FIGURES` names,
+    computed as the run's (:func:`~simulator.planning.metrics.summarise_outcomes`):
+    a plan judges a pool's goals on its own claims, not on another pool's.
     """
     key = pool.key
     inside = window_indexes(series, lo, hi)
@@ -117,9 +144,14 @@ def pool_metrics(
     cold = sum(1 for o in delivered if o.warm is False)
     span = max(hi - lo, 1e-9)
     replicas = float(pool.replicas or 0)
-    # A warm claim took a slot whether or not it was delivered in the end: all count here.
-    warm_rate = sum(1 for o in mine if o.warm is True) / span
-    locks = [o.lock_s for o in mine if o.lock_s is not None]
+    # A claim that took a sandbox emptied a slot whether or not it was delivered in the end.
+    taken = [
+        o
+        for o in (outcomes if run_outcomes is None else run_outcomes)
+        if o.pool == key and o.taken is not None and lo <= o.taken < hi
+    ]
+    warm_rate = len(taken) / span
+    locks = [o.lock_s for o in taken if o.lock_s is not None]
     unseen = (math.fsum(locks) / len(locks) if locks else 0.0) + seen_lag
     refill = (
         (replicas - mean_avail) / warm_rate + unseen
@@ -127,12 +159,11 @@ def pool_metrics(
         else None
     )
     idle_hours = (idle_s or 0.0) / 3600.0
-    lats = sorted(lat for o in mine if (lat := o.latency) is not None)
+    own, _, _, _ = summarise_outcomes(mine, span)
     return {
         "replicas": replicas,
         "offered_rate": len(mine) / span,
-        "latency_p50": percentile(lats, 50),
-        "latency_p99": percentile(lats, 99),
+        **{name: own[name] for name in POOL_CLAIM_FIGURES},
         "warm": float(warm),
         "cold": float(cold),
         "cold_share": cold / (warm + cold) if warm + cold else None,

@@ -44,6 +44,9 @@ class Outcome:
     """Attempts the manager's create limiter refused a token (the claim retried)."""
     lock_s: float | None = None
     """A warm claim's lock write: seconds from its pick to its lock (None otherwise)."""
+    taken: float | None = None
+    """When the claim took a sandbox from the pool (its pick, of a warm lock that was
+    written), delivered or not; None when it never did (cold, or no lock)."""
 
     @property
     def latency(self) -> float | None:

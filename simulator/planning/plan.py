@@ -13,7 +13,8 @@ Goals: the latency ``slo`` (e.g. ``p99<1s``; failed claims count as slow:
 their share must stay within the tail the percentile allows),
 ``max_cold``, the largest share of the pool's deliveries created cold, and
 ``max_failed``, the largest failed share (with a latency goal, the stricter
-of it and the tail is held).
+of it and the tail is held). All are judged on the planned pool's own claims:
+in a scenario of several pools, another pool's claims say nothing of its size.
 
 A goal no claim was counted for (nobody claims from the pool, or no claim
 falls in the window) is ``not measured``: nothing can miss it, so it does not
@@ -27,7 +28,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +36,7 @@ from simulator.planning.analytic import (
     AnalyticEstimate,
     Slo,
     analytic_estimate,
+    latency_share_note,
     pool_workloads,
     size_for_loss,
 )
@@ -49,15 +51,17 @@ from simulator.planning.errors import PlanningError, PoolFillError
 from simulator.planning.executors import Executor, OnProgress, OnResult
 from simulator.planning.formatting import label_of
 from simulator.planning.overrides import apply_overrides
-from simulator.planning.scenario import PoolSpec, Scenario
+from simulator.planning.scenario import PoolSpec, Scenario, WorkloadSpec
 from simulator.planning.stats import Estimate, wilson_interval
 from simulator.planning.study import Point, PointSummary, run_points
 
 __all__ = [
+    "NEVER_COLD",
     "Candidate",
     "Goal",
     "PlanResult",
     "claims_to_show",
+    "cold_goal_certainty",
     "explain",
     "failed_limit",
     "goal_verdict",
@@ -79,6 +83,8 @@ class Goal:
     """``<=`` (shares) rather than ``<`` (latency goals)."""
     no_claims: bool = False
     """No claim was counted for the goal in any replication: nothing could miss it."""
+    certain_by: str | None = None
+    """Why the verdict holds whatever the claims counted (the share cannot be nonzero)."""
 
     @property
     def symbol(self) -> str:
@@ -97,6 +103,8 @@ class Goal:
         """How sure the verdict is, in words."""
         if self.estimate is None:
             return "no claims were measured" if self.no_claims else "no replication gave a value"
+        if self.certain_by is not None:
+            return f"certain: {self.certain_by}"
         if self.estimate.n < 2:
             return "measured in one replication only: no interval"
         return "certain" if self.certain else "uncertain: the 95% interval crosses the limit"
@@ -111,6 +119,7 @@ class Goal:
             "certain": self.certain,
             "inclusive": self.inclusive,
             "no_claims": self.no_claims,
+            "certain_by": self.certain_by,
         }
 
 
@@ -145,8 +154,14 @@ class Candidate:
 
     @property
     def one_replication(self) -> bool:
-        """Whether a goal was measured in one replication only (no interval to judge it by)."""
-        return any(g.estimate is not None and g.estimate.n < 2 for g in self.goals)
+        """Whether a goal was measured in one replication only (no interval to judge it by).
+
+        A goal certain whatever the count (a cold share that cannot be nonzero)
+        needs no interval.
+        """
+        return any(
+            g.estimate is not None and g.estimate.n < 2 and g.certain_by is None for g in self.goals
+        )
 
     @property
     def confidence(self) -> str:
@@ -259,16 +274,43 @@ def judge(
     max_cold: float | None,
     max_failed: float | None = None,
 ) -> list[Goal]:
-    """The verdict of a point on each goal (the pool's cold share, the run's latency and failures)."""
-    goals = run_goals(summary, slo, max_failed)
-    for goal in goals:
-        goal.no_claims = goal.estimate is None and _none_counted(summary.metrics.get("claims"))
+    """The verdict of a point on each goal, judged on the claims of ``pool`` alone.
+
+    The latency, failed and cold shares are the pool's own (another pool's
+    claims say nothing of its size); a goal none of its claims was counted
+    for in any replication is marked ``no_claims``.
+    """
+    figures = summary.pools.get(pool, {})
+    goals = run_goals(figures, slo, max_failed)
     if max_cold is not None:
-        figures = summary.pools.get(pool, {})
         cold = goal_verdict("cold_share", figures.get("cold_share"), max_cold, True)
-        cold.no_claims = cold.estimate is None and _none_counted(figures.get("offered_rate"))
-        goals.append(cold)
+        scenario = summary.scenario
+        spec = next((p for p in scenario.pools if p.key == pool), None)
+        if spec is not None:
+            goals.append(cold_goal_certainty(cold, pool_workloads(scenario, spec)))
+        else:
+            goals.append(cold)
+    for goal in goals:
+        goal.no_claims = goal.estimate is None and _none_counted(figures.get("claims"))
     return goals
+
+
+NEVER_COLD = "no claim can be cold (create-on-no-stock is off: claims wait for a refill)"
+"""Why a cold-share verdict is certain when every workload waits for a refill."""
+
+
+def cold_goal_certainty(goal: Goal, workloads: Sequence[WorkloadSpec]) -> Goal:
+    """``goal`` (on a cold share), certain when none of ``workloads`` may create on no stock.
+
+    Such claims wait for a refill and are never cold: the share is zero by
+    construction, and counting more claims cannot change the verdict (the
+    Wilson interval of 0 in ``n`` would call it uncertain for small ``n``).
+    """
+    never_cold = bool(workloads) and not any(wl.claim.create_on_no_stock for wl in workloads)
+    if goal.estimate is not None and never_cold:
+        goal.certain_by = NEVER_COLD
+        goal.certain = goal.met
+    return goal
 
 
 def _none_counted(count: Estimate | None) -> bool:
@@ -279,8 +321,13 @@ def _none_counted(count: Estimate | None) -> bool:
     return count is not None and count.mean == 0
 
 
-def run_goals(summary: PointSummary, slo: Slo | None, max_failed: float | None) -> list[Goal]:
+def run_goals(
+    figures: Mapping[str, Estimate], slo: Slo | None, max_failed: float | None
+) -> list[Goal]:
     """The verdicts on the latency and failure goals, as ``simulate`` and ``plan`` both judge them.
+
+    ``figures`` are a point's aggregates: the run's (``simulate``) or one
+    pool's (``plan``), which name the figures alike.
 
     A failed (or never delivered) claim counts as slow: the latency goal holds
     only if the failed share stays within the tail the percentile leaves
@@ -288,12 +335,10 @@ def run_goals(summary: PointSummary, slo: Slo | None, max_failed: float | None) 
     """
     goals: list[Goal] = []
     if slo is not None:
-        goals.append(
-            goal_verdict(slo.metric, summary.metrics.get(slo.metric), slo.seconds, slo.inclusive)
-        )
+        goals.append(goal_verdict(slo.metric, figures.get(slo.metric), slo.seconds, slo.inclusive))
     limit = failed_limit(slo, max_failed)
     if limit is not None:
-        goals.append(goal_verdict("failed_share", summary.metrics.get("failed_share"), limit, True))
+        goals.append(goal_verdict("failed_share", figures.get("failed_share"), limit, True))
     return goals
 
 
@@ -512,17 +557,22 @@ def explain(result: PlanResult, scenario: Scenario, pool: PoolSpec) -> list[str]
         lines.append(
             f"Erlang has no size to give: {est.notes[-1]}; the simulation judges the rest."
         )
+    elif result.slo is not None and est.cold_miss_share:
+        # The mean cold latency says nothing of the tail: say what the target rests on.
+        note = latency_share_note(result.slo, est.cold_miss_share, est.cold_latency_s)
+        lines.append(f"The latency goal limits the cold share: {note}.")
     if sim is None:
         lines.append(f"{result.none_found[0].upper()}{result.none_found[1:]} in simulation.")
         worst = max(result.candidates.values(), key=lambda c: c.replicas, default=None)
         if worst is not None:
-            warm = worst.summary.mean("warm_p99")
+            # The pool's own claims, as its goals were judged on.
+            warm = _pool_mean(worst, result.pool, "warm_p99")
             if result.slo is not None and warm is not None and not result.slo.met(warm):
                 lines.append(
                     f"Even warm deliveries take {warm:.3g}s at p99 (>= {result.slo.seconds:g}s): "
                     "no pool size fixes that; the latency of the claim path itself does."
                 )
-            failed = worst.summary.mean("failed_share")
+            failed = _pool_mean(worst, result.pool, "failed_share")
             if failed:
                 lines.append(f"{failed:.2%} of the claims fail at {worst.replicas} replicas.")
     elif est.replicas is not None and not (best is not None and best.no_claims):
@@ -544,8 +594,7 @@ def explain(result: PlanResult, scenario: Scenario, pool: PoolSpec) -> list[str]
             lines.append(
                 f"The measured refill time is {measured.refill_s:.3g}s, not the {est.refill_s:.3g}s the "
                 "profile's step means add up to (image pulls on nodes without the image, client QPS "
-                "limits, SandboxSet batches and controller queues add to it); with the measured "
-                f"refill Erlang says {measured.replicas}."
+                f"limits, SandboxSet batches and controller queues add to it); {_erlang_with(measured)}."
             )
         elif measured.replicas is not None:
             lines.append(
@@ -590,6 +639,21 @@ def explain(result: PlanResult, scenario: Scenario, pool: PoolSpec) -> list[str]
         if limited is not None:
             lines.append(limited)
     return lines
+
+
+def _erlang_with(measured: AnalyticEstimate) -> str:
+    """What Erlang answers with the measured refill time: a size, or why it has none."""
+    if measured.replicas is not None:
+        return f"with the measured refill Erlang says {measured.replicas}"
+    if measured.target is None:
+        return "Erlang still has no size to give (no goal limits the share it sizes)"
+    return "with it no pool size meets Erlang's target either"
+
+
+def _pool_mean(candidate: Candidate, pool: str, metric: str) -> float | None:
+    """The mean of one of ``pool``'s own figures at ``candidate`` (None when undefined)."""
+    est = candidate.summary.pools.get(pool, {}).get(metric)
+    return None if est is None else est.mean
 
 
 def _arrival_lines(scenario: Scenario, pool: PoolSpec, est: AnalyticEstimate) -> list[str]:

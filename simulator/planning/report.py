@@ -409,14 +409,14 @@ def _plan(plan: PlanResult, scenario: Scenario) -> str:
     parts.append("<ul>" + "".join(f"<li>{_e(line)}</li>" for line in plan.explanation) + "</ul>")
     rows = []
     for size, cand in sorted(plan.candidates.items()):
-        cells = [_e(size)]
-        for g in cand.goals:
-            mark = "ok" if g.met else "bad"
-            sure = "" if g.certain else " (uncertain)"
+        cells = [_e(size), *(_candidate_goal(g) for g in cand.goals)]
+        if cand.no_claims:
+            # Nothing could miss the goals: said as the terminal says it, not as a pass.
+            cells.append(f'<span class="note">yes</span> {_e(f"({cand.confidence})")}')
+        else:
             cells.append(
-                f'<span class="{mark}">{_e(fmt_estimate(g.name, g.estimate))}</span>{_e(sure)}'
+                '<span class="ok">yes</span>' if cand.meets else '<span class="bad">no</span>'
             )
-        cells.append('<span class="ok">yes</span>' if cand.meets else '<span class="bad">no</span>')
         rows.append(cells)
     goal_names = (
         [label_of(g.name) for g in next(iter(plan.candidates.values())).goals]
@@ -454,13 +454,17 @@ def _plan(plan: PlanResult, scenario: Scenario) -> str:
                 _img(
                     plots.metric_plot(
                         [str(s) for s in sizes],
-                        [plan.candidates[s].summary.metrics.get(plan.slo.metric) for s in sizes],
+                        [
+                            plan.candidates[s].summary.pools.get(plan.pool, {}).get(plan.slo.metric)
+                            for s in sizes
+                        ],
                         ylabel="seconds",
                         title=f"Delivery {plan.slo.stat} by pool size",
                         limit=plan.slo.seconds,
                     ),
                     "latency by pool size",
-                    f"Delivery {plan.slo.stat} (mean and 95% interval) of each candidate; dashed: the goal.",
+                    f"Delivery {plan.slo.stat} of the pool's own claims (mean and 95% interval) "
+                    "at each candidate; dashed: the goal.",
                 )
             )
     best = plan.best
@@ -470,6 +474,18 @@ def _plan(plan: PlanResult, scenario: Scenario) -> str:
             _run_plots(best.summary, best.summary.scenario, f"Plots at {best.replicas} replicas")
         )
     return "".join(parts)
+
+
+def _candidate_goal(g: Goal) -> str:
+    """One goal's cell in the plan's Candidates table, as the Goals table of ``simulate`` marks it.
+
+    A goal no replication measured is ``not measured`` (a note, not a miss).
+    """
+    if g.estimate is None:
+        return f'<span class="note">{_e(g.verdict)}</span> {_e(f"({g.confidence})")}'
+    mark = "ok" if g.met else "bad"
+    sure = "" if g.certain else " (uncertain)"
+    return f'<span class="{mark}">{_e(fmt_estimate(g.name, g.estimate))}</span>{_e(sure)}'
 
 
 def write_report(

@@ -354,13 +354,23 @@ class _Run:
         # An interrupted run's window ends where it stopped.
         end = min(hi, self.series["t"][-1]) if self.series.get("t") else hi
         metrics, failures, warm, cold = summarise_outcomes(outcomes, max(0.0, end - lo))
-        shifted = [_shift(o, origin) for o in outcomes]
+        # Every claim of the run: the refill counts the sandboxes taken in the window,
+        # also by claims requested before it.
+        shifted_all = [_shift(o, origin) for o in everything]
+        shifted = [o for o in shifted_all if lo <= o.requested < hi]
         # A claimed sandbox counts as available until its lock reaches the
         # SandboxSet controller's cache: the refill adds that lag back.
         seen_lag = self.cluster.ctx.profile.latency("watch.lag").mean()
         pools = {
             p.key: pool_metrics(
-                p, self.sets[p.key], self.series, shifted, lo=lo, hi=end, seen_lag=seen_lag
+                p,
+                self.sets[p.key],
+                self.series,
+                shifted,
+                lo=lo,
+                hi=end,
+                seen_lag=seen_lag,
+                run_outcomes=shifted_all,
             )
             for p in sc.pools
         }
@@ -405,6 +415,7 @@ def _shift(o: Outcome, origin: float) -> Outcome:
         requested=o.requested - origin,
         delivered=None if o.delivered is None else o.delivered - origin,
         failed=None if o.failed is None else o.failed - origin,
+        taken=None if o.taken is None else o.taken - origin,
         phases=None,
     )
 

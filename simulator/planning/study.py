@@ -92,7 +92,10 @@ RUN_SHARES: dict[str, ShareBase] = {
 }
 """The run's shares and the claims each is of (see ``summarise_outcomes``)."""
 
-POOL_SHARES: dict[str, ShareBase] = {"cold_share": _count("warm", "cold")}
+POOL_SHARES: dict[str, ShareBase] = {
+    "cold_share": _count("warm", "cold"),
+    "failed_share": _count("claims"),
+}
 """A pool's shares and the claims each is of (see ``pool_metrics``)."""
 
 

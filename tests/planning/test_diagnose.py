@@ -93,3 +93,33 @@ def test_warm_deliveries_that_waited_for_a_refill_are_not_called_a_floor(tiny: S
     found = " ".join(limits(summary, scenario))
     assert "no pool size goes below it" not in found
     assert "claims that waited for a refill: a larger pool shortens that" in found
+
+
+def test_claims_that_retried_after_a_failure_do_not_read_as_waiting_for_a_refill(
+    tiny: Scenario,
+) -> None:
+    """With create-on-no-stock, claims retry after an /init failure, not for stock.
+
+    A pool of 20 under 2 claims/s never runs empty; 60% of the /init calls
+    fail, so some claims fail every /init retry and retry the claim. No pool
+    size shortens those retries: the warm
+    p99 is a floor, and the pool did not run empty. Before, any retried claim
+    made the lines say "a larger pool shortens that" and "Pool default/base
+    ran empty (20 replicas)" (so did the shipped flaky-runtime and node-loss).
+    """
+    scenario = apply_overrides(
+        tiny,
+        [
+            ("pools.base.replicas", 20),
+            ("faults", [{"kind": "runtime_init_failure", "probability": 0.6, "code": 500}]),
+            ("replications", 1),
+        ],
+    )
+    summary = _summary(scenario)
+    assert (summary.mean("waited_share") or 0) > 0
+    assert summary.mean("cold_share") == 0
+    found = " ".join(limits(summary, scenario))
+    assert "a larger pool shortens that" not in found
+    assert "no pool size goes below it" in found
+    assert "Pool default/base ran empty" not in found
+    assert "Pool default/base never ran empty" in found

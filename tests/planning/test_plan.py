@@ -19,6 +19,7 @@ from simulator.planning.diagnose import check_goals
 from simulator.planning.errors import PlanningError
 from simulator.planning.executors import SerialExecutor
 from simulator.planning.loading import parse_scenario
+from simulator.planning.overrides import apply_overrides
 from simulator.planning.plan import PlanResult, explain, plan
 from simulator.planning.scenario import Scenario
 
@@ -400,6 +401,41 @@ def test_a_pool_nobody_claims_from_gets_the_smallest_size_with_no_claims_measure
     )
 
 
+def test_a_pools_goals_are_judged_on_its_own_claims_only() -> None:
+    """Planning the idle pool beside a busy one: the busy pool's slow claims are not the idle one's.
+
+    Pool ``base`` has no stock, so its claims are all cold and miss ``p99<1s``;
+    nobody claims from ``idle``. Every goal of ``idle`` is not measured, the
+    answer is LOW and the explanation says no claims were measured. Before,
+    the latency and failed-share goals read the run's claims (all ``base``'s):
+    every size of ``idle`` "missed" and no claims-measured line appeared.
+    """
+    scenario = apply_overrides(parse_scenario(TWO_POOLS), [("pools.base.replicas", 0)])
+    result = plan(
+        scenario,
+        "idle",
+        slo=parse_slo("p99<1s"),
+        max_cold=0.01,
+        low=1,
+        high=3,
+        executor=SerialExecutor(),
+        stop=threading.Event(),
+    )
+    assert result.answer == 1
+    best = result.best
+    assert best is not None and best.meets and best.no_claims
+    assert [g.name for g in best.goals] == ["latency_p99", "failed_share", "cold_share"]
+    assert all(
+        (g.verdict, g.confidence) == ("not measured", "no claims were measured") for g in best.goals
+    )
+    assert any(
+        "No claims were measured for pool default/idle" in line for line in result.explanation
+    )
+    # The run's claims (all base's, all cold) do miss the goal: they are not idle's.
+    run_p99 = best.summary.metrics["latency_p99"]
+    assert run_p99.mean > 1.0
+
+
 def test_claims_that_all_failed_are_measured_and_miss() -> None:
     """Claims counted but none delivered: the cold share is undefined, yet the goal is missed."""
     (candidate,) = plan_at_40(parse_scenario(UNDELIVERED), 0.01).candidates.values()
@@ -460,3 +496,67 @@ def test_erlang_without_a_target_starts_the_search_at_low_and_says_why(tiny: Sce
     assert result.analytic.replicas is None and result.analytic.target is None
     assert result.answer == 2
     assert any(line.startswith("Erlang has no size to give") for line in result.explanation)
+
+
+def _no_stock(tiny: Scenario) -> Scenario:
+    """The tiny scenario with claims that wait for a refill (no create-on-no-stock)."""
+    return apply_overrides(tiny, [("workloads[0].claim", {"create_on_no_stock": False})])
+
+
+def test_erlang_without_a_size_is_said_so_with_the_measured_refill_too(tiny: Scenario) -> None:
+    """Claims that wait, ``--max-cold`` alone: Erlang-C has no target with either refill time.
+
+    Before, a measured refill off the profile's printed "with the measured
+    refill Erlang says None".
+    """
+    scenario = _no_stock(tiny)
+    pool = scenario.pools[0]
+    estimate = analytic_estimate(scenario, pool, None, 0.01)
+    measured = analytic_estimate(scenario, pool, None, 0.01, refill_s=2 * estimate.refill_s)
+    assert (estimate.target, measured.target, measured.replicas) == (None, None, None)
+    result = PlanResult(
+        pool=pool.key,
+        slo=None,
+        max_cold=0.01,
+        low=1,
+        high=4,
+        analytic=estimate,
+        analytic_measured=measured,
+        answer=None,
+        candidates={},
+    )
+    (line,) = [line for line in explain(result, scenario, pool) if "measured refill" in line]
+    assert "None" not in line
+    assert line.endswith("Erlang still has no size to give (no goal limits the share it sizes).")
+
+
+def test_a_cold_share_that_cannot_be_nonzero_is_certain(tiny: Scenario) -> None:
+    """Without create-on-no-stock no claim is cold: 0 cold of 160 meets ``--max-cold 1%`` for sure.
+
+    Before, the Wilson interval of 0 in 160 (up to 2.3%) crossed 1%: the plan
+    called the verdict uncertain and asked for some 380 claims to settle it.
+    """
+    result = plan(
+        _no_stock(tiny),
+        "base",
+        slo=None,
+        max_cold=0.01,
+        low=3,
+        high=3,
+        executor=SerialExecutor(),
+        stop=threading.Event(),
+    )
+    best = result.best
+    assert best is not None
+    (cold,) = best.goals
+    assert cold.estimate is not None and cold.estimate.mean == 0.0
+    assert cold.estimate.high is not None and cold.estimate.high > 0.01  # Wilson's bound
+    assert cold.met and cold.certain and best.certain
+    assert cold.confidence.startswith("certain: no claim can be cold")
+    assert best.confidence == "certain"
+    assert not any("not certain" in line or "takes about" in line for line in result.explanation)
+    # simulate judges the scenario's cold-share goal alike.
+    goals = best.summary.scenario.goals
+    assert goals is not None
+    (simulated,) = [g for g in check_goals(best.summary, goals) if g.name == "cold_share"]
+    assert simulated.certain and simulated.confidence == cold.confidence

@@ -22,7 +22,7 @@ from simulator.planning.loading import parse_scenario
 from simulator.planning.outputs import summary_payload, write_claims_csv, write_summary
 from simulator.planning.overrides import apply_overrides
 from simulator.planning.plan import plan
-from simulator.planning.report import write_report
+from simulator.planning.report import render_report, write_report
 from simulator.planning.scenario import Scenario
 from simulator.planning.study import Point, run_points
 
@@ -131,3 +131,36 @@ def test_report_and_summary_contents(reports: dict[str, Path]) -> None:
     assert len(csv_lines) - 1 == sum(r["metrics"]["claims"] for r in point["runs"])
     assert "Candidates" in reports["plan"].read_text()
     assert "cold share against pool size" in reports["sweep"].read_text()
+
+
+def test_a_plan_with_no_claims_marks_its_goals_not_measured_not_missed() -> None:
+    """A pool nobody claims from: the Candidates table says ``not measured``, as simulate's Goals do.
+
+    Before, each goal read ``<span class="bad">-</span> (uncertain)`` (a miss)
+    beside "meets: yes", while the terminal said no claims were measured.
+    """
+    scenario = parse_scenario(
+        TINY.replace(
+            "  - {name: base, replicas: 4}\n",
+            "  - {name: base, replicas: 4}\n  - {name: idle, replicas: 2}\n",
+        ).replace("duration: 40s", "duration: 10s"),
+        source="tiny.yaml",
+    )
+    result = plan(
+        scenario,
+        "idle",
+        slo=None,
+        max_cold=0.01,
+        low=2,
+        high=2,
+        executor=SerialExecutor(),
+        stop=threading.Event(),
+    )
+    planned = [c.summary for _, c in sorted(result.candidates.items())]
+    html = render_report("plan", scenario, "tiny.yaml", planned, plan=result)
+    start = html.index("<h2>Candidates</h2>")
+    table = html[start : html.index("</table>", start)]
+    assert '<span class="bad">' not in table
+    assert "(uncertain)" not in table
+    assert '<span class="note">not measured</span> (no claims were measured)' in table
+    assert '<span class="note">yes</span> (no claims were measured)' in table
