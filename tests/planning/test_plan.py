@@ -106,6 +106,28 @@ def test_no_size_meets_an_impossible_goal(tiny: Scenario) -> None:
     assert any("Even warm deliveries" in line for line in result.explanation)
 
 
+def test_no_size_in_range_with_claims_waiting_for_refills_says_a_larger_pool_may(
+    tiny: Scenario,
+) -> None:
+    """Without create-on-no-stock a claim waits for a refill and is then delivered warm: a slow
+    warm p99 is the pool's doing, so the plan does not say no pool size fixes it."""
+    waiting = apply_overrides(tiny, [("workloads[0].claim", {"create_on_no_stock": False})])
+    result = plan(
+        waiting,
+        "base",
+        slo=parse_slo("p99<300ms"),
+        max_cold=None,
+        low=1,
+        high=2,
+        executor=SerialExecutor(),
+        stop=threading.Event(),
+    )
+    assert result.answer is None
+    text = " ".join(result.explanation)
+    assert "Even warm deliveries" not in text
+    assert "counting the claims that waited for a refill" in text
+
+
 def test_plan_refuses_bad_requests(tiny: Scenario) -> None:
     """No goal, an unknown pool or an upside-down range: one clear error, nothing run."""
     kwargs = {"executor": SerialExecutor(), "stop": threading.Event(), "low": None, "high": None}
