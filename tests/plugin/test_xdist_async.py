@@ -35,10 +35,10 @@ def test_each_xdist_worker_has_its_own_cluster_and_port(suite: pytest.Pytester) 
     result = suite.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=8)
     # One report directory for the run, as without xdist, not one per worker.
-    reports = list(suite.path.parent.glob("**/*.csv"))
+    reports = list(suite.path.glob("**/*.csv"))
     assert len(reports) == 2
     assert {p.parent.name for p in reports} == {"kruise-agents"}
-    assert not list(suite.path.parent.glob("**/popen-gw*/kruise-agents"))
+    assert not list(suite.path.glob("**/popen-gw*/kruise-agents"))
     result.stdout.fnmatch_lines(
         [
             "*kruise-agents: sandboxes left behind, killed at teardown*",
