@@ -800,9 +800,14 @@ class Cluster:
         """Inject a fault (see :data:`simulator.faults.FAULT_KINDS`); return it with its id.
 
         Bad fields raise :class:`InvalidError` naming the field (``probability``,
-        ``selector``, ...) and add nothing.
+        ``selector``, ...) and add nothing. What is due now then runs (as
+        ``advance(0)``): a ``pod_kill`` or ``node_loss`` starting now acts at
+        once, as on a running cluster, not whenever the virtual clock next moves
+        (cleared before that, it would never have acted).
         """
-        return self.ctx.faults.inject(kind=kind, **fields)
+        fault = self.ctx.faults.inject(kind=kind, **fields)
+        self.advance(0)
+        return fault
 
     def clear_faults(self, fault_id: str | None = None) -> None:
         """Remove one fault by id, or all."""

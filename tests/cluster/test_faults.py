@@ -98,6 +98,20 @@ def test_pod_kill_kills_claimed_sandboxes(pooled: Cluster) -> None:
         assert got.status.phase in ("Failed", "Succeeded")
 
 
+def test_an_acting_fault_starting_now_acts_at_once_on_the_virtual_clock(pooled: Cluster) -> None:
+    """pod_kill at its start (now) fires when injected, not when the clock next moves: a clear
+    right after it does not undo a kill that has begun."""
+    sbx = pooled.create_sandbox("base")
+    fault = pooled.inject("pod_kill", selector={"namespace": "default"})
+    (fired,) = [f.fired for f in pooled.faults if f.id == fault.id]
+    assert fired >= 1  # one per pod killed: the claimed one and the pool's
+    pooled.clear_faults(fault.id)
+    pooled.advance(5)
+    with pytest.raises(ClaimError) as err:
+        pooled.describe(pooled.sandbox_id(sbx))
+    assert err.value.code == 404
+
+
 def test_runtime_unreachable_times_out_init(pooled: Cluster) -> None:
     """An unreachable runtime costs the full per-attempt timeout on each of 5 attempts."""
     pooled.inject("runtime_unreachable", count=5)
