@@ -13,7 +13,11 @@ Prints, measured in one run:
    suite's time as a multiple of it.
 
 The server runs in this process on uvicorn (as in the tests); the suite runs
-in a subprocess, as a user runs it.
+in a subprocess, as a user runs it. Each run's checks passed, failed and
+skipped are printed (and, with ``--json``, given in the JSON line). If any
+check fails in any run, or a run fails as a whole, the script shows the
+failing checks and the suite's output and exits 1 without timings: a failing
+suite's time is not the suite's.
 """
 
 from __future__ import annotations
@@ -30,6 +34,9 @@ import time
 import xml.etree.ElementTree as ET
 from collections import defaultdict
 from pathlib import Path
+from typing import NamedTuple
+
+from bench_options import positive_int
 
 from pytest_kruise_agents.backends.sim import SimBackend
 from pytest_kruise_agents.e2b.app import create_app
@@ -53,8 +60,24 @@ spec:
 KRUISE_AGENTS = Path(sys.executable).with_name("kruise-agents")
 
 
-def run_suite(url: str, out: Path) -> tuple[float, dict[str, float], int, int]:
-    """One run: (wall seconds, check seconds per level, checks passed, checks run)."""
+class Run(NamedTuple):
+    """One run of the suite: its wall time, its checks' time per level, and their outcome."""
+
+    wall: float
+    per_level: dict[str, float]
+    passed: int
+    failed: int
+    skipped: int
+    failures: list[str]
+    """The checks that failed or errored, or why the run failed as a whole."""
+
+    @property
+    def total(self) -> int:
+        return self.passed + self.failed + self.skipped
+
+
+def run_suite(url: str, out: Path) -> Run:
+    """One run of the suite, as a user runs it; its output goes to stderr when it fails."""
     junit = out / "conformance.xml"
     cmd = [
         str(KRUISE_AGENTS),
@@ -79,17 +102,26 @@ def run_suite(url: str, out: Path) -> tuple[float, dict[str, float], int, int]:
     proc = subprocess.run(cmd, cwd=out, env=env, capture_output=True, text=True, timeout=900)
     wall = time.perf_counter() - started
     per_level: dict[str, float] = defaultdict(float)
-    passed = total = 0
-    for case in ET.parse(junit).iter("testcase"):
-        per_level[case.attrib["classname"].removeprefix("conformance.")] += float(
-            case.attrib["time"]
-        )
-        total += 1
-        if case.find("failure") is None and case.find("skipped") is None:
+    passed = failed = skipped = 0
+    failures: list[str] = []
+    cases = ET.parse(junit).iter("testcase") if junit.exists() else iter(())
+    for case in cases:
+        level = case.attrib["classname"].removeprefix("conformance.")
+        per_level[level] += float(case.attrib["time"])
+        if case.find("failure") is not None or case.find("error") is not None:
+            failed += 1
+            failures.append(case.attrib["name"])
+        elif case.find("skipped") is not None:
+            skipped += 1
+        else:
             passed += 1
     if proc.returncode != 0:
-        print(proc.stdout[-3000:], file=sys.stderr)
-    return wall, dict(per_level), passed, total
+        print(proc.stdout[-3000:], proc.stderr[-3000:], sep="\n", file=sys.stderr)
+        if not failures:  # nothing failed check by check: the run itself did
+            failures.append(f"the suite exited {proc.returncode} (its output is above)")
+    if passed + failed + skipped == 0 and not failures:
+        failures.append("no check ran")
+    return Run(wall, dict(per_level), passed, failed, skipped, failures)
 
 
 def baseline() -> float:
@@ -104,9 +136,11 @@ def baseline() -> float:
 
 
 def main() -> None:
-    """Measure and print (see the module docstring)."""
+    """Measure and print (see the module docstring); exit 1 if any check failed."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=3, help="Runs of the suite (default 3).")
+    parser.add_argument(
+        "--runs", type=positive_int, default=3, help="Runs of the suite (default 3)."
+    )
     parser.add_argument("--json", action="store_true", help="Print the figures as JSON too.")
     args = parser.parse_args()
 
@@ -118,28 +152,44 @@ def main() -> None:
             ApiKey(key=ADMIN_KEY, admin=True, id="admin"),
         ]
     )
-    walls: list[float] = []
-    levels: dict[str, list[float]] = defaultdict(list)
-    counts: list[tuple[int, int]] = []
+    runs: list[Run] = []
     with ServerThread(create_app(backend, settings)) as server, tempfile.TemporaryDirectory() as d:
         for i in range(args.runs):
             out = Path(d) / f"run-{i}"
             out.mkdir()
-            wall, per_level, passed, total = run_suite(server.url, out)
-            walls.append(wall)
-            counts.append((passed, total))
-            for level, seconds in per_level.items():
-                levels[level].append(seconds)
+            runs.append(run_suite(server.url, out))
     backend.close()
-    base = min(baseline() for _ in range(3))
 
-    best, median = min(walls), statistics.median(walls)
-    checks = {level: statistics.median(v) for level, v in levels.items()}
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
     )
     print(f"conformance suite, all levels, virtual clock, {args.runs} runs")
-    print(f"  checks passed per run: {', '.join(f'{p}/{t}' for p, t in counts)}")
+    print(
+        "  checks per run (passed/failed/skipped of all): "
+        + ", ".join(f"{r.passed}/{r.failed}/{r.skipped} of {r.total}" for r in runs)
+    )
+    counts = {
+        "passed": [r.passed for r in runs],
+        "failed": [r.failed for r in runs],
+        "skipped": [r.skipped for r in runs],
+    }
+    failing = [(i, r) for i, r in enumerate(runs, 1) if r.failures]
+    if failing:
+        # A failing suite's time is not the suite's: no timings, and a non-zero exit.
+        for i, r in failing:
+            print(f"  run {i} FAILED: {', '.join(r.failures)}")
+        if args.json:
+            print(json.dumps({"ok": False, "runs": args.runs, **counts}))
+        sys.exit(f"conformance: the suite failed in {len(failing)} of {args.runs} runs")
+
+    base = min(baseline() for _ in range(3))
+    walls = [r.wall for r in runs]
+    best, median = min(walls), statistics.median(walls)
+    levels: dict[str, list[float]] = defaultdict(list)
+    for r in runs:
+        for level, seconds in r.per_level.items():
+            levels[level].append(seconds)
+    checks = {level: statistics.median(v) for level, v in levels.items()}
     print(f"  wall: min {best:.1f} s, median {median:.1f} s (goal < 60 s)")
     print(
         "  check time per level (median): " + ", ".join(f"{k} {v:.1f} s" for k, v in checks.items())
@@ -153,11 +203,13 @@ def main() -> None:
         print(
             json.dumps(
                 {
+                    "ok": True,
+                    "runs": args.runs,
+                    **counts,
                     "wall_min_s": best,
                     "wall_median_s": median,
                     "levels_s": checks,
                     "baseline_s": base,
-                    "runs": args.runs,
                 }
             )
         )

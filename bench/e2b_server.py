@@ -12,13 +12,16 @@ Prints, measured in one run:
 2. where the server's part of a create and a kill goes: the same calls made
    in-process on the ASGI app (no HTTP, no SDK) over the same cluster, split
    into the backend call (the simulation) and the rest of the app (routing,
-   auth, parsing, rendering, middleware), p50 in microseconds;
+   auth, parsing, rendering, middleware), p50 in microseconds (the median of
+   each series on its own: the parts' medians do not add up exactly to the
+   whole's);
 3. ``commands.run("true")`` p50 and p99 in one sandbox;
 4. the server's resident memory added by 1,000 idle claimed sandboxes
    (goal < 50 MiB: nothing is started for a sandbox until it is used).
 
 The server under test runs in a child process, so its memory is its own and the
-client's CPU time is not counted in it.
+client's CPU time is not counted in it. ``--creates``, ``--commands`` and
+``--idle`` set the counts (each at least 1).
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing.connection import Connection
 from typing import Any
+
+from bench_options import positive_int
 
 CANNED_SANDBOX = {
     "templateID": "base",
@@ -309,9 +314,18 @@ def idle_memory(count: int) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--creates", type=int, default=1000)
-    parser.add_argument("--commands", type=int, default=300)
-    parser.add_argument("--idle", type=int, default=1000)
+    parser.add_argument(
+        "--creates", type=positive_int, default=1000, help="create+kill calls (default 1,000)"
+    )
+    parser.add_argument(
+        "--commands",
+        type=positive_int,
+        default=300,
+        help='commands.run("true") calls (default 300)',
+    )
+    parser.add_argument(
+        "--idle", type=positive_int, default=1000, help="idle claimed sandboxes (default 1,000)"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
 
@@ -354,11 +368,14 @@ def main() -> None:
         f"{base['per_s']:.0f} create+kill/s"
     )
     print(f"rate ratio real/bare: {out['rate_ratio']:.2f}   (goal >= 0.5)")
+    # Each figure is the median of its own series: the parts' medians need not add up
+    # to the whole's, so the line says so rather than writing a sum.
     print(
-        f"server side, in-process ASGI (no HTTP, no SDK), p50: create {split['create_us']:.0f} us "
-        f"= backend (simulation) {split['create_backend_us']:.0f} + app "
-        f"{split['create_app_us']:.0f}; kill {split['kill_us']:.0f} us = backend "
-        f"{split['kill_backend_us']:.0f} + app {split['kill_app_us']:.0f}"
+        f"server side, in-process ASGI (no HTTP, no SDK), p50: create {split['create_us']:.0f} us: "
+        f"backend (simulation) {split['create_backend_us']:.0f}, app {split['create_app_us']:.0f}; "
+        f"kill {split['kill_us']:.0f} us: backend {split['kill_backend_us']:.0f}, app "
+        f"{split['kill_app_us']:.0f} (each the median of its own series: the parts do not add up "
+        "exactly)"
     )
     print(
         f'commands.run("true") x{args.commands}: p50 {cmd["p50_ms"]:.2f} ms, '

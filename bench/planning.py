@@ -21,7 +21,9 @@ Prints, each with a baseline measured in the same run:
 
 Each configuration of part 1 runs in its own subprocess so that its peak RSS
 is its own. ``--quick`` shrinks part 1 to 10,000 claims and the sweep points
-to ~300 claims.
+to ~300 claims. ``--claims N`` must be at least 1,000 (5 s of arrivals: a
+shorter run may have none to measure), and ``--skip-large`` with
+``--skip-sweep`` is refused: together they measure nothing.
 """
 
 from __future__ import annotations
@@ -39,9 +41,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench_options import at_least
+
 RATE = 200.0
 POOL = 1000
 HOLD = "exp(5s)"
+MIN_CLAIMS = 1000
+"""The large run's least size: fewer arrivals than this (5 s of them) may be none at all."""
 
 
 def big_scenario(claims: int) -> dict[str, Any]:
@@ -219,7 +225,11 @@ def main() -> None:
         "--quick", action="store_true", help="10,000 claims; sweep points of ~300 claims"
     )
     parser.add_argument(
-        "--claims", type=int, default=None, help="claims of the large run (default 100,000)"
+        "--claims",
+        type=at_least(MIN_CLAIMS, f"{MIN_CLAIMS / RATE:g} s of arrivals at {RATE:g}/s"),
+        default=None,
+        help=f"claims of the large run, at least {MIN_CLAIMS:,} (default 100,000; 10,000 with "
+        "--quick)",
     )
     parser.add_argument("--skip-large", action="store_true", help="only the sweep")
     parser.add_argument("--skip-sweep", action="store_true", help="only the large run")
@@ -230,6 +240,8 @@ def main() -> None:
     )
     parser.add_argument("--one", nargs=2, metavar=("MODEL", "CLAIMS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.skip_large and args.skip_sweep:
+        parser.error("--skip-large and --skip-sweep together leave nothing to measure")
     if args.one:
         model, claims = args.one
         fn = run_planning if model == "planning" else run_direct
@@ -242,7 +254,7 @@ def main() -> None:
         f"{time.strftime('%Y-%m-%d')}"
     )
     if not args.skip_large:
-        claims = args.claims or (10_000 if args.quick else 100_000)
+        claims = args.claims if args.claims is not None else 10_000 if args.quick else 100_000
         print(
             f"\n## 1. One run end to end: pool {POOL:,}, Poisson {RATE:g}/s, {claims:,} claims held {HOLD}"
         )
