@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import itertools
 import random
+import re
 from collections.abc import Callable, Collection, Generator, Mapping
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 import simpy
 from pydantic import (
@@ -212,6 +213,10 @@ Selector = Annotated[dict[str, str], AfterValidator(_selector_of_kind)]
 """A fault's selector, checked against the model's ``kind`` field (declared before it)."""
 
 
+_FAULT_ID: Final = re.compile(r"[A-Za-z0-9._-]{1,253}")
+"""What a fault id may be: one URL path segment that needs no escaping."""
+
+
 class Fault(BaseModel):
     """One injected fault."""
 
@@ -236,6 +241,19 @@ class Fault(BaseModel):
     def _parse_latency(cls, value: Any, info: ValidationInfo) -> Any:
         check_latency(info.data.get("kind"), value)
         return None if value is None else parse_latency(value)
+
+    @field_validator("id")
+    @classmethod
+    def _addressable_id(cls, value: str) -> str:
+        # The id names the fault in a URL path (DELETE /_kruise/faults/{id}): "/"
+        # would not route, and "." or ".." are dot segments clients rewrite away
+        # (DELETE /_kruise/faults/. reached DELETE /_kruise/faults: clear them all).
+        if value and (value in (".", "..") or not _FAULT_ID.fullmatch(value)):
+            raise ValueError(
+                "must be 1-253 letters, digits, '.', '_' or '-' (and not '.' or '..'), "
+                f"got {value!r}"
+            )
+        return value
 
     @field_validator("fired", mode="before")
     @classmethod

@@ -217,6 +217,12 @@ def test_clear_all_faults(server: Served) -> None:
         ({"probability": 1}, "kind"),
         ({"kind": "watch_lag", "selector": {"informer": "manager"}}, "selector"),
         ({"kind": "pod_kill", "selector": {"verb": "update"}}, "selector"),
+        # Ids name faults in DELETE /_kruise/faults/{id}: one that no path can carry is
+        # refused ("." was rewritten by clients to DELETE /_kruise/faults: clear all).
+        ({"kind": "api_error", "id": "a/b"}, "id"),
+        ({"kind": "api_error", "id": "."}, "id"),
+        ({"kind": "api_error", "id": ".."}, "id"),
+        ({"kind": "api_error", "id": "with space"}, "id"),
     ],
 )
 def test_a_bad_fault_is_400(server: Served, body: dict[str, object], field: str) -> None:
