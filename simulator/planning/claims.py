@@ -161,6 +161,12 @@ def _lock_s(rec: ClaimRecord) -> float | None:
     return rec.locked - rec.picked
 
 
+def _lock_s_taken(rec: ClaimRecord) -> float:
+    """The lock write of an attempt that took a sandbox (:func:`_taken` is not None)."""
+    assert rec.picked is not None and rec.locked is not None
+    return rec.locked - rec.picked
+
+
 def _taken(rec: ClaimRecord) -> float | None:
     """When the attempt took a sandbox from the pool: its pick, once the warm lock is written.
 
@@ -203,6 +209,8 @@ def sandboxclaim_outcomes(tracker: SandboxClaimTracker, *, phases: bool) -> list
     delivered = tracker.delivered()
     failed = [r for r in tracker.records if r.failed is not None]
     waves = sorted({r.requested for r in tracker.records})
+    # Failed attempts that took a sandbox first emptied a slot: the refill counts them.
+    lost = tuple((t, _lock_s_taken(r)) for r in failed if (t := _taken(r)) is not None)
     out: list[Outcome] = []
     for rec in delivered:
         out.append(
@@ -232,4 +240,6 @@ def sandboxclaim_outcomes(tracker: SandboxClaimTracker, *, phases: bool) -> list
                 else None,
             )
         )
+    if lost and out:
+        out[0].retaken = lost  # the claim's: one replica carries them, counted once
     return out

@@ -145,13 +145,16 @@ def pool_metrics(
     span = max(hi - lo, 1e-9)
     replicas = float(pool.replicas or 0)
     # A claim that took a sandbox emptied a slot whether or not it was delivered in the end.
-    taken = [
-        o
-        for o in (outcomes if run_outcomes is None else run_outcomes)
-        if o.pool == key and o.taken is not None and lo <= o.taken < hi
-    ]
+    # So did a failed attempt that took one and lost it (Outcome.retaken).
+    taken: list[tuple[float, float | None]] = []
+    for o in outcomes if run_outcomes is None else run_outcomes:
+        if o.pool != key:
+            continue
+        if o.taken is not None and lo <= o.taken < hi:
+            taken.append((o.taken, o.lock_s))
+        taken.extend((t, lock) for t, lock in o.retaken if lo <= t < hi)
     warm_rate = len(taken) / span
-    locks = [o.lock_s for o in taken if o.lock_s is not None]
+    locks = [lock for _, lock in taken if lock is not None]
     unseen = (math.fsum(locks) / len(locks) if locks else 0.0) + seen_lag
     refill = (
         (replicas - mean_avail) / warm_rate + unseen

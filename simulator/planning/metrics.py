@@ -47,6 +47,9 @@ class Outcome:
     taken: float | None = None
     """When the claim took a sandbox from the pool (its pick, of a warm lock that was
     written), delivered or not; None when it never did (cold, or no lock)."""
+    retaken: tuple[tuple[float, float], ...] = ()
+    """Sandboxes the claim's failed attempts took and lost (a SandboxClaim wave whose
+    ``/init`` failed after its lock): ``(taken, lock_s)`` each. They emptied slots too."""
 
     @property
     def latency(self) -> float | None:

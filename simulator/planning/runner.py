@@ -416,6 +416,7 @@ def _shift(o: Outcome, origin: float) -> Outcome:
         delivered=None if o.delivered is None else o.delivered - origin,
         failed=None if o.failed is None else o.failed - origin,
         taken=None if o.taken is None else o.taken - origin,
+        retaken=tuple((t - origin, lock) for t, lock in o.retaken),
         phases=None,
     )
 

@@ -6,8 +6,22 @@ from datetime import timedelta
 
 from pytest_kruise_agents.api.manifest import load_manifest
 from pytest_kruise_agents.api.sandboxclaim import SandboxClaim
-from simulator.planning.claims import e2b_metadata, sandboxclaim_manifest
+from pytest_kruise_agents.backends.sim import default_pools_yaml
+from simulator.cluster import Cluster
+from simulator.planning.claims import (
+    SandboxClaimTracker,
+    e2b_metadata,
+    sandboxclaim_manifest,
+    sandboxclaim_outcomes,
+)
 from simulator.planning.scenario import ClaimSpec
+
+CLAIM_ONE = """
+apiVersion: agents.kruise.io/v1alpha1
+kind: SandboxClaim
+metadata: {name: c1, namespace: default}
+spec: {templateName: base, replicas: 1}
+"""
 
 
 def test_claim_options_become_extension_keys() -> None:
@@ -54,3 +68,34 @@ def test_sandboxclaim_timeouts_are_go_durations_that_load_back_exactly() -> None
     assert isinstance(loaded, SandboxClaim)
     assert loaded.spec.claim_timeout == timedelta(seconds=1234567)
     assert loaded.spec.wait_ready_timeout == timedelta(seconds=90.5)
+
+
+def test_a_sandboxclaims_failed_attempts_that_took_a_sandbox_count_as_taken() -> None:
+    """A wave whose /init fails after its warm lock emptied a slot: the claim's outcomes carry
+    it (``retaken``) beside the retry that delivered, so the measured refill counts both."""
+    cluster = Cluster(seed=4, nodes=2)
+    cluster.apply(default_pools_yaml(2, pools=("base",)))
+    cluster.wait_for_pool("base")
+    cluster.inject("runtime_init_failure", count=5)  # the first attempt's five /init tries
+    applied = cluster.now
+    cluster.apply(CLAIM_ONE)
+    cluster.advance(120)
+    records = [r for r in cluster.records if r.claim_name == "c1"]
+    assert [(r.delivered is not None, r.error_reason) for r in records] == [
+        (False, "InitRuntimeFailed"),
+        (True, None),
+    ]
+    tracker = SandboxClaimTracker(
+        workload=0,
+        pool="default/base",
+        name="c1",
+        namespace="default",
+        applied=applied,
+        holds=[None],
+        records=records,
+    )
+    (outcome,) = sandboxclaim_outcomes(tracker, phases=False)
+    failed = records[0]
+    assert failed.picked is not None and failed.locked is not None
+    assert outcome.taken == records[1].picked
+    assert outcome.retaken == ((failed.picked, failed.locked - failed.picked),)
