@@ -803,10 +803,14 @@ class Cluster:
         ``selector``, ...) and add nothing. What is due now then runs (as
         ``advance(0)``): a ``pod_kill`` or ``node_loss`` starting now acts at
         once, as on a running cluster, not whenever the virtual clock next moves
-        (cleared before that, it would never have acted).
+        (cleared before that, it would never have acted). Called from inside the
+        simulation (a SimPy process: a chaos schedule), it runs nothing itself:
+        the fault acts once that process yields, at the same instant.
         """
         fault = self.ctx.faults.inject(kind=kind, **fields)
-        self.advance(0)
+        if self.env.active_process is None:
+            # Not from inside a step: stepping there would resume processes re-entrantly.
+            self.advance(0)
         return fault
 
     def clear_faults(self, fault_id: str | None = None) -> None:

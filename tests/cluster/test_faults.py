@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import simpy
 
 from pytest_kruise_agents.api import keys
 from pytest_kruise_agents.api.errors import InvalidError
@@ -110,6 +111,36 @@ def test_an_acting_fault_starting_now_acts_at_once_on_the_virtual_clock(pooled: 
     with pytest.raises(ClaimError) as err:
         pooled.describe(pooled.sandbox_id(sbx))
     assert err.value.code == 404
+
+
+def test_a_chaos_schedule_injecting_from_a_simpy_process_runs_as_before(pooled: Cluster) -> None:
+    """Injected from inside a process, a fault runs nothing re-entrantly: a schedule the test
+    stops at the instant of its next injection stops cleanly, with its faults in force."""
+    log: list[tuple[str, float]] = []
+
+    def chaos() -> Any:
+        try:
+            while True:
+                yield pooled.env.timeout(5)
+                pooled.inject("api_latency", latency="5ms", duration=1)
+                log.append(("injected", pooled.now))
+        except simpy.Interrupt:
+            log.append(("stopped", pooled.now))
+
+    def stopper(proc: simpy.Process) -> Any:
+        yield pooled.env.timeout(6)
+        yield pooled.env.timeout(4)
+        proc.interrupt()  # the same instant as the schedule's second injection
+
+    start = pooled.now
+    proc = pooled.env.process(chaos())
+    pooled.env.process(stopper(proc))
+    pooled.advance(30)
+    assert [(what, t - start) for what, t in log] == [
+        ("injected", 5),
+        ("injected", 10),
+        ("stopped", 10),
+    ]
 
 
 def test_runtime_unreachable_times_out_init(pooled: Cluster) -> None:
