@@ -81,6 +81,7 @@ from simulator.cluster import Cluster, check_seconds
 from simulator.collector import simulation_gc
 from simulator.context import DEFAULT_EPOCH, past_clock_end
 from simulator.errors import NotFoundError
+from simulator.faults import Fault
 
 __all__ = [
     "DEFAULT_POOLS",
@@ -986,8 +987,14 @@ class SimBackend:
 
     def inject(self, kind: str, **fields: Any) -> dict[str, Any]:
         """Inject a fault; return it with its id."""
-        fault = self._call(lambda: self.cluster.inject(kind, **fields))
-        return fault.model_dump(mode="json")
+
+        def op() -> Fault:
+            # The inject runs what is due now: cancels requested so far stop their
+            # creates first, as a model run by any other call would (_advance).
+            _deliver(self._cancels)
+            return self.cluster.inject(kind, **fields)
+
+        return self._call(op).model_dump(mode="json")
 
     def clear_faults(self, fault_id: str | None = None) -> None:
         """Clear one fault by id (:class:`ResourceNotFound` if unknown), or all."""
