@@ -220,8 +220,9 @@ def test_listed_and_detail_parse_in_the_sdk() -> None:
     assert detail.lifecycle.on_timeout.value == "pause"  # type: ignore[union-attr]
 
 
-def test_templates_parse_in_the_sdk() -> None:
-    info = TemplateInfo(
+def template_info() -> TemplateInfo:
+    """The ``GET /templates`` entry of a pool named base."""
+    return TemplateInfo(
         template_id="base",
         build_id="6f0b6a44-1f7e-5a0c-9a57-0d7c1c6b1a11",
         cpu_count=2,
@@ -233,6 +234,10 @@ def test_templates_parse_in_the_sdk() -> None:
         updated_at=T0,
         envd_version="0.6.13",
     )
+
+
+def test_templates_parse_in_the_sdk() -> None:
+    info = template_info()
     wire = info.to_wire()
     assert wire["createdBy"] is None and wire["lastSpawnedAt"] is None
     assert SdkTemplate.from_dict(wire).build_status.value == "ready"
@@ -273,18 +278,7 @@ def test_null_fields_are_written_in_the_same_order_whatever_the_hash_seed() -> N
         for seed in ("1", "2", "3")
     }
     assert len(outputs) == 1
-    info = TemplateInfo(
-        template_id="base",
-        build_id="b",
-        cpu_count=1,
-        memory_mb=1,
-        disk_size_mb=0,
-        aliases=["base"],
-        names=["base"],
-        created_at=T0,
-        updated_at=T0,
-        envd_version="0.6.13",
-    )
+    info = template_info()
     assert list(info.to_wire())[-2:] == ["createdBy", "lastSpawnedAt"]
 
 

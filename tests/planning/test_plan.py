@@ -10,6 +10,7 @@ the pool at once) and the nodes are large enough never to hold a pod back.
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import pytest
 
@@ -63,19 +64,22 @@ def erlang_scenario() -> Scenario:
     )
 
 
+def plan_serially(scenario: Scenario, pool: str, **options: Any) -> PlanResult:
+    """``plan`` run in this process, never stopped (the options are the goals and range)."""
+    return plan(scenario, pool, executor=SerialExecutor(), stop=threading.Event(), **options)
+
+
 def test_plan_finds_the_erlang_b_answer() -> None:
     """Erlang-B says 5 replicas for at most 5% cold at load 2; the simulation lands within one."""
     expected = min_servers_for_loss(RATE * REFILL, TARGET)
     assert expected == 5
-    result = plan(
+    result = plan_serially(
         erlang_scenario(),
         "base",
         slo=None,
         max_cold=TARGET,
         low=1,
         high=20,
-        executor=SerialExecutor(),
-        stop=threading.Event(),
     )
     assert result.analytic.replicas == expected
     assert result.analytic.refill_s == pytest.approx(REFILL)
@@ -91,15 +95,13 @@ def test_plan_finds_the_erlang_b_answer() -> None:
 
 def test_no_size_meets_an_impossible_goal(tiny: Scenario) -> None:
     """A goal below the claim path's own latency: no pool size meets it, and the plan says why."""
-    result = plan(
+    result = plan_serially(
         tiny,
         "base",
         slo=parse_slo("p50<1ms"),
         max_cold=None,
         low=1,
         high=2,
-        executor=SerialExecutor(),
-        stop=threading.Event(),
     )
     assert result.answer is None
     assert sorted(result.candidates) == [1, 2]
@@ -112,15 +114,13 @@ def test_no_size_in_range_with_claims_waiting_for_refills_says_a_larger_pool_may
     """Without create-on-no-stock a claim waits for a refill and is then delivered warm: a slow
     warm p99 is the pool's doing, so the plan does not say no pool size fixes it."""
     waiting = apply_overrides(tiny, [("workloads[0].claim", {"create_on_no_stock": False})])
-    result = plan(
+    result = plan_serially(
         waiting,
         "base",
         slo=parse_slo("p99<300ms"),
         max_cold=None,
         low=1,
         high=2,
-        executor=SerialExecutor(),
-        stop=threading.Event(),
     )
     assert result.answer is None
     text = " ".join(result.explanation)
@@ -136,13 +136,11 @@ def test_plan_refuses_bad_requests(tiny: Scenario) -> None:
     with pytest.raises(PlanningError, match="--pool: no pool 'nope'"):
         plan(tiny, "nope", slo=None, max_cold=0.01, **kwargs)  # type: ignore[arg-type]
     with pytest.raises(PlanningError, match="--range"):
-        plan(
+        plan_serially(
             tiny,
             "base",
             slo=None,
             max_cold=0.01,
-            executor=SerialExecutor(),
-            stop=threading.Event(),
             low=9,
             high=3,
         )
@@ -150,15 +148,13 @@ def test_plan_refuses_bad_requests(tiny: Scenario) -> None:
 
 def test_only_the_runs_at_the_answer_keep_their_claims(tiny: Scenario) -> None:
     """With keep_claims the answer's runs keep one row per claim; every other size's are dropped."""
-    result = plan(
+    result = plan_serially(
         tiny,
         "base",
         slo=None,
         max_cold=0.6,
         low=1,
         high=3,
-        executor=SerialExecutor(),
-        stop=threading.Event(),
         keep_claims=True,
     )
     assert result.best is not None and len(result.candidates) >= 2
@@ -190,7 +186,7 @@ goals: {slo: p99<1s, max_failed: 1%}
 
 def plan_at_40(scenario: Scenario, max_failed: float) -> PlanResult:
     """The plan of ``scenario``'s pool ``base`` at 40 replicas only, for p99<1s and ``max_failed``."""
-    return plan(
+    return plan_serially(
         scenario,
         "base",
         slo=parse_slo("p99<1s"),
@@ -198,8 +194,6 @@ def plan_at_40(scenario: Scenario, max_failed: float) -> PlanResult:
         max_failed=max_failed,
         low=40,
         high=40,
-        executor=SerialExecutor(),
-        stop=threading.Event(),
     )
 
 
@@ -260,15 +254,13 @@ def test_an_open_high_is_at_least_low(tiny: Scenario) -> None:
     Before, the default HIGH (from Erlang's estimate) stayed below LOW and the
     plan failed with a range the user never typed.
     """
-    result = plan(
+    result = plan_serially(
         tiny,
         "base",
         slo=None,
         max_cold=0.05,
         low=60,
         high=None,
-        executor=SerialExecutor(),
-        stop=threading.Event(),
     )
     assert result.low == 60 and result.high >= 60
     assert result.answer == 60
@@ -276,15 +268,13 @@ def test_an_open_high_is_at_least_low(tiny: Scenario) -> None:
 
 def test_one_replication_is_not_explained_as_an_uncertain_interval(tiny: Scenario) -> None:
     """With one replication the explanation, like the table, says there is no interval."""
-    result = plan(
+    result = plan_serially(
         tiny.model_copy(update={"replications": 1}),
         "base",
         slo=None,
         max_cold=0.6,
         low=8,
         high=8,
-        executor=SerialExecutor(),
-        stop=threading.Event(),
     )
     assert result.best is not None and result.best.confidence == "one replication: no interval"
     assert not any("interval crosses" in line for line in result.explanation)
@@ -316,15 +306,13 @@ def test_a_size_that_does_not_fit_is_a_verdict_and_the_search_stays_below_it() -
 
     Before, the pool's fill error ended the whole plan (exit 2, nothing written).
     """
-    result = plan(
+    result = plan_serially(
         parse_scenario(CRAMPED),
         "base",
         slo=None,
         max_cold=0.001,
         low=1,
         high=None,
-        executor=SerialExecutor(),
-        stop=threading.Event(),
     )
     assert result.analytic.replicas == 11
     assert result.fits_below == 11 and "did not fill" in result.unfit[11]
@@ -338,15 +326,13 @@ def test_a_size_that_does_not_fit_is_a_verdict_and_the_search_stays_below_it() -
 
 def test_no_size_fits_and_meets_says_so() -> None:
     """From 11 up nothing fits and the range starts at 11: no answer, with the reason."""
-    result = plan(
+    result = plan_serially(
         parse_scenario(CRAMPED),
         "base",
         slo=None,
         max_cold=0.001,
         low=11,
         high=20,
-        executor=SerialExecutor(),
-        stop=threading.Event(),
     )
     assert result.answer is None and not result.candidates
     assert result.none_found == (
@@ -360,15 +346,13 @@ def test_zero_cold_claims_in_a_few_hundred_is_not_certain_for_a_rare_goal() -> N
     Before, every replication's 0 gave the interval [0%, 0%] and the verdict
     "certain". The plan now says how many claims would settle the goal.
     """
-    result = plan(
+    result = plan_serially(
         parse_scenario(CRAMPED),
         "base",
         slo=None,
         max_cold=0.001,
         low=8,
         high=8,
-        executor=SerialExecutor(),
-        stop=threading.Event(),
     )
     best = result.best
     assert best is not None
@@ -402,15 +386,13 @@ def test_a_pool_nobody_claims_from_gets_the_smallest_size_with_no_claims_measure
 
     Before, every size "missed" and the plan answered "No size in 1..14 meets the goals".
     """
-    result = plan(
+    result = plan_serially(
         parse_scenario(TWO_POOLS),
         "idle",
         slo=None,
         max_cold=0.01,
         low=1,
         high=None,
-        executor=SerialExecutor(),
-        stop=threading.Event(),
     )
     assert result.answer == 1
     best = result.best
@@ -433,15 +415,13 @@ def test_a_pools_goals_are_judged_on_its_own_claims_only() -> None:
     every size of ``idle`` "missed" and no claims-measured line appeared.
     """
     scenario = apply_overrides(parse_scenario(TWO_POOLS), [("pools.base.replicas", 0)])
-    result = plan(
+    result = plan_serially(
         scenario,
         "idle",
         slo=parse_slo("p99<1s"),
         max_cold=0.01,
         low=1,
         high=3,
-        executor=SerialExecutor(),
-        stop=threading.Event(),
     )
     assert result.answer == 1
     best = result.best
@@ -505,15 +485,13 @@ def test_the_peak_explained_is_the_planned_pools_own() -> None:
 
 def test_erlang_without_a_target_starts_the_search_at_low_and_says_why(tiny: Scenario) -> None:
     """``mean<5s`` gives Erlang no share to size: the plan says so and starts at LOW."""
-    result = plan(
+    result = plan_serially(
         tiny,
         "base",
         slo=parse_slo("mean<5s"),
         max_cold=None,
         low=2,
         high=4,
-        executor=SerialExecutor(),
-        stop=threading.Event(),
     )
     assert result.analytic.replicas is None and result.analytic.target is None
     assert result.answer == 2
@@ -558,15 +536,13 @@ def test_a_cold_share_that_cannot_be_nonzero_is_certain(tiny: Scenario) -> None:
     Before, the Wilson interval of 0 in 160 (up to 2.3%) crossed 1%: the plan
     called the verdict uncertain and asked for some 380 claims to settle it.
     """
-    result = plan(
+    result = plan_serially(
         _no_stock(tiny),
         "base",
         slo=None,
         max_cold=0.01,
         low=3,
         high=3,
-        executor=SerialExecutor(),
-        stop=threading.Event(),
     )
     best = result.best
     assert best is not None

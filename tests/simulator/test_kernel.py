@@ -473,6 +473,17 @@ def owner_with(api: ApiServer, name: str, *finalizers: str) -> SandboxClaim:
     return made
 
 
+def claim_owned_by(api: ApiServer, name: str, ref: OwnerReference) -> SandboxClaim:
+    """A SandboxClaim with one owner: the middle of an owner tree (it can own pods)."""
+    made: SandboxClaim = api.commit_create(
+        SandboxClaim(
+            metadata=ObjectMeta(name=name, owner_references=[ref]),
+            spec=SandboxClaimSpec(template_name="base"),
+        )
+    )
+    return made
+
+
 def release(api: ApiServer, kind: str, name: str, finalizer: str) -> None:
     """Remove one finalizer, as the controller that put it there would."""
     obj = api.peek(kind, "default", name).model_copy(deep=True)
@@ -594,14 +605,7 @@ def test_foreground_deletion_goes_down_the_whole_tree(ctx: SimContext) -> None:
     top owner goes only once the bottom of the tree is gone."""
     api = ApiServer(ctx)
     top = owner_with(api, "top", "foregroundDeletion")
-    mid: SandboxClaim = api.commit_create(
-        SandboxClaim(
-            metadata=ObjectMeta(
-                name="mid", owner_references=[ref_to(top, controller=True, block=True)]
-            ),
-            spec=SandboxClaimSpec(template_name="base"),
-        )
-    )
+    mid = claim_owned_by(api, "mid", ref_to(top, controller=True, block=True))
     dependent(api, "leaf", ref_to(mid, controller=True, block=True), finalizers=("x/y",))
     api.commit_delete("SandboxClaim", "default", "top")
     held = api.peek("SandboxClaim", "default", "mid")
@@ -686,14 +690,7 @@ def test_owners_deleted_in_the_foreground_that_own_each_other_do_not_wait_for_ev
     already waits (here its owner, in a cycle) stops blocking its owners, and both go."""
     api = ApiServer(ctx)
     a = owner_with(api, "a", "foregroundDeletion")
-    b: SandboxClaim = api.commit_create(
-        SandboxClaim(
-            metadata=ObjectMeta(
-                name="b", owner_references=[ref_to(a, controller=True, block=True)]
-            ),
-            spec=SandboxClaimSpec(template_name="base"),
-        )
-    )
+    b = claim_owned_by(api, "b", ref_to(a, controller=True, block=True))
     cyclic = api.peek("SandboxClaim", "default", "a").model_copy(deep=True)
     cyclic.metadata.owner_references = [ref_to(b, controller=True, block=True)]
     api.commit_update(cyclic)
