@@ -26,7 +26,9 @@ __all__ = [
     "INTERNAL_PREFIX",
     "LABEL_ALLOW_INTERNET_ACCESS",
     "LABEL_CLAIM_NAME",
+    "LABEL_CREATED_BY",
     "LABEL_OWNER",
+    "LABEL_POD_TEMPLATE_HASH",
     "LABEL_RESERVED_FAILED",
     "LABEL_SANDBOX_CLAIMED",
     "LABEL_SANDBOX_ID",
@@ -51,6 +53,10 @@ LABEL_CLAIM_NAME = "agents.kruise.io/claim-name"
 LABEL_TEMPLATE_HASH = "agents.kruise.io/template-hash"
 LABEL_RESERVED_FAILED = "agents.kruise.io/reserved-failed-sandbox"
 LABEL_SANDBOX_NAME = "agents.kruise.io/sandbox-name"
+LABEL_CREATED_BY = "agents.kruise.io/created-by"
+"""On a Pod: ``sandbox`` when the Sandbox controller made it (``external`` otherwise)."""
+LABEL_POD_TEMPLATE_HASH = "pod-template-hash"
+"""On a Pod: the revision (hash) of the sandbox's pod template it was made from."""
 LABEL_ALLOW_INTERNET_ACCESS = "agents.kruise.io/allow-internet-access"
 LABEL_SANDBOX_ID = "agents.kruise.io/sandbox-id"
 LABEL_OWNER = "agents.kruise.io/owner"

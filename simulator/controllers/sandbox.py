@@ -37,7 +37,9 @@ limiter (feature-gated off upstream) are not.
 
 from __future__ import annotations
 
+import json
 import sys
+import zlib
 from collections.abc import Generator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -99,6 +101,8 @@ Op = Generator[simpy.Event, Any, Any]
 SbxKey = tuple[str, str]
 
 _UNSEEN_RV = sys.maxsize
+_TEMPLATE_HASHES_MAX = 1024
+"""Pod templates whose hash is kept (cleared when full: a miss costs one hash)."""
 """Expectation RV of an object deleted outright: only its DELETED event satisfies it."""
 
 _TERMINAL_POD = {"Failed": SandboxPhase.FAILED, "Succeeded": SandboxPhase.SUCCEEDED}
@@ -203,6 +207,8 @@ class SandboxController(Reconciler[SbxKey]):
         self._unsupported: dict[SbxKey, None] = {}
         self._missing_template: dict[SbxKey, None] = {}
         """Sandboxes whose templateRef named no SandboxTemplate when a pod was to be made."""
+        self._template_hashes: dict[int, tuple[dict[str, Any], str]] = {}
+        """Pod template (by identity) → its revision hash (see :meth:`_template_hash`)."""
         self._started = False
 
     # -- public ---------------------------------------------------------------------
@@ -668,6 +674,8 @@ class SandboxController(Reconciler[SbxKey]):
             if value is not None:
                 labels.setdefault(label, value)
         labels[keys.LABEL_SANDBOX_NAME] = sbx.metadata.name
+        labels[keys.LABEL_CREATED_BY] = "sandbox"
+        labels[keys.LABEL_POD_TEMPLATE_HASH] = self._template_hash(template)
         owner = OwnerReference(
             api_version=keys.API_VERSION,
             kind="Sandbox",
@@ -689,6 +697,24 @@ class SandboxController(Reconciler[SbxKey]):
             ),
             spec=template.get("spec") or {},
         )
+
+    def _template_hash(self, template: dict[str, Any]) -> str:
+        """The sandbox revision a pod is labelled with: CRC-32 (hex) of its template's JSON.
+
+        Sandboxes of one pool revision share their template object (stored
+        objects are never changed in place), so the hash is kept by identity,
+        with the template held so that its id cannot be reused; bounded, as
+        templates come and go with pools and in-place updates.
+        """
+        found = self._template_hashes.get(id(template))
+        if found is not None and found[0] is template:
+            return found[1]
+        if len(self._template_hashes) >= _TEMPLATE_HASHES_MAX:
+            self._template_hashes.clear()
+        canonical = json.dumps(template, sort_keys=True, separators=(",", ":"), default=str)
+        digest = format(zlib.crc32(canonical.encode()), "08x")
+        self._template_hashes[id(template)] = (template, digest)
+        return digest
 
     def _create_pod(self, key: SbxKey, sbx: Sandbox) -> Op:
         try:

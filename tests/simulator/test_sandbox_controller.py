@@ -162,10 +162,13 @@ def test_sandbox_goes_pending_then_running_and_ready_with_its_pod() -> None:
     assert ref is not None and (ref.kind, ref.uid) == ("Sandbox", sbx.metadata.uid)
     assert ref.api_version == keys.API_VERSION
     assert pod.metadata.finalizers == [POD_FINALIZER]
+    revision = pod.metadata.labels.pop(keys.LABEL_POD_TEMPLATE_HASH)
+    assert len(revision) == 8 and int(revision, 16) >= 0
     assert pod.metadata.labels == {
         "app": "demo",
         keys.LABEL_SANDBOX_TEMPLATE: "base",
         keys.LABEL_SANDBOX_NAME: "sbx",
+        keys.LABEL_CREATED_BY: "sandbox",
     }
     assert pod.spec["containers"][0]["image"] == IMAGE
 
@@ -236,6 +239,8 @@ def test_a_template_ref_sandbox_gets_its_pod_from_the_sandbox_template() -> None
         "team": "ml",
         keys.LABEL_SANDBOX_TEMPLATE: "tpl",
         keys.LABEL_SANDBOX_NAME: "sbx",
+        keys.LABEL_CREATED_BY: "sandbox",
+        keys.LABEL_POD_TEMPLATE_HASH: pod.metadata.labels[keys.LABEL_POD_TEMPLATE_HASH],
     }
     assert pod.metadata.annotations == {"note": "x"}
     assert not rig.ctx.log.of_kind("sandbox.template_not_found")
@@ -278,6 +283,13 @@ def test_a_sandbox_template_change_reaches_only_pods_made_after_it() -> None:
     assert one.spec["containers"][0]["image"] == IMAGE
     assert two.spec["containers"][0]["image"] == IMAGE_V2
     assert rig.cond("InplaceUpdate", "one") is None
+    # Each pod is labelled with the revision of the template it was made from.
+    hashes = [p.metadata.labels[keys.LABEL_POD_TEMPLATE_HASH] for p in (one, two)]
+    assert hashes[0] != hashes[1]
+    ref_sandbox(rig, "three")
+    rig.until(lambda: rig.ready("three"))
+    three = rig.pod("three")
+    assert three is not None and three.metadata.labels[keys.LABEL_POD_TEMPLATE_HASH] == hashes[1]
 
 
 def test_pause_deletes_the_pod_and_resume_recreates_it_and_reinitialises() -> None:
