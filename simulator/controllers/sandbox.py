@@ -101,9 +101,10 @@ Op = Generator[simpy.Event, Any, Any]
 SbxKey = tuple[str, str]
 
 _UNSEEN_RV = sys.maxsize
+"""Expectation RV of an object deleted outright: only its DELETED event satisfies it."""
+
 _TEMPLATE_HASHES_MAX = 1024
 """Pod templates whose hash is kept (cleared when full: a miss costs one hash)."""
-"""Expectation RV of an object deleted outright: only its DELETED event satisfies it."""
 
 _TERMINAL_POD = {"Failed": SandboxPhase.FAILED, "Succeeded": SandboxPhase.SUCCEEDED}
 
