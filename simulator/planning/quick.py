@@ -141,8 +141,11 @@ def _text(result: PlanResult, rate: float, hold: str, slo: str, max_cold: str, r
     best = result.best
     if best is not None:
         how = ", ".join(f"{g.name} {fmt_estimate(g.name, g.estimate)}" for g in best.goals)
+        # How sure the answer is: a share interval crossing its limit says so.
+        runs = len(best.summary.runs)
         lines.append(
-            f"  simulated: {result.answer} replicas over {len(best.summary.runs)} replications ({how})."
+            f"  simulated: {result.answer} replicas over {runs} replication"
+            f"{'' if runs == 1 else 's'}, {best.confidence} ({how})."
         )
     else:
         lines.append("  simulated: no size in the searched range meets the goal.")
