@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -42,6 +43,7 @@ __all__ = [
     "modify_for_claim",
     "needs_wait_ready",
     "new_sandbox_from_sandboxset",
+    "pod_template_revision",
     "sandboxset_has_agent_runtime",
     "sandboxset_owner_reference",
     "sandboxset_revision",
@@ -290,6 +292,21 @@ def _strip_internal(values: Mapping[str, Any] | None) -> dict[str, str]:
     }
 
 
+def _canonical_json(doc: Any) -> str:
+    """``doc`` as JSON with sorted keys and no blanks: the same text in every process."""
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def pod_template_revision(template: Mapping[str, Any]) -> str:
+    """The revision a pod made from ``template`` is labelled with (``pod-template-hash``).
+
+    CRC-32 (hex) of the template's canonical JSON: pods made from the same
+    template share it, a changed template (an in-place image, a SandboxTemplate
+    edit) gives another. Upstream hashes otherwise; only the key is its.
+    """
+    return format(zlib.crc32(_canonical_json(template).encode()), "08x")
+
+
 def sandboxset_revision(sbs: SandboxSet) -> str:
     """The SandboxSet's update revision: FNV-32a (hex) of the canonical JSON of its template.
 
@@ -304,12 +321,7 @@ def sandboxset_revision(sbs: SandboxSet) -> str:
         "runtimes": [r.to_dict() for r in spec.runtimes] if spec.runtimes is not None else None,
         "pauseStrategy": spec.pause_strategy.to_dict() if spec.pause_strategy else None,
     }
-    canonical = json.dumps(
-        {k: v for k, v in doc.items() if v is not None},
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
+    canonical = _canonical_json({k: v for k, v in doc.items() if v is not None})
     h = 0x811C9DC5
     for byte in canonical.encode():
         h ^= byte

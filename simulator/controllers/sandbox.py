@@ -37,9 +37,7 @@ limiter (feature-gated off upstream) are not.
 
 from __future__ import annotations
 
-import json
 import sys
-import zlib
 from collections.abc import Generator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -71,7 +69,10 @@ from pytest_kruise_agents.api.sandbox import (
     SandboxStatus,
 )
 from pytest_kruise_agents.claiming.errors import ClaimError
-from pytest_kruise_agents.claiming.modification import sandboxset_owner_reference
+from pytest_kruise_agents.claiming.modification import (
+    pod_template_revision,
+    sandboxset_owner_reference,
+)
 from pytest_kruise_agents.claiming.recycle import (
     COND_RECYCLING,
     RECYCLE_FAILED,
@@ -700,7 +701,7 @@ class SandboxController(Reconciler[SbxKey]):
         )
 
     def _template_hash(self, template: dict[str, Any]) -> str:
-        """The sandbox revision a pod is labelled with: CRC-32 (hex) of its template's JSON.
+        """:func:`pod_template_revision` of ``template``, computed once per template object.
 
         Sandboxes of one pool revision share their template object (stored
         objects are never changed in place), so the hash is kept by identity,
@@ -712,8 +713,7 @@ class SandboxController(Reconciler[SbxKey]):
             return found[1]
         if len(self._template_hashes) >= _TEMPLATE_HASHES_MAX:
             self._template_hashes.clear()
-        canonical = json.dumps(template, sort_keys=True, separators=(",", ":"), default=str)
-        digest = format(zlib.crc32(canonical.encode()), "08x")
+        digest = pod_template_revision(template)
         self._template_hashes[id(template)] = (template, digest)
         return digest
 

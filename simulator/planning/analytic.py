@@ -64,6 +64,7 @@ __all__ = [
     "size_for_loss",
     "size_for_wait",
     "wait_tail",
+    "waits_for_refill",
 ]
 
 _NEW_SANDBOX_STEPS: tuple[tuple[str, str], ...] = (
@@ -254,6 +255,16 @@ def _claims_from(wl: WorkloadSpec, pool: PoolSpec) -> bool:
 def pool_workloads(scenario: Scenario, pool: PoolSpec) -> list[WorkloadSpec]:
     """The workloads that claim from ``pool`` (a trace's: when any of its rows does)."""
     return [wl for wl in scenario.workloads if _claims_from(wl, pool)]
+
+
+def waits_for_refill(scenario: Scenario, pool: PoolSpec) -> bool:
+    """Whether a claim of ``pool`` may wait for a refill: a workload of it has no create-on-no-stock.
+
+    With create-on-no-stock a claim that finds no stock is created cold; it
+    retries only after a failure (an ``/init`` error, a lost node), which a
+    larger pool does not prevent.
+    """
+    return any(not wl.claim.create_on_no_stock for wl in pool_workloads(scenario, pool))
 
 
 def _row_pool(wl: WorkloadSpec, row: TraceRow) -> tuple[str, str | None]:

@@ -12,12 +12,12 @@ from __future__ import annotations
 from simulator.planning.analytic import (
     parse_max_share,
     parse_slo,
-    pool_workloads,
     refill_estimate,
+    waits_for_refill,
 )
 from simulator.planning.formatting import fmt_value
 from simulator.planning.plan import Goal, cold_goal_certainty, goal_verdict, run_goals
-from simulator.planning.scenario import Goals, PoolSpec, Scenario
+from simulator.planning.scenario import Goals, Scenario
 from simulator.planning.study import PointSummary
 from simulator.profile import Profile
 
@@ -87,7 +87,7 @@ def limits(summary: PointSummary, scenario: Scenario) -> list[str]:
         # Retries are counted over all claims: they tell about the pool only when it is
         # the only one, and only when its claims wait for a refill (with create-on-no-stock
         # a claim retries after an /init failure or a lost node, not for stock).
-        waits = len(scenario.pools) == 1 and _waits_for_refill(scenario, pool)
+        waits = len(scenario.pools) == 1 and waits_for_refill(scenario, pool)
         waited = (m("waited_share") or 0.0) if waits else 0.0
         dry = lowest < 1 or (cold is not None and cold.mean > 0) or waited > 0
         if dry:
@@ -134,7 +134,7 @@ def limits(summary: PointSummary, scenario: Scenario) -> list[str]:
         lines.append(create_line)
     warm = m("warm_p99")
     waited_all = m("waited_share") or 0.0
-    refills = any(_waits_for_refill(scenario, pool) for pool in scenario.pools)
+    refills = any(waits_for_refill(scenario, pool) for pool in scenario.pools)
     if warm is not None and waited_all > 0 and refills:
         # A claim that found no stock and waited for a refill is delivered warm
         # (create-on-no-stock off): its wait is in the warm p99, and a pool sets it.
@@ -153,16 +153,6 @@ def limits(summary: PointSummary, scenario: Scenario) -> list[str]:
         kinds = ", ".join(sorted({f.kind for f in scenario.faults}))
         lines.append(f"Injected faults: {kinds}.")
     return lines
-
-
-def _waits_for_refill(scenario: Scenario, pool: PoolSpec) -> bool:
-    """Whether a claim of ``pool`` may wait for a refill: a workload of it has no create-on-no-stock.
-
-    With create-on-no-stock a claim that finds no stock is created cold; it
-    retries only after a failure (an ``/init`` error, a lost node), which a
-    larger pool does not prevent.
-    """
-    return any(not wl.claim.create_on_no_stock for wl in pool_workloads(scenario, pool))
 
 
 def _pod_slots(summary: PointSummary, scenario: Scenario, pending: float) -> str | None:

@@ -39,6 +39,7 @@ from simulator.planning.analytic import (
     latency_share_note,
     pool_workloads,
     size_for_loss,
+    waits_for_refill,
 )
 from simulator.planning.arrivals import (
     BurstArrivals,
@@ -567,7 +568,7 @@ def explain(result: PlanResult, scenario: Scenario, pool: PoolSpec) -> list[str]
         if worst is not None:
             # The pool's own claims, as its goals were judged on.
             warm = _pool_mean(worst, result.pool, "warm_p99")
-            waits = any(not wl.claim.create_on_no_stock for wl in pool_workloads(scenario, pool))
+            waits = waits_for_refill(scenario, pool)
             if result.slo is not None and warm is not None and not result.slo.met(warm):
                 if waits:
                     # A claim that found no stock waited for a refill and was then

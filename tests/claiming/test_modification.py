@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zlib
 from datetime import timedelta
 from typing import Any
 
@@ -22,6 +23,7 @@ from pytest_kruise_agents.claiming.modification import (
     modify_for_claim,
     needs_wait_ready,
     new_sandbox_from_sandboxset,
+    pod_template_revision,
     sandboxset_has_agent_runtime,
     sandboxset_revision,
     validate_claim_options,
@@ -411,6 +413,18 @@ class TestRevision:
         assert sandboxset_revision(make_sandboxset(template=a)) == sandboxset_revision(
             make_sandboxset(template=b)
         )
+
+    def test_a_pod_templates_revision_follows_its_content_not_its_key_order(self) -> None:
+        """pod_template_revision: the same template in any key order gives one revision (8 hex
+        digits, CRC-32 of the canonical JSON); another image another."""
+        a = pod_template("python:3.12")
+        b = dict(reversed(list(a.items())))
+        rev = pod_template_revision(a)
+        assert rev == pod_template_revision(b) and len(rev) == 8 and int(rev, 16) >= 0
+        assert rev == format(
+            zlib.crc32(json.dumps(a, sort_keys=True, separators=(",", ":")).encode()), "08x"
+        )
+        assert pod_template_revision(pod_template("python:3.13")) != rev
 
     def test_known_fnv_value(self) -> None:
         """FNV-32a is implemented with the standard offset and prime."""
