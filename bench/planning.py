@@ -20,7 +20,8 @@ Prints, each with a baseline measured in the same run:
    the script prints the load average too.
 
 Each configuration of part 1 runs in its own subprocess so that its peak RSS
-is its own. ``--quick`` shrinks part 1 to 10,000 claims and the sweep points
+is its own; one that fails has its error shown, then one line naming it and
+its exit status, and the script exits 1. ``--quick`` shrinks part 1 to 10,000 claims and the sweep points
 to ~300 claims. ``--claims N`` must be at least 1,000 (5 s of arrivals: a
 shorter run may have none to measure), and ``--skip-large`` with
 ``--skip-sweep`` is refused: together they measure nothing.
@@ -155,20 +156,29 @@ def in_subprocess(model: str, claims: int) -> dict[str, Any]:
 
 
 def side_by_side(models: list[str], claims: int) -> list[dict[str, Any]]:
-    """Run configurations in fresh interpreters at the same time; their figures, in order."""
+    """Run configurations in fresh interpreters at the same time; their figures, in order.
+
+    A child's stderr goes straight to ours, so that its error, if any, is
+    shown; a child that fails ends the script (exit 1) with one line naming
+    it and its exit status, after stopping the others (their figures would
+    be half a comparison).
+    """
+    commands = [["--one", model, str(claims)] for model in models]
     procs = [
-        subprocess.Popen(
-            [sys.executable, __file__, "--one", model, str(claims)],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        for model in models
+        subprocess.Popen([sys.executable, __file__, *args], stdout=subprocess.PIPE, text=True)
+        for args in commands
     ]
     results = []
-    for proc in procs:
+    for i, (args, proc) in enumerate(zip(commands, procs, strict=True)):
         out, _ = proc.communicate()
         if proc.returncode != 0:
-            raise subprocess.CalledProcessError(proc.returncode, proc.args, out)
+            for other in procs[i + 1 :]:
+                other.kill()
+                other.wait()
+            sys.exit(
+                f"planning: the run `{' '.join(args)}` failed (exit {proc.returncode}); "
+                "its error is above"
+            )
         results.append(json.loads(out.strip().splitlines()[-1]))
     return results
 

@@ -17,7 +17,7 @@ from simulator.planning.analytic import (
     parse_slo,
     refill_estimate,
 )
-from simulator.planning.errors import PlanningError, RunError, ScenarioError
+from simulator.planning.errors import PlanningError, PoolFillError, RunError, ScenarioError
 from simulator.planning.executors import (
     DaskExecutor,
     ProcessExecutor,
@@ -33,7 +33,7 @@ from simulator.planning.quick import QuickPlan, quick_plan
 from simulator.planning.runner import run_once
 from simulator.planning.scenario import Scenario
 from simulator.planning.stats import Estimate, aggregate
-from simulator.planning.study import Point, PointSummary, run_points
+from simulator.planning.study import Point, PointSummary, Study, UnfitPoint, run_points, run_study
 
 __all__ = [
     "AnalyticEstimate",
@@ -43,6 +43,7 @@ __all__ = [
     "PlanningError",
     "Point",
     "PointSummary",
+    "PoolFillError",
     "ProcessExecutor",
     "QuickPlan",
     "RunError",
@@ -51,7 +52,9 @@ __all__ = [
     "ScenarioError",
     "SerialExecutor",
     "Slo",
+    "Study",
     "Task",
+    "UnfitPoint",
     "aggregate",
     "analytic_estimate",
     "apply_overrides",
@@ -66,5 +69,6 @@ __all__ = [
     "refill_estimate",
     "run_once",
     "run_points",
+    "run_study",
     "shipped_scenarios",
 ]

@@ -5,8 +5,10 @@ loads the scenario, runs it on the chosen executor with a progress bar,
 writes ``summary.json``, ``report.html`` (and ``claims.csv`` when asked),
 prints a table and returns the exit code:
 
-``0``   done (``plan``: a size meets the goals);
-``1``   ``plan`` found no size in the range that meets the goals;
+``0``   done (``plan``: a size meets the goals; ``sweep``: at least one point
+        ran, whether or not others do not fit on the nodes);
+``1``   ``plan`` found no size in the range that meets the goals; ``sweep``
+        found no point that fits on the nodes (each one's reason is written);
 ``2``   bad input (the message names the file or option, the field and the reason);
 ``130`` interrupted with Ctrl-C: partial results were written.
 """
@@ -57,7 +59,15 @@ from simulator.planning.overrides import Axis, apply_overrides, canonical_path, 
 from simulator.planning.plan import Candidate, Goal, PlanResult, plan
 from simulator.planning.report import write_report
 from simulator.planning.scenario import Scenario
-from simulator.planning.study import Point, PointSummary, grid, run_points
+from simulator.planning.study import (
+    NO_POINT_FITS,
+    Point,
+    PointSummary,
+    UnfitPoint,
+    grid,
+    run_points,
+    run_study,
+)
 
 __all__ = [
     "EXIT_BAD_INPUT",
@@ -214,6 +224,8 @@ def _finish(
     goals: Sequence[Goal] = (),
     limits: Sequence[str] = (),
     claims_csv: bool = False,
+    unfit: Sequence[UnfitPoint] = (),
+    rows: Sequence[PointSummary | UnfitPoint] | None = None,
 ) -> list[Path]:
     payload = summary_payload(
         command,
@@ -227,6 +239,7 @@ def _finish(
         axes=axes,
         goals=goals,
         limits=limits,
+        unfit=unfit,
     )
     files = [write_summary(out, payload)]
     csv_path = write_claims_csv(out, summaries) if claims_csv else None
@@ -247,6 +260,7 @@ def _finish(
             axes=axes,
             goals=goals,
             limits=limits,
+            rows=rows,
         )
     )
     if interrupted:
@@ -370,7 +384,8 @@ def sweep_command(path: str, opts: RunOptions, console: Console | None = None) -
     try:
         with _running(err, total, f"sweep {base.name} ({len(points)} points)") as (bar, stop):
             bar.new_batch(total)
-            summaries, partial = run_points(
+            # A point whose pools never fill is a row of the table, not an error.
+            study = run_study(
                 points,
                 executor,
                 stop=stop,
@@ -383,25 +398,19 @@ def sweep_command(path: str, opts: RunOptions, console: Console | None = None) -
         return _bad_input(err, exc)
     executor.close()
     names = [a.path for a in axes]
-    table = Table(title=f"{base.name}: {len(summaries)} point(s), mean [95% interval]")
-    for n in names:
-        table.add_column(n, overflow="fold")
-    shown = {
-        "latency_p50": "p50",
-        "latency_p99": "p99",
-        "cold_share": "cold",
-        "failed_share": "failed",
-        "node_cpu_peak": "CPU peak",
-        "idle_sandbox_hours": "idle sbx-h",
-    }
-    for heading in shown.values():
-        table.add_column(heading, justify="right")
-    for s in summaries:
-        table.add_row(
-            *(str(s.labels.get(n)) for n in names),
-            *(fmt_estimate(m, s.metrics.get(m)) for m in shown),
+    summaries, unfit = study.summaries, study.unfit
+    out_console.print(_sweep_table(base.name, names, study.rows, len(unfit)))
+    for u in unfit:
+        out_console.print(
+            f"  - {_point_name(u.labels)}: does not fit on the nodes: {u.reason}",
+            highlight=False,
+            soft_wrap=True,
         )
-    out_console.print(table)
+    if unfit and not summaries and not study.partial:
+        out_console.print(
+            f"[red]{NO_POINT_FITS}[/red]: add nodes, or make the pools or their sandboxes smaller.",
+            highlight=False,
+        )
     _finish(
         out_console,
         out,
@@ -410,11 +419,50 @@ def sweep_command(path: str, opts: RunOptions, console: Console | None = None) -
         source=path,
         summaries=summaries,
         executor=executor,
-        interrupted=partial,
+        interrupted=study.partial,
         axes=names,
         claims_csv=keep,
+        unfit=unfit,
+        rows=study.rows,
     )
-    return EXIT_INTERRUPTED if partial else EXIT_OK
+    if study.partial:
+        return EXIT_INTERRUPTED
+    return EXIT_NOT_MET if unfit and not summaries else EXIT_OK
+
+
+_SWEEP_SHOWN = {
+    "latency_p50": "p50",
+    "latency_p99": "p99",
+    "cold_share": "cold",
+    "failed_share": "failed",
+    "node_cpu_peak": "CPU peak",
+    "idle_sandbox_hours": "idle sbx-h",
+}
+
+
+def _sweep_table(
+    name: str, axes: Sequence[str], rows: Sequence[PointSummary | UnfitPoint], unfit: int
+) -> Table:
+    """One row per point: its means and intervals, or ``does not fit`` (the reasons follow it)."""
+    ran = len(rows) - unfit
+    fits = f", {unfit} {'does' if unfit == 1 else 'do'} not fit" if unfit else ""
+    table = Table(title=f"{name}: {ran} point(s){fits}, mean [95% interval]")
+    for n in axes:
+        table.add_column(n, overflow="fold")
+    for heading in _SWEEP_SHOWN.values():
+        table.add_column(heading, justify="right")
+    for row in rows:
+        labels = [str(row.labels.get(n)) for n in axes]
+        if isinstance(row, UnfitPoint):
+            table.add_row(*labels, "does not fit", *["-"] * (len(_SWEEP_SHOWN) - 1))
+        else:
+            table.add_row(*labels, *(fmt_estimate(m, row.metrics.get(m)) for m in _SWEEP_SHOWN))
+    return table
+
+
+def _point_name(labels: dict[str, Any]) -> str:
+    """``pools.base.replicas=11, duration=10s``: a point by its labels, as ``--set`` gives them."""
+    return ", ".join(f"{k}={v}" for k, v in labels.items())
 
 
 def parse_range(text: str | None) -> tuple[int | None, int | None]:
@@ -557,6 +605,10 @@ def plan_command(
         interrupted=result.interrupted,
         plan_result=result,
         claims_csv=keep,
+        unfit=[
+            UnfitPoint({f"pools.{pool}.replicas": size}, reason)
+            for size, reason in sorted(result.unfit.items())
+        ],
     )
     if result.interrupted:
         return EXIT_INTERRUPTED

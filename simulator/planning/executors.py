@@ -13,6 +13,12 @@ event is set, runs in progress end at their next step with what they measured
   address such as ``tcp://10.0.0.5:8786``, or a ``Client``); the workers need
   this package installed. A Dask run stopped early keeps the finished runs
   only: running tasks are cancelled.
+
+A run whose pools never fill (:class:`PoolFillError`) is no error of the
+batch: the executor records it in :attr:`Batch.unfit`, runs no other task of
+the same scenario (the same point: its pools would not fill either; they are
+recorded with the same reason) and goes on with the rest, so the runs of the
+points that fit are kept.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from simulator.planning.errors import PlanningError
+from simulator.planning.errors import PlanningError, PoolFillError
 from simulator.planning.metrics import RunResult
 from simulator.planning.runner import run_once
 from simulator.planning.scenario import Scenario
@@ -71,6 +77,9 @@ class Batch:
 
     results: list[RunResult]
     interrupted: bool = False
+    unfit: dict[int, str] = field(default_factory=dict)
+    """Tasks whose pools never filled, by index, with the reason; and the tasks of the same
+    scenario not run for that, with the same reason (see the module docstring)."""
 
     @property
     def partial(self) -> bool:
@@ -131,9 +140,16 @@ class SerialExecutor:
     ) -> Batch:
         """Run ``tasks`` in order; a set ``stop`` ends the current run at its next step."""
         results: list[RunResult] = []
+        unfit: dict[int, str] = {}
+        unfit_tasks: list[Task] = []
         for task in tasks:
             if stop.is_set():
-                return Batch(results, interrupted=True)
+                return Batch(results, interrupted=True, unfit=unfit)
+            failed = next((t for t in unfit_tasks if _same_point(task, t)), None)
+            if failed is not None:
+                # Its point did not fit in another replication: this one would not either.
+                unfit[task.index] = unfit[failed.index]
+                continue
             prog = None
             if on_progress is not None:
                 report = on_progress
@@ -142,16 +158,26 @@ class SerialExecutor:
                 def prog(fraction: float, report: OnProgress = report, index: int = index) -> None:
                     report(index, fraction)
 
-            result = run_task(task, should_stop=stop.is_set, progress=prog)
+            try:
+                result = run_task(task, should_stop=stop.is_set, progress=prog)
+            except PoolFillError as exc:
+                unfit[task.index] = str(exc)
+                unfit_tasks.append(task)
+                continue
             results.append(result)
             if on_result is not None:
                 on_result(result)
             if result.interrupted:
-                return Batch(results, interrupted=True)
-        return Batch(results, interrupted=False)
+                return Batch(results, interrupted=True, unfit=unfit)
+        return Batch(results, interrupted=False, unfit=unfit)
 
     def close(self) -> None:
         """Nothing to release."""
+
+
+def _same_point(task: Task, other: Task) -> bool:
+    """Whether two tasks are replications of one point (they share its scenario object)."""
+    return task.scenario is other.scenario
 
 
 _worker_stop: Any = None
@@ -205,6 +231,7 @@ class ProcessExecutor:
         self._stop.clear()
         futures = {self._pool.submit(_run_in_worker, t): t for t in tasks}
         results: dict[int, RunResult] = {}
+        unfit: dict[int, str] = {}
         pending = set(futures)
         interrupted = False
         try:
@@ -213,7 +240,16 @@ class ProcessExecutor:
                 for fut in done:
                     if fut.cancelled():
                         continue
-                    result = fut.result()
+                    try:
+                        result = fut.result()
+                    except PoolFillError as exc:
+                        task = futures[fut]
+                        unfit[task.index] = str(exc)
+                        # Its point's runs not yet started would not fill either.
+                        for other in pending:
+                            if _same_point(futures[other], task) and other.cancel():
+                                unfit[futures[other].index] = str(exc)
+                        continue
                     if result is None:
                         continue
                     results[result.index] = result
@@ -231,7 +267,7 @@ class ProcessExecutor:
             for fut in pending:
                 fut.cancel()
             raise
-        return Batch([results[i] for i in sorted(results)], interrupted=interrupted)
+        return Batch([results[i] for i in sorted(results)], interrupted=interrupted, unfit=unfit)
 
     def close(self) -> None:
         """Stop the worker processes."""
@@ -283,7 +319,9 @@ class DaskExecutor:
         wait = self._distributed.wait
 
         futures = [self.client.submit(run_task, t, pure=False) for t in tasks]
+        owner = dict(zip(futures, tasks, strict=True))
         results: dict[int, RunResult] = {}
+        unfit: dict[int, str] = {}
         pending = set(futures)
         interrupted = False
         try:
@@ -296,7 +334,17 @@ class DaskExecutor:
                 except TimeoutError:
                     done = set()  # nothing finished within the poll: check for a stop
                 for fut in done:
-                    result = fut.result()
+                    try:
+                        result = fut.result()
+                    except PoolFillError as exc:
+                        task = owner[fut]
+                        unfit[task.index] = str(exc)
+                        # Its point's runs not yet finished would not fill either.
+                        same = [f for f in pending if _same_point(owner[f], task)]
+                        self.client.cancel(same)
+                        pending.difference_update(same)
+                        unfit.update({owner[f].index: str(exc) for f in same})
+                        continue
                     if result is None:
                         continue
                     results[result.index] = result
@@ -311,7 +359,7 @@ class DaskExecutor:
         except BaseException:
             self.client.cancel(list(pending))
             raise
-        return Batch([results[i] for i in sorted(results)], interrupted=interrupted)
+        return Batch([results[i] for i in sorted(results)], interrupted=interrupted, unfit=unfit)
 
     def close(self) -> None:
         """Close the client if this executor opened it."""

@@ -19,7 +19,7 @@ from simulator.planning.analytic import AnalyticEstimate
 from simulator.planning.errors import PlanningError
 from simulator.planning.plan import Goal, PlanResult
 from simulator.planning.scenario import Scenario
-from simulator.planning.study import PointSummary, profiles_ran
+from simulator.planning.study import PointSummary, UnfitPoint, profiles_ran
 from simulator.records import PHASES
 
 __all__ = [
@@ -55,8 +55,14 @@ def summary_payload(
     axes: Sequence[str] = (),
     goals: Sequence[Goal] = (),
     limits: Sequence[str] = (),
+    unfit: Sequence[UnfitPoint] = (),
 ) -> dict[str, Any]:
-    """Everything a command measured, JSON-ready."""
+    """Everything a command measured, JSON-ready.
+
+    ``points`` holds the points that ran; ``does_not_fit`` the points whose
+    pools never filled on the nodes (their labels and the reason), which have
+    no figures.
+    """
     try:
         version = importlib.metadata.version("pytest-kruise-agents")
     except importlib.metadata.PackageNotFoundError:  # pragma: no cover - run from a checkout
@@ -79,6 +85,7 @@ def summary_payload(
             "interrupted": interrupted,
             "axes": list(axes),
             "points": [s.as_dict() for s in summaries],
+            "does_not_fit": [u.as_dict() for u in unfit],
             "analytic": [a.as_dict() for a in analytic],
             "goals": [g.as_dict() for g in goals],
             "limits": list(limits),

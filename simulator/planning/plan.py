@@ -48,13 +48,13 @@ from simulator.planning.arrivals import (
     PoissonArrivals,
     TraceArrivals,
 )
-from simulator.planning.errors import PlanningError, PoolFillError
+from simulator.planning.errors import PlanningError
 from simulator.planning.executors import Executor, OnProgress, OnResult
 from simulator.planning.formatting import label_of
 from simulator.planning.overrides import apply_overrides
 from simulator.planning.scenario import PoolSpec, Scenario, WorkloadSpec
 from simulator.planning.stats import Estimate, wilson_interval
-from simulator.planning.study import Point, PointSummary, run_points
+from simulator.planning.study import Point, PointSummary, UnfitPoint, run_study
 
 __all__ = [
     "NEVER_COLD",
@@ -420,23 +420,23 @@ def plan(
             Point({f"pools.{pool.name}.replicas": s}, apply_overrides(scenario, [(path, s)]))
             for s in todo
         ]
-        try:
-            summaries, partial = run_points(
-                points,
-                executor,
-                stop=stop,
-                keep_claims=keep_claims,
-                on_result=on_result,
-                on_progress=on_progress,
-            )
-        except PoolFillError as exc:
-            if len(todo) > 1:
-                # Which size did not fit? Each on its own, smallest first.
-                return all(evaluate([s]) for s in todo)
-            result.unfit[todo[0]] = str(exc)
-            return True
-        for s, summary in zip(todo, summaries, strict=False):
-            if not summary.complete:
+        # run_study tells which sizes did not fit and keeps the runs of the others:
+        # no size of the batch is run again.
+        study = run_study(
+            points,
+            executor,
+            stop=stop,
+            keep_claims=keep_claims,
+            on_result=on_result,
+            on_progress=on_progress,
+        )
+        for s, outcome in zip(todo, study.by_point, strict=True):
+            if isinstance(outcome, UnfitPoint):
+                result.unfit[s] = outcome.reason
+        for s, summary in zip(todo, study.by_point, strict=True):
+            # A size above one that did not fit counts as not fitting (the search
+            # assumes so), even if its own runs happened to fill.
+            if not isinstance(summary, PointSummary) or not summary.complete or unfit(s):
                 continue
             cand = Candidate(s, summary, judge(summary, pool.key, slo, max_cold, max_failed))
             if not cand.meets:
@@ -444,9 +444,9 @@ def plan(
             result.candidates[s] = cand
             if on_candidate is not None:
                 on_candidate(cand)
-        if partial:
+        if study.partial:
             result.interrupted = True
-        return not partial
+        return not study.partial
 
     def meets(s: int) -> bool | None:
         """Whether ``s`` meets the goals or does not fit (evaluating it if needed); None when stopped.

@@ -8,7 +8,8 @@ be mailed or attached to a ticket and opens anywhere.
   utilisation of the first replication;
 * ``sweep``: one row per point, comparative plots (p99, cold share, CDFs per
   point) and, when a pool's replicas are swept, the cold share against pool
-  size with the Erlang-B curve;
+  size with the Erlang-B curve; a point that does not fit on the nodes has a
+  row saying so, with the reason, and no place in the plots;
 * ``plan``: the candidates, the explanation, the cold share against pool size
   with the Erlang-B curves and the goal, then the ``simulate`` plots of the answer.
 """
@@ -33,7 +34,7 @@ from simulator.planning.formatting import (
 )
 from simulator.planning.plan import Goal, PlanResult
 from simulator.planning.scenario import Scenario
-from simulator.planning.study import PointSummary, profiles_ran
+from simulator.planning.study import NO_POINT_FITS, PointSummary, UnfitPoint, profiles_ran
 
 __all__ = ["render_report", "write_report"]
 
@@ -240,8 +241,13 @@ def render_report(
     axes: Sequence[str] = (),
     goals: Sequence[Goal] = (),
     limits: Sequence[str] = (),
+    rows: Sequence[PointSummary | UnfitPoint] | None = None,
 ) -> str:
-    """The report as HTML text (see the module docstring)."""
+    """The report as HTML text (see the module docstring).
+
+    ``rows`` are a sweep's points in order, those that do not fit among them
+    (default: ``summaries``).
+    """
     body = [_header(kind, scenario, source, interrupted, summaries)]
     if kind == "simulate" and summaries:
         s = summaries[0]
@@ -250,7 +256,7 @@ def render_report(
         body += ["<h2>Failures</h2>", _failures(s), _analytic_table(s, analytic)]
         body.append(_run_plots(s, scenario, "Plots"))
     elif kind == "sweep":
-        body.append(_sweep(summaries, axes))
+        body.append(_sweep(summaries, summaries if rows is None else rows, axes))
     elif kind == "plan" and plan is not None:
         body.append(_plan(plan, scenario))
     return _page(f"{kind}: {scenario.name}", "".join(body))
@@ -278,32 +284,54 @@ def _diagnosis(goals: Sequence[Goal], limits: Sequence[str]) -> str:
     return "".join(parts)
 
 
-def _sweep(summaries: Sequence[PointSummary], axes: Sequence[str]) -> str:
-    if not summaries:
+_SWEEP_METRICS = {
+    "latency_p50": "delivery p50",
+    "latency_p99": "delivery p99",
+    "cold_share": "cold share",
+    "failed_share": "failed share",
+    "node_cpu_peak": "node CPU peak",
+    "idle_sandbox_hours": "idle sandbox-hours",
+}
+
+
+def _sweep_cells(row: PointSummary | UnfitPoint, axes: Sequence[str]) -> list[str]:
+    """A row of the Points table: the point's labels, then its figures or why it does not fit."""
+    cells = [_e(row.labels.get(a)) for a in axes]
+    if isinstance(row, UnfitPoint):
+        # No figures: the first cell says why, the others stay empty.
+        cells.append(f'<span class="bad">does not fit</span><br><small>{_e(row.reason)}</small>')
+        return cells + ["-"] * (len(_SWEEP_METRICS) - 1)
+    for m in _SWEEP_METRICS:
+        est = row.metrics.get(m)
+        interval = fmt_interval(m, est)
+        small = f"<br><small>{_e(interval)}</small>" if interval else ""
+        cells.append(_e(fmt_value(m, None if est is None else est.mean)) + small)
+    return cells
+
+
+def _sweep(
+    summaries: Sequence[PointSummary],
+    rows: Sequence[PointSummary | UnfitPoint],
+    axes: Sequence[str],
+) -> str:
+    if not rows:
         return "<p>No point finished.</p>"
-    metrics = {
-        "latency_p50": "delivery p50",
-        "latency_p99": "delivery p99",
-        "cold_share": "cold share",
-        "failed_share": "failed share",
-        "node_cpu_peak": "node CPU peak",
-        "idle_sandbox_hours": "idle sandbox-hours",
-    }
-    head = [*axes, *metrics.values()]
-    rows = []
-    for s in summaries:
-        cells = [_e(s.labels.get(a)) for a in axes]
-        for m in metrics:
-            est = s.metrics.get(m)
-            interval = fmt_interval(m, est)
-            small = f"<br><small>{_e(interval)}</small>" if interval else ""
-            cells.append(_e(fmt_value(m, None if est is None else est.mean)) + small)
-        rows.append(cells)
-    parts = [
-        "<h2>Points</h2>",
-        _table(head, rows),
-        '<p class="note">Means over the replications; below them, the 95% intervals.</p>',
-    ]
+    parts = ["<h2>Points</h2>"]
+    if not summaries:
+        parts.append(
+            f'<p class="warn">{_e(NO_POINT_FITS)}: the pools never filled at any point '
+            "(the reasons are below); add nodes, or make the pools or their sandboxes smaller.</p>"
+        )
+    parts.append(_table([*axes, *_SWEEP_METRICS.values()], [_sweep_cells(r, axes) for r in rows]))
+    notes = ["Means over the replications; below them, the 95% intervals."] if summaries else []
+    if len(rows) > len(summaries):
+        notes.append(
+            "A point that does not fit is one whose pools never filled on the nodes: it has "
+            "no figures and no place in the plots."
+        )
+    parts.append(f'<p class="note">{_e(" ".join(notes))}</p>')
+    if not summaries:
+        return "".join(parts)
     labels = point_labels([s.labels for s in summaries])
     parts.append("<h2>Comparison</h2>")
     parts.append(
@@ -501,6 +529,7 @@ def write_report(
     axes: Sequence[str] = (),
     goals: Sequence[Goal] = (),
     limits: Sequence[str] = (),
+    rows: Sequence[PointSummary | UnfitPoint] | None = None,
 ) -> Path:
     """Render (see :func:`render_report`) and write ``report.html``; return its path."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -516,6 +545,7 @@ def write_report(
         axes=axes,
         goals=goals,
         limits=limits,
+        rows=rows,
     )
     path.write_text(text, encoding="utf-8")
     return path

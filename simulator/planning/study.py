@@ -2,7 +2,10 @@
 
 A *point* is one scenario (after overrides) run ``replications`` times with
 seeds derived from the scenario's seed; :class:`PointSummary` aggregates its
-runs into estimates with confidence intervals.
+runs into estimates with confidence intervals. A point whose pools never
+fill on the scenario's nodes is an :class:`UnfitPoint`: a verdict on the
+point (it does not fit), found by :func:`run_study` for ``sweep`` and ``plan``
+alike, while the points that fit keep their runs.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from simulator.planning.errors import PoolFillError
 from simulator.planning.executors import Batch, Executor, OnProgress, OnResult, Task
 from simulator.planning.metrics import RunResult
 from simulator.planning.overrides import Axis, apply_overrides
@@ -20,13 +24,17 @@ from simulator.planning.scenario import Scenario
 from simulator.planning.stats import Estimate, ShareBase, aggregate
 
 __all__ = [
+    "NO_POINT_FITS",
     "POOL_SHARES",
     "RUN_SHARES",
     "Point",
     "PointSummary",
+    "Study",
+    "UnfitPoint",
     "grid",
     "profiles_ran",
     "run_points",
+    "run_study",
     "summarise_point",
 ]
 
@@ -75,6 +83,53 @@ class PointSummary:
         }
 
 
+NO_POINT_FITS = "No point of the sweep fits on the scenario's nodes"
+"""What a sweep says when every point it ran does not fit (on the console and in the report)."""
+
+
+@dataclass
+class UnfitPoint:
+    """A point whose pools never filled on the scenario's nodes: it does not fit.
+
+    A verdict, not a bad input: a smaller pool (or more nodes) may fit.
+    ``reason`` is the run's own words (the pool, how many of its sandboxes
+    became available, how many pods waited for a node).
+    """
+
+    labels: dict[str, Any]
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready: the point's labels and why it does not fit."""
+        return {"labels": self.labels, "reason": self.reason}
+
+
+@dataclass
+class Study:
+    """What :func:`run_study` found for each point, in the points' order."""
+
+    by_point: list[PointSummary | UnfitPoint | None]
+    """One entry per point: its summary, why it does not fit, or None when none of
+    its runs finished (the batch was stopped first)."""
+    partial: bool
+    """Whether the batch was cut short (some runs missing or incomplete)."""
+
+    @property
+    def rows(self) -> list[PointSummary | UnfitPoint]:
+        """The points that ran or do not fit, in order (what a sweep's table shows)."""
+        return [o for o in self.by_point if o is not None]
+
+    @property
+    def summaries(self) -> list[PointSummary]:
+        """The points that fit and ran, in order."""
+        return [o for o in self.by_point if isinstance(o, PointSummary)]
+
+    @property
+    def unfit(self) -> list[UnfitPoint]:
+        """The points that do not fit, in order."""
+        return [o for o in self.by_point if isinstance(o, UnfitPoint)]
+
+
 def _count(*names: str) -> ShareBase:
     """The claims a share is of: the sum of ``names`` in the row (None if one is missing)."""
 
@@ -121,7 +176,7 @@ def summarise_point(
     )
 
 
-def run_points(
+def run_study(
     points: Sequence[Point],
     executor: Executor,
     *,
@@ -129,12 +184,16 @@ def run_points(
     keep_claims: bool = False,
     on_result: OnResult | None = None,
     on_progress: OnProgress | None = None,
-) -> tuple[list[PointSummary], bool]:
-    """Run every point's replications as one batch; return the summaries and whether cut short.
+) -> Study:
+    """Run every point's replications as one batch; say for each point what it gave.
 
     Task ``k`` of point ``p`` is replication ``k`` with the seed derived from
     the point's scenario seed and ``k``: the same replication index meets the
-    same arrivals at every point.
+    same arrivals at every point. A point one of whose replications never
+    filled its pools does not fit (:class:`UnfitPoint`, with that run's
+    reason): its other replications are not run, or not counted if they
+    already ran, and the other points' runs are kept as they are (none is
+    run again).
     """
     tasks: list[Task] = []
     owner: list[int] = []
@@ -151,15 +210,50 @@ def run_points(
             )
             owner.append(p_index)
     batch: Batch = executor.run(tasks, stop=stop, on_result=on_result, on_progress=on_progress)
-    by_point: dict[int, list[RunResult]] = {i: [] for i in range(len(points))}
+    runs: dict[int, list[RunResult]] = {i: [] for i in range(len(points))}
     for result in batch.results:
-        by_point[owner[result.index]].append(result)
-    summaries = [
-        summarise_point(point.labels, point.scenario, by_point[i])
-        for i, point in enumerate(points)
-        if by_point[i]
-    ]
-    return summaries, batch.partial
+        runs[owner[result.index]].append(result)
+    reasons: dict[int, str] = {}
+    for index, reason in sorted(batch.unfit.items()):
+        reasons.setdefault(owner[index], reason)  # the first replication's words
+    by_point: list[PointSummary | UnfitPoint | None] = []
+    for i, point in enumerate(points):
+        if i in reasons:
+            by_point.append(UnfitPoint(point.labels, reasons[i]))
+        elif runs[i]:
+            by_point.append(summarise_point(point.labels, point.scenario, runs[i]))
+        else:
+            by_point.append(None)
+    return Study(by_point, batch.partial)
+
+
+def run_points(
+    points: Sequence[Point],
+    executor: Executor,
+    *,
+    stop: threading.Event,
+    keep_claims: bool = False,
+    on_result: OnResult | None = None,
+    on_progress: OnProgress | None = None,
+) -> tuple[list[PointSummary], bool]:
+    """Run every point's replications as one batch; return the summaries and whether cut short.
+
+    As :func:`run_study`, for callers to whom a point that does not fit is an
+    error (``simulate``'s one point): it raises :class:`PoolFillError` with
+    the first such point's reason, after the batch.
+    """
+    study = run_study(
+        points,
+        executor,
+        stop=stop,
+        keep_claims=keep_claims,
+        on_result=on_result,
+        on_progress=on_progress,
+    )
+    unfit = study.unfit
+    if unfit:
+        raise PoolFillError(unfit[0].reason)
+    return study.summaries, study.partial
 
 
 def grid(base: Scenario, axes: Sequence[Axis]) -> list[Point]:

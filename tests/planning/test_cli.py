@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -61,6 +62,67 @@ def test_sweep_runs_the_grid(tiny_file: Path, tmp_path: Path) -> None:
         {"pools.base.replicas": 2, "duration": "10s"},
         {"pools.base.replicas": 6, "duration": "10s"},
     ]
+
+
+def _cramped_sweep(tmp_path: Path, sizes: str, *extra: str) -> tuple[int, str, Path]:
+    """``sweep`` of the cramped scenario (one node of 10 pod slots) over the pool sizes."""
+    from .test_plan import CRAMPED
+
+    path = tmp_path / "cramped.yaml"
+    path.write_text(CRAMPED.replace("duration: 40s", "duration: 10s"))
+    out = tmp_path / "sw"
+    code, text = _invoke(
+        "sweep", str(path), "--set", f"pools.base.replicas={sizes}", "--replications", "1",
+        "--out", str(out), *extra,
+    )  # fmt: skip
+    return code, " ".join(text.split()), out
+
+
+def test_a_sweep_point_that_does_not_fit_is_a_row_not_an_abort(tmp_path: Path) -> None:
+    """11 replicas never fill on the node: its row says so with the reason, 4 and 6 are measured.
+
+    Before, the sweep ended with exit 2 and wrote nothing: the runs of 4 were lost.
+    """
+    code, text, out = _cramped_sweep(tmp_path, "4,11,6", "--claims-csv")
+    assert code == 0, text
+    assert "cramped: 2 point(s), 1 does not fit, mean [95% interval]" in text
+    assert re.search(r" 11 \W+ does not fit \W+ - \W+ - ", text), text  # its row in the table
+    assert (
+        "pools.base.replicas=11: does not fit on the nodes: pool default/base did not fill: "
+        "10 of 11 available"
+    ) in text
+    assert text.count(" done (") == 2  # one run of 4, one of 6: none twice, none of 11
+    summary = json.loads((out / "summary.json").read_text())
+    assert [p["labels"] for p in summary["points"]] == [
+        {"pools.base.replicas": 4},
+        {"pools.base.replicas": 6},
+    ]
+    (unfit,) = summary["does_not_fit"]
+    assert unfit["labels"] == {"pools.base.replicas": 11}
+    assert unfit["reason"].startswith("pool default/base did not fill: 10 of 11 available")
+    with (out / "claims.csv").open() as fh:
+        sizes = {row["pools.base.replicas"] for row in csv.DictReader(fh)}
+    assert sizes == {"4", "6"}  # one row per claim: the point that did not fit made none
+    report = (out / "report.html").read_text()
+    rows = report.split("<h2>Points</h2>")[1].split("</table>")[0].split("<tr>")[2:]
+    assert [r.split("</td>")[0] for r in rows] == ["<td>4", "<td>11", "<td>6"]
+    assert "does not fit" in rows[1] and "did not fill" in rows[1]
+    assert "does not fit" not in rows[0] + rows[2]
+
+
+def test_a_sweep_where_no_point_fits_says_so_and_exits_1(tmp_path: Path) -> None:
+    """Neither size fills: one clear line, exit 1, and the files say why each does not fit."""
+    code, text, out = _cramped_sweep(tmp_path, "11,12")
+    assert code == 1, text
+    assert "No point of the sweep fits on the scenario's nodes" in text
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["points"] == []
+    assert [u["labels"] for u in summary["does_not_fit"]] == [
+        {"pools.base.replicas": 11},
+        {"pools.base.replicas": 12},
+    ]
+    report = (out / "report.html").read_text()
+    assert "No point of the sweep fits on the scenario" in report and "<img" not in report
 
 
 def test_a_sweep_over_profiles_says_each_one_ran(tiny_file: Path, tmp_path: Path) -> None:
@@ -437,6 +499,10 @@ def test_plan_into_sizes_the_nodes_cannot_hold_ends_with_its_verdict(tmp_path: P
     )  # fmt: skip
     assert code == 1, text
     assert "from 11 replicas up the pool does not fit on the nodes" in text
-    plan = json.loads((out / "summary.json").read_text())["plan"]
+    summary = json.loads((out / "summary.json").read_text())
+    plan = summary["plan"]
     assert plan["answer"] is None and plan["does_not_fit"][0]["replicas"] == 11
+    # The sizes that do not fit are points that do not fit, as a sweep lists them.
+    assert summary["does_not_fit"][0]["labels"] == {"pools.base.replicas": 11}
+    assert summary["does_not_fit"][0]["reason"] == plan["does_not_fit"][0]["reason"]
     assert (out / "report.html").is_file()

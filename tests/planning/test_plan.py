@@ -20,6 +20,7 @@ from simulator.planning.diagnose import check_goals
 from simulator.planning.errors import PlanningError
 from simulator.planning.executors import SerialExecutor
 from simulator.planning.loading import parse_scenario
+from simulator.planning.metrics import RunResult
 from simulator.planning.overrides import apply_overrides
 from simulator.planning.plan import PlanResult, explain, plan
 from simulator.planning.scenario import Scenario
@@ -322,6 +323,27 @@ def test_a_size_that_does_not_fit_is_a_verdict_and_the_search_stays_below_it() -
     assert not result.candidates[result.answer - 1].meets
     assert any("From 11 replicas up the pool does not fit" in line for line in result.explanation)
     assert result.as_dict()["does_not_fit"][0]["replicas"] == 11
+
+
+def test_a_size_run_beside_one_that_does_not_fit_is_not_run_again() -> None:
+    """The first batch is 10 and 11: 10 fits, 11 does not; each replication of each size
+    the search tries runs once.
+
+    Before, the fill error of 11 threw the batch away and every size of it was run
+    again on its own: 10 ran twice.
+    """
+    ran: dict[int, int] = {}
+
+    def count(result: RunResult) -> None:
+        size = result.point["pools.base.replicas"]
+        ran[size] = ran.get(size, 0) + 1
+
+    result = plan_serially(
+        parse_scenario(CRAMPED), "base", slo=None, max_cold=0.001, low=1, high=None,
+        on_result=count,
+    )  # fmt: skip
+    assert 10 in result.candidates and result.fits_below == 11
+    assert ran == dict.fromkeys(result.candidates, 2)
 
 
 def test_no_size_fits_and_meets_says_so() -> None:
