@@ -9,6 +9,12 @@ after a watch propagation lag, in order.
 Objects held here are immutable by convention: a write stores a new object,
 readers copy before they change anything, and an object handed to a write
 belongs to the store from then on (the writer does not touch it again).
+
+A delete carries who asks for it (a component's client name, or
+:data:`USER_REQUESTER` for the user's own calls), for the one admission
+webhook modelled: the pod-delete protection (reference §4,
+``pkg/webhook/pod/validating/pod_delete.go``), which lets only the sandbox
+controller delete the pods sandboxes create (:class:`ForbiddenError`).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from typing import Any, Final, Literal
 import simpy
 from pydantic import BaseModel
 
+from pytest_kruise_agents.api import keys
 from pytest_kruise_agents.api.copying import deep_copy, shallow_copy
 from pytest_kruise_agents.api.manifest import KINDS
 from pytest_kruise_agents.api.pod import default_requests, pod_update_error
@@ -31,13 +38,19 @@ from simulator.ratelimit import TokenBucket
 
 __all__ = [
     "FOREGROUND",
+    "GARBAGE_COLLECTOR",
     "ORPHAN",
+    "POD_DELETE_WEBHOOK",
+    "SANDBOX_CONTROLLER",
+    "USER_REQUESTER",
     "ApiError",
     "ApiServer",
     "Client",
+    "ForbiddenError",
     "Op",
     "Propagation",
     "is_precondition",
+    "pod_delete_refusal",
     "pod_update_refusal",
 ]
 
@@ -57,6 +70,16 @@ _GC_FINALIZERS: Final = frozenset({ORPHAN, FOREGROUND})
 
 Propagation = Literal["Orphan", "Background", "Foreground"]
 """``DeleteOptions.propagationPolicy``."""
+
+USER_REQUESTER: Final = "user"
+"""Who a delete is from when no component says: the user (``Cluster.delete``, the admin API)."""
+SANDBOX_CONTROLLER: Final = "agent-sandbox-controller"
+"""The agent-sandbox-controller's identity (its client's name): it may delete sandbox pods."""
+GARBAGE_COLLECTOR: Final = "generic-garbage-collector"
+"""The garbage collector's identity: its cascade from a deleted Sandbox removes the pod."""
+POD_DELETE_WEBHOOK: Final = "vpod-delete.agents.kruise.io"
+"""The pod-delete protection webhook's name in its denials (ours: the reference gives none)."""
+_POD_DELETERS: Final = frozenset({SANDBOX_CONTROLLER, GARBAGE_COLLECTOR})
 
 # A merge patch costs what an update costs (the reference gives one "patch" range).
 _VERB_LATENCY = {
@@ -92,6 +115,20 @@ class ApiError(Exception):
     def is_invalid(self) -> bool:
         """422 Invalid (a write the API server's validation refuses)."""
         return self.code == 422
+
+
+class ForbiddenError(ApiError):
+    """403 Forbidden: a validating admission webhook denied the request.
+
+    The message is the API server's for a denial, ``admission webhook
+    "<webhook>" denied the request: <why>``; ``webhook`` names the webhook.
+    """
+
+    def __init__(self, webhook: str, why: str) -> None:
+        super().__init__(
+            403, "Forbidden", f'admission webhook "{webhook}" denied the request: {why}'
+        )
+        self.webhook = webhook
 
 
 class Client:
@@ -374,19 +411,26 @@ class ApiServer:
         *,
         resource_version: str | None = None,
         propagation: Propagation | None = None,
+        requester: str = USER_REQUESTER,
     ) -> Any | None:
         """Delete (or mark for deletion when finalizers remain); return the object or None.
 
         ``propagation`` sets the garbage collector's finalizers first, as the
         generic registry does for ``DeleteOptions.propagationPolicy``
         (``Orphan`` and ``Foreground`` hold the object until the GC is done);
-        without it the object's own finalizers decide.
+        without it the object's own finalizers decide. ``requester`` is who
+        asks, for the pod-delete webhook (:func:`pod_delete_refusal`): a
+        refusal raises :class:`ForbiddenError` and changes nothing.
         """
         store = self._objects.get(kind, {})
         key = (namespace, name)
         old = store.get(key)
         if old is None:
             raise ApiError(404, "NotFound", f'{kind} "{name}" not found')
+        if kind == "Pod":
+            why = pod_delete_refusal(old, requester)
+            if why is not None:
+                raise ForbiddenError(POD_DELETE_WEBHOOK, why)
         if resource_version is not None and resource_version != old.metadata.resource_version:
             raise ApiError(409, "Conflict", f'Precondition failed: {kind} "{name}" was modified')
         meta = old.metadata
@@ -544,7 +588,7 @@ class ApiServer:
         if policy is not None:
             # Queued first, so it runs once the delete's own cascade is done.
             self._gc_work.append(partial(self._break_cycle, kind, namespace, name, meta.uid or ""))
-        self.commit_delete(kind, namespace, name, propagation=policy)
+        self.commit_delete(kind, namespace, name, propagation=policy, requester=GARBAGE_COLLECTOR)
         self._collect()
 
     def _break_cycle(self, kind: str, namespace: str, name: str, uid: str) -> None:
@@ -770,9 +814,11 @@ class ApiServer:
         *,
         resource_version: str | None = None,
     ) -> Op:
-        """``DELETE``: delete or mark for deletion; 404 if absent."""
+        """``DELETE`` as ``client``: delete or mark for deletion; 404 if absent, 403 if denied."""
         yield from self._request(client, "delete", kind)
-        return self.commit_delete(kind, namespace, name, resource_version=resource_version)
+        return self.commit_delete(
+            kind, namespace, name, resource_version=resource_version, requester=client.name
+        )
 
     def get(self, client: Client, kind: str, namespace: str, name: str) -> Op:
         """``GET`` from the API server (not a cache): the latest object, or 404."""
@@ -794,6 +840,24 @@ def pod_update_refusal(old: Any, new: Any) -> str | None:
     if after is before or after == before:
         return None
     return pod_update_error(old.spec, new.spec)
+
+
+def pod_delete_refusal(pod: Any, requester: str) -> str | None:
+    """Why the pod-delete webhook denies ``requester`` deleting ``pod``, or ``None``.
+
+    Pods a sandbox created (label ``agents.kruise.io/created-by: sandbox``)
+    may be deleted only by the sandbox controller, and by the garbage
+    collector: here the GC's cascade is how a deleted Sandbox's pod goes
+    (upstream's controller deletes it itself before dropping the Sandbox's
+    finalizer, and the reference does not say whether the GC would pass).
+    """
+    meta = pod.metadata
+    if meta.labels.get(keys.LABEL_CREATED_BY) != "sandbox" or requester in _POD_DELETERS:
+        return None
+    return (
+        f"pod {meta.namespace}/{meta.name} belongs to a sandbox: only the sandbox controller "
+        f'may delete it, not "{requester}" (delete the Sandbox instead)'
+    )
 
 
 def is_precondition(resource_version: str) -> bool:

@@ -12,8 +12,9 @@ upstream's order:
    delete the Sandbox at ``shutdownTime`` (its pod goes with it by garbage
    collection), auto-pause at ``pauseTime`` (an optimistic-lock patch of
    ``spec.paused``), or requeue for the next timer;
-4. the phase machine: ``""`` → Pending (creates the pod) → Running (pod
-   Running; Ready follows the pod) → Paused (the pod is deleted with the pause
+4. the phase machine: ``""`` → Pending (creates the pod; a create that fails
+   is written as Ready ``False/PodCreateFailed`` before its error backs the
+   key off) → Running (pod Running; Ready follows the pod) → Paused (the pod is deleted with the pause
    grace; ``SandboxPaused`` becomes True when it is gone) → Resuming (the pod is
    recreated) → Running with ``RuntimeInitialized=False/Pending`` until the
    runtime re-init (``runtime.reinit``) is done, and only then Ready. In-place
@@ -113,6 +114,7 @@ _TERMINAL_POD = {"Failed": SandboxPhase.FAILED, "Succeeded": SandboxPhase.SUCCEE
 _READY_POD = "PodReady"
 _READY_INPLACE = "InplaceUpdating"
 _READY_START_FAILED = "StartContainerFailed"
+_READY_CREATE_FAILED = "PodCreateFailed"
 
 
 class ReInitRuntime(Protocol):
@@ -345,9 +347,12 @@ class SandboxController(Reconciler[SbxKey]):
                 "observed_generation": sbx.metadata.generation,
             }
         )
-        yield from self._calculate(key, sbx, pod, blocked, status)
+        failed = yield from self._calculate(key, sbx, pod, blocked, status)
         if status != sbx.status:
             yield from self._write_status(key, sbx, status)
+        if failed is not None:
+            # Raised once the status says so, for the worker's error back-off.
+            raise failed
         return delay
 
     def _write_status(self, key: SbxKey, sbx: Sandbox, status: SandboxStatus) -> Op:
@@ -369,34 +374,41 @@ class SandboxController(Reconciler[SbxKey]):
     def _calculate(
         self, key: SbxKey, sbx: Sandbox, pod: Pod | None, blocked: bool, st: SandboxStatus
     ) -> Op:
-        """``calculateStatus``: the next status, with the pod writes it takes."""
+        """``calculateStatus``: the next status, with the pod writes it takes.
+
+        Returns the error of a pod create that failed (already reported in
+        ``st``), for the caller to raise once ``st`` is written, or ``None``.
+        """
         if not st.phase:
             st.phase = SandboxPhase.PENDING
         phase = st.phase
+        failed: ApiError | None = None
         if phase == SandboxPhase.PENDING:
-            yield from self._pending_phase(key, sbx, pod, blocked, st)
+            failed = yield from self._pending_phase(key, sbx, pod, blocked, st)
         elif phase == SandboxPhase.RUNNING:
             yield from self._running_phase(key, sbx, pod, st)
         elif phase == SandboxPhase.PAUSED:
-            yield from self._paused_phase(key, sbx, pod, blocked, st)
+            failed = yield from self._paused_phase(key, sbx, pod, blocked, st)
         elif phase == SandboxPhase.RESUMING:
-            yield from self._resuming_phase(key, sbx, pod, blocked, st)
+            failed = yield from self._resuming_phase(key, sbx, pod, blocked, st)
         # Recycling is handled before the status is calculated; Upgrading and
         # Terminating are not modelled.
+        return failed
 
     def _pending_phase(
         self, key: SbxKey, sbx: Sandbox, pod: Pod | None, blocked: bool, st: SandboxStatus
     ) -> Op:
         if pod is None:
             if not blocked:
-                yield from self._create_pod(key, sbx)
-            return
+                return (yield from self._create_pod(key, sbx, st))
+            return None
         if self._pod_terminal(pod, st) or pod.metadata.deletion_timestamp is not None:
-            return
+            return None
         if pod.status.phase == "Running":
             st.phase = SandboxPhase.RUNNING
             self._sync_pod_info(pod, st)
             self._sync_ready(pod, st)
+        return None
 
     def _running_phase(self, key: SbxKey, sbx: Sandbox, pod: Pod | None, st: SandboxStatus) -> Op:
         if recycle_requested(sbx):
@@ -427,29 +439,30 @@ class SandboxController(Reconciler[SbxKey]):
             # The pause's pod deletion is still under way (or must be retried).
             if pod.metadata.deletion_timestamp is None:
                 yield from self._delete_pod(key, pod, self.ctx.profile.pause_pod_grace_s)
-            return
+            return None
         if blocked:
-            return
+            return None
         paused = find_condition(st.conditions, ConditionType.SANDBOX_PAUSED)
         if paused is None or paused.status != "True":
             self._cond(st, ConditionType.SANDBOX_PAUSED, True, "StopPauseSucceed")
-            return
+            return None
         if not sbx.spec.paused:
             st.phase = SandboxPhase.RESUMING
             self._cond(st, ConditionType.SANDBOX_RESUMED, False, "CreatePod")
-            yield from self._create_pod(key, sbx)
+            return (yield from self._create_pod(key, sbx, st))
+        return None
 
     def _resuming_phase(
         self, key: SbxKey, sbx: Sandbox, pod: Pod | None, blocked: bool, st: SandboxStatus
     ) -> Op:
         if pod is None:
             if not blocked:
-                yield from self._create_pod(key, sbx)
-            return
+                return (yield from self._create_pod(key, sbx, st))
+            return None
         if self._pod_terminal(pod, st) or pod.metadata.deletion_timestamp is not None:
-            return
+            return None
         if pod.status.phase != "Running":
-            return
+            return None
         st.phase = SandboxPhase.RUNNING
         self._cond(st, ConditionType.SANDBOX_RESUMED, True, "ResumePod")
         st.conditions = [c for c in st.conditions if c.type != ConditionType.SANDBOX_PAUSED]
@@ -461,6 +474,7 @@ class SandboxController(Reconciler[SbxKey]):
             # Nothing to replay: the runtime is as initialised as it will be.
             self._cond(st, ConditionType.RUNTIME_INITIALIZED, True, "Succeeded")
             self._sync_ready(pod, st)
+        return None
 
     def _pause(self, key: SbxKey, st: SandboxStatus) -> None:
         # The pod is deleted by the Paused phase's reconcile, once this status is
@@ -717,15 +731,27 @@ class SandboxController(Reconciler[SbxKey]):
         self._template_hashes[id(template)] = (template, digest)
         return digest
 
-    def _create_pod(self, key: SbxKey, sbx: Sandbox) -> Op:
+    def _create_pod(self, key: SbxKey, sbx: Sandbox, st: SandboxStatus) -> Op:
+        """Create the sandbox's pod; return the error if that failed, else ``None``.
+
+        A failure (the API server's, or a templateRef naming no template) is
+        reported in ``st`` as Ready ``False/PodCreateFailed`` with the error as
+        message (reference §1.2), so that the status is written before the
+        error backs the key off; the next successful create clears it.
+        """
         try:
             pod = yield from self.api.create(self.client, self._new_pod(sbx))
         except ApiError as err:
             if err.reason == "AlreadyExists":
-                return  # our cache has not seen it yet; its event enqueues us
-            raise
+                return None  # our cache has not seen it yet; its event enqueues us
+            self._cond(st, ConditionType.READY, False, _READY_CREATE_FAILED, err.message)
+            return err
         self._expect(self._pod_expect, key, pod, _rv(pod))
         self.ctx.record("sandbox.pod_created", f"{key[0]}/{key[1]}")
+        ready = find_condition(st.conditions, ConditionType.READY)
+        if ready is not None and ready.reason == _READY_CREATE_FAILED:
+            st.conditions = [c for c in st.conditions if c is not ready]
+        return None
 
     def _delete_pod(self, key: SbxKey, pod: Pod, grace: float | None) -> Op:
         ns, name = key

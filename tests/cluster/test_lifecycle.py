@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pytest_kruise_agents.claiming.errors import ClaimError
+from simulator.apiserver import GARBAGE_COLLECTOR
 from simulator.cluster import Cluster
 
 from .conftest import pool_yaml
@@ -176,7 +177,8 @@ def test_a_pod_lost_as_a_pause_lands_leaves_a_failed_sandbox_not_a_paused_one(
     stored = pooled.get("sbx", name).model_copy(deep=True)
     stored.spec.paused = True
     pooled.apply(stored)
-    pooled.delete("pod", name)
+    # The pod-delete webhook refuses the user: the pod goes as a collector would take it.
+    pooled.world.api.commit_delete("Pod", "default", name, requester=GARBAGE_COLLECTOR)
     pooled.advance(30)
     after = pooled.get("sbx", name)
     assert (after.status.phase, after.status.message) == ("Failed", "Pod Not Found")

@@ -12,9 +12,11 @@ import simpy
 from pytest_kruise_agents.api import keys
 from pytest_kruise_agents.api.meta import ObjectMeta, find_condition
 from pytest_kruise_agents.api.pod import Pod
-from pytest_kruise_agents.api.sandbox import Sandbox, SandboxSpec, TemplateRef
+from pytest_kruise_agents.api.sandbox import Sandbox, SandboxSpec, SandboxState, TemplateRef
 from pytest_kruise_agents.api.sandboxtemplate import SandboxTemplate
 from pytest_kruise_agents.claiming.errors import InitRuntimeError
+from pytest_kruise_agents.claiming.state import sandbox_state
+from simulator.apiserver import GARBAGE_COLLECTOR
 from simulator.context import SimContext
 from simulator.controllers.sandbox import SandboxController
 from simulator.nodes import ANN_GRACE_SECONDS, POD_FINALIZER, Nodes, NodeSpec
@@ -273,6 +275,7 @@ def test_a_sandbox_template_change_reaches_only_pods_made_after_it() -> None:
     rig.until(lambda: rig.ready("one"))
     changed = template_object(IMAGE_V2)
     stored = rig.api.peek("SandboxTemplate", "default", "tpl")
+    assert stored is not None
     changed.metadata = stored.metadata.model_copy()
     rig.api.commit_update(changed)
     ref_sandbox(rig, "two")
@@ -472,9 +475,81 @@ def test_deleted_pod_of_a_running_sandbox_fails_it() -> None:
     rig = Rig()
     rig.create()
     rig.until(rig.ready)
-    rig.api.commit_delete("Pod", "default", "sbx")
+    # Deleted as one the pod-delete webhook lets through (it refuses the user).
+    rig.api.commit_delete("Pod", "default", "sbx", requester=GARBAGE_COLLECTOR)
     rig.until(lambda: rig.phase() == "Failed")
     assert rig.sbx().status.message == "Pod Not Found"  # type: ignore[union-attr]
+
+
+def ready_condition(rig: Rig, name: str = "sbx") -> tuple[str, str, str]:
+    """The sandbox's Ready condition as (status, reason, message); it must have one."""
+    sbx = rig.sbx(name)
+    assert sbx is not None
+    cond = find_condition(sbx.status.conditions, "Ready")
+    assert cond is not None
+    return cond.status, cond.reason, cond.message
+
+
+def refuse_pod_creates(rig: Rig, seconds: float) -> None:
+    rig.ctx.faults.inject(
+        kind="api_error", code=500, selector={"verb": "create", "kind": "Pod"}, duration=seconds
+    )
+
+
+def test_a_pod_the_api_server_refuses_leaves_the_sandbox_pending_with_pod_create_failed() -> None:
+    """§4 steps 7-8 and §1.2: "" becomes Pending and the status is written even when the pod
+    create fails: Ready False/PodCreateFailed with the error as message, derived state
+    creating/ResourcePending (§1.3 row 3). The create is retried with back-off; once the API
+    server takes it the sandbox starts and the failure condition is gone."""
+    rig = Rig()
+    refuse_pod_creates(rig, 10)
+    rig.create()
+    rig.run(5)
+    assert rig.pod() is None
+    assert rig.phase() == "Pending"
+    assert ready_condition(rig) == ("False", "PodCreateFailed", "injected 500 on create Pod")
+    sbx = rig.sbx()
+    assert sbx is not None
+    assert sandbox_state(sbx, rig.ctx.now_dt()) == (SandboxState.CREATING, "ResourcePending")
+    # One status write: the next failures, with the same message, change nothing.
+    assert [e.detail for e in rig.ctx.log.of_kind("sandbox.phase")] == ["default/sbx None->Pending"]
+    errors = rig.ctx.log.of_kind("sandbox.reconcile_error")
+    assert errors and all(e.detail == "default/sbx 500 InternalError" for e in errors)
+    # Back-off doubles from 5 ms: about a dozen attempts in 5 s, not thousands.
+    assert 5 <= len(errors) <= 15
+    rig.until(rig.ready, limit=60)
+    sbx = rig.sbx()
+    assert sbx is not None
+    assert [c.reason for c in sbx.status.conditions if c.type == "Ready"] == ["PodReady"]
+
+
+def test_a_created_pod_clears_pod_create_failed_before_it_runs() -> None:
+    """Once the pod exists the sandbox no longer says its create failed: Pending, no Ready
+    condition until the pod runs (as a sandbox whose first create succeeded)."""
+    rig = Rig(latencies={"image.pull": 30.0})
+    refuse_pod_creates(rig, 1)
+    rig.create()
+    rig.until(lambda: rig.pod() is not None, limit=60)
+    rig.run(1)
+    assert rig.phase() == "Pending"
+    assert rig.cond("Ready") is None
+
+
+def test_a_resume_whose_pod_cannot_be_created_is_written_as_resuming() -> None:
+    """A resume's pod create that fails still records the resume: phase Resuming with Ready
+    False/PodCreateFailed; the create is retried and the sandbox comes back Running."""
+    rig = Rig()
+    rig.create()
+    rig.until(rig.ready)
+    rig.edit("sbx", lambda s: setattr(s.spec, "paused", True))
+    rig.until(lambda: rig.cond("SandboxPaused") == ("True", "StopPauseSucceed"))
+    refuse_pod_creates(rig, 5)
+    rig.edit("sbx", lambda s: setattr(s.spec, "paused", False))
+    rig.run(2)
+    assert rig.phase() == "Resuming"
+    assert ready_condition(rig) == ("False", "PodCreateFailed", "injected 500 on create Pod")
+    rig.until(lambda: rig.phase() == "Running", limit=60)
+    assert rig.pod() is not None
 
 
 def test_deleting_the_sandbox_garbage_collects_the_pod() -> None:

@@ -600,3 +600,50 @@ def test_a_materialised_template_deleted_by_hand_is_made_again_and_goes_with_its
     run_until(world, lambda: templates(world) == [name], limit=5)
     world.api.commit_delete("SandboxSet", "default", "base")
     assert templates(world) == []
+
+
+def test_scale_down_takes_a_sandbox_whose_pod_cannot_be_created_first() -> None:
+    """§3's scale-down tiers on the whole fake cluster: a sandbox whose pod the API server
+    refuses is Pending (§4 step 7), tier 0, so it goes before an older Running-not-Ready one
+    (tier 2) that would win the tie by age were both in one tier."""
+    from simulator.cluster import Cluster
+
+    cluster = Cluster(seed=3)
+    world = cluster.world
+    cluster.inject("pod_start_failure", selector={"template": "base"})
+    make_set(world, 1)
+    cluster.run_until(lambda: [s.status.phase for s in pool(world)] == [SandboxPhase.RUNNING])
+    (crashing,) = (s.metadata.name for s in pool(world))
+    cluster.advance(2)
+    cluster.inject("api_error", code=500, selector={"verb": "create", "kind": "Pod"})
+    update_set(world, "base", lambda s: setattr(s.spec, "replicas", 2))
+    cluster.run_until(lambda: len(pool(world)) == 2)
+    (stuck,) = (s.metadata.name for s in pool(world) if s.metadata.name != crashing)
+    cluster.advance(2)
+    assert stored(world, "Sandbox", stuck).status.phase == SandboxPhase.PENDING
+    update_set(world, "base", lambda s: setattr(s.spec, "replicas", 1))
+    cluster.run_until(lambda: bool(events(world, "sandboxset.delete")))
+    assert events(world, "sandboxset.delete") == [f"default/{stuck} reason=scale_down"]
+
+
+def test_a_first_recycle_rejoins_its_pool_as_a_fresh_sandbox_for_scale_down() -> None:
+    """Reference §4 resets the metadata (owner reference back) before ``recycledCount++``, and
+    §3 reconciles the set on that event: its scale-down sees the sandbox still ``Recycling``
+    with no recycled count, a fresh available one, so age decides, not the recycled tier. In
+    a pool of two the other sandbox of the first fill, as old and listed first, goes."""
+    from simulator.cluster import Cluster
+
+    cluster = Cluster(seed=0)
+    world = cluster.world
+    cleanup = {"metadata": {"annotations": {keys.ANN_CLEANUP_ENABLED: "true"}}, **template()}
+    make_set(world, 2, template=cleanup, runtimes=[{"name": "agent-runtime"}])
+    cluster.wait_for_pool("base")
+    first_fill = {s.metadata.name for s in pool(world)}
+    sbx = cluster.create_sandbox("base", timeout=600)
+    cluster.advance(20)
+    cluster.kill(cluster.sandbox_id(sbx))
+    cluster.advance(20)
+    name = sbx.metadata.name
+    assert stored(world, "Sandbox", name).status.recycled_count == 1
+    (other,) = first_fill - {name}
+    assert events(world, "sandboxset.delete") == [f"default/{other} reason=scale_down"]
