@@ -197,14 +197,21 @@ class E2BApp:
         r.name for r in control.router.routes if isinstance(r, APIRoute)
     )
 
-    def _authorize(self, request: Request) -> None:
-        """Raise the 401/403 the route's auth dependency would (see ``install_error_handlers``)."""
+    async def _authorize(self, request: Request) -> None:
+        """Raise what upstream's auth middleware answers first (see ``install_error_handlers``).
+
+        The route's 401/403, then, for a sandbox's route, the 404 of a sandbox
+        that is not the caller's (:func:`~pytest_kruise_agents.e2b.control.require_route`).
+        """
         key = request.headers.get("x-api-key")
         settings = self.state.settings
         if request.url.path.startswith(admin.ADMIN_PREFIX + "/"):
             admin_of(settings, key)
         elif getattr(request.scope.get("route"), "name", None) in self._CONTROL_ROUTES:
-            caller_of(settings, key)
+            caller = caller_of(settings, key)
+            sandbox_id = request.path_params.get(control.SANDBOX_PARAM)
+            if sandbox_id is not None:
+                await control.require_route(request, caller, sandbox_id)
 
     # -- lifespan and backend notifications ---------------------------------------------
 

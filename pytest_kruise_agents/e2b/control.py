@@ -42,10 +42,12 @@ from pytest_kruise_agents.backends.base import (
     Caller,
     CreateRequest,
     ListQuery,
+    Route,
     SandboxView,
     TemplateView,
 )
-from pytest_kruise_agents.claiming.timeouts import parse_retention
+from pytest_kruise_agents.claiming.errors import ClaimError
+from pytest_kruise_agents.claiming.timeouts import parse_retention, validate_timeout_update
 from pytest_kruise_agents.e2b.auth import authenticate, secured
 from pytest_kruise_agents.e2b.envvars import env_vars_problem
 from pytest_kruise_agents.e2b.errors import ApiError, WireJSONResponse
@@ -57,11 +59,14 @@ __all__ = [
     "CUSTOMIZED_PREFIX",
     "KNOWN_LIST_PARAMS",
     "PAUSE_RETENTION_HEADER",
+    "SANDBOX_PARAM",
     "TEMPLATE_ENVD_VERSION",
     "decode_metadata_filter",
     "list_query",
     "parse_started_after",
+    "require_route",
     "response_domain",
+    "route_not_found",
     "router",
 ]
 
@@ -72,6 +77,9 @@ TEMPLATE_ENVD_VERSION: Final = "0.1.1"
 """The ``envdVersion`` of templates, static in the manager (§6.4); sandboxes report the envd's."""
 
 PAUSE_RETENTION_HEADER: Final = "x-e2b-kruise-reserve-paused-sandbox-duration"
+
+SANDBOX_PARAM: Final = "sandboxID"
+"""The path parameter of a sandbox's routes (the SDK's name)."""
 
 KNOWN_LIST_PARAMS: Final = frozenset(
     {"metadata", "state", "limit", "nextToken", "order", "template", "startedAfter"}
@@ -100,9 +108,41 @@ router = APIRouter()
 """The control-plane routes (mounted natively and under :data:`CUSTOMIZED_PREFIX`)."""
 
 
-def _path_id(alias: str = "sandboxID") -> Any:
+def _path_id(alias: str = SANDBOX_PARAM) -> Any:
     # The SDK's path parameter names (sandboxID, templateID) as the OpenAPI names.
     return Path(alias=alias, min_length=1)
+
+
+# --------------------------------------------------------------------------- ownership
+
+
+def route_not_found(sandbox_id: str) -> ApiError:
+    """The auth middleware's 404 for a sandbox that is not the caller's (reference §6.1)."""
+    return ApiError(404, f"Sandbox route not found, maybe it is crashed or killed: {sandbox_id}")
+
+
+def _owns(caller: Caller, route: Route | None) -> bool:
+    # The backend's own check (the manager's route table): the caller's team,
+    # and its key as the owner; no admin bypass, as upstream has none.
+    return (
+        route is not None
+        and (not caller.namespace or route.namespace == caller.namespace)
+        and route.owner == caller.user
+    )
+
+
+async def require_route(request: Request, caller: Caller, sandbox_id: str) -> None:
+    """404 unless ``sandbox_id`` is routed to ``caller``, before anything of the request is read.
+
+    Upstream's auth middleware checks the route table on every
+    ``{sandboxID}`` route before its handler reads the body or a header, so
+    an unknown id or another key's sandbox answers this 404 whatever the
+    rest of the request holds. The backend checks the same on each call;
+    this is for the answers given before the call (a bad body or header).
+    """
+    st = state_of(request)
+    if not _owns(caller, await st.run("control", st.backend.route, sandbox_id)):
+        raise route_not_found(sandbox_id)
 
 
 # --------------------------------------------------------------------------- rendering
@@ -464,11 +504,13 @@ async def pause_sandbox(
     """Pause and wait until paused; processes stop, files stay."""
     caller = authenticate(request)
     st = state_of(request)
-    kept = (
-        parse_retention(retention, field=PAUSE_RETENTION_HEADER)
-        if retention is not None and retention.strip()
-        else None
-    )
+    kept = None
+    if retention is not None and retention.strip():
+        try:
+            kept = parse_retention(retention, field=PAUSE_RETENTION_HEADER)
+        except ClaimError:
+            await require_route(request, caller, sandbox_id)  # the 404 comes before the 400
+            raise
     await st.run_for(request, "control", st.backend.pause, caller, sandbox_id, kept)
     return Response(status_code=204)
 
@@ -545,13 +587,37 @@ async def resume_sandbox(
     sandbox_id: Annotated[str, _path_id()],
     body: ResumedSandbox | None = None,
 ) -> Response:
-    """The sandbox-manager answers 204 (the E2B spec says 201 with a Sandbox)."""
+    """The sandbox-manager answers 204 (the E2B spec says 201 with a Sandbox).
+
+    ``timeout`` absent or 0 resumes for the default; out of 1…max it is a
+    body error, which ``/resume`` answers 500 (reference §6.5).
+    """
     caller = authenticate(request)
     st = state_of(request)
-    await st.run_for(
-        request, "control", st.backend.resume, caller, sandbox_id, body.timeout if body else None
-    )
+    try:
+        timeout = _resume_timeout(body.timeout if body else None)
+    except ApiError:
+        await require_route(request, caller, sandbox_id)  # the 404 comes before the body's 500
+        raise
+    await st.run_for(request, "control", st.backend.resume, caller, sandbox_id, timeout)
     return Response(status_code=204)
+
+
+def _resume_timeout(timeout: int | None) -> int | None:
+    """The ``timeout`` of a ``/resume`` body: ``None`` (the default) if absent or 0.
+
+    Go decodes an absent ``timeout`` as 0, so upstream cannot tell them
+    apart: 0 means none given. Anything else out of 1…max seconds is a body
+    error, which ``/resume`` answers 500 naming the field, as every body
+    error there.
+    """
+    if not timeout:
+        return None
+    try:
+        validate_timeout_update(timeout)
+    except ClaimError as exc:
+        raise ApiError(500, exc.message, field="timeout") from exc
+    return timeout
 
 
 # --------------------------------------------------------------------------- templates

@@ -202,15 +202,16 @@ def _is_malformed(errors: Sequence[Mapping[str, Any]]) -> bool:
 
 
 def _validation_handler(
-    authorize: Callable[[Request], None] | None,
+    authorize: Callable[[Request], Awaitable[None]] | None,
 ) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
         if authorize is not None:
             # FastAPI reads the body before it runs the auth dependency; upstream's auth
-            # middleware answers first, so an unauthenticated bad body is still a 401.
+            # middleware answers first, so an unauthenticated bad body is still a 401,
+            # and a bad body for another key's sandbox a 404.
             try:
-                authorize(request)
+                await authorize(request)
             except ApiError as err:
                 return error_response(err.code, err.message, request=request)
         errors = exc.errors()
@@ -294,12 +295,13 @@ def allowed_methods(routes: Sequence[BaseRoute], scope: Scope) -> list[str]:
 
 
 def install_error_handlers(
-    app: FastAPI, *, authorize: Callable[[Request], None] | None = None
+    app: FastAPI, *, authorize: Callable[[Request], Awaitable[None]] | None = None
 ) -> None:
     """Register the JSON error handlers on ``app``.
 
-    ``authorize(request)`` raises :class:`ApiError` (401/403) when the caller
-    may not use the route; it is checked before a validation error is answered.
+    ``await authorize(request)`` raises :class:`ApiError` (401/403, or 404 for
+    a sandbox that is not the caller's) when the caller may not use the
+    route; it is checked before a validation error is answered.
     """
     app.add_exception_handler(RequestValidationError, _validation_handler(authorize))
     app.add_exception_handler(ApiError, _on_api_error)

@@ -8,8 +8,8 @@ except on a request carrying ``X-API-Key`` (an API call, see
 
 The router asks the backend for the sandbox's route (in a worker thread: it
 takes the backend's lock). Unless the sandbox is ``running`` the answer is
-the 502 the SDK reads as "sandbox not found" (``is_running()`` → ``False``).
-Port 49983 is envd, 49999 the code interpreter; any other port answers 502
+the 502 the SDK reads as "sandbox not found" (``is_running()`` → ``False``),
+even with a bad port header (400 for a running sandbox). Port 49983 is envd, 49999 the code interpreter; any other port answers 502
 "port is not open". The sub-app gets a copy of the scope whose ``state``
 holds the sandbox's workspace under :data:`WORKSPACE_KEY`.
 """
@@ -176,6 +176,12 @@ class SandboxTrafficRouter:
             await self.control(scope, receive, send)
             return
         sid, port_text = target
+        # The route first, as the proxy looks it up (reference §6.8): a sandbox
+        # that is not running answers its 502 whatever the port header holds.
+        route = await self.state.run("traffic", self.state.backend.route, sid)
+        if route is None or route.state != "running":
+            await self._refuse(scope, send, 502, NOT_FOUND_MESSAGE, sid)
+            return
         port = parse_port(port_text)
         if port is None:
             await self._refuse(
@@ -185,10 +191,6 @@ class SandboxTrafficRouter:
                 f"invalid sandbox port {port_text!r}: set the E2b-Sandbox-Port header",
                 sid,
             )
-            return
-        route = await self.state.run("traffic", self.state.backend.route, sid)
-        if route is None or route.state != "running":
-            await self._refuse(scope, send, 502, NOT_FOUND_MESSAGE, sid)
             return
         app = self.apps.get(port)
         if app is None:

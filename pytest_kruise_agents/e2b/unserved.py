@@ -7,8 +7,9 @@ reads to the SDK as "not found": ``get_metrics``, ``update_network``,
 running sandbox, ``Template.exists`` and ``Secret.exists`` answered ``False``,
 ``Volume.destroy`` ``False``, and a wrong API key got "not found" instead of
 401 (an unmatched path skips authentication). Each route here instead
-authenticates (401), then, if it names a sandbox, looks the sandbox up as
-every sandbox route does (404 only when it is not the caller's), then answers
+authenticates (401), then, if it names a sandbox, checks its route as the
+auth middleware does on every sandbox route (404 only when it is not the
+caller's), then answers
 501 ``{"code", "message"}`` naming the call and why. The SDK raises
 ``SandboxException("501: ... is not supported by this server: ...")`` (or its
 ``VolumeException``/``SecretException``/``TemplateException``) and does not
@@ -30,16 +31,13 @@ from fastapi import Request, Response
 from fastapi.routing import APIRoute
 
 from pytest_kruise_agents.e2b.auth import authenticate
-from pytest_kruise_agents.e2b.control import CUSTOMIZED_PREFIX
+from pytest_kruise_agents.e2b.control import CUSTOMIZED_PREFIX, SANDBOX_PARAM, require_route
 from pytest_kruise_agents.e2b.errors import ApiError
-from pytest_kruise_agents.e2b.state import state_of
 
 __all__ = ["NOT_SUPPORTED_STATUS", "UNSERVED", "Unserved", "routes"]
 
 NOT_SUPPORTED_STATUS: Final = 501
 """HTTP 501 Not Implemented: the SDK shows it with the message and does not retry it."""
-
-_SANDBOX_PARAM: Final = "sandboxID"
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,11 +160,10 @@ UNSERVED: Final[tuple[Unserved, ...]] = (
 def _endpoint(route: Unserved) -> Callable[[Request], Awaitable[Response]]:
     async def unserved(request: Request) -> Response:
         caller = authenticate(request)
-        sandbox_id = request.path_params.get(_SANDBOX_PARAM)
+        sandbox_id = request.path_params.get(SANDBOX_PARAM)
         if sandbox_id is not None:
-            # "Not found" only when it is true: the sandbox routes' own lookup (404).
-            st = state_of(request)
-            await st.run("control", st.backend.describe, caller, sandbox_id)
+            # "Not found" only when it is true: the auth middleware's route check (404).
+            await require_route(request, caller, sandbox_id)
         raise ApiError(NOT_SUPPORTED_STATUS, route.message)
 
     unserved.__doc__ = f"501: {route.message}"

@@ -164,6 +164,37 @@ def test_an_unknown_kind_is_404_naming_the_known_ones(server: Served) -> None:
     assert "sbs" in r.json()["message"]
 
 
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/resources/deployments"),
+        ("GET", "/resources/deployments?format=table"),
+        ("GET", "/resources/widgets/default/base"),
+        ("DELETE", "/resources/widgets/default/base"),
+    ],
+)
+def test_an_unknown_kind_is_a_resource_path_not_served_404_on_every_route(
+    server: Served, method: str, path: str
+) -> None:
+    """As the API server answers a resource it does not serve (404), naming ``kind``; nothing changes."""
+    r = server.admin(method, path)
+
+    assert r.status_code == 404, r.text
+    assert r.json()["field"] == "kind"
+    assert r.json()["message"].startswith("the server doesn't have a resource type ")
+    assert server.admin("GET", "/resources/sbs/default/base").status_code == 200
+
+
+def test_the_unknown_kinds_404_is_documented_apart_from_bad_input() -> None:
+    """docs/server.md says "bad input answers 400": an unknown ``{kind}`` is the documented exception."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "server.md").read_text()
+    text = " ".join(doc.split())
+
+    assert (
+        "Any other `{kind}` is a resource path the server does not serve, and answers 404" in text
+    )
+
+
 def test_the_admin_api_needs_the_admin_key(server: Served) -> None:
     assert server.request("GET", "/_kruise/clock", key=None).status_code == 401
     assert server.request("GET", "/_kruise/clock", key="e2b_nope").status_code == 401

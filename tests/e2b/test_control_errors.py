@@ -402,3 +402,66 @@ def test_authentication_is_checked_before_the_body(server: Served) -> None:
 
     assert assert_error(r, 401)["message"] == "Invalid API Key"
     assert assert_error(admin, 403)["code"] == 403
+
+
+SANDBOX_REQUESTS = [
+    pytest.param("POST", "/sandboxes/{sid}/timeout", {"content": b"{oops"}, id="timeout-malformed"),
+    pytest.param("POST", "/sandboxes/{sid}/timeout", {"json": {"timeout": "x"}}, id="timeout-type"),
+    pytest.param("POST", "/sandboxes/{sid}/resume", {"content": b"{oops"}, id="resume-malformed"),
+    pytest.param("POST", "/sandboxes/{sid}/resume", {"json": {"timeout": "x"}}, id="resume-type"),
+    pytest.param("POST", "/sandboxes/{sid}/resume", {"json": {"timeout": -3}}, id="resume-range"),
+    pytest.param("POST", "/sandboxes/{sid}/connect", {"json": {}}, id="connect-v1-no-timeout"),
+    pytest.param(
+        "POST", "/v2/sandboxes/{sid}/connect", {"content": b"{"}, id="connect-v2-malformed"
+    ),
+    pytest.param("POST", "/sandboxes/{sid}/pause", {"json": {"memory": "x"}}, id="pause-body"),
+    pytest.param(
+        "POST",
+        "/sandboxes/{sid}/pause",
+        {"headers": {control.PAUSE_RETENTION_HEADER: "bogus"}},
+        id="pause-retention-header",
+    ),
+    pytest.param(
+        "POST", "/kruise/api/sandboxes/{sid}/timeout", {"content": b"{"}, id="customized-timeout"
+    ),
+    pytest.param("PUT", "/sandboxes/{sid}/network", {"content": b"{oops"}, id="unserved-network"),
+]
+"""Requests to a sandbox's routes whose body or header is bad, which upstream never reads."""
+
+
+@pytest.mark.parametrize(("method", "path", "kwargs"), SANDBOX_REQUESTS)
+@pytest.mark.parametrize("whose", ["unknown", "another-keys"])
+def test_a_sandbox_not_the_callers_is_404_before_the_body_or_header_is_read(
+    server: Served, method: str, path: str, kwargs: dict[str, Any], whose: str
+) -> None:
+    """Upstream's auth middleware checks the route table before any handler reads the request.
+
+    So the answer is the route's 404 whatever the body or header holds: not
+    the 500 or 400 a bad body or header of the caller's own sandbox gets.
+    """
+    sid = Sandbox.create(template="base", **server.sdk(ALICE)).sandbox_id
+    target = "default--no-such-sandbox" if whose == "unknown" else sid
+    extra = dict(kwargs)
+    headers = {"content-type": "application/json", **extra.pop("headers", {})}
+
+    r = server.request(method, path.format(sid=target), key=BOB, headers=headers, **extra)
+
+    body = assert_error(r, 404)
+    assert body["message"] == f"Sandbox route not found, maybe it is crashed or killed: {target}"
+    assert Sandbox.get_info(sid, **server.sdk(ALICE)).state.value == "running"
+
+
+def test_a_bad_body_or_header_of_the_callers_own_sandbox_is_still_refused(server: Served) -> None:
+    """The route check lets the owner through to the body's own error."""
+    sid = Sandbox.create(template="base", **server.sdk(ALICE)).sandbox_id
+
+    timeout = server.request("POST", f"/sandboxes/{sid}/timeout", content=b"{oops")
+    connect = server.request("POST", f"/sandboxes/{sid}/connect", json={})
+    pause = server.request(
+        "POST", f"/sandboxes/{sid}/pause", headers={control.PAUSE_RETENTION_HEADER: "bogus"}
+    )
+
+    assert assert_error(timeout, 500)["field"] == "body"
+    assert assert_error(connect, 400)["field"] == "timeout"
+    assert assert_error(pause, 400)["field"] == control.PAUSE_RETENTION_HEADER
+    assert Sandbox.get_info(sid, **server.sdk(ALICE)).state.value == "running"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -138,6 +139,48 @@ def test_the_deprecated_resume_route_answers_204(server: Served) -> None:
 
     assert r.status_code == 204, r.text
     assert sbx.get_info().state.value == "running"
+
+
+@pytest.mark.parametrize(
+    ("body", "lasts"),
+    [
+        (None, 300),
+        ({}, 300),
+        ({"timeout": None}, 300),
+        ({"timeout": 0}, 300),
+        ({"timeout": 900}, 900),
+    ],
+    ids=["no-body", "empty", "null", "zero", "900"],
+)
+def test_resume_takes_a_zero_timeout_as_none_given(
+    server: Served, body: dict[str, Any] | None, lasts: int
+) -> None:
+    """Go's decoder cannot tell ``0`` from absent: both resume for the default 300 s."""
+    sbx = Sandbox.create(template="base", **server.sdk())
+    sbx.pause()
+
+    r = server.request("POST", f"/sandboxes/{sbx.sandbox_id}/resume", json=body)
+
+    assert r.status_code == 204, r.text
+    info = sbx.get_info()
+    assert info.state.value == "running"
+    assert (info.end_at - server.backend.now()).total_seconds() == pytest.approx(lasts, abs=2)
+
+
+@pytest.mark.parametrize("timeout", [-3, 2_592_001, 99_999_999])
+def test_resume_with_a_timeout_out_of_range_is_a_500_naming_it(
+    server: Served, timeout: int
+) -> None:
+    """A body error on ``/resume`` answers 500, as a parse error does upstream (§6.5)."""
+    sbx = Sandbox.create(template="base", **server.sdk())
+    sbx.pause()
+
+    r = server.request("POST", f"/sandboxes/{sbx.sandbox_id}/resume", json={"timeout": timeout})
+
+    assert r.status_code == 500, r.text
+    assert r.json()["field"] == "timeout"
+    assert r.json()["message"] == (f"timeout: must be between 1 and 2592000 seconds, got {timeout}")
+    assert sbx.get_info().state.value == "paused"  # nothing resumed
 
 
 def test_a_bad_pause_retention_header_is_a_400_naming_it(server: Served) -> None:

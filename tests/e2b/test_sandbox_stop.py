@@ -3,7 +3,7 @@
 On E2B a pause or kill tears down the sandbox's connections: an open
 ``files.watch_dir`` stream ends with an error (``on_exit(error)``), and so does
 a command's output stream (``commands.run``, ``wait()``, ``commands.connect``,
-a PTY), which the SDK's health probe words as the sandbox not running rather
+a PTY) and its input stream (``stream_input``), which the SDK's health probe words as the sandbox not running rather
 than the command killed. Every process the sandbox started dies with it, the
 code interpreter's included.
 """
@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2b import AsyncSandbox, CommandExitException
+from e2b import AsyncSandbox, CommandExitException, Sandbox
 from e2b.exceptions import SandboxNotRunningException
 from e2b.sandbox.commands.command_handle import PtySize
 from e2b.sandbox.filesystem.watch_handle import FilesystemEvent
+from e2b.sandbox_async.commands.command_input_handle import AsyncCommandInputHandle
 from e2b_code_interpreter import Sandbox as CodeSandbox
 
 from pytest_kruise_agents.backends import SimBackend
@@ -233,3 +234,84 @@ async def test_a_command_killed_by_its_user_still_ends_with_its_exit(
         assert await sbx.is_running()
     finally:
         await sbx.kill()
+
+
+async def input_stream(sbx: AsyncSandbox, kind: str) -> AsyncCommandInputHandle:
+    """A ``stream_input`` handle, without a deadline, to a ``cat`` (``stdin``) or a PTY shell."""
+    if kind == "pty":
+        pty = await sbx.pty.create(PtySize(rows=24, cols=80), on_data=lambda _: None, timeout=0)
+        return sbx.pty.stream_input(pty.pid, timeout=0)
+    handle = await sbx.commands.run("cat", background=True, stdin=True, timeout=0)
+    return sbx.commands.stream_input(handle.pid, timeout=0)
+
+
+async def refused_input(feed: AsyncCommandInputHandle, within: float = 10) -> Exception:
+    """What ``feed.send`` raises once the stream ended on its own (fails if it never does)."""
+    deadline = asyncio.get_running_loop().time() + within
+    while asyncio.get_running_loop().time() < deadline:
+        try:
+            await feed.send("more\n")
+        except Exception as exc:  # what it raises is the assertion
+            return exc
+        await asyncio.sleep(0.05)
+    pytest.fail("the input stream stayed open after its sandbox stopped")
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("kind", ["stdin", "pty"])
+@pytest.mark.parametrize("action", ["kill", "pause"])
+async def test_an_input_stream_ends_as_its_sandbox_stops(
+    server: Served, action: str, kind: str
+) -> None:
+    """An open ``stream_input`` ends with the stop, without the client sending anything.
+
+    Its next ``send`` and its ``close`` report the sandbox not running: not
+    the input acknowledged, nor the stdin of the killed command closed.
+    """
+    sbx = await AsyncSandbox.create(**server.sdk())
+    try:
+        feed = await input_stream(sbx, kind)
+        await feed.send("before\n")
+        await asyncio.sleep(0.3)
+        await (sbx.kill() if action == "kill" else sbx.pause())
+
+        assert isinstance(await refused_input(feed), SandboxNotRunningException)
+        with pytest.raises(SandboxNotRunningException):
+            await asyncio.wait_for(feed.close(), 10)
+    finally:
+        if action == "pause":
+            await AsyncSandbox.kill(sbx.sandbox_id, **server.sdk())
+
+
+def stopped(server: Served, sandbox_id: str) -> bool:
+    """Whether the sandbox's workspace stopped (a kill's removal forgets it)."""
+    workspace = server.workspaces.peek(sandbox_id)
+    return workspace is None or workspace.stopped
+
+
+@pytest.mark.parametrize("action", ["kill", "pause"])
+def test_the_sync_sdks_input_stream_ends_as_its_sandbox_stops(server: Served, action: str) -> None:
+    """The sync ``stream_input(pid, data)`` stopped mid-``data``: the sandbox not running.
+
+    Not ``FAILED_PRECONDITION`` "stdin ... is closed" for the input that
+    follows the stop (the stop killed the command reading it).
+    """
+    sbx = Sandbox.create(**server.sdk())
+
+    def data() -> Iterator[str]:
+        yield "before\n"
+        if action == "kill":
+            sbx.kill()
+        else:
+            sbx.pause()
+        # What the stop answered is the connection's drop, here its cleanup's start.
+        eventually(lambda: stopped(server, sbx.sandbox_id), "the sandbox's workspace stopped")
+        yield "after\n"
+
+    try:
+        handle = sbx.commands.run("cat", background=True, stdin=True, timeout=0)
+        with pytest.raises(SandboxNotRunningException):
+            sbx.commands.stream_input(handle.pid, data(), timeout=0)
+    finally:
+        if action == "pause":
+            Sandbox.kill(sbx.sandbox_id, **server.sdk())

@@ -145,6 +145,25 @@ def test_a_bad_port_header_is_400(echo_server: Served, sid: str, port: str | byt
     assert "E2b-Sandbox-Port" in r.json()["message"]
 
 
+@pytest.mark.parametrize("port", ["", "http", "70000"], ids=["missing", "word", "too-big"])
+def test_a_sandbox_not_running_is_502_whatever_the_port_header(
+    echo_server: Served, port: str
+) -> None:
+    """The proxy looks the route up before it reads the port (reference §6.8): 502, not 400."""
+    paused = Sandbox.create(template="base", **echo_server.sdk())
+    paused.pause()
+
+    for sandbox_id in ("default--no-such-sandbox", paused.sandbox_id):
+        r = httpx.get(
+            echo_server.url + "/",
+            headers={"E2b-Sandbox-Id": sandbox_id, **({"E2b-Sandbox-Port": port} if port else {})},
+            timeout=30,
+        )
+
+        assert r.status_code == 502, r.text
+        assert r.json()["message"] == "The sandbox was not found"
+
+
 def test_pause_stops_the_workspace_and_kill_removes_it(echo_server: Served) -> None:
     sbx = Sandbox.create(template="base", **echo_server.sdk())
     stopped: list[str] = []

@@ -44,6 +44,7 @@ from pytest_kruise_agents.e2b.envd.processes import (
     PtySize,
     stream_events,
 )
+from pytest_kruise_agents.e2b.envd.streams import run_until_stopped
 
 __all__ = ["ProcessService"]
 
@@ -71,6 +72,26 @@ def _input_bytes(item: process_pb.ProcessInput | None) -> bytes:
             return bytes(data)
         case _:
             raise ConnectError(Code.INVALID_ARGUMENT, "input: stdin or pty bytes are required")
+
+
+async def _feed(request: AsyncIterator[StreamInputRequest]) -> StreamInputResponse:
+    """Write a ``StreamInput``'s ``data`` events, in order, to the process its ``start`` names."""
+    managed: ManagedProcess | None = None
+    async for message in request:
+        match message.event:
+            case Oneof(value=StreamInputRequest.StartEvent() as start):
+                managed = _table().find(start.process)
+            case Oneof(value=StreamInputRequest.DataEvent() as data):
+                if managed is None:
+                    raise ConnectError(
+                        Code.INVALID_ARGUMENT, "StreamInput: the first event must be start"
+                    )
+                await managed.write_stdin(_input_bytes(data.input))
+            case _:
+                pass  # keepalive
+    if managed is None:
+        raise ConnectError(Code.INVALID_ARGUMENT, "StreamInput: no start event")
+    return StreamInputResponse()
 
 
 class ProcessService(Process):
@@ -168,23 +189,15 @@ class ProcessService(Process):
         ctx: RequestContext[StreamInputRequest, StreamInputResponse],
         /,
     ) -> StreamInputResponse:
-        """``start{process}``, then ``data`` events written in order to the process."""
-        managed: ManagedProcess | None = None
-        async for message in request:
-            match message.event:
-                case Oneof(value=StreamInputRequest.StartEvent() as start):
-                    managed = _table().find(start.process)
-                case Oneof(value=StreamInputRequest.DataEvent() as data):
-                    if managed is None:
-                        raise ConnectError(
-                            Code.INVALID_ARGUMENT, "StreamInput: the first event must be start"
-                        )
-                    await managed.write_stdin(_input_bytes(data.input))
-                case _:
-                    pass  # keepalive
-        if managed is None:
-            raise ConnectError(Code.INVALID_ARGUMENT, "StreamInput: no start event")
-        return StreamInputResponse()
+        """``start{process}``, then ``data`` events written in order to the process.
+
+        A pause or kill of the sandbox ends the stream with ``unavailable``,
+        as it ends every other stream, even while it waits for the client's
+        next message: the client's ``close()`` then reports the sandbox not
+        running, not its input acknowledged.
+        """
+        workspace = context.current().workspace
+        return await run_until_stopped(workspace, lambda: _feed(request))
 
     @guard_unary
     async def send_input(

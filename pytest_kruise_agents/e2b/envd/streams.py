@@ -9,13 +9,16 @@ The fake envd does the same: every stream joins the sandbox's
 :func:`check_running` ends it with ``unavailable`` once the workspace is
 stopped. A command killed by its user, or ending on its own, still ends its
 stream with its ``end`` event. A file download (:class:`CutOnStop`) joins
-too: the stop cuts its body off.
+too: the stop cuts its body off. A client stream (``StreamInput``) runs under
+:func:`run_until_stopped`: the stop ends it while it waits for the client's
+next message.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import anyio
 from connectrpc.code import Code
@@ -26,7 +29,9 @@ from starlette.types import Receive, Scope, Send
 from pytest_kruise_agents.e2b.cuts import TrackedSend, mark_cut
 from pytest_kruise_agents.e2b.workspace import SandboxStopped, SandboxWorkspace
 
-__all__ = ["CutOnStop", "OpenStreams", "check_running"]
+__all__ = ["CutOnStop", "OpenStreams", "check_running", "run_until_stopped"]
+
+T = TypeVar("T")
 
 
 def check_running(workspace: SandboxWorkspace) -> None:
@@ -77,6 +82,37 @@ class OpenStreams:
         wakers, self._wakers = self._wakers, set()
         for wake in wakers:
             wake()
+
+
+async def run_until_stopped(workspace: SandboxWorkspace, run: Callable[[], Awaitable[T]]) -> T:
+    """``run()``'s result, unless the sandbox stops first or meanwhile: then :func:`check_running`'s error.
+
+    For a call that waits on its client rather than on the sandbox (the
+    ``StreamInput`` client stream): nothing of the sandbox wakes it, so the
+    stop must, as E2B's teardown drops its connection. ``run()`` is cancelled
+    at the stop; however it ended once the stop began (a write to the stdin
+    of a command the stop killed, or even cleanly) reads as the stop too.
+    """
+    stopped = asyncio.Event()
+    # Joined first: a stop from now on ends the call (and one before refuses it).
+    leave = workspace.attachment(OpenStreams).join(stopped.set)
+    try:
+        check_running(workspace)
+        task = asyncio.ensure_future(run())
+        waker = asyncio.ensure_future(stopped.wait())
+        try:
+            await asyncio.wait({task, waker}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for pending in (task, waker):
+                pending.cancel()
+            await asyncio.gather(task, waker, return_exceptions=True)
+    finally:
+        leave()
+    # Even after a clean end: a stop begun meanwhile (the sandbox is marked
+    # stopped before its commands are killed and its streams woken) dropped
+    # E2B's connection before the answer could leave.
+    check_running(workspace)
+    return task.result()
 
 
 class CutOnStop(Response):
