@@ -35,6 +35,7 @@ __all__ = [
     "CreateRequest",
     "ListQuery",
     "Pending",
+    "ResourceForbidden",
     "ResourceNotFound",
     "Route",
     "SandboxListener",
@@ -56,6 +57,14 @@ class ResourceNotFound(LookupError):
         self.name = name
         where = f"{namespace}/{name}" if namespace else name
         super().__init__(f"{kind} {where} not found")
+
+
+class ResourceForbidden(PermissionError):
+    """The cluster refused a write (403), e.g. an admission webhook's denial.
+
+    The message is the cluster's own (``admission webhook "..." denied the
+    request: ...``); nothing changed.
+    """
 
 
 @dataclass(frozen=True, slots=True)

@@ -61,6 +61,7 @@ from pytest_kruise_agents.backends.base import (
     CreateRequest,
     ListQuery,
     Pending,
+    ResourceForbidden,
     ResourceNotFound,
     Route,
     SandboxListener,
@@ -77,6 +78,7 @@ from pytest_kruise_agents.claiming.view import (
     split_sandbox_id,
     template_resources,
 )
+from simulator.apiserver import ForbiddenError
 from simulator.cluster import Cluster, check_seconds
 from simulator.collector import simulation_gc
 from simulator.context import DEFAULT_EPOCH, past_clock_end
@@ -677,11 +679,17 @@ class SimBackend:
         return objs
 
     def delete(self, kind: str, name: str, namespace: str = "default") -> None:
-        """Delete one object, or :class:`ResourceNotFound`."""
+        """Delete one object, or :class:`ResourceNotFound` / :class:`ResourceForbidden`.
+
+        A pod a sandbox made is the Sandbox controller's to delete: the
+        pod-delete webhook refuses the caller (403) and nothing changes.
+        """
         try:
             self._call(lambda: self.cluster.delete(kind, name, namespace))
         except NotFoundError as exc:
             raise ResourceNotFound(exc.kind, namespace, name) from exc
+        except ForbiddenError as exc:
+            raise ResourceForbidden(exc.message) from exc
 
     def table(self, kind: str, namespace: str | None = None) -> str:
         """``kubectl get``-style table."""

@@ -5,7 +5,7 @@ This module turns whatever goes wrong into that body: coded
 :class:`ApiError` raised by the routes, FastAPI validation errors (400 naming
 the field, or upstream's 500 where the Go server answers 500), unknown routes
 (404), wrong methods (405, ``Allow`` listing every method of the path), bad
-resources (400/404), and, via
+resources (400/404), writes the cluster refuses (403), and, via
 :class:`GuardMiddleware`, any unexpected exception (500) — the server never
 drops a request. :class:`WireJSONResponse` renders every JSON answer of the
 control plane and the admin API, so no string can make an answer fail.
@@ -28,7 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pytest_kruise_agents.api.e2b import replace_surrogates
 from pytest_kruise_agents.api.errors import InvalidError
-from pytest_kruise_agents.backends.base import ResourceNotFound
+from pytest_kruise_agents.backends.base import ResourceForbidden, ResourceNotFound
 from pytest_kruise_agents.claiming.errors import ClaimError
 
 __all__ = [
@@ -254,6 +254,11 @@ async def _on_not_found(request: Request, exc: Exception) -> JSONResponse:
     return error_response(404, str(exc), request=request)
 
 
+async def _on_forbidden(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ResourceForbidden)
+    return error_response(403, str(exc), request=request)
+
+
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
     # Starlette's ServerErrorMiddleware renders this, then re-raises for the
     # GuardMiddleware to log: the client still gets JSON.
@@ -308,6 +313,7 @@ def install_error_handlers(
     app.add_exception_handler(ClaimError, _on_claim_error)
     app.add_exception_handler(InvalidError, _on_invalid)
     app.add_exception_handler(ResourceNotFound, _on_not_found)
+    app.add_exception_handler(ResourceForbidden, _on_forbidden)
     app.add_exception_handler(StarletteHTTPException, _on_http)
     app.add_exception_handler(Exception, _on_unexpected)
 

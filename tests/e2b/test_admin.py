@@ -157,6 +157,24 @@ def test_get_and_delete_one_resource(server: Served) -> None:
     assert server.admin("DELETE", "/resources/sbs/default/base").status_code == 404
 
 
+def test_deleting_a_sandboxs_pod_is_refused_by_the_webhook_403_and_changes_nothing(
+    server: Served,
+) -> None:
+    """Only the Sandbox controller may delete a sandbox's pod (reference §4, pod_delete.go):
+    the admin API is the user, so the webhook's denial is a 403 and the pod stays."""
+    name = server.admin("GET", "/resources/sbx").json()["items"][0]["metadata"]["name"]
+    before = server.admin("GET", f"/resources/pods/default/{name}").json()
+
+    r = server.admin("DELETE", f"/resources/pods/default/{name}")
+
+    assert r.status_code == 403
+    assert r.json()["message"].startswith(
+        'admission webhook "vpod-delete.agents.kruise.io" denied the request: '
+    )
+    after = server.admin("GET", f"/resources/pods/default/{name}").json()
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+
+
 def test_an_unknown_kind_is_404_naming_the_known_ones(server: Served) -> None:
     r = server.admin("GET", "/resources/widgets")
 
