@@ -16,6 +16,7 @@ time on purpose with :meth:`Cluster.advance`.
 from __future__ import annotations
 
 import builtins
+import copy
 import math
 import numbers
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
@@ -186,6 +187,14 @@ class Cluster:
             prof = get_profile(profile) if isinstance(profile, str) else profile
         except ValueError as exc:
             raise InvalidError("profile", str(exc)) from None
+        if latencies is not None and not isinstance(latencies, Mapping):
+            raise InvalidError(
+                "latencies",
+                f"must be a mapping of latency name to distribution, got {latencies!r}",
+            )
+        if not isinstance(log, bool):
+            # "no" is true: a log kept by a caller who asked for none.
+            raise InvalidError("log", f"must be true or false, got {log!r}")
         if latencies or knobs:
             try:
                 prof = prof.with_overrides(latencies=latencies, **knobs)
@@ -691,6 +700,10 @@ class Cluster:
 
         ``count`` is an integer >= 0 (a burst of 0 claims answers ``[]``); the
         keywords are :meth:`create_sandbox`'s, checked before any claim starts.
+        A request the sandbox-manager refuses whatever the cluster holds (its
+        timeout, metadata, volume mounts or env vars: a 400) raises that
+        :class:`~pytest_kruise_agents.claiming.errors.ClaimError` once, and
+        no claim starts: not ``count`` claims failing alike.
         """
         if isinstance(count, bool) or not isinstance(count, int):
             raise InvalidError("count", f"must be an integer, got {count!r}")
@@ -707,6 +720,18 @@ class Cluster:
             env_vars=env_vars,
             user=user,
         )
+        if count:
+            self.manager.check_create(
+                namespace=namespace,
+                user=user,
+                template=template,
+                timeout_s=timeout,
+                auto_pause=auto_pause,
+                metadata=dict(metadata) if metadata else None,
+                env_vars=dict(env_vars) if env_vars else None,
+                volume_mounts=[dict(v) for v in volume_mounts] if volume_mounts else None,
+                allow_internet_access=allow_internet_access,
+            )
         procs = [
             self.submit_create(
                 template,
@@ -733,6 +758,7 @@ class Cluster:
         self, sandbox_id: str, *, namespace: str = "default", user: str = DEFAULT_USER
     ) -> Sandbox:
         """``GET /sandboxes/{id}``: a copy of the sandbox (edit it, then ``apply`` it)."""
+        _check_caller(sandbox_id, namespace, user)
         sbx: Sandbox = self.manager.describe(namespace, user, sandbox_id)
         return deep_copy(sbx)
 
@@ -740,12 +766,14 @@ class Cluster:
         self, sandbox_id: str, *, namespace: str = "default", user: str = DEFAULT_USER
     ) -> None:
         """``DELETE /sandboxes/{id}``."""
+        _check_caller(sandbox_id, namespace, user)
         self.run(self.manager.kill(namespace, user, sandbox_id))
 
     def set_timeout(
         self, sandbox_id: str, timeout: int, *, namespace: str = "default", user: str = DEFAULT_USER
     ) -> None:
         """``POST /sandboxes/{id}/timeout``: the sandbox now ends ``timeout`` s from now."""
+        _check_caller(sandbox_id, namespace, user)
         _check_timeout(timeout)
         self.run(self.manager.set_timeout(namespace, user, sandbox_id, timeout))
 
@@ -757,7 +785,22 @@ class Cluster:
         user: str = DEFAULT_USER,
         retention: timedelta | None = None,
     ) -> None:
-        """``POST /sandboxes/{id}/pause`` (waits until paused)."""
+        """``POST /sandboxes/{id}/pause`` (waits until paused).
+
+        ``retention`` is how long the paused sandbox is kept (the request's
+        retention header): a :class:`~datetime.timedelta`, or ``None`` for the
+        sandbox's own (default forever). The header's text (``"1h"``,
+        ``"forever"``) reads as one with
+        :func:`pytest_kruise_agents.claiming.timeouts.parse_retention`; a
+        number is refused, having no unit. A duration <= 0 is the manager's 400.
+        """
+        _check_caller(sandbox_id, namespace, user)
+        if retention is not None and not isinstance(retention, timedelta):
+            raise InvalidError(
+                "retention",
+                f"must be a datetime.timedelta or None, got {retention!r} (parse the header's "
+                "text, such as '1h' or 'forever', with claiming.timeouts.parse_retention)",
+            )
         self.run(self.manager.pause(namespace, user, sandbox_id, retention))
 
     def connect(
@@ -769,6 +812,7 @@ class Cluster:
         user: str = DEFAULT_USER,
     ) -> tuple[Sandbox, bool]:
         """``POST /sandboxes/{id}/connect``: resume if paused; return (sandbox, resumed)."""
+        _check_caller(sandbox_id, namespace, user)
         _check_timeout(timeout)
         sbx, resumed = self.run(self.manager.connect(namespace, user, sandbox_id, timeout))
         return deep_copy(sbx), resumed
@@ -778,16 +822,22 @@ class Cluster:
         *,
         namespace: str = "default",
         user: str = DEFAULT_USER,
-        states: Sequence[str] = ("running", "paused"),
+        states: str | Sequence[str] = ("running", "paused"),
         metadata: Mapping[str, str] | None = None,
         limit: int = 100,
         next_token: str | None = None,
     ) -> tuple[builtins.list[Sandbox], str | None]:
-        """``GET /v2/sandboxes``: one page and the next token."""
+        """``GET /v2/sandboxes``: one page and the next token.
+
+        ``states`` is a list of states or one state (``"running"``); each must
+        be ``running`` or ``paused``, and ``limit`` 1 to 100 (else the
+        manager's 400). Arguments of another kind raise :class:`InvalidError`.
+        """
+        wanted = _check_list_query(namespace, user, states, metadata, limit, next_token)
         page: tuple[builtins.list[Sandbox], str | None] = self.manager.list_sandboxes(
             namespace,
             user,
-            states=tuple(states),
+            states=wanted,
             metadata=dict(metadata) if metadata else None,
             limit=limit,
             next_token=next_token,
@@ -799,6 +849,12 @@ class Cluster:
     def inject(self, kind: str, **fields: Any) -> Fault:
         """Inject a fault (see :data:`simulator.faults.FAULT_KINDS`); return it with its id.
 
+        The Fault returned is read-only and live: it reads what the fault has
+        done so far (``fired``), and setting a field raises
+        :class:`InvalidError` (the fault in force changes only through
+        ``clear_faults`` and ``inject``, which check what they are given).
+        ``model_copy()`` gives a detached, editable Fault.
+
         Bad fields raise :class:`InvalidError` naming the field (``probability``,
         ``selector``, ...) and add nothing. What is due now then runs (as
         ``advance(0)``): a ``pod_kill`` or ``node_loss`` starting now acts at
@@ -807,14 +863,25 @@ class Cluster:
         simulation (a SimPy process: a chaos schedule), it runs nothing itself:
         the fault acts once that process yields, at the same instant.
         """
+        probability = fields.get("probability")
+        if isinstance(probability, numbers.Real) and math.isnan(probability):
+            # NaN fails every bound: the model's own check would say "<= 1.0".
+            raise InvalidError(
+                "probability", f"must be a number between 0 and 1, got {probability!r}"
+            )
         fault = self.ctx.faults.inject(kind=kind, **fields)
         if self.env.active_process is None:
             # Not from inside a step: stepping there would resume processes re-entrantly.
             self.advance(0)
-        return fault
+        return _in_force(fault)
 
     def clear_faults(self, fault_id: str | None = None) -> None:
-        """Remove one fault by id, or all."""
+        """Remove one fault by id, or all; an id not in force raises :class:`NotFoundError`."""
+        if fault_id is not None:
+            if not isinstance(fault_id, str):
+                raise InvalidError("fault_id", f"must be a fault id or None, got {fault_id!r}")
+            if all(f.id != fault_id for f in self.ctx.faults.faults):
+                raise _Missing("Fault", fault_id, f"no fault with id {fault_id!r}")
         self.ctx.faults.clear(fault_id)
 
     @contextmanager
@@ -829,11 +896,13 @@ class Cluster:
 
     @property
     def faults(self) -> builtins.list[Fault]:
-        """The faults in force."""
-        return self.ctx.faults.faults
+        """The faults in force, read-only (see :meth:`inject`)."""
+        return [_in_force(f) for f in self.ctx.faults.faults]
 
     def set_latency(self, name: str, value: Any) -> None:
         """Replace one named latency distribution (e.g. ``"image.pull"``, ``"exp(3s)"``)."""
+        if not isinstance(name, str):
+            raise InvalidError("name", f"must be a latency name such as 'image.pull', got {name!r}")
         try:
             self.ctx.set_profile(self.ctx.profile.with_overrides(latencies={name: value}))
         except ValueError as exc:
@@ -852,8 +921,11 @@ class Cluster:
         return self.world.records
 
     def last_record(self) -> ClaimRecord:
-        """The most recent claim record."""
-        return self.world.records[len(self.world.records) - 1]
+        """The most recent claim record; :class:`NotFoundError` before the first claim."""
+        records = self.world.records
+        if not len(records):
+            raise _Missing("ClaimRecord", "last", "no claim record yet: no claim has been made")
+        return records[len(records) - 1]
 
     @property
     def log(self) -> EventLog:
@@ -922,6 +994,117 @@ def _check_create(
     for i, mount in enumerate(volume_mounts):
         if not isinstance(mount, Mapping):
             raise InvalidError(f"volume_mounts[{i}]", f"must be a mapping, got {mount!r}")
+        for part in ("name", "path"):
+            # A missing one is the manager's 400 (volumeMounts[i].path: required).
+            value = mount.get(part)
+            if value is not None and not isinstance(value, str):
+                raise InvalidError(f"volume_mounts[{i}].{part}", f"must be a string, got {value!r}")
+
+
+class _FaultInForce(Fault):
+    """A read-only view of a fault in force: it shares the fault's fields, so ``fired`` is live.
+
+    A copy would show ``fired`` as it was at the inject; the fault itself, handed out,
+    could be edited past its checks (``probability = 7``) while in force.
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise InvalidError(name, _READ_ONLY)
+
+    def __delattr__(self, name: str) -> None:
+        raise InvalidError(name, _READ_ONLY)
+
+    def __eq__(self, other: object) -> bool:
+        # Equal to the fault it shows (pydantic's own __eq__ wants the same class).
+        if isinstance(other, Fault):
+            return self.__dict__ == other.__dict__
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # as any unfrozen model
+
+    def __copy__(self) -> Fault:  # type: ignore[override]  # a copy is the caller's: a Fault
+        return Fault.model_construct(**self.__dict__)
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Fault:  # type: ignore[override]
+        return Fault.model_construct(**copy.deepcopy(self.__dict__, memo))
+
+    def __repr_name__(self) -> str:
+        return "Fault"
+
+
+_READ_ONLY = (
+    "a fault in force is read-only: clear it (clear_faults) and inject another, "
+    "or edit a copy (model_copy())"
+)
+
+
+def _in_force(fault: Fault) -> Fault:
+    """The read-only view of ``fault`` (:class:`_FaultInForce`)."""
+    view = _FaultInForce.__new__(_FaultInForce)
+    for name in (
+        "__dict__",
+        "__pydantic_fields_set__",
+        "__pydantic_extra__",
+        "__pydantic_private__",
+    ):
+        object.__setattr__(view, name, getattr(fault, name))
+    return view
+
+
+class _Missing(NotFoundError):
+    """A :class:`NotFoundError` for what has no namespace (a fault, a claim record)."""
+
+    def __init__(self, kind: str, name: str, message: str) -> None:
+        super().__init__(kind, "", name)
+        self.args = (message,)
+
+
+def _check_caller(sandbox_id: object, namespace: object, user: object) -> None:
+    """Refuse a sandbox id, namespace or user that is not text (deep inside, an id failed with
+    an AttributeError and a namespace or user answered a 404 for any sandbox)."""
+    if not isinstance(sandbox_id, str):
+        raise InvalidError(
+            "sandbox_id", f"must be a sandbox id such as 'default--base-x2k9p', got {sandbox_id!r}"
+        )
+    _check_scope(namespace, user)
+
+
+def _check_scope(namespace: object, user: object) -> None:
+    """Refuse a caller's namespace (``""``: admin) or user (an API key id) that is not text."""
+    if not isinstance(namespace, str):
+        raise InvalidError(
+            "namespace", f"must be a namespace name ('' for every one), got {namespace!r}"
+        )
+    if not isinstance(user, str) or not user:
+        raise InvalidError("user", f"must be a non-empty string, got {user!r}")
+
+
+def _check_list_query(
+    namespace: object,
+    user: object,
+    states: object,
+    metadata: object,
+    limit: object,
+    next_token: object,
+) -> tuple[str, ...]:
+    """The states a list asks for; refuse its arguments of the wrong kind (the manager checks values)."""
+    _check_scope(namespace, user)
+    if isinstance(states, str):
+        wanted: tuple[Any, ...] = (states,)  # one state, not its letters
+    elif isinstance(states, Sequence):
+        wanted = tuple(states)
+    else:
+        raise InvalidError("states", f"must be a state or a list of states, got {states!r}")
+    for i, state in enumerate(wanted):
+        if not isinstance(state, str):
+            raise InvalidError(f"states[{i}]", f"must be 'running' or 'paused', got {state!r}")
+    _check_string_map("metadata", metadata, "annotation to value")
+    if isinstance(limit, bool) or not isinstance(limit, int):
+        # True is no page size of 1.
+        raise InvalidError("limit", f"must be an integer, got {limit!r}")
+    if next_token is not None and not isinstance(next_token, str):
+        raise InvalidError("next_token", f"must be a page token or None, got {next_token!r}")
+    return wanted
 
 
 def _check_kind(kind: object) -> str:

@@ -43,8 +43,11 @@ from pytest_kruise_agents.claiming.errors import (
     wrapped_raw_error,
 )
 from pytest_kruise_agents.claiming.extensions import (
+    TOKEN_STAND_IN,
+    E2BCreateOptions,
     e2b_claim_options,
     parse_create_metadata,
+    with_access_token,
 )
 from pytest_kruise_agents.claiming.listing import (
     LIST_STATES,
@@ -245,7 +248,14 @@ class SandboxManager:
         return sbx
 
     def _viewable(self, sbx: Sandbox) -> str | None:
-        if is_reserved_failed(sbx):
+        """The E2B state ``sbx`` shows, or ``None`` when it is hidden (404).
+
+        Hidden as the list hides it: a reserved failure, or a cached copy older
+        than a write of ours to it (§5.6, §6.7). A claim that failed after its
+        lock labels its sandbox reserved: until the cache has that write, the
+        copy it holds still reads as claimed and running.
+        """
+        if is_reserved_failed(sbx) or not self.claimer.is_fresh(sbx):
             return None
         return e2b_state(sbx, self.ctx.now_dt())
 
@@ -276,17 +286,21 @@ class SandboxManager:
         """``POST /sandboxes`` (claim): return the claimed Sandbox or raise a coded ClaimError.
 
         The request is validated (timeout 30 s…30 d, extension metadata,
-        template exists: 400) before anything changes; then the claim runs
-        with the profile's retry loop, bounded by the claim timeout if any.
-        Interrupting the process cancels the request's context (its client
-        went away): the attempt in progress stops at its current wait, cleans
-        up what it locked, and the create fails with :class:`ClaimCanceledError`.
+        volume mounts, env vars' size, template exists: 400) before anything
+        changes or is drawn; then the claim runs with the profile's retry
+        loop, bounded by the claim timeout if any. Interrupting the process
+        cancels the request's context (its client went away): the attempt in
+        progress stops at its current wait, cleans up what it locked, and the
+        create fails with :class:`ClaimCanceledError`. Every create leaves a
+        record that completes: delivered, or failed with its error (an
+        unexpected exception too, recorded as a 500 before it propagates).
         """
         ctx = self.ctx
         if record is None:
             record = self.world.records.new(
                 path="e2b", namespace=namespace, template=template, owner=user, requested=ctx.now()
             )
+        who = f"{namespace or '*'}/{template} user={user}"
         try:
             opts, modifier = self._create_options(
                 namespace=namespace,
@@ -305,15 +319,11 @@ class SandboxManager:
                 raise ClaimCanceledError() from None
         except ClaimError as err:
             err.code = create_http_code(err)
-            record.failed = ctx.now()
-            record.error = str(err)
-            record.error_code = err.code
-            record.error_reason = err.reason
-            ctx.record(
-                "manager.claim_failed",
-                f"{namespace or '*'}/{template} user={user} code={err.code} reason={err.reason} "
-                f"attempts={record.attempts}",
-            )
+            self._claim_failed(record, who, str(err), err.code, err.reason)
+            raise
+        except Exception as exc:
+            # Not a claim error: a defect, but the record must not wait for ever.
+            self._claim_failed(record, who, f"{type(exc).__name__}: {exc}", 500, "InternalError")
             raise
         key = sandbox_key(sbx)
         self._routes[key] = sbx
@@ -323,6 +333,51 @@ class SandboxManager:
             f"{key} user={user} lock={record.lock_type} attempts={record.attempts}",
         )
         return sbx
+
+    def _claim_failed(
+        self, record: ClaimRecord, who: str, error: str, code: int, reason: str
+    ) -> None:
+        """Complete ``record`` as failed, and log it (``who``: ``<namespace>/<template> user=<user>``)."""
+        record.failed = self.ctx.now()
+        record.error = error
+        record.error_code = code
+        record.error_reason = reason
+        self.ctx.record(
+            "manager.claim_failed",
+            f"{who} code={code} reason={reason} attempts={record.attempts}",
+        )
+
+    def check_create(
+        self,
+        *,
+        namespace: str,
+        user: str,
+        template: str,
+        timeout_s: int | None = None,
+        auto_pause: bool = False,
+        metadata: dict[str, str] | None = None,
+        env_vars: dict[str, str] | None = None,
+        volume_mounts: list[dict[str, str]] | None = None,
+        allow_internet_access: bool | None = None,
+    ) -> None:
+        """Raise the 400 :meth:`create_sandbox` would answer whatever the cluster holds, if any.
+
+        The request's own rules only (timeout, metadata, volume mounts, env
+        vars' size), not whether the template exists: nothing is read, drawn,
+        recorded or logged. A burst of creates checks its request once here.
+        """
+        self._checked_options(
+            namespace=namespace,
+            user=user,
+            template=template,
+            timeout_s=timeout_s,
+            auto_pause=auto_pause,
+            metadata=metadata,
+            env_vars=env_vars,
+            volume_mounts=volume_mounts,
+            allow_internet_access=allow_internet_access,
+            check_template=False,
+        )
 
     def _create_options(
         self,
@@ -337,32 +392,25 @@ class SandboxManager:
         volume_mounts: list[dict[str, str]] | None,
         allow_internet_access: bool | None,
     ) -> tuple[ClaimOptions, Modifier]:
-        ctx = self.ctx
-        prof = ctx.profile
-        timeout = int(prof.default_timeout_s) if timeout_s is None else timeout_s
-        validate_create_timeout(timeout, max_timeout_s=MAX_TIMEOUT_S)
-        ext = parse_create_metadata(metadata, volume_mounts=volume_mounts)
-        if not self.has_template(namespace, template):
-            # Upstream falls through to the clone path, whose NotFound answers 400.
-            raise NotFoundError(TEMPLATE_NOT_FOUND, code=400)
+        """The claim options and modifier of a create; every 400 is raised before the token is drawn.
 
-        opts = e2b_claim_options(
-            ext,
+        The token is the request's first draw from the seeded generator: drawn
+        for a create then refused, it would change every later pick of the run.
+        """
+        ctx = self.ctx
+        opts, ext, timeout = self._checked_options(
             namespace=namespace,
             user=user,
             template=template,
-            lock_string="",
-            access_token=self.world.api.new_token(),
-            now=ctx.now_dt(),
-            timeout_s=timeout,
+            timeout_s=timeout_s,
             auto_pause=auto_pause,
+            metadata=metadata,
             env_vars=env_vars,
+            volume_mounts=volume_mounts,
             allow_internet_access=allow_internet_access,
-            candidate_count=prof.candidate_count,
-            default_claim_timeout_s=prof.e2b_default_claim_timeout_s,
-            default_wait_ready_timeout_s=prof.e2b_default_wait_ready_timeout_s,
+            check_template=True,
         )
-        validate_claim_options(opts)
+        opts = with_access_token(opts, self.world.api.new_token())
 
         def modifier(sbx: Sandbox) -> None:
             # basicSandboxCreateModifier computes the end times when the picked
@@ -377,6 +425,53 @@ class SandboxManager:
                 )
 
         return opts, modifier
+
+    def _checked_options(
+        self,
+        *,
+        namespace: str,
+        user: str,
+        template: str,
+        timeout_s: int | None,
+        auto_pause: bool,
+        metadata: dict[str, str] | None,
+        env_vars: dict[str, str] | None,
+        volume_mounts: list[dict[str, str]] | None,
+        allow_internet_access: bool | None,
+        check_template: bool,
+    ) -> tuple[ClaimOptions, E2BCreateOptions, int]:
+        """The options of a create with a stand-in token, its parsed metadata and timeout; or its 400.
+
+        In upstream's order: the request's timeout and metadata, then (when
+        ``check_template``) whether the template exists, then what
+        ``ValidateAndInitClaimOptions`` and the lock write would refuse.
+        """
+        ctx = self.ctx
+        prof = ctx.profile
+        timeout = int(prof.default_timeout_s) if timeout_s is None else timeout_s
+        validate_create_timeout(timeout, max_timeout_s=MAX_TIMEOUT_S)
+        ext = parse_create_metadata(metadata, volume_mounts=volume_mounts)
+        if check_template and not self.has_template(namespace, template):
+            # Upstream falls through to the clone path, whose NotFound answers 400.
+            raise NotFoundError(TEMPLATE_NOT_FOUND, code=400)
+        opts = e2b_claim_options(
+            ext,
+            namespace=namespace,
+            user=user,
+            template=template,
+            lock_string="",
+            access_token=TOKEN_STAND_IN,
+            now=ctx.now_dt(),
+            timeout_s=timeout,
+            auto_pause=auto_pause,
+            env_vars=env_vars,
+            allow_internet_access=allow_internet_access,
+            candidate_count=prof.candidate_count,
+            default_claim_timeout_s=prof.e2b_default_claim_timeout_s,
+            default_wait_ready_timeout_s=prof.e2b_default_wait_ready_timeout_s,
+        )
+        validate_claim_options(opts)
+        return opts, ext, timeout
 
     def _schedule(self, claim_timeout: float | None) -> RetrySchedule:
         if self.ctx.profile.retry == "fixed":

@@ -100,12 +100,25 @@ class KubeModel(BaseModel):
 
 
 def parse_time(value: Any) -> datetime:
-    """Parse an RFC 3339 timestamp (or a datetime) into an aware UTC datetime."""
+    """A time as an aware UTC datetime, read leniently from text (or taken from a datetime).
+
+    Lenient on purpose, for Python callers (a model's time fields outside a
+    manifest) and the E2B list's ``startedAfter``: it reads every RFC 3339
+    §5.6 ``date-time`` (``T`` and ``Z`` in either case), and besides what
+    :meth:`datetime.fromisoformat` reads: a bare date (midnight), a space or
+    another one-character separator for the ``T``, a time without seconds or
+    minutes, an offset without its colon, basic (``20260102T030405Z``) and
+    week (``2026-W01-5``) forms; more than 6 fraction digits are cut to 6.
+    A time without an offset is taken as UTC. Surrounding blanks are ignored.
+    Manifests are read strictly (:func:`pytest_kruise_agents.rfc3339.parse_rfc3339`,
+    as ``metav1.Time`` reads them). Anything else raises :class:`ValueError`.
+    """
     if isinstance(value, datetime):
         dt = value
     elif isinstance(value, str):
         text = value.strip()
-        if text.endswith("Z"):
+        if text.endswith(("Z", "z")):
+            # RFC 3339 §5.6 allows a lower-case "z"; fromisoformat takes only "Z".
             text = text[:-1] + "+00:00"
         try:
             dt = datetime.fromisoformat(text)

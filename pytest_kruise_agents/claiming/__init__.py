@@ -61,6 +61,7 @@ from pytest_kruise_agents.claiming.extensions import (
     KNOWN_KEYS,
     LABEL_PREFIX,
     RESERVE_FOREVER,
+    TOKEN_STAND_IN,
     E2BCreateOptions,
     e2b_claim_options,
     is_blacklisted,
@@ -69,6 +70,7 @@ from pytest_kruise_agents.claiming.extensions import (
     is_label_value,
     is_qualified_name,
     parse_create_metadata,
+    with_access_token,
 )
 from pytest_kruise_agents.claiming.listing import (
     LIST_STATES,
@@ -331,6 +333,7 @@ __all__ = [
     "RESERVE_FOREVER",
     "RUNTIME_INIT_CONTAINER",
     "TIMER_EPSILON_S",
+    "TOKEN_STAND_IN",
     "BadRequestError",
     "CSIMountError",
     "ClaimCanceledError",
@@ -461,5 +464,6 @@ __all__ = [
     "validate_list_query",
     "validate_timeout_update",
     "wants_resource_resize",
+    "with_access_token",
     "wrapped_raw_error",
 ]

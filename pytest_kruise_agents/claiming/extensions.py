@@ -4,11 +4,14 @@
 into typed options, Sandbox labels (``label:<key>`` entries) and the Sandbox
 annotations left over. Every bad value is one :class:`BadRequestError` (400)
 whose message names the key and the reason. :func:`e2b_claim_options` turns
-the parsed request into the options of the shared claim path (§5.1).
+the parsed request into the options of the shared claim path (§5.1), with a
+stand-in access token; :func:`with_access_token` puts the real one in once
+nothing is left to refuse, so that a refused create draws no token.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -55,6 +58,7 @@ __all__ = [
     "KNOWN_KEYS",
     "LABEL_PREFIX",
     "RESERVE_FOREVER",
+    "TOKEN_STAND_IN",
     "E2BCreateOptions",
     "e2b_claim_options",
     "is_blacklisted",
@@ -63,6 +67,7 @@ __all__ = [
     "is_label_value",
     "is_qualified_name",
     "parse_create_metadata",
+    "with_access_token",
 ]
 
 _E2B = keys.E2B_PREFIX
@@ -120,6 +125,10 @@ KNOWN_KEYS: Final[tuple[str, ...]] = (
 LABEL_PREFIX: Final = "label:"
 BAD_EXTENSION_PREFIX: Final = "Bad extension param: "
 BAD_METADATA_PREFIX: Final = "Bad metadata: "
+
+TOKEN_STAND_IN: Final = "00000000-0000-4000-8000-000000000000"
+"""The access token :func:`e2b_claim_options` is given before the real one is drawn: a
+UUID's text, as upstream's tokens (and this model's) are, so its size counts as theirs."""
 
 RESERVE_FOREVER: Final = timedelta(seconds=-1)
 """``reserve_failed_for`` meaning "keep the failed sandbox forever" (any negative value does)."""
@@ -306,9 +315,15 @@ def _volume_mounts(volume_mounts: Sequence[Mapping[str, str]]) -> list[CSIMountC
     mounts: list[CSIMountConfig] = []
     for i, vm in enumerate(volume_mounts):
         for part in ("name", "path"):
-            if not vm.get(part):
+            where = f"volumeMounts[{i}].{part}"
+            value = vm.get(part)
+            if not value:
+                raise BadRequestError(f"{where}: required", field=where)
+            if not isinstance(value, str):
+                # JSON's schema gives strings; a Python caller may not (the mount's
+                # model would name its own field, pv_name, not what was sent).
                 raise BadRequestError(
-                    f"volumeMounts[{i}].{part}: required", field=f"volumeMounts[{i}].{part}"
+                    f"{where}: must be a string, got {type(value).__name__} {value!r}", field=where
                 )
         mounts.append(CSIMountConfig(pv_name=vm["name"], mount_path=vm["path"]))
     return mounts
@@ -333,9 +348,11 @@ def parse_create_metadata(
     for key, value in md.items():
         if not isinstance(key, str) or not isinstance(value, str):
             # JSON gives strings; a Python caller may not (E2B metadata is map[string]string).
+            # The reason names the part that is not one: the key, else the value.
+            bad, part = (key, "key") if not isinstance(key, str) else (value, "value")
             raise BadRequestError(
                 f"{BAD_METADATA_PREFIX}{key!r}: keys and values must be strings, "
-                f"got {type(value).__name__}",
+                f"got the {part} {bad!r} ({type(bad).__name__})",
                 field=str(key),
             )
         if key.startswith(LABEL_PREFIX):
@@ -509,7 +526,20 @@ def e2b_claim_options(
     ``skip-init-runtime`` (upstream does not check that the pool has the agent
     runtime). Claim and wait-ready timeouts not given take the defaults
     (``None``: unbounded at HEAD; v0.3.0 used 60 s for both).
+
+    Everything upstream's ``ValidateAndInitClaimOptions`` would refuse later is
+    refused here, named as the request names it: CSI mounts with
+    ``skip-init-runtime``, and env vars that would take the annotations over
+    256 KiB. Pass :data:`TOKEN_STAND_IN` as ``access_token`` to check a
+    request before its token is drawn, then :func:`with_access_token`.
     """
+    if opts.csi_mounts and opts.skip_init_runtime:
+        # ValidateAndInitClaimOptions: a CSI mount is made by the runtime's /init.
+        raise _bad(
+            KEY_SKIP_INIT_RUNTIME,
+            f"CSI mounts (volumeMounts, {KEY_CSI_VOLUME_NAME} or {KEY_CSI_VOLUME_CONFIG}) "
+            "are made by the runtime init that 'true' skips",
+        )
     shutdown, pause = create_times(
         now,
         timeout_s,
@@ -556,3 +586,20 @@ def e2b_claim_options(
         wait_ready_timeout=timedelta(seconds=wait_s) if wait_s else None,
         create_on_no_stock=opts.create_on_no_stock,
     )
+
+
+def with_access_token(opts: ClaimOptions, access_token: str) -> ClaimOptions:
+    """``opts`` (made by :func:`e2b_claim_options`) with the envd access token drawn for it.
+
+    The env vars' size was checked with the token they were made with; it is
+    checked again with this one, which fails only for a token longer than a
+    UUID (a ``token_source`` of another shape): refused as
+    :func:`e2b_claim_options` refuses it.
+    """
+    init = opts.init_runtime
+    if init is None:
+        return opts
+    new = InitRuntimeRequest(env_vars=init.env_vars, access_token=access_token)
+    if init.env_vars:
+        _check_stored_size(opts.annotations, new)
+    return dataclasses.replace(opts, init_runtime=new)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -14,8 +15,10 @@ from pytest_kruise_agents.api import keys
 from pytest_kruise_agents.api.sandboxclaim import CSIMountConfig
 from pytest_kruise_agents.claiming.errors import BadRequestError
 from pytest_kruise_agents.claiming.extensions import (
+    KEY_SKIP_INIT_RUNTIME,
     KNOWN_KEYS,
     RESERVE_FOREVER,
+    TOKEN_STAND_IN,
     E2BCreateOptions,
     e2b_claim_options,
     is_dns1123_label,
@@ -23,8 +26,13 @@ from pytest_kruise_agents.claiming.extensions import (
     is_label_value,
     is_qualified_name,
     parse_create_metadata,
+    with_access_token,
 )
-from pytest_kruise_agents.claiming.modification import InitRuntimeRequest, modify_for_claim
+from pytest_kruise_agents.claiming.modification import (
+    ClaimOptions,
+    InitRuntimeRequest,
+    modify_for_claim,
+)
 from pytest_kruise_agents.claiming.timeouts import FOREVER
 
 from .builders import NOW, make_sandbox
@@ -284,6 +292,16 @@ class TestCSI:
         with pytest.raises(BadRequestError, match=r"volumeMounts\[0\]\.path"):
             parse_create_metadata(None, volume_mounts=[{"name": "pv"}])
 
+    @pytest.mark.parametrize("part", ["name", "path"])
+    def test_volume_mount_values_are_strings(self, part: str) -> None:
+        """A Python caller's ``{"name": 5}`` is a 400 naming ``volumeMounts[0].name``, not a
+        pydantic error about the mount model's own field (``pv_name``)."""
+        mount: dict[str, object] = {"name": "pv", "path": "/w", part: 5}
+        with pytest.raises(BadRequestError) as info:
+            parse_create_metadata(None, volume_mounts=[mount])  # type: ignore[list-item]
+        assert info.value.field == f"volumeMounts[0].{part}"
+        assert info.value.message == f"volumeMounts[0].{part}: must be a string, got int 5"
+
 
 class TestNames:
     """sandbox-name and sandbox-generate-name are for clones only."""
@@ -540,3 +558,72 @@ def test_metadata_over_the_annotation_limit_is_a_bad_request() -> None:
         parse_create_metadata({**fits, "c": big})
     assert info.value.code == 400
     assert "may not be more than 256 KiB in total" in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("metadata", "reason"),
+    [
+        ({1: "a"}, "got the key 1 (int)"),
+        ({"a": 1}, "got the value 1 (int)"),
+        ({None: None}, "got the key None (NoneType)"),
+    ],
+)
+def test_metadata_that_is_not_text_names_the_part_that_is_not(
+    metadata: dict[object, object], reason: str
+) -> None:
+    """The reason names the key or the value that is not a string, with its own type (a bad key
+    once said "got str", the type of its good value)."""
+    with pytest.raises(BadRequestError) as info:
+        parse_create_metadata(metadata)  # type: ignore[arg-type]
+    assert info.value.message.endswith(f"keys and values must be strings, {reason}")
+
+
+def _claim_options(
+    metadata: dict[str, str],
+    mounts: list[dict[str, str]] | None = None,
+    env_vars: dict[str, str] | None = None,
+) -> ClaimOptions:
+    """The options of a create checked before its token is drawn (as the manager makes them)."""
+    return e2b_claim_options(
+        parse_create_metadata(metadata, volume_mounts=mounts),
+        namespace="default",
+        user="u",
+        template="t",
+        lock_string="",
+        access_token=TOKEN_STAND_IN,
+        now=NOW,
+        env_vars=env_vars,
+    )
+
+
+def test_csi_mounts_without_runtime_init_are_refused_as_the_request_names_them() -> None:
+    """Upstream's ValidateAndInitClaimOptions refuses CSI mounts whose runtime init is skipped:
+    the 400 names what the caller sent (the skip-init key, volumeMounts), not the claim
+    options' internal fields (csi_mounts, init_runtime)."""
+    with pytest.raises(BadRequestError) as info:
+        _claim_options({KEY_SKIP_INIT_RUNTIME: "true"}, [{"name": "pv", "path": "/w"}])
+    err = info.value
+    assert (err.code, err.field) == (400, KEY_SKIP_INIT_RUNTIME)
+    assert err.message.startswith(f"Bad extension param: {KEY_SKIP_INIT_RUNTIME}: CSI mounts")
+    assert "volumeMounts" in err.message
+    assert "csi_mounts" not in err.message and "init_runtime" not in err.message
+
+
+def test_the_access_token_is_put_in_once_the_request_is_checked() -> None:
+    """Options checked with the stand-in token take the drawn one, and nothing else changes."""
+    opts = _claim_options({}, [{"name": "pv", "path": "/w"}], {"K": "v"})
+    assert opts.init_runtime == InitRuntimeRequest({"K": "v"}, TOKEN_STAND_IN)
+    drawn = with_access_token(opts, "tok-1")
+    assert drawn.init_runtime == InitRuntimeRequest({"K": "v"}, "tok-1")
+    assert replace(drawn, init_runtime=opts.init_runtime) == opts
+    skipped = _claim_options({KEY_SKIP_INIT_RUNTIME: "true"})
+    assert with_access_token(skipped, "tok-1") is skipped  # no runtime init, no token
+
+
+def test_a_token_longer_than_a_uuid_is_checked_against_the_annotation_limit() -> None:
+    """The env vars' size was checked with a UUID-long stand-in: a drawn token that is longer
+    (a token_source of another shape) is checked again, with the same 400."""
+    full = _claim_options({}, env_vars={"K": "x" * (256 * 1024 - 200)})
+    assert with_access_token(full, "u" * len(TOKEN_STAND_IN)).init_runtime is not None
+    with pytest.raises(BadRequestError, match=r"^envVars: with the metadata"):
+        with_access_token(full, "t" * 1000)

@@ -13,6 +13,7 @@ from pytest_kruise_agents.claiming.errors import ClaimError
 from simulator.cluster import Cluster
 from simulator.context import CLOCK_END
 from simulator.errors import NotFoundError
+from simulator.faults import Fault
 
 from .conftest import claim_yaml, pool_yaml
 
@@ -275,6 +276,12 @@ def test_run_until_with_no_time_only_checks(cluster: Cluster) -> None:
         ({"latencies": {"image.pul": "1s"}}, "latencies.image.pul", "did you mean 'image.pull'"),
         ({"nodes": [{"name": "n", "cpu": "lots"}]}, "nodes[0].cpu", "invalid quantity"),
         ({"nodes": [{"name": "n"}, {"name": "n"}]}, "nodes[1].name", "'n' is given twice"),
+        (
+            {"latencies": [("pod.create", "1s")]},
+            "latencies",
+            "must be a mapping of latency name to distribution",
+        ),
+        ({"log": "no"}, "log", "must be true or false, got 'no'"),
     ],
 )
 def test_a_cluster_with_bad_arguments_names_them(
@@ -558,3 +565,136 @@ def test_a_create_for_an_owner_no_label_can_name_is_refused(pooled: Cluster, use
     with pytest.raises(InvalidError):
         pooled.create_sandboxes(1, "base", user=user)
     assert pooled.world.api.writes == writes
+
+
+SID = "default--base-x"
+
+_OTHER_KINDS: dict[str, tuple[Any, str, str]] = {
+    "describe-id-int": (lambda c: c.describe(5), "sandbox_id", "got 5"),
+    "describe-id-none": (lambda c: c.describe(None), "sandbox_id", "got None"),
+    "kill-id-int": (lambda c: c.kill(123), "sandbox_id", "got 123"),
+    "kill-user-int": (lambda c: c.kill(SID, user=5), "user", "got 5"),
+    "set-timeout-id-int": (lambda c: c.set_timeout(5, 60), "sandbox_id", "got 5"),
+    "set-timeout-namespace-int": (
+        lambda c: c.set_timeout(SID, 60, namespace=5),
+        "namespace",
+        "got 5",
+    ),
+    "connect-id-int": (lambda c: c.connect(7), "sandbox_id", "got 7"),
+    "pause-namespace-none": (lambda c: c.pause(SID, namespace=None), "namespace", "got None"),
+    "pause-retention-int": (lambda c: c.pause(SID, retention=60), "retention", "got 60"),
+    "pause-retention-text": (lambda c: c.pause(SID, retention="1h"), "retention", "got '1h'"),
+    "list-limit-text": (lambda c: c.list_sandboxes(limit="10"), "limit", "got '10'"),
+    "list-limit-float": (lambda c: c.list_sandboxes(limit=2.5), "limit", "got 2.5"),
+    "list-limit-bool": (lambda c: c.list_sandboxes(limit=True), "limit", "got True"),
+    "list-token-int": (lambda c: c.list_sandboxes(next_token=3), "next_token", "got 3"),
+    "list-metadata-text": (lambda c: c.list_sandboxes(metadata="a=b"), "metadata", "got 'a=b'"),
+    "list-metadata-list": (
+        lambda c: c.list_sandboxes(metadata=[("a", "b")]),
+        "metadata",
+        "must be a mapping",
+    ),
+    "list-metadata-int": (
+        lambda c: c.list_sandboxes(metadata={"a": 1}),
+        "metadata",
+        "must be strings",
+    ),
+    "list-namespace-int": (lambda c: c.list_sandboxes(namespace=5), "namespace", "got 5"),
+    "list-user-int": (lambda c: c.list_sandboxes(user=5), "user", "got 5"),
+    "list-states-int": (lambda c: c.list_sandboxes(states=5), "states", "got 5"),
+    "list-state-int": (lambda c: c.list_sandboxes(states=["running", 1]), "states[1]", "got 1"),
+    "set-latency-name-int": (lambda c: c.set_latency(5, "1s"), "name", "got 5"),
+    "clear-faults-id-int": (lambda c: c.clear_faults(5), "fault_id", "got 5"),
+    "mount-name-int": (
+        lambda c: c.create_sandbox("base", volume_mounts=[{"name": 5, "path": "/x"}]),
+        "volume_mounts[0].name",
+        "must be a string, got 5",
+    ),
+    "burst-mount-path-int": (
+        lambda c: c.create_sandboxes(2, "base", volume_mounts=[{"name": "pv", "path": 1}]),
+        "volume_mounts[0].path",
+        "must be a string, got 1",
+    ),
+    "inject-probability-nan": (
+        lambda c: c.inject("api_error", probability=float("nan")),
+        "probability",
+        "must be a number between 0 and 1, got nan",
+    ),
+}
+
+
+@pytest.mark.parametrize(("call", "field", "reason"), _OTHER_KINDS.values(), ids=_OTHER_KINDS)
+def test_every_call_refuses_arguments_of_another_kind(
+    pooled: Cluster, call: Any, field: str, reason: str
+) -> None:
+    """As the README promises: an argument of the wrong kind is one InvalidError naming it (no
+    AttributeError or TypeError from deep inside, no silent empty answer), before any claim,
+    record, write or fault."""
+    before = snapshot(pooled)
+    records, now, faults = len(pooled.records), pooled.now, pooled.faults
+    with pytest.raises(InvalidError) as err:
+        call(pooled)
+    assert (err.value.field, reason in err.value.reason) == (field, True), err.value
+    assert snapshot(pooled) == before
+    assert (len(pooled.records), pooled.now, pooled.faults) == (records, now, faults)
+
+
+def test_one_state_may_be_given_as_text(pooled: Cluster) -> None:
+    """``states="running"`` lists the running sandboxes (not the states 'r', 'u', 'n'...)."""
+    sbx = pooled.create_sandbox("base", timeout=600)
+    pooled.advance(1)
+    assert [s.metadata.name for s in pooled.list_sandboxes(states="running")[0]] == [
+        sbx.metadata.name
+    ]
+    assert pooled.list_sandboxes(states="paused") == ([], None)
+    with pytest.raises(ClaimError) as err:
+        pooled.list_sandboxes(states="running,paused")
+    assert err.value.code == 400 and "invalid state 'running,paused'" in str(err.value)
+
+
+def test_a_burst_of_a_request_the_manager_refuses_is_refused_once(pooled: Cluster) -> None:
+    """Env vars too big for the annotations (a 400 whatever the cluster holds) stop the burst
+    at the call, as its other arguments are checked: one ClaimError, no claim, no record."""
+    before = snapshot(pooled)
+    with pytest.raises(ClaimError) as err:
+        pooled.create_sandboxes(2, "base", env_vars={"A": "x" * 300_000})
+    assert err.value.code == 400 and "envVars" in str(err.value)
+    assert snapshot(pooled) == before and len(pooled.records) == 0
+
+
+def test_an_unknown_fault_id_is_not_found(cluster: Cluster) -> None:
+    """``clear_faults`` of an id not in force raises NotFoundError naming it and clears nothing."""
+    kept = cluster.inject("api_error", probability=0.5)
+    with pytest.raises(NotFoundError, match=r"^no fault with id 'nope'$") as err:
+        cluster.clear_faults("nope")
+    assert (err.value.kind, err.value.name, err.value.code) == ("Fault", "nope", 404)
+    assert [f.id for f in cluster.faults] == [kept.id]
+
+
+def test_a_returned_fault_is_read_only(pooled: Cluster) -> None:
+    """The Fault ``inject``, ``fault`` and ``faults`` hand out reads what the fault in force has
+    done (``fired``), but cannot change it: a field set raises InvalidError naming it, and the
+    fault in force keeps what ``inject`` checked. A copy of it is the caller's to edit."""
+    fault = pooled.inject("api_conflict", count=1, selector={"verb": "update", "kind": "Sandbox"})
+    for view in (fault, pooled.faults[0]):
+        with pytest.raises(InvalidError) as err:
+            view.probability = 7.0
+        assert err.value.field == "probability" and "read-only" in err.value.reason
+    assert pooled.ctx.faults.faults[0].probability == 1.0
+    pooled.create_sandbox("base")
+    assert fault.fired == 1  # live
+    assert pooled.faults == [fault] == pooled.ctx.faults.faults
+    assert repr(fault).startswith("Fault(id='api_conflict-1'")
+    mine = fault.model_copy(update={"probability": 0.5})
+    mine.fired = 0  # a detached Fault
+    assert (type(mine), pooled.faults[0].probability) == (Fault, 1.0)
+    with pooled.fault("api_error") as scoped, pytest.raises(InvalidError):
+        scoped.code = 503
+    assert pooled.faults == [fault]
+
+
+def test_the_last_record_of_a_cluster_without_claims_is_not_found(cluster: Cluster) -> None:
+    """Before the first claim there is no last record: NotFoundError saying so, not IndexError."""
+    with pytest.raises(NotFoundError, match="no claim record yet") as err:
+        cluster.last_record()
+    assert err.value.code == 404

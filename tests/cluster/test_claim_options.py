@@ -14,6 +14,8 @@ from simulator.cluster import Cluster
 
 from .conftest import pool_yaml
 
+BOB = "00000000-0000-4000-8000-00000000000b"
+
 
 def test_metadata_becomes_annotations_and_label_prefix_labels(pooled: Cluster) -> None:
     """Plain metadata keys become annotations; ``label:`` keys become labels on sandbox and pod template."""
@@ -106,6 +108,36 @@ def test_reserve_failed_sandbox_keeps_it(pooled: Cluster) -> None:
     assert len(kept) == 1
     page, _ = pooled.list_sandboxes()
     assert kept[0].metadata.name not in [s.metadata.name for s in page]
+
+
+def test_a_reserved_failed_sandbox_is_hidden_from_describe_as_from_the_list() -> None:
+    """Right after a create fails, the manager's cache may still hold the claimed, running copy
+    of the sandbox it has just labelled reserved: describe and connect skip that copy (older
+    than the manager's own write) as the list does, and answer 404 (reference §2, §6.7)."""
+    cluster = Cluster(seed=5)
+    cluster.apply(pool_yaml("small", replicas=2))
+    cluster.wait_for_pool("small")
+    cluster.inject("runtime_init_failure", selector={"template": "small"})
+    with pytest.raises(ClaimError):
+        cluster.create_sandbox(
+            "small",
+            user=BOB,
+            metadata={
+                "e2b.agents.kruise.io/reserve-failed-sandbox": "true",
+                "e2b.agents.kruise.io/claim-timeout-seconds": "5",
+            },
+        )
+    cluster.clear_faults()
+    kept = cluster.list("sbx", "default", labels={keys.LABEL_RESERVED_FAILED: "true"})
+    assert kept
+    assert cluster.list_sandboxes(user=BOB) == ([], None)
+    for sid in [cluster.sandbox_id(sbx) for sbx in kept]:
+        with pytest.raises(ClaimError) as err:
+            cluster.describe(sid, user=BOB)
+        assert err.value.code == 404
+        with pytest.raises(ClaimError) as err:
+            cluster.connect(sid, 60, user=BOB)
+        assert err.value.code == 404
 
 
 @pytest.mark.parametrize(

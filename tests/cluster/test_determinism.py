@@ -9,6 +9,8 @@ import pytest
 
 from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.api.keys import ANN_RUNTIME_ACCESS_TOKEN
+from pytest_kruise_agents.api.sandbox import Sandbox
+from pytest_kruise_agents.claiming.errors import ClaimError
 from pytest_kruise_agents.claiming.view import sandbox_id
 from simulator.cluster import Cluster
 
@@ -147,3 +149,48 @@ def test_a_token_source_that_is_not_a_function_is_refused() -> None:
     with pytest.raises(InvalidError) as caught:
         Cluster(token_source="secret")  # type: ignore[arg-type]
     assert caught.value.field == "token_source"
+
+
+_SKIP_INIT = {"e2b.agents.kruise.io/skip-init-runtime": "true"}
+_CSI = {
+    "e2b.agents.kruise.io/csi-volume-name": "pv",
+    "e2b.agents.kruise.io/csi-mount-point": "/mnt",
+}
+_REFUSED_CREATES: dict[str, Callable[[Cluster], object]] = {
+    "env-vars-too-big": lambda c: c.create_sandbox("base", env_vars={"A": "x" * 300_000}),
+    "csi-without-runtime-init": lambda c: c.create_sandbox("base", metadata={**_SKIP_INIT, **_CSI}),
+    "volume-mounts-without-runtime-init": lambda c: c.create_sandbox(
+        "base", metadata=_SKIP_INIT, volume_mounts=[{"name": "pv", "path": "/mnt"}]
+    ),
+    "timeout-out-of-range": lambda c: c.create_sandbox("base", timeout=5),
+    "unknown-template": lambda c: c.create_sandbox("nope"),
+    "bad-extension-key": lambda c: c.create_sandbox(
+        "base", metadata={"e2b.agents.kruise.io/never-timeout": "maybe"}
+    ),
+}
+
+
+def claims_after(refused: Callable[[Cluster], object] | None) -> tuple[list[str], list[str]]:
+    """The claimed sandboxes' names and the log, without its ``manager.claim_failed`` lines,
+    of three claims made after ``refused`` (a create the manager answers with 400)."""
+    cluster = Cluster(seed=7)
+    cluster.apply(pool_yaml())
+    cluster.wait_for_pool("base")
+    if refused is not None:
+        with pytest.raises(ClaimError) as err:
+            refused(cluster)
+        assert err.value.code == 400
+    burst = cluster.create_sandboxes(3, "base", timeout=600)
+    names = [s.metadata.name if isinstance(s, Sandbox) else repr(s) for s in burst]
+    cluster.advance(5)
+    log = [line for line in cluster.log.text().splitlines() if "manager.claim_failed" not in line]
+    return names, log
+
+
+@pytest.mark.parametrize("refused", list(_REFUSED_CREATES.values()), ids=list(_REFUSED_CREATES))
+def test_a_refused_create_changes_no_later_pick(refused: Callable[[Cluster], object]) -> None:
+    """A create refused with 400 draws nothing from the seeded generator (its access token is
+    drawn only once nothing is left to refuse): the claims after it pick the same sandboxes,
+    with the same event log but for the refusal's own ``manager.claim_failed`` line (each E2B
+    create leaves its record and that line, docs/fidelity.md)."""
+    assert claims_after(refused) == claims_after(None)

@@ -43,3 +43,26 @@ def test_bad_arguments() -> None:
         erlang_c(0, 1.0)
     with pytest.raises(ValueError):
         min_servers_for_loss(1.0, 0.0)
+
+
+@pytest.mark.parametrize("load", [-5.0, float("nan")])
+def test_a_negative_or_nan_load_is_refused_everywhere(load: float) -> None:
+    """The three functions refuse a load below 0 or NaN with one ValueError naming the load
+    (min_servers_for_loss once answered 15 for -5 and 1 for NaN)."""
+    for call in (
+        lambda: erlang_b(3, load),
+        lambda: erlang_c(3, load),
+        lambda: min_servers_for_loss(load, 0.01),
+    ):
+        with pytest.raises(ValueError, match=r"^load must be a number >= 0, got"):
+            call()
+
+
+def test_an_infinite_load_blocks_every_claim() -> None:
+    """Erlang-B and Erlang-C of an infinite load are 1.0 (not NaN), so no pool size meets a
+    target below 1: min_servers_for_loss refuses it rather than answer 1."""
+    assert erlang_b(3, float("inf")) == 1.0
+    assert erlang_b(0, float("inf")) == 1.0
+    assert erlang_c(3, float("inf")) == 1.0
+    with pytest.raises(ValueError, match="infinite load blocks every claim"):
+        min_servers_for_loss(float("inf"), 0.01)

@@ -136,8 +136,10 @@ def test_create_sets_internet_access_labels(s: Setup) -> None:
                 "metadata": {KEY_SKIP_INIT_RUNTIME: "true"},
                 "volume_mounts": [{"name": "pv", "path": "/d"}],
             },
-            "csi_mounts",
+            f"{KEY_SKIP_INIT_RUNTIME}: CSI mounts (volumeMounts, ",
         ),
+        ({"volume_mounts": [{"name": 5, "path": "/d"}]}, "volumeMounts[0].name: must be a string"),
+        ({"env_vars": {"BIG": "x" * 300_000}}, "envVars: with the metadata"),
     ],
 )
 def test_bad_requests_answer_400_and_change_nothing(
@@ -147,9 +149,29 @@ def test_bad_requests_answer_400_and_change_nothing(
     writes = s.hw.api.writes
     err = s.fail(**kwargs)
     assert err.code == 400 and fragment in str(err)
+    # Named as the request names it: not the claim options' internal fields.
+    assert "csi_mounts" not in str(err) and "pv_name" not in str(err)
     assert s.hw.api.writes == writes
     rec = s.hw.world.records[0]
     assert rec.failed is not None and rec.error_code == 400 and rec.attempts == 0
+
+
+def test_an_unexpected_error_inside_a_create_still_completes_its_record(s: Setup) -> None:
+    """An exception that is no ClaimError (a defect) propagates, but the create's record is
+    completed as failed with a 500 and logged: no record waits for ever."""
+
+    def broken(*_args: Any, **_kwargs: Any) -> Any:
+        raise RuntimeError("boom")
+        yield  # pragma: no cover - a generator, as try_claim is
+
+    s.manager.claimer.try_claim = broken  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError, match="boom"):
+        s.create()
+    rec = s.hw.world.records[0]
+    assert rec.failed is not None and rec.delivered is None
+    assert (rec.error, rec.error_code) == ("RuntimeError: boom", 500)
+    (line,) = s.hw.ctx.log.of_kind("manager.claim_failed")
+    assert "code=500 reason=InternalError" in line.detail
 
 
 def test_no_stock_is_retried_then_answers_500() -> None:
