@@ -61,6 +61,7 @@ from pytest_kruise_agents.claiming.modification import (
     ClaimOptions,
     validate_claim_options,
 )
+from pytest_kruise_agents.claiming.ownership import owns_route, route_not_found
 from pytest_kruise_agents.claiming.recycle import (
     ANN_CLEANUP,
     can_recycle_on_kill,
@@ -121,11 +122,6 @@ RESUME_WAIT_S: Final = 600.0
 """A resume waits at most this long for the sandbox to be running and ready."""
 _CONFLICT_RETRY_STEPS: Final = 5
 TEMPLATE_NOT_FOUND: Final = "Template or Checkpoint not found"
-
-
-def route_not_found(sid: str) -> NotFoundError:
-    """The 404 the manager answers for an unknown, foreign or hidden sandbox."""
-    return NotFoundError(f"Sandbox route not found, maybe it is crashed or killed: {sid}")
 
 
 def _template_label(sbx: Sandbox) -> str:
@@ -239,10 +235,8 @@ class SandboxManager:
     def _owned(self, namespace: str, user: str, sid: str) -> Sandbox:
         """The caller's sandbox ``sid`` from the route table, or the 404 of the auth middleware."""
         sbx = self._lookup(sid)
-        if (
-            sbx is None
-            or (namespace and sbx.metadata.namespace != namespace)
-            or sbx.metadata.annotations.get(keys.ANN_OWNER) != user
+        if sbx is None or not owns_route(
+            namespace, user, sbx.metadata.namespace, sbx.metadata.annotations.get(keys.ANN_OWNER)
         ):
             raise route_not_found(sid)
         return sbx
@@ -569,13 +563,26 @@ class SandboxManager:
         """``DELETE /sandboxes/{id}``: 404 without a route of the caller, else delete (204).
 
         A sandbox already gone, or not viewable (reserved failure), still
-        answers 204. A Running sandbox with ``cleanup-enabled: "true"`` is
-        recycled instead (if the profile recycles on kill): the kill sets the
-        ``cleanup`` trigger and the Sandbox controller returns it to its pool
+        answers 204. The decision is taken on a copy at least as new as the
+        manager's own writes: a cached copy older than one (within the watch
+        lag after a failed claim labelled its sandbox reserved) is re-read
+        from the API server first. A Running sandbox with
+        ``cleanup-enabled: "true"`` is recycled instead (if the profile
+        recycles on kill): the kill sets the ``cleanup`` trigger and the
+        Sandbox controller returns it to its pool
         (:mod:`pytest_kruise_agents.claiming.recycle`).
         """
         ctx = self.ctx
         sbx = self._owned(namespace, user, sid)
+        if not self.claimer.is_fresh(sbx):
+            # The cache has not seen a write of ours yet (a failed claim's reserve
+            # write, say): its copy still reads claimed and running, and deciding
+            # on it would delete or recycle the reserved failure. Decide on the
+            # API server's copy instead, as the pause path does.
+            fresh = yield from self._fresh_owned(sid, sbx, user)
+            if fresh is None:
+                return None  # already gone: route known, sandbox missing
+            sbx = fresh
         meta = sbx.metadata
         key = sandbox_key(sbx)
         if is_reserved_failed(sbx):
@@ -612,6 +619,25 @@ class SandboxManager:
             self._routes.pop(key, None)
         ctx.record("manager.kill", key)
         return None
+
+    def _fresh_owned(self, sid: str, sbx: Sandbox, user: str) -> Op:
+        """The API server's copy of ``sbx``, ``None`` once it is gone; 404 if no longer ``user``'s.
+
+        No longer the caller's (recycled and claimed by another, or replaced)
+        answers 404 as :meth:`_retry_update` does; any other read error 500.
+        """
+        meta = sbx.metadata
+        try:
+            fresh: Sandbox = yield from self.world.api.get(
+                self.client, "Sandbox", meta.namespace, meta.name
+            )
+        except ApiError as exc:
+            if exc.is_not_found:
+                return None
+            raise InternalError(exc.message) from exc
+        if not _still_owned(fresh, meta.uid, user):
+            raise route_not_found(sid)
+        return fresh
 
     # -- writes with retry on conflict ----------------------------------------------------
 

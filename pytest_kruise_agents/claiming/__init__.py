@@ -100,6 +100,12 @@ from pytest_kruise_agents.claiming.modification import (
     sandboxset_revision,
     validate_claim_options,
 )
+from pytest_kruise_agents.claiming.ownership import (
+    ROUTE_NOT_FOUND,
+    owns_route,
+    route_not_found,
+    route_not_found_message,
+)
 from pytest_kruise_agents.claiming.recycle import (
     ANN_CLEANUP,
     ANNOTATIONS_CLEARED_ON_RECYCLE,
@@ -331,6 +337,7 @@ __all__ = [
     "RECYCLE_SUCCEEDED",
     "RECYCLE_TIMEOUT",
     "RESERVE_FOREVER",
+    "ROUTE_NOT_FOUND",
     "RUNTIME_INIT_CONTAINER",
     "TIMER_EPSILON_S",
     "TOKEN_STAND_IN",
@@ -416,6 +423,7 @@ __all__ = [
     "needs_wait_ready",
     "new_sandbox_from_sandboxset",
     "no_available_error",
+    "owns_route",
     "page",
     "parse_create_metadata",
     "parse_retention",
@@ -436,6 +444,8 @@ __all__ = [
     "resume_times",
     "retain_on_failure",
     "rolling_update_deletions",
+    "route_not_found",
+    "route_not_found_message",
     "sandbox_id",
     "sandbox_key",
     "sandbox_state",

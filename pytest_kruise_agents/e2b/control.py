@@ -47,6 +47,7 @@ from pytest_kruise_agents.backends.base import (
     TemplateView,
 )
 from pytest_kruise_agents.claiming.errors import ClaimError
+from pytest_kruise_agents.claiming.ownership import owns_route, route_not_found_message
 from pytest_kruise_agents.claiming.timeouts import parse_retention, validate_timeout_update
 from pytest_kruise_agents.e2b.auth import authenticate, secured
 from pytest_kruise_agents.e2b.envvars import env_vars_problem
@@ -118,17 +119,14 @@ def _path_id(alias: str = SANDBOX_PARAM) -> Any:
 
 def route_not_found(sandbox_id: str) -> ApiError:
     """The auth middleware's 404 for a sandbox that is not the caller's (reference §6.1)."""
-    return ApiError(404, f"Sandbox route not found, maybe it is crashed or killed: {sandbox_id}")
+    return ApiError(404, route_not_found_message(sandbox_id))
 
 
 def _owns(caller: Caller, route: Route | None) -> bool:
-    # The backend's own check (the manager's route table): the caller's team,
-    # and its key as the owner; no admin bypass, as upstream has none.
-    return (
-        route is not None
-        and (not caller.namespace or route.namespace == caller.namespace)
-        and route.owner == caller.user
-    )
+    # The rule the backend applies on each call (the manager's route table).
+    if route is None:
+        return False
+    return owns_route(caller.namespace, caller.user, route.namespace, route.owner)
 
 
 async def require_route(request: Request, caller: Caller, sandbox_id: str) -> None:

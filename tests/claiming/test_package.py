@@ -22,6 +22,7 @@ def test_expected_modules() -> None:
         "extensions",
         "listing",
         "modification",
+        "ownership",
         "recycle",
         "retry",
         "rng",

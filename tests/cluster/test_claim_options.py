@@ -140,6 +140,55 @@ def test_a_reserved_failed_sandbox_is_hidden_from_describe_as_from_the_list() ->
         assert err.value.code == 404
 
 
+def _reserve_a_failure(cluster: Cluster) -> list[Sandbox]:
+    """Fail a create with reserve-failed-sandbox (its runtime init fails after the lock) and
+    return the sandboxes it kept, as the API server holds them."""
+    cluster.inject("runtime_init_failure", selector={"template": "small"})
+    with pytest.raises(ClaimError):
+        cluster.create_sandbox(
+            "small",
+            user=BOB,
+            metadata={
+                "e2b.agents.kruise.io/reserve-failed-sandbox": "true",
+                "e2b.agents.kruise.io/claim-timeout-seconds": "5",
+            },
+        )
+    cluster.clear_faults()
+    return cluster.list("sbx", "default", labels={keys.LABEL_RESERVED_FAILED: "true"})
+
+
+@pytest.mark.parametrize("cleanup_enabled", [False, True], ids=["delete", "recycle"])
+def test_a_reserved_failed_sandbox_survives_a_kill_within_the_watch_lag(
+    cleanup_enabled: bool,
+) -> None:
+    """A kill right after a create failed, while the manager's cache still holds the claimed,
+    running copy of the sandbox it has just labelled reserved, decides on a fresh read: the
+    reserved failure answers 204 and stays, neither deleted nor (``cleanup-enabled``) recycled
+    into its pool (reference §6.2 DELETE: "route known but sandbox not viewable ⇒ 204")."""
+    manifest = pool_yaml("small", replicas=2)
+    if cleanup_enabled:
+        manifest = manifest.replace(
+            "  template:\n",
+            f'  template:\n    metadata:\n      annotations: {{{keys.ANN_CLEANUP_ENABLED}: "true"}}\n',
+        )
+    cluster = Cluster(seed=5)
+    cluster.apply(manifest)
+    cluster.wait_for_pool("small")
+    kept = _reserve_a_failure(cluster)
+    manager = cluster.manager
+    cached = [manager.cache.get("Sandbox", "default", sbx.metadata.name) for sbx in kept]
+    # The race this test is about: one cached copy predates the manager's reserve write.
+    assert any(c is not None and not manager.claimer.is_fresh(c) for c in cached)
+    for sbx in kept:
+        cluster.kill(cluster.sandbox_id(sbx), user=BOB)
+    cluster.advance(30)
+    after = cluster.list("sbx", "default", labels={keys.LABEL_RESERVED_FAILED: "true"})
+    assert [s.metadata.uid for s in after] == [s.metadata.uid for s in kept]
+    assert all(s.metadata.deletion_timestamp is None for s in after)
+    assert all(keys.ANN_CLEANUP not in s.metadata.annotations for s in after)
+    assert not cluster.log.of_kind("manager.kill") and not cluster.log.of_kind("manager.recycle")
+
+
 @pytest.mark.parametrize(
     ("key", "value"),
     [

@@ -417,6 +417,48 @@ def test_kill_of_a_sandbox_already_gone_still_succeeds(s: Setup) -> None:
     s.hw.run(s.manager.kill("default", U1, sandbox_id(sbx)))
 
 
+def _written_unseen(s: Setup, sbx: Sandbox, label: str) -> Sandbox:
+    """Label ``sbx`` as a write of the manager's claimer that its cache has not seen yet (the
+    watch lag after, say, the reserve write of a failed claim); return the stored copy."""
+    now_stored = s.hw.api.peek("Sandbox", "default", sbx.metadata.name)
+    assert now_stored is not None
+    cur = now_stored.model_copy(deep=True)
+    cur.metadata.labels[label] = "true"
+    stored: Sandbox = s.hw.api.commit_update(cur)
+    s.manager.claimer.expect(stored)
+    cached = s.manager.cache.get("Sandbox", "default", sbx.metadata.name)
+    assert cached is not None and not s.manager.claimer.is_fresh(cached)
+    return stored
+
+
+def test_a_kill_within_the_watch_lag_of_a_reserve_write_keeps_the_reserved_failure(
+    s: Setup,
+) -> None:
+    """Kill decides on a copy at least as new as the manager's own writes: its cache still holds
+    the claimed, running copy, the API server the reserved one, so the kill answers 204 and
+    the reserved failure stays (reference §6.2 DELETE, "not viewable ⇒ 204")."""
+    sbx = s.create()
+    s.hw.settle()
+    stored = _written_unseen(s, sbx, keys.LABEL_RESERVED_FAILED)
+    s.hw.run(s.manager.kill("default", U1, sandbox_id(sbx)))
+    kept = s.hw.api.peek("Sandbox", "default", sbx.metadata.name)
+    assert kept is not None and kept.metadata.deletion_timestamp is None
+    assert kept.metadata.resource_version == stored.metadata.resource_version
+    assert not s.hw.ctx.log.of_kind("manager.kill")
+
+
+def test_a_kill_within_the_watch_lag_of_another_write_still_deletes(s: Setup) -> None:
+    """A stale cached copy of a sandbox that is still the caller's, and not reserved, on its
+    fresh read: the kill deletes it, as it does from a fresh cache."""
+    sbx = s.create()
+    s.hw.settle()
+    _written_unseen(s, sbx, "example.com/touched")
+    s.hw.run(s.manager.kill("default", U1, sandbox_id(sbx)))
+    gone = s.hw.api.peek("Sandbox", "default", sbx.metadata.name)
+    assert gone is None or gone.metadata.deletion_timestamp is not None
+    assert len(s.hw.ctx.log.of_kind("manager.kill")) == 1
+
+
 def test_running_but_not_ready_is_reported_running(s: Setup) -> None:
     """A claimed sandbox whose pod is not Ready is still shown (as running)."""
     sbx = s.create()
