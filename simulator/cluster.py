@@ -863,12 +863,6 @@ class Cluster:
         simulation (a SimPy process: a chaos schedule), it runs nothing itself:
         the fault acts once that process yields, at the same instant.
         """
-        probability = fields.get("probability")
-        if isinstance(probability, numbers.Real) and math.isnan(probability):
-            # NaN fails every bound: the model's own check would say "<= 1.0".
-            raise InvalidError(
-                "probability", f"must be a number between 0 and 1, got {probability!r}"
-            )
         fault = self.ctx.faults.inject(kind=kind, **fields)
         if self.env.active_process is None:
             # Not from inside a step: stepping there would resume processes re-entrantly.

@@ -15,15 +15,17 @@ clear of the stall opens at once.
 from __future__ import annotations
 
 import itertools
+import math
 import random
 import re
 from collections.abc import Callable, Collection, Generator, Mapping
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, NoReturn
 
 import simpy
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -44,6 +46,8 @@ __all__ = [
     "FaultCode",
     "FaultInjector",
     "FaultKind",
+    "Probability",
+    "ReadOnlySelector",
     "Selector",
     "StallGate",
     "check_code",
@@ -213,6 +217,65 @@ Selector = Annotated[dict[str, str], AfterValidator(_selector_of_kind)]
 """A fault's selector, checked against the model's ``kind`` field (declared before it)."""
 
 
+def _not_nan(value: Any) -> Any:
+    # NaN fails every bound, so the bounds' own check would call it too big ("<= 1.0").
+    if isinstance(value, float) and math.isnan(value):
+        raise ValueError(f"must be a number between 0 and 1, got {value!r}")
+    return value
+
+
+Probability = Annotated[float, Field(ge=0.0, le=1.0), BeforeValidator(_not_nan)]
+"""How often a fault fires when consulted: a number from 0 to 1 (NaN is none)."""
+
+
+_SELECTOR_READ_ONLY: Final = (
+    "the selector of a fault in force is read-only: clear the fault (clear_faults) and "
+    "inject one with another selector, or edit a copy (dict(selector))"
+)
+
+
+class ReadOnlySelector(dict[str, str]):
+    """The selector of a fault in force: a ``dict`` (dumped, compared and copied as one)
+    whose edits raise :class:`InvalidError`.
+
+    A fault in force is handed out as a read-only view sharing its fields: a
+    plain dict there would let ``view.selector["verb"] = "put"`` change what the
+    fault matches, past the checks of its inject. ``dict(selector)`` (or
+    ``selector.copy()``) is an editable copy.
+    """
+
+    def __reduce__(self) -> tuple[type[ReadOnlySelector], tuple[dict[str, str]]]:
+        # copy, deepcopy and pickle would rebuild it item by item, through __setitem__.
+        return ReadOnlySelector, (dict(self),)
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise InvalidError("selector", _SELECTOR_READ_ONLY)
+
+    def __setitem__(self, *args: Any, **kwargs: Any) -> NoReturn:
+        self._refuse()
+
+    def __delitem__(self, *args: Any, **kwargs: Any) -> NoReturn:
+        self._refuse()
+
+    def __ior__(self, *args: Any, **kwargs: Any) -> NoReturn:  # type: ignore[misc]
+        self._refuse()
+
+    def update(self, *args: Any, **kwargs: Any) -> NoReturn:
+        self._refuse()
+
+    def pop(self, *args: Any, **kwargs: Any) -> NoReturn:
+        self._refuse()
+
+    def popitem(self, *args: Any, **kwargs: Any) -> NoReturn:
+        self._refuse()
+
+    def clear(self, *args: Any, **kwargs: Any) -> NoReturn:
+        self._refuse()
+
+    def setdefault(self, *args: Any, **kwargs: Any) -> NoReturn:
+        self._refuse()
+
+
 _FAULT_ID: Final = re.compile(r"[A-Za-z0-9._-]{1,253}")
 """What a fault id may be: one URL path segment that needs no escaping."""
 
@@ -226,7 +289,7 @@ class Fault(BaseModel):
 
     id: str = ""
     kind: FaultKind
-    probability: float = Field(default=1.0, ge=0.0, le=1.0)
+    probability: Probability = 1.0
     start: Seconds | None = Field(default=None, ge=0.0)
     duration: Seconds | None = Field(default=None, gt=0.0)
     selector: Selector = Field(default_factory=dict)
@@ -381,6 +444,9 @@ class FaultInjector:
                     format_path(error["loc"]) or "fault",
                     reason(error, known=tuple(Fault.model_fields)),
                 ) from None
+        # Its own, read-only: the caller's Fault or mapping edited later, or the
+        # view of it handed out edited now, would change the fault in force.
+        f.selector = ReadOnlySelector(f.selector)
         for check in self._validators:
             check(f)
         self._prune()  # the consulted lists hold only faults that can still act

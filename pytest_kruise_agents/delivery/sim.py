@@ -37,9 +37,10 @@ from typing import Any, Final, Literal, Protocol, TypeVar
 
 import simpy
 
-from pytest_kruise_agents.api.keys import LABEL_CLAIM_NAME
+from pytest_kruise_agents.api.keys import LABEL_CLAIM_NAME, LABEL_SANDBOX_POOL
 from pytest_kruise_agents.api.sandbox import Sandbox
 from pytest_kruise_agents.api.sandboxclaim import ClaimPhase
+from pytest_kruise_agents.api.validation import dns_subdomain_problem, name_as_label_problem
 from pytest_kruise_agents.backends.sim import SimBackend
 from pytest_kruise_agents.claiming.errors import ClaimCanceledError, ClaimError
 from pytest_kruise_agents.delivery.result import Delivery, DeliveryResult
@@ -52,6 +53,7 @@ __all__ = [
     "BENCHMARK_USER_PREFIX",
     "SETTLE_TIMEOUT_S",
     "UNFINISHED",
+    "check_on_cluster",
     "run_on_backend",
     "run_on_cluster",
 ]
@@ -466,8 +468,12 @@ def _claim_deliveries(
 def run_on_cluster(
     cluster: Cluster, workload: Workload, *, name: str | None = None
 ) -> DeliveryResult:
-    """Run ``workload`` on ``cluster`` in virtual time (the caller owns the cluster's thread)."""
-    check_workload(workload)
+    """Run ``workload`` on ``cluster`` in virtual time (the caller owns the cluster's thread).
+
+    A workload that could only fail (a template no SandboxSet can be named) raises
+    :class:`ValueError` naming its field before anything is drawn, sent or run.
+    """
+    check_on_cluster(workload)
     return _run(_Virtual(cluster), workload, name, "virtual")
 
 
@@ -479,13 +485,31 @@ def run_on_backend(
     Virtual: as :func:`run_on_cluster`, holding the backend's lock throughout.
     Realtime: the backend's clock driver moves the model, on the wall clock,
     and the run takes the lock only to start and read it; the result's
-    ``clock`` is ``realtime``.
+    ``clock`` is ``realtime``. The workload is checked first, as by :func:`run_on_cluster`.
     """
-    check_workload(workload)
+    check_on_cluster(workload)
     if backend.clock_mode == "realtime":
         return _run(_Realtime(backend), workload, name, "realtime")
     with backend.locked() as cluster:
         return run_on_cluster(cluster, workload, name=name)
+
+
+def check_on_cluster(workload: object) -> Workload:
+    """``workload`` if a run on the fake cluster can take it; else the error naming its field.
+
+    As :func:`~pytest_kruise_agents.delivery.workload.check_workload`, and
+    refusing what such a run would send only to see it fail: the run draws
+    its arrivals and moves the clock before its first claim, and a template no
+    SandboxSet can be named (every E2B create a 400, every SandboxClaim
+    failing) would cost that and change the runs after it. The runners call
+    it first; a caller that sets up a cluster for a run can call it before that.
+    """
+    checked = check_workload(workload)
+    template = checked.template
+    why = dns_subdomain_problem(template) or name_as_label_problem(template, LABEL_SANDBOX_POOL)
+    if why is not None:
+        raise ValueError(f"template: {why} (a template names a SandboxSet)")
+    return checked
 
 
 def _run(

@@ -13,6 +13,8 @@ import random
 from dataclasses import dataclass
 from typing import Literal
 
+from pytest_kruise_agents.api.validation import dns_label_problem
+
 __all__ = ["Burst", "DeliveryPath", "Rate", "Workload", "check_workload"]
 
 DeliveryPath = Literal["e2b", "sandboxclaim"]
@@ -27,6 +29,12 @@ def _check_common(template: str, path: str, namespace: str) -> None:
             raise ValueError(f"{field}: must be a string, got {value!r}")
         if not value:
             raise ValueError(f"{field}: must not be empty")
+    # The claims' namespace, checked as the API server would check their manifests:
+    # refused only there, a run would already have drawn its arrivals and moved the
+    # clock, and the error would name an internal SandboxClaim instead of this field.
+    why = dns_label_problem(namespace)
+    if why is not None:
+        raise ValueError(f"namespace: {why}")
     if path not in _PATHS:
         raise ValueError(f"path: must be 'e2b' or 'sandboxclaim', got {path!r}")
 
@@ -38,7 +46,7 @@ class Burst:
     :param count: how many sandboxes (at least 1).
     :param template: the pool (SandboxSet) they are claimed from.
     :param path: ``e2b`` (``Sandbox.create``) or ``sandboxclaim`` (one SandboxClaim each).
-    :param namespace: the namespace (E2B team) of the claims.
+    :param namespace: the namespace (E2B team) of the claims: a DNS-1123 label.
     """
 
     count: int
@@ -123,7 +131,10 @@ def check_workload(workload: object) -> Workload:
     """``workload`` if it is a :class:`Burst` or a :class:`Rate`; else a :class:`TypeError` naming it.
 
     The runners call this before they send anything: a wrong kind would
-    otherwise fail halfway, on whichever attribute is read first.
+    otherwise fail halfway, on whichever attribute is read first. A workload's
+    own fields were checked when it was made (each error names its field);
+    what only a runner knows it checks next, also before anything is drawn or sent
+    (on the fake cluster, that the template can name a SandboxSet).
     """
     if not isinstance(workload, Burst | Rate):
         raise TypeError(f"workload: must be a Burst or a Rate, got {workload!r}")

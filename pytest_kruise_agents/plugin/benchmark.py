@@ -29,6 +29,7 @@ from pytest_kruise_agents.delivery import (
     run_on_server,
 )
 from pytest_kruise_agents.delivery.live import check_url
+from pytest_kruise_agents.delivery.sim import check_on_cluster
 from pytest_kruise_agents.delivery.workload import check_workload
 from pytest_kruise_agents.plugin.reporting import BENCHMARK
 
@@ -145,6 +146,7 @@ class DeliveryBenchmark:
             check_url("url", url)
         else:
             _check_live_only(sandbox_url=sandbox_url, domain=domain, deadline_s=deadline_s)
+            check_on_cluster(workload)
         if url is None:
             backend = self._request.getfixturevalue("kruise_backend")
             result = run_on_backend(backend, workload, name=name)

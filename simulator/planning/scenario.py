@@ -57,6 +57,7 @@ from simulator.faults import (
     Fault,
     FaultCode,
     FaultKind,
+    Probability,
     Selector,
     check_latency,
     check_node_names,
@@ -436,7 +437,7 @@ class FaultSpec(_Model):
     """A fault of :mod:`simulator.faults`, with ``start`` counted from the workload's start."""
 
     kind: FaultKind
-    probability: float = Field(default=1.0, ge=0.0, le=1.0)
+    probability: Probability = 1.0
     start: Seconds = Field(default=0.0, ge=0)
     duration: Seconds | None = Field(default=None, gt=0)
     selector: Selector = Field(default_factory=dict)

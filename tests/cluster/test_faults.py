@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
+import random
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -11,6 +15,7 @@ from pytest_kruise_agents.api import keys
 from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.claiming.errors import ClaimError
 from simulator.cluster import Cluster
+from simulator.faults import Fault, FaultInjector
 
 from .conftest import pool_yaml
 
@@ -299,3 +304,69 @@ def test_acting_faults_end_after_their_moment(cluster: Cluster) -> None:
     cluster.inject("api_error", probability=0.001)  # an inject drops what has ended
     assert injector.consulted("node_loss") == [lasting]
     assert cluster.faults[:3] == [kill, brief, lasting]
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda p: Fault(kind="api_error", probability=p),
+        lambda p: Fault.model_validate({"kind": "api_error", "probability": p}),
+        # Planning's fault schedules build Faults and inject them without Cluster.inject.
+        lambda p: FaultInjector(lambda: 0.0, random.Random(0)).inject(
+            kind="api_error", probability=p
+        ),
+    ],
+    ids=["model", "validate", "injector"],
+)
+def test_a_nan_probability_is_no_number_between_0_and_1(make: Any) -> None:
+    """NaN fails every bound: the Fault model itself says what a probability must be, not
+    "must be <= 1.0" (as if it were too big), wherever the Fault is made."""
+    with pytest.raises(ValueError, match=r"must be a number between 0 and 1, got nan") as info:
+        make(float("nan"))
+    assert "<=" not in str(info.value) and ">=" not in str(info.value)
+    if isinstance(info.value, InvalidError):
+        assert info.value.field == "probability"
+
+
+def test_the_selector_of_a_fault_in_force_is_read_only(pooled: Cluster) -> None:
+    """The Fault ``inject`` and ``faults`` hand out cannot change the fault in force through its
+    selector either (an edit of it made the fault match what ``inject`` never checked): each
+    edit raises InvalidError naming ``selector``, and the fault keeps acting on its own targets.
+    A copy (``dict(...)``, ``model_copy``) is the caller's to edit."""
+    wanted = {"verb": "update", "kind": "Sandbox"}
+    fault = pooled.inject("api_conflict", count=1, selector=dict(wanted))
+    edits: list[Callable[[dict[str, str]], object]] = [
+        lambda s: s.__setitem__("verb", "create"),
+        lambda s: s.__delitem__("kind"),
+        lambda s: s.update(verb="create"),
+        lambda s: s.pop("verb"),
+        lambda s: s.popitem(),
+        lambda s: s.clear(),
+        lambda s: s.setdefault("client", "kube-scheduler"),
+        lambda s: s.__ior__({"verb": "create"}),
+    ]
+    for view in (fault, pooled.faults[0]):
+        for edit in edits:
+            with pytest.raises(InvalidError) as err:
+                edit(view.selector)
+            assert err.value.field == "selector" and "read-only" in err.value.reason
+    assert pooled.ctx.faults.faults[0].selector == wanted
+    pooled.create_sandbox("base")
+    assert fault.fired == 1  # it still fails the sandbox update it was injected for
+    # Read as a plain mapping: dumped (the admin API's JSON), copied, edited as a copy.
+    assert fault.model_dump(mode="json")["selector"] == wanted
+    mine = dict(fault.selector)
+    mine["verb"] = "create"
+    deep = fault.model_copy(deep=True)
+    deep.selector = mine
+    assert (copy.deepcopy(fault).selector, pooled.faults[0].selector) == (wanted, wanted)
+    assert pickle.loads(pickle.dumps(fault.model_copy())).selector == wanted
+
+
+def test_a_fault_model_injected_shares_no_selector_with_its_caller(cluster: Cluster) -> None:
+    """A Fault object injected is copied: the caller's selector edited afterwards (a schedule
+    reusing its Fault) does not change the fault in force."""
+    mine = Fault(kind="api_conflict", selector={"verb": "update"})
+    injected = cluster.ctx.faults.inject(mine)
+    mine.selector["verb"] = "create"
+    assert injected.selector == {"verb": "update"}

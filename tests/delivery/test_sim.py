@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -15,10 +15,16 @@ from pytest_kruise_agents.delivery import (
     Burst,
     DeliveryPath,
     Rate,
+    Workload,
     run_on_backend,
     run_on_cluster,
 )
-from pytest_kruise_agents.delivery.sim import BENCHMARK_USER_PREFIX, SETTLE_TIMEOUT_S, UNFINISHED
+from pytest_kruise_agents.delivery.sim import (
+    BENCHMARK_USER_PREFIX,
+    SETTLE_TIMEOUT_S,
+    UNFINISHED,
+    check_on_cluster,
+)
 from simulator.cluster import Cluster
 
 
@@ -259,3 +265,56 @@ def test_a_workload_of_the_wrong_kind_names_the_parameter(backend: SimBackend) -
         assert len(cluster.records) == before
     with pytest.raises(TypeError, match="workload: must be a Burst or a Rate"):
         run_on_backend(backend, Burst)  # type: ignore[arg-type]
+
+
+def _pooled(seed: int = 7) -> Cluster:
+    cluster = Cluster(seed=seed, nodes=2)
+    cluster.apply(default_pools_yaml(3, pools=("base",)))
+    cluster.wait_for_pool("base")
+    return cluster
+
+
+_REFUSED: dict[str, tuple[Callable[[DeliveryPath], Workload], str]] = {
+    # The API server's rule for a namespace: before, the run drew its Poisson arrivals, ran
+    # to the first one, and only then had its SandboxClaim refused, named as its own.
+    "namespace": (
+        lambda path: Rate(2, 3, namespace="Bad_NS", path=path, arrivals_mode="poisson"),
+        r"^namespace: invalid value 'Bad_NS': a lowercase RFC 1123 label",
+    ),
+    # A template names a SandboxSet: a name no SandboxSet can have never delivers.
+    "template": (
+        lambda path: Rate(2, 3, template="Bad_T", path=path, arrivals_mode="poisson"),
+        r"^template: invalid value 'Bad_T': a lowercase RFC 1123 subdomain .*names a SandboxSet",
+    ),
+    "template-too-long": (
+        lambda path: Burst(2, template="t" * 64, path=path),
+        r"^template: must be at most 63 characters, got 64",
+    ),
+}
+
+
+@pytest.mark.parametrize("path", ["e2b", "sandboxclaim"])
+@pytest.mark.parametrize(("make", "message"), _REFUSED.values(), ids=_REFUSED)
+def test_a_run_the_cluster_would_refuse_is_refused_before_any_draw_or_step(
+    path: DeliveryPath, make: Callable[[DeliveryPath], Workload], message: str
+) -> None:
+    """What a run would send is checked before it draws its arrivals or moves the clock, and
+    the error names the workload's field: the cluster is as it was (same time, same log, same
+    generator), so the runs after it are those of a cluster that never saw it."""
+    with pytest.raises(ValueError, match=message):
+        check_on_cluster(make(path))  # what a caller that makes the cluster can check first
+    refused, clean = _pooled(), _pooled()
+    before = (refused.now, refused.log.text(), refused.ctx.rng.getstate(), len(refused.records))
+    with pytest.raises(ValueError, match=message):
+        run_on_cluster(refused, make(path))
+    after = (refused.now, refused.log.text(), refused.ctx.rng.getstate(), len(refused.records))
+    assert after == before
+    backend = SimBackend(refused)
+    try:
+        with pytest.raises(ValueError, match=message):
+            run_on_backend(backend, make(path))
+    finally:
+        backend.close()
+    later = Rate(2, 3, path=path, arrivals_mode="poisson")
+    assert run_on_cluster(refused, later).deliveries == run_on_cluster(clean, later).deliveries
+    assert refused.log.text() == clean.log.text()

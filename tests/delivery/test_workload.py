@@ -41,6 +41,18 @@ def test_poisson_arrivals_use_the_given_generator() -> None:
         (lambda: Burst(2, template=5), "template: must be a string, got 5"),
         (lambda: Rate(1, 1, template=None), "template: must be a string, got None"),
         (lambda: Burst(1, namespace=None), "namespace: must be a string, got None"),
+        # A namespace is a DNS-1123 label: one the API server would refuse is refused here,
+        # before a run draws its arrivals or moves the clock (and is named as the workload's).
+        (
+            lambda: Burst(1, namespace="Bad_NS"),
+            "namespace: invalid value 'Bad_NS': a lowercase RFC 1123 label must consist of",
+        ),
+        (
+            lambda: Rate(2, 3, namespace="Bad_NS", path="sandboxclaim", arrivals_mode="poisson"),
+            "namespace: invalid value 'Bad_NS'",
+        ),
+        (lambda: Burst(1, namespace="n" * 64), "namespace: invalid value 'nnnn"),
+        (lambda: Rate(1, 1, namespace="a.b"), "namespace: invalid value 'a.b'"),
         (lambda: Burst(1, path="grpc"), "path: must be 'e2b' or 'sandboxclaim', got 'grpc'"),
         (lambda: Rate(0, 1), "per_second: must be a positive finite number, got 0"),
         (lambda: Rate(1, float("inf")), "duration: must be a positive finite number, got inf"),

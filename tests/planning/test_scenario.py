@@ -124,6 +124,12 @@ def test_error_names_file_line_path_and_reason(tmp_path: Path) -> None:
         ),
         (
             "goals:",
+            "faults:\n  - {kind: api_error, probability: .nan}\ngoals:",
+            "faults[0].probability",
+            "must be a number between 0 and 1, got nan",
+        ),
+        (
+            "goals:",
             "faults:\n  - {kind: runtime_init_failure, code: 302}\ngoals:",
             "faults[0].code",
             "answers a 4xx or 5xx status, got 302",

@@ -320,3 +320,24 @@ def test_a_url_that_is_not_an_http_url_is_refused_before_anything_runs(
     result = suite.runpytest(f"--kruise-report-dir={reports}")
     result.assert_outcomes(passed=2)
     assert not reports.exists() or not any(reports.iterdir())
+
+
+def test_a_template_no_pool_could_have_is_refused_before_the_cluster_is_made(
+    suite: pytest.Pytester,
+) -> None:
+    """A template that is no SandboxSet name is refused naming ``template``, before the
+    test's cluster is built (``--setup-show`` shows no ``kruise_backend``)."""
+    suite.makepyfile(
+        """
+        import pytest
+        from pytest_kruise_agents.delivery import Burst
+
+        def test_bad_template(delivery_benchmark):
+            with pytest.raises(ValueError, match="template"):
+                delivery_benchmark(Burst(1, template="Not_A_Pool"))
+            assert delivery_benchmark.results == []
+        """
+    )
+    result = suite.runpytest("--setup-show")
+    result.assert_outcomes(passed=1)
+    assert "kruise_backend" not in result.stdout.str()
