@@ -10,7 +10,11 @@
   background step: ``scheduler.bind`` latency, then a write of
   ``spec.nodeName``. A pod that fits nowhere stays Pending with
   ``PodScheduled=False/Unschedulable`` and is retried when a pod frees
-  resources or a node is added or comes back;
+  resources or a node is added or comes back, in the order pods became
+  unschedulable. A retry tries the first waiting pod of each request shape
+  (CPU, memory, nodeSelector), the next of that shape only once one was
+  placed: the decisions of trying them all, at a cost that does not grow
+  with the number of pods pending;
 * one **kubelet** per node, with its own API client, running bound pods:
   ``pod.create`` (the pod sandbox, which gets an IP), the image pull
   (``image.pull`` the first time the node pulls an image, ``image.pull_cached``
@@ -42,6 +46,7 @@ kubelet's pod starts and stops alike) until its window ends or it is cleared.
 from __future__ import annotations
 
 import contextlib
+import heapq
 import ipaddress
 from collections.abc import Generator
 from typing import Any, Literal
@@ -90,6 +95,8 @@ _IPS_PER_NODE = 65534
 
 Op = Generator[simpy.Event, Any, Any]
 ObjKey = tuple[str, str]
+Shape = tuple[int, int, frozenset[tuple[str, Any]] | None]
+"""What a pod's fit depends on: summed CPU and memory requests, and its nodeSelector."""
 PodPhase = Literal["Pending", "Running", "Succeeded", "Failed"]
 
 
@@ -141,6 +148,14 @@ def _first_image(spec: dict[str, Any]) -> str | None:
 
 def _requests(pod: Pod) -> tuple[int, int]:
     return container_resources({"spec": pod.spec})
+
+
+def _shape(cpu: int, mem: int, selector: dict[str, Any] | None) -> Shape | None:
+    """The pod's request shape, or ``None`` for a selector whose values cannot be hashed."""
+    try:
+        return (cpu, mem, frozenset(selector.items()) if selector else None)
+    except TypeError:
+        return None
 
 
 def _first_cpu(spec: dict[str, Any]) -> tuple[str | None, str | None]:
@@ -226,6 +241,21 @@ class _PodRun:
             return True
         self.containers = containers
         return False
+
+
+class _Waiting:
+    """An unschedulable pod as the scheduler last tried it: which pod, asking for what."""
+
+    __slots__ = ("selector", "seq", "shape", "uid")
+
+    def __init__(
+        self, seq: int, uid: str, shape: Shape | None, selector: dict[str, Any] | None
+    ) -> None:
+        self.seq = seq
+        """Its place in the retry order (the order pods became unschedulable)."""
+        self.uid = uid
+        self.shape = shape
+        self.selector = selector
 
 
 class _Node:
@@ -347,9 +377,19 @@ class Nodes:
         )
         self._nodes: dict[str, _Node] = {}
         self._queue: dict[ObjKey, None] = {}
-        self._unschedulable: dict[ObjKey, None] = {}
+        self._unschedulable: dict[ObjKey, _Waiting] = {}
+        self._by_shape: dict[Shape, dict[ObjKey, _Waiting]] = {}
+        """The unschedulable pods by request shape, each in retry order."""
+        self._waiting_seq = 0
+        self._stale = False
+        """Whether an unschedulable pod may have changed since it last failed (:meth:`_recheck`)."""
         self._placed: dict[str, str] = {}
         self._marked: dict[str, None] = {}
+        self._asks: dict[str, tuple[Any, int, int]] = {}
+        """Each unplaced pod's summed requests, by uid, with the containers list they were read
+        from: a retry reuses them rather than parsing quantities again."""
+        self._unfit: set[Shape] = set()
+        """Request shapes that fit no node, found since room last grew (see :meth:`_room_grew`)."""
         self._finalizing: dict[str, None] = {}
         self._wake: simpy.Event | None = None
         self._retry = False
@@ -414,6 +454,7 @@ class Nodes:
         prof = self.ctx.profile
         client = self.api.client(f"kubelet/{spec.name}", prof.kubelet_qps, prof.kubelet_burst)
         self._nodes[spec.name] = _Node(spec, len(self._nodes), client)
+        self._room_grew()
 
     def _on_pod(self, event_type: str, old: Any, new: Any) -> None:
         if event_type == "DELETED":
@@ -426,7 +467,7 @@ class Nodes:
             self._observe_unbound(key, pod)
             return
         self._queue.pop(key, None)
-        self._unschedulable.pop(key, None)
+        self._unlist(key)
         node = self._nodes.get(str(node_name))
         if node is not None:
             self._kubelet_observe(node, pod)
@@ -435,8 +476,9 @@ class Nodes:
         key = _key(pod)
         uid = pod.metadata.uid or ""
         self._queue.pop(key, None)
-        self._unschedulable.pop(key, None)
+        self._unlist(key)
         self._marked.pop(uid, None)
+        self._asks.pop(uid, None)
         self._finalizing.pop(uid, None)
         node = self._nodes.get(str(pod.spec.get("nodeName") or ""))
         if node is not None:
@@ -459,6 +501,7 @@ class Nodes:
 
     def _room_freed(self, node: _Node) -> None:
         """Resources came free on ``node``: retry unschedulable pods and deferred resizes."""
+        self._room_grew()
         self._retry_unschedulable()
         if node.deferred:
             runs = list(node.deferred.values())
@@ -478,12 +521,16 @@ class Nodes:
         uid = pod.metadata.uid or ""
         if pod.metadata.deletion_timestamp is not None:
             self._queue.pop(key, None)
-            self._unschedulable.pop(key, None)
+            self._unlist(key)
             if uid not in self._finalizing and POD_FINALIZER in pod.metadata.finalizers:
                 self._finalizing[uid] = None
                 self.ctx.env.process(self._finalize_unbound(pod))
             return
-        if _is_terminal(pod) or uid in self._placed or key in self._unschedulable:
+        waiting = self._unschedulable.get(key)
+        if waiting is not None:
+            self._recheck(waiting, pod)
+            return
+        if _is_terminal(pod) or uid in self._placed:
             return
         if key not in self._queue:
             self._queue[key] = None
@@ -495,11 +542,104 @@ class Nodes:
             self._wake = None
             wake.succeed()
 
+    def _room_grew(self) -> None:
+        """A shape that fitted nowhere may fit now (room freed, a node added or back).
+
+        Everything else the scheduler sees only takes room (a reservation, a
+        resize up, a node lost), so a shape found unfit stays unfit until this.
+        """
+        self._unfit.clear()
+
     def _retry_unschedulable(self) -> None:
         if self._unschedulable:
             # Coalesced: the scheduler moves them back once when it next runs.
             self._retry = True
             self._kick()
+
+    def _set_aside(
+        self, key: ObjKey, uid: str, shape: Shape | None, selector: dict[str, Any] | None
+    ) -> None:
+        """Keep a pod that fits nowhere until room grows."""
+        self._waiting_seq += 1
+        waiting = _Waiting(self._waiting_seq, uid, shape, selector)
+        self._unschedulable[key] = waiting
+        if shape is None:
+            self._stale = True  # no shape to stand for it: a retry must look at each pod
+        else:
+            self._by_shape.setdefault(shape, {})[key] = waiting
+
+    def _unlist(self, key: ObjKey) -> None:
+        waiting = self._unschedulable.pop(key, None)
+        if waiting is None or waiting.shape is None:
+            return
+        bucket = self._by_shape[waiting.shape]
+        del bucket[key]
+        if not bucket:
+            del self._by_shape[waiting.shape]
+
+    def _recheck(self, waiting: _Waiting, pod: Pod) -> None:
+        """An unschedulable pod changed: note whether a retry could now decide otherwise for it.
+
+        A retry in place (:meth:`_retry_in_place`) trusts each pod to be what
+        it was when it last failed: the same pod (uid), not terminal, asking
+        for the same shape. Any other change (labels, a status write) is not
+        looked at by the scheduler.
+        """
+        if self._stale:
+            return
+        if (pod.metadata.uid or "") != waiting.uid or _is_terminal(pod):
+            self._stale = True
+            return
+        try:
+            cpu, mem = self._asked(waiting.uid, pod)
+        except ValueError:
+            self._stale = True
+            return
+        selector = pod.spec.get("nodeSelector")
+        if _shape(cpu, mem, selector if isinstance(selector, dict) else None) != waiting.shape:
+            self._stale = True
+
+    def _requeue_all(self) -> None:
+        """Move every unschedulable pod back to the end of the queue, in order."""
+        for key in self._unschedulable:
+            self._queue[key] = None
+        self._unschedulable.clear()
+        self._by_shape.clear()
+        self._stale = False
+
+    def _in_place_ok(self) -> bool:
+        """Whether :meth:`_retry_in_place` decides as a full requeue would, now."""
+        if self._stale or self._queue:
+            # Queued pods go first, and those that fail would wait ahead of the retried ones.
+            return False
+        faults = self.ctx.faults
+        # A stalled scheduler holds the pass (as ``_stall`` would, and counts it).
+        return not (len(faults) and faults.stall_of("scheduler") is not None)
+
+    def _retry_in_place(self) -> None:
+        """Retry the unschedulable pods where they wait, looking only at those that may fit.
+
+        The same decisions, in the same order, as moving them all back to the
+        queue: in retry order, a pod whose shape was found unfit in this pass
+        (room only gets taken in it) stays, as it would after a look at every
+        node. So only the first pod of each shape is tried, and the next of
+        that shape only once it was placed; those left keep their order.
+        """
+        by_shape = self._by_shape
+        heap = [(next(iter(bucket.values())).seq, shape) for shape, bucket in by_shape.items()]
+        heapq.heapify(heap)
+        while heap:
+            _, shape = heapq.heappop(heap)
+            bucket = by_shape[shape]
+            key, waiting = next(iter(bucket.items()))
+            cpu, mem = shape[0], shape[1]
+            node = self._fit(cpu, mem, waiting.selector)
+            if node is None:
+                continue  # the rest of its shape stays, as it would after failing
+            self._unlist(key)
+            self._place(key, waiting.uid, node, cpu, mem)
+            if shape in by_shape:
+                heapq.heappush(heap, (next(iter(by_shape[shape].values())).seq, shape))
 
     def _stall(self, name: str) -> Op:
         # Until the stall's window closes or it is cleared, whichever is first.
@@ -510,9 +650,11 @@ class Nodes:
         while True:
             if self._retry:
                 self._retry = False
-                for key in self._unschedulable:
-                    self._queue[key] = None
-                self._unschedulable.clear()
+                if self._unschedulable:
+                    if self._in_place_ok():
+                        self._retry_in_place()
+                    else:
+                        self._requeue_all()
             if not self._queue:
                 self._wake = env.event()
                 yield self._wake
@@ -548,25 +690,59 @@ class Nodes:
                 best, best_score = node, score
         return best
 
+    def _asked(self, uid: str, pod: Pod) -> tuple[int, int]:
+        """The pod's summed (CPU, memory) requests; ``ValueError`` for a malformed quantity.
+
+        Parsed once per containers list: a stored list is never changed in
+        place, so a resize (or any spec update) brings a new one and is read again.
+        """
+        containers = pod.spec.get("containers")
+        got = self._asks.get(uid)
+        if got is not None and got[0] is containers:
+            return got[1], got[2]
+        cpu, mem = _requests(pod)
+        self._asks[uid] = (containers, cpu, mem)
+        return cpu, mem
+
+    def _fit(self, cpu: int, mem: int, selector: dict[str, Any] | None) -> _Node | None:
+        """:meth:`_pick`, skipped for a shape already found to fit nowhere since room last grew.
+
+        A retry that takes every unschedulable pod back into the queue (see
+        :meth:`_in_place_ok`) would otherwise cost each of them a look at every node.
+        """
+        shape = _shape(cpu, mem, selector)
+        if shape is not None and shape in self._unfit:
+            return None
+        node = self._pick(cpu, mem, selector)
+        if node is None and shape is not None:
+            self._unfit.add(shape)
+        return node
+
     def _schedule_one(self, key: ObjKey, pod: Pod) -> None:
         uid = pod.metadata.uid or ""
         try:
-            cpu, mem = _requests(pod)
+            cpu, mem = self._asked(uid, pod)
         except ValueError as err:
             # A malformed quantity: the pod can never be placed (kept aside, not retried).
             self.ctx.record("scheduler.invalid", f"{key[0]}/{key[1]} {err}")
             return
-        selector = pod.spec.get("nodeSelector")
-        node = self._pick(cpu, mem, selector if isinstance(selector, dict) else None)
+        found = pod.spec.get("nodeSelector")
+        selector = found if isinstance(found, dict) else None
+        node = self._fit(cpu, mem, selector)
         if node is None:
-            self._unschedulable[key] = None
+            self._set_aside(key, uid, _shape(cpu, mem, selector), selector)
             if uid not in self._marked:
                 self._marked[uid] = None
                 self.ctx.record("scheduler.unschedulable", f"{key[0]}/{key[1]}")
                 self.ctx.env.process(self._mark_unschedulable(pod))
             return
+        self._place(key, uid, node, cpu, mem)
+
+    def _place(self, key: ObjKey, uid: str, node: _Node, cpu: int, mem: int) -> None:
+        """Reserve room for the pod on ``node`` (the assumed pod) and bind it in the background."""
         node.reserve(uid, cpu, mem)
         self._placed[uid] = node.name
+        self._asks.pop(uid, None)
         self.ctx.env.process(self._bind(key, uid, node.name))
 
     def _bind(self, key: ObjKey, uid: str, node_name: str) -> Op:
@@ -1108,6 +1284,7 @@ class Nodes:
         node.pulls = {}
         self.ctx.record("node.recovered", node.name)
         # A returning node has room: retry even if nothing was freed.
+        self._room_grew()
         self._retry = True
         self._kick()
 

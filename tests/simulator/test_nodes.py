@@ -10,7 +10,8 @@ from pydantic import ValidationError
 
 from pytest_kruise_agents.api import keys
 from pytest_kruise_agents.api.meta import ObjectMeta, find_condition
-from pytest_kruise_agents.api.pod import Pod
+from pytest_kruise_agents.api.pod import Pod, container_resources
+from simulator import nodes as nodes_module
 from simulator.context import SimContext
 from simulator.nodes import ANN_GRACE_SECONDS, POD_FINALIZER, Nodes, NodeSpec, backoff_delay
 from simulator.profile import get_profile
@@ -539,3 +540,169 @@ def test_overlapping_slow_pulls_do_not_add_up() -> None:
     add_pod(world, "p1")
     assert run_until(world, lambda: running(world, "p1")) == pytest.approx(5.93 - 5.0 + 10.0)
     assert (first.fired, second.fired) == (1, 0)
+
+
+# --------------------------------------------------------------------------- retry cost
+
+
+def bound_to(world: World, name: str) -> str | None:
+    p = pod(world, name)
+    return str(p.spec.get("nodeName")) if p is not None and p.spec.get("nodeName") else None
+
+
+def is_bound(world: World, name: str) -> Callable[[], bool]:
+    return lambda: bound_to(world, name) is not None
+
+
+def full_with_waiting(waiting: int) -> tuple[World, Nodes]:
+    """Two nodes of two pod slots each, full with ``r0..r3``; ``w0..`` wait, unschedulable."""
+    world, nodes = make([NodeSpec(name="a", max_pods=2), NodeSpec(name="b", max_pods=2)])
+    for i in range(4):
+        add_pod(world, f"r{i}")
+    run_until(world, lambda: all(running(world, f"r{i}") for i in range(4)))
+    for i in range(waiting):
+        add_pod(world, f"w{i}")
+    world.ctx.env.run(until=world.ctx.now() + 5)
+    assert nodes.pending_pods() == waiting
+    return world, nodes
+
+
+def count_fits(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count fit evaluations from now on (one per node asked about a pod), in a one-item list."""
+    calls = [0]
+    score = nodes_module._Node.score
+
+    def counted(self: Any, cpu: int, mem: int, selector: dict[str, str] | None) -> float | None:
+        calls[0] += 1
+        return score(self, cpu, mem, selector)
+
+    monkeypatch.setattr(nodes_module._Node, "score", counted)
+    return calls
+
+
+def free_slots(world: World, names: list[str]) -> list[str | None]:
+    """Delete ``names`` one after the other; return where the earliest waiting pods went."""
+    placed: list[str | None] = []
+    for i, name in enumerate(names):
+        world.api.commit_delete("Pod", "default", name)
+        run_until(world, is_bound(world, f"w{i}"))
+        world.ctx.env.run(until=world.ctx.now() + 5)
+        placed.append(bound_to(world, f"w{i}"))
+    return placed
+
+
+def test_a_freed_slot_costs_one_fit_per_request_shape_not_per_pending_pod(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A retry looks at the nodes for the first waiting pod of a shape, and for the next only
+    once one was placed: a freed slot costs the same with 200 pods pending as with 2.
+
+    Counted as fit evaluations (one per node asked); trying every pending pod would cost
+    200 pods x 2 nodes per freed slot.
+    """
+    world, nodes = full_with_waiting(200)
+    calls = count_fits(monkeypatch)
+    placed = free_slots(world, ["r0", "r1", "r2"])
+    # Per freed slot: w<i> placed (2 nodes asked), then w<i+1> found unfit (2 nodes asked).
+    assert calls == [3 * 4]
+    assert None not in placed
+    assert nodes.pending_pods() == 197
+    # Those left are marked once, when they first failed: a retry writes nothing for them.
+    assert len(world.ctx.log.of_kind("scheduler.unschedulable")) == 200
+
+
+def test_a_retry_held_by_a_stall_still_costs_one_fit_per_shape(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A stalled scheduler takes every waiting pod back into its queue (the stall holds the
+    pass); once a shape was found unfit in it, the pods of that shape behind are not fitted
+    again until room grows."""
+    world, nodes = full_with_waiting(200)
+    calls = count_fits(monkeypatch)
+    start = world.ctx.now()
+    world.ctx.faults.inject(
+        kind="controller_stall", selector={"controller": "scheduler"}, duration=20
+    )
+    world.api.commit_delete("Pod", "default", "r0")
+    assert run_until(world, is_bound(world, "w0")) >= start + 20
+    assert calls == [4]
+    assert nodes.pending_pods() == 199
+
+
+def test_a_retry_parses_no_quantity_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A waiting pod's requests are read once, not at every retry (its containers list is
+    stored once and never changed in place)."""
+    world, _ = full_with_waiting(50)
+    parsed = 0
+
+    def counted(template: dict[str, Any] | None) -> tuple[int, int]:
+        nonlocal parsed
+        parsed += 1
+        return container_resources(template)
+
+    monkeypatch.setattr("simulator.nodes.container_resources", counted)
+    free_slots(world, ["r0", "r1", "r2"])
+    assert parsed == 0
+
+
+def test_waiting_pods_of_one_shape_are_placed_in_the_order_they_became_unschedulable() -> None:
+    """Each freed slot goes to the pod that has waited longest: retries keep the order."""
+    world, nodes = full_with_waiting(5)
+    assert free_slots(world, ["r0", "r1", "r2"]) == ["a", "b", "a"]  # where each slot was
+    assert [bound_to(world, f"w{i}") for i in range(3, 5)] == [None, None]
+    assert nodes.pending_pods() == 2
+
+
+def test_a_retry_places_a_smaller_pod_waiting_behind_one_that_does_not_fit() -> None:
+    """A pod that does not fit holds back only pods of its own shape: a smaller one behind it
+    takes the room, and the big one waits until there is room for it."""
+    world, nodes = make([NodeSpec(name="a", cpu="4")])
+    add_pod(world, "r0", cpu="2")
+    add_pod(world, "r1", cpu="2")
+    run_until(world, lambda: running(world, "r0") and running(world, "r1"))
+    add_pod(world, "big", cpu="3")
+    add_pod(world, "small", cpu="1")
+    add_pod(world, "small2", cpu="1")
+    world.ctx.env.run(until=world.ctx.now() + 5)
+    world.api.commit_delete("Pod", "default", "r0")
+    run_until(world, lambda: running(world, "small") and running(world, "small2"))
+    assert bound_to(world, "big") is None and nodes.pending_pods() == 1
+    for name in ("r1", "small"):
+        world.api.commit_delete("Pod", "default", name)
+    run_until(world, lambda: running(world, "big"))
+
+
+def test_a_waiting_pod_whose_requests_change_is_retried_with_the_new_ones() -> None:
+    """Requests read once are read again when the pod's spec changes (an in-place resize of a
+    pending pod): the next retry places it by what it asks for now."""
+    world, nodes = make([NodeSpec(name="a", cpu="2")])
+    add_pod(world, "r0", cpu="2")
+    run_until(world, lambda: running(world, "r0"))
+    add_pod(world, "p", cpu="4")
+    add_pod(world, "q", cpu="4")
+    world.ctx.env.run(until=world.ctx.now() + 5)
+    resized = pod(world, "p").model_copy(deep=True)  # type: ignore[union-attr]
+    resized.spec["containers"][0]["resources"]["requests"]["cpu"] = "1"
+    world.api.commit_update(resized)
+    world.ctx.env.run(until=world.ctx.now() + 5)
+    assert bound_to(world, "p") is None  # nothing freed yet
+    world.api.commit_delete("Pod", "default", "r0")
+    run_until(world, lambda: running(world, "p"))
+    assert bound_to(world, "q") is None and nodes.pending_pods() == 1
+    assert nodes.utilisation()["a"][0] == pytest.approx(0.5)
+
+
+def test_a_waiting_pod_that_failed_is_not_placed_when_room_frees() -> None:
+    """A pending pod that ended (phase Failed) while it waited is dropped at the next retry."""
+    world, nodes = make([NodeSpec(name="a", max_pods=1)])
+    add_pod(world, "r0")
+    run_until(world, lambda: running(world, "r0"))
+    add_pod(world, "p")
+    add_pod(world, "q")
+    world.ctx.env.run(until=world.ctx.now() + 5)
+    failed = pod(world, "p").model_copy(deep=True)  # type: ignore[union-attr]
+    failed.status.phase = "Failed"
+    world.api.commit_update(failed, subresource="status")
+    world.api.commit_delete("Pod", "default", "r0")
+    run_until(world, lambda: running(world, "q"))
+    assert bound_to(world, "p") is None and nodes.pending_pods() == 0
