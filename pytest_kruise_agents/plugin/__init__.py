@@ -31,12 +31,13 @@ import importlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import pytest
 
 from pytest_kruise_agents.plugin.options import (
     OPTIONS,
+    ClockMode,
     KruiseOptions,
     Option,
     OptionError,
@@ -124,6 +125,8 @@ MARKER_HELP = (
 """The marker's line in ``pytest --markers`` (its keywords: :mod:`.marker`)."""
 
 OPTIONS_KEY = pytest.StashKey[KruiseOptions]()
+PROBLEM_KEY = pytest.StashKey[str]()
+"""On the config: a bad option's message, kept instead of stopping a run that shows only."""
 RECIPES_KEY: pytest.StashKey[RecipeBook] = pytest.StashKey()
 FAULTS_KEY: pytest.StashKey[KruiseFaults] = pytest.StashKey()
 MADE_KEY: pytest.StashKey[FactoryMade] = pytest.StashKey()
@@ -182,6 +185,15 @@ def _lookup(config: pytest.Config) -> Iterator[tuple[Option, RawValue | None]]:
         yield opt, RawValue(str(ini), ini_source, opt.ini, ini_base) if given else None
 
 
+SHOW_ONLY: Final = ("help", "markers", "showfixtures", "show_fixtures_per_test")
+"""pytest's options (``--help``, ``--markers``, ``--fixtures``, ``--fixtures-per-test``) that
+show something and run no test: a bad option of ours must not hide what they show."""
+
+
+def _shows_only(config: pytest.Config) -> bool:
+    return any(getattr(config.option, name, False) for name in SHOW_ONLY)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Register the marker; resolve and validate the options once (a bad one stops the run)."""
     config.addinivalue_line("markers", MARKER_HELP)
@@ -189,7 +201,10 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         config.stash[OPTIONS_KEY] = resolve(lambda opt: found[opt])
     except OptionError as exc:
-        raise pytest.UsageError(f"pytest-kruise-agents: {exc}") from None
+        if not _shows_only(config):
+            raise pytest.UsageError(f"pytest-kruise-agents: {exc}") from None
+        # No test runs: the help (or the list) is shown, and the header says what is wrong.
+        config.stash[PROBLEM_KEY] = str(exc)
     config.pluginmanager.register(ReportCollector(), REPORTER_NAME)
 
 
@@ -202,10 +217,26 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     """The options, when any was set (reproducibility: the seed, profile and clock)."""
+    problem = config.stash.get(PROBLEM_KEY, None)
+    if problem is not None:
+        return [f"kruise-agents: {problem}"]
     opts = config.stash.get(OPTIONS_KEY, None)
     if opts is None or not opts.sources:
         return []
-    return [f"kruise-agents: {opts.describe()}"]
+    return [f"kruise-agents: {opts.describe(_run_clock(config, opts))}"]
+
+
+def _run_clock(config: pytest.Config, opts: KruiseOptions) -> tuple[ClockMode, float | None]:
+    """The clock the run's unmarked tests get: the option's, else the config file's, else virtual."""
+    if opts.config is None:
+        return opts.clock or "virtual", opts.speed
+    # A config file was set, so the simulator is in use: the recipe module may load.
+    from pytest_kruise_agents.plugin.recipe import RecipeError, run_clock
+
+    try:
+        return run_clock(opts.clock, opts.speed, _book(config).config(opts.config))
+    except RecipeError:  # the file changed since the start; its test will say how
+        return opts.clock or "virtual", opts.speed
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
@@ -245,14 +276,21 @@ def _marker_spec(config: pytest.Config, node: pytest.Item) -> ClusterSpec:
     pytest.fail(f"@pytest.mark.kruise on {node.nodeid}: {problem}", pytrace=False)
 
 
-def _recipe(config: pytest.Config, spec: ClusterSpec) -> Recipe:
-    from pytest_kruise_agents.plugin.recipe import RecipeBook, RecipeError
+def _book(config: pytest.Config) -> RecipeBook:
+    """The run's recipe book (made at first use)."""
+    from pytest_kruise_agents.plugin.recipe import RecipeBook
 
     book = config.stash.get(RECIPES_KEY, None)
     if book is None:
         book = config.stash[RECIPES_KEY] = RecipeBook()
+    return book
+
+
+def _recipe(config: pytest.Config, spec: ClusterSpec) -> Recipe:
+    from pytest_kruise_agents.plugin.recipe import RecipeError
+
     try:
-        return book.recipe(spec)
+        return _book(config).recipe(spec)
     except RecipeError as exc:
         problem = str(exc)
     pytest.fail(f"pytest-kruise-agents: {problem}", pytrace=False)

@@ -96,6 +96,12 @@ def _check_live_only(**given: object) -> None:
             )
 
 
+def _check_name(name: object) -> None:
+    """Refuse a run label that is not text (it names the run's files, made at the end)."""
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"name: must be a str, got {name!r}")
+
+
 class DeliveryBenchmark:
     """The ``delivery_benchmark`` fixture's value: call it with a workload."""
 
@@ -142,6 +148,7 @@ class DeliveryBenchmark:
         __tracebackhide__ = True
         # Refused before the cluster is made or a key looked for: nothing runs.
         check_workload(workload)
+        _check_name(name)
         if url is not None:
             check_url("url", url)
         else:

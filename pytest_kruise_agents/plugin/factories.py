@@ -39,6 +39,42 @@ A = TypeVar("A", bound="AsyncSandbox")
 DEFAULT_IMAGE: Final = "registry.example.com/sandbox:v1"
 
 
+def _pool_manifest(
+    name: str = "pool",
+    replicas: int = 3,
+    namespace: str = "default",
+    image: str = DEFAULT_IMAGE,
+    cpu: str = "500m",
+    memory: str = "512Mi",
+    runtimes: Sequence[str] = ("agent-runtime",),
+    labels: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The SandboxSet ``sandboxset(name, ...)`` applies: one container, these requests."""
+    template: dict[str, Any] = {
+        "spec": {
+            "containers": [
+                {
+                    "name": "sandbox",
+                    "image": image,
+                    "resources": {"requests": {"cpu": cpu, "memory": memory}},
+                }
+            ]
+        }
+    }
+    if labels:
+        template["metadata"] = {"labels": dict(labels)}
+    return {
+        "apiVersion": "agents.kruise.io/v1alpha1",
+        "kind": "SandboxSet",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "replicas": replicas,
+            "runtimes": [{"name": r} for r in runtimes],
+            "template": template,
+        },
+    }
+
+
 class SandboxSetFactory:
     """``sandboxset(name, replicas=3, ...)``: apply a SandboxSet and wait until its pool is ready."""
 
@@ -46,6 +82,7 @@ class SandboxSetFactory:
         self._clock = clock
         self._backend = backend
 
+    @overload
     def __call__(
         self,
         name: str = "pool",
@@ -57,41 +94,65 @@ class SandboxSetFactory:
         memory: str = "512Mi",
         runtimes: Sequence[str] = ("agent-runtime",),
         labels: Mapping[str, str] | None = None,
+        manifest: None = None,
+        wait: bool = True,
+        timeout: float = 600.0,
+    ) -> SandboxSet: ...
+
+    @overload
+    def __call__(
+        self,
+        *,
+        manifest: str | Mapping[str, Any],
+        wait: bool = True,
+        timeout: float = 600.0,
+    ) -> SandboxSet: ...
+
+    def __call__(
+        self,
+        name: str | None = None,
+        *,
+        replicas: int | None = None,
+        namespace: str | None = None,
+        image: str | None = None,
+        cpu: str | None = None,
+        memory: str | None = None,
+        runtimes: Sequence[str] | None = None,
+        labels: Mapping[str, str] | None = None,
         manifest: str | Mapping[str, Any] | None = None,
         wait: bool = True,
         timeout: float = 600.0,
     ) -> SandboxSet:
         """Apply a pool and (``wait``) run until all its ``replicas`` are available; return it.
 
-        :param manifest: a whole SandboxSet (YAML text or a mapping) instead of the
-            other arguments.
+        The pool is ``name`` (default ``pool``), ``replicas`` (3), ``namespace``
+        (``default``), ``image``, ``cpu`` (``500m``), ``memory`` (``512Mi``),
+        ``runtimes`` (``agent-runtime``) and ``labels`` (of its sandboxes), or a
+        whole ``manifest``: YAML text or a mapping, exactly one SandboxSet.
+
+        :param manifest: a whole SandboxSet instead of the other arguments; given
+            with any of them, it raises ``InvalidError`` naming them (one would be
+            ignored), before anything is applied.
         :param timeout: virtual seconds to wait for the pool (``TimeoutError`` after).
         """
         __tracebackhide__ = True
+        shape: dict[str, Any] = {
+            "name": name,
+            "replicas": replicas,
+            "namespace": namespace,
+            "image": image,
+            "cpu": cpu,
+            "memory": memory,
+            "runtimes": runtimes,
+            "labels": labels,
+        }
+        given = [arg for arg, value in shape.items() if value is not None]
         if manifest is None:
-            template: dict[str, Any] = {
-                "spec": {
-                    "containers": [
-                        {
-                            "name": "sandbox",
-                            "image": image,
-                            "resources": {"requests": {"cpu": cpu, "memory": memory}},
-                        }
-                    ]
-                }
-            }
-            if labels:
-                template["metadata"] = {"labels": dict(labels)}
-            manifest = {
-                "apiVersion": "agents.kruise.io/v1alpha1",
-                "kind": "SandboxSet",
-                "metadata": {"name": name, "namespace": namespace},
-                "spec": {
-                    "replicas": replicas,
-                    "runtimes": [{"name": r} for r in runtimes],
-                    "template": template,
-                },
-            }
+            manifest = _pool_manifest(**{arg: shape[arg] for arg in given})
+        elif given:
+            raise InvalidError(
+                "manifest", f"is the whole SandboxSet: {', '.join(given)} cannot go with it"
+            )
         # Checked before anything is applied: a wrong manifest or timeout changes nothing.
         check_seconds("timeout", timeout)
         objs = load_manifests(manifest)

@@ -168,7 +168,8 @@ def cluster_spec(
         if value is None:
             continue
         if key == "seed":
-            spec = replace(spec, seed=_int(value, key))
+            # At least 0: random.Random seeds with abs(), -5 would be seed 5's cluster.
+            spec = replace(spec, seed=_int(value, key, 0))
         elif key == "profile":
             if not isinstance(value, str) or not value:
                 raise MarkerError(key, f"must be a profile name, got {value!r}")

@@ -13,8 +13,9 @@ Options left unset keep the cluster config file's value (``seed``,
 ``profile`` and ``clock`` are fields of that file too), then the default.
 
 This module imports only the standard library: the plugin loads it in every
-pytest run, including runs that never use a fixture. The profile names and
-the config file are checked (which imports the simulator) only when set.
+pytest run, including runs that never use a fixture. The profile names, the
+config file and a realtime speed are checked (which imports the simulator)
+only when set.
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ OPTIONS: Final = (
         "kube (a real cluster) is not available yet",
         "NAME",
     ),
-    Option("seed", "seed of the fake cluster (default: the config file's, else 0)", "INT"),
+    Option("seed", "seed of the fake cluster, >= 0 (default: the config file's, else 0)", "INT"),
     Option(
         "profile",
         "model profile: openkruise-head or openkruise-v0.3.0 "
@@ -109,7 +110,7 @@ OPTIONS: Final = (
     Option(
         "clock",
         "virtual (time moves only when asked; default) or realtime[:SPEED] "
-        "(virtual time follows the wall clock times SPEED)",
+        "(virtual time follows the wall clock times SPEED, at most 1e6)",
         "MODE",
     ),
     Option(
@@ -146,15 +147,20 @@ class KruiseOptions:
     sources: Mapping[str, str] = field(default_factory=dict)
     """Option name → where its value came from (only options that were set)."""
 
-    def describe(self) -> str:
-        """One line for the report header: every set option and its value."""
+    def describe(self, clock: tuple[ClockMode, float | None] | None = None) -> str:
+        """One line for the report header: every set option and its value, and the clock.
+
+        :param clock: the clock mode and speed the tests get, worked out with the
+            config file (default: this option's, else virtual); said even when
+            the option is unset, a realtime one with its speed if known.
+        """
+        mode, speed = clock if clock is not None else (self.clock or "virtual", self.speed)
         parts = [f"backend={self.backend}"]
         if self.seed is not None:
             parts.append(f"seed={self.seed}")
         if self.profile is not None:
             parts.append(f"profile={self.profile}")
-        if self.clock is not None:
-            parts.append(f"clock={self.clock}" + (f":{self.speed:g}" if self.speed else ""))
+        parts.append(f"clock={mode}" + (f":{speed:g}" if speed and mode == "realtime" else ""))
         if self.config is not None:
             parts.append(f"config={self.config}")
         if self.report_dir is not None:
@@ -178,6 +184,14 @@ def parse_clock(text: str) -> tuple[ClockMode, float | None]:
         raise ValueError(f"speed must be a number, got {speed_text!r}") from None
     if not (speed > 0 and speed != float("inf")):
         raise ValueError(f"speed must be a positive finite number, got {speed_text!r}")
+    # The backend's own bound, checked here so that a bad speed stops the run (or errors
+    # the marked test) at once, not every test at setup. Imported only when a speed is given.
+    from pytest_kruise_agents.backends.sim import MAX_SPEED
+
+    if speed > MAX_SPEED:
+        raise ValueError(
+            f"speed must be at most {MAX_SPEED:g} (the fake cluster's limit), got {speed_text!r}"
+        )
     return "realtime", speed
 
 
@@ -207,11 +221,15 @@ def _backend(raw: RawValue) -> str:
 
 def _seed(raw: RawValue) -> int:
     try:
-        return int(raw.text.strip())
+        seed = int(raw.text.strip())
     except ValueError:
         raise OptionError(
             raw.spelling, raw.source, f"must be an integer, got {raw.text!r}"
         ) from None
+    if seed < 0:
+        # random.Random seeds with abs(): -5 would quietly run seed 5's cluster.
+        raise OptionError(raw.spelling, raw.source, f"must be at least 0, got {raw.text!r}")
+    return seed
 
 
 def _profile(raw: RawValue) -> str:

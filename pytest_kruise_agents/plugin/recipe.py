@@ -44,7 +44,7 @@ from simulator.faults import Fault, check_node_names
 from simulator.nodes import NodeSpec
 from simulator.profile import Profile, get_profile
 
-__all__ = ["DEFAULT_REPLICAS", "Recipe", "RecipeBook", "RecipeError"]
+__all__ = ["DEFAULT_REPLICAS", "Recipe", "RecipeBook", "RecipeError", "config_clock", "run_clock"]
 
 DEFAULT_REPLICAS: Final = 3
 """Ready sandboxes in each default pool of the plugin's cluster (the server's default is 10)."""
@@ -63,6 +63,11 @@ class Recipe:
 
     source: str
     """Where the description came from (the config file, or the plugin default)."""
+    pools_source: str
+    """Where the pools came from, for a pool that cannot fill (the marker's ``pools``, the
+    config file's ``sandboxsets``, or the plugin default)."""
+    faults_source: str
+    """Where the faults came from, for a fault the cluster refuses (the marker's or the file's)."""
     seed: int
     profile: Profile
     nodes: int | tuple[NodeSpec, ...]
@@ -93,7 +98,7 @@ class Recipe:
                 cluster.inject(fields.pop("kind"), **fields)
             except InvalidError as exc:
                 # The recipe checks what it can; the cluster is the last word.
-                raise RecipeError(f"{self.source}: faults[{i}].{exc}") from None
+                raise RecipeError(f"{self.faults_source}[{i}].{exc}") from None
         return cluster
 
     def _filled(self, epoch: datetime) -> Cluster:
@@ -108,7 +113,7 @@ class Recipe:
             try:
                 cluster.wait_for_pool(pool.metadata.name, ns, timeout=POOL_READY_TIMEOUT_S)
             except TimeoutError as exc:
-                raise RecipeError(f"{self.source}: pools: {exc} (too few nodes?)") from None
+                raise RecipeError(f"{self.pools_source}: {exc} (too few nodes?)") from None
         return cluster
 
 
@@ -139,14 +144,36 @@ def _load_pools(docs: Sequence[Any], where: str) -> tuple[KubeObject, ...]:
     return tuple(out)
 
 
+def config_clock(cfg: ClusterConfig) -> ClockMode | None:
+    """The clock mode a config file asks for: its ``clock.mode`` if it sets one, else ``None``.
+
+    ``serve`` runs realtime by default (its clients must see timeouts happen);
+    tests run in virtual time unless asked otherwise. A file that sets only
+    ``clock.start`` (a date) or ``clock.speed`` (the pace of a realtime clock,
+    should one be asked for) has not asked for realtime.
+    """
+    return cfg.clock.mode if "mode" in cfg.clock.model_fields_set else None
+
+
+def run_clock(
+    clock: ClockMode | None, speed: float | None, cfg: ClusterConfig
+) -> tuple[ClockMode, float]:
+    """The clock a test gets: the option's (or marker's) mode, else the file's, else virtual;
+    the option's speed, else the file's (which is 1 unless it sets one)."""
+    return clock or config_clock(cfg) or "virtual", speed if speed is not None else cfg.clock.speed
+
+
 def _recipe(spec: ClusterSpec, cfg: ClusterConfig, source: str) -> Recipe:
     marker = "@pytest.mark.kruise"
     if spec.pools is not None:
-        pools = _load_pools(_marker_pools(json.loads(spec.pools)), f"{marker} pools")
+        pools_source = f"{marker} pools"
+        pools = _load_pools(_marker_pools(json.loads(spec.pools)), pools_source)
     elif spec.config is None:
+        pools_source = f"{source}: pools"
         pools = _load_pools([default_pools_yaml(DEFAULT_REPLICAS)], source)
     else:
-        pools = _load_pools(cfg.pools_source(), f"{source}: sandboxsets")
+        pools_source = f"{source}: sandboxsets"
+        pools = _load_pools(cfg.pools_source(), pools_source)
     try:
         profile = get_profile(spec.profile or cfg.profile)
     except ValueError as exc:
@@ -170,8 +197,9 @@ def _recipe(spec: ClusterSpec, cfg: ClusterConfig, source: str) -> Recipe:
     node_names = dict.fromkeys(
         s.name for s in (default_nodes(nodes) if isinstance(nodes, int) else nodes)
     )
+    faults_source = f"{marker} faults" if spec.faults else f"{source}: faults"
     for i, fault in enumerate(faults):
-        where = f"{marker} faults[{i}]" if spec.faults else f"{source}: faults[{i}]"
+        where = f"{faults_source}[{i}]"
         try:
             checked = Fault.model_validate(fault)
         except ValidationError as exc:
@@ -185,16 +213,18 @@ def _recipe(spec: ClusterSpec, cfg: ClusterConfig, source: str) -> Recipe:
     users = [k for k in keys if not k.admin]
     admins = [k for k in keys if k.admin]
     api_key = (users or admins)[0].key if keys else DUMMY_API_KEY
+    clock, speed = run_clock(spec.clock, spec.speed, cfg)
     return Recipe(
         source=source,
+        pools_source=pools_source,
+        faults_source=faults_source,
         seed=spec.seed if spec.seed is not None else cfg.seed,
         profile=profile,
         nodes=nodes,
         pools=pools,
         faults=tuple(faults),
-        # Tests run in virtual time unless asked otherwise: a file's clock counts only if set.
-        clock=spec.clock or (cfg.clock.mode if "clock" in cfg.model_fields_set else "virtual"),
-        speed=spec.speed if spec.speed is not None else cfg.clock.speed,
+        clock=clock,
+        speed=speed,
         start=cfg.clock.start,
         settings=Settings(api_keys=keys, auth_enabled=cfg.auth, domain=cfg.domain),
         api_key=api_key,

@@ -341,3 +341,28 @@ def test_a_template_no_pool_could_have_is_refused_before_the_cluster_is_made(
     result = suite.runpytest("--setup-show")
     result.assert_outcomes(passed=1)
     assert "kruise_backend" not in result.stdout.str()
+
+
+def test_a_name_that_is_not_a_string_is_refused_before_anything_runs(
+    suite: pytest.Pytester,
+) -> None:
+    """``name`` labels the files and the summary: one that is no ``str`` is refused naming
+    ``name``, with the fixture's other checks, before the test's cluster is made (no
+    ``kruise_backend`` in ``--setup-show``) and before any file is written."""
+    suite.makepyfile(
+        """
+        import pytest
+        from pytest_kruise_agents.delivery import Burst
+
+        @pytest.mark.parametrize("name", [5, b"run", ["run"]])
+        def test_name(delivery_benchmark, name):
+            with pytest.raises(TypeError, match="name: must be a str, got "):
+                delivery_benchmark(Burst(1), name=name)
+            assert delivery_benchmark.results == []
+        """
+    )
+    reports = suite.path / "reports"
+    result = suite.runpytest(f"--kruise-report-dir={reports}", "--setup-show")
+    result.assert_outcomes(passed=3)
+    assert "kruise_backend" not in result.stdout.str()
+    assert not reports.exists()

@@ -22,5 +22,5 @@ def test_the_agent_app_example_suite_passes(suite: pytest.Pytester) -> None:
         f"--kruise-report-dir={suite.path / 'reports'}",
     )
     result.assert_outcomes(passed=8)
-    result.stdout.fnmatch_lines(["kruise-agents: backend=sim seed=7 report-dir=*"])
+    result.stdout.fnmatch_lines(["kruise-agents: backend=sim seed=7 clock=virtual report-dir=*"])
     assert sorted(p.suffix for p in (suite.path / "reports").iterdir()) == [".csv", ".json"]

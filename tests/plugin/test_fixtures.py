@@ -469,6 +469,20 @@ def test_e2b_sandbox_creates_with_the_sdk_and_kills_at_teardown(suite: pytest.Py
 
 
 def test_failures_inside_fixtures_read_clearly(suite: pytest.Pytester) -> None:
+    """Pools that cannot fill are blamed on where they come from: the marker's ``pools``, or
+    the config file's ``sandboxsets`` (on the marker's nodes or the file's)."""
+    suite.makefile(
+        ".yaml",
+        cluster="""
+sandboxsets: |
+  apiVersion: agents.kruise.io/v1alpha1
+  kind: SandboxSet
+  metadata: {name: big, namespace: default}
+  spec:
+    replicas: 300
+    template: {spec: {containers: [{name: c, image: i}]}}
+""",
+    )
     suite.makepyfile(
         """
         import pytest
@@ -476,15 +490,22 @@ def test_failures_inside_fixtures_read_clearly(suite: pytest.Pytester) -> None:
         @pytest.mark.kruise(pools=300, nodes=1)
         def test_pools_too_big(kruise_cluster):
             pass
+
+        @pytest.mark.kruise(config="cluster.yaml", nodes=1)
+        def test_config_pools_too_big(kruise_cluster):
+            pass
         """
     )
     result = suite.runpytest()
-    result.assert_outcomes(errors=1)
+    result.assert_outcomes(errors=2)
     result.stdout.fnmatch_lines(
         [
-            "pytest-kruise-agents: <plugin default cluster>: pools: SandboxSet default/base: "
-            "*/300 available after 600s (too few nodes?)"
-        ]
+            "pytest-kruise-agents: @pytest.mark.kruise pools: SandboxSet default/base: "
+            "*/300 available after 600s (too few nodes?)",
+            "pytest-kruise-agents: *cluster.yaml: sandboxsets: SandboxSet default/big: "
+            "*/300 available after 600s (too few nodes?)",
+        ],
+        consecutive=False,
     )
 
 
@@ -601,6 +622,43 @@ def test_a_sandboxset_manifest_that_is_not_one_sandboxset_changes_nothing(
         """
     )
     suite.runpytest().assert_outcomes(passed=1)
+
+
+def test_a_sandboxset_manifest_with_other_pool_arguments_is_refused(
+    suite: pytest.Pytester,
+) -> None:
+    """``manifest=`` is the whole pool: ``name``, ``replicas`` and the other arguments that
+    shape one cannot go with it (one would be ignored). The call raises one ``InvalidError``
+    naming them, and applies nothing; ``wait`` and ``timeout`` go with either."""
+    suite.makepyfile(
+        """
+        import pytest
+        from pytest_kruise_agents.api.errors import InvalidError
+
+        POOL = {
+            "apiVersion": "agents.kruise.io/v1alpha1",
+            "kind": "SandboxSet",
+            "metadata": {"name": "p", "namespace": "team-a"},
+            "spec": {"replicas": 2, "template": {"spec": {"containers": [{"name": "c", "image": "i"}]}}},
+        }
+
+        def test_both(sandboxset, kruise_cluster):
+            before = [p.metadata.name for p in kruise_cluster.list("sbs")]
+            with pytest.raises(
+                InvalidError,
+                match="manifest: is the whole SandboxSet: name, replicas cannot go with it",
+            ):
+                sandboxset("other", replicas=5, manifest=POOL)
+            with pytest.raises(InvalidError, match="manifest: .*: labels cannot go with it"):
+                sandboxset(manifest=POOL, labels={"team": "a"})
+            assert [p.metadata.name for p in kruise_cluster.list("sbs")] == before
+
+        def test_wait_and_timeout_go_with_a_manifest(sandboxset):
+            pool = sandboxset(manifest=POOL, wait=True, timeout=60)
+            assert (pool.metadata.name, pool.status.available_replicas) == ("p", 2)
+        """
+    )
+    suite.runpytest().assert_outcomes(passed=2)
 
 
 def test_a_bad_timeout_is_refused_before_anything_is_applied(suite: pytest.Pytester) -> None:

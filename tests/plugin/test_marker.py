@@ -130,9 +130,15 @@ BAD = [
     pytest.param("sed=1", "sed: unknown keyword (did you mean 'seed'?); known: seed, *", id="typo"),
     pytest.param("1", "takes keyword arguments only, got positional [1]", id="positional"),
     pytest.param("seed='one'", "seed: must be an integer, got 'one'", id="seed"),
+    pytest.param("seed=-5", "seed: must be at least 0, got -5", id="seed-negative"),
     pytest.param("nodes=0", "nodes: must be at least 1, got 0", id="nodes"),
     pytest.param(
         "clock='fast'", "clock: must be virtual or realtime[:SPEED], got 'fast'", id="clock"
+    ),
+    pytest.param(
+        "clock='realtime:5e6'",
+        "clock: speed must be at most 1e+06 (the fake cluster's limit), got '5e6'",
+        id="clock-too-fast",
     ),
     pytest.param(
         "faults=[{'probability': 1}]",
@@ -194,6 +200,12 @@ RECIPE_ERRORS = [
         "@pytest.mark.kruise faults[0].selector.node: no node named 'node-99'"
         " (nodes: node-1, node-2)",
         id="fault-node",
+    ),
+    pytest.param(
+        "nodes=1, pools=50",
+        "@pytest.mark.kruise pools: SandboxSet default/base: */50 available after 600s"
+        " (too few nodes?)",
+        id="pools-too-big",
     ),
     pytest.param(
         "pools='kind: Pod'",

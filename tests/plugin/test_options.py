@@ -154,6 +154,42 @@ BAD = [
         id="speed-cli",
     ),
     pytest.param(
+        ["--kruise-clock=realtime:2e6"],
+        {},
+        "",
+        "--kruise-clock (command line): speed must be at most 1e+06 (the fake cluster's "
+        "limit), got '2e6'",
+        id="speed-above-the-fake-clusters-limit",
+    ),
+    pytest.param(
+        ["--kruise-seed=-5"],
+        {},
+        "",
+        "--kruise-seed (command line): must be at least 0, got '-5'",
+        id="seed-negative-cli",
+    ),
+    pytest.param(
+        [],
+        {"PYTEST_KRUISE_SEED": "-5"},
+        "",
+        "PYTEST_KRUISE_SEED (environment): must be at least 0, got '-5'",
+        id="seed-negative-env",
+    ),
+    pytest.param(
+        [],
+        {},
+        "kruise_seed = -5\n",
+        "kruise_seed (ini file *tox.ini): must be at least 0, got '-5'",
+        id="seed-negative-ini",
+    ),
+    pytest.param(
+        ["-o", "kruise_seed=-5"],
+        {},
+        "",
+        "kruise_seed (command line -o): must be at least 0, got '-5'",
+        id="seed-negative-override-ini",
+    ),
+    pytest.param(
         [],
         {},
         "kruise_profile = openkruise-hed\n",
@@ -280,6 +316,83 @@ def test_the_report_header_shows_the_options_that_were_set(suite: pytest.Pyteste
     result.stdout.fnmatch_lines(["kruise-agents: backend=sim seed=3 clock=realtime:2"])
     quiet = suite.runpytest()
     assert "kruise-agents: " not in quiet.stdout.str()
+
+
+def test_the_report_header_names_the_clock_the_tests_get(suite: pytest.Pytester) -> None:
+    """The header line names the clock mode even when the clock option is unset: the config
+    file's mode if it sets one, else virtual (a speed only with realtime, the one it runs at)."""
+    suite.makefile(".yaml", start='clock: {start: "2030-01-01T00:00:00Z"}\n')
+    suite.makefile(".yaml", fast="clock: {mode: realtime, speed: 5}\n")
+    suite.makepyfile("def test_a():\n    pass\n")
+    result = suite.runpytest("--kruise-seed=3")
+    result.stdout.fnmatch_lines(["kruise-agents: backend=sim seed=3 clock=virtual"])
+    result = suite.runpytest("--kruise-config=start.yaml")
+    result.stdout.fnmatch_lines(["kruise-agents: backend=sim clock=virtual config=*start.yaml"])
+    result = suite.runpytest("--kruise-config=fast.yaml")
+    result.stdout.fnmatch_lines(["kruise-agents: backend=sim clock=realtime:5 config=*fast.yaml"])
+    result = suite.runpytest("--kruise-config=fast.yaml", "--kruise-clock=realtime")
+    result.stdout.fnmatch_lines(["kruise-agents: backend=sim clock=realtime:5 config=*fast.yaml"])
+
+
+CLOCK_TEST = """
+def test_clock(kruise_backend, kruise_clock):
+    assert (kruise_backend.clock_mode, kruise_backend.speed) == {expected!r}
+    assert kruise_clock.now_dt().year == {year}
+"""
+
+FILE_CLOCKS = [
+    pytest.param('{start: "2030-01-01T00:00:00Z"}', [], ("virtual", 1.0), 2030, id="start"),
+    pytest.param("{speed: 5}", [], ("virtual", 5.0), 2026, id="speed"),
+    pytest.param(
+        "{speed: 5}", ["--kruise-clock=realtime"], ("realtime", 5.0), None, id="speed-cli"
+    ),
+    pytest.param("{mode: realtime}", [], ("realtime", 1.0), None, id="mode"),
+    pytest.param(
+        '{mode: virtual, start: "2030-01-01T00:00:00Z"}', [], ("virtual", 1.0), 2030, id="both"
+    ),
+]
+
+
+@pytest.mark.parametrize(("clock", "args", "expected", "year"), FILE_CLOCKS)
+def test_a_config_files_clock_mode_counts_only_if_the_file_sets_it(
+    suite: pytest.Pytester,
+    clock: str,
+    args: list[str],
+    expected: tuple[str, float],
+    year: int | None,
+) -> None:
+    """docs/plugin.md: tests run in virtual time unless a config file sets ``clock.mode`` (its
+    ``start`` sets the opening date of either mode; its ``speed`` is the speed of a realtime
+    clock, should one be asked for, and asks for none itself)."""
+    import datetime
+
+    suite.makefile(".yaml", cluster=f"nodes: 4\nclock: {clock}\n")
+    opening = year if year is not None else datetime.datetime.now(datetime.UTC).year
+    suite.makepyfile(CLOCK_TEST.format(expected=expected, year=opening))
+    suite.runpytest("--kruise-config=cluster.yaml", *args).assert_outcomes(passed=1)
+
+
+def test_a_bad_option_does_not_hide_help_markers_or_fixtures(suite: pytest.Pytester) -> None:
+    """``--help``, ``--markers``, ``--fixtures`` and ``--fixtures-per-test`` run no test: they
+    still show what they show (the fixtures' header says what is wrong); a run still stops."""
+    suite.makeini(INNER_INI + "kruise_profile = openkruise-hed\n")
+    suite.makepyfile("def test_a(kruise_cluster):\n    pass\n")
+    problem = "kruise_profile (ini file *tox.ini): unknown profile 'openkruise-hed'*"
+    result = suite.runpytest("--help")
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(["*--kruise-seed=INT*"])
+    result = suite.runpytest("--markers")
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(["@pytest.mark.kruise(*"])
+    result = suite.runpytest("--fixtures")
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines([f"kruise-agents: {problem}", "*kruise_cluster*"])
+    result = suite.runpytest("--fixtures-per-test")
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(["*kruise_cluster*"])
+    result = suite.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: pytest-kruise-agents: {problem}"])
 
 
 def test_options_are_listed_in_help(suite: pytest.Pytester) -> None:
