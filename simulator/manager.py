@@ -931,23 +931,36 @@ class SandboxManager:
         wanted = validate_list_query(states, filters, limit)
         now = self.ctx.now_dt()
         after = format_time(truncate(started_after)) if started_after is not None else None
+        # A page holds only items past the cursor: its claim time alone already
+        # rules out most of the others (page() then compares claim time and id).
+        bound = decode_next_token(next_token)[0] if next_token else None
+        desc = order == "desc"
+        is_fresh = self.claimer.is_fresh
         scope = f"{namespace or '*'}/{user}"
         items: list[tuple[str, str, Sandbox]] = []
         for sbx in self.cache.by_index("Sandbox", "owner", scope):
             ann = sbx.metadata.annotations
             started = ann.get(keys.ANN_CLAIM_TIMESTAMP)
-            if not started or is_reserved_failed(sbx) or not self.claimer.is_fresh(sbx):
+            # is_fresh is asked of every listed sandbox, before any other filter,
+            # as it always was: it drops expired expectations, which a later
+            # expect() of the same sandbox can tell apart.
+            if not started or is_reserved_failed(sbx) or not is_fresh(sbx):
                 continue
-            if e2b_state(sbx, now) not in wanted:
-                continue
-            if any(ann.get(k) != v for k, v in filters.items()):
-                continue
-            if template is not None and _template_label(sbx) != template:
+            if bound is not None and (started > bound if desc else started < bound):
                 continue
             if after is not None and started < after:
                 continue
+            if filters and any(ann.get(k) != v for k, v in filters.items()):
+                continue
+            if template is not None and _template_label(sbx) != template:
+                continue
             items.append((started, sandbox_id(sbx), sbx))
-        return page(items, limit=limit, next_token=next_token, order=order)
+
+        def shown(sbx: Sandbox) -> bool:
+            # The costliest filter, so page() asks it only of the page's own items.
+            return e2b_state(sbx, now) in wanted
+
+        return page(items, limit=limit, next_token=next_token, order=order, keep=shown)
 
     def sandbox_id(self, sbx: Sandbox) -> str:
         """The E2B sandbox id of a sandbox (``<namespace>--<name>``)."""

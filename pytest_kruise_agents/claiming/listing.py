@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import heapq
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Final, Literal, TypeVar
 
 from pytest_kruise_agents.claiming.errors import BadRequestError
@@ -74,24 +75,90 @@ def validate_list_query(
 
 
 def page(
-    items: Sequence[tuple[str, str, T]],
+    items: Iterable[tuple[str, str, T]],
     *,
     limit: int,
     next_token: str | None = None,
     order: Literal["asc", "desc"] = "asc",
+    keep: Callable[[T], bool] | None = None,
 ) -> tuple[list[T], str | None]:
     """One page of ``(claim time, sandbox id, item)`` triples and the token of the next page.
 
     The token names the last item of the page; it is ``None`` on the last page.
+    ``keep`` (when given) is a filter asked of items in page order, and only of
+    as many as the page needs (up to the first ``limit + 1`` it keeps): a caller
+    passes its costly filters here rather than ask them of every item.
+
+    The answer is that of sorting every item and slicing after the cursor, but
+    a page selects its ``limit + 1`` first items with ``heapq`` (about one
+    comparison per item) instead of sorting all n (n log n of them): a client
+    pages through n items in n/limit pages, each over all n.
     """
+    if limit < 1:
+        raise BadRequestError(
+            f"limit: must be between 1 and {MAX_LIST_LIMIT}, got {limit}", field="limit"
+        )
     desc = order == "desc"
-    ordered = sorted(items, key=lambda item: (item[0], item[1]), reverse=desc)
-    if next_token:
-        cursor = decode_next_token(next_token)
-        if desc:
-            ordered = [item for item in ordered if (item[0], item[1]) < cursor]
-        else:
-            ordered = [item for item in ordered if (item[0], item[1]) > cursor]
-    chunk = ordered[:limit]
-    token = encode_next_token(chunk[-1][0], chunk[-1][1]) if len(ordered) > limit else None
-    return [item[2] for item in chunk], token
+    rows = _after_cursor(items, next_token, desc=desc)
+    chosen = _first_kept(rows, limit + 1, keep, desc=desc)
+    if len(chosen) <= limit:
+        return [row[3] for row in chosen], None
+    last = chosen[limit - 1]
+    return [row[3] for row in chosen[:limit]], encode_next_token(last[0], last[1])
+
+
+def _after_cursor(
+    items: Iterable[tuple[str, str, T]], next_token: str | None, *, desc: bool
+) -> list[tuple[str, str, int, T]]:
+    """The items past the cursor, as ``(key, id, rank, item)`` rows in page order.
+
+    ``rank`` makes rows unique and keeps items of equal ``(key, id)`` in their
+    given order (as a stable sort does, ascending or descending), so that rows
+    compare without ever comparing items.
+    """
+    sign = -1 if desc else 1
+    if not next_token:
+        return [(key, sid, sign * pos, item) for pos, (key, sid, item) in enumerate(items)]
+    cursor = decode_next_token(next_token)
+    if desc:
+        return [
+            (key, sid, -pos, item)
+            for pos, (key, sid, item) in enumerate(items)
+            if (key, sid) < cursor
+        ]
+    return [
+        (key, sid, pos, item) for pos, (key, sid, item) in enumerate(items) if (key, sid) > cursor
+    ]
+
+
+def _first_kept(
+    rows: list[tuple[str, str, int, T]],
+    count: int,
+    keep: Callable[[T], bool] | None,
+    *,
+    desc: bool,
+) -> list[tuple[str, str, int, T]]:
+    """The first ``count`` rows in page order whose item ``keep`` keeps.
+
+    Rows are taken in batches (``heapq`` selection, linear in ``len(rows)``);
+    a batch that ``keep`` thins out is followed by one twice as big, so a
+    filter that keeps few rows costs a few passes rather than one per row.
+    """
+    first = heapq.nlargest if desc else heapq.nsmallest
+    if keep is None:
+        return first(count, rows)
+    out: list[tuple[str, str, int, T]] = []
+    want = count
+    while rows:
+        batch = first(want, rows)
+        for row in batch:
+            if keep(row[3]):
+                out.append(row)
+                if len(out) == count:
+                    return out
+        if len(batch) < want:
+            break
+        last = batch[-1]
+        rows = [row for row in rows if row < last] if desc else [row for row in rows if row > last]
+        want *= 2
+    return out

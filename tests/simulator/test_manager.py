@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import Any
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from functools import cache
+from typing import Any, Literal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pytest_kruise_agents.api import keys
+from pytest_kruise_agents.api.base import format_time
 from pytest_kruise_agents.api.meta import find_condition
 from pytest_kruise_agents.api.sandbox import Sandbox
 from pytest_kruise_agents.claiming.errors import (
@@ -27,7 +32,9 @@ from pytest_kruise_agents.claiming.extensions import (
     KEY_RESERVE_FAILED_SANDBOX,
     KEY_SKIP_INIT_RUNTIME,
 )
+from pytest_kruise_agents.claiming.state import is_reserved_failed
 from pytest_kruise_agents.claiming.timeouts import truncate
+from pytest_kruise_agents.claiming.view import e2b_state
 from simulator.latency import Fixed
 from simulator.manager import (
     SandboxManager,
@@ -35,6 +42,7 @@ from simulator.manager import (
     encode_next_token,
     sandbox_id,
 )
+from tests.claiming.test_listing import reference_page
 from tests.simulator.test_claim import FakeController, HandWorld
 
 U1 = "user-1"
@@ -667,6 +675,128 @@ def test_list_bad_parameters_are_400(s: Setup, kwargs: dict[str, Any]) -> None:
     with pytest.raises(BadRequestError) as err:
         s.manager.list_sandboxes("default", U1, **kwargs)
     assert err.value.code == 400
+
+
+def _reference_list(
+    manager: SandboxManager,
+    namespace: str,
+    user: str,
+    *,
+    states: Sequence[str],
+    metadata: Mapping[str, str],
+    limit: int,
+    next_token: str | None,
+    order: Literal["asc", "desc"],
+    template: str | None,
+    started_after: datetime | None,
+) -> tuple[list[Sandbox], str | None]:
+    """list_sandboxes as it was: every filter (the state too) asked of every owned
+    sandbox, then a full sort and a slice after the cursor (tests.claiming.test_listing)."""
+    now = manager.ctx.now_dt()
+    after = format_time(truncate(started_after)) if started_after is not None else None
+    items: list[tuple[str, str, Sandbox]] = []
+    for sbx in manager.cache.by_index("Sandbox", "owner", f"{namespace or '*'}/{user}"):
+        ann = sbx.metadata.annotations
+        started = ann.get(keys.ANN_CLAIM_TIMESTAMP)
+        if not started or is_reserved_failed(sbx) or not manager.claimer.is_fresh(sbx):
+            continue
+        if e2b_state(sbx, now) not in states:
+            continue
+        if any(ann.get(k) != v for k, v in metadata.items()):
+            continue
+        labels = sbx.metadata.labels
+        label = labels.get(keys.LABEL_SANDBOX_TEMPLATE) or labels.get(keys.LABEL_SANDBOX_POOL, "")
+        if template is not None and label != template:
+            continue
+        if after is not None and started < after:
+            continue
+        items.append((started, sandbox_id(sbx), sbx))
+    return reference_page(items, limit=limit, next_token=next_token, order=order)
+
+
+@cache
+def _listed_world() -> tuple[Setup, list[str]]:
+    """Nine claimed sandboxes (three per claim second, so times tie), two teams, two paused,
+    one of another user; built once, only read by the tests that use it."""
+    s = Setup(replicas=10)
+    ids: list[str] = []
+    for i in range(9):
+        ids.append(sandbox_id(s.create(metadata={"team": "xy"[i % 2]})))
+        if i % 3 == 2:
+            s.hw.settle(1.0)
+    s.create(user=U2)
+    for sid in ids[2:4]:
+        s.hw.run(s.manager.pause("default", U1, sid))
+    s.hw.settle(2.0)
+    return s, ids
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    namespace=st.sampled_from(["default", "", "other"]),
+    states=st.sampled_from([("running", "paused"), ("running",), ("paused",)]),
+    metadata=st.sampled_from([{}, {"team": "x"}, {"team": "y"}, {"team": "z"}]),
+    limit=st.integers(min_value=1, max_value=10),
+    order=st.sampled_from(["asc", "desc"]),
+    cursor=st.one_of(
+        st.none(),
+        st.integers(min_value=0, max_value=8),  # the token naming one listed sandbox
+        st.sampled_from(["2026-01-01T00:00:00Z", "2026-01-01T00:00:01Z", "zz", "e30"]),
+    ),
+    template=st.sampled_from([None, "base", "other"]),
+    after_s=st.sampled_from([None, -10.0, -4.0, -3.0, 0.0]),
+)
+def test_list_answers_as_the_full_sort_did(
+    namespace: str,
+    states: tuple[str, ...],
+    metadata: dict[str, str],
+    limit: int,
+    order: Literal["asc", "desc"],
+    cursor: int | str | None,
+    template: str | None,
+    after_s: float | None,
+) -> None:
+    """Over random filters, limits, orders and cursors the list gives the sandboxes, order
+    and next token that filtering and sorting every sandbox gave (the reference above)."""
+    s, ids = _listed_world()
+    if isinstance(cursor, int):
+        sbx = s.manager.cache.get("Sandbox", *ids[cursor].split("--"))
+        assert sbx is not None
+        cursor = encode_next_token(sbx.metadata.annotations[keys.ANN_CLAIM_TIMESTAMP], ids[cursor])
+    now = s.hw.ctx.now_dt()
+    query: dict[str, Any] = {
+        "states": states,
+        "metadata": metadata,
+        "limit": limit,
+        "next_token": cursor,
+        "order": order,
+        "template": template,
+        "started_after": None if after_s is None else now + timedelta(seconds=after_s),
+    }
+    got, token = s.manager.list_sandboxes(namespace, U1, **query)
+    want, want_token = _reference_list(s.manager, namespace, U1, **query)
+    assert [sandbox_id(x) for x in got] == [sandbox_id(x) for x in want]
+    assert token == want_token
+
+
+def test_list_page_computes_states_of_its_own_items_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A page asks the E2B state (the costly filter) of limit + 1 sandboxes, not of every
+    sandbox of the caller: paging through n sandboxes is not n pages of n states each."""
+    s, _ = _listed_world()
+    ids = [sandbox_id(x) for x in s.manager.list_sandboxes("default", U1)[0]]
+    assert len(ids) == 9
+    asked: list[str] = []
+
+    def counted(sbx: Sandbox, now: datetime) -> str | None:
+        asked.append(sandbox_id(sbx))
+        return e2b_state(sbx, now)
+
+    monkeypatch.setattr("simulator.manager.e2b_state", counted)
+    first, token = s.manager.list_sandboxes("default", U1, limit=2)
+    assert [sandbox_id(x) for x in first] == ids[:2] and len(asked) == 3
+    asked.clear()
+    middle, _ = s.manager.list_sandboxes("default", U1, limit=2, next_token=token)
+    assert [sandbox_id(x) for x in middle] == ids[2:4] and len(asked) == 3
 
 
 def test_same_seed_same_log() -> None:
