@@ -220,14 +220,19 @@ class Claimer:
             return
         rv = _rv(sbx) if resource_version is None else resource_version
         cur = self._expect.get(uid)
-        if cur is None or cur[0] < rv:
-            self._expect[uid] = (rv, self.ctx.now())
+        now = self.ctx.now()
+        # An expired expectation counts as none, whether or not a read has met it.
+        if cur is None or cur[0] < rv or now - cur[1] >= self.ctx.profile.expectation_timeout_s:
+            self._expect[uid] = (rv, now)
 
     def is_fresh(self, sbx: Sandbox) -> bool:
         """Whether the cached copy is at least as new as this Claimer's last write to it.
 
         An expectation the cache has not met within ``profile.expectation_timeout_s``
-        is dropped, as upstream's expectations expire.
+        no longer counts, as upstream's expectations expire. A pure read: an E2B
+        list asks it of every sandbox, and must not change what the model does
+        next (the watch event that meets an expectation, or the object's delete,
+        removes it; :meth:`expect` renews an expired one).
         """
         expect = self._expect
         if not expect:
@@ -237,10 +242,7 @@ class Claimer:
         exp = expect.get(uid) if uid is not None else None
         if exp is None or int(meta.resource_version or 0) >= exp[0]:
             return True
-        if self.ctx.now() - exp[1] >= self.ctx.profile.expectation_timeout_s:
-            del expect[uid]  # type: ignore[arg-type]
-            return True
-        return False
+        return self.ctx.now() - exp[1] >= self.ctx.profile.expectation_timeout_s
 
     @property
     def in_flight(self) -> list[str]:

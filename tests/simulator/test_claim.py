@@ -388,6 +388,30 @@ def test_stale_cached_copy_is_skipped_after_a_conflict() -> None:
     assert claimer.is_fresh(hw.world.manager_cache.get("Sandbox", "default", cached.metadata.name))
 
 
+@pytest.mark.parametrize("listed_meanwhile", [False, True])
+def test_an_expired_expectation_is_renewed_by_a_new_write_whether_or_not_a_list_read_it(
+    listed_meanwhile: bool,
+) -> None:
+    """An expectation the cache never met expires; a new write of the same resourceVersion
+    expects afresh. A read (an E2B list asks ``is_fresh`` of every sandbox) in between
+    changes nothing: a read-only call must not change what the model does next."""
+    hw = HandWorld()
+    hw.pool(replicas=1)
+    hw.settle(2)
+    claimer = hw.claimer()
+    cached = hw.world.manager_cache.list("Sandbox")[0]
+    ahead = int(cached.metadata.resource_version or 0) + 5  # a write the cache never sees
+    claimer.expect(cached, ahead)
+    assert not claimer.is_fresh(cached)
+    hw.settle(hw.world.ctx.profile.expectation_timeout_s + 1)
+    if listed_meanwhile:
+        assert claimer.is_fresh(cached)  # expired: the copy counts as fresh again
+
+    claimer.expect(cached, ahead)
+
+    assert not claimer.is_fresh(cached)
+
+
 def test_same_claimer_skips_its_own_in_flight_picks() -> None:
     """Two attempts of one process on a one-sandbox pool: the second finds all candidates picked."""
     hw = HandWorld()
