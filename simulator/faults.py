@@ -14,10 +14,12 @@ clear of the stall opens at once.
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import math
 import random
 import re
+from bisect import bisect_left
 from collections.abc import Callable, Collection, Generator, Mapping
 from typing import Annotated, Any, Final, Literal, NoReturn
 
@@ -357,14 +359,39 @@ class Fault(BaseModel):
 
 
 class FaultInjector:
-    """The set of faults in force, consulted by the model at its decision points."""
+    """The set of faults in force, consulted by the model at its decision points.
+
+    Only the faults whose window has opened are consulted. One injected with a
+    ``start`` ahead waits in a heap by start time and joins the consulted
+    faults of its kind when a consult (or an inject) finds its start reached,
+    in injection order among them; one whose window has closed leaves them the
+    same way, from a heap by end time. So a schedule of many faults (a
+    scenario's, injected up front, or a chaos process's) costs each API call
+    the faults open now, and each inject or retire O(log F). Admitting and
+    retiring happen at a consult and draw nothing: a fault examined then is
+    examined, and draws, exactly when a consult of every fault would have.
+    """
 
     def __init__(self, now: Callable[[], float], rng: random.Random) -> None:
         self._now = now
         self._rng = rng
         self._faults: dict[str, Fault] = {}
         self._ids = itertools.count(1)
+        self._seqs = itertools.count()
+        # id(fault) -> its injection number, for the faults in force (each object
+        # is alive while it is in force, so its id() names it alone).
+        self._seq_of: dict[int, int] = {}
+        # The consulted faults of each kind, in injection order, with their numbers.
         self._by_kind: dict[str, list[Fault]] = {}
+        self._seqs_by_kind: dict[str, list[int]] = {}
+        # (start, seq, fault) of the faults whose window has not opened; an entry
+        # whose seq has left ``_waiting`` (cleared, retired) is skipped when popped.
+        self._pending: list[tuple[float, int, Fault]] = []
+        self._waiting: set[int] = set()
+        # (end, seq, fault) of the consulted faults with a window: retired at its end.
+        self._closing: list[tuple[float, int, Fault]] = []
+        # The earliest time either heap has something due: a consult before it skips _sync.
+        self._next_change = math.inf
         self._listeners: list[Callable[[Fault], None]] = []
         self._clear_listeners: list[Callable[[list[Fault]], None]] = []
         self._validators: list[Callable[[Fault], None]] = []
@@ -386,24 +413,79 @@ class FaultInjector:
         """Stop consulting a fault that has ended (it stays listed; no clear listener runs).
 
         A run that injects faults for ever (a chaos schedule) would otherwise
-        consult every one it ever made again at every API call.
+        consult every one it ever made again at every API call. A fault whose
+        window has not opened yet never joins the consulted ones.
         """
-        of_kind = self._by_kind.get(fault.kind, [])
-        for i, f in enumerate(of_kind):
-            if f is fault:
-                del of_kind[i]
-                break
-        if not of_kind:
-            self._by_kind.pop(fault.kind, None)
+        seq = self._seq_of.get(id(fault))
+        if seq is None:
+            return  # not in force
+        if seq in self._waiting:
+            self._waiting.discard(seq)  # its heap entry is skipped when popped
+            return
+        seqs = self._seqs_by_kind.get(fault.kind)
+        if seqs is None:
+            return
+        i = bisect_left(seqs, seq)
+        if i == len(seqs) or seqs[i] != seq:
+            return  # retired already
+        del seqs[i]
+        del self._by_kind[fault.kind][i]
+        if not seqs:
+            del self._seqs_by_kind[fault.kind]
+            del self._by_kind[fault.kind]
 
-    def _prune(self) -> None:
-        now = self._now()
-        for of_kind in list(self._by_kind.values()):
-            for f in [f for f in of_kind if f.ended(now)]:
+    def _sync(self, now: float) -> None:
+        """Admit the faults whose window has opened by ``now``; retire those whose window closed."""
+        pending = self._pending
+        while pending and pending[0][0] <= now:
+            _, seq, f = heapq.heappop(pending)
+            if seq in self._waiting:
+                self._waiting.discard(seq)
+                self._admit(seq, f, now)
+        closing = self._closing
+        while closing and closing[0][0] <= now:
+            f = heapq.heappop(closing)[2]
+            if self.in_force(f):
                 self.retire(f)
+        self._reschedule()
+
+    def _reschedule(self) -> None:
+        """Set when the heaps next have something due (after they change)."""
+        pending, closing = self._pending, self._closing
+        self._next_change = min(
+            pending[0][0] if pending else math.inf, closing[0][0] if closing else math.inf
+        )
+
+    def _admit(self, seq: int, f: Fault, now: float) -> None:
+        """Make ``f`` (number ``seq``, its window open at ``now``) a consulted fault."""
+        if f.window_closed(now):
+            return  # opened and closed unconsulted: it has ended
+        seqs = self._seqs_by_kind.setdefault(f.kind, [])
+        i = bisect_left(seqs, seq)  # the end, unless an earlier-injected fault opened late
+        seqs.insert(i, seq)
+        self._by_kind.setdefault(f.kind, []).insert(i, f)
+        if f.duration is not None:
+            heapq.heappush(self._closing, ((f.start or 0.0) + f.duration, seq, f))
+
+    def _compact(self) -> None:
+        """Drop the heap entries of cleared faults once they outnumber the faults in force.
+
+        Faults cleared before their window would otherwise stay referenced
+        until their time came; dropped here in amortised O(1) per clear.
+        """
+        bound = 2 * len(self._faults) + 16
+        if len(self._pending) > bound:
+            self._pending = [e for e in self._pending if e[1] in self._waiting]
+            heapq.heapify(self._pending)
+        if len(self._closing) > bound:
+            self._closing = [e for e in self._closing if self.in_force(e[2])]
+            heapq.heapify(self._closing)
+        self._reschedule()
 
     def consulted(self, kind: str) -> list[Fault]:
-        """The faults of ``kind`` still consulted (not cleared, not known to have ended)."""
+        """The faults of ``kind`` consulted now: not cleared, their window open, not known to
+        have ended."""
+        self._sync(self._now())
         return list(self._by_kind.get(kind, ()))
 
     def add_listener(self, fn: Callable[[Fault], None]) -> None:
@@ -449,15 +531,23 @@ class FaultInjector:
         f.selector = ReadOnlySelector(f.selector)
         for check in self._validators:
             check(f)
-        self._prune()  # the consulted lists hold only faults that can still act
+        now = self._now()
         if f.start is None:
-            f.start = self._now()
+            f.start = now
         if not f.id:
             f.id = self._new_id(f.kind)
         if f.id in self._faults:
             raise InvalidError("id", f"fault id {f.id!r} already in use")
+        self._sync(now)  # the consulted lists hold only faults that can act now
+        seq = next(self._seqs)
         self._faults[f.id] = f
-        self._by_kind.setdefault(f.kind, []).append(f)
+        self._seq_of[id(f)] = seq
+        if f.start <= now:
+            self._admit(seq, f, now)
+        else:
+            self._waiting.add(seq)
+            heapq.heappush(self._pending, (f.start, seq, f))
+        self._reschedule()
         for fn in self._listeners:
             fn(f)
         return f
@@ -478,12 +568,21 @@ class FaultInjector:
         if fault_id is None:
             removed = list(self._faults.values())
             self._faults.clear()
+            self._seq_of.clear()
             self._by_kind.clear()
+            self._seqs_by_kind.clear()
+            self._pending.clear()
+            self._waiting.clear()
+            self._closing.clear()
+            self._next_change = math.inf
         else:
-            f = self._faults.pop(fault_id, None)
+            f = self._faults.get(fault_id)
             if f is None:
                 raise KeyError(f"no fault with id {fault_id!r}")
             self.retire(f)
+            del self._faults[fault_id]
+            del self._seq_of[id(f)]
+            self._compact()
             removed = [f]
         if removed:
             for fn in self._clear_listeners:
@@ -500,9 +599,14 @@ class FaultInjector:
         so a run without faults consumes no random numbers here.
         """
         faults = self._by_kind.get(kind)
+        if not faults and not self._pending:
+            return None  # none open, none to open
+        now = self._now()
+        if now >= self._next_change:
+            self._sync(now)
+            faults = self._by_kind.get(kind)
         if not faults:
             return None
-        now = self._now()
         ended: list[Fault] | None = None
         fired: Fault | None = None
         for f in faults:
@@ -535,9 +639,14 @@ class FaultInjector:
     def extra_latency(self, kind: str, /, **attrs: str | None) -> float:
         """Sum of the latency draws of the ``kind`` faults firing now (0 if none)."""
         faults = self._by_kind.get(kind)
+        if not faults and not self._pending:
+            return 0.0  # none open, none to open
+        now = self._now()
+        if now >= self._next_change:
+            self._sync(now)
+            faults = self._by_kind.get(kind)
         if not faults:
             return 0.0
-        now = self._now()
         total = 0.0
         ended: list[Fault] | None = None
         for f in faults:
@@ -560,9 +669,14 @@ class FaultInjector:
     def stall_of(self, controller: str) -> Fault | None:
         """The ``controller_stall`` holding ``controller`` now (the first injected), or ``None``."""
         faults = self._by_kind.get("controller_stall")
+        if not faults and not self._pending:
+            return None  # none open, none to open
+        now = self._now()
+        if now >= self._next_change:
+            self._sync(now)
+            faults = self._by_kind.get("controller_stall")
         if not faults:
             return None
-        now = self._now()
         for f in faults:
             if f.window_closed(now):
                 self.retire(f)
