@@ -1,28 +1,150 @@
-"""The ``kruise-agents`` command."""
+"""The ``kruise-agents`` command (also ``python -m pytest_kruise_agents``).
+
+Every usage error is one ``error:`` line on stderr and exit status 2, as the
+commands' own checks of their options are (``error: --port: must be between
+0 and 65535, got 70000``): Typer's framed panels are for ``--help``, which
+falls back to Click's plain layout in a terminal too narrow for them.
+"""
 
 from __future__ import annotations
 
+import re
+import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, Final
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
-__all__ = ["app", "main"]
+__all__ = ["RICH_HELP_MIN_WIDTH", "app", "main", "usage_line"]
 
-app = typer.Typer(
-    help="pytest-kruise-agents: the OpenKruise Agents claim system on a fake cluster."
+RICH_HELP_MIN_WIDTH: Final = 80
+"""Narrowest terminal that gets rich's framed ``--help``; a narrower one gets Click's plain help.
+
+Rich fits a table to the width by cropping its cells with "…" (``--max-…``
+for both ``--max-cold`` and ``--max-failed`` at 40 columns, a default value
+cut at 70), and Typer offers no minimum width for its columns. Click's plain
+layout wraps the help text instead and never cuts an option's name.
+"""
+
+_CLICK_MESSAGES: Final = (
+    # Click's wording of its usage errors, rewritten to this command's `--option: reason`.
+    (re.compile(r"Missing option '(?P<opt>[^']+)'(?P<env>.*?)\.?$"), "{opt}: required{env}"),
+    (re.compile(r"Missing argument '(?P<opt>[^']+)'\.?$"), "{opt}: required"),
+    (re.compile(r"No such option: (?P<opt>\S+)(?P<env>.*)$"), "{opt}: no such option{env}"),
+    (re.compile(r"Invalid value for '(?P<opt>[^']+)': (?P<env>.*)$"), "{opt}: {env}"),
+    (re.compile(r"Option '(?P<opt>[^']+)' (?P<env>.*)$"), "{opt}: {env}"),
 )
 
 
-@app.command()
-def demo(seed: int = typer.Option(42, help="Seed of the fake cluster.")) -> None:
+def usage_line(message: str, command_path: str | None = None) -> str:
+    """The one ``error:`` line of a usage error whose message Click (or Typer) wrote.
+
+    ``Missing option '--template'.`` becomes ``error: --template: required``;
+    a message of another form is kept, on one line. ``command_path`` adds
+    where to find the options (``see 'kruise-agents plan --help'``).
+    """
+    text = " ".join(message.split())
+    for pattern, form in _CLICK_MESSAGES:
+        found = pattern.match(text)
+        if found is not None:
+            text = form.format(opt=found["opt"], env=found["env"] if "env" in form else "")
+            break
+    text = text.replace(" Did you mean", "; did you mean")
+    text = re.sub(r" \(env var: '([^']+)'\)", r": pass it or set \1", text)
+    hint = f" (see '{command_path} --help')" if command_path else ""
+    return f"error: {text}{hint}"
+
+
+def _narrow() -> bool:
+    """Whether the terminal (or ``COLUMNS``, ``TERMINAL_WIDTH``) is too narrow for rich's help."""
+    from rich.console import Console
+    from typer import rich_utils
+
+    return Console(width=rich_utils.MAX_WIDTH).width < RICH_HELP_MIN_WIDTH
+
+
+class _Command(TyperCommand):
+    """A subcommand whose ``--help`` is plain in a narrow terminal (see :data:`RICH_HELP_MIN_WIDTH`)."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        if _narrow():
+            self.rich_markup_mode = None  # Typer's switch to Click's own layout
+        super().format_help(ctx, formatter)
+
+
+class _Group(TyperGroup):
+    """The ``kruise-agents`` group: one-line usage errors, help that fits the terminal."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        if _narrow():
+            self.rich_markup_mode = None
+        super().format_help(ctx, formatter)
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        # Click's plain list cuts each command's line to the width with "...": the whole
+        # first line of its help, wrapped, says what it does.
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit=sys.maxsize)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        *rest: Any,
+        **extra: Any,
+    ) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, *rest, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, False, *rest, **extra)
+        except typer.Abort:
+            typer.echo("Aborted.", err=True)
+            sys.exit(1)
+        except Exception as exc:
+            # Click's (or, from Typer 0.22, Typer's own copy of Click's) ClickException:
+            # not exported by every version under one name, so known by what it has.
+            exit_code = getattr(exc, "exit_code", None)
+            if not isinstance(exit_code, int) or not hasattr(exc, "format_message"):
+                raise
+            ctx = getattr(exc, "ctx", None)
+            path = ctx.command_path if ctx is not None else None
+            typer.echo(usage_line(str(exc.format_message()), path), err=True)
+            sys.exit(exit_code)
+        # Without standalone mode a command's return value comes back (these return None)
+        # and typer.Exit's code too.
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+app = typer.Typer(
+    cls=_Group,
+    help="pytest-kruise-agents: the OpenKruise Agents claim system on a fake cluster.",
+)
+
+
+@app.command(cls=_Command)
+def demo(seed: int = typer.Option(42, help="Seed of the fake cluster (0 or more).")) -> None:
     """Run the demo on the embedded fake cluster."""
+    # Checked before anything runs: the capacity plan, the last section, takes no
+    # negative seed, and would refuse it only after the other sections had run.
+    if seed < 0:
+        typer.echo(f"error: --seed: must be 0 or more, got {seed}", err=True)
+        raise typer.Exit(2)
     from pytest_kruise_agents.demo import run_demo
 
     run_demo(seed=seed)
 
 
-@app.command()
+@app.command(cls=_Command)
 def serve(
     config: Annotated[
         Path | None,
@@ -67,7 +189,7 @@ def serve(
         raise typer.Exit(1) from None
 
 
-@app.command()
+@app.command(cls=_Command)
 def version() -> None:
     """Print the version."""
     from pytest_kruise_agents import __version__
@@ -93,7 +215,7 @@ _Set = Annotated[
 ]
 
 
-@app.command()
+@app.command(cls=_Command)
 def simulate(
     scenario: _Scenario,
     seed: _Seed = None,
@@ -111,7 +233,7 @@ def simulate(
     raise typer.Exit(simulate_command(scenario, opts))
 
 
-@app.command()
+@app.command(cls=_Command)
 def plan(
     scenario: _Scenario,
     pool: Annotated[str, typer.Option(help="The pool (SandboxSet name) to size.")],
@@ -154,7 +276,7 @@ def plan(
     raise typer.Exit(code)
 
 
-@app.command()
+@app.command(cls=_Command)
 def sweep(
     scenario: _Scenario,
     set_: Annotated[
@@ -180,7 +302,7 @@ def sweep(
 # -- conformance suite (pytest_kruise_agents.conformance) ----------------------------------
 
 
-@app.command()
+@app.command(cls=_Command)
 def conformance(
     api_url: Annotated[
         str, typer.Option("--api-url", envvar="E2B_API_URL", help="Base URL of the E2B API.")

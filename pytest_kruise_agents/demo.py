@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from rich import box
+from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from pytest_kruise_agents.api.sandbox import Sandbox
 from pytest_kruise_agents.claiming.errors import ClaimError
+
+if TYPE_CHECKING:
+    from simulator.records import ClaimRecord
 
 __all__ = [
     "DEMO_API_KEY",
@@ -54,6 +63,62 @@ spec:
 """
 
 
+def _section(out: Console, title: str) -> None:
+    """A section's heading: a rule around it where it fits, else the bold title, wrapped.
+
+    A rule crops its title to the line with "…" ("2. E2B-style claims: Sandbox.create…"
+    at 40 columns).
+    """
+    if cell_len(title) + 6 <= out.width:
+        out.rule(f"[bold]{title}")
+    else:
+        out.print(Text(title, style="bold"))
+
+
+_UNLIMITED = 100_000
+"""A width no table of the demo reaches."""
+
+_RECORD_HEADERS = ("id", "path", "sandbox", "warm", "latency ms", "attempts", "error")
+
+
+def _record_cells(rec: ClaimRecord) -> tuple[str, ...]:
+    return (
+        str(rec.id),
+        rec.path,
+        rec.sandbox or "-",
+        "-" if rec.warm is None else ("warm" if rec.warm else "cold"),
+        "-" if rec.latency is None else f"{rec.latency * 1000:.1f}",
+        str(rec.attempts),
+        rec.error or "",
+    )
+
+
+def _print_records(out: Console, records: Iterable[ClaimRecord]) -> None:
+    """The claim records as a table where it fits the console, else one line per record.
+
+    Rich fits a table that is too wide by cutting its cells ("default/base-dc…");
+    folded over lines, the names and errors would still be hard to read.
+    """
+    rows = [_record_cells(rec) for rec in records]
+    table = Table(*_RECORD_HEADERS, box=box.SIMPLE_HEAD, pad_edge=False)
+    for row in rows:
+        table.add_row(*row)
+    # Measured without the console's limit: rich clamps a measure to the width it has.
+    if out.measure(table, options=out.options.update_width(_UNLIMITED)).maximum <= out.width:
+        out.print(table)
+        return
+    for row in rows:
+        cells = dict(zip(_RECORD_HEADERS, row, strict=True))
+        latency = f" {cells['latency ms']} ms" if cells["latency ms"] != "-" else ""
+        error = f", error: {cells['error']}" if cells["error"] else ""
+        out.print(
+            Text(
+                f"#{cells['id']} {cells['path']} {cells['sandbox']} {cells['warm']}{latency}, "
+                f"attempts {cells['attempts']}{error}"
+            )
+        )
+
+
 def run_demo(seed: int = 42, console: Console | None = None) -> None:
     """The whole tour: the cluster's claim paths, then the E2B server with the real SDKs."""
     out = console or Console()
@@ -68,7 +133,7 @@ def run_cluster_tour(seed: int = 42, console: Console | None = None) -> None:
 
     out = console or Console()
     cluster = Cluster(seed=seed)
-    out.rule("[bold]1. A warm pool")
+    _section(out, "1. A warm pool")
     cluster.apply(POOL_YAML)
     cluster.wait_for_pool("base")
     out.print(
@@ -76,7 +141,7 @@ def run_cluster_tour(seed: int = 42, console: Console | None = None) -> None:
     )
     out.out(cluster.table("sbs", "default"), highlight=False)
 
-    out.rule("[bold]2. E2B-style claims: Sandbox.create(template='base')")
+    _section(out, "2. E2B-style claims: Sandbox.create(template='base')")
     for _ in range(3):
         sbx = cluster.create_sandbox("base", timeout=600, metadata={"userId": "alice"})
         rec = cluster.last_record()
@@ -85,7 +150,7 @@ def run_cluster_tour(seed: int = 42, console: Console | None = None) -> None:
             f"{(rec.latency or 0) * 1000:7.1f} ms"
         )
 
-    out.rule("[bold]3. A burst of 10 drains the pool: the rest are created on no stock (cold)")
+    _section(out, "3. A burst of 10 drains the pool: the rest are created on no stock (cold)")
     results: list[Sandbox | ClaimError] = cluster.create_sandboxes(10, "base")
     start = len(cluster.records) - 10
     for rec, res in zip(list(cluster.records)[start:], results, strict=True):
@@ -97,7 +162,7 @@ def run_cluster_tour(seed: int = 42, console: Console | None = None) -> None:
             f"{(rec.latency or 0) * 1000:7.1f} ms"
         )
 
-    out.rule("[bold]4. A batch SandboxClaim of 8, delivered gradually")
+    _section(out, "4. A batch SandboxClaim of 8, delivered gradually")
     cluster.apply(CLAIM_YAML)
     seen = -1
     for _ in range(600):
@@ -114,25 +179,14 @@ def run_cluster_tour(seed: int = 42, console: Console | None = None) -> None:
     claim = cluster.get("sbc", "batch")
     out.print(f"  phase={claim.status.phase}  message={claim.status.message!r}")
 
-    out.rule("[bold]5. The pool refills")
+    _section(out, "5. The pool refills")
     cluster.advance(30)
     out.out(cluster.table("sbs", "default"), highlight=False)
     out.out(cluster.table("sbc", "default"), highlight=False)
     out.out(cluster.table("sbx", "default"), highlight=False)
 
-    out.rule("[bold]6. Claim records")
-    table = Table("id", "path", "sandbox", "warm", "latency ms", "attempts", "error")
-    for rec in cluster.records:
-        table.add_row(
-            str(rec.id),
-            rec.path,
-            rec.sandbox or "-",
-            "-" if rec.warm is None else ("warm" if rec.warm else "cold"),
-            "-" if rec.latency is None else f"{rec.latency * 1000:.1f}",
-            str(rec.attempts),
-            rec.error or "",
-        )
-    out.print(table)
+    _section(out, "6. Claim records")
+    _print_records(out, cluster.records)
     warm = [r.latency for r in cluster.records if r.warm and r.latency is not None]
     cold = [r.latency for r in cluster.records if r.warm is False and r.latency is not None]
     if warm:
@@ -158,7 +212,7 @@ def run_e2b_tour(seed: int = 42, console: Console | None = None) -> None:
     def say(text: str, *, highlight: bool = True) -> None:
         out.print(text, highlight=highlight, soft_wrap=True)
 
-    out.rule("[bold]7. The E2B-compatible server, used by the real e2b SDK")
+    _section(out, "7. The E2B-compatible server, used by the real e2b SDK")
     backend = SimBackend.default(seed=seed, replicas=3)
     key = ApiKey(key=DEMO_API_KEY, team="default", id="demo")
     try:
@@ -211,6 +265,6 @@ def run_capacity_plan(seed: int = 42, console: Console | None = None) -> None:
     from simulator.planning import quick_plan
 
     out = console or Console()
-    out.rule("[bold]8. A capacity plan for this pool")
+    _section(out, "8. A capacity plan for this pool")
     plan = quick_plan(POOL_YAML, seed=seed)
     out.print(plan.text, highlight=False)

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
+from pathlib import Path
 
+import pytest
 from rich.console import Console
 
 from pytest_kruise_agents.demo import run_e2b_tour
+
+KRUISE_AGENTS = Path(sys.executable).with_name("kruise-agents")
 
 
 def test_e2b_tour_claims_runs_a_command_and_a_line_of_code() -> None:
@@ -51,3 +57,45 @@ def test_capacity_plan_ends_the_demo_with_a_report_path() -> None:
     text = console.export_text()
     assert "8. A capacity plan for this pool" in text
     assert "report.html" in text.splitlines()[-1]
+
+
+def test_a_negative_seed_is_refused_before_the_tour_starts() -> None:
+    """The capacity plan (the last section) takes no negative seed: the command says so
+    first, in one line naming the option, instead of a traceback after two sections."""
+    proc = subprocess.run(
+        [str(KRUISE_AGENTS), "demo", "--seed", "-5"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert proc.stderr == "error: --seed: must be 0 or more, got -5\n"
+
+
+@pytest.mark.parametrize("width", [80, 40], ids=["redirected", "narrow"])
+def test_the_claim_records_table_loses_no_value(width: int) -> None:
+    """Redirected (80 columns) or in a narrow terminal, each sandbox name and error is whole:
+    folded over lines where it does not fit, never cut with "…"."""
+    from pytest_kruise_agents.demo import run_cluster_tour
+
+    console = Console(record=True, width=width)
+    run_cluster_tour(seed=42, console=console)
+    text = console.export_text()
+
+    assert "…" not in text
+    records = text[text.index("6. Claim records") :]
+    folded = "".join(records.replace("│", "").split())
+    for name in re.findall(r"default/base-\w+", _wide_records()):
+        assert name in folded
+
+
+def _wide_records() -> str:
+    """The records section of the tour on a console wide enough for every value."""
+    from pytest_kruise_agents.demo import run_cluster_tour
+
+    console = Console(record=True, width=300)
+    run_cluster_tour(seed=42, console=console)
+    text = console.export_text()
+    return text[text.index("6. Claim records") :]

@@ -4,29 +4,46 @@ It is ``pytest --pyargs pytest_kruise_agents.conformance`` with the options
 of :mod:`~pytest_kruise_agents.conformance.plugin`, quiet pytest output (the
 plugin prints the pass/fail/skip table and its summary line, pytest none of
 its own), no other pytest plugin, no pytest configuration file of the current
-directory and no ``PYTEST_*`` environment variable of the caller
-(``PYTEST_ADDOPTS``, ``PYTEST_PLUGINS``, ...): the suite behaves the same
-wherever it is started.
+directory, no ``conftest.py`` of it either, and no ``PYTEST_*``
+environment variable of the caller (``PYTEST_ADDOPTS``, ``PYTEST_PLUGINS``,
+...): the suite behaves the same wherever it is started.
+
+The ``--report`` and ``--junit`` files are written when the run starts, saying
+it has not ended, and again when it ends: a run stopped before its first
+check, or killed, leaves no earlier run's report to pass for its own. A
+reader that leaves early (``| head -1``) only ends the printing: the run, its
+files and its exit status go on as if it had read everything.
 """
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
+import io
 import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Final, TextIO
 
 import pytest
 
 from pytest_kruise_agents.conformance.plugin import INTERRUPTED_CODE
 from pytest_kruise_agents.conformance.registry import parse_levels
-from pytest_kruise_agents.conformance.report import unwritable
+from pytest_kruise_agents.conformance.report import to_junit, to_markdown, unwritable
 from pytest_kruise_agents.conformance.target import url_problem
 
-__all__ = ["PLUGIN", "USAGE_CODE", "RunOptions", "pytest_args", "run"]
+__all__ = [
+    "NOT_ENDED",
+    "NO_CHECK_CODE",
+    "PLUGIN",
+    "USAGE_CODE",
+    "RunOptions",
+    "pytest_args",
+    "run",
+]
 
 PLUGIN: Final = "pytest_kruise_agents.conformance.plugin"
 _NO_AUTOLOAD: Final = "PYTEST_DISABLE_PLUGIN_AUTOLOAD"
@@ -62,6 +79,7 @@ def pytest_args(opts: RunOptions) -> list[str]:
         PLUGIN,
         "-c",
         os.devnull,  # no pytest.ini / pyproject of the current directory
+        "--noconftest",  # nor its conftest.py (the suite has none: its plugin is -p'd)
         "-p",
         "no:cacheprovider",
         "-W",
@@ -113,11 +131,107 @@ def _suite_environ() -> Iterator[None]:
 USAGE_CODE: Final = 2
 """Exit code for a bad option (the suite does not start)."""
 
+NO_CHECK_CODE: Final = 5
+"""Exit code of a run that ran no check (pytest's "no tests collected"): never a pass."""
+
+NOT_ENDED: Final = "INTERRUPTED: the run did not end (stopped before its first check, or killed)"
+"""What the reports written at the start say until the run's end replaces them."""
+
+_NO_CHECK: Final = "no check ran: none was selected"
+
+
+class _ReaderMayLeave(io.TextIOBase):
+    """``sys.stdout`` for the run: what pytest prints, dropped silently once the reader has
+    gone (``| head -1``) instead of ending the run with ``BrokenPipeError``."""
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__()
+        self._stream = stream
+        self.gone = False
+
+    def write(self, text: str) -> int:
+        if not self.gone:
+            try:
+                self._stream.write(text)
+            except BrokenPipeError:
+                self.leave()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.gone:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self.leave()
+
+    def isatty(self) -> bool:
+        return self._stream.isatty()
+
+    def fileno(self) -> int:
+        return self._stream.fileno()
+
+    def writable(self) -> bool:
+        return True
+
+    def leave(self) -> None:
+        """Print nothing more; point the stream's descriptor at /dev/null.
+
+        Python flushes ``sys.stdout`` at exit: what is still buffered for the gone
+        reader must go somewhere that takes it, or the interpreter reports the
+        error and exits 120. Called again after the run, since pytest's capture
+        puts back the descriptor it saved at the start.
+        """
+        self.gone = True
+        with contextlib.suppress(OSError, ValueError):
+            fd = self._stream.fileno()
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            try:
+                os.dup2(devnull, fd)
+            finally:
+                os.close(devnull)
+
+
+@contextmanager
+def _stdout_reader_may_leave() -> Iterator[_ReaderMayLeave]:
+    """``sys.stdout`` as :class:`_ReaderMayLeave` for as long as the block runs."""
+    saved = sys.stdout
+    wrapper = _ReaderMayLeave(saved)
+    sys.stdout = wrapper
+    try:
+        yield wrapper
+    finally:
+        sys.stdout = saved
+        if wrapper.gone:
+            wrapper.leave()
+
+
+def _write_reports(opts: RunOptions, note: str) -> str | None:
+    """Write the ``--report`` and ``--junit`` of a run with no result, saying ``note``;
+    ``None``, or the error line of the one that cannot be written."""
+    info = {
+        "API URL": opts.api_url,
+        "Sandbox URL": opts.sandbox_url or "(per-sandbox hosts)",
+        "Template": opts.template,
+        "Levels": ",".join(parse_levels(opts.levels)),
+        "Date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        "Interrupted" if note == NOT_ENDED else "Result": note,
+    }
+    texts = {"--junit": to_junit([], info), "--report": to_markdown([], info, interrupted=note)}
+    for option, path in (("--junit", opts.junit), ("--report", opts.report)):
+        if path is None:
+            continue
+        try:
+            path.write_text(texts[option], encoding="utf-8")
+        except OSError as exc:
+            return f"error: {option}: cannot write {path}: {exc.strerror or exc}"
+    return None
+
 
 def run(opts: RunOptions) -> int:
     """Run the suite; 0 if every selected check passed or was skipped, 1 if one failed,
     2 for a bad option (one ``error:`` line on stderr), 3 if a report could not be written
-    at the end, 130 if the run was interrupted (Ctrl-C).
+    at the end, 5 if no check ran (one ``error:`` line), 130 if the run was interrupted
+    (Ctrl-C). A closed standard output changes none of them.
 
     Other installed pytest plugins are not loaded: the suite needs none, and
     loading every plugin of a large environment costs seconds.
@@ -134,9 +248,21 @@ def run(opts: RunOptions) -> int:
             # Found before the run, not after minutes of checks.
             print(f"error: {option}: {problem}", file=sys.stderr)
             return USAGE_CODE
-    with _suite_environ():
-        code = pytest.main(pytest_args(opts))
-    if code in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
+    args = pytest_args(opts)
+    # An earlier run's report must not pass for this one's if this one never gets to
+    # write its own (Ctrl-C before the checks are selected, SIGKILL, a crash).
+    problem = _write_reports(opts, NOT_ENDED)
+    if problem is not None:
+        print(problem, file=sys.stderr)
+        return USAGE_CODE
+    with _suite_environ(), _stdout_reader_may_leave():
+        code = pytest.main(args)
+    if code == pytest.ExitCode.NO_TESTS_COLLECTED:
+        # A CI job whose selection lost every check must not go green.
+        _write_reports(opts, _NO_CHECK)
+        print(f"error: {_NO_CHECK}", file=sys.stderr)
+        return NO_CHECK_CODE
+    if code == pytest.ExitCode.OK:
         return 0
     if code == pytest.ExitCode.INTERRUPTED:
         return INTERRUPTED_CODE

@@ -82,14 +82,17 @@ POOL_READY_TIMEOUT_S = 600.0
 
 
 class ConfigError(ValueError):
-    """A config file problem: ``<file>: <field>: <reason>``."""
+    """A config file problem: ``<file>: <field>: <reason>``, or ``<file>:<line>: <reason>``
+    when the line is known (a YAML syntax error), as ``simulate`` says it of a scenario."""
 
-    def __init__(self, source: str, field: str, reason: str) -> None:
+    def __init__(self, source: str, field: str, reason: str, *, line: int | None = None) -> None:
         self.source = source
         self.field = field
         self.reason = reason
+        self.line = line
+        at = f"{source}:{line}" if line is not None else source
         where = f"{field}: " if field else ""
-        super().__init__(f"{source}: {where}{reason}")
+        super().__init__(f"{at}: {where}{reason}")
 
 
 RECORDS_LIMIT = 10_000
@@ -398,9 +401,20 @@ def load_config(path: str | Path) -> ClusterConfig:
         # As kubectl reads YAML: a timestamp stays its text (so that a bad clock.start is
         # the field's error, not PyYAML's), and a key given twice is refused.
         data = yaml.load(text, Loader=YamlLoader)
+        return parse_config(data, source=source)
+    except yaml.MarkedYAMLError as exc:
+        # PyYAML's own text is several lines (a quoted copy of the line and a caret):
+        # the problem and its line say the same in the one line of every other error.
+        mark = exc.problem_mark or exc.context_mark
+        problem = exc.problem or exc.context or "malformed YAML"
+        line = mark.line + 1 if mark else None
+        raise ConfigError(source, "", f"invalid YAML: {problem}", line=line) from None
     except yaml.YAMLError as exc:
-        raise ConfigError(source, "", f"not valid YAML: {exc}") from None
-    return parse_config(data, source=source)
+        raise ConfigError(source, "", f"invalid YAML: {exc}") from None
+    except RecursionError:
+        # PyYAML's composer and the validation recurse once per level: a few hundred
+        # nested brackets or mappings end in Python's recursion limit, not in a field.
+        raise ConfigError(source, "", "nested too deeply to be a config file") from None
 
 
 def default_config() -> ClusterConfig:

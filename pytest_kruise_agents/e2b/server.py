@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import socket
 import threading
 import time
@@ -75,9 +76,13 @@ def uvicorn_config(app: Any, **config: Any) -> uvicorn.Config:
     """uvicorn's configuration for the servers of this package; ``config`` overrides it.
 
     Lifespan on, :class:`QuickAckProtocol`, idle connections kept
-    :data:`KEEP_ALIVE_S`, and requests still open at shutdown cancelled after
-    :data:`GRACEFUL_SHUTDOWN_S`.
+    :data:`KEEP_ALIVE_S`, requests still open at shutdown cancelled after
+    :data:`GRACEFUL_SHUTDOWN_S`, and no colour in the log when ``NO_COLOR`` is
+    set and not empty (https://no-color.org).
     """
+    if os.environ.get("NO_COLOR"):
+        # uvicorn colours its log levels whenever stderr is a terminal, whatever NO_COLOR says.
+        config.setdefault("use_colors", False)
     config.setdefault("lifespan", "on")
     config.setdefault("http", QuickAckProtocol)
     config.setdefault("timeout_keep_alive", KEEP_ALIVE_S)

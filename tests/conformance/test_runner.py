@@ -1,17 +1,31 @@
-"""``kruise-agents conformance``: the pytest command line it builds and its option errors."""
+"""``kruise-agents conformance``: the pytest command line it builds, its option errors, and
+what no reader, no check or a killed run leave."""
 
 from __future__ import annotations
 
 import itertools
 import os
 import subprocess
+import sys
+import threading
+import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from pytest_kruise_agents.conformance.runner import PLUGIN, RunOptions, pytest_args
+from pytest_kruise_agents.conformance.runner import (
+    NO_CHECK_CODE,
+    NOT_ENDED,
+    PLUGIN,
+    RunOptions,
+    pytest_args,
+)
 
-from .conftest import KRUISE_AGENTS
+from .conftest import KRUISE_AGENTS, clean_env, cli_command, read_junit, run_cli, serve
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Receive, Scope, Send
 
 
 def test_the_command_line_runs_the_package_with_the_plugin_and_every_given_option() -> None:
@@ -55,3 +69,123 @@ def test_an_unknown_level_is_refused_before_anything_runs() -> None:
     )
     assert proc.returncode == 2
     assert "--levels: unknown level 'nope'" in proc.stderr
+
+
+def test_the_suite_reads_no_conftest_of_the_current_directory() -> None:
+    """``-c os.devnull`` keeps the directory's pytest.ini out, ``--noconftest`` its
+    conftest.py: one that drops every item, or fails to import, changes nothing."""
+    args = pytest_args(RunOptions(api_url="http://h:1"))
+
+    assert "--noconftest" in args
+
+
+@pytest.mark.parametrize(
+    "conftest",
+    [
+        "def pytest_collection_modifyitems(config, items):\n    items.clear()\n",
+        "raise ImportError('this project needs its own packages installed')\n",
+    ],
+    ids=["drops-every-check", "fails-to-import"],
+)
+def test_a_conftest_where_the_command_starts_is_not_loaded(tmp_path: Path, conftest: str) -> None:
+    (tmp_path / "conftest.py").write_text(conftest)
+    with serve() as url:
+        run = run_cli(url, tmp_path, levels="core")
+
+    assert run.returncode == 0, run.output[-3000:]
+    assert run.results and run.with_status("pass") == set(run.results), run.output[-3000:]
+
+
+def test_a_run_that_ran_no_check_says_so_and_fails(tmp_path: Path) -> None:
+    """A selection that leaves no check (here pytest's ``-k`` of ``RunOptions.extra``) is
+    no pass: one error line, exit 5, and reports that say no check ran."""
+    report = tmp_path / "out.md"
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from pytest_kruise_agents.conformance.runner import RunOptions, run\n"
+        "sys.exit(run(RunOptions(api_url='http://127.0.0.1:9', template='base',\n"
+        f"    report=Path({str(report)!r}), extra=('-k', 'no_check_is_named_so'))))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert proc.returncode == NO_CHECK_CODE == 5, proc.stdout + proc.stderr
+    assert proc.stderr == "error: no check ran: none was selected\n"
+    assert "0 passed, 0 failed, 0 skipped; no check ran" in report.read_text()
+
+
+def test_a_killed_run_leaves_no_earlier_runs_report(tmp_path: Path) -> None:
+    """The reports are written at the start, saying the run has not ended: a run killed
+    (or stopped before the checks were chosen) never leaves the last run's as its own."""
+    stale = "**Result: 54 passed, 0 failed, 0 skipped** (an earlier run)\n"
+    (tmp_path / "conformance.md").write_text(stale)
+    (tmp_path / "conformance.xml").write_text("<testsuites/>\n")
+    reached = threading.Event()
+
+    def wrap(app: ASGIApp) -> ASGIApp:
+        async def first_request_seen(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] == "http":  # not the server's own lifespan startup
+                reached.set()
+            await app(scope, receive, send)
+
+        return first_request_seen
+
+    with serve(wrap=wrap) as url:
+        proc = subprocess.Popen(
+            cli_command(url, tmp_path, levels="core"),
+            cwd=tmp_path,
+            env=clean_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            assert reached.wait(120)
+        finally:
+            proc.kill()
+            proc.wait(60)
+
+    report = (tmp_path / "conformance.md").read_text()
+    assert "earlier run" not in report
+    assert f"**Result: 0 passed, 0 failed, 0 skipped; {NOT_ENDED}**" in report
+    junit = ET.parse(tmp_path / "conformance.xml").getroot()
+    interrupted = junit.find(".//property[@name='Interrupted']")
+    assert interrupted is not None and interrupted.get("value") == NOT_ENDED
+
+
+@pytest.mark.parametrize("reader", ["one line", "none"])
+def test_a_reader_that_leaves_early_changes_neither_the_status_nor_the_files(
+    tmp_path: Path, reader: str
+) -> None:
+    """``kruise-agents conformance ... | head -1`` (or ``| true``): exit 0 when every check
+    passed, as unpiped (1 would say one failed), nothing printed about the pipe, and both
+    reports written whole."""
+    with (
+        serve() as url,
+        subprocess.Popen(
+            cli_command(url, tmp_path, levels="core"),
+            cwd=tmp_path,
+            env=clean_env({"COLUMNS": "200"}),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        ) as proc,
+    ):
+        assert proc.stdout is not None and proc.stderr is not None
+        if reader == "one line":
+            proc.stdout.readline()
+        proc.stdout.close()  # the reader is gone: the next write meets EPIPE
+        errors = proc.stderr.read()
+        proc.wait(300)
+
+    assert proc.returncode == 0, errors
+    assert errors == ""
+    results = read_junit(tmp_path / "conformance.xml")
+    assert results and all(r.status == "pass" for r in results.values())
+    assert "**Result: 15 passed, 0 failed, 0 skipped**" in (tmp_path / "conformance.md").read_text()

@@ -153,7 +153,7 @@ def test_quantities_may_be_numbers_as_in_kubernetes(tmp_path: Path) -> None:
 def test_a_file_that_is_not_a_mapping_or_not_yaml(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="expected a mapping"):
         load_config(write(tmp_path, "- just\n- a list\n"))
-    with pytest.raises(ConfigError, match="not valid YAML"):
+    with pytest.raises(ConfigError, match="invalid YAML"):
         load_config(write(tmp_path, "a: [unclosed\n"))
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "missing.yaml")
@@ -389,3 +389,41 @@ def test_an_api_key_made_in_python_is_checked_as_the_config_file_is(
     """The team is the namespace of its sandboxes, the id their owner label."""
     with pytest.raises(ValueError, match=re.escape(reason)):
         ApiKey(key="k", **kwargs)
+
+
+def test_invalid_yaml_is_one_line_naming_the_file_and_the_line(tmp_path: Path) -> None:
+    """As ``simulate`` says it: ``<file>:<line>: invalid YAML: <problem>``, no caret, no
+    PyYAML ``in "<unicode string>"`` lines."""
+    path = write(tmp_path, "seed: 1\n  bad: [\n")
+
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+
+    assert str(info.value) == f"{path}:2: invalid YAML: mapping values are not allowed here"
+    assert info.value.line == 2
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[" * 5000 + "]" * 5000 + "\n",
+        "a:\n" + "".join("  " * i + "b:\n" for i in range(1, 500)),
+        "a: &a [*a]\nnodes: *a\n",
+    ],
+    ids=["brackets", "mappings", "alias"],
+)
+def test_a_file_nested_too_deeply_is_one_error_not_a_recursion_traceback(
+    tmp_path: Path, text: str
+) -> None:
+    path = write(tmp_path, text)
+
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+
+    assert info.value.source == str(path)
+    assert "\n" not in str(info.value)
+    assert re.search(
+        r": invalid YAML: an anchor.s value refers to the anchor itself$|: nested too deeply",
+        str(info.value),
+    )

@@ -407,6 +407,75 @@ def test_serve_names_a_config_file_that_is_not_utf8(tmp_path: Path) -> None:
     assert "Traceback" not in output
 
 
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("seed: 1\n  bad: [\n", ":2: invalid YAML: mapping values are not allowed here"),
+        ("[" * 5000 + "]" * 5000 + "\n", ": nested too deeply to be a config file"),
+    ],
+    ids=["invalid", "deep"],
+)
+def test_serve_refuses_a_config_that_is_no_yaml_in_one_line(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    """No PyYAML caret lines, no RecursionError traceback: one ``error:`` line, exit 2."""
+    path = tmp_path / "cluster.yaml"
+    path.write_text(text)
+
+    code, output = invoke("--config", str(path), "--port", "0")
+
+    assert code == 2
+    assert output == f"error: {path}{message}\n"
+
+
+def serve_in_a_terminal(config: Path, env: dict[str, str]) -> str:
+    """What ``kruise-agents serve`` writes to a terminal (a pty) until it logs that it
+    started, then Ctrl-C."""
+    import pty
+    import select
+
+    leader, follower = pty.openpty()
+    command = [str(Path(sys.executable).with_name("kruise-agents"))]
+    with subprocess.Popen(
+        [*command, "serve", "--config", str(config), "--port", "0"],
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        env=env,
+    ) as proc:
+        os.close(follower)
+        seen = b""
+        deadline = time.monotonic() + 60
+        try:
+            while b"startup complete" not in seen and time.monotonic() < deadline:
+                if select.select([leader], [], [], 1)[0]:
+                    seen += os.read(leader, 65536)
+        finally:
+            proc.send_signal(signal.SIGINT)
+            with contextlib.suppress(OSError):
+                while select.select([leader], [], [], 5)[0]:
+                    chunk = os.read(leader, 65536)
+                    if not chunk:
+                        break
+                    seen += chunk
+            proc.wait(timeout=30)
+            os.close(leader)
+    return seen.decode(errors="replace")
+
+
+@pytest.mark.parametrize("no_color", ["1", ""], ids=["NO_COLOR=1", "NO_COLOR empty"])
+def test_serve_in_a_terminal_honours_no_color(config: Path, no_color: str) -> None:
+    """https://no-color.org: NO_COLOR set and not empty turns uvicorn's coloured log
+    levels off; empty, it changes nothing (a terminal gets colour)."""
+    env = {**os.environ, "NO_COLOR": no_color, "TERM": "xterm"}
+
+    text = serve_in_a_terminal(config, env)
+
+    assert "Application startup complete" in text, text
+    coloured = "\x1b[32mINFO\x1b[0m" in text
+    assert coloured == (not no_color), text
+
+
 def test_the_client_environment_lifts_the_sdks_cap_of_200_connections() -> None:
     """Over plain HTTP/1.1 each open stream holds a connection, all to the one server
     address: the SDK's default cap (200) would hang the 201st stream's client."""

@@ -1,0 +1,113 @@
+"""The ``kruise-agents`` command itself: one-line usage errors, help that fits, ``python -m``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pytest_kruise_agents.cli import usage_line
+
+KRUISE_AGENTS = Path(sys.executable).with_name("kruise-agents")
+COMMANDS = ["", "demo", "serve", "version", "simulate", "plan", "sweep", "conformance"]
+
+
+def run(*args: str, columns: int | None = None) -> subprocess.CompletedProcess[str]:
+    """The installed ``kruise-agents`` with ``args``, its output captured (not a terminal)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("E2B_", "COLUMNS"))}
+    if columns is not None:
+        env["COLUMNS"] = str(columns)
+    return subprocess.run(
+        [str(KRUISE_AGENTS), *args], capture_output=True, text=True, timeout=120, env=env
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (
+            ["conformance", "--api-url", "http://127.0.0.1:9"],
+            "error: --template: required (see 'kruise-agents conformance --help')",
+        ),
+        (
+            ["conformance", "--template", "base"],
+            "error: --api-url: required: pass it or set E2B_API_URL "
+            "(see 'kruise-agents conformance --help')",
+        ),
+        (
+            ["conformance", "--api-url", "http://127.0.0.1:9", "--template", "b", "--foo"],
+            "error: --foo: no such option (see 'kruise-agents conformance --help')",
+        ),
+        (["plan", "steady"], "error: --pool: required (see 'kruise-agents plan --help')"),
+        (["simulate"], "error: scenario: required (see 'kruise-agents simulate --help')"),
+        (["nosuch"], "error: No such command 'nosuch'. (see 'kruise-agents --help')"),
+    ],
+    ids=["missing-template", "missing-url", "unknown-option", "missing-pool", "no-arg", "no-cmd"],
+)
+def test_a_usage_error_is_one_error_line_and_exit_2(args: list[str], line: str) -> None:
+    """As the commands' own checks say it (``error: --port: ...``): no framed panel."""
+    proc = run(*args, columns=200)
+
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert proc.stderr == line + "\n"
+
+
+@pytest.mark.parametrize("args", [["serve", "--port", "abc"], ["sweep", "s", "--workers", "0"]])
+def test_a_bad_value_names_its_option_in_one_line(args: list[str]) -> None:
+    proc = run(*args, columns=200)
+
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(f"error: {args[-2]}: ")
+    assert proc.stderr.count("\n") == 1
+
+
+def test_click_messages_become_the_option_and_the_reason() -> None:
+    assert usage_line("Missing option '--pool'.") == "error: --pool: required"
+    assert usage_line("No such option: --levl Did you mean --levels?", "k conformance") == (
+        "error: --levl: no such option; did you mean --levels? (see 'k conformance --help')"
+    )
+    assert usage_line("Option '--seed' requires an argument.") == (
+        "error: --seed: requires an argument."
+    )
+    assert usage_line("Something\nelse") == "error: Something else"
+
+
+@pytest.mark.parametrize("columns", [40, None], ids=["40-columns", "redirected"])
+def test_no_help_cuts_an_option_name_or_a_word(columns: int | None) -> None:
+    """Rich crops cells that do not fit (``--max-…`` for both --max-cold and --max-failed at
+    40 columns): a narrow terminal gets Click's plain layout, which wraps instead."""
+    for command in COMMANDS:
+        proc = run(*([command] if command else []), "--help", columns=columns)
+        assert proc.returncode == 0, proc.stderr
+        assert "…" not in proc.stdout, (command, proc.stdout)
+    plan = run("plan", "--help", columns=columns).stdout
+    assert "--max-cold" in plan and "--max-failed" in plan
+    # Each command's line in the list is whole (Click's own list would end it in "...").
+    listed = " ".join(run("--help", columns=columns).stdout.replace("│", " ").split())
+    assert "print the environment a client exports." in listed
+
+
+def test_python_dash_m_runs_the_same_command() -> None:
+    """``python -m pytest_kruise_agents``: the command where its script is not on PATH."""
+    version = subprocess.run(
+        [sys.executable, "-m", "pytest_kruise_agents", "version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    helped = subprocess.run(
+        [sys.executable, "-m", "pytest_kruise_agents", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "100"},
+    )
+
+    assert version.returncode == 0 and version.stdout == run("version").stdout
+    assert helped.returncode == 0
+    assert "python -m pytest_kruise_agents [OPTIONS] COMMAND" in helped.stdout
+    assert "conformance" in helped.stdout
