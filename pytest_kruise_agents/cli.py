@@ -159,7 +159,9 @@ def serve(
     speed: Annotated[
         float | None, typer.Option(help="Virtual seconds per wall second (realtime).")
     ] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed of the fake cluster.")] = None,
+    seed: Annotated[
+        int | None, typer.Option(min=0, help="Seed of the fake cluster (0 or more).")
+    ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """Serve the E2B API over the fake cluster; print the environment a client exports."""

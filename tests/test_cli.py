@@ -56,7 +56,10 @@ def test_a_usage_error_is_one_error_line_and_exit_2(args: list[str], line: str) 
     assert proc.stderr == line + "\n"
 
 
-@pytest.mark.parametrize("args", [["serve", "--port", "abc"], ["sweep", "s", "--workers", "0"]])
+@pytest.mark.parametrize(
+    "args",
+    [["serve", "--port", "abc"], ["sweep", "s", "--workers", "0"], ["serve", "--seed", "-5"]],
+)
 def test_a_bad_value_names_its_option_in_one_line(args: list[str]) -> None:
     proc = run(*args, columns=200)
 

@@ -218,7 +218,7 @@ class ApiKeyConfig(_Strict):
 class ClusterConfig(_Strict):
     """The whole config file (see the module docstring)."""
 
-    seed: int = 0
+    seed: int = Field(default=0, ge=0)
     profile: str = "openkruise-head"
     clock: ClockConfig = Field(default_factory=ClockConfig)
     nodes: int | list[NodeConfig] = 4

@@ -54,6 +54,8 @@ def write(tmp_path: Path, data: Any) -> Path:
         ({"clock": {"start": "2026-05-01T12:00:00"}}, "clock.start", "not an RFC 3339"),
         ({"clock": {"start": "9950-01-01T00:00:00Z"}}, "clock.start", "before 9900-"),
         ({"clock": {"start": "1969-12-31T23:59:59Z"}}, "clock.start", "1970-01-01"),
+        # random.Random seeds with abs(): -5 would quietly be seed 5's cluster.
+        ({"seed": -5}, "seed", "greater than or equal to 0"),
         ({"profile": "openkruise-9"}, "profile", "unknown profile"),
         ({"latencies": {"pod.create": "soonish"}}, "latencies.pod.create", "invalid"),
         ({"latencies": {"warp.drive": "1s"}}, "latencies.warp.drive", "unknown latency"),
