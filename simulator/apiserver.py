@@ -49,6 +49,7 @@ __all__ = [
     "ForbiddenError",
     "Op",
     "Propagation",
+    "UIDConflictError",
     "is_precondition",
     "pod_delete_refusal",
     "pod_update_refusal",
@@ -129,6 +130,22 @@ class ForbiddenError(ApiError):
             403, "Forbidden", f'admission webhook "{webhook}" denied the request: {why}'
         )
         self.webhook = webhook
+
+
+class UIDConflictError(ApiError):
+    """409 Conflict: a write's UID precondition names another object than the stored one.
+
+    The object of that name was deleted and made anew since the writer read
+    it; the message is the API server's (``storage.Preconditions.Check``).
+    """
+
+    def __init__(self, kind: str, name: str, expected: str, stored: str | None) -> None:
+        super().__init__(
+            409,
+            "Conflict",
+            f'Operation cannot be fulfilled on {kind.lower()} "{name}": Precondition failed: '
+            f"UID in precondition: {expected}, UID in object meta: {stored}",
+        )
 
 
 class Client:
@@ -776,11 +793,15 @@ class ApiServer:
         *,
         subresource: str | None = None,
         resource_version: str | None = None,
+        uid: str | None = None,
         shallow: bool = False,
     ) -> Op:
         """``PATCH`` (merge): apply ``mutate`` to a copy of the latest stored object.
 
         With ``resource_version`` the patch is an optimistic lock (409 if stale).
+        With ``uid`` (a patch carrying ``metadata.uid``) it applies only to
+        that object: one deleted and made anew under its name answers
+        :class:`UIDConflictError`.
         ``shallow`` promises that ``mutate`` only assigns fields (or keys) of
         the metadata and of the spec or status, never changes their values in
         place: then those parts are copied one level deep instead of whole.
@@ -789,6 +810,9 @@ class ApiServer:
         current = self._objects.get(kind, {}).get((namespace, name))  # peek(), on every patch
         if current is None:
             raise ApiError(404, "NotFound", f'{kind} "{name}" not found')
+        if uid is not None and uid != current.metadata.uid:
+            # Checked before the resourceVersion, as ``Preconditions.Check`` does.
+            raise UIDConflictError(kind, name, uid, current.metadata.uid)
         if (
             resource_version is not None
             and resource_version != current.metadata.resource_version

@@ -11,7 +11,8 @@ list filters answer 400, a sandbox the caller does not own is a 404.
 Like upstream, the manager reads its informer cache, and keeps a route table
 of its own writes (claim, timeout, pause, resume, kill), so that a client that
 describes its sandbox right after creating it sees it even before the watch
-event arrives; the newer resourceVersion wins.
+event arrives; the newer resourceVersion wins. A write is kept only until the
+cache has seen it: kept longer, it would outlive the sandbox's deletion.
 """
 
 from __future__ import annotations
@@ -194,6 +195,10 @@ class SandboxManager:
         # The route table's own writes: "ns/name" -> the object we wrote last,
         # or None once we deleted it; dropped when the cache catches up.
         self._routes: dict[str, Sandbox | None] = {}
+        # The newest resourceVersion of a Sandbox the cache has applied. Watch
+        # events reach it in commit order, so it has seen every version up to
+        # this one, and whatever deletion followed a version it has seen.
+        self._cache_rv = max((_rv(s) for s in self.cache.list("Sandbox")), default=0)
         self.cache.add_handler("Sandbox", self._on_sandbox)
 
     def start(self) -> None:
@@ -202,6 +207,10 @@ class SandboxManager:
     # -- the route table ----------------------------------------------------------
 
     def _on_sandbox(self, event_type: str, old: Any, new: Any) -> None:
+        if new is not None:
+            rv = _rv(new)
+            if rv > self._cache_rv:
+                self._cache_rv = rv
         routes = self._routes
         if not routes:
             return
@@ -212,6 +221,18 @@ class SandboxManager:
         own = routes[key]
         if new is None or (own is not None and _rv(new) >= _rv(own)):
             del routes[key]
+
+    def _remember(self, sbx: Sandbox) -> None:
+        """Keep our write ``sbx`` in the route table until the cache has seen it.
+
+        A version the cache has already seen is not kept: the cache answers
+        with it or a newer one, or the sandbox has since been deleted (a
+        create whose sandbox went during its ``/init``), and the DELETED event
+        that would have dropped the entry has come and gone: the copy would
+        read running for ever.
+        """
+        if _rv(sbx) > self._cache_rv:
+            self._routes[sandbox_key(sbx)] = sbx
 
     def lookup(self, sid: str) -> Sandbox | None:
         """The newest copy of sandbox ``sid`` (route table or cache), without any ownership check."""
@@ -320,7 +341,7 @@ class SandboxManager:
             self._claim_failed(record, who, f"{type(exc).__name__}: {exc}", 500, "InternalError")
             raise
         key = sandbox_key(sbx)
-        self._routes[key] = sbx
+        self._remember(sbx)
         record.delivered = ctx.now()
         ctx.record(
             "manager.claim",
@@ -686,9 +707,8 @@ class SandboxManager:
                 except ApiError as get_exc:
                     raise self._api_error(get_exc, sid) from get_exc
                 continue
-            key = sandbox_key(stored)
             self.claimer.expect(stored)
-            self._routes[key] = stored
+            self._remember(stored)
             return stored
         raise InternalError(f"sandbox {sid}: too many conflicts")  # pragma: no cover
 

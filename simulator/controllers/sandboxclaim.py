@@ -9,7 +9,9 @@ at once after a reconcile that claimed something, after
 ``claim_retry_interval_s`` otherwise. The claim completes when all replicas
 are claimed or at ``claimTimeout`` (checked at the start of a reconcile only,
 so completion can overshoot by one reconcile); ``ttlAfterCompleted`` later
-deletes the claim object, never its sandboxes.
+deletes the claim object, never its sandboxes. A claim deleted during a
+reconcile starts no further wave, and the status patch carries its UID: the
+progress of a deleted claim never lands on one made anew under its name.
 
 The decisions are the pure rules of
 :mod:`pytest_kruise_agents.claiming.sandboxclaim`; the claim attempt itself is
@@ -43,7 +45,7 @@ from pytest_kruise_agents.claiming.sandboxclaim import (
     wants_resource_resize,
 )
 from pytest_kruise_agents.claiming.state import is_reserved_failed, sandbox_state
-from simulator.apiserver import ApiError
+from simulator.apiserver import ApiError, UIDConflictError
 from simulator.controllers.base import Reconciler
 from simulator.records import ClaimRecord
 from simulator.world import World
@@ -148,8 +150,8 @@ class SandboxClaimController(Reconciler[ClaimKey]):
             # CalculateClaimStatus still sets observedGeneration (a spec edited after
             # completion, e.g. its ttlAfterCompleted), then the TTL is handled.
             decision = calculate_claim_status(claim, now)
-            if decision.changed:
-                yield from self._write_status(claim, decision.status)
+            if decision.changed and not (yield from self._write_status(claim, decision.status)):
+                return None
             return (yield from self._expire(claim))
 
         sbs: SandboxSet | None = self.cache.get("SandboxSet", ns, claim.spec.template_name)
@@ -175,7 +177,8 @@ class SandboxClaimController(Reconciler[ClaimKey]):
         current = max(status.claimed_replicas, self._count_active(claim), self._claimed.get(uid, 0))
         if current >= desired:
             # All there (crash recovery): record it; the next reconcile completes.
-            yield from self._write_status(claim, progress_status(view, current))
+            if not (yield from self._write_status(claim, progress_status(view, current))):
+                return None
             return 0.0
         if wants_resource_resize(claim) and not ctx.profile.inplace_resource_resize:
             ctx.record("sandboxclaim.feature_gate_disabled", f"{ns}/{name}")
@@ -191,6 +194,11 @@ class SandboxClaimController(Reconciler[ClaimKey]):
             yield simpy.AllOf(ctx.env, procs)
             ok = sum(1 for p in procs if p.value)
             successes += ok
+            if self._gone(claim):
+                # Deleted during the wave (and maybe made anew under its name):
+                # no more waves for it, and no status to write.
+                self._record_gone(claim, current + successes)
+                return None
             if ok < wave:
                 ctx.record("sandboxclaim.wave_failed", f"{ns}/{name} claimed={ok}/{wave}")
                 break
@@ -200,8 +208,33 @@ class SandboxClaimController(Reconciler[ClaimKey]):
             ctx.record("sandboxclaim.claimed", f"{ns}/{name} {claimed}/{desired}")
         else:
             ctx.record("sandboxclaim.no_available", f"{ns}/{name} {claimed}/{desired}")
-        yield from self._write_status(claim, progress_status(view, claimed))
+        if not (yield from self._write_status(claim, progress_status(view, claimed))):
+            self._record_gone(claim, claimed)
+            return None
         return 0.0 if successes else ctx.profile.claim_retry_interval_s
+
+    def _gone(self, claim: SandboxClaim) -> bool:
+        """Whether the cache no longer holds ``claim`` (deleted, being deleted, or made anew)."""
+        meta = claim.metadata
+        cached: SandboxClaim | None = self.cache.get("SandboxClaim", meta.namespace, meta.name)
+        return (
+            cached is None
+            or cached.metadata.uid != meta.uid
+            or cached.metadata.deletion_timestamp is not None
+        )
+
+    def _record_gone(self, claim: SandboxClaim, claimed: int) -> None:
+        """Log a reconcile that ended because its claim went; forget what it claimed.
+
+        The sandboxes stay, owned by the claim's UID; nothing counts them any
+        more (a claim made anew under the name has another UID).
+        """
+        meta = claim.metadata
+        self._claimed.pop(meta.uid or "", None)
+        self.ctx.record(
+            "sandboxclaim.gone",
+            f"{meta.namespace}/{meta.name} claimed={claimed}/{claim.spec.replicas}",
+        )
 
     def _attempt(self, claim: SandboxClaim, sbs: SandboxSet) -> Op:
         """One ``TryClaimSandbox`` with fresh lock string and token; whether it claimed."""
@@ -294,9 +327,14 @@ class SandboxClaimController(Reconciler[ClaimKey]):
         return None
 
     def _write_status(self, claim: SandboxClaim, status: SandboxClaimStatus) -> Op:
-        """Merge-patch the whole status if it changed; record the resourceVersion expectation."""
+        """Merge-patch the whole status if it changed; record the resourceVersion expectation.
+
+        The patch carries the claim's UID: a claim deleted (and perhaps made
+        anew under its name) since the cache read it is not written. Return
+        whether the claim is still there (``False``: 404, or another UID).
+        """
         if status == claim.status:
-            return
+            return True
         meta = claim.metadata
         key = (meta.namespace, meta.name)
 
@@ -305,11 +343,19 @@ class SandboxClaimController(Reconciler[ClaimKey]):
 
         try:
             stored = yield from self.api.patch(
-                self.client, "SandboxClaim", meta.namespace, meta.name, mutate, subresource="status"
+                self.client,
+                "SandboxClaim",
+                meta.namespace,
+                meta.name,
+                mutate,
+                subresource="status",
+                uid=meta.uid,
             )
+        except UIDConflictError:
+            return False
         except ApiError as err:
             if err.is_not_found:
-                return
+                return False
             raise
         self._expected[key] = (
             int(stored.metadata.resource_version or 0),
@@ -322,3 +368,4 @@ class SandboxClaimController(Reconciler[ClaimKey]):
                 f"{meta.namespace}/{meta.name} reason={reason} "
                 f"claimed={status.claimed_replicas}/{claim.spec.replicas}",
             )
+        return True

@@ -425,6 +425,56 @@ def test_kill_of_a_sandbox_already_gone_still_succeeds(s: Setup) -> None:
     s.hw.run(s.manager.kill("default", U1, sandbox_id(sbx)))
 
 
+def _deleted_during_init(s: Setup, after: float) -> tuple[Sandbox, str]:
+    """A never-timeout create whose sandbox is deleted ``after`` seconds into its ``/init``
+    (which takes 0.9 s): the sandbox it delivered and its id."""
+    env = s.hw.env
+    proc = env.process(
+        s.manager.create_sandbox(
+            namespace="default", user=U1, template="base", metadata={KEY_NEVER_TIMEOUT: "true"}
+        )
+    )
+    records = s.hw.world.records
+    while len(records) == 0 or records[0].locked is None:
+        env.step()
+    rec = records[0]
+    assert rec.sandbox is not None
+    name = rec.sandbox.split("/")[1]
+    s.hw.settle(after)
+    s.hw.api.commit_delete("Sandbox", "default", name)
+    sbx = env.run(until=proc)
+    assert isinstance(sbx, Sandbox)
+    return sbx, sandbox_id(sbx)
+
+
+@pytest.mark.parametrize(("after", "seen_before_delivery"), [(0.2, True), (0.899, False)])
+def test_a_sandbox_deleted_during_init_is_gone_for_describe_and_connect(
+    after: float, seen_before_delivery: bool
+) -> None:
+    """A sandbox deleted while its create's ``/init`` is in flight is delivered (upstream's
+    claim does not read the sandbox again after ``/init``), but the route table never outlives
+    it: whether the manager's cache saw the deletion before the delivery or after (the watch
+    lag is 5 to 50 ms), describe, connect and ``/timeout`` answer 404 and the list omits it
+    (reference §6.2), then and a day later, when a copy kept in the route table would still
+    read running."""
+    s = Setup(replicas=1, latencies={"runtime.init": Fixed(value=0.9)})
+    sbx, sid = _deleted_during_init(s, after)
+    name = sbx.metadata.name
+    assert s.hw.api.peek("Sandbox", "default", name) is None
+    assert (s.manager.cache.get("Sandbox", "default", name) is None) == seen_before_delivery
+    for wait in (0.2, 86400):
+        s.hw.settle(wait)
+        with pytest.raises(NotFoundError) as err:
+            s.manager.describe("default", U1, sid)
+        assert err.value.code == 404
+        with pytest.raises(NotFoundError):
+            s.hw.run(s.manager.connect("default", U1, sid, 60))
+        with pytest.raises(NotFoundError):
+            s.hw.run(s.manager.set_timeout("default", U1, sid, 60))
+        assert s.manager.list_sandboxes("default", U1)[0] == []
+        assert s.manager.lookup(sid) is None
+
+
 def _written_unseen(s: Setup, sbx: Sandbox, label: str) -> Sandbox:
     """Label ``sbx`` as a write of the manager's claimer that its cache has not seen yet (the
     watch lag after, say, the reserve write of a failed claim); return the stored copy."""

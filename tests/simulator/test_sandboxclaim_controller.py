@@ -366,6 +366,93 @@ def test_stalled_controller_claims_nothing_until_the_stall_ends(world: World) ->
     assert claimer.calls[0][0] >= 5
 
 
+def owned_by(world: World, uid: str | None) -> list[Sandbox]:
+    return [
+        s
+        for s in world.api.peek_list("Sandbox")
+        if s.metadata.annotations.get(keys.ANN_OWNER) == uid
+    ]
+
+
+def recreate_during_first_wave(
+    world: World, claimer: FakeClaimer, old_replicas: int, *, watch_lag: str | None = None
+) -> tuple[SandboxClaim, SandboxClaim]:
+    """Claim ``job`` (``old_replicas``), then delete it 50 ms into its first wave and make
+    ``job`` anew with one replica: the old and the new claim as stored. ``watch_lag`` is extra
+    lag of the controller's cache from the moment the wave starts."""
+    old = apply_claim(world, "job", replicas=old_replicas)
+    run_until(world, lambda: bool(claimer.calls))
+    if watch_lag is not None:
+        world.ctx.faults.inject(
+            kind="watch_lag", selector={"informer": world.controller_cache.name}, latency=watch_lag
+        )
+    world.ctx.env.run(until=world.ctx.now() + 0.05)
+    world.api.commit_delete("SandboxClaim", "default", "job")
+    new = apply_claim(world, "job", replicas=1)
+    assert new.metadata.uid != old.metadata.uid
+    return old, new
+
+
+def test_a_claim_made_anew_under_the_same_name_does_not_inherit_the_old_progress(
+    world: World,
+) -> None:
+    """The reconcile of a claim deleted during its wave does not write its progress onto the
+    claim made anew under the same name: the new claim (1 replica) claims its own sandbox and
+    completes with 1/1, and the old claim's sandboxes stay the old claim's."""
+    claimer = FakeClaimer(world, duration=1.0)
+    ctl = start(world, claimer)
+    old, new = recreate_during_first_wave(world, claimer, 4)
+    run_until(world, completed(world, "job"))
+    got = get_claim(world, "job")
+    assert got is not None and got.metadata.uid == new.metadata.uid
+    assert got.status.claimed_replicas == 1
+    assert got.status.message == "Successfully claimed 1/1 sandboxes"
+    assert len(owned_by(world, new.metadata.uid)) == 1
+    assert len(owned_by(world, old.metadata.uid)) == 4  # the wave in flight ran to its end
+    assert events(world, "sandboxclaim.completed") == [
+        "default/job reason=AllReplicasClaimed claimed=1/1"
+    ]
+    assert old.metadata.uid not in ctl._claimed
+
+
+def test_a_deleted_claim_starts_no_more_waves(world: World) -> None:
+    """20 replicas run waves of 5, 10 and 5; a claim deleted during the first wave starts no
+    other: its reconcile ends when the wave does, writing nothing."""
+    claimer = FakeClaimer(world, duration=1.0)
+    start(world, claimer)
+    old = apply_claim(world, "gone", replicas=20)
+    run_until(world, lambda: bool(claimer.calls))
+    world.api.commit_delete("SandboxClaim", "default", "gone")
+    world.ctx.env.run(until=world.ctx.now() + 30)
+    assert claimer.wave_sizes() == [5]
+    assert len(owned_by(world, old.metadata.uid)) == 5
+    assert events(world, "sandboxclaim.gone") == ["default/gone claimed=5/20"]
+    assert not events(world, "sandboxclaim.claimed")
+
+
+def test_the_status_write_of_a_claim_made_anew_within_the_watch_lag_is_refused(
+    world: World,
+) -> None:
+    """The status patch carries the claim's UID (the API server's 409 when the object of that
+    name is another one): with a cache 3 s behind, the reconcile of the deleted claim sees it
+    still there, claims, and its write for it is refused instead of landing on the new claim,
+    which then claims for itself."""
+    claimer = FakeClaimer(world)
+    start(world, claimer)
+    old, new = recreate_during_first_wave(world, claimer, 2, watch_lag="fixed(3s)")
+    world.ctx.env.run(until=world.ctx.now() + 2.0)
+    got = get_claim(world, "job")
+    assert got is not None and got.metadata.uid == new.metadata.uid
+    assert got.status == new.status  # nothing written onto it
+    assert events(world, "sandboxclaim.claimed") == ["default/job 2/2"]
+    assert events(world, "sandboxclaim.gone") == ["default/job claimed=2/2"]
+    run_until(world, completed(world, "job"))
+    got = get_claim(world, "job")
+    assert got is not None and got.status.claimed_replicas == 1
+    assert len(owned_by(world, new.metadata.uid)) == 1
+    assert len(owned_by(world, old.metadata.uid)) == 2
+
+
 def test_same_seed_same_log() -> None:
     """Two identical runs give the same event log."""
 
