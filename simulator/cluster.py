@@ -371,13 +371,16 @@ class Cluster:
         stored objects.
         """
         api = self.world.api
-        writes = applying.plan(api, load_manifests(source))
-        out = applying.commit(api, writes)
-        for obj in out:
-            self.ctx.record(
-                "user.apply", f"{obj.kind}/{obj.metadata.namespace}/{obj.metadata.name}"
-            )
-        return [deep_copy(obj) for obj in out]
+        # Checking, writing and copying a manifest of many objects makes objects that live
+        # on: under CPython's defaults each would be a step to a walk of the whole heap.
+        with simulation_gc():
+            writes = applying.plan(api, load_manifests(source))
+            out = applying.commit(api, writes)
+            for obj in out:
+                self.ctx.record(
+                    "user.apply", f"{obj.kind}/{obj.metadata.namespace}/{obj.metadata.name}"
+                )
+            return [deep_copy(obj) for obj in out]
 
     @overload
     def get(self, kind: SandboxKind, name: str, namespace: str = "default") -> Sandbox: ...
@@ -461,7 +464,10 @@ class Cluster:
         Selected by label equality, in key order (namespace, then name) as the
         API server lists them. Typed as :meth:`get` is.
         """
-        return [deep_copy(o) for o in self._select(kind, namespace, labels)]
+        # A copy of every object listed: with the collector's defaults, the copies
+        # kept would bring full collections, each a walk of the whole cluster.
+        with simulation_gc():
+            return [deep_copy(o) for o in self._select(kind, namespace, labels)]
 
     def delete(
         self,
@@ -486,17 +492,25 @@ class Cluster:
                 f"must be one of {', '.join(_PROPAGATIONS)} or None, got {propagation!r}",
             )
         k = self._stored(kind, name, namespace).kind
-        self.world.api.commit_delete(k, namespace, name, propagation=propagation)
+        # The write runs the garbage-collector cascade (a pool's every sandbox and pod):
+        # model work, under the collector thresholds the model runs with.
+        with simulation_gc():
+            self.world.api.commit_delete(k, namespace, name, propagation=propagation)
         detail = f"{k}/{namespace}/{name}"
         self.ctx.record("user.delete", detail if propagation is None else f"{detail} {propagation}")
 
     def table(self, kind: str, namespace: str | None = None) -> str:
         """``kubectl get <kind>`` as text (``-A`` when ``namespace`` is None)."""
-        # Rendering reads the stored objects: nothing is copied.
-        objs = self._select(kind, namespace, None)
-        return render_table(
-            objs, self.now_dt(), all_namespaces=namespace is None, namespace=namespace or "default"
-        )
+        # Rendering reads the stored objects: nothing is copied, but a row of text per
+        # object is made (as list does, under the simulation's collector thresholds).
+        with simulation_gc():
+            objs = self._select(kind, namespace, None)
+            return render_table(
+                objs,
+                self.now_dt(),
+                all_namespaces=namespace is None,
+                namespace=namespace or "default",
+            )
 
     def _stored(self, kind: object, name: object, namespace: object) -> Any:
         """The stored object itself (not a copy), after checking the arguments; 404 if absent."""
@@ -834,15 +848,18 @@ class Cluster:
         manager's 400). Arguments of another kind raise :class:`InvalidError`.
         """
         wanted = _check_list_query(namespace, user, states, metadata, limit, next_token)
-        page: tuple[builtins.list[Sandbox], str | None] = self.manager.list_sandboxes(
-            namespace,
-            user,
-            states=wanted,
-            metadata=dict(metadata) if metadata else None,
-            limit=limit,
-            next_token=next_token,
-        )
-        return [deep_copy(sbx) for sbx in page[0]], page[1]
+        # The manager sorts all of the caller's sandboxes to cut one page (as list does,
+        # under the simulation's collector thresholds).
+        with simulation_gc():
+            page: tuple[builtins.list[Sandbox], str | None] = self.manager.list_sandboxes(
+                namespace,
+                user,
+                states=wanted,
+                metadata=dict(metadata) if metadata else None,
+                limit=limit,
+                next_token=next_token,
+            )
+            return [deep_copy(sbx) for sbx in page[0]], page[1]
 
     # -- faults and latency ------------------------------------------------------------------
 

@@ -46,6 +46,7 @@ from pytest_kruise_agents.claiming.errors import ClaimCanceledError, ClaimError
 from pytest_kruise_agents.delivery.result import Delivery, DeliveryResult
 from pytest_kruise_agents.delivery.workload import Workload, check_workload
 from simulator.cluster import Cluster
+from simulator.collector import simulation_gc
 from simulator.informer import Informer
 from simulator.records import PHASES, ClaimRecord
 
@@ -178,6 +179,46 @@ def _defuse(event: simpy.Event) -> None:
         event.defused = True
 
 
+class _Count:
+    """A number kept by the processes it counts, read after every step of the model."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0
+
+    def zero(self) -> bool:
+        """Whether nothing is left to count."""
+        return self.value == 0
+
+
+class _Completed:
+    """Whether every SandboxClaim named in :attr:`names` so far is completed (or gone).
+
+    Asked after every step of the model, so it looks at the first claim not
+    yet seen done, and passes only claims seen done: a ``Completed`` claim
+    stays so (upstream's CalculateClaimStatus leaves a completed status
+    unchanged) and a claim gone stays gone (its name is the run's own, never
+    applied again), so a claim once done is done for the rest of the run.
+    Reading every claim at every step made the wait quadratic in the burst.
+    """
+
+    def __init__(self, cluster: Cluster, namespace: str) -> None:
+        self.names: list[str] = []
+        self._api = cluster.world.api
+        self._namespace = namespace
+        self._done = 0  # names[:_done] are done
+
+    def __call__(self) -> bool:
+        names = self.names
+        while self._done < len(names):
+            claim = self._api.peek("SandboxClaim", self._namespace, names[self._done])
+            if claim is not None and claim.status.phase != ClaimPhase.COMPLETED:
+                return False
+            self._done += 1
+        return True
+
+
 def _phases(rec: ClaimRecord, origin: float) -> dict[str, float]:
     out: dict[str, float] = {}
     for phase in PHASES:
@@ -201,17 +242,23 @@ def _e2b(drive: _Drive, workload: Workload, run: int) -> list[Delivery]:
     env = cluster.env
     user = f"{BENCHMARK_USER_PREFIX}-{run}"
     creates: list[simpy.Process] = []
-    claims: list[simpy.Process] = []
+    unfinished = _Count()
 
     def claim() -> Generator[simpy.Event, Any, None]:
-        create = cluster.submit_create(workload.template, namespace=workload.namespace, user=user)
-        creates.append(create)
-        outcome = yield create
-        if isinstance(outcome, Sandbox):
-            # Measured at its delivery: killed at once, as the live runner kills each
-            # sandbox once measured. Held until the run ends, a steady rate would fill
-            # the nodes and later claims would wait for capacity the run itself holds.
-            yield from _kill(cluster, workload.namespace, user, cluster.sandbox_id(outcome))
+        try:
+            create = cluster.submit_create(
+                workload.template, namespace=workload.namespace, user=user
+            )
+            creates.append(create)
+            outcome = yield create
+            if isinstance(outcome, Sandbox):
+                # Measured at its delivery: killed at once, as the live runner kills each
+                # sandbox once measured. Held until the run ends, a steady rate would fill
+                # the nodes and later claims would wait for capacity the run itself holds.
+                yield from _kill(cluster, workload.namespace, user, cluster.sandbox_id(outcome))
+        finally:
+            # Counted off as its process ends (the step that triggers it), however it ends.
+            unfinished.value -= 1
 
     def start() -> tuple[float, simpy.Process]:
         t0 = env.now
@@ -221,15 +268,18 @@ def _e2b(drive: _Drive, workload: Workload, run: int) -> list[Delivery]:
             for at in times:
                 if t0 + at > env.now:
                     yield env.timeout(t0 + at - env.now)
-                claims.append(env.process(claim()))
+                unfinished.value += 1
+                env.process(claim())
 
         return t0, drive.start(arrivals())
 
     with _collecting(drive, lambda r: r.path == "e2b" and r.owner == user) as records:
         t0, arriving = drive.act(start)
         drive.join(arriving)
-        if not drive.wait(lambda: all(p.triggered for p in claims), SETTLE_TIMEOUT_S):
-            _cancel(drive, creates, claims)
+        # Asked after every step of the model: a count, not a look at every claim.
+        settled = unfinished.zero
+        if not drive.wait(settled, SETTLE_TIMEOUT_S):
+            _cancel(drive, creates, settled)
     return drive.act(lambda: [_e2b_delivery(i, rec, t0) for i, rec in enumerate(records, 1)])
 
 
@@ -270,8 +320,9 @@ def _e2b_delivery(index: int, rec: ClaimRecord, t0: float) -> Delivery:
     )
 
 
-def _cancel(drive: _Drive, creates: list[simpy.Process], claims: list[simpy.Process]) -> None:
-    """Cancel the creates still in flight and let the claims clean up (within the time limit again)."""
+def _cancel(drive: _Drive, creates: list[simpy.Process], settled: Callable[[], bool]) -> None:
+    """Cancel the creates still in flight and let the claims clean up until ``settled()``
+    (within the time limit again)."""
 
     def interrupt() -> None:
         for proc in creates:
@@ -282,7 +333,7 @@ def _cancel(drive: _Drive, creates: list[simpy.Process], claims: list[simpy.Proc
                 proc.interrupt("benchmark time limit")
 
     drive.act(interrupt)
-    drive.wait(lambda: all(p.triggered for p in claims), SETTLE_TIMEOUT_S)
+    drive.wait(settled, SETTLE_TIMEOUT_S)
 
 
 def _e2b_error(rec: ClaimRecord) -> str | None:
@@ -320,6 +371,7 @@ def _sandboxclaim(drive: _Drive, workload: Workload, run: int) -> list[Delivery]
     env = cluster.env
     ns = workload.namespace
     applied: dict[str, float] = {}
+    completed = _Completed(cluster, ns)
 
     def start() -> tuple[float, simpy.Process]:
         t0 = env.now
@@ -332,15 +384,9 @@ def _sandboxclaim(drive: _Drive, workload: Workload, run: int) -> list[Delivery]
                 name = f"{BENCHMARK_USER_PREFIX}-{run}-{i}"
                 cluster.apply(_claim_manifest(name, workload))
                 applied[name] = env.now
+                completed.names.append(name)
 
         return t0, drive.start(arrivals())
-
-    def completed() -> bool:
-        for name in applied:
-            claim = cluster.world.api.peek("SandboxClaim", ns, name)
-            if claim is not None and claim.status.phase != ClaimPhase.COMPLETED:
-                return False
-        return True
 
     def mine(rec: ClaimRecord) -> bool:
         # Records start at the controller's attempts, after the apply named the claim.
@@ -474,7 +520,10 @@ def run_on_cluster(
     :class:`ValueError` naming its field before anything is drawn, sent or run.
     """
     check_on_cluster(workload)
-    return _run(_Virtual(cluster), workload, name, "virtual")
+    # The run drives the model (its arrivals too) and reads it: under the collector
+    # thresholds the model runs with, in every part, not only in the waits.
+    with simulation_gc():
+        return _run(_Virtual(cluster), workload, name, "virtual")
 
 
 def run_on_backend(
