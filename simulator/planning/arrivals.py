@@ -30,6 +30,7 @@ from simulator.latency import Seconds, parse_seconds
 from simulator.planning.errors import FieldError
 
 __all__ = [
+    "MAX_ARRIVALS_PER_RUN",
     "Arrivals",
     "Burst",
     "BurstArrivals",
@@ -44,6 +45,15 @@ __all__ = [
     "load_trace",
     "parse_rate",
 ]
+
+MAX_ARRIVALS_PER_RUN = 10_000_000
+"""The most arrivals one workload may draw in a run (warm-up and duration).
+
+Ten times the largest run benchmarked (1,000,000 claims, about 1.8 GiB and an
+hour of wall time): more would not end on this kind of machine, and a rate far
+beyond it leaves gaps between arrivals below the float resolution of the clock,
+which then stops (the run would never end).
+"""
 
 _PER = {"s": 1.0, "sec": 1.0, "min": 60.0, "m": 60.0, "h": 3600.0, "hour": 3600.0}
 
@@ -99,6 +109,10 @@ class PoissonArrivals(_Model):
         """Expected arrivals in ``[start, end)``."""
         return self.rate * max(0.0, end - start)
 
+    def draws(self, horizon: float) -> tuple[str, float]:
+        """The field that sets how many arrivals a run draws in ``[0, horizon)``, and about how many."""
+        return "rate", self.expected(0.0, horizon)
+
     def shortened(self, factor: float) -> PoissonArrivals:
         """The same process (a shorter run simply sees fewer arrivals)."""
         return self
@@ -121,6 +135,10 @@ class ConstantArrivals(_Model):
     def expected(self, start: float, end: float) -> float:
         """Expected arrivals in ``[start, end)``."""
         return self.rate * max(0.0, end - start)
+
+    def draws(self, horizon: float) -> tuple[str, float]:
+        """The field that sets how many arrivals a run draws in ``[0, horizon)``, and about how many."""
+        return "rate", self.expected(0.0, horizon)
 
     def shortened(self, factor: float) -> ConstantArrivals:
         """The same process."""
@@ -159,6 +177,14 @@ class BurstArrivals(_Model):
     def expected(self, start: float, end: float) -> float:
         """Arrivals in ``[start, end)``."""
         return float(sum(1 for t in self._all() if start <= t < end))
+
+    def draws(self, horizon: float) -> tuple[str, float]:
+        """The field that sets how many arrivals a run draws in ``[0, horizon)``, and at most how many.
+
+        Counted from the bursts, not their times: a count too large to list is refused
+        before anything lists it.
+        """
+        return "bursts", float(sum(b.count for b in self.bursts if b.at < horizon))
 
     def peak_rate(self) -> float:
         """Claims per second within the densest burst (infinite for one that arrives at once)."""
@@ -258,6 +284,13 @@ class DiurnalArrivals(_Model):
             return self.mean * (1 + self.amplitude)
         return max(p.rate for p in self.table or [])
 
+    def draws(self, horizon: float) -> tuple[str, float]:
+        """The field that sets how many candidates a run draws in ``[0, horizon)``, and about how many.
+
+        Thinning draws candidates at the day's largest rate, whatever the mean.
+        """
+        return "mean" if self.mean is not None else "table", self.max_rate() * horizon
+
     def times(self, rng: random.Random, horizon: float) -> Iterator[tuple[float, TraceRow | None]]:
         """Arrival times in ``[0, horizon)`` by Lewis-Shedler thinning, increasing."""
         top = self.max_rate()
@@ -328,6 +361,10 @@ class TraceArrivals(_Model):
     def expected(self, start: float, end: float) -> float:
         """Arrivals in ``[start, end)``."""
         return float(sum(1 for r in self.rows if start <= r.time < end))
+
+    def draws(self, horizon: float) -> tuple[str, float]:
+        """The field that sets how many arrivals a run replays in ``[0, horizon)``, and how many."""
+        return "file", self.expected(0.0, horizon)
 
     def shortened(self, factor: float) -> TraceArrivals:
         """The first ``factor`` of the trace's span."""

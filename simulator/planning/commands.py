@@ -9,8 +9,14 @@ prints a table and returns the exit code:
         ran, whether or not others do not fit on the nodes);
 ``1``   ``plan`` found no size in the range that meets the goals; ``sweep``
         found no point that fits on the nodes (each one's reason is written);
-``2``   bad input (the message names the file or option, the field and the reason);
-``130`` interrupted with Ctrl-C: partial results were written.
+``2``   bad input (the message names the file or option, the field and the reason),
+        including an ``--out`` that cannot be written;
+``130`` interrupted with Ctrl-C (``143`` SIGTERM, ``129`` SIGHUP): partial
+        results were written.
+
+The files are written before anything is printed, and a reader that leaves
+early (``| head -1``) only ends the printing: the files and the exit status
+are the same whoever reads the tables.
 """
 
 from __future__ import annotations
@@ -42,22 +48,17 @@ from simulator.planning.analytic import (
     parse_max_share,
     parse_slo,
 )
+from simulator.planning.consoles import PipeSafeConsole
 from simulator.planning.diagnose import check_goals, limits
 from simulator.planning.errors import PlanningError
-from simulator.planning.executors import Executor, make_executor, sigint_stops
+from simulator.planning.executors import Executor, StopSignals, make_executor, signals_stop
 from simulator.planning.formatting import METRIC_ROWS, POOL_ROWS, fmt_estimate, fmt_value, label_of
 from simulator.planning.loading import load_scenario
 from simulator.planning.metrics import RunResult
-from simulator.planning.outputs import (
-    check_out_dir,
-    remove_claims_csv,
-    summary_payload,
-    write_claims_csv,
-    write_summary,
-)
+from simulator.planning.outputs import check_out_dir, summary_payload, write_outputs
 from simulator.planning.overrides import Axis, apply_overrides, canonical_path, parse_axis
-from simulator.planning.plan import Candidate, Goal, PlanResult, plan
-from simulator.planning.report import write_report
+from simulator.planning.plan import MAX_REPLICAS, Candidate, Goal, PlanResult, plan
+from simulator.planning.report import render_report
 from simulator.planning.scenario import Scenario
 from simulator.planning.study import (
     NO_POINT_FITS,
@@ -170,24 +171,43 @@ class _Bar:
             )
 
 
+def _consoles(console: Console | None) -> tuple[Console, Console]:
+    """The console for the tables (stdout) and the one for progress and errors (stderr).
+
+    Both go quiet when their reader leaves (``| head -1``) instead of ending
+    the command: see :class:`PipeSafeConsole`.
+    """
+    if console is not None:
+        return console, console
+    return PipeSafeConsole(soft_wrap=True), PipeSafeConsole(stderr=True, soft_wrap=True)
+
+
 @contextmanager
-def _running(
-    console: Console, total: int | None, what: str
-) -> Iterator[tuple[_Bar, threading.Event]]:
-    stop = threading.Event()
+def _running(console: Console, total: int | None, what: str) -> Iterator[_Bar]:
     bar = _Bar(console, total, what)
-    with bar.progress, sigint_stops(stop):
+    with bar.progress:
         if not console.is_terminal:
             # No bar without a terminal: one line says the runs have started
             # (and that Ctrl-C now stops them cleanly).
             console.print(f"{what}: {total if total is not None else 'several'} run(s) started")
-        yield bar, stop
+        yield bar
+
+
+def _exit_code(caught: StopSignals, partial: bool, done: int) -> int:
+    """The stop signal's code (130, 143, 129) when one came, else 130 for a cut batch, else ``done``.
+
+    A signal that came while the files were written (the runs had all ended)
+    still says the command was stopped.
+    """
+    if caught.exit_code is not None:
+        return caught.exit_code
+    return EXIT_INTERRUPTED if partial else done
 
 
 def _metrics_table(title: str, summary: PointSummary) -> Table:
     table = Table(title=title, show_lines=False)
-    table.add_column("metric")
-    table.add_column("mean [95% interval]", justify="right")
+    table.add_column("metric", overflow="fold")
+    table.add_column("mean [95% interval]", justify="right", overflow="fold")
     for metric, label in METRIC_ROWS:
         est = summary.metrics.get(metric)
         if est is not None:
@@ -199,17 +219,16 @@ def _metrics_table(title: str, summary: PointSummary) -> Table:
 
 def _pools_table(summary: PointSummary) -> Table:
     table = Table(title="Pools")
-    table.add_column("")
+    table.add_column("", overflow="fold")
     keys = list(summary.pools)
     for key in keys:
-        table.add_column(key, justify="right")
+        table.add_column(key, justify="right", overflow="fold")
     for metric, label in POOL_ROWS:
         table.add_row(label, *(fmt_estimate(metric, summary.pools[k].get(metric)) for k in keys))
     return table
 
 
-def _finish(
-    console: Console,
+def _write(
     out: Path,
     *,
     command: str,
@@ -227,6 +246,11 @@ def _finish(
     unfit: Sequence[UnfitPoint] = (),
     rows: Sequence[PointSummary | UnfitPoint] | None = None,
 ) -> list[Path]:
+    """Write ``summary.json``, ``report.html`` and (when asked) ``claims.csv``; return their paths.
+
+    The report is rendered (the slow part: its plots) before any file of an
+    earlier run is touched.
+    """
     payload = summary_payload(
         command,
         scenario,
@@ -241,33 +265,31 @@ def _finish(
         limits=limits,
         unfit=unfit,
     )
-    files = [write_summary(out, payload)]
-    csv_path = write_claims_csv(out, summaries) if claims_csv else None
-    if csv_path is not None:
-        files.append(csv_path)
-    else:
-        remove_claims_csv(out)  # an earlier run's claims must not pass for these
-    files.append(
-        write_report(
-            out,
-            command,
-            scenario,
-            source,
-            summaries,
-            interrupted=interrupted,
-            plan=plan_result,
-            analytic=analytic,
-            axes=axes,
-            goals=goals,
-            limits=limits,
-            rows=rows,
-        )
+    report = render_report(
+        command,
+        scenario,
+        source,
+        summaries,
+        interrupted=interrupted,
+        plan=plan_result,
+        analytic=analytic,
+        axes=axes,
+        goals=goals,
+        limits=limits,
+        rows=rows,
     )
+    return write_outputs(out, payload, report, summaries if claims_csv else None)
+
+
+def _said_written(
+    console: Console, files: Sequence[Path], *, interrupted: bool, caught: StopSignals
+) -> None:
     if interrupted:
         console.print("[yellow]Interrupted: partial results written.[/yellow]")
+    elif caught.signum is not None:
+        console.print("[yellow]Stopped after the last run ended: the results are whole.[/yellow]")
     for f in files:
         console.print(f"wrote {f}")
-    return files
 
 
 def _bad_input(console: Console, exc: Exception) -> int:
@@ -278,8 +300,7 @@ def _bad_input(console: Console, exc: Exception) -> int:
 
 def simulate_command(path: str, opts: RunOptions, console: Console | None = None) -> int:
     """``kruise-agents simulate``: run the scenario's replications and report them."""
-    out_console = console or Console(soft_wrap=True)
-    err = Console(stderr=True, soft_wrap=True) if console is None else console
+    out_console, err = _consoles(console)
     try:
         scenario = _load(path, opts)
         out = _out_dir(opts, scenario, "simulate")
@@ -288,81 +309,98 @@ def simulate_command(path: str, opts: RunOptions, console: Console | None = None
     except (PlanningError, ValueError) as exc:
         return _bad_input(err, exc)
     keep = opts.claims_csv or scenario.claims_csv
-    try:
-        with _running(err, scenario.replications, f"simulate {scenario.name}") as (bar, stop):
-            bar.new_batch(scenario.replications)
-            summaries, partial = run_points(
-                [Point({}, scenario)],
-                executor,
-                stop=stop,
-                keep_claims=keep,
-                on_result=bar.on_result,
-                on_progress=bar.on_progress,
+    stop = threading.Event()
+    with signals_stop(stop) as caught:
+        try:
+            with _running(err, scenario.replications, f"simulate {scenario.name}") as bar:
+                bar.new_batch(scenario.replications)
+                summaries, partial = run_points(
+                    [Point({}, scenario)],
+                    executor,
+                    stop=stop,
+                    keep_claims=keep,
+                    on_result=bar.on_result,
+                    on_progress=bar.on_progress,
+                )
+        except PlanningError as exc:
+            return _bad_input(err, exc)
+        finally:
+            executor.close()
+        # From here a signal waits for the files: they are written whole.
+        caught.held = True
+        analytic = [analytic_estimate(scenario, p, None, 0.01) for p in scenario.pools]
+        s = summaries[0] if summaries else None
+        verdicts = (
+            check_goals(s, scenario.goals) if s is not None and scenario.goals is not None else []
+        )
+        found = limits(s, scenario) if s is not None else []
+        try:
+            files = _write(
+                out,
+                command="simulate",
+                scenario=scenario,
+                source=path,
+                summaries=summaries,
+                executor=executor,
+                interrupted=partial,
+                analytic=analytic,
+                goals=verdicts,
+                limits=found,
+                claims_csv=keep,
             )
-    except PlanningError as exc:
-        executor.close()
-        return _bad_input(err, exc)
-    executor.close()
-    analytic = [analytic_estimate(scenario, p, None, 0.01) for p in scenario.pools]
-    verdicts: list[Goal] = []
-    found: list[str] = []
-    if summaries:
-        s = summaries[0]
-        out_console.print(_metrics_table(f"{scenario.name}: {len(s.runs)} replication(s)", s))
-        out_console.print(_pools_table(s))
-        for a in analytic:
-            pool_fig = s.pools.get(a.pool, {})
-            size = pool_fig.get("replicas")
-            if size is not None:
-                b_at = erlang_b(int(size.mean), a.load)
-                out_console.print(
-                    f"Erlang-B for {a.pool} at {int(size.mean)} replicas: {b_at:.2%} cold "
-                    f"(a = {a.rate:.3g}/s x {a.refill_s:.3g}s); simulated "
-                    f"{fmt_estimate('cold_share', pool_fig.get('cold_share'))}"
-                    + "".join(f"; {note}" for note in a.notes if "Poisson" in note),
-                    highlight=False,
-                )
-        if scenario.goals is not None:
-            verdicts = check_goals(s, scenario.goals)
-            for g in verdicts:
-                goal = f"goal {label_of(g.name)} {g.symbol} {fmt_value(g.name, g.limit)}"
-                if g.estimate is None:
-                    # Nothing to judge (e.g. interrupted before any claim): not a miss.
-                    out_console.print(
-                        f"{goal}: [yellow]not measured[/yellow] "
-                        f"(no value in the {len(s.runs)} replication(s))"
-                    )
-                    continue
-                mark = "[green]met[/green]" if g.met else "[red]missed[/red]"
-                out_console.print(
-                    f"{goal}: {mark}, measured {fmt_estimate(g.name, g.estimate)} ({g.confidence})"
-                )
-        found = limits(s, scenario)
-        if found:
-            out_console.print("[bold]What limits delivery[/bold]")
-            for line in found:
-                out_console.print(f"  - {line}", highlight=False, soft_wrap=True)
-    _finish(
-        out_console,
-        out,
-        command="simulate",
-        scenario=scenario,
-        source=path,
-        summaries=summaries,
-        executor=executor,
-        interrupted=partial,
-        analytic=analytic,
-        goals=verdicts,
-        limits=found,
-        claims_csv=keep,
-    )
-    return EXIT_INTERRUPTED if partial else EXIT_OK
+        except PlanningError as exc:
+            return _bad_input(err, exc)
+        if s is not None:
+            _print_simulated(out_console, scenario, s, analytic, verdicts, found)
+        _said_written(out_console, files, interrupted=partial, caught=caught)
+    return _exit_code(caught, partial, EXIT_OK)
+
+
+def _print_simulated(
+    console: Console,
+    scenario: Scenario,
+    s: PointSummary,
+    analytic: Sequence[AnalyticEstimate],
+    verdicts: Sequence[Goal],
+    found: Sequence[str],
+) -> None:
+    """``simulate``'s tables: the metrics, the pools, Erlang-B, the goals' verdicts, the limits."""
+    console.print(_metrics_table(f"{scenario.name}: {len(s.runs)} replication(s)", s))
+    console.print(_pools_table(s))
+    for a in analytic:
+        pool_fig = s.pools.get(a.pool, {})
+        size = pool_fig.get("replicas")
+        if size is not None:
+            b_at = erlang_b(int(size.mean), a.load)
+            console.print(
+                f"Erlang-B for {a.pool} at {int(size.mean)} replicas: {b_at:.2%} cold "
+                f"(a = {a.rate:.3g}/s x {a.refill_s:.3g}s); simulated "
+                f"{fmt_estimate('cold_share', pool_fig.get('cold_share'))}"
+                + "".join(f"; {note}" for note in a.notes if "Poisson" in note),
+                highlight=False,
+            )
+    for g in verdicts:
+        goal = f"goal {label_of(g.name)} {g.symbol} {fmt_value(g.name, g.limit)}"
+        if g.estimate is None:
+            # Nothing to judge (e.g. interrupted before any claim): not a miss.
+            console.print(
+                f"{goal}: [yellow]not measured[/yellow] "
+                f"(no value in the {len(s.runs)} replication(s))"
+            )
+            continue
+        mark = "[green]met[/green]" if g.met else "[red]missed[/red]"
+        console.print(
+            f"{goal}: {mark}, measured {fmt_estimate(g.name, g.estimate)} ({g.confidence})"
+        )
+    if found:
+        console.print("[bold]What limits delivery[/bold]")
+        for line in found:
+            console.print(f"  - {line}", highlight=False, soft_wrap=True)
 
 
 def sweep_command(path: str, opts: RunOptions, console: Console | None = None) -> int:
     """``kruise-agents sweep``: every combination of the ``--set`` values, one table, comparative plots."""
-    out_console = console or Console(soft_wrap=True)
-    err = Console(stderr=True, soft_wrap=True) if console is None else console
+    out_console, err = _consoles(console)
     try:
         base = _load(path, RunOptions(seed=opts.seed, replications=opts.replications))
         if opts.sets:
@@ -381,53 +419,58 @@ def sweep_command(path: str, opts: RunOptions, console: Console | None = None) -
         return _bad_input(err, exc)
     keep = opts.claims_csv or base.claims_csv
     total = sum(p.scenario.replications for p in points)
-    try:
-        with _running(err, total, f"sweep {base.name} ({len(points)} points)") as (bar, stop):
-            bar.new_batch(total)
-            # A point whose pools never fill is a row of the table, not an error.
-            study = run_study(
-                points,
-                executor,
-                stop=stop,
-                keep_claims=keep,
-                on_result=bar.on_result,
-                on_progress=bar.on_progress,
+    stop = threading.Event()
+    with signals_stop(stop) as caught:
+        try:
+            with _running(err, total, f"sweep {base.name} ({len(points)} points)") as bar:
+                bar.new_batch(total)
+                # A point whose pools never fill is a row of the table, not an error.
+                study = run_study(
+                    points,
+                    executor,
+                    stop=stop,
+                    keep_claims=keep,
+                    on_result=bar.on_result,
+                    on_progress=bar.on_progress,
+                )
+        except PlanningError as exc:
+            return _bad_input(err, exc)
+        finally:
+            executor.close()
+        caught.held = True  # from here a signal waits for the files: they are written whole
+        names = [a.path for a in axes]
+        summaries, unfit = study.summaries, study.unfit
+        try:
+            files = _write(
+                out,
+                command="sweep",
+                scenario=base,
+                source=path,
+                summaries=summaries,
+                executor=executor,
+                interrupted=study.partial,
+                axes=names,
+                claims_csv=keep,
+                unfit=unfit,
+                rows=study.rows,
             )
-    except PlanningError as exc:
-        executor.close()
-        return _bad_input(err, exc)
-    executor.close()
-    names = [a.path for a in axes]
-    summaries, unfit = study.summaries, study.unfit
-    out_console.print(_sweep_table(base.name, names, study.rows, len(unfit)))
-    for u in unfit:
-        out_console.print(
-            f"  - {_point_name(u.labels)}: does not fit on the nodes: {u.reason}",
-            highlight=False,
-            soft_wrap=True,
-        )
-    if unfit and not summaries and not study.partial:
-        out_console.print(
-            f"[red]{NO_POINT_FITS}[/red]: add nodes, or make the pools or their sandboxes smaller.",
-            highlight=False,
-        )
-    _finish(
-        out_console,
-        out,
-        command="sweep",
-        scenario=base,
-        source=path,
-        summaries=summaries,
-        executor=executor,
-        interrupted=study.partial,
-        axes=names,
-        claims_csv=keep,
-        unfit=unfit,
-        rows=study.rows,
-    )
-    if study.partial:
-        return EXIT_INTERRUPTED
-    return EXIT_NOT_MET if unfit and not summaries else EXIT_OK
+        except PlanningError as exc:
+            return _bad_input(err, exc)
+        out_console.print(_sweep_table(base.name, names, study.rows, len(unfit)))
+        for u in unfit:
+            out_console.print(
+                f"  - {_point_name(u.labels)}: does not fit on the nodes: {u.reason}",
+                highlight=False,
+                soft_wrap=True,
+            )
+        if unfit and not summaries and not study.partial:
+            out_console.print(
+                f"[red]{NO_POINT_FITS}[/red]: add nodes, or make the pools or their sandboxes "
+                "smaller.",
+                highlight=False,
+            )
+        _said_written(out_console, files, interrupted=study.partial, caught=caught)
+    return _exit_code(caught, study.partial, EXIT_NOT_MET if unfit and not summaries else EXIT_OK)
 
 
 _SWEEP_SHOWN = {
@@ -450,7 +493,7 @@ def _sweep_table(
     for n in axes:
         table.add_column(n, overflow="fold")
     for heading in _SWEEP_SHOWN.values():
-        table.add_column(heading, justify="right")
+        table.add_column(heading, justify="right", overflow="fold")
     for row in rows:
         labels = [str(row.labels.get(n)) for n in axes]
         if isinstance(row, UnfitPoint):
@@ -466,7 +509,10 @@ def _point_name(labels: dict[str, Any]) -> str:
 
 
 def parse_range(text: str | None) -> tuple[int | None, int | None]:
-    """``"10:2000"`` → (10, 2000); either side may be empty; PlanningError names ``--range``."""
+    """``"10:2000"`` → (10, 2000); either side may be empty; PlanningError names ``--range``.
+
+    Sizes run from 0 to :data:`MAX_REPLICAS`.
+    """
     if text is None:
         return None, None
     low, sep, high = text.partition(":")
@@ -481,6 +527,13 @@ def parse_range(text: str | None) -> tuple[int | None, int | None]:
         raise PlanningError(f"--range: expected LOW:HIGH, got {text!r}")
     if (lo is not None and lo < 0) or (lo is not None and hi is not None and hi < lo):
         raise PlanningError(f"--range: need 0 <= LOW <= HIGH, got {text!r}")
+    if max(lo or 0, hi or 0) > MAX_REPLICAS:
+        # Refused here, before a run: the search would only meet it at that size, as the
+        # SandboxSet's error about a --set nobody gave.
+        raise PlanningError(
+            f"--range: sizes must be at most {MAX_REPLICAS} (a SandboxSet's replicas is an "
+            f"int32), got {text!r}"
+        )
     return lo, hi
 
 
@@ -543,8 +596,7 @@ def plan_command(
     With ``--claims-csv`` (or ``claims_csv: true``) it writes the claims of the
     runs at the answer; none when no size meets the goals.
     """
-    out_console = console or Console(soft_wrap=True)
-    err = Console(stderr=True, soft_wrap=True) if console is None else console
+    out_console, err = _consoles(console)
     try:
         scenario = _load(path, opts)
         goal, cold, failed = _plan_goals(scenario, slo, max_cold, max_failed)
@@ -566,60 +618,66 @@ def plan_command(
             highlight=False,
         )
 
-    try:
-        with _running(err, None, f"plan {scenario.name} pool {pool}") as (bar, stop):
-            result = plan(
-                scenario,
-                pool,
-                slo=goal,
-                max_cold=cold,
-                max_failed=failed,
-                low=lo,
-                high=hi,
+    stop = threading.Event()
+    with signals_stop(stop) as caught:
+        try:
+            with _running(err, None, f"plan {scenario.name} pool {pool}") as bar:
+                result = plan(
+                    scenario,
+                    pool,
+                    slo=goal,
+                    max_cold=cold,
+                    max_failed=failed,
+                    low=lo,
+                    high=hi,
+                    executor=executor,
+                    stop=stop,
+                    keep_claims=keep,
+                    on_result=bar.on_result,
+                    on_progress=bar.on_progress,
+                    on_candidate=seen,
+                )
+        except PlanningError as exc:
+            return _bad_input(err, exc)
+        finally:
+            executor.close()
+        caught.held = True  # from here a signal waits for the files: they are written whole
+        summaries = [c.summary for _, c in sorted(result.candidates.items())]
+        try:
+            # Only the runs at the answer kept their claims (plan drops the others').
+            files = _write(
+                out,
+                command="plan",
+                scenario=scenario,
+                source=path,
+                summaries=summaries,
                 executor=executor,
-                stop=stop,
-                keep_claims=keep,
-                on_result=bar.on_result,
-                on_progress=bar.on_progress,
-                on_candidate=seen,
+                interrupted=result.interrupted,
+                plan_result=result,
+                claims_csv=keep,
+                unfit=[
+                    UnfitPoint({f"pools.{pool}.replicas": size}, reason)
+                    for size, reason in sorted(result.unfit.items())
+                ],
             )
-    except PlanningError as exc:
-        executor.close()
-        return _bad_input(err, exc)
-    executor.close()
-    out_console.print(_plan_table(result))
-    for line in result.explanation:
-        out_console.print(f"  - {line}", highlight=False, soft_wrap=True)
-    summaries = [c.summary for _, c in sorted(result.candidates.items())]
-    if keep and result.answer is None:
-        out_console.print(f"No claims.csv: {result.none_found}.", highlight=False)
-    # Only the runs at the answer kept their claims (plan drops the others').
-    _finish(
-        out_console,
-        out,
-        command="plan",
-        scenario=scenario,
-        source=path,
-        summaries=summaries,
-        executor=executor,
-        interrupted=result.interrupted,
-        plan_result=result,
-        claims_csv=keep,
-        unfit=[
-            UnfitPoint({f"pools.{pool}.replicas": size}, reason)
-            for size, reason in sorted(result.unfit.items())
-        ],
-    )
-    if result.interrupted:
-        return EXIT_INTERRUPTED
-    return EXIT_OK if result.answer is not None else EXIT_NOT_MET
+        except PlanningError as exc:
+            return _bad_input(err, exc)
+        out_console.print(_plan_table(result))
+        for line in result.explanation:
+            out_console.print(f"  - {line}", highlight=False, soft_wrap=True)
+        if keep and result.answer is None:
+            out_console.print(f"No claims.csv: {result.none_found}.", highlight=False)
+        _said_written(out_console, files, interrupted=result.interrupted, caught=caught)
+    found = EXIT_OK if result.answer is not None else EXIT_NOT_MET
+    return _exit_code(caught, result.interrupted, found)
 
 
 def _plan_table(result: PlanResult) -> Table:
     table = Table(title=f"Plan for pool {result.pool}")
-    table.add_column("")
-    table.add_column("replicas", justify="right")
-    table.add_column("how", justify="left")
+    # Folded, not cut with "…": a redirected table is 80 columns wide, and no value may be lost.
+    table.add_column("", overflow="fold")
+    table.add_column("replicas", justify="right", overflow="fold")
+    table.add_column("how", justify="left", overflow="fold")
     est = result.analytic
     table.add_row("Erlang (profile refill)", str(est.replicas or "-"), est.describe())
     if result.analytic_measured is not None:

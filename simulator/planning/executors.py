@@ -3,9 +3,10 @@
 Every executor runs the same :class:`Task` list through :func:`run_task` and
 returns the results ordered by task index, so the same seeds give the same
 numbers whatever the executor (each run is a pure function of its scenario
-and seed). Stopping early (Ctrl-C) is cooperative: the executor's ``stop``
-event is set, runs in progress end at their next step with what they measured
-(marked ``interrupted``), runs not yet started are dropped.
+and seed). Stopping early (Ctrl-C, SIGTERM or SIGHUP: see :func:`signals_stop`)
+is cooperative: the executor's ``stop`` event is set, runs in progress end at
+their next step with what they measured (marked ``interrupted``), runs not yet
+started are dropped.
 
 * :class:`SerialExecutor` runs tasks one after the other in this process;
 * :class:`ProcessExecutor` runs them in ``workers`` processes (forkserver);
@@ -39,6 +40,7 @@ from simulator.planning.runner import run_once
 from simulator.planning.scenario import Scenario
 
 __all__ = [
+    "STOP_SIGNALS",
     "Batch",
     "DaskExecutor",
     "Executor",
@@ -46,10 +48,11 @@ __all__ = [
     "OnResult",
     "ProcessExecutor",
     "SerialExecutor",
+    "StopSignals",
     "Task",
     "make_executor",
     "run_task",
-    "sigint_stops",
+    "signals_stop",
 ]
 
 OnResult = Callable[[RunResult], None]
@@ -58,6 +61,11 @@ OnProgress = Callable[[int, float], None]
 """Called with (task index, fraction done) when an executor can tell."""
 
 _POLL_S = 0.2
+
+STOP_SIGNALS: tuple[signal.Signals, ...] = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+"""The signals that stop a batch cleanly: Ctrl-C, a supervisor's or CI's kill, a closed terminal."""
 
 
 @dataclass(frozen=True)
@@ -184,10 +192,12 @@ _worker_stop: Any = None
 
 
 def _init_worker(stop_event: Any) -> None:
-    # Ctrl-C reaches the whole process group: workers leave it to the main
-    # process, which tells them to stop through the shared event.
+    # Ctrl-C (and a hang-up, or a SIGTERM sent to the process group) reaches
+    # the workers too: they leave it to the main process, which tells them to
+    # stop through the shared event and then shuts the pool down.
     global _worker_stop
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
     _worker_stop = stop_event
 
 
@@ -376,23 +386,48 @@ def make_executor(workers: int = 1, dask: str | Any | None = None) -> Executor:
     return SerialExecutor()
 
 
-@contextmanager
-def sigint_stops(stop: threading.Event) -> Iterator[None]:
-    """While inside, the first Ctrl-C sets ``stop`` (a clean, partial end); a second one aborts.
+class StopSignals:
+    """What :func:`signals_stop` caught: the first stop signal, and whether a second one aborts."""
 
-    Only the main thread can take signals; elsewhere this does nothing.
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        """The first stop signal received (None: none)."""
+        self.held = False
+        """Once set, a second signal is only noted: the outputs are being written and must not
+        be cut between two files."""
+
+    @property
+    def exit_code(self) -> int | None:
+        """``128 + signal number`` (130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP), as a
+        shell reports a process the signal ended; None when no signal came."""
+        return None if self.signum is None else 128 + self.signum
+
+
+@contextmanager
+def signals_stop(stop: threading.Event) -> Iterator[StopSignals]:
+    """While inside, the first SIGINT, SIGTERM or SIGHUP sets ``stop`` (a clean, partial end).
+
+    A second one aborts (KeyboardInterrupt) unless the caught record is
+    ``held``. Without this, a SIGTERM would end the main process at once and
+    leave the worker processes, the forkserver and the resource tracker
+    running for ever. Only the main thread can take signals; elsewhere
+    nothing is caught.
     """
+    caught = StopSignals()
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield caught
         return
 
     def handler(signum: int, frame: Any) -> None:
-        if stop.is_set():
+        if caught.signum is None:
+            caught.signum = signum
+        elif not caught.held:
             raise KeyboardInterrupt
         stop.set()
 
-    previous = signal.signal(signal.SIGINT, handler)
+    previous = {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS}
     try:
-        yield
+        yield caught
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, before in previous.items():
+            signal.signal(signum, before)

@@ -129,6 +129,22 @@ def parse_scenario(
 
     Trace files are read relative to ``base_dir`` (default: the working directory).
     """
+    try:
+        return _parse(source_text, source, base_dir, default_name)
+    except RecursionError:
+        # The YAML reader, the validation and the line lookup all recurse
+        # into nested values: hundreds of levels exhaust Python's stack.
+        raise ScenarioError(
+            source, "", "cannot read the file: nested too deeply (a scenario needs a few levels)"
+        ) from None
+
+
+def _parse(
+    source_text: str | Mapping[str, Any],
+    source: str,
+    base_dir: Path | None,
+    default_name: str | None,
+) -> Scenario:
     root: yaml.Node | None = None
     if isinstance(source_text, str):
         try:

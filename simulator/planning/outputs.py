@@ -2,18 +2,25 @@
 
 Every file of an earlier run into the same folder is replaced or removed:
 ``report.html`` carries its plots inline, and a ``claims.csv`` this run does
-not write is deleted.
+not write is deleted. Each file is written whole or not at all (a temporary
+file renamed over it), and :func:`write_outputs` removes the earlier run's
+files before it writes any: whatever stops a command part-way, no file of an
+earlier run is left next to one of this run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import importlib.metadata
 import json
 import math
-from collections.abc import Sequence
+import os
+import secrets
+import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from simulator.planning.analytic import AnalyticEstimate
 from simulator.planning.errors import PlanningError
@@ -23,12 +30,18 @@ from simulator.planning.study import PointSummary, UnfitPoint, profiles_ran
 from simulator.records import PHASES
 
 __all__ = [
+    "OUTPUT_FILES",
     "check_out_dir",
     "remove_claims_csv",
+    "replacing",
     "summary_payload",
     "write_claims_csv",
+    "write_outputs",
     "write_summary",
 ]
+
+OUTPUT_FILES = ("summary.json", "claims.csv", "report.html")
+"""The files a command writes into its ``--out`` folder (``claims.csv`` only when asked)."""
 
 
 def _clean(value: Any) -> Any:
@@ -99,24 +112,68 @@ def check_out_dir(out_dir: Path) -> None:
     """Raise :class:`PlanningError` if ``out_dir`` cannot be a folder to write in.
 
     Checked before the runs, which would otherwise end in a traceback with
-    nothing written.
+    nothing written: the folder (and its missing parents) is created and a
+    file written in it, then both are removed again, so a refusal, or a
+    bad input found later, leaves no trace.
     """
     if out_dir.exists():
         if not out_dir.is_dir():
             raise PlanningError(f"--out: {out_dir}: is a file, not a folder")
-        return
-    for parent in out_dir.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise PlanningError(f"--out: {out_dir}: {parent} is a file, not a folder")
-            return
+    else:
+        for parent in out_dir.parents:
+            if parent.exists():
+                if not parent.is_dir():
+                    raise PlanningError(f"--out: {out_dir}: {parent} is a file, not a folder")
+                break
+    created: list[Path] = []
+    try:
+        for folder in [*reversed(out_dir.parents), out_dir]:
+            if not folder.exists():
+                folder.mkdir()
+                created.append(folder)
+        with tempfile.TemporaryFile(dir=out_dir, prefix=".kruise-agents-probe-"):
+            pass
+    except OSError as exc:
+        raise PlanningError(f"--out: {out_dir}: cannot write there: {_why(exc)}") from None
+    finally:
+        for folder in reversed(created):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+
+
+def _why(exc: OSError) -> str:
+    """The system's reason, without the path the message already names."""
+    return exc.strerror or str(exc)
+
+
+@contextlib.contextmanager
+def replacing(path: Path, *, newline: str | None = None) -> Iterator[IO[str]]:
+    """Open a temporary file beside ``path``; on success rename it over ``path``.
+
+    A reader (or a later run) sees the old file or the whole new one, never a
+    half-written one; on an error the temporary file is removed and ``path``
+    is left as it was.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    # Not mkstemp: its files are private (0600); this one gets the umask's
+    # mode, as the file it replaces had.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with open(fd, "w", encoding="utf-8", newline=newline) as fh:
+            yield fh
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def write_summary(out_dir: Path, payload: dict[str, Any]) -> Path:
     """Write ``summary.json``; return its path."""
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "summary.json"
-    path.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    with replacing(path) as fh:
+        fh.write(json.dumps(payload, indent=2, sort_keys=False) + "\n")
     return path
 
 
@@ -154,7 +211,7 @@ def write_claims_csv(out_dir: Path, summaries: Sequence[PointSummary]) -> Path |
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "claims.csv"
     columns = [*label_cols, "replication", *_COLUMNS]
-    with path.open("w", newline="", encoding="utf-8") as fh:
+    with replacing(path, newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         for row in rows:
@@ -169,3 +226,33 @@ def remove_claims_csv(out_dir: Path) -> None:
     new ``summary.json``, where it would read as this run's claims.
     """
     (out_dir / "claims.csv").unlink(missing_ok=True)
+
+
+def write_outputs(
+    out_dir: Path,
+    payload: dict[str, Any],
+    report_html: str,
+    claims: Sequence[PointSummary] | None = None,
+) -> list[Path]:
+    """Write a command's files into ``out_dir``; return their paths (``summary.json`` first).
+
+    The files of an earlier run (:data:`OUTPUT_FILES`) are removed first,
+    then ``summary.json``, ``claims.csv`` (when ``claims`` is given and a run
+    kept its claims) and ``report.html`` are written, each whole. Any error
+    of the file system is one :class:`PlanningError` naming ``--out``.
+    """
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for name in OUTPUT_FILES:
+            (out_dir / name).unlink(missing_ok=True)
+        files = [write_summary(out_dir, payload)]
+        csv_path = write_claims_csv(out_dir, claims) if claims is not None else None
+        if csv_path is not None:
+            files.append(csv_path)
+        report = out_dir / "report.html"
+        with replacing(report) as fh:
+            fh.write(report_html)
+        files.append(report)
+    except OSError as exc:
+        raise PlanningError(f"--out: {out_dir}: cannot write the results: {_why(exc)}") from None
+    return files

@@ -57,6 +57,7 @@ from simulator.planning.stats import Estimate, wilson_interval
 from simulator.planning.study import Point, PointSummary, UnfitPoint, run_study
 
 __all__ = [
+    "MAX_REPLICAS",
     "NEVER_COLD",
     "Candidate",
     "Goal",
@@ -296,6 +297,9 @@ def judge(
     return goals
 
 
+MAX_REPLICAS = 2**31 - 1
+"""The largest pool size: a SandboxSet's ``spec.replicas`` is an int32."""
+
 NEVER_COLD = "no claim can be cold (create-on-no-stock is off: claims wait for a refill)"
 """Why a cold-share verdict is certain when every workload waits for a refill."""
 
@@ -384,10 +388,17 @@ def plan(
     estimate = analytic_estimate(scenario, pool, slo, max_cold)
     lo = 1 if low is None else low
     # An open HIGH leaves room to gallop up from where the search starts:
-    # Erlang's estimate, or LOW when the user starts above it.
-    hi = high if high is not None else max(10, 4 * max(estimate.replicas or 10, lo) + 10)
+    # Erlang's estimate, or LOW when the user starts above it (never past
+    # the largest size a SandboxSet holds).
+    hi = (
+        high
+        if high is not None
+        else min(MAX_REPLICAS, max(10, 4 * max(estimate.replicas or 10, lo) + 10))
+    )
     if lo < 0 or hi < lo:
         raise PlanningError(f"--range: need 0 <= low <= high, got {lo}:{hi}")
+    if hi > MAX_REPLICAS:
+        raise PlanningError(f"--range: sizes must be at most {MAX_REPLICAS}, got {lo}:{hi}")
     path = f"pools[{scenario.pools.index(pool)}].replicas"
     result = PlanResult(
         pool=pool.key,

@@ -32,6 +32,7 @@ from simulator.planning.formatting import (
     label_of,
     point_labels,
 )
+from simulator.planning.outputs import replacing
 from simulator.planning.plan import Goal, PlanResult
 from simulator.planning.scenario import Scenario
 from simulator.planning.study import NO_POINT_FITS, PointSummary, UnfitPoint, profiles_ran
@@ -547,5 +548,6 @@ def write_report(
         limits=limits,
         rows=rows,
     )
-    path.write_text(text, encoding="utf-8")
+    with replacing(path) as fh:
+        fh.write(text)
     return path

@@ -11,9 +11,11 @@ differences between points are the model's, not the dice's).
 The run advances in steps of ``sample_interval``: after each step it samples
 every pool's available and creating sandboxes (the SandboxSet controller's
 own counts), node CPU and memory requests and pod slots, and releases the
-SandboxClaim sandboxes whose hold is over; between steps it asks
-``should_stop`` whether to end early (Ctrl-C), in which case the result is
-marked ``interrupted`` and holds what was measured so far.
+SandboxClaim sandboxes whose hold is over; between steps, and every
+``STOP_CHECK_EVENTS`` events within a step (a step can hold millions of
+events), it asks ``should_stop`` whether to end early (Ctrl-C), in which case
+the result is marked ``interrupted`` and holds what was measured up to its
+last sample.
 """
 
 from __future__ import annotations
@@ -51,7 +53,14 @@ from simulator.planning.metrics import Outcome, RunResult, quantile_sketch, summ
 from simulator.planning.scenario import Scenario, WorkloadSpec
 from simulator.records import ClaimRecord
 
-__all__ = ["POOL_FILL_TIMEOUT_S", "Progress", "StopCheck", "derive_seed", "run_once"]
+__all__ = [
+    "POOL_FILL_TIMEOUT_S",
+    "STOP_CHECK_EVENTS",
+    "Progress",
+    "StopCheck",
+    "derive_seed",
+    "run_once",
+]
 
 POOL_FILL_TIMEOUT_S = 6 * 3600.0
 """Virtual time a pool may take to fill before the run gives up (a capacity problem)."""
@@ -62,6 +71,9 @@ Progress = Callable[[float], None]
 """Told the run's progress, 0..1, between steps."""
 
 _SAMPLES_PER_RUN = 600
+
+STOP_CHECK_EVENTS = 2000
+"""Events processed between two ``should_stop`` checks inside a step (a few milliseconds)."""
 
 
 def derive_seed(seed: int, *parts: object) -> int:
@@ -320,9 +332,9 @@ class _Run:
         step = 0
         while True:
             t = self.origin + step * self.interval
-            if t > env.now:
-                with simulation_gc():
-                    env.run(until=t)
+            if t > env.now and self._advance(t):
+                self._reap()
+                return True  # stopped within the step: the window ends at the last sample
             self._reap()
             self._sample(t)
             if self.progress is not None:
@@ -333,6 +345,38 @@ class _Run:
             if t >= end and (settled or t >= deadline):
                 return False
             step += 1
+
+    def _advance(self, t: float) -> bool:
+        """``env.run(until=t)``, asking ``should_stop`` every ``STOP_CHECK_EVENTS`` events.
+
+        Return whether it stopped before ``t``. The same events run in the same
+        order as ``env.run(until=t)`` would (its stop event is made the same
+        way), so a run that is not stopped is the same, event for event.
+        """
+        env = self.env
+        stop = self.should_stop
+        with simulation_gc():
+            if stop is None:
+                env.run(until=t)
+                return False
+            # As Environment.run(until=t): an event processed before the
+            # ordinary events scheduled at t, whose callback ends the stepping.
+            until = simpy.Event(env)
+            until._ok = True
+            until._value = None
+            env.schedule(until, simpy.events.URGENT, t - env.now)
+            until.callbacks.append(simpy.core.StopSimulation.callback)
+            step = env.step
+            try:
+                while True:
+                    for _ in range(STOP_CHECK_EVENTS):
+                        step()
+                    if stop():
+                        # The run ends here: the pending stop event must end no later stepping.
+                        until.callbacks.remove(simpy.core.StopSimulation.callback)
+                        return True
+            except simpy.core.StopSimulation:
+                return False
 
     def outcomes(self) -> list[Outcome]:
         """Every requested sandbox's outcome, in request order."""

@@ -64,7 +64,7 @@ from simulator.faults import (
 )
 from simulator.latency import Seconds, parse_latency
 from simulator.nodes import NodeSpec
-from simulator.planning.arrivals import Arrivals, TraceArrivals
+from simulator.planning.arrivals import MAX_ARRIVALS_PER_RUN, Arrivals, TraceArrivals
 from simulator.planning.errors import FieldError, PathError
 from simulator.planning.holds import Hold, parse_hold
 from simulator.planning.messages import first_problem
@@ -555,8 +555,25 @@ class Scenario(_Model):
                             f"workloads[{i}].arrivals.file",
                             f"trace row at {row.time:g}s claims from {ns}/{tpl}, which is no pool",
                         )
+        self._check_arrival_counts()
         self._check_fault_nodes()
         return self
+
+    def _check_arrival_counts(self) -> None:
+        """Refuse a workload that would draw more arrivals than a run can take.
+
+        Checked on the whole scenario, since the count is the rate times the
+        horizon: a ``--set duration=...`` can push an accepted rate over it.
+        """
+        horizon = self.horizon
+        for i, wl in enumerate(self.workloads):
+            field, count = wl.arrivals.draws(horizon)
+            if count > MAX_ARRIVALS_PER_RUN:
+                raise PathError(
+                    f"workloads[{i}].arrivals.{field}",
+                    f"about {count:.3g} arrivals in the run's {horizon:g}s (warm-up + duration), "
+                    f"more than the {MAX_ARRIVALS_PER_RUN:,} a run takes per workload",
+                )
 
     def _check_fault_nodes(self) -> None:
         """Refuse a fault naming a node the cluster does not have: it could never fire."""

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
+import pty
 import re
+import select
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -506,3 +510,266 @@ def test_plan_into_sizes_the_nodes_cannot_hold_ends_with_its_verdict(tmp_path: P
     assert summary["does_not_fit"][0]["labels"] == {"pools.base.replicas": 11}
     assert summary["does_not_fit"][0]["reason"] == plan["does_not_fit"][0]["reason"]
     assert (out / "report.html").is_file()
+
+
+_KRUISE = str(Path(sys.executable).parent / "kruise-agents")
+
+_SHORT = {
+    "simulate": [],
+    "plan": ["--pool", "base", "--max-cold", "60%", "--range", "1:3"],
+    "sweep": ["--set", "pools.base.replicas=2,4"],
+}
+"""Options that make each command a few short runs that end with exit 0."""
+
+
+@pytest.mark.parametrize("command", ["simulate", "plan", "sweep"])
+def test_a_reader_that_leaves_early_changes_neither_the_files_nor_the_exit_status(
+    command: str, tiny_file: Path, tmp_path: Path
+) -> None:
+    """``kruise-agents plan ... | head -1`` (or ``| true``): the files are written, exit 0, no word.
+
+    Before, the tables were printed before the files were written, and the closed pipe
+    ended the command with exit 1 (for plan: "no size meets the goals") and no file.
+    """
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [_KRUISE, command, str(tiny_file), "--replications", "1", "--set", "duration=10s",
+         "--out", str(out), *_SHORT[command]],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    proc.stdout.close()  # the reader is gone before the command prints a line
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr
+    assert sorted(p.name for p in out.iterdir()) == ["report.html", "summary.json"]
+    assert json.loads((out / "summary.json").read_text())["interrupted"] is False
+    for noise in ("Traceback", "Broken pipe", "BrokenPipe", "Exception ignored", "Aborted"):
+        assert noise not in stderr, stderr
+
+
+def _session(leader: int) -> list[int]:
+    """The processes of the session ``leader`` started (its workers, forkserver, resource tracker)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            # The session id is the 4th field after the command name (which may hold spaces).
+            if int(stat.rsplit(")", 1)[1].split()[4]) == leader:
+                found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.parametrize(
+    ("signum", "code", "workers"),
+    [(signal.SIGTERM, 143, "2"), (signal.SIGHUP, 129, "1")],
+    ids=["SIGTERM-2-workers", "SIGHUP-serial"],
+)
+def test_sigterm_and_sighup_stop_like_ctrl_c_and_leave_no_process(
+    signum: signal.Signals, code: int, workers: str, tiny_file: Path, tmp_path: Path
+) -> None:
+    """SIGTERM (a supervisor, CI) or SIGHUP (a closed terminal) stops as Ctrl-C does.
+
+    The runs stop, the workers are shut down, partial results are written marked
+    interrupted, the exit code is 143 (129 for SIGHUP), and nothing the command started
+    outlives it. Before, the main process died at once and the workers, the forkserver
+    and the resource tracker ran on for ever.
+    """
+    long = tmp_path / "long.yaml"
+    long.write_text(TINY.replace("duration: 40s", "duration: 10h"))
+    out = tmp_path / "partial"
+    proc = subprocess.Popen(
+        [_KRUISE, "simulate", str(long), "--out", str(out), "--workers", workers],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own session: what it starts can be found, and cleaned up
+    )
+    try:
+        assert proc.stderr is not None
+        assert "run(s) started" in proc.stderr.readline()
+        if workers == "1":
+            assert "run 1 under way" in proc.stderr.readline()
+        else:
+            deadline = time.monotonic() + 60
+            while len(_session(proc.pid)) < 2 + int(workers) and time.monotonic() < deadline:
+                time.sleep(0.2)  # the workers are up (and running, or filling their pools)
+        proc.send_signal(signum)
+        stdout, stderr = proc.communicate(timeout=120)
+        deadline = time.monotonic() + 20
+        while _session(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        left = _session(proc.pid)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # whatever it left behind, in its own group
+        proc.wait()
+    assert proc.returncode == code, stderr
+    assert left == [], "processes left behind"
+    assert "Interrupted: partial results written" in stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["interrupted"] is True
+    assert (out / "report.html").exists()
+
+
+@pytest.mark.parametrize("command", ["simulate", "plan", "sweep"])
+def test_an_out_that_cannot_be_written_is_refused_before_running(
+    command: str, tiny_file: Path, tmp_path: Path
+) -> None:
+    """A read-only place (/proc, a folder without write permission): exit 2, one line, nothing run.
+
+    Before, only "is a file" was checked: the runs went ahead and ended in a traceback.
+    """
+    from .test_outputs import _unwritable
+
+    out = _unwritable(tmp_path)
+    code, text = _invoke(command, str(tiny_file), "--out", str(out), *_SHORT[command])
+    assert code == 2, text
+    assert text.startswith(f"error: --out: {out}: cannot write there: "), text
+    assert len(text.strip().splitlines()) == 1, text
+    assert "started" not in text
+
+
+def test_an_error_while_writing_the_results_is_one_line(
+    tiny_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A folder that refuses the files after the runs (a disk that filled): exit 2, one line."""
+    from simulator.planning import commands
+
+    from .test_outputs import _unwritable
+
+    monkeypatch.setattr(commands, "check_out_dir", lambda out: None)  # as if it changed since
+    out = _unwritable(tmp_path)
+    code, text = _invoke("simulate", str(tiny_file), "--out", str(out), "--replications", "1")
+    assert code == 2, text
+    assert f"error: --out: {out}: cannot write the results: " in text
+    assert "Traceback" not in text and "wrote" not in text
+
+
+def test_ctrl_c_while_the_files_are_written_waits_for_them(
+    tiny_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C (twice) after the runs, while the files are written: all of them are this run's.
+
+    The signals wait until every file is written, then the command exits 130; the files
+    hold the whole run ("interrupted": false). Before, the first Ctrl-C aborted between
+    two files and left the new summary.json next to the earlier run's report.html.
+    """
+    from simulator.planning import commands
+
+    out = tmp_path / "out"
+    code, text = _invoke(
+        "simulate", str(tiny_file), "--out", str(out), "--replications", "1", "--claims-csv"
+    )
+    assert code == 0, text
+    from simulator.planning.report import render_report as render
+
+    def render_then_ctrl_c(*args: Any, **kwargs: Any) -> str:
+        page = render(*args, **kwargs)
+        signal.raise_signal(signal.SIGINT)
+        signal.raise_signal(signal.SIGINT)
+        return page
+
+    monkeypatch.setattr(commands, "render_report", render_then_ctrl_c)
+    code, text = _invoke(
+        "simulate", str(tiny_file), "--out", str(out), "--replications", "1", "--seed", "777"
+    )
+    assert code == 130, text
+    assert "Stopped after the last run ended: the results are whole." in text
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["scenario"]["seed"] == 777 and summary["interrupted"] is False
+    assert "seed 777," in (out / "report.html").read_text()
+    assert sorted(p.name for p in out.iterdir()) == ["report.html", "summary.json"]
+
+
+@pytest.mark.parametrize("columns", ["40", "80"])
+def test_tables_fold_values_instead_of_cutting_them(
+    columns: str, tiny_file: Path, tmp_path: Path
+) -> None:
+    """At any width (80 when redirected, a 40-column terminal) no value is cut with "…"."""
+    for args in (
+        ["sweep", "--set", "pools.base.replicas=2,4",
+         "--set", "cluster.profile=openkruise-head,openkruise-v0.3.0"],
+        ["plan", *_SHORT["plan"]],
+    ):  # fmt: skip
+        command, *options = args
+        result = runner.invoke(
+            app,
+            [command, str(tiny_file), "--replications", "1", "--set", "duration=10s",
+             "--out", str(tmp_path / command), *options],
+            env={"COLUMNS": columns},
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        assert "…" not in result.output, result.output
+
+
+@pytest.mark.parametrize("size_range", ["2147483648:2147483648", "1:3000000000", "2147483648:"])
+def test_a_range_above_what_replicas_holds_is_refused_up_front(
+    size_range: str, tiny_file: Path
+) -> None:
+    """A size above 2**31-1 (replicas is an int32): exit 2 naming --range, before any run.
+
+    Before, the search started and the error then blamed a ``--set`` nobody gave.
+    """
+    code, text = _invoke("plan", str(tiny_file), "--pool", "base", "--max-cold", "5%",
+                         "--range", size_range)  # fmt: skip
+    assert code == 2, text
+    assert text.strip() == (
+        f"error: --range: sizes must be at most 2147483647 (a SandboxSet's replicas is an "
+        f"int32), got {size_range!r}"
+    )
+
+
+def test_a_scenario_nested_too_deeply_is_one_line(tmp_path: Path) -> None:
+    """~600 nested levels: exit 2 and one line naming the file, not a 1,100-line traceback."""
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("[" * 5000 + "]" * 5000 + "\n")
+    code, text = _invoke("simulate", str(deep))
+    assert code == 2, text
+    assert text.strip() == (
+        f"error: {deep}: cannot read the file: nested too deeply (a scenario needs a few levels)"
+    )
+
+
+def test_a_terminal_that_hangs_up_stops_the_runs_and_keeps_their_results(
+    tiny_file: Path, tmp_path: Path
+) -> None:
+    """The terminal closes under a run (SIGHUP, then EIO on every write): exit 129, files written.
+
+    Rich answers only EPIPE quietly; before, the first write to the hung-up terminal
+    raised EIO and the command died with exit 1 and no file.
+    """
+    long = tmp_path / "long.yaml"
+    long.write_text(TINY.replace("duration: 40s", "duration: 10h"))
+    out = tmp_path / "partial"
+    master, terminal = pty.openpty()
+    proc = subprocess.Popen(
+        [_KRUISE, "simulate", str(long), "--out", str(out)],
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        start_new_session=True,
+    )
+    os.close(terminal)
+    try:
+        shown = b""
+        deadline = time.monotonic() + 120
+        while b"simulate tiny" not in shown and time.monotonic() < deadline:
+            if select.select([master], [], [], 1.0)[0]:
+                shown += os.read(master, 65536)  # the progress bar: the runs are under way
+        assert b"simulate tiny" in shown, shown
+        time.sleep(0.5)
+        os.close(master)  # the terminal hangs up: writes to it fail with EIO from now on
+        proc.send_signal(signal.SIGHUP)
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 129
+    assert json.loads((out / "summary.json").read_text())["interrupted"] is True
+    assert (out / "report.html").exists()

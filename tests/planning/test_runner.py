@@ -225,3 +225,26 @@ workloads:
     assert result.series["rate_failed"][-1] == 0.0
     assert min(row["attempts"] for row in delivered) == 1
     assert result.metrics["waited_share"] < 1.0
+
+
+def test_a_stop_ends_a_long_step_within_it(tiny: Scenario) -> None:
+    """A stop is seen inside a step too: a step of minutes of claims (or of a clock that cannot
+    advance) ends within a few thousand events, and the window ends at the last sample.
+
+    Before, ``should_stop`` was asked only between steps, so a step that never ended (an
+    arrival rate too high for the clock) could not be stopped at all.
+    """
+    one_step = apply_overrides(
+        tiny, [("duration", "10m"), ("warmup", 0), ("sample_interval", "10m")]
+    )
+    calls = 0
+
+    def stop() -> bool:
+        nonlocal calls
+        calls += 1
+        return calls > 1  # not at the first sample (t = 0): within the one long step after it
+
+    result = run_once(one_step, should_stop=stop)
+    assert result.interrupted
+    assert result.series["t"] == [0.0]
+    assert result.metrics["virtual_s"] < 60  # type: ignore[operator]  # far from the step's 600 s

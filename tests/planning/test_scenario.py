@@ -543,3 +543,57 @@ def test_a_shorthand_pool_keeps_a_numeric_looking_name_a_string(name: str) -> No
     sbs = pool.sandboxset()
     assert (sbs.metadata.name, sbs.metadata.namespace) == (name, "007")
     assert pool.key == f"007/{name}"
+
+
+@pytest.mark.parametrize(
+    ("arrivals", "where"),
+    [
+        ("{kind: poisson, rate: 1e20}", "workloads[0].arrivals.rate"),
+        ("{kind: constant, rate: 1e9}", "workloads[0].arrivals.rate"),
+        (
+            "{kind: bursts, bursts: [{at: 1s, count: 1000000000000}]}",
+            "workloads[0].arrivals.bursts",
+        ),
+        ("{kind: diurnal, mean: 1e15}", "workloads[0].arrivals.mean"),
+        (
+            "{kind: diurnal, table: [[0, 1], [1h, 1e20]], period: 2h}",
+            "workloads[0].arrivals.table",
+        ),
+    ],
+)
+def test_more_arrivals_than_a_run_can_take_are_refused(
+    arrivals: str, where: str, tmp_path: Path
+) -> None:
+    """A workload drawing more than 10,000,000 arrivals in a run is refused, naming the field.
+
+    Before, ``rate: 1e20`` was accepted and the run never ended: gaps below the float
+    resolution stopped the clock while memory grew, and Ctrl-C could not stop it. A diurnal
+    day counts its largest rate (thinning draws at it), a burst its count.
+    """
+    err = _error(TINY.replace("{kind: poisson, rate: 2}", arrivals), tmp_path)
+    assert err.path == where
+    assert err.line == 11
+    assert "arrivals in the run's 45s (warm-up + duration), more than the 10,000,000" in err.reason
+
+
+def test_an_override_that_makes_too_many_arrivals_is_refused(tiny: Scenario) -> None:
+    """The count is rate x horizon: a longer ``duration`` can push an accepted rate over it."""
+    busy = apply_overrides(tiny, [("workloads[0].arrivals.rate", 1e5)])  # 4.5e6: accepted
+    with pytest.raises(ScenarioError) as info:
+        apply_overrides(busy, [("duration", "1h")])
+    assert info.value.path == "workloads[0].arrivals.rate"
+    assert "about 3.6e+08 arrivals in the run's 3605s" in info.value.reason
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["[" * 5000 + "]" * 5000, "a:\n" + "".join("  " * i + "b:\n" for i in range(1, 600))],
+    ids=["flow", "block"],
+)
+def test_a_file_nested_too_deeply_is_one_error_naming_it(text: str, tmp_path: Path) -> None:
+    """Hundreds of nested levels: one ScenarioError naming the file, not a RecursionError."""
+    err = _error(text, tmp_path, "deep.yaml")
+    assert str(err) == (
+        f"{tmp_path / 'deep.yaml'}: cannot read the file: nested too deeply "
+        "(a scenario needs a few levels)"
+    )

@@ -1,0 +1,87 @@
+"""The files a command writes: each whole or not at all, none of an earlier run left beside them."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from simulator.planning import outputs
+from simulator.planning.errors import PlanningError
+from simulator.planning.outputs import check_out_dir, replacing, write_outputs
+
+
+def test_a_file_is_replaced_whole_or_left_as_it_was(tmp_path: Path) -> None:
+    """A write that fails part-way leaves the old file and no temporary one; one that ends renames."""
+    path = tmp_path / "summary.json"
+    path.write_text("old\n")
+    with pytest.raises(RuntimeError), replacing(path) as fh:
+        fh.write("half of the new")
+        raise RuntimeError("stopped part-way")
+    assert path.read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]
+    with replacing(path) as fh:
+        fh.write("new\n")
+    assert path.read_text() == "new\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]
+    # The umask's mode, as a plain open gives (not a temporary file's private 0600).
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
+
+
+def test_the_files_of_an_earlier_run_go_before_any_new_one_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An earlier run's three files are gone before the first new one is written.
+
+    So a command stopped hard between two files (a second Ctrl-C, a kill) leaves
+    none of the earlier run's files next to this run's.
+    """
+    for name in ("summary.json", "claims.csv", "report.html"):
+        (tmp_path / name).write_text("earlier run\n")
+    seen: list[str] = []
+
+    def killed(out_dir: Path, payload: dict[str, object]) -> Path:
+        seen.extend(p.name for p in out_dir.iterdir())
+        raise KeyboardInterrupt  # stopped hard as the first file is written
+
+    monkeypatch.setattr(outputs, "write_summary", killed)
+    with pytest.raises(KeyboardInterrupt):
+        write_outputs(tmp_path, {"a": 1}, "<html></html>")
+    assert seen == []
+    monkeypatch.undo()
+    files = write_outputs(tmp_path, {"a": 1}, "<html></html>")
+    assert [f.name for f in files] == ["summary.json", "report.html"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html", "summary.json"]
+
+
+def _unwritable(tmp_path: Path) -> Path:
+    """A folder this process cannot write in: /proc for root (mode bits do not stop root)."""
+    if os.geteuid() == 0:
+        return Path("/proc/kruise-agents-test-out")
+    folder = tmp_path / "read-only"
+    folder.mkdir(mode=0o500)
+    return folder / "out"
+
+
+def test_an_out_folder_that_cannot_be_written_is_refused(tmp_path: Path) -> None:
+    """check_out_dir creates the folder and a file in it (then removes both), or says why not."""
+    out = _unwritable(tmp_path)
+    with pytest.raises(PlanningError, match=rf"^--out: {out}: cannot write there: \w"):
+        check_out_dir(out)
+    fine = tmp_path / "a" / "b" / "out"
+    check_out_dir(fine)
+    assert not (tmp_path / "a").exists()  # the probe leaves nothing behind
+    (tmp_path / "kept").mkdir()
+    check_out_dir(tmp_path / "kept")
+    assert list((tmp_path / "kept").iterdir()) == []
+
+
+def test_an_error_while_writing_is_one_error_naming_out(tmp_path: Path) -> None:
+    """A folder that refuses the files (full, read-only, gone): a PlanningError naming --out."""
+    out = _unwritable(tmp_path)
+    with pytest.raises(PlanningError, match=rf"^--out: {out}: cannot write the results: \w"):
+        write_outputs(out, {"a": 1}, "<html></html>")
