@@ -147,7 +147,7 @@ def default_nodes(
 class Cluster:
     """One simulated cluster with the whole claim system, in virtual time.
 
-    :param seed: an integer that seeds the cluster's only random generator: the
+    :param seed: an integer >= 0 that seeds the cluster's only random generator: the
         same seed and the same calls give the same event log, byte for byte.
     :param profile: a profile name (``openkruise-head``, ``openkruise-v0.3.0``)
         or a :class:`~simulator.profile.Profile`.
@@ -181,6 +181,9 @@ class Cluster:
         if isinstance(seed, bool) or not isinstance(seed, int):
             # None would seed from the OS: a cluster that is not reproducible.
             raise InvalidError("seed", f"must be an integer, got {seed!r}")
+        if seed < 0:
+            # random.Random seeds with abs(): -5 would quietly be seed 5's cluster.
+            raise InvalidError("seed", f"must be at least 0, got {seed}")
         if not isinstance(profile, str | Profile):
             raise InvalidError("profile", f"must be a profile name or a Profile, got {profile!r}")
         try:
@@ -863,8 +866,15 @@ class Cluster:
 
     # -- faults and latency ------------------------------------------------------------------
 
-    def inject(self, kind: str, **fields: Any) -> Fault:
+    def inject(self, kind: str | Fault, **fields: Any) -> Fault:
         """Inject a fault (see :data:`simulator.faults.FAULT_KINDS`); return it with its id.
+
+        ``kind`` is a kind name with the fault's fields as keywords, or a
+        :class:`Fault` (e.g. an edited ``model_copy()`` of one returned here),
+        whose fields are checked as keywords would be (``fired`` starts at 0;
+        keywords given with it override its fields). Its ``id`` and ``start``
+        are kept: a copy of a fault in force needs another ``id`` (or ``""``
+        for a new one), and ``start=None`` starts it now.
 
         The Fault returned is read-only and live: it reads what the fault has
         done so far (``fired``), and setting a field raises
@@ -880,7 +890,11 @@ class Cluster:
         simulation (a SimPy process: a chaos schedule), it runs nothing itself:
         the fault acts once that process yields, at the same instant.
         """
-        fault = self.ctx.faults.inject(kind=kind, **fields)
+        if isinstance(kind, Fault):
+            # Checked as fields: a copy's edits never went through the model's checks.
+            fault = self.ctx.faults.inject({**kind.model_dump(exclude={"fired"}), **fields})
+        else:
+            fault = self.ctx.faults.inject(kind=kind, **fields)
         if self.env.active_process is None:
             # Not from inside a step: stepping there would resume processes re-entrantly.
             self.advance(0)

@@ -424,6 +424,7 @@ def test_a_fault_naming_a_node_that_does_not_exist_is_refused(
         ({"seed": 1.5}, "seed", "must be an integer, got 1.5"),
         ({"seed": [1]}, "seed", "must be an integer, got [1]"),
         ({"seed": True}, "seed", "must be an integer, got True"),
+        ({"seed": -5}, "seed", "must be at least 0, got -5"),
         ({"nodes": True}, "nodes", "must be a node count or a list of nodes, got True"),
         ({"nodes": "3"}, "nodes", "must be a node count or a list of nodes, got '3'"),
         ({"nodes": 2.5}, "nodes", "must be a node count or a list of nodes, got 2.5"),
@@ -691,6 +692,30 @@ def test_a_returned_fault_is_read_only(pooled: Cluster) -> None:
     with pooled.fault("api_error") as scoped, pytest.raises(InvalidError):
         scoped.code = 503
     assert pooled.faults == [fault]
+
+
+def test_an_edited_copy_of_a_fault_is_injected_again_checked_as_fields(pooled: Cluster) -> None:
+    """``model_copy()`` gives a Fault to edit and inject again: ``inject`` takes it, checks its
+    fields as keywords (an edit skipped the model's checks), and starts ``fired`` at 0."""
+    fault = pooled.inject("api_error", probability=0.5, duration=10)
+    mine = fault.model_copy()
+    mine.probability = 7.0
+    with pytest.raises(InvalidError) as err:
+        pooled.inject(mine)
+    assert (err.value.field, pooled.faults) == ("probability", [fault])
+    mine.probability = 0.2
+    with pytest.raises(InvalidError, match="already in use"):
+        pooled.inject(mine)  # the id of the fault in force
+
+    again = pooled.inject(mine, id="")
+
+    assert (again.id, again.kind, again.probability, again.fired) == (
+        "api_error-2",
+        "api_error",
+        0.2,
+        0,
+    )
+    assert pooled.faults == [fault, again]
 
 
 def test_the_last_record_of_a_cluster_without_claims_is_not_found(cluster: Cluster) -> None:
