@@ -102,7 +102,8 @@ PodPhase = Literal["Pending", "Running", "Succeeded", "Failed"]
 
 def backoff_delay(failures: int) -> float:
     """The kubelet's back-off after ``failures`` failures in a row: 10 s doubling, at most 300 s."""
-    return float(min(BACKOFF_INITIAL_S * 2 ** max(failures - 1, 0), BACKOFF_MAX_S))
+    # The exponent stops growing long after the cap (2**1024 is no float).
+    return float(min(BACKOFF_INITIAL_S * 2 ** min(max(failures - 1, 0), 62), BACKOFF_MAX_S))
 
 
 class NodeSpec(BaseModel):

@@ -269,6 +269,8 @@ def test_image_pull_failure_backs_off_and_recovers_when_cleared() -> None:
 def test_backoff_doubles_to_a_cap() -> None:
     """The kubelet's back-off is 10 s doubling, at most 300 s."""
     assert [backoff_delay(n) for n in (1, 2, 3, 5, 6, 10)] == [10, 20, 40, 160, 300, 300]
+    # A pull failing for days: still the cap, not an OverflowError at 1,025 failures.
+    assert backoff_delay(5_000) == 300
 
 
 def test_slow_pull_takes_the_fault_latency() -> None:

@@ -601,3 +601,16 @@ def test_same_seed_same_log() -> None:
         return rig.ctx.log.text()
 
     assert run() == run()
+
+
+def test_a_key_that_keeps_failing_backs_off_at_the_cap_for_ever() -> None:
+    """5 ms doubling to 30 s, and 30 s still after 1,024 failures (8.5 hours of a missing
+    SandboxTemplate): ``2**1024`` is no float, and the run must not end in OverflowError."""
+    from simulator.cluster import Cluster
+    from simulator.controllers.base import BACKOFF_MAX_S
+
+    controller = Cluster(seed=1).sandbox_controller
+    delays = [controller._backoff(("default", "s")) for _ in range(5_000)]
+
+    assert delays[:3] == [0.005, 0.01, 0.02]
+    assert delays[-1] == BACKOFF_MAX_S and max(delays) == BACKOFF_MAX_S
