@@ -874,9 +874,14 @@ def pod_delete_refusal(pod: Any, requester: str) -> str | None:
     collector: here the GC's cascade is how a deleted Sandbox's pod goes
     (upstream's controller deletes it itself before dropping the Sandbox's
     finalizer, and the reference does not say whether the GC would pass).
+    A pod no Sandbox owns any more (its Sandbox deleted with ``Orphan``
+    propagation) is let through: nothing would ever delete it otherwise, and
+    a Sandbox made anew under its name would wait for it for ever.
     """
     meta = pod.metadata
     if meta.labels.get(keys.LABEL_CREATED_BY) != "sandbox" or requester in _POD_DELETERS:
+        return None
+    if not any(ref.kind == "Sandbox" for ref in meta.owner_references):
         return None
     return (
         f"pod {meta.namespace}/{meta.name} belongs to a sandbox: only the sandbox controller "

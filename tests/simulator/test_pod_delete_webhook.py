@@ -120,6 +120,32 @@ def test_deleting_the_sandbox_still_takes_its_pod(cluster: Cluster, propagation:
     assert cluster.world.api.peek("Sandbox", "default", name) is None
 
 
+def test_a_pod_its_sandbox_orphaned_can_be_deleted_and_the_name_used_again() -> None:
+    """A Sandbox deleted with ``Orphan`` propagation leaves its pod with no owner: no Sandbox
+    to delete instead, and the controller does not delete a pod it does not control. The
+    webhook lets the user delete it, and a Sandbox made anew under the name then runs."""
+    cluster = Cluster(seed=1)
+    bare = {
+        "apiVersion": "agents.kruise.io/v1alpha1",
+        "kind": "Sandbox",
+        "metadata": {"name": "s1", "namespace": "default"},
+        "spec": {"template": pool()["spec"]["template"]},
+    }
+    cluster.apply(bare)
+    cluster.run_until(lambda: cluster.get("sbx", "s1").status.phase == "Running", timeout=60)
+    cluster.delete("sbx", "s1", propagation="Orphan")
+    cluster.advance(5)
+    pod = cluster.world.api.peek("Pod", "default", "s1")
+    assert pod is not None and not pod.metadata.owner_references
+
+    cluster.delete("Pod", "s1")
+    cluster.advance(5)
+
+    assert cluster.world.api.peek("Pod", "default", "s1") is None
+    cluster.apply(bare)
+    cluster.run_until(lambda: cluster.get("sbx", "s1").status.phase == "Running", timeout=120)
+
+
 def test_the_sandbox_controller_still_deletes_pods_to_pause(cluster: Cluster) -> None:
     """A pause deletes the pod: the sandbox controller's delete is let through."""
     name = claimed(cluster)
