@@ -1048,10 +1048,15 @@ class _FaultInForce(Fault):
     __hash__ = None  # type: ignore[assignment]  # as any unfrozen model
 
     def __copy__(self) -> Fault:  # type: ignore[override]  # a copy is the caller's: a Fault
-        return Fault.model_construct(**self.__dict__)
+        return Fault.model_construct(**self._editable(self.__dict__))
 
     def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Fault:  # type: ignore[override]
-        return Fault.model_construct(**copy.deepcopy(self.__dict__, memo))
+        return Fault.model_construct(**self._editable(copy.deepcopy(self.__dict__, memo)))
+
+    @staticmethod
+    def _editable(fields: dict[str, Any]) -> dict[str, Any]:
+        # The fault in force's selector is read-only; a copy's is the caller's to edit.
+        return {**fields, "selector": dict(fields["selector"])}
 
     def __repr_name__(self) -> str:
         return "Fault"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from datetime import timedelta
 from typing import Any
 
@@ -688,6 +689,10 @@ def test_a_returned_fault_is_read_only(pooled: Cluster) -> None:
     assert repr(fault).startswith("Fault(id='api_conflict-1'")
     mine = fault.model_copy(update={"probability": 0.5})
     mine.fired = 0  # a detached Fault
+    for detached in (mine, fault.model_copy(deep=True), copy.copy(fault), copy.deepcopy(fault)):
+        detached.selector["kind"] = "Pod"  # its selector is the copy's own, editable
+        assert type(detached) is Fault
+    assert pooled.faults[0].selector == {"verb": "update", "kind": "Sandbox"}
     assert (type(mine), pooled.faults[0].probability) == (Fault, 1.0)
     with pooled.fault("api_error") as scoped, pytest.raises(InvalidError):
         scoped.code = 503
