@@ -427,23 +427,31 @@ class ApiServer:
         name: str,
         *,
         resource_version: str | None = None,
+        uid: str | None = None,
         propagation: Propagation | None = None,
         requester: str = USER_REQUESTER,
     ) -> Any | None:
         """Delete (or mark for deletion when finalizers remain); return the object or None.
 
-        ``propagation`` sets the garbage collector's finalizers first, as the
-        generic registry does for ``DeleteOptions.propagationPolicy``
-        (``Orphan`` and ``Foreground`` hold the object until the GC is done);
-        without it the object's own finalizers decide. ``requester`` is who
-        asks, for the pod-delete webhook (:func:`pod_delete_refusal`): a
-        refusal raises :class:`ForbiddenError` and changes nothing.
+        ``uid`` (``DeleteOptions.preconditions.uid``) deletes only that object:
+        one deleted and made anew under its name answers
+        :class:`UIDConflictError` and stays. ``propagation`` sets the garbage
+        collector's finalizers first, as the generic registry does for
+        ``DeleteOptions.propagationPolicy`` (``Orphan`` and ``Foreground`` hold
+        the object until the GC is done); without it the object's own
+        finalizers decide. ``requester`` is who asks, for the pod-delete
+        webhook (:func:`pod_delete_refusal`): a refusal raises
+        :class:`ForbiddenError` and changes nothing.
         """
         store = self._objects.get(kind, {})
         key = (namespace, name)
         old = store.get(key)
         if old is None:
             raise ApiError(404, "NotFound", f'{kind} "{name}" not found')
+        if uid is not None and uid != old.metadata.uid:
+            # The registry checks preconditions (BeforeDelete) before the storage
+            # runs the admission webhooks' delete validation.
+            raise UIDConflictError(kind, name, uid, old.metadata.uid)
         if kind == "Pod":
             why = pod_delete_refusal(old, requester)
             if why is not None:
@@ -837,11 +845,20 @@ class ApiServer:
         name: str,
         *,
         resource_version: str | None = None,
+        uid: str | None = None,
     ) -> Op:
-        """``DELETE`` as ``client``: delete or mark for deletion; 404 if absent, 403 if denied."""
+        """``DELETE`` as ``client``: delete or mark for deletion; 404 if absent, 403 if denied.
+
+        ``resource_version`` and ``uid`` are preconditions (:meth:`commit_delete`).
+        """
         yield from self._request(client, "delete", kind)
         return self.commit_delete(
-            kind, namespace, name, resource_version=resource_version, requester=client.name
+            kind,
+            namespace,
+            name,
+            resource_version=resource_version,
+            uid=uid,
+            requester=client.name,
         )
 
     def get(self, client: Client, kind: str, namespace: str, name: str) -> Op:

@@ -26,7 +26,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
-from pytest_kruise_agents.delivery.result import WARM_THRESHOLD_S, Delivery, DeliveryResult
+from pytest_kruise_agents.delivery.result import (
+    WARM_THRESHOLD_S,
+    Delivery,
+    DeliveryResult,
+    check_name,
+)
 from pytest_kruise_agents.delivery.workload import Workload, check_workload
 
 if TYPE_CHECKING:
@@ -180,7 +185,8 @@ def run_on_server(
 
     The arguments are checked before anything is sent: ``url`` (and
     ``sandbox_url``) must be ``http(s)://`` URLs with a host (the SDK would
-    read an empty one as E2B's cloud), ``deadline_s`` a positive finite number.
+    read an empty one as E2B's cloud), ``name`` a str if given, ``deadline_s`` a
+    positive finite number.
 
     Without ``sandbox_url`` the SDK reaches each sandbox the way it does
     unconfigured: through ``E2B_SANDBOX_URL`` if that is set, else by the
@@ -209,6 +215,7 @@ def run_on_server(
     check_url("url", url)
     if sandbox_url is not None:
         check_url("sandbox_url", sandbox_url)
+    check_name(name)
     deadline_s = _check_deadline(deadline_s)
     connection = {
         "api_key": api_key,

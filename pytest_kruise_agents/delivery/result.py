@@ -34,6 +34,7 @@ __all__ = [
     "Delivery",
     "DeliveryResult",
     "LatencyStats",
+    "check_name",
     "clock_words",
     "percentile",
     "zone_of",
@@ -59,6 +60,18 @@ PHASE_ORDER: Final = (
     "first_command",
 )
 """Phase names in the order a claim passes them: the model's, then the live runner's."""
+
+
+def check_name(name: object) -> str | None:
+    """``name`` if it can label a run (``None``: the workload's name); else ``TypeError`` naming it.
+
+    The runners call it before anything is drawn, run or sent: the label is
+    read only once the run is over (its result, its report files), and a bad
+    one would then have cost the whole run.
+    """
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"name: must be a str, got {name!r}")
+    return name
 
 
 def clock_words(clock: str) -> str:

@@ -43,7 +43,7 @@ from pytest_kruise_agents.api.sandboxclaim import ClaimPhase
 from pytest_kruise_agents.api.validation import dns_subdomain_problem, name_as_label_problem
 from pytest_kruise_agents.backends.sim import SimBackend
 from pytest_kruise_agents.claiming.errors import ClaimCanceledError, ClaimError
-from pytest_kruise_agents.delivery.result import Delivery, DeliveryResult
+from pytest_kruise_agents.delivery.result import Delivery, DeliveryResult, check_name
 from pytest_kruise_agents.delivery.workload import Workload, check_workload
 from simulator.cluster import Cluster
 from simulator.collector import simulation_gc
@@ -517,9 +517,11 @@ def run_on_cluster(
     """Run ``workload`` on ``cluster`` in virtual time (the caller owns the cluster's thread).
 
     A workload that could only fail (a template no SandboxSet can be named) raises
-    :class:`ValueError` naming its field before anything is drawn, sent or run.
+    :class:`ValueError` naming its field before anything is drawn, sent or run; a
+    ``name`` that is not a str, :class:`TypeError` naming it.
     """
     check_on_cluster(workload)
+    check_name(name)
     # The run drives the model (its arrivals too) and reads it: under the collector
     # thresholds the model runs with, in every part, not only in the waits.
     with simulation_gc():
@@ -534,9 +536,11 @@ def run_on_backend(
     Virtual: as :func:`run_on_cluster`, holding the backend's lock throughout.
     Realtime: the backend's clock driver moves the model, on the wall clock,
     and the run takes the lock only to start and read it; the result's
-    ``clock`` is ``realtime``. The workload is checked first, as by :func:`run_on_cluster`.
+    ``clock`` is ``realtime``. The workload and ``name`` are checked first, as by
+    :func:`run_on_cluster`.
     """
     check_on_cluster(workload)
+    check_name(name)
     if backend.clock_mode == "realtime":
         return _run(_Realtime(backend), workload, name, "realtime")
     with backend.locked() as cluster:

@@ -311,14 +311,23 @@ class SandboxClaimController(Reconciler[ClaimKey]):
         return n
 
     def _expire(self, claim: SandboxClaim) -> Op:
-        """TTL of a completed claim: delete the claim (only the claim) or wait."""
+        """TTL of a completed claim: delete the claim (only the claim) or wait.
+
+        The delete carries the claim's UID as a precondition: within the watch
+        lag the cache may still hold a claim deleted and made anew under its
+        name, and the new one must not go for the old one's TTL.
+        """
         action, delay = ttl_action(claim, self.ctx.now_dt())
         if action == "requeue":
             return delay
         if action == "delete":
             meta = claim.metadata
             try:
-                yield from self.api.delete(self.client, "SandboxClaim", meta.namespace, meta.name)
+                yield from self.api.delete(
+                    self.client, "SandboxClaim", meta.namespace, meta.name, uid=meta.uid
+                )
+            except UIDConflictError:
+                return None  # The claim made anew's own events bring it to a reconcile.
             except ApiError as err:
                 if not err.is_not_found:
                     raise

@@ -184,6 +184,35 @@ def test_a_recycling_kill_stops_the_route_as_it_is_answered() -> None:
         backend.close()
 
 
+def test_a_recycling_kill_leaves_the_route_its_callers_until_the_reset() -> None:
+    """The route the server checks first and the one the manager's operations check are one:
+    from the kill to the recycle's reset the sandbox is its caller's (describe shows it
+    paused, a second kill answers 204, reference §6.2), another key's not; after the reset it
+    is nobody's, and both answer 404."""
+    cluster = Cluster(seed=1, nodes=1)
+    cluster.apply(RECYCLING_POOL)
+    cluster.wait_for_pool("reuse")
+    backend = SimBackend(cluster)
+    try:
+        sid = backend.create_sandbox(ALICE, CreateRequest(template="reuse", timeout=600)).sandbox_id
+        backend.kill(ALICE, sid)
+        route = backend.route(sid)
+        assert route is not None and (route.namespace, route.owner) == ("default", "alice")
+        assert backend.describe(ALICE, sid).state == "paused"
+        backend.kill(ALICE, sid)
+        with pytest.raises(ClaimError) as err:
+            backend.describe(BOB, sid)
+        assert err.value.code == 404
+        backend.advance(30)  # past the recycle's reset
+        assert backend.route(sid) is None
+        for call in (backend.describe, backend.kill):
+            with pytest.raises(ClaimError) as err:
+                call(ALICE, sid)
+            assert err.value.code == 404
+    finally:
+        backend.close()
+
+
 def test_timeout_fires_when_virtual_time_is_advanced(backend: SimBackend) -> None:
     view = backend.create_sandbox(ALICE, CreateRequest(template="base"))
     backend.set_timeout(ALICE, view.sandbox_id, 30)

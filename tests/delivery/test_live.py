@@ -327,6 +327,18 @@ def test_a_bad_deadline_is_refused_before_anything_is_sent(
     assert len(backend.records()) == before
 
 
+@pytest.mark.parametrize("name", [5, b"run"])
+def test_a_name_that_is_not_text_is_refused_before_anything_is_sent(
+    server: tuple[str, SimBackend], name: object
+) -> None:
+    """``name`` labels the result and its report files: checked up front, not after the run."""
+    url, backend = server
+    before = len(backend.records())
+    with pytest.raises(TypeError, match=r"^name: must be a str, got "):
+        run_on_server(Burst(1), url=url, api_key=KEY, sandbox_url=url, name=name)  # type: ignore[arg-type]
+    assert len(backend.records()) == before
+
+
 def test_a_workload_of_the_wrong_kind_is_refused(server: tuple[str, SimBackend]) -> None:
     url, _ = server
     with pytest.raises(TypeError, match="workload: must be a Burst or a Rate"):

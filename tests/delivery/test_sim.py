@@ -11,6 +11,7 @@ import simpy
 
 from pytest_kruise_agents.api.keys import LABEL_CLAIM_NAME
 from pytest_kruise_agents.api.sandbox import Sandbox
+from pytest_kruise_agents.backends.base import ClockMode
 from pytest_kruise_agents.backends.sim import SimBackend, default_pools_yaml
 from pytest_kruise_agents.claiming.state import is_claimed
 from pytest_kruise_agents.delivery import (
@@ -321,6 +322,30 @@ def test_a_run_the_cluster_would_refuse_is_refused_before_any_draw_or_step(
     later = Rate(2, 3, path=path, arrivals_mode="poisson")
     assert run_on_cluster(refused, later).deliveries == run_on_cluster(clean, later).deliveries
     assert refused.log.text() == clean.log.text()
+
+
+@pytest.mark.parametrize("name", [5, b"run", ["run"]])
+@pytest.mark.parametrize("clock", ["virtual", "realtime"])
+def test_a_name_that_is_not_text_is_refused_before_any_draw_or_step(
+    name: object, clock: ClockMode
+) -> None:
+    """``name`` labels the result and its report files: one that is not a str is refused
+    naming it, before the run draws its arrivals or moves the clock, rather than after the
+    whole run."""
+    cluster = _pooled()
+    before = (cluster.now, cluster.log.text(), cluster.ctx.rng.getstate(), len(cluster.records))
+    with pytest.raises(TypeError, match=r"^name: must be a str, got "):
+        run_on_cluster(cluster, Burst(2), name=name)  # type: ignore[arg-type]
+    backend = SimBackend(cluster, clock=clock)
+    try:
+        with pytest.raises(TypeError, match=r"^name: must be a str, got "):
+            run_on_backend(backend, Rate(2, 3), name=name)  # type: ignore[arg-type]
+    finally:
+        backend.close()
+    after = (cluster.now, cluster.log.text(), cluster.ctx.rng.getstate(), len(cluster.records))
+    if clock == "virtual":  # a realtime clock moves on its own
+        assert after == before
+    assert len(cluster.records) == before[3]
 
 
 class _Steps:

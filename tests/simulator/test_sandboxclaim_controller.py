@@ -453,6 +453,31 @@ def test_the_status_write_of_a_claim_made_anew_within_the_watch_lag_is_refused(
     assert len(owned_by(world, old.metadata.uid)) == 2
 
 
+def test_the_ttl_delete_of_a_claim_made_anew_within_the_watch_lag_is_refused(
+    world: World,
+) -> None:
+    """The TTL delete carries the claim's UID as a precondition: with a cache 5 s behind, the
+    expired claim, deleted and made anew under its name just before its TTL, is still cached
+    when the TTL fires, and the API server's 409 keeps the delete off the new claim."""
+    start(world, FakeClaimer(world))
+    old = apply_claim(world, "short", ttl_after_completed="30s")
+    run_until(world, completed(world, "short"))
+    done_at = world.ctx.now()
+    world.ctx.faults.inject(
+        kind="watch_lag", selector={"informer": world.controller_cache.name}, latency="fixed(5s)"
+    )
+    world.ctx.env.run(until=done_at + 29)
+    world.api.commit_delete("SandboxClaim", "default", "short")
+    new = apply_claim(world, "short", ttl_after_completed="1h")
+    assert new.metadata.uid != old.metadata.uid
+    world.ctx.env.run(until=done_at + 31)  # the old claim's TTL has fired on the stale cache
+    got = get_claim(world, "short")
+    assert got is not None and got.metadata.uid == new.metadata.uid
+    assert not events(world, "sandboxclaim.ttl_deleted")
+    run_until(world, completed(world, "short"))  # the new claim is reconciled as itself
+    assert len(owned_by(world, new.metadata.uid)) == 1
+
+
 def test_same_seed_same_log() -> None:
     """Two identical runs give the same event log."""
 
