@@ -29,6 +29,7 @@ from pytest_kruise_agents.delivery import (
     run_on_server,
 )
 from pytest_kruise_agents.delivery.live import check_url
+from pytest_kruise_agents.delivery.result import check_name
 from pytest_kruise_agents.delivery.sim import check_on_cluster
 from pytest_kruise_agents.delivery.workload import check_workload
 from pytest_kruise_agents.plugin.reporting import BENCHMARK
@@ -96,12 +97,6 @@ def _check_live_only(**given: object) -> None:
             )
 
 
-def _check_name(name: object) -> None:
-    """Refuse a run label that is not text (it names the run's files, made at the end)."""
-    if name is not None and not isinstance(name, str):
-        raise TypeError(f"name: must be a str, got {name!r}")
-
-
 class DeliveryBenchmark:
     """The ``delivery_benchmark`` fixture's value: call it with a workload."""
 
@@ -148,7 +143,7 @@ class DeliveryBenchmark:
         __tracebackhide__ = True
         # Refused before the cluster is made or a key looked for: nothing runs.
         check_workload(workload)
-        _check_name(name)
+        check_name(name)
         if url is not None:
             check_url("url", url)
         else:
