@@ -66,6 +66,7 @@ from pytest_kruise_agents.claiming.ownership import owns_route, route_not_found
 from pytest_kruise_agents.claiming.recycle import (
     ANN_CLEANUP,
     can_recycle_on_kill,
+    recycle_pending,
     recycle_requested,
 )
 from pytest_kruise_agents.claiming.retry import (
@@ -822,8 +823,10 @@ class SandboxManager:
         pause still stopping the pod is awaited first, ≤ 60 s) and
         awaited until running and ready (≤ 10 min); then the timeout is
         extended, never shortened. Resume conflicts answer 400, other
-        failures 500, unknown sandboxes 404. Interrupting the process stops
-        the wait with :class:`ClaimCanceledError`; a resume already written goes on.
+        failures 500, unknown sandboxes 404, and so does one whose owner's
+        kill set its recycle trigger, on any read (a re-read after a conflict
+        too). Interrupting the process stops the wait with
+        :class:`ClaimCanceledError`; a resume already written goes on.
         """
         ctx = self.ctx
         sbx = self._owned(namespace, user, sid)
@@ -839,6 +842,12 @@ class SandboxManager:
                     resumed = True
 
                 def extend(cur: Sandbox, resumed: bool = resumed) -> Sandbox | None:
+                    if recycle_pending(cur):
+                        # Killed by its owner since our read (the re-read after a
+                        # conflict with the kill's trigger write shows it): no longer
+                        # the caller's, as the resume below answers too. (A trigger
+                        # the controller refuses leaves it the caller's, running.)
+                        raise route_not_found(sid)
                     if cur.spec.paused and not resumed:
                         raise _PausedMeanwhile(cur)
                     shutdown, pause = extend_only_times(cur, ctx.now_dt(), timeout_s)
@@ -899,7 +908,8 @@ class SandboxManager:
         ctx.record("manager.resume", sandbox_key(stored))
 
         def running(obj: Sandbox | None) -> object | None:
-            if obj is None or not _still_owned(obj, meta.uid, user):
+            # Killed meanwhile (recycled, perhaps claimed by another since): gone.
+            if obj is None or not _still_owned(obj, meta.uid, user) or recycle_pending(obj):
                 return _GONE
             ok = sandbox_state(obj, ctx.now_dt())[0] is SandboxState.RUNNING
             return obj if ok else None

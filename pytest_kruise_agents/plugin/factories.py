@@ -22,7 +22,13 @@ from pytest_kruise_agents.api.sandboxclaim import ClaimPhase, SandboxClaim, Sand
 from pytest_kruise_agents.api.sandboxset import SandboxSet
 from pytest_kruise_agents.claiming.errors import ClaimError
 from pytest_kruise_agents.plugin.clock import KruiseClock
-from pytest_kruise_agents.plugin.server import FactoryMade, KruiseE2B, kill_sandbox
+from pytest_kruise_agents.plugin.server import (
+    FactoryMade,
+    Holding,
+    KruiseE2B,
+    holding,
+    kill_sandbox,
+)
 from simulator.cluster import check_seconds
 
 if TYPE_CHECKING:
@@ -272,7 +278,9 @@ class E2BSandboxFactory:
 
     def __init__(self, server: KruiseE2B) -> None:
         self._server = server
-        self._ids: list[str] = []
+        # Each sandbox made, with the claim that gave it to us: a recycled id may
+        # come back later as someone else's sandbox, which close() must spare.
+        self._made: list[tuple[str, Holding | None]] = []
 
     @overload
     def __call__(
@@ -294,7 +302,7 @@ class E2BSandboxFactory:
             cls = default
         args = (template,) if template is not None else ()
         sbx = cls.create(*args, **{**self._server.connection(), **opts})
-        self._ids.append(sbx.sandbox_id)
+        self._track(sbx.sandbox_id)
         return sbx
 
     @overload
@@ -316,27 +324,35 @@ class E2BSandboxFactory:
             cls = default_async
         args = (template,) if template is not None else ()
         sbx = await cls.create(*args, **{**self._server.connection(), **opts})
-        self._ids.append(sbx.sandbox_id)
+        self._track(sbx.sandbox_id)
         return sbx
+
+    def _track(self, sandbox_id: str) -> None:
+        self._made.append((sandbox_id, holding(self._server.backend, sandbox_id)))
 
     @property
     def created(self) -> list[str]:
         """Ids of the sandboxes made so far."""
-        return list(self._ids)
+        return [sandbox_id for sandbox_id, _ in self._made]
 
     def close(self) -> list[str]:
-        """Kill every sandbox made (those already gone are skipped); return the ids not killed.
+        """Kill every sandbox made that is still as made; return the ids whose kill failed.
 
+        Skipped: those already gone, those the test killed (recycling ones
+        included, still in their grace period), and an id a later claim holds
+        now (recycled, then claimed again: another sandbox, not ours to kill).
         A kill that fails does not stop the others; the sandbox stays, and
         ``kruise_e2b``'s teardown tries again and reports it.
         """
         failed: list[str] = []
-        for sandbox_id in self._ids:
+        for sandbox_id, held in self._made:
+            if held is None:
+                continue  # gone (or killed) before we could look
             try:
-                kill_sandbox(self._server.backend, sandbox_id)
+                kill_sandbox(self._server.backend, sandbox_id, held)
             except ClaimError:
                 failed.append(sandbox_id)
-        self._ids.clear()
+        self._made.clear()
         return failed
 
 

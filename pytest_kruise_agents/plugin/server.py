@@ -21,10 +21,12 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Final
 
-from pytest_kruise_agents.api.keys import ANN_OWNER
+from pytest_kruise_agents.api.keys import ANN_LOCK, ANN_OWNER
+from pytest_kruise_agents.api.sandbox import Sandbox
 from pytest_kruise_agents.backends.base import Caller
 from pytest_kruise_agents.backends.sim import SimBackend
 from pytest_kruise_agents.claiming.errors import ClaimError, NotFoundError
+from pytest_kruise_agents.claiming.recycle import recycle_pending
 from pytest_kruise_agents.e2b.app import E2BApp, create_app
 from pytest_kruise_agents.e2b.server import ServerThread
 from pytest_kruise_agents.e2b.settings import Settings
@@ -34,9 +36,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FactoryMade",
+    "Holding",
     "KruiseE2B",
     "SessionServer",
     "claimed_sandboxes",
+    "holding",
     "kill_sandbox",
     "sigterm_as_interrupt",
 ]
@@ -152,13 +156,54 @@ def sigterm_as_interrupt() -> Iterator[None]:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
+@dataclass(frozen=True, slots=True)
+class Holding:
+    """Who holds a claimed sandbox: one claim of it, not just its id.
+
+    A recycled sandbox keeps its name, so its id, and its uid: its next claim
+    is told apart by the lock that claim writes (new at every claim).
+    """
+
+    owner: str
+    """The owner annotation: the API key's id, or a SandboxClaim's uid."""
+    lock: str
+    """The claim's lock annotation."""
+
+
+def holding(backend: SimBackend, sandbox_id: str) -> Holding | None:
+    """Who holds ``sandbox_id`` now, or ``None``: gone, unclaimed, or killed to be recycled.
+
+    Read from the manager's newest copy (its own writes at once). From its
+    owner's kill on, a sandbox being recycled is nobody's: it was not left
+    behind, and it goes back to its pool by itself.
+    """
+    with backend.locked() as cluster:
+        sbx = cluster.manager.lookup(sandbox_id)
+        return _holding(sbx) if sbx is not None else None
+
+
+def _holding(sbx: Sandbox) -> Holding | None:
+    ann = sbx.metadata.annotations
+    owner = ann.get(ANN_OWNER)
+    if not owner or recycle_pending(sbx):
+        return None
+    return Holding(owner=owner, lock=ann.get(ANN_LOCK, ""))
+
+
 def claimed_sandboxes(backend: SimBackend) -> dict[str, str]:
     """Every claimed sandbox not yet gone: id → ``running``, ``paused`` or ``creating``.
 
     Read from the objects and the manager's routes (which see its own writes at
     once), not from watch notifications, which arrive a propagation lag later.
+    A sandbox its owner killed to be recycled is gone for this, though E2B
+    shows it paused until it rejoins its pool.
     """
-    out: dict[str, str] = {}
+    return {sandbox_id: state for sandbox_id, state, _ in _claimed(backend)}
+
+
+def _claimed(backend: SimBackend) -> list[tuple[str, str, Holding]]:
+    """:func:`claimed_sandboxes` with who holds each, in the API server's order."""
+    out: list[tuple[str, str, Holding]] = []
     with backend.locked() as cluster:
         # Read in place, not through ``backend.list``: every teardown asks, and
         # a copy of every sandbox costs more than the rest (only ids leave here).
@@ -166,8 +211,11 @@ def claimed_sandboxes(backend: SimBackend) -> dict[str, str]:
         for obj in stored:
             sandbox_id = f"{obj.metadata.namespace}--{obj.metadata.name}"
             route = backend.route(sandbox_id)
-            if route is not None and route.state != "dead":
-                out[sandbox_id] = route.state
+            if route is None or route.state == "dead":
+                continue
+            held = holding(backend, sandbox_id)
+            if held is not None:
+                out.append((sandbox_id, route.state, held))
     return out
 
 
@@ -207,17 +255,25 @@ class FactoryMade:
         return found
 
 
-def kill_sandbox(backend: SimBackend, sandbox_id: str) -> bool:
+def kill_sandbox(backend: SimBackend, sandbox_id: str, held: Holding | None = None) -> bool:
     """Kill a claimed sandbox as its owner; whether it was still there to kill.
 
-    A kill that fails (a fault in force, say) raises its
+    With ``held``, only while that claim still holds it: recycled and claimed
+    again (by another key, or by the same key's next create), the id names
+    another holder's sandbox, which is not ours to kill. A sandbox being
+    recycled is never killed again: its owner's kill did its work, and a
+    second kill would delete it instead of letting it rejoin its pool. A kill
+    that fails (a fault in force, say) raises its
     :class:`~pytest_kruise_agents.claiming.errors.ClaimError`.
     """
+    now = holding(backend, sandbox_id)
+    if now is None or (held is not None and now != held):
+        return False
     route = backend.route(sandbox_id)
     if route is None or route.state == "dead":
         return False
     try:
-        backend.kill(Caller(route.namespace, route.owner), sandbox_id)
+        backend.kill(Caller(route.namespace, now.owner), sandbox_id)
     except NotFoundError:
         return False  # gone between the lookup and the kill
     return True
@@ -251,20 +307,25 @@ class KruiseE2B:
         return {"api_key": self.api_key, "api_url": self.url, "sandbox_url": self.url}
 
     def sandboxes(self) -> dict[str, str]:
-        """Claimed sandboxes not yet gone: id → ``running``, ``paused`` or ``creating``."""
+        """Claimed sandboxes not yet gone: id → ``running``, ``paused`` or ``creating``.
+
+        Not those killed to be recycled (see :func:`claimed_sandboxes`).
+        """
         return claimed_sandboxes(self.backend)
 
     def reap(self) -> list[tuple[str, str, str | None]]:
         """Kill every claimed sandbox not yet gone; return ``(id, state, error)`` of each one found.
 
         ``error`` is ``None`` for a sandbox killed, else why its kill failed
-        (the others are still tried). Faults in force act on these kills as
-        on any other: the ``kruise_e2b`` fixture clears them first.
+        (the others are still tried). One its owner killed to be recycled is
+        not found: the kill was the test's own. Faults in force act on these
+        kills as on any other: the ``kruise_e2b`` fixture clears them first.
         """
         found: list[tuple[str, str, str | None]] = []
-        for sandbox_id, state in sorted(self.sandboxes().items()):
+        for sandbox_id, state, held in sorted(_claimed(self.backend), key=lambda c: c[0]):
             try:
-                if kill_sandbox(self.backend, sandbox_id):
+                # As found: a sandbox recycled and claimed anew meanwhile is not the one found.
+                if kill_sandbox(self.backend, sandbox_id, held):
                     found.append((sandbox_id, state, None))
             except ClaimError as exc:
                 found.append((sandbox_id, state, f"kill failed: {exc.code} {exc.message}"))

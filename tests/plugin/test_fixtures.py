@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.pools import RECYCLING_POOL
+
 pytest_plugins = ["pytester"]
 
 
@@ -803,3 +805,51 @@ def test_waiting_no_time_at_all_is_a_plain_no(suite: pytest.Pytester) -> None:
         """
     )
     suite.runpytest().assert_outcomes(passed=3)
+
+
+def test_sandboxes_the_test_killed_to_be_recycled_are_not_left_behind(
+    suite: pytest.Pytester,
+) -> None:
+    """A kill (204) of a ``cleanup-enabled`` sandbox recycles it: during its grace period E2B
+    shows it paused, yet the test did not leave it behind, whether ``e2b_sandbox`` made it or
+    the SDK did. Recycled and claimed again under the same id, it is another sandbox:
+    ``e2b_sandbox``'s teardown spares it, and the report names it as the test's leftover.
+    (One node with room for one sandbox: the pool cannot refill, so the next create gets the
+    recycled one.)"""
+    pool = "".join(f"  {line}\n" for line in RECYCLING_POOL.splitlines())
+    suite.makefile(
+        ".yaml",
+        cluster=f"nodes:\n  - {{name: node-1, cpu: 8, memory: 16Gi, maxPods: 1}}\n"
+        f"sandboxsets: |\n{pool}",
+    )
+    suite.makepyfile(
+        """
+        import pytest
+        from e2b import Sandbox
+
+        pytestmark = pytest.mark.kruise(config="cluster.yaml")
+
+        def test_sdk_kill(kruise_e2b):
+            sbx = Sandbox.create("reuse")
+            sbx.kill()
+            assert kruise_e2b.sandboxes() == {}
+
+        def test_factory_kill(e2b_sandbox, kruise_e2b):
+            e2b_sandbox("reuse").kill()
+            assert kruise_e2b.sandboxes() == {}
+
+        def test_claims_the_recycled_id_again(e2b_sandbox, kruise_e2b, kruise_clock):
+            first = e2b_sandbox("reuse")
+            first.kill()
+            kruise_clock.advance(30)  # past the grace period: back in its pool
+            assert Sandbox.create("reuse").sandbox_id == first.sandbox_id
+        """
+    )
+    result = suite.runpytest("-p", "no:randomly")
+    result.assert_outcomes(passed=3)
+    output = result.stdout.str()
+    assert "test_sdk_kill:" not in output
+    assert "test_factory_kill:" not in output
+    result.stdout.re_match_lines(
+        [r".*::test_claims_the_recycled_id_again: 1 killed: default--reuse-\w+ \(running\)$"]
+    )

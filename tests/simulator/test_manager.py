@@ -32,6 +32,7 @@ from pytest_kruise_agents.claiming.extensions import (
     KEY_RESERVE_FAILED_SANDBOX,
     KEY_SKIP_INIT_RUNTIME,
 )
+from pytest_kruise_agents.claiming.recycle import ANN_CLEANUP
 from pytest_kruise_agents.claiming.state import is_reserved_failed
 from pytest_kruise_agents.claiming.timeouts import truncate
 from pytest_kruise_agents.claiming.view import e2b_state
@@ -656,6 +657,58 @@ def test_connect_to_an_unknown_sandbox_is_404(s: Setup) -> None:
     """Connect needs the caller's sandbox."""
     with pytest.raises(NotFoundError):
         s.hw.run(s.manager.connect("default", U1, "default--nope", 60))
+
+
+@pytest.mark.parametrize("op", ["connect", "resume"])
+@pytest.mark.parametrize("offset", [0.0, 0.01, 0.02, 0.03, 0.05, 0.07])
+def test_a_connect_racing_the_owners_recycling_kill_never_answers_after_it(
+    offset: float, op: str
+) -> None:
+    """A connect (or the deprecated resume) sent ``offset`` s after the owner's kill of a
+    recycling sandbox.
+
+    Either it is answered before the kill (running, extended: it came first)
+    or it answers 404: once its read shows the recycle trigger the sandbox is
+    the caller's no longer. Before, an extend whose write conflicted with the
+    kill's re-read the triggered copy, wrote the timeout anyway and answered
+    200 with a ``Recycling`` sandbox after the kill's 204.
+    """
+    from simulator.cluster import Cluster
+    from tests.pools import RECYCLING_POOL
+
+    cluster = Cluster(seed=1, nodes=[{"name": "n1", "cpu": 8, "memory": "16Gi", "max_pods": 1}])
+    cluster.apply(RECYCLING_POOL)
+    cluster.wait_for_pool("reuse")
+    sid = sandbox_id(cluster.create_sandbox("reuse", user=U1, timeout=900))
+    manager, env = cluster.manager, cluster.env
+    done: dict[str, float] = {}
+    answer: dict[str, object] = {}
+
+    def kill() -> Any:
+        yield from manager.kill("default", U1, sid)
+        done["kill"] = env.now
+
+    def connect() -> Any:
+        yield env.timeout(offset)
+        try:
+            if op == "connect":
+                answer["connect"] = yield from manager.connect("default", U1, sid, 1200)
+            else:
+                answer["connect"] = (yield from manager.resume("default", U1, sid, 1200)), False
+        except ClaimError as err:
+            answer["connect"] = err.code
+        done["connect"] = env.now
+
+    env.process(kill())
+    env.process(connect())
+    cluster.advance(5)
+    got = answer["connect"]
+    if got == 404:
+        return
+    assert done["connect"] <= done["kill"], f"200 at {done['connect']} after the kill's 204"
+    assert isinstance(got, tuple)
+    sbx, resumed = got
+    assert not resumed and ANN_CLEANUP not in sbx.metadata.annotations
 
 
 # -- list -----------------------------------------------------------------------------------------
