@@ -31,6 +31,7 @@ from simulator.planning.scenario import ClaimSpec
 from simulator.records import PHASES, ClaimRecord
 
 __all__ = [
+    "NO_STOCK",
     "RATE_LIMITED",
     "SANDBOXCLAIM_TTL",
     "SandboxClaimTracker",
@@ -43,6 +44,9 @@ __all__ = [
 
 RATE_LIMITED = "RateLimited"
 """The pick-failure reason of a no-stock creation the manager's create limiter refused."""
+
+NO_STOCK = "NoStock"
+"""The pick-failure reason of an attempt that found the pool empty in the manager's cache."""
 
 SANDBOXCLAIM_TTL = "5m"
 """``ttlAfterCompleted`` of the workload's SandboxClaims: long runs do not keep them all."""
@@ -191,9 +195,29 @@ def e2b_outcome(workload: int, pool: str, rec: ClaimRecord, *, phases: bool) -> 
         reason=rec.error_reason,
         phases=_phases(rec) if phases else None,
         create_refused=rec.pick_failures.get(RATE_LIMITED, 0),
+        pick_failed=_pick_failed(rec),
+        no_stock=rec.pick_failures.get(NO_STOCK, 0),
         lock_s=_lock_s(rec),
         taken=_taken(rec),
     )
+
+
+def _pick_failed(rec: ClaimRecord) -> int:
+    """The attempts that failed at the pick or the lock, other than for a creation token."""
+    return sum(n for reason, n in rec.pick_failures.items() if reason != RATE_LIMITED)
+
+
+def _wave_pick_failures(tracker: SandboxClaimTracker) -> tuple[list[float], set[float], set[float]]:
+    """The claim's waves, and those in which an attempt failed at the pick (and found no stock).
+
+    A wave makes one attempt per replica still missing, at one instant: a
+    replica delivered in a later wave took part in every earlier one, whose
+    failed attempts tell why it did not get a sandbox then.
+    """
+    waves = sorted({r.requested for r in tracker.records})
+    picks = {r.requested for r in tracker.records if _pick_failed(r)}
+    empty = {r.requested for r in tracker.records if r.pick_failures.get(NO_STOCK, 0)}
+    return waves, picks, empty
 
 
 def sandboxclaim_outcomes(tracker: SandboxClaimTracker, *, phases: bool) -> list[Outcome]:
@@ -208,11 +232,12 @@ def sandboxclaim_outcomes(tracker: SandboxClaimTracker, *, phases: bool) -> list
     """
     delivered = tracker.delivered()
     failed = [r for r in tracker.records if r.failed is not None]
-    waves = sorted({r.requested for r in tracker.records})
+    waves, picks, empty = _wave_pick_failures(tracker)
     # Failed attempts that took a sandbox first emptied a slot: the refill counts them.
     lost = tuple((t, _lock_s_taken(r)) for r in failed if (t := _taken(r)) is not None)
     out: list[Outcome] = []
     for rec in delivered:
+        before = waves[: bisect.bisect_left(waves, rec.requested)]
         out.append(
             Outcome(
                 workload=tracker.workload,
@@ -221,6 +246,8 @@ def sandboxclaim_outcomes(tracker: SandboxClaimTracker, *, phases: bool) -> list
                 delivered=rec.delivered,
                 warm=rec.warm,
                 attempts=bisect.bisect_right(waves, rec.requested),
+                pick_failed=sum(1 for w in before if w in picks),
+                no_stock=sum(1 for w in before if w in empty),
                 phases=_phases(rec) if phases else None,
                 lock_s=_lock_s(rec),
                 taken=_taken(rec),
@@ -235,6 +262,8 @@ def sandboxclaim_outcomes(tracker: SandboxClaimTracker, *, phases: bool) -> list
                 requested=tracker.applied,
                 failed=tracker.finished,
                 attempts=attempts,
+                pick_failed=len(picks),
+                no_stock=len(empty),
                 reason=(failed[-1].error_reason or "Unknown" if failed else "ClaimTimeout")
                 if tracker.done
                 else None,

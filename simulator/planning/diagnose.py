@@ -17,7 +17,7 @@ from simulator.planning.analytic import (
 )
 from simulator.planning.formatting import fmt_value
 from simulator.planning.plan import Goal, cold_goal_certainty, goal_verdict, run_goals
-from simulator.planning.scenario import Goals, Scenario
+from simulator.planning.scenario import Goals, PoolSpec, Scenario
 from simulator.planning.study import PointSummary
 from simulator.profile import Profile
 
@@ -64,17 +64,10 @@ def limits(summary: PointSummary, scenario: Scenario) -> list[str]:
     profile = scenario.cluster.build_profile()
     for pool in scenario.pools:
         p = summary.pools.get(pool.key, {})
-        replicas = pool.replicas or 0
-        cold = p.get("cold_share")
         # The worst replication decides whether the pool ran dry.
-        mins = [
-            v
-            for r in summary.runs
-            if (v := r.pools.get(pool.key, {}).get("available_min")) is not None
-        ]
-        if not mins:
+        lowest = _lowest(summary, pool.key)
+        if lowest is None:
             continue
-        lowest = min(mins)
         refilling = p.get("creating_max")
         if refilling is not None and refilling.mean > 0:
             lines.append(
@@ -82,34 +75,7 @@ def limits(summary: PointSummary, scenario: Scenario) -> list[str]:
                 "once (claim rate x refill time): the pool must cover about that many, or claims "
                 "find it empty."
             )
-        # The samples see the controller's counts between steps; a cold claim
-        # (or one that waited for a refill) is the proof that the manager found no stock.
-        # Retries are counted over all claims: they tell about the pool only when it is
-        # the only one, and only when its claims wait for a refill (with create-on-no-stock
-        # a claim retries after an /init failure or a lost node, not for stock).
-        waits = len(scenario.pools) == 1 and waits_for_refill(scenario, pool)
-        waited = (m("waited_share") or 0.0) if waits else 0.0
-        dry = lowest < 1 or (cold is not None and cold.mean > 0) or waited > 0
-        if dry:
-            share = (
-                f"{cold.mean:.2%} of its deliveries were cold"
-                if cold is not None
-                else "claims went cold"
-            )
-            if waited:
-                share += f", {waited:.2%} of the claims waited and retried"
-            lines.append(f"Pool {pool.key} ran empty ({replicas:,} replicas): {share}.")
-        elif lowest >= max(2.0, 0.05 * replicas):
-            lines.append(
-                f"Pool {pool.key} never ran empty: its lowest point was {lowest:,.0f} of "
-                f"{replicas:,} available ({lowest / max(replicas, 1):.0%}), so about {lowest:,.0f} "
-                "sandboxes were never needed; `plan` finds the smallest pool that holds."
-            )
-        else:
-            lines.append(
-                f"Pool {pool.key} came close to empty: its lowest point was {lowest:,.0f} of "
-                f"{replicas:,} available."
-            )
+        lines.append(_pool_level(summary, scenario, pool, lowest, profile.candidate_count))
         refill = p.get("refill_s")
         expected = refill_estimate(profile)
         if refill is not None and expected > 0 and refill.mean > 1.5 * expected:
@@ -132,27 +98,164 @@ def limits(summary: PointSummary, scenario: Scenario) -> list[str]:
     create_line = create_limit(summary, profile)
     if create_line is not None:
         lines.append(create_line)
-    warm = m("warm_p99")
-    waited_all = m("waited_share") or 0.0
-    refills = any(waits_for_refill(scenario, pool) for pool in scenario.pools)
-    if warm is not None and waited_all > 0 and refills:
-        # A claim that found no stock and waited for a refill is delivered warm
-        # (create-on-no-stock off): its wait is in the warm p99, and a pool sets it.
-        # Claims that may not wait for stock retry only after a failure, which no
-        # pool size prevents: for them the warm p99 stays a floor.
-        lines.append(
-            f"Warm deliveries take {fmt_value('warm_p99', warm)} at p99, counting the "
-            f"{waited_all:.2%} of claims that waited for a refill: a larger pool shortens that."
-        )
-    elif warm is not None:
-        lines.append(
-            f"Warm deliveries take {fmt_value('warm_p99', warm)} at p99: the claim path itself "
-            "(pick, lock, runtime /init) sets that floor; no pool size goes below it."
-        )
+    warm_line = _warm_p99(summary, scenario, profile.candidate_count)
+    if warm_line is not None:
+        lines.append(warm_line)
     if scenario.faults:
         kinds = ", ".join(sorted({f.kind for f in scenario.faults}))
         lines.append(f"Injected faults: {kinds}.")
     return lines
+
+
+def _lowest(summary: PointSummary, key: str) -> float | None:
+    """The lowest available level of pool ``key`` sampled in any replication (None: no sample)."""
+    mins = [v for r in summary.runs if (v := r.pools.get(key, {}).get("available_min")) is not None]
+    return min(mins) if mins else None
+
+
+def _ran_empty(summary: PointSummary, key: str) -> bool:
+    """Whether pool ``key`` ran empty: a sample saw it at 0, or a claim found it empty.
+
+    A cold delivery proves nothing: a claim whose window of candidates is all
+    being picked by concurrent claims is created cold while stock remains
+    (reference §5.2). A claim that found no stock at all (it may not create
+    on no stock) is the proof the samples, taken between steps, may miss.
+    """
+    lowest = _lowest(summary, key)
+    no_stock = summary.pools.get(key, {}).get("no_stock_claims")
+    return (lowest is not None and lowest < 1) or (no_stock is not None and no_stock.mean > 0)
+
+
+def _pool_level(
+    summary: PointSummary, scenario: Scenario, pool: PoolSpec, lowest: float, window: int
+) -> str:
+    """The line on how low pool ``pool`` ran: empty, stock left yet claims went cold, or how close."""
+    p = summary.pools.get(pool.key, {})
+    replicas = pool.replicas or 0
+    cold = p.get("cold_share")
+    cold_share = cold.mean if cold is not None else 0.0
+    # Retries are counted over all claims: they tell about the pool only when it is the only one.
+    waited = (summary.mean("waited_share") or 0.0) if len(scenario.pools) == 1 else 0.0
+    if _ran_empty(summary, pool.key):
+        share = f"{cold_share:.2%} of its deliveries were cold"
+        if waited and waits_for_refill(scenario, pool):
+            share += f", {waited:.2%} of the claims waited and retried"
+        return f"Pool {pool.key} ran empty ({replicas:,} replicas): {share}."
+    # The create limiter's refusals are counted over all claims, as the retries.
+    limited = (summary.mean("create_limited") or 0.0) if len(scenario.pools) == 1 else 0.0
+    seen = [f"{cold_share:.2%} of its deliveries were cold"] if cold_share > 0 else []
+    if limited > 0:
+        seen.append(
+            f"{fmt_value('create_limited', limited)} claims per run were refused a creation token"
+        )
+    if seen:
+        return (
+            f"Pool {pool.key} had stock at every sample (lowest {lowest:,.0f} of {replicas:,} "
+            f"available), yet {' and '.join(seen)}: a claim that finds every candidate of its "
+            f"window (the first {window:,} available sandboxes) being picked by concurrent claims "
+            "creates one cold (or, refused a creation token, retries) while stock remains, or "
+            "the pool emptied between two samples."
+        )
+    if lowest >= max(2.0, 0.05 * replicas):
+        return (
+            f"Pool {pool.key} never ran empty: its lowest point was {lowest:,.0f} of "
+            f"{replicas:,} available ({lowest / max(replicas, 1):.0%}), so about {lowest:,.0f} "
+            "sandboxes were never needed; `plan` finds the smallest pool that holds."
+        )
+    return (
+        f"Pool {pool.key} came close to empty: its lowest point was {lowest:,.0f} of "
+        f"{replicas:,} available."
+    )
+
+
+def _warm_p99(summary: PointSummary, scenario: Scenario, window: int) -> str | None:
+    """The warm p99 line: the claim path's own floor, apart from the warm claims that retried.
+
+    A warm claim that retried waited for something a pool may or may not
+    remove: a creation token or stock (the pool ran empty: a larger pool
+    shortens that), a candidate no concurrent claim was picking (the pool had
+    stock: it does not), or a failed attempt (``/init``, a lost node: no pool
+    size prevents it).
+    """
+    m = summary.mean
+    warm = m("warm_p99")
+    if warm is None:
+        return None
+    floor = (
+        "the claim path itself (pick, lock, runtime /init) sets that floor; "
+        "no pool size goes below it"
+    )
+    retried = m("warm_retried") or 0.0
+    if retried <= 0:
+        return f"Warm deliveries take {fmt_value('warm_p99', warm)} at p99: {floor}."
+    limited = m("warm_retried_limited") or 0.0
+    picks = m("warm_retried_picks") or 0.0
+    failed = max(0.0, retried - limited - picks)
+    refills = any(waits_for_refill(scenario, pool) for pool in scenario.pools)
+    causes = [
+        f"{fmt_value('warm_retried', n)} {'claim' + what.removeprefix('claims') if n == 1 else what}"
+        for n, what in (
+            (
+                limited,
+                "claims the create limiter refused a creation token (they found nothing to "
+                "pick and retried after the manager's back-off)",
+            ),
+            (
+                picks,
+                "claims that waited for a refill"
+                if refills
+                else "claims whose pick failed (every candidate picked, a lock conflict)",
+            ),
+            (failed, "claims that retried after a failed attempt (/init, a lost node)"),
+        )
+        if n > 0
+    ]
+    head = (
+        f"Warm deliveries take {fmt_value('warm_p99', warm)} at p99, counting, per run, "
+        f"{'; '.join(causes)}"
+    )
+    # Lock conflicts and failed attempts come from concurrency and faults, not from stock.
+    if limited + (picks if refills else 0.0) <= 0:
+        verdict, shortens = ": no pool size prevents those", False
+    elif any(_ran_empty(summary, pool.key) for pool in scenario.pools):
+        verdict, shortens = ": a larger pool shortens that", True
+    else:
+        verdict, shortens = _stock_verdict(summary, scenario, window)
+    if shortens:
+        floor = "the claim path's own floor"
+    first = m("warm_first_p99")
+    if first is None:
+        return f"{head}{verdict}."
+    return (
+        f"{head}{verdict}. Warm claims delivered on their first attempt take "
+        f"{fmt_value('warm_first_p99', first)} at p99: {floor}."
+    )
+
+
+def _stock_verdict(summary: PointSummary, scenario: Scenario, window: int) -> tuple[str, bool]:
+    """What a larger pool does to the pick retries of a run whose samples always saw stock
+    (the verdict's words, and whether it may shorten them).
+
+    A pool that kept a whole window of candidates at every sample lost its
+    picks to concurrent claims, which a larger pool does not prevent (a burst
+    of 500 on pools of 600 and 1,000: the same retries). Below a window, it may
+    also have emptied between two samples.
+    """
+    levels = [v for pool in scenario.pools if (v := _lowest(summary, pool.key)) is not None]
+    lowest = min(levels, default=0.0)
+    if lowest >= window:
+        return (
+            f": the pool had stock (at least {lowest:,.0f} available at every sample, a whole "
+            f"window of {window:,} candidates), so these retries came from concurrent claims "
+            "picking every candidate of their window: a larger pool does not shorten that",
+            False,
+        )
+    return (
+        f": the samples saw stock (at least {lowest:,.0f} available), so these retries came from "
+        f"concurrent claims picking every candidate of a claim's window of {window:,}, or from the "
+        "pool emptying between two samples: a larger pool shortens only the latter",
+        True,
+    )
 
 
 def _pod_slots(summary: PointSummary, scenario: Scenario, pending: float) -> str | None:
@@ -189,6 +292,7 @@ def create_limit(summary: PointSummary, profile: Profile) -> str | None:
         return None
     return (
         f"The manager's create limit ({profile.create_qps:g}/s, burst {profile.create_burst}; "
-        f"--max-create-qps) refused {limited:,.1f} claims per run a token for a cold creation: "
+        f"--max-create-qps) refused {fmt_value('create_limited', limited)} claims per run a "
+        "token for a cold creation: "
         "they retried, and cold claims beyond the limit queue for it."
     )

@@ -32,6 +32,8 @@ METRIC_ROWS: tuple[tuple[str, str], ...] = (
     ("latency_p99", "delivery p99"),
     ("latency_max", "delivery max"),
     ("warm_p99", "warm delivery p99"),
+    ("warm_first_p99", "warm delivery p99, first attempt"),
+    ("warm_retried", "warm deliveries after a retry"),
     ("cold_p50", "cold delivery p50"),
     ("cold_p99", "cold delivery p99"),
     ("cold_share", "cold share (of delivered)"),
@@ -75,7 +77,7 @@ def label_of(metric: str) -> str:
 
 
 def _kind(metric: str) -> str:
-    if metric.startswith(("latency", "warm_p", "cold_p")) or metric.endswith("_s"):
+    if metric.startswith(("latency", "warm_p", "warm_first_p", "cold_p")) or metric.endswith("_s"):
         return "seconds"
     if metric == "node_pod_slots":
         return "count"
@@ -90,6 +92,10 @@ def _kind(metric: str) -> str:
         "warm",
         "cold",
         "create_limited",
+        "no_stock_claims",
+        "warm_retried",
+        "warm_retried_limited",
+        "warm_retried_picks",
         "free_pod_slots_min",
     ):
         return "count"

@@ -42,6 +42,12 @@ class Outcome:
     phases: dict[str, Any] | None = None
     create_refused: int = 0
     """Attempts the manager's create limiter refused a token (the claim retried)."""
+    pick_failed: int = 0
+    """Attempts that failed at the pick or the lock for another reason (no stock, every
+    candidate picked by concurrent claims, a conflict on the lock write): the claim retried."""
+    no_stock: int = 0
+    """Of ``pick_failed``, the attempts that found the pool empty in the manager's cache: the
+    proof that the pool ran empty, whatever the samples of its level saw."""
     lock_s: float | None = None
     """A warm claim's lock write: seconds from its pick to its lock (None otherwise)."""
     taken: float | None = None
@@ -125,6 +131,13 @@ def _mean(values: Iterable[float]) -> float | None:
     return math.fsum(vals) / len(vals) if vals else None
 
 
+def _retry_cause(o: Outcome) -> int:
+    """Why a claim retried: 0 a creation token refused, 1 another failed pick, 2 a failed attempt."""
+    if o.create_refused > 0:
+        return 0
+    return 1 if o.pick_failed > 0 else 2
+
+
 def summarise_outcomes(
     outcomes: Sequence[Outcome], window: float
 ) -> tuple[dict[str, float | None], dict[str, int], list[float], list[float]]:
@@ -136,22 +149,36 @@ def summarise_outcomes(
     warm: list[float] = []
     cold: list[float] = []
     failures: dict[str, int] = {}
+    first: list[float] = []
     retried = 0
     attempts = 0
     refused = 0
+    no_stock = 0
+    # Warm claims delivered after a retry, by the first cause that applies: a creation
+    # token refused, another failed pick, else a failed attempt after the lock.
+    warm_retried = [0, 0, 0]
     for o in outcomes:
         attempts += o.attempts
         refused += o.create_refused > 0
+        no_stock += o.no_stock > 0
         if o.attempts > 1:
             retried += 1
         lat = o.latency
         if lat is not None:
-            (warm if o.warm is not False else cold).append(lat)
+            if o.warm is False:
+                cold.append(lat)
+            else:
+                warm.append(lat)
+                if o.attempts > 1:
+                    warm_retried[_retry_cause(o)] += 1
+                else:
+                    first.append(lat)
         else:
             reason = o.reason or ("unfinished" if o.failed is None else "Unknown")
             failures[reason] = failures.get(reason, 0) + 1
     warm.sort()
     cold.sort()
+    first.sort()
     everything = sorted(warm + cold)
     n = len(outcomes)
     delivered = len(everything)
@@ -170,6 +197,11 @@ def summarise_outcomes(
         "attempts_mean": attempts / n if n else None,
         # What the create limiter acted on: claims it made wait for a token.
         "create_limited": float(refused),
+        # Claims that found the pool empty in the manager's cache (no create-on-no-stock).
+        "no_stock_claims": float(no_stock),
+        "warm_retried": float(sum(warm_retried)),
+        "warm_retried_limited": float(warm_retried[0]),
+        "warm_retried_picks": float(warm_retried[1]),
         "latency_mean": _mean(everything),
         "latency_p50": percentile(everything, 50),
         "latency_p90": percentile(everything, 90),
@@ -179,6 +211,8 @@ def summarise_outcomes(
         "latency_max": everything[-1] if everything else None,
         "warm_p50": percentile(warm, 50),
         "warm_p99": percentile(warm, 99),
+        # The claim path's own floor: no retry, hence no wait for stock or a token, in it.
+        "warm_first_p99": percentile(first, 99),
         "cold_p50": percentile(cold, 50),
         "cold_p99": percentile(cold, 99),
         "throughput": delivered / window if window > 0 else None,
