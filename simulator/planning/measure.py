@@ -42,10 +42,12 @@ POOL_CLAIM_FIGURES: tuple[str, ...] = (
     "latency_p999",
     "latency_max",
     "warm_p99",
+    "warm_first_p99",
     "no_stock_claims",
 )
-"""The figures of a pool's own claims, named as the run's (what a plan's goals read, and
-``no_stock_claims``: whether this pool's claims found it empty)."""
+"""The figures of a pool's own claims, named as the run's (what a plan's goals read,
+``warm_first_p99``: what a warm p99 is without retries, and ``no_stock_claims``: whether
+this pool's claims found it empty)."""
 
 
 def cpu_request(sbs: SandboxSet) -> float:

@@ -129,6 +129,37 @@ def test_no_size_in_range_with_claims_waiting_for_refills_says_a_larger_pool_may
     assert "counting the claims that waited for a refill" in text
 
 
+LIMITED = """\
+name: limited
+seed: 1
+replications: 1
+duration: 40s
+warmup: 0s
+cluster:
+  nodes: 2
+  knobs: {create_qps: 5, create_burst: 5}
+pools:
+  - {name: base, replicas: 2}
+workloads:
+  - template: base
+    arrivals: {kind: bursts, bursts: [{at: 5s, count: 40, over: 0s}]}
+    hold: forever
+    claim: {timeout: 3600}
+"""
+
+
+def test_a_slow_warm_p99_made_by_create_limiter_retries_is_not_called_the_claim_paths() -> None:
+    """With create-on-no-stock on, a claim the create limiter turns away retries and is often
+    then delivered warm: its wait is in the warm p99, but not the first attempts' floor, so
+    the plan does not say that no pool size fixes it."""
+    scenario = parse_scenario(LIMITED, source="limited.yaml")
+    result = plan_serially(scenario, "base", slo=parse_slo("p99<1s"), max_cold=None, low=1, high=2)
+    assert result.answer is None
+    text = " ".join(result.explanation)
+    assert "Even warm deliveries" not in text
+    assert "on their first attempt: the rest retried" in text
+
+
 def test_plan_refuses_bad_requests(tiny: Scenario) -> None:
     """No goal, an unknown pool or an upside-down range: one clear error, nothing run."""
     kwargs = {"executor": SerialExecutor(), "stop": threading.Event(), "low": None, "high": None}
