@@ -184,6 +184,8 @@ class AcceptErrorLog:
         self._failures = 0
 
     def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if _retry_of_a_closed_listener(context):
+            return
         if context.get("message") != ACCEPT_OUT_OF_RESOURCE:
             loop.default_exception_handler(context)
             return
@@ -201,6 +203,24 @@ class AcceptErrorLog:
         )
         self._failures = 0
         self._next = now + self.interval
+
+
+def _retry_of_a_closed_listener(context: dict[str, Any]) -> bool:
+    """Whether ``context`` is asyncio's accept retry firing after its listener closed.
+
+    After a failed ``accept()`` asyncio schedules ``_start_serving`` again a
+    second later and does not cancel it when the server closes: a shutdown in
+    that second makes the retry fail on the closed socket (``Invalid file
+    descriptor: -1``). Nothing is lost (the server is gone), so it is no error.
+    """
+    handle = context.get("handle")
+    callback = getattr(handle, "_callback", None)
+    if getattr(callback, "__name__", None) != "_start_serving":
+        return False
+    if not isinstance(context.get("exception"), ValueError):
+        return False
+    args = getattr(handle, "_args", ()) or ()
+    return any(isinstance(a, socket.socket) and a.fileno() == -1 for a in args)
 
 
 class _Server(uvicorn.Server):

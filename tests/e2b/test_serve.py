@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import resource
@@ -589,3 +590,36 @@ def test_sigterm_ends_an_open_command_stream_as_a_stop_does(config: Path) -> Non
     (errors,) = stderr
     assert "Traceback" not in errors, errors
     eventually(lambda: not processes_with(marker), "the command is killed", within=5)
+
+
+def test_the_accept_retry_of_a_listener_closed_at_shutdown_is_no_error() -> None:
+    """asyncio retries ``_start_serving`` a second after a failed accept and does not cancel
+    it when the server closes: the retry on the closed socket is dropped, not logged with a
+    traceback; any other callback's error still reaches the loop's default handler."""
+    from pytest_kruise_agents.e2b.serve import AcceptErrorLog
+
+    def _start_serving(*args: object) -> None: ...
+
+    def other(*args: object) -> None: ...
+
+    reported: list[dict[str, object]] = []
+
+    class Loop:
+        def default_exception_handler(self, context: dict[str, object]) -> None:
+            reported.append(context)
+
+    loop = asyncio.new_event_loop()
+    closed = socket.socket()
+    closed.close()
+    try:
+        log = AcceptErrorLog()
+        for callback in (_start_serving, other):
+            handle = asyncio.TimerHandle(0.0, callback, (None, closed), loop)
+            log(
+                Loop(),  # type: ignore[arg-type]
+                {"message": "Exception in callback", "exception": ValueError(), "handle": handle},
+            )
+    finally:
+        loop.close()
+
+    assert [c["handle"]._callback for c in reported] == [other]  # type: ignore[attr-defined]
