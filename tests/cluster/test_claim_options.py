@@ -117,18 +117,7 @@ def test_a_reserved_failed_sandbox_is_hidden_from_describe_as_from_the_list() ->
     cluster = Cluster(seed=5)
     cluster.apply(pool_yaml("small", replicas=2))
     cluster.wait_for_pool("small")
-    cluster.inject("runtime_init_failure", selector={"template": "small"})
-    with pytest.raises(ClaimError):
-        cluster.create_sandbox(
-            "small",
-            user=BOB,
-            metadata={
-                "e2b.agents.kruise.io/reserve-failed-sandbox": "true",
-                "e2b.agents.kruise.io/claim-timeout-seconds": "5",
-            },
-        )
-    cluster.clear_faults()
-    kept = cluster.list("sbx", "default", labels={keys.LABEL_RESERVED_FAILED: "true"})
+    kept = _reserve_a_failure(cluster)
     assert kept
     assert cluster.list_sandboxes(user=BOB) == ([], None)
     for sid in [cluster.sandbox_id(sbx) for sbx in kept]:
