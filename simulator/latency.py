@@ -50,6 +50,7 @@ __all__ = [
     "Latency",
     "LogNormal",
     "Normal",
+    "Seconds",
     "Uniform",
     "format_seconds",
     "parse_latency",
