@@ -35,10 +35,11 @@ _T975 = (
 def t_quantile(p: float, df: int) -> float:
     """The ``p`` quantile of Student's t with ``df`` degrees of freedom.
 
-    Exact for 1 and 2 degrees of freedom, tabulated for the 95% interval
-    (``p = 0.975``) up to 30; otherwise a Cornish-Fisher expansion around the
-    normal quantile (relative error below 0.15% from 3 degrees of freedom,
-    below 0.01% from 10).
+    Exact in closed form for 1 and 2 degrees of freedom; the 95% interval's
+    ``p = 0.975`` is tabulated (to 4 decimals) up to 30; other quantiles up to
+    :data:`_EXACT_DF` degrees of freedom invert the exact distribution
+    function (relative error below 1e-9); beyond, a Cornish-Fisher expansion
+    around the normal quantile (relative error below 3e-6 up to p = 0.9999).
     """
     if not 0 < p < 1:
         raise ValueError("p must be in (0, 1)")
@@ -50,6 +51,18 @@ def t_quantile(p: float, df: int) -> float:
         return math.tan(math.pi * (p - 0.5))
     if df == 2:
         return (2 * p - 1) / math.sqrt(2 * p * (1 - p))
+    if df <= _EXACT_DF:
+        return _t_inverse(p, df)
+    return _cornish_fisher(p, df)
+
+
+_EXACT_DF = 30
+"""Up to here quantiles invert the exact distribution function (its series has ``df / 2``
+terms). The expansion's error falls as ``df**-5``: at 3 degrees of freedom it is 2.7% at
+p = 0.999 (a 99.8% interval that narrow), past 30 below 3e-6."""
+
+
+def _cornish_fisher(p: float, df: int) -> float:
     z = _NORMAL.inv_cdf(p)
     n = float(df)
     g1 = (z**3 + z) / 4
@@ -57,6 +70,43 @@ def t_quantile(p: float, df: int) -> float:
     g3 = (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / 384
     g4 = (79 * z**9 + 776 * z**7 + 1482 * z**5 - 1920 * z**3 - 945 * z) / 92160
     return z + g1 / n + g2 / n**2 + g3 / n**3 + g4 / n**4
+
+
+def _t_central(t: float, df: int) -> float:
+    """P(|T| <= t) for t >= 0, in closed form for a whole ``df`` (Abramowitz & Stegun 26.7.3-4)."""
+    theta = math.atan(t / math.sqrt(df))
+    sin, cos2 = math.sin(theta), math.cos(theta) ** 2
+    if df % 2 == 0:
+        term = total = 1.0
+        for k in range(2, df, 2):  # 1 + 1/2 cos^2 + 1*3/(2*4) cos^4 + ...
+            term *= cos2 * (k - 1) / k
+            total += term
+        return sin * total
+    if df == 1:
+        return 2 * theta / math.pi
+    term = total = math.cos(theta)
+    for k in range(3, df, 2):  # cos + 2/3 cos^3 + 2*4/(3*5) cos^5 + ...
+        term *= cos2 * (k - 1) / k
+        total += term
+    return 2 / math.pi * (theta + sin * total)
+
+
+def _t_inverse(p: float, df: int) -> float:
+    """The ``p`` quantile by bisection on the exact distribution function."""
+    central = abs(2 * p - 1)  # P(|T| <= t) for the quantile's magnitude t
+    low, high = 0.0, 1.0
+    while _t_central(high, df) < central:
+        high *= 2
+    for _ in range(200):
+        mid = (low + high) / 2
+        if mid in (low, high):
+            break
+        if _t_central(mid, df) < central:
+            low = mid
+        else:
+            high = mid
+    t = (low + high) / 2
+    return t if p >= 0.5 else -t
 
 
 @dataclass(frozen=True)
