@@ -319,8 +319,11 @@ class ContextRegistry:
                 await asyncio.shield(kernel.stop())
                 raise
             if context.removed:
-                # Removed (or the sandbox stopped) while the kernel came up.
+                # Removed (or the sandbox stopped) while the kernel came up: a stop is
+                # answered as the proxy answers a request to a stopped sandbox (the SDK
+                # then reports the sandbox gone, not a context the client never named).
                 await kernel.stop()
+                _check_running(context.workspace)
                 raise InterpreterError(404, f"Context {context.id} not found")
             context.kernel = kernel
             return kernel

@@ -207,6 +207,29 @@ def test_a_kill_cuts_the_run_in_progress_and_the_runs_queued_behind_it(
     assert interpreter.app.contexts.kernel_pids("sbx-killed") == []
 
 
+def test_a_kill_while_a_context_starts_its_kernel_says_the_sandbox_is_gone(
+    interpreter: Interpreter,
+) -> None:
+    """create_code_context cut by a kill (or a timeout) raises the SDK's "sandbox gone" error.
+
+    Before, it answered 404 "Context <id> not found" about the context being
+    created, an id the client never saw: a caller could not tell the sandbox
+    was gone and might retry for ever.
+    """
+    sandbox = interpreter.sandbox("sbx-killed-starting")
+    contexts = interpreter.app.contexts
+    before = contexts.kernels_started
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        creating = pool.submit(sandbox.create_code_context)
+        deadline = time.monotonic() + 30
+        while contexts.kernels_started == before and time.monotonic() < deadline:
+            time.sleep(0.01)  # the kernel is starting
+        interpreter.kill_sandbox("sbx-killed-starting")
+        with pytest.raises(TimeoutException, match="The sandbox was not found"):
+            creating.result(timeout=30)
+    assert interpreter.app.contexts.kernel_pids("sbx-killed-starting") == []
+
+
 @pytest.mark.asyncio
 async def test_a_kill_cuts_the_async_sdk_run_too(interpreter: Interpreter) -> None:
     """``AsyncSandbox.run_code`` reads the same cut connection and raises the same exception."""
