@@ -20,7 +20,8 @@ controller delete the pods sandboxes create (:class:`ForbiddenError`).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Generator
+from collections import deque
+from collections.abc import Callable, Generator, Sequence
 from functools import partial
 from typing import Any, Final, Literal
 
@@ -32,6 +33,7 @@ from pytest_kruise_agents.api.copying import deep_copy, shallow_copy
 from pytest_kruise_agents.api.manifest import KINDS
 from pytest_kruise_agents.api.pod import default_requests, pod_update_error
 from simulator.context import SimContext
+from simulator.faults import Fault
 from simulator.informer import Informer, ObjKey
 from simulator.interning import FieldsSetInterner
 from simulator.ratelimit import TokenBucket
@@ -184,6 +186,11 @@ class ApiServer:
         self.writes = 0
         # Stored objects are never changed: their models share equal fields-sets.
         self._share_fields_sets = FieldsSetInterner()
+        self._held: dict[Informer, _HeldQueue] = {}
+        """Per informer, the watch events in flight while a ``watch_lag`` fault holds one back."""
+        self._window_ends: set[int] = set()
+        """The ``watch_lag`` faults (by ``id``) with a release timer at the end of their window."""
+        ctx.faults.add_clear_listener(self._on_faults_cleared)
 
     # -- wiring ---------------------------------------------------------------
 
@@ -744,16 +751,72 @@ class ApiServer:
         now = env.now
         faults = ctx.faults
         faulty = bool(faults)
+        draws: Sequence[tuple[Fault, float]] = ()
         for inf in self._watchers.get(kind, ()):
-            lag = ctx.latency("watch.lag")
+            lag = base = ctx.latency("watch.lag")
             if faulty:
-                lag += faults.extra_latency("watch_lag", informer=inf.name)
-            at = now + lag
-            if at < inf.last_delivery:
-                at = inf.last_delivery
+                draws = faults.latency_draws("watch_lag", informer=inf.name)
+                extra = 0.0
+                for _, draw in draws:
+                    extra += draw
+                lag += extra
+            own = at = now + lag
+            floor = inf.last_delivery
+            if at < floor:
+                at = floor
             inf.last_delivery = at
             timer = env.timeout(at - now)
-            timer.callbacks.append(_Delivery(inf, event_type, kind, old, new))
+            queue = self._held.get(inf) if self._held else None
+            if not draws and queue is None:
+                timer.callbacks.append(_Delivery(inf, event_type, kind, old, new))
+                continue
+            # Held back by a watch_lag (or in order behind one that is): tracked,
+            # so that the fault's end lets it go early (:meth:`_release_held`).
+            if queue is None:
+                queue = self._held[inf] = _HeldQueue(self, inf, floor)
+            held = _Held(inf, event_type, kind, old, new, now + base, own, at, draws)
+            queue.items.append(held)
+            timer.callbacks.append(partial(queue.fire, held, held.version))
+            for f, _ in draws:
+                self._release_at_window_end(f, at)
+
+    def _release_at_window_end(self, fault: Fault, at: float) -> None:
+        """Let go what ``fault`` holds when its window ends, if that comes before ``at``."""
+        if fault.duration is None or id(fault) in self._window_ends:
+            return
+        end = (fault.start or 0.0) + fault.duration
+        env = self.ctx.env
+        if end >= at:
+            return
+        self._window_ends.add(id(fault))
+        timer = env.timeout(max(end - env.now, 0.0))
+        timer.callbacks.append(partial(self._window_ended, fault))
+
+    def _window_ended(self, fault: Fault, _event: simpy.Event) -> None:
+        self._window_ends.discard(id(fault))
+        self._release_held()
+
+    def _on_faults_cleared(self, removed: list[Fault]) -> None:
+        if self._held and any(f.kind == "watch_lag" for f in removed):
+            self._release_held()
+
+    def _release_held(self) -> None:
+        """Reschedule the held watch events without the draws of the faults that have ended.
+
+        A removed fault's effect ends at that moment (as removing a Toxiproxy
+        latency toxic lets the data it holds through): an event it held
+        arrives now, or when it would have arrived without it if that is later.
+        """
+        faults = self.ctx.faults
+        now = self.ctx.env.now
+
+        def ended(f: Fault) -> bool:
+            return not faults.in_force(f) or f.window_closed(now)
+
+        for inf, queue in self._held.items():
+            inf.last_delivery = queue.release(now, ended)
+
+    # -- verbs with latency, throttling and faults --------------------------------
 
     # -- verbs with latency, throttling and faults --------------------------------
 
@@ -966,6 +1029,98 @@ class _CollectOrphan:
         self.api._attempt_to_delete(
             self.kind, self.namespace, self.name, uid=self.uid, why="gc.orphan_deleted"
         )
+
+
+class _Held:
+    """A watch event in flight to one informer, held back by ``watch_lag`` faults (``draws``)
+    or in order behind one that is."""
+
+    __slots__ = (
+        "at",
+        "base",
+        "delivered",
+        "delivery",
+        "draws",
+        "own",
+        "version",
+    )
+
+    def __init__(
+        self,
+        informer: Informer,
+        event_type: str,
+        kind: str,
+        old: Any,
+        new: Any,
+        base: float,
+        own: float,
+        at: float,
+        draws: Sequence[tuple[Fault, float]],
+    ) -> None:
+        self.delivery = _Delivery(informer, event_type, kind, old, new)
+        self.base = base
+        """When it would arrive without any fault: stored, plus the ordinary lag."""
+        self.own = own
+        """When it would arrive but for the events before it: ``base`` plus the draws."""
+        self.at = at
+        """When it is due: ``own``, or the arrival of the event before it if that is later."""
+        self.draws = draws
+        self.version = 0
+        """Bumped at each reschedule: the timers of earlier versions are stale."""
+        self.delivered = False
+
+
+class _HeldQueue:
+    """The watch events in flight to one informer while a ``watch_lag`` holds one back, in order.
+
+    Events stay in order: a release moves an event no earlier than the one
+    before it, and the timer of an event delivers, first, any before it still
+    queued (a rescheduled event's new timer may fire after an older one set
+    for the same moment).
+    """
+
+    def __init__(self, api: ApiServer, informer: Informer, floor: float) -> None:
+        self.api = api
+        self.informer = informer
+        self.floor = floor
+        """The arrival of the last event delivered (or of the untracked ones before the first)."""
+        self.items: deque[_Held] = deque()
+
+    def fire(self, held: _Held, version: int, _event: simpy.Event) -> None:
+        """Deliver the queued events up to ``held`` (a SimPy callback of its timer)."""
+        if held.delivered or held.version != version:
+            return  # rescheduled, or delivered already with one behind it
+        items = self.items
+        while items:
+            first = items.popleft()
+            first.delivered = True
+            self.floor = first.at
+            first.delivery(_event)
+            if first is held:
+                break
+        if not items and self.api._held.get(self.informer) is self:
+            del self.api._held[self.informer]
+
+    def release(self, now: float, ended: Callable[[Fault], bool]) -> float:
+        """Drop the draws of the ``ended`` faults, move the events they held earlier, and
+        return when the last queued event is due."""
+        env = self.api.ctx.env
+        prev = self.floor
+        for held in self.items:
+            if any(ended(f) for f, _ in held.draws):
+                held.draws = [(f, d) for f, d in held.draws if not ended(f)]
+                own = held.base
+                for _, draw in held.draws:
+                    own += draw
+                held.own = own
+            due = max(held.own, now, prev)
+            if due < held.at:
+                held.at = due
+                held.version += 1
+                timer = env.timeout(due - now)
+                timer.callbacks.append(partial(self.fire, held, held.version))
+            prev = held.at
+        return prev
 
 
 class _Delivery:

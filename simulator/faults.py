@@ -9,7 +9,10 @@ The model consults :meth:`FaultInjector.check` at each decision point (an API
 write, an image pull, an ``/init`` call, ...). Faults that *act* at a moment
 (node loss, pod kill) are delivered to listeners when their window opens.
 A ``controller_stall`` holds a component through a :class:`StallGate`, which a
-clear of the stall opens at once.
+clear of the stall opens at once. A fault that ends (cleared, or its window
+over) ends its effect then, on work already under way too: the API server
+lets go the watch events a ``watch_lag`` held, the kubelets finish a pull an
+``image_pull_slow`` slowed at the ordinary rate.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import math
 import random
 import re
 from bisect import bisect_left
-from collections.abc import Callable, Collection, Generator, Mapping
+from collections.abc import Callable, Collection, Generator, Mapping, Sequence
 from typing import Annotated, Any, Final, Literal, NoReturn
 
 import simpy
@@ -41,11 +44,13 @@ from simulator.latency import Latency, Seconds, parse_latency
 
 __all__ = [
     "FAULT_KINDS",
+    "KIND_SELECTOR_VALUES",
     "LATENCY_KINDS",
     "SELECTOR_KEYS",
     "SELECTOR_VALUES",
     "Fault",
     "FaultCode",
+    "FaultCount",
     "FaultInjector",
     "FaultKind",
     "Probability",
@@ -53,6 +58,7 @@ __all__ = [
     "Selector",
     "StallGate",
     "check_code",
+    "check_count",
     "check_latency",
     "check_node_names",
     "check_selector",
@@ -82,12 +88,12 @@ FAULT_KINDS: dict[str, str] = {
     "pod_start_failure": "a container fails to start; kubelet retries with CrashLoopBackOff (selector: template, node)",
     "image_pull_failure": "image pulls fail; kubelet retries with ImagePullBackOff (selector: image, node)",
     "image_pull_slow": "uncached image pulls take the drawn latency instead (param latency; selector: image, node)",
-    "node_loss": "a node goes NotReady at start: its pods fail, it takes no pods until the window ends or the fault is cleared (selector: node)",
+    "node_loss": "a node (or count random nodes) goes NotReady at start: its pods fail, it takes no pods until no node_loss in force holds it (selector: node; param count)",
     "pod_kill": "running sandbox pods are killed at start (selector: template, namespace; param count)",
     "runtime_init_failure": "agent-runtime /init answers a 4xx or 5xx error (param code; selector: template)",
     "runtime_unreachable": "agent-runtime /init times out (selector: template)",
     "csi_mount_failure": "a dynamic CSI mount fails (selector: template)",
-    "controller_stall": "a controller makes no progress until the window ends or the fault is cleared (selector: controller)",
+    "controller_stall": "a controller makes no progress until the window ends or the fault is cleared; probability is drawn once, for the window (selector: controller)",
 }
 
 _ACTING_KINDS = frozenset({"node_loss", "pod_kill"})
@@ -129,6 +135,13 @@ SELECTOR_VALUES: dict[str, tuple[str, ...]] = {
 """The values of the selector keys that name a fixed set of things (the others are names:
 templates, namespaces, nodes, images)."""
 
+KIND_SELECTOR_VALUES: dict[str, dict[str, tuple[str, ...]]] = {
+    # The API server consults api_conflict only on the writes that carry a
+    # resourceVersion to compare: a create, delete or get never meets it.
+    "api_conflict": {"verb": ("update", "update_status", "patch")},
+}
+"""The values a kind's decision point supplies, where they are fewer than :data:`SELECTOR_VALUES`."""
+
 
 def check_selector(kind: str, selector: Mapping[str, str]) -> None:
     """Raise :class:`ValueError` for the first selector key or value a ``kind`` fault never matches.
@@ -146,10 +159,21 @@ def check_selector(kind: str, selector: Mapping[str, str]) -> None:
             )
         values = SELECTOR_VALUES.get(key)
         if values is None or value in values:
+            _check_value_of_kind(kind, key, value)
             continue
         if key == "client" and value.startswith("kubelet/") and len(value) > len("kubelet/"):
             continue
         raise ValueError(f"{key}={value!r} names nothing: use one of {', '.join(values)}")
+
+
+def _check_value_of_kind(kind: str, key: str, value: str) -> None:
+    """Raise :class:`ValueError` if a ``kind`` fault's decision point never supplies ``value``."""
+    values = KIND_SELECTOR_VALUES.get(kind, {}).get(key)
+    if values is not None and value not in values:
+        raise ValueError(
+            f"a fault of kind {kind!r} never matches {key}={value!r}: it is consulted only "
+            f"on {key} {', '.join(values)}"
+        )
 
 
 def check_node_names(selector: Mapping[str, str], nodes: Collection[str]) -> None:
@@ -186,16 +210,44 @@ def check_latency(kind: str | None, latency: object) -> None:
         )
 
 
+_DEFAULT_CODE: Final = 500
+_CODE_KINDS: Final = ("api_error", "runtime_init_failure")
+
+
 def check_code(kind: str | None, code: int) -> None:
     """Raise :class:`ValueError` unless ``code`` is a status a ``kind`` fault can answer.
 
-    The other kinds answer no status: their code only has to be an HTTP status.
+    The other kinds answer no status: they take only the default (500), which
+    a dumped fault carries back in; another code would be accepted and never used.
     """
     if kind == "api_error" and not (code == 429 or 500 <= code <= 599):
         raise ValueError(f"a fault of kind 'api_error' answers 429 or a 5xx status, got {code}")
     if kind == "runtime_init_failure" and not 400 <= code <= 599:
         raise ValueError(
             f"a fault of kind 'runtime_init_failure' answers a 4xx or 5xx status, got {code}"
+        )
+    if kind is not None and kind not in _CODE_KINDS and code != _DEFAULT_CODE:
+        raise ValueError(
+            f"a fault of kind {kind!r} answers no status, so it takes no code "
+            f"(only {', '.join(_CODE_KINDS)} do)"
+        )
+
+
+def check_count(kind: str | None, count: int | None, selector: Mapping[str, str]) -> None:
+    """Raise :class:`ValueError` for a ``count`` a ``kind`` fault would not honour."""
+    if count is None:
+        return
+    if kind == "controller_stall":
+        # A stall holds its component for its window, however many reconciles
+        # that is: a count would be accepted and never used.
+        raise ValueError(
+            "a fault of kind 'controller_stall' takes no count: it holds its component "
+            "for its whole window (give a duration, or clear it)"
+        )
+    if kind == "node_loss" and count > 1 and "node" in selector:
+        raise ValueError(
+            f"a node_loss with a node selector loses that one node, got count {count} "
+            "(drop the selector to lose that many nodes chosen at random)"
         )
 
 
@@ -206,6 +258,16 @@ def _code_of_kind(value: int, info: ValidationInfo) -> int:
 
 FaultCode = Annotated[int, Field(ge=100, le=599), AfterValidator(_code_of_kind)]
 """A fault's HTTP status, checked against the model's ``kind`` field (declared before it)."""
+
+
+def _count_of_kind(value: int | None, info: ValidationInfo) -> int | None:
+    check_count(info.data.get("kind"), value, info.data.get("selector") or {})
+    return value
+
+
+FaultCount = Annotated[int | None, Field(ge=1), AfterValidator(_count_of_kind)]
+"""How many times a fault may fire, checked against its ``kind`` and ``selector`` (declared
+before it)."""
 
 
 def _selector_of_kind(value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
@@ -297,7 +359,7 @@ class Fault(BaseModel):
     selector: Selector = Field(default_factory=dict)
     latency: Latency | None = Field(default=None, validate_default=True)
     code: FaultCode = 500
-    count: int | None = Field(default=None, ge=1)
+    count: FaultCount = None
     fired: int = 0
     """(output) How many times the fault fired: never read from input (see ``_output_only``)."""
 
@@ -395,6 +457,8 @@ class FaultInjector:
         self._listeners: list[Callable[[Fault], None]] = []
         self._clear_listeners: list[Callable[[list[Fault]], None]] = []
         self._validators: list[Callable[[Fault], None]] = []
+        # The injection numbers of the stalls (probability < 1) whose draw came up.
+        self._stalls_held: set[int] = set()
 
     def __len__(self) -> int:
         return len(self._faults)
@@ -574,6 +638,7 @@ class FaultInjector:
             self._pending.clear()
             self._waiting.clear()
             self._closing.clear()
+            self._stalls_held.clear()
             self._next_change = math.inf
         else:
             f = self._faults.get(fault_id)
@@ -581,7 +646,7 @@ class FaultInjector:
                 raise KeyError(f"no fault with id {fault_id!r}")
             self.retire(f)
             del self._faults[fault_id]
-            del self._seq_of[id(f)]
+            self._stalls_held.discard(self._seq_of.pop(id(f)))
             self._compact()
             removed = [f]
         if removed:
@@ -631,23 +696,40 @@ class FaultInjector:
         consulted kind but the additive ``api_latency`` and ``watch_lag``. A draw
         of 0 is a latency of 0, not "no fault".
         """
+        hit = self.replacing_draw(kind, **attrs)
+        return None if hit is None else hit[1]
+
+    def replacing_draw(self, kind: str, /, **attrs: str | None) -> tuple[Fault, float] | None:
+        """As :meth:`replacing_latency`, with the fault that fired: the caller can end its
+        effect when the fault ends."""
         f = self.check(kind, **attrs)
         if f is None or f.latency is None:
             return None
-        return f.latency.sample(self._rng)
+        return f, f.latency.sample(self._rng)
 
     def extra_latency(self, kind: str, /, **attrs: str | None) -> float:
         """Sum of the latency draws of the ``kind`` faults firing now (0 if none)."""
+        total = 0.0
+        for _, draw in self.latency_draws(kind, **attrs):
+            total += draw
+        return total
+
+    def latency_draws(self, kind: str, /, **attrs: str | None) -> Sequence[tuple[Fault, float]]:
+        """The latency draw of each ``kind`` fault firing now, in injection order, with the fault.
+
+        For the additive kinds whose effect a clear must end early (``watch_lag``):
+        the caller knows which fault holds what back.
+        """
         faults = self._by_kind.get(kind)
         if not faults and not self._pending:
-            return 0.0  # none open, none to open
+            return ()  # none open, none to open
         now = self._now()
         if now >= self._next_change:
             self._sync(now)
             faults = self._by_kind.get(kind)
         if not faults:
-            return 0.0
-        total = 0.0
+            return ()
+        draws: list[tuple[Fault, float]] = []
         ended: list[Fault] | None = None
         for f in faults:
             if not f.active(now):
@@ -660,11 +742,11 @@ class FaultInjector:
                 and (f.probability >= 1.0 or self._rng.random() < f.probability)
             ):
                 f.fired += 1
-                total += f.latency.sample(self._rng)
+                draws.append((f, f.latency.sample(self._rng)))
         if ended is not None:
             for f in ended:
                 self.retire(f)
-        return total
+        return draws
 
     def stall_of(self, controller: str) -> Fault | None:
         """The ``controller_stall`` holding ``controller`` now (the first injected), or ``None``."""
@@ -678,12 +760,30 @@ class FaultInjector:
         if not faults:
             return None
         for f in faults:
-            if f.window_closed(now):
+            if f.window_closed(now) or not self._stall_drawn(f):
                 self.retire(f)
                 return self.stall_of(controller)  # the list changed under the loop
             if now >= (f.start or 0.0) and f.selector.get("controller", controller) == controller:
                 return f
         return None
+
+    def _stall_drawn(self, f: Fault) -> bool:
+        """Whether the stall ``f`` holds at all: its ``probability`` drawn once, the first time
+        it is consulted in its window (as an acting fault's, at its moment).
+
+        A stall is a state of its component for a window, not an answer per
+        reconcile, so the draw decides the window, not each wait in it. A
+        stall whose draw failed has ended (the caller retires it).
+        """
+        if f.probability >= 1.0:
+            return True  # no draw: a run with certain stalls draws what it did
+        seq = self._seq_of.get(id(f))
+        if seq is None or seq in self._stalls_held:
+            return True
+        if self._rng.random() < f.probability:
+            self._stalls_held.add(seq)
+            return True
+        return False
 
     def stalled_until(self, controller: str) -> float | None:
         """End of the current stall of ``controller`` (``inf`` if open-ended), or ``None``."""

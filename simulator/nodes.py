@@ -31,13 +31,15 @@ The ``Ready`` condition the kubelet writes carries ``observedGeneration``
 that a reader can tell a Ready pod running the *new* spec from one still
 reporting the old one.
 
-Faults consulted: ``image_pull_failure`` (ErrImagePull, then ImagePullBackOff,
-retried with a 10 s back-off doubling to 300 s), ``image_pull_slow`` (the
-pull takes the fault's latency instead), ``pod_start_failure`` (Ready False
-with reason ``StartContainerFailed``, CrashLoopBackOff with the same
-back-off). Faults acting when their window opens (never once it has closed):
+Faults consulted, for each pod with its own labels (pods sharing a download
+of an image included): ``image_pull_failure`` (ErrImagePull, then
+ImagePullBackOff, retried with a 10 s back-off doubling to 300 s),
+``image_pull_slow`` (the pod's pull takes the fault's latency instead; the
+rest of it goes at the ordinary rate once the fault ends), ``pod_start_failure``
+(Ready False with reason ``StartContainerFailed``, CrashLoopBackOff with the
+same back-off). Faults acting when their window opens (never once it has closed):
 ``node_loss`` (the node's pods fail with reason NodeLost, the node takes no
-pods until the window ends or the fault is cleared, then comes back empty)
+pods until no node_loss in force holds it, then comes back empty)
 and ``pod_kill`` (running pods matching the selector fail with reason Killed).
 A ``controller_stall`` of ``scheduler`` or ``kubelet`` holds them (the
 kubelet's pod starts and stops alike) until its window ends or it is cleared.
@@ -259,6 +261,43 @@ class _Waiting:
         self.selector = selector
 
 
+class _PullPart:
+    """One pod's pull within a shared download: slowed by ``fault``, or ordinary (``None``)."""
+
+    __slots__ = ("fault", "finish", "latency", "start")
+
+    def __init__(self, fault: Fault | None, start: float, latency: float) -> None:
+        self.fault = fault
+        self.start = start
+        self.latency = latency
+        self.finish = start + latency
+
+
+class _Pull:
+    """A download of one image on one node, shared by the pods that need it.
+
+    Each pod's pull lasts its own time (``image.pull``, or the draw of an
+    ``image_pull_slow`` that selects that pod); the image lands when the
+    first of them is done, for every pod waiting (the node's image store is
+    shared, as containerd shares a fetch under way). A pod the fault does not
+    select is not slowed by another's slowed pull.
+    """
+
+    __slots__ = ("done", "epoch", "finish", "landed", "parts", "want_ordinary")
+
+    def __init__(self, done: simpy.Event, epoch: int) -> None:
+        self.done = done
+        """Succeeds (``True``) when the image lands."""
+        self.epoch = epoch
+        """The node's epoch when the download began: a node lost since keeps no image."""
+        self.finish = float("inf")
+        """When the earliest of the pulls lands the image."""
+        self.landed = False
+        self.parts: list[_PullPart] = []
+        self.want_ordinary = False
+        """A pod no fault slows joined before the first pull began (see ``Nodes._join_pull``)."""
+
+
 class _Node:
     """Capacity, allocations, image cache, IP pool and kubelet state of one node."""
 
@@ -274,9 +313,11 @@ class _Node:
         self.mem_used = 0
         self.alloc: dict[str, tuple[int, int]] = {}
         self.ready = True
+        self.held_by: dict[int, None] = {}
+        """The node_loss faults (by ``id(fault)``) holding the node lost: it recovers when none is left."""
         self.epoch = 0
         self.images: dict[str, None] = dict.fromkeys(spec.images)
-        self.pulls: dict[str, simpy.Event] = {}
+        self.pulls: dict[str, _Pull] = {}
         self.runs: dict[str, _PodRun] = {}
         self.deferred: dict[str, _PodRun] = {}
         """Pods whose resize waits for room on this node."""
@@ -396,8 +437,8 @@ class Nodes:
         self._retry = False
         self._started = False
         self._stall_gate = StallGate(self.ctx.faults, self.ctx.env)
-        self._losses: dict[int, tuple[Fault, _Node, int]] = {}
-        """The node each node_loss in force took, and the node's epoch then, by ``id(fault)``."""
+        self._losses: dict[int, list[_Node]] = {}
+        """The nodes each node_loss in force holds lost, by ``id(fault)``."""
         for spec in specs:
             self._add_node(spec)
 
@@ -1047,44 +1088,154 @@ class Nodes:
         yield from self._write(node, run, "Running", True, "PodReady")
 
     def _pull(self, node: _Node, image: str, template: str | None, namespace: str) -> Op:
-        if image in node.images:
-            yield self.ctx.env.timeout(self.ctx.latency("image.pull_cached"))
-            return True
-        # Pods pulling the same image on a node share one pull.
-        ev = node.pulls.get(image)
-        if ev is None:
-            ev = self.ctx.env.event()
-            node.pulls[image] = ev
-            self.ctx.env.process(self._pull_image(node, image, ev, template, namespace))
-        ok = yield ev
-        return bool(ok)
+        """Pull ``image`` for one pod: whether it is on the node afterwards.
 
-    def _pull_image(
-        self, node: _Node, image: str, ev: simpy.Event, template: str | None, namespace: str
-    ) -> Op:
+        Each pod's pull consults the faults with the pod's own attributes (the
+        kubelet pulls per pod); the node's image store is shared, so a pod whose
+        pull goes ahead joins a download of the same image under way (see :class:`_Pull`).
+        """
         ctx = self.ctx
+        env = ctx.env
+        if image in node.images:
+            yield env.timeout(ctx.latency("image.pull_cached"))
+            return True
         faults = ctx.faults
-        epoch = node.epoch
         attrs: dict[str, str | None] = {
             "node": node.name,
             "image": image,
             "template": template,
             "namespace": namespace,
         }
-        ok = True
         if faults and faults.check("image_pull_failure", **attrs):
-            # The registry answers quickly with an error.
-            yield ctx.env.timeout(ctx.latency("image.pull_cached"))
-            ok = False
+            # This pod's pull fails, whatever the others' do.
+            failed = env.event()
+            env.process(self._pull_failed(failed))
+            yield failed
+            return False
+        pull = node.pulls.get(image)
+        if pull is None:
+            pull = node.pulls[image] = _Pull(env.event(), node.epoch)
+            env.process(self._pull_image(node, image, pull, attrs))
         else:
-            slow = faults.replacing_latency("image_pull_slow", **attrs) if faults else None
-            yield ctx.env.timeout(ctx.latency("image.pull") if slow is None else slow)
-            if node.epoch == epoch:
-                node.images[image] = None
-                ctx.record("kubelet.pulled", f"{image} node={node.name}")
-        if node.pulls.get(image) is ev:
+            self._join_pull(node, image, pull, attrs)
+        ok = yield pull.done
+        return bool(ok)
+
+    def _pull_failed(self, failed: simpy.Event) -> Op:
+        # The registry answers quickly with an error.
+        yield self.ctx.env.timeout(self.ctx.latency("image.pull_cached"))
+        failed.succeed(False)
+
+    def _pull_image(self, node: _Node, image: str, pull: _Pull, attrs: dict[str, str | None]) -> Op:
+        """The first pod's pull of a download: it lands the image unless another lands it first."""
+        ctx = self.ctx
+        env = ctx.env
+        faults = ctx.faults
+        hit = faults.replacing_draw("image_pull_slow", **attrs) if faults else None
+        if hit is None:
+            latency = ctx.latency("image.pull")
+            self._add_part(node, image, pull, None, latency, timer=False)
+        else:
+            latency = hit[1]
+            self._add_part(node, image, pull, hit[0], latency, timer=False)
+            if pull.want_ordinary:
+                # A pod the fault does not slow joined before this pull began.
+                self._add_part(node, image, pull, None, ctx.latency("image.pull"))
+        yield env.timeout(latency)
+        while not pull.landed:
+            if env.now >= pull.finish:
+                self._land(node, image, pull)
+                break
+            yield env.timeout(pull.finish - env.now)  # a clear made the pull longer
+
+    def _join_pull(
+        self, node: _Node, image: str, pull: _Pull, attrs: dict[str, str | None]
+    ) -> None:
+        """One more pod needs an image being downloaded: its own pull, if it could land first."""
+        faults = self.ctx.faults
+        if not faults:
+            return  # no fault slows anything: the download under way is an ordinary pull
+        hit = faults.replacing_draw("image_pull_slow", **attrs)
+        if hit is not None:
+            self._add_part(node, image, pull, hit[0], hit[1])
+        elif any(part.fault is None for part in pull.parts):
+            return  # an ordinary pull is under way: it serves this pod as soon as its own would
+        elif not pull.parts:
+            pull.want_ordinary = True  # the first pod's pull has not begun (see _pull_image)
+        else:
+            # Only pulls slowed by a fault that does not select this pod: its own
+            # pull is an ordinary one.
+            self._add_part(node, image, pull, None, self.ctx.latency("image.pull"))
+
+    def _add_part(
+        self,
+        node: _Node,
+        image: str,
+        pull: _Pull,
+        fault: Fault | None,
+        latency: float,
+        *,
+        timer: bool = True,
+    ) -> None:
+        """Add one pod's pull (slowed by ``fault``, or ordinary) to a download under way."""
+        env = self.ctx.env
+        now = env.now
+        part = _PullPart(fault, now, latency)
+        pull.parts.append(part)
+        if timer and part.finish < pull.finish:
+            self._land_at(node, image, pull, part.finish)
+        pull.finish = min(pull.finish, part.finish)
+        if fault is not None and fault.duration is not None:
+            end = (fault.start or 0.0) + fault.duration
+            if end < part.finish:
+                # The fault's window ends mid-pull: the rest comes at the ordinary rate.
+                window = env.timeout(max(end - now, 0.0))
+                window.callbacks.append(lambda _ev: self._unslow(node, image, pull))
+
+    def _land_at(self, node: _Node, image: str, pull: _Pull, at: float) -> None:
+        """Land the image at ``at`` if the download is still due then."""
+        timer = self.ctx.env.timeout(max(at - self.ctx.env.now, 0.0))
+        timer.callbacks.append(lambda _ev: self._land_if_due(node, image, pull))
+
+    def _land_if_due(self, node: _Node, image: str, pull: _Pull) -> None:
+        if not pull.landed and self.ctx.env.now >= pull.finish:
+            self._land(node, image, pull)
+
+    def _land(self, node: _Node, image: str, pull: _Pull) -> None:
+        """The image is on the node: every pod waiting for it goes on."""
+        pull.landed = True
+        if node.epoch == pull.epoch:
+            node.images[image] = None
+            self.ctx.record("kubelet.pulled", f"{image} node={node.name}")
+        if node.pulls.get(image) is pull:
             del node.pulls[image]
-        ev.succeed(ok)
+        pull.done.succeed(True)
+
+    def _unslow(self, node: _Node, image: str, pull: _Pull) -> None:
+        """End the slowing of the pulls whose ``image_pull_slow`` has ended (cleared, or its
+        window closed): the rest of each comes at the ordinary rate from now.
+
+        The fault is a bandwidth limit (Chaos Mesh's NetworkChaos ``bandwidth``):
+        lifting it keeps what was downloaded, so a pull that was a fraction
+        ``f`` done takes ``(1 - f)`` of an ordinary pull's ``image.pull`` draw more.
+        """
+        if pull.landed:
+            return
+        ctx = self.ctx
+        faults = ctx.faults
+        now = ctx.env.now
+        changed = False
+        for part in pull.parts:
+            f = part.fault
+            if f is None or (faults.in_force(f) and not f.window_closed(now)):
+                continue
+            done = 1.0 if part.latency <= 0 else min((now - part.start) / part.latency, 1.0)
+            part.fault = None
+            part.finish = now + (1.0 - done) * ctx.latency("image.pull")
+            changed = True
+        if changed:
+            pull.finish = min(part.finish for part in pull.parts)
+            self._land_at(node, image, pull, pull.finish)
 
     def _write(
         self,
@@ -1215,9 +1366,12 @@ class Nodes:
     def _on_faults_cleared(self, removed: list[Fault]) -> None:
         # Clearing a node_loss ends it (deleting the chaos resource recovers the node).
         for fault in removed:
-            loss = self._losses.pop(id(fault), None)
-            if loss is not None:
-                self._recover(loss[1], loss[2])
+            self._end_loss(fault)
+        # Clearing an image_pull_slow lifts its limit from the pulls under way.
+        if any(f.kind == "image_pull_slow" for f in removed):
+            for node in self._nodes.values():
+                for image, pull in list(node.pulls.items()):
+                    self._unslow(node, image, pull)
 
     def _act(self, fault: Fault) -> None:
         faults = self.ctx.faults
@@ -1233,19 +1387,43 @@ class Nodes:
             faults.retire(fault)  # a pod kill acts once, at its start
 
     def _node_loss(self, fault: Fault) -> None:
+        targets = self._loss_targets(fault)
+        if not targets:
+            return
+        for node in targets:
+            fault.fired += 1
+            node.held_by[id(fault)] = None
+            if node.ready:
+                self._lose(node, fault)
+            else:
+                # Lost already, by another node_loss: this one holds it too, so
+                # the node stays lost until neither is in force (Chaos Mesh
+                # recovers a target when no experiment selects it).
+                self.ctx.record("node.loss_held", f"{node.name} fault={fault.id}")
+        self._losses[id(fault)] = targets
+        if fault.duration is not None:
+            # At the end of the window, though it acted late (injected after its start).
+            end = (fault.start or 0.0) + fault.duration
+            timer = self.ctx.env.timeout(max(end - self.ctx.now(), 0.0))
+            timer.callbacks.append(lambda _ev: self._end_loss(fault))
+
+    def _loss_targets(self, fault: Fault) -> list[_Node]:
+        """The nodes a node_loss takes: the one its selector names, else ``count`` (1) ready
+        nodes at random (Chaos Mesh's ``mode: one`` or ``mode: fixed`` with ``value``)."""
         name = fault.selector.get("node")
-        if name is None:
-            ready = [n for n in self._nodes.values() if n.ready]
-            if not ready:
-                return
-            node = self.ctx.rng.choice(ready)
-        else:
+        if name is not None:
             found = self._nodes.get(name)
-            if found is None or not found.ready:
-                self.ctx.record("node.loss_ignored", f"{name} fault={fault.id}")
-                return
-            node = found
-        fault.fired += 1
+            return [] if found is None else [found]
+        ready = [n for n in self._nodes.values() if n.ready]
+        if not ready:
+            return []
+        count = fault.count or 1
+        if count == 1:
+            return [self.ctx.rng.choice(ready)]
+        return self.ctx.rng.sample(ready, min(count, len(ready)))
+
+    def _lose(self, node: _Node, fault: Fault) -> None:
+        """Take ``node`` down: NotReady, its pods failed (NodeLost), its state forgotten."""
         node.ready = False
         node.epoch += 1
         self.ctx.record("node.lost", f"{node.name} fault={fault.id}")
@@ -1264,21 +1442,16 @@ class Nodes:
                 self.ctx.env.process(
                     self._fail_pod(self._lifecycle, pod, "NodeLost", f"node {node.name} was lost")
                 )
-        epoch = node.epoch
-        self._losses[id(fault)] = (fault, node, epoch)
-        if fault.duration is not None:
-            # At the end of the window, though it acted late (injected after its start).
-            end = (fault.start or 0.0) + fault.duration
-            timer = self.ctx.env.timeout(max(end - self.ctx.now(), 0.0))
-            timer.callbacks.append(lambda _ev: self._window_ended(fault))
 
-    def _window_ended(self, fault: Fault) -> None:
-        loss = self._losses.pop(id(fault), None)
-        if loss is not None:
-            self._recover(loss[1], loss[2])
+    def _end_loss(self, fault: Fault) -> None:
+        """End ``fault``'s hold on its nodes (its window ended or it was cleared)."""
+        for node in self._losses.pop(id(fault), ()):
+            node.held_by.pop(id(fault), None)
+            if not node.held_by:
+                self._recover(node)
 
-    def _recover(self, node: _Node, epoch: int) -> None:
-        if node.ready or node.epoch != epoch:
+    def _recover(self, node: _Node) -> None:
+        if node.ready:
             return
         node.ready = True
         node.images = dict.fromkeys(node.spec.images)

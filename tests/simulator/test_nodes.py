@@ -708,3 +708,100 @@ def test_a_waiting_pod_that_failed_is_not_placed_when_room_frees() -> None:
     world.api.commit_delete("Pod", "default", "r0")
     run_until(world, lambda: running(world, "q"))
     assert bound_to(world, "p") is None and nodes.pending_pods() == 0
+
+
+def test_an_overlapping_node_loss_holds_the_node_until_its_own_window_ends() -> None:
+    """Two node_loss faults on one node with overlapping windows: the node stays lost until
+    neither is in force, and the second counts as fired (it holds the node)."""
+    world, nodes = make([NodeSpec(name="a"), NodeSpec(name="b")])
+    faults = world.ctx.faults
+    first = faults.inject(kind="node_loss", selector={"node": "a"}, start=10, duration=30)
+    second = faults.inject(kind="node_loss", selector={"node": "a"}, start=20, duration=40)
+    world.ctx.env.run(until=45)  # the first window [10, 40) is over, the second [20, 60) is not
+    assert "a" not in nodes.ready_nodes()
+    assert (first.fired, second.fired) == (1, 1)
+    assert world.ctx.log.of_kind("node.recovered") == []
+    world.ctx.env.run(until=61)
+    assert "a" in nodes.ready_nodes()
+    assert len(world.ctx.log.of_kind("node.recovered")) == 1
+
+
+def test_clearing_one_of_two_node_losses_keeps_the_node_lost() -> None:
+    """A clear ends only the cleared fault's hold: the other still keeps the node lost."""
+    world, nodes = make([NodeSpec(name="a"), NodeSpec(name="b")])
+    faults = world.ctx.faults
+    first = faults.inject(kind="node_loss", selector={"node": "a"})
+    faults.inject(kind="node_loss", selector={"node": "a"}, duration=100)
+    world.ctx.env.run(until=1)
+    faults.clear(first.id)
+    world.ctx.env.run(until=50)
+    assert "a" not in nodes.ready_nodes()
+    world.ctx.env.run(until=101)
+    assert "a" in nodes.ready_nodes()
+
+
+def test_a_node_loss_with_a_count_loses_that_many_nodes() -> None:
+    """``count`` on a node_loss without a node selector loses that many random ready nodes
+    (Chaos Mesh ``mode: fixed`` with ``value``); each lost node is one firing."""
+    world, nodes = make([NodeSpec(name=n) for n in "abcde"])
+    f = world.ctx.faults.inject(kind="node_loss", count=3, duration=10)
+    world.ctx.env.run(until=1)
+    assert len(nodes.ready_nodes()) == 2 and f.fired == 3
+    world.ctx.env.run(until=11)
+    assert len(nodes.ready_nodes()) == 5
+
+
+def test_a_pull_failure_fails_only_the_pods_its_selector_matches() -> None:
+    """Pods sharing a download each consult image_pull_failure with their own labels: a pod
+    the selector leaves out gets the image while a selected one fails beside it."""
+    world, _ = make([NodeSpec(name="a")])
+    world.ctx.faults.inject(kind="image_pull_failure", selector={"template": "bad"})
+    add_pod(world, "good-1", labels={keys.LABEL_SANDBOX_TEMPLATE: "good"})
+    add_pod(world, "bad-1", labels={keys.LABEL_SANDBOX_TEMPLATE: "bad"})
+    run_until(world, lambda: running(world, "good-1"))
+    failed = [e.detail for e in world.ctx.log.of_kind("kubelet.pull_failed")]
+    assert failed and all("default/bad-1 " in d for d in failed)
+    assert not running(world, "bad-1")
+
+
+def test_a_slow_pull_does_not_slow_a_pod_its_selector_leaves_out() -> None:
+    """A pod the image_pull_slow selector leaves out, joining a slowed download, has the
+    image after its own ordinary pull; one it selects, joining an ordinary download, is
+    slowed (the fault fires for it) but gets the image when that download lands."""
+    world, _ = make([NodeSpec(name="a")])
+    f = world.ctx.faults.inject(
+        kind="image_pull_slow", latency="fixed(10m)", selector={"template": "slow"}
+    )
+    add_pod(world, "slow-1", labels={keys.LABEL_SANDBOX_TEMPLATE: "slow"})
+    world.ctx.env.run(until=1)
+    add_pod(world, "fast-1", labels={keys.LABEL_SANDBOX_TEMPLATE: "fast"})
+    t = run_until(world, lambda: running(world, "fast-1") and running(world, "slow-1"))
+    assert t < 10  # image.pull is 5 s: fast-1's own pull lands the image for both
+    assert f.fired == 1
+
+    world, _ = make([NodeSpec(name="a")])
+    g = world.ctx.faults.inject(
+        kind="image_pull_slow", latency="fixed(10m)", selector={"template": "slow"}
+    )
+    add_pod(world, "fast-1", labels={keys.LABEL_SANDBOX_TEMPLATE: "fast"})
+    world.ctx.env.run(until=1)
+    add_pod(world, "slow-1", labels={keys.LABEL_SANDBOX_TEMPLATE: "slow"})
+    assert run_until(world, lambda: running(world, "slow-1")) < 10
+    assert g.fired == 1
+
+
+@pytest.mark.parametrize("how", ["clear", "window"])
+def test_a_slow_pull_goes_on_at_the_ordinary_rate_once_its_fault_ends(how: str) -> None:
+    """Clearing an image_pull_slow (or its window ending) mid-pull lifts its bandwidth limit:
+    what was downloaded is kept, and the rest takes that share of an ordinary pull."""
+    world, _ = make([NodeSpec(name="a")])
+    faults = world.ctx.faults
+    duration = 12.2 if how == "window" else None  # the pull begins at about 0.2 s
+    f = faults.inject(kind="image_pull_slow", latency="fixed(100s)", duration=duration)
+    add_pod(world, "p1")
+    world.ctx.env.run(until=12.2)
+    if how == "clear":
+        faults.clear(f.id)
+    pulled = run_until(world, lambda: bool(world.ctx.log.of_kind("kubelet.pulled")))
+    # 12 of 100 s done, so 88% of the 5 s ordinary pull is left.
+    assert pulled == pytest.approx(12.2 + 0.88 * 5.0, abs=0.05)

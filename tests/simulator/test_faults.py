@@ -1,0 +1,184 @@
+"""The fault vocabulary (``simulator.faults``): what each kind takes and when a fault holds.
+
+A field a kind would ignore is honoured where the peers' vocabulary gives it a
+meaning, and refused otherwise, with the field and the reason; a selector
+value the kind's decision point never supplies is refused. A ``watch_lag``
+that ends (cleared, or its window over) stops holding watch events at once.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+
+from pytest_kruise_agents.api.errors import InvalidError
+from pytest_kruise_agents.api.meta import ObjectMeta
+from pytest_kruise_agents.api.pod import Pod
+from simulator.context import SimContext
+from simulator.faults import FaultInjector
+from simulator.profile import get_profile
+from simulator.world import World
+
+
+def injector(seed: int = 1) -> FaultInjector:
+    return FaultInjector(lambda: 0.0, random.Random(seed))
+
+
+@pytest.mark.parametrize("verb", ["create", "delete", "get"])
+def test_api_conflict_refuses_a_verb_the_api_server_never_consults_it_on(verb: str) -> None:
+    """A 409 on a create, delete or get is never injected (only writes that compare a
+    resourceVersion are): such a selector is refused, naming the field and the verbs."""
+    faults = injector()
+    with pytest.raises(InvalidError) as err:
+        faults.inject(kind="api_conflict", selector={"verb": verb})
+    assert err.value.field == "selector"
+    assert f"never matches verb={verb!r}" in str(err.value)
+    assert "update, update_status, patch" in str(err.value)
+    assert len(faults) == 0
+
+
+@pytest.mark.parametrize("verb", ["update", "update_status", "patch"])
+def test_api_conflict_takes_the_verbs_it_is_consulted_on(verb: str) -> None:
+    assert injector().inject(kind="api_conflict", selector={"verb": verb}).selector == {
+        "verb": verb
+    }
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "why"),
+    [
+        ({"kind": "controller_stall", "count": 1}, "count", "takes no count"),
+        (
+            {"kind": "node_loss", "count": 2, "selector": {"node": "n1"}},
+            "count",
+            "loses that one node",
+        ),
+        ({"kind": "pod_kill", "code": 503}, "code", "answers no status"),
+        ({"kind": "node_loss", "code": 404}, "code", "answers no status"),
+    ],
+)
+def test_a_field_the_kind_would_not_honour_is_refused(
+    fields: dict[str, Any], field: str, why: str
+) -> None:
+    faults = injector()
+    with pytest.raises(InvalidError) as err:
+        faults.inject(**fields)
+    assert err.value.field == field and why in str(err.value)
+    assert len(faults) == 0
+
+
+def test_a_code_of_500_on_any_kind_is_the_default_a_dumped_fault_carries_back() -> None:
+    faults = injector()
+    dumped = faults.inject(kind="pod_kill").model_dump(exclude={"fired", "id"})
+    assert faults.inject(**dumped).code == 500
+
+
+def test_a_stall_with_probability_zero_never_holds() -> None:
+    """A controller_stall's probability is drawn once, when first consulted in its window:
+    at 0 it holds nothing, and it has ended (fired stays 0)."""
+    faults = injector()
+    f = faults.inject(kind="controller_stall", probability=0.0)
+    assert faults.stall_of("sandboxset") is None
+    assert f.fired == 0 and faults.consulted("controller_stall") == []
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_a_stall_draws_its_probability_once_for_its_window(seed: int) -> None:
+    """Whatever the draw, every consult in the window gives the same answer."""
+    faults = injector(seed)
+    faults.inject(kind="controller_stall", probability=0.5)
+    answers = {faults.stall_of(name) is not None for name in ["sandbox", "scheduler"] * 20}
+    assert len(answers) == 1
+
+
+# -- watch_lag: a fault that ends lets go of what it holds ------------------------------
+
+
+def world_() -> World:
+    profile = get_profile("openkruise-head").with_overrides(latencies={"watch.lag": 0.01})
+    return World(SimContext(seed=1, profile=profile))
+
+
+def add_pod(world: World, name: str) -> None:
+    world.api.commit_create(
+        Pod(
+            metadata=ObjectMeta(name=name, namespace="default"),
+            spec={"containers": [{"name": "main", "image": "img"}]},
+        )
+    )
+
+
+def seen(world: World) -> list[str]:
+    return sorted(p.metadata.name for p in world.node_cache.list("Pod"))
+
+
+def test_clearing_a_watch_lag_delivers_what_it_held_at_once() -> None:
+    """Events a cleared watch_lag held arrive at the clear (their ordinary lag long past);
+    later events take the ordinary lag."""
+    world = world_()
+    env = world.ctx.env
+    f = world.ctx.faults.inject(
+        kind="watch_lag", latency="fixed(10m)", selector={"informer": "kube-system"}
+    )
+    add_pod(world, "p1")
+    env.run(until=1)
+    add_pod(world, "p2")
+    env.run(until=2)
+    assert seen(world) == []
+    world.ctx.faults.clear(f.id)
+    env.run(until=2.001)
+    assert seen(world) == ["p1", "p2"]
+    add_pod(world, "p3")
+    env.run(until=2.005)
+    assert seen(world) == ["p1", "p2"]
+    env.run(until=2.02)
+    assert seen(world) == ["p1", "p2", "p3"]
+
+
+def test_a_watch_lag_whose_window_ends_mid_delay_delivers_then() -> None:
+    world = world_()
+    env = world.ctx.env
+    world.ctx.faults.inject(kind="watch_lag", latency="fixed(10m)", duration=5)
+    add_pod(world, "p1")
+    env.run(until=4.99)
+    assert seen(world) == []
+    env.run(until=5.001)
+    assert seen(world) == ["p1"]
+
+
+def test_a_held_event_keeps_the_lag_of_the_faults_still_in_force() -> None:
+    """Only the ended fault's draw is dropped: another watch_lag in force still holds."""
+    world = world_()
+    env = world.ctx.env
+    faults = world.ctx.faults
+    long = faults.inject(kind="watch_lag", latency="fixed(10m)")
+    faults.inject(kind="watch_lag", latency="fixed(20s)")
+    add_pod(world, "p1")
+    env.run(until=2)
+    faults.clear(long.id)
+    env.run(until=20)
+    assert seen(world) == []
+    env.run(until=20.02)
+    assert seen(world) == ["p1"]
+
+
+def test_events_behind_a_held_one_stay_in_order_when_it_is_let_go() -> None:
+    """An event no fault delays waits behind a held one (a watch is in order), and both
+    arrive, in order, when the fault holding the first is cleared."""
+    world = world_()
+    env = world.ctx.env
+    order: list[str] = []
+    world.node_cache.add_handler("Pod", lambda _t, _old, new: order.append(new.metadata.name))
+    f = world.ctx.faults.inject(
+        kind="watch_lag", latency="fixed(10m)", count=1, selector={"informer": "kube-system"}
+    )
+    add_pod(world, "p1")
+    env.run(until=1)
+    add_pod(world, "p2")  # the fault is used up: no lag of its own, but behind p1
+    env.run(until=2)
+    assert order == []
+    world.ctx.faults.clear(f.id)
+    env.run(until=2.001)
+    assert order == ["p1", "p2"]
