@@ -45,12 +45,16 @@ from pytest_kruise_agents.claiming.modification import (
     new_sandbox_from_sandboxset,
 )
 from pytest_kruise_agents.claiming.retry import jitter
-from pytest_kruise_agents.claiming.selection import no_available_error, select_candidate
+from pytest_kruise_agents.claiming.selection import (
+    PickResult,
+    no_available_error,
+    select_candidate,
+)
 from pytest_kruise_agents.claiming.state import is_ready, pod_ip, sandbox_key, sandbox_state
 from simulator.apiserver import ApiError, Client
 from simulator.informer import Informer
 from simulator.ratelimit import TokenBucket
-from simulator.records import ClaimRecord
+from simulator.records import ClaimRecord, ColdReason
 from simulator.runtime import AgentRuntime
 from simulator.world import PICKABLE_PREFIX, World
 
@@ -72,6 +76,11 @@ _CONFLICT_RETRY_STEPS: Final = 5
 """client-go ``retry.DefaultRetry``: 5 tries, 10 ms apart (jitter 0.1)."""
 
 RATE_LIMITED: Final = "sandbox creation is not allowed by rate limiter"
+
+
+def _cold_reason(result: PickResult) -> ColdReason:
+    """Why a pick that found no sandbox did so: an empty window, or one all in flight."""
+    return "AllCandidatesPicked" if result.candidates > 0 else "NoStock"
 
 
 class _Deleted:
@@ -359,6 +368,7 @@ class Claimer:
         Fills ``record``'s phases for this attempt (``worker_acquired``,
         ``picked``, ``locked``, ``ready``, ``runtime_initialized``,
         ``mounted``; earlier attempts' values are cleared), ``lock_type``,
+        ``cold_reason`` (why a ``create`` attempt found nothing to pick),
         ``sandbox`` and ``pick_failures``. An interrupt (the caller's deadline)
         is honoured at any wait; after the lock it first cleans up the sandbox.
         """
@@ -366,7 +376,7 @@ class Claimer:
         env = ctx.env
         record.worker_acquired = record.picked = record.locked = None
         record.ready = record.runtime_initialized = record.mounted = None
-        record.lock_type = None
+        record.lock_type = record.cold_reason = None
         record.sandbox = None
 
         slots = self.worker_slots
@@ -411,6 +421,9 @@ class Claimer:
                     self._pick_failed(record, NoAvailableError(RATE_LIMITED))
                 target = self._new_sandbox(sbs)
                 lock_type = "create"
+                # Said here, by the pick itself: samples of the pool's level taken
+                # between steps cannot tell an empty pool from a busy window.
+                record.cold_reason = _cold_reason(result)
             else:
                 self._pick_failed(record, no_available_error(result))
             record.picked = ctx.now()

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-__all__ = ["PHASES", "ClaimRecord", "ClaimRecords"]
+__all__ = ["COLD_REASONS", "PHASES", "ClaimRecord", "ClaimRecords", "ColdReason"]
 
 PHASES = (
     "requested",
@@ -25,6 +25,19 @@ PHASES = (
     "failed",
 )
 """Phase timestamps in the order a successful claim passes them."""
+
+ColdReason = Literal["NoStock", "AllCandidatesPicked"]
+"""Why an attempt created a sandbox instead of taking one from the pool (§5.2 step 2).
+
+The pick's own reasons, named as the :class:`~pytest_kruise_agents.claiming.errors.NoAvailableError`
+an attempt without create-on-no-stock raises for them: ``NoStock``, the manager's cache held no
+candidate at all (the pool was empty as that manager saw it); ``AllCandidatesPicked``, the window
+held candidates but concurrent attempts of the same manager were picking every one of them, so a
+sandbox was created while stock remained.
+"""
+
+COLD_REASONS: tuple[ColdReason, ...] = ("NoStock", "AllCandidatesPicked")
+"""The values of :attr:`ClaimRecord.cold_reason`, in the order reports list them."""
 
 
 @dataclass(slots=True)
@@ -53,6 +66,11 @@ class ClaimRecord:
     error: str | None = None
     error_reason: str | None = None
     error_code: int | None = None
+    cold_reason: ColdReason | None = None
+    """Why the last attempt created its sandbox (``lock_type == "create"``), or ``None``.
+
+    Last among the fields so that every listing of records keeps its earlier columns in order.
+    """
 
     @property
     def warm(self) -> bool | None:

@@ -11,7 +11,10 @@ against such a pool fails (§9 item 16).
 Only the timing and the outcome are modelled: each ``/init`` attempt takes a
 ``runtime.init`` latency (or the whole attempt timeout when the runtime does
 not answer), retried with the back-off of upstream's ``pkg/utils/runtime``;
-each mount takes a ``csi.mount`` latency, a few at a time.
+each mount takes a ``csi.mount`` latency, a few at a time. An attempt is an
+HTTP call into the pod: if the sandbox or its pod goes (deleted, killed,
+paused) before the answer, the connection drops and the attempt fails as a
+transport error, as an unreachable runtime's does.
 """
 
 from __future__ import annotations
@@ -45,9 +48,6 @@ Op = Generator[simpy.Event, Any, Any]
 
 _REFUSED_S = 0.001
 """A refused TCP connection fails about as fast as one round trip."""
-
-_ALREADY_INITIALISED = 401
-"""What the runtime answers to an ``/init`` when it already holds an access token."""
 
 _CSI_LIST: TypeAdapter[list[CSIMountConfig]] = TypeAdapter(list[CSIMountConfig])
 
@@ -132,6 +132,27 @@ class AgentRuntime:
                 return None, "connection refused: the sandbox pod is not running"
         return current, ""
 
+    def _dropped(self, started: Sandbox, pod_uid: str | None) -> str | None:
+        """Why the connection of an attempt that reached ``started`` dropped before its
+        answer, or ``None`` if the runtime it reached is still there.
+
+        The runtime lives in the pod: the sandbox deleted or made anew, or its
+        pod gone, killed or replaced, takes the connection with it.
+        """
+        meta = started.metadata
+        now: Sandbox | None = self.world.api.peek("Sandbox", meta.namespace, meta.name)
+        if (
+            now is None
+            or now.metadata.deletion_timestamp is not None
+            or now.metadata.uid != meta.uid
+        ):
+            return "connection reset: the sandbox is gone"
+        current, _ = self._reachable(now)
+        # An attempt that could not tell its pod (no pod UID reported) checks only the sandbox.
+        if current is None or (pod_uid is not None and _pod_uid(current) != pod_uid):
+            return "connection reset: the sandbox pod is gone"
+        return None
+
     # -- /init ------------------------------------------------------------------------
 
     def init(
@@ -147,7 +168,9 @@ class AgentRuntime:
         Up to ``profile.init_attempts`` attempts of at most
         ``profile.init_attempt_timeout_s`` each, sleeping 0.2 s, 0.4 s, ...
         between them; only transport errors and 5xx answers are retried. With
-        ``reinit`` a 401 ("already initialised") is a success. Sets
+        ``reinit`` a 401 ("already initialised") is a success. An attempt
+        whose sandbox or pod goes before it answers fails as a transport
+        error (retried, as an unreachable runtime's). Sets
         ``record.runtime_initialized`` on success.
         """
         ctx = self.ctx
@@ -195,19 +218,13 @@ class AgentRuntime:
                     last = f"status {status}"
                 else:
                     yield env.timeout(took)
-                    already = key in self._initialised and self._initialised[key] == uid
-                    if reinit and already:
-                        status = _ALREADY_INITIALISED
-                    # A first /init, or a replay into a fresh runtime, succeeds.
-                    self._initialised[key] = uid
-                    if reinit:
-                        ctx.record(
-                            "runtime.reinit",
-                            f"{key} {'already-initialised' if status else 'ok'}",
-                        )
-                    if record is not None:
-                        record.runtime_initialized = ctx.now()
-                    return None
+                    dropped = self._dropped(current, uid)
+                    if dropped is None:
+                        self._answered(key, uid, reinit=reinit, record=record)
+                        return None
+                    # A transport error (status None): retried, as an unreachable runtime's.
+                    ctx.record("runtime.init_dropped", f"{key} {dropped}")
+                    last = dropped
             if not init_should_retry(status):
                 break
             sleep = next(sleeps, None)
@@ -218,6 +235,20 @@ class AgentRuntime:
         raise InitRuntimeError(
             f"failed to init runtime of sandbox {key} after {attempts} attempts: {last}"
         )
+
+    def _answered(
+        self, key: str, uid: str | None, *, reinit: bool, record: ClaimRecord | None
+    ) -> None:
+        """An ``/init`` the runtime answered: it holds a token now (a replay into a runtime
+        that held one already is answered 401, which counts as success)."""
+        ctx = self.ctx
+        already = key in self._initialised and self._initialised[key] == uid
+        # A first /init, or a replay into a fresh runtime, succeeds.
+        self._initialised[key] = uid
+        if reinit:
+            ctx.record("runtime.reinit", f"{key} {'already-initialised' if already else 'ok'}")
+        if record is not None:
+            record.runtime_initialized = ctx.now()
 
     # -- CSI mounts ---------------------------------------------------------------------
 

@@ -28,7 +28,7 @@ from pytest_kruise_agents.claiming.extensions import (
 )
 from simulator.planning.metrics import Outcome
 from simulator.planning.scenario import ClaimSpec
-from simulator.records import PHASES, ClaimRecord
+from simulator.records import PHASES, ClaimRecord, ColdReason
 
 __all__ = [
     "NO_STOCK",
@@ -199,7 +199,13 @@ def e2b_outcome(workload: int, pool: str, rec: ClaimRecord, *, phases: bool) -> 
         no_stock=rec.pick_failures.get(NO_STOCK, 0),
         lock_s=_lock_s(rec),
         taken=_taken(rec),
+        cold_reason=_cold_reason(rec),
     )
+
+
+def _cold_reason(rec: ClaimRecord) -> ColdReason | None:
+    """Why a delivered cold claim's attempt created its sandbox (None for any other claim)."""
+    return rec.cold_reason if rec.warm is False else None
 
 
 def _pick_failed(rec: ClaimRecord) -> int:
@@ -251,6 +257,7 @@ def sandboxclaim_outcomes(tracker: SandboxClaimTracker, *, phases: bool) -> list
                 phases=_phases(rec) if phases else None,
                 lock_s=_lock_s(rec),
                 taken=_taken(rec),
+                cold_reason=_cold_reason(rec),
             )
         )
     for _ in range(len(tracker.holds) - len(delivered)):

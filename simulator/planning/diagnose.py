@@ -116,14 +116,54 @@ def _lowest(summary: PointSummary, key: str) -> float | None:
 def _ran_empty(summary: PointSummary, key: str) -> bool:
     """Whether pool ``key`` ran empty: a sample saw it at 0, or a claim found it empty.
 
-    A cold delivery proves nothing: a claim whose window of candidates is all
-    being picked by concurrent claims is created cold while stock remains
-    (reference §5.2). A claim that found no stock at all (it may not create
-    on no stock) is the proof the samples, taken between steps, may miss.
+    A cold delivery alone proves nothing: a claim whose window of candidates
+    is all being picked by concurrent claims is created cold while stock
+    remains (reference §5.2). A claim that found no stock at all (a pick that
+    failed for it, or a cold creation it caused: the record says which) is
+    the proof the samples, taken between steps, may miss.
     """
     lowest = _lowest(summary, key)
-    no_stock = summary.pools.get(key, {}).get("no_stock_claims")
-    return (lowest is not None and lowest < 1) or (no_stock is not None and no_stock.mean > 0)
+    return (lowest is not None and lowest < 1) or _found_empty(summary, key) > 0
+
+
+def _per_run(summary: PointSummary, key: str, name: str) -> float | None:
+    """Pool ``key``'s figure ``name`` averaged over the runs (None: not measured)."""
+    est = summary.pools.get(key, {}).get(name)
+    return None if est is None else est.mean
+
+
+def _found_empty(summary: PointSummary, key: str) -> float:
+    """Claims per run that found pool ``key`` empty in the manager's cache: picks that failed
+    for no stock, and cold creations caused by it."""
+    return (_per_run(summary, key, "no_stock_claims") or 0.0) + (
+        _per_run(summary, key, "cold_no_stock") or 0.0
+    )
+
+
+def _cold_reasons(summary: PointSummary, key: str) -> tuple[float, float] | None:
+    """Pool ``key``'s cold deliveries per run created on no stock and with every candidate of
+    the window being picked; None where a summary does not have them (older ones)."""
+    no_stock = _per_run(summary, key, "cold_no_stock")
+    all_picked = _per_run(summary, key, "cold_all_picked")
+    if no_stock is None or all_picked is None:
+        return None
+    return no_stock, all_picked
+
+
+def _cold_split(reasons: tuple[float, float] | None, window: int) -> str:
+    """The words for why cold deliveries were created (empty when unknown or none)."""
+    if reasons is None:
+        return ""
+    no_stock, all_picked = reasons
+    parts = []
+    if no_stock > 0:
+        parts.append(f"{fmt_value('cold', no_stock)} created on finding no stock")
+    if all_picked > 0:
+        parts.append(
+            f"{fmt_value('cold', all_picked)} created while stock remained, every candidate "
+            f"of their window of {window:,} being picked by concurrent claims"
+        )
+    return f" (per run: {', '.join(parts)})" if parts else ""
 
 
 def _pool_level(
@@ -136,10 +176,19 @@ def _pool_level(
     cold_share = cold.mean if cold is not None else 0.0
     # Retries are counted over all claims: they tell about the pool only when it is the only one.
     waited = (summary.mean("waited_share") or 0.0) if len(scenario.pools) == 1 else 0.0
+    reasons = _cold_reasons(summary, pool.key)
     if _ran_empty(summary, pool.key):
-        share = f"{cold_share:.2%} of its deliveries were cold"
+        share = f"{cold_share:.2%} of its deliveries were cold{_cold_split(reasons, window)}"
         if waited and waits_for_refill(scenario, pool):
             share += f", {waited:.2%} of the claims waited and retried"
+        if lowest >= 1:
+            # Only the claims saw it: the samples, taken between steps, never did.
+            return (
+                f"Pool {pool.key} ran empty between two samples ({replicas:,} replicas; "
+                f"lowest sampled {lowest:,.0f} available, yet "
+                f"{fmt_value('no_stock_claims', _found_empty(summary, pool.key))} claims per run "
+                f"found no stock in the manager's cache): {share}."
+            )
         return f"Pool {pool.key} ran empty ({replicas:,} replicas): {share}."
     # The create limiter's refusals are counted over all claims, as the retries.
     limited = (summary.mean("create_limited") or 0.0) if len(scenario.pools) == 1 else 0.0
@@ -148,7 +197,17 @@ def _pool_level(
         seen.append(
             f"{fmt_value('create_limited', limited)} claims per run were refused a creation token"
         )
+    if seen and reasons is not None and limited <= 0:
+        # The records say why: no claim found the pool empty (else it ran empty above).
+        return (
+            f"Pool {pool.key} had stock at every sample (lowest {lowest:,.0f} of {replicas:,} "
+            f"available) and no claim found it empty, yet {' and '.join(seen)}: every "
+            f"candidate of those claims' window (the first {window:,} available sandboxes) was "
+            "being picked by concurrent claims, so they created one cold while stock remained."
+        )
     if seen:
+        # The samples alone cannot tell: a summary without the cold claims' reasons, or
+        # claims refused a creation token, whose records do not say what their pick found.
         return (
             f"Pool {pool.key} had stock at every sample (lowest {lowest:,.0f} of {replicas:,} "
             f"available), yet {' and '.join(seen)}: a claim that finds every candidate of its "
@@ -249,6 +308,18 @@ def _stock_verdict(summary: PointSummary, scenario: Scenario, window: int) -> tu
             f"window of {window:,} candidates), so these retries came from concurrent claims "
             "picking every candidate of their window: a larger pool does not shorten that",
             False,
+        )
+    limited = summary.mean("warm_retried_limited") or 0.0
+    if limited <= 0 and all(_cold_reasons(summary, p.key) is not None for p in scenario.pools):
+        # Counted, not guessed: no claim found a pool empty (the caller checked; a claim
+        # refused a token would not say), so the window was small, not empty; a larger
+        # pool widens it up to the whole window.
+        return (
+            f": no claim found the pool empty (at least {lowest:,.0f} available at every "
+            "sample), so these retries came from concurrent claims picking every candidate of "
+            f"a claim's window, below {window:,} candidates at the lowest sample: a larger "
+            "pool widens it",
+            True,
         )
     return (
         f": the samples saw stock (at least {lowest:,.0f} available), so these retries came from "

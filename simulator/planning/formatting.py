@@ -93,6 +93,8 @@ def _kind(metric: str) -> str:
         "cold",
         "create_limited",
         "no_stock_claims",
+        "cold_no_stock",
+        "cold_all_picked",
         "warm_retried",
         "warm_retried_limited",
         "warm_retried_picks",

@@ -44,10 +44,13 @@ POOL_CLAIM_FIGURES: tuple[str, ...] = (
     "warm_p99",
     "warm_first_p99",
     "no_stock_claims",
+    "cold_no_stock",
+    "cold_all_picked",
 )
 """The figures of a pool's own claims, named as the run's (what a plan's goals read,
-``warm_first_p99``: what a warm p99 is without retries, and ``no_stock_claims``: whether
-this pool's claims found it empty)."""
+``warm_first_p99``: what a warm p99 is without retries, ``no_stock_claims``: whether
+this pool's claims found it empty, and ``cold_no_stock``/``cold_all_picked``: why its
+cold deliveries were created, an empty pool or a window all being picked)."""
 
 
 def cpu_request(sbs: SandboxSet) -> float:
@@ -261,6 +264,7 @@ def claim_row(o: Outcome, workload: str, origin: float) -> dict[str, Any]:
         "warm": o.warm,
         "attempts": o.attempts,
         "error": o.reason,
+        "cold_reason": o.cold_reason,
     }
     for phase, value in (o.phases or {}).items():
         if phase in ("requested", "delivered"):

@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from typing import Any
 
+from simulator.records import COLD_REASONS, ColdReason
+
 __all__ = [
     "QUANTILE_POINTS",
     "Outcome",
@@ -56,6 +58,9 @@ class Outcome:
     retaken: tuple[tuple[float, float], ...] = ()
     """Sandboxes the claim's failed attempts took and lost (a SandboxClaim wave whose
     ``/init`` failed after its lock): ``(taken, lock_s)`` each. They emptied slots too."""
+    cold_reason: ColdReason | None = None
+    """Why a cold claim's delivering attempt created its sandbox
+    (:attr:`simulator.records.ClaimRecord.cold_reason`): ``NoStock`` or ``AllCandidatesPicked``."""
 
     @property
     def latency(self) -> float | None:
@@ -154,6 +159,8 @@ def summarise_outcomes(
     attempts = 0
     refused = 0
     no_stock = 0
+    # Cold deliveries by the reason their attempt created a sandbox (what the pick saw).
+    cold_by_reason = dict.fromkeys(COLD_REASONS, 0)
     # Warm claims delivered after a retry, by the first cause that applies: a creation
     # token refused, another failed pick, else a failed attempt after the lock.
     warm_retried = [0, 0, 0]
@@ -167,6 +174,8 @@ def summarise_outcomes(
         if lat is not None:
             if o.warm is False:
                 cold.append(lat)
+                if o.cold_reason is not None:
+                    cold_by_reason[o.cold_reason] += 1
             else:
                 warm.append(lat)
                 if o.attempts > 1:
@@ -199,6 +208,10 @@ def summarise_outcomes(
         "create_limited": float(refused),
         # Claims that found the pool empty in the manager's cache (no create-on-no-stock).
         "no_stock_claims": float(no_stock),
+        # Cold deliveries whose pick found the pool empty in the manager's cache, and those
+        # whose pick found every candidate of its window being picked by concurrent claims.
+        "cold_no_stock": float(cold_by_reason["NoStock"]),
+        "cold_all_picked": float(cold_by_reason["AllCandidatesPicked"]),
         "warm_retried": float(sum(warm_retried)),
         "warm_retried_limited": float(warm_retried[0]),
         "warm_retried_picks": float(warm_retried[1]),

@@ -187,6 +187,8 @@ _COLUMNS = (
     "attempts",
     "error",
     *(p for p in PHASES if p not in ("requested", "delivered")),
+    # Appended, not placed beside ``warm``: readers of older files index the columns above.
+    "cold_reason",
 )
 
 
@@ -194,7 +196,9 @@ def write_claims_csv(out_dir: Path, summaries: Sequence[PointSummary]) -> Path |
     """Write ``claims.csv``: one row per claim (times in seconds from the workload start).
 
     Columns: the point's labels, ``replication``, then the claim's workload,
-    pool, times, warm/cold, attempts, error and each phase. Return None when
+    pool, times, warm/cold, attempts, error, each phase, and why a cold claim
+    was created (``cold_reason``: ``NoStock`` or ``AllCandidatesPicked``; empty
+    for a warm or undelivered claim). Return None when
     no run kept its claims (``plan`` without an answer): then no file is
     written and the ``claims.csv`` of an earlier run into ``out_dir`` is removed.
     """

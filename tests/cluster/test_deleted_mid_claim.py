@@ -27,9 +27,10 @@ def owned_by(cluster: Cluster, uid: str | None) -> list[str]:
 
 
 def test_a_sandbox_deleted_during_init_is_not_described_as_running() -> None:
-    """``kubectl delete`` of a sandbox while its create's ``/init`` is in flight: the create is
-    delivered, but describe and connect answer 404 from then on and the list omits it, where
-    the route table served the deleted sandbox as running for ever."""
+    """``kubectl delete`` of a sandbox while its create's ``/init`` is in flight: the deletion
+    drops the call's connection, so the create retries onto another sandbox (reference §5.2
+    steps 6-7); describe and connect of the deleted one answer 404 from then on and the list
+    omits it, where the route table served the deleted sandbox as running for ever."""
     cluster = Cluster(seed=1, latencies={"runtime.init": "fixed(900ms)"})
     cluster.apply(pool_yaml(replicas=1, cpu="100m", memory="64Mi"))
     cluster.wait_for_pool("base")
@@ -47,7 +48,7 @@ def test_a_sandbox_deleted_during_init_is_not_described_as_running() -> None:
     cluster.delete("sbx", name)
     assert cluster.run_until(lambda: not proc.is_alive, timeout=60)
     delivered = proc.value
-    assert isinstance(delivered, Sandbox) and delivered.metadata.name == name
+    assert isinstance(delivered, Sandbox) and delivered.metadata.name != name
     sid = f"default--{name}"
     for wait in (30, 86400):
         cluster.advance(wait)
@@ -56,7 +57,8 @@ def test_a_sandbox_deleted_during_init_is_not_described_as_running() -> None:
         assert err.value.code == 404
         with pytest.raises(NotFoundError):
             cluster.connect(sid, 60)
-        assert cluster.list_sandboxes()[0] == []
+        listed = cluster.list_sandboxes()[0]
+        assert [cluster.sandbox_id(s) for s in listed] == [cluster.sandbox_id(delivered)]
 
 
 def test_a_claim_made_anew_under_its_name_gets_none_of_the_old_claims_progress() -> None:

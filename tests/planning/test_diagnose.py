@@ -208,3 +208,65 @@ def test_cold_deliveries_while_the_pool_had_stock_do_not_read_as_ran_empty(
     (warm_line,) = [line for line in found if line.startswith("Warm deliveries")]
     assert "a larger pool does not shorten that" in warm_line
     assert "a larger pool shortens that" not in warm_line
+
+
+def _burst_between_samples(tiny: Scenario, count: int, over: str) -> Scenario:
+    """A burst of ``count`` claims at 13 s on a pool of 4 sampled every 10 s: the burst and
+    the refill after it fall between two samples, which see the pool full."""
+    return apply_overrides(
+        tiny,
+        [
+            ("pools.base.replicas", 4),
+            ("sample_interval", "10s"),
+            (
+                "workloads[0].arrivals",
+                {"kind": "bursts", "bursts": [{"at": "13s", "count": count, "over": over}]},
+            ),
+            ("workloads[0].hold", "5s"),
+            ("replications", 1),
+        ],
+    )
+
+
+def test_a_pool_that_emptied_between_two_samples_says_so(tiny: Scenario) -> None:
+    """Ten claims over one second take the 4 sandboxes, and the next ones find none and are
+    created cold; the pool is full again at the next sample. The claims' records say they
+    found no stock, and the line says the pool ran empty between two samples.
+
+    Before, the line said the pool "had stock at every sample" and guessed between a busy
+    window and an empty pool (a review counted 7 of 10 cold picks of ``steady`` as no stock).
+    """
+    scenario = _burst_between_samples(tiny, 10, "1s")
+    summary = _summary(scenario)
+    (run,) = summary.runs
+    pool = run.pools["default/base"]
+    assert (pool["available_min"] or 0) >= 1
+    assert (pool["cold_no_stock"] or 0) > 0 and pool["cold_all_picked"] == 0
+    (line,) = [line for line in limits(summary, scenario) if line.startswith("Pool default/base")]
+    assert line.startswith("Pool default/base ran empty between two samples (4 replicas; ")
+    assert f"{pool['cold_no_stock']:.0f} claims per run found no stock" in line
+    assert f"(per run: {pool['cold_no_stock']:.0f} created on finding no stock)" in line
+    assert "had stock at every sample" not in line
+
+
+def test_cold_claims_whose_window_was_all_being_picked_read_as_stock_remaining(
+    tiny: Scenario,
+) -> None:
+    """Eight claims at one instant on a pool of 4: four pick the four sandboxes, the other four
+    find every candidate in flight and are created cold while the pool had stock. The records
+    say so, and the line states it instead of guessing an empty pool between two samples."""
+    scenario = _burst_between_samples(tiny, 8, "0s")
+    summary = _summary(scenario)
+    (run,) = summary.runs
+    pool = run.pools["default/base"]
+    assert (pool["cold_all_picked"] or 0) > 0 and pool["cold_no_stock"] == 0
+    (line,) = [line for line in limits(summary, scenario) if line.startswith("Pool default/base")]
+    assert "had stock at every sample (lowest 4 of 4 available) and no claim found it empty" in line
+    assert "being picked by concurrent claims, so they created one cold" in line
+    assert "emptied between two samples" not in line
+
+    # A summary without the records' reasons (written before they were kept) keeps the guess.
+    for name in ("cold_no_stock", "cold_all_picked"):
+        del summary.pools["default/base"][name]
+    (line,) = [line for line in limits(summary, scenario) if line.startswith("Pool default/base")]
+    assert line.endswith("or the pool emptied between two samples.")

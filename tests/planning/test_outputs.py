@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import stat
+import threading
 from pathlib import Path
 
 import pytest
 
 from simulator.planning import outputs
 from simulator.planning.errors import PlanningError
-from simulator.planning.outputs import check_out_dir, replacing, write_outputs
+from simulator.planning.executors import SerialExecutor
+from simulator.planning.outputs import check_out_dir, replacing, write_claims_csv, write_outputs
+from simulator.planning.overrides import apply_overrides
+from simulator.planning.scenario import Scenario
+from simulator.planning.study import Point, run_points
 
 
 def test_a_file_is_replaced_whole_or_left_as_it_was(tmp_path: Path) -> None:
@@ -85,3 +91,56 @@ def test_an_error_while_writing_is_one_error_naming_out(tmp_path: Path) -> None:
     out = _unwritable(tmp_path)
     with pytest.raises(PlanningError, match=rf"^--out: {out}: cannot write the results: \w"):
         write_outputs(out, {"a": 1}, "<html></html>")
+
+
+def test_claims_csv_says_why_each_cold_claim_was_created(tmp_path: Path, tiny: Scenario) -> None:
+    """``cold_reason`` is appended after the earlier columns (kept in their order): the reason
+    a cold claim's attempt created its sandbox, empty for a warm one; the run counts the cold
+    deliveries by reason. Eight claims at one instant on a pool of 4, then four one by one
+    while it refills: four go cold with every candidate in flight, later ones on no stock."""
+    scenario = apply_overrides(
+        tiny,
+        [
+            ("pools.base.replicas", 4),
+            (
+                "workloads[0].arrivals",
+                {
+                    "kind": "bursts",
+                    "bursts": [
+                        {"at": "10s", "count": 8, "over": "0s"},
+                        {"at": "10.5s", "count": 4, "over": "0.2s"},
+                    ],
+                },
+            ),
+            ("workloads[0].hold", "forever"),
+            ("replications", 1),
+        ],
+    )
+    (summary,), _ = run_points(
+        [Point({}, scenario)], SerialExecutor(), stop=threading.Event(), keep_claims=True
+    )
+    path = write_claims_csv(tmp_path, [summary])
+    assert path is not None
+    with path.open() as fh:
+        reader = csv.DictReader(fh)
+        rows = list(reader)
+    assert reader.fieldnames is not None
+    assert reader.fieldnames[:8] == [
+        "replication",
+        "workload",
+        "pool",
+        "requested",
+        "delivered",
+        "latency",
+        "warm",
+        "attempts",
+    ]
+    assert reader.fieldnames[-2:] == ["failed", "cold_reason"]
+    reasons = [(r["warm"], r["cold_reason"]) for r in rows]
+    assert {reason for warm, reason in reasons if warm == "True"} == {""}
+    cold = [reason for warm, reason in reasons if warm == "False"]
+    assert cold.count("AllCandidatesPicked") == 4 and cold.count("NoStock") > 0
+    metrics = summary.runs[0].metrics
+    assert metrics["cold_all_picked"] == 4
+    assert metrics["cold_no_stock"] == cold.count("NoStock")
+    assert summary.runs[0].pools["default/base"]["cold_no_stock"] == cold.count("NoStock")

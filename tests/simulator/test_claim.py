@@ -477,6 +477,56 @@ def test_no_stock_creates_a_sandbox_and_waits_until_ready() -> None:
     assert sbx.status.pod_info is not None and sbx.status.pod_info.pod_ip
 
 
+def test_a_cold_create_on_an_empty_pool_says_no_stock() -> None:
+    """An attempt that creates because the pool holds no candidate records ``NoStock`` as the
+    reason it went cold (what the planning diagnosis reads instead of guessing from samples)."""
+    hw = HandWorld()
+    hw.pool(replicas=0)
+    FakeController(hw)
+    hw.settle()
+    rec = hw.record()
+    hw.run(hw.claimer().try_claim(options(create_on_no_stock=True), rec))
+    assert (rec.lock_type, rec.cold_reason) == ("create", "NoStock")
+    assert rec.as_dict()["cold_reason"] == "NoStock"
+
+
+def test_a_cold_create_while_every_candidate_is_in_flight_says_all_candidates_picked() -> None:
+    """Two attempts of one process on a one-sandbox pool, both allowed to create: the first
+    takes the sandbox, the second finds its only candidate in flight and creates one while
+    stock remained; its record says ``AllCandidatesPicked``, the warm one says nothing."""
+    hw = HandWorld()
+    hw.pool(replicas=1)
+    FakeController(hw)
+    hw.settle()
+    claimer = hw.claimer()
+    rec1, rec2 = hw.record(), hw.record()
+    p1 = hw.outcome(claimer.try_claim(options(create_on_no_stock=True), rec1))
+    p2 = hw.outcome(claimer.try_claim(options(create_on_no_stock=True, lock_string="l2"), rec2))
+    hw.env.run(until=hw.env.all_of([p1, p2]))
+    assert isinstance(p1.value, Sandbox) and isinstance(p2.value, Sandbox)
+    assert (rec1.lock_type, rec1.cold_reason) == ("update", None)
+    assert (rec2.lock_type, rec2.cold_reason) == ("create", "AllCandidatesPicked")
+    assert rec2.pick_failures == {}
+
+
+def test_a_warm_attempt_clears_an_earlier_attempts_cold_reason() -> None:
+    """The cold reason is per attempt, as the lock type: a record whose earlier attempt went
+    cold and whose next one is warm says nothing about going cold."""
+    hw = HandWorld()
+    sbs = hw.pool(replicas=0)
+    FakeController(hw)
+    hw.settle()
+    claimer = hw.claimer()
+    rec = hw.record()
+    hw.run(claimer.try_claim(options(create_on_no_stock=True), rec))
+    assert rec.cold_reason == "NoStock"
+    hw.add_sandbox(sbs)
+    hw.settle()
+    hw.run(claimer.try_claim(options(create_on_no_stock=True, lock_string="l2"), rec))
+    after = rec.as_dict()  # read anew: the attempt changed the record in place
+    assert (after["lock_type"], after["cold_reason"]) == ("update", None)
+
+
 def test_create_limiter_denies_beyond_its_burst() -> None:
     """The no-stock creation limiter lets its burst through and then refuses, retriably."""
     hw = HandWorld()

@@ -428,7 +428,7 @@ def test_kill_of_a_sandbox_already_gone_still_succeeds(s: Setup) -> None:
 
 def _deleted_during_init(s: Setup, after: float) -> tuple[Sandbox, str]:
     """A never-timeout create whose sandbox is deleted ``after`` seconds into its ``/init``
-    (which takes 0.9 s): the sandbox it delivered and its id."""
+    (which takes 0.9 s): the sandbox it delivered and the id of the one deleted."""
     env = s.hw.env
     proc = env.process(
         s.manager.create_sandbox(
@@ -445,35 +445,39 @@ def _deleted_during_init(s: Setup, after: float) -> tuple[Sandbox, str]:
     s.hw.api.commit_delete("Sandbox", "default", name)
     sbx = env.run(until=proc)
     assert isinstance(sbx, Sandbox)
-    return sbx, sandbox_id(sbx)
+    return sbx, f"default--{name}"
 
 
-@pytest.mark.parametrize(("after", "seen_before_delivery"), [(0.2, True), (0.899, False)])
-def test_a_sandbox_deleted_during_init_is_gone_for_describe_and_connect(
-    after: float, seen_before_delivery: bool
-) -> None:
-    """A sandbox deleted while its create's ``/init`` is in flight is delivered (upstream's
-    claim does not read the sandbox again after ``/init``), but the route table never outlives
-    it: whether the manager's cache saw the deletion before the delivery or after (the watch
-    lag is 5 to 50 ms), describe, connect and ``/timeout`` answer 404 and the list omits it
-    (reference §6.2), then and a day later, when a copy kept in the route table would still
-    read running."""
+@pytest.mark.parametrize("after", [0.2, 0.899])
+def test_a_sandbox_deleted_during_init_is_not_delivered_nor_routed(after: float) -> None:
+    """A sandbox deleted while its create's ``/init`` is in flight takes the call's connection
+    with it: the attempt fails (``InitRuntimeFailed``) and the create retries onto a sandbox
+    that exists (reference §5.2 steps 6-7, §5.3). The deleted one was never routed: describe,
+    connect and ``/timeout`` answer 404 for it and the list omits it (reference §6.2), then and
+    a day later, when a copy kept in the route table would still read running.
+
+    Before, the ``/init`` answered as if the pod were there, and the create delivered the
+    deleted sandbox (201 for a sandbox 404 everywhere from then on).
+    """
     s = Setup(replicas=1, latencies={"runtime.init": Fixed(value=0.9)})
-    sbx, sid = _deleted_during_init(s, after)
+    sbx, gone = _deleted_during_init(s, after)
     name = sbx.metadata.name
-    assert s.hw.api.peek("Sandbox", "default", name) is None
-    assert (s.manager.cache.get("Sandbox", "default", name) is None) == seen_before_delivery
+    assert sandbox_id(sbx) != gone
+    assert s.hw.api.peek("Sandbox", "default", name) is not None
+    (rec,) = s.hw.world.records
+    assert rec.attempts == 2 and rec.lock_type == "create"
     for wait in (0.2, 86400):
         s.hw.settle(wait)
         with pytest.raises(NotFoundError) as err:
-            s.manager.describe("default", U1, sid)
+            s.manager.describe("default", U1, gone)
         assert err.value.code == 404
         with pytest.raises(NotFoundError):
-            s.hw.run(s.manager.connect("default", U1, sid, 60))
+            s.hw.run(s.manager.connect("default", U1, gone, 60))
         with pytest.raises(NotFoundError):
-            s.hw.run(s.manager.set_timeout("default", U1, sid, 60))
-        assert s.manager.list_sandboxes("default", U1)[0] == []
-        assert s.manager.lookup(sid) is None
+            s.hw.run(s.manager.set_timeout("default", U1, gone, 60))
+        listed = s.manager.list_sandboxes("default", U1)[0]
+        assert [x.metadata.name for x in listed] == [name]
+        assert s.manager.lookup(gone) is None
 
 
 def _written_unseen(s: Setup, sbx: Sandbox, label: str) -> Sandbox:

@@ -12,6 +12,7 @@ from pytest_kruise_agents.api.sandbox import Sandbox
 from pytest_kruise_agents.api.sandboxclaim import CSIMountConfig
 from pytest_kruise_agents.claiming.errors import CSIMountError, InitRuntimeError
 from pytest_kruise_agents.claiming.modification import InitRuntimeRequest
+from simulator.cluster import Cluster
 from simulator.runtime import has_agent_runtime
 from tests.simulator.test_claim import HandWorld
 
@@ -169,3 +170,74 @@ def test_reinit_without_a_stored_request_does_nothing() -> None:
     t0 = hw.ctx.now()
     hw.run(hw.runtime.reinit(sbx))
     assert hw.ctx.now() == t0 and not hw.runtime.is_initialised(sbx)
+
+
+POOL = """\
+apiVersion: agents.kruise.io/v1alpha1
+kind: SandboxSet
+metadata: {name: base, namespace: default}
+spec:
+  replicas: 1
+  runtimes: [{name: agent-runtime}]
+  template:
+    spec:
+      containers:
+        - {name: sandbox, image: img:1, resources: {requests: {cpu: 100m, memory: 64Mi}}}
+"""
+
+
+@pytest.mark.parametrize("how", ["delete", "pod_kill"])
+def test_an_init_whose_pod_goes_meanwhile_fails_and_the_create_retries(how: str) -> None:
+    """The sandbox is deleted (or its pod killed) while the create's ``/init`` is in flight: the
+    call's connection drops with the pod, so the attempt fails as an unreachable runtime does
+    (``InitRuntimeFailed``), is cleaned up, and the create retries onto another sandbox that
+    exists (reference §5.2 step 6-7, §5.3).
+
+    Before, the ``/init`` answered as if the pod were still there: the create returned 201 for
+    a sandbox that was 404 everywhere from then on.
+    """
+    cluster = Cluster(seed=1, latencies={"runtime.init": "fixed(900ms)"})
+    cluster.apply(POOL)
+    cluster.wait_for_pool("base")
+    proc = cluster.submit_create("base", timeout=300)
+    records = cluster.records
+    assert cluster.run_until(lambda: len(records) > 0 and records[0].locked is not None)
+    cluster.advance(0.5)  # /init is in flight: it answers 0.9 s after the lock
+    rec = records[0]
+    assert rec.runtime_initialized is None and rec.sandbox is not None
+    gone = rec.sandbox.split("/")[1]
+    if how == "delete":
+        cluster.delete("sbx", gone)
+    else:
+        cluster.inject("pod_kill", selector={"template": "base"})  # the pool's only pod
+    assert cluster.run_until(lambda: not proc.is_alive, timeout=120)
+    got = proc.value
+    assert isinstance(got, Sandbox), got
+    assert got.metadata.name != gone
+    assert cluster.get("sbx", got.metadata.name).metadata.uid == got.metadata.uid
+    assert cluster.describe(cluster.sandbox_id(got)) is not None
+    assert rec.attempts == 2 and rec.delivered is not None
+    (failed,) = cluster.log.of_kind("claim.post_failed")
+    assert failed.detail.endswith(f"default/{gone} InitRuntimeFailed")
+    (init,) = cluster.log.of_kind("runtime.init_failed")
+    assert init.detail.startswith(f"default/{gone} attempts=")
+
+
+def test_an_init_attempt_whose_sandbox_goes_meanwhile_fails_as_unreachable() -> None:
+    """One ``/init`` call with the sandbox deleted half-way: the call fails as a transport error
+    (retried, then :class:`InitRuntimeError`, reason ``InitRuntimeFailed``), and the runtime
+    is not marked initialised."""
+    hw, sbx = world()
+
+    def delete_half_way() -> Any:
+        yield hw.env.timeout(0.025)
+        hw.api.commit_delete("Sandbox", "default", sbx.metadata.name)
+
+    hw.env.process(delete_half_way())
+    with pytest.raises(InitRuntimeError) as err:
+        hw.run(hw.runtime.init(sbx, REQUEST))
+    assert err.value.reason == "InitRuntimeFailed" and err.value.retriable
+    assert "after 5 attempts" in str(err.value)
+    (reset,) = [e for e in hw.ctx.log.of_kind("runtime.init_dropped")]
+    assert reset.detail == f"default/{sbx.metadata.name} connection reset: the sandbox is gone"
+    assert not hw.runtime.is_initialised(sbx)
