@@ -412,7 +412,6 @@ class Fault(BaseModel):
             self.count is not None
             and self.fired >= self.count
             and self.kind not in _ACTING_KINDS
-            and self.kind != "controller_stall"  # a stall's count is not a limit
         )
 
     def matches(self, attrs: Mapping[str, str | None]) -> bool:
@@ -652,10 +651,6 @@ class FaultInjector:
         if removed:
             for fn in self._clear_listeners:
                 fn(removed)
-
-    def is_acting(self, kind: str) -> bool:
-        """Whether ``kind`` acts at a moment (node loss, pod kill) rather than when consulted."""
-        return kind in _ACTING_KINDS
 
     def check(self, kind: str, /, **attrs: str | None) -> Fault | None:
         """The fault of ``kind`` that fires now for a target with ``attrs``, if any.
