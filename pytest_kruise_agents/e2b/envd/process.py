@@ -59,11 +59,10 @@ def _pty_size(pty: process_pb.PTY | None) -> PtySize | None:
     if pty is None:
         return None
     size = pty.size or process_pb.PTY.Size()
-    if not 0 < size.cols <= 10_000 or not 0 < size.rows <= 10_000:
-        raise ConnectError(
-            Code.INVALID_ARGUMENT, "pty.size: cols and rows must be between 1 and 10000"
-        )
-    return PtySize(cols=size.cols, rows=size.rows)
+    # envd passes them on as uint16(...) to pty.StartWithSize / Setsize: no range check, a
+    # 0x0 window is a valid terminal (the CLI sends {} when its output is not a terminal),
+    # and a larger value wraps.
+    return PtySize(cols=size.cols & 0xFFFF, rows=size.rows & 0xFFFF)
 
 
 def _input_bytes(item: process_pb.ProcessInput | None) -> bytes:

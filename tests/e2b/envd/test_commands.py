@@ -278,6 +278,29 @@ def test_pty_runs_an_interactive_shell_with_its_size_and_resizes(envd: Envd) -> 
     assert b"30 100" in output.split(b"24 80", 1)[1]
 
 
+@pytest.mark.parametrize(
+    ("size", "shown"),
+    [((0, 0), b"0 0"), ((65536 + 24, 65536 + 80), b"24 80")],
+    ids=["no-size", "wraps-as-uint16"],
+)
+def test_a_pty_of_any_size_starts_as_envd_starts_it(
+    envd: Envd, size: tuple[int, int], shown: bytes
+) -> None:
+    """A 0x0 window (the e2b CLI sends ``"size": {}`` when its output is piped or under
+    ``script``) starts, and a size past 16 bits wraps, as envd's ``uint16(...)`` does.
+
+    Before, both were refused with "cols and rows must be between 1 and 10000" and
+    ``e2b sandbox connect | tee log`` could not open a terminal.
+    """
+    sbx = envd.sandbox()
+    rows, cols = size
+    output = bytearray()
+    terminal = sbx.pty.create(PtySize(rows=rows, cols=cols))
+    sbx.pty.send_stdin(terminal.pid, b"stty size; exit\n")
+    terminal.wait(on_pty=output.extend)
+    assert shown in output
+
+
 def test_close_stdin_is_refused_on_a_pty(envd: Envd) -> None:
     sbx = envd.sandbox()
     terminal = sbx.pty.create(PtySize(rows=24, cols=80))
