@@ -20,7 +20,9 @@ within a short budget (:data:`INLINE_BUDGET_S` by default). Otherwise the rest o
 :class:`~pytest_kruise_agents.backends.base.Pending` for a worker thread.
 Its ``cancel`` interrupts a create's process (the request's context is
 cancelled): in virtual mode whichever call runs the model next delivers it
-within a few dozen events, in realtime mode the clock driver within one tick.
+within a few dozen events, in realtime mode the clock driver within one tick;
+cancels delivered together land in the order they were requested, so the same
+calls give the same run.
 In realtime mode the rest needs no thread at all: the call is started at once
 (or by the clock driver, if the lock is busy), the driver runs it on the wall
 clock, and ``Pending.when_ready`` says when ``finish`` has its answer. A
@@ -37,11 +39,12 @@ from __future__ import annotations
 
 import builtins
 import collections
+import itertools
 import json
 import math
 import threading
 import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Collection, Generator, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -84,6 +87,7 @@ from simulator.collector import simulation_gc
 from simulator.context import DEFAULT_EPOCH, past_clock_end
 from simulator.errors import NotFoundError
 from simulator.faults import Fault
+from simulator.latency import Latency
 
 __all__ = [
     "DEFAULT_POOLS",
@@ -269,10 +273,15 @@ class SimBackend:
         )
         # Cancellable calls whose process runs, delivered by whichever thread runs the
         # model next (a virtual-clock call, the realtime driver), not only their own.
-        self._cancels: set[_Cancellation] = set()
+        # A dict, not a set: a set of these iterates in the order of their memory
+        # addresses, and the order the interrupts land in is part of the run.
+        self._cancels: dict[_Cancellation, None] = {}
         # The budget of an attempt, per thread: only the attempting thread may stop early.
         self._inline = threading.local()
         self.cluster.world.manager_cache.add_handler("Sandbox", self._on_sandbox)
+        # What restore_latency puts back: the latencies the backend opened with (a
+        # config file's overrides included), not the built-in profile's.
+        self._opening_latencies: dict[str, Latency] = dict(self.cluster.profile.latencies)
         self._driver: threading.Thread | None = None
         # No call runs the model past CLOCK_END (virtual time, both clocks).
         self._end = self.cluster.ctx.clock_end()
@@ -408,12 +417,12 @@ class SimBackend:
         """Under the lock: from now on ``cancellation`` stops ``proc``, whoever runs the model."""
         if cancellation is not None:
             cancellation.proc = proc
-            self._cancels.add(cancellation)
+            self._cancels[cancellation] = None
 
     def _unregister(self, cancellation: _Cancellation | None) -> None:
         """Under the lock: the call of ``cancellation`` has ended (or is about to be answered)."""
         if cancellation is not None:
-            self._cancels.discard(cancellation)
+            self._cancels.pop(cancellation, None)
 
     def _step(self, proc: simpy.Process, deadline: float | None) -> bool:
         """Virtual mode, under the lock: run the model until ``proc`` is processed.
@@ -455,7 +464,7 @@ class SimBackend:
         proc: simpy.Process,
         step: Callable[[], None],
         deadline: float | None,
-        cancels: set[_Cancellation],
+        cancels: Collection[_Cancellation],
     ) -> bool:
         # Cancels are registered under the lock, which the caller holds: none
         # appears during the run, though a registered one may be requested.
@@ -994,15 +1003,21 @@ class SimBackend:
     # -- faults, latency, records -------------------------------------------------------------
 
     def inject(self, kind: str, **fields: Any) -> dict[str, Any]:
-        """Inject a fault; return it with its id."""
+        """Inject a fault; return it with its id (a snapshot: see :meth:`inject_fault`)."""
+        return self._call(lambda: self._inject(kind, fields).model_dump(mode="json"))
 
-        def op() -> Fault:
-            # The inject runs what is due now: cancels requested so far stop their
-            # creates first, as a model run by any other call would (_advance).
-            _deliver(self._cancels)
-            return self.cluster.inject(kind, **fields)
+    def inject_fault(self, kind: str, **fields: Any) -> Fault:
+        """:meth:`inject`, returning the cluster's read-only, live view of the fault.
 
-        return self._call(op).model_dump(mode="json")
+        Its ``fired`` counts as the fault acts (``Cluster.inject`` returns the same).
+        """
+        return self._call(partial(self._inject, kind, fields))
+
+    def _inject(self, kind: str, fields: dict[str, Any]) -> Fault:
+        # The inject runs what is due now: cancels requested so far stop their
+        # creates first, as a model run by any other call would (_advance).
+        _deliver(self._cancels)
+        return self.cluster.inject(kind, **fields)
 
     def clear_faults(self, fault_id: str | None = None) -> None:
         """Clear one fault by id (:class:`ResourceNotFound` if unknown), or all."""
@@ -1021,6 +1036,58 @@ class SimBackend:
     def set_latency(self, name: str, value: Any) -> None:
         """Replace one named latency distribution."""
         self._call(lambda: self.cluster.set_latency(name, value))
+
+    def latencies(self) -> builtins.list[dict[str, Any]]:
+        """Every named latency, in the profile's order: see :meth:`latency`."""
+        return self._call(lambda: [self._latency_view(n) for n in self.cluster.profile.latencies])
+
+    def latency(self, name: str) -> dict[str, Any]:
+        """One latency: ``name``, ``value`` in force, ``profile`` (the value the backend
+        opened with) and whether they differ (``changed``); distributions in their text
+        form (``"exp(2s)"``), which :meth:`set_latency` reads back.
+
+        An unknown ``name`` raises :class:`InvalidError` (field ``name``).
+        """
+        return self._call(partial(self._latency_view, name))
+
+    def restore_latency(self, name: str | None = None) -> None:
+        """Put one latency (or, for ``None``, every one) back to the value it opened with.
+
+        Faults are not touched (:meth:`clear_faults` clears those). An unknown
+        ``name`` raises :class:`InvalidError` (field ``name``) and changes nothing.
+        """
+
+        def op() -> None:
+            names = [name] if name is not None else list(self._opening_latencies)
+            for each in names:
+                self._check_latency(each)
+            for each in names:
+                opening = self._opening_latencies[each]
+                if self.cluster.profile.latency(each) != opening:
+                    self.cluster.set_latency(each, opening)
+
+        self._call(op)
+
+    def _check_latency(self, name: str) -> None:
+        if not isinstance(name, str):
+            raise InvalidError("name", f"must be a latency name such as 'image.pull', got {name!r}")
+        if name not in self._opening_latencies:
+            try:
+                self.cluster.profile.latency(name)  # says what is known, and what is near
+            except ValueError as exc:
+                raise InvalidError("name", str(exc)) from None
+            raise InvalidError("name", f"unknown latency {name!r}")
+
+    def _latency_view(self, name: str) -> dict[str, Any]:
+        self._check_latency(name)
+        value = self.cluster.profile.latency(name)
+        opening = self._opening_latencies[name]
+        return {
+            "name": name,
+            "value": str(value),
+            "profile": str(opening),
+            "changed": value != opening,
+        }
 
     def records(self) -> builtins.list[dict[str, Any]]:
         """One mapping per claim."""
@@ -1046,16 +1113,23 @@ class SimBackend:
 class _Cancellation:
     """One call's cancel request (any thread) and the process it stops (under the lock)."""
 
-    __slots__ = ("delivered", "proc", "requested")
+    __slots__ = ("delivered", "order", "proc", "requested")
 
     def __init__(self) -> None:
         self.requested = False
         self.delivered = False
+        self.order = 0  # when it was requested, among all requests (see _deliver)
         self.proc: simpy.Process | None = None
 
     def request(self) -> None:
-        """Ask for the stop: one store, so it never blocks and is safe from any thread."""
-        self.requested = True
+        """Ask for the stop: two stores, so it never blocks and is safe from any thread.
+
+        ``order`` is stored before ``requested``: whoever sees the request sees its
+        order too. ``next`` on an ``itertools.count`` is atomic under the GIL.
+        """
+        if not self.requested:
+            self.order = next(_REQUESTS)
+            self.requested = True
 
     def deliver(self) -> None:
         """Under the lock: interrupt the process once, if asked and it still runs."""
@@ -1065,10 +1139,27 @@ class _Cancellation:
             proc.interrupt("client gone")
 
 
-def _deliver(cancels: set[_Cancellation]) -> None:
-    """Under the lock: interrupt the processes of the cancels requested so far."""
-    for cancellation in cancels:
+_REQUESTS: Final = itertools.count(1)
+"""Numbers the cancel requests of every backend, in the order they are made."""
+
+
+def _deliver(cancels: Collection[_Cancellation]) -> None:
+    """Under the lock: interrupt the processes of the cancels requested so far, in request order.
+
+    The interrupts of one delivery land at one virtual instant, but the
+    process interrupted first runs (and draws from the seed) first: the
+    order the clients left in decides the run, as DESIGN.md's same seed,
+    same calls, same log asks, whatever the memory layout or the hash seed.
+    """
+    due = [c for c in cancels if c.requested and not c.delivered]
+    if len(due) > 1:
+        due.sort(key=_requested_order)
+    for cancellation in due:
         cancellation.deliver()
+
+
+def _requested_order(cancellation: _Cancellation) -> int:
+    return cancellation.order
 
 
 class _Unfinished(BaseException):

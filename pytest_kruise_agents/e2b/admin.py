@@ -2,14 +2,14 @@
 
 Behind the admin key (403 for other keys, 401 without a valid key). Apply
 and read SandboxSets, SandboxClaims, SandboxTemplates, Sandboxes and Pods (kubectl-like JSON, YAML
-or tables), inject and clear faults, replace latencies, read and move the
-clock, read the claim records. ``docs/server.md`` documents every route.
+or tables), inject and clear faults, read, replace and restore latencies, read and move
+the clock, read the claim records. ``docs/server.md`` documents every route.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, Protocol, runtime_checkable
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import PlainTextResponse
@@ -206,12 +206,71 @@ async def clear_fault(request: Request, fault_id: str) -> Response:
     return Response(status_code=204)
 
 
+@runtime_checkable
+class _Latencies(Protocol):
+    """A backend that reads and restores its latencies (the sim backend does)."""
+
+    def latencies(self) -> list[dict[str, Any]]: ...
+
+    def latency(self, name: str) -> dict[str, Any]: ...
+
+    def restore_latency(self, name: str | None = None) -> None: ...
+
+
+def _latencies(st: ServerState) -> _Latencies:
+    backend = st.backend
+    if not isinstance(backend, _Latencies):
+        raise ApiError(501, "this backend cannot read or restore its latencies")
+    return backend
+
+
+async def _named(st: ServerState, call: Any, name: str) -> Any:
+    """``call(name)`` for a route whose path names a latency: an unknown one is a 404."""
+    try:
+        return await st.run("admin", call, name)
+    except InvalidError as exc:
+        # The path names nothing, as an unknown {kind} does: not found, not bad input.
+        raise ApiError(404, exc.reason, field="name") from exc
+
+
+@router.get("/latency", name="admin_latencies")
+async def list_latencies(request: Request) -> WireJSONResponse:
+    """Every named latency: its value, the profile's, and whether it was changed."""
+    st = state_of(request)
+    return WireJSONResponse(await st.run("admin", _latencies(st).latencies))
+
+
+@router.delete("/latency", name="admin_restore_latencies")
+async def restore_latencies(request: Request) -> WireJSONResponse:
+    """Put every latency back to the profile's value; answers them all (faults stay)."""
+    st = state_of(request)
+    backend = _latencies(st)
+    await st.run("admin", backend.restore_latency, None)
+    return WireJSONResponse(await st.run("admin", backend.latencies))
+
+
+@router.get("/latency/{name}", name="admin_get_latency")
+async def get_latency(request: Request, name: str) -> WireJSONResponse:
+    """One latency: its value, the profile's, and whether it was changed (404 if unknown)."""
+    st = state_of(request)
+    return WireJSONResponse(await _named(st, _latencies(st).latency, name))
+
+
 @router.put("/latency/{name}", name="admin_latency")
 async def set_latency(request: Request, name: str, body: LatencyRequest) -> WireJSONResponse:
     """Replace one named latency distribution (``pod.create``, ``image.pull``...)."""
     st = state_of(request)
     await st.run("admin", st.backend.set_latency, name, body.value)
     return WireJSONResponse({"name": name, "value": body.value})
+
+
+@router.delete("/latency/{name}", name="admin_restore_latency")
+async def restore_latency(request: Request, name: str) -> WireJSONResponse:
+    """Put one latency back to the profile's value; answers it (404 if unknown)."""
+    st = state_of(request)
+    backend = _latencies(st)
+    await _named(st, backend.restore_latency, name)
+    return WireJSONResponse(await st.run("admin", backend.latency, name))
 
 
 # --------------------------------------------------------------------------- clock, records

@@ -58,6 +58,7 @@ from pytest_kruise_agents.rfc3339 import parse_rfc3339
 from simulator.cluster import Cluster, default_nodes
 from simulator.context import CLOCK_END
 from simulator.faults import Fault, check_node_names
+from simulator.latency import parse_seconds
 from simulator.nodes import NodeSpec
 from simulator.profile import get_profile
 
@@ -70,6 +71,7 @@ __all__ = [
     "NodeConfig",
     "build",
     "default_config",
+    "from_opening",
     "load_config",
     "parse_config",
 ]
@@ -432,7 +434,7 @@ def build(cfg: ClusterConfig, *, source: str = "<config>") -> tuple[SimBackend, 
     fill = partial(_filled, cfg, source)
     cluster = opened(fill, start=cfg.clock.start, realtime=cfg.clock.mode == "realtime")
     for i, fault in enumerate(cfg.faults):
-        fields = dict(fault)
+        fields = from_opening(fault, cluster.now)
         kind = fields.pop("kind")
         try:
             cluster.inject(kind, **fields)
@@ -441,6 +443,29 @@ def build(cfg: ClusterConfig, *, source: str = "<config>") -> tuple[SimBackend, 
     backend = SimBackend(cluster, clock=cfg.clock.mode, speed=cfg.clock.speed)
     settings = Settings(api_keys=cfg.keys(), auth_enabled=cfg.auth, domain=cfg.domain)
     return backend, settings
+
+
+def from_opening(fault: Mapping[str, Any], opening: float) -> dict[str, Any]:
+    """The fields to inject ``fault`` with, its ``start`` counted from ``opening``.
+
+    A configured fault's ``start`` counts from when the server (or the test)
+    opens, once its pools are filled, as a scenario's counts from its
+    workload's start; the cluster's own clock has run for the fill by then
+    (``opening``, in virtual seconds), and :meth:`Cluster.inject` takes
+    absolute virtual time. A ``start`` that is no valid start is passed on
+    unchanged, for the cluster to refuse with its own reason.
+    """
+    fields = dict(fault)
+    start = fields.get("start")
+    if start is None:
+        return fields  # starts now: at the opening
+    try:
+        seconds = parse_seconds(start)
+    except ValueError:
+        return fields
+    if seconds >= 0:
+        fields["start"] = opening + seconds
+    return fields
 
 
 def _secret_token() -> str:

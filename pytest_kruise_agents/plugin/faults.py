@@ -5,20 +5,78 @@ Fault kinds are the fake cluster's (``runtime_init_failure``, ``api_latency``,
 latencies are its named distributions (``runtime.init``, ``image.pull``, ...:
 :data:`simulator.profile.LATENCY_DOCS`). Whatever is still in force at the
 end of the test is cleared, and changed latencies are restored.
+
+:meth:`KruiseFaults.inject` and :meth:`KruiseFaults.fault` hand back a
+:class:`FaultView`: the fault in force, read live (its ``fired`` counts as it
+acts), by key as a mapping (``f["fired"]``) or by attribute as the cluster's
+:class:`~simulator.faults.Fault` (``f.fired``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.backends.base import ResourceNotFound
 from pytest_kruise_agents.backends.sim import SimBackend
+from simulator.faults import Fault
 from simulator.latency import Latency
 
-__all__ = ["KruiseFaults"]
+__all__ = ["FaultView", "KruiseFaults"]
+
+
+class FaultView(Mapping[str, Any]):
+    """A fault injected through ``kruise_faults``, read live and read-only.
+
+    As a mapping it reads as :meth:`KruiseFaults.active` lists the fault (its
+    JSON fields: ``f["id"]``, ``f["fired"]``), but each read is of the fault
+    now, not of the moment it was injected. Attributes are those of
+    :attr:`fault`, the cluster's own read-only view (``Cluster.inject``
+    returns the same): ``f.fired``, ``f.kind``, ``f.model_copy()``. A cleared
+    fault still reads what it did.
+    """
+
+    __slots__ = ("_fault",)
+
+    def __init__(self, fault: Fault) -> None:
+        self._fault = fault
+
+    @property
+    def fault(self) -> Fault:
+        """The cluster's read-only, live view of the fault (setting a field raises)."""
+        return self._fault
+
+    def _fields(self) -> dict[str, Any]:
+        # Dumped at each read: the mapping follows the fault as it acts.
+        return self._fault.model_dump(mode="json")
+
+    def __getitem__(self, key: str) -> Any:
+        return self._fields()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._fields())
+
+    def __len__(self) -> int:
+        return len(self._fields())
+
+    def __getattr__(self, name: str) -> Any:
+        # Only for names not found on the view itself: the fault's fields and methods.
+        # Never a private name: copy and pickle probe them on a view without _fault.
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._fault, name)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Fault):
+            return self._fault == other
+        return super().__eq__(other)
+
+    __hash__ = None  # type: ignore[assignment]  # it changes as the fault acts
+
+    def __repr__(self) -> str:
+        return f"FaultView({self._fields()!r})"
 
 
 class KruiseFaults:
@@ -28,17 +86,18 @@ class KruiseFaults:
         self._backend = backend
         self._saved: list[tuple[str, Latency]] = []
 
-    def inject(self, kind: str, **fields: Any) -> dict[str, Any]:
-        """Inject a fault for the rest of the test; return it (with its ``id``).
+    def inject(self, kind: str, **fields: Any) -> FaultView:
+        """Inject a fault for the rest of the test; return it, live (with its ``id``).
 
-        ``fields`` are the fault's: ``probability``, ``start``, ``duration``,
+        ``fields`` are the fault's: ``probability``, ``start`` (the cluster's
+        virtual time, as ``Cluster.inject`` takes it), ``duration``,
         ``selector``, ``latency``, ``code``, ``count``.
         """
-        return self._backend.inject(kind, **fields)
+        return FaultView(self._backend.inject_fault(kind, **fields))
 
     @contextmanager
-    def fault(self, kind: str, **fields: Any) -> Iterator[dict[str, Any]]:
-        """A fault in force for the ``with`` block only."""
+    def fault(self, kind: str, **fields: Any) -> Iterator[FaultView]:
+        """A fault in force for the ``with`` block only; the view reads it live."""
         injected = self.inject(kind, **fields)
         try:
             yield injected
@@ -54,7 +113,7 @@ class KruiseFaults:
                 raise
 
     def active(self) -> list[dict[str, Any]]:
-        """The faults in force."""
+        """The faults in force, as they are now (snapshots: JSON-ready mappings)."""
         return self._backend.faults()
 
     def _current(self, name: str) -> Latency:

@@ -34,6 +34,7 @@ from pytest_kruise_agents.e2b.config import (
     ClusterConfig,
     ConfigError,
     default_config,
+    from_opening,
     load_config,
 )
 from pytest_kruise_agents.e2b.settings import Settings
@@ -86,6 +87,9 @@ class Recipe:
     def build(self) -> Cluster:
         """A new cluster: nodes, pools filled (in virtual time), faults injected.
 
+        Each fault's ``start`` counts from the moment they are injected, the
+        test's start (``None``: at once), not from virtual time 0.
+
         A virtual clock starts at the fixed epoch (the same dates every run); a
         realtime one reads the wall clock's now once its pools are filled, so
         that the SDK's ``endAt`` is on the test's own clock (as ``serve`` does);
@@ -93,7 +97,9 @@ class Recipe:
         """
         cluster = opened(self._filled, start=self.start, realtime=self.clock == "realtime")
         for i, fault in enumerate(self.faults):
-            fields = dict(fault)
+            # A fault's start counts from the test's start, as the config file's
+            # count from the server's: the pools took virtual time to fill.
+            fields = from_opening(fault, cluster.now)
             try:
                 cluster.inject(fields.pop("kind"), **fields)
             except InvalidError as exc:

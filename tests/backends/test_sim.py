@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -305,6 +308,48 @@ def test_faults_are_injected_listed_and_cleared(backend: SimBackend) -> None:
     assert backend.records()[-1]["error_code"] is not None
 
 
+def test_latencies_are_read_and_restored_to_the_opening_profile() -> None:
+    """The latencies in force, each with the value it opened with, and a way back to it.
+
+    The opening value is the cluster's profile when the backend was made (a
+    config file's ``latencies`` included), not the built-in profile's.
+    """
+    cluster = Cluster(seed=1, nodes=1, latencies={"pod.create": "100ms"})
+    backend = SimBackend(cluster)
+    try:
+        backend.set_latency("image.pull", "exp(2s)")
+        backend.set_latency("pod.create", "3s")
+        by_name = {e["name"]: e for e in backend.latencies()}
+        assert list(by_name) == list(cluster.profile.latencies)  # every one, the profile's order
+        assert by_name["image.pull"] == {
+            "name": "image.pull",
+            "value": "exp(2s)",
+            "profile": "lognormal(median=5s, p99=30s)",
+            "changed": True,
+        }
+        assert backend.latency("pod.create") == {
+            "name": "pod.create",
+            "value": "fixed(3s)",
+            "profile": "fixed(100ms)",
+            "changed": True,
+        }
+        assert [n for n, e in by_name.items() if e["changed"]] == ["pod.create", "image.pull"]
+        backend.restore_latency("pod.create")
+        assert str(cluster.profile.latency("pod.create")) == "fixed(100ms)"
+        assert [e["name"] for e in backend.latencies() if e["changed"]] == ["image.pull"]
+        backend.restore_latency()  # every one
+        assert not any(e["changed"] for e in backend.latencies())
+        assert str(cluster.profile.latency("image.pull")) == "lognormal(median=5s, p99=30s)"
+        for call in (backend.latency, backend.restore_latency):
+            with pytest.raises(InvalidError, match="unknown latency 'teleport'") as err:
+                call("teleport")
+            assert err.value.field == "name"
+            with pytest.raises(InvalidError, match="must be a latency name"):
+                call(5)  # type: ignore[arg-type]
+    finally:
+        backend.close()
+
+
 def test_concurrent_threads_never_get_the_same_sandbox(backend: SimBackend) -> None:
     def create(_: int) -> str:
         return backend.create_sandbox(ALICE, CreateRequest(template="base")).sandbox_id
@@ -552,7 +597,7 @@ def test_attempt_answers_quick_calls_at_once_and_raises_their_errors() -> None:
         described = backend.attempt(partial(backend.describe, ALICE, view.sandbox_id))
         assert isinstance(described, SandboxView) and described.state == "running"
         route = backend.attempt(partial(backend.route, view.sandbox_id))
-        assert route is not None and route.state == "running"
+        assert route is not None and not isinstance(route, Pending) and route.state == "running"
         assert backend.attempt(partial(backend.kill, ALICE, view.sandbox_id)) is None
         with pytest.raises(ClaimError) as err:
             backend.attempt(partial(backend.describe, ALICE, view.sandbox_id))
@@ -832,6 +877,83 @@ def test_cancel_stops_a_pause_waiting_for_its_sandbox_to_stop() -> None:
         assert backend.describe(ALICE, view.sandbox_id).state == "paused"
     finally:
         backend.close()
+
+
+def _pending_creates(backend: SimBackend, n: int) -> list[Pending[SandboxView]]:
+    """``n`` creates handed back at once (no stock, budget 0), each with its own metadata."""
+    pending = [
+        backend.attempt(
+            partial(backend.create_sandbox, BOB, CreateRequest("base", metadata={"i": str(i)}))
+        )
+        for i in range(n)
+    ]
+    assert all(isinstance(p, Pending) and p.cancel is not None for p in pending)
+    return pending  # type: ignore[return-value]
+
+
+def test_cancels_are_delivered_in_the_order_the_clients_left() -> None:
+    """DESIGN.md, Time: the creates whose clients left stop in the order the clients left.
+
+    Not in the order of memory addresses: the interrupts are delivered in one
+    instant, but who is stopped first decides who draws next from the seed.
+    """
+    backend = SimBackend.default(seed=3, replicas=0, inline_budget_s=0)
+    try:
+        pending = _pending_creates(backend, 3)
+        for i in (2, 0, 1):
+            cancel = pending[i].cancel
+            assert cancel is not None
+            cancel()
+        backend.advance(2)
+        names = [r["sandbox"] for r in backend.records()]  # in the order the creates came
+        with backend.locked() as cluster:
+            stopped = [e.detail.split()[1] for e in cluster.log.of_kind("claim.post_failed")]
+        assert stopped == [names[2], names[0], names[1]]
+    finally:
+        backend.close()
+
+
+_CANCEL_RUN = """
+import hashlib, sys
+from functools import partial
+from pytest_kruise_agents.backends import Caller, CreateRequest, SimBackend
+
+junk = [object() for _ in range(int(sys.argv[1]))]  # moves the addresses of what follows
+backend = SimBackend.default(seed=3, inline_budget_s=0.0, replicas=0)
+bob = Caller("default", "bob")
+pending = [
+    backend.attempt(partial(backend.create_sandbox, bob, CreateRequest("base", metadata={"i": str(i)})))
+    for i in range(6)
+]
+for p in pending:
+    p.cancel()
+backend.advance(5)
+print(hashlib.sha256(backend.cluster.log.text().encode()).hexdigest())
+for r in backend.records():
+    print(r["id"], r["sandbox"], repr(r["failed"]), r["error"])
+"""
+
+
+def test_the_same_cancels_give_the_same_log_whatever_the_memory_layout() -> None:
+    """DESIGN.md, Time: the same seed and calls give the same event log, byte for byte.
+
+    Six creates whose clients leave, run in fresh interpreters under other
+    hash seeds and other allocations before them: one log, one set of records.
+    """
+    runs = []
+    for hashseed, junk in (("0", "0"), ("1", "0"), ("2", "1000"), ("random", "37")):
+        env = {**os.environ, "PYTHONHASHSEED": hashseed}
+        proc = subprocess.run(
+            [sys.executable, "-c", _CANCEL_RUN, junk],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        runs.append(proc.stdout)
+    assert "context canceled" in runs[0]
+    assert len(set(runs)) == 1, runs
 
 
 def test_a_realtime_create_is_cancelled_while_it_waits_for_the_clock() -> None:

@@ -292,6 +292,78 @@ def test_latency_can_be_replaced(server: Served) -> None:
     assert bad.status_code == 400 and "image.pull" in bad.json()["field"]
 
 
+def test_latencies_are_read_one_or_all_with_what_changed(server: Served) -> None:
+    """GET /_kruise/latency[/{name}]: the value in force, the profile's, and whether they differ."""
+    assert server.admin("PUT", "/latency/image.pull", json={"value": "exp(2s)"}).status_code == 200
+
+    one = server.admin("GET", "/latency/image.pull")
+    every = server.admin("GET", "/latency")
+
+    assert one.status_code == 200, one.text
+    assert one.json() == {
+        "name": "image.pull",
+        "value": "exp(2s)",
+        "profile": "lognormal(median=5s, p99=30s)",
+        "changed": True,
+    }
+    assert every.status_code == 200, every.text
+    assert [e["name"] for e in every.json() if e["changed"]] == ["image.pull"]
+    assert {e["name"] for e in every.json()} >= {"pod.create", "image.pull", "runtime.init"}
+    unchanged = next(e for e in every.json() if e["name"] == "pod.create")
+    assert unchanged["value"] == unchanged["profile"] and not unchanged["changed"]
+
+
+def test_a_latency_is_restored_to_the_profiles_value(server: Served) -> None:
+    """DELETE /_kruise/latency/{name} puts the profile's value back; DELETE /_kruise/latency all."""
+    for name, value in (("image.pull", "exp(2s)"), ("runtime.init", "3s")):
+        assert server.admin("PUT", f"/latency/{name}", json={"value": value}).status_code == 200
+
+    one = server.admin("DELETE", "/latency/image.pull")
+
+    assert one.status_code == 200, one.text
+    assert one.json() == {
+        "name": "image.pull",
+        "value": "lognormal(median=5s, p99=30s)",
+        "profile": "lognormal(median=5s, p99=30s)",
+        "changed": False,
+    }
+    assert str(server.backend.cluster.profile.latency("image.pull")) == one.json()["value"]
+    changed = [e["name"] for e in server.admin("GET", "/latency").json() if e["changed"]]
+    assert changed == ["runtime.init"]
+
+    every = server.admin("DELETE", "/latency")
+
+    assert every.status_code == 200, every.text
+    assert not any(e["changed"] for e in every.json())
+    assert server.admin("GET", "/clock").json()["profile"] == "openkruise-head"
+
+
+@pytest.mark.parametrize("method", ["GET", "DELETE"])
+def test_an_unknown_latency_is_404_and_changes_nothing(server: Served, method: str) -> None:
+    assert server.admin("PUT", "/latency/image.pull", json={"value": "exp(2s)"}).status_code == 200
+
+    r = server.admin(method, "/latency/teleport")
+
+    assert r.status_code == 404, r.text
+    body = r.json()
+    assert body["code"] == 404 and body["field"] == "name"
+    assert (
+        body["message"].startswith("unknown latency 'teleport'") and "image.pull" in body["message"]
+    )
+    assert server.admin("GET", "/latency/image.pull").json()["value"] == "exp(2s)"
+
+
+def test_clearing_the_faults_leaves_the_latencies(server: Served) -> None:
+    """docs/server.md: faults and latencies are apart; DELETE /_kruise/faults clears faults only."""
+    assert server.admin("POST", "/faults", json={"kind": "api_conflict"}).status_code == 201
+    assert server.admin("PUT", "/latency/image.pull", json={"value": "exp(2s)"}).status_code == 200
+
+    assert server.admin("DELETE", "/faults").status_code == 204
+
+    assert server.admin("GET", "/faults").json() == []
+    assert server.admin("GET", "/latency/image.pull").json()["changed"] is True
+
+
 def test_the_clock_reads_and_advances(server: Served) -> None:
     before = server.admin("GET", "/clock").json()
     after = server.admin("POST", "/clock/advance", json={"seconds": 90}).json()

@@ -276,6 +276,47 @@ def test_a_full_config_builds_what_it_says(tmp_path: Path) -> None:
         backend.close()
 
 
+def test_a_faults_start_counts_from_the_servers_opening() -> None:
+    """docs/server.md, ``faults``: ``start`` (and so the window) counts from when the server opens.
+
+    The pools fill first (some 25 virtual seconds): a fault ``start: 20``
+    acts 20 s after the opening, not at 20 s of the pools' filling, which
+    has passed by then (so it would act at once, or a window would be over).
+    """
+    cfg = parse_config(
+        {
+            "clock": {"mode": "virtual"},
+            "faults": [
+                {"kind": "pod_kill", "id": "kill", "start": 20, "count": 1},
+                {
+                    "kind": "node_loss",
+                    "id": "loss",
+                    "start": "1m",
+                    "duration": "30s",
+                    "selector": {"node": "node-1"},
+                },
+                {"kind": "image_pull_slow", "id": "now", "latency": "5s"},
+            ],
+        }
+    )
+    backend, _ = build(cfg)
+    try:
+        opened = backend.cluster.now
+        assert opened > 20  # the pools took longer than the kill's start to fill
+        windows = {f["id"]: (f["start"], f["duration"], f["fired"]) for f in backend.faults()}
+        assert windows == {
+            "kill": (opened + 20, None, 0),
+            "loss": (opened + 60, 30.0, 0),
+            "now": (opened, None, 0),
+        }
+        backend.advance(19.5)
+        assert [f["fired"] for f in backend.faults() if f["id"] == "kill"] == [0]
+        backend.advance(1)
+        assert [f["fired"] for f in backend.faults() if f["id"] == "kill"] == [1]
+    finally:
+        backend.close()
+
+
 def test_a_served_cluster_keeps_its_claim_records_but_no_event_log() -> None:
     """No route reads the event log: a server up for days must not grow it by every claim."""
     backend, _ = build(

@@ -154,6 +154,43 @@ def test_kruise_faults_by_name_scoped_and_cleared(suite: pytest.Pytester) -> Non
     suite.runpytest().assert_outcomes(passed=4)
 
 
+def test_kruise_faults_hands_back_the_fault_live(suite: pytest.Pytester) -> None:
+    """docs/plugin.md, ``kruise_faults``: what ``inject`` and ``fault`` give reads the fault in
+    force as it acts (``fired`` counts), as ``Cluster.inject``'s does, by key or attribute."""
+    suite.makepyfile(
+        """
+        import pytest
+        from pytest_kruise_agents.api.errors import InvalidError
+        from simulator.faults import Fault
+
+        def test_by_key_and_attribute(kruise_faults, kruise_cluster):
+            slow = {"latency": "1s", "selector": {"client": "sandbox-manager"}}
+            with kruise_faults.fault("api_latency", **slow) as f:
+                assert f["fired"] == 0 and f.fired == 0
+                kruise_cluster.create_sandbox("base")
+                assert f["fired"] > 0 and f.fired == f["fired"]
+                (snapshot,) = kruise_faults.active()
+                assert f == snapshot and dict(f) == snapshot  # the mapping it was
+                (in_force,) = kruise_cluster.faults
+                assert isinstance(f.fault, Fault) and f.fault == in_force  # the cluster's own view
+            fired = f["fired"]
+            kruise_cluster.create_sandbox("base")
+            assert f["fired"] == fired  # cleared: it acts no more, and still reads its count
+            with pytest.raises(InvalidError, match="read-only"):
+                f.fault.probability = 0.5
+
+        def test_inject(kruise_faults, kruise_cluster):
+            f = kruise_faults.inject("runtime_init_failure", count=1)
+            assert (f["kind"], f.kind, f["count"], f["fired"]) == ("runtime_init_failure",) * 2 + (1, 0)
+            kruise_cluster.create_sandbox("base")  # the first /init fails, the second works
+            assert f["fired"] == 1 and kruise_faults.active()[0]["fired"] == 1
+            with pytest.raises(TypeError):
+                f["fired"] = 0
+        """
+    )
+    suite.runpytest().assert_outcomes(passed=2)
+
+
 def test_sandboxset_applies_a_pool_and_waits_until_ready(suite: pytest.Pytester) -> None:
     suite.makepyfile(
         """

@@ -91,6 +91,37 @@ def test_marker_faults_latencies_and_knobs(suite: pytest.Pytester) -> None:
     suite.runpytest().assert_outcomes(passed=1)
 
 
+def test_a_marker_faults_start_counts_from_the_tests_start(suite: pytest.Pytester) -> None:
+    """docs/plugin.md: a marker fault's ``start`` counts from the test's start (pools ready).
+
+    The pools fill first, in virtual time: ``start=5`` is 5 s after the test
+    gets its cluster, and a stall ``start=2, duration=5`` holds [2 s, 7 s) of
+    the test, not a window that closed while the pools filled.
+    """
+    suite.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.kruise(faults=[
+            {"kind": "node_loss", "id": "loss", "start": 5, "duration": 60,
+             "selector": {"node": "node-1"}},
+            {"kind": "controller_stall", "id": "stall", "start": "2s", "duration": 5,
+             "selector": {"controller": "sandboxset"}},
+        ])
+        def test_a(kruise_cluster):
+            t0 = kruise_cluster.now
+            assert t0 > 7  # the pools took longer than both starts to fill
+            windows = {f.id: (f.start, f.duration) for f in kruise_cluster.faults}
+            assert windows == {"loss": (t0 + 5, 60.0), "stall": (t0 + 2, 5.0)}
+            kruise_cluster.advance(4.9)
+            assert kruise_cluster.log.of_kind("node.") == []
+            kruise_cluster.advance(0.2)
+            assert [e.time for e in kruise_cluster.log.of_kind("node.")][:1] == [t0 + 5]
+        """
+    )
+    suite.runpytest().assert_outcomes(passed=1)
+
+
 def test_markers_merge_closest_first(suite: pytest.Pytester) -> None:
     suite.makepyfile(
         """

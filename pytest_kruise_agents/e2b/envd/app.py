@@ -37,7 +37,8 @@ Every error is JSON (``{"code": int, "message"}`` on HTTP routes, Connect's
 ``{"code": "<code>", "message"}`` on unary RPCs), or, on a streaming RPC,
 Connect's streaming error: HTTP 200 and an end-of-stream message
 ``{"error": {"code", "message"}}``, even when the call is refused before its
-handler runs (a bad token, an unknown user). No request can crash it.
+handler runs (a bad token, an unknown user, a ``Connect-Timeout-Ms`` or
+``Connect-Protocol-Version`` header connect-go refuses). No request can crash it.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import struct
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -287,6 +289,13 @@ class EnvdApp:
         if isinstance(user, Response):
             await _send_response(user, scope, receive, send)
             return
+        problem = _connect_header_problem(headers)
+        if problem is not None:
+            # Refused here, not by connectrpc: it answers a stream's with a bare
+            # HTTP 400, which no streaming client reads (see _rpc_error).
+            refused = _rpc_error(stream, 400, "invalid_argument", problem)
+            await _send_response(refused, scope, receive, send)
+            return
         stdin = scope["path"] in INPUT_RPCS
         limit = (
             self.max_message_bytes if stdin else min(self.max_message_bytes, self.max_call_bytes)
@@ -390,6 +399,41 @@ def _rpc_user(ws: SandboxWorkspace, headers: Headers, stream: str | None) -> str
         return user_from_basic(headers.get("authorization"))
     except AuthError as exc:
         return _rpc_error(stream, 401, "unauthenticated", str(exc))
+
+
+_MAX_TIMEOUT_DIGITS = 10
+"""Most characters of a ``Connect-Timeout-Ms`` value (the Connect protocol's bound)."""
+
+_GO_INT = re.compile(r"[+-]?[0-9]+")
+"""What Go's ``strconv.ParseInt(s, 10, 64)`` reads: ASCII digits, an optional sign (no
+underscores, spaces or other digits, which Python's ``int`` takes)."""
+
+
+def _connect_header_problem(headers: Headers) -> str | None:
+    """Why connect-go (under envd) refuses the call's Connect headers, or ``None``.
+
+    The checks connectrpc makes before the handler runs, made first so that
+    a stream's refusal is a Connect stream (and its message closes its quotes):
+    a ``Connect-Protocol-Version`` other than ``1`` (absent is fine), and a
+    ``Connect-Timeout-Ms`` longer than 10 characters or not a whole number. The
+    SDK sends 11 digits by itself: ``commands.run(timeout=10**7)``.
+    """
+    version = headers.get("connect-protocol-version")
+    if version is not None and version != "1":
+        return f"Connect-Protocol-Version must be {_go_quote('1')}: got {_go_quote(version)}"
+    timeout = headers.get("connect-timeout-ms")
+    if not timeout:
+        return None
+    if len(timeout) > _MAX_TIMEOUT_DIGITS:
+        return f"Connect-Timeout-Ms {_go_quote(timeout)} has more than 10 digits"
+    if _GO_INT.fullmatch(timeout) is None:
+        return f"Connect-Timeout-Ms {_go_quote(timeout)} is not a whole number of milliseconds"
+    return None
+
+
+def _go_quote(text: str) -> str:
+    """``text`` quoted as Go's ``%q`` shows it (close enough: JSON's escapes, Unicode kept)."""
+    return json.dumps(text, ensure_ascii=False)
 
 
 # The bare HTTP errors connectrpc answers before a handler runs.

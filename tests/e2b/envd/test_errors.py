@@ -142,6 +142,77 @@ def test_a_broken_stream_body_ends_the_stream_with_invalid_argument(
         assert http.get("/health").status_code == 204
 
 
+_BAD_CONNECT_HEADERS = [
+    pytest.param(
+        {"Connect-Timeout-Ms": "10000000000"},
+        'Connect-Timeout-Ms "10000000000" has more than 10 digits',
+        id="timeout-11-digits",
+    ),
+    pytest.param(
+        {"Connect-Timeout-Ms": "1e3"},
+        'Connect-Timeout-Ms "1e3" is not a whole number of milliseconds',
+        id="timeout-not-a-number",
+    ),
+    # Python's int() reads these; Go's strconv.ParseInt, under envd, does not.
+    pytest.param(
+        {"Connect-Timeout-Ms": "1_000"},
+        'Connect-Timeout-Ms "1_000" is not a whole number of milliseconds',
+        id="timeout-underscore",
+    ),
+    pytest.param(
+        {"Connect-Protocol-Version": "2"},
+        'Connect-Protocol-Version must be "1": got "2"',
+        id="protocol-version",
+    ),
+]
+
+
+@pytest.mark.parametrize(("headers", "says"), _BAD_CONNECT_HEADERS)
+def test_a_stream_with_a_bad_connect_header_ends_with_invalid_argument(
+    envd: Envd, headers: dict[str, str], says: str
+) -> None:
+    """e2b-protocol.md §4.1, docs/server.md: a stream refused before it starts is still a
+    Connect stream: HTTP 200 and an end-of-stream ``invalid_argument`` naming the header
+    (connect-go's answer; connect-es reads no body of a non-200 stream), and nothing runs."""
+    with envd.http() as http:
+        r = http.post("/process.Process/Start", content=_START, headers={**_STREAM, **headers})
+        assert r.status_code == 200, r.text
+        assert r.headers["content-type"] == "application/connect+json"
+        [(flags, end)] = _frames(r.content)
+        assert flags == 0b10
+        assert json.loads(end)["error"] == {"code": "invalid_argument", "message": says}
+        assert http.post("/process.Process/List", json={}).json() == {}  # nothing started
+
+
+@pytest.mark.parametrize(("headers", "says"), _BAD_CONNECT_HEADERS)
+def test_a_unary_call_with_a_bad_connect_header_is_a_400_naming_it(
+    envd: Envd, headers: dict[str, str], says: str
+) -> None:
+    with envd.http() as http:
+        r = http.post("/process.Process/List", json={}, headers=headers)
+    assert r.status_code == 400, r.text
+    assert r.json() == {"code": "invalid_argument", "message": says}
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"Connect-Timeout-Ms": "+5000"}, {"Connect-Timeout-Ms": "9999999999"}, {}],
+    ids=["signed", "10-digits", "none"],
+)
+def test_a_stream_with_a_good_timeout_header_runs(envd: Envd, headers: dict[str, str]) -> None:
+    with envd.http() as http:
+        r = http.post("/process.Process/Start", content=_START, headers={**_STREAM, **headers})
+    frames = _frames(r.content)
+    assert r.status_code == 200 and frames[-1] == (0b10, b"{}"), r.content
+
+
+def test_the_sdks_timeout_past_ten_digits_is_its_invalid_argument(envd: Envd) -> None:
+    """``commands.run(timeout=10**7)`` sends ``Connect-Timeout-Ms: 10000000000`` (11 digits),
+    which envd refuses: the SDK raises ``InvalidArgumentException`` naming the header."""
+    with pytest.raises(InvalidArgumentException, match='Connect-Timeout-Ms "10000000000" has more'):
+        envd.sandbox().commands.run("echo ok", timeout=10**7)
+
+
 def test_a_stream_whose_last_message_is_cut_short_reads_the_complete_ones_first(
     envd: Envd,
 ) -> None:
