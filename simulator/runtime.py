@@ -14,7 +14,9 @@ not answer), retried with the back-off of upstream's ``pkg/utils/runtime``;
 each mount takes a ``csi.mount`` latency, a few at a time. An attempt is an
 HTTP call into the pod: if the sandbox or its pod goes (deleted, killed,
 paused) before the answer, the connection drops and the attempt fails as a
-transport error, as an unreachable runtime's does.
+transport error, as an unreachable runtime's does. Mounts are HTTP calls
+too: one whose pod goes before the last mount answers fails, and a failed
+mount is terminal (§5.2 step 6).
 """
 
 from __future__ import annotations
@@ -257,7 +259,10 @@ class AgentRuntime:
 
         ``profile.csi_mount_concurrency`` mounts run at once, each taking a
         ``csi.mount`` latency; like an errgroup, a failure is reported once
-        every started mount has finished.
+        every started mount has finished. Mounts whose sandbox or pod goes
+        before the last of them answers fail as their connection drops: a
+        failed mount is terminal (reference §5.2 step 6), so the claim fails
+        rather than deliver a sandbox that is gone.
         """
         if not mounts:
             return None
@@ -268,6 +273,7 @@ class AgentRuntime:
             yield ctx.env.timeout(_REFUSED_S)
             ctx.record("runtime.mount_failed", f"{key} {why}")
             raise CSIMountError(f"failed to mount csi volumes of sandbox {key}: {why}")
+        uid = _pod_uid(current)
         template = sbx.metadata.labels.get(keys.LABEL_SANDBOX_TEMPLATE) or sbx.metadata.labels.get(
             keys.LABEL_SANDBOX_POOL
         )
@@ -288,6 +294,13 @@ class AgentRuntime:
             ):
                 failed = m
         yield ctx.env.timeout(max(lanes))
+        # Checked when the last mount answers: the pod going at any time before
+        # then drops a call in flight (or refuses one not yet started). A pure
+        # read, so runs without such a delete log and draw exactly as before.
+        dropped = self._dropped(current, uid)
+        if dropped is not None:
+            ctx.record("runtime.mount_dropped", f"{key} {dropped}")
+            raise CSIMountError(f"failed to mount csi volumes of sandbox {key}: {dropped}")
         if failed is not None:
             ctx.record("runtime.mount_failed", f"{key} {failed.mount_path}")
             raise CSIMountError(

@@ -441,18 +441,30 @@ def test_no_stock_without_creation_is_retriable_no_available(hw: HandWorld) -> N
     assert rec.locked is None
 
 
-def test_candidates_prefer_the_current_revision() -> None:
-    """Sandboxes of the SandboxSet's update revision are picked before old-revision ones."""
-    hw = HandWorld()
-    sbs = hw.pool(replicas=3)
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
+def test_every_claim_takes_a_current_revision_sandbox_while_any_remain(seed: int) -> None:
+    """§5.2 step 2 / §9 item 5: the pick tries the current revision's candidates first, and
+    falls back to old-revision ones only when none of those is left.
+
+    A pool of twelve old-revision sandboxes and three of the SandboxSet's update revision:
+    whatever the seed, the first three claims take the three current ones (a pick among all
+    fifteen would do so about once in 450), and the fourth an old one.
+    """
+    hw = HandWorld(seed=seed)
+    sbs = hw.pool(replicas=12)
     for sbx in hw.sandboxes():
         old = sbx.model_copy(deep=True)
         old.metadata.labels[keys.LABEL_TEMPLATE_HASH] = "old"
         hw.api.commit_update(old)
-    newest = hw.add_sandbox(sbs)
+    current = {hw.add_sandbox(sbs).metadata.name for _ in range(3)}
     hw.settle()
-    sbx = hw.run(hw.claimer().try_claim(options(), hw.record()))
-    assert sbx.metadata.name == newest.metadata.name
+    claimer = hw.claimer()
+    taken = [
+        hw.run(claimer.try_claim(options(lock_string=f"lock-{i}"), hw.record())).metadata.name
+        for i in range(4)
+    ]
+    assert set(taken[:3]) == current
+    assert taken[3] not in current
 
 
 # -- no-stock creation and readiness ------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from functools import cache
@@ -233,6 +234,70 @@ def test_fixed_retry_profile_retries_every_25ms_until_the_claim_timeout() -> Non
     assert 60 <= rec.attempts <= 80
 
 
+PICK_S = 0.0005
+"""The profile's ``manager.pick`` latency: each attempt of an empty pool lasts this long."""
+
+
+def _retry_sleeps(s: Setup) -> list[float]:
+    """The sleeps between the attempts of one create on an empty pool (no-stock creation off).
+
+    Read from the claim record as the create runs: each attempt sets ``worker_acquired`` anew
+    when it starts, and lasts one pick, so a gap between two starts is one pick and one sleep.
+    """
+    env = s.hw.env
+    proc = env.process(
+        s.manager.create_sandbox(
+            namespace="default",
+            user=U1,
+            template="base",
+            metadata={KEY_CREATE_ON_NO_STOCK: "false"},
+        )
+    )
+    records = s.hw.world.records
+    starts: list[float] = []
+    while proc.is_alive:
+        env.step()
+        started = records[0].worker_acquired if len(records) else None
+        if started is not None and (not starts or started != starts[-1]):
+            starts.append(started)
+    assert not proc.ok and records[0].attempts == len(starts)
+    return [b - a - PICK_S for a, b in itertools.pairwise(starts)]
+
+
+def test_each_back_off_is_its_base_times_a_jitter_drawn_from_1_to_1_3() -> None:
+    """§5.3 / §9.1 (HEAD): the 9 sleeps between 10 attempts are 1, 2, 4, 8, 16, 16, 16, 16,
+    16 s, each times its own factor drawn from U[1, 1.3]: strictly above the base (a draw of
+    exactly 1 has probability zero), never above 1.3 times it, different from sleep to sleep
+    and from seed to seed."""
+    bases = [1.0, 2.0, 4.0, 8.0, 16.0, 16.0, 16.0, 16.0, 16.0]
+    factors: list[tuple[float, ...]] = []
+    for seed in range(1, 6):
+        sleeps = _retry_sleeps(Setup(replicas=0, seed=seed))
+        assert len(sleeps) == len(bases)
+        ratios = tuple(sleep / base for sleep, base in zip(sleeps, bases, strict=True))
+        assert all(1.0 + 1e-6 < r <= 1.3 + 1e-6 for r in ratios), ratios
+        assert len({round(r, 6) for r in ratios}) == len(ratios), ratios
+        factors.append(ratios)
+    assert len(set(factors)) == len(factors)
+    # Uniform on [1, 1.3]: 45 draws average 1.15 within a few hundredths.
+    mean = sum(sum(f) for f in factors) / (len(factors) * len(bases))
+    assert 1.1 < mean < 1.2
+
+
+def test_the_v030_retry_sleeps_25ms_times_a_jitter_drawn_from_1_to_1_2() -> None:
+    """§5.3 / §9.1 (v0.3.0): ``retry.OnError`` sleeps 25 ms times U[1, 1.2] between attempts:
+    strictly above 25 ms, at most 30 ms, and no two runs of sleeps alike."""
+    runs: list[tuple[float, ...]] = []
+    for seed in (1, 2, 3):
+        s = Setup(replicas=0, retry="fixed", e2b_default_claim_timeout_s=0.5, seed=seed)
+        sleeps = _retry_sleeps(s)
+        assert len(sleeps) >= 10
+        assert all(0.025 + 1e-9 < x <= 0.030 + 1e-9 for x in sleeps), sleeps
+        assert len({round(x, 9) for x in sleeps}) > len(sleeps) // 2
+        runs.append(tuple(sleeps))
+    assert len(set(runs)) == len(runs)
+
+
 def test_claim_timeout_bounds_the_whole_loop() -> None:
     """``claim-timeout-seconds`` ends the retry loop at the deadline with a 500."""
     s = Setup(replicas=0)
@@ -352,6 +417,65 @@ def test_create_limiter_denies_beyond_its_burst() -> None:
     assert sum(isinstance(v, Sandbox) for v in values) == 2
     (denied,) = [v for v in values if isinstance(v, ClaimError)]
     assert denied.code == 500 and "not allowed by rate limiter" in str(denied)
+
+
+def test_the_create_limiter_grants_a_burst_of_49_then_49_per_second() -> None:
+    """§5.1 / §9.1: the manager's no-stock creations pass one token bucket of 49 tokens a
+    second, burst 49 (``--max-create-qps``); a denied create is a retriable failure.
+
+    200 creates at once on an empty pool, with v0.3.0's retry (an attempt every 25 ms, so the
+    demand never lets up) for 2.5 s: 49 creates go at the first instant, then about 49 in each
+    following second, however many are waiting. A create's grant is the time its attempt
+    picked, with the token; a create whose grant came is never denied again.
+    """
+    s = Setup(replicas=0, retry="fixed", e2b_default_claim_timeout_s=2.5)
+    env = s.hw.env
+    t0 = env.now
+    procs = [
+        s.hw.outcome(s.manager.create_sandbox(namespace="default", user=U1, template="base"))
+        for _ in range(200)
+    ]
+    env.run(until=env.all_of(procs))
+    grants = sorted(
+        rec.picked - t0
+        for rec in s.hw.world.records
+        if rec.lock_type == "create" and rec.locked is not None and rec.picked is not None
+    )
+    first = PICK_S + 1e-9
+    assert sum(g <= first for g in grants) == 49
+    for second in (0, 1):
+        n = sum(first + second < g <= first + second + 1 for g in grants)
+        assert 46 <= n <= 51, (second, n)
+    assert len(grants) < 200  # the demand outran the bucket throughout
+    denied = sum(rec.pick_failures.get("RateLimited", 0) for rec in s.hw.world.records)
+    assert denied > 200
+
+
+def test_the_501st_concurrent_create_waits_for_a_claim_worker() -> None:
+    """§5.1 / §5.2 step 1 / §9.1: the manager has 500 claim-worker slots, each held for one
+    attempt's pick and lock and freed as soon as the lock is written.
+
+    520 creates at once on a warm pool of 520, with a candidate window wide enough (1000)
+    that no attempt misses a candidate: 500 start at once, the other 20 wait in request
+    order, and each of them starts at the very instant an earlier create locks its sandbox.
+    Nothing else delays them: every create is delivered warm at its first attempt.
+    """
+    s = Setup(replicas=520, candidate_count=1000)
+    env = s.hw.env
+    procs = [
+        s.hw.outcome(s.manager.create_sandbox(namespace="default", user=U1, template="base"))
+        for _ in range(520)
+    ]
+    env.run(until=env.all_of(procs))
+    recs = list(s.hw.world.records)
+    assert all(isinstance(p.value, Sandbox) for p in procs)
+    assert {(rec.attempts, rec.lock_type) for rec in recs} == {(1, "update")}
+    started = [rec.worker_acquired for rec in recs]
+    assert started[:500] == [rec.requested for rec in recs[:500]]
+    waited = recs[500:]
+    locks = sorted(rec.locked for rec in recs if rec.locked is not None)
+    assert [rec.worker_acquired for rec in waited] == locks[:20]
+    assert locks[0] > waited[0].requested  # the first lock is written after a pick and a write
 
 
 def test_admin_creates_in_any_namespace() -> None:

@@ -10,7 +10,7 @@ import pytest
 from pytest_kruise_agents.api import keys
 from pytest_kruise_agents.api.sandbox import Sandbox
 from pytest_kruise_agents.api.sandboxclaim import CSIMountConfig
-from pytest_kruise_agents.claiming.errors import CSIMountError, InitRuntimeError
+from pytest_kruise_agents.claiming.errors import ClaimError, CSIMountError, InitRuntimeError
 from pytest_kruise_agents.claiming.modification import InitRuntimeRequest
 from simulator.cluster import Cluster
 from simulator.runtime import has_agent_runtime
@@ -241,3 +241,69 @@ def test_an_init_attempt_whose_sandbox_goes_meanwhile_fails_as_unreachable() -> 
     (reset,) = [e for e in hw.ctx.log.of_kind("runtime.init_dropped")]
     assert reset.detail == f"default/{sbx.metadata.name} connection reset: the sandbox is gone"
     assert not hw.runtime.is_initialised(sbx)
+
+
+@pytest.mark.parametrize("how", ["delete", "pod_kill"])
+def test_a_mount_whose_pod_goes_meanwhile_fails_the_create_with_a_500(how: str) -> None:
+    """The sandbox is deleted (or its pod killed) while the create's CSI mount is in flight: the
+    mount call's connection drops with the pod, so the mount fails, and a failed mount is
+    terminal (reference §5.2 step 6: "CSI mounts ... failure is **not retriable** (terminal
+    500)"). The create answers 500 ``CSIMountFailed`` after one attempt, its sandbox is
+    cleaned up (step 7), and no route to it is left.
+
+    Before, the mount answered as if the pod were still there: the create returned 201 for a
+    sandbox that was gone (or dead) from then on.
+    """
+    cluster = Cluster(seed=1, latencies={"csi.mount": "fixed(2s)"})
+    cluster.apply(POOL)
+    cluster.wait_for_pool("base")
+    proc = cluster.submit_create("base", volume_mounts=[{"name": "pv", "path": "/data"}])
+    records = cluster.records
+    assert cluster.run_until(
+        lambda: len(records) > 0 and records[0].runtime_initialized is not None
+    )
+    cluster.advance(0.5)  # the mount is in flight: it answers 2 s after the /init
+    rec = records[0]
+    assert rec.mounted is None and rec.sandbox is not None
+    gone = rec.sandbox.split("/")[1]
+    if how == "delete":
+        cluster.delete("sbx", gone)
+    else:
+        cluster.inject("pod_kill", selector={"template": "base"})  # the pool's only pod
+    assert cluster.run_until(lambda: not proc.is_alive, timeout=60)
+    err = proc.value
+    assert isinstance(err, CSIMountError), err
+    assert err.code == 500 and not err.retriable
+    assert (rec.attempts, rec.mounted, rec.delivered) == (1, None, None)
+    assert (rec.error_code, rec.error_reason) == (500, "CSIMountFailed")
+    (dropped,) = cluster.log.of_kind("runtime.mount_dropped")
+    assert dropped.detail.startswith(f"default/{gone} connection reset: the sandbox")
+    (failed,) = cluster.log.of_kind("claim.post_failed")
+    assert failed.detail.endswith(f"default/{gone} CSIMountFailed")
+    cluster.advance(5)
+    assert gone not in {s.metadata.name for s in cluster.list("sbx")}
+    with pytest.raises(ClaimError) as missing:
+        cluster.describe(f"default--{gone}")
+    assert missing.value.code == 404
+
+
+def test_a_mount_whose_sandbox_goes_meanwhile_fails_as_a_dropped_connection() -> None:
+    """One mount call with the sandbox deleted half-way: :class:`CSIMountError` (terminal, 500)
+    once the started mounts have ended, logged as ``runtime.mount_dropped``."""
+    hw, sbx = world()
+
+    def delete_half_way() -> Any:
+        yield hw.env.timeout(0.5)
+        hw.api.commit_delete("Sandbox", "default", sbx.metadata.name)
+
+    hw.env.process(delete_half_way())
+    mounts = [CSIMountConfig(pv_name="pv", mount_path="/data")]
+    t0 = hw.ctx.now()
+    with pytest.raises(CSIMountError) as err:
+        hw.run(hw.runtime.mount(sbx, mounts))
+    assert not err.value.retriable and err.value.code == 500
+    assert hw.ctx.now() - t0 == pytest.approx(1.0)
+    assert "connection reset: the sandbox is gone" in str(err.value)
+    (dropped,) = hw.ctx.log.of_kind("runtime.mount_dropped")
+    assert dropped.detail == f"default/{sbx.metadata.name} connection reset: the sandbox is gone"
+    assert hw.ctx.log.of_kind("runtime.mount_failed") == []

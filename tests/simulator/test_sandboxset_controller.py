@@ -647,3 +647,37 @@ def test_a_first_recycle_rejoins_its_pool_as_a_fresh_sandbox_for_scale_down() ->
     assert stored(world, "Sandbox", name).status.recycled_count == 1
     (other,) = first_fill - {name}
     assert events(world, "sandboxset.delete") == [f"default/{other} reason=scale_down"]
+
+
+def test_scale_down_waits_until_the_cache_shows_every_create_and_delete_of_the_set() -> None:
+    """Reference §3 step 4: a set scales down only when both its scale-up and its scale-down
+    expectations are satisfied, i.e. its cache shows every create and delete it issued.
+
+    The controller's cache lags 2 s behind the API server; the set is applied with 4 replicas,
+    then cut to 1 half a second later, while its creates are still unseen. Each scale-down
+    decision therefore comes at least 2 s after every create or delete before it, and the pool
+    ends at 1 sandbox with 3 deletes. Without the gate, every reconcile while the creates (or
+    the first deletes) are unseen decides a scale-down of 3 again, at once.
+    """
+    from simulator.cluster import Cluster
+
+    lag = 2.0
+    cluster = Cluster(seed=11)
+    world = cluster.world
+    cluster.inject(
+        "watch_lag", latency=f"fixed({lag:g}s)", selector={"informer": "agent-sandbox-controller"}
+    )
+    make_set(world, 4)
+    cluster.advance(0.5)
+    update_set(world, "base", lambda s: setattr(s.spec, "replicas", 1))
+    cluster.advance(60)
+
+    log = list(world.ctx.log)
+    decisions = [e.time for e in log if e.kind == "sandboxset.scale_down"]
+    assert decisions
+    writes = [e.time for e in log if e.kind in ("sandboxset.create", "sandboxset.delete")]
+    for at in decisions:
+        assert all(w <= at - lag for w in writes if w < at), (at, writes)
+    assert len(events(world, "sandboxset.create")) == 4
+    assert len(events(world, "sandboxset.delete")) == 3
+    assert len(pool(world)) == 1
