@@ -226,6 +226,12 @@ def check_code(kind: str | None, code: int) -> None:
         raise ValueError(
             f"a fault of kind 'runtime_init_failure' answers a 4xx or 5xx status, got {code}"
         )
+    if kind == "api_conflict":
+        # It answers 409 Conflict whatever its code says: 409 (and the default a dumped
+        # fault carries) say so, any other would be accepted and never used.
+        if code not in (409, _DEFAULT_CODE):
+            raise ValueError(f"a fault of kind 'api_conflict' answers 409 Conflict, got {code}")
+        return
     if kind is not None and kind not in _CODE_KINDS and code != _DEFAULT_CODE:
         raise ValueError(
             f"a fault of kind {kind!r} answers no status, so it takes no code "
@@ -409,9 +415,7 @@ class Fault(BaseModel):
         if self.window_closed(now):
             return True
         return (
-            self.count is not None
-            and self.fired >= self.count
-            and self.kind not in _ACTING_KINDS
+            self.count is not None and self.fired >= self.count and self.kind not in _ACTING_KINDS
         )
 
     def matches(self, attrs: Mapping[str, str | None]) -> bool:

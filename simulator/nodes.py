@@ -1231,7 +1231,9 @@ class Nodes:
                 continue
             done = 1.0 if part.latency <= 0 else min((now - part.start) / part.latency, 1.0)
             part.fault = None
-            part.finish = now + (1.0 - done) * ctx.latency("image.pull")
+            # Never later than the fault would have made it: a draw faster than an
+            # ordinary pull stays (lifting a limit cannot slow a download down).
+            part.finish = min(part.finish, now + (1.0 - done) * ctx.latency("image.pull"))
             changed = True
         if changed:
             pull.finish = min(part.finish for part in pull.parts)

@@ -69,6 +69,16 @@ def test_a_field_the_kind_would_not_honour_is_refused(
     assert len(faults) == 0
 
 
+def test_api_conflict_takes_the_409_it_answers_and_no_other_code() -> None:
+    """``code: 409`` on an api_conflict says what it answers: accepted (as it was before
+    codes were checked per kind); another status is refused naming the 409."""
+    faults = injector()
+    assert faults.inject(kind="api_conflict", code=409).code == 409
+    with pytest.raises(InvalidError, match="answers 409 Conflict, got 503") as err:
+        faults.inject(kind="api_conflict", code=503)
+    assert err.value.field == "code" and len(faults) == 1
+
+
 def test_a_code_of_500_on_any_kind_is_the_default_a_dumped_fault_carries_back() -> None:
     faults = injector()
     dumped = faults.inject(kind="pod_kill").model_dump(exclude={"fired", "id"})

@@ -805,3 +805,22 @@ def test_a_slow_pull_goes_on_at_the_ordinary_rate_once_its_fault_ends(how: str) 
     pulled = run_until(world, lambda: bool(world.ctx.log.of_kind("kubelet.pulled")))
     # 12 of 100 s done, so 88% of the 5 s ordinary pull is left.
     assert pulled == pytest.approx(12.2 + 0.88 * 5.0, abs=0.05)
+
+
+@pytest.mark.parametrize("how", ["clear", "window"])
+def test_lifting_a_pull_fault_faster_than_an_ordinary_pull_does_not_slow_it(how: str) -> None:
+    """An image_pull_slow whose draw (2 s) beats an ordinary pull (5 s), lifted mid-pull:
+    the pull still lands when the fault would have made it, not later.
+
+    Before, the rest took its share of an ordinary pull (landing at 3.75 s instead of 2.2 s).
+    """
+    world, _ = make([NodeSpec(name="a")])
+    faults = world.ctx.faults
+    duration = 1.2 if how == "window" else None
+    f = faults.inject(kind="image_pull_slow", latency="fixed(2s)", duration=duration)
+    add_pod(world, "p1")
+    world.ctx.env.run(until=1.2)
+    if how == "clear":
+        faults.clear(f.id)
+    pulled = run_until(world, lambda: bool(world.ctx.log.of_kind("kubelet.pulled")))
+    assert pulled == pytest.approx(0.2 + 2.0, abs=0.05)
