@@ -197,6 +197,16 @@ def _pool_level(
         seen.append(
             f"{fmt_value('create_limited', limited)} claims per run were refused a creation token"
         )
+    if seen and reasons is not None and limited <= 0 and replicas <= window:
+        # No claim found it empty, but a window holds the whole pool: every sandbox it had was
+        # being picked, which is running out (a larger pool helps), not stock left over.
+        return (
+            f"Pool {pool.key} had stock at every sample (lowest {lowest:,.0f} of {replicas:,} "
+            f"available) and no claim found it empty, yet {' and '.join(seen)}: every sandbox "
+            f"of the pool ({replicas:,} replicas, within one claim's window of {window:,} "
+            "candidates) was being picked by concurrent claims, so they created one cold: the "
+            "pool was all spoken for, and a larger pool reduces that."
+        )
     if seen and reasons is not None and limited <= 0:
         # The records say why: no claim found the pool empty (else it ran empty above).
         return (

@@ -252,17 +252,21 @@ def test_a_pool_that_emptied_between_two_samples_says_so(tiny: Scenario) -> None
 def test_cold_claims_whose_window_was_all_being_picked_read_as_stock_remaining(
     tiny: Scenario,
 ) -> None:
-    """Eight claims at one instant on a pool of 4: four pick the four sandboxes, the other four
-    find every candidate in flight and are created cold while the pool had stock. The records
-    say so, and the line states it instead of guessing an empty pool between two samples."""
-    scenario = _burst_between_samples(tiny, 8, "0s")
+    """Eight claims at one instant on a pool of 4 with a window of 2 candidates: claims find
+    both candidates of their window in flight and are created cold while the pool had stock
+    beyond it. The records say so, and the line states it instead of guessing an empty pool
+    between two samples."""
+    scenario = apply_overrides(
+        _burst_between_samples(tiny, 8, "0s"), [("cluster.knobs.candidate_count", 2)]
+    )
     summary = _summary(scenario)
     (run,) = summary.runs
     pool = run.pools["default/base"]
     assert (pool["cold_all_picked"] or 0) > 0 and pool["cold_no_stock"] == 0
     (line,) = [line for line in limits(summary, scenario) if line.startswith("Pool default/base")]
     assert "had stock at every sample (lowest 4 of 4 available) and no claim found it empty" in line
-    assert "being picked by concurrent claims, so they created one cold" in line
+    assert "(the first 2 available sandboxes) was being picked by concurrent claims" in line
+    assert "created one cold while stock remained" in line
     assert "emptied between two samples" not in line
 
     # A summary without the records' reasons (written before they were kept) keeps the guess.
@@ -270,3 +274,25 @@ def test_cold_claims_whose_window_was_all_being_picked_read_as_stock_remaining(
         del summary.pools["default/base"][name]
     (line,) = [line for line in limits(summary, scenario) if line.startswith("Pool default/base")]
     assert line.endswith("or the pool emptied between two samples.")
+
+
+def test_cold_claims_that_found_the_whole_pool_being_picked_read_as_running_out(
+    tiny: Scenario,
+) -> None:
+    """Eight claims at one instant on a pool of 4, inside one window of 100: four pick the four
+    sandboxes and the other four find every one of them in flight. That is the pool running
+    out (a pool of 8 has no cold claim here), not stock left over.
+
+    Before, the line said they "created one cold while stock remained".
+    """
+    scenario = _burst_between_samples(tiny, 8, "0s")
+    summary = _summary(scenario)
+    (run,) = summary.runs
+    pool = run.pools["default/base"]
+    assert (pool["cold_all_picked"] or 0) > 0 and pool["cold_no_stock"] == 0
+    (line,) = [line for line in limits(summary, scenario) if line.startswith("Pool default/base")]
+    assert "every sandbox of the pool (4 replicas, within one claim's window of 100" in line
+    assert "a larger pool reduces that" in line
+    assert "while stock remained" not in line
+    larger = _summary(apply_overrides(scenario, [("pools.base.replicas", 8)]))
+    assert (larger.mean("cold_share") or 0) == 0
