@@ -32,6 +32,7 @@ from pytest_kruise_agents.api import keys
 from pytest_kruise_agents.api.copying import deep_copy, shallow_copy
 from pytest_kruise_agents.api.manifest import KINDS
 from pytest_kruise_agents.api.pod import default_requests, pod_update_error
+from pytest_kruise_agents.api.validation import ANNOTATIONS_MAX, annotations_size_problem
 from simulator.context import SimContext
 from simulator.faults import Fault
 from simulator.informer import Informer, ObjKey
@@ -270,7 +271,10 @@ class ApiServer:
                 return name
 
     def commit_create(self, obj: Any) -> Any:
-        """Store a new object; fill name, uid, resourceVersion, generation, creationTimestamp."""
+        """Store a new object; fill name, uid, resourceVersion, generation, creationTimestamp.
+
+        Annotations over 256 KiB are refused (422 Invalid), before anything is drawn.
+        """
         kind = obj.kind
         store = self._objects.setdefault(kind, {})
         # The store takes ownership of ``obj`` (callers pass fresh objects);
@@ -278,6 +282,7 @@ class ApiServer:
         # What it fills in is copied in at once (``update=``: as assigned, set).
         meta = obj.metadata
         name = meta.name
+        _check_metadata(kind, name or meta.generate_name, meta)
         filled: dict[str, Any] = {}
         if not name:
             if not meta.generate_name:
@@ -330,7 +335,11 @@ class ApiServer:
     def commit_update(
         self, obj: Any, *, subresource: str | None = None, check_rv: bool = True
     ) -> Any:
-        """Replace a stored object (compare-and-swap on resourceVersion when ``check_rv``)."""
+        """Replace a stored object (compare-and-swap on resourceVersion when ``check_rv``).
+
+        A main-resource write (an update, a patch) whose annotations pass 256 KiB
+        is refused (422 Invalid); a status write keeps the stored metadata.
+        """
         kind = obj.kind
         meta = obj.metadata
         store = self._objects.get(kind, {})
@@ -360,6 +369,8 @@ class ApiServer:
             new = old.model_copy(update={"status": obj.status, "metadata": new_meta})
         else:
             old_meta = old.metadata
+            if meta.annotations is not old_meta.annotations:
+                _check_metadata(kind, meta.name, meta)
             gen = old_meta.generation or 1
             changed = obj.spec is not old.spec and obj.spec != old.spec
             if changed and kind == "Pod":
@@ -931,6 +942,23 @@ class ApiServer:
         if obj is None:
             raise ApiError(404, "NotFound", f'{kind} "{name}" not found')
         return obj
+
+
+def _check_metadata(kind: str, name: str, meta: Any) -> None:
+    """Refuse a write whose metadata the API server's validation refuses (422 Invalid).
+
+    Only the annotations' total size is checked here (``ValidateAnnotationsSize``,
+    with the rule every earlier check asks: ``annotations_size_problem``): the
+    other rules of the metadata are checked where objects enter the model
+    (manifests, E2B metadata), and the components write only valid keys.
+    """
+    if annotations_size_problem(meta.annotations) is not None:
+        raise ApiError(
+            422,
+            "Invalid",
+            f'{kind} "{name}" is invalid: metadata.annotations: '
+            f"Too long: must have at most {ANNOTATIONS_MAX} bytes",
+        )
 
 
 def pod_update_refusal(old: Any, new: Any) -> str | None:

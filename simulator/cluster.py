@@ -32,12 +32,14 @@ from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.api.manifest import KubeObject, load_manifests, resolve_kind
 from pytest_kruise_agents.api.pod import Pod
 from pytest_kruise_agents.api.printers import render_table
+from pytest_kruise_agents.api.problems import format_path
 from pytest_kruise_agents.api.sandbox import Sandbox, SandboxState
 from pytest_kruise_agents.api.sandboxclaim import SandboxClaim
 from pytest_kruise_agents.api.sandboxset import SandboxSet
 from pytest_kruise_agents.api.sandboxtemplate import SandboxTemplate
 from pytest_kruise_agents.api.validation import label_value_problem
 from pytest_kruise_agents.claiming.errors import ClaimError
+from pytest_kruise_agents.claiming.sandboxclaim import sandboxclaim_annotations_problem
 from pytest_kruise_agents.claiming.state import sandbox_state
 from simulator import applying
 from simulator.apiserver import Propagation
@@ -377,7 +379,11 @@ class Cluster:
         # Checking, writing and copying a manifest of many objects makes objects that live
         # on: under CPython's defaults each would be a step to a walk of the whole heap.
         with simulation_gc():
-            writes = applying.plan(api, load_manifests(source))
+            objs = load_manifests(source)
+            for obj in objs:
+                if isinstance(obj, SandboxClaim):
+                    _check_claim_writes(obj)
+            writes = applying.plan(api, objs)
             out = applying.commit(api, writes)
             for obj in out:
                 self.ctx.record(
@@ -975,6 +981,19 @@ def _check_timeout(timeout: object) -> None:
     """Refuse a sandbox timeout that is not whole seconds (its range is the manager's 400)."""
     if isinstance(timeout, bool) or not isinstance(timeout, int):
         raise InvalidError("timeout", f"must be an integer number of seconds, got {timeout!r}")
+
+
+def _check_claim_writes(claim: SandboxClaim) -> None:
+    """Refuse a SandboxClaim whose every claim write the API server would refuse.
+
+    A deliberate difference: upstream accepts it, and each attempt's lock
+    write is then refused (annotations over 256 KiB) until the claim times out.
+    """
+    problem = sandboxclaim_annotations_problem(claim)
+    if problem is not None:
+        meta = claim.metadata
+        where = f"SandboxClaim/{meta.name or meta.generate_name or '?'} {format_path(problem.loc)}"
+        raise InvalidError(where, problem.reason)
 
 
 def _check_create(

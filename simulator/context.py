@@ -95,10 +95,6 @@ class SimContext:
             self._dt_at = t
         return self._dt
 
-    def to_dt(self, t: float) -> datetime:
-        """Virtual seconds to a datetime."""
-        return self.epoch + timedelta(seconds=t)
-
     def clock_end(self) -> float:
         """:data:`CLOCK_END` in virtual seconds: the clock may not move past it."""
         return (CLOCK_END - self.epoch).total_seconds()

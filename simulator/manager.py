@@ -96,7 +96,7 @@ from pytest_kruise_agents.claiming.timeouts import (
     validate_create_timeout,
     validate_timeout_update,
 )
-from pytest_kruise_agents.claiming.view import e2b_state, sandbox_id
+from pytest_kruise_agents.claiming.view import e2b_state, sandbox_id, sandbox_id_keys
 from simulator.apiserver import ApiError
 from simulator.claim import Claimer, Modifier, Op, shielded
 from simulator.ratelimit import TokenBucket
@@ -240,9 +240,20 @@ class SandboxManager:
         return self._lookup(sid)
 
     def _lookup(self, sid: str) -> Sandbox | None:
-        ns, sep, name = sid.partition("--")
-        if not sep or not ns or not name:
-            return None
+        """The sandbox whose id is ``sid``, as the route table keyed by the id finds it.
+
+        Every reading of the id is looked up (a namespace may hold ``--``);
+        should two sandboxes share the id, the newer version wins, as in
+        upstream's table.
+        """
+        found: Sandbox | None = None
+        for ns, name in sandbox_id_keys(sid):
+            sbx = self._lookup_key(ns, name)
+            if sbx is not None and (found is None or _rv(sbx) > _rv(found)):
+                found = sbx
+        return found
+
+    def _lookup_key(self, ns: str, name: str) -> Sandbox | None:
         cached: Sandbox | None = self.cache.get("Sandbox", ns, name)
         key = f"{ns}/{name}"
         if key in self._routes:

@@ -23,12 +23,16 @@ from pytest_kruise_agents.api.problems import format_path, kind_and_value
 __all__ = [
     "ANNOTATIONS_MAX",
     "FieldProblem",
+    "annotations_size",
+    "annotations_size_problem",
     "check_annotations",
+    "check_env_vars",
     "check_finalizers",
     "check_labels",
     "check_string_keys",
     "dns_label_problem",
     "dns_subdomain_problem",
+    "env_name_problem",
     "generate_name_problem",
     "label_value_problem",
     "name_as_label_problem",
@@ -181,18 +185,55 @@ def check_annotations(annotations: Mapping[Any, Any], loc: Sequence[int | str] =
     ``ValidateAnnotations`` checks ``IsQualifiedName(strings.ToLower(k))``,
     where label keys and finalizers are checked as written.
     """
-    size = 0
-    for key, value in annotations.items():
+    for key in annotations:
         if not isinstance(key, str):
             continue
         if qualified_name_problem(_go_lower(key)) is not None:
             # Quote the key as written (it is invalid in any case, so as written too).
             why = qualified_name_problem(key) or f"invalid key {key!r}"
             raise FieldProblem((*loc, key), why)
-        # surrogatepass: a lone surrogate (read as U+FFFD later, as Go does) is 3 bytes too.
-        size += _utf8_size(key) + (_utf8_size(value) if isinstance(value, str) else 0)
-    if size > ANNOTATIONS_MAX:
-        raise FieldProblem(loc, f"may not be more than 256 KiB in total, got {size} bytes")
+    too_big = annotations_size_problem(annotations)
+    if too_big is not None:
+        raise FieldProblem(loc, too_big)
+
+
+def annotations_size(annotations: Mapping[Any, Any]) -> int:
+    """The bytes ``annotations`` take against the limit: each key and value in UTF-8.
+
+    A value that is no string counts nothing (it is a type error reported by
+    whoever decodes the map).
+    """
+    # surrogatepass: a lone surrogate (read as U+FFFD later, as Go does) is 3 bytes too.
+    return sum(
+        _utf8_size(key) + (_utf8_size(value) if isinstance(value, str) else 0)
+        for key, value in annotations.items()
+        if isinstance(key, str)
+    )
+
+
+def annotations_size_problem(annotations: Mapping[Any, Any]) -> str | None:
+    """Why ``annotations`` are too big to store (over 256 KiB in all), or ``None``.
+
+    The one size rule (apimachinery's ``ValidateAnnotationsSize``): the API
+    server refuses every create, update and patch that breaks it, and the
+    checks made before a write (a manifest, an E2B create, a SandboxClaim's
+    env vars) ask the same function of what the write would store.
+    """
+    # Characters first: a character is at most 4 bytes in UTF-8, so maps of up to a
+    # quarter of the limit in characters (every map the model writes in a usual run)
+    # need no encoding at all; this runs on each write of the API server.
+    chars = 0
+    for key, value in annotations.items():
+        if isinstance(key, str):
+            chars += len(key)
+        if isinstance(value, str):
+            chars += len(value)
+    if chars * 4 <= ANNOTATIONS_MAX:
+        return None
+    size = annotations_size(annotations)
+    if size <= ANNOTATIONS_MAX:
+        return None
+    return f"may not be more than 256 KiB in total, got {size} bytes"
 
 
 def _go_lower(text: str) -> str:
@@ -249,3 +290,41 @@ def check_string_keys(value: Any, loc: Sequence[int | str] = ()) -> None:
             if not isinstance(key, str):
                 raise FieldProblem(where, f"a key must be a string, got {kind_and_value(key)}")
         pending.extend((item, (*where, key)) for key, item in reversed(list(node.items())))
+
+
+def env_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name an environment variable, or ``None`` if it can.
+
+    A process gets its environment as ``NAME=value`` C strings (``execve``): a
+    name holding ``=`` is read back as another name (Go's ``exec`` writes
+    ``{"A=B": "1"}`` as ``A=B=1``, which is ``A`` = ``B=1``), a NUL cannot
+    travel at all, and an empty name is no variable anybody can read.
+    """
+    if not name:
+        return "a name must not be empty"
+    if "=" in name:
+        return "a name must not contain '='"
+    if "\0" in name:
+        return "a name must not contain a NUL character"
+    return None
+
+
+def check_env_vars(env: Mapping[Any, Any], loc: Sequence[int | str] = ()) -> None:
+    """Raise :class:`FieldProblem` for the first entry of ``env`` no process can carry.
+
+    The one rule for env vars that reach a sandbox's processes (an E2B
+    create's ``envVars``, a SandboxClaim's ``spec.envVars``, envd's ``/init``
+    and commands): a bad name is reported at ``loc`` (``invalid variable name
+    'A=B': a name must not contain '='``), a value holding a NUL at ``loc`` +
+    the name (``must not contain a NUL character``).
+    """
+    for name, value in env.items():
+        if not isinstance(name, str):
+            raise FieldProblem(loc, f"a variable name must be a string, got {kind_and_value(name)}")
+        why = env_name_problem(name)
+        if why is not None:
+            raise FieldProblem(loc, f"invalid variable name {name!r}: {why}")
+        if not isinstance(value, str):
+            raise FieldProblem((*loc, name), f"must be a string, got {kind_and_value(value)}")
+        if "\0" in value:
+            raise FieldProblem((*loc, name), "must not contain a NUL character")

@@ -17,7 +17,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Final
+from typing import Final, NamedTuple
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -25,9 +25,14 @@ from pytest_kruise_agents.api import keys
 from pytest_kruise_agents.api.durations import parse_duration
 from pytest_kruise_agents.api.quantity import parse_quantity
 from pytest_kruise_agents.api.sandboxclaim import CSIMountConfig
-from pytest_kruise_agents.api.validation import FieldProblem, check_annotations
+from pytest_kruise_agents.api.validation import FieldProblem, check_annotations, check_env_vars
 from pytest_kruise_agents.claiming.errors import BadRequestError
-from pytest_kruise_agents.claiming.modification import ClaimOptions, InitRuntimeRequest
+from pytest_kruise_agents.claiming.modification import (
+    UUID_STAND_IN,
+    ClaimOptions,
+    InitRuntimeRequest,
+    claim_annotations_problem,
+)
 from pytest_kruise_agents.claiming.timeouts import DEFAULT_TIMEOUT_S, FOREVER, create_times
 
 __all__ = [
@@ -60,7 +65,10 @@ __all__ = [
     "RESERVE_FOREVER",
     "TOKEN_STAND_IN",
     "E2BCreateOptions",
+    "EnvVarProblem",
+    "check_env_vars_request",
     "e2b_claim_options",
+    "env_vars_problem",
     "is_blacklisted",
     "is_dns1123_label",
     "is_image_reference",
@@ -126,7 +134,7 @@ LABEL_PREFIX: Final = "label:"
 BAD_EXTENSION_PREFIX: Final = "Bad extension param: "
 BAD_METADATA_PREFIX: Final = "Bad metadata: "
 
-TOKEN_STAND_IN: Final = "00000000-0000-4000-8000-000000000000"
+TOKEN_STAND_IN: Final = UUID_STAND_IN
 """The access token :func:`e2b_claim_options` is given before the real one is drawn: a
 UUID's text, as upstream's tokens (and this model's) are, so its size counts as theirs."""
 
@@ -329,6 +337,41 @@ def _volume_mounts(volume_mounts: Sequence[Mapping[str, str]]) -> list[CSIMountC
     return mounts
 
 
+class EnvVarProblem(NamedTuple):
+    """What is wrong with an env var entry: the field it is in (``envVars.A``), the whole message."""
+
+    field: str
+    message: str
+
+
+def env_vars_problem(field: str, env: Mapping[str, str]) -> EnvVarProblem | None:
+    """The first entry of ``env`` no process can carry, or ``None`` if all can.
+
+    :func:`~pytest_kruise_agents.api.validation.check_env_vars`'s rule, worded
+    for a request: the message starts with the field (``envVars``,
+    ``process.envs``, ...) and names the key: ``"envVars: invalid variable
+    name 'A=B': a name must not contain '='"``, ``"envVars.A: must not
+    contain a NUL character"``.
+    """
+    try:
+        check_env_vars(env)
+    except FieldProblem as exc:
+        where = field + "".join(f".{part}" for part in exc.loc)
+        return EnvVarProblem(where, f"{where}: {exc.reason}")
+    return None
+
+
+def check_env_vars_request(env: Mapping[str, str], field: str = "envVars") -> None:
+    """Raise the :class:`BadRequestError` (400) of :func:`env_vars_problem`, if any.
+
+    Every create path checks its env vars with it before anything changes:
+    kept, they would fail every command the sandbox runs.
+    """
+    problem = env_vars_problem(field, env)
+    if problem is not None:
+        raise BadRequestError(problem.message, field=problem.field)
+
+
 def parse_create_metadata(
     metadata: dict[str, str] | None,
     *,
@@ -378,8 +421,9 @@ def parse_create_metadata(
         else:
             annotations[key] = value
     try:
-        # Stored as the sandbox's annotations: the API server would refuse the
-        # lock write of more than 256 KiB (upstream answers that write's 400).
+        # Stored as the sandbox's annotations: the API server would refuse the lock
+        # write of more than 256 KiB (upstream answers 500, or 400 for a no-stock
+        # create); said here first, naming the metadata.
         check_annotations(annotations)
     except FieldProblem as exc:
         raise BadRequestError(f"{BAD_METADATA_PREFIX}{exc.reason}", field="metadata") from None
@@ -480,24 +524,30 @@ def parse_create_metadata(
     )
 
 
-def _check_stored_size(annotations: Mapping[str, str], init: InitRuntimeRequest) -> None:
-    """Refuse env vars that would take the sandbox's annotations over 256 KiB.
+def _check_stored_size(opts: ClaimOptions) -> None:
+    """Refuse a create whose lock write the API server would refuse, whatever sandbox it picks.
 
-    They are written, with the metadata, into the annotations of the claim's
-    lock write (the init-runtime request), which the API server refuses over
-    256 KiB: upstream answers that write's 400.
+    The metadata, the env vars (in the runtime-init request) and the
+    manager's own keys are written into the picked sandbox's annotations by
+    the lock write, which the API server refuses over 256 KiB (422 Invalid):
+    upstream then answers 500 (a raw update error) or, for a no-stock create,
+    400. Refused here as a 400 naming ``envVars`` (or ``metadata`` when no
+    env vars are sent), before anything is picked: the same rule the API
+    server applies, asked of the least the write would store
+    (:func:`~pytest_kruise_agents.claiming.modification.claim_annotations_problem`).
     """
-    stored = {
-        **annotations,
-        keys.ANN_INIT_RUNTIME_REQUEST: init.to_json(),
-        keys.ANN_RUNTIME_ACCESS_TOKEN: init.access_token,
-    }
-    try:
-        check_annotations(stored)
-    except FieldProblem as exc:
+    problem = claim_annotations_problem(opts)
+    if problem is None:
+        return
+    _, why = problem
+    if opts.init_runtime is not None and opts.init_runtime.env_vars:
         raise BadRequestError(
-            f"envVars: with the metadata, the sandbox's annotations {exc.reason}", field="envVars"
-        ) from None
+            f"envVars: with the metadata, the sandbox's annotations {why}", field="envVars"
+        )
+    raise BadRequestError(
+        f"{BAD_METADATA_PREFIX}with the sandbox-manager's own keys, the sandbox's annotations {why}",
+        field="metadata",
+    )
 
 
 def e2b_claim_options(
@@ -529,8 +579,9 @@ def e2b_claim_options(
 
     Everything upstream's ``ValidateAndInitClaimOptions`` would refuse later is
     refused here, named as the request names it: CSI mounts with
-    ``skip-init-runtime``, and env vars that would take the annotations over
-    256 KiB. Pass :data:`TOKEN_STAND_IN` as ``access_token`` to check a
+    ``skip-init-runtime``; and so is what no process or lock write could
+    carry: env var names with ``=`` (:func:`check_env_vars_request`), and
+    annotations the lock write would take over 256 KiB. Pass :data:`TOKEN_STAND_IN` as ``access_token`` to check a
     request before its token is drawn, then :func:`with_access_token`.
     """
     if opts.csi_mounts and opts.skip_init_runtime:
@@ -556,14 +607,14 @@ def e2b_claim_options(
         value = "true" if allow_internet_access else "false"
         labels[keys.LABEL_ALLOW_INTERNET_ACCESS] = value
         pod_labels[keys.LABEL_ALLOW_INTERNET_ACCESS] = value
+    if env_vars:
+        check_env_vars_request(env_vars)
     init_runtime = None
     if not opts.skip_init_runtime:
         init_runtime = InitRuntimeRequest(env_vars=dict(env_vars or {}), access_token=access_token)
-        if env_vars:
-            _check_stored_size(annotations, init_runtime)
     claim_s = opts.claim_timeout_seconds or default_claim_timeout_s
     wait_s = opts.wait_ready_timeout_seconds or default_wait_ready_timeout_s
-    return ClaimOptions(
+    claim = ClaimOptions(
         namespace=namespace,
         user=user,
         template=template,
@@ -586,20 +637,23 @@ def e2b_claim_options(
         wait_ready_timeout=timedelta(seconds=wait_s) if wait_s else None,
         create_on_no_stock=opts.create_on_no_stock,
     )
+    _check_stored_size(claim)
+    return claim
 
 
 def with_access_token(opts: ClaimOptions, access_token: str) -> ClaimOptions:
     """``opts`` (made by :func:`e2b_claim_options`) with the envd access token drawn for it.
 
-    The env vars' size was checked with the token they were made with; it is
-    checked again with this one, which fails only for a token longer than a
-    UUID (a ``token_source`` of another shape): refused as
+    The annotations' size was checked with the token they were made with; it
+    is checked again with this one, which fails only for a token longer than
+    a UUID (a ``token_source`` of another shape): refused as
     :func:`e2b_claim_options` refuses it.
     """
     init = opts.init_runtime
     if init is None:
         return opts
-    new = InitRuntimeRequest(env_vars=init.env_vars, access_token=access_token)
-    if init.env_vars:
-        _check_stored_size(opts.annotations, new)
-    return dataclasses.replace(opts, init_runtime=new)
+    new = dataclasses.replace(
+        opts, init_runtime=InitRuntimeRequest(env_vars=init.env_vars, access_token=access_token)
+    )
+    _check_stored_size(new)
+    return new

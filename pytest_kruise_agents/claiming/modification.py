@@ -14,7 +14,7 @@ import json
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
 
 from pytest_kruise_agents.api import keys
@@ -25,6 +25,7 @@ from pytest_kruise_agents.api.quantity import parse_quantity
 from pytest_kruise_agents.api.sandbox import Sandbox, SandboxSpec
 from pytest_kruise_agents.api.sandboxclaim import CSIMountConfig
 from pytest_kruise_agents.api.sandboxset import SandboxSet
+from pytest_kruise_agents.api.validation import annotations_size, annotations_size_problem
 from pytest_kruise_agents.claiming.errors import BadRequestError
 from pytest_kruise_agents.claiming.selection import DEFAULT_CANDIDATE_WINDOW
 from pytest_kruise_agents.claiming.timeouts import format_retention, truncate
@@ -37,8 +38,11 @@ __all__ = [
     "MAX_GENERATE_NAME",
     "PRESERVED_INTERNAL_KEYS",
     "RUNTIME_INIT_CONTAINER",
+    "UUID_STAND_IN",
     "ClaimOptions",
     "InitRuntimeRequest",
+    "claim_annotations",
+    "claim_annotations_problem",
     "failed_sandbox_cleanup",
     "modify_for_claim",
     "needs_wait_ready",
@@ -240,7 +244,9 @@ def modify_for_claim(sbx: Sandbox, opts: ClaimOptions, now: datetime) -> Sandbox
     if opts.claim_name:
         meta.labels[keys.LABEL_CLAIM_NAME] = opts.claim_name
     meta.labels.update(opts.labels)
-    meta.annotations.update(opts.annotations)
+    # Every annotation the claim writes, at once: the same keys and values, in the
+    # same order, as writing them step by step below would.
+    meta.annotations.update(claim_annotations(opts, now))
     if has_template:
         pod_labels = _template_metadata(out.spec, "labels")
         pod_labels.update(opts.labels)
@@ -253,35 +259,71 @@ def modify_for_claim(sbx: Sandbox, opts: ClaimOptions, now: datetime) -> Sandbox
         out.spec.shutdown_time = truncate(opts.shutdown_time)
     if opts.pause_time is not None:
         out.spec.pause_time = truncate(opts.pause_time)
-    if opts.paused_retention is not None:
-        meta.annotations[keys.ANN_RESERVE_PAUSED_DURATION] = format_retention(opts.paused_retention)
 
     if opts.inplace_update:
         _apply_inplace(out, opts)
 
     meta.owner_references = []
     meta.labels[keys.LABEL_SANDBOX_CLAIMED] = "true"
-    meta.annotations[keys.ANN_CLAIM_TIMESTAMP] = format_time(truncate(now))
+
+    # The lock (its annotations are among claim_annotations').
+    if has_template:
+        _template_metadata(out.spec, "labels")[keys.LABEL_OWNER] = opts.user
+    return out
+
+
+def claim_annotations(opts: ClaimOptions, now: datetime) -> dict[str, str]:
+    """The annotations the claim's lock write sets on the sandbox it picks, in upstream's order.
+
+    The caller's annotations, the paused retention, ``claim-timestamp``, the
+    runtime-init request and token, the CSI config, the
+    ``updated-metadata-in-claim`` record, and last the lock (``lock``,
+    ``owner``). The picked sandbox keeps its own annotations besides these.
+    """
+    out = dict(opts.annotations)
+    if opts.paused_retention is not None:
+        out[keys.ANN_RESERVE_PAUSED_DURATION] = format_retention(opts.paused_retention)
+    out[keys.ANN_CLAIM_TIMESTAMP] = format_time(truncate(now))
     if opts.init_runtime is not None:
-        meta.annotations[keys.ANN_INIT_RUNTIME_REQUEST] = opts.init_runtime.to_json()
-        meta.annotations[keys.ANN_RUNTIME_ACCESS_TOKEN] = opts.init_runtime.access_token
+        out[keys.ANN_INIT_RUNTIME_REQUEST] = opts.init_runtime.to_json()
+        out[keys.ANN_RUNTIME_ACCESS_TOKEN] = opts.init_runtime.access_token
     if opts.csi_mounts:
-        meta.annotations[keys.ANN_CSI_VOLUME_CONFIG] = json.dumps(
+        out[keys.ANN_CSI_VOLUME_CONFIG] = json.dumps(
             [m.to_dict() for m in opts.csi_mounts], separators=(",", ":")
         )
     if opts.labels or opts.annotations:
         # Recycle deletes exactly these keys when the sandbox returns to its pool.
-        meta.annotations[keys.ANN_UPDATED_METADATA_IN_CLAIM] = json.dumps(
+        out[keys.ANN_UPDATED_METADATA_IN_CLAIM] = json.dumps(
             {"labels": sorted(opts.labels), "annotations": sorted(opts.annotations)},
             separators=(",", ":"),
         )
-
-    # The lock.
-    meta.annotations[keys.ANN_LOCK] = opts.lock_string
-    meta.annotations[keys.ANN_OWNER] = opts.user
-    if has_template:
-        _template_metadata(out.spec, "labels")[keys.LABEL_OWNER] = opts.user
+    out[keys.ANN_LOCK] = opts.lock_string
+    out[keys.ANN_OWNER] = opts.user
     return out
+
+
+UUID_STAND_IN: Final = "00000000-0000-4000-8000-000000000000"
+"""Stands for a UUID not drawn yet (a lock string, an access token, a new claim's UID): its
+text is as long as every UUID's, so what it is written into weighs what the real one will."""
+_TIMESTAMP_STAND_IN: Final = datetime(2000, 1, 1, tzinfo=UTC)
+"""Stands for the claim time: ``claim-timestamp`` is 20 characters whatever the time."""
+
+
+def claim_annotations_problem(opts: ClaimOptions) -> tuple[int, str] | None:
+    """Why every lock write of this claim would be refused for its annotations, or ``None``.
+
+    The API server refuses annotations over 256 KiB on any write
+    (:func:`~pytest_kruise_agents.api.validation.annotations_size_problem`);
+    this asks that rule of :func:`claim_annotations` alone, the least any
+    picked sandbox would carry, so what it refuses the commit would refuse
+    too. A lock string not drawn yet (``""``) counts as a UUID's. Returns the
+    bytes the claim itself adds and the rule's reason.
+    """
+    if not opts.lock_string:
+        opts = opts.with_lock(UUID_STAND_IN)
+    written = claim_annotations(opts, _TIMESTAMP_STAND_IN)
+    why = annotations_size_problem(written)
+    return None if why is None else (annotations_size(written), why)
 
 
 def _strip_internal(values: Mapping[str, Any] | None) -> dict[str, str]:

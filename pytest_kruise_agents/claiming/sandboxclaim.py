@@ -7,6 +7,7 @@ until all are claimed or ``claimTimeout`` passes, then completes; after
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal
@@ -15,10 +16,13 @@ from pytest_kruise_agents.api.durations import format_duration
 from pytest_kruise_agents.api.meta import Condition, set_condition
 from pytest_kruise_agents.api.sandboxclaim import ClaimPhase, SandboxClaim, SandboxClaimStatus
 from pytest_kruise_agents.api.sandboxset import SandboxSet
+from pytest_kruise_agents.api.validation import FieldProblem
 from pytest_kruise_agents.claiming.extensions import RESERVE_FOREVER, is_blacklisted
 from pytest_kruise_agents.claiming.modification import (
+    UUID_STAND_IN,
     ClaimOptions,
     InitRuntimeRequest,
+    claim_annotations_problem,
     sandboxset_has_agent_runtime,
 )
 from pytest_kruise_agents.claiming.timeouts import truncate
@@ -43,6 +47,7 @@ __all__ = [
     "feature_gate_disabled_status",
     "progress_status",
     "requeue_after",
+    "sandboxclaim_annotations_problem",
     "sandboxset_not_found_status",
     "ttl_action",
     "wants_resource_resize",
@@ -267,12 +272,30 @@ def claim_options_for(
     accepted for symmetry with the other rules.
     """
     del now  # The claim path takes its times from the spec, not the clock.
+    initialises = not claim.spec.skip_init_runtime and sandboxset_has_agent_runtime(sbs, resolved)
+    return _claim_options(
+        claim,
+        lock_string=lock_string,
+        access_token=access_token,
+        initialises=initialises,
+        annotations_on_pod=annotations_on_pod,
+    )
+
+
+def _claim_options(
+    claim: SandboxClaim,
+    *,
+    lock_string: str,
+    access_token: str,
+    initialises: bool,
+    annotations_on_pod: bool,
+) -> ClaimOptions:
     spec = claim.spec
     annotations = dict(spec.annotations or {})
     inplace = spec.inplace_update
     resources = inplace.resources if inplace is not None else None
     init_runtime = None
-    if not spec.skip_init_runtime and sandboxset_has_agent_runtime(sbs, resolved):
+    if initialises:
         init_runtime = InitRuntimeRequest(
             env_vars=dict(spec.env_vars or {}), access_token=access_token
         )
@@ -299,4 +322,43 @@ def claim_options_for(
         claim_timeout=None,
         wait_ready_timeout=spec.wait_ready_timeout,
         create_on_no_stock=spec.create_on_no_stock,
+    )
+
+
+def sandboxclaim_annotations_problem(claim: SandboxClaim) -> FieldProblem | None:
+    """Why every claim write of ``claim`` would be refused for its annotations, or ``None``.
+
+    Each claimed sandbox gets the claim's annotations, its env vars (in the
+    runtime-init request, unless ``skipInitRuntime``) and the manager's own
+    keys in one lock write, which the API server refuses over 256 KiB: every
+    attempt would fail until the claim times out. Asked of
+    :func:`~pytest_kruise_agents.claiming.modification.claim_annotations_problem`,
+    the rule of the commit, with UUID stand-ins for the lock, the token and a
+    UID not given yet, so what it refuses the commit would refuse too. The
+    env vars count whatever the pool (a pool without the agent runtime
+    ignores them): they are meant to be stored. The problem names
+    ``spec.envVars`` when there are env vars to store, else ``spec.annotations``.
+    """
+    spec = claim.spec
+    initialises = not spec.skip_init_runtime
+    opts = _claim_options(
+        claim,
+        lock_string=UUID_STAND_IN,
+        access_token=UUID_STAND_IN,
+        initialises=initialises,
+        annotations_on_pod=False,
+    )
+    if not opts.user:
+        opts = dataclasses.replace(opts, user=UUID_STAND_IN)
+    problem = claim_annotations_problem(opts)
+    if problem is None:
+        return None
+    _, why = problem
+    if initialises and spec.env_vars:
+        return FieldProblem(
+            ("spec", "envVars"), f"with the annotations, each claimed sandbox's annotations {why}"
+        )
+    return FieldProblem(
+        ("spec", "annotations"),
+        f"with the sandbox-manager's own keys, each claimed sandbox's annotations {why}",
     )

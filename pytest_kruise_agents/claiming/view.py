@@ -39,6 +39,7 @@ __all__ = [
     "e2b_state",
     "init_request",
     "sandbox_id",
+    "sandbox_id_keys",
     "sandbox_view",
     "served_state",
     "split_sandbox_id",
@@ -54,11 +55,36 @@ def sandbox_id(sbx: Sandbox) -> str:
 
 
 def split_sandbox_id(sid: str) -> tuple[str, str] | None:
-    """``(namespace, name)`` of a sandbox id, or ``None`` if it is not one."""
+    """The first ``(namespace, name)`` reading of a sandbox id (split at its first ``--``), or ``None``.
+
+    Only a guess when the namespace holds ``--`` itself (``team--x--base-abc``):
+    an id names a sandbox through the manager's route table, keyed by the id
+    (reference §6.8); :func:`sandbox_id_keys` gives every reading to look up.
+    """
     ns, sep, name = sid.partition("--")
     if not sep or not ns or not name:
         return None
     return ns, name
+
+
+def sandbox_id_keys(sid: str) -> list[tuple[str, str]]:
+    """Every ``(namespace, name)`` whose sandbox id is ``sid``: one per ``--`` it could be split at.
+
+    Upstream finds a sandbox by its id in the route table, keyed by the id
+    (``<namespace>--<name>``); a namespace or a name may hold ``--`` itself, so
+    the id of ``team--x/base-abc`` is ``team--x--base-abc``, which also reads
+    as ``team/x--base-abc``. Looking each reading up finds whichever sandbox
+    has that id, as the table would. Namespace first split first; empty parts
+    are no reading.
+    """
+    keys_: list[tuple[str, str]] = []
+    at = sid.find("--")
+    while at != -1:
+        ns, name = sid[:at], sid[at + 2 :]
+        if ns and name:
+            keys_.append((ns, name))
+        at = sid.find("--", at + 1)
+    return keys_
 
 
 def served_state(sbx: Sandbox, now: datetime) -> tuple[SandboxState, str]:

@@ -5,8 +5,12 @@ from __future__ import annotations
 import pytest
 
 from pytest_kruise_agents.api.validation import (
+    ANNOTATIONS_MAX,
     FieldProblem,
+    annotations_size,
+    annotations_size_problem,
     check_annotations,
+    check_env_vars,
     check_finalizers,
     check_labels,
     dns_label_problem,
@@ -122,3 +126,55 @@ def test_the_orphan_and_foreground_finalizers_exclude_each_other() -> None:
         check_finalizers(["orphan", "example.com/keep", "foregroundDeletion"])
     assert info.value.loc == ()
     assert info.value.reason == "finalizer orphan and foregroundDeletion cannot be both set"
+
+
+def test_the_annotation_size_rule_counts_keys_and_values_in_utf8() -> None:
+    """256 KiB of keys and values in all, counted in UTF-8 bytes (a lone surrogate as 3):
+    exactly the limit is fine, one byte more is not. The one rule of the API server's
+    writes and of every check made before one."""
+    at_limit = {"k": "x" * (ANNOTATIONS_MAX - 1)}
+    assert annotations_size(at_limit) == ANNOTATIONS_MAX
+    assert annotations_size_problem(at_limit) is None
+    over = {"k": "x" * ANNOTATIONS_MAX}
+    assert annotations_size_problem(over) == (
+        f"may not be more than 256 KiB in total, got {ANNOTATIONS_MAX + 1} bytes"
+    )
+    # 'é' is 2 bytes, '€' 3, a lone surrogate 3: characters alone would pass.
+    assert annotations_size({"é": "€", "s": "\ud800"}) == 2 + 3 + 1 + 3
+    # 87,381 characters: far under the limit as characters, at it (or past it) in bytes.
+    assert annotations_size_problem({"k": "€" * (ANNOTATIONS_MAX // 3)}) is None
+    assert annotations_size_problem({"kk": "€" * (ANNOTATIONS_MAX // 3)}) is not None
+    # Keys or values of another kind are the decoder's type errors: they weigh nothing here.
+    assert annotations_size({1: "abc", "k": 2}) == 1
+
+
+@pytest.mark.parametrize(
+    ("env", "loc", "reason"),
+    [
+        ({"A=B": "1"}, ("envVars",), "invalid variable name 'A=B': a name must not contain '='"),
+        ({"": "1"}, ("envVars",), "invalid variable name '': a name must not be empty"),
+        (
+            {"A\0B": "1"},
+            ("envVars",),
+            "invalid variable name 'A\\x00B': a name must not contain a NUL character",
+        ),
+        ({"A": "x\0y"}, ("envVars", "A"), "must not contain a NUL character"),
+        ({1: "x"}, ("envVars",), "a variable name must be a string, got 1"),
+        ({"A": 1}, ("envVars", "A"), "must be a string, got 1"),
+    ],
+)
+def test_env_vars_no_process_can_carry_are_refused(
+    env: dict[object, object], loc: tuple[str, ...], reason: str
+) -> None:
+    """A process gets NAME=value C strings: '=' in a name is read back as another name, NUL
+    cannot travel, an empty name cannot be read. The first bad entry is reported: a bad name
+    at the map, a bad value at its key."""
+    with pytest.raises(FieldProblem) as info:
+        check_env_vars(env, ("envVars",))
+    assert info.value.loc == loc
+    assert info.value.reason == reason
+
+
+def test_env_vars_any_process_can_carry_pass() -> None:
+    """Empty values, '=' in a value, blanks and any other character are fine."""
+    check_env_vars({"A": "", "B": "x=y", "C": "\n\t é", "_x1": "1"})

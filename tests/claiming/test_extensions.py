@@ -13,14 +13,18 @@ from hypothesis import strategies as st
 
 from pytest_kruise_agents.api import keys
 from pytest_kruise_agents.api.sandboxclaim import CSIMountConfig
+from pytest_kruise_agents.api.validation import ANNOTATIONS_MAX
 from pytest_kruise_agents.claiming.errors import BadRequestError
 from pytest_kruise_agents.claiming.extensions import (
+    BAD_METADATA_PREFIX,
     KEY_SKIP_INIT_RUNTIME,
     KNOWN_KEYS,
     RESERVE_FOREVER,
     TOKEN_STAND_IN,
     E2BCreateOptions,
+    check_env_vars_request,
     e2b_claim_options,
+    env_vars_problem,
     is_dns1123_label,
     is_image_reference,
     is_label_value,
@@ -622,8 +626,77 @@ def test_the_access_token_is_put_in_once_the_request_is_checked() -> None:
 
 def test_a_token_longer_than_a_uuid_is_checked_against_the_annotation_limit() -> None:
     """The env vars' size was checked with a UUID-long stand-in: a drawn token that is longer
-    (a token_source of another shape) is checked again, with the same 400."""
-    full = _claim_options({}, env_vars={"K": "x" * (256 * 1024 - 200)})
+    (a token_source of another shape) is checked again, with the same 400. (The manager's own
+    keys, about 300 bytes with the init request around the env vars, count too.)"""
+    full = _claim_options({}, env_vars={"K": "x" * (256 * 1024 - 400)})
     assert with_access_token(full, "u" * len(TOKEN_STAND_IN)).init_runtime is not None
     with pytest.raises(BadRequestError, match=r"^envVars: with the metadata"):
         with_access_token(full, "t" * 1000)
+
+
+def _create(metadata: dict[str, str], env_vars: dict[str, str] | None = None) -> None:
+    e2b_claim_options(
+        parse_create_metadata(metadata),
+        namespace="default",
+        user="u" * 36,
+        template="demo",
+        lock_string="",
+        access_token=TOKEN_STAND_IN,
+        now=NOW,
+        env_vars=env_vars,
+    )
+
+
+def test_metadata_that_fits_alone_but_not_with_the_managers_keys_is_a_bad_request() -> None:
+    """The lock write stores the metadata with the manager's own keys (lock, owner,
+    claim-timestamp, the init request, ...): when those take it past 256 KiB on any sandbox,
+    the API server would refuse the write; refused first, as a 400 naming the metadata."""
+    just_fits = {"big": "x" * (ANNOTATIONS_MAX - 3)}
+    assert parse_create_metadata(just_fits).annotations == just_fits
+    with pytest.raises(BadRequestError) as info:
+        _create(just_fits)
+    assert info.value.code == 400 and info.value.field == "metadata"
+    assert info.value.message.startswith(
+        BAD_METADATA_PREFIX + "with the sandbox-manager's own keys"
+    )
+    assert "may not be more than 256 KiB in total" in info.value.message
+    _create({"big": "x" * (ANNOTATIONS_MAX - 1000)})
+
+
+def test_env_vars_past_the_annotations_name_env_vars() -> None:
+    """With env vars sent, the 400 names envVars: they are what went over."""
+    with pytest.raises(BadRequestError) as info:
+        _create({"big": "x" * 200_000}, {"V": "y" * 62_000})
+    assert info.value.field == "envVars"
+    assert info.value.message.startswith("envVars: with the metadata, the sandbox's annotations")
+
+
+@pytest.mark.parametrize(
+    ("env", "field", "message"),
+    [
+        (
+            {"A=B": "1"},
+            "envVars",
+            "envVars: invalid variable name 'A=B': a name must not contain '='",
+        ),
+        ({"": "1"}, "envVars", "envVars: invalid variable name '': a name must not be empty"),
+        ({"A": "x\0y"}, "envVars.A", "envVars.A: must not contain a NUL character"),
+        ({"my-var": "\0"}, "envVars.my-var", "envVars.my-var: must not contain a NUL character"),
+    ],
+)
+def test_env_vars_no_process_can_carry_are_a_bad_request(
+    env: dict[str, str], field: str, message: str
+) -> None:
+    """Every create path refuses them with one 400 naming the field and the key, in the words
+    of the E2B server's own check (``env_vars_problem`` is that check, for any field)."""
+    problem = env_vars_problem("envVars", env)
+    assert problem is not None and (problem.field, problem.message) == (field, message)
+    checks: list[Callable[[], None]] = [
+        lambda: check_env_vars_request(env),
+        lambda: _create({}, env),
+    ]
+    for check in checks:
+        with pytest.raises(BadRequestError) as info:
+            check()
+        assert (info.value.code, info.value.field, info.value.message) == (400, field, message)
+    assert env_vars_problem("process.envs", {"A": "x=y", "B": ""}) is None

@@ -14,11 +14,15 @@ from hypothesis import strategies as st
 from pytest_kruise_agents.api import keys
 from pytest_kruise_agents.api.sandbox import Sandbox
 from pytest_kruise_agents.api.sandboxclaim import CSIMountConfig
+from pytest_kruise_agents.api.validation import ANNOTATIONS_MAX, annotations_size
 from pytest_kruise_agents.claiming.errors import BadRequestError
 from pytest_kruise_agents.claiming.extensions import RESERVE_FOREVER
 from pytest_kruise_agents.claiming.modification import (
+    UUID_STAND_IN,
     ClaimOptions,
     InitRuntimeRequest,
+    claim_annotations,
+    claim_annotations_problem,
     failed_sandbox_cleanup,
     modify_for_claim,
     needs_wait_ready,
@@ -507,3 +511,50 @@ def test_modify_never_mutates_and_always_locks(
     assert is_claimed(out)
     for k, v in labels.items():
         assert pod_labels(out)[k] == v
+
+
+def test_claim_annotations_are_what_the_lock_write_adds() -> None:
+    """:func:`claim_annotations` is exactly what :func:`modify_for_claim` writes over the picked
+    sandbox's own annotations, keys and values, in upstream's order."""
+    opts = options(
+        annotations={"team.example.com/a": "1"},
+        labels={"l": "v"},
+        paused_retention=timedelta(hours=1),
+        init_runtime=InitRuntimeRequest(env_vars={"A": "1"}, access_token="tok"),
+        csi_mounts=[CSIMountConfig(pv_name="pv", mount_path="/data")],
+    )
+    own = {"team.example.com/notes": "n"}
+    claimed = modify_for_claim(make_sandbox(annotations=own), opts, NOW)
+    written = claim_annotations(opts, NOW)
+    assert claimed.metadata.annotations == {**own, **written}
+    assert next(iter(written)) == "team.example.com/a"
+    assert list(written)[-2:] == [keys.ANN_LOCK, keys.ANN_OWNER]
+
+
+def test_claim_annotations_problem_asks_the_api_servers_rule_of_the_least_written() -> None:
+    """Refused exactly when the lock write onto a sandbox with no annotations of its own would
+    be (over 256 KiB): what the early check refuses, the commit would. A lock string not drawn
+    yet counts as a UUID's."""
+    init = InitRuntimeRequest(env_vars={}, access_token=UUID_STAND_IN)
+    base = options(user="u" * 36, lock_string=UUID_STAND_IN, init_runtime=init)
+    room = ANNOTATIONS_MAX - annotations_size(claim_annotations(base, NOW))
+    env = '"V":""'  # what one more env var adds to the init request, beyond its value
+    fits = options(
+        user="u" * 36,
+        lock_string="",
+        init_runtime=InitRuntimeRequest({"V": "x" * (room - len(env))}, UUID_STAND_IN),
+    )
+    assert claim_annotations_problem(fits) is None
+    claimed = modify_for_claim(make_sandbox(annotations={}), fits.with_lock(UUID_STAND_IN), NOW)
+    assert annotations_size(claimed.metadata.annotations) == ANNOTATIONS_MAX
+    over = options(
+        user="u" * 36,
+        lock_string="",
+        init_runtime=InitRuntimeRequest({"V": "x" * (room - len(env) + 1)}, UUID_STAND_IN),
+    )
+    problem = claim_annotations_problem(over)
+    assert problem is not None
+    assert problem == (
+        ANNOTATIONS_MAX + 1,
+        f"may not be more than 256 KiB in total, got {ANNOTATIONS_MAX + 1} bytes",
+    )

@@ -16,8 +16,13 @@ from pytest_kruise_agents.api.sandboxclaim import (
     ResourceRequirements,
     SandboxClaim,
 )
+from pytest_kruise_agents.api.validation import ANNOTATIONS_MAX, annotations_size
 from pytest_kruise_agents.claiming.extensions import RESERVE_FOREVER
-from pytest_kruise_agents.claiming.modification import InitRuntimeRequest
+from pytest_kruise_agents.claiming.modification import (
+    UUID_STAND_IN,
+    InitRuntimeRequest,
+    claim_annotations,
+)
 from pytest_kruise_agents.claiming.sandboxclaim import (
     calculate_claim_status,
     claim_batch,
@@ -26,6 +31,7 @@ from pytest_kruise_agents.claiming.sandboxclaim import (
     feature_gate_disabled_status,
     progress_status,
     requeue_after,
+    sandboxclaim_annotations_problem,
     sandboxset_not_found_status,
     ttl_action,
     wants_resource_resize,
@@ -318,3 +324,42 @@ class TestClaimOptionsFor:
             annotations_on_pod=False,
         )
         assert (opts.annotations, opts.pod_annotations) == ({"note": "x"}, {})
+
+
+def test_a_claim_whose_every_write_would_be_refused_is_a_problem_naming_the_field() -> None:
+    """Each claimed sandbox gets the claim's annotations, its env vars (in the runtime-init
+    request) and the manager's keys in one lock write, which the API server refuses over
+    256 KiB. Counted as the commit counts them (UUID stand-ins for what is not drawn yet), so
+    a claim that could store them on a sandbox of its own is not refused."""
+    big = {"BIG": "x" * 200_000, "B2": "y" * 70_000}
+    problem = sandboxclaim_annotations_problem(make_claim(env_vars=big))
+    assert problem is not None and problem.loc == ("spec", "envVars")
+    assert "may not be more than 256 KiB in total" in problem.reason
+    both = make_claim(env_vars={"A": "x" * 200_000}, annotations={"n": "y" * 70_000})
+    problem = sandboxclaim_annotations_problem(both)
+    assert problem is not None and problem.loc == ("spec", "envVars")
+    assert sandboxclaim_annotations_problem(make_claim(env_vars={"A": "x" * 200_000})) is None
+    # No init request: the env vars are not stored.
+    assert (
+        sandboxclaim_annotations_problem(make_claim(env_vars=big, skip_init_runtime=True)) is None
+    )
+    # The annotations alone fit the limit, but not with the manager's keys.
+    alone = make_claim(annotations={"n": "y" * (256 * 1024 - 2)})
+    problem = sandboxclaim_annotations_problem(alone)
+    assert problem is not None and problem.loc == ("spec", "annotations")
+    assert "sandbox-manager's own keys" in problem.reason
+
+
+def test_the_claim_problem_counts_exactly_what_one_attempt_writes() -> None:
+    """At the limit exactly it passes, one byte more it does not: the lock write of one attempt
+    onto a sandbox with no annotations of its own is then exactly 256 KiB."""
+    sbs = make_sandboxset(runtimes=["agent-runtime"])
+    empty = make_claim(uid=UUID_STAND_IN, env_vars={"V": ""})
+    opts = claim_options_for(
+        empty, sbs, lock_string=UUID_STAND_IN, access_token=UUID_STAND_IN, now=NOW
+    )
+    room = ANNOTATIONS_MAX - annotations_size(claim_annotations(opts, NOW))
+    at_limit = make_claim(uid=UUID_STAND_IN, env_vars={"V": "x" * room})
+    assert sandboxclaim_annotations_problem(at_limit) is None
+    over = make_claim(uid=UUID_STAND_IN, env_vars={"V": "x" * (room + 1)})
+    assert sandboxclaim_annotations_problem(over) is not None

@@ -10,6 +10,7 @@ from pytest_kruise_agents.claiming.view import (
     e2b_state,
     init_request,
     sandbox_id,
+    sandbox_id_keys,
     sandbox_view,
     split_sandbox_id,
 )
@@ -44,6 +45,18 @@ def test_sandbox_id_is_namespace_double_dash_name_and_splits_back() -> None:
     assert split_sandbox_id("team-a--demo-x1") == ("team-a", "demo-x1")
     assert split_sandbox_id("no-separator") is None
     assert split_sandbox_id("--name") is None
+
+
+def test_an_id_reads_as_every_namespace_and_name_it_could_be_the_id_of() -> None:
+    """A namespace or a name may hold '--' itself: upstream finds a sandbox by its id in a
+    route table keyed by the id, so every split of the id is a reading to look up."""
+    sbx = make_sandbox("base-x1", namespace="team--x")
+    assert sandbox_id(sbx) == "team--x--base-x1"
+    assert sandbox_id_keys(sandbox_id(sbx)) == [("team", "x--base-x1"), ("team--x", "base-x1")]
+    assert sandbox_id_keys("team-a--demo-x1") == [("team-a", "demo-x1")]
+    assert sandbox_id_keys("a---b") == [("a", "-b"), ("a-", "b")]
+    assert sandbox_id_keys("no-separator") == []
+    assert sandbox_id_keys("--name") == sandbox_id_keys("ns--") == []
 
 
 def test_pool_sandboxes_are_not_shown() -> None:
