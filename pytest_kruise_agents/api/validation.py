@@ -222,12 +222,14 @@ def annotations_size_problem(annotations: Mapping[Any, Any]) -> str | None:
     # Characters first: a character is at most 4 bytes in UTF-8, so maps of up to a
     # quarter of the limit in characters (every map the model writes in a usual run)
     # need no encoding at all; this runs on each write of the API server.
-    chars = 0
-    for key, value in annotations.items():
-        if isinstance(key, str):
-            chars += len(key)
-        if isinstance(value, str):
-            chars += len(value)
+    try:
+        # Two C-level passes (len of a non-string sized value only overestimates: the
+        # exact count below then decides).
+        chars = sum(map(len, annotations)) + sum(map(len, annotations.values()))
+    except TypeError:  # a key or value without a length (an int): count the strings only
+        chars = sum(len(k) for k in annotations if isinstance(k, str)) + sum(
+            len(v) for v in annotations.values() if isinstance(v, str)
+        )
     if chars * 4 <= ANNOTATIONS_MAX:
         return None
     size = annotations_size(annotations)
