@@ -13,7 +13,7 @@ from e2b import Sandbox
 from pytest_kruise_agents.backends import SimBackend
 from pytest_kruise_agents.e2b.state import THREAD_BUDGETS
 
-from .conftest import ALICE, Served, serve
+from .conftest import ALICE, Served, pool_yaml, serve
 
 
 def test_a_realtime_server_answers_dates_of_the_clients_wall_clock(tmp_path: Path) -> None:
@@ -42,6 +42,8 @@ def test_a_realtime_server_answers_dates_of_the_clients_wall_clock(tmp_path: Pat
 
 
 WAITING_CREATES = THREAD_BUDGETS["control"] + 12
+EMPTY_POOL = "empty"
+"""A pool of 0 replicas: creates from it that may not create on no stock wait their claim timeout."""
 NO_STOCK_WAIT = {
     "e2b.agents.kruise.io/create-on-no-stock": "false",
     "e2b.agents.kruise.io/claim-timeout-seconds": "600",
@@ -54,8 +56,14 @@ def test_creates_waiting_on_a_realtime_clock_do_not_hold_up_other_calls(tmp_path
 
     Upstream has no API rate limit beyond its claim workers, create limiter and
     quotas (reference §7): a wait for the wall clock must not use up a thread.
+    The creates wait on a pool of 0 replicas, which never has stock, so they
+    are still waiting however slowly the machine lets them start (a pool that
+    refills would serve some of them a couple of wall seconds in).
     """
     backend = SimBackend.default(seed=2, replicas=2, clock="realtime")
+    with backend.locked() as cluster:
+        cluster.apply(pool_yaml(EMPTY_POOL, 0))
+        cluster.wait_for_pool(EMPTY_POOL)  # the manager knows it: no 400 for the template
     thread, served = serve(tmp_path, backend=backend)
     try:
         first, second = (
@@ -72,7 +80,7 @@ async def _while_creates_wait(served: Served, first: str, second: str) -> None:
     headers = {"X-API-Key": ALICE}
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
     async with httpx.AsyncClient(base_url=served.url, headers=headers, limits=limits) as client:
-        body = {"templateID": "base", "metadata": NO_STOCK_WAIT}
+        body = {"templateID": EMPTY_POOL, "metadata": NO_STOCK_WAIT}
         creates = [
             asyncio.ensure_future(client.post("/v2/sandboxes", json=body, timeout=120))
             for _ in range(WAITING_CREATES)

@@ -6,6 +6,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+import dask
 import pytest
 from dask.distributed import LocalCluster
 
@@ -36,11 +37,20 @@ def points() -> list[Point]:
 
 
 @pytest.fixture(scope="module")
-def dask_address() -> Iterator[str]:
-    """An in-process Dask cluster (threads), reachable by its scheduler address."""
-    with LocalCluster(  # type: ignore[no-untyped-call]
-        processes=False, n_workers=1, threads_per_worker=2, dashboard_address=None
-    ) as cluster:
+def dask_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """An in-process Dask cluster (threads), reachable by its scheduler address.
+
+    Its scratch space goes under pytest's temporary directory: by default the
+    scheduler and the worker each leave ``$TMPDIR/dask-scratch-space`` (their
+    lock files) behind. Dask's temporary directory is the one setting both read.
+    """
+    scratch = str(tmp_path_factory.mktemp("dask"))
+    with (
+        dask.config.set({"temporary-directory": scratch}),
+        LocalCluster(  # type: ignore[no-untyped-call]
+            processes=False, n_workers=1, threads_per_worker=2, dashboard_address=None
+        ) as cluster,
+    ):
         yield cluster.scheduler_address
 
 
