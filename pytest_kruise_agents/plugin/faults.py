@@ -6,10 +6,12 @@ latencies are its named distributions (``runtime.init``, ``image.pull``, ...:
 :data:`simulator.profile.LATENCY_DOCS`). Whatever is still in force at the
 end of the test is cleared, and changed latencies are restored.
 
-:meth:`KruiseFaults.inject` and :meth:`KruiseFaults.fault` hand back a
-:class:`FaultView`: the fault in force, read live (its ``fired`` counts as it
-acts), by key as a mapping (``f["fired"]``) or by attribute as the cluster's
-:class:`~simulator.faults.Fault` (``f.fired``).
+:meth:`KruiseFaults.inject` and :meth:`KruiseFaults.fault` hand back the fault
+as a plain dict (JSON-ready, as :meth:`KruiseFaults.active` lists them: it can be
+recorded, sent, compared), taken when it was injected; :meth:`KruiseFaults.view`
+gives a :class:`FaultView` of it: the fault in force, read live (its ``fired``
+counts as it acts), by key as a mapping (``v["fired"]``) or by attribute as the
+cluster's :class:`~simulator.faults.Fault` (``v.fired``).
 """
 
 from __future__ import annotations
@@ -85,24 +87,42 @@ class KruiseFaults:
     def __init__(self, backend: SimBackend) -> None:
         self._backend = backend
         self._saved: list[tuple[str, Latency]] = []
+        self._injected: dict[str, Fault] = {}
 
-    def inject(self, kind: str, **fields: Any) -> FaultView:
-        """Inject a fault for the rest of the test; return it, live (with its ``id``).
+    def inject(self, kind: str, **fields: Any) -> dict[str, Any]:
+        """Inject a fault for the rest of the test; return it (with its ``id``) as a dict.
 
         ``fields`` are the fault's: ``probability``, ``start`` (the cluster's
         virtual time, as ``Cluster.inject`` takes it), ``duration``,
-        ``selector``, ``latency``, ``code``, ``count``.
+        ``selector``, ``latency``, ``code``, ``count``. The dict is taken now
+        (JSON-ready, so it can be recorded under xdist): :meth:`view` reads the
+        fault live.
         """
-        return FaultView(self._backend.inject_fault(kind, **fields))
+        fault = self._backend.inject_fault(kind, **fields)
+        snapshot = fault.model_dump(mode="json")
+        self._injected[snapshot["id"]] = fault
+        return snapshot
 
     @contextmanager
-    def fault(self, kind: str, **fields: Any) -> Iterator[FaultView]:
-        """A fault in force for the ``with`` block only; the view reads it live."""
+    def fault(self, kind: str, **fields: Any) -> Iterator[dict[str, Any]]:
+        """A fault in force for the ``with`` block only (the dict :meth:`inject` gives)."""
         injected = self.inject(kind, **fields)
         try:
             yield injected
         finally:
             self.clear(injected["id"], missing_ok=True)
+
+    def view(self, fault: str | Mapping[str, Any]) -> FaultView:
+        """The live view of a fault this fixture injected, by id or by the dict it gave.
+
+        Raises :class:`KeyError` naming the id for any other (the marker's
+        faults are listed by :meth:`active`, or live by ``kruise_cluster.faults``).
+        """
+        fault_id = fault if isinstance(fault, str) else fault["id"]
+        try:
+            return FaultView(self._injected[fault_id])
+        except KeyError:
+            raise KeyError(f"no fault {fault_id!r} was injected through kruise_faults") from None
 
     def clear(self, fault_id: str | None = None, *, missing_ok: bool = False) -> None:
         """Clear one fault by id, or all of them."""

@@ -154,41 +154,50 @@ def test_kruise_faults_by_name_scoped_and_cleared(suite: pytest.Pytester) -> Non
     suite.runpytest().assert_outcomes(passed=4)
 
 
-def test_kruise_faults_hands_back_the_fault_live(suite: pytest.Pytester) -> None:
-    """docs/plugin.md, ``kruise_faults``: what ``inject`` and ``fault`` give reads the fault in
-    force as it acts (``fired`` counts), as ``Cluster.inject``'s does, by key or attribute."""
+def test_kruise_faults_hands_back_a_dict_and_a_live_view(suite: pytest.Pytester) -> None:
+    """docs/plugin.md, ``kruise_faults``: ``inject`` and ``fault`` give the fault as a plain dict
+    (JSON-ready: recorded under xdist, sent as JSON), and ``view`` reads it live as it acts
+    (``fired`` counts), as ``Cluster.inject``'s does, by key or attribute."""
     suite.makepyfile(
         """
+        import json
         import pytest
         from pytest_kruise_agents.api.errors import InvalidError
         from simulator.faults import Fault
 
-        def test_by_key_and_attribute(kruise_faults, kruise_cluster):
+        def test_live_view(kruise_faults, kruise_cluster):
             slow = {"latency": "1s", "selector": {"client": "sandbox-manager"}}
             with kruise_faults.fault("api_latency", **slow) as f:
-                assert f["fired"] == 0 and f.fired == 0
+                v = kruise_faults.view(f)
+                assert v["fired"] == 0 and v.fired == 0
                 kruise_cluster.create_sandbox("base")
-                assert f["fired"] > 0 and f.fired == f["fired"]
+                assert v["fired"] > 0 and v.fired == v["fired"] and f["fired"] == 0
                 (snapshot,) = kruise_faults.active()
-                assert f == snapshot and dict(f) == snapshot  # the mapping it was
+                assert v == snapshot and dict(v) == snapshot  # the mapping it was
                 (in_force,) = kruise_cluster.faults
-                assert isinstance(f.fault, Fault) and f.fault == in_force  # the cluster's own view
-            fired = f["fired"]
+                assert isinstance(v.fault, Fault) and v.fault == in_force  # the cluster's view
+            fired = v["fired"]
             kruise_cluster.create_sandbox("base")
-            assert f["fired"] == fired  # cleared: it acts no more, and still reads its count
+            assert v["fired"] == fired  # cleared: it acts no more, and still reads its count
             with pytest.raises(InvalidError, match="read-only"):
-                f.fault.probability = 0.5
+                v.fault.probability = 0.5
+            assert kruise_faults.view(f["id"]) == v
+            with pytest.raises(KeyError, match="'nope' was injected"):
+                kruise_faults.view("nope")
 
-        def test_inject(kruise_faults, kruise_cluster):
+        def test_inject_gives_a_plain_dict(kruise_faults, kruise_cluster, record_property):
             f = kruise_faults.inject("runtime_init_failure", count=1)
-            assert (f["kind"], f.kind, f["count"], f["fired"]) == ("runtime_init_failure",) * 2 + (1, 0)
+            assert type(f) is dict and json.loads(json.dumps(f)) == f
+            record_property("fault", f)  # what xdist sends between processes
+            assert (f["kind"], f["count"], f["fired"]) == ("runtime_init_failure", 1, 0)
             kruise_cluster.create_sandbox("base")  # the first /init fails, the second works
-            assert f["fired"] == 1 and kruise_faults.active()[0]["fired"] == 1
+            assert kruise_faults.view(f)["fired"] == 1 and kruise_faults.active()[0]["fired"] == 1
             with pytest.raises(TypeError):
-                f["fired"] = 0
+                kruise_faults.view(f)["fired"] = 0
         """
     )
     suite.runpytest().assert_outcomes(passed=2)
+    suite.runpytest("-n", "2", "-p", "xdist").assert_outcomes(passed=2)
 
 
 def test_sandboxset_applies_a_pool_and_waits_until_ready(suite: pytest.Pytester) -> None:
