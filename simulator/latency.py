@@ -77,21 +77,27 @@ def parse_seconds(value: Any) -> float:
         raise ValueError(
             f"expected seconds or a duration like '100ms', got {kind_and_value(value)}"
         )
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str):
-        text = value.strip()
-        try:
-            seconds = float(text)
-        except ValueError:
-            # int / int is correctly rounded: "123.4us" is the float nearest 0.0001234.
-            seconds = parse_duration_nanos(text) / _NANOS_PER_S
-    else:
-        raise ValueError(
-            f"expected seconds or a duration like '100ms', got {kind_and_value(value)}"
-        )
+    try:
+        if isinstance(value, int | float):
+            seconds = float(value)
+        elif isinstance(value, str):
+            text = value.strip()
+            try:
+                seconds = float(text)
+            except ValueError:
+                # int / int is correctly rounded: "123.4us" is the float nearest 0.0001234.
+                seconds = parse_duration_nanos(text) / _NANOS_PER_S
+        else:
+            raise ValueError(
+                f"expected seconds or a duration like '100ms', got {kind_and_value(value)}"
+            )
+    except OverflowError:  # an integer past what a float holds: infinite as a duration
+        seconds = math.inf
     if not math.isfinite(seconds):
-        raise ValueError(f"expected a finite duration, got {value!r}")
+        shown = repr(value)
+        if len(shown) > 40:  # a number of 400 digits is named, not printed
+            shown = f"{shown[:24]}... ({len(shown)} characters)"
+        raise ValueError(f"expected a finite duration, got {shown}")
     return seconds
 
 

@@ -339,3 +339,14 @@ def test_distributions_are_immutable() -> None:
     latency = Uniform(low=0.1, high=0.2)
     with pytest.raises(ValueError):
         latency.low = 0.3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("value", [10**400, "1" + "0" * 400, -(10**400)])
+def test_a_number_past_what_a_float_holds_is_a_value_error_not_an_overflow(value: object) -> None:
+    """A 401-digit integer is refused as an infinite duration, with the field's usual error.
+
+    Before, ``float(int)`` raised ``OverflowError``, which no caller turns into a field
+    error: the admin API answered 500 and ``serve --config`` died with a traceback.
+    """
+    with pytest.raises(ValueError, match=r"expected a finite duration, got .*\(40\d characters\)"):
+        parse_seconds(value)
