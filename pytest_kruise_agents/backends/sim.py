@@ -76,6 +76,7 @@ from pytest_kruise_agents.claiming.view import (
     e2b_state,
     init_request,
     sandbox_id,
+    sandbox_id_keys,
     sandbox_view,
     served_state,
     split_sandbox_id,
@@ -777,13 +778,15 @@ class SimBackend:
         Called right after a write (a kill, a timeout); a sandbox deleted from
         the API server is waited for until the cache drops it.
         """
-        parts = split_sandbox_id(sandbox_id)
-        if parts is None:
-            return
-        namespace, name = parts
-        stored = self.cluster.world.api.peek("Sandbox", namespace, name)
-        written = int(stored.metadata.resource_version or 0) if stored is not None else None
-        self._await_cache(namespace, name, written)
+        api = self.cluster.world.api
+        cache = self.cluster.world.manager_cache
+        # Every reading of the id (a namespace may hold "--"), as the manager looks it up.
+        for namespace, name in sandbox_id_keys(sandbox_id):
+            stored = api.peek("Sandbox", namespace, name)
+            if stored is None and cache.get("Sandbox", namespace, name) is None:
+                continue
+            written = int(stored.metadata.resource_version or 0) if stored is not None else None
+            self._await_cache(namespace, name, written)
 
     def _await_cache(self, namespace: str, name: str, written: int | None) -> None:
         """Virtual mode, under the lock: run on until the manager's cache has the sandbox's write.

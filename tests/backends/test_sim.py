@@ -1053,3 +1053,33 @@ def test_a_start_date_or_a_virtual_clock_is_taken_as_given() -> None:
     assert opened(build, start=None, realtime=False).now_dt() == datetime(
         2026, 1, 1, 0, 0, 7, 500000, tzinfo=UTC
     )
+
+
+def test_a_kill_in_a_namespace_holding_dashes_leaves_the_list_at_once() -> None:
+    """An admin caller kills a sandbox of namespace ``team--x``: the very next list omits it.
+
+    The wait for the manager's cache read the id at its first ``--`` (namespace ``team``),
+    found nothing to wait for, and the list showed the killed sandbox until time moved on.
+    """
+    backend = SimBackend.default(seed=2, replicas=1)
+    try:
+        backend.apply(
+            "apiVersion: agents.kruise.io/v1alpha1\n"
+            "kind: SandboxSet\n"
+            "metadata: {name: only, namespace: team--x}\n"
+            "spec:\n"
+            "  replicas: 1\n"
+            "  runtimes: [{name: agent-runtime}]\n"
+            "  template:\n"
+            "    spec:\n"
+            "      containers: [{name: sandbox, image: registry.example.com/s:v1}]\n"
+        )
+        backend.advance(60)
+        admin = Caller(namespace="", user="admin")
+        made = backend.create_sandbox(admin, CreateRequest(template="only"))
+        assert made.sandbox_id.startswith("team--x--only-")
+        backend.kill(admin, made.sandbox_id)
+        page, _ = backend.list_sandboxes(admin, ListQuery())
+        assert made.sandbox_id not in [v.sandbox_id for v in page]
+    finally:
+        backend.close()
