@@ -17,46 +17,12 @@ them and fail every later command and kernel of the sandbox.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import NamedTuple
+from pytest_kruise_agents.api.validation import env_name_problem
+from pytest_kruise_agents.claiming.extensions import EnvVarProblem, env_vars_problem
 
+# The rule is the claim system's (every create path and SandboxClaims check it there);
+# the server asks the same functions where entries arrive after the create.
 __all__ = ["EnvVarProblem", "env_name_problem", "env_vars_problem", "sandbox_identity_env"]
-
-
-class EnvVarProblem(NamedTuple):
-    """What is wrong with an entry: the field it is in (``envVars.A``) and the whole message."""
-
-    field: str
-    message: str
-
-
-def env_name_problem(name: str) -> str | None:
-    """Why ``name`` cannot name an environment variable, or ``None`` if it can."""
-    if not name:
-        return "a name must not be empty"
-    if "=" in name:
-        return "a name must not contain '='"
-    if "\0" in name:
-        return "a name must not contain a NUL character"
-    return None
-
-
-def env_vars_problem(field: str, env: Mapping[str, str]) -> EnvVarProblem | None:
-    """The first entry of ``env`` no process can carry, or ``None`` if all can.
-
-    The message starts with the field (``envVars``, ``process.envs``...) and
-    names the key: ``"envVars: invalid variable name 'A=B': a name must not
-    contain '='"``, ``"envVars.A: must not contain a NUL character"``.
-    """
-    for name, value in env.items():
-        why = env_name_problem(name)
-        if why is not None:
-            return EnvVarProblem(field, f"{field}: invalid variable name {name!r}: {why}")
-        if "\0" in value:
-            return EnvVarProblem(
-                f"{field}.{name}", f"{field}.{name}: must not contain a NUL character"
-            )
-    return None
 
 
 def sandbox_identity_env(sandbox_id: str) -> dict[str, str]:
