@@ -944,6 +944,10 @@ class ApiServer:
         return obj
 
 
+_SIM_PREFIX: Final = "sim.kruise.io/"
+"""Prefix of the annotations that stand in for what upstream passes elsewhere."""
+
+
 def _check_metadata(kind: str, name: str, meta: Any) -> None:
     """Refuse a write whose metadata the API server's validation refuses (422 Invalid).
 
@@ -952,7 +956,14 @@ def _check_metadata(kind: str, name: str, meta: Any) -> None:
     other rules of the metadata are checked where objects enter the model
     (manifests, E2B metadata), and the components write only valid keys.
     """
-    if annotations_size_problem(meta.annotations) is not None:
+    annotations = meta.annotations
+    if annotations_size_problem(annotations) is None:
+        return
+    # The model's own stand-ins (``sim.kruise.io/``: a delete's grace period, which
+    # upstream passes in DeleteOptions) are no annotations upstream writes: not counted.
+    if any(key.startswith(_SIM_PREFIX) for key in annotations):
+        annotations = {k: v for k, v in annotations.items() if not k.startswith(_SIM_PREFIX)}
+    if annotations_size_problem(annotations) is not None:
         raise ApiError(
             422,
             "Invalid",

@@ -17,6 +17,7 @@ from pytest_kruise_agents.api.meta import ObjectMeta
 from pytest_kruise_agents.api.sandboxclaim import SandboxClaim, SandboxClaimSpec
 from pytest_kruise_agents.api.validation import ANNOTATIONS_MAX
 from simulator.apiserver import ApiError
+from simulator.cluster import Cluster
 from simulator.context import SimContext
 from simulator.profile import get_profile
 from simulator.world import World
@@ -98,3 +99,38 @@ def test_a_patch_over_the_limit_is_invalid() -> None:
 
     err = refused(world, patch, draws=True)
     assert err.message == f'SandboxClaim "job" is invalid: {TOO_LONG}'
+
+
+def test_a_pause_of_a_pod_whose_annotations_are_at_the_limit_still_deletes_it() -> None:
+    """A pod template's annotations within a few bytes of 256 KiB: a pause deletes the pod and
+    a connect resumes the sandbox.
+
+    The model passes a delete's grace period as a ``sim.kruise.io/`` annotation (upstream
+    passes it in DeleteOptions): not counted. Before, the API server refused that patch with
+    422, the controller retried for ever, and pause and connect answered 500.
+    """
+    key = "agents.kruise.io/big"
+    cluster = Cluster(seed=1)
+    cluster.apply(
+        {
+            "apiVersion": "agents.kruise.io/v1alpha1",
+            "kind": "SandboxSet",
+            "metadata": {"name": "base", "namespace": "default"},
+            "spec": {
+                "replicas": 1,
+                "runtimes": [{"name": "agent-runtime"}],
+                "template": {
+                    "metadata": {"annotations": {key: "x" * (262144 - 10 - len(key))}},
+                    "spec": {"containers": [{"name": "sandbox", "image": "r.example.com/s:v1"}]},
+                },
+            },
+        }
+    )
+    cluster.wait_for_pool("base")
+    sbx = cluster.create_sandbox("base", timeout=600)
+    sid = cluster.sandbox_id(sbx)
+    cluster.pause(sid)
+    assert all(p.metadata.name != sbx.metadata.name for p in cluster.list("pod", "default"))
+    assert "reconcile_error" not in cluster.log.text()
+    cluster.connect(sid, 60)
+    assert cluster.describe(sid).status.phase == "Running"
