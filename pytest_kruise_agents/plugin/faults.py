@@ -87,7 +87,7 @@ class KruiseFaults:
     def __init__(self, backend: SimBackend) -> None:
         self._backend = backend
         self._saved: list[tuple[str, Latency]] = []
-        self._injected: dict[str, Fault] = {}
+        self._injected: list[tuple[dict[str, Any], Fault]] = []
 
     def inject(self, kind: str, **fields: Any) -> dict[str, Any]:
         """Inject a fault for the rest of the test; return it (with its ``id``) as a dict.
@@ -100,7 +100,7 @@ class KruiseFaults:
         """
         fault = self._backend.inject_fault(kind, **fields)
         snapshot = fault.model_dump(mode="json")
-        self._injected[snapshot["id"]] = fault
+        self._injected.append((snapshot, fault))
         return snapshot
 
     @contextmanager
@@ -113,16 +113,21 @@ class KruiseFaults:
             self.clear(injected["id"], missing_ok=True)
 
     def view(self, fault: str | Mapping[str, Any]) -> FaultView:
-        """The live view of a fault this fixture injected, by id or by the dict it gave.
+        """The live view of a fault this fixture injected, by the dict it gave or by id.
 
-        Raises :class:`KeyError` naming the id for any other (the marker's
-        faults are listed by :meth:`active`, or live by ``kruise_cluster.faults``).
+        The dict names its own fault even when a later one took the same id (an
+        id names the latest). Raises :class:`KeyError` naming the id for any
+        other (the marker's faults are listed by :meth:`active`, or live by
+        ``kruise_cluster.faults``).
         """
+        for snapshot, injected in reversed(self._injected):
+            if snapshot is fault:
+                return FaultView(injected)
         fault_id = fault if isinstance(fault, str) else fault["id"]
-        try:
-            return FaultView(self._injected[fault_id])
-        except KeyError:
-            raise KeyError(f"no fault {fault_id!r} was injected through kruise_faults") from None
+        for snapshot, injected in reversed(self._injected):
+            if snapshot["id"] == fault_id:
+                return FaultView(injected)
+        raise KeyError(f"no fault {fault_id!r} was injected through kruise_faults")
 
     def clear(self, fault_id: str | None = None, *, missing_ok: bool = False) -> None:
         """Clear one fault by id, or all of them."""

@@ -185,6 +185,14 @@ def test_kruise_faults_hands_back_a_dict_and_a_live_view(suite: pytest.Pytester)
             with pytest.raises(KeyError, match="'nope' was injected"):
                 kruise_faults.view("nope")
 
+        def test_a_view_reads_its_own_fault_when_an_id_is_reused(kruise_faults):
+            first = kruise_faults.inject("api_error", id="flaky", probability=1.0)
+            kruise_faults.clear("flaky")
+            second = kruise_faults.inject("api_error", id="flaky", probability=0.25)
+            assert kruise_faults.view(first).probability == 1.0
+            assert kruise_faults.view(second).probability == 0.25
+            assert kruise_faults.view("flaky").probability == 0.25  # an id names the latest
+
         def test_inject_gives_a_plain_dict(kruise_faults, kruise_cluster, record_property):
             f = kruise_faults.inject("runtime_init_failure", count=1)
             assert type(f) is dict and json.loads(json.dumps(f)) == f
@@ -196,8 +204,8 @@ def test_kruise_faults_hands_back_a_dict_and_a_live_view(suite: pytest.Pytester)
                 kruise_faults.view(f)["fired"] = 0
         """
     )
-    suite.runpytest().assert_outcomes(passed=2)
-    suite.runpytest("-n", "2", "-p", "xdist").assert_outcomes(passed=2)
+    suite.runpytest().assert_outcomes(passed=3)
+    suite.runpytest("-n", "2", "-p", "xdist").assert_outcomes(passed=3)
 
 
 def test_sandboxset_applies_a_pool_and_waits_until_ready(suite: pytest.Pytester) -> None:
