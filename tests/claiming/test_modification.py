@@ -79,6 +79,21 @@ class TestInitRuntimeRequest:
         req = InitRuntimeRequest(env_vars={"K": "v"}, access_token="t")
         assert InitRuntimeRequest.from_json(req.to_json()) == req
 
+    def test_it_is_written_as_go_writes_it_utf8_as_is_and_html_escaped(self) -> None:
+        """The bytes the 256 KiB limit counts are Go's ``json.Marshal``'s: "é" is 2 bytes
+        (Python's default writes 6), ``<`` is 6 (``\\u003c``, Go's HTML-safe escape).
+
+        Before, the rule refused env vars of non-ASCII text upstream accepts, and let
+        through ``<``-heavy ones upstream's API server refuses.
+        """
+        req = InitRuntimeRequest(env_vars={"G": "é" * 10, "H": "<&>"}, access_token="t")
+        text = req.to_json()
+        assert text == (
+            '{"envVars":{"G":"' + "é" * 10 + '","H":"\\u003c\\u0026\\u003e"},"accessToken":"t"}'
+        )
+        assert len(text.encode()) == 83  # what Go 1.26 writes for the same request
+        assert InitRuntimeRequest.from_json(text) == req
+
 
 class TestValidate:
     """validate_claim_options."""
