@@ -11,17 +11,31 @@ a string cannot be encoded as UTF-8, so kept it would fail every answer that
 shows it (:func:`replace_surrogates`). Responses are serialised with
 :meth:`WireModel.to_wire`: optional fields are left out when unset, except the
 nullable ones the SDK expects to see (``trafficAccessToken``, ``domain``).
+
+The response models publish (``GET /openapi.json``) what :meth:`WireModel.to_wire`
+really writes, which is what the SDK's generated ``from_dict`` needs: every
+field written on every answer is ``required``, only the ``NULLABLE`` ones may
+be ``null``, and the others, left out when unset, are never ``null``
+(:class:`WireResponse`). The request models publish the bounds the server
+enforces (``timeout``) without enforcing them here: the server checks them
+itself, with its own messages and codes (reference §6.5).
 """
 
 from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Final, Literal
+from types import NoneType
+from typing import Annotated, Any, ClassVar, Final, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.fields import FieldInfo
 
 __all__ = [
+    "CREATE_TIMEOUT_BOUNDS",
+    "PAUSE_RETENTION_PATTERN",
+    "RESUME_TIMEOUT_BOUNDS",
+    "TIMEOUT_BOUNDS",
     "ZERO_TIME",
     "ConnectSandbox",
     "ConnectSandboxV2",
@@ -46,11 +60,59 @@ __all__ = [
     "TemplateInfo",
     "WireModel",
     "WireRequest",
+    "WireResponse",
     "replace_surrogates",
 ]
 
 ZERO_TIME = datetime(1, 1, 1, tzinfo=UTC)
 """Go's zero ``time.Time``: what upstream writes as ``endAt`` of a never-timeout sandbox."""
+
+# The bounds claiming.timeouts enforces (reference §6.5), repeated here because the
+# layers forbid api to import claiming; tests/e2b/test_openapi.py checks that they agree.
+_MAX_TIMEOUT_S: Final = 2_592_000
+
+CREATE_TIMEOUT_BOUNDS: Final = (30, _MAX_TIMEOUT_S)
+"""``timeout`` of a create, in seconds (``--e2b-max-timeout`` default: 30 days)."""
+TIMEOUT_BOUNDS: Final = (1, _MAX_TIMEOUT_S)
+"""``timeout`` of ``/timeout`` and connect, in seconds."""
+RESUME_TIMEOUT_BOUNDS: Final = (0, _MAX_TIMEOUT_S)
+"""``timeout`` of ``/resume``: 0 means "none given" (Go decodes an absent one as 0), else 1…max."""
+
+_WS: Final = r"[\t \x85\xa0]*"
+"""Blanks the server strips around a header value (those an HTTP header may carry)."""
+_ANY_PART: Final = r"(?:0*[0-9]{1,5}(?:\.[0-9]*)?|\.[0-9]+)(?:ns|us|ms|s|m|h)"
+_POSITIVE_PART: Final = r"0*[1-9][0-9]{0,4}(?:\.[0-9]*)?(?:ns|us|ms|s|m|h)"
+
+PAUSE_RETENTION_PATTERN: Final = (
+    rf"^{_WS}(?:forever|\+?(?:{_ANY_PART}){{0,2}}{_POSITIVE_PART}(?:{_ANY_PART}){{0,3}})?{_WS}$"
+)
+"""The published pattern of the pause header ``x-e2b-kruise-reserve-paused-sandbox-duration``.
+
+``forever``, a positive Go duration, or blank (the header not given). The
+server takes any positive Go duration (``parse_retention``); the pattern
+is the part of them it can state exactly, every value of which the server
+takes: at most six parts of at most five whole digits each (a sum that
+cannot overflow Go's 2562047h), one with a whole number above zero (a
+positive sum), ASCII digits and units. Longer spellings (``604800s``) are
+taken but not published.
+"""
+
+
+def _published_bounds(bounds: tuple[int, int]) -> FieldInfo:
+    """An ``int`` field's published ``minimum``/``maximum``, not enforced by the model.
+
+    The server checks the bound itself and answers with its own message and
+    code (400, or 500 on ``/timeout`` and ``/resume``); a pydantic bound would
+    answer pydantic's message instead.
+    """
+    low, high = bounds
+    info: FieldInfo = Field(json_schema_extra={"minimum": low, "maximum": high})
+    return info
+
+
+_CreateSeconds = Annotated[int, _published_bounds(CREATE_TIMEOUT_BOUNDS)]
+_Seconds = Annotated[int, _published_bounds(TIMEOUT_BOUNDS)]
+_ResumeSeconds = Annotated[int, _published_bounds(RESUME_TIMEOUT_BOUNDS)]
 
 
 _SURROGATE: Final = re.compile("[\ud800-\udfff]")
@@ -165,7 +227,7 @@ class NewSandboxV2(WireRequest):
     """``POST /v2/sandboxes`` (SDK ≥ 2.51). ``timeout`` omitted means the server default (300 s)."""
 
     template_id: str = Field(alias="templateID")
-    timeout: int | None = None
+    timeout: _CreateSeconds | None = None
     auto_pause: bool = Field(default=False, alias="autoPause")
     auto_pause_memory: bool | None = Field(default=None, alias="autoPauseMemory")
     auto_resume: SandboxAutoResumeConfig | None = Field(default=None, alias="autoResume")
@@ -188,21 +250,21 @@ class NewSandbox(NewSandboxV2):
 class ConnectSandbox(WireRequest):
     """``POST /sandboxes/{id}/connect`` (v1): ``timeout`` is required."""
 
-    timeout: int
+    timeout: _Seconds
     memory: bool | None = None
 
 
 class ConnectSandboxV2(WireRequest):
     """``POST /v2/sandboxes/{id}/connect``: ``timeout`` optional (server default 300 s)."""
 
-    timeout: int | None = None
+    timeout: _Seconds | None = None
     memory: bool | None = None
 
 
 class ResumedSandbox(WireRequest):
     """``POST /sandboxes/{id}/resume`` (deprecated, SDK ≤ 2.6)."""
 
-    timeout: int | None = None
+    timeout: _ResumeSeconds | None = None
     auto_pause: bool | None = Field(default=None, alias="autoPause")
     memory: bool | None = None
 
@@ -210,7 +272,7 @@ class ResumedSandbox(WireRequest):
 class SandboxTimeoutRequest(WireRequest):
     """``POST /sandboxes/{id}/timeout``: seconds from now."""
 
-    timeout: int
+    timeout: _Seconds
 
 
 class SandboxPauseRequest(WireRequest):
@@ -223,14 +285,61 @@ class SandboxPauseRequest(WireRequest):
 # --------------------------------------------------------------------------- responses
 
 
-class SandboxLifecycle(WireModel):
+def _admits_none(field: FieldInfo) -> bool:
+    return NoneType in get_args(field.annotation)
+
+
+def _without_null(prop: dict[str, Any]) -> None:
+    """Drop the ``null`` branch (and the ``null`` default) of a property's schema."""
+    branches = [b for b in prop.get("anyOf", ()) if b != {"type": "null"}]
+    if "anyOf" in prop and len(branches) == 1:
+        del prop["anyOf"]
+        prop.update(branches[0])
+    elif "anyOf" in prop:
+        prop["anyOf"] = branches
+    if "default" in prop and prop["default"] is None:
+        del prop["default"]
+
+
+def _as_written(schema: dict[str, Any], cls: type[Any]) -> None:
+    """Make a response model's JSON schema say what :meth:`WireModel.to_wire` writes.
+
+    ``to_wire`` writes every field that cannot be ``None`` and every
+    ``NULLABLE`` one on every answer (so they are ``required``), and leaves a
+    ``None`` out otherwise (so no other field is ever ``null``). The SDK's
+    ``from_dict`` relies on both: it raises on a missing ``clientID`` and
+    on a ``null`` ``lifecycle``.
+    """
+    assert issubclass(cls, WireModel)
+    props: dict[str, Any] = schema.get("properties", {})
+    required: list[str] = list(schema.get("required", []))
+    for name, field in cls.model_fields.items():
+        key = field.alias or name
+        prop = props.get(key)
+        if prop is None:
+            continue
+        nullable = key in cls.NULLABLE
+        if (nullable or not _admits_none(field)) and key not in required:
+            required.append(key)
+        if not nullable:
+            _without_null(prop)
+    schema["required"] = required
+
+
+class WireResponse(WireModel):
+    """Base of the response models: the published schema is what :meth:`to_wire` writes."""
+
+    model_config = ConfigDict(json_schema_extra=_as_written)
+
+
+class SandboxLifecycle(WireResponse):
     """``lifecycle`` of :class:`SandboxDetail`: what happens at the timeout."""
 
     on_timeout: Literal["kill", "pause"] = Field(alias="onTimeout")
     auto_resume: bool = Field(alias="autoResume")
 
 
-class SandboxResponse(WireModel):
+class SandboxResponse(WireResponse):
     """The ``Sandbox`` of create and connect (201 / 200).
 
     The SDK requires ``templateID``, ``sandboxID``, ``clientID`` and
@@ -256,7 +365,7 @@ class SandboxResponse(WireModel):
     state: Literal["running", "paused"] | None = None
 
 
-class ListedSandbox(WireModel):
+class ListedSandbox(WireResponse):
     """One item of ``GET /v2/sandboxes``."""
 
     template_id: str = Field(alias="templateID")
@@ -273,7 +382,7 @@ class ListedSandbox(WireModel):
     metadata: dict[str, str] = Field(default_factory=dict)
 
 
-class SandboxNetwork(WireModel):
+class SandboxNetwork(WireResponse):
     """``network`` of :class:`SandboxDetail`: the sandbox-manager's model, egress rules only.
 
     Upstream's create model has ``allowOut`` and ``denyOut`` and nothing else
@@ -297,10 +406,10 @@ class SandboxDetail(ListedSandbox):
     network: SandboxNetwork | None = None
 
 
-class TemplateBuild(WireModel):
+class TemplateBuild(WireResponse):
     """One build of a template (a SandboxSet has exactly one, always ready)."""
 
-    build_id: str = Field(alias="buildID")
+    build_id: str = Field(alias="buildID", json_schema_extra={"format": "uuid"})
     status: Literal["building", "error", "ready", "waiting"] = "ready"
     created_at: datetime = Field(alias="createdAt")
     updated_at: datetime = Field(alias="updatedAt")
@@ -311,13 +420,14 @@ class TemplateBuild(WireModel):
     envd_version: str = Field(alias="envdVersion")
 
 
-class TemplateInfo(WireModel):
+class TemplateInfo(WireResponse):
     """An item of ``GET /templates``: a SandboxSet the caller may claim from."""
 
     NULLABLE: ClassVar[tuple[str, ...]] = ("createdBy", "lastSpawnedAt")
 
     template_id: str = Field(alias="templateID")
-    build_id: str = Field(alias="buildID")
+    # A uuid5 of the SandboxSet (control._build_id): the SDK parses a build's as a UUID.
+    build_id: str = Field(alias="buildID", json_schema_extra={"format": "uuid"})
     cpu_count: int = Field(alias="cpuCount")
     memory_mb: int = Field(alias="memoryMB")
     disk_size_mb: int = Field(alias="diskSizeMB")
@@ -344,7 +454,7 @@ class TemplateDetail(TemplateInfo):
     builds: list[TemplateBuild]
 
 
-class Error(WireModel):
+class Error(WireResponse):
     """Every error body: ``{"code", "message"}`` plus upstream's ``request_id``."""
 
     model_config = ConfigDict(populate_by_name=True, extra="allow", strict=True)

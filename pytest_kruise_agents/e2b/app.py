@@ -33,7 +33,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
@@ -53,7 +53,7 @@ from pytest_kruise_agents.e2b.errors import (
     request_id,
     send_json,
 )
-from pytest_kruise_agents.e2b.limits import BodyLimitMiddleware
+from pytest_kruise_agents.e2b.limits import BodyLimitMiddleware, too_large_response
 from pytest_kruise_agents.e2b.settings import Settings
 from pytest_kruise_agents.e2b.state import ServerState
 from pytest_kruise_agents.e2b.traffic import (
@@ -180,14 +180,13 @@ class E2BApp:
 
         def openapi() -> dict[str, Any]:
             if app.openapi_schema is None:
-                app.openapi_schema = _without_422(
-                    get_openapi(
-                        title=app.title,
-                        version=app.version,
-                        description=app.description,
-                        routes=app.routes,
-                    )
+                generated = get_openapi(
+                    title=app.title,
+                    version=app.version,
+                    description=app.description,
+                    routes=app.routes,
                 )
+                app.openapi_schema = _published(generated, self.state.settings.max_body_bytes)
             return app.openapi_schema
 
         app.openapi = openapi  # type: ignore[method-assign]
@@ -363,6 +362,41 @@ def _without_422(schema: dict[str, Any]) -> dict[str, Any]:
     schemas.pop("HTTPValidationError", None)
     schemas.pop("ValidationError", None)
     return schema
+
+
+def _published(schema: dict[str, Any], max_bytes: int) -> dict[str, Any]:
+    """The OpenAPI document as served: FastAPI's, with what it cannot say by itself."""
+    published = _with_413(_without_422(schema), max_bytes)
+    _whole_bounds(published)
+    return published
+
+
+def _with_413(schema: dict[str, Any], max_bytes: int) -> dict[str, Any]:
+    # BodyLimitMiddleware answers 413 for a body over the limit, before any route runs:
+    # every operation that takes a body may answer it.
+    for path in schema.get("paths", {}).values():
+        for op in path.values():
+            if isinstance(op, dict) and "requestBody" in op:
+                op.setdefault("responses", {})["413"] = too_large_response(max_bytes)
+    return schema
+
+
+_BOUNDS: Final = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+
+
+def _whole_bounds(node: Any) -> None:
+    # FastAPI reads the document through models whose bounds are floats: 30 comes out as
+    # 30.0, and a client generating from it sends {"timeout": 30.0}, which the server (as
+    # Go's decoder into an int) refuses. Whole bounds are written as integers again.
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in _BOUNDS and isinstance(value, float) and value.is_integer():
+                node[key] = int(value)
+            else:
+                _whole_bounds(value)
+    elif isinstance(node, list):
+        for item in node:
+            _whole_bounds(item)
 
 
 def create_app(

@@ -20,6 +20,7 @@ from fastapi import APIRouter, Header, Path, Query, Request, Response
 
 from pytest_kruise_agents.api.base import parse_time
 from pytest_kruise_agents.api.e2b import (
+    PAUSE_RETENTION_PATTERN,
     ZERO_TIME,
     ConnectSandbox,
     ConnectSandboxV2,
@@ -379,27 +380,53 @@ def list_query(
     )
 
 
+# As E2B publishes it: what the SDK sends, comma-joined. FastAPI cannot declare a
+# parameter's style, so the route reads the raw value (list_query) and this is published.
+_STATE_PARAM: Final[dict[str, Any]] = {
+    "name": "state",
+    "in": "query",
+    "required": False,
+    "style": "form",
+    "explode": False,
+    "description": "Sandbox states, comma-separated (default: both); another value answers 400",
+    "schema": {"type": "array", "items": {"type": "string", "enum": ["running", "paused"]}},
+}
+
+# An empty (or blank) startedAfter is taken as not given.
+_STARTED_AFTER_SCHEMA: Final[list[dict[str, Any]]] = [
+    {"type": "string", "format": "date-time"},
+    {"type": "string", "pattern": r"^\s*$"},
+]
+
+_NEXT_TOKEN_HEADER: Final[dict[str, Any]] = {
+    "X-Next-Token": {
+        "description": "The nextToken of the next page; absent on the last page",
+        "schema": {"type": "string"},
+    }
+}
+
+
 @router.get(
     "/v2/sandboxes",
     name="list_sandboxes",
     response_model=list[ListedSandbox],
-    responses=_errors(),
+    responses={200: {"headers": _NEXT_TOKEN_HEADER}, **_errors()},
     summary="List the caller's sandboxes (one page)",
-    openapi_extra=secured(),
+    openapi_extra={**secured(), "parameters": [_STATE_PARAM]},
 )
 async def list_sandboxes(
     request: Request,
     metadata: Annotated[
         str | None, Query(description="URL-encoded k=v&k2=v2 filter (exact annotation match)")
     ] = None,
-    state: Annotated[str | None, Query(description="Comma-separated running,paused")] = None,
+    state: Annotated[str | None, Query(include_in_schema=False)] = None,  # _STATE_PARAM
     order: Annotated[Literal["asc", "desc"] | None, Query(description="By start time")] = None,
     started_after: Annotated[
         str | None,
         Query(
             alias="startedAfter",
-            description="RFC 3339 time with offset (inclusive)",
-            json_schema_extra={"format": "date-time"},
+            description="RFC 3339 time with offset (inclusive); empty: not given",
+            json_schema_extra={"anyOf": _STARTED_AFTER_SCHEMA},
         ),
     ] = None,
     template: Annotated[str | None, Query()] = None,
@@ -496,6 +523,8 @@ async def pause_sandbox(
         Header(
             alias=PAUSE_RETENTION_HEADER,
             description="How long the paused sandbox is kept: 'forever' or a Go duration",
+            # Published, checked by the handler: a bad value answers its 400 naming the header.
+            json_schema_extra={"anyOf": [{"type": "string", "pattern": PAUSE_RETENTION_PATTERN}]},
         ),
     ] = None,
 ) -> Response:

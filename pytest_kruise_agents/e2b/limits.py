@@ -13,11 +13,26 @@ not UTF-8 as U+FFFD, so such a body is presented repaired.
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pytest_kruise_agents.e2b.errors import error_body, request_id, send_json
 
-__all__ = ["BodyLimitMiddleware"]
+__all__ = ["BodyLimitMiddleware", "too_large_message", "too_large_response"]
+
+
+def too_large_message(max_bytes: int) -> str:
+    """The ``message`` of the 413 answered for a body over ``max_bytes``."""
+    return f"request body is larger than the limit of {max_bytes} bytes"
+
+
+def too_large_response(max_bytes: int) -> dict[str, Any]:
+    """The 413 of the OpenAPI document, for the operations that take a body."""
+    return {
+        "description": f"Request body over {max_bytes} bytes ({too_large_message(max_bytes)!r})",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
 
 
 class BodyLimitMiddleware:
@@ -29,11 +44,7 @@ class BodyLimitMiddleware:
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        body = error_body(
-            413,
-            f"request body is larger than the limit of {self.max_bytes} bytes",
-            rid=request_id(headers),
-        )
+        body = error_body(413, too_large_message(self.max_bytes), rid=request_id(headers))
         await send_json(send, 413, body, headers=[(b"connection", b"close")])
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
