@@ -52,6 +52,7 @@ __all__ = [
     "AnalyticEstimate",
     "Slo",
     "analytic_estimate",
+    "arrivals_note",
     "cold_latency_estimate",
     "cold_miss_share",
     "erlang_curve",
@@ -257,6 +258,13 @@ def pool_workloads(scenario: Scenario, pool: PoolSpec) -> list[WorkloadSpec]:
     return [wl for wl in scenario.workloads if _claims_from(wl, pool)]
 
 
+def arrivals_note(scenario: Scenario, pool: PoolSpec) -> str | None:
+    """Why Erlang's answer for ``pool`` may miss (its arrivals are not Poisson), or ``None``."""
+    if all(isinstance(wl.arrivals, PoissonArrivals) for wl in pool_workloads(scenario, pool)):
+        return None
+    return "arrivals are not Poisson: Erlang uses their mean rate only"
+
+
 def waits_for_refill(scenario: Scenario, pool: PoolSpec) -> bool:
     """Whether a claim of ``pool`` may wait for a refill: a workload of it has no create-on-no-stock.
 
@@ -388,8 +396,9 @@ def analytic_estimate(
     notes: list[str] = []
     workloads = pool_workloads(scenario, pool)
     create = all(wl.claim.create_on_no_stock for wl in workloads)
-    if not all(isinstance(wl.arrivals, PoissonArrivals) for wl in workloads):
-        notes.append("arrivals are not Poisson: Erlang uses their mean rate only")
+    note = arrivals_note(scenario, pool)
+    if note is not None:
+        notes.append(note)
 
     miss: float | None = None
 

@@ -371,7 +371,7 @@ def _sweep(
     )
     replica_axes = [a for a in axes if a.startswith("pools") and a.endswith("replicas")]
     if replica_axes and len(axes) == 1:
-        from simulator.planning.analytic import offered_rate, refill_estimate
+        from simulator.planning.analytic import arrivals_note, offered_rate, refill_estimate
 
         scenario = summaries[0].scenario
         axis = replica_axes[0]
@@ -395,7 +395,9 @@ def _sweep(
                     sizes, [s.pools.get(pool_key, {}).get("cold_share") for s in summaries], loads
                 ),
                 "cold share against pool size",
-                f"Cold share of {pool_key} against its replicas, with Erlang-B at {rate:.3g} claims/s.",
+                f"Cold share of {pool_key} against its replicas, with Erlang-B at {rate:.3g} claims/s"
+                + ("" if (note := arrivals_note(scenario, pool)) is None else f" ({note})")
+                + ".",
             )
         )
     return "".join(parts)

@@ -164,3 +164,28 @@ def test_a_plan_with_no_claims_marks_its_goals_not_measured_not_missed() -> None
     assert "(uncertain)" not in table
     assert '<span class="note">not measured</span> (no claims were measured)' in table
     assert '<span class="note">yes</span> (no claims were measured)' in table
+
+
+def test_a_sweep_over_bursts_says_erlang_uses_their_mean_rate(tmp_path: Path) -> None:
+    """The sweep's cold-share plot of a bursty workload says why Erlang-B can miss it, as
+    ``simulate`` says next to its estimate; a Poisson workload's caption says nothing more.
+
+    Before, a burst of 167/s read as "Erlang-B at 55.6 claims/s" with no word on the gap.
+    """
+    axis = "pools.base.replicas"
+    captions = {}
+    for name, arrivals in (
+        ("burst", {"kind": "bursts", "bursts": [{"at": "5s", "count": 12, "over": "1s"}]}),
+        ("poisson", {"kind": "poisson", "rate": 2}),
+    ):
+        base = apply_overrides(
+            parse_scenario(TINY, source="tiny.yaml"),
+            [("workloads[0].arrivals", arrivals), ("replications", 1), ("duration", "20s")],
+        )
+        points = [Point({axis: n}, apply_overrides(base, [(axis, n)])) for n in (2, 4)]
+        swept, _ = run_points(points, SerialExecutor(), stop=threading.Event())
+        page = write_report(tmp_path / name, "sweep", base, "tiny.yaml", swept, axes=[axis])
+        captions[name] = page.read_text()
+    note = "arrivals are not Poisson: Erlang uses their mean rate only"
+    assert note in captions["burst"]
+    assert note not in captions["poisson"] and "claims/s." in captions["poisson"]
