@@ -37,8 +37,14 @@ from pytest_kruise_agents.api.sandbox import Sandbox, SandboxState
 from pytest_kruise_agents.api.sandboxclaim import SandboxClaim
 from pytest_kruise_agents.api.sandboxset import SandboxSet
 from pytest_kruise_agents.api.sandboxtemplate import SandboxTemplate
-from pytest_kruise_agents.api.validation import label_value_problem
 from pytest_kruise_agents.claiming.errors import ClaimError
+from pytest_kruise_agents.claiming.extensions import (
+    CreateRequest,
+    CreateSpec,
+    check_string_map,
+    check_timeout_seconds,
+    create_spec,
+)
 from pytest_kruise_agents.claiming.sandboxclaim import sandboxclaim_annotations_problem
 from pytest_kruise_agents.claiming.state import sandbox_state
 from simulator import applying
@@ -619,30 +625,16 @@ class Cluster:
         carrying the HTTP code the real sandbox-manager answers, and
         :class:`InvalidError` for an argument of the wrong kind.
         """
-        _check_create(
-            template=template,
-            namespace=namespace,
-            metadata=metadata,
+        request = CreateRequest(
+            template,
             timeout=timeout,
             auto_pause=auto_pause,
+            metadata=_or_empty(metadata),
+            env_vars=_or_empty(env_vars),
             volume_mounts=volume_mounts,
             allow_internet_access=allow_internet_access,
-            env_vars=env_vars,
-            user=user,
         )
-        sbx: Sandbox = self.run(
-            self.manager.create_sandbox(
-                namespace=namespace,
-                user=user,
-                template=template,
-                timeout_s=timeout,
-                auto_pause=auto_pause,
-                metadata=dict(metadata) if metadata else None,
-                env_vars=dict(env_vars) if env_vars else None,
-                volume_mounts=[dict(v) for v in volume_mounts] if volume_mounts else None,
-                allow_internet_access=allow_internet_access,
-            )
-        )
+        sbx: Sandbox = self.run(self.manager.create(create_spec(namespace, user, request)))
         # A copy, as get() gives: the stored object edited in place would change the
         # store and the caches with no write (no resourceVersion, no watch event).
         return deep_copy(sbx)
@@ -669,36 +661,25 @@ class Cluster:
         Arguments of the wrong kind raise :class:`InvalidError` before anything
         starts (an unknown keyword, Python's ``TypeError``).
         """
-        _check_create(
-            template=template,
-            namespace=namespace,
-            metadata=metadata,
+        request = CreateRequest(
+            template,
             timeout=timeout,
             auto_pause=auto_pause,
+            metadata=_or_empty(metadata),
+            env_vars=_or_empty(env_vars),
             volume_mounts=volume_mounts,
             allow_internet_access=allow_internet_access,
-            env_vars=env_vars,
-            user=user,
         )
-        # Copied now, as create_sandbox does: the caller's mappings may change
-        # before the process runs.
-        meta = dict(metadata) if metadata else None
-        env = dict(env_vars) if env_vars else None
-        mounts = [dict(v) for v in volume_mounts] if volume_mounts else None
+        # Checked and copied now, as create_sandbox does: the caller's mappings may
+        # change before the process runs.
+        return self._submit(create_spec(namespace, user, request))
+
+    def _submit(self, spec: CreateSpec) -> simpy.Process:
+        """The process of one create of ``spec``: its value is a Sandbox (a copy) or a ClaimError."""
 
         def attempt() -> Generator[simpy.Event, Any, Sandbox | ClaimError]:
             try:
-                sbx: Sandbox = yield from self.manager.create_sandbox(
-                    namespace=namespace,
-                    user=user,
-                    template=template,
-                    timeout_s=timeout,
-                    auto_pause=auto_pause,
-                    metadata=meta,
-                    env_vars=env,
-                    volume_mounts=mounts,
-                    allow_internet_access=allow_internet_access,
-                )
+                sbx: Sandbox = yield from self.manager.create(spec)
             except ClaimError as err:
                 return err
             return deep_copy(sbx)
@@ -732,43 +713,21 @@ class Cluster:
             raise InvalidError("count", f"must be an integer, got {count!r}")
         if count < 0:
             raise InvalidError("count", f"must be >= 0, got {count}")
-        _check_create(
-            template=template,
-            namespace=namespace,
-            metadata=metadata,
+        request = CreateRequest(
+            template,
             timeout=timeout,
             auto_pause=auto_pause,
+            metadata=_or_empty(metadata),
+            env_vars=_or_empty(env_vars),
             volume_mounts=volume_mounts,
             allow_internet_access=allow_internet_access,
-            env_vars=env_vars,
-            user=user,
         )
+        # One spec for the whole burst: its request is the burst's own copy, which
+        # no create changes.
+        spec = create_spec(namespace, user, request)
         if count:
-            self.manager.check_create(
-                namespace=namespace,
-                user=user,
-                template=template,
-                timeout_s=timeout,
-                auto_pause=auto_pause,
-                metadata=dict(metadata) if metadata else None,
-                env_vars=dict(env_vars) if env_vars else None,
-                volume_mounts=[dict(v) for v in volume_mounts] if volume_mounts else None,
-                allow_internet_access=allow_internet_access,
-            )
-        procs = [
-            self.submit_create(
-                template,
-                namespace=namespace,
-                user=user,
-                timeout=timeout,
-                metadata=metadata,
-                env_vars=env_vars,
-                auto_pause=auto_pause,
-                volume_mounts=volume_mounts,
-                allow_internet_access=allow_internet_access,
-            )
-            for _ in range(count)
-        ]
+            self.manager.check_create(spec)
+        procs = [self._submit(spec) for _ in range(count)]
         self._run_to(self.env.all_of(procs))
         results: builtins.list[Sandbox | ClaimError] = [p.value for p in procs]  # type: ignore[misc]
         return results
@@ -797,7 +756,7 @@ class Cluster:
     ) -> None:
         """``POST /sandboxes/{id}/timeout``: the sandbox now ends ``timeout`` s from now."""
         _check_caller(sandbox_id, namespace, user)
-        _check_timeout(timeout)
+        check_timeout_seconds(timeout)
         self.run(self.manager.set_timeout(namespace, user, sandbox_id, timeout))
 
     def pause(
@@ -836,7 +795,7 @@ class Cluster:
     ) -> tuple[Sandbox, bool]:
         """``POST /sandboxes/{id}/connect``: resume if paused; return (sandbox, resumed)."""
         _check_caller(sandbox_id, namespace, user)
-        _check_timeout(timeout)
+        check_timeout_seconds(timeout)
         sbx, resumed = self.run(self.manager.connect(namespace, user, sandbox_id, timeout))
         return deep_copy(sbx), resumed
 
@@ -977,12 +936,6 @@ def _override_error(
     return InvalidError("knobs", str(exc))
 
 
-def _check_timeout(timeout: object) -> None:
-    """Refuse a sandbox timeout that is not whole seconds (its range is the manager's 400)."""
-    if isinstance(timeout, bool) or not isinstance(timeout, int):
-        raise InvalidError("timeout", f"must be an integer number of seconds, got {timeout!r}")
-
-
 def _check_claim_writes(claim: SandboxClaim) -> None:
     """Refuse a SandboxClaim whose every claim write the API server would refuse.
 
@@ -994,55 +947,6 @@ def _check_claim_writes(claim: SandboxClaim) -> None:
         meta = claim.metadata
         where = f"SandboxClaim/{meta.name or meta.generate_name or '?'} {format_path(problem.loc)}"
         raise InvalidError(where, problem.reason)
-
-
-def _check_create(
-    *,
-    template: object = "base",
-    namespace: object = "default",
-    metadata: object = None,
-    timeout: object = None,
-    auto_pause: object = False,
-    volume_mounts: object = None,
-    allow_internet_access: object = None,
-    env_vars: object = None,
-    user: object = DEFAULT_USER,
-) -> None:
-    """Refuse create arguments of the wrong kind; the manager checks the rest as upstream does."""
-    # What the E2B API's JSON could carry: a template name, a namespace, metadata an
-    # object (its values' own rules are the manager's: a 400 as upstream answers).
-    if not isinstance(template, str):
-        raise InvalidError("template", f"must be a template name, got {template!r}")
-    if not isinstance(namespace, str):
-        raise InvalidError("namespace", f"must be a namespace name, got {namespace!r}")
-    if metadata is not None and not isinstance(metadata, Mapping):
-        raise InvalidError("metadata", f"must be a mapping of key to value, got {metadata!r}")
-    if timeout is not None:
-        _check_timeout(timeout)
-    # The owner is an API key's id upstream (a UUID): it becomes the sandbox's owner label.
-    if not isinstance(user, str) or not user or (why := label_value_problem(user)):
-        reason = why if isinstance(user, str) and user else "must be a non-empty string"
-        raise InvalidError("user", f"{reason} (it becomes the owner label of the sandbox)")
-    # Environment variables are text, as the E2B API's envVars: 1 is not "1".
-    _check_string_map("env_vars", env_vars, "variable name to value")
-    if not isinstance(auto_pause, bool):
-        raise InvalidError("auto_pause", f"must be true or false, got {auto_pause!r}")
-    if allow_internet_access is not None and not isinstance(allow_internet_access, bool):
-        raise InvalidError(
-            "allow_internet_access", f"must be true, false or None, got {allow_internet_access!r}"
-        )
-    if volume_mounts is None:
-        return
-    if isinstance(volume_mounts, str | bytes | Mapping) or not isinstance(volume_mounts, Sequence):
-        raise InvalidError("volume_mounts", f"must be a list of mappings, got {volume_mounts!r}")
-    for i, mount in enumerate(volume_mounts):
-        if not isinstance(mount, Mapping):
-            raise InvalidError(f"volume_mounts[{i}]", f"must be a mapping, got {mount!r}")
-        for part in ("name", "path"):
-            # A missing one is the manager's 400 (volumeMounts[i].path: required).
-            value = mount.get(part)
-            if value is not None and not isinstance(value, str):
-                raise InvalidError(f"volume_mounts[{i}].{part}", f"must be a string, got {value!r}")
 
 
 class _FaultInForce(Fault):
@@ -1147,7 +1051,7 @@ def _check_list_query(
     for i, state in enumerate(wanted):
         if not isinstance(state, str):
             raise InvalidError(f"states[{i}]", f"must be 'running' or 'paused', got {state!r}")
-    _check_string_map("metadata", metadata, "annotation to value")
+    check_string_map("metadata", metadata, "annotation to value")
     if isinstance(limit, bool) or not isinstance(limit, int):
         # True is no page size of 1.
         raise InvalidError("limit", f"must be an integer, got {limit!r}")
@@ -1171,6 +1075,11 @@ def _check_name(field: str, value: object, alternative: str = "") -> str:
     return value
 
 
+def _or_empty(mapping: Mapping[str, str] | None) -> Mapping[str, str]:
+    """``mapping``, or an empty one for ``None`` (a create's metadata and env vars not given)."""
+    return {} if mapping is None else mapping
+
+
 def _defuse(event: simpy.Event) -> None:
     if not event.ok:
         event.defused = True
@@ -1183,18 +1092,7 @@ def _object_key(obj: Any) -> tuple[str, str]:
 
 def _check_labels(labels: object) -> None:
     """Refuse a label selector that is not a mapping of strings to strings."""
-    _check_string_map("labels", labels, "label to value")
-
-
-def _check_string_map(field: str, value: object, what: str) -> None:
-    """Refuse ``value`` (``None`` allowed) unless it maps strings to strings."""
-    if value is None:
-        return
-    if not isinstance(value, Mapping):
-        raise InvalidError(field, f"must be a mapping of {what}, got {value!r}")
-    for k, v in value.items():
-        if not isinstance(k, str) or not isinstance(v, str):
-            raise InvalidError(field, f"keys and values must be strings, got {k!r}: {v!r}")
+    check_string_map("labels", labels, "label to value")
 
 
 def check_seconds(field: str, value: object) -> None:

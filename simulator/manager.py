@@ -45,6 +45,8 @@ from pytest_kruise_agents.claiming.errors import (
 )
 from pytest_kruise_agents.claiming.extensions import (
     TOKEN_STAND_IN,
+    CreateRequest,
+    CreateSpec,
     E2BCreateOptions,
     e2b_claim_options,
     parse_create_metadata,
@@ -310,6 +312,25 @@ class SandboxManager:
         allow_internet_access: bool | None = None,
         record: ClaimRecord | None = None,
     ) -> Op:
+        """:meth:`create` of a request given as keywords (the model's own workloads make these).
+
+        The keywords are taken as given, unchecked and uncopied, as the
+        manager always took them: a caller with arguments from outside checks
+        them with :func:`~pytest_kruise_agents.claiming.extensions.create_spec`
+        and calls :meth:`create`.
+        """
+        request = CreateRequest(
+            template=template,
+            timeout=timeout_s,
+            auto_pause=auto_pause,
+            metadata=metadata or {},
+            env_vars=env_vars or {},
+            volume_mounts=volume_mounts,
+            allow_internet_access=allow_internet_access,
+        )
+        return self.create(CreateSpec(namespace=namespace, user=user, request=request), record)
+
+    def create(self, spec: CreateSpec, record: ClaimRecord | None = None) -> Op:
         """``POST /sandboxes`` (claim): return the claimed Sandbox or raise a coded ClaimError.
 
         The request is validated (timeout 30 s…30 d, extension metadata,
@@ -323,23 +344,14 @@ class SandboxManager:
         unexpected exception too, recorded as a 500 before it propagates).
         """
         ctx = self.ctx
+        namespace, user, template = spec.namespace, spec.user, spec.request.template
         if record is None:
             record = self.world.records.new(
                 path="e2b", namespace=namespace, template=template, owner=user, requested=ctx.now()
             )
         who = f"{namespace or '*'}/{template} user={user}"
         try:
-            opts, modifier = self._create_options(
-                namespace=namespace,
-                user=user,
-                template=template,
-                timeout_s=timeout_s,
-                auto_pause=auto_pause,
-                metadata=metadata,
-                env_vars=env_vars,
-                volume_mounts=volume_mounts,
-                allow_internet_access=allow_internet_access,
-            )
+            opts, modifier = self._create_options(spec)
             try:
                 sbx: Sandbox = yield from self._claim(opts, record, modifier)
             except simpy.Interrupt:
@@ -374,70 +386,25 @@ class SandboxManager:
             f"{who} code={code} reason={reason} attempts={record.attempts}",
         )
 
-    def check_create(
-        self,
-        *,
-        namespace: str,
-        user: str,
-        template: str,
-        timeout_s: int | None = None,
-        auto_pause: bool = False,
-        metadata: dict[str, str] | None = None,
-        env_vars: dict[str, str] | None = None,
-        volume_mounts: list[dict[str, str]] | None = None,
-        allow_internet_access: bool | None = None,
-    ) -> None:
-        """Raise the 400 :meth:`create_sandbox` would answer whatever the cluster holds, if any.
+    def check_create(self, spec: CreateSpec) -> None:
+        """Raise the 400 :meth:`create` would answer whatever the cluster holds, if any.
 
         The request's own rules only (timeout, metadata, volume mounts, env
         vars' size), not whether the template exists: nothing is read, drawn,
         recorded or logged. A burst of creates checks its request once here.
         """
-        self._checked_options(
-            namespace=namespace,
-            user=user,
-            template=template,
-            timeout_s=timeout_s,
-            auto_pause=auto_pause,
-            metadata=metadata,
-            env_vars=env_vars,
-            volume_mounts=volume_mounts,
-            allow_internet_access=allow_internet_access,
-            check_template=False,
-        )
+        self._checked_options(spec, check_template=False)
 
-    def _create_options(
-        self,
-        *,
-        namespace: str,
-        user: str,
-        template: str,
-        timeout_s: int | None,
-        auto_pause: bool,
-        metadata: dict[str, str] | None,
-        env_vars: dict[str, str] | None,
-        volume_mounts: list[dict[str, str]] | None,
-        allow_internet_access: bool | None,
-    ) -> tuple[ClaimOptions, Modifier]:
+    def _create_options(self, spec: CreateSpec) -> tuple[ClaimOptions, Modifier]:
         """The claim options and modifier of a create; every 400 is raised before the token is drawn.
 
         The token is the request's first draw from the seeded generator: drawn
         for a create then refused, it would change every later pick of the run.
         """
         ctx = self.ctx
-        opts, ext, timeout = self._checked_options(
-            namespace=namespace,
-            user=user,
-            template=template,
-            timeout_s=timeout_s,
-            auto_pause=auto_pause,
-            metadata=metadata,
-            env_vars=env_vars,
-            volume_mounts=volume_mounts,
-            allow_internet_access=allow_internet_access,
-            check_template=True,
-        )
+        opts, ext, timeout = self._checked_options(spec, check_template=True)
         opts = with_access_token(opts, self.world.api.new_token())
+        auto_pause = spec.request.auto_pause
 
         def modifier(sbx: Sandbox) -> None:
             # basicSandboxCreateModifier computes the end times when the picked
@@ -454,18 +421,7 @@ class SandboxManager:
         return opts, modifier
 
     def _checked_options(
-        self,
-        *,
-        namespace: str,
-        user: str,
-        template: str,
-        timeout_s: int | None,
-        auto_pause: bool,
-        metadata: dict[str, str] | None,
-        env_vars: dict[str, str] | None,
-        volume_mounts: list[dict[str, str]] | None,
-        allow_internet_access: bool | None,
-        check_template: bool,
+        self, spec: CreateSpec, *, check_template: bool
     ) -> tuple[ClaimOptions, E2BCreateOptions, int]:
         """The options of a create with a stand-in token, its parsed metadata and timeout; or its 400.
 
@@ -475,24 +431,25 @@ class SandboxManager:
         """
         ctx = self.ctx
         prof = ctx.profile
-        timeout = int(prof.default_timeout_s) if timeout_s is None else timeout_s
+        request = spec.request
+        timeout = int(prof.default_timeout_s) if request.timeout is None else request.timeout
         validate_create_timeout(timeout, max_timeout_s=MAX_TIMEOUT_S)
-        ext = parse_create_metadata(metadata, volume_mounts=volume_mounts)
-        if check_template and not self.has_template(namespace, template):
+        ext = parse_create_metadata(request.metadata, volume_mounts=request.volume_mounts)
+        if check_template and not self.has_template(spec.namespace, request.template):
             # Upstream falls through to the clone path, whose NotFound answers 400.
             raise NotFoundError(TEMPLATE_NOT_FOUND, code=400)
         opts = e2b_claim_options(
             ext,
-            namespace=namespace,
-            user=user,
-            template=template,
+            namespace=spec.namespace,
+            user=spec.user,
+            template=request.template,
             lock_string="",
             access_token=TOKEN_STAND_IN,
             now=ctx.now_dt(),
             timeout_s=timeout,
-            auto_pause=auto_pause,
-            env_vars=env_vars,
-            allow_internet_access=allow_internet_access,
+            auto_pause=request.auto_pause,
+            env_vars=request.env_vars,
+            allow_internet_access=request.allow_internet_access,
             candidate_count=prof.candidate_count,
             default_claim_timeout_s=prof.e2b_default_claim_timeout_s,
             default_wait_ready_timeout_s=prof.e2b_default_wait_ready_timeout_s,

@@ -20,12 +20,16 @@ HTTP status the real sandbox-manager answers; resource operations raise
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Generic, Literal, Protocol, TypeVar, runtime_checkable
 
 from pytest_kruise_agents.api.manifest import KubeObject
+
+# The create request is the claim system's (every create path checks and passes
+# it on as one value); re-exported here, as the seam's create takes it.
+from pytest_kruise_agents.claiming.extensions import CreateRequest
 from pytest_kruise_agents.claiming.view import SandboxView
 
 __all__ = [
@@ -82,24 +86,6 @@ class Caller:
     def admin(self) -> bool:
         """The admin team spans all namespaces."""
         return self.namespace == ""
-
-
-@dataclass(frozen=True, slots=True)
-class CreateRequest:
-    """``POST /sandboxes`` (v1) / ``POST /v2/sandboxes`` after JSON decoding.
-
-    ``timeout`` ``None`` means the manager's default (300 s). ``metadata`` still
-    carries the ``e2b.agents.kruise.io/*`` extension keys and ``label:`` keys:
-    the backend parses them with the claim rules.
-    """
-
-    template: str
-    timeout: int | None = None
-    auto_pause: bool = False
-    metadata: Mapping[str, str] = field(default_factory=dict)
-    env_vars: Mapping[str, str] = field(default_factory=dict)
-    volume_mounts: Sequence[Mapping[str, str]] | None = None
-    allow_internet_access: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)

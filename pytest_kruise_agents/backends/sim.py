@@ -10,7 +10,12 @@ worker threads, so every call holds one lock around the model. Two clocks:
 - **realtime(speed)**: a driver thread keeps virtual time at
   ``start + (wall elapsed) * speed``. A call starts its SimPy process under the
   lock and waits (without the lock) until the driver has run it to its end,
-  so external clients see timeouts fire on the wall clock.
+  so external clients see timeouts fire on the wall clock. The process starts
+  at the call's arrival (the wall clock when it was made, in virtual time),
+  whatever the model's clock read then. The driver runs the model in slices of
+  one tick at most; with more to run than the wall clock times the speed
+  allows, it runs as fast as it can and falls behind (:meth:`SimBackend.lag`):
+  answers come late in wall time, stamped at their arrival all the same.
 
 :meth:`SimBackend.attempt` answers a call on the caller's own thread (the
 server's event loop) when it can be answered at once: the lock is free, and
@@ -20,9 +25,10 @@ within a short budget (:data:`INLINE_BUDGET_S` by default). Otherwise the rest o
 :class:`~pytest_kruise_agents.backends.base.Pending` for a worker thread.
 Its ``cancel`` interrupts a create's process (the request's context is
 cancelled): in virtual mode whichever call runs the model next delivers it
-within a few dozen events, in realtime mode the clock driver within one tick;
-cancels delivered together land in the order they were requested, so the same
-calls give the same run.
+within a few dozen events, in realtime mode the clock driver at the virtual
+instant the cancel was asked for (within one tick when the model keeps up with
+the wall clock); cancels delivered together land in the order they were
+requested, so the same calls give the same run.
 In realtime mode the rest needs no thread at all: the call is started at once
 (or by the clock driver, if the lock is busy), the driver runs it on the wall
 clock, and ``Pending.when_ready`` says when ``finish`` has its answer. A
@@ -46,6 +52,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Generator, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any, Final, TypeVar
@@ -71,6 +78,7 @@ from pytest_kruise_agents.backends.base import (
     TemplateView,
 )
 from pytest_kruise_agents.claiming.errors import NotFoundError as ClaimNotFound
+from pytest_kruise_agents.claiming.extensions import create_spec
 from pytest_kruise_agents.claiming.view import (
     SandboxView,
     e2b_state,
@@ -94,6 +102,7 @@ __all__ = [
     "DEFAULT_POOLS",
     "INLINE_BUDGET_S",
     "MAX_SPEED",
+    "ClockLag",
     "SimBackend",
     "default_pools_yaml",
     "opened",
@@ -117,7 +126,11 @@ timestamp can hold (at 1e308, every call would fail).
 """
 
 _DRIVER_TICK_S: Final = 0.005
-"""Longest wall time the realtime driver sleeps before it looks at the clock again."""
+"""Longest wall time the realtime driver sleeps before it looks at the clock again,
+and longest it runs the model in one slice (between two, calls get in)."""
+
+_LET_IN_S: Final = 0.0005
+"""Shortest wall time the realtime driver lets go of the lock between two slices."""
 
 INLINE_BUDGET_S: Final = 0.005
 """Default longest wall time :meth:`SimBackend.attempt` runs the model on the caller's thread.
@@ -229,6 +242,21 @@ def opened(
     return cluster
 
 
+@dataclass(frozen=True, slots=True)
+class ClockLag:
+    """How far a realtime clock's model runs behind the wall clock, in wall seconds.
+
+    At most about one driver tick (5 ms) while the model keeps up; more when
+    it has more to run than the wall clock times the speed allows (it then
+    runs as fast as it can): answers come that much later in wall time.
+    """
+
+    now_s: float
+    """Behind now (0 when the model is ahead: a ``locked()`` caller ran it)."""
+    max_s: float
+    """The most it has been behind since the backend opened."""
+
+
 class SimBackend:
     """The fake cluster as a :class:`~pytest_kruise_agents.backends.base.Backend`.
 
@@ -269,7 +297,8 @@ class SimBackend:
         # Realtime: calls started without a thread (settled by the model), and calls
         # the driver starts because the lock was busy when they were attempted.
         self._tickets: set[_Ticket] = set()
-        self._queued: collections.deque[tuple[_Ticket, Callable[[], Any], _Cancellation]] = (
+        # Each with the instant (time.monotonic()) it was attempted: its arrival.
+        self._queued: collections.deque[tuple[_Ticket, Callable[[], Any], _Cancellation, float]] = (
             collections.deque()
         )
         # Cancellable calls whose process runs, delivered by whichever thread runs the
@@ -289,6 +318,7 @@ class SimBackend:
         if clock == "realtime":
             self._wall0 = time.monotonic()
             self._sim0 = self.cluster.now
+            self._most_behind = 0.0  # wall seconds (see lag)
             self._driver = threading.Thread(
                 target=self._drive, name="kruise-sim-clock", daemon=True
             )
@@ -324,30 +354,88 @@ class SimBackend:
 
     # -- running the model ---------------------------------------------------------------
 
+    def _virtual_at(self, instant: float) -> float:
+        """Realtime mode: the virtual time the wall clock reads at ``instant`` (``time.monotonic()``).
+
+        The model's clock follows it (behind it while the driver catches up),
+        and a call's process starts at it (:meth:`_at_arrival`). It stops at
+        CLOCK_END rather than run past the dates a timestamp holds.
+        """
+        return min(self._sim0 + (instant - self._wall0) * self._speed, self._end)
+
     def _target(self) -> float:
-        # The clock stops at CLOCK_END rather than run past the dates a timestamp holds.
-        target = self._sim0 + (time.monotonic() - self._wall0) * self._speed
-        return min(target, self._end)
+        return self._virtual_at(time.monotonic())
 
     def _drive(self) -> None:
-        """Realtime mode: keep virtual time in step with the wall clock."""
+        """Realtime mode: keep virtual time in step with the wall clock.
+
+        The model runs in slices of at most one tick of wall time toward the
+        wall clock's virtual time (:meth:`_run_slice`). Between two slices the
+        driver starts the calls queued meanwhile, schedules the cancels asked
+        for, and lets go of the lock: other calls (a get, an admin call) are
+        answered while a long backlog runs, which one ``env.run`` over all of
+        it held them back from, up to a second under load.
+        """
         env = self.cluster.env
         with self._lock:
             while not self._closed:
                 self._begin_queued()
-                _deliver(self._cancels)
-                target = self._target()
-                if target > env.now:
-                    with simulation_gc():
-                        env.run(until=target)
+                self._schedule_cancels()
+                caught_up = self._run_slice(self._target())
                 if env.now >= self._end:
                     self._stand_still()
-                nxt = env.peek()
-                wait = _DRIVER_TICK_S
-                if nxt != float("inf"):
-                    wait = min(wait, max((nxt - self._target()) / self._speed, 0.0))
-                # Condition.wait releases the lock: calls get in between ticks.
-                self._wake.wait(timeout=max(wait, 0.0005))
+                # Condition.wait releases the lock: calls get in between slices.
+                self._wake.wait(timeout=self._pause() if caught_up else _LET_IN_S)
+
+    def _pause(self) -> float:
+        """The driver, caught up: how long it sleeps, until the next event is due (a tick at most)."""
+        nxt = self.cluster.env.peek()
+        wait = _DRIVER_TICK_S
+        if nxt != _NEVER:
+            wait = min(wait, max((nxt - self._target()) / self._speed, 0.0))
+        return max(wait, _LET_IN_S)
+
+    def _run_slice(self, target: float) -> bool:
+        """The driver, under the lock: run the model toward ``target`` for one tick at most.
+
+        Return whether it got there: the clock then reads ``target``, as
+        ``env.run(until=target)`` leaves it (the same events, in the same
+        order). How far the clock was behind the wall clock's at the start
+        is noted for :meth:`lag`.
+        """
+        env = self.cluster.env
+        self._most_behind = max(self._most_behind, (target - env.now) / self._speed)
+        if target <= env.now:
+            return True
+        step, peek, clock = env.step, env.peek, time.perf_counter
+        deadline = clock() + _DRIVER_TICK_S
+        with simulation_gc():
+            while peek() < target:
+                if clock() > deadline:
+                    return False
+                for _ in range(_STEPS_PER_CLOCK_READ):
+                    if peek() >= target:
+                        break
+                    step()
+            env.run(until=target)
+        return True
+
+    def _schedule_cancels(self) -> None:
+        """Realtime mode, under the lock: each cancel asked for lands when its client left.
+
+        The interrupt becomes an event of the model at the virtual time the
+        wall clock read when the cancel was requested (now, if the model is
+        past it), in request order. Delivered at once, a model behind the wall
+        clock would stop the claim before its client left, and its record
+        would say so.
+        """
+        due = [c for c in self._cancels if c.requested and not c.delivered]
+        due.sort(key=_requested_order)
+        env = self.cluster.env
+        for cancellation in due:
+            del self._cancels[cancellation]  # the model delivers it from now on
+            left = self._virtual_at(cancellation.at)
+            env.timeout(max(left - env.now, 0.0)).callbacks.append(partial(_land, cancellation))
 
     def _stand_still(self) -> None:
         """The realtime driver, the clock at :data:`CLOCK_END`: what is due now runs, nothing later.
@@ -504,13 +592,17 @@ class SimBackend:
         )
         deadline: float | None = getattr(self._inline, "deadline", None)
         if deadline is None:
+            if self._mode != "virtual":
+                gen = self._at_arrival(self._virtual_at(time.monotonic()), gen, None)
             value = self._run(gen, cancellation)
             with self._lock:
                 return after(value)
         if self._mode != "virtual":
             ticket: _Ticket | None = getattr(self._inline, "ticket", None)
             ticket = ticket if ticket is not None else _Ticket()
-            self._start(ticket, gen, after, cancellation)
+            arrived: float | None = getattr(self._inline, "arrival", None)
+            arrival = self._virtual_at(time.monotonic() if arrived is None else arrived)
+            self._start(ticket, gen, after, cancellation, arrival)
             raise _Unfinished(ticket.result, ticket.when_ready)
         self._check_open()
         proc = self.cluster.env.process(gen)
@@ -527,19 +619,49 @@ class SimBackend:
         gen: Generator[simpy.Event, Any, V],
         after: Callable[[V], T],
         cancellation: _Cancellation | None,
+        arrival: float,
     ) -> None:
-        """Realtime mode, under the lock: start ``gen``; ``ticket`` gets ``after(value)`` at its end.
+        """Realtime mode, under the lock: start ``gen`` at ``arrival``; ``ticket`` gets ``after(value)``.
 
         ``after`` runs in the model as the process ends (realtime ``after``
         functions never wait for the model), so the answer is complete when
         the ticket settles and ``finish`` needs neither the lock nor a thread.
         """
         self._check_open()
-        proc = self.cluster.env.process(_captured(gen, after))
+        proc = self.cluster.env.process(
+            self._at_arrival(arrival, _captured(gen, after), cancellation)
+        )
         proc.callbacks.append(partial(self._settle_ticket, ticket, cancellation))
-        self._register(cancellation, proc)
         self._tickets.add(ticket)
         self._wake.notify_all()
+
+    def _at_arrival(
+        self,
+        arrival: float,
+        gen: Generator[simpy.Event, Any, T],
+        cancellation: _Cancellation | None,
+    ) -> Generator[simpy.Event, Any, T]:
+        """Realtime mode: ``gen`` as a process that starts at ``arrival``, when its call arrived.
+
+        A call started while the model is behind the wall clock (a long run,
+        a busy lock) first waits in virtual time until the model reaches the
+        instant it arrived: its stamps (a claim's ``requested``, an ``endAt``
+        of now plus the timeout) are never before the request, and calls take
+        their places among the model's events in the order they arrived. A
+        model already past ``arrival`` (a ``locked()`` caller ran it) starts
+        it at once. ``cancellation`` stops it from its start only: an
+        interrupt of the wait would skip the call's own cleanup and record.
+        """
+        env = self.cluster.env
+        if arrival > env.now:
+            yield env.timeout(arrival - env.now)
+        if cancellation is not None:
+            proc = env.active_process
+            assert proc is not None  # this generator runs as a process
+            self._register(cancellation, proc)
+            if cancellation.requested:  # cancelled before it started: it lands now
+                self._schedule_cancels()
+        return (yield from gen)
 
     def _settle_ticket(
         self, ticket: _Ticket, cancellation: _Cancellation | None, event: simpy.Event
@@ -552,10 +674,16 @@ class SimBackend:
         self._unregister(cancellation)
         ticket.settle(event.ok, event.value)
 
-    def _deferred(self, call: Callable[[], T], cancellation: _Cancellation) -> Pending[T]:
-        """Realtime mode, the lock busy: the clock driver starts ``call`` at its next tick."""
+    def _deferred(
+        self, call: Callable[[], T], cancellation: _Cancellation, arrived: float
+    ) -> Pending[T]:
+        """Realtime mode, the lock busy: the clock driver starts ``call`` between two slices.
+
+        ``arrived`` (``time.monotonic()`` at the attempt) is its arrival: it
+        starts in the model then, however late the driver gets to it.
+        """
         ticket = _Ticket()
-        self._queued.append((ticket, call, cancellation))
+        self._queued.append((ticket, call, cancellation, arrived))
         if self._closed:
             # close() may have emptied the queue before this call joined it.
             ticket.settle(False, RuntimeError("the backend is closed"))
@@ -564,10 +692,11 @@ class SimBackend:
     def _begin_queued(self) -> None:
         """The driver, under the lock: start the calls :meth:`_deferred` queued."""
         while self._queued:
-            ticket, call, cancellation = self._queued.popleft()
+            ticket, call, cancellation, arrived = self._queued.popleft()
             self._inline.deadline = time.perf_counter()  # inside an attempt: start, never wait
             self._inline.cancellation = cancellation
             self._inline.ticket = ticket
+            self._inline.arrival = arrived
             try:
                 value = call()
             except _Unfinished:
@@ -579,6 +708,7 @@ class SimBackend:
                 self._inline.deadline = None
                 self._inline.cancellation = None
                 self._inline.ticket = None
+                self._inline.arrival = None
             ticket.settle(True, value)
 
     def _finish(
@@ -612,13 +742,15 @@ class SimBackend:
         """
         if getattr(self._inline, "deadline", None) is not None:
             return call()  # already inside an attempt on this thread
+        arrived = time.monotonic()  # realtime: the call's model time (see _at_arrival)
         cancellation = _Cancellation()
         if not self._lock.acquire(blocking=False):
             if self._mode == "realtime":
-                return self._deferred(call, cancellation)
+                return self._deferred(call, cancellation, arrived)
             return Pending(partial(self._cancellable, cancellation, call), cancellation.request)
         self._inline.deadline = time.perf_counter() + self._budget
         self._inline.cancellation = cancellation
+        self._inline.arrival = arrived
         try:
             return call()
         except _Unfinished as unfinished:
@@ -630,6 +762,7 @@ class SimBackend:
         finally:
             self._inline.deadline = None
             self._inline.cancellation = None
+            self._inline.arrival = None
             self._lock.release()
 
     def _cancellable(self, cancellation: _Cancellation, call: Callable[[], T]) -> T:
@@ -727,25 +860,17 @@ class SimBackend:
         Handed back by :meth:`attempt` as :class:`Pending`, the create stops
         when cancelled: the manager's claim ends with
         :class:`~pytest_kruise_agents.claiming.errors.ClaimCanceledError`
-        after cleaning up what its attempt had locked.
+        after cleaning up what its attempt had locked. A caller or request
+        field of the wrong kind (``timeout="300"``, ``auto_pause="no"``, a
+        user that is no label value) raises :class:`InvalidError` naming it,
+        as :meth:`Cluster.create_sandbox` does, and nothing starts.
         """
+        # The check every create path runs: from Python (JSON is typed by the server's
+        # models) a wrong kind was a TypeError from deep inside, a 500 record, or a
+        # value taken as another ("no" as allowing internet access).
+        spec = create_spec(caller.namespace, caller.user, request)
         return self._op(
-            _captured(
-                self.cluster.manager.create_sandbox(
-                    namespace=caller.namespace,
-                    user=caller.user,
-                    template=request.template,
-                    timeout_s=request.timeout,
-                    auto_pause=request.auto_pause,
-                    metadata=dict(request.metadata) if request.metadata else None,
-                    env_vars=dict(request.env_vars) if request.env_vars else None,
-                    volume_mounts=[dict(v) for v in request.volume_mounts]
-                    if request.volume_mounts
-                    else None,
-                    allow_internet_access=request.allow_internet_access,
-                ),
-                self._delivered,
-            ),
+            _captured(self.cluster.manager.create(spec), self._delivered),
             self._written_view,
             cancellable=True,
         )
@@ -986,6 +1111,17 @@ class SimBackend:
         """The cluster's current time (UTC)."""
         return self._call(self.cluster.now_dt)
 
+    def lag(self) -> ClockLag | None:
+        """Realtime mode: how far the model runs behind the wall clock; ``None`` on a virtual clock.
+
+        Read without the lock (a snapshot), so that it answers while the model
+        runs. Calls are stamped at their arrival however far behind it is.
+        """
+        if self._mode != "realtime":
+            return None
+        now = max(self._target() - self.cluster.env.now, 0.0) / self._speed
+        return ClockLag(now_s=now, max_s=max(self._most_behind, now))
+
     def advance(self, seconds: float) -> None:
         """Move virtual time forward; timers due meanwhile fire. Refused in realtime mode.
 
@@ -1116,21 +1252,23 @@ class SimBackend:
 class _Cancellation:
     """One call's cancel request (any thread) and the process it stops (under the lock)."""
 
-    __slots__ = ("delivered", "order", "proc", "requested")
+    __slots__ = ("at", "delivered", "order", "proc", "requested")
 
     def __init__(self) -> None:
         self.requested = False
         self.delivered = False
         self.order = 0  # when it was requested, among all requests (see _deliver)
+        self.at = 0.0  # the wall clock (time.monotonic()) then: a realtime clock's landing
         self.proc: simpy.Process | None = None
 
     def request(self) -> None:
-        """Ask for the stop: two stores, so it never blocks and is safe from any thread.
+        """Ask for the stop: three stores, so it never blocks and is safe from any thread.
 
-        ``order`` is stored before ``requested``: whoever sees the request sees its
-        order too. ``next`` on an ``itertools.count`` is atomic under the GIL.
+        ``at`` and ``order`` are stored before ``requested``: whoever sees the
+        request sees them too. ``next`` on an ``itertools.count`` is atomic under the GIL.
         """
         if not self.requested:
+            self.at = time.monotonic()
             self.order = next(_REQUESTS)
             self.requested = True
 
@@ -1163,6 +1301,11 @@ def _deliver(cancels: Collection[_Cancellation]) -> None:
 
 def _requested_order(cancellation: _Cancellation) -> int:
     return cancellation.order
+
+
+def _land(cancellation: _Cancellation, _event: simpy.Event) -> None:
+    """A realtime cancel's event, at the virtual instant it was asked for: the interrupt."""
+    cancellation.deliver()
 
 
 class _Unfinished(BaseException):

@@ -7,6 +7,11 @@ whose message names the key and the reason. :func:`e2b_claim_options` turns
 the parsed request into the options of the shared claim path (§5.1), with a
 stand-in access token; :func:`with_access_token` puts the real one in once
 nothing is left to refuse, so that a refused create draws no token.
+
+The request itself is one value, :class:`CreateRequest`, whatever path it
+comes by (the cluster's keywords, the Backend seam, the E2B server):
+:func:`create_spec` checks its kinds once (:func:`check_create_request`) and
+makes the :class:`CreateSpec` the sandbox-manager is handed.
 """
 
 from __future__ import annotations
@@ -23,9 +28,15 @@ from pydantic import TypeAdapter, ValidationError
 
 from pytest_kruise_agents.api import keys
 from pytest_kruise_agents.api.durations import parse_duration
+from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.api.quantity import parse_quantity
 from pytest_kruise_agents.api.sandboxclaim import CSIMountConfig
-from pytest_kruise_agents.api.validation import FieldProblem, check_annotations, check_env_vars
+from pytest_kruise_agents.api.validation import (
+    FieldProblem,
+    check_annotations,
+    check_env_vars,
+    label_value_problem,
+)
 from pytest_kruise_agents.claiming.errors import BadRequestError
 from pytest_kruise_agents.claiming.modification import (
     UUID_STAND_IN,
@@ -64,9 +75,15 @@ __all__ = [
     "LABEL_PREFIX",
     "RESERVE_FOREVER",
     "TOKEN_STAND_IN",
+    "CreateRequest",
+    "CreateSpec",
     "E2BCreateOptions",
     "EnvVarProblem",
+    "check_create_request",
     "check_env_vars_request",
+    "check_string_map",
+    "check_timeout_seconds",
+    "create_spec",
     "e2b_claim_options",
     "env_vars_problem",
     "is_blacklisted",
@@ -200,6 +217,132 @@ def is_image_reference(value: str) -> bool:
     """Whether ``value`` is a container image reference: ``[host[:port]/]path[:tag][@digest]``."""
     m = _IMAGE_REFERENCE.fullmatch(value)
     return m is not None and len(m.group("name")) <= _MAX_IMAGE_NAME
+
+
+@dataclass(frozen=True, slots=True)
+class CreateRequest:
+    """``POST /sandboxes`` (v1) / ``POST /v2/sandboxes`` after JSON decoding.
+
+    ``timeout`` ``None`` means the manager's default (300 s). ``metadata`` still
+    carries the ``e2b.agents.kruise.io/*`` extension keys and ``label:`` keys:
+    the backend parses them with the claim rules.
+    """
+
+    template: str
+    timeout: int | None = None
+    auto_pause: bool = False
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    env_vars: Mapping[str, str] = field(default_factory=dict)
+    volume_mounts: Sequence[Mapping[str, str]] | None = None
+    allow_internet_access: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CreateSpec:
+    """One create as every create path hands it to the sandbox-manager: who asks, and what.
+
+    ``namespace`` is the caller's team (``""``: admin), ``user`` its API key id
+    (the sandbox's owner). Made by :func:`create_spec`, its request holds
+    copies of the caller's mappings: a create may run after its caller has
+    changed them, or many creates (a burst) may share one spec.
+    """
+
+    namespace: str
+    user: str
+    request: CreateRequest
+
+
+def create_spec(namespace: str, user: str, request: CreateRequest) -> CreateSpec:
+    """The spec of a create by ``namespace``/``user``, checked and detached from the caller.
+
+    Arguments of the wrong kind (typed or not, a Python caller may pass
+    anything) raise :class:`InvalidError` (see :func:`check_create_request`);
+    values the sandbox-manager judges (a timeout's range, metadata keys, a
+    template that exists) are its 400s.
+    """
+    check_create_request(namespace, user, request)
+    metadata: Mapping[str, str] | None = request.metadata
+    env_vars: Mapping[str, str] | None = request.env_vars
+    mounts = request.volume_mounts
+    # Copies: the caller's may change before the create runs (a SimPy process, a
+    # realtime server's pending call). None, where a mapping is typed, reads as empty.
+    detached = dataclasses.replace(
+        request,
+        metadata={} if metadata is None else dict(metadata),
+        env_vars={} if env_vars is None else dict(env_vars),
+        volume_mounts=None if mounts is None else tuple(dict(v) for v in mounts),
+    )
+    return CreateSpec(namespace=namespace, user=user, request=detached)
+
+
+def check_create_request(namespace: object, user: object, request: CreateRequest) -> None:
+    """Refuse a create whose caller or fields are of the wrong kind, naming the field.
+
+    What the E2B API's JSON could carry: a template name, a namespace,
+    metadata an object (its values' own rules are the manager's: a 400 as
+    upstream answers), whole seconds, text env vars, true or false. Raises
+    :class:`InvalidError`; nothing is read, drawn or recorded. The fields are
+    checked in this order, so that the first wrong one is the one named.
+    """
+    if not isinstance(request.template, str):
+        raise InvalidError("template", f"must be a template name, got {request.template!r}")
+    if not isinstance(namespace, str):
+        raise InvalidError("namespace", f"must be a namespace name, got {namespace!r}")
+    metadata: object = request.metadata
+    if metadata is not None and not isinstance(metadata, Mapping):
+        raise InvalidError("metadata", f"must be a mapping of key to value, got {metadata!r}")
+    if request.timeout is not None:
+        check_timeout_seconds(request.timeout)
+    # The owner is an API key's id upstream (a UUID): it becomes the sandbox's owner label.
+    if not isinstance(user, str) or not user or (why := label_value_problem(user)):
+        reason = why if isinstance(user, str) and user else "must be a non-empty string"
+        raise InvalidError("user", f"{reason} (it becomes the owner label of the sandbox)")
+    # Environment variables are text, as the E2B API's envVars: 1 is not "1".
+    check_string_map("env_vars", request.env_vars, "variable name to value")
+    if not isinstance(request.auto_pause, bool):
+        raise InvalidError("auto_pause", f"must be true or false, got {request.auto_pause!r}")
+    internet: object = request.allow_internet_access
+    if internet is not None and not isinstance(internet, bool):
+        raise InvalidError(
+            "allow_internet_access", f"must be true, false or None, got {internet!r}"
+        )
+    _check_volume_mounts(request.volume_mounts)
+
+
+def _check_volume_mounts(volume_mounts: object) -> None:
+    """Refuse volume mounts that are not a list of mappings of text (a missing part is the manager's 400)."""
+    if volume_mounts is None:
+        return
+    if isinstance(volume_mounts, str | bytes | Mapping) or not isinstance(volume_mounts, Sequence):
+        raise InvalidError("volume_mounts", f"must be a list of mappings, got {volume_mounts!r}")
+    for i, mount in enumerate(volume_mounts):
+        if not isinstance(mount, Mapping):
+            raise InvalidError(f"volume_mounts[{i}]", f"must be a mapping, got {mount!r}")
+        for part in ("name", "path"):
+            # A missing one is the manager's 400 (volumeMounts[i].path: required).
+            value = mount.get(part)
+            if value is not None and not isinstance(value, str):
+                raise InvalidError(f"volume_mounts[{i}].{part}", f"must be a string, got {value!r}")
+
+
+def check_timeout_seconds(timeout: object) -> None:
+    """Refuse a sandbox ``timeout`` that is not whole seconds (its range is the manager's 400)."""
+    if isinstance(timeout, bool) or not isinstance(timeout, int):
+        raise InvalidError("timeout", f"must be an integer number of seconds, got {timeout!r}")
+
+
+def check_string_map(field: str, value: object, what: str) -> None:
+    """Refuse ``value`` (``None`` allowed) unless it maps strings to strings, naming ``field``.
+
+    ``what`` says what it maps, for the message (``"variable name to value"``).
+    """
+    if value is None:
+        return
+    if not isinstance(value, Mapping):
+        raise InvalidError(field, f"must be a mapping of {what}, got {value!r}")
+    for k, v in value.items():
+        if not isinstance(k, str) or not isinstance(v, str):
+            raise InvalidError(field, f"keys and values must be strings, got {k!r}: {v!r}")
 
 
 @dataclass(frozen=True)
@@ -373,9 +516,9 @@ def check_env_vars_request(env: Mapping[str, str], field: str = "envVars") -> No
 
 
 def parse_create_metadata(
-    metadata: dict[str, str] | None,
+    metadata: Mapping[str, str] | None,
     *,
-    volume_mounts: list[dict[str, str]] | None = None,
+    volume_mounts: Sequence[Mapping[str, str]] | None = None,
     for_clone: bool = False,
 ) -> E2BCreateOptions:
     """Parse the ``metadata`` (and ``volumeMounts``) of ``POST /sandboxes`` (§5.5).

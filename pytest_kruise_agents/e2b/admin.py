@@ -19,6 +19,7 @@ from pytest_kruise_agents.api.base import format_time
 from pytest_kruise_agents.api.e2b import replace_surrogates
 from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.api.manifest import dump, dump_all, resolve_kind, to_manifest_dict
+from pytest_kruise_agents.backends.sim import ClockLag
 from pytest_kruise_agents.e2b.auth import require_admin
 from pytest_kruise_agents.e2b.errors import ApiError, WireJSONResponse
 from pytest_kruise_agents.e2b.state import ServerState, state_of
@@ -97,6 +98,12 @@ def _clock(st: ServerState) -> dict[str, Any]:
     profile = getattr(getattr(st.backend, "cluster", None), "profile", None)
     if isinstance(profile, Profile):
         body["profile"] = profile.summary()
+    # A realtime model with more to run than the wall clock allows falls behind it:
+    # record latencies stay virtual, while clients wait that much longer.
+    lag = getattr(st.backend, "lag", None)
+    behind = lag() if callable(lag) else None
+    if isinstance(behind, ClockLag):
+        body["lag"] = {"now": behind.now_s, "max": behind.max_s}
     return body
 
 

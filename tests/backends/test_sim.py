@@ -110,6 +110,64 @@ def test_a_sandbox_of_another_key_is_not_found(backend: SimBackend) -> None:
     assert backend.describe(ALICE, view.sandbox_id).sandbox_id == view.sandbox_id
 
 
+@pytest.mark.parametrize(
+    ("caller", "request_", "field"),
+    [
+        (ALICE, CreateRequest(template=5), "template"),  # type: ignore[arg-type]
+        (Caller(5, "alice"), CreateRequest(template="base"), "namespace"),  # type: ignore[arg-type]
+        (ALICE, CreateRequest(template="base", metadata=5), "metadata"),  # type: ignore[arg-type]
+        (ALICE, CreateRequest(template="base", timeout="300"), "timeout"),  # type: ignore[arg-type]
+        (ALICE, CreateRequest(template="base", timeout=True), "timeout"),
+        (Caller("default", ""), CreateRequest(template="base"), "user"),
+        (Caller("default", "not a label!"), CreateRequest(template="base"), "user"),
+        (ALICE, CreateRequest(template="base", env_vars={"A": 1}), "env_vars"),  # type: ignore[dict-item]
+        (ALICE, CreateRequest(template="base", auto_pause="yes"), "auto_pause"),  # type: ignore[arg-type]
+        (
+            ALICE,
+            CreateRequest(template="base", allow_internet_access="no"),  # type: ignore[arg-type]
+            "allow_internet_access",
+        ),
+        (ALICE, CreateRequest(template="base", volume_mounts="x"), "volume_mounts"),  # type: ignore[arg-type]
+        (
+            ALICE,
+            CreateRequest(template="base", volume_mounts=[{"name": 1, "path": "/a"}]),  # type: ignore[dict-item]
+            "volume_mounts[0].name",
+        ),
+    ],
+)
+def test_create_refuses_a_field_of_the_wrong_kind_as_the_cluster_does(
+    backend: SimBackend, caller: Caller, request_: CreateRequest, field: str
+) -> None:
+    """A create from Python with a field of the wrong kind is one InvalidError naming it.
+
+    The same check and message as Cluster.create_sandbox's keywords, before
+    anything starts: no record, no sandbox. (It was a TypeError from deep
+    inside, a 500 record, or a value taken as another: ``"no"`` allowed
+    internet access, ``"not a label!"`` became an owner.)
+    """
+    with backend.locked() as cluster:
+        records, sandboxes = len(cluster.records), len(cluster.list("sbx"))
+        with pytest.raises(InvalidError) as direct:
+            r = request_
+            cluster.create_sandbox(
+                r.template,
+                namespace=caller.namespace,
+                user=caller.user,
+                timeout=r.timeout,
+                metadata=r.metadata,
+                env_vars=r.env_vars,
+                auto_pause=r.auto_pause,
+                volume_mounts=r.volume_mounts,
+                allow_internet_access=r.allow_internet_access,
+            )
+    with pytest.raises(InvalidError) as err:
+        backend.create_sandbox(caller, request_)
+    assert err.value.field == field
+    assert str(err.value) == str(direct.value)
+    with backend.locked() as cluster:
+        assert (len(cluster.records), len(cluster.list("sbx"))) == (records, sandboxes)
+
+
 def test_unknown_template_answers_400_and_changes_nothing(backend: SimBackend) -> None:
     before = len(backend.list("Sandbox"))
     with pytest.raises(ClaimError) as err:

@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pytest_kruise_agents.api import keys
+from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.api.sandboxclaim import CSIMountConfig
 from pytest_kruise_agents.api.validation import ANNOTATIONS_MAX
 from pytest_kruise_agents.claiming.errors import BadRequestError
@@ -21,8 +22,10 @@ from pytest_kruise_agents.claiming.extensions import (
     KNOWN_KEYS,
     RESERVE_FOREVER,
     TOKEN_STAND_IN,
+    CreateRequest,
     E2BCreateOptions,
     check_env_vars_request,
+    create_spec,
     e2b_claim_options,
     env_vars_problem,
     is_dns1123_label,
@@ -700,3 +703,73 @@ def test_env_vars_no_process_can_carry_are_a_bad_request(
             check()
         assert (info.value.code, info.value.field, info.value.message) == (400, field, message)
     assert env_vars_problem("process.envs", {"A": "x=y", "B": ""}) is None
+
+
+# -- the create request: one value, checked once -------------------------------------
+
+
+def test_a_create_spec_holds_its_own_copies_of_the_callers_mappings() -> None:
+    """A create may run after its caller changed what it passed (a SimPy process, a realtime
+    server's pending call), and a burst shares one spec: the spec keeps copies."""
+    metadata, env = {"team": "x"}, {"A": "1"}
+    mounts = [{"name": "pv", "path": "/a"}]
+    request = CreateRequest("base", metadata=metadata, env_vars=env, volume_mounts=mounts)
+    spec = create_spec("default", "alice", request)
+    metadata["team"] = env["A"] = mounts[0]["path"] = "changed"
+    mounts.append({"name": "late", "path": "/late"})
+    assert (spec.namespace, spec.user, spec.request.template) == ("default", "alice", "base")
+    assert spec.request.metadata == {"team": "x"}
+    assert spec.request.env_vars == {"A": "1"}
+    assert spec.request.volume_mounts == ({"name": "pv", "path": "/a"},)
+
+
+def test_a_create_spec_reads_mappings_not_given_as_empty() -> None:
+    """``None`` for metadata or env vars (as a Python caller may write) is none given."""
+    request = CreateRequest("base", metadata=None, env_vars=None)  # type: ignore[arg-type]
+    spec = create_spec("", "alice", request)
+    assert (spec.request.metadata, spec.request.env_vars, spec.request.volume_mounts) == (
+        {},
+        {},
+        None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("namespace", "user", "request_", "field"),
+    [
+        (5, "", CreateRequest(5, auto_pause=1), "template"),  # type: ignore[arg-type]
+        (5, "", CreateRequest("base", metadata=5), "namespace"),  # type: ignore[arg-type]
+        ("ns", "", CreateRequest("base", metadata=[("a", "b")], timeout="x"), "metadata"),  # type: ignore[arg-type]
+        ("ns", "", CreateRequest("base", timeout=30.0, env_vars=5), "timeout"),  # type: ignore[arg-type]
+        ("ns", "", CreateRequest("base", env_vars=5), "user"),  # type: ignore[arg-type]
+        ("ns", "u", CreateRequest("base", env_vars=5, auto_pause=1), "env_vars"),  # type: ignore[arg-type]
+        (
+            "ns",
+            "u",
+            CreateRequest("base", auto_pause=1, allow_internet_access=1),  # type: ignore[arg-type]
+            "auto_pause",
+        ),
+        (
+            "ns",
+            "u",
+            CreateRequest("base", allow_internet_access=1, volume_mounts=5),  # type: ignore[arg-type]
+            "allow_internet_access",
+        ),
+        ("ns", "u", CreateRequest("base", volume_mounts=[{"path": 5}]), "volume_mounts[0].path"),  # type: ignore[dict-item]
+    ],
+)
+def test_a_create_of_the_wrong_kind_names_its_first_wrong_field(
+    namespace: str, user: str, request_: CreateRequest, field: str
+) -> None:
+    """Fields are checked in one order, whichever path the create came by (the cluster's
+    keywords, the backend's request): the first wrong one is named, by its Python name."""
+    with pytest.raises(InvalidError) as err:
+        create_spec(namespace, user, request_)
+    assert err.value.field == field
+
+
+def test_the_backend_seams_create_request_is_the_claim_systems() -> None:
+    """One type, re-exported by the Backend seam: nothing converts one into another."""
+    from pytest_kruise_agents.backends import CreateRequest as SeamRequest
+
+    assert SeamRequest is CreateRequest
