@@ -18,12 +18,18 @@ from pytest_kruise_agents.backends.base import (
     SandboxView,
     TemplateView,
 )
-from pytest_kruise_agents.backends.sim import DEFAULT_POOLS, SimBackend, default_pools_yaml
+from pytest_kruise_agents.backends.sim import (
+    DEFAULT_POOLS,
+    ClockLag,
+    SimBackend,
+    default_pools_yaml,
+)
 
 __all__ = [
     "DEFAULT_POOLS",
     "Backend",
     "Caller",
+    "ClockLag",
     "ClockMode",
     "CreateRequest",
     "ListQuery",
