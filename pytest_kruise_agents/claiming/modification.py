@@ -25,7 +25,11 @@ from pytest_kruise_agents.api.quantity import parse_quantity
 from pytest_kruise_agents.api.sandbox import Sandbox, SandboxSpec
 from pytest_kruise_agents.api.sandboxclaim import CSIMountConfig
 from pytest_kruise_agents.api.sandboxset import SandboxSet
-from pytest_kruise_agents.api.validation import annotations_size, annotations_size_problem
+from pytest_kruise_agents.api.validation import (
+    ANNOTATIONS_MAX,
+    annotations_size,
+    annotations_size_problem,
+)
 from pytest_kruise_agents.claiming.errors import BadRequestError
 from pytest_kruise_agents.claiming.selection import DEFAULT_CANDIDATE_WINDOW
 from pytest_kruise_agents.claiming.timeouts import format_retention, truncate
@@ -335,11 +339,38 @@ def claim_annotations_problem(opts: ClaimOptions) -> tuple[int, str] | None:
     too. A lock string not drawn yet (``""``) counts as a UUID's. Returns the
     bytes the claim itself adds and the rule's reason.
     """
+    if _surely_fits(opts):
+        return None
     if not opts.lock_string:
         opts = opts.with_lock(UUID_STAND_IN)
     written = claim_annotations(opts, _TIMESTAMP_STAND_IN)
     why = annotations_size_problem(written)
     return None if why is None else (annotations_size(written), why)
+
+
+_FIXED_BYTES: Final = 4096
+"""More than the claim's own keys, a retention, a timestamp, a lock and the JSON around them."""
+
+
+def _surely_fits(opts: ClaimOptions) -> bool:
+    """Whether the claim's annotations are far enough under 256 KiB not to be built to check.
+
+    A character takes at most 6 bytes in them (UTF-8 is at most 4; Go's JSON
+    escapes write ``<`` or a control character as 6), so the caller's keys and
+    values at 6 bytes each (as often as they are written), plus the fixed keys,
+    bound the whole. CSI mounts are
+    always built (their JSON is not counted here).
+    """
+    if opts.csi_mounts:
+        return False
+    # An annotation's key is written twice: as itself and in updated-metadata-in-claim.
+    chars = 2 * sum(map(len, opts.annotations)) + sum(map(len, opts.annotations.values()))
+    chars += sum(map(len, opts.labels)) + len(opts.lock_string) + len(opts.user)
+    init = opts.init_runtime
+    if init is not None:
+        env = init.env_vars
+        chars += sum(map(len, env)) + sum(map(len, env.values())) + 2 * len(init.access_token)
+    return 6 * chars + _FIXED_BYTES <= ANNOTATIONS_MAX
 
 
 def _strip_internal(values: Mapping[str, Any] | None) -> dict[str, str]:

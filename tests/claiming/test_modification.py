@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import zlib
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pytest_kruise_agents.api import keys
@@ -573,3 +573,41 @@ def test_claim_annotations_problem_asks_the_api_servers_rule_of_the_least_writte
         ANNOTATIONS_MAX + 1,
         f"may not be more than 256 KiB in total, got {ANNOTATIONS_MAX + 1} bytes",
     )
+
+
+_ANY_TEXT = st.text(
+    alphabet=st.characters(min_codepoint=0, max_codepoint=0x10FFFF, exclude_categories=("Cs",)),
+    max_size=40,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    annotations=st.dictionaries(_ANY_TEXT, _ANY_TEXT, max_size=5),
+    env=st.dictionaries(_ANY_TEXT, _ANY_TEXT, max_size=5),
+    long=st.integers(0, 50_000),
+    char=st.sampled_from(["a", "é", "𝄞", "<", "\x01", "\u2028"]),
+    into_env=st.booleans(),
+)
+def test_the_size_check_skips_building_only_claims_that_surely_fit(
+    annotations: dict[str, str], env: dict[str, str], long: int, char: str, into_env: bool
+) -> None:
+    """The early size check skips building the claim's annotations only when their bound (6
+    bytes a character, keys written twice, the fixed keys) is under 256 KiB: what it skips,
+    the exact count passes too."""
+    if into_env:
+        env = {**env, "K": char * long}
+    else:
+        annotations = {**annotations, "k": char * long}
+    opts = ClaimOptions(
+        namespace="default",
+        user="user",
+        template="base",
+        lock_string="",
+        annotations=annotations,
+        labels={"team": "a"},
+        init_runtime=InitRuntimeRequest(env_vars=env, access_token=UUID_STAND_IN),
+    )
+    written = claim_annotations(opts.with_lock(UUID_STAND_IN), datetime(2000, 1, 1, tzinfo=UTC))
+    if annotations_size(written) > ANNOTATIONS_MAX:
+        assert claim_annotations_problem(opts) is not None
