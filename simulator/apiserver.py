@@ -40,6 +40,7 @@ from simulator.interning import FieldsSetInterner
 from simulator.ratelimit import TokenBucket
 
 __all__ = [
+    "ANN_GRACE_SECONDS",
     "FOREGROUND",
     "GARBAGE_COLLECTOR",
     "ORPHAN",
@@ -944,8 +945,11 @@ class ApiServer:
         return obj
 
 
-_SIM_PREFIX: Final = "sim.kruise.io/"
-"""Prefix of the annotations that stand in for what upstream passes elsewhere."""
+ANN_GRACE_SECONDS: Final = "sim.kruise.io/grace-seconds"
+"""Pod annotation overriding the grace period of its deletion (seconds): the model's stand-in
+for DeleteOptions.gracePeriodSeconds, which upstream passes with the delete."""
+_STAND_INS: Final = frozenset({ANN_GRACE_SECONDS})
+"""The model's own annotations that stand in for what upstream passes elsewhere."""
 
 
 def _check_metadata(kind: str, name: str, meta: Any) -> None:
@@ -959,10 +963,11 @@ def _check_metadata(kind: str, name: str, meta: Any) -> None:
     annotations = meta.annotations
     if annotations_size_problem(annotations) is None:
         return
-    # The model's own stand-ins (``sim.kruise.io/``: a delete's grace period, which
-    # upstream passes in DeleteOptions) are no annotations upstream writes: not counted.
-    if any(key.startswith(_SIM_PREFIX) for key in annotations):
-        annotations = {k: v for k, v in annotations.items() if not k.startswith(_SIM_PREFIX)}
+    # The model's own stand-ins (a delete's grace period, which upstream passes in
+    # DeleteOptions) are no annotations upstream writes: not counted. Only those keys:
+    # a user's own key of the same prefix counts as any other.
+    if not _STAND_INS.isdisjoint(annotations):
+        annotations = {k: v for k, v in annotations.items() if k not in _STAND_INS}
     if annotations_size_problem(annotations) is not None:
         raise ApiError(
             422,

@@ -66,7 +66,7 @@ from pytest_kruise_agents.api.quantity import (
     positive_memory,
     quantity_text,
 )
-from simulator.apiserver import ApiError, Client
+from simulator.apiserver import ANN_GRACE_SECONDS, ApiError, Client
 from simulator.faults import Fault, StallGate, check_node_names
 from simulator.world import World
 
@@ -83,8 +83,6 @@ __all__ = [
 POD_FINALIZER = "kubelet.kruise-sim/cleanup"
 """Finalizer on sandbox pods: a delete only marks them; the kubelet removes them after stopping."""
 
-ANN_GRACE_SECONDS = "sim.kruise.io/grace-seconds"
-"""Pod annotation overriding the grace period of its deletion (seconds)."""
 
 BACKOFF_INITIAL_S = 10.0
 """First back-off of ImagePullBackOff and CrashLoopBackOff."""

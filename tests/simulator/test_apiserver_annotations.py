@@ -134,3 +134,17 @@ def test_a_pause_of_a_pod_whose_annotations_are_at_the_limit_still_deletes_it() 
     assert "reconcile_error" not in cluster.log.text()
     cluster.connect(sid, 60)
     assert cluster.describe(sid).status.phase == "Running"
+
+
+def test_a_users_own_key_of_the_stand_ins_prefix_counts_toward_the_limit() -> None:
+    """Only the model's grace-period stand-in is left out of the count: a user's own
+    ``sim.kruise.io/`` key counts as any other (a sandbox of 300 KiB is refused)."""
+    world = world_()
+    meta = ObjectMeta(
+        name="c", namespace="default", annotations={"sim.kruise.io/pad": "x" * ANNOTATIONS_MAX}
+    )
+    with pytest.raises(ApiError) as err:
+        world.api.commit_create(
+            SandboxClaim(metadata=meta, spec=SandboxClaimSpec(template_name="t"))
+        )
+    assert err.value.code == 422 and TOO_LONG in str(err.value)
