@@ -1104,8 +1104,15 @@ def check_seconds(field: str, value: object) -> None:
     # Any real number (numpy's, a Fraction) will do; a bool is no number of seconds.
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise InvalidError(field, f"must be a number of seconds, got {value!r}")
-    if not math.isfinite(value):
-        raise InvalidError(field, f"must be a finite number of seconds, got {value!r}")
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:  # an integer past what a float holds
+        finite = False
+    if not finite:
+        shown = repr(value)
+        if len(shown) > 40:  # a number of 400 digits is named, not printed
+            shown = f"{shown[:24]}... ({len(shown)} characters)"
+        raise InvalidError(field, f"must be a finite number of seconds, got {shown}")
     if value < 0:
         raise InvalidError(field, f"must be >= 0, got {value!r}")
 

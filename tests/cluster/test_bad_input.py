@@ -185,10 +185,14 @@ def test_time_arguments_are_finite_and_not_negative(cluster: Cluster) -> None:
     """``advance(0)`` runs what is due now; negative or non-finite times are refused by name."""
     cluster.advance(0)
     assert cluster.now == 0
-    for bad in (float("nan"), float("inf")):
+    for bad in (float("nan"), float("inf"), 10**400):  # 10**400: past what a float holds
         with pytest.raises(InvalidError) as err:
             cluster.advance(bad)
         assert err.value.field == "seconds"
+    with pytest.raises(
+        InvalidError, match=r"finite number of seconds, got 1000.*\(401 characters\)"
+    ):
+        cluster.run_until(lambda: False, timeout=10**400)
     with pytest.raises(InvalidError) as err:
         cluster.advance(3e11)  # ten thousand years
     assert err.value.reason == "would move the clock past 9999-12-31"
