@@ -81,7 +81,11 @@ RESUME_TIMEOUT_BOUNDS: Final = (0, _MAX_TIMEOUT_S)
 _WS: Final = r"[\t \x85\xa0]*"
 """Blanks the server strips around a header value (those an HTTP header may carry)."""
 _ANY_PART: Final = r"(?:0*[0-9]{1,5}(?:\.[0-9]*)?|\.[0-9]+)(?:ns|us|ms|s|m|h)"
-_POSITIVE_PART: Final = r"0*[1-9][0-9]{0,4}(?:\.[0-9]*)?(?:ns|us|ms|s|m|h)"
+_POSITIVE_PART: Final = (
+    r"(?:0*[1-9][0-9]{0,4}(?:\.[0-9]*)?(?:ns|us|ms|s|m|h)"
+    # A fraction alone (0.5h, .25m, 0.000000001s): a nanosecond at least in s, m and h.
+    r"|0*\.0{0,8}[1-9][0-9]*(?:s|m|h))"
+)
 
 PAUSE_RETENTION_PATTERN: Final = (
     rf"^{_WS}(?:forever|\+?(?:{_ANY_PART}){{0,2}}{_POSITIVE_PART}(?:{_ANY_PART}){{0,3}})?{_WS}$"
@@ -92,8 +96,9 @@ PAUSE_RETENTION_PATTERN: Final = (
 server takes any positive Go duration (``parse_retention``); the pattern
 is the part of them it can state exactly, every value of which the server
 takes: at most six parts of at most five whole digits each (a sum that
-cannot overflow Go's 2562047h), one with a whole number above zero (a
-positive sum), ASCII digits and units. Longer spellings (``604800s``) are
+cannot overflow Go's 2562047h), one with a whole number above zero or, in
+seconds, minutes or hours, a fraction with a non-zero digit among its first
+nine (a positive sum), ASCII digits and units. Longer spellings (``604800s``) are
 taken but not published.
 """
 

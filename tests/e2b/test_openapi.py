@@ -396,6 +396,16 @@ def test_the_pause_retention_header_publishes_its_pattern(spec: Spec) -> None:
         assert not _server_takes(value), value
 
 
+@pytest.mark.parametrize("value", ["0.5h", ".5h", "0.25h", "1h0.5m", "0.000000001s", "forever"])
+def test_the_retention_pattern_allows_fractions_the_server_takes(value: str) -> None:
+    """A positive fraction of an hour, a minute or a second is published as it is taken.
+
+    Before, the pattern asked for a whole number above zero: ``0.5h`` was taken by the
+    server (204) yet refused by the published pattern.
+    """
+    assert re.fullmatch(PAUSE_RETENTION_PATTERN, value) and _server_takes(value)
+
+
 @settings(max_examples=300, deadline=None, database=None, derandomize=True)
 @given(value=st.from_regex(re.compile(PAUSE_RETENTION_PATTERN), fullmatch=True))
 def test_every_value_the_retention_pattern_allows_is_taken(value: str) -> None:
