@@ -51,7 +51,6 @@ from pytest_kruise_agents.claiming.errors import ClaimError
 from pytest_kruise_agents.claiming.ownership import owns_route, route_not_found_message
 from pytest_kruise_agents.claiming.timeouts import parse_retention, validate_timeout_update
 from pytest_kruise_agents.e2b.auth import authenticate, secured
-from pytest_kruise_agents.e2b.envvars import env_vars_problem
 from pytest_kruise_agents.e2b.errors import ApiError, WireJSONResponse
 from pytest_kruise_agents.e2b.network import reported_network
 from pytest_kruise_agents.e2b.settings import Settings
@@ -247,11 +246,6 @@ def _template_detail(tpl: TemplateView) -> dict[str, Any]:
 
 async def _create(request: Request, caller: Caller, body: NewSandboxV2) -> WireJSONResponse:
     st = state_of(request)
-    # Refused before anything is claimed: the sandbox would keep these for every
-    # command and kernel it starts, and none of them could start (see envvars).
-    problem = env_vars_problem("envVars", body.env_vars or {})
-    if problem is not None:
-        raise ApiError(400, problem.message, field=problem.field)
     create = CreateRequest(
         template=body.template_id,
         timeout=body.timeout,

@@ -228,7 +228,8 @@ def test_env_vars_no_process_can_carry_are_a_400_naming_the_key_and_claim_nothin
 ) -> None:
     """A NUL cannot reach a process (execve takes C strings; Go's exec refuses it too) and
     ``A=B`` would reach it as ``A`` = ``B=1``: kept, every command and kernel of the sandbox
-    would fail. The create refuses them before claiming anything."""
+    would fail. The create refuses them before claiming anything, with the manager's other
+    400s (so in their order, and with a failed record as theirs)."""
     records = len(server.admin("GET", "/records").json())
 
     r = server.request("POST", path, json={"templateID": "base", "envVars": env_vars})
@@ -236,9 +237,33 @@ def test_env_vars_no_process_can_carry_are_a_400_naming_the_key_and_claim_nothin
     assert r.status_code == 400, r.text
     assert r.json()["message"].startswith(message)
     assert r.json()["field"] == field
-    assert len(server.admin("GET", "/records").json()) == records  # no claim was attempted
+    listed = server.admin("GET", "/records").json()
+    assert len(listed) == records + 1 and listed[-1]["error_code"] == 400
+    assert listed[-1].get("sandbox") is None  # nothing was claimed
     pool = server.admin("GET", "/resources/sbs/default/base").json()
     assert pool["status"]["availableReplicas"] == 4
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        ({"timeout": 5}, "timeout: must be between 30 and 2592000 seconds, got 5"),
+        ({"templateID": "nope"}, "Template or Checkpoint not found"),
+    ],
+    ids=["timeout", "template"],
+)
+def test_a_bad_env_var_name_is_checked_in_the_managers_order(
+    server: Served, body: dict[str, Any], says: str
+) -> None:
+    """A create with a bad timeout (or template) and a bad env var name answers what the
+    in-process create answers: the timeout's (the template's) 400, checked first.
+
+    Before, the HTTP route checked the env vars ahead of everything.
+    """
+    r = server.request(
+        "POST", "/v2/sandboxes", json={"templateID": "base", **body, "envVars": {"A=B": "1"}}
+    )
+    assert r.status_code == 400 and says in r.json()["message"], r.text
 
 
 def test_the_sdk_reports_a_bad_env_var_name_at_create(server: Served) -> None:
