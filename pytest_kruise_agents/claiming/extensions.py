@@ -279,8 +279,8 @@ def check_create_request(namespace: object, user: object, request: CreateRequest
     """Refuse a create whose caller or fields are of the wrong kind, naming the field.
 
     What the E2B API's JSON could carry: a template name, a namespace,
-    metadata an object (its values' own rules are the manager's: a 400 as
-    upstream answers), whole seconds, text env vars, true or false. Raises
+    text metadata (its keys' own rules are the manager's: a 400 as upstream
+    answers), whole seconds, text env vars, true or false. Raises
     :class:`InvalidError`; nothing is read, drawn or recorded. The fields are
     checked in this order, so that the first wrong one is the one named.
     """
@@ -288,9 +288,9 @@ def check_create_request(namespace: object, user: object, request: CreateRequest
         raise InvalidError("template", f"must be a template name, got {request.template!r}")
     if not isinstance(namespace, str):
         raise InvalidError("namespace", f"must be a namespace name, got {namespace!r}")
-    metadata: object = request.metadata
-    if metadata is not None and not isinstance(metadata, Mapping):
-        raise InvalidError("metadata", f"must be a mapping of key to value, got {metadata!r}")
+    # Metadata is text, as the E2B API's map of strings (its keys' own rules are the
+    # manager's: a 400, as upstream answers).
+    check_string_map("metadata", request.metadata, "key to value")
     if request.timeout is not None:
         check_timeout_seconds(request.timeout)
     # The owner is an API key's id upstream (a UUID): it becomes the sandbox's owner label.

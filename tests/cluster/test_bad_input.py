@@ -306,9 +306,13 @@ def test_bad_call_arguments_are_400_and_change_nothing(pooled: Cluster) -> None:
         with pytest.raises(ClaimError) as err:
             pooled.create_sandbox("base", metadata={f"e2b.agents.kruise.io/{key}": "9" * 20})
         assert err.value.code == 400 and "out of range" in str(err.value)
-    with pytest.raises(ClaimError) as err:
+    # A value of the wrong kind is a wrong argument, as a wrong env var value is: named, and
+    # no claim starts (no record).
+    records = len(pooled.records)
+    with pytest.raises(InvalidError) as invalid:
         pooled.create_sandbox("base", metadata={"a": 1})  # type: ignore[dict-item]
-    assert err.value.code == 400 and "must be strings" in str(err.value)
+    assert invalid.value.field == "metadata" and "must be strings" in str(invalid.value)
+    assert len(pooled.records) == records
     assert pooled.world.api.writes == writes
     sbx = pooled.create_sandbox("base", timeout=600)
     writes = pooled.world.api.writes
