@@ -1154,8 +1154,13 @@ class SimBackend:
 
     def _inject(self, kind: str, fields: dict[str, Any]) -> Fault:
         # The inject runs what is due now: cancels requested so far stop their
-        # creates first, as a model run by any other call would (_advance).
-        _deliver(self._cancels)
+        # creates first, as a model run by any other call would (_advance). On the
+        # realtime clock each lands when its client left (a model behind the wall
+        # clock must not stop a claim before that): they are scheduled, not delivered.
+        if self._mode == "realtime":
+            self._schedule_cancels()
+        else:
+            _deliver(self._cancels)
         return self.cluster.inject(kind, **fields)
 
     def clear_faults(self, fault_id: str | None = None) -> None:

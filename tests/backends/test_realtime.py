@@ -156,6 +156,36 @@ def test_a_cancel_lands_when_the_client_left_never_before() -> None:
         backend.close()
 
 
+def test_a_fault_injected_after_a_cancel_does_not_land_it_early() -> None:
+    """An inject right after a cancel, the model behind the wall clock: the claim still ends
+    when its client left, not at the model's stale clock.
+
+    Before, the inject delivered the cancels asked for so far at once (a review saw them
+    land 2.9 virtual s before the client left, 5 times in 5).
+    """
+    backend = SimBackend.default(seed=4, replicas=1, clock="realtime", speed=20.0)
+    try:
+        backend.create_sandbox(ALICE, CreateRequest("base"))  # the pool is now empty
+        create = partial(backend.create_sandbox, BOB, CreateRequest("base", metadata=NO_STOCK_WAIT))
+        pending = backend.attempt(create)
+        assert isinstance(pending, Pending) and pending.cancel is not None
+        deadline = time.monotonic() + 30
+        while len(backend.records()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)  # the claim has started and waits for stock
+        with backend.locked():  # the driver stands still: the model falls behind
+            time.sleep(HELD_S)
+            left = _arrival(backend)
+            pending.cancel()
+            backend.inject("api_latency", latency="1ms", probability=0.0)  # takes the lock first
+        error = outcome_within(30, pending.finish)
+        assert isinstance(error, ClaimCanceledError), error
+        record = backend.records()[-1]
+        assert record["error"] == "context canceled"
+        assert record["failed"] >= left
+    finally:
+        backend.close()
+
+
 def test_a_call_cancelled_before_it_started_still_arrives_then_stops() -> None:
     """A create queued (the lock was busy) and cancelled before the driver started it:
     the claim starts at its arrival, as any request that reached the server, and stops
