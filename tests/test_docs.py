@@ -311,7 +311,7 @@ def test_the_python_examples_type_check(tmp_path: Path, monkeypatch: pytest.Monk
     pass ``mypy --strict`` as written (with pydantic's plugin, as the project checks itself):
     a careful user copying one narrows what may be ``None`` or another kind, and the
     example shows how. One mypy run; its cache is kept apart from ``make typecheck``'s."""
-    import mypy.api
+    from tests.mypy_run import run_mypy
 
     readme = [b for b in blocks(ROOT / "README.md", "python") if "Cluster(seed=7)" in b.code]
     examples = [b for b in (*readme, *PYTHON_BLOCKS) if b.marker != SIGNATURE]
@@ -322,7 +322,7 @@ def test_the_python_examples_type_check(tmp_path: Path, monkeypatch: pytest.Monk
         files[name] = block.where
     (tmp_path / "mypy.ini").write_text("[mypy]\nplugins = pydantic.mypy\n")
     monkeypatch.chdir(tmp_path)  # the packages are found installed, as a user's are
-    out, err, _ = mypy.api.run(
+    out, err, _ = run_mypy(
         [
             *("--strict", "--config-file", "mypy.ini", "--no-error-summary"),
             *("--cache-dir", str(ROOT / ".mypy_cache" / "tests-docs-examples"), *sorted(files)),

@@ -17,15 +17,14 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import textwrap
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-import mypy.api
 import pytest
 
 import pytest_kruise_agents.plugin as plugin
+from tests.mypy_run import run_mypy
 
 pytest_plugins = ["pytester"]
 
@@ -173,24 +172,6 @@ def mistakes(cluster: Cluster, seam: Backend, e2b_sandbox: E2BSandboxFactory) ->
 _ERROR = re.compile(r"^(?P<file>[\w.]+):(?P<line>\d+): error: .*\[(?P<code>[\w-]+)\]$")
 
 
-@contextmanager
-def _environment_kept() -> Iterator[None]:
-    """Put ``os.environ`` back as it was, whatever the body set or removed.
-
-    :func:`mypy.api.run` runs in this process and sets ``MYPY_CONFIG_FILE_DIR``
-    there (to expand it in config files); left set, later tests would see it.
-    """
-    saved = dict(os.environ)
-    try:
-        yield
-    finally:
-        for name in os.environ.keys() - saved.keys():
-            del os.environ[name]
-        for name, value in saved.items():
-            if os.environ.get(name) != value:
-                os.environ[name] = value
-
-
 def _expected(source: str) -> set[tuple[int, str]]:
     """``(line, code)`` for each line of ``source`` marked ``# E: <code>``."""
     return {
@@ -210,14 +191,15 @@ def test_a_typed_downstream_suite_type_checks_and_its_mistakes_do_not(
     (tmp_path / "mypy.ini").write_text("[mypy]\n")  # not the project's: no pydantic plugin
     monkeypatch.chdir(tmp_path)  # the package is found installed, as downstream finds it
     environment = dict(os.environ)
-    with _environment_kept():
-        out, err, _ = mypy.api.run(
-            [
-                *("--strict", "--config-file", "mypy.ini", "--cache-dir", str(CACHE)),
-                *("--no-error-summary", "--hide-error-context", "typed_suite.py", "mistakes.py"),
-            ]
-        )
-    assert dict(os.environ) == environment  # later tests see what they saw before
+    limit = sys.getrecursionlimit()
+    out, err, _ = run_mypy(
+        [
+            *("--strict", "--config-file", "mypy.ini", "--cache-dir", str(CACHE)),
+            *("--no-error-summary", "--hide-error-context", "typed_suite.py", "mistakes.py"),
+        ]
+    )
+    # Later tests see what they saw before: the environment, the recursion limit.
+    assert dict(os.environ) == environment and sys.getrecursionlimit() == limit
     assert err == ""
     errors = [m for m in map(_ERROR.match, out.splitlines()) if m]
     assert [m.string for m in errors if m["file"] != "mistakes.py"] == []
