@@ -31,7 +31,11 @@ from pydantic import BaseModel
 from pytest_kruise_agents.api import keys
 from pytest_kruise_agents.api.copying import deep_copy, shallow_copy
 from pytest_kruise_agents.api.manifest import KINDS
-from pytest_kruise_agents.api.pod import default_requests, pod_update_error
+from pytest_kruise_agents.api.pod import (
+    default_requests,
+    pod_spec_change_problem,
+    pod_update_error,
+)
 from pytest_kruise_agents.api.validation import ANNOTATIONS_MAX, annotations_size_problem
 from simulator.context import SimContext
 from simulator.faults import Fault
@@ -977,12 +981,20 @@ def _check_metadata(kind: str, name: str, meta: Any) -> None:
         )
 
 
-def pod_update_refusal(old: Any, new: Any) -> str | None:
+def pod_update_refusal(old: Any, new: Any, *, bind: bool = True) -> str | None:
     """Why the API server refuses to update pod ``old`` into ``new`` (a 422), or ``None``.
 
-    Only a change of the containers can break the in-place resize rules; the
+    The spec is immutable but for what :func:`pod_spec_change_problem` lets
+    change; ``bind`` lets an unset ``spec.nodeName`` be set, as the model's
+    scheduler binds with a plain write (a user's apply may not). Then only a
+    change of the containers can break the in-place resize rules; the
     answer is ``"<field>: <reason>"``.
     """
+    if new.spec is old.spec:
+        return None
+    problem = pod_spec_change_problem(old.spec, new.spec, bind=bind)
+    if problem is not None:
+        return f"{problem[0]}: {problem[1]}"
     before = old.spec.get("containers")
     after = new.spec.get("containers")
     if after is before or after == before:

@@ -23,9 +23,11 @@ from typing import Any
 from pytest_kruise_agents.api.copying import deep_copy, shallow_copy
 from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.api.manifest import KubeObject
-from pytest_kruise_agents.api.pod import default_requests
+from pytest_kruise_agents.api.pod import default_requests, validate_pod_spec
+from pytest_kruise_agents.api.problems import format_path
 from pytest_kruise_agents.api.sandboxclaim import SandboxClaim
 from pytest_kruise_agents.api.sandboxtemplate import SandboxTemplate
+from pytest_kruise_agents.api.validation import FieldProblem
 from simulator.apiserver import ApiServer, is_precondition, pod_update_refusal
 from simulator.errors import ConflictError
 
@@ -52,6 +54,8 @@ def plan(api: ApiServer, objs: list[KubeObject]) -> list[Write]:
         where = f"{obj.kind}/{meta.name or meta.generate_name or '?'}"
         if not meta.name and not meta.generate_name:
             raise InvalidError(f"{where} metadata.name", "is required")
+        if obj.kind == "Pod":
+            _check_pod_spec(where, obj.spec)
         if not meta.name:  # generateName: each document is a new object
             writes.append(Write(None, _fresh(where, obj)))
             continue
@@ -164,11 +168,23 @@ def _update(where: str, existing: Any, obj: KubeObject) -> Any | None:
     new.metadata.finalizers = finalizers
     new.spec = deep_copy(spec)
     if obj.kind == "Pod":
-        why = pod_update_refusal(existing, new)
+        why = pod_update_refusal(existing, new, bind=False)
         if why is not None:
             field, _, reason = why.partition(": ")
             raise InvalidError(f"{where} {field}", reason)
     return new
+
+
+def _check_pod_spec(where: str, spec: dict[str, Any]) -> None:
+    """Refuse a Pod's spec as the API server does on a create or an update (``ValidatePodSpec``).
+
+    A pod the model stored with a bad spec would run: with no container, or
+    a negative request that makes its node's allocation negative.
+    """
+    try:
+        validate_pod_spec(spec)
+    except FieldProblem as problem:
+        raise InvalidError(f"{where} {format_path(problem.loc)}", problem.reason) from None
 
 
 def _finalizers(where: str, existing: Any, obj: KubeObject) -> list[str]:

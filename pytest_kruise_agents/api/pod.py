@@ -10,7 +10,7 @@ from pytest_kruise_agents.api.base import KubeModel
 from pytest_kruise_agents.api.keys import BLACKLISTED_PREFIXES
 from pytest_kruise_agents.api.meta import Condition, ObjectMeta
 from pytest_kruise_agents.api.problems import format_path, kind_and_value, show
-from pytest_kruise_agents.api.quantity import cpu_millis, memory_bytes, parse_quantity
+from pytest_kruise_agents.api.quantity import cpu_millis, decode_quantity, memory_bytes
 from pytest_kruise_agents.api.validation import (
     FieldProblem,
     check_annotations,
@@ -28,10 +28,12 @@ __all__ = [
     "first_container_cpu",
     "first_container_image",
     "image_problem",
+    "pod_spec_change_problem",
     "pod_update_error",
     "qos_class",
     "set_first_container_cpu",
     "set_first_container_image",
+    "validate_pod_spec",
     "validate_pod_template",
 ]
 
@@ -267,6 +269,126 @@ def validate_pod_template(
         raise FieldProblem(("spec", *loc), why)
 
 
+def validate_pod_spec(spec: dict[str, Any]) -> None:
+    """Raise :class:`FieldProblem` for a Pod's ``spec`` the API server refuses (``ValidatePodSpec``).
+
+    A Pod's spec is a pod template's spec: the same checks, with ``loc``
+    relative to the Pod (``("spec", "containers", 0, "image")``).
+    """
+    validate_pod_template({"spec": spec}, reserved_keys=False)
+
+
+_UPDATABLE = (
+    "`spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,"
+    "`spec.tolerations` (only additions to existing tolerations),"
+    "`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative),"
+    "`spec.containers[*].resources` (for CPU/memory only)"
+)
+
+
+def pod_spec_change_problem(
+    old: dict[str, Any], new: dict[str, Any], *, bind: bool = False
+) -> tuple[str, str] | None:
+    """``(field, reason)`` if pod spec ``old`` may not become ``new`` (``ValidatePodUpdate``), else ``None``.
+
+    A pod's spec is immutable but for container images, a shorter
+    ``activeDeadlineSeconds``, added tolerations, a negative
+    ``terminationGracePeriodSeconds`` set to 1, and the CPU and memory of
+    its containers (the in-place resize the model follows, whose own rules
+    are :func:`pod_update_error`'s). ``spec.nodeName`` is set by binding
+    only: ``bind`` lets an unset one be set (the model's scheduler binds
+    with a plain write).
+    """
+    if bind and not old.get("nodeName") and _only_bound(old, new):
+        return None  # the scheduler's bind, the pod update of every pod: checked cheaply
+    deadline = _deadline_problem(old.get("activeDeadlineSeconds"), new.get("activeDeadlineSeconds"))
+    if deadline is not None:
+        return "spec.activeDeadlineSeconds", deadline
+    kept = [t for t in old.get("tolerations") or [] if t not in (new.get("tolerations") or [])]
+    if kept:
+        return "spec.tolerations", "Forbidden: existing toleration can not be modified"
+    before, after = _immutable_part(old), _immutable_part(new)
+    grace_old, grace_new = (
+        old.get("terminationGracePeriodSeconds"),
+        new.get("terminationGracePeriodSeconds"),
+    )
+    if isinstance(grace_old, int) and grace_old < 0 and grace_new == 1:
+        after["terminationGracePeriodSeconds"] = grace_old
+    if bind and not old.get("nodeName"):
+        after.pop("nodeName", None)
+        before.pop("nodeName", None)
+    if before == after:
+        return None
+    changed = sorted(k for k in {*before, *after} if before.get(k) != after.get(k))
+    return "spec", (
+        f"Forbidden: pod updates may not change fields other than {_UPDATABLE} "
+        f"(changed: {', '.join('spec.' + k for k in changed)})"
+    )
+
+
+def _only_bound(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Whether ``new`` is ``old`` with ``nodeName`` set and nothing else changed."""
+    if len(new) != len(old) + ("nodeName" not in old):
+        return False
+    for key, value in new.items():
+        if key != "nodeName" and (key not in old or (old[key] is not value and old[key] != value)):
+            return False
+    return True
+
+
+def _deadline_problem(old: Any, new: Any) -> str | None:
+    if new is None:
+        return (
+            None
+            if old is None
+            else "Invalid value: must not update from a positive integer to nil value"
+        )
+    if isinstance(new, int) and not isinstance(new, bool) and not 0 <= new <= 2**31 - 1:
+        return f"Invalid value: {new}: must be between 0 and {2**31 - 1}, inclusive"
+    if old is not None and isinstance(new, int) and isinstance(old, int) and old < new:
+        return f"Invalid value: {new}: must be less than or equal to previous value"
+    return None
+
+
+def _immutable_part(spec: dict[str, Any]) -> dict[str, Any]:
+    """``spec`` without what an update may change (compared, not stored)."""
+    out = {
+        k: v
+        for k, v in spec.items()
+        if k not in ("activeDeadlineSeconds", "tolerations", "containers", "initContainers")
+    }
+    for part, resizable in (("containers", True), ("initContainers", False)):
+        items = spec.get(part)
+        if not isinstance(items, list):
+            if items is not None:
+                out[part] = items
+            continue
+        out[part] = [_immutable_container(c, resizable) for c in items]
+    return out
+
+
+def _immutable_container(container: Any, resizable: bool) -> Any:
+    if not isinstance(container, dict):
+        return container
+    out = {k: v for k, v in container.items() if k not in ("image", "resources")}
+    res = container.get("resources")
+    if not resizable or not isinstance(res, dict):
+        if res is not None:
+            out["resources"] = res
+        return out
+    kept: dict[str, Any] = {}
+    for part, values in res.items():
+        if part in ("requests", "limits") and isinstance(values, dict):
+            rest = {k: v for k, v in values.items() if k not in ("cpu", "memory")}
+            if rest:
+                kept[part] = rest
+        else:
+            kept[part] = values
+    if kept:
+        out["resources"] = kept
+    return out
+
+
 def check_template_metadata_kinds(meta: Any) -> None:
     """Raise :class:`FieldProblem` unless a pod template's ``metadata`` labels and annotations are maps of strings.
 
@@ -360,7 +482,7 @@ def _check_quantity(value: Any, loc: tuple[int | str, ...]) -> None:
     # A negative request would let the scheduler overcommit a node: the API
     # server refuses it (ValidateResourceQuantityValue), and so do we.
     try:
-        amount = parse_quantity(str(value)) if not isinstance(value, bool) else None
+        amount = decode_quantity(str(value)) if not isinstance(value, bool) else None
     except ValueError as err:
         raise FieldProblem(loc, str(err)) from None
     if amount is None:

@@ -57,6 +57,7 @@ def _quantity(value: Any) -> Any:
     # at every claim attempt.
     value = quantity_text(value)
     if isinstance(value, str):
+        value = value.strip()  # Quantity.UnmarshalJSON trims blanks before it parses
         parse_quantity(value)
     return value
 

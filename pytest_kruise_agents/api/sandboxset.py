@@ -7,7 +7,12 @@ from typing import Any, Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from pytest_kruise_agents.api.base import KubeModel, from_manifest
-from pytest_kruise_agents.api.keys import API_VERSION, BLACKLISTED_PREFIXES, LABEL_SANDBOX_POOL
+from pytest_kruise_agents.api.keys import (
+    API_VERSION,
+    BLACKLISTED_PREFIXES,
+    LABEL_SANDBOX_POOL,
+    LABEL_SANDBOX_TEMPLATE,
+)
 from pytest_kruise_agents.api.meta import Condition, ObjectMeta
 from pytest_kruise_agents.api.pod import validate_pod_template
 from pytest_kruise_agents.api.sandbox import PauseStrategy, RuntimeRef, TemplateRef
@@ -180,6 +185,11 @@ class SandboxSet(KubeModel):
         why = name_as_label_problem(self.metadata.name, LABEL_SANDBOX_POOL)
         if why is not None and from_manifest(info):
             raise FieldProblem(("metadata", "name"), why)
+        ref = self.spec.template_ref
+        # The same for templateRef.name: it is each sandbox's sandbox-template label.
+        why = None if ref is None else name_as_label_problem(ref.name, LABEL_SANDBOX_TEMPLATE)
+        if why is not None and from_manifest(info):
+            raise FieldProblem(("spec", "templateRef", "name"), why)
         return self
 
     @model_validator(mode="after")

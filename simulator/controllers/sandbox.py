@@ -689,7 +689,8 @@ class SandboxController(Reconciler[SbxKey]):
             value = sbx.metadata.labels.get(label)
             if value is not None:
                 labels.setdefault(label, value)
-        labels[keys.LABEL_SANDBOX_NAME] = sbx.metadata.name
+        # No sandbox-name label here: upstream's controller does not write one;
+        # the E2B create path puts it in the pod template (reference §6.6).
         labels[keys.LABEL_CREATED_BY] = "sandbox"
         labels[keys.LABEL_POD_TEMPLATE_HASH] = self._template_hash(template)
         owner = OwnerReference(

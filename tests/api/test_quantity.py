@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 
 from pytest_kruise_agents.api.quantity import (
     cpu_millis,
+    decode_quantity,
     memory_bytes,
+    parse_quantity,
     positive_cpu,
     positive_memory,
 )
@@ -47,3 +51,39 @@ def test_only_ascii_digits_make_a_quantity(text: str) -> None:
     """Go reads '0'..'9': Arabic-Indic or full-width digits, or inner blanks, are malformed."""
     with pytest.raises(ValueError, match="invalid quantity"):
         cpu_millis(text)
+
+
+@pytest.mark.parametrize("text", ["1e3m", "8e2m", "1E+3Mi", "5e-1k", "1e3k", "2e0Gi"])
+def test_an_exponent_and_a_suffix_together_are_malformed(text: str) -> None:
+    """``resource.ParseQuantity`` takes one suffix: an SI or binary one, or an exponent, not both."""
+    with pytest.raises(ValueError, match="invalid quantity"):
+        parse_quantity(text)
+
+
+@pytest.mark.parametrize("text", [" 750m", "750m ", "\t1"])
+def test_parse_quantity_takes_no_blanks_as_parse_quantity_takes_none(text: str) -> None:
+    """Only JSON decoding trims (``decode_quantity``): a string parsed as it is, as the E2B
+    manager parses its ``cpu-request`` metadata, may not have a blank around it."""
+    with pytest.raises(ValueError, match="invalid quantity"):
+        parse_quantity(text)
+    assert decode_quantity(text) == parse_quantity(text.strip())
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("m", Decimal(0)),
+        ("+", Decimal(0)),
+        (".", Decimal(0)),
+        ("e3", Decimal(0)),
+        ("1e-100", Decimal("1e-9")),
+        ("-1e-100", Decimal("-1e-9")),
+        ("67Ei", Decimal(2**63 - 1)),
+        ("12345678901234567890", Decimal("12345678901234567890")),
+        ("1.5Gi", Decimal("1.5") * 2**30),
+    ],
+)
+def test_go_corner_cases_parse_as_go_parses_them(text: str, value: Decimal) -> None:
+    """No digits is zero, a non-zero value rounds up to a nano-unit, and only a binary suffix
+    is capped at 2^63 - 1 (what apimachinery v0.31 answers for each)."""
+    assert parse_quantity(text) == value

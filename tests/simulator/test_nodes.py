@@ -59,7 +59,19 @@ def add_pod(
     image: str = IMAGE,
     labels: dict[str, str] | None = None,
     annotations: dict[str, str] | None = None,
+    node_selector: dict[str, str] | None = None,
 ) -> Pod:
+    spec: dict[str, object] = {
+        "containers": [
+            {
+                "name": "main",
+                "image": image,
+                "resources": {"requests": {"cpu": cpu, "memory": memory}},
+            }
+        ]
+    }
+    if node_selector is not None:
+        spec["nodeSelector"] = node_selector
     pod = Pod(
         metadata=ObjectMeta(
             name=name,
@@ -68,15 +80,7 @@ def add_pod(
             annotations=annotations or {},
             finalizers=[POD_FINALIZER],
         ),
-        spec={
-            "containers": [
-                {
-                    "name": "main",
-                    "image": image,
-                    "resources": {"requests": {"cpu": cpu, "memory": memory}},
-                }
-            ]
-        },
+        spec=spec,
     )
     created: Pod = world.api.commit_create(pod)
     return created
@@ -167,9 +171,7 @@ def test_least_allocated_spreads_pods_with_name_tie_break() -> None:
 def test_node_selector_is_honoured() -> None:
     """A pod with a nodeSelector goes only to a node with those labels."""
     world, _ = make([NodeSpec(name="a"), NodeSpec(name="gpu", labels={"kind": "gpu"})])
-    p = add_pod(world, "p1").model_copy(deep=True)
-    p.spec["nodeSelector"] = {"kind": "gpu"}
-    world.api.commit_update(p)
+    add_pod(world, "p1", node_selector={"kind": "gpu"})  # set at create: a pod's spec is fixed
     run_until(world, lambda: running(world, "p1"))
     assert pod(world, "p1").spec["nodeName"] == "gpu"  # type: ignore[union-attr]
 

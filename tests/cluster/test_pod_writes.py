@@ -1,0 +1,154 @@
+"""Pods written through ``Cluster.apply``: the API server's pod create and update validation.
+
+A Pod's spec is checked as a pod template's spec is (``ValidatePodSpec``), and
+an update may change only what ``ValidatePodUpdate`` lets change. A refused
+apply raises one :class:`InvalidError` naming the field and changes nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from pytest_kruise_agents.api.errors import InvalidError
+from simulator.cluster import Cluster
+from simulator.nodes import NodeSpec
+
+from .conftest import pool_yaml
+
+
+def _pod(name: str, spec: dict[str, Any] | None) -> dict[str, Any]:
+    doc: dict[str, Any] = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}}
+    if spec is not None:
+        doc["spec"] = spec
+    return doc
+
+
+def _c(**fields: Any) -> dict[str, Any]:
+    return {"name": "a", "image": "x", **fields}
+
+
+@pytest.mark.parametrize(
+    ("spec", "field", "reason"),
+    [
+        (None, "spec.containers", "at least one container"),
+        ({"containers": []}, "spec.containers", "at least one container"),
+        ({"containers": [_c(), _c(image="y")]}, "spec.containers[1].name", "duplicate"),
+        ({"containers": [{"name": "a"}]}, "spec.containers[0].image", "required"),
+        ({"containers": [_c(name="A_B")]}, "spec.containers[0].name", "RFC 1123 label"),
+        (
+            {"containers": [_c(resources={"requests": {"cpu": "-1"}})]},
+            "spec.containers[0].resources.requests.cpu",
+            "greater than or equal to 0",
+        ),
+        (
+            {"containers": [_c(resources={"requests": {"cpu": "2"}, "limits": {"cpu": "1"}})]},
+            "spec.containers[0].resources.requests",
+            "less than or equal to cpu limit",
+        ),
+        (
+            {"containers": [_c(resources={"requests": {"cpu": "1e3m"}})]},
+            "spec.containers[0].resources.requests.cpu",
+            "invalid quantity",
+        ),
+        ({"restartPolicy": "Sometimes", "containers": [_c()]}, "spec.restartPolicy", "Sometimes"),
+    ],
+)
+def test_a_pod_the_api_server_refuses_is_not_created(
+    cluster: Cluster, spec: dict[str, Any] | None, field: str, reason: str
+) -> None:
+    """No spec, no container, a duplicate or malformed container name, no image, a negative
+    request, a request above its limit, a malformed quantity, an unknown restartPolicy."""
+    writes = cluster.world.api.writes
+    with pytest.raises(InvalidError) as caught:
+        cluster.apply(_pod("p", spec))
+    assert caught.value.field == f"Pod/p {field}"
+    assert reason in caught.value.reason
+    assert cluster.world.api.writes == writes
+    assert cluster.list("pod", "default") == []
+
+
+def test_a_negative_request_cannot_make_room_on_a_node() -> None:
+    """The pod that would have made a node's allocation negative is refused."""
+    cluster = Cluster(seed=1, nodes=[NodeSpec(name="n1", cpu="4", memory="64Gi")])
+    hog = _pod("hog", {"containers": [_c(resources={"requests": {"cpu": "-100"}})]})
+    with pytest.raises(InvalidError):
+        cluster.apply(hog)
+    cluster.advance(5)
+    assert cluster.nodes.utilisation() == {"n1": (0.0, 0.0)}
+
+
+def test_a_valid_pod_is_created_and_runs(cluster: Cluster) -> None:
+    """The checks refuse only what the API server refuses."""
+    spec = {"containers": [_c(resources={"requests": {"cpu": " 250m"}})]}
+    cluster.apply(_pod("ok", spec))
+    cluster.advance(10)
+    assert cluster.get("pod", "ok").status.phase == "Running"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda s: s.__setitem__("nodeName", "elsewhere"),
+        lambda s: s["containers"][0].__setitem__("command", ["sleep", "1"]),
+        lambda s: s["containers"].append({"name": "side", "image": "busybox"}),
+        lambda s: s.__setitem__("restartPolicy", "Never"),
+        lambda s: s.__setitem__("nodeSelector", {"disk": "ssd"}),
+        lambda s: s["containers"][0].__setitem__("name", "renamed"),
+    ],
+    ids=["nodeName", "command", "container added", "restartPolicy", "nodeSelector", "name"],
+)
+def test_a_pod_update_may_not_change_an_immutable_field(pooled: Cluster, change: Any) -> None:
+    """``ValidatePodUpdate``: 422 naming ``spec``, with Kubernetes' message; nothing is written."""
+    pod = pooled.list("pod", "default")[0]
+    before = pod.spec["nodeName"]
+    change(pod.spec)
+    writes = pooled.world.api.writes
+    with pytest.raises(InvalidError) as caught:
+        pooled.apply(pod)
+    assert caught.value.field == f"Pod/{pod.metadata.name} spec"
+    assert caught.value.reason.startswith(
+        "Forbidden: pod updates may not change fields other than `spec.containers[*].image`"
+    )
+    assert pooled.world.api.writes == writes
+    assert pooled.get("pod", pod.metadata.name).spec["nodeName"] == before
+
+
+def test_a_pod_update_may_change_images_resources_and_add_tolerations(pooled: Cluster) -> None:
+    """What Kubernetes lets change: an image, CPU and memory (in-place resize), a new
+    toleration, a shorter activeDeadlineSeconds."""
+    pod = pooled.list("pod", "default")[0]
+    container = pod.spec["containers"][0]
+    container["image"] = "registry.example.com/sandbox:v2"
+    container["resources"]["requests"]["memory"] = "256Mi"
+    pod.spec["tolerations"] = [{"key": "k", "operator": "Exists"}]
+    pooled.apply(pod)
+    after = pooled.get("pod", pod.metadata.name)
+    assert after.spec["containers"][0]["image"].endswith(":v2")
+    assert after.spec["tolerations"] == [{"key": "k", "operator": "Exists"}]
+    pod = pooled.get("pod", pod.metadata.name)
+    pod.spec["tolerations"] = []
+    with pytest.raises(InvalidError) as caught:
+        pooled.apply(pod)
+    assert caught.value.field == f"Pod/{pod.metadata.name} spec.tolerations"
+
+
+def test_a_templateref_name_longer_than_a_label_value_is_refused(cluster: Cluster) -> None:
+    """It becomes every sandbox's ``agents.kruise.io/sandbox-template`` label, as a
+    SandboxSet's name becomes their ``sandbox-pool`` label."""
+    doc = pool_yaml().split("  template:")[0] + f"  templateRef: {{name: {'t' * 64}}}\n"
+    with pytest.raises(InvalidError) as caught:
+        cluster.apply(doc)
+    assert caught.value.field == "SandboxSet/base spec.templateRef.name"
+    assert "at most 63 characters" in caught.value.reason
+    assert cluster.list("sbs", "default") == []
+
+
+def test_the_sandbox_controller_does_not_label_pods_with_the_sandbox_name(
+    pooled: Cluster,
+) -> None:
+    """Upstream writes ``agents.kruise.io/sandbox-name`` only on the E2B create path, in the
+    pod template; a pool's pods do not carry it (so a long sandbox name is no bad label)."""
+    for pod in pooled.list("pod", "default"):
+        assert "agents.kruise.io/sandbox-name" not in pod.metadata.labels
