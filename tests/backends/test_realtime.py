@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from functools import partial
 
@@ -29,7 +27,7 @@ from pytest_kruise_agents.e2b.app import create_app
 from pytest_kruise_agents.e2b.server import ServerThread
 from pytest_kruise_agents.e2b.settings import ApiKey, Settings
 
-from ..threads import outcome_within
+from ..threads import held_elsewhere, outcome_within
 
 ALICE = Caller("default", "alice")
 BOB = Caller("default", "bob")
@@ -39,26 +37,6 @@ NO_STOCK_WAIT = {
 }
 HELD_S = 0.2
 """How long a test keeps the driver from running: the model is then at least this far behind."""
-
-
-@contextmanager
-def held_elsewhere(backend: SimBackend) -> Iterator[None]:
-    """Another thread holds the model's lock while the block runs: the driver stands still."""
-    held, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        with backend.locked():
-            held.set()
-            release.wait(timeout=30)
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    try:
-        assert held.wait(timeout=30)
-        yield
-    finally:
-        release.set()
-        holder.join(timeout=30)
 
 
 def _arrival(backend: SimBackend) -> float:

@@ -9,7 +9,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import TypeVar
@@ -37,7 +36,7 @@ from simulator.cluster import Cluster
 from simulator.context import CLOCK_END
 
 from ..pools import RECYCLING_POOL
-from ..threads import outcome_within
+from ..threads import held_elsewhere, outcome_within
 
 T = TypeVar("T")
 
@@ -662,26 +661,6 @@ def test_attempt_answers_quick_calls_at_once_and_raises_their_errors() -> None:
         assert err.value.code == 404
     finally:
         backend.close()
-
-
-@contextmanager
-def held_elsewhere(backend: SimBackend) -> Iterator[None]:
-    """Another thread holds the model's lock while the block runs (as a long call would)."""
-    held, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        with backend.locked():
-            held.set()
-            release.wait(timeout=30)
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    try:
-        assert held.wait(timeout=30)
-        yield
-    finally:
-        release.set()
-        holder.join(timeout=30)
 
 
 def test_attempt_never_waits_for_the_lock_and_starts_nothing_then(backend: SimBackend) -> None:
