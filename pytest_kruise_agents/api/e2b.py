@@ -33,6 +33,8 @@ from pydantic.fields import FieldInfo
 
 __all__ = [
     "CREATE_TIMEOUT_BOUNDS",
+    "MAX_TIMEOUT_S",
+    "MIN_CREATE_TIMEOUT_S",
     "PAUSE_RETENTION_PATTERN",
     "RESUME_TIMEOUT_BOUNDS",
     "TIMEOUT_BOUNDS",
@@ -67,15 +69,18 @@ __all__ = [
 ZERO_TIME = datetime(1, 1, 1, tzinfo=UTC)
 """Go's zero ``time.Time``: what upstream writes as ``endAt`` of a never-timeout sandbox."""
 
-# The bounds claiming.timeouts enforces (reference §6.5), repeated here because the
-# layers forbid api to import claiming; tests/e2b/test_openapi.py checks that they agree.
-_MAX_TIMEOUT_S: Final = 2_592_000
+# The bounds of the wire's timeouts (reference §6.5): published here, enforced by
+# claiming.timeouts, which takes the numbers from here (api is the layer both can read).
+MIN_CREATE_TIMEOUT_S: Final = 30
+"""Smallest ``timeout`` ``POST /sandboxes`` accepts (seconds)."""
+MAX_TIMEOUT_S: Final = 2_592_000
+"""``--e2b-max-timeout`` default: 30 days (seconds)."""
 
-CREATE_TIMEOUT_BOUNDS: Final = (30, _MAX_TIMEOUT_S)
+CREATE_TIMEOUT_BOUNDS: Final = (MIN_CREATE_TIMEOUT_S, MAX_TIMEOUT_S)
 """``timeout`` of a create, in seconds (``--e2b-max-timeout`` default: 30 days)."""
-TIMEOUT_BOUNDS: Final = (1, _MAX_TIMEOUT_S)
+TIMEOUT_BOUNDS: Final = (1, MAX_TIMEOUT_S)
 """``timeout`` of ``/timeout`` and connect, in seconds."""
-RESUME_TIMEOUT_BOUNDS: Final = (0, _MAX_TIMEOUT_S)
+RESUME_TIMEOUT_BOUNDS: Final = (0, MAX_TIMEOUT_S)
 """``timeout`` of ``/resume``: 0 means "none given" (Go decodes an absent one as 0), else 1…max."""
 
 _WS: Final = r"[\t \x85\xa0]*"

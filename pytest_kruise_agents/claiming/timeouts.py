@@ -16,6 +16,7 @@ from typing import Final, Literal
 
 from pytest_kruise_agents.api import keys
 from pytest_kruise_agents.api.durations import format_duration, parse_duration
+from pytest_kruise_agents.api.e2b import MAX_TIMEOUT_S, MIN_CREATE_TIMEOUT_S
 from pytest_kruise_agents.api.sandbox import Sandbox, SandboxPhase
 from pytest_kruise_agents.claiming.errors import BadRequestError
 from pytest_kruise_agents.claiming.recycle import recycle_ended
@@ -59,10 +60,6 @@ time this module computes is clamped to it rather than overflowing.
 
 DEFAULT_TIMEOUT_S: Final = 300
 """Default sandbox lifetime of ``POST /sandboxes`` (seconds)."""
-MIN_CREATE_TIMEOUT_S: Final = 30
-"""Smallest ``timeout`` ``POST /sandboxes`` accepts (seconds)."""
-MAX_TIMEOUT_S: Final = 2_592_000
-"""``--e2b-max-timeout`` default: 30 days (seconds)."""
 MIN_RESUME_TIMEOUT_S: Final = 300
 """``--e2b-min-resume-timeout`` default: floor of the timeout a resume sets (seconds)."""
 
