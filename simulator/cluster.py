@@ -32,7 +32,7 @@ from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.api.manifest import KubeObject, load_manifests, resolve_kind
 from pytest_kruise_agents.api.pod import Pod
 from pytest_kruise_agents.api.printers import render_table
-from pytest_kruise_agents.api.problems import format_path
+from pytest_kruise_agents.api.problems import brief, format_path
 from pytest_kruise_agents.api.sandbox import Sandbox, SandboxState
 from pytest_kruise_agents.api.sandboxclaim import SandboxClaim
 from pytest_kruise_agents.api.sandboxset import SandboxSet
@@ -1109,10 +1109,7 @@ def check_seconds(field: str, value: object) -> None:
     except OverflowError:  # an integer past what a float holds
         finite = False
     if not finite:
-        shown = repr(value)
-        if len(shown) > 40:  # a number of 400 digits is named, not printed
-            shown = f"{shown[:24]}... ({len(shown)} characters)"
-        raise InvalidError(field, f"must be a finite number of seconds, got {shown}")
+        raise InvalidError(field, f"must be a finite number of seconds, got {brief(value)}")
     if value < 0:
         raise InvalidError(field, f"must be >= 0, got {value!r}")
 

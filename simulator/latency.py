@@ -41,7 +41,7 @@ from pydantic import (
 )
 
 from pytest_kruise_agents.api.durations import parse_duration_nanos
-from pytest_kruise_agents.api.problems import kind_and_value
+from pytest_kruise_agents.api.problems import brief, kind_and_value
 
 __all__ = [
     "Empirical",
@@ -94,10 +94,7 @@ def parse_seconds(value: Any) -> float:
     except OverflowError:  # an integer past what a float holds: infinite as a duration
         seconds = math.inf
     if not math.isfinite(seconds):
-        shown = repr(value)
-        if len(shown) > 40:  # a number of 400 digits is named, not printed
-            shown = f"{shown[:24]}... ({len(shown)} characters)"
-        raise ValueError(f"expected a finite duration, got {shown}")
+        raise ValueError(f"expected a finite duration, got {brief(value)}")
     return seconds
 
 
@@ -429,7 +426,7 @@ def parse_latency(value: Any) -> Latency:
         data = dict(value)
         if "kind" not in data:
             raise ValueError(
-                f"invalid latency {value!r}: missing 'kind' "
+                f"invalid latency {brief(value)}: missing 'kind' "
                 f"(one of {', '.join(sorted(set(_KIND_ALIASES.values())))})"
             )
         kind = data["kind"]
@@ -445,12 +442,12 @@ def _parse_text(text: str) -> Latency:
         try:
             seconds = parse_seconds(text)
         except ValueError:
-            raise ValueError(f"invalid latency {text!r}: {_SYNTAX}") from None
+            raise ValueError(f"invalid latency {brief(text)}: {_SYNTAX}") from None
         return _validate({"kind": "fixed", "value": seconds}, text)
     name = match.group(1).lower()
     if name not in _FORMS:
         raise ValueError(
-            f"invalid latency {text!r}: unknown distribution {match.group(1)!r}, "
+            f"invalid latency {brief(text)}: unknown distribution {match.group(1)!r}, "
             f"expected one of {', '.join(_FORMS)}"
         )
     kind, positional = _FORMS[name]
@@ -466,26 +463,28 @@ def _parse_text(text: str) -> Latency:
         try:
             seconds = parse_seconds(raw)
         except ValueError as exc:
-            raise ValueError(f"invalid latency {text!r}: argument {arg!r}: {exc}") from None
+            raise ValueError(
+                f"invalid latency {brief(text)}: argument {brief(arg)}: {exc}"
+            ) from None
         if kind == "empirical":
             if key:
-                raise ValueError(f"invalid latency {text!r}: empirical takes only values")
+                raise ValueError(f"invalid latency {brief(text)}: empirical takes only values")
             samples.append(seconds)
             continue
         if not key:
             if index >= len(positional):
                 raise ValueError(
-                    f"invalid latency {text!r}: {name} takes at most {len(positional)} "
+                    f"invalid latency {brief(text)}: {name} takes at most {len(positional)} "
                     f"argument(s): {', '.join(positional)}"
                 )
             key = positional[index]
         if key not in positional:
             raise ValueError(
-                f"invalid latency {text!r}: {name} has no parameter {key!r} "
+                f"invalid latency {brief(text)}: {name} has no parameter {key!r} "
                 f"(parameters: {', '.join(positional)})"
             )
         if key in data:
-            raise ValueError(f"invalid latency {text!r}: {key!r} given twice")
+            raise ValueError(f"invalid latency {brief(text)}: {key!r} given twice")
         data[key] = seconds
     if kind == "empirical":
         data["samples"] = samples
@@ -513,4 +512,4 @@ def _validate(data: dict[str, Any], original: Any) -> Latency:
             reason = str(ctx["error"])
         else:
             reason = error["msg"].replace("Input should be", "must be")
-        raise ValueError(f"invalid latency {original!r}: {where}{reason}") from None
+        raise ValueError(f"invalid latency {brief(original)}: {where}{reason}") from None

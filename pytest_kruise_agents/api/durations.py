@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
+from pytest_kruise_agents.api.problems import brief
+
 __all__ = ["format_duration", "parse_duration", "parse_duration_nanos"]
 
 _UNIT_NANOS = {
@@ -50,7 +52,7 @@ def parse_duration_nanos(text: str) -> int:
     Digits below a nanosecond are dropped, as Go drops them.
     """
     if not isinstance(text, str):
-        raise ValueError(f"expected a duration string like '30s' or '1m', got {text!r}")
+        raise ValueError(f"expected a duration string like '30s' or '1m', got {brief(text)}")
     s = text
     if not s:
         raise ValueError("empty duration")
@@ -66,22 +68,22 @@ def parse_duration_nanos(text: str) -> int:
         m = _PART.match(s, pos)
         if m is None:
             raise ValueError(
-                f"invalid duration {text!r}: expected <number><unit> parts with units "
+                f"invalid duration {brief(text)}: expected <number><unit> parts with units "
                 "ns, us, ms, s, m, h"
             )
         whole, _, frac = m.group(1).partition(".")
         whole = whole.lstrip("0")
         if len(whole) > 19:  # beyond an int64 of nanoseconds in any unit
-            raise ValueError(f"invalid duration {text!r}: {_OUT_OF_RANGE}")
+            raise ValueError(f"invalid duration {brief(text)}: {_OUT_OF_RANGE}")
         frac = frac[:18]  # later digits are below a nanosecond of any unit
         unit = _UNIT_NANOS[m.group(2)]
         total += int(whole or "0") * unit + int(frac or "0") * unit // 10 ** len(frac)
         pos = m.end()
     if pos == 0:
-        raise ValueError(f"invalid duration {text!r}")
+        raise ValueError(f"invalid duration {brief(text)}")
     if total > _MAX_NANOS:
         # Go's Duration is int64 nanoseconds: ParseDuration refuses more (about 2562047h).
-        raise ValueError(f"invalid duration {text!r}: {_OUT_OF_RANGE}")
+        raise ValueError(f"invalid duration {brief(text)}: {_OUT_OF_RANGE}")
     return sign * total
 
 

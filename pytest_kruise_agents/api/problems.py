@@ -16,7 +16,7 @@ from typing import Any, Final
 
 from pydantic_core import ErrorDetails
 
-__all__ = ["expectation", "format_path", "kind_and_value", "reason", "show", "type_word"]
+__all__ = ["brief", "expectation", "format_path", "kind_and_value", "reason", "show", "type_word"]
 
 _IDENTIFIER: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -70,6 +70,18 @@ def show(value: Any, *, mapping_word: str = "an object") -> str:
         return "a list"
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def brief(value: Any, limit: int = 60) -> str:
+    """``repr(value)``, or its start and length when longer than ``limit`` characters.
+
+    A number of 400 digits, or a mapping holding one, is named rather than
+    printed in full: an error message stays one readable line.
+    """
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit - 20]}... ({len(text)} characters)"
 
 
 def kind_and_value(value: Any, *, mapping_word: str = "an object") -> str:

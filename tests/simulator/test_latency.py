@@ -341,6 +341,29 @@ def test_distributions_are_immutable() -> None:
         latency.low = 0.3  # type: ignore[misc]
 
 
+@pytest.mark.parametrize(
+    "value",
+    [
+        10**400,
+        {"kind": "exponential", "mean": 10**400},
+        f"exp({10**300}s)",
+        f"uniform(low=1s, high={'9' * 500})",
+        "x" * 1000,
+    ],
+)
+def test_a_huge_latency_is_named_by_its_length_not_printed(value: object) -> None:
+    """An error about a latency of hundreds of characters stays one readable line.
+
+    Every place the value is quoted (the latency, the argument, the duration) shows its
+    start and its length; before, a 401-digit number was printed whole, up to three times.
+    """
+    with pytest.raises(ValueError) as err:
+        parse_latency(value)
+    message = str(err.value)
+    assert len(message) < 400, message
+    assert "characters)" in message
+
+
 @pytest.mark.parametrize("value", [10**400, "1" + "0" * 400, -(10**400)])
 def test_a_number_past_what_a_float_holds_is_a_value_error_not_an_overflow(value: object) -> None:
     """A 401-digit integer is refused as an infinite duration, with the field's usual error.
