@@ -135,11 +135,14 @@ def replace_surrogates(value: Any) -> Any:
     they are, and so is any container or string with nothing to replace (the
     same object). Python's ``json`` decodes ``"\\ud800"`` to a lone surrogate,
     which no UTF-8 encoder accepts; Go's ``encoding/json`` decodes it to
-    U+FFFD (a pair of escapes forming one character is decoded to that
-    character by both).
+    U+FFFD. A pair of surrogates forming one character (which PyYAML leaves
+    as two, where ``json`` joins them) becomes that character.
     """
     if isinstance(value, str):
-        return _SURROGATE.sub("\ufffd", value) if _SURROGATE.search(value) else value
+        if _SURROGATE.search(value) is None:
+            return value
+        # UTF-16 joins each high-low pair; "replace" makes each lone one U+FFFD.
+        return value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
     if isinstance(value, dict):
         changed = False
         out: dict[Any, Any] = {}

@@ -25,6 +25,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails, PydanticSerializationError
 
 from pytest_kruise_agents.api.base import MANIFEST, KubeModel
+from pytest_kruise_agents.api.e2b import replace_surrogates
 from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.api.keys import API_VERSION
 from pytest_kruise_agents.api.meta import ObjectMeta
@@ -206,6 +207,13 @@ class YamlLoader(yaml.SafeLoader):
         _check_aliasing(node)
         return super().construct_document(node)
 
+    def construct_scalar(self, node: yaml.ScalarNode | yaml.MappingNode) -> Any:
+        # PyYAML decodes "\\ud83d\\ude00" (as json.dumps writes an emoji) to two lone
+        # surrogates, which no UTF-8 encoder takes: read as Go's JSON decoder reads them
+        # (the pair is the emoji, a lone one U+FFFD), so JSON behind a "---", a BOM or a
+        # comment is read as the same JSON without them.
+        return replace_surrogates(super().construct_scalar(node))
+
     def construct_timestamp_text(self, node: yaml.Node) -> str:
         # kubectl's YAML library (go-yaml v2) keeps an untyped timestamp as the
         # string written, "for backward compatibility": an unquoted date is an
@@ -328,7 +336,7 @@ def _parse_text(text: str) -> list[Any]:
         # JSON first: its error messages are better for JSON input. Flow-style
         # YAML (``{kind: Pod}``) also starts with a brace, hence the fallback.
         try:
-            return [json.loads(text, object_pairs_hook=_unique_keys)]
+            return [replace_surrogates(json.loads(text, object_pairs_hook=_unique_keys))]
         except _DuplicateKeyError as exc:
             raise InvalidError("manifest", str(exc)) from None
         except json.JSONDecodeError:

@@ -134,6 +134,21 @@ def test_json_text_loads() -> None:
     assert len(objs) == 2
 
 
+@pytest.mark.parametrize("before", ["", "---\n", "\ufeff", "# generated\n"])
+def test_escaped_characters_outside_the_bmp_read_as_go_reads_json(before: str) -> None:
+    """``json.dumps`` writes an emoji as a surrogate pair: it is the emoji, however it is read.
+
+    JSON behind a ``---``, a BOM or a comment goes through the YAML reader, which kept the
+    pair as two lone surrogates: the object could then not be written as UTF-8. A lone
+    surrogate is U+FFFD, as Go's JSON decoder reads it.
+    """
+    manifest = claim_dict()
+    manifest["metadata"]["annotations"] = {"note": "\U0001f600 ok", "lone": "\ud800 x"}
+    claim = load_manifest(before + json.dumps(manifest))
+    assert claim.metadata.annotations == {"note": "\U0001f600 ok", "lone": "\ufffd x"}
+    assert "\U0001f600 ok" in dump(claim, "json").encode("utf-8").decode("utf-8")
+
+
 def test_dicts_lists_and_models_load() -> None:
     """A dict, a list of dicts and already-built models are all accepted.
 
