@@ -53,7 +53,7 @@ from pytest_kruise_agents.backends.sim import (
     default_pools_yaml,
     opened,
 )
-from pytest_kruise_agents.e2b.settings import ApiKey, Settings, generate_key
+from pytest_kruise_agents.e2b.settings import ApiKey, Settings, api_key_problem, generate_key
 from pytest_kruise_agents.rfc3339 import parse_rfc3339
 from simulator.cluster import Cluster, default_nodes
 from simulator.context import CLOCK_END
@@ -191,6 +191,14 @@ class ApiKeyConfig(_Strict):
     id: str = ""
     team: str = "default"
     admin: bool = False
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, value: str) -> str:
+        problem = api_key_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
 
     @field_validator("team")
     @classmethod

@@ -24,6 +24,7 @@ __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
     "ApiKey",
     "Settings",
+    "api_key_problem",
     "generate_key",
     "is_loopback",
 ]
@@ -60,6 +61,8 @@ class ApiKey:
     def __post_init__(self) -> None:
         if not self.key:
             raise ValueError("key: must not be empty")
+        if problem := api_key_problem(self.key):
+            raise ValueError(f"key: {problem}")
         if not self.id:
             # A stable id derived from the key: the same key owns the same sandboxes.
             object.__setattr__(self, "id", str(uuid.uuid5(uuid.NAMESPACE_URL, self.key)))
@@ -77,6 +80,24 @@ class ApiKey:
     def namespace(self) -> str:
         """The namespace the key acts in: ``""`` (all) for admin keys."""
         return "" if self.admin else self.team
+
+
+def api_key_problem(key: str) -> str | None:
+    """Why no HTTP client could present ``key`` in ``X-API-Key`` as written, or ``None``.
+
+    A header value is sent as bytes: httpx refuses any character past ASCII
+    and any control character, and every server strips the spaces around it,
+    so such a key would be accepted here and then never authenticate.
+    """
+    if key != key.strip(" \t"):
+        return "must not start or end with a space (HTTP strips them from a header)"
+    for char in key:
+        if not " " <= char <= "~":
+            return (
+                f"must be printable ASCII, as an HTTP header carries it; "
+                f"{char!r} at {key.index(char)} is not"
+            )
+    return None
 
 
 def is_loopback(host: str) -> bool:

@@ -434,6 +434,29 @@ def test_an_api_key_made_in_python_is_checked_as_the_config_file_is(
         ApiKey(key="k", **kwargs)
 
 
+@pytest.mark.parametrize(
+    ("key", "reason"),
+    [
+        (" spaced ", "must not start or end with a space"),
+        ("clé-secrète", "must be printable ASCII, as an HTTP header carries it; 'é' at 2"),
+        ("tab\tkey", "must be printable ASCII, as an HTTP header carries it; '\\t' at 3"),
+        ("ключ", "must be printable ASCII, as an HTTP header carries it; 'к' at 0"),
+    ],
+)
+def test_an_api_key_no_http_client_can_send_is_refused(key: str, reason: str) -> None:
+    """A key must travel in the ``X-API-Key`` header as written: else it never authenticates.
+
+    httpx refuses a character past ASCII or a control character in a header, and the
+    server strips surrounding spaces, so such a key was accepted and then locked its team
+    out. Refused in Python and in the config file alike, naming the key field.
+    """
+    with pytest.raises(ValueError, match=re.escape(f"key: {reason}")):
+        ApiKey(key=key)
+    with pytest.raises(ConfigError, match=re.escape(f"apiKeys[0].key: {reason}")):
+        parse_config({"apiKeys": [{"key": key}]})
+    assert ApiKey(key="e2b_0123 abc~!").key == "e2b_0123 abc~!"
+
+
 def test_invalid_yaml_is_one_line_naming_the_file_and_the_line(tmp_path: Path) -> None:
     """As ``simulate`` says it: ``<file>:<line>: invalid YAML: <problem>``, no caret, no
     PyYAML ``in "<unicode string>"`` lines."""
