@@ -398,7 +398,9 @@ def load_trace(path: Path) -> list[TraceRow]:
     naming the line and column of the first bad value.
     """
     rows: list[TraceRow] = []
-    with path.open(newline="", encoding="utf-8") as fh:
+    # utf-8-sig: a BOM (Excel's "CSV UTF-8") is skipped, as the YAML reader skips one;
+    # kept, it would be part of the first column's name.
+    with path.open(newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
         fields = [f.strip() for f in reader.fieldnames or []]
         if "time" not in fields:

@@ -2,9 +2,13 @@
 
 Paths use the scenario's field names, dots between levels and ``[n]`` for
 list items; a list item may also be named by its ``name`` (or a workload by
-its ``template``, a fault by its ``kind``)::
+its ``template``, a fault by its ``kind``), after a dot or in brackets. A
+name may hold dots (a pool ``web.v2``): in brackets it is taken whole, after
+a dot the longest name that matches is taken (``pools.web.v2.replicas``
+names ``web.v2`` rather than ``web``); digits in brackets are an index::
 
     pools.base.replicas=40
+    pools[web.v2].replicas=40
     workloads[0].arrivals.rate=300/min
     cluster.profile=openkruise-v0.3.0
     cluster.latencies.image.pull=lognormal(median=10s, p99=1m)
@@ -48,7 +52,13 @@ __all__ = [
 
 _SOURCE = "--set"
 _MAP_FIELDS = frozenset({"latencies", "knobs", "selector", "metadata"})
-_TOKEN = re.compile(r"\[(\d+)\]|([^.\[\]]+)")
+_TOKEN = re.compile(r"\[(\d+)\]|\[([^\[\]]+)\]|([^.\[\]]+)")
+
+
+class _ItemName(str):
+    """A list item's name written in brackets (``pools[web.v2]``): one name, dots and all."""
+
+    __slots__ = ()
 
 
 @dataclass(frozen=True)
@@ -60,7 +70,10 @@ class Axis:
 
 
 def split_path(path: str) -> list[str | int]:
-    """``pools.base.replicas`` → ``["pools", "base", "replicas"]``; ``[0]`` → ``0``."""
+    """``pools.base.replicas`` → ``["pools", "base", "replicas"]``; ``[0]`` → ``0``.
+
+    ``[web.v2]`` is one part, ``"web.v2"``: the name of a list item.
+    """
     text = path.strip()
     if not text:
         raise ScenarioError(_SOURCE, path, "empty path")
@@ -75,8 +88,10 @@ def split_path(path: str) -> list[str | int]:
             raise ScenarioError(_SOURCE, path, f"cannot read the path at {text[pos:]!r}")
         if m.group(1) is not None:
             parts.append(int(m.group(1)))
+        elif m.group(2) is not None:
+            parts.append(_ItemName(m.group(2)))
         else:
-            token = m.group(2)
+            token = m.group(3)
             if parts and parts[-1] in _MAP_FIELDS:
                 # The rest of the path is one key of the mapping.
                 parts.append(text[pos:])
@@ -140,24 +155,55 @@ def parse_axis(text: str) -> Axis:
     return Axis(path=path.strip(), values=tuple(parse_value(v) for v in raw))
 
 
-def _match(items: list[Any], key: str | int, path: str) -> int:
+def _match(items: list[Any], parts: list[str | int], at: int, path: str) -> tuple[int, int]:
+    """The item ``parts[at]`` names (an index or a name), and how many parts the name took.
+
+    A name after a dot may hold dots of its own: the parts up to the next
+    index or bracket are tried, the longest name that matches first
+    (``pools.web.v2.replicas`` names ``web.v2`` before ``web``).
+    """
+    key = parts[at]
     if isinstance(key, int):
         if 0 <= key < len(items):
-            return key
+            return key, 1
         raise ScenarioError(_SOURCE, path, f"index {key} out of range (the list has {len(items)})")
-    for i, item in enumerate(items):
-        if isinstance(item, dict) and key in (
-            item.get("name"),
-            item.get("template"),
-            item.get("kind"),
-        ):
-            return i
+    bracketed = isinstance(key, _ItemName)
+    for name, taken in [(key, 1)] if bracketed else _dotted_names(parts, at):
+        for i, item in enumerate(items):
+            if isinstance(item, dict) and name in (
+                item.get("name"),
+                item.get("template"),
+                item.get("kind"),
+            ):
+                return i, taken
     names = [
         str(item.get("name") or item.get("template") or item.get("kind"))
         for item in items
         if isinstance(item, dict)
     ]
-    raise ScenarioError(_SOURCE, path, f"no item named {key!r} (items: {', '.join(names)})")
+    reason = f"no item named {key!r} (items: {', '.join(names)})"
+    dotted = next((n for n in names if "." in n), None)
+    if dotted is not None and not bracketed:
+        reason += f"; a name with dots may be written in brackets: {parts[at - 1]}[{dotted}]"
+    raise ScenarioError(_SOURCE, path, reason)
+
+
+def _dotted_names(parts: list[str | int], at: int) -> list[tuple[str, int]]:
+    """The names the plain parts from ``at`` may spell (joined by their dots), longest first.
+
+    Each comes with the number of parts it takes; a plain part holds no dot,
+    and an index or a bracketed name ends the run.
+    """
+    end = at
+    while end < len(parts) and _is_plain(parts[end]):
+        end += 1
+    plain = [str(p) for p in parts[at:end]]
+    return [(".".join(plain[:n]), n) for n in range(len(plain), 0, -1)]
+
+
+def _is_plain(part: str | int) -> bool:
+    """Whether ``part`` was written after a dot (not an index, not a name in brackets)."""
+    return isinstance(part, str) and not isinstance(part, _ItemName)
 
 
 def _set(data: dict[str, Any], path: str, value: Any) -> str:
@@ -165,20 +211,27 @@ def _set(data: dict[str, Any], path: str, value: Any) -> str:
     parts = split_path(path)
     node: Any = data
     resolved: list[str | int] = []
-    for i, part in enumerate(parts):
-        last = i == len(parts) - 1
+    i = 0
+    while i < len(parts):
+        part = parts[i]
         if isinstance(node, list):
-            idx = _match(node, part, path)
+            idx, taken = _match(node, parts, i, path)
             resolved.append(idx)
-            if last:
+            i += taken
+            if i == len(parts):
                 node[idx] = value
                 break
             node = node[idx]
         elif isinstance(node, dict):
             if isinstance(part, int):
                 raise ScenarioError(_SOURCE, path, "an index where a field name is expected")
+            if isinstance(part, _ItemName):
+                raise ScenarioError(
+                    _SOURCE, path, f"a list item's name where a field name is expected: [{part}]"
+                )
             resolved.append(part)
-            if last:
+            i += 1
+            if i == len(parts):
                 node[part] = value
                 break
             if node.get(part) is None:

@@ -404,9 +404,11 @@ def _sweep(
 
 
 def _pool_of_axis(scenario: Scenario, axis: str) -> str:
-    from simulator.planning.overrides import split_path
+    from simulator.planning.overrides import canonical_path, split_path
 
-    parts = split_path(axis)
+    # Resolved as the override resolved it: a pool's name may hold dots
+    # (``pools.web.v2.replicas``), so the part after ``pools`` is not its name.
+    parts = split_path(canonical_path(scenario, axis))
     ref = parts[1] if len(parts) > 1 else 0
     if isinstance(ref, int):
         return scenario.pools[ref].key

@@ -35,6 +35,7 @@ from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.api.quantity import parse_quantity
 from pytest_kruise_agents.api.sandboxset import SandboxSet
 from pytest_kruise_agents.claiming.errors import ClaimError
+from pytest_kruise_agents.claiming.extensions import CreateRequest, CreateSpec, create_spec
 from simulator.cluster import Cluster
 from simulator.collector import simulation_gc
 from simulator.errors import NotFoundError
@@ -158,6 +159,7 @@ class _Run:
 
     def start_workloads(self) -> None:
         """One arrival process per workload, with a generator for its arrivals and one for its holds."""
+        self._check_requests()
         for i, wl in enumerate(self.scenario.workloads):
             arrivals = random.Random(derive_seed(self.seed, "workload", i))
             # Holds from a stream of their own: a sweep of the hold (or of a
@@ -165,6 +167,21 @@ class _Run:
             # must not move the arrivals (common random numbers).
             holds = random.Random(derive_seed(self.seed, "hold", i))
             self.env.process(self._arrivals(i, wl, arrivals, holds))
+
+    def _check_requests(self) -> None:
+        """Refuse, before anything runs, an E2B workload whose creates would be refused.
+
+        The scenario refuses them at load; one changed behind its validation
+        stops here with the field named, not inside a SimPy process (which
+        re-raises a copy of the error) nor as a run of 400s.
+        """
+        for i, wl in enumerate(self.scenario.workloads):
+            if wl.claim.path != "e2b":
+                continue
+            try:
+                _create_spec(wl, wl.namespace, wl.template or "", None)
+            except InvalidError as exc:
+                raise RunError(f"workloads[{i}].{exc.field}: {exc.reason}") from None
 
     def _arrivals(
         self, index: int, wl: WorkloadSpec, rng: random.Random, hold_rng: random.Random
@@ -196,22 +213,15 @@ class _Run:
     ) -> Generator[Any]:
         cluster = self.cluster
         manager = cluster.manager
-        claim = wl.claim
+        # Checked before the record, as Cluster.create_sandbox checks it (and as
+        # _check_requests did for the workload: this cannot fail here).
+        spec = _create_spec(wl, namespace, template, hold)
         rec = cluster.records.new(
             path="e2b", namespace=namespace, template=template, owner=wl.user, requested=cluster.now
         )
         self.e2b.append((index, f"{namespace}/{template}", rec))
         try:
-            sbx = yield from manager.create_sandbox(
-                namespace=namespace,
-                user=wl.user,
-                template=template,
-                timeout_s=sandbox_timeout(hold, claim.timeout),
-                auto_pause=claim.auto_pause,
-                metadata=e2b_metadata(claim),
-                volume_mounts=volume_mounts(claim.csi_mounts),
-                record=rec,
-            )
+            sbx = yield from manager.create(spec, rec)
         except ClaimError:
             return
         finally:
@@ -450,6 +460,22 @@ class _Run:
             claims=claims,
             interrupted=interrupted,
         )
+
+
+def _create_spec(wl: WorkloadSpec, namespace: str, template: str, hold: float | None) -> CreateSpec:
+    """The checked create of one claim of ``wl``: the request ``Cluster.create_sandbox`` makes.
+
+    Raise :class:`InvalidError` naming the field the create path refuses.
+    """
+    claim = wl.claim
+    request = CreateRequest(
+        template,
+        timeout=sandbox_timeout(hold, claim.timeout),
+        auto_pause=claim.auto_pause,
+        metadata=e2b_metadata(claim) or {},
+        volume_mounts=volume_mounts(claim.csi_mounts),
+    )
+    return create_spec(namespace, wl.user, request)
 
 
 def _shift(o: Outcome, origin: float) -> Outcome:

@@ -50,8 +50,21 @@ from pytest_kruise_agents.api.quantity import (
     positive_memory,
     quantity_text,
 )
+from pytest_kruise_agents.api.sandboxclaim import CSIMountConfig
 from pytest_kruise_agents.api.sandboxset import SandboxSet
-from pytest_kruise_agents.claiming.extensions import is_image_reference
+from pytest_kruise_agents.api.validation import dns_subdomain_problem
+from pytest_kruise_agents.claiming.errors import BadRequestError
+from pytest_kruise_agents.claiming.extensions import (
+    CreateRequest,
+    check_create_request,
+    is_image_reference,
+    parse_create_metadata,
+)
+from pytest_kruise_agents.claiming.modification import (
+    ClaimOptions,
+    InitRuntimeRequest,
+    validate_claim_options,
+)
 from simulator.cluster import DEFAULT_USER, default_nodes
 from simulator.faults import (
     Fault,
@@ -119,6 +132,12 @@ class NodeGroup(_Model):
 
     @model_validator(mode="after")
     def _check(self) -> NodeGroup:
+        # Node names are DNS-1123 subdomains (ValidateNodeName); a group's nodes
+        # differ only in their number, so the last (the longest) speaks for all.
+        last = f"{self.name}-{self.count}"
+        why = dns_subdomain_problem(last)
+        if why is not None:
+            raise FieldError("name", f"{why} (its nodes are named {self.name}-1 ... {last})")
         NodeSpec(
             name=self.name,
             cpu=self.cpu,
@@ -385,7 +404,38 @@ class ClaimSpec(_Model):
             raise FieldError("auto_pause", "an E2B option (needs path: e2b)")
         if self.path == "sandboxclaim" and self.metadata:
             raise FieldError("metadata", "an E2B option (needs path: e2b)")
+        try:
+            # The sandbox-manager's own rules for the metadata of a create: a bad
+            # key would fail every claim of the run as a 400 naming no field here.
+            parse_create_metadata(self.metadata)
+        except BadRequestError as exc:
+            raise FieldError("metadata", str(exc)) from None
+        self._check_runtime_init()
         return self
+
+    def _check_runtime_init(self) -> None:
+        """Refuse CSI mounts with the runtime init skipped, by the rule both claim paths apply.
+
+        A mount is made by the runtime's ``/init``: upstream's
+        ``ValidateAndInitClaimOptions`` refuses every such claim (400).
+        """
+        mounts = [
+            CSIMountConfig(pv_name=f"pv-{k}", mount_path=f"/mnt/{k}")
+            for k in range(self.csi_mounts)
+        ]
+        opts = ClaimOptions(
+            namespace="default",
+            user=DEFAULT_USER,
+            template="t",
+            lock_string="",
+            csi_mounts=mounts,
+            init_runtime=None if self.skip_init_runtime else InitRuntimeRequest(),
+        )
+        try:
+            validate_claim_options(opts)
+        except BadRequestError as exc:
+            reason = str(exc).removeprefix(f"{exc.field}: ")
+            raise FieldError("csi_mounts", f"{reason}, which skip_init_runtime skips") from None
 
 
 class WorkloadSpec(_Model):
@@ -415,6 +465,19 @@ class WorkloadSpec(_Model):
     def _template(self) -> WorkloadSpec:
         if self.template is None and not isinstance(self.arrivals, TraceArrivals):
             raise FieldError("template", "required value")
+        return self
+
+    @model_validator(mode="after")
+    def _caller(self) -> WorkloadSpec:
+        """Refuse what every claim's create would: the checks of ``Cluster.create_sandbox``.
+
+        The user becomes each sandbox's owner label: one that is no label
+        value would run as if upstream's lock write could store it.
+        """
+        try:
+            check_create_request(self.namespace, self.user, CreateRequest(self.template or ""))
+        except InvalidError as exc:
+            raise FieldError(exc.field, exc.reason) from None
         return self
 
     @property

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import random
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +17,7 @@ from simulator.planning.arrivals import (
     RatePoint,
     TraceArrivals,
     TraceRow,
+    load_trace,
     parse_rate,
 )
 
@@ -111,3 +113,14 @@ def test_trace_replays_rows_until_the_horizon() -> None:
         (1.0, "base"),
     ]
     assert process.shortened(0.5).rows == rows[:2]
+
+
+def test_a_trace_saved_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
+    """A CSV saved as "CSV UTF-8" (Excel) starts with a BOM: its first column is still ``time``."""
+    path = tmp_path / "t.csv"
+    path.write_bytes(b"\xef\xbb\xbftime,template,hold\r\n2,base,10s\r\n1,base,\r\n")
+    rows = load_trace(path)
+    assert [(r.time, r.template, r.hold) for r in rows] == [
+        (1.0, "base", None),
+        (2.0, "base", 10.0),
+    ]

@@ -189,3 +189,22 @@ def test_a_sweep_over_bursts_says_erlang_uses_their_mean_rate(tmp_path: Path) ->
     note = "arrivals are not Poisson: Erlang uses their mean rate only"
     assert note in captions["burst"]
     assert note not in captions["poisson"] and "claims/s." in captions["poisson"]
+
+
+def test_a_sweep_over_a_dotted_pool_reports_that_pool(tmp_path: Path) -> None:
+    """``pools.web.v2.replicas`` is the pool ``web.v2``'s (the longest name, as ``--set`` reads it).
+
+    Before, the report took the part after ``pools`` alone, ``web``: another
+    pool's figures, or a KeyError where there is no pool ``web``.
+    """
+    base = parse_scenario(
+        TINY.replace("  - {name: base, replicas: 4}", "  - {name: web.v2, replicas: 4}")
+        .replace("template: base", "template: web.v2")
+        .replace("replications: 2", "replications: 1"),
+        source="tiny.yaml",
+    )
+    for axis in ("pools.web.v2.replicas", "pools[web.v2].replicas"):
+        points = [Point({axis: n}, apply_overrides(base, [(axis, n)])) for n in (2, 4)]
+        swept, _ = run_points(points, SerialExecutor(), stop=threading.Event())
+        page = render_report("sweep", base, "tiny.yaml", swept, axes=[axis])
+        assert "Cold share of default/web.v2 against its replicas" in page

@@ -248,3 +248,19 @@ def test_a_stop_ends_a_long_step_within_it(tiny: Scenario) -> None:
     assert result.interrupted
     assert result.series["t"] == [0.0]
     assert result.metrics["virtual_s"] < 60  # type: ignore[operator]  # far from the step's 600 s
+
+
+def test_the_runner_claims_with_the_checked_request(tiny: Scenario) -> None:
+    """An E2B workload's claims go through the create path's checks, as ``Cluster.create_sandbox``'s.
+
+    A loaded scenario cannot hold a bad user (it is refused at load); one
+    changed behind the validation is refused before the run starts, naming
+    the field, rather than delivering sandboxes whose owner label no API
+    server would store.
+    """
+    tampered = tiny.model_copy(deep=True)
+    tampered.workloads[0].user = "not a label value!"
+    with pytest.raises(
+        RunError, match=r"^workloads\[0\]\.user: invalid value 'not a label value!'"
+    ):
+        run_once(tampered)

@@ -10,7 +10,7 @@ import pytest
 from simulator.planning.arrivals import BurstArrivals, DiurnalArrivals, TraceArrivals
 from simulator.planning.errors import ScenarioError
 from simulator.planning.loading import load_scenario, parse_scenario, shipped_scenarios
-from simulator.planning.overrides import apply_overrides, parse_axis, split_path
+from simulator.planning.overrides import apply_overrides, canonical_path, parse_axis, split_path
 from simulator.planning.scenario import PoolSpec, Scenario
 
 from .conftest import SCENARIOS, TINY
@@ -597,3 +597,174 @@ def test_a_file_nested_too_deeply_is_one_error_naming_it(text: str, tmp_path: Pa
         f"{tmp_path / 'deep.yaml'}: cannot read the file: nested too deeply "
         "(a scenario needs a few levels)"
     )
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "path", "reason"),
+    [
+        (
+            "template: base",
+            "template: base\n    user: 'not a label value!'",
+            "workloads[0].user",
+            "invalid value 'not a label value!': a label value must consist of alphanumeric "
+            "characters, '-', '_' or '.', and must start and end with an alphanumeric character "
+            "(it becomes the owner label of the sandbox)",
+        ),
+        (
+            "template: base",
+            "template: base\n    user: ''",
+            "workloads[0].user",
+            "must be a non-empty string (it becomes the owner label of the sandbox)",
+        ),
+        (
+            "hold: exp(10s)",
+            "hold: exp(10s)\n    claim: {metadata: {'bad key!': x}}",
+            "workloads[0].claim.metadata",
+            "Bad metadata: key 'bad key!' is not a valid qualified name",
+        ),
+        (
+            "hold: exp(10s)",
+            "hold: exp(10s)\n    claim: {metadata: {agents.kruise.io/owner: x}}",
+            "workloads[0].claim.metadata",
+            "Bad metadata: key 'agents.kruise.io/owner' uses a reserved prefix",
+        ),
+        (
+            "hold: exp(10s)",
+            "hold: exp(10s)\n    claim: {metadata: {e2b.agents.kruise.io/nope: x}}",
+            "workloads[0].claim.metadata",
+            "Bad extension param: e2b.agents.kruise.io/nope: unknown or reserved extension key",
+        ),
+    ],
+)
+def test_a_workload_is_refused_what_the_create_path_would_refuse(
+    old: str, new: str, path: str, reason: str, tmp_path: Path
+) -> None:
+    """A workload's user and claim metadata are checked at load by the create path's own rules.
+
+    Unchecked, a user that is no label value ran as if upstream's lock write
+    could store it, and a bad metadata key failed every claim as a 400 that
+    named no field of the scenario.
+    """
+    err = _error(TINY.replace(old, new, 1), tmp_path)
+    assert (err.path, err.reason) == (path, reason)
+    assert err.line is not None
+
+
+def test_an_override_of_the_user_is_checked_too(tiny: Scenario) -> None:
+    """``--set workloads[0].user=...`` is refused as the file would be; the scenario is unchanged."""
+    with pytest.raises(ScenarioError) as info:
+        apply_overrides(tiny, [("workloads[0].user", "Alice Smith")])
+    assert info.value.path == "workloads[0].user"
+    assert "a label value must consist of alphanumeric characters" in info.value.reason
+    assert tiny.workloads[0].user != "Alice Smith"
+    assert apply_overrides(tiny, [("workloads[0].user", "alice")]).workloads[0].user == "alice"
+
+
+@pytest.mark.parametrize(
+    ("group", "reason"),
+    [
+        (
+            "{name: GPU Pool, count: 2}",
+            "invalid value 'GPU Pool-2': a lowercase RFC 1123 subdomain must consist of lower "
+            "case alphanumeric characters, '-' or '.', start and end with an alphanumeric "
+            "character, and have at most 253 characters (its nodes are named GPU Pool-1 ... "
+            "GPU Pool-2)",
+        ),
+        ("{name: gpu., count: 1}", "invalid value 'gpu.-1'"),
+        ("{name: UPPER}", "invalid value 'UPPER-1'"),
+        ("{name: 'x/y'}", "invalid value 'x/y-1'"),
+        ("{name: " + "a" * 251 + ", count: 10}", "and have at most 253 characters"),
+    ],
+)
+def test_a_node_group_name_must_make_node_names(group: str, reason: str, tmp_path: Path) -> None:
+    """Node names are DNS-1123 subdomains (``ValidateNodeName``): a group makes ``<name>-<n>``."""
+    err = _error(TINY.replace("{nodes: 2}", f"{{nodes: [{group}]}}"), tmp_path)
+    assert err.path == "cluster.nodes[0].name"
+    assert reason in err.reason
+    assert err.line is not None
+
+
+def test_node_group_names_with_dots_and_dashes_are_fine() -> None:
+    """``gpu.a100`` and ``pool-b`` make valid node names (``gpu.a100-1``)."""
+    text = TINY.replace("{nodes: 2}", "{nodes: [{name: gpu.a100}, {name: pool-b, count: 2}]}")
+    names = list(parse_scenario(text).cluster.node_names())
+    assert names == ["gpu.a100-1", "pool-b-1", "pool-b-2"]
+
+
+_DOTTED = """\
+name: dotted
+duration: 1m
+pools: [{name: web, replicas: 1}, {name: web.v2, replicas: 3}, {name: "123", replicas: 2}]
+workloads: [{template: web.v2, arrivals: {kind: poisson, rate: 1}, hold: 10s}]
+"""
+
+
+@pytest.mark.parametrize(
+    ("path", "replicas"),
+    [
+        ("pools[web.v2].replicas", [1, 5, 2]),
+        ("pools.web.v2.replicas", [1, 5, 2]),  # the longest name that matches
+        ("pools.web.replicas", [5, 3, 2]),
+        ("pools[web].replicas", [5, 3, 2]),
+        ("pools.123.replicas", [1, 3, 5]),  # digits after a dot: a name
+        ("pools[2].replicas", [1, 3, 5]),  # digits in brackets: an index
+    ],
+)
+def test_a_list_item_is_named_by_a_name_with_dots(path: str, replicas: list[int]) -> None:
+    """A name holding dots is written in brackets, or after a dot (the longest name that matches)."""
+    base = parse_scenario(_DOTTED)
+    changed = apply_overrides(base, [(path, 5)])
+    assert [p.replicas for p in changed.pools] == replicas
+    assert canonical_path(base, path).startswith("pools[")
+    assert split_path("pools[web.v2].replicas") == ["pools", "web.v2", "replicas"]
+
+
+def test_a_sweep_names_a_dotted_pool_in_brackets() -> None:
+    """The scenario's own ``sweep`` takes the bracket form, checked at load like any path."""
+    scenario = parse_scenario(_DOTTED + "sweep: {'pools[web.v2].replicas': [2, 4]}\n")
+    assert scenario.sweep == {"pools[web.v2].replicas": [2, 4]}
+
+
+@pytest.mark.parametrize(
+    ("path", "where", "reason"),
+    [
+        # No item web.v3: the longest name that matches is web, which has no field v3.
+        ("pools.web.v3.replicas", "pools[0].v3", "unknown field"),
+        (
+            "pools.nope.replicas",
+            "pools.nope.replicas",
+            "no item named 'nope' (items: web, web.v2, 123); a name with dots may be "
+            "written in brackets: pools[web.v2]",
+        ),
+        (
+            "pools[nope].replicas",
+            "pools[nope].replicas",
+            "no item named 'nope' (items: web, web.v2, 123)",
+        ),
+        ("cluster[profile]", "cluster[profile]", "a list item's name where a field name"),
+        ("pools[web.v2", "pools[web.v2", "cannot read the path at '[web.v2'"),
+    ],
+)
+def test_a_bad_item_name_is_named(path: str, where: str, reason: str) -> None:
+    """A name no item has, or a bracket where none belongs, is one error naming the path."""
+    base = parse_scenario(_DOTTED)
+    with pytest.raises(ScenarioError) as info:
+        apply_overrides(base, [(path, 5)])
+    assert info.value.path == where
+    assert reason in info.value.reason
+
+
+@pytest.mark.parametrize("path", ["e2b", "sandboxclaim"])
+def test_csi_mounts_without_the_runtime_init_are_refused(path: str, tmp_path: Path) -> None:
+    """CSI mounts are made by the runtime's ``/init``: skipping it failed every claim with a 400.
+
+    Refused at load by the claim path's own rule (``ValidateAndInitClaimOptions``).
+    """
+    claim = f"claim: {{path: {path}, csi_mounts: 1, skip_init_runtime: true}}"
+    err = _error(TINY.replace("hold: exp(10s)", f"hold: exp(10s)\n    {claim}"), tmp_path)
+    assert err.path == "workloads[0].claim.csi_mounts"
+    assert err.reason == (
+        "CSI mounts need the runtime to be initialised (init_runtime), "
+        "which skip_init_runtime skips"
+    )
+    assert err.line is not None
