@@ -105,10 +105,15 @@ class ApiError(Exception):
     """An error answer of the API server (``metav1.Status``)."""
 
     def __init__(self, code: int, reason: str, message: str) -> None:
-        super().__init__(message)
+        # The arguments as given: ``type(e)(*e.args)`` (how SimPy hands a process's
+        # error to the process waiting on it, and how pickle rebuilds it) builds it again.
+        super().__init__(code, reason, message)
         self.code = code
         self.reason = reason
         self.message = message
+
+    def __str__(self) -> str:
+        return self.message
 
     @property
     def is_conflict(self) -> bool:
@@ -138,6 +143,7 @@ class ForbiddenError(ApiError):
             403, "Forbidden", f'admission webhook "{webhook}" denied the request: {why}'
         )
         self.webhook = webhook
+        self.args = (webhook, why)
 
 
 class UIDConflictError(ApiError):
@@ -154,6 +160,7 @@ class UIDConflictError(ApiError):
             f'Operation cannot be fulfilled on {kind.lower()} "{name}": Precondition failed: '
             f"UID in precondition: {expected}, UID in object meta: {stored}",
         )
+        self.args = (kind, name, expected, stored)
 
 
 class Client:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Generator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Literal, NoReturn
 
@@ -158,14 +159,35 @@ def shielded(env: simpy.Environment, op: Op) -> Op:
 
     A cleanup must not be cut short by the context that failed: a delete
     interrupted half-way would leave a locked sandbox nobody owns. Returns
-    ``op``'s value (or raises its error) once it has ended.
+    ``op``'s value (or raises its error, the very object) once it has ended.
     """
-    proc = env.process(op)
+    proc = env.process(_captured(op))
     while True:
         try:
-            return (yield proc)
+            outcome = yield proc
         except simpy.Interrupt:
             continue  # the interrupt was for the caller; the cleanup goes on
+        if isinstance(outcome, _Raised):
+            raise outcome.error
+        return outcome
+
+
+@dataclass(frozen=True, slots=True)
+class _Raised:
+    error: Exception
+
+
+def _captured(op: Op) -> Op:
+    """``op``, with its error returned rather than raised.
+
+    SimPy gives a process waiting on a failed one a copy of the error made as
+    ``type(e)(*e.args)``, which drops what an error sets besides its arguments
+    (a claim error's ``code`` or ``field``): :func:`shielded` raises the original.
+    """
+    try:
+        return (yield from op)
+    except Exception as exc:
+        return _Raised(exc)
 
 
 def _expire(event: simpy.Event) -> None:

@@ -16,9 +16,13 @@ class NotFoundError(LookupError):
         self.kind = kind
         self.namespace = namespace
         self.name = name
+        # The arguments as given: ``type(e)(*e.args)`` (pickle, SimPy) builds it again.
+        super().__init__(kind, namespace, name)
+
+    def __str__(self) -> str:
         # kubectl names the resource by its plural: sandboxes, sandboxsets, pods.
-        plural = "sandboxes" if kind == "Sandbox" else f"{kind.lower()}s"
-        super().__init__(f'{plural} "{name}" not found in namespace "{namespace}"')
+        plural = "sandboxes" if self.kind == "Sandbox" else f"{self.kind.lower()}s"
+        return f'{plural} "{self.name}" not found in namespace "{self.namespace}"'
 
 
 class ConflictError(InvalidError):

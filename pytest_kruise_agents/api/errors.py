@@ -17,4 +17,9 @@ class InvalidError(ValueError):
     def __init__(self, field: str, reason: str) -> None:
         self.field = field
         self.reason = reason
-        super().__init__(f"{field}: {reason}")
+        # The arguments as given: ``type(e)(*e.args)`` (how pickle and SimPy copy an
+        # error) builds the same error again.
+        super().__init__(field, reason)
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.reason}"

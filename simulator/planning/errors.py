@@ -30,8 +30,13 @@ class ScenarioError(PlanningError):
         self.path = path
         self.reason = reason
         self.line = line
-        where = f"{source}:{line}" if line is not None else source
-        super().__init__(f"{where}: {path}: {reason}" if path else f"{where}: {reason}")
+        # The arguments: ``type(e)(*e.args)`` (pickle, as a Dask worker's error comes
+        # back) builds it again; pickle restores ``line`` with the rest of its state.
+        super().__init__(source, path, reason)
+
+    def __str__(self) -> str:
+        where = f"{self.source}:{self.line}" if self.line is not None else self.source
+        return f"{where}: {self.path}: {self.reason}" if self.path else f"{where}: {self.reason}"
 
 
 class RunError(PlanningError):
