@@ -12,15 +12,13 @@ import math
 import random
 from typing import Any
 
+from pytest_kruise_agents.api.e2b import MAX_TIMEOUT_S, MIN_CREATE_TIMEOUT_S
 from simulator.latency import Latency, parse_latency
 
 __all__ = ["FOREVER", "Hold", "parse_hold", "sandbox_timeout"]
 
 FOREVER = "forever"
 """The hold of a sandbox its client never kills."""
-
-MIN_TIMEOUT_S = 30
-MAX_TIMEOUT_S = 30 * 24 * 3600
 
 
 class Hold:
@@ -55,10 +53,11 @@ def sandbox_timeout(hold: float | None, explicit: float | None) -> int | None:
 
     A sandbox held for ``hold`` seconds is created with a timeout of the hold
     plus 30 s (at least 30 s, at most 30 days), so that the client's kill, not
-    the timeout, ends it. ``None`` keeps the profile's default timeout.
+    the timeout, ends it. ``None`` keeps the profile's default timeout. An
+    explicit timeout is the scenario's, checked at load as the create checks it.
     """
     if explicit is not None:
-        return int(min(max(math.ceil(explicit), MIN_TIMEOUT_S), MAX_TIMEOUT_S))
+        return int(explicit)
     if hold is None:
         return None
-    return int(min(max(math.ceil(hold) + 30, MIN_TIMEOUT_S), MAX_TIMEOUT_S))
+    return int(min(max(math.ceil(hold) + 30, MIN_CREATE_TIMEOUT_S), MAX_TIMEOUT_S))

@@ -42,6 +42,7 @@ from pydantic import (
     model_validator,
 )
 
+from pytest_kruise_agents.api.e2b import CREATE_TIMEOUT_BOUNDS
 from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.api.manifest import load_manifest
 from pytest_kruise_agents.api.quantity import (
@@ -370,8 +371,10 @@ class ClaimSpec(_Model):
     """Dynamic CSI volumes mounted into each claimed sandbox."""
     auto_pause: bool = False
     """E2B auto-pause: the sandbox is paused instead of deleted at its timeout."""
-    timeout: Seconds | None = Field(default=None, ge=30)
-    """E2B sandbox timeout; default: the hold plus 30 s (so the client's kill ends it)."""
+    timeout: Seconds | None = Field(
+        default=None, ge=CREATE_TIMEOUT_BOUNDS[0], le=CREATE_TIMEOUT_BOUNDS[1]
+    )
+    """E2B sandbox timeout, whole seconds; default: the hold plus 30 s (the client's kill ends it)."""
     replicas: int = Field(default=1, ge=1, le=1000)
     """Sandboxes per SandboxClaim (``sandboxclaim`` path only)."""
     skip_init_runtime: bool = False
@@ -384,6 +387,14 @@ class ClaimSpec(_Model):
     def _image(cls, value: str | None) -> str | None:
         if value is not None and not is_image_reference(value):
             raise ValueError(f"not a valid image reference: {value!r}")
+        return value
+
+    @field_validator("timeout")
+    @classmethod
+    def _whole_seconds(cls, value: float | None) -> float | None:
+        # The create's timeout is an integer on the wire: 45.2 would be refused there.
+        if value is not None and value != int(value):
+            raise ValueError(f"must be a whole number of seconds, got {value:g}")
         return value
 
     @field_validator("cpu_request", "cpu_limit", mode="before")

@@ -357,6 +357,32 @@ def test_bad_overrides_are_named(path: str, value: object, where: str, reason: s
     assert reason in info.value.reason
 
 
+@pytest.mark.parametrize(
+    ("timeout", "reason"),
+    [
+        (2592001, "must be <= 2592000, got 2592001"),
+        (10**9, "must be <= 2592000"),
+        (45.2, "must be a whole number of seconds, got 45.2"),
+        ("1.5s", "must be >= 30"),
+    ],
+)
+def test_a_claim_timeout_the_create_would_refuse_is_refused_at_load(
+    timeout: object, reason: str
+) -> None:
+    """The E2B create takes 30 s to 30 days, in whole seconds: a scenario may not ask more.
+
+    Past 30 days the timeout was cut to 30 days without a word, and 45.2 became 46, where
+    every path of the create answers 400 (or refuses a fraction).
+    """
+    base = parse_scenario(TINY)
+    with pytest.raises(ScenarioError) as info:
+        apply_overrides(base, [("workloads[0].claim.timeout", timeout)])
+    assert info.value.path == "workloads[0].claim.timeout"
+    assert reason in info.value.reason
+    for fine in (30, "10m", 2592000):
+        assert apply_overrides(base, [("workloads[0].claim.timeout", fine)])
+
+
 def _override(text: str) -> Scenario:
     """The tiny scenario with one ``--set`` as the command line reads it (``path=value``)."""
     axis = parse_axis(text)
