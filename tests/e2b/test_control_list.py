@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import urllib.parse
 
+import httpx
 import pytest
 from e2b import Sandbox, SandboxQuery, SandboxState
 from e2b.exceptions import SandboxException
 
-from .conftest import ADMIN, BOB, CAROL, Served
+from .conftest import ADMIN, ALICE, BOB, CAROL, Served
 
 
 def make(server: Served, count: int, **metadata: str) -> list[str]:
@@ -117,6 +118,63 @@ def test_unknown_query_keys_are_metadata_filters(server: Served) -> None:
     r = server.request("GET", "/v2/sandboxes", params={"color": "red"})
 
     assert sorted(s["sandboxID"] for s in r.json()) == sorted(red)
+
+
+def test_a_list_without_limit_returns_pages_of_100(server: Served) -> None:
+    """Without ``limit`` a page holds up to 100 sandboxes (the SDK sends none unless given).
+
+    openkruise-agents.md §6.7: "``limit``: 1…100, default 100";
+    e2b-protocol.md §2.3: "spec: 1-100, default 100". 101 sandboxes: one full page, then one.
+    """
+    with httpx.Client(base_url=server.url, headers={"X-API-Key": ALICE}, timeout=30) as http:
+        for _ in range(101):  # one client: a new one per request builds an SSL context (~0.1 s)
+            r = http.post("/v2/sandboxes", json={"templateID": "base"})
+            assert r.status_code == 201, r.text
+
+    paginator = Sandbox.list(**server.sdk())
+    first = paginator.next_items()
+    assert (len(first), paginator.has_next) == (100, True)
+    last = paginator.next_items()
+    assert (len(last), paginator.has_next) == (1, False)
+    assert len({s.sandbox_id for s in first + last}) == 101
+
+
+@pytest.mark.parametrize(
+    ("state", "listed"),
+    [
+        ("running,", ["running"]),
+        (",running", ["running"]),
+        ("paused,,", ["paused"]),
+        ("running,,paused", ["paused", "running"]),
+        ("", ["paused", "running"]),
+        (" , ", ["paused", "running"]),
+    ],
+)
+def test_empty_items_of_state_are_skipped(server: Served, state: str, listed: list[str]) -> None:
+    """docs/server.md (Control plane): "empty items of ``state`` are skipped, and any other
+    value answers 400"; a ``state`` of empty items only filters nothing."""
+    running, paused = make(server, 2)
+    Sandbox.pause(paused, **server.sdk())
+    ids = {"running": running, "paused": paused}
+
+    r = server.request("GET", "/v2/sandboxes", params={"state": state})
+
+    assert r.status_code == 200, r.text
+    assert sorted(s["sandboxID"] for s in r.json()) == sorted(ids[name] for name in listed)
+
+
+@pytest.mark.parametrize("started_after", ["", "  "])
+def test_an_empty_or_blank_started_after_is_taken_as_not_given(
+    server: Served, started_after: str
+) -> None:
+    """docs/server.md (Control plane): "an empty ``startedAfter``, taken as not given" (the
+    document publishes it as the pattern ``^\\s*$``): every sandbox is listed, no 400."""
+    ids = make(server, 2)
+
+    r = server.request("GET", "/v2/sandboxes", params={"startedAfter": started_after})
+
+    assert r.status_code == 200, r.text
+    assert [s["sandboxID"] for s in r.json()] == ids
 
 
 def test_listed_items_carry_every_required_field(server: Served) -> None:

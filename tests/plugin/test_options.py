@@ -154,6 +154,15 @@ BAD = [
         id="speed-cli",
     ),
     pytest.param(
+        ["--kruise-clock=virtual:5"],
+        {},
+        "",
+        # docs/plugin.md: the clock is `virtual` or `realtime[:SPEED]`; a virtual clock moves
+        # only when asked, so a speed with it is refused, not taken as realtime at that speed.
+        "--kruise-clock (command line): only realtime takes a speed, got 'virtual:5'",
+        id="speed-with-virtual",
+    ),
+    pytest.param(
         ["--kruise-clock=realtime:2e6"],
         {},
         "",
@@ -332,6 +341,19 @@ def test_the_report_header_names_the_clock_the_tests_get(suite: pytest.Pytester)
     result.stdout.fnmatch_lines(["kruise-agents: backend=sim clock=realtime:5 config=*fast.yaml"])
     result = suite.runpytest("--kruise-config=fast.yaml", "--kruise-clock=realtime")
     result.stdout.fnmatch_lines(["kruise-agents: backend=sim clock=realtime:5 config=*fast.yaml"])
+
+
+def test_a_speed_of_exactly_the_fake_clusters_limit_is_taken(suite: pytest.Pytester) -> None:
+    """docs/plugin.md: SPEED is "a number > 0 and at most 1e6": ``realtime:1e6`` runs the
+    tests on a realtime clock at that speed (the bound is inclusive)."""
+    suite.makepyfile(
+        "def test_clock(kruise_backend):\n"
+        "    assert (kruise_backend.clock_mode, kruise_backend.speed) == ('realtime', 1e6)\n"
+    )
+    result = suite.runpytest("--kruise-clock=realtime:1e6")
+    assert result.ret == pytest.ExitCode.OK, result.stderr.str()
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["kruise-agents: backend=sim clock=realtime:1e+06"])
 
 
 CLOCK_TEST = """

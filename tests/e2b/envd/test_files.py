@@ -356,10 +356,17 @@ def test_watch_dir_reports_changes_by_polling(envd: Envd) -> None:
 
 
 def test_an_entry_that_changes_type_is_removed_and_created(envd: Envd) -> None:
+    """docs/fidelity.md (watches): "an entry that changes type reads REMOVE then CREATE",
+    not one WRITE: a file replaced by a directory, and back."""
     sbx = envd.sandbox()
     sbx.files.write("watched/x", "a file")
     watcher = sbx.files.watch_dir("/home/user/watched")
     sbx.commands.run("rm watched/x && mkdir watched/x")
+    assert [(e.name, e.type.value) for e in watcher.get_new_events()] == [
+        ("x", "remove"),
+        ("x", "create"),
+    ]
+    sbx.commands.run("rmdir watched/x && echo file > watched/x")
     assert [(e.name, e.type.value) for e in watcher.get_new_events()] == [
         ("x", "remove"),
         ("x", "create"),
@@ -555,6 +562,30 @@ def test_the_upload_answer_lists_what_was_written(envd: Envd) -> None:
         {"name": "two.txt", "type": "file", "path": "/home/user/two.txt"},
     ]
     assert json.loads(r.text) == r.json()
+
+
+def test_a_signed_upload_url_writes_to_its_path_whatever_the_parts_filename(envd: Envd) -> None:
+    """A form posted to ``sbx.upload_url(path)`` (``curl -F file=@local-name.txt URL``) names
+    its part after the local file: envd writes to the URL's ``path``, the one signed.
+
+    e2b-protocol.md §4.3: with a ``path`` query the upload goes there, only without one does
+    envd use each part's filename; §4.5: the signed URL carries ``path`` and its signature.
+    """
+    envd.add("sbx-signed", token="envd-token-signed")
+    sbx = envd.sandbox("sbx-signed", token="envd-token-signed")
+    url = sbx.upload_url("/home/user/target.txt")
+    assert "signature=" in url
+
+    r = httpx.post(
+        url,
+        files={"file": ("local-name.txt", b"signed")},
+        headers={"E2b-Sandbox-Id": "sbx-signed"},  # no X-Access-Token: the URL is signed
+    )
+
+    assert r.status_code == 200, r.text
+    assert r.json() == [{"name": "target.txt", "type": "file", "path": "/home/user/target.txt"}]
+    assert sbx.files.read("/home/user/target.txt") == "signed"
+    assert not sbx.files.exists("/home/user/local-name.txt")
 
 
 # -- names and modes -----------------------------------------------------------------------
