@@ -4,27 +4,35 @@
 (``world.node_cache``):
 
 * the **scheduler** — one process placing unscheduled pods, one at a time, on
-  the ready node that fits the pod's summed container requests (CPU, memory,
-  pod count) and is least allocated afterwards (ties: the smaller name). It
-  reserves the node at once (the scheduler's *assumed pod*) and binds in a
-  background step: ``scheduler.bind`` latency, then a write of
-  ``spec.nodeName``. A pod that fits nowhere stays Pending with
-  ``PodScheduled=False/Unschedulable`` and is retried when a pod frees
-  resources or a node is added or comes back, in the order pods became
-  unschedulable. A retry tries the first waiting pod of each request shape
-  (CPU, memory, nodeSelector), the next of that shape only once one was
-  placed: the decisions of trying them all, at a cost that does not grow
+  the ready node that fits what the pod asks (CPU, memory, pod count: see
+  :func:`~pytest_kruise_agents.api.pod.pod_requests`, init containers
+  included) and is least allocated afterwards, counting 100m CPU and 200Mi
+  memory for a container that requests none (ties: the smaller name). A pod
+  whose resize the kubelet has not carried out is charged ``max(spec,
+  allocated)`` unless the resize is Infeasible. It reserves the node at once
+  (the scheduler's *assumed pod*) and binds in a background step:
+  ``scheduler.bind`` latency, then a write of ``spec.nodeName``. A pod that
+  fits nowhere stays Pending with ``PodScheduled=False/Unschedulable`` and is
+  retried when a pod frees resources or a node is added or comes back, in the
+  order pods became unschedulable. A retry tries the first waiting pod of each
+  request shape (requests, nodeSelector), the next of that shape only once one
+  was placed: the decisions of trying them all, at a cost that does not grow
   with the number of pods pending;
-* one **kubelet** per node, with its own API client, running bound pods:
+* one **kubelet** per node, with its own API client, running bound pods. A pod
+  bound without the scheduler (``spec.nodeName`` at creation) is admitted
+  first: one that does not fit beside the node's pods fails with reason
+  ``OutOfpods``, ``OutOfcpu`` or ``OutOfmemory`` and is not charged. Then
   ``pod.create`` (the pod sandbox, which gets an IP), the image pull
   (``image.pull`` the first time the node pulls an image, ``image.pull_cached``
-  after), ``container.start``, ``container.ready``, then one status write:
+  after; one download at a time per node unless ``serialize_image_pulls`` is
+  off; references normalised, so ``busybox`` is ``busybox:latest``),
+  ``container.start``, ``container.ready``, then one status write:
   phase Running, ``podIP``, ``hostIP``, ``Ready=True``. The kubelet restarts
   the container in place when the first container's image changes, resizes
-  it in place (no restart, ``inplace.resize``) when its CPU changes and the
-  node has room (else ``status.resize`` is ``Deferred``, retried when a pod
-  frees room, or ``Infeasible``), and carries out graceful deletion (pods
-  carry the :data:`POD_FINALIZER`).
+  it in place (no restart, ``inplace.resize``) when any container's CPU or
+  memory changes and the node has room (else ``status.resize`` is
+  ``Deferred``, retried when a pod frees room, or ``Infeasible``), and
+  carries out graceful deletion (pods carry the :data:`POD_FINALIZER`).
 
 The ``Ready`` condition the kubelet writes carries ``observedGeneration``
 (the pod ``metadata.generation`` it has realised, as Kubernetes 1.33 does), so
@@ -58,7 +66,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pytest_kruise_agents.api import keys
 from pytest_kruise_agents.api.meta import Condition, find_condition, set_condition
-from pytest_kruise_agents.api.pod import Pod, container_resources, first_container_cpu
+from pytest_kruise_agents.api.pod import Pod, PodRequests, normalize_image, pod_requests
 from pytest_kruise_agents.api.quantity import (
     cpu_millis,
     memory_bytes,
@@ -95,8 +103,12 @@ _IPS_PER_NODE = 65534
 
 Op = Generator[simpy.Event, Any, Any]
 ObjKey = tuple[str, str]
-Shape = tuple[int, int, frozenset[tuple[str, Any]] | None]
-"""What a pod's fit depends on: summed CPU and memory requests, and its nodeSelector."""
+Shape = tuple[int, int, int, int, frozenset[tuple[str, Any]] | None]
+"""What the scheduler's decision for a pod depends on: its :class:`PodRequests` (for fit and
+for scoring), and its nodeSelector."""
+Resources = tuple[tuple[str | None, ...], ...]
+"""Each container's CPU and memory requests and limits, as written (see :func:`_resources`)."""
+_NOTHING = PodRequests(0, 0, 0, 0)
 PodPhase = Literal["Pending", "Running", "Succeeded", "Failed"]
 
 
@@ -117,6 +129,9 @@ class NodeSpec(BaseModel):
     max_pods: int = Field(default=110, ge=1)
     labels: dict[str, str] = Field(default_factory=dict)
     images: list[str] = Field(default_factory=list)
+    serialize_image_pulls: bool = True
+    """The kubelet's ``serializeImagePulls`` (its default, true): one image download at a
+    time on the node, the others queued in order. False pulls different images at once."""
 
     @field_validator("cpu", "memory", mode="before")
     @classmethod
@@ -147,20 +162,43 @@ def _first_image(spec: dict[str, Any]) -> str | None:
     return str(image) if image is not None else None
 
 
-def _requests(pod: Pod) -> tuple[int, int]:
-    return container_resources({"spec": pod.spec})
+def _requests(pod: Pod) -> PodRequests:
+    return pod_requests({"spec": pod.spec})
 
 
-def _shape(cpu: int, mem: int, selector: dict[str, Any] | None) -> Shape | None:
+def _shape(ask: PodRequests, selector: dict[str, Any] | None) -> Shape | None:
     """The pod's request shape, or ``None`` for a selector whose values cannot be hashed."""
     try:
-        return (cpu, mem, frozenset(selector.items()) if selector else None)
+        return (*ask, frozenset(selector.items()) if selector else None)
     except TypeError:
         return None
 
 
-def _first_cpu(spec: dict[str, Any]) -> tuple[str | None, str | None]:
-    return first_container_cpu({"spec": spec})
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _resources(spec: dict[str, Any]) -> Resources:
+    """Each container's (CPU request, CPU limit, memory request, memory limit), as written.
+
+    What an in-place resize may change (init containers' resources are immutable).
+    """
+    out = []
+    for container in spec.get("containers") or []:
+        res = container.get("resources") if isinstance(container, dict) else None
+        req = res.get("requests") if isinstance(res, dict) else None
+        lim = res.get("limits") if isinstance(res, dict) else None
+        req = req if isinstance(req, dict) else {}
+        lim = lim if isinstance(lim, dict) else {}
+        out.append(
+            (
+                _text(req.get("cpu")),
+                _text(lim.get("cpu")),
+                _text(req.get("memory")),
+                _text(lim.get("memory")),
+            )
+        )
+    return tuple(out)
 
 
 def _is_terminal(pod: Pod) -> bool:
@@ -195,14 +233,15 @@ class _PodRun:
 
     __slots__ = (
         "containers",
-        "cpu",
         "dead",
+        "held_for",
         "image",
         "ip",
         "last_status",
         "pod",
         "process",
         "realised",
+        "resources",
         "started",
         "terminating",
         "uid",
@@ -214,10 +253,12 @@ class _PodRun:
         self.uid: str = pod.metadata.uid or ""
         self.process: simpy.Process | None = None
         self.image: str | None = None
-        self.cpu = _first_cpu(pod.spec)
-        """The first container's CPU (request, limit) the node has allocated."""
+        self.resources = _resources(pod.spec)
+        """The containers' CPU and memory the node has allocated."""
         self.containers: Any = pod.spec.get("containers")
-        """A containers list known to ask for :attr:`cpu` (stored lists never change)."""
+        """A containers list known to ask for :attr:`resources` (stored lists never change)."""
+        self.held_for: Resources = self.resources
+        """The resources the scheduler's charge for the pod was last set for (see ``Nodes._hold``)."""
         self.realised = 0
         """The pod generation last reported Ready with all of its spec carried out."""
         self.started = False
@@ -227,18 +268,12 @@ class _PodRun:
         self.wake: simpy.Event | None = None
         self.last_status: tuple[Any, ...] | None = None
 
-    def cpu_changed(self) -> bool:
-        """Whether the pod's first container asks for other CPU than the node allocated."""
+    def resources_changed(self) -> bool:
+        """Whether the pod's containers ask for other CPU or memory than the node allocated."""
         containers = self.pod.spec.get("containers")
         if containers is self.containers:
             return False
-        known = self.containers
-        if (
-            not (
-                containers and known and containers[0].get("resources") == known[0].get("resources")
-            )
-            and _first_cpu(self.pod.spec) != self.cpu
-        ):
+        if _resources(self.pod.spec) != self.resources:
             return True
         self.containers = containers
         return False
@@ -281,11 +316,15 @@ class _Pull:
     select is not slowed by another's slowed pull.
     """
 
-    __slots__ = ("done", "epoch", "finish", "landed", "parts", "want_ordinary")
+    __slots__ = ("done", "epoch", "finish", "landed", "name", "parts", "queued", "want_ordinary")
 
-    def __init__(self, done: simpy.Event, epoch: int) -> None:
+    def __init__(self, done: simpy.Event, epoch: int, name: str) -> None:
         self.done = done
         """Succeeds (``True``) when the image lands."""
+        self.name = name
+        """The image as the first pod that needs it writes it (the log's name for it)."""
+        self.queued: list[dict[str, str | None]] | None = None
+        """While it waits for the node's serial puller: each waiting pod's fault attributes."""
         self.epoch = epoch
         """The node's epoch when the download began: a node lost since keeps no image."""
         self.finish = float("inf")
@@ -310,12 +349,28 @@ class _Node:
         self.cpu_used = 0
         self.mem_used = 0
         self.alloc: dict[str, tuple[int, int]] = {}
+        """Each pod's (CPU, memory) the kubelet has allocated (admitted, or reserved by the scheduler)."""
+        self.cpu_scored = 0
+        self.mem_scored = 0
+        self.scored: dict[str, tuple[int, int]] = {}
+        """Each pod's (CPU, memory) as scoring counts it (``PodRequests.scored_*``)."""
+        self.cpu_held = 0
+        self.mem_held = 0
+        self.held: dict[str, tuple[int, int]] = {}
+        """What a pod's resize not carried out yet asks beyond its allocation: the scheduler
+        charges a pod ``max(spec, allocated)`` unless the resize is Infeasible."""
         self.ready = True
         self.held_by: dict[int, None] = {}
         """The node_loss faults (by ``id(fault)``) holding the node lost: it recovers when none is left."""
         self.epoch = 0
-        self.images: dict[str, None] = dict.fromkeys(spec.images)
+        self.images: dict[str, None] = dict.fromkeys(map(normalize_image, spec.images))
+        """The images on the node, by normalised reference."""
         self.pulls: dict[str, _Pull] = {}
+        """The downloads under way or queued, by normalised reference."""
+        self.pulling: _Pull | None = None
+        """The download the serial puller is on (``serialize_image_pulls``)."""
+        self.pull_queue: list[tuple[str, _Pull]] = []
+        """The downloads waiting for the serial puller, in the order they were asked for."""
         self.runs: dict[str, _PodRun] = {}
         self.deferred: dict[str, _PodRun] = {}
         """Pods whose resize waits for room on this node."""
@@ -326,38 +381,93 @@ class _Node:
         self._ip_next = 0
         self._ips: dict[str, None] = {}
 
-    def score(self, cpu: int, mem: int, selector: dict[str, str] | None) -> float | None:
-        """The node's score for a pod asking ``cpu`` and ``mem``, or ``None`` if it does not fit.
+    def score(self, ask: PodRequests, selector: dict[str, str] | None) -> float | None:
+        """The node's score for a pod asking ``ask``, or ``None`` if it does not fit.
 
         One call per node and pod: the scheduler asks every node for every pod.
         """
         if not self.ready or len(self.alloc) >= self.pods_cap:
             return None
-        if self.cpu_used + cpu > self.cpu_cap or self.mem_used + mem > self.mem_cap:
+        # Fit charges each pod max(spec, allocated): a resize waiting for room keeps it.
+        if (
+            self.cpu_used + self.cpu_held + ask.cpu > self.cpu_cap
+            or self.mem_used + self.mem_held + ask.memory > self.mem_cap
+        ):
             return None
         if selector:
             labels = self.spec.labels
             for k, v in selector.items():
                 if labels.get(k) != v:
                     return None
-        # LeastAllocated: the mean free fraction of CPU and memory after placing.
-        free_cpu = (self.cpu_cap - self.cpu_used - cpu) / self.cpu_cap
-        free_mem = (self.mem_cap - self.mem_used - mem) / self.mem_cap
+        # LeastAllocated: the mean free fraction of CPU and memory after placing, on the
+        # non-zero requests (so that pods asking nothing spread); none when over capacity.
+        free_cpu = (
+            max(self.cpu_cap - self.cpu_scored - self.cpu_held - ask.scored_cpu, 0) / self.cpu_cap
+        )
+        free_mem = (
+            max(self.mem_cap - self.mem_scored - self.mem_held - ask.scored_memory, 0)
+            / self.mem_cap
+        )
         return (free_cpu + free_mem) / 2
 
-    def reserve(self, uid: str, cpu: int, mem: int) -> None:
+    def admission_problem(self, ask: PodRequests) -> tuple[str, str] | None:
+        """``(reason, message)`` if the kubelet refuses a pod bound here without the scheduler.
+
+        The kubelet's admission runs the scheduler's fit on the pods it holds: the pod
+        count, then CPU, then memory; the first short one names the reason.
+        """
+        checks = (
+            ("pods", 1, len(self.alloc), self.pods_cap),
+            ("cpu", ask.cpu, self.cpu_used, self.cpu_cap),
+            ("memory", ask.memory, self.mem_used, self.mem_cap),
+        )
+        for resource, requested, used, capacity in checks:
+            if used + requested > capacity:
+                return f"OutOf{resource}", (
+                    f"Pod was rejected: Node didn't have enough resource: {resource}, "
+                    f"requested: {requested}, used: {used}, capacity: {capacity}"
+                )
+        return None
+
+    def reserve(self, uid: str, ask: PodRequests) -> None:
         if uid in self.alloc:
             return
-        self.alloc[uid] = (cpu, mem)
-        self.cpu_used += cpu
-        self.mem_used += mem
+        self.alloc[uid] = (ask.cpu, ask.memory)
+        self.cpu_used += ask.cpu
+        self.mem_used += ask.memory
+        self.scored[uid] = (ask.scored_cpu, ask.scored_memory)
+        self.cpu_scored += ask.scored_cpu
+        self.mem_scored += ask.scored_memory
 
-    def resize(self, uid: str, cpu: int, mem: int) -> None:
-        """Change a pod's allocation in place (an accepted resize)."""
+    def charge(self, uid: str) -> tuple[int, int]:
+        """What the scheduler charges for pod ``uid``: its allocation and any hold."""
+        cpu, mem = self.alloc.get(uid, (0, 0))
+        held = self.held.get(uid, (0, 0))
+        return cpu + held[0], mem + held[1]
+
+    def hold(self, uid: str, cpu: int, mem: int) -> bool:
+        """Charge pod ``uid`` ``cpu`` and ``mem`` beyond its allocation; whether room grew."""
+        was = self.held.pop(uid, (0, 0))
+        if cpu or mem:
+            self.held[uid] = (cpu, mem)
+        self.cpu_held += cpu - was[0]
+        self.mem_held += mem - was[1]
+        return cpu < was[0] or mem < was[1]
+
+    def resize(self, uid: str, ask: PodRequests) -> bool:
+        """Change a pod's allocation in place (an accepted resize); whether room grew."""
+        before = self.charge(uid)
         was = self.alloc.get(uid, (0, 0))
-        self.alloc[uid] = (cpu, mem)
-        self.cpu_used += cpu - was[0]
-        self.mem_used += mem - was[1]
+        self.alloc[uid] = (ask.cpu, ask.memory)
+        self.cpu_used += ask.cpu - was[0]
+        self.mem_used += ask.memory - was[1]
+        was = self.scored.get(uid, (0, 0))
+        self.scored[uid] = (ask.scored_cpu, ask.scored_memory)
+        self.cpu_scored += ask.scored_cpu - was[0]
+        self.mem_scored += ask.scored_memory - was[1]
+        self.hold(uid, 0, 0)
+        after = self.charge(uid)
+        return after[0] < before[0] or after[1] < before[1]
 
     def free(self, uid: str) -> bool:
         got = self.alloc.pop(uid, None)
@@ -365,6 +475,10 @@ class _Node:
             return False
         self.cpu_used -= got[0]
         self.mem_used -= got[1]
+        scored = self.scored.pop(uid, (0, 0))
+        self.cpu_scored -= scored[0]
+        self.mem_scored -= scored[1]
+        self.hold(uid, 0, 0)
         return True
 
     def allocate_ip(self) -> str:
@@ -384,14 +498,26 @@ class _Node:
         if ip is not None:
             self._ips.pop(ip, None)
 
+    def forget_pulls(self) -> None:
+        """Drop the downloads under way and queued (the node was lost, or is back)."""
+        self.pulls = {}
+        self.pulling = None
+        self.pull_queue = []
+
     def reset(self) -> None:
         """Forget everything that ran here (the node was lost)."""
         self.alloc.clear()
         self.cpu_used = 0
         self.mem_used = 0
+        self.scored.clear()
+        self.cpu_scored = 0
+        self.mem_scored = 0
+        self.held.clear()
+        self.cpu_held = 0
+        self.mem_held = 0
         self.runs.clear()
         self.deferred.clear()
-        self.pulls = {}
+        self.forget_pulls()
         self._ips.clear()
 
 
@@ -425,9 +551,11 @@ class Nodes:
         """Whether an unschedulable pod may have changed since it last failed (:meth:`_recheck`)."""
         self._placed: dict[str, str] = {}
         self._marked: dict[str, None] = {}
-        self._asks: dict[str, tuple[Any, int, int]] = {}
-        """Each unplaced pod's summed requests, by uid, with the containers list they were read
+        self._asks: dict[str, tuple[Any, PodRequests]] = {}
+        """Each unplaced pod's requests, by uid, with the containers list they were read
         from: a retry reuses them rather than parsing quantities again."""
+        self._images: dict[str, str] = {}
+        """Normalised image references, by reference as written (a handful per cluster)."""
         self._unfit: set[Shape] = set()
         """Request shapes that fit no node, found since room last grew (see :meth:`_room_grew`)."""
         self._finalizing: dict[str, None] = {}
@@ -540,14 +668,18 @@ class Nodes:
             self._room_freed(node)
 
     def _room_freed(self, node: _Node) -> None:
-        """Resources came free on ``node``: retry unschedulable pods and deferred resizes."""
-        self._room_grew()
-        self._retry_unschedulable()
+        """Resources came free on ``node``: retry deferred resizes, then unschedulable pods.
+
+        The resizes go first, as the kubelet retries them before it admits new pods
+        (the scheduler leaves their room alone anyway: it charges what they wait for).
+        """
         if node.deferred:
             runs = list(node.deferred.values())
             node.deferred.clear()
             for run in runs:
                 self._wake_run(run)
+        self._room_grew()
+        self._retry_unschedulable()
 
     @staticmethod
     def _wake_run(run: _PodRun) -> None:
@@ -631,12 +763,12 @@ class Nodes:
             self._stale = True
             return
         try:
-            cpu, mem = self._asked(waiting.uid, pod)
+            ask = self._asked(waiting.uid, pod)
         except ValueError:
             self._stale = True
             return
         selector = pod.spec.get("nodeSelector")
-        if _shape(cpu, mem, selector if isinstance(selector, dict) else None) != waiting.shape:
+        if _shape(ask, selector if isinstance(selector, dict) else None) != waiting.shape:
             self._stale = True
 
     def _requeue_all(self) -> None:
@@ -672,12 +804,12 @@ class Nodes:
             _, shape = heapq.heappop(heap)
             bucket = by_shape[shape]
             key, waiting = next(iter(bucket.items()))
-            cpu, mem = shape[0], shape[1]
-            node = self._fit(cpu, mem, waiting.selector)
+            ask = PodRequests(shape[0], shape[1], shape[2], shape[3])
+            node = self._fit(ask, waiting.selector)
             if node is None:
                 continue  # the rest of its shape stays, as it would after failing
             self._unlist(key)
-            self._place(key, waiting.uid, node, cpu, mem)
+            self._place(key, waiting.uid, node, ask)
             if shape in by_shape:
                 heapq.heappush(heap, (next(iter(by_shape[shape].values())).seq, shape))
 
@@ -715,11 +847,11 @@ class Nodes:
                 continue
             self._schedule_one(key, pod)
 
-    def _pick(self, cpu: int, mem: int, selector: dict[str, str] | None) -> _Node | None:
+    def _pick(self, ask: PodRequests, selector: dict[str, str] | None) -> _Node | None:
         best: _Node | None = None
         best_score = 0.0
         for node in self._nodes.values():
-            score = node.score(cpu, mem, selector)
+            score = node.score(ask, selector)
             if score is None:
                 continue
             if (
@@ -730,8 +862,8 @@ class Nodes:
                 best, best_score = node, score
         return best
 
-    def _asked(self, uid: str, pod: Pod) -> tuple[int, int]:
-        """The pod's summed (CPU, memory) requests; ``ValueError`` for a malformed quantity.
+    def _asked(self, uid: str, pod: Pod) -> PodRequests:
+        """The pod's requests; ``ValueError`` for a malformed quantity.
 
         Parsed once per containers list: a stored list is never changed in
         place, so a resize (or any spec update) brings a new one and is read again.
@@ -739,21 +871,21 @@ class Nodes:
         containers = pod.spec.get("containers")
         got = self._asks.get(uid)
         if got is not None and got[0] is containers:
-            return got[1], got[2]
-        cpu, mem = _requests(pod)
-        self._asks[uid] = (containers, cpu, mem)
-        return cpu, mem
+            return got[1]
+        ask = _requests(pod)
+        self._asks[uid] = (containers, ask)
+        return ask
 
-    def _fit(self, cpu: int, mem: int, selector: dict[str, Any] | None) -> _Node | None:
+    def _fit(self, ask: PodRequests, selector: dict[str, Any] | None) -> _Node | None:
         """:meth:`_pick`, skipped for a shape already found to fit nowhere since room last grew.
 
         A retry that takes every unschedulable pod back into the queue (see
         :meth:`_in_place_ok`) would otherwise cost each of them a look at every node.
         """
-        shape = _shape(cpu, mem, selector)
+        shape = _shape(ask, selector)
         if shape is not None and shape in self._unfit:
             return None
-        node = self._pick(cpu, mem, selector)
+        node = self._pick(ask, selector)
         if node is None and shape is not None:
             self._unfit.add(shape)
         return node
@@ -761,26 +893,26 @@ class Nodes:
     def _schedule_one(self, key: ObjKey, pod: Pod) -> None:
         uid = pod.metadata.uid or ""
         try:
-            cpu, mem = self._asked(uid, pod)
+            ask = self._asked(uid, pod)
         except ValueError as err:
             # A malformed quantity: the pod can never be placed (kept aside, not retried).
             self.ctx.record("scheduler.invalid", f"{key[0]}/{key[1]} {err}")
             return
         found = pod.spec.get("nodeSelector")
         selector = found if isinstance(found, dict) else None
-        node = self._fit(cpu, mem, selector)
+        node = self._fit(ask, selector)
         if node is None:
-            self._set_aside(key, uid, _shape(cpu, mem, selector), selector)
+            self._set_aside(key, uid, _shape(ask, selector), selector)
             if uid not in self._marked:
                 self._marked[uid] = None
                 self.ctx.record("scheduler.unschedulable", f"{key[0]}/{key[1]}")
                 self.ctx.env.process(self._mark_unschedulable(pod))
             return
-        self._place(key, uid, node, cpu, mem)
+        self._place(key, uid, node, ask)
 
-    def _place(self, key: ObjKey, uid: str, node: _Node, cpu: int, mem: int) -> None:
+    def _place(self, key: ObjKey, uid: str, node: _Node, ask: PodRequests) -> None:
         """Reserve room for the pod on ``node`` (the assumed pod) and bind it in the background."""
-        node.reserve(uid, cpu, mem)
+        node.reserve(uid, ask)
         self._placed[uid] = node.name
         self._asks.pop(uid, None)
         self.ctx.env.process(self._bind(key, uid, node.name))
@@ -888,9 +1020,14 @@ class Nodes:
             run.pod = pod
             if terminating and not run.terminating:
                 self._begin_termination(node, run)
-            elif run.wake is not None and (
-                _first_image(pod.spec) != run.image or run.cpu_changed()
-            ):
+                return
+            resized = False
+            if not run.dead and not run.terminating:
+                # A resize asked for, or one not carried out that was withdrawn.
+                resized = run.resources_changed() or run.held_for != run.resources
+                if resized:
+                    self._hold(node, run)
+            if run.wake is not None and (_first_image(pod.spec) != run.image or resized):
                 self._wake_run(run)
             return
         if not node.ready or uid in node.lost:
@@ -901,17 +1038,53 @@ class Nodes:
         if _is_terminal(pod):
             run.dead = True
         elif uid not in self._placed:
-            # Bound by someone other than this scheduler (nodeName at creation).
-            try:
-                cpu, mem = _requests(pod)
-            except ValueError:
-                cpu, mem = 0, 0
-            node.reserve(uid, cpu, mem)
-            self._placed[uid] = node.name
+            # Bound by someone other than this scheduler (nodeName at creation): the
+            # kubelet admits it only if it fits beside the pods the node holds.
+            self._admit(node, run)
         if terminating:
             self._begin_termination(node, run)
         elif not run.dead:
             run.process = self.ctx.env.process(self._run(node, run))
+
+    def _admit(self, node: _Node, run: _PodRun) -> None:
+        """Reserve room for a pod the scheduler did not place, or reject it (phase Failed,
+        reason ``OutOfcpu``, ``OutOfmemory`` or ``OutOfpods``) and charge nothing."""
+        pod = run.pod
+        try:
+            ask = _requests(pod)
+        except ValueError:
+            ask = _NOTHING
+        problem = node.admission_problem(ask)
+        if problem is None:
+            node.reserve(run.uid, ask)
+            self._placed[run.uid] = node.name
+            return
+        reason, message = problem
+        run.dead = True
+        ns, name = pod.metadata.namespace, pod.metadata.name
+        self.ctx.record("kubelet.rejected", f"{ns}/{name} node={node.name} reason={reason}")
+        if pod.metadata.deletion_timestamp is None:
+            self.ctx.env.process(self._fail_pod(node.client, pod, reason, message))
+
+    def _hold(self, node: _Node, run: _PodRun) -> None:
+        """Charge the pod's new requests to the scheduler until the kubelet carries them out.
+
+        kube-scheduler charges a pod ``max(spec, allocated)`` while its resize is not
+        Infeasible, so the room a resize needs is not given to new pods meanwhile.
+        """
+        want = _resources(run.pod.spec)
+        if want == run.held_for:
+            return  # charged already (or found Infeasible) for these resources
+        run.held_for = want
+        try:
+            ask = _requests(run.pod)
+        except ValueError:
+            return
+        cpu, mem = node.alloc.get(run.uid, (0, 0))
+        if run.uid in node.alloc and node.hold(
+            run.uid, max(ask.cpu - cpu, 0), max(ask.memory - mem, 0)
+        ):
+            self._room_freed(node)
 
     def _lost_node_pod(self, node: _Node, pod: Pod) -> None:
         uid = pod.metadata.uid or ""
@@ -967,13 +1140,21 @@ class Nodes:
                 # as the pod, and an old version held here would never be freed.
                 want = _first_image(run.pod.spec)
                 if run.started:
-                    if run.cpu_changed():
+                    if run.resources_changed():
                         # An in-place resize: no restart, and before any new image.
-                        cpu = _first_cpu(run.pod.spec)
-                        yield from self._resize(node, run, cpu)
-                        if run.cpu == cpu:
+                        resources = _resources(run.pod.spec)
+                        yield from self._resize(node, run, resources)
+                        if run.resources == resources:
                             continue
                     if want == run.image:
+                        last = run.last_status
+                        if (
+                            last is not None
+                            and last[-1] is not None
+                            and not run.resources_changed()
+                        ):
+                            # The resize reported Deferred or Infeasible was withdrawn.
+                            yield from self._write(node, run, "Running", last[1], "PodReady")
                         # Nothing to do, or a resize that waits for room (or never fits).
                         run.wake = env.event()
                         yield run.wake
@@ -1038,23 +1219,28 @@ class Nodes:
         except simpy.Interrupt:
             return
 
-    def _resize(self, node: _Node, run: _PodRun, cpu: tuple[str | None, str | None]) -> Op:
-        """Carry out the pod's new CPU in place, or report it ``Deferred`` / ``Infeasible``.
+    def _resize(self, node: _Node, run: _PodRun, resources: Resources) -> Op:
+        """Carry out the pod's new CPU and memory in place, or report it ``Deferred`` / ``Infeasible``.
 
         As the kubelet admits a resize: the new requests must fit the node's
         allocatable beside the other pods' allocations; a resize that could
         never fit this node is ``Infeasible``, one that fits once others free
         room is ``Deferred`` and retried when they do. An accepted resize
         changes the node's allocation at once and takes ``inplace.resize``.
+        Any container's CPU or memory counts; none is restarted.
         """
         ctx = self.ctx
         pod = run.pod
         ns, name = pod.metadata.namespace, pod.metadata.name
-        try:
-            new_cpu, new_mem = _requests(pod)
-        except ValueError:
-            new_cpu, new_mem = node.alloc.get(run.uid, (0, 0))
         old_cpu, old_mem = node.alloc.get(run.uid, (0, 0))
+        try:
+            ask = _requests(pod)
+        except ValueError:
+            cpu, mem = node.alloc.get(run.uid, (0, 0))
+            ask = PodRequests(cpu, mem, *node.scored.get(run.uid, (0, 0)))
+        new_cpu, new_mem = ask.cpu, ask.memory
+        # The log names memory only when it changes (a CPU resize reads as it always has).
+        what = f"cpu={new_cpu}m" + (f" memory={new_mem}" if new_mem != old_mem else "")
         verdict: Literal["Deferred", "Infeasible"] | None = None
         if new_cpu > node.cpu_cap or new_mem > node.mem_cap:
             verdict = "Infeasible"
@@ -1066,23 +1252,27 @@ class Nodes:
         if verdict is not None:
             if verdict == "Deferred":
                 node.deferred[run.uid] = run
+            else:
+                node.deferred.pop(run.uid, None)
+                run.held_for = resources  # the scheduler charges the allocation alone
+                if node.hold(run.uid, 0, 0):
+                    self._room_freed(node)
             last = run.last_status
             if last is None or last[-1] != verdict:
                 ctx.record(
-                    "kubelet.resize_" + verdict.lower(),
-                    f"{ns}/{name} node={node.name} cpu={new_cpu}m",
+                    "kubelet.resize_" + verdict.lower(), f"{ns}/{name} node={node.name} {what}"
                 )
             ready = last is not None and last[1]
             yield from self._write(node, run, "Running", ready, "PodReady", resize=verdict)
             return
         node.deferred.pop(run.uid, None)
-        node.resize(run.uid, new_cpu, new_mem)
-        if new_cpu < old_cpu or new_mem < old_mem:
+        if node.resize(run.uid, ask):
             self._room_freed(node)
         yield ctx.env.timeout(ctx.latency("inplace.resize"))
-        run.cpu = cpu
-        run.containers = None  # the lists seen so far asked for the old CPU
-        ctx.record("kubelet.resized", f"{ns}/{name} node={node.name} cpu={new_cpu}m")
+        run.resources = resources
+        run.held_for = resources
+        run.containers = None  # the lists seen so far asked for the old resources
+        ctx.record("kubelet.resized", f"{ns}/{name} node={node.name} {what}")
         yield from self._write(node, run, "Running", True, "PodReady")
 
     def _pull(self, node: _Node, image: str, template: str | None, namespace: str) -> Op:
@@ -1091,10 +1281,16 @@ class Nodes:
         Each pod's pull consults the faults with the pod's own attributes (the
         kubelet pulls per pod); the node's image store is shared, so a pod whose
         pull goes ahead joins a download of the same image under way (see :class:`_Pull`).
+        With ``serialize_image_pulls`` a download of another image waits until the one
+        under way has landed. An image is the same however its reference is written
+        (``busybox``, ``docker.io/library/busybox:latest``): :func:`normalize_image`.
         """
         ctx = self.ctx
         env = ctx.env
-        if image in node.images:
+        key = self._images.get(image)
+        if key is None:
+            key = self._images[image] = normalize_image(image)
+        if key in node.images:
             yield env.timeout(ctx.latency("image.pull_cached"))
             return True
         faults = ctx.faults
@@ -1110,14 +1306,42 @@ class Nodes:
             env.process(self._pull_failed(failed))
             yield failed
             return False
-        pull = node.pulls.get(image)
+        pull = node.pulls.get(key)
         if pull is None:
-            pull = node.pulls[image] = _Pull(env.event(), node.epoch)
-            env.process(self._pull_image(node, image, pull, attrs))
+            pull = node.pulls[key] = _Pull(env.event(), node.epoch, image)
+            if node.spec.serialize_image_pulls and node.pulling is not None:
+                # The kubelet's serial puller is busy: this download waits its turn.
+                pull.queued = [attrs]
+                node.pull_queue.append((key, pull))
+            else:
+                self._begin_pull(node, key, pull, attrs)
+        elif pull.queued is not None:
+            pull.queued.append(attrs)
         else:
-            self._join_pull(node, image, pull, attrs)
+            self._join_pull(node, key, pull, attrs)
         ok = yield pull.done
         return bool(ok)
+
+    def _begin_pull(self, node: _Node, key: str, pull: _Pull, attrs: dict[str, str | None]) -> None:
+        """Start the download of ``key`` for the pod whose ``attrs`` are given."""
+        if node.spec.serialize_image_pulls:
+            node.pulling = pull
+        self.ctx.env.process(self._pull_image(node, key, pull, attrs))
+
+    def _next_pull(self, node: _Node, done: _Pull) -> None:
+        """``done`` has landed: the serial puller takes the next download queued, if any."""
+        if node.pulling is not done:
+            return  # a download of before the node was lost: the puller has moved on
+        node.pulling = None
+        if not node.pull_queue:
+            return
+        key, pull = node.pull_queue.pop(0)
+        waiting = pull.queued or []
+        pull.queued = None
+        # As if its pods had asked for it now: the first starts it, the others join.
+        self._begin_pull(node, key, pull, waiting[0])
+        for attrs in waiting[1:]:
+            self._join_pull(node, key, pull, attrs)
 
     def _pull_failed(self, failed: simpy.Event) -> Op:
         # The registry answers quickly with an error.
@@ -1204,10 +1428,11 @@ class Nodes:
         pull.landed = True
         if node.epoch == pull.epoch:
             node.images[image] = None
-            self.ctx.record("kubelet.pulled", f"{image} node={node.name}")
+            self.ctx.record("kubelet.pulled", f"{pull.name} node={node.name}")
         if node.pulls.get(image) is pull:
             del node.pulls[image]
         pull.done.succeed(True)
+        self._next_pull(node, pull)
 
     def _unslow(self, node: _Node, image: str, pull: _Pull) -> None:
         """End the slowing of the pulls whose ``image_pull_slow`` has ended (cleared, or its
@@ -1254,7 +1479,7 @@ class Nodes:
         resize of it is not carried out yet (``resize`` says why).
         """
         generation = run.pod.metadata.generation
-        if run.cpu_changed():
+        if run.resources_changed():
             generation = run.realised
         sig = (phase, ready, ready_reason, reason, message, generation, run.ip, resize)
         if run.last_status == sig:
@@ -1454,8 +1679,8 @@ class Nodes:
         if node.ready:
             return
         node.ready = True
-        node.images = dict.fromkeys(node.spec.images)
-        node.pulls = {}
+        node.images = dict.fromkeys(map(normalize_image, node.spec.images))
+        node.forget_pulls()
         self.ctx.record("node.recovered", node.name)
         # A returning node has room: retry even if nothing was freed.
         self._room_grew()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import Field
 
@@ -20,7 +20,10 @@ from pytest_kruise_agents.api.validation import (
 )
 
 __all__ = [
+    "DEFAULT_CPU_REQUEST_MILLIS",
+    "DEFAULT_MEMORY_REQUEST_BYTES",
     "Pod",
+    "PodRequests",
     "PodStatus",
     "check_template_metadata_kinds",
     "container_resources",
@@ -28,6 +31,8 @@ __all__ = [
     "first_container_cpu",
     "first_container_image",
     "image_problem",
+    "normalize_image",
+    "pod_requests",
     "pod_spec_change_problem",
     "pod_update_error",
     "qos_class",
@@ -196,24 +201,112 @@ def pod_update_error(old: dict[str, Any], new: dict[str, Any]) -> str | None:
     return None
 
 
-def container_resources(template: dict[str, Any] | None) -> tuple[int, int]:
-    """Total requested (CPU millicores, memory bytes) of a pod template's containers.
+DEFAULT_CPU_REQUEST_MILLIS = 100
+"""CPU kube-scheduler's scoring counts for a container that requests none (``DefaultMilliCPURequest``)."""
+DEFAULT_MEMORY_REQUEST_BYTES = 200 * 1024 * 1024
+"""Memory kube-scheduler's scoring counts for a container that requests none (``DefaultMemoryRequest``)."""
 
-    Falls back to limits where a request is missing, as the scheduler does.
+
+class PodRequests(NamedTuple):
+    """What a pod asks of a node: its requests, and the larger figures scoring counts."""
+
+    cpu: int
+    """Millicores, for fit (kube-scheduler's ``calculateResource``)."""
+    memory: int
+    """Bytes, for fit."""
+    scored_cpu: int
+    """Millicores for scoring: a container with no CPU request counts 100m (``NonZeroRequested``)."""
+    scored_memory: int
+    """Bytes for scoring: a container with no memory request counts 200Mi."""
+
+
+def _container_ask(container: Any) -> tuple[int | None, int | None]:
+    """One container's (CPU millicores, memory bytes) requests; ``None`` where it asks none.
+
+    A limit stands in for a missing request, as the API server's defaulting makes it.
     """
-    if not template:
-        return 0, 0
-    cpu = 0
-    mem = 0
-    for c in (template.get("spec") or {}).get("containers") or []:
-        res = c.get("resources") or {}
-        req = res.get("requests") or {}
-        lim = res.get("limits") or {}
-        if "cpu" in req or "cpu" in lim:
-            cpu += cpu_millis(str(req.get("cpu", lim.get("cpu"))))
-        if "memory" in req or "memory" in lim:
-            mem += memory_bytes(str(req.get("memory", lim.get("memory"))))
+    res = (container.get("resources") if isinstance(container, dict) else None) or {}
+    req = res.get("requests") or {}
+    lim = res.get("limits") or {}
+    cpu = mem = None
+    if "cpu" in req or "cpu" in lim:
+        cpu = cpu_millis(str(req.get("cpu", lim.get("cpu"))))
+    if "memory" in req or "memory" in lim:
+        mem = memory_bytes(str(req.get("memory", lim.get("memory"))))
     return cpu, mem
+
+
+def _aggregate(
+    asks: list[tuple[int, int, bool]], init: list[tuple[int, int, bool]]
+) -> tuple[int, int]:
+    """kube-scheduler's ``AggregateContainerRequests`` over (cpu, memory, sidecar) asks.
+
+    Init containers run one at a time before the containers, so the pod needs the
+    largest of them or the containers' sum, whichever is more, per resource. A
+    sidecar (an init container with ``restartPolicy: Always``) keeps running: it
+    adds to the containers' sum and to every init container started after it.
+    """
+    cpu = sum(a[0] for a in asks)
+    mem = sum(a[1] for a in asks)
+    side_cpu = side_mem = init_cpu = init_mem = 0
+    for c, m, sidecar in init:
+        if sidecar:
+            cpu, mem = cpu + c, mem + m
+            side_cpu, side_mem = side_cpu + c, side_mem + m
+            c, m = side_cpu, side_mem
+        else:
+            c, m = c + side_cpu, m + side_mem
+        init_cpu, init_mem = max(init_cpu, c), max(init_mem, m)
+    return max(cpu, init_cpu), max(mem, init_mem)
+
+
+def pod_requests(template: dict[str, Any] | None) -> PodRequests:
+    """What a pod template (or a pod spec wrapped as one) asks of a node; ``ValueError`` for a
+    malformed quantity.
+
+    ``cpu`` and ``memory`` decide fit (kube-scheduler's and the kubelet's admission
+    alike): the containers' summed requests, or the largest init container (beside
+    the sidecars started before it) where that is more. ``scored_cpu`` and
+    ``scored_memory`` are the same sum with a container's missing request counted
+    as 100m CPU or 200Mi memory: LeastAllocated scoring uses them so that pods
+    asking nothing still spread (a request set to zero stays zero).
+    """
+    spec = (template or {}).get("spec") or {}
+    fit: list[tuple[int, int, bool]] = []
+    scored: list[tuple[int, int, bool]] = []
+    init_fit: list[tuple[int, int, bool]] = []
+    init_scored: list[tuple[int, int, bool]] = []
+    for part, into, into_scored in (
+        ("containers", fit, scored),
+        ("initContainers", init_fit, init_scored),
+    ):
+        for container in spec.get(part) or []:
+            cpu, mem = _container_ask(container)
+            sidecar = (
+                part == "initContainers"
+                and isinstance(container, dict)
+                and container.get("restartPolicy") == "Always"
+            )
+            into.append((cpu or 0, mem or 0, sidecar))
+            into_scored.append(
+                (
+                    DEFAULT_CPU_REQUEST_MILLIS if cpu is None else cpu,
+                    DEFAULT_MEMORY_REQUEST_BYTES if mem is None else mem,
+                    sidecar,
+                )
+            )
+    return PodRequests(*_aggregate(fit, init_fit), *_aggregate(scored, init_scored))
+
+
+def container_resources(template: dict[str, Any] | None) -> tuple[int, int]:
+    """The (CPU millicores, memory bytes) a pod template asks of a node, for fit.
+
+    The ``cpu`` and ``memory`` of :func:`pod_requests`: the containers' summed
+    requests (a limit standing in for a missing request), or the largest init
+    container where that is more.
+    """
+    asks = pod_requests(template)
+    return asks.cpu, asks.memory
 
 
 _RESTART_POLICIES = ("Always", "OnFailure", "Never")
@@ -476,6 +569,44 @@ def image_problem(image: Any) -> str | None:
     if image != image.strip():
         return f"must not have leading or trailing whitespace, got {show(image)}"
     return None
+
+
+_DEFAULT_DOMAIN = "docker.io"
+
+
+def normalize_image(image: str) -> str:
+    """The image an image reference names, as the container runtime's image store keys it.
+
+    What ``docker.io/distribution``'s ``ParseNormalizedNamed`` and the kubelet's
+    default tag make of it: a name whose first part is no registry (no ``.`` or
+    ``:``, not ``localhost``, lower case) is on ``docker.io``, an official image
+    there is under ``library/``, and a reference with neither tag nor digest is
+    ``:latest``. A digest names the image by itself: no tag is added, and one
+    given beside it is dropped. A reference this cannot read comes back as it is
+    (its pull fails, which the model does not tell apart).
+    """
+    name, at, digest = image.partition("@")
+    slash = name.rfind("/")
+    colon = name.rfind(":")
+    tag = ""
+    if colon > slash:
+        name, tag = name[:colon], name[colon + 1 :]
+    if not name:
+        return image
+    first, sep, rest = name.partition("/")
+    if not sep or (
+        not any(ch in first for ch in ".:") and first != "localhost" and first.lower() == first
+    ):
+        domain, path = _DEFAULT_DOMAIN, name
+    else:
+        domain, path = first, rest
+    if domain == "index.docker.io":
+        domain = _DEFAULT_DOMAIN
+    if domain == _DEFAULT_DOMAIN and "/" not in path:
+        path = "library/" + path
+    if at:
+        return f"{domain}/{path}@{digest}"
+    return f"{domain}/{path}:{tag or 'latest'}"
 
 
 def _check_quantity(value: Any, loc: tuple[int | str, ...]) -> None:

@@ -1,4 +1,5 @@
-"""The pod helpers: first-container CPU, QoS class, and the API server's resize rules."""
+"""The pod helpers: first-container CPU, QoS class, the API server's resize rules, what a pod
+asks of a node, and image references as the container runtime reads them."""
 
 from __future__ import annotations
 
@@ -7,8 +8,11 @@ from typing import Any
 import pytest
 
 from pytest_kruise_agents.api.pod import (
+    container_resources,
     default_requests,
     first_container_cpu,
+    normalize_image,
+    pod_requests,
     pod_update_error,
     qos_class,
     set_first_container_cpu,
@@ -19,7 +23,7 @@ from pytest_kruise_agents.api.validation import FieldProblem
 
 
 def spec(
-    requests: dict[str, str] | None = None, limits: dict[str, str] | None = None
+    requests: dict[str, Any] | None = None, limits: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """A pod spec with one container and the given resources."""
     resources: dict[str, Any] = {}
@@ -263,3 +267,95 @@ def test_an_image_is_a_non_empty_string_without_surrounding_blanks(image: Any, r
     """As Kubernetes' pod validation wants; what the name names is the kubelet's business."""
     assert problem_of(with_container(image=image)) == ("spec.containers[0].image", reason)
     validate_pod_template(with_container(image="registry.example.com/py:3.12"))
+
+
+def containers(*asks: tuple[str | None, str | None], restart: str | None = None) -> list[Any]:
+    """Containers ``c0``, ``c1``... asking the given (cpu, memory) requests (None: unset)."""
+    out: list[Any] = []
+    for i, (cpu, memory) in enumerate(asks):
+        requests = {k: v for k, v in (("cpu", cpu), ("memory", memory)) if v is not None}
+        container: dict[str, Any] = {"name": f"c{i}", "image": "img:1"}
+        if requests:
+            container["resources"] = {"requests": requests}
+        if restart is not None:
+            container["restartPolicy"] = restart
+        out.append(container)
+    return out
+
+
+def test_pod_requests_sum_the_containers_and_fall_back_to_limits() -> None:
+    """The containers' requests add up; a limit stands in for a missing request."""
+    s = {"containers": [*containers(("500m", "1Gi"), ("1", None))]}
+    s["containers"].append(
+        {"name": "lim", "image": "x", "resources": {"limits": {"cpu": "2", "memory": "1Mi"}}}
+    )
+    assert container_resources({"spec": s}) == (3500, 2**30 + 2**20)
+    assert container_resources(None) == (0, 0)
+
+
+def test_the_largest_init_container_counts_when_it_asks_more_than_the_containers() -> None:
+    """kube-scheduler's calculateResource: max(sum of containers, largest init container),
+    per resource (init containers run one at a time, before the containers)."""
+    s = {
+        "initContainers": containers(("6", "1Gi"), ("1", "12Gi")),
+        "containers": containers(("500m", "512Mi"), ("500m", "512Mi")),
+    }
+    assert container_resources({"spec": s}) == (6000, 12 * 2**30)
+    small = {"initContainers": containers(("100m", "1Mi")), "containers": s["containers"]}
+    assert container_resources({"spec": small}) == (1000, 2**30)
+
+
+def test_sidecar_init_containers_add_to_the_containers_and_to_later_init_containers() -> None:
+    """An init container with ``restartPolicy: Always`` (a sidecar) runs on beside everything
+    started after it: it adds to the containers' sum and to each later init container."""
+    s = {
+        "initContainers": [
+            *containers(("1", "1Gi"), restart="Always"),
+            *[{**c, "name": "setup"} for c in containers(("3", "1Gi"))],
+        ],
+        "containers": containers(("1", "1Gi")),
+    }
+    # containers + sidecar = 2 CPU, 2Gi; setup beside the sidecar = 4 CPU, 2Gi.
+    assert container_resources({"spec": s}) == (4000, 2 * 2**30)
+    # An init container before the sidecar does not run beside it.
+    s["initContainers"].reverse()
+    assert container_resources({"spec": s}) == (3000, 2 * 2**30)
+
+
+def test_scoring_requests_give_a_container_without_a_request_the_non_zero_defaults() -> None:
+    """NonZeroRequested: 100m CPU and 200Mi memory for each container (init containers too)
+    that requests none; a request set, even to zero, is kept. For scoring only."""
+    best_effort = {"containers": containers((None, None), (None, None))}
+    asks = pod_requests({"spec": best_effort})
+    assert (asks.cpu, asks.memory) == (0, 0)
+    assert (asks.scored_cpu, asks.scored_memory) == (200, 400 * 2**20)
+    partial = {"containers": containers(("0", None), ("1", "1Gi"))}
+    assert pod_requests({"spec": partial}) == (1000, 2**30, 1000, 2**30 + 200 * 2**20)
+    init = {"initContainers": containers((None, "4Gi")), "containers": containers(("1", "1Gi"))}
+    assert pod_requests({"spec": init}) == (1000, 4 * 2**30, 1000, 4 * 2**30)
+
+
+@pytest.mark.parametrize(
+    ("ref", "normal"),
+    [
+        ("busybox", "docker.io/library/busybox:latest"),
+        ("busybox:latest", "docker.io/library/busybox:latest"),
+        ("docker.io/library/busybox:latest", "docker.io/library/busybox:latest"),
+        ("index.docker.io/library/busybox", "docker.io/library/busybox:latest"),
+        ("python:3.12", "docker.io/library/python:3.12"),
+        ("docker.io/python:3.12", "docker.io/library/python:3.12"),
+        ("bitnami/redis:7", "docker.io/bitnami/redis:7"),
+        ("registry.example.com/sandbox:v1", "registry.example.com/sandbox:v1"),
+        ("registry.example.com/sandbox", "registry.example.com/sandbox:latest"),
+        ("localhost:5000/app", "localhost:5000/app:latest"),
+        ("localhost/app:1", "localhost/app:1"),
+        ("busybox@sha256:" + "a" * 64, "docker.io/library/busybox@sha256:" + "a" * 64),
+        ("busybox:1.36@sha256:" + "a" * 64, "docker.io/library/busybox@sha256:" + "a" * 64),
+    ],
+)
+def test_image_references_are_normalised_as_the_container_runtime_does(
+    ref: str, normal: str
+) -> None:
+    """docker.io and library/ are implied, ``latest`` is the default tag; a digest names the
+    image by itself (no tag is added, one given is not part of its identity)."""
+    assert normalize_image(ref) == normal

@@ -763,7 +763,8 @@ def test_a_connect_at_the_auto_pause_instant_resumes_the_sandbox(past: float) ->
     answered as extended while it stays paused. (Whichever write wins, it runs afterwards.)"""
     from simulator.cluster import Cluster
 
-    cluster = Cluster(seed=2)
+    # One node: the instants below are those of this seed with every pod on it.
+    cluster = Cluster(seed=2, nodes=[{"name": "node-1", "cpu": "64", "memory": "256Gi"}])
     cluster.apply(
         "apiVersion: agents.kruise.io/v1alpha1\nkind: SandboxSet\nmetadata: {name: base}\n"
         "spec: {replicas: 2, runtimes: [{name: agent-runtime}],\n"

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from pytest_kruise_agents.api import keys
 from pytest_kruise_agents.api.meta import ObjectMeta, find_condition
-from pytest_kruise_agents.api.pod import Pod, container_resources
+from pytest_kruise_agents.api.pod import Pod, PodRequests, pod_requests
 from simulator import nodes as nodes_module
 from simulator.context import SimContext
 from simulator.nodes import ANN_GRACE_SECONDS, POD_FINALIZER, Nodes, NodeSpec, backoff_delay
@@ -576,9 +576,9 @@ def count_fits(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     calls = [0]
     score = nodes_module._Node.score
 
-    def counted(self: Any, cpu: int, mem: int, selector: dict[str, str] | None) -> float | None:
+    def counted(self: Any, ask: PodRequests, selector: dict[str, str] | None) -> float | None:
         calls[0] += 1
-        return score(self, cpu, mem, selector)
+        return score(self, ask, selector)
 
     monkeypatch.setattr(nodes_module._Node, "score", counted)
     return calls
@@ -639,12 +639,12 @@ def test_a_retry_parses_no_quantity_again(monkeypatch: pytest.MonkeyPatch) -> No
     world, _ = full_with_waiting(50)
     parsed = 0
 
-    def counted(template: dict[str, Any] | None) -> tuple[int, int]:
+    def counted(template: dict[str, Any] | None) -> PodRequests:
         nonlocal parsed
         parsed += 1
-        return container_resources(template)
+        return pod_requests(template)
 
-    monkeypatch.setattr("simulator.nodes.container_resources", counted)
+    monkeypatch.setattr("simulator.nodes.pod_requests", counted)
     free_slots(world, ["r0", "r1", "r2"])
     assert parsed == 0
 
