@@ -74,6 +74,7 @@ from pytest_kruise_agents.api.quantity import (
     positive_memory,
     quantity_text,
 )
+from pytest_kruise_agents.api.validation import FieldProblem, check_labels, dns_subdomain_problem
 from simulator.apiserver import ANN_GRACE_SECONDS, ApiError, Client
 from simulator.faults import Fault, StallGate, check_node_names
 from simulator.world import World
@@ -86,6 +87,8 @@ __all__ = [
     "NodeSpec",
     "Nodes",
     "backoff_delay",
+    "node_labels",
+    "node_name",
 ]
 
 POD_FINALIZER = "kubelet.kruise-sim/cleanup"
@@ -133,6 +136,16 @@ class NodeSpec(BaseModel):
     """The kubelet's ``serializeImagePulls`` (its default, true): one image download at a
     time on the node, the others queued in order. False pulls different images at once."""
 
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        return node_name(value)
+
+    @field_validator("labels")
+    @classmethod
+    def _check_labels(cls, value: dict[str, str]) -> dict[str, str]:
+        return node_labels(value)
+
     @field_validator("cpu", "memory", mode="before")
     @classmethod
     def _number_to_text(cls, value: Any) -> Any:
@@ -148,6 +161,27 @@ class NodeSpec(BaseModel):
     @classmethod
     def _check_memory(cls, value: str) -> str:
         return positive_memory(value)
+
+
+def node_name(value: str) -> str:
+    """``value`` if it is a node name (a DNS-1123 subdomain, as ``ValidateNodeName`` asks).
+
+    A node name is printed in tables and selected by faults: ``Worker 1`` or a name
+    with a newline would be refused by the API server and break a table's rows.
+    """
+    problem = dns_subdomain_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+def node_labels(value: dict[str, str]) -> dict[str, str]:
+    """``value`` if its keys and values are valid labels (``ValidateLabels``)."""
+    try:
+        check_labels(value)
+    except FieldProblem as exc:
+        raise ValueError(str(exc)) from None
+    return value
 
 
 def _key(pod: Any) -> ObjKey:

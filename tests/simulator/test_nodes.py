@@ -409,6 +409,30 @@ def test_node_spec_rejects_bad_input() -> None:
         make([NodeSpec(name="a"), NodeSpec(name="a")])
 
 
+@pytest.mark.parametrize(
+    ("spec", "field", "reason"),
+    [
+        ({"name": "Worker 1"}, "name", "RFC 1123 subdomain"),
+        ({"name": "node\nforged-row"}, "name", "RFC 1123 subdomain"),
+        ({"name": "a" * 254}, "name", "at most 253 characters"),
+        ({"name": "n", "labels": {"not a key!": "v"}}, "labels", "invalid key 'not a key!'"),
+        ({"name": "n", "labels": {"zone": "not a value!"}}, "labels", "invalid value"),
+    ],
+)
+def test_a_node_name_and_labels_follow_the_api_servers_rules(
+    spec: dict[str, object], field: str, reason: str
+) -> None:
+    """A node's name is a DNS-1123 subdomain and its labels valid labels (``ValidateNodeName``,
+    ``ValidateLabels``): ``Worker 1`` was taken, and a name with a newline split a table row."""
+    with pytest.raises(ValidationError) as info:
+        NodeSpec.model_validate(spec)
+    error = info.value.errors()[0]
+    assert error["loc"] == (field,)
+    assert reason in str(info.value)
+    fine = NodeSpec(name="n1.zone-a.example.com", labels={"example.com/zone": "a", "empty": ""})
+    assert fine.name == "n1.zone-a.example.com"
+
+
 def test_same_seed_same_log() -> None:
     """Two runs with the same seed and calls log the same events."""
 
