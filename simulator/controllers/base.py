@@ -35,7 +35,7 @@ class Reconciler(Generic[K]):
     """The name a ``controller_stall`` fault selects (``selector: {controller: <name>}``)."""
 
     reset_backoff_on_success: ClassVar[bool] = True
-    """Whether a reconcile that returns normally forgets the key's back-off."""
+    """Whether a reconcile that returns normally forgets the key's back-off (``Forget``)."""
 
     def __init__(self, ctx: SimContext) -> None:
         self.ctx = ctx
@@ -90,9 +90,13 @@ class Reconciler(Generic[K]):
         yield from self._stall_gate.wait(self.stall_name)
 
     def _error_delay(self, key: K, err: ApiError) -> float | None:
-        """A 409 retries at once; other errors back off per key."""
-        if err.is_conflict:
-            return 0.0
+        """Every error backs the key off, a 409 too.
+
+        controller-runtime puts an error return (and ``Requeue: true``) through
+        the queue's per-item rate limiter (``AddRateLimited``), whatever the
+        error: only ``RequeueAfter`` bypasses it. A conflict retried at once
+        would rewrite for as long as the conflicts last.
+        """
         return self._backoff(key)
 
     def _backoff(self, key: K) -> float:

@@ -89,7 +89,7 @@ from pytest_kruise_agents.claiming.recycle import (
     retain_on_failure,
 )
 from pytest_kruise_agents.claiming.timeouts import timer_action, truncate
-from simulator.apiserver import ApiError
+from simulator.apiserver import ORPHAN, ApiError
 from simulator.controllers.base import Reconciler
 from simulator.nodes import ANN_GRACE_SECONDS, POD_FINALIZER
 from simulator.world import World
@@ -285,8 +285,6 @@ class SandboxController(Reconciler[SbxKey]):
 
     def _error_delay(self, key: SbxKey, err: ApiError) -> float | None:
         """As the base, but a 404 for a sandbox gone from the cache ends the key."""
-        if err.is_conflict:
-            return 0.0
         if err.is_not_found and self.cache.get("Sandbox", key[0], key[1]) is None:
             return None
         return self._backoff(key)
@@ -920,7 +918,18 @@ class SandboxController(Reconciler[SbxKey]):
         self.ctx.record("sandbox.auto_pause", f"{key[0]}/{key[1]}")
 
     def _ensure_terminated(self, key: SbxKey, sbx: Sandbox, pod: Pod | None) -> Op:
-        """``EnsureSandboxTerminated``: delete the pod; drop the finalizer once the pod is gone."""
+        """``EnsureSandboxTerminated``: delete the pod; drop the finalizer once the pod is gone.
+
+        A Sandbox deleted with ``Orphan`` propagation (the ``orphan`` finalizer)
+        keeps its pod: the garbage collector removes the pod's reference to it
+        at the delete, and this controller's cache may or may not show that
+        yet (the watch lag decides). Deleting what the cache still shows as
+        ours would make the pod's fate a draw of the lag.
+        """
+        if ORPHAN in sbx.metadata.finalizers:
+            # The GC's orphaning runs first; its events bring us back, with the
+            # pod no longer ours (then only the SandboxFinalizer is left to drop).
+            return
         if pod is not None:
             if pod.metadata.deletion_timestamp is None:
                 yield from self._delete_pod(key, pod, None)

@@ -181,7 +181,7 @@ class SandboxSetController(Reconciler[SetKey]):
         self._revisions: dict[str, tuple[int | None, str]] = {}
         self._timers: dict[str, float] = {}
         self._made: dict[str, None] = {}
-        """Materialised templates created but not yet seen in the cache."""
+        """Materialised templates created or adopted but not yet seen in the cache."""
         self._started = False
         self.cache.add_handler("SandboxSet", self._on_set)
         self.cache.add_handler("Sandbox", self._on_sandbox)
@@ -488,9 +488,10 @@ class SandboxSetController(Reconciler[SetKey]):
                 ctx.record("sandboxset.rolling_update", f"{set_key} delete={len(victims)}")
                 ok = (yield from self._lock_and_delete(uid, set_key, victims, "rolling")) and ok
 
-        written = yield from self._write_status(key, status)
-        if not written:
-            return 0.0  # 409: the cache was stale; try again at once.
+        if not (yield from self._write_status(key, status)):
+            # 409, the cache was stale: an error return, which controller-runtime
+            # rate-limits whatever requeue the expectations would have asked for.
+            return self._backoff(key)
         exp.prune(ctx.now())
         nxt = exp.next_expiry()
         if nxt is not None:
@@ -503,40 +504,78 @@ class SandboxSetController(Reconciler[SetKey]):
     def _materialize(self, sbs: SandboxSet, revision: str) -> Op:
         """Make the immutable SandboxTemplate ``<set>-<revision>`` of an inline template.
 
-        Upstream's ``template_materialize.go``: the set owns it, and keeps at
-        most :data:`MAX_MATERIALIZED` (the oldest go first). Returns its name,
-        the set's ``currentRevision``.
+        Upstream's ``template_materialize.go``: the set owns it (and adopts
+        one of that name that has no controller), and keeps at most
+        :data:`MAX_MATERIALIZED` (the oldest go first). Returns its name, the
+        set's ``currentRevision``.
         """
         ns, name = sbs.metadata.namespace, sbs.metadata.name
         tname = f"{name}-{revision}"
-        made_key = f"{ns}/{tname}"
-        if self.cache.get("SandboxTemplate", ns, tname) is None and made_key not in self._made:
-            spec = sbs.spec
-            template = SandboxTemplate(
-                metadata=ObjectMeta(
-                    name=tname,
-                    namespace=ns,
-                    labels={keys.LABEL_SANDBOX_POOL: name},
-                    owner_references=[sandboxset_owner_reference(sbs)],
-                ),
-                spec=SandboxTemplateSpec.model_construct(
-                    template=deep_copy(spec.template or {}),
-                    volume_claim_templates=deep_copy(spec.volume_claim_templates),
-                    persistent_contents=deep_copy(spec.persistent_contents),
-                    runtimes=deep_copy(spec.runtimes),
-                    pause_strategy=deep_copy(spec.pause_strategy),
-                ),
-            )
-            try:
-                yield from self.api.create(self.client, template)
-            except ApiError as err:
-                if err.reason != "AlreadyExists":
-                    raise
-            # Until the cache shows it, do not make it again.
-            self._made[made_key] = None
-            self.ctx.record("sandboxset.template_materialized", f"{ns}/{tname}")
+        # Until the cache shows our create or adoption, do neither again.
+        if f"{ns}/{tname}" not in self._made:
+            cached: SandboxTemplate | None = self.cache.get("SandboxTemplate", ns, tname)
+            if cached is None:
+                yield from self._make_template(sbs, tname)
+            elif cached.metadata.controller_ref() is None:
+                yield from self._adopt(sbs, cached)
         yield from self._prune_templates(sbs, tname)
         return tname
+
+    def _make_template(self, sbs: SandboxSet, tname: str) -> Op:
+        """Create the set's SandboxTemplate ``tname`` from its inline template."""
+        ns, name = sbs.metadata.namespace, sbs.metadata.name
+        spec = sbs.spec
+        template = SandboxTemplate(
+            metadata=ObjectMeta(
+                name=tname,
+                namespace=ns,
+                labels={keys.LABEL_SANDBOX_POOL: name},
+                owner_references=[sandboxset_owner_reference(sbs)],
+            ),
+            spec=SandboxTemplateSpec.model_construct(
+                template=deep_copy(spec.template or {}),
+                volume_claim_templates=deep_copy(spec.volume_claim_templates),
+                persistent_contents=deep_copy(spec.persistent_contents),
+                runtimes=deep_copy(spec.runtimes),
+                pause_strategy=deep_copy(spec.pause_strategy),
+            ),
+        )
+        try:
+            yield from self.api.create(self.client, template)
+        except ApiError as err:
+            if err.reason != "AlreadyExists":
+                raise
+        self._made[f"{ns}/{tname}"] = None
+        self.ctx.record("sandboxset.template_materialized", f"{ns}/{tname}")
+
+    def _adopt(self, sbs: SandboxSet, tpl: SandboxTemplate) -> Op:
+        """Make the set the controller of ``tpl``, a template of its revision that has none.
+
+        An earlier set of the name deleted with ``Orphan`` propagation leaves
+        its templates without an owner; taken as they are, the set's
+        ``currentRevision`` would name a template that outlives it. As a
+        ControllerRefManager adopts an orphan: not one being deleted, and on
+        the cached resourceVersion. A 409 (it changed meanwhile) or a 404 (it
+        went) fails the reconcile, whose retry finds it as it then is.
+        """
+        meta = tpl.metadata
+        if meta.deletion_timestamp is not None:
+            return
+        ref = sandboxset_owner_reference(sbs)
+
+        def adopt(t: SandboxTemplate) -> None:
+            t.metadata.owner_references = [*t.metadata.owner_references, ref]
+
+        yield from self.api.patch(
+            self.client,
+            "SandboxTemplate",
+            meta.namespace,
+            meta.name,
+            adopt,
+            resource_version=meta.resource_version,
+        )
+        self._made[f"{meta.namespace}/{meta.name}"] = None
+        self.ctx.record("sandboxset.template_adopted", f"{meta.namespace}/{meta.name}")
 
     def _prune_templates(self, sbs: SandboxSet, keep: str) -> Op:
         uid = sbs.metadata.uid or ""
@@ -660,7 +699,11 @@ class SandboxSetController(Reconciler[SetKey]):
         return True
 
     def _write_status(self, key: SetKey, status: SandboxSetStatus) -> Op:
-        """Write ``status`` if it changed (re-reading the latest cached set); False on 409."""
+        """Write ``status`` if it changed (re-reading the latest cached set); False on 409.
+
+        A 409 is not logged: most status writes of a busy set meet one (the
+        cache has not shown the set's last write yet).
+        """
         latest: SandboxSet | None = self.cache.get("SandboxSet", key[0], key[1])
         if latest is None or latest.status == status:
             return True

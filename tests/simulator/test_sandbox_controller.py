@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Generator
 from datetime import timedelta
 from typing import Any
@@ -16,7 +17,7 @@ from pytest_kruise_agents.api.sandbox import Sandbox, SandboxSpec, SandboxState,
 from pytest_kruise_agents.api.sandboxtemplate import SandboxTemplate
 from pytest_kruise_agents.claiming.errors import InitRuntimeError
 from pytest_kruise_agents.claiming.state import sandbox_state
-from simulator.apiserver import GARBAGE_COLLECTOR
+from simulator.apiserver import GARBAGE_COLLECTOR, ApiError
 from simulator.context import SimContext
 from simulator.controllers.sandbox import SandboxController
 from simulator.nodes import ANN_GRACE_SECONDS, POD_FINALIZER, Nodes, NodeSpec
@@ -616,3 +617,75 @@ def test_a_key_that_keeps_failing_backs_off_at_the_cap_for_ever() -> None:
 
     assert delays[:3] == [0.005, 0.01, 0.02]
     assert delays[-1] == BACKOFF_MAX_S and max(delays) == BACKOFF_MAX_S
+
+
+def test_a_status_write_answered_409_backs_off_per_key() -> None:
+    """A status write that keeps meeting 409 backs the key off, 5 ms doubling to 30 s, as
+    every error of a reconcile does (controller-runtime's ``AddRateLimited``); the sandbox
+    gets its status at the first retry after the conflicts end."""
+    rig = Rig()
+    fault = rig.ctx.faults.inject(kind="api_conflict", selector={"kind": "Sandbox"}, duration=60)
+    rig.create()
+    rig.run(60)
+    errors = [e.time for e in rig.ctx.log if e.kind == "sandbox.reconcile_error"]
+
+    assert 10 <= fault.fired <= 25
+    assert len(errors) == fault.fired
+    assert errors[-1] - errors[-2] > 10
+    assert rig.phase() is None
+    rig.until(rig.ready, limit=100)
+
+
+@pytest.mark.parametrize(
+    "name", ["sandbox_controller", "sandboxset_controller", "sandboxclaim_controller"]
+)
+def test_a_conflict_backs_off_as_any_error_does(name: str) -> None:
+    """Every controller answers a 409 with the key's next back-off delay (5 ms, 10 ms,
+    20 ms, ...): only ``RequeueAfter`` bypasses the rate limiter upstream, and a conflict
+    is an error."""
+    from simulator.cluster import Cluster
+
+    controller = getattr(Cluster(seed=1), name)
+    conflict = ApiError(409, "Conflict", "the object has been modified")
+    delays = [controller._error_delay(("default", "s"), conflict) for _ in range(3)]
+
+    assert delays == [0.005, 0.01, 0.02]
+
+
+def orphan_delete(seed: int, *, held: bool) -> str:
+    """Delete a running Sandbox with ``Orphan`` propagation (``held``: the ``SandboxFinalizer``
+    on it first); what became of its pod 10 s after the Sandbox went."""
+    rig = Rig(seed=seed, latencies={"watch.lag": "exp(20ms)"})
+    rig.create()
+    rig.until(rig.ready)
+    if held:
+        rig.edit("sbx", lambda s: s.metadata.finalizers.append(keys.SANDBOX_FINALIZER))
+    rig.api.commit_delete("Sandbox", "default", "sbx", propagation="Orphan")
+    rig.until(lambda: rig.sbx() is None, limit=rig.ctx.now() + 10)
+    rig.run(10)
+    pod = rig.pod()
+    if pod is None or pod.metadata.deletion_timestamp is not None:
+        return "deleted"
+    if pod.metadata.owner_references or pod.status.phase != "Running":
+        return f"owned={pod.metadata.owner_references} phase={pod.status.phase}"
+    return "kept"
+
+
+def test_a_sandbox_deleted_with_orphan_propagation_leaves_its_pod_running() -> None:
+    """``kubectl delete --cascade=orphan``: the garbage collector removes the Sandbox's
+    reference from its pod, which stays and runs, whatever the controller's cache shows when
+    it meets the deletion (the pod still owned, or already orphaned: the watch lag decides).
+    Without a ``SandboxFinalizer`` the pod is the garbage collector's to keep or delete, not
+    ``EnsureSandboxTerminated``'s. The same outcome for every seed."""
+    outcomes = Counter(orphan_delete(seed, held=False) for seed in range(40))
+
+    assert outcomes == {"kept": 40}
+
+
+def test_a_held_sandbox_deleted_with_orphan_propagation_goes_and_leaves_its_pod() -> None:
+    """A Sandbox the ``SandboxFinalizer`` holds, deleted with ``Orphan`` propagation: the
+    garbage collector orphans the pod, the controller then finds no pod of its own and drops
+    the finalizer; the Sandbox goes, the pod stays, for every seed."""
+    outcomes = Counter(orphan_delete(seed, held=True) for seed in range(20))
+
+    assert outcomes == {"kept": 20}

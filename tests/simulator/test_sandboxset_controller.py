@@ -602,6 +602,63 @@ def test_a_materialised_template_deleted_by_hand_is_made_again_and_goes_with_its
     assert templates(world) == []
 
 
+def test_a_set_made_anew_adopts_the_template_an_orphan_delete_left_and_takes_it_along(
+    world: World, controller: SandboxSetController
+) -> None:
+    """A set deleted with ``Orphan`` propagation leaves its materialised template with no
+    owner. A set made anew under its name with the same template names that template as its
+    ``currentRevision`` and adopts it (its controller reference, as a ControllerRefManager
+    adopts an orphan), so that the template goes with the new set."""
+    make_set(world, 1)
+    run_until(world, full(world, 1))
+    (name,) = templates(world)
+    world.api.commit_delete("SandboxSet", "default", "base", propagation="Orphan")
+    world.ctx.env.run(until=world.ctx.now() + 1)
+    assert stored(world, "SandboxTemplate", name).metadata.owner_references == []
+
+    again = make_set(world, 1)
+    run_until(world, lambda: status(world).current_revision == name, limit=30)
+    run_until(world, lambda: stored(world, "SandboxTemplate", name).metadata.owner_references)
+
+    ref = stored(world, "SandboxTemplate", name).metadata.controller_ref()
+    assert ref is not None and (ref.kind, ref.uid) == ("SandboxSet", again.metadata.uid)
+    assert events(world, "sandboxset.template_adopted") == [f"default/{name}"]
+    world.ctx.env.run(until=world.ctx.now() + 5)
+    assert len(events(world, "sandboxset.template_adopted")) == 1
+    world.api.commit_delete("SandboxSet", "default", "base")
+    assert templates(world) == []
+
+
+def test_a_template_another_set_controls_is_not_adopted(
+    world: World, controller: SandboxSetController
+) -> None:
+    """Only an orphan is adopted: a template of the set's name and revision that another
+    object controls keeps its controller."""
+    from pytest_kruise_agents.api.meta import OwnerReference
+    from pytest_kruise_agents.api.sandboxtemplate import SandboxTemplate, SandboxTemplateSpec
+
+    sbs = SandboxSet(
+        metadata=ObjectMeta(name="base", namespace="default"),
+        spec=SandboxSetSpec(replicas=1, template=template()),
+    )
+    name = f"base-{sandboxset_revision(sbs)}"
+    other = OwnerReference(
+        api_version="example.com/v1", kind="AgentRun", name="run", uid="u-1", controller=True
+    )
+    world.api.commit_create(
+        SandboxTemplate(
+            metadata=ObjectMeta(name=name, namespace="default", owner_references=[other]),
+            spec=SandboxTemplateSpec(template=template()),
+        )
+    )
+    make_set(world, 1)
+    run_until(world, full(world, 1))
+
+    assert status(world).current_revision == name
+    assert stored(world, "SandboxTemplate", name).metadata.owner_references == [other]
+    assert events(world, "sandboxset.template_adopted") == []
+
+
 def test_scale_down_takes_a_sandbox_whose_pod_cannot_be_created_first() -> None:
     """§3's scale-down tiers on the whole fake cluster: a sandbox whose pod the API server
     refuses is Pending (§4 step 7), tier 0, so it goes before an older Running-not-Ready one
@@ -681,3 +738,25 @@ def test_scale_down_waits_until_the_cache_shows_every_create_and_delete_of_the_s
     assert len(events(world, "sandboxset.create")) == 4
     assert len(events(world, "sandboxset.delete")) == 3
     assert len(pool(world)) == 1
+
+
+def test_a_status_write_answered_409_backs_off_per_key(
+    world: World, controller: SandboxSetController
+) -> None:
+    """A status write that keeps meeting 409 is an error of the reconcile: the key backs off
+    5 ms doubling to 30 s (controller-runtime's ``AddRateLimited``), rather than retrying at
+    once; once the conflicts end the status lands at the next retry."""
+    fault = world.ctx.faults.inject(
+        kind="api_conflict", selector={"kind": "SandboxSet"}, duration=60
+    )
+    make_set(world, 1)
+    world.ctx.env.run(until=65)
+
+    # The 14th retry comes 5 ms x (2**14 - 1) = 82 s in, capped at 30 s after the 13th
+    # (41 s in): about 71 s. The watch events of the pool's sandbox (created, ready)
+    # bring a few reconciles of their own: an event is no requeue.
+    assert 12 <= fault.fired <= 20
+    assert status(world).replicas == 0
+    run_until(world, lambda: status(world).replicas == 1, limit=10)
+    assert 70 < world.ctx.now() < 73
+    run_until(world, full(world, 1))
