@@ -44,9 +44,11 @@ from pytest_kruise_agents.claiming.extensions import (
     check_string_map,
     check_timeout_seconds,
     create_spec,
+    is_image_reference,
 )
 from pytest_kruise_agents.claiming.sandboxclaim import sandboxclaim_annotations_problem
 from pytest_kruise_agents.claiming.state import sandbox_state
+from pytest_kruise_agents.claiming.view import sandbox_id_keys
 from simulator import applying
 from simulator.apiserver import Propagation
 from simulator.claim import Claimer
@@ -73,6 +75,9 @@ __all__ = [
     "SandboxKind",
     "SandboxSetKind",
     "SandboxTemplateKind",
+    "check_caller",
+    "check_list_query",
+    "check_retention",
     "check_seconds",
     "default_nodes",
 ]
@@ -637,7 +642,9 @@ class Cluster:
         sbx: Sandbox = self.run(self.manager.create(create_spec(namespace, user, request)))
         # A copy, as get() gives: the stored object edited in place would change the
         # store and the caches with no write (no resourceVersion, no watch event).
-        return deep_copy(sbx)
+        delivered = deep_copy(sbx)
+        self.await_own_write(sbx)
+        return delivered
 
     def submit_create(
         self,
@@ -730,6 +737,9 @@ class Cluster:
         procs = [self._submit(spec) for _ in range(count)]
         self._run_to(self.env.all_of(procs))
         results: builtins.list[Sandbox | ClaimError] = [p.value for p in procs]  # type: ignore[misc]
+        for result in results:
+            if isinstance(result, Sandbox):
+                self.await_own_write(result)
         return results
 
     def sandbox_id(self, sbx: Sandbox) -> str:
@@ -740,7 +750,7 @@ class Cluster:
         self, sandbox_id: str, *, namespace: str = "default", user: str = DEFAULT_USER
     ) -> Sandbox:
         """``GET /sandboxes/{id}``: a copy of the sandbox (edit it, then ``apply`` it)."""
-        _check_caller(sandbox_id, namespace, user)
+        check_caller(sandbox_id, namespace, user)
         sbx: Sandbox = self.manager.describe(namespace, user, sandbox_id)
         return deep_copy(sbx)
 
@@ -748,16 +758,18 @@ class Cluster:
         self, sandbox_id: str, *, namespace: str = "default", user: str = DEFAULT_USER
     ) -> None:
         """``DELETE /sandboxes/{id}``."""
-        _check_caller(sandbox_id, namespace, user)
+        check_caller(sandbox_id, namespace, user)
         self.run(self.manager.kill(namespace, user, sandbox_id))
+        self.await_cached(sandbox_id)
 
     def set_timeout(
         self, sandbox_id: str, timeout: int, *, namespace: str = "default", user: str = DEFAULT_USER
     ) -> None:
         """``POST /sandboxes/{id}/timeout``: the sandbox now ends ``timeout`` s from now."""
-        _check_caller(sandbox_id, namespace, user)
+        check_caller(sandbox_id, namespace, user)
         check_timeout_seconds(timeout)
         self.run(self.manager.set_timeout(namespace, user, sandbox_id, timeout))
+        self.await_cached(sandbox_id)
 
     def pause(
         self,
@@ -776,13 +788,8 @@ class Cluster:
         :func:`pytest_kruise_agents.claiming.timeouts.parse_retention`; a
         number is refused, having no unit. A duration <= 0 is the manager's 400.
         """
-        _check_caller(sandbox_id, namespace, user)
-        if retention is not None and not isinstance(retention, timedelta):
-            raise InvalidError(
-                "retention",
-                f"must be a datetime.timedelta or None, got {retention!r} (parse the header's "
-                "text, such as '1h' or 'forever', with claiming.timeouts.parse_retention)",
-            )
+        check_caller(sandbox_id, namespace, user)
+        check_retention(retention)
         self.run(self.manager.pause(namespace, user, sandbox_id, retention))
 
     def connect(
@@ -794,10 +801,12 @@ class Cluster:
         user: str = DEFAULT_USER,
     ) -> tuple[Sandbox, bool]:
         """``POST /sandboxes/{id}/connect``: resume if paused; return (sandbox, resumed)."""
-        _check_caller(sandbox_id, namespace, user)
+        check_caller(sandbox_id, namespace, user)
         check_timeout_seconds(timeout)
         sbx, resumed = self.run(self.manager.connect(namespace, user, sandbox_id, timeout))
-        return deep_copy(sbx), resumed
+        delivered = deep_copy(sbx)
+        self.await_own_write(sbx)
+        return delivered, resumed
 
     def list_sandboxes(
         self,
@@ -815,7 +824,7 @@ class Cluster:
         be ``running`` or ``paused``, and ``limit`` 1 to 100 (else the
         manager's 400). Arguments of another kind raise :class:`InvalidError`.
         """
-        wanted = _check_list_query(namespace, user, states, metadata, limit, next_token)
+        wanted = check_list_query(namespace, user, states, metadata, limit, next_token)
         # The manager sorts all of the caller's sandboxes to cut one page (as list does,
         # under the simulation's collector thresholds).
         with simulation_gc():
@@ -828,6 +837,62 @@ class Cluster:
                 next_token=next_token,
             )
             return [deep_copy(sbx) for sbx in page[0]], page[1]
+
+    # -- the caller's own writes -----------------------------------------------------------
+
+    def await_own_write(self, sbx: Sandbox) -> None:
+        """Run on until the sandbox-manager's cache holds ``sbx`` as written (or it is gone).
+
+        Called right after a call delivered ``sbx`` (a create, a connect): see
+        :meth:`await_cached` for why. Nothing runs if the cache holds it already.
+        """
+        meta = sbx.metadata
+        self._await_cache(meta.namespace, meta.name, int(meta.resource_version or 0))
+
+    def await_cached(self, sandbox_id: str) -> None:
+        """Run on until the sandbox-manager's cache shows sandbox ``sandbox_id`` as now stored.
+
+        Called right after a write to it (a kill, a timeout change); a sandbox
+        deleted from the API server is waited for until the cache drops it.
+        The manager's informer sees a write one watch lag after it is made,
+        and the list reads that cache (skipping copies older than the
+        manager's own writes). Virtual time stands still between calls, so
+        without this wait a list right after a create or a kill still showed
+        the old state (while ``describe``, which reads the manager's own
+        writes, did not), and one right after a timeout change left the
+        sandbox out, until some later call moved time. :meth:`create_sandbox`,
+        :meth:`connect`, :meth:`kill` and :meth:`set_timeout` wait so, as
+        :class:`~pytest_kruise_agents.backends.sim.SimBackend` (the E2B
+        server's path) does on its virtual clock.
+        """
+        api = self.world.api
+        cache = self.world.manager_cache
+        # Every reading of the id (a namespace may hold "--"), as the manager looks it up.
+        for namespace, name in sandbox_id_keys(sandbox_id):
+            stored = api.peek("Sandbox", namespace, name)
+            if stored is None and cache.get("Sandbox", namespace, name) is None:
+                continue
+            written = int(stored.metadata.resource_version or 0) if stored is not None else None
+            self._await_cache(namespace, name, written)
+
+    def _await_cache(self, namespace: str, name: str, written: int | None) -> None:
+        """Run on until the manager's cache has the sandbox's write ``written`` (``None``: its deletion).
+
+        Bounded by the profile's expectation timeout, after which the manager
+        itself stops skipping the cache's older copy.
+        """
+        cache = self.world.manager_cache
+        api = self.world.api
+
+        def seen() -> bool:
+            cached = cache.get("Sandbox", namespace, name)
+            if written is None:
+                return cached is None
+            if cached is not None and int(cached.metadata.resource_version or 0) >= written:
+                return True
+            return api.peek("Sandbox", namespace, name) is None  # deleted meanwhile
+
+        self.run_until(seen, timeout=self.profile.expectation_timeout_s)
 
     # -- faults and latency ------------------------------------------------------------------
 
@@ -941,12 +1006,21 @@ def _check_claim_writes(claim: SandboxClaim) -> None:
 
     A deliberate difference: upstream accepts it, and each attempt's lock
     write is then refused (annotations over 256 KiB) until the claim times out.
+    An in-place image that is no image reference is refused too, as the E2B
+    path's image is (a 400 there; a scenario refuses it at load): taken, it
+    went into each claimed sandbox's pod, which ran with it.
     """
+    meta = claim.metadata
+    name = meta.name or meta.generate_name or "?"
+    inplace = claim.spec.inplace_update
+    image = inplace.image if inplace is not None else None
+    if image is not None and not is_image_reference(image):
+        raise InvalidError(
+            f"SandboxClaim/{name} spec.inplaceUpdate.image", f"invalid image reference {image!r}"
+        )
     problem = sandboxclaim_annotations_problem(claim)
     if problem is not None:
-        meta = claim.metadata
-        where = f"SandboxClaim/{meta.name or meta.generate_name or '?'} {format_path(problem.loc)}"
-        raise InvalidError(where, problem.reason)
+        raise InvalidError(f"SandboxClaim/{name} {format_path(problem.loc)}", problem.reason)
 
 
 class _FaultInForce(Fault):
@@ -1009,12 +1083,21 @@ class _Missing(NotFoundError):
 
     def __init__(self, kind: str, name: str, message: str) -> None:
         super().__init__(kind, "", name)
-        self.args = (message,)
+        self.message = message
+        # The arguments as given: ``type(e)(*e.args)`` (pickle, SimPy) builds it again.
+        self.args = (kind, name, message)
+
+    def __str__(self) -> str:
+        # The kubectl-style "<plural> ... not found in namespace" would name no real resource.
+        return self.message
 
 
-def _check_caller(sandbox_id: object, namespace: object, user: object) -> None:
+def check_caller(sandbox_id: object, namespace: object, user: object) -> None:
     """Refuse a sandbox id, namespace or user that is not text (deep inside, an id failed with
-    an AttributeError and a namespace or user answered a 404 for any sandbox)."""
+    an AttributeError and a namespace or user answered a 404 for any sandbox).
+
+    Every E2B call on one sandbox runs it, here and in the backends over this cluster.
+    """
     if not isinstance(sandbox_id, str):
         raise InvalidError(
             "sandbox_id", f"must be a sandbox id such as 'default--base-x2k9p', got {sandbox_id!r}"
@@ -1032,7 +1115,17 @@ def _check_scope(namespace: object, user: object) -> None:
         raise InvalidError("user", f"must be a non-empty string, got {user!r}")
 
 
-def _check_list_query(
+def check_retention(retention: object) -> None:
+    """Refuse a pause's ``retention`` unless it is a :class:`~datetime.timedelta` or ``None``."""
+    if retention is not None and not isinstance(retention, timedelta):
+        raise InvalidError(
+            "retention",
+            f"must be a datetime.timedelta or None, got {retention!r} (parse the header's "
+            "text, such as '1h' or 'forever', with claiming.timeouts.parse_retention)",
+        )
+
+
+def check_list_query(
     namespace: object,
     user: object,
     states: object,
@@ -1040,7 +1133,12 @@ def _check_list_query(
     limit: object,
     next_token: object,
 ) -> tuple[str, ...]:
-    """The states a list asks for; refuse its arguments of the wrong kind (the manager checks values)."""
+    """The states a list asks for; refuse its arguments of the wrong kind (the manager checks values).
+
+    The backends over this cluster run it too: without it, a ``limit`` of another
+    kind was a bare TypeError deep inside (``2.5``: "slice indices must be
+    integers"), and one state given as text was read letter by letter.
+    """
     _check_scope(namespace, user)
     if isinstance(states, str):
         wanted: tuple[Any, ...] = (states,)  # one state, not its letters

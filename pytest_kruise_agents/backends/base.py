@@ -15,6 +15,10 @@ call can be answered at once. E2B operations raise
 HTTP status the real sandbox-manager answers; resource operations raise
 :class:`~pytest_kruise_agents.api.errors.InvalidError` on bad input (400) and
 :class:`KeyError`-like :class:`ResourceNotFound` for an unknown object (404).
+An argument of the wrong kind (from Python: the server's models type what
+JSON carries), such as a timeout of ``True`` or ``45.5`` or a list limit of
+``"5"``, raises :class:`~pytest_kruise_agents.api.errors.InvalidError` naming
+it from every operation, E2B ones included, before anything changes.
 """
 
 from __future__ import annotations

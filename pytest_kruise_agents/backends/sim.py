@@ -78,20 +78,25 @@ from pytest_kruise_agents.backends.base import (
     TemplateView,
 )
 from pytest_kruise_agents.claiming.errors import NotFoundError as ClaimNotFound
-from pytest_kruise_agents.claiming.extensions import create_spec
+from pytest_kruise_agents.claiming.extensions import check_timeout_seconds, create_spec
 from pytest_kruise_agents.claiming.view import (
     SandboxView,
     e2b_state,
     init_request,
     sandbox_id,
-    sandbox_id_keys,
     sandbox_view,
     served_state,
     split_sandbox_id,
     template_resources,
 )
 from simulator.apiserver import ForbiddenError
-from simulator.cluster import Cluster, check_seconds
+from simulator.cluster import (
+    Cluster,
+    check_caller,
+    check_list_query,
+    check_retention,
+    check_seconds,
+)
 from simulator.collector import simulation_gc
 from simulator.context import DEFAULT_EPOCH, past_clock_end
 from simulator.errors import NotFoundError
@@ -889,58 +894,24 @@ class SimBackend:
         otherwise be answered as not found (a 404 to a create that was delivered).
         """
         sbx, view = delivered
-        self._await_own_write(sbx)
+        if self._mode == "virtual":
+            self.cluster.await_own_write(sbx)
         return view
 
-    def _await_own_write(self, sbx: Sandbox) -> None:
-        """Virtual mode: run on until the manager's cache holds ``sbx`` as written."""
-        meta = sbx.metadata
-        self._await_cache(meta.namespace, meta.name, int(meta.resource_version or 0))
-
     def _await_cached(self, sandbox_id: str) -> None:
-        """Virtual mode: run on until the manager's cache shows the sandbox as now stored.
+        """Under the lock, after a write to ``sandbox_id`` (a kill, a timeout change, a resume).
 
-        Called right after a write (a kill, a timeout); a sandbox deleted from
-        the API server is waited for until the cache drops it.
+        Virtual mode runs on until the manager's cache shows it, as the
+        :class:`Cluster`'s own calls do (:meth:`Cluster.await_cached
+        <simulator.cluster.Cluster.await_cached>` says why). A realtime
+        clock moves on by itself: an ``after`` must not run the model there.
         """
-        api = self.cluster.world.api
-        cache = self.cluster.world.manager_cache
-        # Every reading of the id (a namespace may hold "--"), as the manager looks it up.
-        for namespace, name in sandbox_id_keys(sandbox_id):
-            stored = api.peek("Sandbox", namespace, name)
-            if stored is None and cache.get("Sandbox", namespace, name) is None:
-                continue
-            written = int(stored.metadata.resource_version or 0) if stored is not None else None
-            self._await_cache(namespace, name, written)
-
-    def _await_cache(self, namespace: str, name: str, written: int | None) -> None:
-        """Virtual mode, under the lock: run on until the manager's cache has the sandbox's write.
-
-        ``written`` is the resourceVersion to wait for (``None``: the sandbox
-        was deleted, and the cache must drop it). The manager's informer sees
-        a write one watch lag later, and the list reads that cache (skipping
-        copies older than the manager's own writes). Virtual time stands still
-        between calls, so without this a list right after a create, kill or
-        timeout change would show the old state until some later call moved
-        time.
-        """
-        if self._mode != "virtual":
-            return
-        cache = self.cluster.world.manager_cache
-        api = self.cluster.world.api
-
-        def seen() -> bool:
-            cached = cache.get("Sandbox", namespace, name)
-            if written is None:
-                return cached is None
-            if cached is not None and int(cached.metadata.resource_version or 0) >= written:
-                return True
-            return api.peek("Sandbox", namespace, name) is None  # deleted meanwhile
-
-        self.cluster.run_until(seen, timeout=self.cluster.profile.expectation_timeout_s)
+        if self._mode == "virtual":
+            self.cluster.await_cached(sandbox_id)
 
     def describe(self, caller: Caller, sandbox_id: str) -> SandboxView:
         """``GET /sandboxes/{id}``."""
+        check_caller(sandbox_id, caller.namespace, caller.user)
 
         def op() -> SandboxView:
             sbx = self.cluster.manager.describe(caller.namespace, caller.user, sandbox_id)
@@ -950,13 +921,21 @@ class SimBackend:
 
     def kill(self, caller: Caller, sandbox_id: str) -> None:
         """``DELETE /sandboxes/{id}``; answered once the manager's cache has seen it."""
+        check_caller(sandbox_id, caller.namespace, caller.user)
         self._op(
             self.cluster.manager.kill(caller.namespace, caller.user, sandbox_id),
             partial(_then, self._await_cached, sandbox_id),
         )
 
     def set_timeout(self, caller: Caller, sandbox_id: str, timeout: int) -> None:
-        """``POST /sandboxes/{id}/timeout``; answered once the manager's cache has seen it."""
+        """``POST /sandboxes/{id}/timeout``; answered once the manager's cache has seen it.
+
+        Arguments of the wrong kind raise :class:`InvalidError` naming them, as
+        :class:`Cluster`'s calls do, and change nothing (``True`` was taken as
+        1 s, and ``45.5`` kept as a fraction no JSON request can carry).
+        """
+        check_caller(sandbox_id, caller.namespace, caller.user)
+        check_timeout_seconds(timeout)
         self._op(
             self.cluster.manager.set_timeout(caller.namespace, caller.user, sandbox_id, timeout),
             partial(_then, self._await_cached, sandbox_id),
@@ -964,6 +943,8 @@ class SimBackend:
 
     def pause(self, caller: Caller, sandbox_id: str, retention: timedelta | None = None) -> None:
         """``POST /sandboxes/{id}/pause`` (waits until paused; a cancel stops the wait)."""
+        check_caller(sandbox_id, caller.namespace, caller.user)
+        check_retention(retention)
         self._op(
             self.cluster.manager.pause(caller.namespace, caller.user, sandbox_id, retention),
             _discard,
@@ -974,6 +955,7 @@ class SimBackend:
         self, caller: Caller, sandbox_id: str, timeout: int | None
     ) -> tuple[SandboxView, bool]:
         """``POST /sandboxes/{id}/connect``: ``(sandbox, resumed)``; a cancel stops the wait."""
+        _check_sandbox_call(caller, sandbox_id, timeout)
         seconds = int(self.cluster.profile.default_timeout_s) if timeout is None else timeout
         return self._op(
             _captured(
@@ -999,6 +981,7 @@ class SimBackend:
 
     def resume(self, caller: Caller, sandbox_id: str, timeout: int | None) -> None:
         """``POST /sandboxes/{id}/resume``; answered once the manager's cache has seen it."""
+        _check_sandbox_call(caller, sandbox_id, timeout)
         seconds = int(self.cluster.profile.default_timeout_s) if timeout is None else timeout
         self._op(
             self.cluster.manager.resume(caller.namespace, caller.user, sandbox_id, seconds),
@@ -1009,13 +992,28 @@ class SimBackend:
     def list_sandboxes(
         self, caller: Caller, query: ListQuery
     ) -> tuple[builtins.list[SandboxView], str | None]:
-        """One page of the caller's sandboxes and the next-page token."""
+        """One page of the caller's sandboxes and the next-page token.
+
+        A query field of the wrong kind raises :class:`InvalidError` naming it
+        (the same as :meth:`Cluster.list_sandboxes
+        <simulator.cluster.Cluster.list_sandboxes>` for the fields it shares),
+        and ``states="running"`` is that one state.
+        """
+        states = check_list_query(
+            caller.namespace,
+            caller.user,
+            query.states,
+            query.metadata,
+            query.limit,
+            query.next_token,
+        )
+        _check_list_extras(query)
 
         def op() -> tuple[builtins.list[SandboxView], str | None]:
             items, token = self.cluster.manager.list_sandboxes(
                 caller.namespace,
                 caller.user,
-                states=query.states,
+                states=states,
                 metadata=query.metadata,
                 limit=query.limit,
                 next_token=query.next_token,
@@ -1373,6 +1371,29 @@ def _go_strings(obj: KubeObject) -> KubeObject | dict[str, Any]:
     data = to_manifest_dict(obj)
     clean = replace_surrogates(data)
     return obj if clean is data else clean
+
+
+def _check_sandbox_call(caller: Caller, sandbox_id: object, timeout: object) -> None:
+    """Refuse a connect's or resume's arguments of the wrong kind (``None``: the default timeout)."""
+    check_caller(sandbox_id, caller.namespace, caller.user)
+    if timeout is not None:
+        check_timeout_seconds(timeout)
+
+
+def _check_list_extras(query: ListQuery) -> None:
+    """Refuse the list fields :meth:`Cluster.list_sandboxes` has no counterpart of, if of the wrong kind.
+
+    ``order="up"`` listed in ascending order, a ``template`` that is no text
+    matched nothing, and a ``started_after`` that is no date failed deep inside.
+    """
+    if query.order not in ("asc", "desc"):
+        raise InvalidError("order", f"must be 'asc' or 'desc', got {query.order!r}")
+    if query.template is not None and not isinstance(query.template, str):
+        raise InvalidError("template", f"must be a template name or None, got {query.template!r}")
+    if query.started_after is not None and not isinstance(query.started_after, datetime):
+        raise InvalidError(
+            "started_after", f"must be a datetime or None, got {query.started_after!r}"
+        )
 
 
 def _discard(_value: object) -> None:

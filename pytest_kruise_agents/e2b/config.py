@@ -55,7 +55,7 @@ from pytest_kruise_agents.backends.sim import (
 )
 from pytest_kruise_agents.e2b.settings import ApiKey, Settings, api_key_problem, generate_key
 from pytest_kruise_agents.rfc3339 import parse_rfc3339
-from simulator.cluster import Cluster, default_nodes
+from simulator.cluster import DEFAULT_USER, Cluster, default_nodes
 from simulator.context import CLOCK_END
 from simulator.faults import Fault, check_node_names
 from simulator.latency import parse_seconds
@@ -265,10 +265,16 @@ class ClusterConfig(_Strict):
         return list(self.sandboxsets)
 
     def keys(self) -> list[ApiKey]:
-        """The API keys (the generated defaults if ``apiKeys`` was omitted)."""
+        """The API keys (the generated defaults if ``apiKeys`` was omitted).
+
+        The default user key's id is :data:`~simulator.cluster.DEFAULT_USER`, the
+        owner :class:`~simulator.cluster.Cluster`'s calls use when given none: a
+        sandbox made in Python and one made through the SDK with this key are
+        the same owner's (the plugin's ``kruise_cluster`` and ``kruise_e2b``).
+        """
         if self.api_keys is None:
             return [
-                ApiKey(key=generate_key(), id="user", team="default"),
+                ApiKey(key=generate_key(), id=DEFAULT_USER, team="default"),
                 ApiKey(key=generate_key(), id="admin", admin=True),
             ]
         return [k.api_key() for k in self.api_keys]

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
@@ -165,6 +165,176 @@ def test_create_refuses_a_field_of_the_wrong_kind_as_the_cluster_does(
     assert str(err.value) == str(direct.value)
     with backend.locked() as cluster:
         assert (len(cluster.records), len(cluster.list("sbx"))) == (records, sandboxes)
+
+
+def _query(**fields: Any) -> ListQuery:
+    """A ListQuery of fields its annotations refuse (what a caller from Python may pass)."""
+    return ListQuery(**fields)
+
+
+# The backend and the cluster as Any: the calls pass what their signatures refuse.
+_KIND_CASES: list[
+    tuple[str, Callable[[Any, str], object], Callable[[Any, str], object] | None, str]
+] = [
+    # (label, the backend's call, the cluster's same call or None, the field named)
+    (
+        "set_timeout True",
+        lambda b, s: b.set_timeout(ALICE, s, True),
+        lambda c, s: c.set_timeout(s, True, user="alice"),
+        "timeout",
+    ),
+    (
+        "set_timeout 45.5",
+        lambda b, s: b.set_timeout(ALICE, s, 45.5),
+        lambda c, s: c.set_timeout(s, 45.5, user="alice"),
+        "timeout",
+    ),
+    (
+        "set_timeout '60'",
+        lambda b, s: b.set_timeout(ALICE, s, "60"),
+        lambda c, s: c.set_timeout(s, "60", user="alice"),
+        "timeout",
+    ),
+    (
+        "connect 77.25",
+        lambda b, s: b.connect(ALICE, s, 77.25),
+        lambda c, s: c.connect(s, 77.25, user="alice"),
+        "timeout",
+    ),
+    (
+        "connect True",
+        lambda b, s: b.connect(ALICE, s, True),
+        lambda c, s: c.connect(s, True, user="alice"),
+        "timeout",
+    ),
+    (
+        "resume '60'",
+        lambda b, s: b.resume(ALICE, s, "60"),
+        lambda c, s: c.set_timeout(s, "60", user="alice"),
+        "timeout",
+    ),
+    (
+        "describe 5",
+        lambda b, s: b.describe(ALICE, 5),
+        lambda c, s: c.describe(5, user="alice"),
+        "sandbox_id",
+    ),
+    ("kill 5", lambda b, s: b.kill(ALICE, 5), lambda c, s: c.kill(5, user="alice"), "sandbox_id"),
+    (
+        "pause '1h'",
+        lambda b, s: b.pause(ALICE, s, "1h"),
+        lambda c, s: c.pause(s, retention="1h", user="alice"),
+        "retention",
+    ),
+    (
+        "describe user ''",
+        lambda b, s: b.describe(Caller("default", ""), s),
+        lambda c, s: c.describe(s, user=""),
+        "user",
+    ),
+    (
+        "list limit '5'",
+        lambda b, s: b.list_sandboxes(ALICE, _query(limit="5")),
+        lambda c, s: c.list_sandboxes(limit="5", user="alice"),
+        "limit",
+    ),
+    (
+        "list limit 2.5",
+        lambda b, s: b.list_sandboxes(ALICE, _query(limit=2.5)),
+        lambda c, s: c.list_sandboxes(limit=2.5, user="alice"),
+        "limit",
+    ),
+    (
+        "list limit True",
+        lambda b, s: b.list_sandboxes(ALICE, _query(limit=True)),
+        lambda c, s: c.list_sandboxes(limit=True, user="alice"),
+        "limit",
+    ),
+    (
+        "list states 5",
+        lambda b, s: b.list_sandboxes(ALICE, _query(states=5)),
+        lambda c, s: c.list_sandboxes(states=5, user="alice"),
+        "states",
+    ),
+    (
+        "list states[1] 5",
+        lambda b, s: b.list_sandboxes(ALICE, _query(states=("running", 5))),
+        lambda c, s: c.list_sandboxes(states=("running", 5), user="alice"),
+        "states[1]",
+    ),
+    (
+        "list metadata {1: 2}",
+        lambda b, s: b.list_sandboxes(ALICE, _query(metadata={1: 2})),
+        lambda c, s: c.list_sandboxes(metadata={1: 2}, user="alice"),
+        "metadata",
+    ),
+    (
+        "list next_token 5",
+        lambda b, s: b.list_sandboxes(ALICE, _query(next_token=5)),
+        lambda c, s: c.list_sandboxes(next_token=5, user="alice"),
+        "next_token",
+    ),
+    ("list order 'up'", lambda b, s: b.list_sandboxes(ALICE, _query(order="up")), None, "order"),
+    (
+        "list template 5",
+        lambda b, s: b.list_sandboxes(ALICE, _query(template=5)),
+        None,
+        "template",
+    ),
+    (
+        "list started_after 'x'",
+        lambda b, s: b.list_sandboxes(ALICE, _query(started_after="x")),
+        None,
+        "started_after",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("call", "direct", "field"),
+    [case[1:] for case in _KIND_CASES],
+    ids=[case[0] for case in _KIND_CASES],
+)
+def test_e2b_calls_refuse_an_argument_of_the_wrong_kind_as_the_cluster_does(
+    backend: SimBackend,
+    call: Callable[[SimBackend, str], object],
+    direct: Callable[[Cluster, str], object] | None,
+    field: str,
+) -> None:
+    """Every E2B call from Python refuses a wrong kind with the Cluster's InvalidError, changing nothing.
+
+    ``set_timeout(caller, id, True)`` was taken as 1 s (and killed the
+    sandbox), ``45.5`` was kept as a fraction, ``"60"`` and
+    ``ListQuery(limit="5")`` raised a bare TypeError, ``limit=2.5`` "slice
+    indices must be integers", a sandbox id 5 an AttributeError.
+    """
+    sid = backend.create_sandbox(ALICE, CreateRequest(template="base")).sandbox_id
+    with backend.locked() as cluster:
+        name = sid.split("--", 1)[1]
+        before = cluster.get("sbx", name).metadata.resource_version
+        records = len(cluster.records)
+        expected: InvalidError | None = None
+        if direct is not None:
+            with pytest.raises(InvalidError) as from_cluster:
+                direct(cluster, sid)
+            expected = from_cluster.value
+    with pytest.raises(InvalidError) as err:
+        call(backend, sid)
+    assert err.value.field == field
+    if expected is not None:
+        assert str(err.value) == str(expected)
+    with backend.locked() as cluster:
+        assert cluster.get("sbx", name).metadata.resource_version == before
+        assert len(cluster.records) == records
+    assert backend.describe(ALICE, sid).state == "running"
+
+
+def test_a_list_of_one_state_given_as_text_lists_that_state(backend: SimBackend) -> None:
+    """``ListQuery(states="running")`` is the state running, not its letters (as Cluster reads it)."""
+    sid = backend.create_sandbox(ALICE, CreateRequest(template="base")).sandbox_id
+    one_state: Any = "running"
+    page, _ = backend.list_sandboxes(ALICE, ListQuery(states=one_state))
+    assert [v.sandbox_id for v in page] == [sid]
 
 
 def test_unknown_template_answers_400_and_changes_nothing(backend: SimBackend) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import pickle
 from datetime import timedelta
 from typing import Any
 
@@ -736,3 +737,24 @@ def test_the_last_record_of_a_cluster_without_claims_is_not_found(cluster: Clust
     with pytest.raises(NotFoundError, match="no claim record yet") as err:
         cluster.last_record()
     assert err.value.code == 404
+
+
+def test_a_not_found_error_without_a_namespace_is_built_again_from_its_args(
+    cluster: Cluster,
+) -> None:
+    """A fault's or a record's 404 survives pickle (a Dask worker's error) and SimPy's copy.
+
+    ``type(e)(*e.args)`` builds the model's errors again; these took their
+    message as their only argument, and rebuilding one raised TypeError.
+    """
+    for call in (cluster.last_record, lambda: cluster.clear_faults("nope")):
+        with pytest.raises(NotFoundError) as err:
+            call()
+        again = pickle.loads(pickle.dumps(err.value))
+        assert (type(again), str(again), again.kind, again.name, again.code) == (
+            type(err.value),
+            str(err.value),
+            err.value.kind,
+            err.value.name,
+            404,
+        )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pytest_kruise_agents.api import keys
+from pytest_kruise_agents.api.errors import InvalidError
 from simulator.cluster import Cluster
 
 from .conftest import claim_yaml, pool_yaml
@@ -193,3 +194,26 @@ def test_a_claim_never_counts_a_sandbox_its_own_attempt_failed(seed: int, reserv
     mine = cluster.list("sbx", "default", labels={keys.LABEL_CLAIM_NAME: "c"})
     assert all(keys.LABEL_RESERVED_FAILED in s.metadata.labels for s in mine)
     assert bool(mine) == reserve
+
+
+@pytest.mark.parametrize(
+    "image",
+    ["UPPER:bad tag", "Registry.example.com/UPPER", "python:" + "t" * 200, "python:3.13@sha256:x"],
+)
+def test_an_inplace_image_that_is_no_image_reference_is_refused_at_apply(
+    pooled: Cluster, image: str
+) -> None:
+    """``spec.inplaceUpdate.image`` must be an image reference, as the E2B path's image is.
+
+    The E2B create answers 400 "invalid image reference" for the same text
+    (and a scenario refuses it at load); a claim took it, and its sandbox's
+    pod ran with it. Refused at apply, naming the field, and nothing is stored.
+    """
+    manifest = claim_yaml("c", inplaceUpdate=f"{{image: {image!r}}}")
+    with pytest.raises(InvalidError) as err:
+        pooled.apply(manifest)
+    assert err.value.field == "SandboxClaim/c spec.inplaceUpdate.image"
+    assert err.value.reason == f"invalid image reference {image!r}"
+    assert pooled.list("sbc") == []
+    good = claim_yaml("ok", inplaceUpdate="{image: 'registry.example.com/team/python:3.13'}")
+    assert pooled.apply(good)[0].metadata.name == "ok"

@@ -22,6 +22,7 @@ from pytest_kruise_agents.e2b.config import (
     parse_config,
 )
 from pytest_kruise_agents.e2b.settings import ApiKey
+from simulator.cluster import DEFAULT_USER
 from simulator.context import DEFAULT_EPOCH
 
 from .conftest import pool_yaml
@@ -243,6 +244,19 @@ def test_the_default_config_builds_ready_pools_and_two_keys() -> None:
         assert backend.clock_mode == "realtime"  # the server's default
     finally:
         backend.close()
+
+
+def test_the_default_user_key_owns_what_the_clusters_calls_make() -> None:
+    """The generated user key's id is the Cluster's default owner, DEFAULT_USER.
+
+    A sandbox made with ``Cluster.create_sandbox`` and no ``user`` then
+    belongs to that key (its SDK may connect to it, kill it, list it), as the
+    plugin's ``kruise_cluster`` and ``kruise_e2b`` fixtures need; it was owned
+    by no key (the key's id was ``"user"``).
+    """
+    user, admin = default_config().keys()
+    assert (user.id, user.team, user.admin) == (DEFAULT_USER, "default", False)
+    assert admin.admin
 
 
 def test_a_full_config_builds_what_it_says(tmp_path: Path) -> None:

@@ -406,6 +406,39 @@ def test_kruise_e2b_serves_the_cluster_to_the_unmodified_sdk(suite: pytest.Pytes
     suite.runpytest("-p", "no:randomly").assert_outcomes(passed=3)
 
 
+def test_kruise_cluster_and_the_sdk_act_as_one_owner(suite: pytest.Pytester) -> None:
+    """A sandbox ``kruise_cluster.create_sandbox`` made is the SDK key's own, and the other way round.
+
+    The cluster's default owner (``DEFAULT_USER``) is the id of the default
+    API key that ``E2B_API_KEY`` holds: before, ``Sandbox.connect(id)`` of a
+    cluster-made sandbox raised SandboxNotFoundException and
+    ``Sandbox.kill(id)`` silently did nothing.
+    """
+    suite.makepyfile(
+        """
+        from e2b import Sandbox
+        from simulator.cluster import DEFAULT_USER
+
+        def test_cluster_made_sandbox_through_the_sdk(kruise_e2b, kruise_cluster):
+            sbx = kruise_cluster.create_sandbox("base")
+            sid = kruise_cluster.sandbox_id(sbx)
+            assert sbx.metadata.annotations["agents.kruise.io/owner"] == DEFAULT_USER
+            assert [s.sandbox_id for s in Sandbox.list().next_items()] == [sid]
+            assert Sandbox.connect(sid).sandbox_id == sid
+            assert Sandbox.kill(sid) is True
+            assert kruise_cluster.list_sandboxes() == ([], None)
+
+        def test_sdk_made_sandbox_through_the_cluster(kruise_e2b, kruise_cluster):
+            sbx = Sandbox.create()
+            assert kruise_cluster.describe(sbx.sandbox_id).metadata.name
+            assert kruise_cluster.last_record().owner == DEFAULT_USER
+            kruise_cluster.kill(sbx.sandbox_id)
+            assert kruise_e2b.sandboxes() == {}
+        """
+    )
+    suite.runpytest("-p", "no:randomly").assert_outcomes(passed=2)
+
+
 def test_sandboxes_left_behind_are_killed_and_reported(suite: pytest.Pytester) -> None:
     suite.makepyfile(
         """
