@@ -59,7 +59,7 @@ from simulator.cluster import DEFAULT_USER, Cluster, default_nodes
 from simulator.context import CLOCK_END
 from simulator.faults import Fault, check_node_names
 from simulator.latency import parse_seconds
-from simulator.nodes import NodeSpec
+from simulator.nodes import NodeSpec, node_labels, node_name
 from simulator.profile import get_profile
 
 __all__ = [
@@ -154,6 +154,17 @@ class NodeConfig(_Strict):
     max_pods: int = Field(default=110, ge=1, alias="maxPods")
     labels: dict[str, str] = Field(default_factory=dict)
     images: list[str] = Field(default_factory=list)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        # The simulator's own rules (NodeSpec), reported on these fields.
+        return node_name(value)
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, value: dict[str, str]) -> dict[str, str]:
+        return node_labels(value)
 
     @field_validator("cpu", "memory", mode="before")
     @classmethod

@@ -43,6 +43,9 @@ def write(tmp_path: Path, data: Any) -> Path:
         ({"nodes": [{"name": "a", "maxPods": 0}]}, "nodes[0].maxPods", "greater than or equal"),
         ({"nodes": [{"name": "a"}, {"name": "a"}]}, "nodes", "listed twice"),
         ({"nodes": [{"name": "a", "gpus": 1}]}, "nodes[0].gpus", "unknown field"),
+        # A node's name and labels follow the API server's rules (ValidateNodeName, labels).
+        ({"nodes": [{"name": "Worker 1"}]}, "nodes[0].name", "RFC 1123 subdomain"),
+        ({"nodes": [{"name": "n", "labels": {"a b": "c"}}]}, "nodes[0].labels", "invalid key"),
         ({"apiKeys": [{"id": "x"}]}, "apiKeys[0].key", "required"),
         ({"apiKeys": [{"key": "k", "team": "a--b"}]}, "apiKeys[0].team", "'--'"),
         ({"apiKeys": [{"key": "k", "team": "Team A"}]}, "apiKeys[0].team", "RFC 1123 namespace"),
