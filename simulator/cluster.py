@@ -935,7 +935,7 @@ class Cluster:
         if fault_id is not None:
             if not isinstance(fault_id, str):
                 raise InvalidError("fault_id", f"must be a fault id or None, got {fault_id!r}")
-            if all(f.id != fault_id for f in self.ctx.faults.faults):
+            if self.ctx.faults.get(fault_id) is None:
                 raise _Missing("Fault", fault_id, f"no fault with id {fault_id!r}")
         self.ctx.faults.clear(fault_id)
 
@@ -946,7 +946,7 @@ class Cluster:
         try:
             yield f
         finally:
-            if any(x.id == f.id for x in self.ctx.faults.faults):
+            if f.id is not None and self.ctx.faults.get(f.id) is not None:
                 self.ctx.faults.clear(f.id)
 
     @property

@@ -476,6 +476,10 @@ class FaultInjector:
         """Whether ``fault`` (the object) is injected and not cleared."""
         return self._faults.get(fault.id or "") is fault
 
+    def get(self, fault_id: str) -> Fault | None:
+        """The fault injected with ``fault_id`` and not cleared, or ``None`` (one lookup)."""
+        return self._faults.get(fault_id)
+
     def retire(self, fault: Fault) -> None:
         """Stop consulting a fault that has ended (it stays listed; no clear listener runs).
 

@@ -1010,17 +1010,21 @@ class SimBackend:
         _check_list_extras(query)
 
         def op() -> tuple[builtins.list[SandboxView], str | None]:
-            items, token = self.cluster.manager.list_sandboxes(
-                caller.namespace,
-                caller.user,
-                states=states,
-                metadata=query.metadata,
-                limit=query.limit,
-                next_token=query.next_token,
-                order=query.order,
-                template=query.template,
-                started_after=query.started_after,
-            )
+            # A page sorts all of the caller's sandboxes (as upstream lists its cache):
+            # with the default collector thresholds those allocations set off full
+            # collections, a walk of the whole heap, on every page (Cluster's list does this).
+            with simulation_gc():
+                items, token = self.cluster.manager.list_sandboxes(
+                    caller.namespace,
+                    caller.user,
+                    states=states,
+                    metadata=query.metadata,
+                    limit=query.limit,
+                    next_token=query.next_token,
+                    order=query.order,
+                    template=query.template,
+                    started_after=query.started_after,
+                )
             now = self.cluster.now_dt()
             views = [
                 v for v in (sandbox_view(s, now, self._resolved(s)) for s in items) if v is not None
@@ -1165,9 +1169,10 @@ class SimBackend:
         """Clear one fault by id (:class:`ResourceNotFound` if unknown), or all."""
 
         def op() -> None:
-            if fault_id is not None and all(f.id != fault_id for f in self.cluster.faults):
-                raise ResourceNotFound("Fault", None, fault_id)
-            self.cluster.clear_faults(fault_id)
+            try:
+                self.cluster.clear_faults(fault_id)
+            except NotFoundError as exc:
+                raise ResourceNotFound("Fault", None, str(fault_id)) from exc
 
         self._call(op)
 
