@@ -27,7 +27,9 @@
   after; one download at a time per node unless ``serialize_image_pulls`` is
   off; references normalised, so ``busybox`` is ``busybox:latest``),
   ``container.start``, ``container.ready``, then one status write:
-  phase Running, ``podIP``, ``hostIP``, ``Ready=True``. The kubelet restarts
+  phase Running, ``podIP``, ``hostIP``, ``Ready=True`` (with no reason, as the
+  kubelet writes it: only an unready pod's Ready says why,
+  ``ContainersNotReady`` or the failure's reason). The kubelet restarts
   the container in place when the first container's image changes, resizes
   it in place (no restart, ``inplace.resize``) when any container's CPU or
   memory changes and the node has room (else ``status.resize`` is
@@ -233,6 +235,15 @@ def _resources(spec: dict[str, Any]) -> Resources:
             )
         )
     return tuple(out)
+
+
+def _ready_reason(ready: bool) -> str:
+    """The reason the kubelet's status write gives a pod's Ready condition.
+
+    Only an unready pod's condition gets one (``ContainersNotReady``); a Ready
+    pod's is left empty. ``PodReady`` stays the signature's word for "ready".
+    """
+    return "PodReady" if ready else "ContainersNotReady"
 
 
 def _is_terminal(pod: Pod) -> bool:
@@ -1188,7 +1199,9 @@ class Nodes:
                             and not run.resources_changed()
                         ):
                             # The resize reported Deferred or Infeasible was withdrawn.
-                            yield from self._write(node, run, "Running", last[1], "PodReady")
+                            yield from self._write(
+                                node, run, "Running", last[1], _ready_reason(last[1])
+                            )
                         # Nothing to do, or a resize that waits for room (or never fits).
                         run.wake = env.event()
                         yield run.wake
@@ -1297,7 +1310,9 @@ class Nodes:
                     "kubelet.resize_" + verdict.lower(), f"{ns}/{name} node={node.name} {what}"
                 )
             ready = last is not None and last[1]
-            yield from self._write(node, run, "Running", ready, "PodReady", resize=verdict)
+            yield from self._write(
+                node, run, "Running", ready, _ready_reason(ready), resize=verdict
+            )
             return
         node.deferred.pop(run.uid, None)
         if node.resize(run.uid, ask):
@@ -1550,8 +1565,10 @@ class Nodes:
                 Condition(
                     type="Ready",
                     status="True" if ready else "False",
-                    reason=ready_reason,
-                    message=message or "",
+                    # The kubelet gives a Ready pod's condition no reason or message
+                    # (generateContainersReadyCondition): only an unready one says why.
+                    reason="" if ready else ready_reason,
+                    message="" if ready else message or "",
                     last_transition_time=now,
                     observed_generation=generation,
                 ),

@@ -8,12 +8,16 @@ whose ``field`` says where (``SandboxClaim/my-claim spec.replicas``) and whose
 ``reason`` says what (``must be >= 1``).
 
 :func:`dump` and :func:`dump_all` print objects the way ``kubectl get -o yaml``
-and ``-o json`` do: camelCase keys, no nulls, no empty optional lists or maps,
-and a ``kind: List`` wrapper around several objects.
+and ``-o json`` do: camelCase keys sorted as Go sorts a map's (go-yaml's
+order for YAML), no nulls, no empty optional lists or maps, strings quoted
+where go-yaml would read them as another type, ``<``, ``>`` and ``&``
+escaped in JSON as Go escapes them, and a ``kind: List`` wrapper around
+several objects.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from types import UnionType
@@ -543,17 +547,43 @@ def _unwrap_optional(annotation: Any) -> Any:
 def to_manifest_dict(obj: KubeModel) -> dict[str, Any]:
     """The mapping ``kubectl get -o json`` shows for ``obj``.
 
-    camelCase keys in model order and no nulls. An empty list or map is
-    left out where the model cannot tell it from an absent one (``labels``,
-    ``finalizers``, status ``conditions``: Go's ``omitempty``), and kept
-    where it can (``runtimes: []``, ``inplaceUpdate: {}``), since the API
-    server keeps a custom resource's ``[]`` as written and a field left out
-    would load back as another value. Free-form maps such as a pod template
-    are kept exactly as given. So a dump loads back to an equal object.
+    camelCase keys, sorted at every level as Go sorts a map's keys (kubectl
+    prints what it gets as an unstructured object: maps, not structs), and
+    no nulls. An empty list or map is left out where the model cannot tell
+    it from an absent one (``labels``, ``finalizers``, status
+    ``conditions``: Go's ``omitempty``), and kept where it can (``runtimes:
+    []``, ``inplaceUpdate: {}``), since the API server keeps a custom
+    resource's ``[]`` as written and a field left out would load back as
+    another value. A pod condition's empty ``reason`` and ``message`` are
+    left out too (``v1.PodCondition`` marks them ``omitempty``, where the
+    CRDs' ``metav1.Condition`` requires them). Free-form maps such as a pod
+    template are kept as given but for their key order. So a dump loads
+    back to an equal object.
     """
     data = obj.model_dump(mode="json", by_alias=True, exclude_none=True)
     _drop_empty(obj, data, top=True)
-    return data
+    if isinstance(obj, Pod):
+        _drop_empty_pod_condition_texts(data)
+    sorted_data: dict[str, Any] = _sort_keys(data)
+    return sorted_data
+
+
+def _drop_empty_pod_condition_texts(data: dict[str, Any]) -> None:
+    status = data.get("status")
+    conditions = status.get("conditions") if isinstance(status, dict) else None
+    for cond in conditions if isinstance(conditions, list) else []:
+        for key in ("reason", "message"):
+            if cond.get(key) == "":
+                del cond[key]
+
+
+def _sort_keys(value: Any) -> Any:
+    """``value`` with every mapping's keys in code point order (Go's byte-wise UTF-8 order)."""
+    if isinstance(value, dict):
+        return {key: _sort_keys(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [_sort_keys(item) for item in value]
+    return value
 
 
 def _drop_empty(model: BaseModel, data: dict[str, Any], *, top: bool = False) -> None:
@@ -583,8 +613,63 @@ def _empty_is_default(info: FieldInfo, value: Any) -> bool:
     return bool(default == value)
 
 
+def _go_yaml_less(a: str, b: str) -> bool:
+    """go-yaml v2's map key order (``keyList.Less``), which ``kubectl get -o yaml`` prints.
+
+    Not plain code point order: where two keys first differ, a letter sorts
+    after anything else, and runs of digits compare as numbers (``item2``
+    before ``item10``).
+    """
+    for i, (ca, cb) in enumerate(zip(a, b, strict=False)):
+        if ca == cb:
+            continue
+        al, bl = ca.isalpha(), cb.isalpha()
+        if al and bl:
+            return ca < cb
+        if al or bl:
+            return bl
+        an = bn = 0
+        if ca == "0" or cb == "0":
+            # A zero inside a number ("10" against "1-") is no leading zero.
+            j = i - 1
+            while j >= 0 and a[j].isdecimal():
+                if a[j] != "0":
+                    an = bn = 1
+                    break
+                j -= 1
+        ai = i
+        while ai < len(a) and a[ai].isdecimal():
+            an = an * 10 + ord(a[ai]) - ord("0")
+            ai += 1
+        bi = i
+        while bi < len(b) and b[bi].isdecimal():
+            bn = bn * 10 + ord(b[bi]) - ord("0")
+            bi += 1
+        if an != bn:
+            return an < bn
+        if ai != bi:
+            return ai < bi
+        return ca < cb
+    return len(a) < len(b)
+
+
+def _go_yaml_compare(a: str, b: str) -> int:
+    return -1 if _go_yaml_less(a, b) else (1 if _go_yaml_less(b, a) else 0)
+
+
+_GO_YAML_KEY = functools.cmp_to_key(_go_yaml_compare)
+
+_YAML11_ONLY_BOOLEANS = frozenset({"y", "Y", "n", "N"})
+"""Booleans to go-yaml v2 (YAML 1.1) that PyYAML's resolver reads as strings.
+
+PyYAML already quotes ``yes``/``no``/``on``/``off``/``true``/``false`` in the
+cases go-yaml reads as booleans; these four it would leave plain, and
+``kubectl apply`` would read ``gpu: y`` back as ``true``.
+"""
+
+
 class _Dumper(yaml.SafeDumper):
-    """Block-style YAML like kubectl's, with multi-line strings as ``|`` blocks."""
+    """Block-style YAML like kubectl's (go-yaml v2): its key order, its quoting, ``|`` blocks."""
 
     def choose_scalar_style(self) -> str:
         # kubectl (go-yaml) quotes strings that would otherwise read as other
@@ -594,21 +679,42 @@ class _Dumper(yaml.SafeDumper):
 
 
 def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    style = "|" if "\n" in value else None
+    if "\n" in value:
+        style: str | None = "|"
+    elif value in _YAML11_ONLY_BOOLEANS:
+        style = '"'
+    else:
+        style = None
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
 
+def _represent_dict(dumper: yaml.SafeDumper, value: dict[Any, Any]) -> yaml.MappingNode:
+    # Every key is a string: manifests have no other (check_string_keys).
+    items = sorted(value.items(), key=lambda item: _GO_YAML_KEY(item[0]))
+    return dumper.represent_mapping("tag:yaml.org,2002:map", items)
+
+
 _Dumper.add_representer(str, _represent_str)
+_Dumper.add_representer(dict, _represent_dict)
+
+_GO_JSON_ESCAPES = str.maketrans(
+    {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+)
+"""What Go's ``encoding/json`` escapes beyond ``json.dumps`` (HTML-safe by default).
+
+These characters stand only inside strings in JSON text, so escaping them
+in the whole text escapes them in the strings and changes no value.
+"""
 
 
 def _render(data: Any, fmt: Literal["yaml", "json"]) -> str:
     if fmt == "json":
-        # kubectl indents JSON by four spaces and ends with a newline.
-        return json.dumps(data, indent=4, ensure_ascii=False) + "\n"
+        # kubectl indents JSON by four spaces, sorts keys as Go sorts a map's,
+        # and ends with a newline.
+        text = json.dumps(data, indent=4, ensure_ascii=False, sort_keys=True)
+        return text.translate(_GO_JSON_ESCAPES) + "\n"
     if fmt == "yaml":
-        return yaml.dump(
-            data, Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True
-        )
+        return yaml.dump(data, Dumper=_Dumper, default_flow_style=False, allow_unicode=True)
     raise ValueError(f"unknown output format {fmt!r}: expected 'yaml' or 'json'")
 
 

@@ -1,14 +1,16 @@
 """``kubectl get`` tables: the printer columns of each kind, and kubectl's AGE format.
 
 The columns are the CRDs' ``additionalPrinterColumns`` (reference §1.1) and,
-for pods, the ones the fake cluster can fill (``NAME READY STATUS IP NODE
-AGE``). Layout follows kubectl's tab writer: left-aligned cells padded by
-three spaces, a minimum cell width of six, the last column unpadded, and
-``<none>`` where a column's JSONPath finds nothing.
+for pods, kubectl's own (``NAME READY STATUS RESTARTS AGE``, and ``IP NODE
+NOMINATED NODE READINESS GATES`` with ``-o wide``). Layout follows kubectl's
+tab writer: left-aligned cells padded by three spaces, a minimum cell width
+of six, the last column unpadded, and ``<none>`` where a column's JSONPath
+finds nothing. A cell ends at its first line break, followed by ``...``.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -116,19 +118,52 @@ def _pod(get: Callable[[Pod], object]) -> _Getter:
 
 def _pod_ready(pod: Pod) -> str:
     # The model keeps no per-container statuses: a Ready pod has all its
-    # containers ready, any other none.
-    total = len(pod.spec.get("containers") or [])
+    # containers ready, any other none. Sidecars (init containers that restart
+    # always) count among them, as kubectl's printPod counts them.
+    spec = pod.spec
+    sidecars = [
+        c
+        for c in spec.get("initContainers") or []
+        if isinstance(c, dict) and c.get("restartPolicy") == "Always"
+    ]
+    total = len(spec.get("containers") or []) + len(sidecars)
     cond = find_condition(pod.status.conditions, "Ready")
     ready = total if cond is not None and cond.status == "True" else 0
     return f"{ready}/{total}"
 
 
+_NODE_LOST = "NodeLost"
+"""The reason of a pod on an unreachable node (``node.NodeUnreachablePodReason``)."""
+
+
 def _pod_status(pod: Pod) -> str:
-    # kubectl shows "Terminating" for a pod being deleted, else the reason
-    # (e.g. "Evicted") when there is one, else the phase.
+    # kubectl's printPod: the reason (e.g. "Evicted") when there is one, else
+    # the phase. A pod being deleted reads "Unknown" if its node was lost, and
+    # "Terminating" unless it has already ended (since 1.27: a Failed pod being
+    # deleted keeps its reason, "Killed", "Evicted"...).
+    reason = pod.status.reason or pod.status.phase
     if pod.metadata.deletion_timestamp is not None:
-        return "Terminating"
-    return pod.status.reason or pod.status.phase
+        if pod.status.reason == _NODE_LOST:
+            return "Unknown"
+        if pod.status.phase not in ("Succeeded", "Failed"):
+            return "Terminating"
+    return reason
+
+
+def _pod_restarts(pod: Pod) -> str:
+    # The containers' restartCount summed; the model keeps no container
+    # statuses (docs/fidelity.md), hence none counted.
+    return "0"
+
+
+def _pod_readiness_gates(pod: Pod) -> str | None:
+    # "<true>/<gates>": how many of spec.readinessGates have a True condition.
+    gates = pod.spec.get("readinessGates")
+    if not isinstance(gates, list) or not gates:
+        return None
+    true = {c.type for c in pod.status.conditions if c.status == "True"}
+    met = sum(1 for g in gates if isinstance(g, dict) and g.get("conditionType") in true)
+    return f"{met}/{len(gates)}"
 
 
 _COLUMNS: dict[str, tuple[_Column, ...]] = {
@@ -171,13 +206,18 @@ _COLUMNS: dict[str, tuple[_Column, ...]] = {
         _Column("NAME", _name),
         _Column("AGE", _age),
     ),
+    # kubectl's own pod columns (podColumnDefinitions); the wide ones have priority 1.
     "Pod": (
         _Column("NAME", _name),
         _Column("READY", _pod(_pod_ready)),
         _Column("STATUS", _pod(_pod_status)),
-        _Column("IP", _pod(lambda p: p.status.pod_ip)),
-        _Column("NODE", _pod(lambda p: p.spec.get("nodeName"))),
+        _Column("RESTARTS", _pod(_pod_restarts)),
         _Column("AGE", _age),
+        _Column("IP", _pod(lambda p: p.status.pod_ip or None), wide_only=True),
+        _Column("NODE", _pod(lambda p: p.spec.get("nodeName") or None), wide_only=True),
+        # The model has no preemption, hence no nominated node.
+        _Column("NOMINATED NODE", lambda obj, now: None, wide_only=True),
+        _Column("READINESS GATES", _pod(_pod_readiness_gates), wide_only=True),
     ),
 }
 
@@ -191,7 +231,8 @@ def printer_columns(kind: str, *, wide: bool = False, all_namespaces: bool = Fal
 
     ``wide`` adds the columns kept for ``-o wide`` (the model's extras: a
     sandbox's IP and node, a set's desired replicas and selector, a claim's
-    message); ``all_namespaces`` puts NAMESPACE first, as ``-A`` does.
+    message; kubectl's for a pod: IP, node, nominated node, readiness gates);
+    ``all_namespaces`` puts NAMESPACE first, as ``-A`` does.
     """
     if kind not in _COLUMNS:
         raise ValueError(
@@ -231,6 +272,22 @@ def render_table(
     return "\n".join(tables)
 
 
+_LINE_BREAK = re.compile(r"[\n\r\f]")
+"""What ends a table cell: a line break, or a form feed (a line break to the tab writer)."""
+
+
+def _cell(text: str) -> str:
+    """``text`` as cli-runtime's ``printRows`` writes a string cell.
+
+    Cut at its first line break with ``...`` appended, so that a multi-line
+    message cannot break the table, and ESC shown as ``^[``
+    (``printers.EscapeTerminal``), so that a cell cannot drive the terminal.
+    """
+    cut = _LINE_BREAK.search(text)
+    shown = (text if cut is None else text[: cut.start()]).replace("\x1b", "^[")
+    return shown if cut is None else shown + "..."
+
+
 def _qualified(kind: str) -> str:
     group = API_VERSIONS[kind].rpartition("/")[0]
     return f"{kind.lower()}.{group}" if group else kind.lower()
@@ -248,7 +305,7 @@ def _table(
     columns = [c for c in _COLUMNS[kind] if wide or not c.wide_only]
     rows = [printer_columns(kind, wide=wide, all_namespaces=all_namespaces)]
     for obj in objects:
-        cells = [_NONE if (v := c.get(obj, now)) is None else v for c in columns]
+        cells = [_NONE if (v := c.get(obj, now)) is None else _cell(v) for c in columns]
         if qualify:
             cells[0] = f"{_qualified(kind)}/{cells[0]}"
         rows.append([obj.metadata.namespace, *cells] if all_namespaces else cells)

@@ -76,10 +76,11 @@ def _kind(name: str) -> str:
 
 
 def _list_body(objs: list[Any]) -> dict[str, Any]:
+    # Keys in Go's map order, as kubectl get -o json prints a List (the items' are too).
     return {
         "apiVersion": "v1",
-        "kind": "List",
         "items": [to_manifest_dict(o) for o in objs],
+        "kind": "List",
         "metadata": {"resourceVersion": ""},
     }
 

@@ -599,7 +599,7 @@ def test_non_manifest_inputs_are_rejected() -> None:
 # --------------------------------------------------------------------------- dumping
 
 
-def test_dump_yaml_is_camelcase_block_style_in_model_order_without_nulls() -> None:
+def test_dump_yaml_is_camelcase_block_style_without_nulls() -> None:
     """``dump`` prints what ``kubectl get -o yaml`` shows."""
     text = dump(load_manifest(CLAIM_YAML))
     assert text.startswith("apiVersion: agents.kruise.io/v1alpha1\nkind: SandboxClaim\nmetadata:\n")
@@ -626,6 +626,122 @@ def test_dumped_strings_that_look_like_other_types_are_double_quoted() -> None:
     assert 'empty: ""' in text
 
 
+YAML11_BOOLEANS = [
+    *"yYnN",
+    *(
+        word
+        for base in ("yes", "no", "on", "off", "true", "false")
+        for word in (base, base.capitalize(), base.upper())
+    ),
+]
+"""Every string go-yaml v2 (YAML 1.1) reads as a boolean."""
+
+
+@pytest.mark.parametrize("word", YAML11_BOOLEANS)
+def test_every_yaml_1_1_boolean_is_quoted(word: str) -> None:
+    """go-yaml v2 reads ``y``, ``N``, ``Off``... as booleans: ``gpu: y`` applied with kubectl
+    would be ``true`` and refused, so kubectl quotes them, keys as values."""
+    sbx = Sandbox(metadata=ObjectMeta(name="s", labels={"gpu": word}, annotations={word: "v"}))
+    text = dump(sbx)
+    assert f'gpu: "{word}"\n' in text
+    assert f'"{word}": v\n' in text
+    assert load_manifest(text) == sbx
+
+
+@pytest.mark.parametrize("word", ["yo", "nope", "YES!", "t", "f", "yEs", "nO"])
+def test_words_that_are_no_boolean_stay_plain(word: str) -> None:
+    """Only the resolver's exact words are quoted (``yEs`` is no boolean to go-yaml)."""
+    text = dump(Sandbox(metadata=ObjectMeta(name="s", annotations={"a": word})))
+    assert f"a: {word}\n" in text
+
+
+def test_dump_sorts_keys_at_every_level_as_kubectl_prints_them() -> None:
+    """kubectl prints an unstructured object, Go maps: keys sorted in every mapping, the pod
+    template's too; list items keep their order."""
+    doc = yaml.safe_load(POOL_YAML)
+    doc["metadata"]["labels"] = {"zone": "a", "app": "b"}
+    doc["spec"]["template"]["spec"]["containers"].append({"name": "aux", "image": "busybox:1"})
+    pool = load_manifest(doc)
+    data = to_manifest_dict(pool)
+
+    def sorted_everywhere(value: Any) -> bool:
+        if isinstance(value, dict):
+            return list(value) == sorted(value) and all(map(sorted_everywhere, value.values()))
+        if isinstance(value, list):
+            return all(map(sorted_everywhere, value))
+        return True
+
+    assert sorted_everywhere(data)
+    assert list(data["metadata"]) == ["labels", "name", "namespace"]
+    containers = data["spec"]["template"]["spec"]["containers"]
+    assert containers == [
+        {"image": "python:3.12", "name": "main"},
+        {"image": "busybox:1", "name": "aux"},
+    ]
+    text = dump(pool)
+    assert "metadata:\n  labels:\n    app: b\n    zone: a\n  name: pool\n" in text
+    assert "containers:\n      - image: python:3.12\n        name: main\n" in text
+    assert list(json.loads(dump(pool, "json"))["spec"]) == sorted(data["spec"])
+
+
+def test_yaml_keys_follow_go_yamls_order_json_keys_go_jsons() -> None:
+    """go-yaml v2 sorts numbers within keys by value and letters after other characters;
+    encoding/json sorts by bytes."""
+    keys = ["item10", "item9", "a_b", "aB", "a-b", "ab", "x1", "x01"]
+    sbx = Sandbox(metadata=ObjectMeta(name="s", annotations=dict.fromkeys(keys, "v")))
+    text = dump(sbx)
+    block = text[text.index("annotations:\n") :].splitlines()[1 : len(keys) + 1]
+    assert [line.strip().split(":")[0] for line in block] == [
+        "a-b",
+        "a_b",
+        "aB",
+        "ab",
+        "item9",
+        "item10",
+        "x1",
+        "x01",
+    ]
+    annotations = json.loads(dump(sbx, "json"))["metadata"]["annotations"]
+    assert list(annotations) == sorted(keys)
+    assert list(to_manifest_dict(sbx)["metadata"]["annotations"]) == sorted(keys)
+
+
+def test_json_escapes_html_characters_as_go_does() -> None:
+    """encoding/json writes ``<``, ``>``, ``&``, U+2028 and U+2029 as ``\\u`` escapes; the
+    text still reads back as the same value."""
+    note = "a<b && c>d \u2028\u2029 é"
+    sbx = Sandbox(metadata=ObjectMeta(name="s", annotations={"note": note}))
+    text = dump(sbx, "json")
+    assert '"note": "a\\u003cb \\u0026\\u0026 c\\u003ed \\u2028\\u2029 é"' in text
+    assert load_manifest(text) == sbx
+    yaml_text = dump(Sandbox(metadata=ObjectMeta(name="s", annotations={"note": "a<b && c>d"})))
+    assert "note: a<b && c>d\n" in yaml_text
+
+
+def test_a_pod_conditions_empty_reason_and_message_are_left_out() -> None:
+    """v1.PodCondition marks reason and message omitempty; a CRD's metav1.Condition needs them."""
+    cond = {"type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"}
+    pod = load_manifest(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "p"},
+            "spec": {"containers": [{"name": "main", "image": "i"}]},
+            "status": {
+                "conditions": [cond, {**cond, "type": "X", "reason": "Why", "message": "m"}]
+            },
+        }
+    )
+    data = to_manifest_dict(pod)
+    assert data["status"]["conditions"] == [
+        cond,
+        {**cond, "type": "X", "reason": "Why", "message": "m"},
+    ]
+    assert load_manifest(dump(pod)) == pod
+    sbx = Sandbox.model_validate({"metadata": {"name": "s"}, "status": {"conditions": [cond]}})
+    assert to_manifest_dict(sbx)["status"]["conditions"] == [{**cond, "message": "", "reason": ""}]
+
+
 def test_multi_line_strings_dump_as_literal_blocks() -> None:
     """A multi-line annotation dumps as a ``|`` block."""
     sbx = Sandbox(metadata=ObjectMeta(name="s", annotations={"script": "echo a\necho b\n"}))
@@ -646,6 +762,7 @@ def test_dump_all_is_a_kind_list() -> None:
     data = yaml.safe_load(dump_all(load_manifests(POOL_YAML + "---\n" + CLAIM_YAML)))
     assert data["apiVersion"] == "v1"
     assert data["kind"] == "List"
+    assert list(data) == ["apiVersion", "items", "kind", "metadata"]
     assert [item["kind"] for item in data["items"]] == ["SandboxSet", "SandboxClaim"]
     assert data["metadata"] == {"resourceVersion": ""}
 

@@ -114,7 +114,22 @@ def test_each_kind_prints_its_crd_printer_columns() -> None:
         "CLAIMED",
         "AGE",
     ]
-    assert printer_columns("Pod") == ["NAME", "READY", "STATUS", "IP", "NODE", "AGE"]
+    assert printer_columns("Pod") == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+
+
+def test_pods_print_kubectls_own_columns_and_wide_extras() -> None:
+    """kubectl's podColumnDefinitions: IP, node, nominated node and readiness gates are wide only."""
+    assert printer_columns("Pod", wide=True) == [
+        "NAME",
+        "READY",
+        "STATUS",
+        "RESTARTS",
+        "AGE",
+        "IP",
+        "NODE",
+        "NOMINATED NODE",
+        "READINESS GATES",
+    ]
 
 
 def test_all_namespaces_puts_namespace_first_and_wide_adds_columns() -> None:
@@ -178,8 +193,10 @@ def test_columns_are_left_aligned_and_separated_by_three_spaces() -> None:
 def test_narrow_columns_get_kubectl_minimum_width() -> None:
     """A column is at least six characters wide including its padding, like kubectl's tab writer."""
     pod = Pod(metadata=ObjectMeta(name="p", creation_timestamp=ago(seconds=5)))
-    header = render_table([pod], NOW).splitlines()[0]
-    assert header.startswith("NAME   READY   STATUS    IP       NODE     AGE")
+    header = render_table([pod], NOW, wide=True).splitlines()[0]
+    assert header.startswith(
+        "NAME   READY   STATUS    RESTARTS   AGE   IP       NODE     NOMINATED"
+    )
 
 
 def test_a_sandboxset_row_shows_its_counts() -> None:
@@ -223,7 +240,7 @@ def test_a_sandboxclaim_row_shows_phase_template_desired_and_claimed() -> None:
 
 
 def test_a_pod_row_shows_readiness_status_ip_and_node() -> None:
-    """A ready pod with one container reads ``1/1``; IP and node come from status and spec."""
+    """A ready pod with one container reads ``1/1``; wide, IP and node come from status and spec."""
     pod = Pod(
         metadata=ObjectMeta(name="pool-x7k2p", creation_timestamp=ago(days=3)),
         spec={"nodeName": "node-1", "containers": [{"name": "main", "image": "i"}]},
@@ -233,14 +250,55 @@ def test_a_pod_row_shows_readiness_status_ip_and_node() -> None:
             conditions=[Condition(type="Ready", status="True")],
         ),
     )
-    assert rows(render_table([pod], NOW))[1] == [
+    assert rows(render_table([pod], NOW))[1] == ["pool-x7k2p", "1/1", "Running", "0", "3d"]
+    assert rows(render_table([pod], NOW, wide=True))[1] == [
         "pool-x7k2p",
         "1/1",
         "Running",
+        "0",
+        "3d",
         "10.0.0.7",
         "node-1",
-        "3d",
+        "<none>",
+        "<none>",
     ]
+
+
+def test_a_pods_sidecars_count_among_its_containers() -> None:
+    """READY counts init containers with ``restartPolicy: Always`` (sidecars), not other ones."""
+    spec = {
+        "initContainers": [
+            {"name": "setup", "image": "busybox:1"},
+            {"name": "proxy", "image": "envoy:1", "restartPolicy": "Always"},
+        ],
+        "containers": [{"name": "main", "image": "i"}],
+    }
+    ready = Pod(
+        metadata=ObjectMeta(name="p", creation_timestamp=ago(minutes=1)),
+        spec=spec,
+        status=PodStatus(phase="Running", conditions=[Condition(type="Ready", status="True")]),
+    )
+    pending = Pod(metadata=ObjectMeta(name="q", creation_timestamp=ago(minutes=1)), spec=spec)
+    table = rows(render_table([ready, pending], NOW))
+    assert [row[1] for row in table[1:]] == ["2/2", "0/2"]
+
+
+def test_readiness_gates_read_how_many_of_them_hold() -> None:
+    """Wide, READINESS GATES is the number of gates whose condition is True over the gates."""
+    pod = Pod(
+        metadata=ObjectMeta(name="p", creation_timestamp=ago(minutes=1)),
+        spec={
+            "containers": [{"name": "main", "image": "i"}],
+            "readinessGates": [{"conditionType": "a.io/lb"}, {"conditionType": "a.io/dns"}],
+        },
+        status=PodStatus(
+            conditions=[
+                Condition(type="a.io/lb", status="True"),
+                Condition(type="a.io/dns", status="False"),
+            ]
+        ),
+    )
+    assert rows(render_table([pod], NOW, wide=True))[1][-1] == "1/2"
 
 
 def test_a_pod_being_deleted_reads_terminating() -> None:
@@ -250,6 +308,59 @@ def test_a_pod_being_deleted_reads_terminating() -> None:
         status=PodStatus(phase="Running"),
     )
     assert rows(render_table([pod], NOW))[1][:3] == ["p", "0/0", "Terminating"]
+
+
+@pytest.mark.parametrize(
+    ("phase", "reason", "shown"),
+    [
+        ("Failed", "Killed", "Killed"),
+        ("Failed", "Evicted", "Evicted"),
+        ("Failed", None, "Failed"),
+        ("Succeeded", None, "Succeeded"),
+        ("Failed", "NodeLost", "Unknown"),
+        ("Running", "NodeLost", "Unknown"),
+        ("Pending", None, "Terminating"),
+    ],
+)
+def test_a_pod_being_deleted_that_has_ended_keeps_its_status(
+    phase: str, reason: str | None, shown: str
+) -> None:
+    """kubectl 1.27+ printPod: ``Terminating`` only for a pod that has not ended; a pod whose
+    node was lost reads ``Unknown``; a Failed pod being deleted keeps its reason."""
+    pod = Pod.model_validate(
+        {
+            "metadata": {
+                "name": "p",
+                "creationTimestamp": ago(minutes=1),
+                "deletionTimestamp": NOW,
+                "finalizers": ["x"],
+            },
+            "status": {"phase": phase, "reason": reason},
+        }
+    )
+    assert rows(render_table([pod], NOW))[1][2] == shown
+
+
+@pytest.mark.parametrize(
+    ("message", "shown"),
+    [
+        ("init failed:\nconnection refused", "init failed:..."),
+        ("a\r\nb", "a..."),
+        ("page\fbreak", "page..."),
+        ("\nleading", "..."),
+        ("colour \x1b[31mred", "colour ^[[31mred"),
+    ],
+)
+def test_a_cell_ends_at_its_first_line_break(message: str, shown: str) -> None:
+    """cli-runtime's printRows cuts a cell at its first ``\\n``, ``\\r`` or ``\\f`` and appends
+    ``...``, so one row stays one line; ESC reads ``^[`` (EscapeTerminal)."""
+    sbx = Sandbox(
+        metadata=ObjectMeta(name="s", creation_timestamp=ago(seconds=1)),
+        status=SandboxStatus(phase=SandboxPhase.FAILED, message=message),
+    )
+    text = render_table([sbx], NOW)
+    assert len(text.splitlines()) == 2
+    assert text.splitlines()[1].endswith("   " + shown)
 
 
 def test_an_object_without_creation_time_has_unknown_age() -> None:

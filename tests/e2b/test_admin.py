@@ -140,6 +140,25 @@ def test_list_resources_as_json_yaml_and_table(server: Served) -> None:
     )
 
 
+def sorted_everywhere(value: object) -> bool:
+    if isinstance(value, dict):
+        return list(value) == sorted(value) and all(map(sorted_everywhere, value.values()))
+    if isinstance(value, list):
+        return all(map(sorted_everywhere, value))
+    return True
+
+
+def test_resources_read_with_keys_sorted_as_kubectl_prints_them(server: Served) -> None:
+    """kubectl get -o json prints Go maps: the List's keys and every object's, at every level."""
+    server.advance(30)
+    listed = server.admin("GET", "/resources/pods").json()
+    got = server.admin("GET", "/resources/sbs/default/base").json()
+
+    assert list(listed) == ["apiVersion", "items", "kind", "metadata"]
+    assert listed["items"] and sorted_everywhere(listed)
+    assert sorted_everywhere(got) and next(iter(got["metadata"])) == "creationTimestamp"
+
+
 def test_get_and_delete_one_resource(server: Served) -> None:
     got = server.admin("GET", "/resources/sbs/default/base")
     deleted = server.admin("DELETE", "/resources/sbs/default/base")

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from pytest_kruise_agents.api import keys
+from pytest_kruise_agents.api import dump, keys
 from pytest_kruise_agents.api.meta import ObjectMeta, find_condition
 from pytest_kruise_agents.api.pod import Pod, PodRequests, pod_requests
 from simulator import nodes as nodes_module
@@ -123,6 +123,30 @@ def test_pod_starts_and_reports_running_ready_with_ips() -> None:
     assert p.status.host_ip == "192.168.0.1"
     ready = find_condition(p.status.conditions, "Ready")
     assert ready is not None and ready.observed_generation == p.metadata.generation
+
+
+def test_a_ready_pods_ready_condition_carries_no_reason_an_unready_ones_says_why() -> None:
+    """As the kubelet writes v1.PodCondition: Ready True with no reason or message (it sets
+    none), Ready False with ContainersNotReady while an image is replaced, or the failure's
+    reason; a dump leaves the empty texts out (omitempty)."""
+    world, _ = make([NodeSpec(name="a")])
+    add_pod(world, "p1")
+    run_until(world, lambda: running(world, "p1"))
+    got = pod(world, "p1")
+    assert got is not None
+    ready = find_condition(got.status.conditions, "Ready")
+    scheduled = find_condition(got.status.conditions, "PodScheduled")
+    assert ready is not None and (ready.status, ready.reason, ready.message) == ("True", "", "")
+    assert scheduled is not None and (scheduled.reason, scheduled.message) == ("", "")
+    text = dump(got)
+    assert 'reason: ""' not in text and 'message: ""' not in text
+    assert "reason:" not in text[text.index("conditions:") :]
+    p = got.model_copy(deep=True)
+    p.spec["containers"][0]["image"] = "registry.example.com/sandbox:v2"
+    world.api.commit_update(p)
+    world.ctx.env.run(until=world.ctx.now() + 1)
+    ready = find_condition(pod(world, "p1").status.conditions, "Ready")  # type: ignore[union-attr]
+    assert ready is not None and (ready.status, ready.reason) == ("False", "ContainersNotReady")
 
 
 def test_pods_pend_when_nothing_fits_and_start_when_a_pod_is_deleted() -> None:
