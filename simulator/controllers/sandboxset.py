@@ -516,7 +516,7 @@ class SandboxSetController(Reconciler[SetKey]):
             cached: SandboxTemplate | None = self.cache.get("SandboxTemplate", ns, tname)
             if cached is None:
                 yield from self._make_template(sbs, tname)
-            elif cached.metadata.controller_ref() is None:
+            elif cached.metadata.controller_ref() is None and _selects(sbs, cached):
                 yield from self._adopt(sbs, cached)
         yield from self._prune_templates(sbs, tname)
         return tname
@@ -554,8 +554,10 @@ class SandboxSetController(Reconciler[SetKey]):
         An earlier set of the name deleted with ``Orphan`` propagation leaves
         its templates without an owner; taken as they are, the set's
         ``currentRevision`` would name a template that outlives it. As a
-        ControllerRefManager adopts an orphan: not one being deleted, and on
-        the cached resourceVersion. A 409 (it changed meanwhile) or a 404 (it
+        ControllerRefManager adopts an orphan: only one its selector matches
+        (the set's own ``sandbox-pool`` label, :func:`_selects`: a user's
+        template of that name is not taken, nor deleted with the set), not
+        one being deleted, and on the cached resourceVersion. A 409 (it changed meanwhile) or a 404 (it
         went) fails the reconcile, whose retry finds it as it then is.
         """
         meta = tpl.metadata
@@ -726,3 +728,9 @@ class SandboxSetController(Reconciler[SetKey]):
 
 def _hash(sbx: Sandbox) -> str:
     return sbx.metadata.labels.get(keys.LABEL_TEMPLATE_HASH, "")
+
+
+def _selects(sbs: SandboxSet, tpl: SandboxTemplate) -> bool:
+    """Whether ``tpl`` carries the label the set gives its templates (its selector)."""
+    labels = tpl.metadata.labels or {}
+    return labels.get(keys.LABEL_SANDBOX_POOL) == sbs.metadata.name

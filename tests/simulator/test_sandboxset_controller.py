@@ -659,6 +659,36 @@ def test_a_template_another_set_controls_is_not_adopted(
     assert events(world, "sandboxset.template_adopted") == []
 
 
+def test_a_users_template_of_the_sets_name_is_not_adopted_nor_deleted_with_it(
+    world: World, controller: SandboxSetController
+) -> None:
+    """An orphan is adopted only if the set's selector matches it (its ``sandbox-pool``
+    label), as a ControllerRefManager adopts: a user's own SandboxTemplate that happens to
+    bear the name ``<set>-<revision>`` stays the user's, and outlives the set."""
+    from pytest_kruise_agents.api.sandboxtemplate import SandboxTemplate, SandboxTemplateSpec
+
+    sbs = SandboxSet(
+        metadata=ObjectMeta(name="base", namespace="default"),
+        spec=SandboxSetSpec(replicas=1, template=template()),
+    )
+    name = f"base-{sandboxset_revision(sbs)}"
+    world.api.commit_create(
+        SandboxTemplate(
+            metadata=ObjectMeta(name=name, namespace="default"),
+            spec=SandboxTemplateSpec(template=template("registry.example.com/other:v9")),
+        )
+    )
+    make_set(world, 1)
+    run_until(world, full(world, 1))
+    world.ctx.env.run(until=world.ctx.now() + 5)
+
+    assert stored(world, "SandboxTemplate", name).metadata.owner_references == []
+    assert events(world, "sandboxset.template_adopted") == []
+    world.api.commit_delete("SandboxSet", "default", "base")
+    world.ctx.env.run(until=world.ctx.now() + 5)
+    assert templates(world) == [name]
+
+
 def test_scale_down_takes_a_sandbox_whose_pod_cannot_be_created_first() -> None:
     """§3's scale-down tiers on the whole fake cluster: a sandbox whose pod the API server
     refuses is Pending (§4 step 7), tier 0, so it goes before an older Running-not-Ready one
