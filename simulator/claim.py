@@ -18,6 +18,7 @@ a cached copy older than its own last write to that sandbox.
 from __future__ import annotations
 
 import sys
+from collections import deque
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from datetime import datetime
@@ -238,6 +239,10 @@ class Claimer:
         # uid -> (smallest acceptable cached resourceVersion, set at); keyed by
         # uid because every candidate of every pick is checked against it.
         self._expect: dict[str, tuple[int, float]] = {}
+        # (set at, uid) of each deletion expectation, oldest first: one whose
+        # DELETED event this cache had handled already is never cleared by an
+        # event, so it is dropped once expired (see _expect_gone).
+        self._gone: deque[tuple[float, str]] = deque()
         # "ns/name" -> waiters on that sandbox's watch events.
         self._waiters: dict[str, list[_Waiter]] = {}
         cache.add_handler("Sandbox", self._on_sandbox)
@@ -255,6 +260,29 @@ class Claimer:
         # An expired expectation counts as none, whether or not a read has met it.
         if cur is None or cur[0] < rv or now - cur[1] >= self.ctx.profile.expectation_timeout_s:
             self._expect[uid] = (rv, now)
+
+    def _expect_gone(self, sbx: Sandbox) -> None:
+        """Skip every cached copy of ``sbx``, deleted, until its DELETED event (or the timeout).
+
+        Whether or not the cache holds it now: one that has not shown its
+        ADDED event yet gets that older copy later, which must not count
+        (a SandboxClaim would count a sandbox that is gone as claimed).
+        """
+        uid = sbx.metadata.uid
+        if uid is None:
+            return
+        now = self.ctx.now()
+        timeout = self.ctx.profile.expectation_timeout_s
+        gone, expect = self._gone, self._expect
+        while gone and now - gone[0][0] >= timeout:
+            # Expired: one whose DELETED event came before this expectation was
+            # set (the cache had seen the sandbox go) would otherwise stay for ever.
+            at, old = gone.popleft()
+            if expect.get(old) == (_GONE, at):
+                del expect[old]
+        self.expect(sbx, _GONE)
+        if expect.get(uid) == (_GONE, now):
+            gone.append((now, uid))
 
     def is_fresh(self, sbx: Sandbox) -> bool:
         """Whether the cached copy is at least as new as this Claimer's last write to it.
@@ -556,12 +584,12 @@ class Claimer:
                     return None
                 marked = None
             # The cache must show the deletion (or its mark) before a copy of
-            # this sandbox counts again (see is_fresh), unless it has seen it go
-            # already: then no DELETED event would ever clear the expectation.
+            # this sandbox counts again (see is_fresh), even when it holds no
+            # copy now: it may not have shown the sandbox's ADDED event yet.
             if marked is not None:
                 self.expect(marked)
-            elif self.cache.get("Sandbox", meta.namespace, meta.name) is not None:
-                self.expect(sbx, _GONE)
+            else:
+                self._expect_gone(sbx)
             ctx.record("claim.cleanup", f"{self.name} {key} deleted")
             return None
         current = sbx

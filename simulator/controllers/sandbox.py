@@ -17,7 +17,9 @@ upstream's order:
    key off) → Running (pod Running; Ready follows the pod) → Paused (the pod is deleted with the pause
    grace; ``SandboxPaused`` becomes True when it is gone) → Resuming (the pod is
    recreated) → Running with ``RuntimeInitialized=False/Pending`` until the
-   runtime re-init (``runtime.reinit``) is done, and only then Ready. In-place
+   runtime re-init (``runtime.reinit``) of that very pod is done, and only
+   then Ready (a re-init answering for a pod that has gone meanwhile is
+   dropped: ``sandbox.reinit_stale``). In-place
    updates of the first container's image or CPU (a pod update the kubelet
    carries out: a restart for an image, a resize for CPU) go through
    ``InplaceUpdate=False/InplaceUpdating`` to ``True/Succeeded``, or to
@@ -206,8 +208,13 @@ class SandboxController(Reconciler[SbxKey]):
         self.runtime = runtime
         self._sbx_expect: dict[SbxKey, _Expectation] = {}
         self._pod_expect: dict[SbxKey, _Expectation] = {}
+        # Runtime re-inits by the pod they are for (its UID): the runtime lives in
+        # the pod, so a re-init speaks for that pod only, and a resume's new pod
+        # starts uninitialised whatever became of an earlier pod's re-init.
         self._reiniting: dict[SbxKey, str] = {}
+        """Sandbox → UID of the pod whose re-init was started last and is in flight."""
         self._reinit_done: dict[SbxKey, tuple[str, bool, str]] = {}
+        """Sandbox → (pod UID, ok, message) of a re-init answered for a pod still there."""
         self._unsupported: dict[SbxKey, None] = {}
         self._missing_template: dict[SbxKey, None] = {}
         """Sandboxes whose templateRef named no SandboxTemplate when a pod was to be made."""
@@ -548,11 +555,15 @@ class SandboxController(Reconciler[SbxKey]):
         self._sync_ready(pod, st)
 
     def _runtime_reinit(self, key: SbxKey, sbx: Sandbox, pod: Pod, st: SandboxStatus) -> bool:
-        """Drive ``RuntimeInitialized=Pending``; True once the sandbox may become Ready."""
-        uid = sbx.metadata.uid or ""
-        done = self._reinit_done.get(key)
-        if done is not None and done[0] == uid:
-            del self._reinit_done[key]
+        """Drive ``RuntimeInitialized=Pending``; True once the sandbox may become Ready.
+
+        Only a re-init of ``pod`` itself counts: one started for an earlier pod
+        (a resume paused again before its re-init answered) neither holds back
+        this pod's own re-init nor decides its outcome.
+        """
+        pod_uid = pod.metadata.uid or ""
+        done = self._reinit_done.pop(key, None)
+        if done is not None and done[0] == pod_uid:
             _, ok, message = done
             if ok:
                 self._cond(st, ConditionType.RUNTIME_INITIALIZED, True, "Succeeded")
@@ -564,26 +575,38 @@ class SandboxController(Reconciler[SbxKey]):
             self._cond(st, ConditionType.RUNTIME_INITIALIZED, True, "Succeeded")
             return True
         ready = _pod_ready(pod)
-        if ready is not None and ready.status == "True" and self._reiniting.get(key) != uid:
+        if ready is not None and ready.status == "True" and self._reiniting.get(key) != pod_uid:
             # In a process of its own, so that no worker waits on the runtime.
-            self._reiniting[key] = uid
-            self.ctx.env.process(self._reinit(key, sbx))
+            self._reiniting[key] = pod_uid
+            self.ctx.env.process(self._reinit(key, sbx, pod_uid))
         return False
 
-    def _reinit(self, key: SbxKey, sbx: Sandbox) -> Op:
+    def _reinit(self, key: SbxKey, sbx: Sandbox, pod_uid: str) -> Op:
+        """Re-init the runtime of pod ``pod_uid``; keep the answer if that pod is still there."""
         uid = sbx.metadata.uid or ""
         ok, message = True, ""
         try:
             yield from self.runtime.reinit(sbx)
         except (ClaimError, ApiError) as err:
             ok, message = False, str(err)
-        if self._reiniting.get(key) == uid:
+        if self._reiniting.get(key) == pod_uid:
             del self._reiniting[key]
         current = self.cache.get("Sandbox", key[0], key[1])
         if current is None or current.metadata.uid != uid:
             return
-        self._reinit_done[key] = (uid, ok, message)
-        self.ctx.record("sandbox.reinit", f"{key[0]}/{key[1]} {'ok' if ok else 'failed'}")
+        outcome = "ok" if ok else "failed"
+        pod: Pod | None = self.cache.get("Pod", key[0], key[1])
+        if (
+            pod is None
+            or pod.metadata.uid != pod_uid
+            or pod.metadata.deletion_timestamp is not None
+        ):
+            # The pod went (paused, lost) before the answer: it speaks for no pod
+            # there is, and a later pod waits for a re-init of its own.
+            self.ctx.record("sandbox.reinit_stale", f"{key[0]}/{key[1]} {outcome}: pod is gone")
+            return
+        self._reinit_done[key] = (pod_uid, ok, message)
+        self.ctx.record("sandbox.reinit", f"{key[0]}/{key[1]} {outcome}")
         self.queue.add(key)
 
     # -- status helpers ----------------------------------------------------------------

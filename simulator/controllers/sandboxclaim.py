@@ -8,7 +8,8 @@ Progress is driven by requeues (the controller watches only SandboxClaims):
 at once after a reconcile that claimed something, after
 ``claim_retry_interval_s`` otherwise. The claim completes when all replicas
 are claimed or at ``claimTimeout`` (checked at the start of a reconcile only,
-so completion can overshoot by one reconcile); ``ttlAfterCompleted`` later
+so completion can overshoot by one reconcile), counting what it has claimed
+even where a status write failed; ``ttlAfterCompleted`` later
 deletes the claim object, never its sandboxes. A claim deleted during a
 reconcile starts no further wave, and the status patch carries its UID: the
 progress of a deleted claim never lands on one made anew under its name.
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Generator
+from datetime import datetime
 from typing import Any, Protocol
 
 import simpy
@@ -34,6 +36,7 @@ from pytest_kruise_agents.claiming.errors import ClaimError
 from pytest_kruise_agents.claiming.modification import ClaimOptions, validate_claim_options
 from pytest_kruise_agents.claiming.sandboxclaim import (
     COND_COMPLETED,
+    ClaimStatusDecision,
     calculate_claim_status,
     claim_batch,
     claim_options_for,
@@ -163,6 +166,7 @@ class SandboxClaimController(Reconciler[ClaimKey]):
         decision = calculate_claim_status(claim, now)
         if decision.terminal:
             # Terminal transitions are persisted without running claim logic.
+            decision = self._terminal_decision(claim, decision, now)
             if decision.changed:
                 yield from self._write_status(claim, decision.status)
             return None
@@ -171,10 +175,7 @@ class SandboxClaimController(Reconciler[ClaimKey]):
         view = claim.model_copy(update={"status": status})
         desired = claim.spec.replicas
         uid = claim.metadata.uid or ""
-        # What this controller claimed itself counts too: a status write that
-        # failed, with a cache that has not shown the claimed sandboxes yet,
-        # would otherwise make the next reconcile claim them again.
-        current = max(status.claimed_replicas, self._count_active(claim), self._claimed.get(uid, 0))
+        current = self._claimed_so_far(claim, status.claimed_replicas)
         if current >= desired:
             # All there (crash recovery): record it; the next reconcile completes.
             if not (yield from self._write_status(claim, progress_status(view, current))):
@@ -212,6 +213,36 @@ class SandboxClaimController(Reconciler[ClaimKey]):
             self._record_gone(claim, claimed)
             return None
         return 0.0 if successes else ctx.profile.claim_retry_interval_s
+
+    def _claimed_so_far(self, claim: SandboxClaim, in_status: int) -> int:
+        """How many sandboxes the claim has: the status's count, the active ones, our own tally.
+
+        What this controller claimed itself counts too: a status write that
+        failed, with a cache that has not shown the claimed sandboxes yet,
+        would otherwise make the next reconcile claim them again.
+        """
+        uid = claim.metadata.uid or ""
+        return max(in_status, self._count_active(claim), self._claimed.get(uid, 0))
+
+    def _terminal_decision(
+        self, claim: SandboxClaim, decision: ClaimStatusDecision, now: datetime
+    ) -> ClaimStatusDecision:
+        """The claim's completion, counting what it has as the rest of the reconcile does.
+
+        ``CalculateClaimStatus`` reads only ``status.claimedReplicas``: after
+        status writes that failed, the claim timeout would complete the claim
+        with the last count that landed ("claimed 3/6" with six delivered).
+        With more claimed than that (all of it: ``AllReplicasClaimed``), the
+        decision is taken again on the status carrying that count.
+        """
+        in_status = claim.status.claimed_replicas
+        if in_status >= claim.spec.replicas:
+            return decision  # all replicas claimed, as the status says already
+        known = self._claimed_so_far(claim, in_status)
+        if known <= in_status:
+            return decision
+        counted = claim.status.model_copy(update={"claimed_replicas": known})
+        return calculate_claim_status(claim.model_copy(update={"status": counted}), now)
 
     def _gone(self, claim: SandboxClaim) -> bool:
         """Whether the cache no longer holds ``claim`` (deleted, being deleted, or made anew)."""

@@ -579,6 +579,48 @@ def test_wait_ready_timeout_deletes_the_created_sandbox() -> None:
     assert hw.sandboxes() == []
 
 
+@pytest.mark.parametrize("deleted_by", ["the cleanup", "someone else first"])
+def test_a_sandbox_deleted_before_the_cache_saw_it_is_never_fresh(deleted_by: str) -> None:
+    """A created sandbox the cache has not shown yet is deleted when its attempt fails.
+
+    The watch lags 10 s, so the attempt (wait-ready timeout 2 s) deletes its
+    sandbox before the cache's ADDED event: that copy, arriving late, is
+    older than the deletion and is not fresh (a SandboxClaim would count it
+    as claimed), until the DELETED event takes it away. So too when someone
+    else deleted it first and the cleanup's own delete answers 404.
+    """
+    hw = HandWorld(latencies={"watch.lag": 10.0})
+    hw.pool(replicas=0)
+    hw.settle(11)
+    claimer = hw.claimer()
+    rec = hw.record()
+    verdicts: list[tuple[str, bool]] = []
+
+    def watch(event_type: str, old: Any, new: Any) -> None:
+        # Registered after the Claimer's own handler: sees what it made of the event.
+        if new is not None and rec.sandbox == f"default/{new.metadata.name}":
+            verdicts.append((event_type, claimer.is_fresh(new)))
+
+    hw.world.manager_cache.add_handler("Sandbox", watch)
+
+    def delete_first() -> Generator[simpy.Event, Any, None]:
+        while rec.locked is None:
+            yield hw.env.timeout(0.1)
+        assert rec.sandbox is not None
+        hw.api.commit_delete("Sandbox", "default", rec.sandbox.split("/")[1])
+
+    if deleted_by == "someone else first":
+        hw.env.process(delete_first())
+    opts = options(create_on_no_stock=True, wait_ready_timeout=timedelta(seconds=2))
+    with pytest.raises(WaitReadyTimeoutError):
+        hw.run(claimer.try_claim(opts, rec))
+    assert hw.sandboxes() == [] and rec.sandbox is not None
+    assert hw.world.manager_cache.get("Sandbox", "default", rec.sandbox.split("/")[1]) is None
+    hw.settle(15)
+    assert verdicts == [("ADDED", False)]
+    assert hw.world.manager_cache.count("Sandbox") == 0
+
+
 def test_start_container_failure_fails_fast() -> None:
     """``StartContainerFailed`` ends the wait at once with a retriable error."""
     hw = HandWorld()

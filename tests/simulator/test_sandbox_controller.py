@@ -45,19 +45,27 @@ FIXED.update(
 
 
 class FakeRuntime:
-    """Records re-init calls; takes ``delay`` seconds and fails when ``fail`` is set."""
+    """Records re-init calls; takes ``delay`` seconds and fails when ``fail`` is set.
+
+    ``plan`` gives the (delay, fail) of the next calls, in order, before the defaults.
+    """
 
     def __init__(self, env: simpy.Environment, *, delay: float = 0.5, fail: bool = False) -> None:
         self.env = env
         self.delay = delay
         self.fail = fail
+        self.plan: list[tuple[float, bool]] = []
         self.calls: list[tuple[str, str | None]] = []
+        self.ended = 0
+        """How many calls have answered."""
 
     def reinit(self, sbx: Sandbox) -> Generator[simpy.Event, Any, Any]:
         info = sbx.status.pod_info
         self.calls.append((sbx.metadata.name, info.pod_ip if info else None))
-        yield self.env.timeout(self.delay)
-        if self.fail:
+        delay, fail = self.plan.pop(0) if self.plan else (self.delay, self.fail)
+        yield self.env.timeout(delay)
+        self.ended += 1
+        if fail:
             raise InitRuntimeError("agent-runtime /init answered 500")
 
 
@@ -352,6 +360,85 @@ def test_failed_reinit_leaves_the_resumed_sandbox_not_ready() -> None:
     assert rig.phase() == "Running"
     assert rig.cond("Ready") == ("False", "PodReady")
     assert len(rig.runtime.calls) == 1
+
+
+INIT_REQUEST = {keys.ANN_INIT_RUNTIME_REQUEST: '{"envVars":{},"accessToken":"t"}'}
+
+
+def _set_paused(rig: Rig, paused: bool) -> None:
+    rig.edit("sbx", lambda s: setattr(s.spec, "paused", paused))
+
+
+def _pod_uid(rig: Rig) -> str | None:
+    pod = rig.pod()
+    return pod.metadata.uid if pod is not None else None
+
+
+def _resume_with_reinit_in_flight(rig: Rig, first: tuple[float, bool]) -> str | None:
+    """Pause and resume the ready sandbox, its re-init taking ``first``; pause it again while
+    that re-init is in flight and wait until the pod is gone. Return the first pod's UID."""
+    rig.create(annotations=INIT_REQUEST)
+    rig.until(rig.ready)
+    _set_paused(rig, True)
+    rig.until(lambda: rig.cond("SandboxPaused") == ("True", "StopPauseSucceed"))
+    rig.runtime.plan = [first]
+    _set_paused(rig, False)
+    rig.until(lambda: len(rig.runtime.calls) == 1)
+    first_pod = _pod_uid(rig)
+    _set_paused(rig, True)
+    rig.until(lambda: rig.cond("SandboxPaused") == ("True", "StopPauseSucceed"))
+    assert rig.runtime.ended == 0 and rig.pod() is None
+    return first_pod
+
+
+@pytest.mark.parametrize("first_fails", [True, False], ids=["first-failed", "first-ok"])
+def test_a_reinit_that_ends_after_its_pod_went_does_not_decide_the_next_resume(
+    first_fails: bool,
+) -> None:
+    """Resume #1's re-init answers after a pause took its pod; resume #2's pod gets its own.
+
+    The initialised state is per pod (reference §4 step 7: wait for the pod
+    to be Ready, then re-init its runtime). The late answer belongs to a pod
+    that is gone: failed, it must not mark the new pod's runtime Failed (the
+    sandbox would never become Ready, with no ``/init`` ever sent to it);
+    successful, it must not make the new pod Ready uninitialised.
+    """
+    rig = Rig()
+    first_pod = _resume_with_reinit_in_flight(rig, (30.0, first_fails))
+    rig.until(lambda: rig.runtime.ended == 1)
+    rig.run(1)
+    _set_paused(rig, False)
+    rig.until(rig.ready)
+    assert rig.cond("RuntimeInitialized") == ("True", "Succeeded")
+    new_pod = rig.pod()
+    assert new_pod is not None and new_pod.metadata.uid != first_pod
+    assert len(rig.runtime.calls) == 2
+    assert rig.runtime.calls[1] == ("sbx", new_pod.status.pod_ip)
+
+
+@pytest.mark.parametrize("first_fails", [True, False], ids=["first-failed", "first-ok"])
+def test_a_reinit_still_in_flight_for_a_gone_pod_neither_holds_nor_decides_the_new_pod(
+    first_fails: bool,
+) -> None:
+    """Resume #2's pod is Ready while resume #1's re-init (of a pod now gone) still runs.
+
+    The new pod gets a re-init of its own at once and is Ready when it
+    answers; the old re-init's answer, when it comes, changes nothing.
+    """
+    rig = Rig()
+    _resume_with_reinit_in_flight(rig, (120.0, first_fails))
+    _set_paused(rig, False)
+    ready_at = rig.until(rig.ready)
+    assert rig.runtime.ended == 1  # the new pod's; the first is still in flight
+    assert ready_at < 100
+    new_pod = rig.pod()
+    assert new_pod is not None
+    assert rig.runtime.calls[1] == ("sbx", new_pod.status.pod_ip)
+    rig.until(lambda: rig.runtime.ended == 2)
+    rig.run(5)
+    assert rig.ready()
+    assert rig.cond("RuntimeInitialized") == ("True", "Succeeded")
+    assert len(rig.runtime.calls) == 2
 
 
 def test_resume_without_init_request_is_ready_without_reinit() -> None:

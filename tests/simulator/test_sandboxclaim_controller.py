@@ -269,6 +269,41 @@ def test_claim_timeout_completes_with_timed_out(world: World) -> None:
     assert 10 <= world.ctx.now() <= 13
 
 
+@pytest.mark.parametrize(
+    ("succeed", "reason", "count"),
+    [
+        (lambda i: i != 3, "AllReplicasClaimed", "Successfully claimed 6/6 sandboxes"),
+        (lambda i: i != 3 and i <= 5, "TimeoutReached", "claimed 5/6 sandboxes"),
+    ],
+    ids=["all-claimed", "one-short"],
+)
+def test_a_claim_whose_status_writes_failed_completes_with_what_it_claimed(
+    world: World, succeed: Callable[[int], bool], reason: str, count: str
+) -> None:
+    """The first wave's status (4/6) lands; then every status write fails for 20 s while
+    the next reconciles claim the rest (or all but one), and the 10 s claimTimeout passes.
+
+    The completion counts what the controller claimed, as the rest of the
+    reconcile does, not the last count that landed: 6/6 ``AllReplicasClaimed``
+    (it used to read "Timeout reached ..., claimed 4/6" with six sandboxes
+    delivered), or ``TimeoutReached`` with 5/6 when one is missing.
+    """
+    start(world, FakeClaimer(world, succeed=succeed))
+    apply_claim(world, "c", replicas=6, claim_timeout="10s")
+    run_until(world, lambda: claimed_count(world, "c") == 4)
+    world.ctx.faults.inject(
+        kind="api_error", selector={"kind": "SandboxClaim", "verb": "patch"}, duration=20
+    )
+    run_until(world, completed(world, "c"), limit=60)
+    got = get_claim(world, "c")
+    assert got is not None
+    assert conditions(got)["Completed"].reason == reason
+    assert got.status.message is not None and got.status.message.endswith(count)
+    assert got.status.claimed_replicas == int(count.split()[-2].split("/")[0])
+    assert got.status.claimed_replicas == len(claimed_sandboxes(world, "c"))
+    assert world.ctx.now() >= 20  # only once the writes land again
+
+
 def test_ttl_deletes_only_the_claim(world: World) -> None:
     """ttlAfterCompleted deletes the completed claim and leaves its sandboxes."""
     start(world, FakeClaimer(world))
