@@ -1,7 +1,9 @@
 """Read and write manifests: YAML/JSON text and dicts in, typed models out, and back.
 
 :func:`load_manifests` is what ``kubectl apply -f`` does before it talks to the
-API server: split a YAML stream (or read JSON), unwrap ``kind: List``, check
+API server: split a YAML stream read as go-yaml v2 reads it (or a stream of
+JSON objects), convert it as kubectl converts it to JSON (integral floats are
+integers, no infinity or NaN), unwrap lists (``kind: List``, ``SandboxClaimList``), check
 ``apiVersion`` and ``kind``, and validate each object against its model. Every
 problem becomes exactly one :class:`~pytest_kruise_agents.api.errors.InvalidError`
 whose ``field`` says where (``SandboxClaim/my-claim spec.replicas``) and whose
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from types import UnionType
 from typing import Any, Literal, TypeAlias, Union, get_args, get_origin
@@ -31,6 +34,7 @@ from pydantic_core import ErrorDetails, PydanticSerializationError
 from pytest_kruise_agents.api.base import MANIFEST, KubeModel
 from pytest_kruise_agents.api.e2b import replace_surrogates
 from pytest_kruise_agents.api.errors import InvalidError
+from pytest_kruise_agents.api.goyaml import YamlLoader
 from pytest_kruise_agents.api.keys import API_VERSION
 from pytest_kruise_agents.api.meta import ObjectMeta
 from pytest_kruise_agents.api.pod import Pod
@@ -153,8 +157,9 @@ def load_manifests(source: ManifestSource) -> list[KubeObject]:
 
     ``source`` is YAML text (several documents separated by ``---``), JSON
     text, one mapping, a sequence of mappings, or models (each checked as
-    its manifest would be, and returned as a new, equal model). ``kind:
-    List`` is unwrapped. Empty documents are skipped. Raise one
+    its manifest would be, and returned as a new, equal model). Any object
+    with ``items`` (``kind: List``, ``SandboxClaimList``) is unwrapped. Empty
+    documents are skipped. Raise one
     :class:`InvalidError` for the first problem found.
     """
     try:
@@ -197,128 +202,6 @@ def load_manifest(source: ManifestSource) -> KubeObject:
     return objects[0]
 
 
-class YamlLoader(yaml.SafeLoader):
-    """Safe YAML loading as kubectl reads YAML.
-
-    A key given twice in one mapping is refused: PyYAML silently keeps the last
-    value; kubectl refuses the manifest, and a silently dropped field is exactly
-    the kind of mistake worth an error. A timestamp-looking scalar stays its text.
-    A document that aliases too much (a "billion laughs" bomb: a few hundred
-    bytes that expand to millions of nodes) is refused, as go-yaml refuses it.
-    """
-
-    def construct_document(self, node: yaml.Node) -> Any:
-        _check_aliasing(node)
-        return super().construct_document(node)
-
-    def construct_scalar(self, node: yaml.ScalarNode | yaml.MappingNode) -> Any:
-        # PyYAML decodes "\\ud83d\\ude00" (as json.dumps writes an emoji) to two lone
-        # surrogates, which no UTF-8 encoder takes: read as Go's JSON decoder reads them
-        # (the pair is the emoji, a lone one U+FFFD), so JSON behind a "---", a BOM or a
-        # comment is read as the same JSON without them.
-        return replace_surrogates(super().construct_scalar(node))
-
-    def construct_timestamp_text(self, node: yaml.Node) -> str:
-        # kubectl's YAML library (go-yaml v2) keeps an untyped timestamp as the
-        # string written, "for backward compatibility": an unquoted date is an
-        # annotation value as written, and a time field parses it as RFC 3339.
-        return str(self.construct_scalar(node))  # type: ignore[arg-type]
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            # Keys merged in with ``<<`` may legitimately be overridden.
-            if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(
-                key_node, yaml.ScalarNode
-            ):
-                continue
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    "while constructing a mapping",
-                    node.start_mark,
-                    f"duplicate key {key!r}",
-                    key_node.start_mark,
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
-YamlLoader.add_constructor("tag:yaml.org,2002:timestamp", YamlLoader.construct_timestamp_text)
-
-
-def _allowed_alias_ratio(decoded: int) -> float:
-    """go-yaml's ``allowedAliasRatio``: the share of decoded nodes that may come from aliases.
-
-    0.99 up to 400,000 decoded nodes, 0.10 from 4,000,000, a straight line between.
-    """
-    if decoded <= 400_000:
-        return 0.99
-    if decoded >= 4_000_000:
-        return 0.10
-    return 0.99 - 0.89 * (decoded - 400_000) / 3_600_000
-
-
-class _AliasCount:
-    """Nodes go-yaml would decode in one document, and how many of them through an alias."""
-
-    def __init__(self) -> None:
-        self.decoded = 0
-        self.aliased = 0
-        self.size: dict[int, int] = {}
-        """Expanded size of each node decoded so far (by id): what an alias to it decodes."""
-        self.open: set[int] = set()
-
-    def visit(self, node: yaml.Node) -> int:
-        """Count ``node`` as decoded where it stands; return its expanded size."""
-        key = id(node)
-        if key in self.open:
-            raise yaml.constructor.ConstructorError(
-                None, None, "an anchor's value refers to the anchor itself", node.start_mark
-            )
-        if key in self.size:
-            # PyYAML's composer gives an alias the anchored node itself: a
-            # node met again is an alias, decoded again whole by go-yaml.
-            size = self.size[key]
-            self.decoded += size
-            self.aliased += size
-            # Within one expansion the share only grows and the allowed
-            # share only falls: checking at its end is checking throughout.
-            if (
-                self.aliased > 100
-                and self.decoded > 1000
-                and self.aliased / self.decoded > _allowed_alias_ratio(self.decoded)
-            ):
-                raise yaml.constructor.ConstructorError(
-                    None, None, "document contains excessive aliasing", node.start_mark
-                )
-            return size
-        self.decoded += 1
-        self.open.add(key)
-        size = 1
-        if isinstance(node, yaml.SequenceNode):
-            for item in node.value:
-                size += self.visit(item)
-        elif isinstance(node, yaml.MappingNode):
-            for key_node, value_node in node.value:
-                size += self.visit(key_node) + self.visit(value_node)
-        self.open.discard(key)
-        self.size[key] = size
-        return size
-
-
-def _check_aliasing(node: yaml.Node) -> None:
-    """Refuse a document whose aliases expand as go-yaml refuses them ("excessive aliasing").
-
-    go-yaml counts every node it decodes, an alias's whole value each time
-    it is used, and fails once more than 100 came through aliases, more than
-    1,000 in all, and the aliased share passes :func:`_allowed_alias_ratio`.
-    PyYAML shares an alias's value instead of copying it, but everything
-    after loading (validation, hashing, copying) walks the expansion.
-    """
-    _AliasCount().visit(node)
-
-
 class _DuplicateKeyError(ValueError):
     """A JSON object names a key twice."""
 
@@ -336,9 +219,16 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _parse_text(text: str) -> list[Any]:
     stripped = text.lstrip()
-    if stripped.startswith(("{", "[")):
-        # JSON first: its error messages are better for JSON input. Flow-style
-        # YAML (``{kind: Pod}``) also starts with a brace, hence the fallback.
+    if stripped.startswith("{"):
+        # kubectl reads a text that starts with a brace as a stream of JSON
+        # objects (``jq '.items[]'`` prints one). Flow-style YAML (``{kind:
+        # Pod}``) starts with one too, hence the fallback for text that is no
+        # JSON at all; JSON that fails otherwise (a trailing comma) is refused.
+        values = _parse_json_stream(text)
+        if values is not None:
+            return values
+    elif stripped.startswith("["):
+        # YAML to kubectl; JSON first for its error messages' sake.
         try:
             return [replace_surrogates(json.loads(text, object_pairs_hook=_unique_keys))]
         except _DuplicateKeyError as exc:
@@ -356,6 +246,40 @@ def _parse_text(text: str) -> list[Any]:
         raise InvalidError("manifest", f"invalid YAML: {exc}") from None
 
 
+_JSON_SPACE = " \t\n\r"
+
+_JSON_STOPS = frozenset('{}[],:"\\')
+"""Characters at which a JSON error is one of JSON, not text in another language.
+
+A trailing comma fails at ``}``, a missing one at ``"``, a truncated text at
+its end; flow-style YAML fails at an unquoted word (``{kind: Pod}``), a
+quote (``'Pod'``) or a ``---``.
+"""
+
+
+def _parse_json_stream(text: str) -> list[Any] | None:
+    """The JSON values of ``text``, one after another; None if it is no JSON but YAML."""
+    decoder = json.JSONDecoder(object_pairs_hook=_unique_keys)
+    values: list[Any] = []
+    pos = len(text) - len(text.lstrip(_JSON_SPACE))
+    while pos < len(text):
+        try:
+            value, pos = decoder.raw_decode(text, pos)
+        except _DuplicateKeyError as exc:
+            raise InvalidError("manifest", str(exc)) from None
+        except json.JSONDecodeError as exc:
+            at = text[exc.pos] if exc.pos < len(text) else ""
+            if at and at not in _JSON_STOPS and at >= " ":
+                return None
+            raise InvalidError(
+                "manifest", f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+            ) from None
+        values.append(replace_surrogates(value))
+        while pos < len(text) and text[pos] in _JSON_SPACE:
+            pos += 1
+    return values
+
+
 def _load_node(node: Any, where: str, out: list[KubeObject]) -> None:
     if node is None:
         return  # an empty YAML document, as between two ``---`` lines
@@ -367,7 +291,9 @@ def _load_node(node: Any, where: str, out: list[KubeObject]) -> None:
         out.append(_build(_manifest_of(node, where), where))
         return
     if isinstance(node, Mapping):
-        if node.get("kind") == "List":
+        # apimachinery reads any object with ``items`` as a list (``kind: List``,
+        # ``SandboxClaimList``), and ``kind: List`` without them as an empty one.
+        if "items" in node or node.get("kind") == "List":
             _load_list(node, where, out)
         else:
             out.append(_build(node, where))
@@ -405,19 +331,38 @@ def _manifest_of(obj: KubeObject, where: str) -> dict[str, Any]:
 
 
 def _load_list(node: Mapping[str, Any], where: str, out: list[KubeObject]) -> None:
-    api_version = node.get("apiVersion", _LIST_API_VERSION)
-    if api_version != _LIST_API_VERSION:
-        raise InvalidError(
-            f"{where} apiVersion",
-            f"unsupported apiVersion {api_version!r} for kind List: expected 'v1'",
-        )
-    items = node.get("items", [])
+    items = node.get("items")
     if items is None:
         return
     if not isinstance(items, Sequence) or isinstance(items, str | bytes):
         raise InvalidError(f"{where} items", f"must be a list, got {show(items)}")
     for index, item in enumerate(items):
-        _load_node(item, f"{where}.items[{index}]", out)
+        _load_node(_typed_item(node, item), f"{where}.items[{index}]", out)
+
+
+def _typed_item(node: Mapping[str, Any], item: Any) -> Any:
+    """``item`` of the list ``node``, with the list's type if it states none.
+
+    The API server leaves out each item's ``apiVersion`` and ``kind`` in a
+    typed list (``kind: SandboxClaimList``); apimachinery's ``UnstructuredList``
+    gives an item that has neither the list's ``apiVersion`` and its kind
+    minus ``List``, as ``kubectl apply`` reads it.
+    """
+    kind = node.get("kind")
+    item_kind = kind.removesuffix("List") if isinstance(kind, str) else ""
+    if not isinstance(item, Mapping) or not item_kind or _is_text(item.get("kind")):
+        return item
+    if _is_text(item.get("apiVersion")):
+        return item
+    typed = {**item, "kind": item_kind}
+    if _is_text(node.get("apiVersion")):
+        typed["apiVersion"] = node["apiVersion"]
+    return typed
+
+
+def _is_text(value: Any) -> bool:
+    """Whether ``value`` is what apimachinery's ``GetKind``/``GetAPIVersion`` read as set."""
+    return isinstance(value, str) and value != ""
 
 
 def _build(node: Mapping[str, Any], where: str) -> KubeObject:
@@ -445,6 +390,7 @@ def _build(node: Mapping[str, Any], where: str) -> KubeObject:
     model = KINDS[kind]
     try:
         check_string_keys(node)
+        node = _as_sent(node, ())
     except FieldProblem as problem:
         path = format_path(problem.loc)
         raise InvalidError(f"{ident} {path}" if path else ident, problem.reason) from None
@@ -458,6 +404,32 @@ def _build(node: Mapping[str, Any], where: str) -> KubeObject:
         path, reason = _first_problem(exc.errors(), node, model)
         field = f"{ident} {path}" if path else ident
         raise InvalidError(field, reason) from None
+
+
+def _as_sent(value: Any, loc: tuple[int | str, ...]) -> Any:
+    """``value`` as kubectl sends it: JSON, where a float has no infinity and no NaN.
+
+    kubectl converts YAML to JSON (``json: unsupported value: +Inf`` for
+    ``.inf``; JSON's ``NaN`` is a syntax error), and an integral float is
+    written as an integer (Go writes ``float64(3)`` as ``3``): ``replicas:
+    3.0``, ``1e3`` or ``!!float 3`` reach the API server as integers, in an
+    integer field or a free-form map alike. A float at or past 2**63 stays
+    one, as apimachinery reads it back.
+    """
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            word = "NaN" if math.isnan(value) else ("+Inf" if value > 0 else "-Inf")
+            raise FieldProblem(
+                loc, f"unsupported value {word}: a manifest is sent as JSON, which has none"
+            )
+        if value.is_integer() and -(2**63) <= value < 2**63:
+            return int(value)
+        return value
+    if isinstance(value, Mapping):
+        return {key: _as_sent(item, (*loc, key)) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_as_sent(item, (*loc, index)) for index, item in enumerate(value)]
+    return value
 
 
 _NOWHERE = object()

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from pytest_kruise_agents.api.goyaml import YamlLoader
 from simulator.planning import arrivals as arrival_models
 from simulator.planning import scenario as scenario_models
 from simulator.planning.arrivals import TraceFormatError, load_trace
@@ -79,25 +80,6 @@ def _field_names() -> list[str]:
     return sorted(names)
 
 
-class _Loader(yaml.SafeLoader):
-    """Safe YAML that refuses a key given twice (PyYAML would silently keep the last)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            if isinstance(key_node, yaml.ScalarNode):
-                key = self.construct_object(key_node, deep=deep)
-                if key in seen:
-                    raise yaml.constructor.ConstructorError(
-                        "while constructing a mapping",
-                        node.start_mark,
-                        f"duplicate key {key!r}",
-                        key_node.start_mark,
-                    )
-                seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
 def load_scenario(path: str | Path) -> Scenario:
     """Read and validate a scenario file; raise :class:`ScenarioError` on any problem.
 
@@ -148,8 +130,10 @@ def _parse(
     root: yaml.Node | None = None
     if isinstance(source_text, str):
         try:
-            root = yaml.compose(source_text, Loader=_Loader)
-            data = yaml.load(source_text, Loader=_Loader)
+            # Read as kubectl reads YAML (a pool's ``manifest:`` is one): go-yaml's
+            # scalars (``12:30`` and dates are text), merge keys, no key twice.
+            root = yaml.compose(source_text, Loader=YamlLoader)
+            data = yaml.load(source_text, Loader=YamlLoader)
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             problem = exc.problem or exc.context or "malformed YAML"

@@ -904,7 +904,9 @@ def test_two_bad_fields_with_equal_values_are_two_fields_not_a_union() -> None:
     [
         ({"replicas": True}, "spec.replicas", "must be an integer, got the boolean true"),
         ({"replicas": "3"}, "spec.replicas", "must be an integer, got the text '3'"),
-        ({"replicas": 2.0}, "spec.replicas", "must be an integer, got 2.0"),
+        # 2.0 reaches the API server as 2 (Go writes an integral float so): see
+        # test_an_integral_float_is_an_integer.
+        ({"replicas": 2.5}, "spec.replicas", "must be an integer, got 2.5"),
         (
             {"createOnNoStock": "yes"},
             "spec.createOnNoStock",
@@ -1037,3 +1039,156 @@ def test_a_null_required_field_is_a_missing_one() -> None:
         "SandboxClaim/my-claim metadata.labels.a",
         "must be a string, got null",
     )
+
+
+# --------------------------------------------------------------------------- read as kubectl reads
+
+POOL_ARGS = """\
+apiVersion: agents.kruise.io/v1alpha1
+kind: SandboxSet
+metadata: {{name: pool}}
+spec:
+  replicas: {replicas}
+  template:
+    spec:
+      containers: [{{name: c, image: busybox, args: [{arg}]}}]
+"""
+
+
+def pool_args(replicas: str = "1", arg: str = "x") -> SandboxSet:
+    pool = load_manifest(POOL_ARGS.format(replicas=replicas, arg=arg))
+    assert isinstance(pool, SandboxSet)
+    return pool
+
+
+def args_of(pool: SandboxSet) -> Any:
+    return pool.spec.template["spec"]["containers"][0]["args"]  # type: ignore[index]
+
+
+def test_a_time_of_day_is_text_not_a_base_60_number() -> None:
+    """go-yaml has no base-60: ``12:30`` is an argument as written, an annotation a string,
+    and ``replicas: 1:30`` no 90 but text, which an integer field refuses."""
+    assert args_of(pool_args(arg="--at, 12:30, 16:9")) == ["--at", "12:30", "16:9"]
+    claim = load_manifest(
+        CLAIM_YAML.replace("  name: my-claim\n", "  name: c\n  annotations:\n    window: 12:30\n")
+    )
+    assert claim.metadata.annotations == {"window": "12:30"}
+    error = error_of(CLAIM_YAML.replace("replicas: 2", "replicas: 1:30"))
+    assert (error.field, error.reason) == (
+        "SandboxClaim/my-claim spec.replicas",
+        "must be an integer, got the text '1:30'",
+    )
+
+
+@pytest.mark.parametrize(
+    ("field", "written", "value"),
+    [("reserveFailedSandbox", "y", True), ("createOnNoStock", "N", False)],
+)
+def test_go_yaml_booleans_are_booleans(field: str, written: str, value: bool) -> None:
+    """``y`` and ``N`` are booleans to kubectl: a boolean field takes them."""
+    claim = load_manifest(CLAIM_YAML + f"  {field}: {written}\n")
+    assert claim.model_dump(by_alias=True)["spec"][field] is value
+
+
+@pytest.mark.parametrize("written", ["y", "1e3", "0o17", "08"])
+def test_a_go_yaml_number_or_boolean_is_no_string(written: str) -> None:
+    """kubectl sends ``gpu: y`` as ``true`` and ``1e3`` as 1000: a string field refuses them."""
+    error = error_of(CLAIM_YAML + f"  envVars: {{GPU: {written}}}\n")
+    assert error.field == "SandboxClaim/my-claim spec.envVars.GPU"
+    assert error.reason.startswith("must be a string, got ")
+
+
+@pytest.mark.parametrize("written", ["3.0", "3.", "0.3e1", "!!float 3", "08", "0o3", "0x3"])
+def test_an_integral_float_is_an_integer(written: str) -> None:
+    """Go writes ``float64(3)`` as ``3``: kubectl sends these as the integer 3."""
+    expected = 8 if written == "08" else 3
+    assert pool_args(replicas=written).spec.replicas == expected
+
+
+@pytest.mark.parametrize("number", ["3.0", "3e0"])
+def test_an_integral_json_float_is_an_integer(number: str) -> None:
+    """apimachinery decodes JSON ``3.0`` and writes it back as ``3``; 3.5 is still no integer."""
+    text = json.dumps(claim_dict(replicas=0)).replace('"replicas": 0', f'"replicas": {number}')
+    assert load_manifest(text).spec.replicas == 3  # type: ignore[union-attr]
+    assert args_of(pool_args(arg="1.0")) == [1]
+    error = error_of(text.replace(number, "3.5"))
+    assert (error.field, error.reason) == (
+        "SandboxClaim/my-claim spec.replicas",
+        "must be an integer, got 3.5",
+    )
+
+
+@pytest.mark.parametrize(("arg", "word"), [(".inf", "+Inf"), ("-.inf", "-Inf"), (".nan", "NaN")])
+def test_a_yaml_float_json_cannot_carry_is_refused(arg: str, word: str) -> None:
+    """kubectl fails (``json: unsupported value: +Inf``); it was stored as null or nan."""
+    error = error_of(POOL_ARGS.format(replicas=1, arg=f"--ratio, {arg}"))
+    assert error.field == "SandboxSet/pool spec.template.spec.containers[0].args[1]"
+    assert error.reason.startswith(f"unsupported value {word}: ")
+
+
+@pytest.mark.parametrize(
+    ("number", "word"), [("NaN", "NaN"), ("-Infinity", "-Inf"), ("1e400", "+Inf")]
+)
+def test_a_json_number_past_a_float_is_refused(number: str, word: str) -> None:
+    """``NaN`` and ``Infinity`` are no JSON and ``1e400`` no float64, to kubectl."""
+    text = json.dumps(claim_dict(labels={"a": "b"})).replace('"b"', number)
+    error = error_of(text)
+    assert error.field == "SandboxClaim/my-claim spec.labels.a"
+    assert error.reason.startswith(f"unsupported value {word}: ")
+
+
+def test_a_stream_of_json_objects_is_read_in_order() -> None:
+    """What ``kubectl get -o json | jq '.items[]'`` prints: one object after another."""
+    first, second = (json.dumps(claim_dict(), indent=2), json.dumps(claim_dict(replicas=3)))
+    claims = load_manifests(f"{first}\n{second}{second}\n")
+    assert [c.spec.replicas for c in claims] == [1, 3, 3]  # type: ignore[union-attr]
+
+
+def test_json_that_fails_is_not_read_as_yaml() -> None:
+    """A trailing comma is a JSON error (kubectl's), not flow-style YAML that reads it."""
+    text = json.dumps(claim_dict()).replace('"my-claim"}', '"my-claim",}')
+    error = error_of(text)
+    assert error.field == "manifest"
+    assert error.reason.startswith("invalid JSON at line 1, column ")
+    # Flow-style YAML that starts with a brace is still read.
+    assert load_manifest("{apiVersion: v1, kind: Pod, metadata: {name: p}}").kind == "Pod"
+
+
+def test_a_typed_list_gives_its_items_their_kind() -> None:
+    """The API server's ``SandboxClaimList`` leaves the items' kind out; kubectl fills it in."""
+    doc = {
+        "apiVersion": "agents.kruise.io/v1alpha1",
+        "kind": "SandboxClaimList",
+        "metadata": {"resourceVersion": "12"},
+        "items": [{"metadata": {"name": "c1"}, "spec": {"templateName": "pool"}}],
+    }
+    (claim,) = load_manifests(doc)
+    assert isinstance(claim, SandboxClaim) and claim.metadata.name == "c1"
+    # A kind: List need not be at v1, and an item with a kind of its own keeps it.
+    doc = {"apiVersion": "agents.kruise.io/v1alpha1", "kind": "List", "items": [claim_dict()]}
+    assert [o.kind for o in load_manifests(doc)] == ["SandboxClaim"]
+    assert load_manifests({"kind": "SandboxClaimList", "items": None}) == []
+
+
+def test_merge_keys_give_earlier_maps_precedence() -> None:
+    """``<<: [*a, *b]`` takes a key from ``a`` first; a ``<<`` after a key overrides it."""
+    text = CLAIM_YAML + (
+        "  labels: &a {tier: gold, team: a}\n"
+        "  annotations: &b {tier: silver}\n"
+        "  envVars:\n    tier: bronze\n    <<: [*a, *b]\n"
+    )
+    assert load_manifest(text).spec.env_vars == {"tier": "gold", "team": "a"}  # type: ignore[union-attr]
+
+
+def test_kubectl_yaml_syntax_is_read() -> None:
+    """A tab after a colon, a plain ``=`` and ``!!binary`` read as go-yaml reads them."""
+    pool = load_manifest(
+        POOL_ARGS.format(replicas=1, arg="--sep, =").replace(
+            "metadata: {name: pool}",
+            "metadata:\n  name: pool\n  annotations:\n    team:\t!!binary cGxhdGZvcm0=",
+        )
+    )
+    assert pool.metadata.annotations == {"team": "platform"}
+    assert args_of(pool) == ["--sep", "="]  # type: ignore[arg-type]
+    error = error_of("%YAML 1.2\n---\n" + CLAIM_YAML)
+    assert error.reason.startswith("invalid YAML: found incompatible YAML document")

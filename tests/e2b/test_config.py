@@ -45,7 +45,8 @@ def write(tmp_path: Path, data: Any) -> Path:
         ({"nodes": [{"name": "a", "gpus": 1}]}, "nodes[0].gpus", "unknown field"),
         # A node's name and labels follow the API server's rules (ValidateNodeName, labels).
         ({"nodes": [{"name": "Worker 1"}]}, "nodes[0].name", "RFC 1123 subdomain"),
-        ({"nodes": [{"name": "n", "labels": {"a b": "c"}}]}, "nodes[0].labels", "invalid key"),
+        # (Not "n": PyYAML writes it plain, and kubectl's YAML reads a plain n as false.)
+        ({"nodes": [{"name": "w", "labels": {"a b": "c"}}]}, "nodes[0].labels", "invalid key"),
         ({"apiKeys": [{"id": "x"}]}, "apiKeys[0].key", "required"),
         ({"apiKeys": [{"key": "k", "team": "a--b"}]}, "apiKeys[0].team", "'--'"),
         ({"apiKeys": [{"key": "k", "team": "Team A"}]}, "apiKeys[0].team", "RFC 1123 namespace"),
@@ -510,3 +511,29 @@ def test_a_file_nested_too_deeply_is_one_error_not_a_recursion_traceback(
         r": invalid YAML: an anchor.s value refers to the anchor itself$|: nested too deeply",
         str(info.value),
     )
+
+
+def test_pools_in_a_config_file_are_read_as_kubectl_reads_them(tmp_path: Path) -> None:
+    """A pool written as a mapping in the file: ``12:30`` is an argument as written (it was
+    750), and ``gpu: y`` the boolean kubectl would send, which an annotation refuses."""
+    text = """\
+sandboxsets:
+- apiVersion: agents.kruise.io/v1alpha1
+  kind: SandboxSet
+  metadata: {name: pool, annotations: {gpu: GPU}}
+  spec:
+    replicas: 1
+    template:
+      spec:
+        containers: [{name: c, image: busybox, args: [--at, 12:30]}]
+"""
+    cfg = load_config(write(tmp_path, text))
+    assert isinstance(cfg.sandboxsets, list)
+    assert cfg.sandboxsets[0]["spec"]["template"]["spec"]["containers"][0]["args"] == [  # type: ignore[index]
+        "--at",
+        "12:30",
+    ]
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text.replace("gpu: GPU", "gpu: y")))
+    assert info.value.field == "sandboxsets[0]"
+    assert "metadata.annotations.gpu: must be a string, got the boolean true" in info.value.reason

@@ -320,7 +320,7 @@ replications: 2
 duration: 40s
 warmup: 5s
 cluster:
-  nodes: [{name: n, count: 1, cpu: "64", memory: 256Gi, max_pods: 10}]
+  nodes: [{name: node, count: 1, cpu: "64", memory: 256Gi, max_pods: 10}]
 pools:
   - {name: base, replicas: 4}
 workloads:

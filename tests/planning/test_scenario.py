@@ -794,3 +794,32 @@ def test_csi_mounts_without_the_runtime_init_are_refused(path: str, tmp_path: Pa
         "which skip_init_runtime skips"
     )
     assert err.line is not None
+
+
+def test_merge_keys_work_in_a_scenario() -> None:
+    """A workload may reuse another with ``<<: *w`` (the loader used to refuse every merge)."""
+    text = TINY.replace("  - template: base\n", "  - &w\n    template: base\n").replace(
+        "goals:", "  - <<: *w\n    hold: 20s\ngoals:"
+    )
+    scenario = parse_scenario(text)
+    assert [w.hold for w in scenario.workloads] == ["exp(10s)", "20s"]
+    assert scenario.workloads[1].arrivals == scenario.workloads[0].arrivals
+
+
+def test_an_inline_pool_manifest_is_read_as_kubectl_reads_it() -> None:
+    """A ``manifest:`` written as a mapping keeps a date and a time of day as text, as the
+    same manifest given as a text block does (it became a date object and 750)."""
+    pool = """\
+  - manifest:
+      apiVersion: agents.kruise.io/v1alpha1
+      kind: SandboxSet
+      metadata:
+        name: base
+        annotations: {released: 2024-05-01, window: 12:30}
+      spec:
+        replicas: 4
+        template: {spec: {containers: [{name: c, image: busybox}]}}
+"""
+    scenario = parse_scenario(TINY.replace("  - {name: base, replicas: 4}\n", pool))
+    annotations = scenario.pools[0].sandboxset().metadata.annotations
+    assert annotations == {"released": "2024-05-01", "window": "12:30"}
