@@ -29,7 +29,11 @@
   ``container.start``, ``container.ready``, then one status write:
   phase Running, ``podIP``, ``hostIP``, ``Ready=True`` (with no reason, as the
   kubelet writes it: only an unready pod's Ready says why,
-  ``ContainersNotReady`` or the failure's reason). The kubelet restarts
+  ``ContainersNotReady`` or the failure's reason) and the container statuses
+  (``v1.ContainerStatus``: running, ready, started, ``restartCount``; init
+  containers completed and sidecars running, for they take no time here). A
+  container's waiting reason (``ErrImagePull``, ``CrashLoopBackOff``) is in its
+  status, not the pod's ``reason``, which only a failed pod has. The kubelet restarts
   the container in place when the first container's image changes, resizes
   it in place (no restart, ``inplace.resize``) when any container's CPU or
   memory changes and the node has room (else ``status.resize`` is
@@ -42,12 +46,14 @@ that a reader can tell a Ready pod running the *new* spec from one still
 reporting the old one.
 
 Faults consulted, for each pod with its own labels (pods sharing a download
-of an image included): ``image_pull_failure`` (ErrImagePull, then
-ImagePullBackOff, retried with a 10 s back-off doubling to 300 s),
-``image_pull_slow`` (the pod's pull takes the fault's latency instead; the
-rest of it goes at the ordinary rate once the fault ends), ``pod_start_failure``
-(Ready False with reason ``StartContainerFailed``, CrashLoopBackOff with the
-same back-off). Faults acting when their window opens (never once it has closed):
+of an image included): ``image_pull_failure`` (the first container waits,
+ErrImagePull, then ImagePullBackOff, retried with a 10 s back-off doubling to
+300 s), ``image_pull_slow`` (the pod's pull takes the fault's latency instead;
+the rest of it goes at the ordinary rate once the fault ends),
+``pod_start_failure`` (Ready False with reason ``StartContainerFailed``, the
+first container crashed, exit code 1, and waiting in CrashLoopBackOff with the
+same back-off; only the first failure of a loop is written, see
+``docs/fidelity.md``). Faults acting when their window opens (never once it has closed):
 ``node_loss`` (the node's pods fail with reason NodeLost, the node takes no
 pods until no node_loss in force holds it, then comes back empty)
 and ``pod_kill`` (running pods matching the selector fail with reason Killed).
@@ -61,14 +67,27 @@ import contextlib
 import heapq
 import ipaddress
 from collections.abc import Generator
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import simpy
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pytest_kruise_agents.api import keys
+from pytest_kruise_agents.api.durations import format_duration
 from pytest_kruise_agents.api.meta import Condition, find_condition, set_condition
-from pytest_kruise_agents.api.pod import Pod, PodRequests, normalize_image, pod_requests
+from pytest_kruise_agents.api.pod import (
+    ContainerState,
+    ContainerStateRunning,
+    ContainerStateTerminated,
+    ContainerStateWaiting,
+    ContainerStatus,
+    Pod,
+    PodRequests,
+    is_sidecar,
+    normalize_image,
+    pod_requests,
+)
 from pytest_kruise_agents.api.quantity import (
     cpu_millis,
     memory_bytes,
@@ -103,6 +122,8 @@ BACKOFF_MAX_S = 300.0
 """Cap of the kubelet's back-offs."""
 
 _API_RETRY_S = 1.0
+_NO_STATE = ContainerState()
+"""An empty ``lastState``, shared (stored objects are never changed in place)."""
 _TERMINAL = ("Failed", "Succeeded")
 _IPS_PER_NODE = 65534
 
@@ -278,16 +299,24 @@ class _PodRun:
 
     __slots__ = (
         "containers",
+        "created",
         "dead",
+        "first_start",
         "held_for",
         "image",
+        "instances",
         "ip",
+        "last_state",
         "last_status",
+        "main_image",
         "pod",
         "process",
         "realised",
         "resources",
+        "running_since",
         "started",
+        "state",
+        "stopped_at",
         "terminating",
         "uid",
         "wake",
@@ -312,6 +341,25 @@ class _PodRun:
         self.dead = False
         self.wake: simpy.Event | None = None
         self.last_status: tuple[Any, ...] | None = None
+        # The containers as the kubelet reports them (see ``_container_statuses``):
+        # the first container is the one the model runs, restarts and updates in
+        # place; the others start with its first start and keep running.
+        self.created: float | None = None
+        """When the pod sandbox was made: the init containers ran then (they take no time here)."""
+        self.first_start: datetime | None = None
+        """When the pod's containers were first started (the other containers' ``startedAt``)."""
+        self.running_since: datetime | None = None
+        """When the first container's running instance started; ``None`` if none runs."""
+        self.state: ContainerState | None = None
+        """The first container's state when no instance runs; ``None`` while none was created."""
+        self.stopped_at: datetime | None = None
+        """When the running instance was stopped to be created again, if it was."""
+        self.last_state: ContainerState | None = None
+        """The first container's ``lastState``: how its previous instance ended."""
+        self.instances = 0
+        """Instances of the first container created: ``restartCount`` is one fewer."""
+        self.main_image: str | None = None
+        """The image of the first container's latest instance, as the spec wrote it."""
 
     def resources_changed(self) -> bool:
         """Whether the pod's containers ask for other CPU or memory than the node allocated."""
@@ -322,6 +370,88 @@ class _PodRun:
             return True
         self.containers = containers
         return False
+
+
+def _completed(since: datetime | None, now: datetime) -> ContainerState:
+    """A container instance stopped by the kubelet (to be created again): it ended cleanly."""
+    return ContainerState(
+        terminated=ContainerStateTerminated(
+            exit_code=0, reason="Completed", started_at=since, finished_at=now
+        )
+    )
+
+
+def _stop_main(run: _PodRun, now: datetime) -> None:
+    """The first container's running instance is stopped, to be created again (in place).
+
+    Its status still reads running, not ready, until the new instance runs or
+    waits: the kubelet reports the stop only after the sync that pulls and
+    starts the new one (as with Kruise's in-place update, the pod stays Running).
+    """
+    if run.running_since is not None:
+        run.stopped_at = now
+
+
+def _retire_main(run: _PodRun, now: datetime) -> None:
+    """The first container's latest instance, stopped if it ran, becomes its ``lastState``."""
+    since = run.running_since
+    if since is not None:
+        run.running_since = None
+        run.last_state = _completed(since, run.stopped_at or now)
+        run.stopped_at = None
+
+
+def _main_waits(run: _PodRun, now: datetime, reason: str, message: str) -> None:
+    """The first container cannot run (its image cannot be pulled): it waits, ``reason``."""
+    _retire_main(run, now)
+    run.state = ContainerState(waiting=ContainerStateWaiting(reason=reason, message=message))
+
+
+def _main_crashed(run: _PodRun, now: datetime, image: str | None, message: str) -> None:
+    """A new instance of the first container was started and failed: it backs off.
+
+    It counts as a container that ran and exited with an error (exit code 1,
+    ``Error``), as a crash-looping process does.
+    """
+    run.instances += 1
+    run.main_image = image
+    run.first_start = run.first_start or now
+    run.running_since = None
+    run.last_state = ContainerState(
+        terminated=ContainerStateTerminated(
+            exit_code=1, reason="Error", started_at=now, finished_at=now
+        )
+    )
+    run.state = ContainerState(
+        waiting=ContainerStateWaiting(reason="CrashLoopBackOff", message=message)
+    )
+
+
+def _main_started(run: _PodRun, now: datetime, image: str | None) -> None:
+    """A new instance of the first container runs (the pod's start, a restart, an update)."""
+    if run.instances:
+        _retire_main(run, now)
+    run.instances += 1
+    run.main_image = image
+    run.first_start = run.first_start or now
+    run.state = None
+    run.running_since = now
+
+
+def _not_created(run: _PodRun, container: dict[str, Any]) -> ContainerStatus:
+    init = run.pod.spec.get("initContainers")
+    reason = "PodInitializing" if init else "ContainerCreating"
+    return ContainerStatus(
+        name=container.get("name", ""),
+        state=ContainerState(waiting=ContainerStateWaiting(reason=reason)),
+        last_state=_NO_STATE,
+        image=container.get("image", ""),
+        started=False,
+    )
+
+
+def _unready(statuses: list[ContainerStatus]) -> list[ContainerStatus]:
+    return [c.model_copy(update={"ready": False}) if c.ready else c for c in statuses]
 
 
 class _Waiting:
@@ -601,6 +731,9 @@ class Nodes:
         from: a retry reuses them rather than parsing quantities again."""
         self._images: dict[str, str] = {}
         """Normalised image references, by reference as written (a handful per cluster)."""
+        self._shared: dict[tuple[str, Any, datetime], ContainerStatus] = {}
+        """The running containers' statuses written this second, by (name, image, startedAt)."""
+        self._shared_at: datetime | None = None
         self._unfit: set[Shape] = set()
         """Request shapes that fit no node, found since room last grew (see :meth:`_room_grew`)."""
         self._finalizing: dict[str, None] = {}
@@ -1180,6 +1313,7 @@ class Nodes:
             yield from self._stall("kubelet")
             yield env.timeout(ctx.latency("pod.create"))
             run.ip = node.allocate_ip()
+            run.created = env.now
             while True:
                 # No local keeps a version of the pod: this process lives as long
                 # as the pod, and an old version held here would never be freed.
@@ -1211,6 +1345,8 @@ class Nodes:
                 template = run.pod.metadata.labels.get(keys.LABEL_SANDBOX_TEMPLATE)
                 phase: PodPhase = "Running" if run.started else "Pending"
                 if inplace and run.last_status is not None and run.last_status[1]:
+                    # The kubelet stops the container it is to create again.
+                    _stop_main(run, self._stamp())
                     yield from self._write(node, run, phase, False, "ContainersNotReady")
                 if want is not None:
                     ok = yield from self._pull(node, want, template, ns)
@@ -1220,14 +1356,10 @@ class Nodes:
                         ctx.record(
                             "kubelet.pull_failed", f"{ns}/{name} image={want} node={node.name}"
                         )
+                        message = f'Back-off pulling image "{want}"'
+                        _main_waits(run, self._stamp(), reason, message)
                         yield from self._write(
-                            node,
-                            run,
-                            phase,
-                            False,
-                            "ContainersNotReady",
-                            reason,
-                            f'Back-off pulling image "{want}"',
+                            node, run, phase, False, "ContainersNotReady", reason, message
                         )
                         yield env.timeout(backoff_delay(pull_failures))
                         continue
@@ -1240,6 +1372,8 @@ class Nodes:
                 ):
                     start_failures += 1
                     ctx.record("kubelet.start_failed", f"{ns}/{name} node={node.name}")
+                    delay = backoff_delay(start_failures)
+                    self._crashed(run, want, delay)
                     yield from self._write(
                         node,
                         run,
@@ -1249,7 +1383,7 @@ class Nodes:
                         "CrashLoopBackOff",
                         "back-off restarting failed container",
                     )
-                    yield env.timeout(backoff_delay(start_failures))
+                    yield env.timeout(delay)
                     continue
                 if not inplace:
                     yield env.timeout(ctx.latency("container.ready"))
@@ -1258,11 +1392,13 @@ class Nodes:
                     continue
                 run.image = want
                 run.started = True
+                now = self._stamp()
+                _main_started(run, now, want)
                 ctx.record(
                     "kubelet.inplace_updated" if inplace else "kubelet.running",
                     f"{ns}/{name} node={node.name} ip={run.ip}",
                 )
-                yield from self._write(node, run, "Running", True, "PodReady")
+                yield from self._write(node, run, "Running", True, "PodReady", now=now)
         except simpy.Interrupt:
             return
 
@@ -1511,6 +1647,128 @@ class Nodes:
             pull.finish = min(part.finish for part in pull.parts)
             self._land_at(node, image, pull, pull.finish)
 
+    def _stamp(self) -> datetime:
+        """Now, as a status timestamp (``metav1.Time`` keeps whole seconds)."""
+        return self.ctx.now_dt().replace(microsecond=0)
+
+    def _normal(self, image: str) -> str:
+        """``image`` as the runtime names it (:func:`normalize_image`, cached)."""
+        key = self._images.get(image)
+        if key is None:
+            key = self._images[image] = normalize_image(image)
+        return key
+
+    def _crashed(self, run: _PodRun, image: str | None, delay: float) -> None:
+        """The first container failed to start; the kubelet backs off ``delay`` seconds."""
+        pod = run.pod
+        containers = pod.spec.get("containers") or [{}]
+        meta = pod.metadata
+        # The kubelet's own words (kuberuntime's doBackOff).
+        message = (
+            f"back-off {format_duration(timedelta(seconds=delay))} restarting failed "
+            f"container={containers[0].get('name', '')} "
+            f"pod={meta.name}_{meta.namespace}({run.uid})"
+        )
+        _main_crashed(run, self._stamp(), image, message)
+
+    def _container_statuses(
+        self, run: _PodRun, ready: bool, now: datetime
+    ) -> tuple[list[ContainerStatus], list[ContainerStatus]]:
+        """``(initContainerStatuses, containerStatuses)`` of a pod the kubelet runs.
+
+        The first container as :class:`_PodRun` follows it; the others run
+        from its first start on, ready; the init containers ran when the pod
+        sandbox was made: completed, or running for a sidecar.
+        """
+        spec = run.pod.spec
+        containers = spec.get("containers")
+        if not containers:
+            return [], []  # no pod the API server takes (validation wants one)
+        init = spec.get("initContainers")
+        since = run.running_since
+        if (
+            since is not None
+            and ready
+            and run.instances == 1
+            and run.last_state is None
+            and not init
+            and not containers[1:]
+        ):
+            # The usual sandbox pod, running: its status is shared (see _running).
+            return [], [self._running(containers[0].get("name", ""), run.main_image, since, now)]
+        statuses = [self._main_status(run, containers[0], ready)]
+        for c in containers[1:]:
+            if run.first_start is None:
+                statuses.append(_not_created(run, c))
+            else:
+                statuses.append(
+                    self._running(c.get("name", ""), c.get("image"), run.first_start, now)
+                )
+        if not init:
+            return [], statuses
+        created = self.ctx.now() if run.created is None else run.created
+        at = (self.ctx.epoch + timedelta(seconds=created)).replace(microsecond=0)
+        return [self._init_status(c, at, now) for c in init], statuses
+
+    def _main_status(self, run: _PodRun, container: dict[str, Any], ready: bool) -> ContainerStatus:
+        """The first container's status, as its latest instance left it."""
+        since = run.running_since
+        if since is None and run.state is None:
+            return _not_created(run, container)
+        state = run.state or ContainerState(running=ContainerStateRunning(started_at=since))
+        image = run.main_image
+        return ContainerStatus(
+            name=container.get("name", ""),
+            state=state,
+            last_state=run.last_state or _NO_STATE,
+            ready=ready and since is not None,
+            restart_count=max(run.instances - 1, 0),
+            image=container.get("image", "") if image is None else self._normal(image),
+            started=since is not None,
+        )
+
+    def _running(self, name: str, image: Any, since: datetime, now: datetime) -> ContainerStatus:
+        """A running, ready container that never restarted, ``image`` as the spec writes it.
+
+        Shared by the pods that have one alike, as most pods of a pool do (a
+        stored object is never changed in place): the kubelet's most frequent
+        write then builds none.
+        """
+        if now != self._shared_at:
+            self._shared_at = now
+            self._shared.clear()  # started before this second: no later pod shares it
+        key = (name, image, since)
+        status = self._shared.get(key)
+        if status is None:
+            status = self._shared[key] = ContainerStatus(
+                name=name,
+                state=ContainerState(running=ContainerStateRunning(started_at=since)),
+                last_state=_NO_STATE,
+                ready=True,
+                image=self._normal(str(image or "")),
+                started=True,
+            )
+        return status
+
+    def _init_status(
+        self, container: dict[str, Any], at: datetime, now: datetime
+    ) -> ContainerStatus:
+        if is_sidecar(container):
+            return self._running(container.get("name", ""), container.get("image"), at, now)
+        # A completed init container reads ready (the prober manager's rule), not started.
+        return ContainerStatus(
+            name=container.get("name", ""),
+            state=ContainerState(
+                terminated=ContainerStateTerminated(
+                    exit_code=0, reason="Completed", started_at=at, finished_at=at
+                )
+            ),
+            last_state=_NO_STATE,
+            ready=True,
+            image=self._normal(str(container.get("image", ""))),
+            started=False,
+        )
+
     def _write(
         self,
         node: _Node,
@@ -1521,21 +1779,30 @@ class Nodes:
         reason: str | None = None,
         message: str | None = None,
         resize: Literal["Deferred", "Infeasible"] | None = None,
+        now: datetime | None = None,
     ) -> Op:
         """Write the pod's status (skipped when it would write what it wrote last).
 
         ``Ready`` carries the generation realised: the pod's own, unless a CPU
-        resize of it is not carried out yet (``resize`` says why).
+        resize of it is not carried out yet (``resize`` says why). ``reason`` and
+        ``message`` say why the first container waits; its state, and the other
+        containers', are the run's (see :meth:`_container_statuses`). ``now``
+        is the timestamp of the write, if the caller has it already.
         """
         generation = run.pod.metadata.generation
         if run.resources_changed():
             generation = run.realised
+        # The container statuses are not in it: a crash loop's failures after the
+        # first are not written (docs/fidelity.md), so that runs with one make the
+        # API calls, and draw the latencies, they always did.
         sig = (phase, ready, ready_reason, reason, message, generation, run.ip, resize)
         if run.last_status == sig:
             return
         uid = run.uid
         ip = run.ip
-        now = self.ctx.now_dt().replace(microsecond=0)
+        if now is None:
+            now = self._stamp()
+        init_statuses, statuses = self._container_statuses(run, ready, now)
 
         def status(p: Pod) -> None:
             if p.metadata.uid != uid:
@@ -1548,10 +1815,14 @@ class Nodes:
                     "phase": phase,
                     "host_ip": node.host_ip,
                     "pod_ip": ip,
-                    "reason": reason,
-                    "message": message,
+                    # A container's waiting reason is in its status, not the pod's
+                    # (the kubelet sets a pod's reason only when it fails the pod).
+                    "reason": None,
+                    "message": None,
                     "resize": resize,
                     "conditions": conds,
+                    "init_container_statuses": init_statuses,
+                    "container_statuses": statuses,
                 }
             )
             intern = self.ctx.intern_condition
@@ -1602,6 +1873,9 @@ class Nodes:
             st.phase = "Failed"
             st.reason = reason
             st.message = message
+            # Its containers no longer run as the kubelet last reported them: none is ready.
+            st.container_statuses = _unready(st.container_statuses)
+            st.init_container_statuses = _unready(st.init_container_statuses)
             cond = find_condition(st.conditions, "Ready")
             set_condition(
                 st.conditions,

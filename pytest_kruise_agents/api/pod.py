@@ -6,7 +6,7 @@ from typing import Any, Literal, NamedTuple
 
 from pydantic import Field
 
-from pytest_kruise_agents.api.base import KubeModel
+from pytest_kruise_agents.api.base import KubeModel, Time
 from pytest_kruise_agents.api.keys import BLACKLISTED_PREFIXES
 from pytest_kruise_agents.api.meta import Condition, ObjectMeta
 from pytest_kruise_agents.api.problems import format_path, kind_and_value, show
@@ -22,6 +22,11 @@ from pytest_kruise_agents.api.validation import (
 __all__ = [
     "DEFAULT_CPU_REQUEST_MILLIS",
     "DEFAULT_MEMORY_REQUEST_BYTES",
+    "ContainerState",
+    "ContainerStateRunning",
+    "ContainerStateTerminated",
+    "ContainerStateWaiting",
+    "ContainerStatus",
     "Pod",
     "PodRequests",
     "PodStatus",
@@ -30,7 +35,9 @@ __all__ = [
     "default_requests",
     "first_container_cpu",
     "first_container_image",
+    "first_sync_statuses",
     "image_problem",
+    "is_sidecar",
     "normalize_image",
     "pod_requests",
     "pod_spec_change_problem",
@@ -43,6 +50,57 @@ __all__ = [
 ]
 
 
+class ContainerStateWaiting(KubeModel):
+    """``v1.ContainerStateWaiting``: why a container is not running (``ContainerCreating``,
+    ``ErrImagePull``, ``ImagePullBackOff``, ``CrashLoopBackOff``...)."""
+
+    reason: str | None = None
+    message: str | None = None
+
+
+class ContainerStateRunning(KubeModel):
+    """``v1.ContainerStateRunning``."""
+
+    started_at: Time | None = None
+
+
+class ContainerStateTerminated(KubeModel):
+    """``v1.ContainerStateTerminated``: how a container ended (``exitCode`` is always written)."""
+
+    exit_code: int = 0
+    signal: int | None = None
+    reason: str | None = None
+    message: str | None = None
+    started_at: Time | None = None
+    finished_at: Time | None = None
+
+
+class ContainerState(KubeModel):
+    """``v1.ContainerState``: at most one of ``waiting``, ``running`` and ``terminated``."""
+
+    waiting: ContainerStateWaiting | None = None
+    running: ContainerStateRunning | None = None
+    terminated: ContainerStateTerminated | None = None
+
+
+class ContainerStatus(KubeModel):
+    """``v1.ContainerStatus``, as the kubelet writes it (no ``containerID`` or ``imageID``:
+    the model has no runtime ids or image digests).
+
+    ``restartCount`` is the number of times the container was created again
+    (a crash, an in-place image update); ``lastState`` the one before
+    ``state``, whose ``terminated.finishedAt`` kubectl's RESTARTS column reads.
+    """
+
+    name: str
+    state: ContainerState = Field(default_factory=ContainerState)
+    last_state: ContainerState = Field(default_factory=ContainerState)
+    ready: bool = False
+    restart_count: int = Field(default=0, ge=0)
+    image: str = ""
+    started: bool | None = None
+
+
 class PodStatus(KubeModel):
     """The part of ``PodStatus`` the model keeps."""
 
@@ -52,6 +110,10 @@ class PodStatus(KubeModel):
     conditions: list[Condition] = Field(default_factory=list)
     message: str | None = None
     reason: str | None = None
+    """Why the pod as a whole is as it is (``NodeLost``, ``Killed``, ``OutOfcpu``); a
+    container's waiting reason (``ImagePullBackOff``...) is in its status, not here."""
+    init_container_statuses: list[ContainerStatus] = Field(default_factory=list)
+    container_statuses: list[ContainerStatus] = Field(default_factory=list)
     resize: Literal["Proposed", "InProgress", "Deferred", "Infeasible"] | None = None
     """An in-place resize the kubelet has not carried out (``status.resize``, Kubernetes 1.27-1.32)."""
 
@@ -64,6 +126,36 @@ class Pod(KubeModel):
     metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     spec: dict[str, Any] = Field(default_factory=dict)
     status: PodStatus = Field(default_factory=PodStatus)
+
+
+def is_sidecar(container: Any) -> bool:
+    """Whether an init container is a sidecar (``restartPolicy: Always``): it keeps running."""
+    return isinstance(container, dict) and container.get("restartPolicy") == "Always"
+
+
+def first_sync_statuses(
+    spec: dict[str, Any],
+) -> tuple[list[ContainerStatus], list[ContainerStatus]]:
+    """``(initContainerStatuses, containerStatuses)`` of a pod none of whose containers was created.
+
+    What the kubelet's first sync of a pod writes (``convertToAPIContainerStatuses``'
+    defaults): every container waiting, ``ContainerCreating``, or ``PodInitializing``
+    (init containers too) when the pod has init containers; not started, not ready,
+    its image as the spec writes it.
+    """
+    init = [c for c in spec.get("initContainers") or [] if isinstance(c, dict)]
+    reason = "PodInitializing" if init else "ContainerCreating"
+    containers = [c for c in spec.get("containers") or [] if isinstance(c, dict)]
+    return [_waiting(c, "PodInitializing") for c in init], [_waiting(c, reason) for c in containers]
+
+
+def _waiting(container: dict[str, Any], reason: str) -> ContainerStatus:
+    return ContainerStatus(
+        name=str(container.get("name") or ""),
+        state=ContainerState(waiting=ContainerStateWaiting(reason=reason)),
+        image=str(container.get("image") or ""),
+        started=False,
+    )
 
 
 def first_container_image(template: dict[str, Any] | None) -> str | None:

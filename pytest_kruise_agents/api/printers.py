@@ -2,7 +2,8 @@
 
 The columns are the CRDs' ``additionalPrinterColumns`` (reference §1.1) and,
 for pods, kubectl's own (``NAME READY STATUS RESTARTS AGE``, and ``IP NODE
-NOMINATED NODE READINESS GATES`` with ``-o wide``). Layout follows kubectl's
+NOMINATED NODE READINESS GATES`` with ``-o wide``; READY, STATUS and RESTARTS
+read from the container statuses as ``printPod`` reads them). Layout follows kubectl's
 tab writer: left-aligned cells padded by three spaces, a minimum cell width
 of six, the last column unpadded, and ``<none>`` where a column's JSONPath
 finds nothing. A cell ends at its first line break, followed by ``...``.
@@ -19,7 +20,13 @@ from pytest_kruise_agents.api.base import format_time
 from pytest_kruise_agents.api.keys import LABEL_SANDBOX_CLAIMED
 from pytest_kruise_agents.api.manifest import API_VERSIONS, KubeObject
 from pytest_kruise_agents.api.meta import find_condition
-from pytest_kruise_agents.api.pod import Pod
+from pytest_kruise_agents.api.pod import (
+    ContainerStateTerminated,
+    ContainerStatus,
+    Pod,
+    first_sync_statuses,
+    is_sidecar,
+)
 from pytest_kruise_agents.api.sandbox import Sandbox
 from pytest_kruise_agents.api.sandboxclaim import SandboxClaim
 from pytest_kruise_agents.api.sandboxset import SandboxSet
@@ -116,44 +123,137 @@ def _pod(get: Callable[[Pod], object]) -> _Getter:
     return lambda obj, now: _text(get(obj)) if isinstance(obj, Pod) else None
 
 
-def _pod_ready(pod: Pod) -> str:
-    # The model keeps no per-container statuses: a Ready pod has all its
-    # containers ready, any other none. Sidecars (init containers that restart
-    # always) count among them, as kubectl's printPod counts them.
-    spec = pod.spec
-    sidecars = [
-        c
-        for c in spec.get("initContainers") or []
-        if isinstance(c, dict) and c.get("restartPolicy") == "Always"
-    ]
-    total = len(spec.get("containers") or []) + len(sidecars)
-    cond = find_condition(pod.status.conditions, "Ready")
-    ready = total if cond is not None and cond.status == "True" else 0
-    return f"{ready}/{total}"
-
-
 _NODE_LOST = "NodeLost"
 """The reason of a pod on an unreachable node (``node.NodeUnreachablePodReason``)."""
 
 
-def _pod_status(pod: Pod) -> str:
-    # kubectl's printPod: the reason (e.g. "Evicted") when there is one, else
-    # the phase. A pod being deleted reads "Unknown" if its node was lost, and
-    # "Terminating" unless it has already ended (since 1.27: a Failed pod being
-    # deleted keeps its reason, "Killed", "Evicted"...).
+@dataclass(frozen=True)
+class _PodCells:
+    """The READY, STATUS and RESTARTS cells of a pod row."""
+
+    ready: str
+    status: str
+    restarts: str
+
+
+def _pod_statuses(pod: Pod) -> tuple[list[ContainerStatus], list[ContainerStatus]]:
+    """The pod's ``(initContainerStatuses, containerStatuses)``, as a kubelet would have them.
+
+    The model's kubelet makes its first status write when the pod's containers
+    run (or fail), not when it takes the pod: a bound Pending pod without any
+    container status reads as the kubelet's first sync writes it in a real
+    cluster, each container waiting (``ContainerCreating``, ``PodInitializing``).
+    """
+    st = pod.status
+    if (
+        st.container_statuses
+        or st.init_container_statuses
+        or st.phase != "Pending"
+        or not pod.spec.get("nodeName")
+    ):
+        return st.init_container_statuses, st.container_statuses
+    return first_sync_statuses(pod.spec)
+
+
+def _finished_at(status: ContainerStatus) -> datetime | None:
+    term = status.last_state.terminated
+    return None if term is None else term.finished_at
+
+
+def _later(a: datetime | None, b: datetime | None) -> datetime | None:
+    if a is None:
+        return b
+    return a if b is None or a >= b else b
+
+
+def _terminated_reason(term: ContainerStateTerminated, prefix: str = "") -> str:
+    if term.reason:
+        return prefix + term.reason
+    if term.signal:
+        return f"{prefix}Signal:{term.signal}"
+    return f"{prefix}ExitCode:{term.exit_code}"
+
+
+def _condition_true(pod: Pod, type_: str) -> bool:
+    cond = find_condition(pod.status.conditions, type_)
+    return cond is not None and cond.status == "True"
+
+
+def _pod_cells(pod: Pod, now: datetime) -> _PodCells:
+    """kubectl's ``printPod``: READY, STATUS and RESTARTS from the container statuses.
+
+    STATUS starts as the pod's ``reason``, else its phase; the first init
+    container not done gives ``Init:<reason>`` or ``Init:<i>/<n>``; once
+    initialised, a container's waiting or terminated reason wins (the last
+    container's first). READY counts running ready containers and started
+    ready sidecars; RESTARTS sums restart counts, with the age of the latest
+    ``lastState.terminated.finishedAt`` once there is a restart.
+    """
+    spec = pod.spec
+    init_spec = [c for c in spec.get("initContainers") or [] if isinstance(c, dict)]
+    sidecars = {str(c.get("name")) for c in init_spec if is_sidecar(c)}
+    total = len(spec.get("containers") or []) + sum(1 for c in init_spec if is_sidecar(c))
+    ready = restarts = sidecar_restarts = 0
+    last: datetime | None = None
+    sidecar_last: datetime | None = None
     reason = pod.status.reason or pod.status.phase
+    init_statuses, statuses = _pod_statuses(pod)
+    initializing = False
+    for i, c in enumerate(init_statuses):
+        restarts += c.restart_count
+        last = _later(last, _finished_at(c))
+        sidecar = c.name in sidecars
+        if sidecar:
+            sidecar_restarts += c.restart_count
+            sidecar_last = _later(sidecar_last, _finished_at(c))
+        term, waiting = c.state.terminated, c.state.waiting
+        if term is not None and term.exit_code == 0:
+            continue
+        if sidecar and c.started:
+            if c.ready:
+                ready += 1
+            continue
+        initializing = True
+        if term is not None:
+            reason = _terminated_reason(term, "Init:")
+        elif waiting is not None and waiting.reason and waiting.reason != "PodInitializing":
+            reason = "Init:" + waiting.reason
+        else:
+            reason = f"Init:{i}/{len(init_spec)}"
+        break
+    if not initializing or _condition_true(pod, "Initialized"):
+        # Only the sidecars' restarts count beside the containers' (as printPod does).
+        restarts, last = sidecar_restarts, sidecar_last
+        running = False
+        for c in reversed(statuses):
+            restarts += c.restart_count
+            last = _later(last, _finished_at(c))
+            term, waiting = c.state.terminated, c.state.waiting
+            if waiting is not None and waiting.reason:
+                reason = waiting.reason
+            elif term is not None:
+                reason = _terminated_reason(term)
+            elif c.ready and c.state.running is not None:
+                running = True
+                ready += 1
+        if reason == "Completed" and running:
+            reason = "Running" if _condition_true(pod, "Ready") else "NotReady"
+    # A pod being deleted reads "Unknown" if its node was lost, and "Terminating"
+    # unless it has already ended (since 1.27: a Failed pod being deleted keeps
+    # its reason, "Killed", "Evicted"...).
     if pod.metadata.deletion_timestamp is not None:
         if pod.status.reason == _NODE_LOST:
-            return "Unknown"
-        if pod.status.phase not in ("Succeeded", "Failed"):
-            return "Terminating"
-    return reason
+            reason = "Unknown"
+        elif pod.status.phase not in ("Succeeded", "Failed"):
+            reason = "Terminating"
+    shown = str(restarts)
+    if restarts and last is not None:
+        shown = f"{restarts} ({format_age(now - last)} ago)"
+    return _PodCells(f"{ready}/{total}", reason, shown)
 
 
-def _pod_restarts(pod: Pod) -> str:
-    # The containers' restartCount summed; the model keeps no container
-    # statuses (docs/fidelity.md), hence none counted.
-    return "0"
+def _pod_cell(get: Callable[[_PodCells], str]) -> _Getter:
+    return lambda obj, now: get(_pod_cells(obj, now)) if isinstance(obj, Pod) else None
 
 
 def _pod_readiness_gates(pod: Pod) -> str | None:
@@ -209,9 +309,9 @@ _COLUMNS: dict[str, tuple[_Column, ...]] = {
     # kubectl's own pod columns (podColumnDefinitions); the wide ones have priority 1.
     "Pod": (
         _Column("NAME", _name),
-        _Column("READY", _pod(_pod_ready)),
-        _Column("STATUS", _pod(_pod_status)),
-        _Column("RESTARTS", _pod(_pod_restarts)),
+        _Column("READY", _pod_cell(lambda cells: cells.ready)),
+        _Column("STATUS", _pod_cell(lambda cells: cells.status)),
+        _Column("RESTARTS", _pod_cell(lambda cells: cells.restarts)),
         _Column("AGE", _age),
         _Column("IP", _pod(lambda p: p.status.pod_ip or None), wide_only=True),
         _Column("NODE", _pod(lambda p: p.spec.get("nodeName") or None), wide_only=True),

@@ -1,16 +1,21 @@
 """The pod helpers: first-container CPU, QoS class, the API server's resize rules, what a pod
-asks of a node, and image references as the container runtime reads them."""
+asks of a node, image references as the container runtime reads them, and container statuses."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
+from pytest_kruise_agents.api.manifest import dump
 from pytest_kruise_agents.api.pod import (
+    Pod,
+    PodStatus,
     container_resources,
     default_requests,
     first_container_cpu,
+    first_sync_statuses,
     normalize_image,
     pod_requests,
     pod_update_error,
@@ -359,3 +364,106 @@ def test_image_references_are_normalised_as_the_container_runtime_does(
     """docker.io and library/ are implied, ``latest`` is the default tag; a digest names the
     image by itself (no tag is added, one given is not part of its identity)."""
     assert normalize_image(ref) == normal
+
+
+KUBELET_STATUS: dict[str, Any] = {
+    "phase": "Running",
+    "containerStatuses": [
+        {
+            "name": "main",
+            "image": "docker.io/library/python:3.12",
+            "ready": True,
+            "started": True,
+            "restartCount": 2,
+            "state": {"running": {"startedAt": "2026-01-01T00:05:00Z"}},
+            "lastState": {
+                "terminated": {
+                    "exitCode": 1,
+                    "reason": "Error",
+                    "startedAt": "2026-01-01T00:04:00Z",
+                    "finishedAt": "2026-01-01T00:04:30Z",
+                }
+            },
+        }
+    ],
+    "initContainerStatuses": [
+        {
+            "name": "setup",
+            "image": "docker.io/library/busybox:1",
+            "ready": True,
+            "started": False,
+            "restartCount": 0,
+            "lastState": {},
+            "state": {
+                "terminated": {
+                    "exitCode": 0,
+                    "reason": "Completed",
+                    "startedAt": "2026-01-01T00:00:01Z",
+                    "finishedAt": "2026-01-01T00:00:02Z",
+                }
+            },
+        }
+    ],
+}
+
+
+def test_container_statuses_read_and_dump_as_v1_container_status() -> None:
+    """``containerStatuses`` and ``initContainerStatuses`` take Kubernetes' shape, camelCase,
+    and dump back as they were read."""
+    status = PodStatus.model_validate(KUBELET_STATUS)
+    main = status.container_statuses[0]
+    assert (main.name, main.ready, main.started, main.restart_count) == ("main", True, True, 2)
+    assert main.state.running is not None and main.state.waiting is None
+    last = main.last_state.terminated
+    assert last is not None and (last.exit_code, last.reason) == (1, "Error")
+    assert status.init_container_statuses[0].state.terminated is not None
+    dumped = Pod(status=status).model_dump(mode="json", by_alias=True, exclude_none=True)
+    assert dumped["status"]["containerStatuses"] == KUBELET_STATUS["containerStatuses"]
+    assert dumped["status"]["initContainerStatuses"] == KUBELET_STATUS["initContainerStatuses"]
+
+
+def test_a_pod_without_container_statuses_dumps_none() -> None:
+    """Empty status lists are left out of a dump, as Go's ``omitempty`` leaves them."""
+    assert "containerStatuses" not in dump(Pod())
+    assert "initContainerStatuses" not in dump(Pod())
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"restartCount": -1}, "restartCount"),
+        ({"ready": "maybe"}, "ready"),
+        ({"state": {"sleeping": {}}}, "sleeping"),
+    ],
+)
+def test_a_bad_container_status_is_refused_naming_the_field(
+    change: dict[str, Any], field: str
+) -> None:
+    """A negative restart count, a non-boolean ``ready`` or an unknown state is refused."""
+    bad = {"name": "main", "image": "i", **change}
+    with pytest.raises(ValidationError, match=field):
+        PodStatus.model_validate({"containerStatuses": [bad]})
+
+
+def test_the_kubelets_first_sync_has_every_container_waiting() -> None:
+    """Before any container is created each waits: ``ContainerCreating``, or
+    ``PodInitializing`` (init containers too) in a pod with init containers."""
+    init, containers = first_sync_statuses(
+        {"containers": [{"name": "main", "image": "python:3.12"}]}
+    )
+    assert init == []
+    waiting = containers[0].state.waiting
+    assert waiting is not None and waiting.reason == "ContainerCreating"
+    assert (containers[0].image, containers[0].ready, containers[0].started) == (
+        "python:3.12",
+        False,
+        False,
+    )
+    init, containers = first_sync_statuses(
+        {
+            "initContainers": [{"name": "setup", "image": "busybox"}],
+            "containers": [{"name": "main", "image": "python:3.12"}],
+        }
+    )
+    reasons = [c.state.waiting.reason for c in [*init, *containers] if c.state.waiting]
+    assert reasons == ["PodInitializing", "PodInitializing"]

@@ -21,6 +21,7 @@ from pytest_kruise_agents.api import (
     printer_columns,
     render_table,
 )
+from pytest_kruise_agents.api.pod import ContainerStatus
 from pytest_kruise_agents.api.sandbox import SandboxSpec, SandboxStatus
 from pytest_kruise_agents.api.sandboxclaim import ClaimPhase, SandboxClaimSpec, SandboxClaimStatus
 from pytest_kruise_agents.api.sandboxset import SandboxSetStatus
@@ -35,6 +36,46 @@ def ago(**kwargs: float) -> datetime:
 def rows(text: str) -> list[list[str]]:
     """Split a rendered table into cells (cells never contain three spaces)."""
     return [[c.strip() for c in line.split("   ") if c.strip()] for line in text.splitlines()]
+
+
+def running(name: str = "main", *, ready: bool = True, restarts: int = 0) -> ContainerStatus:
+    """A container status as the kubelet writes a running one."""
+    return ContainerStatus.model_validate(
+        {
+            "name": name,
+            "image": "i",
+            "ready": ready,
+            "started": True,
+            "restartCount": restarts,
+            "state": {"running": {"startedAt": ago(minutes=1)}},
+        }
+    )
+
+
+def waiting(name: str, reason: str, *, restarts: int = 0) -> ContainerStatus:
+    """A container status waiting for ``reason``."""
+    return ContainerStatus.model_validate(
+        {
+            "name": name,
+            "image": "i",
+            "started": False,
+            "restartCount": restarts,
+            "state": {"waiting": {"reason": reason}},
+        }
+    )
+
+
+def terminated(
+    name: str, reason: str | None, exit_code: int = 0, signal: int = 0
+) -> ContainerStatus:
+    """A container status of an instance that ended."""
+    return ContainerStatus.model_validate(
+        {
+            "name": name,
+            "image": "i",
+            "state": {"terminated": {"exitCode": exit_code, "reason": reason, "signal": signal}},
+        }
+    )
 
 
 # --------------------------------------------------------------------------- AGE
@@ -248,6 +289,7 @@ def test_a_pod_row_shows_readiness_status_ip_and_node() -> None:
             phase="Running",
             pod_ip="10.0.0.7",
             conditions=[Condition(type="Ready", status="True")],
+            container_statuses=[running()],
         ),
     )
     assert rows(render_table([pod], NOW))[1] == ["pool-x7k2p", "1/1", "Running", "0", "3d"]
@@ -265,7 +307,8 @@ def test_a_pod_row_shows_readiness_status_ip_and_node() -> None:
 
 
 def test_a_pods_sidecars_count_among_its_containers() -> None:
-    """READY counts init containers with ``restartPolicy: Always`` (sidecars), not other ones."""
+    """READY counts init containers with ``restartPolicy: Always`` (sidecars), not other ones:
+    a started, ready sidecar is one more ready container."""
     spec = {
         "initContainers": [
             {"name": "setup", "image": "busybox:1"},
@@ -276,7 +319,12 @@ def test_a_pods_sidecars_count_among_its_containers() -> None:
     ready = Pod(
         metadata=ObjectMeta(name="p", creation_timestamp=ago(minutes=1)),
         spec=spec,
-        status=PodStatus(phase="Running", conditions=[Condition(type="Ready", status="True")]),
+        status=PodStatus(
+            phase="Running",
+            conditions=[Condition(type="Ready", status="True")],
+            init_container_statuses=[terminated("setup", "Completed"), running("proxy")],
+            container_statuses=[running()],
+        ),
     )
     pending = Pod(metadata=ObjectMeta(name="q", creation_timestamp=ago(minutes=1)), spec=spec)
     table = rows(render_table([ready, pending], NOW))
@@ -403,3 +451,153 @@ def test_an_empty_list_prints_no_resources_found() -> None:
     assert render_table([], NOW) == "No resources found in default namespace.\n"
     assert render_table([], NOW, namespace="team-a") == "No resources found in team-a namespace.\n"
     assert render_table([], NOW, all_namespaces=True) == "No resources found\n"
+
+
+# --------------------------------------------------------------------------- pod containers
+
+
+def pod_with(
+    containers: list[ContainerStatus],
+    init: list[ContainerStatus] | None = None,
+    *,
+    spec: dict[str, object] | None = None,
+    phase: str = "Running",
+    ready: bool = False,
+    reason: str | None = None,
+) -> Pod:
+    """A bound pod whose kubelet wrote these container statuses."""
+    names = [c.name for c in containers]
+    default_spec = {"nodeName": "n", "containers": [{"name": n, "image": "i"} for n in names]}
+    return Pod.model_validate(
+        {
+            "metadata": {"name": "p", "creationTimestamp": ago(minutes=10)},
+            "spec": spec or default_spec,
+            "status": {
+                "phase": phase,
+                "reason": reason,
+                "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+                "containerStatuses": [c.model_dump(by_alias=True) for c in containers],
+                "initContainerStatuses": [c.model_dump(by_alias=True) for c in init or []],
+            },
+        }
+    )
+
+
+def cells(pod: Pod) -> list[str]:
+    """READY, STATUS and RESTARTS of the pod's row."""
+    return rows(render_table([pod], NOW))[1][1:4]
+
+
+def test_ready_counts_the_running_ready_containers_not_the_pods_condition() -> None:
+    """READY is how many containers run and are ready (printPod), whatever the pod's Ready."""
+    pod = pod_with([running("a"), running("b", ready=False)], ready=True)
+    assert cells(pod)[0] == "1/2"
+    assert (
+        cells(pod_with([], spec={"containers": [{"name": "a", "image": "i"}]}, ready=True))[0]
+        == "0/1"
+    )
+
+
+def test_a_containers_waiting_reason_is_the_pods_status() -> None:
+    """``ImagePullBackOff``, ``CrashLoopBackOff``... are the containers' waiting reasons: STATUS
+    shows them over the phase; the last container's first."""
+    assert cells(pod_with([waiting("main", "ImagePullBackOff")], phase="Pending"))[1] == (
+        "ImagePullBackOff"
+    )
+    two = pod_with([waiting("a", "CrashLoopBackOff"), waiting("b", "ErrImagePull")])
+    assert cells(two)[1] == "CrashLoopBackOff"
+
+
+@pytest.mark.parametrize(
+    ("status", "shown"),
+    [
+        (terminated("main", "OOMKilled", 137), "OOMKilled"),
+        (terminated("main", None, 2), "ExitCode:2"),
+        (terminated("main", None, 137, signal=9), "Signal:9"),
+    ],
+)
+def test_a_terminated_container_gives_its_reason_exit_code_or_signal(
+    status: ContainerStatus, shown: str
+) -> None:
+    """A container that ended gives its reason, else ``ExitCode:N`` or ``Signal:N``."""
+    assert cells(pod_with([status]))[1] == shown
+
+
+def test_a_completed_container_beside_a_running_one_reads_running_or_not_ready() -> None:
+    """``Completed`` with a container still running reads ``Running`` on a Ready pod, else
+    ``NotReady``."""
+    statuses = [running("a"), terminated("b", "Completed")]
+    assert cells(pod_with(statuses, ready=True))[1] == "Running"
+    assert cells(pod_with(statuses, ready=False))[1] == "NotReady"
+
+
+def test_restarts_sum_the_restart_counts_with_the_age_of_the_last_termination() -> None:
+    """RESTARTS is the containers' restart counts summed, followed by how long ago the latest
+    ``lastState.terminated.finishedAt`` was; no restart reads a bare ``0``."""
+    crashing = ContainerStatus.model_validate(
+        {
+            "name": "main",
+            "restartCount": 4,
+            "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+            "lastState": {"terminated": {"exitCode": 1, "finishedAt": ago(seconds=42)}},
+        }
+    )
+    side = running("side", restarts=1)
+    assert cells(pod_with([crashing, side]))[1:] == ["CrashLoopBackOff", "5 (42s ago)"]
+    assert cells(pod_with([running()]))[2] == "0"
+
+
+def init_spec(*names: str, sidecar: str | None = None) -> dict[str, object]:
+    init = [{"name": n, "image": "i"} for n in names]
+    if sidecar is not None:
+        init.append({"name": sidecar, "image": "i", "restartPolicy": "Always"})
+    return {"nodeName": "n", "initContainers": init, "containers": [{"name": "main", "image": "i"}]}
+
+
+@pytest.mark.parametrize(
+    ("init", "shown"),
+    [
+        ([waiting("a", "PodInitializing"), waiting("b", "PodInitializing")], "Init:0/2"),
+        ([terminated("a", "Completed"), waiting("b", "PodInitializing")], "Init:1/2"),
+        ([terminated("a", "Completed"), waiting("b", "ImagePullBackOff")], "Init:ImagePullBackOff"),
+        ([terminated("a", "Error", 1), waiting("b", "PodInitializing")], "Init:Error"),
+        ([terminated("a", None, 3), waiting("b", "PodInitializing")], "Init:ExitCode:3"),
+    ],
+)
+def test_an_initialising_pod_reads_its_first_unfinished_init_container(
+    init: list[ContainerStatus], shown: str
+) -> None:
+    """The first init container not done gives ``Init:<reason>``, or ``Init:<done>/<all>``
+    while it waits to initialise; the containers are not looked at."""
+    pod = pod_with(
+        [waiting("main", "PodInitializing")], init, spec=init_spec("a", "b"), phase="Pending"
+    )
+    assert cells(pod)[1] == shown
+
+
+def test_an_initialised_pod_reads_its_containers() -> None:
+    """Init containers done and a sidecar started, the containers give the status:
+    ``PodInitializing`` while they wait to be created."""
+    init = [terminated("a", "Completed"), running("side")]
+    spec = init_spec("a", sidecar="side")
+    pod = pod_with([waiting("main", "PodInitializing")], init, spec=spec, phase="Pending")
+    assert cells(pod)[:2] == ["1/2", "PodInitializing"]
+
+
+@pytest.mark.parametrize(
+    ("spec", "shown"),
+    [
+        ({"nodeName": "n", "containers": [{"name": "main", "image": "i"}]}, "ContainerCreating"),
+        (init_spec("a", sidecar="side"), "Init:0/2"),
+        ({"containers": [{"name": "main", "image": "i"}]}, "Pending"),
+    ],
+)
+def test_a_bound_pod_the_kubelet_has_not_reported_reads_as_its_first_sync_writes_it(
+    spec: dict[str, object], shown: str
+) -> None:
+    """A bound Pending pod with no container status yet (the model's kubelet writes when the
+    containers run) reads ``ContainerCreating``, or ``Init:0/N``; an unbound one ``Pending``."""
+    pod = Pod.model_validate(
+        {"metadata": {"name": "p", "creationTimestamp": ago(seconds=3)}, "spec": spec}
+    )
+    assert cells(pod)[1] == shown

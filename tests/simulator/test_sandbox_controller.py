@@ -526,7 +526,9 @@ def test_image_pull_failure_keeps_the_sandbox_pending_until_cleared() -> None:
     rig.run(60)
     assert rig.phase() == "Pending"
     pod = rig.pod()
-    assert pod is not None and pod.status.reason == "ImagePullBackOff"
+    # The kubelet says it where a real one does: in the container's waiting state.
+    assert pod is not None and pod.status.container_statuses[0].state.waiting is not None
+    assert pod.status.container_statuses[0].state.waiting.reason == "ImagePullBackOff"
     rig.ctx.faults.clear(fault.id)
     rig.until(rig.ready)
 
