@@ -27,6 +27,7 @@ from typing import Any, Literal, TypeAlias, cast, overload
 import simpy
 from pydantic import ValidationError
 
+from pytest_kruise_agents.api import keys
 from pytest_kruise_agents.api.copying import deep_copy
 from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.api.manifest import KubeObject, load_manifests, resolve_kind
@@ -563,10 +564,26 @@ class Cluster:
     ) -> SandboxSet:
         """Run until the SandboxSet is ready to claim from; return a copy of it.
 
-        Ready: ``spec.replicas`` sandboxes available, and the sandbox-manager's
-        cache holds the SandboxSet and as many of its sandboxes available. Until its
-        cache has seen the SandboxSet, the manager answers a create from it
-        "Template or Checkpoint not found" (400), a pool of 0 replicas too.
+        Ready, all of:
+
+        - the controller has observed the set's spec: ``status.observedGeneration``
+          equals ``metadata.generation`` (right after a re-apply that changes it,
+          the written status still speaks of the old spec);
+        - ``spec.replicas`` sandboxes are available, by the written status and by
+          the controller's own count, and none is still being created;
+        - the sandbox-manager's cache holds the SandboxSet with that
+          ``status.updateRevision``, and ``spec.replicas`` of the set's sandboxes
+          available and labelled ``template-hash`` with it: a warm claim then gets
+          the current template. ``status.updatedAvailableReplicas`` cannot tell
+          this: upstream recomputes it only while the set is at its size (#779).
+
+        A rolling update therefore counts only once enough sandboxes of the new
+        revision are available (old ones may still be there, the manager picks
+        updated ones first). A ``templateRef`` set's revision is that of the
+        reference, so a SandboxTemplate edited in place starts no rollout and
+        is not waited for. Until its cache has seen the SandboxSet, the manager
+        answers a create from it "Template or Checkpoint not found" (400), a
+        pool of 0 replicas too.
         """
         self._stored("SandboxSet", name, namespace)
 
@@ -578,14 +595,20 @@ class Cluster:
             # The manager claims from its own cache, which sees every write a little
             # after the controller does. Read once the controller counts the pool
             # full: one look per sandbox, until enough are seen.
-            if seen.get("SandboxSet", namespace, name) is None:
+            revision = pool.status.update_revision
+            cached_set = seen.get("SandboxSet", namespace, name)
+            if cached_set is None or cached_set.status.update_revision != revision:
                 return False
             want, now = pool.spec.replicas, self.now_dt()
             for sbx in owned("Sandbox", "owner-uid", pool.metadata.uid or ""):
                 if want <= 0:
                     break
                 cached = seen.get("Sandbox", namespace, sbx.metadata.name)
-                if cached is not None and sandbox_state(cached, now)[0] is SandboxState.AVAILABLE:
+                if (
+                    cached is not None
+                    and cached.metadata.labels.get(keys.LABEL_TEMPLATE_HASH) == revision
+                    and sandbox_state(cached, now)[0] is SandboxState.AVAILABLE
+                ):
                     want -= 1
             return want <= 0
 
@@ -594,6 +617,8 @@ class Cluster:
             # agree: right after a claim the status still shows the old count.
             cur = self.world.api.peek("SandboxSet", namespace, name)
             if cur is None or cur.status.available_replicas < cur.spec.replicas:
+                return False
+            if cur.status.observed_generation != cur.metadata.generation:
                 return False
             c = counts(namespace, name)
             if c["available"] < cur.spec.replicas or c["creating"] != 0:

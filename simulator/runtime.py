@@ -1,8 +1,9 @@
 """The agent-runtime sidecar (envd-compatible) as the claim path and the controller see it.
 
 A sandbox runs the agent-runtime when its ``spec.runtimes`` lists
-``agent-runtime`` or its pod template has an init container named ``runtime``
-(reference §5.1). The claim path calls its ``POST /init`` after the lock
+``agent-runtime`` or its pod has an init container named ``runtime``
+(reference §5.1): the pod as it was made, whatever its SandboxTemplate
+became since. The claim path calls its ``POST /init`` after the lock
 (§5.2 step 6) and mounts dynamic CSI volumes through it; the Sandbox
 controller replays both after a resume (§5.2, last paragraph). A sandbox
 without the runtime refuses every connection, which is how an E2B claim
@@ -32,7 +33,6 @@ from pydantic import TypeAdapter, ValidationError
 from pytest_kruise_agents.api import keys
 from pytest_kruise_agents.api.sandbox import Sandbox
 from pytest_kruise_agents.api.sandboxclaim import CSIMountConfig
-from pytest_kruise_agents.api.sandboxtemplate import resolve_pod_template
 from pytest_kruise_agents.claiming.errors import CSIMountError, InitRuntimeError
 from pytest_kruise_agents.claiming.modification import (
     AGENT_RUNTIME,
@@ -54,15 +54,17 @@ _REFUSED_S = 0.001
 _CSI_LIST: TypeAdapter[list[CSIMountConfig]] = TypeAdapter(list[CSIMountConfig])
 
 
-def has_agent_runtime(sbx: Sandbox, resolved: dict[str, Any] | None = None) -> bool:
+def has_agent_runtime(sbx: Sandbox, pod_template: dict[str, Any] | None = None) -> bool:
     """Whether the sandbox runs the agent-runtime (``runtimes`` or init container ``runtime``).
 
-    The init container is looked for in the sandbox's pod template, or in
-    ``resolved``, the one of the SandboxTemplate its ``templateRef`` names.
+    The init container is looked for in ``pod_template``, the template of the
+    pod the sandbox runs (``{"spec": pod.spec}``), when given: the runtime is
+    in the pod, made from the template as it was then. Without it, in the
+    sandbox's own pod template (a ``templateRef`` sandbox has none).
     """
     if any(r.name == AGENT_RUNTIME for r in sbx.spec.runtimes or ()):
         return True
-    template = sbx.spec.template if sbx.spec.template is not None else resolved
+    template = pod_template if pod_template is not None else sbx.spec.template
     init_containers = ((template or {}).get("spec") or {}).get("initContainers") or ()
     return any(
         isinstance(c, dict) and c.get("name") == RUNTIME_INIT_CONTAINER for c in init_containers
@@ -107,31 +109,34 @@ class AgentRuntime:
 
         Upstream re-resolves the runtime URL from the refreshed Sandbox before
         each attempt; the network's truth is the stored object and its pod.
+        Whether a runtime listens is the pod's: the init container it was made
+        with, not the SandboxTemplate as it is now (edited or deleted since).
         """
         api = self.world.api
         meta = sbx.metadata
         current: Sandbox | None = api.peek("Sandbox", meta.namespace, meta.name)
         if current is None or current.metadata.deletion_timestamp is not None:
             return None, "connection refused: sandbox is gone"
-        resolved = None
-        if current.spec.template_ref is not None:
-            resolved = resolve_pod_template(
-                current, lambda ns, n: api.peek("SandboxTemplate", ns, n)
-            )
-        if not has_agent_runtime(current, resolved):
+        uid = _pod_uid(current)
+        pod = api.peek("Pod", meta.namespace, meta.name) if uid is not None else None
+        if pod is not None and pod.metadata.uid != uid:
+            pod = None
+        # Judged from the pod; without one, from the sandbox's own template (a sandbox
+        # that reports no pod: hand-built test worlds). A templateRef sandbox whose pod
+        # is gone has nothing to tell by: the pod check below refuses it.
+        judged = pod is not None or uid is None or current.spec.template is not None
+        if judged and not has_agent_runtime(
+            current, {"spec": pod.spec} if pod is not None else None
+        ):
             return None, "connection refused: no agent-runtime in the sandbox"
         if pod_ip(current) is None:
             return None, "no route to the runtime: the sandbox has no pod IP"
-        uid = _pod_uid(current)
-        if uid is not None:
-            pod = api.peek("Pod", meta.namespace, meta.name)
-            if (
-                pod is None
-                or pod.metadata.uid != uid
-                or pod.metadata.deletion_timestamp is not None
-                or pod.status.phase != "Running"
-            ):
-                return None, "connection refused: the sandbox pod is not running"
+        if uid is not None and (
+            pod is None
+            or pod.metadata.deletion_timestamp is not None
+            or pod.status.phase != "Running"
+        ):
+            return None, "connection refused: the sandbox pod is not running"
         return current, ""
 
     def _dropped(self, started: Sandbox, pod_uid: str | None) -> str | None:

@@ -846,10 +846,23 @@ class SimBackend:
     # -- E2B operations -----------------------------------------------------------------------
 
     def _resolved(self, obj: Sandbox | SandboxSet) -> dict[str, Any] | None:
-        # Only a templateRef needs a lookup: the manager resolves it through its cache.
+        """The pod template a view of a ``templateRef`` object reads its resources from.
+
+        A sandbox is described as it runs: by its pod, made from the template
+        as it was then (an edit or a delete since reaches only later pods). One
+        with no pod now (pending, paused) by the template in the manager's cache,
+        which its next pod is made from; a SandboxSet by that template too.
+        """
+        # Only a templateRef needs a lookup: an inline template is the object's own.
         if obj.spec.template_ref is None:
             return None
         world = self.cluster.world
+        if isinstance(obj, Sandbox):
+            info = obj.status.pod_info
+            pod = world.api.peek("Pod", obj.metadata.namespace, obj.metadata.name)
+            # Only the sandbox's own pod (a replaced one has another UID).
+            if pod is not None and (info is None or info.pod_uid in (None, pod.metadata.uid)):
+                return {"spec": pod.spec}
         return world.pod_template(obj, world.manager_cache)
 
     def _view(self, sbx: Sandbox) -> SandboxView:

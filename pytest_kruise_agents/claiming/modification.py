@@ -425,6 +425,7 @@ def new_sandbox_from_sandboxset(
     revision: str | None = None,
     share: bool = False,
     resolved: dict[str, Any] | None = None,
+    keep_reference: bool = False,
 ) -> Sandbox:
     """A new Sandbox built from ``sbs`` (``NewSandboxFromSandboxSet``); ``sbs`` is untouched.
 
@@ -442,17 +443,25 @@ def new_sandbox_from_sandboxset(
     template, not 100,000).
 
     ``resolved`` is the pod template of the SandboxTemplate a ``templateRef``
-    set names: the sandbox then embeds a copy of it (and no reference) and
-    takes its labels and annotations, as the sandbox-manager's create does.
-    Without it the sandbox keeps the reference, as the controller's pool
-    sandboxes do, and the Sandbox controller resolves it when it makes the pod.
+    set names: the sandbox takes its labels and annotations, as from an inline
+    template (reference §2), and embeds a copy of it (and no reference), as the
+    sandbox-manager's create does. With ``keep_reference`` it keeps the
+    reference instead, as the controller's pool sandboxes do (§3), and the
+    Sandbox controller resolves it when it makes the pod: pool and no-stock
+    sandboxes of one set then carry the same metadata. Without ``resolved``
+    the sandbox keeps the reference and takes no template metadata. An inline
+    set ignores both: its own template wins.
     """
     spec = sbs.spec if share else sbs.spec.model_copy(deep=True)
     name = sbs.metadata.name
     template, template_ref = spec.template, spec.template_ref
+    # The pod template the metadata comes from (its keys are copied below, never shared).
+    source = template
     if resolved is not None and template_ref is not None:
-        template, template_ref = deep_copy(resolved), None
-    template_meta = (template or {}).get("metadata") or {}
+        source = resolved
+        if not keep_reference:
+            template, template_ref = deep_copy(resolved), None
+    template_meta = (source or {}).get("metadata") or {}
     labels = _strip_internal(template_meta.get("labels"))
     annotations = _strip_internal(template_meta.get("annotations"))
     labels[keys.LABEL_SANDBOX_POOL] = name

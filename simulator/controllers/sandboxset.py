@@ -644,8 +644,22 @@ class SandboxSetController(Reconciler[SetKey]):
 
     def _create_one(self, sbs: SandboxSet, uid: str, revision: str) -> Op:
         ns, name = sbs.metadata.namespace, sbs.metadata.name
+        # A templateRef set's sandboxes keep the reference but take the labels and
+        # annotations of the template it names, as its no-stock ones do (reference
+        # §2, §5.2): `cleanup-enabled` there makes every sandbox of the pool recyclable.
+        # A template not in the cache yet gives none (the pod waits for it anyway).
+        resolved = (
+            self.world.pod_template(sbs, self.cache) if sbs.spec.template_ref is not None else None
+        )
         # Stored objects are never changed in place: the pool shares the template.
-        sbx = new_sandbox_from_sandboxset(sbs, for_claim=False, revision=revision, share=True)
+        sbx = new_sandbox_from_sandboxset(
+            sbs,
+            for_claim=False,
+            revision=revision,
+            share=True,
+            resolved=resolved,
+            keep_reference=True,
+        )
         try:
             made = yield from self.api.create(self.client, sbx)
         except ApiError as err:

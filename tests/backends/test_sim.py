@@ -1314,3 +1314,40 @@ def test_a_kill_in_a_namespace_holding_dashes_leaves_the_list_at_once() -> None:
         assert made.sandbox_id not in [v.sandbox_id for v in page]
     finally:
         backend.close()
+
+
+def test_a_template_ref_sandbox_is_described_as_its_pod_runs(backend: SimBackend) -> None:
+    """A warm sandbox's view keeps its pod's CPU and memory after the template changes or goes.
+
+    The pod was made from the template as it was; an edit reaches only pods
+    made later (docs/models.md), so the view describes the sandbox as it runs.
+    """
+    backend.apply(TEMPLATE_POOL)
+    backend.advance(60)
+    view = backend.create_sandbox(ALICE, CreateRequest(template="python"))
+    assert backend.records()[-1]["warm"] is True
+    backend.apply(TEMPLATE_POOL.replace('cpu: "2", memory: 1Gi', 'cpu: "4", memory: 8Gi'))
+    backend.advance(1)
+    described = backend.describe(ALICE, view.sandbox_id)
+    assert (described.cpu_count, described.memory_mb) == (2, 1024)
+    backend.delete("sbt", "python")
+    backend.advance(1)
+    described = backend.describe(ALICE, view.sandbox_id)
+    assert (described.cpu_count, described.memory_mb) == (2, 1024)
+    page, _ = backend.list_sandboxes(ALICE, ListQuery())
+    (listed,) = [v for v in page if v.sandbox_id == view.sandbox_id]
+    assert (listed.cpu_count, listed.memory_mb) == (2, 1024)
+
+
+def test_warm_and_cold_template_ref_sandboxes_show_the_template_labels(
+    backend: SimBackend,
+) -> None:
+    """The E2B metadata of pool and no-stock sandboxes both carry the template's user labels."""
+    labelled = TEMPLATE_POOL.replace(
+        "  template:\n    spec:", "  template:\n    metadata: {labels: {team: ml}}\n    spec:", 1
+    )
+    backend.apply(labelled)
+    backend.advance(60)
+    views = [backend.create_sandbox(ALICE, CreateRequest(template="python")) for _ in range(3)]
+    assert [r["warm"] for r in backend.records()[-3:]] == [True, True, False]
+    assert all(v.metadata.get("team") == "ml" for v in views)

@@ -353,6 +353,50 @@ class TestNewSandboxFromSandboxSet:
         inline = new_sandbox_from_sandboxset(make_sandboxset(), for_claim=True, resolved=resolved)
         assert "team" not in inline.metadata.labels
 
+    def test_a_pool_sandbox_keeps_the_reference_and_takes_the_template_metadata(self) -> None:
+        """The controller's pool sandbox of a templateRef set: metadata as a no-stock one's (§2).
+
+        With ``keep_reference`` the sandbox keeps the reference (the Sandbox
+        controller builds its pod from the template, §3) and takes the
+        template's labels and annotations, internal keys stripped except the
+        cleanup ones, exactly as the no-stock create does (§5.2).
+        """
+        resolved = pod_template()
+        resolved["metadata"] = {
+            "labels": {"team": "ml", keys.LABEL_SANDBOX_CLAIMED: "true"},
+            "annotations": {keys.ANN_CLEANUP_ENABLED: "true", keys.ANN_LOCK: "x"},
+        }
+        sbs = make_sandboxset(template_ref="tpl")
+        pool = new_sandbox_from_sandboxset(
+            sbs, for_claim=False, resolved=resolved, keep_reference=True, share=True
+        )
+        cold = new_sandbox_from_sandboxset(sbs, for_claim=True, resolved=resolved)
+        assert pool.spec.template is None
+        assert pool.spec.template_ref is not None and pool.spec.template_ref.name == "tpl"
+        assert pool.metadata.labels["team"] == "ml"
+        assert pool.metadata.labels[keys.LABEL_SANDBOX_CLAIMED] == "false"
+        assert pool.metadata.annotations == {keys.ANN_CLEANUP_ENABLED: "true"}
+        assert pool.metadata.labels[keys.LABEL_TEMPLATE_HASH] == sandboxset_revision(sbs)
+        shared = {keys.LABEL_TEMPLATE_HASH}
+        assert {k: v for k, v in pool.metadata.labels.items() if k not in shared} == (
+            cold.metadata.labels
+        )
+        cold_ann = dict(cold.metadata.annotations)
+        del cold_ann[keys.ANN_SANDBOX_PRIORITY]
+        assert pool.metadata.annotations == cold_ann
+        # The stored template's metadata is not shared with the sandbox.
+        pool.metadata.labels["x"] = "1"
+        assert "x" not in resolved["metadata"]["labels"]
+
+    def test_keep_reference_needs_a_template_ref(self) -> None:
+        """An inline set has nothing to keep: its own template wins, as without the flag."""
+        resolved = pod_template()
+        resolved["metadata"] = {"labels": {"team": "ml"}}
+        sbx = new_sandbox_from_sandboxset(
+            make_sandboxset(), for_claim=False, resolved=resolved, keep_reference=True
+        )
+        assert "team" not in sbx.metadata.labels and sbx.spec.template is not None
+
     def test_generate_name_is_truncated(self) -> None:
         """generateName is at most 58 characters."""
         sbx = new_sandbox_from_sandboxset(make_sandboxset("x" * 63), for_claim=False)

@@ -2,12 +2,15 @@
 
 The set's sandboxes carry the reference and the Sandbox controller builds each
 pod from the template it names; a sandbox the manager creates on no stock
-embeds the resolved template instead. Pools are filed under the template's
+embeds the resolved template instead. Both take the template's labels and
+annotations when created, and a running sandbox is what its pod was made with. Pools are filed under the template's
 name (the ``sandbox-template`` label), so a warm claim names a set whose name
 is its template's.
 """
 
 from __future__ import annotations
+
+import json
 
 import pytest
 
@@ -172,3 +175,109 @@ def test_sandbox_templates_are_listed_like_any_kind() -> None:
             "metadata: {name: bad}\nspec: {template: {spec: {containers: []}}}\n"
         )
     assert [t.metadata.name for t in cluster.list("sandboxtemplates")] == ["python"]
+
+
+@pytest.mark.parametrize("change", ["delete", "edit"])
+def test_a_running_sandbox_keeps_the_runtime_its_pod_was_made_with(change: str) -> None:
+    """The runtime is in the pod: a template deleted or edited later takes it from no pod.
+
+    Reference §5.2: ``/init`` goes to the runtime of the sandbox's pod, and a
+    changed template reaches only pods made after the change (docs/models.md).
+    """
+    cluster = Cluster(seed=3)
+    cluster.apply(
+        template_yaml(runtime_init_container=True) + "---\n" + ref_set_yaml(runtimes=False)
+    )
+    cluster.wait_for_pool("python", timeout=120)
+    if change == "delete":
+        cluster.delete("sbt", "python")
+    else:
+        cluster.apply(template_yaml(runtime_init_container=False))
+    cluster.advance(1)
+    pool = {s.metadata.name for s in cluster.list("sbx")}
+    sbx = cluster.create_sandbox("python", timeout=300)
+    record = cluster.records[-1]
+    assert record.warm is True and record.attempts == 1
+    assert record.runtime_initialized is not None
+    assert sbx.metadata.name in pool
+    assert not cluster.log.of_kind("runtime.init_failed")
+
+
+def test_a_runtime_added_to_the_template_later_is_not_in_the_pods_made_before() -> None:
+    """The reverse edit: pods made without the runtime still have none, so ``/init`` is refused."""
+    cluster = Cluster(seed=3)
+    cluster.apply(template_yaml() + "---\n" + ref_set_yaml(runtimes=False, replicas=1))
+    cluster.wait_for_pool("python", timeout=120)
+    (warm,) = cluster.list("sbx")
+    cluster.apply(template_yaml(runtime_init_container=True))
+    cluster.advance(1)
+    sbx = cluster.create_sandbox("python", timeout=300)
+    # The warm sandbox's init was refused and it was deleted; a sandbox made from
+    # the edited template (which has the runtime) was delivered instead.
+    failed = cluster.log.of_kind("runtime.init_failed")
+    assert [e.detail.split()[0] for e in failed] == [f"default/{warm.metadata.name}"]
+    assert "no agent-runtime in the sandbox" in failed[0].detail
+    assert sbx.metadata.name != warm.metadata.name
+    assert cluster.records[-1].runtime_initialized is not None
+
+
+TEMPLATE_METADATA = {
+    "labels": {"team": "ml", keys.LABEL_SANDBOX_CLAIMED: "x"},
+    "annotations": {keys.ANN_CLEANUP_ENABLED: "true", "note": "kept", keys.ANN_LOCK: "x"},
+}
+
+
+def metadata_template_yaml() -> str:
+    """A SandboxTemplate whose pod template carries user and internal labels and annotations."""
+    return f"""\
+apiVersion: agents.kruise.io/v1alpha1
+kind: SandboxTemplate
+metadata: {{name: python, namespace: default}}
+spec:
+  template:
+    metadata: {json.dumps(TEMPLATE_METADATA)}
+    spec:
+      containers:
+        - name: sandbox
+          image: {IMAGE}
+          resources: {{requests: {{cpu: "1", memory: 1Gi}}}}
+"""
+
+
+def test_warm_and_cold_sandboxes_of_a_pool_take_the_template_metadata_alike() -> None:
+    """Pool and no-stock sandboxes both inherit the template's labels and annotations (§2).
+
+    Internal keys are dropped except ``cleanup-enabled``, as on every creation
+    from a SandboxSet; the pool sandbox still keeps the reference.
+    """
+    cluster = Cluster(seed=3)
+    cluster.apply(metadata_template_yaml() + "---\n" + ref_set_yaml(replicas=1))
+    cluster.wait_for_pool("python", timeout=120)
+    warm = cluster.create_sandbox("python", timeout=300)
+    assert cluster.records[-1].warm is True
+    cold = cluster.create_sandbox("python", timeout=300)
+    assert cluster.records[-1].warm is False
+    assert warm.spec.template_ref is not None and warm.spec.template is None
+    for sbx in (warm, cold):
+        labels, ann = sbx.metadata.labels, sbx.metadata.annotations
+        assert labels["team"] == "ml" and labels[keys.LABEL_SANDBOX_CLAIMED] == "true"
+        assert ann[keys.ANN_CLEANUP_ENABLED] == "true" and ann["note"] == "kept"
+        assert ann[keys.ANN_LOCK] != "x"
+
+
+def test_a_killed_warm_sandbox_of_a_cleanup_template_is_recycled_as_a_cold_one() -> None:
+    """``cleanup-enabled`` from the template makes a kill recycle warm and cold sandboxes alike."""
+    for replicas in (1, 0):
+        cluster = Cluster(seed=3)
+        cluster.apply(metadata_template_yaml() + "---\n" + ref_set_yaml(replicas=replicas))
+        if replicas:
+            cluster.wait_for_pool("python", timeout=120)
+        else:
+            cluster.advance(1)
+        sbx = cluster.create_sandbox("python", timeout=300)
+        assert cluster.records[-1].warm is bool(replicas)
+        cluster.kill(f"default--{sbx.metadata.name}")
+        cluster.advance(30)
+        assert [e.detail.split()[0] for e in cluster.log.of_kind("sandbox.recycled")] == [
+            f"default/{sbx.metadata.name}"
+        ]

@@ -124,3 +124,47 @@ def test_pool_without_agent_runtime_fails_e2b_claims_at_init(cluster: Cluster) -
     )
     assert sbx.metadata.annotations.get(keys.ANN_INIT_RUNTIME_REQUEST) is None
     assert cluster.last_record().runtime_initialized is None
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [(3, 3), (3, 6), (6, 3)],
+    ids=["same-size", "scaled-up", "scaled-down"],
+)
+def test_wait_for_pool_waits_for_a_changed_template_to_roll_out(
+    cluster: Cluster, before: int, after: int
+) -> None:
+    """After a re-apply that changes the template, the pool is ready once it runs the new one.
+
+    The controller must have observed the new generation, and ``replicas``
+    sandboxes of its update revision must be available to the manager: a warm
+    claim then gets the new image. ``status.updatedAvailableReplicas`` alone
+    would not tell (upstream #779 keeps it stale while the set scales).
+    """
+    cluster.apply(pool_yaml(replicas=before, image="registry.example.com/sandbox:v1"))
+    cluster.wait_for_pool("base")
+    t0 = cluster.now
+    cluster.apply(pool_yaml(replicas=after, image="registry.example.com/sandbox:v2"))
+    pool = cluster.wait_for_pool("base")
+    assert cluster.now > t0
+    assert pool.status.observed_generation == pool.metadata.generation
+    revision = pool.status.update_revision
+    assert revision is not None
+    fresh = cluster.list(
+        "sbx", labels={keys.LABEL_SANDBOX_POOL: "base", keys.LABEL_TEMPLATE_HASH: revision}
+    )
+    assert len(fresh) >= after
+    sbx = cluster.create_sandbox("base")
+    assert cluster.last_record().warm is True
+    assert sbx.spec.template is not None
+    assert sbx.spec.template["spec"]["containers"][0]["image"].endswith(":v2")
+
+
+def test_wait_for_pool_returns_at_once_when_nothing_changed(cluster: Cluster) -> None:
+    """Re-applying the same pool changes no generation: the pool is still ready."""
+    cluster.apply(pool_yaml(replicas=3))
+    cluster.wait_for_pool("base")
+    t0 = cluster.now
+    cluster.apply(pool_yaml(replicas=3))
+    cluster.wait_for_pool("base")
+    assert cluster.now == t0

@@ -247,6 +247,26 @@ def test_sandboxset_applies_a_pool_and_waits_until_ready(suite: pytest.Pytester)
     )
 
 
+def test_sandboxset_reapplied_with_a_new_image_waits_until_the_pool_runs_it(
+    suite: pytest.Pytester,
+) -> None:
+    """A re-apply that changes the template returns once the pool's sandboxes run the new one."""
+    suite.makepyfile(
+        """
+        def test_reapply(sandboxset, kruise_cluster):
+            sandboxset("agents", replicas=2, image="registry.example.com/sandbox:v1")
+            t0 = kruise_cluster.now
+            pool = sandboxset("agents", replicas=2, image="registry.example.com/sandbox:v2")
+            assert kruise_cluster.now > t0
+            assert pool.status.observed_generation == pool.metadata.generation
+            sbx = kruise_cluster.create_sandbox("agents")
+            assert kruise_cluster.last_record().warm
+            assert sbx.spec.template["spec"]["containers"][0]["image"].endswith(":v2")
+        """
+    )
+    suite.runpytest().assert_outcomes(passed=1)
+
+
 def test_sandbox_claim_applies_a_claim_and_waits_for_completed(suite: pytest.Pytester) -> None:
     suite.makepyfile(
         """

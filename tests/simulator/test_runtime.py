@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from pytest_kruise_agents.api import keys
-from pytest_kruise_agents.api.sandbox import Sandbox
+from pytest_kruise_agents.api.sandbox import Sandbox, TemplateRef
 from pytest_kruise_agents.api.sandboxclaim import CSIMountConfig
 from pytest_kruise_agents.claiming.errors import ClaimError, CSIMountError, InitRuntimeError
 from pytest_kruise_agents.claiming.modification import InitRuntimeRequest
@@ -49,6 +49,27 @@ def test_runtime_presence_follows_runtimes_or_init_container() -> None:
         }
     }
     assert has_agent_runtime(with_init)
+
+
+def test_runtime_presence_is_judged_from_the_pod_the_sandbox_runs() -> None:
+    """Given the pod's template, its init containers decide, not the sandbox's template.
+
+    A templateRef sandbox has no template of its own: the pod made from the
+    SandboxTemplate as it was then tells whether the runtime is there.
+    """
+    _, sbx = world(runtime=False)
+    main = {"name": "main", "image": "python"}
+    with_runtime = {"spec": {"initContainers": [{"name": "runtime"}], "containers": [main]}}
+    without = {"spec": {"containers": [main]}}
+    ref = sbx.model_copy(deep=True)
+    ref.spec.template = None
+    ref.spec.template_ref = TemplateRef(name="python")
+    assert has_agent_runtime(ref, with_runtime)
+    assert not has_agent_runtime(ref, without)
+    assert not has_agent_runtime(ref)
+    inline = sbx.model_copy(deep=True)
+    inline.spec.template = with_runtime
+    assert not has_agent_runtime(inline, without)
 
 
 def test_sandbox_without_runtime_refuses_every_attempt() -> None:
