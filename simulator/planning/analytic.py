@@ -34,7 +34,7 @@ from __future__ import annotations
 import math
 import random
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from pytest_kruise_agents.claiming.retry import CLAIM_RETRY
@@ -355,10 +355,26 @@ class AnalyticEstimate:
     cold_latency_s: float
     notes: list[str] = field(default_factory=list)
     cold_miss_share: float | None = None
+    at_replicas: int | None = None
+    """The pool's own size, where ``simulate`` sets the formula against the simulation."""
+    value_at_replicas: float | None = None
+    """The formula's share at ``at_replicas``: the cold share (Erlang-B), or the share of
+    claims that wait for a refill (Erlang-C)."""
+
+    @property
+    def compared_with(self) -> str:
+        """The simulated share the formula stands for: a pool's claims either wait for a
+        refill (never cold: ``waited_share``) or are created cold (``cold_share``)."""
+        return "cold_share" if self.model == "erlang-b" else "waited_share"
+
+    def at(self, replicas: int) -> AnalyticEstimate:
+        """This estimate with the formula's share at ``replicas`` (a pool's own size)."""
+        value = erlang_curve(self.load, [replicas], self.model)[0]
+        return replace(self, at_replicas=replicas, value_at_replicas=value)
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready fields."""
-        return asdict(self)
+        """JSON-ready fields, with the simulated share the formula is set against."""
+        return {**asdict(self), "compared_with": self.compared_with}
 
     def describe(self) -> str:
         """One line: the formula, the load and the answer."""
@@ -489,7 +505,7 @@ def analytic_estimate(
 
 
 def erlang_curve(load: float, sizes: list[int], model: str = "erlang-b") -> list[float]:
-    """Erlang-B (or Erlang-C) at each size, for plots."""
+    """Erlang-B (or Erlang-C: every claim of an empty pool waits) at each size, for plots."""
     if model == "erlang-b":
         return [erlang_b(s, load) for s in sizes]
     return [erlang_c(s, load) if s > 0 else 1.0 for s in sizes]

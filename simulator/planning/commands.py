@@ -40,7 +40,6 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from simulator.erlang import erlang_b
 from simulator.planning.analytic import (
     AnalyticEstimate,
     Slo,
@@ -60,6 +59,7 @@ from simulator.planning.overrides import Axis, apply_overrides, canonical_path, 
 from simulator.planning.plan import MAX_REPLICAS, Candidate, Goal, PlanResult, plan
 from simulator.planning.report import render_report
 from simulator.planning.scenario import Scenario
+from simulator.planning.stats import Estimate
 from simulator.planning.study import (
     NO_POINT_FITS,
     Point,
@@ -328,7 +328,11 @@ def simulate_command(path: str, opts: RunOptions, console: Console | None = None
             executor.close()
         # From here a signal waits for the files: they are written whole.
         caught.held = True
-        analytic = [analytic_estimate(scenario, p, None, 0.01) for p in scenario.pools]
+        # Each formula at the pool's own size: Erlang-B's cold share, or Erlang-C's waiting
+        # share for a pool whose claims wait for a refill (they are never cold).
+        analytic = [
+            analytic_estimate(scenario, p, None, 0.01).at(p.replicas or 0) for p in scenario.pools
+        ]
         s = summaries[0] if summaries else None
         verdicts = (
             check_goals(s, scenario.goals) if s is not None and scenario.goals is not None else []
@@ -365,20 +369,16 @@ def _print_simulated(
     found: Sequence[str],
 ) -> None:
     """``simulate``'s tables: the metrics, the pools, Erlang-B, the goals' verdicts, the limits."""
-    console.print(_metrics_table(f"{scenario.name}: {len(s.runs)} replication(s)", s))
+    note = s.partial_note()
+    partial = "" if note is None else " (partial)"
+    console.print(_metrics_table(f"{scenario.name}: {len(s.runs)} replication(s){partial}", s))
+    if note is not None:
+        console.print(f"[yellow]{note}[/yellow]", highlight=False, soft_wrap=True)
     console.print(_pools_table(s))
     for a in analytic:
-        pool_fig = s.pools.get(a.pool, {})
-        size = pool_fig.get("replicas")
-        if size is not None:
-            b_at = erlang_b(int(size.mean), a.load)
-            console.print(
-                f"Erlang-B for {a.pool} at {int(size.mean)} replicas: {b_at:.2%} cold "
-                f"(a = {a.rate:.3g}/s x {a.refill_s:.3g}s); simulated "
-                f"{fmt_estimate('cold_share', pool_fig.get('cold_share'))}"
-                + "".join(f"; {note}" for note in a.notes if "Poisson" in note),
-                highlight=False,
-            )
+        line = _erlang_line(a, s.pools.get(a.pool, {}))
+        if line is not None:
+            console.print(line, highlight=False)
     for g in verdicts:
         goal = f"goal {label_of(g.name)} {g.symbol} {fmt_value(g.name, g.limit)}"
         if g.estimate is None:
@@ -396,6 +396,29 @@ def _print_simulated(
         console.print("[bold]What limits delivery[/bold]")
         for line in found:
             console.print(f"  - {line}", highlight=False, soft_wrap=True)
+
+
+def _erlang_line(a: AnalyticEstimate, pool: dict[str, Estimate]) -> str | None:
+    """Erlang's share at the pool's size next to the simulated one (None: no size to compare).
+
+    Erlang-B's cold share with create-on-no-stock; Erlang-C's waiting share for claims that
+    wait for a refill, which are never cold: set against the share of claims that waited.
+    """
+    if a.at_replicas is None or a.value_at_replicas is None:
+        return None
+    load = f"(a = {a.rate:.3g}/s x {a.refill_s:.3g}s)"
+    simulated = fmt_estimate(a.compared_with, pool.get(a.compared_with))
+    if a.model == "erlang-b":
+        head = (
+            f"Erlang-B for {a.pool} at {a.at_replicas} replicas: {a.value_at_replicas:.2%} cold "
+            f"{load}; simulated {simulated}"
+        )
+    else:
+        head = (
+            f"Erlang-C for {a.pool} at {a.at_replicas} replicas: {a.value_at_replicas:.2%} of "
+            f"the claims wait {load}; simulated, claims that waited: {simulated}"
+        )
+    return head + "".join(f"; {note}" for note in a.notes if "Poisson" in note)
 
 
 def sweep_command(path: str, opts: RunOptions, console: Console | None = None) -> int:
@@ -463,6 +486,11 @@ def sweep_command(path: str, opts: RunOptions, console: Console | None = None) -
                 highlight=False,
                 soft_wrap=True,
             )
+        for s in summaries:
+            if (note := s.partial_note()) is not None:
+                out_console.print(
+                    f"  - {_point_name(s.labels)}: {note}", highlight=False, soft_wrap=True
+                )
         if unfit and not summaries and not study.partial:
             out_console.print(
                 f"[red]{NO_POINT_FITS}[/red]: add nodes, or make the pools or their sandboxes "
@@ -496,6 +524,8 @@ def _sweep_table(
         table.add_column(heading, justify="right", overflow="fold")
     for row in rows:
         labels = [str(row.labels.get(n)) for n in axes]
+        if isinstance(row, PointSummary) and not row.complete and labels:
+            labels[-1] += " (partial)"  # the line below the table says why
         if isinstance(row, UnfitPoint):
             table.add_row(*labels, "does not fit", *["-"] * (len(_SWEEP_SHOWN) - 1))
         else:

@@ -47,9 +47,12 @@ def limits(summary: PointSummary, scenario: Scenario) -> list[str]:
     claims = m("claims") or 0.0
     failed = m("failed") or 0.0
     if failed > 0:
+        # Claims still in flight when the drain ended are not among ``failed``: they
+        # have a line of their own, so the parts here add up to the total.
         reasons = ", ".join(
             f"{reason} {est.mean:,.1f}"
             for reason, est in sorted(summary.failures.items(), key=lambda kv: -kv[1].mean)
+            if reason != "unfinished"
         )
         lines.append(
             f"{failed:,.1f} of {claims:,.0f} claims per run failed ({reasons}): "
@@ -58,7 +61,7 @@ def limits(summary: PointSummary, scenario: Scenario) -> list[str]:
     unfinished = m("unfinished") or 0.0
     if unfinished > 0:
         lines.append(
-            f"{unfinished:,.1f} claims per run were still in flight when the run ended "
+            f"{unfinished:,.1f} claims per run were still in flight when the drain ended "
             f"(drain {scenario.drain:g}s): the system did not keep up."
         )
     profile = scenario.cluster.build_profile()

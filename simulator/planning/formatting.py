@@ -26,7 +26,7 @@ METRIC_ROWS: tuple[tuple[str, str], ...] = (
     ("claims", "claims requested (measured window)"),
     ("delivered", "delivered"),
     ("failed", "failed"),
-    ("unfinished", "still in flight at the end"),
+    ("unfinished", "still in flight when the drain ended"),
     ("latency_p50", "delivery p50"),
     ("latency_p90", "delivery p90"),
     ("latency_p99", "delivery p99"),

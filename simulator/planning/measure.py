@@ -34,6 +34,7 @@ Series = Mapping[str, Sequence[float]]
 POOL_CLAIM_FIGURES: tuple[str, ...] = (
     "claims",
     "failed_share",
+    "waited_share",
     "latency_mean",
     "latency_p50",
     "latency_p90",
@@ -48,6 +49,7 @@ POOL_CLAIM_FIGURES: tuple[str, ...] = (
     "cold_all_picked",
 )
 """The figures of a pool's own claims, named as the run's (what a plan's goals read,
+``waited_share``: what Erlang-C is set against when its claims wait for a refill,
 ``warm_first_p99``: what a warm p99 is without retries, ``no_stock_claims``: whether
 this pool's claims found it empty, and ``cold_no_stock``/``cold_all_picked``: why its
 cold deliveries were created, an empty pool or a window all being picked)."""

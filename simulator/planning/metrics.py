@@ -93,6 +93,12 @@ class RunResult:
     cold_n: int = 0
     claims: list[dict[str, Any]] | None = None
     interrupted: bool = False
+    measured_s: float = 0.0
+    """Seconds of the measured window the run covered: the scenario's duration, or less when
+    it was stopped (0 when stopped in the warm-up: then it has no figure, only ``None``)."""
+    in_flight_at_stop: int = 0
+    """Claims of the window still in flight when the run was stopped: left out of its
+    figures (a stopped run keeps the claims it saw end), not counted as failed."""
     wall_s: float = 0.0
     """Wall-clock seconds the run took (with ``cpu_s``, the only figures that differ between identical runs)."""
     cpu_s: float = 0.0
@@ -149,7 +155,8 @@ def summarise_outcomes(
     """Claim metrics of the outcomes in the measured window of ``window`` seconds.
 
     Return the metrics, the failures by reason (``unfinished`` for claims
-    still in flight when the run ended) and the sorted warm and cold latencies.
+    still in flight when the drain ended: a stopped run passes only the claims
+    it saw end, since no drain ran) and the sorted warm and cold latencies.
     """
     warm: list[float] = []
     cold: list[float] = []

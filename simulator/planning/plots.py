@@ -15,15 +15,18 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.text import Text
+from matplotlib.ticker import FuncFormatter, NullFormatter
 
-from simulator.erlang import erlang_b
+from simulator.planning.analytic import erlang_curve
 from simulator.planning.metrics import RunResult
 from simulator.planning.scenario import Scenario
 from simulator.planning.stats import Estimate
 
 __all__ = [
     "claims_rate_plot",
+    "erlang_figure",
     "erlang_plot",
+    "latency_cdf_figure",
     "latency_cdf_plot",
     "metric_figure",
     "metric_plot",
@@ -98,6 +101,11 @@ def _ecdf(runs: Sequence[RunResult], kind: str) -> tuple[list[float], list[float
 
 def latency_cdf_plot(groups: Sequence[tuple[str, Sequence[RunResult]]]) -> bytes:
     """Delivery latency CDF, warm (solid) and cold (dashed), per group of runs."""
+    return _png(latency_cdf_figure(groups))
+
+
+def latency_cdf_figure(groups: Sequence[tuple[str, Sequence[RunResult]]]) -> Figure:
+    """The figure of :func:`latency_cdf_plot`, its legend beside the axes."""
     fig = Figure(figsize=_SIZE)
     ax = fig.add_subplot()
     colors = ["C0", "C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8", "C9"]
@@ -115,8 +123,10 @@ def latency_cdf_plot(groups: Sequence[tuple[str, Sequence[RunResult]]]) -> bytes
     ax.grid(True, which="both", alpha=0.3)
     ax.set_title("Delivery latency, warm (from the pool) vs cold (created on no stock)")
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(loc="lower right", fontsize="small")
-    return _png(fig)
+        # Outside the axes, right of them: every corner inside holds a curve (warm ones rise
+        # at the left, cold ones at the right from 0 to 1), and a legend there hides it.
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
+    return fig
 
 
 def pool_plot(run: RunResult, scenario: Scenario) -> bytes:
@@ -214,6 +224,22 @@ def node_plot(run: RunResult, scenario: Scenario) -> bytes:
     return _png(fig)
 
 
+_SHARE_AXES = {
+    "erlang-b": ("Erlang-B", "simulated cold share (95% CI)", "cold share, % of delivered"),
+    "erlang-c": ("Erlang-C", "simulated share that waited (95% CI)", "claims that waited, %"),
+}
+"""Per model: its name, the simulated points' legend, and the share's axis label."""
+
+
+def _percent_ticks(ax: Axes) -> None:
+    """Write the y ticks as percentages (``0.1%``, ``10%``), minor ones unlabelled."""
+    # Fixed-point, not ``1e-05``: a share reads as a percentage at any size.
+    ax.yaxis.set_major_formatter(
+        FuncFormatter(lambda v, _pos: f"{v:.12f}".rstrip("0").rstrip(".") + "%")
+    )
+    ax.yaxis.set_minor_formatter(NullFormatter())
+
+
 def erlang_plot(
     sizes: Sequence[int],
     estimates: Sequence[Estimate | None],
@@ -221,15 +247,35 @@ def erlang_plot(
     *,
     goal: float | None = None,
     title: str = "Cold share against pool size",
+    model: str = "erlang-b",
 ) -> bytes:
-    """Simulated cold share (mean and 95% interval) by pool size, with Erlang-B curves."""
+    """Simulated share (mean and 95% interval) by pool size, with Erlang's curves, in %."""
+    return _png(erlang_figure(sizes, estimates, loads, goal=goal, title=title, model=model))
+
+
+def erlang_figure(
+    sizes: Sequence[int],
+    estimates: Sequence[Estimate | None],
+    loads: Sequence[tuple[str, float]],
+    *,
+    goal: float | None = None,
+    title: str = "Cold share against pool size",
+    model: str = "erlang-b",
+) -> Figure:
+    """The figure of :func:`erlang_plot`: Erlang-B's cold share (or, with ``model``
+    ``erlang-c``, Erlang-C's waiting share) at each size, with the simulated points.
+
+    Shares are drawn in percent, as every other share of the report.
+    """
     fig = Figure(figsize=_SIZE)
     ax = fig.add_subplot()
+    _, simulated, ylabel = _SHARE_AXES[model]
     lo = 0
     hi = max(max(sizes, default=1), 1)
     grid = list(range(lo, hi + max(2, hi // 10) + 1))
     for i, (label, load) in enumerate(loads):
-        ax.plot(grid, [max(erlang_b(s, load), 1e-6) for s in grid], color=f"C{i + 1}", label=label)
+        curve = erlang_curve(load, grid, model)
+        ax.plot(grid, [100 * max(v, 1e-6) for v in curve], color=f"C{i + 1}", label=label)
     xs: list[int] = []
     ys: list[float] = []
     err_lo: list[float] = []
@@ -247,28 +293,29 @@ def erlang_plot(
     if xs:
         ax.errorbar(
             xs,
-            ys,
-            yerr=[err_lo, err_hi],
+            [100 * y for y in ys],
+            yerr=[[100 * e for e in err_lo], [100 * e for e in err_hi]],
             fmt="o",
             color="C0",
             capsize=3,
-            label="simulated (95% CI)",
+            label=simulated,
         )
     if goal is not None and goal > 0:
-        ax.axhline(goal, color="C3", linestyle="--", linewidth=1, label=f"goal {goal:.2%}")
+        ax.axhline(100 * goal, color="C3", linestyle="--", linewidth=1, label=f"goal {goal:.2%}")
     # A log scale shows small shares (the usual goals); large ones read better linearly.
     log = not ys or min(ys) < 0.02 or (goal is not None and goal < 0.02)
     if log:
         ax.set_yscale("log")
-        ax.set_ylim(bottom=max(1e-5, min([*ys, goal or 1.0]) / 20))
+        ax.set_ylim(bottom=100 * max(1e-5, min([*ys, goal or 1.0]) / 20))
     else:
-        ax.set_ylim(0, 1.02)
+        ax.set_ylim(0, 102)
+    _percent_ticks(ax)
     ax.set_xlabel("pool replicas")
-    ax.set_ylabel("cold share (log scale)" if log else "cold share")
+    ax.set_ylabel(f"{ylabel} (log scale)" if log else ylabel)
     ax.grid(True, which="both", alpha=0.3)
     ax.set_title(title)
     ax.legend(loc="best", fontsize="small")
-    return _png(fig)
+    return fig
 
 
 def _overlapping(labels: Sequence[Text]) -> bool:
@@ -331,6 +378,8 @@ def metric_figure(
         (e.high - e.mean) * k if e is not None and e.high is not None else 0.0 for e in estimates
     ]
     ax.bar(xs, means, yerr=[lows, highs], capsize=3, color="C0", alpha=0.8)
+    if percent:
+        _percent_ticks(ax)
     if limit is not None:
         ax.axhline(limit * k, color="C3", linestyle="--", linewidth=1, label="goal")
         ax.legend(loc="best", fontsize="small")

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from simulator.planning import plots
-from simulator.planning.analytic import AnalyticEstimate
+from simulator.planning.analytic import AnalyticEstimate, erlang_curve
 from simulator.planning.formatting import (
     METRIC_ROWS,
     POOL_ROWS,
@@ -109,56 +109,81 @@ def _failures(s: PointSummary) -> str:
     return _table(["failure reason", "claims per run", "95% interval"], rows)
 
 
-def _analytic_table(s: PointSummary, analytic: Sequence[AnalyticEstimate]) -> str:
-    from simulator.erlang import erlang_b
+_FORMULAS = {
+    "erlang-b": (
+        "Erlang-B",
+        "simulated cold share",
+        "Erlang-B(S, λL) is the cold share of a pool of S replicas under Poisson claims of rate λ "
+        "when a refill takes L on average and a claim that finds the pool empty is created cold "
+        "(create-on-no-stock).",
+    ),
+    "erlang-c": (
+        "Erlang-C",
+        "simulated share of claims that waited",
+        "Erlang-C(S, λL) is the share of claims that wait for a refill in a pool of S replicas "
+        "whose claims do not create on no stock (M/M/S: Poisson claims of rate λ, exponential "
+        "refills of mean L); such claims are never cold, and the simulated share counts those "
+        "that needed more than one attempt.",
+    ),
+}
+"""Per model: its name, the simulated share it is set against, and what it means."""
 
+_PLOTTED = {
+    "erlang-b": ("Erlang-B", "cold_share", "cold share"),
+    "erlang-c": ("Erlang-C", "waited_share", "share of claims that waited"),
+}
+"""Per model, in the plots against pool size: its name, the pool's share drawn, its words."""
+
+
+def _analytic_rows(
+    s: PointSummary, analytic: Sequence[AnalyticEstimate], model: str
+) -> list[list[str]]:
+    """The rows of ``model``'s table: the formula at each pool's size, with the profile's and
+    the measured refill, and the simulated share it stands for."""
     rows = []
     for a in analytic:
         pool = s.pools.get(a.pool, {})
         replicas = pool.get("replicas")
-        cold = pool.get("cold_share")
-        refill = pool.get("refill_s")
-        if replicas is None:
+        if a.model != model or replicas is None:
             continue
         size = int(replicas.mean)
-        b_profile = erlang_b(size, a.rate * a.refill_s)
-        b_measured = erlang_b(size, a.rate * refill.mean) if refill is not None else None
+        refill = pool.get("refill_s")
+        at_profile = erlang_curve(a.rate * a.refill_s, [size], model)[0]
+        at_measured = (
+            "-"
+            if refill is None
+            else f"{refill.mean:.3g}s → {erlang_curve(a.rate * refill.mean, [size], model)[0]:.2%}"
+        )
         rows.append(
             [
                 _e(a.pool),
                 _e(size),
                 _e(f"{a.rate:.3g}/s"),
-                _e(f"{a.refill_s:.3g}s → {b_profile:.2%}"),
-                _e(
-                    "-"
-                    if refill is None or b_measured is None
-                    else f"{refill.mean:.3g}s → {b_measured:.2%}"
-                ),
-                _e(fmt_estimate("cold_share", cold)),
+                _e(f"{a.refill_s:.3g}s → {at_profile:.2%}"),
+                _e(at_measured),
+                _e(fmt_estimate(a.compared_with, pool.get(a.compared_with))),
             ]
         )
-    if not rows:
-        return ""
-    return (
-        "<h2>Erlang-B next to the simulation</h2>"
-        + _table(
-            [
-                "pool",
-                "replicas",
-                "claim rate",
-                "Erlang-B, profile refill",
-                "Erlang-B, measured refill",
-                "simulated cold share",
-            ],
-            rows,
+    return rows
+
+
+def _analytic_table(s: PointSummary, analytic: Sequence[AnalyticEstimate]) -> str:
+    """Erlang's share at each pool's size next to the simulated one: one table per formula
+    (Erlang-B for pools whose claims are created cold, Erlang-C for those whose claims wait)."""
+    parts = []
+    for model, (name, simulated, meaning) in _FORMULAS.items():
+        rows = _analytic_rows(s, analytic, model)
+        if not rows:
+            continue
+        head = ["pool", "replicas", "claim rate", f"{name}, profile refill"]
+        head += [f"{name}, measured refill", simulated]
+        parts += [f"<h2>{name} next to the simulation</h2>", _table(head, rows)]
+        parts.append(
+            f'<p class="note">{_e(meaning)} The profile refill adds up the mean latency of each '
+            "step of a replacement; the measured refill is (S - mean available) / warm claim "
+            "rate (Little's law).</p>"
         )
-        + (
-            '<p class="note">Erlang-B(S, λL) is the cold share of a pool of S replicas under Poisson claims '
-            "of rate λ when a refill takes L on average. The profile refill adds up the mean latency of "
-            "each step of a replacement; the measured refill is (S - mean available) / warm claim rate "
-            "(Little's law).</p>"
-        )
-    )
+    return "".join(parts)
 
 
 def _run_plots(s: PointSummary, scenario: Scenario, title: str) -> str:
@@ -253,7 +278,8 @@ def render_report(
     if kind == "simulate" and summaries:
         s = summaries[0]
         body.append(_diagnosis(goals, limits))
-        body += ["<h2>Summary</h2>", _summary_table(s), "<h2>Pools</h2>", _pool_table(s)]
+        body += ["<h2>Summary</h2>", _partial(s), _summary_table(s)]
+        body += ["<h2>Pools</h2>", _pool_table(s)]
         body += ["<h2>Failures</h2>", _failures(s), _analytic_table(s, analytic)]
         body.append(_run_plots(s, scenario, "Plots"))
     elif kind == "sweep":
@@ -261,6 +287,12 @@ def render_report(
     elif kind == "plan" and plan is not None:
         body.append(_plan(plan, scenario))
     return _page(f"{kind}: {scenario.name}", "".join(body))
+
+
+def _partial(s: PointSummary) -> str:
+    """The warning that a point is partial, and why (empty for a complete point)."""
+    note = s.partial_note()
+    return "" if note is None else f'<p class="warn">{_e(note)}</p>'
 
 
 def _diagnosis(goals: Sequence[Goal], limits: Sequence[str]) -> str:
@@ -298,6 +330,8 @@ _SWEEP_METRICS = {
 def _sweep_cells(row: PointSummary | UnfitPoint, axes: Sequence[str]) -> list[str]:
     """A row of the Points table: the point's labels, then its figures or why it does not fit."""
     cells = [_e(row.labels.get(a)) for a in axes]
+    if isinstance(row, PointSummary) and not row.complete and cells:
+        cells[-1] += ' <span class="bad">(partial)</span>'  # the notes below say why
     if isinstance(row, UnfitPoint):
         # No figures: the first cell says why, the others stay empty.
         cells.append(f'<span class="bad">does not fit</span><br><small>{_e(row.reason)}</small>')
@@ -331,6 +365,13 @@ def _sweep(
             "no figures and no place in the plots."
         )
     parts.append(f'<p class="note">{_e(" ".join(notes))}</p>')
+    partial = [
+        f"<li>{_e(_point_name(s.labels))}: {_e(note)}</li>"
+        for s in summaries
+        if (note := s.partial_note()) is not None
+    ]
+    if partial:
+        parts.append('<div class="warn"><ul>' + "".join(partial) + "</ul></div>")
     if not summaries:
         return "".join(parts)
     labels = point_labels([s.labels for s in summaries])
@@ -371,7 +412,12 @@ def _sweep(
     )
     replica_axes = [a for a in axes if a.startswith("pools") and a.endswith("replicas")]
     if replica_axes and len(axes) == 1:
-        from simulator.planning.analytic import arrivals_note, offered_rate, refill_estimate
+        from simulator.planning.analytic import (
+            arrivals_note,
+            offered_rate,
+            refill_estimate,
+            waits_for_refill,
+        )
 
         scenario = summaries[0].scenario
         axis = replica_axes[0]
@@ -384,23 +430,36 @@ def _sweep(
             for s in summaries
             if (e := s.pools.get(pool_key, {}).get("refill_s")) is not None
         ]
-        loads = [(f"Erlang-B, profile refill {refill:.3g}s", rate * refill)]
+        # Claims that wait for a refill are never cold: Erlang-C's waiting share is theirs.
+        model = "erlang-c" if waits_for_refill(scenario, pool) else "erlang-b"
+        name, share, what = _PLOTTED[model]
+        loads = [(f"{name}, profile refill {refill:.3g}s", rate * refill)]
         if measured:
             median = sorted(measured)[len(measured) // 2]
-            loads.append((f"Erlang-B, measured refill {median:.3g}s", rate * median))
+            loads.append((f"{name}, measured refill {median:.3g}s", rate * median))
         sizes = [int(s.labels[axis]) for s in summaries]
         parts.append(
             _img(
                 plots.erlang_plot(
-                    sizes, [s.pools.get(pool_key, {}).get("cold_share") for s in summaries], loads
+                    sizes,
+                    [s.pools.get(pool_key, {}).get(share) for s in summaries],
+                    loads,
+                    title=f"{what.capitalize()} against pool size",
+                    model=model,
                 ),
-                "cold share against pool size",
-                f"Cold share of {pool_key} against its replicas, with Erlang-B at {rate:.3g} claims/s"
+                f"{what} against pool size",
+                f"{what.capitalize()} of {pool_key} against its replicas, with {name} at "
+                f"{rate:.3g} claims/s"
                 + ("" if (note := arrivals_note(scenario, pool)) is None else f" ({note})")
                 + ".",
             )
         )
     return "".join(parts)
+
+
+def _point_name(labels: dict[str, object]) -> str:
+    """``pools.base.replicas=8``: a point by its labels, as ``--set`` gives them."""
+    return ", ".join(f"{k}={v}" for k, v in labels.items()) or "base"
 
 
 def _pool_of_axis(scenario: Scenario, axis: str) -> str:
@@ -459,27 +518,31 @@ def _plan(plan: PlanResult, scenario: Scenario) -> str:
     parts += ["<h2>Candidates</h2>", _table(["replicas", *goal_names, "meets"], rows)]
     if plan.candidates:
         sizes = sorted(plan.candidates)
-        loads = [(f"Erlang-B, profile refill {plan.analytic.refill_s:.3g}s", plan.analytic.load)]
+        model = plan.analytic.model
+        name, share, what = _PLOTTED[model]
+        loads = [(f"{name}, profile refill {plan.analytic.refill_s:.3g}s", plan.analytic.load)]
         if plan.analytic_measured is not None:
             loads.append(
                 (
-                    f"Erlang-B, measured refill {plan.analytic_measured.refill_s:.3g}s",
+                    f"{name}, measured refill {plan.analytic_measured.refill_s:.3g}s",
                     plan.analytic_measured.load,
                 )
             )
+        # --max-cold is a goal on the cold share; claims that wait are never cold.
+        goal = plan.max_cold if model == "erlang-b" else None
         parts.append(
             _img(
                 plots.erlang_plot(
                     sizes,
-                    [
-                        plan.candidates[s].summary.pools.get(plan.pool, {}).get("cold_share")
-                        for s in sizes
-                    ],
+                    [plan.candidates[s].summary.pools.get(plan.pool, {}).get(share) for s in sizes],
                     loads,
-                    goal=plan.max_cold,
+                    goal=goal,
+                    title=f"{what.capitalize()} against pool size",
+                    model=model,
                 ),
-                "cold share against pool size",
-                "Simulated cold share of the candidates with the Erlang-B curves and the goal.",
+                f"{what} against pool size",
+                f"Simulated {what} of the candidates with the {name} curves"
+                + (" and the goal." if goal is not None else "."),
             )
         )
         if plan.slo is not None:

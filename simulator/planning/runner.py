@@ -15,7 +15,9 @@ SandboxClaim sandboxes whose hold is over; between steps, and every
 ``STOP_CHECK_EVENTS`` events within a step (a step can hold millions of
 events), it asks ``should_stop`` whether to end early (Ctrl-C), in which case
 the result is marked ``interrupted`` and holds what was measured up to its
-last sample.
+last sample: the claims of that window which ended before the stop (those
+still in flight are left out and counted apart, never failed: no drain ran),
+and, for a run stopped in the warm-up, no figure at all.
 """
 
 from __future__ import annotations
@@ -404,14 +406,22 @@ class _Run:
         everything = self.outcomes()
         lo, hi = sc.warmup, sc.horizon
         origin = self.origin
-        outcomes = [o for o in everything if lo <= o.requested - origin < hi]
         # An interrupted run's window ends where it stopped.
         end = min(hi, self.series["t"][-1]) if self.series.get("t") else hi
+        outcomes = [o for o in everything if lo <= o.requested - origin < end]
+        in_flight = 0
+        if interrupted:
+            # A stopped run measured the claims that ended before the stop: one still in
+            # flight is no failure (no drain ran), only a claim the run did not see end.
+            ended = [o for o in outcomes if o.delivered is not None or o.failed is not None]
+            in_flight = len(outcomes) - len(ended)
+            outcomes = ended
         metrics, failures, warm, cold = summarise_outcomes(outcomes, max(0.0, end - lo))
         # Every claim of the run: the refill counts the sandboxes taken in the window,
         # also by claims requested before it.
         shifted_all = [_shift(o, origin) for o in everything]
-        shifted = [o for o in shifted_all if lo <= o.requested < hi]
+        # The pools' own claims are the run's: those a stopped run saw end.
+        shifted = [_shift(o, origin) for o in outcomes]
         # A claimed sandbox counts as available until its lock reaches the
         # SandboxSet controller's cache: the refill adds that lag back.
         seen_lag = self.cluster.ctx.profile.latency("watch.lag").mean()
@@ -444,6 +454,12 @@ class _Run:
             if self.keep_claims
             else None
         )
+        measured = max(0.0, end - lo)
+        if measured <= 0:
+            # Stopped in the warm-up: no window, so no figure (the warm-up's samples are
+            # not the window's, and a count of 0 would drag every mean of the point).
+            metrics = {k: (v if k == "virtual_s" else None) for k, v in metrics.items()}
+            pools = {k: _unmeasured(p) for k, p in pools.items()}
         return RunResult(
             index=index,
             replication=replication,
@@ -459,7 +475,14 @@ class _Run:
             cold_n=len(cold),
             claims=claims,
             interrupted=interrupted,
+            measured_s=measured,
+            in_flight_at_stop=in_flight,
         )
+
+
+def _unmeasured(pool: dict[str, float | None]) -> dict[str, float | None]:
+    """A pool's figures of a run that measured no window: only its size, a setting, is known."""
+    return {k: (v if k == "replicas" else None) for k, v in pool.items()}
 
 
 def _create_spec(wl: WorkloadSpec, namespace: str, template: str, hold: float | None) -> CreateSpec:

@@ -65,6 +65,34 @@ class PointSummary:
             r.interrupted for r in self.runs
         )
 
+    def partial_note(self) -> str | None:
+        """What makes the point partial (replications not run or stopped), or None when complete.
+
+        ``partial: 1 of 3 replication(s) did not run; 1 of 3 replication(s) stopped early
+        (measured 90s of the 180s window; 4 claim(s) in flight at the stop left out)``.
+        """
+        if self.complete:
+            return None
+        wanted = self.scenario.replications
+        of = f"of {wanted} replication(s)"
+        parts = []
+        missing = wanted - len(self.runs)
+        if missing > 0:
+            parts.append(f"{missing} {of} did not run")
+        cut = [r for r in self.runs if r.interrupted and r.measured_s > 0]
+        if cut:
+            measured = ", ".join(f"{r.measured_s:.3g}s" for r in cut)
+            left = sum(r.in_flight_at_stop for r in cut)
+            out = f"; {left:,} claim(s) in flight at the stop left out" if left else ""
+            parts.append(
+                f"{len(cut)} {of} stopped early (measured {measured} of the "
+                f"{self.scenario.duration:g}s window{out})"
+            )
+        early = sum(1 for r in self.runs if r.interrupted and r.measured_s <= 0)
+        if early:
+            parts.append(f"{early} {of} stopped in the warm-up (nothing measured)")
+        return "partial: " + "; ".join(parts)
+
     def mean(self, metric: str) -> float | None:
         """The mean of ``metric`` over the runs (None when undefined)."""
         est = self.metrics.get(metric)
@@ -76,6 +104,7 @@ class PointSummary:
             "labels": self.labels,
             "replications": len(self.runs),
             "complete": self.complete,
+            "partial": self.partial_note(),
             "metrics": {k: v.as_dict() for k, v in self.metrics.items()},
             "pools": {p: {k: v.as_dict() for k, v in m.items()} for p, m in self.pools.items()},
             "failures": {k: v.as_dict() for k, v in self.failures.items()},
@@ -150,6 +179,7 @@ RUN_SHARES: dict[str, ShareBase] = {
 POOL_SHARES: dict[str, ShareBase] = {
     "cold_share": _count("warm", "cold"),
     "failed_share": _count("claims"),
+    "waited_share": _count("claims"),
 }
 """A pool's shares and the claims each is of (see ``pool_metrics``)."""
 

@@ -773,3 +773,93 @@ def test_a_terminal_that_hangs_up_stops_the_runs_and_keeps_their_results(
     assert proc.returncode == 129
     assert json.loads((out / "summary.json").read_text())["interrupted"] is True
     assert (out / "report.html").exists()
+
+
+def test_simulate_sets_erlang_c_against_the_waited_share_when_claims_wait(
+    tmp_path: Path,
+) -> None:
+    """Claims that wait for a refill (create_on_no_stock false) are never cold: the terminal,
+    the report and summary.json all set Erlang-C's waiting share at the pool's size against
+    the simulated share of claims that waited, and give its value.
+
+    Before, the terminal and the report compared Erlang-B's cold share with a simulated cold
+    share that cannot be nonzero, while summary.json said "erlang-c" with no value.
+    """
+    from simulator.erlang import erlang_b, erlang_c
+
+    waiting = tmp_path / "waiting.yaml"
+    waiting.write_text(
+        TINY.replace("replications: 2", "replications: 1").replace(
+            "hold: exp(10s)", "hold: exp(10s)\n    claim: {create_on_no_stock: false}"
+        )
+    )
+    out = tmp_path / "out"
+    code, text = _invoke("simulate", str(waiting), "--out", str(out))
+    assert code == 0, text
+    summary = json.loads((out / "summary.json").read_text())
+    (a,) = summary["analytic"]
+    assert (a["model"], a["at_replicas"], a["compared_with"]) == ("erlang-c", 4, "waited_share")
+    assert a["value_at_replicas"] == pytest.approx(erlang_c(4, a["load"]))
+    waited = summary["points"][0]["pools"]["default/base"]["waited_share"]["mean"]
+    line = next(line for line in text.splitlines() if line.startswith("Erlang"))
+    assert line.startswith(
+        f"Erlang-C for default/base at 4 replicas: {a['value_at_replicas']:.2%} of the claims "
+        f"wait (a = 2/s x {a['refill_s']:.3g}s); simulated, claims that waited: {waited:.2%}"
+    ), line
+    assert "Erlang-B" not in text
+    report = (out / "report.html").read_text()
+    assert "Erlang-C next to the simulation" in report and "Erlang-B" not in report
+    assert f"{a['value_at_replicas']:.2%}" in report
+
+    # With create-on-no-stock, the same figures are Erlang-B's and the cold share.
+    tiny = tmp_path / "tiny.yaml"
+    tiny.write_text(TINY.replace("replications: 2", "replications: 1"))
+    code, text = _invoke("simulate", str(tiny), "--out", str(out))
+    assert code == 0, text
+    (a,) = json.loads((out / "summary.json").read_text())["analytic"]
+    assert (a["model"], a["at_replicas"], a["compared_with"]) == ("erlang-b", 4, "cold_share")
+    assert a["value_at_replicas"] == pytest.approx(erlang_b(4, a["load"]))
+    assert f"Erlang-B for default/base at 4 replicas: {a['value_at_replicas']:.2%} cold" in text
+
+
+def test_an_interrupted_simulate_keeps_what_it_measured_and_says_the_point_is_partial(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C half-way through the first run: the claims in flight are left out, not failed;
+    the terminal, the report and summary.json say the point is partial, and why.
+
+    Before, the claims in flight counted as failed (``unfinished``) and "What limits
+    delivery" said they were still in flight when a drain of 600 s ended.
+    """
+    from simulator.planning import commands
+    from simulator.planning.study import run_points as real
+
+    def ctrl_c_half_way(*args: Any, stop: Any, on_progress: Any, **kw: Any) -> Any:
+        def progress(index: int, fraction: float) -> None:
+            on_progress(index, fraction)
+            if fraction >= 0.5:
+                stop.set()
+
+        return real(*args, stop=stop, on_progress=progress, **kw)
+
+    monkeypatch.setattr(commands, "run_points", ctrl_c_half_way)
+    small = tmp_path / "small.yaml"
+    small.write_text(TINY.replace("replicas: 4", "replicas: 1"))
+    out = tmp_path / "out"
+    code, text = _invoke("simulate", str(small), "--out", str(out))
+    assert code == 130, text
+    summary = json.loads((out / "summary.json").read_text())
+    point = summary["points"][0]
+    (run,) = point["runs"]
+    assert run["interrupted"] and run["in_flight_at_stop"] > 0
+    assert point["metrics"]["failed_share"]["mean"] == 0 and "unfinished" not in point["failures"]
+    note = (
+        f"partial: 1 of 2 replication(s) did not run; 1 of 2 replication(s) stopped early "
+        f"(measured {run['measured_s']:.3g}s of the 40s window; {run['in_flight_at_stop']} "
+        "claim(s) in flight at the stop left out)"
+    )
+    assert point["partial"] == note
+    assert note in " ".join(text.split()), text
+    assert "were still in flight" not in text
+    report = (out / "report.html").read_text()
+    assert f'<p class="warn">{note}</p>' in report

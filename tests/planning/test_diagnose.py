@@ -296,3 +296,68 @@ def test_cold_claims_that_found_the_whole_pool_being_picked_read_as_running_out(
     assert "while stock remained" not in line
     larger = _summary(apply_overrides(scenario, [("pools.base.replicas", 8)]))
     assert (larger.mean("cold_share") or 0) == 0
+
+
+def test_a_stopped_run_misses_no_goal_for_its_claims_in_flight(tiny: Scenario) -> None:
+    """Ctrl-C half-way through a run of a pool that never fails: the failed share is 0 and
+    its goal met, and no line says claims were still in flight when a drain ended.
+
+    Before, the claims in flight at the stop counted as failed: "failed share: missed" and
+    "N claims per run were still in flight when the run ended (drain 600s): the system did
+    not keep up", though no drain had run.
+    """
+    from simulator.planning.diagnose import check_goals
+    from simulator.planning.runner import run_once
+    from simulator.planning.scenario import Goals
+    from simulator.planning.study import summarise_point
+
+    scenario = apply_overrides(tiny, [("pools.base.replicas", 1), ("replications", 1)])
+    seen = [0.0]
+
+    def progress(p: float) -> None:
+        seen[0] = p
+
+    run = run_once(scenario, should_stop=lambda: seen[0] >= 0.5, progress=progress)
+    assert run.interrupted and run.in_flight_at_stop > 0
+    point = summarise_point({}, scenario, [run])
+    (failed,) = check_goals(point, Goals(max_failed="0.1%"))
+    assert failed.name == "failed_share" and failed.met, failed
+    assert not any("still in flight" in line for line in limits(point, scenario))
+
+
+def test_the_failed_lines_parts_add_up_to_its_total() -> None:
+    """The failed line lists the failures by reason, and they add up to the claims it says
+    failed; claims still in flight when the drain ended have a line of their own.
+
+    Before, its parentheses listed ``unfinished`` too: "5.5 of 584 claims per run failed
+    (RetryExhausted 5.5, unfinished 0.5)".
+    """
+    import re
+
+    from simulator.planning.loading import parse_scenario
+    from simulator.planning.metrics import Outcome, RunResult, summarise_outcomes
+    from simulator.planning.study import summarise_point
+
+    from .conftest import TINY
+
+    scenario = parse_scenario(TINY)
+    outcomes = [
+        *(Outcome(0, "default/base", float(i), delivered=i + 0.1, warm=True) for i in range(10)),
+        *(
+            Outcome(0, "default/base", 10.0 + i, failed=20.0, reason="RetryExhausted")
+            for i in range(4)
+        ),
+        Outcome(0, "default/base", 15.0, failed=20.0, reason="ClaimTimeout"),
+        Outcome(0, "default/base", 16.0),  # still in flight when the drain ended
+    ]
+    metrics, failures, _, _ = summarise_outcomes(outcomes, 40.0)
+    run = RunResult(0, 0, 1, {}, metrics, failures, {}, {})
+    point = summarise_point({}, scenario, [run])
+    found = limits(point, scenario)
+    (line,) = [line for line in found if "claims per run failed" in line]
+    total = float(re.match(r"([\d.]+) of", line).group(1))  # type: ignore[union-attr]
+    parts = re.search(r"\((.*)\)", line).group(1)  # type: ignore[union-attr]
+    assert "unfinished" not in parts, line
+    assert sum(float(p.rsplit(" ", 1)[1]) for p in parts.split(", ")) == total == 5.0, line
+    (flight,) = [line for line in found if "still in flight" in line]
+    assert flight.startswith("1.0 claims per run were still in flight when the drain ended")

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import itertools
 
+import numpy as np
 import pytest
 from matplotlib.figure import Figure
 from matplotlib.transforms import Bbox
 
 from simulator.planning.formatting import point_labels
 from simulator.planning.plots import metric_figure
+from simulator.planning.scenario import Scenario
 from simulator.planning.stats import Estimate
 
 AXES = {
@@ -78,3 +80,67 @@ def test_point_labels_name_each_axis_by_the_end_of_its_path() -> None:
         "image.pull=exp(1s)",
         "base",
     ]
+
+
+def _tick_texts(fig: Figure) -> list[str]:
+    fig.draw_without_rendering()
+    ax = fig.axes[0]
+    return [t.get_text() for t in ax.get_yticklabels() if t.get_text()]
+
+
+def test_every_share_plot_reads_in_percent() -> None:
+    """The cold share is a percentage in the bar plot and in the plot against pool size
+    alike: each axis says %, and each tick is written as one.
+
+    Before, the plot against pool size drew it as a bare fraction (0..1, label "cold
+    share") next to a bar plot in % and a goal given in %.
+    """
+    from simulator.planning.plots import erlang_figure
+
+    est = [Estimate(2, 0.276, 0.04, 0.0, 0.64), Estimate(2, 0.11, 0.01, 0.06, 0.16)]
+    bars = metric_figure(
+        ["replicas=4", "replicas=6"], est, ylabel="% of delivered", title="Cold", percent=True
+    )
+    linear = erlang_figure([4, 6], est, [("Erlang-B, profile refill 1.79s", 3.57)], goal=0.05)
+    log = erlang_figure([4, 6], est, [("Erlang-B", 3.57)], goal=0.01)
+    for fig in (bars, linear, log):
+        ax = fig.axes[0]
+        assert "%" in ax.get_ylabel(), ax.get_ylabel()
+        ticks = _tick_texts(fig)
+        assert ticks and all(t.endswith("%") for t in ticks), ticks
+    # The points sit at their percentages: 27.6% is drawn at 27.6, not 0.276.
+    drawn = [np.asarray(line.get_ydata(), dtype=float) for line in linear.axes[0].get_lines()]
+    assert max(float(ys.max()) for ys in drawn) > 1
+
+
+def _under_legend(fig: Figure) -> dict[str, float]:
+    """The share of each curve's points the legend box hides (the hunt's measure)."""
+    fig.draw_without_rendering()
+    ax = fig.axes[0]
+    legend = ax.get_legend()
+    assert legend is not None
+    box = legend.get_window_extent()
+    hidden = {}
+    for line in ax.get_lines():
+        pts = ax.transData.transform(line.get_xydata())
+        hidden[str(line.get_label())] = sum(box.contains(x, y) for x, y in pts) / len(pts)
+    return hidden
+
+
+def test_the_latency_cdf_legend_hides_no_curve(tiny: Scenario) -> None:
+    """Warm and cold curves of three pool sizes: the legend covers no point of any of them.
+
+    Before, the legend sat in the lower right, where the cold curves (1-3 s, rising from
+    0) are drawn, and hid about 40% of their points.
+    """
+    from simulator.planning.overrides import apply_overrides
+    from simulator.planning.plots import latency_cdf_figure
+    from simulator.planning.runner import run_once
+
+    groups = [
+        (f"replicas={n}", [run_once(apply_overrides(tiny, [("pools.base.replicas", n)]))])
+        for n in (1, 2, 4)
+    ]
+    for fig in (latency_cdf_figure(groups), latency_cdf_figure([("", groups[0][1])])):
+        hidden = _under_legend(fig)
+        assert len(hidden) >= 2 and set(hidden.values()) == {0.0}, hidden

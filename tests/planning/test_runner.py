@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 
 import pytest
 
@@ -264,3 +265,67 @@ def test_the_runner_claims_with_the_checked_request(tiny: Scenario) -> None:
         RunError, match=r"^workloads\[0\]\.user: invalid value 'not a label value!'"
     ):
         run_once(tampered)
+
+
+def _stop_at(fraction: float) -> tuple[Callable[[float], None], Callable[[], bool]]:
+    """A progress callback and a stop check that stops the run once it is ``fraction`` done,
+    as a Ctrl-C at that moment would."""
+    seen = [0.0]
+
+    def progress(p: float) -> None:
+        seen[0] = p
+
+    return progress, lambda: seen[0] >= fraction
+
+
+def test_a_stopped_run_keeps_the_claims_that_ended_and_fails_none_in_flight(
+    tiny: Scenario,
+) -> None:
+    """Stopped half-way, a run counts the claims of its window that ended before the stop; the
+    claims still in flight are left out (and counted as such), not turned into failures.
+
+    Before, every claim in flight at the stop counted as ``unfinished``, hence failed: a
+    pool of 1 that never fails read as 5% failed, as if no drain had run.
+    """
+    scenario = apply_overrides(tiny, [("pools.base.replicas", 1), ("replications", 1)])
+    progress, stop = _stop_at(0.5)
+    result = run_once(scenario, should_stop=stop, progress=progress, keep_claims=True)
+    assert result.interrupted
+    assert result.in_flight_at_stop > 0  # cold claims of 1-3 s were under way
+    m = result.metrics
+    assert m["unfinished"] == 0 and m["failed"] == 0 and m["failed_share"] == 0
+    assert "unfinished" not in result.failures
+    assert result.claims is not None
+    assert m["claims"] == m["delivered"] == len(result.claims)
+    assert all(row["delivered"] is not None for row in result.claims)
+    # The window ends at the last sample: what the run measured of the 40 s.
+    assert result.measured_s == pytest.approx(result.series["t"][-1] - scenario.warmup)
+    assert 0 < result.measured_s < scenario.duration
+    assert result.pools["default/base"]["failed_share"] == 0
+
+
+def test_a_complete_run_measured_its_whole_window(tiny: Scenario) -> None:
+    """A run that was not stopped covers the scenario's duration, and leaves nothing out."""
+    result = run_once(tiny)
+    assert not result.interrupted
+    assert result.measured_s == tiny.duration and result.in_flight_at_stop == 0
+
+
+def test_a_run_stopped_in_the_warm_up_measures_nothing(tiny: Scenario) -> None:
+    """Stopped before its window began, a run has no figure: no claim count, no node use, no
+    idle hours (only the pool's size, which is a setting), so it moves no mean of its point.
+
+    Before, its warm-up samples stood in for the window (node CPU of the warm-up) and its
+    idle sandbox-hours read 0, which halved the point's mean.
+    """
+    progress, stop = _stop_at(0.05)  # 2.25 s into the 5 s warm-up
+    result = run_once(tiny, replication=1, should_stop=stop, progress=progress)
+    assert result.interrupted and result.measured_s == 0
+    simulated = result.metrics["virtual_s"]
+    assert simulated is not None and simulated < tiny.warmup
+    measured = {k: v for k, v in result.metrics.items() if k != "virtual_s"}
+    assert measured and all(v is None for v in measured.values()), measured
+    pool = result.pools["default/base"]
+    assert pool["replicas"] == 4
+    assert all(v is None for k, v in pool.items() if k != "replicas"), pool
+    assert result.failures == {} and result.warm_n == result.cold_n == 0

@@ -102,3 +102,43 @@ def test_points_of_one_scenario_that_does_not_fit_all_say_so() -> None:
     assert [type(o) for o in study.by_point] == [UnfitPoint, UnfitPoint]
     assert study.unfit[0].reason == study.unfit[1].reason
     assert not study.summaries
+
+
+def test_a_run_stopped_in_the_warm_up_moves_no_mean_and_the_point_says_it_is_partial() -> None:
+    """A point of one complete run and one stopped in its warm-up has the complete run's
+    figures (node use, idle hours, claims: nothing averaged with a run that measured
+    nothing), and says it is partial and why.
+
+    Before, the stopped run's warm-up node CPU and its 0 idle hours entered the means: the
+    idle sandbox-hours were halved and the node CPU peak's interval ran past 100%.
+    """
+    from simulator.planning.runner import run_once
+    from simulator.planning.study import summarise_point
+
+    from .conftest import TINY
+
+    scenario = parse_scenario(TINY)
+    full = run_once(scenario, replication=0)
+    seen = [0.0]
+
+    def progress(p: float) -> None:
+        seen[0] = p
+
+    early = run_once(
+        scenario, replication=1, should_stop=lambda: seen[0] >= 0.05, progress=progress
+    )
+    point = summarise_point({}, scenario, [full, early])
+    for name in ("node_cpu_peak", "node_cpu_mean", "idle_sandbox_hours", "claims"):
+        est = point.metrics[name]
+        assert (est.n, est.mean, est.high) == (1, full.metrics[name], None), name
+    assert point.pools["default/base"]["idle_sandbox_hours"].mean == pytest.approx(
+        full.pools["default/base"]["idle_sandbox_hours"]
+    )
+    assert not point.complete
+    assert (
+        point.partial_note()
+        == "partial: 1 of 2 replication(s) stopped in the warm-up (nothing measured)"
+    )
+    assert point.as_dict()["partial"] == point.partial_note()
+    whole = summarise_point({}, scenario, [full, run_once(scenario, replication=1)])
+    assert whole.partial_note() is None and whole.as_dict()["partial"] is None
