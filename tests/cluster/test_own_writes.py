@@ -16,7 +16,7 @@ from pytest_kruise_agents.backends import Caller, CreateRequest
 from pytest_kruise_agents.backends.base import ListQuery
 from pytest_kruise_agents.backends.sim import SimBackend
 from pytest_kruise_agents.claiming.errors import ClaimError
-from simulator.cluster import DEFAULT_USER, Cluster
+from simulator.cluster import CACHE_WAIT_S, DEFAULT_USER, Cluster
 
 from .conftest import pool_yaml
 
@@ -137,3 +137,19 @@ def test_the_cluster_and_the_backend_answer_the_same_lists() -> None:
     assert [len(seen) for seen in direct] == [1, 1, 0]
     # One rule, one run: the two paths wait alike, so the same calls give the same log.
     assert in_process.log.text() == served.log.text()
+
+
+def test_the_wait_for_the_cache_never_outlasts_a_short_bound(pooled: Cluster) -> None:
+    """The wait hides the ordinary watch lag, not a lagging manager: under a 45 s
+    ``watch_lag`` a create with a 30 s timeout sat through the lag and returned a sandbox
+    its timeout had already ended. It returns within ``CACHE_WAIT_S`` of its delivery,
+    alive, and the list shows it once the cache catches up, as a real manager's would."""
+    pooled.inject("watch_lag", latency="45s", selector={"informer": "sandbox-manager"})
+    start = pooled.now
+    sbx = pooled.create_sandbox("base", timeout=30)
+    latency = pooled.last_record().latency
+    assert latency is not None and pooled.now - start <= CACHE_WAIT_S + latency
+    sid = pooled.sandbox_id(sbx)
+    assert pooled.describe(sid).metadata.deletion_timestamp is None
+    pooled.set_timeout(sid, 60)
+    assert pooled.describe(sid).metadata.deletion_timestamp is None
