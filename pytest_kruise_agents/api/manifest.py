@@ -34,7 +34,7 @@ from pydantic_core import ErrorDetails, PydanticSerializationError
 from pytest_kruise_agents.api.base import MANIFEST, KubeModel
 from pytest_kruise_agents.api.e2b import replace_surrogates
 from pytest_kruise_agents.api.errors import InvalidError
-from pytest_kruise_agents.api.goyaml import YamlLoader
+from pytest_kruise_agents.api.goyaml import YamlLoader, resolve_scalar
 from pytest_kruise_agents.api.keys import API_VERSION
 from pytest_kruise_agents.api.meta import ObjectMeta
 from pytest_kruise_agents.api.pod import Pod
@@ -631,14 +631,6 @@ def _go_yaml_compare(a: str, b: str) -> int:
 
 _GO_YAML_KEY = functools.cmp_to_key(_go_yaml_compare)
 
-_YAML11_ONLY_BOOLEANS = frozenset({"y", "Y", "n", "N"})
-"""Booleans to go-yaml v2 (YAML 1.1) that PyYAML's resolver reads as strings.
-
-PyYAML already quotes ``yes``/``no``/``on``/``off``/``true``/``false`` in the
-cases go-yaml reads as booleans; these four it would leave plain, and
-``kubectl apply`` would read ``gpu: y`` back as ``true``.
-"""
-
 
 class _Dumper(yaml.SafeDumper):
     """Block-style YAML like kubectl's (go-yaml v2): its key order, its quoting, ``|`` blocks."""
@@ -653,7 +645,10 @@ class _Dumper(yaml.SafeDumper):
 def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
     if "\n" in value:
         style: str | None = "|"
-    elif value in _YAML11_ONLY_BOOLEANS:
+    elif resolve_scalar(value)[0] not in ("str", "timestamp"):
+        # Plain, go-yaml (and so kubectl, and load_manifests) would read it as another
+        # kind: y and n (booleans), 1e3 and 08 (floats), 0o17 (an int). PyYAML's own
+        # resolver would leave those plain; quoted, a dump loads back equal.
         style = '"'
     else:
         style = None

@@ -35,6 +35,7 @@ from typing import Any
 
 import yaml
 
+from pytest_kruise_agents.api.goyaml import YamlLoader
 from simulator.planning.arrivals import TraceArrivals
 from simulator.planning.errors import ScenarioError
 from simulator.planning.loading import parse_scenario
@@ -102,9 +103,13 @@ def split_path(path: str) -> list[str | int]:
 
 
 def parse_value(text: str) -> Any:
-    """A value as a YAML scalar (numbers, booleans, null), else the text itself."""
+    """A value as a YAML scalar (numbers, booleans, null), else the text itself.
+
+    Read as the scenario file is read (go-yaml's rules, :class:`YamlLoader`), so a value
+    means the same in ``--set`` as in the file: ``n`` is false, ``1:30`` is text.
+    """
     try:
-        value = yaml.safe_load(text)
+        value = yaml.load(text, Loader=YamlLoader)
     except yaml.YAMLError:
         return text
     return (

@@ -655,6 +655,18 @@ def test_words_that_are_no_boolean_stay_plain(word: str) -> None:
     assert f"a: {word}\n" in text
 
 
+@pytest.mark.parametrize("text", ["1e3", "1E5", "08", "0o17", "-.5e3", "0x1F", "+1", ".5", "~"])
+def test_text_go_yaml_would_read_as_a_number_is_quoted(text: str) -> None:
+    """A dump loads back equal: text that go-yaml (kubectl, ``load_manifests``) reads as a
+    number or null when plain is written quoted, as a value and as a key. PyYAML's own
+    resolver left ``1e3``, ``08`` and ``0o17`` plain, and they came back as numbers."""
+    sbx = Sandbox(metadata=ObjectMeta(name="s", annotations={"a": text, "1e3": "key"}))
+    dumped = dump(sbx)
+    assert f'a: "{text}"\n' in dumped
+    assert '"1e3": key\n' in dumped
+    assert load_manifest(dumped) == sbx
+
+
 def test_dump_sorts_keys_at_every_level_as_kubectl_prints_them() -> None:
     """kubectl prints an unstructured object, Go maps: keys sorted in every mapping, the pod
     template's too; list items keep their order."""

@@ -10,7 +10,13 @@ import pytest
 from simulator.planning.arrivals import BurstArrivals, DiurnalArrivals, TraceArrivals
 from simulator.planning.errors import ScenarioError
 from simulator.planning.loading import load_scenario, parse_scenario, shipped_scenarios
-from simulator.planning.overrides import apply_overrides, canonical_path, parse_axis, split_path
+from simulator.planning.overrides import (
+    apply_overrides,
+    canonical_path,
+    parse_axis,
+    parse_value,
+    split_path,
+)
 from simulator.planning.scenario import PoolSpec, Scenario
 
 from .conftest import SCENARIOS, TINY
@@ -381,6 +387,17 @@ def test_a_claim_timeout_the_create_would_refuse_is_refused_at_load(
     assert reason in info.value.reason
     for fine in (30, "10m", 2592000):
         assert apply_overrides(base, [("workloads[0].claim.timeout", fine)])
+
+
+@pytest.mark.parametrize(
+    ("text", "value"), [("n", False), ("y", True), ("1:30", "1:30"), ("1e3", 1000.0), ("08", 8.0)]
+)
+def test_an_override_value_reads_as_the_file_reads_it(text: str, value: object) -> None:
+    """``--set`` values go through the scenario file's reader (go-yaml's rules): ``1:30`` was
+    90 after ``--set`` and text in the file, ``n`` the text 'n' after ``--set`` and false in
+    the file."""
+    assert parse_value(text) == value
+    assert type(parse_value(text)) is type(value)
 
 
 def _override(text: str) -> Scenario:
