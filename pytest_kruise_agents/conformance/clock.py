@@ -13,13 +13,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Final, Literal
 
 import httpx
 
 from pytest_kruise_agents.conformance.target import KRUISE_PREFIX
 
-__all__ = ["CLOCK_PATH", "ServerClock"]
+__all__ = ["CLOCK_PATH", "ClockMark", "ServerClock"]
 
 CLOCK_PATH: Final = "/_kruise/clock"
 
@@ -31,6 +32,14 @@ _GRACE_ADMIN_S: Final = 10.0
 """Wall seconds to wait past a deadline on a realtime server whose speed the suite knows."""
 _GRACE_WALL_S: Final = 30.0
 """... and on a server without an admin clock (its controllers may lag)."""
+
+
+@dataclass(frozen=True)
+class ClockMark:
+    """A moment as the suite saw it: the wall clock, and the server's own clock if it can read it."""
+
+    wall: float
+    server: float | None
 
 
 @dataclass
@@ -108,6 +117,37 @@ class ServerClock:
         if self.mode == "virtual":
             return max(5.0, wall)
         return wall * self.speed
+
+    def server_now(self) -> float | None:
+        """The server's time (POSIX seconds) from ``GET /_kruise/clock``; ``None`` without
+        an admin clock or when it does not answer with an RFC 3339 ``now``."""
+        if self.mode == "wall":
+            return None
+        headers = {"X-API-Key": self.key} if self.key else {}
+        try:
+            resp = httpx.get(self.api_url + CLOCK_PATH, headers=headers, timeout=10)
+            now = resp.json().get("now") if resp.status_code == 200 else None
+            if not isinstance(now, str):
+                return None
+            return datetime.fromisoformat(now.replace("Z", "+00:00")).timestamp()
+        except (httpx.HTTPError, ValueError, AttributeError):
+            return None
+
+    def mark(self) -> ClockMark:
+        """Now, to measure later with :meth:`server_seconds_since`."""
+        return ClockMark(time.monotonic(), self.server_now())
+
+    def server_seconds_since(self, mark: ClockMark) -> float:
+        """At most how many server seconds have passed since ``mark``.
+
+        Read from the server's clock when it can be read: a virtual clock moves
+        as far as the requests in between made it (a cold create moves it tens
+        of seconds), which no wall-clock bound can tell. Else :meth:`server_seconds`.
+        """
+        now = self.server_now() if mark.server is not None else None
+        if mark.server is not None and now is not None:
+            return max(0.0, now - mark.server)
+        return self.server_seconds(time.monotonic() - mark.wall)
 
     def advance(self, seconds: float) -> None:
         """Make ``seconds`` of server time pass: advance a virtual clock, else sleep."""

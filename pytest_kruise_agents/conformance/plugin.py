@@ -242,10 +242,14 @@ def _check_urls(target: Target) -> None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    """Fail a check whose dependency failed and skip one whose dependency was skipped."""
+    """Record the check as started, then fail it if a dependency failed and skip it if one
+    was skipped."""
     found = _check_of(item)
     if found is None:
         return
+    # Started at setup, not at its first report: a Ctrl-C during setup (a module fixture's
+    # cold create) makes no report, and the run must still name the check it stopped in.
+    item.config.stash[_STARTED].setdefault(found.id, Outcome(found, "pass"))
     results = item.config.stash[_RESULTS]
     for dep in found.depends:
         outcome = results.get(dep)

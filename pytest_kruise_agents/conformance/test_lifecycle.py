@@ -173,7 +173,8 @@ def test_auto_pause(
         state = state_of(conformance_api, sid)
         expect(
             state == "running",
-            f"GET /sandboxes/{sid} {when} ({timeout} s timeout with autoPause)",
+            f"GET /sandboxes/{sid} {when} ({timeout} s timeout with autoPause; "
+            f"{conformance_clock.describe()})",
             "state 'running' (it pauses when its timeout passes)",
             "HTTP 404" if state is None else f"state={state!r}",
         )

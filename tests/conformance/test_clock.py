@@ -48,3 +48,18 @@ def test_server_seconds_bound_the_time_a_server_lets_pass() -> None:
     assert ServerClock("http://x", None, "realtime", REALTIME_SPEED).server_seconds(0.5) == 10
     assert ServerClock("http://x", None, "wall").server_seconds(3) == 3
     assert ServerClock("http://x", ADMIN_KEY, "virtual").server_seconds(1) == 5
+
+
+def test_server_seconds_since_a_mark_read_the_admin_clock_when_there_is_one() -> None:
+    """A virtual clock moved 40 s (a cold create) counts 40 s, however little wall time passed;
+    without an admin clock the bound comes from the wall clock."""
+    with serve(clock="virtual") as url:
+        clock = ServerClock.detect(url, [ADMIN_KEY])
+        mark = clock.mark()
+        assert mark.server is not None
+        clock.advance(40)
+        assert 40 <= clock.server_seconds_since(mark) < 45
+    wall = ServerClock("http://127.0.0.1:9", None, "wall")
+    mark = wall.mark()
+    assert mark.server is None
+    assert 0 <= wall.server_seconds_since(mark) < 5

@@ -40,8 +40,8 @@ WRONG = [
         "auto-pause-immediate",
         "lifecycle",
         "lifecycle.auto-pause",
-        "right after create (30 s timeout with autoPause): expected state 'running' (it pauses "
-        "when its timeout passes), but saw state='paused'",
+        "right after create (30 s timeout with autoPause; virtual (admin clock)): expected state "
+        "'running' (it pauses when its timeout passes), but saw state='paused'",
         set(),
         id="auto-pause-immediate",
     ),

@@ -1,4 +1,4 @@
-"""The suite in awkward runs: Ctrl-C, bad report paths, no URL, a port past 65535, no key, a busy
+"""The suite in awkward runs: Ctrl-C (in a check or in its setup), bad report paths, no URL, a port past 65535, no key, a busy
 team, a prefixed API URL, control characters, lone surrogates and U+FFFF from the server, a
 server that ignores a command timeout, a caller's ``PYTEST_*`` environment."""
 
@@ -56,6 +56,27 @@ class _HangOnTimeout:
             and scope["method"] == "POST"
             and scope["path"].endswith("/timeout")
             and "conformance-missing" not in scope["path"]  # core.errors' unknown sandbox
+            and (b"x-api-key", USER_KEY.encode()) in scope["headers"]
+        ):
+            self.reached.set()
+            await asyncio.sleep(60)
+        await self.app(scope, receive, send)
+
+
+class _HangOnCreate:
+    """Holds every create (``POST /sandboxes`` or ``/v2/sandboxes``) with the team's key for a
+    minute: a cold create that has not answered yet; ``reached`` is set by the first."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.reached = threading.Event()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and _control_plane(scope)
+            and scope["method"] == "POST"
+            and scope["path"] in ("/sandboxes", "/v2/sandboxes")
             and (b"x-api-key", USER_KEY.encode()) in scope["headers"]
         ):
             self.reached.set()
@@ -177,6 +198,42 @@ def test_ctrl_c_during_a_check_reports_the_run_interrupted_and_exits_130(tmp_pat
     assert "INTERRUPTED during core.timeout" in (tmp_path / "conformance.md").read_text()
     interrupted = root.find(".//property[@name='Interrupted']")
     assert interrupted is not None and "core.timeout" in (interrupted.get("value") or "")
+
+
+def test_ctrl_c_during_a_checks_setup_names_that_check(tmp_path: Path) -> None:
+    """A Ctrl-C while a check's module fixture is still creating its sandbox (before the check
+    made any report) names that check: "INTERRUPTED during envd.health" in every report, and
+    the JUnit XML has it as an error "interrupted before it ended"."""
+    hang: list[_HangOnCreate] = []
+
+    def wrap(app: ASGIApp) -> ASGIApp:
+        hang.append(_HangOnCreate(app))
+        return hang[0]
+
+    with serve(wrap=wrap) as url:
+        proc = subprocess.Popen(
+            cli_command(url, tmp_path, levels="envd"),
+            cwd=tmp_path,
+            env=clean_env({"COLUMNS": "200"}),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+        try:
+            assert hang[0].reached.wait(120)
+            proc.send_signal(signal.SIGINT)
+            output, _ = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 130, output[-3000:]
+    results = read_junit(tmp_path / "conformance.xml")
+    assert results == {"envd.health": Result("error", "interrupted before it ended")}, output[
+        -3000:
+    ]
+    assert "INTERRUPTED during envd.health" in output
+    assert "INTERRUPTED during envd.health" in (tmp_path / "conformance.md").read_text()
 
 
 def test_an_unwritable_report_path_is_refused_before_the_run(tmp_path: Path) -> None:
