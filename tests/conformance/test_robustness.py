@@ -160,18 +160,20 @@ class _IgnoreCommandTimeout:
         await self.app(scope, receive, send)
 
 
-def test_ctrl_c_during_a_check_reports_the_run_interrupted_and_exits_130(tmp_path: Path) -> None:
-    """The check a Ctrl-C stopped is not counted as passed; every report says the run was
-    interrupted, the JUnit XML has the stopped check as an error, the exit code is 130."""
-    hang: list[_HangOnTimeout] = []
+def _interrupted_run(
+    tmp_path: Path, hold: type[_HangOnTimeout | _HangOnCreate], levels: str
+) -> tuple[int, str]:
+    """Run the suite at ``levels`` against a server that ``hold``s a request; send SIGINT
+    (a Ctrl-C) once it is held. The exit code and the output."""
+    held: list[_HangOnTimeout | _HangOnCreate] = []
 
     def wrap(app: ASGIApp) -> ASGIApp:
-        hang.append(_HangOnTimeout(app))
-        return hang[0]
+        held.append(hold(app))
+        return held[0]
 
     with serve(wrap=wrap) as url:
         proc = subprocess.Popen(
-            cli_command(url, tmp_path, levels="core"),
+            cli_command(url, tmp_path, levels=levels),
             cwd=tmp_path,
             env=clean_env({"COLUMNS": "200"}),
             stdout=subprocess.PIPE,
@@ -181,13 +183,20 @@ def test_ctrl_c_during_a_check_reports_the_run_interrupted_and_exits_130(tmp_pat
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         try:
-            assert hang[0].reached.wait(120)
+            assert held[0].reached.wait(120)
             proc.send_signal(signal.SIGINT)
             output, _ = proc.communicate(timeout=120)
         finally:
             if proc.poll() is None:
                 proc.kill()
-    assert proc.returncode == 130, output[-3000:]
+    return proc.returncode, output
+
+
+def test_ctrl_c_during_a_check_reports_the_run_interrupted_and_exits_130(tmp_path: Path) -> None:
+    """The check a Ctrl-C stopped is not counted as passed; every report says the run was
+    interrupted, the JUnit XML has the stopped check as an error, the exit code is 130."""
+    code, output = _interrupted_run(tmp_path, _HangOnTimeout, "core")
+    assert code == 130, output[-3000:]
     root = ET.parse(tmp_path / "conformance.xml").getroot()
     errors = [c.get("name") for c in root.iter("testcase") if c.find("error") is not None]
     assert errors == ["core.timeout"], output[-3000:]
@@ -204,34 +213,11 @@ def test_ctrl_c_during_a_checks_setup_names_that_check(tmp_path: Path) -> None:
     """A Ctrl-C while a check's module fixture is still creating its sandbox (before the check
     made any report) names that check: "INTERRUPTED during envd.health" in every report, and
     the JUnit XML has it as an error "interrupted before it ended"."""
-    hang: list[_HangOnCreate] = []
-
-    def wrap(app: ASGIApp) -> ASGIApp:
-        hang.append(_HangOnCreate(app))
-        return hang[0]
-
-    with serve(wrap=wrap) as url:
-        proc = subprocess.Popen(
-            cli_command(url, tmp_path, levels="envd"),
-            cwd=tmp_path,
-            env=clean_env({"COLUMNS": "200"}),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-        )
-        try:
-            assert hang[0].reached.wait(120)
-            proc.send_signal(signal.SIGINT)
-            output, _ = proc.communicate(timeout=120)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-    assert proc.returncode == 130, output[-3000:]
+    code, output = _interrupted_run(tmp_path, _HangOnCreate, "envd")
+    assert code == 130, output[-3000:]
     results = read_junit(tmp_path / "conformance.xml")
-    assert results == {"envd.health": Result("error", "interrupted before it ended")}, output[
-        -3000:
-    ]
+    expected = {"envd.health": Result("error", "interrupted before it ended")}
+    assert results == expected, output[-3000:]
     assert "INTERRUPTED during envd.health" in output
     assert "INTERRUPTED during envd.health" in (tmp_path / "conformance.md").read_text()
 
