@@ -224,14 +224,14 @@ def run_cli(
     return SuiteRun(proc.returncode, output, read_junit(junit), junit, report)
 
 
-def suite_pytest_command(python: Path | str) -> list[str]:
-    """The suite's pytest form under ``python``: the checks by ``--pyargs``, the plugin by ``-p``."""
+def suite_pytest_command(python: Path | str, *, plugin: bool = True) -> list[str]:
+    """The suite's pytest form under ``python``: the checks by ``--pyargs``, the plugin by ``-p``
+    (``plugin=False``: by its entry point, for an interpreter that has this package installed)."""
     return [
         str(python),
         "-m",
         "pytest",
-        "-p",
-        "pytest_kruise_agents.conformance.plugin",
+        *(["-p", "pytest_kruise_agents.conformance.plugin"] if plugin else []),
         "--pyargs",
         "pytest_kruise_agents.conformance",
         "-c",

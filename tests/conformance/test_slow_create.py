@@ -8,7 +8,6 @@ timing check that fails must say which clock it ran on.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +25,7 @@ from .conftest import (
     clean_env,
     read_junit,
     serve,
+    suite_pytest_command,
 )
 
 if TYPE_CHECKING:
@@ -105,16 +105,7 @@ def _only(out: Path, url: str, level: str, name: str, *, admin_key: bool = True)
     out.mkdir(exist_ok=True)
     junit = out / "conformance.xml"
     cmd = [
-        str(PYTHON),
-        "-m",
-        "pytest",
-        "--pyargs",
-        "pytest_kruise_agents.conformance",
-        "-c",
-        os.devnull,
-        "-p",
-        "no:cacheprovider",
-        "-q",
+        *suite_pytest_command(PYTHON, plugin=False),
         "--tb=short",
         "--e2b-api-url",
         url,
