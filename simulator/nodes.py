@@ -7,7 +7,11 @@
   the ready node that fits what the pod asks (CPU, memory, pod count: see
   :func:`~pytest_kruise_agents.api.pod.pod_requests`, init containers
   included) and is least allocated afterwards, counting 100m CPU and 200Mi
-  memory for a container that requests none (ties: the smaller name). A pod
+  memory for a container that requests none (ties: the smaller name). As
+  kube-scheduler, it looks only until it has found
+  :func:`feasible_nodes_to_find` nodes that fit (every node up to 100 nodes;
+  the profile's ``percentage_of_nodes_to_score``), from where the last pod's
+  search stopped, round the nodes in the order they were added. A pod
   whose resize the kubelet has not carried out is charged ``max(spec,
   allocated)`` unless the resize is Infeasible. It reserves the node at once
   (the scheduler's *assumed pod*) and binds in a background step:
@@ -66,8 +70,9 @@ from __future__ import annotations
 import contextlib
 import heapq
 import ipaddress
-from collections.abc import Generator
+from collections.abc import Generator, Iterable
 from datetime import datetime, timedelta
+from itertools import chain, islice
 from typing import Any, Literal
 
 import simpy
@@ -104,10 +109,13 @@ __all__ = [
     "ANN_GRACE_SECONDS",
     "BACKOFF_INITIAL_S",
     "BACKOFF_MAX_S",
+    "MIN_FEASIBLE_NODES_PERCENTAGE_TO_FIND",
+    "MIN_FEASIBLE_NODES_TO_FIND",
     "POD_FINALIZER",
     "NodeSpec",
     "Nodes",
     "backoff_delay",
+    "feasible_nodes_to_find",
     "node_labels",
     "node_name",
 ]
@@ -142,6 +150,28 @@ def backoff_delay(failures: int) -> float:
     """The kubelet's back-off after ``failures`` failures in a row: 10 s doubling, at most 300 s."""
     # The exponent stops growing long after the cap (2**1024 is no float).
     return float(min(BACKOFF_INITIAL_S * 2 ** min(max(failures - 1, 0), 62), BACKOFF_MAX_S))
+
+
+MIN_FEASIBLE_NODES_TO_FIND = 100
+"""kube-scheduler's ``minFeasibleNodesToFind``: a cluster this small or smaller is searched
+whole for each pod, and a larger one until at least this many feasible nodes are found."""
+MIN_FEASIBLE_NODES_PERCENTAGE_TO_FIND = 5
+"""kube-scheduler's ``minFeasibleNodesPercentageToFind``: the floor of the adaptive share."""
+
+
+def feasible_nodes_to_find(percentage: int, nodes: int) -> int:
+    """How many feasible nodes end the scheduler's search for a pod among ``nodes`` nodes.
+
+    kube-scheduler's ``numFeasibleNodesToFind`` (``pkg/scheduler/schedule_one.go``), in
+    Go's integer division: every node under 100 nodes; else ``percentage``
+    (``percentageOfNodesToScore``) of them, 0 meaning adaptive, ``50 - nodes/125`` but at
+    least 5; and never fewer than 100. 300 nodes: 48%, 144; 1,000: 42%, 420; 5,000: 10%, 500.
+    """
+    if nodes < MIN_FEASIBLE_NODES_TO_FIND:
+        return nodes
+    if percentage == 0:
+        percentage = max(50 - nodes // 125, MIN_FEASIBLE_NODES_PERCENTAGE_TO_FIND)
+    return max(nodes * percentage // 100, MIN_FEASIBLE_NODES_TO_FIND)
 
 
 class NodeSpec(BaseModel):
@@ -559,7 +589,7 @@ class _Node:
     def score(self, ask: PodRequests, selector: dict[str, str] | None) -> float | None:
         """The node's score for a pod asking ``ask``, or ``None`` if it does not fit.
 
-        One call per node and pod: the scheduler asks every node for every pod.
+        One call per node the scheduler looks at for a pod: every node, up to 100 nodes.
         """
         if not self.ready or len(self.alloc) >= self.pods_cap:
             return None
@@ -716,6 +746,11 @@ class Nodes:
             "node-lifecycle-controller", prof.controller_qps, prof.controller_burst
         )
         self._nodes: dict[str, _Node] = {}
+        self._order: list[_Node] = []
+        """The nodes in the order they were added: the scheduler's round of them."""
+        self._next_start = 0
+        """kube-scheduler's ``nextStartNodeIndex``: where in :attr:`_order` the next pod's
+        search for a node begins (moved on by the nodes each search looked at)."""
         self._queue: dict[ObjKey, None] = {}
         self._unschedulable: dict[ObjKey, _Waiting] = {}
         self._by_shape: dict[Shape, dict[ObjKey, _Waiting]] = {}
@@ -798,7 +833,9 @@ class Nodes:
             raise ValueError(f"node {spec.name!r} already exists")
         prof = self.ctx.profile
         client = self.api.client(f"kubelet/{spec.name}", prof.kubelet_qps, prof.kubelet_burst)
-        self._nodes[spec.name] = _Node(spec, len(self._nodes), client)
+        node = _Node(spec, len(self._nodes), client)
+        self._nodes[spec.name] = node
+        self._order.append(node)
         self._room_grew()
 
     def _on_pod(self, event_type: str, old: Any, new: Any) -> None:
@@ -1025,9 +1062,33 @@ class Nodes:
             self._schedule_one(key, pod)
 
     def _pick(self, ask: PodRequests, selector: dict[str, str] | None) -> _Node | None:
+        """The best-scoring node among the first feasible ones found, as kube-scheduler's
+        ``findNodesThatPassFilters`` and ``selectHost`` choose (ties: the smaller name).
+
+        The search begins at :attr:`_next_start` and stops once it has
+        :func:`feasible_nodes_to_find` nodes that fit; the start moves on by the nodes
+        looked at, so the next pod's search goes on round the nodes. A search that looks
+        at every node (a small cluster, or a pod that fits on too few) leaves it in place.
+        """
+        nodes = self._order
+        count = len(nodes)
+        if not count:
+            return None
+        want = (
+            count  # feasible_nodes_to_find's first rule, without its call (every small cluster)
+            if count < MIN_FEASIBLE_NODES_TO_FIND
+            else feasible_nodes_to_find(self.ctx.profile.percentage_of_nodes_to_score, count)
+        )
+        start = self._next_start
+        if want < count and start:
+            order: Iterable[_Node] = chain(islice(nodes, start, None), islice(nodes, start))
+        else:
+            order = nodes  # searched whole (ties go by name): where it starts changes nothing
         best: _Node | None = None
         best_score = 0.0
-        for node in self._nodes.values():
+        looked = count
+        found = 0
+        for i, node in enumerate(order, 1):
             score = node.score(ask, selector)
             if score is None:
                 continue
@@ -1037,6 +1098,11 @@ class Nodes:
                 or (score == best_score and node.name < best.name)
             ):
                 best, best_score = node, score
+            found += 1
+            if found == want:
+                looked = i
+                break
+        self._next_start = (start + looked) % count
         return best
 
     def _asked(self, uid: str, pod: Pod) -> PodRequests:

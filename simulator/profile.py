@@ -169,6 +169,12 @@ class Profile(BaseModel):
     kubelet_burst: int = Field(default=100, ge=1)
     """Client burst of each node's kubelet."""
 
+    # -- scheduler ----------------------------------------------------------------
+    percentage_of_nodes_to_score: int = Field(default=0, ge=0, le=100)
+    """kube-scheduler's ``percentageOfNodesToScore``: the share of the nodes (in %) whose
+    feasible ones, once found, end a pod's search; 0 = adaptive (50% less 1% per 125
+    nodes, at least 5%); clusters of fewer than 100 nodes are always searched whole."""
+
     # -- lifecycle ----------------------------------------------------------------
     default_timeout_s: float = Field(default=300.0, gt=0)
     """E2B sandbox lifetime when the create request gives none."""

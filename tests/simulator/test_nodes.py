@@ -39,10 +39,14 @@ FIXED = {
 
 
 def make(
-    specs: list[NodeSpec], *, seed: int = 1, latencies: dict[str, Any] | None = None
+    specs: list[NodeSpec],
+    *,
+    seed: int = 1,
+    latencies: dict[str, Any] | None = None,
+    **knobs: Any,
 ) -> tuple[World, Nodes]:
     profile = get_profile("openkruise-head").with_overrides(
-        latencies={**FIXED, **(latencies or {})}
+        latencies={**FIXED, **(latencies or {})}, **knobs
     )
     world = World(SimContext(seed=seed, profile=profile))
     nodes = Nodes(world, specs)

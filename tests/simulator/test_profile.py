@@ -44,6 +44,7 @@ def test_head_carries_upstream_defaults() -> None:
     assert (head.manager_qps, head.manager_burst) == (500.0, 1000)
     assert (head.controller_qps, head.controller_burst) == (3000.0, 6000)
     assert (head.kubelet_qps, head.kubelet_burst) == (50.0, 100)
+    assert head.percentage_of_nodes_to_score == 0  # kube-scheduler's adaptive default
     assert (head.default_timeout_s, head.min_resume_timeout_s) == (300.0, 300.0)
     assert (head.pause_pod_grace_s, head.pod_delete_grace_s) == (5.0, 0.0)
 
@@ -143,6 +144,7 @@ def test_an_unknown_latency_is_named_with_a_suggestion() -> None:
         ({"create_qps": "fast"}, "'create_qps'"),
         ({"retry": "linear"}, "'retry'"),
         ({"e2b_default_claim_timeout_s": -1}, "'e2b_default_claim_timeout_s'"),
+        ({"percentage_of_nodes_to_score": 101}, "'percentage_of_nodes_to_score'"),
         ({"latencies": {"api.create": "bogus"}}, "latency 'api.create'"),
     ],
 )
