@@ -125,6 +125,21 @@ class _Group(TyperGroup):
         sys.exit(code if isinstance(code, int) else 0)
 
 
+def _require_simulator() -> None:
+    """Exit 2 with one ``error:`` line if a project's own ``simulator`` hides the fake cluster's.
+
+    ``python -m pytest_kruise_agents`` puts the current directory first on
+    ``sys.path``: a ``simulator.py`` there would otherwise fail the command deep
+    inside with ``No module named 'simulator.cluster'``.
+    """
+    from pytest_kruise_agents.shadowing import shadowing_simulator
+
+    problem = shadowing_simulator()
+    if problem is not None:
+        typer.echo(f"error: {problem}", err=True)
+        raise typer.Exit(2)
+
+
 app = typer.Typer(
     cls=_Group,
     help="pytest-kruise-agents: the OpenKruise Agents claim system on a fake cluster.",
@@ -139,6 +154,7 @@ def demo(seed: int = typer.Option(42, help="Seed of the fake cluster (0 or more)
     if seed < 0:
         typer.echo(f"error: --seed: must be 0 or more, got {seed}", err=True)
         raise typer.Exit(2)
+    _require_simulator()
     from pytest_kruise_agents.demo import run_demo
 
     run_demo(seed=seed)
@@ -165,6 +181,7 @@ def serve(
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """Serve the E2B API over the fake cluster; print the environment a client exports."""
+    _require_simulator()
     from pytest_kruise_agents.e2b.config import ConfigError
     from pytest_kruise_agents.e2b.serve import ServeOptions
     from pytest_kruise_agents.e2b.serve import serve as run_server
@@ -229,6 +246,7 @@ def simulate(
     set_: _Set = None,
 ) -> None:
     """Run a scenario; print the summary; write summary.json and report.html."""
+    _require_simulator()
     from simulator.planning.commands import RunOptions, simulate_command
 
     opts = RunOptions(seed, replications, workers, dask, out, claims_csv, set_ or [])
@@ -263,6 +281,7 @@ def plan(
     set_: _Set = None,
 ) -> None:
     """Find the smallest pool meeting the goals; Erlang's answer next to it."""
+    _require_simulator()
     from simulator.planning.commands import RunOptions, plan_command
 
     opts = RunOptions(seed, replications, workers, dask, out, claims_csv, set_ or [])
@@ -295,6 +314,7 @@ def sweep(
     claims_csv: _ClaimsCsv = False,
 ) -> None:
     """Run every combination of the --set values; one table, comparative plots."""
+    _require_simulator()
     from simulator.planning.commands import RunOptions, sweep_command
 
     opts = RunOptions(seed, replications, workers, dask, out, claims_csv, set_ or [])

@@ -114,3 +114,37 @@ def test_python_dash_m_runs_the_same_command() -> None:
     assert helped.returncode == 0
     assert "python -m pytest_kruise_agents [OPTIONS] COMMAND" in helped.stdout
     assert "conformance" in helped.stdout
+
+
+@pytest.mark.parametrize(
+    "args", [["demo"], ["serve", "--port", "0"], ["simulate", "steady"], ["sweep", "steady"]]
+)
+def test_a_project_simulator_in_the_current_directory_is_one_error_line(
+    tmp_path: Path, args: list[str]
+) -> None:
+    """``python -m`` puts the current directory first: its ``simulator.py`` would hide ours."""
+    mine = tmp_path / "simulator.py"
+    mine.write_text("def simulate():\n    return 1\n")
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest_kruise_agents", *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    still = subprocess.run(
+        [sys.executable, "-m", "pytest_kruise_agents", "version"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert proc.stderr.startswith(
+        f"error: the top-level name 'simulator' is taken by the module {mine}, which hides"
+    )
+    assert proc.stderr.count("\n") == 1
+    assert still.returncode == 0  # a command that needs no simulator runs

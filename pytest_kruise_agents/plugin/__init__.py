@@ -81,6 +81,7 @@ __all__ = [
     "kruise_faults",
     "kruise_options",
     "pytest_addoption",
+    "pytest_collection_finish",
     "pytest_configure",
     "pytest_report_header",
     "pytest_runtest_setup",
@@ -112,6 +113,9 @@ if not TYPE_CHECKING:
         module = _FIXTURE_TYPES.get(name)
         if module is None:
             raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        problem = _shadowed()
+        if problem is not None:  # each type's module imports the simulator
+            raise ImportError(f"pytest-kruise-agents: {problem}", name=__name__)
         value = getattr(importlib.import_module(module), name)
         globals()[name] = value  # once imported, an attribute like any other
         return value
@@ -127,11 +131,28 @@ MARKER_HELP = (
 OPTIONS_KEY = pytest.StashKey[KruiseOptions]()
 PROBLEM_KEY = pytest.StashKey[str]()
 """On the config: a bad option's message, kept instead of stopping a run that shows only."""
+SHADOWED_KEY = pytest.StashKey[str]()
+"""On an xdist worker's config: why ``simulator`` is not ours, for each test using the plugin."""
 RECIPES_KEY: pytest.StashKey[RecipeBook] = pytest.StashKey()
 FAULTS_KEY: pytest.StashKey[KruiseFaults] = pytest.StashKey()
 MADE_KEY: pytest.StashKey[FactoryMade] = pytest.StashKey()
 """On a test item: its ``kruise_faults`` value, which ``kruise_e2b`` resets before reaping."""
 REPORTER_NAME = "kruise-agents-reports"
+FIXTURES: Final = frozenset(
+    {
+        "kruise_options",
+        "kruise_cluster",
+        "kruise_backend",
+        "kruise_e2b",
+        "kruise_clock",
+        "kruise_faults",
+        "sandboxset",
+        "sandbox_claim",
+        "e2b_sandbox",
+        "delivery_benchmark",
+    }
+)
+"""The plugin's fixtures: a test asking for one (or marked ``kruise``) uses the simulator."""
 
 
 # -- hooks ----------------------------------------------------------------------------------
@@ -194,18 +215,59 @@ def _shows_only(config: pytest.Config) -> bool:
     return any(getattr(config.option, name, False) for name in SHOW_ONLY)
 
 
+def _shadowed() -> str | None:
+    """Why ``simulator`` is not this distribution's package (a project's own hides it), or ``None``."""
+    from pytest_kruise_agents.shadowing import shadowing_simulator
+
+    return shadowing_simulator()
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Register the marker; resolve and validate the options once (a bad one stops the run)."""
     config.addinivalue_line("markers", MARKER_HELP)
     found = dict(_lookup(config))
-    try:
-        config.stash[OPTIONS_KEY] = resolve(lambda opt: found[opt])
-    except OptionError as exc:
+    # A run that sets an option uses the plugin: a project's own `simulator` that hides
+    # ours stops it now (the options' checks may import it); one that sets none is
+    # checked once its tests are collected.
+    problem = _shadowed() if any(found.values()) else None
+    if problem is None:
+        try:
+            config.stash[OPTIONS_KEY] = resolve(lambda opt: found[opt])
+        except OptionError as exc:
+            problem = str(exc)
+    if problem is not None:
         if not _shows_only(config):
-            raise pytest.UsageError(f"pytest-kruise-agents: {exc}") from None
+            raise pytest.UsageError(f"pytest-kruise-agents: {problem}")
         # No test runs: the help (or the list) is shown, and the header says what is wrong.
-        config.stash[PROBLEM_KEY] = str(exc)
+        config.stash[PROBLEM_KEY] = problem
     config.pluginmanager.register(ReportCollector(), REPORTER_NAME)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Stop the run at once if a test uses the plugin and a project's own ``simulator`` hides ours.
+
+    Checked after collection, when the test modules (and whatever they put on
+    ``sys.path`` or imported) are loaded; a run that uses no fixture of the
+    plugin is left alone, whatever its ``simulator`` is.
+    """
+    if _shows_only(session.config) or not any(_uses_plugin(item) for item in session.items):
+        return
+    problem = _shadowed()
+    if problem is None:
+        return
+    if hasattr(session.config, "workerinput"):
+        # An xdist worker that stops before running its tests breaks the controller
+        # (an internal error that hides the message): each test using the plugin
+        # errors with it instead.
+        session.config.stash[SHADOWED_KEY] = problem
+        return
+    raise pytest.UsageError(f"pytest-kruise-agents: {problem}")
+
+
+def _uses_plugin(item: pytest.Item) -> bool:
+    if item.get_closest_marker("kruise") is not None:
+        return True
+    return not FIXTURES.isdisjoint(getattr(item, "fixturenames", ()))
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -244,7 +306,12 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
     A test that does ask has it checked by ``kruise_options``; one that does
     not would otherwise pass with a typo in its marker (``sed=3``) unnoticed.
+    On an xdist worker that found ``simulator`` hidden, a test using the plugin
+    errors with why.
     """
+    shadowed = item.config.stash.get(SHADOWED_KEY, None)
+    if shadowed is not None and _uses_plugin(item):
+        pytest.fail(f"pytest-kruise-agents: {shadowed}", pytrace=False)
     if item.get_closest_marker("kruise") is None:
         return
     if "kruise_options" in getattr(item, "fixturenames", ()):
