@@ -17,12 +17,32 @@ them and fail every later command and kernel of the sandbox.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Final
+
 from pytest_kruise_agents.api.validation import env_name_problem
 from pytest_kruise_agents.claiming.extensions import EnvVarProblem, env_vars_problem
 
 # The rule is the claim system's (every create path and SandboxClaims check it there);
 # the server asks the same functions where entries arrive after the create.
-__all__ = ["EnvVarProblem", "env_name_problem", "env_vars_problem", "sandbox_identity_env"]
+__all__ = [
+    "SANDBOX_LOCALE_ENV",
+    "EnvVarProblem",
+    "env_name_problem",
+    "env_vars_problem",
+    "sandbox_identity_env",
+]
+
+SANDBOX_LOCALE_ENV: Final[Mapping[str, str]] = MappingProxyType({"LANG": "C.UTF-8", "TZ": "UTC"})
+"""The locale and time zone of every command and code-interpreter kernel, not the host's.
+
+E2B's images are Debian containers in UTC (their ``/etc/localtime``) with a
+UTF-8 locale; a fake sandbox runs on the host, whose zone and locale (``TZ``,
+``LANG``, ``LC_*``) would make ``date`` or ``datetime.now()`` answer
+differently on a laptop and in CI. ``TZ=UTC`` stands in for the image's
+``/etc/localtime``. The sandbox's env vars (and a command's) may replace both.
+"""
 
 
 def sandbox_identity_env(sandbox_id: str) -> dict[str, str]:

@@ -44,7 +44,11 @@ from pytest_kruise_agents.e2b.daemons import MARKER_VAR, kill_sandbox_daemons
 from pytest_kruise_agents.e2b.envd.context import RequestState
 from pytest_kruise_agents.e2b.envd.errors import HOST_RESOURCE_ERRNOS
 from pytest_kruise_agents.e2b.envd.streams import OpenStreams, check_running
-from pytest_kruise_agents.e2b.envvars import env_vars_problem, sandbox_identity_env
+from pytest_kruise_agents.e2b.envvars import (
+    SANDBOX_LOCALE_ENV,
+    env_vars_problem,
+    sandbox_identity_env,
+)
 from pytest_kruise_agents.e2b.workspace import SandboxStopped, SandboxWorkspace, home_of
 
 __all__ = [
@@ -461,7 +465,7 @@ class ProcessTable:
             "LOGNAME": user,
             "SHELL": "/bin/bash",
             "PWD": cwd,
-            "LANG": "C.UTF-8",
+            **SANDBOX_LOCALE_ENV,
             **sandbox_identity_env(ws.sandbox_id),
         }
         env.update(ws.env_vars)

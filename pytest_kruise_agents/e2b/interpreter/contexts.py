@@ -12,11 +12,13 @@ contexts (pause, kill, timeout).
 from __future__ import annotations
 
 import asyncio
+import atexit
 import itertools
 import logging
 import os
 import shutil
 import tempfile
+import threading
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -26,7 +28,11 @@ from typing import Any, Final, TypeVar
 import zmq.asyncio
 
 from pytest_kruise_agents.e2b.daemons import MARKER_VAR, kill_sandbox_daemons
-from pytest_kruise_agents.e2b.envvars import env_vars_problem, sandbox_identity_env
+from pytest_kruise_agents.e2b.envvars import (
+    SANDBOX_LOCALE_ENV,
+    env_vars_problem,
+    sandbox_identity_env,
+)
 from pytest_kruise_agents.e2b.interpreter.errors import InterpreterError
 from pytest_kruise_agents.e2b.interpreter.kernels import Kernel
 from pytest_kruise_agents.e2b.interpreter.workspace import InterpreterWorkspace
@@ -50,8 +56,9 @@ DEFAULT_CWD: Final = "/home/user"
 SUPPORTED_LANGUAGES: Final = ("python",)
 """Only ipykernel ships with the project; upstream also has javascript, r, java, bash, deno."""
 
-_HOST_ENV: Final = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "LD_LIBRARY_PATH")
-"""Host variables a kernel inherits; everything else of the server's environment stays out."""
+_HOST_ENV: Final = ("PATH", "TMPDIR", "LD_LIBRARY_PATH")
+"""Host variables a kernel inherits; everything else of the server's environment stays out
+(the host's locale and time zone too: :data:`SANDBOX_LOCALE_ENV`, as for commands)."""
 
 
 def normalize_language(language: str | None) -> str:
@@ -72,20 +79,54 @@ def normalize_language(language: str | None) -> str:
 
 
 def _matplotlib_cache_dir() -> str:
-    # The host's cache, so that each sandbox's fresh HOME does not rebuild
-    # matplotlib's font cache (seconds) on its first chart.
+    """Where kernels keep matplotlib's font cache: the host's, else one directory per server.
+
+    The host's cache spares each sandbox's fresh HOME a font-cache build
+    (seconds) on its first chart. When it cannot be made or written (an
+    unwritable or missing HOME: a CI user, a container with ``HOME=/``),
+    matplotlib would warn on every kernel's stderr and build a throwaway cache
+    each time; one temporary directory of this server process serves instead.
+    """
     configured = os.environ.get("MPLCONFIGDIR")
     if configured:
-        return configured
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return str(Path(cache) / "matplotlib")
+        chosen = Path(configured)
+    else:
+        cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        chosen = Path(cache) / "matplotlib"
+    if _writable_dir(chosen):
+        return str(chosen)
+    return _fallback_matplotlib_dir()
+
+
+def _writable_dir(path: Path) -> bool:
+    """Whether ``path`` is, or can be made, a writable directory (matplotlib's own test)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return path.is_dir() and os.access(path, os.W_OK)
+
+
+_fallback_lock = threading.Lock()
+_fallback_dir: str | None = None
+
+
+def _fallback_matplotlib_dir() -> str:
+    """This process's temporary matplotlib directory: made once, removed at exit."""
+    global _fallback_dir
+    with _fallback_lock:
+        if _fallback_dir is None:
+            _fallback_dir = tempfile.mkdtemp(prefix="kruise-matplotlib-")
+            atexit.register(shutil.rmtree, _fallback_dir, ignore_errors=True)
+        return _fallback_dir
 
 
 def kernel_env(workspace: InterpreterWorkspace, ipython_dir: Path) -> dict[str, str]:
     """The environment of a kernel: a few host variables, the sandbox's HOME and its env vars.
 
     Like a command's, it has ``E2B_SANDBOX=true`` and ``E2B_SANDBOX_ID``
-    (:func:`sandbox_identity_env`). Charts go through the inline backend, so ``plt.show()`` and a figure as
+    (:func:`sandbox_identity_env`), ``LANG=C.UTF-8`` and ``TZ=UTC``
+    (:data:`SANDBOX_LOCALE_ENV`), not the host's locale and zone. Charts go through the inline backend, so ``plt.show()`` and a figure as
     the last expression produce ``image/png`` display data, as in Jupyter.
     IPython's profile lives in ``ipython_dir``, shared by the interpreter's
     kernels, so that no ``.ipython`` appears in the sandbox's home. The
@@ -98,6 +139,9 @@ def kernel_env(workspace: InterpreterWorkspace, ipython_dir: Path) -> dict[str, 
         {
             "HOME": str(workspace.home),
             "USER": "user",
+            "LOGNAME": "user",
+            "SHELL": "/bin/bash",
+            **SANDBOX_LOCALE_ENV,
             "IPYTHONDIR": str(ipython_dir),
             "MPLBACKEND": "module://matplotlib_inline.backend_inline",
             "MPLCONFIGDIR": _matplotlib_cache_dir(),

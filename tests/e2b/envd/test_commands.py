@@ -102,6 +102,25 @@ def test_the_command_runs_in_home_with_a_sandbox_environment(envd: Envd) -> None
     assert out.splitlines() == [str(ws.home), f"{ws.home}|user|sbx-default"]
 
 
+def test_a_command_runs_in_utc_and_c_utf8_not_the_hosts_zone_and_locale(
+    envd: Envd, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As E2B's images (UTC, a UTF-8 locale) and the sandbox's kernels; the request may say otherwise."""
+    for name, value in {
+        "TZ": "Asia/Kolkata",
+        "LANG": "tr_TR.UTF-8",
+        "LC_ALL": "tr_TR.UTF-8",
+    }.items():
+        monkeypatch.setenv(name, value)
+    sbx = envd.sandbox()
+    show = 'date +%z; echo "$TZ|$LANG|$LC_ALL"'
+
+    assert sbx.commands.run(show).stdout == "+0000\nUTC|C.UTF-8|\n"
+    assert sbx.commands.run(show, envs={"TZ": "Asia/Kolkata"}).stdout == (
+        "+0530\nAsia/Kolkata|C.UTF-8|\n"
+    )
+
+
 def test_sandbox_env_vars_apply_and_request_envs_win(envd: Envd) -> None:
     envd.add("sbx-env", env_vars={"A": "sandbox", "B": "sandbox"})
     sbx = envd.sandbox("sbx-env")

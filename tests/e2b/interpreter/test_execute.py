@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -159,6 +160,64 @@ def test_the_kernel_knows_it_runs_in_a_sandbox(interpreter: Interpreter) -> None
         "import os\n(os.environ.get('E2B_SANDBOX'), os.environ.get('E2B_SANDBOX_ID'))"
     )
     assert execution.text == "('true', 'sbx-identity')"
+
+
+HOST_LOCALE = {
+    "TZ": "Asia/Kolkata",
+    "LANG": "tr_TR.UTF-8",
+    "LC_ALL": "tr_TR.UTF-8",
+    "LC_CTYPE": "tr_TR.UTF-8",
+    "LC_TIME": "tr_TR.UTF-8",
+}
+ZONE_AND_LOCALE = (
+    "import os, time\n"
+    "(time.strftime('%z'), os.environ.get('TZ'), os.environ.get('LANG'),"
+    " sorted(k for k in os.environ if k.startswith('LC_')))"
+)
+
+
+def test_the_kernel_has_the_sandbox_zone_and_locale_not_the_hosts(
+    interpreter: Interpreter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """UTC and ``C.UTF-8``, as a command in the same sandbox (and E2B's images): not the host's."""
+    for name, value in HOST_LOCALE.items():
+        monkeypatch.setenv(name, value)
+
+    execution = interpreter.sandbox("sbx-zone").run_code(ZONE_AND_LOCALE)
+
+    assert execution.text == "('+0000', 'UTC', 'C.UTF-8', [])"
+
+
+def test_the_sandbox_env_vars_set_the_kernel_zone(interpreter: Interpreter) -> None:
+    interpreter.router.add("sbx-kolkata", env_vars={"TZ": "Asia/Kolkata"})
+
+    execution = interpreter.sandbox("sbx-kolkata").run_code(ZONE_AND_LOCALE)
+
+    assert execution.text == "('+0530', 'Asia/Kolkata', 'C.UTF-8', [])"
+
+
+def test_an_unwritable_home_puts_no_matplotlib_warning_on_stderr(
+    interpreter: Interpreter, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The host's cache cannot be made: the kernels share one directory of the server instead."""
+    home = tmp_path / "home-is-a-file"
+    home.write_text("")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.delenv("MPLCONFIGDIR", raising=False)
+    chart = "import matplotlib.pyplot as plt\nplt.plot([1, 3, 2])\nplt.show()"
+    where = "import os\nprint(os.environ['MPLCONFIGDIR'], end='')"
+
+    runs = [interpreter.sandbox(f"sbx-mpl-{n}") for n in (1, 2)]
+    charts = [sandbox.run_code(chart) for sandbox in runs]
+    dirs = {"".join(sandbox.run_code(where).logs.stdout) for sandbox in runs}
+
+    assert [c.logs.stderr for c in charts] == [[], []]
+    assert [len(c.results) for c in charts] == [1, 1]
+    assert len(dirs) == 1  # one directory for the server's kernels
+    cache = Path(dirs.pop())
+    assert not cache.is_relative_to(home)
+    assert cache.is_dir() and any(cache.glob("fontlist-*.json"))
 
 
 def test_the_kernel_runs_in_the_sandbox_home(interpreter: Interpreter) -> None:
