@@ -21,6 +21,7 @@ are the same whoever reads the tables.
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from collections.abc import Iterator, Sequence
@@ -125,10 +126,30 @@ def _out_dir(opts: RunOptions, scenario: Scenario, command: str) -> Path:
     return Path("kruise-agents-out") / f"{safe}-{command}"
 
 
+def _animates(console: Console) -> bool:
+    """Whether progress is drawn as a live bar: on a real terminal only.
+
+    ``FORCE_COLOR`` (which CI jobs set for coloured logs) makes rich take a pipe
+    for a terminal: colour is welcome there, redrawn frames are not, so the
+    stream must be a tty too, unless rich's own ``TTY_INTERACTIVE=1`` asks for
+    animation. Otherwise the runs are logged a line each.
+    """
+    if not console.is_interactive:
+        return False  # not a terminal, TERM=dumb, or TTY_INTERACTIVE=0
+    if os.environ.get("TTY_INTERACTIVE") == "1":
+        return True
+    isatty = getattr(console.file, "isatty", None)
+    try:
+        return bool(isatty is not None and isatty())
+    except ValueError:  # a closed stream
+        return False
+
+
 class _Bar:
     """A rich progress bar over runs (a fraction for the run in progress when known)."""
 
     def __init__(self, console: Console, total: int | None, what: str) -> None:
+        self.animated = _animates(console)
         self.progress = Progress(
             SpinnerColumn(),
             TextColumn("[bold]{task.description}"),
@@ -137,7 +158,7 @@ class _Bar:
             TimeElapsedColumn(),
             console=console,
             transient=False,
-            disable=not console.is_terminal,
+            disable=not self.animated,
         )
         self.task = self.progress.add_task(what, total=total)
         self.console = console
@@ -153,7 +174,7 @@ class _Bar:
 
     def on_progress(self, index: int, fraction: float) -> None:
         key = (self.batch, index)
-        if key not in self.fractions and not self.console.is_terminal:
+        if key not in self.fractions and not self.animated:
             # Without a bar, a log line per run.
             self.console.print(f"run {len(self.fractions) + 1} under way")
         self.fractions[key] = fraction
@@ -163,7 +184,7 @@ class _Bar:
         self.fractions[(self.batch, result.index)] = 1.0
         self.done += 1
         self.progress.update(self.task, completed=sum(self.fractions.values()))
-        if not self.console.is_terminal:
+        if not self.animated:
             state = "stopped early" if result.interrupted else "done"
             self.console.print(
                 f"run {self.done} {state} ({result.metrics.get('claims') or 0:,.0f} claims, "
@@ -186,7 +207,7 @@ def _consoles(console: Console | None) -> tuple[Console, Console]:
 def _running(console: Console, total: int | None, what: str) -> Iterator[_Bar]:
     bar = _Bar(console, total, what)
     with bar.progress:
-        if not console.is_terminal:
+        if not bar.animated:
             # No bar without a terminal: one line says the runs have started
             # (and that Ctrl-C now stops them cleanly).
             console.print(f"{what}: {total if total is not None else 'several'} run(s) started")

@@ -863,3 +863,66 @@ def test_an_interrupted_simulate_keeps_what_it_measured_and_says_the_point_is_pa
     assert "were still in flight" not in text
     report = (out / "report.html").read_text()
     assert f'<p class="warn">{note}</p>' in report
+
+
+HIDE_CURSOR = "\x1b[?25l"  # what rich's live bar writes first
+
+
+def _simulate_output(tiny_file: Path, out: Path, **streams: Any) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "COLUMNS": "120", "FORCE_COLOR": "1"}
+    env.pop("TTY_INTERACTIVE", None)
+    env.pop("NO_COLOR", None)
+    return subprocess.Popen(
+        [_KRUISE, "simulate", str(tiny_file), "--replications", "1", "--out", str(out)],
+        env=env,
+        **streams,
+    )
+
+
+def test_force_color_on_a_pipe_colours_the_log_but_draws_no_bar(
+    tiny_file: Path, tmp_path: Path
+) -> None:
+    """CI sets FORCE_COLOR for coloured logs: the runs are logged a line each, not redrawn."""
+    proc = _simulate_output(
+        tiny_file, tmp_path / "o", stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    stdout, stderr = (s.decode() for s in proc.communicate(timeout=300))
+
+    assert proc.returncode == 0, stderr
+    assert HIDE_CURSOR not in stderr and "\r" not in stderr
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", stderr)
+    assert "simulate tiny: 1 run(s) started" in plain
+    assert "run 1 done (" in plain
+    assert "\x1b[" in stdout  # coloured, as FORCE_COLOR asks
+
+
+def test_a_real_terminal_gets_the_live_bar(tiny_file: Path, tmp_path: Path) -> None:
+    master, terminal = pty.openpty()
+    proc = _simulate_output(
+        tiny_file, tmp_path / "o", stdin=terminal, stdout=terminal, stderr=terminal
+    )
+    os.close(terminal)
+    shown = b""
+    try:
+        while True:
+            if select.select([master], [], [], 1.0)[0]:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # EIO: the command ended and closed the terminal
+                    break
+                if not chunk:
+                    break
+                shown += chunk
+            elif proc.poll() is not None:
+                break
+        proc.wait(timeout=300)
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = shown.decode(errors="replace")
+
+    assert proc.returncode == 0, text
+    assert HIDE_CURSOR in text
+    assert "run 1 done (" not in re.sub(r"\x1b\[[0-9;]*m", "", text)
