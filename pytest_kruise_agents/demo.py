@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+import textwrap
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from rich import box
@@ -75,6 +77,47 @@ def _section(out: Console, title: str) -> None:
         out.print(Text(title, style="bold"))
 
 
+_KEEP = "\x00"
+"""Stands for a space the wrap must not break at, while a line is wrapped."""
+
+_NUMBER_AND_WORD = re.compile(r"(?<=\d) (?=[A-Za-z%])")
+"""The space between a number and the word after it (``152.7 ms``, ``9 replicas``)."""
+
+
+def _say(out: Console, text: str, *, highlight: bool = True) -> None:
+    """Print ``text``, each line wrapped at spaces to the console, never inside a value.
+
+    Rich wraps at any space, so a narrow terminal got ``1564.1`` at the end
+    of a line and ``ms`` on the next. Here a number keeps the word after it,
+    a continuation keeps its line's indent, and a word longer than the line
+    (a path) is left whole for the terminal to fold: rich breaks nothing.
+    """
+    for line in text.split("\n"):
+        body = line.lstrip(" ")
+        indent = line[: len(line) - len(body)]
+        wrapped = textwrap.wrap(
+            _NUMBER_AND_WORD.sub(_KEEP, body),
+            width=max(out.width, len(indent) + 1),
+            initial_indent=indent,
+            subsequent_indent=indent,
+            break_long_words=False,
+            break_on_hyphens=False,
+        )
+        for part in wrapped or [""]:
+            out.print(part.replace(_KEEP, " "), highlight=highlight, soft_wrap=True)
+
+
+def _rows(out: Console, padded: Sequence[str], compact: Sequence[str]) -> None:
+    """Data rows in columns where they fit the console, else with one space between fields.
+
+    Either way a row is one line that rich does not break (the terminal folds
+    one still too long): a latency stays on its row, with its unit.
+    """
+    fits = all(cell_len(row) <= out.width for row in padded)
+    for row in padded if fits else compact:
+        out.print(row, soft_wrap=True)
+
+
 _UNLIMITED = 100_000
 """A width no table of the demo reaches."""
 
@@ -107,16 +150,36 @@ def _print_records(out: Console, records: Iterable[ClaimRecord]) -> None:
     if out.measure(table, options=out.options.update_width(_UNLIMITED)).maximum <= out.width:
         out.print(table)
         return
+    # Too narrow for the table: one line per record where they all fit, else two, the
+    # sandbox on the first and its delivery (latency, attempts, error) on the second.
+    heads: list[str] = []
+    deliveries: list[str] = []
     for row in rows:
         cells = dict(zip(_RECORD_HEADERS, row, strict=True))
         latency = f" {cells['latency ms']} ms" if cells["latency ms"] != "-" else ""
         error = f", error: {cells['error']}" if cells["error"] else ""
-        out.print(
-            Text(
-                f"#{cells['id']} {cells['path']} {cells['sandbox']} {cells['warm']}{latency}, "
-                f"attempts {cells['attempts']}{error}"
-            )
-        )
+        heads.append(f"#{cells['id']} {cells['path']} {cells['sandbox']}")
+        deliveries.append(f"{cells['warm']}{latency}, attempts {cells['attempts']}{error}")
+    lines = [f"{head} {delivery}" for head, delivery in zip(heads, deliveries, strict=True)]
+    if all(cell_len(line) <= out.width for line in lines):
+        for line in lines:
+            out.print(Text(line), soft_wrap=True)
+        return
+    for head, delivery in zip(heads, deliveries, strict=True):
+        out.print(Text(head), soft_wrap=True)
+        _say(out, f"    {delivery}", highlight=False)
+
+
+def _claim_rows(out: Console, created: Sequence[tuple[str, ClaimRecord]]) -> None:
+    """One row per claim: the sandbox, warm or cold, the latency."""
+    padded = []
+    compact = []
+    for sandbox_id, rec in created:
+        kind = "warm" if rec.warm else "cold"
+        latency = (rec.latency or 0) * 1000
+        padded.append(f"  {sandbox_id:<28} {kind}  {latency:7.1f} ms")
+        compact.append(f"  {sandbox_id} {kind} {latency:.1f} ms")
+    _rows(out, padded, compact)
 
 
 def run_demo(seed: int = 42, console: Console | None = None) -> None:
@@ -136,31 +199,31 @@ def run_cluster_tour(seed: int = 42, console: Console | None = None) -> None:
     _section(out, "1. A warm pool")
     cluster.apply(POOL_YAML)
     cluster.wait_for_pool("base")
-    out.print(
-        f"SandboxSet default/base filled with 5 ready sandboxes at t={cluster.now:.2f}s (virtual)"
+    _say(
+        out,
+        f"SandboxSet default/base filled with 5 ready sandboxes at t={cluster.now:.2f}s (virtual)",
     )
     out.out(cluster.table("sbs", "default"), highlight=False)
 
     _section(out, "2. E2B-style claims: Sandbox.create(template='base')")
+    created: list[tuple[str, ClaimRecord]] = []
     for _ in range(3):
         sbx = cluster.create_sandbox("base", timeout=600, metadata={"userId": "alice"})
-        rec = cluster.last_record()
-        out.print(
-            f"  {cluster.sandbox_id(sbx):<28} {'warm' if rec.warm else 'cold'}  "
-            f"{(rec.latency or 0) * 1000:7.1f} ms"
-        )
+        created.append((cluster.sandbox_id(sbx), cluster.last_record()))
+    _claim_rows(out, created)
 
     _section(out, "3. A burst of 10 drains the pool: the rest are created on no stock (cold)")
     results: list[Sandbox | ClaimError] = cluster.create_sandboxes(10, "base")
     start = len(cluster.records) - 10
+    created = []
     for rec, res in zip(list(cluster.records)[start:], results, strict=True):
         if isinstance(res, ClaimError):
-            out.print(f"  failed: {res.code} {res}")
+            _claim_rows(out, created)
+            created = []
+            _say(out, f"  failed: {res.code} {res}")
             continue
-        out.print(
-            f"  {cluster.sandbox_id(res):<28} {'warm' if rec.warm else 'cold'}  "
-            f"{(rec.latency or 0) * 1000:7.1f} ms"
-        )
+        created.append((cluster.sandbox_id(res), rec))
+    _claim_rows(out, created)
 
     _section(out, "4. A batch SandboxClaim of 8, delivered gradually")
     cluster.apply(CLAIM_YAML)
@@ -170,14 +233,18 @@ def run_cluster_tour(seed: int = 42, console: Console | None = None) -> None:
             cluster.list("sbx", "default", labels={"agents.kruise.io/claim-name": "batch"})
         )
         if claimed != seen:
-            out.print(f"  t={cluster.now:7.2f}s  sandboxes labelled claim-name=batch: {claimed}")
+            _rows(
+                out,
+                [f"  t={cluster.now:7.2f}s  sandboxes labelled claim-name=batch: {claimed}"],
+                [f"  t={cluster.now:.2f}s  claim-name=batch: {claimed}"],
+            )
             seen = claimed
         claim = cluster.get("sbc", "batch")
         if claim.status.phase == "Completed":
             break
         cluster.advance(0.05)
     claim = cluster.get("sbc", "batch")
-    out.print(f"  phase={claim.status.phase}  message={claim.status.message!r}")
+    _say(out, f"  phase={claim.status.phase}  message={claim.status.message!r}")
 
     _section(out, "5. The pool refills")
     cluster.advance(30)
@@ -190,9 +257,9 @@ def run_cluster_tour(seed: int = 42, console: Console | None = None) -> None:
     warm = [r.latency for r in cluster.records if r.warm and r.latency is not None]
     cold = [r.latency for r in cluster.records if r.warm is False and r.latency is not None]
     if warm:
-        out.print(f"warm deliveries: {len(warm)}, max {max(warm) * 1000:.1f} ms (sub-second)")
+        _say(out, f"warm deliveries: {len(warm)}, max {max(warm) * 1000:.1f} ms (sub-second)")
     if cold:
-        out.print(f"cold deliveries: {len(cold)}, max {max(cold):.2f} s")
+        _say(out, f"cold deliveries: {len(cold)}, max {max(cold):.2f} s")
 
 
 def run_e2b_tour(seed: int = 42, console: Console | None = None) -> None:
@@ -267,4 +334,4 @@ def run_capacity_plan(seed: int = 42, console: Console | None = None) -> None:
     out = console or Console()
     _section(out, "8. A capacity plan for this pool")
     plan = quick_plan(POOL_YAML, seed=seed)
-    out.print(plan.text, highlight=False)
+    _say(out, plan.text, highlight=False)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import itertools
 import re
 import subprocess
 import sys
@@ -99,3 +101,46 @@ def _wide_records() -> str:
     run_cluster_tour(seed=42, console=console)
     text = console.export_text()
     return text[text.index("6. Claim records") :]
+
+
+@functools.cache
+def _narrow_tour() -> str:
+    """The cluster tour and the capacity plan on a console of 40 columns."""
+    from pytest_kruise_agents.demo import run_capacity_plan, run_cluster_tour
+
+    console = Console(record=True, width=40)
+    run_cluster_tour(seed=42, console=console)
+    run_capacity_plan(seed=42, console=console)
+    return console.export_text()
+
+
+def test_a_narrow_terminal_keeps_each_claim_row_and_each_value_with_its_unit() -> None:
+    """At 40 columns a row is one line (its latency on it) and no number loses its unit."""
+    lines = _narrow_tour().splitlines()
+    text = "\n".join(lines)
+
+    rows = [line for line in lines if line.startswith("  default--base-")]
+    assert len(rows) == 13  # sections 2 and 3
+    assert all(re.fullmatch(r"  default--base-\w+ (warm|cold) \d+\.\d ms", row) for row in rows)
+    batch = [line for line in lines if "claim-name=batch" in line]
+    assert batch and all(re.fullmatch(r"  t=\d+\.\d\ds  claim-name=batch: \d", b) for b in batch)
+    records = text[text.index("6. Claim records") :]
+    deliveries = re.findall(r"^    (?:warm|cold) \d+\.\d ms, attempts \d$", records, re.M)
+    assert len(deliveries) == 21
+    # A line never ends on a number whose unit went to the next line ("1564.1" / "ms").
+    for line, after in itertools.pairwise(lines):
+        if re.search(r"\d$", line):
+            assert not re.match(r"\s*(ms|s|%|replicas|replications|draws)\b", after), (line, after)
+    assert all(
+        len(line) <= 40 for line in lines if not line.startswith(("NAME", "base", "batch", "  /"))
+    )
+
+
+def test_wrapped_prose_keeps_its_indent_and_breaks_no_path() -> None:
+    lines = _narrow_tour().splitlines()
+    plan = lines[next(i for i, line in enumerate(lines) if "8. A capacity plan" in line) :]
+
+    first_item = next(i for i, line in enumerate(plan) if line.startswith("  Erlang-B:"))
+    assert all(line.startswith("  ") for line in plan[first_item:])  # items stay indented
+    assert plan[-1].strip().endswith("report.html")
+    assert plan[-1].strip().startswith("/")  # the report's path whole, on its own line
