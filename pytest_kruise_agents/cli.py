@@ -140,15 +140,16 @@ def _require_simulator() -> None:
         raise typer.Exit(2)
 
 
+# Every command's help is given with help=, not taken from its docstring, which
+# python -OO (PYTHONOPTIMIZE=2) strips.
 app = typer.Typer(
     cls=_Group,
     help="pytest-kruise-agents: the OpenKruise Agents claim system on a fake cluster.",
 )
 
 
-@app.command(cls=_Command)
+@app.command(cls=_Command, help="Run the demo on the embedded fake cluster.")
 def demo(seed: int = typer.Option(42, help="Seed of the fake cluster (0 or more).")) -> None:
-    """Run the demo on the embedded fake cluster."""
     # Checked before anything runs: the capacity plan, the last section, takes no
     # negative seed, and would refuse it only after the other sections had run.
     if seed < 0:
@@ -160,7 +161,10 @@ def demo(seed: int = typer.Option(42, help="Seed of the fake cluster (0 or more)
     run_demo(seed=seed)
 
 
-@app.command(cls=_Command)
+@app.command(
+    cls=_Command,
+    help="Serve the E2B API over the fake cluster; print the environment a client exports.",
+)
 def serve(
     config: Annotated[
         Path | None,
@@ -180,7 +184,6 @@ def serve(
     ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
-    """Serve the E2B API over the fake cluster; print the environment a client exports."""
     _require_simulator()
     from pytest_kruise_agents.e2b.config import ConfigError
     from pytest_kruise_agents.e2b.serve import ServeOptions
@@ -208,9 +211,8 @@ def serve(
         raise typer.Exit(1) from None
 
 
-@app.command(cls=_Command)
+@app.command(cls=_Command, help="Print the version.")
 def version() -> None:
-    """Print the version."""
     from pytest_kruise_agents import __version__
 
     typer.echo(__version__)
@@ -234,7 +236,9 @@ _Set = Annotated[
 ]
 
 
-@app.command(cls=_Command)
+@app.command(
+    cls=_Command, help="Run a scenario; print the summary; write summary.json and report.html."
+)
 def simulate(
     scenario: _Scenario,
     seed: _Seed = None,
@@ -245,7 +249,6 @@ def simulate(
     claims_csv: _ClaimsCsv = False,
     set_: _Set = None,
 ) -> None:
-    """Run a scenario; print the summary; write summary.json and report.html."""
     _require_simulator()
     from simulator.planning.commands import RunOptions, simulate_command
 
@@ -253,7 +256,9 @@ def simulate(
     raise typer.Exit(simulate_command(scenario, opts))
 
 
-@app.command(cls=_Command)
+@app.command(
+    cls=_Command, help="Find the smallest pool meeting the goals; Erlang's answer next to it."
+)
 def plan(
     scenario: _Scenario,
     pool: Annotated[str, typer.Option(help="The pool (SandboxSet name) to size.")],
@@ -280,7 +285,6 @@ def plan(
     ] = False,
     set_: _Set = None,
 ) -> None:
-    """Find the smallest pool meeting the goals; Erlang's answer next to it."""
     _require_simulator()
     from simulator.planning.commands import RunOptions, plan_command
 
@@ -297,7 +301,9 @@ def plan(
     raise typer.Exit(code)
 
 
-@app.command(cls=_Command)
+@app.command(
+    cls=_Command, help="Run every combination of the --set values; one table, comparative plots."
+)
 def sweep(
     scenario: _Scenario,
     set_: Annotated[
@@ -313,7 +319,6 @@ def sweep(
     out: _Out = None,
     claims_csv: _ClaimsCsv = False,
 ) -> None:
-    """Run every combination of the --set values; one table, comparative plots."""
     _require_simulator()
     from simulator.planning.commands import RunOptions, sweep_command
 
@@ -324,7 +329,10 @@ def sweep(
 # -- conformance suite (pytest_kruise_agents.conformance) ----------------------------------
 
 
-@app.command(cls=_Command)
+@app.command(
+    cls=_Command,
+    help="Check an E2B-compatible server, check by check; print a pass/fail/skip table.",
+)
 def conformance(
     api_url: Annotated[
         str, typer.Option("--api-url", envvar="E2B_API_URL", help="Base URL of the E2B API.")
@@ -368,7 +376,6 @@ def conformance(
         bool, typer.Option("--verbose", help="A line per check, and tracebacks of failures.")
     ] = False,
 ) -> None:
-    """Check an E2B-compatible server, check by check; print a pass/fail/skip table."""
     from pytest_kruise_agents.conformance.registry import parse_levels
     from pytest_kruise_agents.conformance.runner import RunOptions as ConformanceOptions
     from pytest_kruise_agents.conformance.runner import run as run_conformance

@@ -148,3 +148,28 @@ def test_a_project_simulator_in_the_current_directory_is_one_error_line(
     )
     assert proc.stderr.count("\n") == 1
     assert still.returncode == 0  # a command that needs no simulator runs
+
+
+@pytest.mark.parametrize("command", ["", "simulate"], ids=["group", "simulate"])
+def test_help_is_the_same_under_python_dash_OO(command: str) -> None:
+    """``-OO`` strips docstrings: no command's description may come from one.
+
+    The group's help lists every command with its description; a command's
+    own help shows the same text in full.
+    """
+
+    def helped(*flags: str) -> str:
+        args = [sys.executable, *flags, "-m", "pytest_kruise_agents", *command.split(), "--help"]
+        env = {**os.environ, "COLUMNS": "100"}
+        env.pop("PYTHONOPTIMIZE", None)
+        proc = subprocess.run(args, capture_output=True, text=True, timeout=60, env=env)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    optimized = helped("-OO")
+
+    assert optimized == helped()
+    if not command:
+        for name in COMMANDS[1:]:
+            line = next(li for li in optimized.splitlines() if li.strip("│ ").startswith(name))
+            assert len(line.strip("│ ").split()) > 1, line  # the name and its description
