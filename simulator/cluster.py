@@ -326,7 +326,10 @@ class Cluster:
         """Run until ``predicate()`` holds or ``timeout`` virtual seconds pass; return whether it held.
 
         ``timeout=0`` runs nothing, not even what is due now: it only checks
-        ``predicate()`` (``advance(0)`` runs what is due now).
+        ``predicate()`` (``advance(0)`` runs what is due now). A run that needs
+        the clock past :data:`~simulator.context.CLOCK_END` stops there and
+        raises :class:`InvalidError` naming ``timeout``; on an idle cluster, the
+        clock stays where it was.
         """
         check_seconds("timeout", timeout)
         if timeout == 0:

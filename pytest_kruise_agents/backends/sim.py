@@ -790,6 +790,20 @@ class SimBackend:
             self._check_open()
             yield self.cluster
 
+    @contextmanager
+    def unlocked(self) -> Iterator[None]:
+        """Inside :meth:`locked`: let the model's lock go for the body, then take it back.
+
+        Other threads (the E2B server's) may call the model meanwhile. Raises
+        ``RuntimeError`` after the body if the backend was closed meanwhile.
+        """
+        self._lock.release()
+        try:
+            yield
+        finally:
+            self._lock.acquire()
+        self._check_open()
+
     def _call(self, fn: Callable[[], T]) -> T:
         """Run an instant operation under the lock."""
         with self._lock:

@@ -66,20 +66,15 @@ class KruiseClock:
             return predicate()
         backend = self._backend
         if backend.clock_mode == "virtual":
-            deadline: float | None = None
-            while not predicate():
-                with backend.locked() as cluster:
-                    env = cluster.env
-                    if deadline is None:
-                        deadline = env.now + timeout
-                    if env.peek() > deadline:
-                        if env.now < deadline:  # SimPy refuses to run until now
-                            env.run(until=deadline)
-                        break
-                    env.step()
-            else:
-                return True
-            return predicate()
+
+            def released() -> bool:
+                with backend.unlocked():
+                    return predicate()
+
+            # The cluster's own loop (its end of the clock, its collector), under
+            # the model's lock but for the predicate.
+            with backend.locked() as cluster:
+                return cluster.run_until(released, timeout=timeout)
         deadline_wall = time.monotonic() + timeout / backend.speed
         while not predicate():
             if time.monotonic() >= deadline_wall:

@@ -1,7 +1,8 @@
-"""``kruise_clock``: what ``advance`` runs and refuses (docs/plugin.md, "Time")."""
+"""``kruise_clock``: what ``advance`` and ``run_until`` run and refuse (docs/plugin.md, `kruise_clock`)."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -40,3 +41,35 @@ def test_advance_refuses_what_is_not_a_number_of_seconds(
     with pytest.raises(InvalidError, match="seconds"):
         clock.advance(seconds)  # type: ignore[arg-type]
     assert clock.now() == before
+
+
+def test_run_until_stops_at_the_clocks_end_as_the_cluster_does(backend: SimBackend) -> None:
+    """A timeout past 9900-01-24 is refused, naming ``timeout``, as ``Cluster.run_until`` refuses it.
+
+    An idle cluster's clock stays where it was, and reads as a date after it.
+    """
+    clock = KruiseClock(backend)
+    clock.advance(3600)  # the pool filled, nothing is due any more
+    before, before_dt = clock.now(), clock.now_dt()
+    for timeout in (2.5e11, 3e11):  # past the clock's end; past the year 9999
+        with pytest.raises(
+            InvalidError, match=r"^timeout: the call needs the clock past 9900-01-24"
+        ):
+            clock.run_until(lambda: False, timeout=timeout)
+        assert clock.now() == before
+        assert clock.now_dt() == before_dt
+
+
+def test_run_until_runs_its_predicate_outside_the_models_lock(backend: SimBackend) -> None:
+    """Another thread (the E2B server's) may call the model while the predicate runs."""
+    clock = KruiseClock(backend)
+    answered: list[object] = []
+
+    def asks_from_another_thread() -> bool:
+        thread = threading.Thread(target=lambda: answered.append(backend.now()))
+        thread.start()
+        thread.join(timeout=10)
+        return not thread.is_alive()
+
+    assert clock.run_until(asks_from_another_thread, timeout=5)
+    assert len(answered) == 1
