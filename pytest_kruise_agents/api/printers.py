@@ -37,14 +37,20 @@ _NONE = "<none>"
 # What kubectl prints for a column whose JSONPath finds nothing.
 
 
+_MAX_DURATION_US = (2**63 - 1) // 1000
+"""Go's longest ``time.Duration`` (2^63 - 1 ns, about 292.5 years), in whole microseconds."""
+
+
 def format_age(delta: timedelta) -> str:
     """A duration as kubectl's AGE column shows it (apimachinery ``duration.HumanDuration``).
 
     ``90s``, ``5m30s``, ``45m``, ``3h20m``, ``20h``, ``2d5h``, ``400d``,
     ``3y20d``, ``10y``: the further back, the coarser. A slightly negative
     delta (clock skew up to 2 s) reads ``0s``; anything earlier ``<invalid>``.
+    Past about 292 years it reads ``292y``: kubectl's ``time.Since`` saturates
+    at Go's longest ``Duration``.
     """
-    micros = delta // timedelta(microseconds=1)
+    micros = min(delta // timedelta(microseconds=1), _MAX_DURATION_US)
     # Go's int(d.Seconds()) truncates toward zero, also for negative values.
     seconds = micros // 1_000_000 if micros >= 0 else -(-micros // 1_000_000)
     if seconds < -1:

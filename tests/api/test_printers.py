@@ -117,6 +117,24 @@ def test_age_follows_kubectl_human_duration(delta: timedelta, expected: str) -> 
     assert format_age(delta) == expected
 
 
+@pytest.mark.parametrize(
+    ("delta", "expected"),
+    [
+        (timedelta(days=365 * 292 + 364), "292y"),
+        (timedelta(microseconds=(2**63 - 1) // 1000), "292y"),  # Go's longest Duration
+        (timedelta(days=365 * 293), "292y"),
+        (timedelta(days=365 * 7000), "292y"),
+        (timedelta.max, "292y"),
+    ],
+)
+def test_age_stops_at_292y_as_kubectls_duration_saturates(delta: timedelta, expected: str) -> None:
+    """kubectl's ``time.Since`` saturates at 2^63 - 1 ns: no age reads more than ``292y``.
+
+    The model's clock runs to the year 9900, so ages of thousands of years can be asked.
+    """
+    assert format_age(delta) == expected
+
+
 def test_small_clock_skew_reads_zero_and_more_reads_invalid() -> None:
     """Up to a second in the future reads ``0s``; two seconds or more reads ``<invalid>``."""
     assert format_age(timedelta(seconds=-1.9)) == "0s"
