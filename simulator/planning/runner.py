@@ -73,8 +73,6 @@ StopCheck = Callable[[], bool]
 Progress = Callable[[float], None]
 """Told the run's progress, 0..1, between steps."""
 
-_SAMPLES_PER_RUN = 600
-
 STOP_CHECK_EVENTS = 2000
 """Events processed between two ``should_stop`` checks inside a step (a few milliseconds)."""
 
@@ -115,8 +113,7 @@ class _Run:
         }
         self.max_pods = {n.name: n.max_pods for n in specs}
         self.pod_slots = sum(self.max_pods.values())
-        horizon = scenario.horizon
-        self.interval = scenario.sample_interval or min(60.0, max(0.05, horizon / _SAMPLES_PER_RUN))
+        self.interval = scenario.sampling_interval
         self.origin = 0.0
         self.e2b: list[tuple[int, str, ClaimRecord]] = []
         self.claims: list[SandboxClaimTracker] = []

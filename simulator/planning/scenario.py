@@ -27,6 +27,7 @@ are simulated but left out of the statistics.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -85,6 +86,9 @@ from simulator.planning.messages import first_problem
 from simulator.profile import DEFAULT_PROFILE, PROFILES, Profile, get_profile
 
 __all__ = [
+    "MAX_DEFAULT_SAMPLE_INTERVAL_S",
+    "MAX_SAMPLES_PER_RUN",
+    "SAMPLES_PER_RUN",
     "ClaimSpec",
     "ClusterSpec",
     "FaultSpec",
@@ -94,6 +98,35 @@ __all__ = [
     "Scenario",
     "WorkloadSpec",
 ]
+
+
+SAMPLES_PER_RUN = 600
+"""The samples a run takes by default (warm-up and duration), at most one a minute."""
+
+MAX_DEFAULT_SAMPLE_INTERVAL_S = 60.0
+"""The longest default ``sample_interval``: past 10 h of warm-up and duration, one sample a minute.
+
+A SandboxClaim sandbox is released, and a claim's end noticed, at the first
+sample step after it is due (the run reaps between steps), and the drain is
+checked at the steps: a coarser default would keep sandboxes past their hold,
+and so fill the pools of a long run with sandboxes that should be gone.
+"""
+
+MAX_SAMPLES_PER_RUN = 100_000
+"""The most samples a run may take (warm-up, duration and drain).
+
+About 70 days at one a minute; a sample costs about 60 µs and 850 bytes (for
+the run, and again in its result): 100,000 take some 6 s and 85 MB per run, a
+``plan`` holds every run's. More would make a long, nearly idle run cost what
+its virtual time costs, not what its claims do (20,000 h at one a minute: 1 GB
+and 2.5 minutes for 55 claims).
+"""
+
+
+def _round_up(x: float) -> float:
+    """``x`` rounded up to 3 significant digits (a bound that, shown, still holds)."""
+    scale = 10.0 ** (math.floor(math.log10(x)) - 2)
+    return math.ceil(x / scale) * scale
 
 
 class _Model(BaseModel):
@@ -585,7 +618,8 @@ class Scenario(_Model):
     drain: Seconds = Field(default=600.0, ge=0)
     """After the last arrival, how long claims in flight may take to finish."""
     sample_interval: Seconds | None = Field(default=None, gt=0)
-    """How often pool levels and node use are sampled; default: about 600 samples per run."""
+    """How often pool levels and node use are sampled; default: about 600 samples per run,
+    at most one a minute (:attr:`sampling_interval`)."""
     cluster: ClusterSpec = Field(default_factory=ClusterSpec)
     pools: list[PoolSpec] = Field(min_length=1)
     workloads: list[WorkloadSpec] = Field(min_length=1)
@@ -630,6 +664,7 @@ class Scenario(_Model):
                             f"trace row at {row.time:g}s claims from {ns}/{tpl}, which is no pool",
                         )
         self._check_arrival_counts()
+        self._check_sample_count()
         self._check_fault_nodes()
         return self
 
@@ -649,6 +684,25 @@ class Scenario(_Model):
                     f"more than the {MAX_ARRIVALS_PER_RUN:,} a run takes per workload",
                 )
 
+    def _check_sample_count(self) -> None:
+        """Refuse a run that would take more than :data:`MAX_SAMPLES_PER_RUN` samples.
+
+        Checked on the whole scenario, as the arrivals are: a ``--set
+        duration=...`` can make the default interval's count absurd.
+        """
+        interval = self.sampling_interval
+        span = self.horizon + self.drain
+        count = span / interval
+        if count > MAX_SAMPLES_PER_RUN:
+            given = "" if self.sample_interval is not None else " (the default, at most 1m)"
+            raise PathError(
+                "sample_interval",
+                f"about {count:.3g} samples in the run's {span:g}s (warm-up + duration + drain) "
+                f"at one every {interval:g}s{given}, more than the {MAX_SAMPLES_PER_RUN:,} a run "
+                f"takes: set a sample_interval of at least {_round_up(span / MAX_SAMPLES_PER_RUN):g}s "
+                f"(SandboxClaim sandboxes are released at a sample step)",
+            )
+
     def _check_fault_nodes(self) -> None:
         """Refuse a fault naming a node the cluster does not have: it could never fire."""
         names: dict[str, None] | None = None
@@ -666,6 +720,15 @@ class Scenario(_Model):
     def horizon(self) -> float:
         """Seconds of arrivals: warm-up plus the measured duration."""
         return self.warmup + self.duration
+
+    @property
+    def sampling_interval(self) -> float:
+        """The seconds between two samples: ``sample_interval``, or by default the
+        horizon over :data:`SAMPLES_PER_RUN`, within 0.05 s and
+        :data:`MAX_DEFAULT_SAMPLE_INTERVAL_S` (which says why)."""
+        if self.sample_interval is not None:
+            return self.sample_interval
+        return min(MAX_DEFAULT_SAMPLE_INTERVAL_S, max(0.05, self.horizon / SAMPLES_PER_RUN))
 
     def pool(self, name: str, namespace: str | None = None) -> PoolSpec:
         """The pool called ``name`` (in ``namespace``, if given); KeyError lists the names."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 
@@ -626,6 +627,54 @@ def test_an_override_that_makes_too_many_arrivals_is_refused(tiny: Scenario) -> 
         apply_overrides(busy, [("duration", "1h")])
     assert info.value.path == "workloads[0].arrivals.rate"
     assert "about 3.6e+08 arrivals in the run's 3605s" in info.value.reason
+
+
+@pytest.mark.parametrize(
+    ("duration", "interval"),
+    [("1s", 0.05), ("60s", 0.1), ("10h", 60.0), ("1000h", 60.0)],
+)
+def test_the_default_sample_interval_takes_about_600_samples_at_most_one_a_minute(
+    tiny: Scenario, duration: str, interval: float
+) -> None:
+    """The horizon (warm-up + duration) over 600, within 0.05 s and 60 s (docs/planning.md)."""
+    scenario = apply_overrides(tiny, [("warmup", 0), ("duration", duration)])
+    assert scenario.sampling_interval == pytest.approx(interval)
+    given = apply_overrides(scenario, [("sample_interval", "5m")])
+    assert given.sampling_interval == 300.0
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [
+        # 20,000 h at the default one a minute: 1.2 million samples (1 GB, 2.5 minutes).
+        (
+            [("duration", "20000h")],
+            "about 1.2e+06 samples in the run's 7.20006e+07s (warm-up + duration + drain) at one "
+            "every 60s (the default, at most 1m), more than the 100,000 a run takes: set a "
+            "sample_interval of at least 721s",
+        ),
+        ([("duration", "2000000h")], "about 1.2e+08 samples"),
+        ([("sample_interval", "1ms"), ("duration", "10m")], "at one every 0.001s, more than"),
+    ],
+)
+def test_a_run_of_more_samples_than_it_can_take_is_refused(
+    tiny: Scenario, overrides: list[tuple[str, object]], reason: str
+) -> None:
+    """Past 100,000 samples (warm-up + duration + drain) one error names ``sample_interval``.
+
+    Before, a long default run sampled once a minute whatever its claims: 2,000,000 h
+    never ended.
+    """
+    idle = apply_overrides(tiny, [("workloads[0].arrivals.rate", 1e-6)])
+    with pytest.raises(ScenarioError) as info:
+        apply_overrides(idle, overrides)
+    assert info.value.path == "sample_interval"
+    assert reason in info.value.reason
+    # The sample interval the error asks for takes the same run.
+    found = re.search(r"a sample_interval of at least (\S+)s", info.value.reason)
+    assert found is not None
+    longer = apply_overrides(idle, [*overrides[-1:], ("sample_interval", float(found[1]))])
+    assert longer.sampling_interval == float(found[1])
 
 
 @pytest.mark.parametrize(
