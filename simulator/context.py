@@ -42,7 +42,11 @@ def past_clock_end(field: str = "clock") -> InvalidError:
 
 
 def check_epoch(epoch: object) -> datetime:
-    """``epoch`` if it is an aware datetime before :data:`CLOCK_END`, else :class:`InvalidError`."""
+    """``epoch`` in UTC if it is an aware datetime before :data:`CLOCK_END`, else :class:`InvalidError`.
+
+    Converted once, so that ``now_dt()``, every ``creationTimestamp`` and every
+    other time of the model is UTC, as an API server answers metav1.Time.
+    """
     if not isinstance(epoch, datetime):
         raise InvalidError("epoch", f"must be a datetime, got {epoch!r}")
     if epoch.tzinfo is None or epoch.utcoffset() is None:
@@ -50,7 +54,12 @@ def check_epoch(epoch: object) -> datetime:
         raise InvalidError("epoch", f"must carry a time zone, got {epoch!r}")
     if epoch >= CLOCK_END:
         raise InvalidError("epoch", f"must be before {CLOCK_END:%Y-%m-%d}, got {epoch!r}")
-    return epoch
+    try:
+        return epoch.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+05:30: before the year 1 in UTC
+        raise InvalidError(
+            "epoch", f"must be from 0001-01-01T00:00:00Z, got {epoch.isoformat()}"
+        ) from None
 
 
 class SimContext:
