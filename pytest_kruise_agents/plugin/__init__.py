@@ -44,7 +44,7 @@ from pytest_kruise_agents.plugin.options import (
     RawValue,
     resolve,
 )
-from pytest_kruise_agents.plugin.reporting import ReportCollector
+from pytest_kruise_agents.plugin.reporting import JUNIT_INI, ReportCollector, fresh_attempt
 
 if TYPE_CHECKING:
     from pytest_kruise_agents.backends.sim import SimBackend
@@ -172,6 +172,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             help=f"{opt.help}. Also ini {opt.ini}, env {opt.env}.",
         )
         parser.addini(opt.ini, help=f"pytest-kruise-agents: {opt.help}", default="")
+    parser.addini(
+        JUNIT_INI,
+        help="pytest-kruise-agents: write the sandboxes left behind and the delivery benchmarks "
+        "as JUnit XML properties of their tests, values as JSON (default: true)",
+        type="bool",
+        default=True,
+    )
 
 
 def _overridden(config: pytest.Config) -> set[str]:
@@ -240,7 +247,9 @@ def pytest_configure(config: pytest.Config) -> None:
             raise pytest.UsageError(f"pytest-kruise-agents: {problem}")
         # No test runs: the help (or the list) is shown, and the header says what is wrong.
         config.stash[PROBLEM_KEY] = problem
-    config.pluginmanager.register(ReportCollector(), REPORTER_NAME)
+    config.pluginmanager.register(
+        ReportCollector(junit_properties=bool(config.getini(JUNIT_INI))), REPORTER_NAME
+    )
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -301,14 +310,24 @@ def _run_clock(config: pytest.Config, opts: KruiseOptions) -> tuple[ClockMode, f
         return opts.clock or "virtual", opts.speed
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    """Check the ``kruise`` marker of a test that asks for no fixture of the plugin.
+    """Start the attempt afresh; check the ``kruise`` marker of a test that asks for no fixture.
 
-    A test that does ask has it checked by ``kruise_options``; one that does
-    not would otherwise pass with a typo in its marker (``sed=3``) unnoticed.
+    pytest-rerunfailures runs the same item again: what the plugin kept on it
+    (the facts reported, the factories' record, the faults handle) belongs to
+    the attempt that made it, and goes before the next one sets up.
+
+    A test that asks for a fixture has its marker checked by ``kruise_options``;
+    one that does not would otherwise pass with a typo (``sed=3``) unnoticed.
     On an xdist worker that found ``simulator`` hidden, a test using the plugin
     errors with why.
     """
+    fresh_attempt(item)
+    if MADE_KEY in item.stash:
+        del item.stash[MADE_KEY]
+    if FAULTS_KEY in item.stash:
+        del item.stash[FAULTS_KEY]
     shadowed = item.config.stash.get(SHADOWED_KEY, None)
     if shadowed is not None and _uses_plugin(item):
         pytest.fail(f"pytest-kruise-agents: {shadowed}", pytrace=False)
@@ -412,7 +431,7 @@ def kruise_e2b(
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[KruiseE2B]:
     """The test's cluster as an E2B server, with the SDK's environment set; leftovers killed and reported."""
-    from pytest_kruise_agents.plugin.reporting import LEAKS
+    from pytest_kruise_agents.plugin.reporting import LEAKS, record
     from pytest_kruise_agents.plugin.server import KruiseE2B
 
     recipe = _recipe(request.config, kruise_options)
@@ -445,7 +464,7 @@ def kruise_e2b(
                 [sid, state] if error is None else [sid, state, error]
                 for sid, state, error in leaked
             ]
-            request.node.user_properties.append((LEAKS, entries))
+            record(request.node, LEAKS, entries)
 
 
 def _lift_faults(request: pytest.FixtureRequest, backend: SimBackend) -> None:

@@ -32,7 +32,7 @@ from pytest_kruise_agents.delivery.live import check_url
 from pytest_kruise_agents.delivery.result import check_name
 from pytest_kruise_agents.delivery.sim import check_on_cluster
 from pytest_kruise_agents.delivery.workload import check_workload
-from pytest_kruise_agents.plugin.reporting import BENCHMARK
+from pytest_kruise_agents.plugin.reporting import BENCHMARK, record
 
 if TYPE_CHECKING:
     from pytest_kruise_agents.plugin.server import FactoryMade
@@ -174,7 +174,7 @@ class DeliveryBenchmark:
             # Not given: run_on_server's own default deadline, not a copy of it here.
             result = run() if deadline_s is None else run(deadline_s=deadline_s)
         result = self._write(result)
-        self._request.node.user_properties.append((BENCHMARK, result.summary()))
+        record(self._request.node, BENCHMARK, result.summary())
         self.results.append(result)
         return result
 

@@ -1,33 +1,70 @@
 """What the plugin tells the terminal at the end: sandboxes left behind, benchmark results.
 
-Fixtures record facts in the test's ``user_properties`` (under the
-:data:`LEAKS` and :data:`BENCHMARK` names), which travel with the test's
-report, also from xdist workers to the controller; the controller's
-:class:`ReportCollector` gathers them from the reports and prints one section
-each in the terminal summary.
+Fixtures record facts on the test item (:func:`record`, under the :data:`LEAKS`
+and :data:`BENCHMARK` names), for the attempt that runs: a rerun of the same
+item (pytest-rerunfailures) starts with none (:func:`fresh_attempt`). The
+teardown report carries them as its :data:`REPORT_ATTR` attribute, which
+travels with the report, also from xdist workers to the controller; the
+controller's :class:`ReportCollector` gathers them and prints one section each
+in the terminal summary. They are also the report's ``user_properties`` (so
+JUnit XML ``<property>`` elements), values as JSON, unless the ini option
+``kruise_junit_properties`` is false.
 
 Only pytest and the standard library: this is loaded in every pytest run.
 """
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 import pytest
 
-__all__ = ["BENCHMARK", "LEAKS", "Collected", "ReportCollector", "benchmark_lines", "leak_lines"]
+__all__ = [
+    "BENCHMARK",
+    "FACTS_KEY",
+    "JUNIT_INI",
+    "LEAKS",
+    "REPORT_ATTR",
+    "Collected",
+    "ReportCollector",
+    "benchmark_lines",
+    "fresh_attempt",
+    "leak_lines",
+    "record",
+]
 
 LEAKS: Final = "kruise_agents.leaked_sandboxes"
-"""``user_properties`` name: ``[[sandbox_id, state], ...]`` found at the end of a test.
+"""Fact name: ``[[sandbox_id, state], ...]`` found at the end of a test.
 
 An entry whose kill failed has a third item, the reason: ``[sandbox_id, state, reason]``.
 """
 
 BENCHMARK: Final = "kruise_agents.delivery_benchmark"
-"""``user_properties`` name: one delivery benchmark's JSON summary."""
+"""Fact name: one delivery benchmark's JSON summary."""
+
+REPORT_ATTR: Final = "kruise_agents"
+"""The teardown report's attribute with the attempt's facts: ``[[name, value], ...]``."""
+
+JUNIT_INI: Final = "kruise_junit_properties"
+"""Ini option (bool, default true): also write the facts as JUnit XML properties."""
+
+FACTS_KEY: pytest.StashKey[list[tuple[str, Any]]] = pytest.StashKey()
+"""On a test item: the facts recorded in its current attempt, JSON-ready values."""
+
+
+def record(item: pytest.Item, name: str, value: Any) -> None:
+    """Record a fact of the running attempt of ``item`` (``value`` JSON-ready)."""
+    item.stash.setdefault(FACTS_KEY, []).append((name, value))
+
+
+def fresh_attempt(item: pytest.Item) -> None:
+    """Forget the facts of an earlier attempt of ``item`` (a rerun runs the same item again)."""
+    if FACTS_KEY in item.stash:
+        del item.stash[FACTS_KEY]
 
 
 @dataclass
@@ -37,9 +74,9 @@ class Collected:
     leaks: list[tuple[str, list[list[str]]]] = field(default_factory=list)
     benchmarks: list[tuple[str, Mapping[str, Any]]] = field(default_factory=list)
 
-    def add(self, nodeid: str, properties: Sequence[tuple[str, object]]) -> None:
-        """Take this plugin's entries from one report's ``user_properties``."""
-        for name, value in properties:
+    def add(self, nodeid: str, facts: Sequence[Sequence[Any]]) -> None:
+        """Take the facts one teardown report carries (``[name, value]`` pairs)."""
+        for name, value in facts:
             if name == LEAKS and isinstance(value, list):
                 self.leaks.append((nodeid, value))
             elif name == BENCHMARK and isinstance(value, Mapping):
@@ -102,15 +139,40 @@ def benchmark_lines(benchmarks: Sequence[tuple[str, Mapping[str, Any]]]) -> list
 
 
 class ReportCollector:
-    """A plugin object registered at configure time: collects from reports, prints the summary."""
+    """A plugin object registered at configure time: collects from reports, prints the summary.
 
-    def __init__(self) -> None:
+    :param junit_properties: also put the facts in the teardown report's
+        ``user_properties`` (JUnit XML ``<property>`` elements), as JSON.
+    """
+
+    def __init__(self, junit_properties: bool = True) -> None:
         self.collected = Collected()
+        self.junit_properties = junit_properties
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        """Give the teardown report the attempt's facts (the teardown has recorded its own)."""
+        report = yield
+        facts = item.stash.get(FACTS_KEY, None) if call.when == "teardown" else None
+        if facts:
+            setattr(report, REPORT_ATTR, [[name, value] for name, value in facts])
+            if self.junit_properties:
+                # The report's own list (a copy of the item's): nothing piles up on the item.
+                report.user_properties.extend((name, json.dumps(value)) for name, value in facts)
+        return report
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        """Take the entries of teardown reports (they carry the whole test's properties)."""
-        if report.when == "teardown" and report.user_properties:
-            self.collected.add(report.nodeid, report.user_properties)
+        """Take the facts of teardown reports, an attempt after the first labelled as a rerun."""
+        facts = getattr(report, REPORT_ATTR, None) if report.when == "teardown" else None
+        if not facts:
+            return
+        nodeid = report.nodeid
+        rerun = getattr(report, "rerun", 0)  # pytest-rerunfailures: the attempt, from 0
+        if isinstance(rerun, int) and rerun > 0:
+            nodeid += f" (rerun {rerun})"
+        self.collected.add(nodeid, facts)
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         """A section for sandboxes left behind, one for delivery benchmarks; none if empty."""
