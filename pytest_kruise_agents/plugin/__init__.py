@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Final
 
 import pytest
 
+from pytest_kruise_agents.plugin.interrupt import SERVING_KEY, SigtermRelay
 from pytest_kruise_agents.plugin.options import (
     OPTIONS,
     ClockMode,
@@ -153,6 +154,7 @@ FIXTURES: Final = frozenset(
     }
 )
 """The plugin's fixtures: a test asking for one (or marked ``kruise``) uses the simulator."""
+RELAY_NAME = "kruise-agents-sigterm-relay"
 
 
 # -- hooks ----------------------------------------------------------------------------------
@@ -250,6 +252,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(
         ReportCollector(junit_properties=bool(config.getini(JUNIT_INI))), REPORTER_NAME
     )
+    if getattr(config.option, "dist", "no") != "no" and not hasattr(config, "workerinput"):
+        # An xdist controller: a SIGTERM sent to it alone must reach the serving workers.
+        config.pluginmanager.register(SigtermRelay(), RELAY_NAME)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -280,10 +285,14 @@ def _uses_plugin(item: pytest.Item) -> bool:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    """Drop the report collector registered at configure time."""
+    """Drop the report collector (and an xdist controller's SIGTERM relay) of configure time."""
     collector = config.pluginmanager.get_plugin(REPORTER_NAME)
     if collector is not None:
         config.pluginmanager.unregister(collector)
+    relay = config.pluginmanager.get_plugin(RELAY_NAME)
+    if relay is not None:
+        relay.close()
+        config.pluginmanager.unregister(relay)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -409,16 +418,19 @@ def kruise_backend(
 
 
 @pytest.fixture(scope="session")
-def _kruise_e2b_server() -> Iterator[SessionServer]:
+def _kruise_e2b_server(pytestconfig: pytest.Config) -> Iterator[SessionServer]:
     """One uvicorn per session (per xdist worker), on a free loopback port; SIGTERM cleans up
-    as Ctrl-C does while it runs."""
-    from pytest_kruise_agents.plugin.server import SessionServer, sigterm_as_interrupt
+    as Ctrl-C does while it runs (under xdist, one sent to the controller alone too)."""
+    from pytest_kruise_agents.plugin.interrupt import sigterm_as_interrupt
+    from pytest_kruise_agents.plugin.server import SessionServer
 
     with sigterm_as_interrupt():
         server = SessionServer()
+        pytestconfig.stash[SERVING_KEY] = True  # the reports say so, for the xdist controller
         try:
             yield server
         finally:
+            del pytestconfig.stash[SERVING_KEY]
             server.close()
 
 

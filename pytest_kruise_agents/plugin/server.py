@@ -12,13 +12,8 @@ sandbox id again (the same seed gives the next test's sandboxes the same ids).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import signal
-import threading
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from types import FrameType
 from typing import TYPE_CHECKING, Any, Final
 
 from pytest_kruise_agents.api.keys import ANN_LOCK, ANN_OWNER
@@ -30,6 +25,7 @@ from pytest_kruise_agents.claiming.recycle import recycle_pending
 from pytest_kruise_agents.e2b.app import E2BApp, create_app
 from pytest_kruise_agents.e2b.server import ServerThread
 from pytest_kruise_agents.e2b.settings import Settings
+from pytest_kruise_agents.plugin.interrupt import sigterm_as_interrupt
 
 if TYPE_CHECKING:
     from starlette.types import Receive, Scope, Send
@@ -125,35 +121,6 @@ class SessionServer:
         """Unmount and stop uvicorn."""
         self.unmount()
         self._thread.stop()
-
-
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
-
-
-@contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """While inside, SIGTERM raises :class:`KeyboardInterrupt` in the main thread, as Ctrl-C does.
-
-    A CI timeout sends SIGTERM, whose default action ends the process at once:
-    no teardown, so sandbox processes (they run in sessions of their own) and
-    workspaces outlive the run. As a KeyboardInterrupt pytest runs the
-    teardowns that stop and remove them. Only the default action is replaced
-    (a handler someone installed is theirs), only from the main thread (the
-    only one that may), and the default is restored on the way out.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-        yield
-        return
-    signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        yield
-    finally:
-        if signal.getsignal(signal.SIGTERM) is _interrupt:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 @dataclass(frozen=True, slots=True)

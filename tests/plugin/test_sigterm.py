@@ -39,16 +39,20 @@ def _wait_for(path: Path, proc: subprocess.Popen[str], within: float = 60) -> No
         time.sleep(0.1)
 
 
+@pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["in-process", "xdist-controller-only"])
 def test_sigterm_stops_the_sandboxes_processes_and_removes_their_directories(
-    suite: pytest.Pytester, tmp_path: Path
+    suite: pytest.Pytester, tmp_path: Path, xdist: list[str]
 ) -> None:
+    """Under xdist the signal goes to the controller alone (``docker stop``, a pod's end, a
+    plain ``kill``), not to its process group: the controller passes it on to the worker
+    that serves."""
     marker = str(10**9 + time.time_ns() % 10**9)  # a sleep no other process runs
     suite.makepyfile(test_long=INNER.format(marker=marker))
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     env = {**os.environ, "TMPDIR": str(tmp)}
     with subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_long.py"],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *xdist, "test_long.py"],
         cwd=suite.path,
         env=env,
         stdout=subprocess.PIPE,
@@ -59,6 +63,8 @@ def test_sigterm_stops_the_sandboxes_processes_and_removes_their_directories(
             _wait_for(suite.path / "ready", proc)
             assert processes_with(marker)
             assert list(tmp.glob("kruise-e2b-*")) and list(tmp.glob("kruise-kernels-*"))
+            if xdist:
+                time.sleep(1)  # the controller has the setup report that says the worker serves
             proc.send_signal(signal.SIGTERM)
             output = proc.communicate(timeout=60)[0]
         finally:
