@@ -4,8 +4,8 @@ Without ``url`` the workload runs on the test's own fake cluster (the
 ``kruise_backend`` fixture, requested only then) and measures virtual
 latencies; with ``url`` it runs against that E2B server with the real SDK and
 measures wall-clock time. Either way the per-claim CSV and the JSON summary
-go to the report directory as ``<test>-<run>.csv|json``, with names unique
-in the session (see :func:`file_stem`).
+go to the report directory as ``<test>-<run>.csv|json`` (``<test>-<run>-<worker>``
+under xdist, e.g. ``-gw0``), with names unique in the session (see :func:`file_stem`).
 """
 
 from __future__ import annotations
@@ -189,11 +189,16 @@ class DeliveryBenchmark:
         return clashes
 
     def _write(self, result: DeliveryResult) -> DeliveryResult:
-        base = file_stem(self._request.node.nodeid, self._clashes())
-        stem = f"{base}-{_slug(result.name)}"
+        base = f"{file_stem(self._request.node.nodeid, self._clashes())}-{_slug(result.name)}"
+        # An xdist worker's id: under --dist each every worker runs every test, and the
+        # stems, taken per process, would be the same in all of them.
+        worker = getattr(self._request.config, "workerinput", {}).get("workerid")
+        if isinstance(worker, str):
+            base += f"-{_slug(worker)}"
+        stem = base
         n = 2
         while stem in self._stems:
-            stem = f"{base}-{_slug(result.name)}-{n}"
+            stem = f"{base}-{n}"
             n += 1
         self._stems.add(stem)
         directory = self._report_dir()

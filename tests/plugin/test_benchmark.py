@@ -249,6 +249,28 @@ def test_xdist_workers_sharing_a_report_directory_never_overwrite_each_other(
     assert not [n for n in names if n.endswith("-2.json")], "told apart by the stem, not by luck"
 
 
+def test_under_dist_each_every_workers_run_of_a_test_has_its_own_files(
+    suite: pytest.Pytester,
+) -> None:
+    """``--dist each`` runs every test on every worker: the worker id tells their files apart."""
+    suite.makepyfile(
+        """
+        from pytest_kruise_agents.delivery import Burst
+
+        def test_x(delivery_benchmark):
+            delivery_benchmark(Burst(1))
+        """
+    )
+    reports = suite.path / "reports"
+    result = suite.runpytest_subprocess(
+        "-n", "2", "--dist", "each", "-p", "no:cacheprovider", f"--kruise-report-dir={reports}"
+    )
+    result.assert_outcomes(passed=2)
+    stem = "test_under_dist_each_every_workers_run_of_a_test_has_its_own_files.py_test_x"
+    names = sorted(p.name for p in reports.glob("*.json"))
+    assert names == [f"{stem}-burst-1-e2b-gw0.json", f"{stem}-burst-1-e2b-gw1.json"]
+
+
 def test_with_a_realtime_clock_the_benchmark_runs_on_the_wall_clock(suite: pytest.Pytester) -> None:
     """``clock="realtime:N"``: the run waits for the realtime driver, never puts the cluster's
     clock ahead of the wall clock (a create after it would wait), and says so in the reports."""
