@@ -55,6 +55,7 @@ __all__ = [
     "SETTLE_TIMEOUT_S",
     "UNFINISHED",
     "check_on_cluster",
+    "is_run_name",
     "run_on_backend",
     "run_on_cluster",
 ]
@@ -78,6 +79,12 @@ _POLL_S: Final = 0.005
 
 _RUN_NAME: Final = re.compile(rf"{re.escape(BENCHMARK_USER_PREFIX)}-([0-9]+)(?:-[0-9]+)?")
 """A run's owner (``<prefix>-<run>``) or one of its SandboxClaims (``<prefix>-<run>-<i>``)."""
+
+
+def is_run_name(name: str) -> bool:
+    """Whether ``name`` is a run's: its owner (``<prefix>-<run>``) or a SandboxClaim's
+    (``<prefix>-<run>-<i>``), as written on the sandboxes it claims."""
+    return _RUN_NAME.fullmatch(name) is not None
 
 
 def _next_run(cluster: Cluster) -> int:

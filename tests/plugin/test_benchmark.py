@@ -317,6 +317,41 @@ def test_the_benchmark_kills_its_sandboxes_so_they_are_not_the_tests_leaks(
     assert "left behind" not in result.stdout.str()
 
 
+@pytest.mark.parametrize("path", ["e2b", "sandboxclaim"])
+def test_a_run_stopped_midway_leaves_its_claims_out_of_the_tests_leftovers(
+    suite: pytest.Pytester, path: str
+) -> None:
+    """A timeout stops the run with claims in flight: they are killed at teardown, but they
+    are not the test's leftovers. The alarm fails the test as pytest-timeout's signal method
+    does (``pytest.fail`` from a SIGALRM handler)."""
+    suite.makepyfile(
+        f"""
+        import signal
+        import pytest
+        from e2b import Sandbox
+        from pytest_kruise_agents.delivery import Rate
+
+        def timeout(signum, frame):
+            pytest.fail("Timeout (>1.0s)")
+
+        def test_stopped(kruise_e2b, delivery_benchmark):
+            Sandbox.create()  # the test's own leftover
+            signal.signal(signal.SIGALRM, timeout)
+            signal.setitimer(signal.ITIMER_REAL, 1.0)
+            try:
+                with pytest.raises(pytest.fail.Exception):
+                    delivery_benchmark(Rate(20, 3600, path="{path}"))
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                signal.signal(signal.SIGALRM, signal.SIG_DFL)
+            assert len(kruise_e2b.sandboxes()) > 2  # the run's, in flight, and the test's
+        """
+    )
+    result = suite.runpytest()
+    result.assert_outcomes(passed=1)
+    result.stdout.re_match_lines([r".*::test_stopped: 1 killed: default--base-\w+ \(running\)$"])
+
+
 def test_a_url_that_is_not_an_http_url_is_refused_before_anything_runs(
     suite: pytest.Pytester,
 ) -> None:
