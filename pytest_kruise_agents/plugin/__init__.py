@@ -31,7 +31,7 @@ import importlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import pytest
 
@@ -173,7 +173,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             metavar=opt.metavar,
             help=f"{opt.help}. Also ini {opt.ini}, env {opt.env}.",
         )
-        parser.addini(opt.ini, help=f"pytest-kruise-agents: {opt.help}", default="")
+        parser.addini(
+            opt.ini, help=f"pytest-kruise-agents: {opt.help}", type=_ini_type(opt), default=""
+        )
     parser.addini(
         JUNIT_INI,
         help="pytest-kruise-agents: write the sandboxes left behind and the delivery benchmarks "
@@ -181,6 +183,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         type="bool",
         default=True,
     )
+
+
+INT_OPTIONS: Final = frozenset({"seed"})
+"""Options whose value is an integer: a native TOML ini value may be one (``kruise_seed = 7``)."""
+
+
+def _ini_type(opt: Option) -> Any:
+    """``int | str`` for an integer option where pytest takes a union type (9.2+), else a string.
+
+    pytest 9's native TOML configuration (``[tool.pytest]``) passes values as
+    typed, and refuses an int for a string option; with the union it takes
+    ``7`` and ``"7"`` alike (the option's own check then says what is wrong).
+    """
+    if opt.name in INT_OPTIONS and pytest.version_tuple >= (9, 2):
+        return int | str
+    return "string"
 
 
 def _overridden(config: pytest.Config) -> set[str]:

@@ -68,3 +68,25 @@ def test_an_interrupted_run_that_selected_no_check_prints_no_conformance_table(
     output = result.stdout.str()
     assert "E2B conformance" not in output
     assert "0 passed, 0 failed" not in output
+
+
+@pytest.mark.parametrize(
+    ("args", "env"),
+    [
+        (["-p", "kruise_agents"], {}),
+        ([], {"PYTEST_PLUGINS": "pytest_kruise_agents.plugin"}),
+    ],
+    ids=["-p-entry-point-name", "PYTEST_PLUGINS"],
+)
+def test_with_autoloading_off_the_plugin_is_enabled_by_name(
+    suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, args: list[str], env: dict[str, str]
+) -> None:
+    suite.makeini("[pytest]\n")  # pytest-asyncio's options are unknown without it
+    suite.makepyfile("def test_uses(kruise_cluster):\n    assert kruise_cluster.now >= 0\n")
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    off = suite.runpytest_subprocess("-p", "no:cacheprovider")
+    off.assert_outcomes(errors=1)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    on = suite.runpytest_subprocess("-p", "no:cacheprovider", *args)
+    on.assert_outcomes(passed=1)

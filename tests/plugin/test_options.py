@@ -319,6 +319,50 @@ def test_a_bad_value_stops_the_run_naming_option_and_source(
     result.stderr.fnmatch_lines([f"ERROR: pytest-kruise-agents: {message}"])
 
 
+@pytest.mark.skipif(pytest.version_tuple < (9, 2), reason="union ini types are pytest 9.2's")
+@pytest.mark.parametrize(
+    ("value", "header", "error"),
+    [
+        ("7", "seed=7", None),
+        ('"7"', "seed=7", None),
+        ("-1", None, "kruise_seed (ini file *pyproject.toml): must be at least 0, got '-1'"),
+        ('"x"', None, "kruise_seed (ini file *pyproject.toml): must be an integer, got 'x'"),
+    ],
+)
+def test_a_native_toml_seed_may_be_an_int_or_a_string(
+    suite: pytest.Pytester, value: str, header: str | None, error: str | None
+) -> None:
+    """pytest 9's ``[tool.pytest]`` passes TOML values as typed: ``kruise_seed = 7`` is taken."""
+    (suite.path / "tox.ini").unlink()
+    suite.makepyprojecttoml(
+        "[tool.pytest]\n"
+        'asyncio_mode = "strict"\n'
+        'asyncio_default_fixture_loop_scope = "function"\n'
+        'filterwarnings = ["error"]\n'
+        f"kruise_seed = {value}\n"
+    )
+    suite.makepyfile("def test_a():\n    pass\n")
+    result = suite.runpytest()
+    if header is not None:
+        result.assert_outcomes(passed=1)
+        result.stdout.fnmatch_lines([f"kruise-agents: backend=sim {header} clock=virtual"])
+    else:
+        assert result.ret == pytest.ExitCode.USAGE_ERROR
+        result.stderr.fnmatch_lines([f"ERROR: pytest-kruise-agents: {error}"])
+
+
+def test_an_ini_files_seed_is_still_text_read_as_an_integer(suite: pytest.Pytester) -> None:
+    suite.makeini(INNER_INI + "kruise_seed = 07\n")
+    suite.makepyfile("def test_a():\n    pass\n")
+    suite.runpytest().stdout.fnmatch_lines(["kruise-agents: backend=sim seed=7 clock=virtual"])
+    bad = suite.runpytest("-o", "kruise_seed=seven")
+    bad.stderr.fnmatch_lines(
+        [
+            "ERROR: pytest-kruise-agents: kruise_seed (command line -o): must be an integer, got 'seven'"
+        ]
+    )
+
+
 def test_the_report_header_shows_the_options_that_were_set(suite: pytest.Pytester) -> None:
     suite.makepyfile("def test_a():\n    pass\n")
     result = suite.runpytest("--kruise-seed=3", "--kruise-clock=realtime:2")
@@ -430,4 +474,6 @@ def test_options_are_listed_in_help(suite: pytest.Pytester) -> None:
             "*--kruise-report-dir=DIR*",
         ]
     )
-    result.stdout.fnmatch_lines(["*kruise_seed (string):*"])
+    # pytest 9.2 takes a union ini type: a TOML int or a string.
+    seed_type = "int | string" if pytest.version_tuple >= (9, 2) else "string"
+    result.stdout.fnmatch_lines([f"*kruise_seed ({seed_type}):*", "*kruise_profile (string):*"])
