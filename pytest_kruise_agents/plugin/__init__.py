@@ -9,6 +9,7 @@ imports and a handful of options.
 Fixtures (each documented in ``docs/plugin.md`` with an example):
 
 - ``kruise_cluster``: a fresh fake cluster for the test (:class:`simulator.cluster.Cluster`);
+- ``kruise_cluster_factory``: one more such cluster at each call (one per Hypothesis example);
 - ``kruise_backend``: that cluster behind the Backend seam (thread-safe);
 - ``kruise_e2b``: that cluster served over HTTP on a free loopback port, with
   ``E2B_API_URL``, ``E2B_SANDBOX_URL`` and ``E2B_API_KEY`` set for the test;
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
     from pytest_kruise_agents.plugin.benchmark import DeliveryBenchmark
     from pytest_kruise_agents.plugin.clock import KruiseClock
     from pytest_kruise_agents.plugin.factories import (
+        ClusterFactory,
         E2BSandboxFactory,
         SandboxClaimFactory,
         SandboxSetFactory,
@@ -64,6 +66,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Cluster",
+    "ClusterFactory",
     "ClusterSpec",
     "DeliveryBenchmark",
     "E2BSandboxFactory",
@@ -78,6 +81,7 @@ __all__ = [
     "kruise_backend",
     "kruise_clock",
     "kruise_cluster",
+    "kruise_cluster_factory",
     "kruise_e2b",
     "kruise_faults",
     "kruise_options",
@@ -93,6 +97,7 @@ __all__ = [
 
 _FIXTURE_TYPES = {
     "Cluster": "simulator.cluster",
+    "ClusterFactory": "pytest_kruise_agents.plugin.factories",
     "ClusterSpec": "pytest_kruise_agents.plugin.marker",
     "DeliveryBenchmark": "pytest_kruise_agents.plugin.benchmark",
     "E2BSandboxFactory": "pytest_kruise_agents.plugin.factories",
@@ -420,6 +425,21 @@ def kruise_cluster(request: pytest.FixtureRequest, kruise_options: ClusterSpec) 
     except RecipeError as exc:
         problem = str(exc)
     pytest.fail(f"pytest-kruise-agents: {problem}", pytrace=False)
+
+
+@pytest.fixture
+def kruise_cluster_factory(
+    request: pytest.FixtureRequest, kruise_options: ClusterSpec
+) -> ClusterFactory:
+    """``kruise_cluster_factory()``: one more fresh cluster, as ``kruise_cluster``'s, at each call.
+
+    For Hypothesis: ``@given`` runs many examples in one test, and the test's
+    fixtures (``kruise_cluster`` and the rest) are shared by all of them; a
+    cluster made in the example is its own.
+    """
+    from pytest_kruise_agents.plugin.factories import ClusterFactory
+
+    return ClusterFactory(_recipe(request.config, kruise_options))
 
 
 @pytest.fixture

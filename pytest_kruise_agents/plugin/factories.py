@@ -34,7 +34,10 @@ from simulator.cluster import check_seconds
 if TYPE_CHECKING:
     from e2b import AsyncSandbox, Sandbox
 
-__all__ = ["E2BSandboxFactory", "SandboxClaimFactory", "SandboxSetFactory"]
+    from pytest_kruise_agents.plugin.recipe import Recipe
+    from simulator.cluster import Cluster
+
+__all__ = ["ClusterFactory", "E2BSandboxFactory", "SandboxClaimFactory", "SandboxSetFactory"]
 
 S = TypeVar("S", bound="Sandbox")
 """A sync SDK sandbox class: ``e2b.Sandbox`` or a subclass (``e2b_code_interpreter.Sandbox``)."""
@@ -79,6 +82,22 @@ def _pool_manifest(
             "template": template,
         },
     }
+
+
+class ClusterFactory:
+    """``kruise_cluster_factory()``: a fresh cluster at each call, built as ``kruise_cluster``'s.
+
+    The same options (the run's, the test's ``kruise`` marker) and so the same
+    seed: every call gives a cluster in the same state, with the same event log.
+    """
+
+    def __init__(self, recipe: Recipe) -> None:
+        self._recipe = recipe
+
+    def __call__(self) -> Cluster:
+        """A new cluster, pools ready (:class:`~pytest_kruise_agents.plugin.recipe.RecipeError`
+        if the recipe cannot be built, as ``kruise_cluster`` would fail)."""
+        return self._recipe.build()
 
 
 class SandboxSetFactory:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from tests.pools import RECYCLING_POOL
 
 pytest_plugins = ["pytester"]
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_kruise_cluster_is_fresh_for_every_test(suite: pytest.Pytester) -> None:
@@ -960,3 +965,29 @@ def test_sandboxes_the_test_killed_to_be_recycled_are_not_left_behind(
     result.stdout.re_match_lines(
         [r".*::test_claims_the_recycled_id_again: 1 killed: default--reuse-\w+ \(running\)$"]
     )
+
+
+def test_kruise_cluster_factory_gives_each_hypothesis_example_its_own_cluster(
+    suite: pytest.Pytester,
+) -> None:
+    """docs/plugin.md's Hypothesis example runs as written; each call is a fresh cluster built
+    from the test's options, marker included, in the same state every time."""
+    text = (ROOT / "docs" / "plugin.md").read_text()
+    start = text.index("### `kruise_cluster_factory` (Hypothesis)")
+    (example,) = re.findall(r"```python\n(.*?)```", text[start : text.index("\n### ", start)], re.S)
+    suite.makepyfile(
+        test_example=example,
+        test_marker="""
+        import pytest
+
+        @pytest.mark.kruise(pools={"base": 2}, seed=4)
+        def test_built_from_the_marker(kruise_cluster_factory, kruise_cluster):
+            first, second = kruise_cluster_factory(), kruise_cluster_factory()
+            assert first is not second and first is not kruise_cluster
+            assert first.get("sbs", "base").spec.replicas == 2
+            first.create_sandboxes(3, "base")
+            assert [r.warm for r in first.records] == [True, True, False]
+            assert len(second.records) == 0 and second.log.text() == kruise_cluster.log.text()
+        """,
+    )
+    suite.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=2)

@@ -211,6 +211,7 @@ def test_every_fixtures_type_is_exported_by_the_plugin() -> None:
     """docs/plugin.md, "Annotating fixtures": each type in ``__all__`` and importable."""
     types = {
         "Cluster": "simulator.cluster",
+        "ClusterFactory": "pytest_kruise_agents.plugin.factories",
         "SimBackend": "pytest_kruise_agents.backends.sim",
         "KruiseE2B": "pytest_kruise_agents.plugin.server",
         "KruiseClock": "pytest_kruise_agents.plugin.clock",
@@ -246,6 +247,7 @@ def test_the_annotated_example_of_the_docs_passes(suite: pytest.Pytester) -> Non
             "kruise_faults": plugin.KruiseFaults, "sandboxset": plugin.SandboxSetFactory,
             "sandbox_claim": plugin.SandboxClaimFactory, "e2b_sandbox": plugin.E2BSandboxFactory,
             "delivery_benchmark": plugin.DeliveryBenchmark, "kruise_options": plugin.ClusterSpec,
+            "kruise_cluster_factory": plugin.ClusterFactory,
         }
 
         @pytest.mark.parametrize("name", sorted(FIXTURES))
@@ -253,4 +255,4 @@ def test_the_annotated_example_of_the_docs_passes(suite: pytest.Pytester) -> Non
             assert isinstance(request.getfixturevalue(name), FIXTURES[name])
         """
     suite.makepyfile(test_example=example, test_values=textwrap.dedent(check))
-    suite.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=11)
+    suite.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=12)
