@@ -148,6 +148,7 @@ FIXTURES: Final = frozenset(
     {
         "kruise_options",
         "kruise_cluster",
+        "kruise_cluster_factory",
         "kruise_backend",
         "kruise_e2b",
         "kruise_clock",
