@@ -67,7 +67,8 @@ CHECKS: Final[tuple[Check, ...]] = (
     _c(
         "core.errors",
         "Error answers (unknown sandbox on get, kill and timeout; invalid create body) are JSON "
-        "objects with an integer code equal to the HTTP status and a string message.",
+        "objects with an integer code (by convention the HTTP status; the schema asks no more) "
+        "and a string message.",
         "E2B §2.1, §8.6",
     ),
     _c(
@@ -80,9 +81,19 @@ CHECKS: Final[tuple[Check, ...]] = (
     ),
     _c(
         "core.create",
-        "POST /v2/sandboxes and POST /sandboxes answer 201 with templateID, sandboxID, clientID "
-        "and an envdVersion >= 0.1.0; the SDK's Sandbox.create succeeds.",
-        "E2B §2.2, §2.4, §8.2",
+        "The installed SDK's create route (POST /v2/sandboxes from e2b 2.51, POST /sandboxes "
+        "before) answers 201 with templateID, sandboxID, clientID and a PEP 440 envdVersion "
+        ">= 0.1.0 (compared as the SDK compares it); the SDK's Sandbox.create succeeds.",
+        "E2B §2.2, §2.4, §2.6, §8.2",
+    ),
+    _c(
+        "core.create.other-routes",
+        "The create and connect routes of the other SDK generation (POST /sandboxes and POST "
+        "/sandboxes/{id}/connect of e2b 2.20-2.50 when the installed SDK uses the /v2/ ones, "
+        "and the other way round) answer 201 with the Sandbox fields, and 200 for a running "
+        "sandbox. No other check depends on it.",
+        "E2B §2.6; Kruise §6.2",
+        "core.create",
     ),
     _c(
         "core.create.unknown-template",
@@ -109,7 +120,8 @@ CHECKS: Final[tuple[Check, ...]] = (
     ),
     _c(
         "core.create.default-timeout",
-        "A create without a timeout lives 300 s: endAt - startedAt = 300 s.",
+        "A create without a timeout lives 300 s: endAt - startedAt = 300 s (skipped under SDKs "
+        "that create with POST /sandboxes: they always send a timeout).",
         "E2B §2.3, §8.2; Kruise §6.3",
         "core.get",
     ),
@@ -144,10 +156,34 @@ CHECKS: Final[tuple[Check, ...]] = (
         "core.list",
     ),
     _c(
+        "core.list.order.default",
+        "Among the run's own sandboxes (metadata filter), two created a second apart, a list "
+        "without order lists newest first (startedAt descending); a server with the OpenKruise "
+        "extensions may list oldest first instead, as the sandbox-manager sorts by claim time.",
+        "E2B §2.3; Kruise §6.7",
+        "core.list",
+    ),
+    _c(
+        "core.list.started-after",
+        "Among the run's own sandboxes (metadata filter), startedAfter=<the startedAt of one> "
+        "lists that sandbox (inclusive) and not one started a second before.",
+        "E2B §2.3",
+        "core.list",
+    ),
+    _c(
+        "core.list.template",
+        "Among the run's own sandboxes (metadata filter), template=<the template> lists a new "
+        "sandbox of it, and a template that does not exist lists none of them (or answers 400 "
+        "or 404 with a JSON error).",
+        "E2B §2.3",
+        "core.list",
+    ),
+    _c(
         "core.list.pagination",
-        "Paging the run's own sandboxes (metadata filter) with limit=N, every page but the last "
-        "is full and carries X-Next-Token, the last has none, and following nextToken visits "
-        "each sandbox once; the SDK paginator agrees.",
+        "Paging the run's own sandboxes (metadata filter) with limit=N, no page holds more than "
+        "N (a page before the last may hold fewer), every page but the last carries "
+        "X-Next-Token, the last has none, and following nextToken visits each sandbox once; "
+        "the SDK paginator agrees.",
         "E2B §2.3, §8.3; Kruise §6.7",
         "core.list",
     ),
@@ -176,7 +212,8 @@ CHECKS: Final[tuple[Check, ...]] = (
     # -- lifecycle: pause, connect, auto-pause, the sandbox proxy ---------------------------
     _c(
         "lifecycle.connect.running",
-        "Connecting to a running sandbox answers 200 with the Sandbox fields.",
+        "Connecting to a running sandbox (on the installed SDK's connect route) answers 200 "
+        "with the Sandbox fields.",
         "E2B §2.2, §2.5, §8.5; Kruise §6.5",
         "core.create",
     ),
@@ -195,6 +232,13 @@ CHECKS: Final[tuple[Check, ...]] = (
         "E2B §2.2, §2.5, §8.5; Kruise §6.5",
         "core.get",
         "core.list.state",
+    ),
+    _c(
+        "lifecycle.list.states",
+        "Among the run's own sandboxes (metadata filter), state=running,paused (what the SDK "
+        "sends for a list of states) lists a running and a paused sandbox, each in its state.",
+        "E2B §2.3, §8.3; Kruise §6.7",
+        "lifecycle.pause",
     ),
     _c(
         "lifecycle.pause.conflict",
@@ -220,8 +264,8 @@ CHECKS: Final[tuple[Check, ...]] = (
     ),
     _c(
         "lifecycle.proxy.not-found",
-        "Sandbox traffic for a paused or killed sandbox answers 502 with a JSON body whose "
-        "message contains 'was not found'.",
+        "Sandbox traffic for a paused or killed sandbox answers 502 whose message (the JSON "
+        "body's message, else the body's text, as the SDK reads it) contains 'was not found'.",
         "E2B §4.6, §8.7; Kruise §6.8",
         "lifecycle.pause",
         "core.kill",
@@ -251,7 +295,9 @@ CHECKS: Final[tuple[Check, ...]] = (
     # -- envd: commands and files through the sandbox proxy ---------------------------------
     _c(
         "envd.health",
-        "GET /health of envd (port 49983) through the sandbox URL answers 2xx.",
+        "GET /health of envd (port 49983) answers 2xx at the URL the SDK uses: the sandbox "
+        "URL, else https://sandbox.<domain> or https://49983-<sandboxID>.<domain> for the "
+        "sandbox's domain (its create answer's, else --domain, else the SDK's e2b.app).",
         "E2B §4.3, §8.7, §8.8",
         "core.create",
     ),
@@ -266,7 +312,7 @@ CHECKS: Final[tuple[Check, ...]] = (
         "envd requests without X-Access-Token, or with a wrong one, are refused with 401 (a "
         "Connect stream may instead end at once with error unauthenticated) and do nothing: "
         "process Start, filesystem Stat, ListDir and MakeDir, file download and upload; with "
-        "the sandbox's envdAccessToken they succeed.",
+        "the sandbox's envdAccessToken (from its create answer, else GET) they succeed.",
         "E2B §4.5, §8.8",
         "envd.health",
     ),

@@ -50,6 +50,11 @@ class Sandboxes:
                 **self.target.sdk_opts(),
             )
         self.track(sbx.sandbox_id)
+        # The SDK took the create answer's domain (else its own, which the Api falls back
+        # to as well): reach the sandbox where the SDK does.
+        domain = getattr(sbx, "sandbox_domain", None)
+        if domain != self.api.sandbox_domain(sbx.sandbox_id)[0]:
+            self.api.remember_domain(sbx.sandbox_id, domain)
         return sbx
 
     def create_raw(
@@ -57,7 +62,7 @@ class Sandboxes:
     ) -> dict[str, Any]:
         """Create with raw HTTP (:meth:`Api.create`); fail unless 201 with a ``sandboxID``."""
         tpl = template or self.target.template
-        label = what or f"POST /v2/sandboxes from template {tpl!r}"
+        label = what or f"POST {kwargs.get('route') or self.api.create_route} from template {tpl!r}"
         resp = self.api.create(tpl, **kwargs)
         body = json_body(resp, label) if resp.status_code == 201 else None
         if isinstance(body, dict) and isinstance(body.get("sandboxID"), str):

@@ -1,9 +1,11 @@
 """The installed E2B SDKs, and the few calls whose spelling changed between 2.x versions.
 
 The suite runs with any ``e2b`` 2.x from 2.8 on. What differs: SDK <= 2.50
-creates with ``POST /sandboxes`` and the newer ones with ``POST
-/v2/sandboxes``; pausing is ``beta_pause()`` before ``pause()`` existed;
-auto-pause is ``beta_create(auto_pause=True)`` before ``lifecycle=``.
+creates with ``POST /sandboxes`` and connects with ``POST
+/sandboxes/{id}/connect``, the newer ones with the ``/v2/`` routes; pausing is
+``beta_pause()`` before ``pause()`` existed; auto-pause is
+``beta_create(auto_pause=True)`` before ``lifecycle=``. Versions compare as the
+SDK compares them, with ``packaging.version.Version`` (PEP 440).
 ``e2b-code-interpreter`` is optional: without it the ``code`` level is skipped.
 """
 
@@ -16,21 +18,25 @@ from types import ModuleType
 from typing import Any, Final
 
 from e2b import Sandbox
-
-from pytest_kruise_agents.conformance.wire import release
+from packaging.version import InvalidVersion, Version
 
 __all__ = [
-    "CREATE_V2_SINCE",
+    "V2_ROUTES_SINCE",
+    "api_status",
     "code_interpreter",
+    "connect_route",
     "create_auto_pause",
     "create_route",
+    "other_routes",
     "pause",
     "sdk_versions",
+    "uses_v2_routes",
     "version_of",
 ]
 
-CREATE_V2_SINCE: Final = (2, 51)
-"""The first SDK version that creates with ``POST /v2/sandboxes``."""
+V2_ROUTES_SINCE: Final = Version("2.51")
+"""The first SDK version that creates with ``POST /v2/sandboxes`` and connects with
+``POST /v2/sandboxes/{id}/connect`` (E2B §2.6)."""
 
 
 def version_of(dist: str) -> str | None:
@@ -51,9 +57,39 @@ def sdk_versions() -> dict[str, str]:
     return out
 
 
-def create_route() -> str:
-    """The create route the installed SDK calls."""
-    return "/v2/sandboxes" if release(version_of("e2b") or "0") >= CREATE_V2_SINCE else "/sandboxes"
+def uses_v2_routes(version: str | None = None) -> bool:
+    """Whether ``e2b`` ``version`` (default: the installed one) creates and connects with the
+    ``/v2/`` routes."""
+    text = version if version is not None else version_of("e2b")
+    try:
+        return Version(text or "0") >= V2_ROUTES_SINCE
+    except InvalidVersion:
+        return True  # not a release the suite knows: the routes of the newest SDKs
+
+
+def create_route(v2: bool | None = None) -> str:
+    """The create route of the installed SDK (``v2`` given: of that generation)."""
+    return "/v2/sandboxes" if (uses_v2_routes() if v2 is None else v2) else "/sandboxes"
+
+
+def connect_route(sandbox_id: str, v2: bool | None = None) -> str:
+    """The connect route of the installed SDK (``v2`` given: of that generation)."""
+    return f"{create_route(v2)}/{sandbox_id}/connect"
+
+
+def other_routes() -> str:
+    """Which SDKs use the create and connect routes the installed one does not."""
+    return "e2b >= 2.51" if not uses_v2_routes() else "e2b 2.20 to 2.50"
+
+
+def api_status(exc: BaseException) -> int | None:
+    """The HTTP status of the API answer behind an SDK exception (``status_code``, or the
+    ``"<status>: <message>"`` the SDK writes), else ``None``."""
+    status = getattr(exc, "status_code", None)
+    if isinstance(status, int):
+        return status
+    head, colon, _rest = str(exc).partition(":")
+    return int(head) if colon and head.isdigit() and len(head) == 3 else None
 
 
 def pause(sbx: Sandbox, **opts: Any) -> Any:

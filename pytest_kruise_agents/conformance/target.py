@@ -3,9 +3,12 @@
 :class:`Target` holds what the suite was told (API URL and key, sandbox URL,
 domain, templates). :class:`Api` speaks raw HTTP where the wire itself is
 the subject of a check (status codes, headers, error bodies, page tokens),
-both to the control plane and to sandboxes through the sandbox proxy:
-by the ``E2b-Sandbox-Id`` / ``E2b-Sandbox-Port`` headers when a sandbox URL
-is given, else to ``https://<port>-<sandboxID>.<domain>``.
+both to the control plane and to sandboxes through the sandbox proxy, at
+the URL the installed SDK would use (:meth:`Api.sandbox_base`): the sandbox
+URL when one is given, else the sandbox's domain (from its create answer,
+else ``--domain``/``E2B_DOMAIN``, else the SDK's default ``e2b.app``), at
+``https://sandbox.<domain>`` for the domains the SDK routes by headers and at
+``https://<port>-<sandboxID>.<domain>`` for the others.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from urllib.parse import urlsplit
 import httpx
 
 __all__ = [
+    "DEFAULT_DOMAIN",
     "ENVD_PORT",
     "JUPYTER_PORT",
     "KRUISE_PREFIX",
@@ -42,6 +46,19 @@ but a server with auth disabled must still be judged on what it answers."""
 
 RUN_KEY: Final = "conformance-run"
 """Metadata key on every sandbox the suite creates; its value is the run's id."""
+
+DEFAULT_DOMAIN: Final = "e2b.app"
+"""The SDK's sandbox domain when neither the API nor ``E2B_DOMAIN`` names one (E2B §1.1)."""
+
+
+def _header_routed_domains() -> frozenset[str]:
+    """The domains whose sandboxes the installed SDK reaches at ``https://sandbox.<domain>``,
+    named by headers (E2B §1.2 step 3); none for SDKs before that shared host (2.8)."""
+    try:
+        from e2b.sandbox_domains import SUPPORTED_SANDBOX_DOMAINS
+    except ImportError:
+        return frozenset()
+    return frozenset(SUPPORTED_SANDBOX_DOMAINS)
 
 
 _MAX_PORT: Final = 65535
@@ -173,9 +190,43 @@ class Target:
 class Api:
     """Raw HTTP to the server: the control plane with the target's key, and sandbox traffic."""
 
-    def __init__(self, target: Target) -> None:
+    def __init__(self, target: Target, *, v2_routes: bool | None = None) -> None:
         self.target = target
         self.client = httpx.Client(timeout=target.request_timeout, follow_redirects=False)
+        if v2_routes is None:
+            from pytest_kruise_agents.conformance.sdk import uses_v2_routes
+
+            v2_routes = uses_v2_routes()
+        self.v2_routes = v2_routes
+        """Whether create and connect use the ``/v2/`` routes, as the installed SDK does."""
+        self.domains: dict[str, str] = {}
+        """The ``domain`` each sandbox's create (or connect) answer gave, by sandbox id."""
+        self._kruise: tuple[str | None] | None = None
+
+    @property
+    def create_route(self) -> str:
+        """``/v2/sandboxes`` or ``/sandboxes``: the installed SDK's create route."""
+        return "/v2/sandboxes" if self.v2_routes else "/sandboxes"
+
+    def connect_route(self, sandbox_id: str) -> str:
+        """The installed SDK's connect route for ``sandbox_id``."""
+        return f"{self.create_route}/{sandbox_id}/connect"
+
+    def remember_domain(self, sandbox_id: str, domain: object) -> None:
+        """Reach ``sandbox_id`` at ``domain`` from now on, if it is a domain (a non-empty
+        string, as the SDK takes it from a create or connect answer)."""
+        if isinstance(domain, str) and domain:
+            self.domains[sandbox_id] = domain
+
+    def _remember(self, resp: httpx.Response) -> httpx.Response:
+        if resp.status_code in (200, 201):
+            try:
+                body = resp.json()
+            except ValueError:
+                return resp
+            if isinstance(body, dict) and isinstance(body.get("sandboxID"), str):
+                self.remember_domain(body["sandboxID"], body.get("domain"))
+        return resp
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -204,7 +255,7 @@ class Api:
         self,
         template: str | None = None,
         *,
-        route: str = "/v2/sandboxes",
+        route: str | None = None,
         timeout: int | None = None,
         metadata: Mapping[str, str] | None = None,
         env_vars: Mapping[str, str] | None = None,
@@ -212,7 +263,9 @@ class Api:
         prefix: str = "",
     ) -> httpx.Response:
         """Create as the SDK does (``metadata`` and ``envVars`` always sent; the run's metadata
-        added). ``route`` ``/sandboxes`` is the v1 form of SDK <= 2.50."""
+        added), on the installed SDK's route unless ``route`` is given: ``/sandboxes`` is the
+        v1 form of SDK <= 2.50 (always a timeout, always ``secure``)."""
+        route = route or self.create_route
         body: dict[str, Any] = {
             "templateID": template or self.target.template,
             "metadata": {RUN_KEY: self.target.run_id, **(metadata or {})},
@@ -226,7 +279,7 @@ class Api:
             # What SDK 2.20-2.50 send: always a timeout, always secure.
             body.setdefault("timeout", 300)
             body["secure"] = True
-        return self.request("POST", prefix + route, json=body)
+        return self._remember(self.request("POST", prefix + route, json=body))
 
     def get(self, sandbox_id: str) -> httpx.Response:
         """``GET /sandboxes/{id}``."""
@@ -245,15 +298,59 @@ class Api:
         return self.request("POST", f"/sandboxes/{sandbox_id}/pause", json={})
 
     def connect(self, sandbox_id: str, timeout: int | None = None) -> httpx.Response:
-        """``POST /v2/sandboxes/{id}/connect`` (``{}`` without a timeout, as the SDK sends)."""
+        """Connect on the installed SDK's route (``{}`` without a timeout, as the v2 SDKs
+        send; the v1 ones always send one, 300 s by default)."""
+        if timeout is None and not self.v2_routes:
+            timeout = 300
         body = {} if timeout is None else {"timeout": timeout}
-        return self.request("POST", f"/v2/sandboxes/{sandbox_id}/connect", json=body)
+        return self._remember(self.request("POST", self.connect_route(sandbox_id), json=body))
 
     def list(self, params: Any = None) -> httpx.Response:
         """``GET /v2/sandboxes`` with ``params`` (a mapping or a list of pairs)."""
         return self.request("GET", "/v2/sandboxes", params=params)
 
+    def kruise_missing(self) -> str | None:
+        """Why the server has no OpenKruise extensions, or ``None`` if it has them.
+
+        Asked once: ``GET /kruise/api/v2/sandboxes`` (the run's own sandboxes, one item), the
+        list under the prefix the sandbox-manager serves every E2B route under (Kruise §6.1).
+        A 404 or 405 there says the server does not serve the prefix, as E2B's own does not.
+        """
+        if self._kruise is None:
+            path = f"{KRUISE_PREFIX}/v2/sandboxes"
+            resp = self.request(
+                "GET", path, params={"limit": 1, "metadata": self.target.run_filter}
+            )
+            missing = None
+            if resp.status_code in (404, 405):
+                missing = (
+                    f"the server does not serve the OpenKruise extensions (GET {path} answered "
+                    f"HTTP {resp.status_code}); leave kruise out of --levels"
+                )
+            self._kruise = (missing,)
+        return self._kruise[0]
+
     # -- sandbox traffic -----------------------------------------------------------------
+
+    def sandbox_domain(self, sandbox_id: str) -> tuple[str, str]:
+        """The domain the SDK reaches ``sandbox_id`` at, and where it comes from: the sandbox's
+        create or connect answer, else the target's (``--domain``, ``E2B_DOMAIN``), else the
+        SDK's default :data:`DEFAULT_DOMAIN` (E2B §1.2)."""
+        if sandbox_id in self.domains:
+            return self.domains[sandbox_id], "the domain of its create answer"
+        if self.target.domain:
+            return self.target.domain, "the domain given (--domain or E2B_DOMAIN)"
+        return DEFAULT_DOMAIN, "the SDK's default domain"
+
+    def sandbox_base(self, sandbox_id: str, port: int) -> tuple[str, str]:
+        """``(url, how)``: where the installed SDK sends ``sandbox_id``'s traffic to ``port``
+        (``ConnectionConfig.get_sandbox_url``, E2B §1.2), and how it was chosen."""
+        if self.target.sandbox_url:
+            return self.target.sandbox_url, "the sandbox URL"
+        domain, how = self.sandbox_domain(sandbox_id)
+        if domain in _header_routed_domains():
+            return f"https://sandbox.{domain}", how
+        return f"https://{port}-{sandbox_id}.{domain}", how
 
     def sandbox(
         self,
@@ -268,28 +365,27 @@ class Api:
         headers: Mapping[str, str] | None = None,
         **kwargs: Any,
     ) -> httpx.Response:
-        """A request to ``port`` of a sandbox through the sandbox proxy.
+        """A request to ``port`` of a sandbox through the sandbox proxy, at the URL the SDK
+        uses (:meth:`sandbox_base`), naming the sandbox by the ``E2b-Sandbox-Id`` and
+        ``E2b-Sandbox-Port`` headers as the SDK does. ``token`` is sent as ``X-Access-Token``.
 
-        With a sandbox URL the sandbox is named by headers, or by the ``Host``
-        header ``<port>-<id>.<domain>`` when ``by_host``; without one the
-        request goes to ``https://<port>-<id>.<domain>``. ``token`` is sent
-        as ``X-Access-Token``.
+        ``by_host`` names the sandbox by host instead, ``<port>-<id>.<domain>`` (``domain``,
+        else the sandbox's): as the ``Host`` header of a request to the sandbox URL when
+        one is given, else at ``https://<port>-<id>.<domain>`` (the SDK's direct URL).
         """
         sent = dict(headers or {})
         if token:
             sent["X-Access-Token"] = token
-        dom = domain or self.target.domain
-        if self.target.sandbox_url and not by_host:
-            sent["E2b-Sandbox-Id"] = sandbox_id
-            sent["E2b-Sandbox-Port"] = str(port)
-            url = self.target.sandbox_url + path
-        elif self.target.sandbox_url:
-            if not dom:
-                raise ValueError("no sandbox domain to route by host")
-            sent["Host"] = f"{port}-{sandbox_id}.{dom}"
-            url = self.target.sandbox_url + path
-        else:
-            if not dom:
-                raise ValueError("no sandbox domain: pass the domain or a sandbox URL")
-            url = f"https://{port}-{sandbox_id}.{dom}{path}"
-        return self.client.request(method, url, headers=sent, **kwargs)
+        if by_host:
+            dom = domain or self.sandbox_domain(sandbox_id)[0]
+            host = f"{port}-{sandbox_id}.{dom}"
+            if self.target.sandbox_url:
+                sent["Host"] = host
+                url = self.target.sandbox_url + path
+            else:
+                url = f"https://{host}{path}"
+            return self.client.request(method, url, headers=sent, **kwargs)
+        sent["E2b-Sandbox-Id"] = sandbox_id
+        sent["E2b-Sandbox-Port"] = str(port)
+        base = self.sandbox_base(sandbox_id, port)[0]
+        return self.client.request(method, base + path, headers=sent, **kwargs)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import uuid
 from functools import partial
-from typing import Final
+from typing import Any, Final
 
+import pytest
 from e2b import AuthenticationException, Sandbox, SandboxQuery
 from e2b.exceptions import SandboxException
 
@@ -21,17 +22,17 @@ from pytest_kruise_agents.conformance.expect import (
 )
 from pytest_kruise_agents.conformance.plugin import check
 from pytest_kruise_agents.conformance.sandboxes import Sandboxes
-from pytest_kruise_agents.conformance.sdk import create_route
+from pytest_kruise_agents.conformance.sdk import other_routes, version_of
 from pytest_kruise_agents.conformance.target import RUN_KEY, Api, Target
 from pytest_kruise_agents.conformance.wire import (
     LISTED_FIELDS,
     SANDBOX_FIELDS,
     detail,
     end_at,
+    envd_version_ok,
     expect_fields,
     list_all,
     parse_time,
-    release,
     settled,
 )
 
@@ -104,19 +105,20 @@ def test_error_bodies(conformance_api: Api) -> None:
         resp = conformance_api.request(method, path, json=body)
         expect_status(resp, 404, what)
         expect_error_body(resp, what)
-    what = "POST /v2/sandboxes without templateID"
-    resp = conformance_api.request("POST", "/v2/sandboxes", json={"metadata": {}, "envVars": {}})
+    what = f"POST {conformance_api.create_route} without templateID"
+    resp = conformance_api.request(
+        "POST", conformance_api.create_route, json={"metadata": {}, "envVars": {}}
+    )
     expect(resp.status_code >= 400, what, "an error status", excerpt(resp))
     expect_error_body(resp, what)
 
 
-def _sandbox_routes(sid: str) -> list[tuple[str, str, dict[str, object] | None]]:
-    """Every route on one sandbox: method, path and the body the SDK sends."""
+def _sandbox_routes(api: Api, sid: str) -> list[tuple[str, str, dict[str, object] | None]]:
+    """Every route the installed SDK calls on one sandbox: method, path and the body it sends."""
     return [
         ("GET", f"/sandboxes/{sid}", None),
         ("POST", f"/sandboxes/{sid}/timeout", {"timeout": 30}),
-        ("POST", f"/v2/sandboxes/{sid}/connect", {"timeout": 3600}),
-        ("POST", f"/sandboxes/{sid}/connect", {"timeout": 3600}),
+        ("POST", api.connect_route(sid), {"timeout": 3600}),
         ("POST", f"/sandboxes/{sid}/pause", {}),
         ("DELETE", f"/sandboxes/{sid}", None),
     ]
@@ -141,13 +143,14 @@ def test_auth(
 ) -> None:
     # The key is checked before the sandbox is looked up: an unknown caller gets 401 on
     # every route, never the 404 that would tell which sandboxes exist.
-    routes = _sandbox_routes(_missing_id())
+    routes = _sandbox_routes(conformance_api, _missing_id())
+    create = conformance_api.create_route
     for key, label in _unknown_keys():
         _expect_refused(conformance_api, "GET", "/v2/sandboxes", None, key, label)
-        what = f"POST /v2/sandboxes {label}"
+        what = f"POST {create} {label}"
         resp = conformance_api.request(
             "POST",
-            "/v2/sandboxes",
+            create,
             key=key,
             json={
                 "templateID": conformance_target.template,
@@ -178,28 +181,50 @@ def test_auth(
     fail("Sandbox.create with an unknown API key", "AuthenticationException", "a new sandbox")
 
 
+def _expect_sandbox(body: dict[str, Any], what: str) -> None:
+    """Fail unless ``body`` is a ``Sandbox`` the SDK takes: the required fields, an
+    ``envdVersion`` it accepts, a domain that is null or a string."""
+    expect_fields(body, SANDBOX_FIELDS, what)
+    expect(
+        envd_version_ok(body["envdVersion"]),
+        what,
+        "a PEP 440 envdVersion >= 0.1.0 (the SDK refuses older ones)",
+        f"envdVersion={body['envdVersion']!r}",
+    )
+    domain = body.get("domain")
+    expect(
+        domain is None or isinstance(domain, str),
+        what,
+        "a domain that is null or a string",
+        f"domain={domain!r}",
+    )
+
+
 @check("core.create")
 def test_create(conformance_api: Api, conformance_sandboxes: Sandboxes) -> None:
-    for route in ("/v2/sandboxes", "/sandboxes"):
-        what = f"POST {route}"
-        body = conformance_sandboxes.create_raw(route=route, what=what)
-        expect_fields(body, SANDBOX_FIELDS, what)
-        version = release(body["envdVersion"])
-        expect(
-            version >= (0, 1, 0),
-            what,
-            "an envdVersion >= 0.1.0 (the SDK refuses older ones)",
-            f"envdVersion={body['envdVersion']!r}",
-        )
-        domain = body.get("domain")
-        expect(
-            domain is None or isinstance(domain, str),
-            what,
-            "a domain that is null or a string",
-            f"domain={domain!r}",
-        )
-    sbx = conformance_sandboxes.create(what=f"Sandbox.create (SDK route POST {create_route()})")
+    # The installed SDK's route only: a server need not serve the other SDKs' routes for
+    # this one to work (core.create.other-routes tells whether it does).
+    what = f"POST {conformance_api.create_route}"
+    _expect_sandbox(conformance_sandboxes.create_raw(what=what), what)
+    route = f"SDK route POST {conformance_api.create_route}"
+    sbx = conformance_sandboxes.create(what=f"Sandbox.create ({route})")
     expect(bool(sbx.sandbox_id), "Sandbox.create", "a sandbox id", repr(sbx.sandbox_id))
+
+
+@check("core.create.other-routes")
+def test_create_other_routes(conformance_api: Api, conformance_sandboxes: Sandboxes) -> None:
+    v2 = not conformance_api.v2_routes
+    create = "/v2/sandboxes" if v2 else "/sandboxes"
+    what = f"POST {create} (the create route of {other_routes()})"
+    body = conformance_sandboxes.create_raw(route=create, what=what)
+    _expect_sandbox(body, what)
+    sid = body["sandboxID"]
+    path = f"{create}/{sid}/connect"
+    what = f"POST {path} (the connect route of {other_routes()}; running sandbox)"
+    resp = conformance_api.request("POST", path, json={"timeout": 600})
+    expect_status(resp, 200, what)
+    got = expect_fields(json_body(resp, what), SANDBOX_FIELDS, what)
+    expect(got["sandboxID"] == sid, what, f"sandboxID={sid!r}", f"sandboxID={got['sandboxID']!r}")
 
 
 @check("core.create.unknown-template")
@@ -271,7 +296,7 @@ def test_auth_refused_calls_change_nothing(
     # Each call would change the sandbox if it ran: shorten or extend its timeout, pause or
     # kill it. Refused, none may have run, whatever the answer said.
     for key, label in _unknown_keys():
-        for method, path, body in _sandbox_routes(sid):
+        for method, path, body in _sandbox_routes(conformance_api, sid):
             _expect_refused(conformance_api, method, path, body, key, label)
     what = f"GET /sandboxes/{sid} after the refused calls"
     resp = conformance_api.get(sid)
@@ -301,6 +326,11 @@ def test_auth_refused_calls_change_nothing(
 
 @check("core.create.default-timeout")
 def test_create_default_timeout(conformance_api: Api, conformance_sandboxes: Sandboxes) -> None:
+    if not conformance_api.v2_routes:
+        pytest.skip(
+            f"e2b {version_of('e2b')} creates with POST /sandboxes and always sends a timeout "
+            "(300 s): the server's default is never used"
+        )
     body = conformance_sandboxes.create_raw(what="POST /v2/sandboxes without a timeout")
     sid = body["sandboxID"]
     info = detail(conformance_api, sid)
@@ -431,6 +461,104 @@ def test_list_order(
         )
 
 
+@check("core.list.order.default")
+def test_list_default_order(
+    conformance_api: Api,
+    conformance_target: Target,
+    conformance_clock: ServerClock,
+    conformance_sandboxes: Sandboxes,
+) -> None:
+    made: list[str] = []
+    for _ in range(2):
+        made.append(conformance_sandboxes.create().sandbox_id)
+        conformance_clock.advance(_ORDER_GAP_S)  # distinct startedAt values, as core.list.order
+    run = conformance_target.run_filter  # the run's own sandboxes: a team may hold thousands
+    what = f"GET /v2/sandboxes?metadata={run} (no order)"
+    items = settled(
+        partial(list_all, conformance_api, {"metadata": run}, what=what),
+        partial(_lists_all_of, set(made)),
+    )
+    expect(_lists_all_of(set(made), items), what, f"the new sandboxes {made}", _ids(items))
+    times = [parse_time(i.get("startedAt"), f"{what}: startedAt") for i in items]
+    if times == sorted(times, reverse=True):
+        return
+    # The sandbox-manager sorts by claim time, oldest first, whatever is asked (Kruise
+    # §6.7): a server with its extensions may keep that order; any other must not.
+    kruise = conformance_api.kruise_missing() is None
+    expect(
+        kruise and times == sorted(times),
+        what,
+        "startedAt descending (newest first, the default order)"
+        + (" or ascending (the sandbox-manager's order)" if kruise else ""),
+        [t.isoformat() for t in times][:10],
+    )
+
+
+@check("core.list.started-after")
+def test_list_started_after(
+    conformance_api: Api,
+    conformance_target: Target,
+    conformance_clock: ServerClock,
+    conformance_sandboxes: Sandboxes,
+) -> None:
+    first = conformance_sandboxes.create().sandbox_id
+    conformance_clock.advance(_ORDER_GAP_S)
+    second = conformance_sandboxes.create().sandbox_id
+    # The server's own startedAt values: no clock but the server's is compared.
+    started = {
+        sid: parse_time(detail(conformance_api, sid)["startedAt"], f"{sid}: startedAt")
+        for sid in (first, second)
+    }
+    since = started[second].isoformat()
+    # Only a sandbox started before the time can be left out (a server whose time did not
+    # move between the creates started both at once).
+    excluded = {first} if started[first] < started[second] else set()
+    run = conformance_target.run_filter
+    what = f"GET /v2/sandboxes?startedAfter={since}&metadata={run}"
+
+    def holds(items: list[dict[str, object]]) -> bool:
+        ids = _ids(items)
+        return second in ids and not excluded.intersection(ids)
+
+    items = settled(
+        partial(list_all, conformance_api, {"startedAfter": since, "metadata": run}, what=what),
+        holds,
+    )
+    ids = _ids(items)
+    expect(second in ids, what, f"{second}, started at that time (startedAfter is inclusive)", ids)
+    expect(
+        not excluded.intersection(ids),
+        what,
+        f"not {first}, started at {started[first].isoformat()}, before it",
+        ids,
+    )
+
+
+@check("core.list.template")
+def test_list_template_filter(
+    conformance_api: Api, conformance_target: Target, conformance_sandboxes: Sandboxes
+) -> None:
+    sid = conformance_sandboxes.create().sandbox_id
+    run = conformance_target.run_filter
+    template = conformance_target.template
+    what = f"GET /v2/sandboxes?template={template}&metadata={run}"
+    items = settled(
+        partial(list_all, conformance_api, {"template": template, "metadata": run}, what=what),
+        partial(_lists_all_of, {sid}),
+    )
+    expect(sid in _ids(items), what, f"the new sandbox {sid} of template {template!r}", _ids(items))
+    other = f"conformance-no-such-template-{uuid.uuid4().hex[:8]}"
+    what = f"GET /v2/sandboxes?template={other}&metadata={run}"
+    resp = conformance_api.list({"template": other, "metadata": run})
+    if resp.status_code in (400, 404):  # a template the server does not know may be an error
+        expect_error_body(resp, what)
+        return
+    expect_status(resp, (200, 400, 404), what)
+    page = json_body(resp, what)
+    expect(isinstance(page, list), what, "a JSON array", repr(page)[:300])
+    expect(sid not in _ids(page), what, f"not {sid} (of template {template!r})", _ids(page))
+
+
 @check("core.list.pagination")
 def test_list_pagination(
     conformance_api: Api, conformance_target: Target, conformance_sandboxes: Sandboxes
@@ -461,7 +589,8 @@ def test_list_pagination(
         token = resp.headers.get("x-next-token") or None
         if token is None:
             break
-        expect(len(items) == limit, what, f"a full page of {limit} before the last", len(items))
+        # A page may hold fewer than the limit and still have a next one (limit is a
+        # maximum; Kubernetes list chunking does the same): the SDK only follows the token.
         if pages >= 500:
             fail("GET /v2/sandboxes", "a last page without X-Next-Token", "500 pages")
     dupes = sorted({s for s in seen if seen.count(s) > 1})

@@ -42,6 +42,17 @@ def _shows(sid: str, included: bool, items: list[dict[str, object]]) -> bool:
     return any(i.get("sandboxID") == sid for i in items) == included
 
 
+def _proxy_message(resp: httpx.Response) -> str:
+    """The message the SDK reads from an envd or proxy error (``get_message``): the JSON
+    object's string ``message``, else the body's text."""
+    try:
+        body = resp.json()
+    except ValueError:
+        return resp.text
+    message = body.get("message") if isinstance(body, dict) else None
+    return message if isinstance(message, str) else resp.text
+
+
 def _health(api: Api, sid: str) -> httpx.Response:
     return api.sandbox(sid, ENVD_PORT, "GET", "/health")
 
@@ -49,31 +60,26 @@ def _health(api: Api, sid: str) -> httpx.Response:
 @check("lifecycle.connect.running")
 def test_connect_running(conformance_api: Api, conformance_sandboxes: Sandboxes) -> None:
     sid = conformance_sandboxes.create(timeout=600).sandbox_id
-    for path, body in (
-        (f"/v2/sandboxes/{sid}/connect", {"timeout": 600}),
-        (f"/sandboxes/{sid}/connect", {"timeout": 600}),
-    ):
-        what = f"POST {path} (running sandbox)"
-        resp = conformance_api.request("POST", path, json=body)
-        expect_status(resp, 200, what)
-        got = expect_fields(json_body(resp, what), SANDBOX_FIELDS, what)
-        expect(
-            got["sandboxID"] == sid, what, f"sandboxID={sid!r}", f"sandboxID={got['sandboxID']!r}"
-        )
+    # The installed SDK's route (the other SDKs': core.create.other-routes).
+    what = f"POST {conformance_api.connect_route(sid)} (running sandbox)"
+    resp = conformance_api.connect(sid, 600)
+    expect_status(resp, 200, what)
+    got = expect_fields(json_body(resp, what), SANDBOX_FIELDS, what)
+    expect(got["sandboxID"] == sid, what, f"sandboxID={sid!r}", f"sandboxID={got['sandboxID']!r}")
 
 
 @check("lifecycle.connect.never-shortens")
 def test_connect_never_shortens(conformance_api: Api, conformance_sandboxes: Sandboxes) -> None:
     sid = conformance_sandboxes.create(timeout=600).sandbox_id
     base = end_at(conformance_api, sid)
-    what = f"POST /v2/sandboxes/{sid}/connect {{timeout: 60}} with 600 s left"
+    what = f"POST {conformance_api.connect_route(sid)} {{timeout: 60}} with 600 s left"
     expect_status(conformance_api.connect(sid, 60), 200, what)
     after = end_at(conformance_api, sid)
     moved = (after - base).total_seconds()
     expect(
         moved >= -1, what, "endAt unchanged (connect never shortens)", f"endAt moved {moved:+g} s"
     )
-    what = f"POST /v2/sandboxes/{sid}/connect {{timeout: 1200}} with 600 s left"
+    what = f"POST {conformance_api.connect_route(sid)} {{timeout: 1200}} with 600 s left"
     expect_status(conformance_api.connect(sid, 1200), 200, what)
     moved = (end_at(conformance_api, sid) - base).total_seconds()
     expect(moved >= 598, what, "endAt extended by about 600 s", f"endAt moved {moved:+g} s")
@@ -105,6 +111,36 @@ def test_pause(
         )
 
 
+@check("lifecycle.list.states")
+def test_list_both_states(
+    conformance_api: Api, conformance_target: Target, conformance_sandboxes: Sandboxes
+) -> None:
+    running = conformance_sandboxes.create(timeout=600).sandbox_id
+    paused = conformance_sandboxes.create(timeout=600).sandbox_id
+    _pause(conformance_api, paused)
+    run = conformance_target.run_filter  # the run's own sandboxes: a team may hold thousands
+    # What SandboxQuery(state=[running, paused]) sends: the states joined with a comma.
+    params = {"state": "running,paused", "metadata": run}
+    what = f"GET /v2/sandboxes?state=running,paused&metadata={run}"
+    wanted = {running: "running", paused: "paused"}
+
+    def states(items: list[dict[str, object]]) -> dict[str, object]:
+        return {
+            str(i.get("sandboxID")): i.get("state") for i in items if i.get("sandboxID") in wanted
+        }
+
+    items = settled(
+        partial(list_all, conformance_api, params, what=what),
+        lambda items: states(items) == wanted,
+    )
+    expect(
+        states(items) == wanted,
+        what,
+        f"{running} listed running and {paused} listed paused",
+        f"{states(items)} among {len(items)} listed",
+    )
+
+
 @check("lifecycle.pause.conflict")
 def test_pause_conflict(conformance_api: Api, conformance_sandboxes: Sandboxes) -> None:
     sid = conformance_sandboxes.create(timeout=600).sandbox_id
@@ -121,7 +157,7 @@ def test_connect_resumes(
 ) -> None:
     sid = conformance_sandboxes.create(timeout=600).sandbox_id
     _pause(conformance_api, sid)
-    what = f"POST /v2/sandboxes/{sid}/connect (paused sandbox)"
+    what = f"POST {conformance_api.connect_route(sid)} (paused sandbox)"
     resp = conformance_api.connect(sid, 600)
     expect_status(resp, 201, what)
     expect_fields(json_body(resp, what), SANDBOX_FIELDS, what)
@@ -196,7 +232,7 @@ def test_auto_pause(
         "state 'paused'",
         "HTTP 404 (killed, not paused)" if found is None else f"state={found!r}",
     )
-    what = f"POST /v2/sandboxes/{sid}/connect (auto-paused sandbox)"
+    what = f"POST {conformance_api.connect_route(sid)} (auto-paused sandbox)"
     expect_status(conformance_api.connect(sid, 600), 201, what)
     state = state_of(conformance_api, sid)
     expect(
@@ -217,12 +253,11 @@ def test_proxy_not_found(conformance_api: Api, conformance_sandboxes: Sandboxes)
         what = f"GET /health of the {how} sandbox {sid} through the sandbox proxy"
         resp = _health(conformance_api, sid)
         expect_status(resp, 502, what)
-        body = json_body(resp, what)
-        message = body.get("message") if isinstance(body, dict) else None
         expect(
-            isinstance(message, str) and "was not found" in message,
+            "was not found" in _proxy_message(resp),
             what,
-            "a JSON body whose message contains 'was not found' (the SDK keys on it)",
+            "a body whose message contains 'was not found' (its JSON message, else its text: "
+            "the SDK keys on it)",
             excerpt(resp),
         )
 
@@ -300,7 +335,9 @@ def test_pause_keeps_files(conformance_api: Api, conformance_sandboxes: Sandboxe
         sbx.files.write(path, content)
     sid = sbx.sandbox_id
     _pause(conformance_api, sid)
-    expect_status(conformance_api.connect(sid, 600), 201, f"POST /v2/sandboxes/{sid}/connect")
+    expect_status(
+        conformance_api.connect(sid, 600), 201, f"POST {conformance_api.connect_route(sid)}"
+    )
     # Read through the sandbox object from create: e2b 2.8 addresses a sandbox returned by
     # Sandbox.connect without the E2b-Sandbox-Id header that a sandbox URL needs.
     with step(f"files.read({path!r}) after pause and connect"):

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final, TypeVar
 
 import httpx
+from packaging.version import InvalidVersion, Version
 
 from pytest_kruise_agents.conformance.expect import expect, expect_status, fail, json_body
 from pytest_kruise_agents.conformance.target import Api
@@ -20,13 +21,14 @@ from pytest_kruise_agents.rfc3339 import parse_rfc3339
 __all__ = [
     "LISTED_FIELDS",
     "LIST_SETTLE_S",
+    "MIN_ENVD_VERSION",
     "SANDBOX_FIELDS",
     "detail",
     "end_at",
+    "envd_version_ok",
     "expect_fields",
     "list_all",
     "parse_time",
-    "release",
     "settled",
     "state_of",
 ]
@@ -107,19 +109,18 @@ def parse_time(value: Any, what: str) -> dt.datetime:
         fail(what, "an RFC 3339 timestamp", f"{value!r} ({exc})")
 
 
-def release(version: str) -> tuple[int, ...]:
-    """The numeric release of a PEP 440 version (``"0.6.13"`` → ``(0, 6, 13)``); ``()`` if none."""
-    parts: list[int] = []
-    for piece in version.split("."):
-        digits = ""
-        for ch in piece:
-            if not ch.isdigit():
-                break
-            digits += ch
-        if not digits:
-            break
-        parts.append(int(digits))
-    return tuple(parts)
+MIN_ENVD_VERSION: Final = Version("0.1.0")
+"""The oldest ``envdVersion`` the SDK takes: it kills a sandbox reporting an older one."""
+
+
+def envd_version_ok(text: str) -> bool:
+    """Whether the SDK takes ``envdVersion`` ``text``: a PEP 440 version (``v0.6.13`` and
+    ``0.6.13rc1`` are, normalised as ``packaging`` does) not older than 0.1.0, compared as
+    the SDK compares it (``packaging.version.Version``: ``0.1.0rc1`` is older)."""
+    try:
+        return Version(text) >= MIN_ENVD_VERSION
+    except InvalidVersion:
+        return False
 
 
 def detail(api: Api, sandbox_id: str, what: str | None = None) -> dict[str, Any]:

@@ -59,7 +59,7 @@ WRONG = [
             "core",
             "core.get",
             f"startedAt: expected an RFC 3339 timestamp, but saw '{example}",
-            {"core.list.order"},
+            {"core.list.order", "core.list.order.default", "core.list.started-after"},
             id=name,
         )
         for name, example in (("ts-basic", "20260101T"), ("ts-week", "2026-W"))

@@ -1,10 +1,18 @@
-"""``target.url_problem``: which base URLs the suite accepts for a server."""
+"""``target``: which base URLs the suite accepts for a server, and where it sends a sandbox's
+traffic (where the installed SDK does)."""
 
 from __future__ import annotations
 
 import pytest
+from e2b.connection_config import ConnectionConfig
 
-from pytest_kruise_agents.conformance.target import url_problem
+from pytest_kruise_agents.conformance.target import (
+    DEFAULT_DOMAIN,
+    ENVD_PORT,
+    Api,
+    Target,
+    url_problem,
+)
 
 
 @pytest.mark.parametrize(
@@ -39,3 +47,63 @@ def test_a_base_url_with_a_port_in_range_is_accepted(url: str) -> None:
 )
 def test_a_port_outside_1_to_65535_or_not_a_number_is_refused(url: str, port: str) -> None:
     assert url_problem(url) == f"port {port!r} is not a number in 1..65535: {url!r}"
+
+
+SID = "default--base-abcde"
+
+
+@pytest.mark.parametrize(
+    ("given", "answered"),
+    [
+        ({}, None),  # the SDK's default domain, e2b.app: its shared host
+        ({"domain": "e2b.dev"}, None),  # another domain the SDK routes by headers
+        ({"domain": "sandboxes.example.com"}, None),  # E2B_DOMAIN / --domain
+        ({}, "answer.example.com"),  # the create answer's domain
+        ({"domain": "sandboxes.example.com"}, "answer.example.com"),  # the answer's wins
+        ({"sandbox_url": "http://127.0.0.1:9"}, "answer.example.com"),  # the URL wins
+    ],
+)
+def test_sandbox_traffic_goes_where_the_installed_sdk_sends_it(
+    given: dict[str, str], answered: str | None
+) -> None:
+    target = Target(api_url="https://api.example.com", api_key="k", **given)
+    api = Api(target)
+    try:
+        api.remember_domain(SID, answered)
+        config = ConnectionConfig(**target.sdk_opts())
+        sdk_domain = answered or config.domain  # what Sandbox takes from the create answer
+        assert api.sandbox_domain(SID)[0] == sdk_domain
+        url, _how = api.sandbox_base(SID, ENVD_PORT)
+        assert url == config.get_sandbox_url(SID, sdk_domain)
+    finally:
+        api.close()
+
+
+def test_without_any_domain_the_sdks_default_is_used_and_said() -> None:
+    api = Api(Target(api_url="https://api.example.com", api_key="k"))
+    try:
+        assert api.sandbox_base(SID, ENVD_PORT) == (
+            "https://sandbox.e2b.app",
+            "the SDK's default domain",
+        )
+        api.remember_domain(SID, "")  # an empty domain is none, as the SDK takes it
+        assert api.sandbox_domain(SID) == (DEFAULT_DOMAIN, "the SDK's default domain")
+    finally:
+        api.close()
+
+
+@pytest.mark.parametrize(
+    ("v2", "create", "connect"),
+    [
+        (True, "/v2/sandboxes", f"/v2/sandboxes/{SID}/connect"),
+        (False, "/sandboxes", f"/sandboxes/{SID}/connect"),
+    ],
+)
+def test_create_and_connect_take_the_routes_of_the_sdk_generation(
+    v2: bool, create: str, connect: str
+) -> None:
+    api = Api(Target(api_url="https://api.example.com", api_key="k"), v2_routes=v2)
+    try:
+        assert (api.create_route, api.connect_route(SID)) == (create, connect)
+    finally:
+        api.close()

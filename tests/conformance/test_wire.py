@@ -1,4 +1,5 @@
-"""``wire.parse_time``: a timestamp the SDKs can parse, or a failed check naming the field."""
+"""``wire``: a timestamp the SDKs can parse, or a failed check naming the field; an
+``envdVersion`` the SDK takes."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import datetime as dt
 import pytest
 
 from pytest_kruise_agents.conformance.expect import CheckFailed
-from pytest_kruise_agents.conformance.wire import parse_time
+from pytest_kruise_agents.conformance.wire import envd_version_ok, parse_time
 
 
 def test_an_rfc_3339_date_time_is_its_instant() -> None:
@@ -26,3 +27,14 @@ def test_what_is_not_an_rfc_3339_date_time_fails_the_check(text: str) -> None:
 def test_a_value_that_is_no_string_fails_the_check() -> None:
     with pytest.raises(CheckFailed, match="but saw 1767323045"):
         parse_time(1767323045, "startedAt")
+
+
+@pytest.mark.parametrize("version", ["0.1.0", "0.2.10", "0.6.13", "v0.6.13", "0.6.13rc1", "1.0"])
+def test_an_envd_version_the_sdk_takes_is_accepted(version: str) -> None:
+    """PEP 440, compared as the SDK's ``packaging.version.Version`` compares it."""
+    assert envd_version_ok(version)
+
+
+@pytest.mark.parametrize("version", ["0.0.9", "0.1.0rc1", "0.1.0.dev3", "latest", "", "0.6.x"])
+def test_an_envd_version_older_than_0_1_0_or_no_version_is_refused(version: str) -> None:
+    assert not envd_version_ok(version)
