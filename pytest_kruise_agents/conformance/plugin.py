@@ -1,18 +1,24 @@
 """The pytest plugin of the conformance suite: options, check ordering, dependencies, reports.
 
-Loaded by the ``pytest11`` entry point (or ``-p pytest_kruise_agents.conformance.plugin``),
-it does nothing unless conformance checks are collected, as with::
+Loaded by the ``pytest11`` entry point ``kruise_conformance`` (``-p kruise_conformance``
+with plugin autoloading off; ``-p pytest_kruise_agents.conformance.plugin`` only where
+the package is on the path but not installed: an installed one has it registered
+already, and pytest refuses the module a second time), it does nothing unless
+conformance checks are collected, as with::
 
-    pytest --pyargs pytest_kruise_agents.conformance --e2b-api-url URL --e2b-api-key KEY
+    pytest --pyargs pytest_kruise_agents.conformance \
+        --kruise-conformance-api-url URL --kruise-conformance-api-key KEY
 
-Options (each falls back to the environment variable the SDK reads):
-``--e2b-api-url`` (``E2B_API_URL``), ``--e2b-api-key`` (``E2B_API_KEY``),
-``--e2b-sandbox-url`` (``E2B_SANDBOX_URL``), ``--e2b-domain`` (``E2B_DOMAIN``),
-``--e2b-template``, ``--e2b-code-template``, ``--e2b-no-stock-template``,
-``--e2b-admin-key``, ``--e2b-levels``, ``--e2b-junit``, ``--e2b-report``. They
-carry an ``e2b-`` prefix because an installed plugin's options share one
-namespace with every other plugin's; ``kruise-agents conformance`` takes the
-same options without it.
+Options (the first four fall back to the environment variable the SDK reads):
+``--kruise-conformance-api-url`` (``E2B_API_URL``), ``-api-key`` (``E2B_API_KEY``),
+``-sandbox-url`` (``E2B_SANDBOX_URL``), ``-domain`` (``E2B_DOMAIN``), ``-template``,
+``-code-template``, ``-no-stock-template``, ``-admin-key``, ``-levels``, ``-junit``,
+``-report``: ``kruise-agents conformance``'s options, with the prefix
+:data:`OPTION_PREFIX`. An installed plugin's options share one namespace with every
+other plugin's and with the conftest of every project that has it installed: the
+prefix is this project's own (``kruise-``, as the fixtures' plugin has it) and names the
+suite, because ``e2b-`` is the prefix an application built on the E2B SDK picks for
+its own options (``--e2b-api-key``), and two options of one name stop pytest.
 
 Checks run in the catalogue's dependency order
 (:mod:`~pytest_kruise_agents.conformance.registry`). A check whose dependency
@@ -33,23 +39,20 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 import pytest
 
 from pytest_kruise_agents.conformance.registry import CHECKS, Check, by_id, parse_levels
-from pytest_kruise_agents.conformance.report import (
-    Outcome,
-    clean,
-    render_table,
-    to_junit,
-    to_markdown,
-    unwritable,
-)
 
+# The reports (report.py, and xml.etree with it) load only in a run that collected checks,
+# as the target and the SDK do: this plugin loads in every pytest run of every project that
+# has the package installed.
 if TYPE_CHECKING:
     from pytest_kruise_agents.conformance.clock import ServerClock
+    from pytest_kruise_agents.conformance.report import Outcome
     from pytest_kruise_agents.conformance.sandboxes import Sandboxes
     from pytest_kruise_agents.conformance.target import Api, Target
 
 __all__ = [
     "INTERRUPTED_CODE",
     "MARKER",
+    "OPTION_PREFIX",
     "WRITE_FAILED_CODE",
     "DependencyFailed",
     "check",
@@ -69,14 +72,17 @@ __all__ = [
 ]
 
 MARKER: Final = "conformance_check"
+OPTION_PREFIX: Final = "--kruise-conformance-"
+"""The prefix of the suite's pytest options: ``kruise-agents conformance --api-url`` is
+``--kruise-conformance-api-url`` under pytest."""
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 _ORDER: Final[dict[str, int]] = {c.id: i for i, c in enumerate(CHECKS)}
-_RESULTS = pytest.StashKey[dict[str, Outcome]]()
+_RESULTS = pytest.StashKey["dict[str, Outcome]"]()
 _INFO = pytest.StashKey[dict[str, str]]()
 _TARGET = pytest.StashKey["Target | None"]()
-_STARTED = pytest.StashKey[dict[str, Outcome]]()
+_STARTED = pytest.StashKey["dict[str, Outcome]"]()
 _BLOCKED = pytest.StashKey[set[str]]()
 _SELECTED = pytest.StashKey[bool]()
 INTERRUPTED_CODE: Final = 130
@@ -106,38 +112,47 @@ def check(check_id: str) -> Callable[[F], F]:
 def pytest_addoption(parser: pytest.Parser) -> None:
     """The options of the suite (see the module docstring)."""
     group = parser.getgroup(
-        "e2b-conformance",
-        "E2B conformance suite (pytest --pyargs pytest_kruise_agents.conformance)",
+        "kruise-conformance",
+        "E2B conformance suite of pytest-kruise-agents "
+        "(pytest --pyargs pytest_kruise_agents.conformance)",
     )
-    group.addoption("--e2b-api-url", help="Base URL of the E2B API (default: $E2B_API_URL).")
-    group.addoption("--e2b-api-key", help="API key of the checks (default: $E2B_API_KEY).")
-    group.addoption(
-        "--e2b-sandbox-url",
-        help="One URL for all sandbox traffic, routed by E2b-Sandbox-Id/-Port headers "
+
+    def add(name: str, metavar: str, help: str, default: str | None = None) -> None:
+        group.addoption(OPTION_PREFIX + name, metavar=metavar, default=default, help=help)
+
+    add("api-url", "URL", "Base URL of the E2B API (default: $E2B_API_URL).")
+    add("api-key", "KEY", "API key of the checks (default: $E2B_API_KEY).")
+    add(
+        "sandbox-url",
+        "URL",
+        "One URL for all sandbox traffic, routed by E2b-Sandbox-Id/-Port headers "
         "(default: $E2B_SANDBOX_URL; without it, https://<port>-<id>.<domain>).",
     )
-    group.addoption("--e2b-domain", help="Sandbox domain (default: $E2B_DOMAIN).")
-    group.addoption("--e2b-template", default="base", help="A template with ready sandboxes.")
-    group.addoption(
-        "--e2b-code-template",
-        default="code-interpreter-v1",
-        help="A template running the code interpreter.",
+    add("domain", "DOMAIN", "Sandbox domain (default: $E2B_DOMAIN).")
+    add("template", "NAME", "A template with ready sandboxes (default: base).", "base")
+    add(
+        "code-template",
+        "NAME",
+        "A template running the code interpreter (default: code-interpreter-v1).",
+        "code-interpreter-v1",
     )
-    group.addoption(
-        "--e2b-no-stock-template",
-        help="A template with no ready sandbox (kruise.no-stock is skipped without it).",
+    add(
+        "no-stock-template",
+        "NAME",
+        "A template with no ready sandbox (kruise.no-stock is skipped without it).",
     )
-    group.addoption(
-        "--e2b-admin-key",
-        help="Key for the server's admin clock /_kruise/clock, if it has one (default: the API key).",
+    add(
+        "admin-key",
+        "KEY",
+        "Key for the server's admin clock /_kruise/clock, if it has one (default: the API key).",
     )
-    group.addoption(
-        "--e2b-levels",
-        default=None,
-        help="Comma-separated levels to run: core,lifecycle,envd,code,kruise (default: all).",
+    add(
+        "levels",
+        "LEVELS",
+        "Comma-separated levels to run: core,lifecycle,envd,code,kruise (default: all).",
     )
-    group.addoption("--e2b-junit", help="Write JUnit XML with one testcase per check here.")
-    group.addoption("--e2b-report", help="Write the Markdown report here.")
+    add("junit", "PATH", "Write JUnit XML with one testcase per check here.")
+    add("report", "PATH", "Write the Markdown report here.")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -158,14 +173,14 @@ def _target(config: pytest.Config) -> Target | None:
 
         opt = config.getoption
         config.stash[_TARGET] = Target.from_env(
-            api_url=opt("--e2b-api-url"),
-            api_key=opt("--e2b-api-key"),
-            sandbox_url=opt("--e2b-sandbox-url"),
-            domain=opt("--e2b-domain"),
-            template=opt("--e2b-template"),
-            code_template=opt("--e2b-code-template"),
-            no_stock_template=opt("--e2b-no-stock-template"),
-            admin_key=opt("--e2b-admin-key"),
+            api_url=opt("--kruise-conformance-api-url"),
+            api_key=opt("--kruise-conformance-api-key"),
+            sandbox_url=opt("--kruise-conformance-sandbox-url"),
+            domain=opt("--kruise-conformance-domain"),
+            template=opt("--kruise-conformance-template"),
+            code_template=opt("--kruise-conformance-code-template"),
+            no_stock_template=opt("--kruise-conformance-no-stock-template"),
+            admin_key=opt("--kruise-conformance-admin-key"),
         )
     return config.stash[_TARGET]
 
@@ -194,16 +209,20 @@ def pytest_collection_modifyitems(
             ours.append((found, item))
     if not ours:
         return
+    from pytest_kruise_agents.conformance.report import unwritable
+
     try:
-        levels = parse_levels(config.getoption("--e2b-levels"))
+        levels = parse_levels(config.getoption("--kruise-conformance-levels"))
     except ValueError as exc:
-        raise pytest.UsageError(f"--e2b-levels: {exc}") from None
+        raise pytest.UsageError(f"--kruise-conformance-levels: {exc}") from None
     target = _target(config)
     if target is None:
         # Skipping every check would exit 0: a CI job missing its URL must not go green.
-        raise pytest.UsageError("--e2b-api-url: no server to check: pass it or set E2B_API_URL")
+        raise pytest.UsageError(
+            "--kruise-conformance-api-url: no server to check: pass it or set E2B_API_URL"
+        )
     _check_urls(target)
-    for option in ("--e2b-junit", "--e2b-report"):
+    for option in ("--kruise-conformance-junit", "--kruise-conformance-report"):
         path = config.getoption(option)
         problem = unwritable(Path(path)) if path else None
         if problem is not None:
@@ -230,8 +249,8 @@ def _check_urls(target: Target) -> None:
     from pytest_kruise_agents.conformance.target import url_problem
 
     for option, url in (
-        ("--e2b-api-url", target.api_url),
-        ("--e2b-sandbox-url", target.sandbox_url),
+        ("--kruise-conformance-api-url", target.api_url),
+        ("--kruise-conformance-sandbox-url", target.sandbox_url),
     ):
         problem = url_problem(url) if url else None
         if problem is not None:
@@ -248,6 +267,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     found = _check_of(item)
     if found is None:
         return
+    from pytest_kruise_agents.conformance.report import Outcome
+
     # Started at setup, not at its first report: a Ctrl-C during setup (a module fixture's
     # cold create) makes no report, and the run must still name the check it stopped in.
     item.config.stash[_STARTED].setdefault(found.id, Outcome(found, "pass"))
@@ -266,6 +287,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 
 def _message(excinfo: pytest.ExceptionInfo[BaseException]) -> str:
+    from pytest_kruise_agents.conformance.report import clean
+
     exc = excinfo.value
     if isinstance(exc, pytest.skip.Exception):
         return str(exc.msg)
@@ -286,6 +309,8 @@ def pytest_runtest_makereport(
     found = _check_of(item)
     if found is None:
         return report
+    from pytest_kruise_agents.conformance.report import Outcome
+
     if call.excinfo is not None and isinstance(call.excinfo.value, DependencyFailed):
         # The reason is the whole story: a traceback into this plugin would only hide it.
         report.longrepr = _message(call.excinfo)
@@ -364,6 +389,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     interrupted = _interrupted(config, exitstatus)
     if not outcomes and interrupted is None:
         return
+    from pytest_kruise_agents.conformance.report import render_table
+
     tw = getattr(terminalreporter, "_tw", None)
     width = max(int(tw.fullwidth) if tw is not None else 120, 100)
     color = bool(getattr(terminalreporter, "hasmarkup", False))
@@ -379,13 +406,18 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     interrupted = _interrupted(config, exitstatus)
     if not outcomes and interrupted is None:
         return
+    from pytest_kruise_agents.conformance.report import to_junit, to_markdown
+
     info = _info(config)
     if interrupted is not None:
         info["Interrupted"] = interrupted
     running = _running(config)
     for option, render in (
-        ("--e2b-junit", lambda: to_junit(outcomes, info, interrupted=running)),
-        ("--e2b-report", lambda: to_markdown(outcomes, info, interrupted=interrupted)),
+        ("--kruise-conformance-junit", lambda: to_junit(outcomes, info, interrupted=running)),
+        (
+            "--kruise-conformance-report",
+            lambda: to_markdown(outcomes, info, interrupted=interrupted),
+        ),
     ):
         if not _write(config, option, render) and exitstatus != pytest.ExitCode.INTERRUPTED:
             session.exitstatus = WRITE_FAILED_CODE
@@ -397,6 +429,8 @@ def _write(config: pytest.Config, option: str, render: Callable[[], str]) -> boo
     path = config.getoption(option)
     if not path:
         return True
+    from pytest_kruise_agents.conformance.report import clean
+
     try:
         Path(path).write_text(render(), encoding="utf-8")
     except (OSError, UnicodeError) as exc:
@@ -422,7 +456,7 @@ def conformance_target(pytestconfig: pytest.Config) -> Target:
     """The server under test (skips every check when none is configured)."""
     target = _target(pytestconfig)
     if target is None:
-        pytest.skip("no server to check: pass --e2b-api-url or set E2B_API_URL")
+        pytest.skip("no server to check: pass --kruise-conformance-api-url or set E2B_API_URL")
     from pytest_kruise_agents.conformance.sdk import sdk_versions
 
     info = pytestconfig.stash[_INFO]

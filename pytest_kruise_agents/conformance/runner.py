@@ -92,17 +92,17 @@ def pytest_args(opts: RunOptions) -> list[str]:
     args += ["-qq"]
     args += ["-o", "verbosity_test_cases=1", "--tb=short"] if opts.verbose else ["--tb=no"]
     given: dict[str, str | Path | None] = {
-        "--e2b-api-url": opts.api_url,
-        "--e2b-api-key": opts.api_key,
-        "--e2b-sandbox-url": opts.sandbox_url,
-        "--e2b-domain": opts.domain,
-        "--e2b-template": opts.template,
-        "--e2b-code-template": opts.code_template,
-        "--e2b-no-stock-template": opts.no_stock_template,
-        "--e2b-admin-key": opts.admin_key,
-        "--e2b-levels": opts.levels,
-        "--e2b-junit": opts.junit,
-        "--e2b-report": opts.report,
+        "--kruise-conformance-api-url": opts.api_url,
+        "--kruise-conformance-api-key": opts.api_key,
+        "--kruise-conformance-sandbox-url": opts.sandbox_url,
+        "--kruise-conformance-domain": opts.domain,
+        "--kruise-conformance-template": opts.template,
+        "--kruise-conformance-code-template": opts.code_template,
+        "--kruise-conformance-no-stock-template": opts.no_stock_template,
+        "--kruise-conformance-admin-key": opts.admin_key,
+        "--kruise-conformance-levels": opts.levels,
+        "--kruise-conformance-junit": opts.junit,
+        "--kruise-conformance-report": opts.report,
     }
     for flag, value in given.items():
         if value:

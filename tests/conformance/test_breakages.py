@@ -134,7 +134,7 @@ def test_a_blocked_check_is_a_failure_in_pytest_s_own_output_too(tmp_path: Path)
             Path(sys.executable),
             url,
             tmp_path / "pytest",
-            extra=["--e2b-levels", levels],
+            extra=["--kruise-conformance-levels", levels],
             # Here the plugin is installed as well: load it once, by the command's -p.
             env={"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"},
         )

@@ -291,16 +291,19 @@ def _suite_pytest(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str
 
 
 def test_the_pytest_form_refuses_a_url_that_is_no_url(tmp_path: Path) -> None:
-    proc = _suite_pytest(tmp_path, "--e2b-api-url", "notaurl")
+    proc = _suite_pytest(tmp_path, "--kruise-conformance-api-url", "notaurl")
     assert proc.returncode == 4, proc.stdout[-2000:] + proc.stderr[-2000:]
-    assert "--e2b-api-url: must be an http:// or https:// URL, got 'notaurl'" in proc.stderr
+    assert (
+        "--kruise-conformance-api-url: must be an http:// or https:// URL, got 'notaurl'"
+        in proc.stderr
+    )
 
 
 def test_the_pytest_form_without_an_api_url_is_a_usage_error(tmp_path: Path) -> None:
-    """No ``--e2b-api-url`` and no ``E2B_API_URL``: pytest's usage error, not 53 skips and exit 0."""
+    """No ``--kruise-conformance-api-url`` and no ``E2B_API_URL``: pytest's usage error, not 53 skips and exit 0."""
     proc = _suite_pytest(tmp_path)
     assert proc.returncode == 4, proc.stdout[-2000:] + proc.stderr[-2000:]
-    assert "--e2b-api-url: no server to check" in proc.stderr
+    assert "--kruise-conformance-api-url: no server to check" in proc.stderr
 
 
 def test_the_api_url_may_end_in_the_kruise_prefix(tmp_path: Path) -> None:

@@ -43,11 +43,11 @@ def test_the_command_line_runs_the_package_with_the_plugin_and_every_given_optio
     assert args[:4] == ["--pyargs", "pytest_kruise_agents.conformance", "-p", PLUGIN]
     assert args[args.index("-c") + 1] == os.devnull
     pairs = dict(itertools.pairwise(args))
-    assert pairs["--e2b-api-url"] == "http://h:1"
-    assert pairs["--e2b-sandbox-url"] == "http://h:2"
-    assert pairs["--e2b-levels"] == "core,envd"
-    assert pairs["--e2b-junit"] == "out.xml"
-    assert "--e2b-domain" not in args and "--e2b-report" not in args
+    assert pairs["--kruise-conformance-api-url"] == "http://h:1"
+    assert pairs["--kruise-conformance-sandbox-url"] == "http://h:2"
+    assert pairs["--kruise-conformance-levels"] == "core,envd"
+    assert pairs["--kruise-conformance-junit"] == "out.xml"
+    assert "--kruise-conformance-domain" not in args and "--kruise-conformance-report" not in args
 
 
 def test_an_unknown_level_is_refused_before_anything_runs() -> None:

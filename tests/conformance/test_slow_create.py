@@ -107,16 +107,16 @@ def _only(out: Path, url: str, level: str, name: str, *, admin_key: bool = True)
     cmd = [
         *suite_pytest_command(PYTHON, plugin=False),
         "--tb=short",
-        "--e2b-api-url",
+        "--kruise-conformance-api-url",
         url,
-        "--e2b-sandbox-url",
+        "--kruise-conformance-sandbox-url",
         url,
-        *(["--e2b-admin-key", ADMIN_KEY] if admin_key else []),
-        "--e2b-levels",
+        *(["--kruise-conformance-admin-key", ADMIN_KEY] if admin_key else []),
+        "--kruise-conformance-levels",
         level,
         "-k",
         name,
-        "--e2b-junit",
+        "--kruise-conformance-junit",
         str(junit),
     ]
     env = clean_env({"E2B_API_KEY": USER_KEY, "COLUMNS": "200"})
@@ -148,7 +148,7 @@ def test_timing_failures_without_the_admin_key_name_the_clock_and_the_key(
     """A realtime x20 server (its creates answering a wall second after the claim) run without
     its admin key: the suite counts server time on the wall clock, so ``core.timeout`` and
     ``lifecycle.auto-pause`` fail, and each failure says why (the admin clock refused the
-    keys; pass ``--e2b-admin-key``)."""
+    keys; pass ``--kruise-conformance-admin-key``)."""
     with serve(clock="realtime", speed=REALTIME_SPEED, mutant=_slow_answer_server) as url:
         core = _only(tmp_path / "core", url, "core", "test_set_timeout", admin_key=False)
         life = _only(tmp_path / "life", url, "lifecycle", "test_auto_pause", admin_key=False)
@@ -156,4 +156,4 @@ def test_timing_failures_without_the_admin_key_name_the_clock_and_the_key(
         assert run.with_status("fail") == {cid}, run.output[-3000:]
         message = run.results[cid].message
         assert "refused the keys given" in message, message
-        assert "--e2b-admin-key" in message, message
+        assert "--kruise-conformance-admin-key" in message, message

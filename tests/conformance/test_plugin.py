@@ -1,0 +1,135 @@
+"""The suite's pytest plugin, installed in every pytest run: its options clash with no E2B
+application's, say what they take, and it loads nothing it needs only when checks run."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from pytest_kruise_agents.conformance.plugin import OPTION_PREFIX
+from pytest_kruise_agents.conformance.runner import RunOptions, pytest_args
+
+from .conftest import ROOT, clean_env
+
+SUITE_OPTIONS = (
+    "api-url",
+    "api-key",
+    "sandbox-url",
+    "domain",
+    "template",
+    "code-template",
+    "no-stock-template",
+    "admin-key",
+    "levels",
+    "junit",
+    "report",
+)
+"""``kruise-agents conformance``'s options that the pytest form takes too (with a prefix)."""
+
+APP_CONFTEST = f"""\
+def pytest_addoption(parser):
+    # An application built on the E2B SDK names its own options after the product.
+    for name in {SUITE_OPTIONS!r}:
+        parser.addoption("--e2b-" + name)
+"""
+
+APP_TEST = """\
+def test_the_app_reads_its_own_options(pytestconfig):
+    assert pytestconfig.getoption("--e2b-api-key") == "app-key"
+    assert pytestconfig.getoption("--e2b-template") is None
+"""
+
+
+def _pytest(
+    cwd: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``python -m pytest`` in ``cwd`` as a user runs it: installed plugins autoload."""
+    given = {k: v for k, v in clean_env().items() if not k.startswith("PYTEST_")}
+    given.update(PYTHONPATH=str(ROOT), COLUMNS="200", **(env or {}))
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-c", os.devnull, "--rootdir", str(cwd), *args],
+        cwd=cwd,
+        env=given,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_an_e2b_apps_own_e2b_options_do_not_clash_with_the_suites(tmp_path: Path) -> None:
+    (tmp_path / "conftest.py").write_text(APP_CONFTEST)
+    (tmp_path / "test_app.py").write_text(APP_TEST)
+    proc = _pytest(tmp_path, "-q", "-p", "no:cacheprovider", "--e2b-api-key", "app-key")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "1 passed" in proc.stdout
+
+
+def test_each_option_carries_the_projects_prefix_and_says_what_it_takes(tmp_path: Path) -> None:
+    # Loaded by its entry point's name, as the module docstring says: -p kruise_conformance.
+    proc = _pytest(
+        tmp_path, "-p", "kruise_conformance", "--help", env={"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    start = lines.index(
+        "E2B conformance suite of pytest-kruise-agents (pytest --pyargs "
+        "pytest_kruise_agents.conformance):"
+    )
+    group = "\n".join(lines[start:])
+    for name, metavar in {
+        "api-url": "URL",
+        "api-key": "KEY",
+        "sandbox-url": "URL",
+        "domain": "DOMAIN",
+        "template": "NAME",
+        "code-template": "NAME",
+        "no-stock-template": "NAME",
+        "admin-key": "KEY",
+        "levels": "LEVELS",
+        "junit": "PATH",
+        "report": "PATH",
+    }.items():
+        assert f"{OPTION_PREFIX}{name}={metavar}" in group, name
+    # Only the four the SDK reads fall back to a variable: no other metavar looks like one.
+    assert "=KRUISE_CONFORMANCE_" not in group and "=E2B_" not in group
+    assert "(default: base)" in group and "(default: code-interpreter-v1)" in group
+    assert "--e2b-" not in proc.stdout
+
+
+def test_the_command_passes_each_option_under_the_plugins_name_for_it() -> None:
+    args = pytest_args(
+        RunOptions(
+            api_url="http://h:1",
+            api_key="k",
+            template="t",
+            sandbox_url="http://h:2",
+            domain="d",
+            code_template="c",
+            no_stock_template="n",
+            admin_key="a",
+            levels="core",
+            junit=Path("j.xml"),
+            report=Path("r.md"),
+        )
+    )
+    flags = [a for a in args if a.startswith("--kruise-conformance-")]
+    assert flags == [OPTION_PREFIX + name for name in SUITE_OPTIONS]
+
+
+def test_the_plugin_loads_no_report_module_until_checks_run() -> None:
+    code = (
+        "import sys, pytest\n"
+        "before = set(sys.modules)\n"
+        "import pytest_kruise_agents.conformance.plugin\n"
+        "print(' '.join(sorted(set(sys.modules) - before)))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    loaded = out.stdout.split()
+    assert "pytest_kruise_agents.conformance.plugin" in loaded
+    assert "pytest_kruise_agents.conformance.report" not in loaded
+    assert [m for m in loaded if m.split(".")[0] == "xml"] == []
