@@ -2,6 +2,10 @@
 
 The public surface is small: build a :class:`Cluster`, apply pools and
 claims, claim sandboxes, move time, inject faults, read records.
+
+PYTEST_DONT_REWRITE: installed from a wheel, this package is marked for pytest's
+assertion rewriting with the plugin's (see :mod:`pytest_kruise_agents`); a
+script that imports it before ``pytest.main()`` must not get a warning for it.
 """
 
 from simulator.cluster import DEFAULT_USER, Cluster, default_nodes
