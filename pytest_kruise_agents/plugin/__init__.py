@@ -44,6 +44,8 @@ from pytest_kruise_agents.plugin.options import (
     Option,
     OptionError,
     RawValue,
+    check_config,
+    file_clock,
     resolve,
 )
 from pytest_kruise_agents.plugin.reporting import JUNIT_INI, ReportCollector, fresh_attempt
@@ -135,6 +137,8 @@ MARKER_HELP = (
 """The marker's line in ``pytest --markers`` (its keywords: :mod:`.marker`)."""
 
 OPTIONS_KEY = pytest.StashKey[KruiseOptions]()
+CONFIG_KEY = pytest.StashKey[RawValue]()
+"""On the config: the config file option as found, until :func:`check_config` has read it."""
 PROBLEM_KEY = pytest.StashKey[str]()
 """On the config: a bad option's message, kept instead of stopping a run that shows only."""
 SHADOWED_KEY = pytest.StashKey[str]()
@@ -266,6 +270,13 @@ def pytest_configure(config: pytest.Config) -> None:
     if problem is None:
         try:
             config.stash[OPTIONS_KEY] = resolve(lambda opt: found[opt])
+            raw_config = found[next(opt for opt in OPTIONS if opt.name == "config")]
+            if raw_config is not None and not hasattr(config, "workerinput"):
+                config.stash[CONFIG_KEY] = raw_config
+                if getattr(config.option, "dist", "no") != "no" and not _shows_only(config):
+                    # An xdist controller collects nothing, and a worker's usage error is an
+                    # internal error: a distributed run reads the file now, once, here.
+                    check_config(config.stash[OPTIONS_KEY], raw_config)
         except OptionError as exc:
             problem = str(exc)
     if problem is not None:
@@ -302,12 +313,6 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     raise pytest.UsageError(f"pytest-kruise-agents: {problem}")
 
 
-def _uses_plugin(item: pytest.Item) -> bool:
-    if item.get_closest_marker("kruise") is not None:
-        return True
-    return not FIXTURES.isdisjoint(getattr(item, "fixturenames", ()))
-
-
 def pytest_unconfigure(config: pytest.Config) -> None:
     """Drop the report collector (and an xdist controller's SIGTERM relay) of configure time."""
     collector = config.pluginmanager.get_plugin(REPORTER_NAME)
@@ -327,20 +332,51 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     opts = config.stash.get(OPTIONS_KEY, None)
     if opts is None or not opts.sources:
         return []
-    return [f"kruise-agents: {opts.describe(_run_clock(config, opts))}"]
+    return [f"kruise-agents: {opts.describe(_run_clock(opts))}"]
 
 
-def _run_clock(config: pytest.Config, opts: KruiseOptions) -> tuple[ClockMode, float | None]:
+def _run_clock(opts: KruiseOptions) -> tuple[ClockMode, float | None]:
     """The clock the run's unmarked tests get: the option's, else the config file's, else virtual."""
     if opts.config is None:
         return opts.clock or "virtual", opts.speed
-    # A config file was set, so the simulator is in use: the recipe module may load.
-    from pytest_kruise_agents.plugin.recipe import RecipeError, run_clock
+    # The header comes before the file is validated (only a run that uses the plugin reads
+    # it in full): a glance at its clock (recipe.run_clock's rule) keeps the simulator unloaded.
+    mode, speed = file_clock(opts.config)
+    return opts.clock or mode or "virtual", opts.speed if opts.speed is not None else speed
 
+
+def _ours(marker: pytest.Mark) -> bool:
+    """Whether a ``kruise`` marker is this plugin's to check: keywords, and no positional
+    argument (a project's own ``kruise`` marker: ``@pytest.mark.kruise("v1.6")``)."""
+    return bool(marker.kwargs) and not marker.args
+
+
+def _uses_plugin(item: pytest.Item) -> bool:
+    """Whether a test uses the simulator: it asks for a fixture of the plugin, or carries
+    this plugin's ``kruise`` marker (keywords) and no project's own (positional)."""
+    if not FIXTURES.isdisjoint(getattr(item, "fixturenames", ())):
+        return True
+    markers = list(item.iter_markers("kruise"))
+    return any(_ours(m) for m in markers) and not any(m.args for m in markers)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    """Read the config file once the run has selected a test that uses it: a bad one stops
+    the run before any test, as a bad option does; a run that uses none never loads it."""
+    raw = config.stash.get(CONFIG_KEY, None)
+    opts = config.stash.get(OPTIONS_KEY, None)
+    if raw is None or opts is None or _shows_only(config):
+        return
+    if not any(_uses_plugin(item) for item in items):
+        return
     try:
-        return run_clock(opts.clock, opts.speed, _book(config).config(opts.config))
-    except RecipeError:  # the file changed since the start; its test will say how
-        return opts.clock or "virtual", opts.speed
+        check_config(opts, raw)
+    except OptionError as exc:
+        raise pytest.UsageError(f"pytest-kruise-agents: {exc}") from None
+    del config.stash[CONFIG_KEY]
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -353,6 +389,9 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
     A test that asks for a fixture has its marker checked by ``kruise_options``;
     one that does not would otherwise pass with a typo (``sed=3``) unnoticed.
+    A marker with a positional argument is not this plugin's (its keywords
+    only): a project's own ``kruise`` marker, left alone on a test that uses
+    no fixture of the plugin. A bare ``@pytest.mark.kruise`` has nothing to check.
     On an xdist worker that found ``simulator`` hidden, a test using the plugin
     errors with why.
     """
@@ -364,7 +403,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     shadowed = item.config.stash.get(SHADOWED_KEY, None)
     if shadowed is not None and _uses_plugin(item):
         pytest.fail(f"pytest-kruise-agents: {shadowed}", pytrace=False)
-    if item.get_closest_marker("kruise") is None:
+    markers = list(item.iter_markers("kruise"))
+    if not any(_ours(m) for m in markers) or any(m.args for m in markers):
         return
     if "kruise_options" in getattr(item, "fixturenames", ()):
         return

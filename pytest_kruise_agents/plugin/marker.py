@@ -152,7 +152,13 @@ def cluster_spec(
     merged: dict[str, Any] = {}
     for args, kwargs in markers:
         if args:
-            raise MarkerError("", f"takes keyword arguments only, got positional {list(args)!r}")
+            # Not this plugin's marker, then: a project's own ``kruise`` marker, on a test
+            # that also asks for a fixture of the plugin (alone, it is left alone).
+            raise MarkerError(
+                "",
+                f"takes keyword arguments only, got positional {list(args)!r}; a project's own "
+                "kruise marker cannot mark a test that uses a pytest-kruise-agents fixture",
+            )
         for key in kwargs:
             if key not in MARKER_KEYWORDS:
                 import difflib  # only on the way to an error message

@@ -13,9 +13,13 @@ Options left unset keep the cluster config file's value (``seed``,
 ``profile`` and ``clock`` are fields of that file too), then the default.
 
 This module imports only the standard library: the plugin loads it in every
-pytest run, including runs that never use a fixture. The profile names, the
-config file and a realtime speed are checked (which imports the simulator)
-only when set.
+pytest run, including runs that never use a fixture, and a value set in a
+project's ini file is checked in every run of that project. So the profile
+names and the fake cluster's speed limit are constants here (a test holds them
+equal to the simulator's), and the config file is only looked for here: its
+content is read and validated (YAML, pydantic, the simulator) by
+:func:`check_config`, which the plugin calls once the run has collected a
+test that uses it, before any test runs.
 """
 
 from __future__ import annotations
@@ -29,12 +33,16 @@ from typing import Final, Literal
 __all__ = [
     "BACKENDS",
     "CLOCK_MODES",
+    "MAX_SPEED",
     "OPTIONS",
+    "PROFILE_NAMES",
     "ClockMode",
     "KruiseOptions",
     "Option",
     "OptionError",
     "RawValue",
+    "check_config",
+    "file_clock",
     "not_a_file",
     "parse_clock",
     "resolve",
@@ -46,6 +54,13 @@ BACKENDS: Final = ("sim", "kube")
 CLOCK_MODES: Final = ("virtual", "realtime")
 
 ClockMode = Literal["virtual", "realtime"]
+
+PROFILE_NAMES: Final = ("openkruise-head", "openkruise-v0.3.0")
+"""The names of :data:`simulator.profile.PROFILES`, in its order (a test holds them equal)."""
+
+MAX_SPEED: Final = 1e6
+"""The fake cluster's fastest realtime clock: :data:`pytest_kruise_agents.backends.sim.MAX_SPEED`
+(a test holds them equal)."""
 
 
 class OptionError(ValueError):
@@ -185,9 +200,7 @@ def parse_clock(text: str) -> tuple[ClockMode, float | None]:
     if not (speed > 0 and speed != float("inf")):
         raise ValueError(f"speed must be a positive finite number, got {speed_text!r}")
     # The backend's own bound, checked here so that a bad speed stops the run (or errors
-    # the marked test) at once, not every test at setup. Imported only when a speed is given.
-    from pytest_kruise_agents.backends.sim import MAX_SPEED
-
+    # the marked test) at once, not every test at setup.
     if speed > MAX_SPEED:
         raise ValueError(
             f"speed must be at most {MAX_SPEED:g} (the fake cluster's limit), got {speed_text!r}"
@@ -233,12 +246,9 @@ def _seed(raw: RawValue) -> int:
 
 
 def _profile(raw: RawValue) -> str:
-    # The simulator is imported only because the option was set.
-    from simulator.profile import PROFILES
-
     name = raw.text.strip()
-    if name not in PROFILES:
-        names = list(PROFILES)
+    if name not in PROFILE_NAMES:
+        names = list(PROFILE_NAMES)
         raise OptionError(
             raw.spelling,
             raw.source,
@@ -268,14 +278,24 @@ def _config(raw: RawValue) -> Path:
     problem = not_a_file(path)
     if problem is not None:
         raise OptionError(raw.spelling, raw.source, problem)
-    # Checked now so that a typo fails the run at start, not at the first fixture.
+    return path
+
+
+def check_config(opts: KruiseOptions, raw: RawValue) -> None:
+    """Read and validate the config file ``opts.config`` that ``raw`` named; raise
+    :class:`OptionError` (naming the option as ``raw`` spells it) if it is no config file.
+
+    Apart from :func:`resolve`, which only looks for the file: this imports the server's
+    config module (YAML, pydantic, the simulator), for runs that use a fixture.
+    """
+    if opts.config is None:
+        return
     from pytest_kruise_agents.e2b.config import ConfigError, load_config
 
     try:
-        load_config(path)
+        load_config(opts.config)
     except ConfigError as exc:
         raise OptionError(raw.spelling, raw.source, str(exc)) from None
-    return path
 
 
 def _report_dir(raw: RawValue) -> Path:
@@ -295,10 +315,39 @@ def _report_dir(raw: RawValue) -> Path:
     return path
 
 
+def file_clock(path: Path) -> tuple[ClockMode | None, float]:
+    """The clock mode and speed the config file at ``path`` asks for, at a glance (for the
+    report header, which comes before the file is validated): its ``clock.mode`` if it sets
+    a valid one, else ``None``; its ``clock.speed`` if valid, else 1 (the default).
+
+    Only the YAML is read (PyYAML, which the plugin's other dependencies load anyway): a
+    file that cannot be read says nothing here; :func:`check_config` says what is wrong.
+    """
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeError, yaml.YAMLError, RecursionError):
+        return None, 1.0
+    clock = data.get("clock") if isinstance(data, dict) else None
+    if not isinstance(clock, dict):
+        return None, 1.0
+    mode = clock.get("mode")
+    speed = clock.get("speed", 1.0)
+    good_speed = (
+        isinstance(speed, int | float) and not isinstance(speed, bool) and 0 < speed <= MAX_SPEED
+    )
+    return (
+        "realtime" if mode == "realtime" else "virtual" if mode == "virtual" else None,
+        float(speed) if good_speed else 1.0,
+    )
+
+
 def resolve(lookup: Callable[[Option], RawValue | None]) -> KruiseOptions:
     """Validate what ``lookup`` finds for each option (the highest-precedence source, or None).
 
-    Raise :class:`OptionError` for the first bad value.
+    Raise :class:`OptionError` for the first bad value. The config file is only looked
+    for: :func:`check_config` reads it.
     """
     found = {opt.name: raw for opt in OPTIONS if (raw := lookup(opt)) is not None}
     opts = KruiseOptions(sources={name: raw.source for name, raw in found.items()})

@@ -159,7 +159,12 @@ def test_marker_config_is_relative_to_the_test_file(suite: pytest.Pytester) -> N
 
 BAD = [
     pytest.param("sed=1", "sed: unknown keyword (did you mean 'seed'?); known: seed, *", id="typo"),
-    pytest.param("1", "takes keyword arguments only, got positional [1]", id="positional"),
+    pytest.param(
+        "1",
+        "takes keyword arguments only, got positional [1]; a project's own kruise marker "
+        "cannot mark a test that uses a pytest-kruise-agents fixture",
+        id="positional",
+    ),
     pytest.param("seed='one'", "seed: must be an integer, got 'one'", id="seed"),
     pytest.param("seed=-5", "seed: must be at least 0, got -5", id="seed-negative"),
     pytest.param("nodes=0", "nodes: must be at least 1, got 0", id="nodes"),
@@ -308,3 +313,62 @@ def test_a_bad_marker_errors_the_test_even_without_a_fixture_of_the_plugin(
         ],
         consecutive=False,
     )
+
+
+PROJECT_MARKER = """
+import sys
+
+import pytest
+
+
+@pytest.mark.kruise("v1.6")  # the project's own marker: the OpenKruise version it needs
+def test_needs_kruise():
+    pass
+
+
+@pytest.mark.kruise
+def test_bare_marker():
+    # Nothing to check, so nothing is built: the simulator stays unloaded.
+    assert "simulator" not in sys.modules
+
+
+@pytest.mark.kruise("v1.6")
+@pytest.mark.kruise(seed=3)
+def test_both():
+    pass
+"""
+
+
+def test_a_projects_own_kruise_marker_is_left_alone_on_a_test_using_no_fixture(
+    suite: pytest.Pytester,
+) -> None:
+    """A marker with a positional argument cannot be this plugin's (it takes keywords only):
+    on a test that asks for none of the plugin's fixtures it is the project's business."""
+    suite.makeini(
+        "[pytest]\nasyncio_default_fixture_loop_scope = function\nfilterwarnings = error\n"
+        "markers = kruise(version): needs this OpenKruise version\n"
+    )
+    suite.makepyfile(PROJECT_MARKER)
+    result = suite.runpytest_subprocess("-p", "no:hypothesispytest", "-p", "no:schemathesis")
+    result.assert_outcomes(passed=3)
+
+
+def test_a_projects_own_kruise_marker_on_a_test_using_a_fixture_says_they_clash(
+    suite: pytest.Pytester,
+) -> None:
+    suite.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.kruise("v1.6")
+        def test_a(kruise_cluster):
+            pass
+        """
+    )
+    result = suite.runpytest()
+    result.assert_outcomes(errors=1)
+    message = (
+        "takes keyword arguments only, got positional ['v1.6']; a project's own kruise "
+        "marker cannot mark a test that uses a pytest-kruise-agents fixture"
+    )
+    result.stdout.fnmatch_lines([f"*@pytest.mark.kruise on *::test_a: {literal(message)}"])

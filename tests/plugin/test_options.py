@@ -313,10 +313,91 @@ def test_a_bad_value_stops_the_run_naming_option_and_source(
         suite.makeini(INNER_INI + ini)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    suite.makepyfile("def test_never_runs():\n    pass\n")
+    # A config file's content is read once a selected test uses the plugin (a test that
+    # asks for a fixture, or a kruise marker); every other option at start.
+    suite.makepyfile("def test_never_runs(kruise_cluster):\n    pass\n")
     result = suite.runpytest(*args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"ERROR: pytest-kruise-agents: {message}"])
+    assert "test_never_runs" not in result.stdout.str().split("collected", 1)[-1]
+
+
+UNUSED = """\
+import sys
+
+
+def test_uses_no_fixture():
+    heavy = ("simulator", "simpy", "pydantic", "fastapi", "starlette", "uvicorn", "e2b")
+    assert [m for m in sys.modules if m.split(".")[0] in heavy] == []
+"""
+
+
+@pytest.mark.parametrize(
+    "ini",
+    [
+        "kruise_seed = 7",
+        "kruise_profile = openkruise-v0.3.0",
+        "kruise_clock = realtime:5",
+        "kruise_config = cluster.yaml",
+    ],
+)
+def test_an_option_in_the_ini_file_loads_nothing_heavy_in_a_run_that_uses_no_fixture(
+    suite: pytest.Pytester, ini: str
+) -> None:
+    """docs/plugin.md: the plugin is inert until a test asks for a fixture, also in a project
+    that pins its cluster in its ini file (``pytest tests/unit``, ``--collect-only``)."""
+    suite.makeini(INNER_INI + ini + "\n")
+    suite.makefile(".yaml", cluster="seed: 42\nnodes: 2\nclock: {mode: realtime, speed: 3}\n")
+    suite.makepyfile(UNUSED)
+    result = suite.runpytest_subprocess("-p", "no:hypothesispytest", "-p", "no:schemathesis")
+    result.assert_outcomes(passed=1)
+    if "config" in ini:
+        # The header still names the file's clock: a glance at its YAML, not its validation.
+        result.stdout.fnmatch_lines(["kruise-agents: backend=sim clock=realtime:3 config=*"])
+
+
+def test_a_bad_config_file_stops_only_a_run_that_selects_a_test_using_the_plugin(
+    suite: pytest.Pytester,
+) -> None:
+    suite.makefile(".yaml", bad="nodes: 0\n")
+    suite.makeini(INNER_INI + "kruise_config = bad.yaml\n")
+    suite.makepyfile(
+        test_unit="def test_unit():\n    pass\n",
+        test_e2e="def test_e2e(kruise_e2b):\n    pass\n",
+        test_marked=(
+            "import pytest\n\n@pytest.mark.kruise(seed=3)\ndef test_marked():\n    pass\n"
+        ),
+    )
+    problem = "ERROR: pytest-kruise-agents: kruise_config (ini file *tox.ini): *bad.yaml*nodes*"
+    for args in (["test_e2e.py"], ["test_marked.py"], []):
+        result = suite.runpytest(*args)
+        assert result.ret == pytest.ExitCode.USAGE_ERROR, args
+        result.stderr.fnmatch_lines([problem])
+    suite.runpytest("test_unit.py").assert_outcomes(passed=1)
+    # Deselected, the tests that use it do not read it either.
+    suite.runpytest("-k", "unit").assert_outcomes(passed=1, deselected=2)
+
+
+def test_a_bad_config_file_stops_a_distributed_run_at_start(suite: pytest.Pytester) -> None:
+    """Under xdist the controller collects nothing (and a worker's usage error would be an
+    internal error): the controller reads the file at start, as every run did before."""
+    suite.makefile(".yaml", bad="nodes: 0\n")
+    suite.makeini(INNER_INI + "kruise_config = bad.yaml\n")
+    suite.makepyfile("def test_e2e(kruise_cluster):\n    pass\n")
+    result = suite.runpytest_subprocess("-n", "2", "-p", "no:hypothesispytest")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: pytest-kruise-agents: kruise_config (*bad.yaml: nodes*"])
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+
+
+def test_the_profile_names_and_the_speed_limit_are_the_simulators() -> None:
+    """The plugin checks them without importing the simulator; these are its own."""
+    from pytest_kruise_agents.backends import sim
+    from pytest_kruise_agents.plugin import options
+    from simulator.profile import PROFILES
+
+    assert tuple(PROFILES) == options.PROFILE_NAMES
+    assert options.MAX_SPEED == sim.MAX_SPEED
 
 
 @pytest.mark.skipif(pytest.version_tuple < (9, 2), reason="union ini types are pytest 9.2's")
