@@ -114,7 +114,9 @@ def test_under_e2b_2_8_a_server_with_only_the_v1_routes_fails_only_the_other_rou
     """The sandbox-manager's routes (Kruise §6.2) are all e2b 2.8 calls; the server's default
     timeout is never used by it (it always sends one), so that check is skipped."""
     with serve(wrap=variants.v1_only) as url:
-        run = run_pytest(PYTHON_28, url, tmp_path, extra=["--kruise-conformance-levels", "core,lifecycle"])
+        run = run_pytest(
+            PYTHON_28, url, tmp_path, extra=["--kruise-conformance-levels", "core,lifecycle"]
+        )
     assert run.with_status("fail") == {"core.create.other-routes"}, run.output[-3000:]
     message = run.results["core.create.other-routes"].message
     assert message.startswith("POST /v2/sandboxes (the create route of e2b >= 2.51): expected")
