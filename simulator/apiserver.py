@@ -185,6 +185,10 @@ class ApiServer:
         self.token_source = token_source
         """Where envd access tokens come from (:meth:`new_token`); ``None``: the seeded generator."""
         self._objects: dict[str, dict[ObjKey, Any]] = {}
+        """Per kind, the stored objects by key, in the order they were created (all namespaces)."""
+        self._by_namespace: dict[str, dict[str, dict[ObjKey, Any]]] = {}
+        """Per kind and namespace, the same objects in the same order: a namespaced list
+        reads its own namespace's, not every namespace's (see :meth:`peek_list`)."""
         self._rv = 0
         self._informers: list[Informer] = []
         self._watchers: dict[str, list[Informer]] = {}
@@ -234,11 +238,15 @@ class ApiServer:
         return self._objects.get(kind, {}).get((namespace, name))
 
     def peek_list(self, kind: str, namespace: str | None = None) -> list[Any]:
-        """Stored objects of ``kind``, with no latency."""
-        objs = self._objects.get(kind, {}).values()
+        """Stored objects of ``kind`` (all namespaces when ``namespace`` is None), with no latency.
+
+        In creation order (an update keeps an object's place): a namespace's
+        objects in the order the list of all namespaces has them. A namespaced
+        list costs what that namespace holds, however many others there are.
+        """
         if namespace is None:
-            return list(objs)
-        return [o for o in objs if o.metadata.namespace == namespace]
+            return list(self._objects.get(kind, {}).values())
+        return list(self._by_namespace.get(kind, {}).get(namespace, {}).values())
 
     def count(self, kind: str) -> int:
         """Number of stored objects of ``kind``."""
@@ -317,6 +325,7 @@ class ApiServer:
         meta = obj.metadata
         self._share_fields_sets(obj)
         store[key] = obj
+        self._by_namespace.setdefault(kind, {}).setdefault(key[0], {})[key] = obj
         refs = meta.owner_references
         if refs:
             dep = (kind, meta.namespace, meta.name)
@@ -408,6 +417,7 @@ class ApiServer:
             return new
         self._share_fields_sets(new)
         store[key] = new
+        self._by_namespace[kind][key[0]][key] = new
         # The same owner-reference list (most writes share it): the same owners.
         old_refs = old.metadata.owner_references
         new_refs = new.metadata.owner_references
@@ -511,6 +521,7 @@ class ApiServer:
         new.metadata = meta.model_copy(update=update)
         self._share_fields_sets(new)
         store[key] = new
+        self._by_namespace[kind][key[0]][key] = new
         self.writes += 1
         self._notify("MODIFIED", kind, old, new)
         if not _GC_FINALIZERS.isdisjoint(finalizers):
@@ -520,6 +531,11 @@ class ApiServer:
     def _remove(self, kind: str, key: ObjKey, last: Any) -> None:
         store = self._objects[kind]
         old = store.pop(key)
+        in_namespace = self._by_namespace[kind]
+        namespace = in_namespace[key[0]]
+        del namespace[key]
+        if not namespace:
+            del in_namespace[key[0]]
         refs = old.metadata.owner_references
         dep = (kind, key[0], key[1])
         for ref in refs:
