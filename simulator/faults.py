@@ -23,7 +23,7 @@ import math
 import random
 import re
 from bisect import bisect_left
-from collections.abc import Callable, Collection, Generator, Mapping, Sequence
+from collections.abc import Callable, Collection, Generator, Iterator, Mapping, Sequence
 from typing import Annotated, Any, Final, Literal, NoReturn
 
 import simpy
@@ -423,6 +423,121 @@ class Fault(BaseModel):
         return all(attrs.get(key) == want for key, want in self.selector.items())
 
 
+_FILING_ORDER: Final = (
+    "client",
+    "node",
+    "informer",
+    "controller",
+    "template",
+    "namespace",
+    "kind",
+    "image",
+    "verb",
+)
+"""The selector keys a consulted fault is filed under (:class:`_Consulted`): the first of these
+its selector has, those that name the fewest targets first."""
+
+_FILING_KEYS: Final = {
+    kind: tuple(key for key in _FILING_ORDER if key in keys) for kind, keys in SELECTOR_KEYS.items()
+}
+
+_Shelf = tuple[str, str] | None
+"""Where a consulted fault is filed: under one ``(key, value)`` of its selector, or ``None``
+(a selector naming no filing key: it can match any target)."""
+
+
+class _Consulted:
+    """The consulted faults of one kind, in injection order, and filed by target.
+
+    Each fault is filed on one shelf: the first entry of its selector whose
+    key is a filing key of its kind (:data:`_FILING_ORDER`), or the shelf of
+    faults for any target. A fault matches a target only if that entry equals
+    the target's attribute, so the faults that can match a target are on the
+    shelf of any target and on the shelves of the target's own attributes:
+    :meth:`candidates` merges those few shelves in injection order and
+    leaves the others unread. 10,000 faults of a kind on other nodes or
+    namespaces cost a decision point a few dict lookups, not 10,000
+    selector comparisons.
+    """
+
+    __slots__ = ("faults", "keys", "seqs", "shelf_of", "shelves")
+
+    def __init__(self, kind: str) -> None:
+        self.keys: tuple[str, ...] = _FILING_KEYS.get(kind, ())
+        self.faults: list[Fault] = []
+        self.seqs: list[int] = []
+        """The faults' injection numbers, in the same order (ascending)."""
+        self.shelves: dict[_Shelf, tuple[list[int], list[Fault]]] = {}
+        """Per shelf, its faults' injection numbers and the faults, in injection order."""
+        self.shelf_of: dict[int, _Shelf] = {}
+
+    def add(self, seq: int, f: Fault) -> None:
+        """File ``f`` (number ``seq``) in injection order, on its shelf too."""
+        i = bisect_left(self.seqs, seq)  # the end, unless an earlier-injected fault opened late
+        self.seqs.insert(i, seq)
+        self.faults.insert(i, f)
+        shelf = self._shelf(f)
+        seqs, faults = self.shelves.setdefault(shelf, ([], []))
+        j = bisect_left(seqs, seq)
+        seqs.insert(j, seq)
+        faults.insert(j, f)
+        self.shelf_of[seq] = shelf
+
+    def remove(self, seq: int) -> bool:
+        """Take the fault numbered ``seq`` out; whether it was here."""
+        i = bisect_left(self.seqs, seq)
+        if i == len(self.seqs) or self.seqs[i] != seq:
+            return False
+        del self.seqs[i]
+        del self.faults[i]
+        shelf = self.shelf_of.pop(seq)
+        seqs, faults = self.shelves[shelf]
+        j = bisect_left(seqs, seq)
+        del seqs[j]
+        del faults[j]
+        if not seqs:
+            del self.shelves[shelf]
+        return True
+
+    def _shelf(self, f: Fault) -> _Shelf:
+        selector = f.selector
+        for key in self.keys:
+            value = selector.get(key)
+            if isinstance(value, str):
+                return key, value
+        return None
+
+    def candidates(self, attrs: Mapping[str, str | None]) -> Sequence[Fault] | Iterator[Fault]:
+        """The faults that may match a target of ``attrs``, in injection order (a superset of
+        those that match; only these need :meth:`Fault.matches`).
+
+        Read it before the faults change: a merge of several shelves is lazy.
+        """
+        shelves = self.shelves
+        found: list[tuple[list[int], list[Fault]]] = []
+        shelf = shelves.get(None)
+        if shelf is not None:
+            found.append(shelf)
+        for key in self.keys:
+            value = attrs.get(key)
+            if value is not None:
+                shelf = shelves.get((key, value))
+                if shelf is not None:
+                    found.append(shelf)
+        if not found:
+            return ()
+        if len(found) == 1:
+            return found[0][1]
+        # Injection numbers are unique: the merge never compares two faults.
+        merged = heapq.merge(*(zip(seqs, faults, strict=True) for seqs, faults in found))
+        return (f for _, f in merged)
+
+
+def _used_up(f: Fault) -> bool:
+    """Whether a consulted fault that just fired has used up its ``count`` (it has ended)."""
+    return f.count is not None and f.fired >= f.count and f.kind not in _ACTING_KINDS
+
+
 class FaultInjector:
     """The set of faults in force, consulted by the model at its decision points.
 
@@ -435,6 +550,15 @@ class FaultInjector:
     the faults open now, and each inject or retire O(log F). Admitting and
     retiring happen at a consult and draw nothing: a fault examined then is
     examined, and draws, exactly when a consult of every fault would have.
+
+    Among the open faults of a kind, a consult examines only those filed
+    where its target can match (:class:`_Consulted`): 10,000 faults on other
+    nodes, namespaces or clients cost an API call nothing. Those it skips
+    would not have matched, and a fault that does not match draws nothing, so
+    what fires and what is drawn are the same as a walk of them all. A
+    ``controller_stall`` is the exception: :meth:`stall_of` walks the open
+    stalls, as each draws its probability the first time any controller
+    meets it.
     """
 
     def __init__(self, now: Callable[[], float], rng: random.Random) -> None:
@@ -446,9 +570,8 @@ class FaultInjector:
         # id(fault) -> its injection number, for the faults in force (each object
         # is alive while it is in force, so its id() names it alone).
         self._seq_of: dict[int, int] = {}
-        # The consulted faults of each kind, in injection order, with their numbers.
-        self._by_kind: dict[str, list[Fault]] = {}
-        self._seqs_by_kind: dict[str, list[int]] = {}
+        # The consulted faults of each kind, in injection order and filed by target.
+        self._by_kind: dict[str, _Consulted] = {}
         # (start, seq, fault) of the faults whose window has not opened; an entry
         # whose seq has left ``_waiting`` (cleared, retired) is skipped when popped.
         self._pending: list[tuple[float, int, Fault]] = []
@@ -493,16 +616,10 @@ class FaultInjector:
         if seq in self._waiting:
             self._waiting.discard(seq)  # its heap entry is skipped when popped
             return
-        seqs = self._seqs_by_kind.get(fault.kind)
-        if seqs is None:
-            return
-        i = bisect_left(seqs, seq)
-        if i == len(seqs) or seqs[i] != seq:
+        consulted = self._by_kind.get(fault.kind)
+        if consulted is None or not consulted.remove(seq):
             return  # retired already
-        del seqs[i]
-        del self._by_kind[fault.kind][i]
-        if not seqs:
-            del self._seqs_by_kind[fault.kind]
+        if not consulted.seqs:
             del self._by_kind[fault.kind]
 
     def _sync(self, now: float) -> None:
@@ -531,10 +648,10 @@ class FaultInjector:
         """Make ``f`` (number ``seq``, its window open at ``now``) a consulted fault."""
         if f.window_closed(now):
             return  # opened and closed unconsulted: it has ended
-        seqs = self._seqs_by_kind.setdefault(f.kind, [])
-        i = bisect_left(seqs, seq)  # the end, unless an earlier-injected fault opened late
-        seqs.insert(i, seq)
-        self._by_kind.setdefault(f.kind, []).insert(i, f)
+        consulted = self._by_kind.get(f.kind)
+        if consulted is None:
+            consulted = self._by_kind[f.kind] = _Consulted(f.kind)
+        consulted.add(seq, f)
         if f.duration is not None:
             heapq.heappush(self._closing, ((f.start or 0.0) + f.duration, seq, f))
 
@@ -557,7 +674,8 @@ class FaultInjector:
         """The faults of ``kind`` consulted now: not cleared, their window open, not known to
         have ended."""
         self._sync(self._now())
-        return list(self._by_kind.get(kind, ()))
+        consulted = self._by_kind.get(kind)
+        return [] if consulted is None else list(consulted.faults)
 
     def add_listener(self, fn: Callable[[Fault], None]) -> None:
         """Call ``fn(fault)`` for every fault added (the cluster schedules acting faults)."""
@@ -641,7 +759,6 @@ class FaultInjector:
             self._faults.clear()
             self._seq_of.clear()
             self._by_kind.clear()
-            self._seqs_by_kind.clear()
             self._pending.clear()
             self._waiting.clear()
             self._closing.clear()
@@ -664,20 +781,24 @@ class FaultInjector:
         """The fault of ``kind`` that fires now for a target with ``attrs``, if any.
 
         Draws from the cluster's generator only when a matching fault is active,
-        so a run without faults consumes no random numbers here.
+        so a run without faults consumes no random numbers here. Only the faults
+        filed where a target of ``attrs`` can match are examined
+        (:class:`_Consulted`), in injection order: the others would not match,
+        and draw nothing. A fault whose ``count`` this firing uses up is no
+        longer consulted.
         """
-        faults = self._by_kind.get(kind)
-        if not faults and not self._pending:
+        consulted = self._by_kind.get(kind)
+        if consulted is None and not self._pending:
             return None  # none open, none to open
         now = self._now()
         if now >= self._next_change:
             self._sync(now)
-            faults = self._by_kind.get(kind)
-        if not faults:
+            consulted = self._by_kind.get(kind)
+        if consulted is None:
             return None
         ended: list[Fault] | None = None
         fired: Fault | None = None
-        for f in faults:
+        for f in consulted.candidates(attrs):
             if not f.active(now):
                 if f.ended(now):
                     ended = [f] if ended is None else [*ended, f]
@@ -685,6 +806,8 @@ class FaultInjector:
             if f.matches(attrs) and (f.probability >= 1.0 or self._rng.random() < f.probability):
                 f.fired += 1
                 fired = f
+                if _used_up(f):
+                    ended = [f] if ended is None else [*ended, f]
                 break
         if ended is not None:
             for f in ended:
@@ -721,20 +844,21 @@ class FaultInjector:
         """The latency draw of each ``kind`` fault firing now, in injection order, with the fault.
 
         For the additive kinds whose effect a clear must end early (``watch_lag``):
-        the caller knows which fault holds what back.
+        the caller knows which fault holds what back. Examines what :meth:`check`
+        examines, and every one of them.
         """
-        faults = self._by_kind.get(kind)
-        if not faults and not self._pending:
+        consulted = self._by_kind.get(kind)
+        if consulted is None and not self._pending:
             return ()  # none open, none to open
         now = self._now()
         if now >= self._next_change:
             self._sync(now)
-            faults = self._by_kind.get(kind)
-        if not faults:
+            consulted = self._by_kind.get(kind)
+        if consulted is None:
             return ()
         draws: list[tuple[Fault, float]] = []
         ended: list[Fault] | None = None
-        for f in faults:
+        for f in consulted.candidates(attrs):
             if not f.active(now):
                 if f.ended(now):
                     ended = [f] if ended is None else [*ended, f]
@@ -746,23 +870,31 @@ class FaultInjector:
             ):
                 f.fired += 1
                 draws.append((f, f.latency.sample(self._rng)))
+                if _used_up(f):
+                    ended = [f] if ended is None else [*ended, f]
         if ended is not None:
             for f in ended:
                 self.retire(f)
         return draws
 
     def stall_of(self, controller: str) -> Fault | None:
-        """The ``controller_stall`` holding ``controller`` now (the first injected), or ``None``."""
-        faults = self._by_kind.get("controller_stall")
-        if not faults and not self._pending:
+        """The ``controller_stall`` holding ``controller`` now (the first injected), or ``None``.
+
+        Every open stall before the one found is examined, whatever controller
+        it selects: a stall's probability is drawn the first time any
+        controller meets it (:meth:`_stall_drawn`), and that draw's place in
+        the seeded stream must not depend on which controller asked.
+        """
+        consulted = self._by_kind.get("controller_stall")
+        if consulted is None and not self._pending:
             return None  # none open, none to open
         now = self._now()
         if now >= self._next_change:
             self._sync(now)
-            faults = self._by_kind.get("controller_stall")
-        if not faults:
+            consulted = self._by_kind.get("controller_stall")
+        if consulted is None:
             return None
-        for f in faults:
+        for f in consulted.faults:
             if f.window_closed(now) or not self._stall_drawn(f):
                 self.retire(f)
                 return self.stall_of(controller)  # the list changed under the loop
