@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import builtins
 import copy
+import heapq
 import math
 import numbers
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
@@ -61,6 +62,7 @@ from simulator.controllers.sandboxset import SandboxSetController
 from simulator.errors import NotFoundError
 from simulator.eventlog import EventLog
 from simulator.faults import Fault
+from simulator.interrupts import sigint_deferred
 from simulator.manager import SandboxManager
 from simulator.nodes import Nodes, NodeSpec
 from simulator.profile import Profile, get_profile
@@ -302,8 +304,10 @@ class Cluster:
             # Zero, or too small to move a clock this far on (1e-9 at t=1e10 rounds
             # back to now, which SimPy refuses as a stop time): what is due now runs.
             # It moves no time, so even a clock at or past its end may do it.
-            with simulation_gc():
+            with simulation_gc(), sigint_deferred() as hits:
                 while env.peek() <= env.now:
+                    if hits:
+                        raise KeyboardInterrupt
                     env.step()
             return
         last = datetime.max.replace(tzinfo=self.ctx.epoch.tzinfo) - self.ctx.epoch
@@ -319,8 +323,8 @@ class Cluster:
                 f"(upstream's forever) later must stay dates, which end with the year "
                 f"{datetime.max.year}",
             )
-        with simulation_gc():
-            env.run(until=until)
+        with simulation_gc(), sigint_deferred() as hits:
+            _step_to(env, until, hits)
 
     def run_until(self, predicate: Callable[[], bool], *, timeout: float = 3600.0) -> bool:
         """Run until ``predicate()`` holds or ``timeout`` virtual seconds pass; return whether it held.
@@ -338,14 +342,16 @@ class Cluster:
         env = self.env
         deadline = env.now + timeout
         end = self.ctx.clock_end()
-        with simulation_gc():
+        with simulation_gc(), sigint_deferred() as hits:
             while not predicate():
+                if hits:
+                    raise KeyboardInterrupt
                 nxt = env.peek()
                 if nxt > deadline:
                     if deadline > end:
                         raise past_clock_end("timeout")
                     if deadline > env.now:  # SimPy refuses to run until now
-                        env.run(until=deadline)
+                        _step_to(env, deadline, hits)
                     return predicate()
                 if nxt > end:
                     raise past_clock_end("timeout")
@@ -372,8 +378,10 @@ class Cluster:
         """``env.run(until=until)``, stopping with :func:`past_clock_end` at the clock's end."""
         env = self.env
         end = self.ctx.clock_end()
-        with simulation_gc():
+        with simulation_gc(), sigint_deferred() as hits:
             while until.callbacks is not None:  # not yet processed
+                if hits:
+                    raise KeyboardInterrupt
                 nxt = env.peek()
                 if nxt > end:
                     if nxt == simpy.core.Infinity:
@@ -672,7 +680,12 @@ class Cluster:
             volume_mounts=volume_mounts,
             allow_internet_access=allow_internet_access,
         )
-        sbx: Sandbox = self.run(self.manager.create(create_spec(namespace, user, request)))
+        proc = self.env.process(self.manager.create(create_spec(namespace, user, request)))
+        proc.callbacks.append(_defuse)
+        self._run_claims(proc, [proc])
+        if not proc.ok:
+            raise cast(BaseException, proc.value)
+        sbx = cast(Sandbox, proc.value)
         # A copy, as get() gives: the stored object edited in place would change the
         # store and the caches with no write (no resourceVersion, no watch event).
         delivered = deep_copy(sbx)
@@ -768,12 +781,30 @@ class Cluster:
         if count:
             self.manager.check_create(spec)
         procs = [self._submit(spec) for _ in range(count)]
-        self._run_to(self.env.all_of(procs))
+        self._run_claims(self.env.all_of(procs), procs)
         results: builtins.list[Sandbox | ClaimError] = [p.value for p in procs]  # type: ignore[misc]
         for result in results:
             if isinstance(result, Sandbox):
                 self.await_own_write(result)
         return results
+
+    def _run_claims(self, until: simpy.Event, claims: builtins.list[simpy.Process]) -> None:
+        """:meth:`_run_to` ``until``; interrupted (Ctrl-C), first cancel the ``claims`` still running.
+
+        A caller who interrupts a create is a client going away: as the
+        sandbox-manager does for a request whose context is cancelled, each
+        claim still running stops at its current wait and cleans up what it
+        locked once the model next runs (its value, a ``ClaimCanceledError``),
+        rather than locking a sandbox nobody receives.
+        """
+        try:
+            self._run_to(until)
+        except KeyboardInterrupt:
+            for proc in claims:
+                if proc.is_alive:
+                    proc.interrupt("client gone")
+                    proc.callbacks.append(_defuse)  # its error is nobody's to raise
+            raise
 
     def sandbox_id(self, sbx: Sandbox) -> str:
         """The E2B sandbox id of a sandbox (``<namespace>--<name>``)."""
@@ -1213,6 +1244,33 @@ def _check_name(field: str, value: object, alternative: str = "") -> str:
 def _or_empty(mapping: Mapping[str, str] | None) -> Mapping[str, str]:
     """``mapping``, or an empty one for ``None`` (a create's metadata and env vars not given)."""
     return {} if mapping is None else mapping
+
+
+def _step_to(env: simpy.Environment, at: float, hits: Sequence[int]) -> None:
+    """``env.run(until=at)``, raising :class:`KeyboardInterrupt` between two steps once ``hits``.
+
+    The same events run in the same order as ``env.run(until=at)`` would: its
+    stop event is made the same way (processed before the ordinary events
+    scheduled at ``at``). Unlike ``env.run``, a run cut short (Ctrl-C, an error
+    raised by a step) takes its stop event out of the queue: left there, it
+    would end the next run at ``at`` with SimPy's ``StopSimulation``.
+    """
+    until = simpy.Event(env)
+    until._ok = True
+    until._value = None
+    env.schedule(until, simpy.events.URGENT, at - env.now)
+    step = env.step
+    try:
+        while until.callbacks is not None:  # not yet processed
+            if hits:
+                raise KeyboardInterrupt
+            step()
+    except BaseException:
+        if until.callbacks is not None:
+            queue = env._queue
+            queue[:] = [entry for entry in queue if entry[3] is not until]
+            heapq.heapify(queue)
+        raise
 
 
 def _defuse(event: simpy.Event) -> None:
