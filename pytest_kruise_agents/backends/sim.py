@@ -50,7 +50,7 @@ import json
 import math
 import threading
 import time
-from collections.abc import Callable, Collection, Generator, Iterator
+from collections.abc import Callable, Collection, Generator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -101,6 +101,7 @@ from simulator.collector import simulation_gc
 from simulator.context import DEFAULT_EPOCH, past_clock_end
 from simulator.errors import NotFoundError
 from simulator.faults import Fault
+from simulator.interrupts import sigint_deferred
 from simulator.latency import Latency
 
 __all__ = [
@@ -466,11 +467,17 @@ class SimBackend:
         self._cancels.clear()
 
     def _run(
-        self, gen: Generator[simpy.Event, Any, T], cancellation: _Cancellation | None = None
+        self,
+        gen: Generator[simpy.Event, Any, T],
+        cancellation: _Cancellation | None = None,
+        *,
+        cancellable: bool = False,
     ) -> T:
         """Run a SimPy sub-process to its end and return its value (or raise its error).
 
-        A ``cancellation`` requested meanwhile interrupts the process.
+        A ``cancellation`` requested meanwhile interrupts the process. So does,
+        for a ``cancellable`` one in virtual mode, a Ctrl-C that stops the run
+        (the caller went away), before the ``KeyboardInterrupt`` leaves.
         """
         if self._mode == "virtual":
             with self._lock:
@@ -480,6 +487,11 @@ class SimBackend:
                 self._register(cancellation, proc)
                 try:
                     self._step(proc, None)
+                except KeyboardInterrupt:
+                    # The caller went away (Ctrl-C): a cancellable create stops, as on a cancel.
+                    if cancellable and proc.is_alive:
+                        proc.interrupt("client gone")
+                    raise
                 finally:
                     self._unregister(cancellation)
                 result: T = _outcome(proc)
@@ -530,23 +542,27 @@ class SimBackend:
         batches of events, to whichever registered process they are for.
         """
         try:
-            with simulation_gc():
-                return self._steps(proc, self._bounded_step(), deadline, self._cancels)
+            # A Ctrl-C in the caller's (main) thread stops the run between two events.
+            with simulation_gc(), sigint_deferred() as hits:
+                return self._steps(proc, self._bounded_step(hits), deadline, self._cancels)
         except simpy.core.EmptySchedule:
             raise RuntimeError(
                 f'No scheduled events left but "until" event was not triggered: {proc}'
             ) from None
 
-    def _bounded_step(self) -> Callable[[], None]:
+    def _bounded_step(self, hits: Sequence[int]) -> Callable[[], None]:
         """``env.step``, raising :func:`past_clock_end` instead of moving the clock past its end.
 
         An empty schedule is left to ``env.step`` (``EmptySchedule``): the call
         can never end, and that is said at once rather than at the end of time.
+        Once ``hits`` (a deferred Ctrl-C), it raises ``KeyboardInterrupt`` instead.
         """
         env = self.cluster.env
         step, peek, end = env.step, env.peek, self._end
 
         def bounded() -> None:
+            if hits:
+                raise KeyboardInterrupt
             if end < peek() < _NEVER:
                 raise past_clock_end()
             step()
@@ -599,7 +615,7 @@ class SimBackend:
         if deadline is None:
             if self._mode != "virtual":
                 gen = self._at_arrival(self._virtual_at(time.monotonic()), gen, None)
-            value = self._run(gen, cancellation)
+            value = self._run(gen, cancellation, cancellable=cancellable)
             with self._lock:
                 return after(value)
         if self._mode != "virtual":
