@@ -6,12 +6,14 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
 import socket
 import threading
 import time
+import weakref
 from types import TracebackType
 from typing import Any, Final
 
@@ -93,12 +95,49 @@ def uvicorn_config(app: Any, **config: Any) -> uvicorn.Config:
     return made
 
 
+_RUNNING: weakref.WeakSet[ServerThread] = weakref.WeakSet()
+"""The started servers not yet stopped."""
+_exit_hook = False
+
+
+def _stop_at_exit(server: ServerThread) -> None:
+    """Stop ``server`` when the interpreter exits, if it still runs then.
+
+    At the point where the interpreter starts to wait for its threads, not at
+    ``atexit``: by then ``concurrent.futures`` refuses new work, and the
+    lifespan shutdown needs ``asyncio.to_thread`` (to kill a sandbox's
+    daemons, to remove its workspace). Hooks there run last registered
+    first, so the thread pools' own hook is made sure of before this one.
+    """
+    global _exit_hook
+    _RUNNING.add(server)
+    if _exit_hook:
+        return
+    import concurrent.futures.thread  # noqa: F401  # registers its exit hook first
+
+    register = getattr(threading, "_register_atexit", atexit.register)
+    register(_stop_running)
+    _exit_hook = True
+
+
+def _stop_running() -> None:
+    for server in list(_RUNNING):
+        with contextlib.suppress(Exception):  # exiting: the others must stop too
+            server.stop()
+
+
 class ServerThread:
     """uvicorn serving ``app`` on ``host:port`` from a daemon thread.
 
     The socket is bound before the thread starts, so ``port=0`` picks a free
     port and :attr:`url` is known at once; :meth:`start` returns when the
     server accepts connections (after the app's lifespan startup).
+
+    A server still running when the interpreter exits (a script's end, a
+    Jupyter kernel shut down or restarted) is stopped then, as ``kruise-agents
+    serve`` stops on SIGTERM: the lifespan shutdown stops the sandboxes'
+    processes and removes their workspaces (see :func:`_stop_at_exit`). Left
+    to its daemon thread, it would be frozen at exit with all of them behind.
     """
 
     def __init__(
@@ -152,6 +191,7 @@ class ServerThread:
             target=self._serve, name=f"uvicorn-{self.port}", daemon=True
         )
         self._thread.start()
+        _stop_at_exit(self)
         deadline = time.monotonic() + timeout
         while not self._server.started:
             if self._error is not None or not self._thread.is_alive():
@@ -163,6 +203,7 @@ class ServerThread:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Shut down (lifespan shutdown runs) and wait for the thread to end."""
+        _RUNNING.discard(self)
         if self._thread is None:
             self._sock.close()
             return
