@@ -193,6 +193,9 @@ class PlanResult:
     max_failed: float | None = None
     unfit: dict[int, str] = field(default_factory=dict)
     """Sizes the nodes cannot hold (the pools never filled), with the run's reason."""
+    all_failed_at: int | None = None
+    """The size at which the search stopped because every claim of the pool failed with
+    stock at hand (see :func:`all_failed_with_stock`): no size fixes that."""
 
     @property
     def fits_below(self) -> int | None:
@@ -205,6 +208,12 @@ class PlanResult:
         if self.interrupted:
             tried = ", ".join(str(s) for s in sorted(self.candidates)) or "none"
             return f"no size tried meets the goals (interrupted; sizes tried: {tried})"
+        if self.all_failed_at is not None:
+            tried = ", ".join(str(s) for s in sorted(self.candidates))
+            return (
+                f"no size meets the goals: every claim fails, whatever the size "
+                f"(sizes tried: {tried})"
+            )
         text = f"no size in {self.low}..{self.high} meets the goals"
         top = self.fits_below
         if top is not None:
@@ -238,6 +247,7 @@ class PlanResult:
             "certain": None if self.best is None else self.best.certain,
             "explanation": self.explanation,
             "interrupted": self.interrupted,
+            "all_failed_at": self.all_failed_at,
             "does_not_fit": [
                 {"replicas": size, "reason": reason} for size, reason in sorted(self.unfit.items())
             ],
@@ -473,6 +483,15 @@ def plan(
         cand = result.candidates.get(s)
         return None if cand is None else cand.meets
 
+    def hopeless(s: int) -> bool:
+        """Whether the search stops below any size that meets: at ``s`` every claim failed
+        with stock at hand (a larger pool only adds stock)."""
+        cand = result.candidates.get(s)
+        if cand is None or not all_failed_with_stock(cand, pool.key):
+            return False
+        result.all_failed_at = s
+        return True
+
     start = min(max(estimate.replicas or lo, lo), hi)
     # The estimate and the size below it in one batch: the usual answer needs no more.
     if not evaluate([start - 1, start]):
@@ -494,6 +513,8 @@ def plan(
     else:
         ok, fail, step = hi + 1, start, 1
         while fail < hi:  # gallop up until a size meets
+            if hopeless(fail):
+                return _finish(result, scenario, pool, slo, max_cold)
             probe = min(hi, fail + step)
             verdict = meets(probe)
             if verdict is None:
@@ -515,6 +536,50 @@ def plan(
             fail = mid
     result.answer = None if unfit(ok) else ok
     return _finish(result, scenario, pool, slo, max_cold)
+
+
+def all_failed_with_stock(candidate: Candidate, pool: str) -> bool:
+    """Whether every claim of ``pool`` failed at ``candidate``, none of them for want of stock.
+
+    Every run had claims of the pool, all of them failed, none ever found the
+    pool empty (``no_stock_claims``) and none waited for a creation token
+    (``create_limited``): each attempt had a sandbox to take, and failed after
+    (a pool without the agent runtime fails every E2B claim at ``/init``,
+    reference §16; a fault that fails every start). Stock is all a larger
+    pool adds, so no size meets a goal: the search stops there rather than
+    running every larger size to learn the same.
+    """
+    own = candidate.summary.pools.get(pool, {})
+    failed, claims, empty = own.get("failed_share"), own.get("claims"), own.get("no_stock_claims")
+    limited = candidate.summary.metrics.get("create_limited")
+    return (
+        failed is not None
+        and claims is not None
+        and empty is not None
+        and limited is not None
+        and failed.n == len(candidate.summary.runs)  # every run had claims of the pool
+        and claims.mean > 0
+        and failed.mean == 1.0
+        and empty.mean == 0.0
+        and limited.mean == 0.0
+    )
+
+
+def _all_failed_line(candidate: Candidate) -> str:
+    """Why the search stopped at ``candidate``: every claim failed, and what they failed of."""
+    total = sum(est.mean for est in candidate.summary.failures.values()) or 1.0
+    reasons = ", ".join(
+        f"{reason} {est.mean / total:.0%}"
+        for reason, est in sorted(candidate.summary.failures.items(), key=lambda kv: -kv[1].mean)
+        if est.mean
+    )
+    return (
+        f"Every claim failed at {candidate.replicas} replicas ({reasons}), though none found "
+        "the pool empty or waited for a creation token: each attempt had a sandbox to take. "
+        "More replicas cannot fix that, so the search stopped there; fix what fails (a pool "
+        "serving E2B creates needs runtimes: [{name: agent-runtime}], whose /init every "
+        "claim calls)."
+    )
 
 
 def _drop_claims(candidate: Candidate) -> None:
@@ -575,6 +640,9 @@ def explain(result: PlanResult, scenario: Scenario, pool: PoolSpec) -> list[str]
         lines.append(f"The latency goal limits the cold share: {note}.")
     if sim is None:
         lines.append(f"{result.none_found[0].upper()}{result.none_found[1:]} in simulation.")
+        stopped = result.candidates.get(result.all_failed_at or -1)
+        if stopped is not None:
+            lines.append(_all_failed_line(stopped))
         worst = max(result.candidates.values(), key=lambda c: c.replicas, default=None)
         if worst is not None:
             # The pool's own claims, as its goals were judged on.

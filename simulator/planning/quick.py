@@ -3,7 +3,7 @@
 >>> qp = quick_plan(POOL_YAML)          # doctest: +SKIP
 >>> print(qp.text)                      # doctest: +SKIP
 >>> qp.report                           # doctest: +SKIP
-PosixPath('/tmp/kruise-agents-demo-plan/report.html')
+PosixPath('/tmp/kruise-agents-plan-k3v9x0_a/report.html')
 """
 
 from __future__ import annotations
@@ -14,7 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pytest_kruise_agents.api.sandboxset import SandboxSet
+from pytest_kruise_agents.claiming.modification import AGENT_RUNTIME
 from simulator.planning.analytic import parse_max_share, parse_slo
+from simulator.planning.errors import PlanningError
 from simulator.planning.executors import SerialExecutor
 from simulator.planning.formatting import fmt_estimate
 from simulator.planning.loading import parse_scenario
@@ -64,8 +67,17 @@ def quick_plan(
     """Plan the pool of ``pool_yaml`` (a SandboxSet) for Poisson claims at ``rate`` per second.
 
     Runs in this process (a few seconds with the defaults) and writes
-    ``summary.json`` and ``report.html`` to ``out_dir`` (default: a
-    ``kruise-agents-demo-plan`` directory under the system's temp directory).
+    ``summary.json`` and ``report.html`` to ``out_dir`` (default: a new
+    ``kruise-agents-plan-*`` directory under the system's temp directory,
+    made by :func:`tempfile.mkdtemp`: the caller's own, mode 0700, never a
+    path another user of the host could have made first).
+
+    A pool without ``runtimes: [{name: agent-runtime}]`` raises
+    :class:`~simulator.planning.errors.PlanningError` before any run: every
+    E2B create calls its ``/init`` and fails (upstream), whatever the size.
+    A plan in which every claim fails for another reason with stock at hand
+    stops at the first size that shows it and says so (see
+    :func:`~simulator.planning.plan.all_failed_with_stock`).
     """
     data: dict[str, Any] = {
         "name": "demo-plan",
@@ -93,7 +105,7 @@ def quick_plan(
         executor=SerialExecutor(),
         stop=threading.Event(),
     )
-    out = out_dir or Path(tempfile.gettempdir()) / "kruise-agents-demo-plan"
+    out = out_dir or Path(tempfile.mkdtemp(prefix="kruise-agents-plan-"))
     summaries = [c.summary for _, c in sorted(result.candidates.items())]
     write_summary(
         out,
@@ -118,6 +130,16 @@ def _with_workload(data: dict[str, Any], rate: float, hold: str) -> dict[str, An
 
     pool_text = data["pools"][0]["manifest"]
     obj = load_manifest(pool_text)
+    if isinstance(obj, SandboxSet) and not any(
+        r.name == AGENT_RUNTIME for r in obj.spec.runtimes or ()
+    ):
+        # Checked before any run: the plan would search size after size to learn it.
+        raise PlanningError(
+            f"pool_yaml: SandboxSet {obj.metadata.namespace}/{obj.metadata.name} has no "
+            f"runtimes: [{{name: {AGENT_RUNTIME}}}]: every E2B create (the claims quick_plan "
+            "makes) calls its /init and fails, whatever the pool's size (upstream's "
+            "behaviour); add it"
+        )
     return data | {
         "workloads": [
             {
@@ -147,9 +169,12 @@ def _text(result: PlanResult, rate: float, hold: str, slo: str, max_cold: str, r
             f"  simulated: {result.answer} replicas over {runs} replication"
             f"{'' if runs == 1 else 's'}, {best.confidence} ({how})."
         )
+        if result.explanation:
+            lines.append(f"  {result.explanation[0]}")
     else:
-        lines.append("  simulated: no size in the searched range meets the goal.")
-    if result.explanation:
-        lines.append(f"  {result.explanation[0]}")
+        # Every line: why no size meets (claims failing, the nodes full) is among them.
+        lines.append(f"  simulated: {result.none_found}.")
+        said = f"{result.none_found[0].upper()}{result.none_found[1:]} in simulation."
+        lines.extend(f"  {line}" for line in result.explanation if line != said)
     lines.append(f"  report: {report}")
     return "\n".join(lines)

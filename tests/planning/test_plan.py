@@ -611,3 +611,25 @@ def test_a_cold_share_that_cannot_be_nonzero_is_certain(tiny: Scenario) -> None:
     assert goals is not None
     (simulated,) = [g for g in check_goals(best.summary, goals) if g.name == "cold_share"]
     assert simulated.certain and simulated.confidence == cold.confidence
+
+
+def test_a_pool_whose_every_claim_fails_with_stock_at_hand_stops_the_search(tiny: Scenario) -> None:
+    """Without the agent runtime every E2B claim fails at ``/init`` (reference §16), whatever
+    the pool holds: the search stops at the first size tried above Erlang's, not after
+    galloping through the whole range, and says why."""
+    no_runtime = tiny.model_copy(
+        update={"pools": [tiny.pools[0].model_copy(update={"runtimes": []})]}
+    )
+    result = plan_serially(
+        no_runtime, "base", slo=parse_slo("p99<1s"), max_cold=0.05, low=1, high=None
+    )
+    assert result.answer is None
+    start = result.analytic.replicas
+    assert start is not None
+    assert sorted(result.candidates) == [start - 1, start]
+    assert result.all_failed_at == start
+    assert result.as_dict()["all_failed_at"] == start
+    assert "every claim fails, whatever the size" in result.none_found
+    (line,) = [line for line in result.explanation if line.startswith("Every claim failed")]
+    assert f"at {start} replicas (RetryExhausted 100%)" in line
+    assert "agent-runtime" in line

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import stat
+import tempfile
 from pathlib import Path
+
+import pytest
 
 from pytest_kruise_agents.demo import POOL_YAML
 from simulator.planning import quick_plan
+from simulator.planning.errors import PlanningError
 
 
 def test_quick_plan_of_the_demo_pool(tmp_path: Path) -> None:
@@ -21,3 +28,29 @@ def test_quick_plan_of_the_demo_pool(tmp_path: Path) -> None:
     assert "over 1 replication, one replication: no interval (" in simulated
     assert lines[-1] == f"  report: {qp.report}"
     assert qp.result.answer is not None
+
+
+def test_a_pool_without_the_agent_runtime_is_refused_before_any_run(tmp_path: Path) -> None:
+    """Every E2B create of such a pool fails at ``/init`` (reference §16): said at once."""
+    pool = POOL_YAML.replace("  runtimes:\n    - name: agent-runtime\n", "")
+    assert pool != POOL_YAML
+    with pytest.raises(PlanningError, match=r"^pool_yaml: SandboxSet default/base has no runtimes"):
+        quick_plan(pool, out_dir=tmp_path)
+    assert not any(tmp_path.iterdir())
+
+
+def test_the_default_output_directory_is_a_new_private_one() -> None:
+    """Not a fixed path in the shared temp directory another user could own or plant."""
+    first = quick_plan(POOL_YAML, rate=1.0, duration=30.0, replications=1)
+    second = quick_plan(POOL_YAML, rate=1.0, duration=30.0, replications=1)
+    try:
+        assert first.report.parent != second.report.parent
+        for plan in (first, second):
+            out = plan.report.parent
+            assert out.parent == Path(tempfile.gettempdir())
+            assert out.name.startswith("kruise-agents-plan-")
+            assert stat.S_IMODE(out.stat().st_mode) == 0o700
+            assert out.stat().st_uid == os.getuid()
+    finally:
+        for plan in (first, second):
+            shutil.rmtree(plan.report.parent, ignore_errors=True)
