@@ -33,7 +33,7 @@ from pytest_kruise_agents.api.copying import deep_copy
 from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.api.manifest import KubeObject, load_manifests, resolve_kind
 from pytest_kruise_agents.api.pod import Pod
-from pytest_kruise_agents.api.printers import render_table
+from pytest_kruise_agents.api.printers import Table, render_table
 from pytest_kruise_agents.api.problems import brief, format_path
 from pytest_kruise_agents.api.sandbox import Sandbox, SandboxState
 from pytest_kruise_agents.api.sandboxclaim import SandboxClaim
@@ -274,6 +274,19 @@ class Cluster:
             self.manager,
         ):
             component.start()
+
+    def __repr__(self) -> str:
+        """Seed, profile, clock and counts (a notebook shows this for a bare ``cluster``)."""
+        api = self.world.api
+        kinds = " ".join(
+            f"{short}={api.count(kind)}"
+            for kind, short in (("SandboxSet", "sbs"), ("Sandbox", "sbx"), ("SandboxClaim", "sbc"))
+        )
+        return (
+            f"<Cluster seed={self.ctx.seed} profile={self.ctx.profile.name} now={self.now:g}s "
+            f"nodes={len(self.nodes.specs)} {kinds} records={len(self.world.records)} "
+            f"log={len(self.ctx.log)}>"
+        )
 
     # -- time ---------------------------------------------------------------------
 
@@ -536,17 +549,22 @@ class Cluster:
         detail = f"{k}/{namespace}/{name}"
         self.ctx.record("user.delete", detail if propagation is None else f"{detail} {propagation}")
 
-    def table(self, kind: str, namespace: str | None = None) -> str:
-        """``kubectl get <kind>`` as text (``-A`` when ``namespace`` is None)."""
+    def table(self, kind: str, namespace: str | None = None) -> Table:
+        """``kubectl get <kind>`` as text (``-A`` when ``namespace`` is None).
+
+        A ``str`` that a notebook cell shows as the table itself (a :class:`Table`).
+        """
         # Rendering reads the stored objects: nothing is copied, but a row of text per
         # object is made (as list does, under the simulation's collector thresholds).
         with simulation_gc():
             objs = self._select(kind, namespace, None)
-            return render_table(
-                objs,
-                self.now_dt(),
-                all_namespaces=namespace is None,
-                namespace=namespace or "default",
+            return Table(
+                render_table(
+                    objs,
+                    self.now_dt(),
+                    all_namespaces=namespace is None,
+                    namespace=namespace or "default",
+                )
             )
 
     def _stored(self, kind: object, name: object, namespace: object) -> Any:

@@ -58,6 +58,15 @@ class EventLog:
     def __len__(self) -> int:
         return len(self._events)
 
+    def __repr__(self) -> str:
+        """Counts and the time span, not the lines (``text()`` has them)."""
+        if not self.enabled:
+            return "<EventLog off>"
+        if not self._events:
+            return "<EventLog: 0 events>"
+        first, last = self._events[0].time, self._events[-1].time
+        return f"<EventLog: {len(self._events):,} events, t={first:g}..{last:g}s>"
+
     def of_kind(self, prefix: str) -> list[Event]:
         """Events whose kind starts with ``prefix``."""
         return [e for e in self._events if e.kind.startswith(prefix)]

@@ -132,6 +132,19 @@ class ClaimRecords:
         """The most records kept, or ``None`` for all."""
         return self._records.maxlen
 
+    def __repr__(self) -> str:
+        """Counts by outcome, not the records (it is a sequence of them)."""
+        delivered = sum(r.delivered is not None for r in self._records)
+        failed = sum(r.failed is not None for r in self._records)
+        open_ = len(self._records) - delivered - failed
+        text = (
+            f"<ClaimRecords: {len(self._records):,} records ({delivered:,} delivered, "
+            f"{failed:,} failed, {open_:,} open)"
+        )
+        if self.limit is not None:
+            text += f", the latest {self.limit:,} kept ({self.dropped:,} dropped)"
+        return text + ">"
+
     def new(
         self,
         *,

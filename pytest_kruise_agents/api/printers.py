@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from pytest_kruise_agents.api.base import format_time
 from pytest_kruise_agents.api.keys import LABEL_SANDBOX_CLAIMED
@@ -31,7 +32,19 @@ from pytest_kruise_agents.api.sandbox import Sandbox
 from pytest_kruise_agents.api.sandboxclaim import SandboxClaim
 from pytest_kruise_agents.api.sandboxset import SandboxSet
 
-__all__ = ["format_age", "printer_columns", "render_table"]
+__all__ = ["Table", "format_age", "printer_columns", "render_table"]
+
+
+class Table(str):
+    """The text of a table: a ``str`` (compare it, print it, write it) that IPython and
+    Jupyter show as its lines, as ``print`` would, rather than as a one-line literal."""
+
+    __slots__ = ()
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        """IPython's hook (``text/plain`` in a notebook): the table as printed."""
+        p.text(str(self).rstrip("\n"))
+
 
 _NONE = "<none>"
 # What kubectl prints for a column whose JSONPath finds nothing.

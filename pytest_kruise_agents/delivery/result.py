@@ -208,6 +208,18 @@ class DeliveryResult:
     files: tuple[Path, ...] = ()
     """The CSV and JSON files written for this run, if any."""
 
+    def __repr__(self) -> str:
+        """Name, target and counts: the deliveries (thousands of them) stay in ``deliveries``."""
+        return (
+            f"<DeliveryResult {self.name!r} {self.target} clock={self.clock}: "
+            f"{len(self.deliveries)} claims, {len(self.delivered)} delivered "
+            f"({len(self.warm)} warm, {len(self.cold)} cold), {len(self.failed)} failed>"
+        )
+
+    def __str__(self) -> str:
+        """``print(result)`` gives :meth:`describe`'s lines."""
+        return self.describe()
+
     # -- subsets ------------------------------------------------------------------------
 
     @property

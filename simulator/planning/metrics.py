@@ -104,6 +104,20 @@ class RunResult:
     cpu_s: float = 0.0
     """CPU seconds of the process that made the run, while it ran."""
 
+    def __repr__(self) -> str:
+        """The point, the replication and a few figures: the time series and rows stay fields."""
+        m = self.metrics
+        figures = ", ".join(
+            f"{name}={value:.4g}"
+            for name in ("claims", "delivered", "failed_share", "cold_share", "latency_p99")
+            if (value := m.get(name)) is not None
+        )
+        stopped = ", interrupted" if self.interrupted else ""
+        return (
+            f"<RunResult point={self.point!r} replication={self.replication} seed={self.seed}: "
+            f"{figures}{stopped}>"
+        )
+
     def as_dict(self, *, series: bool = False) -> dict[str, Any]:
         """JSON-ready fields (the time series and claim rows only when asked)."""
         d = asdict(self)

@@ -133,6 +133,10 @@ class Candidate:
     summary: PointSummary
     goals: list[Goal]
 
+    def __repr__(self) -> str:
+        """The size and its verdict: the runs stay in ``summary``."""
+        return f"<Candidate {self.replicas} replicas: meets={self.meets}, certain={self.certain}>"
+
     @property
     def meets(self) -> bool:
         """Whether every goal is met (on the means); one no claim was counted for cannot miss."""
@@ -196,6 +200,15 @@ class PlanResult:
     all_failed_at: int | None = None
     """The size at which the search stopped because every claim of the pool failed with
     stock at hand (see :func:`all_failed_with_stock`): no size fixes that."""
+
+    def __repr__(self) -> str:
+        """The pool, the answer and the sizes tried: the runs stay in ``candidates``."""
+        tried = ", ".join(str(s) for s in sorted(self.candidates)) or "none"
+        return (
+            f"<PlanResult pool={self.pool} answer={self.answer} "
+            f"erlang={self.analytic.replicas} tried=[{tried}]"
+            f"{' interrupted' if self.interrupted else ''}>"
+        )
 
     @property
     def fits_below(self) -> int | None:

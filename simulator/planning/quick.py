@@ -51,6 +51,13 @@ class QuickPlan:
     report: Path
     result: PlanResult
 
+    def __repr__(self) -> str:
+        """The answer and the report's path (``print(qp)`` or ``qp.text`` gives the paragraph)."""
+        return f"<QuickPlan answer={self.result.answer} report={str(self.report)!r}>"
+
+    def __str__(self) -> str:
+        return self.text
+
 
 def quick_plan(
     pool_yaml: str | None = None,

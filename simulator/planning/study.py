@@ -58,6 +58,10 @@ class PointSummary:
     pools: dict[str, dict[str, Estimate]] = field(default_factory=dict)
     failures: dict[str, Estimate] = field(default_factory=dict)
 
+    def __repr__(self) -> str:
+        """The point and how many runs: the runs and the scenario stay fields."""
+        return f"<PointSummary {self.labels!r}: {len(self.runs)} runs, complete={self.complete}>"
+
     @property
     def complete(self) -> bool:
         """Whether every replication ran to its end."""

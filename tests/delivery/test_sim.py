@@ -436,3 +436,15 @@ def test_a_run_drives_the_model_under_the_simulation_collector_thresholds() -> N
         gc.set_threshold(*saved)
     assert len(seen) >= 10 and set(seen) == {YOUNG_THRESHOLD}
     assert after == (700, 10, 10)
+
+
+def test_a_result_shows_counts_as_its_repr_and_its_description_as_str() -> None:
+    """A notebook cell's value (repr) is one short line; ``print(result)`` gives describe()."""
+    cluster = _bounded(1000)
+    result = run_on_cluster(cluster, Burst(40))
+    text = repr(result)
+    assert len(text) < 200
+    assert text.startswith(f"<DeliveryResult {result.name!r} {result.target} clock=virtual: ")
+    assert "40 claims, 40 delivered (" in text
+    assert str(result) == result.describe()
+    assert len(result.deliveries) == 40  # the data stays

@@ -28,6 +28,13 @@ def test_quick_plan_of_the_demo_pool(tmp_path: Path) -> None:
     assert "over 1 replication, one replication: no interval (" in simulated
     assert lines[-1] == f"  report: {qp.report}"
     assert qp.result.answer is not None
+    # A notebook shows a line, not the runs' data (which stays in the result).
+    assert repr(qp) == f"<QuickPlan answer={qp.result.answer} report={str(qp.report)!r}>"
+    assert str(qp) == qp.text
+    assert len(repr(qp.result)) < 200
+    assert repr(qp.result).startswith(f"<PlanResult pool=default/base answer={qp.result.answer} ")
+    assert all(len(repr(c)) < 100 for c in qp.result.candidates.values())
+    assert all(len(repr(c.summary)) < 200 for c in qp.result.candidates.values())
 
 
 def test_a_pool_without_the_agent_runtime_is_refused_before_any_run(tmp_path: Path) -> None:

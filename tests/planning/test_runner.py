@@ -329,3 +329,12 @@ def test_a_run_stopped_in_the_warm_up_measures_nothing(tiny: Scenario) -> None:
     assert pool["replicas"] == 4
     assert all(v is None for k, v in pool.items() if k != "replicas"), pool
     assert result.failures == {} and result.warm_n == result.cold_n == 0
+
+
+def test_a_run_result_shows_a_few_figures_not_its_time_series(tiny: Scenario) -> None:
+    result = run_once(tiny, replication=0)
+    text = repr(result)
+    assert len(text) < 300, text
+    assert text.startswith("<RunResult point={} replication=0 seed=")
+    assert "claims=" in text and "failed_share=" in text
+    assert result.series  # the data stays
