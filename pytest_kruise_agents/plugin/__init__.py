@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import pytest
 
-from pytest_kruise_agents.plugin.interrupt import SERVING_KEY, SigtermRelay
+from pytest_kruise_agents.plugin.interrupt import SigtermRelay
 from pytest_kruise_agents.plugin.options import (
     OPTIONS,
     ClockMode,
@@ -497,7 +497,7 @@ def kruise_backend(
 
 
 @pytest.fixture(scope="session")
-def _kruise_e2b_server(pytestconfig: pytest.Config) -> Iterator[SessionServer]:
+def _kruise_e2b_server() -> Iterator[SessionServer]:
     """One uvicorn per session (per xdist worker), on a free loopback port; SIGTERM cleans up
     as Ctrl-C does while it runs (under xdist, one sent to the controller alone too)."""
     from pytest_kruise_agents.plugin.interrupt import sigterm_as_interrupt
@@ -505,11 +505,9 @@ def _kruise_e2b_server(pytestconfig: pytest.Config) -> Iterator[SessionServer]:
 
     with sigterm_as_interrupt():
         server = SessionServer()
-        pytestconfig.stash[SERVING_KEY] = True  # the reports say so, for the xdist controller
         try:
             yield server
         finally:
-            del pytestconfig.stash[SERVING_KEY]
             server.close()
 
 

@@ -9,8 +9,10 @@ Without xdist, :func:`sigterm_as_interrupt` does it while the session's E2B
 server runs. Under xdist that server runs in the workers, and a SIGTERM sent
 to the pytest process alone (not its process group, as Ctrl-C is) reaches
 only the controller: :class:`SigtermRelay` there passes it on to each worker
-serving sandboxes (whose reports say so, with :data:`PID_ATTR`), then ends the
-controller's loop as Ctrl-C does.
+on this machine (known from the moment xdist starts it, so a worker still
+setting up its first test is reached), then ends the controller's loop as
+Ctrl-C does. A worker that serves turns it into :class:`KeyboardInterrupt`
+and cleans up; one that does not has SIGTERM's default action and ends.
 
 Only pytest and the standard library: this is loaded in every pytest run.
 """
@@ -23,17 +25,11 @@ import signal
 import threading
 from collections.abc import Iterator
 from types import FrameType
-from typing import Any, Final
+from typing import Any
 
 import pytest
 
-__all__ = ["PID_ATTR", "SERVING_KEY", "SigtermRelay", "sigterm_as_interrupt"]
-
-SERVING_KEY: pytest.StashKey[bool] = pytest.StashKey()
-"""On the config: the session's E2B server is running in this process."""
-
-PID_ATTR: Final = "kruise_agents_pid"
-"""A report's attribute, set while its process serves sandboxes: that process's id."""
+__all__ = ["SigtermRelay", "sigterm_as_interrupt"]
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
@@ -77,32 +73,45 @@ def sigterm_as_interrupt() -> Iterator[None]:
 
 
 class SigtermRelay:
-    """In an xdist controller: a SIGTERM goes on to the workers that serve, then interrupts.
+    """In an xdist controller: a SIGTERM goes on to the workers, then interrupts.
 
-    Installed at the first report from a serving worker (a suite that never
-    serves keeps SIGTERM's default action), if SIGTERM still has its default
-    action then; removed by :meth:`close`. A worker is forgotten when it goes
-    down, so its process id is never signalled once it may be another's.
+    Installed when xdist configures the first worker, if SIGTERM still has its
+    default action then (a handler someone installed is theirs); removed by
+    :meth:`close`. Each worker's process id is learned when xdist configures
+    it, before it runs anything, and only for a worker this machine started
+    (``popen`` without ``via``: another machine's process ids are not ours). A
+    worker is forgotten when it goes down, so its process id is never
+    signalled once it may be another's. A SIGTERM after the first is ignored,
+    so that the teardowns it started finish.
     """
 
     def __init__(self) -> None:
         self.workers: dict[str, int] = {}
-        """Serving workers: xdist worker id → process id."""
+        """Workers on this machine: xdist worker id → process id."""
         self._installed = False
 
     def _relay(self, signum: int, frame: FrameType | None) -> None:
+        signal.signal(signal.SIGTERM, _ignore)
         for pid in list(self.workers.values()):
             with contextlib.suppress(OSError):  # gone meanwhile
                 os.kill(pid, signal.SIGTERM)
         raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
 
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        """Note a worker that serves sandboxes (its report says so); install the relay."""
-        pid = getattr(report, PID_ATTR, None)
-        worker = getattr(report, "worker_id", None)
-        if not isinstance(pid, int) or not isinstance(worker, str) or pid == os.getpid():
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        """Note a worker xdist is starting on this machine; install the relay."""
+        gateway = node.gateway
+        spec = gateway.spec
+        if not spec.popen or spec.via:
             return
-        self.workers[worker] = pid
+        try:
+            # What xdist itself reads (and caches) just before: the process's own answer.
+            pid = gateway._rinfo().pid
+        except Exception:  # an execnet without it: that worker is not relayed to
+            return
+        if not isinstance(pid, int) or pid == os.getpid():
+            return
+        self.workers[gateway.id] = pid
         if not self._installed and _ours_to_set():
             signal.signal(signal.SIGTERM, self._relay)
             self._installed = True
@@ -113,7 +122,7 @@ class SigtermRelay:
         self.workers.pop(getattr(node.gateway, "id", ""), None)
 
     def close(self) -> None:
-        """Restore SIGTERM's default action if the relay is still the handler."""
-        if self._installed and signal.getsignal(signal.SIGTERM) == self._relay:
+        """Restore SIGTERM's default action if the relay (or its aftermath) is still the handler."""
+        if self._installed and signal.getsignal(signal.SIGTERM) in (self._relay, _ignore):
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
         self._installed = False

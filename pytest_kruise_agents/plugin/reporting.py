@@ -17,14 +17,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 import pytest
-
-from pytest_kruise_agents.plugin.interrupt import PID_ATTR, SERVING_KEY
 
 __all__ = [
     "BENCHMARK",
@@ -158,8 +155,6 @@ class ReportCollector:
     ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
         """Give the teardown report the attempt's facts (the teardown has recorded its own)."""
         report = yield
-        if item.config.stash.get(SERVING_KEY, False):
-            setattr(report, PID_ATTR, os.getpid())  # see plugin.interrupt.SigtermRelay
         facts = item.stash.get(FACTS_KEY, None) if call.when == "teardown" else None
         if facts:
             setattr(report, REPORT_ATTR, [[name, value] for name, value in facts])

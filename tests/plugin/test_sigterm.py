@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -31,6 +32,30 @@ def test_long(kruise_e2b):
 """
 
 
+SLOW_SETUP = """
+import time
+from pathlib import Path
+
+import pytest
+from e2b import Sandbox
+
+
+@pytest.fixture
+def prepared(kruise_e2b):
+    # A project's own fixture that prepares a sandbox (installs, warms a kernel): a slow setup,
+    # so no report of this worker reaches the controller before the signal does.
+    sandbox = Sandbox.create()
+    sandbox.commands.run("sleep {marker}", background=True)
+    Path("ready").write_text("")
+    time.sleep(120)
+    return sandbox
+
+
+def test_uses_prepared(prepared):
+    pass
+"""
+
+
 def _wait_for(path: Path, proc: subprocess.Popen[str], within: float = 60) -> None:
     deadline = time.monotonic() + within
     while not path.exists():
@@ -39,20 +64,20 @@ def _wait_for(path: Path, proc: subprocess.Popen[str], within: float = 60) -> No
         time.sleep(0.1)
 
 
-@pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["in-process", "xdist-controller-only"])
-def test_sigterm_stops_the_sandboxes_processes_and_removes_their_directories(
-    suite: pytest.Pytester, tmp_path: Path, xdist: list[str]
-) -> None:
-    """Under xdist the signal goes to the controller alone (``docker stop``, a pod's end, a
-    plain ``kill``), not to its process group: the controller passes it on to the worker
-    that serves."""
+def _terminated(
+    suite: pytest.Pytester, tmp_path: Path, source: str, args: list[str], signals: list[float]
+) -> tuple[subprocess.CompletedProcess[str], list[int]]:
+    """Run ``source`` in a pytest subprocess; once the test has written ``ready``, send SIGTERM
+    to that process alone after each delay in ``signals`` (s). The run's outcome, and the
+    processes running the marker's sleep it left (killed here)."""
     marker = str(10**9 + time.time_ns() % 10**9)  # a sleep no other process runs
-    suite.makepyfile(test_long=INNER.format(marker=marker))
+    suite.makepyfile(test_long=source.format(marker=marker))
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     env = {**os.environ, "TMPDIR": str(tmp)}
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args]
     with subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *xdist, "test_long.py"],
+        [*command, "test_long.py"],
         cwd=suite.path,
         env=env,
         stdout=subprocess.PIPE,
@@ -62,10 +87,12 @@ def test_sigterm_stops_the_sandboxes_processes_and_removes_their_directories(
         try:
             _wait_for(suite.path / "ready", proc)
             assert processes_with(marker)
-            assert list(tmp.glob("kruise-e2b-*")) and list(tmp.glob("kruise-kernels-*"))
-            if xdist:
-                time.sleep(1)  # the controller has the setup report that says the worker serves
-            proc.send_signal(signal.SIGTERM)
+            assert list(tmp.glob("kruise-e2b-*"))
+            if "CodeSandbox" in source:
+                assert list(tmp.glob("kruise-kernels-*"))
+            for delay in signals:
+                time.sleep(delay)
+                proc.send_signal(signal.SIGTERM)
             output = proc.communicate(timeout=60)[0]
         finally:
             if proc.poll() is None:
@@ -74,15 +101,78 @@ def test_sigterm_stops_the_sandboxes_processes_and_removes_their_directories(
             leftover = processes_with(marker)
             for pid in leftover:  # the run could not
                 os.kill(pid, signal.SIGKILL)
+    assert list(tmp.glob("kruise-e2b-*")) == [], output
+    assert list(tmp.glob("kruise-kernels-*")) == [], output
+    return subprocess.CompletedProcess(command, proc.returncode, output), leftover
 
-    assert proc.returncode == pytest.ExitCode.INTERRUPTED, output
+
+@pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["in-process", "xdist-controller-only"])
+def test_sigterm_stops_the_sandboxes_processes_and_removes_their_directories(
+    suite: pytest.Pytester, tmp_path: Path, xdist: list[str]
+) -> None:
+    """Under xdist the signal goes to the controller alone (``docker stop``, a pod's end, a
+    plain ``kill``), not to its process group: the controller passes it on to the worker
+    that serves."""
+    run, leftover = _terminated(suite, tmp_path, INNER, xdist, [1 if xdist else 0])
+    assert run.returncode == pytest.ExitCode.INTERRUPTED, run.stdout
     assert leftover == []
-    assert list(tmp.glob("kruise-e2b-*")) == []
-    assert list(tmp.glob("kruise-kernels-*")) == []
+
+
+def test_under_xdist_a_sigterm_during_a_workers_first_setup_reaches_it(
+    suite: pytest.Pytester, tmp_path: Path
+) -> None:
+    """The controller knows each worker from its start, not from its first report: a signal
+    while a project's fixture still prepares the worker's first sandbox cleans that up too."""
+    run, leftover = _terminated(suite, tmp_path, SLOW_SETUP, ["-n", "2"], [0])
+    assert run.returncode == pytest.ExitCode.INTERRUPTED, run.stdout
+    assert leftover == []
+
+
+def test_under_xdist_a_second_sigterm_is_ignored_while_the_teardowns_run(
+    suite: pytest.Pytester, tmp_path: Path
+) -> None:
+    """A supervisor that repeats its signal: the controller still ends as an interrupted run,
+    its session finishing (the summary line is printed), and the worker still cleans up."""
+    run, leftover = _terminated(suite, tmp_path, INNER, ["-n", "2"], [1, 0.3])
+    assert run.returncode == pytest.ExitCode.INTERRUPTED, run.stdout
+    assert "Traceback" not in run.stdout
+    assert re.search(r"\bin \d+\.\d+s\b", run.stdout.splitlines()[-1]), run.stdout
+    assert leftover == []
+
+
+RELAY_PROBE = """
+import signal
+from pathlib import Path
+
+
+def theirs(signum, frame):
+    pass
+
+
+def pytest_configure(config):
+    if {theirs} and not hasattr(config, "workerinput"):
+        signal.signal(signal.SIGTERM, theirs)
+
+
+def pytest_testnodeready(node):
+    handler = signal.getsignal(signal.SIGTERM)
+    Path("handler").write_text(getattr(handler, "__name__", str(handler)))
+"""
+
+
+@pytest.mark.parametrize(("theirs", "expected"), [(False, "_relay"), (True, "theirs")])
+def test_the_xdist_controller_relays_from_its_first_worker_unless_sigterm_is_someone_elses(
+    suite: pytest.Pytester, theirs: bool, expected: str
+) -> None:
+    suite.makeconftest(RELAY_PROBE.format(theirs=theirs))
+    suite.makepyfile(test_plain="def test_plain():\n    pass\n")
+    result = suite.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2")
+    result.assert_outcomes(passed=1)
+    assert (suite.path / "handler").read_text() == expected
 
 
 def test_the_handler_is_restored_and_never_replaces_someone_elses() -> None:
-    from pytest_kruise_agents.plugin.server import sigterm_as_interrupt
+    from pytest_kruise_agents.plugin.interrupt import sigterm_as_interrupt
 
     previous = signal.getsignal(signal.SIGTERM)
     try:
