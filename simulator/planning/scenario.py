@@ -113,7 +113,11 @@ and so fill the pools of a long run with sandboxes that should be gone.
 """
 
 MAX_SAMPLES_PER_RUN = 100_000
-"""The most samples a run may take (warm-up, duration and drain).
+"""The most samples a run may take in its warm-up and duration.
+
+The drain adds the steps until the claims in flight settle (a few, as a rule;
+at most ``drain / sample_interval``): it is the longest the run waits, not how
+long it runs.
 
 About 70 days at one a minute; a sample costs about 60 µs and 850 bytes (for
 the run, and again in its result): 100,000 take some 6 s and 85 MB per run, a
@@ -121,6 +125,10 @@ the run, and again in its result): 100,000 take some 6 s and 85 MB per run, a
 its virtual time costs, not what its claims do (20,000 h at one a minute: 1 GB
 and 2.5 minutes for 55 claims).
 """
+
+
+_ROUND_OFF = 1e-9
+"""Relative slack of the sample count's check: ``57700 / 0.577`` is 100000.00000000001."""
 
 
 def _round_up(x: float) -> float:
@@ -688,16 +696,20 @@ class Scenario(_Model):
         """Refuse a run that would take more than :data:`MAX_SAMPLES_PER_RUN` samples.
 
         Checked on the whole scenario, as the arrivals are: a ``--set
-        duration=...`` can make the default interval's count absurd.
+        duration=...`` can make the default interval's count absurd. Counted
+        over what every run samples, warm-up and duration: ``drain`` is only
+        the longest the run waits for claims in flight, and it stops at the
+        first step they have settled. Round-off is allowed for, so that the
+        interval the error suggests is accepted.
         """
         interval = self.sampling_interval
-        span = self.horizon + self.drain
+        span = self.horizon
         count = span / interval
-        if count > MAX_SAMPLES_PER_RUN:
+        if count > MAX_SAMPLES_PER_RUN * (1 + _ROUND_OFF):
             given = "" if self.sample_interval is not None else " (the default, at most 1m)"
             raise PathError(
                 "sample_interval",
-                f"about {count:.3g} samples in the run's {span:g}s (warm-up + duration + drain) "
+                f"about {count:.3g} samples in the run's {span:g}s of warm-up and duration "
                 f"at one every {interval:g}s{given}, more than the {MAX_SAMPLES_PER_RUN:,} a run "
                 f"takes: set a sample_interval of at least {_round_up(span / MAX_SAMPLES_PER_RUN):g}s "
                 f"(SandboxClaim sandboxes are released at a sample step)",

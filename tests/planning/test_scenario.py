@@ -18,7 +18,7 @@ from simulator.planning.overrides import (
     parse_value,
     split_path,
 )
-from simulator.planning.scenario import PoolSpec, Scenario
+from simulator.planning.scenario import MAX_SAMPLES_PER_RUN, PoolSpec, Scenario
 
 from .conftest import SCENARIOS, TINY
 
@@ -649,7 +649,7 @@ def test_the_default_sample_interval_takes_about_600_samples_at_most_one_a_minut
         # 20,000 h at the default one a minute: 1.2 million samples (1 GB, 2.5 minutes).
         (
             [("duration", "20000h")],
-            "about 1.2e+06 samples in the run's 7.20006e+07s (warm-up + duration + drain) at one "
+            "about 1.2e+06 samples in the run's 7.2e+07s of warm-up and duration at one "
             "every 60s (the default, at most 1m), more than the 100,000 a run takes: set a "
             "sample_interval of at least 721s",
         ),
@@ -660,7 +660,7 @@ def test_the_default_sample_interval_takes_about_600_samples_at_most_one_a_minut
 def test_a_run_of_more_samples_than_it_can_take_is_refused(
     tiny: Scenario, overrides: list[tuple[str, object]], reason: str
 ) -> None:
-    """Past 100,000 samples (warm-up + duration + drain) one error names ``sample_interval``.
+    """Past 100,000 samples (warm-up + duration) one error names ``sample_interval``.
 
     Before, a long default run sampled once a minute whatever its claims: 2,000,000 h
     never ended.
@@ -675,6 +675,34 @@ def test_a_run_of_more_samples_than_it_can_take_is_refused(
     assert found is not None
     longer = apply_overrides(idle, [*overrides[-1:], ("sample_interval", float(found[1]))])
     assert longer.sampling_interval == float(found[1])
+
+
+def test_the_drain_is_not_counted_as_sampled(tiny: Scenario) -> None:
+    """``drain`` is the longest wait for claims in flight, and the run stops once they settle:
+    a 10 ms interval over 11 minutes and a generous drain runs (as it did before the check)."""
+    scenario = apply_overrides(
+        tiny,
+        [("warmup", "1m"), ("duration", "10m"), ("drain", "720h"), ("sample_interval", "10ms")],
+    )
+    assert scenario.sampling_interval == 0.01
+    assert apply_overrides(scenario, [("duration", "940s")]).horizon == 1000  # 100,000: taken
+    with pytest.raises(ScenarioError, match="samples in the run's 1001s of warm-up and duration"):
+        apply_overrides(scenario, [("duration", "941s")])  # 100,100: refused
+
+
+@pytest.mark.parametrize("span", [57700, 414000, 820000])
+def test_the_suggested_sample_interval_is_accepted_despite_round_off(
+    tiny: Scenario, span: int
+) -> None:
+    """``57700 / 0.577`` is 100000.00000000001 in floating point: the suggestion still runs."""
+    short = apply_overrides(tiny, [("warmup", 0), ("duration", f"{span}s")])
+    with pytest.raises(ScenarioError) as info:
+        apply_overrides(short, [("sample_interval", span / 2e5)])
+    found = re.search(r"a sample_interval of at least (\S+)s", info.value.reason)
+    assert found is not None
+    assert span / float(found[1]) > MAX_SAMPLES_PER_RUN  # by round-off only
+    taken = apply_overrides(short, [("sample_interval", f"{found[1]}s")])
+    assert taken.sampling_interval == float(found[1])
 
 
 @pytest.mark.parametrize(
