@@ -24,10 +24,7 @@ __all__ = [
     "V2_ROUTES_SINCE",
     "api_status",
     "code_interpreter",
-    "connect_route",
     "create_auto_pause",
-    "create_route",
-    "other_routes",
     "pause",
     "sdk_versions",
     "uses_v2_routes",
@@ -65,21 +62,6 @@ def uses_v2_routes(version: str | None = None) -> bool:
         return Version(text or "0") >= V2_ROUTES_SINCE
     except InvalidVersion:
         return True  # not a release the suite knows: the routes of the newest SDKs
-
-
-def create_route(v2: bool | None = None) -> str:
-    """The create route of the installed SDK (``v2`` given: of that generation)."""
-    return "/v2/sandboxes" if (uses_v2_routes() if v2 is None else v2) else "/sandboxes"
-
-
-def connect_route(sandbox_id: str, v2: bool | None = None) -> str:
-    """The connect route of the installed SDK (``v2`` given: of that generation)."""
-    return f"{create_route(v2)}/{sandbox_id}/connect"
-
-
-def other_routes() -> str:
-    """Which SDKs use the create and connect routes the installed one does not."""
-    return "e2b >= 2.51" if not uses_v2_routes() else "e2b 2.20 to 2.50"
 
 
 def api_status(exc: BaseException) -> int | None:

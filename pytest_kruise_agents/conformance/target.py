@@ -31,6 +31,9 @@ __all__ = [
     "RUN_KEY",
     "Api",
     "Target",
+    "connect_route",
+    "create_route",
+    "sdks_calling",
     "url_problem",
 ]
 
@@ -187,6 +190,21 @@ class Target:
         return env
 
 
+def create_route(v2: bool) -> str:
+    """The create route of an SDK generation: ``/v2/sandboxes`` (``v2``) or ``/sandboxes``."""
+    return "/v2/sandboxes" if v2 else "/sandboxes"
+
+
+def connect_route(sandbox_id: str, v2: bool) -> str:
+    """The connect route of an SDK generation for ``sandbox_id``."""
+    return f"{create_route(v2)}/{sandbox_id}/connect"
+
+
+def sdks_calling(v2: bool) -> str:
+    """The ``e2b`` releases that create and connect with that generation's routes (E2B §2.6)."""
+    return "e2b >= 2.51" if v2 else "e2b 2.20 to 2.50"
+
+
 class Api:
     """Raw HTTP to the server: the control plane with the target's key, and sandbox traffic."""
 
@@ -205,12 +223,12 @@ class Api:
 
     @property
     def create_route(self) -> str:
-        """``/v2/sandboxes`` or ``/sandboxes``: the installed SDK's create route."""
-        return "/v2/sandboxes" if self.v2_routes else "/sandboxes"
+        """``/v2/sandboxes`` or ``/sandboxes``: the create route of :attr:`v2_routes`."""
+        return create_route(self.v2_routes)
 
     def connect_route(self, sandbox_id: str) -> str:
-        """The installed SDK's connect route for ``sandbox_id``."""
-        return f"{self.create_route}/{sandbox_id}/connect"
+        """The connect route of :attr:`v2_routes` for ``sandbox_id``."""
+        return connect_route(sandbox_id, self.v2_routes)
 
     def remember_domain(self, sandbox_id: str, domain: object) -> None:
         """Reach ``sandbox_id`` at ``domain`` from now on, if it is a domain (a non-empty

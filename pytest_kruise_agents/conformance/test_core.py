@@ -22,8 +22,15 @@ from pytest_kruise_agents.conformance.expect import (
 )
 from pytest_kruise_agents.conformance.plugin import check
 from pytest_kruise_agents.conformance.sandboxes import Sandboxes
-from pytest_kruise_agents.conformance.sdk import other_routes, version_of
-from pytest_kruise_agents.conformance.target import RUN_KEY, Api, Target
+from pytest_kruise_agents.conformance.sdk import version_of
+from pytest_kruise_agents.conformance.target import (
+    RUN_KEY,
+    Api,
+    Target,
+    connect_route,
+    create_route,
+    sdks_calling,
+)
 from pytest_kruise_agents.conformance.wire import (
     LISTED_FIELDS,
     SANDBOX_FIELDS,
@@ -213,14 +220,14 @@ def test_create(conformance_api: Api, conformance_sandboxes: Sandboxes) -> None:
 
 @check("core.create.other-routes")
 def test_create_other_routes(conformance_api: Api, conformance_sandboxes: Sandboxes) -> None:
-    v2 = not conformance_api.v2_routes
-    create = "/v2/sandboxes" if v2 else "/sandboxes"
-    what = f"POST {create} (the create route of {other_routes()})"
+    other = not conformance_api.v2_routes  # the generation the suite's own calls do not use
+    create = create_route(other)
+    what = f"POST {create} (the create route of {sdks_calling(other)})"
     body = conformance_sandboxes.create_raw(route=create, what=what)
     _expect_sandbox(body, what)
     sid = body["sandboxID"]
-    path = f"{create}/{sid}/connect"
-    what = f"POST {path} (the connect route of {other_routes()}; running sandbox)"
+    path = connect_route(sid, other)
+    what = f"POST {path} (the connect route of {sdks_calling(other)}; running sandbox)"
     resp = conformance_api.request("POST", path, json={"timeout": 600})
     expect_status(resp, 200, what)
     got = expect_fields(json_body(resp, what), SANDBOX_FIELDS, what)

@@ -6,11 +6,15 @@ from __future__ import annotations
 import pytest
 from e2b.connection_config import ConnectionConfig
 
+from pytest_kruise_agents.conformance.sdk import V2_ROUTES_SINCE
 from pytest_kruise_agents.conformance.target import (
     DEFAULT_DOMAIN,
     ENVD_PORT,
     Api,
     Target,
+    connect_route,
+    create_route,
+    sdks_calling,
     url_problem,
 )
 
@@ -107,3 +111,11 @@ def test_create_and_connect_take_the_routes_of_the_sdk_generation(
         assert (api.create_route, api.connect_route(SID)) == (create, connect)
     finally:
         api.close()
+    assert (create_route(v2), connect_route(SID, v2)) == (create, connect)
+
+
+@pytest.mark.parametrize(("v2", "sdks"), [(True, "e2b >= 2.51"), (False, "e2b 2.20 to 2.50")])
+def test_each_route_generation_names_the_sdks_that_call_it(v2: bool, sdks: str) -> None:
+    """E2B §2.6: the /v2/ create and connect routes from e2b 2.51 on."""
+    assert sdks_calling(v2) == sdks
+    assert sdks_calling(True) == f"e2b >= {V2_ROUTES_SINCE}"

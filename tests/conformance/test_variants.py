@@ -126,6 +126,28 @@ def test_under_e2b_2_8_a_server_with_only_the_v1_routes_fails_only_the_other_rou
     )
 
 
+def test_the_other_routes_check_names_the_sdks_of_the_routes_it_calls() -> None:
+    """A suite whose own calls take the older routes (``Api(v2_routes=False)``, whatever the
+    installed SDK) checks the /v2/ ones as the routes of e2b >= 2.51."""
+    from pytest_kruise_agents.conformance.expect import CheckFailed
+    from pytest_kruise_agents.conformance.sandboxes import Sandboxes
+    from pytest_kruise_agents.conformance.test_core import test_create_other_routes
+
+    with serve(wrap=variants.v1_only) as url:
+        target = Target(api_url=url, api_key=USER_KEY, sandbox_url=url, run_id="older-routes")
+        api = Api(target, v2_routes=False)
+        made = Sandboxes(target, api)
+        try:
+            with pytest.raises(CheckFailed) as info:
+                test_create_other_routes(api, made)
+        finally:
+            made.cleanup()
+            api.close()
+    assert str(info.value).startswith(
+        "POST /v2/sandboxes (the create route of e2b >= 2.51): expected HTTP 201, but saw HTTP 404"
+    ), info.value
+
+
 def test_a_list_ignoring_started_after_template_and_joined_states_fails_those_checks(
     tmp_path: Path,
 ) -> None:
