@@ -361,7 +361,11 @@ def conformance(
     ] = None,
     admin_key: Annotated[
         str | None,
-        typer.Option("--admin-key", help="Key of the server's admin clock, if it has one."),
+        typer.Option(
+            "--admin-key",
+            envvar="KRUISE_ADMIN_KEY",
+            help="Key of the server's admin clock, if it has one (default: the API key).",
+        ),
     ] = None,
     levels: Annotated[
         str, typer.Option("--levels", help="Comma-separated levels to run.")

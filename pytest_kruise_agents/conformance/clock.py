@@ -97,7 +97,7 @@ class ServerClock:
             return (
                 f"wall clock: GET {CLOCK_PATH} refused the keys given (HTTP {self.refused}); "
                 "if the server's clock is virtual, time passes only with its admin key "
-                "(--admin-key, or --kruise-conformance-admin-key under pytest)"
+                "(--admin-key or KRUISE_ADMIN_KEY, or --kruise-conformance-admin-key under pytest)"
             )
         return "wall clock"
 

@@ -144,7 +144,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add(
         "admin-key",
         "KEY",
-        "Key for the server's admin clock /_kruise/clock, if it has one (default: the API key).",
+        "Key for the server's admin clock /_kruise/clock, if it has one "
+        "(default: $KRUISE_ADMIN_KEY, else the API key).",
     )
     add(
         "levels",

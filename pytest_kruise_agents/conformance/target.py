@@ -126,13 +126,15 @@ class Target:
     @classmethod
     def from_env(cls, **given: Any) -> Target | None:
         """A target from ``given`` options, falling back to ``E2B_API_URL``, ``E2B_API_KEY``,
-        ``E2B_SANDBOX_URL`` and ``E2B_DOMAIN``; ``None`` if there is no API URL."""
+        ``E2B_SANDBOX_URL``, ``E2B_DOMAIN`` and ``KRUISE_ADMIN_KEY`` (which ``kruise-agents
+        serve`` prints with the others); ``None`` if there is no API URL."""
         values = {k: v for k, v in given.items() if v is not None and v != ""}
         env = {
             "api_url": "E2B_API_URL",
             "api_key": "E2B_API_KEY",
             "sandbox_url": "E2B_SANDBOX_URL",
             "domain": "E2B_DOMAIN",
+            "admin_key": "KRUISE_ADMIN_KEY",
         }
         for name, var in env.items():
             if name not in values and os.environ.get(var):

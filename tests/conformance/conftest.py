@@ -154,8 +154,10 @@ def read_junit(path: Path) -> dict[str, Result]:
 
 
 def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    # The suite must not pick up a developer's real E2B settings.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("E2B_")}
+    # The suite must not pick up a developer's real E2B settings (nor an admin key).
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("E2B_") and k != "KRUISE_ADMIN_KEY"
+    }
     env.update(extra or {})
     return env
 
@@ -167,6 +169,7 @@ def cli_command(
     levels: str | None = None,
     api_url: str | None = None,
     key: bool = True,
+    admin_key: bool = True,
     extra: Sequence[str] = (),
 ) -> list[str]:
     """The ``kruise-agents conformance`` command line of :func:`run_cli` (``extra`` appended)."""
@@ -183,8 +186,7 @@ def cli_command(
         "base",
         "--no-stock-template",
         NO_STOCK,
-        "--admin-key",
-        ADMIN_KEY,
+        *(["--admin-key", ADMIN_KEY] if admin_key else []),
         "--junit",
         str(junit),
         "--report",
@@ -202,15 +204,18 @@ def run_cli(
     levels: str | None = None,
     api_url: str | None = None,
     key: bool = True,
+    admin_key: bool = True,
     extra: Sequence[str] = (),
     env: dict[str, str] | None = None,
     timeout: float = 600,
 ) -> SuiteRun:
     """``kruise-agents conformance`` against ``url`` with every option a user would pass
-    (``api_url`` instead of ``url`` for the API; no ``--api-key`` unless ``key``; ``extra``
-    options and ``env`` variables added)."""
+    (``api_url`` instead of ``url`` for the API; no ``--api-key`` unless ``key``, no
+    ``--admin-key`` unless ``admin_key``; ``extra`` options and ``env`` variables added)."""
     junit, report = out / "conformance.xml", out / "conformance.md"
-    cmd = cli_command(url, out, levels=levels, api_url=api_url, key=key, extra=extra)
+    cmd = cli_command(
+        url, out, levels=levels, api_url=api_url, key=key, admin_key=admin_key, extra=extra
+    )
     proc = subprocess.run(
         cmd,
         cwd=out,

@@ -9,7 +9,16 @@ import httpx
 
 from pytest_kruise_agents.conformance.registry import CHECKS, LEVELS
 
-from .conftest import ADMIN_KEY, REALTIME_SPEED, ROOT, SuiteRun, run_cli, run_pytest, serve
+from .conftest import (
+    ADMIN_KEY,
+    REALTIME_SPEED,
+    ROOT,
+    USER_KEY,
+    SuiteRun,
+    run_cli,
+    run_pytest,
+    serve,
+)
 
 ALL = {c.id for c in CHECKS}
 PYTHON_28 = ROOT / ".sdk" / "e2b-2.8" / "bin" / "python"
@@ -36,6 +45,17 @@ def test_every_check_passes_against_the_fake_server_on_the_virtual_clock(tmp_pat
     for level in LEVELS:
         assert f"\n## {level} (" in report
     assert "| `core.kill` | PASS |" in report
+
+
+def test_the_exports_serve_prints_give_the_command_its_keys(tmp_path: Path) -> None:
+    """``kruise-agents serve`` prints ``export KRUISE_ADMIN_KEY=...`` with the ``E2B_*`` lines:
+    pasted, the documented command finds the admin clock without ``--admin-key`` (on the
+    wall clock a virtual-clock server's timeouts would never come)."""
+    with serve(clock="virtual") as url:
+        env = {"E2B_API_KEY": USER_KEY, "KRUISE_ADMIN_KEY": ADMIN_KEY}
+        run = run_cli(url, tmp_path, levels="core", key=False, admin_key=False, env=env)
+    _assert_all_pass(run, {c.id for c in CHECKS if c.level == "core"})
+    assert "- **Clock**: virtual (admin clock)" in run.report.read_text()
 
 
 def test_every_check_passes_against_the_fake_server_on_the_realtime_clock(tmp_path: Path) -> None:

@@ -119,3 +119,13 @@ def test_each_route_generation_names_the_sdks_that_call_it(v2: bool, sdks: str) 
     """E2B §2.6: the /v2/ create and connect routes from e2b 2.51 on."""
     assert sdks_calling(v2) == sdks
     assert sdks_calling(True) == f"e2b >= {V2_ROUTES_SINCE}"
+
+
+def test_the_admin_key_defaults_to_kruise_admin_key_as_serve_prints_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("KRUISE_ADMIN_KEY", "from-the-exports")
+    target = Target.from_env(api_url="http://127.0.0.1:8080")
+    assert target is not None and target.admin_key == "from-the-exports"
+    given = Target.from_env(api_url="http://127.0.0.1:8080", admin_key="given")
+    assert given is not None and given.admin_key == "given"
