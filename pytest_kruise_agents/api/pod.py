@@ -11,6 +11,13 @@ from pytest_kruise_agents.api.keys import BLACKLISTED_PREFIXES
 from pytest_kruise_agents.api.meta import Condition, ObjectMeta
 from pytest_kruise_agents.api.problems import format_path, kind_and_value, show
 from pytest_kruise_agents.api.quantity import cpu_millis, decode_quantity, memory_bytes
+from pytest_kruise_agents.api.resources import (
+    amount,
+    container_resource_problem,
+    is_hugepages,
+    overcommit_allowed,
+    quantity_value_problem,
+)
 from pytest_kruise_agents.api.validation import (
     FieldProblem,
     check_annotations,
@@ -204,7 +211,8 @@ def set_first_container_cpu(
 
 
 def default_requests(spec: dict[str, Any]) -> dict[str, Any]:
-    """Kubernetes' pod defaulting: a CPU or memory limit with no request requests it.
+    """Kubernetes' pod defaulting (``SetDefaults_Pod``): a limit with no request requests it,
+    for every resource (CPU, memory, ``ephemeral-storage``, ``nvidia.com/gpu``...).
 
     Returns ``spec`` itself when nothing is missing, else a copy sharing all it
     does not change (a stored pod may share its spec with its sandbox's template).
@@ -222,7 +230,7 @@ def default_requests(spec: dict[str, Any]) -> dict[str, Any]:
                 continue
             requests = res.get("requests")
             have = requests if isinstance(requests, dict) else {}
-            missing = {k: v for k, v in limits.items() if k in ("cpu", "memory") and k not in have}
+            missing = {k: v for k, v in limits.items() if k not in have}
             if missing:
                 changed[i] = {**c, "resources": {**res, "requests": {**have, **missing}}}
         if changed != containers:
@@ -299,6 +307,11 @@ DEFAULT_MEMORY_REQUEST_BYTES = 200 * 1024 * 1024
 """Memory kube-scheduler's scoring counts for a container that requests none (``DefaultMemoryRequest``)."""
 
 
+Scalars = tuple[tuple[str, int], ...]
+"""Requests of resources other than CPU and memory, by name in name order, each a whole
+number of its unit (see :func:`~pytest_kruise_agents.api.resources.amount`); none of zero."""
+
+
 class PodRequests(NamedTuple):
     """What a pod asks of a node: its requests, and the larger figures scoring counts."""
 
@@ -310,6 +323,9 @@ class PodRequests(NamedTuple):
     """Millicores for scoring: a container with no CPU request counts 100m (``NonZeroRequested``)."""
     scored_memory: int
     """Bytes for scoring: a container with no memory request counts 200Mi."""
+    scalars: Scalars = ()
+    """Every other resource asked for (``ephemeral-storage``, ``hugepages-2Mi``, extended
+    resources such as ``nvidia.com/gpu``), aggregated as CPU is; for fit only."""
 
 
 def _container_ask(container: Any) -> tuple[int | None, int | None]:
@@ -387,7 +403,39 @@ def pod_requests(template: dict[str, Any] | None) -> PodRequests:
                     sidecar,
                 )
             )
-    return PodRequests(*_aggregate(fit, init_fit), *_aggregate(scored, init_scored))
+    return PodRequests(*_aggregate(fit, init_fit), *_aggregate(scored, init_scored), _scalars(spec))
+
+
+def _scalar_asks(container: Any) -> dict[str, int]:
+    """One container's requests of resources other than CPU and memory (a limit standing in)."""
+    res = (container.get("resources") if isinstance(container, dict) else None) or {}
+    req = res.get("requests") or {}
+    lim = res.get("limits") or {}
+    out: dict[str, int] = {}
+    for values in (lim, req):  # a request overrides its limit
+        if len(values) > ("cpu" in values) + ("memory" in values):
+            for name, value in values.items():
+                if name not in ("cpu", "memory"):
+                    out[name] = amount(value)
+    return out
+
+
+def _scalars(spec: dict[str, Any]) -> Scalars:
+    """The pod's :attr:`PodRequests.scalars`: ``_aggregate`` per resource."""
+    asks = [_scalar_asks(c) for c in spec.get("containers") or []]
+    init = [(_scalar_asks(c), is_sidecar(c)) for c in spec.get("initContainers") or []]
+    names = {n for a in asks for n in a} | {n for a, _ in init for n in a}
+    if not names:
+        return ()
+    out = []
+    for name in sorted(names):
+        total, _ = _aggregate(
+            [(a.get(name, 0), 0, False) for a in asks],
+            [(a.get(name, 0), 0, sidecar) for a, sidecar in init],
+        )
+        if total:
+            out.append((name, total))
+    return tuple(out)
 
 
 def container_resources(template: dict[str, Any] | None) -> tuple[int, int]:
@@ -444,6 +492,7 @@ def validate_pod_template(
     init = spec.get("initContainers")
     if init is not None and not isinstance(init, list):
         raise FieldProblem(("spec", "initContainers"), f"must be a list, got {show(init)}")
+    _check_node_selector(spec.get("nodeSelector"))
     seen: set[str] = set()
     for part, items in (("initContainers", init or []), ("containers", containers)):
         for i, container in enumerate(items):
@@ -452,6 +501,20 @@ def validate_pod_template(
     if over is not None:
         loc, why = over
         raise FieldProblem(("spec", *loc), why)
+
+
+def _check_node_selector(selector: Any) -> None:
+    """``spec.nodeSelector``: a map of label keys to label values, strings all
+    (``ValidatePodSpec``'s ``ValidateLabels``; a ``true`` or ``1`` is refused at decoding)."""
+    if selector is None:
+        return
+    loc = ("spec", "nodeSelector")
+    if not isinstance(selector, dict):
+        raise FieldProblem(loc, f"must be an object, got {show(selector)}")
+    for key, value in selector.items():
+        if not isinstance(value, str):
+            raise FieldProblem((*loc, key), f"must be a string, got {kind_and_value(value)}")
+    check_labels(selector, loc)
 
 
 def validate_pod_spec(spec: dict[str, Any]) -> None:
@@ -637,14 +700,45 @@ def _check_container(container: Any, loc: tuple[int | str, ...], seen: set[str])
         return
     if not isinstance(res, dict):
         raise FieldProblem((*loc, "resources"), f"must be a mapping, got {show(res)}")
-    for part in ("requests", "limits"):
+    for part in ("limits", "requests"):
         values = res.get(part)
         if values is None:
             continue
         if not isinstance(values, dict):
             raise FieldProblem((*loc, "resources", part), f"must be a mapping, got {show(values)}")
         for resource, value in values.items():
-            _check_quantity(value, (*loc, "resources", part, resource))
+            where = (*loc, "resources", part, resource)
+            why = container_resource_problem(resource)
+            if why is not None:
+                raise FieldProblem(where, why)
+            _check_quantity(value, where)
+            why = quantity_value_problem(resource, value)
+            if why is not None:
+                raise FieldProblem(where, why)
+    _check_not_overcommitted(res, (*loc, "resources"))
+
+
+def _check_not_overcommitted(res: dict[str, Any], loc: tuple[int | str, ...]) -> None:
+    """Extended resources and huge pages: a request needs a limit, and equals it; huge pages
+    need a CPU or memory request or limit beside them."""
+    req = res.get("requests") or {}
+    lim = res.get("limits") or {}
+    for name, value in req.items():
+        if overcommit_allowed(name):
+            continue
+        if name not in lim:
+            raise FieldProblem(
+                (*loc, "limits"),
+                "Required value: Limit must be set for non overcommitable resources",
+            )
+        if decode_quantity(str(value)) != decode_quantity(str(lim[name])):
+            raise FieldProblem(
+                (*loc, "requests"),
+                f'Invalid value: "{value}": must be equal to {name} limit of {lim[name]}',
+            )
+    names = {*req, *lim}
+    if any(is_hugepages(n) for n in names) and not names & {"cpu", "memory"}:
+        raise FieldProblem(loc, "Forbidden: HugePages require cpu or memory")
 
 
 def image_problem(image: Any) -> str | None:

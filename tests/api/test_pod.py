@@ -157,7 +157,128 @@ def test_every_resource_quantity_must_parse() -> None:
     path, reason = problem_of(template)
     assert path == "spec.containers[0].resources.requests[example.com/gpu]"
     assert reason.startswith("invalid quantity 'many'")
-    validate_pod_template({"spec": spec({"example.com/gpu": "1", "cpu": "0"})})
+    validate_pod_template(
+        {"spec": spec({"example.com/gpu": "1", "cpu": "0"}, {"example.com/gpu": 1})}
+    )
+
+
+@pytest.mark.parametrize(
+    ("requests", "limits", "path", "reason"),
+    [
+        (
+            {"nvidia.com/gpu": "1"},
+            None,
+            "limits",
+            "Required value: Limit must be set for non overcommitable resources",
+        ),
+        (
+            {"nvidia.com/gpu": "1"},
+            {"nvidia.com/gpu": "2"},
+            "requests",
+            'Invalid value: "1": must be equal to nvidia.com/gpu limit of 2',
+        ),
+        (
+            {"hugepages-2Mi": "2Mi", "memory": "1Gi"},
+            {"hugepages-2Mi": "4Mi", "memory": "1Gi"},
+            "requests",
+            'Invalid value: "2Mi": must be equal to hugepages-2Mi limit of 4Mi',
+        ),
+        (None, {"hugepages-2Mi": "2Mi"}, "", "Forbidden: HugePages require cpu or memory"),
+        (
+            None,
+            {"nvidia.com/gpu": "500m"},
+            "limits[nvidia.com/gpu]",
+            "Invalid value: '500m': must be an integer",
+        ),
+        (
+            {"foo": "1"},
+            None,
+            "requests.foo",
+            "Invalid value: 'foo': must be a standard resource for containers",
+        ),
+        (
+            {"pods": "1"},
+            None,
+            "requests.pods",
+            "Invalid value: 'pods': must be a standard resource for containers",
+        ),
+        (
+            None,
+            {"requests.example.com/gpu": "1"},
+            "limits[requests.example.com/gpu]",
+            "Invalid value: 'requests.example.com/gpu': doesn't follow extended resource name standard",
+        ),
+    ],
+)
+def test_extended_resources_are_validated_as_the_api_server_does(
+    requests: dict[str, Any] | None, limits: dict[str, Any] | None, path: str, reason: str
+) -> None:
+    """Extended resources and huge pages cannot be overcommitted: a request needs a limit and
+    equals it; an extended resource is counted in whole units; a name without a domain must
+    be one a container may ask for (``ValidateContainerResourceRequirements``)."""
+    where = "spec.containers[0].resources" + ("." + path if path else "")
+    assert problem_of({"spec": spec(requests, limits)}) == (where.replace(".[", "["), reason)
+
+
+def test_a_limit_alone_of_any_resource_is_a_valid_request() -> None:
+    """Defaulting copies every limit into a missing request, so a limit alone is enough,
+    for overcommitable resources and the others alike."""
+    limits = {"nvidia.com/gpu": 2, "ephemeral-storage": "1Gi", "cpu": "1"}
+    validate_pod_template({"spec": spec(None, limits)})
+    defaulted = default_requests(spec({"cpu": "500m"}, limits))
+    assert defaulted["containers"][0]["resources"]["requests"] == {
+        "cpu": "500m",
+        "nvidia.com/gpu": 2,
+        "ephemeral-storage": "1Gi",
+    }
+
+
+def test_pod_requests_count_every_other_resource_as_cpu_is_counted() -> None:
+    """Other resources are summed over containers and sidecars, or the largest init
+    container's where that is more; a limit stands in for a request, a zero is left out."""
+    pod = {
+        "spec": {
+            "initContainers": [
+                {"name": "i", "image": "x", "resources": {"limits": {"nvidia.com/gpu": 3}}},
+                {
+                    "name": "s",
+                    "image": "x",
+                    "restartPolicy": "Always",
+                    "resources": {"requests": {"ephemeral-storage": "1Ki"}},
+                },
+            ],
+            "containers": [
+                {"name": "a", "image": "x", "resources": {"limits": {"nvidia.com/gpu": 1}}},
+                {
+                    "name": "b",
+                    "image": "x",
+                    "resources": {
+                        "requests": {"nvidia.com/gpu": "1", "ephemeral-storage": "1.5"},
+                        "limits": {"example.com/zero": 0},
+                    },
+                },
+            ],
+        }
+    }
+    assert pod_requests(pod).scalars == (("ephemeral-storage", 1026), ("nvidia.com/gpu", 3))
+    assert pod_requests({"spec": spec({"cpu": "1"})}).scalars == ()
+
+
+@pytest.mark.parametrize(
+    ("selector", "path", "reason"),
+    [
+        ({"gpu": True}, "spec.nodeSelector.gpu", "must be a string, got the boolean true"),
+        ({"disk": 1}, "spec.nodeSelector.disk", "must be a string, got 1"),
+        (["a"], "spec.nodeSelector", "must be an object, got a list"),
+        ({"bad key!": "x"}, "spec.nodeSelector[bad key!]", "invalid key 'bad key!'"),
+    ],
+)
+def test_node_selector_is_a_map_of_label_strings(selector: Any, path: str, reason: str) -> None:
+    """``nodeSelector: {gpu: true}`` is refused, naming the field: a YAML boolean is no
+    label value, and such a pod could never be placed."""
+    got_path, got_reason = problem_of({"spec": {**spec(), "nodeSelector": selector}})
+    assert got_path == path
+    assert got_reason.startswith(reason)
 
 
 def test_container_names_are_unique_dns_labels() -> None:
@@ -335,9 +456,9 @@ def test_scoring_requests_give_a_container_without_a_request_the_non_zero_defaul
     assert (asks.cpu, asks.memory) == (0, 0)
     assert (asks.scored_cpu, asks.scored_memory) == (200, 400 * 2**20)
     partial = {"containers": containers(("0", None), ("1", "1Gi"))}
-    assert pod_requests({"spec": partial}) == (1000, 2**30, 1000, 2**30 + 200 * 2**20)
+    assert pod_requests({"spec": partial}) == (1000, 2**30, 1000, 2**30 + 200 * 2**20, ())
     init = {"initContainers": containers((None, "4Gi")), "containers": containers(("1", "1Gi"))}
-    assert pod_requests({"spec": init}) == (1000, 4 * 2**30, 1000, 4 * 2**30)
+    assert pod_requests({"spec": init}) == (1000, 4 * 2**30, 1000, 4 * 2**30, ())
 
 
 @pytest.mark.parametrize(
