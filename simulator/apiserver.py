@@ -359,7 +359,8 @@ class ApiServer:
         """Replace a stored object (compare-and-swap on resourceVersion when ``check_rv``).
 
         A main-resource write (an update, a patch) whose annotations pass 256 KiB
-        is refused (422 Invalid); a status write keeps the stored metadata.
+        is refused (422 Invalid); a status write keeps the stored metadata; a main-resource
+        write keeps the stored status, but a ``binding`` one.
         """
         kind = obj.kind
         meta = obj.metadata
@@ -408,7 +409,7 @@ class ApiServer:
                 }
             )
             parts = {"metadata": new_meta}
-            if kind not in _NO_STATUS:
+            if kind not in _NO_STATUS and subresource != "binding":
                 # The status subresource is separate: a main-resource update keeps it.
                 parts["status"] = old.status
             new = obj.model_copy(update=parts)
@@ -908,7 +909,8 @@ class ApiServer:
     ) -> Op:
         """``PATCH`` (merge): apply ``mutate`` to a copy of the latest stored object.
 
-        With ``resource_version`` the patch is an optimistic lock (409 if stale).
+        ``subresource="binding"`` (a pod's ``pods/binding``) writes the spec and the
+        status at once. With ``resource_version`` the patch is an optimistic lock (409 if stale).
         With ``uid`` (a patch carrying ``metadata.uid``) it applies only to
         that object: one deleted and made anew under its name answers
         :class:`UIDConflictError`.
@@ -933,9 +935,11 @@ class ApiServer:
         # for a status patch or the spec for a main-resource patch.
         copy = _one_level if shallow else deep_copy
         part = "status" if subresource == "status" else "spec"
-        new = current.model_copy(
-            update={"metadata": copy(current.metadata), part: copy(getattr(current, part))}
-        )
+        parts = {"metadata": copy(current.metadata), part: copy(getattr(current, part))}
+        if subresource == "binding":
+            # pods/binding: sets nodeName and the PodScheduled condition in one write.
+            parts["status"] = copy(current.status)
+        new = current.model_copy(update=parts)
         mutate(new)
         return self.commit_update(new, subresource=subresource, check_rv=False)
 

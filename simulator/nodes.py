@@ -70,6 +70,7 @@ from __future__ import annotations
 import contextlib
 import heapq
 import ipaddress
+from collections import Counter
 from collections.abc import Generator, Iterable
 from datetime import datetime, timedelta
 from itertools import chain, islice
@@ -89,6 +90,7 @@ from pytest_kruise_agents.api.pod import (
     ContainerStatus,
     Pod,
     PodRequests,
+    Scalars,
     is_sidecar,
     normalize_image,
     pod_requests,
@@ -100,6 +102,13 @@ from pytest_kruise_agents.api.quantity import (
     positive_memory,
     quantity_text,
 )
+from pytest_kruise_agents.api.resources import (
+    EPHEMERAL_STORAGE,
+    amount,
+    is_extended,
+    node_resource_problem,
+    quantity_value_problem,
+)
 from pytest_kruise_agents.api.validation import FieldProblem, check_labels, dns_subdomain_problem
 from simulator.apiserver import ANN_GRACE_SECONDS, ApiError, Client
 from simulator.faults import Fault, StallGate, check_node_names
@@ -109,6 +118,7 @@ __all__ = [
     "ANN_GRACE_SECONDS",
     "BACKOFF_INITIAL_S",
     "BACKOFF_MAX_S",
+    "DEFAULT_SCHEDULER",
     "MIN_FEASIBLE_NODES_PERCENTAGE_TO_FIND",
     "MIN_FEASIBLE_NODES_TO_FIND",
     "POD_FINALIZER",
@@ -116,9 +126,14 @@ __all__ = [
     "Nodes",
     "backoff_delay",
     "feasible_nodes_to_find",
+    "node_allocatable",
     "node_labels",
     "node_name",
+    "well_known_labels",
 ]
+
+DEFAULT_SCHEDULER = "default-scheduler"
+"""The only scheduler the model runs; a pod naming another stays Pending, with no condition."""
 
 POD_FINALIZER = "kubelet.kruise-sim/cleanup"
 """Finalizer on sandbox pods: a delete only marks them; the kubelet removes them after stopping."""
@@ -137,7 +152,7 @@ _IPS_PER_NODE = 65534
 
 Op = Generator[simpy.Event, Any, Any]
 ObjKey = tuple[str, str]
-Shape = tuple[int, int, int, int, frozenset[tuple[str, Any]] | None]
+Shape = tuple[int, int, int, int, Scalars, frozenset[tuple[str, Any]] | None]
 """What the scheduler's decision for a pod depends on: its :class:`PodRequests` (for fit and
 for scoring), and its nodeSelector."""
 Resources = tuple[tuple[str | None, ...], ...]
@@ -175,7 +190,8 @@ def feasible_nodes_to_find(percentage: int, nodes: int) -> int:
 
 
 class NodeSpec(BaseModel):
-    """One node: its name, allocatable CPU, memory and pod slots, labels and pre-pulled images."""
+    """One node: its name, allocatable CPU, memory, pod slots and other resources, labels
+    and pre-pulled images."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -184,6 +200,11 @@ class NodeSpec(BaseModel):
     memory: str = "64Gi"
     max_pods: int = Field(default=110, ge=1)
     labels: dict[str, str] = Field(default_factory=dict)
+    """Labels beside (and over) the kubelet's own: see :func:`well_known_labels`."""
+    allocatable: dict[str, str] = Field(default_factory=dict)
+    """Allocatable amounts of other resources: extended resources (``nvidia.com/gpu: 8``),
+    ``ephemeral-storage``, ``hugepages-2Mi``. A node lacking one has none of it, but for
+    ``ephemeral-storage``, which is then not counted (see ``docs/fidelity.md``)."""
     images: list[str] = Field(default_factory=list)
     serialize_image_pulls: bool = True
     """The kubelet's ``serializeImagePulls`` (its default, true): one image download at a
@@ -205,6 +226,16 @@ class NodeSpec(BaseModel):
         # ``cpu: 16`` in YAML is an int; a quantity is still meant.
         return quantity_text(value)
 
+    @field_validator("allocatable", mode="before")
+    @classmethod
+    def _numbers_to_text(cls, value: Any) -> Any:
+        return {k: quantity_text(v) for k, v in value.items()} if isinstance(value, dict) else value
+
+    @field_validator("allocatable")
+    @classmethod
+    def _check_allocatable(cls, value: dict[str, str]) -> dict[str, str]:
+        return node_allocatable(value)
+
     @field_validator("cpu")
     @classmethod
     def _check_cpu(cls, value: str) -> str:
@@ -225,6 +256,39 @@ def node_name(value: str) -> str:
     problem = dns_subdomain_problem(value)
     if problem is not None:
         raise ValueError(problem)
+    return value
+
+
+def well_known_labels(name: str) -> dict[str, str]:
+    """The labels the kubelet registers its node with (``initialNode``): the hostname (the
+    node's name here), the OS and architecture, in their GA and ``beta.`` forms.
+
+    A node's own :attr:`NodeSpec.labels` go over them, as the kubelet lays its
+    ``--node-labels`` over them (these keys are among those it allows).
+    """
+    return {
+        "beta.kubernetes.io/arch": "amd64",
+        "beta.kubernetes.io/os": "linux",
+        "kubernetes.io/arch": "amd64",
+        "kubernetes.io/hostname": name,
+        "kubernetes.io/os": "linux",
+    }
+
+
+def node_allocatable(value: dict[str, str]) -> dict[str, str]:
+    """``value`` if each entry names a resource a container may request (not CPU, memory or
+    pods, which are the node's own fields) and its amount is a quantity of it."""
+    for name, quantity in value.items():
+        why = node_resource_problem(name)
+        if why is None:
+            try:
+                if amount(quantity) < 0:
+                    why = f"must be greater than or equal to 0, got {quantity!r}"
+            except ValueError as err:
+                why = str(err)
+        why = why or quantity_value_problem(name, quantity)
+        if why is not None:
+            raise ValueError(f"{name}: {why}")
     return value
 
 
@@ -251,6 +315,19 @@ def _first_image(spec: dict[str, Any]) -> str | None:
 
 def _requests(pod: Pod) -> PodRequests:
     return pod_requests({"spec": pod.spec})
+
+
+_UNREACHABLE = "node(s) had untolerated taint {node.kubernetes.io/unreachable: }"
+"""TaintToleration's reason on a lost node (the lifecycle controller's NoSchedule taint)."""
+_NOT_MATCHED = "node(s) didn't match Pod's node affinity/selector"
+"""NodeAffinity's reason (``ErrReasonPod``)."""
+_NO_VICTIMS = "No preemption victims found for incoming pod"
+_NOT_HELPFUL = "Preemption is not helpful for scheduling"
+
+
+def _histogram(counts: Counter[str]) -> str:
+    """``FitError``'s reasons: each with the count of nodes that gave it, sorted as text."""
+    return ", ".join(sorted(f"{n} {reason}" for reason, n in counts.items()))
 
 
 def _shape(ask: PodRequests, selector: dict[str, Any] | None) -> Shape | None:
@@ -551,6 +628,13 @@ class _Node:
         self.cpu_cap = cpu_millis(spec.cpu)
         self.mem_cap = memory_bytes(spec.memory)
         self.pods_cap = spec.max_pods
+        self.labels = {**well_known_labels(spec.name), **spec.labels}
+        """The node's labels: the kubelet's own, the spec's over them."""
+        self.scalar_cap = {name: amount(value) for name, value in spec.allocatable.items()}
+        """The allocatable amounts of the other resources the node declares."""
+        self.scalar_used: dict[str, int] = {}
+        self.scalar_alloc: dict[str, Scalars] = {}
+        """Each pod's requests of the other resources, for pods that ask for some."""
         self.cpu_used = 0
         self.mem_used = 0
         self.alloc: dict[str, tuple[int, int]] = {}
@@ -600,10 +684,12 @@ class _Node:
         ):
             return None
         if selector:
-            labels = self.spec.labels
+            labels = self.labels
             for k, v in selector.items():
                 if labels.get(k) != v:
                     return None
+        if ask.scalars and self.short_of(ask.scalars, admission=False):
+            return None
         # LeastAllocated: the mean free fraction of CPU and memory after placing, on the
         # non-zero requests (so that pods asking nothing spread); none when over capacity.
         # (Comparisons, not max(): this runs for every node and every pod placed.)
@@ -614,24 +700,85 @@ class _Node:
             + (free_mem / self.mem_cap if free_mem > 0 else 0.0)
         ) / 2
 
-    def admission_problem(self, ask: PodRequests) -> tuple[str, str] | None:
+    def short_of(self, scalars: Scalars, *, admission: bool) -> list[tuple[str, int, int, int]]:
+        """The other resources the node cannot give ``scalars`` of: ``(name, requested, used,
+        capacity)``, ``ephemeral-storage`` first, then by name.
+
+        A node that does not declare ``ephemeral-storage`` does not count it; one that
+        does not declare an extended resource has none, but the kubelet's admission
+        leaves such a request out (``removeMissingExtendedResources``).
+        """
+        short: list[tuple[str, int, int, int]] = []
+        for name, requested in scalars:
+            capacity = self.scalar_cap.get(name)
+            if capacity is None:
+                if name == EPHEMERAL_STORAGE or (admission and is_extended(name)):
+                    continue
+                capacity = 0
+            used = self.scalar_used.get(name, 0)
+            if used + requested > capacity:
+                item = (name, requested, used, capacity)
+                if name == EPHEMERAL_STORAGE:
+                    short.insert(0, item)
+                else:
+                    short.append(item)
+        return short
+
+    def admission_problem(
+        self, ask: PodRequests, selector: dict[str, Any] | None
+    ) -> tuple[str, str] | None:
         """``(reason, message)`` if the kubelet refuses a pod bound here without the scheduler.
 
-        The kubelet's admission runs the scheduler's fit on the pods it holds: the pod
-        count, then CPU, then memory; the first short one names the reason.
+        The kubelet's admission (``GeneralPredicates``) runs the scheduler's fit on the
+        pods it holds: the pod count, CPU, memory, then the other resources; the first
+        short one names the reason (``OutOfcpu``, ``OutOfnvidia.com/gpu``). Then the
+        node selector (``NodeAffinity``).
         """
-        checks = (
+        checks = [
             ("pods", 1, len(self.alloc), self.pods_cap),
             ("cpu", ask.cpu, self.cpu_used, self.cpu_cap),
             ("memory", ask.memory, self.mem_used, self.mem_cap),
-        )
+        ]
+        if ask.scalars:
+            checks += self.short_of(ask.scalars, admission=True)
         for resource, requested, used, capacity in checks:
             if used + requested > capacity:
                 return f"OutOf{resource}", (
                     f"Pod was rejected: Node didn't have enough resource: {resource}, "
                     f"requested: {requested}, used: {used}, capacity: {capacity}"
                 )
+        if selector and any(self.labels.get(k) != v for k, v in selector.items()):
+            return (
+                "NodeAffinity",
+                f"Pod was rejected: Predicate NodeAffinity failed: {_NOT_MATCHED}",
+            )
         return None
+
+    def reasons(self, ask: PodRequests, selector: dict[str, Any] | None) -> tuple[list[str], bool]:
+        """Why a pod asking ``ask`` does not fit here, as kube-scheduler's filters say it, and
+        whether preemption could help (an evicted pod could make room).
+
+        The first failing filter speaks (TaintToleration, NodeAffinity, NodeResourcesFit);
+        the fit names each short resource, and asking more than the node has at all is
+        beyond preemption's help.
+        """
+        if not self.ready:
+            return [_UNREACHABLE], False
+        if selector and any(self.labels.get(k) != v for k, v in selector.items()):
+            return [_NOT_MATCHED], False
+        out = []
+        hopeless = False
+        if len(self.alloc) >= self.pods_cap:
+            out.append("Too many pods")
+        for name, requested, used, capacity in (
+            ("cpu", ask.cpu, self.cpu_used + self.cpu_held, self.cpu_cap),
+            ("memory", ask.memory, self.mem_used + self.mem_held, self.mem_cap),
+            *self.short_of(ask.scalars, admission=False),
+        ):
+            if used + requested > capacity:
+                out.append(f"Insufficient {name}")
+                hopeless = hopeless or requested > capacity
+        return out, not hopeless
 
     def reserve(self, uid: str, ask: PodRequests) -> None:
         if uid in self.alloc:
@@ -639,6 +786,10 @@ class _Node:
         self.alloc[uid] = (ask.cpu, ask.memory)
         self.cpu_used += ask.cpu
         self.mem_used += ask.memory
+        if ask.scalars:
+            self.scalar_alloc[uid] = ask.scalars
+            for name, n in ask.scalars:
+                self.scalar_used[name] = self.scalar_used.get(name, 0) + n
         self.scored[uid] = (ask.scored_cpu, ask.scored_memory)
         self.cpu_scored += ask.scored_cpu
         self.mem_scored += ask.scored_memory
@@ -679,6 +830,8 @@ class _Node:
             return False
         self.cpu_used -= got[0]
         self.mem_used -= got[1]
+        for name, n in self.scalar_alloc.pop(uid, ()):
+            self.scalar_used[name] -= n
         scored = self.scored.pop(uid, (0, 0))
         self.cpu_scored -= scored[0]
         self.mem_scored -= scored[1]
@@ -713,6 +866,8 @@ class _Node:
         self.alloc.clear()
         self.cpu_used = 0
         self.mem_used = 0
+        self.scalar_alloc.clear()
+        self.scalar_used.clear()
         self.scored.clear()
         self.cpu_scored = 0
         self.mem_scored = 0
@@ -759,7 +914,10 @@ class Nodes:
         self._stale = False
         """Whether an unschedulable pod may have changed since it last failed (:meth:`_recheck`)."""
         self._placed: dict[str, str] = {}
-        self._marked: dict[str, None] = {}
+        self._marked: dict[str, str] = {}
+        """The Unschedulable message last written to each pod, by uid."""
+        self._messages: dict[Shape, str] = {}
+        """The Unschedulable message of each request shape, while no node's state changed."""
         self._asks: dict[str, tuple[Any, PodRequests]] = {}
         """Each unplaced pod's requests, by uid, with the containers list they were read
         from: a retry reuses them rather than parsing quantities again."""
@@ -918,6 +1076,9 @@ class Nodes:
             return
         if _is_terminal(pod) or uid in self._placed:
             return
+        scheduler = pod.spec.get("schedulerName")
+        if scheduler and scheduler != DEFAULT_SCHEDULER:
+            return  # another scheduler's pod: none runs here, so it stays Pending
         if key not in self._queue:
             self._queue[key] = None
             self._kick()
@@ -935,6 +1096,7 @@ class Nodes:
         resize up, a node lost), so a shape found unfit stays unfit until this.
         """
         self._unfit.clear()
+        self._messages.clear()
 
     def _retry_unschedulable(self) -> None:
         if self._unschedulable:
@@ -1018,9 +1180,10 @@ class Nodes:
             _, shape = heapq.heappop(heap)
             bucket = by_shape[shape]
             key, waiting = next(iter(bucket.items()))
-            ask = PodRequests(shape[0], shape[1], shape[2], shape[3])
+            ask = PodRequests(shape[0], shape[1], shape[2], shape[3], shape[4])
             node = self._fit(ask, waiting.selector)
             if node is None:
+                self._remark(bucket, ask, waiting.selector)
                 continue  # the rest of its shape stays, as it would after failing
             self._unlist(key)
             self._place(key, waiting.uid, node, ask)
@@ -1146,15 +1309,73 @@ class Nodes:
         node = self._fit(ask, selector)
         if node is None:
             self._set_aside(key, uid, _shape(ask, selector), selector)
-            if uid not in self._marked:
-                self._marked[uid] = None
-                self.ctx.record("scheduler.unschedulable", f"{key[0]}/{key[1]}")
-                self.ctx.env.process(self._mark_unschedulable(pod))
+            self._note_unschedulable(pod, self._diagnose(ask, selector))
             return
         self._place(key, uid, node, ask)
 
+    def _diagnose(self, ask: PodRequests, selector: dict[str, Any] | None) -> str:
+        """The PodScheduled message of a pod that fits no node: kube-scheduler's ``FitError``.
+
+        ``0/N nodes are available:`` then each node's reasons counted and sorted, then
+        what preemption found: every pod here has the same priority, so it finds no
+        victim where evicting could make room, and is no help elsewhere.
+        """
+        shape = _shape(ask, selector)
+        if shape is not None:
+            known = self._messages.get(shape)
+            if known is not None:
+                return known
+        nodes = self._nodes.values()
+        if not nodes:
+            return "no nodes available to schedule pods"
+        reasons: Counter[str] = Counter()
+        preemption: Counter[str] = Counter()
+        for node in nodes:
+            said, helps = node.reasons(ask, selector)
+            reasons.update(said)
+            preemption[_NO_VICTIMS if helps else _NOT_HELPFUL] += 1
+        total = len(nodes)
+        message = (
+            f"0/{total} nodes are available: {_histogram(reasons)}. "
+            f"preemption: 0/{total} nodes are available: {_histogram(preemption)}."
+        )
+        if shape is not None:
+            self._messages[shape] = message
+        return message
+
+    def _note_unschedulable(self, pod: Pod, message: str) -> None:
+        """Write the pod's ``PodScheduled=False/Unschedulable`` condition, unless it says so already."""
+        uid = pod.metadata.uid or ""
+        was = self._marked.get(uid)
+        if was == message:
+            return
+        if was is None:
+            self.ctx.record(
+                "scheduler.unschedulable", f"{pod.metadata.namespace}/{pod.metadata.name}"
+            )
+        self._marked[uid] = message
+        self.ctx.env.process(self._mark_unschedulable(pod, message))
+
+    def _remark(
+        self, bucket: dict[ObjKey, _Waiting], ask: PodRequests, selector: dict[str, Any] | None
+    ) -> None:
+        """A shape failed again where it waits: its pods' message is written anew if it changed.
+
+        The first pod stands for the rest (they failed alike), so an unchanged
+        message costs no look at each.
+        """
+        message = self._diagnose(ask, selector)
+        if self._marked.get(next(iter(bucket.values())).uid) == message:
+            return
+        for key, waiting in list(bucket.items()):
+            pod = self.cache.get("Pod", key[0], key[1])
+            if pod is not None and pod.metadata.uid == waiting.uid:
+                self._note_unschedulable(pod, message)
+
     def _place(self, key: ObjKey, uid: str, node: _Node, ask: PodRequests) -> None:
         """Reserve room for the pod on ``node`` (the assumed pod) and bind it in the background."""
+        if self._messages:
+            self._messages.clear()
         node.reserve(uid, ask)
         self._placed[uid] = node.name
         self._asks.pop(uid, None)
@@ -1178,9 +1399,21 @@ class Nodes:
             if p.spec.get("nodeName"):
                 raise ApiError(409, "Conflict", f"pod {key[1]} is already assigned to a node")
             p.spec["nodeName"] = node_name
+            # The binding sets PodScheduled=True with nodeName (``setPodHostAndAnnotations``):
+            # an Unschedulable condition from an earlier attempt does not outlive it.
+            conditions = list(p.status.conditions)
+            set_condition(
+                conditions,
+                Condition(type="PodScheduled", status="True", last_transition_time=now),
+                intern=self.ctx.intern_condition,
+            )
+            p.status = p.status.model_copy(update={"conditions": conditions})
 
+        now = self.ctx.now_dt().replace(microsecond=0)
         try:
-            yield from self.api.patch(self.client, "Pod", key[0], key[1], bind, shallow=True)
+            yield from self.api.patch(
+                self.client, "Pod", key[0], key[1], bind, subresource="binding", shallow=True
+            )
         except ApiError as err:
             self._release(uid)
             pod = self.cache.get("Pod", key[0], key[1])
@@ -1199,9 +1432,8 @@ class Nodes:
         if pod is not None and pod.metadata.uid == uid and not pod.spec.get("nodeName"):
             self._observe_unbound(key, pod)
 
-    def _mark_unschedulable(self, pod: Pod) -> Op:
+    def _mark_unschedulable(self, pod: Pod, message: str) -> Op:
         uid = pod.metadata.uid
-        count = len(self._nodes)
         now = self.ctx.now_dt().replace(microsecond=0)
 
         def mark(p: Pod) -> None:
@@ -1213,7 +1445,7 @@ class Nodes:
                     type="PodScheduled",
                     status="False",
                     reason="Unschedulable",
-                    message=f"0/{count} nodes are available: insufficient cpu, memory or pods.",
+                    message=message,
                     last_transition_time=now,
                 ),
             )
@@ -1291,14 +1523,18 @@ class Nodes:
 
     def _admit(self, node: _Node, run: _PodRun) -> None:
         """Reserve room for a pod the scheduler did not place, or reject it (phase Failed,
-        reason ``OutOfcpu``, ``OutOfmemory`` or ``OutOfpods``) and charge nothing."""
+        reason ``OutOfcpu``, ``OutOfmemory``, ``OutOfpods``, ``OutOf<resource>`` or
+        ``NodeAffinity``) and charge nothing."""
         pod = run.pod
         try:
             ask = _requests(pod)
         except ValueError:
             ask = _NOTHING
-        problem = node.admission_problem(ask)
+        found = pod.spec.get("nodeSelector")
+        problem = node.admission_problem(ask, found if isinstance(found, dict) else None)
         if problem is None:
+            if self._messages:
+                self._messages.clear()
             node.reserve(run.uid, ask)
             self._placed[run.uid] = node.name
             return
@@ -2040,6 +2276,7 @@ class Nodes:
     def _lose(self, node: _Node, fault: Fault) -> None:
         """Take ``node`` down: NotReady, its pods failed (NodeLost), its state forgotten."""
         node.ready = False
+        self._messages.clear()
         node.epoch += 1
         self.ctx.record("node.lost", f"{node.name} fault={fault.id}")
         runs = list(node.runs.values())
