@@ -32,6 +32,7 @@ from pytest_kruise_agents.api import keys
 from pytest_kruise_agents.api.copying import deep_copy
 from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.api.manifest import KubeObject, load_manifests, resolve_kind
+from pytest_kruise_agents.api.meta import find_condition
 from pytest_kruise_agents.api.pod import Pod
 from pytest_kruise_agents.api.printers import Table, render_table
 from pytest_kruise_agents.api.problems import brief, format_path
@@ -661,12 +662,25 @@ class Cluster:
 
         if not self.run_until(full, timeout=timeout):
             cur = self.get("SandboxSet", name, namespace)
+            why = self.unschedulable_message(name, namespace)
             raise TimeoutError(
                 f"SandboxSet {namespace}/{name}: {cur.status.available_replicas}/"
                 f"{cur.spec.replicas} available after {timeout:g}s"
+                + (f"; a pod of it is unschedulable: {why}" if why else "")
             )
         pool: SandboxSet = self.get("SandboxSet", name, namespace)
         return pool
+
+    def unschedulable_message(self, name: str, namespace: str = "default") -> str | None:
+        """Why a pod of pool ``name`` cannot be placed (its ``PodScheduled`` message, as
+        kube-scheduler writes it), or ``None`` if none of its pods is unschedulable."""
+        for pod in self.world.api.peek_list("Pod", namespace):
+            if pod.metadata.labels.get(keys.LABEL_SANDBOX_POOL) != name or pod.spec.get("nodeName"):
+                continue
+            cond = find_condition(pod.status.conditions, "PodScheduled")
+            if cond is not None and cond.reason == "Unschedulable" and cond.message:
+                return cond.message
+        return None
 
     # -- the E2B-level API (sandbox-manager) -------------------------------------------
 

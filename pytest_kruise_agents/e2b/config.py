@@ -5,7 +5,7 @@
     seed: 42
     profile: openkruise-head
     clock: {mode: virtual}        # default: realtime, speed 1.0, start: the wall clock's now
-    nodes: 4                      # or a list of {name, cpu, memory, maxPods, labels, images}
+    nodes: 4                      # or a list of {name, cpu, memory, maxPods, labels, allocatable, images}
     sandboxsets: |                # Kubernetes YAML (one multi-document string or a list)
       apiVersion: agents.kruise.io/v1alpha1
       kind: SandboxSet
@@ -59,7 +59,7 @@ from simulator.cluster import DEFAULT_USER, Cluster, default_nodes
 from simulator.context import CLOCK_END
 from simulator.faults import Fault, check_node_names
 from simulator.latency import parse_seconds
-from simulator.nodes import NodeSpec, node_labels, node_name
+from simulator.nodes import NodeSpec, node_allocatable, node_labels, node_name
 from simulator.profile import get_profile
 
 __all__ = [
@@ -153,6 +153,8 @@ class NodeConfig(_Strict):
     memory: str = "64Gi"
     max_pods: int = Field(default=110, ge=1, alias="maxPods")
     labels: dict[str, str] = Field(default_factory=dict)
+    allocatable: dict[str, str] = Field(default_factory=dict)
+    """Other resources: extended resources (``nvidia.com/gpu: 8``), ``ephemeral-storage``."""
     images: list[str] = Field(default_factory=list)
 
     @field_validator("name")
@@ -170,6 +172,16 @@ class NodeConfig(_Strict):
     @classmethod
     def _quantity(cls, value: Any) -> Any:
         return quantity_text(value)
+
+    @field_validator("allocatable", mode="before")
+    @classmethod
+    def _quantities(cls, value: Any) -> Any:
+        return {k: quantity_text(v) for k, v in value.items()} if isinstance(value, dict) else value
+
+    @field_validator("allocatable")
+    @classmethod
+    def _allocatable(cls, value: dict[str, str]) -> dict[str, str]:
+        return node_allocatable(value)
 
     @field_validator("cpu")
     @classmethod
@@ -191,6 +203,7 @@ class NodeConfig(_Strict):
             memory=self.memory,
             max_pods=self.max_pods,
             labels=self.labels,
+            allocatable=self.allocatable,
             images=self.images,
         )
 
@@ -533,5 +546,7 @@ def _filled(cfg: ClusterConfig, source: str, epoch: datetime) -> Cluster:
         try:
             cluster.wait_for_pool(pool.metadata.name, ns, timeout=POOL_READY_TIMEOUT_S)
         except TimeoutError as exc:
-            raise ConfigError(source, "sandboxsets", f"{exc} (too few nodes?)") from None
+            # The scheduler's reason, when a pod of the pool is unschedulable.
+            hint = "" if "unschedulable" in str(exc) else " (too few nodes?)"
+            raise ConfigError(source, "sandboxsets", f"{exc}{hint}") from None
     return cluster

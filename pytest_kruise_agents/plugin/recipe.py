@@ -119,7 +119,9 @@ class Recipe:
             try:
                 cluster.wait_for_pool(pool.metadata.name, ns, timeout=POOL_READY_TIMEOUT_S)
             except TimeoutError as exc:
-                raise RecipeError(f"{self.pools_source}: {exc} (too few nodes?)") from None
+                # The scheduler's reason, when a pod of the pool is unschedulable.
+                hint = "" if "unschedulable" in str(exc) else " (too few nodes?)"
+                raise RecipeError(f"{self.pools_source}: {exc}{hint}") from None
         return cluster
 
 

@@ -139,11 +139,16 @@ class _Run:
                 cluster.wait_for_pool(pool.name or "", pool.namespace, timeout=POOL_FILL_TIMEOUT_S)
             except TimeoutError:
                 counts = cluster.sandboxset_controller.counts(pool.namespace, pool.name or "")
+                why = cluster.unschedulable_message(pool.name or "", pool.namespace)
                 raise PoolFillError(
                     f"pool {pool.key} did not fill: {counts['available']} of {pool.replicas} "
                     f"available after {POOL_FILL_TIMEOUT_S:g}s of virtual time "
                     f"({cluster.nodes.pending_pods()} pods unschedulable or pending; "
-                    "are there enough nodes for the pools?)"
+                    + (
+                        f"a pod of the pool is unschedulable: {why})"
+                        if why
+                        else "are there enough nodes for the pools?)"
+                    )
                 ) from None
         self.origin = cluster.now
         cluster.records.clear()

@@ -164,6 +164,13 @@ class NodeGroup(_Model):
     cpu: str = "64"
     memory: str = "256Gi"
     max_pods: int = Field(default=250, ge=1)
+    labels: dict[str, str] = Field(default_factory=dict)
+    """Labels of these nodes, beside the kubelet's own (``kubernetes.io/hostname``,
+    ``kubernetes.io/os: linux``, ``kubernetes.io/arch: amd64``): what a pool's
+    ``nodeSelector`` matches."""
+    allocatable: dict[str, str] = Field(default_factory=dict)
+    """Other resources of each node: extended resources (``nvidia.com/gpu: 8``),
+    ``ephemeral-storage``."""
     images: list[str] = Field(default_factory=list)
     """Images already present on these nodes (no pull for them)."""
 
@@ -171,6 +178,11 @@ class NodeGroup(_Model):
     @classmethod
     def _quantity(cls, value: Any) -> Any:
         return quantity_text(value)
+
+    @field_validator("allocatable", mode="before")
+    @classmethod
+    def _quantities(cls, value: Any) -> Any:
+        return {k: quantity_text(v) for k, v in value.items()} if isinstance(value, dict) else value
 
     @model_validator(mode="after")
     def _check(self) -> NodeGroup:
@@ -185,6 +197,8 @@ class NodeGroup(_Model):
             cpu=self.cpu,
             memory=self.memory,
             max_pods=self.max_pods,
+            labels=dict(self.labels),
+            allocatable=dict(self.allocatable),
             images=list(self.images),
         )
         return self
@@ -262,6 +276,8 @@ class ClusterSpec(_Model):
                 cpu=g.cpu,
                 memory=g.memory,
                 max_pods=g.max_pods,
+                labels=dict(g.labels),
+                allocatable=dict(g.allocatable),
                 images=list(g.images),
             )
             for g in self.nodes

@@ -47,6 +47,12 @@ def write(tmp_path: Path, data: Any) -> Path:
         ({"nodes": [{"name": "Worker 1"}]}, "nodes[0].name", "RFC 1123 subdomain"),
         # (Not "n": PyYAML writes it plain, and kubectl's YAML reads a plain n as false.)
         ({"nodes": [{"name": "w", "labels": {"a b": "c"}}]}, "nodes[0].labels", "invalid key"),
+        # Other resources: container resource names, and whole GPUs.
+        (
+            {"nodes": [{"name": "w", "allocatable": {"nvidia.com/gpu": "1.5"}}]},
+            "nodes[0].allocatable",
+            "nvidia.com/gpu: Invalid value: '1.5': must be an integer",
+        ),
         ({"apiKeys": [{"id": "x"}]}, "apiKeys[0].key", "required"),
         ({"apiKeys": [{"key": "k", "team": "a--b"}]}, "apiKeys[0].team", "'--'"),
         ({"apiKeys": [{"key": "k", "team": "Team A"}]}, "apiKeys[0].team", "RFC 1123 namespace"),
@@ -537,3 +543,25 @@ sandboxsets:
         load_config(write(tmp_path, text.replace("gpu: GPU", "gpu: y")))
     assert info.value.field == "sandboxsets[0]"
     assert "metadata.annotations.gpu: must be a string, got the boolean true" in info.value.reason
+
+
+def test_a_gpu_pool_fills_on_nodes_declaring_gpus_and_says_why_where_none_do() -> None:
+    """Nodes declare extended resources (``allocatable``); a pool asking for a GPU no node
+    has is refused at start-up with the scheduler's reason, not a guess at the node count."""
+    gpu_pool = pool_yaml("gpu", 2).replace(
+        'limits: {cpu: "1", memory: 512Mi}', 'limits: {cpu: "1", memory: 512Mi, nvidia.com/gpu: 1}'
+    )
+    nodes = [{"name": "g", "allocatable": {"nvidia.com/gpu": 2}, "labels": {"pool": "gpu"}}]
+    backend, _ = build(parse_config({"nodes": nodes, "sandboxsets": gpu_pool}))
+    try:
+        pools = backend.templates(Caller(namespace="", user=""))
+        assert [(t.template_id, t.available) for t in pools] == [("gpu", 2)]
+    finally:
+        backend.close()
+    with pytest.raises(ConfigError) as info:
+        build(parse_config({"nodes": [{"name": "c"}], "sandboxsets": gpu_pool}))
+    assert (
+        "a pod of it is unschedulable: 0/1 nodes are available: 1 Insufficient nvidia.com/gpu."
+        in str(info.value)
+    )
+    assert "too few nodes" not in str(info.value)

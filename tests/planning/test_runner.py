@@ -158,12 +158,46 @@ def test_stop_ends_early_with_partial_results(tiny: Scenario) -> None:
 
 
 def test_a_pool_that_cannot_fill_is_a_clear_error(tiny: Scenario) -> None:
-    """No room for the pool: the run says which pool, how far it got, and why that may be."""
+    """No room for the pool: the run says which pool, how far it got, and why (the
+    scheduler's message)."""
     cramped = apply_overrides(tiny, [("cluster.nodes", [{"name": "n", "count": 1, "max_pods": 2}])])
     with pytest.raises(
-        RunError, match=r"pool default/base did not fill: 2 of 4 available .* enough nodes"
+        RunError,
+        match=r"pool default/base did not fill: 2 of 4 available .* unschedulable: "
+        r"0/1 nodes are available: 1 Too many pods\.",
     ):
         run_once(cramped)
+
+
+_SELECTIVE = """\
+  - manifest: |
+      apiVersion: agents.kruise.io/v1alpha1
+      kind: SandboxSet
+      metadata: {name: base, namespace: default}
+      spec:
+        replicas: 2
+        template:
+          spec:
+            nodeSelector: {pool: gpu}
+            containers: [{name: c, image: registry.example.com/x:v1}]
+"""
+
+
+def test_a_pool_no_node_can_take_says_why_as_the_scheduler_does() -> None:
+    """The hint is the scheduler's own reason (here: no node has the pool's label), not a
+    guess at the node count; once a node group carries the label, the pool fills."""
+    text = TINY.replace("  - {name: base, replicas: 4}\n", _SELECTIVE).replace(
+        "replications: 2", "replications: 1"
+    )
+    with pytest.raises(
+        RunError,
+        match=r"pool default/base did not fill: 0 of 2 available .* a pod of the pool is "
+        r"unschedulable: 0/2 nodes are available: 2 node\(s\) didn't match Pod's node "
+        r"affinity/selector\. preemption: ",
+    ):
+        run_once(parse_scenario(text))
+    labelled = text.replace("{nodes: 2}", "{nodes: [{name: gpu, labels: {pool: gpu}}]}")
+    assert run_once(parse_scenario(labelled)).metrics["claims"]
 
 
 def test_common_random_numbers_across_hold_times(tiny: Scenario) -> None:

@@ -917,3 +917,36 @@ def test_an_inline_pool_manifest_is_read_as_kubectl_reads_it() -> None:
     scenario = parse_scenario(TINY.replace("  - {name: base, replicas: 4}\n", pool))
     annotations = scenario.pools[0].sandboxset().metadata.annotations
     assert annotations == {"released": "2024-05-01", "window": "12:30"}
+
+
+def test_node_groups_carry_labels_and_other_resources() -> None:
+    """A pool's ``nodeSelector`` can aim at a group (its ``labels``), and a group declares
+    extended resources such as GPUs (``allocatable``); the kubelet's own labels are there too."""
+    text = TINY.replace(
+        "{nodes: 2}",
+        "{nodes: [{name: cpu}, {name: gpu, labels: {pool: gpu}, allocatable: {nvidia.com/gpu: 8}}]}",
+    )
+    specs = parse_scenario(text).cluster.node_specs()
+    assert [(s.name, s.labels, s.allocatable) for s in specs] == [
+        ("cpu-1", {}, {}),
+        ("gpu-1", {"pool": "gpu"}, {"nvidia.com/gpu": "8"}),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("group", "reason"),
+    [
+        ("{labels: {pool: 'a b'}}", "invalid value 'a b'"),
+        (
+            "{allocatable: {nvidia.com/gpu: 0.5}}",
+            "nvidia.com/gpu: Invalid value: '0.5': must be an integer",
+        ),
+        ("{allocatable: {cpu: 4}}", "'cpu' is the node's own field 'cpu'"),
+    ],
+)
+def test_bad_node_group_labels_and_resources_are_named(
+    group: str, reason: str, tmp_path: Path
+) -> None:
+    err = _error(TINY.replace("{nodes: 2}", f"{{nodes: [{group}]}}"), tmp_path)
+    assert err.path.startswith("cluster.nodes[0]")
+    assert reason in err.reason

@@ -615,9 +615,11 @@ sandboxsets: |
     result.stdout.fnmatch_lines(
         [
             "pytest-kruise-agents: @pytest.mark.kruise pools: SandboxSet default/base: "
-            "*/300 available after 600s (too few nodes?)",
+            "*/300 available after 600s; a pod of it is unschedulable: "
+            "0/1 nodes are available: 1 Insufficient cpu. preemption: *",
             "pytest-kruise-agents: *cluster.yaml: sandboxsets: SandboxSet default/big: "
-            "*/300 available after 600s (too few nodes?)",
+            "*/300 available after 600s; a pod of it is unschedulable: "
+            "0/1 nodes are available: 1 Too many pods. preemption: *",
         ],
         consecutive=False,
     )

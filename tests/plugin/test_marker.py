@@ -239,8 +239,8 @@ RECIPE_ERRORS = [
     ),
     pytest.param(
         "nodes=1, pools=50",
-        "@pytest.mark.kruise pools: SandboxSet default/base: */50 available after 600s"
-        " (too few nodes?)",
+        "@pytest.mark.kruise pools: SandboxSet default/base: */50 available after 600s;"
+        " a pod of it is unschedulable: 0/1 nodes are available: 1 Insufficient cpu. *",
         id="pools-too-big",
     ),
     pytest.param(
