@@ -328,8 +328,9 @@ class PodRequests(NamedTuple):
     resources such as ``nvidia.com/gpu``), aggregated as CPU is; for fit only."""
 
 
-def _container_ask(container: Any) -> tuple[int | None, int | None]:
-    """One container's (CPU millicores, memory bytes) requests; ``None`` where it asks none.
+def _container_ask(container: Any) -> tuple[int | None, int | None, bool]:
+    """One container's (CPU millicores, memory bytes) requests, ``None`` where it asks none,
+    and whether it asks for any other resource.
 
     A limit stands in for a missing request, as the API server's defaulting makes it.
     """
@@ -337,11 +338,14 @@ def _container_ask(container: Any) -> tuple[int | None, int | None]:
     req = res.get("requests") or {}
     lim = res.get("limits") or {}
     cpu = mem = None
+    known = 0
     if "cpu" in req or "cpu" in lim:
         cpu = cpu_millis(str(req.get("cpu", lim.get("cpu"))))
+        known += ("cpu" in req) + ("cpu" in lim)
     if "memory" in req or "memory" in lim:
         mem = memory_bytes(str(req.get("memory", lim.get("memory"))))
-    return cpu, mem
+        known += ("memory" in req) + ("memory" in lim)
+    return cpu, mem, len(req) + len(lim) > known
 
 
 def _aggregate(
@@ -384,12 +388,14 @@ def pod_requests(template: dict[str, Any] | None) -> PodRequests:
     scored: list[tuple[int, int, bool]] = []
     init_fit: list[tuple[int, int, bool]] = []
     init_scored: list[tuple[int, int, bool]] = []
+    others = False
     for part, into, into_scored in (
         ("containers", fit, scored),
         ("initContainers", init_fit, init_scored),
     ):
         for container in spec.get(part) or []:
-            cpu, mem = _container_ask(container)
+            cpu, mem, other = _container_ask(container)
+            others = others or other
             sidecar = (
                 part == "initContainers"
                 and isinstance(container, dict)
@@ -403,7 +409,11 @@ def pod_requests(template: dict[str, Any] | None) -> PodRequests:
                     sidecar,
                 )
             )
-    return PodRequests(*_aggregate(fit, init_fit), *_aggregate(scored, init_scored), _scalars(spec))
+    return PodRequests(
+        *_aggregate(fit, init_fit),
+        *_aggregate(scored, init_scored),
+        _scalars(spec) if others else (),
+    )
 
 
 def _scalar_asks(container: Any) -> dict[str, int]:
@@ -413,10 +423,9 @@ def _scalar_asks(container: Any) -> dict[str, int]:
     lim = res.get("limits") or {}
     out: dict[str, int] = {}
     for values in (lim, req):  # a request overrides its limit
-        if len(values) > ("cpu" in values) + ("memory" in values):
-            for name, value in values.items():
-                if name not in ("cpu", "memory"):
-                    out[name] = amount(value)
+        for name, value in values.items():
+            if name not in ("cpu", "memory"):
+                out[name] = amount(value)
     return out
 
 
