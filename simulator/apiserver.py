@@ -936,9 +936,10 @@ class ApiServer:
         copy = _one_level if shallow else deep_copy
         part = "status" if subresource == "status" else "spec"
         parts = {"metadata": copy(current.metadata), part: copy(getattr(current, part))}
-        if subresource == "binding":
-            # pods/binding: sets nodeName and the PodScheduled condition in one write.
-            parts["status"] = copy(current.status)
+        if subresource == "binding" and not shallow:
+            # pods/binding: sets nodeName and the PodScheduled condition in one write (a
+            # shallow mutate assigns a new status, so the stored one needs no copy).
+            parts["status"] = deep_copy(current.status)
         new = current.model_copy(update=parts)
         mutate(new)
         return self.commit_update(new, subresource=subresource, check_rv=False)
