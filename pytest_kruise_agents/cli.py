@@ -17,7 +17,7 @@ from typing import Annotated, Any, Final
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-__all__ = ["RICH_HELP_MIN_WIDTH", "app", "main", "usage_line"]
+__all__ = ["RICH_HELP_MIN_WIDTH", "app", "main", "usage_error_line", "usage_line"]
 
 RICH_HELP_MIN_WIDTH: Final = 80
 """Narrowest terminal that gets rich's framed ``--help``; a narrower one gets Click's plain help.
@@ -55,6 +55,32 @@ def usage_line(message: str, command_path: str | None = None) -> str:
     text = re.sub(r" \(env var: '([^']+)'\)", r": pass it or set \1", text)
     hint = f" (see '{command_path} --help')" if command_path else ""
     return f"error: {text}{hint}"
+
+
+def usage_error_line(error: Exception) -> str:
+    """The one ``error:`` line of Click's (or Typer's copy of Click's) usage error ``error``.
+
+    A missing or bad option or argument is named from the parameter itself, not
+    from Click's sentence, whose wording moved between versions: an argument's
+    metavar (``SCENARIO``) or its name, the ``(env var: ...)`` hint present,
+    absent or ``'None'``. Every other error goes through :func:`usage_line`.
+    """
+    ctx = getattr(error, "ctx", None)
+    path = ctx.command_path if ctx is not None else None
+    hint = f" (see '{path} --help')" if path else ""
+    param = getattr(error, "param", None)
+    kind = type(error).__name__
+    message = str(getattr(error, "message", "") or "")
+    if param is not None and getattr(error, "param_hint", None) is None:
+        flags = [opt for opt in getattr(param, "opts", ()) if opt.startswith("--")]
+        name = flags[0] if flags else param.name
+        if kind == "MissingParameter" and not message:
+            envvar = getattr(param, "envvar", None)
+            env = f": pass it or set {envvar}" if isinstance(envvar, str) and envvar else ""
+            return f"error: {name}: required{env}{hint}"
+        if kind == "BadParameter" and message:
+            return f"error: {name}: {' '.join(message.split())}{hint}"
+    return usage_line(str(getattr(error, "format_message", error.__str__)()), path)
 
 
 def _narrow() -> bool:
@@ -116,9 +142,7 @@ class _Group(TyperGroup):
             exit_code = getattr(exc, "exit_code", None)
             if not isinstance(exit_code, int) or not hasattr(exc, "format_message"):
                 raise
-            ctx = getattr(exc, "ctx", None)
-            path = ctx.command_path if ctx is not None else None
-            typer.echo(usage_line(str(exc.format_message()), path), err=True)
+            typer.echo(usage_error_line(exc), err=True)
             sys.exit(exit_code)
         # Without standalone mode a command's return value comes back (these return None)
         # and typer.Exit's code too.

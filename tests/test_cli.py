@@ -7,9 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 
-from pytest_kruise_agents.cli import usage_line
+from pytest_kruise_agents.cli import usage_error_line, usage_line
 
 KRUISE_AGENTS = Path(sys.executable).with_name("kruise-agents")
 COMMANDS = ["", "demo", "serve", "version", "simulate", "plan", "sweep", "conformance"]
@@ -77,6 +78,32 @@ def test_click_messages_become_the_option_and_the_reason() -> None:
         "error: --seed: requires an argument."
     )
     assert usage_line("Something\nelse") == "error: Something else"
+
+
+@pytest.mark.parametrize(
+    ("param", "line"),
+    [
+        (click.Argument(["scenario"], metavar="SCENARIO"), "error: scenario: required"),
+        (
+            click.Option(["--api-url"], envvar="E2B_API_URL"),
+            "error: --api-url: required: pass it or set E2B_API_URL",
+        ),
+        (
+            click.Option(["--api-url"], envvar="E2B_API_URL", show_envvar=True),
+            "error: --api-url: required: pass it or set E2B_API_URL",
+        ),
+        (click.Option(["--pool", "-p"]), "error: --pool: required"),
+    ],
+    ids=["argument-metavar", "envvar-unshown", "envvar-shown", "short-flag"],
+)
+def test_a_missing_parameter_is_named_from_the_parameter_not_click_s_sentence(
+    param: click.Parameter, line: str
+) -> None:
+    """Click's sentence moved between versions (the metavar ``SCENARIO`` or the name, the env
+    var in it or not, ``(env var: 'None')``): the line is built from the parameter."""
+    assert usage_error_line(click.MissingParameter(param=param)) == line
+    bad = click.BadParameter("must be\n0 or more", param=param)
+    assert usage_error_line(bad) == f"error: {line.split()[1]} must be 0 or more"
 
 
 @pytest.mark.parametrize("columns", [40, None], ids=["40-columns", "redirected"])
