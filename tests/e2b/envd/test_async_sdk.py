@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 
 import pytest
@@ -67,9 +68,24 @@ async def test_connect_ends_at_its_timeout_and_the_command_runs_on(envd: Envd) -
     assert await sbx.commands.kill(started.pid)
 
 
+@pytest.mark.xfail(
+    sys.version_info >= (3, 12),
+    reason=(
+        "the SDK's bug on Python >= 3.12: e2b's first_event runs connectrpc's first stream "
+        "step in asyncio.wait_for, which since 3.12 runs it in the caller's task, so the "
+        "stream's asyncio.timeout(timeout) cancels whatever the caller awaits at the deadline"
+    ),
+    raises=asyncio.CancelledError,
+    strict=True,
+)
 @pytest.mark.asyncio
 async def test_watch_dir_ends_at_its_timeout(envd: Envd) -> None:
-    """``files.watch_dir(timeout=)`` ends with ``deadline_exceeded``, reported to ``on_exit``."""
+    """``files.watch_dir(timeout=)`` ends with ``deadline_exceeded``, reported to ``on_exit``.
+
+    On Python 3.12 and later the SDK cancels the calling task instead, at the deadline
+    (docs/server.md, "watch_dir's timeout on Python 3.12 and later"): the real envd
+    would be hit the same way, as the client's timer starts before the server's.
+    """
     sbx = envd.async_sandbox()
     await sbx.files.make_dir("/home/user/quiet")
     ended: asyncio.Future[Exception | None] = asyncio.get_running_loop().create_future()
