@@ -1337,7 +1337,9 @@ class Nodes:
         total = len(nodes)
         message = (
             f"0/{total} nodes are available: {_histogram(reasons)}. "
-            f"preemption: 0/{total} nodes are available: {_histogram(preemption)}."
+            # preemption's own FitError text, ending in ".", then FitError's " %v." around
+            # it: real pod conditions end in "..".
+            f"preemption: 0/{total} nodes are available: {_histogram(preemption)}.."
         )
         if shape is not None:
             self._messages[shape] = message

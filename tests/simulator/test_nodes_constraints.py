@@ -36,7 +36,7 @@ def unschedulable(nodes: int, reasons: str, preemption: str) -> tuple[str, str, 
         "False",
         "Unschedulable",
         f"0/{nodes} nodes are available: {reasons}. "
-        f"preemption: 0/{nodes} nodes are available: {preemption}.",
+        f"preemption: 0/{nodes} nodes are available: {preemption}..",
     )
 
 
