@@ -200,6 +200,7 @@ def e2b_outcome(workload: int, pool: str, rec: ClaimRecord, *, phases: bool) -> 
         lock_s=_lock_s(rec),
         taken=_taken(rec),
         cold_reason=_cold_reason(rec),
+        failed_cold_reason=rec.cold_reason if rec.delivered is None else None,
     )
 
 
@@ -260,6 +261,9 @@ def sandboxclaim_outcomes(tracker: SandboxClaimTracker, *, phases: bool) -> list
                 cold_reason=_cold_reason(rec),
             )
         )
+    # The claim's latest failed attempt that created a sandbox cold: the claim found the
+    # pool empty (or every candidate picked), as a failed pick for no stock says too.
+    went_cold = next((r.cold_reason for r in reversed(failed) if r.cold_reason is not None), None)
     for _ in range(len(tracker.holds) - len(delivered)):
         attempts = max(1, len(waves))
         out.append(
@@ -271,6 +275,7 @@ def sandboxclaim_outcomes(tracker: SandboxClaimTracker, *, phases: bool) -> list
                 attempts=attempts,
                 pick_failed=len(picks),
                 no_stock=len(empty),
+                failed_cold_reason=went_cold,
                 reason=(failed[-1].error_reason or "Unknown" if failed else "ClaimTimeout")
                 if tracker.done
                 else None,

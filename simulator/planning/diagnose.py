@@ -137,9 +137,13 @@ def _per_run(summary: PointSummary, key: str, name: str) -> float | None:
 
 def _found_empty(summary: PointSummary, key: str) -> float:
     """Claims per run that found pool ``key`` empty in the manager's cache: picks that failed
-    for no stock, and cold creations caused by it."""
-    return (_per_run(summary, key, "no_stock_claims") or 0.0) + (
-        _per_run(summary, key, "cold_no_stock") or 0.0
+    for no stock, and cold creations caused by it (the claim delivered or not)."""
+    return sum(
+        (
+            _per_run(summary, key, name) or 0.0
+            for name in ("no_stock_claims", "cold_no_stock", "failed_cold_no_stock")
+        ),
+        0.0,
     )
 
 

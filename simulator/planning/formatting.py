@@ -95,6 +95,8 @@ def _kind(metric: str) -> str:
         "no_stock_claims",
         "cold_no_stock",
         "cold_all_picked",
+        "failed_cold_no_stock",
+        "failed_cold_all_picked",
         "warm_retried",
         "warm_retried_limited",
         "warm_retried_picks",

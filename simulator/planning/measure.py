@@ -47,12 +47,16 @@ POOL_CLAIM_FIGURES: tuple[str, ...] = (
     "no_stock_claims",
     "cold_no_stock",
     "cold_all_picked",
+    "failed_cold_no_stock",
+    "failed_cold_all_picked",
 )
 """The figures of a pool's own claims, named as the run's (what a plan's goals read,
 ``waited_share``: what Erlang-C is set against when its claims wait for a refill,
 ``warm_first_p99``: what a warm p99 is without retries, ``no_stock_claims``: whether
-this pool's claims found it empty, and ``cold_no_stock``/``cold_all_picked``: why its
-cold deliveries were created, an empty pool or a window all being picked)."""
+this pool's claims found it empty, ``cold_no_stock``/``cold_all_picked``: why its
+cold deliveries were created, an empty pool or a window all being picked, and
+``failed_cold_no_stock``/``failed_cold_all_picked``: the same for its claims that
+were created cold and failed)."""
 
 
 def cpu_request(sbs: SandboxSet) -> float:

@@ -61,6 +61,10 @@ class Outcome:
     cold_reason: ColdReason | None = None
     """Why a cold claim's delivering attempt created its sandbox
     (:attr:`simulator.records.ClaimRecord.cold_reason`): ``NoStock`` or ``AllCandidatesPicked``."""
+    failed_cold_reason: ColdReason | None = None
+    """Why a claim not delivered created a sandbox cold, as its record tells (an E2B create:
+    its last attempt; a SandboxClaim: its latest failed attempt that did), None if it did not:
+    the proof that it found the pool empty, or every candidate picked, though it failed."""
 
     @property
     def latency(self) -> float | None:
@@ -182,6 +186,8 @@ def summarise_outcomes(
     no_stock = 0
     # Cold deliveries by the reason their attempt created a sandbox (what the pick saw).
     cold_by_reason = dict.fromkeys(COLD_REASONS, 0)
+    # The same for the claims not delivered whose attempt created a sandbox cold.
+    failed_cold_by_reason = dict.fromkeys(COLD_REASONS, 0)
     # Warm claims delivered after a retry, by the first cause that applies: a creation
     # token refused, another failed pick, else a failed attempt after the lock.
     warm_retried = [0, 0, 0]
@@ -204,6 +210,8 @@ def summarise_outcomes(
                 else:
                     first.append(lat)
         else:
+            if o.failed_cold_reason is not None:
+                failed_cold_by_reason[o.failed_cold_reason] += 1
             reason = o.reason or ("unfinished" if o.failed is None else "Unknown")
             failures[reason] = failures.get(reason, 0) + 1
     warm.sort()
@@ -233,6 +241,10 @@ def summarise_outcomes(
         # whose pick found every candidate of its window being picked by concurrent claims.
         "cold_no_stock": float(cold_by_reason["NoStock"]),
         "cold_all_picked": float(cold_by_reason["AllCandidatesPicked"]),
+        # Claims not delivered (failed or unfinished) whose attempt created a sandbox cold, by
+        # why: they found the pool empty (or every candidate picked) too, then failed.
+        "failed_cold_no_stock": float(failed_cold_by_reason["NoStock"]),
+        "failed_cold_all_picked": float(failed_cold_by_reason["AllCandidatesPicked"]),
         "warm_retried": float(sum(warm_retried)),
         "warm_retried_limited": float(warm_retried[0]),
         "warm_retried_picks": float(warm_retried[1]),
