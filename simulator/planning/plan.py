@@ -551,29 +551,45 @@ def plan(
     return _finish(result, scenario, pool, slo, max_cold)
 
 
+FOUND_NO_STOCK = (
+    "no_stock_claims",
+    "cold_no_stock",
+    "cold_all_picked",
+    "failed_cold_no_stock",
+    "failed_cold_all_picked",
+)
+"""The pool figures that count claims whose pick found no sandbox to take: failed for no
+stock (``create_on_no_stock`` off), or created cold on finding the pool empty or every
+candidate of the window picked, delivered (``cold_*``) or not (``failed_cold_*``)."""
+
+
 def all_failed_with_stock(candidate: Candidate, pool: str) -> bool:
     """Whether every claim of ``pool`` failed at ``candidate``, none of them for want of stock.
 
     Every run had claims of the pool, all of them failed, none ever found the
-    pool empty (``no_stock_claims``) and none waited for a creation token
-    (``create_limited``): each attempt had a sandbox to take, and failed after
-    (a pool without the agent runtime fails every E2B claim at ``/init``,
-    reference §16; a fault that fails every start). Stock is all a larger
-    pool adds, so no size meets a goal: the search stops there rather than
-    running every larger size to learn the same.
+    pool empty or every candidate of its window picked (:data:`FOUND_NO_STOCK`:
+    a pick that failed for no stock, or a sandbox created cold, the claim
+    delivered or not) and none waited for a creation token (``create_limited``):
+    each attempt had a sandbox to take, and failed after (a pool without the
+    agent runtime fails every E2B claim at ``/init``, reference §16; a fault
+    that fails every start). Stock is all a larger pool adds, so no size meets
+    a goal: the search stops there rather than running every larger size to
+    learn the same. A claim created cold that failed (a cold start longer than
+    its wait-ready timeout) is one a larger pool may deliver warm: it never
+    stops the search.
     """
     own = candidate.summary.pools.get(pool, {})
-    failed, claims, empty = own.get("failed_share"), own.get("claims"), own.get("no_stock_claims")
+    failed, claims = own.get("failed_share"), own.get("claims")
     limited = candidate.summary.metrics.get("create_limited")
+    found = [own.get(name) for name in FOUND_NO_STOCK]
     return (
         failed is not None
         and claims is not None
-        and empty is not None
         and limited is not None
         and failed.n == len(candidate.summary.runs)  # every run had claims of the pool
         and claims.mean > 0
         and failed.mean == 1.0
-        and empty.mean == 0.0
+        and all(est is not None and est.mean == 0.0 for est in found)
         and limited.mean == 0.0
     )
 
@@ -588,7 +604,8 @@ def _all_failed_line(candidate: Candidate) -> str:
     )
     return (
         f"Every claim failed at {candidate.replicas} replicas ({reasons}), though none found "
-        "the pool empty or waited for a creation token: each attempt had a sandbox to take. "
+        "the pool empty or every candidate picked (none failed its pick for no stock, none "
+        "was created cold) or waited for a creation token: each attempt had a sandbox to take. "
         "More replicas cannot fix that, so the search stopped there; fix what fails (a pool "
         "serving E2B creates needs runtimes: [{name: agent-runtime}], whose /init every "
         "claim calls)."

@@ -615,8 +615,14 @@ def test_a_cold_share_that_cannot_be_nonzero_is_certain(tiny: Scenario) -> None:
 
 def test_a_pool_whose_every_claim_fails_with_stock_at_hand_stops_the_search(tiny: Scenario) -> None:
     """Without the agent runtime every E2B claim fails at ``/init`` (reference §16), whatever
-    the pool holds: the search stops at the first size tried above Erlang's, not after
-    galloping through the whole range, and says why."""
+    the pool holds: the search stops at the first size tried above Erlang's at which no claim
+    found the pool empty, not after galloping through the whole range, and says why.
+
+    Each failed ``/init`` takes its sandbox out of the pool: at Erlang's size a claim or two
+    a run still finds the pool empty and is created cold (and fails alike). Those sizes do not
+    stop the search (a claim that found no stock is one more stock may serve); the next size
+    up at which every claim had a sandbox to take does.
+    """
     no_runtime = tiny.model_copy(
         update={"pools": [tiny.pools[0].model_copy(update={"runtimes": []})]}
     )
@@ -626,10 +632,96 @@ def test_a_pool_whose_every_claim_fails_with_stock_at_hand_stops_the_search(tiny
     assert result.answer is None
     start = result.analytic.replicas
     assert start is not None
-    assert sorted(result.candidates) == [start - 1, start]
-    assert result.all_failed_at == start
-    assert result.as_dict()["all_failed_at"] == start
+    stopped = result.all_failed_at
+    assert stopped is not None and stopped >= start
+    assert max(result.candidates) == stopped and len(result.candidates) <= 5
+    assert result.as_dict()["all_failed_at"] == stopped
+    for size, candidate in result.candidates.items():
+        own = candidate.summary.pools["default/base"]
+        failed = own["failed_share"]
+        assert failed is not None and failed.mean == 1.0
+        if size < start:
+            continue  # run with Erlang's size, never a step of the gallop up
+        went_cold = sum(
+            own[name].mean for name in ("failed_cold_no_stock", "failed_cold_all_picked")
+        )
+        # Every size the search went past had claims that found no sandbox to take.
+        assert (went_cold == 0) == (size == stopped), (size, went_cold)
     assert "every claim fails, whatever the size" in result.none_found
     (line,) = [line for line in result.explanation if line.startswith("Every claim failed")]
-    assert f"at {start} replicas (RetryExhausted 100%)" in line
+    assert f"at {stopped} replicas (RetryExhausted 100%)" in line
     assert "agent-runtime" in line
+
+
+def slow_cold_scenario() -> Scenario:
+    """Cold starts of 1000 s against a 2 s wait-ready timeout, every other step instant.
+
+    The pool fills before the workload starts; a refill takes 1000 s, longer than the run,
+    so a pool smaller than the claims of the warm-up and the window runs empty and stays
+    empty: every claim after that is created cold and fails (RetryExhausted), each attempt
+    cold again. A pool larger than the claims delivers each warm at once.
+    """
+    return parse_scenario(
+        {
+            "name": "slow-cold",
+            "seed": 5,
+            "replications": 2,
+            "duration": "40s",
+            "warmup": "10s",
+            "cluster": {
+                "nodes": [
+                    {
+                        "name": "big",
+                        "count": 2,
+                        "cpu": "100000",
+                        "memory": "100000Gi",
+                        "max_pods": 100000,
+                    }
+                ],
+                "latencies": instant_latencies("1000s"),
+            },
+            "pools": [{"name": "base", "replicas": 2}],
+            "workloads": [
+                {
+                    "template": "base",
+                    "arrivals": {"kind": "poisson", "rate": 0.5},
+                    "hold": "exp(10s)",
+                    "claim": {"wait_ready_timeout": "2s"},
+                }
+            ],
+        }
+    )
+
+
+def test_claims_created_cold_that_fail_do_not_stop_the_search() -> None:
+    """Every claim fails at a small size, each created cold on finding the pool empty: a
+    larger pool delivers them warm, so the search gallops on to the size that meets.
+
+    Before, the stop rule counted only picks that failed for no stock: with
+    create-on-no-stock a claim that found the pool empty is created cold, and
+    when that fails it counted as failed with stock at hand. The plan stopped at
+    2 replicas with "every claim fails, whatever the size".
+    """
+    result = plan_serially(
+        slow_cold_scenario(),
+        "base",
+        slo=parse_slo("mean<5s"),  # Erlang has no size to give: the search starts at LOW
+        max_cold=None,
+        max_failed=0.01,
+        low=2,
+        high=None,
+    )
+    small = result.candidates[2].summary.pools["default/base"]
+    failed, claims = small["failed_share"], small["claims"]
+    assert failed is not None and failed.mean == 1.0
+    # Each failed claim was created cold on finding the pool empty, as the metrics now say;
+    # no pick failed for no stock (create-on-no-stock) and none was delivered cold.
+    went_cold = small["failed_cold_no_stock"]
+    assert claims is not None and went_cold is not None and went_cold.mean == claims.mean > 0
+    assert [small[name].mean for name in ("no_stock_claims", "cold_no_stock")] == [0.0, 0.0]
+    assert result.all_failed_at is None
+    assert "whatever the size" not in result.none_found
+    assert not any(line.startswith("Every claim failed") for line in result.explanation)
+    assert result.answer is not None and result.answer > 2
+    best = result.candidates[result.answer].summary.pools["default/base"]
+    assert best["failed_share"] is not None and best["failed_share"].mean == 0.0
