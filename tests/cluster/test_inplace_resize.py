@@ -15,13 +15,13 @@ from collections.abc import Generator
 from typing import Any
 
 import simpy
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from pytest_kruise_agents.api.meta import find_condition
 from pytest_kruise_agents.api.pod import qos_class
 from pytest_kruise_agents.api.sandbox import ConditionType, Sandbox
-from pytest_kruise_agents.claiming.errors import ClaimError
+from pytest_kruise_agents.claiming.errors import ClaimError, NotFoundError
 from simulator.cluster import Cluster
 
 from .conftest import claim_yaml
@@ -250,6 +250,20 @@ CPU_VALUES = st.sampled_from(["250m", "500m", "1", "1500m", "2", "3", "6"])
         max_size=8,
     ),
 )
+@example(  # user-1's resize waits an hour for room; its sandbox's timeout ends 10 s after
+    seed=32859014,
+    replicas=4,
+    plan=[
+        (5e-324, 38.447653543836935, None, None),
+        (18.451223907771745, 38.01649669411228, "3", "6"),
+        (12.566758695676745, 1e-05, "1", "2"),
+        (0.0, 6.366369480730408, "3", None),
+        (10.310614806350278, 1.3963420031670284, None, None),
+        (10.149033545998554, 2.4469, "500m", None),
+        (13.335526714350545, 16.316796626903333, "500m", None),
+        (0.5, 23.951499723992523, None, "250m"),
+    ],
+)
 def test_resizes_never_overcommit_a_node_and_leave_nothing_allocated(
     seed: int, replicas: int, plan: list[tuple[float, float, str | None, str | None]]
 ) -> None:
@@ -258,7 +272,10 @@ def test_resizes_never_overcommit_a_node_and_leave_nothing_allocated(
     The node's allocation never exceeds its capacity, whatever is deferred,
     refused or infeasible; every claim ends; a sandbox whose update succeeded
     runs the CPU it asked for; once the clients are gone and the pool is
-    deleted, the node holds nothing.
+    deleted, the node holds nothing. A kill finds its sandbox unless the
+    sandbox's timeout passed first: the timeout runs from the claim's lock
+    (§5.2 step 4), and a resize the kubelet defers holds the claim until there
+    is room, for as long as that takes (the wait-ready timeout is unlimited).
     """
     cluster = Cluster(seed=seed, nodes=[{"name": "n1", "cpu": "4", "memory": "64Gi"}])
     cluster.apply(pool(replicas=replicas, limit="2"))
@@ -297,7 +314,11 @@ def test_resizes_never_overcommit_a_node_and_leave_nothing_allocated(
             assert all(w is None or w == h for w, h in zip(want, have, strict=True)), (want, have)
         outcomes.append(cond.reason if cond is not None else "plain")
         yield env.timeout(hold)
-        yield from manager.kill("default", f"user-{i}", f"default--{name}")
+        try:
+            yield from manager.kill("default", f"user-{i}", f"default--{name}")
+        except NotFoundError:
+            assert sbx.spec.shutdown_time is not None
+            assert cluster.now_dt() >= sbx.spec.shutdown_time
 
     env.process(watch())
     procs = [env.process(client(i, *args)) for i, args in enumerate(plan)]
