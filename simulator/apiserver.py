@@ -33,6 +33,7 @@ from pytest_kruise_agents.api.copying import deep_copy, shallow_copy
 from pytest_kruise_agents.api.manifest import KINDS
 from pytest_kruise_agents.api.pod import (
     default_requests,
+    pod_create_error,
     pod_spec_change_problem,
     pod_update_error,
 )
@@ -313,14 +314,18 @@ class ApiServer:
         key = (meta.namespace, name)
         if key in store:
             raise ApiError(409, "AlreadyExists", f'{kind} "{name}" already exists')
+        parts: dict[str, Any] = {}
+        if kind == "Pod":
+            spec = parts["spec"] = default_requests(obj.spec)
+            why = pod_create_error(spec)
+            if why is not None:
+                raise ApiError(422, "Invalid", f'Pod "{name}" is invalid: {why}')
         filled["uid"] = self.new_uid()
         filled["resource_version"] = self._next_rv()
         filled["generation"] = 1
         filled["creation_timestamp"] = self.ctx.now_dt().replace(microsecond=0)
         filled["deletion_timestamp"] = None
-        parts = {"metadata": meta.model_copy(update=filled)}
-        if kind == "Pod":
-            parts["spec"] = default_requests(obj.spec)
+        parts["metadata"] = meta.model_copy(update=filled)
         obj = obj.model_copy(update=parts)
         meta = obj.metadata
         self._share_fields_sets(obj)

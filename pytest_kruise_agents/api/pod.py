@@ -46,6 +46,7 @@ __all__ = [
     "image_problem",
     "is_sidecar",
     "normalize_image",
+    "pod_create_error",
     "pod_requests",
     "pod_spec_change_problem",
     "pod_update_error",
@@ -280,6 +281,24 @@ def _request_over_limit(spec: dict[str, Any]) -> tuple[tuple[int | str, ...], st
                     f'Invalid value: "{r}": must be less than or equal to {name} limit of {li}',
                 )
     return None
+
+
+def pod_create_error(spec: dict[str, Any]) -> str | None:
+    """Why the API server refuses to create a pod of (defaulted) ``spec``, or ``None``.
+
+    The resource rule a pod's creator can break where its template passed:
+    a request above its limit (a claim's in-place CPU written into a
+    sandbox's template, ``ValidatePodCreate``'s resource check). The answer
+    is ``"<field>: <reason>"``, as :func:`pod_update_error`'s.
+    """
+    try:
+        over = _request_over_limit(spec)
+    except ValueError as err:
+        return f"spec.containers: {err}"
+    if over is None:
+        return None
+    loc, why = over
+    return f"{format_path(('spec', *loc))}: {why}"
 
 
 def pod_update_error(old: dict[str, Any], new: dict[str, Any]) -> str | None:

@@ -215,6 +215,30 @@ def test_a_no_stock_creation_starts_with_the_new_cpu() -> None:
     assert not cluster.log.of_kind("kubelet.resized")
 
 
+def test_a_no_stock_creation_with_a_request_above_the_limit_gets_no_pod() -> None:
+    """The API server refuses the pod (422), as it refuses the resize; the claim waits on.
+
+    The Sandbox has no webhook and takes the CPU; its pod may not request more
+    than its limit, so the Sandbox controller's create fails at every
+    reconcile (Ready ``False/PodCreateFailed``), nothing lands on a node, and
+    the claim waits for a readiness that does not come.
+    """
+    cluster = filled(pool(replicas=0, limit="2"))
+    cluster.advance(1)
+    proc = cluster.submit_create("base", metadata={CPU_REQUEST: "3"})
+    cluster.advance(30)
+    assert not proc.triggered
+    (sbx,) = cluster.list("sbx", "default", labels={"agents.kruise.io/sandbox-claimed": "true"})
+    ready = find_condition(sbx.status.conditions, ConditionType.READY)
+    assert ready is not None and (ready.status, ready.reason) == ("False", "PodCreateFailed")
+    assert ready.message == (
+        f'Pod "{sbx.metadata.name}" is invalid: spec.containers[0].resources.requests: '
+        'Invalid value: "3": must be less than or equal to cpu limit of 2'
+    )
+    assert cluster.list("pod") == []
+    assert cluster.nodes.utilisation()["node-1"] == (0.0, 0.0)
+
+
 def test_a_sandboxclaim_resizes_in_place() -> None:
     """``spec.inplaceUpdate.resources`` takes the same path as the E2B keys."""
     cluster = filled(pool())
