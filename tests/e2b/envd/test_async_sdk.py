@@ -83,7 +83,7 @@ async def test_watch_dir_ends_at_its_timeout(envd: Envd) -> None:
     """``files.watch_dir(timeout=)`` ends with ``deadline_exceeded``, reported to ``on_exit``.
 
     On Python 3.12 and later the SDK cancels the calling task instead, at the deadline
-    (docs/server.md, "watch_dir's timeout on Python 3.12 and later"): the real envd
+    (docs/server.md, "The async SDK on Python 3.12 and later", in its envd section): the real envd
     would be hit the same way, as the client's timer starts before the server's.
     """
     sbx = envd.async_sandbox()
