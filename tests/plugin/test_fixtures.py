@@ -248,7 +248,10 @@ def test_sandboxset_applies_a_pool_and_waits_until_ready(suite: pytest.Pytester)
     result = suite.runpytest()
     result.assert_outcomes(passed=4, failed=1)
     result.stdout.fnmatch_lines(
-        ["E *TimeoutError: SandboxSet default/huge: */400 available after 30s"]
+        [
+            "E *TimeoutError: SandboxSet default/huge: */400 available after 30s; a pod of it is"
+            " unschedulable: 0/1 nodes are available: 1 Insufficient cpu. preemption: *"
+        ]
     )
 
 
