@@ -87,6 +87,7 @@ from simulator.profile import DEFAULT_PROFILE, PROFILES, Profile, get_profile
 
 __all__ = [
     "MAX_DEFAULT_SAMPLE_INTERVAL_S",
+    "MAX_DRAIN_SAMPLES",
     "MAX_SAMPLES_PER_RUN",
     "SAMPLES_PER_RUN",
     "ClaimSpec",
@@ -126,9 +127,23 @@ its virtual time costs, not what its claims do (20,000 h at one a minute: 1 GB
 and 2.5 minutes for 55 claims).
 """
 
+MAX_DRAIN_SAMPLES = 1_000_000
+"""The most sample steps the drain may take (``drain / sample_interval``).
+
+The drain ends at the first step after the claims in flight settle, so it is
+short as a rule; a run whose claims never settle takes all of it, and a drain of
+30 days at 10 ms (259 million steps, over 200 GB of samples) would never end.
+"""
+
 
 _ROUND_OFF = 1e-9
 """Relative slack of the sample count's check: ``57700 / 0.577`` is 100000.00000000001."""
+
+
+def _round_down(x: float) -> float:
+    """``x`` rounded down to 3 significant digits (a bound that, shown, still holds)."""
+    scale = 10.0 ** (math.floor(math.log10(x)) - 2)
+    return math.floor(x / scale) * scale
 
 
 def _round_up(x: float) -> float:
@@ -709,7 +724,8 @@ class Scenario(_Model):
                 )
 
     def _check_sample_count(self) -> None:
-        """Refuse a run that would take more than :data:`MAX_SAMPLES_PER_RUN` samples.
+        """Refuse a run that would take more than :data:`MAX_SAMPLES_PER_RUN` samples,
+        or a drain of more than :data:`MAX_DRAIN_SAMPLES` steps.
 
         Checked on the whole scenario, as the arrivals are: a ``--set
         duration=...`` can make the default interval's count absurd. Counted
@@ -729,6 +745,15 @@ class Scenario(_Model):
                 f"at one every {interval:g}s{given}, more than the {MAX_SAMPLES_PER_RUN:,} a run "
                 f"takes: set a sample_interval of at least {_round_up(span / MAX_SAMPLES_PER_RUN):g}s "
                 f"(SandboxClaim sandboxes are released at a sample step)",
+            )
+        steps = self.drain / interval
+        if steps > MAX_DRAIN_SAMPLES * (1 + _ROUND_OFF):
+            raise PathError(
+                "drain",
+                f"{self.drain:g}s at one sample every {interval:g}s is about {steps:.3g} steps "
+                f"if the claims in flight never settle, more than the {MAX_DRAIN_SAMPLES:,} a "
+                f"drain may take: set a drain of at most "
+                f"{_round_down(interval * MAX_DRAIN_SAMPLES):g}s, or a longer sample_interval",
             )
 
     def _check_fault_nodes(self) -> None:

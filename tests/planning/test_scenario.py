@@ -682,12 +682,29 @@ def test_the_drain_is_not_counted_as_sampled(tiny: Scenario) -> None:
     a 10 ms interval over 11 minutes and a generous drain runs (as it did before the check)."""
     scenario = apply_overrides(
         tiny,
-        [("warmup", "1m"), ("duration", "10m"), ("drain", "720h"), ("sample_interval", "10ms")],
+        [("warmup", "1m"), ("duration", "10m"), ("drain", "2h"), ("sample_interval", "10ms")],
     )
     assert scenario.sampling_interval == 0.01
     assert apply_overrides(scenario, [("duration", "940s")]).horizon == 1000  # 100,000: taken
     with pytest.raises(ScenarioError, match="samples in the run's 1001s of warm-up and duration"):
         apply_overrides(scenario, [("duration", "941s")])  # 100,100: refused
+
+
+def test_a_drain_of_more_steps_than_it_may_take_is_refused(tiny: Scenario) -> None:
+    """A run whose claims never settle takes the whole drain: 720 h at 10 ms (259 million
+    steps) would never end, so past 1,000,000 steps one error names ``drain``."""
+    scenario = apply_overrides(tiny, [("sample_interval", "10ms"), ("duration", "1m")])
+    with pytest.raises(ScenarioError) as info:
+        apply_overrides(scenario, [("drain", "720h")])
+    assert info.value.path == "drain"
+    assert info.value.reason == (
+        "2.592e+06s at one sample every 0.01s is about 2.59e+08 steps if the claims in flight "
+        "never settle, more than the 1,000,000 a drain may take: set a drain of at most "
+        "10000s, or a longer sample_interval"
+    )
+    assert apply_overrides(scenario, [("drain", "10000s")]).drain == 10000
+    with pytest.raises(ScenarioError, match="drain may take"):
+        apply_overrides(scenario, [("drain", "10001s")])
 
 
 @pytest.mark.parametrize("span", [57700, 414000, 820000])
