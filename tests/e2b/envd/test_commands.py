@@ -453,7 +453,8 @@ def test_a_stop_frees_the_output_a_stalled_stream_held(envd: Envd) -> None:
     writer = _flooding_writer(handle.pid)
     (managed,) = envd.workspace().attachment(ProcessTable).processes()
     eventually(lambda: managed.pending_events() == SUBSCRIPTION_EVENTS, "the stream's queue fills")
-    assert blocked_writing_a_pipe(writer)
+    # The queue is full before the pipe behind it is: head still writes until the pipe fills.
+    eventually(lambda: blocked_writing_a_pipe(writer), "head waits at its full pipe")
     envd.run(envd.workspaces.stop("sbx-default"), timeout=4)
     assert not alive(handle.pid) and not alive(writer)
     assert managed.pending_events() == 0
