@@ -157,6 +157,16 @@ def test_runtime_unreachable_times_out_init(pooled: Cluster) -> None:
     assert rec.attempts == 2 and rec.latency is not None and rec.latency > 5.0
 
 
+def test_a_4xx_runtime_init_failure_is_tried_once_and_the_claim_retries(pooled: Cluster) -> None:
+    """A 4xx from ``/init`` is not retried (upstream retries 5xx and transport errors only):
+    the attempt fails after one ``/init`` try, and the manager claims another sandbox."""
+    pooled.inject("runtime_init_failure", code=400, count=1)
+    pooled.create_sandbox("base")
+    failed = [str(line) for line in pooled.log if "runtime.init_failed" in str(line)]
+    assert len(failed) == 1 and "attempts=1 last=status 400" in failed[0]
+    assert pooled.last_record().attempts == 2
+
+
 def test_pod_start_failure_fails_the_wait_fast_and_retries(cluster: Cluster) -> None:
     """A cold sandbox whose container fails to start fails wait-ready at once; the claim retries."""
     cluster.apply(pool_yaml(replicas=0))
