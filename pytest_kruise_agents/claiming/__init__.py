@@ -6,6 +6,7 @@ takes ``now`` (aware UTC) and every rule that needs chance takes an ``rng``
 around these rules.
 """
 
+from pytest_kruise_agents.claiming.csi import parse_csi_config
 from pytest_kruise_agents.claiming.errors import (
     BadRequestError,
     ClaimCanceledError,
@@ -452,6 +453,7 @@ __all__ = [
     "owns_route",
     "page",
     "parse_create_metadata",
+    "parse_csi_config",
     "parse_retention",
     "pause_retention",
     "pause_times",

@@ -17,14 +17,11 @@ makes the :class:`CreateSpec` the sandbox-manager is handed.
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Final, NamedTuple
-
-from pydantic import TypeAdapter, ValidationError
 
 from pytest_kruise_agents.api import keys
 from pytest_kruise_agents.api.durations import parse_duration
@@ -37,6 +34,7 @@ from pytest_kruise_agents.api.validation import (
     check_env_vars,
     label_value_problem,
 )
+from pytest_kruise_agents.claiming.csi import parse_csi_config
 from pytest_kruise_agents.claiming.errors import BadRequestError
 from pytest_kruise_agents.claiming.modification import (
     UUID_STAND_IN,
@@ -181,8 +179,6 @@ _MAX_IMAGE_NAME = 255
 # Go's strconv.ParseBool.
 _TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
 _FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
-
-_CSI_LIST: TypeAdapter[list[CSIMountConfig]] = TypeAdapter(list[CSIMountConfig])
 
 
 def is_dns1123_label(value: str) -> bool:
@@ -449,17 +445,9 @@ def _parse_cpu(key: str, value: str) -> str:
 
 def _parse_csi_config(key: str, value: str) -> list[CSIMountConfig]:
     try:
-        data = json.loads(value)
-    except json.JSONDecodeError as exc:
-        raise _bad(key, f"invalid JSON: {exc.msg}") from exc
-    if not isinstance(data, list):
-        raise _bad(key, "must be a JSON list of CSI mount configs")
-    try:
-        return _CSI_LIST.validate_python(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise _bad(key, f"[{where}]: {first['msg']}") from exc
+        return parse_csi_config(value)
+    except ValueError as exc:
+        raise _bad(key, str(exc)) from exc
 
 
 def _volume_mounts(volume_mounts: Sequence[Mapping[str, str]]) -> list[CSIMountConfig]:

@@ -263,12 +263,27 @@ class TestCSI:
             '{"pvName": "x", "mountPath": "/d"}',
             '[{"pvName": "x"}]',
             '[{"pvName": "", "mountPath": "/d"}]',
-            '[{"pvName": "x", "mountPath": "/d", "bogus": 1}]',
+            '[{"pvName": "x", "mountPath": "/d", "readOnly": "yes"}]',
         ],
     )
     def test_config_invalid(self, value: str) -> None:
         """Malformed or incomplete CSI config JSON is a 400 naming the key."""
         rejects({E + "csi-volume-config": value}, E + "csi-volume-config")
+
+    def test_config_is_decoded_as_go_decodes_it(self) -> None:
+        """Upstream's ``json.Unmarshal``: a key no field has is ignored, ``null`` is no mounts,
+        and a string is no bool (``parse_csi_config`` has the rest)."""
+        key = E + "csi-volume-config"
+        extra = '[{"pvName": "x", "mountPath": "/d", "volumeHandle": "h"}]'
+        assert parse_create_metadata({key: extra}).csi_mounts == [
+            CSIMountConfig(pv_name="x", mount_path="/d")
+        ]
+        assert parse_create_metadata({key: "null"}).csi_mounts == []
+        err = rejects({key: '[{"pvName": "x", "mountPath": "/d", "readOnly": "yes"}]'}, key)
+        assert err.message == (
+            f"Bad extension param: {key}: [0].readOnly: must be true or false, not a JSON string"
+        )
+        assert err.field == key
 
     def test_single_mount(self) -> None:
         """csi-volume-name with csi-mount-point (and subpath) make one mount."""

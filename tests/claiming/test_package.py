@@ -18,6 +18,7 @@ FORBIDDEN = {"random", "time", "simpy", "socket", "httpx", "simulator"}
 def test_expected_modules() -> None:
     """The package has one module per rule concept."""
     assert MODULES == [
+        "csi",
         "errors",
         "extensions",
         "listing",

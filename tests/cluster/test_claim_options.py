@@ -81,6 +81,27 @@ def test_csi_volume_mounts(pooled: Cluster) -> None:
     assert mounts[0]["pvName"] == "pv-data" and mounts[0]["mountPath"] == "/data"
 
 
+def test_csi_volume_config_is_read_as_upstream_decodes_it(pooled: Cluster) -> None:
+    """The ``csi-volume-config`` key as Go's ``json.Unmarshal`` reads it: a key no field has is
+    ignored, and a string given for ``readOnly`` is a 400 that claims nothing, not a read-only
+    mount."""
+    key = keys.ANN_CSI_VOLUME_CONFIG
+    sbx = pooled.create_sandbox(
+        "base", metadata={key: '[{"pvName":"pv1","mountPath":"/data","volumeHandle":"x"}]'}
+    )
+    assert sbx.metadata.annotations[key] == '[{"pvName":"pv1","mountPath":"/data"}]'
+    writes = pooled.world.api.writes
+    with pytest.raises(ClaimError) as err:
+        pooled.create_sandbox(
+            "base", metadata={key: '[{"pvName":"pv1","mountPath":"/data","readOnly":"yes"}]'}
+        )
+    assert err.value.code == 400 and err.value.field == key
+    assert str(err.value) == (
+        f"Bad extension param: {key}: [0].readOnly: must be true or false, not a JSON string"
+    )
+    assert pooled.world.api.writes == writes and pooled.last_record().error_code == 400
+
+
 def test_csi_mount_failure_is_terminal(pooled: Cluster) -> None:
     """A CSI mount failure ends the claim at once with a 500 and deletes the sandbox."""
     pooled.inject("csi_mount_failure")
