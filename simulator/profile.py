@@ -24,8 +24,16 @@ import difflib
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
+from pytest_kruise_agents.claiming.timeouts import MAX_TIMEOUT_S, MIN_CREATE_TIMEOUT_S
 from simulator.latency import Fixed, Latency, LogNormal, Uniform, parse_latency
 
 __all__ = [
@@ -176,10 +184,11 @@ class Profile(BaseModel):
     nodes, at least 5%); clusters of fewer than 100 nodes are always searched whole."""
 
     # -- lifecycle ----------------------------------------------------------------
-    default_timeout_s: float = Field(default=300.0, gt=0)
-    """E2B sandbox lifetime when the create request gives none."""
-    min_resume_timeout_s: float = Field(default=300.0, ge=0)
-    """Floor of the timeout set when connecting to a paused sandbox."""
+    default_timeout_s: float = 300.0
+    """E2B sandbox lifetime when a create, connect or resume gives none: whole seconds, 30 s
+    to 30 days (what a create's ``timeout`` may be)."""
+    min_resume_timeout_s: float = 300.0
+    """Floor of the timeout set when connecting to a paused sandbox: whole seconds, 0 to 30 days."""
     pause_pod_grace_s: float = Field(default=5.0, ge=0)
     """Grace period of the pod deletion that carries out a pause."""
     pod_delete_grace_s: float = Field(default=0.0, ge=0)
@@ -211,6 +220,20 @@ class Profile(BaseModel):
             except ValueError as exc:
                 raise ValueError(f"latency {name!r}: {exc}") from None
         return merged
+
+    @field_validator("default_timeout_s", "min_resume_timeout_s")
+    @classmethod
+    def _whole_e2b_seconds(cls, value: float, info: ValidationInfo) -> float:
+        # Both stand for an E2B request's timeout, which is whole seconds: the
+        # manager takes them as such, so a fraction would be dropped unseen, and
+        # a default outside what a create may ask for would make every create
+        # without a timeout a 400 naming a `timeout` the caller never sent.
+        low = MIN_CREATE_TIMEOUT_S if info.field_name == "default_timeout_s" else 0
+        if not (value.is_integer() and low <= value <= MAX_TIMEOUT_S):
+            raise ValueError(
+                f"must be a whole number of seconds from {low} to {MAX_TIMEOUT_S} (30 days)"
+            )
+        return value
 
     @classmethod
     def knob_names(cls) -> list[str]:

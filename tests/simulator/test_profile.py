@@ -174,6 +174,46 @@ def test_a_knob_keeps_the_kind_it_was_given(knob: str, value: object, message: s
     assert get_profile(DEFAULT_PROFILE).with_overrides(create_qps=5).create_qps == 5.0
 
 
+@pytest.mark.parametrize(
+    ("knob", "value", "allowed"),
+    [
+        ("default_timeout_s", 10.0, "from 30 to 2592000 (30 days)"),
+        ("default_timeout_s", 29, "from 30 to 2592000 (30 days)"),
+        ("default_timeout_s", 2_592_001, "from 30 to 2592000 (30 days)"),
+        ("default_timeout_s", 299.7, "from 30 to 2592000 (30 days)"),
+        ("default_timeout_s", float("inf"), "from 30 to 2592000 (30 days)"),
+        ("min_resume_timeout_s", -1, "from 0 to 2592000 (30 days)"),
+        ("min_resume_timeout_s", 2_592_001.0, "from 0 to 2592000 (30 days)"),
+        ("min_resume_timeout_s", 0.5, "from 0 to 2592000 (30 days)"),
+    ],
+)
+def test_e2b_timeout_knobs_are_whole_seconds_an_e2b_timeout_may_be(
+    knob: str, value: float, allowed: str
+) -> None:
+    """The default timeout of a create, connect or resume, and the resume floor, are whole
+    seconds (upstream's timeouts are): a default no create could take (outside 30 s to 30
+    days) would make every create without a timeout a 400 blaming ``timeout``, and a fraction
+    would be dropped. Refused at the profile, naming the knob and the allowed values."""
+    with pytest.raises(ValueError) as info:
+        get_profile(DEFAULT_PROFILE).with_overrides(**{knob: value})
+    assert str(info.value) == (
+        f"invalid value for profile knob {knob!r}: must be a whole number of seconds "
+        f"{allowed}, got {value!r}"
+    )
+
+
+def test_e2b_timeout_knobs_take_their_bounds() -> None:
+    """The bounds themselves are allowed, as ints or as whole floats."""
+    head = get_profile(DEFAULT_PROFILE)
+    for knob, value in [
+        ("default_timeout_s", 30),
+        ("default_timeout_s", 2_592_000.0),
+        ("min_resume_timeout_s", 0),
+        ("min_resume_timeout_s", 2_592_000),
+    ]:
+        assert getattr(head.with_overrides(**{knob: value}), knob) == value
+
+
 def test_profiles_round_trip_through_plain_data() -> None:
     """model_dump() and model_validate() (and JSON) give back an equal profile."""
     for profile in PROFILES.values():
