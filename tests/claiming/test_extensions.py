@@ -128,6 +128,19 @@ class TestTimeouts:
         assert err.message.startswith("Bad extension param: ")
         assert err.field == E + key
 
+    @pytest.mark.parametrize("key", ["claim-timeout-seconds", "wait-ready-timeout-seconds"])
+    def test_a_timeout_no_go_duration_holds_is_rejected(self, key: str) -> None:
+        """Past 9223372036 s a Go ``time.Duration`` overflows (upstream's would wrap into a
+        negative or arbitrary timeout): a 400 naming the key, a deliberate difference listed
+        in docs/fidelity.md. The largest that fits (about 292 years) is kept."""
+        kept = parse_create_metadata({E + key: "9223372036"})
+        assert 9223372036 in (kept.claim_timeout_seconds, kept.wait_ready_timeout_seconds)
+        err = rejects({E + key: "9999999999"}, E + key)
+        assert err.message == (
+            f"Bad extension param: {E + key}: 9999999999 seconds is out of range "
+            "(at most 9223372036)"
+        )
+
 
 class TestBooleans:
     """create-on-no-stock, skip-init-runtime, never-timeout, return-sandbox-ip."""
