@@ -286,6 +286,9 @@ class LogNormal(_Distribution):
     def _ordered(self) -> Self:
         if self.p99 < self.median:
             raise ValueError(f"p99 ({self.p99}) must be >= median ({self.median})")
+        if self.cap is not None and self.cap < self.median:
+            # Every draw would be the cap: the median and p99 named would mean nothing.
+            raise ValueError(f"cap ({self.cap}) must be >= median ({self.median})")
         return self
 
     def _prepare(self) -> None:
@@ -333,11 +336,21 @@ class Normal(_Distribution):
 
     kind: Literal["normal"] = "normal"
     # As in Exponential: the attribute is mean_s, the constructor and the wire say "mean".
-    mean_s: Seconds = Field(alias="mean")
+    # Not negative: no draw is, so a negative mean would not be the mean of the draws.
+    mean_s: Seconds = Field(ge=0, alias="mean")
     stddev: Seconds = Field(ge=0)
     floor: Seconds = Field(default=0.0, ge=0)
 
     model_config = ConfigDict(serialize_by_alias=True)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.stddev == 0 and self.floor > self.mean_s:
+            # With no spread every draw would be the floor, not the mean named.
+            raise ValueError(
+                f"floor ({self.floor}) must be <= mean ({self.mean_s}) when stddev is 0"
+            )
+        return self
 
     def sample(self, rng: random.Random) -> float:
         """One draw, in seconds."""
@@ -460,6 +473,11 @@ def _parse_text(text: str) -> Latency:
         if not sep:
             key, raw = "", arg
         key = key.strip()
+        if sep and not key:
+            # A typo, not a positional argument: which parameter was meant is unknown.
+            raise ValueError(
+                f"invalid latency {brief(text)}: argument {brief(arg)}: missing parameter name"
+            )
         try:
             seconds = parse_seconds(raw)
         except ValueError as exc:

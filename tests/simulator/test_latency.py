@@ -99,6 +99,17 @@ def test_a_model_parses_to_itself() -> None:
         ("uniform(1s, width=2s)", "no parameter 'width'"),
         ("lognormal(median=1s)", "p99: required"),
         ("lognormal(median=2s, p99=1s)", "must be >= median"),
+        # A cap below the median would make every draw the cap: median and p99 would mean nothing.
+        ("lognormal(median=5s, p99=30s, cap=1ms)", "cap (0.001) must be >= median (5.0)"),
+        ({"kind": "lognormal", "median": 5, "p99": 30, "cap": 1}, "cap (1.0) must be >= median"),
+        # A negative mean is not the mean of what is drawn (no draw is negative).
+        ("normal(mean=-1s, stddev=0)", "mean: must be greater than or equal to 0"),
+        ("normal(-1s, 2s)", "mean: must be greater than or equal to 0"),
+        # With no spread every draw is max(mean, floor): a floor above the mean overrides it.
+        ("normal(mean=100ms, stddev=0, floor=1s)", "floor (1.0) must be <= mean (0.1)"),
+        # An empty name before '=' is a typo, not a positional argument.
+        ("fixed(=1s)", "argument '=1s': missing parameter name"),
+        ("uniform(1s, =2s)", "argument '=2s': missing parameter name"),
         ("exp(0)", "mean"),
         ("-1s", "value"),
         ("fixed(nan)", "finite"),
