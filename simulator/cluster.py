@@ -1020,6 +1020,10 @@ class Cluster:
         simulation (a SimPy process: a chaos schedule), it runs nothing itself:
         the fault acts once that process yields, at the same instant.
         """
+        return _in_force(self._inject(kind, **fields))
+
+    def _inject(self, kind: str | Fault, **fields: Any) -> Fault:
+        """As :meth:`inject`, returning the fault in force itself (not its view)."""
         if isinstance(kind, Fault):
             # Checked as fields: a copy's edits never went through the model's checks.
             fault = self.ctx.faults.inject({**kind.model_dump(exclude={"fired"}), **fields})
@@ -1028,7 +1032,7 @@ class Cluster:
         if self.env.active_process is None:
             # Not from inside a step: stepping there would resume processes re-entrantly.
             self.advance(0)
-        return _in_force(fault)
+        return fault
 
     def clear_faults(self, fault_id: str | None = None) -> None:
         """Remove one fault by id, or all; an id not in force raises :class:`NotFoundError`."""
@@ -1041,13 +1045,18 @@ class Cluster:
 
     @contextmanager
     def fault(self, kind: str, **fields: Any) -> Iterator[Fault]:
-        """A fault in force for the ``with`` block only."""
-        f = self.inject(kind, **fields)
+        """A fault in force for the ``with`` block only.
+
+        The end of the block clears this fault, if it is still in force: not a
+        fault injected later under the same id (a clear frees its id).
+        """
+        fault = self._inject(kind, **fields)
         try:
-            yield f
+            yield _in_force(fault)
         finally:
-            if f.id is not None and self.ctx.faults.get(f.id) is not None:
-                self.ctx.faults.clear(f.id)
+            # By identity: the id may have been cleared and given to another fault.
+            if self.ctx.faults.in_force(fault):
+                self.ctx.faults.clear(fault.id)
 
     @property
     def faults(self) -> builtins.list[Fault]:

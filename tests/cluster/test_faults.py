@@ -211,6 +211,14 @@ def test_a_stall_ends_with_its_with_block(pooled: Cluster) -> None:
     assert pooled.now - ended < 10
 
 
+def test_the_end_of_a_fault_block_clears_its_own_fault_only(cluster: Cluster) -> None:
+    """A block whose fault was cleared early leaves a later fault that took the freed id."""
+    with cluster.fault("api_latency", id="slow", latency="fixed(1s)"):
+        cluster.clear_faults("slow")  # ended early on purpose
+        cluster.inject("api_error", id="slow", code=503)  # a new fault reusing the id
+    assert [(f.id, f.kind) for f in cluster.faults] == [("slow", "api_error")]
+
+
 def test_a_stall_that_held_a_controller_has_fired(pooled: Cluster) -> None:
     """``fired`` shows whether a stall held anything: it counts the reconciles it held."""
     idle = pooled.inject("controller_stall", selector={"controller": "sandboxclaim"}, duration=20)
