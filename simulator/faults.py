@@ -422,6 +422,19 @@ class Fault(BaseModel):
         """Whether every selector entry equals the attribute of the same name."""
         return all(attrs.get(key) == want for key, want in self.selector.items())
 
+    def fires(self, rng: random.Random) -> bool:
+        """Whether the fault fires this time, by its ``probability``: a draw from ``rng``
+        only when the outcome is uncertain.
+
+        At 1 it always fires, at 0 never (Toxiproxy's ``toxicity: 0``): a draw
+        there would decide nothing and only shift every later draw, so a run
+        with a fault of probability 0 would differ from the run without it.
+        """
+        probability = self.probability
+        if probability >= 1.0:
+            return True
+        return probability > 0.0 and rng.random() < probability
+
 
 _FILING_ORDER: Final = (
     "client",
@@ -803,7 +816,7 @@ class FaultInjector:
                 if f.ended(now):
                     ended = [f] if ended is None else [*ended, f]
                 continue
-            if f.matches(attrs) and (f.probability >= 1.0 or self._rng.random() < f.probability):
+            if f.matches(attrs) and f.fires(self._rng):
                 f.fired += 1
                 fired = f
                 if _used_up(f):
@@ -863,11 +876,7 @@ class FaultInjector:
                 if f.ended(now):
                     ended = [f] if ended is None else [*ended, f]
                 continue
-            if (
-                f.latency is not None
-                and f.matches(attrs)
-                and (f.probability >= 1.0 or self._rng.random() < f.probability)
-            ):
+            if f.latency is not None and f.matches(attrs) and f.fires(self._rng):
                 f.fired += 1
                 draws.append((f, f.latency.sample(self._rng)))
                 if _used_up(f):
@@ -915,7 +924,7 @@ class FaultInjector:
         seq = self._seq_of.get(id(f))
         if seq is None or seq in self._stalls_held:
             return True
-        if self._rng.random() < f.probability:
+        if f.fires(self._rng):
             self._stalls_held.add(seq)
             return True
         return False

@@ -2230,7 +2230,7 @@ class Nodes:
         faults = self.ctx.faults
         if not faults.in_force(fault):
             return  # cleared before it started
-        if not (fault.probability >= 1.0 or self.ctx.rng.random() < fault.probability):
+        if not fault.fires(self.ctx.rng):
             faults.retire(fault)  # its one moment passed without it: it has ended
             return
         if fault.kind == "node_loss":

@@ -219,6 +219,36 @@ def test_the_end_of_a_fault_block_clears_its_own_fault_only(cluster: Cluster) ->
     assert [(f.id, f.kind) for f in cluster.faults] == [("slow", "api_error")]
 
 
+def _run_with(*fault: tuple[str, dict[str, Any]]) -> str:
+    cluster = Cluster(seed=3)
+    cluster.apply(pool_yaml(replicas=5))
+    cluster.wait_for_pool("base")
+    for kind, fields in fault:
+        cluster.inject(kind, **fields)
+    cluster.create_sandboxes(5, "base")
+    cluster.advance(30)
+    return cluster.log.text()
+
+
+@pytest.mark.parametrize(
+    ("kind", "fields"),
+    [
+        ("api_error", {}),
+        ("api_latency", {"latency": "fixed(1s)"}),
+        ("runtime_init_failure", {}),
+        ("node_loss", {}),
+        ("pod_kill", {}),
+        ("controller_stall", {}),
+    ],
+)
+def test_a_fault_of_probability_0_leaves_the_run_as_it_is_without_it(
+    kind: str, fields: dict[str, Any]
+) -> None:
+    """Probability 0 is "never fires" (Toxiproxy's ``toxicity: 0``): it draws nothing, so a
+    sweep whose baseline is p=0 runs the same as the run with no fault, byte for byte."""
+    assert _run_with((kind, {"probability": 0.0, **fields})) == _run_with()
+
+
 def test_a_stall_that_held_a_controller_has_fired(pooled: Cluster) -> None:
     """``fired`` shows whether a stall held anything: it counts the reconciles it held."""
     idle = pooled.inject("controller_stall", selector={"controller": "sandboxclaim"}, duration=20)

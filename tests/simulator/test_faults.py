@@ -94,6 +94,25 @@ def test_a_stall_with_probability_zero_never_holds() -> None:
     assert f.fired == 0 and faults.consulted("controller_stall") == []
 
 
+@pytest.mark.parametrize("probability", [0.0, 1.0])
+def test_a_fault_of_probability_0_or_1_draws_no_random_number(probability: float) -> None:
+    """Its outcome is certain (never fires, always fires): a draw would only shift every later
+    one, so a run with such a fault draws what the same run without it (0) or at 1 draws."""
+    rng = random.Random(7)
+    faults = FaultInjector(lambda: 0.0, rng)
+    faults.inject(kind="api_error", probability=probability)
+    faults.inject(kind="api_latency", latency="fixed(1s)", probability=probability)
+    faults.inject(kind="controller_stall", probability=probability)
+    before = rng.getstate()
+    fired = faults.check("api_error", verb="update")
+    draws = faults.latency_draws("api_latency", verb="update")
+    stall = faults.stall_of("sandboxset")
+    assert rng.getstate() == before
+    assert (fired is not None, len(draws), stall is not None) == (
+        (True, 1, True) if probability else (False, 0, False)
+    )
+
+
 @pytest.mark.parametrize("seed", range(8))
 def test_a_stall_draws_its_probability_once_for_its_window(seed: int) -> None:
     """Whatever the draw, every consult in the window gives the same answer."""
