@@ -175,7 +175,7 @@ class AgentRuntime:
         Up to ``profile.init_attempts`` attempts of at most
         ``profile.init_attempt_timeout_s`` each, sleeping 0.2 s, 0.4 s, ...
         between them; only transport errors and 5xx answers are retried. With
-        ``reinit`` a 401 ("already initialised") is a success. An attempt
+        ``reinit`` a 401 ("already initialised"), an injected one too, is a success. An attempt
         whose sandbox or pod goes before it answers fails as a transport
         error (retried, as an unreachable runtime's). Sets
         ``record.runtime_initialized`` on success.
@@ -219,15 +219,22 @@ class AgentRuntime:
                 if unreachable is not None or took > attempt_timeout:
                     yield env.timeout(attempt_timeout)
                     last = f"timeout after {attempt_timeout:g}s"
-                elif init_failure is not None:
+                elif init_failure is not None and not (reinit and init_failure.code == 401):
                     yield env.timeout(took)
                     status = init_failure.code
                     last = f"status {status}"
                 else:
+                    # An answer; a 401 to a replay says "already initialised", a success.
                     yield env.timeout(took)
                     dropped = self._dropped(current, uid)
                     if dropped is None:
-                        self._answered(key, uid, reinit=reinit, record=record)
+                        self._answered(
+                            key,
+                            uid,
+                            reinit=reinit,
+                            record=record,
+                            said_401=init_failure is not None,
+                        )
                         return None
                     # A transport error (status None): retried, as an unreachable runtime's.
                     ctx.record("runtime.init_dropped", f"{key} {dropped}")
@@ -244,12 +251,19 @@ class AgentRuntime:
         )
 
     def _answered(
-        self, key: str, uid: str | None, *, reinit: bool, record: ClaimRecord | None
+        self,
+        key: str,
+        uid: str | None,
+        *,
+        reinit: bool,
+        record: ClaimRecord | None,
+        said_401: bool = False,
     ) -> None:
         """An ``/init`` the runtime answered: it holds a token now (a replay into a runtime
-        that held one already is answered 401, which counts as success)."""
+        that held one already is answered 401, which counts as success; ``said_401``: an
+        injected 401 answered this replay, whatever the runtime held)."""
         ctx = self.ctx
-        already = key in self._initialised and self._initialised[key] == uid
+        already = said_401 or (key in self._initialised and self._initialised[key] == uid)
         # A first /init, or a replay into a fresh runtime, succeeds.
         self._initialised[key] = uid
         if reinit:

@@ -70,3 +70,18 @@ def test_a_resume_paused_again_during_its_reinit_leaves_the_next_resume_unharmed
     assert _condition(now, "Ready") == ("True", "PodReady")
     assert cluster.runtime.is_initialised(now)
     assert [e.detail for e in cluster.log.of_kind("runtime.reinit")] == [f"default/{name} ok"]
+
+
+def test_a_resume_whose_runtime_answers_401_to_the_replay_resumes(pooled: Cluster) -> None:
+    """The replayed ``/init`` of a resume answered 401 ("already initialised") counts as
+    success: the connect resumes the sandbox, where it answered 404 as if it had crashed."""
+    sbx = pooled.create_sandbox("base")
+    name, sid = sbx.metadata.name, pooled.sandbox_id(sbx)
+    pooled.pause(sid)
+    pooled.inject("runtime_init_failure", code=401)
+    _, was_paused = pooled.connect(sid)
+    assert was_paused
+    assert _condition(pooled.get("sbx", name), "RuntimeInitialized") == ("True", "Succeeded")
+    assert [e.detail for e in pooled.log.of_kind("runtime.reinit")] == [
+        f"default/{name} already-initialised"
+    ]

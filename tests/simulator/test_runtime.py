@@ -138,6 +138,23 @@ def test_reinit_of_an_initialised_runtime_counts_as_success() -> None:
     ]
 
 
+def test_a_replay_the_runtime_answers_401_counts_as_success() -> None:
+    """A ``runtime_init_failure`` of code 401 on a re-init is the runtime saying "already
+    initialised", which the controller counts as success (reference §5.2); on a first
+    ``/init`` the same 401 is a client error, not retried."""
+    hw, sbx = world()
+    hw.ctx.faults.inject(kind="runtime_init_failure", code=401)
+    t0 = hw.ctx.now()
+    hw.run(hw.runtime.init(sbx, REQUEST, reinit=True))
+    assert hw.ctx.now() - t0 == pytest.approx(0.05)  # one answered attempt
+    assert hw.runtime.is_initialised(sbx)
+    assert [e.detail for e in hw.ctx.log.of_kind("runtime.reinit")] == [
+        f"default/{sbx.metadata.name} already-initialised"
+    ]
+    with pytest.raises(InitRuntimeError, match="after 1 attempts: status 401"):
+        hw.run(hw.runtime.init(sbx, REQUEST))
+
+
 def test_deleting_the_sandbox_forgets_its_runtime() -> None:
     """The runtime's memory of a sandbox goes with the sandbox."""
     hw, sbx = world()
