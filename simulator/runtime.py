@@ -277,8 +277,9 @@ class AgentRuntime:
         """Mount dynamic CSI volumes through the runtime; raise :class:`CSIMountError` on failure.
 
         ``profile.csi_mount_concurrency`` mounts run at once, each taking a
-        ``csi.mount`` latency; like an errgroup, a failure is reported once
-        every started mount has finished. Mounts whose sandbox or pod goes
+        ``csi.mount`` latency; each consults ``csi_mount_failure`` when it
+        starts. Like an errgroup, a failure is reported once every started
+        mount has finished. Mounts whose sandbox or pod goes
         before the last of them answers fail as their connection drops: a
         failed mount is terminal (reference §5.2 step 6), so the claim fails
         rather than deliver a sandbox that is gone.
@@ -297,22 +298,42 @@ class AgentRuntime:
             keys.LABEL_SANDBOX_POOL
         )
         faults = ctx.faults
+        namespace = sbx.metadata.namespace
         lanes = [0.0] * min(ctx.profile.csi_mount_concurrency, len(mounts))
         failed: CSIMountConfig | None = None
+        later: list[tuple[float, CSIMountConfig]] = []
         for m in mounts:
             # List scheduling: each mount starts on the first free lane.
             start = heapq.heappop(lanes)
             heapq.heappush(lanes, start + ctx.latency("csi.mount"))
-            if (
+            if start > 0.0:
+                later.append((start, m))  # in start order: the lanes pop in time order
+            elif (
                 failed is None
                 and faults
-                and faults.check(
-                    "csi_mount_failure", template=template, namespace=sbx.metadata.namespace
-                )
+                and faults.check("csi_mount_failure", template=template, namespace=namespace)
                 is not None
             ):
                 failed = m
-        yield ctx.env.timeout(max(lanes))
+        finish = max(lanes)
+        done = ctx.env.timeout(finish)
+        # Each later mount is a decision point of its own, when it starts: a
+        # failure window open then fails it, one closed by then does not.
+        at = 0.0
+        for start, m in later:
+            if failed is not None:
+                break
+            if start > at:
+                # ``done`` when the mount starts as the last answers (zero-length mounts).
+                yield ctx.env.timeout(start - at) if start < finish else done
+                at = start
+            if (
+                faults
+                and faults.check("csi_mount_failure", template=template, namespace=namespace)
+                is not None
+            ):
+                failed = m
+        yield done  # the same event: a run whose mounts meet no fault waits as it did
         # Checked when the last mount answers: the pod going at any time before
         # then drops a call in flight (or refuses one not yet started). A pure
         # read, so runs without such a delete log and draw exactly as before.

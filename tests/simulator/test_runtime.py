@@ -184,6 +184,24 @@ def test_mount_failure_is_terminal() -> None:
     assert "/data" in str(err.value)
 
 
+@pytest.mark.parametrize(("opens", "fails"), [(0.0, True), (1.0, True), (1.5, False)])
+def test_each_mount_consults_the_fault_when_it_starts(opens: float, fails: bool) -> None:
+    """Six 1 s mounts, three at a time: mounts 4-6 start 1 s in, so a failure window that
+    opens then fails them though it was not open when the phase began, and one that opens
+    once every mount has started fails none."""
+    hw, sbx = world()
+    t0 = hw.ctx.now()
+    fault = hw.ctx.faults.inject(kind="csi_mount_failure", start=t0 + opens, duration=10)
+    mounts = [CSIMountConfig(pv_name=f"pv{i}", mount_path=f"/m{i}") for i in range(6)]
+    if fails:
+        with pytest.raises(CSIMountError, match="/m0" if opens == 0 else "/m3"):
+            hw.run(hw.runtime.mount(sbx, mounts))
+    else:
+        hw.run(hw.runtime.mount(sbx, mounts))
+    assert hw.ctx.now() - t0 == pytest.approx(2.0)  # a failure is told once all have answered
+    assert fault.fired == int(fails)
+
+
 def test_reinit_replays_the_stored_request_and_mounts() -> None:
     """``reinit`` sends the persisted init request and re-mounts the persisted CSI volumes."""
     hw, sbx = world()
