@@ -40,6 +40,7 @@ from pytest_kruise_agents.api.pod import (
 from pytest_kruise_agents.api.validation import ANNOTATIONS_MAX, annotations_size_problem
 from simulator.context import SimContext
 from simulator.faults import Fault
+from simulator.heldrequest import HeldRequest
 from simulator.informer import Informer, ObjKey
 from simulator.interning import FieldsSetInterner
 from simulator.ratelimit import TokenBucket
@@ -206,8 +207,11 @@ class ApiServer:
         self._share_fields_sets = FieldsSetInterner()
         self._held: dict[Informer, _HeldQueue] = {}
         """Per informer, the watch events in flight while a ``watch_lag`` fault holds one back."""
+        self._held_requests: dict[HeldRequest, None] = {}
+        """The requests waiting out ``api_latency`` draws, in the order they began."""
         self._window_ends: set[int] = set()
-        """The ``watch_lag`` faults (by ``id``) with a release timer at the end of their window."""
+        """The ``watch_lag`` and ``api_latency`` faults (by ``id``) with a release timer at the
+        end of their window."""
         ctx.faults.add_clear_listener(self._on_faults_cleared)
 
     # -- wiring ---------------------------------------------------------------
@@ -826,7 +830,8 @@ class ApiServer:
                 self._release_at_window_end(f, at)
 
     def _release_at_window_end(self, fault: Fault, at: float) -> None:
-        """Let go what ``fault`` holds when its window ends, if that comes before ``at``."""
+        """Let go what ``fault`` (a ``watch_lag`` or an ``api_latency``) holds when its window
+        ends, if that comes before ``at``."""
         if fault.duration is None or id(fault) in self._window_ends:
             return
         end = (fault.start or 0.0) + fault.duration
@@ -839,11 +844,16 @@ class ApiServer:
 
     def _window_ended(self, fault: Fault, _event: simpy.Event) -> None:
         self._window_ends.discard(id(fault))
-        self._release_held()
+        if fault.kind == "api_latency":
+            self._release_requests()
+        else:
+            self._release_held()
 
     def _on_faults_cleared(self, removed: list[Fault]) -> None:
         if self._held and any(f.kind == "watch_lag" for f in removed):
             self._release_held()
+        if self._held_requests and any(f.kind == "api_latency" for f in removed):
+            self._release_requests()
 
     def _release_held(self) -> None:
         """Reschedule the held watch events without the draws of the faults that have ended.
@@ -861,7 +871,17 @@ class ApiServer:
         for inf, queue in self._held.items():
             inf.last_delivery = queue.release(now, ended)
 
-    # -- verbs with latency, throttling and faults --------------------------------
+    def _release_requests(self) -> None:
+        """Re-time the requests ``api_latency`` faults hold without the draws of those that
+        have ended: each goes on now, or when it would have without them if that is later."""
+        faults = self.ctx.faults
+        now = self.ctx.env.now
+
+        def ended(f: Fault) -> bool:
+            return not faults.in_force(f) or f.window_closed(now)
+
+        for held in list(self._held_requests):
+            held.release(ended)
 
     # -- verbs with latency, throttling and faults --------------------------------
 
@@ -871,7 +891,10 @@ class ApiServer:
         delay = wait + ctx.latency(_VERB_LATENCY[verb])
         faults = ctx.faults
         if faults:
-            delay += faults.extra_latency("api_latency", verb=verb, kind=kind, client=client.name)
+            draws = faults.latency_draws("api_latency", verb=verb, kind=kind, client=client.name)
+            if draws:
+                yield from self._held_request(delay, draws)
+                delay = 0.0  # waited
         if delay > 0:
             yield ctx.env.timeout(delay)
         if faults:
@@ -883,6 +906,26 @@ class ApiServer:
                 f = faults.check("api_conflict", verb=verb, kind=kind, client=client.name)
                 if f is not None:
                     raise ApiError(409, "Conflict", f"injected conflict on {verb} {kind}")
+
+    def _held_request(self, base: float, draws: Sequence[tuple[Fault, float]]) -> Op:
+        """Wait ``base`` seconds plus the ``api_latency`` draws, less those of the faults that
+        end meanwhile (:class:`~simulator.heldrequest.HeldRequest`)."""
+        extra = 0.0
+        for _, draw in draws:
+            extra += draw
+        delay = base + extra
+        if delay <= 0:
+            return None
+        held = HeldRequest(self.ctx.env, base, draws, delay)
+        self._held_requests[held] = None
+        for f, _ in draws:
+            self._release_at_window_end(f, held.due)
+        try:
+            yield held.gate
+        finally:
+            # Also when the request's process is interrupted mid-wait (a claim cancelled).
+            del self._held_requests[held]
+        return None
 
     def create(self, client: Client, obj: Any) -> Op:
         """``POST``: create ``obj``; return the stored object."""

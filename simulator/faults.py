@@ -11,8 +11,9 @@ write, an image pull, an ``/init`` call, ...). Faults that *act* at a moment
 A ``controller_stall`` holds a component through a :class:`StallGate`, which a
 clear of the stall opens at once. A fault that ends (cleared, or its window
 over) ends its effect then, on work already under way too: the API server
-lets go the watch events a ``watch_lag`` held, the kubelets finish a pull an
-``image_pull_slow`` slowed at the ordinary rate.
+lets go the watch events a ``watch_lag`` held and the requests an
+``api_latency`` held, the kubelets finish a pull an ``image_pull_slow``
+slowed at the ordinary rate.
 """
 
 from __future__ import annotations
@@ -856,7 +857,8 @@ class FaultInjector:
     def latency_draws(self, kind: str, /, **attrs: str | None) -> Sequence[tuple[Fault, float]]:
         """The latency draw of each ``kind`` fault firing now, in injection order, with the fault.
 
-        For the additive kinds whose effect a clear must end early (``watch_lag``):
+        For the additive kinds whose effect a clear must end early (``watch_lag``,
+        ``api_latency``):
         the caller knows which fault holds what back. Examines what :meth:`check`
         examines, and every one of them.
         """

@@ -38,6 +38,63 @@ def test_api_latency_spike_for_a_window(pooled: Cluster) -> None:
     assert slow is not None and fast is not None and slow >= 2.0 > fast
 
 
+_LOCK = {"client": "sandbox-manager", "verb": "update"}
+
+
+def _delivered_after(cluster: Cluster, t0: float) -> float:
+    cluster.run_until(lambda: bool(cluster.records) and cluster.last_record().done, timeout=500)
+    delivered = cluster.last_record().delivered
+    assert delivered is not None
+    return delivered - t0
+
+
+def test_clearing_an_api_latency_lets_the_request_it_holds_go_at_once(pooled: Cluster) -> None:
+    """A claim's lock held by a 100 s spike goes on when the spike is cleared 1 s in (as
+    removing a Toxiproxy latency toxic lets the data it holds through), not 100 s later."""
+    t0 = pooled.now
+    spike = pooled.inject("api_latency", latency="fixed(100s)", selector=_LOCK)
+    pooled.submit_create("base")
+    pooled.advance(1)
+    pooled.clear_faults(spike.id)
+    assert 1 <= _delivered_after(pooled, t0) < 2
+
+
+def test_an_api_latency_whose_window_ends_mid_request_lets_it_go_then(pooled: Cluster) -> None:
+    t0 = pooled.now
+    pooled.inject("api_latency", latency="fixed(100s)", duration=1, selector=_LOCK)
+    pooled.submit_create("base")
+    assert 1 <= _delivered_after(pooled, t0) < 2
+
+
+def test_a_held_request_keeps_the_latency_of_the_faults_still_in_force(pooled: Cluster) -> None:
+    """Only the ended fault's draw is dropped: the request then waits out the others'."""
+    t0 = pooled.now
+    spike = pooled.inject("api_latency", latency="fixed(100s)", selector=_LOCK)
+    pooled.inject("api_latency", latency="fixed(5s)", selector=_LOCK)
+    pooled.submit_create("base")
+    pooled.advance(1)
+    pooled.clear_faults(spike.id)
+    assert 5 <= _delivered_after(pooled, t0) < 6
+
+
+def test_an_api_latency_that_ends_after_its_requests_leaves_the_run_as_it_was() -> None:
+    """A spike cleared once the requests it slowed are done changes no event of the run."""
+
+    def run(clear_at: float | None) -> str:
+        cluster = Cluster(seed=3)
+        cluster.apply(pool_yaml(replicas=5))
+        cluster.wait_for_pool("base")
+        spike = cluster.inject("api_latency", latency="uniform(1s, 2s)", duration=60)
+        cluster.create_sandboxes(3, "base")
+        if clear_at is not None:
+            cluster.advance(clear_at - cluster.now)
+            cluster.clear_faults(spike.id)
+        cluster.advance(200 - cluster.now)
+        return cluster.log.text()
+
+    assert run(None) == run(120)
+
+
 def test_api_conflicts_are_retried(pooled: Cluster) -> None:
     """Injected 409s on the lock make the manager retry; the claim still succeeds."""
     pooled.inject("api_conflict", selector={"verb": "update", "kind": "Sandbox"}, count=1)
