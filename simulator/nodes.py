@@ -508,6 +508,26 @@ def _retire_main(run: _PodRun, now: datetime) -> None:
         run.stopped_at = None
 
 
+def _boundary_timer(env: simpy.Environment, delay: float) -> simpy.Event:
+    """A timer for a window's edge, processed before the ordinary events due at that moment.
+
+    An acting fault holds its window as a consulted one does, from ``start``
+    up to ``start + duration`` exclusive. An ``advance`` (``env.run(until=t)``)
+    stops before the ordinary events due at ``t``, but after the urgent ones
+    scheduled before it: so the fault has acted at its start, and a lost node
+    has come back at its end, when an ``advance`` lands on either. One due now
+    (a fault starting as it is injected) is ordinary: it acts after what was
+    already due now, as it always has.
+    """
+    if delay <= 0:
+        return env.timeout(0)
+    timer = simpy.Event(env)
+    timer._ok = True
+    timer._value = None
+    env.schedule(timer, simpy.events.URGENT, delay)
+    return timer
+
+
 def _main_waits(run: _PodRun, now: datetime, reason: str, message: str) -> None:
     """The first container cannot run (its image cannot be pulled): it waits, ``reason``."""
     _retire_main(run, now)
@@ -2213,7 +2233,7 @@ class Nodes:
             # Its moment has passed: as a consulted fault never fires outside its window.
             self.ctx.record("fault.window_closed", f"{fault.id} kind={fault.kind}")
             return
-        timer = self.ctx.env.timeout(max((fault.start or 0.0) - now, 0.0))
+        timer = _boundary_timer(self.ctx.env, max((fault.start or 0.0) - now, 0.0))
         timer.callbacks.append(lambda _ev: self._act(fault))
 
     def _on_faults_cleared(self, removed: list[Fault]) -> None:
@@ -2257,7 +2277,7 @@ class Nodes:
         if fault.duration is not None:
             # At the end of the window, though it acted late (injected after its start).
             end = (fault.start or 0.0) + fault.duration
-            timer = self.ctx.env.timeout(max(end - self.ctx.now(), 0.0))
+            timer = _boundary_timer(self.ctx.env, max(end - self.ctx.now(), 0.0))
             timer.callbacks.append(lambda _ev: self._end_loss(fault))
 
     def _loss_targets(self, fault: Fault) -> list[_Node]:

@@ -412,6 +412,25 @@ def test_acting_faults_end_after_their_moment(cluster: Cluster) -> None:
     assert cluster.faults[:3] == [kill, brief, lasting]
 
 
+def test_an_advance_landing_on_an_acting_faults_start_or_end_sees_it_act() -> None:
+    """Acting faults hold their window as consulted ones do (``start <= now < start +
+    duration``): an ``advance`` that lands on the start has killed and lost, one that
+    lands on the end has recovered the node, with no ``advance(0)`` after it."""
+    cluster = Cluster(seed=1, nodes=2)
+    cluster.apply(pool_yaml(replicas=4))
+    cluster.wait_for_pool("base")
+    cluster.advance(20 - cluster.now)
+    kill = cluster.inject("pod_kill", start=30, selector={"node": "node-1"})
+    loss = cluster.inject("node_loss", start=30, duration=10, selector={"node": "node-2"})
+    cluster.advance(10)
+    assert cluster.now == 30
+    assert kill.fired >= 1 and loss.fired == 1
+    assert [e.kind for e in cluster.log.of_kind("node.lost")] == ["node.lost"]
+    cluster.advance(10)
+    assert cluster.now == 40
+    assert [e.kind for e in cluster.log.of_kind("node.recovered")] == ["node.recovered"]
+
+
 @pytest.mark.parametrize(
     "make",
     [
