@@ -15,7 +15,8 @@ for docs and the command line::
 
 Unlike kwok's ``delay``/``jitter`` pair, whose jitter is an upper bound rather
 than a spread (kwok issue #906), every parameter here means what its name
-says. A sample is never negative.
+says. A sample is never negative. A distribution is immutable, an empirical
+one's samples too (a tuple): profiles, and so clusters, share them.
 """
 
 from __future__ import annotations
@@ -377,7 +378,9 @@ class Empirical(_Distribution):
     """One of ``samples`` seconds, each equally likely (replay measured latencies)."""
 
     kind: Literal["empirical"] = "empirical"
-    samples: list[Annotated[Seconds, Field(ge=0)]] = Field(min_length=1)
+    # A tuple (a list is read into one): a latency is shared by every profile, and so
+    # every cluster, that holds it, and a list would be editable in place under them.
+    samples: tuple[Annotated[Seconds, Field(ge=0)], ...] = Field(min_length=1)
 
     def sample(self, rng: random.Random) -> float:
         """One draw, in seconds."""

@@ -14,15 +14,17 @@ Two built-in profiles reproduce upstream versions whose claim semantics differ:
     timeout, a 60 s wait-ready default, and SandboxClaim searching pools in all
     namespaces (bug #824).
 
-Profiles are immutable; :meth:`Profile.with_overrides` makes a changed copy
-and names any knob or latency it does not know.
+Profiles are immutable, their latency table too (an edit of it raises
+:class:`~pytest_kruise_agents.api.errors.InvalidError`):
+:meth:`Profile.with_overrides` makes a changed copy and names any knob or
+latency it does not know.
 """
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable, Mapping
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import (
     BaseModel,
@@ -35,6 +37,7 @@ from pydantic import (
 
 from pytest_kruise_agents.claiming.timeouts import MAX_TIMEOUT_S, MIN_CREATE_TIMEOUT_S
 from simulator.latency import Fixed, Latency, LogNormal, Uniform, parse_latency
+from simulator.readonly import ReadOnlyDict
 
 __all__ = [
     "DEFAULT_LATENCIES",
@@ -198,10 +201,17 @@ class Profile(BaseModel):
     recycle_timeout_s: float = Field(default=60.0, gt=0)
     """A recycle not finished this long after it started fails (the sandbox is deleted)."""
 
-    latencies: dict[str, Latency] = Field(
-        default_factory=lambda: dict(DEFAULT_LATENCIES), strict=False
+    latencies: Mapping[str, Latency] = Field(
+        default_factory=lambda: _read_only(DEFAULT_LATENCIES), strict=False
     )
-    """Latency name (see :data:`LATENCY_DOCS`) → distribution, in seconds."""
+    """Latency name (see :data:`LATENCY_DOCS`) → distribution, in seconds. Read-only:
+    :meth:`with_overrides` makes a changed copy."""
+
+    @field_validator("latencies")
+    @classmethod
+    def _freeze_latencies(cls, value: Mapping[str, Latency]) -> Mapping[str, Latency]:
+        # Frozen stops ``profile.latencies = ...`` only: the table itself is shared too.
+        return _read_only(value)
 
     @field_validator("latencies", mode="before")
     @classmethod
@@ -296,6 +306,19 @@ class Profile(BaseModel):
             raise ValueError(_describe(exc)) from None
 
 
+_LATENCIES_READ_ONLY: Final = (
+    "the latencies of a profile are read-only (every cluster built from a profile shares "
+    "it, and so do the tests of a plugin run): make a changed copy with "
+    "profile.with_overrides(latencies={name: spec}), or change a cluster's with "
+    "cluster.set_latency(name, spec)"
+)
+
+
+def _read_only(latencies: Mapping[str, Latency]) -> ReadOnlyDict[str, Latency]:
+    """``latencies`` as a table whose edits raise :class:`InvalidError` naming ``latencies``."""
+    return ReadOnlyDict(latencies, field="latencies", reason=_LATENCIES_READ_ONLY)
+
+
 def _describe(exc: ValidationError) -> str:
     error = exc.errors()[0]
     knob = str(error["loc"][0]) if error["loc"] else "profile"
@@ -346,5 +369,5 @@ def get_profile(name: str) -> Profile:
         raise ValueError(
             f"unknown profile {name!r}{_suggest(name, PROFILES)}; available: {', '.join(PROFILES)}"
         ) from None
-    # A deep copy, so that nobody edits the built-in's latency table in place.
+    # A copy, as documented (the built-in's latency table is read-only all the same).
     return profile.model_copy(deep=True)

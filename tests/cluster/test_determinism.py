@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -13,6 +14,9 @@ from pytest_kruise_agents.api.sandbox import Sandbox
 from pytest_kruise_agents.claiming.errors import ClaimError
 from pytest_kruise_agents.claiming.view import sandbox_id
 from simulator.cluster import Cluster
+from simulator.latency import Fixed
+from simulator.nodes import NodeSpec
+from simulator.profile import Profile, get_profile
 
 from .conftest import claim_yaml, pool_yaml
 
@@ -194,3 +198,64 @@ def test_a_refused_create_changes_no_later_pick(refused: Callable[[Cluster], obj
     with the same event log but for the refusal's own ``manager.claim_failed`` line (each E2B
     create leaves its record and that line, docs/fidelity.md)."""
     assert claims_after(refused) == claims_after(None)
+
+
+SHARED_POOL = """\
+apiVersion: agents.kruise.io/v1alpha1
+kind: SandboxSet
+metadata: {name: base, namespace: default}
+spec:
+  replicas: 4
+  runtimes: [{name: agent-runtime}]
+  template:
+    spec:
+      nodeSelector: {zone: a}
+      containers:
+        - name: sandbox
+          image: img:1
+          resources:
+            requests: {cpu: 500m, memory: 512Mi, example.com/x: "1"}
+            limits: {example.com/x: "1"}
+"""
+
+
+def shared_run(profile: Profile, nodes: list[NodeSpec]) -> tuple[Cluster, str]:
+    """A cluster built from ``profile`` and ``nodes`` (objects other clusters hold too), run a
+    little, with its log."""
+    cluster = Cluster(seed=2, profile=profile, nodes=nodes)
+    cluster.apply(SHARED_POOL)
+    cluster.wait_for_pool("base")
+    cluster.create_sandboxes(6, "base")
+    cluster.advance(30)
+    return cluster, cluster.log.text()
+
+
+# Each edit is of what the cluster hands out (Any: the types say these are read-only).
+_SHARED_EDITS: dict[str, Callable[[Any, Any], object]] = {
+    "latencies": lambda prof, _: prof.latencies.__setitem__("pod.create", Fixed(value=20.0)),
+    "empirical samples": lambda prof, _: prof.latencies["image.pull"].samples.__setitem__(
+        slice(None), [20.0]
+    ),
+}
+
+
+@pytest.mark.parametrize("edit", list(_SHARED_EDITS.values()), ids=list(_SHARED_EDITS))
+def test_what_clusters_share_cannot_be_edited_through_one_of_them(
+    edit: Callable[[Any, Any], object],
+) -> None:
+    """Clusters built from one Profile and one list of NodeSpecs (as the tests of a plugin
+    run are) give the same log for the same seed and calls: an edit in place of what a
+    cluster was given, through ``cluster.profile`` or ``cluster.nodes.specs``, raises
+    (InvalidError naming the field for a mapping; a tuple's own error for a sequence) and
+    changes no later cluster."""
+    profile = get_profile("openkruise-head").with_overrides(
+        latencies={"image.pull": "empirical(1s, 2s, 3s)"}
+    )
+    nodes = [
+        NodeSpec(name=f"node-{i}", labels={"zone": "a"}, allocatable={"example.com/x": "8"})
+        for i in (1, 2)
+    ]
+    first, log = shared_run(profile, nodes)
+    with pytest.raises((InvalidError, TypeError, AttributeError)):
+        edit(first.profile, first.nodes.specs[0])
+    assert shared_run(profile, nodes)[1] == log

@@ -33,6 +33,44 @@ def test_kruise_cluster_is_fresh_for_every_test(suite: pytest.Pytester) -> None:
     suite.runpytest().assert_outcomes(passed=2)
 
 
+def test_no_test_can_change_the_profile_later_tests_are_built_from(
+    suite: pytest.Pytester,
+) -> None:
+    """The tests of one recipe build their clusters from one Profile: a test that edits its
+    cluster's profile in place (its latencies, an empirical latency's samples) is refused, and
+    the tests after it run as the ones before it did, byte for byte (the same seed and calls)."""
+    suite.makepyfile(
+        """
+        import pytest
+        from pytest_kruise_agents.api.errors import InvalidError
+        from simulator.latency import Fixed
+
+        pytestmark = pytest.mark.kruise(latencies={"pod.create": "empirical(100ms, 300ms)"})
+        LOGS = []
+
+        def burst(cluster):
+            cluster.create_sandboxes(8, "base")
+            cluster.advance(60)
+            LOGS.append(cluster.log.text())
+
+        def test_a_first(kruise_cluster):
+            burst(kruise_cluster)
+
+        def test_b_edits_its_profile(kruise_cluster):
+            with pytest.raises(InvalidError) as err:
+                kruise_cluster.profile.latencies["pod.create"] = Fixed(value=30.0)
+            assert err.value.field == "latencies"
+            with pytest.raises(TypeError):
+                kruise_cluster.profile.latencies["pod.create"].samples[:] = [30.0]
+
+        def test_c_runs_as_a_did(kruise_cluster):
+            burst(kruise_cluster)
+            assert LOGS[1] == LOGS[0]
+        """
+    )
+    suite.runpytest("-p", "no:randomly").assert_outcomes(passed=3)
+
+
 def test_kruise_backend_wraps_the_same_cluster(suite: pytest.Pytester) -> None:
     suite.makepyfile(
         """

@@ -303,6 +303,24 @@ def test_empirical_draws_come_from_the_samples() -> None:
     assert {latency.sample(rng) for _ in range(1000)} == {0.1, 0.2, 0.3}
 
 
+def test_empirical_samples_cannot_be_edited_in_place() -> None:
+    """An Empirical is immutable through and through: its samples are a tuple (a list, given
+    in any form, is read into one), so no edit reaches the clusters that hold it. They dump as
+    a list in JSON and read back equal."""
+    latency = Empirical(samples=[0.1, 0.2])
+    assert latency.samples == (0.1, 0.2)
+    assert parse_latency("empirical(100ms, 200ms)") == latency
+    assert parse_latency({"kind": "empirical", "samples": ["100ms", 0.2]}) == latency
+    shared: Any = latency.samples
+    with pytest.raises(TypeError):
+        shared[:] = [20.0]
+    with pytest.raises(AttributeError):
+        shared.append(20.0)
+    assert str(latency) == "empirical(100ms, 200ms)"
+    assert latency.model_dump_json() == '{"kind":"empirical","samples":[0.1,0.2]}'
+    assert Empirical.model_validate_json(latency.model_dump_json()) == latency
+
+
 def test_a_copy_with_changed_parameters_samples_the_new_distribution() -> None:
     """model_copy(update=...) recomputes the precomputed constants."""
     latency = LogNormal(median=5.0, p99=30.0).model_copy(update={"median": 1.0, "p99": 1.0})

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 
+from pytest_kruise_agents.api.errors import InvalidError
 from simulator.latency import Fixed, LogNormal, Uniform
 from simulator.profile import (
     DEFAULT_LATENCIES,
@@ -98,11 +104,60 @@ def test_unknown_profile_names_list_the_available_ones() -> None:
     assert "openkruise-head, openkruise-v0.3.0" in str(info.value)
 
 
-def test_get_profile_returns_a_copy() -> None:
-    """Editing the returned profile's latency table leaves the built-in intact."""
-    profile = get_profile("openkruise-head")
-    profile.latencies["api.create"] = Fixed(value=9.0)
+LATENCY_EDITS: list[Callable[[Any], object]] = [
+    lambda t: t.__setitem__("api.create", Fixed(value=9.0)),
+    lambda t: t.__delitem__("api.create"),
+    lambda t: t.update({"api.create": Fixed(value=9.0)}),
+    lambda t: t.pop("api.create"),
+    lambda t: t.popitem(),
+    lambda t: t.clear(),
+    lambda t: t.setdefault("api.create", Fixed(value=9.0)),
+    lambda t: t.__ior__({"api.create": Fixed(value=9.0)}),
+]
+
+
+@pytest.mark.parametrize(
+    "profile",
+    [
+        PROFILES["openkruise-head"],
+        get_profile("openkruise-v0.3.0"),
+        get_profile(DEFAULT_PROFILE).with_overrides(latencies={"image.pull": "exp(3s)"}),
+        Profile(name="quick", latencies={"image.pull": "fixed(1s)"}),
+        Profile(name="all-defaults"),
+        Profile.model_validate_json(PROFILES["openkruise-head"].model_dump_json()),
+        pickle.loads(pickle.dumps(PROFILES["openkruise-head"])),
+        copy.deepcopy(PROFILES["openkruise-head"]),
+        PROFILES["openkruise-head"].model_copy(deep=True),
+    ],
+    ids=[
+        "built-in",
+        "get_profile",
+        "with_overrides",
+        "built",
+        "default",
+        "json",
+        "pickle",
+        "deepcopy",
+        "model_copy",
+    ],
+)
+def test_a_profile_s_latency_table_is_read_only(profile: Profile) -> None:
+    """A profile's latencies cannot be edited in place, however the profile was made: each
+    edit raises InvalidError naming ``latencies`` and the way to a changed copy. A profile is
+    shared (by every cluster built from it, and every test of a plugin run), so an edit would
+    reach every run that holds it; the built-in profiles stay as they are."""
+    before = dict(profile.latencies)
+    for edit in LATENCY_EDITS:
+        with pytest.raises(InvalidError) as err:
+            edit(profile.latencies)
+        assert err.value.field == "latencies"
+        assert "read-only" in err.value.reason and "with_overrides" in err.value.reason
+    assert profile.latencies == before
     assert get_profile("openkruise-head").latencies["api.create"] == Uniform(low=0.01, high=0.05)
+    # A copy is the caller's to edit, and the way back is with_overrides.
+    mine = dict(profile.latencies)
+    mine["api.create"] = Fixed(value=9.0)
+    assert profile.with_overrides(latencies=mine).latency("api.create") == Fixed(value=9.0)
 
 
 def test_with_overrides_changes_knobs_and_latencies_and_keeps_the_rest() -> None:
