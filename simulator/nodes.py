@@ -71,10 +71,10 @@ import contextlib
 import heapq
 import ipaddress
 from collections import Counter
-from collections.abc import Generator, Iterable
+from collections.abc import Generator, Iterable, Mapping
 from datetime import datetime, timedelta
 from itertools import chain, islice
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import simpy
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -112,6 +112,7 @@ from pytest_kruise_agents.api.resources import (
 from pytest_kruise_agents.api.validation import FieldProblem, check_labels, dns_subdomain_problem
 from simulator.apiserver import ANN_GRACE_SECONDS, ApiError, Client
 from simulator.faults import Fault, StallGate, check_node_names
+from simulator.readonly import ReadOnlyDict
 from simulator.world import World
 
 __all__ = [
@@ -189,6 +190,23 @@ def feasible_nodes_to_find(percentage: int, nodes: int) -> int:
     return max(nodes * percentage // 100, MIN_FEASIBLE_NODES_TO_FIND)
 
 
+_SPEC_READ_ONLY: Final = {
+    field: f"the {field} of a NodeSpec are read-only (the clusters built from a spec share "
+    f"it): make another NodeSpec, or add a node with other {field} (cluster.nodes.add)"
+    for field in ("labels", "allocatable")
+}
+
+
+def _read_only(table: Mapping[str, str], field: str) -> ReadOnlyDict[str, str]:
+    """``table`` as the read-only ``field`` of a :class:`NodeSpec`."""
+    return ReadOnlyDict(table, field=field, reason=_SPEC_READ_ONLY[field])
+
+
+# One each, shared by every spec that has none: nobody can edit them.
+_NO_LABELS: Final = _read_only({}, "labels")
+_NO_ALLOCATABLE: Final = _read_only({}, "allocatable")
+
+
 class NodeSpec(BaseModel):
     """One node: its name, allocatable CPU, memory, pod slots and other resources, labels
     and pre-pulled images."""
@@ -199,13 +217,16 @@ class NodeSpec(BaseModel):
     cpu: str = "16"
     memory: str = "64Gi"
     max_pods: int = Field(default=110, ge=1)
-    labels: dict[str, str] = Field(default_factory=dict)
+    # Read-only tables and a tuple: clusters built from one spec share it (the plugin's
+    # recipe gives every test's cluster the same specs), and a kubelet reads the images
+    # again when its node comes back, so an edit in place would change other runs.
+    labels: Mapping[str, str] = Field(default_factory=lambda: _NO_LABELS)
     """Labels beside (and over) the kubelet's own: see :func:`well_known_labels`."""
-    allocatable: dict[str, str] = Field(default_factory=dict)
+    allocatable: Mapping[str, str] = Field(default_factory=lambda: _NO_ALLOCATABLE)
     """Allocatable amounts of other resources: extended resources (``nvidia.com/gpu: 8``),
     ``ephemeral-storage``, ``hugepages-2Mi``. A node lacking one has none of it, but for
     ``ephemeral-storage``, which is then not counted (see ``docs/fidelity.md``)."""
-    images: list[str] = Field(default_factory=list)
+    images: tuple[str, ...] = ()
     serialize_image_pulls: bool = True
     """The kubelet's ``serializeImagePulls`` (its default, true): one image download at a
     time on the node, the others queued in order. False pulls different images at once."""
@@ -217,8 +238,8 @@ class NodeSpec(BaseModel):
 
     @field_validator("labels")
     @classmethod
-    def _check_labels(cls, value: dict[str, str]) -> dict[str, str]:
-        return node_labels(value)
+    def _check_labels(cls, value: Mapping[str, str]) -> Mapping[str, str]:
+        return _read_only(node_labels(dict(value)), "labels")
 
     @field_validator("cpu", "memory", mode="before")
     @classmethod
@@ -233,8 +254,8 @@ class NodeSpec(BaseModel):
 
     @field_validator("allocatable")
     @classmethod
-    def _check_allocatable(cls, value: dict[str, str]) -> dict[str, str]:
-        return node_allocatable(value)
+    def _check_allocatable(cls, value: Mapping[str, str]) -> Mapping[str, str]:
+        return _read_only(node_allocatable(dict(value)), "allocatable")
 
     @field_validator("cpu")
     @classmethod

@@ -3,8 +3,9 @@
 A frozen pydantic model refuses ``model.field = x`` but not ``model.field[key] = x``:
 a ``dict`` field stays editable in place. Immutable values are shared (one
 :class:`~simulator.profile.Profile` by every cluster built from it, and by
-every test of a plugin run), so an edit in place of one would reach every run
-that holds it. A :class:`ReadOnlyDict` is what such a field holds instead: a
+every test of a plugin run; a :class:`~simulator.nodes.NodeSpec` by the
+clusters built from it), so an edit in place of one would reach every run that
+holds it. A :class:`ReadOnlyDict` is what such a field holds instead: a
 ``dict`` to everything that reads it (dumped, compared, copied and pickled as
 one), whose edits raise :class:`InvalidError` naming the field and what to do
 instead. ``dict(value)`` (or ``value.copy()``) is an editable copy.

@@ -236,6 +236,9 @@ _SHARED_EDITS: dict[str, Callable[[Any, Any], object]] = {
     "empirical samples": lambda prof, _: prof.latencies["image.pull"].samples.__setitem__(
         slice(None), [20.0]
     ),
+    "node images": lambda _, node: node.images.append("img:1"),
+    "node labels": lambda _, node: node.labels.__setitem__("zone", "b"),
+    "node allocatable": lambda _, node: node.allocatable.__setitem__("example.com/x", "1"),
 }
 
 

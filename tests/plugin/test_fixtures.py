@@ -33,12 +33,14 @@ def test_kruise_cluster_is_fresh_for_every_test(suite: pytest.Pytester) -> None:
     suite.runpytest().assert_outcomes(passed=2)
 
 
-def test_no_test_can_change_the_profile_later_tests_are_built_from(
+def test_no_test_can_change_what_later_tests_clusters_are_built_from(
     suite: pytest.Pytester,
 ) -> None:
-    """The tests of one recipe build their clusters from one Profile: a test that edits its
-    cluster's profile in place (its latencies, an empirical latency's samples) is refused, and
-    the tests after it run as the ones before it did, byte for byte (the same seed and calls)."""
+    """The tests of one recipe build their clusters from one Profile and one list of
+    NodeSpecs: a test that edits them in place through its cluster (the profile's latencies,
+    an empirical latency's samples, a node's images or labels) is refused, and the tests after
+    it run as the ones before it did, byte for byte (the same seed and calls)."""
+    suite.makefile(".yaml", cluster="nodes:\n  - {name: n1, labels: {zone: a}}\n  - {name: n2}\n")
     suite.makepyfile(
         """
         import pytest
@@ -56,19 +58,28 @@ def test_no_test_can_change_the_profile_later_tests_are_built_from(
         def test_a_first(kruise_cluster):
             burst(kruise_cluster)
 
-        def test_b_edits_its_profile(kruise_cluster):
+        def test_b_edits_what_its_cluster_was_built_from(kruise_cluster):
+            latencies = kruise_cluster.profile.latencies
             with pytest.raises(InvalidError) as err:
-                kruise_cluster.profile.latencies["pod.create"] = Fixed(value=30.0)
+                latencies["pod.create"] = Fixed(value=30.0)
             assert err.value.field == "latencies"
             with pytest.raises(TypeError):
-                kruise_cluster.profile.latencies["pod.create"].samples[:] = [30.0]
+                latencies["pod.create"].samples[:] = [30.0]
+            node = kruise_cluster.nodes.specs[0]
+            with pytest.raises(AttributeError):
+                node.images.append("registry.example.com/e2b/base:v1")
+            with pytest.raises(InvalidError) as err:
+                node.labels["zone"] = "b"
+            assert err.value.field == "labels"
 
         def test_c_runs_as_a_did(kruise_cluster):
             burst(kruise_cluster)
             assert LOGS[1] == LOGS[0]
         """
     )
-    suite.runpytest("-p", "no:randomly").assert_outcomes(passed=3)
+    suite.runpytest("-p", "no:randomly", "--kruise-config", "cluster.yaml").assert_outcomes(
+        passed=3
+    )
 
 
 def test_kruise_backend_wraps_the_same_cluster(suite: pytest.Pytester) -> None:

@@ -9,6 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from pytest_kruise_agents.api import dump, keys
+from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.api.meta import ObjectMeta, find_condition
 from pytest_kruise_agents.api.pod import Pod, PodRequests, pod_requests
 from simulator import nodes as nodes_module
@@ -470,6 +471,38 @@ def test_a_node_name_and_labels_follow_the_api_servers_rules(
     assert reason in str(info.value)
     fine = NodeSpec(name="n1.zone-a.example.com", labels={"example.com/zone": "a", "empty": ""})
     assert fine.name == "n1.zone-a.example.com"
+
+
+def test_a_node_spec_cannot_be_edited_in_place() -> None:
+    """A NodeSpec is immutable through and through (clusters built from one share it, and a
+    kubelet reads its images again when the node comes back): its labels and allocatable are
+    read-only (an edit raises InvalidError naming the field), its images a tuple. It still
+    dumps, copies and validates as before."""
+    given = {"name": "a", "labels": {"zone": "a"}, "allocatable": {"nvidia.com/gpu": 8}}
+    spec = NodeSpec.model_validate({**given, "images": ["img:1"]})
+    edits: list[Callable[[Any], object]] = [
+        lambda t: t.__setitem__("zone", "b"),
+        lambda t: t.update(zone="b"),
+        lambda t: t.pop("zone", None),
+        lambda t: t.clear(),
+    ]
+    for field in ("labels", "allocatable"):
+        table: Any = getattr(spec, field)
+        for edit in edits:
+            with pytest.raises(InvalidError) as err:
+                edit(table)
+            assert err.value.field == field and "read-only" in err.value.reason
+    images: Any = spec.images
+    with pytest.raises(AttributeError):
+        images.append("img:2")
+    assert (spec.labels, spec.allocatable, spec.images) == (
+        {"zone": "a"},
+        {"nvidia.com/gpu": "8"},
+        ("img:1",),
+    )
+    assert NodeSpec.model_validate_json(spec.model_dump_json()) == spec
+    assert NodeSpec.model_validate(spec.model_dump()) == spec
+    assert NodeSpec(name="b").labels == {} and NodeSpec(name="b").images == ()
 
 
 def test_same_seed_same_log() -> None:
