@@ -25,7 +25,7 @@ import random
 import re
 from bisect import bisect_left
 from collections.abc import Callable, Collection, Generator, Iterator, Mapping, Sequence
-from typing import Annotated, Any, Final, Literal, NoReturn
+from typing import Annotated, Any, Final, Literal
 
 import simpy
 from pydantic import (
@@ -42,6 +42,7 @@ from pydantic import (
 from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.api.problems import format_path, reason
 from simulator.latency import Latency, Seconds, parse_latency
+from simulator.readonly import ReadOnlyDict
 
 __all__ = [
     "FAULT_KINDS",
@@ -305,7 +306,7 @@ _SELECTOR_READ_ONLY: Final = (
 )
 
 
-class ReadOnlySelector(dict[str, str]):
+class ReadOnlySelector(ReadOnlyDict[str, str]):
     """The selector of a fault in force: a ``dict`` (dumped, compared and copied as one)
     whose edits raise :class:`InvalidError`.
 
@@ -315,36 +316,10 @@ class ReadOnlySelector(dict[str, str]):
     ``selector.copy()``) is an editable copy.
     """
 
-    def __reduce__(self) -> tuple[type[ReadOnlySelector], tuple[dict[str, str]]]:
-        # copy, deepcopy and pickle would rebuild it item by item, through __setitem__.
-        return ReadOnlySelector, (dict(self),)
+    __slots__ = ()
 
-    def _refuse(self, *args: Any, **kwargs: Any) -> NoReturn:
-        raise InvalidError("selector", _SELECTOR_READ_ONLY)
-
-    def __setitem__(self, *args: Any, **kwargs: Any) -> NoReturn:
-        self._refuse()
-
-    def __delitem__(self, *args: Any, **kwargs: Any) -> NoReturn:
-        self._refuse()
-
-    def __ior__(self, *args: Any, **kwargs: Any) -> NoReturn:  # type: ignore[misc]
-        self._refuse()
-
-    def update(self, *args: Any, **kwargs: Any) -> NoReturn:
-        self._refuse()
-
-    def pop(self, *args: Any, **kwargs: Any) -> NoReturn:
-        self._refuse()
-
-    def popitem(self, *args: Any, **kwargs: Any) -> NoReturn:
-        self._refuse()
-
-    def clear(self, *args: Any, **kwargs: Any) -> NoReturn:
-        self._refuse()
-
-    def setdefault(self, *args: Any, **kwargs: Any) -> NoReturn:
-        self._refuse()
+    def __init__(self, selector: Mapping[str, str] | None = None, /) -> None:
+        super().__init__(selector or {}, field="selector", reason=_SELECTOR_READ_ONLY)
 
 
 _FAULT_ID: Final = re.compile(r"[A-Za-z0-9._-]{1,253}")
