@@ -19,6 +19,7 @@ controller delete the pods sandboxes create (:class:`ForbiddenError`).
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections import deque
 from collections.abc import Callable, Generator, Sequence
@@ -809,12 +810,18 @@ class ApiServer:
                 for _, draw in draws:
                     extra += draw
                 lag += extra
+            # SimPy schedules a timeout at ``now + delay``: with ``delay = lag`` that is
+            # ``own`` exactly. An event raised to the arrival of the one ahead of it
+            # needs a delay whose sum with ``now`` is no less than that arrival (the
+            # sum of ``now`` and ``floor - now`` can round one step below it); a tie
+            # then goes in scheduling order, so deliveries to a cache keep their order.
             own = at = now + lag
             floor = inf.last_delivery
             if at < floor:
-                at = floor
+                lag = _delay_to(now, floor)
+                at = now + lag
             inf.last_delivery = at
-            timer = env.timeout(at - now)
+            timer = env.timeout(lag)
             queue = self._held.get(inf) if self._held else None
             if not draws and queue is None:
                 timer.callbacks.append(_Delivery(inf, event_type, kind, old, new))
@@ -1131,6 +1138,21 @@ _DANGLING: Final = object()
 _WAITING: Final = object()
 
 
+def _delay_to(now: float, at: float) -> float:
+    """The delay from ``now`` that a SimPy timeout fires after at the moment ``at`` or the
+    float just after it, never before.
+
+    SimPy fires a timeout at ``now + delay``; with ``delay = at - now`` that
+    sum can round one step below ``at`` (when ``now`` is below half of
+    ``at`` the subtraction is inexact), and an event meant to wait for the
+    one due at ``at`` would overtake it.
+    """
+    delay = at - now
+    while now + delay < at:
+        delay = math.nextafter(delay, math.inf)
+    return delay
+
+
 def _one_level(value: Any) -> Any:
     """A copy one level deep: a model's fields, or a dict's or list's items, are shared."""
     # Models first: a patch copies the metadata and a status or spec, mostly models.
@@ -1247,9 +1269,10 @@ class _HeldQueue:
                 held.own = own
             due = max(held.own, now, prev)
             if due < held.at:
-                held.at = due
+                delay = _delay_to(now, due)
+                held.at = now + delay  # when SimPy fires it: no earlier than ``due``
                 held.version += 1
-                timer = env.timeout(due - now)
+                timer = env.timeout(delay)
                 timer.callbacks.append(partial(self.fire, held, held.version))
             prev = held.at
         return prev
