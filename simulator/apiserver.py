@@ -4,7 +4,9 @@ Every write carries the caller's ``resourceVersion``; a stale one answers
 ``409 Conflict`` as a real API server does. Each verb takes a latency drawn
 from the profile, each client is throttled by its QPS/burst limits, and every
 committed change reaches each registered :class:`~simulator.informer.Informer`
-after a watch propagation lag, in order.
+after a watch propagation lag, in order. Error answers are worded as
+Kubernetes words them, naming objects by their group-qualified resource
+(``sandboxes.agents.kruise.io "x" not found``).
 
 Objects held here are immutable by convention: a write stores a new object,
 readers copy before they change anything, and an object handed to a write
@@ -104,6 +106,16 @@ _VERB_LATENCY = {
 }
 
 
+_RESOURCES: Final = {
+    "Pod": "pods",
+    "Sandbox": "sandboxes.agents.kruise.io",
+    "SandboxSet": "sandboxsets.agents.kruise.io",
+    "SandboxClaim": "sandboxclaims.agents.kruise.io",
+    "SandboxTemplate": "sandboxtemplates.agents.kruise.io",
+}
+"""Per kind, its group-qualified resource: what the API server's messages name an object by."""
+
+
 class ApiError(Exception):
     """An error answer of the API server (``metav1.Status``)."""
 
@@ -160,10 +172,33 @@ class UIDConflictError(ApiError):
         super().__init__(
             409,
             "Conflict",
-            f'Operation cannot be fulfilled on {kind.lower()} "{name}": Precondition failed: '
+            f'Operation cannot be fulfilled on {_resource(kind)} "{name}": Precondition failed: '
             f"UID in precondition: {expected}, UID in object meta: {stored}",
         )
         self.args = (kind, name, expected, stored)
+
+
+def _resource(kind: str) -> str:
+    """``kind``'s qualified resource (``sandboxes.agents.kruise.io``; ``pods`` in the core group)."""
+    return _RESOURCES.get(kind) or f"{kind.lower()}s"
+
+
+def _not_found(kind: str, name: str) -> ApiError:
+    """404 NotFound, worded as ``errors.NewNotFound``."""
+    return ApiError(404, "NotFound", f'{_resource(kind)} "{name}" not found')
+
+
+def _conflict(kind: str, name: str, why: str) -> ApiError:
+    """409 Conflict, worded as ``errors.NewConflict``."""
+    return ApiError(
+        409, "Conflict", f'Operation cannot be fulfilled on {_resource(kind)} "{name}": {why}'
+    )
+
+
+_MODIFIED: Final = (
+    "the object has been modified; please apply your changes to the latest version and try again"
+)
+"""``registry.OptimisticLockErrorMsg``: why a write on a stale resourceVersion is refused."""
 
 
 class Client:
@@ -318,7 +353,7 @@ class ApiServer:
             name = filled["name"] = self._generate_name(kind, meta.namespace, meta.generate_name)
         key = (meta.namespace, name)
         if key in store:
-            raise ApiError(409, "AlreadyExists", f'{kind} "{name}" already exists')
+            raise ApiError(409, "AlreadyExists", f'{_resource(kind)} "{name}" already exists')
         parts: dict[str, Any] = {}
         if kind == "Pod":
             spec = parts["spec"] = default_requests(obj.spec)
@@ -378,19 +413,14 @@ class ApiServer:
         key = (meta.namespace, meta.name)
         old = store.get(key)
         if old is None:
-            raise ApiError(404, "NotFound", f'{kind} "{meta.name}" not found')
+            raise _not_found(kind, meta.name)
         if (
             check_rv
             and meta.resource_version is not None
             and (meta.resource_version != old.metadata.resource_version)
             and is_precondition(meta.resource_version)
         ):
-            raise ApiError(
-                409,
-                "Conflict",
-                f'Operation cannot be fulfilled on {kind.lower()} "{meta.name}": the object has '
-                "been modified; please apply your changes to the latest version and try again",
-            )
+            raise _conflict(kind, meta.name, _MODIFIED)
         # Ownership of ``obj`` and its parts passes to the store: callers build
         # their writes from copies and do not touch them afterwards. Copying only
         # the envelope and metadata keeps a write cheap (pod templates are big);
@@ -498,18 +528,23 @@ class ApiServer:
         key = (namespace, name)
         old = store.get(key)
         if old is None:
-            raise ApiError(404, "NotFound", f'{kind} "{name}" not found')
-        if uid is not None and uid != old.metadata.uid:
-            # The registry checks preconditions (BeforeDelete) before the storage
-            # runs the admission webhooks' delete validation.
-            raise UIDConflictError(kind, name, uid, old.metadata.uid)
+            raise _not_found(kind, name)
+        meta = old.metadata
+        # The registry checks the preconditions (BeforeDelete), UID first, before
+        # the storage runs the admission webhooks' delete validation.
+        if uid is not None and uid != meta.uid:
+            raise UIDConflictError(kind, name, uid, meta.uid)
+        if resource_version is not None and resource_version != meta.resource_version:
+            raise _conflict(
+                kind,
+                name,
+                f"Precondition failed: ResourceVersion in precondition: {resource_version}, "
+                f"ResourceVersion in object meta: {meta.resource_version}",
+            )
         if kind == "Pod":
             why = pod_delete_refusal(old, requester)
             if why is not None:
                 raise ForbiddenError(POD_DELETE_WEBHOOK, why)
-        if resource_version is not None and resource_version != old.metadata.resource_version:
-            raise ApiError(409, "Conflict", f'Precondition failed: {kind} "{name}" was modified')
-        meta = old.metadata
         finalizers = meta.finalizers
         if propagation is not None:
             finalizers = _propagated(finalizers, propagation)
@@ -976,7 +1011,7 @@ class ApiServer:
         yield from self._request(client, "patch", kind)
         current = self._objects.get(kind, {}).get((namespace, name))  # peek(), on every patch
         if current is None:
-            raise ApiError(404, "NotFound", f'{kind} "{name}" not found')
+            raise _not_found(kind, name)
         if uid is not None and uid != current.metadata.uid:
             # Checked before the resourceVersion, as ``Preconditions.Check`` does.
             raise UIDConflictError(kind, name, uid, current.metadata.uid)
@@ -985,7 +1020,8 @@ class ApiServer:
             and resource_version != current.metadata.resource_version
             and is_precondition(resource_version)
         ):
-            raise ApiError(409, "Conflict", f'{kind} "{name}": the object has been modified')
+            # The patched object carries the version: the update's own answer.
+            raise _conflict(kind, name, _MODIFIED)
         # Copy only what the patch may change: metadata always, then the status
         # for a status patch or the spec for a main-resource patch.
         copy = _one_level if shallow else deep_copy
@@ -1028,7 +1064,7 @@ class ApiServer:
         yield from self._request(client, "get", kind)
         obj = self.peek(kind, namespace, name)
         if obj is None:
-            raise ApiError(404, "NotFound", f'{kind} "{name}" not found')
+            raise _not_found(kind, name)
         return obj
 
 

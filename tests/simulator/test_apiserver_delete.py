@@ -41,7 +41,7 @@ def test_a_delete_naming_another_uid_answers_409_and_deletes_nothing() -> None:
         world.api.commit_delete("SandboxClaim", "default", "job", uid=old.metadata.uid)
     assert err.value.code == 409 and err.value.is_conflict
     assert err.value.message == (
-        'Operation cannot be fulfilled on sandboxclaim "job": Precondition failed: '
+        'Operation cannot be fulfilled on sandboxclaims.agents.kruise.io "job": Precondition failed: '
         f"UID in precondition: {old.metadata.uid}, UID in object meta: {new.metadata.uid}"
     )
     assert world.api.peek("SandboxClaim", "default", "job") == new
