@@ -26,6 +26,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Generator, Sequence
 from functools import partial
+from operator import attrgetter
 from typing import Any, Final, Literal
 
 import simpy
@@ -34,6 +35,7 @@ from pydantic import BaseModel
 from pytest_kruise_agents.api import keys
 from pytest_kruise_agents.api.copying import deep_copy, shallow_copy
 from pytest_kruise_agents.api.manifest import KINDS
+from pytest_kruise_agents.api.meta import ObjectMeta
 from pytest_kruise_agents.api.pod import (
     default_requests,
     pod_create_error,
@@ -194,6 +196,13 @@ def _conflict(kind: str, name: str, why: str) -> ApiError:
         409, "Conflict", f'Operation cannot be fulfilled on {_resource(kind)} "{name}": {why}'
     )
 
+
+_SERVER_META: Final = frozenset(
+    {"uid", "resource_version", "generation", "creation_timestamp", "deletion_timestamp"}
+)
+"""The metadata an update takes from the stored object (or the server sets), not the writer."""
+_writers_meta: Final = attrgetter(*(f for f in ObjectMeta.model_fields if f not in _SERVER_META))
+"""The metadata a main-resource update writes, as a tuple: equal tuples write the same."""
 
 _MODIFIED: Final = (
     "the object has been modified; please apply your changes to the latest version and try again"
@@ -405,7 +414,9 @@ class ApiServer:
 
         A main-resource write (an update, a patch) whose annotations pass 256 KiB
         is refused (422 Invalid); a status write keeps the stored metadata; a main-resource
-        write keeps the stored status, but a ``binding`` one.
+        write keeps the stored status, but a ``binding`` one. A write that would
+        store what is stored already is no write: the stored object is the answer,
+        with its resourceVersion, and no watch event goes out.
         """
         kind = obj.kind
         meta = obj.metadata
@@ -427,6 +438,9 @@ class ApiServer:
         # each is copied with its changes at once (``update=``, which marks them
         # set as assigning them would), not assigned field by field afterwards.
         if subresource == "status":
+            status = obj.status
+            if status is old.status or status == old.status:
+                return old  # a no-op: nothing written (etcd3's GuaranteedUpdate)
             new_meta = old.metadata.model_copy(update={"resource_version": self._next_rv()})
             new = old.model_copy(update={"status": obj.status, "metadata": new_meta})
         else:
@@ -439,6 +453,14 @@ class ApiServer:
                 why = pod_update_refusal(old, obj)
                 if why is not None:
                     raise ApiError(422, "Invalid", f'Pod "{meta.name}" is invalid: {why}')
+            if (
+                not changed
+                and _writers_meta(meta) == _writers_meta(old_meta)
+                and (subresource != "binding" or obj.status == old.status)
+            ):
+                # A no-op, as etcd3's GuaranteedUpdate finds the new bytes equal to the
+                # stored ones: no new resourceVersion, no watch event, the stored answer.
+                return old
             new_meta = meta.model_copy(
                 update={
                     "uid": old_meta.uid,
