@@ -1,10 +1,10 @@
 """``kubectl apply`` against the simulated API server: plan every write, then commit.
 
 An apply is all or nothing: every check the API server would make at commit
-time (a name given twice, a non-zero ``resourceVersion`` on a create or a
-stale one on an update, a ``uid`` other than the stored object's, an
-immutable field, a pod update it refuses, a finalizer added to an object
-being deleted) runs while planning, against the stored objects, so that one
+time (a name given twice, a non-zero ``resourceVersion`` on a create, a
+stale one or one that is no unsigned integer on an update, a ``uid`` other
+than the stored object's, an immutable field, a pod update it refuses, a
+finalizer added to an object being deleted) runs while planning, against the stored objects, so that one
 bad document raises one :class:`InvalidError` before anything has changed.
 
 An update replaces the labels, annotations and spec of the stored object with
@@ -135,8 +135,13 @@ def _update(where: str, existing: Any, obj: KubeObject) -> Any | None:
         )
     rv = meta.resource_version
     # An empty resourceVersion is no precondition, as on a create, and one
-    # that parses to 0 asks for an unconditional update (``Store.Update``).
-    if rv and rv != old.resource_version and is_precondition(rv):
+    # that parses to 0 asks for an unconditional update (``Store.Update``),
+    # which compares the parsed numbers: "007" is version 7.
+    if (
+        rv
+        and rv != old.resource_version
+        and _parse_version(where, rv) not in (0, int(old.resource_version or 0))
+    ):
         # kubectl sends the manifest's resourceVersion: an optimistic lock.
         raise ConflictError(
             f"{where} metadata.resourceVersion",
@@ -173,6 +178,24 @@ def _update(where: str, existing: Any, obj: KubeObject) -> Any | None:
             field, _, reason = why.partition(": ")
             raise InvalidError(f"{where} {field}", reason)
     return new
+
+
+_MAX_VERSION = 2**64 - 1
+"""The largest resourceVersion: the API server parses one as a uint64."""
+
+
+def _parse_version(where: str, rv: str) -> int:
+    """``rv`` as the API server parses it (``strconv.ParseUint``, base 10); refused if it is none.
+
+    ``ParseResourceVersion`` answers such a version Invalid, naming the field:
+    no retry of the same manifest could ever go through.
+    """
+    if rv.isascii() and rv.isdigit() and int(rv) <= _MAX_VERSION:
+        return int(rv)
+    raise InvalidError(
+        f"{where} metadata.resourceVersion",
+        f"must be a resourceVersion the API server gave (an unsigned integer), got {rv!r}",
+    )
 
 
 def _check_pod_spec(where: str, spec: dict[str, Any]) -> None:

@@ -460,6 +460,33 @@ def test_the_current_resource_version_is_accepted(pooled: Cluster) -> None:
     assert after.spec.replicas == 6
 
 
+@pytest.mark.parametrize("version", ["abc", "1.0", "1e3", "-1", " 1", "+1", "18446744073709551616"])
+def test_a_resource_version_that_is_no_version_is_invalid(pooled: Cluster, version: str) -> None:
+    """A resourceVersion the API server cannot parse as an unsigned integer is bad input
+    (``ParseResourceVersion`` answers Invalid, naming the field), not a conflict that no
+    retry could resolve; nothing is written."""
+    doc: dict[str, Any] = yaml.safe_load(pool_yaml(replicas=4))
+    doc["metadata"]["resourceVersion"] = version
+    before = snapshot(pooled)
+    with pytest.raises(InvalidError) as err:
+        pooled.apply(doc)
+    assert not isinstance(err.value, ConflictError)
+    assert err.value.field == "SandboxSet/base metadata.resourceVersion"
+    assert err.value.reason == (
+        f"must be a resourceVersion the API server gave (an unsigned integer), got {version!r}"
+    )
+    assert snapshot(pooled) == before
+
+
+def test_a_resource_version_is_compared_as_a_number(pooled: Cluster) -> None:
+    """``"0<rv>"`` is the stored version, as the API server parses it: no conflict."""
+    rv = pooled.get("sbs", "base").metadata.resource_version
+    doc: dict[str, Any] = yaml.safe_load(pool_yaml(replicas=4))
+    doc["metadata"]["resourceVersion"] = f"0{rv}"
+    (after,) = pooled.apply(doc)
+    assert after.spec.replicas == 4
+
+
 @pytest.mark.parametrize(
     "empty",
     ["runtimes: []", "persistentContents: []", "volumeClaimTemplates: []", "scaleStrategy: {}"],
