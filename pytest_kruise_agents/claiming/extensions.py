@@ -40,6 +40,7 @@ from pytest_kruise_agents.claiming.modification import (
     UUID_STAND_IN,
     ClaimOptions,
     InitRuntimeRequest,
+    InplaceNames,
     claim_annotations_problem,
 )
 from pytest_kruise_agents.claiming.timeouts import DEFAULT_TIMEOUT_S, FOREVER, create_times
@@ -47,6 +48,7 @@ from pytest_kruise_agents.claiming.timeouts import DEFAULT_TIMEOUT_S, FOREVER, c
 __all__ = [
     "BAD_EXTENSION_PREFIX",
     "BAD_METADATA_PREFIX",
+    "E2B_INPLACE_NAMES",
     "KEY_CLAIM_TIMEOUT_SECONDS",
     "KEY_CPU_LIMIT",
     "KEY_CPU_REQUEST",
@@ -118,6 +120,9 @@ KEY_SANDBOX_RESOURCE: Final = _E2B + "sandbox-resource"
 """Response-only: ``<namespace>/<name>`` of the delivered sandbox."""
 KEY_SANDBOX_IP: Final = _E2B + "sandbox-ip"
 """Response-only: the pod IP, when ``return-sandbox-ip`` was asked for."""
+
+E2B_INPLACE_NAMES: Final = InplaceNames(KEY_IMAGE, KEY_CPU_REQUEST, KEY_CPU_LIMIT)
+"""The keys of an E2B create's in-place image and CPU, which a refusal of them names."""
 
 KNOWN_KEYS: Final[tuple[str, ...]] = (
     KEY_CLAIM_TIMEOUT_SECONDS,
@@ -762,6 +767,7 @@ def e2b_claim_options(
         inplace_image=opts.image,
         cpu_request=opts.cpu_request,
         cpu_limit=opts.cpu_limit,
+        inplace_names=E2B_INPLACE_NAMES,
         init_runtime=init_runtime,
         csi_mounts=list(opts.csi_mounts),
         claim_timeout=timedelta(seconds=claim_s) if claim_s else None,

@@ -15,7 +15,7 @@ import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, NamedTuple
 
 from pytest_kruise_agents.api import keys
 from pytest_kruise_agents.api.base import format_time
@@ -39,12 +39,14 @@ __all__ = [
     "ANN_CLEANUP_ENABLED",
     "ANN_CLEANUP_RETAIN_ON_FAILURE",
     "CLAIM_PRIORITY",
+    "INPLACE_OPTION_NAMES",
     "MAX_GENERATE_NAME",
     "PRESERVED_INTERNAL_KEYS",
     "RUNTIME_INIT_CONTAINER",
     "UUID_STAND_IN",
     "ClaimOptions",
     "InitRuntimeRequest",
+    "InplaceNames",
     "claim_annotations",
     "claim_annotations_problem",
     "failed_sandbox_cleanup",
@@ -111,6 +113,18 @@ class InitRuntimeRequest:
         )
 
 
+class InplaceNames(NamedTuple):
+    """What the request calls its in-place image, CPU request and CPU limit: its errors name these."""
+
+    image: str
+    cpu_request: str
+    cpu_limit: str
+
+
+INPLACE_OPTION_NAMES: Final = InplaceNames("inplace_image", "cpu_request", "cpu_limit")
+"""The :class:`ClaimOptions` fields themselves, for options not made from a request."""
+
+
 @dataclass(frozen=True)
 class ClaimOptions:
     """Everything one claim needs (``infra.ClaimSandboxOptions``).
@@ -122,7 +136,9 @@ class ClaimOptions:
     the pod template; ``label_pod_with_sandbox_name`` adds the pod label
     ``sandbox-name=<picked sandbox's name>`` (E2B; empty for a no-stock
     sandbox, which has only a generateName then). ``claim_timeout`` and
-    ``wait_ready_timeout`` ``None`` mean unbounded.
+    ``wait_ready_timeout`` ``None`` mean unbounded. ``inplace_names`` are the
+    request's names of ``inplace_image``, ``cpu_request`` and ``cpu_limit``
+    (E2B keys, a SandboxClaim's fields), which an error about them names.
     """
 
     namespace: str
@@ -148,6 +164,7 @@ class ClaimOptions:
     create_on_no_stock: bool = True
     pod_annotations: dict[str, str] = field(default_factory=dict)
     label_pod_with_sandbox_name: bool = False
+    inplace_names: InplaceNames = INPLACE_OPTION_NAMES
 
     @property
     def inplace_update(self) -> bool:
@@ -183,7 +200,8 @@ def validate_claim_options(opts: ClaimOptions) -> None:
     """Reject invalid options with a :class:`BadRequestError` naming the field.
 
     Upstream's ``ValidateAndInitClaimOptions``: user and template required,
-    CSI mounts need runtime init, CPU quantities positive.
+    CSI mounts need runtime init, CPU quantities positive. The image and CPU
+    are named as the request names them (``opts.inplace_names``).
     """
     if not opts.user:
         raise BadRequestError("user: required", field="user")
@@ -196,10 +214,11 @@ def validate_claim_options(opts: ClaimOptions) -> None:
             "csi_mounts: CSI mounts need the runtime to be initialised (init_runtime)",
             field="csi_mounts",
         )
+    names = opts.inplace_names
     if opts.inplace_image is not None and not opts.inplace_image:
-        raise BadRequestError("inplace_image: must not be empty", field="inplace_image")
-    _check_cpu("cpu_request", opts.cpu_request)
-    _check_cpu("cpu_limit", opts.cpu_limit)
+        raise BadRequestError(f"{names.image}: must not be empty", field=names.image)
+    _check_cpu(names.cpu_request, opts.cpu_request)
+    _check_cpu(names.cpu_limit, opts.cpu_limit)
 
 
 def _template_metadata(spec: SandboxSpec, part: Literal["labels", "annotations"]) -> dict[str, Any]:
@@ -226,11 +245,12 @@ def _first_container(sbx: Sandbox, field_name: str) -> dict[str, Any]:
 
 
 def _apply_inplace(sbx: Sandbox, opts: ClaimOptions) -> None:
+    names = opts.inplace_names
     if opts.inplace_image is not None:
-        _first_container(sbx, "inplace_image")["image"] = opts.inplace_image
+        _first_container(sbx, names.image)["image"] = opts.inplace_image
     for field_name, part, value in (
-        ("cpu_request", "requests", opts.cpu_request),
-        ("cpu_limit", "limits", opts.cpu_limit),
+        (names.cpu_request, "requests", opts.cpu_request),
+        (names.cpu_limit, "limits", opts.cpu_limit),
     ):
         if value is None:
             continue

@@ -22,6 +22,7 @@ from pytest_kruise_agents.claiming.modification import (
     UUID_STAND_IN,
     ClaimOptions,
     InitRuntimeRequest,
+    InplaceNames,
     claim_annotations_problem,
     sandboxset_has_agent_runtime,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "REASON_FEATURE_GATE_DISABLED",
     "REASON_SANDBOXSET_NOT_FOUND",
     "REASON_TIMEOUT_REACHED",
+    "SANDBOXCLAIM_INPLACE_NAMES",
     "ClaimStatusDecision",
     "calculate_claim_status",
     "claim_batch",
@@ -67,6 +69,13 @@ REASON_TIMEOUT_REACHED: Final = "TimeoutReached"
 REASON_CLAIM_TIMEOUT_REACHED: Final = "ClaimTimeoutReached"
 REASON_SANDBOXSET_NOT_FOUND: Final = "SandboxSetNotFound"
 REASON_FEATURE_GATE_DISABLED: Final = "FeatureGateDisabled"
+
+SANDBOXCLAIM_INPLACE_NAMES: Final = InplaceNames(
+    "spec.inplaceUpdate.image",
+    "spec.inplaceUpdate.resources.requests.cpu",
+    "spec.inplaceUpdate.resources.limits.cpu",
+)
+"""The fields of a SandboxClaim's in-place image and CPU, which a refusal of them names."""
 
 
 def claim_waves(n: int, initial: int = DEFAULT_INITIAL_WAVE) -> list[int]:
@@ -317,6 +326,7 @@ def _claim_options(
         inplace_image=inplace.image if inplace is not None else None,
         cpu_request=((resources.requests or {}).get("cpu") if resources else None),
         cpu_limit=((resources.limits or {}).get("cpu") if resources else None),
+        inplace_names=SANDBOXCLAIM_INPLACE_NAMES,
         init_runtime=init_runtime,
         csi_mounts=[m.model_copy(deep=True) for m in spec.dynamic_volumes_mount or []],
         claim_timeout=None,

@@ -644,6 +644,17 @@ def test_csi_mounts_without_runtime_init_are_refused_as_the_request_names_them()
     assert "csi_mounts" not in err.message and "init_runtime" not in err.message
 
 
+def test_an_in_place_update_the_sandbox_cannot_take_is_refused_naming_its_key() -> None:
+    """A sandbox with no inline pod template (a templateRef pool's) has no image to change:
+    the 400 names the key the caller sent, not the claim options' field (inplace_image)."""
+    sbx = make_sandbox()
+    sbx.spec.template = None
+    with pytest.raises(BadRequestError) as info:
+        modify_for_claim(sbx, _claim_options({E + "image": "python:3.13"}), NOW)
+    assert (info.value.code, info.value.field) == (400, E + "image")
+    assert "inplace_image" not in info.value.message
+
+
 def test_the_access_token_is_put_in_once_the_request_is_checked() -> None:
     """Options checked with the stand-in token take the drawn one, and nothing else changes."""
     opts = _claim_options({}, [{"name": "pv", "path": "/w"}], {"K": "v"})

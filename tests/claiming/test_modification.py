@@ -16,11 +16,19 @@ from pytest_kruise_agents.api.sandbox import Sandbox
 from pytest_kruise_agents.api.sandboxclaim import CSIMountConfig
 from pytest_kruise_agents.api.validation import ANNOTATIONS_MAX, annotations_size
 from pytest_kruise_agents.claiming.errors import BadRequestError
-from pytest_kruise_agents.claiming.extensions import RESERVE_FOREVER
+from pytest_kruise_agents.claiming.extensions import (
+    E2B_INPLACE_NAMES,
+    KEY_CPU_LIMIT,
+    KEY_CPU_REQUEST,
+    KEY_IMAGE,
+    RESERVE_FOREVER,
+)
 from pytest_kruise_agents.claiming.modification import (
+    INPLACE_OPTION_NAMES,
     UUID_STAND_IN,
     ClaimOptions,
     InitRuntimeRequest,
+    InplaceNames,
     claim_annotations,
     claim_annotations_problem,
     failed_sandbox_cleanup,
@@ -32,6 +40,7 @@ from pytest_kruise_agents.claiming.modification import (
     sandboxset_revision,
     validate_claim_options,
 )
+from pytest_kruise_agents.claiming.sandboxclaim import SANDBOXCLAIM_INPLACE_NAMES
 from pytest_kruise_agents.claiming.state import is_claimed, sandbox_state
 from pytest_kruise_agents.claiming.timeouts import FOREVER
 
@@ -282,6 +291,35 @@ class TestModifyForClaim:
         sbx.spec.template = None
         with pytest.raises(BadRequestError, match="inplace_image"):
             modify_for_claim(sbx, options(inplace_image="python:3.13"), NOW)
+
+    @pytest.mark.parametrize(
+        ("names", "asked", "field"),
+        [
+            (E2B_INPLACE_NAMES, {"inplace_image": "python:3.13"}, KEY_IMAGE),
+            (E2B_INPLACE_NAMES, {"cpu_limit": "2"}, KEY_CPU_LIMIT),
+            (
+                SANDBOXCLAIM_INPLACE_NAMES,
+                {"cpu_request": "2", "cpu_limit": "2"},
+                "spec.inplaceUpdate.resources.requests.cpu",
+            ),
+        ],
+    )
+    def test_inplace_refusal_names_the_field_the_request_gave(
+        self, names: InplaceNames, asked: dict[str, str], field: str
+    ) -> None:
+        """The 400 names the E2B key or SandboxClaim field of the first change asked for."""
+        sbx = make_sandbox()
+        sbx.spec.template = None
+        with pytest.raises(BadRequestError) as info:
+            modify_for_claim(sbx, options(inplace_names=names, **asked), NOW)
+        assert info.value.field == field
+        assert str(info.value).startswith(f"{field}: in-place update needs")
+
+    def test_options_name_their_inplace_fields_as_their_path_does(self) -> None:
+        """E2B options name the extension keys; options made directly, their own fields."""
+        assert options().inplace_names == INPLACE_OPTION_NAMES
+        assert INPLACE_OPTION_NAMES == ("inplace_image", "cpu_request", "cpu_limit")
+        assert E2B_INPLACE_NAMES == (KEY_IMAGE, KEY_CPU_REQUEST, KEY_CPU_LIMIT)
 
     def test_template_ref_sandbox_claims_without_pod_labels(self) -> None:
         """A sandbox without an inline pod template is claimed; only its own metadata changes."""

@@ -106,6 +106,20 @@ def test_a_no_stock_create_embeds_the_resolved_template() -> None:
     assert keys.LABEL_OWNER not in stored.spec.template["metadata"]["labels"]
 
 
+def test_a_sandboxclaim_in_place_update_of_a_warm_pool_names_its_field() -> None:
+    """The SandboxClaim's attempts fail with a 400 naming ``spec.inplaceUpdate.image``."""
+    cluster = Cluster(seed=3)
+    cluster.apply(template_yaml() + "---\n" + ref_set_yaml())
+    cluster.wait_for_pool("python", timeout=120)
+    cluster.apply(claim_yaml("job", "python", inplaceUpdate=f"{{image: {IMAGE}-slim}}"))
+    cluster.advance(5)
+    record = cluster.records[-1]
+    assert record.error_code == 400
+    assert (record.error or "").startswith(
+        "spec.inplaceUpdate.image: in-place update needs a sandbox with an inline pod template"
+    )
+
+
 def test_a_no_stock_create_of_a_missing_template_fails_and_leaves_nothing() -> None:
     """Nothing to build the sandbox from: a terminal 500 naming the template, no sandbox made."""
     cluster = Cluster(seed=3)
