@@ -50,6 +50,7 @@ from pytest_kruise_agents.claiming.retry import jitter
 from pytest_kruise_agents.claiming.selection import (
     PickResult,
     no_available_error,
+    pick_choices,
     select_candidate,
 )
 from pytest_kruise_agents.claiming.state import is_ready, pod_ip, sandbox_key, sandbox_state
@@ -395,6 +396,24 @@ class Claimer:
             sbs = next(cache.by_index("SandboxSet", "name", f"*/{template}"), None)
             pool = cache.by_index("Sandbox", "pool", f"{PICKABLE_PREFIX}*/{template}")
         return pool, sbs
+
+    def pick_choices(self, opts: ClaimOptions) -> list[Sandbox]:
+        """The sandboxes an attempt of ``opts`` picking now could take (none if it would create).
+
+        What :meth:`try_claim`'s pick would choose among, read from the cache
+        as the pick reads it; nothing is drawn, waited for or changed.
+        """
+        pool, sbs = self._pool(opts.namespace, opts.template)
+        return pick_choices(
+            pool,
+            update_revision=sbs.status.update_revision if sbs is not None else None,
+            in_flight=self._in_flight.keys(),
+            now=self.ctx.now_dt(),
+            window=opts.candidate_count,
+            is_fresh=self.is_fresh,
+            prefiltered=True,
+            suspects=self._expect,
+        )
 
     def _new_sandbox(self, sbs: SandboxSet) -> Sandbox:
         """A no-stock sandbox of ``sbs``, its templateRef resolved (§5.2 "create new")."""

@@ -62,6 +62,7 @@ from pytest_kruise_agents.claiming.listing import (
 )
 from pytest_kruise_agents.claiming.modification import (
     ClaimOptions,
+    check_inplace_target,
     validate_claim_options,
 )
 from pytest_kruise_agents.claiming.ownership import owns_route, route_not_found
@@ -334,8 +335,9 @@ class SandboxManager:
         """``POST /sandboxes`` (claim): return the claimed Sandbox or raise a coded ClaimError.
 
         The request is validated (timeout 30 s…30 d, extension metadata,
-        volume mounts, env vars' size, template exists: 400) before anything
-        changes or is drawn; then the claim runs with the profile's retry
+        volume mounts, env vars' size, template exists, an in-place update
+        the pick's sandboxes can take: 400) before anything changes or is
+        drawn; then the claim runs with the profile's retry
         loop, bounded by the claim timeout if any. Interrupting the process
         cancels the request's context (its client went away): the attempt in
         progress stops at its current wait, cleans up what it locked, and the
@@ -427,7 +429,10 @@ class SandboxManager:
 
         In upstream's order: the request's timeout and metadata, then (when
         ``check_template``) whether the template exists, then what
-        ``ValidateAndInitClaimOptions`` and the lock write would refuse.
+        ``ValidateAndInitClaimOptions`` and the lock write would refuse; last
+        (when ``check_template``) an in-place update that a sandbox the pick
+        could take has no inline pod template for, which the modification
+        would refuse after the pick's draws.
         """
         ctx = self.ctx
         prof = ctx.profile
@@ -455,6 +460,11 @@ class SandboxManager:
             default_wait_ready_timeout_s=prof.e2b_default_wait_ready_timeout_s,
         )
         validate_claim_options(opts)
+        if check_template and opts.inplace_update:
+            # The pick would take a sandbox whose image or CPU cannot change: said
+            # now, as the pick would say it, before the token and the pick's draws.
+            for sbx in self.claimer.pick_choices(opts):
+                check_inplace_target(sbx, opts)
         return opts, ext, timeout
 
     def _schedule(self, claim_timeout: float | None) -> RetrySchedule:

@@ -104,6 +104,7 @@ from pytest_kruise_agents.claiming.modification import (
     ClaimOptions,
     InitRuntimeRequest,
     InplaceNames,
+    check_inplace_target,
     claim_annotations,
     claim_annotations_problem,
     failed_sandbox_cleanup,
@@ -211,6 +212,7 @@ from pytest_kruise_agents.claiming.selection import (
     is_candidate,
     is_pickable,
     no_available_error,
+    pick_choices,
     select_candidate,
 )
 from pytest_kruise_agents.claiming.state import (
@@ -408,6 +410,7 @@ __all__ = [
     "can_recycle_on_kill",
     "check_create_request",
     "check_env_vars_request",
+    "check_inplace_target",
     "check_string_map",
     "check_timeout_seconds",
     "claim_annotations",
@@ -466,6 +469,7 @@ __all__ = [
     "pause_retention",
     "pause_times",
     "paused_retention",
+    "pick_choices",
     "pod_ip",
     "pod_template_revision",
     "progress_status",

@@ -47,6 +47,7 @@ __all__ = [
     "ClaimOptions",
     "InitRuntimeRequest",
     "InplaceNames",
+    "check_inplace_target",
     "claim_annotations",
     "claim_annotations_problem",
     "failed_sandbox_cleanup",
@@ -242,6 +243,31 @@ def _first_container(sbx: Sandbox, field_name: str) -> dict[str, Any]:
         )
     first: dict[str, Any] = containers[0]
     return first
+
+
+def _first_inplace_name(opts: ClaimOptions) -> str | None:
+    """The name of the first in-place change ``opts`` asks for (image, then CPU), if any."""
+    names = opts.inplace_names
+    if opts.inplace_image is not None:
+        return names.image
+    if opts.cpu_request is not None:
+        return names.cpu_request
+    if opts.cpu_limit is not None:
+        return names.cpu_limit
+    return None
+
+
+def check_inplace_target(sbx: Sandbox, opts: ClaimOptions) -> None:
+    """Refuse (400) the in-place update ``opts`` asks of ``sbx`` if it has no container to change.
+
+    A sandbox of a ``templateRef`` pool keeps the reference and has no inline
+    pod template: the claim's image or CPU has nowhere to go. The error names
+    the first change asked for as the request names it, and the sandbox;
+    :func:`modify_for_claim` raises the same one.
+    """
+    name = _first_inplace_name(opts)
+    if name is not None:
+        _first_container(sbx, name)
 
 
 def _apply_inplace(sbx: Sandbox, opts: ClaimOptions) -> None:

@@ -30,6 +30,7 @@ __all__ = [
     "is_candidate",
     "is_pickable",
     "no_available_error",
+    "pick_choices",
     "select_candidate",
 ]
 
@@ -152,23 +153,51 @@ def select_candidate(
     """
     cands = _window(pool, window, now, is_fresh, prefiltered, suspects)
     count = len(cands)
-    hash_key = keys.LABEL_TEMPLATE_HASH
-    updated: list[Sandbox] = []
-    old = cands
-    if update_revision is not None:
-        updated = [s for s in cands if s.metadata.labels.get(hash_key) == update_revision]
-        old = (
-            []
-            if len(updated) == count
-            else [s for s in cands if s.metadata.labels.get(hash_key) != update_revision]
-        )
     if count == 0:
         return PickResult(None, REASON_NO_STOCK, 0)
-    for group in (updated, old):
+    for group in _groups(cands, update_revision):
         picked = _probe(group, in_flight, rng)
         if picked is not None:
             return PickResult(picked, "", count)
     return PickResult(None, REASON_ALL_PICKED, count)
+
+
+def _groups(cands: list[Sandbox], update_revision: str | None) -> tuple[list[Sandbox], ...]:
+    """The candidates of the update revision, then the others (all one group with no revision)."""
+    if update_revision is None:
+        return ([], cands)
+    hash_key = keys.LABEL_TEMPLATE_HASH
+    updated = [s for s in cands if s.metadata.labels.get(hash_key) == update_revision]
+    if len(updated) == len(cands):
+        return (updated, [])
+    return (updated, [s for s in cands if s.metadata.labels.get(hash_key) != update_revision])
+
+
+def pick_choices(
+    pool: Iterable[Sandbox],
+    *,
+    update_revision: str | None,
+    in_flight: Set[str],
+    now: datetime,
+    window: int = DEFAULT_CANDIDATE_WINDOW,
+    is_fresh: Callable[[Sandbox], bool] | None = None,
+    prefiltered: bool = False,
+    suspects: Container[str] | None = None,
+) -> list[Sandbox]:
+    """Every sandbox :func:`select_candidate` could pick with the same arguments, drawing nothing.
+
+    The members not in ``in_flight`` of the first group (the update
+    revision's, then the others) that has any, in pool order: the random
+    start of the probe decides which of them the pick takes. Empty when the
+    pick would take none. A check that must not draw from the run's
+    generator (a create refused on arrival) asks this instead of picking.
+    """
+    cands = _window(pool, window, now, is_fresh, prefiltered, suspects)
+    for group in _groups(cands, update_revision):
+        free = [s for s in group if sandbox_key(s) not in in_flight]
+        if free:
+            return free
+    return []
 
 
 def no_available_error(result: PickResult) -> NoAvailableError:

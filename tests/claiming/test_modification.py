@@ -29,6 +29,7 @@ from pytest_kruise_agents.claiming.modification import (
     ClaimOptions,
     InitRuntimeRequest,
     InplaceNames,
+    check_inplace_target,
     claim_annotations,
     claim_annotations_problem,
     failed_sandbox_cleanup,
@@ -314,6 +315,20 @@ class TestModifyForClaim:
             modify_for_claim(sbx, options(inplace_names=names, **asked), NOW)
         assert info.value.field == field
         assert str(info.value).startswith(f"{field}: in-place update needs")
+
+    def test_check_inplace_target_refuses_only_what_modify_would(self) -> None:
+        """The check alone raises the 400 the modification would, and only then."""
+        bare = make_sandbox()
+        bare.spec.template = None
+        check_inplace_target(bare, options())  # nothing in place asked: nothing to refuse
+        check_inplace_target(make_sandbox(template=pod_template()), options(cpu_limit="2"))
+        asked = options(inplace_names=E2B_INPLACE_NAMES, cpu_limit="2")
+        with pytest.raises(BadRequestError) as checked:
+            check_inplace_target(bare, asked)
+        with pytest.raises(BadRequestError) as modified:
+            modify_for_claim(bare, asked, NOW)
+        assert str(checked.value) == str(modified.value)
+        assert checked.value.field == KEY_CPU_LIMIT
 
     def test_options_name_their_inplace_fields_as_their_path_does(self) -> None:
         """E2B options name the extension keys; options made directly, their own fields."""

@@ -16,6 +16,7 @@ from pytest_kruise_agents.claiming.selection import (
     is_candidate,
     is_pickable,
     no_available_error,
+    pick_choices,
     select_candidate,
 )
 from pytest_kruise_agents.claiming.state import sandbox_key, sandbox_state
@@ -107,6 +108,30 @@ def test_no_update_revision_treats_all_alike() -> None:
     sandboxes = [make_sandbox("a", revision="x"), make_sandbox("b", revision=None)]
     rng = ScriptedRng(starts=[1])
     assert pick(sandboxes, update_revision=None, rng=rng).sandbox is sandboxes[1]
+
+
+def test_pick_choices_are_the_free_members_of_the_group_the_pick_probes() -> None:
+    """The choices are what some random start would pick: the updated free ones, in pool order."""
+    old = make_sandbox("demo-old", revision="rev0")
+    new = pool(3, revision="rev1")
+    choices = pick_choices(
+        [old, *new], update_revision="rev1", in_flight={"default/demo-1"}, now=NOW
+    )
+    assert choices == [new[0], new[2]]
+    for start in range(3):
+        picked = pick([old, *new], in_flight={"default/demo-1"}, rng=ScriptedRng(starts=[start]))
+        assert picked.sandbox in choices
+
+
+def test_pick_choices_fall_back_to_old_then_to_none() -> None:
+    """With every updated candidate in flight the old ones are the choices; with none free, none."""
+    old = make_sandbox("demo-old", revision="rev0")
+    new = make_sandbox("demo-new", revision="rev1")
+    args: dict[str, object] = {"update_revision": "rev1", "now": NOW}
+    assert pick_choices([new, old], in_flight={"default/demo-new"}, **args) == [old]  # type: ignore[arg-type]
+    flying = {"default/demo-new", "default/demo-old"}
+    assert pick_choices([new, old], in_flight=flying, **args) == []  # type: ignore[arg-type]
+    assert pick_choices([], in_flight=frozenset(), **args) == []  # type: ignore[arg-type]
 
 
 def test_window_bounds_candidates_and_stops_reading() -> None:
@@ -283,10 +308,20 @@ def test_pick_is_always_eligible(
     free = [s for s in window_members if sandbox_key(s) not in in_flight]
     if result.sandbox is None:
         assert not free
+        assert (
+            pick_choices(
+                sandboxes, update_revision="rev1", in_flight=in_flight, now=NOW, window=window
+            )
+            == []
+        )
         assert result.reason == ("no stock" if not window_members else "all candidates are picked")
         return
     sbx = result.sandbox
     assert sbx in free
+    choices = pick_choices(
+        sandboxes, update_revision="rev1", in_flight=in_flight, now=NOW, window=window
+    )
+    assert sbx in choices
     assert sandbox_state(sbx, NOW)[0] == SandboxState.AVAILABLE
     assert not sbx.metadata.annotations.get(keys.ANN_LOCK)
     if any(s.metadata.labels.get(keys.LABEL_TEMPLATE_HASH) == "rev1" for s in free):

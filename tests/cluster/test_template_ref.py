@@ -16,7 +16,8 @@ import pytest
 
 from pytest_kruise_agents.api import keys
 from pytest_kruise_agents.api.errors import InvalidError
-from pytest_kruise_agents.claiming.errors import InternalError
+from pytest_kruise_agents.claiming.errors import BadRequestError, InternalError
+from pytest_kruise_agents.claiming.extensions import KEY_CPU_LIMIT, KEY_CPU_REQUEST, KEY_IMAGE
 from simulator.cluster import Cluster
 
 from .conftest import claim_yaml
@@ -104,6 +105,43 @@ def test_a_no_stock_create_embeds_the_resolved_template() -> None:
     stored = cluster.get("sbt", "python")
     assert stored.spec.template["spec"]["containers"][0]["image"] == IMAGE
     assert keys.LABEL_OWNER not in stored.spec.template["metadata"]["labels"]
+
+
+def claims_after_refusal(
+    metadata: dict[str, str] | None,
+) -> tuple[BadRequestError | None, list[str], list[str]]:
+    """A create with ``metadata`` (none if ``None``) on a full templateRef pool, then three more.
+
+    Its 400, the names the three claimed, and the log without its
+    ``manager.claim_failed`` lines (each refused create leaves its record and
+    that line).
+    """
+    cluster = Cluster(seed=1, nodes=2)
+    cluster.apply(template_yaml() + "---\n" + ref_set_yaml(replicas=5))
+    cluster.wait_for_pool("python", timeout=120)
+    refusal = None
+    if metadata is not None:
+        with pytest.raises(BadRequestError) as info:
+            cluster.create_sandbox("python", timeout=300, metadata=metadata)
+        refusal = info.value
+    names = [cluster.create_sandbox("python", timeout=300).metadata.name for _ in range(3)]
+    log = [line for line in cluster.log.text().splitlines() if "manager.claim_failed" not in line]
+    return refusal, names, log
+
+
+@pytest.mark.parametrize("key", [KEY_IMAGE, KEY_CPU_REQUEST, KEY_CPU_LIMIT])
+def test_an_in_place_update_of_a_warm_pool_is_refused_on_arrival(key: str) -> None:
+    """The pool's sandboxes have no container to change: a 400 naming the key, before any draw.
+
+    The pick would take a sandbox that keeps the reference, so the create is
+    refused as it arrives, drawing nothing from the seeded generator: the
+    claims after it pick the same sandboxes, with the same log (README).
+    """
+    value = IMAGE + "-slim" if key == KEY_IMAGE else "1"
+    refusal, names, log = claims_after_refusal({key: value})
+    assert refusal is not None and refusal.code == 400 and refusal.field == key
+    assert str(refusal).startswith(f"{key}: in-place update needs a sandbox with an inline")
+    assert (None, names, log) == claims_after_refusal(None)
 
 
 def test_a_sandboxclaim_in_place_update_of_a_warm_pool_names_its_field() -> None:
