@@ -93,6 +93,22 @@ class InplaceUpdate(KubeModel):
             raise ValueError(why)
         return value
 
+    @field_validator("resources")
+    @classmethod
+    def _cpu_only(
+        cls, value: ResourceRequirements | None, info: ValidationInfo
+    ) -> ResourceRequirements | None:
+        # Only CPU is resized (reference §1: "CPU only"); another resource was
+        # dropped at every claim, where the E2B path's memory-request is a 400:
+        # refused here, naming it (a deliberate difference, upstream ignores it).
+        if value is None or not from_manifest(info):
+            return value
+        for part, section in (("requests", value.requests), ("limits", value.limits)):
+            for name in section or {}:
+                if name != "cpu":
+                    raise FieldProblem((part, name), f"{name} resize is not supported, only cpu")
+        return value
+
 
 class SandboxClaimSpec(KubeModel):
     """``SandboxClaimSpec`` with the CRD's defaults and validation."""

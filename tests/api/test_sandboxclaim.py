@@ -94,6 +94,29 @@ def test_inplace_update_quantities_must_parse(cpu: Any, why: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("resources", "field", "name"),
+    [
+        ({"requests": {"cpu": "1", "memory": "1500Mi"}}, "requests.memory", "memory"),
+        ({"limits": {"memory": "3Gi"}}, "limits.memory", "memory"),
+        (
+            {"requests": {"ephemeral-storage": "1Gi"}},
+            "requests[ephemeral-storage]",
+            "ephemeral-storage",
+        ),
+        ({"limits": {"nvidia.com/gpu": "1"}}, "limits[nvidia.com/gpu]", "nvidia.com/gpu"),
+    ],
+)
+def test_inplace_update_resizes_cpu_only(resources: dict[str, Any], field: str, name: str) -> None:
+    """Only CPU is resized in place: another resource is refused naming it, as the E2B path's
+    ``memory-request`` is (400), rather than dropped at every claim."""
+    where, reason = problem(claim(inplaceUpdate={"resources": resources}))
+    assert where == f"SandboxClaim/c spec.inplaceUpdate.resources.{field}"
+    assert reason == f"{name} resize is not supported, only cpu"
+    cpu: Any = load_manifest(claim(inplaceUpdate={"resources": {"limits": {"cpu": "2"}}}))
+    assert cpu.spec.inplace_update.resources.limits == {"cpu": "2"}
+
+
+@pytest.mark.parametrize(
     ("image", "why"),
     [
         ("", "must not be empty"),

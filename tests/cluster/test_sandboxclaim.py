@@ -217,3 +217,17 @@ def test_an_inplace_image_that_is_no_image_reference_is_refused_at_apply(
     assert pooled.list("sbc") == []
     good = claim_yaml("ok", inplaceUpdate="{image: 'registry.example.com/team/python:3.13'}")
     assert pooled.apply(good)[0].metadata.name == "ok"
+
+
+def test_an_inplace_memory_resize_is_refused_at_apply_as_the_e2b_path_refuses_it(
+    pooled: Cluster,
+) -> None:
+    """Only CPU is resized in place (reference §1): a claim asking for memory was taken and
+    delivered with the pod's old memory, where the E2B path's ``memory-request`` is a 400.
+    Refused at apply, naming the field, and nothing is stored."""
+    resources = "{resources: {requests: {cpu: 500m, memory: 1500Mi}, limits: {memory: 3Gi}}}"
+    with pytest.raises(InvalidError) as err:
+        pooled.apply(claim_yaml("m", inplaceUpdate=resources))
+    assert err.value.field == "SandboxClaim/m spec.inplaceUpdate.resources.requests.memory"
+    assert err.value.reason == "memory resize is not supported, only cpu"
+    assert pooled.list("sbc") == []
