@@ -227,6 +227,76 @@ def test_the_documented_cluster_signatures_match_the_source() -> None:
         assert signature == actual[name], f"Cluster.{name}"
 
 
+_DOC_CALL = re.compile(r"`(\w+)\(([^`()]*)\)`")
+
+
+def _table_rows(text: str) -> list[list[str]]:
+    """The cells of every table row in ``text``."""
+    return [
+        [c.strip() for c in _CELL_SPLIT.split(line.strip())[1:-1]]
+        for line in text.splitlines()
+        if line.startswith("|")
+    ]
+
+
+def _documented_calls(text: str) -> list[tuple[str, list[tuple[str, bool]]]]:
+    """Each ``name(a, b=, c=None)`` written in ``text``: its arguments, and whether each is a
+    keyword (written with ``=``)."""
+    calls = []
+    for m in _DOC_CALL.finditer(text):
+        arguments = [(a.split("=", 1)[0].strip(), "=" in a) for a in m.group(2).split(",")]
+        calls.append((m.group(1), [(n, kw) for n, kw in arguments if n.isidentifier()]))
+    return calls
+
+
+def _misnamed(fn: ast.FunctionDef, arguments: list[tuple[str, bool]], positional: bool) -> set[str]:
+    """The arguments ``fn`` has no parameter for (keywords ``**`` takes are its own)."""
+    args = fn.args
+    names = {a.arg for a in (*args.posonlyargs, *args.args, *args.kwonlyargs)} - {"self"}
+    return {
+        name
+        for name, keyword in arguments
+        if name not in names and ((keyword and args.kwarg is None) or (not keyword and positional))
+    }
+
+
+@pytest.mark.parametrize(
+    ("page", "heading", "positional"),
+    [
+        (ROOT / "README.md", "### Python API (`simulator.cluster.Cluster`)", True),
+        (PROFILES_AND_FAULTS, "## The cluster API", False),
+        (PROFILES_AND_FAULTS, "## Faults", False),
+    ],
+)
+def test_the_cluster_calls_the_docs_write_out_name_their_parameters_as_the_source(
+    page: Path, heading: str, positional: bool
+) -> None:
+    """A call written with a keyword (``clear_faults(fault_id=None)``) uses a parameter of the
+    source: one written as documented must not be a TypeError. The first column of the
+    README's table of calls names the positional parameters as the source does too
+    (``set_latency(name, value)``); prose may say ``inject(fault)`` of a ``Fault`` given."""
+    source = ROOT / "simulator" / "cluster.py"
+    tree = ast.parse(source.read_text(encoding="utf-8"))
+    (cls,) = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Cluster"]
+    methods = {f.name: f for f in cls.body if isinstance(f, ast.FunctionDef)}
+    methods["Cluster"] = methods["__init__"]
+    text = section(page, heading)
+    first_column = "\n".join(row[0] for row in _table_rows(text)) if positional else ""
+    calls = [
+        (name, arguments, strict)
+        for part, strict in ((text, False), (first_column, True))
+        for name, arguments in _documented_calls(part)
+        if name in methods
+    ]
+    assert calls
+    wrong = [
+        f"{name}({', '.join(n for n, _ in arguments)}) names {sorted(unknown)}"
+        for name, arguments, strict in calls
+        if (unknown := _misnamed(methods[name], arguments, strict))
+    ]
+    assert wrong == [], "\n".join(wrong)
+
+
 # --------------------------------------------------------------------------- models
 
 
