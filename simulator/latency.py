@@ -114,8 +114,9 @@ def format_seconds(seconds: float) -> str:
 
     :func:`parse_seconds` reads it back as the same float. A time that is
     not a whole number of nanoseconds (or beyond Go's longest duration) is
-    written as a bare number of seconds (``1e-12``, ``0.30000000000000004``,
-    ``1e+15``), which reads back exactly too.
+    written as a bare number of seconds, as ``repr`` writes it (``1e-12``,
+    ``0.30000000000000004``, ``10000000000.0``, ``1e+16``), which reads back
+    exactly too.
     """
     if seconds == 0:
         return "0s"

@@ -25,6 +25,7 @@ from pytest_kruise_agents.api import keys, load_manifests, printer_columns
 from pytest_kruise_agents.api.manifest import KINDS, RESOURCE_ALIASES
 from pytest_kruise_agents.claiming import state
 from simulator.faults import FAULT_KINDS
+from simulator.latency import parse_latency
 from simulator.profile import DEFAULT_LATENCIES, LATENCY_DOCS, PROFILES, Profile
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -112,6 +113,15 @@ def test_every_latency_is_documented_with_its_default(name: str) -> None:
     row = table_row(section(PROFILES_AND_FAULTS, "## Latencies"), f"`{name}`")
     assert row[1] == f"`{DEFAULT_LATENCIES[name]}`", name
     assert row[2], f"latency {name} has no meaning"
+
+
+def test_the_printed_forms_of_latencies_are_what_str_prints() -> None:
+    """Each ``fixed(...)`` example of the spec syntax prints as written (and reads back)."""
+    text = section(PROFILES_AND_FAULTS, "### Latency spec syntax")
+    (bullet,) = [b for b in text.split("\n- ") if b.startswith("`str(distribution)`")]
+    examples = re.findall(r"`(fixed\([^`]*\))`", bullet)
+    assert examples
+    assert [str(parse_latency(e)) for e in examples] == examples
 
 
 def test_both_profiles_use_the_documented_latencies() -> None:
