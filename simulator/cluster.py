@@ -173,7 +173,8 @@ class Cluster:
         same seed and the same calls give the same event log, byte for byte.
     :param profile: a profile name (``openkruise-head``, ``openkruise-v0.3.0``)
         or a :class:`~simulator.profile.Profile`.
-    :param nodes: a node count or a list of :class:`NodeSpec` (or mappings).
+    :param nodes: a node count (>= 1, of :func:`default_nodes`' 64 CPU, 256Gi, 250
+        pods) or a non-empty list of :class:`NodeSpec` (or mappings); ``None``: 8 nodes.
     :param latencies: latency overrides by name, e.g. ``{"pod.create": "exp(2s)"}``.
     :param knobs: profile knob overrides, e.g. ``claim_workers=10``.
     :param epoch: virtual time 0 as an aware date (default 2026-01-01 UTC, so that a
@@ -236,6 +237,9 @@ class Cluster:
                 raise InvalidError("nodes", "must be at least 1")
             specs = default_nodes(nodes)
         else:
+            if not nodes:
+                # As nodes=0: no pool of a cluster without nodes could ever fill.
+                raise InvalidError("nodes", "must list at least one node")
             specs = [_node_spec(i, n) for i, n in enumerate(nodes)]
             names = [s.name for s in specs]
             for i, name in enumerate(names):

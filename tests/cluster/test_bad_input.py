@@ -439,12 +439,16 @@ def test_a_fault_naming_a_node_that_does_not_exist_is_refused(
         ({"nodes": True}, "nodes", "must be a node count or a list of nodes, got True"),
         ({"nodes": "3"}, "nodes", "must be a node count or a list of nodes, got '3'"),
         ({"nodes": 2.5}, "nodes", "must be a node count or a list of nodes, got 2.5"),
+        ({"nodes": 0}, "nodes", "must be at least 1"),
+        ({"nodes": []}, "nodes", "must list at least one node"),
+        ({"nodes": ()}, "nodes", "must list at least one node"),
     ],
 )
 def test_a_cluster_refuses_a_seed_or_node_count_of_another_kind(
     kwargs: dict[str, Any], field: str, reason: str
 ) -> None:
-    """A seed is an integer (no seed would be no reproducibility); ``True`` is not 1 node."""
+    """A seed is an integer (no seed would be no reproducibility); ``True`` is not 1 node, and
+    a cluster has a node, whether counted or listed (no pool of a nodeless one could fill)."""
     with pytest.raises(InvalidError) as err:
         Cluster(**{"seed": 1, **kwargs})
     assert (err.value.field, err.value.reason) == (field, reason)
