@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pytest_kruise_agents.api import keys
-from pytest_kruise_agents.claiming.errors import ClaimError
+from pytest_kruise_agents.claiming.errors import ClaimError, NotFoundError
 from simulator.cluster import Cluster
 
 from .conftest import pool_yaml
@@ -104,6 +104,20 @@ def test_unknown_template_is_a_400_and_changes_nothing(pooled: Cluster) -> None:
     with pytest.raises(ClaimError):
         pooled.create_sandbox("base", namespace="elsewhere")
     assert pooled.world.api.writes == writes
+
+
+def test_a_create_before_the_manager_has_seen_the_new_set_is_a_400(cluster: Cluster) -> None:
+    """Straight after ``apply`` the sandbox-manager's cache has not had the SandboxSet yet
+    (one watch lag): the create answers 400 "Template or Checkpoint not found", as upstream's
+    does before its informer has the set. One watch lag later the same create goes through
+    (here on no stock); ``wait_for_pool`` waits for that and more (README, models.md)."""
+    cluster.apply(pool_yaml(replicas=0))
+    with pytest.raises(NotFoundError) as info:
+        cluster.create_sandbox("base")
+    assert (info.value.code, str(info.value)) == (400, "Template or Checkpoint not found")
+    cluster.advance(0.1)
+    cluster.create_sandbox("base")
+    assert cluster.last_record().lock_type == "create"
 
 
 def test_pool_without_agent_runtime_fails_e2b_claims_at_init(cluster: Cluster) -> None:
