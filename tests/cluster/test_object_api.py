@@ -19,6 +19,7 @@ import yaml
 from pytest_kruise_agents.api import dump
 from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.api.sandboxset import SandboxSet
+from pytest_kruise_agents.claiming.errors import NotFoundError as ClaimNotFoundError
 from simulator.cluster import Cluster
 from simulator.errors import ConflictError, NotFoundError
 
@@ -647,3 +648,32 @@ def test_a_template_of_ones_own_can_be_edited(cluster: Cluster) -> None:
     tpl["spec"]["template"]["spec"]["containers"][0]["image"] = "other:1"
     after: Any = cluster.apply(tpl)[0]
     assert after.spec.template["spec"]["containers"][0]["image"] == "other:1"
+
+
+_MISSING: dict[str, tuple[Any, type[Exception], int]] = {
+    "get": (lambda c: c.get("sbx", "gone"), NotFoundError, 404),
+    "delete": (lambda c: c.delete("sbx", "gone"), NotFoundError, 404),
+    "wait_for_pool": (lambda c: c.wait_for_pool("gone", timeout=1), NotFoundError, 404),
+    "clear_faults": (lambda c: c.clear_faults("gone"), NotFoundError, 404),
+    "last_record": (lambda c: c.last_record(), NotFoundError, 404),
+    "describe": (lambda c: c.describe("default--gone"), ClaimNotFoundError, 404),
+    "kill": (lambda c: c.kill("default--gone"), ClaimNotFoundError, 404),
+    "connect": (lambda c: c.connect("default--gone"), ClaimNotFoundError, 404),
+    "set_timeout": (lambda c: c.set_timeout("default--gone", 60), ClaimNotFoundError, 404),
+    "pause": (lambda c: c.pause("default--gone"), ClaimNotFoundError, 404),
+    "create_sandbox": (lambda c: c.create_sandbox("gone"), ClaimNotFoundError, 400),
+}
+
+
+@pytest.mark.parametrize(("call", "raised", "code"), list(_MISSING.values()), ids=list(_MISSING))
+def test_what_is_missing_raises_the_not_found_error_the_readme_names(
+    cluster: Cluster, call: Any, raised: type[Exception], code: int
+) -> None:
+    """The object calls raise ``simulator.errors.NotFoundError`` (a ``LookupError``); the E2B
+    calls raise the claim path's ``NotFoundError`` (a ``ClaimError``), 400 for a create naming
+    no pool, as the sandbox-manager answers. The two classes are unrelated (README)."""
+    with pytest.raises(raised) as info:
+        call(cluster)
+    assert info.value.code == code  # type: ignore[attr-defined]
+    assert isinstance(info.value, LookupError) is (raised is NotFoundError)
+    assert not issubclass(ClaimNotFoundError, NotFoundError)
