@@ -24,6 +24,7 @@ import pytest
 from pytest_kruise_agents.api import keys, load_manifests, printer_columns
 from pytest_kruise_agents.api.manifest import KINDS, RESOURCE_ALIASES
 from pytest_kruise_agents.claiming import state
+from pytest_kruise_agents.claiming.extensions import KNOWN_KEYS
 from simulator.faults import FAULT_KINDS
 from simulator.latency import parse_latency
 from simulator.profile import DEFAULT_LATENCIES, LATENCY_DOCS, PROFILES, Profile
@@ -328,6 +329,33 @@ def test_every_well_known_key_is_documented() -> None:
         value = getattr(keys, name)
         assert f"`{value}`" in text, f"keys.{name} = {value!r}"
         assert f"`{name}`" in text, f"keys.{name}"
+
+
+E2B_CREATE = "## E2B create: `create_sandbox` and its metadata keys"
+
+
+def test_every_e2b_extension_key_is_in_the_create_table() -> None:
+    """Each ``e2b.agents.kruise.io/*`` key the sandbox-manager knows has a row of its own."""
+    text = section(MODELS, E2B_CREATE)
+    first_cells = " ".join(row[0] for row in _table_rows(text))
+    missing = [key for key in KNOWN_KEYS if f"`{key}`" not in first_cells]
+    assert missing == []
+
+
+def test_every_create_keyword_is_documented() -> None:
+    """``create_sandbox``'s keywords are in the README's row and in the create table."""
+    source = ROOT / "simulator" / "cluster.py"
+    tree = ast.parse(source.read_text(encoding="utf-8"))
+    (cls,) = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Cluster"]
+    (create,) = [
+        f for f in cls.body if isinstance(f, ast.FunctionDef) and f.name == "create_sandbox"
+    ]
+    keywords = [a.arg for a in create.args.kwonlyargs]
+    readme = section(ROOT / "README.md", "### Python API (`simulator.cluster.Cluster`)")
+    (row,) = [r for r in _table_rows(readme) if r[0].startswith("`create_sandbox(")]
+    assert [k for k in keywords if f"{k}=" not in row[0]] == []
+    table = " ".join(row[0] for row in _table_rows(section(MODELS, E2B_CREATE)))
+    assert [k for k in keywords if f"`{k}" not in table] == []
 
 
 def test_every_derived_state_reason_is_documented() -> None:
