@@ -74,7 +74,6 @@ from pytest_kruise_agents.claiming.recycle import (
 )
 from pytest_kruise_agents.claiming.retry import (
     CLAIM_RETRY,
-    LEGACY_CLAIM_TIMEOUT_S,
     FixedInterval,
     RetrySchedule,
     jitter,
@@ -468,11 +467,27 @@ class SandboxManager:
         return opts, ext, timeout
 
     def _schedule(self, claim_timeout: float | None) -> RetrySchedule:
-        if self.ctx.profile.retry == "fixed":
-            return FixedInterval.for_timeout(
-                claim_timeout if claim_timeout is not None else LEGACY_CLAIM_TIMEOUT_S
+        prof = self.ctx.profile
+        if prof.retry != "fixed":
+            return CLAIM_RETRY
+        if claim_timeout is not None:
+            return FixedInterval.for_timeout(claim_timeout)
+        # Upstream's steps are ClaimTimeout/25 ms of a 100-year ClaimTimeout: endless, so
+        # the client's disconnect ends the loop. The model stops at the profile's budget.
+        return FixedInterval(steps=prof.fixed_retry_attempts)
+
+    def _exhausted(
+        self, claim_timeout: float | None, last: ClaimError | None, failures: list[PickFailure]
+    ) -> RetryExhaustedError:
+        """The error of a loop whose schedule ran out: the profile's budget says it ended it."""
+        prof = self.ctx.profile
+        if prof.retry == "fixed" and claim_timeout is None:
+            cause = (
+                f"retry budget exhausted: {prof.fixed_retry_attempts} attempts, "
+                "the profile's fixed_retry_attempts (no claim timeout)"
             )
-        return CLAIM_RETRY
+            return RetryExhaustedError(cause, last_error=last, pick_failures=failures)
+        return RetryExhaustedError(last_error=last, pick_failures=failures)
 
     def _claim(self, opts: ClaimOptions, record: ClaimRecord, modifier: Modifier) -> Op:
         """The retry loop of §5.3 around :meth:`Claimer.try_claim`."""
@@ -534,7 +549,7 @@ class SandboxManager:
                 failures = add_pick_failure(failures, record.sandbox or pool_key, "conflict")
             sleep = next(sleeps, None)
             if sleep is None:
-                raise RetryExhaustedError(last_error=last, pick_failures=failures)
+                raise self._exhausted(claim_timeout, last, failures)
             if deadline is not None and ctx.now() + sleep >= deadline:
                 yield env.timeout(max(deadline - ctx.now(), 0.0))
                 raise _deadline_error(last, failures)

@@ -139,6 +139,12 @@ class Profile(BaseModel):
     """Timeout of one ``/init`` attempt."""
     csi_mount_concurrency: int = Field(default=3, ge=1)
     """Concurrent CSI mounts of one claim."""
+    # Upstream has no such budget: without a claim timeout its fixed retry's steps are
+    # ClaimTimeout/25 ms of 100 years, so only the client's disconnect ends the loop. An
+    # in-process create has no client to give up, and would retry for ever.
+    fixed_retry_attempts: int | None = Field(default=2400, ge=1)
+    """With ``retry='fixed'`` and no claim timeout, the most attempts of a create (2400:
+    v0.3.0's 1 min of steps); None = until the client gives up, as upstream."""
 
     # -- controllers ------------------------------------------------------------
     sandboxset_workers: int = Field(default=3, ge=1)

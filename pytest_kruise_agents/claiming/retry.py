@@ -7,6 +7,7 @@ attempts and stops early on a terminal error or a passed deadline.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -101,11 +102,13 @@ class FixedInterval:
 
     v0.3.0's claim loop slept 25 ms times ``U[1, 1.2]`` and allowed
     ``claimTimeout / 25 ms`` attempts (2400 for the 1-minute default).
+    ``steps=None`` sets no limit: upstream's steps for a claim without a claim
+    timeout (ClaimTimeout/25 ms of 100 years), which only the caller's context ends.
     """
 
     interval: float = 0.025
     jitter: float = 0.2
-    steps: int = 1
+    steps: int | None = 1
 
     @classmethod
     def for_timeout(
@@ -117,13 +120,14 @@ class FixedInterval:
         )
 
     @property
-    def attempts(self) -> int:
-        """Most attempts this schedule allows."""
-        return max(self.steps, 0)
+    def attempts(self) -> int | None:
+        """Most attempts this schedule allows (``None``: no limit)."""
+        return None if self.steps is None else max(self.steps, 0)
 
     def delays(self, rng: RandomSource) -> Iterator[float]:
-        """Yield the jittered sleep before each of the ``steps - 1`` retries."""
-        for _ in range(self.steps - 1):
+        """Yield the jittered sleep before each of the ``steps - 1`` retries (for ever if ``None``)."""
+        retries = itertools.count() if self.steps is None else range(self.steps - 1)
+        for _ in retries:
             yield jitter(self.interval, self.jitter, rng)
 
 

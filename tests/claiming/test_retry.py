@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import pytest
@@ -93,6 +94,16 @@ def test_legacy_fixed_interval_for_one_minute() -> None:
 def test_fixed_interval_for_tiny_timeout_still_tries_once() -> None:
     """A timeout shorter than the interval still allows one attempt."""
     assert FixedInterval.for_timeout(0.01).steps == 1
+
+
+def test_a_fixed_interval_without_steps_retries_without_end() -> None:
+    """``steps=None`` has no last attempt: upstream's 100-year ClaimTimeout sizes its steps,
+    so only the caller's context ends the loop."""
+    schedule = FixedInterval(steps=None)
+    assert schedule.attempts is None
+    delays = itertools.islice(schedule.delays(random.Random(3)), 100_000)
+    assert all(0.025 <= d <= 0.025 * 1.2 for d in delays)
+    assert sum(1 for _ in itertools.islice(schedule.delays(random.Random(3)), 100_000)) == 100_000
 
 
 def test_init_runtime_retry() -> None:

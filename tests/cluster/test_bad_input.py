@@ -279,6 +279,7 @@ def test_run_until_with_no_time_only_checks(cluster: Cluster) -> None:
         ({"profile": 3}, "profile", "must be a profile name or a Profile, got 3"),
         ({"claim_worker": 10}, "knobs", "did you mean 'claim_workers'"),
         ({"claim_workers": 0}, "knobs", "claim_workers"),
+        ({"fixed_retry_attempts": -1}, "knobs", "'fixed_retry_attempts': must be greater"),
         ({"default_timeout_s": 10.0}, "knobs", "'default_timeout_s': must be a whole number"),
         ({"latencies": {"image.pul": "1s"}}, "latencies.image.pul", "did you mean 'image.pull'"),
         ({"nodes": [{"name": "n", "cpu": "lots"}]}, "nodes[0].cpu", "invalid quantity"),

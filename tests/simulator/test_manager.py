@@ -234,6 +234,54 @@ def test_fixed_retry_profile_retries_every_25ms_until_the_claim_timeout() -> Non
     assert 60 <= rec.attempts <= 80
 
 
+def test_fixed_retry_without_a_claim_timeout_ends_at_the_profile_s_budget_and_says_so() -> None:
+    """With no claim timeout upstream's steps are endless (ClaimTimeout/25 ms of 100 years);
+    the model stops after ``fixed_retry_attempts`` attempts, and the error and the record
+    name that budget: no silent cut."""
+    s = Setup(replicas=0, retry="fixed", fixed_retry_attempts=40)
+    err = s.fail(metadata={KEY_CREATE_ON_NO_STOCK: "false"})
+    assert isinstance(err, RetryExhaustedError) and err.code == 500
+    assert str(err).startswith(
+        "retry budget exhausted: 40 attempts, the profile's fixed_retry_attempts "
+        "(no claim timeout), last error: no stock"
+    )
+    rec = s.hw.world.records[0]
+    assert rec.attempts == 40 and rec.pick_failures == {"NoStock": 40}
+    assert (rec.error, rec.error_reason) == (str(err), "RetryExhausted")
+
+
+def test_the_fixed_retry_budget_is_v030_s_one_minute_of_steps_by_default() -> None:
+    """Unchanged, the budget is 2,400 attempts: ClaimTimeout/25 ms for v0.3.0's 1-minute
+    claim timeout, so ``openkruise-head`` with ``retry: fixed`` stops after about 66 s."""
+    s = Setup(replicas=0, retry="fixed")
+    t0 = s.hw.ctx.now()
+    err = s.fail(metadata={KEY_CREATE_ON_NO_STOCK: "false"})
+    assert "retry budget exhausted: 2400 attempts" in str(err)
+    assert s.hw.world.records[0].attempts == 2400
+    assert 2399 * 0.025 < s.hw.ctx.now() - t0 < 2399 * 0.030 + 2400 * PICK_S + 1e-6
+
+
+def test_fixed_retry_without_a_claim_timeout_or_budget_retries_until_the_client_goes_away() -> None:
+    """``fixed_retry_attempts=None`` is upstream's loop: past the 2,400 attempts of a minute,
+    on until the client leaves."""
+    s = Setup(replicas=0, retry="fixed", fixed_retry_attempts=None)
+    err = s.cancel_after(200.0, metadata={KEY_CREATE_ON_NO_STOCK: "false"})
+    assert str(err) == "context canceled"
+    rec = s.hw.world.records[0]
+    assert rec.error_reason == "Canceled" and rec.attempts > 200 / 0.0305
+
+
+def test_the_fixed_retry_budget_does_not_apply_under_a_claim_timeout() -> None:
+    """A claim timeout sizes the steps itself (ClaimTimeout/25 ms) and ends the loop at its
+    deadline, whatever ``fixed_retry_attempts`` says."""
+    s = Setup(replicas=0, retry="fixed", fixed_retry_attempts=5)
+    t0 = s.hw.ctx.now()
+    err = s.fail(metadata={KEY_CREATE_ON_NO_STOCK: "false", KEY_CLAIM_TIMEOUT_SECONDS: "2"})
+    assert isinstance(err, ClaimTimeoutError)
+    assert s.hw.ctx.now() - t0 == pytest.approx(2.0)
+    assert s.hw.world.records[0].attempts > 60
+
+
 PICK_S = 0.0005
 """The profile's ``manager.pick`` latency: each attempt of an empty pool lasts this long."""
 

@@ -33,6 +33,7 @@ def test_head_carries_upstream_defaults() -> None:
     assert (head.claim_workers, head.create_qps, head.create_burst) == (500, 49.0, 49)
     assert head.candidate_count == 100
     assert head.retry == "exponential"
+    assert head.fixed_retry_attempts == 2400  # the model's budget, not upstream's (endless)
     assert head.e2b_default_claim_timeout_s is None
     assert head.e2b_default_wait_ready_timeout_s is None
     assert (head.init_attempts, head.init_attempt_timeout_s) == (5, 1.0)
@@ -199,6 +200,7 @@ def test_an_unknown_latency_is_named_with_a_suggestion() -> None:
         ({"create_qps": "fast"}, "'create_qps'"),
         ({"retry": "linear"}, "'retry'"),
         ({"e2b_default_claim_timeout_s": -1}, "'e2b_default_claim_timeout_s'"),
+        ({"fixed_retry_attempts": 0}, "'fixed_retry_attempts': must be greater than or equal to 1"),
         ({"percentage_of_nodes_to_score": 101}, "'percentage_of_nodes_to_score'"),
         ({"latencies": {"api.create": "bogus"}}, "latency 'api.create'"),
     ],
@@ -215,6 +217,8 @@ def test_an_invalid_override_value_names_the_knob(knobs: dict[str, object], mess
     [
         ("claim_workers", True, "must be a valid integer, got True"),
         ("claim_workers", 3.0, "must be a valid integer, got 3.0"),
+        ("fixed_retry_attempts", True, "must be a valid integer, got True"),
+        ("fixed_retry_attempts", 2400.0, "must be a valid integer, got 2400.0"),
         ("create_qps", "5", "must be a valid number, got '5'"),
         ("claim_namespace_scoped", 1, "must be a valid boolean, got 1"),
     ],
