@@ -367,6 +367,28 @@ def test_every_derived_state_reason_is_documented() -> None:
         assert f"`{reason}`" in text, reason
 
 
+@pytest.mark.parametrize(
+    ("heading", "first_cell", "knob"),
+    [
+        ("## SandboxClaim (`sbc`)", "`templateName`", "claim_namespace_scoped"),
+        ("## SandboxClaim (`sbc`)", "`annotations`", "claim_annotations_on_pod"),
+        ("## Recycling: a killed sandbox back to its pool", None, "recycle_on_kill"),
+    ],
+)
+def test_behaviour_the_built_in_profiles_differ_on_says_which_profile_does_what(
+    heading: str, first_cell: str | None, knob: str
+) -> None:
+    """Where models.md describes what one of v0.3.0's knobs changes, it names the knob and
+    both profiles (the page otherwise reads as if every profile behaved like HEAD)."""
+    head, old = PROFILES["openkruise-head"], PROFILES["openkruise-v0.3.0"]
+    assert getattr(head, knob) != getattr(old, knob)
+    text = section(MODELS, heading)
+    # The field's row, or else the section's opening paragraph.
+    said = table_row(text, first_cell)[2] if first_cell else text.split("\n\n")[1]
+    for name in (f"`{knob}`", "`openkruise-head`", "`openkruise-v0.3.0`"):
+        assert name in said, name
+
+
 @pytest.mark.parametrize("kind", ["Sandbox", "SandboxSet", "SandboxClaim", "Pod"])
 def test_printer_columns_are_documented(kind: str) -> None:
     """The columns table lists each kind's columns, and its wide extras, in order."""
