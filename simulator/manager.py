@@ -88,6 +88,7 @@ from pytest_kruise_agents.claiming.state import (
 )
 from pytest_kruise_agents.claiming.timeouts import (
     MAX_TIMEOUT_S,
+    PAUSE_WAIT_S,
     create_times,
     extend_only_times,
     pause_times,
@@ -120,8 +121,6 @@ __all__ = [
     "sandbox_id",
 ]
 
-PAUSE_WAIT_S: Final = 60.0
-"""``POST /pause`` waits at most this long for ``SandboxPaused=True``."""
 RESUME_WAIT_S: Final = 600.0
 """A resume waits at most this long for the sandbox to be running and ready."""
 _CONFLICT_RETRY_STEPS: Final = 5

@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable, Mapping
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -35,7 +36,14 @@ from pydantic import (
     field_validator,
 )
 
-from pytest_kruise_agents.claiming.timeouts import MAX_TIMEOUT_S, MIN_CREATE_TIMEOUT_S
+from pytest_kruise_agents.claiming.extensions import MAX_DURATION_S
+from pytest_kruise_agents.claiming.selection import MAX_CANDIDATE_WINDOW
+from pytest_kruise_agents.claiming.timeouts import (
+    FOREVER,
+    MAX_TIMEOUT_S,
+    MIN_CREATE_TIMEOUT_S,
+    PAUSE_WAIT_S,
+)
 from simulator.latency import Fixed, Latency, LogNormal, Uniform, parse_latency
 from simulator.readonly import ReadOnlyDict
 
@@ -43,6 +51,8 @@ __all__ = [
     "DEFAULT_LATENCIES",
     "DEFAULT_PROFILE",
     "LATENCY_DOCS",
+    "MAX_COUNT",
+    "MAX_SECONDS",
     "PROFILES",
     "Profile",
     "get_profile",
@@ -95,6 +105,81 @@ DEFAULT_LATENCIES: dict[str, Latency] = {
 """The latencies both built-in profiles use (upstream publishes none; these are typical)."""
 
 
+MAX_COUNT: Final = 2**63 - 1
+"""The largest count a knob takes: a Go ``int``, as upstream's flags and constants are."""
+MAX_SECONDS: Final = int(FOREVER.total_seconds())
+"""The longest duration a knob takes (3153600000 s): upstream's "forever", 100 years, the
+furthest a deadline of the model may lie (the clock stops that long before the last date)."""
+
+
+def _count(low: int = 1, high: int = MAX_COUNT) -> AfterValidator:
+    """A whole number from ``low`` to ``high``."""
+
+    def check(value: int) -> int:
+        if not low <= value <= high:
+            raise ValueError(f"must be a whole number from {low} to {high}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _rate(value: float) -> float:
+    # Infinity is a rate (no limit); NaN, zero and below are none.
+    if not value > 0:
+        raise ValueError("must be a rate over 0 per second, or inf (no limit)")
+    return value
+
+
+def _seconds(*, zero: bool) -> AfterValidator:
+    """A finite number of seconds up to :data:`MAX_SECONDS`, from 0 if ``zero``, else over it."""
+
+    def check(value: float) -> float:
+        # Past 100 years a timedelta, or a deadline, no longer fits: the claim or
+        # controller that uses it would fail with an OverflowError.
+        low_ok = value >= 0 if zero else value > 0
+        if not (low_ok and value <= MAX_SECONDS):  # NaN fails both
+            low = "from 0 to" if zero else "over 0, at most"
+            raise ValueError(f"must be a number of seconds {low} {MAX_SECONDS} (100 years)")
+        return value
+
+    return AfterValidator(check)
+
+
+def _e2b_default(key: str) -> AfterValidator:
+    """None, or the seconds the E2B extension ``key`` (a whole number of seconds) takes."""
+
+    def check(value: float | None) -> float | None:
+        # A default stands in for the key: a value the key refuses (past a Go
+        # time.Duration) would overflow the claim's timedelta.
+        if value is not None and not 0 < value <= MAX_DURATION_S:
+            raise ValueError(
+                f"must be None or a number of seconds over 0, at most {MAX_DURATION_S} "
+                f"(what {key} takes)"
+            )
+        return value
+
+    return AfterValidator(check)
+
+
+def _pause_grace(value: float) -> float:
+    # An E2B pause waits PAUSE_WAIT_S for the pod to stop: a grace that long
+    # (upstream's is 5 s) would make every pause a 500.
+    if not 0 <= value < PAUSE_WAIT_S:
+        raise ValueError(
+            f"must be a number of seconds from 0 to under {PAUSE_WAIT_S:g} "
+            f"(an E2B pause waits {PAUSE_WAIT_S:g} s for its pod)"
+        )
+    return value
+
+
+_Count = Annotated[int, _count()]
+_Rate = Annotated[float, AfterValidator(_rate)]
+_Seconds = Annotated[float, _seconds(zero=True)]
+_PositiveSeconds = Annotated[float, _seconds(zero=False)]
+_ClaimTimeout = Annotated[float | None, _e2b_default("claim-timeout-seconds")]
+_WaitReadyTimeout = Annotated[float | None, _e2b_default("wait-ready-timeout-seconds")]
+
+
 def _suggest(name: str, known: Iterable[str]) -> str:
     close = difflib.get_close_matches(name, list(known), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
@@ -103,7 +188,10 @@ def _suggest(name: str, known: Iterable[str]) -> str:
 class Profile(BaseModel):
     """Every parameter of the model: knobs by component, and named latencies.
 
-    Defaults are upstream's HEAD defaults (reference §7, §9.1). ``latencies``
+    Defaults are upstream's HEAD defaults (reference §7, §9.1). Every number
+    has a range the model serves (counts up to :data:`MAX_COUNT`, durations
+    finite and up to :data:`MAX_SECONDS`, rates over 0 or infinite): a value
+    outside it is refused naming the knob and the range. ``latencies``
     accepts distributions in any form :func:`~simulator.latency.parse_latency`
     reads; names left out take :data:`DEFAULT_LATENCIES`.
     """
@@ -119,49 +207,49 @@ class Profile(BaseModel):
     description: str = ""
 
     # -- claim path (sandbox-manager and the shared TryClaimSandbox) ----------
-    claim_workers: int = Field(default=500, ge=1)
+    claim_workers: _Count = 500
     """Claim-worker slots per manager (``--max-claim-workers``), held for pick + lock."""
-    create_qps: float = Field(default=49.0, gt=0)
+    create_qps: _Rate = 49.0
     """No-stock creations per second per manager (``--max-create-qps``)."""
-    create_burst: int = Field(default=49, ge=1)
+    create_burst: _Count = 49
     """Burst of the no-stock creation limiter."""
-    candidate_count: int = Field(default=100, ge=1)
-    """Candidate window of one pick."""
+    candidate_count: Annotated[int, _count(1, MAX_CANDIDATE_WINDOW)] = 100
+    """Candidate window of one pick (at most ``sys.maxsize``, the widest a pick reads)."""
     retry: Literal["exponential", "fixed"] = "exponential"
     """Manager claim retry: 10 attempts 1 s…16 s (HEAD) or every 25 ms (v0.3.0)."""
-    e2b_default_claim_timeout_s: float | None = Field(default=None, gt=0)
+    e2b_default_claim_timeout_s: _ClaimTimeout = None
     """E2B claim timeout without ``claim-timeout-seconds``; None = client-bounded."""
-    e2b_default_wait_ready_timeout_s: float | None = Field(default=None, gt=0)
+    e2b_default_wait_ready_timeout_s: _WaitReadyTimeout = None
     """E2B wait-ready timeout without ``wait-ready-timeout-seconds``; None = unbounded."""
-    init_attempts: int = Field(default=5, ge=1)
+    init_attempts: _Count = 5
     """Attempts of the runtime ``/init`` call."""
-    init_attempt_timeout_s: float = Field(default=1.0, gt=0)
+    init_attempt_timeout_s: _PositiveSeconds = 1.0
     """Timeout of one ``/init`` attempt."""
-    csi_mount_concurrency: int = Field(default=3, ge=1)
+    csi_mount_concurrency: _Count = 3
     """Concurrent CSI mounts of one claim."""
     # Upstream has no such budget: without a claim timeout its fixed retry's steps are
     # ClaimTimeout/25 ms of 100 years, so only the client's disconnect ends the loop. An
     # in-process create has no client to give up, and would retry for ever.
-    fixed_retry_attempts: int | None = Field(default=2400, ge=1)
+    fixed_retry_attempts: _Count | None = 2400
     """With ``retry='fixed'`` and no claim timeout, the most attempts of a create (2400:
     v0.3.0's 1 min of steps); None = until the client gives up, as upstream."""
 
     # -- controllers ------------------------------------------------------------
-    sandboxset_workers: int = Field(default=3, ge=1)
+    sandboxset_workers: _Count = 3
     """SandboxSet controller workers (``--sandboxset-workers``)."""
-    sandbox_workers: int = Field(default=500, ge=1)
+    sandbox_workers: _Count = 500
     """Sandbox controller workers (``--sandbox-workers``)."""
-    sandboxclaim_workers: int = Field(default=500, ge=1)
+    sandboxclaim_workers: _Count = 500
     """SandboxClaim controller workers (``--sandboxclaim-workers``)."""
-    sandboxset_initial_batch: int = Field(default=16, ge=1)
+    sandboxset_initial_batch: _Count = 16
     """First wave of SandboxSet creations/deletions; later waves double."""
-    claim_batch_max: int = Field(default=50, ge=1)
+    claim_batch_max: _Count = 50
     """Most sandboxes one SandboxClaim reconcile tries to claim."""
-    claim_batch_initial: int = Field(default=5, ge=1)
+    claim_batch_initial: _Count = 5
     """First wave of a SandboxClaim reconcile; later waves double."""
-    claim_retry_interval_s: float = Field(default=2.0, ge=0)
+    claim_retry_interval_s: _Seconds = 2.0
     """SandboxClaim requeue after a reconcile that claimed nothing."""
-    expectation_timeout_s: float = Field(default=60.0, gt=0)
+    expectation_timeout_s: _PositiveSeconds = 60.0
     """How long controllers wait for their cache to see their own writes."""
     claim_namespace_scoped: bool = True
     """SandboxClaim searches only its own namespace (False: all namespaces, bug #824)."""
@@ -173,21 +261,21 @@ class Profile(BaseModel):
     """SandboxClaim annotations also go to the pod template (after v0.3.0); off, sandbox only."""
 
     # -- API clients (QPS, burst) -------------------------------------------------
-    manager_qps: float = Field(default=500.0, gt=0)
+    manager_qps: _Rate = 500.0
     """sandbox-manager client QPS (the scheduler uses the controller's limits)."""
-    manager_burst: int = Field(default=1000, ge=1)
+    manager_burst: _Count = 1000
     """sandbox-manager client burst."""
-    controller_qps: float = Field(default=3000.0, gt=0)
+    controller_qps: _Rate = 3000.0
     """agent-sandbox-controller client QPS."""
-    controller_burst: int = Field(default=6000, ge=1)
+    controller_burst: _Count = 6000
     """agent-sandbox-controller client burst."""
-    kubelet_qps: float = Field(default=50.0, gt=0)
+    kubelet_qps: _Rate = 50.0
     """Client QPS of each node's kubelet."""
-    kubelet_burst: int = Field(default=100, ge=1)
+    kubelet_burst: _Count = 100
     """Client burst of each node's kubelet."""
 
     # -- scheduler ----------------------------------------------------------------
-    percentage_of_nodes_to_score: int = Field(default=0, ge=0, le=100)
+    percentage_of_nodes_to_score: Annotated[int, _count(0, 100)] = 0
     """kube-scheduler's ``percentageOfNodesToScore``: the share of the nodes (in %) whose
     feasible ones, once found, end a pod's search; 0 = adaptive (50% less 1% per 125
     nodes, at least 5%); clusters of fewer than 100 nodes are always searched whole."""
@@ -198,13 +286,13 @@ class Profile(BaseModel):
     to 30 days (what a create's ``timeout`` may be)."""
     min_resume_timeout_s: float = 300.0
     """Floor of the timeout set when connecting to a paused sandbox: whole seconds, 0 to 30 days."""
-    pause_pod_grace_s: float = Field(default=5.0, ge=0)
-    """Grace period of the pod deletion that carries out a pause."""
-    pod_delete_grace_s: float = Field(default=0.0, ge=0)
+    pause_pod_grace_s: Annotated[float, AfterValidator(_pause_grace)] = 5.0
+    """Grace period of the pod deletion that carries out a pause: under the pause's 60 s wait."""
+    pod_delete_grace_s: _Seconds = 0.0
     """Grace period of other pod deletions."""
-    recycle_grace_s: float = Field(default=10.0, ge=0)
+    recycle_grace_s: _Seconds = 10.0
     """How long a recycled sandbox stays in ``Recycling`` before it rejoins its pool."""
-    recycle_timeout_s: float = Field(default=60.0, gt=0)
+    recycle_timeout_s: _PositiveSeconds = 60.0
     """A recycle not finished this long after it started fails (the sandbox is deleted)."""
 
     latencies: Mapping[str, Latency] = Field(

@@ -73,6 +73,7 @@ __all__ = [
     "KEY_WAIT_READY_TIMEOUT_SECONDS",
     "KNOWN_KEYS",
     "LABEL_PREFIX",
+    "MAX_DURATION_S",
     "RESERVE_FOREVER",
     "TOKEN_STAND_IN",
     "CreateRequest",
@@ -397,15 +398,15 @@ def _parse_int(key: str, value: str) -> int:
     return int(value)
 
 
-_MAX_DURATION_S: Final = (2**63 - 1) // 10**9
+MAX_DURATION_S: Final = (2**63 - 1) // 10**9
 """The most whole seconds a Go ``time.Duration`` (int64 nanoseconds) holds."""
 
 
 def _parse_positive_seconds(key: str, value: str) -> int | None:
     seconds = _parse_int(key, value)
-    if seconds > _MAX_DURATION_S:
+    if seconds > MAX_DURATION_S:
         # Upstream's Duration(n) * time.Second would overflow into garbage.
-        raise _bad(key, f"{value} seconds is out of range (at most {_MAX_DURATION_S})")
+        raise _bad(key, f"{value} seconds is out of range (at most {MAX_DURATION_S})")
     # A non-positive timeout is ignored (upstream: "> 0 else ignored").
     return seconds if seconds > 0 else None
 

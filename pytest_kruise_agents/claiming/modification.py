@@ -31,7 +31,10 @@ from pytest_kruise_agents.api.validation import (
     annotations_size_problem,
 )
 from pytest_kruise_agents.claiming.errors import BadRequestError
-from pytest_kruise_agents.claiming.selection import DEFAULT_CANDIDATE_WINDOW
+from pytest_kruise_agents.claiming.selection import (
+    DEFAULT_CANDIDATE_WINDOW,
+    MAX_CANDIDATE_WINDOW,
+)
 from pytest_kruise_agents.claiming.timeouts import format_retention, truncate
 
 __all__ = [
@@ -201,15 +204,18 @@ def validate_claim_options(opts: ClaimOptions) -> None:
     """Reject invalid options with a :class:`BadRequestError` naming the field.
 
     Upstream's ``ValidateAndInitClaimOptions``: user and template required,
-    CSI mounts need runtime init, CPU quantities positive. The image and CPU
-    are named as the request names them (``opts.inplace_names``).
+    CSI mounts need runtime init, CPU quantities positive, and a candidate
+    window a pick can read (at most :data:`MAX_CANDIDATE_WINDOW`). The image and
+    CPU are named as the request names them (``opts.inplace_names``).
     """
     if not opts.user:
         raise BadRequestError("user: required", field="user")
     if not opts.template:
         raise BadRequestError("template: required", field="template")
-    if opts.candidate_count < 1:
-        raise BadRequestError("candidate_count: must be at least 1", field="candidate_count")
+    if not 1 <= opts.candidate_count <= MAX_CANDIDATE_WINDOW:
+        raise BadRequestError(
+            f"candidate_count: must be from 1 to {MAX_CANDIDATE_WINDOW}", field="candidate_count"
+        )
     if opts.csi_mounts and opts.init_runtime is None:
         raise BadRequestError(
             "csi_mounts: CSI mounts need the runtime to be initialised (init_runtime)",

@@ -10,6 +10,7 @@ exclusivity.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Container, Iterable, Sequence, Set
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,6 +25,7 @@ from pytest_kruise_agents.claiming.state import pod_ip, sandbox_key, sandbox_sta
 
 __all__ = [
     "DEFAULT_CANDIDATE_WINDOW",
+    "MAX_CANDIDATE_WINDOW",
     "REASON_ALL_PICKED",
     "REASON_NO_STOCK",
     "PickResult",
@@ -35,6 +37,8 @@ __all__ = [
 ]
 
 DEFAULT_CANDIDATE_WINDOW: Final = 100
+MAX_CANDIDATE_WINDOW: Final = sys.maxsize
+"""The widest candidate window a pick can read (it reads the pool with ``itertools.islice``)."""
 REASON_NO_STOCK: Final = "no stock"
 REASON_ALL_PICKED: Final = "all candidates are picked"
 

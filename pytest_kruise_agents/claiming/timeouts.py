@@ -28,6 +28,7 @@ __all__ = [
     "MAX_TIMEOUT_S",
     "MIN_CREATE_TIMEOUT_S",
     "MIN_RESUME_TIMEOUT_S",
+    "PAUSE_WAIT_S",
     "TIMER_EPSILON_S",
     "TimerAction",
     "create_times",
@@ -62,6 +63,8 @@ DEFAULT_TIMEOUT_S: Final = 300
 """Default sandbox lifetime of ``POST /sandboxes`` (seconds)."""
 MIN_RESUME_TIMEOUT_S: Final = 300
 """``--e2b-min-resume-timeout`` default: floor of the timeout a resume sets (seconds)."""
+PAUSE_WAIT_S: Final = 60.0
+"""``POST /pause`` waits at most this long for ``SandboxPaused=True`` (seconds)."""
 
 TIMER_EPSILON_S: Final = 0.001
 """Requeue delay when a timer is due exactly now.

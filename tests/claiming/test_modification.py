@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import zlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -118,6 +119,7 @@ class TestValidate:
             ({"user": ""}, "user"),
             ({"template": ""}, "template"),
             ({"candidate_count": 0}, "candidate_count"),
+            ({"candidate_count": sys.maxsize + 1}, "candidate_count"),  # islice's limit
             ({"csi_mounts": [CSIMountConfig(pv_name="p", mount_path="/m")]}, "csi_mounts"),
             ({"cpu_request": "0"}, "cpu_request"),
             ({"cpu_limit": "-1"}, "cpu_limit"),

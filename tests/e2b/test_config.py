@@ -70,7 +70,8 @@ def write(tmp_path: Path, data: Any) -> Path:
         ({"profile": "openkruise-9"}, "profile", "unknown profile"),
         ({"latencies": {"pod.create": "soonish"}}, "latencies.pod.create", "invalid"),
         ({"latencies": {"warp.drive": "1s"}}, "latencies.warp.drive", "unknown latency"),
-        ({"knobs": {"claim_workers": 0}}, "knobs.claim_workers", "greater than or equal"),
+        ({"knobs": {"claim_workers": 0}}, "knobs.claim_workers", "a whole number from 1 to"),
+        ({"knobs": {"recycle_grace_s": 1e300}}, "knobs.recycle_grace_s", "(100 years)"),
         ({"faults": [{"kind": "meteor"}]}, "faults[0].kind", "Input should be"),
         (
             {"faults": [{"kind": "api_error", "probability": 2}]},

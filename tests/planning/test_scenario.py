@@ -103,6 +103,12 @@ def test_error_names_file_line_path_and_reason(tmp_path: Path) -> None:
         ),
         (
             "{nodes: 2}",
+            "{knobs: {expectation_timeout_s: .inf}}",
+            "cluster.knobs.expectation_timeout_s",
+            "must be a number of seconds over 0, at most 3153600000 (100 years), got inf",
+        ),
+        (
+            "{nodes: 2}",
             "{latencies: {image.pull: 'gamma(1s)'}}",
             "cluster.latencies['image.pull']",
             "unknown distribution 'gamma'",

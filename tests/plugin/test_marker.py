@@ -222,6 +222,12 @@ RECIPE_ERRORS = [
         id="latency",
     ),
     pytest.param(
+        "knobs={'pause_pod_grace_s': float('inf')}",
+        "*invalid value for profile knob 'pause_pod_grace_s': must be a number of seconds"
+        " from 0 to under 60 (an E2B pause waits 60 s for its pod), got inf*",
+        id="knob-range",
+    ),
+    pytest.param(
         "faults=[{'kind': 'meteor'}]",
         "@pytest.mark.kruise faults[0].kind: unsupported value 'meteor': must be 'api_conflict', *",
         id="fault",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import pickle
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -271,6 +272,123 @@ def test_e2b_timeout_knobs_take_their_bounds() -> None:
         ("min_resume_timeout_s", 2_592_000),
     ]:
         assert getattr(head.with_overrides(**{knob: value}), knob) == value
+
+
+INF = float("inf")
+NAN = float("nan")
+WHOLE = "must be a whole number from"
+OVER_0 = "must be a number of seconds over 0, at most 3153600000 (100 years)"
+FROM_0 = "must be a number of seconds from 0 to 3153600000 (100 years)"
+
+
+@pytest.mark.parametrize(
+    ("knob", "value", "allowed"),
+    [
+        # Counts: whole numbers up to what a Go int (upstream's flags and constants) holds.
+        ("claim_workers", 0, f"{WHOLE} 1 to 9223372036854775807"),
+        ("claim_workers", 2**63, f"{WHOLE} 1 to 9223372036854775807"),
+        ("create_burst", 10**400, f"{WHOLE} 1 to 9223372036854775807"),
+        ("init_attempts", -1, f"{WHOLE} 1 to 9223372036854775807"),
+        ("sandbox_workers", 2**63, f"{WHOLE} 1 to 9223372036854775807"),
+        ("kubelet_burst", 0, f"{WHOLE} 1 to 9223372036854775807"),
+        ("percentage_of_nodes_to_score", 101, f"{WHOLE} 0 to 100"),
+        # A pick's window is read with islice: no more than sys.maxsize.
+        ("candidate_count", 10**30, f"{WHOLE} 1 to {sys.maxsize}"),
+        ("candidate_count", 0, f"{WHOLE} 1 to {sys.maxsize}"),
+        # Rates: over 0, or infinite.
+        ("create_qps", 0.0, "must be a rate over 0 per second, or inf (no limit)"),
+        ("manager_qps", NAN, "must be a rate over 0 per second, or inf (no limit)"),
+        ("kubelet_qps", -INF, "must be a rate over 0 per second, or inf (no limit)"),
+        # Durations: finite, at most upstream's forever, the furthest a deadline may lie.
+        ("init_attempt_timeout_s", INF, OVER_0),
+        ("init_attempt_timeout_s", 0.0, OVER_0),
+        ("expectation_timeout_s", 1e300, OVER_0),
+        ("recycle_timeout_s", NAN, OVER_0),
+        ("claim_retry_interval_s", INF, FROM_0),
+        ("pod_delete_grace_s", -1.0, FROM_0),
+        ("recycle_grace_s", 3_153_600_001, FROM_0),
+        # The E2B defaults: what their extension keys take.
+        (
+            "e2b_default_claim_timeout_s",
+            INF,
+            "must be None or a number of seconds over 0, at most 9223372036 "
+            "(what claim-timeout-seconds takes)",
+        ),
+        (
+            "e2b_default_wait_ready_timeout_s",
+            1e300,
+            "must be None or a number of seconds over 0, at most 9223372036 "
+            "(what wait-ready-timeout-seconds takes)",
+        ),
+        (
+            "e2b_default_claim_timeout_s",
+            0.0,
+            "must be None or a number of seconds over 0, at most 9223372036 "
+            "(what claim-timeout-seconds takes)",
+        ),
+        # A pause waits 60 s for its pod to stop: a longer grace would fail every pause.
+        (
+            "pause_pod_grace_s",
+            60.0,
+            "must be a number of seconds from 0 to under 60 (an E2B pause waits 60 s for its pod)",
+        ),
+        (
+            "pause_pod_grace_s",
+            INF,
+            "must be a number of seconds from 0 to under 60 (an E2B pause waits 60 s for its pod)",
+        ),
+    ],
+)
+def test_a_numeric_knob_out_of_its_range_is_refused_naming_the_range(
+    knob: str, value: float, allowed: str
+) -> None:
+    """Every number of a profile has a range the model can serve: infinite, huge or NaN
+    values (and ones no claim could use) are refused at the profile, naming the knob and
+    the range, not deep inside a claim as an OverflowError or a failure of every pause."""
+    with pytest.raises(ValueError) as info:
+        get_profile(DEFAULT_PROFILE).with_overrides(**{knob: value})
+    assert str(info.value) == f"invalid value for profile knob {knob!r}: {allowed}, got {value!r}"
+
+
+def test_numeric_knobs_take_the_ends_of_their_ranges() -> None:
+    """The bounds themselves are served, and an infinite rate is no limit."""
+    head = get_profile(DEFAULT_PROFILE)
+    for knob, value in [
+        ("claim_workers", 1),
+        ("claim_workers", 2**63 - 1),
+        ("candidate_count", sys.maxsize),
+        ("percentage_of_nodes_to_score", 100),
+        ("create_qps", INF),
+        ("controller_qps", 5e-324),
+        ("expectation_timeout_s", 3_153_600_000),
+        ("claim_retry_interval_s", 0.0),
+        ("e2b_default_claim_timeout_s", 9_223_372_036),
+        ("e2b_default_wait_ready_timeout_s", 0.5),
+        ("e2b_default_wait_ready_timeout_s", None),
+        ("pause_pod_grace_s", 59.9),
+    ]:
+        assert getattr(head.with_overrides(**{knob: value}), knob) == value
+
+
+NUMERIC_KNOBS = [
+    name
+    for name, field in Profile.model_fields.items()
+    if field.annotation in (int, float, float | None)
+]
+
+
+@pytest.mark.parametrize("knob", NUMERIC_KNOBS)
+def test_every_numeric_knob_has_a_range(knob: str) -> None:
+    """Each number knob, the ones added later too, is bounded: NaN and infinity are refused
+    (but for a rate, where infinity is no limit), and so is a count past a Go int."""
+    head = get_profile(DEFAULT_PROFILE)
+    if Profile.model_fields[knob].annotation is int:
+        refused: list[float] = [2**63]
+    else:
+        refused = [NAN] if knob.endswith("_qps") else [NAN, INF]
+    for value in refused:
+        with pytest.raises(ValueError, match=f"invalid value for profile knob {knob!r}"):
+            head.with_overrides(**{knob: value})
 
 
 def test_profiles_round_trip_through_plain_data() -> None:
