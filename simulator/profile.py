@@ -199,8 +199,14 @@ class Profile(BaseModel):
     # Attribute docstrings become field descriptions, for docs and the CLI.
     # Strict: a knob keeps the kind its YAML or JSON gave it (``true`` is no
     # worker count, ``"5"`` no number); latencies are read from text on purpose.
+    # An infinite rate (no limit) is written to JSON as ``Infinity``, which reads
+    # back (pydantic's default, null, would not).
     model_config = ConfigDict(
-        extra="forbid", frozen=True, strict=True, use_attribute_docstrings=True
+        extra="forbid",
+        frozen=True,
+        strict=True,
+        use_attribute_docstrings=True,
+        ser_json_inf_nan="constants",
     )
 
     name: str = Field(default="custom", min_length=1)

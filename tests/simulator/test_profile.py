@@ -398,6 +398,12 @@ def test_profiles_round_trip_through_plain_data() -> None:
         assert Profile.model_validate_json(profile.model_dump_json()) == profile
 
 
+def test_an_infinite_rate_round_trips_through_json() -> None:
+    """A rate of no limit is written as ``Infinity`` and read back (not as null, refused)."""
+    unlimited = get_profile(DEFAULT_PROFILE).with_overrides(create_qps=INF)
+    assert Profile.model_validate_json(unlimited.model_dump_json()) == unlimited
+
+
 def test_a_partial_latency_table_is_completed_from_the_defaults() -> None:
     """A profile built with a few latencies gets the defaults for the rest."""
     profile = Profile(name="quick", latencies={"image.pull": "fixed(1s)"})
