@@ -25,6 +25,7 @@ import simpy
 
 from pytest_kruise_agents.api import keys
 from pytest_kruise_agents.api.base import format_time
+from pytest_kruise_agents.api.durations import format_duration
 from pytest_kruise_agents.api.sandbox import Sandbox, SandboxPhase, SandboxState
 from pytest_kruise_agents.claiming.errors import (
     BadRequestError,
@@ -750,8 +751,10 @@ class SandboxManager:
         sbx = self._owned(namespace, user, sid)
         meta = sbx.metadata
         if retention is not None and retention <= timedelta(0):
+            # Named as every duration here reads (Go's ``-1.5s``), not as Python's timedelta.
             raise BadRequestError(
-                f"retention: must be a positive duration, got {retention}", field="retention"
+                f"retention: must be a positive duration, got {format_duration(retention)}",
+                field="retention",
             )
 
         def mutate(cur: Sandbox) -> Sandbox | None:

@@ -766,6 +766,29 @@ def test_pause_with_retention_sets_the_shutdown_time(s: Setup) -> None:
     assert stored.spec.shutdown_time <= s.hw.ctx.now_dt() + timedelta(hours=2)
 
 
+@pytest.mark.parametrize(
+    ("retention", "shown"),
+    [
+        (timedelta(seconds=-1), "-1s"),
+        (timedelta(milliseconds=-1500), "-1.5s"),
+        (timedelta(0), "0s"),
+    ],
+)
+def test_a_retention_of_zero_or_less_is_a_400_naming_it_as_a_go_duration(
+    s: Setup, retention: timedelta, shown: str
+) -> None:
+    """The 400 names the retention as every duration of the project reads (``-1.5s``), as the
+    header's own text is named over HTTP: not Python's ``-1 day, 23:59:58.500000``. Nothing is
+    written."""
+    sid = sandbox_id(s.create())
+    writes = s.hw.api.writes
+    with pytest.raises(BadRequestError) as err:
+        s.hw.run(s.manager.pause("default", U1, sid, retention))
+    assert err.value.code == 400 and err.value.field == "retention"
+    assert str(err.value) == f"retention: must be a positive duration, got {shown}"
+    assert s.hw.api.writes == writes
+
+
 def test_pause_of_an_unpausable_sandbox_is_409() -> None:
     """A sandbox whose pod is not Ready cannot be paused."""
     s = Setup()
