@@ -672,10 +672,12 @@ def check_template_metadata_kinds(meta: Any) -> None:
     when the pod is created (and would stop the simulated controller).
     ``loc`` is relative to the template.
     """
+    # Offending values are named with their kind, as the object's own metadata names them:
+    # YAML 1.1 reads `n` as false, which "got False" would not explain to its writer.
     if meta is None:
         return
     if not isinstance(meta, dict):
-        raise FieldProblem(("metadata",), f"must be an object, got {show(meta)}")
+        raise FieldProblem(("metadata",), f"must be an object, got {kind_and_value(meta)}")
     check_string_keys(meta, ("metadata",))
     for where in ("labels", "annotations"):
         values = meta.get(where)
@@ -683,10 +685,10 @@ def check_template_metadata_kinds(meta: Any) -> None:
             continue
         loc = ("metadata", where)
         if not isinstance(values, dict):
-            raise FieldProblem(loc, f"must be an object, got {show(values)}")
+            raise FieldProblem(loc, f"must be an object, got {kind_and_value(values)}")
         for key, value in values.items():
             if not isinstance(value, str):
-                raise FieldProblem((*loc, key), f"must be a string, got {show(value)}")
+                raise FieldProblem((*loc, key), f"must be a string, got {kind_and_value(value)}")
 
 
 def _check_template_metadata(meta: Any, *, reserved_keys: bool) -> None:

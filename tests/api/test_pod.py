@@ -375,6 +375,46 @@ def test_every_mapping_key_in_a_template_is_a_string(
     assert problem_of(template) == (path, f"a key must be a string, got {key}")
 
 
+@pytest.mark.parametrize("where", ["labels", "annotations"])
+@pytest.mark.parametrize(
+    ("value", "got"),
+    [
+        (False, "the boolean false"),
+        (None, "null"),
+        (5, "5"),
+        (1.5, "1.5"),
+        (["a"], "a list"),
+        ({"a": "b"}, "an object"),
+    ],
+)
+def test_a_template_label_or_annotation_value_is_a_string_named_as_yaml_wrote_it(
+    where: str, value: Any, got: str
+) -> None:
+    """A value of another kind is named as the object's own metadata names it (``the boolean
+    false`` for YAML 1.1's ``n``), not as Python shows it (``False``)."""
+    template = {**with_container(), "metadata": {where: {"a": value}}}
+    assert problem_of(template) == (f"metadata.{where}.a", f"must be a string, got {got}")
+
+
+@pytest.mark.parametrize(
+    ("metadata", "path", "got"),
+    [
+        (True, "metadata", "the boolean true"),
+        ("x", "metadata", "the text 'x'"),
+        ({"labels": "x"}, "metadata.labels", "the text 'x'"),
+        ({"annotations": 3}, "metadata.annotations", "3"),
+        ({"labels": ["a"]}, "metadata.labels", "a list"),
+    ],
+)
+def test_a_template_metadata_that_is_no_object_is_named_as_yaml_wrote_it(
+    metadata: Any, path: str, got: str
+) -> None:
+    """The template's metadata, labels and annotations are objects; anything else is named with
+    its kind."""
+    template = {**with_container(), "metadata": metadata}
+    assert problem_of(template) == (path, f"must be an object, got {got}")
+
+
 @pytest.mark.parametrize(
     ("image", "reason"),
     [

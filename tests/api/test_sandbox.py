@@ -27,7 +27,7 @@ def sandbox(template_metadata: Any) -> dict[str, Any]:
     ("metadata", "field", "why"),
     [
         ({"labels": {"version": 2}}, "labels.version", "must be a string, got 2"),
-        ({"annotations": {"a": True}}, "annotations.a", "must be a string, got True"),
+        ({"annotations": {"a": True}}, "annotations.a", "must be a string, got the boolean true"),
         ({"labels": ["a"]}, "labels", "must be an object"),
         ("x", "", "must be an object"),
     ],

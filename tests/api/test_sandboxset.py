@@ -107,6 +107,30 @@ def test_a_template_key_that_is_no_string_is_a_validation_error(part: str, key: 
         SandboxSet.model_validate(pool(template=template))
 
 
+@pytest.mark.parametrize(
+    "yaml_metadata",
+    [
+        "metadata: {name: base, annotations: {a: n}}\nspec:\n  template:\n",
+        "metadata: {name: base}\nspec:\n  template:\n    metadata: {annotations: {a: n}}\n",
+    ],
+    ids=["set", "template"],
+)
+def test_yaml_11_booleans_read_the_same_in_the_set_and_in_its_template(
+    yaml_metadata: str,
+) -> None:
+    """YAML 1.1 reads ``n`` as false: one apply words that mistake once, as the boolean false,
+    whether it sits in the set's own annotations or in its pod template's."""
+    text = (
+        "apiVersion: agents.kruise.io/v1alpha1\nkind: SandboxSet\n"
+        + yaml_metadata.replace("  template:\n", "  replicas: 1\n  template:\n", 1)
+        + "    spec: {containers: [{name: main, image: python:3.12}]}\n"
+    )
+    with pytest.raises(InvalidError) as info:
+        load_manifest(text)
+    assert info.value.field.endswith("metadata.annotations.a")
+    assert info.value.reason == "must be a string, got the boolean false"
+
+
 def test_a_template_ref_needs_a_template_name() -> None:
     """``templateRef: {name: ""}`` names nothing: refused."""
     field, reason = problem(pool(template=None, templateRef={"name": ""}))
