@@ -712,7 +712,9 @@ class SandboxManager:
         """``POST /sandboxes/{id}/timeout``: the sandbox now ends ``timeout_s`` from now.
 
         UpdatePolicyAlways (may shorten); a never-timeout sandbox is left
-        alone. Anything but a 404 answers 500, as upstream does.
+        alone. A sandbox describe does not show (a reserved failure, a cached
+        copy older than our own write to it, a dead one) answers 404, a paused
+        one 500; anything but a 404 answers 500, as upstream does.
         """
         ctx = self.ctx
         sbx = self._owned(namespace, user, sid)
@@ -720,7 +722,11 @@ class SandboxManager:
             validate_timeout_update(timeout_s, max_timeout_s=MAX_TIMEOUT_S)
 
             def mutate(cur: Sandbox) -> Sandbox | None:
-                if self._viewable(cur) != "running":
+                state = self._viewable(cur)
+                if state is None:
+                    # No sandbox to E2B (a reserved failure, §2), as describe answers.
+                    raise route_not_found(sid)
+                if state != "running":
                     raise BadRequestError(f"sandbox {sid} is not running")
                 shutdown, pause = set_timeout_times(cur, ctx.now_dt(), timeout_s)
                 if shutdown == cur.spec.shutdown_time and pause == cur.spec.pause_time:
@@ -741,7 +747,8 @@ class SandboxManager:
         """``POST /sandboxes/{id}/pause``: pause and wait (≤ 60 s) until ``SandboxPaused=True``.
 
         409 when the sandbox is not pausable (not running and ready, or
-        already paused: the first writer wins). ``retention`` (the request
+        already paused: the first writer wins); 404 for a reserved failure,
+        which E2B shows as no sandbox. ``retention`` (the request
         header) overrides the persisted paused retention (default forever).
         Interrupting the process (the client went away) stops the wait with
         :class:`ClaimCanceledError`; a pause already written goes on.
@@ -758,6 +765,9 @@ class SandboxManager:
             )
 
         def mutate(cur: Sandbox) -> Sandbox | None:
+            if is_reserved_failed(cur):
+                # No sandbox to E2B (§2), as describe and connect answer: not a 409.
+                raise route_not_found(sid)
             if cur.spec.paused:
                 raise ConflictError(f"sandbox {sid} is already paused")
             if recycle_requested(cur):
@@ -765,7 +775,6 @@ class SandboxManager:
                 raise ConflictError(f"sandbox {sid} is already paused (being recycled)")
             if (
                 not is_claimed(cur)
-                or is_reserved_failed(cur)
                 or cur.metadata.deletion_timestamp is not None
                 or cur.status.phase != SandboxPhase.RUNNING
                 or not is_ready(cur)

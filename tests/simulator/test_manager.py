@@ -694,6 +694,41 @@ def test_a_kill_within_the_watch_lag_of_another_write_still_deletes(s: Setup) ->
     assert len(s.hw.ctx.log.of_kind("manager.kill")) == 1
 
 
+@pytest.mark.parametrize("seen", [False, True], ids=["within-the-watch-lag", "after-it"])
+def test_a_reserved_failure_is_a_404_to_timeout_and_pause_as_to_describe(
+    s: Setup, seen: bool
+) -> None:
+    """A reserved failure keeps its owner's route, yet E2B shows no such sandbox (reference §2):
+    ``/timeout`` and ``/pause`` answer 404 for it, as describe and connect do, and write
+    nothing. Within the watch lag of the reserve write the cache still holds the claimed,
+    running copy; after it, the reserved one. Only kill answers 204 and keeps it (§6.2)."""
+    sbx = s.create()
+    s.hw.settle()
+    stored = _written_unseen(s, sbx, keys.LABEL_RESERVED_FAILED)
+    if seen:
+        s.hw.settle()
+        assert s.manager.claimer.is_fresh(
+            s.manager.cache.get("Sandbox", "default", sbx.metadata.name)
+        )
+    sid = sandbox_id(sbx)
+    writes = s.hw.api.writes
+    for call in (
+        s.manager.set_timeout("default", U1, sid, 60),
+        s.manager.pause("default", U1, sid),
+        s.manager.connect("default", U1, sid, 60),
+    ):
+        with pytest.raises(NotFoundError) as err:
+            s.hw.run(call)
+        assert err.value.code == 404
+        assert str(err.value) == f"Sandbox route not found, maybe it is crashed or killed: {sid}"
+    with pytest.raises(NotFoundError):
+        s.manager.describe("default", U1, sid)
+    assert s.hw.api.writes == writes
+    s.hw.run(s.manager.kill("default", U1, sid))
+    kept = s.hw.api.peek("Sandbox", "default", sbx.metadata.name)
+    assert kept is not None and kept.metadata.resource_version == stored.metadata.resource_version
+
+
 def test_running_but_not_ready_is_reported_running(s: Setup) -> None:
     """A claimed sandbox whose pod is not Ready is still shown (as running)."""
     sbx = s.create()
