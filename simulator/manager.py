@@ -747,8 +747,9 @@ class SandboxManager:
         """``POST /sandboxes/{id}/pause``: pause and wait (≤ 60 s) until ``SandboxPaused=True``.
 
         409 when the sandbox is not pausable (not running and ready, or
-        already paused: the first writer wins); 404 for a reserved failure,
-        which E2B shows as no sandbox. ``retention`` (the request
+        already paused: the first writer wins); 404 for a sandbox describe
+        does not show (a reserved failure, or dead: past its shutdownTime
+        before the controller deletes it), which a pause must not revive. ``retention`` (the request
         header) overrides the persisted paused retention (default forever).
         Interrupting the process (the client went away) stops the wait with
         :class:`ClaimCanceledError`; a pause already written goes on.
@@ -765,8 +766,11 @@ class SandboxManager:
             )
 
         def mutate(cur: Sandbox) -> Sandbox | None:
-            if is_reserved_failed(cur):
-                # No sandbox to E2B (§2), as describe and connect answer: not a 409.
+            if is_claimed(cur) and self._viewable(cur) is None:
+                # No sandbox to E2B, as describe and connect answer: a reserved failure
+                # (§2), or a dead one (deleted, failed, past its shutdownTime: §1.3) the
+                # controller has not removed yet. Paused, that one would live on for the
+                # retention (forever by default). A pool sandbox keeps its 409 (§6.5).
                 raise route_not_found(sid)
             if cur.spec.paused:
                 raise ConflictError(f"sandbox {sid} is already paused")

@@ -24,6 +24,26 @@ def test_timeout_kills_the_sandbox_when_time_passes(pooled: Cluster) -> None:
     assert not any(s.metadata.name == sbx.metadata.name for s in pooled.list("sbx", "default"))
 
 
+def test_a_pause_after_the_timeout_does_not_bring_the_sandbox_back(pooled: Cluster) -> None:
+    """A Sandbox controller that lags (stalled here) leaves a timed-out sandbox in place for a
+    while: a pause then answers 404, as describe does, and the sandbox is deleted once the
+    controller catches up, not kept paused for a hundred years."""
+    sbx = pooled.create_sandbox("base", timeout=30)
+    sid = pooled.sandbox_id(sbx)
+    pooled.inject("controller_stall", selector={"controller": "sandbox"}, duration=60)
+    pooled.advance(35)
+    assert pooled.get("sbx", sbx.metadata.name) is not None
+    with pytest.raises(ClaimError) as err:
+        pooled.pause(sid)
+    assert err.value.code == 404
+    pooled.clear_faults()
+    pooled.advance(60)
+    assert not any(s.metadata.name == sbx.metadata.name for s in pooled.list("sbx", "default"))
+    with pytest.raises(ClaimError) as err:
+        pooled.connect(sid)
+    assert err.value.code == 404
+
+
 def test_set_timeout_may_shorten(pooled: Cluster) -> None:
     """POST /timeout replaces the end time, even with a shorter one."""
     sbx = pooled.create_sandbox("base", timeout=3600)

@@ -837,6 +837,31 @@ def test_pause_of_an_unpausable_sandbox_is_409() -> None:
         s.hw.run(s.manager.pause("default", U1, sandbox_id(sbx)))
 
 
+def test_a_sandbox_past_its_end_is_a_404_to_pause_and_timeout_and_never_revived(
+    s: Setup,
+) -> None:
+    """Past its shutdownTime a sandbox is dead (reference §1.3 row 2, §6.5), whether or not the
+    Sandbox controller has deleted it yet: pause and ``/timeout`` answer 404, as describe and
+    connect do, and write nothing. A pause must not give it a new end (forever, by default)."""
+    sbx = s.create(timeout_s=30)
+    sid = sandbox_id(sbx)
+    s.hw.settle(31)  # the hand-built world has no controller to delete it
+    writes = s.hw.api.writes
+    for call in (
+        s.manager.pause("default", U1, sid),
+        s.manager.set_timeout("default", U1, sid, 600),
+        s.manager.connect("default", U1, sid, 600),
+    ):
+        with pytest.raises(NotFoundError) as err:
+            s.hw.run(call)
+        assert err.value.code == 404
+    with pytest.raises(NotFoundError):
+        s.manager.describe("default", U1, sid)
+    assert s.hw.api.writes == writes
+    stored = s.hw.api.peek("Sandbox", "default", sbx.metadata.name)
+    assert stored.spec.paused is not True and stored.spec.shutdown_time == sbx.spec.shutdown_time
+
+
 def test_connect_to_running_extends_only(s: Setup) -> None:
     """Connect to a running sandbox never shortens its timeout and reports not resumed."""
     sbx = s.create(timeout_s=3600)
