@@ -55,6 +55,7 @@ from pytest_kruise_agents.claiming.selection import (
 )
 from pytest_kruise_agents.claiming.state import is_ready, pod_ip, sandbox_key, sandbox_state
 from simulator.apiserver import ApiError, Client
+from simulator.cut import context_error, cut
 from simulator.informer import Informer
 from simulator.ratelimit import TokenBucket
 from simulator.records import ClaimRecord, ColdReason
@@ -154,6 +155,22 @@ def ready_verdict(sbx: Sandbox | None, now: datetime) -> object | None:
     if pod_ip(sbx) is None:
         return None
     return sbx
+
+
+_Stage = Literal["worker", "pick", "lock", "create"]
+"""Where an attempt is before its lock."""
+
+
+def _waited_for(stage: _Stage, opts: ClaimOptions, picked: str | None) -> str:
+    """What an attempt cut at ``stage`` was doing, for its error (``failed to <this>``)."""
+    pool = f"{opts.namespace or '*'}/{opts.template}"
+    if stage == "worker":
+        return "acquire a claim worker"
+    if stage == "pick":
+        return f"pick a sandbox of {pool}"
+    if stage == "lock":
+        return f"lock sandbox {picked}"
+    return f"create a sandbox of {pool}"
 
 
 def shielded(env: simpy.Environment, op: Op) -> Op:
@@ -440,6 +457,8 @@ class Claimer:
         ``cold_reason`` (why a ``create`` attempt found nothing to pick),
         ``sandbox`` and ``pick_failures``. An interrupt (the caller's deadline)
         is honoured at any wait; after the lock it first cleans up the sandbox.
+        It leaves as an :class:`~simulator.cut.AttemptCut` whose error names
+        the wait it cut (the retry loop's last error).
         """
         ctx = self.ctx
         env = ctx.env
@@ -452,12 +471,15 @@ class Claimer:
         request = slots.request() if slots is not None else None
         holding = request is not None
         picked_key: str | None = None
+        # What the attempt waits for before its lock: named if the context cuts it there.
+        stage: _Stage = "worker"
         try:
             if request is not None:
                 yield request
             record.worker_acquired = ctx.now()
 
             # -- pick -----------------------------------------------------------
+            stage = "pick"
             yield env.timeout(ctx.latency("manager.pick"))
             now_dt = ctx.now_dt()
             pool, sbs = self._pool(opts.namespace, opts.template)
@@ -504,6 +526,7 @@ class Claimer:
                 modifier(claimed)
             api = self.world.api
             if lock_type == "update":
+                stage = "lock"
                 try:
                     stored: Sandbox = yield from api.update(self.client, claimed)
                 except ApiError as exc:
@@ -517,6 +540,7 @@ class Claimer:
                         self._pick_failed(record, err)
                     raise err from exc
             else:
+                stage = "create"
                 try:
                     stored = yield from api.create(self.client, claimed)
                 except ApiError as exc:
@@ -549,6 +573,11 @@ class Claimer:
                 yield from shielded(env, self._clear_failed(latest, opts))
                 raise
             return latest
+        except simpy.Interrupt as exc:
+            # Cut before the lock (a wait after it names itself): say where.
+            ctx_err = context_error(exc)
+            waited = _waited_for(stage, opts, picked_key)
+            raise cut(exc, type(ctx_err)(f"failed to {waited}: {ctx_err}")) from exc
         finally:
             if picked_key is not None:
                 self._in_flight.pop(picked_key, None)
@@ -564,14 +593,28 @@ class Claimer:
         ctx = self.ctx
         meta = stored.metadata
         timeout = opts.wait_ready_timeout.total_seconds() if opts.wait_ready_timeout else None
-        verdict, last = yield from self.watch(
-            meta.namespace,
-            meta.name,
-            lambda obj: ready_verdict(obj, ctx.now_dt()),
-            timeout=timeout,
-            min_rv=_rv(stored),
-            initial=stored,
-        )
+        try:
+            verdict, last = yield from self.watch(
+                meta.namespace,
+                meta.name,
+                lambda obj: ready_verdict(obj, ctx.now_dt()),
+                timeout=timeout,
+                min_rv=_rv(stored),
+                initial=stored,
+            )
+        except simpy.Interrupt as exc:
+            # The claim's context ended first: the wait reports what it last saw, as at its
+            # own timeout, and what ended it. The watch follows this cache, so its copy
+            # is the last one the wait was shown.
+            cached = self.cache.get("Sandbox", meta.namespace, meta.name)
+            seen = cached if cached is not None and _rv(cached) >= _rv(stored) else stored
+            diagnosis = self._not_ready(seen)
+            raise cut(
+                exc,
+                WaitReadyTimeoutError(
+                    f"{diagnosis}: {context_error(exc)}", reason=diagnosis.reason
+                ),
+            ) from exc
         if isinstance(verdict, Sandbox):
             return verdict
         if isinstance(verdict, ClaimError):
@@ -581,9 +624,13 @@ class Claimer:
                 f"sandbox {meta.namespace}/{meta.name} was deleted before it became ready",
                 reason="SandboxDeleted",
             )
-        seen = last if last is not None else stored
-        state, reason = sandbox_state(seen, ctx.now_dt())
-        raise WaitReadyTimeoutError.diagnose(
+        raise self._not_ready(last if last is not None else stored)
+
+    def _not_ready(self, seen: Sandbox) -> WaitReadyTimeoutError:
+        """Upstream's wait-ready diagnosis of the last copy the wait saw."""
+        meta = seen.metadata
+        state, reason = sandbox_state(seen, self.ctx.now_dt())
+        return WaitReadyTimeoutError.diagnose(
             meta.namespace, meta.name, reason=reason, state=str(state), ready=is_ready(seen)
         )
 

@@ -103,6 +103,7 @@ from pytest_kruise_agents.claiming.timeouts import (
 from pytest_kruise_agents.claiming.view import e2b_state, sandbox_id, sandbox_id_keys
 from simulator.apiserver import ApiError
 from simulator.claim import Claimer, Modifier, Op, shielded
+from simulator.cut import AttemptCut
 from simulator.ratelimit import TokenBucket
 from simulator.records import ClaimRecord
 from simulator.runtime import AgentRuntime
@@ -521,7 +522,7 @@ class SandboxManager:
                 except simpy.Interrupt:
                     # The request's context is cancelled: so is the attempt's.
                     if proc.is_alive:
-                        proc.interrupt("context canceled")
+                        proc.interrupt(ClaimCanceledError())
                         yield from shielded(env, _ended(proc))
                         raise
                     if not isinstance(proc.value, Sandbox):
@@ -529,7 +530,7 @@ class SandboxManager:
                 if proc.is_alive:
                     # The context deadline: the attempt stops at its current
                     # wait and cleans up what it locked before we answer.
-                    proc.interrupt("claim timeout")
+                    proc.interrupt(ClaimTimeoutError())
                     ended = yield from shielded(env, _ended(proc))
                     raise _deadline_error(ended if ended is not None else last, failures)
                 outcome = proc.value
@@ -556,11 +557,16 @@ class SandboxManager:
             yield env.timeout(sleep)
 
     def _guarded(self, opts: ClaimOptions, record: ClaimRecord, modifier: Modifier) -> Op:
-        """An attempt process that never fails: a Sandbox, a ClaimError or None (interrupted)."""
+        """An attempt process that never fails: a Sandbox, or a ClaimError (the error of the wait
+        an interrupt cut too), or None (interrupted before it began)."""
         try:
             sbx: Sandbox = yield from self.claimer.try_claim(opts, record, modifier=modifier)
         except ClaimError as err:
             return err
+        except AttemptCut as cut:
+            # Upstream's attempt returns the cut wait's error, which the loop keeps as
+            # its last error before it answers the context's (§5.3).
+            return cut.error
         except simpy.Interrupt:
             return None
         return sbx

@@ -41,6 +41,7 @@ from pytest_kruise_agents.claiming.modification import (
 )
 from pytest_kruise_agents.claiming.retry import ExponentialBackoff, init_should_retry
 from pytest_kruise_agents.claiming.state import pod_ip, sandbox_key
+from simulator.cut import AttemptCut, context_error, cut
 from simulator.records import ClaimRecord
 from simulator.world import World
 
@@ -178,7 +179,9 @@ class AgentRuntime:
         ``reinit`` a 401 ("already initialised"), an injected one too, is a success. An attempt
         whose sandbox or pod goes before it answers fails as a transport
         error (retried, as an unreachable runtime's). Sets
-        ``record.runtime_initialized`` on success.
+        ``record.runtime_initialized`` on success. Interrupted (the claim's
+        context ended), raise an :class:`~simulator.cut.AttemptCut` naming the
+        calls made and the last one's failure.
         """
         ctx = self.ctx
         env = ctx.env
@@ -195,56 +198,70 @@ class AgentRuntime:
         sleeps = backoff.delays(ctx.rng)
         attempts = 0
         last = ""
-        while True:
-            attempts += 1
-            status: int | None = None
-            current, why = self._reachable(sbx)
-            if current is None:
-                yield env.timeout(_REFUSED_S)
-                last = why
-            else:
-                uid = _pod_uid(current)
-                unreachable = init_failure = None
-                if faults:
-                    unreachable = faults.check(
-                        "runtime_unreachable", template=template, namespace=sbx.metadata.namespace
-                    )
-                    if unreachable is None:
-                        init_failure = faults.check(
-                            "runtime_init_failure",
+        try:
+            while True:
+                attempts += 1
+                status: int | None = None
+                current, why = self._reachable(sbx)
+                if current is None:
+                    yield env.timeout(_REFUSED_S)
+                    last = why
+                else:
+                    uid = _pod_uid(current)
+                    unreachable = init_failure = None
+                    if faults:
+                        unreachable = faults.check(
+                            "runtime_unreachable",
                             template=template,
                             namespace=sbx.metadata.namespace,
                         )
-                took = ctx.latency("runtime.init")
-                if unreachable is not None or took > attempt_timeout:
-                    yield env.timeout(attempt_timeout)
-                    last = f"timeout after {attempt_timeout:g}s"
-                elif init_failure is not None and not (reinit and init_failure.code == 401):
-                    yield env.timeout(took)
-                    status = init_failure.code
-                    last = f"status {status}"
-                else:
-                    # An answer; a 401 to a replay says "already initialised", a success.
-                    yield env.timeout(took)
-                    dropped = self._dropped(current, uid)
-                    if dropped is None:
-                        self._answered(
-                            key,
-                            uid,
-                            reinit=reinit,
-                            record=record,
-                            said_401=init_failure is not None,
-                        )
-                        return None
-                    # A transport error (status None): retried, as an unreachable runtime's.
-                    ctx.record("runtime.init_dropped", f"{key} {dropped}")
-                    last = dropped
-            if not init_should_retry(status):
-                break
-            sleep = next(sleeps, None)
-            if sleep is None:
-                break
-            yield env.timeout(sleep)
+                        if unreachable is None:
+                            init_failure = faults.check(
+                                "runtime_init_failure",
+                                template=template,
+                                namespace=sbx.metadata.namespace,
+                            )
+                    took = ctx.latency("runtime.init")
+                    if unreachable is not None or took > attempt_timeout:
+                        yield env.timeout(attempt_timeout)
+                        last = f"timeout after {attempt_timeout:g}s"
+                    elif init_failure is not None and not (reinit and init_failure.code == 401):
+                        yield env.timeout(took)
+                        status = init_failure.code
+                        last = f"status {status}"
+                    else:
+                        # An answer; a 401 to a replay says "already initialised", a success.
+                        yield env.timeout(took)
+                        dropped = self._dropped(current, uid)
+                        if dropped is None:
+                            self._answered(
+                                key,
+                                uid,
+                                reinit=reinit,
+                                record=record,
+                                said_401=init_failure is not None,
+                            )
+                            return None
+                        # A transport error (status None): retried, as an unreachable runtime's.
+                        ctx.record("runtime.init_dropped", f"{key} {dropped}")
+                        last = dropped
+                if not init_should_retry(status):
+                    break
+                sleep = next(sleeps, None)
+                if sleep is None:
+                    break
+                yield env.timeout(sleep)
+        except simpy.Interrupt as exc:
+            # The claim's context ended while an attempt or a back-off ran: what the
+            # calls met so far, and what stopped them (the retry loop's last error).
+            met = f"{last}: " if last else ""
+            raise cut(
+                exc,
+                InitRuntimeError(
+                    f"failed to init runtime of sandbox {key} after {attempts} attempts: "
+                    f"{met}{context_error(exc)}"
+                ),
+            ) from exc
         ctx.record("runtime.init_failed", f"{key} attempts={attempts} last={last}")
         raise InitRuntimeError(
             f"failed to init runtime of sandbox {key} after {attempts} attempts: {last}"
@@ -282,7 +299,8 @@ class AgentRuntime:
         mount has finished. Mounts whose sandbox or pod goes
         before the last of them answers fail as their connection drops: a
         failed mount is terminal (reference §5.2 step 6), so the claim fails
-        rather than deliver a sandbox that is gone.
+        rather than deliver a sandbox that is gone. Interrupted (the claim's
+        context ended), raise an :class:`~simulator.cut.AttemptCut` saying so.
         """
         if not mounts:
             return None
@@ -290,7 +308,7 @@ class AgentRuntime:
         key = sandbox_key(sbx)
         current, why = self._reachable(sbx)
         if current is None:
-            yield ctx.env.timeout(_REFUSED_S)
+            yield from self._mount_wait(key, _REFUSED_S)
             ctx.record("runtime.mount_failed", f"{key} {why}")
             raise CSIMountError(f"failed to mount csi volumes of sandbox {key}: {why}")
         uid = _pod_uid(current)
@@ -315,25 +333,28 @@ class AgentRuntime:
                 is not None
             ):
                 failed = m
-        finish = max(lanes)
-        done = ctx.env.timeout(finish)
-        # Each later mount is a decision point of its own, when it starts: a
-        # failure window open then fails it, one closed by then does not.
-        at = 0.0
-        for start, m in later:
-            if failed is not None:
-                break
-            if start > at:
-                # ``done`` when the mount starts as the last answers (zero-length mounts).
-                yield ctx.env.timeout(start - at) if start < finish else done
-                at = start
-            if (
-                faults
-                and faults.check("csi_mount_failure", template=template, namespace=namespace)
-                is not None
-            ):
-                failed = m
-        yield done  # the same event: a run whose mounts meet no fault waits as it did
+        try:
+            finish = max(lanes)
+            done = ctx.env.timeout(finish)
+            # Each later mount is a decision point of its own, when it starts: a
+            # failure window open then fails it, one closed by then does not.
+            at = 0.0
+            for start, m in later:
+                if failed is not None:
+                    break
+                if start > at:
+                    # ``done`` when the mount starts as the last answers (zero-length mounts).
+                    yield ctx.env.timeout(start - at) if start < finish else done
+                    at = start
+                if (
+                    faults
+                    and faults.check("csi_mount_failure", template=template, namespace=namespace)
+                    is not None
+                ):
+                    failed = m
+            yield done  # the same event: a run whose mounts meet no fault waits as it did
+        except simpy.Interrupt as exc:
+            raise _mount_cut(key, exc) from exc
         # Checked when the last mount answers: the pod going at any time before
         # then drops a call in flight (or refuses one not yet started). A pure
         # read, so runs without such a delete log and draw exactly as before.
@@ -348,6 +369,13 @@ class AgentRuntime:
                 f"of sandbox {key}"
             )
         return None
+
+    def _mount_wait(self, key: str, seconds: float) -> Op:
+        """Wait ``seconds`` for the mounts of sandbox ``key`` to answer; cut, say so."""
+        try:
+            yield self.ctx.env.timeout(seconds)
+        except simpy.Interrupt as exc:
+            raise _mount_cut(key, exc) from exc
 
     # -- after a resume ---------------------------------------------------------------
 
@@ -377,3 +405,11 @@ class AgentRuntime:
                 ) from exc
             yield from self.mount(sbx, mounts)
         return None
+
+
+def _mount_cut(key: str, exc: simpy.Interrupt) -> AttemptCut:
+    """The cut of sandbox ``key``'s mounts when the claim's context ends mid-wait."""
+    return cut(
+        exc,
+        CSIMountError(f"failed to mount csi volumes of sandbox {key}: {context_error(exc)}"),
+    )

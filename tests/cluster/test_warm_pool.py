@@ -7,6 +7,7 @@ import pytest
 from pytest_kruise_agents.api import keys
 from pytest_kruise_agents.claiming.errors import ClaimError, NotFoundError
 from simulator.cluster import Cluster
+from simulator.latency import Fixed
 
 from .conftest import pool_yaml
 
@@ -81,6 +82,27 @@ def test_claim_timeout_bounds_an_e2b_claim(cluster: Cluster) -> None:
     assert err.value.code == 500
     assert 4.9 <= cluster.now - start <= 5.5
     assert cluster.last_record().failed is not None
+
+
+def test_a_claim_timeout_during_a_cold_start_says_the_sandbox_was_not_ready() -> None:
+    """The error and the record name the sandbox the deadline cut, and how far it had got:
+    still Pending (creating) and not Ready; not ``last error: <nil>``."""
+    cluster = Cluster(seed=11, latencies={"image.pull": Fixed(value=30.0)})
+    cluster.apply(pool_yaml(replicas=0))
+    cluster.advance(1)
+    with pytest.raises(ClaimError) as err:
+        cluster.create_sandbox("base", metadata={"e2b.agents.kruise.io/claim-timeout-seconds": "5"})
+    rec = cluster.last_record()
+    assert rec.attempts == 1 and rec.locked is not None and rec.ready is None
+    assert (
+        rec.error
+        == str(err.value)
+        == (
+            f"context deadline exceeded, last error: sandbox {rec.sandbox} is not ready before "
+            "wait timeout: reason=ResourcePending, state=creating, ready=false: context deadline "
+            "exceeded, pick sandbox failures: []"
+        )
+    )
 
 
 def test_same_name_pools_in_several_namespaces(cluster: Cluster) -> None:

@@ -381,6 +381,94 @@ def test_claim_timeout_during_the_cleanup_still_deletes_the_sandbox() -> None:
     assert s.hw.sandboxes() == []
 
 
+def _deadline_failure(s: Setup, **kwargs: Any) -> tuple[ClaimError, str]:
+    """The error of a create its claim timeout ends, and the sandbox its last attempt had."""
+    err = s.fail(**kwargs)
+    assert isinstance(err, ClaimTimeoutError) and err.code == 500
+    rec = s.hw.world.records[-1]
+    assert rec.error == str(err) and rec.error_reason == "ClaimTimeout"
+    assert rec.sandbox is not None
+    return err, rec.sandbox
+
+
+def test_a_deadline_that_cuts_wait_ready_names_what_the_wait_saw() -> None:
+    """The claim's deadline stops an attempt still waiting for its cold sandbox: the answer's
+    last error is the wait-ready diagnosis of that sandbox, with the deadline as its cause
+    (reference §5.2 step 6, §5.3), not ``<nil>``."""
+    s = Setup(replicas=0)
+    s.controller.delay = 30.0  # the cold sandbox takes longer than the claim may
+    err, key = _deadline_failure(s, metadata={KEY_CLAIM_TIMEOUT_SECONDS: "3"})
+    # The hand-built world's new sandbox has no phase yet (reason and state say so).
+    assert str(err) == (
+        f"context deadline exceeded, last error: sandbox {key} is not ready before wait "
+        "timeout: reason=NotRunningResourceClaimed, state=paused, ready=false: context "
+        "deadline exceeded, pick sandbox failures: []"
+    )
+
+
+def test_a_deadline_that_cuts_init_names_the_init_failures_so_far() -> None:
+    """Stopped while its ``/init`` calls fail (a pool without agent-runtime), the attempt's
+    error names the sandbox, the calls made and why the last one failed."""
+    s = Setup(replicas=1, runtime=False)
+    err, key = _deadline_failure(
+        s, metadata={KEY_CLAIM_TIMEOUT_SECONDS: "1", KEY_CREATE_ON_NO_STOCK: "false"}
+    )
+    assert str(err).startswith(
+        f"context deadline exceeded, last error: failed to init runtime of sandbox {key} after "
+    )
+    assert str(err).endswith(
+        " attempts: connection refused: no agent-runtime in the sandbox: context deadline "
+        "exceeded, pick sandbox failures: []"
+    )
+
+
+def test_a_deadline_that_cuts_a_later_attempt_names_that_attempts_sandbox() -> None:
+    """The last error is the cut attempt's, not the one before it: its sandbox is the one the
+    record names."""
+    s = Setup(replicas=2, runtime=False)
+    err, key = _deadline_failure(
+        s, metadata={KEY_CLAIM_TIMEOUT_SECONDS: "5", KEY_CREATE_ON_NO_STOCK: "false"}
+    )
+    assert s.hw.world.records[-1].attempts == 2
+    assert f"last error: failed to init runtime of sandbox {key} after " in str(err)
+    assert str(err).count("sandbox default/") == 1
+
+
+def test_a_deadline_that_cuts_the_mounts_names_them() -> None:
+    """Stopped while its CSI volumes mount, the attempt's error says so."""
+    s = Setup(replicas=1, latencies={"csi.mount": Fixed(value=30.0)})
+    err, key = _deadline_failure(
+        s,
+        metadata={KEY_CLAIM_TIMEOUT_SECONDS: "2"},
+        volume_mounts=[{"name": "pv-data", "path": "/data"}],
+    )
+    assert str(err) == (
+        f"context deadline exceeded, last error: failed to mount csi volumes of sandbox {key}: "
+        "context deadline exceeded, pick sandbox failures: []"
+    )
+
+
+def test_a_deadline_that_cuts_the_wait_for_a_claim_worker_says_so() -> None:
+    """Before its lock an attempt waits for a claim worker; cut there, it says so."""
+    s = Setup(replicas=2, claim_workers=1, latencies={"manager.pick": Fixed(value=5.0)})
+    env = s.hw.env
+    first = s.hw.outcome(s.manager.create_sandbox(namespace="default", user=U1, template="base"))
+    second = s.hw.outcome(
+        s.manager.create_sandbox(
+            namespace="default",
+            user=U1,
+            template="base",
+            metadata={KEY_CLAIM_TIMEOUT_SECONDS: "2"},
+        )
+    )
+    env.run(until=env.all_of([first, second]))
+    assert isinstance(first.value, Sandbox)
+    assert str(second.value) == (
+        "context deadline exceeded, last error: failed to acquire a claim worker: context "
+        "deadline exceeded, pick sandbox failures: []"
+    )
+
+
 # -- the client going away (the request's context cancelled) ------------------------------------
 
 
