@@ -171,6 +171,28 @@ def test_bad_extension_values_are_400_naming_the_key(
     assert len(server.admin("GET", "/records").json()) <= before + 1
 
 
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"templateID": "base", "timeout": "abc"}, "timeout"),
+        ({"templateID": "base", "metadata": {"a": 1}}, "metadata.a"),
+    ],
+)
+def test_a_body_that_never_decodes_is_a_400_and_no_claim(
+    server: Served, body: dict[str, Any], field: str
+) -> None:
+    """A wrong-typed field is refused while the body is read, naming it: no claim starts, so
+    no record is made (upstream's Go decoder fails such a body before any claim, with a 500;
+    docs/fidelity.md). A create the manager refuses has its failed record instead."""
+    records = len(server.admin("GET", "/records").json())
+
+    r = server.request("POST", "/sandboxes", json=body)
+
+    assert r.status_code == 400, r.text
+    assert r.json()["field"] == field
+    assert len(server.admin("GET", "/records").json()) == records
+
+
 def test_a_timeout_outside_30s_to_30d_is_a_400(server: Served) -> None:
     with pytest.raises(SandboxException) as info:
         Sandbox.create(template="base", timeout=10, **server.sdk())
