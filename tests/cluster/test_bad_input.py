@@ -279,7 +279,11 @@ def test_run_until_with_no_time_only_checks(cluster: Cluster) -> None:
         ({"profile": 3}, "profile", "must be a profile name or a Profile, got 3"),
         ({"claim_worker": 10}, "knobs", "did you mean 'claim_workers'"),
         ({"claim_workers": 0}, "knobs", "claim_workers"),
-        ({"fixed_retry_attempts": -1}, "knobs", "'fixed_retry_attempts': must be a whole number from 1"),
+        (
+            {"fixed_retry_attempts": -1},
+            "knobs",
+            "'fixed_retry_attempts': must be a whole number from 1",
+        ),
         ({"default_timeout_s": 10.0}, "knobs", "'default_timeout_s': must be a whole number"),
         ({"candidate_count": 10**30}, "knobs", "'candidate_count': must be a whole number from"),
         ({"pause_pod_grace_s": float("inf")}, "knobs", "'pause_pod_grace_s': must be a number"),

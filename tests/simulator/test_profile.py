@@ -201,7 +201,10 @@ def test_an_unknown_latency_is_named_with_a_suggestion() -> None:
         ({"create_qps": "fast"}, "'create_qps'"),
         ({"retry": "linear"}, "'retry'"),
         ({"e2b_default_claim_timeout_s": -1}, "'e2b_default_claim_timeout_s'"),
-        ({"fixed_retry_attempts": 0}, "'fixed_retry_attempts': must be a whole number from 1 to 9223372036854775807, got 0"),
+        (
+            {"fixed_retry_attempts": 0},
+            "'fixed_retry_attempts': must be a whole number from 1 to 9223372036854775807, got 0",
+        ),
         ({"percentage_of_nodes_to_score": 101}, "'percentage_of_nodes_to_score'"),
         ({"latencies": {"api.create": "bogus"}}, "latency 'api.create'"),
     ],
