@@ -49,10 +49,15 @@ The ``Ready`` condition the kubelet writes carries ``observedGeneration``
 that a reader can tell a Ready pod running the *new* spec from one still
 reporting the old one.
 
+The kubelet reads the first container's ``imagePullPolicy`` (defaulted by the
+image's tag: :func:`~pytest_kruise_agents.api.pod.image_pull_policy`): ``Never``
+pulls nothing (``ErrImageNeverPull`` without the image), ``Always`` asks the
+registry though the image is on the node.
+
 Faults consulted, for each pod with its own labels (pods sharing a download
 of an image included): ``image_pull_failure`` (the first container waits,
 ErrImagePull, then ImagePullBackOff, retried with a 10 s back-off doubling to
-300 s), ``image_pull_slow`` (the pod's pull takes the fault's latency instead;
+300 s; a cached image only under ``imagePullPolicy: Always``), ``image_pull_slow`` (the pod's pull takes the fault's latency instead;
 the rest of it goes at the ordinary rate once the fault ends),
 ``pod_start_failure`` (Ready False with reason ``StartContainerFailed``, the
 first container crashed, exit code 1, and waiting in CrashLoopBackOff with the
@@ -90,7 +95,9 @@ from pytest_kruise_agents.api.pod import (
     ContainerStatus,
     Pod,
     PodRequests,
+    PullPolicy,
     Scalars,
+    image_pull_policy,
     is_sidecar,
     normalize_image,
     pod_requests,
@@ -332,6 +339,13 @@ def _first_image(spec: dict[str, Any]) -> str | None:
         return None
     image = containers[0].get("image")
     return str(image) if image is not None else None
+
+
+def _first_pull_policy(spec: dict[str, Any]) -> PullPolicy:
+    """The first container's ``imagePullPolicy``, defaulted by its image's tag."""
+    containers = spec.get("containers") or [{}]
+    first = containers[0]
+    return image_pull_policy(first if isinstance(first, dict) else {})
 
 
 def _requests(pod: Pod) -> PodRequests:
@@ -1653,6 +1667,7 @@ class Nodes:
         faults = ctx.faults
         pull_failures = 0
         start_failures = 0
+        never_pulled = False
         try:
             yield from self._stall("kubelet")
             yield env.timeout(ctx.latency("pod.create"))
@@ -1693,14 +1708,46 @@ class Nodes:
                     _stop_main(run, self._stamp())
                     yield from self._write(node, run, phase, False, "ContainersNotReady")
                 if want is not None:
-                    ok = yield from self._pull(node, want, template, ns)
-                    if not ok:
+                    policy = _first_pull_policy(run.pod.spec)
+                    if policy == "Never" and self._normal(want) not in node.images:
+                        # ErrImageNeverPull: nothing is pulled. The pod worker syncs the
+                        # pod again after its back-off period, and finds the image if
+                        # another pod's pull has brought it meanwhile.
+                        if not never_pulled:
+                            ctx.record(
+                                "kubelet.never_pull", f"{ns}/{name} image={want} node={node.name}"
+                            )
+                        never_pulled = True
+                        message = (
+                            f'Container image "{want}" is not present with pull policy of Never'
+                        )
+                        _main_waits(run, self._stamp(), "ErrImageNeverPull", message)
+                        yield from self._write(
+                            node,
+                            run,
+                            phase,
+                            False,
+                            "ContainersNotReady",
+                            "ErrImageNeverPull",
+                            message,
+                        )
+                        yield env.timeout(BACKOFF_INITIAL_S)
+                        continue
+                    never_pulled = False
+                    error = yield from self._pull(
+                        node, want, template, ns, always=policy == "Always"
+                    )
+                    if error is not None:
                         pull_failures += 1
-                        reason = "ErrImagePull" if pull_failures == 1 else "ImagePullBackOff"
                         ctx.record(
                             "kubelet.pull_failed", f"{ns}/{name} image={want} node={node.name}"
                         )
-                        message = f'Back-off pulling image "{want}"'
+                        # The pull's own error the first time (ErrImagePull); the
+                        # back-off's words while the kubelet waits to pull again.
+                        if pull_failures == 1:
+                            reason, message = "ErrImagePull", error
+                        else:
+                            reason, message = "ImagePullBackOff", f'Back-off pulling image "{want}"'
                         _main_waits(run, self._stamp(), reason, message)
                         yield from self._write(
                             node, run, phase, False, "ContainersNotReady", reason, message
@@ -1804,8 +1851,21 @@ class Nodes:
         ctx.record("kubelet.resized", f"{ns}/{name} node={node.name} {what}")
         yield from self._write(node, run, "Running", True, "PodReady")
 
-    def _pull(self, node: _Node, image: str, template: str | None, namespace: str) -> Op:
-        """Pull ``image`` for one pod: whether it is on the node afterwards.
+    def _pull(
+        self,
+        node: _Node,
+        image: str,
+        template: str | None,
+        namespace: str,
+        *,
+        always: bool = False,
+    ) -> Op:
+        """Pull ``image`` for one pod: ``None`` once it is on the node, else the pull's error.
+
+        An image on the node is used as it is (``IfNotPresent``), unless ``always``
+        (``imagePullPolicy: Always``): the kubelet then asks the registry at every
+        start, so an ``image_pull_failure`` fails it though the image is cached (the
+        manifest check costs ``image.pull_cached``, as a cached pull does).
 
         Each pod's pull consults the faults with the pod's own attributes (the
         kubelet pulls per pod); the node's image store is shared, so a pod whose
@@ -1819,22 +1879,31 @@ class Nodes:
         key = self._images.get(image)
         if key is None:
             key = self._images[image] = normalize_image(image)
-        if key in node.images:
-            yield env.timeout(ctx.latency("image.pull_cached"))
-            return True
         faults = ctx.faults
+        cached = key in node.images
+        if cached and not (always and faults):
+            yield env.timeout(ctx.latency("image.pull_cached"))
+            return None
         attrs: dict[str, str | None] = {
             "node": node.name,
             "image": image,
             "template": template,
             "namespace": namespace,
         }
-        if faults and faults.check("image_pull_failure", **attrs):
+        fault = faults.check("image_pull_failure", **attrs) if faults else None
+        if fault is not None:
             # This pod's pull fails, whatever the others' do.
             failed = env.event()
             env.process(self._pull_failed(failed))
             yield failed
-            return False
+            # What the runtime's PullImage answers, as the kubelet passes it on.
+            return (
+                f'failed to pull and unpack image "{key}": failed to resolve reference '
+                f'"{key}": registry unreachable ({fault.id})'
+            )
+        if cached:
+            yield env.timeout(ctx.latency("image.pull_cached"))
+            return None
         pull = node.pulls.get(key)
         if pull is None:
             pull = node.pulls[key] = _Pull(env.event(), node.epoch, image)
@@ -1848,8 +1917,8 @@ class Nodes:
             pull.queued.append(attrs)
         else:
             self._join_pull(node, key, pull, attrs)
-        ok = yield pull.done
-        return bool(ok)
+        yield pull.done
+        return None
 
     def _begin_pull(self, node: _Node, key: str, pull: _Pull, attrs: dict[str, str | None]) -> None:
         """Start the download of ``key`` for the pod whose ``attrs`` are given."""
@@ -2147,6 +2216,11 @@ class Nodes:
         if now is None:
             now = self._stamp()
         init_statuses, statuses = self._container_statuses(run, ready, now)
+        ready_message = "" if ready else message or ""
+        if not ready and ready_reason == "ContainersNotReady":
+            # The kubelet's words (generateContainersReadyCondition), as Go prints a []string.
+            unready = " ".join(c.name for c in statuses if not c.ready)
+            ready_message = f"containers with unready status: [{unready}]"
 
         def status(p: Pod) -> None:
             if p.metadata.uid != uid:
@@ -2183,7 +2257,7 @@ class Nodes:
                     # The kubelet gives a Ready pod's condition no reason or message
                     # (generateContainersReadyCondition): only an unready one says why.
                     reason="" if ready else ready_reason,
-                    message="" if ready else message or "",
+                    message=ready_message,
                     last_transition_time=now,
                     observed_generation=generation,
                 ),

@@ -44,6 +44,7 @@ __all__ = [
     "first_container_image",
     "first_sync_statuses",
     "image_problem",
+    "image_pull_policy",
     "is_sidecar",
     "normalize_image",
     "pod_create_error",
@@ -725,6 +726,14 @@ def _check_container(container: Any, loc: tuple[int | str, ...], seen: set[str])
     why = image_problem(container.get("image"))
     if why is not None:
         raise FieldProblem((*loc, "image"), why)
+    policy = container.get("imagePullPolicy")
+    if policy is not None and policy not in _PULL_POLICIES:
+        # The kubelet reads it (see image_pull_policy): a value it cannot act on is refused,
+        # as ValidatePodSpec does.
+        raise FieldProblem(
+            (*loc, "imagePullPolicy"),
+            f"unsupported value {show(policy)}: must be 'Always', 'IfNotPresent' or 'Never'",
+        )
     res = container.get("resources")
     if res is None:
         return
@@ -788,6 +797,28 @@ def image_problem(image: Any) -> str | None:
 
 
 _DEFAULT_DOMAIN = "docker.io"
+
+PullPolicy = Literal["Always", "IfNotPresent", "Never"]
+_PULL_POLICIES: tuple[PullPolicy, ...] = ("Always", "IfNotPresent", "Never")
+
+
+def image_pull_policy(container: dict[str, Any]) -> PullPolicy:
+    """The container's ``imagePullPolicy``, defaulted as the API server defaults it.
+
+    ``SetDefaults_Container``: a policy given is kept; else an image whose tag
+    is ``latest``, or that has neither tag nor digest, is ``Always``, and any
+    other ``IfNotPresent`` (a digest alone names one image for good).
+    """
+    policy = container.get("imagePullPolicy")
+    for known in _PULL_POLICIES:
+        if policy == known:
+            return known
+    image = str(container.get("image") or "")
+    name, at, _digest = image.partition("@")
+    slash = name.rfind("/")
+    colon = name.rfind(":")
+    tag = name[colon + 1 :] if colon > slash else ""
+    return "Always" if tag == "latest" or (not tag and not at) else "IfNotPresent"
 
 
 def normalize_image(image: str) -> str:

@@ -16,6 +16,7 @@ from pytest_kruise_agents.api.pod import (
     default_requests,
     first_container_cpu,
     first_sync_statuses,
+    image_pull_policy,
     normalize_image,
     pod_requests,
     pod_update_error,
@@ -311,6 +312,43 @@ def test_the_restart_policy_is_one_kubernetes_knows() -> None:
     path, reason = problem_of({"spec": {**spec(), "restartPolicy": "Sometimes"}})
     assert path == "spec.restartPolicy"
     assert reason.startswith("unsupported value 'Sometimes'")
+
+
+def test_the_image_pull_policy_is_one_kubernetes_knows() -> None:
+    """``Always``, ``IfNotPresent`` or ``Never`` (the kubelet reads it); anything else is
+    named at the container's field."""
+    for policy in ("Always", "IfNotPresent", "Never"):
+        container = {"name": "m", "image": "i", "imagePullPolicy": policy}
+        validate_pod_template({"spec": {"containers": [container]}})
+    for bad in ("Sometimes", 5, "always"):
+        container = {"name": "m", "image": "i", "imagePullPolicy": bad}
+        path, reason = problem_of({"spec": {"containers": [container]}})
+        assert path == "spec.containers[0].imagePullPolicy"
+        assert reason.startswith(f"unsupported value {bad!r}")
+
+
+@pytest.mark.parametrize(
+    ("image", "policy"),
+    [
+        ("busybox", "Always"),
+        ("busybox:latest", "Always"),
+        ("localhost:5000/app", "Always"),
+        ("registry.example.com/sandbox:v1", "IfNotPresent"),
+        ("localhost:5000/app:1", "IfNotPresent"),
+        ("busybox@sha256:" + "a" * 64, "IfNotPresent"),
+        ("busybox:latest@sha256:" + "a" * 64, "Always"),
+    ],
+)
+def test_the_image_pull_policy_defaults_by_the_images_tag(image: str, policy: str) -> None:
+    """``SetDefaults_Container``: ``latest``, or neither tag nor digest, is ``Always``;
+    any other tag, or a digest alone, ``IfNotPresent``."""
+    assert image_pull_policy({"name": "m", "image": image}) == policy
+
+
+def test_an_image_pull_policy_given_is_kept() -> None:
+    """A policy written wins over the tag's default."""
+    container = {"name": "m", "image": "busybox", "imagePullPolicy": "IfNotPresent"}
+    assert image_pull_policy(container) == "IfNotPresent"
 
 
 def test_template_labels_and_annotations_are_checked_as_metadata() -> None:
