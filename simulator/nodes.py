@@ -52,7 +52,9 @@ reporting the old one.
 The kubelet reads the first container's ``imagePullPolicy`` (defaulted by the
 image's tag: :func:`~pytest_kruise_agents.api.pod.image_pull_policy`): ``Never``
 pulls nothing (``ErrImageNeverPull`` without the image), ``Always`` asks the
-registry though the image is on the node.
+registry though the image is on the node. It reads ``restartPolicy``: under
+``Never`` a container that failed is not started again (the pod is ``Failed`` if it
+has no other container).
 
 Faults consulted, for each pod with its own labels (pods sharing a download
 of an image included): ``image_pull_failure`` (the first container waits,
@@ -348,6 +350,14 @@ def _first_pull_policy(spec: dict[str, Any]) -> PullPolicy:
     return image_pull_policy(first if isinstance(first, dict) else {})
 
 
+def _restarts_on_failure(spec: dict[str, Any]) -> bool:
+    """Whether the kubelet restarts a container that exited with an error.
+
+    ``restartPolicy`` ``Always`` (the default) and ``OnFailure`` do; ``Never`` does not.
+    """
+    return spec.get("restartPolicy") != "Never"
+
+
 def _requests(pod: Pod) -> PodRequests:
     return pod_requests({"spec": pod.spec})
 
@@ -586,6 +596,23 @@ def _main_crashed(run: _PodRun, now: datetime, image: str | None, message: str) 
     )
     run.state = ContainerState(
         waiting=ContainerStateWaiting(reason="CrashLoopBackOff", message=message)
+    )
+
+
+def _main_exited(run: _PodRun, now: datetime, image: str | None) -> None:
+    """A new instance of the first container was started and failed, not to be restarted.
+
+    It reads terminated (exit code 1, ``Error``), as an exited process does under
+    ``restartPolicy: Never``; no ``lastState``.
+    """
+    run.instances += 1
+    run.main_image = image
+    run.first_start = run.first_start or now
+    run.running_since = None
+    run.state = ContainerState(
+        terminated=ContainerStateTerminated(
+            exit_code=1, reason="Error", started_at=now, finished_at=now
+        )
     )
 
 
@@ -1763,6 +1790,9 @@ class Nodes:
                 ):
                     start_failures += 1
                     ctx.record("kubelet.start_failed", f"{ns}/{name} node={node.name}")
+                    if not _restarts_on_failure(run.pod.spec):
+                        yield from self._exited(node, run, want)
+                        return
                     delay = backoff_delay(start_failures)
                     self._crashed(run, want, delay)
                     yield from self._write(
@@ -1792,6 +1822,27 @@ class Nodes:
                 yield from self._write(node, run, "Running", True, "PodReady", now=now)
         except simpy.Interrupt:
             return
+
+    def _exited(self, node: _Node, run: _PodRun, image: str | None) -> Op:
+        """The first container exited with an error and ``restartPolicy: Never`` keeps it so.
+
+        It stays terminated (exit code 1, ``Error``) and is not started again. A pod
+        with no other container is ``Failed`` (kubelet ``getPhase``: every container
+        stopped, one failed): Ready False, ``PodFailed``; its room and IP are freed
+        (the scheduler does not count a terminal pod). A pod whose other containers
+        run stays ``Running``, not ready.
+        """
+        now = self._stamp()
+        _main_exited(run, now, image)
+        if (run.pod.spec.get("containers") or [])[1:]:
+            yield from self._write(node, run, "Running", False, "ContainersNotReady", now=now)
+            yield self.ctx.env.event()  # nothing more to do until the pod is deleted
+            return
+        yield from self._write(node, run, "Failed", False, "PodFailed", now=now)
+        run.dead = True
+        node.release_ip(run.ip)
+        run.ip = None
+        self._release(run.uid)
 
     def _resize(self, node: _Node, run: _PodRun, resources: Resources) -> Op:
         """Carry out the pod's new CPU and memory in place, or report it ``Deferred`` / ``Infeasible``.

@@ -1,4 +1,4 @@
-"""The pod's policies the kubelet acts on: ``imagePullPolicy``."""
+"""The pod's policies the kubelet acts on: ``imagePullPolicy`` and ``restartPolicy``."""
 
 from __future__ import annotations
 
@@ -115,3 +115,59 @@ def test_err_image_pull_carries_the_pull_error_and_the_back_off_its_own_words() 
     )
     world.ctx.env.run(until=60)
     assert waiting(world, "p1") == ("ImagePullBackOff", 'Back-off pulling image "nginx:1.25"')
+
+
+# -- restartPolicy -------------------------------------------------------------------------
+
+
+def test_never_restarting_a_failed_container_fails_the_pod() -> None:
+    """``restartPolicy: Never``: one start, the container terminated (exit code 1,
+    ``Error``), the pod ``Failed`` with Ready ``PodFailed``; its room is freed."""
+    world, nodes = make([NodeSpec(name="a", images=("busybox:1.36",))])
+    world.ctx.faults.inject(kind="pod_start_failure")
+    add(world, "p1", restartPolicy="Never")
+    world.ctx.env.run(until=400)
+    assert len(kinds(world, "kubelet.start_failed")) == 1
+    p = pod(world, "p1")
+    assert p is not None and p.status.phase == "Failed"
+    main = p.status.container_statuses[0]
+    term = main.state.terminated
+    assert term is not None and (term.exit_code, term.reason) == (1, "Error")
+    assert (main.ready, main.restart_count, main.state.waiting) == (False, 0, None)
+    ready = find_condition(p.status.conditions, "Ready")
+    assert ready is not None and (ready.status, ready.reason) == ("False", "PodFailed")
+    assert nodes.utilisation()["a"] == (0.0, 0.0)
+
+
+def test_never_keeps_a_pod_with_other_containers_running_unready() -> None:
+    """kubelet ``getPhase``: a pod whose other containers run is still ``Running``."""
+    world, _ = make([NodeSpec(name="a", images=("busybox:1.36",))])
+    world.ctx.faults.inject(kind="pod_start_failure", count=1)
+    add(
+        world,
+        "p1",
+        {"name": "main", "image": "busybox:1.36"},
+        {"name": "proxy", "image": "busybox:1.36"},
+        restartPolicy="Never",
+    )
+    world.ctx.env.run(until=400)
+    assert len(kinds(world, "kubelet.start_failed")) == 1
+    p = pod(world, "p1")
+    assert p is not None and p.status.phase == "Running"
+    main, proxy = p.status.container_statuses
+    assert main.state.terminated is not None and proxy.state.running is not None
+    ready = find_condition(p.status.conditions, "Ready")
+    assert ready is not None and (ready.status, ready.message) == (
+        "False",
+        "containers with unready status: [main]",
+    )
+
+
+def test_on_failure_restarts_a_failed_container() -> None:
+    """``OnFailure`` restarts a container that exited with an error, as ``Always`` does."""
+    world, _ = make([NodeSpec(name="a", images=("busybox:1.36",))])
+    world.ctx.faults.inject(kind="pod_start_failure", count=1)
+    add(world, "p1", restartPolicy="OnFailure")
+    run_until(world, lambda: running(world, "p1"))
+    p = pod(world, "p1")
+    assert p is not None and p.status.container_statuses[0].restart_count == 1
