@@ -84,10 +84,11 @@ from itertools import chain, islice
 from typing import Any, Final, Literal
 
 import simpy
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from pytest_kruise_agents.api import keys
 from pytest_kruise_agents.api.durations import format_duration
+from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.api.meta import Condition, find_condition, set_condition
 from pytest_kruise_agents.api.pod import (
     ContainerState,
@@ -356,6 +357,22 @@ def _restarts_on_failure(spec: dict[str, Any]) -> bool:
     ``restartPolicy`` ``Always`` (the default) and ``OnFailure`` do; ``Never`` does not.
     """
     return spec.get("restartPolicy") != "Never"
+
+
+def _added_spec(spec: Any) -> NodeSpec:
+    """``spec`` as a :class:`NodeSpec` (a mapping is validated); :class:`InvalidError` naming
+    the field if it is none."""
+    if isinstance(spec, NodeSpec):
+        return spec
+    if not isinstance(spec, Mapping):
+        raise InvalidError("spec", f"must be a NodeSpec or a mapping, got {spec!r}")
+    try:
+        return NodeSpec.model_validate(spec)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"]) or "spec"
+        ctx = error.get("ctx") or {}
+        raise InvalidError(where, str(ctx["error"]) if "error" in ctx else error["msg"]) from None
 
 
 def _requests(pod: Pod) -> PodRequests:
@@ -1046,10 +1063,25 @@ class Nodes:
         """Refuse a fault whose selector names a node that does not exist: it would never fire."""
         check_node_names(fault.selector, self._nodes)
 
-    def add(self, spec: NodeSpec) -> None:
-        """Add a node; pending pods are retried on it."""
-        self._add_node(spec)
-        self.ctx.record("node.added", spec.name)
+    def add(self, spec: NodeSpec | Mapping[str, Any]) -> None:
+        """Add a node (a :class:`NodeSpec`, or a mapping of its fields); pending pods are
+        retried on it, and its kubelet runs the pods already bound to it by name.
+
+        Bad input raises :class:`~pytest_kruise_agents.api.errors.InvalidError` naming
+        the field (``name`` for a node that exists already) and adds nothing.
+        """
+        node_spec = _added_spec(spec)
+        if node_spec.name in self._nodes:
+            raise InvalidError("name", f"node {node_spec.name!r} already exists")
+        self._add_node(node_spec)
+        self.ctx.record("node.added", node_spec.name)
+        if self._started:
+            # A kubelet registering lists the pods bound to its node: those created with
+            # its name in spec.nodeName before it existed start now.
+            node = self._nodes[node_spec.name]
+            for pod in self.cache.list("Pod"):
+                if pod.spec.get("nodeName") == node.name:
+                    self._kubelet_observe(node, pod)
         self._retry_unschedulable()
 
     def utilisation(self) -> dict[str, tuple[float, float]]:

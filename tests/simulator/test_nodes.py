@@ -436,6 +436,50 @@ def test_unschedulable_pods_are_retried_on_an_added_node() -> None:
     assert [s.name for s in nodes.specs] == ["a", "b"]
 
 
+def test_a_pod_bound_by_name_to_a_node_added_later_starts_on_it() -> None:
+    """The kubelet of a node that registers runs the pods already bound to its name."""
+    world, nodes = make([NodeSpec(name="a")])
+    pod = Pod(
+        metadata=ObjectMeta(name="later", namespace="default", finalizers=[POD_FINALIZER]),
+        spec={"nodeName": "b", "containers": [{"name": "main", "image": IMAGE}]},
+    )
+    world.api.commit_create(pod)
+    world.ctx.env.run(until=5)
+    assert not running(world, "later")
+    nodes.add(NodeSpec(name="b"))
+    run_until(world, lambda: running(world, "later"))
+    got = world.api.peek("Pod", "default", "later")
+    assert got is not None and got.status.host_ip is not None
+
+
+@pytest.mark.parametrize(
+    ("spec", "field", "reason"),
+    [
+        (NodeSpec(name="a"), "name", "node 'a' already exists"),
+        ({"name": "a"}, "name", "node 'a' already exists"),
+        ("n9", "spec", "must be a NodeSpec or a mapping, got 'n9'"),
+        ({"name": "n9", "cpu": "lots"}, "cpu", "lots"),
+        ({"name": "n9", "colour": "red"}, "colour", "Extra inputs are not permitted"),
+    ],
+)
+def test_adding_a_bad_node_raises_a_typed_error_naming_the_field(
+    spec: Any, field: str, reason: str
+) -> None:
+    """``Nodes.add`` answers as the cluster's constructor does: one InvalidError, nothing added."""
+    world, nodes = make([NodeSpec(name="a")])
+    with pytest.raises(InvalidError) as caught:
+        nodes.add(spec)
+    assert caught.value.field == field and reason in caught.value.reason
+    assert [s.name for s in nodes.specs] == ["a"]
+    assert world.ctx.log.of_kind("node.added") == []
+
+
+def test_a_node_can_be_added_from_a_mapping() -> None:
+    _, nodes = make([NodeSpec(name="a")])
+    nodes.add({"name": "b", "cpu": 8})
+    assert [(s.name, s.cpu) for s in nodes.specs] == [("a", "16"), ("b", "8")]
+
+
 def test_node_spec_rejects_bad_input() -> None:
     """Bad node specs fail with an error naming the field; duplicate names are refused."""
     with pytest.raises(ValidationError, match="cpu"):
