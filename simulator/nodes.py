@@ -375,6 +375,35 @@ def _added_spec(spec: Any) -> NodeSpec:
         raise InvalidError(where, str(ctx["error"]) if "error" in ctx else error["msg"]) from None
 
 
+def _unmet_gates(pod: Pod) -> str | None:
+    """Why the pod's ``readinessGates`` keep it from Ready, in the kubelet's words, or ``None``.
+
+    ``GeneratePodReadyCondition``: each gate whose condition is absent, or not
+    ``True``, is named; the messages are joined with ``", "``.
+    """
+    gates = pod.spec.get("readinessGates")
+    if not gates or not isinstance(gates, list):
+        return None
+    unmet = []
+    for gate in gates:
+        kind = str(gate.get("conditionType", "")) if isinstance(gate, dict) else ""
+        cond = find_condition(pod.status.conditions, kind)
+        if cond is None:
+            unmet.append(
+                f"corresponding condition of pod readiness gate {_go_quote(kind)} does not exist."
+            )
+        elif cond.status != "True":
+            unmet.append(
+                f'the status of pod readiness gate {_go_quote(kind)} is not "True", but {cond.status}'
+            )
+    return ", ".join(unmet) or None
+
+
+def _go_quote(text: str) -> str:
+    """``text`` as Go's ``%q`` prints a plain string."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def _requests(pod: Pod) -> PodRequests:
     return pod_requests({"spec": pod.spec})
 
@@ -2300,6 +2329,11 @@ class Nodes:
             now = self._stamp()
         init_statuses, statuses = self._container_statuses(run, ready, now)
         ready_message = "" if ready else message or ""
+        gates = _unmet_gates(run.pod) if ready else None
+        if gates is not None:
+            # The containers are ready, the pod is not: a readiness gate's condition is
+            # not True (no controller here sets one, so it stays so).
+            ready, ready_reason, ready_message = False, "ReadinessGatesNotReady", gates
         if not ready and ready_reason == "ContainersNotReady":
             # The kubelet's words (generateContainersReadyCondition), as Go prints a []string.
             unready = " ".join(c.name for c in statuses if not c.ready)

@@ -171,3 +171,24 @@ def test_on_failure_restarts_a_failed_container() -> None:
     run_until(world, lambda: running(world, "p1"))
     p = pod(world, "p1")
     assert p is not None and p.status.container_statuses[0].restart_count == 1
+
+
+# -- readinessGates ------------------------------------------------------------------------
+
+
+def test_a_readiness_gate_without_its_condition_keeps_a_running_pod_unready() -> None:
+    """``GeneratePodReadyCondition``: the containers run and are ready, the pod is not
+    (``ReadinessGatesNotReady``, naming the gate): its Sandbox is never available."""
+    world, _ = make([NodeSpec(name="a", images=("busybox:1.36",))])
+    add(world, "p1", readinessGates=[{"conditionType": "example.com/lb-registered"}])
+    world.ctx.env.run(until=30)
+    p = pod(world, "p1")
+    assert p is not None and p.status.phase == "Running"
+    assert p.status.container_statuses[0].ready
+    ready = find_condition(p.status.conditions, "Ready")
+    assert ready is not None
+    assert (ready.status, ready.reason, ready.message) == (
+        "False",
+        "ReadinessGatesNotReady",
+        'corresponding condition of pod readiness gate "example.com/lb-registered" does not exist.',
+    )
