@@ -23,6 +23,7 @@ import numbers
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
+from itertools import chain
 from typing import Any, Literal, TypeAlias, cast, overload
 
 import simpy
@@ -667,10 +668,12 @@ class Cluster:
         if not self.run_until(full, timeout=timeout):
             cur = self.get("SandboxSet", name, namespace)
             why = self.unschedulable_message(name, namespace)
+            waits = None if why else self._waiting_message(name, namespace)
             raise TimeoutError(
                 f"SandboxSet {namespace}/{name}: {cur.status.available_replicas}/"
                 f"{cur.spec.replicas} available after {timeout:g}s"
                 + (f"; a pod of it is unschedulable: {why}" if why else "")
+                + (f"; a pod of it is not ready: {waits}" if waits else "")
             )
         pool: SandboxSet = self.get("SandboxSet", name, namespace)
         return pool
@@ -684,6 +687,20 @@ class Cluster:
             cond = find_condition(pod.status.conditions, "PodScheduled")
             if cond is not None and cond.reason == "Unschedulable" and cond.message:
                 return cond.message
+        return None
+
+    def _waiting_message(self, name: str, namespace: str) -> str | None:
+        """Why a placed pod of pool ``name`` does not run: a container's waiting reason and
+        message as the kubelet wrote them (``InvalidImageName``, ``ImagePullBackOff``...),
+        or ``None``. Being created or initialised is no reason: it passes."""
+        for pod in self.world.api.peek_list("Pod", namespace):
+            if pod.metadata.labels.get(keys.LABEL_SANDBOX_POOL) != name:
+                continue
+            st = pod.status
+            for status in chain(st.init_container_statuses, st.container_statuses):
+                waiting = status.state.waiting
+                if waiting is not None and waiting.reason not in _UNDER_WAY:
+                    return f"container {status.name} waits, {waiting.reason}: {waiting.message}"
         return None
 
     # -- the E2B-level API (sandbox-manager) -------------------------------------------
@@ -1171,6 +1188,9 @@ class _FaultInForce(Fault):
     def __repr_name__(self) -> str:
         return "Fault"
 
+
+_UNDER_WAY = ("ContainerCreating", "PodInitializing")
+"""Waiting reasons of containers being made: no reason a pool does not fill."""
 
 _READ_ONLY = (
     "a fault in force is read-only: clear it (clear_faults) and inject another, "

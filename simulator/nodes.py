@@ -29,14 +29,17 @@
   ``pod.create`` (the pod sandbox, which gets an IP), the image pull
   (``image.pull`` the first time the node pulls an image, ``image.pull_cached``
   after; one download at a time per node unless ``serialize_image_pulls`` is
-  off; references normalised, so ``busybox`` is ``busybox:latest``),
+  off; references normalised, so ``busybox`` is ``busybox:latest``; one the
+  kubelet cannot parse is not pulled: its container waits ``InvalidImageName``
+  until the image changes, see :mod:`simulator.imageref`),
   ``container.start``, ``container.ready``, then one status write:
   phase Running, ``podIP``, ``hostIP``, ``Ready=True`` (with no reason, as the
   kubelet writes it: only an unready pod's Ready says why,
   ``ContainersNotReady`` or the failure's reason) and the container statuses
   (``v1.ContainerStatus``: running, ready, started, ``restartCount``; init
   containers completed and sidecars running, for they take no time here). A
-  container's waiting reason (``ErrImagePull``, ``CrashLoopBackOff``) is in its
+  container's waiting reason (``ErrImagePull``, ``InvalidImageName``,
+  ``CrashLoopBackOff``) is in its
   status, not the pod's ``reason``, which only a failed pod has. The kubelet restarts
   the container in place when the first container's image changes, resizes
   it in place (no restart, ``inplace.resize``) when any container's CPU or
@@ -81,10 +84,17 @@ from collections import Counter
 from collections.abc import Generator, Iterable, Mapping
 from datetime import datetime, timedelta
 from itertools import chain, islice
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 import simpy
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 from pytest_kruise_agents.api import keys
 from pytest_kruise_agents.api.durations import format_duration
@@ -122,6 +132,7 @@ from pytest_kruise_agents.api.resources import (
 from pytest_kruise_agents.api.validation import FieldProblem, check_labels, dns_subdomain_problem
 from simulator.apiserver import ANN_GRACE_SECONDS, ApiError, Client
 from simulator.faults import Fault, StallGate, check_node_names
+from simulator.imageref import INVALID_IMAGE_NAME, image_name_problem, invalid_image_message
 from simulator.readonly import ReadOnlyDict
 from simulator.world import World
 
@@ -138,6 +149,7 @@ __all__ = [
     "backoff_delay",
     "feasible_nodes_to_find",
     "node_allocatable",
+    "node_image",
     "node_labels",
     "node_name",
     "well_known_labels",
@@ -217,6 +229,15 @@ _NO_LABELS: Final = _read_only({}, "labels")
 _NO_ALLOCATABLE: Final = _read_only({}, "allocatable")
 
 
+def node_image(value: str) -> str:
+    """``value`` if it is an image reference the kubelet can parse: a node's runtime holds
+    no image under another name (see :mod:`simulator.imageref`)."""
+    why = image_name_problem(value)
+    if why is not None:
+        raise ValueError(f"{value!r}: {why}")
+    return value
+
+
 class NodeSpec(BaseModel):
     """One node: its name, allocatable CPU, memory, pod slots and other resources, labels
     and pre-pulled images."""
@@ -236,7 +257,8 @@ class NodeSpec(BaseModel):
     """Allocatable amounts of other resources: extended resources (``nvidia.com/gpu: 8``),
     ``ephemeral-storage``, ``hugepages-2Mi``. A node lacking one has none of it, but for
     ``ephemeral-storage``, which is then not counted (see ``docs/fidelity.md``)."""
-    images: tuple[str, ...] = ()
+    images: tuple[Annotated[str, AfterValidator(node_image)], ...] = ()
+    """Images the node holds already (pre-pulled): references the kubelet can parse."""
     serialize_image_pulls: bool = True
     """The kubelet's ``serializeImagePulls`` (its default, true): one image download at a
     time on the node, the others queued in order. False pulls different images at once."""
@@ -517,6 +539,7 @@ class _PodRun:
         "stopped_at",
         "terminating",
         "uid",
+        "unparsed",
         "wake",
     )
 
@@ -558,6 +581,9 @@ class _PodRun:
         """Instances of the first container created: ``restartCount`` is one fewer."""
         self.main_image: str | None = None
         """The image of the first container's latest instance, as the spec wrote it."""
+        self.unparsed: dict[str, str] | None = None
+        """The other containers the kubelet cannot make, each with its ``InvalidImageName``
+        message (see ``Nodes._never_starts``)."""
 
     def resources_changed(self) -> bool:
         """Whether the pod's containers ask for other CPU or memory than the node allocated."""
@@ -675,10 +701,19 @@ def _main_started(run: _PodRun, now: datetime, image: str | None) -> None:
 
 def _not_created(run: _PodRun, container: dict[str, Any]) -> ContainerStatus:
     init = run.pod.spec.get("initContainers")
-    reason = "PodInitializing" if init else "ContainerCreating"
+    return _waiting(container, "PodInitializing" if init else "ContainerCreating")
+
+
+def _waiting(container: dict[str, Any], reason: str, message: str | None = None) -> ContainerStatus:
+    """A container never created: it waits, ``reason``."""
+    waiting = (
+        ContainerStateWaiting(reason=reason)
+        if message is None
+        else ContainerStateWaiting(reason=reason, message=message)
+    )
     return ContainerStatus(
         name=container.get("name", ""),
-        state=ContainerState(waiting=ContainerStateWaiting(reason=reason)),
+        state=ContainerState(waiting=waiting),
         last_state=_NO_STATE,
         image=container.get("image", ""),
         started=False,
@@ -1051,6 +1086,8 @@ class Nodes:
         from: a retry reuses them rather than parsing quantities again."""
         self._images: dict[str, str] = {}
         """Normalised image references, by reference as written (a handful per cluster)."""
+        self._parsed: dict[str, str | None] = {}
+        """Each image reference's ``InvalidImageName`` message, ``None`` for one that parses."""
         self._shared: dict[tuple[str, Any, datetime], ContainerStatus] = {}
         """The running containers' statuses written this second, by (name, image, startedAt)."""
         self._shared_at: datetime | None = None
@@ -1761,6 +1798,10 @@ class Nodes:
             yield env.timeout(ctx.latency("pod.create"))
             run.ip = node.allocate_ip()
             run.created = env.now
+            unparsed = self._unparsed_images(run.pod.spec)
+            if unparsed:
+                yield from self._never_starts(node, run, unparsed)
+                return
             while True:
                 # No local keeps a version of the pod: this process lives as long
                 # as the pod, and an old version held here would never be freed.
@@ -1795,6 +1836,9 @@ class Nodes:
                     # The kubelet stops the container it is to create again.
                     _stop_main(run, self._stamp())
                     yield from self._write(node, run, phase, False, "ContainersNotReady")
+                if want is not None and self._unparsed(want) is not None:
+                    yield from self._invalid_image(node, run, want, phase)
+                    continue
                 if want is not None:
                     policy = _first_pull_policy(run.pod.spec)
                     if policy == "Never" and self._normal(want) not in node.images:
@@ -1904,6 +1948,77 @@ class Nodes:
         node.release_ip(run.ip)
         run.ip = None
         self._release(run.uid)
+
+    def _unparsed(self, image: str) -> str | None:
+        """The kubelet's ``InvalidImageName`` message for ``image``, or ``None`` (cached)."""
+        if image in self._parsed:
+            return self._parsed[image]
+        message = self._parsed[image] = invalid_image_message(image)
+        return message
+
+    def _unparsed_images(self, spec: dict[str, Any]) -> dict[str, str]:
+        """The containers but the first whose image the kubelet cannot parse, by name, with
+        its message: the first such init container (the kubelet reaches no container
+        after it), else every other container of the pod that has one."""
+        for container in spec.get("initContainers") or ():
+            message = self._unparsed(str(container.get("image", "")))
+            if message is not None:
+                return {str(container.get("name", "")): message}
+        found: dict[str, str] = {}
+        for container in (spec.get("containers") or ())[1:]:
+            message = self._unparsed(str(container.get("image", "")))
+            if message is not None:
+                found[str(container.get("name", ""))] = message
+        return found
+
+    def _invalid_image(self, node: _Node, run: _PodRun, image: str, phase: PodPhase) -> Op:
+        """The first container's ``image`` cannot be parsed: it waits ``InvalidImageName``
+        (no pull, no back-off) until the pod names another image.
+
+        A running instance (an in-place update) was stopped: no instance of the
+        container runs now, so whatever image comes next is started.
+        """
+        ctx = self.ctx
+        ns, name = run.pod.metadata.namespace, run.pod.metadata.name
+        message = self._unparsed(image) or ""
+        ctx.record("kubelet.invalid_image", f"{ns}/{name} image={image} node={node.name}")
+        _main_waits(run, self._stamp(), INVALID_IMAGE_NAME, message)
+        run.image = None
+        yield from self._write(
+            node, run, phase, False, "ContainersNotReady", INVALID_IMAGE_NAME, message
+        )
+        while _first_image(run.pod.spec) == image:
+            run.wake = ctx.env.event()
+            yield run.wake
+
+    def _never_starts(self, node: _Node, run: _PodRun, unparsed: dict[str, str]) -> Op:
+        """A container but the first has an image the kubelet cannot parse: it waits
+        ``InvalidImageName``, and the pod is never Ready.
+
+        The model runs a pod's containers as its first one's life, so it starts
+        none of them (a real kubelet starts the others); and it follows only the
+        first container's image, so the pod waits until it is deleted.
+        """
+        ctx = self.ctx
+        pod = run.pod
+        ns, name = pod.metadata.namespace, pod.metadata.name
+        run.unparsed = unparsed
+        containers = list(
+            chain(pod.spec.get("initContainers") or (), pod.spec.get("containers") or ())
+        )
+        blocker = next(c for c in containers if str(c.get("name", "")) in unparsed)
+        ctx.record(
+            "kubelet.invalid_image", f"{ns}/{name} image={blocker.get('image')} node={node.name}"
+        )
+        main = _first_image(pod.spec)
+        in_init = any(c is blocker for c in pod.spec.get("initContainers") or ())
+        if not in_init and main is not None and self._unparsed(main) is not None:
+            _main_waits(run, self._stamp(), INVALID_IMAGE_NAME, self._unparsed(main) or "")
+        message = unparsed[str(blocker.get("name", ""))]
+        yield from self._write(
+            node, run, "Pending", False, "ContainersNotReady", INVALID_IMAGE_NAME, message
+        )
+        yield ctx.env.event()  # never triggered: the pod waits until it is deleted
 
     def _resize(self, node: _Node, run: _PodRun, resources: Resources) -> Op:
         """Carry out the pod's new CPU and memory in place, or report it ``Deferred`` / ``Infeasible``.
@@ -2223,7 +2338,10 @@ class Nodes:
             return [], [self._running(containers[0].get("name", ""), run.main_image, since, now)]
         statuses = [self._main_status(run, containers[0], ready)]
         for c in containers[1:]:
-            if run.first_start is None:
+            message = run.unparsed.get(c.get("name", "")) if run.unparsed else None
+            if message is not None:
+                statuses.append(_waiting(c, INVALID_IMAGE_NAME, message))
+            elif run.first_start is None:
                 statuses.append(_not_created(run, c))
             else:
                 statuses.append(
@@ -2233,7 +2351,21 @@ class Nodes:
             return [], statuses
         created = self.ctx.now() if run.created is None else run.created
         at = (self.ctx.epoch + timedelta(seconds=created)).replace(microsecond=0)
-        return [self._init_status(c, at, now) for c in init], statuses
+        if not run.unparsed:
+            return [self._init_status(c, at, now) for c in init], statuses
+        # An init container the kubelet cannot make: those before it ran, those after wait.
+        init_statuses: list[ContainerStatus] = []
+        reached = True
+        for c in init:
+            message = run.unparsed.get(c.get("name", ""))
+            if not reached:
+                init_statuses.append(_waiting(c, "PodInitializing"))
+            elif message is not None:
+                init_statuses.append(_waiting(c, INVALID_IMAGE_NAME, message))
+                reached = False
+            else:
+                init_statuses.append(self._init_status(c, at, now))
+        return init_statuses, statuses
 
     def _main_status(self, run: _PodRun, container: dict[str, Any], ready: bool) -> ContainerStatus:
         """The first container's status, as its latest instance left it."""

@@ -87,6 +87,7 @@ __all__ = [
     "create_spec",
     "e2b_claim_options",
     "env_vars_problem",
+    "image_reference_name",
     "is_blacklisted",
     "is_dns1123_label",
     "is_image_reference",
@@ -217,8 +218,15 @@ def is_blacklisted(key: str) -> bool:
 
 def is_image_reference(value: str) -> bool:
     """Whether ``value`` is a container image reference: ``[host[:port]/]path[:tag][@digest]``."""
+    name = image_reference_name(value)
+    return name is not None and len(name) <= _MAX_IMAGE_NAME
+
+
+def image_reference_name(value: str) -> str | None:
+    """The name (``[host[:port]/]path``) of ``value`` read as an image reference, whatever its
+    length; ``None`` if ``value`` has no such form (distribution/reference's ``ReferenceRegexp``)."""
     m = _IMAGE_REFERENCE.fullmatch(value)
-    return m is not None and len(m.group("name")) <= _MAX_IMAGE_NAME
+    return None if m is None else m.group("name")
 
 
 @dataclass(frozen=True, slots=True)

@@ -204,3 +204,22 @@ def test_wait_for_pool_returns_at_once_when_nothing_changed(cluster: Cluster) ->
     cluster.apply(pool_yaml(replicas=3))
     cluster.wait_for_pool("base")
     assert cluster.now == t0
+
+
+def test_a_pool_whose_image_the_kubelet_cannot_parse_never_fills(cluster: Cluster) -> None:
+    """Kubernetes takes any non-empty image (the API server does not parse it): the pool is
+    stored, and its pods wait ``InvalidImageName`` at the kubelet, never Ready. No sandbox
+    becomes available, and wait_for_pool's timeout says why."""
+    image = "registry.example.com/Sandbox:V1"
+    cluster.apply(pool_yaml(replicas=2, image=image))
+    with pytest.raises(TimeoutError) as err:
+        cluster.wait_for_pool("base", timeout=120)
+    assert str(err.value) == (
+        "SandboxSet default/base: 0/2 available after 120s; a pod of it is not ready: "
+        "container sandbox waits, InvalidImageName: "
+        f'Failed to apply default image tag "{image}": couldn\'t parse image reference '
+        f'"{image}": invalid reference format: repository name (Sandbox) must be lowercase'
+    )
+    rows = cluster.table("pod", "default").splitlines()[1:]
+    assert [row.split()[1:3] for row in rows] == [["0/1", "InvalidImageName"]] * 2
+    assert [sbx.status.phase for sbx in cluster.list("sbx", "default")] == ["Pending"] * 2

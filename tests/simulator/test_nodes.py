@@ -966,3 +966,14 @@ def test_lifting_a_pull_fault_faster_than_an_ordinary_pull_does_not_slow_it(how:
         faults.clear(f.id)
     pulled = run_until(world, lambda: bool(world.ctx.log.of_kind("kubelet.pulled")))
     assert pulled == pytest.approx(0.2 + 2.0, abs=0.05)
+
+
+def test_a_nodes_pre_pulled_images_are_references_the_kubelet_can_parse() -> None:
+    """A runtime holds no image under a name the kubelet cannot parse (as a pod naming one
+    waits ``InvalidImageName``): such a pre-pulled image is a mistake, named with its index."""
+    with pytest.raises(ValidationError) as info:
+        NodeSpec(name="a", images=["python:3.12", "BAD IMG"])
+    error = info.value.errors()[0]
+    assert error["loc"] == ("images", 1)
+    assert "'BAD IMG': invalid reference format" in str(info.value)
+    assert NodeSpec(name="a", images=["localhost:5000/x@sha256:" + "a" * 64]).images

@@ -177,3 +177,119 @@ def test_a_killed_pods_containers_are_not_ready() -> None:
     p = pod(world, "p1")
     assert p is not None and (p.status.phase, p.status.reason) == ("Failed", "Killed")
     assert [c.ready for c in p.status.container_statuses] == [False]
+
+
+_HEX64 = "0123456789abcdef" * 4
+
+
+@pytest.mark.parametrize(
+    ("image", "why"),
+    [
+        (
+            "registry.example.com/Sandbox:V1",
+            "invalid reference format: repository name (Sandbox) must be lowercase",
+        ),
+        (
+            "Busybox",
+            "invalid reference format: repository name (library/Busybox) must be lowercase",
+        ),
+        (
+            "BAD IMAGE",
+            "invalid reference format: repository name (library/BAD IMAGE) must be lowercase",
+        ),
+        ("bad image", "invalid reference format"),
+        ("busybox:", "invalid reference format"),
+        (
+            _HEX64,
+            f"invalid repository name ({_HEX64}), cannot specify 64-byte hexadecimal strings",
+        ),
+        ("a" * 256, "repository name must not be more than 255 characters"),
+    ],
+)
+def test_an_image_reference_the_kubelet_cannot_parse_waits_as_invalid_image_name(
+    image: str, why: str
+) -> None:
+    """The API server takes any non-empty image; the kubelet cannot parse this one: the
+    container waits, ``InvalidImageName`` with the kubelet's message, nothing is pulled,
+    nothing is retried, and the pod stays Pending and never Ready."""
+    world, _ = make([NodeSpec(name="a")])
+    add_pod(world, "p1", image=image)
+    world.ctx.env.run(until=600)
+    main = main_status(world)
+    assert main.state.waiting is not None
+    assert (main.state.waiting.reason, main.state.waiting.message) == (
+        "InvalidImageName",
+        f'Failed to apply default image tag "{image}": couldn\'t parse image reference "{image}": {why}',
+    )
+    assert (main.ready, main.started, main.restart_count, main.image) == (False, False, 0, image)
+    p = pod(world, "p1")
+    assert p is not None and (p.status.phase, p.status.reason) == ("Pending", None)
+    ready = find_condition(p.status.conditions, "Ready")
+    assert ready is not None and (ready.status, ready.reason) == ("False", "ContainersNotReady")
+    assert world.ctx.log.of_kind("kubelet.pulled") == []
+    assert [e.detail for e in world.ctx.log.of_kind("kubelet.invalid_image")] == [
+        f"default/p1 image={image} node=a"
+    ]
+
+
+def test_a_pod_waiting_on_an_invalid_image_runs_once_the_image_is_corrected() -> None:
+    """The kubelet tries the pod's image again when its spec changes: a valid one is pulled."""
+    world, _ = make([NodeSpec(name="a")])
+    add_pod(world, "p1", image="BAD IMAGE")
+    world.ctx.env.run(until=30)
+    p = pod(world, "p1").model_copy(deep=True)  # type: ignore[union-attr]
+    p.spec["containers"][0]["image"] = IMAGE
+    world.api.commit_update(p)
+    run_until(world, lambda: running(world, "p1"))
+    assert main_status(world).image == IMAGE
+
+
+def test_an_inplace_update_to_an_invalid_image_stops_the_container_and_waits() -> None:
+    """The running instance is stopped (its ``lastState`` Completed) and the new one cannot be
+    made: the container waits ``InvalidImageName``, and the pod, Running, is not Ready."""
+    world, _ = make([NodeSpec(name="a")])
+    add_pod(world, "p1")
+    run_until(world, lambda: running(world, "p1"))
+    p = pod(world, "p1").model_copy(deep=True)  # type: ignore[union-attr]
+    p.spec["containers"][0]["image"] = "registry.example.com/Sandbox:V2"
+    world.api.commit_update(p)
+    world.ctx.env.run(until=world.ctx.now() + 60)
+    main = main_status(world)
+    assert main.state.waiting is not None and main.state.waiting.reason == "InvalidImageName"
+    ended = main.last_state.terminated
+    assert ended is not None and ended.reason == "Completed"
+    p = pod(world, "p1")
+    assert p is not None and p.status.phase == "Running" and not running(world, "p1")
+
+
+def test_an_invalid_image_in_another_container_keeps_the_pod_from_starting() -> None:
+    """A sidecar or init container the kubelet cannot make waits ``InvalidImageName``; the
+    model starts none of the pod's containers then (they read not created), and the pod
+    never becomes Ready."""
+    world, _ = make([NodeSpec(name="a")])
+    spec = {
+        "initContainers": [
+            {"name": "setup", "image": "busybox:1"},
+            {"name": "proxy", "image": "Envoy:1", "restartPolicy": "Always"},
+        ],
+        "containers": [{"name": "main", "image": IMAGE}, {"name": "log", "image": "fluent:1"}],
+    }
+    world.api.commit_create(
+        Pod(
+            metadata=ObjectMeta(name="p1", namespace="default", finalizers=[POD_FINALIZER]),
+            spec=spec,
+        )
+    )
+    world.ctx.env.run(until=600)
+    p = pod(world, "p1")
+    assert p is not None and p.status.phase == "Pending" and not running(world, "p1")
+    setup, proxy = p.status.init_container_statuses
+    assert setup.state.terminated is not None and setup.state.terminated.reason == "Completed"
+    assert proxy.state.waiting is not None and proxy.state.waiting.reason == "InvalidImageName"
+    assert [
+        (c.name, c.state.waiting and c.state.waiting.reason) for c in p.status.container_statuses
+    ] == [
+        ("main", "PodInitializing"),
+        ("log", "PodInitializing"),
+    ]
+    assert world.ctx.log.of_kind("kubelet.pulled") == []
