@@ -310,13 +310,15 @@ def _load_node(node: Any, where: str, out: list[KubeObject]) -> None:
 def _manifest_of(obj: KubeObject, where: str) -> dict[str, Any]:
     """The manifest ``obj`` stands for, as ``kubectl get -o json`` would print it."""
     try:
-        # No warnings: a value of the wrong type is written as it is, and the
-        # strict load that follows names its field.
+        # No warnings: a value of the wrong type is written as it is (a boolean
+        # in a number field once put back, below), and the strict load that
+        # follows names its field.
         data = obj.model_dump(mode="json", by_alias=True, exclude_none=True, warnings=False)
     except PydanticSerializationError as exc:
         name = obj.metadata.name if isinstance(obj.metadata, ObjectMeta) else ""
         ident = f"{obj.kind}/{name}" if isinstance(name, str) and name else where
         raise InvalidError(ident, f"cannot be written as a manifest: {exc}") from None
+    _write_back_booleans(obj, data)
     meta = obj.metadata
     if (
         isinstance(meta, ObjectMeta)
@@ -328,6 +330,44 @@ def _manifest_of(obj: KubeObject, where: str) -> dict[str, Any]:
         # keeps the stored ones (as its dump, which leaves them out, would).
         data["metadata"].pop("finalizers", None)
     return data
+
+
+def _write_back_booleans(model: BaseModel, data: Any) -> None:
+    """Put back into ``data`` (``model``'s dump) each boolean held by a number field.
+
+    pydantic writes ``True`` in an ``int`` field as ``1`` (a bool is an int to
+    it), with no warning: ``replicas = True`` set by attribute would load as
+    one replica, where the manifest it stands for (``replicas: true``) is
+    refused. Written back as it is, the strict load names the field.
+    """
+    if not isinstance(data, dict):
+        return
+    fields = type(model).__pydantic_fields__
+    for name, value in model.__dict__.items():
+        info = fields.get(name)
+        key = name if info is None else info.alias or name
+        if key not in data:
+            continue
+        if isinstance(value, bool):
+            if info is not None and _holds_number(info.annotation):
+                data[key] = value
+        elif isinstance(value, BaseModel):
+            _write_back_booleans(value, data[key])
+        elif isinstance(value, list | tuple) and isinstance(data[key], list):
+            for item, out in zip(value, data[key], strict=False):
+                if isinstance(item, BaseModel):
+                    _write_back_booleans(item, out)
+        elif isinstance(value, dict) and isinstance(data[key], dict):
+            for item_key, item in value.items():
+                if isinstance(item, BaseModel) and item_key in data[key]:
+                    _write_back_booleans(item, data[key][item_key])
+
+
+def _holds_number(annotation: Any) -> bool:
+    """Whether a field of type ``annotation`` holds an ``int`` or ``float`` and no ``bool``."""
+    members = get_args(annotation) if get_origin(annotation) in (Union, UnionType) else ()
+    types = members or (annotation,)
+    return bool not in types and any(t in (int, float) for t in types)
 
 
 def _load_list(node: Mapping[str, Any], where: str, out: list[KubeObject]) -> None:

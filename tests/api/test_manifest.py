@@ -172,6 +172,31 @@ def test_an_edited_model_is_validated_as_its_manifest() -> None:
     assert (err.field, err.reason) == ("SandboxSet/pool spec.replicas", "must be >= 0, got -3")
 
 
+@pytest.mark.parametrize("value", [True, False])
+def test_a_boolean_set_on_an_integer_field_is_refused_as_in_a_manifest(value: bool) -> None:
+    """``replicas = True`` is the manifest's ``replicas: true``: refused, with the same words
+    (pydantic would write it as the number 1, which the strict load then took)."""
+    word = "true" if value else "false"
+    pool = load_manifest(POOL_YAML)
+    assert isinstance(pool, SandboxSet)
+    yaml_err = error_of(POOL_YAML.replace("replicas: 3", f"replicas: {word}"))
+    pool.spec.replicas = value
+    err = error_of(pool)
+    assert (err.field, err.reason) == (yaml_err.field, yaml_err.reason)
+    assert (err.field, err.reason) == (
+        "SandboxSet/pool spec.replicas",
+        f"must be an integer, got the boolean {word}",
+    )
+
+
+def test_a_boolean_in_a_nested_models_integer_field_is_refused() -> None:
+    """The check reaches every model of the object, its metadata included."""
+    claim = load_manifest(CLAIM_YAML)
+    assert isinstance(claim, SandboxClaim)
+    claim.metadata.generation = True
+    assert error_of(claim).field == "SandboxClaim/my-claim metadata.generation"
+
+
 def test_an_edited_model_breaking_a_cross_field_rule_is_one_invalid_error() -> None:
     """A value of the wrong type set on a model is refused, not a crash later."""
     pool = load_manifest(POOL_YAML)
