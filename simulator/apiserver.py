@@ -34,6 +34,7 @@ from pydantic import BaseModel
 
 from pytest_kruise_agents.api import keys
 from pytest_kruise_agents.api.copying import deep_copy, shallow_copy
+from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.api.manifest import KINDS
 from pytest_kruise_agents.api.meta import ObjectMeta
 from pytest_kruise_agents.api.pod import (
@@ -320,10 +321,17 @@ class ApiServer:
         teams (``kruise-agents serve``) draws tokens from ``secrets``, or anyone
         running the same config with the same seed would know them. The seeded
         draw is made either way, so the run (ids, names, timings, event log)
-        stays the same whatever the tokens' source.
+        stays the same whatever the tokens' source. A source that returns
+        anything but a ``str`` raises :class:`InvalidError` naming it, before
+        the token is used.
         """
         seeded = self.new_uid()
-        return seeded if self.token_source is None else self.token_source()
+        if self.token_source is None:
+            return seeded
+        token = self.token_source()
+        if not isinstance(token, str):
+            raise InvalidError("token_source", f"must return a str, got {token!r}")
+        return token
 
     def _generate_name(self, kind: str, namespace: str, prefix: str) -> str:
         """``prefix`` plus 5 random characters, the prefix cut to 58 so the name fits in 63.

@@ -185,7 +185,8 @@ class Cluster:
     :param token_source: where sandboxes' envd access tokens come from, e.g.
         ``lambda: str(uuid.UUID(bytes=secrets.token_bytes(16), version=4))``
         (what ``kruise-agents serve`` passes); ``None`` (the default) draws them
-        from ``seed``. Either way the run, tokens aside, is the same.
+        from ``seed``. Either way the run, tokens aside, is the same. It is called
+        once here, to check that it returns a ``str``.
     """
 
     def __init__(
@@ -254,6 +255,12 @@ class Cluster:
             raise InvalidError(
                 "token_source", f"must be a function returning a str, got {token_source!r}"
             )
+        if token_source is not None:
+            # Called once here: a source of something else would fail each claim
+            # deep inside, and stop the SandboxClaim controller with it.
+            token = token_source()
+            if not isinstance(token, str):
+                raise InvalidError("token_source", f"must return a str, got {token!r}")
         self.ctx = SimContext(seed=seed, profile=prof, epoch=check_epoch(epoch), log_enabled=log)
         self.world = World(self.ctx, records)
         self.world.api.token_source = token_source
@@ -1127,7 +1134,9 @@ def _override_error(
         try:
             prof.with_overrides(latencies={name: value})
         except ValueError as bad:
-            return InvalidError(f"latencies.{name}", str(bad))
+            # A name that is no string names no latency: the table is at fault.
+            field = f"latencies.{name}" if isinstance(name, str) else "latencies"
+            return InvalidError(field, str(bad))
     return InvalidError("knobs", str(exc))
 
 

@@ -320,6 +320,8 @@ class Profile(BaseModel):
             raise ValueError("must be a mapping of latency name to distribution")
         merged = dict(DEFAULT_LATENCIES)
         for name, spec in value.items():
+            if not isinstance(name, str):
+                raise ValueError(f"latency names must be strings, got {name!r}")
             if name not in LATENCY_DOCS:
                 raise ValueError(
                     f"unknown latency {name!r}{_suggest(name, LATENCY_DOCS)}; "

@@ -289,6 +289,7 @@ def test_run_until_with_no_time_only_checks(cluster: Cluster) -> None:
         ({"pause_pod_grace_s": float("inf")}, "knobs", "'pause_pod_grace_s': must be a number"),
         ({"e2b_default_claim_timeout_s": 1e300}, "knobs", "at most 9223372036"),
         ({"latencies": {"image.pul": "1s"}}, "latencies.image.pul", "did you mean 'image.pull'"),
+        ({"latencies": {5: "1s"}}, "latencies", "latency names must be strings, got 5"),
         ({"nodes": [{"name": "n", "cpu": "lots"}]}, "nodes[0].cpu", "invalid quantity"),
         ({"nodes": [{"name": "n"}, {"name": "n"}]}, "nodes[1].name", "'n' is given twice"),
         (

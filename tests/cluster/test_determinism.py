@@ -155,6 +155,31 @@ def test_a_token_source_that_is_not_a_function_is_refused() -> None:
     assert caught.value.field == "token_source"
 
 
+@pytest.mark.parametrize("returned", [12345, None, b"token"])
+def test_a_token_source_that_returns_no_str_is_refused_by_the_cluster(returned: object) -> None:
+    """The cluster calls the source once to see that it makes tokens: a claim would
+    otherwise fail deep inside, and the SandboxClaim controller with it."""
+    with pytest.raises(InvalidError) as caught:
+        Cluster(token_source=lambda: returned)  # type: ignore[arg-type,return-value]
+    assert (caught.value.field, caught.value.reason) == (
+        "token_source",
+        f"must return a str, got {returned!r}",
+    )
+
+
+def test_a_token_source_that_later_returns_no_str_fails_that_create_naming_it() -> None:
+    """A token that is no str is refused where it is drawn, before it goes into a claim."""
+    tokens: list[object] = ["checked", "t-1", 7]
+    cluster = Cluster(seed=5, token_source=lambda: tokens.pop(0))  # type: ignore[arg-type,return-value]
+    cluster.apply(pool_yaml(replicas=2))
+    cluster.wait_for_pool("base")
+    cluster.create_sandbox("base")
+    with pytest.raises(InvalidError) as caught:
+        cluster.create_sandbox("base")
+    assert (caught.value.field, caught.value.reason) == ("token_source", "must return a str, got 7")
+    assert cluster.last_record().error == "InvalidError: token_source: must return a str, got 7"
+
+
 _SKIP_INIT = {"e2b.agents.kruise.io/skip-init-runtime": "true"}
 _CSI = {
     "e2b.agents.kruise.io/csi-volume-name": "pv",

@@ -194,6 +194,14 @@ def test_an_unknown_latency_is_named_with_a_suggestion() -> None:
     assert "did you mean 'api.create'" in str(info.value)
 
 
+@pytest.mark.parametrize("name", [5, None, ("api", "create")])
+def test_a_latency_name_that_is_no_string_is_named(name: object) -> None:
+    """A latency is named by a string: anything else is a ValueError saying so."""
+    with pytest.raises(ValueError) as info:
+        get_profile(DEFAULT_PROFILE).with_overrides(latencies={name: "1s"})
+    assert str(info.value) == f"latency names must be strings, got {name!r}"
+
+
 @pytest.mark.parametrize(
     ("knobs", "message"),
     [
