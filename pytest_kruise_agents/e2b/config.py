@@ -36,10 +36,17 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 from pydantic_core import ErrorDetails
 
 from pytest_kruise_agents.api.errors import InvalidError
@@ -59,7 +66,7 @@ from simulator.cluster import DEFAULT_USER, Cluster, default_nodes
 from simulator.context import CLOCK_END
 from simulator.faults import Fault, check_node_names
 from simulator.latency import parse_seconds
-from simulator.nodes import NodeSpec, node_allocatable, node_labels, node_name
+from simulator.nodes import NodeSpec, node_allocatable, node_image, node_labels, node_name
 from simulator.profile import get_profile
 
 __all__ = [
@@ -155,7 +162,8 @@ class NodeConfig(_Strict):
     labels: dict[str, str] = Field(default_factory=dict)
     allocatable: dict[str, str] = Field(default_factory=dict)
     """Other resources: extended resources (``nvidia.com/gpu: 8``), ``ephemeral-storage``."""
-    images: list[str] = Field(default_factory=list)
+    # The simulator's own rule (NodeSpec), reported on each image.
+    images: list[Annotated[str, AfterValidator(node_image)]] = Field(default_factory=list)
 
     @field_validator("name")
     @classmethod

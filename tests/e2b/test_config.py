@@ -47,6 +47,8 @@ def write(tmp_path: Path, data: Any) -> Path:
         ({"nodes": [{"name": "Worker 1"}]}, "nodes[0].name", "RFC 1123 subdomain"),
         # (Not "n": PyYAML writes it plain, and kubectl's YAML reads a plain n as false.)
         ({"nodes": [{"name": "w", "labels": {"a b": "c"}}]}, "nodes[0].labels", "invalid key"),
+        # A pre-pulled image is one the kubelet can parse (docs/models.md, Nodes).
+        ({"nodes": [{"name": "w", "images": ["a", "b c"]}]}, "nodes[0].images[1]", "'b c'"),
         # Other resources: container resource names, and whole GPUs.
         (
             {"nodes": [{"name": "w", "allocatable": {"nvidia.com/gpu": "1.5"}}]},
