@@ -37,6 +37,7 @@ from pytest_kruise_agents.api.meta import find_condition
 from pytest_kruise_agents.api.pod import Pod
 from pytest_kruise_agents.api.printers import Table, render_table
 from pytest_kruise_agents.api.problems import brief, format_path
+from pytest_kruise_agents.api.problems import reason as problem_reason
 from pytest_kruise_agents.api.sandbox import Sandbox, SandboxState
 from pytest_kruise_agents.api.sandboxclaim import SandboxClaim
 from pytest_kruise_agents.api.sandboxset import SandboxSet
@@ -1382,13 +1383,15 @@ def check_seconds(field: str, value: object) -> None:
 
 
 def _node_spec(index: int, node: NodeSpec | Mapping[str, Any]) -> NodeSpec:
+    """``nodes[index]`` as a :class:`NodeSpec`; its first problem worded as a manifest's."""
     if isinstance(node, NodeSpec):
         return node
+    if not isinstance(node, Mapping):
+        raise InvalidError(f"nodes[{index}]", f"must be a mapping or a NodeSpec, got {node!r}")
     try:
         return NodeSpec.model_validate(node)
     except ValidationError as exc:
         error = exc.errors()[0]
-        where = "".join(f".{part}" for part in error["loc"])
-        ctx = error.get("ctx") or {}
-        reason = str(ctx["error"]) if "error" in ctx else error["msg"]
-        raise InvalidError(f"nodes[{index}]{where}", reason) from None
+        where = format_path(error["loc"])
+        why = problem_reason(error, known=list(NodeSpec.model_fields))
+        raise InvalidError(f"nodes[{index}]" + (f".{where}" if where else ""), why) from None

@@ -242,7 +242,9 @@ class NodeSpec(BaseModel):
     """One node: its name, allocatable CPU, memory, pod slots and other resources, labels
     and pre-pulled images."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Strict, as a profile and a scenario are: ``True`` is no pod count, ``"7"`` no
+    # number (quantities still take a number: ``cpu: 16`` is meant as a quantity).
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     name: str = Field(min_length=1)
     cpu: str = "16"
@@ -272,6 +274,14 @@ class NodeSpec(BaseModel):
     @classmethod
     def _check_labels(cls, value: Mapping[str, str]) -> Mapping[str, str]:
         return _read_only(node_labels(dict(value)), "labels")
+
+    @field_validator("images", mode="before")
+    @classmethod
+    def _list_to_tuple(cls, value: Any) -> tuple[Any, ...]:
+        # A list of images is meant (YAML, JSON and callers write one); kept as a tuple.
+        if isinstance(value, list | tuple):
+            return tuple(value)
+        raise ValueError(f"must be a list, got {value!r}")
 
     @field_validator("cpu", "memory", mode="before")
     @classmethod

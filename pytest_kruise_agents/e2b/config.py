@@ -212,7 +212,7 @@ class NodeConfig(_Strict):
             max_pods=self.max_pods,
             labels=self.labels,
             allocatable=self.allocatable,
-            images=self.images,
+            images=tuple(self.images),
         )
 
 

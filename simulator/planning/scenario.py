@@ -214,7 +214,7 @@ class NodeGroup(_Model):
             max_pods=self.max_pods,
             labels=dict(self.labels),
             allocatable=dict(self.allocatable),
-            images=list(self.images),
+            images=tuple(self.images),
         )
         return self
 
@@ -293,7 +293,7 @@ class ClusterSpec(_Model):
                 max_pods=g.max_pods,
                 labels=dict(g.labels),
                 allocatable=dict(g.allocatable),
-                images=list(g.images),
+                images=tuple(g.images),
             )
             for g in self.nodes
             for i in range(1, g.count + 1)

@@ -437,6 +437,45 @@ def test_a_fault_naming_a_node_that_does_not_exist_is_refused(
 
 
 @pytest.mark.parametrize(
+    ("node", "field", "reason"),
+    [
+        ({"name": "n", "max_pods": True}, "nodes[0].max_pods", "must be an integer, got True"),
+        ({"name": "n", "max_pods": "7"}, "nodes[0].max_pods", "must be an integer, got '7'"),
+        ({"name": "n", "max_pods": 0}, "nodes[0].max_pods", "must be >= 1, got 0"),
+        ({"name": "n", "cpu": True}, "nodes[0].cpu", "must be a string, got True"),
+        (
+            {"name": "n", "serialize_image_pulls": 1},
+            "nodes[0].serialize_image_pulls",
+            "must be a boolean, got 1",
+        ),
+        ({"name": "n", "images": "busybox"}, "nodes[0].images", "must be a list, got 'busybox'"),
+        (
+            {"name": "n", "images": ["busy box"]},
+            "nodes[0].images[0]",
+            "'busy box': invalid reference format",
+        ),
+        ({"name": "n", "labels": {"a": 1}}, "nodes[0].labels.a", "must be a string, got 1"),
+        (
+            {"name": "n", "maxPods": 4},
+            "nodes[0].maxPods",
+            "unknown field (did you mean 'max_pods'?)",
+        ),
+        ({"cpu": "4"}, "nodes[0].name", "required value"),
+        ("node-1", "nodes[0]", "must be a mapping or a NodeSpec, got 'node-1'"),
+        (None, "nodes[0]", "must be a mapping or a NodeSpec, got None"),
+    ],
+)
+def test_a_node_is_checked_strictly_and_its_problem_worded_as_a_manifests(
+    node: Any, field: str, reason: str
+) -> None:
+    """A node's fields keep the kind they were given (``True`` is no pod count, ``"7"`` no
+    number, as in a profile or a scenario), and a problem reads as a manifest's does."""
+    with pytest.raises(InvalidError) as err:
+        Cluster(seed=1, nodes=[node])
+    assert (err.value.field, err.value.reason) == (field, reason)
+
+
+@pytest.mark.parametrize(
     ("kwargs", "field", "reason"),
     [
         ({"seed": None}, "seed", "must be an integer, got None"),

@@ -968,6 +968,17 @@ def test_lifting_a_pull_fault_faster_than_an_ordinary_pull_does_not_slow_it(how:
     assert pulled == pytest.approx(0.2 + 2.0, abs=0.05)
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("max_pods", True), ("max_pods", "7"), ("serialize_image_pulls", 1), ("images", "busybox")],
+)
+def test_a_node_spec_keeps_the_kind_each_field_was_given(field: str, value: object) -> None:
+    """Strict, as a profile is: ``True`` is no pod count and ``"7"`` no number."""
+    with pytest.raises(ValidationError) as info:
+        NodeSpec.model_validate({"name": "a", field: value})
+    assert info.value.errors()[0]["loc"][0] == field
+
+
 def test_a_nodes_pre_pulled_images_are_references_the_kubelet_can_parse() -> None:
     """A runtime holds no image under a name the kubelet cannot parse (as a pod naming one
     waits ``InvalidImageName``): such a pre-pulled image is a mistake, named with its index."""
