@@ -362,6 +362,10 @@ class Cluster:
         raises :class:`InvalidError` naming ``timeout``; on an idle cluster, the
         clock stays where it was.
         """
+        if not callable(predicate) or isinstance(predicate, bool):
+            raise InvalidError(
+                "predicate", f"must be a function returning true or false, got {predicate!r}"
+            )
         check_seconds("timeout", timeout)
         if timeout == 0:
             return predicate()
@@ -689,6 +693,8 @@ class Cluster:
     def unschedulable_message(self, name: str, namespace: str = "default") -> str | None:
         """Why a pod of pool ``name`` cannot be placed (its ``PodScheduled`` message, as
         kube-scheduler writes it), or ``None`` if none of its pods is unschedulable."""
+        _check_name("name", name)
+        _check_name("namespace", namespace)
         for pod in self.world.api.peek_list("Pod", namespace):
             if pod.metadata.labels.get(keys.LABEL_SANDBOX_POOL) != name or pod.spec.get("nodeName"):
                 continue
@@ -869,6 +875,9 @@ class Cluster:
 
     def sandbox_id(self, sbx: Sandbox) -> str:
         """The E2B sandbox id of a sandbox (``<namespace>--<name>``)."""
+        if not isinstance(sbx, Sandbox):
+            hint = " (a sandbox id already?)" if isinstance(sbx, str) else ""
+            raise InvalidError("sbx", f"must be a Sandbox, got {sbx!r}{hint}")
         return f"{sbx.metadata.namespace}--{sbx.metadata.name}"
 
     def describe(
@@ -990,6 +999,7 @@ class Cluster:
         :class:`~pytest_kruise_agents.backends.sim.SimBackend` (the E2B
         server's path) does on its virtual clock.
         """
+        _check_sandbox_id(sandbox_id)
         api = self.world.api
         cache = self.world.manager_cache
         # Every reading of the id (a namespace may hold "--"), as the manager looks it up.
@@ -1241,11 +1251,16 @@ def check_caller(sandbox_id: object, namespace: object, user: object) -> None:
 
     Every E2B call on one sandbox runs it, here and in the backends over this cluster.
     """
+    _check_sandbox_id(sandbox_id)
+    _check_scope(namespace, user)
+
+
+def _check_sandbox_id(sandbox_id: object) -> None:
+    """Refuse a sandbox id that is not text."""
     if not isinstance(sandbox_id, str):
         raise InvalidError(
             "sandbox_id", f"must be a sandbox id such as 'default--base-x2k9p', got {sandbox_id!r}"
         )
-    _check_scope(namespace, user)
 
 
 def _check_scope(namespace: object, user: object) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from pytest_kruise_agents.api.errors import InvalidError
+
 __all__ = ["Event", "EventLog"]
 
 
@@ -68,7 +70,9 @@ class EventLog:
         return f"<EventLog: {len(self._events):,} events, t={first:g}..{last:g}s>"
 
     def of_kind(self, prefix: str) -> list[Event]:
-        """Events whose kind starts with ``prefix``."""
+        """Events whose kind starts with ``prefix``; :class:`InvalidError` if it is no string."""
+        if not isinstance(prefix, str):
+            raise InvalidError("prefix", f"must be a string, got {prefix!r}")
         return [e for e in self._events if e.kind.startswith(prefix)]
 
     def text(self) -> str:

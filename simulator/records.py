@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from pytest_kruise_agents.api.errors import InvalidError
+
 __all__ = ["COLD_REASONS", "PHASES", "ClaimRecord", "ClaimRecords", "ColdReason"]
 
 PHASES = (
@@ -177,8 +179,13 @@ class ClaimRecords:
         A run that must see all of its own records holds them this way: with a
         limit, the older records may be dropped before it reads them, and
         positions in the kept ones shift as they are (records are updated in
-        place, so a record held stays current).
+        place, so a record held stays current). :class:`InvalidError` names a
+        ``listener`` that cannot be called (taken, it failed every later claim).
         """
+        if not callable(listener):
+            raise InvalidError(
+                "listener", f"must be a function taking a ClaimRecord, got {listener!r}"
+            )
         self._listeners.append(listener)
 
         def stop() -> None:

@@ -634,6 +634,27 @@ def test_a_create_for_an_owner_no_label_can_name_is_refused(pooled: Cluster, use
 SID = "default--base-x"
 
 _OTHER_KINDS: dict[str, tuple[Any, str, str]] = {
+    "run-until-predicate-int": (lambda c: c.run_until(5), "predicate", "got 5"),
+    "run-until-predicate-bool": (lambda c: c.run_until(True), "predicate", "got True"),
+    "sandbox-id-of-an-id": (
+        lambda c: c.sandbox_id("default--x"),
+        "sbx",
+        "must be a Sandbox, got 'default--x' (a sandbox id already?)",
+    ),
+    "sandbox-id-of-none": (lambda c: c.sandbox_id(None), "sbx", "must be a Sandbox, got None"),
+    "await-cached-id-int": (lambda c: c.await_cached(5), "sandbox_id", "got 5"),
+    "unschedulable-name-int": (lambda c: c.unschedulable_message(5), "name", "got 5"),
+    "unschedulable-namespace-int": (
+        lambda c: c.unschedulable_message("base", 5),
+        "namespace",
+        "got 5",
+    ),
+    "log-of-kind-int": (lambda c: c.log.of_kind(5), "prefix", "must be a string, got 5"),
+    "records-listen-int": (
+        lambda c: c.records.listen(5),
+        "listener",
+        "must be a function taking a ClaimRecord, got 5",
+    ),
     "describe-id-int": (lambda c: c.describe(5), "sandbox_id", "got 5"),
     "describe-id-none": (lambda c: c.describe(None), "sandbox_id", "got None"),
     "kill-id-int": (lambda c: c.kill(123), "sandbox_id", "got 123"),

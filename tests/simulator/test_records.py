@@ -83,6 +83,19 @@ def test_a_listener_sees_each_new_record_even_once_dropped() -> None:
     stop()  # stopping twice is harmless
 
 
+def test_a_listener_that_cannot_be_called_is_refused_and_records_go_on() -> None:
+    """Taken, it would fail each later claim when its record is started."""
+    records = ClaimRecords()
+    with pytest.raises(InvalidError) as info:
+        records.listen(5)  # type: ignore[arg-type]
+    assert (info.value.field, info.value.reason) == (
+        "listener",
+        "must be a function taking a ClaimRecord, got 5",
+    )
+    _add(records, 1)
+    assert len(records) == 1
+
+
 def test_a_claim_is_warm_or_cold_only_once_delivered() -> None:
     """A failed claim's last attempt locked (or created) a sandbox, but it delivered none: it is
     neither warm nor cold; ``lock_type`` still says what that attempt did."""
