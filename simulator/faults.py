@@ -41,6 +41,8 @@ from pydantic import (
 
 from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.api.problems import format_path, reason
+from pytest_kruise_agents.api.validation import dns_label_problem, label_value_problem
+from simulator.imageref import image_name_problem
 from simulator.latency import Latency, Seconds, parse_latency
 from simulator.readonly import ReadOnlyDict
 
@@ -148,7 +150,9 @@ KIND_SELECTOR_VALUES: dict[str, dict[str, tuple[str, ...]]] = {
 def check_selector(kind: str, selector: Mapping[str, str]) -> None:
     """Raise :class:`ValueError` for the first selector key or value a ``kind`` fault never matches.
 
-    A typo in a selector would otherwise leave the fault silently idle.
+    A typo in a selector would otherwise leave the fault silently idle. A name
+    (``namespace``, ``template``, ``image``) is checked for its form only (see
+    :func:`_name_problem`): it may name something not made yet.
     """
     allowed = SELECTOR_KEYS.get(kind)
     if allowed is None:
@@ -160,12 +164,34 @@ def check_selector(kind: str, selector: Mapping[str, str]) -> None:
                 f"{', '.join(sorted(allowed))})"
             )
         values = SELECTOR_VALUES.get(key)
-        if values is None or value in values:
+        if values is None:
+            why = _name_problem(key, value)
+            if why is not None:
+                raise ValueError(f"{key}={value!r} can never match: {why}")
+            continue
+        if value in values:
             _check_value_of_kind(kind, key, value)
             continue
         if key == "client" and value.startswith("kubelet/") and len(value) > len("kubelet/"):
             continue
         raise ValueError(f"{key}={value!r} names nothing: use one of {', '.join(values)}")
+
+
+def _name_problem(key: str, value: str) -> str | None:
+    """Why no object could ever carry ``value`` as its ``key`` name, or ``None``.
+
+    A namespace is a DNS-1123 label; a template is read from the pods' and
+    sandboxes' template label, so it is a label value; a pod whose image the
+    kubelet cannot parse never pulls or starts (``InvalidImageName``). Whether
+    such a thing exists is not asked: a fault may be injected before it.
+    """
+    if key == "namespace":
+        return dns_label_problem(value, what="namespace")
+    if key == "template":
+        return label_value_problem(value)
+    if key == "image":
+        return image_name_problem(value)
+    return None
 
 
 def _check_value_of_kind(kind: str, key: str, value: str) -> None:

@@ -39,6 +39,49 @@ def test_api_conflict_refuses_a_verb_the_api_server_never_consults_it_on(verb: s
     assert len(faults) == 0
 
 
+@pytest.mark.parametrize(
+    ("kind", "key", "value", "why"),
+    [
+        ("pod_kill", "namespace", "Default NS", "a lowercase RFC 1123 namespace"),
+        ("runtime_init_failure", "namespace", "", "a lowercase RFC 1123 namespace"),
+        ("pod_kill", "template", "my pool", "a label value must consist of"),
+        ("csi_mount_failure", "template", "x" * 64, "must be at most 63 characters"),
+        ("image_pull_failure", "image", "NOT AN IMAGE", "invalid reference format"),
+        ("pod_start_failure", "image", "busybox:", "invalid reference format"),
+    ],
+)
+def test_a_selector_value_no_object_could_ever_carry_is_refused(
+    kind: str, key: str, value: str, why: str
+) -> None:
+    """A namespace is a DNS-1123 label, a template a label value (the pods' and sandboxes'
+    template label), an image one the kubelet can parse: anything else could never match, and
+    the fault would stay idle for ever."""
+    faults = injector()
+    with pytest.raises(InvalidError) as err:
+        faults.inject(kind=kind, selector={key: value})
+    assert err.value.field == "selector"
+    assert err.value.reason.startswith(f"{key}={value!r} can never match: ")
+    assert why in err.value.reason
+    assert len(faults) == 0
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("namespace", "team-made-later"),
+        ("template", "Pool_2.b"),  # a label value, if no SandboxSet name
+        ("template", ""),  # a label may be empty
+        ("image", "registry.example.com/not-pulled-yet:v9"),
+    ],
+)
+def test_a_selector_may_name_what_does_not_exist_yet(key: str, value: str) -> None:
+    """Names are checked for their form only: a fault may wait for a namespace, a pool or an
+    image made after it."""
+    assert injector().inject(kind="pod_start_failure", selector={key: value}).selector == {
+        key: value
+    }
+
+
 @pytest.mark.parametrize("verb", ["update", "update_status", "patch"])
 def test_api_conflict_takes_the_verbs_it_is_consulted_on(verb: str) -> None:
     assert injector().inject(kind="api_conflict", selector={"verb": verb}).selector == {
