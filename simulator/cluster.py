@@ -27,7 +27,6 @@ from itertools import chain
 from typing import Any, Literal, TypeAlias, cast, overload
 
 import simpy
-from pydantic import ValidationError
 
 from pytest_kruise_agents.api import keys
 from pytest_kruise_agents.api.copying import deep_copy
@@ -37,7 +36,6 @@ from pytest_kruise_agents.api.meta import find_condition
 from pytest_kruise_agents.api.pod import Pod
 from pytest_kruise_agents.api.printers import Table, render_table
 from pytest_kruise_agents.api.problems import brief, format_path
-from pytest_kruise_agents.api.problems import reason as problem_reason
 from pytest_kruise_agents.api.sandbox import Sandbox, SandboxState
 from pytest_kruise_agents.api.sandboxclaim import SandboxClaim
 from pytest_kruise_agents.api.sandboxset import SandboxSet
@@ -67,7 +65,7 @@ from simulator.eventlog import EventLog
 from simulator.faults import Fault
 from simulator.interrupts import sigint_deferred
 from simulator.manager import SandboxManager
-from simulator.nodes import Nodes, NodeSpec
+from simulator.nodes import Nodes, NodeSpec, node_spec_of
 from simulator.profile import Profile, get_profile
 from simulator.records import ClaimRecord, ClaimRecords
 from simulator.runtime import AgentRuntime
@@ -243,7 +241,7 @@ class Cluster:
             if not nodes:
                 # As nodes=0: no pool of a cluster without nodes could ever fill.
                 raise InvalidError("nodes", "must list at least one node")
-            specs = [_node_spec(i, n) for i, n in enumerate(nodes)]
+            specs = [node_spec_of(n, f"nodes[{i}]") for i, n in enumerate(nodes)]
             names = [s.name for s in specs]
             for i, name in enumerate(names):
                 if name in names[:i]:
@@ -1395,18 +1393,3 @@ def check_seconds(field: str, value: object) -> None:
         raise InvalidError(field, f"must be a finite number of seconds, got {brief(value)}")
     if value < 0:
         raise InvalidError(field, f"must be >= 0, got {value!r}")
-
-
-def _node_spec(index: int, node: NodeSpec | Mapping[str, Any]) -> NodeSpec:
-    """``nodes[index]`` as a :class:`NodeSpec`; its first problem worded as a manifest's."""
-    if isinstance(node, NodeSpec):
-        return node
-    if not isinstance(node, Mapping):
-        raise InvalidError(f"nodes[{index}]", f"must be a mapping or a NodeSpec, got {node!r}")
-    try:
-        return NodeSpec.model_validate(node)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        where = format_path(error["loc"])
-        why = problem_reason(error, known=list(NodeSpec.model_fields))
-        raise InvalidError(f"nodes[{index}]" + (f".{where}" if where else ""), why) from None

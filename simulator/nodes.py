@@ -115,6 +115,8 @@ from pytest_kruise_agents.api.pod import (
     normalize_image,
     pod_requests,
 )
+from pytest_kruise_agents.api.problems import format_path
+from pytest_kruise_agents.api.problems import reason as problem_reason
 from pytest_kruise_agents.api.quantity import (
     cpu_millis,
     memory_bytes,
@@ -152,6 +154,7 @@ __all__ = [
     "node_image",
     "node_labels",
     "node_name",
+    "node_spec_of",
     "well_known_labels",
 ]
 
@@ -391,20 +394,23 @@ def _restarts_on_failure(spec: dict[str, Any]) -> bool:
     return spec.get("restartPolicy") != "Never"
 
 
-def _added_spec(spec: Any) -> NodeSpec:
-    """``spec`` as a :class:`NodeSpec` (a mapping is validated); :class:`InvalidError` naming
-    the field if it is none."""
+def node_spec_of(spec: Any, where: str = "") -> NodeSpec:
+    """``spec`` as a :class:`NodeSpec` (a mapping is validated); else :class:`InvalidError`
+    naming the field below ``where`` (``nodes[0].max_pods``, or ``max_pods`` with no
+    ``where``), its reason worded as a manifest's (``must be an integer, got True``)."""
     if isinstance(spec, NodeSpec):
         return spec
     if not isinstance(spec, Mapping):
-        raise InvalidError("spec", f"must be a NodeSpec or a mapping, got {spec!r}")
+        raise InvalidError(where or "spec", f"must be a NodeSpec or a mapping, got {spec!r}")
     try:
         return NodeSpec.model_validate(spec)
     except ValidationError as exc:
         error = exc.errors()[0]
-        where = ".".join(str(part) for part in error["loc"]) or "spec"
-        ctx = error.get("ctx") or {}
-        raise InvalidError(where, str(ctx["error"]) if "error" in ctx else error["msg"]) from None
+        path = format_path(error["loc"])
+        field = f"{where}.{path}" if where and path else path or where or "spec"
+        raise InvalidError(
+            field, problem_reason(error, known=list(NodeSpec.model_fields))
+        ) from None
 
 
 def _unmet_gates(pod: Pod) -> str | None:
@@ -1146,7 +1152,7 @@ class Nodes:
         Bad input raises :class:`~pytest_kruise_agents.api.errors.InvalidError` naming
         the field (``name`` for a node that exists already) and adds nothing.
         """
-        node_spec = _added_spec(spec)
+        node_spec = node_spec_of(spec)
         if node_spec.name in self._nodes:
             raise InvalidError("name", f"node {node_spec.name!r} already exists")
         self._add_node(node_spec)

@@ -461,8 +461,8 @@ def test_a_fault_naming_a_node_that_does_not_exist_is_refused(
             "unknown field (did you mean 'max_pods'?)",
         ),
         ({"cpu": "4"}, "nodes[0].name", "required value"),
-        ("node-1", "nodes[0]", "must be a mapping or a NodeSpec, got 'node-1'"),
-        (None, "nodes[0]", "must be a mapping or a NodeSpec, got None"),
+        ("node-1", "nodes[0]", "must be a NodeSpec or a mapping, got 'node-1'"),
+        (None, "nodes[0]", "must be a NodeSpec or a mapping, got None"),
     ],
 )
 def test_a_node_is_checked_strictly_and_its_problem_worded_as_a_manifests(

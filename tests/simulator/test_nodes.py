@@ -459,7 +459,8 @@ def test_a_pod_bound_by_name_to_a_node_added_later_starts_on_it() -> None:
         ({"name": "a"}, "name", "node 'a' already exists"),
         ("n9", "spec", "must be a NodeSpec or a mapping, got 'n9'"),
         ({"name": "n9", "cpu": "lots"}, "cpu", "lots"),
-        ({"name": "n9", "colour": "red"}, "colour", "Extra inputs are not permitted"),
+        ({"name": "n9", "colour": "red"}, "colour", "unknown field"),
+        ({"name": "n9", "max_pods": True}, "max_pods", "must be an integer, got True"),
     ],
 )
 def test_adding_a_bad_node_raises_a_typed_error_naming_the_field(
