@@ -412,6 +412,11 @@ def load_trace(path: Path) -> list[TraceRow]:
             )
         for raw in reader:
             line = reader.line_num
+            if None in raw:
+                # DictReader files the surplus fields under None, as a list.
+                extra = raw[None]
+                count = len(fields) + (len(extra) if isinstance(extra, list) else 1)
+                raise TraceFormatError(line, "row", f"{count} fields, the header has {len(fields)}")
             row = {(k or "").strip(): (v or "").strip() for k, v in raw.items()}
             try:
                 t = parse_seconds(row["time"])

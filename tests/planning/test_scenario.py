@@ -973,3 +973,19 @@ def test_bad_node_group_labels_and_resources_are_named(
     err = _error(TINY.replace("{nodes: 2}", f"{{nodes: [{group}]}}"), tmp_path)
     assert err.path.startswith("cluster.nodes[0]")
     assert reason in err.reason
+
+
+def test_a_trace_row_with_more_fields_than_the_header_is_refused(tmp_path: Path) -> None:
+    """A stray comma (one field more than the header) names the CSV file, line and counts.
+
+    Before, the surplus fields reached the reader as a list and the run
+    ended with a traceback (``'list' object has no attribute 'strip'``).
+    """
+    (tmp_path / "t.csv").write_text("time,template\n1,base\n5,base,extra\n")
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        TINY.replace("arrivals: {kind: poisson, rate: 2}", "arrivals: {kind: trace, file: t.csv}")
+    )
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path)
+    assert str(info.value) == f"{tmp_path / 't.csv'}:3: row: 3 fields, the header has 2"
