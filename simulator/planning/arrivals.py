@@ -330,10 +330,10 @@ class DiurnalArrivals(_Model):
 class TraceRow(_Model):
     """One arrival of a trace: time from the start, and optionally template, namespace, hold."""
 
-    time: float
+    time: float = Field(ge=0)
     template: str | None = None
     namespace: str | None = None
-    hold: float | None = None
+    hold: float | None = Field(default=None, ge=0)
 
 
 class TraceArrivals(_Model):
@@ -343,8 +343,8 @@ class TraceArrivals(_Model):
     workload; ``template`` (and an optional ``namespace``) names the pool,
     else the workload's; ``hold`` (seconds or a duration; empty: the
     workload's hold distribution) is how long the sandbox is kept. The path
-    is relative to the scenario file. ``rows`` is filled when the scenario is
-    loaded.
+    is relative to the scenario file. ``rows`` is filled from the file when
+    the scenario is loaded; a scenario that writes it is refused.
     """
 
     kind: Literal["trace"] = "trace"

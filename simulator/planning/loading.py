@@ -23,7 +23,7 @@ from simulator.planning.errors import ScenarioError
 from simulator.planning.messages import first_problem, line_of
 from simulator.planning.scenario import Scenario
 
-__all__ = ["load_scenario", "parse_scenario", "shipped_scenarios"]
+__all__ = ["load_scenario", "parse_scenario", "revalidate_scenario", "shipped_scenarios"]
 
 _HERE = Path(__file__).resolve().parent
 
@@ -111,8 +111,29 @@ def parse_scenario(
 
     Trace files are read relative to ``base_dir`` (default: the working directory).
     """
+    return _guarded(source_text, source, base_dir, default_name, loaded=False)
+
+
+def revalidate_scenario(data: Mapping[str, Any], *, source: str, base_dir: Path | None) -> Scenario:
+    """Validate again a scenario dumped after loading (an override changed it).
+
+    A trace's ``rows`` read at loading are kept (an override of its ``file``
+    drops them, so the new file is read); in a scenario as written they are
+    refused, see :func:`parse_scenario`.
+    """
+    return _guarded(data, source, base_dir, None, loaded=True)
+
+
+def _guarded(
+    source_text: str | Mapping[str, Any],
+    source: str,
+    base_dir: Path | None,
+    default_name: str | None,
+    *,
+    loaded: bool,
+) -> Scenario:
     try:
-        return _parse(source_text, source, base_dir, default_name)
+        return _parse(source_text, source, base_dir, default_name, loaded=loaded)
     except RecursionError:
         # The YAML reader, the validation and the line lookup all recurse
         # into nested values: hundreds of levels exhaust Python's stack.
@@ -126,6 +147,8 @@ def _parse(
     source: str,
     base_dir: Path | None,
     default_name: str | None,
+    *,
+    loaded: bool,
 ) -> Scenario:
     root: yaml.Node | None = None
     if isinstance(source_text, str):
@@ -152,7 +175,7 @@ def _parse(
     data = dict(data)
     if default_name and "name" not in data:
         data["name"] = default_name
-    _read_traces(data, source, base_dir or Path.cwd(), root)
+    _read_traces(data, source, base_dir or Path.cwd(), root, loaded=loaded)
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as exc:
@@ -191,8 +214,13 @@ def _not_utf8(exc: UnicodeDecodeError) -> str:
     return f"not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start})"
 
 
-def _read_traces(data: dict[str, Any], source: str, base_dir: Path, root: yaml.Node | None) -> None:
-    """Load the rows of every ``trace`` workload (errors name the CSV file and line)."""
+def _read_traces(
+    data: dict[str, Any], source: str, base_dir: Path, root: yaml.Node | None, *, loaded: bool
+) -> None:
+    """Load the rows of every ``trace`` workload (errors name the CSV file and line).
+
+    ``loaded``: ``data`` is a scenario dumped after loading, whose rows stand.
+    """
     workloads = data.get("workloads")
     if not isinstance(workloads, list):
         return
@@ -201,10 +229,20 @@ def _read_traces(data: dict[str, Any], source: str, base_dir: Path, root: yaml.N
         arrivals = wl.get("arrivals") if isinstance(wl, dict) else None
         if not isinstance(arrivals, dict) or arrivals.get("kind") != "trace":
             continue
-        if arrivals.get("rows"):
-            # Already loaded: a scenario dumped and validated again (an override
-            # of the file drops the rows, see ``apply_overrides``).
-            continue
+        if "rows" in arrivals:
+            if loaded:
+                # Read from the file at loading (an override of the file drops
+                # the rows, see ``apply_overrides``).
+                continue
+            # Rows written in the scenario would stand for a file never read
+            # and skip every check of a trace row.
+            where = f"workloads[{i}].arrivals.rows"
+            raise ScenarioError(
+                source,
+                where,
+                "unknown field (a trace's rows are read from its file)",
+                line=line_of(root, where),
+            )
         file = arrivals.get("file")
         where = f"workloads[{i}].arrivals.file"
         if not isinstance(file, str) or not file:

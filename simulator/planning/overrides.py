@@ -38,7 +38,7 @@ import yaml
 from pytest_kruise_agents.api.goyaml import YamlLoader
 from simulator.planning.arrivals import TraceArrivals
 from simulator.planning.errors import ScenarioError
-from simulator.planning.loading import parse_scenario
+from simulator.planning.loading import revalidate_scenario
 from simulator.planning.scenario import Scenario
 
 __all__ = [
@@ -272,7 +272,7 @@ def apply_overrides(scenario: Scenario, sets: Sequence[tuple[str, Any]]) -> Scen
             raise ScenarioError(f"--set {path}={show_value(value)}", exc.path, exc.reason) from None
     _forget_replaced_traces(data, scenario)
     try:
-        return parse_scenario(data, source=_SOURCE, base_dir=scenario.base_dir)
+        return revalidate_scenario(data, source=_SOURCE, base_dir=scenario.base_dir)
     except ScenarioError as exc:
         shown = ", ".join(f"{p}={show_value(v)}" for p, v in sets)
         if exc.source != _SOURCE:

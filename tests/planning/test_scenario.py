@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from simulator.planning.arrivals import BurstArrivals, DiurnalArrivals, TraceArrivals
+from simulator.planning.arrivals import BurstArrivals, DiurnalArrivals, TraceArrivals, TraceRow
 from simulator.planning.errors import ScenarioError
 from simulator.planning.loading import load_scenario, parse_scenario, shipped_scenarios
 from simulator.planning.overrides import (
@@ -989,3 +989,44 @@ def test_a_trace_row_with_more_fields_than_the_header_is_refused(tmp_path: Path)
     with pytest.raises(ScenarioError) as info:
         load_scenario(path)
     assert str(info.value) == f"{tmp_path / 't.csv'}:3: row: 3 fields, the header has 2"
+
+
+def test_a_trace_takes_its_rows_from_its_file_only(tmp_path: Path) -> None:
+    """``rows:`` under a trace's arrivals is refused as an unknown field, naming its line.
+
+    Before, written ``rows`` were taken: the ``file`` was never read (a missing
+    one went unnoticed) and the rows skipped every check of a trace row, so
+    negative and unsorted times were all replayed at the first time.
+    """
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        TINY.replace(
+            "arrivals: {kind: poisson, rate: 2}",
+            "arrivals: {kind: trace, file: no-such.csv, rows: [{time: 5}, {time: -2}]}",
+        )
+    )
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path)
+    err = info.value
+    assert (err.path, err.reason) == (
+        "workloads[0].arrivals.rows",
+        "unknown field (a trace's rows are read from its file)",
+    )
+    assert err.line is not None
+    with pytest.raises(ScenarioError, match=r"arrivals\.rows: unknown field"):
+        parse_scenario(
+            {
+                "pools": [{"name": "base", "replicas": 1}],
+                "workloads": [
+                    {"template": "base", "arrivals": {"kind": "trace", "file": "t.csv", "rows": []}}
+                ],
+            }
+        )
+
+
+def test_a_trace_row_time_and_hold_are_not_negative() -> None:
+    """A trace row built in Python is checked as a CSV row is."""
+    with pytest.raises(ValueError, match="greater than or equal to 0"):
+        TraceRow(time=-2.0)
+    with pytest.raises(ValueError, match="greater than or equal to 0"):
+        TraceRow(time=1.0, hold=-1.0)
