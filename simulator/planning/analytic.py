@@ -193,6 +193,15 @@ class Slo:
         return "latency_" + self.stat.replace(".", "")
 
     @property
+    def judged_metric(self) -> str:
+        """The run metric the goal is judged on: a percentile (or the max) of all claims.
+
+        A claim not delivered counts as slower than any delivered one
+        (``latency_p99_all``); a mean goal reads the delivered claims' mean.
+        """
+        return self.metric if self.stat == "mean" else self.metric + "_all"
+
+    @property
     def tail_share(self) -> float | None:
         """The share of claims allowed above the threshold (0.01 for p99; None for mean)."""
         if self.stat == "max":

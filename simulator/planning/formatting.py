@@ -5,6 +5,7 @@ Shared by the terminal tables and the HTML report, so both say the same thing.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -68,7 +69,14 @@ POOL_ROWS: tuple[tuple[str, str], ...] = (
 )
 """(pool metric, label) in the order the pool table shows them."""
 
-_LABELS = dict(METRIC_ROWS) | {f"pool.{k}": v for k, v in POOL_ROWS}
+_LABELS = (
+    dict(METRIC_ROWS)
+    | {f"pool.{k}": v for k, v in POOL_ROWS}
+    | {
+        f"latency_{stat}_all": f"delivery {stat.replace('p999', 'p99.9')} of all claims"
+        for stat in ("p50", "p90", "p95", "p99", "p999", "max")
+    }
+)
 
 
 def label_of(metric: str) -> str:
@@ -110,6 +118,8 @@ def fmt_value(metric: str, value: float | None) -> str:
     """``value`` in the unit of ``metric`` (``-`` when undefined)."""
     if value is None:
         return "-"
+    if math.isinf(value):
+        return "unbounded"
     kind = _kind(metric)
     if kind == "seconds":
         return f"{value * 1000:.0f} ms" if abs(value) < 1 else f"{value:.3g} s"

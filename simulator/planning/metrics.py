@@ -17,6 +17,7 @@ from typing import Any
 from simulator.records import COLD_REASONS, ColdReason
 
 __all__ = [
+    "ALL_CLAIMS_PERCENTILES",
     "QUANTILE_POINTS",
     "Outcome",
     "RunResult",
@@ -147,6 +148,29 @@ def percentile(sorted_values: Sequence[float], q: float) -> float | None:
     return sorted_values[min(rank, n) - 1]
 
 
+ALL_CLAIMS_PERCENTILES: dict[str, float] = {
+    "latency_p50": 50.0,
+    "latency_p90": 90.0,
+    "latency_p95": 95.0,
+    "latency_p99": 99.0,
+    "latency_p999": 99.9,
+    "latency_max": 100.0,
+}
+"""The percentiles also taken over all claims (``latency_p99_all``, ...): what latency goals judge."""
+
+
+def _percentile_of_all(delivered: Sequence[float], claims: int, q: float) -> float | None:
+    """Nearest-rank percentile ``q`` of ``claims`` claims, of which ``delivered`` (sorted) were.
+
+    The claims not delivered rank after every delivered one: ``math.inf``
+    when the rank falls on one of them; None when there are no claims.
+    """
+    if claims == 0:
+        return None
+    rank = max(1, math.ceil(Fraction(str(q)) * claims / 100))
+    return delivered[rank - 1] if rank <= len(delivered) else math.inf
+
+
 def quantile_sketch(sorted_values: Sequence[float], points: int = QUANTILE_POINTS) -> list[float]:
     """At most ``points`` evenly spaced order statistics (all values when fewer)."""
     n = len(sorted_values)
@@ -255,6 +279,13 @@ def summarise_outcomes(
         "latency_p99": percentile(everything, 99),
         "latency_p999": percentile(everything, 99.9),
         "latency_max": everything[-1] if everything else None,
+        # What a latency goal judges: every claim, one not delivered ranking after
+        # every delivered one (an SLO counts it as slow); math.inf when the rank
+        # falls on such a claim.
+        **{
+            f"{name}_all": _percentile_of_all(everything, n, q)
+            for name, q in ALL_CLAIMS_PERCENTILES.items()
+        },
         "warm_p50": percentile(warm, 50),
         "warm_p99": percentile(warm, 99),
         # The claim path's own floor: no retry, hence no wait for stock or a token, in it.

@@ -173,8 +173,23 @@ def write_summary(out_dir: Path, payload: dict[str, Any]) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "summary.json"
     with replacing(path) as fh:
-        fh.write(json.dumps(payload, indent=2, sort_keys=False) + "\n")
+        fh.write(json.dumps(_finite(payload), indent=2, sort_keys=False) + "\n")
     return path
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every infinite number as None: JSON has no infinity.
+
+    Only a percentile of all claims is unbounded (it fell on claims never
+    delivered); ``json`` would write ``Infinity``, which strict readers refuse.
+    """
+    if isinstance(value, float) and math.isinf(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 _COLUMNS = (

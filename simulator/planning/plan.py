@@ -357,13 +357,16 @@ def run_goals(
     ``figures`` are a point's aggregates: the run's (``simulate``) or one
     pool's (``plan``), which name the figures alike.
 
-    A failed (or never delivered) claim counts as slow: the latency goal holds
-    only if the failed share stays within the tail the percentile leaves
-    (1% for a p99), and within ``max_failed`` if given (the stricter of the two).
+    A failed (or never delivered) claim counts as slower than any delivered
+    one: a percentile goal is judged on the percentile of all the claims
+    (``latency_p99_all``), which more failed claims than the tail leaves make
+    unbounded, and the failed share is held to the tail the percentile leaves
+    (1% for a p99) and to ``max_failed`` if given (the stricter of the two).
     """
     goals: list[Goal] = []
     if slo is not None:
-        goals.append(goal_verdict(slo.metric, figures.get(slo.metric), slo.seconds, slo.inclusive))
+        metric = slo.judged_metric
+        goals.append(goal_verdict(metric, figures.get(metric), slo.seconds, slo.inclusive))
     limit = failed_limit(slo, max_failed)
     if limit is not None:
         goals.append(goal_verdict("failed_share", figures.get("failed_share"), limit, True))

@@ -175,6 +175,13 @@ def estimate(
     n = len(vals)
     if n == 0:
         return None
+    if any(math.isinf(v) for v in vals):
+        # An unbounded value (a percentile falling on claims never delivered):
+        # the mean is unbounded, and the interval reaches down to the smallest.
+        low = min(vals) if n > 1 else None
+        return Estimate(
+            n=n, mean=math.inf, std=None, low=low, high=None if low is None else math.inf
+        )
     mean = math.fsum(vals) / n
     if n == 1:
         return Estimate(n=1, mean=mean, std=None, low=None, high=None)

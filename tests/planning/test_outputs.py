@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import json
+import math
 import os
 import stat
 import threading
@@ -144,3 +146,14 @@ def test_claims_csv_says_why_each_cold_claim_was_created(tmp_path: Path, tiny: S
     assert metrics["cold_all_picked"] == 4
     assert metrics["cold_no_stock"] == cold.count("NoStock")
     assert summary.runs[0].pools["default/base"]["cold_no_stock"] == cold.count("NoStock")
+
+
+def test_an_unbounded_figure_is_null_in_summary_json(tmp_path: Path) -> None:
+    """JSON has no infinity: an unbounded percentile of all claims is written ``null``."""
+    path = outputs.write_summary(
+        tmp_path, {"metrics": {"latency_p99_all": math.inf, "runs": [1.5, math.inf]}}
+    )
+    assert json.loads(path.read_text()) == {
+        "metrics": {"latency_p99_all": None, "runs": [1.5, None]}
+    }
+    assert "Infinity" not in path.read_text()
