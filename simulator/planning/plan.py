@@ -712,6 +712,14 @@ def explain(result: PlanResult, scenario: Scenario, pool: PoolSpec) -> list[str]
             failed = _pool_mean(worst, result.pool, "failed_share")
             if failed:
                 lines.append(f"{failed:.2%} of the claims fail at {worst.replicas} replicas.")
+    elif sim == result.low > 1 and not (best is not None and best.no_claims):
+        # No size below the range was run: the answer is only an upper bound,
+        # and its distance to Erlang's says nothing of what the pool needs.
+        erlang = "" if est.replicas is None else f" (Erlang says {est.replicas})"
+        lines.append(
+            f"The smallest size of the range ({sim}) meets the goals; smaller sizes were not "
+            f"tried{erlang}: a smaller pool may meet them too."
+        )
     elif est.replicas is not None and not (best is not None and best.no_claims):
         diff = sim - est.replicas
         if abs(diff) <= 1:

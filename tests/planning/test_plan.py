@@ -787,3 +787,19 @@ def test_an_unbounded_percentile_in_one_replication_misses_the_goal_uncertainly(
     slow, _, _, _ = summarise_outcomes(_claims(900, 100, 0), 1000.0)
     goal = run_goals(aggregate([bad, slow]), parse_slo("p99<1s"), None)[0]
     assert (goal.met, goal.certain) == (False, True)
+
+
+def test_a_range_whose_lowest_size_meets_the_goals_says_smaller_sizes_were_not_tried() -> None:
+    """``--range 12:12`` above Erlang's 5: the answer is only an upper bound, and said so.
+
+    Before, the explanation read "Simulation needs 7 replicas more than Erlang",
+    though no size below 12 was run.
+    """
+    short = erlang_scenario().model_copy(update={"duration": 60.0})
+    result = plan_serially(short, "base", slo=None, max_cold=TARGET, low=12, high=12)
+    assert result.answer == 12 and result.analytic.replicas == 5
+    assert (
+        "The smallest size of the range (12) meets the goals; smaller sizes were not tried "
+        "(Erlang says 5): a smaller pool may meet them too."
+    ) in result.explanation
+    assert not any("Simulation needs" in line for line in result.explanation)
