@@ -217,27 +217,27 @@ class Slo:
         return value <= self.seconds if self.inclusive else value < self.seconds
 
 
-def parse_slo(text: str) -> Slo:
-    """``"p99<1s"`` → :class:`Slo`; :class:`PlanningError` names ``--slo`` and the reason."""
+def parse_slo(text: str, option: str = "--slo") -> Slo:
+    """``"p99<1s"`` → :class:`Slo`; :class:`PlanningError` names ``option`` and the reason."""
     from simulator.latency import parse_seconds
 
     m = _SLO.match(text)
     if m is None:
         raise PlanningError(
-            f"--slo: cannot read {text!r}: expected <stat><<value>, e.g. 'p99<1s', "
+            f"{option}: cannot read {text!r}: expected <stat><<value>, e.g. 'p99<1s', "
             f"with stat one of {', '.join(_QUANTILES)}, max, mean"
         )
     stat = m.group("stat").lower()
     if stat not in _QUANTILES and stat not in ("max", "mean"):
         raise PlanningError(
-            f"--slo: unsupported statistic {stat!r}: use one of {', '.join(_QUANTILES)}, max, mean"
+            f"{option}: unsupported statistic {stat!r}: use one of {', '.join(_QUANTILES)}, max, mean"
         )
     try:
         seconds = parse_seconds(m.group("value").replace(" ", ""))
     except ValueError as exc:
-        raise PlanningError(f"--slo: {exc}") from None
+        raise PlanningError(f"{option}: {exc}") from None
     if seconds <= 0:
-        raise PlanningError(f"--slo: the threshold must be > 0, got {m.group('value')!r}")
+        raise PlanningError(f"{option}: the threshold must be > 0, got {m.group('value')!r}")
     return Slo(stat=stat, seconds=seconds, text=text.strip(), inclusive=m.group("op") == "<=")
 
 

@@ -98,10 +98,11 @@ def quick_plan(
         "warmup": 30.0,
         "pools": [{"manifest": pool_yaml or _DEFAULT_POOL}],
     }
+    # The goals first: a bad one is refused before the pool is read or anything runs.
+    goal = parse_slo(slo, "slo")
+    cold = parse_max_share(max_cold, "max_cold")
     scenario = parse_scenario(_with_workload(data, rate, hold), source="quick_plan")
     pool = scenario.pools[0]
-    goal = parse_slo(slo)
-    cold = parse_max_share(max_cold)
     result = plan(
         scenario,
         pool.name or "",
@@ -133,10 +134,16 @@ def quick_plan(
 
 
 def _with_workload(data: dict[str, Any], rate: float, hold: str) -> dict[str, Any]:
+    from pytest_kruise_agents.api.errors import InvalidError
     from pytest_kruise_agents.api.manifest import load_manifest
 
     pool_text = data["pools"][0]["manifest"]
-    obj = load_manifest(pool_text)
+    try:
+        obj = load_manifest(pool_text)
+    except InvalidError as exc:
+        # The loader names its own argument ("manifest"); the caller's is pool_yaml.
+        reason = str(exc).removeprefix("manifest: ")
+        raise PlanningError(f"pool_yaml: {reason}") from None
     if isinstance(obj, SandboxSet) and not any(
         r.name == AGENT_RUNTIME for r in obj.spec.runtimes or ()
     ):

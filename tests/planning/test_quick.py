@@ -61,3 +61,27 @@ def test_the_default_output_directory_is_a_new_private_one() -> None:
     finally:
         for plan in (first, second):
             shutil.rmtree(plan.report.parent, ignore_errors=True)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"pool_yaml": "not: [valid"}, r"^pool_yaml: invalid YAML at line 1"),
+        (
+            {"pool_yaml": POOL_YAML.replace("containers:", "containers: 3\n      x:", 1)},
+            r"^pool_yaml: ",
+        ),
+        ({"slo": "p99<"}, r"^slo: cannot read 'p99<'"),
+        ({"max_cold": "lots"}, r"^max_cold: "),
+    ],
+)
+def test_bad_arguments_are_one_planning_error_naming_the_argument(
+    arguments: dict[str, str], message: str, tmp_path: Path
+) -> None:
+    """A malformed pool, goal or cold share raises PlanningError naming the Python argument.
+
+    Before, a malformed ``pool_yaml`` raised the manifest loader's InvalidError
+    (naming ``manifest``), and a bad ``slo`` named the CLI's ``--slo``.
+    """
+    with pytest.raises(PlanningError, match=message):
+        quick_plan(out_dir=tmp_path, **arguments)  # type: ignore[arg-type]
