@@ -24,6 +24,7 @@ from connectrpc.errors import ConnectError
 from starlette.responses import JSONResponse
 
 from pytest_kruise_agents.e2b.envd import context
+from pytest_kruise_agents.e2b.nesting import depth_over, too_deep_message
 from pytest_kruise_agents.e2b.workspace import PathEscapeError, SandboxStopped, shorten
 
 __all__ = [
@@ -181,10 +182,18 @@ def http_error(status: int, message: str, *, allow: str | None = None) -> JSONRe
 
 
 class GuardedCodec:
-    """A codec whose decode failures are ``invalid_argument`` (not an unhandled 500)."""
+    """A codec whose decode failures are ``invalid_argument`` (not an unhandled 500).
+
+    A JSON message nested deeper than
+    :data:`~pytest_kruise_agents.e2b.nesting.MAX_JSON_DEPTH` is refused before
+    it is parsed: protobuf-py's JSON parser recurses on the C stack without a
+    limit (30,000 levels crashed the process), where connect-go's protojson
+    stops at 10,000 with an error. Its binary parser stops at 100 by itself.
+    """
 
     def __init__(self, inner: Codec[Any, Any]) -> None:
         self._inner = inner
+        self._json = inner.name() == "json"
 
     def name(self) -> str:
         return self._inner.name()
@@ -193,6 +202,12 @@ class GuardedCodec:
         return self._inner.encode(message)
 
     def decode(self, data: bytes | bytearray, message_class: type[Any]) -> Any:
+        depth = depth_over(data) if self._json else None
+        if depth is not None:
+            raise ConnectError(
+                Code.INVALID_ARGUMENT,
+                f"invalid {message_class.__name__} message: {too_deep_message(depth)}",
+            )
         try:
             return self._inner.decode(data, message_class)
         except ConnectError:
