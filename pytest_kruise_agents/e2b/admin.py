@@ -22,6 +22,7 @@ from pytest_kruise_agents.api.manifest import dump, dump_all, resolve_kind, to_m
 from pytest_kruise_agents.backends.sim import ClockLag
 from pytest_kruise_agents.e2b.auth import require_admin
 from pytest_kruise_agents.e2b.errors import ApiError, WireJSONResponse
+from pytest_kruise_agents.e2b.limits import NestingBoundRoute
 from pytest_kruise_agents.e2b.state import ServerState, state_of
 from simulator.profile import Profile
 
@@ -29,7 +30,12 @@ __all__ = ["ADMIN_PREFIX", "AdvanceRequest", "FaultRequest", "LatencyRequest", "
 
 ADMIN_PREFIX: Final = "/_kruise"
 
-router = APIRouter(prefix=ADMIN_PREFIX, dependencies=[Depends(require_admin)], tags=["admin"])
+router = APIRouter(
+    prefix=ADMIN_PREFIX,
+    dependencies=[Depends(require_admin)],
+    tags=["admin"],
+    route_class=NestingBoundRoute,
+)
 """The admin routes (mounted on the app as they are)."""
 
 

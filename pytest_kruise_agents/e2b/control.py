@@ -52,6 +52,7 @@ from pytest_kruise_agents.claiming.ownership import owns_route, route_not_found_
 from pytest_kruise_agents.claiming.timeouts import parse_retention, validate_timeout_update
 from pytest_kruise_agents.e2b.auth import authenticate, secured
 from pytest_kruise_agents.e2b.errors import ApiError, WireJSONResponse
+from pytest_kruise_agents.e2b.limits import NestingBoundRoute
 from pytest_kruise_agents.e2b.network import reported_network
 from pytest_kruise_agents.e2b.settings import Settings
 from pytest_kruise_agents.e2b.state import state_of
@@ -105,7 +106,7 @@ def _errors(*extra: int) -> dict[int | str, dict[str, Any]]:
     return out
 
 
-router = APIRouter()
+router = APIRouter(route_class=NestingBoundRoute)
 """The control-plane routes (mounted natively and under :data:`CUSTOMIZED_PREFIX`)."""
 
 

@@ -33,6 +33,7 @@ from pytest_kruise_agents.claiming.errors import ClaimError
 
 __all__ = [
     "BODY_ERROR_POLICY",
+    "NESTED_TOO_DEEPLY",
     "ApiError",
     "BodyErrorPolicy",
     "GuardMiddleware",
@@ -60,6 +61,13 @@ BODY_ERROR_POLICY: Final[dict[str, BodyErrorPolicy]] = {
     "resume_sandbox": "all-500",
 }
 """Routes (by endpoint name) whose request-body errors upstream answers 500 instead of 400."""
+
+NESTED_TOO_DEEPLY: Final = "json_nested_too_deeply"
+"""The validation-error type of a JSON body past this server's depth limit, not Go's.
+
+Always a 400, whatever the route's :data:`BODY_ERROR_POLICY`: upstream reads
+such a body, so it is no body error of upstream's to copy.
+"""
 
 _METHODS: Final = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 """The methods a 405's ``Allow`` may list, in the order it lists them."""
@@ -219,9 +227,12 @@ def _validation_handler(
         route = request.scope.get("route")
         policy = BODY_ERROR_POLICY.get(getattr(route, "name", ""))
         in_body = any(next(iter(e.get("loc") or ("",))) == "body" for e in errors)
+        ours = any(e.get("type") == NESTED_TOO_DEEPLY for e in errors)
         code = 400
-        if in_body and (
-            policy == "all-500" or (policy == "malformed-500" and _is_malformed(errors))
+        if (
+            in_body
+            and not ours
+            and (policy == "all-500" or (policy == "malformed-500" and _is_malformed(errors)))
         ):
             code = 500
         return error_response(code, message, request=request, extra={"field": field})

@@ -9,17 +9,35 @@ The Go server decodes a body as JSON whatever its ``Content-Type`` says
 (``curl -d`` sends ``application/x-www-form-urlencoded``), so a non-empty body
 is presented to the app as ``application/json``; and it reads bytes that are
 not UTF-8 as U+FFFD, so such a body is presented repaired.
+
+A route of :class:`NestingBoundRoute` measures its JSON body before FastAPI
+parses it: one nested deeper than Go's decoder reads is malformed JSON, as
+upstream answers it, and one deeper than this server reads
+(:data:`~pytest_kruise_agents.e2b.nesting.MAX_JSON_DEPTH`) a 400 naming
+``body``. Parsed, it ended in a ``RecursionError`` (500) or FastAPI's
+"There was an error parsing the body".
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
 from typing import Any
 
+from fastapi import Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pytest_kruise_agents.e2b.errors import error_body, request_id, send_json
+from pytest_kruise_agents.e2b.errors import NESTED_TOO_DEEPLY, error_body, request_id, send_json
+from pytest_kruise_agents.e2b.nesting import GO_JSON_DEPTH, depth_over, too_deep_message
 
-__all__ = ["BodyLimitMiddleware", "too_large_message", "too_large_response"]
+__all__ = [
+    "BodyLimitMiddleware",
+    "NestingBoundRoute",
+    "nesting_error",
+    "too_large_message",
+    "too_large_response",
+]
 
 
 def too_large_message(max_bytes: int) -> str:
@@ -106,3 +124,38 @@ class BodyLimitMiddleware:
             return await receive()
 
         await self.app(scope, replay, send)
+
+
+def nesting_error(body: bytes) -> dict[str, Any] | None:
+    """The validation error of a JSON ``body`` nested too deeply, ``None`` for any other body.
+
+    Past Go's :data:`~pytest_kruise_agents.e2b.nesting.GO_JSON_DEPTH`, malformed
+    JSON (the route answers it as upstream answers a body its decoder fails
+    on); past this server's limit only, :data:`~pytest_kruise_agents.e2b.errors.NESTED_TOO_DEEPLY`.
+    """
+    depth = depth_over(body)
+    if depth is None:
+        return None
+    if depth > GO_JSON_DEPTH:
+        detail = f"exceeded max depth ({GO_JSON_DEPTH} levels)"
+        return {"type": "json_invalid", "loc": ("body",), "msg": detail, "ctx": {"error": detail}}
+    return {"type": NESTED_TOO_DEEPLY, "loc": ("body",), "msg": too_deep_message(depth)}
+
+
+class NestingBoundRoute(APIRoute):
+    """An ``APIRoute`` refusing a JSON body nested too deeply before FastAPI parses it."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        """FastAPI's handler, behind the depth check for a route that takes a body."""
+        handler = super().get_route_handler()
+        if self.body_field is None:
+            return handler
+
+        async def bounded(request: Request) -> Response:
+            # Read once: FastAPI's handler takes the same request and its cached body.
+            error = nesting_error(await request.body())
+            if error is not None:
+                raise RequestValidationError([error])
+            return await handler(request)
+
+        return bounded

@@ -7,10 +7,12 @@ process (SIGSEGV), which must never take the test run down with it.
 
 from __future__ import annotations
 
+import signal
 import struct
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,7 +21,7 @@ import pytest
 from pytest_kruise_agents.e2b.nesting import MAX_JSON_DEPTH, depth_over, json_depth
 
 from .conftest import pool_yaml
-from .test_serve import read_exports, serve_command, stop, write_config
+from .test_serve import serve_command, write_config
 
 USER_KEY = "e2b_nesting_user_00000000000000000000000000001"
 ADMIN_KEY = "e2b_nesting_admin_0000000000000000000000000002"
@@ -115,11 +117,27 @@ class Server:
         }
 
 
+def _api_url(proc: subprocess.Popen[str], log: Path) -> str:
+    """The ``E2B_API_URL`` a starting ``serve`` prints, read until it serves."""
+    assert proc.stdout is not None
+    url = ""
+    for line in proc.stdout:
+        url = line.strip().removeprefix("export E2B_API_URL=") if "E2B_API_URL=" in line else url
+        if line.startswith("# fake sandboxes run code on this host"):
+            return url
+    pytest.fail(f"serve exited early ({proc.wait()}): {log.read_text()}")
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """One virtual-clock server for the module, with a sandbox created from pool ``base``."""
+    """One virtual-clock server for the module, with a sandbox created from pool ``base``.
+
+    Its log goes to a file, not a pipe nobody reads while the tests run (a
+    full pipe would block the server), and must hold no traceback at the end.
+    """
+    tmp = tmp_path_factory.mktemp("nesting")
     config = write_config(
-        tmp_path_factory.mktemp("nesting"),
+        tmp,
         seed=4,
         nodes=1,
         sandboxsets=[pool_yaml("base", 2)],
@@ -128,14 +146,18 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             {"key": ADMIN_KEY, "id": "root", "admin": True},
         ],
     )
-    with subprocess.Popen(
-        serve_command(config, "--clock", "virtual"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    ) as proc:
+    log = tmp / "server.log"
+    with (
+        log.open("w") as stderr,
+        subprocess.Popen(
+            serve_command(config, "--clock", "virtual"),
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        ) as proc,
+    ):
         try:
-            url = read_exports(proc)["E2B_API_URL"]
+            url = _api_url(proc, log)
             created = httpx.post(
                 url + "/v2/sandboxes",
                 headers={"X-API-Key": USER_KEY},
@@ -145,8 +167,15 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             assert created.status_code == 201, created.text
             yield Server(proc=proc, url=url, sandbox=created.json())
         finally:
-            errors = stop(proc)
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    errors = log.read_text()
     assert proc.returncode in (0, 130), errors
+    assert "Traceback" not in errors
 
 
 @pytest.fixture
@@ -213,3 +242,91 @@ def test_an_envd_rpc_reads_a_message_nested_as_deep_as_the_limit(alive: Server) 
 
     assert r.status_code == 200, r.text
     assert r.json()["entry"]["path"] == "/"
+
+
+# --------------------------------------------------------------------------- control plane, admin
+
+
+def _control_calls(sid: str) -> list[tuple[str, str, bytes]]:
+    """``(method, path, body prefix)`` of every control-plane and admin route that reads JSON.
+
+    The body is the prefix, then a deeply nested value, then ``}``: a valid body
+    but for its depth (Go's decoder ignores the unknown key ``x``).
+    """
+    return [
+        ("POST", "/v2/sandboxes", b'{"templateID": "base", "x": '),
+        ("POST", "/sandboxes", b'{"templateID": "base", "x": '),
+        ("POST", f"/kruise/api/v2/sandboxes/{sid}/connect", b'{"timeout": 100, "x": '),
+        ("POST", f"/sandboxes/{sid}/connect", b'{"timeout": 100, "x": '),
+        ("POST", f"/sandboxes/{sid}/timeout", b'{"timeout": 100, "x": '),
+        ("POST", f"/sandboxes/{sid}/pause", b'{"x": '),
+        ("POST", f"/sandboxes/{sid}/resume", b'{"x": '),
+        ("POST", "/_kruise/clock/advance", b'{"seconds": 0, "x": '),
+        ("POST", "/_kruise/faults", b'{"kind": "pod_kill", "x": '),
+        ("PUT", "/_kruise/latency/image.pull", b'{"value": '),
+    ]
+
+
+CONTROL_ROUTES = [f"{m} {p.replace('{sid}', 'ID')}" for m, p, _ in _control_calls("{sid}")]
+
+
+def _control_call(server: Server, index: int, value: bytes) -> httpx.Response:
+    method, path, prefix = _control_calls(server.sandbox["sandboxID"])[index]
+    key = ADMIN_KEY if path.startswith("/_kruise/") else USER_KEY
+    return server.call(method, path, headers={"X-API-Key": key}, content=prefix + value + b"}")
+
+
+def _state(server: Server) -> tuple[Any, ...]:
+    """What a refused call must leave as it was: the sandboxes, faults, latencies and clock."""
+    user, admin = {"X-API-Key": USER_KEY}, {"X-API-Key": ADMIN_KEY}
+    return (
+        server.call("GET", "/v2/sandboxes", headers=user).json(),
+        server.call("GET", "/_kruise/faults", headers=admin).json(),
+        server.call("GET", "/_kruise/latency/image.pull", headers=admin).json(),
+        server.call("GET", "/_kruise/clock", headers=admin).json()["now"],
+    )
+
+
+@pytest.mark.parametrize("index", range(len(CONTROL_ROUTES)), ids=CONTROL_ROUTES)
+def test_a_control_plane_body_nested_past_the_limit_answers_400_naming_body(
+    alive: Server, index: int
+) -> None:
+    """Also where upstream answers a bad body 500 (create, ``/timeout``, ``/resume``):
+    upstream's decoder reads this body, so it is not malformed, only past this server's limit."""
+    before = _state(alive)
+
+    r = _control_call(alive, index, nested(600))
+
+    assert r.status_code == 400, r.text
+    assert r.json()["field"] == "body"
+    assert r.json()["message"] == (
+        "body: nested too deeply: 601 levels of arrays and objects, "
+        f"more than the {MAX_JSON_DEPTH} this server reads"
+    )
+    assert _state(alive) == before
+
+
+@pytest.mark.parametrize("index", range(len(CONTROL_ROUTES)), ids=CONTROL_ROUTES)
+def test_a_control_plane_body_deeper_than_go_decodes_is_malformed_json(
+    alive: Server, index: int
+) -> None:
+    """Past 10,000 levels Go's decoder fails: the route answers as for any malformed body."""
+    r = _control_call(alive, index, b"[" * DEEP)
+
+    _, path, _ = _control_calls("ID")[index]
+    upstream_500 = path in ("/v2/sandboxes", "/sandboxes") or path.endswith(("timeout", "resume"))
+    assert r.status_code == (500 if upstream_500 else 400), r.text
+    assert r.json()["field"] == "body"
+    assert r.json()["message"] == "body: malformed JSON: exceeded max depth (10000 levels)"
+
+
+def test_a_create_body_nested_as_deep_as_the_limit_is_read(alive: Server) -> None:
+    r = alive.call(
+        "POST",
+        "/v2/sandboxes",
+        headers={"X-API-Key": USER_KEY},
+        content=b'{"templateID": "base", "x": ' + nested(MAX_JSON_DEPTH - 1) + b"}",
+    )
+
+    assert r.status_code == 201, r.text
+    alive.call("DELETE", f"/sandboxes/{r.json()['sandboxID']}", headers={"X-API-Key": USER_KEY})
