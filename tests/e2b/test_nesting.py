@@ -330,3 +330,54 @@ def test_a_create_body_nested_as_deep_as_the_limit_is_read(alive: Server) -> Non
 
     assert r.status_code == 201, r.text
     alive.call("DELETE", f"/sandboxes/{r.json()['sandboxID']}", headers={"X-API-Key": USER_KEY})
+
+
+# --------------------------------------------------------------------------- envd /init, interpreter
+
+
+@pytest.mark.parametrize("depth", [600, DEEP])
+def test_envd_init_refuses_a_body_nested_too_deeply_with_400(alive: Server, depth: int) -> None:
+    r = alive.call(
+        "POST",
+        "/init",
+        headers=alive.envd(**{"Content-Type": "application/json"}),
+        content=b'{"envVars": {"A": "1"}, "x": ' + nested(depth) + b"}",
+    )
+
+    assert r.status_code == 400, r.text
+    assert r.json() == {
+        "code": 400,
+        "message": f"/init body: nested too deeply: {depth + 1} levels of arrays and objects, "
+        f"more than the {MAX_JSON_DEPTH} this server reads",
+    }
+
+
+def test_envd_init_reads_a_body_nested_as_deep_as_the_limit(alive: Server) -> None:
+    r = alive.call(
+        "POST",
+        "/init",
+        headers=alive.envd(**{"Content-Type": "application/json"}),
+        content=b'{"x": ' + nested(MAX_JSON_DEPTH - 1) + b"}",
+    )
+
+    assert r.status_code == 204, r.text
+
+
+@pytest.mark.parametrize("route", ["/execute", "/contexts"])
+@pytest.mark.parametrize("depth", [600, DEEP])
+def test_the_code_interpreter_refuses_a_body_nested_too_deeply_with_400(
+    alive: Server, route: str, depth: int
+) -> None:
+    r = alive.call(
+        "POST",
+        route,
+        headers=alive.envd(49999, **{"Content-Type": "application/json"}),
+        content=b'{"code": "1", "x": ' + nested(depth) + b"}",
+    )
+
+    assert r.status_code == 400, r.text
+    assert r.json() == {
+        "code": 400,
+        "message": f"body: nested too deeply: {depth + 1} levels of arrays and objects, "
+        f"more than the {MAX_JSON_DEPTH} this server reads",
+    }

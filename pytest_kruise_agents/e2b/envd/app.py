@@ -76,6 +76,7 @@ from pytest_kruise_agents.e2b.envd.files import DEFAULT_MAX_UPLOAD_BYTES, downlo
 from pytest_kruise_agents.e2b.envd.filesystem import FilesystemService
 from pytest_kruise_agents.e2b.envd.process import ProcessService
 from pytest_kruise_agents.e2b.envvars import env_vars_problem
+from pytest_kruise_agents.e2b.nesting import depth_over, too_deep_message
 from pytest_kruise_agents.e2b.workspace import SandboxStopped, SandboxWorkspace, Workspaces
 
 __all__ = [
@@ -239,6 +240,10 @@ class EnvdApp:
             body += chunk
             if len(body) > _MAX_INIT_BYTES:
                 return http_error(413, f"/init body exceeds {_MAX_INIT_BYTES} bytes")
+        depth = depth_over(body)
+        if depth is not None:
+            # Before the parser, which recurses once a level (RecursionError, a 500).
+            return http_error(400, f"/init body: {too_deep_message(depth)}")
         try:
             # Lone surrogates ("\ud800") read as U+FFFD, as envd's Go decoder reads them:
             # kept, they would make every command's environment unencodable.

@@ -1,6 +1,7 @@
 """Request bodies of the code interpreter, checked field by field.
 
 Bad input answers one 400 naming the field and the reason; nothing changes.
+A body nested too deeply (:mod:`~pytest_kruise_agents.e2b.nesting`) is refused before it is parsed.
 Lone UTF-16 surrogates in strings (``"\\ud800"``) are read as U+FFFD.
 The SDK sends ``null`` for unset fields of ``/execute`` (``context_id``,
 ``language``, ``env_vars``), so ``null`` means "not given" everywhere.
@@ -16,6 +17,7 @@ from typing import Any
 from pytest_kruise_agents.api.e2b import replace_surrogates
 from pytest_kruise_agents.e2b.envvars import env_vars_problem
 from pytest_kruise_agents.e2b.interpreter.errors import InterpreterError
+from pytest_kruise_agents.e2b.nesting import depth_over, too_deep_message
 
 __all__ = ["ContextRequest", "ExecuteRequest", "parse_context_request", "parse_execute_request"]
 
@@ -41,6 +43,10 @@ class ContextRequest:
 def _json_object(body: bytes, *, empty_ok: bool) -> dict[str, Any]:
     if empty_ok and not body.strip():
         return {}
+    depth = depth_over(body)
+    if depth is not None:
+        # Before the parser, which recurses once a level (RecursionError, a 500).
+        raise InterpreterError(400, f"body: {too_deep_message(depth)}")
     try:
         # Lone surrogates ("\ud800") read as U+FFFD: no kernel, environment or
         # answer can carry them (the interpreter is a Python server, but its strings
