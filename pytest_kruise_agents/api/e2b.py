@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from functools import cache
 from types import NoneType
 from typing import Annotated, Any, ClassVar, Final, Literal, get_args
 
@@ -182,8 +183,33 @@ class WireModel(BaseModel):
 # --------------------------------------------------------------------------- requests
 
 
+def _go_fold(key: str) -> str:
+    """``key`` as Go's ``encoding/json`` folds a name to match it to a field: upper case.
+
+    Each letter's simple upper case (``unicode.ToUpper``: a dotless i, U+0131, is
+    ``I``), so two names match when they differ in case only. A letter whose
+    upper case is several (``ß``: ``SS``) has no simple one and stays.
+    """
+    if key.isascii():
+        return key.upper()
+    return "".join(up if len(up := c.upper()) == 1 else c for c in key)
+
+
+@cache
+def _fields_by_fold(model: type[BaseModel]) -> dict[str, str]:
+    """The JSON name of each field of ``model``, under its :func:`_go_fold`."""
+    names = (field.alias or name for name, field in model.model_fields.items())
+    return {_go_fold(name): name for name in names}
+
+
 class WireRequest(WireModel):
-    """Base of the request models: strings are read as Go reads them (lone surrogates: U+FFFD).
+    """Base of the request models: keys and strings are read as Go reads them.
+
+    A key matches a field whatever its case (``Timeout``, ``templateid``), as
+    ``encoding/json`` matches keys to struct fields, and of two keys matching
+    the same field the later one's value stays; the keys of a map
+    (``metadata``, ``envVars``) are data, and are kept as sent. Lone
+    surrogates in strings read as U+FFFD.
 
     Responses need no such pass (it would cost a list a third of its
     rendering time): they show what requests stored, and the server's JSON
@@ -194,7 +220,18 @@ class WireRequest(WireModel):
     @classmethod
     def _go_strings(cls, data: Any) -> Any:
         # Before any field is read: a later error message quoting a key must be encodable.
-        return replace_surrogates(data)
+        data = replace_surrogates(data)
+        if not isinstance(data, dict):
+            return data
+        fields = _fields_by_fold(cls)
+        if all(isinstance(key, str) and fields.get(_go_fold(key)) == key for key in data):
+            return data  # what every SDK sends: each key as the field spells it
+        folded: dict[Any, Any] = {}
+        for key, value in data.items():
+            # In order: a later key of the same field replaces the earlier one's value.
+            name = fields.get(_go_fold(key), key) if isinstance(key, str) else key
+            folded[name] = value
+        return folded
 
 
 class SandboxVolumeMount(WireRequest):

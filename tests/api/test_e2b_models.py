@@ -112,6 +112,50 @@ def test_an_omitted_timeout_is_none_so_the_server_default_applies() -> None:
     assert body.auto_pause is False
 
 
+def test_body_keys_match_the_fields_whatever_their_case_as_gos_decoder_matches_them() -> None:
+    body = NewSandboxV2.model_validate(
+        {
+            "templateid": "base",
+            "Timeout": 600,
+            "MetaData": {"Team": "x"},
+            "ENVVARS": {"a": "1"},
+            "network": {"ALLOWOUT": ["1.1.1.1"]},
+            "VolumeMounts": [{"NAME": "vol", "Path": "/mnt"}],
+            "autoResume": {"Enabled": True},
+        }
+    )
+
+    assert body.template_id == "base"
+    assert body.timeout == 600
+    assert body.metadata == {"Team": "x"}  # a map's keys are data: kept as sent
+    assert body.env_vars == {"a": "1"}
+    assert body.network is not None and body.network.allow_out == ["1.1.1.1"]
+    assert body.volume_mounts is not None and body.volume_mounts[0].path == "/mnt"
+    assert body.auto_resume is not None and body.auto_resume.enabled is True
+
+
+@pytest.mark.parametrize(
+    ("sent", "timeout"),
+    [
+        ('{"timeout": 100, "TIMEOUT": 600}', 600),
+        ('{"TIMEOUT": 600, "timeout": 100}', 100),
+        ('{"Timeout": 100, "tImEoUt": 600}', 600),
+    ],
+)
+def test_a_key_written_twice_in_different_cases_keeps_its_last_value(
+    sent: str, timeout: int
+) -> None:
+    """Go decodes the keys in order into the one field they both match: the last one stays."""
+    assert SandboxTimeoutRequest.model_validate_json(sent).timeout == timeout
+    assert ConnectSandboxV2.model_validate_json(sent).timeout == timeout
+
+
+def test_a_key_matches_a_field_in_unicode_case_too() -> None:
+    """Go upper-cases both sides, Unicode letters included: a dotless i (U+0131) is "I"."""
+    body = NewSandboxV2.model_validate({"templateID": "base", "t\u0131meout": 600})
+    assert body.timeout == 600
+
+
 def test_a_v1_create_body_carries_secure() -> None:
     sent = SdkNewSandbox(template_id="base", timeout=300, secure=True).to_dict()
     body = NewSandbox.model_validate(sent)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -220,6 +221,19 @@ def test_every_sdk_field_is_accepted(server: Served) -> None:
 
     assert r.status_code == 201, r.text
     assert r.json()["metadata"]["app"] == "demo"  # label: keys become labels
+
+
+def test_body_keys_match_the_fields_whatever_their_case(server: Served) -> None:
+    """As upstream's Go decoder matches them: a client other than the SDK may send any case."""
+    body = {"templateid": "base", "Timeout": 600, "MetaData": {"team": "x"}}
+
+    r = server.request("POST", "/v2/sandboxes", json=body)
+
+    assert r.status_code == 201, r.text
+    info = server.request("GET", f"/sandboxes/{r.json()['sandboxID']}").json()
+    assert info["metadata"]["team"] == "x"
+    started, ended = (datetime.fromisoformat(info[k]) for k in ("startedAt", "endAt"))
+    assert (ended - started).total_seconds() == 600
 
 
 def test_envs_reach_the_sandbox_route(server: Served) -> None:

@@ -57,6 +57,19 @@ def test_set_timeout_can_shorten_and_extend(server: Served) -> None:
     assert (long - start).total_seconds() == pytest.approx(1000, abs=2)
 
 
+def test_timeout_and_connect_bodies_match_keys_whatever_their_case(server: Served) -> None:
+    sbx = Sandbox.create(template="base", timeout=600, **server.sdk())
+    start = sbx.get_info().started_at
+
+    r = server.request("POST", f"/sandboxes/{sbx.sandbox_id}/timeout", json={"Timeout": 100})
+    assert r.status_code == 204, r.text
+    assert (sbx.get_info().end_at - start).total_seconds() == pytest.approx(100, abs=2)
+    for path in (f"/sandboxes/{sbx.sandbox_id}/connect", f"/v2/sandboxes/{sbx.sandbox_id}/connect"):
+        r = server.request("POST", path, json={"TIMEOUT": 1000})
+        assert r.status_code == 200, r.text
+        assert (sbx.get_info().end_at - start).total_seconds() == pytest.approx(1000, abs=2)
+
+
 def test_set_timeout_of_a_gone_sandbox_is_not_found(server: Served) -> None:
     with pytest.raises(SandboxNotFoundException):
         Sandbox.set_timeout("default--base-nosuch", 60, **server.sdk())
