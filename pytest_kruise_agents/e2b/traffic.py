@@ -92,7 +92,8 @@ def sandbox_target(headers: list[tuple[bytes, bytes]]) -> tuple[str, str] | None
     """``(sandbox_id, port)`` a request is for, from its headers or its host; ``None`` if neither.
 
     ``port`` is the raw text (checked by the caller); a sandbox id header
-    without a port header gives ``""``. A request carrying ``X-API-Key`` is
+    without a port header gives ``""``. A header given twice counts with its
+    first value. A request carrying ``X-API-Key`` is
     an API call whatever its sandbox headers say: SDKs up to ~2.50 send
     ``E2b-Sandbox-Id`` on ``POST /sandboxes/{id}/connect`` too, and sandbox
     traffic never carries the API key.
@@ -102,13 +103,15 @@ def sandbox_target(headers: list[tuple[bytes, bytes]]) -> tuple[str, str] | None
     host: bytes | None = None
     api_call = False
     for name, value in headers:
+        # A repeated header counts with its first value, as Go's Header.Get reads it
+        # in upstream's proxy (and as X-API-Key is read).
         lname = name.lower()
         if lname == _ID_HEADER:
-            sid = value
+            sid = value if sid is None else sid
         elif lname == _PORT_HEADER:
-            port = value
+            port = value if port is None else port
         elif lname == b"host":
-            host = value
+            host = value if host is None else host
         elif lname == _API_KEY_HEADER:
             api_call = True
     if sid is not None and sid.strip() and not api_call:

@@ -73,6 +73,23 @@ def test_headers_win_over_the_host(echo_server: Served, sid: str) -> None:
     assert r.json()["sandbox"] == sid
 
 
+def test_a_repeated_routing_header_counts_with_its_first_value(
+    echo_server: Served, sid: str
+) -> None:
+    """As Go's ``Header.Get`` reads it in the infra proxy, and as ``X-API-Key`` is read."""
+    first_sid = [("E2b-Sandbox-Id", sid), ("E2b-Sandbox-Id", "default--nope")]
+    last_sid = [("E2b-Sandbox-Id", "default--nope"), ("E2b-Sandbox-Id", sid)]
+    port = [("E2b-Sandbox-Port", "49999"), ("E2b-Sandbox-Port", "8080")]
+
+    r = httpx.get(echo_server.url + "/contexts", headers=first_sid + port, timeout=30)
+    assert r.status_code == 200, r.text
+    assert r.json()["sandbox"] == sid
+    assert r.json()["path"] == "/contexts"
+    r = httpx.get(echo_server.url + "/contexts", headers=last_sid + port, timeout=30)
+    assert r.status_code == 502
+    assert r.json()["sandboxId"] == "default--nope"
+
+
 def test_requests_without_a_sandbox_go_to_the_control_plane(echo_server: Served) -> None:
     assert via_host(echo_server, "api.sandboxes.test", "/health").text == "OK"
     assert via_host(echo_server, "127.0.0.1:1", "/health").text == "OK"
@@ -205,6 +222,21 @@ def test_nothing_is_created_for_a_sandbox_until_its_files_are_used(
         ([(b"e2b-sandbox-id", b"ns--a"), (b"e2b-sandbox-port", b"49983")], ("ns--a", "49983")),
         ([(b"E2B-SANDBOX-ID", b" ns--a "), (b"host", b"1-x.d")], ("ns--a", "")),
         ([(b"host", b"49999-ns--a.example.test:443")], ("ns--a", "49999")),
+        (
+            [
+                (b"e2b-sandbox-id", b"ns--a"),
+                (b"e2b-sandbox-id", b"ns--b"),
+                (b"e2b-sandbox-port", b"1"),
+                (b"e2b-sandbox-port", b"2"),
+            ],
+            ("ns--a", "1"),
+        ),
+        ([(b"host", b"1-ns--a.d"), (b"host", b"2-ns--b.d")], ("ns--a", "1")),
+        # The first value is the one read, even empty: then the host routes.
+        (
+            [(b"e2b-sandbox-id", b""), (b"e2b-sandbox-id", b"ns--b"), (b"host", b"1-x.d")],
+            ("x", "1"),
+        ),
         ([(b"e2b-sandbox-id", b"ns--a"), (b"e2b-sandbox-port", b"1"), (b"x-api-key", b"k")], None),
         ([(b"host", b"api.example.test")], None),
         ([(b"host", b"127.0.0.1:8080")], None),
