@@ -1,6 +1,8 @@
 """``create_app(backend, settings)``: the E2B-compatible server as one ASGI app.
 
-Layers, outermost first:
+Layers, outermost first (a request target in absolute form, ``GET
+http://host/path``, is first read as ``GET /path`` to ``host``:
+:mod:`~pytest_kruise_agents.e2b.targets`):
 
 1. :class:`~pytest_kruise_agents.e2b.errors.GuardMiddleware` — nothing
    unexpected escapes as anything but a 500 JSON answer;
@@ -56,6 +58,7 @@ from pytest_kruise_agents.e2b.errors import (
 from pytest_kruise_agents.e2b.limits import BodyLimitMiddleware, too_large_response
 from pytest_kruise_agents.e2b.settings import Settings
 from pytest_kruise_agents.e2b.state import ServerState
+from pytest_kruise_agents.e2b.targets import origin_form
 from pytest_kruise_agents.e2b.traffic import (
     ENVD_PORT,
     JUPYTER_PORT,
@@ -310,7 +313,7 @@ class E2BApp:
         if self._loop is None:
             # Served without a lifespan (e.g. an in-process ASGI transport).
             self._set_loop(asyncio.get_running_loop())
-        await _answered_if_cancelled(self._entry, scope, receive, send)
+        await _answered_if_cancelled(self._entry, origin_form(scope), receive, send)
 
 
 SHUTTING_DOWN = "the server is shutting down"
