@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Generator
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -347,25 +348,36 @@ def test_concurrent_claimers_never_share_a_sandbox() -> None:
     )
 
 
-def test_loser_of_a_conflict_claims_another_sandbox() -> None:
-    """After a 409 the loser skips the stale copy and claims a different sandbox on retry."""
-    hw = HandWorld()
-    sbs = hw.pool(replicas=1)
-    hw.settle()
+def test_loser_of_a_conflict_records_it_and_skips_the_stale_copy_on_retry() -> None:
+    """Two claimers lock the same sandbox: the loser's 409 is one ``LockConflict`` pick failure
+    in its record, and its retry, made while its cache still holds the stale copy, skips that
+    copy and claims another sandbox without a second conflict."""
+    # The caches see a write a second late, and a pick looks at one candidate only: both
+    # claimers pick the pool's first sandbox, and the retry finds it first again.
+    hw = HandWorld(latencies={"watch.lag": "fixed(1s)"})
+    hw.pool(replicas=2)
+    hw.settle(2)
+    window = options(candidate_count=1)
     a, b = hw.claimer("a"), hw.claimer("b")
-    rec_b = hw.record()
-    pa = hw.outcome(a.try_claim(options(user="ua"), hw.record()))
-    pb = hw.outcome(b.try_claim(options(user="ub"), rec_b))
+    rec_a, rec_b = hw.record(), hw.record()
+    pa = hw.outcome(a.try_claim(replace(window, user="ua", lock_string="la"), rec_a))
+    pb = hw.outcome(b.try_claim(replace(window, user="ub", lock_string="lb"), rec_b))
     hw.env.run(until=hw.env.all_of([pa, pb]))
-    loser, lost = (b, rec_b) if isinstance(pb.value, ClaimError) else (a, None)
-    first = pa.value if isinstance(pa.value, Sandbox) else pb.value
-    hw.add_sandbox(sbs)
-    hw.settle()
-    rec = lost if lost is not None else hw.record()
-    second = hw.run(loser.try_claim(options(user="again"), rec))
+    outcomes = {"a": (pa.value, rec_a, a), "b": (pb.value, rec_b, b)}
+    won = [k for k, (value, _, _) in outcomes.items() if isinstance(value, Sandbox)]
+    lost = [k for k, (value, _, _) in outcomes.items() if isinstance(value, LockConflictError)]
+    assert len(won) == 1 and len(lost) == 1, outcomes
+    first, won_rec, _ = outcomes[won[0]]
+    _, lost_rec, loser = outcomes[lost[0]]
+    assert lost_rec.pick_failures == {"LockConflict": 1}
+    assert won_rec.pick_failures == {}
+    stale = hw.world.manager_cache.get("Sandbox", "default", first.metadata.name)
+    assert stale is not None and not is_claimed(stale)  # the cache has not seen the lock yet
+
+    second = hw.run(loser.try_claim(replace(window, user="again", lock_string="l2"), lost_rec))
+
     assert second.metadata.name != first.metadata.name
-    if lost is not None:
-        assert rec.pick_failures == {"LockConflict": 1}
+    assert lost_rec.pick_failures == {"LockConflict": 1}  # no second conflict
 
 
 def test_stale_cached_copy_is_skipped_after_a_conflict() -> None:
