@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 
 from pytest_kruise_agents.api import keys
@@ -680,20 +680,32 @@ _ANY_TEXT = st.text(
 )
 
 
-@settings(max_examples=300, deadline=None)
+# The long value's length: anywhere, or near where the claim passes 256 KiB at 6 bytes a
+# character (Go's JSON escapes) or at 4 (UTF-8), where a wrong bound would show.
+_LONG = st.one_of(
+    st.integers(0, 70_000),
+    st.integers(ANNOTATIONS_MAX // 6 - 2_000, ANNOTATIONS_MAX // 6 + 2_000),
+    st.integers(ANNOTATIONS_MAX // 4 - 3_000, ANNOTATIONS_MAX // 4 + 1_000),
+)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
 @given(
     annotations=st.dictionaries(_ANY_TEXT, _ANY_TEXT, max_size=5),
     env=st.dictionaries(_ANY_TEXT, _ANY_TEXT, max_size=5),
-    long=st.integers(0, 50_000),
+    long=_LONG,
     char=st.sampled_from(["a", "é", "𝄞", "<", "\x01", "\u2028"]),
     into_env=st.booleans(),
 )
+# Over 256 KiB only as JSON-escaped env (6 bytes a character), under it at 4 bytes a character.
+@example(annotations={}, env={}, long=45_000, char="<", into_env=True)
+@example(annotations={}, env={}, long=45_000, char="\u2028", into_env=True)
 def test_the_size_check_skips_building_only_claims_that_surely_fit(
     annotations: dict[str, str], env: dict[str, str], long: int, char: str, into_env: bool
 ) -> None:
     """The early size check skips building the claim's annotations only when their bound (6
     bytes a character, keys written twice, the fixed keys) is under 256 KiB: what it skips,
-    the exact count passes too."""
+    the exact count passes too, and it refuses exactly what the exact count refuses."""
     if into_env:
         env = {**env, "K": char * long}
     else:
@@ -708,5 +720,11 @@ def test_the_size_check_skips_building_only_claims_that_surely_fit(
         init_runtime=InitRuntimeRequest(env_vars=env, access_token=UUID_STAND_IN),
     )
     written = claim_annotations(opts.with_lock(UUID_STAND_IN), datetime(2000, 1, 1, tzinfo=UTC))
-    if annotations_size(written) > ANNOTATIONS_MAX:
-        assert claim_annotations_problem(opts) is not None
+    size = annotations_size(written)
+    event("over 256 KiB" if size > ANNOTATIONS_MAX else "within 256 KiB")
+    expected = (
+        None
+        if size <= ANNOTATIONS_MAX
+        else (size, f"may not be more than 256 KiB in total, got {size} bytes")
+    )
+    assert claim_annotations_problem(opts) == expected
