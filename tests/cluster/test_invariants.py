@@ -2,7 +2,8 @@
 
 For every run: a sandbox never has two owners; a claim never gets more than it
 asked for; every E2B claim ends, delivered or with a typed error, within its
-claim timeout or retry budget; a pool returns to spec.replicas once the load
+claim timeout or retry budget, after no more attempts than its retry schedule
+allows (HEAD: 10; v0.3.0: one per 25 ms of its claim timeout); a pool returns to spec.replicas once the load
 stops and capacity allows; and no sandbox leaks: each is pooled, claimed,
 reserved, or deleted. Some E2B clients go away before their answer (the
 create's process is interrupted): their claims end cancelled and leave
@@ -34,8 +35,15 @@ from hypothesis import strategies as st
 
 from pytest_kruise_agents.api import keys
 from pytest_kruise_agents.claiming.errors import ClaimCanceledError, ClaimError
+from pytest_kruise_agents.claiming.retry import (
+    CLAIM_RETRY,
+    LEGACY_CLAIM_TIMEOUT_S,
+    ExponentialBackoff,
+    FixedInterval,
+)
 from pytest_kruise_agents.claiming.state import is_controlled_by_sandboxset
 from simulator.cluster import Cluster
+from simulator.profile import get_profile
 
 from .conftest import claim_yaml, pool_yaml
 
@@ -68,6 +76,22 @@ FAULTS = st.lists(
     max_size=4,
     unique_by=lambda f: (f["kind"], str(f.get("selector"))),
 )
+
+
+def retry_schedule(profile: str, claim_timeout: float | None) -> ExponentialBackoff | FixedInterval:
+    """The claim loop's schedule (reference §5.3): HEAD's 10 attempts (sleeps 1 s doubling to
+    16 s), or v0.3.0's attempt every 25 ms for the claim timeout (1 min without one)."""
+    if get_profile(profile).retry == "fixed":
+        return FixedInterval.for_timeout(claim_timeout or LEGACY_CLAIM_TIMEOUT_S)
+    return CLAIM_RETRY
+
+
+HEAD_UNTIMED_CEILING_S = 400.0
+"""How long a HEAD claim without a claim timeout may take here. Nothing in the system bounds
+it (no wait-ready timeout, and a cold start's image pull has a log-normal tail and the
+kubelet's back-off under the faults): its bound is its attempts, ``CLAIM_RETRY.attempts``,
+checked exactly. This ceiling (the schedule's sleeps are at most 123.5 s, the faults hold
+for 115 s, the longest of the 200 examples takes 114 s) only catches a claim that hangs."""
 
 
 def case_seed(*drawn: object) -> int:
@@ -161,17 +185,16 @@ def check_claim_invariants(
         assert isinstance(results[i], ClaimCanceledError), results[i]
 
     # Every E2B claim ended within its claim timeout or the retry budget.
-    budget = (
-        float(claim_timeout)
-        if claim_timeout
-        else (60.0 if profile == "openkruise-v0.3.0" else 400.0)
-    )
+    timeout = claim_timeout or get_profile(profile).e2b_default_claim_timeout_s
+    schedule = retry_schedule(profile, timeout)
+    budget = float(timeout) if timeout else HEAD_UNTIMED_CEILING_S
     for rec in cluster.records:
         if rec.path != "e2b":
             continue
         assert rec.done
         end = rec.delivered if rec.delivered is not None else rec.failed
         assert end is not None and end - rec.requested <= budget + 1.0
+        assert 1 <= rec.attempts <= schedule.attempts, (rec.attempts, schedule)
     for res in results:
         assert not isinstance(res, ClaimError) or res.code in (400, 403, 409, 500)
 
