@@ -116,6 +116,161 @@ def test_same_log_across_processes_and_hash_seeds() -> None:
     assert int(lines) > 200
 
 
+RICH_POOL = """\
+apiVersion: agents.kruise.io/v1alpha1
+kind: SandboxSet
+metadata:
+  name: {name}
+  namespace: {ns}
+  labels: {{team: {ns}, app: agent, tier: gold}}
+spec:
+  replicas: {replicas}
+  runtimes: [{{name: agent-runtime}}]
+  template:
+    metadata:
+      labels: {{app: agent, tier: gold, stack: py}}
+      annotations: {{agents.kruise.io/cleanup-enabled: "true", note: warm, cost: low}}
+    spec:
+      containers:
+        - name: c
+          image: {image}
+          resources: {{requests: {{cpu: 250m, memory: 256Mi}}}}
+"""
+
+RICH_NAMESPACES = ("default", "team-b", "ns-q")
+RICH_SEEDS = (17, 4, 29)
+
+
+def rich_scenario(seed: int) -> str:
+    """A run that touches most of the model, as text: the log, the records, every call's
+    outcome and the objects left.
+
+    Three namespaces of recycling pools on three nodes; probabilistic faults
+    (conflicts, failed and slow API calls, failed ``/init`` calls, failed image
+    pulls and container starts, lagging caches), a ``pod_kill`` and a
+    ``node_loss``; E2B creates with metadata, pauses, resumes, timeouts, an
+    auto-pause and kills that recycle; SandboxClaims with a TTL that ends them.
+    A call may fail (the faults see to it): its error is part of the text.
+    """
+    cluster = Cluster(seed=seed, nodes=3)
+    for i, ns in enumerate(RICH_NAMESPACES):
+        image = f"img:{i % 2}"
+        cluster.apply(RICH_POOL.format(name="base", ns=ns, replicas=4 + i, image=image))
+    for kind, fields in (
+        ("api_conflict", {"probability": 0.3, "selector": {"verb": "update"}}),
+        ("api_error", {"probability": 0.1, "selector": {"verb": "create", "kind": "Sandbox"}}),
+        ("api_latency", {"probability": 0.5, "latency": "uniform(0, 200ms)"}),
+        ("watch_lag", {"probability": 0.5, "latency": "uniform(0, 300ms)"}),
+        ("runtime_init_failure", {"probability": 0.2}),
+        ("image_pull_failure", {"probability": 0.3, "duration": 40}),
+        ("pod_start_failure", {"probability": 0.2, "duration": 40}),
+    ):
+        cluster.inject(kind, **fields)
+    for ns in RICH_NAMESPACES:
+        cluster.wait_for_pool("base", ns, timeout=600)
+    outcomes: list[str] = []
+
+    def attempt(what: str, call: Callable[..., object], *args: Any, **kwargs: Any) -> object:
+        try:
+            result = call(*args, **kwargs)
+        except ClaimError as err:
+            outcomes.append(f"{cluster.now:.6f} {what}: {err.code} {err}")
+            return None
+        outcomes.append(f"{cluster.now:.6f} {what}: ok")
+        return result
+
+    meta = {"a": "b", "label:x": "y", "label:tier": "t", "project": "p", "owner": "o"}
+    held: list[tuple[str, str, str]] = []  # (namespace, user, sandbox id)
+    for i, ns in enumerate(RICH_NAMESPACES):
+        for j, got in enumerate(
+            cluster.create_sandboxes(3, "base", namespace=ns, user=f"u{i}", metadata=meta)
+        ):
+            outcomes.append(f"create {ns} {j}: {got if isinstance(got, ClaimError) else 'ok'}")
+            if isinstance(got, Sandbox):
+                held.append((ns, f"u{i}", cluster.sandbox_id(got)))
+    auto = attempt("auto-pause create", cluster.create_sandbox, "base", timeout=40, auto_pause=True)
+    cluster.apply(claim_yaml("batch", replicas=3, ttlAfterCompleted="30s"))
+    cluster.apply(claim_yaml("batch", namespace="team-b", replicas=2, ttlAfterCompleted="45s"))
+    cluster.advance(5)
+
+    cluster.inject("pod_kill", count=2)
+    cluster.inject("node_loss", duration=30)
+    for k, (ns, user, sid) in enumerate(held):
+        caller = {"namespace": ns, "user": user}
+        if k % 3 == 0:
+            attempt(f"pause {sid}", cluster.pause, sid, **caller)
+        elif k % 3 == 1:
+            attempt(f"timeout {sid}", cluster.set_timeout, sid, 90, **caller)
+        cluster.advance(1)
+    cluster.advance(20)
+    for k, (ns, user, sid) in enumerate(held):
+        caller = {"namespace": ns, "user": user}
+        if k % 3 == 0:
+            attempt(f"connect {sid}", cluster.connect, sid, 120, **caller)
+        elif k % 2 == 0:
+            attempt(f"kill {sid}", cluster.kill, sid, **caller)
+    if isinstance(auto, Sandbox):
+        cluster.advance(30)
+        attempt("resume auto-paused", cluster.connect, cluster.sandbox_id(auto), 60)
+    cluster.advance(30)
+    cluster.clear_faults()
+    cluster.advance(90)
+
+    records = [str(r.as_dict()) for r in cluster.records]
+    state = [
+        str(
+            (
+                o.kind,
+                o.metadata.namespace,
+                o.metadata.name,
+                o.metadata.labels,
+                o.metadata.annotations,
+            )
+        )
+        for kind in ("sbx", "sbc", "pod")
+        for o in cluster.list(kind, None)
+    ]
+    return "\n".join([cluster.log.text(), *outcomes, *records, *state])
+
+
+def test_a_rich_run_gives_one_log_across_processes_and_hash_seeds() -> None:
+    """:func:`rich_scenario` with three cluster seeds (probabilistic faults, a pod kill and a
+    node loss, pauses, resumes, recycling, SandboxClaims ending by TTL, three namespaces)
+    gives byte for byte the same text in fresh processes under three string-hash seeds, and
+    in this one: no order of a set or dict keyed by strings leaks into what the model does
+    (a node loss failing its pods in hash order did, and passed the tests above)."""
+    import hashlib
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import hashlib\n"
+        "from tests.cluster.test_determinism import rich_scenario\n"
+        f"text = ''.join(rich_scenario(seed) for seed in {RICH_SEEDS})\n"
+        "print(len(text.splitlines()), hashlib.sha256(text.encode()).hexdigest())\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    outputs = set()
+    for hash_seed in HASH_SEEDS:
+        env = dict(os.environ, PYTHONHASHSEED=hash_seed)
+        out = subprocess.run(
+            [sys.executable, "-c", code],
+            env=env,
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        outputs.add(out.stdout.strip())
+    assert len(outputs) == 1, outputs
+    lines, digest = outputs.pop().split()
+    text = "".join(rich_scenario(seed) for seed in RICH_SEEDS)
+    assert digest == hashlib.sha256(text.encode()).hexdigest()  # and this process agrees
+    assert int(lines) > 500 * len(RICH_SEEDS)
+
+
 def token_scenario(token_source: Callable[[], str] | None) -> tuple[str, list[str], list[str]]:
     """The log, the sandbox ids and the envd access tokens of a run with ``token_source``."""
     cluster = Cluster(seed=5, token_source=token_source)
