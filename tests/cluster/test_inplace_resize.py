@@ -255,7 +255,7 @@ CPU_VALUES = st.sampled_from(["250m", "500m", "1", "1500m", "2", "3", "6"])
 
 
 @settings(
-    max_examples=int(os.environ.get("KRUISE_INVARIANT_EXAMPLES", "200")) // 4,
+    max_examples=int(os.environ.get("KRUISE_INVARIANT_EXAMPLES", "200")),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     derandomize=True,

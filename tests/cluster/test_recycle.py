@@ -356,7 +356,7 @@ RECYCLE_FAULTS = st.lists(
 
 
 @settings(
-    max_examples=int(os.environ.get("KRUISE_INVARIANT_EXAMPLES", "200")) // 2,
+    max_examples=int(os.environ.get("KRUISE_INVARIANT_EXAMPLES", "200")),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     derandomize=True,
