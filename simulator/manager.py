@@ -497,6 +497,10 @@ class SandboxManager:
         claim_timeout = opts.claim_timeout.total_seconds() if opts.claim_timeout else None
         sleeps = self._schedule(claim_timeout).delays(ctx.rng)
         deadline = ctx.now() + claim_timeout if claim_timeout is not None else None
+        # One deadline event per claim, raced by every attempt and backoff sleep: a
+        # SimPy timeout cannot be cancelled, so a timer per attempt stayed queued
+        # until the deadline (2,400 per waiting claim of a fixed 25 ms retry).
+        expiry = env.timeout(claim_timeout) if claim_timeout is not None else None
         pool_key = f"{opts.namespace or '*'}/{opts.template}"
         failures: list[PickFailure] = []
         last: ClaimError | None = None
@@ -506,7 +510,7 @@ class SandboxManager:
             record.attempts += 1
             attempt = opts.with_lock(self.world.api.new_uid())
             outcome: Sandbox | ClaimError | None
-            if deadline is None:
+            if expiry is None:
                 try:
                     claimed: Sandbox = yield from self.claimer.try_claim(
                         attempt, record, modifier=modifier
@@ -518,7 +522,7 @@ class SandboxManager:
             else:
                 proc = env.process(self._guarded(attempt, record, modifier))
                 try:
-                    yield proc | env.timeout(max(deadline - ctx.now(), 0.0))
+                    yield proc | expiry
                 except simpy.Interrupt:
                     # The request's context is cancelled: so is the attempt's.
                     if proc.is_alive:
@@ -551,8 +555,8 @@ class SandboxManager:
             sleep = next(sleeps, None)
             if sleep is None:
                 raise self._exhausted(claim_timeout, last, failures)
-            if deadline is not None and ctx.now() + sleep >= deadline:
-                yield env.timeout(max(deadline - ctx.now(), 0.0))
+            if expiry is not None and deadline is not None and ctx.now() + sleep >= deadline:
+                yield expiry
                 raise _deadline_error(last, failures)
             yield env.timeout(sleep)
 

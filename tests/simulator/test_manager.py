@@ -346,6 +346,26 @@ def test_the_v030_retry_sleeps_25ms_times_a_jitter_drawn_from_1_to_1_2() -> None
     assert len(set(runs)) == len(runs)
 
 
+def test_a_waiting_claim_holds_one_deadline_however_many_times_it_retries() -> None:
+    """The claim timeout is one timer per claim: the simulation's queue does not grow with
+    the attempts of claims that wait for stock (a v0.3.0 claim retries every 25 ms)."""
+    s = Setup(replicas=0, retry="fixed", e2b_default_claim_timeout_s=600.0)
+    env = s.hw.env
+    for _ in range(5):
+        env.process(
+            s.manager.create_sandbox(
+                namespace="default",
+                user=U1,
+                template="base",
+                metadata={KEY_CREATE_ON_NO_STOCK: "false"},
+            )
+        )
+    env.run(until=env.now + 1.0)  # about 40 attempts each
+    after_1s = len(env._queue)
+    env.run(until=env.now + 9.0)  # about 400 attempts each
+    assert len(env._queue) <= after_1s
+
+
 def test_claim_timeout_bounds_the_whole_loop() -> None:
     """``claim-timeout-seconds`` ends the retry loop at the deadline with a 500."""
     s = Setup(replicas=0)
