@@ -386,12 +386,17 @@ class Claimer:
         event = env.event()
         waiter = _Waiter(event, check, min_rv, last)
         self._waiters.setdefault(key, []).append(waiter)
+        timer: simpy.Timeout | None = None
         if timeout is not None:
             timer = env.timeout(max(timeout, 0.0))
             timer.callbacks.append(lambda _ev: _expire(event))
         try:
             result = yield event
         finally:
+            if timer is not None and timer.callbacks:
+                # A SimPy timer cannot be cancelled: one still pending stays queued
+                # until its time, so it must not keep the verdict (a Sandbox) alive.
+                timer.callbacks = []
             waiters = self._waiters.get(key)
             if waiters is not None and waiter in waiters:
                 waiters.remove(waiter)

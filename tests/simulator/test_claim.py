@@ -9,6 +9,7 @@ The helpers are shared with ``test_manager`` and ``test_runtime``.
 
 from __future__ import annotations
 
+import gc
 import itertools
 from collections.abc import Generator
 from dataclasses import replace
@@ -832,3 +833,39 @@ def test_pools_made_and_deleted_under_fresh_names_leave_no_index_keys(
         cluster.advance(10)
         assert len(cluster.world._pool_key_cache) <= 8
     assert isinstance(cluster.create_sandbox("job-19", timeout=60), Sandbox)  # the live pool works
+
+
+def _live_sandboxes() -> int:
+    gc.collect()
+    return sum(1 for obj in gc.get_objects() if type(obj) is Sandbox)
+
+
+def test_a_finished_wait_keeps_nothing_alive_until_its_timeout() -> None:
+    """A wait that got its verdict before its timeout holds no Sandbox afterwards: cold
+    claims with a day-long wait-ready timeout, each sandbox deleted at once, leave as many
+    live Sandbox objects after 50 claims as after 5."""
+    cluster = Cluster(seed=1, log=False, records_limit=1)
+    cluster.apply(
+        {
+            "apiVersion": "agents.kruise.io/v1alpha1",
+            "kind": "SandboxSet",
+            "metadata": {"name": "base", "namespace": "default"},
+            "spec": {
+                "replicas": 0,
+                "runtimes": [{"name": "agent-runtime"}],
+                "template": {"spec": {"containers": [{"name": "c", "image": "img:1"}]}},
+            },
+        }
+    )
+    cluster.advance(1)
+    meta = {"e2b.agents.kruise.io/wait-ready-timeout-seconds": "86400"}
+
+    def cycles(n: int) -> int:
+        for _ in range(n):
+            sbx = cluster.create_sandbox("base", timeout=30, metadata=meta)
+            cluster.kill(cluster.sandbox_id(sbx))
+            cluster.advance(1)
+        return _live_sandboxes()
+
+    after_5 = cycles(5)
+    assert cycles(45) <= after_5
