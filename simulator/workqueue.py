@@ -24,6 +24,9 @@ import simpy
 
 __all__ = ["WorkQueue"]
 
+_MIN_COMPACT = 16
+"""Dead delayed adds tolerated before the heap is first rebuilt without them."""
+
 
 class WorkQueue:
     """De-duplicating FIFO of keys with delayed adds (``workqueue.RateLimitingInterface``)."""
@@ -38,7 +41,13 @@ class WorkQueue:
         self._timers: dict[Any, float] = {}
         """Each key's pending ready time (its delayed add)."""
         self._delayed: list[tuple[float, int, Any]] = []
-        """The pending delayed adds in ready-time order; forgotten or superseded ones linger."""
+        """The pending delayed adds in ready-time order; forgotten or superseded ones linger
+        until popped or until :meth:`_compact` drops them."""
+        self._dead = 0
+        """Entries of ``_delayed`` that are no key's pending add (``len(_delayed) - len(_timers)``)."""
+        self._compact_at = _MIN_COMPACT
+        """``_dead`` above which the heap is rebuilt: at least the live entries of the last
+        rebuild, so a rebuild costs O(1) amortised per dead entry."""
         self._order = count()
         self._armed: list[float] = []
         """Times at which a wake-up is scheduled, earliest first."""
@@ -109,10 +118,14 @@ class WorkQueue:
             return
         at = self.env.now + delay
         pending = self._timers.get(key)
-        if pending is not None and pending <= at:
-            return
+        if pending is not None:
+            if pending <= at:
+                return
+            self._dead += 1  # the key's later entry is superseded
         self._timers[key] = at
         heapq.heappush(self._delayed, (at, next(self._order), key))
+        if self._dead > self._compact_at:
+            self._compact()
         self._arm(at)
 
     def _arm(self, at: float) -> None:
@@ -138,14 +151,37 @@ class WorkQueue:
             if timers.get(key) == at:  # else superseded by an earlier time, or forgotten
                 del timers[key]
                 self.add(key)
+            else:
+                self._dead -= 1
         if delayed:
             self._arm(delayed[0][0])
 
     def forget(self, key: Any) -> None:
         """Drop the pending delayed add of ``key``, if any."""
-        self._timers.pop(key, None)
+        if self._timers.pop(key, None) is not None:
+            self._dead += 1
         if not self._timers:
             self._delayed.clear()  # nothing pending: the lingering entries all go
+            self._dead = 0
+        elif self._dead > self._compact_at:
+            self._compact()
+
+    def _compact(self) -> None:
+        """Rebuild the heap from the pending adds alone.
+
+        Deleted sandboxes' adds would otherwise stay until their ready time (a paused one's
+        is 100 years away). Pop order is unchanged: the kept entries keep their (time,
+        order) keys, a total order.
+        """
+        timers = self._timers
+        # Membership and subscript rather than .get: no call per entry on this hot path.
+        kept = [e for e in self._delayed if e[2] in timers and timers[e[2]] == e[0]]
+        heapq.heapify(kept)
+        self._delayed = kept
+        # A key forgotten and added again for the same time has two matching entries; the
+        # later one is dead, as _wake will find.
+        self._dead = len(kept) - len(timers)
+        self._compact_at = max(_MIN_COMPACT, len(timers))
 
     def get(self) -> simpy.Event:
         """An event that fires with the next key; the caller must call :meth:`done`."""

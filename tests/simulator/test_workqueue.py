@@ -100,3 +100,43 @@ def test_a_ready_time_the_clock_cannot_land_on_exactly_still_arrives(drained: Dr
     env.run()
     assert [key for _, key in got] == ["a", "b"]
     assert got[1][0] == pytest.approx(later)
+
+
+def _churn(d: Drained, cycles: int) -> int:
+    """``cycles`` keys added for later and forgotten, each after pulling a live key's ready
+    time earlier, while other keys stay pending: the heap's size afterwards."""
+    env, q = d.env, d.q
+    for i in range(cycles):
+        q.add_after(("gone", i), 3600.0)  # a sandbox deleted before its timeout
+        q.add_after("live", 7200.0 - i)  # supersedes its earlier entry
+        q.forget(("gone", i))
+        env.run(until=env.now + 1.0)
+    return len(q._delayed)
+
+
+def test_forgotten_and_superseded_adds_do_not_pile_up(drained: Drained) -> None:
+    """The heap of delayed adds stays within a bound of the pending ones: adds forgotten
+    (a deleted sandbox's) or superseded by an earlier time are dropped, not kept until due."""
+    drained.q.add_after("long-lived", 10**9)  # pending throughout, as a busy cluster's are
+    after_40 = _churn(drained, 40)
+    after_400 = _churn(drained, 360)
+    bound = 2 + 16 + 1  # the pending keys, the dead entries tolerated, the last one pushed
+    assert after_40 <= bound and after_400 <= bound
+    assert drained.got == []  # nothing was due
+
+
+def test_dropping_dead_adds_keeps_the_order_of_the_live_ones(drained: Drained) -> None:
+    """Keys still pending after many forgotten ones arrive at their ready times, in order."""
+    env, q, got = drained.env, drained.q, drained.got
+    q.add_after("far", 500.0)
+    for i in range(100):
+        q.add_after(("gone", i), 50.0 + i)
+        if i % 10 == 0:
+            q.add_after(("kept", i), 100.0 - i)
+        else:
+            q.forget(("gone", i))
+    env.run(until=600)
+    kept = [key for _, key in got if isinstance(key, tuple) and key[0] == "kept"]
+    assert kept == [("kept", i) for i in range(90, -1, -10)]
+    assert got[-1] == (500.0, "far")
+    assert [t for t, _ in got] == sorted(t for t, _ in got)
