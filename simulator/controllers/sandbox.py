@@ -218,8 +218,9 @@ class SandboxController(Reconciler[SbxKey]):
         self._unsupported: dict[SbxKey, None] = {}
         self._missing_template: dict[SbxKey, None] = {}
         """Sandboxes whose templateRef named no SandboxTemplate when a pod was to be made."""
-        self._template_hashes: dict[int, tuple[dict[str, Any], str]] = {}
-        """Pod template (by identity) → its revision hash (see :meth:`_template_hash`)."""
+        self._template_hashes: dict[int, tuple[Any, Any, dict[str, Any], str]] = {}
+        """Pod template spec (by identity) → (spec, metadata, template, revision hash) (see
+        :meth:`_template_hash`)."""
         self._started = False
 
     # -- public ---------------------------------------------------------------------
@@ -737,20 +738,27 @@ class SandboxController(Reconciler[SbxKey]):
         )
 
     def _template_hash(self, template: dict[str, Any]) -> str:
-        """:func:`pod_template_revision` of ``template``, computed once per template object.
+        """:func:`pod_template_revision` of ``template``, computed once per pool revision.
 
-        Sandboxes of one pool revision share their template object (stored
-        objects are never changed in place), so the hash is kept by identity,
-        with the template held so that its id cannot be reused; bounded, as
+        Sandboxes of one pool revision share their template's ``spec`` and
+        ``metadata`` objects (stored objects are never changed in place), but
+        not the template dict itself: validating a Sandbox copies its outer
+        dict. So the hash is kept by the spec's identity, and a template is
+        taken as the one hashed when its spec and metadata are the very objects
+        hashed and its outer dict equals the one hashed (a key other than these
+        two, which a pod template does not have, is compared by value). The
+        objects are held so that their ids cannot be reused; bounded, as
         templates come and go with pools and in-place updates.
         """
-        found = self._template_hashes.get(id(template))
-        if found is not None and found[0] is template:
-            return found[1]
+        spec = template.get("spec")
+        meta = template.get("metadata")
+        found = self._template_hashes.get(id(spec))
+        if found is not None and found[0] is spec and found[1] is meta and found[2] == template:
+            return found[3]
         if len(self._template_hashes) >= _TEMPLATE_HASHES_MAX:
             self._template_hashes.clear()
         digest = pod_template_revision(template)
-        self._template_hashes[id(template)] = (template, digest)
+        self._template_hashes[id(spec)] = (spec, meta, template, digest)
         return digest
 
     def _create_pod(self, key: SbxKey, sbx: Sandbox, st: SandboxStatus) -> Op:

@@ -778,3 +778,32 @@ def test_a_held_sandbox_deleted_with_orphan_propagation_goes_and_leaves_its_pod(
     outcomes = Counter(orphan_delete(seed, held=True) for seed in range(20))
 
     assert outcomes == {"kept": 20}
+
+
+def test_the_pods_of_one_pool_revision_share_one_template_hash_entry() -> None:
+    """The pod-template hash is kept once per pool revision, not once per pod: after 10 and
+    after 100 pool pods of one revision, the controller holds one hash, and the pods are
+    labelled with the revision's hash."""
+    from pytest_kruise_agents.claiming.modification import pod_template_revision
+    from simulator.cluster import Cluster
+    from tests.cluster.conftest import pool_yaml
+
+    cluster = Cluster(seed=1, log=False, records_limit=1)
+    cluster.apply(pool_yaml(replicas=2))
+    cluster.wait_for_pool("base")
+    hashes = cluster.sandbox_controller._template_hashes
+
+    def cycles(n: int) -> int:
+        for _ in range(n):
+            sbx = cluster.create_sandbox("base", timeout=30)
+            cluster.kill(cluster.sandbox_id(sbx))
+            cluster.wait_for_pool("base")
+        return len(hashes)
+
+    assert cycles(8) == 1
+    assert cycles(90) == 1
+    sbs = cluster.world.api.peek("SandboxSet", "default", "base")
+    assert sbs is not None
+    template = sbs.spec.template
+    for pod in cluster.world.api.peek_list("Pod"):
+        assert pod.metadata.labels[keys.LABEL_POD_TEMPLATE_HASH] == pod_template_revision(template)
