@@ -175,6 +175,10 @@ _NO_STATE = ContainerState()
 """An empty ``lastState``, shared (stored objects are never changed in place)."""
 _TERMINAL = ("Failed", "Succeeded")
 _IPS_PER_NODE = 65534
+_IMAGE_MEMO_MAX = 4096
+"""Image references whose normal form and parse verdict are memoised (cleared when full: a
+run whose claims each bring an image, an in-place update's per-build tag, would grow them
+by one a claim; a miss costs one parse)."""
 
 Op = Generator[simpy.Event, Any, Any]
 ObjKey = tuple[str, str]
@@ -1101,9 +1105,11 @@ class Nodes:
         """Each unplaced pod's requests, by uid, with the containers list they were read
         from: a retry reuses them rather than parsing quantities again."""
         self._images: dict[str, str] = {}
-        """Normalised image references, by reference as written (a handful per cluster)."""
+        """Normalised image references, by reference as written (a handful per cluster;
+        at most ``_IMAGE_MEMO_MAX``)."""
         self._parsed: dict[str, str | None] = {}
-        """Each image reference's ``InvalidImageName`` message, ``None`` for one that parses."""
+        """Each image reference's ``InvalidImageName`` message, ``None`` for one that parses
+        (at most ``_IMAGE_MEMO_MAX``)."""
         self._shared: dict[tuple[str, Any, datetime], ContainerStatus] = {}
         """The running containers' statuses written this second, by (name, image, startedAt)."""
         self._shared_at: datetime | None = None
@@ -1969,6 +1975,8 @@ class Nodes:
         """The kubelet's ``InvalidImageName`` message for ``image``, or ``None`` (cached)."""
         if image in self._parsed:
             return self._parsed[image]
+        if len(self._parsed) >= _IMAGE_MEMO_MAX:
+            self._parsed.clear()
         message = self._parsed[image] = invalid_image_message(image)
         return message
 
@@ -2121,6 +2129,8 @@ class Nodes:
         env = ctx.env
         key = self._images.get(image)
         if key is None:
+            if len(self._images) >= _IMAGE_MEMO_MAX:
+                self._images.clear()
             key = self._images[image] = normalize_image(image)
         faults = ctx.faults
         cached = key in node.images
@@ -2311,6 +2321,8 @@ class Nodes:
         """``image`` as the runtime names it (:func:`normalize_image`, cached)."""
         key = self._images.get(image)
         if key is None:
+            if len(self._images) >= _IMAGE_MEMO_MAX:
+                self._images.clear()
             key = self._images[image] = normalize_image(image)
         return key
 

@@ -109,3 +109,35 @@ def test_a_node_lost_mid_pull_comes_back_with_a_free_puller() -> None:
     # z:1 began at once (not behind the lost x:1), y:1 right after it.
     assert log[0][0] == pytest.approx(4 + 0.01 + 0.01 + 0.2 + 5.0, abs=0.1)
     assert log[1][0] - log[0][0] == pytest.approx(5.0)
+
+
+def test_the_image_name_memos_stay_bounded_when_every_claim_brings_its_own_image(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Claims that each update their sandbox in place to a new image (a per-build tag) do
+    not grow the scheduler's image-name memos past their bound: the same size after 5 and
+    after 50 such claims. (Nodes' image caches do grow: no image GC, docs/fidelity.md.)"""
+    from simulator import nodes as nodes_module
+    from simulator.cluster import Cluster
+    from tests.cluster.conftest import pool_yaml
+
+    monkeypatch.setattr(nodes_module, "_IMAGE_MEMO_MAX", 8, raising=False)
+    cluster = Cluster(seed=1, nodes=2, log=False, records_limit=1)
+    cluster.apply(pool_yaml(replicas=2))
+    cluster.wait_for_pool("base")
+    done = 0
+
+    def claims(n: int) -> tuple[int, int]:
+        nonlocal done
+        for _ in range(n):
+            done += 1
+            image = f"registry.example.com/agent:build-{done}"
+            sbx = cluster.create_sandbox(
+                "base", timeout=30, metadata={"e2b.agents.kruise.io/image": image}
+            )
+            cluster.kill(cluster.sandbox_id(sbx))
+            cluster.advance(2)
+        return len(cluster.nodes._images), len(cluster.nodes._parsed)
+
+    for sizes in (claims(5), claims(45)):
+        assert max(sizes) <= 8
