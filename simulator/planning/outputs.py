@@ -26,7 +26,7 @@ from simulator.planning.analytic import AnalyticEstimate
 from simulator.planning.errors import PlanningError
 from simulator.planning.plan import Goal, PlanResult
 from simulator.planning.scenario import Scenario
-from simulator.planning.study import PointSummary, UnfitPoint, profiles_ran
+from simulator.planning.study import PointSummary, UnfitPoint, profiles_ran, ran_by_point
 from simulator.records import PHASES
 
 __all__ = [
@@ -89,9 +89,9 @@ def summary_payload(
                 "file": source,
                 "description": scenario.description,
                 "seed": scenario.seed,
-                "replications": scenario.replications,
-                "duration_s": scenario.duration,
-                "warmup_s": scenario.warmup,
+                "replications": ran_by_point(scenario, summaries, "replications"),
+                "duration_s": ran_by_point(scenario, summaries, "duration"),
+                "warmup_s": ran_by_point(scenario, summaries, "warmup"),
                 "profile": profiles_ran(scenario, summaries),
             },
             "executor": executor,

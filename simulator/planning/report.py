@@ -35,7 +35,13 @@ from simulator.planning.formatting import (
 from simulator.planning.outputs import replacing
 from simulator.planning.plan import Goal, PlanResult
 from simulator.planning.scenario import Scenario
-from simulator.planning.study import NO_POINT_FITS, PointSummary, UnfitPoint, profiles_ran
+from simulator.planning.study import (
+    NO_POINT_FITS,
+    PointSummary,
+    UnfitPoint,
+    profiles_ran,
+    runs_ran,
+)
 
 __all__ = ["render_report", "write_report"]
 
@@ -247,8 +253,7 @@ def _header(
     parts.append(
         f'<p class="note">Scenario <code>{_e(source)}</code>, profile '
         f"<code>{_e(profiles_ran(scenario, summaries))}</code>, seed {scenario.seed}, "
-        f"{scenario.replications} replication(s) of {scenario.duration:g}s "
-        f"(+{scenario.warmup:g}s warm-up).</p>"
+        f"{_e(runs_ran(scenario, summaries))}.</p>"
     )
     if interrupted:
         parts.append('<p class="warn">Interrupted: these are partial results.</p>')

@@ -33,8 +33,10 @@ __all__ = [
     "UnfitPoint",
     "grid",
     "profiles_ran",
+    "ran_by_point",
     "run_points",
     "run_study",
+    "runs_ran",
     "summarise_point",
 ]
 
@@ -307,4 +309,31 @@ def profiles_ran(scenario: Scenario, summaries: Sequence[PointSummary]) -> str:
     """
     ran = [s.scenario.cluster.build_profile().summary() for s in summaries]
     distinct = list(dict.fromkeys(ran or [scenario.cluster.build_profile().summary()]))
+    return distinct[0] if len(distinct) == 1 else "; ".join(distinct) + " (by point)"
+
+
+def ran_by_point(scenario: Scenario, summaries: Sequence[PointSummary], name: str) -> Any:
+    """What the points ran for ``name`` (``replications``, ``duration`` or ``warmup``).
+
+    The one value when every point ran the same (the scenario's when no point
+    ran), else each distinct value once, in order: a sweep or a ``--set``
+    over it is reported with what ran, not with the file's value.
+    """
+    ran = [getattr(s.scenario, name) for s in summaries] or [getattr(scenario, name)]
+    distinct = list(dict.fromkeys(ran))
+    return distinct[0] if len(distinct) == 1 else distinct
+
+
+def runs_ran(scenario: Scenario, summaries: Sequence[PointSummary]) -> str:
+    """The points' replications, duration and warm-up, as reports say them.
+
+    ``2 replication(s) of 60s (+10s warm-up)``, or, when the points ran
+    different ones (a sweep over them), each once, in order:
+    ``1 replication(s) of 30s (+10s warm-up); 1 replication(s) of 120s (+10s warm-up) (by point)``.
+    """
+    ran = [
+        f"{p.replications} replication(s) of {p.duration:g}s (+{p.warmup:g}s warm-up)"
+        for p in [s.scenario for s in summaries] or [scenario]
+    ]
+    distinct = list(dict.fromkeys(ran))
     return distinct[0] if len(distinct) == 1 else "; ".join(distinct) + " (by point)"

@@ -149,6 +149,33 @@ def test_a_sweep_over_profiles_says_each_one_ran(tiny_file: Path, tmp_path: Path
     assert f"profile <code>{said}</code>" in (tmp_path / "sw" / "report.html").read_text()
 
 
+def test_a_sweep_over_duration_and_replications_reports_what_the_points_ran(
+    tiny_file: Path, tmp_path: Path
+) -> None:
+    """The report's header and summary.json give each point's duration and replications, not the file's."""
+    code, text = _invoke(
+        "sweep",
+        str(tiny_file),
+        "--set",
+        "duration=3s,5s",
+        "--set",
+        "warmup=2s",
+        "--replications",
+        "1",
+        "--out",
+        str(tmp_path / "sw"),
+    )
+    assert code == 0, text
+    scenario = json.loads((tmp_path / "sw" / "summary.json").read_text())["scenario"]
+    assert (scenario["duration_s"], scenario["warmup_s"], scenario["replications"]) == (
+        [3.0, 5.0],
+        2.0,
+        1,
+    )
+    said = "1 replication(s) of 3s (+2s warm-up); 1 replication(s) of 5s (+2s warm-up) (by point)"
+    assert f"{said}.</p>" in (tmp_path / "sw" / "report.html").read_text()
+
+
 def test_plan_prints_erlang_and_the_answer(tiny_file: Path, tmp_path: Path) -> None:
     """plan prints Erlang's estimate next to the simulated answer and exits 0 when one is found."""
     code, text = _invoke(
