@@ -105,16 +105,20 @@ class RunOptions:
 def _load(path: str, opts: RunOptions) -> Scenario:
     scenario = load_scenario(path)
     changes: list[tuple[str, Any]] = []
+    typed: list[str] = []
     for text in opts.sets:
         axis = parse_axis(text)
         if len(axis.values) != 1:
             raise PlanningError(f"--set {text}: give one value here (sweep takes several)")
         changes.append((axis.path, axis.values[0]))
+        typed.append(f"--set {text}")
     if opts.seed is not None:
         changes.append(("seed", opts.seed))
+        typed.append(f"--seed {opts.seed}")
     if opts.replications is not None:
         changes.append(("replications", opts.replications))
-    return apply_overrides(scenario, changes)
+        typed.append(f"--replications {opts.replications}")
+    return apply_overrides(scenario, changes, typed=typed)
 
 
 def _out_dir(opts: RunOptions, scenario: Scenario, command: str) -> Path:

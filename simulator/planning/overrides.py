@@ -256,29 +256,60 @@ def canonical_path(scenario: Scenario, path: str) -> str:
     return _set(scenario.model_dump(mode="python"), path, None)
 
 
-def apply_overrides(scenario: Scenario, sets: Sequence[tuple[str, Any]]) -> Scenario:
+def apply_overrides(
+    scenario: Scenario,
+    sets: Sequence[tuple[str, Any]],
+    *,
+    typed: Sequence[str] | None = None,
+) -> Scenario:
     """A copy of ``scenario`` with each ``(path, value)`` set, validated again.
 
-    A bad path or value raises :class:`ScenarioError` whose source is ``--set``.
+    A bad path or value raises :class:`ScenarioError` whose source is the one
+    override at fault, as it was typed: ``typed[i]`` names ``sets[i]`` (e.g.
+    ``--seed -5``), by default ``--set path=value``. A value refused only in
+    combination (no override's field is the one refused) names them all.
     """
     if not sets:
         return scenario
+    names = list(typed) if typed is not None else []
+    names += [f"--set {p}={show_value(v)}" for p, v in sets[len(names) :]]
     data = scenario.model_dump(mode="python")
-    for path, value in sets:
+    fields: list[str] = []
+    for (path, value), name in zip(sets, names, strict=True):
         try:
-            _set(data, path, value)
+            fields.append(_set(data, path, value))
         except ScenarioError as exc:
             # Name the override as it was typed, as a value refused below does.
-            raise ScenarioError(f"--set {path}={show_value(value)}", exc.path, exc.reason) from None
+            raise ScenarioError(name, exc.path, exc.reason) from None
     _forget_replaced_traces(data, scenario)
     try:
         return revalidate_scenario(data, source=_SOURCE, base_dir=scenario.base_dir)
     except ScenarioError as exc:
-        shown = ", ".join(f"{p}={show_value(v)}" for p, v in sets)
+        at_fault = _at_fault(names, fields, exc.path if exc.source == _SOURCE else "")
         if exc.source != _SOURCE:
             # A bad row of a trace file: keep the file and line that name it.
-            raise ScenarioError(f"--set {shown}", "", str(exc)) from None
-        raise ScenarioError(f"--set {shown}", exc.path, exc.reason) from None
+            raise ScenarioError(at_fault, "", str(exc)) from None
+        raise ScenarioError(at_fault, exc.path, exc.reason) from None
+
+
+def _at_fault(names: Sequence[str], fields: Sequence[str], refused: str) -> str:
+    """The override(s) that set the ``refused`` field, or inside or above it.
+
+    The last one counts (it overrode the earlier ones); when none did (a value
+    refused for what the others set with it), every override is named.
+    """
+
+    def within(inner: str, outer: str) -> bool:
+        return inner == outer or inner.startswith((outer + ".", outer + "["))
+
+    hits = [
+        n
+        for n, f in zip(names, fields, strict=True)
+        if refused and (within(refused, f) or within(f, refused))
+    ]
+    if hits:
+        return hits[-1]
+    return ", ".join(names)
 
 
 def _forget_replaced_traces(data: dict[str, Any], scenario: Scenario) -> None:

@@ -176,6 +176,13 @@ def test_a_sweep_over_duration_and_replications_reports_what_the_points_ran(
     assert f"{said}.</p>" in (tmp_path / "sw" / "report.html").read_text()
 
 
+def test_a_bad_seed_or_replications_option_is_named_as_typed(tiny_file: Path) -> None:
+    """--seed and --replications are named as the options they are, not as a --set."""
+    code, text = _invoke("simulate", str(tiny_file), "--seed", "-5", "--set", "duration=2s")
+    assert code == 2
+    assert text.strip() == "error: --seed -5: seed: must be >= 0, got -5"
+
+
 def test_plan_prints_erlang_and_the_answer(tiny_file: Path, tmp_path: Path) -> None:
     """plan prints Erlang's estimate next to the simulated answer and exits 0 when one is found."""
     code, text = _invoke(

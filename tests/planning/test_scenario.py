@@ -370,6 +370,23 @@ def test_bad_overrides_are_named(path: str, value: object, where: str, reason: s
     assert reason in info.value.reason
 
 
+def test_a_bad_override_among_several_names_itself_alone() -> None:
+    """Of several overrides, the error names the one that set the refused field, as typed."""
+    base = parse_scenario(TINY)
+    sets = [("duration", "2m"), ("pools.base.replicas", -3), ("replications", 2)]
+    with pytest.raises(ScenarioError) as info:
+        apply_overrides(base, sets)
+    assert (
+        str(info.value) == "--set pools.base.replicas=-3: pools[0].replicas: must be >= 0, got -3"
+    )
+    typed = ["--set duration=2m", "--set pools.base.replicas=4", "--seed -5"]
+    with pytest.raises(ScenarioError) as info:
+        apply_overrides(
+            base, [("duration", "2m"), ("pools.base.replicas", 4), ("seed", -5)], typed=typed
+        )
+    assert str(info.value) == "--seed -5: seed: must be >= 0, got -5"
+
+
 @pytest.mark.parametrize(
     ("timeout", "reason"),
     [
