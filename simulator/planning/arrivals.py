@@ -391,11 +391,12 @@ class TraceFormatError(ValueError):
         super().__init__(f"line {line}: {column}: {reason}")
 
 
-def load_trace(path: Path) -> list[TraceRow]:
+def load_trace(path: Path, *, template_required: bool = False) -> list[TraceRow]:
     """Read a trace CSV (see :class:`TraceArrivals`); rows sorted by time.
 
     Raise :class:`OSError` when unreadable and :class:`TraceFormatError`
-    naming the line and column of the first bad value.
+    naming the line and column of the first bad value. ``template_required``:
+    the workload names no template, so every row must.
     """
     rows: list[TraceRow] = []
     # utf-8-sig: a BOM (Excel's "CSV UTF-8") is skipped, as the YAML reader skips one;
@@ -432,6 +433,8 @@ def load_trace(path: Path) -> list[TraceRow]:
                     raise TraceFormatError(line, "hold", str(exc)) from None
                 if hold < 0:
                     raise TraceFormatError(line, "hold", f"must be >= 0, got {row['hold']!r}")
+            if template_required and not row.get("template"):
+                raise TraceFormatError(line, "template", "empty, and the workload gives none")
             rows.append(
                 TraceRow(
                     time=t,

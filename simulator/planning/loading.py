@@ -249,7 +249,8 @@ def _read_traces(
             raise ScenarioError(source, where, "required value: the trace CSV file")
         trace = Path(file) if Path(file).is_absolute() else base_dir / file
         try:
-            rows = load_trace(trace)
+            # Checked here, where the row's line is known (the rows are sorted).
+            rows = load_trace(trace, template_required=wl.get("template") is None)
         except OSError as exc:
             raise ScenarioError(
                 source,

@@ -697,7 +697,13 @@ class Scenario(_Model):
                 for row in wl.arrivals.rows:
                     ns = row.namespace or wl.namespace
                     tpl = row.template or wl.template
-                    if tpl is None or f"{ns}/{tpl}" not in seen:
+                    if tpl is None:
+                        # A template set to null after loading (an override).
+                        raise PathError(
+                            f"workloads[{i}].template",
+                            f"required: the trace row at {row.time:g}s names no template",
+                        )
+                    if f"{ns}/{tpl}" not in seen:
                         raise PathError(
                             f"workloads[{i}].arrivals.file",
                             f"trace row at {row.time:g}s claims from {ns}/{tpl}, which is no pool",

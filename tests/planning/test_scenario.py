@@ -1008,6 +1008,41 @@ def test_a_trace_row_with_more_fields_than_the_header_is_refused(tmp_path: Path)
     assert str(info.value) == f"{tmp_path / 't.csv'}:3: row: 3 fields, the header has 2"
 
 
+def test_a_trace_row_without_a_template_in_a_workload_without_one_names_its_line(
+    tmp_path: Path,
+) -> None:
+    """A row that names no pool, where the workload names none either, is refused at its line.
+
+    Before, it read ``trace row at 7s claims from default/None, which is no pool``,
+    naming the scenario, not the CSV line at fault.
+    """
+    (tmp_path / "t.csv").write_text("time,template\n1,base\n2,base\n7\n")
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        TINY.replace(
+            "  - template: base\n    arrivals: {kind: poisson, rate: 2}",
+            "  - arrivals: {kind: trace, file: t.csv}",
+        )
+    )
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path)
+    assert (
+        str(info.value) == f"{tmp_path / 't.csv'}:4: template: empty, and the workload gives none"
+    )
+    (tmp_path / "t.csv").write_text("time,template\n1,base\n")
+    assert load_scenario(path).workloads[0].template is None
+    (tmp_path / "t.csv").write_text("time\n7\n")
+    path.write_text(
+        TINY.replace("arrivals: {kind: poisson, rate: 2}", "arrivals: {kind: trace, file: t.csv}")
+    )
+    with pytest.raises(ScenarioError) as info:
+        apply_overrides(load_scenario(path), [("workloads[0].template", None)])
+    assert (info.value.path, info.value.reason) == (
+        "workloads[0].template",
+        "required: the trace row at 7s names no template",
+    )
+
+
 def test_a_trace_takes_its_rows_from_its_file_only(tmp_path: Path) -> None:
     """``rows:`` under a trace's arrivals is refused as an unknown field, naming its line.
 
