@@ -47,6 +47,7 @@ from simulator.profile import Profile
 __all__ = [
     "COLD_DRAWS",
     "COLD_STEPS",
+    "ERLANG_C_ORDER",
     "NO_SHARE_LIMIT",
     "REFILL_STEPS",
     "AnalyticEstimate",
@@ -67,6 +68,13 @@ __all__ = [
     "wait_tail",
     "waits_for_refill",
 ]
+
+ERLANG_C_ORDER = (
+    "Erlang-C assumes exponential refills served in arrival order, while a waiting claim retries "
+    "on its own schedule (back-off 1 s, 2 s, 4 s, ... at HEAD, every 25 ms in v0.3.0): a new "
+    "claim may take a refill before one asleep between attempts, so the shares differ"
+)
+"""Why Erlang-C's waiting share differs from the simulated one, printed next to it."""
 
 _NEW_SANDBOX_STEPS: tuple[tuple[str, str], ...] = (
     ("api.create", "the (replacement) Sandbox is created"),

@@ -42,6 +42,7 @@ from rich.progress import (
 from rich.table import Table
 
 from simulator.planning.analytic import (
+    ERLANG_C_ORDER,
     AnalyticEstimate,
     Slo,
     analytic_estimate,
@@ -443,7 +444,12 @@ def _erlang_line(a: AnalyticEstimate, pool: dict[str, Estimate]) -> str | None:
             f"Erlang-C for {a.pool} at {a.at_replicas} replicas: {a.value_at_replicas:.2%} of "
             f"the claims wait {load}; simulated, claims that waited: {simulated}"
         )
-    return head + "".join(f"; {note}" for note in a.notes if "Poisson" in note)
+    # The Poisson note says why the formula's arrivals are not the scenario's; Erlang-C's
+    # says why its waiting is not the claims' (they retry on a schedule, not in order).
+    notes = [note for note in a.notes if "Poisson" in note]
+    if a.model == "erlang-c":
+        notes.append(ERLANG_C_ORDER)
+    return head + "".join(f"; {note}" for note in notes)
 
 
 def sweep_command(path: str, opts: RunOptions, console: Console | None = None) -> int:

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from simulator.planning import plots
-from simulator.planning.analytic import AnalyticEstimate, erlang_curve
+from simulator.planning.analytic import ERLANG_C_ORDER, AnalyticEstimate, erlang_curve
 from simulator.planning.formatting import (
     METRIC_ROWS,
     POOL_ROWS,
@@ -129,7 +129,7 @@ _FORMULAS = {
         "Erlang-C(S, λL) is the share of claims that wait for a refill in a pool of S replicas "
         "whose claims do not create on no stock (M/M/S: Poisson claims of rate λ, exponential "
         "refills of mean L); such claims are never cold, and the simulated share counts those "
-        "that needed more than one attempt.",
+        f"that needed more than one attempt. {ERLANG_C_ORDER}.",
     ),
 }
 """Per model: its name, the simulated share it is set against, and what it means."""

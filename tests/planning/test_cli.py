@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import html
 import json
 import os
 import pty
@@ -810,6 +811,32 @@ def test_a_terminal_that_hangs_up_stops_the_runs_and_keeps_their_results(
     assert proc.returncode == 129
     assert json.loads((out / "summary.json").read_text())["interrupted"] is True
     assert (out / "report.html").exists()
+
+
+def test_simulate_says_why_erlang_c_differs_from_the_simulation(tmp_path: Path) -> None:
+    """Next to Erlang-C's waiting share, the terminal and the report say why the simulated one
+    differs: Erlang-C serves waits in order, the claims retry on their own schedule.
+
+    Before, the line and the report's section gave the two shares with no word on why.
+    """
+    waiting = tmp_path / "waiting.yaml"
+    waiting.write_text(
+        TINY.replace("replications: 2", "replications: 1").replace(
+            "hold: exp(10s)", "hold: exp(10s)\n    claim: {create_on_no_stock: false}"
+        )
+    )
+    out = tmp_path / "out"
+    code, text = _invoke("simulate", str(waiting), "--out", str(out))
+    assert code == 0, text
+    why = (
+        "Erlang-C assumes exponential refills served in arrival order, while a waiting claim "
+        "retries on its own schedule (back-off 1 s, 2 s, 4 s, ... at HEAD, every 25 ms in "
+        "v0.3.0): a new claim may take a refill before one asleep between attempts, so the "
+        "shares differ"
+    )
+    line = next(line for line in text.splitlines() if line.startswith("Erlang-C"))
+    assert line.endswith(f"; {why}"), line
+    assert html.escape(why) in (out / "report.html").read_text()
 
 
 def test_simulate_sets_erlang_c_against_the_waited_share_when_claims_wait(
