@@ -596,8 +596,8 @@ def _session(leader: int) -> list[int]:
                 stat = (entry / "stat").read_text()
             except OSError:
                 continue
-            # The session id is the 4th field after the command name (which may hold spaces).
-            if int(stat.rsplit(")", 1)[1].split()[4]) == leader:
+            # After the command name (which may hold spaces): state, ppid, pgrp, session.
+            if int(stat.rsplit(")", 1)[1].split()[3]) == leader:
                 found.append(int(entry.name))
     return found
 
@@ -636,6 +636,8 @@ def test_sigterm_and_sighup_stop_like_ctrl_c_and_leave_no_process(
             deadline = time.monotonic() + 60
             while len(_session(proc.pid)) < 2 + int(workers) and time.monotonic() < deadline:
                 time.sleep(0.2)  # the workers are up (and running, or filling their pools)
+            # Seen before the signal, so that "none left" below means they went.
+            assert len(_session(proc.pid)) >= 2 + int(workers)
         proc.send_signal(signum)
         stdout, stderr = proc.communicate(timeout=120)
         deadline = time.monotonic() + 20
