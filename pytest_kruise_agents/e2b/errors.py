@@ -23,6 +23,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -333,7 +334,8 @@ class GuardMiddleware:
     """Outermost ASGI layer: an exception nobody handled answers 500 JSON and is logged.
 
     If the response had already started, the connection is simply ended: a
-    half-sent response cannot be turned into an error any more.
+    half-sent response cannot be turned into an error any more. A client that
+    disconnected before its body was read is logged at debug level only.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -353,6 +355,10 @@ class GuardMiddleware:
 
         try:
             await self.app(scope, receive, guarded_send)
+        except ClientDisconnect:
+            # The client went away before its body was read (it gave up, or was stopped):
+            # nobody is left to answer, and it is no error of the server's.
+            log.debug("client went away on %s %s", scope.get("method"), scope.get("path"))
         except Exception as exc:
             log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
             if started:

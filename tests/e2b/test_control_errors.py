@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,7 @@ from pytest_kruise_agents.backends import SimBackend
 from pytest_kruise_agents.e2b import admin, control, unserved
 from pytest_kruise_agents.e2b.settings import ApiKey, Settings
 
-from .conftest import ADMIN, ALICE, BOB, CAROL, Served, serve
+from .conftest import ADMIN, ALICE, BOB, CAROL, Served, eventually, serve
 
 
 def assert_error(r: httpx.Response, code: int) -> dict[str, Any]:
@@ -388,6 +390,27 @@ def test_an_unexpected_failure_is_a_500_json_and_the_server_lives_on(tmp_path: P
         assert served.request("GET", "/health", key=None).text == "OK"
     finally:
         thread.stop()
+
+
+def test_a_client_gone_before_its_body_arrived_is_no_server_error(
+    server: Served, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A create whose client closes the connection half-way through the body (it gave up, or
+    was stopped by a Ctrl-C) is noted at debug level: no "unhandled error" with a traceback."""
+    caplog.set_level(logging.DEBUG, logger="pytest_kruise_agents.e2b")
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(
+            b"POST /v2/sandboxes HTTP/1.1\r\nHost: x\r\nX-API-Key: "
+            + ALICE.encode()
+            + b"\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+        )
+    eventually(
+        lambda: any("client went away" in r.getMessage() for r in caplog.records),
+        "the server noticed the client went away",
+    )
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert server.request("GET", "/health", key=None).text == "OK"
 
 
 def test_authentication_is_checked_before_the_body(server: Served) -> None:
