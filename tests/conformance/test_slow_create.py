@@ -84,8 +84,14 @@ def _cold_create_server(app: ASGIApp, backend: Backend, key: str) -> ASGIApp:
     return served
 
 
+SLOW_ANSWER_S: Final = 2.0
+"""How long after its claim the slow-answer server's create answers (wall seconds): 40 server
+seconds at x20, past the 30 s timeout of ``lifecycle.auto-pause``, whose failure then shows at
+its first look, instead of after the 15 wall seconds it sleeps for half that timeout."""
+
+
 def _slow_answer_server(app: ASGIApp, backend: Backend, key: str) -> ASGIApp:
-    """Every create answers one wall second after its claim (20 server seconds at x20)."""
+    """Every create answers :data:`SLOW_ANSWER_S` wall seconds after its claim."""
 
     async def served(scope: Scope, receive: Receive, send: Send) -> None:
         if not _is_create(scope):
@@ -93,7 +99,7 @@ def _slow_answer_server(app: ASGIApp, backend: Backend, key: str) -> ASGIApp:
             return
         raw = await read_body(receive)
         answer = await call(app, scope, replay(raw, receive))
-        await anyio.sleep(1)
+        await anyio.sleep(SLOW_ANSWER_S)
         await reply(send, answer)
 
     return served
@@ -145,7 +151,7 @@ def test_set_timeout_allows_the_server_time_a_cold_create_took(tmp_path: Path) -
 def test_timing_failures_without_the_admin_key_name_the_clock_and_the_key(
     tmp_path: Path,
 ) -> None:
-    """A realtime x20 server (its creates answering a wall second after the claim) run without
+    """A realtime x20 server (its creates answering two wall seconds after the claim) run without
     its admin key: the suite counts server time on the wall clock, so ``core.timeout`` and
     ``lifecycle.auto-pause`` fail, and each failure says why (the admin clock refused the
     keys; pass ``--kruise-conformance-admin-key``)."""
