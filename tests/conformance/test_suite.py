@@ -95,12 +95,15 @@ def test_list_checks_wait_for_a_list_that_shows_a_change_a_moment_later(tmp_path
 
     On the wall clock a list right after a create misses the new sandbox for
     one watch lag (as the sandbox-manager's informer cache would); the list
-    checks ask again until the list shows it, for a bounded time.
+    checks ask again until the list shows it, for a bounded time. The server
+    runs at x5 with a 5 s lag: the cache is a wall second behind, and the
+    checks' waits in server time (sandboxes created a second apart, a 2 s
+    timeout) take a fifth of a wall second each.
     """
-    with serve(clock="realtime", speed=1.0) as url:
+    with serve(clock="realtime", speed=5.0) as url:
         lag = {
             "kind": "watch_lag",
-            "latency": "fixed(1s)",
+            "latency": "fixed(5s)",
             "selector": {"informer": "sandbox-manager"},
         }
         r = httpx.post(f"{url}/_kruise/faults", headers={"X-API-Key": ADMIN_KEY}, json=lag)
