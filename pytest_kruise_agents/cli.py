@@ -394,6 +394,14 @@ def conformance(
     levels: Annotated[
         str, typer.Option("--levels", help="Comma-separated levels to run.")
     ] = "core,lifecycle,envd,code,kruise",
+    list_settle: Annotated[
+        float | None,
+        typer.Option(
+            "--list-settle",
+            min=0,
+            help="Wall seconds a list check asks again for the change it waits for (default: 10).",
+        ),
+    ] = None,
     junit: Annotated[
         Path | None, typer.Option("--junit", help="Write JUnit XML (one testcase per check).")
     ] = None,
@@ -423,6 +431,7 @@ def conformance(
         no_stock_template=no_stock_template,
         admin_key=admin_key,
         levels=levels,
+        list_settle=list_settle,
         junit=junit,
         report=report,
         verbose=verbose,

@@ -12,8 +12,8 @@ conformance checks are collected, as with::
 Options (the first four fall back to the environment variable the SDK reads):
 ``--kruise-conformance-api-url`` (``E2B_API_URL``), ``-api-key`` (``E2B_API_KEY``),
 ``-sandbox-url`` (``E2B_SANDBOX_URL``), ``-domain`` (``E2B_DOMAIN``), ``-template``,
-``-code-template``, ``-no-stock-template``, ``-admin-key``, ``-levels``, ``-junit``,
-``-report``: ``kruise-agents conformance``'s options, with the prefix
+``-code-template``, ``-no-stock-template``, ``-admin-key``, ``-levels``, ``-list-settle``,
+``-junit``, ``-report``: ``kruise-agents conformance``'s options, with the prefix
 :data:`OPTION_PREFIX`. An installed plugin's options share one namespace with every
 other plugin's and with the conftest of every project that has it installed: the
 prefix is this project's own (``kruise-``, as the fixtures' plugin has it) and names the
@@ -152,6 +152,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "LEVELS",
         "Comma-separated levels to run: core,lifecycle,envd,code,kruise (default: all).",
     )
+    add(
+        "list-settle",
+        "SECONDS",
+        "Wall seconds the checks of what a list shows ask again until it shows the change "
+        "(default: 10).",
+    )
     add("junit", "PATH", "Write JUnit XML with one testcase per check here.")
     add("report", "PATH", "Write the Markdown report here.")
 
@@ -168,6 +174,21 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_SELECTED] = False
 
 
+def _list_settle(text: str | None) -> float | None:
+    """``--kruise-conformance-list-settle`` as seconds (``None`` if not given)."""
+    if text is None or text == "":
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise pytest.UsageError(
+            f"--kruise-conformance-list-settle: must be a number of seconds >= 0, got {text!r}"
+        )
+    return seconds
+
+
 def _target(config: pytest.Config) -> Target | None:
     if _TARGET not in config.stash:
         from pytest_kruise_agents.conformance.target import Target
@@ -182,6 +203,7 @@ def _target(config: pytest.Config) -> Target | None:
             code_template=opt("--kruise-conformance-code-template"),
             no_stock_template=opt("--kruise-conformance-no-stock-template"),
             admin_key=opt("--kruise-conformance-admin-key"),
+            list_settle=_list_settle(opt("--kruise-conformance-list-settle")),
         )
     return config.stash[_TARGET]
 

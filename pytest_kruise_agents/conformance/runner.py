@@ -63,6 +63,7 @@ class RunOptions:
     no_stock_template: str | None = None
     admin_key: str | None = None
     levels: str | None = None
+    list_settle: float | None = None
     junit: Path | None = None
     report: Path | None = None
     verbose: bool = False
@@ -91,7 +92,7 @@ def pytest_args(opts: RunOptions) -> list[str]:
     # "deselected", a blocked check's setup "error") from the suite's line under the table.
     args += ["-qq"]
     args += ["-o", "verbosity_test_cases=1", "--tb=short"] if opts.verbose else ["--tb=no"]
-    given: dict[str, str | Path | None] = {
+    given: dict[str, str | float | Path | None] = {
         "--kruise-conformance-api-url": opts.api_url,
         "--kruise-conformance-api-key": opts.api_key,
         "--kruise-conformance-sandbox-url": opts.sandbox_url,
@@ -101,11 +102,12 @@ def pytest_args(opts: RunOptions) -> list[str]:
         "--kruise-conformance-no-stock-template": opts.no_stock_template,
         "--kruise-conformance-admin-key": opts.admin_key,
         "--kruise-conformance-levels": opts.levels,
+        "--kruise-conformance-list-settle": opts.list_settle,
         "--kruise-conformance-junit": opts.junit,
         "--kruise-conformance-report": opts.report,
     }
     for flag, value in given.items():
-        if value:
+        if value or value == 0:
             args += [flag, str(value)]
     return args + list(opts.extra)
 

@@ -27,6 +27,7 @@ __all__ = [
     "ENVD_PORT",
     "JUPYTER_PORT",
     "KRUISE_PREFIX",
+    "LIST_SETTLE_S",
     "PLACEHOLDER_KEY",
     "RUN_KEY",
     "Api",
@@ -52,6 +53,16 @@ RUN_KEY: Final = "conformance-run"
 
 DEFAULT_DOMAIN: Final = "e2b.app"
 """The SDK's sandbox domain when neither the API nor ``E2B_DOMAIN`` names one (E2B §1.1)."""
+
+LIST_SETTLE_S: Final = 10.0
+"""Wall seconds a list may take to show a change the server has already answered (default).
+
+Lists are read from caches that see a write a moment after the call that made
+it (the sandbox-manager's informer cache; E2B's orchestrator cache), so a list
+right after a create may miss the new sandbox. Checks of what a list shows ask
+again until it holds, for this long (:attr:`Target.list_settle`), and report
+what the last list showed.
+"""
 
 
 def _header_routed_domains() -> frozenset[str]:
@@ -110,6 +121,8 @@ class Target:
     :param no_stock_template: a template with no ready sandbox (for ``kruise.no-stock``).
     :param admin_key: the key for the server's admin clock (``/_kruise/clock``), if any.
     :param request_timeout: seconds per request.
+    :param list_settle: wall seconds the checks of what a list shows ask again for
+        (:data:`LIST_SETTLE_S`).
     """
 
     api_url: str
@@ -121,6 +134,7 @@ class Target:
     no_stock_template: str | None = None
     admin_key: str | None = None
     request_timeout: float = 60.0
+    list_settle: float = LIST_SETTLE_S
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
 
     @classmethod

@@ -369,6 +369,7 @@ def test_list(
     items = settled(
         partial(list_all, conformance_api, {"metadata": conformance_target.run_filter}, what=what),
         partial(_lists_all_of, {sid}),
+        within=conformance_target.list_settle,
     )
     _expect_listed(items, what)
     expect(sid in _ids(items), what, f"the new sandbox {sid}", _ids(items))
@@ -377,6 +378,7 @@ def test_list(
         listed = settled(
             partial(_sdk_ids, conformance_target, _run_query(conformance_target)),
             lambda ids: sid in ids,
+            within=conformance_target.list_settle,
         )
     expect(sid in listed, what, f"the new sandbox {sid}", listed)
 
@@ -399,6 +401,7 @@ def test_list_metadata_filter(conformance_target: Target, conformance_sandboxes:
             found = settled(
                 partial(_sdk_ids, conformance_target, SandboxQuery(metadata=query)),
                 partial(_exactly, wanted),
+                within=conformance_target.list_settle,
             )
         expect(
             set(found) == wanted and len(found) == len(wanted),
@@ -419,6 +422,7 @@ def test_list_state_filter(
         items = settled(
             partial(list_all, conformance_api, {"state": state, "metadata": run}, what=what),
             partial(_state_listing, sid, state, included),
+            within=conformance_target.list_settle,
         )
         others = [i.get("state") for i in items if i.get("state") != state]
         expect(
@@ -452,6 +456,7 @@ def test_list_order(
         items = settled(
             partial(list_all, conformance_api, {"order": order, "metadata": run}, what=what),
             partial(_lists_all_of, set(made)),
+            within=conformance_target.list_settle,
         )
         expect(
             _lists_all_of(set(made), items),
@@ -484,6 +489,7 @@ def test_list_default_order(
     items = settled(
         partial(list_all, conformance_api, {"metadata": run}, what=what),
         partial(_lists_all_of, set(made)),
+        within=conformance_target.list_settle,
     )
     expect(_lists_all_of(set(made), items), what, f"the new sandboxes {made}", _ids(items))
     times = [parse_time(i.get("startedAt"), f"{what}: startedAt") for i in items]
@@ -530,6 +536,7 @@ def test_list_started_after(
     items = settled(
         partial(list_all, conformance_api, {"startedAfter": since, "metadata": run}, what=what),
         holds,
+        within=conformance_target.list_settle,
     )
     ids = _ids(items)
     expect(second in ids, what, f"{second}, started at that time (startedAfter is inclusive)", ids)
@@ -552,6 +559,7 @@ def test_list_template_filter(
     items = settled(
         partial(list_all, conformance_api, {"template": template, "metadata": run}, what=what),
         partial(_lists_all_of, {sid}),
+        within=conformance_target.list_settle,
     )
     expect(sid in _ids(items), what, f"the new sandbox {sid} of template {template!r}", _ids(items))
     other = f"conformance-no-such-template-{uuid.uuid4().hex[:8]}"
@@ -575,7 +583,9 @@ def test_list_pagination(
     # paging them all two at a time would be slow and hit the page cap on a good server.
     run = conformance_target.run_filter
     settled(
-        lambda: _ids(list_all(conformance_api, {"metadata": run})), lambda ids: made <= set(ids)
+        lambda: _ids(list_all(conformance_api, {"metadata": run})),
+        lambda ids: made <= set(ids),
+        within=conformance_target.list_settle,
     )
     limit = 2
     seen: list[str] = []
@@ -613,6 +623,7 @@ def test_list_pagination(
         listed = settled(
             lambda: _sdk_ids(conformance_target, _run_query(conformance_target), limit=limit),
             lambda ids: made <= set(ids),
+            within=conformance_target.list_settle,
         )
     missing = sorted(made.difference(listed))
     expect(not missing, f"Sandbox.list(limit={limit})", "every new sandbox", f"missing {missing}")
@@ -698,5 +709,6 @@ def test_timeout_enforced(
     listed = settled(
         lambda: _ids(list_all(conformance_api, {"metadata": run}, what=what)),
         lambda ids: sid not in ids,
+        within=conformance_target.list_settle,
     )
     expect(sid not in listed, what, f"{sid} not listed", "listed")

@@ -70,7 +70,7 @@ def test_api_prefix(conformance_api: Api, conformance_sandboxes: Sandboxes) -> N
         items = json_body(resp, what)
         return [i.get("sandboxID") for i in items] if isinstance(items, list) else []
 
-    ids = settled(listed, lambda page: sid in page)
+    ids = settled(listed, lambda page: sid in page, within=conformance_api.target.list_settle)
     expect(sid in ids, what, f"{sid} listed", ids[:10])
     expect_status(
         conformance_api.request("DELETE", f"{PREFIX}/sandboxes/{sid}"),

@@ -101,6 +101,7 @@ def test_pause(
         items = settled(
             partial(list_all, conformance_api, {"state": wanted, "metadata": run}, what=what),
             partial(_shows, sid, included),
+            within=conformance_target.list_settle,
         )
         ids = [i.get("sandboxID") for i in items]
         expect(
@@ -132,6 +133,7 @@ def test_list_both_states(
     items = settled(
         partial(list_all, conformance_api, params, what=what),
         lambda items: states(items) == wanted,
+        within=conformance_target.list_settle,
     )
     expect(
         states(items) == wanted,

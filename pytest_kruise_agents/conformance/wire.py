@@ -15,7 +15,7 @@ import httpx
 from packaging.version import InvalidVersion, Version
 
 from pytest_kruise_agents.conformance.expect import expect, expect_status, fail, json_body
-from pytest_kruise_agents.conformance.target import Api
+from pytest_kruise_agents.conformance.target import LIST_SETTLE_S, Api
 from pytest_kruise_agents.rfc3339 import parse_rfc3339
 
 __all__ = [
@@ -56,21 +56,14 @@ LISTED_FIELDS: Final[dict[str, type | tuple[type, ...]]] = {
 
 _MAX_PAGES: Final = 200
 
-LIST_SETTLE_S: Final = 10.0
-"""Wall seconds a list may take to show a change the server has already answered.
-
-Lists are read from caches that see a write a moment after the call that made
-it (the sandbox-manager's informer cache; E2B's orchestrator cache), so a list
-right after a create may miss the new sandbox. Checks of what a list shows ask
-again until it holds, for this long, and report what the last list showed.
-"""
-
 _SETTLE_POLL_S: Final = 0.1
 
 
-def settled(fetch: Callable[[], T], holds: Callable[[T], bool]) -> T:
-    """``fetch()``, again until ``holds`` its value or :data:`LIST_SETTLE_S` pass; the last value."""
-    deadline = time.monotonic() + LIST_SETTLE_S
+def settled(fetch: Callable[[], T], holds: Callable[[T], bool], *, within: float) -> T:
+    """``fetch()``, again until ``holds`` its value or ``within`` wall seconds pass (the
+    target's :attr:`~pytest_kruise_agents.conformance.target.Target.list_settle`, by
+    default :data:`LIST_SETTLE_S`); the last value."""
+    deadline = time.monotonic() + within
     value = fetch()
     while not holds(value) and time.monotonic() < deadline:
         time.sleep(_SETTLE_POLL_S)

@@ -153,6 +153,14 @@ def read_junit(path: Path) -> dict[str, Result]:
     return results
 
 
+def check_seconds(path: Path) -> dict[str, float]:
+    """Check id → how long it took (seconds), from the suite's JUnit XML."""
+    return {
+        case.attrib["name"]: float(case.attrib.get("time", "nan"))
+        for case in ET.parse(path).iter("testcase")
+    }
+
+
 def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     # The suite must not pick up a developer's real E2B settings (nor an admin key).
     env = {

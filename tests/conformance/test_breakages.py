@@ -5,6 +5,9 @@ behaviour wrong. The suite must then fail the check of that behaviour, with
 a message saying what it expected and what it saw, fail the checks that
 depend on it as "blocked", and pass every other check.
 
+The suite runs with ``--list-settle 1``: on the virtual clock a list shows a
+change at once, and a list check that fails asks again for one second, not ten.
+
 The ``code`` level (real Jupyter kernels, by far the costliest) runs only
 against the breakage of the code interpreter: no other breakage touches
 port 49999, and leaving it out also shows that ``--levels`` runs exactly the
@@ -106,7 +109,7 @@ def test_a_breakage_fails_exactly_its_check_and_the_checks_depending_on_it(
     if by_id(broken).level == "code":
         levels += ("code",)
     with serve(breakage=breakage) as url:
-        run = run_cli(url, tmp_path, levels=",".join(levels))
+        run = run_cli(url, tmp_path, levels=",".join(levels), extra=["--list-settle", "1"])
     assert run.returncode == 1, run.output[-3000:]
     assert set(run.results) == {c.id for c in CHECKS if c.level in levels}
     blocked = dependents(broken) & set(run.results)

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from pytest_kruise_agents.conformance.plugin import OPTION_PREFIX
 from pytest_kruise_agents.conformance.runner import RunOptions, pytest_args
 
@@ -23,6 +25,7 @@ SUITE_OPTIONS = (
     "no-stock-template",
     "admin-key",
     "levels",
+    "list-settle",
     "junit",
     "report",
 )
@@ -88,6 +91,7 @@ def test_each_option_carries_the_projects_prefix_and_says_what_it_takes(tmp_path
         "no-stock-template": "NAME",
         "admin-key": "KEY",
         "levels": "LEVELS",
+        "list-settle": "SECONDS",
         "junit": "PATH",
         "report": "PATH",
     }.items():
@@ -110,12 +114,32 @@ def test_the_command_passes_each_option_under_the_plugins_name_for_it() -> None:
             no_stock_template="n",
             admin_key="a",
             levels="core",
+            list_settle=0.0,
             junit=Path("j.xml"),
             report=Path("r.md"),
         )
     )
     flags = [a for a in args if a.startswith("--kruise-conformance-")]
     assert flags == [OPTION_PREFIX + name for name in SUITE_OPTIONS]
+
+
+def test_a_list_settle_that_is_no_number_of_seconds_is_refused_before_any_check(
+    tmp_path: Path,
+) -> None:
+    for given in ("soon", "-1", "inf"):
+        proc = _pytest(
+            tmp_path,
+            "--pyargs",
+            "pytest_kruise_agents.conformance",
+            "--kruise-conformance-api-url",
+            "http://127.0.0.1:9",
+            "--kruise-conformance-list-settle",
+            given,
+        )
+        assert proc.returncode == pytest.ExitCode.USAGE_ERROR, proc.stdout + proc.stderr
+        assert (
+            f"--kruise-conformance-list-settle: must be a number of seconds >= 0, got {given!r}"
+        ) in proc.stderr
 
 
 def test_the_plugin_loads_no_report_module_until_checks_run() -> None:

@@ -14,11 +14,11 @@ import pytest
 
 from pytest_kruise_agents.conformance.plugin import sweep
 from pytest_kruise_agents.conformance.registry import CHECKS
-from pytest_kruise_agents.conformance.target import Api, Target
+from pytest_kruise_agents.conformance.target import LIST_SETTLE_S, Api, Target
 from pytest_kruise_agents.e2b.rewriting import call, json_answer, reply
 
 from . import variants
-from .conftest import USER_KEY, Wrap, run_cli, run_pytest, serve
+from .conftest import USER_KEY, Wrap, check_seconds, run_cli, run_pytest, serve
 from .test_suite import PYTHON_28
 
 if TYPE_CHECKING:
@@ -151,10 +151,14 @@ def test_the_other_routes_check_names_the_sdks_of_the_routes_it_calls() -> None:
 def test_a_list_ignoring_started_after_template_and_joined_states_fails_those_checks(
     tmp_path: Path,
 ) -> None:
+    """Each check asks the list again for the ``--list-settle`` seconds given (1 s), not for
+    the default 10 s, before it fails."""
     with serve(wrap=variants.list_lax) as url:
-        run = run_cli(url, tmp_path, levels="core,lifecycle")
+        run = run_cli(url, tmp_path, levels="core,lifecycle", extra=["--list-settle", "1"])
     wanted = {"core.list.started-after", "core.list.template", "lifecycle.list.states"}
     assert run.with_status("fail") == wanted, run.output[-3000:]
+    took = check_seconds(run.junit)
+    assert all(took[cid] < LIST_SETTLE_S for cid in wanted), took
     messages = {cid: run.results[cid].message for cid in wanted}
     assert "started at" in messages["core.list.started-after"]
     assert ", before it, but saw [" in messages["core.list.started-after"]
