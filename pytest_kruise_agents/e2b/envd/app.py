@@ -58,7 +58,7 @@ from connectrpc.errors import ConnectError
 from e2b.envd.filesystem.filesystem_connect import FilesystemASGIApplication
 from e2b.envd.process.process_connect import ProcessASGIApplication
 from starlette.datastructures import Headers
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from pytest_kruise_agents.api.e2b import replace_surrogates
@@ -187,6 +187,11 @@ class EnvdApp:
                 # Routed just before its sandbox stopped: answered as the proxy
                 # answers a request sent after the stop (the SDK: not running).
                 response = http_error(502, str(exc))
+            except ClientDisconnect:
+                # The client left before its body arrived (it gave up, or was stopped):
+                # its own doing, no server error; the answer is for nobody.
+                _log.debug("client went away on envd %s %s", scope["method"], path)
+                response = http_error(400, "the client disconnected before its body was complete")
             except Exception as exc:
                 # A bug must cost one request a JSON 500, never the server.
                 _log.exception("envd %s %s failed", scope["method"], path)

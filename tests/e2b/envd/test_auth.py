@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import shutil
+import socket
 import struct
 import subprocess
 import time
@@ -16,6 +18,7 @@ import pytest
 from e2b import AuthenticationException, PtySize
 
 from pytest_kruise_agents.e2b.envd.auth import file_signature
+from tests.e2b.conftest import eventually
 from tests.e2b.envd.conftest import Envd
 
 TOKEN = "envd-token-123"
@@ -168,6 +171,27 @@ def test_init_cannot_take_over_a_sandbox_that_has_a_token(guarded: Envd) -> None
         assert owner.status_code == 204
     ws = guarded.workspace("sbx-tok")
     assert (ws.access_token, ws.env_vars) == ("rotated", {"FROM": "route", "X": "1"})
+
+
+def test_an_init_whose_client_left_mid_body_is_no_server_error(
+    envd: Envd, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client that closes its connection half-way through the ``/init`` body is noted at
+    debug level: no "failed" error with a traceback, and the sandbox is unchanged."""
+    caplog.set_level(logging.DEBUG, logger="pytest_kruise_agents.e2b")
+    host, port = envd.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(
+            b"POST /init HTTP/1.1\r\nHost: x\r\nE2b-Sandbox-Id: sbx-left\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 200\r\n\r\n"
+            b'{"envVars": {"A":'
+        )
+    eventually(
+        lambda: any("client went away" in r.getMessage() for r in caplog.records),
+        "envd noticed the client went away",
+    )
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert envd.workspace("sbx-left").env_vars == {}
 
 
 @pytest.mark.parametrize(
