@@ -39,6 +39,7 @@ from pytest_kruise_agents.e2b.settings import Settings, is_loopback
 __all__ = [
     "ACCEPT_OUT_OF_RESOURCE",
     "CLIENT_MAX_CONNECTIONS",
+    "LISTEN_BACKLOG",
     "AcceptErrorLog",
     "ServeOptions",
     "base_url",
@@ -129,8 +130,17 @@ def configure(opts: ServeOptions) -> tuple[ClusterConfig, str]:
     return cfg, source
 
 
+LISTEN_BACKLOG: Final = 2048
+"""Connections the kernel queues before the server accepts them (uvicorn's default)."""
+
+
 def bind(host: str, port: int) -> socket.socket:
-    """A listening-ready socket on ``host:port`` (``port`` 0: a free port)."""
+    """A listening socket on ``host:port`` (``port`` 0: a free port).
+
+    Listening already, before the server runs: its URL is printed before the
+    startup (pools filled, the event loop's server made), and a client that
+    connects on reading it must wait in the backlog, not be refused.
+    """
     family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
     # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on accepted connections only when
     # the listening socket's proto says TCP (without it every response waits ~40 ms).
@@ -138,6 +148,8 @@ def bind(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host.strip("[]"), port))
+        # asyncio's create_server(sock=...) listens again, with the same backlog: harmless.
+        sock.listen(LISTEN_BACKLOG)
     except OSError:
         sock.close()
         raise
@@ -297,7 +309,9 @@ def serve(
         stream.flush()
         if on_ready is not None:
             on_ready(url)
-        server = _Server(uvicorn_config(app, log_level=opts.log_level, access_log=False))
+        server = _Server(
+            uvicorn_config(app, log_level=opts.log_level, access_log=False, backlog=LISTEN_BACKLOG)
+        )
         server.run(sockets=[sock])
     finally:
         backend.close()

@@ -28,6 +28,7 @@ from pytest_kruise_agents.e2b.serve import (
     CLIENT_MAX_CONNECTIONS,
     ServeOptions,
     base_url,
+    bind,
     client_exports,
     configure,
 )
@@ -199,6 +200,16 @@ def test_serve_reports_a_port_in_use(tmp_path: Path) -> None:
 
     assert code == 1
     assert f"cannot listen on 127.0.0.1:{port}" in output
+
+
+def test_the_socket_listens_before_serve_prints_its_url() -> None:
+    """``serve`` prints its URL once its socket is bound: a client that connects as soon as it
+    reads the URL, while the server still starts, waits in the backlog instead of being
+    refused (ECONNREFUSED for the few milliseconds of the startup, before)."""
+    with bind("127.0.0.1", 0) as sock:
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) == 1
+        with socket.create_connection(sock.getsockname(), timeout=5):
+            pass
 
 
 def test_command_line_overrides_win_over_the_config(tmp_path: Path) -> None:
