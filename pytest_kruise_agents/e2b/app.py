@@ -41,6 +41,7 @@ from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import PlainTextResponse
 from fastapi.routing import APIRoute
+from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pytest_kruise_agents.backends.base import Backend
@@ -55,6 +56,7 @@ from pytest_kruise_agents.e2b.errors import (
     request_id,
     send_json,
 )
+from pytest_kruise_agents.e2b.expect import AuthBeforeContinueMiddleware
 from pytest_kruise_agents.e2b.limits import BodyLimitMiddleware, too_large_response
 from pytest_kruise_agents.e2b.settings import Settings
 from pytest_kruise_agents.e2b.state import ServerState
@@ -133,7 +135,10 @@ class E2BApp:
         }
         self.sandbox_apps = apps
         self.router = SandboxTrafficRouter(
-            BodyLimitMiddleware(self.control, settings.max_body_bytes),
+            AuthBeforeContinueMiddleware(
+                BodyLimitMiddleware(self.control, settings.max_body_bytes),
+                self._authorize_unrouted,
+            ),
             self.state,
             ws,
             apps,
@@ -214,6 +219,23 @@ class E2BApp:
             sandbox_id = request.path_params.get(control.SANDBOX_PARAM)
             if sandbox_id is not None:
                 await control.require_route(request, caller, sandbox_id)
+
+    async def _authorize_unrouted(self, scope: Scope) -> None:
+        """:meth:`_authorize` for a request FastAPI has not routed yet (its body unread).
+
+        Matched against the control plane's own routes (the customized prefix
+        removed): they name the route :meth:`_authorize` asks for.
+        """
+        path: str = scope["path"]
+        if path.startswith(control.CUSTOMIZED_PREFIX + "/"):
+            path = path.removeprefix(control.CUSTOMIZED_PREFIX)
+        routed: dict[str, Any] = {**scope, "app": self.control}
+        for route in control.router.routes:
+            match, child = route.matches({**scope, "path": path})
+            if match is Match.FULL:
+                routed.update(child, route=route)
+                break
+        await self._authorize(Request(routed))
 
     # -- lifespan and backend notifications ---------------------------------------------
 

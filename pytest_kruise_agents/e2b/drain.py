@@ -21,7 +21,7 @@ from typing import Final
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["DEFAULT_DRAIN_BYTES", "DrainBeforeErrorMiddleware"]
+__all__ = ["DEFAULT_DRAIN_BYTES", "DrainBeforeErrorMiddleware", "expects_continue"]
 
 DEFAULT_DRAIN_BYTES: Final = 4 * 1024 * 1024
 """The most body an error answer waits for (beyond it the client may see a reset)."""
@@ -54,7 +54,7 @@ class DrainBeforeErrorMiddleware:
                 message["type"] == "http.response.start"
                 and message["status"] >= 400
                 and not ended
-                and (asked or not _expects_continue(scope))
+                and (asked or not expects_continue(scope))
             ):
                 drained = 0
                 while not ended and drained <= self.max_bytes:
@@ -64,7 +64,8 @@ class DrainBeforeErrorMiddleware:
         await self.app(scope, tracked_receive, draining_send)
 
 
-def _expects_continue(scope: Scope) -> bool:
+def expects_continue(scope: Scope) -> bool:
+    """Whether the request waits for ``100 Continue`` before it sends its body."""
     return any(
         name.lower() == b"expect" and value.strip().lower() == b"100-continue"
         for name, value in scope["headers"]

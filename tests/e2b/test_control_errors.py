@@ -19,7 +19,7 @@ from pytest_kruise_agents.backends import SimBackend
 from pytest_kruise_agents.e2b import admin, control, unserved
 from pytest_kruise_agents.e2b.settings import ApiKey, Settings
 
-from .conftest import ADMIN, ALICE, BOB, CAROL, Served, eventually, serve
+from .conftest import ADMIN, ALICE, BOB, CAROL, Served, answer, eventually, serve
 
 
 def assert_error(r: httpx.Response, code: int) -> dict[str, Any]:
@@ -425,6 +425,48 @@ def test_authentication_is_checked_before_the_body(server: Served) -> None:
 
     assert assert_error(r, 401)["message"] == "Invalid API Key"
     assert assert_error(admin, 403)["code"] == 403
+
+
+@pytest.mark.parametrize(
+    ("path", "key", "status"),
+    [
+        ("/v2/sandboxes", "wrong", b"HTTP/1.1 401 Unauthorized"),
+        ("/kruise/api/sandboxes", None, b"HTTP/1.1 401 Unauthorized"),
+        ("/sandboxes/sbx-nobody-has/timeout", ALICE, b"HTTP/1.1 404 Not Found"),
+        ("/_kruise/clock/advance", ALICE, b"HTTP/1.1 403 Forbidden"),
+    ],
+)
+def test_a_request_expecting_100_continue_is_refused_before_its_body_is_asked_for(
+    server: Served, path: str, key: str | None, status: bytes
+) -> None:
+    """As upstream's auth middleware answers before any handler reads the body: the client
+    waiting for ``100 Continue`` gets its error at once and sends no body (it was asked for
+    one, up to 1 MiB, to be refused after it)."""
+    host, port = server.url.removeprefix("http://").split(":")
+    head = f"POST {path} HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+    head += f"X-API-Key: {key}\r\n" if key is not None else ""
+    head += "Content-Type: application/json\r\nContent-Length: 20\r\n\r\n"
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(head.encode())
+        sock.settimeout(5)
+        assert sock.recv(100).split(b"\r\n")[0] == status  # not "100 Continue"
+
+
+def test_a_request_expecting_100_continue_with_a_good_key_is_asked_for_its_body(
+    server: Served,
+) -> None:
+    host, port = server.url.removeprefix("http://").split(":")
+    body = b'{"templateID": "base"}'
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(
+            b"POST /v2/sandboxes HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nX-API-Key: "
+            + ALICE.encode()
+            + b"\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+        )
+        sock.settimeout(5)
+        assert sock.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(body)
+        assert answer(sock) == b"HTTP/1.1 201 Created"
 
 
 SANDBOX_REQUESTS = [
