@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import contextlib
 import logging
@@ -15,8 +16,9 @@ import threading
 import time
 import weakref
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, Final, Literal
 
+import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -25,8 +27,11 @@ from pytest_kruise_agents.e2b.cuts import CutLogFilter
 __all__ = [
     "GRACEFUL_SHUTDOWN_S",
     "KEEP_ALIVE_S",
+    "TCP_KEEPALIVE_PROBES",
+    "TCP_KEEPALIVE_S",
     "QuickAckProtocol",
     "ServerThread",
+    "enable_tcp_keepalive",
     "uvicorn_config",
 ]
 
@@ -55,6 +60,33 @@ cancellation stops every sandbox, killing the commands those streams followed.
 _CUT_FILTER: Final = CutLogFilter()
 
 
+TCP_KEEPALIVE_S: Final = 15
+"""Idle time before the first TCP keep-alive probe, and time between probes (Go's default)."""
+
+TCP_KEEPALIVE_PROBES: Final = 9
+"""Unanswered probes after which the kernel drops the connection (Go's default)."""
+
+_STREAM_TYPE: Final = b"application/connect+"
+"""The ``Content-Type`` prefix of a Connect streaming request, whose body may fall silent."""
+
+_log = logging.getLogger(__name__)
+
+
+def enable_tcp_keepalive(sock: socket.socket) -> None:
+    """Probe ``sock``'s peer after :data:`TCP_KEEPALIVE_S` of silence, as Go's net/http does.
+
+    A client gone without a FIN or a reset (a laptop asleep, a paused VM, a
+    pulled cable) is then noticed within about 150 s on a connection that
+    waits for it (a stream, a request held for stock), instead of never.
+    """
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        if hasattr(socket, "TCP_KEEPIDLE"):  # Linux; macOS keeps its own defaults
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, TCP_KEEPALIVE_S)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, TCP_KEEPALIVE_S)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, TCP_KEEPALIVE_PROBES)
+
+
 class QuickAckProtocol(H11Protocol):
     """uvicorn's h11 protocol, acknowledging every segment at once (``TCP_QUICKACK``).
 
@@ -63,7 +95,25 @@ class QuickAckProtocol(H11Protocol):
     headers, which Linux delays up to 40 ms while the server waits for the
     body. Acknowledging at once removes that stall from every SDK call over
     plain HTTP (measured in ``bench/e2b_server.py``).
+
+    It also bounds what uvicorn leaves unbounded, the wait for a client's
+    bytes: a request head must be complete within the idle timeout
+    (``timeout_keep_alive``, :data:`KEEP_ALIVE_S`) of the connection's
+    opening or of the previous response, and a request body may not fall
+    silent for longer (a Connect stream's may: its silence is the client's
+    right). The connection is closed then; the request's app sees its client
+    gone. Accepted sockets get TCP keep-alive (:func:`enable_tcp_keepalive`).
     """
+
+    _read_timer: asyncio.TimerHandle | None = None
+    _awaiting: Literal["head", "body"] | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            enable_tcp_keepalive(sock)
+        self._watch_reads()
 
     def data_received(self, data: bytes) -> None:
         sock = self.transport.get_extra_info("socket")
@@ -72,6 +122,63 @@ class QuickAckProtocol(H11Protocol):
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
         super().data_received(data)
+        self._watch_reads(progress=True)
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._watch_reads()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_read_timer()
+        super().connection_lost(exc)
+
+    def _stop_read_timer(self) -> None:
+        if self._read_timer is not None:
+            self._read_timer.cancel()
+        self._read_timer = None
+        self._awaiting = None
+
+    def _watch_reads(self, *, progress: bool = False) -> None:
+        """(Re)arm the read timer for what the connection now waits for, if anything.
+
+        A head's timer runs from when the head is awaited (bytes trickling in do
+        not extend it); a body's restarts with every ``progress``.
+        """
+        awaiting: Literal["head", "body"] | None = None
+        if not self.transport.is_closing():
+            state = self.conn.their_state
+            if state is h11.IDLE:
+                awaiting = "head"
+            elif state is h11.SEND_BODY and not self._is_stream():
+                awaiting = "body"
+        if awaiting is None:
+            self._stop_read_timer()
+        elif awaiting != self._awaiting or (awaiting == "body" and progress):
+            self._stop_read_timer()
+            self._awaiting = awaiting
+            self._read_timer = self.loop.call_later(self.timeout_keep_alive, self._read_timed_out)
+
+    def _is_stream(self) -> bool:
+        headers = self.headers or []
+        return any(k == b"content-type" and v.startswith(_STREAM_TYPE) for k, v in headers)
+
+    def _read_timed_out(self) -> None:
+        awaiting, self._read_timer = self._awaiting, None
+        if awaiting == "body" and self.flow.read_paused:
+            # The app is the slow side (it has not taken what came): not the client's fault.
+            self._awaiting = None
+            self._watch_reads()
+            return
+        _log.debug(
+            "closing a connection whose request %s did not arrive within %g s",
+            awaiting,
+            self.timeout_keep_alive,
+        )
+        self._awaiting = None
+        if not self.transport.is_closing():
+            with contextlib.suppress(h11.LocalProtocolError):
+                self.conn.send(h11.ConnectionClosed())
+            self.transport.close()
 
 
 def uvicorn_config(app: Any, **config: Any) -> uvicorn.Config:

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
+from collections.abc import Iterator
 
 import e2b.api
+import pytest
+from starlette.types import Receive, Scope, Send
 
-from pytest_kruise_agents.e2b.server import KEEP_ALIVE_S, ServerThread
+from pytest_kruise_agents.e2b.server import (
+    KEEP_ALIVE_S,
+    TCP_KEEPALIVE_PROBES,
+    TCP_KEEPALIVE_S,
+    ServerThread,
+)
 
 from .conftest import answer, answer_without_reading
 
@@ -32,3 +41,117 @@ def test_an_idle_connection_outlives_uvicorns_default_keep_alive() -> None:
 def test_the_client_keeps_idle_connections_shorter_than_the_server() -> None:
     # The side keeping idle connections shorter closes them: it must be the client.
     assert e2b.api.pool_idle_timeout < KEEP_ALIVE_S
+
+
+IDLE_S = 0.3  # the idle timeout of the servers below (KEEP_ALIVE_S, shortened)
+
+
+async def read_then_answer(scope: Scope, receive: Receive, send: Send) -> None:
+    """Reads the whole request body (``/slow``: late), then answers 200 (no lifespan)."""
+    if scope["type"] != "http":
+        return
+    if scope["path"] == "/slow":
+        await asyncio.sleep(IDLE_S * 3)  # busy elsewhere: the body waits in the socket
+    while (message := await receive())["type"] == "http.request" and message.get("more_body"):
+        pass
+    await send(
+        {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"0")]}
+    )
+    await send({"type": "http.response.body", "body": b""})
+
+
+@pytest.fixture(scope="module")
+def quick() -> Iterator[ServerThread]:
+    """A server closing connections idle for :data:`IDLE_S`."""
+    with ServerThread(read_then_answer, timeout_keep_alive=IDLE_S, lifespan="off") as server:
+        yield server
+
+
+def closed_by_server(sock: socket.socket, within: float) -> bool:
+    """Whether the server closes ``sock`` within ``within`` seconds (it sends nothing)."""
+    sock.settimeout(within)
+    try:
+        return sock.recv(100) == b""
+    except TimeoutError:
+        return False
+    except ConnectionResetError:
+        return True
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [
+        pytest.param(b"", id="nothing"),
+        pytest.param(b"GET / HTTP/1.1\r\nHost: t\r\n", id="half-a-head"),
+        pytest.param(
+            b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 9\r\n\r\nabc", id="half-a-body"
+        ),
+    ],
+)
+def test_a_connection_waiting_for_its_client_is_closed_after_the_idle_timeout(
+    quick: ServerThread, sent: bytes
+) -> None:
+    """Not only after a response: a first request head that never comes (or never ends), and a
+    body that stops, are closed as an idle connection is (uvicorn kept them open for ever)."""
+    with socket.create_connection(("127.0.0.1", quick.port)) as sock:
+        sock.sendall(sent)
+        assert not closed_by_server(sock, within=IDLE_S / 2)
+        assert closed_by_server(sock, within=5)
+
+
+def test_a_head_sent_a_byte_at_a_time_gets_no_more_time(quick: ServerThread) -> None:
+    head = b"GET / HTTP/1.1\r\nHost: t\r\nX-Slow: " + b"x" * 100
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", quick.port)) as sock:
+        for byte in head:
+            try:
+                sock.sendall(bytes([byte]))
+            except OSError:
+                break  # closed
+            time.sleep(IDLE_S / 10)
+        assert closed_by_server(sock, within=5)
+    assert time.monotonic() - started < IDLE_S * 3
+
+
+def test_a_body_that_keeps_coming_is_read_however_long_it_takes(quick: ServerThread) -> None:
+    with socket.create_connection(("127.0.0.1", quick.port)) as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 6\r\n\r\n")
+        for part in (b"ab", b"cd", b"ef"):
+            time.sleep(IDLE_S * 2 / 3)
+            sock.sendall(part)
+        assert answer(sock) == b"HTTP/1.1 200 OK"
+
+
+def test_a_body_the_app_is_slow_to_read_is_no_silent_client(quick: ServerThread) -> None:
+    """Past uvicorn's buffer the server stops reading: the client's silence is then its own."""
+    body = b"x" * 1024 * 1024
+    with socket.create_connection(("127.0.0.1", quick.port)) as sock:
+        sock.sendall(b"POST /slow HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % len(body))
+        sock.sendall(body)
+        assert answer(sock) == b"HTTP/1.1 200 OK"
+
+
+def test_a_streams_body_may_stay_silent(quick: ServerThread) -> None:
+    """A Connect stream's body (a command's stdin) is the client's to send when it likes."""
+    with socket.create_connection(("127.0.0.1", quick.port)) as sock:
+        sock.sendall(
+            b"POST / HTTP/1.1\r\nHost: t\r\nContent-Type: application/connect+json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+        )
+        assert not closed_by_server(sock, within=IDLE_S * 3)
+        sock.sendall(b"0\r\n\r\n")
+        assert answer(sock) == b"HTTP/1.1 200 OK"
+
+
+def test_accepted_connections_probe_a_silent_client_as_go_does(quick: ServerThread) -> None:
+    """TCP keep-alive: a client gone without a FIN (asleep, unplugged) is noticed in minutes."""
+    with socket.create_connection(("127.0.0.1", quick.port)) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert answer(sock) == b"HTTP/1.1 200 OK"
+        # The server side of the connection: only the server's own state holds it.
+        (protocol,) = quick._server.server_state.connections
+        accepted = protocol.transport.get_extra_info("socket")
+        assert accepted.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == TCP_KEEPALIVE_S
+        assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL) == TCP_KEEPALIVE_S
+        assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == TCP_KEEPALIVE_PROBES
