@@ -128,6 +128,20 @@ class QuickAckProtocol(H11Protocol):
         super().on_response_complete()
         self._watch_reads()
 
+    def send_400_response(self, msg: str) -> None:
+        """Answer a malformed request 400 (plain text, as Go's net/http does), then close.
+
+        Once an answer has begun or ended (a request answered before its body
+        was read, whose rest turns out malformed), no other can be sent: the
+        connection is only closed. uvicorn tried, and asyncio logged h11's
+        refusal as a "Fatal error" with a traceback.
+        """
+        if self.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+            super().send_400_response(msg)
+            return
+        _log.debug("closing a connection whose request turned malformed after its answer")
+        self.transport.close()
+
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_read_timer()
         super().connection_lost(exc)

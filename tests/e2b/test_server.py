@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import time
 from collections.abc import Iterator
@@ -155,3 +156,32 @@ def test_accepted_connections_probe_a_silent_client_as_go_does(quick: ServerThre
         assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == TCP_KEEPALIVE_S
         assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL) == TCP_KEEPALIVE_S
         assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == TCP_KEEPALIVE_PROBES
+
+
+def test_a_body_turning_malformed_after_the_answer_only_closes_the_connection(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """No second answer can follow a complete one: the connection is closed, and no
+    "Fatal error: protocol.data_received() call failed" traceback is logged."""
+    with (
+        ServerThread(answer_without_reading) as server,
+        socket.create_connection(("127.0.0.1", server.port)) as sock,
+    ):
+        sock.sendall(
+            b"GET / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"
+        )
+        assert answer(sock) == b"HTTP/1.1 200 OK"
+        sock.sendall(b"zz\r\nbad\r\n")
+        assert closed_by_server(sock, within=5)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+def test_a_malformed_request_is_answered_400_in_plain_text_as_go_answers_it(
+    quick: ServerThread,
+) -> None:
+    with socket.create_connection(("127.0.0.1", quick.port)) as sock:
+        sock.sendall(b"GARBAGE\r\n\r\n")
+        sock.settimeout(5)
+        head = sock.recv(1000).split(b"\r\n")
+    assert head[0] == b"HTTP/1.1 400 Bad Request"
+    assert b"content-type: text/plain; charset=utf-8" in head
