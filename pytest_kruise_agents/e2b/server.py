@@ -96,7 +96,8 @@ class QuickAckProtocol(H11Protocol):
     body. Acknowledging at once removes that stall from every SDK call over
     plain HTTP (measured in ``bench/e2b_server.py``).
 
-    It also bounds what uvicorn leaves unbounded, the wait for a client's
+    A request asking for a protocol upgrade (``Upgrade: h2c``, ``websocket``)
+    is served over HTTP/1.1 without uvicorn's warnings. It also bounds what uvicorn leaves unbounded, the wait for a client's
     bytes: a request head must be complete within the idle timeout
     (``timeout_keep_alive``, :data:`KEEP_ALIVE_S`) of the connection's
     opening or of the previous response, and a request body may not fall
@@ -127,6 +128,12 @@ class QuickAckProtocol(H11Protocol):
     def on_response_complete(self) -> None:
         super().on_response_complete()
         self._watch_reads()
+
+    def _unsupported_upgrade_warning(self) -> None:
+        # ``curl --http2`` asks every request to become h2c; the request is served over
+        # HTTP/1.1 all the same, and no route here speaks WebSocket: nothing to warn of, and
+        # uvicorn's advice (install a WebSocket library) would be wrong.
+        _log.debug("upgrade not supported, served over HTTP/1.1: %r", self._get_upgrade())
 
     def send_400_response(self, msg: str) -> None:
         """Answer a malformed request 400 (plain text, as Go's net/http does), then close.

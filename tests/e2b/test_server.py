@@ -185,3 +185,18 @@ def test_a_malformed_request_is_answered_400_in_plain_text_as_go_answers_it(
         head = sock.recv(1000).split(b"\r\n")
     assert head[0] == b"HTTP/1.1 400 Bad Request"
     assert b"content-type: text/plain; charset=utf-8" in head
+
+
+@pytest.mark.parametrize("upgrade", [b"h2c", b"websocket"])
+def test_an_upgrade_request_is_served_over_http_1_1_without_a_warning(
+    quick: ServerThread, upgrade: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``curl --http2`` asks every request to become h2c: the server does not upgrade, serves
+    it, and logs no warning (uvicorn advised installing a WebSocket library, twice a request)."""
+    with socket.create_connection(("127.0.0.1", quick.port)) as sock:
+        sock.sendall(
+            b"GET / HTTP/1.1\r\nHost: t\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+            b"Upgrade: " + upgrade + b"\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n"
+        )
+        assert answer(sock) == b"HTTP/1.1 200 OK"
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
