@@ -96,14 +96,17 @@ class QuickAckProtocol(H11Protocol):
     body. Acknowledging at once removes that stall from every SDK call over
     plain HTTP (measured in ``bench/e2b_server.py``).
 
-    A request asking for a protocol upgrade (``Upgrade: h2c``, ``websocket``)
-    is served over HTTP/1.1 without uvicorn's warnings. It also bounds what uvicorn leaves unbounded, the wait for a client's
-    bytes: a request head must be complete within the idle timeout
+    It bounds what uvicorn leaves unbounded, the wait for a client's bytes: a
+    request head must be complete within the idle timeout
     (``timeout_keep_alive``, :data:`KEEP_ALIVE_S`) of the connection's
     opening or of the previous response, and a request body may not fall
     silent for longer (a Connect stream's may: its silence is the client's
     right). The connection is closed then; the request's app sees its client
     gone. Accepted sockets get TCP keep-alive (:func:`enable_tcp_keepalive`).
+
+    A request asking for a protocol upgrade (``Upgrade: h2c``, ``websocket``)
+    is served over HTTP/1.1 without uvicorn's warnings, and a request turning
+    malformed after its answer only closes the connection.
     """
 
     _read_timer: asyncio.TimerHandle | None = None
