@@ -51,15 +51,20 @@ __all__ = [
 ]
 
 CLIENT_MAX_CONNECTIONS: Final = 10_000
-"""``E2B_MAX_CONNECTIONS`` in the printed client environment: connections one client may open.
+"""The connections one client may open, in the printed client environment.
 
-The SDK speaks HTTP/1.1 over plain ``http://`` (HTTP/2 only through TLS's
-ALPN), one request per connection at a time, and caps connections per
-address at ``E2B_MAX_CONNECTIONS`` (200 by default, ``e2b/api/__init__.py``).
-With ``E2B_SANDBOX_URL`` every sandbox is that one address: a client holding
-200 streams (background commands, watches) would have every later call wait
-for a free connection until it times out. Against E2B, HTTP/2 over TLS carries
-~100 streams per connection. What binds then is each side's open-files limit.
+The value of ``E2B_MAX_CONNECTIONS`` (the Python SDK's pool, 200 by default,
+``e2b/api/__init__.py``), ``E2B_ENVD_RPC_CONNECTIONS`` (the JavaScript SDK's
+envd RPC pool, 200 by default) and ``E2B_API_CONNECTIONS`` (its control-plane
+pool, 100 by default). The SDKs speak HTTP/1.1 over plain ``http://`` (HTTP/2
+only through TLS's ALPN), one request per connection at a time, and cap
+connections per address. With ``E2B_SANDBOX_URL`` every sandbox is that one
+address: a client holding 200 streams (background commands, watches) would
+have every later call wait for a free connection until it times out. Against
+E2B, HTTP/2 over TLS carries ~100 streams per connection. What binds then is
+each side's open-files limit. The JavaScript SDK's pool for envd's REST calls
+(``files.read``/``files.write``, ``isRunning``) stays at 10 connections: no
+variable sets it.
 """
 
 ACCEPT_OUT_OF_RESOURCE: Final = "socket.accept() out of system resource"
@@ -271,9 +276,13 @@ def client_exports(settings: Settings, url: str) -> list[str]:
         lines.append(f"# another key: {other.key} (id {other.id}, team {other.team})")
     if not settings.auth_enabled:
         lines.append("# authentication is disabled: any E2B_API_KEY is accepted")
-    # Plain HTTP/1.1 is one connection per open stream: the SDK's default cap of 200
-    # connections to the one server address would hang the client's 201st stream.
+    # Plain HTTP/1.1 is one connection per open stream: the SDKs' default caps on
+    # connections to the one server address would hang the client's 201st stream
+    # (Python: E2B_MAX_CONNECTIONS; JavaScript: E2B_ENVD_RPC_CONNECTIONS for envd's
+    # RPCs and E2B_API_CONNECTIONS, 100, for the control plane).
     lines.append(f"export E2B_MAX_CONNECTIONS={CLIENT_MAX_CONNECTIONS}")
+    lines.append(f"export E2B_ENVD_RPC_CONNECTIONS={CLIENT_MAX_CONNECTIONS}")
+    lines.append(f"export E2B_API_CONNECTIONS={CLIENT_MAX_CONNECTIONS}")
     return lines
 
 

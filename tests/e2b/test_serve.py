@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import resource
+import shutil
 import signal
 import socket
 import subprocess
@@ -34,7 +36,7 @@ from pytest_kruise_agents.e2b.serve import (
 )
 from pytest_kruise_agents.e2b.settings import ApiKey, Settings
 
-from .conftest import eventually, pool_yaml
+from .conftest import KEYS, Served, eventually, pool_yaml
 
 USER_KEY = "e2b_serve_user_000000000000000000000000000001"
 ADMIN_KEY = "e2b_serve_admin_00000000000000000000000000002"
@@ -490,11 +492,50 @@ def test_serve_in_a_terminal_honours_no_color(config: Path, no_color: str) -> No
 
 def test_the_client_environment_lifts_the_sdks_cap_of_200_connections() -> None:
     """Over plain HTTP/1.1 each open stream holds a connection, all to the one server
-    address: the SDK's default cap (200) would hang the 201st stream's client."""
+    address: the SDKs' default caps would hang the 201st stream's client. The Python SDK
+    reads ``E2B_MAX_CONNECTIONS``; the JavaScript SDK ``E2B_ENVD_RPC_CONNECTIONS`` (envd's
+    RPCs, 200) and ``E2B_API_CONNECTIONS`` (the control plane, 100)."""
     lines = client_exports(Settings(api_keys=[ApiKey(key="k1", id="a")]), "http://127.0.0.1:5")
 
-    assert f"export E2B_MAX_CONNECTIONS={CLIENT_MAX_CONNECTIONS}" in lines
+    for variable in ("E2B_MAX_CONNECTIONS", "E2B_ENVD_RPC_CONNECTIONS", "E2B_API_CONNECTIONS"):
+        assert f"export {variable}={CLIENT_MAX_CONNECTIONS}" in lines
     assert CLIENT_MAX_CONNECTIONS >= 5000
+
+
+JS_SDK = Path(__file__).resolve().parents[2] / ".sdk" / "js" / "node_modules" / "e2b"
+
+
+def test_the_js_sdk_holds_more_than_200_streams_under_the_printed_environment(
+    server: Served,
+) -> None:
+    """Before, only the Python SDK's pool was raised: a JavaScript client holding 200 envd
+    streams had its next call wait forever for a connection."""
+    node = shutil.which("node")
+    if node is None or not JS_SDK.is_dir():
+        pytest.skip("needs Node.js and the JavaScript SDK (`make sdks`)")
+    exported = [
+        line.removeprefix("export ").split("=", 1)
+        for line in client_exports(Settings(api_keys=KEYS), server.url)
+        if line.startswith("export ")
+    ]
+    sandbox = Sandbox.create(**server.sdk())
+    try:
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            **dict(exported),
+            "E2B_JS_SDK": (JS_SDK / "dist" / "index.mjs").as_uri(),
+            "SANDBOX_ID": sandbox.sandbox_id,
+            "STREAMS": "201",
+        }
+        script = Path(__file__).with_name("js_held_streams.mjs")
+        proc = subprocess.run(
+            [node, str(script)], capture_output=True, text=True, env=env, timeout=60, check=False
+        )
+    finally:
+        sandbox.kill()
+
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert json.loads(proc.stdout) == {"held": 201, "after": "past the pool"}
 
 
 def test_the_sdk_reads_the_exported_connection_cap() -> None:
