@@ -65,10 +65,16 @@ def _pty_size(pty: process_pb.PTY | None) -> PtySize | None:
     return PtySize(cols=size.cols & 0xFFFF, rows=size.rows & 0xFFFF)
 
 
-def _input_bytes(item: process_pb.ProcessInput | None) -> bytes:
+async def _write_input(managed: ManagedProcess, item: process_pb.ProcessInput | None) -> None:
+    """Write ``stdin`` input to the process's stdin, ``pty`` input to its terminal.
+
+    Each kind is refused by a process that takes the other, as envd refuses it.
+    """
     match item.input if item is not None else None:
+        case Oneof(field="pty", value=bytes() as data):
+            await managed.write_pty(bytes(data))
         case Oneof(value=bytes() as data):
-            return bytes(data)
+            await managed.write_stdin(bytes(data))
         case _:
             raise ConnectError(Code.INVALID_ARGUMENT, "input: stdin or pty bytes are required")
 
@@ -85,7 +91,7 @@ async def _feed(request: AsyncIterator[StreamInputRequest]) -> StreamInputRespon
                     raise ConnectError(
                         Code.INVALID_ARGUMENT, "StreamInput: the first event must be start"
                     )
-                await managed.write_stdin(_input_bytes(data.input))
+                await _write_input(managed, data.input)
             case _:
                 pass  # keepalive
     if managed is None:
@@ -202,9 +208,8 @@ class ProcessService(Process):
     async def send_input(
         self, request: SendInputRequest, ctx: RequestContext[SendInputRequest, SendInputResponse], /
     ) -> SendInputResponse:
-        """Write bytes to a process's stdin (or terminal)."""
-        managed = _table().find(request.process)
-        await managed.write_stdin(_input_bytes(request.input))
+        """Write bytes to a process's stdin (``stdin`` input) or terminal (``pty`` input)."""
+        await _write_input(_table().find(request.process), request.input)
         return SendInputResponse()
 
     @guard_unary

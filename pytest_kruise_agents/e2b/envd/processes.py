@@ -33,7 +33,7 @@ import termios
 from collections import deque
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Final, Literal
 
 from connectrpc.code import Code
 from connectrpc.errors import ConnectError
@@ -70,6 +70,16 @@ _READ_CHUNK = 64 * 1024
 
 SUBSCRIPTION_EVENTS = 16
 """Output events one stream may have waiting (of at most 64 KiB each: 1 MiB a stream)."""
+
+_WRONG_INPUT: Final = {
+    "stdin": "error writing to stdin: tty assigned to process"
+    " \u2014 input should be written to the pty, not the stdin",
+    "pty": "error writing to tty: tty not assigned to process"
+    " \u2014 input should be written to the stdin, not the tty",
+}
+"""envd's answers (``internal``) to input of the wrong kind: ``handleInput`` wraps the errors
+of its process handler's ``WriteStdin`` and ``WriteTty`` (envd's source; the references and
+the SDKs do not say)."""
 
 Event = process_pb.ProcessEvent
 
@@ -312,11 +322,22 @@ class ManagedProcess:
         loop = asyncio.get_running_loop()
         self._deadline = loop.call_later(max(seconds, 0.0), self.signal, signal.SIGKILL)
 
+    async def write_pty(self, data: bytes) -> None:
+        """Type ``data`` into the process's terminal (``pty`` input).
+
+        A process without a terminal refuses it, as envd's ``WriteTty`` does.
+        """
+        if self.pty_fd is None:
+            raise ConnectError(Code.INTERNAL, _WRONG_INPUT["pty"])
+        await _write_fd(self.pty_fd, data)
+
     async def write_stdin(self, data: bytes) -> None:
-        """Feed ``data`` to the process's stdin (or its terminal)."""
+        """Feed ``data`` to the process's stdin (``stdin`` input).
+
+        A process with a terminal refuses it, as envd's ``WriteStdin`` does.
+        """
         if self.pty_fd is not None:
-            await _write_fd(self.pty_fd, data)
-            return
+            raise ConnectError(Code.INTERNAL, _WRONG_INPUT["stdin"])
         stdin = self.proc.stdin
         if stdin is None:
             raise ConnectError(

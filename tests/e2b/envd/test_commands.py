@@ -328,6 +328,53 @@ def test_close_stdin_is_refused_on_a_pty(envd: Envd) -> None:
     assert sbx.pty.kill(terminal.pid)
 
 
+WRONG_KIND = {
+    "stdin": "error writing to stdin: tty assigned to process"
+    " \u2014 input should be written to the pty, not the stdin",
+    "pty": "error writing to tty: tty not assigned to process"
+    " \u2014 input should be written to the stdin, not the tty",
+}
+"""envd's refusals (``internal``) of input of the wrong kind (its process handler's words)."""
+
+
+@pytest.mark.parametrize("via", ["send_stdin", "stream_input"])
+def test_stdin_input_to_a_terminal_is_refused_as_envd_refuses_it(envd: Envd, via: str) -> None:
+    """``commands.send_stdin``/``stream_input`` send ``stdin`` input: a PTY process takes only
+    ``pty`` input (``sbx.pty.send_stdin``), and its terminal sees nothing of it."""
+    sbx = envd.sandbox()
+    terminal = sbx.pty.create(PtySize(rows=24, cols=80))
+    with pytest.raises(SandboxException, match=WRONG_KIND["stdin"]) as refused:
+        if via == "send_stdin":
+            sbx.commands.send_stdin(terminal.pid, "echo typed-as-stdin\n")
+        else:
+            sbx.commands.stream_input(terminal.pid, ["echo typed-as-stdin\n"])
+    assert type(refused.value) is SandboxException
+    output = bytearray()
+    sbx.pty.send_stdin(terminal.pid, b"exit\n")
+    terminal.wait(on_pty=output.extend)
+    assert b"typed-as-stdin" not in output
+
+
+@pytest.mark.parametrize("via", ["send_stdin", "stream_input"])
+def test_pty_input_to_a_plain_command_is_refused_as_envd_refuses_it(envd: Envd, via: str) -> None:
+    """``sbx.pty.send_stdin``/``stream_input`` send ``pty`` input: a command without a terminal
+    takes only ``stdin`` input, even one started without stdin, and reads nothing of it."""
+    sbx = envd.sandbox()
+    handle = sbx.commands.run("cat", background=True, stdin=True)
+    silent = sbx.commands.run("sleep 30", background=True)
+    for pid in (handle.pid, silent.pid):
+        with pytest.raises(SandboxException, match=WRONG_KIND["pty"]) as refused:
+            if via == "send_stdin":
+                sbx.pty.send_stdin(pid, b"typed-as-pty\n")
+            else:
+                sbx.pty.stream_input(pid, [b"typed-as-pty\n"])
+        assert type(refused.value) is SandboxException
+    silent.kill()
+    handle.send_stdin("as stdin\n")
+    handle.close_stdin()
+    assert handle.wait().stdout == "as stdin\n"
+
+
 def test_commands_really_are_host_processes(envd: Envd) -> None:
     handle = envd.sandbox().commands.run("sleep 30", background=True)
     assert os.getpgid(handle.pid) == handle.pid  # its own session and group
