@@ -314,8 +314,7 @@ class ContextRegistry:
 
         A kernel that died (the user's code exited the process) is replaced.
         Raises :class:`KernelStartError`, or :class:`InterpreterError` (404
-        once the context was removed, 400 for a cwd that cannot be a directory, 502
-        once its sandbox stopped).
+        once the context was removed, 502 once its sandbox stopped).
         """
         _check_running(context.workspace)
         if context.removed:
@@ -338,12 +337,7 @@ class ContextRegistry:
             old, context.kernel = context.kernel, None
             if old is not None:
                 await old.stop()
-            try:
-                context.workdir.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise InterpreterError(
-                    400, f"cwd: {context.cwd!r} cannot be a working directory: {exc.strerror}"
-                ) from exc
+            workdir = _start_dir(context)
             # The create and /init refuse these; a SandboxClaim's envVars or the
             # Python API can still bring one, which no kernel could start with.
             problem = env_vars_problem("envVars", context.workspace.env_vars)
@@ -352,7 +346,7 @@ class ContextRegistry:
             directory = self._kernel_dir()
             kernel = Kernel(
                 directory=directory,
-                cwd=context.workdir,
+                cwd=workdir,
                 env=kernel_env(context.workspace, directory.parent / "ipython"),
                 zmq_context=self._zmq_context(),
             )
@@ -515,6 +509,25 @@ async def _kill_daemons(entries: list[_SandboxContexts]) -> None:
     for root, result in zip(roots, results, strict=True):
         if isinstance(result, Exception):
             log.error("killing the daemons of %s failed", root, exc_info=result)
+
+
+def _start_dir(context: Context) -> Path:
+    """Where the context's kernel starts: its cwd if that is a directory, else home.
+
+    Upstream's server starts every kernel in ``/home/user`` and runs ``%cd <cwd>``
+    in it; IPython's ``%cd`` prints why it cannot change to a missing path or a
+    file and stays. Nothing is created but home itself, which a sandbox has.
+    """
+    if context.workdir.is_dir():
+        return context.workdir
+    home = _workdir(context.workspace, DEFAULT_CWD)
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InterpreterError(
+            500, f"{DEFAULT_CWD} cannot be a working directory: {exc.strerror}"
+        ) from exc
+    return home
 
 
 def _workdir(workspace: InterpreterWorkspace, cwd: str) -> Path:

@@ -36,6 +36,7 @@ def test_nothing_runs_before_the_first_request(interpreter: Interpreter) -> None
 def test_a_created_context_has_its_own_state_and_cwd(interpreter: Interpreter) -> None:
     """A new context answers id, language and cwd, runs in that cwd and shares no variables."""
     workspace = interpreter.router.add("sbx-ctx")
+    workspace.resolve("/home/user/project").mkdir(parents=True)
     sandbox = interpreter.sandbox("sbx-ctx")
     context = sandbox.create_code_context(cwd="/home/user/project")
     assert context.language == "python"
@@ -166,14 +167,39 @@ def test_a_kernel_that_exits_is_replaced(interpreter: Interpreter) -> None:
     assert sandbox.run_code("'doomed' in globals()").text == "False"
 
 
-def test_a_file_cannot_be_a_working_directory(interpreter: Interpreter) -> None:
-    """A cwd that names a file answers 400 and leaves no context behind."""
-    workspace = interpreter.router.add("sbx-file-cwd")
+@pytest.mark.parametrize("cwd", ["/data/project", "/home/user/notes.txt"], ids=["missing", "file"])
+def test_a_cwd_that_is_no_directory_is_kept_and_the_kernel_starts_in_home(
+    interpreter: Interpreter, cwd: str
+) -> None:
+    """Upstream's server ``%cd``s the new kernel into the cwd: IPython prints why it cannot
+    and stays where the kernel started. The context is made and answers the cwd asked for;
+    nothing is created. Before, a missing cwd was created and a file answered 400."""
+    sandbox_id = f"sbx-cwd-{cwd.rsplit('/', 1)[1]}"
+    workspace = interpreter.router.add(sandbox_id)
     workspace.resolve("/home/user/notes.txt").write_text("not a directory")
-    sandbox = interpreter.sandbox("sbx-file-cwd")
-    with pytest.raises(SandboxException, match=r"400.*notes\.txt"):
-        sandbox.create_code_context(cwd="/home/user/notes.txt")
-    assert sandbox.list_code_contexts() == []
+    sandbox = interpreter.sandbox(sandbox_id)
+
+    context = sandbox.create_code_context(cwd=cwd)
+
+    assert context.cwd == cwd
+    assert [c.cwd for c in sandbox.list_code_contexts()] == [cwd]
+    started_in = sandbox.run_code("import os\nos.getcwd()", context=context).text
+    assert started_in == repr(str(workspace.root / "home" / "user"))
+    assert not workspace.resolve("/data").exists()
+    assert workspace.resolve("/home/user/notes.txt").read_text() == "not a directory"
+
+
+def test_a_restart_starts_in_the_cwd_once_it_exists(interpreter: Interpreter) -> None:
+    """Each kernel start ``%cd``s again, as upstream's restart does."""
+    workspace = interpreter.router.add("sbx-later-cwd")
+    sandbox = interpreter.sandbox("sbx-later-cwd")
+    context = sandbox.create_code_context(cwd="/home/user/later")
+    workspace.resolve("/home/user/later").mkdir()
+
+    sandbox.restart_code_context(context)
+
+    started_in = sandbox.run_code("import os\nos.getcwd()", context=context).text
+    assert started_in == repr(str(workspace.root / "home" / "user" / "later"))
 
 
 KILLED = "killed while the request was in progress"
