@@ -4,7 +4,9 @@ A request names its sandbox by headers (``E2b-Sandbox-Id`` and
 ``E2b-Sandbox-Port``, what ``E2B_SANDBOX_URL`` makes the SDK send) or by
 host (``Host: <port>-<sandboxID>.<domain>``, reference §6.8); headers win,
 except on a request carrying ``X-API-Key`` (an API call, see
-:func:`sandbox_target`). A request with neither goes to the control plane.
+:func:`sandbox_target`). A request with neither goes to the control plane,
+but for a signed envd URL (``/files?...&signature=``, as the SDK builds it on
+``E2B_SANDBOX_URL``), which answers 400 saying how to name the sandbox.
 
 The router asks the backend for the sandbox's route (in a worker thread: it
 takes the backend's lock). Unless the sandbox is ``running`` the answer is
@@ -19,6 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final, Protocol
+from urllib.parse import parse_qs
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -32,6 +35,7 @@ __all__ = [
     "JUPYTER_PORT",
     "NOT_FOUND_MESSAGE",
     "PORT_CLOSED_MESSAGE",
+    "UNNAMED_SIGNED_URL_MESSAGE",
     "WORKSPACE_KEY",
     "LazyApp",
     "SandboxTrafficRouter",
@@ -47,6 +51,13 @@ WORKSPACE_KEY: Final = "kruise_workspace"
 
 NOT_FOUND_MESSAGE: Final = "The sandbox was not found"
 PORT_CLOSED_MESSAGE: Final = "The sandbox is running but port is not open"
+
+UNNAMED_SIGNED_URL_MESSAGE: Final = (
+    "a signed /files URL must name its sandbox: send the headers E2b-Sandbox-Id and "
+    f"E2b-Sandbox-Port: {ENVD_PORT}, or use the host {ENVD_PORT}-<sandboxID>.<domain> "
+    "(the SDK builds these URLs on E2B_SANDBOX_URL, which names no sandbox)"
+)
+"""The 400 for a ``/files`` request carrying a ``signature`` and naming no sandbox."""
 
 HOST_PATTERN: Final = re.compile(r"^([0-9]+)-([a-zA-Z0-9\-]+)\.")
 """``<port>-<sandboxID>.`` at the start of the host, as the sandbox-manager's proxy matches it."""
@@ -123,6 +134,14 @@ def sandbox_target(headers: list[tuple[bytes, bytes]]) -> tuple[str, str] | None
     return None
 
 
+def _is_signed_files_url(scope: Scope) -> bool:
+    """Whether the request is envd's ``/files`` with a ``signature`` query parameter."""
+    if scope["path"] != "/files":
+        return False
+    query = parse_qs(scope["query_string"].decode("latin-1"), keep_blank_values=True)
+    return "signature" in query
+
+
 class LazyApp:
     """An ASGI app built on its first request (the interpreter's imports are heavy)."""
 
@@ -176,6 +195,9 @@ class SandboxTrafficRouter:
             return
         target = sandbox_target(scope["headers"])
         if target is None:
+            if scope["type"] == "http" and _is_signed_files_url(scope):
+                await send_json(send, 400, error_body(400, UNNAMED_SIGNED_URL_MESSAGE))
+                return
             await self.control(scope, receive, send)
             return
         sid, port_text = target

@@ -352,3 +352,33 @@ def test_commands_of_a_resumed_sandbox_survive_its_pause(server: Served) -> None
         sbx.pause()
         sbx = Sandbox.connect(sbx.sandbox_id, **server.sdk())
         assert sbx.commands.run("echo alive").stdout == "alive\n"
+
+
+def test_a_signed_files_url_that_names_no_sandbox_is_a_400_saying_what_is_missing(
+    server: Served,
+) -> None:
+    """Under ``E2B_SANDBOX_URL`` the SDK signs ``/files`` URLs on the server's one address: the
+    URL carries ``path`` and ``signature`` but no sandbox. Before, it answered the control
+    plane's 404 "no route GET /files"; an upload was lost the same way."""
+    sbx = Sandbox.create(template="base", **server.sdk())
+    sbx.files.write("/home/user/c.txt", "signed")
+    download, upload = sbx.download_url("/home/user/c.txt"), sbx.upload_url("/home/user/up.txt")
+    assert "signature=" in download and "signature=" in upload
+
+    refusals = [
+        httpx.get(download, timeout=30),
+        httpx.post(upload, files={"file": ("up.txt", b"uploaded")}, timeout=30),
+    ]
+
+    for r in refusals:
+        assert r.status_code == 400, r.text
+        body = r.json()
+        assert body["code"] == 400
+        assert body["message"] == (
+            "a signed /files URL must name its sandbox: send the headers E2b-Sandbox-Id and "
+            "E2b-Sandbox-Port: 49983, or use the host 49983-<sandboxID>.<domain> "
+            "(the SDK builds these URLs on E2B_SANDBOX_URL, which names no sandbox)"
+        )
+    assert not sbx.files.exists("/home/user/up.txt")
+    named = {"E2b-Sandbox-Id": sbx.sandbox_id, "E2b-Sandbox-Port": "49983"}
+    assert httpx.get(download, headers=named, timeout=30).text == "signed"
