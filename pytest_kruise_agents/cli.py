@@ -8,6 +8,7 @@ falls back to Click's plain layout in a terminal too narrow for them.
 
 from __future__ import annotations
 
+import math
 import re
 import sys
 from collections.abc import Sequence
@@ -398,7 +399,7 @@ def conformance(
         float | None,
         typer.Option(
             "--list-settle",
-            min=0,
+            metavar="SECONDS",
             help="Wall seconds a list check asks again for the change it waits for (default: 10).",
         ),
     ] = None,
@@ -421,6 +422,12 @@ def conformance(
     except ValueError as exc:
         typer.echo(f"error: --{exc}", err=True)
         raise typer.Exit(2) from None
+    if list_settle is not None and not 0 <= list_settle < math.inf:
+        typer.echo(
+            f"error: --list-settle: must be a number of seconds >= 0, got {list_settle:g}",
+            err=True,
+        )
+        raise typer.Exit(2)
     opts = ConformanceOptions(
         api_url=api_url,
         api_key=api_key,

@@ -72,6 +72,32 @@ def test_an_unknown_level_is_refused_before_anything_runs() -> None:
     assert "--levels: unknown level 'nope'" in proc.stderr
 
 
+@pytest.mark.parametrize("value", ["-1", "inf", "nan"])
+def test_a_list_settle_of_no_seconds_is_refused_naming_the_commands_option(value: str) -> None:
+    """``--list-settle -1`` (or inf, or nan): exit 2 and one line naming ``--list-settle``, the
+    option the user typed, not the pytest option it becomes."""
+    proc = subprocess.run(
+        [
+            str(KRUISE_AGENTS),
+            "conformance",
+            "--api-url",
+            "http://127.0.0.1:9",
+            "--template",
+            "base",
+            "--list-settle",
+            value,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr == (
+        f"error: --list-settle: must be a number of seconds >= 0, got {float(value):g}\n"
+    )
+    assert proc.stdout == ""
+
+
 def test_the_suite_reads_no_conftest_of_the_current_directory() -> None:
     """``-c os.devnull`` keeps the directory's pytest.ini out, ``--noconftest`` its
     conftest.py: one that drops every item, or fails to import, changes nothing."""
