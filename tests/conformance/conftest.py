@@ -205,6 +205,26 @@ def cli_command(
     return cmd + list(extra)
 
 
+def run_refused(*options: str) -> subprocess.CompletedProcess[str]:
+    """``kruise-agents conformance --api-url <a port nobody serves> --template base`` plus
+    ``options``: for the options refused before any check runs."""
+    return subprocess.run(
+        [
+            str(KRUISE_AGENTS),
+            "conformance",
+            "--api-url",
+            "http://127.0.0.1:9",
+            "--template",
+            "base",
+            *options,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=clean_env(),
+    )
+
+
 def run_cli(
     url: str,
     out: Path,

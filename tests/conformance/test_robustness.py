@@ -28,6 +28,7 @@ from .conftest import (
     fill_team,
     read_junit,
     run_cli,
+    run_refused,
     serve,
     suite_pytest_command,
 )
@@ -240,22 +241,7 @@ def test_an_unwritable_report_path_is_refused_before_the_run(tmp_path: Path) -> 
     and nothing is checked."""
     for option in ("--junit", "--report"):
         bad = tmp_path / "missing" / "out"
-        proc = subprocess.run(
-            [
-                str(KRUISE_AGENTS),
-                "conformance",
-                "--api-url",
-                "http://127.0.0.1:9",
-                "--template",
-                "base",
-                option,
-                str(bad),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env=clean_env(),
-        )
+        proc = run_refused(option, str(bad))
         assert proc.returncode == 2, proc.stderr
         assert proc.stderr.strip() == (
             f"error: {option}: cannot write {bad}: No such file or directory"

@@ -23,7 +23,14 @@ from pytest_kruise_agents.conformance.runner import (
     pytest_args,
 )
 
-from .conftest import KRUISE_AGENTS, clean_env, cli_command, read_junit, run_cli, serve
+from .conftest import (
+    clean_env,
+    cli_command,
+    read_junit,
+    run_cli,
+    run_refused,
+    serve,
+)
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Receive, Scope, Send
@@ -53,21 +60,7 @@ def test_the_command_line_runs_the_package_with_the_plugin_and_every_given_optio
 def test_an_unknown_level_is_refused_before_anything_runs() -> None:
     with pytest.raises(ValueError, match="unknown level 'nope'"):
         pytest_args(RunOptions(api_url="http://h:1", levels="core,nope"))
-    proc = subprocess.run(
-        [
-            str(KRUISE_AGENTS),
-            "conformance",
-            "--api-url",
-            "http://127.0.0.1:9",
-            "--template",
-            "base",
-            "--levels",
-            "nope",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = run_refused("--levels", "nope")
     assert proc.returncode == 2
     assert "--levels: unknown level 'nope'" in proc.stderr
 
@@ -76,21 +69,7 @@ def test_an_unknown_level_is_refused_before_anything_runs() -> None:
 def test_a_list_settle_of_no_seconds_is_refused_naming_the_commands_option(value: str) -> None:
     """``--list-settle -1`` (or inf, or nan): exit 2 and one line naming ``--list-settle``, the
     option the user typed, not the pytest option it becomes."""
-    proc = subprocess.run(
-        [
-            str(KRUISE_AGENTS),
-            "conformance",
-            "--api-url",
-            "http://127.0.0.1:9",
-            "--template",
-            "base",
-            "--list-settle",
-            value,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = run_refused("--list-settle", value)
     assert proc.returncode == 2
     assert proc.stderr == (
         f"error: --list-settle: must be a number of seconds >= 0, got {float(value):g}\n"
