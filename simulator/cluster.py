@@ -29,6 +29,7 @@ from typing import Any, Literal, TypeAlias, cast, overload
 import simpy
 
 from pytest_kruise_agents.api import keys
+from pytest_kruise_agents.api.base import format_time
 from pytest_kruise_agents.api.copying import deep_copy
 from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.api.manifest import KubeObject, load_manifests, resolve_kind
@@ -40,8 +41,9 @@ from pytest_kruise_agents.api.sandbox import Sandbox, SandboxState
 from pytest_kruise_agents.api.sandboxclaim import SandboxClaim
 from pytest_kruise_agents.api.sandboxset import SandboxSet
 from pytest_kruise_agents.api.sandboxtemplate import SandboxTemplate
-from pytest_kruise_agents.claiming.errors import ClaimError
+from pytest_kruise_agents.claiming.errors import ClaimCanceledError, ClaimError
 from pytest_kruise_agents.claiming.extensions import (
+    KEY_CLAIM_TIMEOUT_SECONDS,
     CreateRequest,
     CreateSpec,
     check_string_map,
@@ -60,7 +62,7 @@ from simulator.context import CLOCK_END, DEFAULT_EPOCH, SimContext, check_epoch,
 from simulator.controllers.sandbox import SandboxController
 from simulator.controllers.sandboxclaim import SandboxClaimController
 from simulator.controllers.sandboxset import SandboxSetController
-from simulator.errors import NotFoundError
+from simulator.errors import NoAnswerError, NotFoundError
 from simulator.eventlog import EventLog
 from simulator.faults import Fault
 from simulator.interrupts import sigint_deferred
@@ -73,6 +75,7 @@ from simulator.world import World
 
 __all__ = [
     "CACHE_WAIT_S",
+    "CREATE_CALL_BOUND_S",
     "DEFAULT_USER",
     "Cluster",
     "PodKind",
@@ -154,6 +157,14 @@ DEFAULT_USER = "00000000-0000-4000-8000-000000000001"
 CACHE_WAIT_S = 1.0
 """Longest a call waits, in virtual seconds, for the manager's cache to show its own write
 (twenty times the ordinary watch lag's upper bound): see ``Cluster.await_cached``."""
+
+CREATE_CALL_BOUND_S = 86_400.0
+"""How long (simulated seconds, one day) a create call waits for an answer when its claim
+has no timeout of its own (HEAD's default: no ``claim-timeout-seconds``), as an E2B
+client's request timeout bounds it. Past it the call gives up as a client going away:
+the claim is cancelled, cleans up, and the call raises
+:class:`~simulator.errors.NoAnswerError`. Far above the ~3,100 s an unanswerable HEAD
+create takes when each attempt's sandbox times out."""
 
 
 def default_nodes(
@@ -391,33 +402,62 @@ class Cluster:
         """Run a SimPy sub-process to completion and return its value (or raise its error).
 
         A process that would need the clock past :data:`~simulator.context.CLOCK_END`
-        raises :class:`InvalidError` there (it stays where it waits).
+        raises :class:`InvalidError` there (it stays where it waits). One the
+        model runs out of events for raises :class:`~simulator.errors.NoAnswerError`
+        naming it, with the clock at the last event that happened.
         """
+        what = getattr(gen, "__qualname__", None) or repr(gen)
+        return self._run_op(gen, f"process {what}", cancel=False)
+
+    def _run_op(self, gen: Generator[simpy.Event, Any, Any], what: str, *, cancel: bool) -> Any:
+        """:meth:`run` of the process ``what`` is; a ``cancel`` one is interrupted (its
+        client gone) when it can never be answered."""
         proc = self.env.process(gen)
         # Defused, a failed process does not make the step raise a re-made copy of
         # its error (SimPy's, which loses every attribute but the arguments):
         # its own error is raised here.
         proc.callbacks.append(_defuse)
-        self._run_to(proc)
+        try:
+            self._run_to(proc, what)
+        except NoAnswerError:
+            if cancel and proc.is_alive:
+                proc.interrupt("client gone")
+            raise
         if not proc.ok:
             raise cast(BaseException, proc.value)
         return proc.value
 
-    def _run_to(self, until: simpy.Event) -> None:
-        """``env.run(until=until)``, stopping with :func:`past_clock_end` at the clock's end."""
+    def _run_to(self, until: simpy.Event, what: str, *, bound: float | None = None) -> None:
+        """``env.run(until=until)``, stopping with :func:`past_clock_end` at the clock's end.
+
+        ``what`` names the call for its error: :class:`NoAnswerError` when no event
+        is left before ``until`` (the clock stays at the last one), and when
+        ``bound`` virtual seconds pass first (the clock is then at that bound).
+        """
         env = self.env
         end = self.ctx.clock_end()
+        limit = end if bound is None else min(end, env.now + bound)
         with simulation_gc(), sigint_deferred() as hits:
             while until.callbacks is not None:  # not yet processed
                 if hits:
                     raise KeyboardInterrupt
                 nxt = env.peek()
-                if nxt > end:
+                if nxt > limit:
                     if nxt == simpy.core.Infinity:
-                        raise RuntimeError(
-                            f'No scheduled events left but "until" event was not triggered: {until}'
+                        raise NoAnswerError(
+                            f"{what}: no event is left that could answer it (the model went "
+                            f"idle at {format_time(self.ctx.now_dt())})"
                         )
-                    raise past_clock_end()
+                    if limit == end:
+                        raise past_clock_end()
+                    _step_to(env, limit, hits)
+                    if until.callbacks is None:  # answered at the bound itself
+                        return
+                    raise NoAnswerError(
+                        f"{what}: no answer within {bound:g} s of simulated time "
+                        f"(the call's bound, as a client's request timeout; set "
+                        f"{KEY_CLAIM_TIMEOUT_SECONDS} to bound the claim itself)"
+                    )
                 env.step()
 
     # -- resources ------------------------------------------------------------------
@@ -745,9 +785,10 @@ class Cluster:
             volume_mounts=volume_mounts,
             allow_internet_access=allow_internet_access,
         )
-        proc = self.env.process(self.manager.create(create_spec(namespace, user, request)))
+        spec = create_spec(namespace, user, request)
+        proc = self.env.process(self.manager.create(spec))
         proc.callbacks.append(_defuse)
-        self._run_claims(proc, [proc])
+        self._run_claims(proc, [proc], self._create_bound(spec), f"create of template {template!r}")
         if not proc.ok:
             raise cast(BaseException, proc.value)
         sbx = cast(Sandbox, proc.value)
@@ -846,30 +887,77 @@ class Cluster:
         if count:
             self.manager.check_create(spec)
         procs = [self._submit(spec) for _ in range(count)]
-        self._run_claims(self.env.all_of(procs), procs)
+        what = f"burst of {count} creates of template {template!r}"
+        cut: NoAnswerError | None = None
+        try:
+            self._run_claims(self.env.all_of(procs), procs, self._create_bound(spec), what)
+        except NoAnswerError as err:
+            cut = err
         results: builtins.list[Sandbox | ClaimError] = [p.value for p in procs]  # type: ignore[misc]
+        if cut is not None:
+            # The claims it cut (only it cancels these) answer its error; those
+            # delivered or failed before keep their answer: no sandbox is lost.
+            results = [
+                NoAnswerError(cut.message) if isinstance(r, ClaimCanceledError) else r
+                for r in results
+            ]
         for result in results:
             if isinstance(result, Sandbox):
                 self.await_own_write(result)
         return results
 
-    def _run_claims(self, until: simpy.Event, claims: builtins.list[simpy.Process]) -> None:
-        """:meth:`_run_to` ``until``; interrupted (Ctrl-C), first cancel the ``claims`` still running.
+    def _run_claims(
+        self,
+        until: simpy.Event,
+        claims: builtins.list[simpy.Process],
+        bound: float | None,
+        what: str,
+    ) -> None:
+        """:meth:`_run_to` ``until`` (within ``bound``); cut short, first cancel the ``claims`` still running.
 
         A caller who interrupts a create is a client going away: as the
         sandbox-manager does for a request whose context is cancelled, each
         claim still running stops at its current wait and cleans up what it
         locked once the model next runs (its value, a ``ClaimCanceledError``),
-        rather than locking a sandbox nobody receives.
+        rather than locking a sandbox nobody receives. A create that can no
+        longer be answered (:class:`NoAnswerError`: no event left, or its
+        ``bound`` passed), or that needs the clock past its end, is cancelled
+        the same way, and the model runs on until the cancelled claims have
+        cleaned up (or nothing is left to run) before the error is raised.
         """
         try:
-            self._run_to(until)
+            self._run_to(until, what, bound=bound)
         except KeyboardInterrupt:
-            for proc in claims:
-                if proc.is_alive:
-                    proc.interrupt("client gone")
-                    proc.callbacks.append(_defuse)  # its error is nobody's to raise
+            self._cancel(claims)
             raise
+        except (NoAnswerError, InvalidError):
+            cancelled = self._cancel(claims)
+            end = self.ctx.clock_end()
+            env = self.env
+            with simulation_gc(), sigint_deferred() as hits:
+                while any(p.callbacks is not None for p in cancelled) and env.peek() <= end:
+                    if hits:
+                        raise KeyboardInterrupt from None
+                    env.step()
+            raise
+
+    @staticmethod
+    def _cancel(claims: builtins.list[simpy.Process]) -> builtins.list[simpy.Process]:
+        """Interrupt the ``claims`` still running (their client gone); return them."""
+        cancelled = [proc for proc in claims if proc.is_alive]
+        for proc in cancelled:
+            proc.interrupt("client gone")
+            proc.callbacks.append(_defuse)  # its error is nobody's to raise
+        return cancelled
+
+    def _create_bound(self, spec: CreateSpec) -> float | None:
+        """How long a create call of ``spec`` waits at most: :data:`CREATE_CALL_BOUND_S`
+        when its claim has no timeout of its own, else ``None`` (the claim ends by then)."""
+        try:
+            claim_timeout = self.manager.claim_timeout_of(spec)
+        except ClaimError:
+            return None  # refused at once by the claim itself
+        return CREATE_CALL_BOUND_S if claim_timeout is None else None
 
     def sandbox_id(self, sbx: Sandbox) -> str:
         """The E2B sandbox id of a sandbox (``<namespace>--<name>``)."""
@@ -891,7 +979,9 @@ class Cluster:
     ) -> None:
         """``DELETE /sandboxes/{id}``."""
         check_caller(sandbox_id, namespace, user)
-        self.run(self.manager.kill(namespace, user, sandbox_id))
+        self._run_op(
+            self.manager.kill(namespace, user, sandbox_id), f"kill of {sandbox_id}", cancel=True
+        )
         self.await_cached(sandbox_id)
 
     def set_timeout(
@@ -900,7 +990,11 @@ class Cluster:
         """``POST /sandboxes/{id}/timeout``: the sandbox now ends ``timeout`` s from now."""
         check_caller(sandbox_id, namespace, user)
         check_timeout_seconds(timeout)
-        self.run(self.manager.set_timeout(namespace, user, sandbox_id, timeout))
+        self._run_op(
+            self.manager.set_timeout(namespace, user, sandbox_id, timeout),
+            f"timeout change of {sandbox_id}",
+            cancel=True,
+        )
         self.await_cached(sandbox_id)
 
     def pause(
@@ -922,7 +1016,11 @@ class Cluster:
         """
         check_caller(sandbox_id, namespace, user)
         check_retention(retention)
-        self.run(self.manager.pause(namespace, user, sandbox_id, retention))
+        self._run_op(
+            self.manager.pause(namespace, user, sandbox_id, retention),
+            f"pause of {sandbox_id}",
+            cancel=True,
+        )
 
     def connect(
         self,
@@ -935,7 +1033,11 @@ class Cluster:
         """``POST /sandboxes/{id}/connect``: resume if paused; return (sandbox, resumed)."""
         check_caller(sandbox_id, namespace, user)
         check_timeout_seconds(timeout)
-        sbx, resumed = self.run(self.manager.connect(namespace, user, sandbox_id, timeout))
+        sbx, resumed = self._run_op(
+            self.manager.connect(namespace, user, sandbox_id, timeout),
+            f"connect to {sandbox_id}",
+            cancel=True,
+        )
         delivered = deep_copy(sbx)
         self.await_own_write(sbx)
         return delivered, resumed

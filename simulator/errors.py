@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pytest_kruise_agents.api.errors import InvalidError
+from pytest_kruise_agents.claiming.errors import ClaimCanceledError
 
-__all__ = ["ConflictError", "NotFoundError"]
+__all__ = ["ConflictError", "NoAnswerError", "NotFoundError"]
 
 
 class NotFoundError(LookupError):
@@ -33,3 +34,16 @@ class ConflictError(InvalidError):
     """
 
     code = 409
+
+
+class NoAnswerError(ClaimCanceledError):
+    """A call whose answer can never come, or not within the call's bound (HTTP 500).
+
+    The model ran out of events before the one the call waits for, or (a
+    create with no claim timeout of its own) the model ran on for
+    :data:`~simulator.cluster.CREATE_CALL_BOUND_S` without answering. The call
+    gives up as a client going away does, hence a
+    :class:`~pytest_kruise_agents.claiming.errors.ClaimCanceledError`: a claim
+    it cut is cancelled and cleans up what it locked. The message names what
+    was awaited.
+    """

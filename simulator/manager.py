@@ -397,6 +397,15 @@ class SandboxManager:
         """
         self._checked_options(spec, check_template=False)
 
+    def claim_timeout_of(self, spec: CreateSpec) -> float | None:
+        """The claim timeout (seconds) a create of ``spec`` runs under, or ``None`` if it has none.
+
+        Its ``claim-timeout-seconds``, else the profile's default (HEAD has none).
+        Raises the 400 :meth:`check_create` would; nothing is read, drawn or logged.
+        """
+        opts = self._checked_options(spec, check_template=False)[0]
+        return None if opts.claim_timeout is None else opts.claim_timeout.total_seconds()
+
     def _create_options(self, spec: CreateSpec) -> tuple[ClaimOptions, Modifier]:
         """The claim options and modifier of a create; every 400 is raised before the token is drawn.
 
