@@ -786,6 +786,8 @@ class Cluster:
             allow_internet_access=allow_internet_access,
         )
         spec = create_spec(namespace, user, request)
+        # A refusal decided now runs nothing of the model (no event due now).
+        self.manager.refuse_create(spec)
         proc = self.env.process(self.manager.create(spec))
         proc.callbacks.append(_defuse)
         self._run_claims(proc, [proc], self._create_bound(spec), f"create of template {template!r}")
@@ -979,6 +981,8 @@ class Cluster:
     ) -> None:
         """``DELETE /sandboxes/{id}``."""
         check_caller(sandbox_id, namespace, user)
+        # Refused at once, it runs nothing of the model (no event due now).
+        self.manager.check_kill(namespace, user, sandbox_id)
         self._run_op(
             self.manager.kill(namespace, user, sandbox_id), f"kill of {sandbox_id}", cancel=True
         )
@@ -990,6 +994,7 @@ class Cluster:
         """``POST /sandboxes/{id}/timeout``: the sandbox now ends ``timeout`` s from now."""
         check_caller(sandbox_id, namespace, user)
         check_timeout_seconds(timeout)
+        self.manager.check_set_timeout(namespace, user, sandbox_id, timeout)
         self._run_op(
             self.manager.set_timeout(namespace, user, sandbox_id, timeout),
             f"timeout change of {sandbox_id}",
@@ -1016,6 +1021,7 @@ class Cluster:
         """
         check_caller(sandbox_id, namespace, user)
         check_retention(retention)
+        self.manager.check_pause(namespace, user, sandbox_id, retention)
         self._run_op(
             self.manager.pause(namespace, user, sandbox_id, retention),
             f"pause of {sandbox_id}",
@@ -1033,6 +1039,7 @@ class Cluster:
         """``POST /sandboxes/{id}/connect``: resume if paused; return (sandbox, resumed)."""
         check_caller(sandbox_id, namespace, user)
         check_timeout_seconds(timeout)
+        self.manager.check_connect(namespace, user, sandbox_id, timeout)
         sbx, resumed = self._run_op(
             self.manager.connect(namespace, user, sandbox_id, timeout),
             f"connect to {sandbox_id}",

@@ -397,6 +397,30 @@ class SandboxManager:
         """
         self._checked_options(spec, check_template=False)
 
+    def refuse_create(self, spec: CreateSpec) -> None:
+        """Raise the 400 :meth:`create` of ``spec`` answers before it draws anything, if any.
+
+        :meth:`check_create`'s rules and whether the template exists, checked
+        at the call, before any event of the model runs. A refusal is recorded
+        and logged as :meth:`create` records and logs it; nothing is drawn.
+        """
+        try:
+            self._checked_options(spec, check_template=True)
+        except ClaimError as err:
+            namespace, user, template = spec.namespace, spec.user, spec.request.template
+            record = self.world.records.new(
+                path="e2b",
+                namespace=namespace,
+                template=template,
+                owner=user,
+                requested=self.ctx.now(),
+            )
+            err.code = create_http_code(err)
+            self._claim_failed(
+                record, f"{namespace or '*'}/{template} user={user}", str(err), err.code, err.reason
+            )
+            raise
+
     def claim_timeout_of(self, spec: CreateSpec) -> float | None:
         """The claim timeout (seconds) a create of ``spec`` runs under, or ``None`` if it has none.
 
@@ -593,6 +617,10 @@ class SandboxManager:
             raise route_not_found(sid)
         return sbx
 
+    def check_kill(self, namespace: str, user: str, sid: str) -> Sandbox:
+        """The caller's sandbox ``sid``, or the 404 :meth:`kill` answers at once."""
+        return self._owned(namespace, user, sid)
+
     def kill(self, namespace: str, user: str, sid: str) -> Op:
         """``DELETE /sandboxes/{id}``: 404 without a route of the caller, else delete (204).
 
@@ -607,7 +635,7 @@ class SandboxManager:
         (:mod:`pytest_kruise_agents.claiming.recycle`).
         """
         ctx = self.ctx
-        sbx = self._owned(namespace, user, sid)
+        sbx = self.check_kill(namespace, user, sid)
         if not self.claimer.is_fresh(sbx):
             # The cache has not seen a write of ours yet (a failed claim's reserve
             # write, say): its copy still reads claimed and running, and deciding
@@ -727,6 +755,17 @@ class SandboxManager:
 
     # -- timeout ---------------------------------------------------------------------------
 
+    def check_set_timeout(self, namespace: str, user: str, sid: str, timeout_s: int) -> Sandbox:
+        """The caller's sandbox ``sid``, or what :meth:`set_timeout` answers at once: 404,
+        or 500 for a timeout out of range (anything but a 404 answers 500)."""
+        sbx = self._owned(namespace, user, sid)
+        try:
+            validate_timeout_update(timeout_s, max_timeout_s=MAX_TIMEOUT_S)
+        except ClaimError as err:
+            err.code = 500
+            raise
+        return sbx
+
     def set_timeout(self, namespace: str, user: str, sid: str, timeout_s: int) -> Op:
         """``POST /sandboxes/{id}/timeout``: the sandbox now ends ``timeout_s`` from now.
 
@@ -736,9 +775,8 @@ class SandboxManager:
         one 500; anything but a 404 answers 500, as upstream does.
         """
         ctx = self.ctx
-        sbx = self._owned(namespace, user, sid)
+        sbx = self.check_set_timeout(namespace, user, sid, timeout_s)
         try:
-            validate_timeout_update(timeout_s, max_timeout_s=MAX_TIMEOUT_S)
 
             def mutate(cur: Sandbox) -> Sandbox | None:
                 state = self._viewable(cur)
@@ -762,6 +800,20 @@ class SandboxManager:
 
     # -- pause / connect / resume -------------------------------------------------------------
 
+    def check_pause(
+        self, namespace: str, user: str, sid: str, retention: timedelta | None = None
+    ) -> Sandbox:
+        """The caller's sandbox ``sid``, or what :meth:`pause` answers at once: 404, or 400
+        for a retention <= 0."""
+        sbx = self._owned(namespace, user, sid)
+        if retention is not None and retention <= timedelta(0):
+            # Named as every duration here reads (Go's ``-1.5s``), not as Python's timedelta.
+            raise BadRequestError(
+                f"retention: must be a positive duration, got {format_duration(retention)}",
+                field="retention",
+            )
+        return sbx
+
     def pause(self, namespace: str, user: str, sid: str, retention: timedelta | None = None) -> Op:
         """``POST /sandboxes/{id}/pause``: pause and wait (≤ 60 s) until ``SandboxPaused=True``.
 
@@ -775,14 +827,8 @@ class SandboxManager:
         """
         ctx = self.ctx
         api = self.world.api
-        sbx = self._owned(namespace, user, sid)
+        sbx = self.check_pause(namespace, user, sid, retention)
         meta = sbx.metadata
-        if retention is not None and retention <= timedelta(0):
-            # Named as every duration here reads (Go's ``-1.5s``), not as Python's timedelta.
-            raise BadRequestError(
-                f"retention: must be a positive duration, got {format_duration(retention)}",
-                field="retention",
-            )
 
         def mutate(cur: Sandbox) -> Sandbox | None:
             if is_claimed(cur) and self._viewable(cur) is None:
@@ -842,6 +888,13 @@ class SandboxManager:
             raise InternalError(f"sandbox {sid} was not paused within {PAUSE_WAIT_S:g}s")
         return verdict
 
+    def check_connect(self, namespace: str, user: str, sid: str, timeout_s: int) -> Sandbox:
+        """The caller's sandbox ``sid``, or what :meth:`connect` answers at once: 404, or 400
+        for a timeout out of range."""
+        sbx = self._owned(namespace, user, sid)
+        validate_timeout_update(timeout_s, max_timeout_s=MAX_TIMEOUT_S)
+        return sbx
+
     def connect(self, namespace: str, user: str, sid: str, timeout_s: int) -> Op:
         """``POST /sandboxes/{id}/connect``: return ``(sandbox, resumed)``.
 
@@ -856,10 +909,9 @@ class SandboxManager:
         :class:`ClaimCanceledError`; a resume already written goes on.
         """
         ctx = self.ctx
-        sbx = self._owned(namespace, user, sid)
+        sbx = self.check_connect(namespace, user, sid, timeout_s)
         resumed = False
         try:
-            validate_timeout_update(timeout_s, max_timeout_s=MAX_TIMEOUT_S)
             while True:
                 state = self._viewable(sbx)
                 if state is None:

@@ -832,3 +832,63 @@ def test_a_not_found_error_without_a_namespace_is_built_again_from_its_args(
             err.value.name,
             404,
         )
+
+
+def _run_with(refused: Any) -> tuple[list[str], float]:
+    """A run stopped with events due at its instant, ``refused`` called there (if any) and
+    then an apply: its log (refused creates' ``manager.claim_failed`` lines left out) and clock."""
+    cluster = Cluster(seed=0, nodes=1)
+    cluster.apply(pool_yaml("p", replicas=3))
+    cluster.run_until(lambda: len(cluster.log) >= 2)
+    assert cluster.env.peek() == cluster.now  # more is due at this very instant
+    if refused is not None:
+        before = (len(cluster.log), cluster.now)
+        with pytest.raises(ClaimError) as caught:
+            refused(cluster)
+        assert caught.value.code in (400, 404, 500)
+        lines = [str(e) for e in cluster.log][before[0] :]
+        assert all("manager.claim_failed" in line for line in lines), lines
+        assert cluster.now == before[1]
+    cluster.apply(pool_yaml("p", replicas=1))
+    cluster.advance(5)
+    return [str(e) for e in cluster.log if "manager.claim_failed" not in str(e)], cluster.now
+
+
+@pytest.mark.parametrize(
+    "refused",
+    [
+        pytest.param(lambda c: c.kill("default--no-such"), id="kill-404"),
+        pytest.param(lambda c: c.set_timeout("default--no-such", 60), id="set_timeout-404"),
+        pytest.param(lambda c: c.pause("default--no-such"), id="pause-404"),
+        pytest.param(lambda c: c.connect("default--no-such"), id="connect-404"),
+        pytest.param(lambda c: c.create_sandbox("no-such-template"), id="create-unknown-400"),
+        pytest.param(
+            lambda c: c.create_sandbox("p", metadata={"e2b.agents.kruise.io/never-timeout": "x"}),
+            id="create-bad-metadata-400",
+        ),
+    ],
+)
+def test_a_refused_e2b_call_runs_nothing_of_the_model(refused: Any) -> None:
+    """A call the sandbox-manager refuses at once leaves the run as it was: the events due at
+    its instant still run after what the caller does next, as without the call."""
+    assert _run_with(refused) == _run_with(None)
+
+
+def test_a_refused_call_on_a_known_sandbox_runs_nothing_of_the_model() -> None:
+    """A timeout out of range answers at once too (set_timeout's 500, connect's 400)."""
+    for call, code in (
+        (lambda c, sid: c.set_timeout(sid, 10**9), 500),
+        (lambda c, sid: c.connect(sid, 10**9), 400),
+        (lambda c, sid: c.pause(sid, retention=timedelta(seconds=-1)), 400),
+    ):
+        cluster = Cluster(seed=0, nodes=1)
+        cluster.apply(pool_yaml("p", replicas=2))
+        cluster.wait_for_pool("p")
+        sid = cluster.sandbox_id(cluster.create_sandbox("p"))
+        cluster.env.timeout(0)  # something due now
+        log, now = len(cluster.log), cluster.now
+        with pytest.raises(ClaimError) as caught:
+            call(cluster, sid)
+        assert caught.value.code == code
+        assert (len(cluster.log), cluster.now) == (log, now)
+        assert cluster.env.peek() == now
