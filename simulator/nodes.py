@@ -77,7 +77,6 @@ kubelet's pod starts and stops alike) until its window ends or it is cleared.
 
 from __future__ import annotations
 
-import contextlib
 import heapq
 import ipaddress
 from collections import Counter
@@ -146,6 +145,7 @@ __all__ = [
     "MIN_FEASIBLE_NODES_PERCENTAGE_TO_FIND",
     "MIN_FEASIBLE_NODES_TO_FIND",
     "POD_FINALIZER",
+    "UNSCHEDULABLE_RETRY_S",
     "NodeSpec",
     "Nodes",
     "backoff_delay",
@@ -169,6 +169,11 @@ BACKOFF_INITIAL_S = 10.0
 """First back-off of ImagePullBackOff and CrashLoopBackOff."""
 BACKOFF_MAX_S = 300.0
 """Cap of the kubelet's back-offs."""
+
+UNSCHEDULABLE_RETRY_S = 300.0
+"""How long after a failed ``PodScheduled=False`` write the scheduler writes it again:
+kube-scheduler's longest stay in its unschedulable queue (``podMaxInUnschedulablePodsDuration``,
+5 min), after which the pod is tried again and the condition written anew."""
 
 _API_RETRY_S = 1.0
 _NO_STATE = ContainerState()
@@ -1654,16 +1659,27 @@ class Nodes:
                 ),
             )
 
-        # Best effort: the condition is informational.
-        with contextlib.suppress(ApiError):
-            yield from self.api.patch(
-                self.client,
-                "Pod",
-                pod.metadata.namespace,
-                pod.metadata.name,
-                mark,
-                subresource="status",
-            )
+        # Best effort: the condition is informational. A write that failed is made
+        # again at the scheduler's next attempt, as kube-scheduler does (it writes the
+        # condition on each failed attempt while the stored pod lacks it): at the latest
+        # when its unschedulable queue is flushed, UNSCHEDULABLE_RETRY_S later.
+        while True:
+            try:
+                yield from self.api.patch(
+                    self.client,
+                    "Pod",
+                    pod.metadata.namespace,
+                    pod.metadata.name,
+                    mark,
+                    subresource="status",
+                )
+                return
+            except ApiError as err:
+                if err.code == 404:
+                    return  # bound, replaced or deleted meanwhile: nothing to say
+            yield self.ctx.env.timeout(UNSCHEDULABLE_RETRY_S)
+            if self._marked.get(uid or "") != message:
+                return  # deleted, or a newer message is on its way
 
     def _finalize_unbound(self, pod: Pod) -> Op:
         grace = _grace_seconds(pod, self.ctx.profile.pod_delete_grace_s)

@@ -989,3 +989,35 @@ def test_a_nodes_pre_pulled_images_are_references_the_kubelet_can_parse() -> Non
     assert error["loc"] == ("images", 1)
     assert "'BAD IMG': invalid reference format" in str(info.value)
     assert NodeSpec(name="a", images=["localhost:5000/x@sha256:" + "a" * 64]).images
+
+
+def test_an_unschedulable_condition_whose_write_failed_is_written_on_a_later_attempt() -> None:
+    """kube-scheduler writes ``PodScheduled=False`` on each failed attempt: one failed
+    status write (a 503) does not leave the pod without it for ever."""
+    from simulator.cluster import Cluster
+
+    cluster = Cluster(seed=0, nodes=[NodeSpec(name="n1", cpu="4", memory="8Gi")])
+    cluster.inject(
+        "api_error", code=503, count=1, selector={"client": "kube-scheduler", "verb": "patch"}
+    )
+    cluster.apply(
+        """
+apiVersion: agents.kruise.io/v1alpha1
+kind: SandboxSet
+metadata: {name: p, namespace: default}
+spec:
+  replicas: 2
+  template:
+    spec:
+      containers:
+        - name: sandbox
+          image: registry.example.com/sandbox:v1
+          resources: {requests: {cpu: "3", memory: 256Mi}}
+"""
+    )
+    cluster.advance(10)
+    assert [f.fired for f in cluster.faults] == [1]
+    cluster.advance(900)
+    message = cluster.unschedulable_message("p")
+    assert message is not None and "Insufficient cpu" in message
+    assert sum("scheduler.unschedulable" in str(e) for e in cluster.log) == 1
