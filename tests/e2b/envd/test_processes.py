@@ -6,6 +6,7 @@ import asyncio
 import gc
 import os
 import subprocess
+import time
 import weakref
 from collections.abc import Collection, Iterator
 from pathlib import Path
@@ -33,6 +34,14 @@ def start(procs: list[subprocess.Popen[bytes]], script: str, **env: str) -> subp
     proc = subprocess.Popen(["sh", "-c", script], env={**clean, **env})
     procs.append(proc)
     return proc
+
+
+def exec_done(proc: subprocess.Popen[bytes], within: float = 10.0) -> None:
+    """Wait until ``proc``'s shell has exec'd its ``sleep``."""
+    deadline = time.monotonic() + within
+    while Path(f"/proc/{proc.pid}/cmdline").read_bytes().split(b"\0")[0] != b"sleep":
+        assert time.monotonic() < deadline, f"{proc.args} did not exec sleep"
+        time.sleep(0.005)
 
 
 def test_only_processes_whose_environment_holds_the_marker_are_killed(
@@ -76,6 +85,10 @@ def test_one_scan_kills_the_processes_of_every_marker(
     }
     spared = start(spawned, "exec sleep 300", **{MARK: "z"})
     markers = [f"{MARK}={value}".encode() for value in marked]
+    # Each has become ``sleep``: one caught in its exec shows no environment for a moment
+    # and is found by a later scan (a third, on a busy machine), which is not what is counted.
+    for proc in [spared, *(p for procs in marked.values() for p in procs)]:
+        exec_done(proc)
 
     counts = kill_marked_many(markers, pause=0.0)
 
