@@ -60,6 +60,7 @@ from typing import Any, Final, TypeVar
 import simpy
 
 from pytest_kruise_agents.api import keys
+from pytest_kruise_agents.api.base import format_time
 from pytest_kruise_agents.api.e2b import replace_surrogates
 from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.api.manifest import KubeObject, load_manifests, to_manifest_dict
@@ -99,7 +100,7 @@ from simulator.cluster import (
 )
 from simulator.collector import simulation_gc
 from simulator.context import DEFAULT_EPOCH, past_clock_end
-from simulator.errors import NotFoundError
+from simulator.errors import NoAnswerError, NotFoundError
 from simulator.faults import Fault
 from simulator.interrupts import sigint_deferred
 from simulator.latency import Latency
@@ -469,6 +470,7 @@ class SimBackend:
     def _run(
         self,
         gen: Generator[simpy.Event, Any, T],
+        what: str,
         cancellation: _Cancellation | None = None,
         *,
         cancellable: bool = False,
@@ -477,7 +479,8 @@ class SimBackend:
 
         A ``cancellation`` requested meanwhile interrupts the process. So does,
         for a ``cancellable`` one in virtual mode, a Ctrl-C that stops the run
-        (the caller went away), before the ``KeyboardInterrupt`` leaves.
+        (the caller went away), before the ``KeyboardInterrupt`` leaves. ``what``
+        names the call for :class:`NoAnswerError` (see :meth:`_step`).
         """
         if self._mode == "virtual":
             with self._lock:
@@ -486,7 +489,7 @@ class SimBackend:
                 proc.callbacks.append(_defuse)
                 self._register(cancellation, proc)
                 try:
-                    self._step(proc, None)
+                    self._step(proc, None, what)
                 except KeyboardInterrupt:
                     # The caller went away (Ctrl-C): a cancellable create stops, as on a cancel.
                     if cancellable and proc.is_alive:
@@ -530,7 +533,7 @@ class SimBackend:
         if cancellation is not None:
             self._cancels.pop(cancellation, None)
 
-    def _step(self, proc: simpy.Process, deadline: float | None) -> bool:
+    def _step(self, proc: simpy.Process, deadline: float | None, what: str) -> bool:
         """Virtual mode, under the lock: run the model until ``proc`` is processed.
 
         With a ``deadline`` (``time.perf_counter()``), stop once it passes;
@@ -540,15 +543,31 @@ class SimBackend:
         its error: :func:`_outcome` does, in the thread that asked. Cancels
         requested meanwhile (from other threads) are delivered between two
         batches of events, to whichever registered process they are for.
+
+        When the model runs out of events before ``proc`` ends, its answer can
+        never come: ``proc`` is interrupted as a client going away (a create's
+        claim is cancelled and cleans up what it locked, as :class:`Cluster`
+        does), the model runs until it has ended (or nothing is left to run),
+        and :class:`NoAnswerError` naming ``what`` is raised, the clock at the
+        last event that happened.
         """
-        try:
-            # A Ctrl-C in the caller's (main) thread stops the run between two events.
-            with simulation_gc(), sigint_deferred() as hits:
-                return self._steps(proc, self._bounded_step(hits), deadline, self._cancels)
-        except simpy.core.EmptySchedule:
-            raise RuntimeError(
-                f'No scheduled events left but "until" event was not triggered: {proc}'
-            ) from None
+        # A Ctrl-C in the caller's (main) thread stops the run between two events.
+        with simulation_gc(), sigint_deferred() as hits:
+            bounded = self._bounded_step(hits)
+            try:
+                return self._steps(proc, bounded, deadline, self._cancels)
+            except simpy.core.EmptySchedule:
+                idle = format_time(self.cluster.ctx.now_dt())
+                if proc.is_alive:
+                    proc.interrupt("client gone")
+                    try:
+                        while proc.callbacks is not None:
+                            bounded()
+                    except simpy.core.EmptySchedule:
+                        pass  # it waits on something else nothing will answer
+            raise NoAnswerError(
+                f"{what}: no event is left that could answer it (the model went idle at {idle})"
+            )
 
     def _bounded_step(self, hits: Sequence[int]) -> Callable[[], None]:
         """``env.step``, raising :func:`past_clock_end` instead of moving the clock past its end.
@@ -597,10 +616,11 @@ class SimBackend:
         self,
         gen: Generator[simpy.Event, Any, V],
         after: Callable[[V], T],
+        what: str,
         *,
         cancellable: bool = False,
     ) -> T:
-        """An E2B operation: run its process ``gen`` to the end, then ``after(value)`` under the lock.
+        """An E2B operation ``what``: run its process ``gen`` to the end, then ``after(value)`` under the lock.
 
         Inside :meth:`attempt`, virtual mode runs the process for at most the
         attempt's budget and raises :class:`_Unfinished` with the rest;
@@ -615,7 +635,7 @@ class SimBackend:
         if deadline is None:
             if self._mode != "virtual":
                 gen = self._at_arrival(self._virtual_at(time.monotonic()), gen, None)
-            value = self._run(gen, cancellation, cancellable=cancellable)
+            value = self._run(gen, what, cancellation, cancellable=cancellable)
             with self._lock:
                 return after(value)
         if self._mode != "virtual":
@@ -628,10 +648,10 @@ class SimBackend:
         self._check_open()
         proc = self.cluster.env.process(gen)
         proc.callbacks.append(_defuse)
-        if not self._step(proc, deadline):
+        if not self._step(proc, deadline, what):
             # Registered now, so that any call running the model meanwhile delivers it.
             self._register(cancellation, proc)
-            raise _Unfinished(partial(self._finish, proc, after, cancellation))
+            raise _Unfinished(partial(self._finish, proc, after, what, cancellation))
         return after(_outcome(proc))
 
     def _start(
@@ -736,13 +756,14 @@ class SimBackend:
         self,
         proc: simpy.Process,
         after: Callable[[Any], T],
+        what: str,
         cancellation: _Cancellation | None,
     ) -> T:
         """The rest of an operation :meth:`attempt` started: run on until ``proc`` ends."""
         with self._lock:
             try:
                 self._check_open()
-                self._step(proc, None)
+                self._step(proc, None, what)
             finally:
                 self._unregister(cancellation)
             return after(_outcome(proc))
@@ -920,6 +941,7 @@ class SimBackend:
         return self._op(
             _captured(self.cluster.manager.create(spec), self._delivered),
             self._written_view,
+            f"create of template {request.template!r}",
             cancellable=True,
         )
 
@@ -968,6 +990,7 @@ class SimBackend:
         self._op(
             self.cluster.manager.kill(caller.namespace, caller.user, sandbox_id),
             partial(_then, self._await_cached, sandbox_id),
+            f"kill of {sandbox_id}",
         )
 
     def set_timeout(self, caller: Caller, sandbox_id: str, timeout: int) -> None:
@@ -982,6 +1005,7 @@ class SimBackend:
         self._op(
             self.cluster.manager.set_timeout(caller.namespace, caller.user, sandbox_id, timeout),
             partial(_then, self._await_cached, sandbox_id),
+            f"timeout change of {sandbox_id}",
         )
 
     def pause(self, caller: Caller, sandbox_id: str, retention: timedelta | None = None) -> None:
@@ -991,6 +1015,7 @@ class SimBackend:
         self._op(
             self.cluster.manager.pause(caller.namespace, caller.user, sandbox_id, retention),
             _discard,
+            f"pause of {sandbox_id}",
             cancellable=True,
         )
 
@@ -1006,6 +1031,7 @@ class SimBackend:
                 self._connect_delivered,
             ),
             self._connected,
+            f"connect to {sandbox_id}",
             cancellable=True,
         )
 
@@ -1029,6 +1055,7 @@ class SimBackend:
         self._op(
             self.cluster.manager.resume(caller.namespace, caller.user, sandbox_id, seconds),
             partial(_then, self._await_cached, sandbox_id),
+            f"resume of {sandbox_id}",
             cancellable=True,
         )
 

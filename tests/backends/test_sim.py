@@ -36,6 +36,7 @@ from pytest_kruise_agents.claiming.errors import ClaimCanceledError, ClaimError
 from simulator.cluster import CACHE_WAIT_S, Cluster
 from simulator.collector import YOUNG_THRESHOLD
 from simulator.context import CLOCK_END
+from simulator.errors import NoAnswerError
 
 from ..pools import RECYCLING_POOL
 from ..threads import held_elsewhere, outcome_within
@@ -763,6 +764,70 @@ def test_waiting_calls_never_move_the_virtual_clock_past_its_end() -> None:
             assert str(err.value).startswith(PAST_THE_END)
             assert backend.now() <= CLOCK_END
             backend.advance(0)
+    finally:
+        backend.close()
+
+
+NEVER_TIMEOUT = {"e2b.agents.kruise.io/never-timeout": "true"}
+NEVER_PULLS = """\
+apiVersion: agents.kruise.io/v1alpha1
+kind: SandboxSet
+metadata:
+  name: p
+  namespace: default
+spec:
+  replicas: 0
+  runtimes:
+    - name: agent-runtime
+  template:
+    spec:
+      containers:
+        - name: sandbox
+          image: "Bad Image"
+"""
+
+
+def _unanswerable(inline_budget_s: float = 60.0) -> SimBackend:
+    """A virtual backend whose pool ``p`` never gets a sandbox ready: its image never pulls."""
+    cluster = Cluster(seed=1, nodes=1)
+    cluster.apply(NEVER_PULLS)
+    cluster.advance(1)
+    return SimBackend(cluster, inline_budget_s=inline_budget_s)
+
+
+def _claimed(backend: SimBackend) -> list[str]:
+    return [
+        s.metadata.name
+        for s in backend.cluster.list("sbx")
+        if s.metadata.labels.get(keys.LABEL_SANDBOX_CLAIMED) == "true"
+    ]
+
+
+def test_a_create_the_idle_model_can_never_answer_raises_no_answer_and_is_cancelled() -> None:
+    """As :class:`Cluster` does: a typed 500 naming the create, not SimPy's bare
+    ``RuntimeError``, and the claim cleans up rather than hold its locked sandbox."""
+    backend = _unanswerable()
+    try:
+        with pytest.raises(NoAnswerError) as caught:
+            backend.create_sandbox(ALICE, CreateRequest("p", metadata=NEVER_TIMEOUT))
+        err = caught.value
+        assert isinstance(err, ClaimCanceledError) and err.code == 500
+        assert "create of template 'p'" in str(err) and "no event is left" in str(err)
+        assert backend.cluster.now < 60  # the last event, not the far future
+        record = backend.cluster.last_record()
+        assert record.done and record.failed is not None and record.delivered is None
+        assert _claimed(backend) == []
+    finally:
+        backend.close()
+
+
+def test_a_create_attempted_then_finished_is_cut_the_same_way() -> None:
+    backend = _unanswerable(inline_budget_s=0)
+    call = partial(backend.create_sandbox, ALICE, CreateRequest("p", metadata=NEVER_TIMEOUT))
+    try:
+        with pytest.raises(NoAnswerError, match="create of template 'p'"):
+            _finished(backend, call)
+        assert _claimed(backend) == []
     finally:
         backend.close()
 

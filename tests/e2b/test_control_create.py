@@ -14,6 +14,7 @@ from e2b.exceptions import SandboxException, TimeoutException
 
 from pytest_kruise_agents.api import keys
 from pytest_kruise_agents.backends import Caller, CreateRequest, SimBackend
+from simulator.cluster import Cluster
 
 from .conftest import ALICE, CAROL, Served, eventually, pool_yaml, serve
 
@@ -417,6 +418,38 @@ def test_a_create_whose_client_gives_up_is_cancelled(tmp_path: Path, clock: str)
         if clock == "virtual":
             backend.advance(5)
         eventually(lambda: _owned_by(backend, "alice") == [], "the claim's sandbox is deleted")
+    finally:
+        thread.stop()
+        backend.close()
+
+
+def test_a_create_nothing_can_ever_answer_gets_a_json_500_and_is_cancelled(
+    tmp_path: Path,
+) -> None:
+    """Virtual clock: a pool whose image never pulls and a create whose sandbox never times
+    out (HEAD: no claim timeout) leave the model with no event that could answer it. The
+    server answers the backend's ``NoAnswerError`` (500, naming the create), not an internal
+    ``RuntimeError``, and the claim is cancelled: no sandbox stays claimed."""
+    backend = SimBackend(Cluster(seed=1, nodes=1))
+    thread, served = serve(tmp_path, backend=backend)
+    try:
+        served.apply(pool_yaml("p", 0).replace("registry.example.com/e2b/p:v1", '"Bad Image"'))
+        r = served.request(
+            "POST",
+            "/v2/sandboxes",
+            json={"templateID": "p", "metadata": {"e2b.agents.kruise.io/never-timeout": "true"}},
+        )
+
+        assert r.status_code == 500, r.text
+        message = r.json()["message"]
+        assert message.startswith("create of template 'p': no event is left"), message
+        assert "RuntimeError" not in message
+        record = last_record(served)
+        assert record["error_code"] == 500 and record["delivered"] is None
+        with backend.locked() as cluster:
+            sandboxes = cluster.list("sbx")
+        assert record["sandbox"] is not None  # it had locked one, cleaned up since
+        assert [s for s in sandboxes if s.metadata.labels.get(keys.LABEL_SANDBOX_CLAIMED)] == []
     finally:
         thread.stop()
         backend.close()
