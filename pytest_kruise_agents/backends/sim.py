@@ -474,17 +474,21 @@ class SimBackend:
         cancellation: _Cancellation | None = None,
         *,
         cancellable: bool = False,
+        check: Callable[[], object] | None = None,
     ) -> T:
         """Run a SimPy sub-process to its end and return its value (or raise its error).
 
         A ``cancellation`` requested meanwhile interrupts the process. So does,
         for a ``cancellable`` one in virtual mode, a Ctrl-C that stops the run
         (the caller went away), before the ``KeyboardInterrupt`` leaves. ``what``
-        names the call for :class:`NoAnswerError` (see :meth:`_step`).
+        names the call for :class:`NoAnswerError` (see :meth:`_step`). In virtual
+        mode ``check`` runs first, under the lock: see :meth:`_op`.
         """
         if self._mode == "virtual":
             with self._lock:
                 self._check_open()
+                if check is not None:
+                    check()
                 proc = self.cluster.env.process(gen)
                 proc.callbacks.append(_defuse)
                 self._register(cancellation, proc)
@@ -619,6 +623,7 @@ class SimBackend:
         what: str,
         *,
         cancellable: bool = False,
+        check: Callable[[], object] | None = None,
     ) -> T:
         """An E2B operation ``what``: run its process ``gen`` to the end, then ``after(value)`` under the lock.
 
@@ -627,6 +632,12 @@ class SimBackend:
         realtime mode raises it at once (the call waits for the wall clock).
         A ``cancellable`` operation's process is interrupted when the
         :class:`Pending` it was handed back as is cancelled.
+
+        ``check`` raises what the sandbox-manager answers at once (a 404, a 400):
+        in virtual mode it runs before the process starts, so a refused call runs
+        nothing of the model (the events due at its instant stay due). In
+        realtime mode the process makes the same check itself, at the instant
+        the call arrives in the model.
         """
         cancellation: _Cancellation | None = (
             getattr(self._inline, "cancellation", None) if cancellable else None
@@ -635,7 +646,7 @@ class SimBackend:
         if deadline is None:
             if self._mode != "virtual":
                 gen = self._at_arrival(self._virtual_at(time.monotonic()), gen, None)
-            value = self._run(gen, what, cancellation, cancellable=cancellable)
+            value = self._run(gen, what, cancellation, cancellable=cancellable, check=check)
             with self._lock:
                 return after(value)
         if self._mode != "virtual":
@@ -646,6 +657,8 @@ class SimBackend:
             self._start(ticket, gen, after, cancellation, arrival)
             raise _Unfinished(ticket.result, ticket.when_ready)
         self._check_open()
+        if check is not None:
+            check()
         proc = self.cluster.env.process(gen)
         proc.callbacks.append(_defuse)
         if not self._step(proc, deadline, what):
@@ -943,6 +956,7 @@ class SimBackend:
             self._written_view,
             f"create of template {request.template!r}",
             cancellable=True,
+            check=partial(self.cluster.manager.refuse_create, spec),
         )
 
     def _delivered(self, sbx: Sandbox) -> tuple[Sandbox, SandboxView]:
@@ -991,6 +1005,9 @@ class SimBackend:
             self.cluster.manager.kill(caller.namespace, caller.user, sandbox_id),
             partial(_then, self._await_cached, sandbox_id),
             f"kill of {sandbox_id}",
+            check=partial(
+                self.cluster.manager.check_kill, caller.namespace, caller.user, sandbox_id
+            ),
         )
 
     def set_timeout(self, caller: Caller, sandbox_id: str, timeout: int) -> None:
@@ -1006,6 +1023,13 @@ class SimBackend:
             self.cluster.manager.set_timeout(caller.namespace, caller.user, sandbox_id, timeout),
             partial(_then, self._await_cached, sandbox_id),
             f"timeout change of {sandbox_id}",
+            check=partial(
+                self.cluster.manager.check_set_timeout,
+                caller.namespace,
+                caller.user,
+                sandbox_id,
+                timeout,
+            ),
         )
 
     def pause(self, caller: Caller, sandbox_id: str, retention: timedelta | None = None) -> None:
@@ -1017,6 +1041,13 @@ class SimBackend:
             _discard,
             f"pause of {sandbox_id}",
             cancellable=True,
+            check=partial(
+                self.cluster.manager.check_pause,
+                caller.namespace,
+                caller.user,
+                sandbox_id,
+                retention,
+            ),
         )
 
     def connect(
@@ -1033,6 +1064,13 @@ class SimBackend:
             self._connected,
             f"connect to {sandbox_id}",
             cancellable=True,
+            check=partial(
+                self.cluster.manager.check_connect,
+                caller.namespace,
+                caller.user,
+                sandbox_id,
+                seconds,
+            ),
         )
 
     def _connect_delivered(

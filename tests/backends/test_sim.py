@@ -1418,3 +1418,51 @@ def test_warm_and_cold_template_ref_sandboxes_show_the_template_labels(
     views = [backend.create_sandbox(ALICE, CreateRequest(template="python")) for _ in range(3)]
     assert [r["warm"] for r in backend.records()[-3:]] == [True, True, False]
     assert all(v.metadata.get("team") == "ml" for v in views)
+
+
+def _served_with(refused: Callable[[SimBackend], object] | None) -> list[str]:
+    """Through a virtual backend: a run stopped with events due at its instant, ``refused``
+    called there (if any), then an apply and 5 s: the log, refused creates' lines left out."""
+    cluster = Cluster(seed=0, nodes=1)
+    cluster.apply(
+        NEVER_PULLS.replace("replicas: 0", "replicas: 3").replace('"Bad Image"', "r/p:v1")
+    )
+    cluster.run_until(lambda: len(cluster.log) >= 2)
+    assert cluster.env.peek() == cluster.now  # more is due at this very instant
+    backend = SimBackend(cluster)
+    try:
+        if refused is not None:
+            lines, now = len(cluster.log), cluster.now
+            with pytest.raises(ClaimError) as caught:
+                refused(backend)
+            assert caught.value.code in (400, 404)
+            assert all("manager.claim_failed" in str(e) for e in list(cluster.log)[lines:])
+            assert cluster.now == now
+        cluster.apply(
+            NEVER_PULLS.replace("replicas: 0", "replicas: 1").replace('"Bad Image"', "r/p:v1")
+        )
+        backend.advance(5)
+        return [str(e) for e in cluster.log if "manager.claim_failed" not in str(e)]
+    finally:
+        backend.close()
+
+
+@pytest.mark.parametrize(
+    "refused",
+    [
+        pytest.param(lambda b: b.kill(ALICE, "default--no-such"), id="kill-404"),
+        pytest.param(lambda b: b.set_timeout(ALICE, "default--no-such", 60), id="set_timeout-404"),
+        pytest.param(lambda b: b.pause(ALICE, "default--no-such"), id="pause-404"),
+        pytest.param(lambda b: b.connect(ALICE, "default--no-such", 60), id="connect-404"),
+        pytest.param(
+            lambda b: b.create_sandbox(ALICE, CreateRequest(template="no-such")),
+            id="create-unknown-400",
+        ),
+    ],
+)
+def test_a_call_the_manager_refuses_at_once_runs_nothing_of_the_model(
+    refused: Callable[[SimBackend], object],
+) -> None:
+    """Virtual clock: a 404 or 400 decided at the call leaves the events due at its instant
+    due, so the run goes on exactly as without the call (as ``Cluster``'s own calls do)."""
+    assert _served_with(refused) == _served_with(None)
