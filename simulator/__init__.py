@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from simulator.cluster import DEFAULT_USER, Cluster, default_nodes
     from simulator.erlang import erlang_b, erlang_c, min_servers_for_loss
-    from simulator.errors import NotFoundError
+    from simulator.errors import ConflictError, NoAnswerError, NotFoundError
     from simulator.faults import FAULT_KINDS, Fault
     from simulator.nodes import NodeSpec
     from simulator.profile import LATENCY_DOCS, PROFILES, Profile, get_profile
@@ -36,7 +36,9 @@ __all__ = [
     "ClaimRecord",
     "ClaimRecords",
     "Cluster",
+    "ConflictError",
     "Fault",
+    "NoAnswerError",
     "NodeSpec",
     "NotFoundError",
     "PoissonWorkload",
@@ -56,6 +58,8 @@ _LAZY = {
     "erlang_b": "simulator.erlang",
     "erlang_c": "simulator.erlang",
     "min_servers_for_loss": "simulator.erlang",
+    "ConflictError": "simulator.errors",
+    "NoAnswerError": "simulator.errors",
     "NotFoundError": "simulator.errors",
     "FAULT_KINDS": "simulator.faults",
     "Fault": "simulator.faults",

@@ -59,3 +59,13 @@ def test_every_public_name_is_its_modules_object_and_listed_by_dir() -> None:
     assert set(simulator.__all__) <= set(dir(simulator))
     with pytest.raises(AttributeError, match="has no attribute 'NoSuchName'"):
         simulator.NoSuchName  # type: ignore[attr-defined]  # noqa: B018
+
+
+def test_every_error_the_cluster_raises_is_a_public_name() -> None:
+    """A caller catches ``simulator.NoAnswerError`` (or any of ``simulator.errors``) from
+    the package, as it catches ``simulator.NotFoundError``."""
+    import simulator.errors
+
+    assert set(simulator.errors.__all__) <= set(simulator.__all__)
+    for name in simulator.errors.__all__:
+        assert getattr(simulator, name) is getattr(simulator.errors, name)
