@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import builtins
 import copy
-import heapq
 import math
 import numbers
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
@@ -29,7 +28,6 @@ from typing import Any, Literal, TypeAlias, cast, overload
 import simpy
 
 from pytest_kruise_agents.api import keys
-from pytest_kruise_agents.api.base import format_time
 from pytest_kruise_agents.api.copying import deep_copy
 from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.api.manifest import KubeObject, load_manifests, resolve_kind
@@ -43,7 +41,6 @@ from pytest_kruise_agents.api.sandboxset import SandboxSet
 from pytest_kruise_agents.api.sandboxtemplate import SandboxTemplate
 from pytest_kruise_agents.claiming.errors import ClaimCanceledError, ClaimError
 from pytest_kruise_agents.claiming.extensions import (
-    KEY_CLAIM_TIMEOUT_SECONDS,
     CreateRequest,
     CreateSpec,
     check_string_map,
@@ -65,8 +62,8 @@ from simulator.controllers.sandboxset import SandboxSetController
 from simulator.errors import NoAnswerError, NotFoundError
 from simulator.eventlog import EventLog
 from simulator.faults import Fault
-from simulator.interrupts import sigint_deferred
-from simulator.manager import SandboxManager
+from simulator.interrupts import sigint_deferred, step_to
+from simulator.manager import CREATE_CALL_BOUND_S, SandboxManager
 from simulator.nodes import Nodes, NodeSpec, node_spec_of
 from simulator.profile import Profile, get_profile
 from simulator.records import ClaimRecord, ClaimRecords
@@ -157,14 +154,6 @@ DEFAULT_USER = "00000000-0000-4000-8000-000000000001"
 CACHE_WAIT_S = 1.0
 """Longest a call waits, in virtual seconds, for the manager's cache to show its own write
 (twenty times the ordinary watch lag's upper bound): see ``Cluster.await_cached``."""
-
-CREATE_CALL_BOUND_S = 86_400.0
-"""How long (simulated seconds, one day) a create call waits for an answer when its claim
-has no timeout of its own (HEAD's default: no ``claim-timeout-seconds``), as an E2B
-client's request timeout bounds it. Past it the call gives up as a client going away:
-the claim is cancelled, cleans up, and the call raises
-:class:`~simulator.errors.NoAnswerError`. Far above the ~3,100 s an unanswerable HEAD
-create takes when each attempt's sandbox times out."""
 
 
 def default_nodes(
@@ -360,7 +349,7 @@ class Cluster:
                 f"{datetime.max.year}",
             )
         with simulation_gc(), sigint_deferred() as hits:
-            _step_to(env, until, hits)
+            step_to(env, until, hits)
 
     def run_until(self, predicate: Callable[[], bool], *, timeout: float = 3600.0) -> bool:
         """Run until ``predicate()`` holds or ``timeout`` virtual seconds pass; return whether it held.
@@ -391,7 +380,7 @@ class Cluster:
                     if deadline > end:
                         raise past_clock_end("timeout")
                     if deadline > env.now:  # SimPy refuses to run until now
-                        _step_to(env, deadline, hits)
+                        step_to(env, deadline, hits)
                     return predicate()
                 if nxt > end:
                     raise past_clock_end("timeout")
@@ -444,20 +433,14 @@ class Cluster:
                 nxt = env.peek()
                 if nxt > limit:
                     if nxt == simpy.core.Infinity:
-                        raise NoAnswerError(
-                            f"{what}: no event is left that could answer it (the model went "
-                            f"idle at {format_time(self.ctx.now_dt())})"
-                        )
+                        raise NoAnswerError.went_idle(what, self.ctx.now_dt())
                     if limit == end:
                         raise past_clock_end()
-                    _step_to(env, limit, hits)
+                    step_to(env, limit, hits)
                     if until.callbacks is None:  # answered at the bound itself
                         return
-                    raise NoAnswerError(
-                        f"{what}: no answer within {bound:g} s of simulated time "
-                        f"(the call's bound, as a client's request timeout; set "
-                        f"{KEY_CLAIM_TIMEOUT_SECONDS} to bound the claim itself)"
-                    )
+                    assert bound is not None  # limit < end is the bound's
+                    raise NoAnswerError.out_of_bound(what, bound)
                 env.step()
 
     # -- resources ------------------------------------------------------------------
@@ -790,7 +773,9 @@ class Cluster:
         self.manager.refuse_create(spec)
         proc = self.env.process(self.manager.create(spec))
         proc.callbacks.append(_defuse)
-        self._run_claims(proc, [proc], self._create_bound(spec), f"create of template {template!r}")
+        self._run_claims(
+            proc, [proc], self.manager.call_bound(spec), f"create of template {template!r}"
+        )
         if not proc.ok:
             raise cast(BaseException, proc.value)
         sbx = cast(Sandbox, proc.value)
@@ -892,7 +877,7 @@ class Cluster:
         what = f"burst of {count} creates of template {template!r}"
         cut: NoAnswerError | None = None
         try:
-            self._run_claims(self.env.all_of(procs), procs, self._create_bound(spec), what)
+            self._run_claims(self.env.all_of(procs), procs, self.manager.call_bound(spec), what)
         except NoAnswerError as err:
             cut = err
         results: builtins.list[Sandbox | ClaimError] = [p.value for p in procs]  # type: ignore[misc]
@@ -951,15 +936,6 @@ class Cluster:
             proc.interrupt("client gone")
             proc.callbacks.append(_defuse)  # its error is nobody's to raise
         return cancelled
-
-    def _create_bound(self, spec: CreateSpec) -> float | None:
-        """How long a create call of ``spec`` waits at most: :data:`CREATE_CALL_BOUND_S`
-        when its claim has no timeout of its own, else ``None`` (the claim ends by then)."""
-        try:
-            claim_timeout = self.manager.claim_timeout_of(spec)
-        except ClaimError:
-            return None  # refused at once by the claim itself
-        return CREATE_CALL_BOUND_S if claim_timeout is None else None
 
     def sandbox_id(self, sbx: Sandbox) -> str:
         """The E2B sandbox id of a sandbox (``<namespace>--<name>``)."""
@@ -1441,33 +1417,6 @@ def _check_name(field: str, value: object, alternative: str = "") -> str:
 def _or_empty(mapping: Mapping[str, str] | None) -> Mapping[str, str]:
     """``mapping``, or an empty one for ``None`` (a create's metadata and env vars not given)."""
     return {} if mapping is None else mapping
-
-
-def _step_to(env: simpy.Environment, at: float, hits: Sequence[int]) -> None:
-    """``env.run(until=at)``, raising :class:`KeyboardInterrupt` between two steps once ``hits``.
-
-    The same events run in the same order as ``env.run(until=at)`` would: its
-    stop event is made the same way (processed before the ordinary events
-    scheduled at ``at``). Unlike ``env.run``, a run cut short (Ctrl-C, an error
-    raised by a step) takes its stop event out of the queue: left there, it
-    would end the next run at ``at`` with SimPy's ``StopSimulation``.
-    """
-    until = simpy.Event(env)
-    until._ok = True
-    until._value = None
-    env.schedule(until, simpy.events.URGENT, at - env.now)
-    step = env.step
-    try:
-        while until.callbacks is not None:  # not yet processed
-            if hits:
-                raise KeyboardInterrupt
-            step()
-    except BaseException:
-        if until.callbacks is not None:
-            queue = env._queue
-            queue[:] = [entry for entry in queue if entry[3] is not until]
-            heapq.heapify(queue)
-        raise
 
 
 def _defuse(event: simpy.Event) -> None:

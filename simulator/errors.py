@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
+from pytest_kruise_agents.api.base import format_time
 from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.claiming.errors import ClaimCanceledError
+from pytest_kruise_agents.claiming.extensions import KEY_CLAIM_TIMEOUT_SECONDS
 
 __all__ = ["ConflictError", "NoAnswerError", "NotFoundError"]
 
@@ -47,3 +51,18 @@ class NoAnswerError(ClaimCanceledError):
     it cut is cancelled and cleans up what it locked. The message names what
     was awaited.
     """
+
+    @classmethod
+    def went_idle(cls, what: str, at: datetime) -> NoAnswerError:
+        """The error of the call ``what`` when the model ran out of events at ``at``."""
+        return cls(
+            f"{what}: no event is left that could answer it (the model went idle at {format_time(at)})"
+        )
+
+    @classmethod
+    def out_of_bound(cls, what: str, bound: float) -> NoAnswerError:
+        """The error of the call ``what`` once its bound of ``bound`` simulated seconds passed."""
+        return cls(
+            f"{what}: no answer within {bound:g} s of simulated time (the call's bound, as a "
+            f"client's request timeout; set {KEY_CLAIM_TIMEOUT_SECONDS} to bound the claim itself)"
+        )

@@ -27,13 +27,16 @@ while the first is still waiting to be raised raises at once (a way out of a
 
 from __future__ import annotations
 
+import heapq
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from types import FrameType
 
-__all__ = ["sigint_deferred"]
+import simpy
+
+__all__ = ["sigint_deferred", "step_to"]
 
 _NEVER: tuple[()] = ()
 """The flag of a run that defers nothing: empty, so never set."""
@@ -82,3 +85,30 @@ def sigint_deferred() -> Iterator[list[int] | tuple[()]]:
     if deferral.hits:
         # It came during the last step: the run is complete, and the interrupt is the caller's.
         raise KeyboardInterrupt
+
+
+def step_to(env: simpy.Environment, at: float, hits: Sequence[int]) -> None:
+    """``env.run(until=at)``, raising :class:`KeyboardInterrupt` between two steps once ``hits``.
+
+    The same events run in the same order as ``env.run(until=at)`` would: its
+    stop event is made the same way (processed before the ordinary events
+    scheduled at ``at``). Unlike ``env.run``, a run cut short (Ctrl-C, an error
+    raised by a step) takes its stop event out of the queue: left there, it
+    would end the next run at ``at`` with SimPy's ``StopSimulation``.
+    """
+    until = simpy.Event(env)
+    until._ok = True
+    until._value = None
+    env.schedule(until, simpy.events.URGENT, at - env.now)
+    step = env.step
+    try:
+        while until.callbacks is not None:  # not yet processed
+            if hits:
+                raise KeyboardInterrupt
+            step()
+    except BaseException:
+        if until.callbacks is not None:
+            queue = env._queue
+            queue[:] = [entry for entry in queue if entry[3] is not until]
+            heapq.heapify(queue)
+        raise

@@ -110,6 +110,7 @@ from simulator.runtime import AgentRuntime
 from simulator.world import World
 
 __all__ = [
+    "CREATE_CALL_BOUND_S",
     "LIST_STATES",
     "MAX_LIST_LIMIT",
     "PAUSE_WAIT_S",
@@ -125,6 +126,14 @@ __all__ = [
 
 RESUME_WAIT_S: Final = 600.0
 """A resume waits at most this long for the sandbox to be running and ready."""
+
+CREATE_CALL_BOUND_S: Final = 86_400.0
+"""How long (simulated seconds, one day) a create call waits for an answer when its claim
+has no timeout of its own (HEAD's default: no ``claim-timeout-seconds``), as an E2B
+client's request timeout bounds it. Past it the call gives up as a client going away:
+the claim is cancelled, cleans up, and the call raises
+:class:`~simulator.errors.NoAnswerError`. Far above the ~3,100 s an unanswerable HEAD
+create takes when each attempt's sandbox times out. See :meth:`SandboxManager.call_bound`."""
 _CONFLICT_RETRY_STEPS: Final = 5
 TEMPLATE_NOT_FOUND: Final = "Template or Checkpoint not found"
 
@@ -420,6 +429,19 @@ class SandboxManager:
                 record, f"{namespace or '*'}/{template} user={user}", str(err), err.code, err.reason
             )
             raise
+
+    def call_bound(self, spec: CreateSpec) -> float | None:
+        """How long a create call of ``spec`` waits at most: :data:`CREATE_CALL_BOUND_S`
+        when its claim has no timeout of its own, else ``None`` (the claim ends by then).
+
+        The model does not apply it: a caller driving virtual time (``Cluster``'s
+        create, a virtual ``SimBackend``) stops running the model there.
+        """
+        try:
+            claim_timeout = self.claim_timeout_of(spec)
+        except ClaimError:
+            return None  # refused at once by the claim itself
+        return CREATE_CALL_BOUND_S if claim_timeout is None else None
 
     def claim_timeout_of(self, spec: CreateSpec) -> float | None:
         """The claim timeout (seconds) a create of ``spec`` runs under, or ``None`` if it has none.

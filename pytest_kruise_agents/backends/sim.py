@@ -60,7 +60,6 @@ from typing import Any, Final, TypeVar
 import simpy
 
 from pytest_kruise_agents.api import keys
-from pytest_kruise_agents.api.base import format_time
 from pytest_kruise_agents.api.e2b import replace_surrogates
 from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.api.manifest import KubeObject, load_manifests, to_manifest_dict
@@ -102,7 +101,7 @@ from simulator.collector import simulation_gc
 from simulator.context import DEFAULT_EPOCH, past_clock_end
 from simulator.errors import NoAnswerError, NotFoundError
 from simulator.faults import Fault
-from simulator.interrupts import sigint_deferred
+from simulator.interrupts import sigint_deferred, step_to
 from simulator.latency import Latency
 
 __all__ = [
@@ -151,6 +150,19 @@ _NEVER: Final = float("inf")
 
 _STEPS_PER_CLOCK_READ: Final = 32
 """Model events between two reads of the CPU clock while a budget runs."""
+
+
+@dataclass(frozen=True)
+class _CallBound:
+    """A call gives up once the model's next event is past ``at``, ``seconds`` after it started."""
+
+    at: float
+    seconds: float
+
+
+class _BoundPassed(Exception):
+    """The model's next event is past the running call's :class:`_CallBound`."""
+
 
 _ROUTE_STATES: Final[dict[SandboxState, str]] = {
     SandboxState.RUNNING: "running",
@@ -475,6 +487,7 @@ class SimBackend:
         *,
         cancellable: bool = False,
         check: Callable[[], object] | None = None,
+        bound: float | None = None,
     ) -> T:
         """Run a SimPy sub-process to its end and return its value (or raise its error).
 
@@ -482,18 +495,20 @@ class SimBackend:
         for a ``cancellable`` one in virtual mode, a Ctrl-C that stops the run
         (the caller went away), before the ``KeyboardInterrupt`` leaves. ``what``
         names the call for :class:`NoAnswerError` (see :meth:`_step`). In virtual
-        mode ``check`` runs first, under the lock: see :meth:`_op`.
+        mode ``check`` runs first, under the lock, and the call gives up after
+        ``bound`` simulated seconds: see :meth:`_op`.
         """
         if self._mode == "virtual":
             with self._lock:
                 self._check_open()
                 if check is not None:
                     check()
+                limit = self._limit(bound)
                 proc = self.cluster.env.process(gen)
                 proc.callbacks.append(_defuse)
                 self._register(cancellation, proc)
                 try:
-                    self._step(proc, None, what)
+                    self._step(proc, None, what, limit)
                 except KeyboardInterrupt:
                     # The caller went away (Ctrl-C): a cancellable create stops, as on a cancel.
                     if cancellable and proc.is_alive:
@@ -537,7 +552,17 @@ class SimBackend:
         if cancellation is not None:
             self._cancels.pop(cancellation, None)
 
-    def _step(self, proc: simpy.Process, deadline: float | None, what: str) -> bool:
+    def _limit(self, bound: float | None) -> _CallBound | None:
+        """Under the lock: the bound of a call starting now that waits at most ``bound`` seconds."""
+        return None if bound is None else _CallBound(self.cluster.env.now + bound, bound)
+
+    def _step(
+        self,
+        proc: simpy.Process,
+        deadline: float | None,
+        what: str,
+        limit: _CallBound | None = None,
+    ) -> bool:
         """Virtual mode, under the lock: run the model until ``proc`` is processed.
 
         With a ``deadline`` (``time.perf_counter()``), stop once it passes;
@@ -553,35 +578,55 @@ class SimBackend:
         claim is cancelled and cleans up what it locked, as :class:`Cluster`
         does), the model runs until it has ended (or nothing is left to run),
         and :class:`NoAnswerError` naming ``what`` is raised, the clock at the
-        last event that happened.
+        last event that happened. So it is, the clock at ``limit.at``, when the
+        model's next event is past ``limit`` (the call's bound, see :meth:`_op`).
         """
         # A Ctrl-C in the caller's (main) thread stops the run between two events.
         with simulation_gc(), sigint_deferred() as hits:
-            bounded = self._bounded_step(hits)
+            bounded = self._bounded_step(hits, limit)
             try:
                 return self._steps(proc, bounded, deadline, self._cancels)
             except simpy.core.EmptySchedule:
-                idle = format_time(self.cluster.ctx.now_dt())
-                if proc.is_alive:
-                    proc.interrupt("client gone")
-                    try:
-                        while proc.callbacks is not None:
-                            bounded()
-                    except simpy.core.EmptySchedule:
-                        pass  # it waits on something else nothing will answer
-            raise NoAnswerError(
-                f"{what}: no event is left that could answer it (the model went idle at {idle})"
-            )
+                error = NoAnswerError.went_idle(what, self.cluster.ctx.now_dt())
+            except _BoundPassed:
+                assert limit is not None  # only a bounded step raises it
+                step_to(self.cluster.env, limit.at, hits)
+                if proc.callbacks is None:  # answered at the bound itself
+                    return True
+                error = NoAnswerError.out_of_bound(what, limit.seconds)
+            if proc.is_alive:
+                proc.interrupt("client gone")
+                step = self._bounded_step(hits)
+                try:
+                    while proc.callbacks is not None:
+                        step()
+                except simpy.core.EmptySchedule:
+                    pass  # it waits on something else nothing will answer
+            raise error
 
-    def _bounded_step(self, hits: Sequence[int]) -> Callable[[], None]:
+    def _bounded_step(
+        self, hits: Sequence[int], limit: _CallBound | None = None
+    ) -> Callable[[], None]:
         """``env.step``, raising :func:`past_clock_end` instead of moving the clock past its end.
 
         An empty schedule is left to ``env.step`` (``EmptySchedule``): the call
         can never end, and that is said at once rather than at the end of time.
         Once ``hits`` (a deferred Ctrl-C), it raises ``KeyboardInterrupt`` instead.
+        With a ``limit``, a next event past it raises :class:`_BoundPassed`.
         """
         env = self.cluster.env
         step, peek, end = env.step, env.peek, self._end
+        if limit is not None and limit.at < end:
+            at = limit.at
+
+            def bounded_by_call() -> None:
+                if hits:
+                    raise KeyboardInterrupt
+                if at < peek() < _NEVER:
+                    raise _BoundPassed
+                step()
+
+            return bounded_by_call
 
         def bounded() -> None:
             if hits:
@@ -624,6 +669,7 @@ class SimBackend:
         *,
         cancellable: bool = False,
         check: Callable[[], object] | None = None,
+        bound: float | None = None,
     ) -> T:
         """An E2B operation ``what``: run its process ``gen`` to the end, then ``after(value)`` under the lock.
 
@@ -638,6 +684,13 @@ class SimBackend:
         nothing of the model (the events due at its instant stay due). In
         realtime mode the process makes the same check itself, at the instant
         the call arrives in the model.
+
+        ``bound`` (simulated seconds, virtual mode) is how long the call waits
+        at most, from its start, however many attempts and ``finish`` calls it
+        takes: then its process is interrupted as a client going away and
+        :class:`NoAnswerError` raised, as :class:`Cluster`'s create does (see
+        :meth:`~simulator.manager.SandboxManager.call_bound`). A realtime
+        call is bounded by its client, as a real server's.
         """
         cancellation: _Cancellation | None = (
             getattr(self._inline, "cancellation", None) if cancellable else None
@@ -646,7 +699,9 @@ class SimBackend:
         if deadline is None:
             if self._mode != "virtual":
                 gen = self._at_arrival(self._virtual_at(time.monotonic()), gen, None)
-            value = self._run(gen, what, cancellation, cancellable=cancellable, check=check)
+            value = self._run(
+                gen, what, cancellation, cancellable=cancellable, check=check, bound=bound
+            )
             with self._lock:
                 return after(value)
         if self._mode != "virtual":
@@ -659,12 +714,13 @@ class SimBackend:
         self._check_open()
         if check is not None:
             check()
+        limit = self._limit(bound)
         proc = self.cluster.env.process(gen)
         proc.callbacks.append(_defuse)
-        if not self._step(proc, deadline, what):
+        if not self._step(proc, deadline, what, limit):
             # Registered now, so that any call running the model meanwhile delivers it.
             self._register(cancellation, proc)
-            raise _Unfinished(partial(self._finish, proc, after, what, cancellation))
+            raise _Unfinished(partial(self._finish, proc, after, what, cancellation, limit))
         return after(_outcome(proc))
 
     def _start(
@@ -771,12 +827,13 @@ class SimBackend:
         after: Callable[[Any], T],
         what: str,
         cancellation: _Cancellation | None,
+        limit: _CallBound | None,
     ) -> T:
-        """The rest of an operation :meth:`attempt` started: run on until ``proc`` ends."""
+        """The rest of an operation :meth:`attempt` started: run on until ``proc`` ends (or ``limit``)."""
         with self._lock:
             try:
                 self._check_open()
-                self._step(proc, None, what)
+                self._step(proc, None, what, limit)
             finally:
                 self._unregister(cancellation)
             return after(_outcome(proc))
@@ -945,7 +1002,9 @@ class SimBackend:
         after cleaning up what its attempt had locked. A caller or request
         field of the wrong kind (``timeout="300"``, ``auto_pause="no"``, a
         user that is no label value) raises :class:`InvalidError` naming it,
-        as :meth:`Cluster.create_sandbox` does, and nothing starts.
+        as :meth:`Cluster.create_sandbox` does, and nothing starts. In virtual
+        mode a create whose claim has no timeout of its own gives up as
+        ``Cluster``'s does, after :data:`~simulator.manager.CREATE_CALL_BOUND_S`.
         """
         # The check every create path runs: from Python (JSON is typed by the server's
         # models) a wrong kind was a TypeError from deep inside, a 500 record, or a
@@ -957,6 +1016,7 @@ class SimBackend:
             f"create of template {request.template!r}",
             cancellable=True,
             check=partial(self.cluster.manager.refuse_create, spec),
+            bound=self.cluster.manager.call_bound(spec),
         )
 
     def _delivered(self, sbx: Sandbox) -> tuple[Sandbox, SandboxView]:

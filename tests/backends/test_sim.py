@@ -33,7 +33,7 @@ from pytest_kruise_agents.backends import (
 )
 from pytest_kruise_agents.backends.sim import MAX_SPEED, default_pools_yaml, opened
 from pytest_kruise_agents.claiming.errors import ClaimCanceledError, ClaimError
-from simulator.cluster import CACHE_WAIT_S, Cluster
+from simulator.cluster import CACHE_WAIT_S, CREATE_CALL_BOUND_S, Cluster
 from simulator.collector import YOUNG_THRESHOLD
 from simulator.context import CLOCK_END
 from simulator.errors import NoAnswerError
@@ -828,6 +828,50 @@ def test_a_create_attempted_then_finished_is_cut_the_same_way() -> None:
         with pytest.raises(NoAnswerError, match="create of template 'p'"):
             _finished(backend, call)
         assert _claimed(backend) == []
+    finally:
+        backend.close()
+
+
+def _busy_unanswerable(inline_budget_s: float = 60.0) -> SimBackend:
+    """A virtual backend whose pool ``p`` never gets a sandbox ready while the model keeps
+    busy: every image pull fails, and the kubelet backs off and pulls again for ever."""
+    cluster = Cluster(seed=1, nodes=1)
+    cluster.apply(NEVER_PULLS.replace('"Bad Image"', "registry.example.com/sandbox:v1"))
+    cluster.inject("image_pull_failure")
+    cluster.advance(1)
+    return SimBackend(cluster, inline_budget_s=inline_budget_s)
+
+
+@pytest.mark.parametrize("how", ["called", "attempted then finished"])
+def test_a_create_the_busy_model_never_answers_ends_at_the_call_bound(how: str) -> None:
+    """As :meth:`Cluster.create_sandbox`: a create with no claim timeout of its own gives up
+    :data:`CREATE_CALL_BOUND_S` simulated seconds after it started (through the server's
+    attempt and finish too), cancelled and cleaned up, rather than run the model on
+    toward the clock's end."""
+    backend = _busy_unanswerable(inline_budget_s=0)
+    call = partial(backend.create_sandbox, ALICE, CreateRequest("p", metadata=NEVER_TIMEOUT))
+    start = backend.cluster.now
+    try:
+        with pytest.raises(NoAnswerError) as caught:
+            call() if how == "called" else _finished(backend, call)
+        assert f"no answer within {CREATE_CALL_BOUND_S:g} s" in str(caught.value)
+        assert "create of template 'p'" in str(caught.value)
+        assert start + CREATE_CALL_BOUND_S <= backend.cluster.now < start + CREATE_CALL_BOUND_S + 60
+        assert backend.cluster.last_record().failed is not None
+        assert _claimed(backend) == []
+    finally:
+        backend.close()
+
+
+def test_a_create_with_a_claim_timeout_is_not_cut_by_the_call_bound_through_the_backend() -> None:
+    backend = _busy_unanswerable()
+    long = int(CREATE_CALL_BOUND_S) + 600
+    meta = {**NEVER_TIMEOUT, "e2b.agents.kruise.io/claim-timeout-seconds": str(long)}
+    try:
+        with pytest.raises(ClaimError) as caught:
+            backend.create_sandbox(ALICE, CreateRequest("p", metadata=meta))
+        assert not isinstance(caught.value, NoAnswerError)
+        assert "context deadline exceeded" in str(caught.value)
     finally:
         backend.close()
 
