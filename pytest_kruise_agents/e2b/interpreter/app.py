@@ -15,6 +15,7 @@ their contexts apart. Wire format: reference ``e2b-protocol.md`` §5 and the
 ``GET /contexts``                      200 ``[{"id", "language", "cwd"}, ...]``
 ``DELETE /contexts/{id}``              200 ``null``; 404 unknown context
 ``POST /contexts/{id}/restart``        200 ``null`` (fresh kernel, state lost); 404
+``GET /health``                        200 ``"OK"`` (no token; starts nothing)
 =====================================  ==================================================
 
 Every error is JSON ``{"code": int, "message": str}``.
@@ -88,6 +89,7 @@ class InterpreterApp:
                 Route("/contexts", self._create_context, methods=["POST"]),
                 Route("/contexts/{context_id}", self._remove_context, methods=["DELETE"]),
                 Route("/contexts/{context_id}/restart", self._restart_context, methods=["POST"]),
+                Route("/health", _health, methods=["GET"]),
             ],
             exception_handlers={
                 InterpreterError: _on_interpreter_error,
@@ -214,6 +216,12 @@ def _workspace(request: Request) -> InterpreterWorkspace:
             "served behind the sandbox router",
         )
     return cast(InterpreterWorkspace, workspace)
+
+
+async def _health(request: Request) -> Response:
+    # Upstream's FastAPI route returns the string "OK", which FastAPI answers as JSON;
+    # the template's start script polls it, and it checks no token.
+    return JSONResponse("OK")
 
 
 def _check_access_token(request: Request, workspace: InterpreterWorkspace) -> None:

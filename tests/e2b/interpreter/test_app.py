@@ -92,6 +92,17 @@ def test_unknown_routes_and_methods_answer_json(
     assert path in response.json()["message"]
 
 
+def test_health_answers_ok_without_a_token_and_starts_nothing(interpreter: Interpreter) -> None:
+    """``GET /health`` answers 200 ``"OK"`` as upstream's FastAPI route does (the template's
+    start script polls it), with no access token, and starts no kernel."""
+    response = httpx.get(f"{interpreter.url}/health", headers=interpreter.headers(SANDBOX))
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == "OK"
+    assert httpx.get(f"{interpreter.url}/health").json() == "OK"  # no sandbox needed either
+    assert interpreter.app.contexts.kernel_pids(SANDBOX) == []
+
+
 def test_a_request_without_a_workspace_is_a_500(interpreter: Interpreter) -> None:
     """Served without the sandbox router, the interpreter says so instead of guessing a sandbox."""
     response = httpx.get(f"{interpreter.url}/contexts")
