@@ -44,7 +44,9 @@
   the container in place when the first container's image changes, resizes
   it in place (no restart, ``inplace.resize``) when any container's CPU or
   memory changes and the node has room (else ``status.resize`` is
-  ``Deferred``, retried when a pod frees room, or ``Infeasible``), and
+  ``Deferred``, retried when a pod frees room, or ``Infeasible``; with a new image
+  too, the resize is not reported Ready on its own: the pod is Ready for its
+  new generation once the new image runs), and
   carries out graceful deletion (pods carry the :data:`POD_FINALIZER`).
 
 The ``Ready`` condition the kubelet writes carries ``observedGeneration``
@@ -2116,6 +2118,11 @@ class Nodes:
         run.held_for = resources
         run.containers = None  # the lists seen so far asked for the old resources
         ctx.record("kubelet.resized", f"{ns}/{name} node={node.name} {what}")
+        if _first_image(run.pod.spec) != run.image:
+            # The same update asks for a new image: the kubelet creates the container
+            # again for it, so the pod is not Ready for this generation until the new
+            # image runs. Reported Ready now, the resize would pass for the whole update.
+            return
         yield from self._write(node, run, "Running", True, "PodReady")
 
     def _pull(

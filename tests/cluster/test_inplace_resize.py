@@ -14,6 +14,7 @@ import os
 from collections.abc import Generator
 from typing import Any
 
+import pytest
 import simpy
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -21,7 +22,7 @@ from hypothesis import strategies as st
 from pytest_kruise_agents.api.meta import find_condition
 from pytest_kruise_agents.api.pod import qos_class
 from pytest_kruise_agents.api.sandbox import ConditionType, Sandbox
-from pytest_kruise_agents.claiming.errors import ClaimError, NotFoundError
+from pytest_kruise_agents.claiming.errors import ClaimError, ClaimTimeoutError, NotFoundError
 from simulator.cluster import Cluster
 
 from .conftest import claim_yaml
@@ -249,6 +250,74 @@ def test_a_sandboxclaim_resizes_in_place() -> None:
     (sbx,) = cluster.list("sbx", "default", labels={"agents.kruise.io/claim-name": "c"})
     assert container_cpu(cluster, sbx.metadata.name) == ("800m", "2")
     assert inplace(sbx)[:2] == ("True", "Succeeded")
+
+
+IMAGE = "e2b.agents.kruise.io/image"
+NEW_IMAGE = "registry.example.com/sandbox:v2"
+
+
+def test_a_new_image_and_cpu_are_both_carried_out_before_the_claim_returns() -> None:
+    """The kubelet resizes first, but the claim waits for the new image too (reference §5.2
+    step 6): the pull lies between lock and ready, and the sandbox is delivered running the
+    new image on the new CPU."""
+    cluster = filled(pool(replicas=1), node_cpu="4")
+    sbx = cluster.create_sandbox("base", metadata={IMAGE: NEW_IMAGE, CPU_REQUEST: "750m"})
+    name = sbx.metadata.name
+    main = cluster.get("pod", name).status.container_statuses[0]
+    assert (main.image, main.ready) == (NEW_IMAGE, True)
+    assert container_cpu(cluster, name) == ("750m", "1")
+    assert inplace(cluster.get("sbx", name))[:2] == ("True", "Succeeded")
+    log = cluster.log
+    (resized,) = log.of_kind("kubelet.resized")
+    (updated,) = log.of_kind("kubelet.inplace_updated")
+    (succeeded,) = log.of_kind("sandbox.inplace_updated")
+    assert resized.time < updated.time < succeeded.time
+    rec = cluster.last_record()
+    assert rec.locked is not None and rec.ready is not None
+    assert rec.locked < resized.time and rec.ready >= succeeded.time
+
+
+@pytest.mark.parametrize("cpu", [None, "750m"], ids=["image", "image+cpu"])
+def test_a_new_image_that_fails_to_pull_fails_each_attempt_with_or_without_new_cpu(
+    cpu: str | None,
+) -> None:
+    """The pull never succeeds: each attempt's wait-ready times out and its sandbox is
+    deleted, until the claim times out; a resize carried out meanwhile changes nothing."""
+    cluster = filled(pool(replicas=1), node_cpu="4")
+    cluster.inject("image_pull_failure", selector={"image": NEW_IMAGE})
+    metadata = {
+        IMAGE: NEW_IMAGE,
+        "e2b.agents.kruise.io/claim-timeout-seconds": "30",
+        "e2b.agents.kruise.io/wait-ready-timeout-seconds": "10",
+    }
+    if cpu is not None:
+        metadata[CPU_REQUEST] = cpu
+    with pytest.raises(ClaimTimeoutError):
+        cluster.create_sandbox("base", metadata=metadata)
+    rec = cluster.last_record()
+    assert rec.delivered is None and rec.attempts >= 2
+    assert not cluster.list("sbx", "default", labels={"agents.kruise.io/sandbox-claimed": "true"})
+    assert bool(cluster.log.of_kind("kubelet.resized")) == (cpu is not None)
+
+
+def test_a_sandboxclaim_updating_image_and_cpu_whose_pull_fails_claims_nothing() -> None:
+    """``spec.inplaceUpdate: {image, resources}``: the claim completes with ``TimeoutReached``
+    and no sandbox, as it does for the image alone, not with a sandbox that never runs it."""
+    cluster = filled(pool(replicas=1))
+    cluster.inject("image_pull_failure", selector={"image": NEW_IMAGE})
+    update = f"{{image: '{NEW_IMAGE}', resources: {{requests: {{cpu: 750m}}}}}}"
+    cluster.apply(claim_yaml("c", waitReadyTimeout="5s", claimTimeout="20s", inplaceUpdate=update))
+    cluster.advance(40)
+    status = cluster.get("sbc", "c").status
+    completed = find_condition(status.conditions, "Completed")
+    assert completed is not None
+    assert (status.phase, completed.reason, status.claimed_replicas) == (
+        "Completed",
+        "TimeoutReached",
+        0,
+    )
+    assert not [r for r in cluster.records if r.claim_name == "c" and r.delivered is not None]
+    assert cluster.log.of_kind("kubelet.resized")
 
 
 CPU_VALUES = st.sampled_from(["250m", "500m", "1", "1500m", "2", "3", "6"])

@@ -367,3 +367,68 @@ def test_a_deferred_resize_withdrawn_frees_its_room_and_clears_the_status() -> N
     assert ready.observed_generation == got.metadata.generation
     assert allocated(nodes) == [(1000, GI), (1000, GI), (2000, GI)]
     assert not world.ctx.log.of_kind("kubelet.resized")
+
+
+V2 = "registry.example.com/sandbox:v2"
+
+
+def update_image_and_cpu(world: World, name: str, image: str, cpu: str) -> int:
+    """Update pod ``name``'s first container to ``image`` and ``cpu`` in one write; its generation."""
+    got = pod(world, name)
+    assert got is not None
+    changed = got.model_copy(deep=True)
+    changed.spec["containers"][0]["image"] = image
+    changed.spec["containers"][0]["resources"]["requests"]["cpu"] = cpu
+    generation: int = world.api.commit_update(changed).metadata.generation
+    return generation
+
+
+def ready_condition(world: World, name: str) -> tuple[str, int | None] | None:
+    """The pod's Ready condition as ``(status, observedGeneration)``, if it has one."""
+    got = pod(world, name)
+    ready = find_condition(got.status.conditions, "Ready") if got else None
+    return None if ready is None else (ready.status, ready.observed_generation)
+
+
+def test_an_image_and_cpu_update_is_ready_for_its_generation_once_the_new_image_runs() -> None:
+    """Image and CPU changed in one pod update: the resize is carried out first, but the
+    kubelet restarts the container for the image, so Ready is not True for the new
+    generation until the new image runs (after its pull), with the new CPU allocated."""
+    world, nodes = make([NodeSpec(name="a", cpu="4")])
+    resizable(world, "a1", "1")
+    run_until(world, lambda: running(world, "a1"))
+    generation = update_image_and_cpu(world, "a1", V2, "2")
+    t = run_until(world, lambda: ready_condition(world, "a1") == ("True", generation))
+    got = pod(world, "a1")
+    assert got is not None and got.status.container_statuses[0].image == V2
+    assert allocated(nodes) == [(2000, GI)]
+    log = world.ctx.log
+    (resized,) = log.of_kind("kubelet.resized")
+    (updated,) = log.of_kind("kubelet.inplace_updated")
+    assert resized.time < updated.time <= t
+    assert t - resized.time >= 5.0  # the pull of the new image
+
+
+def test_an_image_and_cpu_update_whose_pull_fails_is_never_ready_for_its_generation() -> None:
+    """The resize is done, the image never comes: Ready stays False (ContainersNotReady) for
+    the new generation, and the container waits in ImagePullBackOff."""
+    world, _ = make([NodeSpec(name="a", cpu="4")])
+    resizable(world, "a1", "1")
+    run_until(world, lambda: running(world, "a1"))
+    world.ctx.faults.inject(kind="image_pull_failure", selector={"image": V2})
+    generation = update_image_and_cpu(world, "a1", V2, "2")
+    env = world.ctx.env
+    seen: list[tuple[str, int | None]] = []  # each (status, observedGeneration) Ready took
+    end = env.now + 30
+    while env.peek() <= end:
+        env.step()
+        ready = ready_condition(world, "a1")
+        if ready is not None and ready not in seen[-1:]:
+            seen.append(ready)
+    assert ("True", generation) not in seen
+    assert seen[-1] == ("False", generation)
+    got = pod(world, "a1")
+    assert got is not None
+    waiting = got.status.container_statuses[0].state.waiting
+    assert waiting is not None and waiting.reason == "ImagePullBackOff"
+    assert world.ctx.log.of_kind("kubelet.resized")
