@@ -2492,11 +2492,18 @@ class Nodes:
         """Write the pod's status (skipped when it would write what it wrote last).
 
         ``Ready`` carries the generation realised: the pod's own, unless a CPU
-        resize of it is not carried out yet (``resize`` says why). ``reason`` and
+        resize of it is not carried out yet (``resize`` says why; a verdict once
+        written stands until the resize is carried out or withdrawn). ``reason`` and
         ``message`` say why the first container waits; its state, and the other
         containers', are the run's (see :meth:`_container_statuses`). ``now``
         is the timestamp of the write, if the caller has it already.
         """
+        last = run.last_status
+        verdict = None if resize is not None or last is None else last[-1]
+        if verdict is not None and run.resources_changed():
+            # Still not carried out: the kubelet goes on reporting the verdict
+            # whatever else it writes (a restart and a pull for a new image).
+            resize = verdict
         generation = run.pod.metadata.generation
         if run.resources_changed():
             generation = run.realised

@@ -24,7 +24,8 @@ upstream's order:
    carries out: a restart for an image, a resize for CPU) go through
    ``InplaceUpdate=False/InplaceUpdating`` to ``True/Succeeded``, or to
    ``False/Failed`` when the API server refuses the pod update (422) or the
-   kubelet finds the resize ``Infeasible``. A running sandbox asked to recycle
+   kubelet finds the resize ``Infeasible`` (once the new image of the same
+   update runs, if it has one). A running sandbox asked to recycle
    (``agents.kruise.io/cleanup``) goes to ``Recycling`` and back to its pool.
 
 The status is written once per reconcile that changes it, as a merge patch of
@@ -60,6 +61,7 @@ from pytest_kruise_agents.api.pod import (
     Pod,
     first_container_cpu,
     first_container_image,
+    normalize_image,
     set_first_container_cpu,
     set_first_container_image,
 )
@@ -154,6 +156,19 @@ def _pod_image(pod: Pod) -> str | None:
         return None
     image = containers[0].get("image")
     return str(image) if image is not None else None
+
+
+def _image_pending(pod: Pod) -> bool:
+    """Whether the pod's first container has yet to run the image its spec names.
+
+    The kubelet reports the image of the container's latest instance: the old
+    one while the new image is pulled (or fails to be).
+    """
+    image = _pod_image(pod)
+    statuses = pod.status.container_statuses
+    if image is None or not statuses:
+        return False
+    return statuses[0].image != normalize_image(image)
 
 
 def _cpu_change(template: dict[str, Any], pod: Pod) -> tuple[str | None, str | None] | None:
@@ -532,6 +547,10 @@ class SandboxController(Reconciler[SbxKey]):
         elif labels:
             yield from self._update_pod(key, pod, labels, None, None)
         if inplace is not None and inplace.reason == "InplaceUpdating":
+            if pod.status.resize == "Infeasible" and _image_pending(pod):
+                # The resize will never be carried out, but the image of the same
+                # update is: the update is under way until the new image runs.
+                return
             if pod.status.resize == "Infeasible":
                 message = f"resize does not fit node {pod.spec.get('nodeName')}"
                 self._cond(st, ConditionType.INPLACE_UPDATE, False, "Failed", message)

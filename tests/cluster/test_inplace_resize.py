@@ -277,13 +277,34 @@ def test_a_new_image_and_cpu_are_both_carried_out_before_the_claim_returns() -> 
     assert rec.locked < resized.time and rec.ready >= succeeded.time
 
 
-@pytest.mark.parametrize("cpu", [None, "750m"], ids=["image", "image+cpu"])
+def test_a_new_image_with_a_resize_the_node_can_never_hold_is_delivered_on_the_old_cpu() -> None:
+    """The resize is ``Infeasible`` (``InplaceUpdate False/Failed``, as for CPU alone), but the
+    image is carried out: the claim waits for it and delivers the new image on the old CPU."""
+    cluster = filled(pool(replicas=1, limit="4"), node_cpu="2")
+    sbx = cluster.create_sandbox("base", metadata={IMAGE: NEW_IMAGE, CPU_REQUEST: "3"})
+    name = sbx.metadata.name
+    pod = cluster.get("pod", name)
+    assert pod.status.resize == "Infeasible"
+    main = pod.status.container_statuses[0]
+    assert (main.image, main.ready) == (NEW_IMAGE, True)
+    status, reason, message = inplace(cluster.get("sbx", name))
+    assert (status, reason, message) == ("False", "Failed", "resize does not fit node node-1")
+    (updated,) = cluster.log.of_kind("kubelet.inplace_updated")
+    (failed,) = cluster.log.of_kind("sandbox.inplace_failed")
+    rec = cluster.last_record()
+    assert rec.ready is not None and rec.ready >= failed.time > updated.time
+
+
+@pytest.mark.parametrize(
+    "cpu", [None, "750m", "3"], ids=["image", "image+cpu", "image+infeasible-cpu"]
+)
 def test_a_new_image_that_fails_to_pull_fails_each_attempt_with_or_without_new_cpu(
     cpu: str | None,
 ) -> None:
     """The pull never succeeds: each attempt's wait-ready times out and its sandbox is
-    deleted, until the claim times out; a resize carried out meanwhile changes nothing."""
-    cluster = filled(pool(replicas=1), node_cpu="4")
+    deleted, until the claim times out; a resize carried out (or found ``Infeasible``)
+    meanwhile changes nothing."""
+    cluster = filled(pool(replicas=1, limit="4"), node_cpu="2")
     cluster.inject("image_pull_failure", selector={"image": NEW_IMAGE})
     metadata = {
         IMAGE: NEW_IMAGE,
@@ -297,7 +318,7 @@ def test_a_new_image_that_fails_to_pull_fails_each_attempt_with_or_without_new_c
     rec = cluster.last_record()
     assert rec.delivered is None and rec.attempts >= 2
     assert not cluster.list("sbx", "default", labels={"agents.kruise.io/sandbox-claimed": "true"})
-    assert bool(cluster.log.of_kind("kubelet.resized")) == (cpu is not None)
+    assert bool(cluster.log.of_kind("kubelet.resized")) == (cpu == "750m")
 
 
 def test_a_sandboxclaim_updating_image_and_cpu_whose_pull_fails_claims_nothing() -> None:

@@ -432,3 +432,31 @@ def test_an_image_and_cpu_update_whose_pull_fails_is_never_ready_for_its_generat
     waiting = got.status.container_statuses[0].state.waiting
     assert waiting is not None and waiting.reason == "ImagePullBackOff"
     assert world.ctx.log.of_kind("kubelet.resized")
+
+
+@pytest.mark.parametrize(
+    ("cpu", "verdict"), [("9", "Infeasible"), ("4", "Deferred")], ids=["infeasible", "deferred"]
+)
+def test_a_resize_verdict_stands_while_the_image_of_the_same_update_is_replaced(
+    cpu: str, verdict: str
+) -> None:
+    """``status.resize`` says ``Infeasible`` or ``Deferred`` at every write until the resize
+    is carried out or withdrawn: the restart and the pull for the new image do not clear it,
+    and the verdict is logged once."""
+    world, _ = make([NodeSpec(name="a", cpu="4")])
+    resizable(world, "a1", "1")
+    resizable(world, "b1", "1")
+    run_until(world, lambda: running(world, "a1") and running(world, "b1"))
+    update_image_and_cpu(world, "a1", V2, cpu)
+    env = world.ctx.env
+    seen: list[str | None] = []  # each value status.resize took
+    end = env.now + 30
+    while env.peek() <= end:
+        env.step()
+        got = pod(world, "a1")
+        if got is not None and got.status.resize not in seen[-1:]:
+            seen.append(got.status.resize)
+    assert seen == [None, verdict]
+    got = pod(world, "a1")
+    assert got is not None and got.status.container_statuses[0].image == V2
+    assert len(world.ctx.log.of_kind("kubelet.resize_" + verdict.lower())) == 1
