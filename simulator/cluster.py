@@ -49,6 +49,7 @@ from pytest_kruise_agents.claiming.extensions import (
     is_image_reference,
 )
 from pytest_kruise_agents.claiming.sandboxclaim import sandboxclaim_annotations_problem
+from pytest_kruise_agents.claiming.sandboxset import is_owned_by, is_updated, rollout_blocked
 from pytest_kruise_agents.claiming.state import sandbox_state
 from pytest_kruise_agents.claiming.view import sandbox_id_keys
 from simulator import applying
@@ -657,6 +658,11 @@ class Cluster:
         is not waited for. Until its cache has seen the SandboxSet, the manager
         answers a create from it "Template or Checkpoint not found" (400), a
         pool of 0 replicas too.
+
+        On timeout, ``TimeoutError`` says what was counted (during a rollout, the
+        update revision's available sandboxes) and why when the pool tells: a
+        rollout blocked (:func:`~pytest_kruise_agents.claiming.sandboxset.rollout_blocked`),
+        an unschedulable pod, a pod whose container waits.
         """
         self._stored("SandboxSet", name, namespace)
 
@@ -699,17 +705,40 @@ class Cluster:
             return manager_sees(cur)
 
         if not self.run_until(full, timeout=timeout):
-            cur = self.get("SandboxSet", name, namespace)
-            why = self.unschedulable_message(name, namespace)
-            waits = None if why else self._waiting_message(name, namespace)
-            raise TimeoutError(
-                f"SandboxSet {namespace}/{name}: {cur.status.available_replicas}/"
-                f"{cur.spec.replicas} available after {timeout:g}s"
-                + (f"; a pod of it is unschedulable: {why}" if why else "")
-                + (f"; a pod of it is not ready: {waits}" if waits else "")
-            )
+            raise TimeoutError(self._pool_timeout_message(name, namespace, timeout))
         pool: SandboxSet = self.get("SandboxSet", name, namespace)
         return pool
+
+    def _pool_timeout_message(self, name: str, namespace: str, timeout: float) -> str:
+        """What ``wait_for_pool`` waited for in vain, and why when the pool says it.
+
+        During a rollout (old-revision sandboxes still available) it counts the
+        update revision's available sandboxes, which is what it waits for.
+        """
+        cur: SandboxSet = self.get("SandboxSet", name, namespace)
+        now = self.now_dt()
+        revision = cur.status.update_revision
+        mine = [s for s in self.world.api.peek_list("Sandbox", namespace) if is_owned_by(s, cur)]
+        available = [s for s in mine if sandbox_state(s, now)[0] is SandboxState.AVAILABLE]
+        updated = sum(1 for s in available if is_updated(s, revision))
+        older = len(available) - updated
+        replicas = cur.spec.replicas
+        if older:
+            counted = (
+                f"{updated}/{replicas} of revision {revision} available "
+                f"({older} of older revisions)"
+            )
+        else:
+            counted = f"{cur.status.available_replicas}/{replicas} available"
+        blocked = rollout_blocked(cur, mine, now)
+        why = self.unschedulable_message(name, namespace)
+        waits = None if why else self._waiting_message(name, namespace)
+        return (
+            f"SandboxSet {namespace}/{name}: {counted} after {timeout:g}s"
+            + (f"; rollout blocked: {blocked}" if blocked else "")
+            + (f"; a pod of it is unschedulable: {why}" if why else "")
+            + (f"; a pod of it is not ready: {waits}" if waits else "")
+        )
 
     def unschedulable_message(self, name: str, namespace: str = "default") -> str | None:
         """Why a pod of pool ``name`` cannot be placed (its ``PodScheduled`` message, as

@@ -31,6 +31,7 @@ __all__ = [
     "is_updated",
     "lock_for_scale_down",
     "rolling_update_deletions",
+    "rollout_blocked",
     "scale_delta",
     "scale_down_order",
     "scale_up_limit",
@@ -244,6 +245,35 @@ def rolling_update_deletions(
     allowed = max(0, (budget or 0) - updated_creating)
     oldest_first = sorted(old_available, key=_created)
     return list(old_creating) + oldest_first[:allowed]
+
+
+def rollout_blocked(sbs: SandboxSet, sandboxes: Iterable[Sandbox], now: datetime) -> str | None:
+    """Why the rolling update of ``sbs`` replaces no more of its old available sandboxes, or ``None``.
+
+    ``sandboxes`` are the set's own. Two causes can be told: ``updateStrategy.maxUnavailable``
+    resolves to 0 (upstream accepts it, and its rolling update then deletes no old available
+    sandbox), or an old sandbox the update would delete now is locked by someone else (it is
+    skipped, and no other is taken in its place). ``None`` when no old available sandbox is left, or
+    the update may go on (or waits for new sandboxes being created).
+    """
+    revision = sbs.status.update_revision
+    groups = group_sandboxes(sandboxes, now)
+    old_available = [s for s in groups.available if not is_updated(s, revision)]
+    if not old_available:
+        return None
+    replicas = sbs.spec.replicas
+    value = sbs.spec.update_strategy.max_unavailable
+    if value is None:
+        value = DEFAULT_UPDATE_MAX_UNAVAILABLE
+    if not scaled_value(value, replicas, round_up=True):
+        return f"updateStrategy.maxUnavailable {value} lets no old sandbox be replaced"
+    updated_creating = sum(1 for s in groups.creating if is_updated(s, revision))
+    for sbx in rolling_update_deletions(updated_creating, [], old_available, replicas, value):
+        if not can_lock_for_scale_down(sbx):
+            owner = sbx.metadata.annotations.get(keys.ANN_OWNER) or "<unknown>"
+            meta = sbx.metadata
+            return f"old sandbox {meta.namespace}/{meta.name} is locked by {owner}"
+    return None
 
 
 def updated_counts(

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from pytest_kruise_agents.api import keys
 from pytest_kruise_agents.api.sandbox import SandboxPhase
+from pytest_kruise_agents.api.sandboxset import SandboxSet
 from pytest_kruise_agents.claiming.errors import ConflictError
 from pytest_kruise_agents.claiming.sandboxset import (
     SetStatusCounts,
@@ -20,6 +21,7 @@ from pytest_kruise_agents.claiming.sandboxset import (
     is_owned_by,
     lock_for_scale_down,
     rolling_update_deletions,
+    rollout_blocked,
     scale_delta,
     scale_down_order,
     scale_up_limit,
@@ -255,6 +257,51 @@ class TestRollingUpdate:
         """Without a maxUnavailable the webhook default 20% applies, rounded up."""
         old_available = [make_sandbox(f"o{i}", revision="r0") for i in range(5)]
         assert len(rolling_update_deletions(0, [], old_available, 3, None)) == 1
+
+
+class TestRolloutBlocked:
+    """Why a rolling update replaces no more old sandboxes (``Cluster.wait_for_pool``'s reason)."""
+
+    @staticmethod
+    def rolling(max_unavailable: int | str | None, replicas: int = 2) -> SandboxSet:
+        """A set of ``replicas`` whose update revision is ``r1``."""
+        sbs = make_sandboxset(replicas=replicas)
+        sbs.spec.update_strategy.max_unavailable = max_unavailable
+        sbs.status.update_revision = "r1"
+        return sbs
+
+    @pytest.mark.parametrize("value", [0, "0%"])
+    def test_a_max_unavailable_of_0_lets_no_old_sandbox_go(self, value: int | str) -> None:
+        """Upstream accepts 0, and its rolling update then deletes no old available sandbox."""
+        old = [make_sandbox(f"o{i}", revision="r0") for i in range(2)]
+        assert rolling_update_deletions(0, [], old, 2, value) == []
+        assert rollout_blocked(self.rolling(value), old, NOW) == (
+            f"updateStrategy.maxUnavailable {value} lets no old sandbox be replaced"
+        )
+
+    def test_an_old_sandbox_locked_by_another_owner_is_named(self) -> None:
+        """The update would delete it next, but skips it (and none past it in the budget)."""
+        locked = make_sandbox(
+            "oldest",
+            revision="r0",
+            created=ago(30),
+            locked="x",
+            annotations={keys.ANN_OWNER: "bob"},
+        )
+        old = [make_sandbox("young", revision="r0", created=ago(1)), locked]
+        assert rollout_blocked(self.rolling(1), old, NOW) == (
+            "old sandbox default/oldest is locked by bob"
+        )
+
+    def test_nothing_blocks_a_rollout_that_can_go_on_or_is_done(self) -> None:
+        """An old sandbox the update may delete, or none left of an old revision: no reason."""
+        old = [make_sandbox(f"o{i}", revision="r0") for i in range(2)]
+        new = [make_sandbox(f"n{i}", revision="r1") for i in range(2)]
+        assert rollout_blocked(self.rolling(None), old, NOW) is None
+        assert rollout_blocked(self.rolling(0), new, NOW) is None
+        # The budget is taken by new sandboxes being created: the update waits for them.
+        creating = [make_sandbox("n0", revision="r1", phase=SandboxPhase.PENDING)]
+        assert rollout_blocked(self.rolling(1), [*creating, *old], NOW) is None
 
 
 def test_selector() -> None:

@@ -223,3 +223,44 @@ def test_a_pool_whose_image_the_kubelet_cannot_parse_never_fills(cluster: Cluste
     rows = cluster.table("pod", "default").splitlines()[1:]
     assert [row.split()[1:3] for row in rows] == [["0/1", "InvalidImageName"]] * 2
     assert [sbx.status.phase for sbx in cluster.list("sbx", "default")] == ["Pending"] * 2
+
+
+NO_UNAVAILABLE = "  updateStrategy: {maxUnavailable: 0}\n"
+
+
+def test_a_rollout_that_max_unavailable_0_holds_back_times_out_saying_so(cluster: Cluster) -> None:
+    """After a template change wait_for_pool waits for the new revision: its timeout counts
+    those sandboxes, not the old ones, and says why none comes (upstream accepts 0, and then
+    replaces no old sandbox)."""
+    cluster.apply(pool_yaml(replicas=3) + NO_UNAVAILABLE)
+    cluster.wait_for_pool("base")
+    cluster.apply(pool_yaml(replicas=3, image="registry.example.com/sandbox:v2") + NO_UNAVAILABLE)
+    with pytest.raises(TimeoutError) as err:
+        cluster.wait_for_pool("base", timeout=120)
+    revision = cluster.get("sbs", "base").status.update_revision
+    assert str(err.value) == (
+        f"SandboxSet default/base: 0/3 of revision {revision} available "
+        "(3 of older revisions) after 120s; rollout blocked: "
+        "updateStrategy.maxUnavailable 0 lets no old sandbox be replaced"
+    )
+
+
+def test_a_rollout_held_back_by_a_locked_old_sandbox_names_it(cluster: Cluster) -> None:
+    """An old sandbox locked by someone else is skipped, not replaced by the next one: with
+    the default budget (20% of 3, one at a time) the rollout replaces none, and the timeout
+    names the sandbox and its owner."""
+    cluster.apply(pool_yaml(replicas=3))
+    cluster.wait_for_pool("base")
+    oldest = min(cluster.list("sbx", "default"), key=lambda s: s.metadata.creation_timestamp)
+    oldest.metadata.annotations[keys.ANN_LOCK] = "held-by-hand"
+    oldest.metadata.annotations[keys.ANN_OWNER] = "bob"
+    cluster.apply(oldest)
+    cluster.apply(pool_yaml(replicas=3, image="registry.example.com/sandbox:v2"))
+    with pytest.raises(TimeoutError) as err:
+        cluster.wait_for_pool("base", timeout=120)
+    revision = cluster.get("sbs", "base").status.update_revision
+    assert str(err.value) == (
+        f"SandboxSet default/base: 0/3 of revision {revision} available "
+        "(3 of older revisions) after 120s; rollout blocked: "
+        f"old sandbox default/{oldest.metadata.name} is locked by bob"
+    )
