@@ -580,8 +580,8 @@ def failed_sandbox_cleanup(
 
     ``None`` means delete it (no reservation, or zero). Otherwise the reserved
     copy: label ``reserved-failed-sandbox=true`` and, for a positive duration,
-    ``shutdownTime = now + d``; a negative duration keeps it forever (its
-    existing ``shutdownTime`` is kept).
+    ``shutdownTime = now + d``; a negative duration ("forever") keeps its
+    existing ``shutdownTime``, so it is kept for ever only if it has none.
     """
     if reserve_failed_for is None or reserve_failed_for == timedelta(0):
         return None

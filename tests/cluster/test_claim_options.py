@@ -269,3 +269,53 @@ def test_env_vars_that_would_overflow_the_annotations_are_400(pooled: Cluster) -
     assert "envVars" in str(err.value) and "256 KiB" in str(err.value)
     assert pooled.world.api.writes == writes
     assert isinstance(pooled.create_sandbox("base", env_vars={"SMALL": "x" * 1000}), Sandbox)
+
+
+V2 = "registry.example.com/sandbox:v2"
+
+
+RESERVE = "e2b.agents.kruise.io/reserve-failed-sandbox"
+RESERVE_FOR = "e2b.agents.kruise.io/reserve-failed-sandbox-for"
+
+
+@pytest.mark.parametrize(
+    ("reserve", "until"),
+    [
+        ({RESERVE: "true"}, ("claim.locked", 60.0)),
+        ({RESERVE_FOR: "forever"}, ("claim.locked", 60.0)),
+        ({RESERVE_FOR: "2m"}, ("claim.post_failed", 120.0)),
+        ({RESERVE: "true", "e2b.agents.kruise.io/never-timeout": "true"}, None),
+    ],
+    ids=["true", "forever", "2m", "never-timeout"],
+)
+def test_a_reserved_failed_sandbox_is_kept_until_its_shutdown_time(
+    pooled: Cluster, reserve: dict[str, str], until: tuple[str, float] | None
+) -> None:
+    """Reserved, a sandbox whose claim failed is labelled and kept instead of deleted, but not
+    for ever (reference §5.2 step 7): ``true`` or ``forever`` keeps the ``shutdownTime`` the
+    claim wrote (the create's ``timeout``, 60 s here, from its lock), a duration replaces it
+    (from the failure), and the Sandbox controller deletes the sandbox then. Only a sandbox
+    with no timeout (``never-timeout``) stays."""
+    pooled.inject("image_pull_failure", selector={"image": V2})
+    metadata = {
+        "e2b.agents.kruise.io/image": V2,
+        "e2b.agents.kruise.io/claim-timeout-seconds": "4",  # one attempt
+        "e2b.agents.kruise.io/wait-ready-timeout-seconds": "3",
+        **reserve,
+    }
+    with pytest.raises(ClaimError):
+        pooled.create_sandbox("base", timeout=60, metadata=metadata)
+    reserved = {keys.LABEL_RESERVED_FAILED: "true"}
+    (kept,) = pooled.list("sbx", "default", labels=reserved)
+    shutdown = kept.spec.shutdown_time
+    if until is None:
+        assert shutdown is None
+        pooled.advance(3600)
+        assert pooled.list("sbx", "default", labels=reserved)
+        return
+    assert shutdown is not None
+    (since,) = pooled.log.of_kind(until[0])
+    at = (shutdown - pooled.now_dt()).total_seconds() + pooled.now
+    assert since.time + until[1] - 1 <= at <= since.time + until[1]  # whole seconds
+    pooled.run_until(lambda: not pooled.list("sbx", "default", labels=reserved), timeout=600)
+    assert at <= pooled.now < at + 5
