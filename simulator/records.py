@@ -7,9 +7,9 @@ Benchmarks, reports and assertions read these. Phase names follow the manager's
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 from pytest_kruise_agents.api.errors import InvalidError
 
@@ -106,8 +106,8 @@ class ClaimRecord:
         return d
 
 
-class ClaimRecords:
-    """The claim records of a run, in request order.
+class ClaimRecords(Sequence[ClaimRecord]):
+    """The claim records of a run, in request order: a read-only sequence (a slice is a list).
 
     :param limit: keep only the latest ``limit`` records (``None``: all). A
         server that stays up for weeks would otherwise grow by a record per
@@ -200,7 +200,18 @@ class ClaimRecords:
     def __len__(self) -> int:
         return len(self._records)
 
-    def __getitem__(self, i: int) -> ClaimRecord:
+    @overload
+    def __getitem__(self, i: int) -> ClaimRecord: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[ClaimRecord]: ...
+
+    def __getitem__(self, i: int | slice) -> ClaimRecord | list[ClaimRecord]:
+        """The kept record at ``i``, or a list of the kept records a slice takes."""
+        if isinstance(i, slice):
+            # A deque takes no slice: a list's slice of a copy (as long as the kept
+            # records, and let go at once).
+            return list(self._records)[i]
         return self._records[i]
 
     def delivered(self) -> list[ClaimRecord]:

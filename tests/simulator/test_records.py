@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -30,6 +31,24 @@ def test_a_limit_keeps_the_latest_records_and_ids_keep_counting() -> None:
     assert [r.id for r in records] == [5, 6, 7]
     assert [r.requested for r in records] == [4.0, 5.0, 6.0]
     assert (len(records), records.dropped, records[0].id, records[-1].id) == (3, 4, 5, 7)
+
+
+@pytest.mark.parametrize("limit", [None, 4])
+def test_records_are_a_read_only_sequence_that_slices_like_a_list(limit: int | None) -> None:
+    """Indexing, negative indexing and slicing (a list of the kept records, as a list's
+    slice is) work as on the list of kept records; ``in``, ``index`` and ``reversed`` too."""
+    records = ClaimRecords(limit=limit)
+    _add(records, 6)
+    kept = list(records)
+    assert isinstance(records, Sequence)
+    for part in (slice(-2, None), slice(1, 3), slice(None, None, 2), slice(None, None, -1)):
+        assert records[part] == kept[part], part
+    assert records[len(kept) :] == [] and records[-100:] == kept
+    assert (records[0], records[-1]) == (kept[0], kept[-1])
+    assert kept[1] in records and records.index(kept[1]) == 1
+    assert list(reversed(records)) == kept[::-1]
+    with pytest.raises(IndexError):
+        records[len(kept)]
 
 
 def test_clear_forgets_the_records_and_starts_the_ids_again() -> None:
