@@ -7,7 +7,6 @@ sandboxes made through the SDK are killed).
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeVar, overload
 
@@ -225,7 +224,8 @@ class SandboxClaimFactory:
     def __init__(self, clock: KruiseClock, backend: Any, made: FactoryMade | None = None) -> None:
         self._clock = clock
         self._backend = backend
-        self._names = itertools.count(1)
+        self._next = 1
+        """The number of the next ``claim-N`` name; taken only by a claim applied."""
         self._made = made if made is not None else FactoryMade()
 
     def __call__(
@@ -252,12 +252,16 @@ class SandboxClaimFactory:
         """
         __tracebackhide__ = True
         check_seconds("timeout", timeout)  # before the apply: a wrong timeout changes nothing
-        claim_name = name or f"claim-{next(self._names)}"
+        # The number is taken once the claim is applied: a refused call changes
+        # nothing, not even the names (and so the event log) of the claims after it.
+        claim_name = name or f"claim-{self._next}"
         claim = _claim(
             claim_name, namespace, {"template_name": template, "replicas": replicas, **spec}
         )
         namespace = claim.metadata.namespace  # "" is read as "default"
         applied = self._backend.apply([claim])[0]
+        if not name:
+            self._next += 1
         self._made.claims.add(applied.metadata.uid or "")
         if wait:
             backend = self._backend

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
+from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.backends import SimBackend
 from pytest_kruise_agents.plugin.clock import KruiseClock
 from pytest_kruise_agents.plugin.factories import SandboxClaimFactory
@@ -18,3 +21,19 @@ def test_sandbox_claim_waits_without_copying_the_claim_at_every_event(
     claim = factory("base", replicas=3)
     assert claim.status.claimed_replicas == 3
     assert [type(c).__name__ for c in model_copies] == ["SandboxClaim", "SandboxClaim"]
+
+
+def test_a_refused_sandbox_claim_takes_no_name(sim_backend: SimBackend) -> None:
+    """A call refused for a wrong field applies nothing and uses up no ``claim-N`` name: the
+    claims after it are named, and so run, as if it had never been made."""
+    factory = SandboxClaimFactory(KruiseClock(sim_backend), sim_backend)
+    with pytest.raises(InvalidError, match="claim_timeout"):
+        factory("base", claim_timeout="0s")
+    with pytest.raises(InvalidError, match="replicas"):
+        factory("base", replicas=0)
+
+    assert [factory("base").metadata.name for _ in range(2)] == ["claim-1", "claim-2"]
+    assert sorted(c.metadata.name for c in sim_backend.list("SandboxClaim")) == [
+        "claim-1",
+        "claim-2",
+    ]
