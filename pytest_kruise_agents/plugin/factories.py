@@ -83,6 +83,19 @@ def _pool_manifest(
     }
 
 
+def _check_runtimes(runtimes: object) -> None:
+    """Refuse ``runtimes`` unless it is a list (a sequence) of names, not one text."""
+    # A text is a sequence of one-letter texts: read as a list, "agent-runtime"
+    # would be thirteen runtimes, a, g, e, ... . A set has no order to keep.
+    if isinstance(runtimes, str):
+        got = f"the text {runtimes!r}"
+    elif isinstance(runtimes, (bytes, bytearray)) or not isinstance(runtimes, Sequence):
+        got = repr(runtimes)
+    else:
+        return
+    raise InvalidError("runtimes", f"must be a list of runtime names, got {got}")
+
+
 class ClusterFactory:
     """``kruise_cluster_factory()``: a fresh cluster at each call, built as ``kruise_cluster``'s.
 
@@ -171,6 +184,8 @@ class SandboxSetFactory:
             "labels": labels,
         }
         given = [arg for arg, value in shape.items() if value is not None]
+        if runtimes is not None:
+            _check_runtimes(runtimes)
         if manifest is None:
             manifest = _pool_manifest(**{arg: shape[arg] for arg in given})
         elif given:

@@ -9,7 +9,7 @@ import pytest
 from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.backends import SimBackend
 from pytest_kruise_agents.plugin.clock import KruiseClock
-from pytest_kruise_agents.plugin.factories import SandboxClaimFactory
+from pytest_kruise_agents.plugin.factories import SandboxClaimFactory, SandboxSetFactory
 
 
 def test_sandbox_claim_waits_without_copying_the_claim_at_every_event(
@@ -37,3 +37,35 @@ def test_a_refused_sandbox_claim_takes_no_name(sim_backend: SimBackend) -> None:
         "claim-1",
         "claim-2",
     ]
+
+
+@pytest.mark.parametrize(
+    "runtimes, got",
+    [
+        ("agent-runtime", "got the text 'agent-runtime'"),
+        (b"agent-runtime", "got b'agent-runtime'"),
+        ({"agent-runtime"}, "got {'agent-runtime'}"),
+        (3, "got 3"),
+    ],
+)
+def test_sandboxset_runtimes_must_be_a_list_of_names(
+    sim_backend: SimBackend, runtimes: Any, got: str
+) -> None:
+    """A text is a sequence of one-letter texts: taken as a list it would ask every sandbox of
+    the pool for runtimes ``a``, ``g``, ``e``, ... . It is refused, as any other thing that is
+    no list of names, and no pool is applied."""
+    factory = SandboxSetFactory(KruiseClock(sim_backend), sim_backend)
+    with pytest.raises(InvalidError) as refused:
+        factory("p", runtimes=runtimes)
+
+    assert (refused.value.field, refused.value.reason) == (
+        "runtimes",
+        f"must be a list of runtime names, {got}",
+    )
+    assert "p" not in [pool.metadata.name for pool in sim_backend.list("SandboxSet")]
+
+
+def test_sandboxset_runtimes_are_the_names_given(sim_backend: SimBackend) -> None:
+    factory = SandboxSetFactory(KruiseClock(sim_backend), sim_backend)
+    pool = factory("p", replicas=1, runtimes=["agent-runtime", "csi"])
+    assert [runtime.name for runtime in pool.spec.runtimes or []] == ["agent-runtime", "csi"]
