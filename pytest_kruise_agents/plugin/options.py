@@ -266,10 +266,24 @@ def _path(raw: RawValue) -> Path:
 
 
 def not_a_file(path: Path) -> str | None:
-    """Why ``path`` cannot be a config file (``config file '...' is a directory``), else ``None``."""
+    """Why ``path`` cannot be a config file (``config file '...' is a directory``), else ``None``.
+
+    The reason is the true one: ``does not exist``, ``is a directory``, ``is a
+    broken symbolic link to '...'`` or ``is not a regular file`` (a device such
+    as ``/dev/null``, a pipe such as a shell's ``<(...)``).
+    """
     if path.is_file():
         return None
-    why = "is a directory" if path.is_dir() else "does not exist"
+    if path.is_dir():
+        why = "is a directory"
+    elif path.is_symlink():  # a link, but to nothing that is there (or to itself)
+        why = f"is a broken symbolic link to {os.readlink(path)!r}"
+    elif path.exists():
+        # Read more than once (checked at start, read again where clusters are
+        # built, in each xdist worker): a pipe would be empty by then.
+        why = "is not a regular file"
+    else:
+        why = "does not exist"
     return f"config file {str(path)!r} {why}"
 
 

@@ -186,6 +186,11 @@ BAD = [
         "config='nope.yaml'", "config: config file '*nope.yaml' does not exist", id="config"
     ),
     pytest.param("config='.'", "config: config file '*' is a directory", id="config-directory"),
+    pytest.param(
+        "config='/dev/null'",
+        "config: config file '/dev/null' is not a regular file",
+        id="config-not-a-regular-file",
+    ),
 ]
 
 

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
+
+from pytest_kruise_agents.plugin.options import not_a_file
 
 from .conftest import INNER_INI
 
@@ -295,6 +300,21 @@ BAD = [
         "--kruise-config (command line): config file '*' is a directory",
         id="config-directory",
     ),
+    pytest.param(
+        ["--kruise-config=/dev/null"],
+        {},
+        "",
+        "--kruise-config (command line): config file '/dev/null' is not a regular file",
+        id="config-not-a-regular-file",
+    ),
+    pytest.param(
+        ["--kruise-config=dangling.yaml"],
+        {},
+        "",
+        "--kruise-config (command line): config file '*dangling.yaml' is a broken symbolic "
+        "link to 'gone.yaml'",
+        id="config-broken-link",
+    ),
 ]
 
 
@@ -309,6 +329,7 @@ def test_a_bad_value_stops_the_run_naming_option_and_source(
 ) -> None:
     suite.makefile(".yaml", bad="nodes: 0\n")
     (suite.path / "latin1.yaml").write_bytes("domain: \u00e9t\u00e9\n".encode("latin-1"))
+    (suite.path / "dangling.yaml").symlink_to("gone.yaml")
     if ini:
         suite.makeini(INNER_INI + ini)
     for name, value in env.items():
@@ -558,3 +579,28 @@ def test_options_are_listed_in_help(suite: pytest.Pytester) -> None:
     # pytest 9.2 takes a union ini type: a TOML int or a string.
     seed_type = "int | string" if pytest.version_tuple >= (9, 2) else "string"
     result.stdout.fnmatch_lines([f"*kruise_seed ({seed_type}):*", "*kruise_profile (string):*"])
+
+
+def test_a_config_path_that_names_no_regular_file_is_refused_for_its_true_reason(
+    tmp_path: Path,
+) -> None:
+    """Each path that cannot be a config file is refused saying why: a pipe (what a shell's
+    ``<(...)`` gives, readable once, where xdist's workers read the file each), a device and
+    a link whose target is gone all exist, and none is said not to."""
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "dangling.yaml").symlink_to(tmp_path / "gone.yaml")
+    (tmp_path / "link.yaml").symlink_to("config.yaml")
+    (tmp_path / "config.yaml").write_text("nodes: 2\n")
+
+    def why(name: str) -> str | None:
+        path = tmp_path / name
+        problem = not_a_file(path)
+        return None if problem is None else problem.removeprefix(f"config file {str(path)!r} ")
+
+    assert why("config.yaml") is None
+    assert why("link.yaml") is None  # a link to a file is that file
+    assert why("missing.yaml") == "does not exist"
+    assert why(".") == "is a directory"
+    assert why("fifo") == "is not a regular file"
+    assert why("dangling.yaml") == f"is a broken symbolic link to {str(tmp_path / 'gone.yaml')!r}"
+    assert not_a_file(Path("/dev/null")) == "config file '/dev/null' is not a regular file"
