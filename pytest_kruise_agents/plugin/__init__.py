@@ -1,10 +1,11 @@
 """The pytest plugin (entry point ``kruise_agents``): options, the ``kruise`` marker, fixtures.
 
 Installed plugins load in every pytest run, so this module is thin and inert:
-it imports pytest and the standard-library option and marker modules, and
+it imports pytest and the standard-library option and report modules, and
 every fixture imports what it needs (the simulator, the E2B server, the SDK)
 when a test first uses it. A suite that uses no fixture pays for two small
-imports and a handful of options.
+imports and a handful of options (``tests/plugin/test_inert.py`` pins the
+modules such a run imports).
 
 Fixtures (each documented in ``docs/plugin.md`` with an example):
 
@@ -36,7 +37,6 @@ from typing import TYPE_CHECKING, Any, Final
 
 import pytest
 
-from pytest_kruise_agents.plugin.interrupt import SigtermRelay
 from pytest_kruise_agents.plugin.options import (
     OPTIONS,
     ClockMode,
@@ -289,6 +289,9 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     if getattr(config.option, "dist", "no") != "no" and not hasattr(config, "workerinput"):
         # An xdist controller: a SIGTERM sent to it alone must reach the serving workers.
+        # Imported here: a run that is not distributed has no use for it.
+        from pytest_kruise_agents.plugin.interrupt import SigtermRelay
+
         config.pluginmanager.register(SigtermRelay(), RELAY_NAME)
 
 

@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+from .conftest import INNER_INI
+
 pytest_plugins = ["pytester"]
 
 HEAVY = ("simulator", "simpy", "pydantic", "fastapi", "uvicorn", "e2b", "httpx", "yaml")
@@ -24,6 +26,50 @@ def test_importing_the_plugin_loads_nothing_heavy() -> None:
     assert "pytest_kruise_agents.plugin" in loaded
     assert [m for m in loaded if m.split(".")[0] in HEAVY] == []
     assert [m for m in loaded if m.startswith("pytest_kruise_agents.") and "plugin" not in m] == []
+
+
+UNUSED_RUN_MODULES = [
+    "pytest_kruise_agents",
+    "pytest_kruise_agents.conformance",
+    "pytest_kruise_agents.conformance.plugin",
+    "pytest_kruise_agents.conformance.registry",
+    "pytest_kruise_agents.plugin",
+    "pytest_kruise_agents.plugin.options",
+    "pytest_kruise_agents.plugin.reporting",
+]
+"""docs/plugin.md, first paragraph: the seven modules of its own a run that uses none of the
+plugin imports (the package; the fixtures' plugin, its options, its report collector; the
+conformance suite's package, plugin and check catalogue)."""
+
+OWN_MODULES = """\
+import sys
+
+
+def test_uses_no_fixture():
+    print("OWN", sorted(m for m in sys.modules if m.split(".")[0] == "pytest_kruise_agents"))
+"""
+
+
+@pytest.mark.parametrize(
+    ("ini", "more"),
+    [
+        ("", []),
+        # A run that sets an option uses the plugin: it asks, at configure, whether a
+        # project's own `simulator` hides ours.
+        ("kruise_seed = 7\n", ["pytest_kruise_agents.shadowing"]),
+    ],
+    ids=["no-option", "an-option-set"],
+)
+def test_a_run_that_uses_no_fixture_imports_exactly_the_documented_modules(
+    suite: pytest.Pytester, ini: str, more: list[str]
+) -> None:
+    """In a fresh process (pytester's in-process runs share this one's modules)."""
+    suite.makeini(INNER_INI + ini)
+    suite.makepyfile(OWN_MODULES)
+    result = suite.runpytest_subprocess("-s", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    own = [line.split("OWN ", 1)[1] for line in result.outlines if "OWN [" in line]
+    assert own == [repr(sorted(UNUSED_RUN_MODULES + more))]
 
 
 def test_a_suite_that_uses_no_fixture_sees_nothing(suite: pytest.Pytester) -> None:
