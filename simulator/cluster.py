@@ -65,7 +65,7 @@ from simulator.eventlog import EventLog
 from simulator.faults import Fault
 from simulator.interrupts import sigint_deferred, step_to
 from simulator.manager import CREATE_CALL_BOUND_S, SandboxManager
-from simulator.nodes import Nodes, NodeSpec, node_spec_of
+from simulator.nodes import Nodes, NodeSpec, node_spec_of, too_many_nodes
 from simulator.profile import Profile, get_profile
 from simulator.records import ClaimRecord, ClaimRecords
 from simulator.runtime import AgentRuntime
@@ -174,8 +174,9 @@ class Cluster:
         same seed and the same calls give the same event log, byte for byte.
     :param profile: a profile name (``openkruise-head``, ``openkruise-v0.3.0``)
         or a :class:`~simulator.profile.Profile`.
-    :param nodes: a node count (>= 1, of :func:`default_nodes`' 64 CPU, 256Gi, 250
-        pods) or a non-empty list of :class:`NodeSpec` (or mappings); ``None``: 8 nodes.
+    :param nodes: a node count (1 to :data:`~simulator.nodes.MAX_NODES`, of
+        :func:`default_nodes`' 64 CPU, 256Gi, 250 pods) or a non-empty list of at most
+        that many :class:`NodeSpec` (or mappings); ``None``: 8 nodes.
     :param latencies: latency overrides by name, e.g. ``{"pod.create": "exp(2s)"}``.
     :param knobs: profile knob overrides, e.g. ``claim_workers=10``.
     :param epoch: virtual time 0 as an aware date (default 2026-01-01 UTC, so that a
@@ -237,11 +238,17 @@ class Cluster:
         elif isinstance(nodes, int):
             if nodes < 1:
                 raise InvalidError("nodes", "must be at least 1")
+            problem = too_many_nodes(nodes)
+            if problem is not None:
+                raise InvalidError("nodes", problem)
             specs = default_nodes(nodes)
         else:
             if not nodes:
                 # As nodes=0: no pool of a cluster without nodes could ever fill.
                 raise InvalidError("nodes", "must list at least one node")
+            problem = too_many_nodes(len(nodes), listed=True)
+            if problem is not None:
+                raise InvalidError("nodes", problem)
             specs = [node_spec_of(n, f"nodes[{i}]") for i, n in enumerate(nodes)]
             names = [s.name for s in specs]
             for i, name in enumerate(names):

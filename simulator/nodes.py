@@ -144,6 +144,7 @@ __all__ = [
     "BACKOFF_INITIAL_S",
     "BACKOFF_MAX_S",
     "DEFAULT_SCHEDULER",
+    "MAX_NODES",
     "MIN_FEASIBLE_NODES_PERCENTAGE_TO_FIND",
     "MIN_FEASIBLE_NODES_TO_FIND",
     "POD_FINALIZER",
@@ -157,6 +158,7 @@ __all__ = [
     "node_labels",
     "node_name",
     "node_spec_of",
+    "too_many_nodes",
     "well_known_labels",
 ]
 
@@ -165,6 +167,28 @@ DEFAULT_SCHEDULER = "default-scheduler"
 
 POD_FINALIZER = "kubelet.kruise-sim/cleanup"
 """Finalizer on sandbox pods: a delete only marks them; the kubelet removes them after stopping."""
+
+
+MAX_NODES: Final = 5000
+"""The most nodes a cluster may have: Kubernetes' supported cluster size (its scalability
+limits: at most 5,000 nodes). Every node's pod range (``10.0.0.0 + index << 16``, a /16 each)
+and host IP (``192.168.<index // 254>.<index % 254 + 1>``) is then an address: the last
+node's pods are in 29.135.0.0/16, its host IP is 192.168.19.174."""
+
+
+def too_many_nodes(count: int, *, listed: bool = False) -> str | None:
+    """Why ``count`` nodes (``listed``: a list of that many) are more than a cluster may
+    have, else ``None``.
+
+    The one check of the maximum, worded for every caller: ``Cluster``, the
+    config file, the ``kruise`` marker, a scenario.
+    """
+    if count <= MAX_NODES:
+        return None
+    # Past the ranges' end the pod addresses and host IPs stop being addresses (a run
+    # failed deep inside, and only once a pod landed on such a node).
+    what = f"must list at most {MAX_NODES} nodes" if listed else f"must be at most {MAX_NODES}"
+    return f"{what} (Kubernetes' supported cluster size), got {count}"
 
 
 BACKOFF_INITIAL_S = 10.0
@@ -1163,11 +1187,15 @@ class Nodes:
         retried on it, and its kubelet runs the pods already bound to it by name.
 
         Bad input raises :class:`~pytest_kruise_agents.api.errors.InvalidError` naming
-        the field (``name`` for a node that exists already) and adds nothing.
+        the field (``name`` for a node that exists already, ``nodes`` for one past
+        :data:`MAX_NODES`) and adds nothing.
         """
         node_spec = node_spec_of(spec)
         if node_spec.name in self._nodes:
             raise InvalidError("name", f"node {node_spec.name!r} already exists")
+        problem = too_many_nodes(len(self._nodes) + 1)
+        if problem is not None:
+            raise InvalidError("nodes", problem)
         self._add_node(node_spec)
         self.ctx.record("node.added", node_spec.name)
         if self._started:

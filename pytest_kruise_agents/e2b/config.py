@@ -66,7 +66,14 @@ from simulator.cluster import DEFAULT_USER, Cluster, default_nodes
 from simulator.context import CLOCK_END
 from simulator.faults import Fault, check_node_names
 from simulator.latency import parse_seconds
-from simulator.nodes import NodeSpec, node_allocatable, node_image, node_labels, node_name
+from simulator.nodes import (
+    NodeSpec,
+    node_allocatable,
+    node_image,
+    node_labels,
+    node_name,
+    too_many_nodes,
+)
 from simulator.profile import get_profile
 
 __all__ = [
@@ -278,6 +285,13 @@ class ClusterConfig(_Strict):
     def _nodes(cls, value: int | list[NodeConfig]) -> int | list[NodeConfig]:
         if isinstance(value, int) and value < 1:
             raise ValueError("must be at least 1")
+        problem = (
+            too_many_nodes(value)
+            if isinstance(value, int)
+            else too_many_nodes(len(value), listed=True)
+        )
+        if problem is not None:
+            raise ValueError(problem)
         if isinstance(value, list):
             if not value:
                 raise ValueError("must list at least one node")

@@ -42,7 +42,7 @@ from pytest_kruise_agents.plugin.marker import ClusterSpec
 from pytest_kruise_agents.plugin.options import ClockMode
 from simulator.cluster import Cluster, default_nodes
 from simulator.faults import Fault, check_node_names
-from simulator.nodes import NodeSpec
+from simulator.nodes import NodeSpec, too_many_nodes
 from simulator.profile import Profile, get_profile
 
 __all__ = ["DEFAULT_REPLICAS", "Recipe", "RecipeBook", "RecipeError", "config_clock", "run_clock"]
@@ -196,6 +196,11 @@ def _recipe(spec: ClusterSpec, cfg: ClusterConfig, source: str) -> Recipe:
             raise RecipeError(f"{marker} latencies/knobs over {source}: {exc}") from None
     nodes: int | tuple[NodeSpec, ...]
     if spec.nodes is not None:
+        # The marker's count (at least 1 there): the simulator's maximum, checked
+        # before its nodes are made to be named below.
+        problem = too_many_nodes(spec.nodes)
+        if problem is not None:
+            raise RecipeError(f"{marker} nodes: {problem}")
         nodes = spec.nodes
     elif isinstance(cfg.nodes, int):
         nodes = cfg.nodes

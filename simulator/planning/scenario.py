@@ -78,7 +78,7 @@ from simulator.faults import (
     check_node_names,
 )
 from simulator.latency import Seconds, parse_latency
-from simulator.nodes import NodeSpec
+from simulator.nodes import MAX_NODES, NodeSpec, too_many_nodes
 from simulator.planning.arrivals import MAX_ARRIVALS_PER_RUN, Arrivals, TraceArrivals
 from simulator.planning.errors import FieldError, PathError
 from simulator.planning.holds import Hold, parse_hold
@@ -175,7 +175,7 @@ class NodeGroup(_Model):
     """``count`` identical nodes named ``<name>-1`` ... ``<name>-<count>``."""
 
     name: str = Field(default="node", min_length=1)
-    count: int = Field(default=1, ge=1, le=100_000)
+    count: int = Field(default=1, ge=1, le=MAX_NODES)
     cpu: str = "64"
     memory: str = "256Gi"
     max_pods: int = Field(default=250, ge=1)
@@ -243,12 +243,19 @@ class ClusterSpec(_Model):
     def _some_nodes(cls, value: int | list[NodeGroup]) -> int | list[NodeGroup]:
         if isinstance(value, int) and value < 1:
             raise ValueError(f"must be at least 1, got {value}")
+        if isinstance(value, int):
+            problem = too_many_nodes(value)
+            if problem is not None:
+                raise ValueError(problem)
         if isinstance(value, list):
             if not value:
                 raise ValueError("must list at least one node group")
             names = [g.name for g in value]
             if len(set(names)) != len(names):
                 raise ValueError("node group names must be unique")
+            problem = too_many_nodes(sum(g.count for g in value), listed=True)
+            if problem is not None:
+                raise ValueError(f"{problem} (the groups' counts added up)")
         return value
 
     @model_validator(mode="after")

@@ -16,6 +16,7 @@ from simulator.cluster import Cluster
 from simulator.context import CLOCK_END
 from simulator.errors import NotFoundError
 from simulator.faults import Fault
+from simulator.nodes import MAX_NODES
 
 from .conftest import claim_yaml, pool_yaml
 
@@ -271,6 +272,9 @@ def test_run_until_with_no_time_only_checks(cluster: Cluster) -> None:
     assert hits == [0]
 
 
+TOO_MANY = f"must be at most {MAX_NODES} (Kubernetes' supported cluster size),"
+
+
 @pytest.mark.parametrize(
     ("kwargs", "field", "reason"),
     [
@@ -490,6 +494,15 @@ def test_a_node_is_checked_strictly_and_its_problem_worded_as_a_manifests(
         ({"nodes": 0}, "nodes", "must be at least 1"),
         ({"nodes": []}, "nodes", "must list at least one node"),
         ({"nodes": ()}, "nodes", "must list at least one node"),
+        # Past MAX_NODES the nodes' pod ranges and host IPs are no addresses.
+        ({"nodes": MAX_NODES + 1}, "nodes", f"{TOO_MANY} got {MAX_NODES + 1}"),
+        ({"nodes": 10**6}, "nodes", f"{TOO_MANY} got 1000000"),
+        (
+            {"nodes": [{"name": f"n{i}"} for i in range(MAX_NODES + 1)]},
+            "nodes",
+            f"must list at most {MAX_NODES} nodes (Kubernetes' supported cluster size), "
+            f"got {MAX_NODES + 1}",
+        ),
     ],
 )
 def test_a_cluster_refuses_a_seed_or_node_count_of_another_kind(

@@ -38,6 +38,13 @@ def write(tmp_path: Path, data: Any) -> Path:
     ("data", "field", "reason"),
     [
         ({"nodes": 0}, "nodes", "at least 1"),
+        # Past MAX_NODES the nodes' pod ranges and host IPs are no addresses.
+        ({"nodes": 5001}, "nodes", "must be at most 5000 (Kubernetes' supported cluster size)"),
+        (
+            {"nodes": [{"name": f"n{i}"} for i in range(5001)]},
+            "nodes",
+            "must list at most 5000 nodes (Kubernetes' supported cluster size), got 5001",
+        ),
         ({"nodes": [{"name": "a", "cpu": "-1"}]}, "nodes[0].cpu", "positive CPU"),
         ({"nodes": [{"name": "a", "memory": "lots"}]}, "nodes[0].memory", "invalid quantity"),
         ({"nodes": [{"name": "a", "maxPods": 0}]}, "nodes[0].maxPods", "greater than or equal"),

@@ -95,6 +95,21 @@ def test_error_names_file_line_path_and_reason(tmp_path: Path) -> None:
         ("{nodes: 2}", "{nodes: many}", "cluster.nodes", "must be an integer or a list"),
         ("{nodes: 2}", "{nodes: [{cpu: lots}]}", "cluster.nodes[0].cpu", "invalid quantity"),
         ("{nodes: 2}", "{profile: head}", "cluster.profile", "unknown profile 'head'"),
+        # Past MAX_NODES (5000) the nodes' pod ranges and host IPs are no addresses.
+        (
+            "{nodes: 2}",
+            "{nodes: 5001}",
+            "cluster.nodes",
+            "must be at most 5000 (Kubernetes' supported cluster size), got 5001",
+        ),
+        (
+            "{nodes: 2}",
+            "{nodes: [{name: a, count: 3000}, {name: b, count: 3000}]}",
+            "cluster.nodes",
+            "must list at most 5000 nodes (Kubernetes' supported cluster size), got 6000 "
+            "(the groups' counts added up)",
+        ),
+        ("{nodes: 2}", "{nodes: [{count: 5001}]}", "cluster.nodes[0].count", "5000"),
         (
             "{nodes: 2}",
             "{knobs: {create_qpz: 5}}",

@@ -249,6 +249,12 @@ RECIPE_ERRORS = [
         id="fault-node",
     ),
     pytest.param(
+        "nodes=10**6",
+        "@pytest.mark.kruise nodes: must be at most 5000 (Kubernetes' supported cluster size),"
+        " got 1000000",
+        id="nodes-too-many",
+    ),
+    pytest.param(
         "nodes=1, pools=50",
         "@pytest.mark.kruise pools: SandboxSet default/base: */50 available after 600s;"
         " a pod of it is unschedulable: 0/1 nodes are available: 1 Insufficient cpu. *",

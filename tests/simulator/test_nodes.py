@@ -14,7 +14,14 @@ from pytest_kruise_agents.api.meta import ObjectMeta, find_condition
 from pytest_kruise_agents.api.pod import Pod, PodRequests, pod_requests
 from simulator import nodes as nodes_module
 from simulator.context import SimContext
-from simulator.nodes import ANN_GRACE_SECONDS, POD_FINALIZER, Nodes, NodeSpec, backoff_delay
+from simulator.nodes import (
+    ANN_GRACE_SECONDS,
+    MAX_NODES,
+    POD_FINALIZER,
+    Nodes,
+    NodeSpec,
+    backoff_delay,
+)
 from simulator.profile import get_profile
 from simulator.world import World
 
@@ -251,6 +258,26 @@ def test_pod_ips_are_unique_across_nodes_and_recreations() -> None:
     assert len(set(now)) == 12 and len(first) == 12
     assert not set(now[:6]) & first
     assert {ip.split(".")[1] for ip in now if ip} == {"0", "1", "2"}
+
+
+def test_the_last_node_a_cluster_may_have_gives_its_pods_addresses() -> None:
+    """Node ``MAX_NODES - 1`` (the last index) has a host IP and a /16 of pod addresses; no
+    node can be added past it, where they would stop being addresses."""
+    small = [NodeSpec(name=f"n{i:04d}", cpu="100m") for i in range(MAX_NODES - 1)]
+    world, nodes = make([*small, NodeSpec(name="last")])
+    add_pod(world, "p1")  # 1 CPU: only the last node fits
+    run_until(world, lambda: running(world, "p1"))
+    p = pod(world, "p1")
+    assert p is not None and p.spec["nodeName"] == "last"
+    assert (p.status.pod_ip, p.status.host_ip) == ("29.135.0.1", "192.168.19.174")
+
+    with pytest.raises(InvalidError) as refused:
+        nodes.add(NodeSpec(name="one-more"))
+    assert (refused.value.field, refused.value.reason) == (
+        "nodes",
+        f"must be at most {MAX_NODES} (Kubernetes' supported cluster size), got {MAX_NODES + 1}",
+    )
+    assert len(nodes.specs) == MAX_NODES
 
 
 def test_graceful_deletion_waits_for_the_grace_period() -> None:
