@@ -271,6 +271,7 @@ def run_e2b_tour(seed: int = 42, console: Console | None = None) -> None:
     from pytest_kruise_agents.e2b.app import create_app
     from pytest_kruise_agents.e2b.server import ServerThread
     from pytest_kruise_agents.e2b.settings import ApiKey, Settings
+    from pytest_kruise_agents.loopback import direct_to_loopback
 
     out = console or Console()
 
@@ -283,7 +284,11 @@ def run_e2b_tour(seed: int = 42, console: Console | None = None) -> None:
     backend = SimBackend.default(seed=seed, replicas=3)
     key = ApiKey(key=DEMO_API_KEY, team="default", id="demo")
     try:
-        with ServerThread(create_app(backend, Settings(api_keys=[key]))) as server:
+        # direct_to_loopback: a proxy in HTTP_PROXY cannot reach the server on loopback.
+        with (
+            direct_to_loopback(),
+            ServerThread(create_app(backend, Settings(api_keys=[key]))) as server,
+        ):
             say("A client points the unmodified SDK at it with:")
             say(
                 f"  export E2B_API_URL={server.url} E2B_SANDBOX_URL={server.url} "

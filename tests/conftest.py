@@ -54,3 +54,22 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Load the project before the first test, when a Hypothesis test is among them."""
     if any(is_hypothesis_test(getattr(item, "obj", None)) for item in items):
         load_project_modules()
+
+
+@pytest.fixture
+def dead_proxy(monkeypatch: pytest.MonkeyPatch) -> str:
+    """``HTTP_PROXY`` and ``http_proxy`` set to a loopback port nothing listens on, ``NO_PROXY``
+    and ``no_proxy`` unset: a client that sends a request to the proxy gets a connection
+    refused. For this process and the processes it starts (the SDK reads them once per
+    process, when it first connects: a test must look in a fresh process)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed again at once: nothing listens there
+    proxy = f"http://127.0.0.1:{port}"
+    for name in ("HTTP_PROXY", "http_proxy"):
+        monkeypatch.setenv(name, proxy)
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    return proxy

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import os
 import re
 import subprocess
 import sys
@@ -31,6 +32,25 @@ def test_e2b_tour_claims_runs_a_command_and_a_line_of_code() -> None:
     assert "-> 285" in text
     assert "Sandbox.list() sees 2 sandboxes" in text
     assert text.count("warm,") == 2
+
+
+def test_e2b_tour_reaches_its_server_past_a_proxy_in_the_environment(dead_proxy: str) -> None:
+    """``make demo`` on a machine behind a proxy (``HTTP_PROXY``): the SDK would send every call
+    to it, and no proxy reaches this host's loopback. In a process of its own, as the SDK
+    reads the proxy variables once per process."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from pytest_kruise_agents.demo import run_e2b_tour; run_e2b_tour()",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"COLUMNS": "200", **os.environ},
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "Sandbox.list() sees 2 sandboxes" in proc.stdout
 
 
 def test_cluster_tour_shows_warm_cold_batch_and_tables() -> None:

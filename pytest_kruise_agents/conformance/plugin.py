@@ -475,16 +475,25 @@ def _write(config: pytest.Config, option: str, render: Callable[[], str]) -> boo
 
 
 @pytest.fixture(scope="session")
-def conformance_target(pytestconfig: pytest.Config) -> Target:
-    """The server under test (skips every check when none is configured)."""
+def conformance_target(pytestconfig: pytest.Config) -> Iterator[Target]:
+    """The server under test (skips every check when none is configured).
+
+    For the session, a server on a loopback address is reached directly, not
+    through a proxy in ``HTTP_PROXY``: the loopback hosts are in ``NO_PROXY``
+    and ``no_proxy`` (:mod:`pytest_kruise_agents.loopback`).
+    """
     target = _target(pytestconfig)
     if target is None:
         pytest.skip("no server to check: pass --kruise-conformance-api-url or set E2B_API_URL")
     from pytest_kruise_agents.conformance.sdk import sdk_versions
+    from pytest_kruise_agents.loopback import direct_to_loopback
 
     info = pytestconfig.stash[_INFO]
     info["SDK"] = ", ".join(f"{k} {v}" for k, v in sdk_versions().items())
-    return target
+    # A proxy cannot reach this host's loopback: with it, every check of a local
+    # server would fail as a connection refused by the server's own address.
+    with direct_to_loopback():
+        yield target
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,9 @@ host on a server with per-sandbox hosts, as E2B cloud is), or to one
 ``sandbox_url`` for a proxy that names the sandbox by headers, as our fake
 server does (see :func:`run_on_server`).
 
+A server on a loopback address is reached directly, not through a proxy that
+``HTTP_PROXY`` names (:mod:`pytest_kruise_agents.loopback`).
+
 Only the E2B path exists here: SandboxClaims need the Kubernetes API, which
 an E2B server does not offer.
 """
@@ -33,6 +36,7 @@ from pytest_kruise_agents.delivery.result import (
     check_name,
 )
 from pytest_kruise_agents.delivery.workload import Workload, check_workload
+from pytest_kruise_agents.loopback import direct_to_loopback
 
 if TYPE_CHECKING:
     from e2b import Sandbox
@@ -232,7 +236,12 @@ def run_on_server(
     # once (a claim queued behind the pool would start late, and that wait
     # would not be in its latency); a workload with no arrivals sends nothing.
     workers = max(1, min(len(times), _MAX_CLIENTS))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="delivery") as pool:
+    # A proxy in HTTP_PROXY cannot reach this host's loopback: a server there is
+    # reached directly (the SDK reads the variables when it first connects).
+    with (
+        direct_to_loopback(),
+        ThreadPoolExecutor(max_workers=workers, thread_name_prefix="delivery") as pool,
+    ):
         for i, at in enumerate(times, start=1):
             delay = t0 + at - time.perf_counter()
             if delay > 0:

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final, Literal, TextIO
+from urllib.parse import urlsplit
 
 import uvicorn
 from uvicorn.config import LOG_LEVELS
@@ -35,6 +36,7 @@ from pytest_kruise_agents.e2b.config import (
 )
 from pytest_kruise_agents.e2b.server import uvicorn_config
 from pytest_kruise_agents.e2b.settings import Settings, is_loopback
+from pytest_kruise_agents.loopback import NO_PROXY_VARIABLES
 
 __all__ = [
     "ACCEPT_OUT_OF_RESOURCE",
@@ -261,7 +263,8 @@ def base_url(host: str, port: int) -> str:
 
 
 def client_exports(settings: Settings, url: str) -> list[str]:
-    """The shell lines a client runs to point the E2B SDK at the server."""
+    """The shell lines a client runs to point the E2B SDK at the server (POSIX shell: the
+    server's host is appended to ``NO_PROXY`` and ``no_proxy`` as the shell has them)."""
     users = [k for k in settings.api_keys if not k.admin]
     admin = settings.admin_key
     key = users[0].key if users else (admin.key if admin else "anonymous")
@@ -283,6 +286,11 @@ def client_exports(settings: Settings, url: str) -> list[str]:
     lines.append(f"export E2B_MAX_CONNECTIONS={CLIENT_MAX_CONNECTIONS}")
     lines.append(f"export E2B_ENVD_RPC_CONNECTIONS={CLIENT_MAX_CONNECTIONS}")
     lines.append(f"export E2B_API_CONNECTIONS={CLIENT_MAX_CONNECTIONS}")
+    # A proxy in the client's HTTP_PROXY would get every call, and cannot reach this
+    # host's loopback: the server's host goes after the hosts the shell already lists.
+    host = urlsplit(url).hostname or url
+    for name in NO_PROXY_VARIABLES:
+        lines.append(f'export {name}="${{{name}:+${name},}}{host}"')
     return lines
 
 

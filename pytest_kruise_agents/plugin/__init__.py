@@ -13,7 +13,8 @@ Fixtures (each documented in ``docs/plugin.md`` with an example):
 - ``kruise_cluster_factory``: one more such cluster at each call (one per Hypothesis example);
 - ``kruise_backend``: that cluster behind the Backend seam (thread-safe);
 - ``kruise_e2b``: that cluster served over HTTP on a free loopback port, with
-  ``E2B_API_URL``, ``E2B_SANDBOX_URL`` and ``E2B_API_KEY`` set for the test;
+  ``E2B_API_URL``, ``E2B_SANDBOX_URL`` and ``E2B_API_KEY`` set for the test (and the
+  loopback hosts added to ``NO_PROXY``/``no_proxy``);
   sandboxes left behind are killed at teardown and reported;
 - ``sandboxset``, ``sandbox_claim``, ``e2b_sandbox``: factories;
 - ``kruise_clock``, ``kruise_faults``: time and fault injection;
@@ -534,6 +535,8 @@ def kruise_e2b(
         admin_key=recipe.admin_key,
         backend=kruise_backend,
     )
+    # With NO_PROXY/no_proxy: a proxy in the environment (HTTP_PROXY) would get
+    # every call, and cannot reach the server on this host's loopback.
     for name, value in handle.env.items():
         monkeypatch.setenv(name, value)
     # Either would send the SDK elsewhere than the URLs above.

@@ -26,6 +26,7 @@ from pytest_kruise_agents.delivery.sim import is_run_name
 from pytest_kruise_agents.e2b.app import E2BApp, create_app
 from pytest_kruise_agents.e2b.server import ServerThread
 from pytest_kruise_agents.e2b.settings import Settings
+from pytest_kruise_agents.loopback import no_proxy_environ
 from pytest_kruise_agents.plugin.interrupt import sigterm_as_interrupt
 
 if TYPE_CHECKING:
@@ -261,9 +262,10 @@ def kill_sandbox(backend: SimBackend, sandbox_id: str, held: Holding | None = No
 class KruiseE2B:
     """What ``kruise_e2b`` gives a test: the server, its keys, and the backend behind it.
 
-    The environment (``E2B_API_URL``, ``E2B_SANDBOX_URL``, ``E2B_API_KEY``) is
-    already set for the test, so ``Sandbox.create()`` needs no arguments;
-    :meth:`connection` gives the same settings as keyword arguments.
+    The environment (``E2B_API_URL``, ``E2B_SANDBOX_URL``, ``E2B_API_KEY``, and
+    ``NO_PROXY``/``no_proxy`` with the loopback hosts) is already set for the
+    test, so ``Sandbox.create()`` needs no arguments; :meth:`connection` gives
+    the same settings as keyword arguments.
     """
 
     url: str
@@ -277,8 +279,16 @@ class KruiseE2B:
 
     @property
     def env(self) -> dict[str, str]:
-        """The environment variables the fixture sets."""
-        return {"E2B_API_URL": self.url, "E2B_SANDBOX_URL": self.url, "E2B_API_KEY": self.api_key}
+        """The environment variables the fixture sets: the three ``E2B_*`` ones, and
+        ``NO_PROXY`` and ``no_proxy`` as the environment has them with ``127.0.0.1``,
+        ``localhost`` and ``::1`` appended (a proxy that ``HTTP_PROXY`` names cannot
+        reach this host's loopback; see :mod:`pytest_kruise_agents.loopback`)."""
+        return {
+            "E2B_API_URL": self.url,
+            "E2B_SANDBOX_URL": self.url,
+            "E2B_API_KEY": self.api_key,
+            **no_proxy_environ(),
+        }
 
     def connection(self) -> dict[str, Any]:
         """``api_key``, ``api_url`` and ``sandbox_url`` for ``Sandbox.create(**...)``."""

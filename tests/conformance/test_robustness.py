@@ -1,6 +1,7 @@
 """The suite in awkward runs: Ctrl-C (in a check or in its setup), bad report paths, no URL, a port past 65535, no key, a busy
 team, a prefixed API URL, control characters, lone surrogates and U+FFFF from the server, a
-server that ignores a command timeout, a caller's ``PYTEST_*`` environment."""
+server that ignores a command timeout, a caller's ``PYTEST_*`` environment, a proxy in the
+environment."""
 
 from __future__ import annotations
 
@@ -394,6 +395,18 @@ def test_the_command_ignores_the_callers_pytest_environment(tmp_path: Path) -> N
     assert run.with_status("pass") == {c.id for c in CHECKS if c.level == "core"}, run.output
     assert run.returncode == 0
     assert not loaded.exists()
+
+
+def test_a_server_on_loopback_is_checked_past_a_proxy_in_the_environment(
+    tmp_path: Path, dead_proxy: str
+) -> None:
+    """Behind a proxy (``HTTP_PROXY``) the SDK and the suite's own HTTP client would send
+    every call to it, and no proxy reaches this host's loopback: every check failed as a
+    connection refused by the server's own address. A loopback server is reached directly."""
+    with serve() as url:
+        run = run_cli(url, tmp_path, levels="core")
+    assert run.with_status("pass") == {c.id for c in CHECKS if c.level == "core"}, run.output
+    assert run.returncode == 0
 
 
 def test_a_server_ignoring_the_command_timeout_fails_the_timeout_check(tmp_path: Path) -> None:

@@ -52,6 +52,29 @@ def test_a_burst_measures_create_to_first_command(server: tuple[str, SimBackend]
         assert route is None or route.state == "dead"
 
 
+def test_a_server_on_loopback_is_measured_past_a_proxy_in_the_environment(
+    server: tuple[str, SimBackend], dead_proxy: str
+) -> None:
+    """Behind a proxy (``HTTP_PROXY``) the SDK would send every call to it, and no proxy
+    reaches this host's loopback: every claim failed. In a process of its own, as the SDK
+    reads the proxy variables once per process."""
+    url, _ = server
+    code = (
+        "import os, sys\n"
+        "from pytest_kruise_agents.delivery import Burst, run_on_server\n"
+        "url, key = sys.argv[1:]\n"
+        "result = run_on_server(Burst(2), url=url, api_key=key, sandbox_url=url)\n"
+        "print(len(result.delivered), [d.error for d in result.failed])\n"
+        "print(os.environ.get('NO_PROXY'), os.environ.get('no_proxy'))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, url, KEY], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # The variables are as they were once the run is over.
+    assert proc.stdout == "2 []\nNone None\n"
+
+
 def test_a_failed_create_is_a_failed_delivery(server: tuple[str, SimBackend]) -> None:
     url, _ = server
     result = run_on_server(

@@ -538,6 +538,36 @@ def test_the_js_sdk_holds_more_than_200_streams_under_the_printed_environment(
     assert json.loads(proc.stdout) == {"held": 201, "after": "past the pool"}
 
 
+def test_the_printed_environment_reaches_the_server_past_a_proxy(
+    server: Served, dead_proxy: str
+) -> None:
+    """A client shell behind a proxy (``HTTP_PROXY``) would send every SDK call to it, and no
+    proxy reaches this host's loopback: the lines add the server's host to ``NO_PROXY`` and
+    ``no_proxy``, after the hosts the shell lists. Pasted into ``sh``, a real SDK call works."""
+    lines = client_exports(Settings(api_keys=KEYS), server.url)
+    client = (
+        "import os\n"
+        "from e2b import Sandbox\n"
+        "sbx = Sandbox.create('base')\n"
+        "print(sbx.commands.run('echo hi').stdout, end='')\n"
+        "sbx.kill()\n"
+        "print(os.environ['NO_PROXY'], os.environ['no_proxy'])\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("E2B_")}
+    env.update({"NO_PROXY": "corp.example", "CLIENT": client})
+    proc = subprocess.run(
+        ["sh", "-c", "\n".join([*lines, f'exec "{sys.executable}" -c "$CLIENT"'])],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout == "hi\ncorp.example,127.0.0.1 127.0.0.1\n"
+
+
 def test_the_sdk_reads_the_exported_connection_cap() -> None:
     """The variable is the one the installed SDK sizes its connection pool by."""
     read = subprocess.run(

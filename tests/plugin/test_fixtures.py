@@ -483,6 +483,39 @@ def test_kruise_e2b_serves_the_cluster_to_the_unmodified_sdk(suite: pytest.Pytes
     suite.runpytest("-p", "no:randomly").assert_outcomes(passed=3)
 
 
+def test_kruise_e2b_reaches_its_server_past_a_proxy_in_the_environment(
+    suite: pytest.Pytester, dead_proxy: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Behind a proxy (``HTTP_PROXY``) the SDK would send every call to it, and no proxy can
+    reach this host's loopback: the fixture adds the loopback hosts to ``NO_PROXY`` and
+    ``no_proxy``, after the hosts they list, and ``kruise_e2b.env`` lists them too. Restored
+    after the test, as the ``E2B_*`` variables are."""
+    monkeypatch.setenv("NO_PROXY", "corp.example")
+    suite.makepyfile(
+        f"""
+        import os
+        from e2b import Sandbox
+
+        def test_sdk(kruise_e2b):
+            assert os.environ["HTTP_PROXY"] == {dead_proxy!r}
+            sbx = Sandbox.create()
+            assert sbx.commands.run("echo hi").stdout == "hi\\n"
+            sbx.kill()
+
+        def test_env(kruise_e2b):
+            expected = "corp.example,127.0.0.1,localhost,::1"
+            assert (os.environ["NO_PROXY"], os.environ["no_proxy"]) == (expected, expected)
+            assert kruise_e2b.env["NO_PROXY"] == kruise_e2b.env["no_proxy"] == expected
+
+        def test_env_is_restored():
+            assert os.environ["NO_PROXY"] == "corp.example"
+            assert "no_proxy" not in os.environ
+        """
+    )
+    # A process of its own: the SDK reads the proxy variables once per process.
+    suite.runpytest_subprocess("-p", "no:randomly").assert_outcomes(passed=3)
+
+
 def test_kruise_cluster_and_the_sdk_act_as_one_owner(suite: pytest.Pytester) -> None:
     """A sandbox ``kruise_cluster.create_sandbox`` made is the SDK key's own, and the other way round.
 
