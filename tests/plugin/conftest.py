@@ -2,7 +2,10 @@
 
 The heavy modules are imported here, before any inner run: pytester restores
 ``sys.modules`` after each in-process run, and keeping them loaded spares
-every inner run the import (a second or so each).
+every inner run the import (a second or so each). NumPy must be among them: an
+inner run that loads it (the delivery benchmark's figures) would have it taken out of
+``sys.modules`` again, and its C extension cannot be loaded twice in a process, so any
+later test of the same worker importing NumPy (the demo's capacity plan) would fail.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import e2b  # noqa: F401
+import numpy  # noqa: F401
 import pytest
 
 import pytest_kruise_agents.delivery
