@@ -403,11 +403,13 @@ def conformance(
             help="Wall seconds a list check asks again for the change it waits for (default: 10).",
         ),
     ] = None,
+    # Paths taken as text: Path("") is ".", and an empty value must be refused, not read
+    # as the current directory.
     junit: Annotated[
-        Path | None, typer.Option("--junit", help="Write JUnit XML (one testcase per check).")
+        str | None, typer.Option("--junit", help="Write JUnit XML (one testcase per check).")
     ] = None,
     report: Annotated[
-        Path | None, typer.Option("--report", help="Write the Markdown report.")
+        str | None, typer.Option("--report", help="Write the Markdown report.")
     ] = None,
     verbose: Annotated[
         bool, typer.Option("--verbose", help="A line per check, and tracebacks of failures.")
@@ -417,6 +419,25 @@ def conformance(
     from pytest_kruise_agents.conformance.runner import RunOptions as ConformanceOptions
     from pytest_kruise_agents.conformance.runner import run as run_conformance
 
+    given = {
+        "--api-url": api_url,
+        "--template": template,
+        "--sandbox-url": sandbox_url,
+        "--domain": domain,
+        "--code-template": code_template,
+        "--no-stock-template": no_stock_template,
+        "--admin-key": admin_key,
+        "--levels": levels,
+        "--junit": junit,
+        "--report": report,
+    }
+    for option, value in given.items():
+        # A script's `--template "$T"` with T unset: its own default or the environment's
+        # value in its place would check what was never asked for. An empty --api-key is
+        # meaningful (no key), and is passed on as such.
+        if value == "":
+            typer.echo(f"error: {option}: must not be empty", err=True)
+            raise typer.Exit(2)
     try:
         parse_levels(levels)
     except ValueError as exc:
@@ -439,8 +460,8 @@ def conformance(
         admin_key=admin_key,
         levels=levels,
         list_settle=list_settle,
-        junit=junit,
-        report=report,
+        junit=None if junit is None else Path(junit),
+        report=None if report is None else Path(report),
         verbose=verbose,
     )
     raise typer.Exit(run_conformance(opts))

@@ -194,17 +194,18 @@ def _target(config: pytest.Config) -> Target | None:
         from pytest_kruise_agents.conformance.target import Target
 
         opt = config.getoption
-        config.stash[_TARGET] = Target.from_env(
-            api_url=opt("--kruise-conformance-api-url"),
-            api_key=opt("--kruise-conformance-api-key"),
-            sandbox_url=opt("--kruise-conformance-sandbox-url"),
-            domain=opt("--kruise-conformance-domain"),
-            template=opt("--kruise-conformance-template"),
-            code_template=opt("--kruise-conformance-code-template"),
-            no_stock_template=opt("--kruise-conformance-no-stock-template"),
-            admin_key=opt("--kruise-conformance-admin-key"),
-            list_settle=_list_settle(opt("--kruise-conformance-list-settle")),
-        )
+        names = ["api-url", "api-key", "sandbox-url", "domain", "template", "code-template"]
+        names += ["no-stock-template", "admin-key"]
+        given = {n.replace("-", "_"): opt(OPTION_PREFIX + n) for n in names}
+        try:
+            target = Target.from_env(
+                **given, list_settle=_list_settle(opt("--kruise-conformance-list-settle"))
+            )
+        except ValueError as exc:
+            # "template: must not be empty", named as the option the user typed.
+            field, _, reason = str(exc).partition(": ")
+            raise pytest.UsageError(f"{OPTION_PREFIX}{field.replace('_', '-')}: {reason}") from None
+        config.stash[_TARGET] = target
     return config.stash[_TARGET]
 
 
@@ -234,6 +235,10 @@ def pytest_collection_modifyitems(
         return
     from pytest_kruise_agents.conformance.report import unwritable
 
+    for option in ("levels", "junit", "report"):
+        # Empty is no level and no file: not "all levels", nor "no report" in silence.
+        if config.getoption(OPTION_PREFIX + option) == "":
+            raise pytest.UsageError(f"{OPTION_PREFIX}{option}: must not be empty")
     try:
         levels = parse_levels(config.getoption("--kruise-conformance-levels"))
     except ValueError as exc:

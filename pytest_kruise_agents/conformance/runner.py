@@ -52,7 +52,11 @@ _PYTEST_ENV: Final = "PYTEST_"
 
 @dataclass(frozen=True)
 class RunOptions:
-    """The options of ``kruise-agents conformance`` (see the plugin for each one)."""
+    """The options of ``kruise-agents conformance`` (see the plugin for each one).
+
+    Every value is passed on as given: an empty ``api_key`` means no key (the
+    environment's ``E2B_API_KEY`` is the command's to read, not the suite's).
+    """
 
     api_url: str
     api_key: str = ""
@@ -107,7 +111,9 @@ def pytest_args(opts: RunOptions) -> list[str]:
         "--kruise-conformance-report": opts.report,
     }
     for flag, value in given.items():
-        if value or value == 0:
+        # Every given value, the empty API key too (no key): dropped, it would leave the
+        # plugin to put its default or the environment's value in its place.
+        if value is not None:
             args += [flag, str(value)]
     return args + list(opts.extra)
 
@@ -239,7 +245,7 @@ def run(opts: RunOptions) -> int:
     loading every plugin of a large environment costs seconds.
     """
     for option, url in (("--api-url", opts.api_url), ("--sandbox-url", opts.sandbox_url)):
-        problem = url_problem(url) if url else None
+        problem = url_problem(url) if url is not None else None
         if problem is not None:
             # Otherwise every check would fail on it, one by one.
             print(f"error: {option}: {problem}", file=sys.stderr)

@@ -141,8 +141,17 @@ class Target:
     def from_env(cls, **given: Any) -> Target | None:
         """A target from ``given`` options, falling back to ``E2B_API_URL``, ``E2B_API_KEY``,
         ``E2B_SANDBOX_URL``, ``E2B_DOMAIN`` and ``KRUISE_ADMIN_KEY`` (which ``kruise-agents
-        serve`` prints with the others); ``None`` if there is no API URL."""
-        values = {k: v for k, v in given.items() if v is not None and v != ""}
+        serve`` prints with the others); ``None`` if there is no API URL.
+
+        ``None`` is "not given"; a given value is never replaced: an empty ``api_key``
+        means no key, and any other empty value is a ``ValueError`` naming it.
+        """
+        values = {k: v for k, v in given.items() if v is not None}
+        for name, value in values.items():
+            # An unset variable in a script's `--kruise-conformance-template "$T"`: a default
+            # or the environment's value in its place would check what was never asked for.
+            if value == "" and name != "api_key":
+                raise ValueError(f"{name}: must not be empty")
         env = {
             "api_url": "E2B_API_URL",
             "api_key": "E2B_API_KEY",

@@ -16,6 +16,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pytest
+
 from pytest_kruise_agents.conformance.registry import CHECKS, dependents
 
 from .conftest import (
@@ -297,6 +299,20 @@ def test_the_pytest_form_refuses_a_url_that_is_no_url(tmp_path: Path) -> None:
         "--kruise-conformance-api-url: must be an http:// or https:// URL, got 'notaurl'"
         in proc.stderr
     )
+
+
+@pytest.mark.parametrize("option", ["template", "levels"])
+def test_the_pytest_form_refuses_an_empty_option_naming_it(tmp_path: Path, option: str) -> None:
+    """Not a run against its default (``base``, every level) in silence."""
+    proc = _suite_pytest(
+        tmp_path,
+        "--kruise-conformance-api-url",
+        "http://127.0.0.1:9",
+        f"--kruise-conformance-{option}",
+        "",
+    )
+    assert proc.returncode == 4, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert f"--kruise-conformance-{option}: must not be empty" in proc.stderr
 
 
 def test_the_pytest_form_without_an_api_url_is_a_usage_error(tmp_path: Path) -> None:

@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from typer.testing import CliRunner
 
+from pytest_kruise_agents.cli import app
 from pytest_kruise_agents.conformance.registry import CHECKS
 from pytest_kruise_agents.conformance.runner import (
     NO_CHECK_CODE,
@@ -75,6 +77,51 @@ def test_a_list_settle_of_no_seconds_is_refused_naming_the_commands_option(value
         f"error: --list-settle: must be a number of seconds >= 0, got {float(value):g}\n"
     )
     assert proc.stdout == ""
+
+
+_EXPORTED = {
+    "E2B_API_URL": "http://127.0.0.1:9",
+    "E2B_API_KEY": "exported-key",
+    "E2B_SANDBOX_URL": "http://127.0.0.1:9",
+    "E2B_DOMAIN": "exported.example.com",
+    "KRUISE_ADMIN_KEY": "exported-admin",
+}
+"""A server's exports, as ``kruise-agents serve`` prints them: what an empty option must not fall back to."""
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        "--api-url",
+        "--template",
+        "--code-template",
+        "--no-stock-template",
+        "--sandbox-url",
+        "--domain",
+        "--admin-key",
+        "--levels",
+        "--junit",
+        "--report",
+    ],
+)
+def test_an_empty_option_is_refused_naming_it_never_replaced_by_a_default(option: str) -> None:
+    """``--template ""`` (a script's ``--template "$T"`` with ``T`` unset): exit 2 and one line
+    naming the option, not a run against ``base``, the environment's URL, or the current
+    directory as a report path."""
+    args = ["conformance", "--api-url", "http://127.0.0.1:9", "--template", "base", option, ""]
+    result = CliRunner().invoke(app, args, env=_EXPORTED)
+
+    assert result.exit_code == 2, result.output
+    assert result.stderr == f"error: {option}: must not be empty\n"
+    assert result.stdout == ""
+
+
+def test_an_empty_api_key_is_passed_on_as_no_key() -> None:
+    """``--api-key ""`` is meaningful: the checks send no key. It reaches the suite as given,
+    where before it was dropped and the plugin used ``E2B_API_KEY`` in its place."""
+    args = pytest_args(RunOptions(api_url="http://h:1", api_key=""))
+
+    assert dict(itertools.pairwise(args))["--kruise-conformance-api-key"] == ""
 
 
 def test_the_suite_reads_no_conftest_of_the_current_directory() -> None:

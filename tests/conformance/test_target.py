@@ -129,3 +129,35 @@ def test_the_admin_key_defaults_to_kruise_admin_key_as_serve_prints_it(
     assert target is not None and target.admin_key == "from-the-exports"
     given = Target.from_env(api_url="http://127.0.0.1:8080", admin_key="given")
     assert given is not None and given.admin_key == "given"
+
+
+def test_an_empty_api_key_means_no_key_not_the_exported_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("E2B_API_KEY", "exported-key")
+    target = Target.from_env(api_url="http://127.0.0.1:8080", api_key="")
+    assert target is not None and target.api_key == ""
+    unset = Target.from_env(api_url="http://127.0.0.1:8080")
+    assert unset is not None and unset.api_key == "exported-key"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "api_url",
+        "sandbox_url",
+        "domain",
+        "template",
+        "code_template",
+        "no_stock_template",
+        "admin_key",
+    ],
+)
+def test_any_other_empty_option_is_refused_naming_it(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not replaced by a default or by the environment's value (``E2B_API_URL``, ...)."""
+    monkeypatch.setenv("E2B_API_URL", "http://127.0.0.1:9")
+    given = {"api_url": "http://127.0.0.1:8080", name: ""}
+    with pytest.raises(ValueError, match=f"^{name}: must not be empty$"):
+        Target.from_env(**given)
