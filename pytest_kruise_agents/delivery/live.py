@@ -41,7 +41,7 @@ from pytest_kruise_agents.loopback import direct_to_loopback
 if TYPE_CHECKING:
     from e2b import Sandbox
 
-__all__ = ["FIRST_COMMAND", "check_url", "run_on_server"]
+__all__ = ["FIRST_COMMAND", "MAX_DEADLINE_S", "check_url", "run_on_server"]
 
 _MAX_CLIENTS: Final = 1024
 """The most claims the live runner keeps in flight at once (one thread each)."""
@@ -51,6 +51,11 @@ FIRST_COMMAND: Final = "true"
 
 COMMAND_RETRY_S: Final = 0.05
 """Pause between attempts of the first command."""
+
+MAX_DEADLINE_S: Final = 9_999_999.0
+"""The longest ``deadline_s``: the SDK sends a command's timeout as ``Connect-Timeout-Ms``,
+which the Connect protocol limits to 10 digits of milliseconds (a longer one is refused, and
+the command would be retried, refused, until the deadline)."""
 
 
 def _api_domain(url: str) -> str | None:
@@ -170,6 +175,12 @@ def _check_deadline(deadline_s: object) -> float:
         raise ValueError(
             f"deadline_s: must be a positive finite number of seconds, got {deadline_s!r}"
         )
+    if deadline_s > MAX_DEADLINE_S:
+        raise ValueError(
+            f"deadline_s: must be at most {MAX_DEADLINE_S:.0f} seconds (the SDK sends each "
+            "try's time left as Connect-Timeout-Ms, which holds at most 10 digits of "
+            f"milliseconds), got {deadline_s!r}"
+        )
     return float(deadline_s)
 
 
@@ -190,7 +201,7 @@ def run_on_server(
     The arguments are checked before anything is sent: ``url`` (and
     ``sandbox_url``) must be ``http(s)://`` URLs with a host (the SDK would
     read an empty one as E2B's cloud), ``name`` a str if given, ``deadline_s`` a
-    positive finite number.
+    positive number of seconds up to :data:`MAX_DEADLINE_S`.
 
     Without ``sandbox_url`` the SDK reaches each sandbox the way it does
     unconfigured: through ``E2B_SANDBOX_URL`` if that is set, else by the

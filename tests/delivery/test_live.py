@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pytest_kruise_agents.backends.sim import SimBackend
 from pytest_kruise_agents.delivery import Burst, Rate, run_on_server
+from pytest_kruise_agents.delivery.live import MAX_DEADLINE_S
 from pytest_kruise_agents.e2b.app import create_app
 from pytest_kruise_agents.e2b.server import ServerThread
 from pytest_kruise_agents.e2b.settings import ApiKey, Settings
@@ -348,6 +349,28 @@ def test_a_bad_deadline_is_refused_before_anything_is_sent(
     with pytest.raises(error, match="deadline_s: must be a positive finite number of seconds"):
         run_on_server(Burst(1), url=url, api_key=KEY, sandbox_url=url, deadline_s=deadline)  # type: ignore[arg-type]
     assert len(backend.records()) == before
+
+
+@pytest.mark.parametrize("deadline", [9_999_999.9999, 1e7, 1e9, 1e300])
+def test_a_deadline_the_sdk_cannot_send_is_refused_naming_deadline_s(
+    server: tuple[str, SimBackend], deadline: float
+) -> None:
+    """The SDK sends each try's time left as ``Connect-Timeout-Ms``, which holds at most 10
+    digits: a deadline of 1e7 s or more would have every command refused and retried until the
+    deadline (31 years for ``1e9``), the cause never shown."""
+    url, backend = server
+    before = len(backend.records())
+    with pytest.raises(ValueError, match=r"^deadline_s: must be at most 9999999 seconds \("):
+        run_on_server(Burst(1), url=url, api_key=KEY, sandbox_url=url, deadline_s=deadline)
+    assert len(backend.records()) == before
+
+
+def test_the_longest_deadline_the_sdk_can_send_delivers(server: tuple[str, SimBackend]) -> None:
+    url, _ = server
+    result = run_on_server(
+        Burst(1), url=url, api_key=KEY, sandbox_url=url, deadline_s=MAX_DEADLINE_S
+    )
+    assert len(result.delivered) == 1, result.describe()
 
 
 @pytest.mark.parametrize("name", [5, b"run"])
