@@ -11,11 +11,20 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
-from typing import Literal
+from typing import Final, Literal
 
 from pytest_kruise_agents.api.validation import dns_label_problem
 
-__all__ = ["Burst", "DeliveryPath", "Rate", "Workload", "check_workload"]
+__all__ = ["MAX_CLAIMS", "Burst", "DeliveryPath", "Rate", "Workload", "check_workload"]
+
+MAX_CLAIMS: Final = 10_000_000
+"""The most claims a workload may ask for: the capacity planner's limit per workload.
+
+A run holds every arrival and every claim's record at once (a simulated claim is a
+SimPy process; about 1.8 GiB per 1,000,000 in the planner's largest run): more
+would not end on this kind of machine, and a size far beyond it would fail only
+when drawn, with a ``MemoryError`` or an ``OverflowError`` naming nothing.
+"""
 
 DeliveryPath = Literal["e2b", "sandboxclaim"]
 """``e2b``: ``Sandbox.create`` through the sandbox-manager; ``sandboxclaim``: one SandboxClaim each."""
@@ -43,7 +52,7 @@ def _check_common(template: str, path: str, namespace: str) -> None:
 class Burst:
     """``count`` claims requested at the same moment.
 
-    :param count: how many sandboxes (at least 1).
+    :param count: how many sandboxes (1 to :data:`MAX_CLAIMS`).
     :param template: the pool (SandboxSet) they are claimed from.
     :param path: ``e2b`` (``Sandbox.create``) or ``sandboxclaim`` (one SandboxClaim each).
     :param namespace: the namespace (E2B team) of the claims: a DNS-1123 label.
@@ -57,6 +66,8 @@ class Burst:
     def __post_init__(self) -> None:
         if isinstance(self.count, bool) or not isinstance(self.count, int) or self.count < 1:
             raise ValueError(f"count: must be an integer >= 1, got {self.count!r}")
+        if self.count > MAX_CLAIMS:
+            raise ValueError(f"count: must be at most {MAX_CLAIMS:,} claims, got {self.count!r}")
         _check_common(self.template, self.path, self.namespace)
 
     @property
@@ -74,7 +85,8 @@ class Rate:
     """Claims arriving at ``per_second`` for ``duration`` seconds.
 
     :param per_second: the arrival rate (> 0).
-    :param duration: how long arrivals go on, in seconds (> 0).
+    :param duration: how long arrivals go on, in seconds (> 0; ``per_second * duration``
+        at most :data:`MAX_CLAIMS`).
     :param arrivals_mode: ``uniform`` (one every ``1/per_second`` s, starting at 0) or
         ``poisson`` (exponential gaps drawn from the runner's generator: on the fake
         cluster, the cluster's seeded one).
@@ -94,6 +106,12 @@ class Rate:
                 raise ValueError(f"{field}: must be a number, got {value!r}")
             if not (value > 0 and math.isfinite(value)):
                 raise ValueError(f"{field}: must be a positive finite number, got {value!r}")
+        claims = self.per_second * self.duration  # the mean of a poisson rate; inf past floats
+        if claims > MAX_CLAIMS:
+            raise ValueError(
+                f"per_second: {self.per_second:g}/s for {self.duration:g} s is about "
+                f"{claims:.3g} claims, more than the {MAX_CLAIMS:,} a workload may ask for"
+            )
         if self.arrivals_mode not in ("uniform", "poisson"):
             raise ValueError(
                 f"arrivals_mode: must be 'uniform' or 'poisson', got {self.arrivals_mode!r}"

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import random
+import re
 
 import pytest
 
 from pytest_kruise_agents.delivery import Burst, Rate
+from pytest_kruise_agents.delivery.workload import MAX_CLAIMS
 
 
 def test_a_burst_arrives_at_once() -> None:
@@ -65,3 +67,38 @@ def test_poisson_arrivals_use_the_given_generator() -> None:
 def test_bad_workloads_name_the_field(make: object, message: str) -> None:
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         make()  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: Burst(MAX_CLAIMS + 1), "count: must be at most 10,000,000 claims, got 10000001"),
+        (lambda: Burst(10**12), "count: must be at most 10,000,000 claims, got 1000000000000"),
+        (
+            lambda: Rate(1e12, 1),
+            "per_second: 1e+12/s for 1 s is about 1e+12 claims, more than the 10,000,000",
+        ),
+        (
+            lambda: Rate(1e300, 1e300),
+            "per_second: 1e+300/s for 1e+300 s is about inf claims, more than the 10,000,000",
+        ),
+        (
+            lambda: Rate(1e9, 1, arrivals_mode="poisson"),
+            "per_second: 1e+09/s for 1 s is about 1e+09 claims",
+        ),
+        (lambda: Rate(1, 1e8), "per_second: 1/s for 1e+08 s is about 1e+08 claims"),
+    ],
+)
+def test_a_workload_larger_than_a_run_can_take_is_refused_when_made(
+    make: object, message: str
+) -> None:
+    """Not a ``MemoryError`` or ``OverflowError`` when its arrivals are drawn, nor gigabytes
+    taken on a shared machine first: at most :data:`MAX_CLAIMS` claims, the capacity planner's
+    limit per workload."""
+    with pytest.raises(ValueError, match="^" + re.escape(message)):
+        make()  # type: ignore[operator]
+
+
+def test_a_workload_of_exactly_the_most_claims_is_accepted() -> None:
+    assert Burst(MAX_CLAIMS).count == MAX_CLAIMS
+    assert Rate(MAX_CLAIMS / 100, 100).per_second == 100_000
