@@ -17,6 +17,16 @@ A server on a loopback address is reached directly, not through a proxy that
 
 Only the E2B path exists here: SandboxClaims need the Kubernetes API, which
 an E2B server does not offer.
+
+A Ctrl-C (or any exception in the calling thread) stops the run at once: the
+claims still in flight are told to stop (a first command is not tried again),
+the sandboxes already created are killed (waiting at most :data:`KILL_WAIT_S`),
+and the interrupt is raised. A create the server has not answered yet cannot be
+taken back from here: its thread (a daemon, which does not keep the process
+alive) kills the sandbox if the answer still comes while the process runs; if
+the process ends first its connection closes, and a server that cancels a
+create whose client went away (as OpenKruise's sandbox-manager and this
+project's fake do) creates nothing.
 """
 
 from __future__ import annotations
@@ -24,8 +34,9 @@ from __future__ import annotations
 import contextlib
 import math
 import random
+import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
@@ -41,7 +52,7 @@ from pytest_kruise_agents.loopback import direct_to_loopback
 if TYPE_CHECKING:
     from e2b import Sandbox
 
-__all__ = ["FIRST_COMMAND", "MAX_DEADLINE_S", "check_url", "run_on_server"]
+__all__ = ["FIRST_COMMAND", "KILL_WAIT_S", "MAX_DEADLINE_S", "check_url", "run_on_server"]
 
 _MAX_CLIENTS: Final = 1024
 """The most claims the live runner keeps in flight at once (one thread each)."""
@@ -51,6 +62,17 @@ FIRST_COMMAND: Final = "true"
 
 COMMAND_RETRY_S: Final = 0.05
 """Pause between attempts of the first command."""
+
+_LOOK_S: Final = 0.05
+"""The longest the calling thread waits in one go (for an arrival, a slot, a claim).
+
+A Ctrl-C's SIGINT may be delivered to any thread of the process (one of the claims',
+the server's of an in-process fake), and Python raises it in the calling thread only
+when that thread next runs: a wait without a timeout would hold it until the claims end.
+"""
+
+KILL_WAIT_S: Final = 5.0
+"""After a Ctrl-C, how long the run waits for the kills of the sandboxes created so far."""
 
 MAX_DEADLINE_S: Final = 9_999_999.0
 """The longest ``deadline_s``: the SDK sends a command's timeout as ``Connect-Timeout-Ms``,
@@ -84,6 +106,32 @@ def _connection(url: str, sandbox_url: str | None, domain: str | None) -> dict[s
     return opts
 
 
+class _Stopped(Exception):
+    """The run was interrupted: the claim stops where it is."""
+
+
+class _Flight:
+    """What the claims of one run share: whether the run was stopped, and the sandboxes
+    created and not yet killed (the ones a stop must kill)."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self._lock = threading.Lock()
+        self._held: dict[int, Sandbox] = {}
+
+    def hold(self, index: int, sbx: Sandbox) -> None:
+        with self._lock:
+            self._held[index] = sbx
+
+    def release(self, index: int) -> None:
+        with self._lock:
+            self._held.pop(index, None)
+
+    def held(self) -> list[Sandbox]:
+        with self._lock:
+            return list(self._held.values())
+
+
 def _claim(
     sandbox: type[Sandbox],
     index: int,
@@ -92,6 +140,7 @@ def _claim(
     connection: dict[str, Any],
     deadline_s: float,
     kill: bool,
+    flight: _Flight,
 ) -> Delivery:
     start = time.perf_counter()
     sbx: Sandbox | None = None
@@ -103,8 +152,9 @@ def _claim(
         # The deadline counts from here: a create that hangs must not outlive it
         # (the server then cancels the claim, as for any client that goes away).
         sbx = sandbox.create(workload.template, **{"request_timeout": deadline_s, **connection})
+        flight.hold(index, sbx)
         phases["created"] = time.perf_counter() - start
-        retries = _first_command(sbx, start, deadline_s)
+        retries = _first_command(sbx, start, deadline_s, flight.stop)
         done = time.perf_counter() - start
         phases["first_command"] = done
         if done > deadline_s:  # the SDK's timeouts are not exact
@@ -114,9 +164,10 @@ def _claim(
         error = f"{type(exc).__name__}: {exc}"
     finally:
         if sbx is not None and kill:
-            # The measurement is done; a failed kill changes nothing.
+            # The measurement is done (or the run stopped); a failed kill changes nothing.
             with contextlib.suppress(Exception):
                 sbx.kill()
+        flight.release(index)
     return Delivery(
         index=index,
         path="e2b",
@@ -131,10 +182,13 @@ def _claim(
     )
 
 
-def _first_command(sbx: Sandbox, start: float, deadline_s: float) -> int:
-    """Run :data:`FIRST_COMMAND` until it succeeds within the deadline; return the retries."""
+def _first_command(sbx: Sandbox, start: float, deadline_s: float, stop: threading.Event) -> int:
+    """Run :data:`FIRST_COMMAND` until it succeeds within the deadline, or the run is
+    ``stop``ped; return the retries."""
     retries = 0
     while True:
+        if stop.is_set():
+            raise _Stopped("the run was interrupted")
         left = deadline_s - (time.perf_counter() - start)
         if left <= 0:  # the SDK reads a timeout of 0 as none
             raise TimeoutError(f"no successful command within {deadline_s:g}s")
@@ -147,7 +201,67 @@ def _first_command(sbx: Sandbox, start: float, deadline_s: float) -> int:
             if time.perf_counter() - start > deadline_s:
                 raise TimeoutError(f"no successful command within {deadline_s:g}s: {exc}") from exc
             retries += 1
-            time.sleep(COMMAND_RETRY_S)
+            stop.wait(COMMAND_RETRY_S)
+
+
+def _kill_all(sandboxes: Sequence[Sandbox], within: float) -> None:
+    """Kill ``sandboxes`` at once, each in a thread of its own; wait ``within`` seconds at most.
+
+    After a Ctrl-C: the user waits for this, and a server that does not answer must not
+    hold the interrupt back (the sandboxes left then end at their own timeout).
+    """
+
+    def kill(sbx: Sandbox) -> None:
+        with contextlib.suppress(Exception):
+            sbx.kill(request_timeout=within)
+
+    threads = [threading.Thread(target=kill, args=(s,), daemon=True) for s in sandboxes]
+    for thread in threads:
+        thread.start()
+    end = time.monotonic() + within
+    for thread in threads:
+        thread.join(max(0.0, end - time.monotonic()))
+
+
+def _run_claims(
+    times: Sequence[float], t0: float, claim: Callable[[int], Delivery]
+) -> tuple[Delivery, ...]:
+    """``claim(i)`` for each arrival ``i`` (from 1) at ``t0`` plus its time, each in a thread.
+
+    One thread per claim in flight, up to ``_MAX_CLIENTS``: a burst is sent at once (a
+    claim queued behind a pool would start late, and that wait would not be in its
+    latency); a workload with no arrivals sends nothing. The threads are daemons, not an
+    executor's: an executor's threads are waited for when the process exits, and a Ctrl-C
+    would wait for every claim in flight (see the module docstring).
+    """
+    slots = threading.BoundedSemaphore(_MAX_CLIENTS)
+    results: dict[int, Delivery] = {}
+    errors: list[BaseException] = []
+
+    def run(i: int) -> None:
+        try:
+            results[i] = claim(i)
+        except BaseException as exc:  # raised in the caller's thread, as a future's would be
+            errors.append(exc)
+        finally:
+            slots.release()
+
+    # Every wait of this thread is in steps of _LOOK_S: see there.
+    threads: list[threading.Thread] = []
+    for i, at in enumerate(times, start=1):
+        while (delay := t0 + at - time.perf_counter()) > 0:
+            time.sleep(min(delay, _LOOK_S))
+        while not slots.acquire(timeout=_LOOK_S):
+            pass
+        thread = threading.Thread(target=run, args=(i,), name=f"delivery-{i}", daemon=True)
+        thread.start()
+        threads.append(thread)
+    for thread in threads:
+        while thread.is_alive():
+            thread.join(_LOOK_S)
+    if errors:
+        raise errors[0]
+    return tuple(results[i] for i in range(1, len(times) + 1))
 
 
 def check_url(name: str, value: object) -> None:
@@ -241,26 +355,23 @@ def run_on_server(
     # and claims due meanwhile would wait for it and all be sent at once.
     from e2b import Sandbox
 
+    flight = _Flight()
     t0 = time.perf_counter()
-    futures: list[Future[Delivery]] = []
-    # One thread per claim in flight, up to _MAX_CLIENTS: a burst is sent at
-    # once (a claim queued behind the pool would start late, and that wait
-    # would not be in its latency); a workload with no arrivals sends nothing.
-    workers = max(1, min(len(times), _MAX_CLIENTS))
     # A proxy in HTTP_PROXY cannot reach this host's loopback: a server there is
     # reached directly (the SDK reads the variables when it first connects).
-    with (
-        direct_to_loopback(),
-        ThreadPoolExecutor(max_workers=workers, thread_name_prefix="delivery") as pool,
-    ):
-        for i, at in enumerate(times, start=1):
-            delay = t0 + at - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-            futures.append(
-                pool.submit(_claim, Sandbox, i, t0, workload, connection, deadline_s, kill)
+    with direct_to_loopback():
+        try:
+            deliveries = _run_claims(
+                times,
+                t0,
+                lambda i: _claim(Sandbox, i, t0, workload, connection, deadline_s, kill, flight),
             )
-        deliveries = tuple(f.result() for f in futures)
+        except BaseException:
+            # Ctrl-C: stop now, not when the last claim in flight ends (up to deadline_s).
+            flight.stop.set()
+            if kill:
+                _kill_all(flight.held(), KILL_WAIT_S)
+            raise
     return DeliveryResult(
         name=name or workload.name,
         workload=workload,

@@ -8,12 +8,15 @@ import os
 import random
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -304,6 +307,67 @@ def test_a_first_command_done_after_the_deadline_is_a_failed_claim() -> None:
     assert len(result.failed) == 1, result.describe()
     assert "within 1s" in (result.failed[0].error or "")
     assert took < 10
+
+
+class HoldSandboxTraffic:
+    """ASGI middleware: holds each request to a sandbox (named by ``E2b-Sandbox-Id``) until
+    :attr:`released`; when the ``count``-th is held, sends this process a SIGINT (a Ctrl-C)."""
+
+    def __init__(self, app: ASGIApp, count: int) -> None:
+        self.app = app
+        self.count = count
+        self.held = 0
+        self.released = threading.Event()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and any(k == b"e2b-sandbox-id" for k, _ in scope["headers"]):
+            self.held += 1
+            if self.held == self.count:
+                signal.raise_signal(signal.SIGINT)
+            while not self.released.is_set():
+                await asyncio.sleep(0.01)
+        await self.app(scope, receive, send)
+
+
+@pytest.fixture
+def python_sigint_handler() -> Iterator[None]:
+    """SIGINT has Python's own handler, as in a script or plain pytest."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _running(url: str) -> list[str]:
+    """The ids of the running sandboxes of :data:`KEY`'s team on the server at ``url``."""
+    resp = httpx.get(url + "/v2/sandboxes", headers={"X-API-Key": KEY}, timeout=30)
+    resp.raise_for_status()
+    return [item["sandboxID"] for item in resp.json()]
+
+
+@pytest.mark.usefixtures("python_sigint_handler")
+def test_ctrl_c_stops_the_run_at_once_and_kills_the_sandboxes_it_created() -> None:
+    """A Ctrl-C while every claim waits for its first command (the server holds them): the
+    interrupt is raised at once, not when the claims give up at ``deadline_s``, and the
+    sandboxes created are killed before it is."""
+    backend = SimBackend.default(seed=2, replicas=2, nodes=1)
+    held = HoldSandboxTraffic(create_app(backend, Settings(api_keys=[ApiKey(KEY)])), count=2)
+    thread = ServerThread(held).start()
+    try:
+        started = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            run_on_server(
+                Burst(2), url=thread.url, api_key=KEY, sandbox_url=thread.url, deadline_s=60
+            )
+        took = time.monotonic() - started
+        assert took < 20
+        assert held.held == 2
+        assert _running(thread.url) == []
+    finally:
+        held.released.set()
+        thread.stop()
+        backend.close()
 
 
 @pytest.mark.parametrize("url", ["", "127.0.0.1:8080", "ftp://example.com", "http://", 5])
