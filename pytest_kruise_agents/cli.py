@@ -254,11 +254,21 @@ _Scenario = Annotated[
     str, typer.Argument(help="Scenario file (YAML), or a shipped scenario by name (steady, ...).")
 ]
 _Reps = Annotated[int | None, typer.Option("--replications", min=1, help="Replications per point.")]
-_Out = Annotated[Path | None, typer.Option("--out", help="Output directory.")]
+# Text, not a Path: Path("") is ".", and an empty --out must be refused, not read as the
+# current directory (whose claims.csv and summary.json the run would replace).
+_Out = Annotated[str | None, typer.Option("--out", help="Output directory.")]
 _ClaimsCsv = Annotated[bool, typer.Option("--claims-csv", help="Write claims.csv.")]
 _Set = Annotated[
     list[str] | None, typer.Option("--set", help="Override a field: path=value (repeatable).")
 ]
+
+
+def _out_dir(out: str | None) -> Path | None:
+    """``--out`` as a folder (``None``: the command's default); exit 2 if it is empty."""
+    if out == "":
+        typer.echo("error: --out: must not be empty", err=True)
+        raise typer.Exit(2)
+    return None if out is None else Path(out)
 
 
 @app.command(
@@ -277,7 +287,7 @@ def simulate(
     _require_simulator()
     from simulator.planning.commands import RunOptions, simulate_command
 
-    opts = RunOptions(seed, replications, workers, dask, out, claims_csv, set_ or [])
+    opts = RunOptions(seed, replications, workers, dask, _out_dir(out), claims_csv, set_ or [])
     raise typer.Exit(simulate_command(scenario, opts))
 
 
@@ -313,7 +323,7 @@ def plan(
     _require_simulator()
     from simulator.planning.commands import RunOptions, plan_command
 
-    opts = RunOptions(seed, replications, workers, dask, out, claims_csv, set_ or [])
+    opts = RunOptions(seed, replications, workers, dask, _out_dir(out), claims_csv, set_ or [])
     code = plan_command(
         scenario,
         opts,
@@ -347,7 +357,7 @@ def sweep(
     _require_simulator()
     from simulator.planning.commands import RunOptions, sweep_command
 
-    opts = RunOptions(seed, replications, workers, dask, out, claims_csv, set_ or [])
+    opts = RunOptions(seed, replications, workers, dask, _out_dir(out), claims_csv, set_ or [])
     raise typer.Exit(sweep_command(scenario, opts))
 
 

@@ -119,6 +119,13 @@ def check_out_dir(out_dir: Path) -> None:
     if out_dir.exists():
         if not out_dir.is_dir():
             raise PlanningError(f"--out: {out_dir}: is a file, not a folder")
+        foreign = _not_a_runs(out_dir)
+        if foreign:
+            raise PlanningError(
+                f"--out: {out_dir}: holds {', '.join(foreign)} that no kruise-agents run wrote "
+                "(a command replaces only an earlier run's files): choose another folder, "
+                "or move them away"
+            )
     else:
         for parent in out_dir.parents:
             if parent.exists():
@@ -139,6 +146,32 @@ def check_out_dir(out_dir: Path) -> None:
         for folder in reversed(created):
             with contextlib.suppress(OSError):
                 folder.rmdir()
+
+
+def _not_a_runs(out_dir: Path) -> list[str]:
+    """The files of :data:`OUTPUT_FILES` in ``out_dir`` that are not an earlier run's, sorted.
+
+    A run writes its ``summary.json`` first (after removing the earlier run's three
+    files), so the files beside a run's ``summary.json`` are that run's; without one,
+    none is. A user's own ``claims.csv`` in the folder (``--out .``) must not be
+    deleted as if a run had left it.
+    """
+    present = sorted(name for name in OUTPUT_FILES if (out_dir / name).exists())
+    if not present or _is_a_runs_summary(out_dir / "summary.json"):
+        return []
+    return present
+
+
+def _is_a_runs_summary(path: Path) -> bool:
+    """Whether ``path`` is a ``summary.json`` a command wrote (its ``command`` and ``points``)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # absent, a folder, unreadable, not UTF-8, not JSON
+        return False
+    return isinstance(data, dict) and data.get("command") in _COMMANDS and "points" in data
+
+
+_COMMANDS = ("simulate", "plan", "sweep")
 
 
 def _why(exc: OSError) -> str:

@@ -383,6 +383,37 @@ def test_an_out_that_cannot_be_a_folder_is_refused_before_running(
     assert blocker.read_text() == "keep me\n"
 
 
+@pytest.mark.parametrize("command", ["simulate", "plan", "sweep"])
+def test_an_empty_out_is_refused_and_no_file_here_is_touched(
+    command: str, tiny_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--out ""`` (a script's ``--out "$OUTDIR"`` with the variable unset) is not the current
+    directory: exit 2 naming ``--out``, nothing run, the files there as they were."""
+    here = tmp_path / "here"
+    here.mkdir()
+    (here / "claims.csv").write_text("my,own,data\n")
+    (here / "summary.json").write_text('{"mine": 1}\n')
+    monkeypatch.chdir(here)
+    code, text = _invoke(command, str(tiny_file), "--out", "", *_SHORT[command])
+    assert code == 2, text
+    assert text == "error: --out: must not be empty\n"
+    assert {p.name for p in here.iterdir()} == {"claims.csv", "summary.json"}
+    assert (here / "claims.csv").read_text() == "my,own,data\n"
+
+
+def test_an_out_holding_a_users_own_files_is_refused_before_running(
+    tiny_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--out .`` in a folder with a ``claims.csv`` no run wrote: refused, the file kept."""
+    (tmp_path / "claims.csv").write_text("my,own,data\n")
+    monkeypatch.chdir(tmp_path)
+    code, text = _invoke("simulate", str(tiny_file), "--out", ".")
+    assert code == 2, text
+    assert text.startswith("error: --out: .: holds claims.csv that no kruise-agents run wrote")
+    assert "started" not in text
+    assert (tmp_path / "claims.csv").read_text() == "my,own,data\n"
+
+
 def test_files_that_are_not_utf8_are_named(tiny_file: Path, tmp_path: Path) -> None:
     """A scenario or trace file that is not UTF-8 text: exit 2 naming the file."""
     utf16 = tmp_path / "utf16.yaml"

@@ -88,6 +88,36 @@ def test_an_out_folder_that_cannot_be_written_is_refused(tmp_path: Path) -> None
     assert list((tmp_path / "kept").iterdir()) == []
 
 
+@pytest.mark.parametrize(
+    "files",
+    [
+        {"claims.csv": "my,own,data\n"},
+        {"claims.csv": "my,own,data\n", "summary.json": '{"mine": 1}\n'},
+        {"summary.json": "not even json\n", "report.html": "<p>my page</p>\n"},
+    ],
+)
+def test_a_folder_holding_files_no_command_wrote_is_refused_and_they_are_kept(
+    tmp_path: Path, files: dict[str, str]
+) -> None:
+    """A command replaces the files of an earlier *run* there (docs/planning.md): a user's own
+    ``claims.csv`` or ``summary.json`` (``--out .`` in the wrong folder) is refused, not deleted."""
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    named = ", ".join(sorted(files))
+    with pytest.raises(
+        PlanningError, match=rf"^--out: {tmp_path}: holds {named} that no kruise-agents run wrote"
+    ):
+        check_out_dir(tmp_path)
+    assert {p.name: p.read_text() for p in tmp_path.iterdir()} == files
+
+
+def test_a_folder_holding_an_earlier_runs_files_is_taken(tmp_path: Path) -> None:
+    write_outputs(tmp_path, {"command": "simulate", "points": []}, "<html></html>")
+    (tmp_path / "claims.csv").write_text("replication,workload\n")
+    (tmp_path / "notes.txt").write_text("the user's, not a command's output\n")
+    check_out_dir(tmp_path)
+
+
 def test_an_error_while_writing_is_one_error_naming_out(tmp_path: Path) -> None:
     """A folder that refuses the files (full, read-only, gone): a PlanningError naming --out."""
     out = _unwritable(tmp_path)
