@@ -172,10 +172,24 @@ class DeliveryBenchmark:
             )
             # Not given: run_on_server's own default deadline, not a copy of it here.
             result = run() if deadline_s is None else run(deadline_s=deadline_s)
-        result = self._write(result)
+        try:
+            written = self._write(result)
+        except OSError as exc:
+            # Checked at start, the directory can still fail (a full disk, a file put in its
+            # place): the run is not lost for it, only its files.
+            self._keep(result)
+            where = exc.filename if exc.filename is not None else self._report_dir()
+            raise OSError(
+                "the report directory (--kruise-report-dir): cannot write the benchmark's "
+                f"files in {str(where)!r}: {exc.strerror or exc}",
+            ) from exc
+        self._keep(written)
+        return written
+
+    def _keep(self, result: DeliveryResult) -> None:
+        """Add ``result`` to the terminal summary and to :attr:`results`."""
         record(self._request.node, BENCHMARK, result.summary())
         self.results.append(result)
-        return result
 
     def _clashes(self) -> frozenset[str]:
         """The readable stems the session's tests share, worked out at the first benchmark."""

@@ -25,6 +25,7 @@ test that uses it, before any test runs.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -316,16 +317,26 @@ def _report_dir(raw: RawValue) -> Path:
     path = _path(raw)
     if path.exists() and not path.is_dir():
         raise OptionError(raw.spelling, raw.source, f"{str(path)!r} exists and is not a directory")
-    # The directory is made at the first benchmark: a file on the way there must fail now.
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise OptionError(
-                    raw.spelling,
-                    raw.source,
-                    f"{str(path)!r} cannot be a directory: {str(parent)!r} is a file",
-                )
-            break
+    # The directory is made at the first benchmark, after its whole run: a file on the way
+    # there, or a place where nothing can be written (/proc, a read-only mount), must fail now.
+    nearest = next(p for p in (path, *path.parents) if p.exists())  # the root, at worst
+    if not nearest.is_dir():
+        raise OptionError(
+            raw.spelling,
+            raw.source,
+            f"{str(path)!r} cannot be a directory: {str(nearest)!r} is a file",
+        )
+    try:
+        # A probe in the nearest directory there is (the report directory, or where it is to
+        # be made), not the directory made and removed: xdist's processes check at once, and
+        # one would remove the directory another's probe is writing in.
+        with tempfile.TemporaryFile(dir=nearest, prefix=".kruise-agents-probe-"):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise OptionError(
+            raw.spelling, raw.source, f"cannot write in {str(path)!r}: {reason}"
+        ) from None
     return path
 
 

@@ -423,3 +423,29 @@ def test_a_name_that_is_not_a_string_is_refused_before_anything_runs(
     result.assert_outcomes(passed=3)
     assert "kruise_backend" not in result.stdout.str()
     assert not reports.exists()
+
+
+def test_a_result_its_files_cannot_hold_is_kept_and_the_error_names_the_option(
+    suite: pytest.Pytester,
+) -> None:
+    """The report directory is checked at start; should it become unwritable after all (here a
+    file put in its place), the run is not lost: it is in ``results`` and in the terminal
+    summary, and the error names ``--kruise-report-dir``, not only pathlib's path."""
+    reports = suite.path / "reports"
+    suite.makepyfile(
+        f"""
+        import pytest
+        from pathlib import Path
+        from pytest_kruise_agents.delivery import Burst
+
+        def test_blocked(delivery_benchmark):
+            Path({str(reports)!r}).write_text("in the way")
+            with pytest.raises(OSError, match="^the report directory [(]--kruise-report-dir[)]: "):
+                delivery_benchmark(Burst(2))
+            (result,) = delivery_benchmark.results
+            assert len(result.delivered) == 2 and result.files == ()
+        """
+    )
+    result = suite.runpytest(f"--kruise-report-dir={reports}")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*::test_blocked [[]burst-2-e2b]      2     2     0     0 *"])

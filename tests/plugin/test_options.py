@@ -343,6 +343,57 @@ def test_a_bad_value_stops_the_run_naming_option_and_source(
     assert "test_never_runs" not in result.stdout.str().split("collected", 1)[-1]
 
 
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (
+            ["--kruise-report-dir=/proc/kruise-agents-reports"],
+            {},
+            "--kruise-report-dir (command line): cannot write in "
+            "'/proc/kruise-agents-reports': No such file or directory",
+        ),
+        (
+            [],
+            {"PYTEST_KRUISE_REPORT_DIR": "/sys/kruise-agents-reports"},
+            "PYTEST_KRUISE_REPORT_DIR (environment): cannot write in "
+            "'/sys/kruise-agents-reports': *",
+        ),
+    ],
+    ids=["proc", "sys-env"],
+)
+def test_a_report_dir_where_nothing_can_be_written_stops_the_run_before_any_benchmark(
+    suite: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    args: list[str],
+    env: dict[str, str],
+    message: str,
+) -> None:
+    """Not only a file, or a path under one: a place where the directory cannot be made (a
+    read-only or virtual file system) is refused at start too, instead of every benchmark
+    running its whole workload and then failing in ``write_csv`` with a bare ``OSError``."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    suite.makepyfile(
+        "from pytest_kruise_agents.delivery import Burst\n"
+        "def test_never_runs(delivery_benchmark):\n"
+        "    delivery_benchmark(Burst(1))\n"
+    )
+    result = suite.runpytest(*args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: pytest-kruise-agents: {message}"])
+    assert "test_never_runs" not in result.stdout.str().split("collected", 1)[-1]
+
+
+def test_a_report_dir_still_to_be_made_is_not_made_at_start(suite: pytest.Pytester) -> None:
+    """Checked by writing a probe where it would be made, not by making it: made at the first
+    benchmark, as before."""
+    suite.makepyfile("def test_uses_no_benchmark():\n    pass\n")
+    result = suite.runpytest(f"--kruise-report-dir={suite.path / 'reports' / 'bench'}")
+    assert result.ret == pytest.ExitCode.OK
+    assert not (suite.path / "reports").exists()
+    assert [p.name for p in suite.path.iterdir() if p.name.startswith(".kruise")] == []
+
+
 UNUSED = """\
 import sys
 
