@@ -280,6 +280,16 @@ def check_url(name: str, value: object) -> None:
         raise ValueError(f"{name}: must be an http:// or https:// URL with a host, got {value!r}")
 
 
+def _check_text(name: str, value: object) -> None:
+    """Refuse ``value`` unless it is a non-empty ``str``, naming the parameter ``name``."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name}: must be a str, got {value!r}")
+    if not value:
+        # The SDK reads an empty key or domain as none given, and puts E2B_API_KEY or
+        # E2B_DOMAIN (or e2b.app) in its place.
+        raise ValueError(f"{name}: must not be empty")
+
+
 def _check_deadline(deadline_s: object) -> float:
     if isinstance(deadline_s, bool) or not isinstance(deadline_s, int | float):
         raise TypeError(
@@ -314,7 +324,9 @@ def run_on_server(
 
     The arguments are checked before anything is sent: ``url`` (and
     ``sandbox_url``) must be ``http(s)://`` URLs with a host (the SDK would
-    read an empty one as E2B's cloud), ``name`` a str if given, ``deadline_s`` a
+    read an empty one as E2B's cloud), ``api_key`` (and ``domain``, if given) a
+    non-empty str (the SDK would read an empty one as none given and use
+    ``E2B_API_KEY``, ``E2B_DOMAIN``), ``name`` a str if given, ``deadline_s`` a
     positive number of seconds up to :data:`MAX_DEADLINE_S`.
 
     Without ``sandbox_url`` the SDK reaches each sandbox the way it does
@@ -342,8 +354,11 @@ def run_on_server(
             "(SandboxClaims need the Kubernetes API)"
         )
     check_url("url", url)
+    _check_text("api_key", api_key)
     if sandbox_url is not None:
         check_url("sandbox_url", sandbox_url)
+    if domain is not None:
+        _check_text("domain", domain)
     check_name(name)
     deadline_s = _check_deadline(deadline_s)
     connection = {

@@ -137,8 +137,8 @@ class DeliveryBenchmark:
             to its first successful command (default: ``run_on_server``'s, 120 s).
         :param name: the run's label in file names and the summary (default: the workload's).
 
-        ``sandbox_url``, ``domain`` and ``deadline_s`` without ``url`` raise
-        ``ValueError``: the fake cluster's run has no sandbox traffic and no deadline.
+        ``api_key``, ``sandbox_url``, ``domain`` and ``deadline_s`` without ``url`` raise
+        ``ValueError``: the fake cluster's run has no key, no sandbox traffic and no deadline.
         """
         __tracebackhide__ = True
         # Refused before the cluster is made or a key looked for: nothing runs.
@@ -147,7 +147,9 @@ class DeliveryBenchmark:
         if url is not None:
             check_url("url", url)
         else:
-            _check_live_only(sandbox_url=sandbox_url, domain=domain, deadline_s=deadline_s)
+            _check_live_only(
+                api_key=api_key, sandbox_url=sandbox_url, domain=domain, deadline_s=deadline_s
+            )
             check_on_cluster(workload)
         if url is None:
             backend = self._request.getfixturevalue("kruise_backend")
@@ -158,9 +160,13 @@ class DeliveryBenchmark:
                 self._made.benchmarked = True
             result = run_on_backend(backend, workload, name=name)
         else:
-            key = api_key or os.environ.get("E2B_API_KEY")
-            if not key:
-                raise ValueError("api_key: required with url (or set E2B_API_KEY)")
+            key = api_key
+            if key is None:
+                # The variable only when no key is given: an empty key given is refused (by
+                # run_on_server), not replaced by it.
+                key = os.environ.get("E2B_API_KEY") or None
+                if key is None:
+                    raise ValueError("api_key: required with url (or set E2B_API_KEY)")
             run = partial(
                 run_on_server,
                 workload,

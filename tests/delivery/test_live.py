@@ -437,6 +437,35 @@ def test_the_longest_deadline_the_sdk_can_send_delivers(server: tuple[str, SimBa
     assert len(result.delivered) == 1, result.describe()
 
 
+@pytest.mark.parametrize(
+    ("given", "error", "message"),
+    [
+        ({"api_key": 5}, TypeError, "api_key: must be a str, got 5"),
+        ({"api_key": None}, TypeError, "api_key: must be a str, got None"),
+        ({"api_key": b"k"}, TypeError, "api_key: must be a str, got b'k'"),
+        ({"api_key": ""}, ValueError, "api_key: must not be empty"),
+        ({"domain": 5}, TypeError, "domain: must be a str, got 5"),
+        ({"domain": ""}, ValueError, "domain: must not be empty"),
+    ],
+)
+def test_an_api_key_or_domain_that_cannot_be_sent_is_refused_naming_it(
+    server: tuple[str, SimBackend],
+    monkeypatch: pytest.MonkeyPatch,
+    given: dict[str, object],
+    error: type[Exception],
+    message: str,
+) -> None:
+    """Checked before anything is sent: a key of another type failed every claim with the
+    SDK's ``Header value must be str or bytes``, and an empty key or domain was silently
+    replaced by the SDK's (``E2B_API_KEY``, ``E2B_DOMAIN``)."""
+    monkeypatch.setenv("E2B_API_KEY", KEY)
+    url, backend = server
+    before = len(backend.records())
+    with pytest.raises(error, match="^" + re.escape(message) + "$"):
+        run_on_server(Burst(1), url=url, **{"api_key": KEY, "sandbox_url": url, **given})  # type: ignore[arg-type]
+    assert len(backend.records()) == before
+
+
 @pytest.mark.parametrize("name", [5, b"run"])
 def test_a_name_that_is_not_text_is_refused_before_anything_is_sent(
     server: tuple[str, SimBackend], name: object

@@ -158,7 +158,13 @@ def test_a_live_run_takes_the_documented_domain_and_deadline(suite: pytest.Pytes
             assert len(delivery_benchmark.results) == 2
 
         @pytest.mark.parametrize(
-            "given", [{"deadline_s": 30}, {"domain": "example.com"}, {"sandbox_url": "http://x"}]
+            "given",
+            [
+                {"deadline_s": 30},
+                {"domain": "example.com"},
+                {"sandbox_url": "http://x"},
+                {"api_key": "k"},
+            ],
         )
         def test_live_only(delivery_benchmark, given):
             (name,) = given
@@ -167,7 +173,7 @@ def test_a_live_run_takes_the_documented_domain_and_deadline(suite: pytest.Pytes
             assert delivery_benchmark.results == []
         """
     )
-    suite.runpytest().assert_outcomes(passed=4)
+    suite.runpytest().assert_outcomes(passed=5)
 
 
 def test_file_names_never_collide_across_the_session(suite: pytest.Pytester) -> None:
@@ -449,3 +455,32 @@ def test_a_result_its_files_cannot_hold_is_kept_and_the_error_names_the_option(
     result = suite.runpytest(f"--kruise-report-dir={reports}")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*::test_blocked [[]burst-2-e2b]      2     2     0     0 *"])
+
+
+def test_a_live_runs_api_key_is_taken_as_given_and_checked_before_anything_is_sent(
+    suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``api_key`` falls back to ``E2B_API_KEY`` only when not given: an empty one is refused,
+    not replaced by the exported key, and one that is no ``str`` (or a ``domain`` that is
+    none) is refused naming it, not sent to fail each claim."""
+    monkeypatch.setenv("E2B_API_KEY", "exported-key")
+    suite.makepyfile(
+        """
+        import pytest
+        from pytest_kruise_agents.delivery import Burst
+
+        @pytest.mark.parametrize(
+            ("given", "error", "message"),
+            [
+                ({"api_key": ""}, ValueError, "api_key: must not be empty"),
+                ({"api_key": 5}, TypeError, "api_key: must be a str, got 5"),
+                ({"domain": 5}, TypeError, "domain: must be a str, got 5"),
+            ],
+        )
+        def test_key(delivery_benchmark, given, error, message):
+            with pytest.raises(error, match=message):
+                delivery_benchmark(Burst(1), url="http://127.0.0.1:9", **given)
+            assert delivery_benchmark.results == []
+        """
+    )
+    suite.runpytest().assert_outcomes(passed=3)
