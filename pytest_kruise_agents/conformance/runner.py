@@ -36,6 +36,7 @@ from pytest_kruise_agents.conformance.report import to_junit, to_markdown, unwri
 from pytest_kruise_agents.conformance.target import url_problem
 
 __all__ = [
+    "NOT_CHOSEN",
     "NOT_ENDED",
     "NO_CHECK_CODE",
     "PLUGIN",
@@ -213,6 +214,34 @@ def _stdout_reader_may_leave() -> Iterator[_ReaderMayLeave]:
             wrapper.leave()
 
 
+NOT_CHOSEN: Final = "INTERRUPTED before the checks were chosen; no check ran"
+"""What the command prints when a Ctrl-C stops it before the table (which says it otherwise)."""
+
+
+class _CommandRun:
+    """The command's own plugin in the run: pytest's Ctrl-C banner is not printed.
+
+    The table's summary line says the run was interrupted and in which check (the
+    plugin's); pytest's banner after it would add the path of the code where the
+    signal landed (the SDK's, inside site-packages) and advise ``--full-trace``, an
+    option the command does not have. Before the checks are chosen there is no
+    table, and :func:`run` prints :data:`NOT_CHOSEN` instead.
+    """
+
+    def __init__(self) -> None:
+        self.chosen = False
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_configure(self, config: pytest.Config) -> None:
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            # pytest has no option for it. Private: were it renamed, only the banner returns.
+            reporter._report_keyboardinterrupt = lambda: None
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        self.chosen = True
+
+
 def _write_reports(opts: RunOptions, note: str) -> str | None:
     """Write the ``--report`` and ``--junit`` of a run with no result, saying ``note``;
     ``None``, or the error line of the one that cannot be written."""
@@ -263,8 +292,11 @@ def run(opts: RunOptions) -> int:
     if problem is not None:
         print(problem, file=sys.stderr)
         return USAGE_CODE
+    command = _CommandRun()
     with _suite_environ(), _stdout_reader_may_leave():
-        code = pytest.main(args)
+        code = pytest.main(args, plugins=[command])
+        if code == pytest.ExitCode.INTERRUPTED and not command.chosen:
+            print(NOT_CHOSEN)
     if code == pytest.ExitCode.NO_TESTS_COLLECTED:
         # A CI job whose selection lost every check must not go green.
         _write_reports(opts, _NO_CHECK)

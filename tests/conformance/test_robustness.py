@@ -226,6 +226,18 @@ def test_ctrl_c_during_a_check_reports_the_run_interrupted_and_exits_130(tmp_pat
     assert interrupted is not None and "core.timeout" in (interrupted.get("value") or "")
 
 
+def test_ctrl_c_is_told_in_one_line_not_in_pytests_banner(tmp_path: Path) -> None:
+    """The run ends with the table's summary line saying it was interrupted, and nothing of
+    pytest's after it: no ``!!! KeyboardInterrupt !!!`` banner, no path into the SDK where the
+    signal landed, no advice to pass ``--full-trace`` (an option the command does not have)."""
+    code, output = _interrupted_run(tmp_path, _HangOnTimeout, "core")
+    assert code == 130, output[-3000:]
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert "INTERRUPTED during core.timeout; the checks after it did not run" in lines[-1]
+    assert "KeyboardInterrupt" not in output and "--full-trace" not in output
+    assert "site-packages" not in output and not any(line.startswith("!!") for line in lines)
+
+
 def test_ctrl_c_during_a_checks_setup_names_that_check(tmp_path: Path) -> None:
     """A Ctrl-C while a check's module fixture is still creating its sandbox (before the check
     made any report) names that check: "INTERRUPTED during envd.health" in every report, and

@@ -19,6 +19,7 @@ from pytest_kruise_agents.cli import app
 from pytest_kruise_agents.conformance.registry import CHECKS
 from pytest_kruise_agents.conformance.runner import (
     NO_CHECK_CODE,
+    NOT_CHOSEN,
     NOT_ENDED,
     PLUGIN,
     RunOptions,
@@ -172,6 +173,33 @@ def test_a_run_that_ran_no_check_says_so_and_fails(tmp_path: Path) -> None:
     assert proc.returncode == NO_CHECK_CODE == 5, proc.stdout + proc.stderr
     assert proc.stderr == "error: no check ran: none was selected\n"
     assert "0 passed, 0 failed, 0 skipped; no check ran" in report.read_text()
+
+
+def test_a_ctrl_c_before_the_checks_are_chosen_is_one_line_too(tmp_path: Path) -> None:
+    """No table yet to say it: the command prints that no check ran, and nothing of pytest's
+    (here a plugin of ``RunOptions.extra`` stands for the Ctrl-C, during collection)."""
+    (tmp_path / "ctrl_c_in_collection.py").write_text(
+        "def pytest_collection(session):\n    raise KeyboardInterrupt\n"
+    )
+    code = (
+        "import sys\n"
+        "from pytest_kruise_agents.conformance.runner import RunOptions, run\n"
+        "sys.exit(run(RunOptions(api_url='http://127.0.0.1:9', template='base',\n"
+        "    extra=('-p', 'ctrl_c_in_collection'))))\n"
+    )
+    pythonpath = os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env=clean_env({"PYTHONPATH": pythonpath}),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert proc.returncode == 130, proc.stdout + proc.stderr
+    assert proc.stdout.strip() == NOT_CHOSEN
+    assert proc.stderr == ""
 
 
 def test_a_killed_run_leaves_no_earlier_runs_report(tmp_path: Path) -> None:
