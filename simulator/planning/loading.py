@@ -86,6 +86,11 @@ def load_scenario(path: str | Path) -> Scenario:
     A relative path that names no file but a shipped scenario (``steady``,
     ``scenarios/steady.yaml``) reads the shipped one (:func:`shipped_scenarios`).
     """
+    if str(path) == "":
+        # Path("") is the current directory: "cannot read the file: Is a directory".
+        listed = ", ".join(shipped_scenarios())
+        shipped = f", or a shipped scenario by name: {listed}" if listed else ""
+        raise ScenarioError("scenario", "", f"must not be empty (a scenario file{shipped})")
     p = _resolve(path)
     try:
         text = p.read_text(encoding="utf-8")

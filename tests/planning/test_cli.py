@@ -401,6 +401,15 @@ def test_an_empty_out_is_refused_and_no_file_here_is_touched(
     assert (here / "claims.csv").read_text() == "my,own,data\n"
 
 
+@pytest.mark.parametrize("command", ["simulate", "plan", "sweep"])
+def test_an_empty_scenario_is_refused_naming_the_argument(command: str) -> None:
+    """A script's ``kruise-agents simulate "$SCENARIO"`` with the variable unset."""
+    code, text = _invoke(command, "", *_SHORT[command])
+    assert code == 2, text
+    assert text.startswith("error: scenario: must not be empty (a scenario file, or a shipped")
+    assert len(text.strip().splitlines()) == 1, text
+
+
 def test_an_out_holding_a_users_own_files_is_refused_before_running(
     tiny_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -263,6 +263,15 @@ def test_a_missing_file_lists_the_shipped_names(tmp_path: Path) -> None:
         load_scenario("stedy")
 
 
+def test_an_empty_scenario_name_is_refused_naming_the_argument() -> None:
+    """``""`` is no file (``Path("")`` reads as the current directory): not ``: cannot read
+    the file: Is a directory``, but the argument and the reason."""
+    with pytest.raises(
+        ScenarioError, match=r"^scenario: must not be empty \(a scenario file, or a shipped"
+    ):
+        load_scenario("")
+
+
 def test_the_wheel_ships_the_scenarios_and_both_packages_typed() -> None:
     """pyproject puts scenarios/ inside simulator.planning, where :func:`shipped_scenarios`
     looks first; both packages carry py.typed (their API is typed for mypy users)."""
