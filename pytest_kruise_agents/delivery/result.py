@@ -94,7 +94,13 @@ def zone_of(latency: float) -> Zone:
 
 
 def percentile(values: Sequence[float], q: float) -> float:
-    """The ``q``-th percentile (0-100) of ``values``, linearly interpolated; NaN when empty."""
+    """The ``q``-th percentile (0-100) of ``values``, linearly interpolated; NaN when empty.
+
+    A ``q`` that is no number (a bool included) is a ``TypeError`` naming it; one outside
+    0..100 (or NaN), a ``ValueError``.
+    """
+    if not _is_number(q):
+        raise TypeError(f"q: must be a number within 0..100, got {q!r}")
     if not 0 <= q <= 100:
         raise ValueError(f"q: must be within 0..100, got {q!r}")
     if not values:

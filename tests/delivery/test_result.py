@@ -55,6 +55,14 @@ def test_percentiles_interpolate_between_ranks() -> None:
         percentile(values, 101)
 
 
+@pytest.mark.parametrize("q", ["50", None, True, False, [50]])
+def test_a_percentile_that_is_no_number_is_refused_naming_q(q: object) -> None:
+    """As ``assert_latency`` refuses its ``percentile``: a bool is no number (``True`` was
+    taken as the 1st percentile), a text not a comparison error naming nothing."""
+    with pytest.raises(TypeError, match=r"^q: must be a number within 0\.\.100, got "):
+        percentile([1.0, 2.0], q)  # type: ignore[arg-type]
+
+
 def test_zones_are_agent_sandboxs() -> None:
     assert [zone_of(x) for x in (0.0, 0.5, 0.5001, 1.0, 1.0001)] == [
         "green",
