@@ -81,6 +81,13 @@ UNSERVED: Final[tuple[Unserved, ...]] = (
         "GET", "/sandboxes/{sandboxID}/metrics", "get_metrics", "no resource usage is measured"
     ),
     Unserved(
+        "GET",
+        "/sandboxes",
+        "Sandbox.list of SDK 1.x (v1)",
+        "list with GET /v2/sandboxes, as SDK 2.x does (upstream's sandbox-manager serves no "
+        "v1 list either)",
+    ),
+    Unserved(
         "PUT",
         "/sandboxes/{sandboxID}/network",
         "update_network",

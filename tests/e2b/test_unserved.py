@@ -156,6 +156,14 @@ def test_get_sandboxes_metrics_is_unserved_not_a_sandbox_named_metrics(server: S
     assert_error(server.request("GET", "/sandboxes/metrics", key="e2b_wrong"), 401)
 
 
+def test_the_v1_list_of_sdk_1_is_unserved_not_a_405(server: Served) -> None:
+    """``GET /sandboxes`` (SDK 1.x's list) shares its path with the v1 create: it checks the key
+    and answers 501 as every unserved route does, not 405 for the create's path."""
+    assert_error(server.request("GET", "/sandboxes", key="e2b_wrong"), 401)
+    body = assert_error(server.request("GET", "/sandboxes", key=ALICE), 501)
+    assert "GET /v2/sandboxes" in body["message"]
+
+
 def test_every_unserved_route_is_documented() -> None:
     doc = (Path(__file__).resolve().parents[2] / "docs" / "server.md").read_text()
 
