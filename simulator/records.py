@@ -6,6 +6,7 @@ Benchmarks, reports and assertions read these. Phase names follow the manager's
 
 from __future__ import annotations
 
+import sys
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -120,6 +121,9 @@ class ClaimRecords(Sequence[ClaimRecord]):
             isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
         ):
             raise ValueError(f"limit must be a whole number >= 1 or None, got {limit!r}")
+        if limit is not None and limit > sys.maxsize:
+            # deque(maxlen=) takes a C size: a larger limit ended in an OverflowError.
+            raise ValueError(f"limit must be at most {sys.maxsize}, got {limit}")
         self._records: deque[ClaimRecord] = deque(maxlen=limit)
         self._next_id = 1
         self._listeners: list[Callable[[ClaimRecord], None]] = []

@@ -31,6 +31,7 @@ list means none.
 from __future__ import annotations
 
 import secrets
+import sys
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -278,7 +279,10 @@ class ClusterConfig(_Strict):
     knobs: dict[str, Any] = Field(default_factory=dict)
     domain: str | None = None
     auth: bool = True
-    records_limit: int | None = Field(default=RECORDS_LIMIT, ge=1, alias="recordsLimit")
+    # At most what a sequence can hold (ClaimRecords' bound).
+    records_limit: int | None = Field(
+        default=RECORDS_LIMIT, ge=1, le=sys.maxsize, alias="recordsLimit"
+    )
 
     @field_validator("nodes")
     @classmethod

@@ -400,8 +400,16 @@ def test_a_served_cluster_keeps_the_latest_records_limit_records() -> None:
         backend.close()
 
 
-@pytest.mark.parametrize(("value", "reason"), [(0, "greater than or equal to 1"), (True, "")])
-def test_a_records_limit_below_one_is_refused(value: Any, reason: str) -> None:
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (0, "greater than or equal to 1"),
+        (True, ""),
+        # No sequence holds more: refused before anything is built, not an OverflowError.
+        (2**63, "less than or equal to 9223372036854775807"),
+    ],
+)
+def test_a_records_limit_out_of_range_is_refused(value: Any, reason: str) -> None:
     with pytest.raises(ConfigError) as info:
         parse_config({"recordsLimit": value})
     assert info.value.field == "recordsLimit"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -84,6 +85,18 @@ def test_a_cluster_keeps_only_its_records_limit() -> None:
 def test_a_bad_records_limit_names_the_argument() -> None:
     with pytest.raises(InvalidError) as info:
         Cluster(records_limit=0)
+    assert info.value.field == "records_limit"
+
+
+def test_a_limit_past_the_largest_sequence_is_refused_naming_the_bound() -> None:
+    """No sequence holds more than ``sys.maxsize`` items: a larger limit is no limit to keep."""
+    assert ClaimRecords(limit=sys.maxsize).limit == sys.maxsize
+    with pytest.raises(
+        ValueError, match=f"limit must be at most {sys.maxsize}, got {sys.maxsize + 1}"
+    ):
+        ClaimRecords(limit=sys.maxsize + 1)
+    with pytest.raises(InvalidError) as info:
+        Cluster(records_limit=2**63)
     assert info.value.field == "records_limit"
 
 
