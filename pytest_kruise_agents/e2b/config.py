@@ -433,6 +433,7 @@ def parse_config(data: Any, *, source: str = "<config>") -> ClusterConfig:
 
 def _pools(cfg: ClusterConfig, source: str) -> list[KubeObject]:
     objs: list[KubeObject] = []
+    named: dict[tuple[str, str], int] = {}
     for i, doc in enumerate(cfg.pools_source()):
         where = "sandboxsets" if isinstance(cfg.sandboxsets, str) else f"sandboxsets[{i}]"
         try:
@@ -447,7 +448,17 @@ def _pools(cfg: ClusterConfig, source: str) -> list[KubeObject]:
                     f"{obj.kind}/{obj.metadata.name}: only SandboxSets belong here "
                     "(apply other objects with POST /_kruise/apply)",
                 )
-        objs.extend(loaded)
+            name, namespace = obj.metadata.name, obj.metadata.namespace or "default"
+            if name and (namespace, name) in named:
+                # The apply refuses it too, but only once the cluster is built.
+                raise ConfigError(
+                    source,
+                    where,
+                    f"SandboxSet/{name} metadata.name: {name!r} is given twice in namespace "
+                    f"{namespace} (SandboxSets {named[namespace, name] + 1} and {len(objs) + 1})",
+                )
+            named[namespace, name] = len(objs)
+            objs.append(obj)
     return objs
 
 
@@ -565,8 +576,13 @@ def _filled(cfg: ClusterConfig, source: str, epoch: datetime) -> Cluster:
         token_source=_secret_token,
         **cfg.knobs,
     )
-    pools = _pools(cfg, source)
-    cluster.apply(pools)
+    try:
+        # The stored pools: a generateName one has its name only once applied.
+        pools = cluster.apply(_pools(cfg, source))
+    except InvalidError as exc:
+        # parse_config checks what the apply does; should a check be missed, the
+        # user still gets one line naming the field.
+        raise ConfigError(source, "sandboxsets", str(exc)) from None
     for pool in pools:
         ns = pool.metadata.namespace or "default"
         try:

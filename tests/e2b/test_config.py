@@ -104,6 +104,18 @@ def write(tmp_path: Path, data: Any) -> Path:
             "only SandboxSets",
         ),
         ({"sandboxsets": [pool_yaml("bad", -2)]}, "sandboxsets[0]", "spec.replicas"),
+        # One pool named twice is a mistake, whichever document states it the second time.
+        (
+            {"sandboxsets": [pool_yaml("a", 1), pool_yaml("b", 1), pool_yaml("a", 2)]},
+            "sandboxsets[2]",
+            "SandboxSet/a metadata.name: 'a' is given twice in namespace default "
+            "(SandboxSets 1 and 3)",
+        ),
+        (
+            {"sandboxsets": pool_yaml("a", 1) + "---\n" + pool_yaml("a", 2)},
+            "sandboxsets",
+            "'a' is given twice in namespace default (SandboxSets 1 and 2)",
+        ),
         (
             {"nodes": 2, "faults": [{"kind": "node_loss", "selector": {"node": "node-9"}}]},
             "faults[0].selector.node",
@@ -432,6 +444,34 @@ def test_empty_lists_mean_none(tmp_path: Path) -> None:
     try:
         assert backend.templates(Caller(namespace="", user="")) == []
         assert settings.api_keys == ()
+    finally:
+        backend.close()
+
+
+def test_pools_of_one_name_in_two_namespaces_are_two_pools() -> None:
+    cfg = parse_config(
+        {
+            "clock": {"mode": "virtual"},
+            "sandboxsets": [pool_yaml("a", 1), pool_yaml("a", 1, namespace="team-b")],
+        }
+    )
+    backend, _ = build(cfg)
+    try:
+        assert sorted(
+            (p.metadata.namespace, p.metadata.name, p.status.available_replicas)
+            for p in backend.list("sbs")
+        ) == [("default", "a", 1), ("team-b", "a", 1)]
+    finally:
+        backend.close()
+
+
+def test_a_pool_named_by_generate_name_is_filled_under_the_name_it_gets() -> None:
+    pool = pool_yaml("ignored", 2).replace("name: ignored", "generateName: gen-")
+    backend, _ = build(parse_config({"clock": {"mode": "virtual"}, "sandboxsets": pool}))
+    try:
+        (made,) = backend.list("sbs")
+        assert made.metadata.name.startswith("gen-")
+        assert made.status.available_replicas == 2
     finally:
         backend.close()
 
