@@ -111,10 +111,10 @@ class Recipe:
         """The recipe's cluster from ``epoch`` (virtual time 0), its pools filled."""
         nodes = self.nodes if isinstance(self.nodes, int) else list(self.nodes)
         cluster = Cluster(seed=self.seed, profile=self.profile, nodes=nodes, epoch=epoch)
-        if self.pools:
-            # apply() copies the models: the recipe's stay pristine for the next test.
-            cluster.apply(list(self.pools))
-        for pool in self.pools:
+        # apply() copies the models: the recipe's stay pristine for the next test. The
+        # stored pools are waited for: a generateName one has its name only once applied.
+        pools = cluster.apply(list(self.pools)) if self.pools else []
+        for pool in pools:
             ns = pool.metadata.namespace or "default"
             try:
                 cluster.wait_for_pool(pool.metadata.name, ns, timeout=POOL_READY_TIMEOUT_S)
