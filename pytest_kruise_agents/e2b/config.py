@@ -425,6 +425,13 @@ def parse_config(data: Any, *, source: str = "<config>") -> ClusterConfig:
     keys = cfg.api_keys or []
     seen: set[str] = set()
     for i, key in enumerate(keys):
+        try:
+            # The settings' own rules (a non-admin key's team, ...), checked now: build()
+            # makes the settings only once the pools are filled.
+            key.api_key()
+        except ValueError as exc:
+            field, _, reason = str(exc).partition(": ")
+            raise ConfigError(source, f"apiKeys[{i}].{field}", reason) from None
         if key.key in seen:
             raise ConfigError(source, f"apiKeys[{i}].key", "the same key is listed twice")
         seen.add(key.key)

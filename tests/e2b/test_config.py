@@ -66,6 +66,12 @@ def write(tmp_path: Path, data: Any) -> Path:
         ({"apiKeys": [{"key": "k", "team": "a--b"}]}, "apiKeys[0].team", "'--'"),
         ({"apiKeys": [{"key": "k", "team": "Team A"}]}, "apiKeys[0].team", "RFC 1123 namespace"),
         ({"apiKeys": [{"key": "k", "id": "alice smith"}]}, "apiKeys[0].id", "owner label"),
+        # Refused before the pools fill, not by the server's settings after.
+        (
+            {"apiKeys": [{"key": "k", "team": ""}, {"key": "a", "admin": True}]},
+            "apiKeys[0].team",
+            "must not be empty for a non-admin key",
+        ),
         ({"apiKeys": [{"key": "k"}, {"key": "k"}]}, "apiKeys[1].key", "twice"),
         ({"clock": {"mode": "warp"}}, "clock.mode", "'virtual' or 'realtime'"),
         ({"clock": {"speed": 0}}, "clock.speed", "greater than 0"),
