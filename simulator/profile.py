@@ -352,6 +352,24 @@ class Profile(BaseModel):
         """Every knob :meth:`with_overrides` accepts (all fields but ``latencies``)."""
         return [name for name in cls.model_fields if name != "latencies"]
 
+    @classmethod
+    def knob_problem(cls, knob: str) -> str | None:
+        """Why ``knob`` is no knob :meth:`with_overrides` takes, or ``None`` if it is one.
+
+        ``latencies`` is no knob: given with the knobs as keyword arguments it
+        would be taken for :meth:`with_overrides`' (or the cluster's) own
+        ``latencies`` argument, or clash with it.
+        """
+        known = cls.knob_names()
+        if knob in known:
+            return None
+        if knob == "latencies":
+            return (
+                "unknown profile knob 'latencies': set latencies by name in the latencies "
+                "mapping beside the knobs"
+            )
+        return f"unknown profile knob {knob!r}{_suggest(knob, known)}; known: {', '.join(known)}"
+
     def latency(self, name: str) -> Latency:
         """The distribution of the named latency; :class:`ValueError` names an unknown one."""
         try:
@@ -392,13 +410,11 @@ class Profile(BaseModel):
         ``0.5``, a model). Raise :class:`ValueError` naming an unknown knob, an
         unknown latency, or the knob whose new value is invalid.
         """
-        known = self.knob_names()
         for knob in knobs:
-            if knob not in known:
-                raise ValueError(
-                    f"unknown profile knob {knob!r}{_suggest(knob, known)}; "
-                    f"known: {', '.join(known)}"
-                )
+            problem = self.knob_problem(knob)
+            if problem is not None:
+                raise ValueError(problem)
+        known = self.knob_names()
         data: dict[str, Any] = {name: getattr(self, name) for name in known}
         data.update(knobs)
         data["latencies"] = {**self.latencies, **(latencies or {})}

@@ -405,6 +405,11 @@ def parse_config(data: Any, *, source: str = "<config>") -> ClusterConfig:
         except ValueError as exc:
             raise ConfigError(source, f"latencies.{name}", str(exc)) from None
     for knob, value in cfg.knobs.items():
+        # Checked before with_overrides, whose own latencies argument a knob called
+        # latencies would be taken for (and which the cluster's would clash with).
+        problem = profile.knob_problem(knob)
+        if problem is not None:
+            raise ConfigError(source, f"knobs.{knob}", problem)
         try:
             profile.with_overrides(**{knob: value})
         except ValueError as exc:

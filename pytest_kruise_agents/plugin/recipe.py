@@ -189,6 +189,11 @@ def _recipe(spec: ClusterSpec, cfg: ClusterConfig, source: str) -> Recipe:
         raise RecipeError(f"{where}: {exc}") from None
     latencies = {**cfg.latencies, **(json.loads(spec.latencies) if spec.latencies else {})}
     knobs = {**cfg.knobs, **(json.loads(spec.knobs) if spec.knobs else {})}
+    for knob in knobs:
+        # Before with_overrides, whose own latencies argument a knob called latencies clashes with.
+        problem = profile.knob_problem(knob)
+        if problem is not None:
+            raise RecipeError(f"{marker} knobs over {source}: {problem}")
     if latencies or knobs:
         try:
             profile = profile.with_overrides(latencies=latencies, **knobs)

@@ -87,6 +87,12 @@ def write(tmp_path: Path, data: Any) -> Path:
         ({"latencies": {"warp.drive": "1s"}}, "latencies.warp.drive", "unknown latency"),
         ({"knobs": {"claim_workers": 0}}, "knobs.claim_workers", "a whole number from 1 to"),
         ({"knobs": {"recycle_grace_s": 1e300}}, "knobs.recycle_grace_s", "(100 years)"),
+        # Latencies are not knobs: they have their own mapping, and the cluster its own argument.
+        (
+            {"knobs": {"latencies": {"pod.create": "1s"}}},
+            "knobs.latencies",
+            "unknown profile knob 'latencies': set latencies by name in the latencies mapping",
+        ),
         ({"faults": [{"kind": "meteor"}]}, "faults[0].kind", "Input should be"),
         (
             {"faults": [{"kind": "api_error", "probability": 2}]},

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from pytest_kruise_agents.plugin.marker import ClusterSpec
-from pytest_kruise_agents.plugin.recipe import RecipeBook
+from pytest_kruise_agents.plugin.recipe import RecipeBook, RecipeError
 
 POOL = """apiVersion: agents.kruise.io/v1alpha1
 kind: SandboxSet
@@ -22,3 +24,10 @@ def test_a_pool_named_by_generate_name_is_filled_under_the_name_it_gets() -> Non
     (made,) = cluster.list("sbs")
     assert made.metadata.name.startswith("gen-")
     assert made.status.available_replicas == 2
+
+
+def test_latencies_given_as_a_knob_are_refused_naming_the_knob() -> None:
+    spec = ClusterSpec(knobs=json.dumps({"latencies": {"pod.create": "1s"}}))
+
+    with pytest.raises(RecipeError, match="unknown profile knob 'latencies': set latencies"):
+        RecipeBook().recipe(spec)
