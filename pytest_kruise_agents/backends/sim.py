@@ -227,12 +227,18 @@ def opening_at(opens: datetime, build: Callable[[datetime], Cluster]) -> Cluster
     ``build`` makes a cluster from its epoch (virtual time 0) and fills its
     pools, which takes virtual time (about 25 s for the server's defaults):
     from ``opens`` itself, a realtime server would open that far ahead of its
-    clients' clocks. The fill takes the same virtual time from any epoch in
-    whole seconds (same seed, same calls; dates only shift), so a first build
-    measures it and the second starts that much, rounded up, earlier: the
-    clock then reads ``opens`` to within a second (a little before).
+    clients' clocks. The fill takes the same virtual time from any epoch
+    (same seed, same calls; dates only shift), so a first build measures it
+    and the second starts that much, rounded up, earlier: the clock then
+    reads ``opens`` to within a second (a little before).
+
+    The first build starts at :data:`~simulator.context.DEFAULT_EPOCH`, with
+    the fraction of a second ``opens`` has, not at ``opens``: from a date
+    less than the fill before :data:`~simulator.context.CLOCK_END` it would
+    need the clock past its end.
     """
-    lead = math.ceil(build(opens).now)
+    measured_from = DEFAULT_EPOCH + timedelta(microseconds=opens.microsecond)
+    lead = math.ceil(build(measured_from).now)
     return build(opens - timedelta(seconds=lead))
 
 

@@ -50,6 +50,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
+from pytest_kruise_agents.api.base import format_time
 from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.api.manifest import KubeObject, YamlLoader, load_manifests
 from pytest_kruise_agents.api.problems import kind_and_value, type_word
@@ -152,9 +153,11 @@ class ClockConfig(_Strict):
                     f"not an RFC 3339 date-time: no offset (add Z or +hh:mm), got {value}"
                 )
             if not _EARLIEST_START <= value < CLOCK_END:
+                # The bounds to the second: the day alone read as if 9900-01-24 itself
+                # were refused, and most of it is allowed.
                 raise ValueError(
-                    f"must be from {_EARLIEST_START:%Y-%m-%d} and before "
-                    f"{CLOCK_END:%Y-%m-%d}, got {value.isoformat()}"
+                    f"must be from {format_time(_EARLIEST_START)} and before "
+                    f"{format_time(CLOCK_END)}, got {value.isoformat()}"
                 )
             return value.astimezone(UTC)
         return value

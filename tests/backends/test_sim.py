@@ -1397,6 +1397,20 @@ def test_a_start_date_or_a_virtual_clock_is_taken_as_given() -> None:
     )
 
 
+@pytest.mark.parametrize("realtime", [True, False])
+def test_a_start_just_before_the_clocks_end_opens_there(realtime: bool) -> None:
+    """The fill is measured at a date with room for it: from the start itself it would
+    need the clock past its end."""
+    start = CLOCK_END - timedelta(seconds=1)
+
+    def build(epoch: datetime) -> Cluster:
+        cluster = Cluster(seed=1, epoch=epoch)
+        cluster.advance(7.5)  # what filling pools takes
+        return cluster
+
+    assert opened(build, start=start, realtime=realtime).now_dt() == start
+
+
 def test_a_kill_in_a_namespace_holding_dashes_leaves_the_list_at_once() -> None:
     """An admin caller kills a sandbox of namespace ``team--x``: the very next list omits it.
 

@@ -78,7 +78,17 @@ def write(tmp_path: Path, data: Any) -> Path:
         ({"clock": {"speed": 1e308}}, "clock.speed", "less than or equal to 1000000"),
         ({"clock": {"start": "yesterday"}}, "clock.start", "not an RFC 3339 date-time"),
         ({"clock": {"start": "2026-05-01T12:00:00"}}, "clock.start", "not an RFC 3339"),
-        ({"clock": {"start": "9950-01-01T00:00:00Z"}}, "clock.start", "before 9900-"),
+        (
+            {"clock": {"start": "9950-01-01T00:00:00Z"}},
+            "clock.start",
+            "must be from 1970-01-01T00:00:00Z and before 9900-01-24T23:59:59Z, "
+            "got 9950-01-01T00:00:00+00:00",
+        ),
+        (
+            {"clock": {"start": "9900-01-24T23:59:59Z"}},
+            "clock.start",
+            "before 9900-01-24T23:59:59Z",
+        ),
         ({"clock": {"start": "1969-12-31T23:59:59Z"}}, "clock.start", "1970-01-01"),
         # random.Random seeds with abs(): -5 would quietly be seed 5's cluster.
         ({"seed": -5}, "seed", "greater than or equal to 0"),
@@ -274,6 +284,20 @@ def test_clock_start_is_the_date_the_server_opens_at(tmp_path: Path, mode: str) 
         backend.close()
     quoted = load_config(write(tmp_path, {"clock": {"start": "2030-06-01T10:00:00Z"}}))
     assert quoted.clock.start == datetime(2030, 6, 1, 10, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("mode", ["virtual", "realtime"])
+def test_a_start_just_before_the_clocks_end_opens_there(mode: str) -> None:
+    """Every start the field accepts opens the server, the latest too."""
+    start = datetime(9900, 1, 24, 23, 59, 58, tzinfo=UTC)
+    cfg = parse_config(
+        {"clock": {"mode": mode, "start": "9900-01-24T23:59:58Z"}, "sandboxsets": pool_yaml("a", 1)}
+    )
+    backend, _ = build(cfg)
+    try:
+        assert start <= backend.now() <= start + timedelta(seconds=1)
+    finally:
+        backend.close()
 
 
 def test_the_default_config_builds_ready_pools_and_two_keys() -> None:
