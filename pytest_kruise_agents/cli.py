@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import re
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Final
@@ -211,7 +212,7 @@ def serve(
 ) -> None:
     _require_simulator()
     from pytest_kruise_agents.e2b.config import ConfigError
-    from pytest_kruise_agents.e2b.serve import ServeOptions
+    from pytest_kruise_agents.e2b.serve import BuildError, ServeOptions
     from pytest_kruise_agents.e2b.serve import serve as run_server
 
     if clock not in (None, "realtime", "virtual"):
@@ -231,6 +232,12 @@ def serve(
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    except BuildError as exc:
+        # A bug, not the user's mistake: its traceback for a report (plain, not rich's
+        # pages of frames), then the one line that says what happened.
+        traceback.print_exception(exc.cause, file=sys.stderr)
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
     except OSError as exc:
         typer.echo(f"error: cannot listen on {host}:{port}: {exc.strerror or exc}", err=True)
         raise typer.Exit(1) from None

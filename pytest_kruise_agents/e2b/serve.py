@@ -43,6 +43,7 @@ __all__ = [
     "CLIENT_MAX_CONNECTIONS",
     "LISTEN_BACKLOG",
     "AcceptErrorLog",
+    "BuildError",
     "ServeOptions",
     "base_url",
     "bind",
@@ -89,6 +90,23 @@ class ServeOptions:
     speed: float | None = None
     seed: int | None = None
     log_level: str = "info"
+
+
+class BuildError(Exception):
+    """The cluster of a config that passed every check could not be built: a bug.
+
+    ``cause`` is the error the build raised; the message names the config and
+    says so, for the one line ``serve`` ends with (after ``cause``'s traceback).
+    """
+
+    def __init__(self, source: str, cause: Exception) -> None:
+        self.source = source
+        self.cause = cause
+        super().__init__(
+            f"{source}: the cluster could not be built: {type(cause).__name__}: {cause} "
+            "(a bug of pytest-kruise-agents: the config passed every check; the traceback "
+            "above is for its report)"
+        )
 
 
 def configure(opts: ServeOptions) -> tuple[ClusterConfig, str]:
@@ -300,11 +318,21 @@ def serve(
     out: TextIO | None = None,
     on_ready: Callable[[str], None] | None = None,
 ) -> None:
-    """Build everything, print the client environment and serve until interrupted."""
+    """Build everything, print the client environment and serve until interrupted.
+
+    Raise :class:`ConfigError` for a bad config or option, and :class:`BuildError`
+    when a config that passed every check cannot be built.
+    """
     stream = out if out is not None else sys.stdout
     cfg, source = configure(opts)
     before, limit = raise_open_files_limit()
-    backend, settings = build(cfg, source=source)
+    try:
+        backend, settings = build(cfg, source=source)
+    except ConfigError:
+        raise
+    except Exception as exc:
+        # parse_config refuses what the build would: anything else is a check it misses.
+        raise BuildError(source, exc) from exc
     try:
         settings = dataclasses.replace(settings, host=opts.host)
         settings.check_exposure()

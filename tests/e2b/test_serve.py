@@ -185,6 +185,30 @@ def test_serve_names_the_bad_field_of_the_config(tmp_path: Path) -> None:
     assert f"error: {path}: nodes: must be at least 1" in output
 
 
+def test_a_cluster_that_fails_to_build_past_every_check_is_one_line_calling_it_a_bug(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A config the loader accepts must build; should it not (a check missing, a bug of
+    the model), the user gets the traceback for a report and, last, one line saying so."""
+    path = write_config(tmp_path, nodes=1)
+
+    def broken_build(*args: object, **kwargs: object) -> None:
+        # No config still reaches such an error: stand in for the next missing check.
+        raise TypeError("Cluster() got multiple values for keyword argument 'latencies'")
+
+    monkeypatch.setattr("pytest_kruise_agents.e2b.serve.build", broken_build)
+
+    code, output = invoke("--config", str(path), "--port", "0")
+
+    assert code == 1
+    assert "Traceback (most recent call last)" in output
+    assert output.rstrip().splitlines()[-1] == (
+        f"error: {path}: the cluster could not be built: TypeError: Cluster() got multiple "
+        "values for keyword argument 'latencies' (a bug of pytest-kruise-agents: the config "
+        "passed every check; the traceback above is for its report)"
+    )
+
+
 def test_serve_refuses_an_unknown_clock() -> None:
     code, output = invoke("--clock", "sundial", "--port", "0")
 
