@@ -125,7 +125,9 @@ async def apply(request: Request) -> WireJSONResponse:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ApiError(400, f"body: not UTF-8 text: {exc}", field="body") from exc
+        # As the config file says it of its own bytes.
+        problem = f"not UTF-8 text: byte {exc.object[exc.start]:#04x} at offset {exc.start}"
+        raise ApiError(400, f"body: {problem}", field="body") from exc
     if not text.strip():
         raise ApiError(400, "body: empty; send YAML or JSON manifests", field="body")
     objs = await st.run("admin", st.backend.apply, text)

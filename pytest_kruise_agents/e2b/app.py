@@ -136,7 +136,13 @@ class E2BApp:
         self.sandbox_apps = apps
         self.router = SandboxTrafficRouter(
             AuthBeforeContinueMiddleware(
-                BodyLimitMiddleware(self.control, settings.max_body_bytes),
+                BodyLimitMiddleware(
+                    self.control,
+                    settings.max_body_bytes,
+                    # Manifests are YAML, read as kubectl reads them: bytes that are not
+                    # UTF-8 are refused (400 body), not applied as U+FFFD.
+                    verbatim=frozenset({admin.ADMIN_PREFIX + "/apply"}),
+                ),
                 self._authorize_unrouted,
             ),
             self.state,

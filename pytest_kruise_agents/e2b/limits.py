@@ -8,7 +8,9 @@ limit is refused without reading.
 The Go server decodes a body as JSON whatever its ``Content-Type`` says
 (``curl -d`` sends ``application/x-www-form-urlencoded``), so a non-empty body
 is presented to the app as ``application/json``; and it reads bytes that are
-not UTF-8 as U+FFFD, so such a body is presented repaired.
+not UTF-8 as U+FFFD, so such a body is presented repaired, except on the
+paths given as ``verbatim`` (the admin apply, whose YAML is read as kubectl
+reads it: such bytes are refused, not stored altered).
 
 A route of :class:`NestingBoundRoute` measures its JSON body before FastAPI
 parses it: one nested deeper than Go's decoder reads is malformed JSON, as
@@ -54,11 +56,18 @@ def too_large_response(max_bytes: int) -> dict[str, Any]:
 
 
 class BodyLimitMiddleware:
-    """ASGI middleware refusing HTTP request bodies longer than ``max_bytes`` (413)."""
+    """ASGI middleware refusing HTTP request bodies longer than ``max_bytes`` (413).
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    :param verbatim: paths whose bodies are passed on with their bytes as sent,
+        invalid UTF-8 included, for the route to refuse.
+    """
+
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, *, verbatim: frozenset[str] = frozenset()
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.verbatim = verbatim
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
@@ -99,7 +108,7 @@ class BodyLimitMiddleware:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
-        if body and not body.isascii():
+        if body and not body.isascii() and scope["path"] not in self.verbatim:
             try:
                 body.decode("utf-8")
             except UnicodeDecodeError:

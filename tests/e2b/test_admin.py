@@ -72,6 +72,24 @@ def test_a_bad_manifest_is_400_naming_the_field_and_applies_nothing(
     assert server.admin("GET", "/resources/sbs").json()["items"] == before
 
 
+def test_an_apply_whose_body_is_not_utf8_is_400_and_applies_nothing(server: Served) -> None:
+    """Manifests are read as kubectl reads YAML: a Latin-1 byte is refused, not stored as
+    U+FFFD (the control plane's JSON bodies are read as Go reads them; an apply is no such)."""
+    body = (
+        pool_yaml("enc", 0)
+        .encode()
+        .replace(b"metadata:\n", b'metadata:\n  annotations: {note: "caf\xe9"}\n', 1)
+    )
+    offset = body.index(b"\xe9")
+
+    r = server.admin("POST", "/apply", content=body)
+
+    assert r.status_code == 400, r.text
+    assert r.json()["field"] == "body"
+    assert r.json()["message"] == f"body: not UTF-8 text: byte 0xe9 at offset {offset}"
+    assert server.admin("GET", "/resources/sbs/default/enc").status_code == 404
+
+
 def test_applying_a_stale_resource_version_is_409_and_changes_nothing(server: Served) -> None:
     """kubectl's optimistic lock: a manifest with an old resourceVersion is a conflict."""
     (stored,) = [
