@@ -274,9 +274,22 @@ async def get_latency(request: Request, name: str) -> WireJSONResponse:
 
 @router.put("/latency/{name}", name="admin_latency")
 async def set_latency(request: Request, name: str, body: LatencyRequest) -> WireJSONResponse:
-    """Replace one named latency distribution (``pod.create``, ``image.pull``...)."""
+    """Replace one named latency distribution (``pod.create``, ``image.pull``...).
+
+    An unknown ``name`` is 404 (field ``name``), as GET and DELETE answer it;
+    a bad ``value`` 400 naming ``value``.
+    """
     st = state_of(request)
-    await st.run("admin", st.backend.set_latency, name, body.value)
+    backend = st.backend
+    if isinstance(backend, _Latencies):
+        await _named(st, backend.latency, name)
+    try:
+        await st.run("admin", backend.set_latency, name, body.value)
+    except InvalidError as exc:
+        # The cluster names latencies.<name> and the latency again: the path says which,
+        # the body's value is what is wrong.
+        reason = exc.reason.removeprefix(f"latency {name!r}: ")
+        raise ApiError(400, f"value: {reason}", field="value") from exc
     return WireJSONResponse({"name": name, "value": body.value})
 
 

@@ -321,12 +321,32 @@ def test_a_bad_fault_is_400(server: Served, body: dict[str, object], field: str)
 
 def test_latency_can_be_replaced(server: Served) -> None:
     ok = server.admin("PUT", "/latency/image.pull", json={"value": "exp(2s)"})
-    unknown = server.admin("PUT", "/latency/teleport", json={"value": "1s"})
-    bad = server.admin("PUT", "/latency/image.pull", json={"value": "soonish"})
 
     assert ok.status_code == 200 and ok.json() == {"name": "image.pull", "value": "exp(2s)"}
-    assert unknown.status_code == 400 and "teleport" in unknown.json()["message"]
-    assert bad.status_code == 400 and "image.pull" in bad.json()["field"]
+    assert server.admin("GET", "/latency/image.pull").json()["value"] == "exp(2s)"
+
+
+def test_a_put_of_an_unknown_latency_is_404_naming_name_as_get_and_delete_answer(
+    server: Served,
+) -> None:
+    r = server.admin("PUT", "/latency/teleport", json={"value": "1s"})
+
+    assert r.status_code == 404, r.text
+    assert r.json()["field"] == "name"
+    assert r.json()["message"] == server.admin("GET", "/latency/teleport").json()["message"]
+
+
+def test_a_put_of_a_bad_value_is_400_naming_value_and_changes_nothing(server: Served) -> None:
+    """The body's field is at fault: ``value``, with the reason once (the path names the
+    latency)."""
+    before = server.admin("GET", "/latency/image.pull").json()
+
+    r = server.admin("PUT", "/latency/image.pull", json={"value": "soonish"})
+
+    assert r.status_code == 400, r.text
+    assert r.json()["field"] == "value"
+    assert r.json()["message"].startswith("value: invalid latency 'soonish': expected a duration")
+    assert server.admin("GET", "/latency/image.pull").json() == before
 
 
 def test_latencies_are_read_one_or_all_with_what_changed(server: Served) -> None:
