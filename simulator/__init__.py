@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from simulator.cluster import DEFAULT_USER, Cluster, default_nodes
     from simulator.erlang import erlang_b, erlang_c, min_servers_for_loss
-    from simulator.errors import ConflictError, NoAnswerError, NotFoundError
+    from simulator.errors import ConflictError, NoAnswerError, NotFoundError, PoolTimeoutError
     from simulator.faults import FAULT_KINDS, Fault
     from simulator.nodes import NodeSpec
     from simulator.profile import LATENCY_DOCS, PROFILES, Profile, get_profile
@@ -42,6 +42,7 @@ __all__ = [
     "NodeSpec",
     "NotFoundError",
     "PoissonWorkload",
+    "PoolTimeoutError",
     "Profile",
     "WorkloadStats",
     "default_nodes",
@@ -61,6 +62,7 @@ _LAZY = {
     "ConflictError": "simulator.errors",
     "NoAnswerError": "simulator.errors",
     "NotFoundError": "simulator.errors",
+    "PoolTimeoutError": "simulator.errors",
     "FAULT_KINDS": "simulator.faults",
     "Fault": "simulator.faults",
     "NodeSpec": "simulator.nodes",

@@ -60,7 +60,7 @@ from simulator.context import CLOCK_END, DEFAULT_EPOCH, SimContext, check_epoch,
 from simulator.controllers.sandbox import SandboxController
 from simulator.controllers.sandboxclaim import SandboxClaimController
 from simulator.controllers.sandboxset import SandboxSetController
-from simulator.errors import NoAnswerError, NotFoundError
+from simulator.errors import NoAnswerError, NotFoundError, PoolTimeoutError
 from simulator.eventlog import EventLog
 from simulator.faults import Fault
 from simulator.interrupts import sigint_deferred, step_to
@@ -666,10 +666,11 @@ class Cluster:
         answers a create from it "Template or Checkpoint not found" (400), a
         pool of 0 replicas too.
 
-        On timeout, ``TimeoutError`` says what was counted (during a rollout, the
-        update revision's available sandboxes) and why when the pool tells: a
-        rollout blocked (:func:`~pytest_kruise_agents.claiming.sandboxset.rollout_blocked`),
-        an unschedulable pod, a pod whose container waits.
+        On timeout, :class:`~simulator.errors.PoolTimeoutError` (a ``TimeoutError``)
+        says what was counted (during a rollout, the update revision's available
+        sandboxes) and why when the pool tells (``explained``): a rollout blocked
+        (:func:`~pytest_kruise_agents.claiming.sandboxset.rollout_blocked`), an
+        unschedulable pod, a pod whose container waits.
         """
         self._stored("SandboxSet", name, namespace)
 
@@ -712,11 +713,11 @@ class Cluster:
             return manager_sees(cur)
 
         if not self.run_until(full, timeout=timeout):
-            raise TimeoutError(self._pool_timeout_message(name, namespace, timeout))
+            raise self._pool_timeout(name, namespace, timeout)
         pool: SandboxSet = self.get("SandboxSet", name, namespace)
         return pool
 
-    def _pool_timeout_message(self, name: str, namespace: str, timeout: float) -> str:
+    def _pool_timeout(self, name: str, namespace: str, timeout: float) -> PoolTimeoutError:
         """What ``wait_for_pool`` waited for in vain, and why when the pool says it.
 
         During a rollout (old-revision sandboxes still available) it counts the
@@ -740,11 +741,12 @@ class Cluster:
         blocked = rollout_blocked(cur, mine, now)
         why = self.unschedulable_message(name, namespace)
         waits = None if why else self._waiting_message(name, namespace)
-        return (
+        return PoolTimeoutError(
             f"SandboxSet {namespace}/{name}: {counted} after {timeout:g}s"
             + (f"; rollout blocked: {blocked}" if blocked else "")
             + (f"; a pod of it is unschedulable: {why}" if why else "")
-            + (f"; a pod of it is not ready: {waits}" if waits else "")
+            + (f"; a pod of it is not ready: {waits}" if waits else ""),
+            explained=bool(blocked or why or waits),
         )
 
     def unschedulable_message(self, name: str, namespace: str = "default") -> str | None:

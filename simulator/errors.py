@@ -9,7 +9,7 @@ from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.claiming.errors import ClaimCanceledError
 from pytest_kruise_agents.claiming.extensions import KEY_CLAIM_TIMEOUT_SECONDS
 
-__all__ = ["ConflictError", "NoAnswerError", "NotFoundError"]
+__all__ = ["ConflictError", "NoAnswerError", "NotFoundError", "PoolTimeoutError"]
 
 
 class NotFoundError(LookupError):
@@ -38,6 +38,20 @@ class ConflictError(InvalidError):
     """
 
     code = 409
+
+
+class PoolTimeoutError(TimeoutError):
+    """A pool that did not fill in time: what was counted, and why when the pool says it.
+
+    ``explained`` is whether the message carries a reason the pool gave (a
+    rollout blocked, an unschedulable pod, a pod whose container waits), so
+    that a caller guesses at one only when there is none.
+    """
+
+    def __init__(self, message: str, *, explained: bool = False) -> None:
+        # One argument, as any TimeoutError's: two would be read as (errno, strerror).
+        super().__init__(message)
+        self.explained = explained
 
 
 class NoAnswerError(ClaimCanceledError):

@@ -66,6 +66,7 @@ from pytest_kruise_agents.e2b.settings import ApiKey, Settings, api_key_problem,
 from pytest_kruise_agents.rfc3339 import parse_rfc3339
 from simulator.cluster import DEFAULT_USER, Cluster, default_nodes
 from simulator.context import CLOCK_END
+from simulator.errors import PoolTimeoutError
 from simulator.faults import Fault, check_node_names
 from simulator.latency import parse_seconds
 from simulator.nodes import (
@@ -90,6 +91,7 @@ __all__ = [
     "from_opening",
     "load_config",
     "parse_config",
+    "unfilled",
 ]
 
 _EARLIEST_START: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -446,8 +448,9 @@ def parse_config(data: Any, *, source: str = "<config>") -> ClusterConfig:
     return cfg
 
 
-def _pools(cfg: ClusterConfig, source: str) -> list[KubeObject]:
-    objs: list[KubeObject] = []
+def _pools(cfg: ClusterConfig, source: str) -> list[tuple[str, KubeObject]]:
+    """Each SandboxSet of ``cfg`` with the field that states it (``sandboxsets[i]``)."""
+    objs: list[tuple[str, KubeObject]] = []
     named: dict[tuple[str, str], int] = {}
     for i, doc in enumerate(cfg.pools_source()):
         where = "sandboxsets" if isinstance(cfg.sandboxsets, str) else f"sandboxsets[{i}]"
@@ -473,7 +476,7 @@ def _pools(cfg: ClusterConfig, source: str) -> list[KubeObject]:
                     f"{namespace} (SandboxSets {named[namespace, name] + 1} and {len(objs) + 1})",
                 )
             named[namespace, name] = len(objs)
-            objs.append(obj)
+            objs.append((where, obj))
     return objs
 
 
@@ -591,19 +594,29 @@ def _filled(cfg: ClusterConfig, source: str, epoch: datetime) -> Cluster:
         token_source=_secret_token,
         **cfg.knobs,
     )
+    entries = _pools(cfg, source)
     try:
         # The stored pools: a generateName one has its name only once applied.
-        pools = cluster.apply(_pools(cfg, source))
+        pools = cluster.apply([obj for _, obj in entries])
     except InvalidError as exc:
         # parse_config checks what the apply does; should a check be missed, the
         # user still gets one line naming the field.
         raise ConfigError(source, "sandboxsets", str(exc)) from None
-    for pool in pools:
+    for (where, _), pool in zip(entries, pools, strict=True):
         ns = pool.metadata.namespace or "default"
         try:
             cluster.wait_for_pool(pool.metadata.name, ns, timeout=POOL_READY_TIMEOUT_S)
         except TimeoutError as exc:
-            # The scheduler's reason, when a pod of the pool is unschedulable.
-            hint = "" if "unschedulable" in str(exc) else " (too few nodes?)"
-            raise ConfigError(source, "sandboxsets", f"{exc}{hint}") from None
+            raise ConfigError(source, where, unfilled(exc)) from None
     return cluster
+
+
+def unfilled(exc: TimeoutError) -> str:
+    """The reason a pool did not fill: ``wait_for_pool``'s, with a guess only if it has none.
+
+    A pool says why when it can (the scheduler's reason for an unschedulable
+    pod, a container's waiting reason, a blocked rollout): another cause is
+    then no more than a guess, and a wrong one.
+    """
+    explained = isinstance(exc, PoolTimeoutError) and exc.explained
+    return str(exc) if explained else f"{exc} (too few nodes?)"

@@ -36,6 +36,7 @@ from pytest_kruise_agents.e2b.config import (
     default_config,
     from_opening,
     load_config,
+    unfilled,
 )
 from pytest_kruise_agents.e2b.settings import Settings
 from pytest_kruise_agents.plugin.marker import ClusterSpec
@@ -119,9 +120,7 @@ class Recipe:
             try:
                 cluster.wait_for_pool(pool.metadata.name, ns, timeout=POOL_READY_TIMEOUT_S)
             except TimeoutError as exc:
-                # The scheduler's reason, when a pod of the pool is unschedulable.
-                hint = "" if "unschedulable" in str(exc) else " (too few nodes?)"
-                raise RecipeError(f"{self.pools_source}: {exc}{hint}") from None
+                raise RecipeError(f"{self.pools_source}: {unfilled(exc)}") from None
         return cluster
 
 

@@ -7,6 +7,7 @@ import pytest
 from pytest_kruise_agents.api import keys
 from pytest_kruise_agents.claiming.errors import ClaimError, NotFoundError
 from simulator.cluster import Cluster
+from simulator.errors import PoolTimeoutError
 from simulator.latency import Fixed
 
 from .conftest import pool_yaml
@@ -220,9 +221,20 @@ def test_a_pool_whose_image_the_kubelet_cannot_parse_never_fills(cluster: Cluste
         f'Failed to apply default image tag "{image}": couldn\'t parse image reference '
         f'"{image}": invalid reference format: repository name (Sandbox) must be lowercase'
     )
+    assert isinstance(err.value, PoolTimeoutError) and err.value.explained
     rows = cluster.table("pod", "default").splitlines()[1:]
     assert [row.split()[1:3] for row in rows] == [["0/1", "InvalidImageName"]] * 2
     assert [sbx.status.phase for sbx in cluster.list("sbx", "default")] == ["Pending"] * 2
+
+
+def test_a_pool_that_is_only_slow_times_out_saying_no_reason(cluster: Cluster) -> None:
+    """Pods being created or started are under way, no reason: ``explained`` is false, for a
+    caller to guess at one (``kruise-agents serve`` suggests too few nodes)."""
+    cluster.apply(pool_yaml(replicas=2))
+    with pytest.raises(PoolTimeoutError) as err:
+        cluster.wait_for_pool("base", timeout=0.5)
+    assert str(err.value) == "SandboxSet default/base: 0/2 available after 0.5s"
+    assert not err.value.explained
 
 
 NO_UNAVAILABLE = "  updateStrategy: {maxUnavailable: 0}\n"

@@ -659,3 +659,18 @@ def test_a_gpu_pool_fills_on_nodes_declaring_gpus_and_says_why_where_none_do() -
         in str(info.value)
     )
     assert "too few nodes" not in str(info.value)
+
+
+def test_a_pool_whose_pods_say_why_they_wait_is_refused_with_that_reason_and_no_guess() -> None:
+    """A container that waits (a bad image) is the reason: no hint about the node count."""
+    bad = pool_yaml("a", 1).replace("registry.example.com/e2b/a:v1", '"Bad Image"')
+
+    with pytest.raises(ConfigError) as info:
+        build(parse_config({"clock": {"mode": "virtual"}, "sandboxsets": [pool_yaml("b", 1), bad]}))
+
+    assert info.value.field == "sandboxsets[1]"
+    assert info.value.reason.startswith(
+        "SandboxSet default/a: 0/1 available after 600s; a pod of it is not ready: "
+        "container sandbox waits, InvalidImageName: "
+    )
+    assert "too few nodes" not in info.value.reason

@@ -31,3 +31,14 @@ def test_latencies_given_as_a_knob_are_refused_naming_the_knob() -> None:
 
     with pytest.raises(RecipeError, match="unknown profile knob 'latencies': set latencies"):
         RecipeBook().recipe(spec)
+
+
+def test_a_pool_whose_pods_say_why_they_wait_is_refused_with_that_reason_and_no_guess() -> None:
+    bad = POOL.replace("generateName: gen-", "name: bad").replace('"img:1"', '"Bad Image"')
+    recipe = RecipeBook().recipe(ClusterSpec(pools=json.dumps(bad)))
+
+    with pytest.raises(RecipeError) as info:
+        recipe.build()
+
+    assert "a pod of it is not ready: container c waits, InvalidImageName" in str(info.value)
+    assert "too few nodes" not in str(info.value)
