@@ -11,7 +11,7 @@ from pytest_kruise_agents.api.base import format_time
 from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.claiming.timeouts import FOREVER, LATEST
 from simulator.eventlog import EventLog
-from simulator.faults import FaultInjector
+from simulator.faults import Fault, FaultInjector
 from simulator.interning import ConditionInterner
 from simulator.profile import Profile
 
@@ -85,6 +85,7 @@ class SimContext:
         self.epoch = epoch
         self.log = EventLog(enabled=log_enabled)
         self.faults = FaultInjector(self.now, self.rng)
+        self.faults.add_validator(self._check_fault_window)
         self._latencies = dict(profile.latencies)
         self.intern_condition = ConditionInterner()
         """Shares equal conditions between stored objects (see :mod:`simulator.interning`)."""
@@ -107,6 +108,31 @@ class SimContext:
     def clock_end(self) -> float:
         """:data:`CLOCK_END` in virtual seconds: the clock may not move past it."""
         return (CLOCK_END - self.epoch).total_seconds()
+
+    def _check_fault_window(self, fault: Fault) -> None:
+        """Refuse a fault whose window opens or closes past :data:`CLOCK_END`.
+
+        The clock stops there: a fault starting later could never act, and the
+        timer of its start (an acting kind's) or of its end would keep the model
+        from ever going idle, so that a request nothing can answer ran the
+        clock on for its whole bound instead of being answered at once.
+        """
+        end = self.clock_end()
+        where = f"{format_time(CLOCK_END)}, where the clock stops"
+        if fault.start is not None and fault.start > end:
+            raise InvalidError(
+                "start",
+                f"must be at most {end:g} ({where}): a fault starting later could never "
+                f"act, got {fault.start:g}",
+            )
+        start = fault.start if fault.start is not None else self.now()
+        if fault.duration is not None and start + fault.duration > end:
+            raise InvalidError(
+                "duration",
+                f"must end the fault's window by {where} (at most {end - start:g} s after "
+                f"its start); omit it for a fault in force until cleared, "
+                f"got {fault.duration:g}",
+            )
 
     def to_seconds(self, dt: datetime) -> float:
         """A datetime to virtual seconds."""

@@ -15,6 +15,7 @@ from pytest_kruise_agents.api import keys
 from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.claiming.errors import ClaimError
 from simulator.cluster import Cluster
+from simulator.context import CLOCK_END, DEFAULT_EPOCH
 from simulator.faults import Fault, FaultInjector
 
 from .conftest import pool_yaml
@@ -495,3 +496,33 @@ def test_a_fault_model_injected_shares_no_selector_with_its_caller(cluster: Clus
     injected = cluster.ctx.faults.inject(mine)
     mine.selector["verb"] = "create"
     assert injected.selector == {"verb": "update"}
+
+
+@pytest.mark.parametrize("kind", ["pod_kill", "node_loss", "api_error"])
+def test_a_fault_whose_window_passes_the_clocks_end_is_refused_and_adds_nothing(
+    kind: str,
+) -> None:
+    """The clock stops at CLOCK_END: a fault starting later could never act, and the timer
+    of its start (or of its end) would keep the model from ever going idle."""
+    cluster = Cluster(seed=1, nodes=1, epoch=DEFAULT_EPOCH)
+    end = (CLOCK_END - DEFAULT_EPOCH).total_seconds()
+
+    with pytest.raises(InvalidError) as late:
+        cluster.inject(kind, start=1e15)
+    with pytest.raises(InvalidError) as long:
+        cluster.inject(kind, start=end - 10, duration=11)
+
+    assert late.value.field == "start"
+    assert late.value.reason == (
+        f"must be at most {end:g} (9900-01-24T23:59:59Z, where the clock stops): "
+        "a fault starting later could never act, got 1e+15"
+    )
+    assert long.value.field == "duration"
+    assert long.value.reason == (
+        "must end the fault's window by 9900-01-24T23:59:59Z, where the clock stops "
+        "(at most 10 s after its start); omit it for a fault in force until cleared, got 11"
+    )
+    assert cluster.faults == []
+    # The last instant the clock reaches is still a start, and a window may close there.
+    assert cluster.inject(kind, start=end - 10, duration=10).start == end - 10
+    assert cluster.inject(kind, start=end).start == end

@@ -309,6 +309,9 @@ def test_clear_all_faults(server: Served) -> None:
         ({"kind": "api_error", "id": "."}, "id"),
         ({"kind": "api_error", "id": ".."}, "id"),
         ({"kind": "api_error", "id": "with space"}, "id"),
+        # Past the clock's end (9900-01-24T23:59:59Z): a fault that could never act.
+        ({"kind": "pod_kill", "start": 1e300}, "start"),
+        ({"kind": "node_loss", "start": 60, "duration": 1e15}, "duration"),
     ],
 )
 def test_a_bad_fault_is_400(server: Served, body: dict[str, object], field: str) -> None:

@@ -674,3 +674,19 @@ def test_a_pool_whose_pods_say_why_they_wait_is_refused_with_that_reason_and_no_
         "container sandbox waits, InvalidImageName: "
     )
     assert "too few nodes" not in info.value.reason
+
+
+def test_a_configured_fault_past_the_clocks_end_is_refused_naming_its_start() -> None:
+    cfg = parse_config(
+        {
+            "clock": {"mode": "virtual"},
+            "sandboxsets": [],
+            "faults": [{"kind": "pod_kill", "start": 1e15}],
+        }
+    )
+
+    with pytest.raises(ConfigError) as info:
+        build(cfg)
+
+    assert info.value.field == "faults[0].start"
+    assert "where the clock stops): a fault starting later could never act" in info.value.reason
