@@ -28,6 +28,7 @@ from typing import Any, Literal, TypeAlias, cast, overload
 import simpy
 
 from pytest_kruise_agents.api import keys
+from pytest_kruise_agents.api.base import format_time
 from pytest_kruise_agents.api.copying import deep_copy
 from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.api.manifest import KubeObject, load_manifests, resolve_kind
@@ -343,17 +344,14 @@ class Cluster:
                         raise KeyboardInterrupt
                     env.step()
             return
-        last = datetime.max.replace(tzinfo=self.ctx.epoch.tzinfo) - self.ctx.epoch
-        if until >= last.total_seconds():
-            # Timestamps are datetimes: beyond the year 9999 none could be written.
-            raise InvalidError("seconds", f"would move the clock past {datetime.max.year}-12-31")
         if until > self.ctx.clock_end():
             # Past CLOCK_END a "forever" (100-year) deadline, or the model running on,
-            # would fall beyond the year 9999: answers would fail from then on.
+            # would fall beyond the year 9999: answers would fail from then on. (A step
+            # past the calendar's end is past CLOCK_END too: one limit, one message.)
             raise InvalidError(
                 "seconds",
-                f"would move the clock past {CLOCK_END:%Y-%m-%d}: deadlines up to 100 years "
-                f"(upstream's forever) later must stay dates, which end with the year "
+                f"would move the clock past {format_time(CLOCK_END)}: deadlines up to 100 "
+                f"years (upstream's forever) later must stay dates, which end with the year "
                 f"{datetime.max.year}",
             )
         with simulation_gc(), sigint_deferred() as hits:

@@ -471,10 +471,15 @@ def test_an_advance_by_zero_runs_what_is_due_and_keeps_the_time(server: Served) 
 def test_an_advance_past_the_year_9999_is_400_and_the_server_goes_on(server: Served) -> None:
     """Refused before the clock moves: every later request still answers."""
     before = server.admin("GET", "/clock").json()
-    r = server.admin("POST", "/clock/advance", json={"seconds": 3e11})
+    for seconds in (3e11, 1e300):
+        r = server.admin("POST", "/clock/advance", json={"seconds": seconds})
 
-    assert r.status_code == 400
-    assert r.json()["field"] == "seconds" and "9999" in r.json()["message"]
+        assert r.status_code == 400
+        # The documented limit, whatever the step.
+        assert r.json()["field"] == "seconds"
+        assert r.json()["message"].startswith(
+            "seconds: would move the clock past 9900-01-24T23:59:59Z: "
+        )
     assert server.admin("GET", "/clock").json() == before
     assert server.request("GET", "/v2/sandboxes").status_code == 200
 
