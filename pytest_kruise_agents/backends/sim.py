@@ -60,6 +60,7 @@ from typing import Any, Final, TypeVar
 import simpy
 
 from pytest_kruise_agents.api import keys
+from pytest_kruise_agents.api.base import format_time
 from pytest_kruise_agents.api.e2b import replace_surrogates
 from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.api.manifest import KubeObject, load_manifests, to_manifest_dict
@@ -108,6 +109,7 @@ __all__ = [
     "DEFAULT_POOLS",
     "INLINE_BUDGET_S",
     "MAX_SPEED",
+    "UNIX_EPOCH",
     "ClockLag",
     "SimBackend",
     "default_pools_yaml",
@@ -119,6 +121,10 @@ __all__ = [
 
 T = TypeVar("T")
 V = TypeVar("V")
+
+UNIX_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+"""The earliest date a cluster may be made at by :func:`opening_at` (Kubernetes timestamps
+are Unix times)."""
 
 DEFAULT_POOLS: Final = ("base", "code-interpreter-v1")
 """The pools of the default cluster: the templates the E2B SDKs use by default."""
@@ -236,10 +242,22 @@ def opening_at(opens: datetime, build: Callable[[datetime], Cluster]) -> Cluster
     the fraction of a second ``opens`` has, not at ``opens``: from a date
     less than the fill before :data:`~simulator.context.CLOCK_END` it would
     need the clock past its end.
+
+    An ``opens`` less than the fill after :data:`UNIX_EPOCH` raises
+    :class:`InvalidError` naming ``start``: the objects made during the fill
+    would carry dates before 1970, which no Unix time holds.
     """
     measured_from = DEFAULT_EPOCH + timedelta(microseconds=opens.microsecond)
     lead = math.ceil(build(measured_from).now)
-    return build(opens - timedelta(seconds=lead))
+    epoch = opens - timedelta(seconds=lead)
+    if epoch < UNIX_EPOCH:
+        raise InvalidError(
+            "start",
+            f"must be at least {lead} s after {format_time(UNIX_EPOCH)}: the pools fill for "
+            f"{lead} s (rounded up) before the opening, and the objects made then carry Unix "
+            f"times, which start there; got {format_time(opens)}",
+        )
+    return build(epoch)
 
 
 def opened(

@@ -58,6 +58,7 @@ from pytest_kruise_agents.api.quantity import positive_cpu, positive_memory, qua
 from pytest_kruise_agents.api.validation import dns_label_problem, label_value_problem
 from pytest_kruise_agents.backends.sim import (
     MAX_SPEED,
+    UNIX_EPOCH,
     SimBackend,
     default_pools_yaml,
     opened,
@@ -94,8 +95,11 @@ __all__ = [
     "unfilled",
 ]
 
-_EARLIEST_START: Final = datetime(1970, 1, 1, tzinfo=UTC)
-"""The earliest ``clock.start``: the Unix epoch (Kubernetes timestamps are Unix times)."""
+_EARLIEST_START: Final = UNIX_EPOCH
+"""The earliest ``clock.start``: the Unix epoch (Kubernetes timestamps are Unix times).
+
+The pools are made before the opening, so :func:`build` refuses a start less than
+their fill after it too (:func:`~pytest_kruise_agents.backends.sim.opening_at`)."""
 
 POOL_READY_TIMEOUT_S = 600.0
 """Virtual seconds a configured pool may take to fill before the config is refused."""
@@ -525,7 +529,13 @@ def build(cfg: ClusterConfig, *, source: str = "<config>") -> tuple[SimBackend, 
     fixed epoch (virtual) once built (see :class:`ClockConfig`).
     """
     fill = partial(_filled, cfg, source)
-    cluster = opened(fill, start=cfg.clock.start, realtime=cfg.clock.mode == "realtime")
+    try:
+        cluster = opened(fill, start=cfg.clock.start, realtime=cfg.clock.mode == "realtime")
+    except InvalidError as exc:
+        if exc.field != "start":
+            raise
+        # Known only once the fill is measured: a start too near 1970 for it.
+        raise ConfigError(source, "clock.start", exc.reason) from None
     for i, fault in enumerate(cfg.faults):
         fields = from_opening(fault, cluster.now)
         kind = fields.pop("kind")

@@ -96,7 +96,13 @@ class Recipe:
         that the SDK's ``endAt`` is on the test's own clock (as ``serve`` does);
         a config file's ``clock.start`` sets the opening date of either.
         """
-        cluster = opened(self._filled, start=self.start, realtime=self.clock == "realtime")
+        try:
+            cluster = opened(self._filled, start=self.start, realtime=self.clock == "realtime")
+        except InvalidError as exc:
+            if exc.field != "start":
+                raise
+            # Known only once the fill is measured: a start too near 1970 for it.
+            raise RecipeError(f"{self.source}: clock.start: {exc.reason}") from None
         for i, fault in enumerate(self.faults):
             # A fault's start counts from the test's start, as the config file's
             # count from the server's: the pools took virtual time to fill.

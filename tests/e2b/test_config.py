@@ -690,3 +690,37 @@ def test_a_configured_fault_past_the_clocks_end_is_refused_naming_its_start() ->
 
     assert info.value.field == "faults[0].start"
     assert "where the clock stops): a fault starting later could never act" in info.value.reason
+
+
+def test_a_start_too_near_1970_for_the_pools_fill_is_refused_naming_clock_start() -> None:
+    """The pools are made before the opening, and their dates are Unix times: a start
+    earlier than 1970 plus the fill would date them before 1970."""
+    cfg = parse_config(
+        {
+            "clock": {"mode": "virtual", "start": "1970-01-01T00:00:00Z"},
+            "sandboxsets": pool_yaml("a", 1),
+        }
+    )
+
+    with pytest.raises(ConfigError) as info:
+        build(cfg)
+
+    assert info.value.field == "clock.start"
+    assert re.fullmatch(
+        r"must be at least (\d+) s after 1970-01-01T00:00:00Z: the pools fill for \1 s "
+        r"\(rounded up\) before the opening, and the objects made then carry Unix times, "
+        r"which start there; got 1970-01-01T00:00:00Z",
+        info.value.reason,
+    ), info.value.reason
+
+
+def test_without_pools_to_fill_the_clock_may_open_at_1970() -> None:
+    cfg = parse_config(
+        {"clock": {"mode": "virtual", "start": "1970-01-01T00:00:00Z"}, "sandboxsets": []}
+    )
+    backend, _ = build(cfg)
+    try:
+        assert backend.now() == datetime(1970, 1, 1, tzinfo=UTC)
+        assert backend.epoch >= datetime(1970, 1, 1, tzinfo=UTC)
+    finally:
+        backend.close()

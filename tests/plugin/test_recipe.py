@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -42,3 +43,14 @@ def test_a_pool_whose_pods_say_why_they_wait_is_refused_with_that_reason_and_no_
 
     assert "a pod of it is not ready: container c waits, InvalidImageName" in str(info.value)
     assert "too few nodes" not in str(info.value)
+
+
+def test_a_config_start_too_near_1970_for_the_pools_fill_is_refused_naming_it(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "cluster.yaml"
+    config.write_text("clock: {start: 1970-01-01T00:00:05Z}\n")
+    recipe = RecipeBook().recipe(ClusterSpec(config=config, pools=json.dumps(POOL)))
+
+    with pytest.raises(RecipeError, match=rf"^{config}: clock.start: must be at least \d+ s after"):
+        recipe.build()
