@@ -231,7 +231,7 @@ def opening_at(opens: datetime, build: Callable[[datetime], Cluster]) -> Cluster
     """``build(epoch)``, its epoch chosen so that once built its clock reads ``opens``.
 
     ``build`` makes a cluster from its epoch (virtual time 0) and fills its
-    pools, which takes virtual time (about 25 s for the server's defaults):
+    pools, which takes virtual time (about 29 s for the server's defaults):
     from ``opens`` itself, a realtime server would open that far ahead of its
     clients' clocks. The fill takes the same virtual time from any epoch
     (same seed, same calls; dates only shift), so a first build measures it

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
+from pytest_kruise_agents.api.base import format_time
 from pytest_kruise_agents.api.keys import ANN_RUNTIME_ACCESS_TOKEN
 from pytest_kruise_agents.backends.base import Caller, CreateRequest
 from pytest_kruise_agents.claiming.view import sandbox_id
@@ -722,5 +724,30 @@ def test_without_pools_to_fill_the_clock_may_open_at_1970() -> None:
     try:
         assert backend.now() == datetime(1970, 1, 1, tzinfo=UTC)
         assert backend.epoch >= datetime(1970, 1, 1, tzinfo=UTC)
+    finally:
+        backend.close()
+
+
+def test_the_servers_docs_give_the_default_virtual_servers_own_fill_and_clock() -> None:
+    """docs/server.md's fill time and its advance example are what ``kruise-agents serve
+    --clock virtual`` (seed 0, the default config) does, which is the same every run."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "server.md").read_text()
+    (about,) = re.findall(
+        r"fill in virtual time before it opens \(about (\d+) s for the\s+defaults\)", doc
+    )
+    advance = re.search(r"-d '\{\"seconds\": (\d+)\}' \$URL/_kruise/clock/advance\n(\{.*\})\n", doc)
+    assert advance is not None
+    backend, _ = build(parse_config({"clock": {"mode": "virtual"}}))
+    try:
+        assert int(about) == round(backend.cluster.now)
+        backend.advance(float(advance[1]))
+        answered = {
+            "now": format_time(backend.now()),
+            "mode": backend.clock_mode,
+            "speed": backend.speed,
+            "epoch": format_time(backend.epoch),
+            "profile": backend.cluster.profile.summary(),
+        }
+        assert json.loads(advance[2]) == answered
     finally:
         backend.close()
