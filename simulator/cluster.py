@@ -739,12 +739,14 @@ class Cluster:
         blocked = rollout_blocked(cur, mine, now)
         why = self.unschedulable_message(name, namespace)
         waits = None if why else self._waiting_message(name, namespace)
+        reasons = [
+            *([f"rollout blocked: {blocked}"] if blocked else []),
+            *([f"a pod of it is unschedulable: {why}"] if why else []),
+            *([f"a pod of it is not ready: {waits}"] if waits else []),
+        ]
         return PoolTimeoutError(
-            f"SandboxSet {namespace}/{name}: {counted} after {timeout:g}s"
-            + (f"; rollout blocked: {blocked}" if blocked else "")
-            + (f"; a pod of it is unschedulable: {why}" if why else "")
-            + (f"; a pod of it is not ready: {waits}" if waits else ""),
-            explained=bool(blocked or why or waits),
+            f"SandboxSet {namespace}/{name}: {counted} after {timeout:g}s",
+            reason="; ".join(reasons) or None,
         )
 
     def unschedulable_message(self, name: str, namespace: str = "default") -> str | None:

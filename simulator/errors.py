@@ -43,15 +43,21 @@ class ConflictError(InvalidError):
 class PoolTimeoutError(TimeoutError):
     """A pool that did not fill in time: what was counted, and why when the pool says it.
 
-    ``explained`` is whether the message carries a reason the pool gave (a
-    rollout blocked, an unschedulable pod, a pod whose container waits), so
-    that a caller guesses at one only when there is none.
+    ``reason`` is the cause the pool gave (a rollout blocked, an unschedulable
+    pod, a pod whose container waits), the part of the message after what was
+    counted, or ``None``; ``explained`` is whether there is one, so that a
+    caller guesses at a cause only when the pool gave none.
     """
 
-    def __init__(self, message: str, *, explained: bool = False) -> None:
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
         # One argument, as any TimeoutError's: two would be read as (errno, strerror).
-        super().__init__(message)
-        self.explained = explained
+        super().__init__(f"{message}; {reason}" if reason else message)
+        self.reason = reason or None
+
+    @property
+    def explained(self) -> bool:
+        """Whether the pool gave a cause (:attr:`reason`)."""
+        return self.reason is not None
 
 
 class NoAnswerError(ClaimCanceledError):

@@ -40,7 +40,7 @@ from pytest_kruise_agents.claiming.errors import ClaimError
 from pytest_kruise_agents.claiming.extensions import CreateRequest, CreateSpec, create_spec
 from simulator.cluster import Cluster
 from simulator.collector import simulation_gc
-from simulator.errors import NotFoundError
+from simulator.errors import NotFoundError, PoolTimeoutError
 from simulator.planning.claims import (
     SandboxClaimTracker,
     e2b_metadata,
@@ -137,18 +137,15 @@ class _Run:
         for pool in self.scenario.pools:
             try:
                 cluster.wait_for_pool(pool.name or "", pool.namespace, timeout=POOL_FILL_TIMEOUT_S)
-            except TimeoutError:
+            except PoolTimeoutError as exc:
                 counts = cluster.sandboxset_controller.counts(pool.namespace, pool.name or "")
-                why = cluster.unschedulable_message(pool.name or "", pool.namespace)
+                # The pool's own cause when it gives one (an unschedulable pod, an image
+                # that never pulls, a blocked rollout); too few nodes is only a guess.
+                why = exc.reason or "are there enough nodes for the pools?"
                 raise PoolFillError(
                     f"pool {pool.key} did not fill: {counts['available']} of {pool.replicas} "
                     f"available after {POOL_FILL_TIMEOUT_S:g}s of virtual time "
-                    f"({cluster.nodes.pending_pods()} pods unschedulable or pending; "
-                    + (
-                        f"a pod of the pool is unschedulable: {why})"
-                        if why
-                        else "are there enough nodes for the pools?)"
-                    )
+                    f"({cluster.nodes.pending_pods()} pods unschedulable or pending; {why})"
                 ) from None
         self.origin = cluster.now
         cluster.records.clear()

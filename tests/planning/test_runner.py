@@ -191,13 +191,30 @@ def test_a_pool_no_node_can_take_says_why_as_the_scheduler_does() -> None:
     )
     with pytest.raises(
         RunError,
-        match=r"pool default/base did not fill: 0 of 2 available .* a pod of the pool is "
+        match=r"pool default/base did not fill: 0 of 2 available .* a pod of it is "
         r"unschedulable: 0/2 nodes are available: 2 node\(s\) didn't match Pod's node "
         r"affinity/selector\. preemption: ",
     ):
         run_once(parse_scenario(text))
     labelled = text.replace("{nodes: 2}", "{nodes: [{name: gpu, labels: {pool: gpu}}]}")
     assert run_once(parse_scenario(labelled)).metrics["claims"]
+
+
+def test_a_pool_whose_image_never_runs_says_so_not_too_few_nodes() -> None:
+    """Room enough, but the image is no valid reference: the reason is the container's
+    (as ``wait_for_pool`` gives it), not a guess at the node count."""
+    bad = _SELECTIVE.replace("            nodeSelector: {pool: gpu}\n", "").replace(
+        "registry.example.com/x:v1", '"Bad Image"'
+    )
+    text = TINY.replace("  - {name: base, replicas: 4}\n", bad).replace(
+        "replications: 2", "replications: 1"
+    )
+    with pytest.raises(RunError) as caught:
+        run_once(parse_scenario(text))
+    message = str(caught.value)
+    assert message.startswith("pool default/base did not fill: 0 of 2 available")
+    assert "a pod of it is not ready: " in message and "InvalidImageName" in message
+    assert "enough nodes" not in message
 
 
 def test_common_random_numbers_across_hold_times(tiny: Scenario) -> None:
