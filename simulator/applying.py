@@ -8,9 +8,9 @@ finalizer added to an object being deleted) runs while planning, against the sto
 bad document raises one :class:`InvalidError` before anything has changed.
 
 An update replaces the labels, annotations and spec of the stored object with
-the manifest's, and its finalizers when the manifest states them (``null``
-states none); status and
-the other metadata stay the API server's. An update that changes nothing is
+the manifest's, and its finalizers and owner references when the manifest
+states them (``null`` states none); status and the other metadata stay the
+API server's. An update that changes nothing is
 not written (no new ``resourceVersion``, no watch event), as the API server
 skips a no-op update.
 """
@@ -23,6 +23,7 @@ from typing import Any
 from pytest_kruise_agents.api.copying import deep_copy, shallow_copy
 from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.api.manifest import KubeObject
+from pytest_kruise_agents.api.meta import OwnerReference
 from pytest_kruise_agents.api.pod import default_requests, validate_pod_spec
 from pytest_kruise_agents.api.problems import format_path
 from pytest_kruise_agents.api.sandboxclaim import SandboxClaim
@@ -157,12 +158,14 @@ def _update(where: str, existing: Any, obj: KubeObject) -> Any | None:
     if isinstance(existing, SandboxTemplate):
         _check_materialized(where, existing, obj)
     finalizers = _finalizers(where, existing, obj)
+    owners = _owner_references(existing, obj)
     # The API server defaults every write alike: a pod's limit with no request requests it.
     spec = default_requests(obj.spec) if obj.kind == "Pod" else obj.spec
     if (
         meta.labels == old.labels
         and meta.annotations == old.annotations
         and finalizers == old.finalizers
+        and owners is old.owner_references
         and spec == existing.spec
     ):
         return None
@@ -171,6 +174,7 @@ def _update(where: str, existing: Any, obj: KubeObject) -> Any | None:
     new.metadata.labels = dict(meta.labels)
     new.metadata.annotations = dict(meta.annotations)
     new.metadata.finalizers = finalizers
+    new.metadata.owner_references = owners
     new.spec = deep_copy(spec)
     if obj.kind == "Pod":
         why = pod_update_refusal(existing, new, bind=False)
@@ -228,6 +232,23 @@ def _finalizers(where: str, existing: Any, obj: KubeObject) -> list[str]:
             f"no new finalizers can be added if the object is being deleted, found {added}",
         )
     return list(meta.finalizers)
+
+
+def _owner_references(existing: Any, obj: KubeObject) -> list[OwnerReference]:
+    """The owner references after the update: the manifest's if it states them, else the stored.
+
+    The stored list itself when they are equal: the API server files an
+    object under its owners anew (and its garbage collector looks at it)
+    only when the list changed. Not stated, the controllers' references stay,
+    as kubectl apply leaves the fields it does not manage; ``[]`` or ``null``
+    removes them all (an object taken out of its owner's hands).
+    """
+    meta, stored = obj.metadata, existing.metadata.owner_references
+    if "owner_references" not in meta.model_fields_set and not meta.owner_references:
+        return stored  # type: ignore[no-any-return]
+    if meta.owner_references == stored:
+        return stored  # type: ignore[no-any-return]
+    return [deep_copy(ref) for ref in meta.owner_references]
 
 
 def _check_materialized(where: str, existing: SandboxTemplate, obj: KubeObject) -> None:

@@ -86,6 +86,10 @@ def check_owner_references(refs: list[OwnerReference]) -> None:
             controller = name
 
 
+_STATED_WHEN_NULL: Final = ("finalizers", "ownerReferences")
+"""Metadata lists that ``null`` in a manifest states empty (an apply removes the stored ones)."""
+
+
 class ObjectMeta(KubeModel):
     """``metav1.ObjectMeta`` (the fields the claim system reads and writes)."""
 
@@ -109,12 +113,20 @@ class ObjectMeta(KubeModel):
         # apply of that output is accepted and they are ignored, as there.
         if isinstance(data, dict) and not _SERVER_SET_FIELDS.isdisjoint(data):
             data = {key: value for key, value in data.items() if key not in _SERVER_SET_FIELDS}
-        # ``finalizers: null`` states "none", as ``labels: null`` does (a PUT
-        # decodes it as empty, kubectl apply deletes the field): unlike other
-        # null fields, it is kept as set, so that an apply removes the stored
-        # ones. (This runs before the base class's pruning of null fields.)
-        if from_manifest(info) and isinstance(data, dict) and data.get("finalizers", ()) is None:
-            data = {**data, "finalizers": []}
+        # ``finalizers: null`` and ``ownerReferences: null`` state "none", as
+        # ``labels: null`` does (a PUT decodes them as empty, kubectl apply
+        # deletes the field): unlike other null fields, they are kept as set,
+        # so that an apply removes the stored ones. (This runs before the base
+        # class's pruning of null fields.)
+        if (
+            from_manifest(info)
+            and isinstance(data, dict)
+            and (data.get("finalizers", ()) is None or data.get("ownerReferences", ()) is None)
+        ):
+            stated: dict[str, list[Any]] = {
+                key: [] for key in _STATED_WHEN_NULL if key in data and data[key] is None
+            }
+            data = {**data, **stated}
         return data
 
     # The API server checks metadata it is sent; the simulator's controllers

@@ -1,7 +1,7 @@
 """The object API of the fake cluster behaves as a Kubernetes client sees the API server.
 
 ``get``/``list``/``apply`` hand out copies, a multi-document ``apply`` is all or
-nothing, ``apply`` carries finalizers, skips no-op writes (a dump applied back is
+nothing, ``apply`` carries finalizers and owner references, skips no-op writes (a dump applied back is
 one), refuses a stale ``resourceVersion`` or another ``uid`` (409) and a
 ``resourceVersion`` on a create, arguments of the wrong type are refused, lists come
 in key order (namespace, then name), a SandboxTemplate materialised by a
@@ -18,6 +18,7 @@ import yaml
 
 from pytest_kruise_agents.api import dump
 from pytest_kruise_agents.api.errors import InvalidError
+from pytest_kruise_agents.api.meta import OwnerReference
 from pytest_kruise_agents.api.sandboxset import SandboxSet
 from pytest_kruise_agents.claiming.errors import NotFoundError as ClaimNotFoundError
 from simulator.cluster import Cluster
@@ -374,6 +375,83 @@ def test_deleting_the_head_of_a_long_owner_chain_collects_all_of_it(cluster: Clu
     template_chain(cluster, 200)
     cluster.delete("sbt", "t0", propagation="Foreground")
     assert cluster.list("sbt") == []
+
+
+def sandbox_template(name: str) -> dict[str, Any]:
+    doc: dict[str, Any] = yaml.safe_load(
+        "apiVersion: agents.kruise.io/v1alpha1\nkind: SandboxTemplate\n"
+        f"metadata: {{name: {name}, namespace: default}}\n"
+        "spec: {template: {spec: {containers: [{name: c, image: img}]}}}\n"
+    )
+    return doc
+
+
+def test_apply_of_an_edited_copy_replaces_the_owner_references(pooled: Cluster) -> None:
+    """``ownerReferences`` stated by the manifest replace the stored ones, as a PUT of an edited
+    ``kubectl get -o yaml`` does: a sandbox cleared of its set's reference leaves the pool
+    (the set makes another), and keeps the label edit of the same apply."""
+    sbx = pooled.list("sbx")[0]
+    sbx.metadata.owner_references = []
+    sbx.metadata.labels["note"] = "detached"
+    (after,) = pooled.apply(sbx)
+    assert after.metadata.owner_references == []
+    assert after.metadata.labels["note"] == "detached"
+    pooled.advance(30)
+    owners = sandbox_owners(pooled)
+    assert (owners.count([]), owners.count(["SandboxSet"])) == (1, 5)
+
+
+def test_an_owner_reference_added_by_apply_is_honoured_by_the_garbage_collector(
+    cluster: Cluster,
+) -> None:
+    """An owner added on an update counts as one given on a create: deleting the owner
+    collects the object, and an owner that does not exist has the object collected at once."""
+    (owner,) = cluster.apply(sandbox_template("owner"))
+    cluster.apply(sandbox_template("dep"))
+    dep = cluster.get("sbt", "dep")
+    ref = {"apiVersion": "agents.kruise.io/v1alpha1", "kind": "SandboxTemplate", "name": "owner"}
+    dep.metadata.owner_references = [
+        OwnerReference.model_validate({**ref, "uid": owner.metadata.uid})
+    ]
+    cluster.apply(dep)
+    cluster.delete("sbt", "owner")
+    cluster.advance(1)
+    assert cluster.list("sbt") == []
+    cluster.apply(sandbox_template("orphan"))
+    doc = sandbox_template("orphan")
+    doc["metadata"]["ownerReferences"] = [{**ref, "uid": "6f1c2a9e-0000-4000-8000-00000000dead"}]
+    cluster.apply(doc)
+    cluster.advance(1)
+    assert cluster.list("sbt") == []
+    assert "gc.orphan_deleted" in cluster.log.text()
+
+
+def test_a_manifest_without_owner_references_keeps_the_stored_ones(pooled: Cluster) -> None:
+    """A manifest that does not mention ``ownerReferences`` leaves those the controllers wrote,
+    as kubectl apply leaves the fields it does not manage; ``ownerReferences: null`` removes
+    them."""
+    name = pooled.list("sbx")[0].metadata.name
+    doc: dict[str, Any] = yaml.safe_load(dump(pooled.get("sbx", name)))
+    del doc["metadata"]["ownerReferences"]
+    doc["metadata"]["labels"]["note"] = "x"
+    (after,) = pooled.apply(doc)
+    assert after.metadata.labels["note"] == "x"
+    assert [r.kind for r in after.metadata.owner_references] == ["SandboxSet"]
+    doc["metadata"].update(ownerReferences=None, resourceVersion=None)  # stated: none
+    (after,) = pooled.apply(doc)
+    assert after.metadata.owner_references == []
+
+
+def test_an_owner_reference_edit_in_a_refused_apply_changes_nothing(pooled: Cluster) -> None:
+    """All or nothing: the owner-reference edit of a document goes only with the others."""
+    sbx = pooled.list("sbx")[0]
+    sbx.metadata.owner_references = []
+    claim = yaml.safe_load(claim_yaml("c"))
+    claim["spec"]["replicas"] = 0
+    before = snapshot(pooled)
+    with pytest.raises(InvalidError):
+        pooled.apply([sbx, claim])
+    assert snapshot(pooled) == before
 
 
 # -- 4. no-op updates and stale resourceVersions --------------------------------------
