@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Literal, NamedTuple
 
-from pydantic import Field
+from pydantic import Field, ValidationInfo, model_validator
 
-from pytest_kruise_agents.api.base import KubeModel, Time
+from pytest_kruise_agents.api.base import KubeModel, Time, from_manifest
 from pytest_kruise_agents.api.keys import BLACKLISTED_PREFIXES
 from pytest_kruise_agents.api.meta import Condition, ObjectMeta
 from pytest_kruise_agents.api.problems import format_path, kind_and_value, show
@@ -29,6 +29,7 @@ from pytest_kruise_agents.api.validation import (
 __all__ = [
     "DEFAULT_CPU_REQUEST_MILLIS",
     "DEFAULT_MEMORY_REQUEST_BYTES",
+    "IP",
     "ContainerState",
     "ContainerStateRunning",
     "ContainerStateTerminated",
@@ -82,6 +83,7 @@ class ContainerStateTerminated(KubeModel):
     message: str | None = None
     started_at: Time | None = None
     finished_at: Time | None = None
+    container_id: str | None = Field(default=None, alias="containerID")
 
 
 class ContainerState(KubeModel):
@@ -93,12 +95,16 @@ class ContainerState(KubeModel):
 
 
 class ContainerStatus(KubeModel):
-    """``v1.ContainerStatus``, as the kubelet writes it (no ``containerID`` or ``imageID``:
-    the model has no runtime ids or image digests).
+    """``v1.ContainerStatus``.
 
-    ``restartCount`` is the number of times the container was created again
-    (a crash, an in-place image update); ``lastState`` the one before
-    ``state``, whose ``terminated.finishedAt`` kubectl's RESTARTS column reads.
+    The model's kubelet writes ``name``, ``state``, ``lastState``, ``ready``,
+    ``restartCount``, ``image`` and ``started``; the other fields (runtime
+    ids, image digests, allocated resources, mounts, the user) are read from
+    a manifest (``kubectl get pod -o yaml`` of a real cluster) and kept as
+    written. ``restartCount`` is the number of times the container was
+    created again (a crash, an in-place image update); ``lastState`` the one
+    before ``state``, whose ``terminated.finishedAt`` kubectl's RESTARTS
+    column reads.
     """
 
     name: str
@@ -108,14 +114,46 @@ class ContainerStatus(KubeModel):
     restart_count: int = Field(default=0, ge=0)
     image: str = ""
     started: bool | None = None
+    container_id: str | None = Field(default=None, alias="containerID")
+    image_id: str | None = Field(default=None, alias="imageID")
+    allocated_resources: dict[str, Any] | None = None
+    allocated_resources_status: list[dict[str, Any]] | None = None
+    resources: dict[str, Any] | None = None
+    volume_mounts: list[dict[str, Any]] | None = None
+    user: dict[str, Any] | None = None
+    stop_signal: str | None = None
+
+
+class IP(KubeModel):
+    """``v1.PodIP`` / ``v1.HostIP``: one address of a pod or of its node."""
+
+    ip: str
 
 
 class PodStatus(KubeModel):
-    """The part of ``PodStatus`` the model keeps."""
+    """``v1.PodStatus``.
 
-    phase: Literal["Pending", "Running", "Succeeded", "Failed"] = "Pending"
+    The model's kubelet writes ``phase``, ``podIP``, ``hostIP``, the
+    conditions ``PodScheduled`` and ``Ready``, ``reason``, ``message``, the
+    container statuses and ``resize``; the other fields are read from a
+    manifest and kept as written. (A Pod's status is the API server's: an
+    apply replaces it on a create and keeps the stored one on an update.)
+    A pod condition's ``lastProbeTime`` is read and dropped: the model's
+    pod conditions are ``metav1.Condition``, which has none, and no
+    kubelet sets it.
+    """
+
+    phase: Literal["Pending", "Running", "Succeeded", "Failed", "Unknown"] = "Pending"
     pod_ip: str | None = Field(default=None, alias="podIP")
+    pod_ips: list[IP] | None = Field(default=None, alias="podIPs")
     host_ip: str | None = Field(default=None, alias="hostIP")
+    host_ips: list[IP] | None = Field(default=None, alias="hostIPs")
+    nominated_node_name: str | None = None
+    qos_class: Literal["Guaranteed", "Burstable", "BestEffort"] | None = None
+    start_time: Time | None = None
+    observed_generation: int | None = None
+    ephemeral_container_statuses: list[ContainerStatus] | None = None
+    resource_claim_statuses: list[dict[str, Any]] | None = None
     conditions: list[Condition] = Field(default_factory=list)
     message: str | None = None
     reason: str | None = None
@@ -125,6 +163,27 @@ class PodStatus(KubeModel):
     container_statuses: list[ContainerStatus] = Field(default_factory=list)
     resize: Literal["Proposed", "InProgress", "Deferred", "Infeasible"] | None = None
     """An in-place resize the kubelet has not carried out (``status.resize``, Kubernetes 1.27-1.32)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_last_probe_times(cls, data: Any, info: ValidationInfo) -> Any:
+        # ``v1.PodCondition`` has a ``lastProbeTime`` that ``kubectl get -o yaml``
+        # prints (null from every kubelet); an apply of that output is accepted.
+        if from_manifest(info) and isinstance(data, dict):
+            conditions = data.get("conditions")
+            if isinstance(conditions, list) and any(
+                isinstance(c, dict) and "lastProbeTime" in c for c in conditions
+            ):
+                data = {
+                    **data,
+                    "conditions": [
+                        {k: v for k, v in c.items() if k != "lastProbeTime"}
+                        if isinstance(c, dict)
+                        else c
+                        for c in conditions
+                    ],
+                }
+        return data
 
 
 class Pod(KubeModel):

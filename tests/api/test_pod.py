@@ -6,9 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import yaml
 from pydantic import ValidationError
 
-from pytest_kruise_agents.api.manifest import dump
+from pytest_kruise_agents.api.errors import InvalidError
+from pytest_kruise_agents.api.manifest import dump, load_manifests
 from pytest_kruise_agents.api.pod import (
     Pod,
     PodStatus,
@@ -666,3 +668,148 @@ def test_the_kubelets_first_sync_has_every_container_waiting() -> None:
     )
     reasons = [c.state.waiting.reason for c in [*init, *containers] if c.state.waiting]
     assert reasons == ["PodInitializing", "PodInitializing"]
+
+
+KIND_POD_YAML = """\
+apiVersion: v1
+kind: Pod
+metadata:
+  creationTimestamp: "2026-01-01T00:00:00Z"
+  labels:
+    run: web
+  name: web
+  namespace: default
+  resourceVersion: "512"
+  uid: 3c1f7a52-8a2b-4c3e-9d41-6e0f2b7a9c10
+spec:
+  containers:
+  - image: nginx:1.27
+    imagePullPolicy: IfNotPresent
+    name: web
+    resources: {}
+    terminationMessagePath: /dev/termination-log
+    terminationMessagePolicy: File
+    volumeMounts:
+    - mountPath: /var/run/secrets/kubernetes.io/serviceaccount
+      name: kube-api-access-7x2kq
+      readOnly: true
+  dnsPolicy: ClusterFirst
+  enableServiceLinks: true
+  nodeName: kind-control-plane
+  preemptionPolicy: PreemptLowerPriority
+  priority: 0
+  restartPolicy: Always
+  schedulerName: default-scheduler
+  securityContext: {}
+  serviceAccount: default
+  serviceAccountName: default
+  terminationGracePeriodSeconds: 30
+status:
+  conditions:
+  - lastProbeTime: null
+    lastTransitionTime: "2026-01-01T00:00:04Z"
+    status: "True"
+    type: PodReadyToStartContainers
+  - lastProbeTime: null
+    lastTransitionTime: "2026-01-01T00:00:00Z"
+    status: "True"
+    type: Initialized
+  - lastProbeTime: null
+    lastTransitionTime: "2026-01-01T00:00:04Z"
+    status: "True"
+    type: Ready
+  - lastProbeTime: "2026-01-01T00:00:04Z"
+    lastTransitionTime: "2026-01-01T00:00:04Z"
+    status: "True"
+    type: ContainersReady
+  - lastProbeTime: null
+    lastTransitionTime: "2026-01-01T00:00:00Z"
+    status: "True"
+    type: PodScheduled
+  containerStatuses:
+  - allocatedResources:
+      cpu: 100m
+    containerID: containerd://5b0c9e3f1d2a
+    image: docker.io/library/nginx:1.27
+    imageID: docker.io/library/nginx@sha256:0a399eb16751829e1af26fea27b20c3ec28d7ab1fb72182879dcae1cca21206a
+    lastState: {}
+    name: web
+    ready: true
+    resources:
+      requests:
+        cpu: 100m
+    restartCount: 0
+    started: true
+    state:
+      running:
+        startedAt: "2026-01-01T00:00:03Z"
+    user:
+      linux:
+        gid: 0
+        supplementalGroups:
+        - 0
+        uid: 0
+    volumeMounts:
+    - mountPath: /var/run/secrets/kubernetes.io/serviceaccount
+      name: kube-api-access-7x2kq
+      readOnly: true
+      recursiveReadOnly: Disabled
+  hostIP: 172.18.0.2
+  hostIPs:
+  - ip: 172.18.0.2
+  nominatedNodeName: kind-worker
+  observedGeneration: 1
+  phase: Running
+  podIP: 10.244.0.5
+  podIPs:
+  - ip: 10.244.0.5
+  qosClass: BestEffort
+  startTime: "2026-01-01T00:00:00Z"
+"""
+"""``kubectl get pod web -o yaml`` of a running pod on kind (Kubernetes 1.33), as printed."""
+
+
+def test_kubectl_get_pod_yaml_of_a_running_pod_loads_and_dumps_back() -> None:
+    """Every ``v1.PodStatus`` / ``ContainerStatus`` field a real kubelet writes is read (no
+    "unknown field"), kept, and dumped back as kubectl printed it; a pod condition's
+    ``lastProbeTime`` is accepted and dropped."""
+    (pod,) = load_manifests(KIND_POD_YAML)
+    assert isinstance(pod, Pod)
+    status = pod.status
+    assert [ip.ip for ip in status.pod_ips] == ["10.244.0.5"]
+    assert [ip.ip for ip in status.host_ips] == ["172.18.0.2"]
+    assert (status.qos_class, status.nominated_node_name) == ("BestEffort", "kind-worker")
+    main = status.container_statuses[0]
+    assert (main.container_id, main.image_id) == (
+        "containerd://5b0c9e3f1d2a",
+        "docker.io/library/nginx@sha256:0a399eb16751829e1af26fea27b20c3ec28d7ab1fb72182879dcae1cca21206a",
+    )
+    dumped = yaml.safe_load(dump(pod))
+    expected = yaml.safe_load(KIND_POD_YAML)
+    # A pod condition's lastProbeTime is read and dropped (the model's conditions have
+    # none, and no kubelet sets one); an empty lastState is left out, as Go's omitempty
+    # would; the rest is kept as written.
+    for cond in expected["status"]["conditions"]:
+        del cond["lastProbeTime"]
+    del expected["status"]["containerStatuses"][0]["lastState"]
+    assert dumped["status"] == expected["status"]
+    assert load_manifests(dump(pod)) == [pod]
+
+
+@pytest.mark.parametrize("phase", ["Pending", "Running", "Succeeded", "Failed", "Unknown"])
+def test_every_pod_phase_kubernetes_knows_loads(phase: str) -> None:
+    """``Unknown`` too: the phase the API server gives a pod whose node stopped reporting."""
+    doc = yaml.safe_load(KIND_POD_YAML)
+    doc["status"]["phase"] = phase
+    (pod,) = load_manifests(doc)
+    assert isinstance(pod, Pod) and pod.status.phase == phase
+
+
+def test_a_misspelt_pod_status_field_is_still_refused_naming_it() -> None:
+    """The status fields are Kubernetes' own, no more: a typo is not taken as one."""
+    doc = yaml.safe_load(KIND_POD_YAML)
+    doc["status"]["podIPS"] = doc["status"].pop("podIPs")
+    with pytest.raises(InvalidError) as err:
+        load_manifests(doc)
+    assert err.value.field == "Pod/web status.podIPS"
+    assert err.value.reason.startswith("unknown field")
