@@ -59,6 +59,7 @@ class ConditionType(StrEnum):
     SANDBOX_RESUMED = "SandboxResumed"
     INPLACE_UPDATE = "InplaceUpdate"
     RUNTIME_INITIALIZED = "RuntimeInitialized"
+    RECYCLING = "Recycling"
 
 
 class RuntimeRef(KubeModel):

@@ -26,7 +26,7 @@ from typing import Final, Literal
 from pytest_kruise_agents.api import keys
 from pytest_kruise_agents.api.durations import parse_duration
 from pytest_kruise_agents.api.meta import OwnerReference, find_condition
-from pytest_kruise_agents.api.sandbox import Sandbox, SandboxPhase
+from pytest_kruise_agents.api.sandbox import ConditionType, Sandbox, SandboxPhase
 
 __all__ = [
     "ANNOTATIONS_CLEARED_ON_RECYCLE",
@@ -53,7 +53,7 @@ __all__ = [
 ANN_CLEANUP: Final = keys.ANN_CLEANUP
 """The recycle trigger the sandbox-manager sets on kill (value ``"true"``)."""
 
-COND_RECYCLING: Final = "Recycling"
+COND_RECYCLING: Final = ConditionType.RECYCLING
 RECYCLE_STARTED: Final = "RecyclingStarted"
 RECYCLE_SUCCEEDED: Final = "RecyclingSucceeded"
 RECYCLE_FAILED: Final = "RecyclingFailed"

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from pytest_kruise_agents.api import keys
 from pytest_kruise_agents.api.meta import find_condition
+from pytest_kruise_agents.api.sandbox import ConditionType
 from pytest_kruise_agents.claiming.errors import ClaimError
 from pytest_kruise_agents.claiming.recycle import ANN_CLEANUP
 from pytest_kruise_agents.claiming.state import is_controlled_by_sandboxset
@@ -89,6 +90,20 @@ def test_a_killed_sandbox_goes_back_to_its_pool_clean() -> None:
     assert [e.detail for e in cluster.log.of_kind("sandbox.recycled")] == [
         f"default/{name} set=py count=1"
     ]
+
+
+def test_the_recycling_condition_is_a_condition_type() -> None:
+    """Every condition type a recycled sandbox carries is a ``ConditionType`` member,
+    ``Recycling`` included, so that a reader can match on the enum."""
+    cluster = Cluster(seed=4)
+    cluster.apply(recycling_pool())
+    cluster.wait_for_pool("py")
+    sid = claimed(cluster)
+    cluster.kill(sid)
+    cluster.advance(20)
+    written = {c.type for s in cluster.list("sbx") for c in s.status.conditions}
+    assert ConditionType.RECYCLING in written
+    assert written <= set(ConditionType)
 
 
 def test_a_killed_sandbox_reads_paused_from_the_kill_on() -> None:
