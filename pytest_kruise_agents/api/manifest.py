@@ -19,6 +19,7 @@ several objects.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import json
 import math
@@ -491,6 +492,8 @@ def _first_problem(
     errors: list[ErrorDetails], node: Mapping[str, Any], model: type[BaseModel]
 ) -> tuple[str, str]:
     first = errors[0]
+    if first["type"] == "missing":
+        first = _misspelt(first, errors)
     loc = first["loc"]
     # A value that matches no member of a union (IntOrString) yields one error
     # per member, at the value's own location plus a member tag
@@ -517,6 +520,25 @@ def _first_problem(
             loc
         ), f"must be {type_word(first['type'])}, got {kind_and_value(first['input'])}"
     return format_path(loc), reason(first, known=_field_names(model, loc[:-1]))
+
+
+def _misspelt(missing: ErrorDetails, errors: list[ErrorDetails]) -> ErrorDetails:
+    """The unknown field beside a missing one that is its misspelling (``template_name`` for
+    ``templateName``), else the missing field's own error.
+
+    The user did write the field: "unknown field (did you mean ...?)" says
+    what to fix, where "required value" would send them looking for nothing.
+    """
+    where, wanted = missing["loc"][:-1], str(missing["loc"][-1])
+    for error in errors:
+        loc = error["loc"]
+        if (
+            error["type"] == "extra_forbidden"
+            and loc[:-1] == where
+            and difflib.get_close_matches(str(loc[-1]).lower(), [wanted.lower()], n=1)
+        ):
+            return error
+    return missing
 
 
 def _field_names(model: type[BaseModel], loc: Sequence[int | str]) -> list[str]:

@@ -582,7 +582,9 @@ def validate_pod_template(
         raise FieldProblem(("spec", "initContainers"), f"must be a list, got {show(init)}")
     _check_node_selector(spec.get("nodeSelector"))
     seen: set[str] = set()
-    for part, items in (("initContainers", init or []), ("containers", containers)):
+    # Containers first, as ``ValidatePodSpec`` does: a name an init container
+    # shares with a container is the init container's error (validateInitContainers).
+    for part, items in (("containers", containers), ("initContainers", init or [])):
         for i, container in enumerate(items):
             _check_container(container, ("spec", part, i), seen)
     over = _request_over_limit(spec) if request_limits else None

@@ -177,7 +177,7 @@ class SandboxClaimSpec(KubeModel):
         seen: set[str] = set()
         for i, mount in enumerate(value or []):
             if mount.mount_path in seen:
-                raise ValueError(f"[{i}]: duplicate mountPath {mount.mount_path!r}")
+                raise FieldProblem((i, "mountPath"), f"duplicate value {mount.mount_path!r}")
             seen.add(mount.mount_path)
         return value
 

@@ -463,11 +463,12 @@ def test_list_items_and_map_keys_are_addressed_in_the_path() -> None:
 
 
 def test_dynamic_volume_mounts_are_keyed_by_mount_path() -> None:
-    """A map-list keyed by ``mountPath``: a second mount at the same path is refused."""
+    """A map-list keyed by ``mountPath``: a second mount at the same path is refused, the error
+    naming that mount's key as every other per-item error names its item."""
     mounts = [{"pvName": "a", "mountPath": "/data"}, {"pvName": "b", "mountPath": "/data"}]
     error = error_of(claim_dict(dynamicVolumesMount=mounts))
-    assert error.field == "SandboxClaim/my-claim spec.dynamicVolumesMount"
-    assert error.reason == "[1]: duplicate mountPath '/data'"
+    assert error.field == "SandboxClaim/my-claim spec.dynamicVolumesMount[1].mountPath"
+    assert error.reason == "duplicate value '/data'"
 
 
 def test_a_value_matching_no_union_member_is_one_error() -> None:
@@ -990,6 +991,30 @@ def test_manifests_use_camelcase_names_only() -> None:
     doc = yaml.safe_load(POOL_YAML)
     doc["metadata"]["owner_references"] = []
     assert error_of(doc).field == "SandboxSet/pool metadata.owner_references"
+
+
+@pytest.mark.parametrize("typo", ["template_name", "templatename", "templateNme"])
+def test_a_required_field_misspelt_is_reported_as_the_typo_not_as_missing(typo: str) -> None:
+    """The user did write the field: the error names what they wrote, with the name meant,
+    as for any other unknown field (not "spec.templateName: required value")."""
+    doc = claim_dict()
+    doc["spec"] = {typo: "pool"}
+    error = error_of(doc)
+    assert (error.field, error.reason) == (
+        f"SandboxClaim/my-claim spec.{typo}",
+        "unknown field (did you mean 'templateName'?)",
+    )
+
+
+def test_a_required_field_left_out_beside_an_unrelated_unknown_one_is_missing() -> None:
+    """Only a near-miss of the missing field's name stands for it."""
+    doc = claim_dict()
+    doc["spec"] = {"replicas": 1}
+    error = error_of(doc)
+    assert (error.field, error.reason) == (
+        "SandboxClaim/my-claim spec.templateName",
+        "required value",
+    )
 
 
 def test_python_constructors_keep_their_conveniences() -> None:

@@ -285,14 +285,17 @@ def test_node_selector_is_a_map_of_label_strings(selector: Any, path: str, reaso
 
 
 def test_container_names_are_unique_dns_labels() -> None:
-    """Duplicate names (init containers included) and names such as ``Main_X`` are refused."""
+    """Duplicate names (init containers included) and names such as ``Main_X`` are refused.
+
+    A name an init container shares with a container is reported on the init container, as
+    Kubernetes' ``validateInitContainers`` checks init names against the containers'."""
     two = {"containers": [{"name": "m", "image": "i"}, {"name": "m", "image": "j"}]}
     assert problem_of({"spec": two}) == ("spec.containers[1].name", "duplicate value 'm'")
     init = {
         "initContainers": [{"name": "m", "image": "i"}],
         "containers": [{"name": "m", "image": "j"}],
     }
-    assert problem_of({"spec": init}) == ("spec.containers[0].name", "duplicate value 'm'")
+    assert problem_of({"spec": init}) == ("spec.initContainers[0].name", "duplicate value 'm'")
     path, reason = problem_of({"spec": {"containers": [{"name": "Main_X", "image": "i"}]}})
     assert path == "spec.containers[0].name"
     assert "invalid value 'Main_X'" in reason and "RFC 1123 label" in reason
