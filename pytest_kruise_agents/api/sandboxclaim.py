@@ -104,9 +104,14 @@ class InplaceUpdate(KubeModel):
         if value is None or not from_manifest(info):
             return value
         for part, section in (("requests", value.requests), ("limits", value.limits)):
-            for name in section or {}:
+            for name, quantity in (section or {}).items():
                 if name != "cpu":
                     raise FieldProblem((part, name), f"{name} resize is not supported, only cpu")
+                # Each claim attempt refuses a CPU of zero or less (a 400, as the
+                # E2B path's cpu-request): refused here, naming the field, rather
+                # than timing the claim out with no word of why.
+                if parse_quantity(quantity) <= 0:
+                    raise FieldProblem((part, name), f"must be greater than 0, got {quantity!r}")
         return value
 
 

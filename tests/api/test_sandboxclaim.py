@@ -116,6 +116,16 @@ def test_inplace_update_resizes_cpu_only(resources: dict[str, Any], field: str, 
     assert cpu.spec.inplace_update.resources.limits == {"cpu": "2"}
 
 
+@pytest.mark.parametrize("part", ["requests", "limits"])
+@pytest.mark.parametrize("cpu", ["0", "-1", "0m", -2])
+def test_an_inplace_cpu_of_zero_or_less_is_refused_at_apply(part: str, cpu: Any) -> None:
+    """Every claim attempt would refuse it (as the E2B path's ``cpu-request`` is a 400): refused
+    at apply, naming the field, rather than timing the claim out with no word of why."""
+    where, reason = problem(claim(inplaceUpdate={"resources": {part: {"cpu": cpu}}}))
+    assert where == f"SandboxClaim/c spec.inplaceUpdate.resources.{part}.cpu"
+    assert reason == f"must be greater than 0, got {str(cpu)!r}"
+
+
 @pytest.mark.parametrize(
     ("image", "why"),
     [

@@ -231,3 +231,15 @@ def test_an_inplace_memory_resize_is_refused_at_apply_as_the_e2b_path_refuses_it
     assert err.value.field == "SandboxClaim/m spec.inplaceUpdate.resources.requests.memory"
     assert err.value.reason == "memory resize is not supported, only cpu"
     assert pooled.list("sbc") == []
+
+
+def test_an_inplace_cpu_of_zero_is_refused_at_apply_as_the_e2b_path_refuses_it(
+    pooled: Cluster,
+) -> None:
+    """Each claim attempt refused ``cpu: "0"`` (400) until the claim timed out, its status
+    never saying why: refused at apply, naming the field, and nothing is stored."""
+    with pytest.raises(InvalidError) as err:
+        pooled.apply(claim_yaml("z", inplaceUpdate="{resources: {requests: {cpu: '0'}}}"))
+    assert err.value.field == "SandboxClaim/z spec.inplaceUpdate.resources.requests.cpu"
+    assert err.value.reason == "must be greater than 0, got '0'"
+    assert pooled.list("sbc") == []
