@@ -18,8 +18,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pytest_kruise_agents.api.base import format_time
+from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.api.keys import LABEL_SANDBOX_CLAIMED
-from pytest_kruise_agents.api.manifest import API_VERSIONS, KubeObject
+from pytest_kruise_agents.api.manifest import API_VERSIONS, KINDS, KubeObject, resolve_kind
 from pytest_kruise_agents.api.meta import find_condition
 from pytest_kruise_agents.api.pod import (
     ContainerStateTerminated,
@@ -345,18 +346,27 @@ _MIN_WIDTH = 6
 _PADDING = 3
 
 
+_MODELS: tuple[type[KubeObject], ...] = tuple(KINDS.values())
+"""The models a table prints: one of each kind."""
+
+_KIND_NAMES: tuple[str, ...] = tuple(KINDS)
+
+
 def printer_columns(kind: str, *, wide: bool = False, all_namespaces: bool = False) -> list[str]:
     """The column headers ``kubectl get`` prints for ``kind``.
 
     ``wide`` adds the columns kept for ``-o wide`` (the model's extras: a
     sandbox's IP and node, a set's desired replicas and selector, a claim's
     message; kubectl's for a pod: IP, node, nominated node, readiness gates);
-    ``all_namespaces`` puts NAMESPACE first, as ``-A`` does.
+    ``all_namespaces`` puts NAMESPACE first, as ``-A`` does. ``kind`` is any
+    name :func:`resolve_kind` takes (``sbx``, ``sandboxes``, ``Sandbox``);
+    another raises :class:`InvalidError` naming ``kind``.
     """
     if kind not in _COLUMNS:
-        raise ValueError(
-            f"no printer columns for kind {kind!r}: expected one of {sorted(_COLUMNS)}"
-        )
+        try:
+            kind = resolve_kind(kind)
+        except InvalidError as err:
+            raise InvalidError("kind", err.reason) from None
     headers = [c.header for c in _COLUMNS[kind] if wide or not c.wide_only]
     return ["NAMESPACE", *headers] if all_namespaces else headers
 
@@ -381,7 +391,13 @@ def render_table(
             return "No resources found\n"
         return f"No resources found in {namespace} namespace.\n"
     by_kind: dict[str, list[KubeObject]] = {}
-    for obj in objects:
+    for i, obj in enumerate(objects):
+        if not isinstance(obj, _MODELS):
+            raise InvalidError(
+                f"objects[{i}]",
+                f"must be a {', '.join(_KIND_NAMES[:-1])} or {_KIND_NAMES[-1]} model, "
+                f"got {type(obj).__name__}",
+            )
         by_kind.setdefault(obj.kind, []).append(obj)
     qualify = len(by_kind) > 1
     tables = [

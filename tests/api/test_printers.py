@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -21,6 +22,7 @@ from pytest_kruise_agents.api import (
     printer_columns,
     render_table,
 )
+from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.api.pod import ContainerStatus
 from pytest_kruise_agents.api.sandbox import SandboxSpec, SandboxStatus
 from pytest_kruise_agents.api.sandboxclaim import ClaimPhase, SandboxClaimSpec, SandboxClaimStatus
@@ -198,9 +200,27 @@ def test_all_namespaces_puts_namespace_first_and_wide_adds_columns() -> None:
 
 
 def test_unknown_kinds_have_no_columns() -> None:
-    """Asking for the columns of an unknown kind is a ValueError."""
-    with pytest.raises(ValueError, match="Deployment"):
+    """Asking for the columns of an unknown kind is an ``InvalidError`` naming ``kind``."""
+    with pytest.raises(InvalidError, match="Deployment") as err:
         printer_columns("Deployment")
+    assert err.value.field == "kind"
+
+
+@pytest.mark.parametrize(
+    "name", ["sbx", "sandboxes", "sandbox", "SANDBOX", "sandboxes.agents.kruise.io"]
+)
+def test_printer_columns_take_every_name_kubectl_takes(name: str) -> None:
+    """The names ``Cluster.table`` and ``resolve_kind`` take: short names, plurals, any case."""
+    assert printer_columns(name) == printer_columns("Sandbox")
+
+
+@pytest.mark.parametrize("obj", ["sbx", None, {"kind": "Sandbox"}])
+def test_a_table_of_something_that_is_no_model_is_refused_naming_it(obj: Any) -> None:
+    """One clear error naming the item, not an ``AttributeError`` from deep inside."""
+    with pytest.raises(InvalidError) as err:
+        render_table([claimed_sandbox(), obj], NOW)
+    assert err.value.field == "objects[1]"
+    assert err.value.reason.startswith("must be a Sandbox, SandboxSet, SandboxClaim")
 
 
 # --------------------------------------------------------------------------- tables
