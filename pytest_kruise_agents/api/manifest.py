@@ -23,6 +23,7 @@ import difflib
 import functools
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from types import UnionType
 from typing import Any, Literal, TypeAlias, Union, get_args, get_origin
@@ -695,22 +696,35 @@ _GO_YAML_KEY = functools.cmp_to_key(_go_yaml_compare)
 
 
 class _Dumper(yaml.SafeDumper):
-    """Block-style YAML like kubectl's (go-yaml v2): its key order, its quoting, ``|`` blocks."""
+    """Block-style YAML like kubectl's (go-yaml v2): its key order, its quoting, ``|`` blocks.
 
-    def choose_scalar_style(self) -> str:
-        # kubectl (go-yaml) quotes strings that would otherwise read as other
-        # types ("true", "", "0755") with double quotes; PyYAML picks single.
-        style: str = super().choose_scalar_style()
-        return '"' if style == "'" else style
+    A string that would read as another type ("true", "", "0755") is double-quoted
+    (:func:`_represent_str`), as go-yaml quotes it; one that only cannot stand plain
+    (JSON text, ``a: b``, ``#x``, a leading blank) is single-quoted, as both emitters
+    choose by themselves.
+    """
+
+
+_BASE60_FLOAT = re.compile(r"[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?")
+"""go-yaml v2's ``isBase60Float``: text its encoder quotes though it reads it as a string."""
+
+
+_BREAKS = frozenset("\x85\u2028\u2029")
+"""Characters YAML 1.1 reads as line breaks, besides ``\n`` and ``\r``."""
 
 
 def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
     if "\n" in value:
         style: str | None = "|"
-    elif resolve_scalar(value)[0] not in ("str", "timestamp"):
+    elif _BREAKS.intersection(value):
+        # Line breaks to YAML 1.1 (NEL, LS, PS): PyYAML would write them raw in
+        # single quotes, which folds them into a space on reading; escaped, they stay.
+        style = '"'
+    elif resolve_scalar(value)[0] != "str" or _BASE60_FLOAT.fullmatch(value):
         # Plain, go-yaml (and so kubectl, and load_manifests) would read it as another
-        # kind: y and n (booleans), 1e3 and 08 (floats), 0o17 (an int). PyYAML's own
-        # resolver would leave those plain; quoted, a dump loads back equal.
+        # kind: y and n (booleans), 1e3 and 08 (floats), 0o17 (an int), a date. PyYAML's
+        # own resolver would leave some of those plain; quoted, a dump loads back equal.
+        # go-yaml's encoder double-quotes these, and base-60 floats (12:34:56) too.
         style = '"'
     else:
         style = None

@@ -693,6 +693,34 @@ def test_text_go_yaml_would_read_as_a_number_is_quoted(text: str) -> None:
     assert load_manifest(dumped) == sbx
 
 
+@pytest.mark.parametrize(
+    ("text", "written"),
+    [
+        ('{"x": 1}', """'{"x": 1}'"""),
+        ("a: b", "'a: b'"),
+        ("#x", "'#x'"),
+        (" lead", "' lead'"),
+        ("it's", "it's"),
+        ("'", "''''"),
+        ("[x", "'[x'"),
+        ("2001-12-14", '"2001-12-14"'),
+        ("12:34:56", '"12:34:56"'),
+        ("a\x85b", '"a\\Nb"'),
+    ],
+)
+def test_text_that_cannot_stand_plain_is_single_quoted_as_kubectl_writes_it(
+    text: str, written: str
+) -> None:
+    """go-yaml (``kubectl get -o yaml``) single-quotes text that only cannot stand plain (JSON
+    in an annotation, ``a: b``, a leading blank) and double-quotes what it would read as
+    another type (a date, a base-60 number); a YAML 1.1 line break (NEL) is escaped so that
+    it loads back. Before, everything quoted was double-quoted, with backslash escapes."""
+    sbx = Sandbox(metadata=ObjectMeta(name="s", annotations={"a": text}))
+    dumped = dump(sbx)
+    assert f"\n    a: {written}\n" in dumped
+    assert load_manifest(dumped) == sbx
+
+
 def test_dump_sorts_keys_at_every_level_as_kubectl_prints_them() -> None:
     """kubectl prints an unstructured object, Go maps: keys sorted in every mapping, the pod
     template's too; list items keep their order."""
