@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -61,6 +62,11 @@ def test_cold_deliveries_are_reported_apart_once_the_pool_is_drained(
     result = suite.runpytest()
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*::test_drain [[]burst-6-e2b]      6     3     3     0 *"])
+    # docs/plugin.md shows this run's row (seed 0, virtual time: the same figures every run).
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "plugin.md").read_text()
+    shown = next(line for line in doc.splitlines() if "test_drain [burst-6-e2b]" in line)
+    printed = next(line for line in result.outlines if "test_drain [burst-6-e2b]" in line)
+    assert printed.split("]")[1].split() == shown.split("]")[1].split()
 
 
 def test_the_assertion_fails_readably_when_a_latency_fault_slows_warm_delivery(
