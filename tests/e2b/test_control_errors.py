@@ -221,7 +221,7 @@ def test_a_wrong_method_is_405_json(server: Served) -> None:
         ("PATCH", "/kruise/api/sandboxes/default--base-x", "GET, DELETE"),
         ("DELETE", "/v2/sandboxes", "GET, POST"),
         ("DELETE", "/kruise/api/v2/sandboxes", "GET, POST"),
-        ("GET", "/sandboxes", "POST"),
+        ("PUT", "/sandboxes", "GET, POST"),
         ("GET", "/sandboxes/default--base-x/timeout", "POST"),
         ("PUT", "/_kruise/faults", "GET, POST, DELETE"),
         ("POST", "/health", "GET"),
