@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import is_hypothesis_test
@@ -73,3 +74,16 @@ def dead_proxy(monkeypatch: pytest.MonkeyPatch) -> str:
     for name in ("NO_PROXY", "no_proxy"):
         monkeypatch.delenv(name, raising=False)
     return proxy
+
+
+@pytest.fixture
+def python_sigint_handler() -> Iterator[None]:
+    """SIGINT has Python's own handler, as in a script, a notebook's cell or plain pytest
+    (an xdist worker may have another): a Ctrl-C is a ``KeyboardInterrupt``."""
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

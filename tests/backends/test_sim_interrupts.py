@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
 
 import pytest
 
@@ -24,14 +23,7 @@ spec:
 """
 
 
-@pytest.fixture(autouse=True)
-def python_sigint_handler() -> Iterator[None]:
-    """SIGINT has Python's own handler, as in a script or a notebook's cell."""
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
+pytestmark = pytest.mark.usefixtures("python_sigint_handler")
 
 
 def test_an_interrupted_create_cancels_its_claim_and_the_model_runs_on() -> None:

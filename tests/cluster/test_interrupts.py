@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator
 from typing import Any
 
 import pytest
@@ -23,16 +23,7 @@ from simulator.interrupts import sigint_deferred
 
 from .conftest import pool_yaml
 
-
-@pytest.fixture(autouse=True)
-def python_sigint_handler() -> Iterator[None]:
-    """SIGINT has Python's own handler, as in a script, a notebook's cell or plain pytest
-    (an xdist worker may have another)."""
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
+pytestmark = pytest.mark.usefixtures("python_sigint_handler")
 
 
 def sigint_at(cluster: Cluster, at: float) -> None:

@@ -329,16 +329,6 @@ class HoldSandboxTraffic:
         await self.app(scope, receive, send)
 
 
-@pytest.fixture
-def python_sigint_handler() -> Iterator[None]:
-    """SIGINT has Python's own handler, as in a script or plain pytest."""
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
 def _running(url: str) -> list[str]:
     """The ids of the running sandboxes of :data:`KEY`'s team on the server at ``url``."""
     resp = httpx.get(url + "/v2/sandboxes", headers={"X-API-Key": KEY}, timeout=30)
