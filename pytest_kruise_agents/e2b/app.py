@@ -277,6 +277,9 @@ class E2BApp:
             loop.call_soon_threadsafe(self._spawn, action, sandbox_id)
 
     def _spawn(self, action: Callable[[str], Awaitable[None]], sandbox_id: str) -> None:
+        # A request whose route lookup is in flight may have seen the sandbox
+        # running: told now, in the backend's order, it takes no workspace.
+        self.router.stopped(sandbox_id)
         # Registered at once, on the loop, before any later request is read: the
         # router holds the sandbox's traffic until the cleanup ends (_settled).
         previous = self._cleanups.get(sandbox_id)

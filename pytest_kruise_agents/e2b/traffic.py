@@ -14,6 +14,14 @@ the 502 the SDK reads as "sandbox not found" (``is_running()`` → ``False``),
 even with a bad port header (400 for a running sandbox). Port 49983 is envd, 49999 the code interpreter; any other port answers 502
 "port is not open". The sub-app gets a copy of the scope whose ``state``
 holds the sandbox's workspace under :data:`WORKSPACE_KEY`.
+
+The lookup may answer on a worker thread, after a stop of the sandbox that
+the backend ordered later. The app tells the router of each stop
+(:meth:`SandboxTrafficRouter.stopped`, on the loop, before the stop's cleanup
+starts): a request whose lookup was in flight then answers the 502 of a
+sandbox not running, as one sent after the stop, and takes no workspace
+(which would be a fresh one for a killed sandbox, the next life of a paused
+one). A stop after the request took its workspace stops that workspace.
 """
 
 from __future__ import annotations
@@ -165,13 +173,23 @@ class LazyApp:
         await self.app(scope, receive, send)
 
 
+class _Lookup:
+    """A route lookup in flight; ``stale`` once its sandbox stopped meanwhile."""
+
+    __slots__ = ("stale",)
+
+    def __init__(self) -> None:
+        self.stale = False
+
+
 class SandboxTrafficRouter:
     """The ASGI app in front of everything: sandbox traffic to sub-apps, the rest to ``control``.
 
     ``apps`` maps a sandbox port to the ASGI app serving it (envd, interpreter);
     ``workspaces`` provides each sandbox's workspace; ``settle(sandbox_id)``,
     if given, is awaited before a running sandbox's request is passed on (the
-    app waits there for a pause's cleanup of the workspace to end).
+    app waits there for a pause's cleanup of the workspace to end). The app
+    calls :meth:`stopped` when a sandbox stops.
     """
 
     def __init__(
@@ -188,6 +206,21 @@ class SandboxTrafficRouter:
         self.workspaces = workspaces
         self.apps = dict(apps)
         self.settle = settle
+        self._lookups: dict[str, list[_Lookup]] = {}
+        """The lookups in flight of each sandbox (on the loop only)."""
+
+    def stopped(self, sandbox_id: str) -> None:
+        """``sandbox_id`` stopped (paused, killed, expired): its lookups in flight answered too early.
+
+        Called on the loop, in the order the backend made the stops, before
+        the stop's workspace cleanup starts. Each request whose route lookup is
+        in flight then answers as one sent after the stop: the lookup may have
+        seen the sandbox running before the stop, and taking the workspace once
+        the cleanup ran would make a killed sandbox's again (or hand out a
+        paused one's next life) with nothing left to stop it.
+        """
+        for lookup in self._lookups.get(sandbox_id, ()):
+            lookup.stale = True
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -201,12 +234,32 @@ class SandboxTrafficRouter:
             await self.control(scope, receive, send)
             return
         sid, port_text = target
+        lookup = _Lookup()
+        self._lookups.setdefault(sid, []).append(lookup)
+        try:
+            workspace = await self._workspace_of(scope, send, sid, port_text, lookup)
+        finally:
+            lookups = self._lookups[sid]
+            lookups.remove(lookup)
+            if not lookups:
+                del self._lookups[sid]
+        if workspace is None:
+            return  # refused
+        app, ws = workspace
+        child = dict(scope)
+        child["state"] = {WORKSPACE_KEY: ws}
+        await app(child, receive, send)
+
+    async def _workspace_of(
+        self, scope: Scope, send: Send, sid: str, port_text: str, lookup: _Lookup
+    ) -> tuple[ASGIApp, Any] | None:
+        """The app and workspace for a request to ``sid``; ``None`` once it is refused."""
         # The route first, as the proxy looks it up (reference §6.8): a sandbox
         # that is not running answers its 502 whatever the port header holds.
         route = await self.state.run("traffic", self.state.backend.route, sid)
         if route is None or route.state != "running":
             await self._refuse(scope, send, 502, NOT_FOUND_MESSAGE, sid)
-            return
+            return None
         port = parse_port(port_text)
         if port is None:
             await self._refuse(
@@ -216,16 +269,19 @@ class SandboxTrafficRouter:
                 f"invalid sandbox port {port_text!r}: set the E2b-Sandbox-Port header",
                 sid,
             )
-            return
+            return None
         app = self.apps.get(port)
         if app is None:
             await self._refuse(scope, send, 502, PORT_CLOSED_MESSAGE, sid, port=port)
-            return
+            return None
         if self.settle is not None:
             await self.settle(sid)
-        child = dict(scope)
-        child["state"] = {WORKSPACE_KEY: self.workspaces.get(route)}
-        await app(child, receive, send)
+        if lookup.stale:
+            # Stopped since the lookup, its cleanup maybe over: answered as after the stop.
+            await self._refuse(scope, send, 502, NOT_FOUND_MESSAGE, sid)
+            return None
+        # No await since the check: a stop from here on stops this very workspace.
+        return app, self.workspaces.get(route)
 
     async def _refuse(
         self, scope: Scope, send: Send, status: int, message: str, sid: str, **extra: Any

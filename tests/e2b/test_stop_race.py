@@ -17,10 +17,11 @@ import contextlib
 import os
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -29,6 +30,7 @@ from e2b.exceptions import SandboxNotRunningException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pytest_kruise_agents.backends import SimBackend
+from pytest_kruise_agents.backends.base import Pending, Route
 from pytest_kruise_agents.e2b.app import create_app
 from pytest_kruise_agents.e2b.envd import make_envd_app
 from pytest_kruise_agents.e2b.envd.processes import ProcessTable
@@ -40,6 +42,8 @@ from pytest_kruise_agents.e2b.settings import Settings
 from pytest_kruise_agents.e2b.workspace import SandboxWorkspace, Workspaces
 
 from .conftest import KEYS, Served, eventually
+
+T = TypeVar("T")
 
 
 class Gate:
@@ -313,3 +317,101 @@ def test_a_filesystem_call_routed_before_a_pause_changes_nothing(tmp_path: Path)
     finally:
         thread.stop()
         server.served.backend.close()
+
+
+class HeldLookup(SimBackend):
+    """The simulated backend, but one route lookup, once answered, waits until :attr:`released`.
+
+    The router looks its sandbox up (in a worker thread when the backend is
+    busy, as this one always is for the held lookup) and only then, back on
+    the loop, takes the sandbox's workspace: the held answer keeps a request
+    between the two, as a slow thread hop or a busy loop does under load.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.armed: str | None = None
+        self.arrived = threading.Event()
+        """The held lookup has answered (and waits)."""
+        self.released = threading.Event()
+
+    def hold_next(self, sandbox_id: str) -> None:
+        """Hold the next lookup of ``sandbox_id`` (the next request sent to it)."""
+        self.armed = sandbox_id
+
+    def attempt(self, call: Callable[[], T]) -> T | Pending[T]:
+        if isinstance(call, partial) and call.func == self.route and call.args == (self.armed,):
+            return Pending(call)  # as when the lock is busy: looked up in a worker thread
+        return super().attempt(call)
+
+    def route(self, sandbox_id: str) -> Route | None:
+        answer = super().route(sandbox_id)
+        if sandbox_id == self.armed:
+            self.armed = None
+            self.arrived.set()
+            self.released.wait(30)
+        return answer
+
+
+@pytest.mark.parametrize("action", ["kill", "pause"])
+def test_a_request_looked_up_before_its_sandbox_stopped_starts_nothing_after_the_cleanup(
+    tmp_path: Path, action: str
+) -> None:
+    """The lookup said running; the stop and its whole cleanup ran before the workspace was taken.
+
+    The request answers as one sent after the stop (the proxy's 502, the SDK's
+    ``SandboxNotRunningException``): no workspace is made again for a killed
+    sandbox, nor a next life handed out for a paused one, so no command runs
+    in it and no directory outlives the kill.
+    """
+    backend = HeldLookup.default(seed=3, replicas=2)
+    workspaces = Workspaces(tmp_path / "workspaces")
+    app = create_app(backend, Settings(api_keys=KEYS), workspaces=workspaces)
+    stopped: list[str] = []
+
+    async def record(sandbox_id: str) -> None:
+        stopped.append(sandbox_id)
+
+    workspaces.add_stop_hook(record)
+    thread = ServerThread(app).start()
+    served = Served(url=thread.url, backend=backend, app=app, workspaces=workspaces)
+    sdk = served.sdk()
+    try:
+        sbx = Sandbox.create(**sdk)
+        sbx.commands.run("true")  # used: its directory exists and its stop runs the hooks
+        first = workspaces.peek(sbx.sandbox_id)
+        assert first is not None and first.root.exists()
+        backend.hold_next(sbx.sandbox_id)
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            answer = pool.submit(sbx.commands.run, "sleep 300", background=True)
+            try:
+                assert backend.arrived.wait(10), "the command's lookup never answered"
+                if action == "kill":
+                    sbx.kill()
+                    eventually(lambda: not first.root.exists(), "the kill deleted the files")
+                else:
+                    sbx.pause()
+                eventually(lambda: sbx.sandbox_id in stopped, "the stop's cleanup ran")
+                backend.released.set()
+
+                with pytest.raises(SandboxNotRunningException):
+                    answer.result(30)
+                if action == "kill":
+                    assert sbx.sandbox_id not in workspaces
+                    assert not first.root.exists()
+                else:
+                    assert workspaces.peek(sbx.sandbox_id) is first  # no next life handed out
+                    assert first.stopped and first.existing_attachment(ProcessTable) is None
+            finally:
+                backend.released.set()
+                _stop_leftover(answer)
+        if action == "pause":
+            # Nothing of the refusal outlives it: the sandbox's next life is served, afresh.
+            resumed = Sandbox.connect(sbx.sandbox_id, **sdk)
+            assert resumed.commands.run("echo back").stdout == "back\n"
+            nxt = workspaces.peek(sbx.sandbox_id)
+            assert nxt is not None and nxt is not first and not nxt.stopped
+            Sandbox.kill(sbx.sandbox_id, **sdk)
+    finally:
+        thread.stop()
+        backend.close()
