@@ -454,7 +454,7 @@ def test_a_served_cluster_keeps_the_latest_records_limit_records() -> None:
     ("value", "reason"),
     [
         (0, "greater than or equal to 1"),
-        (True, ""),
+        (True, "must be an integer, got the boolean true"),
         # No sequence holds more: refused before anything is built, not an OverflowError.
         (2**63, "less than or equal to 9223372036854775807"),
     ],
