@@ -37,6 +37,7 @@ from simulator.cluster import CACHE_WAIT_S, CREATE_CALL_BOUND_S, Cluster
 from simulator.collector import YOUNG_THRESHOLD
 from simulator.context import CLOCK_END
 from simulator.errors import NoAnswerError
+from tests.cluster.conftest import pool_yaml
 
 from ..pools import RECYCLING_POOL
 from ..threads import held_elsewhere, outcome_within
@@ -769,22 +770,8 @@ def test_waiting_calls_never_move_the_virtual_clock_past_its_end() -> None:
 
 
 NEVER_TIMEOUT = {"e2b.agents.kruise.io/never-timeout": "true"}
-NEVER_PULLS = """\
-apiVersion: agents.kruise.io/v1alpha1
-kind: SandboxSet
-metadata:
-  name: p
-  namespace: default
-spec:
-  replicas: 0
-  runtimes:
-    - name: agent-runtime
-  template:
-    spec:
-      containers:
-        - name: sandbox
-          image: "Bad Image"
-"""
+NEVER_PULLS = pool_yaml("p", replicas=0, image='"Bad Image"')
+"""Pool ``p``, empty, of an image that is no valid reference: it never pulls."""
 
 
 def _unanswerable(inline_budget_s: float = 60.0) -> SimBackend:
@@ -836,7 +823,7 @@ def _busy_unanswerable(inline_budget_s: float = 60.0) -> SimBackend:
     """A virtual backend whose pool ``p`` never gets a sandbox ready while the model keeps
     busy: every image pull fails, and the kubelet backs off and pulls again for ever."""
     cluster = Cluster(seed=1, nodes=1)
-    cluster.apply(NEVER_PULLS.replace('"Bad Image"', "registry.example.com/sandbox:v1"))
+    cluster.apply(pool_yaml("p", replicas=0))
     cluster.inject("image_pull_failure")
     cluster.advance(1)
     return SimBackend(cluster, inline_budget_s=inline_budget_s)
@@ -1496,9 +1483,7 @@ def _served_with(refused: Callable[[SimBackend], object] | None) -> list[str]:
     """Through a virtual backend: a run stopped with events due at its instant, ``refused``
     called there (if any), then an apply and 5 s: the log, refused creates' lines left out."""
     cluster = Cluster(seed=0, nodes=1)
-    cluster.apply(
-        NEVER_PULLS.replace("replicas: 0", "replicas: 3").replace('"Bad Image"', "r/p:v1")
-    )
+    cluster.apply(pool_yaml("p", replicas=3))
     cluster.run_until(lambda: len(cluster.log) >= 2)
     assert cluster.env.peek() == cluster.now  # more is due at this very instant
     backend = SimBackend(cluster)
@@ -1510,9 +1495,7 @@ def _served_with(refused: Callable[[SimBackend], object] | None) -> list[str]:
             assert caught.value.code in (400, 404)
             assert all("manager.claim_failed" in str(e) for e in list(cluster.log)[lines:])
             assert cluster.now == now
-        cluster.apply(
-            NEVER_PULLS.replace("replicas: 0", "replicas: 1").replace('"Bad Image"', "r/p:v1")
-        )
+        cluster.apply(pool_yaml("p", replicas=1))
         backend.advance(5)
         return [str(e) for e in cluster.log if "manager.claim_failed" not in str(e)]
     finally:
