@@ -201,6 +201,10 @@ class ClaimRecords(Sequence[ClaimRecord]):
     def __iter__(self) -> Iterator[ClaimRecord]:
         return iter(self._records)
 
+    def __reversed__(self) -> Iterator[ClaimRecord]:
+        # Sequence's own would index the deque from each end inwards: quadratic.
+        return reversed(self._records)
+
     def __len__(self) -> int:
         return len(self._records)
 

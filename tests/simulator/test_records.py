@@ -140,3 +140,11 @@ def test_a_claim_is_warm_or_cold_only_once_delivered() -> None:
     delivered.lock_type = "create"
     delivered.delivered = 2.0
     assert delivered.warm is False
+
+
+def test_records_read_backwards_newest_first() -> None:
+    """``reversed(records)`` gives the kept records newest first, as ``records[::-1]``."""
+    records = ClaimRecords(limit=3)
+    _add(records, 5)
+    assert list(reversed(records)) == records[::-1]
+    assert [r.id for r in reversed(records)] == [5, 4, 3]
