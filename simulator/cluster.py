@@ -22,6 +22,7 @@ import numbers
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
+from functools import partial
 from itertools import chain
 from typing import Any, Literal, TypeAlias, cast, overload
 
@@ -671,56 +672,63 @@ class Cluster:
         unschedulable pod, a pod whose container waits.
         """
         self._stored("SandboxSet", name, namespace)
-
-        counts = self.sandboxset_controller.counts
-        owned = self.world.controller_cache.by_index
-        seen = self.world.manager_cache
-
-        def manager_sees(pool: SandboxSet) -> bool:
-            # The manager claims from its own cache, which sees every write a little
-            # after the controller does. Read once the controller counts the pool
-            # full: one look per sandbox, until enough are seen.
-            revision = pool.status.update_revision
-            cached_set = seen.get("SandboxSet", namespace, name)
-            if cached_set is None or cached_set.status.update_revision != revision:
-                return False
-            want, now = pool.spec.replicas, self.now_dt()
-            for sbx in owned("Sandbox", "owner-uid", pool.metadata.uid or ""):
-                if want <= 0:
-                    break
-                cached = seen.get("Sandbox", namespace, sbx.metadata.name)
-                if (
-                    cached is not None
-                    and cached.metadata.labels.get(keys.LABEL_TEMPLATE_HASH) == revision
-                    and sandbox_state(cached, now)[0] is SandboxState.AVAILABLE
-                ):
-                    want -= 1
-            return want <= 0
-
-        def full() -> bool:
-            # Both the written status and the controller's own bookkeeping must
-            # agree: right after a claim the status still shows the old count.
-            cur = self.world.api.peek("SandboxSet", namespace, name)
-            if cur is None or cur.status.available_replicas < cur.spec.replicas:
-                return False
-            if cur.status.observed_generation != cur.metadata.generation:
-                return False
-            c = counts(namespace, name)
-            if c["available"] < cur.spec.replicas or c["creating"] != 0:
-                return False
-            return manager_sees(cur)
-
-        if not self.run_until(full, timeout=timeout):
-            raise self._pool_timeout(name, namespace, timeout)
+        if not self.run_until(partial(self._pool_ready, name, namespace), timeout=timeout):
+            raise self.pool_wait_error(name, namespace, timeout)
         pool: SandboxSet = self.get("SandboxSet", name, namespace)
         return pool
 
-    def _pool_timeout(self, name: str, namespace: str, timeout: float) -> PoolTimeoutError:
-        """What ``wait_for_pool`` waited for in vain, and why when the pool says it.
+    def pool_ready(self, name: str, namespace: str = "default") -> bool:
+        """Whether the SandboxSet is ready to claim from now, as :meth:`wait_for_pool` counts it.
+
+        It runs nothing: a caller that runs the model another way (a realtime
+        clock's driver) polls it.
+        """
+        self._stored("SandboxSet", name, namespace)
+        return self._pool_ready(name, namespace)
+
+    def _pool_ready(self, name: str, namespace: str) -> bool:
+        """:meth:`pool_ready` without checking the arguments (it runs after every event)."""
+        # Both the written status and the controller's own bookkeeping must
+        # agree: right after a claim the status still shows the old count.
+        cur: SandboxSet | None = self.world.api.peek("SandboxSet", namespace, name)
+        if cur is None or cur.status.available_replicas < cur.spec.replicas:
+            return False
+        if cur.status.observed_generation != cur.metadata.generation:
+            return False
+        c = self.sandboxset_controller.counts(namespace, name)
+        if c["available"] < cur.spec.replicas or c["creating"] != 0:
+            return False
+        # The manager claims from its own cache, which sees every write a little
+        # after the controller does. Read once the controller counts the pool
+        # full: one look per sandbox, until enough are seen.
+        seen = self.world.manager_cache
+        revision = cur.status.update_revision
+        cached_set = seen.get("SandboxSet", namespace, name)
+        if cached_set is None or cached_set.status.update_revision != revision:
+            return False
+        want, now = cur.spec.replicas, self.now_dt()
+        for sbx in self.world.controller_cache.by_index(
+            "Sandbox", "owner-uid", cur.metadata.uid or ""
+        ):
+            if want <= 0:
+                break
+            cached = seen.get("Sandbox", namespace, sbx.metadata.name)
+            if (
+                cached is not None
+                and cached.metadata.labels.get(keys.LABEL_TEMPLATE_HASH) == revision
+                and sandbox_state(cached, now)[0] is SandboxState.AVAILABLE
+            ):
+                want -= 1
+        return want <= 0
+
+    def pool_wait_error(self, name: str, namespace: str, waited: float) -> PoolTimeoutError:
+        """The error of a wait for the pool that ended unready after ``waited`` seconds: what
+        :meth:`pool_ready` waited for in vain, and why when the pool says it.
 
         During a rollout (old-revision sandboxes still available) it counts the
         update revision's available sandboxes, which is what it waits for.
         """
+        self._stored("SandboxSet", name, namespace)
         cur: SandboxSet = self.get("SandboxSet", name, namespace)
         now = self.now_dt()
         revision = cur.status.update_revision
@@ -736,6 +744,12 @@ class Cluster:
             )
         else:
             counted = f"{cur.status.available_replicas}/{replicas} available"
+        generation, observed = cur.metadata.generation, cur.status.observed_generation
+        if observed is None:
+            counted += " (not yet seen by the controller)"
+        elif observed != generation:
+            # The counts above are of the spec the controller last saw, not of this one.
+            counted += f" (the controller has observed generation {observed} of {generation})"
         blocked = rollout_blocked(cur, mine, now)
         why = self.unschedulable_message(name, namespace)
         waits = None if why else self._waiting_message(name, namespace)
@@ -745,7 +759,7 @@ class Cluster:
             *([f"a pod of it is not ready: {waits}"] if waits else []),
         ]
         return PoolTimeoutError(
-            f"SandboxSet {namespace}/{name}: {counted} after {timeout:g}s",
+            f"SandboxSet {namespace}/{name}: {counted} after {waited:g}s",
             reason="; ".join(reasons) or None,
         )
 

@@ -207,7 +207,12 @@ class SandboxSetFactory:
         return ready
 
     def wait_ready(self, name: str, namespace: str = "default", *, timeout: float = 600.0) -> None:
-        """Run until the pool has ``spec.replicas`` available sandboxes (``TimeoutError`` after)."""
+        """Run until the pool is ready to claim from (``TimeoutError`` after).
+
+        Ready as :meth:`simulator.Cluster.wait_for_pool` counts it, under either
+        clock: its current revision's ``spec.replicas`` sandboxes available to the
+        sandbox-manager. A realtime clock's driver runs the model meanwhile.
+        """
         __tracebackhide__ = True
         check_seconds("timeout", timeout)
         backend = self._backend
@@ -221,16 +226,14 @@ class SandboxSetFactory:
             # Raised here, not chained: the traceback ends at the test's call.
             raise TimeoutError(problem)
 
-        def full() -> bool:
-            pool = backend.get("SandboxSet", name, namespace)
-            return bool(pool.status.available_replicas >= pool.spec.replicas)
+        def ready() -> bool:
+            with backend.locked() as cluster:
+                return bool(cluster.pool_ready(name, namespace))
 
-        if not self._clock.run_until(full, timeout=timeout):
-            pool = backend.get("SandboxSet", name, namespace)
-            raise TimeoutError(
-                f"SandboxSet {namespace}/{name}: {pool.status.available_replicas}/"
-                f"{pool.spec.replicas} available after {timeout:g}s"
-            )
+        if not self._clock.run_until(ready, timeout=timeout):
+            with backend.locked() as cluster:
+                problem = str(cluster.pool_wait_error(name, namespace, timeout))
+            raise TimeoutError(problem)
 
 
 class SandboxClaimFactory:

@@ -7,6 +7,7 @@ import pytest
 from pytest_kruise_agents.api import keys
 from pytest_kruise_agents.claiming.errors import ClaimError, NotFoundError
 from simulator.cluster import Cluster
+from simulator.errors import NotFoundError as KubeNotFoundError
 from simulator.errors import PoolTimeoutError
 from simulator.latency import Fixed
 
@@ -235,6 +236,36 @@ def test_a_pool_that_is_only_slow_times_out_saying_no_reason(cluster: Cluster) -
         cluster.wait_for_pool("base", timeout=0.5)
     assert str(err.value) == "SandboxSet default/base: 0/2 available after 0.5s"
     assert not err.value.explained
+
+
+def test_a_wait_ended_before_the_controller_saw_the_new_spec_says_so(cluster: Cluster) -> None:
+    """Right after a re-apply the set's status still counts the old spec: ``2/2 available``
+    alone would read as a full pool, so the timeout says which generation it counted."""
+    cluster.apply(pool_yaml(replicas=2))
+    cluster.wait_for_pool("base")
+    cluster.apply(pool_yaml(replicas=2, image="registry.example.com/sandbox:v2"))
+    assert not cluster.pool_ready("base")
+    with pytest.raises(PoolTimeoutError) as err:
+        cluster.wait_for_pool("base", timeout=0)
+    assert str(err.value) == (
+        "SandboxSet default/base: 2/2 available (the controller has observed generation 1"
+        " of 2) after 0s"
+    )
+    assert cluster.wait_for_pool("base").metadata.generation == 2
+    assert cluster.pool_ready("base")
+
+
+def test_pool_ready_checks_its_arguments_and_runs_nothing(cluster: Cluster) -> None:
+    """``pool_ready`` is the wait's test, for a caller that runs the model another way: it
+    moves no time, and an unknown pool is the same NotFoundError as ``wait_for_pool``'s."""
+    cluster.apply(pool_yaml(replicas=1))
+    now = cluster.now
+    assert not cluster.pool_ready("base")
+    assert cluster.now == now
+    with pytest.raises(KubeNotFoundError, match='"nope" not found'):
+        cluster.pool_ready("nope")
+    with pytest.raises(KubeNotFoundError, match='"nope" not found'):
+        cluster.pool_wait_error("nope", "default", 1.0)
 
 
 NO_UNAVAILABLE = "  updateStrategy: {maxUnavailable: 0}\n"

@@ -324,6 +324,42 @@ def test_sandboxset_reapplied_with_a_new_image_waits_until_the_pool_runs_it(
     suite.runpytest().assert_outcomes(passed=1)
 
 
+def test_sandboxset_reapplied_under_a_realtime_clock_waits_for_the_new_image_too(
+    suite: pytest.Pytester,
+) -> None:
+    """Under a realtime clock the wait counts what the virtual one counts: the new revision's
+    sandboxes available to the sandbox-manager, not the old ones still in the written status;
+    and its timeout says what it counted."""
+    suite.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.kruise(clock="realtime:100")
+        def test_reapply(sandboxset, kruise_backend):
+            sandboxset("agents", replicas=2, image="registry.example.com/sandbox:v1")
+            sandboxset("agents", replicas=2, image="registry.example.com/sandbox:v2")
+            with kruise_backend.locked() as cluster:
+                sbx = cluster.create_sandbox("agents")
+                assert cluster.last_record().warm
+            assert sbx.spec.template["spec"]["containers"][0]["image"].endswith(":v2")
+
+        @pytest.mark.kruise(clock="realtime:100")
+        def test_timeout_counts_the_new_revision(sandboxset):
+            sandboxset("agents", replicas=2, image="registry.example.com/sandbox:v1")
+            with pytest.raises(TimeoutError) as caught:
+                sandboxset(
+                    "agents", replicas=2, image="registry.example.com/sandbox:v2", timeout=0
+                )
+            # Checked at once: the controller has not yet seen the new spec.
+            assert str(caught.value) == (
+                "SandboxSet default/agents: 2/2 available (the controller has observed"
+                " generation 1 of 2) after 0s"
+            )
+        """
+    )
+    suite.runpytest().assert_outcomes(passed=2)
+
+
 def test_sandbox_claim_applies_a_claim_and_waits_for_completed(suite: pytest.Pytester) -> None:
     suite.makepyfile(
         """
@@ -999,7 +1035,7 @@ def test_waiting_no_time_at_all_is_a_plain_no(suite: pytest.Pytester) -> None:
 
         @pytest.mark.kruise(clock="realtime:50")
         def test_sandboxset_realtime(sandboxset):
-            with pytest.raises(TimeoutError, match="0/2 available after 0s"):
+            with pytest.raises(TimeoutError, match="0/2 available .not yet seen by the controller. after 0s"):
                 sandboxset("later", replicas=2, timeout=0)
         """
     )
