@@ -186,6 +186,20 @@ class SandboxClaimSpec(KubeModel):
             seen.add(mount.mount_path)
         return value
 
+    @model_validator(mode="after")
+    def _csi_mounts_need_the_runtime_init(self, info: ValidationInfo) -> SandboxClaimSpec:
+        # The runtime's /init makes the mounts: every claim attempt refuses them
+        # without it (ValidateAndInitClaimOptions), whatever the pool, as the
+        # E2B path's skip-init-runtime with CSI mounts is a 400. Refused here (a
+        # deliberate difference: upstream has no SandboxClaim webhook). A pool
+        # without the agent runtime is the claim's own 400, at each attempt.
+        if self.skip_init_runtime and self.dynamic_volumes_mount and from_manifest(info):
+            raise FieldProblem(
+                ("dynamicVolumesMount",),
+                "CSI mounts are made by the runtime init, which spec.skipInitRuntime: true skips",
+            )
+        return self
+
 
 class SandboxClaimStatus(KubeModel):
     """``SandboxClaimStatus``."""

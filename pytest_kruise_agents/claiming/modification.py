@@ -46,10 +46,12 @@ __all__ = [
     "MAX_GENERATE_NAME",
     "PRESERVED_INTERNAL_KEYS",
     "RUNTIME_INIT_CONTAINER",
+    "RUNTIME_INIT_OPTION_NAMES",
     "UUID_STAND_IN",
     "ClaimOptions",
     "InitRuntimeRequest",
     "InplaceNames",
+    "RuntimeInitNames",
     "check_inplace_target",
     "claim_annotations",
     "claim_annotations_problem",
@@ -129,6 +131,17 @@ INPLACE_OPTION_NAMES: Final = InplaceNames("inplace_image", "cpu_request", "cpu_
 """The :class:`ClaimOptions` fields themselves, for options not made from a request."""
 
 
+class RuntimeInitNames(NamedTuple):
+    """What the request calls its CSI mounts, and why it has no runtime init: a refusal says both."""
+
+    csi_mounts: str
+    no_init: str
+
+
+RUNTIME_INIT_OPTION_NAMES: Final = RuntimeInitNames("csi_mounts", "init_runtime is not set")
+"""The :class:`ClaimOptions` fields themselves, for options not made from a request."""
+
+
 @dataclass(frozen=True)
 class ClaimOptions:
     """Everything one claim needs (``infra.ClaimSandboxOptions``).
@@ -142,7 +155,10 @@ class ClaimOptions:
     sandbox, which has only a generateName then). ``claim_timeout`` and
     ``wait_ready_timeout`` ``None`` mean unbounded. ``inplace_names`` are the
     request's names of ``inplace_image``, ``cpu_request`` and ``cpu_limit``
-    (E2B keys, a SandboxClaim's fields), which an error about them names.
+    (E2B keys, a SandboxClaim's fields), which an error about them names;
+    ``runtime_init_names`` name its CSI mounts and say why it has no runtime
+    init (a SandboxClaim's ``skipInitRuntime``, or its pool without the agent
+    runtime), for the refusal of CSI mounts without it.
     """
 
     namespace: str
@@ -169,6 +185,7 @@ class ClaimOptions:
     pod_annotations: dict[str, str] = field(default_factory=dict)
     label_pod_with_sandbox_name: bool = False
     inplace_names: InplaceNames = INPLACE_OPTION_NAMES
+    runtime_init_names: RuntimeInitNames = RUNTIME_INIT_OPTION_NAMES
 
     @property
     def inplace_update(self) -> bool:
@@ -205,8 +222,9 @@ def validate_claim_options(opts: ClaimOptions) -> None:
 
     Upstream's ``ValidateAndInitClaimOptions``: user and template required,
     CSI mounts need runtime init, CPU quantities positive, and a candidate
-    window a pick can read (at most :data:`MAX_CANDIDATE_WINDOW`). The image and
-    CPU are named as the request names them (``opts.inplace_names``).
+    window a pick can read (at most :data:`MAX_CANDIDATE_WINDOW`). The CSI
+    mounts, image and CPU are named as the request names them
+    (``opts.runtime_init_names``, ``opts.inplace_names``).
     """
     if not opts.user:
         raise BadRequestError("user: required", field="user")
@@ -217,9 +235,9 @@ def validate_claim_options(opts: ClaimOptions) -> None:
             f"candidate_count: must be from 1 to {MAX_CANDIDATE_WINDOW}", field="candidate_count"
         )
     if opts.csi_mounts and opts.init_runtime is None:
+        mounts, why = opts.runtime_init_names
         raise BadRequestError(
-            "csi_mounts: CSI mounts need the runtime to be initialised (init_runtime)",
-            field="csi_mounts",
+            f"{mounts}: CSI mounts need the runtime to be initialised, but {why}", field=mounts
         )
     names = opts.inplace_names
     if opts.inplace_image is not None and not opts.inplace_image:

@@ -19,10 +19,13 @@ from pytest_kruise_agents.api.sandboxset import SandboxSet
 from pytest_kruise_agents.api.validation import FieldProblem
 from pytest_kruise_agents.claiming.extensions import RESERVE_FOREVER, is_blacklisted
 from pytest_kruise_agents.claiming.modification import (
+    AGENT_RUNTIME,
+    RUNTIME_INIT_CONTAINER,
     UUID_STAND_IN,
     ClaimOptions,
     InitRuntimeRequest,
     InplaceNames,
+    RuntimeInitNames,
     claim_annotations_problem,
     sandboxset_has_agent_runtime,
 )
@@ -39,6 +42,7 @@ __all__ = [
     "REASON_FEATURE_GATE_DISABLED",
     "REASON_SANDBOXSET_NOT_FOUND",
     "REASON_TIMEOUT_REACHED",
+    "SANDBOXCLAIM_CSI_MOUNTS",
     "SANDBOXCLAIM_INPLACE_NAMES",
     "ClaimStatusDecision",
     "calculate_claim_status",
@@ -76,6 +80,8 @@ SANDBOXCLAIM_INPLACE_NAMES: Final = InplaceNames(
     "spec.inplaceUpdate.resources.limits.cpu",
 )
 """The fields of a SandboxClaim's in-place image and CPU, which a refusal of them names."""
+SANDBOXCLAIM_CSI_MOUNTS: Final = "spec.dynamicVolumesMount"
+"""The field of a SandboxClaim's CSI mounts, which their refusal without runtime init names."""
 
 
 def claim_waves(n: int, initial: int = DEFAULT_INITIAL_WAVE) -> list[int]:
@@ -278,16 +284,32 @@ def claim_options_for(
     may be in ``resolved``, the pod template of the SandboxTemplate the set
     names: #441). ``reserveFailedSandbox`` keeps failed sandboxes forever. No
     claim timeout: the controller makes one attempt per call. ``now`` is
-    accepted for symmetry with the other rules.
+    accepted for symmetry with the other rules. CSI mounts without runtime
+    init are refused at each attempt naming ``spec.dynamicVolumesMount`` and
+    why init is off: ``spec.skipInitRuntime``, or the pool without the agent
+    runtime.
     """
     del now  # The claim path takes its times from the spec, not the clock.
-    initialises = not claim.spec.skip_init_runtime and sandboxset_has_agent_runtime(sbs, resolved)
-    return _claim_options(
+    has_runtime = sandboxset_has_agent_runtime(sbs, resolved)
+    opts = _claim_options(
         claim,
         lock_string=lock_string,
         access_token=access_token,
-        initialises=initialises,
+        initialises=not claim.spec.skip_init_runtime and has_runtime,
         annotations_on_pod=annotations_on_pod,
+    )
+    if opts.init_runtime is not None or not opts.csi_mounts:
+        return opts
+    # Only a claim that will be refused carries the reason: the names are for its error.
+    if claim.spec.skip_init_runtime:
+        why = "spec.skipInitRuntime is true"
+    else:
+        why = (
+            f"SandboxSet {sbs.metadata.namespace}/{sbs.metadata.name} has no agent-runtime "
+            f"(runtimes: [{AGENT_RUNTIME}], or an init container named {RUNTIME_INIT_CONTAINER})"
+        )
+    return dataclasses.replace(
+        opts, runtime_init_names=RuntimeInitNames(SANDBOXCLAIM_CSI_MOUNTS, why)
     )
 
 

@@ -65,6 +65,7 @@ from pytest_kruise_agents.claiming.extensions import (
 from pytest_kruise_agents.claiming.modification import (
     ClaimOptions,
     InitRuntimeRequest,
+    RuntimeInitNames,
     validate_claim_options,
 )
 from simulator.cluster import DEFAULT_USER, default_nodes
@@ -520,12 +521,13 @@ class ClaimSpec(_Model):
             lock_string="",
             csi_mounts=mounts,
             init_runtime=None if self.skip_init_runtime else InitRuntimeRequest(),
+            runtime_init_names=RuntimeInitNames("csi_mounts", "skip_init_runtime is true"),
         )
         try:
             validate_claim_options(opts)
         except BadRequestError as exc:
             reason = str(exc).removeprefix(f"{exc.field}: ")
-            raise FieldError("csi_mounts", f"{reason}, which skip_init_runtime skips") from None
+            raise FieldError("csi_mounts", reason) from None
 
 
 class WorkloadSpec(_Model):

@@ -172,3 +172,18 @@ def test_env_vars_size_is_not_the_models_rule() -> None:
     big = {"BIG": "x" * 200_000, "B2": "y" * 70_000}
     loaded: Any = load_manifest(claim(envVars=big))
     assert loaded.spec.env_vars == big
+
+
+def test_csi_mounts_with_the_runtime_init_skipped_are_refused_at_apply() -> None:
+    """The runtime's ``/init`` makes the CSI mounts: with ``skipInitRuntime: true`` every claim
+    attempt would refuse them (``ValidateAndInitClaimOptions``), whatever the pool. Refused at
+    apply, naming both fields, as the E2B path answers ``skip-init-runtime`` with CSI mounts
+    400 (a deliberate difference: upstream has no SandboxClaim webhook)."""
+    mounts = [{"pvName": "pv1", "mountPath": "/data"}]
+    field, reason = problem(claim(skipInitRuntime=True, dynamicVolumesMount=mounts))
+    assert field == "SandboxClaim/c spec.dynamicVolumesMount"
+    assert reason == (
+        "CSI mounts are made by the runtime init, which spec.skipInitRuntime: true skips"
+    )
+    assert load_manifest(claim(dynamicVolumesMount=mounts))
+    assert load_manifest(claim(skipInitRuntime=True, dynamicVolumesMount=[]))

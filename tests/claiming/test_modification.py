@@ -26,10 +26,12 @@ from pytest_kruise_agents.claiming.extensions import (
 )
 from pytest_kruise_agents.claiming.modification import (
     INPLACE_OPTION_NAMES,
+    RUNTIME_INIT_OPTION_NAMES,
     UUID_STAND_IN,
     ClaimOptions,
     InitRuntimeRequest,
     InplaceNames,
+    RuntimeInitNames,
     check_inplace_target,
     claim_annotations,
     claim_annotations_problem,
@@ -133,6 +135,30 @@ class TestValidate:
             validate_claim_options(options(**overrides))
         assert info.value.field == field
         assert info.value.message.startswith(field)
+
+    @pytest.mark.parametrize(
+        ("names", "message"),
+        [
+            (
+                RUNTIME_INIT_OPTION_NAMES,
+                "csi_mounts: CSI mounts need the runtime to be initialised, "
+                "but init_runtime is not set",
+            ),
+            (
+                RuntimeInitNames("spec.dynamicVolumesMount", "spec.skipInitRuntime is true"),
+                "spec.dynamicVolumesMount: CSI mounts need the runtime to be initialised, "
+                "but spec.skipInitRuntime is true",
+            ),
+        ],
+    )
+    def test_csi_without_init_runtime_is_named_as_the_request_names_it(
+        self, names: RuntimeInitNames, message: str
+    ) -> None:
+        """The refusal names the request's mounts and says why it has no runtime init."""
+        mounts = [CSIMountConfig(pv_name="p", mount_path="/m")]
+        with pytest.raises(BadRequestError) as info:
+            validate_claim_options(options(csi_mounts=mounts, runtime_init_names=names))
+        assert (info.value.field, info.value.message) == (names.csi_mounts, message)
 
     def test_csi_with_init_runtime_is_fine(self) -> None:
         """CSI mounts are allowed once the runtime is initialised."""

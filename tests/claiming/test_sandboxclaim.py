@@ -17,11 +17,13 @@ from pytest_kruise_agents.api.sandboxclaim import (
     SandboxClaim,
 )
 from pytest_kruise_agents.api.validation import ANNOTATIONS_MAX, annotations_size
+from pytest_kruise_agents.claiming.errors import BadRequestError
 from pytest_kruise_agents.claiming.extensions import RESERVE_FOREVER
 from pytest_kruise_agents.claiming.modification import (
     UUID_STAND_IN,
     InitRuntimeRequest,
     claim_annotations,
+    validate_claim_options,
 )
 from pytest_kruise_agents.claiming.sandboxclaim import (
     calculate_claim_status,
@@ -279,6 +281,37 @@ class TestClaimOptionsFor:
         assert (
             claim_options_for(skip, sbs, lock_string="L", access_token="T", now=NOW).init_runtime
             is None
+        )
+
+    @pytest.mark.parametrize(
+        ("skip", "runtimes", "why"),
+        [
+            (True, ["agent-runtime"], "spec.skipInitRuntime is true"),
+            (
+                False,
+                [],
+                "SandboxSet default/demo has no agent-runtime "
+                "(runtimes: [agent-runtime], or an init container named runtime)",
+            ),
+        ],
+    )
+    def test_csi_mounts_without_init_are_refused_naming_the_claims_fields(
+        self, skip: bool, runtimes: list[str], why: str
+    ) -> None:
+        """Each attempt refuses CSI mounts without runtime init (``ValidateAndInitClaimOptions``):
+        the 400 names ``spec.dynamicVolumesMount`` and why there is no init, the claim's
+        ``skipInitRuntime`` or its pool without the agent runtime (skipped silently, §5.1)."""
+        claim = make_claim(
+            skip_init_runtime=skip,
+            dynamic_volumes_mount=[CSIMountConfig(pv_name="pv", mount_path="/d")],
+        )
+        sbs = make_sandboxset(runtimes=runtimes)
+        opts = claim_options_for(claim, sbs, lock_string="L", access_token="T", now=NOW)
+        with pytest.raises(BadRequestError) as info:
+            validate_claim_options(opts)
+        assert info.value.field == "spec.dynamicVolumesMount"
+        assert info.value.message == (
+            f"spec.dynamicVolumesMount: CSI mounts need the runtime to be initialised, but {why}"
         )
 
     def test_spec_fields(self) -> None:

@@ -111,28 +111,53 @@ def test_claim_path_skips_init_for_a_pool_without_agent_runtime(cluster: Cluster
     assert cluster.get("sbc", "plain").status.claimed_replicas == 1
 
 
-@pytest.mark.parametrize("runtime", ["skipped", "absent"])
-def test_csi_mounts_without_runtime_init_fail_every_attempt_and_touch_no_sandbox(
-    cluster: Cluster, runtime: str
+def test_csi_mounts_on_a_pool_without_agent_runtime_fail_every_attempt_and_touch_no_sandbox(
+    cluster: Cluster,
 ) -> None:
-    """``ValidateAndInitClaimOptions``: CSI mounts need runtime init. Without it (skipped, or
-    a pool without agent-runtime) every attempt fails before a pick: nothing is claimed,
-    locked or deleted, and the claim times out."""
-    cluster.apply(pool_yaml(replicas=3, agent_runtime=runtime == "skipped"))
+    """``ValidateAndInitClaimOptions``: CSI mounts need runtime init, which the claim path skips
+    for a pool without agent-runtime (§5.1). Every attempt fails before a pick with a 400 that
+    names the claim's field and the pool: nothing is claimed, locked or deleted, and the claim
+    times out."""
+    cluster.apply(pool_yaml(replicas=3, agent_runtime=False))
     cluster.wait_for_pool("base")
     pool = sorted(s.metadata.name for s in cluster.list("sbx", "default"))
-    extra = {"skipInitRuntime": True} if runtime == "skipped" else {}
-    cluster.apply(
-        claim_yaml("csi", dynamicVolumesMount="[{pvName: pv1, mountPath: /data}]", **extra)
-    )
+    cluster.apply(claim_yaml("csi", dynamicVolumesMount="[{pvName: pv1, mountPath: /data}]"))
     run_to_completion(cluster, "csi", limit=120)
     claim = cluster.get("sbc", "csi")
     assert claim.status.claimed_replicas == 0
     assert {c.type: c.reason for c in claim.status.conditions}["Completed"] == "TimeoutReached"
-    failures = {r.error_reason for r in cluster.records if r.claim_name == "csi"}
-    assert failures == {"BadRequest"}
-    assert not [r for r in cluster.records if r.claim_name == "csi" and r.picked is not None]
+    mine = [r for r in cluster.records if r.claim_name == "csi"]
+    assert {(r.error_code, r.error_reason, r.error) for r in mine} == {
+        (
+            400,
+            "BadRequest",
+            "spec.dynamicVolumesMount: CSI mounts need the runtime to be initialised, but "
+            "SandboxSet default/base has no agent-runtime "
+            "(runtimes: [agent-runtime], or an init container named runtime)",
+        )
+    }
+    assert not [r for r in mine if r.picked is not None]
     assert sorted(s.metadata.name for s in cluster.list("sbx", "default")) == pool
+
+
+def test_csi_mounts_with_the_runtime_init_skipped_are_refused_at_apply(pooled: Cluster) -> None:
+    """With ``skipInitRuntime: true`` every attempt would refuse the mounts, whatever the pool:
+    the claim is refused at apply, naming both fields, and nothing is stored or claimed."""
+    before = pooled.log.text()
+    with pytest.raises(InvalidError) as err:
+        pooled.apply(
+            claim_yaml(
+                "csi",
+                skipInitRuntime=True,
+                dynamicVolumesMount="[{pvName: pv1, mountPath: /data}]",
+            )
+        )
+    assert err.value.field == "SandboxClaim/csi spec.dynamicVolumesMount"
+    assert err.value.reason == (
+        "CSI mounts are made by the runtime init, which spec.skipInitRuntime: true skips"
+    )
+    assert not pooled.list("sbc", "default")
+    assert pooled.log.text() == before
 
 
 @pytest.mark.parametrize("seed", range(4))

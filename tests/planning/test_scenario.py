@@ -948,8 +948,7 @@ def test_csi_mounts_without_the_runtime_init_are_refused(path: str, tmp_path: Pa
     err = _error(TINY.replace("hold: exp(10s)", f"hold: exp(10s)\n    {claim}"), tmp_path)
     assert err.path == "workloads[0].claim.csi_mounts"
     assert err.reason == (
-        "CSI mounts need the runtime to be initialised (init_runtime), "
-        "which skip_init_runtime skips"
+        "CSI mounts need the runtime to be initialised, but skip_init_runtime is true"
     )
     assert err.line is not None
 
