@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Container, Iterable, Sequence, Set
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from itertools import islice
 from typing import Final
 
@@ -39,8 +39,11 @@ __all__ = [
 DEFAULT_CANDIDATE_WINDOW: Final = 100
 MAX_CANDIDATE_WINDOW: Final = sys.maxsize
 """The widest candidate window a pick can read (it reads the pool with ``itertools.islice``)."""
+
 REASON_NO_STOCK: Final = "no stock"
 REASON_ALL_PICKED: Final = "all candidates are picked"
+
+_SECOND: Final = timedelta(seconds=1)
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,10 @@ def _window(
     """
     out: list[Sandbox] = []
     items = iter(pool)
+    # A shutdown time counts in whole seconds (§9 item 10), as in
+    # ``sandbox_state``: ``now <= truncate(t)`` is ``ceil(now) <= t``, computed
+    # once here rather than a truncation per sandbox.
+    ceil_now = now.replace(microsecond=0) + _SECOND if now.microsecond else now
     while len(out) < window:
         chunk = list(islice(items, window - len(out)))
         if not chunk:
@@ -114,14 +121,16 @@ def _window(
         if not prefiltered:
             out += [s for s in chunk if is_candidate(s, now, is_fresh=is_fresh)]
         elif is_fresh is None:
-            out += [s for s in chunk if s.spec.shutdown_time is None or now <= s.spec.shutdown_time]
+            out += [
+                s for s in chunk if s.spec.shutdown_time is None or ceil_now <= s.spec.shutdown_time
+            ]
         else:
             # Only what the passing of time can change is checked again (the
             # shutdown time), and the freshness of the suspects (all if none given).
             out += [
                 s
                 for s in chunk
-                if (s.spec.shutdown_time is None or now <= s.spec.shutdown_time)
+                if (s.spec.shutdown_time is None or ceil_now <= s.spec.shutdown_time)
                 and ((suspects is not None and s.metadata.uid not in suspects) or is_fresh(s))
             ]
     return out

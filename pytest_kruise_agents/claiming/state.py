@@ -102,8 +102,13 @@ def sandbox_state(sbx: Sandbox, now: datetime) -> tuple[SandboxState, str]:
     if sbx.metadata.deletion_timestamp is not None:
         return SandboxState.DEAD, REASON_DELETED
     shutdown = sbx.spec.shutdown_time
-    if shutdown is not None and now > shutdown:
-        return SandboxState.DEAD, REASON_SHUTDOWN_TIME_REACHED
+    if shutdown is not None:
+        if shutdown.microsecond:
+            # Compared in whole seconds, as upstream truncates it (§9 item 10);
+            # only a hand-written time has a fraction, the model writes none.
+            shutdown = shutdown.replace(microsecond=0)
+        if now > shutdown:
+            return SandboxState.DEAD, REASON_SHUTDOWN_TIME_REACHED
     phase = sbx.status.phase
     if phase == SandboxPhase.PENDING:
         return SandboxState.CREATING, REASON_PENDING

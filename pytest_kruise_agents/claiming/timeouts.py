@@ -82,6 +82,18 @@ def truncate(dt: datetime) -> datetime:
     return dt.astimezone(UTC).replace(microsecond=0)
 
 
+def _whole(dt: datetime | None) -> datetime | None:
+    """A stored shutdown or pause time as it is compared: without a fraction of a second.
+
+    The model writes only whole seconds; one applied by hand (an edited
+    Sandbox) keeps its fraction in the store, and upstream compares it
+    truncated (§9 item 10). Cheaper than :func:`truncate`: stored times are UTC.
+    """
+    if dt is None or not dt.microsecond:
+        return dt
+    return dt.replace(microsecond=0)
+
+
 def later(dt: datetime, delta: timedelta) -> datetime:
     """``truncate(dt + delta)``, or :data:`LATEST` if that would be later (or past the calendar)."""
     start = truncate(dt)
@@ -133,10 +145,10 @@ def create_times(
 
 
 def effective_end(sbx: Sandbox) -> datetime | None:
-    """When the sandbox stops running: ``pauseTime`` if set, else ``shutdownTime``."""
+    """When the sandbox stops running: ``pauseTime``, else ``shutdownTime``, in whole seconds."""
     if sbx.spec.pause_time is not None:
-        return sbx.spec.pause_time
-    return sbx.spec.shutdown_time
+        return _whole(sbx.spec.pause_time)
+    return _whole(sbx.spec.shutdown_time)
 
 
 def format_retention(retention: timedelta) -> str:
@@ -291,12 +303,14 @@ def timer_action(sbx: Sandbox, now: datetime) -> TimerAction:
     the paused-retention annotation whose ``pauseTime`` is due pauses first.
     ``pauseTime`` due on a running sandbox pauses it; with the retention
     annotation and a ``shutdownTime``, both times become ``now + retention``.
-    Otherwise requeue at the earliest pending timer.
+    Otherwise requeue at the earliest pending timer. Both times are compared,
+    and the requeue computed, in whole seconds (§9 item 10); a pause without
+    the retention annotation writes them back as stored.
     """
     if not _timers_apply(sbx):
         return TimerAction("none")
-    shutdown = sbx.spec.shutdown_time
-    pause = sbx.spec.pause_time
+    shutdown = _whole(sbx.spec.shutdown_time)
+    pause = _whole(sbx.spec.pause_time)
     paused = bool(sbx.spec.paused)
     has_retention = keys.ANN_RESERVE_PAUSED_DURATION in sbx.metadata.annotations
     pause_due = pause is not None and not paused and pause <= now
@@ -304,7 +318,7 @@ def timer_action(sbx: Sandbox, now: datetime) -> TimerAction:
     if shutdown is not None and shutdown < now and not (has_retention and pause_due):
         return TimerAction("delete")
     if pause_due:
-        new_shutdown, new_pause = shutdown, pause
+        new_shutdown, new_pause = sbx.spec.shutdown_time, sbx.spec.pause_time
         if has_retention and shutdown is not None:
             new_shutdown = new_pause = later(now, paused_retention(sbx))
         return TimerAction("pause", shutdown_time=new_shutdown, pause_time=new_pause)

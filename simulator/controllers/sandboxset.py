@@ -324,6 +324,9 @@ class SandboxSetController(Reconciler[SetKey]):
         self._where[key] = (uid, state)
         shutdown = sbx.spec.shutdown_time
         if shutdown is not None and state is not SandboxState.DEAD:
+            if shutdown.microsecond:
+                # The derived state counts it in whole seconds (§9 item 10).
+                shutdown = shutdown.replace(microsecond=0)
             self._arm_shutdown_timer(key, self.ctx.to_seconds(shutdown))
         return state
 

@@ -188,6 +188,22 @@ def test_prefiltered_pool_rechecks_only_what_time_changes() -> None:
     assert pick([locked]).sandbox is None
 
 
+def test_every_walk_counts_a_shutdown_time_in_whole_seconds() -> None:
+    """The candidate walk agrees with the derived state (§9 item 10): a sandbox whose
+    shutdownTime is 10:00:00.9 is past it just after 10:00:00, prefiltered or not, and at
+    10:00:00 exactly it is still a candidate."""
+    from datetime import timedelta
+
+    fraction = make_sandbox("fraction", shutdown=NOW + timedelta(microseconds=900_000))
+    fine = make_sandbox("fine")
+    hair = NOW + timedelta(microseconds=1)
+    for prefiltered, is_fresh in ((False, None), (True, None), (True, lambda s: True)):
+        at_the_second = pick([fraction], now=NOW, prefiltered=prefiltered, is_fresh=is_fresh)
+        assert at_the_second.sandbox is fraction
+        after = pick([fraction, fine], now=hair, prefiltered=prefiltered, is_fresh=is_fresh)
+        assert after.sandbox is fine and after.candidates == 1
+
+
 def test_prefiltered_asks_freshness_of_suspects_only() -> None:
     """With suspects (the caller's pending expectations), only their UIDs can be stale."""
     a, b = make_sandbox("a"), make_sandbox("b")

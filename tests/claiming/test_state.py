@@ -68,6 +68,15 @@ def test_shutdown_time_is_reached_only_after_it() -> None:
     assert sandbox_state(at, NOW + timedelta(microseconds=1))[0] == S.DEAD
 
 
+def test_a_shutdown_time_counts_in_whole_seconds() -> None:
+    """A hand-written fraction of a second is dropped before the comparison (§9 item 10):
+    a shutdownTime of 10:00:00.9 is reached just after 10:00:00, as upstream truncates it."""
+    sbx = make_sandbox(owned=False, shutdown=NOW + timedelta(microseconds=900_000))
+    assert sandbox_state(sbx, NOW)[0] == S.RUNNING
+    assert sandbox_state(sbx, NOW + timedelta(microseconds=1)) == (S.DEAD, "ShutdownTimeReached")
+    assert sbx.spec.shutdown_time == NOW + timedelta(microseconds=900_000)  # as written
+
+
 def test_a_paused_pool_sandbox_is_still_available() -> None:
     """spec.paused matters only once claimed: a controlled ready sandbox is available."""
     assert sandbox_state(make_sandbox(paused=True), NOW)[0] == S.AVAILABLE

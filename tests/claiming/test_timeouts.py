@@ -134,6 +134,13 @@ def test_effective_end_prefers_pause_time() -> None:
     assert effective_end(make_sandbox()) is None
 
 
+def test_effective_end_counts_in_whole_seconds() -> None:
+    """The end a sandbox stops running at has no hand-written fraction of a second (§9 item 10)."""
+    fraction = timedelta(microseconds=900_000)
+    assert effective_end(make_sandbox(pause_time=NOW + fraction)) == NOW
+    assert effective_end(make_sandbox(shutdown=NOW + fraction)) == NOW
+
+
 def test_retention_parsing() -> None:
     """Retention is "forever" or a positive Go duration, formatted back the same way."""
     assert parse_retention("forever") == FOREVER
@@ -314,6 +321,31 @@ class TestTimerAction:
         action = timer_action(sbx, NOW)
         assert action.kind == "pause"
         assert (action.shutdown_time, action.pause_time) == (NOW + timedelta(hours=2), NOW)
+
+    def test_times_count_in_whole_seconds(self) -> None:
+        """Hand-written fractions of a second are dropped before comparing (§9 item 10, as
+        upstream's ``pkg/utils/timeout`` truncates): a shutdownTime or pauseTime of
+        10:00:00.9 is due just after 10:00:00, and the requeue waits for that."""
+        fraction = timedelta(microseconds=900_000)
+        hair = timedelta(microseconds=1)
+        dying = make_sandbox(owned=False, shutdown=NOW + fraction)
+        assert timer_action(dying, NOW - timedelta(seconds=2)) == TimerAction("requeue", after=2.0)
+        assert timer_action(dying, NOW + hair).kind == "delete"
+        pausing = make_sandbox(
+            owned=False,
+            pause_time=NOW + fraction,
+            shutdown=NOW + timedelta(hours=1, microseconds=5),
+        )
+        assert timer_action(pausing, NOW - timedelta(seconds=2)) == TimerAction(
+            "requeue", after=2.0
+        )
+        action = timer_action(pausing, NOW)
+        assert action.kind == "pause"
+        # The pause writes the times back as they were written.
+        assert (action.shutdown_time, action.pause_time) == (
+            NOW + timedelta(hours=1, microseconds=5),
+            NOW + fraction,
+        )
 
     def test_due_pause_with_retention_sets_both_times(self) -> None:
         """With the retention annotation, pausing sets both times to now + retention."""

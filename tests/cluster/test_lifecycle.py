@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from datetime import timedelta
+
 import pytest
 
 from pytest_kruise_agents.claiming.errors import ClaimError
@@ -238,3 +241,47 @@ def test_a_pause_whose_status_write_fails_still_pauses(pooled: Cluster) -> None:
     assert fault.fired == 1
     stored = pooled.get("sbx", sbx.metadata.name)
     assert stored.status.phase == "Paused"
+
+
+def test_hand_written_times_count_in_whole_seconds(pooled: Cluster) -> None:
+    """A shutdownTime or pauseTime applied with a fraction of a second is truncated where it is
+    compared, as upstream's ``pkg/utils/timeout`` does (§9 item 10): the sandbox is deleted, or
+    paused, just after the whole second, not up to a second later. The stored value stays as
+    written."""
+    never = {"e2b.agents.kruise.io/never-timeout": "true"}
+    dying = pooled.create_sandbox("base", metadata=never)
+    pausing = pooled.create_sandbox("base", metadata=never)
+    whole = math.ceil(pooled.now) + 10
+    at = pooled.now_dt() + timedelta(seconds=whole - pooled.now)
+    written = at.replace(microsecond=900_000)
+    edited = pooled.get("sbx", dying.metadata.name)
+    edited.spec.shutdown_time = written
+    pooled.apply(edited)
+    edited = pooled.get("sbx", pausing.metadata.name)
+    edited.spec.pause_time = written
+    pooled.apply(edited)
+    assert pooled.get("sbx", dying.metadata.name).spec.shutdown_time == written
+    pooled.advance(whole - pooled.now + 0.5)
+    (shutdown,) = pooled.log.of_kind("sandbox.shutdown")
+    (paused,) = pooled.log.of_kind("sandbox.auto_pause")
+    assert whole < shutdown.time < whole + 0.5
+    assert whole < paused.time < whole + 0.5
+    assert pooled.get("sbx", pausing.metadata.name).spec.pause_time == written
+
+
+def test_a_pool_sandbox_past_a_fractional_shutdown_time_is_replaced_at_the_whole_second(
+    pooled: Cluster,
+) -> None:
+    """A pool sandbox turns dead by the clock alone: the SandboxSet re-files it, and starts its
+    replacement, just after the truncated shutdownTime, even while the Sandbox controller that
+    would delete it is stalled."""
+    before = {s.metadata.name for s in pooled.list("sbx", "default")}
+    victim = sorted(before)[0]
+    whole = math.ceil(pooled.now) + 10
+    at = pooled.now_dt() + timedelta(seconds=whole - pooled.now)
+    edited = pooled.get("sbx", victim)
+    edited.spec.shutdown_time = at.replace(microsecond=900_000)
+    pooled.apply(edited)
+    pooled.inject("controller_stall", selector={"controller": "sandbox"}, duration=60)
+    pooled.advance(whole - pooled.now + 0.5)
+    assert {s.metadata.name for s in pooled.list("sbx", "default")} - before
