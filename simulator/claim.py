@@ -554,6 +554,9 @@ class Claimer:
             self.expect(stored)
             record.sandbox = key
             record.locked = ctx.now()
+            if lock_type == "update":
+                # The lock took it out of its pool: the set's claimed counter.
+                self.world.metrics.sandbox_claimed(target)
             ctx.record("claim.locked", f"{self.name} {key} {lock_type}")
             if request is not None and slots is not None:
                 # The worker is freed as soon as the lock is written.

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from functools import partial
 from itertools import chain
-from typing import Any, Literal, TypeAlias, cast, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, cast, overload
 
 import simpy
 
@@ -72,6 +72,9 @@ from simulator.profile import Profile, get_profile
 from simulator.records import ClaimRecord, ClaimRecords
 from simulator.runtime import AgentRuntime
 from simulator.world import World
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 __all__ = [
     "CACHE_WAIT_S",
@@ -288,6 +291,8 @@ class Cluster:
         )
         self.sandboxclaim_controller = SandboxClaimController(self.world, self.claim_claimer)
         self.manager = SandboxManager(self.world, self.runtime)
+        # Made by the first metrics_text(), which imports prometheus_client.
+        self._metrics_registry: CollectorRegistry | None = None
         for component in (
             self.nodes,
             self.sandbox_controller,
@@ -1269,6 +1274,23 @@ class Cluster:
     def log(self) -> EventLog:
         """The event log."""
         return self.ctx.log
+
+    def metrics_text(self) -> str:
+        """The cluster's Prometheus metrics as ``GET /metrics`` serves them (text exposition format).
+
+        Upstream's names (``sandbox_claim_duration_seconds``, ``sandbox_claim_total{lock_type}``,
+        ``sandboxset_available_replicas``, ...; docs/server.md lists them), counted from the
+        cluster's start in virtual seconds: neither ``records_limit`` nor ``records.clear()``
+        resets them. Read with ``prometheus_client.parser.text_string_to_metric_families``.
+        """
+        # Imported here: prometheus_client adds a fifth to the cluster's import time.
+        from simulator.exposition import ClusterCollector, cluster_registry, exposition_text
+
+        if self._metrics_registry is None:
+            api = self.world.api
+            collector = ClusterCollector(self.world.metrics, lambda: api.peek_list("SandboxSet"))
+            self._metrics_registry = cluster_registry(collector)
+        return exposition_text(self._metrics_registry)
 
 
 def _override_error(

@@ -104,6 +104,7 @@ from pytest_kruise_agents.claiming.view import e2b_state, sandbox_id, sandbox_id
 from simulator.apiserver import ApiError
 from simulator.claim import Claimer, Modifier, Op, shielded
 from simulator.cut import AttemptCut
+from simulator.metrics import Operation
 from simulator.ratelimit import TokenBucket
 from simulator.records import ClaimRecord
 from simulator.runtime import AgentRuntime
@@ -378,6 +379,7 @@ class SandboxManager:
         key = sandbox_key(sbx)
         self._remember(sbx)
         record.delivered = ctx.now()
+        self.world.metrics.claim_ended(record)
         ctx.record(
             "manager.claim",
             f"{key} user={user} lock={record.lock_type} attempts={record.attempts}",
@@ -392,6 +394,7 @@ class SandboxManager:
         record.error = error
         record.error_code = code
         record.error_reason = reason
+        self.world.metrics.claim_ended(record)
         self.ctx.record(
             "manager.claim_failed",
             f"{who} code={code} reason={reason} attempts={record.attempts}",
@@ -654,10 +657,28 @@ class SandboxManager:
         ``cleanup-enabled: "true"`` is recycled instead (if the profile
         recycles on kill): the kill sets the ``cleanup`` trigger and the
         Sandbox controller returns it to its pool
-        (:mod:`pytest_kruise_agents.claiming.recycle`).
+        (:mod:`pytest_kruise_agents.claiming.recycle`). The call's end is
+        counted (``sandbox_delete_*``).
         """
-        ctx = self.ctx
         sbx = self.check_kill(namespace, user, sid)
+        started = self.ctx.now()
+        try:
+            yield from self._delete(sid, sbx, user)
+        except BaseException:
+            self._ended("delete", sbx, started, ok=False)
+            raise
+        self._ended("delete", sbx, started, ok=True)
+        return None
+
+    def _ended(self, operation: Operation, sbx: Sandbox, started: float, *, ok: bool) -> None:
+        """Count a pause, resume or delete call of ``sbx`` begun at ``started`` as ended now."""
+        self.world.metrics.operation_ended(
+            operation, sbx.metadata.namespace, started, self.ctx.now(), ok=ok
+        )
+
+    def _delete(self, sid: str, sbx: Sandbox, user: str) -> Op:
+        """:meth:`kill` of the caller's ``sbx``, past the route check."""
+        ctx = self.ctx
         if not self.claimer.is_fresh(sbx):
             # The cache has not seen a write of ours yet (a failed claim's reserve
             # write, say): its copy still reads claimed and running, and deciding
@@ -845,12 +866,14 @@ class SandboxManager:
         before the controller deletes it), which a pause must not revive. ``retention`` (the request
         header) overrides the persisted paused retention (default forever).
         Interrupting the process (the client went away) stops the wait with
-        :class:`ClaimCanceledError`; a pause already written goes on.
+        :class:`ClaimCanceledError`; a pause already written goes on. The
+        call's end is counted (``sandbox_pause_*``).
         """
         ctx = self.ctx
         api = self.world.api
         sbx = self.check_pause(namespace, user, sid, retention)
         meta = sbx.metadata
+        started = ctx.now()
 
         def mutate(cur: Sandbox) -> Sandbox | None:
             if is_claimed(cur) and self._viewable(cur) is None:
@@ -889,7 +912,12 @@ class SandboxManager:
             # The request's context was cancelled (its client went away): the
             # wait stops; a pause already written goes on without it.
             ctx.record("manager.canceled", f"pause {sid}")
+            self._ended("pause", sbx, started, ok=False)
             raise ClaimCanceledError() from None
+        except BaseException:
+            self._ended("pause", sbx, started, ok=False)
+            raise
+        self._ended("pause", sbx, started, ok=True)
         return None
 
     def _wait_paused(self, sid: str, sbx: Sandbox) -> Op:
@@ -928,7 +956,8 @@ class SandboxManager:
         failures 500, unknown sandboxes 404, and so does one whose owner's
         kill set its recycle trigger, on any read (a re-read after a conflict
         too). Interrupting the process stops the wait with
-        :class:`ClaimCanceledError`; a resume already written goes on.
+        :class:`ClaimCanceledError`; a resume already written goes on. A
+        resume's end is counted (``sandbox_resume_*``).
         """
         ctx = self.ctx
         sbx = self.check_connect(namespace, user, sid, timeout_s)
@@ -939,8 +968,14 @@ class SandboxManager:
                 if state is None:
                     raise route_not_found(sid)
                 if state == "paused":
-                    sbx = yield from self._resume_paused(sid, sbx, timeout_s, user)
-                    resumed = True
+                    started = ctx.now()
+                    try:
+                        resumed_sbx = yield from self._resume_paused(sid, sbx, timeout_s, user)
+                    except BaseException:
+                        self._ended("resume", sbx, started, ok=False)
+                        raise
+                    self._ended("resume", sbx, started, ok=True)
+                    sbx, resumed = resumed_sbx, True
 
                 def extend(cur: Sandbox, resumed: bool = resumed) -> Sandbox | None:
                     if recycle_pending(cur):

@@ -1,4 +1,4 @@
-"""The wiring of one simulated cluster: API server, informer caches, clients, records.
+"""The wiring of one simulated cluster: API server, informer caches, clients, records, metrics.
 
 Every component of the model (scheduler and kubelets, the three controllers,
 the sandbox-manager) receives the :class:`World` and finds what it needs here:
@@ -37,6 +37,7 @@ from pytest_kruise_agents.claiming.state import sandbox_state
 from simulator.apiserver import ApiServer, Client
 from simulator.context import SimContext
 from simulator.informer import Informer
+from simulator.metrics import ClusterMetrics
 from simulator.records import ClaimRecords
 
 __all__ = ["PICKABLE_PREFIX", "World"]
@@ -80,6 +81,7 @@ class World:
         prof = ctx.profile
         self.api = ApiServer(ctx)
         self.records = records if records is not None else ClaimRecords()
+        self.metrics = ClusterMetrics()
         self._pool_key_cache: dict[tuple[str, str], tuple[tuple[str, ...], tuple[str, ...]]] = {}
 
         self.controller_cache = Informer(

@@ -308,6 +308,7 @@ class SandboxClaimController(Reconciler[ClaimKey]):
         except (ClaimError, ApiError) as err:
             record.failed = ctx.now()
             record.error, record.error_reason, record.error_code = err.message, err.reason, err.code
+            self.world.metrics.claim_ended(record)
             ctx.record(
                 "sandboxclaim.attempt_failed",
                 f"{record.namespace}/{record.claim_name} {err.reason}",
@@ -316,6 +317,7 @@ class SandboxClaimController(Reconciler[ClaimKey]):
         record.delivered = ctx.now()
         if record.sandbox is None:
             record.sandbox = f"{sbx.metadata.namespace}/{sbx.metadata.name}"
+        self.world.metrics.claim_ended(record)
         return True
 
     def _count_active(self, claim: SandboxClaim) -> int:

@@ -670,6 +670,7 @@ class SandboxSetController(Reconciler[SetKey]):
             return False
         # The create answers before its watch event can arrive: expect it now.
         self._expect_create(uid, _skey(made))
+        self.world.metrics.sandbox_created(ns, name)
         self.ctx.record("sandboxset.create", f"{ns}/{made.metadata.name} set={name}")
         return True
 
