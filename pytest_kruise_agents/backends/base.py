@@ -306,6 +306,10 @@ class Backend(Protocol):
         """One mapping per claim: phase timestamps (seconds), warm, retries, error."""
         ...
 
+    def metrics_text(self) -> str:
+        """The Prometheus metrics in text exposition format (what ``GET /metrics`` serves)."""
+        ...
+
     def close(self) -> None:
         """Stop background work and forget every sandbox."""
         ...

@@ -1432,6 +1432,13 @@ class SimBackend:
         """One mapping per claim."""
         return self._call(lambda: [r.as_dict() for r in self.cluster.records])
 
+    def metrics_text(self) -> str:
+        """The cluster's Prometheus metrics (``Cluster.metrics_text``), read under the lock.
+
+        As of the model's now: on a realtime clock, what the driver has run so far.
+        """
+        return self._call(self.cluster.metrics_text)
+
     def close(self) -> None:
         """Stop the realtime driver; later calls fail."""
         with self._lock:

@@ -13,7 +13,7 @@ http://host/path``, is first read as ``GET /path`` to ``host``:
 4. the FastAPI control plane: the E2B routes natively and under
    ``/kruise/api`` (those not served answer 401, then 501:
    :mod:`~pytest_kruise_agents.e2b.unserved`), the admin API under
-   ``/_kruise/``, ``/health`` and ``/openapi.json``.
+   ``/_kruise/``, ``/health``, ``/metrics`` (Prometheus) and ``/openapi.json``.
 
 The app subscribes to the backend: a sandbox that pauses has its workspace
 stopped (processes killed, files kept), a sandbox that is gone has it
@@ -41,6 +41,7 @@ from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import PlainTextResponse
 from fastapi.routing import APIRoute
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -191,6 +192,14 @@ class E2BApp:
         async def health() -> str:
             """``OK`` while the server runs (the sandbox-manager's ``/health``)."""
             return "OK"
+
+        @app.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")
+        async def metrics() -> PlainTextResponse:
+            """The cluster's Prometheus metrics, text exposition format (the sandbox-manager's
+            ``/metrics`` on its port). No API key, as upstream: Prometheus scrapes without one."""
+            text = await self.state.run("admin", self.state.backend.metrics_text)
+            # text/plain with the format's version, as prometheus_client's own servers answer.
+            return PlainTextResponse(text, media_type=CONTENT_TYPE_LATEST)
 
         def openapi() -> dict[str, Any]:
             if app.openapi_schema is None:
