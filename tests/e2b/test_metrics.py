@@ -3,6 +3,7 @@ as the sandbox-manager serves them (reference §6.1)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,9 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from pytest_kruise_agents.backends import SimBackend
 from pytest_kruise_agents.backends.base import ClockMode
+from pytest_kruise_agents.backends.sim import default_pools_yaml
+from pytest_kruise_agents.claiming.errors import ClaimError
+from simulator.cluster import Cluster
 from tests.prometheus import Scrape
 
 from .conftest import ALICE, Served, serve
@@ -80,3 +84,41 @@ def test_metrics_need_no_api_key_and_ignore_one(server: Served, key: str | None)
 def test_metrics_are_served_on_the_native_path_only(server: Served) -> None:
     """Not an E2B route: there is no ``/kruise/api/metrics`` (upstream registers it once)."""
     assert server.request("GET", "/kruise/api/metrics", key=None).status_code == 404
+
+
+def _documented() -> dict[str, tuple[str, set[str]]]:
+    """docs/server.md's Metrics table: each name's type and labels."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "server.md").read_text()
+    table = text.split("\n## Metrics\n", 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if not line.startswith("| `") or len(cells) < 3:
+            continue
+        labels = set(re.findall(r"`(\w+)`", cells[2]))
+        for name in re.findall(r"`(\w+)`", cells[0]):
+            rows[name] = (cells[1], labels)
+    return rows
+
+
+def test_every_family_is_documented_with_its_type_and_labels() -> None:
+    """docs/server.md lists each family as a scrape shows it (a counter by its ``_total``
+    sample), with the labels of its samples, after calls that count in every family."""
+    cluster = Cluster(seed=2)
+    cluster.apply(default_pools_yaml(replicas=2))
+    cluster.wait_for_pool("base")
+    sid = cluster.sandbox_id(cluster.create_sandbox("base"))
+    cluster.pause(sid)
+    cluster.connect(sid, 60)
+    cluster.kill(sid)
+    with pytest.raises(ClaimError):
+        cluster.create_sandbox("nope")
+    s = Scrape(cluster.metrics_text())
+
+    shown = {}
+    for family, kind in s.types.items():
+        sample = f"{family}_total" if kind == "counter" else family
+        suffix = "_count" if kind == "histogram" else ""
+        (labels, *_) = s.labels(sample + suffix) or [{}]
+        shown[sample] = (kind, set(labels))
+    assert _documented() == shown
