@@ -189,10 +189,12 @@ CHECKS: Final[tuple[Check, ...]] = (
     ),
     _c(
         "core.kill",
-        "DELETE /sandboxes/{id} answers 204; afterwards GET and a second DELETE answer 404; "
-        "the SDK's kill of a running sandbox returns True.",
-        "E2B §2.2, §2.5, §8.5",
+        "DELETE /sandboxes/{id} answers 204; afterwards GET and a second DELETE answer 404 "
+        "and the list of the run's sandboxes (no state filter) omits it; the SDK's kill of a "
+        "running sandbox returns True.",
+        "E2B §2.2, §2.4, §2.5, §8.5; Kruise §6.2",
         "core.get",
+        "core.list",
     ),
     _c(
         "core.timeout",
@@ -280,7 +282,8 @@ CHECKS: Final[tuple[Check, ...]] = (
     ),
     _c(
         "lifecycle.kill-paused",
-        "Killing a paused sandbox answers 204 and it is gone (404).",
+        "Killing a paused sandbox answers 204 and it is gone: GET answers 404 and the list of "
+        "the run's sandboxes omits it.",
         "E2B §2.5",
         "lifecycle.pause",
         "core.kill",

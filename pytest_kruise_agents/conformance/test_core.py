@@ -38,6 +38,7 @@ from pytest_kruise_agents.conformance.wire import (
     end_at,
     envd_version_ok,
     expect_fields,
+    expect_unlisted,
     list_all,
     parse_time,
     settled,
@@ -630,10 +631,20 @@ def test_list_pagination(
 
 
 @check("core.kill")
-def test_kill(conformance_api: Api, conformance_sandboxes: Sandboxes) -> None:
+def test_kill(
+    conformance_api: Api, conformance_target: Target, conformance_sandboxes: Sandboxes
+) -> None:
     sid = conformance_sandboxes.create().sandbox_id
     expect_status(conformance_api.kill(sid), 204, f"DELETE /sandboxes/{sid}")
     expect_status(conformance_api.get(sid), 404, f"GET /sandboxes/{sid} after DELETE")
+    # The list is what Sandbox.list() shows: a killed sandbox must leave it too, not only GET.
+    expect_unlisted(
+        conformance_api,
+        conformance_target,
+        sid,
+        f"after DELETE /sandboxes/{sid}",
+        "it answered DELETE with 204",
+    )
     expect_status(conformance_api.kill(sid), 404, f"a second DELETE /sandboxes/{sid}")
     other = conformance_sandboxes.create()
     with step(f"kill() of {other.sandbox_id}"):
@@ -704,11 +715,10 @@ def test_timeout_enforced(
         "HTTP 404",
         f"HTTP {last[0] if last else '?'} {conformance_clock.grace:g} s after the deadline",
     )
-    run = conformance_target.run_filter  # the run's own sandboxes: a team may hold thousands
-    what = f"GET /v2/sandboxes?metadata={run} after the timeout"
-    listed = settled(
-        lambda: _ids(list_all(conformance_api, {"metadata": run}, what=what)),
-        lambda ids: sid not in ids,
-        within=conformance_target.list_settle,
+    expect_unlisted(
+        conformance_api,
+        conformance_target,
+        sid,
+        "after the timeout",
+        f"its {seconds} s timeout passed",
     )
-    expect(sid not in listed, what, f"{sid} not listed", "listed")

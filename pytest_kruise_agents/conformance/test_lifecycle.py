@@ -26,6 +26,7 @@ from pytest_kruise_agents.conformance.wire import (
     SANDBOX_FIELDS,
     end_at,
     expect_fields,
+    expect_unlisted,
     list_all,
     settled,
     state_of,
@@ -284,11 +285,20 @@ def test_is_running(conformance_api: Api, conformance_sandboxes: Sandboxes) -> N
 
 
 @check("lifecycle.kill-paused")
-def test_kill_paused(conformance_api: Api, conformance_sandboxes: Sandboxes) -> None:
+def test_kill_paused(
+    conformance_api: Api, conformance_target: Target, conformance_sandboxes: Sandboxes
+) -> None:
     sid = conformance_sandboxes.create(timeout=600).sandbox_id
     _pause(conformance_api, sid)
     expect_status(conformance_api.kill(sid), 204, f"DELETE /sandboxes/{sid} (paused)")
     expect_status(conformance_api.get(sid), 404, f"GET /sandboxes/{sid} after killing it paused")
+    expect_unlisted(
+        conformance_api,
+        conformance_target,
+        sid,
+        f"after DELETE /sandboxes/{sid} (paused)",
+        "it answered DELETE with 204",
+    )
 
 
 @check("lifecycle.concurrent")

@@ -15,7 +15,7 @@ import httpx
 from packaging.version import InvalidVersion, Version
 
 from pytest_kruise_agents.conformance.expect import expect, expect_status, fail, json_body
-from pytest_kruise_agents.conformance.target import LIST_SETTLE_S, Api
+from pytest_kruise_agents.conformance.target import LIST_SETTLE_S, Api, Target
 from pytest_kruise_agents.rfc3339 import parse_rfc3339
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "end_at",
     "envd_version_ok",
     "expect_fields",
+    "expect_unlisted",
     "list_all",
     "parse_time",
     "settled",
@@ -162,3 +163,27 @@ def list_all(
         if token is None:
             return items
     fail(what or "GET /v2/sandboxes", f"a last page within {_MAX_PAGES} pages", "more pages")
+
+
+def expect_unlisted(api: Api, target: Target, sandbox_id: str, when: str, why: str) -> None:
+    """Fail unless the run's own sandboxes (``metadata=<run filter>``, no ``state``: both)
+    stop listing ``sandbox_id``, gone ``when`` because ``why``, within the target's
+    :attr:`~pytest_kruise_agents.conformance.target.Target.list_settle`."""
+    run = target.run_filter  # the run's own sandboxes: a team may hold thousands
+    what = f"GET /v2/sandboxes?metadata={run} {when}"
+
+    def shown(items: list[dict[str, Any]]) -> list[object]:
+        return [i.get("state") for i in items if i.get("sandboxID") == sandbox_id]
+
+    items = settled(
+        lambda: list_all(api, {"metadata": run}, what=what),
+        lambda items: not shown(items),
+        within=target.list_settle,
+    )
+    states = shown(items)
+    expect(
+        not states,
+        what,
+        f"{sandbox_id} not listed ({why})",
+        f"it listed (state {states[0]!r})" if states else "it not listed",
+    )

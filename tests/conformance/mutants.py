@@ -15,10 +15,11 @@ import json
 import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, parse_qsl
 
 import anyio
 
+from pytest_kruise_agents.e2b.control import decode_metadata_filter
 from pytest_kruise_agents.e2b.rewriting import (
     Answer,
     call,
@@ -224,6 +225,102 @@ def sdk_create_bad_text(app: ASGIApp, backend: Backend, key: str) -> ASGIApp:
     return _http_only(app, handle)
 
 
+# -- hunt HC2: the list, auth on every mount, and unknown sandboxes ---------------------------
+
+_LISTED_ONLY: Final = ("envdAccessToken", "domain", "network", "lifecycle", "pauseMode")
+"""Fields of ``SandboxDetail`` a list item does not carry."""
+
+
+def _is_list(scope: Scope) -> bool:
+    return scope["method"] == "GET" and _api_path(scope) == ["v2", "sandboxes"]
+
+
+def _query(scope: Scope) -> dict[str, str]:
+    return dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
+
+
+def _sub_request(scope: Scope, method: str, path: str, headers: list[tuple[bytes, bytes]]) -> Scope:
+    """A request of the middleware's own to the app, on the connection of ``scope``."""
+    return {
+        **scope,
+        "method": method,
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "headers": headers,
+    }
+
+
+def _same_caller(scope: Scope) -> list[tuple[bytes, bytes]]:
+    """The headers of a bodiless request by the caller of ``scope`` (its API key only)."""
+    return [(k, v) for k, v in scope["headers"] if k.lower() == b"x-api-key"]
+
+
+def _listed_in(item: dict[str, Any], query: dict[str, str]) -> bool:
+    """Whether ``item`` matches the ``metadata`` and ``state`` filters of a list ``query``."""
+    wanted = decode_metadata_filter(query.get("metadata", ""))
+    meta = item.get("metadata") or {}
+    states = query.get("state") or "running,paused"
+    return item.get("state") in states.split(",") and all(
+        meta.get(k) == v for k, v in wanted.items()
+    )
+
+
+def _list_keeps(paused_only: bool) -> Mutant:
+    def build(app: ASGIApp, backend: Backend, key: str) -> ASGIApp:
+        killed: dict[str, dict[str, Any]] = {}
+
+        async def handle(scope: Scope, receive: Receive, send: Send) -> None:
+            parts = _api_path(scope)
+            if (
+                scope["method"] == "DELETE"
+                and parts is not None
+                and parts[:1] == ["sandboxes"]
+                and len(parts) == 2
+            ):
+                # The sandbox as GET shows it before the kill: what the stale list keeps.
+                get = _sub_request(scope, "GET", f"/sandboxes/{parts[1]}", _same_caller(scope))
+                before = await call(app, get, replay(b"", receive))
+                answer = await call(app, scope, receive)
+                item = before.json()
+                kept = isinstance(item, dict) and (item.get("state") == "paused" or not paused_only)
+                if answer.status == 204 and before.status == 200 and kept:
+                    killed[parts[1]] = {k: v for k, v in item.items() if k not in _LISTED_ONLY}
+                await reply(send, answer)
+                return
+            query = _query(scope)
+            if not _is_list(scope) or "limit" in query or "nextToken" in query:
+                await app(scope, receive, send)  # pages are left alone: their sizes stay right
+                return
+            answer = await call(app, scope, receive)
+            items = answer.json()
+            if answer.status == 200 and isinstance(items, list):
+                ids = {i.get("sandboxID") for i in items}
+                stale = [i for s, i in killed.items() if s not in ids and _listed_in(i, query)]
+                if stale:
+                    # In the server's order (oldest first unless order=desc), as a cache would.
+                    listed = sorted(
+                        items + stale,
+                        key=lambda i: (_instant(i["startedAt"]), i["sandboxID"]),
+                        reverse=query.get("order") == "desc",
+                    )
+                    answer = json_answer(answer, 200, listed)
+            await reply(send, answer)
+
+        return _http_only(app, handle)
+
+    return build
+
+
+list_keeps_killed = _list_keeps(paused_only=False)
+"""A sandbox killed with ``DELETE`` stays in the list (a list served from a cache that keeps
+terminating sandboxes), as it was before the kill; GET answers 404."""
+
+
+list_keeps_killed_paused = _list_keeps(paused_only=True)
+"""As :data:`list_keeps_killed`, for sandboxes killed while paused only."""
+
+
 MUTANTS: Final[dict[str, Mutant]] = {
     "envd-token-reads-only": envd_token_reads_only,
     "auth-only-list-create": auth_only_list_create,
@@ -234,5 +331,7 @@ MUTANTS: Final[dict[str, Mutant]] = {
     "ts-lower-z": ts_lower_case,
     "download-first-64k": download_first_64k,
     "sdk-create-bad-text": sdk_create_bad_text,
+    "list-keeps-killed": list_keeps_killed,
+    "list-keeps-killed-paused": list_keeps_killed_paused,
 }
 """Every mutant server by name."""

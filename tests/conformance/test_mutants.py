@@ -64,6 +64,22 @@ WRONG = [
         )
         for name, example in (("ts-basic", "20260101T"), ("ts-week", "2026-W"))
     ),
+    pytest.param(
+        "list-keeps-killed",
+        "core",
+        "core.kill",
+        "not listed (it answered DELETE with 204), but saw it listed (state 'running')",
+        set(),
+        id="list-keeps-killed",
+    ),
+    pytest.param(
+        "list-keeps-killed-paused",
+        "core,lifecycle",
+        "lifecycle.kill-paused",
+        "not listed (it answered DELETE with 204), but saw it listed (state 'paused')",
+        set(),
+        id="list-keeps-killed-paused",
+    ),
 ]
 
 
