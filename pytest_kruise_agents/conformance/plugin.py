@@ -515,9 +515,10 @@ def conformance_api(conformance_target: Target) -> Iterator[Api]:
 
 
 def sweep(api: Api) -> None:
-    """Kill every sandbox the run's list shows with the run's metadata: what a check left
-    behind untracked. Each item on its own: one odd item (``"metadata": null``, no id, a
-    kill that fails) does not end the sweep."""
+    """Kill every sandbox the run's list shows with the run's metadata, or that the run made
+    (:attr:`Api.made <pytest_kruise_agents.conformance.target.Api.made>`: a list item may lack
+    the metadata): what a check left behind. Each item on its own: one odd item (``"metadata":
+    null``, no id, a kill that fails) does not end the sweep."""
     from pytest_kruise_agents.conformance.target import RUN_KEY
 
     target = api.target
@@ -529,7 +530,9 @@ def sweep(api: Api) -> None:
     for item in items if isinstance(items, list) else []:
         meta = item.get("metadata") if isinstance(item, dict) else None
         sid = item.get("sandboxID") if isinstance(item, dict) else None
-        if isinstance(meta, dict) and meta.get(RUN_KEY) == target.run_id and isinstance(sid, str):
+        if not isinstance(sid, str):
+            continue
+        if sid in api.made or (isinstance(meta, dict) and meta.get(RUN_KEY) == target.run_id):
             with contextlib.suppress(Exception):
                 api.kill(sid)
 

@@ -128,9 +128,10 @@ CHECKS: Final[tuple[Check, ...]] = (
     _c(
         "core.list",
         "GET /v2/sandboxes answers 200 with a JSON array of ListedSandbox items (every required "
-        "field); the run's own sandboxes (metadata filter) include a new sandbox; the SDK's "
-        "Sandbox.list agrees.",
-        "E2B §2.2, §2.4, §8.3",
+        "field); the run's own sandboxes (metadata filter) include a new sandbox, listed with "
+        "its metadata (the run's key and the create metadata, values with spaces, & and = "
+        "intact); the SDK's Sandbox.list agrees, with that metadata in its SandboxInfo.",
+        "E2B §2.2, §2.4, §8.3; Kruise §6.3",
         "core.create",
     ),
     _c(

@@ -73,7 +73,8 @@ class Sandboxes:
         return body
 
     def track(self, sandbox_id: str) -> None:
-        """Kill ``sandbox_id`` at cleanup."""
+        """Kill ``sandbox_id`` at cleanup (and at the run's final sweep, should that fail)."""
+        self.api.made.add(sandbox_id)
         if sandbox_id not in self.ids:
             self.ids.append(sandbox_id)
 

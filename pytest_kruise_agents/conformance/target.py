@@ -244,6 +244,9 @@ class Api:
         """Whether create and connect use the ``/v2/`` routes, as the installed SDK does."""
         self.domains: dict[str, str] = {}
         """The ``domain`` each sandbox's create (or connect) answer gave, by sandbox id."""
+        self.made: set[str] = set()
+        """Every sandbox the run created (its create answered 201 with the id): the final
+        sweep kills these even where the list does not show the run's metadata."""
         self._kruise: tuple[str | None] | None = None
 
     @property
@@ -270,6 +273,14 @@ class Api:
             if isinstance(body, dict) and isinstance(body.get("sandboxID"), str):
                 self.remember_domain(body["sandboxID"], body.get("domain"))
         return resp
+
+    def _made(self, resp: httpx.Response) -> None:
+        try:
+            body = resp.json()
+        except ValueError:
+            return
+        if isinstance(body, dict) and isinstance(body.get("sandboxID"), str):
+            self.made.add(body["sandboxID"])
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -322,7 +333,10 @@ class Api:
             # What SDK 2.20-2.50 send: always a timeout, always secure.
             body.setdefault("timeout", 300)
             body["secure"] = True
-        return self._remember(self.request("POST", prefix + route, json=body))
+        resp = self._remember(self.request("POST", prefix + route, json=body))
+        if resp.status_code == 201:
+            self._made(resp)
+        return resp
 
     def get(self, sandbox_id: str) -> httpx.Response:
         """``GET /sandboxes/{id}``."""

@@ -7,7 +7,7 @@ from functools import partial
 from typing import Any, Final
 
 import pytest
-from e2b import AuthenticationException, Sandbox, SandboxQuery
+from e2b import AuthenticationException, Sandbox, SandboxInfo, SandboxQuery
 from e2b.exceptions import SandboxException
 
 from pytest_kruise_agents.conformance.clock import ServerClock
@@ -87,6 +87,17 @@ def _expect_listed(items: list[dict[str, object]], what: str) -> None:
             "state running or paused",
             f"state={item['state']!r}",
         )
+
+
+def _sdk_infos(target: Target, query: SandboxQuery) -> dict[str, SandboxInfo]:
+    """Every sandbox ``Sandbox.list(query=query)`` pages through, by id."""
+    paginator = Sandbox.list(query=query, **target.sdk_opts())
+    found: dict[str, SandboxInfo] = {}
+    for _ in range(200):
+        if not paginator.has_next:
+            break
+        found.update((s.sandbox_id, s) for s in paginator.next_items())
+    return found
 
 
 def _sdk_ids(
@@ -353,11 +364,26 @@ def test_create_default_timeout(conformance_api: Api, conformance_sandboxes: San
     )
 
 
+def _expect_metadata(got: object, wanted: dict[str, str], what: str) -> None:
+    """Fail unless ``got`` is a metadata object holding every pair of ``wanted`` unchanged."""
+    for key, value in wanted.items():
+        expect(
+            isinstance(got, dict) and got.get(key) == value,
+            what,
+            f"its metadata {key}={value!r}",
+            f"metadata={got!r}",
+        )
+
+
 @check("core.list")
 def test_list(
     conformance_api: Api, conformance_target: Target, conformance_sandboxes: Sandboxes
 ) -> None:
-    sid = conformance_sandboxes.create().sandbox_id
+    meta = {"conformance-note": "a b&c=d/e%f"}
+    sid = conformance_sandboxes.create(metadata=meta).sandbox_id
+    # Listed as GET shows it: the run's key (what the list matched) and the create metadata,
+    # which Sandbox.list() hands the user as SandboxInfo.metadata.
+    own = {**meta, RUN_KEY: conformance_target.run_id}
     # One item of the unfiltered list shows the route answers without a filter; the new
     # sandbox is looked for among the run's own only: a team may hold thousands of others.
     what = "GET /v2/sandboxes?limit=1"
@@ -374,14 +400,17 @@ def test_list(
     )
     _expect_listed(items, what)
     expect(sid in _ids(items), what, f"the new sandbox {sid}", _ids(items))
+    item = next(i for i in items if i.get("sandboxID") == sid)
+    _expect_metadata(item.get("metadata"), own, f"{what}: item {sid}")
     what = f"Sandbox.list(query=SandboxQuery(metadata={{{RUN_KEY!r}: <run id>}}))"
     with step(what):
-        listed = settled(
-            partial(_sdk_ids, conformance_target, _run_query(conformance_target)),
-            lambda ids: sid in ids,
+        infos = settled(
+            partial(_sdk_infos, conformance_target, _run_query(conformance_target)),
+            lambda infos: sid in infos,
             within=conformance_target.list_settle,
         )
-    expect(sid in listed, what, f"the new sandbox {sid}", listed)
+    expect(sid in infos, what, f"the new sandbox {sid}", sorted(infos))
+    _expect_metadata(infos[sid].metadata, own, f"{what}: SandboxInfo of {sid}")
 
 
 @check("core.list.metadata")

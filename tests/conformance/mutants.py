@@ -321,6 +321,24 @@ list_keeps_killed_paused = _list_keeps(paused_only=True)
 """As :data:`list_keeps_killed`, for sandboxes killed while paused only."""
 
 
+def list_drops_metadata(app: ASGIApp, backend: Backend, key: str) -> ASGIApp:
+    """List items carry no ``metadata`` (the filter still works; GET still shows it)."""
+
+    async def handle(scope: Scope, receive: Receive, send: Send) -> None:
+        if not _is_list(scope):
+            await app(scope, receive, send)
+            return
+        answer = await call(app, scope, receive)
+        items = answer.json()
+        if answer.status == 200 and isinstance(items, list):
+            for item in items:
+                item.pop("metadata", None)
+            answer = json_answer(answer, 200, items)
+        await reply(send, answer)
+
+    return _http_only(app, handle)
+
+
 MUTANTS: Final[dict[str, Mutant]] = {
     "envd-token-reads-only": envd_token_reads_only,
     "auth-only-list-create": auth_only_list_create,
@@ -333,5 +351,6 @@ MUTANTS: Final[dict[str, Mutant]] = {
     "sdk-create-bad-text": sdk_create_bad_text,
     "list-keeps-killed": list_keeps_killed,
     "list-keeps-killed-paused": list_keeps_killed_paused,
+    "list-drops-metadata": list_drops_metadata,
 }
 """Every mutant server by name."""

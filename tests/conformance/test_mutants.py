@@ -80,6 +80,14 @@ WRONG = [
         set(),
         id="list-keeps-killed-paused",
     ),
+    pytest.param(
+        "list-drops-metadata",
+        "core",
+        "core.list",
+        "expected its metadata conformance-note='a b&c=d/e%f', but saw metadata=None",
+        set(),
+        id="list-drops-metadata",
+    ),
 ]
 
 

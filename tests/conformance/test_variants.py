@@ -167,11 +167,11 @@ def test_a_list_ignoring_started_after_template_and_joined_states_fails_those_ch
 
 
 NULLED: list[str] = []
-"""The sandboxes :func:`_null_metadata_first` listed with ``"metadata": null``."""
+"""The sandboxes :func:`_null_metadata` listed with ``"metadata": null``."""
 
 
-def _null_metadata_first(app: ASGIApp) -> ASGIApp:
-    """The list's first item has ``"metadata": null`` (its id goes to :data:`NULLED`)."""
+def _null_metadata(app: ASGIApp) -> ASGIApp:
+    """Every list item has ``"metadata": null`` (its id goes to :data:`NULLED`)."""
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != "/v2/sandboxes":
@@ -180,25 +180,30 @@ def _null_metadata_first(app: ASGIApp) -> ASGIApp:
         answer = await call(app, scope, receive)
         items = answer.json()
         if isinstance(items, list) and items:
-            items[0]["metadata"] = None
-            NULLED.append(items[0]["sandboxID"])
+            for item in items:
+                item["metadata"] = None
+                NULLED.append(item["sandboxID"])
             answer = json_answer(answer, answer.status, items)
         await reply(send, answer)
 
     return middleware
 
 
-def test_the_final_sweep_goes_past_an_item_with_null_metadata() -> None:
-    with serve(wrap=_null_metadata_first) as url:
+def test_the_final_sweep_kills_what_the_run_made_also_when_listed_with_null_metadata() -> None:
+    """The sweep goes past every item with ``"metadata": null`` and kills those the run
+    created; one made by another client of the same filter stays: nothing says it is the
+    run's."""
+    with serve(wrap=_null_metadata) as url:
         target = Target(api_url=url, api_key=USER_KEY, sandbox_url=url, run_id="sweep-null")
-        api = Api(target)
+        api, other = Api(target), Api(target)
         try:
             made = [api.create("base").json()["sandboxID"] for _ in range(2)]
+            foreign = other.create("base").json()["sandboxID"]
             NULLED.clear()
             sweep(api)
-            left = {sid: api.get(sid).status_code for sid in made}
+            left = {sid: api.get(sid).status_code for sid in [*made, foreign]}
         finally:
             api.close()
-    # The first listed has no metadata: nothing says it is the run's, so it stays.
-    (nulled,) = NULLED
-    assert left == {sid: 200 if sid == nulled else 404 for sid in made}
+            other.close()
+    assert set(NULLED) == {*made, foreign}
+    assert left == {made[0]: 404, made[1]: 404, foreign: 200}
