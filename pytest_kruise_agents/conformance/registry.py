@@ -239,7 +239,9 @@ CHECKS: Final[tuple[Check, ...]] = (
     _c(
         "lifecycle.list.states",
         "Among the run's own sandboxes (metadata filter), state=running,paused (what the SDK "
-        "sends for a list of states) lists a running and a paused sandbox, each in its state.",
+        "sends for a list of states) and a list without state (both by default) list a running "
+        "and a paused sandbox, each in its state; so does the SDK's Sandbox.list without a "
+        "state.",
         "E2B §2.3, §8.3; Kruise §6.7",
         "lifecycle.pause",
     ),

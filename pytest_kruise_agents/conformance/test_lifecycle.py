@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
 import httpx
-from e2b import Sandbox
+from e2b import Sandbox, SandboxQuery
 
 from pytest_kruise_agents.conformance.clock import ServerClock
 from pytest_kruise_agents.conformance.expect import (
@@ -21,7 +21,7 @@ from pytest_kruise_agents.conformance.expect import (
 from pytest_kruise_agents.conformance.plugin import check
 from pytest_kruise_agents.conformance.sandboxes import Sandboxes
 from pytest_kruise_agents.conformance.sdk import create_auto_pause
-from pytest_kruise_agents.conformance.target import ENVD_PORT, Api, Target
+from pytest_kruise_agents.conformance.target import ENVD_PORT, RUN_KEY, Api, Target
 from pytest_kruise_agents.conformance.wire import (
     SANDBOX_FIELDS,
     end_at,
@@ -52,6 +52,19 @@ def _proxy_message(resp: httpx.Response) -> str:
         return resp.text
     message = body.get("message") if isinstance(body, dict) else None
     return message if isinstance(message, str) else resp.text
+
+
+def _sdk_states(target: Target, query: SandboxQuery, ids: set[str]) -> dict[str, str]:
+    """The state of each of ``ids`` that ``Sandbox.list(query=query)`` pages through."""
+    paginator = Sandbox.list(query=query, **target.sdk_opts())
+    found: dict[str, str] = {}
+    for _ in range(200):
+        if not paginator.has_next:
+            break
+        for info in paginator.next_items():
+            if info.sandbox_id in ids:
+                found[info.sandbox_id] = str(getattr(info.state, "value", info.state))
+    return found
 
 
 def _health(api: Api, sid: str) -> httpx.Response:
@@ -121,9 +134,6 @@ def test_list_both_states(
     paused = conformance_sandboxes.create(timeout=600).sandbox_id
     _pause(conformance_api, paused)
     run = conformance_target.run_filter  # the run's own sandboxes: a team may hold thousands
-    # What SandboxQuery(state=[running, paused]) sends: the states joined with a comma.
-    params = {"state": "running,paused", "metadata": run}
-    what = f"GET /v2/sandboxes?state=running,paused&metadata={run}"
     wanted = {running: "running", paused: "paused"}
 
     def states(items: list[dict[str, object]]) -> dict[str, object]:
@@ -131,17 +141,35 @@ def test_list_both_states(
             str(i.get("sandboxID")): i.get("state") for i in items if i.get("sandboxID") in wanted
         }
 
-    items = settled(
-        partial(list_all, conformance_api, params, what=what),
-        lambda items: states(items) == wanted,
-        within=conformance_target.list_settle,
-    )
-    expect(
-        states(items) == wanted,
-        what,
-        f"{running} listed running and {paused} listed paused",
-        f"{states(items)} among {len(items)} listed",
-    )
+    # What SandboxQuery(state=[running, paused]) sends: the states joined with a comma; and
+    # no state at all (what Sandbox.list() sends without one), which means both.
+    for params, what in (
+        (
+            {"state": "running,paused", "metadata": run},
+            f"GET /v2/sandboxes?state=running,paused&metadata={run}",
+        ),
+        ({"metadata": run}, f"GET /v2/sandboxes?metadata={run} (no state: both states)"),
+    ):
+        items = settled(
+            partial(list_all, conformance_api, params, what=what),
+            lambda items: states(items) == wanted,
+            within=conformance_target.list_settle,
+        )
+        expect(
+            states(items) == wanted,
+            what,
+            f"{running} listed running and {paused} listed paused",
+            f"{states(items)} among {len(items)} listed",
+        )
+    what = f"Sandbox.list(query=SandboxQuery(metadata={{{RUN_KEY!r}: <run id>}})) (no state)"
+    query = SandboxQuery(metadata={RUN_KEY: conformance_target.run_id})
+    with step(what):
+        seen = settled(
+            partial(_sdk_states, conformance_target, query, set(wanted)),
+            lambda seen: seen == wanted,
+            within=conformance_target.list_settle,
+        )
+    expect(seen == wanted, what, f"{running} running and {paused} paused", repr(seen))
 
 
 @check("lifecycle.pause.conflict")

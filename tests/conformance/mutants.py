@@ -27,6 +27,7 @@ from pytest_kruise_agents.e2b.rewriting import (
     read_body,
     replay,
     reply,
+    with_query,
 )
 from pytest_kruise_agents.e2b.traffic import sandbox_target
 
@@ -339,6 +340,17 @@ def list_drops_metadata(app: ASGIApp, backend: Backend, key: str) -> ASGIApp:
     return _http_only(app, handle)
 
 
+def list_default_running_only(app: ASGIApp, backend: Backend, key: str) -> ASGIApp:
+    """A list without ``state`` lists running sandboxes only (the default is both)."""
+
+    async def handle(scope: Scope, receive: Receive, send: Send) -> None:
+        if _is_list(scope) and "state" not in _query(scope):
+            scope = with_query(scope, lambda pairs: [*pairs, ("state", "running")])
+        await app(scope, receive, send)
+
+    return _http_only(app, handle)
+
+
 MUTANTS: Final[dict[str, Mutant]] = {
     "envd-token-reads-only": envd_token_reads_only,
     "auth-only-list-create": auth_only_list_create,
@@ -352,5 +364,6 @@ MUTANTS: Final[dict[str, Mutant]] = {
     "list-keeps-killed": list_keeps_killed,
     "list-keeps-killed-paused": list_keeps_killed_paused,
     "list-drops-metadata": list_drops_metadata,
+    "list-default-running-only": list_default_running_only,
 }
 """Every mutant server by name."""

@@ -88,6 +88,14 @@ WRONG = [
         set(),
         id="list-drops-metadata",
     ),
+    pytest.param(
+        "list-default-running-only",
+        "core,lifecycle",
+        "lifecycle.list.states",
+        "(no state: both states): expected",
+        set(),
+        id="list-default-running-only",
+    ),
 ]
 
 
