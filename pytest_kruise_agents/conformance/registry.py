@@ -182,9 +182,9 @@ CHECKS: Final[tuple[Check, ...]] = (
     _c(
         "core.list.pagination",
         "Paging the run's own sandboxes (metadata filter) with limit=N, no page holds more than "
-        "N (a page before the last may hold fewer), every page but the last carries "
-        "X-Next-Token, the last has none, and following nextToken visits each sandbox once; "
-        "the SDK paginator agrees.",
+        "N (a page before the last may hold fewer), every item of every page matches the filter "
+        "(the run's metadata), every page but the last carries X-Next-Token, the last has none, "
+        "and following nextToken visits each sandbox once; the SDK paginator agrees.",
         "E2B §2.3, §8.3; Kruise §6.7",
         "core.list",
     ),

@@ -632,6 +632,16 @@ def test_list_pagination(
         items = json_body(resp, what)
         expect(isinstance(items, list), what, "a JSON array", repr(items)[:200])
         expect(len(items) <= limit, what, f"at most {limit} items", f"{len(items)} items")
+        # The filter holds on every page, not only the first: a token that keeps only a
+        # position would leak the team's other sandboxes into the later ones.
+        for item in items:
+            meta = item.get("metadata")
+            expect(
+                isinstance(meta, dict) and meta.get(RUN_KEY) == conformance_target.run_id,
+                what,
+                f"only sandboxes with metadata {run}",
+                f"{item.get('sandboxID')} with metadata {meta!r}",
+            )
         seen.extend(_ids(items))
         token = resp.headers.get("x-next-token") or None
         if token is None:

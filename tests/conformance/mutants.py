@@ -228,6 +228,10 @@ def sdk_create_bad_text(app: ASGIApp, backend: Backend, key: str) -> ASGIApp:
 
 # -- hunt HC2: the list, auth on every mount, and unknown sandboxes ---------------------------
 
+_JSON: Final = [(b"content-type", b"application/json")]
+"""The headers of a JSON body."""
+
+
 _LISTED_ONLY: Final = ("envdAccessToken", "domain", "network", "lifecycle", "pauseMode")
 """Fields of ``SandboxDetail`` a list item does not carry."""
 
@@ -351,6 +355,33 @@ def list_default_running_only(app: ASGIApp, backend: Backend, key: str) -> ASGIA
     return _http_only(app, handle)
 
 
+FOREIGN: Final = {"owner": "someone-else"}
+"""Metadata of the sandboxes :func:`next_page_drops_filter` makes: not the run's."""
+
+
+def next_page_drops_filter(app: ASGIApp, backend: Backend, key: str) -> ASGIApp:
+    """Pages after the first ignore the ``metadata`` filter (a page token holding only a
+    position); meanwhile, on the first such page, another client of the team creates two
+    sandboxes."""
+    foreign: list[str] = []
+
+    async def handle(scope: Scope, receive: Receive, send: Send) -> None:
+        if not _is_list(scope) or "nextToken" not in _query(scope):
+            await app(scope, receive, send)
+            return
+        if not foreign:
+            body = json.dumps({"templateID": "base", "metadata": FOREIGN, "envVars": {}}).encode()
+            headers = [(b"x-api-key", key.encode()), *_JSON]
+            create = _sub_request(scope, "POST", "/v2/sandboxes", headers)
+            for _ in range(2):
+                made = await call(app, create, replay(body, receive))
+                foreign.append(str((made.json() or {}).get("sandboxID")))
+        scope = with_query(scope, lambda pairs: [p for p in pairs if p[0] != "metadata"])
+        await app(scope, receive, send)
+
+    return _http_only(app, handle)
+
+
 MUTANTS: Final[dict[str, Mutant]] = {
     "envd-token-reads-only": envd_token_reads_only,
     "auth-only-list-create": auth_only_list_create,
@@ -365,5 +396,6 @@ MUTANTS: Final[dict[str, Mutant]] = {
     "list-keeps-killed-paused": list_keeps_killed_paused,
     "list-drops-metadata": list_drops_metadata,
     "list-default-running-only": list_default_running_only,
+    "next-page-drops-filter": next_page_drops_filter,
 }
 """Every mutant server by name."""

@@ -96,6 +96,14 @@ WRONG = [
         set(),
         id="list-default-running-only",
     ),
+    pytest.param(
+        "next-page-drops-filter",
+        "core",
+        "core.list.pagination",
+        "expected only sandboxes with metadata conformance-run=",
+        set(),
+        id="next-page-drops-filter",
+    ),
 ]
 
 
