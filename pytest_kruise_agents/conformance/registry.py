@@ -75,8 +75,10 @@ CHECKS: Final[tuple[Check, ...]] = (
         "core.auth",
         "A request without X-API-Key, or with an unknown key, answers 401 with a JSON error on "
         "every route (create, list, and get, kill, timeout, pause and connect of a sandbox, "
-        "before any lookup of it); the SDK raises AuthenticationException.",
-        "E2B §2.1, §8.1; Kruise §6.1",
+        "before any lookup of it), also under /kruise/api when the server serves that prefix; "
+        "the other SDK generation's create answers 401 too, or 404 or 405 if the server does "
+        "not serve it; the SDK raises AuthenticationException.",
+        "E2B §2.1, §2.6, §8.1; Kruise §6.1",
         "core.errors",
     ),
     _c(
@@ -112,9 +114,10 @@ CHECKS: Final[tuple[Check, ...]] = (
     _c(
         "core.auth.refused",
         "Get, kill, timeout, pause and connect of a running sandbox without X-API-Key, or with "
-        "an unknown key, answer 401 and change nothing: the sandbox is still running, with "
-        "the same endAt.",
-        "E2B §2.1, §8.1; Kruise §6.1",
+        "an unknown key, answer 401 (also under /kruise/api when served, and the other SDK "
+        "generation's connect, or 404 or 405 if not served) and change nothing: the sandbox is "
+        "still running, with the same endAt.",
+        "E2B §2.1, §2.6, §8.1; Kruise §6.1",
         "core.auth",
         "core.get",
     ),

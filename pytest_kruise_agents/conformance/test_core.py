@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from functools import partial
 from typing import Any, Final
@@ -24,6 +25,7 @@ from pytest_kruise_agents.conformance.plugin import check
 from pytest_kruise_agents.conformance.sandboxes import Sandboxes
 from pytest_kruise_agents.conformance.sdk import version_of
 from pytest_kruise_agents.conformance.target import (
+    KRUISE_PREFIX,
     RUN_KEY,
     Api,
     Target,
@@ -132,7 +134,11 @@ def test_error_bodies(conformance_api: Api) -> None:
     expect_error_body(resp, what)
 
 
-def _sandbox_routes(api: Api, sid: str) -> list[tuple[str, str, dict[str, object] | None]]:
+Call = tuple[str, str, dict[str, object] | None]
+"""A request of a check: method, path and JSON body."""
+
+
+def _sandbox_routes(api: Api, sid: str) -> list[Call]:
     """Every route the installed SDK calls on one sandbox: method, path and the body it sends."""
     return [
         ("GET", f"/sandboxes/{sid}", None),
@@ -149,11 +155,42 @@ def _unknown_keys() -> list[tuple[str, str]]:
     return [("", "without X-API-Key"), (bad_key, "with an unknown X-API-Key")]
 
 
-def _expect_refused(api: Api, method: str, path: str, body: object, key: str, label: str) -> None:
+_UNSERVED: Final = (404, 405)
+"""What a server answers for a route it does not serve (the other SDK generation's)."""
+
+
+def _expect_refused(
+    api: Api,
+    call: Call,
+    key: str,
+    label: str,
+    *,
+    unserved: bool = False,
+    made: Sandboxes | None = None,
+) -> None:
+    """Fail unless ``call`` with ``key`` answers 401 with a JSON error; with ``unserved``,
+    a 404 or 405 (a route the server does not serve) passes too. A sandbox a refused create
+    made anyway goes to ``made``, to be killed."""
+    method, path, body = call
     what = f"{method} {path} {label}"
     resp = api.request(method, path, key=key, json=body)
-    expect_status(resp, 401, what)
+    if made is not None and resp.status_code == 201:
+        with contextlib.suppress(ValueError, AttributeError):
+            made.track(str(resp.json().get("sandboxID")))
+    if unserved and resp.status_code in _UNSERVED:
+        return
+    also = " (or 404 or 405: a route the server does not serve)" if unserved else ""
+    expect(resp.status_code == 401, what, f"HTTP 401{also}", excerpt(resp))
     expect_error_body(resp, what)
+
+
+def _prefixed(api: Api, calls: list[Call]) -> list[Call]:
+    """``calls`` under :data:`KRUISE_PREFIX` when the server also serves the E2B routes there
+    (the sandbox-manager's second mount, Kruise §6.1) and the API URL is not that mount
+    already; else none."""
+    if api.target.api_url.endswith(KRUISE_PREFIX) or api.kruise_missing() is not None:
+        return []
+    return [(method, KRUISE_PREFIX + path, body) for method, path, body in calls]
 
 
 @check("core.auth")
@@ -161,27 +198,25 @@ def test_auth(
     conformance_api: Api, conformance_target: Target, conformance_sandboxes: Sandboxes
 ) -> None:
     # The key is checked before the sandbox is looked up: an unknown caller gets 401 on
-    # every route, never the 404 that would tell which sandboxes exist.
-    routes = _sandbox_routes(conformance_api, _missing_id())
-    create = conformance_api.create_route
+    # every route, never the 404 that would tell which sandboxes exist. Every route: also
+    # under /kruise/api, the second mount where a middleware is easily missed, and the other
+    # SDK generation's create when the server serves it.
+    api = conformance_api
+    create: dict[str, object] = {
+        "templateID": conformance_target.template,
+        "metadata": conformance_sandboxes.metadata(),
+    }
+    calls: list[Call] = [("GET", "/v2/sandboxes", None), ("POST", api.create_route, create)]
+    on_missing = _sandbox_routes(api, _missing_id())
+    other = not api.v2_routes
+    other_create: Call = ("POST", create_route(other), create)
     for key, label in _unknown_keys():
-        _expect_refused(conformance_api, "GET", "/v2/sandboxes", None, key, label)
-        what = f"POST {create} {label}"
-        resp = conformance_api.request(
-            "POST",
-            create,
-            key=key,
-            json={
-                "templateID": conformance_target.template,
-                "metadata": conformance_sandboxes.metadata(),
-            },
-        )
-        if resp.status_code == 201:
-            conformance_sandboxes.track(str(resp.json().get("sandboxID")))
-        expect_status(resp, 401, what)
-        expect_error_body(resp, what)
-        for method, path, body in routes:
-            _expect_refused(conformance_api, method, path, body, key, f"(unknown sandbox) {label}")
+        for call in calls + _prefixed(api, calls):
+            _expect_refused(api, call, key, label, made=conformance_sandboxes)
+        for call in on_missing + _prefixed(api, on_missing):
+            _expect_refused(api, call, key, f"(unknown sandbox) {label}")
+        said = f"(the create route of {sdks_calling(other)}) {label}"
+        _expect_refused(api, other_create, key, said, unserved=True, made=conformance_sandboxes)
     bad_key = _unknown_keys()[1][0]
     opts = {**conformance_target.sdk_opts(), "api_key": bad_key}
     try:
@@ -313,10 +348,16 @@ def test_auth_refused_calls_change_nothing(
     sid = conformance_sandboxes.create(timeout=600).sandbox_id
     before = detail(conformance_api, sid)
     # Each call would change the sandbox if it ran: shorten or extend its timeout, pause or
-    # kill it. Refused, none may have run, whatever the answer said.
+    # kill it. Refused, none may have run, whatever the answer said. The same calls under
+    # /kruise/api, and the other SDK generation's connect, unless the server serves neither.
+    calls = _sandbox_routes(conformance_api, sid)
+    other = not conformance_api.v2_routes
+    other_connect: Call = ("POST", connect_route(sid, other), {"timeout": 3600})
     for key, label in _unknown_keys():
-        for method, path, body in _sandbox_routes(conformance_api, sid):
-            _expect_refused(conformance_api, method, path, body, key, label)
+        for call in calls + _prefixed(conformance_api, calls):
+            _expect_refused(conformance_api, call, key, label)
+        said = f"(the connect route of {sdks_calling(other)}) {label}"
+        _expect_refused(conformance_api, other_connect, key, said, unserved=True)
     what = f"GET /sandboxes/{sid} after the refused calls"
     resp = conformance_api.get(sid)
     expect(

@@ -382,6 +382,32 @@ def next_page_drops_filter(app: ASGIApp, backend: Backend, key: str) -> ASGIApp:
     return _http_only(app, handle)
 
 
+def auth_open_v1_create(app: ASGIApp, backend: Backend, key: str) -> ASGIApp:
+    """``POST /sandboxes`` (the create route of e2b 2.20-2.50) needs no API key; every other
+    route does."""
+
+    async def handle(scope: Scope, receive: Receive, send: Send) -> None:
+        native = not str(scope["path"]).startswith("/kruise/api")
+        if scope["method"] == "POST" and native and _api_path(scope) == ["sandboxes"]:
+            scope = _with_header(scope, b"x-api-key", key.encode())
+        await app(scope, receive, send)
+
+    return _http_only(app, handle)
+
+
+def auth_open_kruise_prefix(app: ASGIApp, backend: Backend, key: str) -> ASGIApp:
+    """Every route under ``/kruise/api`` answers without an API key (a second mount of the
+    E2B routes that missed the auth middleware)."""
+
+    async def handle(scope: Scope, receive: Receive, send: Send) -> None:
+        prefixed = str(scope["path"]).startswith("/kruise/api/")
+        if prefixed and _api_path(scope) is not None:
+            scope = _with_header(scope, b"x-api-key", key.encode())
+        await app(scope, receive, send)
+
+    return _http_only(app, handle)
+
+
 MUTANTS: Final[dict[str, Mutant]] = {
     "envd-token-reads-only": envd_token_reads_only,
     "auth-only-list-create": auth_only_list_create,
@@ -397,5 +423,7 @@ MUTANTS: Final[dict[str, Mutant]] = {
     "list-drops-metadata": list_drops_metadata,
     "list-default-running-only": list_default_running_only,
     "next-page-drops-filter": next_page_drops_filter,
+    "auth-open-v1-create": auth_open_v1_create,
+    "auth-open-kruise-prefix": auth_open_kruise_prefix,
 }
 """Every mutant server by name."""

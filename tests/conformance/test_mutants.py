@@ -104,6 +104,23 @@ WRONG = [
         set(),
         id="next-page-drops-filter",
     ),
+    pytest.param(
+        "auth-open-v1-create",
+        "core",
+        "core.auth",
+        "POST /sandboxes (the create route of e2b 2.20 to 2.50) without X-API-Key: expected "
+        "HTTP 401 (or 404 or 405: a route the server does not serve), but saw HTTP 201",
+        set(),
+        id="auth-open-v1-create",
+    ),
+    pytest.param(
+        "auth-open-kruise-prefix",
+        "core",
+        "core.auth",
+        "GET /kruise/api/v2/sandboxes without X-API-Key: expected HTTP 401, but saw HTTP 200",
+        set(),
+        id="auth-open-kruise-prefix",
+    ),
 ]
 
 
