@@ -72,6 +72,14 @@ CHECKS: Final[tuple[Check, ...]] = (
         "E2B §2.1, §8.6",
     ),
     _c(
+        "core.unknown-sandbox",
+        "Connect (on the installed SDK's route) and pause of a sandbox that does not exist "
+        "answer 404 with a JSON error, as get, kill and timeout do; the SDK's Sandbox.connect "
+        "raises its not-found exception. No other check depends on it.",
+        "E2B §2.2, §2.5, §8.5; Kruise §6.1, §6.9",
+        "core.errors",
+    ),
+    _c(
         "core.auth",
         "A request without X-API-Key, or with an unknown key, answers 401 with a JSON error on "
         "every route (create, list, and get, kill, timeout, pause and connect of a sandbox, "

@@ -9,7 +9,7 @@ from typing import Any, Final
 
 import pytest
 from e2b import AuthenticationException, Sandbox, SandboxInfo, SandboxQuery
-from e2b.exceptions import SandboxException
+from e2b.exceptions import NotFoundException, SandboxException
 
 from pytest_kruise_agents.conformance.clock import ServerClock
 from pytest_kruise_agents.conformance.expect import (
@@ -132,6 +132,30 @@ def test_error_bodies(conformance_api: Api) -> None:
     )
     expect(resp.status_code >= 400, what, "an error status", excerpt(resp))
     expect_error_body(resp, what)
+
+
+@check("core.unknown-sandbox")
+def test_unknown_sandbox(conformance_api: Api, conformance_target: Target) -> None:
+    # A client keeping a sandbox id reconnects to it later: a 404 is what tells it the sandbox
+    # is gone (the SDK's SandboxNotFoundException), where a 500 reads as a server fault.
+    missing = _missing_id()
+    for method, path, body in (
+        ("POST", conformance_api.connect_route(missing), {"timeout": 300}),
+        ("POST", f"/sandboxes/{missing}/pause", {}),
+    ):
+        what = f"{method} {path} (unknown sandbox)"
+        resp = conformance_api.request(method, path, json=body)
+        expect_status(resp, 404, what)
+        expect_error_body(resp, what)
+    what = f"Sandbox.connect({missing!r}) (unknown sandbox)"
+    wanted = "SandboxNotFoundException (NotFoundException in older SDKs)"
+    try:
+        Sandbox.connect(missing, **conformance_target.sdk_opts())
+    except NotFoundException:
+        return
+    except Exception as exc:
+        fail(what, wanted, f"{type(exc).__name__}: {exc}")
+    fail(what, wanted, "a connected sandbox")
 
 
 Call = tuple[str, str, dict[str, object] | None]

@@ -408,6 +408,29 @@ def auth_open_kruise_prefix(app: ASGIApp, backend: Backend, key: str) -> ASGIApp
     return _http_only(app, handle)
 
 
+def unknown_404_500(app: ASGIApp, backend: Backend, key: str) -> ASGIApp:
+    """Connect and pause of a sandbox that does not exist answer 500, not 404."""
+
+    async def handle(scope: Scope, receive: Receive, send: Send) -> None:
+        parts = _api_path(scope) or []
+        sandbox = parts[1:] if parts[:1] == ["v2"] else parts
+        acts = (
+            len(sandbox) == 3 and sandbox[0] == "sandboxes" and sandbox[2] in ("connect", "pause")
+        )
+        if scope["method"] != "POST" or not acts:
+            await app(scope, receive, send)
+            return
+        raw = await read_body(receive)
+        get = _sub_request(scope, "GET", f"/sandboxes/{sandbox[1]}", _same_caller(scope))
+        if (await call(app, get, replay(b"", receive))).status == 404:
+            body = json.dumps({"code": 500, "message": "internal error"}).encode()
+            await reply(send, Answer(500, list(_JSON), body))
+            return
+        await app(scope, replay(raw, receive), send)
+
+    return _http_only(app, handle)
+
+
 MUTANTS: Final[dict[str, Mutant]] = {
     "envd-token-reads-only": envd_token_reads_only,
     "auth-only-list-create": auth_only_list_create,
@@ -425,5 +448,6 @@ MUTANTS: Final[dict[str, Mutant]] = {
     "next-page-drops-filter": next_page_drops_filter,
     "auth-open-v1-create": auth_open_v1_create,
     "auth-open-kruise-prefix": auth_open_kruise_prefix,
+    "unknown-404-500": unknown_404_500,
 }
 """Every mutant server by name."""

@@ -121,6 +121,14 @@ WRONG = [
         set(),
         id="auth-open-kruise-prefix",
     ),
+    pytest.param(
+        "unknown-404-500",
+        "core",
+        "core.unknown-sandbox",
+        "(unknown sandbox): expected HTTP 404, but saw HTTP 500",
+        set(),
+        id="unknown-404-500",
+    ),
 ]
 
 
