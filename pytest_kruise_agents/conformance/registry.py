@@ -148,7 +148,8 @@ CHECKS: Final[tuple[Check, ...]] = (
     _c(
         "core.list.metadata",
         "The metadata filter, encoded as the SDK encodes it, lists exactly the sandboxes whose "
-        "metadata match every pair.",
+        "metadata match every pair, each value exactly: not one whose value only begins or ends "
+        "with the one queried.",
         "E2B §2.3, §8.3; Kruise §6.7",
         "core.list",
     ),

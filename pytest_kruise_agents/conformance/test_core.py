@@ -483,10 +483,12 @@ def test_list_metadata_filter(conformance_target: Target, conformance_sandboxes:
     tag = uuid.uuid4().hex[:12]
     odd = "a b&c=d/e%f"
     first = conformance_sandboxes.create(metadata={"conformance-tag": tag, "conformance-kind": odd})
+    # Each value also holds the one queried, as a prefix (odd) or suffix (tag): matches are
+    # exact, so neither may be listed by it.
     second = conformance_sandboxes.create(
-        metadata={"conformance-tag": tag, "conformance-kind": "other"}
+        metadata={"conformance-tag": tag, "conformance-kind": odd + "-other"}
     )
-    conformance_sandboxes.create(metadata={"conformance-kind": odd})
+    conformance_sandboxes.create(metadata={"conformance-tag": "x" + tag, "conformance-kind": odd})
     for query, wanted in (
         ({"conformance-tag": tag}, {first.sandbox_id, second.sandbox_id}),
         ({"conformance-tag": tag, "conformance-kind": odd}, {first.sandbox_id}),

@@ -431,6 +431,31 @@ def unknown_404_500(app: ASGIApp, backend: Backend, key: str) -> ASGIApp:
     return _http_only(app, handle)
 
 
+def list_metadata_substring(app: ASGIApp, backend: Backend, key: str) -> ASGIApp:
+    """The ``metadata`` filter matches values by substring (``env=prod`` lists ``env=preprod``)."""
+
+    async def handle(scope: Scope, receive: Receive, send: Send) -> None:
+        query = _query(scope)
+        paged = "limit" in query or "nextToken" in query
+        if not _is_list(scope) or "metadata" not in query or paged:
+            await app(scope, receive, send)
+            return
+        wanted = decode_metadata_filter(query["metadata"])
+        scope = with_query(scope, lambda pairs: [p for p in pairs if p[0] != "metadata"])
+        answer = await call(app, scope, receive)
+        items = answer.json()
+        if answer.status == 200 and isinstance(items, list):
+            found = [
+                i
+                for i in items
+                if all(v in str((i.get("metadata") or {}).get(k, "")) for k, v in wanted.items())
+            ]
+            answer = json_answer(answer, 200, found)
+        await reply(send, answer)
+
+    return _http_only(app, handle)
+
+
 MUTANTS: Final[dict[str, Mutant]] = {
     "envd-token-reads-only": envd_token_reads_only,
     "auth-only-list-create": auth_only_list_create,
@@ -449,5 +474,6 @@ MUTANTS: Final[dict[str, Mutant]] = {
     "auth-open-v1-create": auth_open_v1_create,
     "auth-open-kruise-prefix": auth_open_kruise_prefix,
     "unknown-404-500": unknown_404_500,
+    "list-metadata-substring": list_metadata_substring,
 }
 """Every mutant server by name."""

@@ -129,6 +129,14 @@ WRONG = [
         set(),
         id="unknown-404-500",
     ),
+    pytest.param(
+        "list-metadata-substring",
+        "core",
+        "core.list.metadata",
+        "exactly [",
+        set(),
+        id="list-metadata-substring",
+    ),
 ]
 
 
