@@ -145,7 +145,9 @@ def test_a_server_getting_the_behaviour_wrong_fails_its_check(
     mutant: str, levels: str, broken: str, message: str, also: set[str], tmp_path: Path
 ) -> None:
     with serve(mutant=MUTANTS[mutant]) as url:
-        run = run_cli(url, tmp_path, levels=levels)
+        # On the virtual clock a list shows a change at once: a list check that fails asks
+        # again for one second, not ten (as in test_breakages).
+        run = run_cli(url, tmp_path, levels=levels, extra=["--list-settle", "1"])
     assert run.returncode == 1, run.output[-3000:]
     failed = run.with_status("fail")
     assert broken in failed, run.output[-3000:]
