@@ -249,8 +249,8 @@ CHECKS: Final[tuple[Check, ...]] = (
     ),
     _c(
         "lifecycle.connect.resume",
-        "Connecting to a paused sandbox answers 201; the sandbox is running again and serves "
-        "traffic.",
+        "Connecting to a paused sandbox with a timeout answers 201; the sandbox is running "
+        "again, serves traffic and lives at least that timeout from the resume (endAt).",
         "E2B §2.2, §2.5, §8.5; Kruise §6.5",
         "lifecycle.pause",
     ),

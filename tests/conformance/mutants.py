@@ -224,6 +224,32 @@ def sdk_create_bad_text(app: ASGIApp, backend: Backend, key: str) -> ASGIApp:
     return _http_only(app, handle)
 
 
+def _connect_of(parts: list[str] | None) -> str | None:
+    """The sandbox id of a connect route's path parts (either generation), else ``None``."""
+    if parts and parts[-1] == "connect" and parts[:-2] in (["sandboxes"], ["v2", "sandboxes"]):
+        return parts[-2]
+    return None
+
+
+def resume_ignores_timeout(app: ASGIApp, backend: Backend, key: str) -> ASGIApp:
+    """Connect resumes a paused sandbox (201) but leaves it 30 s to live, whatever timeout the
+    connect asked for."""
+
+    async def handle(scope: Scope, receive: Receive, send: Send) -> None:
+        sid = _connect_of(_api_path(scope)) if scope["method"] == "POST" else None
+        if sid is None:
+            await app(scope, receive, send)
+            return
+        answer = await call(app, scope, receive)
+        if answer.status == 201:
+            path = f"/sandboxes/{sid}/timeout"
+            shorten = {**scope, "path": path, "raw_path": path.encode(), "query_string": b""}
+            await call(app, shorten, replay(b'{"timeout": 30}', receive))
+        await reply(send, answer)
+
+    return _http_only(app, handle)
+
+
 MUTANTS: Final[dict[str, Mutant]] = {
     "envd-token-reads-only": envd_token_reads_only,
     "auth-only-list-create": auth_only_list_create,
@@ -234,5 +260,6 @@ MUTANTS: Final[dict[str, Mutant]] = {
     "ts-lower-z": ts_lower_case,
     "download-first-64k": download_first_64k,
     "sdk-create-bad-text": sdk_create_bad_text,
+    "resume-ignores-timeout": resume_ignores_timeout,
 }
 """Every mutant server by name."""

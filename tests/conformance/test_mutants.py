@@ -64,6 +64,14 @@ WRONG = [
         )
         for name, example in (("ts-basic", "20260101T"), ("ts-week", "2026-W"))
     ),
+    pytest.param(
+        "resume-ignores-timeout",
+        "lifecycle",
+        "lifecycle.connect.resume",
+        "expected endAt at least 600 s after the resume",
+        set(),
+        id="resume-ignores-timeout",
+    ),
 ]
 
 
