@@ -428,10 +428,13 @@ CHECKS: Final[tuple[Check, ...]] = (
     # -- kruise: the OpenKruise Agents extensions -------------------------------------------
     _c(
         "kruise.api-prefix",
-        "Every E2B route is also served under /kruise/api (create, get, list, kill).",
+        "Every E2B route is also served under /kruise/api: create, get, list, timeout, pause, "
+        "connect (resuming the paused sandbox: 201) and kill.",
         "Kruise §6.1, §6.8",
         "core.get",
         "core.kill",
+        "core.timeout",
+        "lifecycle.connect.resume",
     ),
     _c(
         "kruise.sandbox-resource",

@@ -250,6 +250,27 @@ def resume_ignores_timeout(app: ASGIApp, backend: Backend, key: str) -> ASGIApp:
     return _http_only(app, handle)
 
 
+def _error(status: int, message: str) -> Answer:
+    body = json.dumps({"code": status, "message": message}).encode()
+    return Answer(status, [(b"content-type", b"application/json")], body)
+
+
+def kruise_prefix_partial(app: ASGIApp, backend: Backend, key: str) -> ASGIApp:
+    """Under ``/kruise/api`` only create, get, list and kill are served: the prefixed pause,
+    timeout and connect of a sandbox answer 404."""
+
+    async def handle(scope: Scope, receive: Receive, send: Send) -> None:
+        parts = _api_path(scope)
+        prefixed = str(scope["path"]).startswith("/kruise/api/")
+        if prefixed and parts and parts[-1] in ("pause", "timeout", "connect"):
+            await read_body(receive)
+            await reply(send, _error(404, "not found"))
+            return
+        await app(scope, receive, send)
+
+    return _http_only(app, handle)
+
+
 MUTANTS: Final[dict[str, Mutant]] = {
     "envd-token-reads-only": envd_token_reads_only,
     "auth-only-list-create": auth_only_list_create,
@@ -261,5 +282,6 @@ MUTANTS: Final[dict[str, Mutant]] = {
     "download-first-64k": download_first_64k,
     "sdk-create-bad-text": sdk_create_bad_text,
     "resume-ignores-timeout": resume_ignores_timeout,
+    "kruise-prefix-partial": kruise_prefix_partial,
 }
 """Every mutant server by name."""

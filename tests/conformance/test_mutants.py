@@ -72,6 +72,14 @@ WRONG = [
         set(),
         id="resume-ignores-timeout",
     ),
+    pytest.param(
+        "kruise-prefix-partial",
+        "kruise",
+        "kruise.api-prefix",
+        "/timeout {timeout: 600}: expected HTTP 204, but saw HTTP 404",
+        set(),
+        id="kruise-prefix-partial",
+    ),
 ]
 
 
