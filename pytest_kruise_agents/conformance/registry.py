@@ -355,6 +355,25 @@ CHECKS: Final[tuple[Check, ...]] = (
         "envd.commands.output",
     ),
     _c(
+        "envd.commands.cwd",
+        "A command runs in the cwd it is given (an absolute path in the sandbox).",
+        "E2B §4.2",
+        "envd.commands.output",
+    ),
+    _c(
+        "envd.commands.stdin",
+        "A command started with stdin=True reads what send_stdin sends it (SendInput).",
+        "E2B §4.2",
+        "envd.commands.background",
+    ),
+    _c(
+        "envd.commands.connect",
+        "commands.connect(pid) attaches to a running background command (Process/Connect): "
+        "its wait() returns the output that follows.",
+        "E2B §4.2",
+        "envd.commands.background",
+    ),
+    _c(
         "envd.files.write-read",
         "files.write then files.read returns the same text and bytes, also for a 1 MiB file "
         "of non-repeating bytes (many upload and download chunks).",
@@ -391,6 +410,13 @@ CHECKS: Final[tuple[Check, ...]] = (
         "files.remove deletes a file; reading it then raises a not-found error.",
         "E2B §4.2, §4.3",
         "envd.files.stat",
+    ),
+    _c(
+        "envd.files.write-many",
+        "files.write_files of two files (one multipart upload without a path, each file named "
+        "by its part) writes both, creating the directories they need.",
+        "E2B §4.3",
+        "envd.files.write-read",
     ),
     _c(
         "lifecycle.pause.keeps-files",

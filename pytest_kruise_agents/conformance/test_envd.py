@@ -14,6 +14,7 @@ from typing import Any, Final
 import httpx
 import pytest
 from e2b import CommandExitException, FileType, NotFoundException, Sandbox, TimeoutException
+from e2b.sandbox.filesystem.filesystem import WriteEntry
 
 from pytest_kruise_agents.conformance.expect import (
     excerpt,
@@ -332,6 +333,65 @@ def test_command_timeout(sbx: Sandbox) -> None:
     )
 
 
+@check("envd.commands.cwd")
+def test_command_cwd(sbx: Sandbox) -> None:
+    base = _base()
+    with step(f"files.write({base}/here.txt) and files.get_info({base})"):
+        sbx.files.write(f"{base}/here.txt", "here\n")
+        # The directory's absolute path as the sandbox names it (the home directory differs
+        # from one server to the next).
+        where = sbx.files.get_info(base).path
+    cmd = "cat here.txt"
+    what = f"commands.run({cmd!r}, cwd={where!r})"
+    try:
+        result = sbx.commands.run(cmd, cwd=where)
+    except CommandExitException as exc:
+        fail(what, "'here\\n' (the file in cwd)", f"exit code {exc.exit_code}: {exc.stderr!r}")
+    except Exception as exc:
+        fail(what, "success", f"{type(exc).__name__}: {exc}")
+    expect(result.stdout == "here\n", what, "'here\\n' (the file in cwd)", result.stdout)
+
+
+@check("envd.commands.stdin")
+def test_command_stdin(sbx: Sandbox) -> None:
+    cmd = "head -n1"
+    what = f"commands.run({cmd!r}, background=True, stdin=True), send_stdin 'hello\\n', wait()"
+    with step(f"commands.run({cmd!r}, background=True, stdin=True)"):
+        # A server ignoring the input leaves head waiting: envd ends it at the timeout.
+        handle = sbx.commands.run(cmd, background=True, stdin=True, timeout=10)
+    with step(f"commands.send_stdin({handle.pid}, 'hello\\n')"):
+        sbx.commands.send_stdin(handle.pid, "hello\n")
+    try:
+        result = handle.wait()
+    except Exception as exc:
+        fail(what, "head to print 'hello\\n' and exit", f"{type(exc).__name__}: {exc}")
+    expect(result.stdout == "hello\n", what, "'hello\\n'", result.stdout)
+
+
+@check("envd.commands.connect")
+def test_command_connect(sbx: Sandbox) -> None:
+    gate = f"{_base()}.go"
+    cmd = f"while [ ! -e {gate} ]; do sleep 0.05; done; echo connected"
+    with step(f"commands.run({cmd!r}, background=True)"):
+        handle = sbx.commands.run(cmd, background=True)
+    try:
+        with step(f"disconnect from pid {handle.pid}, then commands.connect({handle.pid})"):
+            handle.disconnect()
+            again = sbx.commands.connect(handle.pid)
+        with step(f"wait() of the command connected to by pid {handle.pid}"):
+            sbx.commands.run(f"touch {gate}")
+            result = again.wait()
+    finally:
+        with contextlib.suppress(Exception):  # let the loop end whatever failed
+            sbx.commands.run(f"touch {gate}")
+    expect(
+        result.stdout == "connected\n",
+        f"wait() of commands.connect({handle.pid})",
+        "the output after connecting: 'connected\\n'",
+        result.stdout,
+    )
+
+
 def _first_difference(a: bytes, b: bytes) -> str:
     """Where ``b`` stops being ``a``: for a failure message about megabytes."""
     if len(a) != len(b):
@@ -446,3 +506,32 @@ def test_files_remove(sbx: Sandbox) -> None:
             f"{type(exc).__name__}: {exc}",
         )
     fail(f"files.read({path!r}) after remove", "a not-found error", "the file's content")
+
+
+@check("envd.files.write-many")
+def test_files_write_many(sbx: Sandbox) -> None:
+    base = _base()
+    entries = [
+        WriteEntry(path=f"{base}/one.txt", data="one\n"),
+        WriteEntry(path=f"{base}/sub/two.bin", data=bytes([0, 2, 255])),
+    ]
+    # One multipart upload without a path (each file named by its part), as the SDK sends
+    # more than one file.
+    what = f"files.write_files([{base}/one.txt, {base}/sub/two.bin])"
+    with step(what):
+        written = sbx.files.write_files(entries)
+    paths = sorted(getattr(info, "path", "") for info in written)
+    expect(
+        len(paths) == 2 and paths[0].endswith("/one.txt") and paths[1].endswith("/sub/two.bin"),
+        what,
+        "information on the two files written",
+        paths,
+    )
+    with step(f"files.read of the two files {what} wrote"):
+        seen = (
+            sbx.files.read(f"{base}/one.txt"),
+            bytes(sbx.files.read(f"{base}/sub/two.bin", format="bytes")),
+        )
+    expect(
+        seen == ("one\n", bytes([0, 2, 255])), f"files.read after {what}", "each file's data", seen
+    )

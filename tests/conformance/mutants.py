@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import struct
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qs
@@ -271,6 +272,85 @@ def kruise_prefix_partial(app: ASGIApp, backend: Backend, key: str) -> ASGIApp:
     return _http_only(app, handle)
 
 
+def _envd_call(scope: Scope) -> str | None:
+    """The path of a request to envd (port 49983), else ``None``."""
+    target = sandbox_target(scope["headers"])
+    return str(scope["path"]) if target is not None and target[1] == ENVD else None
+
+
+def _envelopes(raw: bytes) -> list[tuple[int, bytes]]:
+    """The ``(flags, data)`` messages of a Connect stream body."""
+    out: list[tuple[int, bytes]] = []
+    while len(raw) >= 5:
+        flags, size = struct.unpack(">BI", raw[:5])
+        out.append((flags, raw[5 : 5 + size]))
+        raw = raw[5 + size :]
+    return out
+
+
+def envd_ignore_cwd(app: ASGIApp, backend: Backend, key: str) -> ASGIApp:
+    """envd's process Start drops the request's ``process.cwd``: every command runs in the
+    user's home directory."""
+
+    async def handle(scope: Scope, receive: Receive, send: Send) -> None:
+        if _envd_call(scope) != "/process.Process/Start":
+            await app(scope, receive, send)
+            return
+        edited = b""
+        for flags, data in _envelopes(await read_body(receive)):
+            message = json.loads(data)
+            message.get("process", {}).pop("cwd", None)
+            data = json.dumps(message).encode()
+            edited += struct.pack(">BI", flags, len(data)) + data
+        scope = _with_header(scope, b"content-length", str(len(edited)).encode())
+        await app(scope, replay(edited, receive), send)
+
+    return _http_only(app, handle)
+
+
+def envd_ignore_stdin(app: ASGIApp, backend: Backend, key: str) -> ASGIApp:
+    """envd's ``Process/SendInput`` answers success and writes nothing to the process."""
+
+    async def handle(scope: Scope, receive: Receive, send: Send) -> None:
+        if _envd_call(scope) != "/process.Process/SendInput":
+            await app(scope, receive, send)
+            return
+        await read_body(receive)
+        await reply(send, Answer(200, [(b"content-type", b"application/json")], b"{}"))
+
+    return _http_only(app, handle)
+
+
+def envd_connect_broken(app: ASGIApp, backend: Backend, key: str) -> ASGIApp:
+    """envd does not implement ``Process/Connect`` (reconnecting to a running command)."""
+
+    async def handle(scope: Scope, receive: Receive, send: Send) -> None:
+        if _envd_call(scope) != "/process.Process/Connect":
+            await app(scope, receive, send)
+            return
+        await read_body(receive)
+        body = json.dumps({"code": "unimplemented", "message": "no"}).encode()
+        await reply(send, Answer(501, [(b"content-type", b"application/json")], body))
+
+    return _http_only(app, handle)
+
+
+def envd_upload_needs_path(app: ASGIApp, backend: Backend, key: str) -> ASGIApp:
+    """envd's ``POST /files`` refuses an upload without ``path``: the multi-file form the SDK
+    sends for ``files.write_files`` of several files (each named by its part's filename)."""
+
+    async def handle(scope: Scope, receive: Receive, send: Send) -> None:
+        query = parse_qs(scope.get("query_string", b"").decode())
+        upload = _envd_call(scope) == "/files" and scope["method"] == "POST"
+        if not upload or "path" in query:
+            await app(scope, receive, send)
+            return
+        await read_body(receive)
+        await reply(send, _error(400, "path required"))
+
+    return _http_only(app, handle)
+
+
 MUTANTS: Final[dict[str, Mutant]] = {
     "envd-token-reads-only": envd_token_reads_only,
     "auth-only-list-create": auth_only_list_create,
@@ -283,5 +363,9 @@ MUTANTS: Final[dict[str, Mutant]] = {
     "sdk-create-bad-text": sdk_create_bad_text,
     "resume-ignores-timeout": resume_ignores_timeout,
     "kruise-prefix-partial": kruise_prefix_partial,
+    "envd-ignore-cwd": envd_ignore_cwd,
+    "envd-ignore-stdin": envd_ignore_stdin,
+    "envd-connect-broken": envd_connect_broken,
+    "envd-upload-needs-path": envd_upload_needs_path,
 }
 """Every mutant server by name."""

@@ -80,6 +80,38 @@ WRONG = [
         set(),
         id="kruise-prefix-partial",
     ),
+    pytest.param(
+        "envd-ignore-cwd",
+        "envd",
+        "envd.commands.cwd",
+        "cwd=",
+        set(),
+        id="envd-ignore-cwd",
+    ),
+    pytest.param(
+        "envd-ignore-stdin",
+        "envd",
+        "envd.commands.stdin",
+        "send_stdin",
+        set(),
+        id="envd-ignore-stdin",
+    ),
+    pytest.param(
+        "envd-connect-broken",
+        "envd",
+        "envd.commands.connect",
+        "commands.connect(",
+        set(),
+        id="envd-connect-broken",
+    ),
+    pytest.param(
+        "envd-upload-needs-path",
+        "envd",
+        "envd.files.write-many",
+        "files.write_files(",
+        set(),
+        id="envd-upload-needs-path",
+    ),
 ]
 
 
