@@ -336,7 +336,8 @@ CHECKS: Final[tuple[Check, ...]] = (
     ),
     _c(
         "envd.commands.background",
-        "A background command is listed by commands.list and its wait() returns its output.",
+        "A background command is listed by commands.list, with the cmd and args it was "
+        "started with (/bin/bash, [-l, -c, <command>]), and its wait() returns its output.",
         "E2B §4.2",
         "envd.commands.output",
     ),
@@ -350,7 +351,8 @@ CHECKS: Final[tuple[Check, ...]] = (
     _c(
         "envd.commands.timeout",
         "A command outliving its timeout raises TimeoutException promptly, and envd ends "
-        "the process (Connect-Timeout-Ms).",
+        "the process (Connect-Timeout-Ms): its pid, which it wrote to a file, leaves "
+        "commands.list.",
         "E2B §1.5, §4.2",
         "envd.commands.output",
     ),

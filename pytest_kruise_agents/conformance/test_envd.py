@@ -269,8 +269,17 @@ def test_command_background(sbx: Sandbox) -> None:
     cmd = f"while [ ! -e {gate} ]; do sleep 0.05; done; echo done"
     with step(f"commands.run({cmd!r}, background=True)"):
         handle = sbx.commands.run(cmd, background=True)
-        pids = [p.pid for p in sbx.commands.list()]
-    expect(handle.pid in pids, "commands.list()", f"the background pid {handle.pid}", pids)
+        listed = {p.pid: p for p in sbx.commands.list()}
+    expect(handle.pid in listed, "commands.list()", f"the background pid {handle.pid}", listed)
+    # The process's config as started (E2B §4.2 List: config {cmd, args, envs, cwd}): what
+    # a client finds its commands by. The SDK runs each as bash -l -c.
+    info = listed[handle.pid]
+    expect(
+        (info.cmd, list(info.args)) == ("/bin/bash", ["-l", "-c", cmd]),
+        f"commands.list() entry of pid {handle.pid}",
+        f"cmd '/bin/bash' and args {['-l', '-c', cmd]!r}",
+        f"cmd {info.cmd!r} and args {list(info.args)!r}",
+    )
     with step("wait() of the background command"):
         sbx.commands.run(f"touch {gate}")
         result = handle.wait()
@@ -301,7 +310,10 @@ def test_command_signal(sbx: Sandbox) -> None:
 
 @check("envd.commands.timeout")
 def test_command_timeout(sbx: Sandbox) -> None:
-    command = "sleep 37"
+    marker = f"{_base()}.pid"
+    # The process says its pid (bash's, which exec keeps for sleep): found by pid, not by its
+    # command text, which a server's list may leave out.
+    command = f"echo $$ > {marker}; sleep 37"
     what = f"commands.run({command!r}, timeout=1)"
     started = time.monotonic()
     try:
@@ -313,23 +325,26 @@ def test_command_timeout(sbx: Sandbox) -> None:
         fail(what, "TimeoutException", f"{type(exc).__name__}: {exc}")
     else:
         fail(what, "TimeoutException", "the command completing")
+    with step(f"files.read({marker!r}): the pid the command wrote"):
+        text = sbx.files.read(marker)
+    expect(text.strip().isdigit(), f"files.read({marker!r})", "the command's pid", repr(text))
+    pid = int(text)
     # The SDK raises on its own clock too: only a process that is gone shows that the
     # server applied Connect-Timeout-Ms.
-    running: list[int] = []
+    running = True
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         with step("commands.list() after the timeout"):
-            running = [p.pid for p in sbx.commands.list() if command in " ".join([p.cmd, *p.args])]
+            running = pid in [p.pid for p in sbx.commands.list()]
         if not running:
             return
         time.sleep(0.1)
-    for pid in running:
-        with contextlib.suppress(Exception):
-            sbx.commands.kill(pid)
+    with contextlib.suppress(Exception):
+        sbx.commands.kill(pid)
     fail(
         f"commands.list() 5 s after {what} timed out",
-        f"no {command!r} process (envd ends it at Connect-Timeout-Ms)",
-        f"still running as pid {running}",
+        f"no process {pid} (envd ends it at Connect-Timeout-Ms)",
+        f"still running as pid {pid}",
     )
 
 

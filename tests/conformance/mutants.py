@@ -351,6 +351,45 @@ def envd_upload_needs_path(app: ASGIApp, backend: Backend, key: str) -> ASGIApp:
     return _http_only(app, handle)
 
 
+def _list_without_config(app: ASGIApp) -> Middleware:
+    """envd's ``Process/List`` answers each process without its command (empty ``cmd``, no
+    ``args``)."""
+
+    async def handle(scope: Scope, receive: Receive, send: Send) -> None:
+        if _envd_call(scope) != "/process.Process/List":
+            await app(scope, receive, send)
+            return
+        answer = await call(app, scope, receive)
+        body = answer.json()
+        if answer.status == 200 and isinstance(body, dict):
+            for process in body.get("processes", []):
+                process["config"] = {"cmd": "", "args": [], "envs": {}}
+            answer = json_answer(answer, 200, body)
+        await reply(send, answer)
+
+    return handle
+
+
+def envd_list_no_config(app: ASGIApp, backend: Backend, key: str) -> ASGIApp:
+    """envd's ``Process/List`` names no process's command (empty ``cmd``, no ``args``)."""
+    return _http_only(app, _list_without_config(app))
+
+
+def envd_no_deadline_list_no_config(app: ASGIApp, backend: Backend, key: str) -> ASGIApp:
+    """envd ignores ``Connect-Timeout-Ms`` (a timed-out command lives on) and its
+    ``Process/List`` names no process's command: a search of the list by command finds
+    nothing, whether the process ended or not."""
+    listing = _list_without_config(app)
+
+    async def handle(scope: Scope, receive: Receive, send: Send) -> None:
+        if _envd_call(scope) == "/process.Process/Start":
+            kept = [(k, v) for k, v in scope["headers"] if k.lower() != b"connect-timeout-ms"]
+            scope = {**scope, "headers": kept}
+        await listing(scope, receive, send)
+
+    return _http_only(app, handle)
+
+
 MUTANTS: Final[dict[str, Mutant]] = {
     "envd-token-reads-only": envd_token_reads_only,
     "auth-only-list-create": auth_only_list_create,
@@ -367,5 +406,7 @@ MUTANTS: Final[dict[str, Mutant]] = {
     "envd-ignore-stdin": envd_ignore_stdin,
     "envd-connect-broken": envd_connect_broken,
     "envd-upload-needs-path": envd_upload_needs_path,
+    "envd-list-no-config": envd_list_no_config,
+    "envd-no-deadline-list-no-config": envd_no_deadline_list_no_config,
 }
 """Every mutant server by name."""

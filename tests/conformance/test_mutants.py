@@ -112,6 +112,23 @@ WRONG = [
         set(),
         id="envd-upload-needs-path",
     ),
+    pytest.param(
+        "envd-list-no-config",
+        "envd",
+        "envd.commands.background",
+        "expected cmd '/bin/bash' and args ['-l', '-c',",
+        set(),
+        id="envd-list-no-config",
+    ),
+    pytest.param(
+        # The search of the list by command found nothing, and the check passed vacuously.
+        "envd-no-deadline-list-no-config",
+        "envd",
+        "envd.commands.timeout",
+        "still running as pid",
+        {"envd.commands.background"} | dependents("envd.commands.background"),
+        id="envd-no-deadline-list-no-config",
+    ),
 ]
 
 
