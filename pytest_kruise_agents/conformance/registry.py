@@ -435,6 +435,27 @@ CHECKS: Final[tuple[Check, ...]] = (
         "core.create",
     ),
     _c(
+        "code.logs",
+        "What a run prints to stdout arrives in the stdout logs only, and what it prints to "
+        "stderr in the stderr logs only.",
+        "E2B §5",
+        "code.run",
+    ),
+    _c(
+        "code.display",
+        "Displayed data arrive as results besides the main one, in their formats: "
+        "display(HTML(...)) gives a result with html, a raw image/png display one with png.",
+        "E2B §5",
+        "code.run",
+    ),
+    _c(
+        "code.execution-count",
+        "Each run's execution carries an integer execution_count that grows from one run to "
+        "the next.",
+        "E2B §5",
+        "code.run",
+    ),
+    _c(
         "code.state",
         "A variable defined by one run_code call is visible to the next.",
         "E2B §5",

@@ -39,6 +39,7 @@ Mutant = Callable[["ASGIApp", "Backend", str], "ASGIApp"]
 """Builds the mutant server from the app, its backend and a valid (user) API key."""
 
 ENVD: Final = "49983"
+JUPYTER: Final = "49999"
 CHUNK: Final = 64 * 1024
 BAD_TEXT: Final = "bad \ud800 and \uffff"
 """What :func:`sdk_create_bad_text` answers: a lone surrogate and U+FFFF (legal in JSON)."""
@@ -390,6 +391,49 @@ def envd_no_deadline_list_no_config(app: ASGIApp, backend: Backend, key: str) ->
     return _http_only(app, handle)
 
 
+def _execute_lines(edit: Callable[[dict[str, Any]], dict[str, Any] | None]) -> Mutant:
+    """The code interpreter's ``POST /execute`` answer with each NDJSON line passed through
+    ``edit`` (``None`` drops the line)."""
+
+    def build(app: ASGIApp, backend: Backend, key: str) -> ASGIApp:
+        async def handle(scope: Scope, receive: Receive, send: Send) -> None:
+            target = sandbox_target(scope["headers"])
+            execute = target is not None and target[1] == JUPYTER and scope["path"] == "/execute"
+            if not execute:
+                await app(scope, receive, send)
+                return
+            answer = await call(app, scope, receive)
+            if answer.status == 200:
+                lines = [json.loads(line) for line in answer.body.splitlines() if line.strip()]
+                kept = [edited for edited in map(edit, lines) if edited is not None]
+                answer.body = b"".join(json.dumps(line).encode() + b"\n" for line in kept)
+            await reply(send, answer)
+
+        return _http_only(app, handle)
+
+    return build
+
+
+code_drop_stderr = _execute_lines(lambda line: None if line.get("type") == "stderr" else line)
+"""The code interpreter drops what a run writes to stderr."""
+code_stderr_as_stdout = _execute_lines(
+    lambda line: {**line, "type": "stdout"} if line.get("type") == "stderr" else line
+)
+"""The code interpreter sends what a run writes to stderr as stdout."""
+code_text_only = _execute_lines(
+    lambda line: (
+        {k: v for k, v in line.items() if k in ("type", "text", "is_main_result")}
+        if line.get("type") == "result"
+        else line
+    )
+)
+"""The code interpreter's results carry only their text: no html, png, json, ..."""
+code_no_exec_count = _execute_lines(
+    lambda line: None if line.get("type") == "number_of_executions" else line
+)
+"""The code interpreter never says how many executions its context has run."""
+
+
 MUTANTS: Final[dict[str, Mutant]] = {
     "envd-token-reads-only": envd_token_reads_only,
     "auth-only-list-create": auth_only_list_create,
@@ -408,5 +452,9 @@ MUTANTS: Final[dict[str, Mutant]] = {
     "envd-upload-needs-path": envd_upload_needs_path,
     "envd-list-no-config": envd_list_no_config,
     "envd-no-deadline-list-no-config": envd_no_deadline_list_no_config,
+    "code-drop-stderr": code_drop_stderr,
+    "code-stderr-as-stdout": code_stderr_as_stdout,
+    "code-text-only": code_text_only,
+    "code-no-exec-count": code_no_exec_count,
 }
 """Every mutant server by name."""

@@ -129,6 +129,38 @@ WRONG = [
         {"envd.commands.background"} | dependents("envd.commands.background"),
         id="envd-no-deadline-list-no-config",
     ),
+    pytest.param(
+        "code-drop-stderr",
+        "code",
+        "code.logs",
+        "stderr logs: expected 'to-err\\n', but saw ''",
+        set(),
+        id="code-drop-stderr",
+    ),
+    pytest.param(
+        "code-stderr-as-stdout",
+        "code",
+        "code.logs",
+        "stdout logs: expected 'to-out\\n', but saw 'to-out\\nto-err\\n'",
+        set(),
+        id="code-stderr-as-stdout",
+    ),
+    pytest.param(
+        "code-text-only",
+        "code",
+        "code.display",
+        "expected a result with html '<b>conformance</b>'",
+        set(),
+        id="code-text-only",
+    ),
+    pytest.param(
+        "code-no-exec-count",
+        "code",
+        "code.execution-count",
+        "execution_count: expected an integer, but saw None",
+        set(),
+        id="code-no-exec-count",
+    ),
 ]
 
 
