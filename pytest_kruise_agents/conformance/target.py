@@ -22,6 +22,9 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from pytest_kruise_agents.conformance.expect import CheckFailed
+from pytest_kruise_agents.conformance.report import clean
+
 __all__ = [
     "DEFAULT_DOMAIN",
     "ENVD_PORT",
@@ -287,12 +290,28 @@ class Api:
         **kwargs: Any,
     ) -> httpx.Response:
         """``method path`` on the API with ``X-API-Key`` (the target's unless ``key`` is given;
-        ``key=""`` sends no key)."""
+        ``key=""`` sends no key). No answer (a timeout, a refused or broken connection) is a
+        :class:`~pytest_kruise_agents.conformance.expect.CheckFailed` naming the request."""
         sent = dict(headers or {})
         api_key = self.target.api_key if key is None else key
         if api_key:
             sent["X-API-Key"] = api_key
-        return self.client.request(method, self.target.url(path), headers=sent, **kwargs)
+        url = self.target.url(path)
+        return self._send(f"{method} {path}", method, url, headers=sent, **kwargs)
+
+    def _send(self, what: str, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        """``method url``; a :class:`CheckFailed` naming ``what`` when no answer comes (the
+        request timed out, the connection was refused or broke)."""
+        try:
+            return self.client.request(method, url, **kwargs)
+        except httpx.TimeoutException as exc:
+            seconds = kwargs.get("timeout", self.target.request_timeout)
+            within = f" within {seconds:g} s" if isinstance(seconds, int | float) else ""
+            expected = f"an answer{within}"
+            raise CheckFailed(what, expected, f"none ({type(exc).__name__})") from exc
+        except httpx.TransportError as exc:
+            text = " ".join(clean(str(exc)).split())[:300]
+            raise CheckFailed(what, "an answer", f"{type(exc).__name__}: {text}") from exc
 
     def create(
         self,
@@ -415,6 +434,7 @@ class Api:
         ``by_host`` names the sandbox by host instead, ``<port>-<id>.<domain>`` (``domain``,
         else the sandbox's): as the ``Host`` header of a request to the sandbox URL when
         one is given, else at ``https://<port>-<id>.<domain>`` (the SDK's direct URL).
+        No answer is a ``CheckFailed`` naming the request, the sandbox and the port.
         """
         sent = dict(headers or {})
         if token:
@@ -425,10 +445,13 @@ class Api:
             if self.target.sandbox_url:
                 sent["Host"] = host
                 url = self.target.sandbox_url + path
+                what = f"{method} {path} with Host: {host} at {self.target.sandbox_url}"
             else:
                 url = f"https://{host}{path}"
-            return self.client.request(method, url, headers=sent, **kwargs)
+                what = f"{method} {url}"
+            return self._send(what, method, url, headers=sent, **kwargs)
         sent["E2b-Sandbox-Id"] = sandbox_id
         sent["E2b-Sandbox-Port"] = str(port)
         base = self.sandbox_base(sandbox_id, port)[0]
-        return self.client.request(method, base + path, headers=sent, **kwargs)
+        what = f"{method} {path} of sandbox {sandbox_id} (port {port}) at {base}"
+        return self._send(what, method, base + path, headers=sent, **kwargs)
