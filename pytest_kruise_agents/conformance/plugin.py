@@ -29,7 +29,6 @@ per process.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import sys
 from collections.abc import Callable, Generator, Iterator
@@ -51,6 +50,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "INTERRUPTED_CODE",
+    "LEFT_INFO",
     "MARKER",
     "OPTION_PREFIX",
     "WRITE_FAILED_CODE",
@@ -85,6 +85,9 @@ _TARGET = pytest.StashKey["Target | None"]()
 _STARTED = pytest.StashKey["dict[str, Outcome]"]()
 _BLOCKED = pytest.StashKey[set[str]]()
 _SELECTED = pytest.StashKey[bool]()
+_LEFT = pytest.StashKey[list[str]]()
+LEFT_INFO: Final = "Left on the server"
+"""The reports' setting naming the sandboxes the run may have left on the server."""
 INTERRUPTED_CODE: Final = 130
 """Exit code of ``kruise-agents conformance`` after Ctrl-C (as the planning commands)."""
 WRITE_FAILED_CODE: Final = 3
@@ -423,6 +426,10 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     width = max(int(tw.fullwidth) if tw is not None else 120, 100)
     color = bool(getattr(terminalreporter, "hasmarkup", False))
     text = render_table(outcomes, width=width, color=color, interrupted=interrupted)
+    left = config.stash.get(_LEFT, [])
+    if left:
+        # Before the table: its summary stays the last line.
+        terminalreporter.write_line(f"cleanup: {_left_note(left)}", red=True)
     terminalreporter.write("\n" + text)
 
 
@@ -502,36 +509,56 @@ def conformance_target(pytestconfig: pytest.Config) -> Iterator[Target]:
 
 
 @pytest.fixture(scope="session")
-def conformance_api(conformance_target: Target) -> Iterator[Api]:
-    """Raw HTTP to the server; at the end, kills whatever the run left behind."""
+def conformance_api(conformance_target: Target, pytestconfig: pytest.Config) -> Iterator[Api]:
+    """Raw HTTP to the server; at the end, kills whatever the run left behind and notes, for
+    the summary and the reports, the sandboxes the server did not answer a DELETE of."""
     from pytest_kruise_agents.conformance.target import Api
 
     api = Api(conformance_target)
     try:
         yield api
     finally:
-        sweep(api)
+        left = sweep(api)
         api.close()
+        if left:
+            pytestconfig.stash[_LEFT] = left
+            pytestconfig.stash[_INFO][LEFT_INFO] = _left_note(left)
 
 
-def sweep(api: Api) -> None:
+def _left_note(left: list[str]) -> str:
+    many = "es" if len(left) != 1 else ""
+    return (
+        f"{len(left)} sandbox{many} may be left on the server (it did not answer their "
+        f"DELETE): {', '.join(left)}"
+    )
+
+
+def sweep(api: Api) -> list[str]:
     """Kill every sandbox the run's list shows with the run's metadata: what a check left
     behind untracked. Each item on its own: one odd item (``"metadata": null``, no id, a
-    kill that fails) does not end the sweep."""
+    kill that fails) does not end the sweep. The list and the kills wait as a cleanup does
+    (:func:`~pytest_kruise_agents.conformance.sandboxes.kill_all`).
+
+    Returns the sandboxes that may be left on the server: those whose DELETE got no answer
+    here, or, when the list got none, every one whose cleanup DELETE got none.
+    """
+    from pytest_kruise_agents.conformance.sandboxes import cleanup_wait, kill_all
     from pytest_kruise_agents.conformance.target import RUN_KEY
 
     target = api.target
     try:
-        resp = api.list({"metadata": target.run_filter})
+        params = {"metadata": target.run_filter}
+        resp = api.request("GET", "/v2/sandboxes", params=params, timeout=cleanup_wait(api))
         items = resp.json() if resp.status_code == 200 else []
     except Exception:
-        return
+        return list(api.unanswered)
+    ids: list[str] = []
     for item in items if isinstance(items, list) else []:
         meta = item.get("metadata") if isinstance(item, dict) else None
         sid = item.get("sandboxID") if isinstance(item, dict) else None
         if isinstance(meta, dict) and meta.get(RUN_KEY) == target.run_id and isinstance(sid, str):
-            with contextlib.suppress(Exception):
-                api.kill(sid)
+            ids.append(sid)
+    return kill_all(api, ids)
 
 
 @pytest.fixture(scope="session")

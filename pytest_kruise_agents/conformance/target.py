@@ -26,6 +26,7 @@ from pytest_kruise_agents.conformance.expect import CheckFailed
 from pytest_kruise_agents.conformance.report import clean
 
 __all__ = [
+    "CLEANUP_TIMEOUT_S",
     "DEFAULT_DOMAIN",
     "ENVD_PORT",
     "JUPYTER_PORT",
@@ -66,6 +67,10 @@ right after a create may miss the new sandbox. Checks of what a list shows ask
 again until it holds, for this long (:attr:`Target.list_settle`), and report
 what the last list showed.
 """
+
+CLEANUP_TIMEOUT_S: Final = 10.0
+"""Seconds a cleanup waits for each DELETE of a sandbox it kills (default): a server that does
+not answer one must not hold every check's cleanup for the request timeout."""
 
 
 def _header_routed_domains() -> frozenset[str]:
@@ -126,6 +131,7 @@ class Target:
     :param request_timeout: seconds per request.
     :param list_settle: wall seconds the checks of what a list shows ask again for
         (:data:`LIST_SETTLE_S`).
+    :param cleanup_timeout: seconds a cleanup waits for each DELETE (:data:`CLEANUP_TIMEOUT_S`).
     """
 
     api_url: str
@@ -138,6 +144,7 @@ class Target:
     admin_key: str | None = None
     request_timeout: float = 60.0
     list_settle: float = LIST_SETTLE_S
+    cleanup_timeout: float = CLEANUP_TIMEOUT_S
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
 
     @classmethod
@@ -248,6 +255,8 @@ class Api:
         self.domains: dict[str, str] = {}
         """The ``domain`` each sandbox's create (or connect) answer gave, by sandbox id."""
         self._kruise: tuple[str | None] | None = None
+        self.unanswered: list[str] = []
+        """The sandboxes whose cleanup DELETE the server left unanswered: maybe left on it."""
 
     @property
     def create_route(self) -> str:
@@ -347,9 +356,10 @@ class Api:
         """``GET /sandboxes/{id}``."""
         return self.request("GET", f"/sandboxes/{sandbox_id}")
 
-    def kill(self, sandbox_id: str) -> httpx.Response:
-        """``DELETE /sandboxes/{id}``."""
-        return self.request("DELETE", f"/sandboxes/{sandbox_id}")
+    def kill(self, sandbox_id: str, *, timeout: float | None = None) -> httpx.Response:
+        """``DELETE /sandboxes/{id}`` (waiting ``timeout`` seconds, else the request timeout)."""
+        limit: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
+        return self.request("DELETE", f"/sandboxes/{sandbox_id}", **limit)
 
     def set_timeout(self, sandbox_id: str, seconds: int) -> httpx.Response:
         """``POST /sandboxes/{id}/timeout``."""
