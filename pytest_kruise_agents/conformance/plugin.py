@@ -86,6 +86,7 @@ _STARTED = pytest.StashKey["dict[str, Outcome]"]()
 _BLOCKED = pytest.StashKey[set[str]]()
 _SELECTED = pytest.StashKey[bool]()
 _LEFT = pytest.StashKey[list[str]]()
+_LAST = pytest.StashKey[str]()
 LEFT_INFO: Final = "Left on the server"
 """The reports' setting naming the sandboxes the run may have left on the server."""
 INTERRUPTED_CODE: Final = 130
@@ -346,6 +347,7 @@ def pytest_runtest_makereport(
         # The reason is the whole story: a traceback into this plugin would only hide it.
         report.longrepr = _message(call.excinfo)
         item.config.stash[_BLOCKED].add(report.nodeid)
+    item.config.stash[_LAST] = found.id
     results = item.config.stash[_RESULTS]
     started = item.config.stash[_STARTED]
     # A passed setup is not a passed check: only the call phase decides (a Ctrl-C during
@@ -390,8 +392,13 @@ def _interrupted(config: pytest.Config, exitstatus: int) -> str | None:
         return None
     results = config.stash[_RESULTS]
     running = [cid for cid in config.stash[_STARTED] if cid not in results]
-    during = f" during {', '.join(running)}" if running else ""
-    return f"INTERRUPTED{during}; the checks after it did not run"
+    if running:
+        where = f" during {', '.join(running)}"
+    else:
+        # Between checks: in the cleanup of the last one to report, its result already in.
+        last = config.stash.get(_LAST, "")
+        where = f" after {last}" if last else ""
+    return f"INTERRUPTED{where}; the checks after it did not run"
 
 
 def _running(config: pytest.Config) -> list[Outcome]:
