@@ -29,7 +29,6 @@ per process.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import sys
 from collections.abc import Callable, Generator, Iterator
@@ -51,6 +50,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "INTERRUPTED_CODE",
+    "LEFT_INFO",
     "MARKER",
     "OPTION_PREFIX",
     "WRITE_FAILED_CODE",
@@ -85,6 +85,10 @@ _TARGET = pytest.StashKey["Target | None"]()
 _STARTED = pytest.StashKey["dict[str, Outcome]"]()
 _BLOCKED = pytest.StashKey[set[str]]()
 _SELECTED = pytest.StashKey[bool]()
+_LEFT = pytest.StashKey[list[str]]()
+_LAST = pytest.StashKey[str]()
+LEFT_INFO: Final = "Left on the server"
+"""The reports' setting naming the sandboxes the run may have left on the server."""
 INTERRUPTED_CODE: Final = 130
 """Exit code of ``kruise-agents conformance`` after Ctrl-C (as the planning commands)."""
 WRITE_FAILED_CODE: Final = 3
@@ -343,6 +347,7 @@ def pytest_runtest_makereport(
         # The reason is the whole story: a traceback into this plugin would only hide it.
         report.longrepr = _message(call.excinfo)
         item.config.stash[_BLOCKED].add(report.nodeid)
+    item.config.stash[_LAST] = found.id
     results = item.config.stash[_RESULTS]
     started = item.config.stash[_STARTED]
     # A passed setup is not a passed check: only the call phase decides (a Ctrl-C during
@@ -387,8 +392,13 @@ def _interrupted(config: pytest.Config, exitstatus: int) -> str | None:
         return None
     results = config.stash[_RESULTS]
     running = [cid for cid in config.stash[_STARTED] if cid not in results]
-    during = f" during {', '.join(running)}" if running else ""
-    return f"INTERRUPTED{during}; the checks after it did not run"
+    if running:
+        where = f" during {', '.join(running)}"
+    else:
+        # Between checks: in the cleanup of the last one to report, its result already in.
+        last = config.stash.get(_LAST, "")
+        where = f" after {last}" if last else ""
+    return f"INTERRUPTED{where}; the checks after it did not run"
 
 
 def _running(config: pytest.Config) -> list[Outcome]:
@@ -423,6 +433,10 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     width = max(int(tw.fullwidth) if tw is not None else 120, 100)
     color = bool(getattr(terminalreporter, "hasmarkup", False))
     text = render_table(outcomes, width=width, color=color, interrupted=interrupted)
+    left = config.stash.get(_LEFT, [])
+    if left:
+        # Before the table: its summary stays the last line.
+        terminalreporter.write_line(f"cleanup: {_left_note(left)}", red=True)
     terminalreporter.write("\n" + text)
 
 
@@ -502,39 +516,59 @@ def conformance_target(pytestconfig: pytest.Config) -> Iterator[Target]:
 
 
 @pytest.fixture(scope="session")
-def conformance_api(conformance_target: Target) -> Iterator[Api]:
-    """Raw HTTP to the server; at the end, kills whatever the run left behind."""
+def conformance_api(conformance_target: Target, pytestconfig: pytest.Config) -> Iterator[Api]:
+    """Raw HTTP to the server; at the end, kills whatever the run left behind and notes, for
+    the summary and the reports, the sandboxes the server did not answer a DELETE of."""
     from pytest_kruise_agents.conformance.target import Api
 
     api = Api(conformance_target)
     try:
         yield api
     finally:
-        sweep(api)
+        left = sweep(api)
         api.close()
+        if left:
+            pytestconfig.stash[_LEFT] = left
+            pytestconfig.stash[_INFO][LEFT_INFO] = _left_note(left)
 
 
-def sweep(api: Api) -> None:
+def _left_note(left: list[str]) -> str:
+    many = "es" if len(left) != 1 else ""
+    return (
+        f"{len(left)} sandbox{many} may be left on the server (it did not answer their "
+        f"DELETE): {', '.join(left)}"
+    )
+
+
+def sweep(api: Api) -> list[str]:
     """Kill every sandbox the run's list shows with the run's metadata, or that the run made
     (:attr:`Api.made <pytest_kruise_agents.conformance.target.Api.made>`: a list item may lack
-    the metadata): what a check left behind. Each item on its own: one odd item (``"metadata":
-    null``, no id, a kill that fails) does not end the sweep."""
+    the metadata): what a check left behind untracked. Each item on its own: one odd item (``"metadata": null``, no id, a
+    kill that fails) does not end the sweep. The list and the kills wait as a cleanup does
+    (:func:`~pytest_kruise_agents.conformance.sandboxes.kill_all`).
+
+    Returns the sandboxes that may be left on the server: those whose DELETE got no answer
+    here, or, when the list got none, every one whose cleanup DELETE got none.
+    """
+    from pytest_kruise_agents.conformance.sandboxes import cleanup_wait, kill_all
     from pytest_kruise_agents.conformance.target import RUN_KEY
 
     target = api.target
     try:
-        resp = api.list({"metadata": target.run_filter})
+        params = {"metadata": target.run_filter}
+        resp = api.request("GET", "/v2/sandboxes", params=params, timeout=cleanup_wait(api))
         items = resp.json() if resp.status_code == 200 else []
     except Exception:
-        return
+        return list(api.unanswered)
+    ids: list[str] = []
     for item in items if isinstance(items, list) else []:
         meta = item.get("metadata") if isinstance(item, dict) else None
         sid = item.get("sandboxID") if isinstance(item, dict) else None
         if not isinstance(sid, str):
             continue
         if sid in api.made or (isinstance(meta, dict) and meta.get(RUN_KEY) == target.run_id):
-            with contextlib.suppress(Exception):
-                api.kill(sid)
+            ids.append(sid)
+    return kill_all(api, ids)
 
 
 @pytest.fixture(scope="session")

@@ -266,8 +266,8 @@ CHECKS: Final[tuple[Check, ...]] = (
     ),
     _c(
         "lifecycle.connect.resume",
-        "Connecting to a paused sandbox answers 201; the sandbox is running again and serves "
-        "traffic.",
+        "Connecting to a paused sandbox with a timeout answers 201; the sandbox is running "
+        "again, serves traffic and lives at least that timeout from the resume (endAt).",
         "E2B §2.2, §2.5, §8.5; Kruise §6.5",
         "lifecycle.pause",
     ),
@@ -354,7 +354,8 @@ CHECKS: Final[tuple[Check, ...]] = (
     ),
     _c(
         "envd.commands.background",
-        "A background command is listed by commands.list and its wait() returns its output.",
+        "A background command is listed by commands.list, with the cmd and args it was "
+        "started with (/bin/bash, [-l, -c, <command>]), and its wait() returns its output.",
         "E2B §4.2",
         "envd.commands.output",
     ),
@@ -368,9 +369,29 @@ CHECKS: Final[tuple[Check, ...]] = (
     _c(
         "envd.commands.timeout",
         "A command outliving its timeout raises TimeoutException promptly, and envd ends "
-        "the process (Connect-Timeout-Ms).",
+        "the process (Connect-Timeout-Ms): its pid, which it wrote to a file, leaves "
+        "commands.list.",
         "E2B §1.5, §4.2",
         "envd.commands.output",
+    ),
+    _c(
+        "envd.commands.cwd",
+        "A command runs in the cwd it is given (an absolute path in the sandbox).",
+        "E2B §4.2",
+        "envd.commands.output",
+    ),
+    _c(
+        "envd.commands.stdin",
+        "A command started with stdin=True reads what send_stdin sends it (SendInput).",
+        "E2B §4.2",
+        "envd.commands.background",
+    ),
+    _c(
+        "envd.commands.connect",
+        "commands.connect(pid) attaches to a running background command (Process/Connect): "
+        "its wait() returns the output that follows.",
+        "E2B §4.2",
+        "envd.commands.background",
     ),
     _c(
         "envd.files.write-read",
@@ -411,6 +432,13 @@ CHECKS: Final[tuple[Check, ...]] = (
         "envd.files.stat",
     ),
     _c(
+        "envd.files.write-many",
+        "files.write_files of two files (one multipart upload without a path, each file named "
+        "by its part) writes both, creating the directories they need.",
+        "E2B §4.3",
+        "envd.files.write-read",
+    ),
+    _c(
         "lifecycle.pause.keeps-files",
         "Files written before a pause are there after connect resumes the sandbox.",
         "Kruise §6.5",
@@ -423,6 +451,27 @@ CHECKS: Final[tuple[Check, ...]] = (
         "run_code('1+1') gives the text '2', and printed output arrives in the stdout logs.",
         "E2B §5",
         "core.create",
+    ),
+    _c(
+        "code.logs",
+        "What a run prints to stdout arrives in the stdout logs only, and what it prints to "
+        "stderr in the stderr logs only.",
+        "E2B §5",
+        "code.run",
+    ),
+    _c(
+        "code.display",
+        "Displayed data arrive as results besides the main one, in their formats: "
+        "display(HTML(...)) gives a result with html, a raw image/png display one with png.",
+        "E2B §5",
+        "code.run",
+    ),
+    _c(
+        "code.execution-count",
+        "Each run's execution carries an integer execution_count that grows from one run to "
+        "the next.",
+        "E2B §5",
+        "code.run",
     ),
     _c(
         "code.state",
@@ -446,10 +495,13 @@ CHECKS: Final[tuple[Check, ...]] = (
     # -- kruise: the OpenKruise Agents extensions -------------------------------------------
     _c(
         "kruise.api-prefix",
-        "Every E2B route is also served under /kruise/api (create, get, list, kill).",
+        "Every E2B route is also served under /kruise/api: create, get, list, timeout, pause, "
+        "connect (resuming the paused sandbox: 201) and kill.",
         "Kruise §6.1, §6.8",
         "core.get",
         "core.kill",
+        "core.timeout",
+        "lifecycle.connect.resume",
     ),
     _c(
         "kruise.sandbox-resource",

@@ -2,21 +2,68 @@
 
 Every sandbox carries the run's metadata (``conformance-run=<run id>``), so a
 run can find what it left behind; :meth:`Sandboxes.cleanup` kills them all
-and ignores errors (a sandbox may already be gone: that is often the point).
+(:func:`kill_all`: at once, each DELETE waiting a bounded time) and ignores the
+answers (a sandbox may already be gone: that is often the point), but not their
+absence: a DELETE the server leaves unanswered fails the cleanup, naming the
+sandboxes that may be left on the server.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Final
 
 from e2b import Sandbox
 
-from pytest_kruise_agents.conformance.expect import expect_status, fail, json_body, step
+from pytest_kruise_agents.conformance.expect import (
+    CheckFailed,
+    expect_status,
+    fail,
+    json_body,
+    step,
+)
 from pytest_kruise_agents.conformance.target import RUN_KEY, Api, Target
 
-__all__ = ["Sandboxes"]
+__all__ = ["AFTER_UNANSWERED_S", "Sandboxes", "cleanup_wait", "kill_all"]
+
+AFTER_UNANSWERED_S: Final = 1.0
+"""Seconds each DELETE of a cleanup waits once the server has left one unanswered: it is not
+answering them, and every check's cleanup waiting the full bound would add up."""
+
+_KILLERS: Final = 8
+
+
+def cleanup_wait(api: Api) -> float:
+    """Seconds each cleanup DELETE waits: the target's cleanup timeout, or
+    :data:`AFTER_UNANSWERED_S` once the server has left a DELETE unanswered."""
+    bound = api.target.cleanup_timeout
+    return min(bound, AFTER_UNANSWERED_S) if api.unanswered else bound
+
+
+def _count(ids: Sequence[str]) -> str:
+    return f"{len(ids)} sandbox" + ("es" if len(ids) != 1 else "")
+
+
+def kill_all(api: Api, ids: Sequence[str]) -> list[str]:
+    """``DELETE`` each of ``ids`` at once, each waiting :func:`cleanup_wait` seconds; the ids
+    whose DELETE got no answer (also added to :attr:`Api.unanswered`). Any answer counts:
+    404 (gone already) as much as 204."""
+    wait = cleanup_wait(api)
+
+    def answered(sid: str) -> bool:
+        try:
+            api.kill(sid, timeout=wait)
+        except CheckFailed:  # no answer: a timeout, a refused or broken connection
+            return False
+        return True
+
+    if not ids:
+        return []
+    with ThreadPoolExecutor(max_workers=min(len(ids), _KILLERS)) as pool:
+        missed = [sid for sid, ok in zip(ids, pool.map(answered, ids), strict=True) if not ok]
+    api.unanswered += [sid for sid in missed if sid not in api.unanswered]
+    return missed
 
 
 class Sandboxes:
@@ -79,8 +126,15 @@ class Sandboxes:
             self.ids.append(sandbox_id)
 
     def cleanup(self) -> None:
-        """Kill every tracked sandbox, ignoring errors."""
-        for sid in self.ids:
-            with contextlib.suppress(Exception):
-                self.api.kill(sid)
-        self.ids.clear()
+        """Kill every tracked sandbox (:func:`kill_all`); fail naming those whose DELETE got no
+        answer, which may be left on the server."""
+        ids, self.ids = list(self.ids), []
+        wait = cleanup_wait(self.api)
+        missed = kill_all(self.api, ids)
+        if missed:
+            more = f" and {len(missed) - 1} more" if len(missed) > 1 else ""
+            fail(
+                f"DELETE /sandboxes/{missed[0]}{more}",
+                f"an answer within {wait:g} s",
+                f"none; {_count(missed)} may be left on the server: {', '.join(missed)}",
+            )

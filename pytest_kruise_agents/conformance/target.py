@@ -22,7 +22,11 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from pytest_kruise_agents.conformance.expect import CheckFailed
+from pytest_kruise_agents.conformance.report import clean
+
 __all__ = [
+    "CLEANUP_TIMEOUT_S",
     "DEFAULT_DOMAIN",
     "ENVD_PORT",
     "JUPYTER_PORT",
@@ -63,6 +67,10 @@ right after a create may miss the new sandbox. Checks of what a list shows ask
 again until it holds, for this long (:attr:`Target.list_settle`), and report
 what the last list showed.
 """
+
+CLEANUP_TIMEOUT_S: Final = 10.0
+"""Seconds a cleanup waits for each DELETE of a sandbox it kills (default): a server that does
+not answer one must not hold every check's cleanup for the request timeout."""
 
 
 def _header_routed_domains() -> frozenset[str]:
@@ -123,6 +131,7 @@ class Target:
     :param request_timeout: seconds per request.
     :param list_settle: wall seconds the checks of what a list shows ask again for
         (:data:`LIST_SETTLE_S`).
+    :param cleanup_timeout: seconds a cleanup waits for each DELETE (:data:`CLEANUP_TIMEOUT_S`).
     """
 
     api_url: str
@@ -135,6 +144,7 @@ class Target:
     admin_key: str | None = None
     request_timeout: float = 60.0
     list_settle: float = LIST_SETTLE_S
+    cleanup_timeout: float = CLEANUP_TIMEOUT_S
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
 
     @classmethod
@@ -248,6 +258,8 @@ class Api:
         """Every sandbox the run created (its create answered 201 with the id): the final
         sweep kills these even where the list does not show the run's metadata."""
         self._kruise: tuple[str | None] | None = None
+        self.unanswered: list[str] = []
+        """The sandboxes whose cleanup DELETE the server left unanswered: maybe left on it."""
 
     @property
     def create_route(self) -> str:
@@ -298,12 +310,28 @@ class Api:
         **kwargs: Any,
     ) -> httpx.Response:
         """``method path`` on the API with ``X-API-Key`` (the target's unless ``key`` is given;
-        ``key=""`` sends no key)."""
+        ``key=""`` sends no key). No answer (a timeout, a refused or broken connection) is a
+        :class:`~pytest_kruise_agents.conformance.expect.CheckFailed` naming the request."""
         sent = dict(headers or {})
         api_key = self.target.api_key if key is None else key
         if api_key:
             sent["X-API-Key"] = api_key
-        return self.client.request(method, self.target.url(path), headers=sent, **kwargs)
+        url = self.target.url(path)
+        return self._send(f"{method} {path}", method, url, headers=sent, **kwargs)
+
+    def _send(self, what: str, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        """``method url``; a :class:`CheckFailed` naming ``what`` when no answer comes (the
+        request timed out, the connection was refused or broke)."""
+        try:
+            return self.client.request(method, url, **kwargs)
+        except httpx.TimeoutException as exc:
+            seconds = kwargs.get("timeout", self.target.request_timeout)
+            within = f" within {seconds:g} s" if isinstance(seconds, int | float) else ""
+            expected = f"an answer{within}"
+            raise CheckFailed(what, expected, f"none ({type(exc).__name__})") from exc
+        except httpx.TransportError as exc:
+            text = " ".join(clean(str(exc)).split())[:300]
+            raise CheckFailed(what, "an answer", f"{type(exc).__name__}: {text}") from exc
 
     def create(
         self,
@@ -342,9 +370,10 @@ class Api:
         """``GET /sandboxes/{id}``."""
         return self.request("GET", f"/sandboxes/{sandbox_id}")
 
-    def kill(self, sandbox_id: str) -> httpx.Response:
-        """``DELETE /sandboxes/{id}``."""
-        return self.request("DELETE", f"/sandboxes/{sandbox_id}")
+    def kill(self, sandbox_id: str, *, timeout: float | None = None) -> httpx.Response:
+        """``DELETE /sandboxes/{id}`` (waiting ``timeout`` seconds, else the request timeout)."""
+        limit: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
+        return self.request("DELETE", f"/sandboxes/{sandbox_id}", **limit)
 
     def set_timeout(self, sandbox_id: str, seconds: int) -> httpx.Response:
         """``POST /sandboxes/{id}/timeout``."""
@@ -429,6 +458,7 @@ class Api:
         ``by_host`` names the sandbox by host instead, ``<port>-<id>.<domain>`` (``domain``,
         else the sandbox's): as the ``Host`` header of a request to the sandbox URL when
         one is given, else at ``https://<port>-<id>.<domain>`` (the SDK's direct URL).
+        No answer is a ``CheckFailed`` naming the request, the sandbox and the port.
         """
         sent = dict(headers or {})
         if token:
@@ -439,10 +469,13 @@ class Api:
             if self.target.sandbox_url:
                 sent["Host"] = host
                 url = self.target.sandbox_url + path
+                what = f"{method} {path} with Host: {host} at {self.target.sandbox_url}"
             else:
                 url = f"https://{host}{path}"
-            return self.client.request(method, url, headers=sent, **kwargs)
+                what = f"{method} {url}"
+            return self._send(what, method, url, headers=sent, **kwargs)
         sent["E2b-Sandbox-Id"] = sandbox_id
         sent["E2b-Sandbox-Port"] = str(port)
         base = self.sandbox_base(sandbox_id, port)[0]
-        return self.client.request(method, base + path, headers=sent, **kwargs)
+        what = f"{method} {path} of sandbox {sandbox_id} (port {port}) at {base}"
+        return self._send(what, method, base + path, headers=sent, **kwargs)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Final
 
 import pytest
 
@@ -69,6 +69,75 @@ def test_run_code(code_sandbox: Any) -> None:
     expect(execution.text == "2", f"run_code({code!r})", "the text '2'", execution.text)
     stdout = "".join(execution.logs.stdout)
     expect(stdout == "hello\n", f"run_code({code!r}) stdout logs", "'hello\\n'", stdout)
+
+
+@check("code.logs")
+def test_logs(code_sandbox: Any) -> None:
+    code = "import sys\nprint('to-out')\nprint('to-err', file=sys.stderr)"
+    execution = _run(code_sandbox, code)
+    for name, logged, wanted in (
+        ("stdout", execution.logs.stdout, "to-out\n"),
+        ("stderr", execution.logs.stderr, "to-err\n"),
+    ):
+        text = "".join(logged)
+        expect(text == wanted, f"run_code({code!r}) {name} logs", repr(wanted), repr(text))
+
+
+PNG_1PX: Final = (
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9a"
+    "wAAAABJRU5ErkJggg=="
+)
+"""A 1x1 PNG, base64 as Jupyter sends ``image/png``."""
+
+
+HTML: Final = "<b>conformance</b>"
+
+
+@check("code.display")
+def test_display(code_sandbox: Any) -> None:
+    code = (
+        "from IPython.display import HTML, display\n"
+        f"display(HTML({HTML!r}))\n"
+        f"display({{'image/png': '{PNG_1PX}'}}, raw=True)\n"
+        "'main'"
+    )
+    what = "run_code(display(HTML(...)); display(<png>, raw=True); 'main')"
+    execution = _run(code_sandbox, code)
+    expect(execution.error is None, what, "no error", execution.error)
+    results = execution.results
+    seen = [
+        (r.is_main_result, r.text, r.html, (r.png or "")[:12] + "..." if r.png else None)
+        for r in results
+    ]
+    wanted = {
+        "a result with html '<b>conformance</b>'": [r for r in results if r.html == HTML],
+        "a result with the png data displayed": [r for r in results if r.png == PNG_1PX],
+        "the main result with text \"'main'\"": [
+            r for r in results if r.is_main_result and r.text == "'main'"
+        ],
+    }
+    for expected, found in wanted.items():
+        expect(bool(found), what, expected, f"results {seen}")
+
+
+@check("code.execution-count")
+def test_execution_count(code_sandbox: Any) -> None:
+    counts = []
+    for code in ("'first'", "'second'"):
+        count = _run(code_sandbox, code).execution_count
+        expect(
+            isinstance(count, int) and not isinstance(count, bool),
+            f"run_code({code!r}) execution_count",
+            "an integer",
+            repr(count),
+        )
+        counts.append(count)
+    expect(
+        counts[1] > counts[0],
+        "execution_count of two runs in a row",
+        "a count that grows",
+        counts,
+    )
 
 
 @check("code.state")

@@ -14,6 +14,7 @@ from typing import Any, Final
 import httpx
 import pytest
 from e2b import CommandExitException, FileType, NotFoundException, Sandbox, TimeoutException
+from e2b.sandbox.filesystem.filesystem import WriteEntry
 
 from pytest_kruise_agents.conformance.expect import (
     excerpt,
@@ -268,8 +269,17 @@ def test_command_background(sbx: Sandbox) -> None:
     cmd = f"while [ ! -e {gate} ]; do sleep 0.05; done; echo done"
     with step(f"commands.run({cmd!r}, background=True)"):
         handle = sbx.commands.run(cmd, background=True)
-        pids = [p.pid for p in sbx.commands.list()]
-    expect(handle.pid in pids, "commands.list()", f"the background pid {handle.pid}", pids)
+        listed = {p.pid: p for p in sbx.commands.list()}
+    expect(handle.pid in listed, "commands.list()", f"the background pid {handle.pid}", listed)
+    # The process's config as started (E2B §4.2 List: config {cmd, args, envs, cwd}): what
+    # a client finds its commands by. The SDK runs each as bash -l -c.
+    info = listed[handle.pid]
+    expect(
+        (info.cmd, list(info.args)) == ("/bin/bash", ["-l", "-c", cmd]),
+        f"commands.list() entry of pid {handle.pid}",
+        f"cmd '/bin/bash' and args {['-l', '-c', cmd]!r}",
+        f"cmd {info.cmd!r} and args {list(info.args)!r}",
+    )
     with step("wait() of the background command"):
         sbx.commands.run(f"touch {gate}")
         result = handle.wait()
@@ -300,7 +310,10 @@ def test_command_signal(sbx: Sandbox) -> None:
 
 @check("envd.commands.timeout")
 def test_command_timeout(sbx: Sandbox) -> None:
-    command = "sleep 37"
+    marker = f"{_base()}.pid"
+    # The process says its pid (bash's, which exec keeps for sleep): found by pid, not by its
+    # command text, which a server's list may leave out.
+    command = f"echo $$ > {marker}; sleep 37"
     what = f"commands.run({command!r}, timeout=1)"
     started = time.monotonic()
     try:
@@ -312,23 +325,85 @@ def test_command_timeout(sbx: Sandbox) -> None:
         fail(what, "TimeoutException", f"{type(exc).__name__}: {exc}")
     else:
         fail(what, "TimeoutException", "the command completing")
+    with step(f"files.read({marker!r}): the pid the command wrote"):
+        text = sbx.files.read(marker)
+    expect(text.strip().isdigit(), f"files.read({marker!r})", "the command's pid", repr(text))
+    pid = int(text)
     # The SDK raises on its own clock too: only a process that is gone shows that the
     # server applied Connect-Timeout-Ms.
-    running: list[int] = []
+    running = True
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         with step("commands.list() after the timeout"):
-            running = [p.pid for p in sbx.commands.list() if command in " ".join([p.cmd, *p.args])]
+            running = pid in [p.pid for p in sbx.commands.list()]
         if not running:
             return
         time.sleep(0.1)
-    for pid in running:
-        with contextlib.suppress(Exception):
-            sbx.commands.kill(pid)
+    with contextlib.suppress(Exception):
+        sbx.commands.kill(pid)
     fail(
         f"commands.list() 5 s after {what} timed out",
-        f"no {command!r} process (envd ends it at Connect-Timeout-Ms)",
-        f"still running as pid {running}",
+        f"no process {pid} (envd ends it at Connect-Timeout-Ms)",
+        f"still running as pid {pid}",
+    )
+
+
+@check("envd.commands.cwd")
+def test_command_cwd(sbx: Sandbox) -> None:
+    base = _base()
+    with step(f"files.write({base}/here.txt) and files.get_info({base})"):
+        sbx.files.write(f"{base}/here.txt", "here\n")
+        # The directory's absolute path as the sandbox names it (the home directory differs
+        # from one server to the next).
+        where = sbx.files.get_info(base).path
+    cmd = "cat here.txt"
+    what = f"commands.run({cmd!r}, cwd={where!r})"
+    try:
+        result = sbx.commands.run(cmd, cwd=where)
+    except CommandExitException as exc:
+        fail(what, "'here\\n' (the file in cwd)", f"exit code {exc.exit_code}: {exc.stderr!r}")
+    except Exception as exc:
+        fail(what, "success", f"{type(exc).__name__}: {exc}")
+    expect(result.stdout == "here\n", what, "'here\\n' (the file in cwd)", result.stdout)
+
+
+@check("envd.commands.stdin")
+def test_command_stdin(sbx: Sandbox) -> None:
+    cmd = "head -n1"
+    what = f"commands.run({cmd!r}, background=True, stdin=True), send_stdin 'hello\\n', wait()"
+    with step(f"commands.run({cmd!r}, background=True, stdin=True)"):
+        # A server ignoring the input leaves head waiting: envd ends it at the timeout.
+        handle = sbx.commands.run(cmd, background=True, stdin=True, timeout=10)
+    with step(f"commands.send_stdin({handle.pid}, 'hello\\n')"):
+        sbx.commands.send_stdin(handle.pid, "hello\n")
+    try:
+        result = handle.wait()
+    except Exception as exc:
+        fail(what, "head to print 'hello\\n' and exit", f"{type(exc).__name__}: {exc}")
+    expect(result.stdout == "hello\n", what, "'hello\\n'", result.stdout)
+
+
+@check("envd.commands.connect")
+def test_command_connect(sbx: Sandbox) -> None:
+    gate = f"{_base()}.go"
+    cmd = f"while [ ! -e {gate} ]; do sleep 0.05; done; echo connected"
+    with step(f"commands.run({cmd!r}, background=True)"):
+        handle = sbx.commands.run(cmd, background=True)
+    try:
+        with step(f"disconnect from pid {handle.pid}, then commands.connect({handle.pid})"):
+            handle.disconnect()
+            again = sbx.commands.connect(handle.pid)
+        with step(f"wait() of the command connected to by pid {handle.pid}"):
+            sbx.commands.run(f"touch {gate}")
+            result = again.wait()
+    finally:
+        with contextlib.suppress(Exception):  # let the loop end whatever failed
+            sbx.commands.run(f"touch {gate}")
+    expect(
+        result.stdout == "connected\n",
+        f"wait() of commands.connect({handle.pid})",
+        "the output after connecting: 'connected\\n'",
+        result.stdout,
     )
 
 
@@ -446,3 +521,32 @@ def test_files_remove(sbx: Sandbox) -> None:
             f"{type(exc).__name__}: {exc}",
         )
     fail(f"files.read({path!r}) after remove", "a not-found error", "the file's content")
+
+
+@check("envd.files.write-many")
+def test_files_write_many(sbx: Sandbox) -> None:
+    base = _base()
+    entries = [
+        WriteEntry(path=f"{base}/one.txt", data="one\n"),
+        WriteEntry(path=f"{base}/sub/two.bin", data=bytes([0, 2, 255])),
+    ]
+    # One multipart upload without a path (each file named by its part), as the SDK sends
+    # more than one file.
+    what = f"files.write_files([{base}/one.txt, {base}/sub/two.bin])"
+    with step(what):
+        written = sbx.files.write_files(entries)
+    paths = sorted(getattr(info, "path", "") for info in written)
+    expect(
+        len(paths) == 2 and paths[0].endswith("/one.txt") and paths[1].endswith("/sub/two.bin"),
+        what,
+        "information on the two files written",
+        paths,
+    )
+    with step(f"files.read of the two files {what} wrote"):
+        seen = (
+            sbx.files.read(f"{base}/one.txt"),
+            bytes(sbx.files.read(f"{base}/sub/two.bin", format="bytes")),
+        )
+    expect(
+        seen == ("one\n", bytes([0, 2, 255])), f"files.read after {what}", "each file's data", seen
+    )

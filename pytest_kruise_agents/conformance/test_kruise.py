@@ -72,6 +72,15 @@ def test_api_prefix(conformance_api: Api, conformance_sandboxes: Sandboxes) -> N
 
     ids = settled(listed, lambda page: sid in page, within=conformance_api.target.list_settle)
     expect(sid in ids, what, f"{sid} listed", ids[:10])
+    # The calls of a sandbox's life, as the SDK makes them through E2B_API_URL=.../kruise/api.
+    connect = PREFIX + conformance_api.connect_route(sid)
+    for path, body, shown, status in (
+        (f"{PREFIX}/sandboxes/{sid}/timeout", {"timeout": 600}, "{timeout: 600}", 204),
+        (f"{PREFIX}/sandboxes/{sid}/pause", {}, "{}", 204),
+        (connect, {"timeout": 600}, "{timeout: 600} (paused sandbox)", 201),
+    ):
+        resp = conformance_api.request("POST", path, json=body)
+        expect_status(resp, status, f"POST {path} {shown}")
     expect_status(
         conformance_api.request("DELETE", f"{PREFIX}/sandboxes/{sid}"),
         204,

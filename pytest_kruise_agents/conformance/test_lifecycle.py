@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -187,11 +188,22 @@ def test_connect_resumes(
     conformance_api: Api, conformance_target: Target, conformance_sandboxes: Sandboxes
 ) -> None:
     sid = conformance_sandboxes.create(timeout=600).sandbox_id
+    before = end_at(conformance_api, sid)
     _pause(conformance_api, sid)
-    what = f"POST {conformance_api.connect_route(sid)} (paused sandbox)"
+    what = f"POST {conformance_api.connect_route(sid)} {{timeout: 600}} (paused sandbox)"
     resp = conformance_api.connect(sid, 600)
     expect_status(resp, 201, what)
     expect_fields(json_body(resp, what), SANDBOX_FIELDS, what)
+    # Resumed, it lives the connect's timeout from now (Kruise floors it at 300 s): an endAt
+    # at least now + 600 s, so no earlier than the create's now + 600 s, read before the pause.
+    after = end_at(conformance_api, sid)
+    expect(
+        after >= before - dt.timedelta(seconds=2),
+        f"GET /sandboxes/{sid} after {what}",
+        f"endAt at least 600 s after the resume (no earlier than {before:%H:%M:%S}, its "
+        "endAt before the pause)",
+        f"endAt {after:%H:%M:%S}, {(after - before).total_seconds():+g} s from that",
+    )
     state = state_of(conformance_api, sid)
     expect(
         state == "running",

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import struct
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qs, parse_qsl
@@ -40,6 +41,7 @@ Mutant = Callable[["ASGIApp", "Backend", str], "ASGIApp"]
 """Builds the mutant server from the app, its backend and a valid (user) API key."""
 
 ENVD: Final = "49983"
+JUPYTER: Final = "49999"
 CHUNK: Final = 64 * 1024
 BAD_TEXT: Final = "bad \ud800 and \uffff"
 """What :func:`sdk_create_bad_text` answers: a lone surrogate and U+FFFF (legal in JSON)."""
@@ -224,6 +226,214 @@ def sdk_create_bad_text(app: ASGIApp, backend: Backend, key: str) -> ASGIApp:
         await app(scope, receive, send)
 
     return _http_only(app, handle)
+
+
+def _connect_of(parts: list[str] | None) -> str | None:
+    """The sandbox id of a connect route's path parts (either generation), else ``None``."""
+    if parts and parts[-1] == "connect" and parts[:-2] in (["sandboxes"], ["v2", "sandboxes"]):
+        return parts[-2]
+    return None
+
+
+def resume_ignores_timeout(app: ASGIApp, backend: Backend, key: str) -> ASGIApp:
+    """Connect resumes a paused sandbox (201) but leaves it 30 s to live, whatever timeout the
+    connect asked for."""
+
+    async def handle(scope: Scope, receive: Receive, send: Send) -> None:
+        sid = _connect_of(_api_path(scope)) if scope["method"] == "POST" else None
+        if sid is None:
+            await app(scope, receive, send)
+            return
+        answer = await call(app, scope, receive)
+        if answer.status == 201:
+            path = f"/sandboxes/{sid}/timeout"
+            shorten = {**scope, "path": path, "raw_path": path.encode(), "query_string": b""}
+            await call(app, shorten, replay(b'{"timeout": 30}', receive))
+        await reply(send, answer)
+
+    return _http_only(app, handle)
+
+
+def _error(status: int, message: str) -> Answer:
+    body = json.dumps({"code": status, "message": message}).encode()
+    return Answer(status, [(b"content-type", b"application/json")], body)
+
+
+def kruise_prefix_partial(app: ASGIApp, backend: Backend, key: str) -> ASGIApp:
+    """Under ``/kruise/api`` only create, get, list and kill are served: the prefixed pause,
+    timeout and connect of a sandbox answer 404."""
+
+    async def handle(scope: Scope, receive: Receive, send: Send) -> None:
+        parts = _api_path(scope)
+        prefixed = str(scope["path"]).startswith("/kruise/api/")
+        if prefixed and parts and parts[-1] in ("pause", "timeout", "connect"):
+            await read_body(receive)
+            await reply(send, _error(404, "not found"))
+            return
+        await app(scope, receive, send)
+
+    return _http_only(app, handle)
+
+
+def _envd_call(scope: Scope) -> str | None:
+    """The path of a request to envd (port 49983), else ``None``."""
+    target = sandbox_target(scope["headers"])
+    return str(scope["path"]) if target is not None and target[1] == ENVD else None
+
+
+def _envelopes(raw: bytes) -> list[tuple[int, bytes]]:
+    """The ``(flags, data)`` messages of a Connect stream body."""
+    out: list[tuple[int, bytes]] = []
+    while len(raw) >= 5:
+        flags, size = struct.unpack(">BI", raw[:5])
+        out.append((flags, raw[5 : 5 + size]))
+        raw = raw[5 + size :]
+    return out
+
+
+def envd_ignore_cwd(app: ASGIApp, backend: Backend, key: str) -> ASGIApp:
+    """envd's process Start drops the request's ``process.cwd``: every command runs in the
+    user's home directory."""
+
+    async def handle(scope: Scope, receive: Receive, send: Send) -> None:
+        if _envd_call(scope) != "/process.Process/Start":
+            await app(scope, receive, send)
+            return
+        edited = b""
+        for flags, data in _envelopes(await read_body(receive)):
+            message = json.loads(data)
+            message.get("process", {}).pop("cwd", None)
+            data = json.dumps(message).encode()
+            edited += struct.pack(">BI", flags, len(data)) + data
+        scope = _with_header(scope, b"content-length", str(len(edited)).encode())
+        await app(scope, replay(edited, receive), send)
+
+    return _http_only(app, handle)
+
+
+def envd_ignore_stdin(app: ASGIApp, backend: Backend, key: str) -> ASGIApp:
+    """envd's ``Process/SendInput`` answers success and writes nothing to the process."""
+
+    async def handle(scope: Scope, receive: Receive, send: Send) -> None:
+        if _envd_call(scope) != "/process.Process/SendInput":
+            await app(scope, receive, send)
+            return
+        await read_body(receive)
+        await reply(send, Answer(200, [(b"content-type", b"application/json")], b"{}"))
+
+    return _http_only(app, handle)
+
+
+def envd_connect_broken(app: ASGIApp, backend: Backend, key: str) -> ASGIApp:
+    """envd does not implement ``Process/Connect`` (reconnecting to a running command)."""
+
+    async def handle(scope: Scope, receive: Receive, send: Send) -> None:
+        if _envd_call(scope) != "/process.Process/Connect":
+            await app(scope, receive, send)
+            return
+        await read_body(receive)
+        body = json.dumps({"code": "unimplemented", "message": "no"}).encode()
+        await reply(send, Answer(501, [(b"content-type", b"application/json")], body))
+
+    return _http_only(app, handle)
+
+
+def envd_upload_needs_path(app: ASGIApp, backend: Backend, key: str) -> ASGIApp:
+    """envd's ``POST /files`` refuses an upload without ``path``: the multi-file form the SDK
+    sends for ``files.write_files`` of several files (each named by its part's filename)."""
+
+    async def handle(scope: Scope, receive: Receive, send: Send) -> None:
+        query = parse_qs(scope.get("query_string", b"").decode())
+        upload = _envd_call(scope) == "/files" and scope["method"] == "POST"
+        if not upload or "path" in query:
+            await app(scope, receive, send)
+            return
+        await read_body(receive)
+        await reply(send, _error(400, "path required"))
+
+    return _http_only(app, handle)
+
+
+def _list_without_config(app: ASGIApp) -> Middleware:
+    """envd's ``Process/List`` answers each process without its command (empty ``cmd``, no
+    ``args``)."""
+
+    async def handle(scope: Scope, receive: Receive, send: Send) -> None:
+        if _envd_call(scope) != "/process.Process/List":
+            await app(scope, receive, send)
+            return
+        answer = await call(app, scope, receive)
+        body = answer.json()
+        if answer.status == 200 and isinstance(body, dict):
+            for process in body.get("processes", []):
+                process["config"] = {"cmd": "", "args": [], "envs": {}}
+            answer = json_answer(answer, 200, body)
+        await reply(send, answer)
+
+    return handle
+
+
+def envd_list_no_config(app: ASGIApp, backend: Backend, key: str) -> ASGIApp:
+    """envd's ``Process/List`` names no process's command (empty ``cmd``, no ``args``)."""
+    return _http_only(app, _list_without_config(app))
+
+
+def envd_no_deadline_list_no_config(app: ASGIApp, backend: Backend, key: str) -> ASGIApp:
+    """envd ignores ``Connect-Timeout-Ms`` (a timed-out command lives on) and its
+    ``Process/List`` names no process's command: a search of the list by command finds
+    nothing, whether the process ended or not."""
+    listing = _list_without_config(app)
+
+    async def handle(scope: Scope, receive: Receive, send: Send) -> None:
+        if _envd_call(scope) == "/process.Process/Start":
+            kept = [(k, v) for k, v in scope["headers"] if k.lower() != b"connect-timeout-ms"]
+            scope = {**scope, "headers": kept}
+        await listing(scope, receive, send)
+
+    return _http_only(app, handle)
+
+
+def _execute_lines(edit: Callable[[dict[str, Any]], dict[str, Any] | None]) -> Mutant:
+    """The code interpreter's ``POST /execute`` answer with each NDJSON line passed through
+    ``edit`` (``None`` drops the line)."""
+
+    def build(app: ASGIApp, backend: Backend, key: str) -> ASGIApp:
+        async def handle(scope: Scope, receive: Receive, send: Send) -> None:
+            target = sandbox_target(scope["headers"])
+            execute = target is not None and target[1] == JUPYTER and scope["path"] == "/execute"
+            if not execute:
+                await app(scope, receive, send)
+                return
+            answer = await call(app, scope, receive)
+            if answer.status == 200:
+                lines = [json.loads(line) for line in answer.body.splitlines() if line.strip()]
+                kept = [edited for edited in map(edit, lines) if edited is not None]
+                answer.body = b"".join(json.dumps(line).encode() + b"\n" for line in kept)
+            await reply(send, answer)
+
+        return _http_only(app, handle)
+
+    return build
+
+
+code_drop_stderr = _execute_lines(lambda line: None if line.get("type") == "stderr" else line)
+"""The code interpreter drops what a run writes to stderr."""
+code_stderr_as_stdout = _execute_lines(
+    lambda line: {**line, "type": "stdout"} if line.get("type") == "stderr" else line
+)
+"""The code interpreter sends what a run writes to stderr as stdout."""
+code_text_only = _execute_lines(
+    lambda line: (
+        {k: v for k, v in line.items() if k in ("type", "text", "is_main_result")}
+        if line.get("type") == "result"
+        else line
+    )
+)
+"""The code interpreter's results carry only their text: no html, png, json, ..."""
+code_no_exec_count = _execute_lines(
+    lambda line: None if line.get("type") == "number_of_executions" else line
+)
+"""The code interpreter never says how many executions its context has run."""
 
 
 # -- hunt HC2: the list, auth on every mount, and unknown sandboxes ---------------------------
@@ -475,5 +685,17 @@ MUTANTS: Final[dict[str, Mutant]] = {
     "auth-open-kruise-prefix": auth_open_kruise_prefix,
     "unknown-404-500": unknown_404_500,
     "list-metadata-substring": list_metadata_substring,
+    "resume-ignores-timeout": resume_ignores_timeout,
+    "kruise-prefix-partial": kruise_prefix_partial,
+    "envd-ignore-cwd": envd_ignore_cwd,
+    "envd-ignore-stdin": envd_ignore_stdin,
+    "envd-connect-broken": envd_connect_broken,
+    "envd-upload-needs-path": envd_upload_needs_path,
+    "envd-list-no-config": envd_list_no_config,
+    "envd-no-deadline-list-no-config": envd_no_deadline_list_no_config,
+    "code-drop-stderr": code_drop_stderr,
+    "code-stderr-as-stdout": code_stderr_as_stdout,
+    "code-text-only": code_text_only,
+    "code-no-exec-count": code_no_exec_count,
 }
 """Every mutant server by name."""

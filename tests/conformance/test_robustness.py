@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -93,6 +94,20 @@ class _HangOnCreate(_Hold):
             and _control_plane(scope)
             and scope["method"] == "POST"
             and scope["path"] in ("/sandboxes", "/v2/sandboxes")
+            and (b"x-api-key", USER_KEY.encode()) in scope["headers"]
+        )
+
+
+class _HangOnCleanup(_Hold):
+    """Holds every ``DELETE /sandboxes/{id}`` of an existing sandbox with the team's key: the
+    first is a check's cleanup, after the check's result is in."""
+
+    def holds(self, scope: Scope) -> bool:
+        return (
+            scope["type"] == "http"
+            and _control_plane(scope)
+            and scope["method"] == "DELETE"
+            and "conformance-missing" not in scope["path"]  # core.errors' unknown sandbox
             and (b"x-api-key", USER_KEY.encode()) in scope["headers"]
         )
 
@@ -249,6 +264,23 @@ def test_ctrl_c_during_a_checks_setup_names_that_check(tmp_path: Path) -> None:
     assert results == expected, output[-3000:]
     assert "INTERRUPTED during envd.health" in output
     assert "INTERRUPTED during envd.health" in (tmp_path / "conformance.md").read_text()
+
+
+def test_ctrl_c_between_checks_names_the_last_check_that_ended(tmp_path: Path) -> None:
+    """A Ctrl-C in a check's cleanup, its result already in, lands between checks: the
+    summary names that check ("INTERRUPTED after core.create"), not an "it" with nothing
+    to refer to, and the JUnit XML has no check as interrupted."""
+    code, output = _interrupted_run(tmp_path, _HangOnCleanup, "core")
+    assert code == 130, output[-3000:]
+    lines = [line for line in output.splitlines() if line.strip()]
+    found = re.search(
+        r"INTERRUPTED after (core\.[a-z.-]+); the checks after it did not run$", lines[-1]
+    )
+    assert found is not None, lines[-1]
+    results = read_junit(tmp_path / "conformance.xml")
+    assert results[found.group(1)].status in ("pass", "fail"), results
+    assert not [cid for cid, r in results.items() if r.status == "error"], results
+    assert found.group(0) in (tmp_path / "conformance.md").read_text()
 
 
 def test_an_unwritable_report_path_is_refused_before_the_run(tmp_path: Path) -> None:

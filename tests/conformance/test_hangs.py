@@ -1,0 +1,133 @@
+"""A server that does not answer: the suite names the request it waited for, and its cleanup
+waits a bounded time and says what it could not clean."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+import pytest
+
+from pytest_kruise_agents.conformance.expect import CheckFailed
+from pytest_kruise_agents.conformance.plugin import sweep
+from pytest_kruise_agents.conformance.sandboxes import Sandboxes
+from pytest_kruise_agents.conformance.target import ENVD_PORT, Api, Target
+
+from .conftest import USER_KEY, serve
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Receive, Scope, Send
+
+Picks = Callable[["Scope"], bool]
+
+
+class _Unanswered:
+    """Leaves the requests ``picks`` chooses unanswered until ``released`` is set (at the end
+    of the test, so that the server stops at once)."""
+
+    def __init__(self, app: ASGIApp, picks: Picks) -> None:
+        self.app = app
+        self.picks = picks
+        self.released = threading.Event()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.picks(scope):
+            while not self.released.is_set():
+                await asyncio.sleep(0.05)
+        await self.app(scope, receive, send)
+
+
+@contextmanager
+def _server_leaving_unanswered(picks: Picks) -> Iterator[str]:
+    held: list[_Unanswered] = []
+
+    def wrap(app: ASGIApp) -> ASGIApp:
+        held.append(_Unanswered(app, picks))
+        return held[0]
+
+    with serve(wrap=wrap) as url:
+        try:
+            yield url
+        finally:
+            held[0].released.set()
+
+
+def _api(url: str, **given: float) -> Api:
+    return Api(Target(api_url=url, api_key=USER_KEY, sandbox_url=url, **given))
+
+
+def test_a_control_plane_request_without_an_answer_fails_naming_it() -> None:
+    def lists(scope: Scope) -> bool:
+        return bool(scope["method"] == "GET" and scope["path"] == "/v2/sandboxes")
+
+    with _server_leaving_unanswered(lists) as url:
+        api = _api(url, request_timeout=0.5)
+        with pytest.raises(CheckFailed) as caught:
+            api.list({"metadata": "conformance-run=x"})
+    assert str(caught.value) == (
+        "GET /v2/sandboxes: expected an answer within 0.5 s, but saw none (ReadTimeout)"
+    )
+
+
+def test_sandbox_traffic_without_an_answer_fails_naming_the_sandbox_and_port() -> None:
+    def health(scope: Scope) -> bool:
+        return bool(scope["path"] == "/health")
+
+    with _server_leaving_unanswered(health) as url:
+        api = _api(url, request_timeout=0.5)
+        with pytest.raises(CheckFailed) as caught:
+            api.sandbox("default--base-x", ENVD_PORT, "GET", "/health")
+    assert str(caught.value) == (
+        f"GET /health of sandbox default--base-x (port {ENVD_PORT}) at {url}: expected an "
+        "answer within 0.5 s, but saw none (ReadTimeout)"
+    )
+
+
+def test_a_server_that_refuses_the_connection_is_named_too() -> None:
+    api = _api("http://127.0.0.1:9")
+    with pytest.raises(CheckFailed, match=r"^GET /v2/sandboxes: expected an answer, but saw "):
+        api.list()
+
+
+def _deletes(scope: Scope) -> bool:
+    return bool(scope["method"] == "DELETE")
+
+
+def test_a_cleanup_whose_deletes_get_no_answer_is_bounded_and_fails_naming_them() -> None:
+    """The kills of a check's sandboxes go out at once, each waiting at most the cleanup
+    timeout; the cleanup then fails (the check is not a pass) naming what may be left. Once
+    the server has left a DELETE unanswered, later cleanups wait only a second."""
+    with _server_leaving_unanswered(_deletes) as url:
+        api = _api(url, cleanup_timeout=3.0)
+        made = Sandboxes(api.target, api)
+        ids = [made.create_raw()["sandboxID"] for _ in range(3)]
+        started = time.monotonic()
+        with pytest.raises(CheckFailed) as caught:
+            made.cleanup()
+        took = time.monotonic() - started
+        assert 3.0 <= took < 5.0, took
+        assert str(caught.value) == (
+            f"DELETE /sandboxes/{ids[0]} and 2 more: expected an answer within 3 s, but saw "
+            f"none; 3 sandboxes may be left on the server: {', '.join(ids)}"
+        )
+        assert made.ids == [] and api.unanswered == ids
+        later = made.create_raw()["sandboxID"]
+        started = time.monotonic()
+        with pytest.raises(CheckFailed, match=f"^DELETE /sandboxes/{later}: .* within 1 s"):
+            made.cleanup()
+        assert time.monotonic() - started < 2.5
+
+
+def test_the_final_sweep_is_bounded_and_names_what_it_could_not_kill() -> None:
+    with _server_leaving_unanswered(_deletes) as url:
+        api = _api(url, cleanup_timeout=1.0)
+        made = Sandboxes(api.target, api)
+        ids = sorted(made.create_raw()["sandboxID"] for _ in range(2))
+        started = time.monotonic()
+        left = sweep(api)
+        assert time.monotonic() - started < 3.0
+    assert sorted(left) == ids
