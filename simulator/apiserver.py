@@ -865,7 +865,7 @@ class ApiServer:
         env = ctx.env
         now = env.now
         faults = ctx.faults
-        faulty = bool(faults)
+        faulty = faults.injected
         draws: Sequence[tuple[Fault, float]] = ()
         for inf in self._watchers.get(kind, ()):
             lag = base = ctx.latency("watch.lag")
@@ -962,14 +962,14 @@ class ApiServer:
         wait = client.bucket.reserve()
         delay = wait + ctx.latency(_VERB_LATENCY[verb])
         faults = ctx.faults
-        if faults:
+        if faults.injected:
             draws = faults.latency_draws("api_latency", verb=verb, kind=kind, client=client.name)
             if draws:
                 yield from self._held_request(delay, draws)
                 delay = 0.0  # waited
         if delay > 0:
             yield ctx.env.timeout(delay)
-        if faults:
+        if faults.injected:
             f = faults.check("api_error", verb=verb, kind=kind, client=client.name)
             if f is not None:
                 reason = "TooManyRequests" if f.code == 429 else "InternalError"

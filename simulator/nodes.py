@@ -1399,7 +1399,7 @@ class Nodes:
             return False
         faults = self.ctx.faults
         # A stalled scheduler holds the pass (as ``_stall`` would, and counts it).
-        return not (len(faults) and faults.stall_of("scheduler") is not None)
+        return not (faults.injected and faults.stall_of("scheduler") is not None)
 
     def _retry_in_place(self) -> None:
         """Retry the unschedulable pods where they wait, looking only at those that may fit.
@@ -1958,7 +1958,7 @@ class Nodes:
                     if _first_image(run.pod.spec) != want:
                         continue
                 yield env.timeout(ctx.latency("inplace.update" if inplace else "container.start"))
-                if faults and faults.check(
+                if faults.injected and faults.check(
                     "pod_start_failure", node=node.name, template=template, namespace=ns, image=want
                 ):
                     start_failures += 1
@@ -2185,7 +2185,7 @@ class Nodes:
             key = self._images[image] = normalize_image(image)
         faults = ctx.faults
         cached = key in node.images
-        if cached and not (always and faults):
+        if cached and not (always and faults.injected):
             yield env.timeout(ctx.latency("image.pull_cached"))
             return None
         attrs: dict[str, str | None] = {
@@ -2194,7 +2194,7 @@ class Nodes:
             "template": template,
             "namespace": namespace,
         }
-        fault = faults.check("image_pull_failure", **attrs) if faults else None
+        fault = faults.check("image_pull_failure", **attrs) if faults.injected else None
         if fault is not None:
             # This pod's pull fails, whatever the others' do.
             failed = env.event()
@@ -2255,7 +2255,7 @@ class Nodes:
         ctx = self.ctx
         env = ctx.env
         faults = ctx.faults
-        hit = faults.replacing_draw("image_pull_slow", **attrs) if faults else None
+        hit = faults.replacing_draw("image_pull_slow", **attrs) if faults.injected else None
         if hit is None:
             latency = ctx.latency("image.pull")
             self._add_part(node, image, pull, None, latency, timer=False)
@@ -2277,7 +2277,7 @@ class Nodes:
     ) -> None:
         """One more pod needs an image being downloaded: its own pull, if it could land first."""
         faults = self.ctx.faults
-        if not faults:
+        if not faults.injected:
             return  # no fault slows anything: the download under way is an ordinary pull
         hit = faults.replacing_draw("image_pull_slow", **attrs)
         if hit is not None:
