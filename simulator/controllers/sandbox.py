@@ -694,8 +694,12 @@ class SandboxController(Reconciler[SbxKey]):
             st.pod_info = PodInfo(
                 node_name=node_name, pod_ip=pod.status.pod_ip, pod_uid=pod.metadata.uid
             )
-        st.node_name = node_name
-        st.sandbox_ip = pod.status.pod_ip
+        # Assigned only when they change (a pydantic assignment is four calls, and every
+        # reconcile of a running sandbox gets here): ``st`` is a copy of the stored status,
+        # which holds them already but for the first sync.
+        if st.node_name != node_name or st.sandbox_ip != pod.status.pod_ip:
+            st.node_name = node_name
+            st.sandbox_ip = pod.status.pod_ip
 
     def _sync_ready(self, pod: Pod, st: SandboxStatus) -> None:
         ready = _pod_ready(pod)
