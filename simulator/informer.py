@@ -125,8 +125,12 @@ class Informer:
         """Call ``fn(event_type, old, new)`` after each event of ``kind`` is applied."""
         self._handlers[kind].append(fn)
 
-    def apply(self, event_type: str, kind: str, old: Any, new: Any) -> None:
-        """Apply one watch event to the cache, the indexes, then the handlers."""
+    def apply(self, event_type: str, kind: str, old: Any, new: Any, _event: object = None) -> None:
+        """Apply one watch event to the cache, the indexes, then the handlers.
+
+        ``_event`` is ignored: the timer of a watch event in flight calls this
+        with its SimPy event, as the callback it is.
+        """
         store = self._store[kind]
         meta = (new if new is not None else old).metadata
         key = (meta.namespace, meta.name)
