@@ -357,7 +357,9 @@ class ApiServer:
         store = self._objects.setdefault(kind, {})
         # The store takes ownership of ``obj`` (callers pass fresh objects);
         # only the metadata it fills in is copied, so the caller's view is untouched.
-        # What it fills in is copied in at once (``update=``: as assigned, set).
+        # What it fills in is copied in at once (``shallow_copy`` with the changes, which
+        # marks them set as assigning them would; ``model_copy(update=)`` would first check
+        # the names, which here are the store's own: a call fewer on every write).
         meta = obj.metadata
         name = meta.name
         _check_metadata(kind, name or meta.generate_name, meta)
@@ -382,8 +384,8 @@ class ApiServer:
         filled["generation"] = 1
         filled["creation_timestamp"] = self.ctx.now_dt().replace(microsecond=0)
         filled["deletion_timestamp"] = None
-        parts["metadata"] = meta.model_copy(update=filled)
-        obj = obj.model_copy(update=parts)
+        parts["metadata"] = shallow_copy(meta, filled)
+        obj = shallow_copy(obj, parts)
         meta = obj.metadata
         self._share_fields_sets(obj)
         store[key] = obj
@@ -443,14 +445,14 @@ class ApiServer:
         # Ownership of ``obj`` and its parts passes to the store: callers build
         # their writes from copies and do not touch them afterwards. Copying only
         # the envelope and metadata keeps a write cheap (pod templates are big);
-        # each is copied with its changes at once (``update=``, which marks them
-        # set as assigning them would), not assigned field by field afterwards.
+        # each is copied with its changes at once (``shallow_copy``, as in
+        # :meth:`commit_create`), not assigned field by field afterwards.
         if subresource == "status":
             status = obj.status
             if status is old.status or status == old.status:
                 return old  # a no-op: nothing written (etcd3's GuaranteedUpdate)
-            new_meta = old.metadata.model_copy(update={"resource_version": self._next_rv()})
-            new = old.model_copy(update={"status": obj.status, "metadata": new_meta})
+            new_meta = shallow_copy(old.metadata, {"resource_version": self._next_rv()})
+            new = shallow_copy(old, {"status": obj.status, "metadata": new_meta})
         else:
             old_meta = old.metadata
             if meta.annotations is not old_meta.annotations:
@@ -469,20 +471,21 @@ class ApiServer:
                 # A no-op, as etcd3's GuaranteedUpdate finds the new bytes equal to the
                 # stored ones: no new resourceVersion, no watch event, the stored answer.
                 return old
-            new_meta = meta.model_copy(
-                update={
+            new_meta = shallow_copy(
+                meta,
+                {
                     "uid": old_meta.uid,
                     "creation_timestamp": old_meta.creation_timestamp,
                     "deletion_timestamp": old_meta.deletion_timestamp,
                     "generation": gen + 1 if changed else gen,
                     "resource_version": self._next_rv(),
-                }
+                },
             )
             parts = {"metadata": new_meta}
             if kind not in _NO_STATUS and subresource != "binding":
                 # The status subresource is separate: a main-resource update keeps it.
                 parts["status"] = old.status
-            new = obj.model_copy(update=parts)
+            new = shallow_copy(obj, parts)
         if new.metadata.deletion_timestamp is not None and not new.metadata.finalizers:
             self._remove(kind, key, new)
             return new
@@ -593,8 +596,7 @@ class ApiServer:
             gen = meta.generation
             update["deletion_timestamp"] = self.ctx.now_dt().replace(microsecond=0)
             update["generation"] = gen + 1 if gen else gen
-        new = old.model_copy()
-        new.metadata = meta.model_copy(update=update)
+        new = shallow_copy(old, {"metadata": shallow_copy(meta, update)})
         self._share_fields_sets(new)
         store[key] = new
         self._by_namespace[kind][key[0]][key] = new
@@ -1063,7 +1065,7 @@ class ApiServer:
             # pods/binding: sets nodeName and the PodScheduled condition in one write (a
             # shallow mutate assigns a new status, so the stored one needs no copy).
             parts["status"] = deep_copy(current.status)
-        new = current.model_copy(update=parts)
+        new = shallow_copy(current, parts)
         mutate(new)
         return self.commit_update(new, subresource=subresource, check_rv=False)
 

@@ -50,6 +50,7 @@ from typing import Any, Protocol
 import simpy
 
 from pytest_kruise_agents.api import keys
+from pytest_kruise_agents.api.copying import shallow_copy
 from pytest_kruise_agents.api.meta import (
     Condition,
     ObjectMeta,
@@ -361,12 +362,14 @@ class SandboxController(Reconciler[SbxKey]):
         # A shallow copy is enough: conditions and podInfo are replaced, never
         # changed in place (and a deep copy per reconcile is the costly part).
         # The observed generation is the sandbox's whatever the calculation
-        # does (it neither reads nor sets it): it is part of the copy.
-        status = sbx.status.model_copy(
-            update={
+        # does (it neither reads nor sets it): it is part of the copy. (``shallow_copy``:
+        # ``model_copy(update=)`` would check these two names on every reconcile.)
+        status = shallow_copy(
+            sbx.status,
+            {
                 "conditions": list(sbx.status.conditions),
                 "observed_generation": sbx.metadata.generation,
-            }
+            },
         )
         failed = yield from self._calculate(key, sbx, pod, blocked, status)
         if status != sbx.status:
