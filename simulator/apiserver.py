@@ -869,8 +869,9 @@ class ApiServer:
         faults = ctx.faults
         faulty = faults.injected
         draws: Sequence[tuple[Fault, float]] = ()
+        draw_lag = ctx.draw["watch.lag"]
         for inf in self._watchers.get(kind, ()):
-            lag = base = ctx.latency("watch.lag")
+            lag = base = draw_lag()
             if faulty:
                 draws = faults.latency_draws("watch_lag", informer=inf.name)
                 extra = 0.0
@@ -964,7 +965,7 @@ class ApiServer:
     def _request(self, client: Client, verb: str, kind: str) -> Op:
         ctx = self.ctx
         wait = client.bucket.reserve()
-        delay = wait + ctx.latency(_VERB_LATENCY[verb])
+        delay = wait + ctx.draw[_VERB_LATENCY[verb]]()
         faults = ctx.faults
         if faults.injected:
             draws = faults.latency_draws("api_latency", verb=verb, kind=kind, client=client.name)

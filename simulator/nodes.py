@@ -1858,7 +1858,7 @@ class Nodes:
         never_pulled = False
         try:
             yield from self._stall("kubelet")
-            yield env.timeout(ctx.latency("pod.create"))
+            yield env.timeout(ctx.draw["pod.create"]())
             run.ip = node.allocate_ip()
             run.created = env.now
             unparsed = self._unparsed_images(run.pod.spec)
@@ -1952,7 +1952,7 @@ class Nodes:
                     pull_failures = 0
                     if _first_image(run.pod.spec) != want:
                         continue
-                yield env.timeout(ctx.latency("inplace.update" if inplace else "container.start"))
+                yield env.timeout(ctx.draw["inplace.update" if inplace else "container.start"]())
                 if faults.injected and faults.check(
                     "pod_start_failure", node=node.name, template=template, namespace=ns, image=want
                 ):
@@ -1975,7 +1975,7 @@ class Nodes:
                     yield env.timeout(delay)
                     continue
                 if not inplace:
-                    yield env.timeout(ctx.latency("container.ready"))
+                    yield env.timeout(ctx.draw["container.ready"]())
                 start_failures = 0
                 if _first_image(run.pod.spec) != want:
                     continue

@@ -70,7 +70,7 @@ class Reconciler(Generic[K]):
                 yield from self._honour_stall()
             delay: float | None
             try:
-                cpu = ctx.latency("controller.reconcile")
+                cpu = ctx.draw["controller.reconcile"]()
                 if cpu > 0:
                     yield env.timeout(cpu)
                 delay = yield from self._reconcile(key)
