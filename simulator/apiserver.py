@@ -33,7 +33,7 @@ import simpy
 from pydantic import BaseModel
 
 from pytest_kruise_agents.api import keys
-from pytest_kruise_agents.api.copying import deep_copy, shallow_copy
+from pytest_kruise_agents.api.copying import deep_copy, same_fields, shallow_copy
 from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.api.manifest import KINDS
 from pytest_kruise_agents.api.meta import ObjectMeta
@@ -449,7 +449,7 @@ class ApiServer:
         # :meth:`commit_create`), not assigned field by field afterwards.
         if subresource == "status":
             status = obj.status
-            if status is old.status or status == old.status:
+            if status is old.status or same_fields(status, old.status):
                 return old  # a no-op: nothing written (etcd3's GuaranteedUpdate)
             new_meta = shallow_copy(old.metadata, {"resource_version": self._next_rv()})
             new = shallow_copy(old, {"status": obj.status, "metadata": new_meta})

@@ -50,7 +50,7 @@ from typing import Any, Protocol
 import simpy
 
 from pytest_kruise_agents.api import keys
-from pytest_kruise_agents.api.copying import shallow_copy
+from pytest_kruise_agents.api.copying import same_fields, shallow_copy
 from pytest_kruise_agents.api.meta import (
     Condition,
     ObjectMeta,
@@ -372,7 +372,7 @@ class SandboxController(Reconciler[SbxKey]):
             },
         )
         failed = yield from self._calculate(key, sbx, pod, blocked, status)
-        if status != sbx.status:
+        if not same_fields(status, sbx.status):
             yield from self._write_status(key, sbx, status)
         if failed is not None:
             # Raised once the status says so, for the worker's error back-off.
