@@ -1059,9 +1059,11 @@ class ApiServer:
             raise _conflict(kind, name, _MODIFIED)
         # Copy only what the patch may change: metadata always, then the status
         # for a status patch or the spec for a main-resource patch.
-        copy = _one_level if shallow else deep_copy
+        # (The metadata is a model: copied one level deep without _one_level's dispatch.)
+        meta = shallow_copy(current.metadata) if shallow else deep_copy(current.metadata)
         part = "status" if subresource == "status" else "spec"
-        parts = {"metadata": copy(current.metadata), part: copy(getattr(current, part))}
+        copy = _one_level if shallow else deep_copy
+        parts = {"metadata": meta, part: copy(getattr(current, part))}
         if subresource == "binding" and not shallow:
             # pods/binding: sets nodeName and the PodScheduled condition in one write (a
             # shallow mutate assigns a new status, so the stored one needs no copy).
