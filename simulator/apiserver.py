@@ -22,7 +22,6 @@ controller delete the pods sandboxes create (:class:`ForbiddenError`).
 from __future__ import annotations
 
 import math
-import uuid
 from collections import deque
 from collections.abc import Callable, Generator, Sequence
 from functools import partial
@@ -311,7 +310,7 @@ class ApiServer:
 
     def new_uid(self) -> str:
         """A UUID drawn from the cluster's generator (deterministic per seed)."""
-        return str(uuid.UUID(int=self.ctx.rng.getrandbits(128), version=4))
+        return _uuid4_text(self.ctx.rng.getrandbits(128))
 
     def new_token(self) -> str:
         """A sandbox's envd access token: a UUID, as upstream's.
@@ -1209,6 +1208,18 @@ _SERVED: Final = frozenset(KINDS)
 _SOLID: Final = object()
 _DANGLING: Final = object()
 _WAITING: Final = object()
+
+
+def _uuid4_text(bits: int) -> str:
+    """``str(uuid.UUID(int=bits, version=4))`` for 128 random ``bits``, without the UUID object.
+
+    The same bits set (variant RFC 4122, version 4) and the same text: every
+    object the model creates draws a UID, and the object's ``__init__`` and
+    ``__str__`` were two of the calls of each.
+    """
+    n = (bits & ~(0xC000 << 48) | 0x8000 << 48) & ~(0xF000 << 64) | 4 << 76
+    h = f"{n:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def _delay_to(now: float, at: float) -> float:
