@@ -220,6 +220,9 @@ class SandboxController(Reconciler[SbxKey]):
         self.world = world
         self.api = world.api
         self.cache = world.controller_cache
+        # The cached Sandboxes and Pods by key: every reconcile reads both.
+        self._sandboxes = self.cache.objects("Sandbox")
+        self._pods = self.cache.objects("Pod")
         self.client = world.controller_client
         self.runtime = runtime
         self._sbx_expect: dict[SbxKey, _Expectation] = {}
@@ -317,7 +320,7 @@ class SandboxController(Reconciler[SbxKey]):
 
     def _reconcile(self, key: SbxKey) -> Op:
         ns, name = key
-        sbx: Sandbox | None = self.cache.get("Sandbox", ns, name)
+        sbx: Sandbox | None = self._sandboxes.get(key)
         if sbx is None:
             self._pod_expect.pop(key, None)
             return None
@@ -329,7 +332,7 @@ class SandboxController(Reconciler[SbxKey]):
             key in pod_expect and self._pending(pod_expect, key)
         ):
             return None
-        pod: Pod | None = self.cache.get("Pod", ns, name)
+        pod: Pod | None = self._pods.get(key)
         blocked = False
         if pod is not None and not _controls(sbx, pod):
             # A pod of the same name left by an earlier sandbox: wait until it is gone.
