@@ -251,6 +251,7 @@ def owner_of(event: simpy.Event) -> str:
         if isinstance(proc, simpy.Process):
             code = getattr(proc._generator, "gi_code", None)
             return code.co_qualname if code is not None else type(proc._generator).__qualname__
+        cb = getattr(cb, "func", cb)  # a partial (a watch delivery's): what it calls
         return str(getattr(cb, "__qualname__", type(cb).__qualname__))
     return "none"
 

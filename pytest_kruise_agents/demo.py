@@ -17,6 +17,8 @@ from pytest_kruise_agents.api.sandbox import Sandbox
 from pytest_kruise_agents.claiming.errors import ClaimError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from simulator.records import ClaimRecord
 
 __all__ = [
@@ -332,11 +334,17 @@ def run_e2b_tour(seed: int = 42, console: Console | None = None) -> None:
         backend.close()
 
 
-def run_capacity_plan(seed: int = 42, console: Console | None = None) -> None:
-    """A short capacity plan for the demo pool; prints it and the path of its HTML report."""
+def run_capacity_plan(
+    seed: int = 42, console: Console | None = None, out_dir: Path | None = None
+) -> None:
+    """A short capacity plan for the demo pool; prints it and the path of its HTML report.
+
+    The report goes to ``out_dir``, by default a new ``kruise-agents-plan-*``
+    directory under the temp directory, left for the user to open.
+    """
     from simulator.planning import quick_plan
 
     out = console or Console()
     _section(out, "8. A capacity plan for this pool")
-    plan = quick_plan(POOL_YAML, seed=seed)
+    plan = quick_plan(POOL_YAML, seed=seed, out_dir=out_dir)
     _say(out, plan.text, highlight=False)

@@ -22,7 +22,6 @@ controller delete the pods sandboxes create (:class:`ForbiddenError`).
 from __future__ import annotations
 
 import math
-import uuid
 from collections import deque
 from collections.abc import Callable, Generator, Sequence
 from functools import partial
@@ -33,7 +32,7 @@ import simpy
 from pydantic import BaseModel
 
 from pytest_kruise_agents.api import keys
-from pytest_kruise_agents.api.copying import deep_copy, shallow_copy
+from pytest_kruise_agents.api.copying import deep_copy, same_fields, shallow_copy
 from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.api.manifest import KINDS
 from pytest_kruise_agents.api.meta import ObjectMeta
@@ -311,7 +310,7 @@ class ApiServer:
 
     def new_uid(self) -> str:
         """A UUID drawn from the cluster's generator (deterministic per seed)."""
-        return str(uuid.UUID(int=self.ctx.rng.getrandbits(128), version=4))
+        return _uuid4_text(self.ctx.rng.getrandbits(128))
 
     def new_token(self) -> str:
         """A sandbox's envd access token: a UUID, as upstream's.
@@ -357,7 +356,9 @@ class ApiServer:
         store = self._objects.setdefault(kind, {})
         # The store takes ownership of ``obj`` (callers pass fresh objects);
         # only the metadata it fills in is copied, so the caller's view is untouched.
-        # What it fills in is copied in at once (``update=``: as assigned, set).
+        # What it fills in is copied in at once (``shallow_copy`` with the changes, which
+        # marks them set as assigning them would; ``model_copy(update=)`` would first check
+        # the names, which here are the store's own: a call fewer on every write).
         meta = obj.metadata
         name = meta.name
         _check_metadata(kind, name or meta.generate_name, meta)
@@ -382,8 +383,8 @@ class ApiServer:
         filled["generation"] = 1
         filled["creation_timestamp"] = self.ctx.now_dt().replace(microsecond=0)
         filled["deletion_timestamp"] = None
-        parts["metadata"] = meta.model_copy(update=filled)
-        obj = obj.model_copy(update=parts)
+        parts["metadata"] = shallow_copy(meta, filled)
+        obj = shallow_copy(obj, parts)
         meta = obj.metadata
         self._share_fields_sets(obj)
         store[key] = obj
@@ -443,14 +444,14 @@ class ApiServer:
         # Ownership of ``obj`` and its parts passes to the store: callers build
         # their writes from copies and do not touch them afterwards. Copying only
         # the envelope and metadata keeps a write cheap (pod templates are big);
-        # each is copied with its changes at once (``update=``, which marks them
-        # set as assigning them would), not assigned field by field afterwards.
+        # each is copied with its changes at once (``shallow_copy``, as in
+        # :meth:`commit_create`), not assigned field by field afterwards.
         if subresource == "status":
             status = obj.status
-            if status is old.status or status == old.status:
+            if status is old.status or same_fields(status, old.status):
                 return old  # a no-op: nothing written (etcd3's GuaranteedUpdate)
-            new_meta = old.metadata.model_copy(update={"resource_version": self._next_rv()})
-            new = old.model_copy(update={"status": obj.status, "metadata": new_meta})
+            new_meta = shallow_copy(old.metadata, {"resource_version": self._next_rv()})
+            new = shallow_copy(old, {"status": obj.status, "metadata": new_meta})
         else:
             old_meta = old.metadata
             if meta.annotations is not old_meta.annotations:
@@ -469,20 +470,21 @@ class ApiServer:
                 # A no-op, as etcd3's GuaranteedUpdate finds the new bytes equal to the
                 # stored ones: no new resourceVersion, no watch event, the stored answer.
                 return old
-            new_meta = meta.model_copy(
-                update={
+            new_meta = shallow_copy(
+                meta,
+                {
                     "uid": old_meta.uid,
                     "creation_timestamp": old_meta.creation_timestamp,
                     "deletion_timestamp": old_meta.deletion_timestamp,
                     "generation": gen + 1 if changed else gen,
                     "resource_version": self._next_rv(),
-                }
+                },
             )
             parts = {"metadata": new_meta}
             if kind not in _NO_STATUS and subresource != "binding":
                 # The status subresource is separate: a main-resource update keeps it.
                 parts["status"] = old.status
-            new = obj.model_copy(update=parts)
+            new = shallow_copy(obj, parts)
         if new.metadata.deletion_timestamp is not None and not new.metadata.finalizers:
             self._remove(kind, key, new)
             return new
@@ -593,8 +595,7 @@ class ApiServer:
             gen = meta.generation
             update["deletion_timestamp"] = self.ctx.now_dt().replace(microsecond=0)
             update["generation"] = gen + 1 if gen else gen
-        new = old.model_copy()
-        new.metadata = meta.model_copy(update=update)
+        new = shallow_copy(old, {"metadata": shallow_copy(meta, update)})
         self._share_fields_sets(new)
         store[key] = new
         self._by_namespace[kind][key[0]][key] = new
@@ -865,10 +866,11 @@ class ApiServer:
         env = ctx.env
         now = env.now
         faults = ctx.faults
-        faulty = bool(faults)
+        faulty = faults.injected
         draws: Sequence[tuple[Fault, float]] = ()
+        draw_lag = ctx.draw["watch.lag"]
         for inf in self._watchers.get(kind, ()):
-            lag = base = ctx.latency("watch.lag")
+            lag = base = draw_lag()
             if faulty:
                 draws = faults.latency_draws("watch_lag", informer=inf.name)
                 extra = 0.0
@@ -889,7 +891,9 @@ class ApiServer:
             timer = env.timeout(lag)
             queue = self._held.get(inf) if self._held else None
             if not draws and queue is None:
-                timer.callbacks.append(_Delivery(inf, event_type, kind, old, new))
+                # A partial, not an object of our own: its call is the informer's apply
+                # (two calls fewer per delivery than a class's __init__ and __call__).
+                timer.callbacks.append(partial(inf.apply, event_type, kind, old, new))
                 continue
             # Held back by a watch_lag (or in order behind one that is): tracked,
             # so that the fault's end lets it go early (:meth:`_release_held`).
@@ -960,16 +964,16 @@ class ApiServer:
     def _request(self, client: Client, verb: str, kind: str) -> Op:
         ctx = self.ctx
         wait = client.bucket.reserve()
-        delay = wait + ctx.latency(_VERB_LATENCY[verb])
+        delay = wait + ctx.draw[_VERB_LATENCY[verb]]()
         faults = ctx.faults
-        if faults:
+        if faults.injected:
             draws = faults.latency_draws("api_latency", verb=verb, kind=kind, client=client.name)
             if draws:
                 yield from self._held_request(delay, draws)
                 delay = 0.0  # waited
         if delay > 0:
             yield ctx.env.timeout(delay)
-        if faults:
+        if faults.injected:
             f = faults.check("api_error", verb=verb, kind=kind, client=client.name)
             if f is not None:
                 reason = "TooManyRequests" if f.code == 429 else "InternalError"
@@ -1054,14 +1058,16 @@ class ApiServer:
             raise _conflict(kind, name, _MODIFIED)
         # Copy only what the patch may change: metadata always, then the status
         # for a status patch or the spec for a main-resource patch.
-        copy = _one_level if shallow else deep_copy
+        # (The metadata is a model: copied one level deep without _one_level's dispatch.)
+        meta = shallow_copy(current.metadata) if shallow else deep_copy(current.metadata)
         part = "status" if subresource == "status" else "spec"
-        parts = {"metadata": copy(current.metadata), part: copy(getattr(current, part))}
+        copy = _one_level if shallow else deep_copy
+        parts = {"metadata": meta, part: copy(getattr(current, part))}
         if subresource == "binding" and not shallow:
             # pods/binding: sets nodeName and the PodScheduled condition in one write (a
             # shallow mutate assigns a new status, so the stored one needs no copy).
             parts["status"] = deep_copy(current.status)
-        new = current.model_copy(update=parts)
+        new = shallow_copy(current, parts)
         mutate(new)
         return self.commit_update(new, subresource=subresource, check_rv=False)
 
@@ -1204,6 +1210,18 @@ _DANGLING: Final = object()
 _WAITING: Final = object()
 
 
+def _uuid4_text(bits: int) -> str:
+    """``str(uuid.UUID(int=bits, version=4))`` for 128 random ``bits``, without the UUID object.
+
+    The same bits set (variant RFC 4122, version 4) and the same text: every
+    object the model creates draws a UID, and the object's ``__init__`` and
+    ``__str__`` were two of the calls of each.
+    """
+    n = (bits & ~(0xC000 << 48) | 0x8000 << 48) & ~(0xF000 << 64) | 4 << 76
+    h = f"{n:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
 def _delay_to(now: float, at: float) -> float:
     """The delay from ``now`` that a SimPy timeout fires after at the moment ``at`` or the
     float just after it, never before.
@@ -1277,7 +1295,7 @@ class _Held:
         at: float,
         draws: Sequence[tuple[Fault, float]],
     ) -> None:
-        self.delivery = _Delivery(informer, event_type, kind, old, new)
+        self.delivery = partial(informer.apply, event_type, kind, old, new)
         self.base = base
         """When it would arrive without any fault: stored, plus the ordinary lag."""
         self.own = own
@@ -1342,19 +1360,3 @@ class _HeldQueue:
                 timer.callbacks.append(partial(self.fire, held, held.version))
             prev = held.at
         return prev
-
-
-class _Delivery:
-    """A watch event in flight to one informer (a SimPy callback)."""
-
-    __slots__ = ("event_type", "informer", "kind", "new", "old")
-
-    def __init__(self, informer: Informer, event_type: str, kind: str, old: Any, new: Any) -> None:
-        self.informer = informer
-        self.event_type = event_type
-        self.kind = kind
-        self.old = old
-        self.new = new
-
-    def __call__(self, _event: simpy.Event) -> None:
-        self.informer.apply(self.event_type, self.kind, self.old, self.new)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import simpy
 
@@ -13,6 +15,7 @@ from pytest_kruise_agents.claiming.timeouts import FOREVER, LATEST
 from simulator.eventlog import EventLog
 from simulator.faults import Fault, FaultInjector
 from simulator.interning import ConditionInterner
+from simulator.latency import Latency
 from simulator.profile import Profile
 
 __all__ = ["CLOCK_END", "DEFAULT_EPOCH", "SimContext", "check_epoch", "past_clock_end"]
@@ -87,6 +90,10 @@ class SimContext:
         self.faults = FaultInjector(self.now, self.rng)
         self.faults.add_validator(self._check_fault_window)
         self._latencies = dict(profile.latencies)
+        self.draw = _draws(profile.latencies, self.rng)
+        """One draw of each named latency of the profile, as a function of no argument
+        (read-only): ``ctx.draw[name]()`` is ``ctx.latency(name)`` at one call instead of
+        two, for the draws made at every API request, watch event and reconcile."""
         self.intern_condition = ConditionInterner()
         """Shares equal conditions between stored objects (see :mod:`simulator.interning`)."""
         # now_dt() is asked many times per simulated instant: keep the last answer.
@@ -146,9 +153,15 @@ class SimContext:
         """Replace the profile (latency overrides take effect on the next draw)."""
         self.profile = profile
         self._latencies = dict(profile.latencies)
+        self.draw = _draws(profile.latencies, self.rng)
 
     def record(self, kind: str, detail: str) -> None:
         """Log an event at virtual now."""
         log = self.log
         if log.enabled:  # a long run logs nothing: do not even read the clock
             log.add(float(self.env.now), kind, detail)
+
+
+def _draws(latencies: Mapping[str, Latency], rng: random.Random) -> dict[str, Callable[[], float]]:
+    """Each latency's ``sample`` bound to ``rng`` (see :attr:`SimContext.draw`)."""
+    return {name: partial(latency.sample, rng) for name, latency in latencies.items()}

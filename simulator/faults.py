@@ -580,6 +580,10 @@ class FaultInjector:
         self._now = now
         self._rng = rng
         self._faults: dict[str, Fault] = {}
+        self.injected = False
+        """Whether any fault is injected and not cleared (``bool(injector)``), read as a plain
+        attribute: the model asks at every API request and watch event, and ``bool()`` of
+        the injector is two calls. Kept by :meth:`inject` and :meth:`clear`; read-only."""
         self._ids = itertools.count(1)
         self._seqs = itertools.count()
         # id(fault) -> its injection number, for the faults in force (each object
@@ -745,6 +749,7 @@ class FaultInjector:
         self._sync(now)  # the consulted lists hold only faults that can act now
         seq = next(self._seqs)
         self._faults[f.id] = f
+        self.injected = True
         self._seq_of[id(f)] = seq
         if f.start <= now:
             self._admit(seq, f, now)
@@ -772,6 +777,7 @@ class FaultInjector:
         if fault_id is None:
             removed = list(self._faults.values())
             self._faults.clear()
+            self.injected = False
             self._seq_of.clear()
             self._by_kind.clear()
             self._pending.clear()
@@ -785,6 +791,7 @@ class FaultInjector:
                 raise KeyError(f"no fault with id {fault_id!r}")
             self.retire(f)
             del self._faults[fault_id]
+            self.injected = bool(self._faults)
             self._stalls_held.discard(self._seq_of.pop(id(f)))
             self._compact()
             removed = [f]
@@ -968,7 +975,7 @@ class StallGate:
         faults = self._faults
         env = self._env
         counted: Fault | None = None
-        while len(faults):
+        while faults.injected:
             stall = faults.stall_of(name)
             if stall is None:
                 return

@@ -7,7 +7,7 @@ a real API server; that staleness is what makes optimistic-lock conflicts real.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 __all__ = ["Handler", "IndexFunc", "Informer", "ObjKey"]
@@ -125,8 +125,12 @@ class Informer:
         """Call ``fn(event_type, old, new)`` after each event of ``kind`` is applied."""
         self._handlers[kind].append(fn)
 
-    def apply(self, event_type: str, kind: str, old: Any, new: Any) -> None:
-        """Apply one watch event to the cache, the indexes, then the handlers."""
+    def apply(self, event_type: str, kind: str, old: Any, new: Any, _event: object = None) -> None:
+        """Apply one watch event to the cache, the indexes, then the handlers.
+
+        ``_event`` is ignored: the timer of a watch event in flight calls this
+        with its SimPy event, as the callback it is.
+        """
         store = self._store[kind]
         meta = (new if new is not None else old).metadata
         key = (meta.namespace, meta.name)
@@ -148,6 +152,14 @@ class Informer:
     def get(self, kind: str, namespace: str, name: str) -> Any | None:
         """The cached object, or ``None``."""
         return self._store[kind].get((namespace, name))
+
+    def objects(self, kind: str) -> Mapping[ObjKey, Any]:
+        """The cache of ``kind`` itself, by ``(namespace, name)``: live, and read-only.
+
+        For a reader that looks up objects of one kind on every reconcile:
+        ``objects(kind).get(key)`` is :meth:`get` without its call.
+        """
+        return self._store[kind]
 
     def list(self, kind: str, namespace: str | None = None) -> list[Any]:
         """Cached objects of ``kind`` (all namespaces when ``namespace`` is None)."""

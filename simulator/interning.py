@@ -84,10 +84,10 @@ class FieldsSetInterner:
         types = self._types
         # Only models whose set is not shared yet are queued: a write shares
         # most of its parts with the object it replaces (checked once here,
-        # every call on every write of the simulator).
+        # every call on every write of the simulator). The queue is read as it
+        # grows (a list iterates over what is appended meanwhile): no pop per model.
         todo: list[Any] = [obj]
-        while todo:
-            model = todo.pop()
+        for model in todo:
             t = type(model)
             seen = types.get(t)
             if seen is None:

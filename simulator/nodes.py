@@ -884,36 +884,6 @@ class _Node:
         self._ip_next = 0
         self._ips: dict[str, None] = {}
 
-    def score(self, ask: PodRequests, selector: dict[str, str] | None) -> float | None:
-        """The node's score for a pod asking ``ask``, or ``None`` if it does not fit.
-
-        One call per node the scheduler looks at for a pod: every node, up to 100 nodes.
-        """
-        if not self.ready or len(self.alloc) >= self.pods_cap:
-            return None
-        # Fit charges each pod max(spec, allocated): a resize waiting for room keeps it.
-        if (
-            self.cpu_used + self.cpu_held + ask.cpu > self.cpu_cap
-            or self.mem_used + self.mem_held + ask.memory > self.mem_cap
-        ):
-            return None
-        if selector:
-            labels = self.labels
-            for k, v in selector.items():
-                if labels.get(k) != v:
-                    return None
-        if ask.scalars and self.short_of(ask.scalars, admission=False):
-            return None
-        # LeastAllocated: the mean free fraction of CPU and memory after placing, on the
-        # non-zero requests (so that pods asking nothing spread); none when over capacity.
-        # (Comparisons, not max(): this runs for every node and every pod placed.)
-        free_cpu = self.cpu_cap - self.cpu_scored - self.cpu_held - ask.scored_cpu
-        free_mem = self.mem_cap - self.mem_scored - self.mem_held - ask.scored_memory
-        return (
-            (free_cpu / self.cpu_cap if free_cpu > 0 else 0.0)
-            + (free_mem / self.mem_cap if free_mem > 0 else 0.0)
-        ) / 2
-
     def short_of(self, scalars: Scalars, *, admission: bool) -> list[tuple[str, int, int, int]]:
         """The other resources the node cannot give ``scalars`` of: ``(name, requested, used,
         capacity)``, ``ephemeral-storage`` first, then by name.
@@ -1120,6 +1090,9 @@ class Nodes:
         self._next_start = 0
         """kube-scheduler's ``nextStartNodeIndex``: where in :attr:`_order` the next pod's
         search for a node begins (moved on by the nodes each search looked at)."""
+        self.nodes_looked = 0
+        """The nodes the scheduler's searches have looked at (filtered, and scored if they
+        fit), in all: what the searches cost, for tests and ``bench/scheduler_search.py``."""
         self._queue: dict[ObjKey, None] = {}
         self._unschedulable: dict[ObjKey, _Waiting] = {}
         self._by_shape: dict[Shape, dict[ObjKey, _Waiting]] = {}
@@ -1399,7 +1372,7 @@ class Nodes:
             return False
         faults = self.ctx.faults
         # A stalled scheduler holds the pass (as ``_stall`` would, and counts it).
-        return not (len(faults) and faults.stall_of("scheduler") is not None)
+        return not (faults.injected and faults.stall_of("scheduler") is not None)
 
     def _retry_in_place(self) -> None:
         """Retry the unschedulable pods where they wait, looking only at those that may fit.
@@ -1488,10 +1461,31 @@ class Nodes:
         best_score = 0.0
         looked = count
         found = 0
+        cpu, memory, scalars = ask.cpu, ask.memory, ask.scalars
+        scored_cpu, scored_memory = ask.scored_cpu, ask.scored_memory
         for i, node in enumerate(order, 1):
-            score = node.score(ask, selector)
-            if score is None:
+            # Each node's filter and score, inline: this runs for every node looked at
+            # for every pod placed (a method call per node was two calls in every 30 of
+            # the model's). Fit charges each pod max(spec, allocated): a resize waiting
+            # for room keeps it.
+            if (
+                not node.ready
+                or len(node.alloc) >= node.pods_cap
+                or node.cpu_used + node.cpu_held + cpu > node.cpu_cap
+                or node.mem_used + node.mem_held + memory > node.mem_cap
+                or (selector and any(node.labels.get(k) != v for k, v in selector.items()))
+                or (scalars and node.short_of(scalars, admission=False))
+            ):
                 continue
+            # LeastAllocated: the mean free fraction of CPU and memory after placing, on
+            # the non-zero requests (so that pods asking nothing spread); none when over
+            # capacity. (Comparisons, not max(): this runs for every node and pod placed.)
+            free_cpu = node.cpu_cap - node.cpu_scored - node.cpu_held - scored_cpu
+            free_mem = node.mem_cap - node.mem_scored - node.mem_held - scored_memory
+            score = (
+                (free_cpu / node.cpu_cap if free_cpu > 0 else 0.0)
+                + (free_mem / node.mem_cap if free_mem > 0 else 0.0)
+            ) / 2
             if (
                 best is None
                 or score > best_score
@@ -1503,6 +1497,7 @@ class Nodes:
                 looked = i
                 break
         self._next_start = (start + looked) % count
+        self.nodes_looked += looked
         return best
 
     def _asked(self, uid: str, pod: Pod) -> PodRequests:
@@ -1863,7 +1858,7 @@ class Nodes:
         never_pulled = False
         try:
             yield from self._stall("kubelet")
-            yield env.timeout(ctx.latency("pod.create"))
+            yield env.timeout(ctx.draw["pod.create"]())
             run.ip = node.allocate_ip()
             run.created = env.now
             unparsed = self._unparsed_images(run.pod.spec)
@@ -1957,8 +1952,8 @@ class Nodes:
                     pull_failures = 0
                     if _first_image(run.pod.spec) != want:
                         continue
-                yield env.timeout(ctx.latency("inplace.update" if inplace else "container.start"))
-                if faults and faults.check(
+                yield env.timeout(ctx.draw["inplace.update" if inplace else "container.start"]())
+                if faults.injected and faults.check(
                     "pod_start_failure", node=node.name, template=template, namespace=ns, image=want
                 ):
                     start_failures += 1
@@ -1980,7 +1975,7 @@ class Nodes:
                     yield env.timeout(delay)
                     continue
                 if not inplace:
-                    yield env.timeout(ctx.latency("container.ready"))
+                    yield env.timeout(ctx.draw["container.ready"]())
                 start_failures = 0
                 if _first_image(run.pod.spec) != want:
                     continue
@@ -2185,7 +2180,7 @@ class Nodes:
             key = self._images[image] = normalize_image(image)
         faults = ctx.faults
         cached = key in node.images
-        if cached and not (always and faults):
+        if cached and not (always and faults.injected):
             yield env.timeout(ctx.latency("image.pull_cached"))
             return None
         attrs: dict[str, str | None] = {
@@ -2194,7 +2189,7 @@ class Nodes:
             "template": template,
             "namespace": namespace,
         }
-        fault = faults.check("image_pull_failure", **attrs) if faults else None
+        fault = faults.check("image_pull_failure", **attrs) if faults.injected else None
         if fault is not None:
             # This pod's pull fails, whatever the others' do.
             failed = env.event()
@@ -2255,7 +2250,7 @@ class Nodes:
         ctx = self.ctx
         env = ctx.env
         faults = ctx.faults
-        hit = faults.replacing_draw("image_pull_slow", **attrs) if faults else None
+        hit = faults.replacing_draw("image_pull_slow", **attrs) if faults.injected else None
         if hit is None:
             latency = ctx.latency("image.pull")
             self._add_part(node, image, pull, None, latency, timer=False)
@@ -2277,7 +2272,7 @@ class Nodes:
     ) -> None:
         """One more pod needs an image being downloaded: its own pull, if it could land first."""
         faults = self.ctx.faults
-        if not faults:
+        if not faults.injected:
             return  # no fault slows anything: the download under way is an ordinary pull
         hit = faults.replacing_draw("image_pull_slow", **attrs)
         if hit is not None:

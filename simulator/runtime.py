@@ -209,7 +209,7 @@ class AgentRuntime:
                 else:
                     uid = _pod_uid(current)
                     unreachable = init_failure = None
-                    if faults:
+                    if faults.injected:
                         unreachable = faults.check(
                             "runtime_unreachable",
                             template=template,
@@ -328,7 +328,7 @@ class AgentRuntime:
                 later.append((start, m))  # in start order: the lanes pop in time order
             elif (
                 failed is None
-                and faults
+                and faults.injected
                 and faults.check("csi_mount_failure", template=template, namespace=namespace)
                 is not None
             ):
@@ -347,7 +347,7 @@ class AgentRuntime:
                     yield ctx.env.timeout(start - at) if start < finish else done
                     at = start
                 if (
-                    faults
+                    faults.injected
                     and faults.check("csi_mount_failure", template=template, namespace=namespace)
                     is not None
                 ):

@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -71,14 +72,17 @@ def test_cluster_tour_shows_warm_cold_batch_and_tables() -> None:
     assert "phase=Completed" in text
 
 
-def test_capacity_plan_ends_the_demo_with_a_report_path() -> None:
+def test_capacity_plan_ends_the_demo_with_a_report_path(tmp_path: Path) -> None:
+    """The plan's last line is where its report is; written where the caller asks (the
+    command leaves it in a temp directory for the user to open, a test in its own)."""
     from pytest_kruise_agents.demo import run_capacity_plan
 
     console = Console(record=True, width=200)
-    run_capacity_plan(seed=42, console=console)
+    run_capacity_plan(seed=42, console=console, out_dir=tmp_path)
     text = console.export_text()
     assert "8. A capacity plan for this pool" in text
-    assert "report.html" in text.splitlines()[-1]
+    assert text.splitlines()[-1].strip() == f"report: {tmp_path / 'report.html'}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html", "summary.json"]
 
 
 def test_a_negative_seed_is_refused_before_the_tour_starts() -> None:
@@ -130,7 +134,9 @@ def _narrow_tour() -> str:
 
     console = Console(record=True, width=40)
     run_cluster_tour(seed=42, console=console)
-    run_capacity_plan(seed=42, console=console)
+    # Named as the command's own directory: a path as long as the demo's, wrapped the same.
+    with tempfile.TemporaryDirectory(prefix="kruise-agents-plan-") as reports:
+        run_capacity_plan(seed=42, console=console, out_dir=Path(reports))
     return console.export_text()
 
 

@@ -798,8 +798,8 @@ def with_access_token(opts: ClaimOptions, access_token: str) -> ClaimOptions:
     init = opts.init_runtime
     if init is None:
         return opts
-    new = dataclasses.replace(
-        opts, init_runtime=InitRuntimeRequest(env_vars=init.env_vars, access_token=access_token)
+    new = opts.with_init_runtime(
+        InitRuntimeRequest(env_vars=init.env_vars, access_token=access_token)
     )
     _check_stored_size(new)
     return new

@@ -205,6 +205,15 @@ class ClaimOptions:
         object.__setattr__(new, "lock_string", lock_string)
         return new
 
+    def with_init_runtime(self, init_runtime: InitRuntimeRequest | None) -> ClaimOptions:
+        """The same options with another runtime-init request (an E2B create's, with its token)."""
+        # As :meth:`with_lock`: ``dataclasses.replace`` would ``getattr`` every field
+        # and pass them all through ``__init__`` again, on every E2B create.
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        object.__setattr__(new, "init_runtime", init_runtime)
+        return new
+
 
 def _check_cpu(name: str, value: str | None) -> None:
     if value is None:

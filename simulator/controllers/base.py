@@ -66,11 +66,11 @@ class Reconciler(Generic[K]):
                 first = None
             else:
                 key = yield self.queue.get()
-            if ctx.faults:  # (a stall is a fault: without faults, no sub-process to run)
+            if ctx.faults.injected:  # (a stall is a fault: without faults, no sub-process to run)
                 yield from self._honour_stall()
             delay: float | None
             try:
-                cpu = ctx.latency("controller.reconcile")
+                cpu = ctx.draw["controller.reconcile"]()
                 if cpu > 0:
                     yield env.timeout(cpu)
                 delay = yield from self._reconcile(key)

@@ -50,6 +50,7 @@ from typing import Any, Protocol
 import simpy
 
 from pytest_kruise_agents.api import keys
+from pytest_kruise_agents.api.copying import same_fields, shallow_copy
 from pytest_kruise_agents.api.meta import (
     Condition,
     ObjectMeta,
@@ -219,6 +220,9 @@ class SandboxController(Reconciler[SbxKey]):
         self.world = world
         self.api = world.api
         self.cache = world.controller_cache
+        # The cached Sandboxes and Pods by key: every reconcile reads both.
+        self._sandboxes = self.cache.objects("Sandbox")
+        self._pods = self.cache.objects("Pod")
         self.client = world.controller_client
         self.runtime = runtime
         self._sbx_expect: dict[SbxKey, _Expectation] = {}
@@ -316,7 +320,7 @@ class SandboxController(Reconciler[SbxKey]):
 
     def _reconcile(self, key: SbxKey) -> Op:
         ns, name = key
-        sbx: Sandbox | None = self.cache.get("Sandbox", ns, name)
+        sbx: Sandbox | None = self._sandboxes.get(key)
         if sbx is None:
             self._pod_expect.pop(key, None)
             return None
@@ -328,7 +332,7 @@ class SandboxController(Reconciler[SbxKey]):
             key in pod_expect and self._pending(pod_expect, key)
         ):
             return None
-        pod: Pod | None = self.cache.get("Pod", ns, name)
+        pod: Pod | None = self._pods.get(key)
         blocked = False
         if pod is not None and not _controls(sbx, pod):
             # A pod of the same name left by an earlier sandbox: wait until it is gone.
@@ -361,15 +365,17 @@ class SandboxController(Reconciler[SbxKey]):
         # A shallow copy is enough: conditions and podInfo are replaced, never
         # changed in place (and a deep copy per reconcile is the costly part).
         # The observed generation is the sandbox's whatever the calculation
-        # does (it neither reads nor sets it): it is part of the copy.
-        status = sbx.status.model_copy(
-            update={
+        # does (it neither reads nor sets it): it is part of the copy. (``shallow_copy``:
+        # ``model_copy(update=)`` would check these two names on every reconcile.)
+        status = shallow_copy(
+            sbx.status,
+            {
                 "conditions": list(sbx.status.conditions),
                 "observed_generation": sbx.metadata.generation,
-            }
+            },
         )
         failed = yield from self._calculate(key, sbx, pod, blocked, status)
-        if status != sbx.status:
+        if not same_fields(status, sbx.status):
             yield from self._write_status(key, sbx, status)
         if failed is not None:
             # Raised once the status says so, for the worker's error back-off.
@@ -694,8 +700,12 @@ class SandboxController(Reconciler[SbxKey]):
             st.pod_info = PodInfo(
                 node_name=node_name, pod_ip=pod.status.pod_ip, pod_uid=pod.metadata.uid
             )
-        st.node_name = node_name
-        st.sandbox_ip = pod.status.pod_ip
+        # Assigned only when they change (a pydantic assignment is four calls, and every
+        # reconcile of a running sandbox gets here): ``st`` is a copy of the stored status,
+        # which holds them already but for the first sync.
+        if st.node_name != node_name or st.sandbox_ip != pod.status.pod_ip:
+            st.node_name = node_name
+            st.sandbox_ip = pod.status.pod_ip
 
     def _sync_ready(self, pod: Pod, st: SandboxStatus) -> None:
         ready = _pod_ready(pod)

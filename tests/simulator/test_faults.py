@@ -26,6 +26,27 @@ def injector(seed: int = 1) -> FaultInjector:
     return FaultInjector(lambda: 0.0, random.Random(seed))
 
 
+def test_injected_says_whether_any_fault_is_in_force() -> None:
+    """``injected`` is ``bool(injector)`` as a plain attribute (the model reads it at every
+    API request): true from the first inject until the last fault is cleared, one by one or
+    all at once; a refused inject leaves it as it was."""
+    faults = injector()
+    assert not faults.injected
+    with pytest.raises(InvalidError):
+        faults.inject(kind="api_conflict", selector={"verb": "create"})
+    assert not faults.injected
+    first = faults.inject(kind="api_conflict", probability=0.5)
+    second = faults.inject(kind="watch_lag", latency="1s")
+    assert faults.injected
+    faults.clear(first.id)
+    assert faults.injected == bool(faults) is True
+    faults.clear(second.id)
+    assert faults.injected == bool(faults) is False
+    faults.inject(kind="api_conflict", probability=0.5)
+    faults.clear()
+    assert faults.injected == bool(faults) is False
+
+
 @pytest.mark.parametrize("verb", ["create", "delete", "get"])
 def test_api_conflict_refuses_a_verb_the_api_server_never_consults_it_on(verb: str) -> None:
     """A 409 on a create, delete or get is never injected (only writes that compare a

@@ -238,6 +238,22 @@ def test_an_unregistered_informer_sees_only_the_events_already_under_way(
     assert inf.get("SandboxClaim", "default", "after") is None
 
 
+def test_informer_objects_is_the_live_cache_of_a_kind(ctx: SimContext) -> None:
+    """``objects(kind)`` holds what ``get`` answers, by ``(namespace, name)``, and follows
+    the watch events taken in after it was asked for (adds and deletes alike)."""
+    api = ApiServer(ctx)
+    inf = Informer("test", ("SandboxClaim",))
+    api.register(inf)
+    claims = inf.objects("SandboxClaim")
+    api.commit_create(claim("a"))
+    assert not claims  # not yet propagated
+    ctx.env.run(until=1)
+    assert claims.get(("default", "a")) is inf.get("SandboxClaim", "default", "a") is not None
+    api.commit_delete("SandboxClaim", "default", "a")
+    ctx.env.run(until=2)
+    assert ("default", "a") not in claims
+
+
 def test_informer_index_tracks_changes(ctx: SimContext) -> None:
     """An index follows its key function through updates and deletes."""
     api = ApiServer(ctx)

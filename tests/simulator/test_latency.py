@@ -404,3 +404,20 @@ def test_a_number_past_what_a_float_holds_is_a_value_error_not_an_overflow(value
     """
     with pytest.raises(ValueError, match=r"expected a finite duration, got .*\(40\d characters\)"):
         parse_seconds(value)
+
+
+def test_a_context_draw_is_its_latency_draw_and_follows_the_profile() -> None:
+    """``ctx.draw[name]()`` draws what ``ctx.latency(name)`` would, from the same generator,
+    and a new profile (``set_latency``) changes both at once."""
+    from simulator.context import SimContext
+    from simulator.profile import get_profile
+
+    names = ["watch.lag", "api.update", "controller.reconcile", "pod.create"]
+    by_latency = SimContext(seed=4, profile=get_profile("openkruise-head"))
+    by_draw = SimContext(seed=4, profile=get_profile("openkruise-head"))
+    for ctx in (by_latency, by_draw):
+        ctx.set_profile(ctx.profile.with_overrides(latencies={"api.update": "exp(2s)"}))
+    drawn = [by_draw.draw[name]() for name in names * 3]
+    assert drawn == [by_latency.latency(name) for name in names * 3]
+    assert by_draw.draw["api.update"]() == by_latency.latency("api.update")  # same stream
+    assert by_draw.draw["controller.reconcile"]() == 0.001

@@ -12,7 +12,6 @@ from pytest_kruise_agents.api import dump, keys
 from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.api.meta import ObjectMeta, find_condition
 from pytest_kruise_agents.api.pod import Pod, PodRequests, pod_requests
-from simulator import nodes as nodes_module
 from simulator.context import SimContext
 from simulator.nodes import (
     ANN_GRACE_SECONDS,
@@ -739,17 +738,10 @@ def full_with_waiting(waiting: int) -> tuple[World, Nodes]:
     return world, nodes
 
 
-def count_fits(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Count fit evaluations from now on (one per node asked about a pod), in a one-item list."""
-    calls = [0]
-    score = nodes_module._Node.score
-
-    def counted(self: Any, ask: PodRequests, selector: dict[str, str] | None) -> float | None:
-        calls[0] += 1
-        return score(self, ask, selector)
-
-    monkeypatch.setattr(nodes_module._Node, "score", counted)
-    return calls
+def count_fits(nodes: Nodes) -> Callable[[], int]:
+    """The fit evaluations of ``nodes``' scheduler from now on (one per node asked about a pod)."""
+    start = nodes.nodes_looked
+    return lambda: nodes.nodes_looked - start
 
 
 def free_slots(world: World, names: list[str]) -> list[str | None]:
@@ -763,9 +755,7 @@ def free_slots(world: World, names: list[str]) -> list[str | None]:
     return placed
 
 
-def test_a_freed_slot_costs_one_fit_per_request_shape_not_per_pending_pod(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_a_freed_slot_costs_one_fit_per_request_shape_not_per_pending_pod() -> None:
     """A retry looks at the nodes for the first waiting pod of a shape, and for the next only
     once one was placed: a freed slot costs the same with 200 pods pending as with 2.
 
@@ -773,31 +763,29 @@ def test_a_freed_slot_costs_one_fit_per_request_shape_not_per_pending_pod(
     200 pods x 2 nodes per freed slot.
     """
     world, nodes = full_with_waiting(200)
-    calls = count_fits(monkeypatch)
+    fits = count_fits(nodes)
     placed = free_slots(world, ["r0", "r1", "r2"])
     # Per freed slot: w<i> placed (2 nodes asked), then w<i+1> found unfit (2 nodes asked).
-    assert calls == [3 * 4]
+    assert fits() == 3 * 4
     assert None not in placed
     assert nodes.pending_pods() == 197
     # Those left are marked once, when they first failed: a retry writes nothing for them.
     assert len(world.ctx.log.of_kind("scheduler.unschedulable")) == 200
 
 
-def test_a_retry_held_by_a_stall_still_costs_one_fit_per_shape(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_a_retry_held_by_a_stall_still_costs_one_fit_per_shape() -> None:
     """A stalled scheduler takes every waiting pod back into its queue (the stall holds the
     pass); once a shape was found unfit in it, the pods of that shape behind are not fitted
     again until room grows."""
     world, nodes = full_with_waiting(200)
-    calls = count_fits(monkeypatch)
+    fits = count_fits(nodes)
     start = world.ctx.now()
     world.ctx.faults.inject(
         kind="controller_stall", selector={"controller": "scheduler"}, duration=20
     )
     world.api.commit_delete("Pod", "default", "r0")
     assert run_until(world, is_bound(world, "w0")) >= start + 20
-    assert calls == [4]
+    assert fits() == 4
     assert nodes.pending_pods() == 199
 
 

@@ -66,67 +66,61 @@ def place(world: World, count: int) -> list[str | None]:
     return [bound_to(world, n) for n in names]
 
 
-def test_on_300_nodes_a_pod_is_scored_on_the_first_144_that_fit(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_on_300_nodes_a_pod_is_scored_on_the_first_144_that_fit() -> None:
     """The 144th node is looked at, the 145th is not, though it is the best."""
-    world, _ = make(numbered(300, BIG))
-    fits = count_fits(monkeypatch)
+    world, nodes = make(numbered(300, BIG))
+    fits = count_fits(nodes)
     assert place(world, 1) == ["n143"]
-    assert fits == [144]
+    assert fits() == 144
 
 
-def test_every_node_is_scored_when_the_percentage_is_100(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_every_node_is_scored_when_the_percentage_is_100() -> None:
     """``percentage_of_nodes_to_score: 100`` searches every node, as the model did before."""
-    world, _ = make(numbered(300, BIG), percentage_of_nodes_to_score=100)
-    fits = count_fits(monkeypatch)
+    world, nodes = make(numbered(300, BIG), percentage_of_nodes_to_score=100)
+    fits = count_fits(nodes)
     assert place(world, 2) == ["n144", "n143"]
-    assert fits == [600]
+    assert fits() == 600
 
 
-def test_each_search_starts_where_the_last_one_stopped(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_each_search_starts_where_the_last_one_stopped() -> None:
     """Round the nodes: n000-n143, n144-n287, n288-n299 then n000-n131, then n132-n275.
 
     The third pod goes to n000: n143 and n144, better, are not in its search.
     """
-    world, _ = make(numbered(300, BIG))
-    fits = count_fits(monkeypatch)
+    world, nodes = make(numbered(300, BIG))
+    fits = count_fits(nodes)
     assert place(world, 4) == ["n143", "n144", "n000", "n144"]
-    assert fits == [4 * 144]
+    assert fits() == 4 * 144
 
 
-def test_nodes_that_do_not_fit_are_looked_at_but_not_counted(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_nodes_that_do_not_fit_are_looked_at_but_not_counted() -> None:
     """The search stops at 144 nodes that *fit*: a full node before them lengthens it by one,
     and the next search starts after all it looked at (a lost node is looked at the same way).
     """
     specs = numbered(300, BIG)
     specs[0] = NodeSpec(name="n000", cpu="500m")  # too small for a 1 CPU pod
-    world, _ = make(specs)
-    fits = count_fits(monkeypatch)
+    world, nodes = make(specs)
+    fits = count_fits(nodes)
     # n000-n144 (n000 looked at, not counted), then n145-n288.
     assert place(world, 2) == ["n144", "n145"]
-    assert fits == [145 + 144]
+    assert fits() == 145 + 144
 
 
 @pytest.mark.parametrize("count", [3, 99, 100])
 @pytest.mark.parametrize("percentage", [1, 50])
-def test_under_100_nodes_every_node_is_searched_as_before(
-    count: int, percentage: int, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_under_100_nodes_every_node_is_searched_as_before(count: int, percentage: int) -> None:
     """Clusters up to 100 nodes: every node for every pod, whatever the percentage, and the
     same event log as a search of every node (``percentage_of_nodes_to_score: 100``)."""
+    looked: list[int] = []
 
     def run(**knobs: int) -> tuple[list[str | None], str]:
-        world, _ = make(numbered(count, {count - 1: "64"}), seed=3, **knobs)
-        return place(world, 20), world.ctx.log.text()
+        world, nodes = make(numbered(count, {count - 1: "64"}), seed=3, **knobs)
+        placed = place(world, 20)
+        looked.append(nodes.nodes_looked)
+        return placed, world.ctx.log.text()
 
-    fits = count_fits(monkeypatch)
     placed, log = run(percentage_of_nodes_to_score=percentage)
-    assert fits == [20 * count]
+    assert looked == [20 * count]
     assert placed[0] == f"n{count - 1:03d}"  # the best node, last in the round
     assert (placed, log) == run()
     assert (placed, log) == run(percentage_of_nodes_to_score=100)
