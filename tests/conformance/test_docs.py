@@ -32,3 +32,14 @@ def test_the_breakage_table_names_every_breakage_and_the_check_it_breaks() -> No
     rows = dict(re.findall(r"^\| `([a-z0-9-]+)` \| .+ \| `([a-z.-]+)` \|$", text, re.MULTILINE))
     assert rows == BROKEN_CHECK
     assert set(rows) == set(BREAKAGES)
+
+
+def test_the_counts_of_checks_the_docs_give_are_the_registrys() -> None:
+    """The README's count, and the sample report's totals (a run that passes every check, its
+    core section), are the number of checks the registry holds."""
+    readme = (DOC.parents[1] / "README.md").read_text()
+    assert f"Each of the {len(CHECKS)} checks has an id" in readme
+    text = DOC.read_text()
+    assert f"**Result: {len(CHECKS)} passed, 0 failed, 0 skipped**" in text
+    core = sum(1 for c in CHECKS if c.level == "core")
+    assert f"## core ({core} passed, 0 failed, 0 skipped)" in text
