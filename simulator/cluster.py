@@ -74,7 +74,7 @@ from simulator.runtime import AgentRuntime
 from simulator.world import World
 
 if TYPE_CHECKING:
-    from prometheus_client import CollectorRegistry
+    from simulator.exposition import ClusterCollector
 
 __all__ = [
     "CACHE_WAIT_S",
@@ -291,8 +291,6 @@ class Cluster:
         )
         self.sandboxclaim_controller = SandboxClaimController(self.world, self.claim_claimer)
         self.manager = SandboxManager(self.world, self.runtime)
-        # Made by the first metrics_text(), which imports prometheus_client.
-        self._metrics_registry: CollectorRegistry | None = None
         for component in (
             self.nodes,
             self.sandbox_controller,
@@ -732,7 +730,9 @@ class Cluster:
 
         During a rollout (old-revision sandboxes still available) it counts the
         update revision's available sandboxes, which is what it waits for.
+        ``waited`` is checked as a timeout is (a finite number >= 0).
         """
+        check_seconds("waited", waited)
         self._stored("SandboxSet", name, namespace)
         cur: SandboxSet = self.get("SandboxSet", name, namespace)
         now = self.now_dt()
@@ -1284,13 +1284,18 @@ class Cluster:
         resets them. Read with ``prometheus_client.parser.text_string_to_metric_families``.
         """
         # Imported here: prometheus_client adds a fifth to the cluster's import time.
-        from simulator.exposition import ClusterCollector, cluster_registry, exposition_text
+        from simulator.exposition import cluster_registry, exposition_text
 
-        if self._metrics_registry is None:
-            api = self.world.api
-            collector = ClusterCollector(self.world.metrics, lambda: api.peek_list("SandboxSet"))
-            self._metrics_registry = cluster_registry(collector)
-        return exposition_text(self._metrics_registry)
+        return exposition_text(cluster_registry(self.metrics_snapshot()))
+
+    def metrics_snapshot(self) -> ClusterCollector:
+        """The metrics as of now, apart from the model: a ``prometheus_client`` collector that
+        :meth:`metrics_text` formats. Taking it is a copy of the counts; the server takes it
+        under the model's lock and formats it after letting the lock go."""
+        from simulator.exposition import ClusterCollector, sandboxset_gauges
+
+        gauges = sandboxset_gauges(self.world.api.peek_list("SandboxSet"))
+        return ClusterCollector(self.world.metrics.snapshot(), lambda: gauges)
 
 
 def _override_error(

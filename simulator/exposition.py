@@ -32,7 +32,14 @@ from simulator.metrics import (
     Histograms,
 )
 
-__all__ = ["CLAIM_LABELS", "ClusterCollector", "cluster_registry", "exposition_text"]
+__all__ = [
+    "CLAIM_LABELS",
+    "ClusterCollector",
+    "SetGauges",
+    "cluster_registry",
+    "exposition_text",
+    "sandboxset_gauges",
+]
 
 CLAIM_LABELS: Final = ("path", "namespace", "template", "lock_type")
 """Labels of ``sandbox_claim_total`` and ``sandbox_claim_duration_seconds``."""
@@ -41,16 +48,28 @@ _SET_LABELS: Final = ("namespace", "sandboxset")
 
 _K = TypeVar("_K", bound=tuple[str, ...])
 
+SetGauges = tuple[str, str, int, int]
+"""A SandboxSet's gauges: its namespace, name, ``status.replicas``, ``status.availableReplicas``."""
+
+
+def sandboxset_gauges(sets: Iterable[SandboxSet]) -> list[SetGauges]:
+    """The gauges of each of ``sets``, read now (the status as stored)."""
+    return [
+        (s.metadata.namespace, s.metadata.name, s.status.replicas, s.status.available_replicas)
+        for s in sets
+    ]
+
 
 class ClusterCollector:
     """Collects one cluster's metrics (see the module docstring).
 
-    :param metrics: the counters and histograms the model keeps.
-    :param sandboxsets: the stored SandboxSets when called (read for the gauges).
+    :param metrics: the counters and histograms the model keeps (or a snapshot of them).
+    :param sandboxsets: the SandboxSets' gauges when called: ``(namespace, name, replicas,
+        available replicas)`` of each (see :func:`sandboxset_gauges`).
     """
 
     def __init__(
-        self, metrics: ClusterMetrics, sandboxsets: Callable[[], Iterable[SandboxSet]]
+        self, metrics: ClusterMetrics, sandboxsets: Callable[[], Iterable[SetGauges]]
     ) -> None:
         self._metrics = metrics
         self._sandboxsets = sandboxsets
@@ -105,9 +124,7 @@ class ClusterCollector:
                 DURATION_BUCKETS,
                 m.operation_durations[op],
             )
-        sets = sorted(
-            (s.metadata.namespace, s.metadata.name, s.status) for s in self._sandboxsets()
-        )
+        sets = sorted(self._sandboxsets())
         replicas = GaugeMetricFamily(
             "sandboxset_replicas",
             "Sandboxes a SandboxSet counts (creating and available), as its status says.",
@@ -118,9 +135,9 @@ class ClusterCollector:
             "Available sandboxes of a SandboxSet (its warm pool), as its status says.",
             labels=_SET_LABELS,
         )
-        for namespace, name, status in sets:
-            replicas.add_metric((namespace, name), status.replicas)
-            available.add_metric((namespace, name), status.available_replicas)
+        for namespace, name, count, ready in sets:
+            replicas.add_metric((namespace, name), count)
+            available.add_metric((namespace, name), ready)
         yield replicas
         yield available
         yield _counter(

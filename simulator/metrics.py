@@ -84,6 +84,10 @@ def _histograms(bounds: tuple[float, ...]) -> Histograms:
     return defaultdict(empty)
 
 
+def _copy_into(target: Histograms, source: Histograms) -> None:
+    target.update((key, list(counts)) for key, counts in source.items())
+
+
 class ClusterMetrics:
     """The counters and histograms of one cluster (see the module docstring).
 
@@ -118,8 +122,14 @@ class ClusterMetrics:
 
         An E2B create counts a creation response (``201``, or its error's code);
         a delivered claim its lock type and latency; every claim its retries.
+        A create refused 400 before any attempt (a bad request, a template no pool
+        has) counts under ``template=""``: its name is the client's, maybe no
+        pool's, and each distinct name would add series for as long as the
+        cluster runs.
         """
         path, namespace, template = record.path, record.namespace, record.template
+        if record.attempts == 0 and record.error_code == 400:
+            template = ""
         if record.delivered is not None:
             lock_type = record.lock_type or ""
             key = (path, namespace, template, lock_type)
@@ -138,6 +148,22 @@ class ClusterMetrics:
         buckets = self.claim_retries[(path, namespace, template)]
         buckets[bisect_left(RETRY_BUCKETS, retries)] += 1
         buckets[-1] += retries
+
+    def snapshot(self) -> ClusterMetrics:
+        """A copy of the counts as they are now, apart from the model's (which goes on counting):
+        formatted later, for instance after a lock over the model is let go."""
+        copy = ClusterMetrics()
+        copy.creation_responses.update(self.creation_responses)
+        copy.claims.update(self.claims)
+        copy.claim_failures.update(self.claim_failures)
+        _copy_into(copy.claim_durations, self.claim_durations)
+        _copy_into(copy.claim_retries, self.claim_retries)
+        copy.sandboxes_created.update(self.sandboxes_created)
+        copy.sandboxes_claimed.update(self.sandboxes_claimed)
+        for op in OPERATIONS:
+            copy.operations[op].update(self.operations[op])
+            _copy_into(copy.operation_durations[op], self.operation_durations[op])
+        return copy
 
     def sandbox_created(self, namespace: str, sandboxset: str) -> None:
         """Count a pool sandbox the SandboxSet controller's create wrote."""

@@ -1436,8 +1436,13 @@ class SimBackend:
         """The cluster's Prometheus metrics (``Cluster.metrics_text``), read under the lock.
 
         As of the model's now: on a realtime clock, what the driver has run so far.
+        The counts are copied under the lock and formatted after it is let go: a
+        long text does not hold up the model's other callers.
         """
-        return self._call(self.cluster.metrics_text)
+        from simulator.exposition import cluster_registry, exposition_text
+
+        snapshot = self._call(self.cluster.metrics_snapshot)
+        return exposition_text(cluster_registry(snapshot))
 
     def close(self) -> None:
         """Stop the realtime driver; later calls fail."""

@@ -7,6 +7,7 @@ import pytest
 
 from pytest_kruise_agents.claiming.errors import ClaimError, ConflictError
 from simulator.cluster import Cluster
+from simulator.exposition import cluster_registry, exposition_text
 from tests.prometheus import Scrape
 
 from .conftest import claim_yaml, pool_yaml
@@ -76,17 +77,42 @@ def test_warm_and_cold_claims_count_by_lock_type_with_their_latency() -> None:
 
 
 def test_a_refused_create_counts_its_code_and_reason_not_a_claim() -> None:
+    """Refused before any attempt, a create counts under ``template=""``: the name is the
+    client's (here no pool's)."""
     cluster = pool(1)
 
     with pytest.raises(ClaimError):
         cluster.create_sandbox("nope")
 
     s = scrape(cluster)
-    nope = {"namespace": "default", "template": "nope"}
-    assert s.value("sandbox_claim_creation_responses_total", code="400", **nope) == 1
-    assert s.value("sandbox_claim_failures_total", path="e2b", reason="NotFound", **nope) == 1
+    refused = {"namespace": "default", "template": ""}
+    assert s.value("sandbox_claim_creation_responses_total", code="400", **refused) == 1
+    assert s.value("sandbox_claim_failures_total", path="e2b", reason="NotFound", **refused) == 1
     assert s.total("sandbox_claim_total") == 0
-    assert s.value("sandbox_claim_retries_count", path="e2b", **nope) == 1
+    assert s.value("sandbox_claim_retries_count", path="e2b", **refused) == 1
+    assert not [ls for ls in s.labels("sandbox_claim_failures_total") if ls["template"] == "nope"]
+
+
+def test_clients_cannot_add_series_by_naming_templates_no_pool_has() -> None:
+    """Each distinct unknown template (or a bad request naming one) is refused 400 and
+    counted, but under one label set: what a client sends does not grow the exposition."""
+    cluster = pool(1)
+    with pytest.raises(ClaimError):
+        cluster.create_sandbox("unknown-0")
+    lines = len(cluster.metrics_text().splitlines())
+
+    for i in range(1, 50):
+        with pytest.raises(ClaimError):
+            cluster.create_sandbox(f"unknown-{i}")
+    with pytest.raises(ClaimError, match="timeout"):
+        cluster.create_sandbox("base", timeout=5)  # 400 for the request, a pool's name
+
+    text = cluster.metrics_text()
+    s = Scrape(text)
+    assert len(text.splitlines()) == lines + 1  # BadRequest: one more reason
+    refused = {"namespace": "default", "template": ""}
+    assert s.value("sandbox_claim_creation_responses_total", code="400", **refused) == 51
+    assert s.value("sandbox_claim_failures_total", path="e2b", reason="BadRequest", **refused) == 1
 
 
 def test_a_claim_retried_after_a_lock_conflict_counts_its_retry() -> None:
@@ -229,3 +255,22 @@ def test_each_cluster_counts_its_own() -> None:
 
     assert scrape(one).value("sandbox_claim_total", lock_type="update", **E2B) == 1
     assert scrape(two).total("sandbox_claim_total") == 0
+
+
+def test_a_snapshot_keeps_the_counts_and_gauges_of_when_it_was_taken() -> None:
+    """``metrics_snapshot`` is apart from the model: what runs after it changes the cluster's
+    text, not the snapshot's (the server formats a snapshot after letting the model's lock go)."""
+    cluster = pool(2)
+    snapshot = cluster.metrics_snapshot()
+
+    cluster.create_sandbox("base")
+    assert cluster.run_until(
+        lambda: cluster.get("sbs", "base").status.available_replicas < 2, timeout=5
+    )
+
+    then = Scrape(exposition_text(cluster_registry(snapshot)))
+    now = scrape(cluster)
+    assert then.total("sandbox_claim_total") == 0
+    assert then.value("sandboxset_available_replicas", **SET) == 2
+    assert now.total("sandbox_claim_total") == 1
+    assert now.value("sandboxset_available_replicas", **SET) < 2

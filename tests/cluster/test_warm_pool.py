@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from pytest_kruise_agents.api import keys
+from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.claiming.errors import ClaimError, NotFoundError
 from simulator.cluster import Cluster
 from simulator.errors import NotFoundError as KubeNotFoundError
@@ -266,6 +269,16 @@ def test_pool_ready_checks_its_arguments_and_runs_nothing(cluster: Cluster) -> N
         cluster.pool_ready("nope")
     with pytest.raises(KubeNotFoundError, match='"nope" not found'):
         cluster.pool_wait_error("nope", "default", 1.0)
+
+
+@pytest.mark.parametrize("waited", [-1, math.nan, math.inf, True, "5", None])
+def test_pool_wait_error_refuses_a_wait_that_is_no_number_of_seconds(
+    cluster: Cluster, waited: object
+) -> None:
+    cluster.apply(pool_yaml(replicas=1))
+    with pytest.raises(InvalidError) as err:
+        cluster.pool_wait_error("base", "default", waited)  # type: ignore[arg-type]
+    assert err.value.field == "waited"
 
 
 NO_UNAVAILABLE = "  updateStrategy: {maxUnavailable: 0}\n"

@@ -69,8 +69,9 @@ def test_a_refused_create_shows_its_code(server: Served) -> None:
     assert r.status_code == 400
 
     s = scrape(server)
-    nope = {"namespace": "default", "template": "nope"}
-    assert s.value("sandbox_claim_creation_responses_total", code="400", **nope) == 1
+    # Under template="": the name is the client's, no pool's (no series per name sent).
+    refused = {"namespace": "default", "template": ""}
+    assert s.value("sandbox_claim_creation_responses_total", code="400", **refused) == 1
 
 
 @pytest.mark.parametrize("key", [None, ALICE, "not-a-key"])
