@@ -108,8 +108,10 @@ def summary_payload(
     return payload
 
 
-def check_out_dir(out_dir: Path) -> None:
+def check_out_dir(out_dir: Path, field: str = "--out") -> None:
     """Raise :class:`PlanningError` if ``out_dir`` cannot be a folder to write in.
+
+    Its message names ``field``: the command line's option, or a function's argument.
 
     Checked before the runs, which would otherwise end in a traceback with
     nothing written: the folder (and its missing parents) is created and a
@@ -118,11 +120,11 @@ def check_out_dir(out_dir: Path) -> None:
     """
     if out_dir.exists():
         if not out_dir.is_dir():
-            raise PlanningError(f"--out: {out_dir}: is a file, not a folder")
+            raise PlanningError(f"{field}: {out_dir}: is a file, not a folder")
         foreign = _not_a_runs(out_dir)
         if foreign:
             raise PlanningError(
-                f"--out: {out_dir}: holds {', '.join(foreign)} that no kruise-agents run wrote "
+                f"{field}: {out_dir}: holds {', '.join(foreign)} that no kruise-agents run wrote "
                 "(a command replaces only an earlier run's files): choose another folder, "
                 "or move them away"
             )
@@ -130,7 +132,7 @@ def check_out_dir(out_dir: Path) -> None:
         for parent in out_dir.parents:
             if parent.exists():
                 if not parent.is_dir():
-                    raise PlanningError(f"--out: {out_dir}: {parent} is a file, not a folder")
+                    raise PlanningError(f"{field}: {out_dir}: {parent} is a file, not a folder")
                 break
     created: list[Path] = []
     try:
@@ -141,7 +143,7 @@ def check_out_dir(out_dir: Path) -> None:
         with tempfile.TemporaryFile(dir=out_dir, prefix=".kruise-agents-probe-"):
             pass
     except OSError as exc:
-        raise PlanningError(f"--out: {out_dir}: cannot write there: {_why(exc)}") from None
+        raise PlanningError(f"{field}: {out_dir}: cannot write there: {_why(exc)}") from None
     finally:
         for folder in reversed(created):
             with contextlib.suppress(OSError):

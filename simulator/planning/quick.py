@@ -8,6 +8,7 @@ PosixPath('/tmp/kruise-agents-plan-k3v9x0_a/report.html')
 
 from __future__ import annotations
 
+import os
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from simulator.planning.errors import PlanningError
 from simulator.planning.executors import SerialExecutor
 from simulator.planning.formatting import fmt_estimate
 from simulator.planning.loading import parse_scenario
-from simulator.planning.outputs import summary_payload, write_summary
+from simulator.planning.outputs import check_out_dir, summary_payload, write_summary
 from simulator.planning.plan import PlanResult, plan
 from simulator.planning.report import write_report
 
@@ -69,7 +70,7 @@ def quick_plan(
     duration: float = 240.0,
     replications: int = 2,
     seed: int = 42,
-    out_dir: Path | None = None,
+    out_dir: str | os.PathLike[str] | None = None,
 ) -> QuickPlan:
     """Plan the pool of ``pool_yaml`` (a SandboxSet) for Poisson claims at ``rate`` per second.
 
@@ -77,7 +78,10 @@ def quick_plan(
     ``summary.json`` and ``report.html`` to ``out_dir`` (default: a new
     ``kruise-agents-plan-*`` directory under the system's temp directory,
     made by :func:`tempfile.mkdtemp`: the caller's own, mode 0700, never a
-    path another user of the host could have made first).
+    path another user of the host could have made first). An ``out_dir`` (a
+    path or its text) that cannot be a folder to write in, or that holds files
+    no run wrote, raises :class:`~simulator.planning.errors.PlanningError`
+    naming ``out_dir`` before anything runs.
 
     A pool without ``runtimes: [{name: agent-runtime}]`` raises
     :class:`~simulator.planning.errors.PlanningError` before any run: every
@@ -98,9 +102,13 @@ def quick_plan(
         "warmup": 30.0,
         "pools": [{"manifest": pool_yaml or _DEFAULT_POOL}],
     }
-    # The goals first: a bad one is refused before the pool is read or anything runs.
+    # The goals and the folder first: a bad one is refused before the pool is read or
+    # anything runs.
     goal = parse_slo(slo, "slo")
     cold = parse_max_share(max_cold, "max_cold")
+    chosen = None if out_dir is None else Path(out_dir)
+    if chosen is not None:
+        check_out_dir(chosen, "out_dir")
     scenario = parse_scenario(_with_workload(data, rate, hold), source="quick_plan")
     pool = scenario.pools[0]
     result = plan(
@@ -113,7 +121,7 @@ def quick_plan(
         executor=SerialExecutor(),
         stop=threading.Event(),
     )
-    out = out_dir or Path(tempfile.mkdtemp(prefix="kruise-agents-plan-"))
+    out = chosen or Path(tempfile.mkdtemp(prefix="kruise-agents-plan-"))
     summaries = [c.summary for _, c in sorted(result.candidates.items())]
     write_summary(
         out,

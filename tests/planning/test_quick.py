@@ -85,3 +85,21 @@ def test_bad_arguments_are_one_planning_error_naming_the_argument(
     """
     with pytest.raises(PlanningError, match=message):
         quick_plan(out_dir=tmp_path, **arguments)  # type: ignore[arg-type]
+
+
+def test_out_dir_may_be_text_and_is_checked_before_anything_runs(tmp_path: Path) -> None:
+    """``out_dir`` is a path or its text; one that cannot be a folder to write in is refused
+    naming it at once (not after the plan's seconds of runs, as an AttributeError or an
+    OSError), and nothing is written."""
+    a_file = tmp_path / "a-file"
+    a_file.write_text("mine")
+    with pytest.raises(PlanningError, match=rf"^out_dir: {a_file}: is a file, not a folder$"):
+        quick_plan(POOL_YAML, out_dir=a_file, duration=3600.0)
+    (tmp_path / "summary.json").write_text("mine")  # the user's, no run's: never replaced
+    with pytest.raises(PlanningError, match=r"^out_dir: .*: holds summary.json that no"):
+        quick_plan(POOL_YAML, out_dir=str(tmp_path), duration=3600.0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "summary.json"]
+
+    out = tmp_path / "plan"
+    qp = quick_plan(POOL_YAML, rate=1.0, duration=60.0, replications=1, out_dir=str(out))
+    assert qp.report == out / "report.html"
