@@ -345,14 +345,7 @@ def test_get(conformance_api: Api, conformance_sandboxes: Sandboxes) -> None:
     expect(body["state"] == "running", what, "state 'running'", f"state={body['state']!r}")
     parse_time(body["startedAt"], f"{what}: startedAt")
     parse_time(body["endAt"], f"{what}: endAt")
-    got = body.get("metadata") or {}
-    for key, value in meta.items():
-        expect(
-            isinstance(got, dict) and got.get(key) == value,
-            what,
-            f"metadata {key}={value!r}",
-            f"metadata={got!r}",
-        )
+    _expect_metadata(body.get("metadata") or {}, meta, what)
     with step(f"get_info() of {sid}"):
         info = sbx.get_info()
     expect(info.sandbox_id == sid, "get_info()", f"sandbox_id={sid!r}", info.sandbox_id)
