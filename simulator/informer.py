@@ -8,6 +8,7 @@ a real API server; that staleness is what makes optimistic-lock conflicts real.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from types import MappingProxyType
 from typing import Any
 
 __all__ = ["Handler", "IndexFunc", "Informer", "ObjKey"]
@@ -103,6 +104,11 @@ class Informer:
         self.name = name
         self.kinds = tuple(kinds)
         self._store: dict[str, dict[ObjKey, Any]] = {k: {} for k in self.kinds}
+        # Each kind's cache seen through a read-only proxy, made once: the dicts
+        # are never replaced, so the proxies stay live.
+        self._views: dict[str, Mapping[ObjKey, Any]] = {
+            k: MappingProxyType(d) for k, d in self._store.items()
+        }
         self._indexes: dict[str, dict[str, _Index]] = {k: {} for k in self.kinds}
         self._index_list: dict[str, list[_Index]] = {k: [] for k in self.kinds}
         """The same indexes per kind as a list: each watch event updates them all."""
@@ -154,12 +160,15 @@ class Informer:
         return self._store[kind].get((namespace, name))
 
     def objects(self, kind: str) -> Mapping[ObjKey, Any]:
-        """The cache of ``kind`` itself, by ``(namespace, name)``: live, and read-only.
+        """The cache of ``kind`` itself, by ``(namespace, name)``: live, and read-only (a
+        ``MappingProxyType``: a write through it raises ``TypeError``, so no caller can
+        take an object out of the cache and leave it in the indexes).
 
         For a reader that looks up objects of one kind on every reconcile:
-        ``objects(kind).get(key)`` is :meth:`get` without its call.
+        ``objects(kind).get(key)`` is :meth:`get` without its call. Being live, it
+        changes as the model runs: iterate a copy across an advance.
         """
-        return self._store[kind]
+        return self._views[kind]
 
     def list(self, kind: str, namespace: str | None = None) -> list[Any]:
         """Cached objects of ``kind`` (all namespaces when ``namespace`` is None)."""

@@ -254,6 +254,23 @@ def test_informer_objects_is_the_live_cache_of_a_kind(ctx: SimContext) -> None:
     assert ("default", "a") not in claims
 
 
+def test_informer_objects_cannot_be_written_through(ctx: SimContext) -> None:
+    """A reader cannot take an object out of the cache (it would stay in the indexes)."""
+    api = ApiServer(ctx)
+    inf = Informer("test", ("SandboxClaim",))
+    inf.add_index("SandboxClaim", "tpl", lambda o: (o.spec.template_name,))
+    api.register(inf)
+    api.commit_create(claim("a"))
+    ctx.env.run(until=1)
+    claims = inf.objects("SandboxClaim")
+    with pytest.raises(TypeError):
+        del claims[("default", "a")]  # type: ignore[attr-defined]
+    with pytest.raises(TypeError):
+        claims[("default", "b")] = claims[("default", "a")]  # type: ignore[index]
+    assert inf.get("SandboxClaim", "default", "a") is not None
+    assert inf.index_size("SandboxClaim", "tpl", "base") == 1
+
+
 def test_informer_index_tracks_changes(ctx: SimContext) -> None:
     """An index follows its key function through updates and deletes."""
     api = ApiServer(ctx)
