@@ -25,20 +25,32 @@ from pytest_kruise_agents.conformance.expect import (
 )
 from pytest_kruise_agents.conformance.target import RUN_KEY, Api, Target
 
-__all__ = ["AFTER_UNANSWERED_S", "Sandboxes", "cleanup_wait", "kill_all"]
+__all__ = [
+    "AFTER_UNANSWERED_FRACTION",
+    "AFTER_UNANSWERED_MIN_S",
+    "Sandboxes",
+    "cleanup_wait",
+    "kill_all",
+]
 
-AFTER_UNANSWERED_S: Final = 1.0
-"""Seconds each DELETE of a cleanup waits once the server has left one unanswered: it is not
-answering them, and every check's cleanup waiting the full bound would add up."""
+AFTER_UNANSWERED_FRACTION: Final = 1 / 6
+"""The share of the cleanup timeout each DELETE of a cleanup waits once the server has left one
+unanswered for the whole timeout (10 s of the default 60 s): it is not answering them, and every
+check's cleanup waiting the full bound would add up to an hour."""
+
+AFTER_UNANSWERED_MIN_S: Final = 1.0
+"""The least a DELETE waits, however short the cleanup timeout."""
 
 _KILLERS: Final = 8
 
 
 def cleanup_wait(api: Api) -> float:
-    """Seconds each cleanup DELETE waits: the target's cleanup timeout, or
-    :data:`AFTER_UNANSWERED_S` once the server has left a DELETE unanswered."""
+    """Seconds each cleanup DELETE waits: the target's cleanup timeout, or a sixth of it (at
+    least :data:`AFTER_UNANSWERED_MIN_S`) once the server has left a DELETE unanswered."""
     bound = api.target.cleanup_timeout
-    return min(bound, AFTER_UNANSWERED_S) if api.unanswered else bound
+    if not api.unanswered:
+        return bound
+    return min(bound, max(AFTER_UNANSWERED_MIN_S, bound * AFTER_UNANSWERED_FRACTION))
 
 
 def _count(ids: Sequence[str]) -> str:

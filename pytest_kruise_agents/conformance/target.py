@@ -68,9 +68,10 @@ again until it holds, for this long (:attr:`Target.list_settle`), and report
 what the last list showed.
 """
 
-CLEANUP_TIMEOUT_S: Final = 10.0
-"""Seconds a cleanup waits for each DELETE of a sandbox it kills (default): a server that does
-not answer one must not hold every check's cleanup for the request timeout."""
+CLEANUP_TIMEOUT_S: Final = 60.0
+"""Seconds a cleanup waits for each DELETE of a sandbox it kills (default): the request timeout,
+as long as the SDK waits, so that a slow but answered kill is no failure. A server that leaves
+one unanswered that long has later cleanups wait less (see ``sandboxes.cleanup_wait``)."""
 
 
 def _header_routed_domains() -> frozenset[str]:

@@ -14,7 +14,7 @@ import pytest
 
 from pytest_kruise_agents.conformance.expect import CheckFailed
 from pytest_kruise_agents.conformance.plugin import sweep
-from pytest_kruise_agents.conformance.sandboxes import Sandboxes
+from pytest_kruise_agents.conformance.sandboxes import Sandboxes, cleanup_wait
 from pytest_kruise_agents.conformance.target import ENVD_PORT, Api, Target
 
 from .conftest import USER_KEY, serve
@@ -100,7 +100,8 @@ def _deletes(scope: Scope) -> bool:
 def test_a_cleanup_whose_deletes_get_no_answer_is_bounded_and_fails_naming_them() -> None:
     """The kills of a check's sandboxes go out at once, each waiting at most the cleanup
     timeout; the cleanup then fails (the check is not a pass) naming what may be left. Once
-    the server has left a DELETE unanswered, later cleanups wait only a second."""
+    the server has left a DELETE unanswered, later cleanups wait a sixth of it (at least a
+    second)."""
     with _server_leaving_unanswered(_deletes) as url:
         api = _api(url, cleanup_timeout=3.0)
         made = Sandboxes(api.target, api)
@@ -131,3 +132,18 @@ def test_the_final_sweep_is_bounded_and_names_what_it_could_not_kill() -> None:
         left = sweep(api)
         assert time.monotonic() - started < 3.0
     assert sorted(left) == ids
+
+
+def test_a_cleanup_waits_as_long_as_the_sdk_and_less_only_after_an_unanswered_delete() -> None:
+    """By default a cleanup DELETE waits the request timeout (60 s, what the SDK waits): a kill
+    that is slow but answered is no failure (a 10 s bound failed a passed check whose DELETE took
+    11.5 s, and then cut every later cleanup to 1 s). Only a DELETE left unanswered for the whole
+    bound makes later cleanups wait less: 10 s of the 60, never below a second."""
+    api = _api("http://127.0.0.1:9")
+    assert api.target.cleanup_timeout == api.target.request_timeout == 60.0
+    assert cleanup_wait(api) == 60.0
+    api.unanswered.append("default--gone")
+    assert cleanup_wait(api) == 10.0
+    short = _api("http://127.0.0.1:9", cleanup_timeout=3.0)
+    short.unanswered.append("default--gone")
+    assert cleanup_wait(short) == 1.0
