@@ -270,6 +270,7 @@ from pytest_kruise_agents.claiming.timeouts import (
     truncate,
     validate_create_timeout,
     validate_timeout_update,
+    whole_seconds,
 )
 from pytest_kruise_agents.claiming.view import (
     E2BState,
@@ -532,6 +533,7 @@ __all__ = [
     "validate_list_query",
     "validate_timeout_update",
     "wants_resource_resize",
+    "whole_seconds",
     "with_access_token",
     "wrapped_raw_error",
 ]

@@ -198,20 +198,20 @@ class ClaimOptions:
 
     def with_lock(self, lock_string: str) -> ClaimOptions:
         """The same options with a fresh lock string (one per attempt)."""
-        # The fields copied as they are: ``dataclasses.replace`` would pass all
-        # two dozen through ``__init__`` again, on every claim attempt.
-        new = object.__new__(type(self))
-        new.__dict__.update(self.__dict__)
-        object.__setattr__(new, "lock_string", lock_string)
-        return new
+        return self._with("lock_string", lock_string)
 
     def with_init_runtime(self, init_runtime: InitRuntimeRequest | None) -> ClaimOptions:
         """The same options with another runtime-init request (an E2B create's, with its token)."""
-        # As :meth:`with_lock`: ``dataclasses.replace`` would ``getattr`` every field
-        # and pass them all through ``__init__`` again, on every E2B create.
+        return self._with("init_runtime", init_runtime)
+
+    def _with(self, name: str, value: object) -> ClaimOptions:
+        """The same options with field ``name`` set to ``value`` (a field, already valid)."""
+        # The fields copied as they are: ``dataclasses.replace`` would ``getattr``
+        # all two dozen and pass them through ``__init__`` again, on every claim
+        # attempt and E2B create.
         new = object.__new__(type(self))
         new.__dict__.update(self.__dict__)
-        object.__setattr__(new, "init_runtime", init_runtime)
+        object.__setattr__(new, name, value)
         return new
 
 

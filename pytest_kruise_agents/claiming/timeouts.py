@@ -47,6 +47,7 @@ __all__ = [
     "truncate",
     "validate_create_timeout",
     "validate_timeout_update",
+    "whole_seconds",
 ]
 
 FOREVER: Final = timedelta(days=36500)
@@ -82,12 +83,14 @@ def truncate(dt: datetime) -> datetime:
     return dt.astimezone(UTC).replace(microsecond=0)
 
 
-def _whole(dt: datetime | None) -> datetime | None:
+def whole_seconds(dt: datetime | None) -> datetime | None:
     """A stored shutdown or pause time as it is compared: without a fraction of a second.
 
     The model writes only whole seconds; one applied by hand (an edited
     Sandbox) keeps its fraction in the store, and upstream compares it
     truncated (§9 item 10). Cheaper than :func:`truncate`: stored times are UTC.
+    (:func:`~pytest_kruise_agents.claiming.state.sandbox_state`, on the hottest
+    path, does the same inline.)
     """
     if dt is None or not dt.microsecond:
         return dt
@@ -147,8 +150,8 @@ def create_times(
 def effective_end(sbx: Sandbox) -> datetime | None:
     """When the sandbox stops running: ``pauseTime``, else ``shutdownTime``, in whole seconds."""
     if sbx.spec.pause_time is not None:
-        return _whole(sbx.spec.pause_time)
-    return _whole(sbx.spec.shutdown_time)
+        return whole_seconds(sbx.spec.pause_time)
+    return whole_seconds(sbx.spec.shutdown_time)
 
 
 def format_retention(retention: timedelta) -> str:
@@ -309,8 +312,8 @@ def timer_action(sbx: Sandbox, now: datetime) -> TimerAction:
     """
     if not _timers_apply(sbx):
         return TimerAction("none")
-    shutdown = _whole(sbx.spec.shutdown_time)
-    pause = _whole(sbx.spec.pause_time)
+    shutdown = whole_seconds(sbx.spec.shutdown_time)
+    pause = whole_seconds(sbx.spec.pause_time)
     paused = bool(sbx.spec.paused)
     has_retention = keys.ANN_RESERVE_PAUSED_DURATION in sbx.metadata.annotations
     pause_due = pause is not None and not paused and pause <= now

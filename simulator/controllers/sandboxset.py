@@ -45,6 +45,7 @@ from pytest_kruise_agents.claiming.sandboxset import (
     selector_for,
 )
 from pytest_kruise_agents.claiming.state import is_controlled_by_sandboxset, sandbox_state
+from pytest_kruise_agents.claiming.timeouts import whole_seconds
 from simulator.apiserver import ApiError
 from simulator.controllers.base import Reconciler
 from simulator.world import World
@@ -322,11 +323,9 @@ class SandboxSetController(Reconciler[SetKey]):
         # as the informer's list does.
         owned.put(key, sbx, state, prev[1] if prev is not None else None)
         self._where[key] = (uid, state)
-        shutdown = sbx.spec.shutdown_time
+        # When the derived state turns dead: the shutdown time in whole seconds (§9 item 10).
+        shutdown = whole_seconds(sbx.spec.shutdown_time)
         if shutdown is not None and state is not SandboxState.DEAD:
-            if shutdown.microsecond:
-                # The derived state counts it in whole seconds (§9 item 10).
-                shutdown = shutdown.replace(microsecond=0)
             self._arm_shutdown_timer(key, self.ctx.to_seconds(shutdown))
         return state
 
