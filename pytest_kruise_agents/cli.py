@@ -420,6 +420,15 @@ def conformance(
             help="Wall seconds a list check asks again for the change it waits for (default: 10).",
         ),
     ] = None,
+    request_timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--request-timeout",
+            metavar="SECONDS",
+            help="Seconds each request, and each cleanup's DELETE, waits for an answer "
+            "(default: 60).",
+        ),
+    ] = None,
     # Paths taken as text: Path("") is ".", and an empty value must be refused, not read
     # as the current directory.
     junit: Annotated[
@@ -466,6 +475,12 @@ def conformance(
             err=True,
         )
         raise typer.Exit(2)
+    if request_timeout is not None and not 0 < request_timeout < math.inf:
+        typer.echo(
+            f"error: --request-timeout: must be a number of seconds > 0, got {request_timeout:g}",
+            err=True,
+        )
+        raise typer.Exit(2)
     opts = ConformanceOptions(
         api_url=api_url,
         api_key=api_key,
@@ -477,6 +492,7 @@ def conformance(
         admin_key=admin_key,
         levels=levels,
         list_settle=list_settle,
+        request_timeout=request_timeout,
         junit=None if junit is None else Path(junit),
         report=None if report is None else Path(report),
         verbose=verbose,

@@ -162,6 +162,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "Wall seconds the checks of what a list shows ask again until it shows the change "
         "(default: 10).",
     )
+    add(
+        "request-timeout",
+        "SECONDS",
+        "Seconds each request, and each cleanup's DELETE, waits for an answer (default: 60).",
+    )
     add("junit", "PATH", "Write JUnit XML with one testcase per check here.")
     add("report", "PATH", "Write the Markdown report here.")
 
@@ -178,17 +183,19 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_SELECTED] = False
 
 
-def _list_settle(text: str | None) -> float | None:
-    """``--kruise-conformance-list-settle`` as seconds (``None`` if not given)."""
+def _seconds(name: str, text: str | None, *, positive: bool = False) -> float | None:
+    """``--kruise-conformance-<name>`` as seconds (``None`` if not given): a finite number
+    >= 0, or > 0 when ``positive``."""
     if text is None or text == "":
         return None
     try:
         seconds = float(text)
     except ValueError:
         seconds = -1.0
-    if not 0 <= seconds < float("inf"):
+    if not (seconds > 0 if positive else seconds >= 0) or seconds == float("inf"):
+        bound = "> 0" if positive else ">= 0"
         raise pytest.UsageError(
-            f"--kruise-conformance-list-settle: must be a number of seconds >= 0, got {text!r}"
+            f"{OPTION_PREFIX}{name}: must be a number of seconds {bound}, got {text!r}"
         )
     return seconds
 
@@ -201,10 +208,13 @@ def _target(config: pytest.Config) -> Target | None:
         names = ["api-url", "api-key", "sandbox-url", "domain", "template", "code-template"]
         names += ["no-stock-template", "admin-key"]
         given = {n.replace("-", "_"): opt(OPTION_PREFIX + n) for n in names}
+        given["list_settle"] = _seconds("list-settle", opt(OPTION_PREFIX + "list-settle"))
+        timeout = _seconds("request-timeout", opt(OPTION_PREFIX + "request-timeout"), positive=True)
+        # A cleanup waits as long as a request: a server slow enough to need a longer
+        # request timeout answers its DELETEs as slowly.
+        given["request_timeout"] = given["cleanup_timeout"] = timeout
         try:
-            target = Target.from_env(
-                **given, list_settle=_list_settle(opt("--kruise-conformance-list-settle"))
-            )
+            target = Target.from_env(**given)
         except ValueError as exc:
             # "template: must not be empty", named as the option the user typed.
             field, _, reason = str(exc).partition(": ")

@@ -69,6 +69,7 @@ class RunOptions:
     admin_key: str | None = None
     levels: str | None = None
     list_settle: float | None = None
+    request_timeout: float | None = None
     junit: Path | None = None
     report: Path | None = None
     verbose: bool = False
@@ -108,6 +109,7 @@ def pytest_args(opts: RunOptions) -> list[str]:
         "--kruise-conformance-admin-key": opts.admin_key,
         "--kruise-conformance-levels": opts.levels,
         "--kruise-conformance-list-settle": opts.list_settle,
+        "--kruise-conformance-request-timeout": opts.request_timeout,
         "--kruise-conformance-junit": opts.junit,
         "--kruise-conformance-report": opts.report,
     }

@@ -277,7 +277,9 @@ class Api:
         if isinstance(domain, str) and domain:
             self.domains[sandbox_id] = domain
 
-    def _remember(self, resp: httpx.Response) -> httpx.Response:
+    def _remember(self, resp: httpx.Response, *, created: bool = False) -> httpx.Response:
+        """``resp`` after noting the domain of the sandbox it answers with (a create's or a
+        connect's) and, for a create (``created``) answered 201, that the run made it."""
         if resp.status_code in (200, 201):
             try:
                 body = resp.json()
@@ -285,15 +287,9 @@ class Api:
                 return resp
             if isinstance(body, dict) and isinstance(body.get("sandboxID"), str):
                 self.remember_domain(body["sandboxID"], body.get("domain"))
+                if created and resp.status_code == 201:
+                    self.made.add(body["sandboxID"])
         return resp
-
-    def _made(self, resp: httpx.Response) -> None:
-        try:
-            body = resp.json()
-        except ValueError:
-            return
-        if isinstance(body, dict) and isinstance(body.get("sandboxID"), str):
-            self.made.add(body["sandboxID"])
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -362,10 +358,7 @@ class Api:
             # What SDK 2.20-2.50 send: always a timeout, always secure.
             body.setdefault("timeout", 300)
             body["secure"] = True
-        resp = self._remember(self.request("POST", prefix + route, json=body))
-        if resp.status_code == 201:
-            self._made(resp)
-        return resp
+        return self._remember(self.request("POST", prefix + route, json=body), created=True)
 
     def get(self, sandbox_id: str) -> httpx.Response:
         """``GET /sandboxes/{id}``."""

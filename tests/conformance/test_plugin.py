@@ -26,6 +26,7 @@ SUITE_OPTIONS = (
     "admin-key",
     "levels",
     "list-settle",
+    "request-timeout",
     "junit",
     "report",
 )
@@ -92,6 +93,7 @@ def test_each_option_carries_the_projects_prefix_and_says_what_it_takes(tmp_path
         "admin-key": "KEY",
         "levels": "LEVELS",
         "list-settle": "SECONDS",
+        "request-timeout": "SECONDS",
         "junit": "PATH",
         "report": "PATH",
     }.items():
@@ -115,6 +117,7 @@ def test_the_command_passes_each_option_under_the_plugins_name_for_it() -> None:
             admin_key="a",
             levels="core",
             list_settle=0.0,
+            request_timeout=5.0,
             junit=Path("j.xml"),
             report=Path("r.md"),
         )
@@ -140,6 +143,51 @@ def test_a_list_settle_that_is_no_number_of_seconds_is_refused_before_any_check(
         assert (
             f"--kruise-conformance-list-settle: must be a number of seconds >= 0, got {given!r}"
         ) in proc.stderr
+
+
+@pytest.mark.parametrize("given", ["soon", "0", "-1", "inf", "nan"])
+def test_a_request_timeout_that_is_no_positive_number_of_seconds_is_refused_before_any_check(
+    tmp_path: Path, given: str
+) -> None:
+    proc = _pytest(
+        tmp_path,
+        "--pyargs",
+        "pytest_kruise_agents.conformance",
+        "--kruise-conformance-api-url",
+        "http://127.0.0.1:9",
+        "--kruise-conformance-request-timeout",
+        given,
+    )
+    assert proc.returncode == pytest.ExitCode.USAGE_ERROR, proc.stdout + proc.stderr
+    assert (
+        f"--kruise-conformance-request-timeout: must be a number of seconds > 0, got {given!r}"
+    ) in proc.stderr
+
+
+TARGET_TEST = """\
+def test_target(conformance_target):
+    print("timeouts", conformance_target.request_timeout, conformance_target.cleanup_timeout)
+"""
+
+
+@pytest.mark.parametrize(("given", "seen"), [(None, "60.0 60.0"), ("150", "150.0 150.0")])
+def test_the_request_timeout_bounds_each_request_and_each_cleanup_delete(
+    tmp_path: Path, given: str | None, seen: str
+) -> None:
+    """A slow server needs longer than the SDK's 60 s: ``--kruise-conformance-request-timeout``
+    sets what every request waits, and a cleanup's DELETE waits as long."""
+    (tmp_path / "test_target.py").write_text(TARGET_TEST)
+    option = [] if given is None else ["--kruise-conformance-request-timeout", given]
+    proc = _pytest(
+        tmp_path,
+        "-s",
+        "test_target.py",
+        "--kruise-conformance-api-url",
+        "http://127.0.0.1:9",
+        *option,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"timeouts {seen}\n" in proc.stdout
 
 
 def test_the_plugin_loads_no_report_module_until_checks_run() -> None:

@@ -80,6 +80,18 @@ def test_a_list_settle_of_no_seconds_is_refused_naming_the_commands_option(value
     assert proc.stdout == ""
 
 
+@pytest.mark.parametrize("value", ["0", "-1", "inf", "nan"])
+def test_a_request_timeout_of_no_seconds_is_refused_naming_the_commands_option(
+    value: str,
+) -> None:
+    proc = run_refused("--request-timeout", value)
+    assert proc.returncode == 2
+    assert proc.stderr == (
+        f"error: --request-timeout: must be a number of seconds > 0, got {float(value):g}\n"
+    )
+    assert proc.stdout == ""
+
+
 _EXPORTED = {
     "E2B_API_URL": "http://127.0.0.1:9",
     "E2B_API_KEY": "exported-key",
