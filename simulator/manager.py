@@ -24,7 +24,6 @@ from typing import Any, Final, Literal
 import simpy
 
 from pytest_kruise_agents.api import keys
-from pytest_kruise_agents.api.base import format_time
 from pytest_kruise_agents.api.durations import format_duration
 from pytest_kruise_agents.api.sandbox import Sandbox, SandboxPhase, SandboxState
 from pytest_kruise_agents.claiming.errors import (
@@ -59,6 +58,7 @@ from pytest_kruise_agents.claiming.listing import (
     decode_next_token,
     encode_next_token,
     page,
+    started_after_key,
     validate_list_query,
 )
 from pytest_kruise_agents.claiming.modification import (
@@ -96,7 +96,6 @@ from pytest_kruise_agents.claiming.timeouts import (
     paused_retention,
     resume_times,
     set_timeout_times,
-    truncate,
     validate_create_timeout,
     validate_timeout_update,
 )
@@ -1096,7 +1095,7 @@ class SandboxManager:
         filters = dict(metadata or {})
         wanted = validate_list_query(states, filters, limit)
         now = self.ctx.now_dt()
-        after = format_time(truncate(started_after)) if started_after is not None else None
+        after = started_after_key(started_after) if started_after is not None else None
         # A page holds only items past the cursor: its claim time alone already
         # rules out most of the others (page() then compares claim time and id).
         bound = decode_next_token(next_token)[0] if next_token else None

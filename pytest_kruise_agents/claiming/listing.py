@@ -15,10 +15,13 @@ import binascii
 import heapq
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Final, Literal, TypeVar
 
+from pytest_kruise_agents.api.base import format_time
 from pytest_kruise_agents.claiming.errors import BadRequestError
 from pytest_kruise_agents.claiming.extensions import is_blacklisted
+from pytest_kruise_agents.claiming.timeouts import truncate
 
 __all__ = [
     "LIST_STATES",
@@ -26,6 +29,7 @@ __all__ = [
     "decode_next_token",
     "encode_next_token",
     "page",
+    "started_after_key",
     "validate_list_query",
 ]
 
@@ -52,6 +56,20 @@ def decode_next_token(token: str) -> tuple[str, str]:
     if isinstance(data, dict) and isinstance(data.get("key"), str):
         return data["key"], str(data.get("id") or "")
     return token, ""
+
+
+def started_after_key(started_after: datetime) -> str:
+    """The earliest claim timestamp (as stored: UTC, whole seconds) listed ``startedAfter``
+    ``started_after`` (inclusive, e2b-protocol.md §8): the instant rounded up to a whole second.
+
+    A claim stamped ``...:35Z`` started at 35 s: ``startedAfter=...:35.9Z`` excludes it (35 s
+    is before 35.9 s), and ``...:35Z`` includes it. (A naive ``started_after`` is UTC.)
+    """
+    instant = started_after if started_after.tzinfo else started_after.replace(tzinfo=UTC)
+    whole = truncate(instant)
+    if whole < instant:
+        whole += timedelta(seconds=1)
+    return format_time(whole)
 
 
 def validate_list_query(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import random
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Literal, TypeVar
 
 import pytest
@@ -17,6 +18,7 @@ from pytest_kruise_agents.claiming.listing import (
     decode_next_token,
     encode_next_token,
     page,
+    started_after_key,
     validate_list_query,
 )
 from pytest_kruise_agents.claiming.view import e2b_state
@@ -48,6 +50,29 @@ def test_descending_order_walks_backwards() -> None:
     assert first == [3, 2]
     rest, token = page(ITEMS, limit=2, next_token=token, order="desc")
     assert (rest, token) == ([1, 0], None)
+
+
+@pytest.mark.parametrize(
+    ("started_after", "key"),
+    [
+        (datetime(2026, 1, 1, 0, 0, 35, tzinfo=UTC), "2026-01-01T00:00:35Z"),
+        (datetime(2026, 1, 1, 0, 0, 35, 900_000, tzinfo=UTC), "2026-01-01T00:00:36Z"),
+        (datetime(2026, 1, 1, 0, 0, 35, 1, tzinfo=UTC), "2026-01-01T00:00:36Z"),
+        (datetime(2026, 1, 1, 0, 0, 59, 500_000, tzinfo=UTC), "2026-01-01T00:01:00Z"),
+        (
+            datetime(2026, 1, 1, 2, 0, 35, 500_000, tzinfo=timezone(timedelta(hours=2))),
+            "2026-01-01T00:00:36Z",
+        ),
+        (datetime(2026, 1, 1, 0, 0, 35, 500_000), "2026-01-01T00:00:36Z"),
+    ],
+)
+def test_started_after_lists_claims_at_or_after_the_instant(
+    started_after: datetime, key: str
+) -> None:
+    """``startedAfter`` is inclusive (e2b-protocol.md §8) and compared as an instant with the
+    claim's whole-second stamp: a claim stamped 35 s started before 35.9 s, so the first
+    stamp listed is 36 s; a whole second lists its own second. (Naive: UTC.)"""
+    assert started_after_key(started_after) == key
 
 
 def test_ties_on_claim_time_break_by_id() -> None:

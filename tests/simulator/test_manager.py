@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pytest_kruise_agents.api import keys
-from pytest_kruise_agents.api.base import format_time
+from pytest_kruise_agents.api.base import parse_time
 from pytest_kruise_agents.api.meta import find_condition
 from pytest_kruise_agents.api.sandbox import Sandbox
 from pytest_kruise_agents.claiming.errors import (
@@ -1164,7 +1164,6 @@ def _reference_list(
     """list_sandboxes as it was: every filter (the state too) asked of every owned
     sandbox, then a full sort and a slice after the cursor (tests.claiming.test_listing)."""
     now = manager.ctx.now_dt()
-    after = format_time(truncate(started_after)) if started_after is not None else None
     items: list[tuple[str, str, Sandbox]] = []
     for sbx in manager.cache.by_index("Sandbox", "owner", f"{namespace or '*'}/{user}"):
         ann = sbx.metadata.annotations
@@ -1179,7 +1178,8 @@ def _reference_list(
         label = labels.get(keys.LABEL_SANDBOX_TEMPLATE) or labels.get(keys.LABEL_SANDBOX_POOL, "")
         if template is not None and label != template:
             continue
-        if after is not None and started < after:
+        # startedAfter is inclusive, compared as instants (e2b-protocol.md §8).
+        if started_after is not None and parse_time(started) < started_after:
             continue
         items.append((started, sandbox_id(sbx), sbx))
     return reference_page(items, limit=limit, next_token=next_token, order=order)
@@ -1215,7 +1215,7 @@ def _listed_world() -> tuple[Setup, list[str]]:
         st.sampled_from(["2026-01-01T00:00:00Z", "2026-01-01T00:00:01Z", "zz", "e30"]),
     ),
     template=st.sampled_from([None, "base", "other"]),
-    after_s=st.sampled_from([None, -10.0, -4.0, -3.0, 0.0]),
+    after_s=st.sampled_from([None, -10.0, -4.0, -3.0, -2.5, -1.5, -0.5, 0.0]),
 )
 def test_list_answers_as_the_full_sort_did(
     namespace: str,
@@ -1268,6 +1268,22 @@ def test_list_page_computes_states_of_its_own_items_only(monkeypatch: pytest.Mon
     asked.clear()
     middle, _ = s.manager.list_sandboxes("default", U1, limit=2, next_token=token)
     assert [sandbox_id(x) for x in middle] == ids[2:4] and len(asked) == 3
+
+
+@pytest.mark.parametrize(("offset", "listed"), [(-0.5, True), (0.0, True), (0.5, False)])
+def test_started_after_compares_instants_with_the_whole_second_claim_stamp(
+    offset: float, listed: bool
+) -> None:
+    """A sandbox stamped as claimed at second ``T`` started at ``T``: ``startedAfter`` ``T``
+    lists it (inclusive), ``T + 0.5 s`` does not (it was cut to ``T``, which listed a sandbox
+    started before the instant asked for)."""
+    s = Setup(replicas=1)
+    sbx = s.create()
+    stamp = parse_time(sbx.metadata.annotations[keys.ANN_CLAIM_TIMESTAMP])
+    got, _ = s.manager.list_sandboxes(
+        "default", U1, started_after=stamp + timedelta(seconds=offset)
+    )
+    assert [sandbox_id(x) for x in got] == ([sandbox_id(sbx)] if listed else [])
 
 
 def test_same_seed_same_log() -> None:
