@@ -88,6 +88,7 @@ __all__ = [
     "SandboxTemplateKind",
     "check_caller",
     "check_list_query",
+    "check_predicate",
     "check_retention",
     "check_seconds",
     "default_nodes",
@@ -370,10 +371,7 @@ class Cluster:
         raises :class:`InvalidError` naming ``timeout``; on an idle cluster, the
         clock stays where it was.
         """
-        if not callable(predicate) or isinstance(predicate, bool):
-            raise InvalidError(
-                "predicate", f"must be a function returning true or false, got {predicate!r}"
-            )
+        check_predicate(predicate)
         check_seconds("timeout", timeout)
         if timeout == 0:
             return predicate()
@@ -1511,6 +1509,14 @@ def _object_key(obj: Any) -> tuple[str, str]:
 def _check_labels(labels: object) -> None:
     """Refuse a label selector that is not a mapping of strings to strings."""
     check_string_map("labels", labels, "label to value")
+
+
+def check_predicate(predicate: object) -> None:
+    """Refuse a ``run_until`` predicate that is not a function, naming ``predicate``."""
+    if not callable(predicate) or isinstance(predicate, bool):
+        raise InvalidError(
+            "predicate", f"must be a function returning true or false, got {predicate!r}"
+        )
 
 
 def check_seconds(field: str, value: object) -> None:

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from typing import Final
 
 from pytest_kruise_agents.api.problems import brief
 
-__all__ = ["format_duration", "parse_duration", "parse_duration_nanos"]
+__all__ = [
+    "MAX_DURATION",
+    "OUT_OF_RANGE",
+    "format_duration",
+    "parse_duration",
+    "parse_duration_nanos",
+]
 
 _UNIT_NANOS = {
     "ns": 1,
@@ -25,7 +32,10 @@ _PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)", re.ASCII)
 
 _MAX_NANOS = 2**63 - 1
 """The longest Go ``time.Duration``, in nanoseconds."""
-_OUT_OF_RANGE = "out of range (at most 2562047h47m16s)"
+MAX_DURATION: Final = timedelta(microseconds=_MAX_NANOS // 1000)
+"""The longest Go ``time.Duration`` a :class:`timedelta` holds (2562047h47m16.854775s)."""
+OUT_OF_RANGE: Final = "out of range (at most 2562047h47m16s)"
+"""Why a duration longer than :data:`MAX_DURATION` is refused (Go's ParseDuration's limit)."""
 
 
 def parse_duration(text: str) -> timedelta:
@@ -74,7 +84,7 @@ def parse_duration_nanos(text: str) -> int:
         whole, _, frac = m.group(1).partition(".")
         whole = whole.lstrip("0")
         if len(whole) > 19:  # beyond an int64 of nanoseconds in any unit
-            raise ValueError(f"invalid duration {brief(text)}: {_OUT_OF_RANGE}")
+            raise ValueError(f"invalid duration {brief(text)}: {OUT_OF_RANGE}")
         frac = frac[:18]  # later digits are below a nanosecond of any unit
         unit = _UNIT_NANOS[m.group(2)]
         total += int(whole or "0") * unit + int(frac or "0") * unit // 10 ** len(frac)
@@ -83,7 +93,7 @@ def parse_duration_nanos(text: str) -> int:
         raise ValueError(f"invalid duration {brief(text)}")
     if total > _MAX_NANOS:
         # Go's Duration is int64 nanoseconds: ParseDuration refuses more (about 2562047h).
-        raise ValueError(f"invalid duration {brief(text)}: {_OUT_OF_RANGE}")
+        raise ValueError(f"invalid duration {brief(text)}: {OUT_OF_RANGE}")
     return sign * total
 
 

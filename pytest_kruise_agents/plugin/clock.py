@@ -16,7 +16,7 @@ from typing import Final
 
 from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.backends.sim import SimBackend
-from simulator.cluster import check_seconds
+from simulator.cluster import check_predicate, check_seconds
 
 __all__ = ["KruiseClock"]
 
@@ -61,6 +61,8 @@ class KruiseClock:
         (``lambda: not sbx.is_running()``). ``timeout=0`` runs nothing, not even
         what is due now: it only checks ``predicate()`` (``advance(0)`` runs what is due).
         """
+        # Checked here: in virtual mode the cluster sees only the wrapper below.
+        check_predicate(predicate)
         check_seconds("timeout", timeout)
         if timeout == 0:
             return predicate()

@@ -43,6 +43,31 @@ def test_advance_refuses_what_is_not_a_number_of_seconds(
     assert clock.now() == before
 
 
+@pytest.mark.parametrize("mode", ["virtual", "realtime"])
+@pytest.mark.parametrize("timeout", [0, 10])
+@pytest.mark.parametrize("predicate", [5, True, None, "ready"])
+def test_run_until_refuses_a_predicate_that_is_no_function(
+    mode: str, timeout: float, predicate: object
+) -> None:
+    """As ``Cluster.run_until(5)`` does: one error naming ``predicate``, on either clock and
+    with any timeout, and time stays put (the virtual clock's wrapper hid it from the
+    cluster's check, and the realtime loop called it: a bare ``TypeError``)."""
+    backend = SimBackend.default(seed=1, replicas=1, clock=mode)  # type: ignore[arg-type]
+    try:
+        clock = KruiseClock(backend)
+        before = clock.now()
+        with pytest.raises(InvalidError) as caught:
+            clock.run_until(predicate, timeout=timeout)  # type: ignore[arg-type]
+        assert caught.value.field == "predicate"
+        assert str(caught.value) == (
+            f"predicate: must be a function returning true or false, got {predicate!r}"
+        )
+        if mode == "virtual":
+            assert clock.now() == before
+    finally:
+        backend.close()
+
+
 def test_run_until_stops_at_the_clocks_end_as_the_cluster_does(backend: SimBackend) -> None:
     """A timeout past 9900-01-24 is refused, naming ``timeout``, as ``Cluster.run_until`` refuses it.
 

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from pytest_kruise_agents.api import keys
 from pytest_kruise_agents.api.base import parse_time
+from pytest_kruise_agents.api.durations import MAX_DURATION
 from pytest_kruise_agents.api.meta import find_condition
 from pytest_kruise_agents.api.sandbox import Sandbox
 from pytest_kruise_agents.claiming.errors import (
@@ -930,6 +931,30 @@ def test_a_retention_of_zero_or_less_is_a_400_naming_it_as_a_go_duration(
     assert err.value.code == 400 and err.value.field == "retention"
     assert str(err.value) == f"retention: must be a positive duration, got {shown}"
     assert s.hw.api.writes == writes
+
+
+@pytest.mark.parametrize(
+    ("retention", "shown"),
+    [
+        (timedelta(days=200_000), "4800000h0m0s"),
+        (MAX_DURATION + timedelta(microseconds=1), "2562047h47m16.854776s"),
+    ],
+)
+def test_a_retention_longer_than_a_go_duration_is_the_headers_400(
+    s: Setup, retention: timedelta, shown: str
+) -> None:
+    """Upstream's retention is a Go ``time.Duration`` (at most about 292 years): the header
+    refuses ``4800000h`` with a 400, and so does a Python caller's ``timedelta`` (it paused
+    the sandbox until the year 2573). The longest Go duration is taken. Nothing is written."""
+    sid = sandbox_id(s.create())
+    writes = s.hw.api.writes
+    with pytest.raises(BadRequestError) as err:
+        s.hw.run(s.manager.pause("default", U1, sid, retention))
+    assert err.value.code == 400 and err.value.field == "retention"
+    assert str(err.value) == (f"retention: out of range (at most 2562047h47m16s), got {shown}")
+    assert s.hw.api.writes == writes
+    s.hw.run(s.manager.pause("default", U1, sid, MAX_DURATION))
+    assert s.hw.api.peek("Sandbox", *sid.split("--")).status.phase == "Paused"
 
 
 def test_pause_of_an_unpausable_sandbox_is_409() -> None:
