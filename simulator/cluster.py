@@ -403,6 +403,11 @@ class Cluster:
         model runs out of events for raises :class:`~simulator.errors.NoAnswerError`
         naming it, with the clock at the last event that happened.
         """
+        if not hasattr(gen, "throw"):
+            # SimPy's own test, whose refusal is a bare ValueError ("... is not a generator").
+            raise InvalidError(
+                "gen", f"must be a generator (call the process function), got {brief(gen)}"
+            )
         what = getattr(gen, "__qualname__", None) or repr(gen)
         return self._run_op(gen, f"process {what}", cancel=False)
 
@@ -927,6 +932,8 @@ class Cluster:
         # no create changes.
         spec = create_spec(namespace, user, request)
         if count:
+            # A burst of 0 sends no request: the manager's 400 is an answer to one, and
+            # leaves a record, a log line and a counted response.
             self.manager.check_create(spec)
         procs = [self._submit(spec) for _ in range(count)]
         what = f"burst of {count} creates of template {template!r}"
@@ -1262,10 +1269,16 @@ class Cluster:
         return self.world.records
 
     def last_record(self) -> ClaimRecord:
-        """The most recent claim record; :class:`NotFoundError` before the first claim."""
+        """The most recent claim record; :class:`NotFoundError` before the first claim (since
+        the cluster started, or since ``records.clear()``)."""
         records = self.world.records
         if not len(records):
-            raise _Missing("ClaimRecord", "last", "no claim record yet: no claim has been made")
+            raise _Missing(
+                "ClaimRecord",
+                "last",
+                "no claim record yet: no claim has been made since the cluster started or "
+                "since records.clear()",
+            )
         return records[len(records) - 1]
 
     @property

@@ -719,6 +719,12 @@ _OTHER_KINDS: dict[str, tuple[Any, str, str]] = {
         "volume_mounts[0].path",
         "must be a string, got 1",
     ),
+    "run-no-generator": (lambda c: c.run(5), "gen", "must be a generator"),
+    "run-a-process-function": (
+        lambda c: c.run(c.advance),
+        "gen",
+        "must be a generator (call the process function)",
+    ),
     "inject-probability-nan": (
         lambda c: c.inject("api_error", probability=float("nan")),
         "probability",
@@ -830,6 +836,22 @@ def test_the_last_record_of_a_cluster_without_claims_is_not_found(cluster: Clust
     with pytest.raises(NotFoundError, match="no claim record yet") as err:
         cluster.last_record()
     assert err.value.code == 404
+
+
+def test_the_last_record_after_records_clear_does_not_deny_the_claims_made(
+    pooled: Cluster,
+) -> None:
+    """After ``records.clear()`` (a warm-up forgotten) claims were made: the 404 says the
+    records were cleared may be why, and the next record's id starts again at 1."""
+    pooled.create_sandbox("base", timeout=600)
+    pooled.records.clear()
+    with pytest.raises(NotFoundError) as err:
+        pooled.last_record()
+    assert "no claim has been made since the cluster started or since records.clear()" in str(
+        err.value
+    )
+    pooled.create_sandbox("base", timeout=600)
+    assert pooled.last_record().id == 1
 
 
 def test_a_not_found_error_without_a_namespace_is_built_again_from_its_args(
