@@ -18,7 +18,14 @@ from simulator.interning import ConditionInterner
 from simulator.latency import Latency
 from simulator.profile import Profile
 
-__all__ = ["CLOCK_END", "DEFAULT_EPOCH", "SimContext", "check_epoch", "past_clock_end"]
+__all__ = [
+    "CLOCK_END",
+    "DEFAULT_EPOCH",
+    "SimContext",
+    "check_epoch",
+    "check_fault_window",
+    "past_clock_end",
+]
 
 DEFAULT_EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 """Virtual time 0 as a wall-clock date, so that timestamps in objects look real.
@@ -63,6 +70,35 @@ def check_epoch(epoch: object) -> datetime:
         raise InvalidError(
             "epoch", f"must be from 0001-01-01T00:00:00Z, got {epoch.isoformat()}"
         ) from None
+
+
+def check_fault_window(fault: Fault, *, now: float, end: float) -> None:
+    """Raise :class:`InvalidError` if ``fault``'s window opens or closes past ``end``.
+
+    ``end`` is :data:`CLOCK_END` in the virtual seconds of the clock the fault
+    is injected on, and ``now`` that clock's time, where a fault without
+    ``start`` starts. The clock stops at its end: a fault starting later could
+    never act, and the timer of its start (an acting kind's) or of its end
+    would keep the model from ever going idle, so that a request nothing can
+    answer ran the clock on for its whole bound instead of being answered at
+    once. Called at each injection, and where faults are read before their
+    cluster is made (a scenario), so that a bad window is refused at once.
+    """
+    where = f"{format_time(CLOCK_END)}, where the clock stops"
+    if fault.start is not None and fault.start > end:
+        raise InvalidError(
+            "start",
+            f"must be at most {end:g} ({where}): a fault starting later could never "
+            f"act, got {fault.start:g}",
+        )
+    start = fault.start if fault.start is not None else now
+    if fault.duration is not None and start + fault.duration > end:
+        raise InvalidError(
+            "duration",
+            f"must end the fault's window by {where} (at most {end - start:g} s after "
+            f"its start); omit it for a fault in force until cleared, "
+            f"got {fault.duration:g}",
+        )
 
 
 class SimContext:
@@ -117,29 +153,9 @@ class SimContext:
         return (CLOCK_END - self.epoch).total_seconds()
 
     def _check_fault_window(self, fault: Fault) -> None:
-        """Refuse a fault whose window opens or closes past :data:`CLOCK_END`.
-
-        The clock stops there: a fault starting later could never act, and the
-        timer of its start (an acting kind's) or of its end would keep the model
-        from ever going idle, so that a request nothing can answer ran the
-        clock on for its whole bound instead of being answered at once.
-        """
-        end = self.clock_end()
-        where = f"{format_time(CLOCK_END)}, where the clock stops"
-        if fault.start is not None and fault.start > end:
-            raise InvalidError(
-                "start",
-                f"must be at most {end:g} ({where}): a fault starting later could never "
-                f"act, got {fault.start:g}",
-            )
-        start = fault.start if fault.start is not None else self.now()
-        if fault.duration is not None and start + fault.duration > end:
-            raise InvalidError(
-                "duration",
-                f"must end the fault's window by {where} (at most {end - start:g} s after "
-                f"its start); omit it for a fault in force until cleared, "
-                f"got {fault.duration:g}",
-            )
+        """Refuse a fault whose window opens or closes past :data:`CLOCK_END` (see
+        :func:`check_fault_window`)."""
+        check_fault_window(fault, now=self.now(), end=self.clock_end())
 
     def to_seconds(self, dt: datetime) -> float:
         """A datetime to virtual seconds."""
