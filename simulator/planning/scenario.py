@@ -69,6 +69,7 @@ from pytest_kruise_agents.claiming.modification import (
     validate_claim_options,
 )
 from simulator.cluster import DEFAULT_USER, default_nodes
+from simulator.context import CLOCK_END, DEFAULT_EPOCH, check_fault_window
 from simulator.faults import (
     Fault,
     FaultCode,
@@ -83,7 +84,7 @@ from simulator.nodes import MAX_NODES, NodeSpec, too_many_nodes
 from simulator.planning.arrivals import MAX_ARRIVALS_PER_RUN, Arrivals, TraceArrivals
 from simulator.planning.errors import FieldError, PathError
 from simulator.planning.holds import Hold, parse_hold
-from simulator.planning.messages import first_problem
+from simulator.planning.messages import first_problem, format_path
 from simulator.profile import DEFAULT_PROFILE, PROFILES, Profile, get_profile
 
 __all__ = [
@@ -139,6 +140,10 @@ short as a rule; a run whose claims never settle takes all of it, and a drain of
 
 _ROUND_OFF = 1e-9
 """Relative slack of the sample count's check: ``57700 / 0.577`` is 100000.00000000001."""
+
+_CLOCK_END_S = (CLOCK_END - DEFAULT_EPOCH).total_seconds()
+"""Where a run's clock stops, in its virtual seconds: the runner's clusters start at the
+default epoch."""
 
 
 def _round_down(x: float) -> float:
@@ -596,9 +601,13 @@ class FaultSpec(_Model):
     start: Seconds = Field(default=0.0, ge=0)
     duration: Seconds | None = Field(default=None, gt=0)
     selector: Selector = Field(default_factory=dict)
-    latency: str | float | None = Field(default=None, validate_default=True)
+    latency: str | float | dict[str, Any] | None = Field(default=None, validate_default=True)
+    """Any form :func:`~simulator.latency.parse_latency` reads: text, seconds, or a mapping
+    with ``kind``."""
     code: FaultCode = 500
     count: int | None = Field(default=None, ge=1)
+    """Checked against ``kind`` and ``selector`` with the rest of the :class:`Fault` the
+    fault becomes (see ``Scenario._check_faults``)."""
 
     @field_validator("latency", mode="before")
     @classmethod
@@ -609,16 +618,23 @@ class FaultSpec(_Model):
         return value
 
     def to_fault(self, origin: float) -> Fault:
-        """The :class:`Fault` to inject, its window moved to absolute virtual time."""
-        return Fault(
-            kind=self.kind,
-            probability=self.probability,
-            start=origin + self.start,
-            duration=self.duration,
-            selector=dict(self.selector),
-            latency=None if self.latency is None else parse_latency(self.latency),
-            code=self.code,
-            count=self.count,
+        """The :class:`Fault` to inject, its window moved to absolute virtual time.
+
+        Validated as the server config and the marker validate theirs, by
+        ``Fault`` itself (its latency parsed there): :class:`ValidationError`
+        says what it refuses.
+        """
+        return Fault.model_validate(
+            {
+                "kind": self.kind,
+                "probability": self.probability,
+                "start": origin + self.start,
+                "duration": self.duration,
+                "selector": dict(self.selector),
+                "latency": self.latency,
+                "code": self.code,
+                "count": self.count,
+            }
         )
 
 
@@ -719,7 +735,7 @@ class Scenario(_Model):
                         )
         self._check_arrival_counts()
         self._check_sample_count()
-        self._check_fault_nodes()
+        self._check_faults()
         return self
 
     def _check_arrival_counts(self) -> None:
@@ -771,16 +787,32 @@ class Scenario(_Model):
                 f"{_round_down(interval * MAX_DRAIN_SAMPLES):g}s, or a longer sample_interval",
             )
 
-    def _check_fault_nodes(self) -> None:
-        """Refuse a fault naming a node the cluster does not have: it could never fire."""
+    def _check_faults(self) -> None:
+        """Refuse a fault its run would refuse at injection, before any run starts.
+
+        Each is checked as the :class:`Fault` it becomes, by that model's own
+        rules (those the server config and the plugin marker apply), then
+        against the cluster's nodes (a fault naming another could never fire)
+        and the clock's end. ``start`` counts from the workload's start, which the
+        pools' fill puts a few minutes past 0: the window is checked from 0,
+        and one that ends within the fill of the clock's end is left to the
+        run's own check.
+        """
         names: dict[str, None] | None = None
-        for i, fault in enumerate(self.faults):
-            if "node" not in fault.selector and "client" not in fault.selector:
-                continue
-            if names is None:
-                names = self.cluster.node_names()
+        for i, spec in enumerate(self.faults):
             try:
-                check_node_names(fault.selector, names)
+                fault = spec.to_fault(0.0)
+            except ValidationError as exc:
+                error = exc.errors()[0]
+                raise PathError(
+                    f"faults[{i}].{format_path(error['loc'])}", first_problem([error])[1]
+                ) from None
+            try:
+                if "node" in fault.selector or "client" in fault.selector:
+                    if names is None:
+                        names = self.cluster.node_names()
+                    check_node_names(fault.selector, names)
+                check_fault_window(fault, now=0.0, end=_CLOCK_END_S)
             except InvalidError as exc:
                 raise PathError(f"faults[{i}].{exc.field}", exc.reason) from None
 
