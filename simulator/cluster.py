@@ -912,8 +912,9 @@ class Cluster:
         keywords are :meth:`create_sandbox`'s, checked before any claim starts.
         A request the sandbox-manager refuses whatever the cluster holds (its
         timeout, metadata, volume mounts or env vars: a 400) raises that
-        :class:`~pytest_kruise_agents.claiming.errors.ClaimError` once, and
-        no claim starts: not ``count`` claims failing alike.
+        :class:`~pytest_kruise_agents.claiming.errors.ClaimError` once, a burst of
+        0 too, and no claim starts: not ``count`` claims failing alike, and no
+        record, log line or counted response (docs/fidelity.md, Records).
         """
         if isinstance(count, bool) or not isinstance(count, int):
             raise InvalidError("count", f"must be an integer, got {count!r}")
@@ -931,10 +932,8 @@ class Cluster:
         # One spec for the whole burst: its request is the burst's own copy, which
         # no create changes.
         spec = create_spec(namespace, user, request)
-        if count:
-            # A burst of 0 sends no request: the manager's 400 is an answer to one, and
-            # leaves a record, a log line and a counted response.
-            self.manager.check_create(spec)
+        # Asked of a burst of 0 too: the check writes, records and counts nothing.
+        self.manager.check_create(spec)
         procs = [self._submit(spec) for _ in range(count)]
         what = f"burst of {count} creates of template {template!r}"
         cut: NoAnswerError | None = None

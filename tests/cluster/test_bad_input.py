@@ -762,14 +762,20 @@ def test_one_state_may_be_given_as_text(pooled: Cluster) -> None:
     assert err.value.code == 400 and "invalid state 'running,paused'" in str(err.value)
 
 
-def test_a_burst_of_a_request_the_manager_refuses_is_refused_once(pooled: Cluster) -> None:
+@pytest.mark.parametrize("count", [2, 0])
+def test_a_burst_of_a_request_the_manager_refuses_is_refused_once(
+    pooled: Cluster, count: int
+) -> None:
     """Env vars too big for the annotations (a 400 whatever the cluster holds) stop the burst
-    at the call, as its other arguments are checked: one ClaimError, no claim, no record."""
+    at the call, as its other arguments are checked: one ClaimError, no claim, no record, no
+    log line, no counted response. A burst of 0 is refused alike (it answered ``[]``)."""
     before = snapshot(pooled)
+    log, metrics = pooled.log.text(), pooled.metrics_text()
     with pytest.raises(ClaimError) as err:
-        pooled.create_sandboxes(2, "base", env_vars={"A": "x" * 300_000})
+        pooled.create_sandboxes(count, "base", env_vars={"A": "x" * 300_000})
     assert err.value.code == 400 and "envVars" in str(err.value)
     assert snapshot(pooled) == before and len(pooled.records) == 0
+    assert (pooled.log.text(), pooled.metrics_text()) == (log, metrics)
 
 
 def test_an_unknown_fault_id_is_not_found(cluster: Cluster) -> None:
