@@ -32,7 +32,7 @@ import simpy
 from pytest_kruise_agents.api.sandbox import Sandbox, SandboxState
 from pytest_kruise_agents.api.sandboxclaim import ClaimPhase, SandboxClaim, SandboxClaimStatus
 from pytest_kruise_agents.api.sandboxset import SandboxSet
-from pytest_kruise_agents.claiming.errors import ClaimError
+from pytest_kruise_agents.claiming.errors import ClaimError, InternalError
 from pytest_kruise_agents.claiming.modification import ClaimOptions, validate_claim_options
 from pytest_kruise_agents.claiming.sandboxclaim import (
     COND_COMPLETED,
@@ -273,11 +273,19 @@ class SandboxClaimController(Reconciler[ClaimKey]):
         meta = claim.metadata
         # Drawn before the attempt runs so the generator's sequence does not
         # depend on how the attempts interleave.
+        lock_string = self.api.new_uid()
+        try:
+            access_token, defect = self.api.new_token(), None
+        except Exception as exc:  # the caller's token_source, whatever it raised
+            # A token_source returning no str (or raising) fails this attempt, as it fails
+            # the E2B create that draws it: raised here it would stop the controller, with
+            # the wave's other records open for ever.
+            access_token, defect = "", exc
         opts = claim_options_for(
             claim,
             sbs,
-            lock_string=self.api.new_uid(),
-            access_token=self.api.new_token(),
+            lock_string=lock_string,
+            access_token=access_token,
             now=ctx.now_dt(),
             resolved=self.world.pod_template(sbs, self.cache),
             annotations_on_pod=ctx.profile.claim_annotations_on_pod,
@@ -293,14 +301,19 @@ class SandboxClaimController(Reconciler[ClaimKey]):
             requested=ctx.now(),
             claim_name=meta.name,
         )
-        return self._run_attempt(opts, record)
+        return self._run_attempt(opts, record, defect)
 
-    def _run_attempt(self, opts: ClaimOptions, record: ClaimRecord) -> Op:
+    def _run_attempt(
+        self, opts: ClaimOptions, record: ClaimRecord, defect: Exception | None = None
+    ) -> Op:
+        """Run one attempt; ``defect``, an error drawing its options, fails it at once (a 500)."""
         ctx = self.ctx
         # Each attempt is the whole claim of its record: the controller never
         # retries an attempt, it requeues the claim.
         record.attempts += 1
         try:
+            if defect is not None:
+                raise InternalError(f"{type(defect).__name__}: {defect}")
             # ValidateAndInitClaimOptions runs before anything is picked: options
             # it refuses (CSI mounts without runtime init) fail every attempt.
             validate_claim_options(opts)

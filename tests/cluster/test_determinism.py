@@ -335,6 +335,38 @@ def test_a_token_source_that_later_returns_no_str_fails_that_create_naming_it() 
     assert cluster.last_record().error == "InvalidError: token_source: must return a str, got 7"
 
 
+@pytest.mark.parametrize("bad", [0, 1], ids=["first-of-the-wave", "second-of-the-wave"])
+def test_a_token_source_that_later_returns_no_str_fails_that_sandboxclaim_attempt(
+    bad: int,
+) -> None:
+    """In a SandboxClaim's wave the attempt drawing the bad token fails with a record saying
+    so (a 500, as the E2B create's), the wave's other attempts go on, and the claim is
+    reconciled again and completes: the error stopped the controller (out of an unrelated
+    ``advance``), left a record open for ever and the claim with an empty status."""
+    draws: list[int] = []
+
+    def tokens() -> object:
+        draws.append(1)
+        return 7 if len(draws) == 2 + bad else f"t-{len(draws)}"
+
+    cluster = Cluster(seed=5, token_source=tokens)  # type: ignore[arg-type]
+    cluster.apply(pool_yaml(replicas=3))
+    cluster.wait_for_pool("base")
+    cluster.apply(
+        "apiVersion: agents.kruise.io/v1alpha1\nkind: SandboxClaim\n"
+        "metadata: {name: cl, namespace: default}\nspec: {templateName: base, replicas: 2}\n"
+    )
+    cluster.advance(60)
+    claim = cluster.get("sbc", "cl")
+    assert (claim.status.phase, claim.status.claimed_replicas) == ("Completed", 2)
+    assert all(r.done for r in cluster.records)
+    failed = [r for r in cluster.records if r.failed is not None]
+    assert [(r.error, r.error_code, r.claim_name) for r in failed] == [
+        ("InvalidError: token_source: must return a str, got 7", 500, "cl")
+    ]
+    assert len([r for r in cluster.records if r.delivered is not None]) == 2
+
+
 _SKIP_INIT = {"e2b.agents.kruise.io/skip-init-runtime": "true"}
 _CSI = {
     "e2b.agents.kruise.io/csi-volume-name": "pv",
