@@ -226,9 +226,14 @@ class Slo:
 
 
 def parse_slo(text: str, option: str = "--slo") -> Slo:
-    """``"p99<1s"`` → :class:`Slo`; :class:`PlanningError` names ``option`` and the reason."""
+    """``"p99<1s"`` → :class:`Slo`; :class:`PlanningError` names ``option`` and the reason.
+
+    Only text is a goal (a number has no statistic): anything else is refused too.
+    """
     from simulator.latency import parse_seconds
 
+    if not isinstance(text, str):
+        raise PlanningError(f"{option}: expected a goal such as 'p99<1s', got {text!r}")
     m = _SLO.match(text)
     if m is None:
         raise PlanningError(
@@ -249,9 +254,15 @@ def parse_slo(text: str, option: str = "--slo") -> Slo:
     return Slo(stat=stat, seconds=seconds, text=text.strip(), inclusive=m.group("op") == "<=")
 
 
-def parse_max_share(text: str, option: str = "--max-cold") -> float:
-    """``"1%"`` or ``"0.01"`` → 0.01; :class:`PlanningError` names the option and the reason."""
-    raw = text.strip()
+def parse_max_share(text: str | float, option: str = "--max-cold") -> float:
+    """``"1%"``, ``"0.01"`` or ``0.01`` → 0.01; :class:`PlanningError` names the option and the reason.
+
+    A number is the share itself, as its text is (a scenario's goals and a
+    Python caller give numbers, the command line text); a bool is no share.
+    """
+    if isinstance(text, bool) or not isinstance(text, str | int | float):
+        raise PlanningError(f"{option}: expected a share such as 1% or 0.01, got {text!r}")
+    raw = text.strip() if isinstance(text, str) else str(text)
     try:
         value = float(raw[:-1]) / 100.0 if raw.endswith("%") else float(raw)
     except ValueError:

@@ -11,20 +11,25 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pytest_kruise_agents.api.errors import InvalidError
+from pytest_kruise_agents.api.manifest import load_manifest
 from pytest_kruise_agents.api.sandboxset import SandboxSet
 from pytest_kruise_agents.claiming.modification import AGENT_RUNTIME
 from simulator.planning.analytic import parse_max_share, parse_slo
-from simulator.planning.errors import PlanningError
+from simulator.planning.arrivals import parse_rate
+from simulator.planning.errors import PlanningError, ScenarioError
 from simulator.planning.executors import SerialExecutor
 from simulator.planning.formatting import fmt_estimate
 from simulator.planning.loading import parse_scenario
 from simulator.planning.outputs import check_out_dir, summary_payload, write_summary
 from simulator.planning.plan import PlanResult, plan
 from simulator.planning.report import write_report
+from simulator.planning.scenario import Scenario
 
 __all__ = ["QuickPlan", "quick_plan"]
 
@@ -61,13 +66,13 @@ class QuickPlan:
 
 
 def quick_plan(
-    pool_yaml: str | None = None,
+    pool_yaml: str | Mapping[str, Any] | None = None,
     *,
-    rate: float = 2.0,
-    hold: str = "exp(1m)",
+    rate: float | str = 2.0,
+    hold: str | float = "exp(1m)",
     slo: str = "p99<1s",
-    max_cold: str = "1%",
-    duration: float = 240.0,
+    max_cold: str | float = "1%",
+    duration: float | str = 240.0,
     replications: int = 2,
     seed: int = 42,
     out_dir: str | os.PathLike[str] | None = None,
@@ -78,38 +83,42 @@ def quick_plan(
     ``summary.json`` and ``report.html`` to ``out_dir`` (default: a new
     ``kruise-agents-plan-*`` directory under the system's temp directory,
     made by :func:`tempfile.mkdtemp`: the caller's own, mode 0700, never a
-    path another user of the host could have made first). An ``out_dir`` (a
-    path or its text) that cannot be a folder to write in, or that holds files
-    no run wrote, raises :class:`~simulator.planning.errors.PlanningError`
-    naming ``out_dir`` before anything runs.
+    path another user of the host could have made first).
+
+    Each argument takes the forms a scenario file (or ``kruise-agents plan``)
+    takes for the same value, read by the same parsers: ``pool_yaml`` a
+    SandboxSet manifest (YAML text or a mapping, as a pool's ``manifest:``;
+    ``None``: the demo's pool), ``rate`` claims per second (``2`` or
+    ``"120/min"``), ``hold`` a latency or ``"forever"``, ``slo`` a goal such as
+    ``"p99<1s"`` (``--slo``), ``max_cold`` a share (``"1%"`` or ``0.01``, as
+    ``--max-cold``), ``duration`` seconds (``240`` or ``"4m"``), ``replications``
+    and ``seed`` whole numbers, ``out_dir`` a path or its text. Anything else
+    raises one :class:`~simulator.planning.errors.PlanningError` naming the
+    argument and the reason before anything runs or is written; so does an
+    ``out_dir`` that cannot be a folder to write in, or that holds files no
+    run wrote.
 
     A pool without ``runtimes: [{name: agent-runtime}]`` raises
     :class:`~simulator.planning.errors.PlanningError` before any run: every
-    E2B create calls its ``/init`` and fails (upstream), whatever the size.
-    A plan in which every claim fails for another reason with stock at hand
-    stops at the first size that shows it and says so (see
+    E2B create calls its ``/init`` and fails (upstream), whatever the size. A plan in which every claim fails for another reason with stock at
+    hand stops at the first size that shows it and says so (see
     :func:`~simulator.planning.plan.all_failed_with_stock`).
     """
-    data: dict[str, Any] = {
-        "name": "demo-plan",
-        "description": (
-            f"Poisson claims at {rate:g}/s held {hold}, on the demo's pool; "
-            f"goal {slo} and at most {max_cold} cold."
-        ),
-        "seed": seed,
-        "replications": replications,
-        "duration": duration,
-        "warmup": 30.0,
-        "pools": [{"manifest": pool_yaml or _DEFAULT_POOL}],
-    }
     # The goals and the folder first: a bad one is refused before the pool is read or
     # anything runs.
     goal = parse_slo(slo, "slo")
     cold = parse_max_share(max_cold, "max_cold")
-    chosen = None if out_dir is None else Path(out_dir)
-    if chosen is not None:
-        check_out_dir(chosen, "out_dir")
-    scenario = parse_scenario(_with_workload(data, rate, hold), source="quick_plan")
+    chosen = _out_dir(out_dir)
+    goals = f"goal {slo} and at most {max_cold} cold."
+    scenario = _scenario(
+        pool_yaml,
+        rate=rate,
+        hold=hold,
+        duration=duration,
+        replications=replications,
+        seed=seed,
+        goals=goals,
+    )
     pool = scenario.pools[0]
     result = plan(
         scenario,
@@ -136,25 +145,66 @@ def quick_plan(
         ),
     )
     report = write_report(out, "plan", scenario, "quick_plan", summaries, plan=result)
+    per_second = scenario.workloads[0].arrivals.draws(1.0)[1]
     return QuickPlan(
-        text=_text(result, rate, hold, slo, max_cold, report), report=report, result=result
+        text=_text(result, per_second, hold, slo, max_cold, report),
+        report=report,
+        result=result,
     )
 
 
-def _with_workload(data: dict[str, Any], rate: float, hold: str) -> dict[str, Any]:
-    from pytest_kruise_agents.api.errors import InvalidError
-    from pytest_kruise_agents.api.manifest import load_manifest
+def _out_dir(out_dir: object) -> Path | None:
+    """``out_dir`` as a checked folder to write in, or ``None`` (a new temp folder)."""
+    if out_dir is None:
+        return None
+    if not isinstance(out_dir, str | os.PathLike):
+        raise PlanningError(f"out_dir: expected a path or its text, got {out_dir!r}")
+    chosen = Path(out_dir)
+    check_out_dir(chosen, "out_dir")
+    return chosen
 
-    pool_text = data["pools"][0]["manifest"]
+
+def _scenario(
+    pool_yaml: object,
+    *,
+    rate: object,
+    hold: object,
+    duration: object,
+    replications: object,
+    seed: object,
+    goals: str,
+) -> Scenario:
+    """The scenario quick_plan runs; a bad value is a PlanningError naming its argument."""
     try:
-        obj = load_manifest(pool_text)
-    except InvalidError as exc:
-        # The loader names its own argument ("manifest"); the caller's is pool_yaml.
-        reason = str(exc).removeprefix("manifest: ")
-        raise PlanningError(f"pool_yaml: {reason}") from None
-    if isinstance(obj, SandboxSet) and not any(
-        r.name == AGENT_RUNTIME for r in obj.spec.runtimes or ()
-    ):
+        # Read first: the description quotes it (a str has no ``:g``).
+        per_second = parse_rate(rate)
+    except ValueError as exc:
+        raise PlanningError(f"rate: {exc}") from None
+    obj, manifest = _pool(pool_yaml)
+    data: dict[str, Any] = {
+        "name": "demo-plan",
+        "description": (
+            f"Poisson claims at {per_second:g}/s held {hold}, on the demo's pool; {goals}"
+        ),
+        "seed": seed,
+        "replications": replications,
+        "duration": duration,
+        "warmup": 30.0,
+        "pools": [{"manifest": manifest}],
+        "workloads": [
+            {
+                "template": obj.metadata.name,
+                "namespace": obj.metadata.namespace,
+                "arrivals": {"kind": "poisson", "rate": per_second},
+                "hold": hold,
+            }
+        ],
+    }
+    try:
+        scenario = parse_scenario(data, source="quick_plan")
+    except ScenarioError as exc:
+        raise PlanningError(_argument_error(exc)) from None
+    if not any(r.name == AGENT_RUNTIME for r in obj.spec.runtimes or ()):
         # Checked before any run: the plan would search size after size to learn it.
         raise PlanningError(
             f"pool_yaml: SandboxSet {obj.metadata.namespace}/{obj.metadata.name} has no "
@@ -162,19 +212,63 @@ def _with_workload(data: dict[str, Any], rate: float, hold: str) -> dict[str, An
             "makes) calls its /init and fails, whatever the pool's size (upstream's "
             "behaviour); add it"
         )
-    return data | {
-        "workloads": [
-            {
-                "template": obj.metadata.name,
-                "namespace": obj.metadata.namespace,
-                "arrivals": {"kind": "poisson", "rate": rate},
-                "hold": hold,
-            }
-        ]
-    }
+    return scenario
 
 
-def _text(result: PlanResult, rate: float, hold: str, slo: str, max_cold: str, report: Path) -> str:
+def _pool(pool_yaml: object) -> tuple[SandboxSet, str | dict[str, Any]]:
+    """The pool's SandboxSet, and the manifest the scenario is given (as a pool's ``manifest:``)."""
+    manifest: str | dict[str, Any]
+    if pool_yaml is None:
+        manifest = _DEFAULT_POOL
+    elif isinstance(pool_yaml, str):
+        manifest = pool_yaml
+    elif isinstance(pool_yaml, Mapping):
+        manifest = dict(pool_yaml)
+    else:
+        raise PlanningError(
+            "pool_yaml: expected a SandboxSet manifest (its YAML text, or a mapping), "
+            f"got {type(pool_yaml).__name__}"
+        )
+    try:
+        obj = load_manifest(manifest)
+    except InvalidError as exc:
+        # The loader names its own argument ("manifest"); the caller's is pool_yaml.
+        raise PlanningError(f"pool_yaml: {str(exc).removeprefix('manifest: ')}") from None
+    if not isinstance(obj, SandboxSet):
+        raise PlanningError(f"pool_yaml: must be a SandboxSet, got {obj.kind}")
+    return obj, manifest
+
+
+_ARGUMENTS = {
+    "seed": "seed",
+    "replications": "replications",
+    "duration": "duration",
+    "workloads[0].arrivals.rate": "rate",
+    "workloads[0].hold": "hold",
+}
+"""The argument each field of quick_plan's scenario comes from (the rest: ``pool_yaml``'s)."""
+
+
+def _argument_error(exc: ScenarioError) -> str:
+    """The scenario's refusal said of the caller's argument, not of the scenario's field."""
+    argument = _ARGUMENTS.get(exc.path)
+    if argument is not None:
+        return f"{argument}: {exc.reason}"
+    if exc.path == "sample_interval":
+        # Too many samples: only the duration (with the 30 s warm-up) makes the run that long.
+        return f"duration: too long for quick_plan ({exc.reason.partition(': set')[0]})"
+    if exc.path.startswith(("pools[0]", "workloads[0]")):
+        # The pool's own fields, and the workload's template and namespace (the pool's).
+        field = exc.path.partition(".")[2]
+        if field in ("", "manifest"):
+            return f"pool_yaml: {exc.reason}"
+        return f"pool_yaml: {field}: {exc.reason}"
+    return str(exc)
+
+
+def _text(
+    result: PlanResult, rate: float, hold: object, slo: str, max_cold: object, report: Path
+) -> str:
     est = result.analytic
     lines = [
         f"Capacity plan for pool {result.pool}: Poisson claims at {rate:g}/s held {hold}; "

@@ -14,9 +14,11 @@ from simulator.planning.analytic import (
     analytic_estimate,
     cold_latency_estimate,
     cold_miss_share,
+    parse_max_share,
     parse_slo,
     refill_estimate,
 )
+from simulator.planning.errors import PlanningError
 from simulator.planning.loading import load_scenario, parse_scenario
 from simulator.planning.overrides import apply_overrides
 from simulator.planning.runner import run_once
@@ -193,3 +195,40 @@ def test_the_share_of_cold_claims_that_miss_is_sampled_from_the_steps() -> None:
     none = analytic_estimate(scenario, pool, parse_slo("p99<5s"), None)
     assert (none.target, none.cold_miss_share) == (None, 0.0)
     assert "no cold claim misses p99<5s in 20,000 draws" in none.describe()
+
+
+@pytest.mark.parametrize(
+    ("value", "share"),
+    [("1%", 0.01), ("0.01", 0.01), (0.01, 0.01), (0, 0.0), (" 5% ", 0.05)],
+    ids=["percent", "text", "number", "zero", "spaced"],
+)
+def test_a_share_is_its_text_or_the_number_itself(value: str | float, share: float) -> None:
+    """``--max-cold 0.01`` on the command line and ``max_cold=0.01`` in Python are one share."""
+    assert parse_max_share(value, "max_cold") == pytest.approx(share)
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (2, "must be in [0, 1) (0% to 99.9%), got 2"),
+        (float("nan"), "must be in [0, 1) (0% to 99.9%), got nan"),
+        (True, "expected a share such as 1% or 0.01, got True"),
+        (None, "expected a share such as 1% or 0.01, got None"),
+        ([0.01], "expected a share such as 1% or 0.01, got [0.01]"),
+    ],
+)
+def test_what_is_no_share_is_one_planning_error_naming_the_option(
+    value: object, reason: str
+) -> None:
+    """Not an AttributeError from ``.strip()``: the option (or argument) and the reason."""
+    with pytest.raises(PlanningError) as caught:
+        parse_max_share(value, "max_cold")  # type: ignore[arg-type]
+    assert str(caught.value) == f"max_cold: {reason}"
+
+
+@pytest.mark.parametrize("value", [5, 0.5, None, b"p99<1s"])
+def test_only_text_is_a_latency_goal(value: object) -> None:
+    """A number has no statistic: refused naming the option, not a TypeError from ``re``."""
+    with pytest.raises(PlanningError) as caught:
+        parse_slo(value, "slo")  # type: ignore[arg-type]
+    assert str(caught.value) == f"slo: expected a goal such as 'p99<1s', got {value!r}"

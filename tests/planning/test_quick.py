@@ -87,6 +87,82 @@ def test_bad_arguments_are_one_planning_error_naming_the_argument(
         quick_plan(out_dir=tmp_path, **arguments)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"max_cold": 2}, "max_cold: must be in [0, 1) (0% to 99.9%), got 2"),
+        ({"max_cold": None}, "max_cold: expected a share such as 1% or 0.01, got None"),
+        ({"slo": 5}, "slo: expected a goal such as 'p99<1s', got 5"),
+        ({"rate": "x"}, "rate: expected a rate such as 5 or '300/min', got 'x'"),
+        ({"rate": True}, "rate: expected a rate such as 5 or '300/min', got True"),
+        ({"rate": -1}, "rate: must be > 0.0, got -1.0"),
+        ({"rate": "2/day"}, "rate: unknown rate unit 'day': use /s, /min or /h"),
+        ({"hold": "soon"}, "hold: invalid latency 'soon': expected a duration"),
+        ({"duration": -1}, "duration: must be > 0.0, got -1.0"),
+        ({"duration": "soon"}, "duration: invalid duration 'soon'"),
+        ({"duration": 1e9, "rate": 1e-6}, "duration: too long for quick_plan (about 1.67e+07"),
+        ({"replications": 0}, "replications: must be >= 1, got 0"),
+        ({"replications": "2"}, "replications: must be an integer, got the text '2'"),
+        ({"seed": -1}, "seed: must be >= 0, got -1"),
+        ({"seed": True}, "seed: must be an integer, got the boolean true"),
+        ({"pool_yaml": 5}, "pool_yaml: expected a SandboxSet manifest (its YAML text, or a"),
+        ({"pool_yaml": ""}, "pool_yaml: expected exactly one object, got 0"),
+        (
+            {"pool_yaml": "{apiVersion: v1, kind: Pod, metadata: {name: p}, spec: {}}"},
+            "pool_yaml: must be a SandboxSet, got Pod",
+        ),
+        (
+            {
+                "pool_yaml": POOL_YAML[: POOL_YAML.index("  template:")]
+                + "  templateRef: {name: t}\n"
+            },
+            "pool_yaml: spec.templateRef ('t') is not supported in scenarios",
+        ),
+        ({"out_dir": 5}, "out_dir: expected a path or its text, got 5"),
+    ],
+)
+def test_every_argument_is_refused_naming_it_before_anything_runs(
+    arguments: dict[str, object], message: str, tmp_path: Path
+) -> None:
+    """One PlanningError naming the Python argument and the reason, nothing written.
+
+    Before, ``slo=5`` was a TypeError from ``re``, ``rate="x"`` a ValueError
+    about a format code, and the scenario's refusals named its fields
+    (``quick_plan: workloads[0].arrivals.rate: ...``), not the arguments.
+    """
+    out = tmp_path / "out"
+    with pytest.raises(PlanningError) as caught:
+        quick_plan(**({"pool_yaml": POOL_YAML, "out_dir": out} | arguments))  # type: ignore[arg-type]
+    assert str(caught.value).startswith(message)
+    assert not out.exists()
+
+
+def test_the_other_forms_of_a_value_are_accepted_as_the_cli_and_scenarios_accept_them(
+    tmp_path: Path,
+) -> None:
+    """``max_cold=0.01`` (as ``--max-cold 0.01``), ``rate="60/min"`` and ``duration="30s"``
+    (as a scenario writes them) plan the same as ``"1%"``, ``1.0`` and ``30.0``.
+
+    Before, a float ``max_cold`` was an AttributeError and a text rate a ValueError.
+    """
+    numbers = quick_plan(
+        POOL_YAML, rate=1.0, max_cold="1%", duration=30.0, replications=1, out_dir=tmp_path / "a"
+    )
+    texts = quick_plan(
+        POOL_YAML,
+        rate="60/min",
+        max_cold=0.01,
+        duration="30s",
+        replications=1,
+        out_dir=tmp_path / "b",
+    )
+    assert texts.result.answer == numbers.result.answer
+    assert texts.result.max_cold == numbers.result.max_cold == 0.01
+    assert texts.text.splitlines()[0] == numbers.text.splitlines()[0].replace(
+        "1% cold", "0.01 cold"
+    )
+
+
 def test_out_dir_may_be_text_and_is_checked_before_anything_runs(tmp_path: Path) -> None:
     """``out_dir`` is a path or its text; one that cannot be a folder to write in is refused
     naming it at once (not after the plan's seconds of runs, as an AttributeError or an
