@@ -19,7 +19,11 @@ from typing import Any
 from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.api.manifest import load_manifest
 from pytest_kruise_agents.api.sandboxset import SandboxSet
-from pytest_kruise_agents.claiming.modification import AGENT_RUNTIME
+from pytest_kruise_agents.claiming.modification import (
+    AGENT_RUNTIME,
+    RUNTIME_INIT_CONTAINER,
+    sandboxset_has_agent_runtime,
+)
 from simulator.planning.analytic import parse_max_share, parse_slo
 from simulator.planning.arrivals import parse_rate
 from simulator.planning.errors import PlanningError, ScenarioError
@@ -98,9 +102,11 @@ def quick_plan(
     ``out_dir`` that cannot be a folder to write in, or that holds files no
     run wrote.
 
-    A pool without ``runtimes: [{name: agent-runtime}]`` raises
-    :class:`~simulator.planning.errors.PlanningError` before any run: every
-    E2B create calls its ``/init`` and fails (upstream), whatever the size. A plan in which every claim fails for another reason with stock at
+    A pool without the agent runtime (``runtimes: [{name: agent-runtime}]``,
+    or an init container named ``runtime``: the rule the claim path uses)
+    raises :class:`~simulator.planning.errors.PlanningError` before any run:
+    every E2B create calls its ``/init`` and fails (upstream), whatever the
+    size. A plan in which every claim fails for another reason with stock at
     hand stops at the first size that shows it and says so (see
     :func:`~simulator.planning.plan.all_failed_with_stock`).
     """
@@ -204,13 +210,13 @@ def _scenario(
         scenario = parse_scenario(data, source="quick_plan")
     except ScenarioError as exc:
         raise PlanningError(_argument_error(exc)) from None
-    if not any(r.name == AGENT_RUNTIME for r in obj.spec.runtimes or ()):
+    if not sandboxset_has_agent_runtime(obj):
         # Checked before any run: the plan would search size after size to learn it.
         raise PlanningError(
-            f"pool_yaml: SandboxSet {obj.metadata.namespace}/{obj.metadata.name} has no "
-            f"runtimes: [{{name: {AGENT_RUNTIME}}}]: every E2B create (the claims quick_plan "
-            "makes) calls its /init and fails, whatever the pool's size (upstream's "
-            "behaviour); add it"
+            f"pool_yaml: SandboxSet {obj.metadata.namespace}/{obj.metadata.name} has no agent "
+            f"runtime (runtimes: [{{name: {AGENT_RUNTIME}}}], or an init container named "
+            f"{RUNTIME_INIT_CONTAINER}): every E2B create (the claims quick_plan makes) calls "
+            "its /init and fails, whatever the pool's size (upstream's behaviour); add one"
         )
     return scenario
 

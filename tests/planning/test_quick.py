@@ -41,9 +41,32 @@ def test_a_pool_without_the_agent_runtime_is_refused_before_any_run(tmp_path: Pa
     """Every E2B create of such a pool fails at ``/init`` (reference §16): said at once."""
     pool = POOL_YAML.replace("  runtimes:\n    - name: agent-runtime\n", "")
     assert pool != POOL_YAML
-    with pytest.raises(PlanningError, match=r"^pool_yaml: SandboxSet default/base has no runtimes"):
+    with pytest.raises(
+        PlanningError,
+        match=r"^pool_yaml: SandboxSet default/base has no agent runtime \(runtimes: "
+        r"\[\{name: agent-runtime\}\], or an init container named runtime\): every E2B create",
+    ):
         quick_plan(pool, out_dir=tmp_path)
     assert not any(tmp_path.iterdir())
+
+
+def test_a_pool_whose_runtime_is_an_init_container_named_runtime_is_planned(
+    tmp_path: Path,
+) -> None:
+    """The pool has the agent runtime by the claim path's own rule (upstream #441): its E2B
+    creates initialise the runtime and succeed, so it is planned, not refused.
+
+    Before, quick_plan looked only at ``runtimes`` and said every create would fail.
+    """
+    pool = POOL_YAML.replace("  runtimes:\n    - name: agent-runtime\n", "").replace(
+        "    spec:\n      containers:",
+        "    spec:\n      initContainers: [{name: runtime, image: registry.example.com/rt:v1}]\n"
+        "      containers:",
+    )
+    assert "runtimes" not in pool and "initContainers" in pool
+    qp = quick_plan(pool, rate=1.0, duration=30.0, replications=1, out_dir=tmp_path)
+    assert qp.result.answer is not None
+    assert qp.result.all_failed_at is None
 
 
 def test_the_default_output_directory_is_a_new_private_one() -> None:
