@@ -326,7 +326,7 @@ class SandboxTimeoutRequest(WireRequest):
 
 
 class SandboxPauseRequest(WireRequest):
-    """``POST /sandboxes/{id}/pause`` (fields accepted, not modelled)."""
+    """The SDK's ``POST /sandboxes/{id}/pause`` body: the server ignores it, as upstream does."""
 
     memory: bool | None = None
     require_healthy_guest: bool | None = Field(default=None, alias="requireHealthyGuest")

@@ -32,7 +32,6 @@ from pytest_kruise_agents.api.e2b import (
     SandboxDetail,
     SandboxLifecycle,
     SandboxNetwork,
-    SandboxPauseRequest,
     SandboxResponse,
     SandboxTimeoutRequest,
     TemplateBuild,
@@ -512,7 +511,6 @@ async def set_timeout(
 async def pause_sandbox(
     request: Request,
     sandbox_id: Annotated[str, _path_id()],
-    body: SandboxPauseRequest | None = None,
     retention: Annotated[
         str | None,
         Header(
@@ -523,7 +521,12 @@ async def pause_sandbox(
         ),
     ] = None,
 ) -> Response:
-    """Pause and wait until paused; processes stop, files stay."""
+    """Pause and wait until paused; processes stop, files stay.
+
+    Any body (the SDK's ``SandboxPauseRequest``, ``{}`` by default) is ignored:
+    upstream's handler reads only the retention header (reference §6.2), so a
+    malformed or wrong-typed body pauses the sandbox there too.
+    """
     caller = authenticate(request)
     st = state_of(request)
     kept = None

@@ -530,3 +530,31 @@ def test_a_bad_body_or_header_of_the_callers_own_sandbox_is_still_refused(server
     assert assert_error(connect, 400)["field"] == "timeout"
     assert assert_error(pause, 400)["field"] == control.PAUSE_RETENTION_HEADER
     assert Sandbox.get_info(sid, **server.sdk(ALICE)).state.value == "running"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(b"{oops", id="malformed"),
+        pytest.param(b'{"memory": "false"}', id="wrong-type"),
+        pytest.param(b'{"requireHealthyGuest": 1, "memory": []}', id="wrong-types"),
+        pytest.param(b"[" * 600 + b"]" * 600, id="nested-600-deep"),
+    ],
+)
+def test_pause_ignores_its_body_as_upstream_reads_none(server: Served, body: bytes) -> None:
+    """Reference §6.2: the pause request is only the retention header; the SDK sends ``{}``.
+
+    The sandbox-manager's handler decodes no body, so whatever one holds, the
+    sandbox is paused (204), where this server answered 400 naming its field.
+    """
+    sid = Sandbox.create(template="base", **server.sdk(ALICE)).sandbox_id
+
+    r = server.request(
+        "POST",
+        f"/sandboxes/{sid}/pause",
+        content=body,
+        headers={"content-type": "application/json"},
+    )
+
+    assert r.status_code == 204, r.text
+    assert Sandbox.get_info(sid, **server.sdk(ALICE)).state.value == "paused"

@@ -251,7 +251,8 @@ def _control_calls(sid: str) -> list[tuple[str, str, bytes]]:
     """``(method, path, body prefix)`` of every control-plane and admin route that reads JSON.
 
     The body is the prefix, then a deeply nested value, then ``}``: a valid body
-    but for its depth (Go's decoder ignores the unknown key ``x``).
+    but for its depth (Go's decoder ignores the unknown key ``x``). ``/pause``
+    reads no body.
     """
     return [
         ("POST", "/v2/sandboxes", b'{"templateID": "base", "x": '),
@@ -259,7 +260,6 @@ def _control_calls(sid: str) -> list[tuple[str, str, bytes]]:
         ("POST", f"/kruise/api/v2/sandboxes/{sid}/connect", b'{"timeout": 100, "x": '),
         ("POST", f"/sandboxes/{sid}/connect", b'{"timeout": 100, "x": '),
         ("POST", f"/sandboxes/{sid}/timeout", b'{"timeout": 100, "x": '),
-        ("POST", f"/sandboxes/{sid}/pause", b'{"x": '),
         ("POST", f"/sandboxes/{sid}/resume", b'{"x": '),
         ("POST", "/_kruise/clock/advance", b'{"seconds": 0, "x": '),
         ("POST", "/_kruise/faults", b'{"kind": "pod_kill", "x": '),
