@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Annotated, Any, Final, Literal, Protocol, runtime_checkable
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -22,7 +23,8 @@ from pytest_kruise_agents.api.manifest import dump, dump_all, resolve_kind, to_m
 from pytest_kruise_agents.backends.sim import ClockLag
 from pytest_kruise_agents.e2b.auth import require_admin
 from pytest_kruise_agents.e2b.errors import ApiError, WireJSONResponse
-from pytest_kruise_agents.e2b.limits import NestingBoundRoute
+from pytest_kruise_agents.e2b.limits import NestingBoundRoute, check_nesting, too_deep_error
+from pytest_kruise_agents.e2b.nesting import yaml_depth_over
 from pytest_kruise_agents.e2b.state import ServerState, state_of
 from simulator.profile import Profile
 
@@ -130,6 +132,12 @@ async def apply(request: Request) -> WireJSONResponse:
         raise ApiError(400, f"body: {problem}", field="body") from exc
     if not text.strip():
         raise ApiError(400, "body: empty; send YAML or JSON manifests", field="body")
+    # The route reads its body itself, so NestingBoundRoute cannot measure it: measured
+    # here as the loader reads it, JSON if it starts with a bracket, YAML otherwise.
+    if text.lstrip().startswith(("{", "[")):
+        check_nesting(raw)
+    elif (depth := yaml_depth_over(text)) is not None:
+        raise RequestValidationError([too_deep_error(depth)])
     objs = await st.run("admin", st.backend.apply, text)
     return WireJSONResponse(_list_body(objs))
 

@@ -17,7 +17,9 @@ parses it: one nested deeper than Go's decoder reads is malformed JSON, as
 upstream answers it, and one deeper than this server reads
 (:data:`~pytest_kruise_agents.e2b.nesting.MAX_JSON_DEPTH`) a 400 naming
 ``body``. Parsed, it ended in a ``RecursionError`` (500) or FastAPI's
-"There was an error parsing the body".
+"There was an error parsing the body". A route that reads its body itself
+(the admin apply) calls :func:`check_nesting` (and :func:`too_deep_error`
+for a measure of its own) to answer the same.
 """
 
 from __future__ import annotations
@@ -36,7 +38,9 @@ from pytest_kruise_agents.e2b.nesting import GO_JSON_DEPTH, depth_over, too_deep
 __all__ = [
     "BodyLimitMiddleware",
     "NestingBoundRoute",
+    "check_nesting",
     "nesting_error",
+    "too_deep_error",
     "too_large_message",
     "too_large_response",
 ]
@@ -148,11 +152,28 @@ def nesting_error(body: bytes) -> dict[str, Any] | None:
     if depth > GO_JSON_DEPTH:
         detail = f"exceeded max depth ({GO_JSON_DEPTH} levels)"
         return {"type": "json_invalid", "loc": ("body",), "msg": detail, "ctx": {"error": detail}}
+    return too_deep_error(depth)
+
+
+def too_deep_error(depth: int) -> dict[str, Any]:
+    """The validation error of a body ``depth`` levels deep, past this server's limit."""
     return {"type": NESTED_TOO_DEEPLY, "loc": ("body",), "msg": too_deep_message(depth)}
 
 
+def check_nesting(body: bytes) -> None:
+    """Raise the ``RequestValidationError`` of :func:`nesting_error` for a ``body`` nested too deeply."""
+    error = nesting_error(body)
+    if error is not None:
+        raise RequestValidationError([error])
+
+
 class NestingBoundRoute(APIRoute):
-    """An ``APIRoute`` refusing a JSON body nested too deeply before FastAPI parses it."""
+    """An ``APIRoute`` refusing a JSON body nested too deeply before FastAPI parses it.
+
+    Only a route that declares a body: one that reads none answers as if
+    there were none (upstream's handler never decodes it), and one that reads
+    its body itself calls :func:`check_nesting`.
+    """
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         """FastAPI's handler, behind the depth check for a route that takes a body."""
@@ -162,9 +183,7 @@ class NestingBoundRoute(APIRoute):
 
         async def bounded(request: Request) -> Response:
             # Read once: FastAPI's handler takes the same request and its cached body.
-            error = nesting_error(await request.body())
-            if error is not None:
-                raise RequestValidationError([error])
+            check_nesting(await request.body())
             return await handler(request)
 
         return bounded

@@ -7,6 +7,7 @@ process (SIGSEGV), which must never take the test run down with it.
 
 from __future__ import annotations
 
+import json
 import signal
 import struct
 import subprocess
@@ -17,8 +18,16 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi.routing import APIRoute
 
-from pytest_kruise_agents.e2b.nesting import MAX_JSON_DEPTH, depth_over, json_depth
+from pytest_kruise_agents.e2b import admin, control
+from pytest_kruise_agents.e2b.nesting import (
+    MAX_JSON_DEPTH,
+    depth_over,
+    json_depth,
+    yaml_depth,
+    yaml_depth_over,
+)
 
 from .conftest import pool_yaml
 from .test_serve import serve_command, write_config
@@ -33,6 +42,13 @@ DEEP = 100_000
 def nested(depth: int) -> bytes:
     """A JSON array nested ``depth`` levels deep (closed: valid JSON)."""
     return b"[" * depth + b"]" * depth
+
+
+def block_yaml(depth: int, indent: int = 0) -> str:
+    """Block mappings nested ``depth`` levels deep by indentation alone, ``indent`` spaces in."""
+    return "".join(" " * (indent + 2 * i) + "a:\n" for i in range(depth - 1)) + (
+        " " * (indent + 2 * (depth - 1)) + "a: 1\n"
+    )
 
 
 # --------------------------------------------------------------------------- the measure
@@ -83,6 +99,30 @@ def test_depth_over_names_only_a_depth_past_the_limit() -> None:
     assert depth_over(b"[" * DEEP) == DEEP
     # Many brackets, none deep: measured, and passed.
     assert depth_over(b"[" + b"[]," * 10_000 + b"[]]") is None
+
+
+@pytest.mark.parametrize(
+    ("text", "depth"),
+    [
+        ("1", 0),
+        ("a: 1", 1),
+        ("a: [1, {b: 2}]", 3),
+        ("- - - x", 3),  # compact block sequences
+        ("a:\n  b:\n    c: 1\n", 3),  # indentation
+        ("x: &a [[[1]]]\ny: [[*a]]\n", 6),  # an alias is as deep as its node, where it stands
+        ("a: 1\n---\n- [[1]]\n", 3),  # the deepest document
+        ("a: [[[ oops", 4),  # no YAML: as deep as it parses
+    ],
+)
+def test_yaml_depth_is_the_deepest_nesting_of_sequences_and_mappings(text: str, depth: int) -> None:
+    assert yaml_depth(text) == depth
+
+
+def test_yaml_depth_over_names_only_a_depth_past_the_limit() -> None:
+    assert yaml_depth_over(block_yaml(MAX_JSON_DEPTH)) is None
+    assert yaml_depth_over(block_yaml(MAX_JSON_DEPTH + 1)) == MAX_JSON_DEPTH + 1
+    # Brackets and dashes in strings and comments nest nothing.
+    assert yaml_depth_over("a: '" + "[" * 500 + "'  # " + "{" * 500 + "\nb: " + "-" * 500) is None
 
 
 # --------------------------------------------------------------------------- the server
@@ -248,11 +288,12 @@ def test_an_envd_rpc_reads_a_message_nested_as_deep_as_the_limit(alive: Server) 
 
 
 def _control_calls(sid: str) -> list[tuple[str, str, bytes]]:
-    """``(method, path, body prefix)`` of every control-plane and admin route that reads JSON.
+    """``(method, path, body prefix)`` of every control-plane and admin route that reads a body.
 
     The body is the prefix, then a deeply nested value, then ``}``: a valid body
-    but for its depth (Go's decoder ignores the unknown key ``x``). ``/pause``
-    reads no body.
+    but for its depth (Go's decoder ignores the unknown key ``x``; the apply
+    reads a ``List`` by its ``items``). ``/pause`` reads no body (see
+    :func:`test_every_route_that_reads_a_body_is_bounded`).
     """
     return [
         ("POST", "/v2/sandboxes", b'{"templateID": "base", "x": '),
@@ -261,10 +302,32 @@ def _control_calls(sid: str) -> list[tuple[str, str, bytes]]:
         ("POST", f"/sandboxes/{sid}/connect", b'{"timeout": 100, "x": '),
         ("POST", f"/sandboxes/{sid}/timeout", b'{"timeout": 100, "x": '),
         ("POST", f"/sandboxes/{sid}/resume", b'{"x": '),
+        ("POST", "/_kruise/apply", b'{"apiVersion": "v1", "kind": "List", "items": [], "x": '),
         ("POST", "/_kruise/clock/advance", b'{"seconds": 0, "x": '),
         ("POST", "/_kruise/faults", b'{"kind": "pod_kill", "x": '),
         ("PUT", "/_kruise/latency/image.pull", b'{"value": '),
     ]
+
+
+READS_NO_BODY = {("POST", "/sandboxes/{sandboxID}/pause")}
+"""Routes taking a ``POST`` or ``PUT`` that ignore its body, as upstream's handler does."""
+
+
+def test_every_route_that_reads_a_body_is_bounded() -> None:
+    """Each ``POST``/``PUT``/``PATCH`` route is measured below, or reads no body at all.
+
+    (The routes under ``/kruise/api`` are the same routes.)
+    """
+    measured = {(m, p.removeprefix("/kruise/api")) for m, p, _ in _control_calls("{sandboxID}")}
+    for route in [*control.router.routes, *admin.router.routes]:
+        assert isinstance(route, APIRoute)
+        for method in (route.methods or set()) & {"POST", "PUT", "PATCH"}:
+            if (method, route.path) in READS_NO_BODY:
+                assert route.body_field is None, route.path
+            else:
+                assert (method, route.path.replace("{name}", "image.pull")) in measured, (
+                    f"{method} {route.path} reads a body no test here measures"
+                )
 
 
 CONTROL_ROUTES = [f"{m} {p.replace('{sid}', 'ID')}" for m, p, _ in _control_calls("{sid}")]
@@ -284,6 +347,8 @@ def _state(server: Server) -> tuple[Any, ...]:
         server.call("GET", "/_kruise/faults", headers=admin).json(),
         server.call("GET", "/_kruise/latency/image.pull", headers=admin).json(),
         server.call("GET", "/_kruise/clock", headers=admin).json()["now"],
+        server.call("GET", "/_kruise/resources/sbs", headers=admin).json(),
+        server.call("GET", "/_kruise/resources/pods", headers=admin).json(),
     )
 
 
@@ -381,3 +446,110 @@ def test_the_code_interpreter_refuses_a_body_nested_too_deeply_with_400(
         "message": f"body: nested too deeply: {depth + 1} levels of arrays and objects, "
         f"more than the {MAX_JSON_DEPTH} this server reads",
     }
+
+
+# --------------------------------------------------------------------------- the admin apply
+
+
+POOL = {
+    "apiVersion": "agents.kruise.io/v1alpha1",
+    "kind": "SandboxSet",
+    "metadata": {"name": "deep", "namespace": "default"},
+    "spec": {
+        "replicas": 1,
+        "template": {"spec": {"containers": [{"name": "c", "image": "registry.example.com/x:v1"}]}},
+    },
+}
+
+POD_USER = """\
+apiVersion: v1
+kind: Pod
+metadata: {name: deep, namespace: default}
+spec:
+  containers: [{name: c, image: "registry.example.com/x:v1"}]
+status:
+  containerStatuses:
+  - name: c
+    user:
+"""
+"""A Pod whose container status ``user`` (kept as written) is its 5th level."""
+
+
+def _pool_in_arrays(depth: int) -> bytes:
+    """The SandboxSet ``deep`` (6 levels) wrapped in arrays: ``depth`` levels in all."""
+    return b"[" * (depth - 6) + json.dumps(POOL).encode() + b"]" * (depth - 6)
+
+
+def _pod_user_nested(depth: int) -> str:
+    """The Pod ``deep`` with its ``user`` nested to ``depth`` levels in all, in block YAML."""
+    return POD_USER + block_yaml(depth - 4, indent=6)
+
+
+APPLY_TOO_DEEP = [
+    pytest.param(_pool_in_arrays(250), 250, id="json in 244 arrays"),
+    pytest.param(_pool_in_arrays(900), 900, id="json in 894 arrays"),
+    pytest.param(b"[" * 201 + b"]" * 201, 201, id="json empty arrays"),
+    pytest.param(_pod_user_nested(300).encode(), 300, id="yaml indentation"),
+    pytest.param(
+        (POD_USER + "      a: " + "[" * 250 + "1" + "]" * 250 + "\n").encode(),
+        255,
+        id="yaml flow",
+    ),
+    pytest.param(
+        (
+            POD_USER
+            + "      x: &x "
+            + "[" * 100
+            + "1"
+            + "]" * 100
+            + "\n      y: "
+            + "[" * 100
+            + "*x"
+            + "]" * 100
+            + "\n"
+        ).encode(),
+        205,
+        id="yaml aliases",
+    ),
+]
+
+
+@pytest.mark.parametrize(("body", "depth"), APPLY_TOO_DEEP)
+def test_an_applied_manifest_nested_past_the_limit_answers_400_naming_body(
+    alive: Server, body: bytes, depth: int
+) -> None:
+    """JSON or YAML alike: the apply reads its body itself, and measures it as it reads it.
+
+    A SandboxSet wrapped in 244 arrays was applied, and a Pod 300 levels deep
+    in YAML answered a 500 (pydantic serialises 255 levels at most).
+    """
+    before = _state(alive)
+
+    r = alive.call("POST", "/_kruise/apply", headers={"X-API-Key": ADMIN_KEY}, content=body)
+
+    assert r.status_code == 400, r.text
+    assert r.json()["field"] == "body"
+    assert r.json()["message"] == (
+        f"body: nested too deeply: {depth} levels of arrays and objects, "
+        f"more than the {MAX_JSON_DEPTH} this server reads"
+    )
+    assert _state(alive) == before
+
+
+@pytest.mark.parametrize(
+    ("body", "kind"),
+    [
+        pytest.param(_pool_in_arrays(MAX_JSON_DEPTH), "sbs", id="json"),
+        pytest.param(_pod_user_nested(MAX_JSON_DEPTH).encode(), "pods", id="yaml"),
+    ],
+)
+def test_a_manifest_nested_as_deep_as_the_limit_is_applied(
+    alive: Server, body: bytes, kind: str
+) -> None:
+    admin_key = {"X-API-Key": ADMIN_KEY}
+
+    r = alive.call("POST", "/_kruise/apply", headers=admin_key, content=body)
+
+    assert r.status_code == 200, r.text
+    assert [item["metadata"]["name"] for item in r.json()["items"]] == ["deep"]
+    alive.call("DELETE", f"/_kruise/resources/{kind}/default/deep", headers=admin_key)
