@@ -572,8 +572,8 @@ class FaultInjector:
     would not have matched, and a fault that does not match draws nothing, so
     what fires and what is drawn are the same as a walk of them all. A
     ``controller_stall`` is the exception: :meth:`stall_of` walks the open
-    stalls, as each draws its probability the first time any controller
-    meets it.
+    stalls (there are few), and draws only for those that select the
+    controller asking.
     """
 
     def __init__(self, now: Callable[[], float], rng: random.Random) -> None:
@@ -899,10 +899,11 @@ class FaultInjector:
     def stall_of(self, controller: str) -> Fault | None:
         """The ``controller_stall`` holding ``controller`` now (the first injected), or ``None``.
 
-        Every open stall before the one found is examined, whatever controller
-        it selects: a stall's probability is drawn the first time any
-        controller meets it (:meth:`_stall_drawn`), and that draw's place in
-        the seeded stream must not depend on which controller asked.
+        The open stalls are examined in injection order; one that selects
+        another controller draws nothing (as a consulted fault that does not
+        match): a stall's probability is drawn the first time a controller it
+        selects meets it (:meth:`_stall_drawn`), so a stall of a component
+        that never works leaves the run as it was.
         """
         consulted = self._by_kind.get("controller_stall")
         if consulted is None and not self._pending:
@@ -914,11 +915,15 @@ class FaultInjector:
         if consulted is None:
             return None
         for f in consulted.faults:
-            if f.window_closed(now) or not self._stall_drawn(f):
+            if f.window_closed(now):
                 self.retire(f)
                 return self.stall_of(controller)  # the list changed under the loop
-            if now >= (f.start or 0.0) and f.selector.get("controller", controller) == controller:
-                return f
+            if now < (f.start or 0.0) or f.selector.get("controller", controller) != controller:
+                continue
+            if not self._stall_drawn(f):
+                self.retire(f)
+                return self.stall_of(controller)
+            return f
         return None
 
     def _stall_drawn(self, f: Fault) -> bool:

@@ -2675,19 +2675,22 @@ class Nodes:
         faults = self.ctx.faults
         if not faults.in_force(fault):
             return  # cleared before it started
-        if not fault.fires(self.ctx.rng):
-            faults.retire(fault)  # its one moment passed without it: it has ended
-            return
+        # Its probability is drawn only if it has something to act on, as a consulted
+        # fault draws only when it matches: one aimed at nothing leaves the run as it was.
         if fault.kind == "node_loss":
-            self._node_loss(fault)
+            nodes = self._loss_candidates(fault)
+            if nodes and fault.fires(self.ctx.rng):
+                self._node_loss(fault, nodes)
+                return
         else:
-            self._pod_kill(fault)
-            faults.retire(fault)  # a pod kill acts once, at its start
+            pods = self._kill_candidates(fault)
+            if pods and fault.fires(self.ctx.rng):
+                self._pod_kill(fault, pods)
+        # A pod kill acts once, at its start; a fault that did not act has had its moment.
+        faults.retire(fault)
 
-    def _node_loss(self, fault: Fault) -> None:
-        targets = self._loss_targets(fault)
-        if not targets:
-            return
+    def _node_loss(self, fault: Fault, candidates: list[_Node]) -> None:
+        targets = self._loss_targets(fault, candidates)
         for node in targets:
             fault.fired += 1
             node.held_by[id(fault)] = None
@@ -2705,20 +2708,24 @@ class Nodes:
             timer = _boundary_timer(self.ctx.env, max(end - self.ctx.now(), 0.0))
             timer.callbacks.append(lambda _ev: self._end_loss(fault))
 
-    def _loss_targets(self, fault: Fault) -> list[_Node]:
-        """The nodes a node_loss takes: the one its selector names, else ``count`` (1) ready
-        nodes at random (Chaos Mesh's ``mode: one`` or ``mode: fixed`` with ``value``)."""
+    def _loss_candidates(self, fault: Fault) -> list[_Node]:
+        """The nodes a node_loss may take: the one its selector names, else the ready ones."""
         name = fault.selector.get("node")
         if name is not None:
             found = self._nodes.get(name)
             return [] if found is None else [found]
-        ready = [n for n in self._nodes.values() if n.ready]
-        if not ready:
-            return []
+        return [n for n in self._nodes.values() if n.ready]
+
+    def _loss_targets(self, fault: Fault, candidates: list[_Node]) -> list[_Node]:
+        """The nodes a node_loss takes of its ``candidates``: the one its selector names, else
+        ``count`` (1) ready nodes at random (Chaos Mesh's ``mode: one`` or ``mode: fixed``
+        with ``value``)."""
+        if "node" in fault.selector:
+            return candidates
         count = fault.count or 1
         if count == 1:
-            return [self.ctx.rng.choice(ready)]
-        return self.ctx.rng.sample(ready, min(count, len(ready)))
+            return [self.ctx.rng.choice(candidates)]
+        return self.ctx.rng.sample(candidates, min(count, len(candidates)))
 
     def _lose(self, node: _Node, fault: Fault) -> None:
         """Take ``node`` down: NotReady, its pods failed (NodeLost), its state forgotten."""
@@ -2761,7 +2768,8 @@ class Nodes:
         self._retry = True
         self._kick()
 
-    def _pod_kill(self, fault: Fault) -> None:
+    def _kill_candidates(self, fault: Fault) -> list[tuple[_Node, _PodRun]]:
+        """The running pods a pod_kill's selector matches, node by node."""
         candidates: list[tuple[_Node, _PodRun]] = []
         for node in self._nodes.values():
             if not node.ready:
@@ -2777,6 +2785,9 @@ class Nodes:
                 }
                 if fault.matches(attrs):
                     candidates.append((node, run))
+        return candidates
+
+    def _pod_kill(self, fault: Fault, candidates: list[tuple[_Node, _PodRun]]) -> None:
         if fault.count is not None and fault.count < len(candidates):
             candidates = self.ctx.rng.sample(candidates, fault.count)
         for node, run in candidates:

@@ -307,6 +307,39 @@ def test_a_fault_of_probability_0_leaves_the_run_as_it_is_without_it(
     assert _run_with((kind, {"probability": 0.0, **fields})) == _run_with()
 
 
+@pytest.mark.parametrize(
+    ("kind", "fields"),
+    [
+        ("pod_kill", {"selector": {"template": "nope"}}),
+        ("controller_stall", {"selector": {"controller": "sandboxclaim"}, "duration": 5}),
+    ],
+    ids=["pod_kill-of-no-pod", "stall-of-an-idle-controller"],
+)
+def test_a_fault_that_matches_nothing_leaves_the_run_as_it_is_without_it(
+    kind: str, fields: dict[str, Any]
+) -> None:
+    """An uncertain fault draws its probability only when it matches something: a pod kill
+    selecting no pod, or a stall of a controller that never works (no SandboxClaim here),
+    changes nothing, byte for byte."""
+    assert _run_with((kind, {"probability": 0.5, **fields})) == _run_with()
+
+
+def test_a_node_loss_with_no_node_to_take_leaves_the_run_as_it_is_without_it() -> None:
+    """A node loss without a ``node`` selector, at a moment no node is ready, draws nothing."""
+
+    def run(*, idle_loss: bool) -> str:
+        cluster = Cluster(seed=3, nodes=[{"name": "node-1"}])
+        cluster.apply(pool_yaml(replicas=2))
+        cluster.wait_for_pool("base")
+        cluster.inject("node_loss", selector={"node": "node-1"}, duration=20)
+        if idle_loss:
+            cluster.inject("node_loss", probability=0.5)
+        cluster.advance(60)  # the node comes back and the pool refills: draws follow
+        return cluster.log.text()
+
+    assert run(idle_loss=True) == run(idle_loss=False)
+
+
 def test_a_stall_that_held_a_controller_has_fired(pooled: Cluster) -> None:
     """``fired`` shows whether a stall held anything: it counts the reconciles it held."""
     idle = pooled.inject("controller_stall", selector={"controller": "sandboxclaim"}, duration=20)
