@@ -44,7 +44,7 @@ from pytest_kruise_agents.api.pod import (
 )
 from pytest_kruise_agents.api.validation import ANNOTATIONS_MAX, annotations_size_problem
 from simulator.context import SimContext
-from simulator.faults import Fault
+from simulator.faults import Fault, StallGate
 from simulator.heldrequest import HeldRequest
 from simulator.informer import Informer, ObjKey
 from simulator.interning import FieldsSetInterner
@@ -211,13 +211,21 @@ _MODIFIED: Final = (
 
 
 class Client:
-    """A component's API client: its name and its QPS/burst token bucket."""
+    """A component's API client: its name, its QPS/burst token bucket, and the name of the
+    component a ``controller_stall`` holds it with (``None``: no stall holds it)."""
 
-    __slots__ = ("bucket", "name")
+    __slots__ = ("bucket", "name", "stall_name")
 
-    def __init__(self, name: str, bucket: TokenBucket) -> None:
+    def __init__(self, name: str, bucket: TokenBucket, stall_name: str | None = None) -> None:
         self.name = name
         self.bucket = bucket
+        self.stall_name = stall_name
+
+    def for_component(self, stall_name: str) -> Client:
+        """This client (its name and token bucket, shared) as the component a
+        ``controller_stall`` selects as ``stall_name`` uses it: the agent-sandbox-controller's
+        one client serves three controllers, each stalled on its own."""
+        return Client(self.name, self.bucket, stall_name)
 
 
 def _meta(obj: Any) -> Any:
@@ -258,12 +266,14 @@ class ApiServer:
         """The ``watch_lag`` and ``api_latency`` faults (by ``id``) with a release timer at the
         end of their window."""
         ctx.faults.add_clear_listener(self._on_faults_cleared)
+        self._stall_gate = StallGate(ctx.faults, ctx.env)
 
     # -- wiring ---------------------------------------------------------------
 
-    def client(self, name: str, qps: float, burst: int) -> Client:
-        """A client with its own QPS/burst limits."""
-        return Client(name, TokenBucket(self.ctx.now, qps, burst))
+    def client(self, name: str, qps: float, burst: int, *, stall_name: str | None = None) -> Client:
+        """A client with its own QPS/burst limits; a ``controller_stall`` of ``stall_name``
+        holds each request it sends (:meth:`held`)."""
+        return Client(name, TokenBucket(self.ctx.now, qps, burst), stall_name)
 
     def register(self, informer: Informer) -> None:
         """Feed ``informer`` from now on, after replaying the current state as ADDED events."""
@@ -961,11 +971,24 @@ class ApiServer:
 
     # -- verbs with latency, throttling and faults --------------------------------
 
+    def held(self, client: Client) -> Op:
+        """Return once no ``controller_stall`` holds the component behind ``client``
+        (at once for a client no stall holds).
+
+        A stalled component makes no progress: each request it would send, and
+        each step of its work under way, waits here until the stall lets go.
+        """
+        if client.stall_name is not None:
+            yield from self._stall_gate.wait(client.stall_name)
+
     def _request(self, client: Client, verb: str, kind: str) -> Op:
         ctx = self.ctx
+        faults = ctx.faults
+        if faults.injected and client.stall_name is not None:
+            # Not sent while its component is stalled (a request already sent goes on).
+            yield from self._stall_gate.wait(client.stall_name)
         wait = client.bucket.reserve()
         delay = wait + ctx.draw[_VERB_LATENCY[verb]]()
-        faults = ctx.faults
         if faults.injected:
             draws = faults.latency_draws("api_latency", verb=verb, kind=kind, client=client.name)
             if draws:

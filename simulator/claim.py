@@ -486,6 +486,8 @@ class Claimer:
             # -- pick -----------------------------------------------------------
             stage = "pick"
             yield env.timeout(ctx.latency("manager.pick"))
+            if ctx.faults.injected and self.client.stall_name is not None:
+                yield from self._held()
             now_dt = ctx.now_dt()
             pool, sbs = self._pool(opts.namespace, opts.template)
             update_revision = sbs.status.update_revision if sbs is not None else None
@@ -570,11 +572,17 @@ class Claimer:
                     latest = yield from self._wait_ready(stored, opts)
                     record.ready = ctx.now()
                 if opts.init_runtime is not None:
+                    if ctx.faults.injected and self.client.stall_name is not None:
+                        yield from self._held()
                     yield from self.runtime.init(latest, opts.init_runtime, record)
                     record.runtime_initialized = ctx.now()
                 if opts.csi_mounts:
+                    if ctx.faults.injected and self.client.stall_name is not None:
+                        yield from self._held()
                     yield from self.runtime.mount(latest, opts.csi_mounts)
                     record.mounted = ctx.now()
+                if ctx.faults.injected and self.client.stall_name is not None:
+                    yield from self._held()
             except (ClaimError, simpy.Interrupt) as exc:
                 reason = exc.reason if isinstance(exc, ClaimError) else "Interrupted"
                 ctx.record("claim.post_failed", f"{self.name} {key} {reason}")
@@ -592,6 +600,15 @@ class Claimer:
             if holding and request is not None and slots is not None:
                 request.cancel()
                 slots.release(request)
+
+    def _held(self) -> Op:
+        """Wait while a ``controller_stall`` holds the component this claimer works for.
+
+        The SandboxClaim controller's attempts stop at each step (the pick, the
+        ``/init``, the mounts, the answer) while it is stalled, as its API
+        requests do (:meth:`ApiServer.held`); the manager's client has no stall name.
+        """
+        yield from self.world.api.held(self.client)
 
     def _pick_failed(self, record: ClaimRecord, err: ClaimError) -> NoReturn:
         record.pick_failures[err.reason] = record.pick_failures.get(err.reason, 0) + 1

@@ -285,7 +285,7 @@ class Cluster:
             self.world,
             name="sandboxclaim-controller",
             cache=self.world.controller_cache,
-            client=self.world.controller_client,
+            client=self.world.controller_client.for_component(SandboxClaimController.stall_name),
             runtime=self.runtime,
             worker_slots=None,
             create_limiter=None,

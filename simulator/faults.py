@@ -958,8 +958,9 @@ class StallGate:
     A stall holds the component until its window closes or it is cleared,
     whichever comes first: a clear opens the gate at once (a SimPy event that
     all the component's waiters share), without polling. Each wait a stall
-    causes counts as one firing of it (one reconcile, scheduling pass or
-    kubelet pod start or stop held), so ``fired`` shows whether a stall held anything.
+    causes counts as one firing of it (one reconcile, scheduling pass, kubelet
+    pod start or stop, API request or step of work under way held), so
+    ``fired`` shows whether a stall held anything.
     """
 
     def __init__(self, faults: FaultInjector, env: simpy.Environment) -> None:

@@ -74,7 +74,8 @@ same back-off; only the first failure of a loop is written, see
 pods until no node_loss in force holds it, then comes back empty)
 and ``pod_kill`` (running pods matching the selector fail with reason Killed).
 A ``controller_stall`` of ``scheduler`` or ``kubelet`` holds them (the
-kubelet's pod starts and stops alike) until its window ends or it is cleared.
+kubelet's pod starts and stops alike, each at its next step, and every request
+their clients would send) until its window ends or it is cleared.
 """
 
 from __future__ import annotations
@@ -1200,7 +1201,9 @@ class Nodes:
         if spec.name in self._nodes:
             raise ValueError(f"node {spec.name!r} already exists")
         prof = self.ctx.profile
-        client = self.api.client(f"kubelet/{spec.name}", prof.kubelet_qps, prof.kubelet_burst)
+        client = self.api.client(
+            f"kubelet/{spec.name}", prof.kubelet_qps, prof.kubelet_burst, stall_name="kubelet"
+        )
         node = _Node(spec, len(self._nodes), client)
         self._nodes[spec.name] = node
         self._order.append(node)
@@ -1401,7 +1404,10 @@ class Nodes:
                 heapq.heappush(heap, (next(iter(by_shape[shape].values())).seq, shape))
 
     def _stall(self, name: str) -> Op:
-        # Until the stall's window closes or it is cleared, whichever is first.
+        # Until the stall's window closes or it is cleared, whichever is first. A stalled
+        # kubelet waits here before each step of a pod's start or stop, and its API client
+        # before each request (ApiServer.held): what is under way (a timer, an image
+        # download, which the container runtime does) finishes, the kubelet acts on it after.
         yield from self._stall_gate.wait(name)
 
     def _schedule_loop(self) -> Op:
@@ -1841,6 +1847,8 @@ class Nodes:
             if not run.dead and not _is_terminal(pod):
                 grace = _grace_seconds(pod, self.ctx.profile.pod_delete_grace_s)
                 yield self.ctx.env.timeout(grace + self.ctx.latency("pod.stop"))
+                if self.ctx.faults.injected:
+                    yield from self._stall("kubelet")
             node.release_ip(run.ip)
             run.ip = None
             self._release(run.uid)
@@ -1866,6 +1874,8 @@ class Nodes:
                 yield from self._never_starts(node, run, unparsed)
                 return
             while True:
+                if faults.injected:  # each step of a stalled kubelet waits (see _stall)
+                    yield from self._stall("kubelet")
                 # No local keeps a version of the pod: this process lives as long
                 # as the pod, and an old version held here would never be freed.
                 want = _first_image(run.pod.spec)
@@ -1932,6 +1942,8 @@ class Nodes:
                     error = yield from self._pull(
                         node, want, template, ns, always=policy == "Always"
                     )
+                    if faults.injected:
+                        yield from self._stall("kubelet")
                     if error is not None:
                         pull_failures += 1
                         ctx.record(
@@ -1953,6 +1965,8 @@ class Nodes:
                     if _first_image(run.pod.spec) != want:
                         continue
                 yield env.timeout(ctx.draw["inplace.update" if inplace else "container.start"]())
+                if faults.injected:
+                    yield from self._stall("kubelet")
                 if faults.injected and faults.check(
                     "pod_start_failure", node=node.name, template=template, namespace=ns, image=want
                 ):
@@ -1976,6 +1990,8 @@ class Nodes:
                     continue
                 if not inplace:
                     yield env.timeout(ctx.draw["container.ready"]())
+                    if faults.injected:
+                        yield from self._stall("kubelet")
                 start_failures = 0
                 if _first_image(run.pod.spec) != want:
                     continue
@@ -2137,6 +2153,8 @@ class Nodes:
         if node.resize(run.uid, ask):
             self._room_freed(node)
         yield ctx.env.timeout(ctx.latency("inplace.resize"))
+        if ctx.faults.injected:
+            yield from self._stall("kubelet")
         run.resources = resources
         run.held_for = resources
         run.containers = None  # the lists seen so far asked for the old resources

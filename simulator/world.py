@@ -113,7 +113,7 @@ class World:
             "sandbox-manager", prof.manager_qps, prof.manager_burst
         )
         self.scheduler_client: Client = self.api.client(
-            "kube-scheduler", prof.controller_qps, prof.controller_burst
+            "kube-scheduler", prof.controller_qps, prof.controller_burst, stall_name="scheduler"
         )
 
     @staticmethod

@@ -223,7 +223,7 @@ class SandboxController(Reconciler[SbxKey]):
         # The cached Sandboxes and Pods by key: every reconcile reads both.
         self._sandboxes = self.cache.objects("Sandbox")
         self._pods = self.cache.objects("Pod")
-        self.client = world.controller_client
+        self.client = world.controller_client.for_component(self.stall_name)
         self.runtime = runtime
         self._sbx_expect: dict[SbxKey, _Expectation] = {}
         self._pod_expect: dict[SbxKey, _Expectation] = {}
@@ -612,9 +612,13 @@ class SandboxController(Reconciler[SbxKey]):
         uid = sbx.metadata.uid or ""
         ok, message = True, ""
         try:
+            if self.ctx.faults.injected:  # stalled, it sends nothing
+                yield from self._honour_stall()
             yield from self.runtime.reinit(sbx)
         except (ClaimError, ApiError) as err:
             ok, message = False, str(err)
+        if self.ctx.faults.injected:  # stalled, it takes in no answer
+            yield from self._honour_stall()
         if self._reiniting.get(key) == pod_uid:
             del self._reiniting[key]
         current = self.cache.get("Sandbox", key[0], key[1])

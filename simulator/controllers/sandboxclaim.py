@@ -93,7 +93,7 @@ class SandboxClaimController(Reconciler[ClaimKey]):
         self.world = world
         self.api = world.api
         self.cache = world.controller_cache
-        self.client = world.controller_client
+        self.client = world.controller_client.for_component(self.stall_name)
         self.claimer = claimer
         # resourceVersion expectations: our last status write, until seen or expired.
         self._expected: dict[ClaimKey, tuple[int, float]] = {}

@@ -171,7 +171,7 @@ class SandboxSetController(Reconciler[SetKey]):
         self.world = world
         self.api = world.api
         self.cache = world.controller_cache
-        self.client = world.controller_client
+        self.client = world.controller_client.for_component(self.stall_name)
         self._owned: dict[str, _Owned] = {}
         self._where: dict[str, tuple[str, SandboxState]] = {}
         self._expect: dict[str, _Expectations] = {}
