@@ -51,7 +51,12 @@ from pytest_kruise_agents.claiming.extensions import (
     is_image_reference,
 )
 from pytest_kruise_agents.claiming.sandboxclaim import sandboxclaim_annotations_problem
-from pytest_kruise_agents.claiming.sandboxset import is_owned_by, is_updated, rollout_blocked
+from pytest_kruise_agents.claiming.sandboxset import (
+    is_owned_by,
+    is_updated,
+    rollout_blocked,
+    scale_up_blocked,
+)
 from pytest_kruise_agents.claiming.state import sandbox_state
 from pytest_kruise_agents.claiming.view import sandbox_id_keys
 from simulator import applying
@@ -673,7 +678,8 @@ class Cluster:
 
         On timeout, :class:`~simulator.errors.PoolTimeoutError` (a ``TimeoutError``)
         says what was counted (during a rollout, the update revision's available
-        sandboxes) and why when the pool tells (``explained``): a rollout blocked
+        sandboxes) and why when the pool tells (``explained``): a scale-up that
+        ``scaleStrategy.maxUnavailable`` 0 blocks, a rollout blocked
         (:func:`~pytest_kruise_agents.claiming.sandboxset.rollout_blocked`), an
         unschedulable pod, a pod whose container waits.
         """
@@ -759,9 +765,11 @@ class Cluster:
             # The counts above are of the spec the controller last saw, not of this one.
             counted += f" (the controller has observed generation {observed} of {generation})"
         blocked = rollout_blocked(cur, mine, now)
+        stopped = scale_up_blocked(cur, len(available))
         why = self.unschedulable_message(name, namespace)
         waits = None if why else self._waiting_message(name, namespace)
         reasons = [
+            *([f"scale-up blocked: {stopped}"] if stopped else []),
             *([f"rollout blocked: {blocked}"] if blocked else []),
             *([f"a pod of it is unschedulable: {why}"] if why else []),
             *([f"a pod of it is not ready: {waits}"] if waits else []),

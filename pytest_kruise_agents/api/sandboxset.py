@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from pytest_kruise_agents.api.base import KubeModel, from_manifest
+from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.api.keys import (
     API_VERSION,
     BLACKLISTED_PREFIXES,
@@ -37,17 +38,22 @@ def scaled_value(value: IntOrString | None, total: int, *, round_up: bool = True
     """Resolve an IntOrString (``3`` or ``"20%"``) against ``total``; ``None`` stays ``None``.
 
     Percentages round up, as upstream's code does (its CRD comment says down).
+    ``value`` is what the validator accepts (an int32 >= 0, or ``"0%"`` to
+    ``"100%"``: a string is always a percentage, so ``"3"`` is refused); anything
+    else raises :class:`InvalidError` naming ``value``.
     """
     if value is None:
         return None
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise InvalidError("value", f"must be an integer or a percentage like '20%', got {value!r}")
+    try:
+        _validate_int_or_percent(value)
+    except ValueError as exc:
+        raise InvalidError("value", str(exc)) from None
     if isinstance(value, int):
         return value
-    text = value.strip()
-    if text.endswith("%"):
-        pct = int(text[:-1])
-        num = pct * total
-        return -(-num // 100) if round_up else num // 100
-    return int(text)
+    num = int(value[:-1]) * total
+    return -(-num // 100) if round_up else num // 100
 
 
 _INT32_MAX = 2**31 - 1

@@ -33,6 +33,7 @@ __all__ = [
     "rolling_update_deletions",
     "rollout_blocked",
     "scale_delta",
+    "scale_up_blocked",
     "scale_down_order",
     "scale_up_limit",
     "selector_for",
@@ -274,6 +275,19 @@ def rollout_blocked(sbs: SandboxSet, sandboxes: Iterable[Sandbox], now: datetime
             meta = sbx.metadata
             return f"old sandbox {meta.namespace}/{meta.name} is locked by {owner}"
     return None
+
+
+def scale_up_blocked(sbs: SandboxSet, available: int) -> str | None:
+    """Why ``sbs`` creates no sandbox though it has fewer than ``spec.replicas`` available, or
+    ``None``: ``scaleStrategy.maxUnavailable`` resolves to 0 (upstream accepts it, and its
+    scale-up budget is then 0 whatever is missing). ``available`` is the set's count."""
+    strategy = sbs.spec.scale_strategy
+    value = None if strategy is None else strategy.max_unavailable
+    if value is None or available >= sbs.spec.replicas:
+        return None
+    if scaled_value(value, sbs.spec.replicas, round_up=True):
+        return None
+    return f"scaleStrategy.maxUnavailable {value} lets no sandbox be created"
 
 
 def updated_counts(

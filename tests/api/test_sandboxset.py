@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from pytest_kruise_agents.api import InvalidError, SandboxSet, load_manifest
-from pytest_kruise_agents.api.sandboxset import ScaleStrategy, UpdateStrategy
+from pytest_kruise_agents.api.sandboxset import ScaleStrategy, UpdateStrategy, scaled_value
 from pytest_kruise_agents.claiming.modification import sandboxset_revision
 
 
@@ -226,3 +226,43 @@ def test_a_name_longer_than_a_label_value_is_refused() -> None:
     assert "at most 63 characters" in reason and "sandbox-pool" in reason
     doc["metadata"]["name"] = "p" * 63
     assert load_manifest(doc).metadata.name == "p" * 63
+
+
+@pytest.mark.parametrize(
+    ("value", "total", "round_up", "scaled"),
+    [
+        (None, 10, True, None),
+        (3, 10, True, 3),
+        ("25%", 10, True, 3),
+        ("25%", 10, False, 2),
+        ("0%", 10, True, 0),
+        ("100%", 7, True, 7),
+    ],
+)
+def test_scaled_value_resolves_a_count_or_a_percentage_of_the_total(
+    value: Any, total: int, round_up: bool, scaled: int | None
+) -> None:
+    assert scaled_value(value, total, round_up=round_up) == scaled
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("3", "invalid value '3': expected an integer or a percentage like '20%'"),
+        ("-5%", "invalid value '-5%': expected an integer or a percentage like '20%'"),
+        ("20 %", "invalid value '20 %': expected an integer or a percentage like '20%'"),
+        ("150%", "invalid value '150%': must not be greater than 100%"),
+        (-3, "must be >= 0"),
+        (True, "must be an integer or a percentage like '20%', got True"),
+        (2.5, "must be an integer or a percentage like '20%', got 2.5"),
+    ],
+)
+def test_scaled_value_refuses_what_the_validator_refuses_naming_value(
+    value: Any, reason: str
+) -> None:
+    """The public function reads values as the SandboxSet's validator does (a string is
+    always a percentage, as Kubernetes reads it): it read ``"3"`` as 3, ``"150%"`` as 1.5
+    times the total, and answered others with a bare ``ValueError`` or ``AttributeError``."""
+    with pytest.raises(InvalidError) as caught:
+        scaled_value(value, 10)
+    assert (caught.value.field, caught.value.reason) == ("value", reason)

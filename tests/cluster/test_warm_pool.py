@@ -301,6 +301,23 @@ def test_a_rollout_that_max_unavailable_0_holds_back_times_out_saying_so(cluster
     )
 
 
+def test_a_pool_whose_scale_max_unavailable_is_0_times_out_saying_it_creates_nothing(
+    cluster: Cluster,
+) -> None:
+    """``scaleStrategy.maxUnavailable: 0`` is accepted upstream and makes the scale-up budget 0:
+    the pool never fills, and the timeout says why (it said only ``0/3 available``)."""
+    cluster.apply(pool_yaml(replicas=3) + "  scaleStrategy: {maxUnavailable: '0%'}\n")
+    with pytest.raises(TimeoutError) as err:
+        cluster.wait_for_pool("base", timeout=60)
+    assert str(err.value) == (
+        "SandboxSet default/base: 0/3 available after 60s; scale-up blocked: "
+        "scaleStrategy.maxUnavailable 0% lets no sandbox be created"
+    )
+    assert err.value.reason == (  # type: ignore[attr-defined]
+        "scale-up blocked: scaleStrategy.maxUnavailable 0% lets no sandbox be created"
+    )
+
+
 def test_a_rollout_held_back_by_a_locked_old_sandbox_names_it(cluster: Cluster) -> None:
     """An old sandbox locked by someone else is skipped, not replaced by the next one: with
     the default budget (20% of 3, one at a time) the rollout replaces none, and the timeout
