@@ -15,8 +15,12 @@ for docs and the command line::
 
 Unlike kwok's ``delay``/``jitter`` pair, whose jitter is an upper bound rather
 than a spread (kwok issue #906), every parameter here means what its name
-says. A sample is never negative. A distribution is immutable, an empirical
-one's samples too (a tuple): profiles, and so clusters, share them.
+says. A sample is never negative, and never more than :data:`MAX_DRAW_S`: a
+spec that could draw more, or whose mean would be more, is refused when it is
+made, naming the parameter and its bound (a draw or a mean past what a float
+holds failed the model as an ``OverflowError``, mid-run). A distribution is
+immutable, an empirical one's samples too (a tuple): profiles, and so
+clusters, share them.
 """
 
 from __future__ import annotations
@@ -25,12 +29,13 @@ import math
 import random
 import re
 from collections.abc import Iterator, Mapping
-from decimal import Decimal
+from decimal import ROUND_FLOOR, Context, Decimal
 from fractions import Fraction
 from statistics import NormalDist
-from typing import Annotated, Any, Literal, Self, TypeAlias
+from typing import Annotated, Any, Final, Literal, Self, TypeAlias
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -45,6 +50,7 @@ from pytest_kruise_agents.api.durations import parse_duration_nanos
 from pytest_kruise_agents.api.problems import brief, kind_and_value
 
 __all__ = [
+    "MAX_DRAW_S",
     "Empirical",
     "Exponential",
     "Fixed",
@@ -62,6 +68,21 @@ Z_99 = 2.3263478740408408
 """The standard normal's 99th percentile: ``p99 = median · exp(Z_99 · sigma)``."""
 
 _STANDARD_NORMAL = NormalDist()
+
+MAX_DRAW_S: Final = 1e300
+"""The most a latency may draw, in seconds, and the most its mean may be.
+
+Far past the clock's end (a wait that long never ends), and far enough below
+the largest float (about 1.8e308) that a draw, a mean, and sums of a few of
+them (faults' latencies add up, planning adds up means) stay finite.
+"""
+
+# The furthest the draws of ``random`` reach, rounded up. normalvariate's z
+# (Kinderman-Monahan) has z²/4 <= -ln(u) with u >= 2**-53, so |z| <= sqrt(212·ln 2)
+# = 12.12; expovariate's -ln(1 - random()) is at most 53·ln 2 = 36.74 means.
+_NORMAL_TAIL: Final = 12.2
+_EXP_TAIL: Final = 36.8
+_LOG_MAX_DRAW: Final = math.log(MAX_DRAW_S)
 
 
 _NANOS_PER_S = 1_000_000_000
@@ -161,6 +182,16 @@ Seconds = Annotated[float, BeforeValidator(parse_seconds)]
 """A time in seconds; accepts numbers and duration strings when validated."""
 
 
+def _at_most_max_draw(value: float) -> float:
+    if value > MAX_DRAW_S:
+        raise ValueError(f"must be at most {MAX_DRAW_S:g} s (the most a latency may draw)")
+    return value
+
+
+_Drawn = Annotated[Seconds, AfterValidator(_at_most_max_draw)]
+"""A latency parameter: seconds, at most :data:`MAX_DRAW_S`."""
+
+
 class _Distribution(BaseModel):
     """Common base: immutable, strict about unknown fields, finite numbers only."""
 
@@ -199,7 +230,7 @@ class Fixed(_Distribution):
     """Always ``value`` seconds (draws no random number)."""
 
     kind: Literal["fixed"] = "fixed"
-    value: Seconds = Field(ge=0)
+    value: _Drawn = Field(ge=0)
 
     def sample(self, rng: random.Random) -> float:
         """One draw, in seconds."""
@@ -217,8 +248,8 @@ class Uniform(_Distribution):
     """Uniform between ``low`` and ``high`` seconds."""
 
     kind: Literal["uniform"] = "uniform"
-    low: Seconds = Field(ge=0)
-    high: Seconds = Field(ge=0)
+    low: _Drawn = Field(ge=0)
+    high: _Drawn = Field(ge=0)
 
     @model_validator(mode="after")
     def _ordered(self) -> Self:
@@ -253,6 +284,16 @@ class Exponential(_Distribution):
     # Derived in _prepare; private, so neither a field nor an __init__ argument.
     _rate: float = PrivateAttr()
 
+    @model_validator(mode="after")
+    def _bounded(self) -> Self:
+        bound = _round_down(MAX_DRAW_S / _EXP_TAIL)
+        if self.mean_s > bound:
+            raise ValueError(
+                f"mean ({self.mean_s}) must be at most {bound:g} s: a draw can be "
+                f"{_EXP_TAIL:g} times the mean, and none may be over {MAX_DRAW_S:g} s"
+            )
+        return self
+
     def _prepare(self) -> None:
         self._derive(_rate=1.0 / self.mean_s)
 
@@ -276,9 +317,9 @@ class LogNormal(_Distribution):
     """
 
     kind: Literal["lognormal"] = "lognormal"
-    median: Seconds = Field(gt=0)
-    p99: Seconds = Field(gt=0)
-    cap: Seconds | None = Field(default=None, gt=0)
+    median: _Drawn = Field(gt=0)
+    p99: _Drawn = Field(gt=0)
+    cap: _Drawn | None = Field(default=None, gt=0)
 
     # Derived in _prepare (see Exponential._rate).
     _mu: float = PrivateAttr()
@@ -291,7 +332,26 @@ class LogNormal(_Distribution):
         if self.cap is not None and self.cap < self.median:
             # Every draw would be the cap: the median and p99 named would mean nothing.
             raise ValueError(f"cap ({self.cap}) must be >= median ({self.median})")
+        bound = self._widest_p99()
+        if self.p99 > bound:
+            # The cap does not help: the draw is made (and overflowed) before it is capped.
+            raise ValueError(
+                f"p99 ({self.p99}) must be at most {bound:g} s with median {self.median:g} s: "
+                f"a wider spread draws, or averages, over {MAX_DRAW_S:g} s"
+            )
         return self
+
+    def _widest_p99(self) -> float:
+        """The largest ``p99`` whose draws and mean stay within :data:`MAX_DRAW_S` (3 digits).
+
+        A draw is at most ``exp(mu + _NORMAL_TAIL·sigma)`` and the mean is
+        ``exp(mu + sigma²/2)``: the widest sigma keeps both logs within
+        ``ln(MAX_DRAW_S)``. Worked in logs, where nothing overflows.
+        """
+        mu = math.log(self.median)
+        room = max(_LOG_MAX_DRAW - mu, 0.0)
+        sigma = min(room / _NORMAL_TAIL, math.sqrt(2 * room))
+        return max(_round_down(math.exp(mu + Z_99 * sigma)), self.median)
 
     def _prepare(self) -> None:
         mu = math.log(self.median)
@@ -339,9 +399,9 @@ class Normal(_Distribution):
     kind: Literal["normal"] = "normal"
     # As in Exponential: the attribute is mean_s, the constructor and the wire say "mean".
     # Not negative: no draw is, so a negative mean would not be the mean of the draws.
-    mean_s: Seconds = Field(ge=0, alias="mean")
-    stddev: Seconds = Field(ge=0)
-    floor: Seconds = Field(default=0.0, ge=0)
+    mean_s: _Drawn = Field(ge=0, alias="mean")
+    stddev: _Drawn = Field(ge=0)
+    floor: _Drawn = Field(default=0.0, ge=0)
 
     model_config = ConfigDict(serialize_by_alias=True)
 
@@ -351,6 +411,13 @@ class Normal(_Distribution):
             # With no spread every draw would be the floor, not the mean named.
             raise ValueError(
                 f"floor ({self.floor}) must be <= mean ({self.mean_s}) when stddev is 0"
+            )
+        bound = _round_down((MAX_DRAW_S - self.mean_s) / _NORMAL_TAIL)
+        if self.stddev > bound:
+            raise ValueError(
+                f"stddev ({self.stddev}) must be at most {bound:g} s with mean "
+                f"{self.mean_s:g} s: a draw can be the mean plus {_NORMAL_TAIL:g} stddevs, "
+                f"and none may be over {MAX_DRAW_S:g} s"
             )
         return self
 
@@ -381,7 +448,7 @@ class Empirical(_Distribution):
     kind: Literal["empirical"] = "empirical"
     # A tuple (a list is read into one): a latency is shared by every profile, and so
     # every cluster, that holds it, and a list would be editable in place under them.
-    samples: tuple[Annotated[Seconds, Field(ge=0)], ...] = Field(min_length=1)
+    samples: tuple[Annotated[_Drawn, Field(ge=0)], ...] = Field(min_length=1)
 
     def sample(self, rng: random.Random) -> float:
         """One draw, in seconds."""
@@ -393,6 +460,15 @@ class Empirical(_Distribution):
 
     def __str__(self) -> str:
         return f"empirical({', '.join(format_seconds(s) for s in self.samples)})"
+
+
+_THREE_DIGITS_DOWN: Final = Context(prec=3, rounding=ROUND_FLOOR)
+
+
+def _round_down(bound: float) -> float:
+    """``bound`` cut to 3 significant digits, so that the bound a message shows is the one
+    checked, and a value written as shown is accepted."""
+    return float(_THREE_DIGITS_DOWN.plus(Decimal(bound)))
 
 
 Latency: TypeAlias = Annotated[

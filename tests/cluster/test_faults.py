@@ -368,6 +368,27 @@ def test_a_bad_latency_is_named_by_its_name(knobs: dict[str, Any]) -> None:
     assert "invalid latency 'bogus'" in info.value.reason
 
 
+def test_a_latency_that_could_draw_past_a_float_is_refused_wherever_it_is_given(
+    pooled: Cluster,
+) -> None:
+    """``lognormal(median=1ms, p99=1e300)`` (each parameter finite, its sigma 300) is refused
+    with the field it came in, and changes nothing: before, it was taken, and the first
+    draw past what a float holds killed the controller that drew it, for the rest of the run."""
+    spec = "lognormal(median=1ms, p99=1e300)"
+    why = "p99 (1e+300) must be at most 5.49e+34 s with median 0.001 s"
+    with pytest.raises(InvalidError) as info:
+        Cluster(latencies={"watch.lag": spec})
+    assert (info.value.field, why in info.value.reason) == ("latencies.watch.lag", True)
+    log, profile = pooled.log.text(), pooled.profile
+    with pytest.raises(InvalidError) as info:
+        pooled.set_latency("watch.lag", spec)
+    assert (info.value.field, why in info.value.reason) == ("latencies.watch.lag", True)
+    with pytest.raises(InvalidError) as info:
+        pooled.inject("api_latency", latency=spec)
+    assert (info.value.field, why in info.value.reason) == ("latency", True)
+    assert (pooled.log.text(), pooled.profile, pooled.faults) == (log, profile, [])
+
+
 def test_a_bad_knob_beside_good_latencies_is_named_knobs() -> None:
     """Only a bad latency is blamed on the latencies."""
     with pytest.raises(InvalidError) as info:

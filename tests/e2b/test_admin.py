@@ -339,16 +339,32 @@ def test_a_put_of_an_unknown_latency_is_404_naming_name_as_get_and_delete_answer
     assert r.json()["message"] == server.admin("GET", "/latency/teleport").json()["message"]
 
 
-def test_a_put_of_a_bad_value_is_400_naming_value_and_changes_nothing(server: Served) -> None:
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("soonish", "value: invalid latency 'soonish': expected a duration"),
+        # Every parameter finite, but the draws and the mean not: it wedged the cluster
+        # (its controllers died of an OverflowError) and every later call answered 500.
+        (
+            "lognormal(median=1ms, p99=1e300)",
+            "value: invalid latency 'lognormal(median=1ms, p99=1e300)': p99 (1e+300) must be "
+            "at most 5.49e+34 s",
+        ),
+    ],
+    ids=["malformed", "draws-past-a-float"],
+)
+def test_a_put_of_a_bad_value_is_400_naming_value_and_changes_nothing(
+    server: Served, value: str, message: str
+) -> None:
     """The body's field is at fault: ``value``, with the reason once (the path names the
     latency)."""
     before = server.admin("GET", "/latency/image.pull").json()
 
-    r = server.admin("PUT", "/latency/image.pull", json={"value": "soonish"})
+    r = server.admin("PUT", "/latency/image.pull", json={"value": value})
 
     assert r.status_code == 400, r.text
     assert r.json()["field"] == "value"
-    assert r.json()["message"].startswith("value: invalid latency 'soonish': expected a duration")
+    assert r.json()["message"].startswith(message)
     assert server.admin("GET", "/latency/image.pull").json() == before
 
 

@@ -96,6 +96,11 @@ def write(tmp_path: Path, data: Any) -> Path:
         ({"seed": -5}, "seed", "greater than or equal to 0"),
         ({"profile": "openkruise-9"}, "profile", "unknown profile"),
         ({"latencies": {"pod.create": "soonish"}}, "latencies.pod.create", "invalid"),
+        (
+            {"latencies": {"watch.lag": "lognormal(median=1ms, p99=1e300)"}},
+            "latencies.watch.lag",
+            "p99 (1e+300) must be at most 5.49e+34 s",
+        ),
         ({"latencies": {"warp.drive": "1s"}}, "latencies.warp.drive", "unknown latency"),
         ({"knobs": {"claim_workers": 0}}, "knobs.claim_workers", "a whole number from 1 to"),
         ({"knobs": {"recycle_grace_s": 1e300}}, "knobs.recycle_grace_s", "(100 years)"),

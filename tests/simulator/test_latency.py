@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
 from simulator.latency import (
+    MAX_DRAW_S,
     Empirical,
     Exponential,
     Fixed,
@@ -216,11 +217,12 @@ def test_every_time_formats_and_reads_back_exactly(seconds: float) -> None:
     st.one_of(
         st.builds(Fixed, value=_TIMES),
         st.builds(lambda a, b: Uniform(low=min(a, b), high=max(a, b)), _TIMES, _TIMES),
-        st.builds(Exponential, mean=_TIMES.filter(lambda x: x > 0)),
+        # Within the bounds that keep every draw and mean finite (see the tests below).
+        st.builds(Exponential, mean=_TIMES.filter(lambda x: 0 < x <= 2.71e298)),
         st.builds(
-            lambda a, b: LogNormal(median=min(a, b), p99=max(a, b)),
-            _TIMES.filter(lambda x: x > 0),
-            _TIMES.filter(lambda x: x > 0),
+            lambda median, spread: LogNormal(median=median, p99=median * spread),
+            st.floats(min_value=1e-300, max_value=1e250),
+            st.floats(min_value=1, max_value=1e9),
         ),
         st.builds(Empirical, samples=st.lists(_TIMES, min_size=1, max_size=4)),
     )
@@ -253,6 +255,90 @@ def test_samples_are_never_negative_and_average_to_the_mean(latency: Latency) ->
     draws = [latency.sample(rng) for _ in range(DRAWS)]
     assert min(draws) >= 0
     assert math.fsum(draws) / DRAWS == pytest.approx(latency.mean(), rel=0.03)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        # sigma = ln(1e300 / 1ms) / 2.326 = 300: the mean is e**45000, and about 1% of the
+        # draws overflowed lognormvariate, killing the process that drew them mid-run.
+        (
+            "lognormal(median=1ms, p99=1e300)",
+            "p99 (1e+300) must be at most 5.49e+34 s with median 0.001 s",
+        ),
+        ("lognormal(median=1s, p99=1e200)", "p99 (1e+200) must be at most 3.57e+37 s"),
+        # A cap does not help: the draw overflowed before it was capped.
+        ("lognormal(median=1s, p99=1e200, cap=2s)", "p99 (1e+200) must be at most 3.57e+37 s"),
+        ("lognormal(median=1s, p99=1e301)", "p99: must be at most 1e+300 s"),
+        ("exp(1e300)", "mean (1e+300) must be at most 2.71e+298 s"),
+        ("normal(mean=0, stddev=1e300)", "stddev (1e+300) must be at most 8.19e+298 s"),
+        ("normal(mean=1e300, stddev=1s)", "stddev (1.0) must be at most 0 s with mean 1e+300 s"),
+        ("normal(mean=1e301, stddev=0)", "mean: must be at most 1e+300 s"),
+        ("fixed(1e301)", "value: must be at most 1e+300 s"),
+        ("uniform(0, 1e308)", "high: must be at most 1e+300 s"),
+        ("empirical(1s, 1e308)", "samples.1: must be at most 1e+300 s"),
+    ],
+)
+def test_a_spec_that_could_draw_or_average_past_max_draw_is_refused(
+    spec: str, message: str
+) -> None:
+    """Every parameter is finite, but a draw or the mean would not be: refused when parsed,
+    naming the parameter and its bound, not as an ``OverflowError`` in the middle of a run."""
+    with pytest.raises(ValueError, match="invalid latency") as info:
+        parse_latency(spec)
+    assert message in str(info.value)
+
+
+class _FurthestDraws(random.Random):
+    """A generator at the far end of every draw ``random`` can make: the normal's
+    ``z = 12.12`` (``sqrt(212·ln 2)``) and the exponential's ``53·ln 2`` means."""
+
+    def normalvariate(self, mu: float = 0.0, sigma: float = 1.0) -> float:
+        return mu + math.sqrt(212 * math.log(2)) * sigma
+
+    def expovariate(self, lambd: float = 1.0) -> float:
+        return -math.log(2.0**-53) / lambd
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "fixed(1e300)",
+        "uniform(1e300, 1e300)",
+        "exp(2.71e298)",
+        "normal(mean=0, stddev=8.19e298)",
+        "normal(mean=1e300, stddev=0, floor=1e300)",
+        "empirical(1e300, 1e300, 1e300)",
+        "lognormal(median=1ms, p99=5.49e34)",
+        "lognormal(median=1s, p99=3.57e37)",
+        "lognormal(median=1s, p99=3.57e37, cap=1e300)",
+        "lognormal(median=1e-300, p99=1e-300)",
+        "lognormal(median=1e300, p99=1e300)",
+    ],
+)
+def test_at_its_bounds_a_latency_draws_and_averages_at_most_max_draw(spec: str) -> None:
+    """The largest spec of each kind is accepted (written as the refusal shows its bound),
+    and its furthest draw and its mean are finite and at most MAX_DRAW_S."""
+    latency = parse_latency(spec)
+    assert 0 <= latency.mean() <= MAX_DRAW_S * (1 + 1e-9)
+    assert 0 <= latency.sample(_FurthestDraws()) <= MAX_DRAW_S * (1 + 1e-9)
+
+
+@given(
+    st.floats(min_value=5e-324, max_value=MAX_DRAW_S),
+    st.floats(min_value=5e-324, max_value=MAX_DRAW_S),
+)
+def test_a_lognormal_either_is_refused_or_draws_and_averages_within_max_draw(
+    a: float, b: float
+) -> None:
+    """Whatever the median and p99: a ValueError, or a finite mean and furthest draw."""
+    try:
+        latency = LogNormal(median=min(a, b), p99=max(a, b))
+    except ValueError as exc:
+        assert "must be at most" in str(exc)
+        return
+    assert latency.mean() <= MAX_DRAW_S * (1 + 1e-9)
+    assert latency.sample(_FurthestDraws()) <= MAX_DRAW_S * (1 + 1e-9)
 
 
 def test_samples_are_reproducible_from_the_seed() -> None:
