@@ -1368,6 +1368,24 @@ class SimBackend:
 
         self._call(op)
 
+    def clear_fault(self, fault: Fault) -> bool:
+        """Clear ``fault`` (as :meth:`inject_fault` gave it) if it is still in force; whether it was.
+
+        By identity, as ``Cluster.fault``'s block ends: once it is cleared, its
+        id is free, and a later fault that took it is another fault, left in force.
+        """
+
+        def op() -> bool:
+            current = self.cluster.ctx.faults.get(fault.id)
+            # The cluster's view of a fault shares the fault's fields (its __dict__):
+            # the same dict is the same fault, a later one under its id has its own.
+            if current is None or current.__dict__ is not fault.__dict__:
+                return False
+            self.cluster.clear_faults(fault.id)
+            return True
+
+        return self._call(op)
+
     def faults(self) -> builtins.list[dict[str, Any]]:
         """The faults in force."""
         return self._call(lambda: [f.model_dump(mode="json") for f in self.cluster.faults])

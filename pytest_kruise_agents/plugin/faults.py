@@ -98,19 +98,28 @@ class KruiseFaults:
         (JSON-ready, so it can be recorded under xdist): :meth:`view` reads the
         fault live.
         """
+        return self._inject(kind, fields)[0]
+
+    def _inject(self, kind: str, fields: dict[str, Any]) -> tuple[dict[str, Any], Fault]:
+        """:meth:`inject`, with the cluster's live view of the fault."""
         fault = self._backend.inject_fault(kind, **fields)
         snapshot = fault.model_dump(mode="json")
         self._injected.append((snapshot, fault))
-        return snapshot
+        return snapshot, fault
 
     @contextmanager
     def fault(self, kind: str, **fields: Any) -> Iterator[dict[str, Any]]:
-        """A fault in force for the ``with`` block only (the dict :meth:`inject` gives)."""
-        injected = self.inject(kind, **fields)
+        """A fault in force for the ``with`` block only (the dict :meth:`inject` gives).
+
+        The end of the block clears this fault, if it is still in force: not a
+        fault injected later under the same id (a clear frees its id), as
+        ``Cluster.fault`` does.
+        """
+        snapshot, fault = self._inject(kind, fields)
         try:
-            yield injected
+            yield snapshot
         finally:
-            self.clear(injected["id"], missing_ok=True)
+            self._backend.clear_fault(fault)
 
     def view(self, fault: str | Mapping[str, Any]) -> FaultView:
         """The live view of a fault this fixture injected, by the dict it gave or by id.

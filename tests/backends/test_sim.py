@@ -563,6 +563,18 @@ def test_faults_are_injected_listed_and_cleared(backend: SimBackend) -> None:
     assert backend.records()[-1]["error_code"] is not None
 
 
+def test_clear_fault_clears_that_fault_not_a_later_one_under_its_id(backend: SimBackend) -> None:
+    """``clear_fault`` goes by identity: once its fault is cleared, the id may name another,
+    which it leaves in force (as ``Cluster.fault``'s block does)."""
+    first = backend.inject_fault("api_error", id="x", selector={"client": "kube-scheduler"})
+    backend.clear_faults("x")
+    second = backend.inject_fault("api_latency", id="x", latency="1s")
+    assert backend.clear_fault(first) is False
+    assert [(f["id"], f["kind"]) for f in backend.faults()] == [("x", "api_latency")]
+    assert backend.clear_fault(second) is True
+    assert backend.faults() == []
+
+
 def test_latencies_are_read_and_restored_to_the_opening_profile() -> None:
     """The latencies in force, each with the value it opened with, and a way back to it.
 

@@ -247,6 +247,19 @@ def test_kruise_faults_hands_back_a_dict_and_a_live_view(suite: pytest.Pytester)
             assert kruise_faults.view(second).probability == 0.25
             assert kruise_faults.view("flaky").probability == 0.25  # an id names the latest
 
+        def test_a_fault_block_ends_its_own_fault_not_a_later_one_under_its_id(
+            kruise_faults, kruise_cluster
+        ):
+            # As Cluster.fault: the id was freed by the clear and names another fault now.
+            scheduler = {"client": "kube-scheduler"}
+            with kruise_faults.fault("api_error", id="x", selector=scheduler):
+                kruise_faults.clear("x")
+                kruise_faults.inject("api_latency", id="x", latency="1s", selector=scheduler)
+            assert [(f.id, f.kind) for f in kruise_cluster.faults] == [("x", "api_latency")]
+            with kruise_faults.fault("api_error", id="y", selector=scheduler):
+                pass
+            assert [f.id for f in kruise_cluster.faults] == ["x"]  # its own, still in force
+
         def test_inject_gives_a_plain_dict(kruise_faults, kruise_cluster, record_property):
             f = kruise_faults.inject("runtime_init_failure", count=1)
             assert type(f) is dict and json.loads(json.dumps(f)) == f
@@ -258,8 +271,8 @@ def test_kruise_faults_hands_back_a_dict_and_a_live_view(suite: pytest.Pytester)
                 kruise_faults.view(f)["fired"] = 0
         """
     )
-    suite.runpytest().assert_outcomes(passed=3)
-    suite.runpytest("-n", "2", "-p", "xdist").assert_outcomes(passed=3)
+    suite.runpytest().assert_outcomes(passed=4)
+    suite.runpytest("-n", "2", "-p", "xdist").assert_outcomes(passed=4)
 
 
 def test_sandboxset_applies_a_pool_and_waits_until_ready(suite: pytest.Pytester) -> None:
