@@ -553,6 +553,22 @@ def _used_up(f: Fault) -> bool:
     return f.count is not None and f.fired >= f.count and f.kind not in _ACTING_KINDS
 
 
+def _check_window_opens(start: float, duration: float | None) -> None:
+    """Raise :class:`InvalidError` for a ``duration`` that adds nothing to ``start``.
+
+    Times are floats: under the clock's step at ``start`` (``1e-320``, or
+    ``1ns`` at 1e8 s), ``start + duration == start``, and the window would
+    close as it opens, as one of duration 0 (refused by the field) would.
+    """
+    if duration is not None and start + duration == start:
+        step = math.ulp(start)
+        raise InvalidError(
+            "duration",
+            f"must be at least {step!r} s at a start of {start:g} s (the clock's step "
+            f"there), got {duration!r}: the window would close as it opens, as with 0",
+        )
+
+
 class FaultInjector:
     """The set of faults in force, consulted by the model at its decision points.
 
@@ -742,6 +758,7 @@ class FaultInjector:
         now = self._now()
         if f.start is None:
             f.start = now
+        _check_window_opens(f.start, f.duration)
         if not f.id:
             f.id = self._new_id(f.kind)
         if f.id in self._faults:

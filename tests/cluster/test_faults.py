@@ -580,3 +580,30 @@ def test_a_fault_whose_window_passes_the_clocks_end_is_refused_and_adds_nothing(
     # The last instant the clock reaches is still a start, and a window may close there.
     assert cluster.inject(kind, start=end - 10, duration=10).start == end - 10
     assert cluster.inject(kind, start=end).start == end
+
+
+@pytest.mark.parametrize(
+    ("now", "duration", "step"),
+    [(21.5, 1e-320, 3.552713678800501e-15), (1e8, "1ns", 1.4901161193847656e-08)],
+    ids=["denormal", "1ns-at-1e8"],
+)
+def test_a_duration_that_adds_nothing_to_the_start_is_refused_as_0_is(
+    now: float, duration: float | str, step: float
+) -> None:
+    """Under the clock's step at its start, ``start + duration == start``: the window would
+    close as it opens, and the fault (a pod_kill "starting now") never act. Before, it was
+    taken, listed with ``fired == 0`` and a ``fault.window_closed`` line; now it is refused
+    naming ``duration``, and nothing is added or logged. A duration of one step acts."""
+    cluster = Cluster(seed=2, nodes=1)
+    cluster.apply(pool_yaml(replicas=2))
+    cluster.advance(now)
+    log = cluster.log.text()
+
+    with pytest.raises(InvalidError) as info:
+        cluster.inject("pod_kill", duration=duration)
+
+    assert info.value.field == "duration"
+    assert info.value.reason.startswith(f"must be at least {step!r} s at a start of {now:g} s")
+    assert "the window would close as it opens" in info.value.reason
+    assert (cluster.faults, cluster.log.text()) == ([], log)
+    assert cluster.inject("pod_kill", duration=step).fired == 2
