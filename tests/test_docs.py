@@ -25,7 +25,7 @@ from pytest_kruise_agents.api import keys, load_manifests, printer_columns
 from pytest_kruise_agents.api.manifest import KINDS, RESOURCE_ALIASES
 from pytest_kruise_agents.claiming import state
 from pytest_kruise_agents.claiming.extensions import KNOWN_KEYS
-from simulator.faults import FAULT_KINDS
+from simulator.faults import FAULT_KINDS, SELECTOR_KEYS
 from simulator.latency import parse_latency
 from simulator.profile import DEFAULT_LATENCIES, LATENCY_DOCS, PROFILES, Profile
 
@@ -176,6 +176,10 @@ def test_every_fault_kind_is_documented(kind: str) -> None:
     assert selectors, f"cannot read the selector of {kind} from FAULT_KINDS"
     for attr in selectors:
         assert f"`{attr}`" in row[2], f"{kind}: selector attribute {attr} not documented"
+    # The keys the kind's check takes, no more and no less (FAULT_KINDS is held to them
+    # in tests/simulator/test_faults.py).
+    every_key = set().union(*SELECTOR_KEYS.values())
+    assert {key for key in every_key if f"`{key}`" in row[2]} == SELECTOR_KEYS[kind], kind
     for param in params:
         assert f"`{param}`" in row[3], f"{kind}: parameter {param} not documented"
     mapping = section(PROFILES_AND_FAULTS, "### How the vocabulary maps to known tools")

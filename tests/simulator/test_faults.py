@@ -9,7 +9,9 @@ that ends (cleared, or its window over) stops holding watch events at once.
 from __future__ import annotations
 
 import random
-from typing import Any
+import re
+from collections.abc import Callable
+from typing import Any, get_args
 
 import pytest
 
@@ -17,7 +19,15 @@ from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.api.meta import ObjectMeta
 from pytest_kruise_agents.api.pod import Pod
 from simulator.context import SimContext
-from simulator.faults import FaultInjector
+from simulator.faults import (
+    FAULT_KINDS,
+    SELECTOR_KEYS,
+    FaultInjector,
+    FaultKind,
+    check_code,
+    check_latency,
+    check_selector,
+)
 from simulator.profile import get_profile
 from simulator.world import World
 
@@ -275,3 +285,58 @@ def test_events_behind_a_held_one_stay_in_order_when_it_is_let_go() -> None:
     world.ctx.faults.clear(f.id)
     env.run(until=2.001)
     assert order == ["p1", "p2"]
+
+
+_A_VALUE_OF = {
+    "verb": "update",  # one every API kind's decision point supplies (api_conflict: writes)
+    "kind": "Sandbox",
+    "client": "sandbox-manager",
+    "informer": "sandbox-manager",
+    "controller": "sandboxset",
+    "template": "base",
+    "namespace": "default",
+    "node": "node-1",
+    "image": "registry.example.com/sandbox:v1",
+}
+"""A value of each selector key, one every kind that selects by the key can match."""
+
+
+def _takes(check: Callable[..., None], *args: Any) -> bool:
+    """Whether ``check(*args)`` passes (raises no ValueError)."""
+    try:
+        check(*args)
+    except ValueError:
+        return False
+    return True
+
+
+def _described(description: str) -> tuple[set[str], set[str]]:
+    """The selector keys and parameters a FAULT_KINDS description ends with, in parentheses."""
+    parts = re.search(r"\(([^()]*)\)$", description)
+    assert parts is not None, description
+    named: dict[str, set[str]] = {"selector:": set(), "param": set()}
+    for part in parts.group(1).split(";"):
+        head, _, rest = part.strip().partition(" ")
+        named[head] |= {word.strip() for word in rest.split(",")}
+    return named["selector:"], named["param"]
+
+
+def test_fault_kinds_describes_every_kind() -> None:
+    """FAULT_KINDS, SELECTOR_KEYS and the FaultKind type name the same kinds."""
+    assert list(FAULT_KINDS) == list(get_args(FaultKind)) == list(SELECTOR_KEYS)
+    assert set(_A_VALUE_OF) == set().union(*SELECTOR_KEYS.values())
+
+
+@pytest.mark.parametrize("kind", list(FAULT_KINDS))
+def test_fault_kinds_names_the_selector_keys_and_params_a_fault_of_the_kind_takes(
+    kind: str,
+) -> None:
+    """The public description of a kind says what its checks accept, no more and no less:
+    ``runtime_init_failure`` said "selector: template" while it selects by namespace too."""
+    selectors, params = _described(FAULT_KINDS[kind])
+    taken = {
+        key for key, value in _A_VALUE_OF.items() if _takes(check_selector, kind, {key: value})
+    }
+    assert selectors == taken
+    assert ("latency" in params) == _takes(check_latency, kind, "1s")
+    assert ("code" in params) == _takes(check_code, kind, 503)
