@@ -204,12 +204,15 @@ def _check_value_of_kind(kind: str, key: str, value: str) -> None:
         )
 
 
-def check_node_names(selector: Mapping[str, str], nodes: Collection[str]) -> None:
+def check_node_names(
+    selector: Mapping[str, str], nodes: Collection[str], *, hint: str = ""
+) -> None:
     """Raise :class:`InvalidError` if ``selector`` names a node outside ``nodes``.
 
-    Nodes are all made with the cluster, so a fault naming another would
-    never fire. Checked wherever the node names are known: at injection, and
-    where a scenario or recipe that lists both nodes and faults is read.
+    A typo would leave the fault silently idle. Checked wherever the node
+    names are known: at injection, against the nodes the cluster has then (a
+    node added later can be targeted once it is added: ``hint`` says so), and
+    where a scenario, config file or recipe, which lists all its nodes, is read.
     """
     named = [("selector.node", selector.get("node"))]
     client = selector.get("client", "")
@@ -219,7 +222,7 @@ def check_node_names(selector: Mapping[str, str], nodes: Collection[str]) -> Non
         if node is not None and node not in nodes:
             known = list(nodes)
             shown = ", ".join(known[:8]) + (", ..." if len(known) > 8 else "")
-            raise InvalidError(field, f"no node named {node!r} (nodes: {shown})")
+            raise InvalidError(field, f"no node named {node!r} (nodes: {shown}){hint}")
 
 
 LATENCY_KINDS: frozenset[str] = frozenset({"api_latency", "watch_lag", "image_pull_slow"})

@@ -1153,8 +1153,13 @@ class Nodes:
             self._on_fault(fault)
 
     def _check_fault_node(self, fault: Fault) -> None:
-        """Refuse a fault whose selector names a node that does not exist: it would never fire."""
-        check_node_names(fault.selector, self._nodes)
+        """Refuse a fault whose selector names no node the cluster has now (a typo, or a
+        node not added yet: one added later can be targeted from then on)."""
+        check_node_names(
+            fault.selector,
+            self._nodes,
+            hint="; a node added later can be targeted once it is added",
+        )
 
     def add(self, spec: NodeSpec | Mapping[str, Any]) -> None:
         """Add a node (a :class:`NodeSpec`, or a mapping of its fields); pending pods are

@@ -434,7 +434,8 @@ def test_fault_selectors_name_free_names_and_kubelet_clients(cluster: Cluster) -
 def test_a_fault_naming_a_node_that_does_not_exist_is_refused(
     cluster: Cluster, selector: dict[str, str], field: str
 ) -> None:
-    """Nodes are all made with the cluster: a fault for another would never fire (a typo)."""
+    """A node the cluster does not have when the fault is injected is refused (a typo would
+    leave the fault silently idle), and the fault takes nothing, not even an id."""
     kind = "node_loss" if "node" in selector else "api_error"
     before = snapshot(cluster)
     with pytest.raises(InvalidError) as err:
@@ -444,6 +445,27 @@ def test_a_fault_naming_a_node_that_does_not_exist_is_refused(
     assert cluster.faults == [] and snapshot(cluster) == before
     # The refused fault took no id: the next one is the first.
     assert cluster.inject(kind).id == f"{kind}-1"
+
+
+def test_a_node_added_mid_run_can_be_targeted_once_it_is_added() -> None:
+    """``cluster.nodes.add`` adds a node at any time, and a fault can target it from then on,
+    a ``start`` ahead too: the cluster cannot tell a node still to come from a typo, so a
+    fault injected before the node is refused, saying how to target it."""
+    cluster = Cluster(seed=5, nodes=2)
+    cluster.advance(5)
+    start = cluster.now + 60
+    with pytest.raises(InvalidError) as err:
+        cluster.inject("node_loss", selector={"node": "node-3"}, start=start, duration=30)
+    assert err.value.field == "selector.node"
+    assert err.value.reason == (
+        "no node named 'node-3' (nodes: node-1, node-2); "
+        "a node added later can be targeted once it is added"
+    )
+    cluster.nodes.add({"name": "node-3"})
+    loss = cluster.inject("node_loss", selector={"node": "node-3"}, start=start, duration=30)
+    cluster.advance(61)
+    assert loss.fired == 1
+    assert f"node.lost node-3 fault={loss.id}" in cluster.log.text()
 
 
 @pytest.mark.parametrize(
