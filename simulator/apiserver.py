@@ -34,7 +34,7 @@ from pydantic import BaseModel
 from pytest_kruise_agents.api import keys
 from pytest_kruise_agents.api.copying import deep_copy, same_fields, shallow_copy
 from pytest_kruise_agents.api.errors import InvalidError
-from pytest_kruise_agents.api.manifest import KINDS
+from pytest_kruise_agents.api.manifest import API_VERSIONS
 from pytest_kruise_agents.api.meta import ObjectMeta
 from pytest_kruise_agents.api.pod import (
     default_requests,
@@ -687,17 +687,21 @@ class ApiServer:
     def _owner_state(self, ref: Any, namespace: str, gone: str | None = None) -> object:
         """``classifyReferences`` for one reference: solid, dangling or waiting.
 
-        An owner of a kind this server does not serve (a user's custom
-        resource, a ConfigMap) is solid: it cannot be stored here, so its
-        absence says nothing, and upstream's GC, with no REST mapping for
-        the kind, re-queues the dependent rather than deleting it.
+        An owner of a kind this server does not serve at the reference's
+        apiVersion (a user's custom resource, a ConfigMap, a ``v1 SandboxSet``,
+        an ``apps/v1 Pod``) is solid, even when an object of that uid goes: it
+        cannot be stored here, so its absence says nothing, and upstream's GC,
+        with no REST mapping for the group, version and kind, re-queues the
+        dependent rather than deleting it.
         """
+        kind = ref.kind
+        if (kind, ref.api_version) not in _SERVED:
+            return _SOLID
         if ref.uid == gone:
             return _DANGLING
-        kind = ref.kind
         owner = self._objects.get(kind, {}).get((namespace, ref.name))
         if owner is None or owner.metadata.uid != ref.uid:
-            return _DANGLING if kind in _SERVED else _SOLID
+            return _DANGLING
         meta = owner.metadata
         if meta.deletion_timestamp is not None and FOREGROUND in meta.finalizers:
             return _WAITING
@@ -730,7 +734,9 @@ class ApiServer:
         if not refs or meta.deletion_timestamp is not None or (uid is not None and meta.uid != uid):
             return
         policy: Propagation | None = None
-        if len(refs) != 1 or refs[0].uid != gone:  # not the common case: its only owner went
+        only = refs[0]
+        # The common case, its only owner gone, needs no look at the owners.
+        if len(refs) != 1 or only.uid != gone or (only.kind, only.api_version) not in _SERVED:
             states = [(ref.uid, self._owner_state(ref, namespace, gone)) for ref in refs]
             if any(state is _SOLID for _, state in states):
                 stale = {owner for owner, state in states if state is not _SOLID}
@@ -1225,8 +1231,8 @@ def _propagated(finalizers: list[str], policy: Propagation) -> list[str]:
     return finalizers if set(kept) == set(finalizers) else kept
 
 
-_SERVED: Final = frozenset(KINDS)
-"""The kinds this server stores: an owner of another kind is never known to be gone."""
+_SERVED: Final = frozenset(API_VERSIONS.items())
+"""``(kind, apiVersion)`` of what this server stores: an owner of another is never known to be gone."""
 
 _SOLID: Final = object()
 _DANGLING: Final = object()

@@ -141,7 +141,7 @@ def test_delete_collects_controlled_dependents(ctx: SimContext) -> None:
             name="p",
             owner_references=[
                 OwnerReference(
-                    api_version="v1",
+                    api_version="agents.kruise.io/v1alpha1",
                     kind="SandboxClaim",
                     name="owner",
                     uid=owner.metadata.uid or "",
@@ -157,7 +157,11 @@ def test_delete_collects_controlled_dependents(ctx: SimContext) -> None:
 
 def owned_pod(name: str, owner: str, uid: str) -> Pod:
     ref = OwnerReference(
-        api_version="v1", kind="SandboxClaim", name=owner, uid=uid, controller=True
+        api_version="agents.kruise.io/v1alpha1",
+        kind="SandboxClaim",
+        name=owner,
+        uid=uid,
+        controller=True,
     )
     return Pod(metadata=ObjectMeta(name=name, owner_references=[ref]))
 
@@ -479,7 +483,7 @@ def test_an_event_is_one_line_whatever_its_detail_quotes() -> None:
 
 def ref_to(owner: Any, *, controller: bool = False, block: bool | None = None) -> OwnerReference:
     return OwnerReference(
-        api_version="agents.kruise.io/v1alpha1",
+        api_version=owner.api_version,
         kind=owner.kind,
         name=owner.metadata.name,
         uid=owner.metadata.uid or "",
@@ -785,6 +789,40 @@ def test_a_dependent_with_an_owner_of_an_unserved_kind_outlives_its_other_owner(
     api.commit_delete("SandboxClaim", "default", "fg", propagation="Foreground")
     assert owner_names(api, "p") == owner_names(api, "q") == ["run-1"]
     assert api.peek_list("SandboxClaim") == [] and api._foreground == {}
+
+
+MISMATCHED_OWNERS = pytest.mark.parametrize(
+    ("api_version", "kind"),
+    [("v1", "SandboxSet"), ("agents.kruise.io/v1beta1", "SandboxClaim"), ("apps/v1", "Pod")],
+)
+
+
+@MISMATCHED_OWNERS
+def test_an_owner_is_resolved_by_its_apiversion_and_kind_not_its_kind_alone(
+    ctx: SimContext, api_version: str, kind: str
+) -> None:
+    """A served kind name at an apiVersion it is not served at (each kind is served at one)
+    has no REST mapping either: upstream's GC never deletes the dependent for it."""
+    api = ApiServer(ctx)
+    dependent(api, "p", foreign_ref(api_version, kind, controller=True))
+    ctx.env.run(until=1)
+    assert owner_names(api, "p") == ["run-1"]
+    assert not ctx.log.of_kind("gc.orphan_deleted")
+
+
+@MISMATCHED_OWNERS
+def test_deleting_an_object_keeps_a_dependent_that_names_its_uid_at_another_apiversion(
+    ctx: SimContext, api_version: str, kind: str
+) -> None:
+    """The uid matches, the group, version and kind do not: still no REST mapping, no delete."""
+    api = ApiServer(ctx)
+    owner = api.commit_create(claim("run-1"))
+    ref = ref_to(owner, controller=True).model_copy(
+        update={"api_version": api_version, "kind": kind}
+    )
+    dependent(api, "p", ref)
+    api.commit_delete("SandboxClaim", "default", "run-1")
+    assert owner_names(api, "p") == ["run-1"]
 
 
 # -- garbage collection: cascades of any depth ------------------------------------------
