@@ -12,7 +12,8 @@ the manifest's, and its finalizers and owner references when the manifest
 states them (``null`` states none); status and the other metadata stay the
 API server's. An update that changes nothing is
 not written (no new ``resourceVersion``, no watch event), as the API server
-skips a no-op update.
+skips a no-op update. An object needs a name (``kubectl apply`` refuses one
+with only a ``generateName``); a plan for ``kubectl create`` takes it.
 """
 
 from __future__ import annotations
@@ -46,8 +47,13 @@ class Write:
     new: Any | None
 
 
-def plan(api: ApiServer, objs: list[KubeObject]) -> list[Write]:
-    """Check every object against the store and build its write; raise before any change."""
+def plan(api: ApiServer, objs: list[KubeObject], *, create: bool = False) -> list[Write]:
+    """Check every object against the store and build its write; raise before any change.
+
+    ``create`` plans ``kubectl create``: every object is a new one (an object
+    named by ``generateName`` only is welcome), and one that exists is refused.
+    Without it, ``kubectl apply``: an object must have a name.
+    """
     seen: dict[tuple[str, str, str], int] = {}
     writes: list[Write] = []
     for index, obj in enumerate(objs):
@@ -55,6 +61,14 @@ def plan(api: ApiServer, objs: list[KubeObject]) -> list[Write]:
         where = f"{obj.kind}/{meta.name or meta.generate_name or '?'}"
         if not meta.name and not meta.generate_name:
             raise InvalidError(f"{where} metadata.name", "is required")
+        if not meta.name and not create:
+            # kubectl apply refuses it ("cannot use generate name with apply"):
+            # each apply of the manifest would make one more object.
+            raise InvalidError(
+                f"{where} metadata.name",
+                "is required: apply needs a name (with only generateName, "
+                "each apply would make a new object); create makes one from generateName",
+            )
         if obj.kind == "Pod":
             _check_pod_spec(where, obj.spec)
         if not meta.name:  # generateName: each document is a new object
@@ -73,6 +87,12 @@ def plan(api: ApiServer, objs: list[KubeObject]) -> list[Write]:
         existing = api.peek(obj.kind, meta.namespace, meta.name)
         if existing is None:
             writes.append(Write(None, _fresh(where, obj)))
+        elif create:
+            # The API server's 409 AlreadyExists, raised before any write.
+            raise ConflictError(
+                f"{where} metadata.name",
+                f"{meta.name!r} already exists in namespace {meta.namespace}",
+            )
         else:
             writes.append(Write(existing, _update(where, existing, obj)))
     return writes

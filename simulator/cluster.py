@@ -468,11 +468,27 @@ class Cluster:
 
         Everything is checked first, including what the API server checks at
         commit time: one bad object raises one :class:`InvalidError` and nothing
-        is changed. A manifest whose ``metadata.resourceVersion`` is not the
+        is changed. An object must have a ``metadata.name`` (``generateName``
+        alone would make a new object at each apply: :meth:`create` takes it).
+        A manifest whose ``metadata.resourceVersion`` is not the
         stored one raises :class:`~simulator.errors.ConflictError` (409). An
         update that changes nothing is not written. Returns copies of the
         stored objects.
         """
+        return self._write(source, create=False)
+
+    def create(self, source: Any) -> list[KubeObject]:
+        """Create objects as :meth:`apply` takes them, like ``kubectl create``.
+
+        Every object is a new one: one named by ``metadata.generateName`` only
+        gets a name made from it, and one that exists already raises
+        :class:`~simulator.errors.ConflictError` (409 AlreadyExists). All or
+        nothing, as :meth:`apply`. Returns copies of the stored objects.
+        """
+        return self._write(source, create=True)
+
+    def _write(self, source: Any, *, create: bool) -> list[KubeObject]:
+        """``apply`` or ``create``: check every object, then write them all."""
         api = self.world.api
         # Checking, writing and copying a manifest of many objects makes objects that live
         # on: under CPython's defaults each would be a step to a walk of the whole heap.
@@ -481,12 +497,11 @@ class Cluster:
             for obj in objs:
                 if isinstance(obj, SandboxClaim):
                     _check_claim_writes(obj)
-            writes = applying.plan(api, objs)
+            writes = applying.plan(api, objs, create=create)
             out = applying.commit(api, writes)
+            event = "user.create" if create else "user.apply"
             for obj in out:
-                self.ctx.record(
-                    "user.apply", f"{obj.kind}/{obj.metadata.namespace}/{obj.metadata.name}"
-                )
+                self.ctx.record(event, f"{obj.kind}/{obj.metadata.namespace}/{obj.metadata.name}")
             return [deep_copy(obj) for obj in out]
 
     @overload

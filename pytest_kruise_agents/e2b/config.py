@@ -606,8 +606,10 @@ def _filled(cfg: ClusterConfig, source: str, epoch: datetime) -> Cluster:
     )
     entries = _pools(cfg, source)
     try:
-        # The stored pools: a generateName one has its name only once applied.
-        pools = cluster.apply([obj for _, obj in entries])
+        # The cluster is new: the pools are created (as kubectl create, which takes a
+        # generateName), and the stored ones waited for: a generateName one has its
+        # name only once created.
+        pools = cluster.create([obj for _, obj in entries])
     except InvalidError as exc:
         # parse_config checks what the apply does; should a check be missed, the
         # user still gets one line naming the field.

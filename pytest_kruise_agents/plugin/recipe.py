@@ -118,9 +118,11 @@ class Recipe:
         """The recipe's cluster from ``epoch`` (virtual time 0), its pools filled."""
         nodes = self.nodes if isinstance(self.nodes, int) else list(self.nodes)
         cluster = Cluster(seed=self.seed, profile=self.profile, nodes=nodes, epoch=epoch)
-        # apply() copies the models: the recipe's stay pristine for the next test. The
-        # stored pools are waited for: a generateName one has its name only once applied.
-        pools = cluster.apply(list(self.pools)) if self.pools else []
+        # create() copies the models: the recipe's stay pristine for the next test. The
+        # cluster is new, so the pools are created (as kubectl create, which takes a
+        # generateName), and the stored ones are waited for: a generateName one has its
+        # name only once created.
+        pools = cluster.create(list(self.pools)) if self.pools else []
         for pool in pools:
             ns = pool.metadata.namespace or "default"
             try:

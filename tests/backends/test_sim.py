@@ -1354,14 +1354,15 @@ def test_a_long_generate_name_is_cut_so_the_name_fits_in_63(backend: SimBackend)
     """As the API server does (maxGeneratedNameLength): the prefix keeps its first 58
     characters, and the sandbox made from it is delivered as any other."""
     prefix = "sbx-" + "a" * 60 + "-"
-    (made,) = backend.apply(
-        {
-            "apiVersion": "agents.kruise.io/v1alpha1",
-            "kind": "Sandbox",
-            "metadata": {"generateName": prefix},
-            "spec": {"template": {"spec": {"containers": [{"name": "main", "image": "py:3"}]}}},
-        }
-    )
+    with backend.locked() as cluster:  # created: apply needs a name
+        (made,) = cluster.create(
+            {
+                "apiVersion": "agents.kruise.io/v1alpha1",
+                "kind": "Sandbox",
+                "metadata": {"generateName": prefix},
+                "spec": {"template": {"spec": {"containers": [{"name": "main", "image": "py:3"}]}}},
+            }
+        )
     name = made.metadata.name
     assert len(name) == 63 and name.startswith(prefix[:58])
     backend.advance(60)

@@ -153,6 +153,42 @@ def test_the_same_new_object_twice_is_refused_up_front(cluster: Cluster) -> None
     assert cluster.list("sbs") == []
 
 
+def test_apply_refuses_an_object_with_only_a_generate_name(cluster: Cluster) -> None:
+    """As ``kubectl apply`` ("cannot use generate name with apply"): each apply of the
+    manifest would make one more object. One InvalidError naming metadata.name, no write."""
+    before = snapshot(cluster)
+    generated = pool_yaml("unused", 0).replace("name: unused", "generateName: job-")
+    with pytest.raises(InvalidError) as err:
+        cluster.apply(pool_yaml("a", 0) + "---\n" + generated)
+    assert err.value.field == "SandboxSet/job- metadata.name"
+    assert "apply needs a name" in err.value.reason
+    assert snapshot(cluster) == before
+
+
+def test_create_makes_a_new_object_from_a_generate_name_each_time(cluster: Cluster) -> None:
+    """``kubectl create``: every object is new, so generateName is welcome."""
+    generated = pool_yaml("unused", 0).replace("name: unused", "generateName: job-")
+    (first,) = cluster.create(generated)
+    (second,) = cluster.create(generated)
+    assert first.metadata.name != second.metadata.name
+    assert first.metadata.name.startswith("job-") and second.metadata.name.startswith("job-")
+    assert sorted(o.metadata.name for o in cluster.list("sbs")) == sorted(
+        [first.metadata.name, second.metadata.name]
+    )
+    assert len(cluster.log.of_kind("user.create")) == 2
+
+
+def test_create_refuses_an_object_that_exists_and_writes_nothing(cluster: Cluster) -> None:
+    """409 AlreadyExists, checked before any write: the other documents are not created."""
+    cluster.apply(pool_yaml("a", 0))
+    before = snapshot(cluster)
+    with pytest.raises(ConflictError) as err:
+        cluster.create(pool_yaml("b", 0) + "---\n" + pool_yaml("a", 0))
+    assert err.value.field == "SandboxSet/a metadata.name"
+    assert err.value.reason == "'a' already exists in namespace default"
+    assert snapshot(cluster) == before
+
+
 def test_a_pod_update_the_api_server_refuses_fails_the_whole_apply(pooled: Cluster) -> None:
     """A new set plus a pod update that changes the QoS class (a 422): nothing is created."""
     pod = pooled.list("pod")[0]
