@@ -1,6 +1,7 @@
 """``kubectl get`` tables: the printer columns of each kind, and kubectl's AGE format.
 
-The columns are the CRDs' ``additionalPrinterColumns`` (reference §1.1) and,
+The columns are the CRDs' ``additionalPrinterColumns`` (reference §1.1; none
+has a priority, so ``-o wide`` adds nothing to them) and,
 for pods, kubectl's own (``NAME READY STATUS RESTARTS AGE``, and ``IP NODE
 NOMINATED NODE READINESS GATES`` with ``-o wide``; READY, STATUS and RESTARTS
 read from the container statuses as ``printPod`` reads them). Layout follows kubectl's
@@ -286,6 +287,7 @@ def _pod_readiness_gates(pod: Pod) -> str | None:
     return f"{met}/{len(gates)}"
 
 
+# The CRDs' columns have no priority: ``-o wide`` shows them and no more.
 _COLUMNS: dict[str, tuple[_Column, ...]] = {
     "Sandbox": (
         _Column("NAME", _name),
@@ -296,8 +298,6 @@ _COLUMNS: dict[str, tuple[_Column, ...]] = {
         _Column("PAUSE_TIME", _sandbox(lambda s: s.spec.pause_time)),
         _Column("RECYCLEDCOUNT", _sandbox(lambda s: s.status.recycled_count)),
         _Column("MESSAGE", _sandbox(lambda s: s.status.message)),
-        _Column("IP", _sandbox(lambda s: s.status.sandbox_ip), wide_only=True),
-        _Column("NODE", _sandbox(lambda s: s.status.node_name), wide_only=True),
     ),
     "SandboxSet": (
         _Column("NAME", _name),
@@ -309,8 +309,6 @@ _COLUMNS: dict[str, tuple[_Column, ...]] = {
         ),
         _Column("UPDATEREVISION", _sandboxset(lambda s: s.status.update_revision)),
         _Column("AGE", _age),
-        _Column("DESIRED", _sandboxset(lambda s: s.spec.replicas), wide_only=True),
-        _Column("SELECTOR", _sandboxset(lambda s: s.status.selector), wide_only=True),
     ),
     "SandboxClaim": (
         _Column("NAME", _name),
@@ -319,7 +317,6 @@ _COLUMNS: dict[str, tuple[_Column, ...]] = {
         _Column("DESIRED", _claim(lambda c: c.spec.replicas)),
         _Column("CLAIMED", _claim(lambda c: c.status.claimed_replicas)),
         _Column("AGE", _age),
-        _Column("MESSAGE", _claim(lambda c: c.status.message), wide_only=True),
     ),
     # No additionalPrinterColumns: kubectl prints the name and the age.
     "SandboxTemplate": (
@@ -355,9 +352,9 @@ _KIND_NAMES: tuple[str, ...] = tuple(KINDS)
 def printer_columns(kind: str, *, wide: bool = False, all_namespaces: bool = False) -> list[str]:
     """The column headers ``kubectl get`` prints for ``kind``.
 
-    ``wide`` adds the columns kept for ``-o wide`` (the model's extras: a
-    sandbox's IP and node, a set's desired replicas and selector, a claim's
-    message; kubectl's for a pod: IP, node, nominated node, readiness gates);
+    ``wide`` adds the columns kept for ``-o wide``: kubectl's for a pod (IP,
+    node, nominated node, readiness gates), none for the other kinds (their
+    CRDs' printer columns have no priority, so ``-o wide`` adds none);
     ``all_namespaces`` puts NAMESPACE first, as ``-A`` does. ``kind`` is any
     name :func:`resolve_kind` takes (``sbx``, ``sandboxes``, ``Sandbox``);
     another raises :class:`InvalidError` naming ``kind``.

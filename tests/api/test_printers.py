@@ -196,7 +196,17 @@ def test_pods_print_kubectls_own_columns_and_wide_extras() -> None:
 def test_all_namespaces_puts_namespace_first_and_wide_adds_columns() -> None:
     """``-A`` prepends NAMESPACE; ``-o wide`` appends the extra columns."""
     assert printer_columns("SandboxClaim", all_namespaces=True)[:2] == ["NAMESPACE", "NAME"]
-    assert printer_columns("Sandbox", wide=True)[-2:] == ["IP", "NODE"]
+    assert printer_columns("Pod", wide=True, all_namespaces=True)[-2:] == [
+        "NOMINATED NODE",
+        "READINESS GATES",
+    ]
+
+
+@pytest.mark.parametrize("kind", ["Sandbox", "SandboxSet", "SandboxClaim", "SandboxTemplate"])
+def test_wide_adds_nothing_to_the_crds_columns(kind: str) -> None:
+    """``kubectl get -o wide`` adds a CRD's printer columns with a priority above 0; the
+    CRDs (reference §1.1) give none a priority, so the wide table is the plain one."""
+    assert printer_columns(kind, wide=True) == printer_columns(kind)
 
 
 def test_unknown_kinds_have_no_columns() -> None:
@@ -462,8 +472,8 @@ def test_all_namespaces_adds_the_namespace_of_each_row() -> None:
     assert table[1][:2] == ["team-a", "pool-x7k2p"]
 
 
-def test_wide_tables_show_the_extra_columns() -> None:
-    """``wide`` appends the sandbox's IP and node."""
+def test_a_wide_sandbox_table_is_the_plain_one() -> None:
+    """As ``kubectl get sbx -o wide``: the CRD has no wide column, so no IP or node is added."""
     sbx = claimed_sandbox().model_copy(
         update={
             "status": SandboxStatus(
@@ -471,7 +481,7 @@ def test_wide_tables_show_the_extra_columns() -> None:
             )
         }
     )
-    assert rows(render_table([sbx], NOW, wide=True))[1][-2:] == ["10.0.0.7", "node-1"]
+    assert render_table([sbx], NOW, wide=True) == render_table([sbx], NOW)
 
 
 def test_several_kinds_print_one_table_each_with_qualified_names() -> None:
