@@ -63,8 +63,11 @@ def format_age(delta: timedelta) -> str:
     ``3y20d``, ``10y``: the further back, the coarser. A slightly negative
     delta (clock skew up to 2 s) reads ``0s``; anything earlier ``<invalid>``.
     Past about 292 years it reads ``292y``: kubectl's ``time.Since`` saturates
-    at Go's longest ``Duration``.
+    at Go's longest ``Duration``. A ``delta`` that is no ``timedelta`` (seconds
+    as a number, a Go duration string) raises :class:`InvalidError` naming ``delta``.
     """
+    if not isinstance(delta, timedelta):
+        raise InvalidError("delta", f"must be a datetime.timedelta, got {type(delta).__name__}")
     micros = min(delta // timedelta(microseconds=1), _MAX_DURATION_US)
     # Go's int(d.Seconds()) truncates toward zero, also for negative values.
     seconds = micros // 1_000_000 if micros >= 0 else -(-micros // 1_000_000)
@@ -382,7 +385,17 @@ def render_table(
     kind, in order of first appearance, separated by a blank line, with names
     qualified as ``sandbox.agents.kruise.io/<name>`` (as ``kubectl get sbx,sbs``
     does). No objects print ``No resources found in <namespace> namespace.``
+    A ``now`` that is no timezone-aware ``datetime`` (``datetime.now()`` is
+    naive) raises :class:`InvalidError` naming ``now``: the objects' times are aware.
     """
+    if not isinstance(now, datetime):
+        raise InvalidError(
+            "now", f"must be a timezone-aware datetime.datetime, got {type(now).__name__}"
+        )
+    if now.utcoffset() is None:
+        raise InvalidError(
+            "now", "must be a timezone-aware datetime.datetime, got a naive one (no tzinfo)"
+        )
     if not objects:
         if all_namespaces:
             return "No resources found\n"

@@ -224,6 +224,32 @@ def test_printer_columns_take_every_name_kubectl_takes(name: str) -> None:
     assert printer_columns(name) == printer_columns("Sandbox")
 
 
+@pytest.mark.parametrize(
+    ("now", "got"),
+    [
+        (datetime(2026, 1, 1, 0, 5), "got a naive one (no tzinfo)"),  # datetime.now()
+        ("2026-01-01T00:05:00Z", "got str"),
+        (1767225900.0, "got float"),
+    ],
+)
+def test_a_now_that_is_no_aware_datetime_is_refused_naming_it(now: Any, got: str) -> None:
+    """The objects' times are aware: a naive ``now`` cannot be compared with them, so one
+    ``InvalidError`` naming ``now`` rather than a ``TypeError`` from a subtraction."""
+    for objects in ([claimed_sandbox()], []):
+        with pytest.raises(InvalidError) as err:
+            render_table(objects, now)
+        assert err.value.field == "now"
+        assert err.value.reason == f"must be a timezone-aware datetime.datetime, {got}"
+
+
+@pytest.mark.parametrize("delta", [90, 90.0, "5m", None])
+def test_format_age_of_something_that_is_no_timedelta_is_refused_naming_it(delta: Any) -> None:
+    with pytest.raises(InvalidError) as err:
+        format_age(delta)
+    assert err.value.field == "delta"
+    assert err.value.reason == f"must be a datetime.timedelta, got {type(delta).__name__}"
+
+
 @pytest.mark.parametrize("obj", ["sbx", None, {"kind": "Sandbox"}])
 def test_a_table_of_something_that_is_no_model_is_refused_naming_it(obj: Any) -> None:
     """One clear error naming the item, not an ``AttributeError`` from deep inside."""
