@@ -41,6 +41,7 @@ from pytest_kruise_agents.api.sandbox import Sandbox, SandboxState
 from pytest_kruise_agents.api.sandboxclaim import SandboxClaim
 from pytest_kruise_agents.api.sandboxset import SandboxSet
 from pytest_kruise_agents.api.sandboxtemplate import SandboxTemplate
+from pytest_kruise_agents.api.validation import FieldProblem, check_labels
 from pytest_kruise_agents.claiming.errors import ClaimCanceledError, ClaimError
 from pytest_kruise_agents.claiming.extensions import (
     CreateRequest,
@@ -1542,8 +1543,18 @@ def _object_key(obj: Any) -> tuple[str, str]:
 
 
 def _check_labels(labels: object) -> None:
-    """Refuse a label selector that is not a mapping of strings to strings."""
+    """Refuse a label selector that is not a mapping of label keys to label values.
+
+    As the API server and kubectl refuse ``-l 'bad key!=x'`` ("unable to parse
+    requirement"): a key or value no label can have would match nothing, and a
+    typo would read as "no objects".
+    """
     check_string_map("labels", labels, "label to value")
+    if isinstance(labels, Mapping):
+        try:
+            check_labels(labels)
+        except FieldProblem as problem:
+            raise InvalidError("labels", f"not a valid label selector: {problem.reason}") from None
 
 
 def check_predicate(predicate: object) -> None:

@@ -603,6 +603,34 @@ def test_sandbox_calls_refuse_arguments_of_another_kind(
 
 
 @pytest.mark.parametrize(
+    ("labels", "reason"),
+    [
+        ({"bad key!": "x"}, "invalid key 'bad key!': the name part must consist of"),
+        ({"app": "b c"}, "invalid value 'b c': a label value must consist of"),
+        ({"app": "x" * 64}, "must be at most 63 characters, got 64"),
+        ({"": "x"}, "invalid key '': the name part must not be empty"),
+    ],
+    ids=["key", "value", "long-value", "empty-key"],
+)
+def test_list_refuses_a_selector_no_label_could_match(
+    pooled: Cluster, labels: dict[str, str], reason: str
+) -> None:
+    """As the API server refuses ``-l 'bad key!=x'``: one InvalidError naming labels and
+    the reason, not an empty list that reads as "no objects"."""
+    with pytest.raises(InvalidError) as err:
+        pooled.list("sbx", "default", labels=labels)
+    assert err.value.field == "labels"
+    assert err.value.reason.startswith("not a valid label selector: ")
+    assert reason in err.value.reason
+
+
+def test_list_takes_a_selector_of_valid_labels_with_an_empty_value(pooled: Cluster) -> None:
+    """``app=`` is a valid selector (a label value may be empty): it matches no pool sandbox."""
+    assert pooled.list("sbx", labels={"example.com/app": ""}) == []
+    assert pooled.list("sbx", labels={"agents.kruise.io/sandbox-pool": "base"})
+
+
+@pytest.mark.parametrize(
     "call",
     [
         lambda c: c.submit_create("base", timout=60),
