@@ -91,6 +91,7 @@ from pytest_kruise_agents.claiming.listing import (
     decode_next_token,
     encode_next_token,
     page,
+    started_after_key,
     validate_list_query,
 )
 from pytest_kruise_agents.claiming.modification import (
@@ -206,6 +207,7 @@ from pytest_kruise_agents.claiming.sandboxset import (
     rollout_blocked,
     scale_delta,
     scale_down_order,
+    scale_up_blocked,
     scale_up_limit,
     selector_for,
     updated_counts,
@@ -515,6 +517,7 @@ __all__ = [
     "sandboxset_revision",
     "scale_delta",
     "scale_down_order",
+    "scale_up_blocked",
     "scale_up_limit",
     "select_candidate",
     "selector_for",
@@ -522,6 +525,7 @@ __all__ = [
     "set_timeout_times",
     "should_extend",
     "split_sandbox_id",
+    "started_after_key",
     "template_resources",
     "timer_action",
     "truncate",
