@@ -486,7 +486,9 @@ class ApiServer:
                     "uid": old_meta.uid,
                     "creation_timestamp": old_meta.creation_timestamp,
                     "deletion_timestamp": old_meta.deletion_timestamp,
-                    "generation": gen + 1 if changed else gen,
+                    # ``pods/binding`` writes nodeName in storage, past the pod strategy's
+                    # ``PrepareForUpdate`` that bumps a pod's generation: a bound pod stays at 1.
+                    "generation": gen + 1 if changed and subresource != "binding" else gen,
                     "resource_version": self._next_rv(),
                 },
             )

@@ -281,6 +281,18 @@ def test_binding_sets_pod_scheduled_true_at_once() -> None:
     assert scheduled(pod) == ("True", "", "")
 
 
+def test_binding_leaves_the_pod_generation_at_one() -> None:
+    """``pods/binding`` writes ``nodeName`` past the pod strategy that bumps ``generation``:
+    a scheduled pod is at generation 1, and its Ready condition observed generation 1."""
+    cluster = Cluster(seed=1, nodes=1)
+    make_pod(cluster, "x")
+    cluster.advance(10)
+    pod = cluster.get("Pod", "x")
+    ready = find_condition(pod.status.conditions, "Ready")
+    assert pod.spec["nodeName"] == "node-1"
+    assert (pod.metadata.generation, ready and ready.observed_generation) == (1, 1)
+
+
 def test_a_pod_for_another_scheduler_stays_pending_without_a_condition() -> None:
     """No scheduler of that name runs: nobody takes the pod. ``default-scheduler`` is this one."""
     cluster = Cluster(seed=1, nodes=1)
