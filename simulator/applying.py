@@ -8,7 +8,8 @@ finalizer added to an object being deleted) runs while planning, against the sto
 bad document raises one :class:`InvalidError` before anything has changed.
 
 An update replaces the labels, annotations and spec of the stored object with
-the manifest's, and its finalizers and owner references when the manifest
+the manifest's (a pod keeps the ``spec.nodeName`` its binding set if the
+manifest states none), and its finalizers and owner references when the manifest
 states them (``null`` states none); status and the other metadata stay the
 API server's. An update that changes nothing is
 not written (no new ``resourceVersion``, no watch event), as the API server
@@ -179,8 +180,7 @@ def _update(where: str, existing: Any, obj: KubeObject) -> Any | None:
         _check_materialized(where, existing, obj)
     finalizers = _finalizers(where, existing, obj)
     owners = _owner_references(existing, obj)
-    # The API server defaults every write alike: a pod's limit with no request requests it.
-    spec = default_requests(obj.spec) if obj.kind == "Pod" else obj.spec
+    spec = _pod_spec(existing, obj.spec) if obj.kind == "Pod" else obj.spec
     if (
         meta.labels == old.labels
         and meta.annotations == old.annotations
@@ -220,6 +220,23 @@ def _parse_version(where: str, rv: str) -> int:
         f"{where} metadata.resourceVersion",
         f"must be a resourceVersion the API server gave (an unsigned integer), got {rv!r}",
     )
+
+
+def _pod_spec(existing: Any, spec: dict[str, Any]) -> dict[str, Any]:
+    """The spec an apply of a Pod's manifest ``spec`` writes over the stored pod ``existing``.
+
+    The API server defaults every write alike (a limit with no request
+    requests it), and a ``nodeName`` the manifest leaves out stays the one the
+    scheduler's binding set, as ``kubectl apply`` leaves the fields it does
+    not manage: else every apply of a pod's own manifest would change its
+    node once it is scheduled, which the pod-update rules refuse. A
+    ``nodeName`` the manifest states (``null`` too) is compared by those rules.
+    """
+    spec = default_requests(spec)
+    node = existing.spec.get("nodeName")
+    if node is not None and "nodeName" not in spec:
+        spec = {**spec, "nodeName": node}
+    return spec
 
 
 def _check_pod_spec(where: str, spec: dict[str, Any]) -> None:

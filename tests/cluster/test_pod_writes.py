@@ -134,6 +134,55 @@ def test_a_pod_update_may_change_images_resources_and_add_tolerations(pooled: Cl
     assert caught.value.field == f"Pod/{pod.metadata.name} spec.tolerations"
 
 
+def _web(labels: dict[str, str], image: str = "nginx:1.25", **spec: Any) -> dict[str, Any]:
+    doc = _pod("web", {"containers": [{"name": "main", "image": image}], **spec})
+    doc["metadata"]["labels"] = labels
+    return doc
+
+
+def _scheduled_web(cluster: Cluster) -> str:
+    """Apply pod ``web`` and let the scheduler bind it; its ``resourceVersion``."""
+    cluster.apply(_web({"app": "web"}))
+    cluster.advance(10)
+    pod = cluster.get("pod", "web")
+    assert pod.spec["nodeName"] and pod.status.phase == "Running"
+    return str(pod.metadata.resource_version)
+
+
+def test_reapplying_a_scheduled_pods_manifest_changes_nothing(cluster: Cluster) -> None:
+    """``kubectl apply`` leaves the ``nodeName`` the binding set: the pod's own manifest,
+    which states none, is a no-op (no write), not a change of node."""
+    rv = _scheduled_web(cluster)
+    writes = cluster.world.api.writes
+    assert cluster.apply(_web({"app": "web"}))[0].metadata.resource_version == rv
+    assert cluster.world.api.writes == writes
+
+
+def test_a_scheduled_pods_labels_and_image_change_by_apply(cluster: Cluster) -> None:
+    """A label change is written, and an image change is the in-place update the kubelet
+    carries out; the pod stays on its node."""
+    _scheduled_web(cluster)
+    node = cluster.get("pod", "web").spec["nodeName"]
+    cluster.apply(_web({"app": "api"}, image="nginx:1.26"))
+    cluster.advance(30)
+    pod = cluster.get("pod", "web")
+    assert (pod.metadata.labels, pod.spec["nodeName"]) == ({"app": "api"}, node)
+    assert [s.image for s in pod.status.container_statuses] == ["docker.io/library/nginx:1.26"]
+    assert pod.status.phase == "Running"
+
+
+@pytest.mark.parametrize("node", ["elsewhere", None], ids=["another node", "null"])
+def test_a_nodename_the_manifest_states_is_compared(cluster: Cluster, node: str | None) -> None:
+    """A manifest that states another node, or ``nodeName: null``, still changes the node:
+    refused, naming ``spec`` and ``spec.nodeName``; nothing is written."""
+    rv = _scheduled_web(cluster)
+    with pytest.raises(InvalidError) as caught:
+        cluster.apply(_web({"app": "web"}, nodeName=node))
+    assert caught.value.field == "Pod/web spec"
+    assert caught.value.reason.endswith("(changed: spec.nodeName)")
+    assert cluster.get("pod", "web").metadata.resource_version == rv
+
+
 def test_a_templateref_name_longer_than_a_label_value_is_refused(cluster: Cluster) -> None:
     """It becomes every sandbox's ``agents.kruise.io/sandbox-template`` label, as a
     SandboxSet's name becomes their ``sandbox-pool`` label."""
