@@ -9,6 +9,7 @@ from pydantic import Field, ValidationInfo, model_validator
 from pytest_kruise_agents.api.base import KubeModel, Time, from_manifest
 from pytest_kruise_agents.api.keys import BLACKLISTED_PREFIXES
 from pytest_kruise_agents.api.meta import Condition, ObjectMeta
+from pytest_kruise_agents.api.podfields import check_pod_spec_fields
 from pytest_kruise_agents.api.problems import format_path, kind_and_value, show
 from pytest_kruise_agents.api.quantity import cpu_millis, decode_quantity, memory_bytes
 from pytest_kruise_agents.api.resources import (
@@ -611,8 +612,11 @@ def validate_pod_spec(spec: dict[str, Any]) -> None:
     """Raise :class:`FieldProblem` for a Pod's ``spec`` the API server refuses (``ValidatePodSpec``).
 
     A Pod's spec is a pod template's spec: the same checks, with ``loc``
-    relative to the Pod (``("spec", "containers", 0, "image")``).
+    relative to the Pod (``("spec", "containers", 0, "image")``), after the
+    strict decoding of ``v1.Pod``'s schema, which refuses an unknown field of
+    the spec, a container or its resources (a template's spec is schemaless).
     """
+    check_pod_spec_fields(spec)
     validate_pod_template({"spec": spec}, reserved_keys=False)
 
 

@@ -16,7 +16,16 @@ from typing import Any, Final
 
 from pydantic_core import ErrorDetails
 
-__all__ = ["brief", "expectation", "format_path", "kind_and_value", "reason", "show", "type_word"]
+__all__ = [
+    "brief",
+    "expectation",
+    "format_path",
+    "kind_and_value",
+    "reason",
+    "show",
+    "type_word",
+    "unknown_field_reason",
+]
 
 _IDENTIFIER: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -100,6 +109,13 @@ def kind_and_value(value: Any, *, mapping_word: str = "an object") -> str:
     return show(value, mapping_word=mapping_word)
 
 
+def unknown_field_reason(name: str, known: Sequence[str]) -> str:
+    """``"unknown field"``, with the field of ``known`` that ``name`` misspells if one is close
+    (``"unknown field (did you mean 'replicas'?)"``)."""
+    close = difflib.get_close_matches(name, list(known), n=1) if known else []
+    return "unknown field" + (f" (did you mean {close[0]!r}?)" if close else "")
+
+
 def type_word(kind: str, *, mapping_word: str = "an object") -> str | None:
     """What a type error of pydantic type ``kind`` wanted (``"an integer"``), or ``None``."""
     if kind in _MAPPING_TYPES:
@@ -130,8 +146,7 @@ def reason(
         if name in known:
             # A real field, of another part of the document: "did you mean" itself helps no one.
             return f"unknown field here ({name!r} is a field of another section)"
-        close = difflib.get_close_matches(name, list(known), n=1) if known else []
-        return "unknown field" + (f" (did you mean {close[0]!r}?)" if close else "")
+        return unknown_field_reason(name, known)
     if kind in ("value_error", "assertion_error") and "error" in ctx:
         return str(ctx["error"])
     if kind in _BOUNDS:

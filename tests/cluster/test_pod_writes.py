@@ -53,13 +53,20 @@ def _c(**fields: Any) -> dict[str, Any]:
             "invalid quantity",
         ),
         ({"restartPolicy": "Sometimes", "containers": [_c()]}, "spec.restartPolicy", "Sometimes"),
+        ({"nodeSelectr": {}, "containers": [_c()]}, "spec.nodeSelectr", "unknown field"),
+        (
+            {"containers": [_c(imagePullPolice="Never")]},
+            "spec.containers[0].imagePullPolice",
+            "unknown field",
+        ),
     ],
 )
 def test_a_pod_the_api_server_refuses_is_not_created(
     cluster: Cluster, spec: dict[str, Any] | None, field: str, reason: str
 ) -> None:
     """No spec, no container, a duplicate or malformed container name, no image, a negative
-    request, a request above its limit, a malformed quantity, an unknown restartPolicy."""
+    request, a request above its limit, a malformed quantity, an unknown restartPolicy, an
+    unknown field of the spec or of a container."""
     writes = cluster.world.api.writes
     with pytest.raises(InvalidError) as caught:
         cluster.apply(_pod("p", spec))
