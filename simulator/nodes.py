@@ -47,7 +47,9 @@
   ``Deferred``, retried when a pod frees room, or ``Infeasible``; with a new image
   too, the resize is not reported Ready on its own: the pod is Ready for its
   new generation once the new image runs), and
-  carries out graceful deletion (pods carry the :data:`POD_FINALIZER`).
+  carries out graceful deletion (pods carry the :data:`POD_FINALIZER`); a pod
+  that another finalizer keeps after that reads as the kubelet left it (``Failed``,
+  its containers killed, none ready).
 
 The ``Ready`` condition the kubelet writes carries ``observedGeneration``
 (the pod ``metadata.generation`` it has realised, as Kubernetes 1.33 does), so
@@ -770,6 +772,37 @@ def _waiting(container: dict[str, Any], reason: str, message: str | None = None)
         image=container.get("image", ""),
         started=False,
     )
+
+
+_KUBELET_ONLY: Final = [POD_FINALIZER]
+"""The finalizers of a pod that only the kubelet keeps (not to be changed)."""
+
+
+def _held(pod: Pod) -> bool:
+    """Whether a finalizer other than the kubelet's keeps ``pod`` once the kubelet lets it go."""
+    return any(f != POD_FINALIZER for f in pod.metadata.finalizers)
+
+
+def _stopped(statuses: list[ContainerStatus], now: datetime) -> list[ContainerStatus]:
+    """``statuses`` once the kubelet has stopped the pod: a running container is killed."""
+    out = []
+    for c in statuses:
+        running = c.state.running
+        if running is not None:
+            killed = ContainerStateTerminated(
+                exit_code=137, reason="Error", started_at=running.started_at, finished_at=now
+            )
+            c = c.model_copy(
+                update={
+                    "state": ContainerState(terminated=killed),
+                    "ready": False,
+                    "started": False,
+                }
+            )
+        elif c.ready and c.state.terminated is None:
+            c = c.model_copy(update={"ready": False})
+        out.append(c)
+    return out
 
 
 def _unready(statuses: list[ContainerStatus]) -> list[ContainerStatus]:
@@ -1858,6 +1891,19 @@ class Nodes:
             run.ip = None
             self._release(run.uid)
             self.ctx.record("kubelet.stopped", f"{pod.metadata.namespace}/{pod.metadata.name}")
+            finalizers = run.pod.metadata.finalizers
+            # (A list compare first: the usual pod, kept by the kubelet alone, costs no call.)
+            if (
+                finalizers
+                and finalizers != _KUBELET_ONLY
+                and _held(run.pod)
+                and not run.dead
+                and not _is_terminal(run.pod)
+            ):
+                # The kubelet writes the stopped containers before its final delete; the
+                # model skips that write when the delete removes the pod at once (no
+                # reader could see it), and makes it for a pod another finalizer keeps.
+                yield from self._write_stopped(node.client, run.pod)
             yield from self._remove_finalizer(node.client, pod)
         except simpy.Interrupt:
             return
@@ -2631,6 +2677,58 @@ class Nodes:
             run.last_status = sig
             if ready and generation is not None:
                 run.realised = max(run.realised, generation)
+            return
+
+    def _write_stopped(self, client: Client, pod: Pod) -> Op:
+        """Write the status of a deleted pod whose containers the kubelet stopped.
+
+        What the kubelet's last sync of the pod writes: each container that ran
+        is terminated, killed at the end of the grace period (exit code 137,
+        ``Error``), no container is ready, and the pod is ``Failed`` (``getPhase``
+        of a terminal pod whose containers did not all succeed): Ready False,
+        ``PodFailed``. A container that never ran still waits, and one that had
+        ended stays as it ended.
+        """
+        uid = pod.metadata.uid
+        now = self._stamp()
+
+        def stopped(p: Pod) -> None:
+            if p.metadata.uid != uid:
+                raise _gone(p)
+            st = p.status
+            cond = find_condition(st.conditions, "Ready")
+            conditions = list(st.conditions)
+            set_condition(
+                conditions,
+                Condition(
+                    type="Ready",
+                    status="False",
+                    reason="PodFailed",
+                    message="",
+                    last_transition_time=now,
+                    observed_generation=cond.observed_generation if cond else None,
+                ),
+            )
+            p.status = st.model_copy(
+                update={
+                    "phase": "Failed",
+                    "conditions": conditions,
+                    "container_statuses": _stopped(st.container_statuses, now),
+                    "init_container_statuses": _stopped(st.init_container_statuses, now),
+                }
+            )
+
+        ns, name = pod.metadata.namespace, pod.metadata.name
+        while True:
+            try:
+                yield from self.api.patch(
+                    client, "Pod", ns, name, stopped, subresource="status", shallow=True
+                )
+            except ApiError as err:
+                if err.is_not_found:
+                    return
+                yield self.ctx.env.timeout(_API_RETRY_S)
+                continue
             return
 
     def _fail_pod(self, client: Client, pod: Pod, reason: str, message: str) -> Op:

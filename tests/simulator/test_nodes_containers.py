@@ -293,3 +293,64 @@ def test_an_invalid_image_in_another_container_keeps_the_pod_from_starting() -> 
         ("log", "PodInitializing"),
     ]
     assert world.ctx.log.of_kind("kubelet.pulled") == []
+
+
+# -- a deleted pod another finalizer keeps ------------------------------------------------
+
+
+def _held_pod(world: World) -> None:
+    """Pod p1 with a completed init container, a sidecar and two containers, held by a
+    user's finalizer as well as the kubelet's."""
+    spec = {
+        "initContainers": [
+            {"name": "setup", "image": "busybox:1"},
+            {"name": "proxy", "image": "envoy:1", "restartPolicy": "Always"},
+        ],
+        "containers": [{"name": "main", "image": IMAGE}, {"name": "log", "image": "fluent:1"}],
+    }
+    meta = ObjectMeta(name="p1", namespace="default", finalizers=[POD_FINALIZER, "example.com/x"])
+    world.api.commit_create(Pod(metadata=meta, spec=spec))
+
+
+def test_a_deleted_pod_a_finalizer_keeps_reports_its_containers_stopped() -> None:
+    """The kubelet writes the containers it stopped before its final delete: each that ran is
+    terminated (killed, 137, ``Error``, from when it started), none is ready, the pod is
+    ``Failed`` and not Ready; a completed init container stays as it ended."""
+    world, nodes = make([NodeSpec(name="a")])
+    _held_pod(world)
+    run_until(world, lambda: running(world, "p1"))
+    started = main_status(world).state.running
+    assert started is not None
+    world.ctx.env.run(until=world.ctx.now() + 30)
+    world.api.commit_delete("Pod", "default", "p1")
+    run_until(world, lambda: bool(world.ctx.log.of_kind("kubelet.stopped")))
+    stopped = world.ctx.now_dt().replace(microsecond=0)
+    world.ctx.env.run(until=world.ctx.now() + 60)
+    p = pod(world, "p1")
+    assert p is not None and p.metadata.finalizers == ["example.com/x"]
+    ready = find_condition(p.status.conditions, "Ready")
+    assert ready is not None and (ready.status, ready.reason) == ("False", "PodFailed")
+    assert p.status.phase == "Failed"
+    setup, *rest = [*p.status.init_container_statuses, *p.status.container_statuses]
+    assert setup.state.terminated is not None and setup.state.terminated.reason == "Completed"
+    for c in rest:
+        end = c.state.terminated
+        assert end is not None and (end.exit_code, end.reason) == (137, "Error"), c.name
+        assert (c.ready, c.started, c.state.running) == (False, False, None), c.name
+    main = p.status.container_statuses[0]
+    assert main.state.terminated is not None
+    assert main.state.terminated.started_at == started.started_at
+    assert main.state.terminated.finished_at == stopped
+    assert nodes.utilisation()["a"] == (0.0, 0.0)
+
+
+def test_a_deleted_pod_only_the_kubelet_keeps_goes_without_a_status_write() -> None:
+    """The pod is removed by the kubelet's final delete: no one could read a status written
+    before it, so none is (one write: the finalizer's removal)."""
+    world, _ = make([NodeSpec(name="a")])
+    add_pod(world, "p1")
+    run_until(world, lambda: running(world, "p1"))
+    world.api.commit_delete("Pod", "default", "p1")
+    writes = world.api.writes
+    run_until(world, lambda: pod(world, "p1") is None)
+    assert world.api.writes == writes + 1
