@@ -180,7 +180,7 @@ class Pending(Generic[T]):
 class Backend(Protocol):
     """One cluster running the claim system (see the module docstring)."""
 
-    def attempt(self, call: Callable[[], T]) -> T | Pending[T]:
+    def attempt(self, call: Callable[[], T], *, cancelled: bool = False) -> T | Pending[T]:
         """Answer ``call()`` (this backend's methods, arguments bound) at once if it can be.
 
         Returns the call's value (or raises its error) when it was answered on
@@ -190,6 +190,15 @@ class Backend(Protocol):
         call (what was started is not started again). An event loop uses this
         to skip the worker-thread hop for quick calls. A backend that cannot
         tell returns ``Pending(call)``.
+
+        ``cancelled`` says the caller is gone already (its HTTP client left
+        while the request waited to be handled): the call starts as if
+        :attr:`Pending.cancel` had been called at once. A create starts and
+        stops at its first wait, as upstream's claim whose request's context
+        is already cancelled: it cleans up, its record ends ``context
+        canceled``, and it raises
+        :class:`~pytest_kruise_agents.claiming.errors.ClaimCanceledError`
+        (here or from ``finish()``); other calls run as usual.
         """
         ...
 

@@ -741,10 +741,21 @@ class SimBackend:
         limit = self._limit(bound)
         proc = self.cluster.env.process(gen)
         proc.callbacks.append(_defuse)
-        if not self._step(proc, deadline, what, limit):
+        if cancellation is not None and cancellation.requested:
+            # Its client is gone already: the first batch of events delivers the
+            # interrupt, after the process's start (SimPy runs that first), so the
+            # call's own cleanup and record run, as a cancel while it waits.
+            self._register(cancellation, proc)
+        try:
+            finished = self._step(proc, deadline, what, limit)
+        except BaseException:
+            self._unregister(cancellation)
+            raise
+        if not finished:
             # Registered now, so that any call running the model meanwhile delivers it.
             self._register(cancellation, proc)
             raise _Unfinished(partial(self._finish, proc, after, what, cancellation, limit))
+        self._unregister(cancellation)
         return after(_outcome(proc))
 
     def _start(
@@ -862,7 +873,7 @@ class SimBackend:
                 self._unregister(cancellation)
             return after(_outcome(proc))
 
-    def attempt(self, call: Callable[[], T]) -> T | Pending[T]:
+    def attempt(self, call: Callable[[], T], *, cancelled: bool = False) -> T | Pending[T]:
         """``call()`` answered on this thread if it can be at once, else the rest as :class:`Pending`.
 
         ``call`` is one of this backend's methods with its arguments bound. It
@@ -875,11 +886,17 @@ class SimBackend:
         lock is busy) and ``Pending.when_ready`` says when ``finish`` can answer
         without waiting. Errors of a call answered here are raised here.
         ``Pending.cancel`` stops a create (see :meth:`create_sandbox`).
+        ``cancelled`` (its client is gone already) starts it with the cancel
+        requested: the process starts, and the interrupt lands once it has, in
+        virtual mode in the first batch of events, in realtime mode at its
+        arrival (:meth:`_at_arrival`).
         """
         if getattr(self._inline, "deadline", None) is not None:
             return call()  # already inside an attempt on this thread
         arrived = time.monotonic()  # realtime: the call's model time (see _at_arrival)
         cancellation = _Cancellation()
+        if cancelled:
+            cancellation.request()
         if not self._lock.acquire(blocking=False):
             if self._mode == "realtime":
                 return self._deferred(call, cancellation, arrived)

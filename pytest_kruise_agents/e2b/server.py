@@ -15,6 +15,7 @@ import socket
 import threading
 import time
 import weakref
+from functools import partial
 from types import TracebackType
 from typing import Any, Final, Literal
 
@@ -23,6 +24,7 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from pytest_kruise_agents.e2b.cuts import CutLogFilter
+from pytest_kruise_agents.e2b.peer import CLIENT_GONE, peer_closed
 
 __all__ = [
     "GRACEFUL_SHUTDOWN_S",
@@ -106,7 +108,10 @@ class QuickAckProtocol(H11Protocol):
 
     A request asking for a protocol upgrade (``Upgrade: h2c``, ``websocket``)
     is served over HTTP/1.1 without uvicorn's warnings, and a request turning
-    malformed after its answer only closes the connection.
+    malformed after its answer only closes the connection. Each request's
+    scope carries a probe of whether its client is gone
+    (:data:`~pytest_kruise_agents.e2b.peer.CLIENT_GONE`), which asks the socket
+    at once rather than wait for the loop to read the connection's end.
     """
 
     _read_timer: asyncio.TimerHandle | None = None
@@ -127,6 +132,15 @@ class QuickAckProtocol(H11Protocol):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
         super().data_received(data)
         self._watch_reads(progress=True)
+
+    def handle_events(self) -> None:
+        cycle = self.cycle
+        super().handle_events()
+        if self.cycle is not None and self.cycle is not cycle:
+            # A request began: its app may ask whether its client is gone before
+            # the loop has read the connection's end (see peer.py).
+            extensions = self.cycle.scope.setdefault("extensions", {})
+            extensions[CLIENT_GONE] = partial(peer_closed, self.transport)  # type: ignore[assignment]
 
     def on_response_complete(self) -> None:
         super().on_response_complete()

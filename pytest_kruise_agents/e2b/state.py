@@ -33,6 +33,7 @@ from starlette.types import Receive
 
 from pytest_kruise_agents.backends.base import Backend, Pending
 from pytest_kruise_agents.e2b.network import SandboxNetworks
+from pytest_kruise_agents.e2b.peer import client_gone
 from pytest_kruise_agents.e2b.settings import Settings
 
 __all__ = ["ATTEMPTED", "THREAD_BUDGETS", "Purpose", "ServerState", "state_of"]
@@ -85,17 +86,31 @@ class ServerState:
         the loop watches the connection; when the client disconnects (its
         request timeout, a closed connection) before the answer,
         ``Pending.cancel`` stops the call, as the sandbox-manager's handler
-        stops when its request's context is cancelled. Calls of a purpose
-        that is never attempted run as with :meth:`run`.
+        stops when its request's context is cancelled. A client already gone
+        when the call is reached (its request waited behind others on a busy
+        loop; asked of its socket, :mod:`~pytest_kruise_agents.e2b.peer`, as
+        the loop reads the connection's end only once it is free) has the
+        call attempted cancelled from its start
+        (``Backend.attempt(cancelled=True)``): a create fails ``context
+        canceled`` with its record, as upstream's would, rather than claim a
+        sandbox nobody will ever hear of. Calls of a purpose that is never
+        attempted run as with :meth:`run`.
         """
         if purpose not in ATTEMPTED:
             return await self.run(purpose, fn, *args)
         call: Callable[[], T] = partial(fn, *args)
-        outcome = self.backend.attempt(call)
+        gone = client_gone(request.scope)
+        if gone is None:  # the server cannot tell at once: its receive channel says
+            # Asked before the watcher starts: the two must not wait on ``receive`` at once.
+            gone = await request.is_disconnected()
+        outcome = self.backend.attempt(call, cancelled=gone)
         if not isinstance(outcome, Pending):
             return outcome
         if outcome.cancel is None:
             return await self._pending(purpose, outcome)
+        if not gone and client_gone(request.scope):
+            # It left while the attempt ran: stopped before a worker thread finishes it.
+            outcome.cancel()
         watcher = asyncio.ensure_future(_cancel_on_disconnect(request.receive, outcome.cancel))
         try:
             return await self._pending(purpose, outcome)

@@ -1234,6 +1234,94 @@ def test_cancel_stops_a_pause_waiting_for_its_sandbox_to_stop() -> None:
         backend.close()
 
 
+def _claimed_under_lock(backend: SimBackend) -> list[str]:
+    """:func:`_claimed`, read through the backend (a realtime clock runs meanwhile)."""
+    return [
+        o.metadata.name
+        for o in backend.list("Sandbox")
+        if o.metadata.labels.get(keys.LABEL_SANDBOX_CLAIMED) == "true"
+    ]
+
+
+@pytest.mark.parametrize("clock", ["virtual", "realtime"])
+def test_a_create_attempted_cancelled_fails_context_canceled_and_claims_nothing(
+    clock: str,
+) -> None:
+    """``attempt(cancelled=True)``: the client left before its create was reached.
+
+    As upstream's claim whose request's context is already cancelled: it
+    starts, stops at its first wait, and leaves its record ``context
+    canceled``; a warm sandbox answered within the inline budget is not
+    claimed for nobody. Both paths: the lock free (the pool's two warm
+    sandboxes, then a cold create) and the lock held elsewhere.
+    """
+    backend = SimBackend.default(seed=3, replicas=2, clock=clock, speed=50.0)  # type: ignore[arg-type]
+    try:
+
+        def create_for_nobody() -> object:
+            call = partial(backend.create_sandbox, BOB, CreateRequest("base"))
+            try:
+                got = backend.attempt(call, cancelled=True)
+                return got.finish() if isinstance(got, Pending) else got
+            except ClaimCanceledError as exc:
+                return exc
+
+        outcomes = [create_for_nobody() for _ in range(3)]
+        with held_elsewhere(backend):
+            call = partial(backend.create_sandbox, BOB, CreateRequest("base"))
+            waiting = backend.attempt(call, cancelled=True)
+        assert isinstance(waiting, Pending)
+        outcomes.append(outcome_within(30, waiting.finish))
+
+        assert all(isinstance(o, ClaimCanceledError) for o in outcomes), outcomes
+        records = backend.records()
+        assert [r["error"] for r in records] == ["context canceled"] * 4
+        assert [r["delivered"] for r in records] == [None] * 4
+        if clock == "virtual":
+            backend.advance(5)
+        assert _claimed_under_lock(backend) == []
+        # The pool was left alone: a create whose client is there gets a warm sandbox.
+        view = backend.create_sandbox(ALICE, CreateRequest("base"))
+        assert backend.records()[-1]["warm"], backend.records()[-1]
+        assert _claimed_under_lock(backend) == [view.sandbox_id.split("--")[1]]
+    finally:
+        backend.close()
+
+
+@pytest.mark.parametrize("clock", ["virtual", "realtime"])
+def test_a_pause_attempted_cancelled_writes_nothing(clock: str) -> None:
+    """A pause reached after its client left stops before its write, as upstream's handler
+    whose context is already cancelled: the sandbox runs on, the log says ``manager.canceled``."""
+    backend = SimBackend.default(seed=3, replicas=2, clock=clock, speed=50.0)  # type: ignore[arg-type]
+    try:
+        view = backend.create_sandbox(ALICE, CreateRequest("base"))
+        got = outcome_within(
+            30,
+            lambda: _answer(
+                backend.attempt(partial(backend.pause, ALICE, view.sandbox_id), cancelled=True)
+            ),
+        )
+        assert isinstance(got, ClaimCanceledError), got
+        with backend.locked() as cluster:
+            assert [e.detail for e in cluster.log.of_kind("manager.canceled")] == [
+                f"pause {view.sandbox_id}"
+            ]
+        assert backend.describe(ALICE, view.sandbox_id).state == "running"
+    finally:
+        backend.close()
+
+
+def _answer(outcome: T | Pending[T]) -> T:
+    """The value of an attempt: answered at once, or finished once it is ready."""
+    if not isinstance(outcome, Pending):
+        return outcome
+    if outcome.when_ready is not None:
+        ready = threading.Event()
+        outcome.when_ready(ready.set)
+        assert ready.wait(timeout=30)
+    return outcome.finish()
+
+
 def _pending_creates(backend: SimBackend, n: int) -> list[Pending[SandboxView]]:
     """``n`` creates handed back at once (no stock, budget 0), each with its own metadata."""
     pending = [

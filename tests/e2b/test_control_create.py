@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import socket
+import threading
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -11,12 +14,17 @@ import httpx
 import pytest
 from e2b import Sandbox
 from e2b.exceptions import SandboxException, TimeoutException
+from starlette.types import Receive, Scope, Send
 
 from pytest_kruise_agents.api import keys
 from pytest_kruise_agents.backends import Caller, CreateRequest, SimBackend
+from pytest_kruise_agents.e2b.app import create_app
+from pytest_kruise_agents.e2b.server import ServerThread
+from pytest_kruise_agents.e2b.settings import Settings
+from pytest_kruise_agents.e2b.workspace import Workspaces
 from simulator.cluster import Cluster
 
-from .conftest import ALICE, CAROL, Served, eventually, pool_yaml, serve
+from .conftest import ALICE, CAROL, KEYS, Served, answer, eventually, pool_yaml, serve
 
 NO_STOCK_OFF = "e2b.agents.kruise.io/create-on-no-stock"
 CLAIM_TIMEOUT = "e2b.agents.kruise.io/claim-timeout-seconds"
@@ -419,6 +427,86 @@ def test_a_create_whose_client_gives_up_is_cancelled(tmp_path: Path, clock: str)
             backend.advance(5)
         eventually(lambda: _owned_by(backend, "alice") == [], "the claim's sandbox is deleted")
     finally:
+        thread.stop()
+        backend.close()
+
+
+def _busy_loop_server(
+    tmp_path: Path, backend: SimBackend
+) -> tuple[ServerThread, str, threading.Event, threading.Event]:
+    """A server whose ``GET /_busy`` holds its event loop until ``release`` is set.
+
+    What a burst of requests answered on the loop does to the ones behind
+    them: they are read, and handled, only once the loop is free again.
+    ``busy`` is set once the loop is held.
+    """
+    app = create_app(backend, Settings(api_keys=KEYS), workspaces=Workspaces(tmp_path / "ws"))
+    busy, release = threading.Event(), threading.Event()
+
+    async def holding(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/_busy":
+            busy.set()
+            release.wait(timeout=30)  # blocks the loop on purpose
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 204,
+                    "headers": [(b"content-length", b"0")],
+                }
+            )
+            await send({"type": "http.response.body", "body": b""})
+            return
+        await app(scope, receive, send)
+
+    thread = ServerThread(holding).start()
+    return thread, thread.url, busy, release
+
+
+@pytest.mark.parametrize("clock", ["virtual", "realtime"])
+def test_a_create_whose_client_left_while_it_waited_is_cancelled(
+    tmp_path: Path, clock: str
+) -> None:
+    """docs/server.md, How a request runs: six creates sent, then their connections closed,
+    while the server's loop is busy; handled afterwards, each finds its client gone.
+
+    Their claims stop as upstream's whose request's context is cancelled:
+    records ``context canceled``, no sandbox claimed, the warm pool untouched
+    (before, on the virtual clock, the four warm ones were claimed for nobody).
+    """
+    backend = SimBackend.default(seed=3, replicas=4, clock=clock)  # type: ignore[arg-type]
+    thread, url, busy, release = _busy_loop_server(tmp_path, backend)
+    host, port = url.removeprefix("http://").split(":")
+    body = json.dumps({"templateID": "base", "timeout": 300}).encode()
+    request = (
+        f"POST /v2/sandboxes HTTP/1.1\r\nHost: {host}\r\nX-API-Key: {ALICE}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    try:
+        with socket.create_connection((host, int(port))) as holder:
+            holder.sendall(f"GET /_busy HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+            assert busy.wait(timeout=30)
+            for _ in range(6):
+                with socket.create_connection((host, int(port))) as sock:
+                    sock.sendall(request)
+            release.set()
+            assert answer(holder) == b"HTTP/1.1 204 No Content"
+
+        eventually(lambda: len(backend.records()) == 6, "the six creates reach the model")
+        eventually(
+            lambda: all(r["error"] or r["delivered"] for r in backend.records()), "the claims end"
+        )
+        assert [r["error"] for r in backend.records()] == ["context canceled"] * 6
+        assert [r["owner"] for r in backend.records()] == ["alice"] * 6
+        if clock == "virtual":
+            backend.advance(5)
+        eventually(lambda: _owned_by(backend, "alice") == [], "nothing is claimed")
+        with httpx.Client(base_url=url, headers={"X-API-Key": ALICE}) as client:
+            assert client.get("/v2/sandboxes").json() == []
+            created = client.post("/v2/sandboxes", json={"templateID": "base"})
+        assert created.status_code == 201, created.text
+        assert backend.records()[-1]["warm"]  # the pool was left alone
+    finally:
+        release.set()
         thread.stop()
         backend.close()
 

@@ -339,10 +339,10 @@ class HeldLookup(SimBackend):
         """Hold the next lookup of ``sandbox_id`` (the next request sent to it)."""
         self.armed = sandbox_id
 
-    def attempt(self, call: Callable[[], T]) -> T | Pending[T]:
+    def attempt(self, call: Callable[[], T], *, cancelled: bool = False) -> T | Pending[T]:
         if isinstance(call, partial) and call.func == self.route and call.args == (self.armed,):
             return Pending(call)  # as when the lock is busy: looked up in a worker thread
-        return super().attempt(call)
+        return super().attempt(call, cancelled=cancelled)
 
     def route(self, sandbox_id: str) -> Route | None:
         answer = super().route(sandbox_id)
