@@ -15,18 +15,20 @@ import contextlib
 import os
 import signal
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 from e2b import AsyncSandbox, CommandExitException, Sandbox
-from e2b.exceptions import SandboxNotRunningException
+from e2b.exceptions import SandboxNotRunningException, TimeoutException
 from e2b.sandbox.commands.command_handle import PtySize
 from e2b.sandbox.filesystem.watch_handle import FilesystemEvent
 from e2b.sandbox_async.commands.command_input_handle import AsyncCommandInputHandle
 from e2b_code_interpreter import Sandbox as CodeSandbox
 
 from pytest_kruise_agents.backends import SimBackend
+from pytest_kruise_agents.e2b.daemons import marker_of
 from simulator.cluster import Cluster
 
 from ..pools import RECYCLING_POOL
@@ -171,6 +173,47 @@ def test_a_daemon_started_by_run_code_dies_with_the_sandbox(server: Served, acti
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+        if action == "pause":
+            CodeSandbox.kill(sbx.sandbox_id, **server.sdk())
+
+
+def _marked(root: Path) -> list[int]:
+    """The live processes carrying the marker of the sandbox at ``root`` (its kernel, its commands)."""
+    marker = marker_of(root)
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError), open(f"/proc/{entry.name}/environ", "rb") as environ:
+            if marker in environ.read().split(b"\0") and alive(int(entry.name)):
+                found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.parametrize("action", ["kill", "pause"])
+def test_a_stop_while_a_code_context_starts_its_kernel_says_the_sandbox_is_gone(
+    server: Served, action: str
+) -> None:
+    """docs/server.md, Sandbox traffic: a ``create_code_context`` whose kernel is still starting
+    when its sandbox stops answers 502 "The sandbox was not found" (the SDK's
+    ``TimeoutException``), also when the stop's sweep of the sandbox's processes killed the
+    starting kernel (a command had run in it), not 500 "the kernel did not start"."""
+    sbx = CodeSandbox.create(**server.sdk())
+    sbx.commands.run("true")  # its workspace exists: the stop sweeps it for processes
+    workspace = server.workspaces.peek(sbx.sandbox_id)
+    assert workspace is not None
+    try:
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            creating = pool.submit(sbx.create_code_context)
+            eventually(lambda: _marked(workspace.root) != [], "the kernel process runs")
+            if action == "kill":
+                sbx.kill()
+            else:
+                sbx.pause()
+            with pytest.raises(TimeoutException, match="The sandbox was not found"):
+                creating.result(timeout=60)
+        assert _marked(workspace.root) == []
+    finally:
         if action == "pause":
             CodeSandbox.kill(sbx.sandbox_id, **server.sdk())
 

@@ -353,8 +353,13 @@ class ContextRegistry:
             self.kernels_started += 1
             try:
                 await kernel.start()
-            except BaseException:
+            except BaseException as exc:
                 await asyncio.shield(kernel.stop())
+                if isinstance(exc, Exception):
+                    # Killed as it came up by its sandbox's stop (the sweep of the
+                    # sandbox's processes): answered as the stop, the proxy's 502, not as
+                    # a kernel that cannot start (500).
+                    _check_running(context.workspace)
                 raise
             if context.removed:
                 # Removed (or the sandbox stopped) while the kernel came up: a stop is
