@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 from e2b import Sandbox
+from e2b_code_interpreter import Sandbox as CodeSandbox
 
 from pytest_kruise_agents.backends import Caller, CreateRequest, SimBackend
 from pytest_kruise_agents.e2b.server import GRACEFUL_SHUTDOWN_S
@@ -100,3 +101,34 @@ def test_a_request_cut_by_the_shutdown_answers_json_and_logs_no_traceback(
     assert [m for m in messages if m.startswith("Cancel ")] == [
         "Cancel 2 running task(s), timeout graceful shutdown exceeded"
     ]
+
+
+def test_a_run_code_cut_by_the_shutdown_raises_the_sdks_transport_error(tmp_path: Path) -> None:
+    """docs/server.md, Exit codes: a ``run_code`` still running when the grace ends is cut
+    as a stop cuts it, and no error is logged for the cut. The SDK words a cut as "the
+    sandbox was killed" only when its health probe then finds the sandbox gone; a server
+    that stopped accepting cannot answer the probe, so the SDK raises the transport's error."""
+    thread, served = serve(tmp_path)
+    sbx = CodeSandbox.create(**served.sdk())
+    started: list[bool] = []
+    running, outcome = in_thread(
+        lambda: sbx.run_code(
+            "import time\nprint('started', flush=True)\ntime.sleep(60)",
+            on_stdout=lambda _: started.append(True),
+        )
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not started:
+            assert time.monotonic() < deadline, "the code never started"
+            time.sleep(0.05)
+        with uvicorn_errors() as errors:
+            thread.stop(timeout=GRACEFUL_SHUTDOWN_S + 10)
+            running.join(timeout=10)
+    finally:
+        served.backend.close()
+    error = outcome[0]
+    assert isinstance(error, httpx.RemoteProtocolError), error
+    assert "killed" not in str(error)
+    messages = [r.getMessage() for r in errors]
+    assert messages == ["Cancel 1 running task(s), timeout graceful shutdown exceeded"], messages
