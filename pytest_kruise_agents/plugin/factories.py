@@ -230,10 +230,14 @@ class SandboxSetFactory:
             with backend.locked() as cluster:
                 return bool(cluster.pool_ready(name, namespace))
 
-        if not self._clock.run_until(ready, timeout=timeout):
+        waited = self._clock.wait(ready, timeout=timeout)
+        if not waited.held:
+            # The virtual seconds the model ran, not the timeout: the model may lag behind
+            # the wall clock, and a stalled one gives up early.
             with backend.locked() as cluster:
-                problem = str(cluster.pool_wait_error(name, namespace, timeout))
-            raise TimeoutError(problem)
+                problem = str(cluster.pool_wait_error(name, namespace, waited.seconds))
+            stall = waited.stall()
+            raise TimeoutError(f"{problem}; {stall}" if stall else problem)
 
 
 class SandboxClaimFactory:
@@ -293,13 +297,14 @@ class SandboxClaimFactory:
                 backend.get("SandboxClaim", claim_name, namespace)  # gone: its 404
                 return False
 
-            if not self._clock.run_until(completed, timeout=timeout):
+            waited = self._clock.wait(completed, timeout=timeout)
+            if not waited.held:
                 late = backend.get("SandboxClaim", claim_name, namespace)
                 assert isinstance(late, SandboxClaim)
                 raise TimeoutError(
                     f"SandboxClaim {namespace}/{claim_name}: phase {late.status.phase}, "
                     f"{late.status.claimed_replicas}/{late.spec.replicas} claimed "
-                    f"after {timeout:g}s"
+                    f"{waited.after()}"
                 )
         claim = self._backend.get("SandboxClaim", claim_name, namespace)
         assert isinstance(claim, SandboxClaim)

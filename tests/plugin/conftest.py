@@ -10,7 +10,8 @@ later test of the same worker importing NumPy (the demo's capacity plan) would f
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import e2b  # noqa: F401
@@ -66,3 +67,18 @@ def model_copies(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
 
     monkeypatch.setattr("simulator.cluster.deep_copy", counting)
     return made
+
+
+@pytest.fixture
+def stop_clock(monkeypatch: pytest.MonkeyPatch) -> Callable[[SimBackend], None]:
+    """Stop a realtime backend's clock driver from moving the model (it stays alive and
+    "caught up"): the model's clock stands still from then on, as a dead driver's would."""
+
+    def stop(backend: SimBackend) -> None:
+        def stands_still(target: float) -> bool:
+            return True
+
+        monkeypatch.setattr(backend, "_run_slice", stands_still)
+        time.sleep(0.1)  # a few of its ticks: one already running ends
+
+    return stop

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -98,3 +99,47 @@ def test_run_until_runs_its_predicate_outside_the_models_lock(backend: SimBacken
 
     assert clock.run_until(asks_from_another_thread, timeout=5)
     assert len(answered) == 1
+
+
+@pytest.fixture
+def realtime() -> Iterator[SimBackend]:
+    b = SimBackend.default(seed=1, replicas=1, clock="realtime", speed=1000)
+    yield b
+    b.close()
+
+
+def test_realtime_run_until_counts_its_timeout_on_the_models_clock(realtime: SimBackend) -> None:
+    """The timeout is virtual seconds under a realtime clock too: a model that falls behind the
+    wall clock still gets them (one virtual second is a millisecond of wall time at speed 1000;
+    the predicate holds the model for 50 ms, the wall-clock deadline gave up after it)."""
+    clock = KruiseClock(realtime)
+    start = clock.now()
+    calls: list[float] = []
+
+    def moved() -> bool:
+        with realtime.locked() as cluster:
+            if not calls:
+                time.sleep(0.05)  # the model stands still meanwhile, behind the wall clock
+            calls.append(cluster.now)
+            return cluster.now > start
+
+    assert clock.run_until(moved, timeout=1)
+    assert calls[0] == start
+
+
+def test_realtime_run_until_gives_up_when_the_models_clock_stands_still(
+    realtime: SimBackend, monkeypatch: pytest.MonkeyPatch, stop_clock: Callable[[SimBackend], None]
+) -> None:
+    """A model whose clock never moves cannot reach the deadline: the wait ends after
+    ``STALL_S`` wall seconds of it, saying so, instead of waiting for ever."""
+    monkeypatch.setattr("pytest_kruise_agents.plugin.clock.STALL_S", 0.2)
+    clock = KruiseClock(realtime)
+    stop_clock(realtime)
+    began = time.monotonic()
+    waited = clock.wait(lambda: False, timeout=3600)
+    assert 0.2 <= time.monotonic() - began < 5
+    assert not waited.held
+    assert waited.seconds == 0
+    assert waited.stalled_s is not None and waited.stalled_s >= 0.2
+    assert waited.after().startswith("after 0s (the model's clock stood still for 0.")
+    assert not clock.run_until(lambda: False, timeout=3600)

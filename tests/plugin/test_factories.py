@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -69,3 +70,42 @@ def test_sandboxset_runtimes_are_the_names_given(sim_backend: SimBackend) -> Non
     factory = SandboxSetFactory(KruiseClock(sim_backend), sim_backend)
     pool = factory("p", replicas=1, runtimes=["agent-runtime", "csi"])
     assert [runtime.name for runtime in pool.spec.runtimes or []] == ["agent-runtime", "csi"]
+
+
+@pytest.fixture
+def stalled(monkeypatch: pytest.MonkeyPatch) -> Iterator[SimBackend]:
+    """A realtime backend (speed 1000) whose clock driver the test stops moving the model: the model's
+    clock stands still, and a wait gives up after ``STALL_S`` (0.2) wall seconds of that."""
+    monkeypatch.setattr("pytest_kruise_agents.plugin.clock.STALL_S", 0.2)
+    backend = SimBackend.default(seed=3, replicas=1, clock="realtime", speed=1000)
+    yield backend
+    backend.close()
+
+
+def test_a_realtime_sandboxset_timeout_says_the_virtual_time_waited(
+    stalled: SimBackend, stop_clock: Callable[[SimBackend], None]
+) -> None:
+    """Not the timeout asked for: under a realtime clock the model may have run less (here
+    nothing, its clock standing still), and the message says how long it did, and why."""
+    factory = SandboxSetFactory(KruiseClock(stalled), stalled)
+    factory("p", replicas=2, wait=False)
+    stop_clock(stalled)
+    with pytest.raises(TimeoutError) as timed_out:
+        factory.wait_ready("p", timeout=60)
+    message = str(timed_out.value)
+    assert message.startswith("SandboxSet default/p: 0/2 available")
+    assert " after 0s" in message and "after 60s" not in message
+    assert message.endswith("; the model's clock stood still for 0.2 wall seconds")
+
+
+def test_a_realtime_sandbox_claim_timeout_says_the_virtual_time_waited(
+    stalled: SimBackend, stop_clock: Callable[[SimBackend], None]
+) -> None:
+    """As ``sandboxset``'s: the virtual seconds the model ran, and why it stopped early."""
+    factory = SandboxClaimFactory(KruiseClock(stalled), stalled)
+    stop_clock(stalled)
+    with pytest.raises(TimeoutError) as timed_out:
+        factory("base", replicas=1, timeout=60)
+    assert str(timed_out.value).endswith(
+        "claimed after 0s (the model's clock stood still for 0.2 wall seconds)"
+    )
