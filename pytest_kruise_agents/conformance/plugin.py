@@ -174,7 +174,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     """Register the marker and the run's result store."""
     config.addinivalue_line(
-        "markers", f"{MARKER}(id): the test is the E2B conformance check with this id"
+        "markers",
+        f"{MARKER}(id): the test is the E2B conformance check with this id "
+        "(in pytest_kruise_agents.conformance only: elsewhere the marker is the project's own)",
     )
     config.stash[_RESULTS] = {}
     config.stash[_STARTED] = {}
@@ -226,11 +228,27 @@ def _target(config: pytest.Config) -> Target | None:
 # --------------------------------------------------------------------------- collection
 
 
+_PACKAGE: Final = Path(__file__).resolve().parent
+"""The directory of the suite's test modules: only tests collected from it are checks."""
+
+
 def _check_of(item: pytest.Item) -> Check | None:
+    """The check ``item`` is, or ``None`` if it is no check of the suite.
+
+    A check is a test of the suite's own modules marked by :func:`check`. A test of another
+    project is never one, whatever its markers: ``conformance_check`` is a name a project
+    may give its own marker (``@pytest.mark.conformance_check`` with no id, or ids of its
+    own), and this plugin, loaded in every run, must leave its tests alone.
+    """
     marker = item.get_closest_marker(MARKER)
-    if marker is None:
+    if marker is None or not _in_package(item.path):
         return None
     return by_id(str(marker.args[0]))
+
+
+def _in_package(path: Path) -> bool:
+    """Whether ``path`` is one of the suite's modules (under a symlinked path too)."""
+    return path.parent == _PACKAGE or path.resolve().parent == _PACKAGE
 
 
 def pytest_collection_modifyitems(

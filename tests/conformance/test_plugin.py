@@ -70,6 +70,39 @@ def test_an_e2b_apps_own_e2b_options_do_not_clash_with_the_suites(tmp_path: Path
     assert "1 passed" in proc.stdout
 
 
+PROJECT_MARKED = """\
+import pytest
+
+@pytest.mark.conformance_check
+def test_bare():
+    pass
+
+@pytest.mark.conformance_check("my-own-id")
+def test_own_id():
+    pass
+
+@pytest.mark.conformance_check("core.create")
+def test_an_id_of_the_suites():
+    pass
+
+def test_unmarked():
+    pass
+"""
+
+
+def test_a_projects_own_conformance_check_marker_is_left_to_the_project(tmp_path: Path) -> None:
+    """The plugin loads in every run, and its marker's name is a generic one: a project's own
+    tests marked ``conformance_check`` (bare, with ids of its own, even with the suite's ids)
+    are the project's tests, selected by ``-m`` as any marker's, not checks of the suite (they
+    stopped every run with an INTERNALERROR)."""
+    (tmp_path / "test_project.py").write_text(PROJECT_MARKED)
+    proc = _pytest(tmp_path, "-q", "-p", "no:cacheprovider", "-m", "conformance_check")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "3 passed, 1 deselected" in proc.stdout
+    assert "INTERNALERROR" not in proc.stdout + proc.stderr
+    assert "E2B conformance" not in proc.stdout  # no check ran: no table of checks
+
+
 def test_each_option_carries_the_projects_prefix_and_says_what_it_takes(tmp_path: Path) -> None:
     # Loaded by its entry point's name, as the module docstring says: -p kruise_conformance.
     proc = _pytest(
