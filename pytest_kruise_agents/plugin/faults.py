@@ -4,7 +4,8 @@ Fault kinds are the fake cluster's (``runtime_init_failure``, ``api_latency``,
 ``image_pull_slow``, ``node_loss``, ...: :data:`simulator.faults.FAULT_KINDS`);
 latencies are its named distributions (``runtime.init``, ``image.pull``, ...:
 :data:`simulator.profile.LATENCY_DOCS`). Whatever is still in force at the
-end of the test is cleared, and changed latencies are restored.
+end of the test is cleared, and changed latencies are restored (those of a ``with``
+block still open too).
 
 :meth:`KruiseFaults.inject` and :meth:`KruiseFaults.fault` hand back the fault
 as a plain dict (JSON-ready, as :meth:`KruiseFaults.active` lists them: it can be
@@ -86,7 +87,10 @@ class KruiseFaults:
 
     def __init__(self, backend: SimBackend) -> None:
         self._backend = backend
-        self._saved: list[tuple[str, Latency]] = []
+        # Each latency changed (by set_latency or a latency block) with the value it had
+        # before its first change: what reset puts back.
+        self._saved: dict[str, Latency] = {}
+        self._resets = 0  # reset calls so far: a block ending after one leaves the latency be
         self._injected: list[tuple[dict[str, Any], Fault]] = []
 
     def inject(self, kind: str, **fields: Any) -> dict[str, Any]:
@@ -161,21 +165,32 @@ class KruiseFaults:
         """Replace the named latency distribution for the rest of the test (e.g. ``"2s"``, ``"exp(3s)"``)."""
         old = self._current(name)
         self._backend.set_latency(name, value)
-        self._saved.append((name, old))
+        self._saved.setdefault(name, old)
 
     @contextmanager
     def latency(self, name: str, value: Any) -> Iterator[None]:
-        """The named latency replaced for the ``with`` block only."""
+        """The named latency replaced for the ``with`` block only.
+
+        :meth:`reset` restores it too, should the block still be open then (a yield
+        fixture's block ends after the fixtures set up after it are torn down, and
+        ``kruise_e2b``'s teardown kills run after a reset); the block's end then leaves
+        the latency as the reset put it.
+        """
         old = self._current(name)
         self._backend.set_latency(name, value)
+        self._saved.setdefault(name, old)
+        resets = self._resets
         try:
             yield
         finally:
-            self._backend.set_latency(name, old)
+            if self._resets == resets:
+                self._backend.set_latency(name, old)
 
     def reset(self) -> None:
-        """Clear every fault and restore every latency changed with :meth:`set_latency`."""
-        while self._saved:
-            name, old = self._saved.pop()
+        """Clear every fault and restore every latency changed through this fixture
+        (:meth:`set_latency`, a :meth:`latency` block still open) to its value before."""
+        self._resets += 1
+        saved, self._saved = self._saved, {}
+        for name, old in saved.items():
             self._backend.set_latency(name, old)
         self._backend.clear_faults()

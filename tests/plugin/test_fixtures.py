@@ -811,6 +811,41 @@ def test_sandboxes_left_behind_are_killed_and_reported_whatever_faults_are_in_fo
     assert "test_factory:" not in result.stdout.str()  # its own sandbox, killed by the factory
 
 
+def test_a_latency_block_of_an_earlier_fixture_is_lifted_before_the_teardown_kills(
+    suite: pytest.Pytester,
+) -> None:
+    """docs/plugin.md, ``kruise_e2b``: ``kruise_faults``' latencies are restored before the
+    leftovers are killed, whatever the order of the fixtures: those of a ``with`` block too.
+
+    A yield fixture set up before ``kruise_e2b`` ends its block after ``kruise_e2b`` is torn
+    down: the kills ran under its 20 s deletes (20 s of wall time on a realtime clock).
+    """
+    suite.makepyfile(
+        """
+        import pytest
+        from e2b import Sandbox
+
+        @pytest.fixture
+        def slow_deletes(kruise_faults, kruise_clock, kruise_backend):
+            ended = []
+            with kruise_faults.latency("api.delete", "20s"):
+                yield ended
+                # kruise_e2b is torn down first: its kills are over, the latency restored.
+                assert kruise_backend.latency("api.delete")["changed"] is False
+                assert kruise_clock.now() - ended[0] < 1, "the kills waited the 20 s deletes"
+            assert kruise_backend.latency("api.delete")["changed"] is False
+
+        def test_leak(slow_deletes, kruise_e2b, kruise_clock, kruise_backend):
+            Sandbox.create()
+            assert kruise_backend.latency("api.delete")["changed"] is True
+            slow_deletes.append(kruise_clock.now())
+        """
+    )
+    result = suite.runpytest("-p", "no:randomly")
+    result.assert_outcomes(passed=1)
+    result.stdout.re_match_lines([r".*::test_leak: 1 killed: default--base-\w+ \(running\)$"])
+
+
 def test_a_kill_that_fails_is_reported_with_its_reason(suite: pytest.Pytester) -> None:
     """``reap`` tries every sandbox and returns why a kill failed; the summary says NOT killed."""
     suite.makepyfile(
