@@ -244,6 +244,28 @@ def _lookup(config: pytest.Config) -> Iterator[tuple[Option, RawValue | None]]:
         yield opt, RawValue(str(ini), ini_source, opt.ini, ini_base) if given else None
 
 
+def _junit_properties(config: pytest.Config) -> tuple[bool, str | None]:
+    """``kruise_junit_properties`` (true if unreadable), and what is wrong with it, if anything:
+    ``<option> (<source>): <reason>``, as every other option of the plugin says it."""
+    try:
+        return bool(config.getini(JUNIT_INI)), None
+    except pytest.UsageError as exc:
+        # Of a text, pytest's bool conversion says only "invalid truth value 'maybe'" (of a
+        # TOML value that is no bool, it names the option and the file: left as it is).
+        truth = "invalid truth value "
+        if not str(exc).startswith(truth):
+            raise
+        if JUNIT_INI in _overridden(config):
+            source = "command line -o"
+        elif config.inipath is not None:
+            source = f"ini file {config.inipath}"
+        else:
+            source = "ini file"
+        quoted = str(exc).removeprefix(truth)
+        reason = f"must be true or false (or yes/no, on/off, 1/0), got {quoted}"
+        return True, str(OptionError(JUNIT_INI, source, reason))
+
+
 SHOW_ONLY: Final = ("help", "markers", "showfixtures", "show_fixtures_per_test")
 """pytest's options (``--help``, ``--markers``, ``--fixtures``, ``--fixtures-per-test``) that
 show something and run no test: a bad option of ours must not hide what they show."""
@@ -280,14 +302,14 @@ def pytest_configure(config: pytest.Config) -> None:
                     check_config(config.stash[OPTIONS_KEY], raw_config)
         except OptionError as exc:
             problem = str(exc)
+    junit_properties, junit_problem = _junit_properties(config)
+    problem = problem or junit_problem
     if problem is not None:
         if not _shows_only(config):
             raise pytest.UsageError(f"pytest-kruise-agents: {problem}")
         # No test runs: the help (or the list) is shown, and the header says what is wrong.
         config.stash[PROBLEM_KEY] = problem
-    config.pluginmanager.register(
-        ReportCollector(junit_properties=bool(config.getini(JUNIT_INI))), REPORTER_NAME
-    )
+    config.pluginmanager.register(ReportCollector(junit_properties=junit_properties), REPORTER_NAME)
     if getattr(config.option, "dist", "no") != "no" and not hasattr(config, "workerinput"):
         # An xdist controller: a SIGTERM sent to it alone must reach the serving workers.
         # Imported here: a run that is not distributed has no use for it.

@@ -315,6 +315,22 @@ BAD = [
         "link to 'gone.yaml'",
         id="config-broken-link",
     ),
+    pytest.param(
+        ["-o", "kruise_junit_properties=maybe"],
+        {},
+        "",
+        "kruise_junit_properties (command line -o): must be true or false "
+        "(or yes/no, on/off, 1/0), got 'maybe'",
+        id="junit-properties-o",
+    ),
+    pytest.param(
+        [],
+        {},
+        "kruise_junit_properties = nope\n",
+        "kruise_junit_properties (ini file *tox.ini): must be true or false "
+        "(or yes/no, on/off, 1/0), got 'nope'",
+        id="junit-properties-ini",
+    ),
 ]
 
 
