@@ -46,7 +46,15 @@ from simulator.faults import Fault, check_node_names
 from simulator.nodes import NodeSpec, too_many_nodes
 from simulator.profile import Profile, get_profile
 
-__all__ = ["DEFAULT_REPLICAS", "Recipe", "RecipeBook", "RecipeError", "config_clock", "run_clock"]
+__all__ = [
+    "DEFAULT_REPLICAS",
+    "Recipe",
+    "RecipeBook",
+    "RecipeError",
+    "config_clock",
+    "records_limit",
+    "run_clock",
+]
 
 DEFAULT_REPLICAS: Final = 3
 """Ready sandboxes in each default pool of the plugin's cluster (the server's default is 10)."""
@@ -84,6 +92,8 @@ class Recipe:
     api_key: str
     """What ``E2B_API_KEY`` is set to: the first non-admin key (else the admin key)."""
     admin_key: str | None
+    records_limit: int | None = None
+    """The config file's ``recordsLimit`` if it sets one (see :func:`records_limit`)."""
 
     def build(self) -> Cluster:
         """A new cluster: nodes, pools filled (in virtual time), faults injected.
@@ -117,7 +127,13 @@ class Recipe:
     def _filled(self, epoch: datetime) -> Cluster:
         """The recipe's cluster from ``epoch`` (virtual time 0), its pools filled."""
         nodes = self.nodes if isinstance(self.nodes, int) else list(self.nodes)
-        cluster = Cluster(seed=self.seed, profile=self.profile, nodes=nodes, epoch=epoch)
+        cluster = Cluster(
+            seed=self.seed,
+            profile=self.profile,
+            nodes=nodes,
+            epoch=epoch,
+            records_limit=self.records_limit,
+        )
         # create() copies the models: the recipe's stay pristine for the next test. The
         # cluster is new, so the pools are created (as kubectl create, which takes a
         # generateName), and the stored ones are waited for: a generateName one has its
@@ -168,6 +184,17 @@ def config_clock(cfg: ClusterConfig) -> ClockMode | None:
     should one be asked for) has not asked for realtime.
     """
     return cfg.clock.mode if "mode" in cfg.clock.model_fields_set else None
+
+
+def records_limit(cfg: ClusterConfig) -> int | None:
+    """The claim records a test's cluster keeps: the config file's ``recordsLimit`` if it sets
+    one (``null``: all), else all.
+
+    ``serve`` keeps the latest 10,000 by default: a server that stays up for days must not
+    grow without end. A test's cluster lives for one test, whose records (``records``, the
+    delivery benchmark's) are what it checks: it bounds them only when asked to.
+    """
+    return cfg.records_limit if "records_limit" in cfg.model_fields_set else None
 
 
 def run_clock(
@@ -254,6 +281,7 @@ def _recipe(spec: ClusterSpec, cfg: ClusterConfig, source: str) -> Recipe:
         settings=Settings(api_keys=keys, auth_enabled=cfg.auth, domain=cfg.domain),
         api_key=api_key,
         admin_key=admins[0].key if admins else None,
+        records_limit=records_limit(cfg),
     )
 
 

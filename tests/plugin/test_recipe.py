@@ -54,3 +54,24 @@ def test_a_config_start_too_near_1970_for_the_pools_fill_is_refused_naming_it(
 
     with pytest.raises(RecipeError, match=rf"^{config}: clock.start: must be at least \d+ s after"):
         recipe.build()
+
+
+@pytest.mark.parametrize(
+    ("line", "kept"),
+    [("recordsLimit: 2\n", 2), ("recordsLimit: null\n", 4), ("", 4)],
+    ids=["set", "null", "unset"],
+)
+def test_a_config_files_records_limit_bounds_the_records_only_if_it_sets_one(
+    tmp_path: Path, line: str, kept: int
+) -> None:
+    """The file's ``recordsLimit`` keeps the latest that many claim records, as ``kruise-agents
+    serve --config`` keeps them (it was ignored); unset, a test's cluster keeps all, not the
+    server's default 10,000: it lives for one test, whose records are what it checks."""
+    config = tmp_path / "cluster.yaml"
+    config.write_text(line)
+    cluster = RecipeBook().recipe(ClusterSpec(config=config)).build()
+
+    made = [f"default/{cluster.create_sandbox('base').metadata.name}" for _ in range(4)]
+
+    assert len(cluster.records) == kept
+    assert [r.sandbox for r in cluster.records] == made[-kept:]
