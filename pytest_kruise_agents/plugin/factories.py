@@ -248,6 +248,8 @@ class SandboxClaimFactory:
         self._backend = backend
         self._next = 1
         """The number of the next ``claim-N`` name; taken only by a claim applied."""
+        self._given: set[tuple[str, str]] = set()
+        """The (namespace, name) of each claim applied with ``name=``: no generated name's."""
         self._made = made if made is not None else FactoryMade()
 
     def __call__(
@@ -276,14 +278,19 @@ class SandboxClaimFactory:
         check_seconds("timeout", timeout)  # before the apply: a wrong timeout changes nothing
         # The number is taken once the claim is applied: a refused call changes
         # nothing, not even the names (and so the event log) of the claims after it.
-        claim_name = name or f"claim-{self._next}"
+        number = self._next
+        if not name:
+            number = self._free(number, namespace or "default")
+        claim_name = name or f"claim-{number}"
         claim = _claim(
             claim_name, namespace, {"template_name": template, "replicas": replicas, **spec}
         )
         namespace = claim.metadata.namespace  # "" is read as "default"
         applied = self._backend.apply([claim])[0]
-        if not name:
-            self._next += 1
+        if name:
+            self._given.add((namespace, name))
+        else:
+            self._next = number + 1
         self._made.claims.add(applied.metadata.uid or "")
         if wait:
             backend = self._backend
@@ -309,6 +316,21 @@ class SandboxClaimFactory:
         claim = self._backend.get("SandboxClaim", claim_name, namespace)
         assert isinstance(claim, SandboxClaim)
         return claim
+
+    def _free(self, number: int, namespace: str) -> int:
+        """The first number from ``number`` on whose ``claim-N`` is free in ``namespace``.
+
+        Not a name the test gave a claim (``name="claim-1"``), nor one a claim in the
+        namespace has: applied onto it, the call would return that claim (or fail on its
+        immutable spec, naming a claim the user never named) and claim nothing.
+        """
+        with self._backend.locked() as cluster:
+            api = cluster.world.api
+            while (namespace, f"claim-{number}") in self._given or api.peek(
+                "SandboxClaim", namespace, f"claim-{number}"
+            ) is not None:
+                number += 1
+        return number
 
 
 class E2BSandboxFactory:

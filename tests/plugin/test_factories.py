@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from pytest_kruise_agents.api.errors import InvalidError
+from pytest_kruise_agents.api.sandboxclaim import SandboxClaim
 from pytest_kruise_agents.backends import SimBackend
 from pytest_kruise_agents.plugin.clock import KruiseClock
 from pytest_kruise_agents.plugin.factories import SandboxClaimFactory, SandboxSetFactory
@@ -37,6 +38,34 @@ def test_a_refused_sandbox_claim_takes_no_name(sim_backend: SimBackend) -> None:
     assert sorted(c.metadata.name for c in sim_backend.list("SandboxClaim")) == [
         "claim-1",
         "claim-2",
+    ]
+
+
+def test_a_generated_claim_name_skips_the_names_in_use(sim_backend: SimBackend) -> None:
+    """``claim-N`` is never a name the test gave a claim, nor one a claim in the namespace has:
+    applied onto that claim, the call returned it, Completed, and claimed nothing (with other
+    replicas, it failed on ``claim-1``'s immutable spec)."""
+    factory = SandboxClaimFactory(KruiseClock(sim_backend), sim_backend)
+    given = factory("base", name="claim-1")
+    sim_backend.apply(
+        [
+            SandboxClaim.model_validate(
+                {"metadata": {"name": "claim-3"}, "spec": {"templateName": "base"}}
+            )
+        ]
+    )
+
+    second = factory("base", replicas=2)
+    third = factory("base")
+
+    assert (second.metadata.name, third.metadata.name) == ("claim-2", "claim-4")
+    assert second.metadata.uid != given.metadata.uid
+    assert second.status.claimed_replicas == 2
+    assert sorted(c.metadata.name for c in sim_backend.list("SandboxClaim")) == [
+        "claim-1",
+        "claim-2",
+        "claim-3",
+        "claim-4",
     ]
 
 
