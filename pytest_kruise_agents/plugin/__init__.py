@@ -287,8 +287,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
     found = dict(_lookup(config))
     # A run that sets an option uses the plugin: a project's own `simulator` that hides
-    # ours stops it now (the options' checks may import it); one that sets none is
-    # checked once its tests are collected.
+    # ours stops it now (an xdist controller's check of a config file imports it). Only if
+    # it is on sys.path by now: plain `pytest` adds a test's directory as it collects it,
+    # and that is checked once the tests are collected, as a run that sets no option is.
     problem = _shadowed() if any(found.values()) else None
     if problem is None:
         try:

@@ -11,6 +11,7 @@ alone. Real user projects in a temporary directory, real pytest subprocesses
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -77,6 +78,48 @@ def test_a_run_setting_an_option_stops_at_configure(suite: pytest.Pytester) -> N
 
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert "pytest-kruise-agents: the top-level name 'simulator' is taken" in result.stderr.str()
+
+
+def plain_pytest(project: pytest.Pytester, *args: str) -> subprocess.CompletedProcess[str]:
+    """The ``pytest`` command in the project (not ``python -m pytest``): the current directory
+    is not on sys.path, and a test's directory joins it only as the test is collected."""
+    repo = Path(plugin.__file__).resolve().parents[2]  # this checkout, not the venv's install
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    env["PYTHONPATH"] = str(repo)
+    command = Path(sys.executable).with_name("pytest")
+    return subprocess.run(
+        [str(command), "-p", "no:cacheprovider", *args],
+        cwd=project.path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_under_plain_pytest_an_option_stops_the_run_only_once_the_module_is_on_sys_path(
+    suite: pytest.Pytester,
+) -> None:
+    """docs/plugin.md: at configure, plain ``pytest`` has not yet put the test directory on
+    sys.path, so the option's check finds ours there; a ``conftest.py`` beside the module,
+    loaded before configure, puts it there. A test using the plugin stops the run either way."""
+    own_module(suite)
+    suite.makepyfile(test_clash=MINE + USES)
+    taken = "ERROR: pytest-kruise-agents: the top-level name 'simulator' is taken"
+
+    other = plain_pytest(suite, "--kruise-seed=1", "-k", "test_mine")
+    assert other.returncode == pytest.ExitCode.OK, other.stdout + other.stderr
+    assert "1 passed, 1 deselected" in other.stdout
+
+    using = plain_pytest(suite, "--kruise-seed=1")
+    assert using.returncode == pytest.ExitCode.USAGE_ERROR
+    assert taken in using.stderr
+    assert "passed" not in using.stdout  # stopped after collection: not even test_mine ran
+
+    suite.makeconftest("")
+    configure = plain_pytest(suite, "--kruise-seed=1", "-k", "test_mine")
+    assert configure.returncode == pytest.ExitCode.USAGE_ERROR
+    assert taken in configure.stderr
 
 
 def test_a_conftest_importing_a_fixture_type_gets_the_message(suite: pytest.Pytester) -> None:
