@@ -68,7 +68,7 @@ def plan(api: ApiServer, objs: list[KubeObject], *, create: bool = False) -> lis
             raise InvalidError(
                 f"{where} metadata.name",
                 "is required: apply needs a name (with only generateName, "
-                "each apply would make a new object); create makes one from generateName",
+                "each apply would make a new object), as kubectl apply does",
             )
         if obj.kind == "Pod":
             _check_pod_spec(where, obj.spec)

@@ -1261,9 +1261,24 @@ class Cluster:
         try:
             yield _in_force(fault)
         finally:
-            # By identity: the id may have been cleared and given to another fault.
-            if self.ctx.faults.in_force(fault):
-                self.ctx.faults.clear(fault.id)
+            self.clear_fault(fault)
+
+    def clear_fault(self, fault: Fault) -> bool:
+        """Clear ``fault`` (as :meth:`inject`, :meth:`fault` or :attr:`faults` gave it) if it is
+        still in force; return whether it was.
+
+        By identity, not by id: once a fault is cleared its id is free, and a
+        fault injected later under it is another fault, left in force.
+        """
+        if not isinstance(fault, Fault):
+            raise InvalidError("fault", f"must be a Fault, got {brief(fault)}")
+        current = self.ctx.faults.get(fault.id or "")
+        # A view handed out shares the fault's fields (its __dict__, see _in_force): the
+        # same dict is the same fault; a later one under its id has its own.
+        if current is None or current.__dict__ is not fault.__dict__:
+            return False
+        self.ctx.faults.clear(current.id or "")
+        return True
 
     @property
     def faults(self) -> builtins.list[Fault]:

@@ -1392,16 +1392,7 @@ class SimBackend:
         id is free, and a later fault that took it is another fault, left in force.
         """
 
-        def op() -> bool:
-            current = self.cluster.ctx.faults.get(fault.id)
-            # The cluster's view of a fault shares the fault's fields (its __dict__):
-            # the same dict is the same fault, a later one under its id has its own.
-            if current is None or current.__dict__ is not fault.__dict__:
-                return False
-            self.cluster.clear_faults(fault.id)
-            return True
-
-        return self._call(op)
+        return self._call(lambda: self.cluster.clear_fault(fault))
 
     def faults(self) -> builtins.list[dict[str, Any]]:
         """The faults in force."""

@@ -607,3 +607,19 @@ def test_a_duration_that_adds_nothing_to_the_start_is_refused_as_0_is(
     assert "the window would close as it opens" in info.value.reason
     assert (cluster.faults, cluster.log.text()) == ([], log)
     assert cluster.inject("pod_kill", duration=step).fired == 2
+
+
+def test_clear_fault_clears_that_fault_not_a_later_one_under_its_id() -> None:
+    """By identity, as a ``fault`` block's end: a fault cleared by id frees the id, and a
+    fault injected later may take it; clearing the first one again clears nothing."""
+    cluster = Cluster(seed=1)
+    first = cluster.inject("api_error", probability=0.5)
+    cluster.clear_faults(first.id)
+    later = cluster.inject("api_error", probability=0.25, id=first.id)
+    assert cluster.clear_fault(first) is False
+    assert [f.probability for f in cluster.faults] == [0.25]
+    assert cluster.clear_fault(cluster.faults[0]) is True
+    assert cluster.faults == []
+    with pytest.raises(InvalidError) as err:
+        cluster.clear_fault(later.id)  # type: ignore[arg-type]
+    assert err.value.field == "fault"
