@@ -5,7 +5,10 @@ kernel, gets ``KRUISE_SANDBOX_ROOT=<its workspace root>`` in its environment.
 A daemon it leaves behind (``nohup cmd &``, ``setsid cmd``, a
 ``subprocess.Popen(start_new_session=True)`` from a kernel) escapes the
 process group a stop kills, but not the environment it inherited: a stop
-scans ``/proc`` for the marker and kills what it finds.
+scans ``/proc`` for the marker and kills what it finds. A daemon that also
+runs without the marker (``setsid env -i cmd``, ``Popen(env={},
+start_new_session=True)``) is not found: without root nothing else ties a
+process to its sandbox (docs/server.md, *Sandbox traffic*).
 
 A scan reads the environment of every process on the host, and waits a
 moment to scan again: stops that ask at the same time (a server shutting
@@ -29,7 +32,8 @@ __all__ = ["MARKER_VAR", "kill_marked", "kill_marked_many", "kill_sandbox_daemon
 
 MARKER_VAR = "KRUISE_SANDBOX_ROOT"
 """Env var every process of a sandbox carries (its workspace root): how a stop
-finds the daemons its commands and kernels left behind, even those that changed session."""
+finds the daemons its commands and kernels left behind, even those that changed session
+(not one that also dropped it from its environment)."""
 
 
 def marker_of(root: Path) -> bytes:
