@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -173,6 +174,49 @@ def test_a_daemon_started_by_run_code_dies_with_the_sandbox(server: Served, acti
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+        if action == "pause":
+            CodeSandbox.kill(sbx.sandbox_id, **server.sdk())
+
+
+@pytest.mark.parametrize("action", ["kill", "pause"])
+def test_run_code_cut_by_a_stop_raises_even_when_its_kernel_dies_first(
+    server: Served, action: str
+) -> None:
+    """docs/server.md, Sandbox traffic: a ``run_code`` in progress when its sandbox stops has
+    its connection cut (the SDK's "sandbox was killed" ``TimeoutException``), also when the
+    stop's sweep of the command side, closed first (a command ran before the first
+    ``run_code``), kills the kernel while the stop still waits for a command's output to end:
+    no in-band ``DeadKernelError`` for a sandbox that is gone."""
+    sbx = CodeSandbox.create(**server.sdk())
+    # Its stdout stays open in a process the sweep cannot find (docs/server.md): the command
+    # side's close waits for it (up to 5 s) after killing the kernel.
+    sbx.commands.run("setsid env -i sleep 60 & echo $! > ~/pid.txt; sleep 100", background=True)
+    pids: list[str] = []
+
+    def written() -> bool:
+        if sbx.files.exists("/home/user/pid.txt"):
+            pids[:] = sbx.files.read("/home/user/pid.txt").split()
+        return bool(pids)
+
+    eventually(written, "the escaping sleep's PID written")
+    running = threading.Event()
+    try:
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            executing = pool.submit(
+                sbx.run_code,
+                "print('go', flush=True); import time; time.sleep(20)",
+                on_stdout=lambda _: running.set(),
+            )
+            assert running.wait(60)
+            if action == "kill":
+                sbx.kill()
+            else:
+                sbx.pause()
+            with pytest.raises(TimeoutException, match="killed while the request was in progress"):
+                executing.result(timeout=30)
+    finally:
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(pids[0]), signal.SIGKILL)
         if action == "pause":
             CodeSandbox.kill(sbx.sandbox_id, **server.sdk())
 

@@ -157,6 +157,7 @@ class InterpreterApp:
         return NdjsonStream(
             partial(execute, self.contexts, context, body.code, body.env_vars),
             watch_stop=partial(watch_stop, workspace),
+            stopping=lambda: workspace.stopped,
         )
 
     async def _list_contexts(self, request: Request) -> Response:

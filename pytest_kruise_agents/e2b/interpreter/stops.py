@@ -7,8 +7,12 @@ connection error, probes the sandbox, finds it not running and raises its
 ``TimeoutException``. Here each ``/execute`` response joins its sandbox's
 :class:`OpenExecutions` (a workspace attachment, closed on stop, as envd's
 open streams are), and the stop wakes it: the response then ends without its
-last chunk, so the client's read fails as it does on E2B. A kernel that dies
-while its sandbox runs on is still an in-band ``DeadKernelError`` line.
+last chunk, so the client's read fails as it does on E2B. The stop closes the
+sandbox's parts in turn, and an earlier one may kill the kernel first (envd's
+sweep of the sandbox's processes): the response also sends no line once the
+workspace reads stopped, which it does before any part closes
+(``NdjsonStream``'s ``stopping``). A kernel that dies while its sandbox runs
+on is still an in-band ``DeadKernelError`` line.
 """
 
 from __future__ import annotations

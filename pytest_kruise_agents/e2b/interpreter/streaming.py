@@ -4,7 +4,8 @@ Starlette's ``StreamingResponse`` only notices a client that went away when
 it next writes (ASGI spec 2.4), but a cell may print nothing for minutes. This
 response listens for ``http.disconnect`` the whole time and cancels the
 producer, which interrupts the kernel. It also listens for its sandbox's
-stop, and then cuts the connection (:mod:`.stops`).
+stop, and then cuts the connection (:mod:`.stops`); a line emitted once the
+stop has begun cuts it too.
 """
 
 from __future__ import annotations
@@ -53,18 +54,27 @@ class NdjsonStream(Response):
 
     ``watch_stop()`` gives an event set when the sandbox stops (see
     :mod:`.stops`): the response is then cut, without its last chunk, as
-    E2B's teardown cuts the connection. A client gone before ``produce``
+    E2B's teardown cuts the connection. ``stopping()`` says whether the
+    sandbox's stop has begun: a line emitted from then on is not sent, the
+    response is cut instead. A client gone before ``produce``
     starts (while its kernel started) never has ``produce`` run: the client
     got its timeout, so its code must not run after it (a retry would run it twice).
     """
 
     media_type = NDJSON_MEDIA_TYPE
 
-    def __init__(self, produce: Producer, *, watch_stop: StopWatch | None = None) -> None:
+    def __init__(
+        self,
+        produce: Producer,
+        *,
+        watch_stop: StopWatch | None = None,
+        stopping: Callable[[], bool] | None = None,
+    ) -> None:
         # Not Response.__init__: that would render an empty body and announce
         # ``content-length: 0``; a stream has no length (chunked encoding).
         self.produce = produce
         self.watch_stop = watch_stop or _never_stopped
+        self.stopping = stopping or _not_stopping
         self.status_code = 200
         self.background = None
         self.init_headers({"cache-control": "no-cache"})
@@ -92,10 +102,20 @@ class NdjsonStream(Response):
     async def _stream(self, receive: Receive, send: Send, stopped: asyncio.Event) -> _Ending:
         ending: _Ending = "complete"
 
-        async def emit(line: Mapping[str, Any]) -> None:
-            await send({"type": "http.response.body", "body": encode_line(line), "more_body": True})
-
         async with anyio.create_task_group() as group:
+
+            async def emit(line: Mapping[str, Any]) -> None:
+                nonlocal ending
+                if self.stopping():
+                    # A stop closes the sandbox's parts one after another: the
+                    # kernel may die (the command side's sweep kills it) before
+                    # the stop event is set. What the run reports since (a
+                    # DeadKernelError) is not for a sandbox that is gone.
+                    ending = "cut"
+                    group.cancel_scope.cancel()
+                    await anyio.lowlevel.checkpoint()
+                body = encode_line(line)
+                await send({"type": "http.response.body", "body": body, "more_body": True})
 
             async def watch_disconnect() -> None:
                 nonlocal ending
@@ -140,6 +160,10 @@ class CutStream(NdjsonStream):
 @contextmanager
 def _never_stopped() -> Iterator[asyncio.Event]:
     yield asyncio.Event()
+
+
+def _not_stopping() -> bool:
+    return False
 
 
 @contextmanager
