@@ -12,7 +12,8 @@ operation then acts relative to the directory file descriptor it ends on
 (``dir_fd=``, never a host path). A resolved path has no symlink in it, so a
 symlink met on the way appeared since the check: the operation is refused
 (:class:`~pytest_kruise_agents.e2b.workspace.PathEscapeError`, ``invalid_argument``
-/ 400) instead of following it.
+/ 400) instead of following it. The one symlink a resolved path keeps is a
+loop (it resolves to no end): that reads as the ELOOP ``OSError`` it is.
 
 Calls that take no ``dir_fd`` (extended attributes, ``lstat``-based entry
 info) use :func:`pinned`'s ``/proc/self/fd/<fd>/<name>``: the kernel walks
@@ -22,6 +23,7 @@ the magic link to the directory already open, never the directory's name.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 from collections.abc import Iterator
@@ -44,7 +46,7 @@ def open_dir(ws: SandboxWorkspace, directory: Path, path: str, *, create: bool =
     ``path`` is the sandbox path the request named (for errors). ``create``
     makes missing directories on the way, as ``mkdir -p``. Raises
     :class:`PathEscapeError` if a component is (now) a symlink, or outside the
-    workspace, :class:`NotADirectoryError` if one is something else,
+    workspace, an ``OSError`` (ELOOP) if one is a loop of symlinks, :class:`NotADirectoryError` if one is something else,
     :class:`FileNotFoundError` if one is missing (without ``create``). The
     caller closes the descriptor.
     """
@@ -72,7 +74,7 @@ def _step(parent: int, name: str, path: str, *, create: bool) -> int:
     except NotADirectoryError:
         # O_DIRECTORY | O_NOFOLLOW answers ENOTDIR for a symlink too.
         if _is_link(parent, name):
-            raise PathEscapeError(path, CHANGED) from None
+            raise _refusal(parent, name, path) from None
         raise
     with contextlib.suppress(FileExistsError):  # made meanwhile: opened below all the same
         os.mkdir(name, dir_fd=parent)
@@ -80,8 +82,24 @@ def _step(parent: int, name: str, path: str, *, create: bool) -> int:
         return os.open(name, DIR_FLAGS, dir_fd=parent)
     except NotADirectoryError:
         if _is_link(parent, name):
-            raise PathEscapeError(path, CHANGED) from None
+            raise _refusal(parent, name, path) from None
         raise
+
+
+def _refusal(parent: int, name: str, path: str) -> OSError | PathEscapeError:
+    """Why the symlink ``name`` under ``parent``, met on checked ``path``, is not followed.
+
+    A loop of symlinks is no change: the check left it unresolved (a
+    non-strict ``realpath`` returns a looping link as it is), and it reads as
+    envd's ``open`` reports it, ELOOP ("too many levels of symbolic links").
+    Any other symlink appeared since the check.
+    """
+    try:
+        os.stat(name, dir_fd=parent)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return OSError(errno.ELOOP, os.strerror(errno.ELOOP))
+    return PathEscapeError(path, CHANGED)
 
 
 def _is_link(parent: int, name: str) -> bool:
@@ -96,7 +114,8 @@ def open_entry(ws: SandboxWorkspace, target: Path, path: str, flags: int) -> int
 
     The parent is reached as :func:`open_dir` reaches it; a symlink at the
     last component (one that appeared since the check) raises
-    :class:`PathEscapeError`. The caller closes the descriptor.
+    :class:`PathEscapeError`, a loop of symlinks an ``OSError`` (ELOOP). The
+    caller closes the descriptor.
     """
     if target == ws.root:
         return os.open(ws.root, flags | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -105,7 +124,7 @@ def open_entry(ws: SandboxWorkspace, target: Path, path: str, flags: int) -> int
         return os.open(target.name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
     except OSError as exc:
         if _is_link(parent, target.name):
-            raise PathEscapeError(path, CHANGED) from exc
+            raise _refusal(parent, target.name, path) from exc
         raise
     finally:
         os.close(parent)

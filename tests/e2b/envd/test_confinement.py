@@ -214,6 +214,28 @@ def test_a_directory_swapped_for_a_link_after_the_check_is_not_followed(
     assert not (envd.workspace().home / "stolen").exists()
 
 
+@pytest.mark.parametrize(
+    "operation",
+    [
+        lambda sbx: sbx.files.read("/home/user/s/loop1"),
+        lambda sbx: sbx.files.read("/home/user/s/loop1/x"),
+        lambda sbx: sbx.files.write("/home/user/s/loop1/x", "x"),
+        lambda sbx: sbx.files.list("/home/user/s/loop1/x"),
+    ],
+    ids=["read", "read-under", "write-under", "list-under"],
+)
+def test_a_loop_of_links_reads_as_one_not_as_a_change(
+    envd: Envd, operation: Callable[[Sandbox], object]
+) -> None:
+    """A loop left as it was is ELOOP, as envd's ``open`` reports it, not "changed while in use"."""
+    links = envd.workspace().home / "s"
+    links.mkdir(parents=True)
+    (links / "loop2").symlink_to("loop1")
+    (links / "loop1").symlink_to("loop2")
+    with pytest.raises(InvalidArgumentException, match="too many levels of symbolic links"):
+        operation(envd.sandbox())
+
+
 def test_open_dir_refuses_a_link_that_appeared_on_a_checked_path(envd: Envd, outside: Path) -> None:
     ws = envd.workspace()
     checked = ws.resolve("/home/user/d/deeper")
