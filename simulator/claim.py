@@ -607,6 +607,9 @@ class Claimer:
         The SandboxClaim controller's attempts stop at each step (the pick, the
         ``/init``, the mounts, the answer) while it is stalled, as its API
         requests do (:meth:`ApiServer.held`); the manager's client has no stall name.
+        Callers test ``ctx.faults.injected and self.client.stall_name is not None``
+        inline first, as ``ApiServer._request`` does: a claim without faults (the
+        hot path) then makes no generator and no call per step.
         """
         yield from self.world.api.held(self.client)
 
