@@ -66,6 +66,7 @@ __all__ = [
     "check_latency",
     "check_node_names",
     "check_selector",
+    "check_window_opens",
 ]
 
 FaultKind = Literal[
@@ -556,7 +557,7 @@ def _used_up(f: Fault) -> bool:
     return f.count is not None and f.fired >= f.count and f.kind not in _ACTING_KINDS
 
 
-def _check_window_opens(start: float, duration: float | None) -> None:
+def check_window_opens(start: float, duration: float | None) -> None:
     """Raise :class:`InvalidError` for a ``duration`` that adds nothing to ``start``.
 
     Times are floats: under the clock's step at ``start`` (``1e-320``, or
@@ -761,7 +762,7 @@ class FaultInjector:
         now = self._now()
         if f.start is None:
             f.start = now
-        _check_window_opens(f.start, f.duration)
+        check_window_opens(f.start, f.duration)
         if not f.id:
             f.id = self._new_id(f.kind)
         if f.id in self._faults:

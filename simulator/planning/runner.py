@@ -53,7 +53,7 @@ from simulator.planning.errors import PoolFillError, RunError
 from simulator.planning.holds import sandbox_timeout
 from simulator.planning.measure import binned_rates, claim_row, node_metrics, pool_metrics
 from simulator.planning.metrics import Outcome, RunResult, quantile_sketch, summarise_outcomes
-from simulator.planning.scenario import Scenario, WorkloadSpec
+from simulator.planning.scenario import POOL_FILL_TIMEOUT_S, Scenario, WorkloadSpec
 from simulator.records import ClaimRecord
 
 __all__ = [
@@ -65,8 +65,6 @@ __all__ = [
     "run_once",
 ]
 
-POOL_FILL_TIMEOUT_S = 6 * 3600.0
-"""Virtual time a pool may take to fill before the run gives up (a capacity problem)."""
 
 StopCheck = Callable[[], bool]
 """Asked between steps: True ends the run early with what was measured."""

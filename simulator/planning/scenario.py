@@ -78,6 +78,7 @@ from simulator.faults import (
     Selector,
     check_latency,
     check_node_names,
+    check_window_opens,
 )
 from simulator.latency import Seconds, parse_latency
 from simulator.nodes import MAX_NODES, NodeSpec, too_many_nodes
@@ -91,6 +92,7 @@ __all__ = [
     "MAX_DEFAULT_SAMPLE_INTERVAL_S",
     "MAX_DRAIN_SAMPLES",
     "MAX_SAMPLES_PER_RUN",
+    "POOL_FILL_TIMEOUT_S",
     "SAMPLES_PER_RUN",
     "ClaimSpec",
     "ClusterSpec",
@@ -140,6 +142,9 @@ short as a rule; a run whose claims never settle takes all of it, and a drain of
 
 _ROUND_OFF = 1e-9
 """Relative slack of the sample count's check: ``57700 / 0.577`` is 100000.00000000001."""
+
+POOL_FILL_TIMEOUT_S = 6 * 3600.0
+"""Virtual time a pool may take to fill before the run gives up (a capacity problem)."""
 
 _CLOCK_END_S = (CLOCK_END - DEFAULT_EPOCH).total_seconds()
 """Where a run's clock stops, in its virtual seconds: the runner's clusters start at the
@@ -813,6 +818,18 @@ class Scenario(_Model):
                         names = self.cluster.node_names()
                     check_node_names(fault.selector, names)
                 check_fault_window(fault, now=0.0, end=_CLOCK_END_S)
+                # The run injects it once the pools are full: a duration under the
+                # clock's step at the latest such start would close its window as it opens.
+                latest = len(self.pools) * POOL_FILL_TIMEOUT_S + (fault.start or 0.0)
+                try:
+                    check_window_opens(latest, fault.duration)
+                except InvalidError as exc:
+                    raise InvalidError(
+                        exc.field,
+                        f"{exc.reason} (a start the run may give it: it injects the faults "
+                        f"once the pools are full, which may take up to "
+                        f"{POOL_FILL_TIMEOUT_S:g} s a pool)",
+                    ) from None
             except InvalidError as exc:
                 raise PathError(f"faults[{i}].{exc.field}", exc.reason) from None
 

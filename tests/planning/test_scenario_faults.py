@@ -228,6 +228,14 @@ def test_a_fault_latency_in_mapping_form_is_the_latency_its_text_form_is() -> No
             "must end the fault's window by 9900-01-24T23:59:59Z, where the clock stops",
             id="window-past-the-clock",
         ),
+        pytest.param(
+            "{kind: api_conflict, start: 5s, duration: 1e-300}",
+            "faults[0].duration",
+            "must be at least 3.637978807091713e-12 s at a start of 21605 s (the clock's step "
+            "there), got 1e-300: the window would close as it opens, as with 0 (a start the "
+            "run may give it: it injects the faults once the pools are full",
+            id="window-closing-as-it-opens",
+        ),
     ],
 )
 def test_a_fault_a_run_would_refuse_is_refused_at_load_naming_file_and_line(
