@@ -24,6 +24,7 @@ __all__ = [
     "POD_SPEC_FIELDS",
     "RESOURCE_REQUIREMENTS_FIELDS",
     "check_pod_spec_fields",
+    "known_pod_spec",
 ]
 
 POD_SPEC_FIELDS: Final = frozenset(
@@ -139,6 +140,50 @@ def check_pod_spec_fields(spec: Any) -> None:
             if isinstance(resources, dict):
                 where = (*loc, "resources")
                 _check_keys(resources, _SORTED_RESOURCES, RESOURCE_REQUIREMENTS_FIELDS, where)
+
+
+def known_pod_spec(spec: Any) -> Any:
+    """``spec`` without the fields ``core/v1`` does not have, as a typed client decodes it.
+
+    A SandboxSet's template is schemaless (its CRD keeps unknown fields), but
+    the controller reads it into ``corev1.PodTemplateSpec``: a field ``v1.PodSpec``,
+    ``v1.Container`` or ``v1.ResourceRequirements`` lacks (a typo such as
+    ``imagePullPolice``) never reaches the pod it creates. ``spec`` itself is
+    returned when it has none (the usual case: pods share their template's
+    spec); otherwise a copy of the parts that change.
+    """
+    if not isinstance(spec, dict):
+        return spec
+    pruned = _known(spec, POD_SPEC_FIELDS)
+    for part in ("containers", "initContainers"):
+        items = pruned.get(part)
+        if not isinstance(items, list):
+            continue
+        kept = [_known_container(c) for c in items]
+        if any(k is not c for k, c in zip(kept, items, strict=True)):
+            pruned = pruned if pruned is not spec else dict(spec)
+            pruned[part] = kept
+    return pruned
+
+
+def _known_container(container: Any) -> Any:
+    if not isinstance(container, dict):
+        return container
+    kept = _known(container, CONTAINER_FIELDS)
+    resources = kept.get("resources")
+    if isinstance(resources, dict):
+        known = _known(resources, RESOURCE_REQUIREMENTS_FIELDS)
+        if known is not resources:
+            kept = kept if kept is not container else dict(container)
+            kept["resources"] = known
+    return kept
+
+
+def _known(mapping: dict[Any, Any], known: frozenset[str]) -> dict[Any, Any]:
+    """``mapping``, or a copy without its string keys outside ``known``."""
+    if mapping.keys() <= known:
+        return mapping
+    return {k: v for k, v in mapping.items() if not isinstance(k, str) or k in known}
 
 
 def _check_keys(

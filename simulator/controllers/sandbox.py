@@ -66,6 +66,7 @@ from pytest_kruise_agents.api.pod import (
     set_first_container_cpu,
     set_first_container_image,
 )
+from pytest_kruise_agents.api.podfields import known_pod_spec
 from pytest_kruise_agents.api.quantity import cpu_millis
 from pytest_kruise_agents.api.sandbox import (
     ConditionType,
@@ -240,6 +241,8 @@ class SandboxController(Reconciler[SbxKey]):
         self._template_hashes: dict[int, tuple[Any, Any, dict[str, Any], str]] = {}
         """Pod template spec (by identity) → (spec, metadata, template, revision hash) (see
         :meth:`_template_hash`)."""
+        self._known_specs: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {}
+        """Pod template spec (by identity) → (spec, what a pod of it gets) (see :meth:`_pod_spec`)."""
         self._started = False
 
     # -- public ---------------------------------------------------------------------
@@ -767,8 +770,26 @@ class SandboxController(Reconciler[SbxKey]):
                 owner_references=[owner],
                 finalizers=[POD_FINALIZER],
             ),
-            spec=template.get("spec") or {},
+            spec=self._pod_spec(template.get("spec") or {}),
         )
+
+    def _pod_spec(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """:func:`known_pod_spec` of a template's ``spec``, computed once per spec object.
+
+        As the controller's typed decode of the template: fields core/v1 lacks
+        never reach the pod (the template itself keeps them, schemaless). Kept
+        by the spec's identity, as :meth:`_template_hash` keeps its digests
+        (the pods of a pool revision share one spec), the spec held so that its
+        id cannot be reused.
+        """
+        found = self._known_specs.get(id(spec))
+        if found is not None and found[0] is spec:
+            return found[1]
+        if len(self._known_specs) >= _TEMPLATE_HASHES_MAX:
+            self._known_specs.clear()
+        known: dict[str, Any] = known_pod_spec(spec)
+        self._known_specs[id(spec)] = (spec, known)
+        return known
 
     def _template_hash(self, template: dict[str, Any]) -> str:
         """:func:`pod_template_revision` of ``template``, computed once per pool revision.

@@ -13,6 +13,7 @@ from pytest_kruise_agents.api.podfields import (
     CONTAINER_FIELDS,
     POD_SPEC_FIELDS,
     check_pod_spec_fields,
+    known_pod_spec,
 )
 from pytest_kruise_agents.api.problems import format_path
 from pytest_kruise_agents.api.validation import FieldProblem
@@ -127,3 +128,30 @@ def test_a_part_of_the_wrong_kind_is_left_to_the_pods_validation(spec: dict[Any,
     with pytest.raises(FieldProblem) as caught:
         validate_pod_spec(spec)
     assert "unknown field" not in caught.value.reason
+
+
+def test_known_pod_spec_drops_what_core_v1_lacks_as_a_typed_decode_does() -> None:
+    """A schemaless template's typo (``imagePullPolice``, ``resourcs``, a resources' ``limts``)
+    never reaches the pod the controller creates; the template's dicts are left as they are."""
+    spec = {
+        "nodeSelectr": {"a": "b"},
+        "containers": [
+            {"name": "c", "image": "i", "imagePullPolice": "Always", "resources": {"limts": {}}},
+            {"name": "d", "image": "i"},
+        ],
+        "initContainers": [{"name": "init", "image": "i", "resourcs": {}}],
+    }
+    kept = known_pod_spec(spec)
+    assert kept == {
+        "containers": [{"name": "c", "image": "i", "resources": {}}, {"name": "d", "image": "i"}],
+        "initContainers": [{"name": "init", "image": "i"}],
+    }
+    assert kept["containers"][1] is spec["containers"][1]
+    assert "nodeSelectr" in spec and "imagePullPolice" in spec["containers"][0]
+    check_pod_spec_fields(kept)
+
+
+def test_known_pod_spec_of_a_spec_without_unknown_fields_is_that_spec() -> None:
+    """The usual case costs no copy: pods share their template's spec."""
+    spec = {"containers": [{"name": "c", "image": "i", "resources": {"requests": {}}}]}
+    assert known_pod_spec(spec) is spec

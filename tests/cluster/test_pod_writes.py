@@ -208,3 +208,22 @@ def test_the_sandbox_controller_does_not_label_pods_with_the_sandbox_name(
     pod template; a pool's pods do not carry it (so a long sandbox name is no bad label)."""
     for pod in pooled.list("pod", "default"):
         assert "agents.kruise.io/sandbox-name" not in pod.metadata.labels
+
+
+def test_a_pod_made_from_a_template_with_a_typo_can_be_read_and_applied_back(
+    cluster: Cluster,
+) -> None:
+    """The SandboxSet's template is schemaless, so its typo is stored; the controller's typed
+    decode drops it, so the pod has none, and ``get`` then ``apply`` of the pod (as with
+    ``kubectl edit``) is a no-op, not a refusal of a field the pod was made with."""
+    doc = pool_yaml(replicas=1).replace(
+        "        - name: sandbox\n", "        - name: sandbox\n          imagePullPolice: Always\n"
+    )
+    assert "imagePullPolice" in doc
+    cluster.apply(doc)
+    cluster.wait_for_pool("base")
+    template = cluster.get("sbs", "base").spec.template
+    assert template is not None and "imagePullPolice" in template["spec"]["containers"][0]
+    (pod,) = cluster.list("pod", "default")
+    assert "imagePullPolice" not in pod.spec["containers"][0]
+    assert cluster.apply(pod)[0].metadata.resource_version == pod.metadata.resource_version
