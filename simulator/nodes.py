@@ -85,7 +85,7 @@ from __future__ import annotations
 import heapq
 import ipaddress
 from collections import Counter
-from collections.abc import Generator, Iterable, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping
 from datetime import datetime, timedelta
 from itertools import chain, islice
 from typing import Annotated, Any, Final, Literal
@@ -1763,16 +1763,31 @@ class Nodes:
                 raise _gone(p)
             p.metadata.finalizers = [f for f in p.metadata.finalizers if f != POD_FINALIZER]
 
+        yield from self._patch_pod(client, pod, drop, shallow=True)
+
+    def _patch_pod(
+        self,
+        client: Client,
+        pod: Pod,
+        mutate: Callable[[Pod], None],
+        *,
+        subresource: str | None = None,
+        shallow: bool = False,
+    ) -> Op:
+        """Patch ``pod`` until it lands (``True``) or the pod is gone (``False``): a kubelet
+        or node controller retries any other API error every ``_API_RETRY_S``."""
         ns, name = pod.metadata.namespace, pod.metadata.name
         while True:
             try:
-                yield from self.api.patch(client, "Pod", ns, name, drop, shallow=True)
+                yield from self.api.patch(
+                    client, "Pod", ns, name, mutate, subresource=subresource, shallow=shallow
+                )
             except ApiError as err:
                 if err.is_not_found:
-                    return
+                    return False
                 yield self.ctx.env.timeout(_API_RETRY_S)
                 continue
-            return
+            return True
 
     # -- kubelet ------------------------------------------------------------------------
 
@@ -2663,21 +2678,13 @@ class Nodes:
                 intern=intern,
             )
 
-        ns, name = run.pod.metadata.namespace, run.pod.metadata.name
-        while True:
-            try:
-                yield from self.api.patch(
-                    node.client, "Pod", ns, name, status, subresource="status", shallow=True
-                )
-            except ApiError as err:
-                if err.is_not_found:
-                    return
-                yield self.ctx.env.timeout(_API_RETRY_S)
-                continue
+        written = yield from self._patch_pod(
+            node.client, run.pod, status, subresource="status", shallow=True
+        )
+        if written:
             run.last_status = sig
             if ready and generation is not None:
                 run.realised = max(run.realised, generation)
-            return
 
     def _write_stopped(self, client: Client, pod: Pod) -> Op:
         """Write the status of a deleted pod whose containers the kubelet stopped.
@@ -2718,18 +2725,7 @@ class Nodes:
                 }
             )
 
-        ns, name = pod.metadata.namespace, pod.metadata.name
-        while True:
-            try:
-                yield from self.api.patch(
-                    client, "Pod", ns, name, stopped, subresource="status", shallow=True
-                )
-            except ApiError as err:
-                if err.is_not_found:
-                    return
-                yield self.ctx.env.timeout(_API_RETRY_S)
-                continue
-            return
+        yield from self._patch_pod(client, pod, stopped, subresource="status", shallow=True)
 
     def _fail_pod(self, client: Client, pod: Pod, reason: str, message: str) -> Op:
         uid = pod.metadata.uid
@@ -2758,16 +2754,7 @@ class Nodes:
                 ),
             )
 
-        ns, name = pod.metadata.namespace, pod.metadata.name
-        while True:
-            try:
-                yield from self.api.patch(client, "Pod", ns, name, fail, subresource="status")
-            except ApiError as err:
-                if err.is_not_found:
-                    return
-                yield self.ctx.env.timeout(_API_RETRY_S)
-                continue
-            return
+        yield from self._patch_pod(client, pod, fail, subresource="status")
 
     # -- acting faults ----------------------------------------------------------------
 

@@ -159,28 +159,15 @@ def test_the_command_passes_each_option_under_the_plugins_name_for_it() -> None:
     assert flags == [OPTION_PREFIX + name for name in SUITE_OPTIONS]
 
 
-def test_a_list_settle_that_is_no_number_of_seconds_is_refused_before_any_check(
-    tmp_path: Path,
-) -> None:
-    for given in ("soon", "-1", "inf"):
-        proc = _pytest(
-            tmp_path,
-            "--pyargs",
-            "pytest_kruise_agents.conformance",
-            "--kruise-conformance-api-url",
-            "http://127.0.0.1:9",
-            "--kruise-conformance-list-settle",
-            given,
-        )
-        assert proc.returncode == pytest.ExitCode.USAGE_ERROR, proc.stdout + proc.stderr
-        assert (
-            f"--kruise-conformance-list-settle: must be a number of seconds >= 0, got {given!r}"
-        ) in proc.stderr
-
-
-@pytest.mark.parametrize("given", ["soon", "0", "-1", "inf", "nan"])
-def test_a_request_timeout_that_is_no_positive_number_of_seconds_is_refused_before_any_check(
-    tmp_path: Path, given: str
+@pytest.mark.parametrize(
+    ("option", "given", "bound"),
+    [
+        *[("list-settle", given, ">= 0") for given in ("soon", "-1", "inf")],
+        *[("request-timeout", given, "> 0") for given in ("soon", "0", "-1", "inf", "nan")],
+    ],
+)
+def test_seconds_that_are_no_number_in_range_are_refused_before_any_check(
+    tmp_path: Path, option: str, given: str, bound: str
 ) -> None:
     proc = _pytest(
         tmp_path,
@@ -188,12 +175,12 @@ def test_a_request_timeout_that_is_no_positive_number_of_seconds_is_refused_befo
         "pytest_kruise_agents.conformance",
         "--kruise-conformance-api-url",
         "http://127.0.0.1:9",
-        "--kruise-conformance-request-timeout",
+        f"--kruise-conformance-{option}",
         given,
     )
     assert proc.returncode == pytest.ExitCode.USAGE_ERROR, proc.stdout + proc.stderr
     assert (
-        f"--kruise-conformance-request-timeout: must be a number of seconds > 0, got {given!r}"
+        f"--kruise-conformance-{option}: must be a number of seconds {bound}, got {given!r}"
     ) in proc.stderr
 
 
