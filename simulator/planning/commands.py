@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -165,7 +166,8 @@ class _Bar:
             transient=False,
             disable=not self.animated,
         )
-        self.task = self.progress.add_task(what, total=total)
+        # Escaped: the column reads markup, and a scenario name is the user's text.
+        self.task = self.progress.add_task(escape(what), total=total)
         self.console = console
         self.fractions: dict[tuple[int, int], float] = {}
         self.batch = 0
@@ -215,7 +217,11 @@ def _running(console: Console, total: int | None, what: str) -> Iterator[_Bar]:
         if not bar.animated:
             # No bar without a terminal: one line says the runs have started
             # (and that Ctrl-C now stops them cleanly).
-            console.print(f"{what}: {total if total is not None else 'several'} run(s) started")
+            console.print(
+                f"{what}: {total if total is not None else 'several'} run(s) started",
+                markup=False,
+                highlight=False,
+            )
         yield bar
 
 
@@ -239,7 +245,7 @@ def _metrics_table(title: str, summary: PointSummary) -> Table:
         if est is not None:
             table.add_row(label, fmt_estimate(metric, est))
     for reason, est in sorted(summary.failures.items()):
-        table.add_row(f"failed: {reason} (per run)", f"{est.mean:,.1f}")
+        table.add_row(f"failed: {escape(reason)} (per run)", f"{est.mean:,.1f}")
     return table
 
 
@@ -248,7 +254,7 @@ def _pools_table(summary: PointSummary) -> Table:
     table.add_column("", overflow="fold")
     keys = list(summary.pools)
     for key in keys:
-        table.add_column(key, justify="right", overflow="fold")
+        table.add_column(escape(key), justify="right", overflow="fold")
     for metric, label in POOL_ROWS:
         table.add_row(label, *(fmt_estimate(metric, summary.pools[k].get(metric)) for k in keys))
     return table
@@ -315,12 +321,13 @@ def _said_written(
     elif caught.signum is not None:
         console.print("[yellow]Stopped after the last run ended: the results are whole.[/yellow]")
     for f in files:
-        console.print(f"wrote {f}")
+        console.print(f"wrote {f}", markup=False, highlight=False)
 
 
 def _bad_input(console: Console, exc: Exception) -> int:
-    # One line, never wrapped: the message names a file and a field path.
-    console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+    # One line, never wrapped: the message names a file and a field path. Escaped: a
+    # bracket in user text (``pools[web].replicas``, a name) is not rich markup.
+    console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
     return EXIT_BAD_INPUT
 
 
@@ -397,14 +404,16 @@ def _print_simulated(
     """``simulate``'s tables: the metrics, the pools, Erlang-B, the goals' verdicts, the limits."""
     note = s.partial_note()
     partial = "" if note is None else " (partial)"
-    console.print(_metrics_table(f"{scenario.name}: {len(s.runs)} replication(s){partial}", s))
+    console.print(
+        _metrics_table(f"{escape(scenario.name)}: {len(s.runs)} replication(s){partial}", s)
+    )
     if note is not None:
-        console.print(f"[yellow]{note}[/yellow]", highlight=False, soft_wrap=True)
+        console.print(f"[yellow]{escape(note)}[/yellow]", highlight=False, soft_wrap=True)
     console.print(_pools_table(s))
     for a in analytic:
         line = _erlang_line(a, s.pools.get(a.pool, {}))
         if line is not None:
-            console.print(line, highlight=False)
+            console.print(line, markup=False, highlight=False)
     for g in verdicts:
         goal = f"goal {label_of(g.name)} {g.symbol} {fmt_value(g.name, g.limit)}"
         if g.estimate is None:
@@ -421,7 +430,7 @@ def _print_simulated(
     if found:
         console.print("[bold]What limits delivery[/bold]")
         for line in found:
-            console.print(f"  - {line}", highlight=False, soft_wrap=True)
+            console.print(f"  - {line}", markup=False, highlight=False, soft_wrap=True)
 
 
 def _erlang_line(a: AnalyticEstimate, pool: dict[str, Estimate]) -> str | None:
@@ -514,13 +523,17 @@ def sweep_command(path: str, opts: RunOptions, console: Console | None = None) -
         for u in unfit:
             out_console.print(
                 f"  - {_point_name(u.labels)}: does not fit on the nodes: {u.reason}",
+                markup=False,
                 highlight=False,
                 soft_wrap=True,
             )
         for s in summaries:
             if (note := s.partial_note()) is not None:
                 out_console.print(
-                    f"  - {_point_name(s.labels)}: {note}", highlight=False, soft_wrap=True
+                    f"  - {_point_name(s.labels)}: {note}",
+                    markup=False,
+                    highlight=False,
+                    soft_wrap=True,
                 )
         if unfit and not summaries and not study.partial:
             out_console.print(
@@ -548,13 +561,13 @@ def _sweep_table(
     """One row per point: its means and intervals, or ``does not fit`` (the reasons follow it)."""
     ran = len(rows) - unfit
     fits = f", {unfit} {'does' if unfit == 1 else 'do'} not fit" if unfit else ""
-    table = Table(title=f"{name}: {ran} point(s){fits}, mean [95% interval]")
+    table = Table(title=f"{escape(name)}: {ran} point(s){fits}, mean [95% interval]")
     for n in axes:
-        table.add_column(n, overflow="fold")
+        table.add_column(escape(n), overflow="fold")
     for heading in _SWEEP_SHOWN.values():
         table.add_column(heading, justify="right", overflow="fold")
     for row in rows:
-        labels = [str(row.labels.get(n)) for n in axes]
+        labels = [escape(str(row.labels.get(n))) for n in axes]
         if isinstance(row, PointSummary) and not row.complete and labels:
             labels[-1] += " (partial)"  # the line below the table says why
         if isinstance(row, UnfitPoint):
@@ -725,25 +738,25 @@ def plan_command(
             return _bad_input(err, exc)
         out_console.print(_plan_table(result))
         for line in result.explanation:
-            out_console.print(f"  - {line}", highlight=False, soft_wrap=True)
+            out_console.print(f"  - {line}", markup=False, highlight=False, soft_wrap=True)
         if keep and result.answer is None:
-            out_console.print(f"No claims.csv: {result.none_found}.", highlight=False)
+            out_console.print(f"No claims.csv: {result.none_found}.", markup=False, highlight=False)
         _said_written(out_console, files, interrupted=result.interrupted, caught=caught)
     found = EXIT_OK if result.answer is not None else EXIT_NOT_MET
     return _exit_code(caught, result.interrupted, found)
 
 
 def _plan_table(result: PlanResult) -> Table:
-    table = Table(title=f"Plan for pool {result.pool}")
+    table = Table(title=f"Plan for pool {escape(result.pool)}")
     # Folded, not cut with "…": a redirected table is 80 columns wide, and no value may be lost.
     table.add_column("", overflow="fold")
     table.add_column("replicas", justify="right", overflow="fold")
     table.add_column("how", justify="left", overflow="fold")
     est = result.analytic
-    table.add_row("Erlang (profile refill)", str(est.replicas or "-"), est.describe())
+    table.add_row("Erlang (profile refill)", str(est.replicas or "-"), escape(est.describe()))
     if result.analytic_measured is not None:
         m = result.analytic_measured
-        table.add_row("Erlang (measured refill)", str(m.replicas or "-"), m.describe())
+        table.add_row("Erlang (measured refill)", str(m.replicas or "-"), escape(m.describe()))
     best = result.best
     if best is not None:
         how = "; ".join(
@@ -756,5 +769,5 @@ def _plan_table(result: PlanResult) -> Table:
             f"{len(best.summary.runs)} replication(s): {how} ({sure})",
         )
     else:
-        table.add_row("simulated", "-", result.none_found)
+        table.add_row("simulated", "-", escape(result.none_found))
     return table

@@ -360,6 +360,61 @@ def test_bad_input_exits_2_with_one_clear_message(tiny_file: Path, tmp_path: Pat
     assert not out.exists()
 
 
+def test_brackets_in_user_text_are_printed_as_typed_never_read_as_markup(
+    tiny_file: Path, tmp_path: Path
+) -> None:
+    """A ``[tag]`` or ``[/tag]`` in an override, a path or a name is text: no crash, nothing dropped."""
+    out = tmp_path / "never"
+    folder = tmp_path / "[" / "a] [red]"  # the path reads ".../[/a] [red]/bad.yaml"
+    folder.mkdir(parents=True)
+    bad = folder / "bad.yaml"
+    bad.write_text(TINY.replace("rate: 2", "rate: 0"))
+    cases = [
+        (
+            ["simulate", str(tiny_file), "--set", "pools[/x].replicas=3", "--out", str(out)],
+            "error: --set pools[/x].replicas=3: pools[/x].replicas: no item named '/x'",
+        ),
+        (
+            ["simulate", str(tiny_file), "--set", "pools[base].replicas=true", "--out", str(out)],
+            "error: --set pools[base].replicas=true: pools[0].replicas: must be an integer",
+        ),
+        (
+            ["plan", str(tiny_file), "--pool", "base", "--set", "pools[base].replicas=5"],
+            "error: --set pools[base].replicas=5: plan searches pools[0].replicas itself",
+        ),
+        (["simulate", str(bad), "--out", str(out)], f"error: {bad}:11: workloads[0]"),
+    ]
+    for args, message in cases:
+        code, text = _invoke(*args)
+        assert code == 2, (args, text)
+        assert message in " ".join(text.split()), (args, text)
+    assert not out.exists()
+
+    named = tmp_path / "named.yaml"
+    named.write_text(TINY.replace("name: tiny", 'name: "t [/b] [red]x"'))
+    code, text = _invoke(
+        "simulate", str(named), "--replications", "1", "--out", str(tmp_path / "o")
+    )
+    assert code == 0, text
+    assert "simulate t [/b] [red]x: 1 run(s) started" in text
+    assert "t [/b] [red]x: 1 replication(s)" in text
+    code, text = _invoke(
+        "sweep",
+        str(named),
+        "--set",
+        "description=x [/i],y [b]",
+        "--replications",
+        "1",
+        "--set",
+        "duration=10s",
+        "--out",
+        str(tmp_path / "sw"),
+    )
+    assert code == 0, text
+    assert "t [/b] [red]x: 2 point(s)" in text
+    assert "x [/i]" in text and "y [b]" in text
+
+
 @pytest.mark.parametrize("command", ["simulate", "plan", "sweep"])
 def test_an_out_that_cannot_be_a_folder_is_refused_before_running(
     command: str, tiny_file: Path, tmp_path: Path
