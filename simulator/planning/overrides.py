@@ -16,8 +16,9 @@ names ``web.v2`` rather than ``web``); digits in brackets are an index::
 Under ``latencies``, ``knobs``, ``selector`` and ``metadata`` the rest of the
 path is one key (latency names contain dots). Values are read as YAML
 scalars (``40`` is a number, ``true`` a boolean, ``exp(5s)`` a string);
-``--set`` takes several values separated by commas (commas inside brackets
-or parentheses do not separate).
+``--set`` takes several values separated by commas (commas inside brackets,
+parentheses or a quoted string do not separate: ``name="Hello, world"`` is
+one value). A value YAML cannot read (``"Hello``, ``a: b: c``) is refused.
 
 A value keeps the kind YAML gives it, as in the file: ``true`` is refused
 where a number is wanted (pydantic alone would read it as 1), ``1`` where a
@@ -103,15 +104,20 @@ def split_path(path: str) -> list[str | int]:
 
 
 def parse_value(text: str) -> Any:
-    """A value as a YAML scalar (numbers, booleans, null), else the text itself.
+    """A value as a YAML scalar (numbers, booleans, null, quoted or plain text).
 
     Read as the scenario file is read (go-yaml's rules, :class:`YamlLoader`), so a value
     means the same in ``--set`` as in the file: ``n`` is false, ``1:30`` is text.
+    Raise :class:`ScenarioError` for text YAML cannot read (``"Hello``): taking it as
+    it stands would give a value, stray quote and all, that nobody typed.
     """
     try:
         value = yaml.load(text, Loader=YamlLoader)
-    except yaml.YAMLError:
-        return text
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise ScenarioError(
+            _SOURCE, "", f"cannot read {text!r} as a YAML value: {problem}"
+        ) from None
     return (
         text
         if isinstance(value, dict | list) and not text.strip().startswith(("{", "["))
@@ -125,25 +131,56 @@ def show_value(value: Any) -> str:
         return "true" if value else "false"
     if value is None:
         return "null"
-    if isinstance(value, str) and parse_value(value) != value:
-        return repr(value)
-    return str(value)
+    if not isinstance(value, str):
+        return str(value)
+    try:
+        same = parse_value(value) == value
+    except ScenarioError:
+        same = False  # text YAML cannot read (from a file's sweep list): quoted, as typed
+    return str(value) if same else repr(value)
+
+
+_OPENS_QUOTE = frozenset("([{,:=")
+"""What may come before a quote that opens a quoted string (a value's start aside)."""
 
 
 def _split_values(text: str) -> list[str]:
+    """``v1,v2,...`` split at the commas outside brackets, parentheses and quoted strings.
+
+    A quote opens a string only where YAML reads one (at a value's start, or after a
+    bracket, a comma, a colon): the quote of ``it's`` is a letter. Inside single
+    quotes ``''`` is a quote; inside double quotes a backslash escapes.
+    """
     out: list[str] = []
     depth = 0
     cur = ""
-    for ch in text:
-        if ch in "([{":
+    quote = ""
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if quote:
+            if quote == '"' and ch == "\\" and i + 1 < len(text):
+                cur += text[i : i + 2]
+                i += 2
+                continue
+            if ch == quote and quote == "'" and text[i + 1 : i + 2] == "'":
+                cur += "''"
+                i += 2
+                continue
+            if ch == quote:
+                quote = ""
+        elif ch in "\"'" and (not cur.strip() or cur.rstrip()[-1] in _OPENS_QUOTE):
+            quote = ch
+        elif ch in "([{":
             depth += 1
         elif ch in ")]}":
             depth -= 1
-        if ch == "," and depth == 0:
+        if ch == "," and depth == 0 and not quote:
             out.append(cur)
             cur = ""
         else:
             cur += ch
+        i += 1
     out.append(cur)
     return [v.strip() for v in out]
 
@@ -157,7 +194,12 @@ def parse_axis(text: str) -> Axis:
     raw = _split_values(values)
     if any(v == "" for v in raw):
         raise ScenarioError(_SOURCE, path.strip(), "empty value")
-    return Axis(path=path.strip(), values=tuple(parse_value(v) for v in raw))
+    try:
+        values = tuple(parse_value(v) for v in raw)
+    except ScenarioError as exc:
+        # Named as typed: the one option whose value YAML cannot read.
+        raise ScenarioError(f"{_SOURCE} {text}", path.strip(), exc.reason) from None
+    return Axis(path=path.strip(), values=values)
 
 
 def _match(items: list[Any], parts: list[str | int], at: int, path: str) -> tuple[int, int]:

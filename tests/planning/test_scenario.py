@@ -369,6 +369,24 @@ def test_overrides_by_path() -> None:
     assert parse_axis("pools[0].replicas=1,2,3").values == (1, 2, 3)
 
 
+def test_a_quoted_override_value_is_one_value_commas_and_all() -> None:
+    """A comma inside a quoted string does not separate values; an apostrophe opens nothing."""
+    assert parse_axis('description="Hello, world"').values == ("Hello, world",)
+    assert parse_axis("description='it''s, ok',x").values == ("it's, ok", "x")
+    assert parse_axis('description="a\\", b",c').values == ('a", b', "c")
+    assert parse_axis("description=it's,ok").values == ("it's", "ok")
+
+
+@pytest.mark.parametrize("value", ['"Hello', "'it", "{a", "a: b: c", "*nope"])
+def test_an_override_value_yaml_cannot_read_is_refused_naming_the_option(value: str) -> None:
+    """Text YAML cannot read is refused, the option named as typed, not taken as it stands."""
+    with pytest.raises(ScenarioError) as info:
+        parse_axis(f"description={value}")
+    assert info.value.source == f"--set description={value}"
+    assert info.value.path == "description"
+    assert f"cannot read {value!r} as a YAML value" in info.value.reason
+
+
 @pytest.mark.parametrize(
     ("path", "value", "where", "reason"),
     [
