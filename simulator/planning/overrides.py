@@ -195,11 +195,11 @@ def parse_axis(text: str) -> Axis:
     if any(v == "" for v in raw):
         raise ScenarioError(_SOURCE, path.strip(), "empty value")
     try:
-        values = tuple(parse_value(v) for v in raw)
+        parsed = tuple(parse_value(v) for v in raw)
     except ScenarioError as exc:
         # Named as typed: the one option whose value YAML cannot read.
         raise ScenarioError(f"{_SOURCE} {text}", path.strip(), exc.reason) from None
-    return Axis(path=path.strip(), values=values)
+    return Axis(path=path.strip(), values=parsed)
 
 
 def _match(items: list[Any], parts: list[str | int], at: int, path: str) -> tuple[int, int]:
