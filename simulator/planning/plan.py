@@ -824,11 +824,7 @@ def _arrival_lines(scenario: Scenario, pool: PoolSpec, est: AnalyticEstimate) ->
             line += "; a burst that arrives at once needs its whole count in stock"
         lines.append(line + ".")
     if DiurnalArrivals in kinds:
-        peak = math.fsum(
-            wl.arrivals.max_rate() * wl.claim.replicas
-            for wl in workloads
-            if isinstance(wl.arrivals, DiurnalArrivals)
-        )
+        peak = _peak_rate(scenario, workloads, est.rate)
         if sizes and est.target is not None:
             s_peak, _ = size_for_loss(peak * est.refill_s, est.target)
             lines.append(
@@ -843,6 +839,35 @@ def _arrival_lines(scenario: Scenario, pool: PoolSpec, est: AnalyticEstimate) ->
     if TraceArrivals in kinds:
         lines.append("Arrivals replay a trace: Erlang sees only its mean rate over the window.")
     return lines
+
+
+_PEAK_STEPS = 2000
+"""Times of day tried for the peak of several diurnal curves (beside each one's own peak)."""
+
+
+def _peak_rate(scenario: Scenario, workloads: Sequence[WorkloadSpec], mean_rate: float) -> float:
+    """The pool's rate at its diurnal peak: every workload that claims from it counts.
+
+    The diurnal workloads at the time their sum peaks, the others (Poisson, constant,
+    bursts, a trace) at their mean rate over the measured window, as Erlang takes them:
+    ``mean_rate`` (Erlang's rate, over every workload) less the diurnal ones' mean.
+    """
+    lo, hi = scenario.warmup, scenario.horizon
+    diurnal = [
+        (wl.arrivals, wl.claim.replicas)
+        for wl in workloads
+        if isinstance(wl.arrivals, DiurnalArrivals)
+    ]
+    curves_mean = math.fsum(a.expected(lo, hi) * n for a, n in diurnal) / (hi - lo)
+    # The sum peaks at one workload's peak or table row when the curves are steps or
+    # lines; a grid over the longest day finds the peak of cosines that differ in phase.
+    longest = max(a.period for a, _ in diurnal)
+    times = [longest * i / _PEAK_STEPS for i in range(_PEAK_STEPS)]
+    for a, _ in diurnal:
+        days = [a.peak] if a.table is None else [p.at for p in a.table]
+        times += [(d - a.start) % a.period for d in days]
+    curves_peak = max(math.fsum(a.rate_at(t) * n for a, n in diurnal) for t in times)
+    return max(0.0, mean_rate - curves_mean) + curves_peak
 
 
 def _claims_needed(candidate: Candidate) -> list[str]:

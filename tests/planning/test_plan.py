@@ -540,6 +540,51 @@ def test_the_peak_explained_is_the_planned_pools_own() -> None:
     assert f"at the peak (1.5/s) Erlang-B asks for {s_peak}:" in line
 
 
+DIURNAL_AND_MORE = """\
+name: diurnalmix
+duration: 60s
+cluster: {nodes: 2}
+pools:
+  - {name: a, replicas: 4}
+workloads:
+  - template: a
+    arrivals: {kind: diurnal, mean: 2, amplitude: 0.5, period: 60s, peak: 30s}
+  - template: a
+    arrivals: {kind: poisson, rate: 3}
+  - template: a
+    arrivals: {kind: diurnal, mean: 1, amplitude: 1, period: 60s, peak: 0s}
+  - template: a
+    arrivals: {kind: diurnal, mean: 1, amplitude: 1, period: 60s, peak: 30s}
+"""
+
+
+def test_the_pools_peak_counts_every_workload_at_the_peak() -> None:
+    """3/s of Poisson beside a curve peaking at 3/s, and two curves in opposite phase (2/s
+    whatever the hour): the pool peaks at 3 + 3 + 2 = 8/s.
+
+    Before, only the diurnal curves counted, each at its own peak: 3 + 2 + 2 = 7/s, with the
+    Poisson left out (an answer below the mean rate's) and the opposite phases added.
+    """
+    scenario = parse_scenario(DIURNAL_AND_MORE)
+    pool = scenario.pool("a")
+    estimate = analytic_estimate(scenario, pool, None, 0.05)
+    result = PlanResult(
+        pool=pool.key,
+        slo=None,
+        max_cold=0.05,
+        low=1,
+        high=10,
+        analytic=estimate,
+        analytic_measured=None,
+        answer=None,
+        candidates={},
+    )
+    (line,) = [line for line in explain(result, scenario, pool) if "peak" in line]
+    s_peak, _ = size_for_loss(8 * estimate.refill_s, 0.05)
+    assert f"at the peak (8/s) Erlang-B asks for {s_peak}:" in line
+    assert s_peak > estimate.replicas  # the peak asks more than the mean rate does
+
+
 def test_erlang_without_a_target_starts_the_search_at_low_and_says_why(tiny: Scenario) -> None:
     """``mean<5s`` gives Erlang no share to size: the plan says so and starts at LOW."""
     result = plan_serially(
