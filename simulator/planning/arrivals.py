@@ -411,6 +411,10 @@ def load_trace(path: Path, *, template_required: bool = False) -> list[TraceRow]
             raise TraceFormatError(
                 1, unknown[0], "unknown column (known: time, template, namespace, hold)"
             )
+        twice = [f for i, f in enumerate(fields) if f in fields[:i]]
+        if twice:
+            # DictReader would keep the last copy's values and drop the others unseen.
+            raise TraceFormatError(1, twice[0], "column given twice in the header")
         for raw in reader:
             line = reader.line_num
             if None in raw:

@@ -1049,6 +1049,27 @@ def test_a_trace_row_with_more_fields_than_the_header_is_refused(tmp_path: Path)
     assert str(info.value) == f"{tmp_path / 't.csv'}:3: row: 3 fields, the header has 2"
 
 
+@pytest.mark.parametrize(
+    ("header", "row", "column"),
+    [
+        ("time,template,time", "1,base,50", "time"),
+        ("time,template,template", "1,base,x", "template"),
+    ],
+)
+def test_a_trace_column_named_twice_is_refused_naming_file_line_and_column(
+    tmp_path: Path, header: str, row: str, column: str
+) -> None:
+    """Two ``time`` (or ``template``) columns are ambiguous: refused, not the last one kept."""
+    (tmp_path / "t.csv").write_text(f"{header}\n{row}\n")
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        TINY.replace("arrivals: {kind: poisson, rate: 2}", "arrivals: {kind: trace, file: t.csv}")
+    )
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path)
+    assert str(info.value) == f"{tmp_path / 't.csv'}:1: {column}: column given twice in the header"
+
+
 def test_a_trace_row_without_a_template_in_a_workload_without_one_names_its_line(
     tmp_path: Path,
 ) -> None:
