@@ -362,9 +362,12 @@ def simulate_command(path: str, opts: RunOptions, console: Console | None = None
         # From here a signal waits for the files: they are written whole.
         caught.held = True
         # Each formula at the pool's own size: Erlang-B's cold share, or Erlang-C's waiting
-        # share for a pool whose claims wait for a refill (they are never cold).
+        # share for a pool whose claims wait for a refill (they are never cold). Its size is
+        # for the scenario's own goals, none without them: never for a goal nobody set.
+        slo, max_cold = _erlang_goals(scenario)
         analytic = [
-            analytic_estimate(scenario, p, None, 0.01).at(p.replicas or 0) for p in scenario.pools
+            analytic_estimate(scenario, p, slo, max_cold).at(p.replicas or 0)
+            for p in scenario.pools
         ]
         s = summaries[0] if summaries else None
         verdicts = (
@@ -391,6 +394,16 @@ def simulate_command(path: str, opts: RunOptions, console: Console | None = None
             _print_simulated(out_console, scenario, s, analytic, verdicts, found)
         _said_written(out_console, files, interrupted=partial, caught=caught)
     return _exit_code(caught, partial, EXIT_OK)
+
+
+def _erlang_goals(scenario: Scenario) -> tuple[Slo | None, float | None]:
+    """The scenario's latency goal and largest cold share, which Erlang sizes a pool for."""
+    goals = scenario.goals
+    if goals is None:
+        return None, None
+    slo = parse_slo(goals.slo) if goals.slo is not None else None
+    cold = parse_max_share(str(goals.max_cold)) if goals.max_cold is not None else None
+    return slo, cold
 
 
 def _print_simulated(

@@ -47,6 +47,29 @@ def test_simulate_writes_summary_report_and_claims(tiny_file: Path, tmp_path: Pa
     assert summary["scenario"]["replications"] == 1 and not summary["interrupted"]
 
 
+def test_simulate_sizes_erlang_for_the_scenarios_own_goals(
+    tiny_file: Path, tiny: Any, tmp_path: Path
+) -> None:
+    """summary.json's Erlang size is for the scenario's goals (tiny: p99<1s, 5% cold), none
+    without goals. Before, it was always Erlang's size for a 1% cold share nobody asked for."""
+    from simulator.planning.analytic import analytic_estimate, parse_slo
+
+    expected = analytic_estimate(tiny, tiny.pools[0], parse_slo("p99<1s"), 0.05)
+    for sets, target, replicas in [
+        ((), expected.target, expected.replicas),
+        (("--set", "goals=null"), None, None),
+    ]:
+        out = tmp_path / f"o{len(sets)}"
+        code, text = _invoke(
+            "simulate", str(tiny_file), "--replications", "1", "--out", str(out), *sets
+        )
+        assert code == 0, text
+        (analytic,) = json.loads((out / "summary.json").read_text())["analytic"]
+        assert (analytic["target"], analytic["replicas"]) == (target, replicas)
+        assert analytic["at_replicas"] == 4 and analytic["value_at_replicas"] is not None
+    assert expected.target != 0.01
+
+
 def test_sweep_runs_the_grid(tiny_file: Path, tmp_path: Path) -> None:
     """sweep runs every combination of its --set values and prints one row per point."""
     code, text = _invoke(
