@@ -201,7 +201,9 @@ def _check_sweep(scenario: Scenario, source: str, root: yaml.Node | None) -> Non
     for path, values in scenario.sweep.items():
         where = f"sweep[{path!r}]"
         if not values:
-            raise ScenarioError(source, where, "must list at least one value")
+            raise ScenarioError(
+                source, where, "must list at least one value", line=line_of(root, where)
+            )
         for value in values:
             try:
                 apply_overrides(scenario.model_copy(update={"sweep": {}}), [(path, value)])

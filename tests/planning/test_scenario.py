@@ -221,6 +221,13 @@ def test_cross_field_errors(tmp_path: Path) -> None:
     err = _error(sweep, tmp_path)
     assert err.path == "sweep['pools.base.replicas']"
     assert "value -1: pools[0].replicas: must be >= 0" in err.reason
+    empty = TINY + "sweep:\n  duration: [10s]\n  pools.base.replicas: []\n"
+    err = _error(empty, tmp_path)
+    assert (err.path, err.reason) == (
+        "sweep['pools.base.replicas']",
+        "must list at least one value",
+    )
+    assert err.line == TINY.count("\n") + 3  # the empty list's own line, as every error has one
 
 
 def test_yaml_errors(tmp_path: Path) -> None:
