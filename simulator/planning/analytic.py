@@ -179,7 +179,9 @@ def cold_miss_share(profile: Profile, slo: Slo) -> float:
 
 
 _SLO = re.compile(
-    r"^\s*(?P<stat>p\d+(?:\.\d+)?|max|mean)\s*(?P<op><=|<)\s*(?P<value>[0-9.]+\s*(?:[a-zµ]+)?)\s*$",
+    # The value is any text: the project's duration reader reads it (``1m30s`` too) and
+    # names what it cannot read.
+    r"^\s*(?P<stat>p\d+(?:\.\d+)?|max|mean)\s*(?P<op><=|<)\s*(?P<value>[^<=\s](?:.*\S)?)\s*$",
     re.IGNORECASE,
 )
 _QUANTILES = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p99.9": 99.9}
@@ -246,6 +248,7 @@ def parse_slo(text: str, option: str = "--slo") -> Slo:
             f"{option}: unsupported statistic {stat!r}: use one of {', '.join(_QUANTILES)}, max, mean"
         )
     try:
+        # A space between number and unit reads as before (``1 s``).
         seconds = parse_seconds(m.group("value").replace(" ", ""))
     except ValueError as exc:
         raise PlanningError(f"{option}: {exc}") from None

@@ -232,3 +232,16 @@ def test_only_text_is_a_latency_goal(value: object) -> None:
     with pytest.raises(PlanningError) as caught:
         parse_slo(value, "slo")  # type: ignore[arg-type]
     assert str(caught.value) == f"slo: expected a goal such as 'p99<1s', got {value!r}"
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("p99<1m30s", 90.0), ("p99 <= 1h30m", 5400.0)])
+def test_a_goal_takes_a_go_style_compound_duration(text: str, seconds: float) -> None:
+    """A goal's limit is a duration as everywhere else in a scenario (``1m30s`` too)."""
+    assert parse_slo(text).seconds == seconds
+
+
+def test_a_goal_whose_duration_cannot_be_read_names_the_duration() -> None:
+    """The duration is named, not the whole goal said unreadable."""
+    with pytest.raises(PlanningError) as caught:
+        parse_slo("p99<1m30x", "slo")
+    assert str(caught.value).startswith("slo: invalid duration '1m30x'")
