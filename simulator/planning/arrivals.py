@@ -24,7 +24,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeAlias
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 
 from simulator.latency import Seconds, parse_seconds
 from simulator.planning.errors import FieldError
@@ -217,6 +225,10 @@ class RatePoint(_Model):
         return value
 
 
+_CURVE_ONLY = ("amplitude", "peak")
+"""A diurnal curve's fields that a table has no use for (``shape`` is a table's alone)."""
+
+
 class DiurnalArrivals(_Model):
     """A Poisson process whose rate follows the time of day (thinning of a faster process).
 
@@ -240,6 +252,28 @@ class DiurnalArrivals(_Model):
     """Length of a day; a shorter period compresses the day."""
     start: Seconds = Field(default=0.0, ge=0)
     """Time of day when the workload starts."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_other_forms_fields(cls, value: Any) -> Any:
+        # A field of the other form would be ignored without a word: refused by name.
+        if isinstance(value, dict):
+            if value.get("table") is not None and value.get("mean") is None:
+                for name in _CURVE_ONLY:
+                    if name in value:
+                        raise FieldError(name, "belongs to a curve (mean), not to a table")
+            elif value.get("mean") is not None and "shape" in value:
+                raise FieldError("shape", "belongs to a table, not to a curve (mean)")
+        return value
+
+    @model_serializer(mode="wrap")
+    def _only_its_forms_fields(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # The other form's fields (their defaults) are left out, so that a dump reads back.
+        data = handler(self)
+        if isinstance(data, dict):
+            for name in _CURVE_ONLY if self.table is not None else ("shape",):
+                data.pop(name, None)
+        return data
 
     @model_validator(mode="after")
     def _one_form(self) -> DiurnalArrivals:

@@ -1151,3 +1151,30 @@ def test_a_trace_row_time_and_hold_are_not_negative() -> None:
         TraceRow(time=-2.0)
     with pytest.raises(ValueError, match="greater than or equal to 0"):
         TraceRow(time=1.0, hold=-1.0)
+
+
+@pytest.mark.parametrize(
+    ("arrivals", "field", "reason"),
+    [
+        ("{kind: diurnal, table: [[0, 1], [1h, 3]], amplitude: 0.9}", "amplitude", "a curve"),
+        ("{kind: diurnal, table: [[0, 1], [1h, 3]], peak: 3h}", "peak", "a curve"),
+        ("{kind: diurnal, mean: 1, shape: linear}", "shape", "a table"),
+    ],
+)
+def test_a_diurnal_field_of_the_other_form_is_refused_by_name(
+    tmp_path: Path, arrivals: str, field: str, reason: str
+) -> None:
+    """A curve's ``amplitude``/``peak`` beside a table, or a table's ``shape`` beside a curve,
+    would be ignored without a word: refused, naming the field and its line."""
+    err = _error(TINY.replace("{kind: poisson, rate: 2}", arrivals), tmp_path)
+    assert err.path == f"workloads[0].arrivals.{field}"
+    assert err.reason.startswith("belongs to ") and reason in err.reason
+    assert err.line == 11
+
+
+def test_a_diurnal_scenario_of_either_form_takes_overrides() -> None:
+    """Each form reads back from its own dump: an override of a table or a curve still applies."""
+    for arrivals in ("{kind: diurnal, table: [[0, 1], [1h, 3]]}", "{kind: diurnal, mean: 1}"):
+        base = parse_scenario(TINY.replace("{kind: poisson, rate: 2}", arrivals))
+        changed = apply_overrides(base, [("duration", "20s")])
+        assert changed.workloads[0].arrivals == base.workloads[0].arrivals
