@@ -275,7 +275,9 @@ def claim_row(o: Outcome, workload: str, origin: float) -> dict[str, Any]:
         "latency": o.latency,
         "warm": o.warm,
         "attempts": o.attempts,
-        "error": o.reason,
+        # A delivered claim's error (a failed attempt before) stays; an undelivered one's
+        # says why, as the summary counts it: ``unfinished`` for one still in flight.
+        "error": o.reason if o.failure is None else o.failure,
         "cold_reason": o.cold_reason,
     }
     for phase, value in (o.phases or {}).items():

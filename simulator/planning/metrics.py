@@ -72,6 +72,15 @@ class Outcome:
         """Seconds from request to delivery."""
         return None if self.delivered is None else self.delivered - self.requested
 
+    @property
+    def failure(self) -> str | None:
+        """Why the claim was not delivered (None if it was): its error, ``unfinished`` when it
+        was still in flight as the drain ended, else ``Unknown``. The summary and claims.csv
+        both count by it, so the CSV's rows add up to the summary's failures by reason."""
+        if self.delivered is not None:
+            return None
+        return self.reason or ("unfinished" if self.failed is None else "Unknown")
+
 
 @dataclass
 class RunResult:
@@ -236,7 +245,7 @@ def summarise_outcomes(
         else:
             if o.failed_cold_reason is not None:
                 failed_cold_by_reason[o.failed_cold_reason] += 1
-            reason = o.reason or ("unfinished" if o.failed is None else "Unknown")
+            reason = o.failure or "Unknown"
             failures[reason] = failures.get(reason, 0) + 1
     warm.sort()
     cold.sort()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from simulator.planning.analytic import refill_estimate
-from simulator.planning.measure import pool_metrics, time_average
-from simulator.planning.metrics import Outcome
+from simulator.planning.measure import claim_row, pool_metrics, time_average
+from simulator.planning.metrics import Outcome, summarise_outcomes
 from simulator.planning.overrides import apply_overrides
 from simulator.planning.runner import run_once
 from simulator.planning.scenario import PoolSpec, Scenario
@@ -163,3 +163,19 @@ def test_a_pool_claims_wait_for_measures_the_refill_its_steps_take(
     measured = result.pools["default/base"]["refill_s"]
     expected = refill_estimate(scenario.cluster.build_profile())
     assert measured == pytest.approx(expected, rel=0.1)
+
+
+def test_claims_csv_names_every_undelivered_claims_reason_as_the_summary_counts_it() -> None:
+    """A claim still in flight when the drain ended is ``unfinished`` in claims.csv too: the
+    rows grouped by ``error`` add up to the summary's failures by reason. Before, its
+    ``error`` was empty."""
+    outcomes = [
+        Outcome(workload=0, pool="p", requested=1.0, delivered=1.5, warm=True, attempts=1),
+        Outcome(workload=0, pool="p", requested=2.0, attempts=3),
+        Outcome(workload=0, pool="p", requested=3.0, failed=9.0, reason="RetryExhausted"),
+        Outcome(workload=0, pool="p", requested=4.0, failed=9.0),
+    ]
+    errors = [claim_row(o, "w", 0.0)["error"] for o in outcomes]
+    assert errors == [None, "unfinished", "RetryExhausted", "Unknown"]
+    _, failures, _, _ = summarise_outcomes(outcomes, 10.0)
+    assert failures == {"unfinished": 1, "RetryExhausted": 1, "Unknown": 1}
