@@ -157,7 +157,7 @@ def _cold_reasons(summary: PointSummary, key: str) -> tuple[float, float] | None
     return no_stock, all_picked
 
 
-def _cold_split(reasons: tuple[float, float] | None, window: int) -> str:
+def _cold_split(reasons: tuple[float, float] | None, window: int, replicas: int) -> str:
     """The words for why cold deliveries were created (empty when unknown or none)."""
     if reasons is None:
         return ""
@@ -165,7 +165,14 @@ def _cold_split(reasons: tuple[float, float] | None, window: int) -> str:
     parts = []
     if no_stock > 0:
         parts.append(f"{fmt_value('cold', no_stock)} created on finding no stock")
-    if all_picked > 0:
+    if all_picked > 0 and replicas <= window:
+        # The window holds the whole pool: no stock remained beyond it (docs: all spoken for).
+        parts.append(
+            f"{fmt_value('cold', all_picked)} created with every sandbox of the pool, all "
+            f"within their window of {window:,}, being picked by concurrent claims: the pool "
+            "was all spoken for"
+        )
+    elif all_picked > 0:
         parts.append(
             f"{fmt_value('cold', all_picked)} created while stock remained, every candidate "
             f"of their window of {window:,} being picked by concurrent claims"
@@ -185,7 +192,8 @@ def _pool_level(
     waited = (summary.mean("waited_share") or 0.0) if len(scenario.pools) == 1 else 0.0
     reasons = _cold_reasons(summary, pool.key)
     if _ran_empty(summary, pool.key):
-        share = f"{cold_share:.2%} of its deliveries were cold{_cold_split(reasons, window)}"
+        split = _cold_split(reasons, window, replicas)
+        share = f"{cold_share:.2%} of its deliveries were cold{split}"
         if waited and waits_for_refill(scenario, pool):
             share += f", {waited:.2%} of the claims waited and retried"
         if lowest >= 1:

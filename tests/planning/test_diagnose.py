@@ -361,3 +361,24 @@ def test_the_failed_lines_parts_add_up_to_its_total() -> None:
     assert sum(float(p.rsplit(" ", 1)[1]) for p in parts.split(", ")) == total == 5.0, line
     (flight,) = [line for line in found if "still in flight" in line]
     assert flight.startswith("1.0 claims per run were still in flight when the drain ended")
+
+
+def test_a_pool_within_one_window_that_ran_empty_was_all_spoken_for(tiny: Scenario) -> None:
+    """Sixteen claims within 0.2 s on a pool of 4: some find no stock, others find all 4
+    sandboxes, inside their window of 100, being picked. No stock remained beyond the window:
+    the line says the pool was all spoken for.
+
+    Before, it said those were "created while stock remained", as of a pool larger than the
+    window (``steady``'s 12 replicas read so).
+    """
+    scenario = _burst_between_samples(tiny, 16, "0.2s")
+    summary = _summary(scenario)
+    pool = summary.runs[0].pools["default/base"]
+    assert (pool["cold_no_stock"] or 0) > 0 and (pool["cold_all_picked"] or 0) > 0
+    (line,) = [line for line in limits(summary, scenario) if line.startswith("Pool default/base")]
+    assert line.startswith("Pool default/base ran empty")
+    assert (
+        f"{pool['cold_all_picked']:.0f} created with every sandbox of the pool, all within "
+        "their window of 100, being picked by concurrent claims: the pool was all spoken for"
+    ) in line
+    assert "while stock remained" not in line
