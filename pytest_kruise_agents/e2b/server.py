@@ -348,12 +348,15 @@ class ServerThread:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Shut down (lifespan shutdown runs) and wait for the thread to end."""
-        _RUNNING.discard(self)
         if self._thread is None:
+            _RUNNING.discard(self)
             self._sock.close()
             return
         self._server.should_exit = True
         self._thread.join(timeout=timeout)
+        # Only now: a Ctrl-C during the join leaves the shutdown half done, and the
+        # exit hook must still see this server to finish it (processes, workspaces).
+        _RUNNING.discard(self)
         self._thread = None
         self._sock.close()
 

@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 SCRIPT = """
 import json
 from e2b import Sandbox
@@ -29,6 +31,23 @@ handle = sbx.commands.run("sleep 777", background=True)
 print(json.dumps({"pid": handle.pid}), flush=True)
 """
 
+# Ctrl-C landing while stop() waits for the lifespan shutdown (the end of the demo's
+# `with ServerThread(...)`): the join is interrupted, the shutdown is half done.
+INTERRUPTED_STOP = """
+thread = server._thread
+real_join = thread.join
+
+def interrupted_join(timeout=None):
+    thread.join = real_join
+    raise KeyboardInterrupt
+
+thread.join = interrupted_join
+try:
+    server.stop()
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+"""
+
 
 def _alive(pid: int) -> bool:
     try:
@@ -40,10 +59,11 @@ def _alive(pid: int) -> bool:
     return stat.exists() and stat.read_text().split()[2] != "Z"
 
 
-def test_a_running_server_stops_its_sandboxes_at_interpreter_exit(tmp_path: Path) -> None:
+@pytest.mark.parametrize("end", ["", INTERRUPTED_STOP], ids=["left-running", "stop-interrupted"])
+def test_a_running_server_stops_its_sandboxes_at_interpreter_exit(tmp_path: Path, end: str) -> None:
     # The app's own workspace root, as a notebook's server has: kruise-e2b-<uuid> in TMPDIR.
     done = subprocess.run(
-        [sys.executable, "-c", SCRIPT],
+        [sys.executable, "-c", SCRIPT + end],
         env={**os.environ, "TMPDIR": str(tmp_path)},
         capture_output=True,
         text=True,
@@ -51,7 +71,8 @@ def test_a_running_server_stops_its_sandboxes_at_interpreter_exit(tmp_path: Path
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    pid = json.loads(done.stdout.splitlines()[-1])["pid"]
+    pid = json.loads(done.stdout.splitlines()[0])["pid"]
+    assert done.stdout.splitlines()[1:] == (["interrupted"] if end else [])
     deadline = time.monotonic() + 10
     while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
