@@ -601,16 +601,18 @@ def dependents(check_id: str) -> set[str]:
 
 
 def parse_levels(text: str | Iterable[str] | None) -> tuple[Level, ...]:
-    """The levels named in ``"core,envd"`` (or a sequence); all levels for ``None``/empty.
+    """The levels named in ``"core,envd"`` (or a sequence); all levels for ``None``.
 
-    Raises ``ValueError`` naming an unknown level.
+    Raises ``ValueError`` naming an unknown level, or for a value naming no
+    level (``""``, ``","``, ``" "``).
     """
     if text is None:
         return LEVELS
     names = text.split(",") if isinstance(text, str) else list(text)
     wanted = {n.strip() for n in names if n.strip()}
     if not wanted:
-        return LEVELS
+        # A script's `--levels "$A,$B"` with both unset: not every level in silence.
+        raise ValueError("levels: must not be empty")
     unknown = sorted(wanted.difference(LEVELS))
     if unknown:
         raise ValueError(f"levels: unknown level {unknown[0]!r}; choose from {', '.join(LEVELS)}")

@@ -58,10 +58,17 @@ def test_dependents_are_transitive() -> None:
 def test_levels_parse_in_catalogue_order_and_unknown_ones_are_refused() -> None:
     assert parse_levels("envd, core") == ("core", "envd")
     assert parse_levels(None) == LEVELS
-    assert parse_levels("") == LEVELS
     with pytest.raises(ValueError, match="unknown level 'cores'"):
         parse_levels("core,cores")
     assert {c.level for c in select(("kruise",))} == {"kruise"}
+
+
+@pytest.mark.parametrize("text", ["", ",", " ", " , ", []])
+def test_a_value_naming_no_level_is_refused_not_read_as_every_level(
+    text: str | list[str],
+) -> None:
+    with pytest.raises(ValueError, match=r"^levels: must not be empty$"):
+        parse_levels(text)
 
 
 def test_an_unknown_check_id_is_named() -> None:

@@ -345,15 +345,19 @@ def test_the_pytest_form_refuses_a_url_that_is_no_url(tmp_path: Path) -> None:
     )
 
 
-@pytest.mark.parametrize("option", ["template", "levels"])
-def test_the_pytest_form_refuses_an_empty_option_naming_it(tmp_path: Path, option: str) -> None:
+@pytest.mark.parametrize(
+    ("option", "value"), [("template", ""), ("levels", ""), ("levels", ","), ("levels", " ")]
+)
+def test_the_pytest_form_refuses_an_empty_option_naming_it(
+    tmp_path: Path, option: str, value: str
+) -> None:
     """Not a run against its default (``base``, every level) in silence."""
     proc = _suite_pytest(
         tmp_path,
         "--kruise-conformance-api-url",
         "http://127.0.0.1:9",
         f"--kruise-conformance-{option}",
-        "",
+        value,
     )
     assert proc.returncode == 4, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert f"--kruise-conformance-{option}: must not be empty" in proc.stderr

@@ -129,6 +129,17 @@ def test_an_empty_option_is_refused_naming_it_never_replaced_by_a_default(option
     assert result.stdout == ""
 
 
+@pytest.mark.parametrize("value", [",", " ", " , "])
+def test_a_levels_value_naming_no_level_is_refused_as_the_empty_one(value: str) -> None:
+    """``--levels "$A,$B"`` with both unset: refused, not a run of every level."""
+    args = ["conformance", "--api-url", "http://127.0.0.1:9", "--template", "base"]
+    result = CliRunner().invoke(app, [*args, "--levels", value], env=_EXPORTED)
+
+    assert result.exit_code == 2, result.output
+    assert result.stderr == "error: --levels: must not be empty\n"
+    assert result.stdout == ""
+
+
 def test_an_empty_api_key_is_passed_on_as_no_key() -> None:
     """``--api-key ""`` is meaningful: the checks send no key. It reaches the suite as given,
     where before it was dropped and the plugin used ``E2B_API_KEY`` in its place."""
