@@ -296,7 +296,12 @@ def run(opts: RunOptions) -> int:
         return USAGE_CODE
     command = _CommandRun()
     with _suite_environ(), _stdout_reader_may_leave():
-        code = pytest.main(args, plugins=[command])
+        try:
+            code = pytest.main(args, plugins=[command])
+        except KeyboardInterrupt:
+            # A Ctrl-C while pytest still starts (loading plugins, parsing options) is
+            # raised, not returned: its session, which turns one into a code, is not up yet.
+            code = pytest.ExitCode.INTERRUPTED
         if code == pytest.ExitCode.INTERRUPTED and not command.chosen:
             print(NOT_CHOSEN)
     if code == pytest.ExitCode.NO_TESTS_COLLECTED:

@@ -198,12 +198,19 @@ def test_a_run_that_ran_no_check_says_so_and_fails(tmp_path: Path) -> None:
     assert "0 passed, 0 failed, 0 skipped; no check ran" in report.read_text()
 
 
-def test_a_ctrl_c_before_the_checks_are_chosen_is_one_line_too(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "plugin",
+    [
+        "def pytest_collection(session):\n    raise KeyboardInterrupt\n",
+        # While pytest still loads its plugins, before its session catches a Ctrl-C.
+        "raise KeyboardInterrupt\n",
+    ],
+    ids=["in-collection", "while-pytest-starts"],
+)
+def test_a_ctrl_c_before_the_checks_are_chosen_is_one_line_too(tmp_path: Path, plugin: str) -> None:
     """No table yet to say it: the command prints that no check ran, and nothing of pytest's
-    (here a plugin of ``RunOptions.extra`` stands for the Ctrl-C, during collection)."""
-    (tmp_path / "ctrl_c_in_collection.py").write_text(
-        "def pytest_collection(session):\n    raise KeyboardInterrupt\n"
-    )
+    (here a plugin of ``RunOptions.extra`` stands for the Ctrl-C)."""
+    (tmp_path / "ctrl_c_in_collection.py").write_text(plugin)
     code = (
         "import sys\n"
         "from pytest_kruise_agents.conformance.runner import RunOptions, run\n"
