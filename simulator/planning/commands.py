@@ -474,13 +474,36 @@ def _erlang_line(a: AnalyticEstimate, pool: dict[str, Estimate]) -> str | None:
     return head + "".join(f"; {note}" for note in notes)
 
 
+def _sweep_axes(base: Scenario, sets: Sequence[str]) -> list[Axis]:
+    """The axes of ``--set`` options; PlanningError for a field given twice.
+
+    Each point applies the axes in turn, so the last values of a repeated field
+    would replace the first ones in every point, which would never run.
+    """
+    axes: list[Axis] = []
+    given: dict[str, str] = {}
+    for text in sets:
+        axis = parse_axis(text)
+        try:  # pools.base.replicas and pools[0].replicas are one field
+            field = canonical_path(base, axis.path)
+        except PlanningError:
+            field = axis.path  # no such field: the grid names it
+        if field in given:
+            raise PlanningError(
+                f"--set {text}: {axis.path} is already swept by --set {given[field]}"
+            )
+        given[field] = text
+        axes.append(axis)
+    return axes
+
+
 def sweep_command(path: str, opts: RunOptions, console: Console | None = None) -> int:
     """``kruise-agents sweep``: every combination of the ``--set`` values, one table, comparative plots."""
     out_console, err = _consoles(console)
     try:
         base = _load(path, RunOptions(seed=opts.seed, replications=opts.replications))
         if opts.sets:
-            axes: list[Axis] = [parse_axis(t) for t in opts.sets]
+            axes = _sweep_axes(base, opts.sets)
         elif base.sweep:
             axes = [Axis(path=k, values=tuple(v)) for k, v in base.sweep.items()]
         else:

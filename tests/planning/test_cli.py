@@ -92,6 +92,35 @@ def test_sweep_runs_the_grid(tiny_file: Path, tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("second", "named"),
+    [
+        ("pools.base.replicas=3,4", "pools.base.replicas"),
+        ("pools[0].replicas=3", "pools[0].replicas"),
+    ],
+)
+def test_a_field_swept_twice_is_refused_naming_both_options(
+    tiny_file: Path, tmp_path: Path, second: str, named: str
+) -> None:
+    """Every point would take the second values only: the first ones would never run."""
+    out = tmp_path / "never"
+    code, text = _invoke(
+        "sweep",
+        str(tiny_file),
+        "--set",
+        "pools.base.replicas=1,2",
+        "--set",
+        second,
+        "--out",
+        str(out),
+    )
+    assert code == 2, text
+    assert text == (
+        f"error: --set {second}: {named} is already swept by --set pools.base.replicas=1,2\n"
+    )
+    assert not out.exists()
+
+
 def _cramped_sweep(tmp_path: Path, sizes: str, *extra: str) -> tuple[int, str, Path]:
     """``sweep`` of the cramped scenario (one node of 10 pod slots) over the pool sizes."""
     from .test_plan import CRAMPED
