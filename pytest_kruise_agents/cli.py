@@ -192,9 +192,12 @@ def demo(seed: int = typer.Option(42, help="Seed of the fake cluster (0 or more)
     help="Serve the E2B API over the fake cluster; print the environment a client exports.",
 )
 def serve(
+    # Text, not a Path: Path("") is ".", which would be read as a config file.
     config: Annotated[
-        Path | None,
-        typer.Option(help="Cluster config file (YAML); the default cluster if omitted."),
+        str | None,
+        typer.Option(
+            metavar="<path>", help="Cluster config file (YAML); the default cluster if omitted."
+        ),
     ] = None,
     host: Annotated[str, typer.Option(help="Address to bind (loopback by default).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to bind; 0 picks a free port.")] = 8080,
@@ -215,11 +218,15 @@ def serve(
     from pytest_kruise_agents.e2b.serve import BuildError, ServeOptions
     from pytest_kruise_agents.e2b.serve import serve as run_server
 
+    if config == "":
+        # A script's `--config "$CFG"` with CFG unset: not the default cluster in silence.
+        typer.echo("error: --config: must not be empty", err=True)
+        raise typer.Exit(2)
     if clock not in (None, "realtime", "virtual"):
         typer.echo(f"error: --clock: must be realtime or virtual, got {clock!r}", err=True)
         raise typer.Exit(2)
     opts = ServeOptions(
-        config=config,
+        config=None if config is None else Path(config),
         host=host,
         port=port,
         clock=clock,  # type: ignore[arg-type]

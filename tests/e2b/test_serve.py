@@ -434,6 +434,13 @@ def test_serve_refuses_an_unknown_log_level_before_it_prints_anything() -> None:
     assert "Traceback" not in output
 
 
+def test_serve_refuses_an_empty_config_naming_the_option() -> None:
+    """``--config "$CFG"`` with ``CFG`` unset: not ``.: cannot read: Is a directory``."""
+    code, output = invoke("--config", "", "--port", "0")
+
+    assert (code, output) == (2, "error: --config: must not be empty\n")
+
+
 def test_serve_names_a_config_file_that_is_not_utf8(tmp_path: Path) -> None:
     path = tmp_path / "latin1.yaml"
     path.write_bytes("domain: \u00e9t\u00e9\n".encode("latin-1"))
