@@ -19,6 +19,8 @@ from typing import Annotated, Any, Final
 import typer
 from typer.core import TyperCommand, TyperGroup
 
+from pytest_kruise_agents.pipes import stdout_reader_may_leave
+
 __all__ = ["RICH_HELP_MIN_WIDTH", "app", "main", "usage_error_line", "usage_line"]
 
 RICH_HELP_MIN_WIDTH: Final = 80
@@ -133,19 +135,22 @@ class _Group(TyperGroup):
     ) -> Any:
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, False, *rest, **extra)
-        try:
-            code = super().main(args, prog_name, complete_var, False, *rest, **extra)
-        except typer.Abort:
-            typer.echo("Aborted.", err=True)
-            sys.exit(1)
-        except Exception as exc:
-            # Click's (or, from Typer 0.22, Typer's own copy of Click's) ClickException:
-            # not exported by every version under one name, so known by what it has.
-            exit_code = getattr(exc, "exit_code", None)
-            if not isinstance(exit_code, int) or not hasattr(exc, "format_message"):
-                raise
-            typer.echo(usage_error_line(exc), err=True)
-            sys.exit(exit_code)
+        # A reader that leaves (`kruise-agents demo | head -1`) ends only the printing:
+        # Click, Typer and rich would exit 1 on the closed pipe, silently.
+        with stdout_reader_may_leave():
+            try:
+                code = super().main(args, prog_name, complete_var, False, *rest, **extra)
+            except typer.Abort:
+                typer.echo("Aborted.", err=True)
+                sys.exit(1)
+            except Exception as exc:
+                # Click's (or, from Typer 0.22, Typer's own copy of Click's) ClickException:
+                # not exported by every version under one name, so known by what it has.
+                exit_code = getattr(exc, "exit_code", None)
+                if not isinstance(exit_code, int) or not hasattr(exc, "format_message"):
+                    raise
+                typer.echo(usage_error_line(exc), err=True)
+                sys.exit(exit_code)
         # Without standalone mode a command's return value comes back (these return None)
         # and typer.Exit's code too.
         sys.exit(code if isinstance(code, int) else 0)

@@ -200,3 +200,27 @@ def test_help_is_the_same_under_python_dash_OO(command: str) -> None:
         for name in COMMANDS[1:]:
             line = next(li for li in optimized.splitlines() if li.strip("│ ").startswith(name))
             assert len(line.strip("│ ").split()) > 1, line  # the name and its description
+
+
+@pytest.mark.parametrize(
+    "args", [["version"], ["--help"], ["conformance", "--help"], ["demo"]], ids=" ".join
+)
+def test_a_reader_that_left_ends_only_the_printing(tmp_path: Path, args: list[str]) -> None:
+    """``kruise-agents demo | head -1``: exit 0 and no message, as the planning and
+    conformance commands do; not exit 1 in silence (Click, Typer and rich on ``EPIPE``)."""
+    read, write = os.pipe()
+    os.close(read)  # the reader has gone before the first line: every write fails
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "pytest_kruise_agents", *args],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            # The demo's capacity plan leaves its folder for the user, here in tmp_path.
+            env={**os.environ, "TMPDIR": str(tmp_path)},
+        )
+    finally:
+        os.close(write)
+
+    assert (proc.returncode, proc.stderr) == (0, "")

@@ -17,16 +17,14 @@ files and its exit status go on as if it had read everything.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import io
 import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final, TextIO
+from typing import Final
 
 import pytest
 
@@ -34,6 +32,7 @@ from pytest_kruise_agents.conformance.plugin import INTERRUPTED_CODE
 from pytest_kruise_agents.conformance.registry import parse_levels
 from pytest_kruise_agents.conformance.report import to_junit, to_markdown, unwritable
 from pytest_kruise_agents.conformance.target import url_problem
+from pytest_kruise_agents.pipes import stdout_reader_may_leave
 
 __all__ = [
     "NOT_CHOSEN",
@@ -151,71 +150,6 @@ NOT_ENDED: Final = "INTERRUPTED: the run did not end (stopped before its first c
 _NO_CHECK: Final = "no check ran: none was selected"
 
 
-class _ReaderMayLeave(io.TextIOBase):
-    """``sys.stdout`` for the run: what pytest prints, dropped silently once the reader has
-    gone (``| head -1``) instead of ending the run with ``BrokenPipeError``."""
-
-    def __init__(self, stream: TextIO) -> None:
-        super().__init__()
-        self._stream = stream
-        self.gone = False
-
-    def write(self, text: str) -> int:
-        if not self.gone:
-            try:
-                self._stream.write(text)
-            except BrokenPipeError:
-                self.leave()
-        return len(text)
-
-    def flush(self) -> None:
-        if not self.gone:
-            try:
-                self._stream.flush()
-            except BrokenPipeError:
-                self.leave()
-
-    def isatty(self) -> bool:
-        return self._stream.isatty()
-
-    def fileno(self) -> int:
-        return self._stream.fileno()
-
-    def writable(self) -> bool:
-        return True
-
-    def leave(self) -> None:
-        """Print nothing more; point the stream's descriptor at /dev/null.
-
-        Python flushes ``sys.stdout`` at exit: what is still buffered for the gone
-        reader must go somewhere that takes it, or the interpreter reports the
-        error and exits 120. Called again after the run, since pytest's capture
-        puts back the descriptor it saved at the start.
-        """
-        self.gone = True
-        with contextlib.suppress(OSError, ValueError):
-            fd = self._stream.fileno()
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            try:
-                os.dup2(devnull, fd)
-            finally:
-                os.close(devnull)
-
-
-@contextmanager
-def _stdout_reader_may_leave() -> Iterator[_ReaderMayLeave]:
-    """``sys.stdout`` as :class:`_ReaderMayLeave` for as long as the block runs."""
-    saved = sys.stdout
-    wrapper = _ReaderMayLeave(saved)
-    sys.stdout = wrapper
-    try:
-        yield wrapper
-    finally:
-        sys.stdout = saved
-        if wrapper.gone:
-            wrapper.leave()
-
-
 NOT_CHOSEN: Final = "INTERRUPTED before the checks were chosen; no check ran"
 """What the command prints when a Ctrl-C stops it before the table (which says it otherwise)."""
 
@@ -295,7 +229,7 @@ def run(opts: RunOptions) -> int:
         print(problem, file=sys.stderr)
         return USAGE_CODE
     command = _CommandRun()
-    with _suite_environ(), _stdout_reader_may_leave():
+    with _suite_environ(), stdout_reader_may_leave():
         try:
             code = pytest.main(args, plugins=[command])
         except KeyboardInterrupt:
