@@ -9,6 +9,7 @@ PosixPath('/tmp/kruise-agents-plan-k3v9x0_a/report.html')
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import threading
 from collections.abc import Mapping
@@ -138,19 +139,26 @@ def quick_plan(
     )
     out = chosen or Path(tempfile.mkdtemp(prefix="kruise-agents-plan-"))
     summaries = [c.summary for _, c in sorted(result.candidates.items())]
-    write_summary(
-        out,
-        summary_payload(
-            "plan",
-            scenario,
-            "quick_plan",
-            summaries,
-            executor="serial",
-            interrupted=False,
-            plan=result,
-        ),
-    )
-    report = write_report(out, "plan", scenario, "quick_plan", summaries, plan=result)
+    try:
+        write_summary(
+            out,
+            summary_payload(
+                "plan",
+                scenario,
+                "quick_plan",
+                summaries,
+                executor="serial",
+                interrupted=False,
+                plan=result,
+            ),
+        )
+        report = write_report(out, "plan", scenario, "quick_plan", summaries, plan=result)
+    except BaseException:
+        if chosen is None:
+            # Its own folder, half written (a Ctrl-C while the plots are drawn): nobody
+            # was told its path, so it would be left behind unseen.
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     per_second = scenario.workloads[0].arrivals.draws(1.0)[1]
     return QuickPlan(
         text=_text(result, per_second, hold, slo, max_cold, report),

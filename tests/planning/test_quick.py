@@ -86,6 +86,24 @@ def test_the_default_output_directory_is_a_new_private_one() -> None:
             shutil.rmtree(plan.report.parent, ignore_errors=True)
 
 
+def test_an_interrupted_plan_leaves_no_folder_of_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Ctrl-C while the report is written (the demo's section 8): no temp folder is left
+    holding only summary.json, its path never printed."""
+    import simulator.planning.quick as quick
+
+    def interrupted(*args: object, **kwargs: object) -> Path:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(quick, "write_report", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        quick_plan(POOL_YAML, rate=1.0, duration=30.0, replications=1)
+
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
