@@ -310,6 +310,10 @@ class ServerThread:
         self._server = uvicorn.Server(self._config)
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
+        # Set when the serving thread ends. Not Thread.join: on CPython 3.11 a join that a
+        # signal interrupts (Ctrl-C) marks the thread stopped while it still runs, and
+        # every later join, the exit hook's too, then returns at once.
+        self._done = threading.Event()
 
     @property
     def url(self) -> str:
@@ -327,6 +331,8 @@ class ServerThread:
             self._server.run(sockets=[self._sock])
         except BaseException as exc:  # reported by start()
             self._error = exc
+        finally:
+            self._done.set()
 
     def start(self, timeout: float = 30.0) -> ServerThread:
         """Start serving; return once the server is up (raise if it failed to start)."""
@@ -353,9 +359,9 @@ class ServerThread:
             self._sock.close()
             return
         self._server.should_exit = True
-        self._thread.join(timeout=timeout)
-        # Only now: a Ctrl-C during the join leaves the shutdown half done, and the
-        # exit hook must still see this server to finish it (processes, workspaces).
+        self._done.wait(timeout=timeout)
+        # Only now: a Ctrl-C during the wait leaves the shutdown half done, and the
+        # exit hook must still see this server to wait for it (processes, workspaces).
         _RUNNING.discard(self)
         self._thread = None
         self._sock.close()
