@@ -36,17 +36,22 @@ print(json.dumps({"pid": handle.pid}), flush=True)
 # takes a while longer. (CPython 3.11 marks a thread whose join() a signal interrupted
 # as stopped, though it runs on: the exit must not trust the thread's join.)
 INTERRUPTED_STOP = """
-import asyncio, os, signal
+import asyncio, signal, threading
 real_aclose = server.app.aclose
+main = threading.main_thread().ident
 
 async def interrupted_aclose():
-    os.kill(os.getpid(), signal.SIGINT)
+    # To the main thread itself: a process-wide signal may land on the server's thread,
+    # and the main thread's wait would only see it once the wait had ended.
+    signal.pthread_kill(main, signal.SIGINT)
     await asyncio.sleep(0.5)
     await real_aclose()
 
 server.app.aclose = interrupted_aclose
 try:
-    server.stop()
+    # Longer than the default 10 s: a loaded machine's shutdown must still reach aclose
+    # while stop() waits.
+    server.stop(timeout=60)
 except KeyboardInterrupt:
     print("interrupted", flush=True)
 """
