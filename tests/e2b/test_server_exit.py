@@ -37,6 +37,9 @@ print(json.dumps({"pid": handle.pid}), flush=True)
 # as stopped, though it runs on: the exit must not trust the thread's join.)
 INTERRUPTED_STOP = """
 import asyncio, signal, threading
+# Python's own Ctrl-C handler, whatever this process inherited: a test run started in the
+# background of a non-interactive shell has SIGINT ignored, and a child keeps that.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 real_aclose = server.app.aclose
 main = threading.main_thread().ident
 
