@@ -16,7 +16,12 @@ from typing import Any
 import pytest
 
 from simulator.erlang import min_servers_for_loss
-from simulator.planning.analytic import analytic_estimate, parse_slo, size_for_loss
+from simulator.planning.analytic import (
+    AnalyticEstimate,
+    analytic_estimate,
+    parse_slo,
+    size_for_loss,
+)
 from simulator.planning.diagnose import check_goals
 from simulator.planning.errors import PlanningError
 from simulator.planning.executors import SerialExecutor
@@ -521,7 +526,14 @@ def test_the_peak_explained_is_the_planned_pools_own() -> None:
 
     Before, the peak added every pool's traffic (16.5/s) and Erlang-B's answer for it.
     """
-    scenario = parse_scenario(TWO_DIURNAL)
+    line, estimate = _peak_line(TWO_DIURNAL)
+    s_peak, _ = size_for_loss(1.5 * estimate.refill_s, 0.05)
+    assert f"at the peak (1.5/s) Erlang-B asks for {s_peak}:" in line
+
+
+def _peak_line(text: str) -> tuple[str, AnalyticEstimate]:
+    """The explanation's line about pool ``a``'s peak rate, and the Erlang estimate it explains."""
+    scenario = parse_scenario(text)
     pool = scenario.pool("a")
     estimate = analytic_estimate(scenario, pool, None, 0.05)
     result = PlanResult(
@@ -536,8 +548,7 @@ def test_the_peak_explained_is_the_planned_pools_own() -> None:
         candidates={},
     )
     (line,) = [line for line in explain(result, scenario, pool) if "peak" in line]
-    s_peak, _ = size_for_loss(1.5 * estimate.refill_s, 0.05)
-    assert f"at the peak (1.5/s) Erlang-B asks for {s_peak}:" in line
+    return line, estimate
 
 
 DIURNAL_AND_MORE = """\
@@ -565,21 +576,7 @@ def test_the_pools_peak_counts_every_workload_at_the_peak() -> None:
     Before, only the diurnal curves counted, each at its own peak: 3 + 2 + 2 = 7/s, with the
     Poisson left out (an answer below the mean rate's) and the opposite phases added.
     """
-    scenario = parse_scenario(DIURNAL_AND_MORE)
-    pool = scenario.pool("a")
-    estimate = analytic_estimate(scenario, pool, None, 0.05)
-    result = PlanResult(
-        pool=pool.key,
-        slo=None,
-        max_cold=0.05,
-        low=1,
-        high=10,
-        analytic=estimate,
-        analytic_measured=None,
-        answer=None,
-        candidates={},
-    )
-    (line,) = [line for line in explain(result, scenario, pool) if "peak" in line]
+    line, estimate = _peak_line(DIURNAL_AND_MORE)
     s_peak, _ = size_for_loss(8 * estimate.refill_s, 0.05)
     assert f"at the peak (8/s) Erlang-B asks for {s_peak}:" in line
     assert s_peak > estimate.replicas  # the peak asks more than the mean rate does
