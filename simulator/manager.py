@@ -24,7 +24,6 @@ from typing import Any, Final, Literal
 import simpy
 
 from pytest_kruise_agents.api import keys
-from pytest_kruise_agents.api.durations import MAX_DURATION, OUT_OF_RANGE, format_duration
 from pytest_kruise_agents.api.sandbox import Sandbox, SandboxPhase, SandboxState
 from pytest_kruise_agents.claiming.errors import (
     BadRequestError,
@@ -90,6 +89,7 @@ from pytest_kruise_agents.claiming.state import (
 from pytest_kruise_agents.claiming.timeouts import (
     MAX_TIMEOUT_S,
     PAUSE_WAIT_S,
+    check_retention,
     create_times,
     extend_only_times,
     pause_times,
@@ -848,16 +848,7 @@ class SandboxManager:
         """The caller's sandbox ``sid``, or what :meth:`pause` answers at once: 404, or 400
         for a retention <= 0 or longer than a Go duration holds (the header's own limit)."""
         sbx = self._owned(namespace, user, sid)
-        if retention is not None and retention <= timedelta(0):
-            # Named as every duration here reads (Go's ``-1.5s``), not as Python's timedelta.
-            raise BadRequestError(
-                f"retention: must be a positive duration, got {format_duration(retention)}",
-                field="retention",
-            )
-        if retention is not None and retention > MAX_DURATION:
-            raise BadRequestError(
-                f"retention: {OUT_OF_RANGE}, got {format_duration(retention)}", field="retention"
-            )
+        check_retention(retention)
         return sbx
 
     def pause(self, namespace: str, user: str, sid: str, retention: timedelta | None = None) -> Op:

@@ -15,7 +15,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Final, Literal
 
 from pytest_kruise_agents.api import keys
-from pytest_kruise_agents.api.durations import format_duration, parse_duration
+from pytest_kruise_agents.api.durations import (
+    MAX_DURATION,
+    OUT_OF_RANGE,
+    format_duration,
+    parse_duration,
+)
 from pytest_kruise_agents.api.e2b import MAX_TIMEOUT_S, MIN_CREATE_TIMEOUT_S
 from pytest_kruise_agents.api.sandbox import Sandbox, SandboxPhase
 from pytest_kruise_agents.claiming.errors import BadRequestError
@@ -31,6 +36,7 @@ __all__ = [
     "PAUSE_WAIT_S",
     "TIMER_EPSILON_S",
     "TimerAction",
+    "check_retention",
     "create_times",
     "effective_end",
     "extend_only_times",
@@ -190,6 +196,25 @@ def paused_retention(sbx: Sandbox) -> timedelta:
         return parse_retention(value)
     except BadRequestError:
         return FOREVER
+
+
+def check_retention(retention: timedelta | None) -> None:
+    """Refuse a pause's given ``retention`` (a 400 naming ``retention``) unless it is positive
+    and a Go ``time.Duration`` holds it, as the header's own parse does (``None``: none given).
+
+    Named as every duration here reads (Go's ``-1.5s``), not as Python's timedelta.
+    """
+    if retention is None:
+        return
+    if retention <= timedelta(0):
+        raise BadRequestError(
+            f"retention: must be a positive duration, got {format_duration(retention)}",
+            field="retention",
+        )
+    if retention > MAX_DURATION:
+        raise BadRequestError(
+            f"retention: {OUT_OF_RANGE}, got {format_duration(retention)}", field="retention"
+        )
 
 
 def pause_retention(header: str | None, sbx: Sandbox) -> timedelta:

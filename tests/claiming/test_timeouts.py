@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -20,6 +21,7 @@ from pytest_kruise_agents.claiming.timeouts import (
     MIN_CREATE_TIMEOUT_S,
     MIN_RESUME_TIMEOUT_S,
     TimerAction,
+    check_retention,
     create_times,
     effective_end,
     extend_only_times,
@@ -415,3 +417,21 @@ class TestTimerAction:
             Condition(type="Recycling", status="False", reason="RecyclingTimeout")
         )
         assert timer_action(sbx, NOW).kind == "delete"
+
+
+@pytest.mark.parametrize(
+    ("retention", "reason"),
+    [
+        (timedelta(0), "retention: must be a positive duration, got 0s"),
+        (timedelta(hours=2562048), "retention: out of range (at most 2562047h47m16s), got "),
+    ],
+)
+def test_a_pause_retention_is_positive_and_fits_a_go_duration(
+    retention: timedelta, reason: str
+) -> None:
+    """The header's own rule, for a retention given as a timedelta; forever and None pass."""
+    with pytest.raises(BadRequestError, match=f"^{re.escape(reason)}") as err:
+        check_retention(retention)
+    assert err.value.field == "retention"
+    check_retention(FOREVER)
+    check_retention(None)
