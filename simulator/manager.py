@@ -89,7 +89,7 @@ from pytest_kruise_agents.claiming.state import (
 from pytest_kruise_agents.claiming.timeouts import (
     MAX_TIMEOUT_S,
     PAUSE_WAIT_S,
-    check_retention,
+    check_pause_retention,
     create_times,
     extend_only_times,
     pause_times,
@@ -848,7 +848,7 @@ class SandboxManager:
         """The caller's sandbox ``sid``, or what :meth:`pause` answers at once: 404, or 400
         for a retention <= 0 or longer than a Go duration holds (the header's own limit)."""
         sbx = self._owned(namespace, user, sid)
-        check_retention(retention)
+        check_pause_retention(retention)
         return sbx
 
     def pause(self, namespace: str, user: str, sid: str, retention: timedelta | None = None) -> Op:

@@ -36,7 +36,7 @@ __all__ = [
     "PAUSE_WAIT_S",
     "TIMER_EPSILON_S",
     "TimerAction",
-    "check_retention",
+    "check_pause_retention",
     "create_times",
     "effective_end",
     "extend_only_times",
@@ -198,7 +198,7 @@ def paused_retention(sbx: Sandbox) -> timedelta:
         return FOREVER
 
 
-def check_retention(retention: timedelta | None) -> None:
+def check_pause_retention(retention: timedelta | None) -> None:
     """Refuse a pause's given ``retention`` (a 400 naming ``retention``) unless it is positive
     and a Go ``time.Duration`` holds it, as the header's own parse does (``None``: none given).
 

@@ -21,7 +21,7 @@ from pytest_kruise_agents.claiming.timeouts import (
     MIN_CREATE_TIMEOUT_S,
     MIN_RESUME_TIMEOUT_S,
     TimerAction,
-    check_retention,
+    check_pause_retention,
     create_times,
     effective_end,
     extend_only_times,
@@ -431,7 +431,7 @@ def test_a_pause_retention_is_positive_and_fits_a_go_duration(
 ) -> None:
     """The header's own rule, for a retention given as a timedelta; forever and None pass."""
     with pytest.raises(BadRequestError, match=f"^{re.escape(reason)}") as err:
-        check_retention(retention)
+        check_pause_retention(retention)
     assert err.value.field == "retention"
-    check_retention(FOREVER)
-    check_retention(None)
+    check_pause_retention(FOREVER)
+    check_pause_retention(None)
