@@ -35,7 +35,7 @@ from pytest_kruise_agents.claiming.selection import (
     DEFAULT_CANDIDATE_WINDOW,
     MAX_CANDIDATE_WINDOW,
 )
-from pytest_kruise_agents.claiming.timeouts import format_retention, truncate
+from pytest_kruise_agents.claiming.timeouts import format_retention, later, truncate
 
 __all__ = [
     "AGENT_RUNTIME",
@@ -607,15 +607,19 @@ def failed_sandbox_cleanup(
 
     ``None`` means delete it (no reservation, or zero). Otherwise the reserved
     copy: label ``reserved-failed-sandbox=true`` and, for a positive duration,
-    ``shutdownTime = now + d``; a negative duration ("forever") keeps its
-    existing ``shutdownTime``, so it is kept for ever only if it has none.
+    ``shutdownTime = now + d`` (at most
+    :data:`~pytest_kruise_agents.claiming.timeouts.LATEST`); a negative duration
+    ("forever") keeps its existing ``shutdownTime``, so it is kept for ever only
+    if it has none.
     """
     if reserve_failed_for is None or reserve_failed_for == timedelta(0):
         return None
     out = sbx.model_copy(deep=True)
     out.metadata.labels[keys.LABEL_RESERVED_FAILED] = "true"
     if reserve_failed_for > timedelta(0):
-        out.spec.shutdown_time = truncate(now + reserve_failed_for)
+        # Clamped as every deadline is: a Go duration (292 years) from a late clock
+        # would pass the last date a timestamp holds.
+        out.spec.shutdown_time = later(now, reserve_failed_for)
     return out
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import pytest
 
@@ -10,6 +11,7 @@ from pytest_kruise_agents.api import keys
 from pytest_kruise_agents.api.pod import first_container_image
 from pytest_kruise_agents.api.sandbox import Sandbox
 from pytest_kruise_agents.claiming.errors import ClaimError
+from pytest_kruise_agents.claiming.timeouts import LATEST
 from simulator.cluster import Cluster
 
 from .conftest import pool_yaml
@@ -319,3 +321,25 @@ def test_a_reserved_failed_sandbox_is_kept_until_its_shutdown_time(
     assert since.time + until[1] - 1 <= at <= since.time + until[1]  # whole seconds
     pooled.run_until(lambda: not pooled.list("sbx", "default", labels=reserved), timeout=600)
     assert at <= pooled.now < at + 5
+
+
+def test_a_reservation_past_the_last_date_keeps_the_failed_sandbox_until_then() -> None:
+    """A failed claim's reservation ends at the latest ``9999-12-31T23:59:59Z``, as every
+    deadline here does (docs/fidelity.md, Dates): on a clock near the year 9900 a
+    ``reserve-failed-sandbox-for`` of 228 years (a Go duration holds 292) still reserves
+    the sandbox, and the create answers its claim error.
+
+    Before, ``now + d`` overflowed: the create raised ``OverflowError`` and the locked
+    sandbox was neither reserved nor deleted, claimed by nobody for ever."""
+    cluster = Cluster(seed=11, nodes=1, epoch=datetime(9800, 1, 1, tzinfo=UTC))
+    cluster.apply(pool_yaml(replicas=1, agent_runtime=False))  # every /init fails
+    cluster.wait_for_pool("base")
+    metadata = {
+        RESERVE_FOR: "2000000h",
+        "e2b.agents.kruise.io/claim-timeout-seconds": "4",  # one attempt
+    }
+    with pytest.raises(ClaimError) as err:
+        cluster.create_sandbox("base", metadata=metadata)
+    assert err.value.code == 500
+    (kept,) = cluster.list("sbx", "default", labels={keys.LABEL_RESERVED_FAILED: "true"})
+    assert kept.spec.shutdown_time == LATEST
