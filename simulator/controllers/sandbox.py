@@ -94,7 +94,7 @@ from pytest_kruise_agents.claiming.recycle import (
     reset_for_recycle,
     retain_on_failure,
 )
-from pytest_kruise_agents.claiming.timeouts import timer_action, truncate
+from pytest_kruise_agents.claiming.timeouts import later, timer_action
 from simulator.apiserver import ORPHAN, ApiError
 from simulator.controllers.base import Reconciler
 from simulator.nodes import ANN_GRACE_SECONDS, POD_FINALIZER
@@ -970,7 +970,9 @@ class SandboxController(Reconciler[SbxKey]):
         if retain is None:
             yield from self._delete_sandbox(key, sbx)
             return
-        until = truncate(ctx.now_dt() + retain)
+        # Clamped as every deadline is: a Go duration (292 years) from a late clock
+        # would pass the last date a timestamp holds.
+        until = later(ctx.now_dt(), retain)
         uid = sbx.metadata.uid
 
         def keep(s: Sandbox) -> None:

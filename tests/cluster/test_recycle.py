@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Generator
+from datetime import UTC, datetime
 from itertools import pairwise
 from typing import Any
 
@@ -23,6 +24,7 @@ from pytest_kruise_agents.api.sandbox import ConditionType
 from pytest_kruise_agents.claiming.errors import ClaimError
 from pytest_kruise_agents.claiming.recycle import ANN_CLEANUP
 from pytest_kruise_agents.claiming.state import is_controlled_by_sandboxset
+from pytest_kruise_agents.claiming.timeouts import LATEST
 from pytest_kruise_agents.claiming.view import e2b_state
 from simulator.cluster import DEFAULT_USER, Cluster
 
@@ -340,6 +342,28 @@ def test_a_failed_recycle_is_retained_for_its_duration_then_deleted() -> None:
         timeout=300,
     )
     assert 119 <= cluster.now - failed_at <= 123
+
+
+def test_a_retention_past_the_last_date_keeps_the_failed_recycle_until_then() -> None:
+    """A failed recycle's retention ends at the latest ``9999-12-31T23:59:59Z``, as every
+    deadline here does (docs/fidelity.md, Dates): on a clock near the year 9900 a
+    ``cleanup-retain-on-failure`` of 228 years keeps the sandbox.
+
+    Before, ``now + d`` overflowed inside the Sandbox controller's reconcile: the run
+    raised ``OverflowError``."""
+    cluster = Cluster(
+        seed=4,
+        recycle_grace_s=100.0,
+        recycle_timeout_s=30.0,
+        epoch=datetime(9800, 1, 1, tzinfo=UTC),
+    )
+    cluster.apply(recycling_pool(**{RETAIN: "2000000h"}))
+    cluster.wait_for_pool("py")
+    sid = claimed(cluster)
+    name = sid.split("--")[1]
+    cluster.kill(sid)
+    cluster.run_until(lambda: recycling_reason(cluster, name) == "RecyclingTimeout", timeout=60)
+    assert cluster.get("sbx", name).spec.shutdown_time == LATEST
 
 
 def test_a_recycle_that_times_out_deletes_the_sandbox() -> None:
