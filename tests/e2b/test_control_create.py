@@ -50,6 +50,30 @@ def test_create_takes_a_warm_sandbox_from_the_pool(server: Served) -> None:
     assert last_record(server)["warm"] is True
 
 
+def test_return_sandbox_ip_adds_the_pod_ip_to_the_metadata_it_is_answered_with(
+    server: Served,
+) -> None:
+    """``return-sandbox-ip: "true"`` makes every answer's metadata carry
+    ``e2b.agents.kruise.io/sandbox-ip``, the pod's IP (reference §5.5), while the request key
+    itself, reserved, is never shown; without it no IP is shown."""
+    ip_key = "e2b.agents.kruise.io/sandbox-ip"
+    sbx = Sandbox.create(
+        template="base", metadata={"e2b.agents.kruise.io/return-sandbox-ip": "true"}, **server.sdk()
+    )
+    name = sbx.sandbox_id.split("--", 1)[1]
+    pod_ip = server.backend.cluster.get("pod", name).status.pod_ip
+    assert pod_ip
+    created = sbx.get_info()
+    (listed,) = [
+        i for i in Sandbox.list(**server.sdk()).next_items() if i.sandbox_id == sbx.sandbox_id
+    ]
+    for info in (created, listed):
+        assert info.metadata[ip_key] == pod_ip
+        assert "e2b.agents.kruise.io/return-sandbox-ip" not in info.metadata
+    plain = Sandbox.create(template="base", **server.sdk())
+    assert ip_key not in plain.get_info().metadata
+
+
 def test_cpu_extensions_resize_the_sandbox_in_place(server: Served) -> None:
     """``cpu-request``/``cpu-limit`` resize the warm sandbox's pod before the create answers."""
     sbx = Sandbox.create(
