@@ -410,8 +410,14 @@ MAX_DURATION_S: Final = (2**63 - 1) // 10**9
 """The most whole seconds a Go ``time.Duration`` (int64 nanoseconds) holds."""
 
 
+_MIN_GO_INT: Final = -(2**63)
+
+
 def _parse_positive_seconds(key: str, value: str) -> int | None:
     seconds = _parse_int(key, value)
+    if seconds < _MIN_GO_INT:
+        # strconv.Atoi fails ("value out of range"): upstream's 400, not an ignored value.
+        raise _bad(key, f"{value} is out of range (a Go int64)")
     if seconds > MAX_DURATION_S:
         # Upstream's Duration(n) * time.Second would overflow into garbage.
         raise _bad(key, f"{value} seconds is out of range (at most {MAX_DURATION_S})")

@@ -320,6 +320,25 @@ def test_a_cluster_with_bad_arguments_names_them(
     assert reason in err.value.reason
 
 
+@pytest.mark.parametrize("key", ["claim-timeout-seconds", "wait-ready-timeout-seconds"])
+def test_a_negative_timeout_no_go_int_holds_is_a_400_not_ignored(pooled: Cluster, key: str) -> None:
+    """A timeout that is no int64 is upstream's parse error (``strconv.Atoi``: value out of
+    range), a 400 naming the key, below zero as above it; only a negative one that parses is
+    ignored (reference §5.5: "> 0 else ignored"). Before, every negative value was ignored,
+    so the create claimed a sandbox that upstream refuses to claim."""
+    writes = pooled.world.api.writes
+    extension = f"e2b.agents.kruise.io/{key}"
+    with pytest.raises(ClaimError) as err:
+        pooled.create_sandbox("base", metadata={extension: "-9223372036854775809"})
+    assert err.value.code == 400 and err.value.field == extension
+    assert str(err.value) == (
+        f"Bad extension param: {extension}: -9223372036854775809 is out of range (a Go int64)"
+    )
+    assert pooled.world.api.writes == writes
+    kept = pooled.create_sandbox("base", metadata={extension: "-9223372036854775808"})
+    assert isinstance(kept, Sandbox)
+
+
 def test_bad_call_arguments_are_400_and_change_nothing(pooled: Cluster) -> None:
     """A timeout beyond a Go duration, a non-string metadata value, a negative pause retention."""
     writes = pooled.world.api.writes
