@@ -61,6 +61,10 @@ class KubeModel(BaseModel):
         extra="forbid",
         validate_default=False,
         ser_json_timedelta="iso8601",
+        # A NaN or an infinity set by attribute (never validated) stays a float in the
+        # JSON dump, for the strict load to name its field: pydantic's default writes
+        # it as null, which a manifest reads as unset (``replicas`` back to 1).
+        ser_json_inf_nan="strings",
     )
 
     @model_validator(mode="before")
