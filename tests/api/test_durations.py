@@ -115,3 +115,44 @@ def test_nanoseconds_refuse_what_go_refuses() -> None:
     for bad in ("", "1", "1e3ms", "2562047h47m16.854775808s"):
         with pytest.raises(ValueError, match="duration"):
             parse_duration_nanos(bad)
+
+
+@pytest.mark.parametrize(("text", "micros"), [("1500ns", 2), ("-1500ns", -2), ("2499ns", 2)])
+def test_a_duration_rounds_to_the_nearest_microsecond_ties_away_from_zero(
+    text: str, micros: int
+) -> None:
+    """Half a microsecond rounds away from zero, whatever the sign."""
+    assert parse_duration(text) == timedelta(microseconds=micros)
+
+
+@pytest.mark.parametrize("text", ["1us", "1\u00b5s", "1\u03bcs"])
+def test_a_microsecond_has_three_spellings(text: str) -> None:
+    """Go reads ``us``, the micro sign (U+00B5) and the Greek mu (U+03BC) alike."""
+    assert parse_duration_nanos(text) == 1_000
+
+
+@pytest.mark.parametrize("text", ["-", "+"])
+def test_a_sign_alone_is_no_duration(text: str) -> None:
+    """Go's ``ParseDuration("-")`` fails: a sign needs a number and a unit after it."""
+    with pytest.raises(ValueError, match="invalid duration"):
+        parse_duration_nanos(text)
+
+
+def test_fraction_digits_count_down_to_the_nanosecond_of_an_hour() -> None:
+    """A tenth fraction digit of hours is 360ns (1e-10 h): it is kept, as Go keeps it."""
+    assert parse_duration_nanos("0.0000000001h") == 360
+    assert parse_duration_nanos("1.0000000000001h") == 3_600_000_000_000  # 0.36ns: dropped
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (timedelta(milliseconds=1), "1ms"),
+        (timedelta(seconds=1), "1s"),
+        (timedelta(microseconds=999), "999µs"),
+        (timedelta(microseconds=999_999), "999.999ms"),
+    ],
+)
+def test_a_whole_unit_is_written_in_that_unit(value: timedelta, text: str) -> None:
+    """``Duration.String()`` moves to ms at exactly 1ms and to s at exactly 1s."""
+    assert format_duration(value) == text
