@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -187,3 +188,62 @@ def test_csi_mounts_with_the_runtime_init_skipped_are_refused_at_apply() -> None
     )
     assert load_manifest(claim(dynamicVolumesMount=mounts))
     assert load_manifest(claim(skipInitRuntime=True, dynamicVolumesMount=[]))
+
+
+def test_a_claim_that_states_only_its_template_gets_the_crds_defaults() -> None:
+    """Reference §1.5: replicas 1, claimTimeout 1m, ttlAfterCompleted 60m, waitReadyTimeout 30s,
+    createOnNoStock true, reserveFailedSandbox and skipInitRuntime false; its dump states them."""
+    loaded = load_manifest(claim())
+    assert isinstance(loaded, SandboxClaim)
+    spec = loaded.spec
+    assert spec.replicas == 1
+    assert spec.claim_timeout == timedelta(minutes=1)
+    assert spec.ttl_after_completed == timedelta(minutes=60)
+    assert spec.wait_ready_timeout == timedelta(seconds=30)
+    assert spec.create_on_no_stock is True
+    assert spec.reserve_failed_sandbox is False
+    assert spec.skip_init_runtime is False
+    assert loaded.to_dict()["spec"] == {
+        "templateName": "base",
+        "replicas": 1,
+        "claimTimeout": "1m0s",
+        "ttlAfterCompleted": "1h0m0s",
+        "waitReadyTimeout": "30s",
+        "createOnNoStock": True,
+        "reserveFailedSandbox": False,
+        "skipInitRuntime": False,
+    }
+
+
+@pytest.mark.parametrize("field", ["claimTimeout", "waitReadyTimeout"])
+def test_the_claim_timeouts_are_at_least_one_second(field: str) -> None:
+    """The CRD's CEL rule (>= 1s) on each: 1s loads, 999ms is refused naming the field."""
+    loaded: Any = load_manifest(claim(**{field: "1s"}))
+    assert loaded.spec.model_dump(by_alias=True)[field] == timedelta(seconds=1)
+    assert problem(claim(**{field: "999ms"})) == (
+        f"SandboxClaim/c spec.{field}",
+        "must be at least 1s",
+    )
+
+
+@pytest.mark.parametrize(
+    ("spec", "field"),
+    [
+        ({"templateName": ""}, "spec.templateName"),
+        (
+            {"dynamicVolumesMount": [{"pvName": "", "mountPath": "/d"}]},
+            "spec.dynamicVolumesMount[0].pvName",
+        ),
+    ],
+)
+def test_a_required_name_must_not_be_empty(spec: dict[str, Any], field: str) -> None:
+    """``templateName`` names the pool and ``pvName`` the volume: empty, they name nothing."""
+    assert problem(claim(**spec)) == (f"SandboxClaim/c {field}", "must not be empty")
+
+
+def test_an_inplace_quantity_is_read_without_surrounding_blanks() -> None:
+    """``Quantity.UnmarshalJSON`` trims blanks before it parses: ``" 500m "`` is 500m."""
+    resources = {"requests": {"cpu": " 500m "}, "limits": {"cpu": "\t1 "}}
+    loaded: Any = load_manifest(claim(inplaceUpdate={"resources": resources}))
+    assert loaded.spec.inplace_update.resources.requests == {"cpu": "500m"}
+    assert loaded.spec.inplace_update.resources.limits == {"cpu": "1"}
