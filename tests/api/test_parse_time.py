@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -59,3 +60,17 @@ def test_a_datetime_is_taken_as_is_in_utc() -> None:
 def test_anything_else_is_a_value_error(value: object) -> None:
     with pytest.raises(ValueError, match="invalid"):
         parse_time(value)
+
+
+def test_a_time_without_an_offset_is_utc_whatever_the_machines_zone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Not the local time: a machine nine hours east of UTC reads the same instant."""
+    monkeypatch.setenv("TZ", "JST-9")  # a POSIX zone string: no tz database needed
+    time.tzset()
+    try:
+        assert parse_time("2026-01-02T03:04:05") == AT
+        assert parse_time(AT.replace(tzinfo=None)) == AT
+    finally:
+        monkeypatch.undo()
+        time.tzset()
