@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -9,6 +10,7 @@ from pydantic import ValidationError
 
 from pytest_kruise_agents.api import InvalidError, ObjectMeta, load_manifest
 from pytest_kruise_agents.api.base import MANIFEST
+from pytest_kruise_agents.api.meta import Condition, OwnerReference, set_condition
 
 
 def claim(**metadata: Any) -> dict[str, Any]:
@@ -122,14 +124,20 @@ def test_annotation_keys_are_checked_in_lower_case_wherever_they_are_written() -
     assert loaded.spec.template["metadata"]["annotations"] == {key: "x"}
 
 
-@pytest.mark.parametrize(("finalizers", "stated"), [(None, True), ([], True), ("absent", False)])
-def test_finalizers_null_is_stated_empty(finalizers: Any, stated: bool) -> None:
+@pytest.mark.parametrize(
+    ("key", "field"), [("finalizers", "finalizers"), ("ownerReferences", "owner_references")]
+)
+@pytest.mark.parametrize(("value", "stated"), [(None, True), ([], True), ("absent", False)])
+def test_finalizers_and_owner_references_null_are_stated_empty(
+    key: str, field: str, value: Any, stated: bool
+) -> None:
     """``finalizers: null`` states "no finalizers" (a PUT decodes it as empty, kubectl apply
-    deletes the field), as ``[]`` does; only a manifest without the field leaves them unstated."""
-    meta = {"name": "c"} if finalizers == "absent" else {"name": "c", "finalizers": finalizers}
+    deletes the field), as ``[]`` does, and so does ``ownerReferences: null``; only a manifest
+    without the field leaves it unstated."""
+    meta = {"name": "c"} if value == "absent" else {"name": "c", key: value}
     loaded = load_manifest(claim(**meta)).metadata
-    assert loaded.finalizers == []
-    assert ("finalizers" in loaded.model_fields_set) is stated
+    assert getattr(loaded, field) == []
+    assert (field in loaded.model_fields_set) is stated
 
 
 def test_an_empty_namespace_is_the_default_namespace() -> None:
@@ -226,3 +234,30 @@ def test_good_owner_references_load() -> None:
     refs = [{**_SET, "controller": True}, owner(controller=False), owner(name="other")]
     loaded = load_manifest(claim(name="c", ownerReferences=refs))
     assert [ref.name for ref in loaded.metadata.owner_references] == ["base", "cm", "other"]
+
+
+def test_the_controller_reference_is_the_one_with_controller_true() -> None:
+    """An owner with ``controller: false`` (or unset) is no controller."""
+    owners = [
+        OwnerReference(api_version="v1", kind="A", name="a", uid="1", controller=False),
+        OwnerReference(api_version="v1", kind="B", name="b", uid="2"),
+        OwnerReference(api_version="v1", kind="C", name="c", uid="3", controller=True),
+    ]
+    assert ObjectMeta(owner_references=owners).controller_ref() is owners[2]
+    assert ObjectMeta(owner_references=owners[:2]).controller_ref() is None
+
+
+def test_a_condition_keeps_its_transition_time_only_while_its_status_holds() -> None:
+    """``meta.SetStatusCondition``: the same status keeps the first transition time, a new
+    status takes the new one."""
+    first = datetime(2026, 1, 1, tzinfo=UTC)
+    later = first + timedelta(minutes=5)
+    conditions = [Condition(type="Ready", status="False", last_transition_time=first)]
+    set_condition(
+        conditions,
+        Condition(type="Ready", status="False", reason="Again", last_transition_time=later),
+    )
+    assert (conditions[0].reason, conditions[0].last_transition_time) == ("Again", first)
+    set_condition(conditions, Condition(type="Ready", status="True", last_transition_time=later))
+    assert (conditions[0].status, conditions[0].last_transition_time) == ("True", later)
+    assert len(conditions) == 1

@@ -115,3 +115,24 @@ def test_a_request_above_its_limit_is_not_checked_on_a_sandbox() -> None:
     }
     loaded = load_manifest(manifest)
     assert isinstance(loaded, Sandbox)
+
+
+def test_a_pause_strategy_stated_without_a_type_is_stop() -> None:
+    """``pauseStrategy: {}`` is a Stop pause, the only one the open-source controller makes."""
+    doc = sandbox({})
+    doc["spec"]["pauseStrategy"] = {}
+    loaded = load_manifest(doc)
+    assert isinstance(loaded, Sandbox)
+    assert loaded.spec.pause_strategy is not None
+    assert loaded.spec.pause_strategy.type == "Stop"
+
+
+def test_pod_info_keeps_the_crds_spelling_of_ip_and_uid() -> None:
+    """``status.podInfo.podIP`` and ``podUID``, as the CRD writes them (not ``podIp``)."""
+    doc = sandbox({})
+    doc["status"] = {"podInfo": {"podIP": "10.0.0.7", "podUID": "u-1", "nodeName": "n1"}}
+    loaded = load_manifest(doc)
+    assert isinstance(loaded, Sandbox)
+    assert loaded.status.pod_info is not None
+    assert (loaded.status.pod_info.pod_ip, loaded.status.pod_info.pod_uid) == ("10.0.0.7", "u-1")
+    assert loaded.to_dict()["status"]["podInfo"] == doc["status"]["podInfo"]
