@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 import pytest
@@ -110,6 +110,8 @@ def terminated(
         (timedelta(days=729), "729d"),
         (timedelta(days=730), "2y"),
         (timedelta(days=365 * 3 + 20), "3y20d"),
+        (timedelta(days=365 * 7 + 100), "7y100d"),
+        (timedelta(days=365 * 8 + 100), "8y"),
         (timedelta(days=365 * 8), "8y"),
         (timedelta(days=365 * 10 + 100), "10y"),
     ],
@@ -675,3 +677,60 @@ def test_a_bound_pod_the_kubelet_has_not_reported_reads_as_its_first_sync_writes
         {"metadata": {"name": "p", "creationTimestamp": ago(seconds=3)}, "spec": spec}
     )
     assert cells(pod)[1] == shown
+
+
+def test_a_pod_without_an_ip_reads_none_in_the_ip_column() -> None:
+    """printPod writes ``<none>`` for an empty ``podIP``, as for an absent one; no gates
+    (``readinessGates: []``) read ``<none>`` too, not ``0/0``."""
+    pod = Pod(
+        metadata=ObjectMeta(name="p", creation_timestamp=ago(minutes=1)),
+        spec={"containers": [{"name": "main", "image": "i"}], "readinessGates": []},
+        status=PodStatus(phase="Pending", pod_ip=""),
+    )
+    row = rows(render_table([pod], NOW, wide=True))[1]
+    assert row[5:] == ["<none>", "<none>", "<none>", "<none>"]
+
+
+def test_a_pod_whose_containers_all_completed_reads_completed() -> None:
+    """``Completed`` stays when no container still runs (a finished job-like sandbox)."""
+    pod = pod_with([terminated("main", "Completed")], phase="Succeeded")
+    assert cells(pod)[1] == "Completed"
+
+
+def test_restarts_age_is_that_of_the_latest_termination_of_any_container() -> None:
+    """Of two containers' last terminations, the later one gives the age, whatever their order;
+    a last termination without a restart (``restartCount: 0``) reads a bare ``0``."""
+
+    def ended(name: str, seconds: int, restarts: int = 1) -> ContainerStatus:
+        return ContainerStatus.model_validate(
+            {
+                "name": name,
+                "restartCount": restarts,
+                "ready": True,
+                "state": {"running": {"startedAt": ago(seconds=1)}},
+                "lastState": {"terminated": {"exitCode": 1, "finishedAt": ago(seconds=seconds)}},
+            }
+        )
+
+    assert cells(pod_with([ended("a", 300), ended("b", 42)]))[2] == "2 (42s ago)"
+    assert cells(pod_with([ended("a", 42), ended("b", 300)]))[2] == "2 (42s ago)"
+    assert cells(pod_with([ended("a", 42, restarts=0)]))[2] == "0"
+
+
+class _NoOffset(tzinfo):
+    """A tzinfo that knows no offset: its datetimes are naive (``utcoffset()`` is ``None``)."""
+
+    def utcoffset(self, dt: datetime | None) -> timedelta | None:
+        return None
+
+    def dst(self, dt: datetime | None) -> timedelta | None:
+        return None
+
+
+def test_a_now_whose_tzinfo_gives_no_offset_is_naive_and_refused() -> None:
+    """Python's definition of naive: no tzinfo, or one whose ``utcoffset()`` is ``None``."""
+    now = datetime(2026, 1, 1, 0, 5, tzinfo=_NoOffset())
+    with pytest.raises(InvalidError) as err:
+        render_table([claimed_sandbox()], now)
+    assert err.value.field == "now"
+    assert "naive" in err.value.reason
