@@ -43,6 +43,12 @@ def problem(doc: dict[str, Any]) -> tuple[str, str]:
         ("120%", "must not be greater than 100%"),
         ("99999999999999999999%", "must not be greater than 100%"),
         (2**40, "must be <= 2147483647"),
+        (2**31, "must be <= 2147483647 (an int32), got 2147483648"),
+        ("101%", "must not be greater than 100%"),
+        (
+            "\u0663%",
+            "expected an integer or a percentage",
+        ),  # an Arabic-Indic 3: Go reads ASCII digits
         (-1, "must be >= 0"),
         ("3", "expected an integer or a percentage"),
         ("abc", "expected an integer or a percentage"),
@@ -140,12 +146,14 @@ def test_a_template_ref_needs_a_template_name() -> None:
     assert field == "SandboxSet/base spec.templateRef.name"
 
 
-def test_reserved_metadata_is_refused_at_its_key() -> None:
-    """``e2b.agents.kruise.io/`` keys on the set itself are named with their key."""
+@pytest.mark.parametrize("where", ["labels", "annotations"])
+def test_reserved_metadata_is_refused_at_its_key(where: str) -> None:
+    """``e2b.agents.kruise.io/`` keys on the set itself, labels or annotations, are named with
+    their key."""
     doc = pool()
-    doc["metadata"]["labels"] = {"e2b.agents.kruise.io/x": "1"}
+    doc["metadata"][where] = {"e2b.agents.kruise.io/x": "1"}
     assert problem(doc) == (
-        "SandboxSet/base metadata.labels[e2b.agents.kruise.io/x]",
+        f"SandboxSet/base metadata.{where}[e2b.agents.kruise.io/x]",
         "key uses reserved prefix 'e2b.agents.kruise.io/'",
     )
 
@@ -191,6 +199,21 @@ def test_defaults_keep_what_the_template_sets() -> None:
     assert isinstance(loaded, SandboxSet)
     assert loaded.spec.template == template
     assert loaded.spec.volume_claim_templates == claims
+
+
+def test_pvc_defaults_fill_what_is_missing_as_the_webhook_does() -> None:
+    """No access modes (absent, ``null`` or ``[]``) default to ReadWriteOnce; the volume mode
+    defaults only when missing or ``null`` (Go's pointer is nil), not when written ``""``."""
+    claims = [
+        {"spec": {"accessModes": [], "volumeMode": ""}},
+        {"spec": {"accessModes": None, "volumeMode": None}},
+    ]
+    loaded = load_manifest(pool(volumeClaimTemplates=claims))
+    assert isinstance(loaded, SandboxSet)
+    assert loaded.spec.volume_claim_templates == [
+        {"spec": {"accessModes": ["ReadWriteOnce"], "volumeMode": ""}},
+        {"spec": {"accessModes": ["ReadWriteOnce"], "volumeMode": "Filesystem"}},
+    ]
 
 
 def test_the_revision_hashes_the_defaulted_template() -> None:
