@@ -68,6 +68,7 @@ from pytest_kruise_agents.api.e2b import (
     TemplateBuild,
     TemplateDetail,
     TemplateInfo,
+    replace_surrogates,
 )
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -331,3 +332,57 @@ def test_the_error_body_parses_in_the_sdk_and_keeps_extras() -> None:
     assert wire == {"code": 400, "message": "timeout: bad", "request_id": "r1", "field": "timeout"}
     parsed = SdkError.from_dict(wire)
     assert parsed.code == 400 and parsed.message == "timeout: bad"
+
+
+def test_allow_internet_access_is_read_in_snake_case_only() -> None:
+    """Its JSON name is ``allow_internet_access`` (in any case, as Go matches keys); the
+    camelCase spelling matches no field and is ignored, as Go's decoder ignores it."""
+    assert (
+        NewSandboxV2.model_validate(
+            {"templateID": "b", "ALLOW_INTERNET_ACCESS": False}
+        ).allow_internet_access
+        is False
+    )
+    assert (
+        NewSandboxV2.model_validate(
+            {"templateID": "b", "allowInternetAccess": False}
+        ).allow_internet_access
+        is None
+    )
+
+
+def test_a_letter_whose_upper_case_is_two_letters_matches_no_field() -> None:
+    """``ß`` has no simple upper case (Python's ``upper()`` makes ``SS``, Go keeps ``ß``):
+    ``allow_internet_acceß`` is no spelling of ``allow_internet_access``."""
+    body = NewSandboxV2.model_validate({"templateID": "b", "allow_internet_acce\u00df": True})
+    assert body.allow_internet_access is None
+
+
+def test_lone_surrogates_in_keys_and_values_read_as_replacement_characters() -> None:
+    """As Go's decoder reads them; a value with nothing to replace is the same object."""
+    assert replace_surrogates({"\ud800": 1, "k": ["\udc00x"]}) == {
+        "\ufffd": 1,
+        "k": ["\ufffdx"],
+    }
+    clean = {"k": ["v"], "n": 1}
+    assert replace_surrogates(clean) is clean
+    assert replace_surrogates("\ud83d\ude00") == "\U0001f600"  # a pair is one character
+    body = NewSandboxV2.model_validate({"templateID": "b", "metadata": {"\ud800k": "v\udfff"}})
+    assert body.metadata == {"\ufffdk": "v\ufffd"}
+
+
+def test_a_template_entry_is_public_with_one_ready_build_never_spawned() -> None:
+    """Reference §6.4: ``public: true``; a SandboxSet is one build, always ready."""
+    wire = template_info().to_wire()
+    assert (wire["public"], wire["buildCount"], wire["spawnCount"]) == (True, 1, 0)
+    assert wire["buildStatus"] == "ready"
+    build = TemplateBuild(
+        build_id="6f0b6a44-1f7e-5a0c-9a57-0d7c1c6b1a11",
+        created_at=T0,
+        updated_at=T0,
+        cpu_count=2,
+        memory_mb=2048,
+        disk_size_mb=0,
+        envd_version="0.6.13",
+    )
+    assert build.to_wire()["status"] == "ready"
