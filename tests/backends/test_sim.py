@@ -37,6 +37,7 @@ from simulator.cluster import CACHE_WAIT_S, CREATE_CALL_BOUND_S, Cluster
 from simulator.collector import YOUNG_THRESHOLD
 from simulator.context import CLOCK_END
 from simulator.errors import NoAnswerError
+from simulator.profile import get_profile
 from tests.cluster.conftest import pool_yaml
 
 from ..pools import RECYCLING_POOL
@@ -1622,3 +1623,49 @@ def test_a_call_the_manager_refuses_at_once_runs_nothing_of_the_model(
     """Virtual clock: a 404 or 400 decided at the call leaves the events due at its instant
     due, so the run goes on exactly as without the call (as ``Cluster``'s own calls do)."""
     assert _served_with(refused) == _served_with(None)
+
+
+def test_a_list_without_states_lists_running_and_paused_sandboxes(backend: SimBackend) -> None:
+    """``GET /v2/sandboxes`` without ``state``: both states (reference §6.7)."""
+    a = backend.create_sandbox(ALICE, CreateRequest(template="base"))
+    b = backend.create_sandbox(ALICE, CreateRequest(template="base"))
+    backend.pause(ALICE, b.sandbox_id)
+    listed, _ = backend.list_sandboxes(ALICE, ListQuery())
+    assert {v.sandbox_id: v.state for v in listed} == {
+        a.sandbox_id: "running",
+        b.sandbox_id: "paused",
+    }
+
+
+def test_a_template_shows_its_namespace_desired_and_available_sandboxes(
+    backend: SimBackend,
+) -> None:
+    """``replicas`` is the pool's spec, ``available`` its ready sandboxes, not those creating."""
+    backend.apply(pool_yaml("fresh", replicas=3, namespace="team-a"))
+    backend.advance(1)
+    pool = backend.get("sbs", "fresh", "team-a")
+    assert isinstance(pool, SandboxSet) and pool.status.replicas > pool.status.available_replicas
+    (view,) = [t for t in backend.templates(ADMIN) if t.template_id == "fresh"]
+    assert (view.namespace, view.replicas, view.deleting) == ("team-a", 3, False)
+    assert view.available == pool.status.available_replicas
+
+
+def test_a_connect_without_a_timeout_takes_the_profiles_default() -> None:
+    """Not a fixed 300 s: the cluster profile's ``default_timeout_s``, as a create's."""
+    profile = get_profile("openkruise-head").with_overrides(default_timeout_s=600)
+    cluster = Cluster(seed=3, profile=profile)
+    cluster.apply(default_pools_yaml(2))
+    cluster.advance(60)
+    backend = SimBackend(cluster)
+    try:
+        view = backend.create_sandbox(ALICE, CreateRequest(template="base"))
+        assert view.end_at is not None
+        # Timeouts are whole seconds (reference §9.10): within a second of now + 600.
+        assert abs(view.end_at - backend.now() - timedelta(seconds=600)) < timedelta(seconds=1)
+        backend.advance(100)
+        connected, resumed = backend.connect(ALICE, view.sandbox_id, None)
+        assert not resumed
+        assert connected.end_at is not None
+        assert abs(connected.end_at - backend.now() - timedelta(seconds=600)) < timedelta(seconds=1)
+    finally:
+        backend.close()
