@@ -726,6 +726,9 @@ class _NoOffset(tzinfo):
     def dst(self, dt: datetime | None) -> timedelta | None:
         return None
 
+    def tzname(self, dt: datetime | None) -> str | None:
+        return None
+
 
 def test_a_now_whose_tzinfo_gives_no_offset_is_naive_and_refused() -> None:
     """Python's definition of naive: no tzinfo, or one whose ``utcoffset()`` is ``None``."""
