@@ -364,6 +364,7 @@ def test_lone_surrogates_in_keys_and_values_read_as_replacement_characters() -> 
         "\ufffd": 1,
         "k": ["\ufffdx"],
     }
+    assert replace_surrogates({"\udbff": 1}) == {"\ufffd": 1}  # a key alone
     clean = {"k": ["v"], "n": 1}
     assert replace_surrogates(clean) is clean
     assert replace_surrogates("\ud83d\ude00") == "\U0001f600"  # a pair is one character

@@ -1642,6 +1642,8 @@ def test_a_template_shows_its_namespace_desired_and_available_sandboxes(
 ) -> None:
     """``replicas`` is the pool's spec, ``available`` its ready sandboxes, not those creating."""
     backend.apply(pool_yaml("fresh", replicas=3, namespace="team-a"))
+    (view,) = [t for t in backend.templates(ADMIN) if t.template_id == "fresh"]
+    assert (view.replicas, view.available) == (3, 0)  # before the controller's first status
     backend.advance(1)
     pool = backend.get("sbs", "fresh", "team-a")
     assert isinstance(pool, SandboxSet) and pool.status.replicas > pool.status.available_replicas
