@@ -92,6 +92,20 @@ def _default_interpreter(workspaces: Any) -> ASGIApp:
     return app
 
 
+async def _health() -> str:
+    """``OK`` while the server runs (the sandbox-manager's ``/health``)."""
+    return "OK"
+
+
+async def _metrics(request: Request) -> PlainTextResponse:
+    """The cluster's Prometheus metrics, text exposition format (the sandbox-manager's
+    ``/metrics`` on its port). No API key, as upstream: Prometheus scrapes without one."""
+    state: ServerState = request.app.state.kruise
+    text = await state.run("admin", state.backend.metrics_text)
+    # text/plain with the format's version, as prometheus_client's own servers answer.
+    return PlainTextResponse(text, media_type=CONTENT_TYPE_LATEST)
+
+
 class E2BApp:
     """The ASGI app :func:`create_app` returns (see the module docstring).
 
@@ -187,19 +201,20 @@ class E2BApp:
         app.router.routes.extend(unserved.routes("", first=False))
         app.router.routes.extend(unserved.routes(prefix, first=False))
         app.include_router(admin.router, include_in_schema=False)
-
-        @app.get("/health", response_class=PlainTextResponse, summary="Liveness")
-        async def health() -> str:
-            """``OK`` while the server runs (the sandbox-manager's ``/health``)."""
-            return "OK"
-
-        @app.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")
-        async def metrics() -> PlainTextResponse:
-            """The cluster's Prometheus metrics, text exposition format (the sandbox-manager's
-            ``/metrics`` on its port). No API key, as upstream: Prometheus scrapes without one."""
-            text = await self.state.run("admin", self.state.backend.metrics_text)
-            # text/plain with the format's version, as prometheus_client's own servers answer.
-            return PlainTextResponse(text, media_type=CONTENT_TYPE_LATEST)
+        # Module-level handlers, never closures over this app: FastAPI caches what it
+        # learns of each handler (keyed by the function, up to 4,096 of them), so a
+        # closure made per app kept every app, its cluster included, for the process's
+        # life (the plugin builds one per test).
+        app.add_api_route(
+            "/health", _health, name="health", response_class=PlainTextResponse, summary="Liveness"
+        )
+        app.add_api_route(
+            "/metrics",
+            _metrics,
+            name="metrics",
+            response_class=PlainTextResponse,
+            summary="Prometheus metrics",
+        )
 
         def openapi() -> dict[str, Any]:
             if app.openapi_schema is None:
