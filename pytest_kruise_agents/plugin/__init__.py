@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -438,6 +438,23 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     # The recipe too: the profile name, knobs, latencies, pools and faults are
     # checked there (it is cached, and built only for a test with a marker).
     _recipe(item.config, _marker_spec(item.config, item))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
+    """Once the test's fixtures are torn down, forget what they kept on its item.
+
+    Items live as long as the session: a ``kruise_faults`` handle left in the
+    stash kept the test's backend, hence its whole cluster, until the run ended.
+    (The facts reported stay: the teardown report, made after this, carries them.)
+    """
+    try:
+        return (yield)
+    finally:
+        if FAULTS_KEY in item.stash:
+            del item.stash[FAULTS_KEY]
+        if MADE_KEY in item.stash:
+            del item.stash[MADE_KEY]
 
 
 # -- fixtures --------------------------------------------------------------------------------

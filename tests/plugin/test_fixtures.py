@@ -1162,3 +1162,39 @@ def test_kruise_cluster_factory_gives_each_hypothesis_example_its_own_cluster(
         """,
     )
     suite.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=2)
+
+
+def test_no_fixture_keeps_a_finished_tests_cluster_alive(suite: pytest.Pytester) -> None:
+    """Test items live as long as the session: what a fixture leaves on one (its stash) must
+    not hold the test's cluster, or a suite keeps every test's cluster (objects, event log,
+    records) until it ends. (No SDK call here: a keep-alive connection holds its last
+    request, and so that request's app, until its next one.)"""
+    suite.makepyfile(
+        """
+        import gc
+        import weakref
+
+        CLUSTERS = []
+
+        def test_faults(kruise_cluster, kruise_faults):
+            CLUSTERS.append(weakref.ref(kruise_cluster))
+            kruise_faults.inject("runtime_init_failure", count=1)
+            with kruise_faults.latency("api.update", "400ms"):
+                kruise_cluster.create_sandbox("base")
+
+        def test_factories(kruise_cluster, sandboxset, sandbox_claim, kruise_faults):
+            CLUSTERS.append(weakref.ref(kruise_cluster))
+            sandboxset("extra", replicas=1)
+            sandbox_claim("extra", replicas=1)
+
+        def test_served(kruise_cluster, kruise_e2b, kruise_faults):
+            CLUSTERS.append(weakref.ref(kruise_cluster))
+            kruise_cluster.create_sandbox("base")  # left behind, killed at teardown
+
+        def test_zz_none_is_alive(kruise_cluster):
+            while gc.collect():  # until nothing more is freed
+                pass
+            assert [ref() is None for ref in CLUSTERS] == [True, True, True]
+        """
+    )
+    suite.runpytest("-p", "no:randomly").assert_outcomes(passed=4)
