@@ -423,10 +423,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     errors with why.
     """
     fresh_attempt(item)
-    if MADE_KEY in item.stash:
-        del item.stash[MADE_KEY]
-    if FAULTS_KEY in item.stash:
-        del item.stash[FAULTS_KEY]
+    _forget_fixture_state(item)
     shadowed = item.config.stash.get(SHADOWED_KEY, None)
     if shadowed is not None and _uses_plugin(item):
         pytest.fail(f"pytest-kruise-agents: {shadowed}", pytrace=False)
@@ -451,10 +448,15 @@ def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
     try:
         return (yield)
     finally:
-        if FAULTS_KEY in item.stash:
-            del item.stash[FAULTS_KEY]
-        if MADE_KEY in item.stash:
-            del item.stash[MADE_KEY]
+        _forget_fixture_state(item)
+
+
+def _forget_fixture_state(item: pytest.Item) -> None:
+    """Drop what this test's fixtures keep on its item (the faults handle, the factories' record)."""
+    if MADE_KEY in item.stash:
+        del item.stash[MADE_KEY]
+    if FAULTS_KEY in item.stash:
+        del item.stash[FAULTS_KEY]
 
 
 # -- fixtures --------------------------------------------------------------------------------
