@@ -790,3 +790,56 @@ def test_a_status_write_answered_409_backs_off_per_key(
     run_until(world, lambda: status(world).replicas == 1, limit=10)
     assert 70 < world.ctx.now() < 73
     run_until(world, full(world, 1))
+
+
+def test_a_reconcile_starts_no_further_wave_after_one_with_a_failed_create(
+    world: World, controller: SandboxSetController
+) -> None:
+    """Reference §3 step 4: creates run in waves 16, 32, ... (``DoItSlowly``) that stop after
+    the first wave with an error. One create of the first wave of a set of 40 fails: that
+    reconcile starts no wave of 32; the next reconcile creates the 25 still missing (16, 9)."""
+    world.ctx.faults.inject(
+        kind="api_error", selector={"verb": "create", "kind": "Sandbox"}, count=1
+    )
+    make_set(world, 40)
+    run_until(world, full(world, 40))
+    assert events(world, "sandboxset.create_batch") == [
+        "default/base size=16",
+        "default/base size=16",
+        "default/base size=9",
+    ]
+    assert len(events(world, "sandboxset.create_failed")) == 1
+    assert len(events(world, "sandboxset.create")) == 40
+
+
+def test_a_rolling_update_waits_until_the_cache_shows_the_sets_creates(world: World) -> None:
+    """Reference §3 step 6: old-revision sandboxes are deleted only when delta is 0 *and* the
+    expectations are satisfied. With a 2 s watch lag, the replacement of each old sandbox is
+    a create the cache has not shown yet: counted in replicas (delta 0), but not as an
+    updated creating one. Deleting the next old sandbox then would take the pool below
+    maxUnavailable (20% of 5: one at a time); the set waits, and never has more than one
+    of its five sandboxes missing or creating."""
+    FakeReadiness(world)
+    ctl = SandboxSetController(world)
+    ctl.start()
+    make_set(world, 5)
+    run_until(world, full(world, 5))
+    world.ctx.set_profile(world.ctx.profile.with_overrides(latencies={"watch.lag": 2.0}))
+    update_set(world, "base", lambda s: setattr(s.spec, "template", template("python:3.13")))
+    rev = sandboxset_revision(stored(world, "SandboxSet", "base"))
+    env = world.ctx.env
+    fewest = 5
+    while not (
+        full(world, 5)()
+        and all(s.metadata.labels[keys.LABEL_TEMPLATE_HASH] == rev for s in pool(world))
+    ):
+        assert env.now < 300, "the rollout did not finish"
+        env.step()
+        ready = [
+            s
+            for s in pool(world)
+            if s.status.phase == SandboxPhase.RUNNING and s.metadata.deletion_timestamp is None
+        ]
+        fewest = min(fewest, len(ready))
+    assert fewest == 4
+    assert all(r.endswith("delete=1") for r in events(world, "sandboxset.rolling_update"))
