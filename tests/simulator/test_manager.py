@@ -883,6 +883,28 @@ def test_set_timeout_retries_on_conflict(s: Setup) -> None:
     assert stored.spec.shutdown_time == truncate(s.hw.ctx.now_dt() + timedelta(seconds=120))
 
 
+def test_set_timeout_tries_its_write_five_times_then_answers_500() -> None:
+    """``retry.RetryOnConflict(DefaultRetry)``: five tries. Four conflicts in a row are
+    retried through; a fifth ends the call with a 500 (``/timeout`` answers 500 for all but
+    404) and the sandbox keeps its end."""
+    s = Setup()
+    sbx = s.create(timeout_s=600)
+    sid = sandbox_id(sbx)
+    selector = {"client": "sandbox-manager", "kind": "Sandbox"}
+    four = s.hw.ctx.faults.inject(kind="api_conflict", count=4, selector=selector)
+    s.hw.run(s.manager.set_timeout("default", U1, sid, 120))
+    assert four.fired == 4
+    stored = s.hw.api.peek("Sandbox", "default", sbx.metadata.name)
+    end = stored.spec.shutdown_time
+    assert end == truncate(s.hw.ctx.now_dt() + timedelta(seconds=120))
+    five = s.hw.ctx.faults.inject(kind="api_conflict", count=5, selector=selector)
+    with pytest.raises(ClaimError) as err:
+        s.hw.run(s.manager.set_timeout("default", U1, sid, 900))
+    assert err.value.code == 500
+    assert five.fired == 5
+    assert s.hw.api.peek("Sandbox", "default", sbx.metadata.name).spec.shutdown_time == end
+
+
 # -- pause / connect ------------------------------------------------------------------------------
 
 
@@ -1019,6 +1041,22 @@ def test_connect_resumes_a_paused_sandbox_with_the_floor(s: Setup) -> None:
     assert timedelta(seconds=290) <= end <= timedelta(seconds=300)
     resumed_sbx = s.hw.run(s.manager.resume("default", U1, sid, 30))
     assert resumed_sbx.metadata.name == sbx.metadata.name
+
+
+def test_a_resume_that_never_runs_answers_500_after_ten_minutes(s: Setup) -> None:
+    """Reference §9.1: a resume waits at most 10 min for the sandbox to run again; a
+    sandbox that does not run by then answers 500 (its resume stays written)."""
+    sbx = s.create(timeout_s=600)
+    sid = sandbox_id(sbx)
+    s.hw.run(s.manager.pause("default", U1, sid))
+    s.hw.settle(5)
+    s.controller.delay = 3600.0  # the resumed pod takes an hour
+    started = s.hw.ctx.now()
+    with pytest.raises(ClaimError) as err:
+        s.hw.run(s.manager.connect("default", U1, sid, 600))
+    assert err.value.code == 500
+    assert 600 <= s.hw.ctx.now() - started < 601
+    assert s.hw.api.peek("Sandbox", "default", sbx.metadata.name).spec.paused is False
 
 
 @pytest.mark.parametrize("past", [0.0, 0.01, 0.05])

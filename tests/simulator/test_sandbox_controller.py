@@ -573,6 +573,20 @@ def test_deleted_pod_of_a_running_sandbox_fails_it() -> None:
     assert rig.sbx().status.message == "Pod Not Found"  # type: ignore[union-attr]
 
 
+def test_a_failed_sandbox_is_not_deleted_at_its_shutdown_time() -> None:
+    """Reference §4 step 4: Failed (and Succeeded) are terminal, and the reconcile returns
+    before the timers: the controller does not delete a Failed sandbox when its shutdownTime
+    passes (a claimed one stays until someone deletes it; a pool's set deletes its own)."""
+    rig = Rig()
+    rig.create(shutdown_time=rig.ctx.now_dt() + timedelta(seconds=30))
+    rig.until(rig.ready)
+    rig.api.commit_delete("Pod", "default", "sbx", requester=GARBAGE_COLLECTOR)
+    rig.until(lambda: rig.phase() == "Failed")
+    rig.ctx.env.run(until=90)
+    assert rig.phase() == "Failed"
+    assert not rig.ctx.log.of_kind("sandbox.shutdown")
+
+
 def ready_condition(rig: Rig, name: str = "sbx") -> tuple[str, str, str]:
     """The sandbox's Ready condition as (status, reason, message); it must have one."""
     sbx = rig.sbx(name)
