@@ -874,6 +874,20 @@ def test_set_timeout_errors_are_500_except_404(s: Setup) -> None:
         s.hw.run(s.manager.set_timeout("default", U2, sid, 60))
 
 
+def test_set_timeout_of_a_paused_sandbox_answers_500(s: Setup) -> None:
+    """``/timeout`` answers 500 for anything but a 404: a paused sandbox (not running) too,
+    and its end times stay as they are."""
+    sbx = s.create(timeout_s=600)
+    sid = sandbox_id(sbx)
+    s.hw.run(s.manager.pause("default", U1, sid))
+    before = s.hw.api.peek("Sandbox", "default", sbx.metadata.name).spec
+    with pytest.raises(ClaimError) as err:
+        s.hw.run(s.manager.set_timeout("default", U1, sid, 60))
+    assert err.value.code == 500
+    after = s.hw.api.peek("Sandbox", "default", sbx.metadata.name).spec
+    assert (after.shutdown_time, after.pause_time) == (before.shutdown_time, before.pause_time)
+
+
 def test_set_timeout_retries_on_conflict(s: Setup) -> None:
     """A conflicting write is re-read from the API server and retried."""
     sbx = s.create()
@@ -1057,6 +1071,22 @@ def test_a_resume_that_never_runs_answers_500_after_ten_minutes(s: Setup) -> Non
     assert err.value.code == 500
     assert 600 <= s.hw.ctx.now() - started < 601
     assert s.hw.api.peek("Sandbox", "default", sbx.metadata.name).spec.paused is False
+
+
+def test_a_resume_that_keeps_meeting_conflicts_answers_400(s: Setup) -> None:
+    """A resume write still in conflict after RetryOnConflict's five tries answers 400, as
+    upstream's resume does; the sandbox stays paused."""
+    sbx = s.create(timeout_s=600)
+    sid = sandbox_id(sbx)
+    s.hw.run(s.manager.pause("default", U1, sid))
+    s.hw.settle(5)
+    s.hw.ctx.faults.inject(
+        kind="api_conflict", count=5, selector={"client": "sandbox-manager", "kind": "Sandbox"}
+    )
+    with pytest.raises(ClaimError) as err:
+        s.hw.run(s.manager.connect("default", U1, sid, 600))
+    assert err.value.code == 400
+    assert s.hw.api.peek("Sandbox", "default", sbx.metadata.name).spec.paused is True
 
 
 @pytest.mark.parametrize("past", [0.0, 0.01, 0.05])

@@ -478,6 +478,26 @@ def test_pause_time_auto_pauses() -> None:
     assert rig.phase() == "Paused" and rig.pod() is None
 
 
+def test_an_auto_pause_with_paused_retention_moves_both_end_times_to_now_plus_it() -> None:
+    """Reference §4 step 6: at pauseTime a sandbox with the paused-retention annotation and a
+    shutdownTime is paused with ``shutdownTime = pauseTime = now + retention``: it is kept
+    paused for the retention, not until its old shutdownTime."""
+    rig = Rig()
+    start = rig.ctx.now_dt()
+    rig.create(
+        annotations={keys.ANN_RESERVE_PAUSED_DURATION: "1h"},
+        pause_time=start + timedelta(seconds=20),
+        shutdown_time=start + timedelta(seconds=120),
+    )
+    rig.until(rig.ready)
+    rig.until(lambda: bool(rig.sbx().spec.paused))  # type: ignore[union-attr]
+    spec = rig.sbx().spec  # type: ignore[union-attr]
+    end = start + timedelta(seconds=20 + 3600)
+    assert spec.shutdown_time == end and spec.pause_time == end
+    rig.ctx.env.run(until=200)
+    assert rig.phase() == "Paused"
+
+
 def test_inplace_image_update_goes_through_inplace_updating_to_succeeded() -> None:
     """A new template image is applied to the pod in place: InplaceUpdating, then Succeeded."""
     rig = Rig()
