@@ -347,6 +347,33 @@ def test_pause_deletes_the_pod_and_resume_recreates_it_and_reinitialises() -> No
     assert rig.runtime.calls == [("sbx", new_pod.status.pod_ip)]
 
 
+def test_a_resume_asked_for_while_the_pause_stops_the_pod_waits_for_the_pause_to_settle() -> None:
+    """Reference §4: a Paused sandbox resumes once its ``SandboxPaused`` condition is True
+    and ``spec.paused`` is false. ``spec.paused`` cleared while the pause's pod is still
+    terminating: the pause first settles (a status of its own, Paused with
+    ``SandboxPaused=True``), and only the next reconcile goes to Resuming."""
+    rig = Rig()
+    rig.create()
+    rig.until(rig.ready)
+    rig.edit("sbx", lambda s: setattr(s.spec, "paused", True))
+    rig.until(lambda: (p := rig.pod()) is not None and p.metadata.deletion_timestamp is not None)
+    rig.edit("sbx", lambda s: setattr(s.spec, "paused", False))
+    seen: list[tuple[str | None, tuple[str, str] | None]] = []
+    env = rig.ctx.env
+    while rig.phase() != "Resuming":
+        assert env.now < 60, "never resumed"
+        env.step()
+        now = (rig.phase(), rig.cond("SandboxPaused"))
+        if not seen or seen[-1] != now:
+            seen.append(now)
+    assert seen == [
+        ("Paused", ("False", "Pending")),
+        ("Paused", ("True", "StopPauseSucceed")),
+        ("Resuming", ("True", "StopPauseSucceed")),
+    ]
+    rig.until(rig.ready)
+
+
 def test_failed_reinit_leaves_the_resumed_sandbox_not_ready() -> None:
     """A re-init that fails marks RuntimeInitialized False/Failed and keeps Ready False."""
     rig = Rig(fail=True)
@@ -590,6 +617,30 @@ def test_deleted_pod_of_a_running_sandbox_fails_it() -> None:
     # Deleted as one the pod-delete webhook lets through (it refuses the user).
     rig.api.commit_delete("Pod", "default", "sbx", requester=GARBAGE_COLLECTOR)
     rig.until(lambda: rig.phase() == "Failed")
+    assert rig.sbx().status.message == "Pod Not Found"  # type: ignore[union-attr]
+
+
+def test_a_running_sandbox_whose_pod_is_terminating_fails_at_once() -> None:
+    """Reference §4: a Running sandbox whose pod is missing *or terminating* is Failed ("Pod
+    Not Found"): it fails when its pod's deletion starts, not when the pod is finally gone
+    (here 30 s of grace later)."""
+    rig = Rig()
+    rig.create()
+    rig.until(rig.ready)
+
+    def graceful(p: Pod) -> Pod:
+        new = p.model_copy(deep=True)
+        new.metadata.annotations[ANN_GRACE_SECONDS] = "30"
+        return new
+
+    pod = rig.pod()
+    assert pod is not None
+    rig.api.commit_update(graceful(pod))
+    rig.api.commit_delete("Pod", "default", "sbx", requester=GARBAGE_COLLECTOR)
+    deleted = rig.ctx.now()
+    failed = rig.until(lambda: rig.phase() == "Failed")
+    assert failed - deleted < 1
+    assert rig.pod() is not None  # still terminating
     assert rig.sbx().status.message == "Pod Not Found"  # type: ignore[union-attr]
 
 
