@@ -270,26 +270,29 @@ def test_claim_timeout_completes_with_timed_out(world: World) -> None:
 
 
 @pytest.mark.parametrize(
-    ("succeed", "reason", "count"),
+    ("succeed", "reason", "count", "replicas"),
     [
-        (lambda i: i != 3, "AllReplicasClaimed", "Successfully claimed 6/6 sandboxes"),
-        (lambda i: i != 3 and i <= 5, "TimeoutReached", "claimed 5/6 sandboxes"),
+        (lambda i: i != 3, "AllReplicasClaimed", "Successfully claimed 6/6 sandboxes", 6),
+        (lambda i: i != 3 and i <= 5, "TimeoutReached", "claimed 5/6 sandboxes", 6),
+        (lambda i: i != 3, "AllReplicasClaimed", "Successfully claimed 5/5 sandboxes", 5),
     ],
-    ids=["all-claimed", "one-short"],
+    ids=["all-claimed", "one-short", "the-last-one-unwritten"],
 )
 def test_a_claim_whose_status_writes_failed_completes_with_what_it_claimed(
-    world: World, succeed: Callable[[int], bool], reason: str, count: str
+    world: World, succeed: Callable[[int], bool], reason: str, count: str, replicas: int
 ) -> None:
-    """The first wave's status (4/6) lands; then every status write fails for 20 s while
-    the next reconciles claim the rest (or all but one), and the 10 s claimTimeout passes.
+    """The first wave's status (4 claimed) lands; then every status write fails for 20 s
+    while the next reconciles claim the rest (or all but one), and the 10 s claimTimeout
+    passes.
 
     The completion counts what the controller claimed, as the rest of the
     reconcile does, not the last count that landed: 6/6 ``AllReplicasClaimed``
     (it used to read "Timeout reached ..., claimed 4/6" with six sandboxes
-    delivered), or ``TimeoutReached`` with 5/6 when one is missing.
+    delivered), or ``TimeoutReached`` with 5/6 when one is missing; and 5/5
+    when the status that landed (4/5) was one short.
     """
     start(world, FakeClaimer(world, succeed=succeed))
-    apply_claim(world, "c", replicas=6, claim_timeout="10s")
+    apply_claim(world, "c", replicas=replicas, claim_timeout="10s")
     run_until(world, lambda: claimed_count(world, "c") == 4)
     world.ctx.faults.inject(
         kind="api_error", selector={"kind": "SandboxClaim", "verb": "patch"}, duration=20
