@@ -126,6 +126,21 @@ def test_create_defaults_and_auto_pause(s: Setup) -> None:
     assert forever.spec.shutdown_time is None and forever.spec.pause_time is None
 
 
+def test_the_profile_sets_the_default_lifetime_and_the_resume_floor() -> None:
+    """``default_timeout_s`` is the lifetime of a create (and a connect) that gives none;
+    ``min_resume_timeout_s`` the floor of the timeout a connect to a paused sandbox sets."""
+    s = Setup(default_timeout_s=900.0, min_resume_timeout_s=1200.0)
+    t0 = s.hw.ctx.now_dt()
+    sbx = s.create()
+    assert sbx.spec.shutdown_time == truncate(t0 + timedelta(seconds=900))
+    sid = sandbox_id(sbx)
+    s.hw.run(s.manager.pause("default", U1, sid))
+    s.hw.run(s.manager.connect("default", U1, sid, 30))
+    stored = s.hw.api.peek("Sandbox", "default", sbx.metadata.name)
+    end = stored.spec.shutdown_time - s.hw.ctx.now_dt()
+    assert timedelta(seconds=1190) <= end <= timedelta(seconds=1200)
+
+
 def test_create_sets_internet_access_labels(s: Setup) -> None:
     """``allow_internet_access`` becomes a Sandbox label and a pod label."""
     sbx = s.create(allow_internet_access=False)
