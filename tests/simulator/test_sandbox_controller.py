@@ -525,6 +525,29 @@ def test_an_auto_pause_with_paused_retention_moves_both_end_times_to_now_plus_it
     assert rig.phase() == "Paused"
 
 
+def test_an_auto_pause_on_a_stale_cache_loses_to_a_later_pause_time() -> None:
+    """Reference §4 step 6: the auto-pause is a patch under an optimistic lock. The pauseTime
+    is moved on half a second before it comes, and the controller's cache shows that only
+    2 s later: its pause, decided on the stale copy, meets a 409, and once the cache has
+    caught up nothing is due. The sandbox runs on with the new pauseTime."""
+    rig = Rig()
+    start = rig.ctx.now_dt()
+    rig.create(pause_time=start + timedelta(seconds=20))
+    rig.until(rig.ready)
+    rig.ctx.env.run(until=19.5)
+    rig.ctx.faults.inject(
+        kind="watch_lag", latency="2s", selector={"informer": "agent-sandbox-controller"}
+    )
+    later = start + timedelta(seconds=120)
+    rig.edit("sbx", lambda s: setattr(s.spec, "pause_time", later))
+    rig.ctx.env.run(until=40)
+    sbx = rig.sbx()
+    assert sbx is not None and not sbx.spec.paused
+    assert sbx.spec.pause_time == later
+    assert rig.phase() == "Running"
+    assert not rig.ctx.log.of_kind("sandbox.auto_pause")
+
+
 def test_inplace_image_update_goes_through_inplace_updating_to_succeeded() -> None:
     """A new template image is applied to the pod in place: InplaceUpdating, then Succeeded."""
     rig = Rig()
