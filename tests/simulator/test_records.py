@@ -148,3 +148,17 @@ def test_records_read_backwards_newest_first() -> None:
     _add(records, 5)
     assert list(reversed(records)) == records[::-1]
     assert [r.id for r in reversed(records)] == [5, 4, 3]
+
+
+def test_retries_are_the_attempts_after_the_first_and_latency_runs_to_delivery() -> None:
+    """A claim delivered by its third attempt made two retries; one not yet attempted none;
+    its latency is from request to delivery (``None`` until delivered), in ``as_dict`` too."""
+    records = ClaimRecords()
+    rec = records.new(path="e2b", namespace="ns", template="t", owner="o", requested=1.5)
+    assert (rec.retries, rec.latency) == (0, None)
+    rec.attempts = 1
+    assert rec.retries == 0
+    rec.attempts = 3
+    rec.delivered = 4.0
+    assert (rec.retries, rec.latency) == (2, 2.5)
+    assert (rec.as_dict()["retries"], rec.as_dict()["latency"]) == (2, 2.5)
