@@ -101,6 +101,34 @@ def test_an_update_and_a_patch_on_a_stale_version_answer_the_same_conflict() -> 
         assert err.is_conflict
 
 
+@pytest.mark.parametrize("version", ["", "0", "000"])
+def test_an_update_or_patch_with_a_version_of_zero_or_none_is_unconditional(version: str) -> None:
+    """As ``Store.Update``: a resourceVersion that is empty or parses to 0 asks for no
+    compare-and-swap. A stale copy carrying one is written over the newer stored object
+    (and a patch under it applies), where a stale non-zero version answers 409."""
+    world = world_()
+    api, client = world.api, world.controller_client
+    old = claim(world)
+    api.commit_update(relabelled(old))
+    blind = relabelled(old)
+    blind.metadata.labels = {"blind": "yes"}
+    blind.metadata.resource_version = version
+    env = world.ctx.env
+    stored = env.run(until=env.process(api.update(client, blind)))
+    assert stored.metadata.labels == {"blind": "yes"}
+
+    def relabel(obj: Any) -> None:
+        obj.metadata.labels = {"patched": "yes"}
+
+    patched = env.run(
+        until=env.process(
+            api.patch(client, "SandboxClaim", "default", "job", relabel, resource_version=version)
+        )
+    )
+    assert patched.metadata.labels == {"patched": "yes"}
+    assert int(patched.metadata.resource_version) > int(stored.metadata.resource_version)
+
+
 def test_a_delete_on_a_stale_version_answers_the_precondition_that_failed() -> None:
     world = world_()
     api = world.api
