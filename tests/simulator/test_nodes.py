@@ -134,6 +134,8 @@ def test_pod_starts_and_reports_running_ready_with_ips() -> None:
     assert p.status.host_ip == "192.168.0.1"
     ready = find_condition(p.status.conditions, "Ready")
     assert ready is not None and ready.observed_generation == p.metadata.generation
+    # pods/binding writes nodeName past the pod strategy that bumps generation: still 1.
+    assert p.metadata.generation == 1
 
 
 def test_a_ready_pods_ready_condition_carries_no_reason_an_unready_ones_says_why() -> None:
