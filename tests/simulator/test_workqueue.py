@@ -140,3 +140,31 @@ def test_dropping_dead_adds_keeps_the_order_of_the_live_ones(drained: Drained) -
     assert kept == [("kept", i) for i in range(90, -1, -10)]
     assert got[-1] == (500.0, "far")
     assert [t for t, _ in got] == sorted(t for t, _ in got)
+
+
+def test_a_key_added_while_a_worker_has_it_waits_for_that_worker_and_comes_once() -> None:
+    """As client-go's queue: a key is never with two workers at once. Added (twice) while
+    one worker reconciles it, it goes to a worker again only once that one is done, once."""
+    env = simpy.Environment()
+    q = WorkQueue(env, "q")
+    busy: set[Any] = set()
+    seen: list[tuple[float, str, Any]] = []
+
+    def worker(name: str) -> Any:
+        while True:
+            key = yield q.get()
+            assert key not in busy, f"{key} given to {name} while another worker has it"
+            busy.add(key)
+            seen.append((env.now, name, key))
+            yield env.timeout(10)
+            busy.discard(key)
+            q.done(key)
+
+    env.process(worker("w1"))
+    env.process(worker("w2"))
+    q.add("a")
+    env.run(until=1)
+    q.add("a")
+    q.add("a")
+    env.run(until=100)
+    assert [(t, key) for t, _, key in seen] == [(0, "a"), (10, "a")]
