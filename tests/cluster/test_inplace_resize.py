@@ -154,6 +154,13 @@ def test_a_resize_that_would_change_the_qos_class_is_refused_and_reported() -> N
     cluster.advance(30)
     assert len(cluster.log.of_kind("sandbox.inplace_failed")) == 1
     assert cluster.last_record().delivered is not None
+    # The refusal holds for that spec only: an edit that keeps the pod Guaranteed is carried out.
+    edited = cluster.get("sbx", name).model_copy(deep=True)
+    resources = edited.spec.template["spec"]["containers"][0]["resources"]
+    resources["requests"]["cpu"] = resources["limits"]["cpu"] = "2"
+    cluster.apply(edited)
+    assert cluster.run_until(lambda: container_cpu(cluster, name) == ("2", "2"), timeout=60)
+    assert cluster.run_until(lambda: inplace(cluster.get("sbx", name))[:2] == ("True", "Succeeded"))
 
 
 def test_a_request_above_the_limit_is_refused() -> None:
