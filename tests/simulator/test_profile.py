@@ -55,6 +55,10 @@ def test_head_carries_upstream_defaults() -> None:
     assert head.percentage_of_nodes_to_score == 0  # kube-scheduler's adaptive default
     assert (head.default_timeout_s, head.min_resume_timeout_s) == (300.0, 300.0)
     assert (head.pause_pod_grace_s, head.pod_delete_grace_s) == (5.0, 0.0)
+    # --recycle-grace-period and --recycle-timeout (reference §4, recycle).
+    assert (head.recycle_grace_s, head.recycle_timeout_s) == (10.0, 60.0)
+    assert (head.recycle_on_kill, head.inplace_resource_resize) == (True, True)
+    assert head.claim_annotations_on_pod is True
 
 
 def test_v0_3_0_differs_from_head_only_where_upstream_changed() -> None:
