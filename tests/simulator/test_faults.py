@@ -187,6 +187,17 @@ def test_a_fault_of_probability_0_or_1_draws_no_random_number(probability: float
     )
 
 
+def test_a_fault_holds_from_its_start_up_to_but_not_at_the_end_of_its_window() -> None:
+    """The window is ``[start, start + duration)``: a fault fires at its start, and not at
+    its end, nor before it starts."""
+    clock = [0.0]
+    faults = FaultInjector(lambda: clock[0], random.Random(1))
+    faults.inject(kind="api_error", start=10.0, duration=5.0)
+    for at, fires in ((9.999, False), (10.0, True), (14.999, True), (15.0, False)):
+        clock[0] = at
+        assert (faults.check("api_error", verb="get") is not None) is fires, at
+
+
 @pytest.mark.parametrize("seed", range(8))
 def test_a_stall_draws_its_probability_once_for_its_window(seed: int) -> None:
     """Whatever the draw, every consult in the window gives the same answer."""
