@@ -380,6 +380,32 @@ def test_existing_sandboxes_of_the_claim_count(world: World) -> None:
     assert got is not None and got.status.claimed_replicas == 3
 
 
+def test_a_claim_whose_sandboxes_all_exist_completes_without_an_attempt(world: World) -> None:
+    """Reference §5.4 step 4: ``current >= desired`` records the count and requeues; the
+    next reconcile completes. No wave runs and no "no available sandboxes" is reported."""
+    claimer = FakeClaimer(world)
+    claim = apply_claim(world, "whole", replicas=2)
+    for _ in range(2):
+        world.api.commit_create(
+            Sandbox(
+                metadata=ObjectMeta(
+                    generate_name="base-",
+                    labels={keys.LABEL_CLAIM_NAME: "whole"},
+                    annotations={keys.ANN_OWNER: claim.metadata.uid or ""},
+                ),
+            )
+        )
+    world.ctx.env.run(until=1)
+    start(world, claimer)
+    run_until(world, completed(world, "whole"))
+    assert claimer.calls == []
+    assert events(world, "sandboxclaim.wave") == []
+    assert events(world, "sandboxclaim.no_available") == []
+    got = get_claim(world, "whole")
+    assert got is not None and got.status.claimed_replicas == 2
+    assert conditions(got)["Completed"].reason == "AllReplicasClaimed"
+
+
 def test_cross_namespace_search_with_the_v030_bug(world: World) -> None:
     """With claim_namespace_scoped off (v0.3.0, #824) attempts search all namespaces."""
     world = make_world(claim_namespace_scoped=False)
