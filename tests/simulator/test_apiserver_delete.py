@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_kruise_agents.api.meta import ObjectMeta
+from pytest_kruise_agents.api import keys
+from pytest_kruise_agents.api.meta import ObjectMeta, OwnerReference
 from pytest_kruise_agents.api.sandboxclaim import SandboxClaim, SandboxClaimSpec
 from simulator.apiserver import UIDConflictError
 from simulator.context import SimContext
@@ -59,3 +60,35 @@ def test_a_delete_naming_the_stored_uid_deletes_it_through_the_verb() -> None:
     )
     env.run(until=proc)
     assert world.api.peek("SandboxClaim", "default", "job") is None
+
+
+def test_an_object_with_a_live_owner_left_loses_only_the_gone_owners_reference() -> None:
+    """The garbage collector deletes a dependent only once none of its owners lives: the
+    delete of one of two owners drops that owner's reference and keeps the object; the
+    delete of the other then collects it."""
+    world = world_()
+    api = world.api
+    first, second = claim(world, "first"), claim(world, "second")
+    refs = [
+        OwnerReference(
+            api_version=keys.API_VERSION,
+            kind="SandboxClaim",
+            name=o.metadata.name,
+            uid=o.metadata.uid or "",
+        )
+        for o in (first, second)
+    ]
+    api.commit_create(
+        SandboxClaim(
+            metadata=ObjectMeta(name="dependent", namespace="default", owner_references=refs),
+            spec=SandboxClaimSpec(template_name="base"),
+        )
+    )
+    api.commit_delete("SandboxClaim", "default", "first")
+    world.ctx.env.run(until=1)
+    kept = api.peek("SandboxClaim", "default", "dependent")
+    assert kept is not None
+    assert [r.name for r in kept.metadata.owner_references] == ["second"]
+    api.commit_delete("SandboxClaim", "default", "second")
+    world.ctx.env.run(until=2)
+    assert api.peek("SandboxClaim", "default", "dependent") is None
