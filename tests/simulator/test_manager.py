@@ -1218,10 +1218,10 @@ def test_list_token_round_trip_and_legacy_tokens() -> None:
 
 
 def test_list_filters_by_owner_state_and_metadata() -> None:
-    """Only the caller's sandboxes, in the asked states, whose annotations match."""
+    """Only the caller's sandboxes, in the asked states, whose annotations match every pair."""
     s = Setup(replicas=4)
-    a = sandbox_id(s.create(metadata={"env": "prod"}))
-    b = sandbox_id(s.create(metadata={"env": "dev"}))
+    a = sandbox_id(s.create(metadata={"env": "prod", "team": "a"}))
+    b = sandbox_id(s.create(metadata={"env": "dev", "team": "a"}))
     s.create(user=U2)
     s.hw.settle()
     s.hw.run(s.manager.pause("default", U1, b))
@@ -1235,6 +1235,9 @@ def test_list_filters_by_owner_state_and_metadata() -> None:
     assert ids(states=("paused",)) == [b]
     assert ids(metadata={"env": "dev"}) == [b]
     assert ids(metadata={"env": "qa"}) == []
+    assert sorted(ids(metadata={"team": "a"})) == sorted([a, b])
+    assert ids(metadata={"env": "prod", "team": "a"}) == [a]
+    assert ids(metadata={"env": "prod", "team": "b"}) == []
     assert s.manager.list_sandboxes("other", U1) == ([], None)
     assert len(s.manager.list_sandboxes("", U1)[0]) == 2
 
