@@ -157,6 +157,8 @@ def test_create_sets_internet_access_labels(s: Setup) -> None:
         ({"timeout_s": 10}, "timeout"),
         ({"timeout_s": 2_592_001}, "timeout"),
         ({"template": "missing"}, "Template or Checkpoint not found"),
+        # The team's own namespace only: "base" is in "default", not in "other".
+        ({"namespace": "other"}, "Template or Checkpoint not found"),
         (
             {
                 "metadata": {KEY_SKIP_INIT_RUNTIME: "true"},
