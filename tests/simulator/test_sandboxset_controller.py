@@ -843,3 +843,28 @@ def test_a_rolling_update_waits_until_the_cache_shows_the_sets_creates(world: Wo
         fewest = min(fewest, len(ready))
     assert fewest == 4
     assert all(r.endswith("delete=1") for r in events(world, "sandboxset.rolling_update"))
+
+
+def test_a_set_requeues_itself_when_its_expectations_expire(world: World) -> None:
+    """Reference §3 step 7: a reconcile with creates not yet seen requeues after the
+    expectations' remaining timeout (1 min). A cache 90 s behind shows nothing by then:
+    the expired creates no longer count, and the set creates the pool again at 60 s,
+    without waiting for any watch event (upstream's expectations behave the same)."""
+    FakeReadiness(world)
+    SandboxSetController(world).start()
+    make_set(world, 2)
+    # Once the controller's cache shows the set (and before its creates are written), every
+    # later event reaches that cache 90 s late.
+    run_until(
+        world, lambda: world.controller_cache.get("SandboxSet", "default", "base") is not None
+    )
+    assert events(world, "sandboxset.create") == []
+    world.ctx.faults.inject(
+        kind="watch_lag", latency="90s", selector={"informer": "agent-sandbox-controller"}
+    )
+    world.ctx.env.run(until=59)
+    assert len(events(world, "sandboxset.create")) == 2
+    world.ctx.env.run(until=61)
+    creates = [e.time for e in world.ctx.log if e.kind == "sandboxset.create"]
+    assert len(creates) == 4
+    assert 60 <= creates[2] < 61
