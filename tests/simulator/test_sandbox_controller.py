@@ -12,7 +12,7 @@ import simpy
 
 from pytest_kruise_agents.api import keys
 from pytest_kruise_agents.api.meta import ObjectMeta, find_condition
-from pytest_kruise_agents.api.pod import Pod
+from pytest_kruise_agents.api.pod import Pod, normalize_image
 from pytest_kruise_agents.api.sandbox import Sandbox, SandboxSpec, SandboxState, TemplateRef
 from pytest_kruise_agents.api.sandboxtemplate import SandboxTemplate
 from pytest_kruise_agents.claiming.errors import InitRuntimeError
@@ -567,6 +567,9 @@ def test_inplace_image_update_goes_through_inplace_updating_to_succeeded() -> No
     pod = rig.pod()
     assert pod is not None and pod.metadata.uid == pod_uid
     assert pod.spec["containers"][0]["image"] == IMAGE_V2
+    # Succeeded only once the kubelet runs the new image (Ready for the pod's new generation).
+    assert rig.ctx.log.of_kind("kubelet.inplace_updated")
+    assert pod.status.container_statuses[0].image == normalize_image(IMAGE_V2)
     sbx = rig.sbx()
     assert sbx is not None and sbx.status.observed_generation == sbx.metadata.generation
 
