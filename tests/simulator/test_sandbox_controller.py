@@ -240,6 +240,23 @@ def ref_sandbox(rig: Rig, name: str = "sbx") -> Sandbox:
     return created
 
 
+def test_a_sandbox_with_neither_template_nor_template_ref_is_left_alone() -> None:
+    """Reference §4 step 1: no template and no templateRef: the reconcile ignores it. No pod,
+    no phase, no error to back off from; said once in the log."""
+    rig = Rig()
+    rig.api.commit_create(
+        Sandbox(metadata=ObjectMeta(name="bare", namespace="default"), spec=SandboxSpec())
+    )
+    rig.run(30)
+    assert rig.pod("bare") is None
+    bare = rig.sbx("bare")
+    assert bare is not None and bare.status.phase is None
+    assert [e.detail for e in rig.ctx.log.of_kind("sandbox.unsupported")] == [
+        "default/bare no pod template or templateRef"
+    ]
+    assert not rig.ctx.log.of_kind("sandbox.reconcile_error")
+
+
 def test_a_template_ref_sandbox_gets_its_pod_from_the_sandbox_template() -> None:
     """The pod is built from the SandboxTemplate the sandbox names: labels, annotations, image."""
     rig = Rig()
