@@ -296,6 +296,34 @@ def test_graceful_deletion_waits_for_the_grace_period() -> None:
     assert nodes.utilisation()["a"] == (0.0, 0.0)
 
 
+def test_a_grace_of_zero_asked_with_the_delete_overrides_the_pods_own() -> None:
+    """The delete's grace (the annotation standing in for ``gracePeriodSeconds``) wins over
+    the pod's ``terminationGracePeriodSeconds``, a grace of 0 too: the pod stops at once."""
+    world, _ = make([NodeSpec(name="a")])
+    world.api.commit_create(
+        Pod(
+            metadata=ObjectMeta(
+                name="p1",
+                namespace="default",
+                annotations={ANN_GRACE_SECONDS: "0"},
+                finalizers=[POD_FINALIZER],
+            ),
+            spec={
+                "terminationGracePeriodSeconds": 30,
+                "containers": [
+                    {"name": "main", "image": IMAGE, "resources": {"requests": {"cpu": "1"}}}
+                ],
+            },
+        )
+    )
+    run_until(world, lambda: running(world, "p1"))
+    start = world.ctx.now()
+    world.api.commit_delete("Pod", "default", "p1")
+    gone = run_until(world, lambda: pod(world, "p1") is None)
+    # grace 0 + pod.stop 0.1 + finalizer patch 0.01
+    assert gone - start == pytest.approx(0.11)
+
+
 def test_deleting_an_unscheduled_pod_is_finalised_by_the_scheduler() -> None:
     """A pod deleted while unschedulable still loses its finalizer and disappears."""
     world, nodes = make([NodeSpec(name="a", cpu="1")])
