@@ -358,6 +358,46 @@ def test_dead_sandboxes_are_deleted_and_replaced(
     assert controller.counts("default", "base")["dead"] == 0
 
 
+def test_a_dead_sandbox_a_finalizer_holds_is_not_deleted_again_once_seen_terminating(
+    world: World, controller: SandboxSetController
+) -> None:
+    """A dead sandbox its set's cache shows being deleted (another finalizer holds it) is
+    not deleted again at each later reconcile of the set. (Within the watch lag after the
+    delete, a reconcile on the older copy may send it again: a no-op for the API server.)"""
+    make_set(world, 3)
+    run_until(world, full(world, 3))
+    victim = pool(world)[1]
+    name = victim.metadata.name
+    failed = victim.model_copy(deep=True)
+    failed.metadata.finalizers = ["example.com/hold"]
+    world.api.commit_update(failed, check_rv=False)
+    failed = stored(world, "Sandbox", name).model_copy(deep=True)
+    failed.status.phase = SandboxPhase.FAILED
+    world.api.commit_update(failed, subresource="status", check_rv=False)
+    run_until(world, lambda: stored(world, "Sandbox", name).metadata.deletion_timestamp is not None)
+
+    def live(n: int) -> Callable[[], bool]:
+        def check() -> bool:
+            up = [
+                s
+                for s in pool(world)
+                if s.metadata.deletion_timestamp is None and s.status.phase == SandboxPhase.RUNNING
+            ]
+            return len(up) == n and status(world).available_replicas == n
+
+        return check
+
+    run_until(world, live(3))
+    world.ctx.env.run(until=world.ctx.now() + 1)
+    deletes = events(world, "sandboxset.delete")
+    assert set(deletes) == {f"default/{name} reason=dead"}
+    # More reconciles of the set, on a cache that shows the mark: a scale-up and its events.
+    update_set(world, "base", lambda s: setattr(s.spec, "replicas", 4))
+    run_until(world, live(4))
+    assert events(world, "sandboxset.delete") == deletes
+    assert world.api.peek("Sandbox", "default", name) is not None
+
+
 def test_max_unavailable_bounds_the_creating_count(world: World) -> None:
     """With scaleStrategy.maxUnavailable 3, at most 3 sandboxes are creating at any time."""
     FakeReadiness(world, delay=5.0)
