@@ -281,14 +281,10 @@ def template_info() -> TemplateInfo:
     )
 
 
-def test_templates_parse_in_the_sdk() -> None:
-    info = template_info()
-    wire = info.to_wire()
-    assert wire["createdBy"] is None and wire["lastSpawnedAt"] is None
-    assert SdkTemplate.from_dict(wire).build_status.value == "ready"
-
-    build = TemplateBuild(
-        build_id=info.build_id,
+def template_build(build_id: str) -> TemplateBuild:
+    """The one build of :func:`template_info`'s pool."""
+    return TemplateBuild(
+        build_id=build_id,
         created_at=T0,
         updated_at=T0,
         cpu_count=2,
@@ -296,6 +292,15 @@ def test_templates_parse_in_the_sdk() -> None:
         disk_size_mb=0,
         envd_version="0.6.13",
     )
+
+
+def test_templates_parse_in_the_sdk() -> None:
+    info = template_info()
+    wire = info.to_wire()
+    assert wire["createdBy"] is None and wire["lastSpawnedAt"] is None
+    assert SdkTemplate.from_dict(wire).build_status.value == "ready"
+
+    build = template_build(info.build_id)
     detail = TemplateDetail(**info.model_dump(), builds=[build]).to_wire()
     parsed = SdkTemplateWithBuilds.from_dict(detail)
     assert str(parsed.builds[0].build_id) == info.build_id
@@ -377,13 +382,5 @@ def test_a_template_entry_is_public_with_one_ready_build_never_spawned() -> None
     wire = template_info().to_wire()
     assert (wire["public"], wire["buildCount"], wire["spawnCount"]) == (True, 1, 0)
     assert wire["buildStatus"] == "ready"
-    build = TemplateBuild(
-        build_id="6f0b6a44-1f7e-5a0c-9a57-0d7c1c6b1a11",
-        created_at=T0,
-        updated_at=T0,
-        cpu_count=2,
-        memory_mb=2048,
-        disk_size_mb=0,
-        envd_version="0.6.13",
-    )
+    build = template_build(template_info().build_id)
     assert build.to_wire()["status"] == "ready"

@@ -117,6 +117,19 @@ def apply_claim(world: World, name: str, template: str = "base", **spec: Any) ->
     return stored
 
 
+def own_sandbox(world: World, claim: SandboxClaim) -> None:
+    """Store a sandbox the claim already owns (labelled and annotated as its claims are)."""
+    world.api.commit_create(
+        Sandbox(
+            metadata=ObjectMeta(
+                generate_name="base-",
+                labels={keys.LABEL_CLAIM_NAME: claim.metadata.name or ""},
+                annotations={keys.ANN_OWNER: claim.metadata.uid or ""},
+            ),
+        )
+    )
+
+
 def get_claim(world: World, name: str) -> SandboxClaim | None:
     found: SandboxClaim | None = world.api.peek("SandboxClaim", "default", name)
     return found
@@ -363,15 +376,7 @@ def test_existing_sandboxes_of_the_claim_count(world: World) -> None:
     claimer = FakeClaimer(world)
     claim = apply_claim(world, "resume", replicas=3)
     for _ in range(2):
-        world.api.commit_create(
-            Sandbox(
-                metadata=ObjectMeta(
-                    generate_name="base-",
-                    labels={keys.LABEL_CLAIM_NAME: "resume"},
-                    annotations={keys.ANN_OWNER: claim.metadata.uid or ""},
-                ),
-            )
-        )
+        own_sandbox(world, claim)
     world.ctx.env.run(until=1)  # the cache sees them before the controller starts
     start(world, claimer)
     run_until(world, completed(world, "resume"))
@@ -386,15 +391,7 @@ def test_a_claim_whose_sandboxes_all_exist_completes_without_an_attempt(world: W
     claimer = FakeClaimer(world)
     claim = apply_claim(world, "whole", replicas=2)
     for _ in range(2):
-        world.api.commit_create(
-            Sandbox(
-                metadata=ObjectMeta(
-                    generate_name="base-",
-                    labels={keys.LABEL_CLAIM_NAME: "whole"},
-                    annotations={keys.ANN_OWNER: claim.metadata.uid or ""},
-                ),
-            )
-        )
+        own_sandbox(world, claim)
     world.ctx.env.run(until=1)
     start(world, claimer)
     run_until(world, completed(world, "whole"))
