@@ -103,6 +103,17 @@ def test_old_revision_used_when_updated_all_in_flight() -> None:
     assert result.sandbox is old
 
 
+def test_the_fallback_to_old_revisions_draws_over_the_old_ones_only() -> None:
+    """With every updated candidate in flight, the second probe starts at a random index of
+    the old-revision candidates alone (the updated ones are not drawn over again)."""
+    new = [make_sandbox(f"demo-new-{i}", revision="rev1") for i in range(2)]
+    old = [make_sandbox(f"demo-old-{i}", revision="rev0") for i in range(3)]
+    rng = ScriptedRng(starts=[0, 2])
+    result = pick([*new, *old], rng=rng, in_flight={sandbox_key(s) for s in new})
+    assert rng.randrange_calls == [2, 3]
+    assert result.sandbox is old[2] and result.candidates == 5
+
+
 def test_no_update_revision_treats_all_alike() -> None:
     """Without an update revision every candidate is in one group."""
     sandboxes = [make_sandbox("a", revision="x"), make_sandbox("b", revision=None)]
@@ -153,6 +164,29 @@ def test_window_bounds_candidates_and_stops_reading() -> None:
     assert result.sandbox is not None and result.sandbox.metadata.name == "demo-99"
 
 
+def test_a_window_reads_no_sandbox_past_its_last_candidate() -> None:
+    """When ineligible sandboxes come first, the window still closes at its last candidate:
+    the sandboxes after it are neither read nor counted."""
+    read: list[str] = []
+    sandboxes = [make_sandbox("locked", locked="x"), *pool(3)]
+
+    def lazy() -> Iterator[Sandbox]:
+        for sbx in sandboxes:
+            read.append(sbx.metadata.name)
+            yield sbx
+
+    result = pick(lazy(), window=2)  # type: ignore[arg-type]
+    assert result.candidates == 2
+    assert read == ["locked", "demo-0", "demo-1"]
+
+
+def test_the_default_window_is_100_candidates() -> None:
+    """Without a window, a pick considers upstream's CandidateCounts: the first 100 candidates."""
+    result = pick(pool(150))
+    assert result.candidates == 100
+    assert len(pick_choices(pool(150), update_revision="rev1", in_flight=set(), now=NOW)) == 100
+
+
 def test_window_counts_only_eligible_sandboxes() -> None:
     """Ineligible sandboxes do not use up the window."""
     sandboxes = [make_sandbox(f"locked-{i}", locked="x") for i in range(5)] + pool(2)
@@ -201,6 +235,21 @@ def test_every_walk_counts_a_shutdown_time_in_whole_seconds() -> None:
         at_the_second = pick([fraction], now=NOW, prefiltered=prefiltered, is_fresh=is_fresh)
         assert at_the_second.sandbox is fraction
         after = pick([fraction, fine], now=hair, prefiltered=prefiltered, is_fresh=is_fresh)
+        assert after.sandbox is fine and after.candidates == 1
+
+
+def test_a_whole_second_shutdown_time_is_still_a_candidate_at_that_second() -> None:
+    """A shutdownTime of exactly 10:00:00 is reached only after it (§1.3): at 10:00:00 the
+    sandbox is still a candidate on every walk, and a microsecond later it is not."""
+    from datetime import timedelta
+
+    whole = make_sandbox("whole", shutdown=NOW)
+    fine = make_sandbox("fine")
+    hair = NOW + timedelta(microseconds=1)
+    for prefiltered, is_fresh in ((False, None), (True, None), (True, lambda s: True)):
+        at = pick([whole], now=NOW, prefiltered=prefiltered, is_fresh=is_fresh)
+        assert at.sandbox is whole
+        after = pick([whole, fine], now=hair, prefiltered=prefiltered, is_fresh=is_fresh)
         assert after.sandbox is fine and after.candidates == 1
 
 

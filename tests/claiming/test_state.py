@@ -140,6 +140,12 @@ def test_reserved_failed_label() -> None:
     assert not is_reserved_failed(make_sandbox())
 
 
+def test_a_reserved_failed_label_other_than_true_does_not_hide_the_sandbox() -> None:
+    """Only the value "true" reserves: a label set to "false" (or empty) leaves the sandbox listed."""
+    for value in ("false", "", "True"):
+        assert not is_reserved_failed(make_sandbox(labels={keys.LABEL_RESERVED_FAILED: value}))
+
+
 def test_pod_ip_prefers_pod_info() -> None:
     """The pod IP comes from podInfo, else from sandboxIp, else there is none."""
     sbx = make_sandbox(ip=None)
@@ -148,6 +154,16 @@ def test_pod_ip_prefers_pod_info() -> None:
     assert pod_ip(sbx) == "10.1.1.1"
     sbx.status.pod_info = PodInfo(pod_ip="10.2.2.2")
     assert pod_ip(sbx) == "10.2.2.2"
+
+
+def test_an_empty_pod_info_ip_is_no_pod_ip() -> None:
+    """A podInfo whose podIP is empty (the pod has no IP yet) falls back to sandboxIp, and with
+    neither the sandbox has no pod IP: an empty string is not an address to route to."""
+    sbx = make_sandbox(ip=None)
+    sbx.status.pod_info = PodInfo(pod_ip="")
+    assert pod_ip(sbx) is None
+    sbx.status.sandbox_ip = "10.1.1.1"
+    assert pod_ip(sbx) == "10.1.1.1"
 
 
 def test_sandbox_key() -> None:

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pytest_kruise_agents.api import keys
+from pytest_kruise_agents.api.durations import MAX_DURATION
 from pytest_kruise_agents.api.meta import Condition
 from pytest_kruise_agents.api.sandbox import SandboxPhase
 from pytest_kruise_agents.claiming.errors import BadRequestError
@@ -32,6 +33,7 @@ from pytest_kruise_agents.claiming.timeouts import (
     paused_retention,
     resume_times,
     set_timeout_times,
+    should_extend,
     timer_action,
     truncate,
     validate_create_timeout,
@@ -171,6 +173,13 @@ def test_pause_retention_header_beats_annotation() -> None:
         pause_retention("nope", sbx)
 
 
+def test_a_blank_pause_retention_header_is_no_header() -> None:
+    """A header of blanks is absent (an HTTP server trims a header's value): the annotation's
+    retention applies, else forever, rather than a 400 for an empty duration."""
+    assert pause_retention("  ", make_sandbox(annotations=RETENTION)) == timedelta(hours=1)
+    assert pause_retention("", make_sandbox()) == FOREVER
+
+
 def test_set_timeout_may_shorten() -> None:
     """POST /timeout always applies, even when the new end is earlier."""
     sbx = make_sandbox(owned=False, shutdown=NOW + timedelta(hours=1))
@@ -201,6 +210,25 @@ def test_extend_only_never_shortens() -> None:
     assert extend_only_times(later, NOW, 60) == (NOW + timedelta(hours=1), None)
     earlier = make_sandbox(owned=False, shutdown=NOW + timedelta(seconds=30))
     assert extend_only_times(earlier, NOW, 60) == (NOW + timedelta(seconds=60), None)
+
+
+def test_an_equal_end_is_no_extension_and_rewrites_no_time() -> None:
+    """ExtendOnly extends only to a *later* end: a connect whose new pauseTime equals the
+    current one keeps both stored times, so the shutdownTime a longer retention gave (5 h
+    after the pause) is not cut to the annotation's 1 h."""
+    pause = NOW + timedelta(seconds=120)
+    sbx = make_sandbox(
+        owned=False, annotations=RETENTION, pause_time=pause, shutdown=pause + timedelta(hours=5)
+    )
+    assert extend_only_times(sbx, NOW, 120) == (pause + timedelta(hours=5), pause)
+
+
+def test_no_time_extends_a_never_timeout_sandbox() -> None:
+    """A sandbox with neither time never times out, and no ExtendOnly update gives it an end."""
+    forever = make_sandbox(owned=False)
+    assert not should_extend(forever, NOW + timedelta(hours=1), None)
+    assert not should_extend(forever, NOW + FOREVER, NOW + timedelta(hours=1))
+    assert extend_only_times(forever, NOW, 60) == (None, None)
 
 
 def test_extend_only_compares_effective_ends() -> None:
@@ -435,3 +463,8 @@ def test_a_pause_retention_is_positive_and_fits_a_go_duration(
     assert err.value.field == "retention"
     check_pause_retention(FOREVER)
     check_pause_retention(None)
+
+
+def test_the_longest_go_duration_is_a_valid_pause_retention() -> None:
+    """A retention of exactly the longest Go duration (2562047h47m16.854775s) fits one."""
+    check_pause_retention(MAX_DURATION)
