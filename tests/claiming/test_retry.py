@@ -81,6 +81,27 @@ def test_jitter() -> None:
     assert jitter(2.0, 0.0, ScriptedRng(randoms=[0.9])) == 2.0
 
 
+class _NoDraws:
+    """A RandomSource that fails the test if anything is drawn from it."""
+
+    def random(self) -> float:
+        raise AssertionError("drew a random number")
+
+    def randrange(self, stop: int, /) -> int:
+        raise AssertionError("drew a random index")
+
+    def uniform(self, a: float, b: float, /) -> float:
+        raise AssertionError("drew a uniform number")
+
+
+def test_a_schedule_without_jitter_draws_nothing() -> None:
+    """No jitter, no draw: the runtime-init retries (jitter 0) leave the run's generator, and so
+    every later draw of a seeded run, as they were."""
+    assert jitter(2.0, 0.0, _NoDraws()) == 2.0
+    assert list(INIT_RUNTIME_RETRY.delays(_NoDraws())) == pytest.approx([0.2, 0.4, 0.8, 1.6])
+    assert list(FixedInterval(jitter=0.0, steps=3).delays(_NoDraws())) == [0.025, 0.025]
+
+
 def test_legacy_fixed_interval_for_one_minute() -> None:
     """v0.3.0 retried every 25 ms for a minute: 2400 attempts, sleeps in [25, 30] ms."""
     schedule = FixedInterval.for_timeout(60)
@@ -94,6 +115,14 @@ def test_legacy_fixed_interval_for_one_minute() -> None:
 def test_fixed_interval_for_tiny_timeout_still_tries_once() -> None:
     """A timeout shorter than the interval still allows one attempt."""
     assert FixedInterval.for_timeout(0.01).steps == 1
+
+
+def test_a_fixed_interval_of_no_steps_allows_no_attempt() -> None:
+    """Zero or negative steps allow no attempt (never a negative count) and sleep nothing."""
+    for steps in (0, -3):
+        schedule = FixedInterval(steps=steps)
+        assert schedule.attempts == 0
+        assert list(schedule.delays(random.Random(3))) == []
 
 
 def test_a_fixed_interval_without_steps_retries_without_end() -> None:

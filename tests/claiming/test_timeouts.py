@@ -21,6 +21,7 @@ from pytest_kruise_agents.claiming.timeouts import (
     MAX_TIMEOUT_S,
     MIN_CREATE_TIMEOUT_S,
     MIN_RESUME_TIMEOUT_S,
+    PAUSE_WAIT_S,
     TimerAction,
     check_pause_retention,
     create_times,
@@ -51,6 +52,7 @@ def test_constants() -> None:
     assert timedelta(days=36500) == FOREVER
     assert (DEFAULT_TIMEOUT_S, MIN_CREATE_TIMEOUT_S, MAX_TIMEOUT_S) == (300, 30, 2_592_000)
     assert MIN_RESUME_TIMEOUT_S == 300
+    assert PAUSE_WAIT_S == 60.0  # POST /pause waits at most a minute for SandboxPaused
 
 
 def test_truncate_drops_sub_seconds_and_normalises_to_utc() -> None:
@@ -344,6 +346,15 @@ class TestTimerAction:
             shutdown=NOW + timedelta(seconds=90),
         )
         assert timer_action(sbx, NOW) == TimerAction("requeue", after=30.0)
+
+    def test_a_due_pause_with_retention_gives_no_shutdown_time_to_a_sandbox_without_one(
+        self,
+    ) -> None:
+        """The retention moves both times only when a shutdownTime is set (§4 step 6): a
+        sandbox with a pauseTime alone is paused with its times as stored, and still has
+        no shutdownTime."""
+        sbx = make_sandbox(owned=False, annotations=RETENTION, pause_time=NOW)
+        assert timer_action(sbx, NOW) == TimerAction("pause", shutdown_time=None, pause_time=NOW)
 
     def test_due_pause_pauses_and_keeps_times_without_retention_annotation(self) -> None:
         """pauseTime reached on a running sandbox pauses it; times are kept."""
