@@ -19,6 +19,7 @@ from pytest_kruise_agents.claiming.errors import (
     NotFoundError,
     PickFailure,
     QuotaExceededError,
+    RawError,
     RetryExhaustedError,
     StartContainerFailedError,
     TokenError,
@@ -29,6 +30,7 @@ from pytest_kruise_agents.claiming.errors import (
     create_lock_error,
     http_code,
     update_lock_error,
+    wrapped_raw_error,
 )
 
 
@@ -116,6 +118,23 @@ def test_retry_exhausted_message_format() -> None:
     assert not err.retriable and err.code == 500
 
 
+def test_a_raw_error_is_wrapped_as_internal_keeping_its_reason() -> None:
+    """§5.3 "Final error" of an untyped lock failure: a terminal 500 that keeps the raw error's
+    reason, with the message ``<err>, last error: <last>, pick sandbox failures: [...]``."""
+    failures = [PickFailure("default/demo-a", "update conflict", 1)]
+    raw = RawError('sandboxes "demo-b" not found', reason="NotFound")
+    err = wrapped_raw_error(raw, LockConflictError(), failures)
+    assert type(err) is InternalError
+    assert (err.code, err.retriable, err.reason) == (500, False, "NotFound")
+    assert str(err) == (
+        'sandboxes "demo-b" not found, last error: the sandbox was modified concurrently, '
+        'pick sandbox failures: [{"key":"default/demo-a","reason":"update conflict","count":1}]'
+    )
+    assert str(wrapped_raw_error(raw, None, [])).endswith(
+        "last error: <nil>, pick sandbox failures: []"
+    )
+
+
 def test_retry_exhausted_without_last_error() -> None:
     """Without a last error the message says <nil> and an empty failure list."""
     err = RetryExhaustedError("context deadline exceeded")
@@ -169,6 +188,7 @@ def test_update_lock_conflict_is_retriable() -> None:
     [
         (409, "AlreadyExists", ConflictError, 409),
         (422, "Invalid", BadRequestError, 400),
+        (422, "", BadRequestError, 400),
         (400, "BadRequest", BadRequestError, 400),
         (403, "Forbidden", InternalError, 500),
         (404, "NotFound", InternalError, 500),
@@ -184,3 +204,16 @@ def test_create_lock_errors_are_terminal(
     assert type(err) is cls
     assert err.code == code
     assert not err.retriable
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"),
+    [(401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (405, "MethodNotSupported")],
+)
+def test_a_refused_create_lock_is_a_platform_configuration_issue(status: int, reason: str) -> None:
+    """Forbidden, Unauthorized, NotFound and MethodNotSupported on the create say the platform
+    is misconfigured (a 500 keeping the status's reason); any other 5xx is a plain internal error."""
+    err = create_lock_error(status, "failed", reason=reason)
+    assert str(err) == "platform configuration issue: failed"
+    assert (err.code, err.reason) == (500, reason)
+    assert str(create_lock_error(503, "failed", reason="ServiceUnavailable")) == "failed"

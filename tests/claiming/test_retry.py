@@ -21,6 +21,7 @@ from pytest_kruise_agents.claiming.retry import (
     CLAIM_RETRY,
     INIT_ATTEMPT_TIMEOUT_S,
     INIT_RUNTIME_RETRY,
+    LEGACY_CLAIM_TIMEOUT_S,
     ExponentialBackoff,
     FixedInterval,
     RetrySchedule,
@@ -104,12 +105,22 @@ def test_a_schedule_without_jitter_draws_nothing() -> None:
 
 def test_legacy_fixed_interval_for_one_minute() -> None:
     """v0.3.0 retried every 25 ms for a minute: 2400 attempts, sleeps in [25, 30] ms."""
-    schedule = FixedInterval.for_timeout(60)
+    assert LEGACY_CLAIM_TIMEOUT_S == 60.0
+    schedule = FixedInterval.for_timeout(LEGACY_CLAIM_TIMEOUT_S)
     assert schedule.steps == 2400
     assert schedule.attempts == 2400
     delays = list(schedule.delays(random.Random(3)))
     assert len(delays) == 2399
     assert all(0.025 <= d <= 0.025 * 1.2 for d in delays)
+
+
+@pytest.mark.parametrize(("timeout_s", "steps"), [(0.3, 12), (0.7, 28), (2.3, 92), (0.31, 12)])
+def test_a_timeout_a_whole_number_of_intervals_long_gets_that_many_steps(
+    timeout_s: float, steps: int
+) -> None:
+    """Steps are timeout / interval counted in decimal, not in binary floating point:
+    0.3 s of 25 ms is 12 steps, though 0.3 / 0.025 is 11.999999999999998 in a float."""
+    assert FixedInterval.for_timeout(timeout_s).steps == steps
 
 
 def test_fixed_interval_for_tiny_timeout_still_tries_once() -> None:
