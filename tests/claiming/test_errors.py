@@ -79,6 +79,13 @@ def test_instance_overrides() -> None:
     assert InternalError().code == 500
 
 
+def test_a_retriable_error_can_be_made_terminal_per_instance() -> None:
+    """``retriable=False`` overrides a retriable class for that instance only."""
+    err = LockConflictError("conflict", retriable=False)
+    assert not err.retriable
+    assert LockConflictError().retriable
+
+
 @pytest.mark.parametrize(
     ("reason", "message"),
     [
@@ -212,8 +219,15 @@ def test_create_lock_errors_are_terminal(
 )
 def test_a_refused_create_lock_is_a_platform_configuration_issue(status: int, reason: str) -> None:
     """Forbidden, Unauthorized, NotFound and MethodNotSupported on the create say the platform
-    is misconfigured (a 500 keeping the status's reason); any other 5xx is a plain internal error."""
+    is misconfigured (a 500 keeping the status's reason)."""
     err = create_lock_error(status, "failed", reason=reason)
     assert str(err) == "platform configuration issue: failed"
     assert (err.code, err.reason) == (500, reason)
-    assert str(create_lock_error(503, "failed", reason="ServiceUnavailable")) == "failed"
+
+
+def test_any_other_failed_create_lock_is_internal_keeping_its_reason() -> None:
+    """A 5xx (or a network error) on the create is a plain 500 with the status's reason, or
+    ``InternalError`` when it has none."""
+    other = create_lock_error(503, "failed", reason="ServiceUnavailable")
+    assert (str(other), other.code, other.reason) == ("failed", 500, "ServiceUnavailable")
+    assert create_lock_error(0, "failed").reason == "InternalError"
