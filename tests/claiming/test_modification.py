@@ -46,7 +46,7 @@ from pytest_kruise_agents.claiming.modification import (
 )
 from pytest_kruise_agents.claiming.sandboxclaim import SANDBOXCLAIM_INPLACE_NAMES
 from pytest_kruise_agents.claiming.state import is_claimed, sandbox_state
-from pytest_kruise_agents.claiming.timeouts import FOREVER
+from pytest_kruise_agents.claiming.timeouts import FOREVER, LATEST
 
 from .builders import NOW, SBS_UID, make_sandbox, make_sandboxset, pod_template
 
@@ -604,6 +604,13 @@ class TestFailedCleanup:
         assert out.metadata.labels[keys.LABEL_RESERVED_FAILED] == "true"
         assert out.spec.shutdown_time == NOW + timedelta(minutes=10)
         assert keys.LABEL_RESERVED_FAILED not in sbx.metadata.labels
+
+    def test_a_reservation_past_the_calendar_ends_at_its_last_second(self) -> None:
+        """Like every time the claim rules write, a reservation a clock near the year 9999
+        cannot hold ends at :data:`LATEST` rather than failing the cleanup (OverflowError)."""
+        near_the_end = datetime(9999, 6, 1, 12, 0, 0, 500_000, tzinfo=UTC)
+        out = failed_sandbox_cleanup(make_sandbox(owned=False), timedelta(days=365), near_the_end)
+        assert out is not None and out.spec.shutdown_time == LATEST
 
     def test_negative_reserves_forever(self) -> None:
         """A negative reservation labels the sandbox and keeps its shutdownTime."""
