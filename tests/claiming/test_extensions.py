@@ -305,6 +305,12 @@ class TestCSI:
             CSIMountConfig(pv_name="pv-2", mount_path="/mnt", sub_path="sub")
         ]
 
+    def test_an_empty_subpath_is_no_subpath(self) -> None:
+        """``csi-subpath: ""`` mounts the volume's root, as no subpath does (Go's omitempty
+        string): the stored CSI config carries no ``subPath``."""
+        opts = parse(csi_volume_name="pv-2", csi_mount_point="/mnt", csi_subpath="")
+        assert opts.csi_mounts == [CSIMountConfig(pv_name="pv-2", mount_path="/mnt")]
+
     @pytest.mark.parametrize(
         ("given_", "missing"),
         [
@@ -485,6 +491,31 @@ class TestE2BClaimOptions:
         assert opts.claim_timeout is None and opts.wait_ready_timeout is None
         assert opts.annotations == {"userId": "u"}
         assert opts.create_on_no_stock and opts.label_pod_with_sandbox_name
+
+    def test_a_requests_timeouts_beat_the_managers_defaults(self) -> None:
+        """``claim-timeout-seconds`` and ``wait-ready-timeout-seconds`` win over the defaults
+        (v0.3.0's 60 s); a key not given, or not positive (ignored), takes the default."""
+
+        def options(metadata: dict[str, str]) -> tuple[timedelta | None, timedelta | None]:
+            opts = e2b_claim_options(
+                parse_create_metadata(metadata),
+                namespace="team-a",
+                user="key-1",
+                template="demo",
+                lock_string="L",
+                access_token="tok",
+                now=NOW,
+                default_claim_timeout_s=60,
+                default_wait_ready_timeout_s=60,
+            )
+            return opts.claim_timeout, opts.wait_ready_timeout
+
+        given_ = {E + "claim-timeout-seconds": "5", E + "wait-ready-timeout-seconds": "7"}
+        assert options(given_) == (timedelta(seconds=5), timedelta(seconds=7))
+        minute = timedelta(seconds=60)
+        assert options({}) == (minute, minute)
+        ignored = {E + "claim-timeout-seconds": "0", E + "wait-ready-timeout-seconds": "-1"}
+        assert options(ignored) == (minute, minute)
 
     def test_extensions_flow_through(self) -> None:
         """Extension keys set timeouts, retention, reservation, in-place and skip-init."""
