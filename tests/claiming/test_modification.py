@@ -233,6 +233,15 @@ class TestModifyForClaim:
             "annotations": ["note"],
         }
 
+    def test_labels_alone_are_recorded_for_recycle(self) -> None:
+        """A claim that adds labels and no annotation still records them in
+        ``updated-metadata-in-claim``: a recycle drops exactly the keys recorded there."""
+        out = modify_for_claim(make_sandbox(), options(labels={"team": "a"}), NOW)
+        assert json.loads(out.metadata.annotations[keys.ANN_UPDATED_METADATA_IN_CLAIM]) == {
+            "labels": ["team"],
+            "annotations": [],
+        }
+
     def test_pod_annotations(self) -> None:
         """pod_annotations go to the pod template only."""
         out = modify_for_claim(make_sandbox(), options(pod_annotations={"p": "1"}), NOW)
@@ -313,6 +322,16 @@ class TestModifyForClaim:
         out = modify_for_claim(sbx, options(cpu_request="2", cpu_limit="4"), NOW)
         resources = first_container(out)["resources"]
         assert resources == {"requests": {"cpu": "2", "memory": "1Gi"}}
+
+    def test_inplace_cpu_adds_no_cpu_to_a_section_without_one(self) -> None:
+        """A limits section with memory only gets no CPU limit: resizing cannot add one (that
+        would change the pod's QoS class), even where the section itself exists."""
+        template = pod_template(requests={"memory": "1Gi"}, limits={"memory": "2Gi"})
+        out = modify_for_claim(
+            make_sandbox(template=template), options(cpu_request="2", cpu_limit="4"), NOW
+        )
+        resources = first_container(out)["resources"]
+        assert resources == {"requests": {"memory": "1Gi"}, "limits": {"memory": "2Gi"}}
 
     def test_inplace_without_inline_template_is_a_400(self) -> None:
         """An in-place update of a templateRef sandbox has no container to change: 400."""
