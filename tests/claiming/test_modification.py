@@ -603,6 +603,7 @@ def test_needs_wait_ready() -> None:
     """Created sandboxes and in-place updates wait for readiness; plain pool claims do not."""
     assert not needs_wait_ready("update", options())
     assert needs_wait_ready("create", options())
+    assert needs_wait_ready("speculate", options())  # a sandbox made for the claim, as "create"
     assert needs_wait_ready("update", options(inplace_image="python:3.13"))
     assert needs_wait_ready("update", options(cpu_limit="2"))
 

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from pytest_kruise_agents.api import keys
 from pytest_kruise_agents.api.sandbox import SandboxPhase
-from pytest_kruise_agents.api.sandboxset import SandboxSet
+from pytest_kruise_agents.api.sandboxset import SandboxSet, ScaleStrategy
 from pytest_kruise_agents.claiming.errors import ConflictError
 from pytest_kruise_agents.claiming.sandboxset import (
     SetStatusCounts,
@@ -24,6 +24,7 @@ from pytest_kruise_agents.claiming.sandboxset import (
     rollout_blocked,
     scale_delta,
     scale_down_order,
+    scale_up_blocked,
     scale_up_limit,
     selector_for,
     updated_counts,
@@ -257,6 +258,37 @@ class TestRollingUpdate:
         """Without a maxUnavailable the webhook default 20% applies, rounded up."""
         old_available = [make_sandbox(f"o{i}", revision="r0") for i in range(5)]
         assert len(rolling_update_deletions(0, [], old_available, 3, None)) == 1
+
+
+class TestScaleUpBlocked:
+    """Why a set creates no sandbox though it has fewer than it wants (``wait_for_pool``'s reason)."""
+
+    @staticmethod
+    def limited(max_unavailable: int | str | None, replicas: int = 3) -> SandboxSet:
+        """A set of ``replicas`` with ``scaleStrategy.maxUnavailable``."""
+        sbs = make_sandboxset(replicas=replicas)
+        sbs.spec.scale_strategy = ScaleStrategy(max_unavailable=max_unavailable)
+        return sbs
+
+    @pytest.mark.parametrize("value", [0, "0%", "10%"])
+    def test_a_scale_up_budget_of_0_is_named_while_sandboxes_are_missing(
+        self, value: int | str
+    ) -> None:
+        """A maxUnavailable that resolves to 0 (10% of 3, rounded up, is 1: not 0) stops a
+        set missing sandboxes; the reason names the field and its value."""
+        blocked = scale_up_blocked(self.limited(value), available=1)
+        if value == "10%":
+            assert blocked is None
+        else:
+            assert blocked == f"scaleStrategy.maxUnavailable {value} lets no sandbox be created"
+
+    def test_a_set_missing_nothing_is_not_blocked(self) -> None:
+        """With every replica available there is nothing to create, so no reason, whatever
+        the budget; nor without a scaleStrategy (no limit)."""
+        assert scale_up_blocked(self.limited(0), available=3) is None
+        assert scale_up_blocked(self.limited(0), available=4) is None
+        assert scale_up_blocked(make_sandboxset(replicas=3), available=0) is None
+        assert scale_up_blocked(self.limited(None), available=0) is None
 
 
 class TestRolloutBlocked:
