@@ -47,6 +47,9 @@ def test_a_kill_recycles_only_a_running_enabled_sandbox_without_volumes() -> Non
     assert not can_recycle_on_kill(make_sandbox(owned=False))
     paused = make_sandbox(owned=False, annotations=ENABLED, phase=SandboxPhase.PAUSED)
     assert not can_recycle_on_kill(paused)
+    # A pause already written (spec.paused) stops the pod first, even while it still runs.
+    pausing = make_sandbox(owned=False, annotations=ENABLED, paused=True)
+    assert not can_recycle_on_kill(pausing)
     assert not can_recycle_on_kill(make_sandbox(owned=False, annotations=ENABLED, deleted=True))
     with_pvc = make_sandbox(owned=False, annotations=ENABLED)
     with_pvc.spec.volume_claim_templates = [{"metadata": {"name": "data"}}]

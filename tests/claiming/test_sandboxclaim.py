@@ -239,6 +239,11 @@ class TestTTL:
             None,
         )
 
+    def test_a_zero_ttl_deletes_at_completion(self) -> None:
+        """Only a negative TTL keeps the claim: ``ttlAfterCompleted: 0s`` deletes it as soon as
+        it completes."""
+        assert ttl_action(self.done(timedelta(0), timedelta(0)), NOW) == ("delete", None)
+
     def test_requeue_until_ttl(self) -> None:
         """Before the TTL passes the claim is requeued for the remaining time."""
         assert ttl_action(self.done(timedelta(minutes=60), timedelta(minutes=45)), NOW) == (
@@ -381,6 +386,12 @@ def test_a_claim_whose_every_write_would_be_refused_is_a_problem_naming_the_fiel
     problem = sandboxclaim_annotations_problem(alone)
     assert problem is not None and problem.loc == ("spec", "annotations")
     assert "sandbox-manager's own keys" in problem.reason
+    # With skipInitRuntime the env vars are not stored: the annotations are what is too big.
+    skipped = make_claim(
+        annotations={"n": "y" * (256 * 1024 - 2)}, env_vars={"A": "x"}, skip_init_runtime=True
+    )
+    problem = sandboxclaim_annotations_problem(skipped)
+    assert problem is not None and problem.loc == ("spec", "annotations")
 
 
 def test_the_claim_problem_counts_exactly_what_one_attempt_writes() -> None:
