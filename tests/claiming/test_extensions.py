@@ -422,11 +422,32 @@ class TestLabelsAndOtherKeys:
         ("Example.com/app", False),
         ("a/b/c", False),
         ("ex_ample.com/app", False),
+        (".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 61]) + "/app", True),  # a 253-char prefix
+        (".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 62]) + "/app", False),
     ],
 )
 def test_is_qualified_name(key: str, ok: bool) -> None:
     """Qualified names follow Kubernetes' [prefix/]name rules."""
     assert is_qualified_name(key) is ok
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [
+        ("my-sbx", True),
+        ("0", True),
+        ("x" * 63, True),
+        ("x" * 64, False),
+        ("", False),
+        ("My-sbx", False),
+        ("-sbx", False),
+        ("sbx-", False),
+        ("a.b", False),
+    ],
+)
+def test_is_dns1123_label(value: str, ok: bool) -> None:
+    """An RFC 1123 label: at most 63 lowercase alphanumerics or '-', alphanumeric at both ends."""
+    assert is_dns1123_label(value) is ok
 
 
 @pytest.mark.parametrize(
