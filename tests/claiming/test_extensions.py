@@ -156,6 +156,21 @@ class TestBooleans:
         assert opts.skip_init_runtime and opts.never_timeout and opts.return_sandbox_ip
 
     @pytest.mark.parametrize(
+        ("value", "meaning"),
+        [(v, True) for v in ("1", "t", "T", "TRUE", "true", "True")]
+        + [(v, False) for v in ("0", "f", "F", "FALSE", "false", "False")],
+    )
+    def test_every_go_boolean_spelling_is_read(self, value: str, meaning: bool) -> None:
+        """The flags are read with Go's ``strconv.ParseBool``: each of its spellings counts."""
+        assert parse(never_timeout=value).never_timeout is meaning
+        assert parse(create_on_no_stock=value).create_on_no_stock is meaning
+
+    @pytest.mark.parametrize("value", ["yes", "tRUE", "on", " true", ""])
+    def test_other_spellings_are_no_boolean(self, value: str) -> None:
+        """What ``strconv.ParseBool`` refuses is a 400 naming the key."""
+        rejects({E + "never-timeout": value}, E + "never-timeout")
+
+    @pytest.mark.parametrize(
         "key", ["create-on-no-stock", "skip-init-runtime", "never-timeout", "return-sandbox-ip"]
     )
     def test_non_boolean_is_rejected(self, key: str) -> None:
