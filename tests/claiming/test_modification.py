@@ -727,6 +727,25 @@ def test_claim_annotations_problem_asks_the_api_servers_rule_of_the_least_writte
     )
 
 
+def test_the_size_check_counts_the_fixed_keys_even_with_nothing_else_to_spare() -> None:
+    """With no token, lock or owner text to pad the bound, the manager's own keys (the claim
+    time, the retention, the lock and owner keys) still count: near 256 KiB of JSON-escaped
+    env (6 bytes a character) the early check refuses exactly what the exact count refuses."""
+    # The exact count passes 256 KiB 48 characters under ANNOTATIONS_MAX // 6.
+    for n in range(ANNOTATIONS_MAX // 6 - 60, ANNOTATIONS_MAX // 6 + 2, 3):
+        opts = ClaimOptions(
+            namespace="default",
+            user="u",
+            template="base",
+            lock_string="",
+            paused_retention=FOREVER,
+            init_runtime=InitRuntimeRequest(env_vars={"K": "<" * n}, access_token=""),
+        )
+        written = claim_annotations(opts.with_lock(UUID_STAND_IN), datetime(2000, 1, 1, tzinfo=UTC))
+        over = annotations_size(written) > ANNOTATIONS_MAX
+        assert (claim_annotations_problem(opts) is not None) is over, n
+
+
 _ANY_TEXT = st.text(
     alphabet=st.characters(min_codepoint=0, max_codepoint=0x10FFFF, exclude_categories=("Cs",)),
     max_size=40,
