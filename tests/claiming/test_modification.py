@@ -13,7 +13,7 @@ from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 
 from pytest_kruise_agents.api import keys
-from pytest_kruise_agents.api.sandbox import Sandbox
+from pytest_kruise_agents.api.sandbox import PauseStrategy, Sandbox
 from pytest_kruise_agents.api.sandboxclaim import CSIMountConfig
 from pytest_kruise_agents.api.validation import ANNOTATIONS_MAX, annotations_size
 from pytest_kruise_agents.claiming.errors import BadRequestError
@@ -562,6 +562,17 @@ class TestRevision:
         assert sandboxset_revision(make_sandboxset(replicas=50)) == base
         assert sandboxset_revision(make_sandboxset(template=pod_template("python:3.13"))) != base
         assert sandboxset_revision(make_sandboxset(runtimes=["agent-runtime"])) != base
+
+    def test_persistent_contents_and_pause_strategy_change_the_revision(self) -> None:
+        """Every part a pool sandbox copies from the set counts: persistent contents and the
+        pause strategy, as the template and runtimes do."""
+        base = sandboxset_revision(make_sandboxset())
+        contents = make_sandboxset()
+        contents.spec.persistent_contents = ["memory"]
+        assert sandboxset_revision(contents) != base
+        hibernate = make_sandboxset()
+        hibernate.spec.pause_strategy = PauseStrategy(type="Hibernate")
+        assert sandboxset_revision(hibernate) not in (base, sandboxset_revision(contents))
 
     def test_key_order_does_not_matter(self) -> None:
         """The canonical JSON sorts keys, so dict order does not change the revision."""
