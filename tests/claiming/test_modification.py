@@ -757,6 +757,15 @@ def test_the_size_check_counts_the_fixed_keys_even_with_nothing_else_to_spare() 
         assert (claim_annotations_problem(opts) is not None) is over, n
 
 
+def test_a_csi_config_too_big_for_the_annotations_is_refused() -> None:
+    """The CSI config is stored as an annotation too: one whose JSON alone passes 256 KiB is
+    refused, however little else the claim writes."""
+    mount = CSIMountConfig(pv_name="pv", mount_path="/data", attributes={"k": "x" * 270_000})
+    opts = options(csi_mounts=[mount], init_runtime=InitRuntimeRequest(access_token=UUID_STAND_IN))
+    problem = claim_annotations_problem(opts)
+    assert problem is not None and problem[0] > ANNOTATIONS_MAX
+
+
 _ANY_TEXT = st.text(
     alphabet=st.characters(min_codepoint=0, max_codepoint=0x10FFFF, exclude_categories=("Cs",)),
     max_size=40,

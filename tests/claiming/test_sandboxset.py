@@ -92,6 +92,13 @@ class TestCounting:
         assert [s.metadata.name for s in groups.used] == ["d"]
         assert compute_replicas(groups.counts(unobserved_creates=2)) == (4, 1)
 
+    def test_a_claimed_paused_sandbox_is_used_not_dead(self) -> None:
+        """Used is every claimed sandbox still alive, running or paused: neither is counted."""
+        paused = make_sandbox("p", owned=False, paused=True)
+        groups = group_sandboxes([paused, make_sandbox("r", owned=False)], NOW)
+        assert [s.metadata.name for s in groups.used] == ["r", "p"]
+        assert groups.dead == [] and groups.counts() == SetStatusCounts()
+
     def test_owned_by_uid(self) -> None:
         """Ownership is the controller ref's UID."""
         sbs = make_sandboxset()
@@ -199,6 +206,16 @@ class TestScaleDownOrder:
             "avail-young",
         ]
 
+    def test_an_updated_sandbox_still_creating_goes_before_available_ones(self) -> None:
+        """A sandbox neither Pending nor Running (its phase not set yet) and not Ready is still
+        creating: deleted with the not-ready ones, before any fresh available sandbox."""
+        sandboxes = [
+            make_sandbox("avail-old", created=ago(10)),
+            make_sandbox("no-phase", phase=None, ready=False, created=ago(1)),
+        ]
+        order = [s.metadata.name for s in scale_down_order(sandboxes, "rev1", NOW)]
+        assert order == ["no-phase", "avail-old"]
+
     def test_dead_and_claimed_are_not_listed(self) -> None:
         """Only creating and available sandboxes are scale-down candidates."""
         sandboxes = [
@@ -258,6 +275,7 @@ class TestRollingUpdate:
         """Without a maxUnavailable the webhook default 20% applies, rounded up."""
         old_available = [make_sandbox(f"o{i}", revision="r0") for i in range(5)]
         assert len(rolling_update_deletions(0, [], old_available, 3, None)) == 1
+        assert len(rolling_update_deletions(0, [], old_available, 10, None)) == 2  # not 25%'s 3
 
 
 class TestScaleUpBlocked:
