@@ -92,6 +92,9 @@ def test_the_reset_undoes_the_claim_and_returns_the_sandbox_to_its_pool() -> Non
     claimed = modify_for_claim(pooled, opts, NOW)
     claimed.metadata.annotations[ANN_CLEANUP] = "true"
     claimed.metadata.labels[keys.LABEL_SANDBOX_ID] = "abc"
+    # An E2B create that asked for its IP, and a resume (paused written back to false).
+    claimed.metadata.annotations[keys.ANN_RETURN_SANDBOX_IP] = "true"
+    claimed.spec.paused = False
     assert sandbox_state(claimed, NOW)[0] is SandboxState.RUNNING
 
     reset_for_recycle(claimed, sandboxset_owner_reference(sbs))
@@ -100,6 +103,7 @@ def test_the_reset_undoes_the_claim_and_returns_the_sandbox_to_its_pool() -> Non
     assert meta.labels == {**pooled.metadata.labels, keys.LABEL_SANDBOX_CLAIMED: "false"}
     assert meta.owner_references == pooled.metadata.owner_references
     assert claimed.spec.shutdown_time is None and claimed.spec.pause_time is None
+    assert claimed.spec.paused is None  # unset, as a pool sandbox has it
     assert sandbox_state(claimed, NOW)[0] is SandboxState.AVAILABLE
 
 

@@ -174,6 +174,17 @@ class TestCalculateStatus:
         assert later.terminal and not later.changed
         assert later.status == done.status
 
+    def test_a_completed_claim_edited_since_records_the_new_generation(self) -> None:
+        """A completed claim stays completed, but an edit (a new generation) is observed: the
+        status changes only in its observedGeneration, and is written."""
+        claim = claiming(make_claim(), started_ago=timedelta(hours=1), claimed=1)
+        done = claim.model_copy(update={"status": calculate_claim_status(claim, NOW).status})
+        edited = done.model_copy(deep=True)
+        edited.metadata.generation = 2
+        decision = calculate_claim_status(edited, NOW + timedelta(hours=1))
+        assert decision.terminal and decision.changed
+        assert decision.status == done.status.model_copy(update={"observed_generation": 2})
+
 
 def test_only_a_cpu_value_asks_for_a_resource_resize() -> None:
     """An image, or memory alone, is not a resize the feature gate covers; a CPU value is."""
@@ -201,8 +212,9 @@ def test_a_resize_with_the_gate_off_completes_the_claim() -> None:
 
 def test_sandboxset_not_found() -> None:
     """A missing SandboxSet completes the claim with reason SandboxSetNotFound."""
-    status = sandboxset_not_found_status(make_claim(), NOW)
+    status = sandboxset_not_found_status(make_claim(generation=3), NOW)
     assert status.phase == ClaimPhase.COMPLETED
+    assert status.observed_generation == 3
     cond = find_condition(status.conditions, "Completed")
     assert cond is not None and cond.reason == "SandboxSetNotFound"
     assert status.message is not None and "default/demo" in status.message
@@ -407,3 +419,7 @@ def test_the_claim_problem_counts_exactly_what_one_attempt_writes() -> None:
     assert sandboxclaim_annotations_problem(at_limit) is None
     over = make_claim(uid=UUID_STAND_IN, env_vars={"V": "x" * (room + 1)})
     assert sandboxclaim_annotations_problem(over) is not None
+    # A claim not given its UID yet is judged as it will be written: with a UUID for owner.
+    assert sandboxclaim_annotations_problem(make_claim(uid="", env_vars={"V": "x" * room})) is None
+    no_uid_over = make_claim(uid="", env_vars={"V": "x" * (room + 1)})
+    assert sandboxclaim_annotations_problem(no_uid_over) is not None
