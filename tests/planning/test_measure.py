@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from simulator.planning.analytic import refill_estimate
-from simulator.planning.measure import claim_row, pool_metrics, time_average
+from simulator.planning.measure import (
+    binned_rates,
+    claim_row,
+    node_metrics,
+    pool_metrics,
+    time_average,
+)
 from simulator.planning.metrics import Outcome, summarise_outcomes
 from simulator.planning.overrides import apply_overrides
 from simulator.planning.runner import run_once
@@ -179,3 +185,163 @@ def test_claims_csv_names_every_undelivered_claims_reason_as_the_summary_counts_
     assert errors == [None, "unfinished", "RetryExhausted", "Unknown"]
     _, failures, _, _ = summarise_outcomes(outcomes, 10.0)
     assert failures == {"unfinished": 1, "RetryExhausted": 1, "Unknown": 1}
+
+
+def test_the_runs_claim_figures_count_each_claim_once_by_its_outcome() -> None:
+    """Of 5 claims over 10 s: 3 delivered (2 warm, 1 cold), 1 failed, 1 still in flight.
+
+    The failed share counts every claim not delivered (failed and unfinished: 2 of 5), the
+    cold share is of the delivered (1 of 3), the waited share counts the claims that took
+    more than one attempt (2 of 5), a warm claim that retried for a refused creation token
+    is a retry of that cause, and the throughput is the delivered claims per second.
+    """
+    outcomes = [
+        Outcome(workload=0, pool="p", requested=1.0, delivered=1.5, warm=True, attempts=1),
+        Outcome(
+            workload=0,
+            pool="p",
+            requested=2.0,
+            delivered=4.0,
+            warm=True,
+            attempts=2,
+            create_refused=1,
+            pick_failed=1,
+        ),
+        Outcome(workload=0, pool="p", requested=3.0, delivered=6.0, warm=False, attempts=1),
+        Outcome(workload=0, pool="p", requested=4.0, failed=9.0, attempts=3, reason="Timeout"),
+        Outcome(workload=0, pool="p", requested=5.0, attempts=1),  # still in flight
+    ]
+    m, failures, warm, cold = summarise_outcomes(outcomes, 10.0)
+    assert (m["claims"], m["delivered"], m["failed"], m["unfinished"]) == (5.0, 3.0, 1.0, 1.0)
+    assert m["failed_share"] == pytest.approx(2 / 5)
+    assert m["cold_share"] == pytest.approx(1 / 3)
+    assert m["waited_share"] == pytest.approx(2 / 5)
+    assert m["attempts_mean"] == pytest.approx(8 / 5)
+    assert m["throughput"] == pytest.approx(3 / 10)
+    assert (m["warm_retried"], m["warm_retried_limited"], m["warm_retried_picks"]) == (1, 1, 0)
+    assert m["create_limited"] == 1.0
+    assert (warm, cold) == ([0.5, 2.0], [3.0])
+    assert (m["warm_first_p99"], m["warm_p99"], m["latency_max"]) == (0.5, 2.0, 3.0)
+    assert failures == {"Timeout": 1, "unfinished": 1}
+
+
+def test_the_percentile_of_all_claims_takes_its_rank_exactly() -> None:
+    """p99.9 of 41,000 claims is rank ceil(0.999 x 41,000) = 40,959, as for the delivered
+    claims' percentile: in floats 99.9 x 41,000 / 100 is 40959.00000000001, one rank too high."""
+    outcomes = [
+        Outcome(workload=0, pool="p", requested=0.0, delivered=float(i), warm=True, attempts=1)
+        for i in range(1, 41_001)
+    ]
+    m, _, _, _ = summarise_outcomes(outcomes, 10.0)
+    assert m["latency_p999"] == m["latency_p999_all"] == 40_959.0
+
+
+def test_a_pools_levels_read_only_the_samples_inside_the_window() -> None:
+    """The window is ``[lo, hi)``: the sample taken as it ends (pool empty, 3 creating) is
+    the first after it, and counts in neither the lowest level nor the most creating."""
+    pool = PoolSpec(name="base", replicas=4)
+    series = {
+        "t": [0.0, 5.0, 10.0],
+        f"available:{pool.key}": [4.0, 2.0, 0.0],
+        f"creating:{pool.key}": [0.0, 2.0, 3.0],
+    }
+    got = pool_metrics(pool, pool.sandboxset(), series, [], lo=0.0, hi=10.0)
+    assert (got["available_min"], got["creating_max"]) == (2.0, 2.0)
+    assert got["available_mean"] == pytest.approx(3.0)
+
+
+def test_the_refill_counts_the_sandboxes_failed_attempts_took_in_the_window() -> None:
+    """A SandboxClaim wave that locked a sandbox and failed its ``/init`` emptied a slot too
+    (``retaken``): counted when it took it in the window, as a delivered claim's pick is."""
+    pool = PoolSpec(name="base", replicas=4)
+    outcomes = [
+        Outcome(
+            workload=0,
+            pool=pool.key,
+            requested=1.0,
+            delivered=3.0,
+            warm=True,
+            taken=2.0,
+            lock_s=0.0,
+            retaken=((1.0, 0.0), (12.0, 0.0)),  # the second after the window
+        )
+    ]
+    series = {"t": [0.0], f"available:{pool.key}": [3.0], f"creating:{pool.key}": [1.0]}
+    got = pool_metrics(pool, pool.sandboxset(), series, outcomes, lo=0.0, hi=10.0)
+    # Little's law: (4 - 3) / (2 sandboxes taken / 10 s) = 5 s.
+    assert got["refill_s"] == pytest.approx(5.0)
+
+
+def test_a_pools_idle_cpu_counts_every_containers_request() -> None:
+    """A sandbox of two containers requesting 500m and 1.5 CPUs idles 2 cores."""
+    manifest = {
+        "apiVersion": "agents.kruise.io/v1alpha1",
+        "kind": "SandboxSet",
+        "metadata": {"name": "two", "namespace": "default"},
+        "spec": {
+            "replicas": 1,
+            "template": {
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "a",
+                            "image": "registry.example.com/a:v1",
+                            "resources": {"requests": {"cpu": "500m"}},
+                        },
+                        {
+                            "name": "b",
+                            "image": "registry.example.com/b:v1",
+                            "resources": {"requests": {"cpu": "1.5"}},
+                        },
+                    ]
+                }
+            },
+        },
+    }
+    pool = PoolSpec(manifest=manifest)
+    series = {"t": [0.0], f"available:{pool.key}": [1.0], f"creating:{pool.key}": [0.0]}
+    got = pool_metrics(pool, pool.sandboxset(), series, [], lo=0.0, hi=3600.0)
+    assert got["idle_sandbox_hours"] == pytest.approx(1.0)
+    assert got["idle_cpu_core_hours"] == pytest.approx(2.0)
+
+
+def test_a_pools_claim_rate_counts_its_own_claims_only() -> None:
+    """Two claims of the pool and one of another over 10 s: 0.2 claims per second."""
+    pool = PoolSpec(name="base", replicas=4)
+    outcomes = [
+        Outcome(workload=0, pool=pool.key, requested=1.0, delivered=1.5, warm=True),
+        Outcome(workload=0, pool=pool.key, requested=2.0, delivered=2.5, warm=True),
+        Outcome(workload=1, pool="default/other", requested=3.0, delivered=3.5, warm=True),
+    ]
+    series = {"t": [0.0], f"available:{pool.key}": [4.0], f"creating:{pool.key}": [0.0]}
+    got = pool_metrics(pool, pool.sandboxset(), series, outcomes, lo=0.0, hi=10.0)
+    assert got["offered_rate"] == pytest.approx(0.2)
+    assert got["claims"] == 2.0
+
+
+def test_node_use_reads_the_window_or_every_sample_when_none_falls_in_it() -> None:
+    """Samples at 0, 5 and 10 s: the window [0, 10) reads the first two; a window no sample
+    falls in (a run stopped early) reads them all rather than nothing."""
+    names = ("node_cpu", "node_cpu_peak", "node_mem", "pending_pods", "node_pods")
+    series: dict[str, list[float]] = {"t": [0.0, 5.0, 10.0], "free_pod_slots": [9.0, 7.0, 1.0]}
+    series.update({name: [0.1, 0.3, 0.8] for name in names})
+    got = node_metrics(series, lo=0.0, hi=10.0, pod_slots=10)
+    assert (got["node_cpu_mean"], got["node_cpu_peak"]) == (pytest.approx(0.2), 0.3)
+    assert (got["free_pod_slots_min"], got["node_pod_slots"]) == (7.0, 10.0)
+    none_inside = node_metrics(series, lo=20.0, hi=30.0, pod_slots=10)
+    assert (none_inside["node_cpu_peak"], none_inside["free_pod_slots_min"]) == (0.8, 1.0)
+
+
+def test_claims_per_second_count_in_the_step_that_ends_at_or_after_them() -> None:
+    """Samples every second: a claim requested at 2.5 s counts in the step ending at 3 s, one
+    delivered at 3 s in the step ending at 3 s; rates are per second of the step."""
+    outcomes = [
+        Outcome(workload=0, pool="p", requested=2.5, delivered=3.0, warm=True),
+        Outcome(workload=0, pool="p", requested=0.5, delivered=1.2, warm=False),
+        Outcome(workload=0, pool="p", requested=1.0, failed=2.0),
+    ]
+    rates = binned_rates([0.0, 1.0, 2.0, 3.0, 4.0], outcomes, origin=0.0, interval=1.0)
+    assert rates["rate_arrivals"] == [0.0, 2.0, 0.0, 1.0, 0.0]
+    assert rates["rate_warm"] == [0.0, 0.0, 0.0, 1.0, 0.0]
+    assert rates["rate_cold"] == [0.0, 0.0, 1.0, 0.0, 0.0]
+    assert rates["rate_failed"] == [0.0, 0.0, 1.0, 0.0, 0.0]

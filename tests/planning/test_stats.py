@@ -83,6 +83,15 @@ def test_estimate_interval() -> None:
     assert clipped is not None and clipped.low == 0.0
 
 
+def test_a_metric_with_negative_values_keeps_its_interval_below_zero() -> None:
+    """Only a metric that cannot be negative is clipped at zero: one seen below zero (a refill
+    time measured while recycled sandboxes overfilled the pool) keeps the whole t interval."""
+    est = estimate([-1.0, 0.5, 2.0])
+    assert est is not None and est.low is not None
+    assert est.low == pytest.approx(0.5 - 4.3027 * 1.5 / 3**0.5, rel=1e-4)
+    assert est.low < -1.0
+
+
 def test_interval_covers_the_mean_about_95_percent_of_the_time() -> None:
     """Over many samples of five normal values the interval holds the true mean ~95% of the time."""
     rng = random.Random(3)
@@ -233,9 +242,10 @@ def test_goal_parsing() -> None:
         parse_max_share("150%")
 
 
-@pytest.mark.parametrize("n", [1000, 2000, 5000, 10000])
+@pytest.mark.parametrize("n", [1000, 2000, 5000, 10000, 41000])
 def test_nearest_rank_percentiles_are_exact(n: int) -> None:
-    """p99.9 of 1..n is the value of rank ceil(0.999 n) exactly (floats made 99.9/100*1000 999.0000000000001)."""
+    """p99.9 of 1..n is the value of rank ceil(0.999 n) exactly (floats made 99.9/100*1000
+    999.0000000000001, and 99.9*41000/100 40959.00000000001)."""
     values = list(range(1, n + 1))
     assert percentile(values, 99.9) == n * 999 // 1000
     assert percentile(values, 99) == n * 99 // 100
@@ -305,3 +315,14 @@ def test_a_share_no_replication_saw_has_a_binomial_interval() -> None:
     # One replication: no interval, as for every metric.
     one = aggregate(rows[:1], shares=RUN_SHARES)["cold_share"]
     assert (one.low, one.high, one.trials) == (None, None, 110.0)
+
+
+def test_a_share_seen_alike_in_few_claims_has_the_binomial_interval_on_both_sides() -> None:
+    """Three runs with 1 cold claim of 2 delivered each: the spread is zero, but 3 of 6 claims
+    only show the share within Wilson's [18.8%, 81.2%], on the low side as on the high."""
+    rows: list[dict[str, float | None]] = [{"cold_share": 0.5, "delivered": 2.0} for _ in range(3)]
+    cold = aggregate(rows, shares=RUN_SHARES)["cold_share"]
+    low, high = wilson_interval(3, 6)
+    assert (cold.mean, cold.std, cold.trials) == (0.5, 0.0, 6.0)
+    assert (cold.low, cold.high) == (pytest.approx(low), pytest.approx(high))
+    assert cold.low == pytest.approx(0.1876, abs=1e-4)
