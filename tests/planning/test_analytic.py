@@ -7,16 +7,23 @@ really charges, by the latency name the model charges it under.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from simulator.planning.analytic import (
     COLD_DRAWS,
     analytic_estimate,
+    arrivals_note,
     cold_latency_estimate,
     cold_miss_share,
+    offered_rate,
     parse_max_share,
     parse_slo,
     refill_estimate,
+    size_for_loss,
+    size_for_wait,
+    waits_for_refill,
 )
 from simulator.planning.errors import PlanningError
 from simulator.planning.loading import load_scenario, parse_scenario
@@ -245,3 +252,130 @@ def test_a_goal_whose_duration_cannot_be_read_names_the_duration() -> None:
     with pytest.raises(PlanningError) as caught:
         parse_slo("p99<1m30x", "slo")
     assert str(caught.value).startswith("slo: invalid duration '1m30x'")
+
+
+def _waiting(profile: str = "openkruise-head") -> Scenario:
+    """steady.yaml with claims that wait for a refill (no create-on-no-stock), on ``profile``."""
+    return apply_overrides(
+        load_scenario(SCENARIOS / "steady.yaml"),
+        [("workloads[0].claim.create_on_no_stock", False), ("cluster.profile", profile)],
+    )
+
+
+def test_a_waiting_pool_is_sized_for_waits_within_the_goal_less_the_claim_path() -> None:
+    """Erlang-C sizes for ``P(wait > t) <= 1%`` with ``t`` the goal less 0.2 s of the claim's
+    own path: ``p99<1.3s`` leaves 1.1 s of wait (10 replicas; the whole 1.3 s would need 9)."""
+    scenario = _waiting()
+    pool = scenario.pools[0]
+    est = analytic_estimate(scenario, pool, parse_slo("p99<1.3s"), None)
+    assert est.model == "erlang-c"
+    assert est.replicas == size_for_wait(est.load, est.refill_s, 1.1, 0.01)[0] == 10
+    assert size_for_wait(est.load, est.refill_s, 1.3, 0.01)[0] == 9
+    assert not any("sleeps" in note for note in est.notes)
+
+
+def test_a_goal_no_wait_can_meet_sizes_a_waiting_pool_for_no_wait_at_all() -> None:
+    """A waiting claim sleeps at least its first back-off (1 s at HEAD, 25 ms in v0.3.0)
+    before its retry: a goal that leaves no more than that for the wait (``p99<1.2s`` at HEAD,
+    exactly 1 s) is met only by claims that never wait; ``p99<300ms`` in v0.3.0 leaves 100 ms,
+    four retries' worth."""
+    head = _waiting()
+    est = analytic_estimate(head, head.pools[0], parse_slo("p99<1.2s"), None)
+    assert "a waiting claim sleeps >= 1s before its retry: every wait misses the goal" in est.notes
+    assert est.replicas == size_for_wait(est.load, est.refill_s, 0.0, 0.01)[0]
+    old = _waiting("openkruise-v0.3.0")
+    est = analytic_estimate(old, old.pools[0], parse_slo("p99<300ms"), None)
+    assert not any("sleeps" in note for note in est.notes)
+    est = analytic_estimate(old, old.pools[0], parse_slo("p99<225ms"), None)
+    assert "a waiting claim sleeps >= 0.025s before its retry: every wait misses the goal" in (
+        est.notes
+    )
+
+
+def test_a_pool_one_of_whose_workloads_waits_for_a_refill_is_sized_by_erlang_c() -> None:
+    """Two workloads on one pool, one creating on no stock and one waiting: claims of the
+    pool may wait, so Erlang-C sizes it (Erlang-B would count the waiting claims as cold)."""
+    text = (SCENARIOS / "steady.yaml").read_text()
+    text = text.replace(
+        "    hold: exp(2m)\n",
+        "    hold: exp(2m)\n"
+        "  - template: base\n"
+        "    arrivals: {kind: poisson, rate: 1}\n"
+        "    claim: {create_on_no_stock: false}\n",
+    )
+    scenario = parse_scenario(text)
+    est = analytic_estimate(scenario, scenario.pools[0], parse_slo("p99<2s"), None)
+    assert (est.model, est.rate) == ("erlang-c", pytest.approx(4.0))
+
+
+def test_erlang_b_sizes_the_smallest_pool_at_or_below_the_target() -> None:
+    """Erlang-B(1, 1) is exactly 0.5: a target of 50% takes 1 replica, not 2."""
+    assert size_for_loss(1.0, 0.5) == (1, 0.5)
+    assert size_for_loss(1.0, 0.49)[0] == 2
+
+
+def _two_workloads(second: str) -> Scenario:
+    """steady.yaml with a second workload on its pool (``second``: its YAML lines)."""
+    text = (SCENARIOS / "steady.yaml").read_text()
+    return parse_scenario(text.replace("    hold: exp(2m)\n", "    hold: exp(2m)\n" + second))
+
+
+def test_a_pool_waits_for_refills_and_leaves_poisson_when_any_of_its_workloads_does() -> None:
+    """One workload that waits makes the pool's claims wait (the explanation's refill line);
+    one that is not Poisson makes Erlang's arrivals the mean rate only."""
+    mixed = _two_workloads(
+        "  - template: base\n"
+        "    arrivals: {kind: constant, rate: 1}\n"
+        "    claim: {create_on_no_stock: false}\n"
+    )
+    pool = mixed.pools[0]
+    assert waits_for_refill(mixed, pool)
+    assert (
+        arrivals_note(mixed, pool) == "arrivals are not Poisson: Erlang uses their mean rate only"
+    )
+    steady = load_scenario(SCENARIOS / "steady.yaml")
+    assert not waits_for_refill(steady, steady.pools[0])
+    assert arrivals_note(steady, steady.pools[0]) is None
+
+
+def test_a_sandboxclaim_of_several_replicas_offers_each_of_them() -> None:
+    """A SandboxClaim of 3 sandboxes takes 3 from the pool: 1 claim a second offers 3 a second
+    (plus steady's 3), from a Poisson stream as from a trace's rows."""
+    many = _two_workloads(
+        "  - template: base\n"
+        "    arrivals: {kind: poisson, rate: 1}\n"
+        "    claim: {path: sandboxclaim, replicas: 3}\n"
+    )
+    assert offered_rate(many, many.pools[0]) == pytest.approx(6.0)
+
+
+def test_a_traces_sandboxclaims_of_several_replicas_offer_each_of_them(tmp_path: Path) -> None:
+    """Two trace rows in steady's 10 min window, each a SandboxClaim of 3 sandboxes."""
+    (tmp_path / "t.csv").write_text("time,template\n70,base\n80,base\n")
+    text = (
+        (SCENARIOS / "steady.yaml")
+        .read_text()
+        .replace(
+            "    arrivals: {kind: poisson, rate: 3}\n",
+            "    arrivals: {kind: trace, file: t.csv}\n    claim: {path: sandboxclaim, replicas: 3}\n",
+        )
+    )
+    (tmp_path / "s.yaml").write_text(text)
+    scenario = load_scenario(tmp_path / "s.yaml")
+    assert offered_rate(scenario, scenario.pools[0]) == pytest.approx(6 / 600)
+
+
+def test_an_inclusive_goal_is_met_at_its_limit() -> None:
+    """``p99<=1s`` holds at 1 s exactly; ``p99<1s`` does not."""
+    inclusive = parse_slo("p99<=1s")
+    assert inclusive.inclusive and inclusive.met(1.0)
+    strict = parse_slo("p99<1s")
+    assert not strict.inclusive and not strict.met(1.0) and strict.met(0.999)
+
+
+def test_a_share_of_every_claim_is_no_goal() -> None:
+    """A share must be below 100%: ``--max-cold 100%`` (or 1) is refused, 99.9% is taken."""
+    for text in ("100%", "1", 1.0):
+        with pytest.raises(PlanningError, match=r"--max-cold: must be in \[0, 1\)"):
+            parse_max_share(text)
+    assert parse_max_share("99.9%") == pytest.approx(0.999)
