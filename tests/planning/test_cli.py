@@ -911,6 +911,24 @@ def test_a_range_above_what_replicas_holds_is_refused_up_front(
     )
 
 
+@pytest.mark.parametrize(
+    ("size_range", "sizes"),
+    [
+        ("0:2147483647", (0, 2147483647)),  # the whole of an int32's sizes
+        ("2147483647:", (2147483647, None)),
+        (":40", (None, 40)),
+        ("7:7", (7, 7)),
+    ],
+)
+def test_a_range_takes_every_size_a_sandboxset_holds(
+    size_range: str, sizes: tuple[int | None, int | None]
+) -> None:
+    """``--range`` reads LOW:HIGH, either side open, from 0 up to 2147483647 included."""
+    from simulator.planning.commands import parse_range
+
+    assert parse_range(size_range) == sizes
+
+
 def test_a_scenario_nested_too_deeply_is_one_line(tmp_path: Path) -> None:
     """~600 nested levels: exit 2 and one line naming the file, not a 1,100-line traceback."""
     deep = tmp_path / "deep.yaml"

@@ -29,9 +29,20 @@ from simulator.planning.formatting import fmt_estimate
 from simulator.planning.loading import parse_scenario
 from simulator.planning.metrics import Outcome, RunResult, summarise_outcomes
 from simulator.planning.overrides import apply_overrides
-from simulator.planning.plan import PlanResult, explain, plan, run_goals
+from simulator.planning.plan import (
+    FOUND_NO_STOCK,
+    MAX_REPLICAS,
+    Candidate,
+    PlanResult,
+    all_failed_with_stock,
+    claims_to_show,
+    explain,
+    goal_verdict,
+    plan,
+    run_goals,
+)
 from simulator.planning.scenario import Scenario
-from simulator.planning.stats import aggregate
+from simulator.planning.stats import Estimate, aggregate
 
 from .conftest import instant_latencies
 
@@ -99,6 +110,14 @@ def test_plan_finds_the_erlang_b_answer() -> None:
     # The refill time measured by Little's law is the pod creation's mean.
     assert result.analytic_measured is not None
     assert result.analytic_measured.refill_s == pytest.approx(REFILL, rel=0.15)
+    # Erlang again with the median of the refill times the sizes tried measured.
+    refills = sorted(
+        est.mean
+        for c in result.candidates.values()
+        if (est := c.summary.pools["default/base"].get("refill_s")) is not None
+    )
+    assert len(set(refills)) > 1
+    assert result.analytic_measured.refill_s == refills[len(refills) // 2]
     assert any("agree within one replica" in line for line in result.explanation)
 
 
@@ -303,7 +322,8 @@ def test_an_open_high_is_at_least_low(tiny: Scenario) -> None:
         low=60,
         high=None,
     )
-    assert result.low == 60 and result.high >= 60
+    assert result.analytic.replicas is not None and result.analytic.replicas < 60
+    assert (result.low, result.high) == (60, 4 * 60 + 10)  # 4 x LOW + 10, as documented
     assert result.answer == 60
 
 
@@ -815,6 +835,16 @@ def test_a_percentile_goal_counts_failed_claims_as_slower_than_any_delivered() -
     assert run_goals(aggregate([metrics]), parse_slo("p99<1s"), None)[0].met
 
 
+def test_exactly_the_tail_failed_leaves_the_percentile_of_all_claims_on_a_delivered_one() -> None:
+    """990 of 1,000 claims delivered, 10 failed: the p99's rank, 990, is the slowest delivered
+    claim (2 s), not a failed one; one more failed claim makes it unbounded."""
+    metrics, _, _, _ = summarise_outcomes(_claims(983, 7, 10), 1000.0)
+    assert metrics["latency_p99_all"] == pytest.approx(2.0)
+    assert metrics["failed_share"] == pytest.approx(0.01)
+    metrics, _, _, _ = summarise_outcomes(_claims(982, 7, 11), 1000.0)
+    assert metrics["latency_p99_all"] == math.inf
+
+
 def test_an_unbounded_percentile_in_one_replication_misses_the_goal_uncertainly() -> None:
     """One replication's p99 falls on a failed claim: the mean is unbounded, the goal missed.
 
@@ -845,3 +875,91 @@ def test_a_range_whose_lowest_size_meets_the_goals_says_smaller_sizes_were_not_t
         "(Erlang says 5): a smaller pool may meet them too."
     ) in result.explanation
     assert not any("Simulation needs" in line for line in result.explanation)
+
+
+def test_a_latency_goal_at_its_limit_is_missed_and_a_share_at_its_limit_met() -> None:
+    """``p99<1s`` is strict: a p99 of exactly 1 s misses it, with certainty when the interval
+    does not reach below; ``p99<=1s`` and a share goal (``<=``) hold at their limit."""
+    at_limit = Estimate(n=3, mean=1.0, std=0.0, low=1.0, high=1.0)
+    strict = goal_verdict("latency_p99_all", at_limit, 1.0, inclusive=False)
+    assert (strict.met, strict.certain, strict.symbol) == (False, True, "<")
+    inclusive = goal_verdict("latency_p99_all", at_limit, 1.0, inclusive=True)
+    assert (inclusive.met, inclusive.certain, inclusive.symbol) == (True, True, "<=")
+    share = Estimate(n=3, mean=0.01, std=0.0, low=0.005, high=0.01)
+    assert goal_verdict("cold_share", share, 0.01, inclusive=True).met
+
+
+def test_a_range_may_reach_the_largest_sandboxset_and_no_further(tiny: Scenario) -> None:
+    """A SandboxSet's ``replicas`` is an int32: a range up to 2147483647 is searched (here
+    60 meets the goal at once), one past it is refused before anything runs."""
+    result = plan_serially(tiny, "base", slo=None, max_cold=0.05, low=60, high=MAX_REPLICAS)
+    assert (result.high, result.answer) == (2**31 - 1, 60)
+    with pytest.raises(PlanningError, match=r"--range: sizes must be at most 2147483647"):
+        plan_serially(tiny, "base", slo=None, max_cold=0.05, low=60, high=MAX_REPLICAS + 1)
+
+
+def _all_failed(tiny: Scenario, *runs: dict[str, float | None]) -> Candidate:
+    """A candidate of ``tiny`` at 4 replicas whose runs' own figures are ``runs``: the pool's
+    and, under ``create_limited``, the run's claims the create limiter made wait."""
+    from simulator.planning.plan import judge
+    from simulator.planning.study import summarise_point
+
+    results = [
+        RunResult(
+            index=i,
+            replication=i,
+            seed=i,
+            point={},
+            metrics={"create_limited": figures.get("create_limited", 0.0)},
+            failures={"InitFailed": 10},
+            pools={"default/base": {k: v for k, v in figures.items() if k != "create_limited"}},
+            series={},
+        )
+        for i, figures in enumerate(runs)
+    ]
+    summary = summarise_point({}, tiny, results)
+    return Candidate(4, summary, judge(summary, "default/base", None, 0.05))
+
+
+def test_every_claim_failing_with_stock_at_hand_is_told_apart_from_a_want_of_stock(
+    tiny: Scenario,
+) -> None:
+    """The search stops below any size when every claim of the pool failed in every run and
+    none found the pool short: none found it empty, was created cold, or waited for a
+    creation token (a token refused says nothing of what its pick found)."""
+    found = dict.fromkeys(FOUND_NO_STOCK, 0.0)
+    failing = {"claims": 10.0, "failed_share": 1.0, **found}
+    every = _all_failed(tiny, failing, failing)
+    assert all_failed_with_stock(every, "default/base")
+    # No claim delivered: the cold share has no value, yet claims were counted, so the
+    # goal is unmeasured but not claim-less, and holds the size back.
+    cold = every.goals[-1]
+    assert (cold.name, cold.verdict, cold.no_claims, every.meets) == (
+        "cold_share",
+        "not measured",
+        False,
+        False,
+    )
+    limited = {**failing, "create_limited": 1.0}
+    assert not all_failed_with_stock(_all_failed(tiny, failing, limited), "default/base")
+    no_claims = {"claims": 0.0, "failed_share": None, **found}
+    assert not all_failed_with_stock(_all_failed(tiny, failing, no_claims), "default/base")
+    short = {**failing, "cold_no_stock": 1.0}
+    assert not all_failed_with_stock(_all_failed(tiny, failing, short), "default/base")
+
+
+def test_the_claims_that_settle_a_share_are_none_for_a_share_at_its_limit() -> None:
+    """0 in n claims shows a share below about 3.84/n: 0.1% takes some 3,840 claims; a share
+    seen at (or above) its limit is never shown within it, however many claims."""
+    needed = claims_to_show(0.0, 0.001)
+    assert needed is not None and 3_830 <= needed <= 3_845
+    assert claims_to_show(0.01, 0.01) is None
+    assert claims_to_show(0.02, 0.01) is None
+
+
+def test_an_answer_of_one_replica_is_set_against_erlangs(tiny: Scenario) -> None:
+    """From the default LOW of 1, an answer of 1 is the smallest pool there is, not an upper
+    bound: the explanation compares it with Erlang's rather than suggest a smaller pool."""
+    result = plan_serially(tiny, "base", slo=None, max_cold=0.9, low=1, high=1)
+    assert result.answer == 1
+    assert not any("smaller sizes were not tried" in line for line in result.explanation)
