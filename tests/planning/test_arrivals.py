@@ -16,6 +16,7 @@ from simulator.planning.arrivals import (
     PoissonArrivals,
     RatePoint,
     TraceArrivals,
+    TraceFormatError,
     TraceRow,
     load_trace,
     parse_rate,
@@ -124,3 +125,54 @@ def test_a_trace_saved_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
         (1.0, "base", None),
         (2.0, "base", 10.0),
     ]
+
+
+def test_a_diurnal_table_is_refused_past_its_day_or_without_any_claim() -> None:
+    """A row at the period itself is the next day's midnight (times must be below it), and a
+    table of zero rates would never claim: both are refused naming the table."""
+    with pytest.raises(ValueError, match=r"times must be below the period \(120s\)"):
+        DiurnalArrivals(table=[RatePoint(at=0, rate=1), RatePoint(at=120, rate=5)], period=120)
+    with pytest.raises(ValueError, match="at least one rate must be > 0"):
+        DiurnalArrivals(table=[RatePoint(at=0, rate=0), RatePoint(at=60, rate=0)], period=120)
+
+
+def test_a_burst_counts_toward_a_runs_arrivals_only_when_it_starts_within_it() -> None:
+    """The bursts at 1 s and 10 s start within 50 s: 6 draws; the one at 100 s never comes."""
+    process = BurstArrivals(
+        bursts=[Burst(at=10, count=4, over=2), Burst(at=1, count=2), Burst(at=100, count=5)]
+    )
+    assert process.draws(50.0) == ("bursts", 6.0)
+
+
+def test_a_shortened_trace_keeps_the_row_at_its_cut() -> None:
+    """Half of a trace spanning 8 s keeps its rows up to 4 s, the row at 4 s included."""
+    rows = [TraceRow(time=t, template="base") for t in (1.0, 4.0, 8.0)]
+    assert TraceArrivals(file="x.csv", rows=rows).shortened(0.5).rows == rows[:2]
+
+
+@pytest.mark.parametrize(("row", "column"), [("-1,base,30s", "time"), ("1,base,-30s", "hold")])
+def test_a_negative_trace_time_or_hold_names_its_line_and_column(
+    row: str, column: str, tmp_path: Path
+) -> None:
+    """A time or hold below zero is a bad value of that column on that line."""
+    path = tmp_path / "t.csv"
+    path.write_text(f"time,template,hold\n0,base,\n{row}\n")
+    with pytest.raises(TraceFormatError) as info:
+        load_trace(path)
+    assert (info.value.line, info.value.column) == (3, column)
+    assert info.value.reason.startswith("must be >= 0, got '-")
+
+
+def test_a_trace_row_at_the_horizon_is_past_the_run() -> None:
+    """Arrivals are in ``[0, horizon)``: a row at the horizon itself is not replayed."""
+    rows = [TraceRow(time=t, template="base") for t in (1.0, 5.0)]
+    process = TraceArrivals(file="x.csv", rows=rows)
+    assert [t for t, _ in process.times(random.Random(1), 5.0)] == [1.0]
+
+
+def test_a_diurnal_tables_expected_arrivals_follow_its_steps() -> None:
+    """1/s until 50 s, then 5/s until the 120 s day ends: 400 claims a day, 50 in its first
+    50 s (the integral is fine enough to place a step that falls between coarse points)."""
+    day = DiurnalArrivals(table=[RatePoint(at=0, rate=1), RatePoint(at=50, rate=5)], period=120)
+    assert day.expected(0, 120) == pytest.approx(400, rel=0.005)
+    assert day.expected(0, 50) == pytest.approx(50, rel=0.005)

@@ -130,6 +130,13 @@ def test_error_names_file_line_path_and_reason(tmp_path: Path) -> None:
         ),
         ("hold: exp(10s)", "hold: exp(-1s)", "workloads[0].hold", "invalid latency"),
         ("replications: 2", "replications: 0", "replications", "must be >= 1"),
+        ("replications: 2", "replications: 10001", "replications", "must be <= 10000, got 10001"),
+        (
+            "hold: exp(10s)",
+            "hold: exp(10s)\n    claim: {path: sandboxclaim, replicas: 1001}",
+            "workloads[0].claim.replicas",
+            "must be <= 1000, got 1001",
+        ),
         ("max_cold: 5%}", "max_cold: 500%}", "goals.max_cold", "must be in [0, 1)"),
         ("{slo: p99<1s", "{slo: p99>1s", "goals.slo", "cannot read 'p99>1s'"),
         (
@@ -586,6 +593,13 @@ def test_shortened_scales_times_and_counts() -> None:
     assert isinstance(day, DiurnalArrivals)
     assert day.period == pytest.approx(360.0)
     assert scenario.pools[0].replicas == 3000  # the original is untouched
+    # Never below a run's worth: at least 1 s of duration, 1 replica and a 1 s fault window.
+    tiny = load_scenario(SCENARIOS / "node-loss.yaml").shortened(0.0001)
+    assert tiny.duration == 1.0 and all(p.replicas == 1 for p in tiny.pools)
+    assert all(f.duration is None or f.duration == 1.0 for f in tiny.faults)
+    assert any(f.duration == 1.0 for f in tiny.faults)
+    # The drain is not shortened: claims in flight may still finish (10 min by default).
+    assert tiny.drain == scenario.drain == 600.0
 
 
 def _trace_scenario(tmp_path: Path) -> Path:
@@ -1178,3 +1192,25 @@ def test_a_diurnal_scenario_of_either_form_takes_overrides() -> None:
         base = parse_scenario(TINY.replace("{kind: poisson, rate: 2}", arrivals))
         changed = apply_overrides(base, [("duration", "20s")])
         assert changed.workloads[0].arrivals == base.workloads[0].arrivals
+
+
+def test_each_limit_takes_the_value_it_names(tiny_text: str) -> None:
+    """10,000 replications, a SandboxClaim of 1,000, exactly 10,000,000 arrivals in a run
+    (1,000/s over 10,000 s of warm-up and duration) and a CPU limit equal to the request are
+    all accepted: each limit is the largest value allowed, not the first refused."""
+    text = (
+        tiny_text.replace("replications: 2", "replications: 10000")
+        .replace("duration: 40s", "duration: 9995s")
+        .replace("{kind: poisson, rate: 2}", "{kind: constant, rate: 1000}")
+        .replace(
+            "hold: exp(10s)", "hold: exp(10s)\n    claim: {path: sandboxclaim, replicas: 1000}"
+        )
+        .replace(
+            "{name: base, replicas: 4}", "{name: base, replicas: 4, cpu: 500m, cpu_limit: 500m}"
+        )
+    )
+    scenario = parse_scenario(text)
+    assert scenario.replications == 10_000
+    assert scenario.workloads[0].claim.replicas == 1000
+    assert scenario.workloads[0].arrivals.draws(scenario.horizon) == ("rate", 10_000_000.0)
+    assert scenario.pools[0].cpu_limit == "500m"

@@ -263,3 +263,19 @@ def test_an_override_that_makes_a_fault_bad_is_refused_naming_it() -> None:
     assert info.value.source.startswith("--set")
     assert info.value.path == "faults[0].count"
     assert "takes no count" in info.value.reason
+
+
+def test_a_faults_latest_start_counts_the_fill_of_every_pool() -> None:
+    """The run injects the faults once every pool is full, each taking up to 6 h: with two
+    pools a start of 5 s may come 12 h later, where the clock's step (7.3e-12 s) swallows a
+    2.5e-12 s window that one pool's 6 h (a step of 3.6e-12 s) still opens."""
+    fault = "{kind: api_conflict, start: 5s, duration: 2.5e-12}"
+    parse_scenario(_with_fault(fault))  # one pool: accepted
+    two_pools = _with_fault(fault).replace(
+        "  - {name: base, replicas: 4}\n",
+        "  - {name: base, replicas: 4}\n  - {name: more, replicas: 1}\n",
+    )
+    with pytest.raises(ScenarioError) as info:
+        parse_scenario(two_pools)
+    assert info.value.path == "faults[0].duration"
+    assert "at a start of 43205 s" in info.value.reason
