@@ -307,6 +307,19 @@ def test_plan_without_an_answer_writes_no_claims(tiny_file: Path, tmp_path: Path
     assert not (out / "claims.csv").exists()
 
 
+def test_plan_max_failed_replaces_the_scenarios_own(tmp_path: Path) -> None:
+    """A scenario holding ``max_failed: 0.1%``: ``--max-failed 0.5%`` replaces it, whether the
+    scenario's other goals are taken (no --slo, no --max-cold) or not."""
+    scenario = tmp_path / "tiny.yaml"
+    scenario.write_text(TINY.replace("max_cold: 5%}", "max_cold: 5%, max_failed: 0.1%}"))
+    code, text, plan = _plan(scenario, tmp_path / "a", "--max-failed", "0.5%", "--range", "4:4")
+    assert code in (0, 1), text
+    assert (plan["slo"], plan["max_cold"], plan["max_failed"]) == ("p99<1s", 0.05, 0.005)
+    code, text, plan = _plan(scenario, tmp_path / "b", "--range", "4:4")
+    assert code in (0, 1), text
+    assert plan["max_failed"] == 0.001
+
+
 def test_plan_max_failed_replaces_only_the_scenarios_failed_goal(
     tiny_file: Path, tmp_path: Path
 ) -> None:
@@ -1051,6 +1064,17 @@ def test_simulate_sets_erlang_c_against_the_waited_share_when_claims_wait(
     assert (a["model"], a["at_replicas"], a["compared_with"]) == ("erlang-b", 4, "cold_share")
     assert a["value_at_replicas"] == pytest.approx(erlang_b(4, a["load"]))
     assert f"Erlang-B for default/base at 4 replicas: {a['value_at_replicas']:.2%} cold" in text
+    assert "not Poisson" not in text
+    # Evenly spaced arrivals are not Erlang's: the line says the formula takes their mean rate.
+    tiny.write_text(
+        TINY.replace("replications: 2", "replications: 1").replace(
+            "kind: poisson", "kind: constant"
+        )
+    )
+    code, text = _invoke("simulate", str(tiny), "--out", str(out))
+    assert code == 0, text
+    (line,) = [row for row in text.splitlines() if row.startswith("Erlang-B for")]
+    assert line.endswith("; arrivals are not Poisson: Erlang uses their mean rate only"), line
 
 
 def test_an_interrupted_simulate_keeps_what_it_measured_and_says_the_point_is_partial(

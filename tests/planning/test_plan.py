@@ -963,3 +963,22 @@ def test_an_answer_of_one_replica_is_set_against_erlangs(tiny: Scenario) -> None
     result = plan_serially(tiny, "base", slo=None, max_cold=0.9, low=1, high=1)
     assert result.answer == 1
     assert not any("smaller sizes were not tried" in line for line in result.explanation)
+
+
+def test_a_plan_stopped_during_a_batch_says_it_was_interrupted(tiny: Scenario) -> None:
+    """Stopped after the first run: the batch is cut short, so the result is interrupted and
+    says the answer covers only the sizes tried (none here)."""
+    stop = threading.Event()
+    result = plan(
+        tiny,
+        "base",
+        slo=None,
+        max_cold=0.05,
+        low=None,
+        high=None,
+        executor=SerialExecutor(),
+        stop=stop,
+        on_result=lambda _: stop.set(),
+    )
+    assert result.interrupted and result.answer is None
+    assert result.none_found.startswith("no size tried meets the goals (interrupted")
