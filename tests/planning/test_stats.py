@@ -78,6 +78,10 @@ def test_estimate_interval() -> None:
     one = estimate([5.0])
     assert one is not None and one.low is None and one.half_width is None
     assert estimate([None]) is None
+    # One unbounded value (a percentile on failed claims) is unbounded, still with no interval.
+    unbounded = estimate([math.inf])
+    assert unbounded is not None and unbounded.mean == math.inf
+    assert (unbounded.low, unbounded.high) == (None, None)
     # A metric that cannot be negative keeps its interval at zero or above.
     clipped = estimate([0.0, 0.0, 0.3])
     assert clipped is not None and clipped.low == 0.0
