@@ -15,6 +15,10 @@ from simulator.planning.formatting import fmt_value, point_labels
         ("latency_p99", 0.25, "250 ms"),
         ("latency_p99", 1.0, "1 s"),  # one second reads in seconds, not as 1000 ms
         ("warm_first_p99", 12.345, "12.3 s"),
+        ("latency_p99", 0.9996, "1 s"),  # rounds to a second: not "1000 ms"
+        ("latency_p99", 999.7, "1,000 s"),  # not "1e+03 s"
+        ("latency_p99", 1234.5, "1,234 s"),  # long waits whole, never "1.23e+03 s"
+        ("idle_sandbox_hours", 999.6, "1,000"),  # not "1e+03"
         ("refill_s", 0.5, "500 ms"),  # a figure in seconds by its name
         ("cold_share", 0.01234, "1.23%"),
         ("node_cpu_mean", 0.5, "50.00%"),  # node use is a share of allocatable
