@@ -156,3 +156,30 @@ def test_only_yaml_1_1_is_read() -> None:
     assert read("%YAML 1.1\n---\nx: y\n") == {"x": True}
     with pytest.raises(yaml.YAMLError, match="incompatible YAML document"):
         read("%YAML 1.2\n---\nx: 1\n")
+
+
+@pytest.mark.parametrize(
+    ("text", "tag", "value"),
+    [
+        ("18446744073709551615", "int", 2**64 - 1),
+        ("+18446744073709551615", "float", float(2**64 - 1)),
+        ("-9223372036854775808", "int", -(2**63)),
+        ("-9223372036854775809", "float", float(-(2**63) - 1)),
+    ],
+)
+def test_integers_past_int64_are_what_go_yaml_makes_of_them(
+    text: str, tag: str, value: Any
+) -> None:
+    """go-yaml tries ``ParseInt``, then ``ParseUint`` (which takes no sign), then a float."""
+    assert resolve_scalar(text) == (tag, value)
+    assert type(yaml.load(f"a: {text}", Loader=YamlLoader)["a"]) is type(value)
+
+
+def test_a_date_under_an_explicit_tag_is_no_timestamp() -> None:
+    """go-yaml tries a timestamp only for a plain scalar or under ``!!timestamp``: under
+    ``!!int`` a date is text (``cannot decode !!str``)."""
+    assert yaml.load("a: !!timestamp 2001-12-14", Loader=YamlLoader) == {"a": "2001-12-14"}
+    with pytest.raises(
+        yaml.constructor.ConstructorError, match=r"cannot decode !!str `2001-12-14`"
+    ):
+        yaml.load("a: !!int 2001-12-14", Loader=YamlLoader)

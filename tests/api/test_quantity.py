@@ -87,3 +87,58 @@ def test_go_corner_cases_parse_as_go_parses_them(text: str, value: Decimal) -> N
     """No digits is zero, a non-zero value rounds up to a nano-unit, and only a binary suffix
     is capped at 2^63 - 1 (what apimachinery v0.31 answers for each)."""
     assert parse_quantity(text) == value
+
+
+@pytest.mark.parametrize(
+    ("suffix", "factor"),
+    [
+        ("n", Decimal("1e-9")),
+        ("u", Decimal("1e-6")),
+        ("m", Decimal("1e-3")),
+        ("k", Decimal(10**3)),
+        ("M", Decimal(10**6)),
+        ("G", Decimal(10**9)),
+        ("T", Decimal(10**12)),
+        ("P", Decimal(10**15)),
+        ("E", Decimal(10**18)),
+        ("Ki", Decimal(2**10)),
+        ("Mi", Decimal(2**20)),
+        ("Gi", Decimal(2**30)),
+        ("Ti", Decimal(2**40)),
+        ("Pi", Decimal(2**50)),
+        ("Ei", Decimal(2**60)),
+    ],
+)
+def test_every_suffix_scales_as_kubernetes_scales_it(suffix: str, factor: Decimal) -> None:
+    """apimachinery's SI (``n`` .. ``E``) and binary (``Ki`` .. ``Ei``) suffixes."""
+    assert parse_quantity("3" + suffix) == 3 * factor
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("0.0000000001", Decimal("1e-9")),
+        ("1e-10", Decimal("1e-9")),
+        ("15e-10", Decimal("2e-9")),
+        ("1e4294967296", Decimal(1)),
+        ("1e4294967299", Decimal(1000)),
+    ],
+)
+def test_below_a_nano_unit_rounds_up_and_an_exponent_wraps_at_32_bits(
+    text: str, value: Decimal
+) -> None:
+    """A tenth of a nano-unit is one (``inf.RoundUp``); Go reads an exponent as an int64 and
+    keeps its low 32 bits (``int32(parsed)``), so ``e4294967296`` is ``e0``."""
+    assert parse_quantity(text) == value
+
+
+@pytest.mark.parametrize(("cpu", "millis"), [("1n", 1), ("100u", 1), ("1001u", 2), ("0.0004", 1)])
+def test_a_fraction_of_a_millicore_counts_as_a_whole_one(cpu: str, millis: int) -> None:
+    """``MilliValue`` rounds up: a container asking any CPU asks at least 1m."""
+    assert cpu_millis(cpu) == millis
+
+
+@pytest.mark.parametrize(("memory", "size"), [("1m", 1), ("0.4", 1), ("1.5", 2), ("1500m", 2)])
+def test_a_fraction_of_a_byte_counts_as_a_whole_one(memory: str, size: int) -> None:
+    """``Value`` rounds up: a fraction of a byte is a byte."""
+    assert memory_bytes(memory) == size
