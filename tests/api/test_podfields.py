@@ -4,6 +4,7 @@ Kubernetes has is taken."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytest
@@ -155,3 +156,23 @@ def test_known_pod_spec_of_a_spec_without_unknown_fields_is_that_spec() -> None:
     """The usual case costs no copy: pods share their template's spec."""
     spec = {"containers": [{"name": "c", "image": "i", "resources": {"requests": {}}}]}
     assert known_pod_spec(spec) is spec
+
+
+def test_pruning_unknown_fields_leaves_the_template_it_reads_unchanged() -> None:
+    """Every pod of a SandboxSet is made from the same template: pruning returns a copy of
+    the parts it changes and never edits the template itself."""
+    spec: dict[str, Any] = {
+        "containers": [
+            {"name": "main", "image": "python", "imagePullPolice": "Always"},
+            {"name": "side", "image": "busybox", "resources": {"limit": {"cpu": "1"}}},
+        ],
+        "initContainers": [{"name": "init", "image": "busybox", "tyo": 1}],
+    }
+    before = copy.deepcopy(spec)
+    pruned = known_pod_spec(spec)
+    assert spec == before
+    assert pruned["containers"] == [
+        {"name": "main", "image": "python"},
+        {"name": "side", "image": "busybox", "resources": {}},
+    ]
+    assert pruned["initContainers"] == [{"name": "init", "image": "busybox"}]

@@ -15,6 +15,7 @@ from pytest_kruise_agents.api.validation import (
     check_labels,
     dns_label_problem,
     dns_subdomain_problem,
+    generate_name_problem,
     label_value_problem,
     qualified_name_problem,
 )
@@ -178,3 +179,23 @@ def test_env_vars_no_process_can_carry_are_refused(
 def test_env_vars_any_process_can_carry_pass() -> None:
     """Empty values, '=' in a value, blanks and any other character are fine."""
     check_env_vars({"A": "", "B": "x=y", "C": "\n\t é", "_x1": "1"})
+
+
+def test_a_dns_label_has_at_most_63_characters() -> None:
+    """Namespaces and container names: 63 characters pass, 64 are refused."""
+    assert dns_label_problem("a" * 63) is None
+    assert "at most 63 characters" in (dns_label_problem("a" * 64) or "")
+
+
+def test_a_generate_name_prefix_is_cut_to_58_characters_before_the_name_is_checked() -> None:
+    """``SimpleNameGenerator`` keeps 58 characters of the prefix and appends 5: what follows
+    the cut (here ``-``, after a ``.``) never reaches the name."""
+    assert generate_name_problem("a" * 57 + ".-") is None
+    assert generate_name_problem("a" * 56 + ".-") is not None
+
+
+def test_annotations_count_each_character_in_its_utf8_bytes() -> None:
+    """65,537 four-byte characters are 262,148 bytes: over 256 KiB, though far fewer characters."""
+    why = annotations_size_problem({"k": "\U0001f600" * 65_537})
+    assert why == "may not be more than 256 KiB in total, got 262149 bytes"
+    assert annotations_size_problem({"k": "\U0001f600" * 65_535}) is None
