@@ -1282,3 +1282,72 @@ def test_kubectl_yaml_syntax_is_read() -> None:
     assert args_of(pool) == ["--sep", "="]  # type: ignore[arg-type]
     error = error_of("%YAML 1.2\n---\n" + CLAIM_YAML)
     assert error.reason.startswith("invalid YAML: found incompatible YAML document")
+
+
+_CLAIM_JSON = (
+    '{"apiVersion": "agents.kruise.io/v1alpha1", "kind": "SandboxClaim",'
+    ' "metadata": {"name": "NAME"}, "spec": {"templateName": "t"}}'
+)
+
+
+def test_a_json_stream_after_leading_blank_lines_is_read_as_json() -> None:
+    """kubectl reads a text whose first non-blank character is ``{`` as a stream of JSON
+    objects, however it is indented (``jq`` output pasted after a blank line)."""
+    text = "\n  " + _CLAIM_JSON.replace("NAME", "a") + "\n" + _CLAIM_JSON.replace("NAME", "b")
+    assert [o.metadata.name for o in load_manifests(text)] == ["a", "b"]
+
+
+def test_a_control_character_in_json_is_a_json_error() -> None:
+    """A control character where a JSON value should be is no sign of YAML: the error is JSON's."""
+    with pytest.raises(InvalidError, match=r"invalid JSON at line 1, column 30: Expecting value"):
+        load_manifests('{"apiVersion": "v1", "kind": \x01}')
+
+
+def test_a_kind_list_without_items_is_empty() -> None:
+    """apimachinery reads ``kind: List`` with no ``items`` as an empty list, not an unknown kind."""
+    assert load_manifests("apiVersion: v1\nkind: List\n") == []
+
+
+def test_a_typed_list_item_with_empty_kind_and_api_version_takes_the_lists() -> None:
+    """``UnstructuredList`` gives an item whose kind and apiVersion are both empty the list's."""
+    (claim,) = load_manifests(
+        {
+            "apiVersion": "agents.kruise.io/v1alpha1",
+            "kind": "SandboxClaimList",
+            "items": [
+                {
+                    "apiVersion": "",
+                    "kind": "",
+                    "metadata": {"name": "x"},
+                    "spec": {"templateName": "t"},
+                }
+            ],
+        }
+    )
+    assert isinstance(claim, SandboxClaim) and claim.metadata.name == "x"
+
+
+def test_an_object_whose_name_is_no_string_is_named_by_its_position() -> None:
+    """``metadata.name: 5`` names nothing: the error points at the document instead."""
+    text = "apiVersion: agents.kruise.io/v1alpha1\nkind: SandboxClaim\nmetadata: {name: 5}\n"
+    with pytest.raises(
+        InvalidError, match=r"^document\[0\] metadata\.name: must be a string, got 5"
+    ):
+        load_manifests(text + "spec: {templateName: t}\n")
+
+
+@pytest.mark.parametrize("number", ["9.223372036854775808e18", "1e19"])
+def test_a_float_at_or_past_2_to_the_63_stays_a_float(number: str) -> None:
+    """kubectl writes an integral float as an integer, but apimachinery reads one at or past
+    2^63 back as a float: ``replicas`` then gets no integer."""
+    text = (
+        "apiVersion: agents.kruise.io/v1alpha1\nkind: SandboxSet\nmetadata: {name: s}\n"
+        f"spec: {{replicas: {number}, template: {{spec: {{containers: [{{name: a, image: b}}]}}}}}}\n"
+    )
+    with pytest.raises(InvalidError, match=r"SandboxSet/s spec\.replicas: must be an integer, got"):
+        load_manifests(text)
+
+
+def test_a_resource_name_is_read_without_surrounding_blanks() -> None:
+    """``kubectl get ' sbx '`` names the sandboxes."""
+    assert resolve_kind(" sbx ") == "Sandbox"
