@@ -21,9 +21,11 @@ from pytest_kruise_agents.api.pod import (
     image_pull_policy,
     normalize_image,
     pod_requests,
+    pod_spec_change_problem,
     pod_update_error,
     qos_class,
     set_first_container_cpu,
+    validate_pod_spec,
     validate_pod_template,
 )
 from pytest_kruise_agents.api.problems import format_path
@@ -816,3 +818,52 @@ def test_a_misspelt_pod_status_field_is_still_refused_naming_it() -> None:
         load_manifests(doc)
     assert err.value.field == "Pod/web status.podIPS"
     assert err.value.reason.startswith("unknown field")
+
+
+_SPEC: dict[str, Any] = {"containers": [{"name": "main", "image": "python:3.12"}]}
+
+
+def test_active_deadline_seconds_may_shrink_or_stay_within_int32_on_update() -> None:
+    """``ValidatePodUpdate``: a deadline between 0 and 2^31 - 1, never above the previous one
+    (the same value is no change of it)."""
+    assert pod_spec_change_problem(_SPEC, {**_SPEC, "activeDeadlineSeconds": 2**31 - 1}) is None
+    assert pod_spec_change_problem(_SPEC, {**_SPEC, "activeDeadlineSeconds": 2**31}) == (
+        "spec.activeDeadlineSeconds",
+        "Invalid value: 2147483648: must be between 0 and 2147483647, inclusive",
+    )
+    old = {**_SPEC, "activeDeadlineSeconds": 30}
+    assert pod_spec_change_problem(old, {**_SPEC, "activeDeadlineSeconds": 30}) is None
+    assert pod_spec_change_problem(old, {**_SPEC, "activeDeadlineSeconds": 31}) == (
+        "spec.activeDeadlineSeconds",
+        "Invalid value: 31: must be less than or equal to previous value",
+    )
+
+
+def test_a_negative_grace_period_may_become_one_and_nothing_else() -> None:
+    """The one change ``terminationGracePeriodSeconds`` allows: a negative value set to 1."""
+    old = {**_SPEC, "terminationGracePeriodSeconds": -1}
+    assert pod_spec_change_problem(old, {**_SPEC, "terminationGracePeriodSeconds": 1}) is None
+    problem = pod_spec_change_problem(old, {**_SPEC, "terminationGracePeriodSeconds": 2})
+    assert problem is not None and problem[0] == "spec"
+    assert problem[1].endswith("(changed: spec.terminationGracePeriodSeconds)")
+
+
+def test_a_first_part_with_capitals_is_a_registry() -> None:
+    """docker's ``splitDockerDomain``: a repository path is lower case, so ``Foo`` in
+    ``Foo/bar`` can only be a host name."""
+    assert normalize_image("Foo/bar") == "Foo/bar:latest"
+    assert normalize_image("foo/bar") == "docker.io/foo/bar:latest"
+
+
+def test_a_huge_pages_request_equals_its_limit_as_a_quantity() -> None:
+    """Requests of resources that cannot be overcommitted must equal their limits: compared
+    as amounts, so ``2Mi`` and ``2097152`` are equal."""
+    container = {
+        "name": "main",
+        "image": "python:3.12",
+        "resources": {
+            "requests": {"hugepages-2Mi": "2Mi", "memory": "1Gi"},
+            "limits": {"hugepages-2Mi": "2097152", "memory": "1Gi"},
+        },
+    }
+    validate_pod_spec({"containers": [container]})
