@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
-from pytest_kruise_agents.api.copying import same_fields, shallow_copy
+from pytest_kruise_agents.api.base import KubeModel
+from pytest_kruise_agents.api.copying import deep_copy, same_fields, shallow_copy
 from pytest_kruise_agents.api.meta import Condition
 from pytest_kruise_agents.api.pod import PodStatus
 from pytest_kruise_agents.api.sandbox import PodInfo, SandboxStatus
@@ -48,3 +51,29 @@ def test_same_fields_answers_what_equality_answers(other: SandboxStatus) -> None
 def test_models_of_two_types_are_never_the_same() -> None:
     """A status of another kind is another status, whatever fields the two hold."""
     assert not same_fields(SandboxStatus(), PodStatus())
+
+
+class _Left(KubeModel):
+    size: int = 0
+
+
+class _Right(KubeModel):
+    size: int = 0
+
+
+def test_models_of_two_types_with_the_same_fields_are_not_the_same() -> None:
+    """Equal field values do not make two kinds of model one: the type is compared first."""
+    assert not same_fields(_Left(), _Right())
+    assert same_fields(_Left(), _Left())
+
+
+def test_a_deep_copy_shares_nothing_held_in_a_dict_subclass_or_a_tuple() -> None:
+    """An ``OrderedDict`` (a caller's JSON hook) or a tuple is copied with what it holds: a
+    change to the copy never reaches the original."""
+    original: dict[str, Any] = {"ordered": OrderedDict(items=[1]), "pair": ([2], {"k": [3]})}
+    copied = deep_copy(original)
+    copied["ordered"]["items"].append(9)
+    copied["pair"][0].append(9)
+    copied["pair"][1]["k"].append(9)
+    assert original == {"ordered": {"items": [1]}, "pair": ([2], {"k": [3]})}
+    assert copied == {"ordered": {"items": [1, 9]}, "pair": ([2, 9], {"k": [3, 9]})}
