@@ -8,7 +8,14 @@ import pytest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import ErrorDetails
 
-from pytest_kruise_agents.api.problems import expectation, format_path, reason, show, type_word
+from pytest_kruise_agents.api.problems import (
+    brief,
+    expectation,
+    format_path,
+    reason,
+    show,
+    type_word,
+)
 
 
 class Volume(BaseModel):
@@ -94,3 +101,14 @@ def test_long_or_nested_values_are_shown_short() -> None:
     assert show([1, 2]) == "a list"
     shown = show("x" * 100)
     assert len(shown) == 60 and shown.endswith("...")
+
+
+def test_a_fractional_number_for_an_integer_says_so_plainly() -> None:
+    """Lax decoding refuses ``2.5`` for an integer (``int_from_float``): "must be an integer"."""
+    assert reason(first_error({"replicas": 2.5})) == "must be an integer, got 2.5"
+
+
+def test_a_long_value_is_named_by_its_start_and_length() -> None:
+    """A number of 400 digits stays one readable line: its first 40 characters and its length."""
+    assert brief(10**399) == "1" + "0" * 39 + "... (400 characters)"
+    assert brief("x" * 58) == repr("x" * 58)  # 60 characters: still whole
