@@ -142,3 +142,17 @@ def test_a_fraction_of_a_millicore_counts_as_a_whole_one(cpu: str, millis: int) 
 def test_a_fraction_of_a_byte_counts_as_a_whole_one(memory: str, size: int) -> None:
     """``Value`` rounds up: a fraction of a byte is a byte."""
     assert memory_bytes(memory) == size
+
+
+def test_a_boolean_is_no_quantity() -> None:
+    """``cpu: true`` in YAML is a boolean, which Kubernetes refuses as a quantity."""
+    with pytest.raises(ValueError, match=r"invalid quantity True"):
+        cpu_millis(True)
+
+
+@pytest.mark.parametrize("text", ["e-10", "-e-10", ".e-12"])
+def test_no_digits_below_a_nano_unit_is_malformed(text: str) -> None:
+    """No digits reads as zero only where Go's fast path takes the quantity; below a
+    nano-unit its slow path parses the number part again and finds none."""
+    with pytest.raises(ValueError, match="no digits"):
+        parse_quantity(text)
