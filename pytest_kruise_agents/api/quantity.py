@@ -104,7 +104,7 @@ def _fast_path(num: str, denom: str, base: int, exponent: int) -> Decimal | None
     if precision < 0 or scale < -9:
         return None
     # No int64 overflow to check (Go's ``int64Multiply``): the precision test above
-    # keeps a decimal under 10^18 and a binary one under 10^14.
+    # keeps a decimal under 10^18 and a binary one under 2^47 (99Ti at most).
     result = int(num + denom) * mantissa
     # A tuple builds the value without a context: no rounding, no overflow.
     return Decimal((0, tuple(int(d) for d in str(result)), scale)) if result else Decimal(0)
