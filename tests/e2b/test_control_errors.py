@@ -345,6 +345,20 @@ def test_a_configured_domain_is_reported(tmp_path: Path) -> None:
         backend.close()
 
 
+def test_a_domain_configured_empty_is_reported_as_null(tmp_path: Path) -> None:
+    """An empty configured domain means none: ``domain`` is null, not ``""`` nor the Host."""
+    backend = SimBackend.default(seed=5, replicas=1)
+    settings = Settings(api_keys=[ApiKey(key=ALICE, id="alice")], domain="")
+    thread, served = serve(tmp_path, backend=backend, settings=settings)
+    try:
+        r = served.request("POST", "/v2/sandboxes", json={"templateID": "base"})
+        assert r.status_code == 201, r.text
+        assert r.json()["domain"] is None
+    finally:
+        thread.stop()
+        backend.close()
+
+
 def test_the_openapi_schema_describes_the_control_plane(server: Served) -> None:
     schema = server.request("GET", "/openapi.json", key=None).json()
 

@@ -268,3 +268,42 @@ def test_a_resumed_sandbox_is_listed_running_at_once(server: Served) -> None:
     assert r.status_code == 204, r.text
     listed = Sandbox.list(**server.sdk()).next_items()
     assert [(s.sandbox_id, s.state) for s in listed] == [(sbx.sandbox_id, SandboxState.RUNNING)]
+
+
+def test_empty_pairs_of_a_metadata_filter_are_skipped(server: Served) -> None:
+    """Go's query parsing skips empty ``&``-separated pairs: ``color=red&`` filters on color."""
+    red = make(server, 2, color="red")
+    make(server, 1, color="blue")
+
+    r = server.request("GET", "/v2/sandboxes", params={"metadata": "&color=red&"})
+
+    assert r.status_code == 200, r.text
+    assert sorted(s["sandboxID"] for s in r.json()) == sorted(red)
+
+
+def test_a_metadata_filter_with_an_empty_key_is_400_naming_metadata(server: Served) -> None:
+    make(server, 1, color="red")
+
+    r = server.request("GET", "/v2/sandboxes", params={"metadata": "=red"})
+
+    assert r.status_code == 400, r.text
+    assert r.json()["message"].startswith("metadata: invalid filter")
+
+
+def test_an_unencoded_plus_of_a_started_after_offset_is_read_as_plus(server: Served) -> None:
+    """``startedAfter=...+00:00`` sent unencoded arrives as a space; it is the offset's ``+``."""
+    ids = make(server, 2)
+
+    r = server.request("GET", "/v2/sandboxes?startedAfter=2000-01-01T00:00:00+00:00")
+
+    assert r.status_code == 200, r.text
+    assert [s["sandboxID"] for s in r.json()] == ids
+
+
+def test_an_empty_template_filter_is_taken_as_not_given(server: Served) -> None:
+    ids = make(server, 2)
+
+    r = server.request("GET", "/v2/sandboxes", params={"template": ""})
+
+    assert r.status_code == 200, r.text
+    assert [s["sandboxID"] for s in r.json()] == ids

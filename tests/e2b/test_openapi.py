@@ -422,3 +422,14 @@ def test_bodies_over_the_limit_are_published_as_413(spec: Spec) -> None:
 def test_the_list_publishes_its_next_token_header(spec: Spec) -> None:
     headers = spec["paths"]["/v2/sandboxes"]["get"]["responses"]["200"]["headers"]
     assert headers["X-Next-Token"]["schema"] == {"type": "string"}
+
+
+def test_the_list_limit_is_published_as_1_to_100(spec: Spec) -> None:
+    """openkruise-agents.md §6.7: ``limit`` is 1…100; the document says so."""
+    (schema,) = [
+        s
+        for s in parameter(spec, "/v2/sandboxes", "get", "limit")["schema"]["anyOf"]
+        if s.get("type") == "integer"
+    ]
+
+    assert (schema["minimum"], schema["maximum"]) == (1, 100)
