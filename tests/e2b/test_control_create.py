@@ -565,3 +565,21 @@ def test_a_create_nothing_can_ever_answer_gets_a_json_500_and_is_cancelled(
     finally:
         thread.stop()
         backend.close()
+
+
+def test_a_sandbox_without_init_runtime_answers_no_envd_access_token(server: Served) -> None:
+    """openkruise-agents.md §6.3: ``skip-init-runtime: "true"`` means no ``/init`` and no
+    ``envdAccessToken``: the field is omitted from the create, connect and describe answers."""
+    created = server.request(
+        "POST",
+        "/v2/sandboxes",
+        json={"templateID": "base", "metadata": {"e2b.agents.kruise.io/skip-init-runtime": "true"}},
+    )
+    assert created.status_code == 201, created.text
+    sid = created.json()["sandboxID"]
+    connected = server.request("POST", f"/v2/sandboxes/{sid}/connect", json={"timeout": 60})
+    described = server.request("GET", f"/sandboxes/{sid}")
+
+    assert connected.status_code == 200, connected.text
+    for body in (created.json(), connected.json(), described.json()):
+        assert "envdAccessToken" not in body

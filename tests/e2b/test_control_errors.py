@@ -572,3 +572,15 @@ def test_pause_ignores_its_body_as_upstream_reads_none(server: Served, body: byt
 
     assert r.status_code == 204, r.text
     assert Sandbox.get_info(sid, **server.sdk(ALICE)).state.value == "paused"
+
+
+def test_an_empty_pause_retention_header_is_taken_as_not_given(server: Served) -> None:
+    """An empty retention header is no retention (as Go's ``Header.Get`` reads it): it pauses."""
+    sid = Sandbox.create(template="base", **server.sdk(ALICE)).sandbox_id
+
+    r = server.request(
+        "POST", f"/sandboxes/{sid}/pause", headers={control.PAUSE_RETENTION_HEADER: ""}
+    )
+
+    assert r.status_code == 204, r.text
+    assert Sandbox.get_info(sid, **server.sdk(ALICE)).state.value == "paused"
