@@ -15,7 +15,7 @@ from e2b import Sandbox
 from e2b.exceptions import AuthenticationException, SandboxNotFoundException
 from fastapi.routing import APIRoute
 
-from pytest_kruise_agents.backends import SimBackend
+from pytest_kruise_agents.backends import Caller, SimBackend
 from pytest_kruise_agents.e2b import admin, control, unserved
 from pytest_kruise_agents.e2b.settings import ApiKey, Settings
 
@@ -584,3 +584,18 @@ def test_an_empty_pause_retention_header_is_taken_as_not_given(server: Served) -
 
     assert r.status_code == 204, r.text
     assert Sandbox.get_info(sid, **server.sdk(ALICE)).state.value == "paused"
+
+
+def test_auth_disabled_acts_as_the_configured_admin_key(tmp_path: Path) -> None:
+    """With auth disabled every caller is the admin team as the first admin key's id."""
+    backend = SimBackend.default(seed=5, replicas=2)
+    settings = Settings(auth_enabled=False, api_keys=[ApiKey(key="k", id="root", admin=True)])
+    thread, served = serve(tmp_path, backend=backend, settings=settings)
+    try:
+        r = served.request("POST", "/v2/sandboxes", key=None, json={"templateID": "base"})
+        assert r.status_code == 201, r.text
+        view = backend.describe(Caller(namespace="", user="root"), r.json()["sandboxID"])
+        assert view.owner == "root"
+    finally:
+        thread.stop()
+        backend.close()
