@@ -291,6 +291,8 @@ def test_templates_list_the_teams_sandboxsets(server: Served) -> None:
     # The manager's static template envd version (§6.4), not the sandboxes' envd's.
     assert {t["envdVersion"] for t in mine} == {base["envdVersion"]} == {"0.1.1"}
     assert base["builds"][0]["envdVersion"] == "0.1.1"
+    # Reference: aliases and names are [the SandboxSet's name].
+    assert all(t["aliases"] == t["names"] == [t["templateID"]] for t in [*mine, base])
     assert_error(server.request("GET", "/templates/nope"), 404)
 
 
