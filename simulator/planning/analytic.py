@@ -41,6 +41,7 @@ from pytest_kruise_agents.claiming.retry import CLAIM_RETRY
 from simulator.erlang import erlang_b, erlang_c
 from simulator.planning.arrivals import PoissonArrivals, TraceArrivals, TraceRow
 from simulator.planning.errors import PlanningError
+from simulator.planning.figures import three_figures
 from simulator.planning.scenario import PoolSpec, Scenario, WorkloadSpec
 from simulator.profile import Profile
 
@@ -121,8 +122,8 @@ def latency_share_note(slo: Slo, miss: float, cold_latency: float) -> str:
     return (
         f"{slo.text} lets {_percent(tail)} of the claims miss it and a cold claim misses it "
         f"{_percent(miss)} of the time (estimated from {COLD_DRAWS:,} draws of its steps; "
-        f"{cold_latency:.3g}s on average): at most {_percent(min(1.0, tail / miss))} of the "
-        "claims may be cold"
+        f"{three_figures(cold_latency)}s on average): "
+        f"at most {_percent(min(1.0, tail / miss))} of the claims may be cold"
     )
 
 
@@ -415,7 +416,8 @@ class AnalyticEstimate:
         if self.replicas is None:
             return f"{what}: no pool size meets the goal ({'; '.join(self.notes)})"
         return (
-            f"{what}(S, a) with a = λ·L = {self.rate:.3g}/s x {self.refill_s:.3g}s = {self.load:.3g}: "
+            f"{what}(S, a) with a = λ·L = {three_figures(self.rate)}/s x "
+            f"{three_figures(self.refill_s)}s = {three_figures(self.load)}: "
             f"S = {self.replicas} ({self.value:.3%} <= {self.target:.3%})"
         )
 
@@ -493,7 +495,7 @@ def analytic_estimate(
             else:
                 free = (
                     f"cold share (no cold claim misses {slo.text} in {COLD_DRAWS:,} draws of its "
-                    f"steps, {cold_latency:.3g}s on average)"
+                    f"steps, {three_figures(cold_latency)}s on average)"
                 )
         if slo is not None and slo.stat == "mean":
             notes.append("a mean goal is not translated into a cold share; only --max-cold is used")

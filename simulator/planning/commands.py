@@ -54,6 +54,7 @@ from simulator.planning.consoles import PipeSafeConsole
 from simulator.planning.diagnose import check_goals, limits
 from simulator.planning.errors import PlanningError
 from simulator.planning.executors import Executor, StopSignals, make_executor, signals_stop
+from simulator.planning.figures import three_figures
 from simulator.planning.formatting import METRIC_ROWS, POOL_ROWS, fmt_estimate, fmt_value, label_of
 from simulator.planning.loading import load_scenario
 from simulator.planning.metrics import RunResult
@@ -454,7 +455,7 @@ def _erlang_line(a: AnalyticEstimate, pool: dict[str, Estimate]) -> str | None:
     """
     if a.at_replicas is None or a.value_at_replicas is None:
         return None
-    load = f"(a = {a.rate:.3g}/s x {a.refill_s:.3g}s)"
+    load = f"(a = {three_figures(a.rate)}/s x {three_figures(a.refill_s)}s)"
     simulated = fmt_estimate(a.compared_with, pool.get(a.compared_with))
     if a.model == "erlang-b":
         head = (

@@ -15,6 +15,7 @@ from simulator.planning.analytic import (
     refill_estimate,
     waits_for_refill,
 )
+from simulator.planning.figures import three_figures
 from simulator.planning.formatting import fmt_value
 from simulator.planning.plan import Goal, cold_goal_certainty, goal_verdict, run_goals
 from simulator.planning.scenario import Goals, PoolSpec, Scenario
@@ -83,7 +84,8 @@ def limits(summary: PointSummary, scenario: Scenario) -> list[str]:
         expected = refill_estimate(profile)
         if refill is not None and expected > 0 and refill.mean > 1.5 * expected:
             lines.append(
-                f"Refills of {pool.key} took {refill.mean:.3g}s on average against {expected:.3g}s "
+                f"Refills of {pool.key} took {three_figures(refill.mean)}s on average "
+                f"against {three_figures(expected)}s "
                 "of step latencies: replacements queued (image pulls, QPS limits, controller batches)."
             )
     pending = m("pending_pods_peak") or 0.0

@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from simulator.planning.figures import three_figures
 from simulator.planning.overrides import split_path
 from simulator.planning.stats import Estimate
 
@@ -125,18 +126,12 @@ def fmt_value(metric: str, value: float | None) -> str:
         # Cut where the rounded figure changes unit: 0.9996 s reads "1 s", not "1000 ms".
         if abs(value) < 0.9995:
             return f"{value * 1000:.0f} ms"
-        return f"{_three_figures(value)} s"
+        return f"{three_figures(value)} s"
     if kind == "share":
         return f"{value:.2%}"
     if kind == "count":
         return f"{value:,.1f}" if value != int(value) else f"{int(value):,}"
-    return _three_figures(value)
-
-
-def _three_figures(value: float) -> str:
-    """Three significant figures below 1,000, whole with thousands separators from there
-    (``12.3``, ``999``, ``1,234``): never the exponent ``.3g`` writes at 999.5 and above."""
-    return f"{value:,.3g}" if abs(value) < 999.5 else f"{value:,.0f}"
+    return three_figures(value)
 
 
 def fmt_interval(metric: str, est: Estimate | None) -> str:

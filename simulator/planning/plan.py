@@ -50,6 +50,7 @@ from simulator.planning.arrivals import (
 )
 from simulator.planning.errors import PlanningError
 from simulator.planning.executors import Executor, OnProgress, OnResult
+from simulator.planning.figures import three_figures
 from simulator.planning.formatting import label_of
 from simulator.planning.overrides import apply_overrides
 from simulator.planning.scenario import PoolSpec, Scenario, WorkloadSpec
@@ -686,9 +687,9 @@ def explain(result: PlanResult, scenario: Scenario, pool: PoolSpec) -> list[str]
                     # A claim that found no stock waited for a refill and was then
                     # delivered warm: its wait is in the warm p99, which a pool sets.
                     lines.append(
-                        f"Warm deliveries take {warm:.3g}s at p99 (>= {result.slo.seconds:g}s) "
-                        f"at {worst.replicas} replicas, counting the claims that waited for a "
-                        "refill: a pool larger than the range searched may still meet the goal."
+                        f"Warm deliveries take {three_figures(warm)}s at p99 "
+                        f"(>= {result.slo.seconds:g}s) at {worst.replicas} replicas, "
+                        "counting the claims that waited for a refill: a pool larger than the range searched may still meet the goal."
                     )
                 else:
                     first = _pool_mean(worst, result.pool, "warm_first_p99")
@@ -697,15 +698,16 @@ def explain(result: PlanResult, scenario: Scenario, pool: PoolSpec) -> list[str]
                         # candidate picked by concurrent claims) make the tail, and stock
                         # shortens those.
                         lines.append(
-                            f"Warm deliveries take {warm:.3g}s at p99 "
+                            f"Warm deliveries take {three_figures(warm)}s at p99 "
                             f"(>= {result.slo.seconds:g}s) at {worst.replicas} replicas, but "
-                            f"{first:.3g}s on their first attempt: the rest retried (a creation "
-                            "token refused, or every candidate picked by concurrent claims), "
+                            f"{three_figures(first)}s on their first attempt: the rest retried "
+                            "(a creation token refused, or every candidate picked by concurrent "
+                            "claims), "
                             "which a pool larger than the range searched may avoid."
                         )
                     else:
                         lines.append(
-                            f"Even warm deliveries take {warm:.3g}s at p99 "
+                            f"Even warm deliveries take {three_figures(warm)}s at p99 "
                             f"(>= {result.slo.seconds:g}s): no pool size fixes that; the "
                             "latency of the claim path itself does."
                         )
@@ -737,13 +739,15 @@ def explain(result: PlanResult, scenario: Scenario, pool: PoolSpec) -> list[str]
         ratio = measured.refill_s / est.refill_s
         if abs(ratio - 1) > 0.1:
             lines.append(
-                f"The measured refill time is {measured.refill_s:.3g}s, not the {est.refill_s:.3g}s the "
-                "profile's step means add up to (image pulls on nodes without the image, client QPS "
-                f"limits, SandboxSet batches and controller queues add to it); {_erlang_with(measured)}."
+                f"The measured refill time is {three_figures(measured.refill_s)}s, "
+                f"not the {three_figures(est.refill_s)}s the profile's step means add up to "
+                "(image pulls on nodes without the image, client QPS limits, SandboxSet batches "
+                f"and controller queues add to it); {_erlang_with(measured)}."
             )
         elif measured.replicas is not None:
             lines.append(
-                f"The measured refill time ({measured.refill_s:.3g}s) matches the profile estimate; "
+                f"The measured refill time ({three_figures(measured.refill_s)}s) "
+                "matches the profile estimate; "
                 f"Erlang with it says {measured.replicas}."
             )
     lines.extend(_arrival_lines(scenario, pool, est))
@@ -817,7 +821,7 @@ def _arrival_lines(scenario: Scenario, pool: PoolSpec, est: AnalyticEstimate) ->
         if sizes and est.target is not None and peak < float("inf"):
             s_peak, _ = size_for_loss(peak * est.refill_s, est.target)
             line += (
-                f"; at the burst's own rate ({peak:.3g}/s) Erlang-B asks for {s_peak}, "
+                f"; at the burst's own rate ({three_figures(peak)}/s) Erlang-B asks for {s_peak}, "
                 "an upper bound when the burst is shorter than the pool takes to drain"
             )
         else:
@@ -828,7 +832,8 @@ def _arrival_lines(scenario: Scenario, pool: PoolSpec, est: AnalyticEstimate) ->
         if sizes and est.target is not None:
             s_peak, _ = size_for_loss(peak * est.refill_s, est.target)
             lines.append(
-                f"The rate follows a day; at the peak ({peak:.3g}/s) Erlang-B asks for {s_peak}: "
+                f"The rate follows a day; at the peak ({three_figures(peak)}/s) "
+                f"Erlang-B asks for {s_peak}: "
                 "the goal over the whole day sits between the mean-rate and the peak-rate answers."
             )
     if ConstantArrivals in kinds and PoissonArrivals not in kinds:

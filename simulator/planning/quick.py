@@ -29,6 +29,7 @@ from simulator.planning.analytic import parse_max_share, parse_slo
 from simulator.planning.arrivals import parse_rate
 from simulator.planning.errors import PlanningError, ScenarioError
 from simulator.planning.executors import SerialExecutor
+from simulator.planning.figures import three_figures
 from simulator.planning.formatting import fmt_estimate
 from simulator.planning.loading import parse_scenario
 from simulator.planning.outputs import check_out_dir, summary_payload, write_summary
@@ -287,8 +288,9 @@ def _text(
     lines = [
         f"Capacity plan for pool {result.pool}: Poisson claims at {rate:g}/s held {hold}; "
         f"goal {slo}, at most {max_cold} cold.",
-        f"  Erlang-B: {est.replicas} replicas (load a = {est.rate:.3g}/s x {est.refill_s:.3g}s "
-        f"refill = {est.load:.3g}).",
+        f"  Erlang-B: {est.replicas} replicas (load a = {three_figures(est.rate)}/s x "
+        f"{three_figures(est.refill_s)}s "
+        f"refill = {three_figures(est.load)}).",
     ]
     best = result.best
     if best is not None:

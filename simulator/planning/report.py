@@ -23,6 +23,7 @@ from pathlib import Path
 
 from simulator.planning import plots
 from simulator.planning.analytic import ERLANG_C_ORDER, AnalyticEstimate, erlang_curve
+from simulator.planning.figures import three_figures
 from simulator.planning.formatting import (
     METRIC_ROWS,
     POOL_ROWS,
@@ -158,14 +159,17 @@ def _analytic_rows(
         at_measured = (
             "-"
             if refill is None
-            else f"{refill.mean:.3g}s → {erlang_curve(a.rate * refill.mean, [size], model)[0]:.2%}"
+            else (
+                f"{three_figures(refill.mean)}s → "
+                f"{erlang_curve(a.rate * refill.mean, [size], model)[0]:.2%}"
+            )
         )
         rows.append(
             [
                 _e(a.pool),
                 _e(size),
-                _e(f"{a.rate:.3g}/s"),
-                _e(f"{a.refill_s:.3g}s → {at_profile:.2%}"),
+                _e(f"{three_figures(a.rate)}/s"),
+                _e(f"{three_figures(a.refill_s)}s → {at_profile:.2%}"),
                 _e(at_measured),
                 _e(fmt_estimate(a.compared_with, pool.get(a.compared_with))),
             ]
@@ -438,10 +442,10 @@ def _sweep(
         # Claims that wait for a refill are never cold: Erlang-C's waiting share is theirs.
         model = "erlang-c" if waits_for_refill(scenario, pool) else "erlang-b"
         name, share, what = _PLOTTED[model]
-        loads = [(f"{name}, profile refill {refill:.3g}s", rate * refill)]
+        loads = [(f"{name}, profile refill {three_figures(refill)}s", rate * refill)]
         if measured:
             median = sorted(measured)[len(measured) // 2]
-            loads.append((f"{name}, measured refill {median:.3g}s", rate * median))
+            loads.append((f"{name}, measured refill {three_figures(median)}s", rate * median))
         sizes = [int(s.labels[axis]) for s in summaries]
         parts.append(
             _img(
@@ -454,7 +458,7 @@ def _sweep(
                 ),
                 f"{what} against pool size",
                 f"{what.capitalize()} of {pool_key} against its replicas, with {name} at "
-                f"{rate:.3g} claims/s"
+                f"{three_figures(rate)} claims/s"
                 + ("" if (note := arrivals_note(scenario, pool)) is None else f" ({note})")
                 + ".",
             )
@@ -525,11 +529,13 @@ def _plan(plan: PlanResult, scenario: Scenario) -> str:
         sizes = sorted(plan.candidates)
         model = plan.analytic.model
         name, share, what = _PLOTTED[model]
-        loads = [(f"{name}, profile refill {plan.analytic.refill_s:.3g}s", plan.analytic.load)]
+        loads = [
+            (f"{name}, profile refill {three_figures(plan.analytic.refill_s)}s", plan.analytic.load)
+        ]
         if plan.analytic_measured is not None:
             loads.append(
                 (
-                    f"{name}, measured refill {plan.analytic_measured.refill_s:.3g}s",
+                    f"{name}, measured refill {three_figures(plan.analytic_measured.refill_s)}s",
                     plan.analytic_measured.load,
                 )
             )

@@ -18,6 +18,7 @@ from typing import Any
 
 from simulator.planning.errors import PoolFillError
 from simulator.planning.executors import Batch, Executor, OnProgress, OnResult, Task
+from simulator.planning.figures import three_figures
 from simulator.planning.metrics import RunResult
 from simulator.planning.overrides import Axis, apply_overrides
 from simulator.planning.scenario import Scenario
@@ -87,7 +88,7 @@ class PointSummary:
             parts.append(f"{missing} {of} did not run")
         cut = [r for r in self.runs if r.interrupted and r.measured_s > 0]
         if cut:
-            measured = ", ".join(f"{r.measured_s:.3g}s" for r in cut)
+            measured = ", ".join(f"{three_figures(r.measured_s)}s" for r in cut)
             left = sum(r.in_flight_at_stop for r in cut)
             out = f"; {left:,} claim(s) in flight at the stop left out" if left else ""
             parts.append(

@@ -379,3 +379,19 @@ def test_a_share_of_every_claim_is_no_goal() -> None:
         with pytest.raises(PlanningError, match=r"--max-cold: must be in \[0, 1\)"):
             parse_max_share(text)
     assert parse_max_share("99.9%") == pytest.approx(0.999)
+
+
+def test_a_large_load_reads_in_whole_figures_never_an_exponent() -> None:
+    """At 2,000 claims/s the formula line says ``2,000/s`` and the load ``3,0xx``, not ``2e+03``.
+
+    The tables already wrote figures of 1,000 and above whole; the sentences used ``.3g``.
+    """
+    scenario = apply_overrides(
+        load_scenario(SCENARIOS / "steady.yaml"),
+        [("workloads[0].arrivals.rate", 2000)],
+    )
+    est = analytic_estimate(scenario, scenario.pools[0], None, 0.05)
+    line = est.describe()
+    assert "a = λ·L = 2,000/s x " in line
+    assert f"= {est.load:,.0f}: S = " in line
+    assert "e+" not in line
