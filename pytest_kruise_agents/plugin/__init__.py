@@ -215,7 +215,9 @@ def _ini_type(opt: Option) -> Any:
 def _overridden(config: pytest.Config) -> set[str]:
     """The ini keys given with ``-o``/``--override-ini`` (``key=value``)."""
     given = config.getoption("override_ini", None) or []
-    return {item.split("=", 1)[0].strip() for item in given if "=" in item}
+    # The key as pytest takes it, unstripped: ``-o "kruise_seed =5"`` sets an unknown
+    # option ``kruise_seed `` and leaves the ini file's ``kruise_seed`` in force.
+    return {item.split("=", 1)[0] for item in given if "=" in item}
 
 
 def _lookup(config: pytest.Config) -> Iterator[tuple[Option, RawValue | None]]:

@@ -136,6 +136,32 @@ def test_ini_paths_are_relative_to_the_ini_file(
     result.assert_outcomes(passed=1)
 
 
+def test_an_o_whose_key_pytest_does_not_take_leaves_the_ini_files_value_as_it_is(
+    suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pytest takes ``-o key=value`` by the key as typed: ``-o "kruise_config =x"`` sets no
+    ``kruise_config`` (pytest warns of an unknown option ``kruise_config ``), and the ini
+    file's value stays in force. It is the ini file's, relative to its directory, not a
+    ``command line -o`` value relative to the current one (which named no file here)."""
+    suite.mkdir("conf").joinpath("cluster.yaml").write_text("seed: 9\n")
+    suite.makeini(
+        INNER_INI.replace("filterwarnings = error\n", "") + "kruise_config = conf/cluster.yaml\n"
+    )
+    test = suite.makepyfile(
+        "def test_a(kruise_cluster):\n    assert kruise_cluster.ctx.seed == 9\n"
+    )
+    monkeypatch.chdir(suite.mkdir("elsewhere"))
+    result = suite.runpytest(
+        str(test),
+        f"--rootdir={suite.path}",
+        "-c",
+        str(suite.path / "tox.ini"),
+        "-o",
+        "kruise_config =elsewhere.yaml",
+    )
+    result.assert_outcomes(passed=1)
+
+
 BAD = [
     pytest.param(
         ["--kruise-seed=abc"],
