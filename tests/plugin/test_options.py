@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_kruise_agents.plugin.options import not_a_file
+from pytest_kruise_agents.plugin.options import file_clock, not_a_file
 
 from .conftest import INNER_INI
 
@@ -200,6 +200,21 @@ BAD = [
         "--kruise-clock (command line): speed must be at most 1e+06 (the fake cluster's "
         "limit), got '2e6'",
         id="speed-above-the-fake-clusters-limit",
+    ),
+    pytest.param(
+        ["--kruise-clock=realtime:inf"],
+        {},
+        "",
+        "--kruise-clock (command line): speed must be a positive finite number, got 'inf'",
+        id="speed-infinite",
+    ),
+    pytest.param(
+        ["--kruise-report-dir="],
+        {},
+        "",
+        # Not the current directory, which an empty path would otherwise name.
+        "--kruise-report-dir (command line): must not be empty",
+        id="report-dir-empty",
     ),
     pytest.param(
         ["--kruise-seed=-5"],
@@ -580,6 +595,10 @@ def test_the_report_header_names_the_clock_the_tests_get(suite: pytest.Pytester)
     result.stdout.fnmatch_lines(["kruise-agents: backend=sim clock=realtime:5 config=*fast.yaml"])
     result = suite.runpytest("--kruise-config=fast.yaml", "--kruise-clock=realtime")
     result.stdout.fnmatch_lines(["kruise-agents: backend=sim clock=realtime:5 config=*fast.yaml"])
+    result = suite.runpytest("--kruise-config=fast.yaml", "--kruise-clock=realtime:2")
+    result.stdout.fnmatch_lines(["kruise-agents: backend=sim clock=realtime:2 config=*fast.yaml"])
+    result = suite.runpytest("--kruise-config=fast.yaml", "--kruise-clock=virtual")
+    result.stdout.fnmatch_lines(["kruise-agents: backend=sim clock=virtual config=*fast.yaml"])
 
 
 def test_a_speed_of_exactly_the_fake_clusters_limit_is_taken(suite: pytest.Pytester) -> None:
@@ -608,6 +627,13 @@ FILE_CLOCKS = [
         "{speed: 5}", ["--kruise-clock=realtime"], ("realtime", 5.0), None, id="speed-cli"
     ),
     pytest.param("{mode: realtime}", [], ("realtime", 1.0), None, id="mode"),
+    pytest.param(
+        "{mode: realtime, speed: 5}",
+        ["--kruise-clock=virtual"],
+        ("virtual", 5.0),
+        2026,
+        id="mode-under-the-option",
+    ),
     pytest.param(
         '{mode: virtual, start: "2030-01-01T00:00:00Z"}', [], ("virtual", 1.0), 2030, id="both"
     ),
@@ -683,6 +709,7 @@ def test_a_config_path_that_names_no_regular_file_is_refused_for_its_true_reason
     os.mkfifo(tmp_path / "fifo")
     (tmp_path / "dangling.yaml").symlink_to(tmp_path / "gone.yaml")
     (tmp_path / "link.yaml").symlink_to("config.yaml")
+    (tmp_path / "dir-link").symlink_to(tmp_path)
     (tmp_path / "config.yaml").write_text("nodes: 2\n")
 
     def why(name: str) -> str | None:
@@ -694,6 +721,72 @@ def test_a_config_path_that_names_no_regular_file_is_refused_for_its_true_reason
     assert why("link.yaml") is None  # a link to a file is that file
     assert why("missing.yaml") == "does not exist"
     assert why(".") == "is a directory"
+    assert why("dir-link") == "is a directory"  # a link to one is one, not a broken link
     assert why("fifo") == "is not a regular file"
     assert why("dangling.yaml") == f"is a broken symbolic link to {str(tmp_path / 'gone.yaml')!r}"
     assert not_a_file(Path("/dev/null")) == "config file '/dev/null' is not a regular file"
+
+
+def test_a_seed_of_zero_is_a_seed_set(suite: pytest.Pytester) -> None:
+    """0 is a seed like any other (an integer >= 0): set, it wins over the config file's."""
+    suite.makefile(".yaml", cluster="seed: 5\n")
+    suite.makepyfile(
+        "import pytest\n\n"
+        "def test_option(kruise_cluster):\n"
+        "    assert kruise_cluster.ctx.seed == 0\n\n"
+        "@pytest.mark.kruise(seed=0)\n"
+        "def test_marker(kruise_cluster):\n"
+        "    assert kruise_cluster.ctx.seed == 0\n"
+    )
+    result = suite.runpytest("--kruise-config=cluster.yaml", "--kruise-seed=0", "-k", "option")
+    result.assert_outcomes(passed=1, deselected=1)
+    result.stdout.fnmatch_lines(["kruise-agents: backend=sim seed=0 clock=virtual config=*"])
+    result = suite.runpytest("--kruise-config=cluster.yaml", "-k", "marker")
+    result.assert_outcomes(passed=1, deselected=1)
+
+
+def test_a_path_from_the_home_directory_is_expanded(
+    suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``~/cluster.yaml`` (an environment variable is not expanded by a shell) names the
+    file in the home directory, not a directory called ``~``."""
+    home = suite.mkdir("home")
+    home.joinpath("cluster.yaml").write_text("seed: 13\n")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("PYTEST_KRUISE_CONFIG", "~/cluster.yaml")
+    suite.makepyfile("def test_a(kruise_cluster):\n    assert kruise_cluster.ctx.seed == 13\n")
+    suite.runpytest().assert_outcomes(passed=1)
+
+
+def test_an_empty_environment_variable_is_as_if_unset(
+    suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``PYTEST_KRUISE_SEED=`` (a CI job's variable left empty) sets nothing: the ini file's
+    value stays, and no "must be an integer, got ''" stops the run."""
+    suite.makeini(INNER_INI + "kruise_seed = 4\n")
+    monkeypatch.setenv("PYTEST_KRUISE_SEED", "")
+    suite.makepyfile("def test_a():\n    pass\n")
+    result = suite.runpytest()
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["kruise-agents: backend=sim seed=4 clock=virtual"])
+
+
+@pytest.mark.parametrize(
+    ("clock", "expected"),
+    [
+        ("{mode: realtime}", ("realtime", 1.0)),
+        ("{mode: realtime, speed: 1000000}", ("realtime", 1e6)),
+        ("{mode: realtime, speed: 1000001}", ("realtime", 1.0)),
+        ("{speed: 0}", (None, 1.0)),
+        ("{mode: fast}", (None, 1.0)),
+    ],
+    ids=["no-speed", "the-limit", "past-the-limit", "zero", "bad-mode"],
+)
+def test_the_headers_glance_at_a_config_files_clock(
+    tmp_path: Path, clock: str, expected: tuple[str | None, float]
+) -> None:
+    """The header reads the file's clock before the file is validated: a mode it sets, and a
+    speed within the fake cluster's limits (at most 1e6, as the option's), else the default 1."""
+    path = tmp_path / "cluster.yaml"
+    path.write_text(f"clock: {clock}\n")
+    assert file_clock(path) == expected
