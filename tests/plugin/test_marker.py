@@ -65,9 +65,43 @@ def test_marker_gives_a_test_its_own_pools_nodes_and_profile(suite: pytest.Pytes
         @pytest.mark.kruise(pools={})
         def test_none(kruise_cluster):
             assert ready(kruise_cluster) == {}
+
+        @pytest.mark.kruise(pools=0)
+        def test_empty(kruise_cluster):
+            # The default pools with no sandbox ready: every create is cold.
+            assert ready(kruise_cluster) == {"base": 0, "code-interpreter-v1": 0}
         """
     )
-    suite.runpytest().assert_outcomes(passed=5)
+    suite.runpytest().assert_outcomes(passed=6)
+
+
+def test_marker_latencies_and_knobs_merge_over_the_config_files(suite: pytest.Pytester) -> None:
+    """docs/plugin.md: the marker's ``latencies`` and ``knobs`` are merged over the config
+    file's, name by name (its ``pools`` and ``faults`` replace the file's)."""
+    suite.makefile(
+        ".yaml",
+        cluster="""
+latencies: {runtime.init: 2s, pod.create: 3s}
+knobs: {init_attempts: 2, recycle_on_kill: false}
+""",
+    )
+    suite.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.kruise(
+            config="cluster.yaml",
+            latencies={"pod.create": "4s"},
+            knobs={"init_attempts": 5},
+        )
+        def test_a(kruise_cluster, kruise_backend):
+            values = {n: kruise_backend.latency(n)["value"] for n in ("runtime.init", "pod.create")}
+            assert values == {"runtime.init": "fixed(2s)", "pod.create": "fixed(4s)"}
+            profile = kruise_cluster.profile
+            assert (profile.init_attempts, profile.recycle_on_kill) == (5, False)
+        """
+    )
+    suite.runpytest().assert_outcomes(passed=1)
 
 
 def test_marker_faults_latencies_and_knobs(suite: pytest.Pytester) -> None:
@@ -184,6 +218,16 @@ BAD = [
         id="positional",
     ),
     pytest.param("seed='one'", "seed: must be an integer, got 'one'", id="seed"),
+    pytest.param("profile=''", "profile: must be a profile name, got ''", id="profile-empty"),
+    pytest.param(
+        "pools=True",
+        "pools: must be an int, a mapping, YAML text or a list, got True",
+        id="pools-bool",
+    ),
+    pytest.param(
+        "knobs={1: 2}", "knobs: must be a mapping of names to values, got {1: 2}", id="knobs-keys"
+    ),
+    pytest.param("pools=-1", "pools: must be at least 0, got -1", id="pools-negative"),
     pytest.param("seed=-5", "seed: must be at least 0, got -5", id="seed-negative"),
     pytest.param("nodes=0", "nodes: must be at least 1, got 0", id="nodes"),
     pytest.param(

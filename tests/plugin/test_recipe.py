@@ -71,6 +71,8 @@ def test_a_config_files_records_limit_bounds_the_records_only_if_it_sets_one(
     config.write_text(line)
     cluster = RecipeBook().recipe(ClusterSpec(config=config)).build()
 
+    # Not the server's default 10,000, which only a long run would show.
+    assert cluster.records.limit == (2 if line.startswith("recordsLimit: 2") else None)
     made = [f"default/{cluster.create_sandbox('base').metadata.name}" for _ in range(4)]
 
     assert len(cluster.records) == kept
