@@ -143,3 +143,65 @@ def test_realtime_run_until_gives_up_when_the_models_clock_stands_still(
     assert waited.stalled_s is not None and waited.stalled_s >= 0.2
     assert waited.after().startswith("after 0s (the model's clock stood still for 0.")
     assert not clock.run_until(lambda: False, timeout=3600)
+
+
+def test_run_until_with_a_zero_timeout_runs_nothing_not_even_what_is_due(
+    backend: SimBackend,
+) -> None:
+    """docs/plugin.md: ``timeout=0`` only checks the predicate (``advance(0)`` runs what is due)."""
+    clock = KruiseClock(backend)
+    with backend.locked() as cluster:
+        fired: list[float] = []
+        cluster.env.timeout(0).callbacks.append(lambda _ev: fired.append(cluster.now))
+    assert clock.run_until(lambda: True, timeout=0)
+    assert not clock.run_until(lambda: False, timeout=0)
+    assert fired == []
+    clock.advance(0)
+    assert len(fired) == 1
+
+
+def test_run_until_waits_an_hour_of_virtual_time_by_default(backend: SimBackend) -> None:
+    """docs/plugin.md: ``run_until(predicate, timeout=3600)``, ``wait`` the same."""
+    clock = KruiseClock(backend)
+    start = clock.now()
+    assert not clock.run_until(lambda: False)
+    assert clock.now() == pytest.approx(start + 3600)
+    waited = clock.wait(lambda: False)
+    assert (waited.held, waited.seconds) == (False, pytest.approx(3600))
+
+
+def test_realtime_wait_on_a_moving_clock_is_no_stall(
+    realtime: SimBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only a clock that stands still for ``STALL_S`` ends a wait early: one that moves runs
+    to the timeout however long in wall time (here 1,000 virtual seconds at speed 1000, about
+    a wall second, five times ``STALL_S``)."""
+    monkeypatch.setattr("pytest_kruise_agents.plugin.clock.STALL_S", 0.2)
+    clock = KruiseClock(realtime)
+    waited = clock.wait(lambda: False, timeout=1000)
+    assert not waited.held
+    assert waited.stalled_s is None
+    assert waited.seconds >= 1000
+    assert waited.after().startswith("after ") and "stood still" not in waited.after()
+
+
+def test_realtime_wait_whose_predicate_holds_at_the_timeout_held(realtime: SimBackend) -> None:
+    """The predicate is asked once more when the timeout is reached, as the virtual clock's
+    wait asks it at its end: one that holds by then counts, not only one that held before."""
+    clock = KruiseClock(realtime)
+    start = clock.now()
+    calls: list[float] = []
+
+    def holds_after_the_timeout() -> bool:
+        if not calls:
+            # The first answer is "not yet", given once the model is past the timeout.
+            while clock.now() < start + 1:
+                time.sleep(0.005)
+            calls.append(clock.now())
+            return False
+        calls.append(clock.now())
+        return True
+
+    waited = clock.wait(holds_after_the_timeout, timeout=1)
+    assert waited.held
+    assert len(calls) == 2
