@@ -138,3 +138,19 @@ def test_a_realtime_sandbox_claim_timeout_says_the_virtual_time_waited(
     assert str(timed_out.value).endswith(
         "claimed after 0s (the model's clock stood still for 0.2 wall seconds)"
     )
+
+
+def test_a_claim_given_a_name_takes_no_number(sim_backend: SimBackend) -> None:
+    """docs/plugin.md: without ``name=``, claims are ``claim-1``, ``claim-2``, ... in the order
+    they are applied: one applied under a name of the test's own uses up no number."""
+    factory = SandboxClaimFactory(KruiseClock(sim_backend), sim_backend)
+    assert factory("base", name="mine").metadata.name == "mine"
+    assert [factory("base").metadata.name for _ in range(2)] == ["claim-1", "claim-2"]
+
+
+def test_a_sandboxset_holds_three_sandboxes_unless_told_otherwise(
+    sim_backend: SimBackend,
+) -> None:
+    """docs/plugin.md: ``sandboxset(name, replicas=3, ...)``: ready means all three available."""
+    pool = SandboxSetFactory(KruiseClock(sim_backend), sim_backend)("agents")
+    assert (pool.spec.replicas, pool.status.available_replicas) == (3, 3)

@@ -100,3 +100,31 @@ def test_junit_properties_are_json_and_can_be_turned_off(suite: pytest.Pytester)
     assert list(ET.parse(suite.path / "off.xml").iter("property")) == []
     # The terminal summary does not depend on them.
     off.stdout.fnmatch_lines(["*test_leaves_one: 1 killed: default--base-*", "*[[]burst-1-e2b]*"])
+
+
+def test_a_benchmark_row_keeps_its_columns_whatever_the_tests_name() -> None:
+    """A label longer than its column keeps its end (the test's name and the run's), after
+    ``...``, so the figures stay under their headings; a figure that is no number reads ``-``."""
+    from pytest_kruise_agents.plugin.reporting import benchmark_lines
+
+    summary = {
+        "name": "burst-1-e2b",
+        "claims": 1,
+        "warm": 1,
+        "cold": 0,
+        "failed": 0,
+        "latency_s": {
+            "warm": {"p50": 0.09, "p90": float("nan"), "p99": None, "max": 0.09},
+            "all": {"p99": 0.09},
+        },
+        "zones": {"all": {"green": 1, "grey": 0, "cold": 0}},
+        "clock": "virtual",
+        "target": "sim seed=0",
+    }
+    nodeid = "tests/" + "deep/" * 12 + "test_app.py::test_drain"
+    header, row, where = benchmark_lines([(nodeid, summary)])
+    label = f"{nodeid} [burst-1-e2b]"
+    assert row.startswith("..." + label[-45:] + " ")
+    assert row.split()[2:] == ["1", "1", "0", "0", "90", "-", "-", "90", "90", "1/0/0"]
+    assert row.index(" 90 ") + len(" 90") == header.index("w.p50") + len("w.p50")
+    assert where == "    sim seed=0 (virtual time)"

@@ -126,3 +126,26 @@ def test_a_teardown_kill_spares_a_sandbox_another_claim_holds_now(
         assert claimed_sandboxes(backend) == {sid: "running"}
         assert kill_sandbox(backend, sid, now)  # its own holder's kill still goes
         backend.advance(30)
+
+
+def test_the_session_server_answers_503_while_no_test_uses_it() -> None:
+    """Between tests (a client's late call, a daemon thread's), the server says no test is
+    using it, as JSON the SDK reads, not a connection refused or an empty 500."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    from pytest_kruise_agents.plugin.server import SessionServer
+
+    server = SessionServer()
+    try:
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(f"{server.url}/sandboxes", timeout=10)
+        assert caught.value.code == 503
+        assert caught.value.headers["content-type"] == "application/json"
+        assert json.loads(caught.value.read()) == {
+            "code": 503,
+            "message": "no test is using the kruise_e2b fixture right now",
+        }
+    finally:
+        server.close()

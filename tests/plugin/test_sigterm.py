@@ -193,3 +193,51 @@ def test_the_handler_is_restored_and_never_replaces_someone_elses() -> None:
         assert signal.getsignal(signal.SIGTERM) is theirs
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+SECOND_SIGTERM = """
+import os, signal, time
+
+from pytest_kruise_agents.plugin.interrupt import sigterm_as_interrupt
+
+with sigterm_as_interrupt():
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the signal is handled before this ends
+        print("not interrupted")
+    except KeyboardInterrupt as exc:
+        print("interrupted:", exc)
+    os.kill(os.getpid(), signal.SIGTERM)  # the teardowns go on
+    time.sleep(0.05)
+    print("second ignored")
+print("restored:", signal.getsignal(signal.SIGTERM) is signal.SIG_DFL)
+"""
+
+
+def test_a_second_sigterm_is_ignored_while_the_first_ones_teardowns_run() -> None:
+    """The first SIGTERM interrupts, the next ones do nothing until the block ends, which
+    restores the default action (in a process of its own: a second SIGTERM not ignored
+    ends it)."""
+    done = subprocess.run(
+        [sys.executable, "-c", SECOND_SIGTERM], capture_output=True, text=True, timeout=60
+    )
+    assert (done.returncode, done.stdout.splitlines()) == (
+        0,
+        ["interrupted: signal SIGTERM", "second ignored", "restored: True"],
+    ), done.stderr
+
+
+def test_a_handler_installed_meanwhile_is_left_in_place() -> None:
+    """The block restores the default only over its own handler: one the tests installed in
+    the meantime is theirs, and stays."""
+    from pytest_kruise_agents.plugin.interrupt import sigterm_as_interrupt
+
+    def theirs(signum: int, frame: object) -> None:
+        pass
+
+    try:
+        with sigterm_as_interrupt():
+            signal.signal(signal.SIGTERM, theirs)
+        assert signal.getsignal(signal.SIGTERM) is theirs
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
