@@ -490,3 +490,49 @@ def test_a_live_runs_api_key_is_taken_as_given_and_checked_before_anything_is_se
         """
     )
     suite.runpytest().assert_outcomes(passed=3)
+
+
+def test_a_run_name_already_written_gets_a_number(suite: pytest.Pytester) -> None:
+    """docs/plugin.md: a name already written in the session gets ``-2``, ``-3``, ...: the
+    first run keeps the plain name."""
+    suite.makepyfile(
+        """
+        from pytest_kruise_agents.delivery import Burst
+
+        def test_thrice(delivery_benchmark):
+            for _ in range(3):
+                delivery_benchmark(Burst(1))
+        """
+    )
+    reports = suite.path / "reports"
+    suite.runpytest(f"--kruise-report-dir={reports}").assert_outcomes(passed=1)
+    stem = "test_a_run_name_already_written_gets_a_number.py_test_thrice-burst-1-e2b"
+    assert sorted(p.name for p in reports.glob("*.json")) == [
+        f"{stem}-2.json",
+        f"{stem}-3.json",
+        f"{stem}.json",
+    ]
+
+
+def test_a_live_run_with_no_key_and_an_empty_e2b_api_key_says_one_is_required(
+    suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``E2B_API_KEY=`` (set to nothing) is no key: the error says one is required, as when
+    the variable is unset, before anything is sent."""
+    suite.makepyfile(
+        """
+        import pytest
+        from pytest_kruise_agents.delivery import Burst
+
+        def test_key(delivery_benchmark, monkeypatch):
+            monkeypatch.setenv("E2B_API_KEY", "")
+            message = "^api_key: required with url [(]or set E2B_API_KEY[)]$"
+            with pytest.raises(ValueError, match=message):
+                delivery_benchmark(Burst(1), url="http://127.0.0.1:9")
+            monkeypatch.delenv("E2B_API_KEY")
+            with pytest.raises(ValueError, match=message):
+                delivery_benchmark(Burst(1), url="http://127.0.0.1:9")
+            assert delivery_benchmark.results == []
+        """
+    )
+    suite.runpytest().assert_outcomes(passed=1)

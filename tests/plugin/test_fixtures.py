@@ -532,6 +532,32 @@ def test_kruise_e2b_serves_the_cluster_to_the_unmodified_sdk(suite: pytest.Pytes
     suite.runpytest("-p", "no:randomly").assert_outcomes(passed=3)
 
 
+def test_kruise_e2b_unsets_the_sdk_variables_that_would_send_it_elsewhere(
+    suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/plugin.md: ``E2B_DOMAIN`` and ``E2B_DEBUG`` (a developer's shell may export them)
+    are unset for the test, so the SDK goes where the fixture's URLs say; restored after."""
+    monkeypatch.setenv("E2B_DOMAIN", "sandboxes.example.com")
+    monkeypatch.setenv("E2B_DEBUG", "true")
+    suite.makepyfile(
+        """
+        import os
+        from e2b import Sandbox
+
+        def test_sdk(kruise_e2b):
+            assert "E2B_DOMAIN" not in os.environ and "E2B_DEBUG" not in os.environ
+            sbx = Sandbox.create()
+            assert sbx.commands.run("echo hi").stdout == "hi\\n"
+            sbx.kill()
+
+        def test_env_is_restored():
+            assert os.environ["E2B_DOMAIN"] == "sandboxes.example.com"
+            assert os.environ["E2B_DEBUG"] == "true"
+        """
+    )
+    suite.runpytest("-p", "no:randomly").assert_outcomes(passed=2)
+
+
 def test_kruise_e2b_reaches_its_server_past_a_proxy_in_the_environment(
     suite: pytest.Pytester, dead_proxy: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
