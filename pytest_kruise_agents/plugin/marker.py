@@ -2,7 +2,7 @@
 
 The marker takes keyword arguments only; markers on the module, the class and
 the function merge, the closest winning per keyword (as pytest-httpx and kmock
-merge theirs); a keyword given as ``None`` (its default) is as if not given. What the marker does not set comes from the run-wide options,
+merge theirs). What the marker does not set comes from the run-wide options,
 then the cluster config file, then the defaults.
 
 ============  ===========================================================================
@@ -168,11 +168,11 @@ def cluster_spec(
                 raise MarkerError(
                     key, f"unknown keyword{hint}; known: {', '.join(MARKER_KEYWORDS)}"
                 )
-        # None is each keyword's default: given, it sets nothing, and a farther marker's
-        # value stays (a closer one's None would otherwise erase it).
-        merged.update((key, value) for key, value in kwargs.items() if value is not None)
+        merged.update(kwargs)
     spec = ClusterSpec.from_options(opts)
     for key, value in merged.items():
+        if value is None:
+            continue
         if key == "seed":
             # At least 0: random.Random seeds with abs(), -5 would be seed 5's cluster.
             spec = replace(spec, seed=_int(value, key, 0))

@@ -179,24 +179,6 @@ def test_markers_merge_closest_first(suite: pytest.Pytester) -> None:
     suite.runpytest().assert_outcomes(passed=3)
 
 
-def test_a_keyword_given_as_none_is_as_if_not_given(suite: pytest.Pytester) -> None:
-    """``None`` is each keyword's default (``kruise(*, seed=None, ...)``): a closer marker that
-    says ``seed=None`` sets nothing, and a farther marker's seed stays in force."""
-    suite.makepyfile(
-        """
-        import pytest
-
-        pytestmark = pytest.mark.kruise(seed=1, nodes=2)
-
-        @pytest.mark.kruise(seed=None, nodes=None, pools=None)
-        def test_function(kruise_cluster, kruise_options):
-            assert (kruise_cluster.ctx.seed, len(kruise_cluster.nodes.specs)) == (1, 2)
-            assert (kruise_options.seed, kruise_options.nodes) == (1, 2)
-        """
-    )
-    suite.runpytest().assert_outcomes(passed=1)
-
-
 def test_marker_config_is_relative_to_the_test_file(suite: pytest.Pytester) -> None:
     tests = suite.mkdir("tests")
     tests.joinpath("cluster.yaml").write_text("seed: 11\n")
