@@ -179,6 +179,25 @@ def test_markers_merge_closest_first(suite: pytest.Pytester) -> None:
     suite.runpytest().assert_outcomes(passed=3)
 
 
+def test_a_keyword_given_as_none_gives_the_run_wide_value_back(suite: pytest.Pytester) -> None:
+    """The closest marker wins per keyword, ``None`` included: ``seed=None`` on a function
+    under a module's ``seed=1`` gives it the run's seed (``--kruise-seed``), as if no
+    marker had set one; a keyword the function does not name keeps the module's value."""
+    suite.makepyfile(
+        """
+        import pytest
+
+        pytestmark = pytest.mark.kruise(seed=1, nodes=2)
+
+        @pytest.mark.kruise(seed=None)
+        def test_function(kruise_cluster, kruise_options):
+            assert (kruise_cluster.ctx.seed, len(kruise_cluster.nodes.specs)) == (9, 2)
+            assert (kruise_options.seed, kruise_options.nodes) == (9, 2)
+        """
+    )
+    suite.runpytest("--kruise-seed", "9").assert_outcomes(passed=1)
+
+
 def test_marker_config_is_relative_to_the_test_file(suite: pytest.Pytester) -> None:
     tests = suite.mkdir("tests")
     tests.joinpath("cluster.yaml").write_text("seed: 11\n")
