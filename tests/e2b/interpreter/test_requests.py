@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from pytest_kruise_agents.e2b.interpreter.contexts import normalize_language
@@ -62,3 +64,43 @@ def test_other_languages_are_refused(language: str) -> None:
     with pytest.raises(InterpreterError, match="not supported") as caught:
         normalize_language(language)
     assert caught.value.code == 400
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b'{"code": true}', "code: must be a string, got a boolean"),
+        (
+            b'{"code": "1", "context_id": false}',
+            "context_id: must be a string or null, got a boolean",
+        ),
+        (b'{"code": "1", "env_vars": []}', "env_vars: must be an object or null, got an array"),
+        (b'{"code": "1", "env_vars": ""}', "env_vars: must be an object or null, got a string"),
+        (b'{"code": "1", "env_vars": 0}', "env_vars: must be an object or null, got a number"),
+        (b'{"code": "1", "env_vars": false}', "env_vars: must be an object or null, got a boolean"),
+    ],
+)
+def test_a_wrong_type_is_named_even_when_it_is_empty_or_false(body: bytes, message: str) -> None:
+    """An empty array, string, zero or false is no "not given": only null is."""
+    with pytest.raises(InterpreterError) as caught:
+        parse_execute_request(body)
+    assert (caught.value.code, caught.value.message) == (400, message)
+
+
+@pytest.mark.parametrize("parse", [parse_execute_request, parse_context_request])
+def test_a_body_that_is_not_utf8_is_malformed_json(parse: Callable[[bytes], object]) -> None:
+    """Bytes that decode as no JSON text answer the malformed-JSON 400, not a 500."""
+    with pytest.raises(InterpreterError, match="body: malformed JSON") as caught:
+        parse(b'{"code": "\xff\xfe", "cwd": "\xff"}')
+    assert caught.value.code == 400
+
+
+def test_an_empty_language_beside_a_context_is_not_given() -> None:
+    """Only a language that names one conflicts with a context (the SDK's own rule: ``if
+    language and context``); an empty one or an empty context id means "not given"."""
+    assert parse_execute_request(b'{"code": "1", "context_id": "c", "language": ""}') == (
+        ExecuteRequest("1", "c", "", None)
+    )
+    assert parse_execute_request(b'{"code": "1", "context_id": "", "language": "python"}') == (
+        ExecuteRequest("1", "", "python", None)
+    )

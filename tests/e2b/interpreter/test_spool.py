@@ -106,3 +106,35 @@ def test_bad_arguments_and_late_puts_are_refused() -> None:
             spool.put(b"x")
 
     asyncio.run(put_after_close())
+
+
+@pytest.mark.asyncio
+async def test_a_record_that_just_fills_the_memory_limit_stays_in_memory(tmp_path: Path) -> None:
+    """Up to ``memory_limit`` bytes wait in memory: only a record that would pass it goes to file."""
+    spool = Spool(memory_limit=10, directory=tmp_path)
+    spool.put(b"0123456789")
+    assert (spool.memory_bytes, spool.file_bytes) == (10, 0)
+    spool.put(b"x")
+    assert spool.memory_bytes == 10 and spool.file_bytes > 0
+    spool.discard()
+
+
+@pytest.mark.asyncio
+async def test_a_later_close_keeps_the_first_ending() -> None:
+    """The reader's ``discard`` closes again after the writer closed with an error: the error stays."""
+    spool = Spool()
+    spool.close(RuntimeError("the kernel died"))
+    spool.close()
+    with pytest.raises(RuntimeError, match="the kernel died"):
+        await spool.get()
+
+
+@pytest.mark.asyncio
+async def test_discard_drops_every_record_waiting(tmp_path: Path) -> None:
+    """After ``discard`` nothing is left to take, in memory or on file, and nothing is counted."""
+    spool = Spool(memory_limit=10, directory=tmp_path)
+    for _ in range(3):
+        spool.put(b"0123456789")
+    spool.discard()
+    assert (spool.memory_bytes, spool.file_bytes) == (0, 0)
+    assert await spool.get() is None
