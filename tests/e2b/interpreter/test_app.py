@@ -69,6 +69,17 @@ def test_an_oversized_body_is_a_413(interpreter: Interpreter) -> None:
     assert response.json()["code"] == 413
 
 
+def test_a_body_of_exactly_the_limit_is_read(interpreter: Interpreter) -> None:
+    """The limit is the largest body accepted: one of that size is parsed (and here refused
+    for its field), one byte more is a 413."""
+    head, tail = b'{"code": 5, "pad": "', b'"}'
+    pad = b"x" * (interpreter.app.max_body_bytes - len(head) - len(tail))
+    response = _post(interpreter, "/execute", head + pad + tail)
+    assert response.status_code == 400
+    assert response.json()["message"] == "code: must be a string, got a number"
+    assert _post(interpreter, "/execute", head + pad + b"x" + tail).status_code == 413
+
+
 @pytest.mark.parametrize(
     ("method", "path", "status"),
     [

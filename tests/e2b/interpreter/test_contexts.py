@@ -275,3 +275,55 @@ async def test_a_kill_cuts_the_async_sdk_run_too(interpreter: Interpreter) -> No
     await asyncio.to_thread(interpreter.kill_sandbox, "sbx-killed-async")
     with pytest.raises(TimeoutException, match=KILLED):
         await asyncio.wait_for(running, timeout=30)
+
+
+def test_a_context_without_a_cwd_works_in_home(interpreter: Interpreter) -> None:
+    """No cwd, or an empty one, is ``/home/user``: answered, listed, and where the kernel runs.
+
+    The default context made by the first run_code is listed with it too.
+    """
+    workspace = interpreter.router.add("sbx-home-cwd")
+    sandbox = interpreter.sandbox("sbx-home-cwd")
+    assert sandbox.create_code_context().cwd == "/home/user"
+    response = httpx.post(
+        f"{interpreter.url}/contexts",
+        headers=interpreter.headers("sbx-home-cwd"),
+        json={"cwd": "", "language": ""},
+    )
+    assert response.status_code == 200
+    assert response.json()["cwd"] == "/home/user"
+    assert response.json()["language"] == "python"
+    assert sandbox.run_code("import os\nos.getcwd()").text == repr(str(workspace.home))
+    assert [c.cwd for c in sandbox.list_code_contexts()] == ["/home/user"] * 3
+
+
+def test_contexts_are_listed_oldest_first(interpreter: Interpreter) -> None:
+    """``GET /contexts`` keeps the order the contexts were made in."""
+    interpreter.router.add("sbx-order").resolve("/home/user/b").mkdir(parents=True)
+    sandbox = interpreter.sandbox("sbx-order")
+    made = [sandbox.create_code_context(cwd=cwd).id for cwd in ("/home/user/b", "/home/user")]
+    assert [c.id for c in sandbox.list_code_contexts()] == made
+
+
+def test_remove_and_restart_answer_200_null(interpreter: Interpreter) -> None:
+    """On the wire, both answer ``200`` with the JSON body ``null``."""
+    sandbox = interpreter.sandbox("sbx-null")
+    context = sandbox.create_code_context()
+    headers = interpreter.headers("sbx-null")
+    restarted = httpx.post(
+        f"{interpreter.url}/contexts/{context.id}/restart", headers=headers, timeout=60
+    )
+    assert (restarted.status_code, restarted.content) == (200, b"null")
+    removed = httpx.delete(f"{interpreter.url}/contexts/{context.id}", headers=headers)
+    assert (removed.status_code, removed.content) == (200, b"null")
+
+
+def test_a_restart_answers_once_the_fresh_kernel_runs(interpreter: Interpreter) -> None:
+    """The old kernel process is gone and a new one runs when restart returns, as upstream's
+    restart does (a kernel that cannot start is reported by the restart, not later)."""
+    sandbox = interpreter.sandbox("sbx-fresh")
+    context = sandbox.create_code_context()
+    [old] = interpreter.app.contexts.kernel_pids("sbx-fresh")
+    sandbox.restart_code_context(context)
+    [new] = interpreter.app.contexts.kernel_pids("sbx-fresh")
+    assert new != old and _gone(old) and not _gone(new)

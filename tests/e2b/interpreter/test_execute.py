@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -283,6 +285,7 @@ def test_the_stream_is_ndjson_ending_with_end_of_execution(interpreter: Interpre
         timeout=30,
     )
     assert response.status_code == 200
+    assert response.headers["content-type"] == "application/x-ndjson"
     lines = [json.loads(line) for line in response.text.splitlines()]
     *stdout, result, count, end = lines
     assert "".join(line["text"] for line in stdout) == "x\n"
@@ -362,3 +365,110 @@ def test_code_of_a_client_that_gave_up_during_the_kernel_start_never_runs(
         sandbox.run_code("open('ran.txt', 'w').write('ran')", timeout=0.2)
     assert sandbox.run_code("import os\nos.path.exists('ran.txt')", timeout=60).text == "False"
     assert not (workspace.home / "ran.txt").exists()
+
+
+def test_a_cell_without_a_value_still_has_its_execution_count(interpreter: Interpreter) -> None:
+    """Every run is counted, result or not, one up from the last (env-var cells are not counted)."""
+    sandbox = interpreter.sandbox(SANDBOX)
+    first = sandbox.run_code("counted = 1")
+    second = sandbox.run_code("print(counted)", envs={"COUNTED": "1"})
+    third = sandbox.run_code("raise ValueError('counted')")
+    assert first.execution_count is not None
+    assert [second.execution_count, third.execution_count] == [
+        first.execution_count + 1,
+        first.execution_count + 2,
+    ]
+
+
+def test_a_kernel_that_cannot_start_is_a_500_with_its_log(interpreter: Interpreter) -> None:
+    """A sandbox whose environment breaks Python: the kernel's own words come back in a 500,
+    from ``/contexts`` (which then lists no new context), ``/execute`` and a restart alike."""
+    interpreter.router.add("sbx-no-python", env_vars={"PYTHONHOME": "/nonexistent"})
+    sandbox = interpreter.sandbox("sbx-no-python")
+    with pytest.raises(SandboxException, match=r"^500 .*kernel log: .*Fatal Python error"):
+        sandbox.create_code_context()
+    assert sandbox.list_code_contexts() == []
+    with pytest.raises(SandboxException, match=r"^500 .*kernel log: .*Fatal Python error"):
+        sandbox.run_code("1")
+    [default] = sandbox.list_code_contexts()  # made by run_code; its kernel did not start
+    with pytest.raises(SandboxException, match=r"^500 .*kernel log: .*Fatal Python error"):
+        sandbox.restart_code_context(default)
+    assert interpreter.app.contexts.kernel_pids("sbx-no-python") == []
+
+
+def test_a_run_queued_behind_a_removed_context_ends_with_an_error(
+    interpreter: Interpreter,
+) -> None:
+    """The run waiting for the context's kernel when the context is removed runs nothing: it
+    gets an error line naming the context, then ``end_of_execution``, like any run."""
+    sandbox = interpreter.sandbox("sbx-queued")
+    context = sandbox.create_code_context()
+    started = threading.Event()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        running = pool.submit(
+            sandbox.run_code,
+            "import time\nprint('started', flush=True)\ntime.sleep(120)",
+            context=context,
+            on_stdout=lambda _: started.set(),
+        )
+        assert started.wait(timeout=30)
+        queued = pool.submit(
+            httpx.post,
+            f"{interpreter.url}/execute",
+            headers=interpreter.headers("sbx-queued"),
+            json={"code": "'ran'", "context_id": context.id, "language": None, "env_vars": None},
+            timeout=30,
+        )
+        time.sleep(0.5)  # the second run waits behind the first
+        sandbox.remove_code_context(context)
+        interrupted = running.result(timeout=30)
+        response = queued.result(timeout=30)
+    assert interrupted.error is not None and interrupted.error.name == "DeadKernelError"
+    assert response.status_code == 200
+    *lines, end = [json.loads(line) for line in response.text.splitlines()]
+    assert [line["type"] for line in lines] == ["error"]
+    assert lines[0]["value"] == f"Context {context.id} not found"
+    assert end == {"type": "end_of_execution"}
+
+
+def test_a_stray_access_token_is_ignored_by_a_sandbox_without_one(
+    interpreter: Interpreter,
+) -> None:
+    """Only a sandbox with an envd access token checks ``X-Access-Token``."""
+    sandbox = interpreter.sandbox("sbx-open", access_token="stray")
+    assert sandbox.run_code("6*7").text == "42"
+
+
+def test_an_empty_context_id_is_the_default_context(interpreter: Interpreter) -> None:
+    """``"context_id": ""`` is "not given", as ``null`` is: the run goes to the default context."""
+    sandbox = interpreter.sandbox(SANDBOX)
+    sandbox.run_code("where = 'default'")
+    response = httpx.post(
+        f"{interpreter.url}/execute",
+        headers=interpreter.headers(SANDBOX),
+        json={"code": "where", "context_id": "", "language": None, "env_vars": None},
+        timeout=30,
+    )
+    assert response.status_code == 200
+    results = [json.loads(line) for line in response.text.splitlines()]
+    assert {"type": "result", "text": "'default'", "is_main_result": True} in results
+
+
+def test_a_kill_while_the_first_run_starts_its_kernel_says_the_sandbox_is_gone(
+    interpreter: Interpreter,
+) -> None:
+    """The first run_code of a sandbox killed while its kernel starts raises the SDK's
+    "sandbox gone" error: the connection is cut, never an empty 200 read as a run that
+    printed nothing."""
+    sandbox = interpreter.sandbox("sbx-killed-first-run")
+    contexts = interpreter.app.contexts
+    before = contexts.kernels_started
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        running = pool.submit(sandbox.run_code, "'ran'")
+        deadline = time.monotonic() + 30
+        while contexts.kernels_started == before and time.monotonic() < deadline:
+            time.sleep(0.01)  # the kernel is starting
+        interpreter.kill_sandbox("sbx-killed-first-run")
+        with pytest.raises(TimeoutException, match="killed while the request was in progress"):
+            running.result(timeout=30)
+    assert contexts.kernel_pids("sbx-killed-first-run") == []
