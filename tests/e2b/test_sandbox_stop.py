@@ -29,7 +29,7 @@ from e2b.sandbox_async.commands.command_input_handle import AsyncCommandInputHan
 from e2b_code_interpreter import Sandbox as CodeSandbox
 
 from pytest_kruise_agents.backends import SimBackend
-from pytest_kruise_agents.e2b.daemons import marker_of
+from pytest_kruise_agents.e2b.daemons import MARKER_VAR, marker_of
 from simulator.cluster import Cluster
 
 from ..pools import RECYCLING_POOL
@@ -176,6 +176,31 @@ def test_a_daemon_started_by_run_code_dies_with_the_sandbox(server: Served, acti
             os.kill(pid, signal.SIGKILL)
         if action == "pause":
             CodeSandbox.kill(sbx.sandbox_id, **server.sdk())
+
+
+def test_a_run_codes_env_vars_cannot_hide_its_daemon_from_the_stop(server: Served) -> None:
+    """``run_code(envs=...)`` naming the marker does not replace it: the daemon still dies.
+
+    docs/fidelity.md: the marker is "set after the sandbox's and the request's env vars,
+    which cannot replace it". Before, a run's env vars were set in the kernel over it.
+    """
+    sbx = CodeSandbox.create(**server.sdk())
+    started = sbx.run_code(
+        "import os, subprocess\n"
+        f"print(os.environ[{MARKER_VAR!r}], end='')\n"
+        "subprocess.Popen(['sleep', '300'], start_new_session=True,"
+        " stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).pid",
+        envs={MARKER_VAR: "/elsewhere"},
+    )
+    pid = int(started.text or "0")
+    try:
+        assert "".join(started.logs.stdout) != "/elsewhere"
+        assert alive(pid)
+        sbx.kill()
+        eventually(lambda: not alive(pid), "the kernel's daemon died with its sandbox")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 @pytest.mark.parametrize("action", ["kill", "pause"])

@@ -2,8 +2,10 @@
 
 Per-execution environment variables are set by a silent cell before the
 user's code and restored by another after it, as the e2b server does, so they
-apply to this execution only. If the client goes away (its timeout, a closed
-connection) the emitting task is cancelled and the kernel is interrupted.
+apply to this execution only; the sandbox's marker
+(:data:`~pytest_kruise_agents.e2b.daemons.MARKER_VAR`) is not one of them, as
+for commands. If the client goes away (its timeout, a closed connection) the
+emitting task is cancelled and the kernel is interrupted.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 import anyio
 
+from pytest_kruise_agents.e2b.daemons import MARKER_VAR
 from pytest_kruise_agents.e2b.interpreter.contexts import Context, ContextRegistry
 from pytest_kruise_agents.e2b.interpreter.errors import InterpreterError
 from pytest_kruise_agents.e2b.interpreter.kernels import Kernel, KernelDied, KernelStartError
@@ -85,6 +88,9 @@ async def execute(
             await emit(error_line(type(exc).__name__, message, ""))
             await emit(END_OF_EXECUTION)
             return
+        if env_vars and MARKER_VAR in env_vars:
+            # As for commands: no env var may hide the run's daemons from the sandbox's stop.
+            env_vars = {k: v for k, v in env_vars.items() if k != MARKER_VAR}
         execution_count = await _run(kernel, code, env_vars, emit)
     if execution_count is not None:
         await emit(count_line(execution_count))
