@@ -144,6 +144,7 @@ def test_a_sandbox_env_var_no_kernel_can_carry_is_a_400_naming_it(
     interpreter.router.add("sbx-bad-env", env_vars={"A=B": "1"})
     with pytest.raises(SandboxException) as info:
         interpreter.sandbox("sbx-bad-env").run_code("1")
+    assert str(info.value).startswith("400 Bad Request: ")
     assert "the sandbox's envVars: invalid variable name 'A=B'" in str(info.value)
 
 
