@@ -327,3 +327,16 @@ def test_a_restart_answers_once_the_fresh_kernel_runs(interpreter: Interpreter) 
     sandbox.restart_code_context(context)
     [new] = interpreter.app.contexts.kernel_pids("sbx-fresh")
     assert new != old and _gone(old) and not _gone(new)
+
+
+def test_a_removed_default_context_is_made_anew_by_the_next_run(interpreter: Interpreter) -> None:
+    """The default context can be removed like any other; the next run_code without a
+    context makes a fresh one, the only one listed."""
+    sandbox = interpreter.sandbox("sbx-new-default")
+    sandbox.run_code("old = 1")
+    [default] = sandbox.list_code_contexts()
+    sandbox.remove_code_context(default)
+    after = sandbox.run_code("'old' in globals()")
+    assert after.text == "False"
+    [fresh] = sandbox.list_code_contexts()
+    assert fresh.id != default.id

@@ -18,6 +18,7 @@ import pytest
 from e2b import NotFoundException, SandboxException, TimeoutException
 from e2b_code_interpreter import Context
 
+from pytest_kruise_agents.e2b.daemons import MARKER_VAR
 from tests.e2b.interpreter.conftest import Interpreter
 
 SANDBOX = "sbx-exec"
@@ -421,9 +422,11 @@ def test_a_run_queued_behind_a_removed_context_ends_with_an_error(
             timeout=30,
         )
         time.sleep(0.5)  # the second run waits behind the first
+        started_before = interpreter.app.contexts.kernels_started
         sandbox.remove_code_context(context)
         interrupted = running.result(timeout=30)
         response = queued.result(timeout=30)
+    assert interpreter.app.contexts.kernels_started == started_before  # none for a removed one
     assert interrupted.error is not None and interrupted.error.name == "DeadKernelError"
     assert response.status_code == 200
     *lines, end = [json.loads(line) for line in response.text.splitlines()]
@@ -473,3 +476,14 @@ def test_a_kill_while_the_first_run_starts_its_kernel_says_the_sandbox_is_gone(
         with pytest.raises(TimeoutException, match="killed while the request was in progress"):
             running.result(timeout=30)
     assert contexts.kernel_pids("sbx-killed-first-run") == []
+
+
+def test_the_kernel_runs_as_the_sandbox_user_with_its_marker(interpreter: Interpreter) -> None:
+    """``user``'s login variables, and the sandbox's marker even if its env vars name it
+    (docs/fidelity.md: set after them, so that no env var hides a daemon from the stop)."""
+    workspace = interpreter.router.add("sbx-user", env_vars={MARKER_VAR: "/elsewhere"})
+    execution = interpreter.sandbox("sbx-user").run_code(
+        "import os\n"
+        f"print(*(os.environ.get(k) for k in ('USER', 'LOGNAME', 'SHELL', {MARKER_VAR!r})))"
+    )
+    assert "".join(execution.logs.stdout) == f"user user /bin/bash {workspace.root}\n"

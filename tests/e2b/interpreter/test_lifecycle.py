@@ -69,3 +69,15 @@ def test_closing_after_the_server_loop_ended_still_kills_kernels(tmp_path: Path)
     asyncio.run(app.aclose())
     assert _gone(pid)
     assert kernel_root is not None and not kernel_root.exists()
+
+
+def test_closing_keeps_a_kernel_root_the_caller_gave(tmp_path: Path) -> None:
+    """The kernels' own directories go; the directory the caller named stays, as it was given."""
+    workspaces = Workspaces(tmp_path / "sandboxes")
+    root = tmp_path / "kernels"
+    app = make_interpreter_app(workspaces, kernel_root=root)
+    with ServerThread(WorkspaceRouter(app, workspaces)) as server:
+        pid = _start_a_kernel(app, server, workspaces)
+        assert app.contexts.kernel_root == root and any(root.iterdir())
+    assert _gone(pid)
+    assert root.is_dir() and not any(p.name.startswith("k") for p in root.iterdir())
