@@ -244,3 +244,109 @@ def test_the_subsets_name_a_bad_warm() -> None:
     for read in (r.latencies, r.stats, r.zones):
         with pytest.raises(TypeError, match="warm: must be True, False or None, got 'yes'"):
             read(warm="yes")  # type: ignore[arg-type]
+
+
+def test_a_percentile_ranks_the_values_whatever_order_they_come_in() -> None:
+    """Deliveries are listed in request order, not by latency: the rank is the sorted one."""
+    assert percentile([0.4, 0.1, 0.3, 0.2], 50) == pytest.approx(0.25)
+    assert percentile([0.4, 0.1, 0.3, 0.2], 0) == 0.1
+
+
+def test_the_stats_are_the_50th_90th_and_99th_percentiles_and_the_max() -> None:
+    stats = LatencyStats.of([float(x) for x in range(100, -1, -1)])  # 100 down to 0
+    assert (stats.count, stats.p50, stats.p90, stats.p99, stats.max) == (101, 50, 90, 99, 100)
+    assert stats.describe() == "p50 50.000 s, p90 90.000 s, p99 99.000 s, max 100.000 s"
+
+
+def test_an_empty_subset_is_described_as_none() -> None:
+    r = result(d(1, 0.2))
+    assert r.stats(False).describe() == "none"
+    assert "\n  cold: none\n" in r.describe()
+
+
+def test_a_delivery_of_unknown_warmth_is_neither_warm_nor_cold() -> None:
+    """``warm=None`` on a delivered claim means unknown: it counts among all deliveries only."""
+    r = result(d(1, 0.2), d(2, 3.0, warm=False), d(3, 0.4, warm=None))
+    assert [x.index for x in r.warm] == [1]
+    assert [x.index for x in r.cold] == [2]
+    assert len(r.latencies()) == 3
+
+
+def test_a_percentile_equal_to_the_bound_is_not_under_it() -> None:
+    r = result(d(1, 0.5), d(2, 0.5))
+    with pytest.raises(AssertionError, match=r"p99 of 2 warm deliveries is 0\.500 s, not under"):
+        r.assert_latency(below=0.5)
+    r.assert_latency(below=0.5001)
+
+
+def test_the_assertion_can_check_the_100th_percentile_the_slowest() -> None:
+    r = result(d(1, 0.1), d(2, 0.8))
+    r.assert_latency(percentile=100, below=0.81)
+    with pytest.raises(AssertionError, match=r"p100 of 2 warm deliveries is 0\.800 s"):
+        r.assert_latency(percentile=100, below=0.8)
+
+
+def test_the_assertion_names_the_first_failed_claim() -> None:
+    last = Delivery(4, "e2b", "base", 0.0, None, None, error="other")
+    r = result(d(1, 0.1), d(2, None), d(3, 0.2), last)
+    with pytest.raises(AssertionError, match=r"2 of 4 claims failed \(first: #2: no stock\)"):
+        r.assert_latency()
+
+
+def test_on_a_realtime_clock_the_default_assertion_checks_warm_deliveries_only() -> None:
+    """Realtime latencies are the model's, which knows where each sandbox came from: only
+    the wall clock (a live server) has to check every delivery. The message names the clock."""
+    realtime = DeliveryResult(
+        name="rt",
+        workload=Burst(2),
+        target="sim",
+        clock="realtime",
+        deliveries=(d(1, 0.2), d(2, 4.0, warm=False)),
+    )
+    realtime.assert_latency()
+    with pytest.raises(AssertionError) as err:
+        realtime.assert_latency(warm=None)
+    assert str(err.value).startswith(
+        "delivery benchmark 'rt' (sim, realtime clock): p99 of 2 all deliveries is 3.962 s"
+    )
+
+
+def test_the_slowest_claims_are_listed_slowest_first() -> None:
+    r = result(d(1, 0.3), d(2, 0.9), d(3, 0.1), d(4, 2.0, warm=False))
+    slow = [line for line in r.describe(slowest=2).splitlines() if "slow:" in line]
+    assert slow == [
+        "  slow: #4 default--base-4 cold 2.000 s: locked +0.010, delivered +2.000",
+        "  slow: #2 default--base-2 warm 0.900 s: locked +0.010, delivered +0.900",
+    ]
+
+
+def test_the_phase_columns_follow_the_claim_path_whatever_the_first_claim_had() -> None:
+    """A first claim that failed early lists few phases, in any order: the columns stay
+    in the order claims pass them, then phases the model does not know."""
+    first = Delivery(1, "e2b", "base", 0.0, None, None, phases={"failed": 0.3, "picked": 0.1})
+    second = Delivery(
+        2, "e2b", "base", 0.0, 0.2, True, phases={"zz": 0.0, "delivered": 0.2, "locked": 0.1}
+    )
+    assert result(first, second).phase_names() == ["picked", "locked", "delivered", "failed", "zz"]
+
+
+def test_the_csv_says_cold_as_false_and_keeps_the_request_time_and_retries(
+    tmp_path: Path,
+) -> None:
+    cold = Delivery(1, "e2b", "base", 1.2345678, 3.0, False, "default--base-1", retries=2)
+    text = result(cold).write_csv(tmp_path / "run.csv").read_text()
+    rows = list(csv.DictReader(text.splitlines()))
+    assert (rows[0]["is_warm"], rows[0]["zone"]) == ("false", "cold")
+    assert (rows[0]["requested_s"], rows[0]["retries"]) == ("1.234568", "2")
+
+
+def test_the_json_summary_splits_the_zones_and_counts_failures_without_a_reason(
+    tmp_path: Path,
+) -> None:
+    unexplained = Delivery(4, "e2b", "base", 0.0, None, None)
+    r = result(d(1, 0.1), d(2, 0.7), d(3, 3.0, warm=False), unexplained)
+    zones = json.loads(r.write_json(tmp_path / "run.json").read_text())["zones"]
+    assert zones["all"] == {"green": 1, "grey": 1, "cold": 1}
+    assert zones["warm"] == {"green": 1, "grey": 1, "cold": 0}
+    assert zones["cold"] == {"green": 0, "grey": 0, "cold": 1}
+    assert r.summary()["errors"] == {"unknown": 1}
