@@ -130,6 +130,45 @@ def test_claims_that_fail_are_records_with_their_reason(backend: SimBackend) -> 
     assert len(claims.failed) == 1 and claims.failed[0].error
 
 
+def test_a_failed_sandboxclaim_reports_its_last_attempts_error(backend: SimBackend) -> None:
+    """The claim's status says only that it timed out; its last attempt says why."""
+    backend.cluster.inject(
+        "api_conflict", selector={"kind": "Sandbox", "client": "agent-sandbox-controller"}
+    )
+    result = run_on_backend(backend, Burst(1, path="sandboxclaim"))
+    assert len(result.failed) == 1
+    attempts = [r for r in backend.cluster.records if r.claim_name == "delivery-benchmark-1-1"]
+    assert len(attempts) > 1 and attempts[-1].error
+    assert result.failed[0].error == attempts[-1].error
+    assert result.failed[0].retries == len(attempts) - 1
+    (claim,) = backend.list("SandboxClaim", "default")
+    assert claim.status.message.startswith("Timeout reached")
+
+
+def test_a_sandboxclaim_delivered_on_its_second_attempt_counts_one_retry(
+    backend: SimBackend,
+) -> None:
+    backend.cluster.inject(
+        "api_conflict",
+        selector={"verb": "update", "kind": "Sandbox", "client": "agent-sandbox-controller"},
+        count=1,
+    )
+    result = run_on_backend(backend, Burst(1, path="sandboxclaim"))
+    assert [(d.delivered, d.retries) for d in result.deliveries] == [(True, 1)]
+
+
+@pytest.mark.parametrize("path", ["e2b", "sandboxclaim"])
+def test_a_runs_phases_are_the_claims_steps_after_its_request_and_its_name_is_kept(
+    backend: SimBackend, path: DeliveryPath
+) -> None:
+    """The request is the origin (``requested`` in the CSV), not a phase of its own."""
+    result = run_on_backend(backend, Burst(2, path=path), name="mine")
+    assert result.name == "mine"
+    for d in result.delivered:
+        assert "requested" not in d.phases
+        assert list(d.phases)[-1] == "delivered"
+
+
 def test_a_rate_arrives_on_schedule_in_virtual_time(backend: SimBackend) -> None:
     with backend.locked() as cluster:
         start = cluster.now
@@ -161,6 +200,8 @@ def test_claims_unfinished_at_the_time_limit_are_canceled(backend: SimBackend) -
     result = run_on_backend(backend, Burst(2))
     assert len(result.failed) == 2
     assert result.summary()["errors"] == {UNFINISHED: 2}
+    # Cancelled an hour (virtual) after the last arrival, as docs/plugin.md says.
+    assert all(3600 <= d.phases["failed"] < 3601 for d in result.failed)
     # Each picked a sandbox it never got: no sandbox is reported as theirs.
     assert [d.sandbox_id for d in result.failed] == [None, None]
     with backend.locked() as cluster:
