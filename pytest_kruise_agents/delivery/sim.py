@@ -319,7 +319,7 @@ def _e2b_delivery(index: int, rec: ClaimRecord, t0: float) -> Delivery:
         template=rec.template,
         requested=rec.requested - t0,
         latency=rec.latency,
-        warm=rec.warm if rec.delivered is not None else None,
+        warm=rec.warm,  # None until delivered
         sandbox_id=_sandbox_id(rec),
         phases=_phases(rec, rec.requested),
         retries=rec.retries,
