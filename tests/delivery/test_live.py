@@ -32,6 +32,9 @@ KEY = "e2b_delivery_live_test_000000000000000000"
 DOMAIN = "bench.localhost"
 """The sandboxes' domain in the per-sandbox-host tests: the SDK's resolver sends ``*.localhost`` to loopback."""
 
+OTHER_DOMAIN = "other.localhost"
+"""A sandbox domain given as ``domain=``, in place of the one read from the API's URL."""
+
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[tuple[str, SimBackend]]:
@@ -148,7 +151,7 @@ def _openssl(cwd: Path, command: str) -> None:
 
 @pytest.fixture(scope="module")
 def certificates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A CA and a certificate for ``*.bench.localhost`` signed by it (PEM files)."""
+    """A CA and a certificate for ``*.bench.localhost`` and ``*.other.localhost`` signed by it."""
     if shutil.which("openssl") is None:
         pytest.skip("needs the openssl command to make a TLS certificate")
     d = tmp_path_factory.mktemp("tls")
@@ -160,7 +163,8 @@ def certificates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     )
     _openssl(d, f"req {new_key} -keyout host.key -out host.csr -subj /CN={DOMAIN}")
     (d / "host.ext").write_text(
-        f"subjectAltName=DNS:*.{DOMAIN}\nextendedKeyUsage=serverAuth\n", encoding="utf-8"
+        f"subjectAltName=DNS:*.{DOMAIN},DNS:*.{OTHER_DOMAIN}\nextendedKeyUsage=serverAuth\n",
+        encoding="utf-8",
     )
     _openssl(
         d,
@@ -186,21 +190,27 @@ class HostLog:
 _CLIENT = """
 import json, sys
 from pytest_kruise_agents.delivery import Burst, run_on_server
-result = run_on_server(Burst(2), url=sys.argv[1], api_key=sys.argv[2], deadline_s=20)
+domain = sys.argv[3] if len(sys.argv) > 3 else None
+result = run_on_server(Burst(2), url=sys.argv[1], api_key=sys.argv[2], domain=domain, deadline_s=20)
 print(json.dumps([[d.sandbox_id, d.error] for d in result.deliveries]))
 """
 
 
-def _run_client(url: str, ca: Path) -> list[list[str | None]]:
-    """``run_on_server(Burst(2), url=url)`` with the SDK unconfigured but for trusting ``ca``.
+def _run_client(
+    url: str, ca: Path, domain: str | None = None, debug: bool = False
+) -> list[list[str | None]]:
+    """``run_on_server(Burst(2), url=url, domain=domain)`` with the SDK unconfigured but for
+    trusting ``ca`` (and ``E2B_DEBUG=true`` if ``debug``).
 
     In a process of its own: the SDK's HTTP pools (and the trusted certificates
     they read from ``SSL_CERT_FILE``) are made once per process.
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith("E2B_")}
     env["SSL_CERT_FILE"] = str(ca)
+    if debug:
+        env["E2B_DEBUG"] = "true"
     done = subprocess.run(
-        [sys.executable, "-c", _CLIENT, url, KEY],
+        [sys.executable, "-c", _CLIENT, url, KEY, *([domain] if domain else [])],
         env=env,
         capture_output=True,
         text=True,
@@ -212,16 +222,17 @@ def _run_client(url: str, ca: Path) -> list[list[str | None]]:
 
 
 @pytest.mark.parametrize(
-    "named",
-    [True, False],
-    ids=["domain-from-the-server", "domain-from-the-url"],
+    ("named", "given", "debug"),
+    [(True, False, False), (False, False, False), (False, True, False), (True, False, True)],
+    ids=["domain-from-the-server", "domain-from-the-url", "domain-given", "E2B_DEBUG-set"],
 )
 def test_sandboxes_are_reached_at_their_own_hosts(
-    certificates: dict[str, Path], named: bool
+    certificates: dict[str, Path], named: bool, given: bool, debug: bool
 ) -> None:
     """Without ``sandbox_url``, sandbox traffic goes to ``https://49983-<id>.<domain>`` as
-    the SDK sends it to E2B cloud: the domain the create response names, else the
-    API's host without ``api.``."""
+    the SDK sends it to E2B cloud: the domain the create response names, else ``domain=``,
+    else the API's host without ``api.``. ``E2B_DEBUG`` in the environment changes nothing
+    (the SDK would send sandbox traffic to ``localhost:49983``)."""
     backend = SimBackend.default(seed=3, replicas=2, nodes=1)
     # Settings.domain None: the server names the domain of the request's Host; "": none.
     app = HostLog(
@@ -232,12 +243,14 @@ def test_sandboxes_are_reached_at_their_own_hosts(
     ).start()
     try:
         api_host = f"api.{DOMAIN}:{thread.port}"
-        deliveries = _run_client(f"https://{api_host}", certificates["ca"])
+        domain = f"{OTHER_DOMAIN}:{thread.port}" if given else None
+        deliveries = _run_client(f"https://{api_host}", certificates["ca"], domain, debug)
     finally:
         thread.stop()
         backend.close()
     assert [error for _, error in deliveries] == [None, None]
-    own_hosts = {f"49983-{sandbox_id}.{DOMAIN}:{thread.port}" for sandbox_id, _ in deliveries}
+    sandbox_domain = OTHER_DOMAIN if given else DOMAIN
+    own_hosts = {f"49983-{sbx}.{sandbox_domain}:{thread.port}" for sbx, _ in deliveries}
     assert set(app.hosts) == {api_host} | own_hosts
 
 
@@ -273,6 +286,7 @@ def test_a_rate_is_sent_on_its_schedule_from_a_fresh_process(
     late = [round(s - a, 3) for s, a in zip(sent, asked, strict=True)]
     # Generous for a loaded machine, far below the import's second or more.
     assert max(late) < 0.5, late
+    assert min(late) >= 0, late  # and none sent before its time
 
 
 class Slow:
@@ -307,6 +321,73 @@ def test_a_first_command_done_after_the_deadline_is_a_failed_claim() -> None:
     assert len(result.failed) == 1, result.describe()
     assert "within 1s" in (result.failed[0].error or "")
     assert took < 10
+
+
+class FailCommands:
+    """ASGI middleware: answers the first ``count`` commands started in a sandbox with a 502."""
+
+    def __init__(self, app: ASGIApp, count: int) -> None:
+        self.app = app
+        self.count = count
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Only the command's own RPC: after a 502 the SDK also asks envd's /health.
+        if scope["type"] == "http" and self.count > 0 and scope["path"] == "/process.Process/Start":
+            self.count -= 1
+            await send({"type": "http.response.start", "status": 502, "headers": []})
+            await send({"type": "http.response.body", "body": b"bad gateway"})
+            return
+        await self.app(scope, receive, send)
+
+
+def test_a_first_command_that_fails_is_tried_again_and_counted_as_a_retry() -> None:
+    backend = SimBackend.default(seed=2, replicas=2, nodes=1)
+    thread = ServerThread(
+        FailCommands(create_app(backend, Settings(api_keys=[ApiKey(KEY)])), 2)
+    ).start()
+    try:
+        result = run_on_server(Burst(1), url=thread.url, api_key=KEY, sandbox_url=thread.url)
+    finally:
+        thread.stop()
+        backend.close()
+    assert [(d.delivered, d.retries) for d in result.deliveries] == [(True, 2)]
+
+
+def test_each_claims_phases_count_from_its_own_create_and_kill_false_keeps_the_sandboxes() -> None:
+    """A rate's later claims too: ``created`` and ``first_command`` are seconds after that
+    claim's create, not after the run's start. ``kill=False`` leaves each sandbox running,
+    and ``name=`` labels the result."""
+    backend = SimBackend.default(seed=2, replicas=3, nodes=1)
+    thread = ServerThread(create_app(backend, Settings(api_keys=[ApiKey(KEY)]))).start()
+    try:
+        result = run_on_server(
+            Rate(4, 0.75),
+            url=thread.url,
+            api_key=KEY,
+            sandbox_url=thread.url,
+            kill=False,
+            name="kept",
+        )
+        running = _running(thread.url)
+    finally:
+        thread.stop()
+        backend.close()
+    assert result.name == "kept"
+    assert len(result.delivered) == 3, result.describe()
+    assert result.deliveries[-1].requested >= 0.5
+    for d in result.deliveries:
+        assert 0 < d.phases["created"] <= d.phases["first_command"] == d.latency
+    assert sorted(running) == sorted(d.sandbox_id for d in result.deliveries)
+
+
+def test_poisson_arrivals_are_drawn_from_the_seed(server: tuple[str, SimBackend]) -> None:
+    url, _ = server
+    rate = Rate(4, 1, arrivals_mode="poisson")
+    drawn = rate.arrivals(random.Random(1))
+    assert (len(drawn), len(rate.arrivals(random.Random(0)))) == (4, 3)  # the seed matters
+    result = run_on_server(rate, url=url, api_key=KEY, sandbox_url=url, seed=1)
+    assert len(result.deliveries) == 4
+    assert [d.requested for d in result.deliveries] == pytest.approx(drawn, abs=0.5)
 
 
 class HoldSandboxTraffic:
@@ -360,7 +441,9 @@ def test_ctrl_c_stops_the_run_at_once_and_kills_the_sandboxes_it_created() -> No
         backend.close()
 
 
-@pytest.mark.parametrize("url", ["", "127.0.0.1:8080", "ftp://example.com", "http://", 5])
+@pytest.mark.parametrize(
+    "url", ["", "127.0.0.1:8080", "//127.0.0.1:8080", "ftp://example.com", "http://", 5]
+)
 def test_a_url_that_is_not_an_http_url_is_refused_up_front(url: object) -> None:
     """An empty ``url`` would make the SDK fall back to E2B's cloud with the caller's key; one
     without a scheme would fail each claim. Neither is sent."""
