@@ -282,7 +282,7 @@ class DeliveryResult:
         Failed claims fail the check too unless ``allow_failures``. Measured on
         a live server (``clock == "wall"``), warm and cold cannot be told apart
         (the server does not say which): a delivery is called warm when it
-        took under a second, so checking only those would always pass, and
+        took at most a second, so checking only those would hardly ever fail, and
         the default checks every delivery instead.
         """
         __tracebackhide__ = True

@@ -23,6 +23,13 @@ def test_a_uniform_rate_spreads_arrivals_over_the_duration() -> None:
     assert Rate(2, 3).name == "rate-2x3s-e2b"
 
 
+def test_a_uniform_rate_arrives_within_its_duration_whatever_the_rounding() -> None:
+    """``100 * 1.1`` is ``110.00000000000001`` in floats: 110 arrivals, not one more at 1.1 s."""
+    arrivals = Rate(100, 1.1).arrivals()
+    assert len(arrivals) == 110 and arrivals[-1] == pytest.approx(1.09)
+    assert Rate(1e-10, 1).arrivals() == [0.0]  # a rate far below one per duration: still one
+
+
 def test_poisson_arrivals_use_the_given_generator() -> None:
     rate = Rate(10, 5, arrivals_mode="poisson")
     first = rate.arrivals(random.Random(1))
@@ -57,6 +64,8 @@ def test_poisson_arrivals_use_the_given_generator() -> None:
         (lambda: Rate(1, 1, namespace="a.b"), "namespace: invalid value 'a.b'"),
         (lambda: Burst(1, path="grpc"), "path: must be 'e2b' or 'sandboxclaim', got 'grpc'"),
         (lambda: Rate(0, 1), "per_second: must be a positive finite number, got 0"),
+        (lambda: Rate(True, 1), "per_second: must be a number, got True"),
+        (lambda: Rate(1, "5"), "duration: must be a number, got '5'"),
         (lambda: Rate(1, float("inf")), "duration: must be a positive finite number, got inf"),
         (
             lambda: Rate(1, 1, arrivals_mode="burst"),
