@@ -170,3 +170,52 @@ def test_wrapped_prose_keeps_its_indent_and_breaks_no_path() -> None:
     assert all(line.startswith("  ") for line in plan[first_item:])  # items stay indented
     assert plan[-1].strip().endswith("report.html")
     assert plan[-1].strip().startswith("/")  # the report's path whole, on its own line
+
+
+def test_the_tour_reports_each_claim_as_its_record_says() -> None:
+    """The rows of sections 2 and 3, the records table and the closing lines agree: each
+    claim's sandbox, warm or cold, and latency in ms; the warm and cold counts and maxima."""
+    from pytest_kruise_agents.demo import run_cluster_tour
+
+    console = Console(record=True, width=200)
+    run_cluster_tour(seed=42, console=console)
+    text = console.export_text()
+    records = text[text.index("6. Claim records") :]
+
+    rows = re.findall(r"^  default--(base-\w+) +(warm|cold) +(\d+\.\d) ms$", text, re.M)
+    table = re.findall(
+        r"^ \d+ +(?:e2b|sandboxclaim) +default/(base-\w+) +(warm|cold) +(\d+\.\d) +\d+ *$",
+        records,
+        re.M,
+    )
+    assert len(rows) == 13 and len(table) == 21
+    assert rows == table[:13]  # the E2B claims come first, in the order they were made
+    warm = [float(ms) for _, kind, ms in table if kind == "warm"]
+    cold = [float(ms) for _, kind, ms in table if kind == "cold"]
+    assert f"\nwarm deliveries: {len(warm)}, max {max(warm):.1f} ms (sub-second)\n" in records
+    assert max(warm) < 1000 < min(cold)
+    assert f"\ncold deliveries: {len(cold)}, max {max(cold) / 1000:.2f} s\n" in records
+    # Section 1 says what its table shows, the pool of 5 all available, and section 5
+    # shows it refilled; section 4 prints a line each time the batch's count grows.
+    assert "filled with 5 ready sandboxes" in text
+    assert len(re.findall(r"^base +5 +5 +5 +5 ", text, re.M)) == 2
+    batch = [int(n) for n in re.findall(r"claim-name=batch: (\d+)$", text, re.M)]
+    assert batch[0] == 0 and batch[-1] == 8 and batch == sorted(set(batch))
+
+
+def test_the_demo_command_runs_every_section_in_order(tmp_path: Path) -> None:
+    """``make demo``: the cluster tour, the E2B server with the real SDK, the capacity plan
+    (its report left in the temp directory); any seed of 0 or more."""
+    proc = subprocess.run(
+        [str(KRUISE_AGENTS), "demo", "--seed", "0"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "COLUMNS": "120", "TMPDIR": str(tmp_path)},
+    )
+
+    assert (proc.returncode, proc.stderr) == (0, "")
+    headings = re.findall(r"^\S* ?(\d)\. ", proc.stdout, re.M)
+    assert headings == [str(n) for n in range(1, 9)]
+    report = proc.stdout.splitlines()[-1].strip()
+    assert report.startswith(f"report: {tmp_path}") and report.endswith("report.html")
