@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import pty
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -93,8 +96,9 @@ def test_click_messages_become_the_option_and_the_reason() -> None:
             "error: --api-url: required: pass it or set E2B_API_URL",
         ),
         (click.Option(["--pool", "-p"]), "error: --pool: required"),
+        (click.Option(["-p", "--pool"]), "error: --pool: required"),
     ],
-    ids=["argument-metavar", "envvar-unshown", "envvar-shown", "short-flag"],
+    ids=["argument-metavar", "envvar-unshown", "envvar-shown", "short-flag", "short-flag-first"],
 )
 def test_a_missing_parameter_is_named_from_the_parameter_not_click_s_sentence(
     param: click.Parameter, line: str
@@ -119,6 +123,39 @@ def test_no_help_cuts_an_option_name_or_a_word(columns: int | None) -> None:
     # Each command's line in the list is whole (Click's own list would end it in "...").
     listed = " ".join(run("--help", columns=columns).stdout.replace("│", " ").split())
     assert "print the environment a client exports." in listed
+
+
+def test_a_terminal_of_80_columns_gets_the_framed_help() -> None:
+    """80 columns is the narrowest that gets rich's panels (``RICH_HELP_MIN_WIDTH``)."""
+    framed = run("plan", "--help", columns=80).stdout
+    plain = run("plan", "--help", columns=79).stdout
+    assert "╭" in framed and "…" not in framed
+    assert "╭" not in plain and "--max-failed" in plain
+
+
+def test_serve_binds_loopback_port_8080_by_default() -> None:
+    """The address README.md's exports name (``E2B_API_URL=http://127.0.0.1:8080``)."""
+    helped = run("serve", "--help", columns=200).stdout
+    assert re.search(r"--host\s.*\[default: 127\.0\.0\.1\]", helped)
+    assert re.search(r"--port\s.*\[default: 8080\]", helped)
+
+
+def test_in_a_terminal_the_help_keeps_its_colours() -> None:
+    """The command's stdout wrapper (for a reader that leaves) still says it is a terminal."""
+    master, child = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "FORCE_COLOR")}
+    env |= {"TERM": "xterm-256color", "COLUMNS": "100"}
+    proc = subprocess.Popen(
+        [str(KRUISE_AGENTS), "--help"], stdin=child, stdout=child, stderr=child, env=env
+    )
+    os.close(child)
+    shown = b""
+    with contextlib.suppress(OSError):  # EIO once the command has closed the terminal
+        while chunk := os.read(master, 65536):
+            shown += chunk
+    os.close(master)
+    assert proc.wait(60) == 0
+    assert b"\x1b[" in shown and b"Usage" in shown
 
 
 def test_python_dash_m_runs_the_same_command() -> None:

@@ -80,6 +80,14 @@ def test_a_list_settle_of_no_seconds_is_refused_naming_the_commands_option(value
     assert proc.stdout == ""
 
 
+def test_a_list_settle_of_zero_seconds_is_taken() -> None:
+    """``--list-settle 0``: each list check asks once. Accepted, so the next option's check
+    (here a refused ``--request-timeout``) is the one that speaks."""
+    proc = run_refused("--list-settle", "0", "--request-timeout", "0")
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: --request-timeout: ")
+
+
 @pytest.mark.parametrize("value", ["0", "-1", "inf", "nan"])
 def test_a_request_timeout_of_no_seconds_is_refused_naming_the_commands_option(
     value: str,
