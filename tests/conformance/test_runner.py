@@ -278,19 +278,27 @@ def test_a_killed_run_leaves_no_earlier_runs_report(tmp_path: Path) -> None:
     assert interrupted is not None and interrupted.get("value") == NOT_ENDED
 
 
-@pytest.mark.parametrize("reader", ["one line", "none"])
+@pytest.mark.parametrize(
+    ("reader", "unbuffered"), [("one line", False), ("none", True)], ids=["one line", "none"]
+)
 def test_a_reader_that_leaves_early_changes_neither_the_status_nor_the_files(
-    tmp_path: Path, reader: str
+    tmp_path: Path, reader: str, unbuffered: bool
 ) -> None:
     """``kruise-agents conformance ... | head -1`` (or ``| true``): exit 0 when every check
     passed, as unpiped (1 would say one failed), nothing printed about the pipe, and both
-    reports written whole."""
+    reports written whole. Output buffered, as a shell runs it (EPIPE then meets the flush
+    at exit), and unbuffered (``PYTHONUNBUFFERED``, as some environments set it: every
+    write meets it)."""
+    env = clean_env({"COLUMNS": "200"})
+    env.pop("PYTHONUNBUFFERED", None)
+    if unbuffered:
+        env["PYTHONUNBUFFERED"] = "1"
     with (
         serve() as url,
         subprocess.Popen(
             cli_command(url, tmp_path, levels="core"),
             cwd=tmp_path,
-            env=clean_env({"COLUMNS": "200"}),
+            env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
