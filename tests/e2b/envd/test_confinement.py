@@ -245,6 +245,13 @@ def test_open_dir_refuses_a_link_that_appeared_on_a_checked_path(envd: Envd, out
     assert unchanged(outside)
 
 
+def test_open_dir_refuses_a_directory_outside_the_workspace(envd: Envd, outside: Path) -> None:
+    """Whatever a caller resolved, ``open_dir`` reaches nothing outside the sandbox."""
+    with pytest.raises(PathEscapeError, match="outside the sandbox"):
+        confined.open_dir(envd.workspace(), outside, "/somewhere", create=True)
+    assert unchanged(outside)
+
+
 # ----------------------------------------------------------------------------- watches
 
 

@@ -7,6 +7,7 @@ import gzip
 import io
 import json
 import os
+import re
 import stat
 import time
 from collections.abc import Iterator
@@ -71,6 +72,15 @@ def test_metadata_is_stored_and_read_back(envd: Envd) -> None:
     assert sbx.files.get_info("tagged.txt").metadata == {"owner": "alice"}
 
 
+def test_metadata_values_may_hold_every_printable_ascii_character(envd: Envd) -> None:
+    """Printable US-ASCII is 0x20-0x7e: the space and the tilde are in it."""
+    value = "".join(chr(code) for code in range(0x20, 0x7F)).strip()
+    value = f"a {value} z"
+    sbx = envd.sandbox()
+    assert sbx.files.write("all.txt", "x", metadata={"k": value}).metadata == {"k": value}
+    assert sbx.files.get_info("all.txt").metadata == {"k": value}
+
+
 def test_each_upload_replaces_the_metadata_and_none_clears_it(envd: Envd) -> None:
     """envd.yaml: keys absent from the new upload are removed, an upload without
     ``X-Metadata-*`` clears them all; the file keeps its inode all along."""
@@ -102,6 +112,8 @@ def test_every_file_of_an_upload_gets_its_metadata(envd: Envd) -> None:
     [
         ({"k" * 247: "v"}, "longer than 246"),
         ({"a": "v" * 2100, "b": "w" * 2100}, "more than 4096"),
+        # 4091 bytes of key and value, 4100 with the one ``user.e2b.`` prefix.
+        ({"a": "v" * 4090}, "more than 4096"),
     ],
 )
 def test_metadata_over_envds_limits_refuses_the_whole_upload(
@@ -185,6 +197,23 @@ def test_metadata_refused_by_the_file_system_half_way_leaves_none(
     assert read_metadata(path) == {}
 
 
+def test_an_overwrite_whose_metadata_the_file_system_refuses_answers_without_it(
+    envd: Envd, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The answer says what the file holds: its bytes were written, its metadata was not."""
+    sbx = envd.sandbox()
+    sbx.files.write("m.txt", "old", metadata={"v": "1"})
+
+    def setxattr(target: Path, name: str, value: bytes, **kwargs: bool) -> None:
+        raise OSError(errno.ENOTSUP, "Operation not supported")
+
+    monkeypatch.setattr(os, "setxattr", setxattr)
+    written = sbx.files.write("m.txt", "new", metadata={"v": "2"})
+    assert written.metadata is None
+    assert sbx.files.read("m.txt") == "new"
+    assert sbx.files.get_info("m.txt").metadata is None
+
+
 def test_list_shows_entries_with_sandbox_paths_to_the_requested_depth(envd: Envd) -> None:
     sbx = envd.sandbox()
     sbx.files.write("/home/user/top.txt", "12345")
@@ -207,6 +236,15 @@ def test_list_shows_entries_with_sandbox_paths_to_the_requested_depth(envd: Envd
     ]
 
 
+def test_a_listing_goes_at_most_64_levels_deep(envd: Envd) -> None:
+    """docs/fidelity.md: a deeper ``depth`` lists 64 levels (each level holds a descriptor)."""
+    home = envd.workspace().home
+    (home / "/".join(["d"] * 66)).mkdir(parents=True)
+    entries = envd.sandbox().files.list("/home/user", depth=100)
+    assert len(entries) == 64
+    assert entries[-1].path == "/home/user/" + "/".join(["d"] * 64)
+
+
 def test_exists_and_get_info(envd: Envd) -> None:
     sbx = envd.sandbox()
     sbx.files.write("f.txt", "abc")
@@ -219,7 +257,8 @@ def test_exists_and_get_info(envd: Envd) -> None:
         3,
         "/home/user/f.txt",
     )
-    assert sbx.files.get_info("/").path == "/"
+    root = sbx.files.get_info("/")
+    assert (root.name, root.path, root.type) == ("/", "/", FileType.DIR)
     with pytest.raises(FileNotFoundException):
         sbx.files.get_info("nope.txt")
 
@@ -227,12 +266,15 @@ def test_exists_and_get_info(envd: Envd) -> None:
 def test_symlinks_inside_the_sandbox_are_reported_as_such(envd: Envd) -> None:
     sbx = envd.sandbox()
     sbx.files.write("target.txt", "t")
+    (envd.workspace().home / "target.txt").chmod(0o640)
     (envd.workspace().home / "link").symlink_to("target.txt")
     info = sbx.files.get_info("link")
-    assert (info.type, info.symlink_target, info.size) == (
+    # Size and mode are the target's (as its type is), not the link's own 0o777.
+    assert (info.type, info.symlink_target, info.size, info.mode) == (
         FileType.SYMLINK,
         "/home/user/target.txt",
         1,
+        0o640,
     )
     assert sbx.files.read("link") == "t"
 
@@ -275,6 +317,7 @@ def test_make_dir_reports_whether_it_created_the_directory(envd: Envd) -> None:
     sbx = envd.sandbox()
     assert sbx.files.make_dir("/home/user/new/nested") is True
     assert sbx.files.make_dir("/home/user/new/nested") is False
+    assert sbx.files.make_dir("/") is False  # the sandbox's root is a directory that exists
     assert sbx.files.get_info("new/nested").type == FileType.DIR
     sbx.files.write("plain", "x")
     with pytest.raises(InvalidArgumentException):
@@ -328,6 +371,32 @@ def test_listing_a_missing_directory_is_not_found_and_a_file_is_invalid(envd: En
         sbx.files.list("file.txt")
 
 
+def test_a_path_under_a_file_is_an_invalid_argument_not_a_missing_file(envd: Envd) -> None:
+    """``file.txt/x`` cannot exist: the caller named a file as a directory (``ENOTDIR``)."""
+    sbx = envd.sandbox()
+    sbx.files.write("file.txt", "x")
+    with pytest.raises(
+        InvalidArgumentException, match=re.escape("not a directory: /home/user/file.txt/x")
+    ):
+        sbx.files.get_info("/home/user/file.txt/x")
+    with pytest.raises(InvalidArgumentException, match="not a directory"):
+        sbx.files.make_dir("/home/user/file.txt/x")
+    with pytest.raises(InvalidArgumentException, match="not a directory"):
+        sbx.files.rename("/home/user/file.txt", "/home/user/file.txt/x")
+    assert sbx.files.read("file.txt") == "x"
+
+
+def test_moving_a_directory_onto_a_non_empty_one_fails_and_moves_nothing(envd: Envd) -> None:
+    """``ENOTEMPTY`` is ``failed_precondition``: the destination must be emptied first."""
+    sbx = envd.sandbox()
+    sbx.files.write("a/one.txt", "1")
+    sbx.files.write("b/two.txt", "2")
+    with pytest.raises(SandboxException, match="FAILED_PRECONDITION: directory not empty"):
+        sbx.files.rename("/home/user/a", "/home/user/b")
+    assert sbx.files.read("a/one.txt") == "1"
+    assert [e.name for e in sbx.files.list("b")] == ["two.txt"]
+
+
 def test_files_written_by_commands_are_visible_and_vice_versa(envd: Envd) -> None:
     sbx = envd.sandbox()
     sbx.files.write("in.txt", "from files")
@@ -355,17 +424,39 @@ def test_watch_dir_reports_changes_by_polling(envd: Envd) -> None:
         watcher.get_new_events()
 
 
+def test_a_file_whose_size_changed_under_the_same_mtime_was_written(envd: Envd) -> None:
+    """Timestamps are coarse (a kernel tick): two writes in one tick leave the mtime as it
+    was, and the size still tells the write."""
+    sbx = envd.sandbox()
+    sbx.files.write("watched/f.txt", "short")
+    path = envd.workspace().home / "watched" / "f.txt"
+    before = path.stat()
+    watcher = sbx.files.watch_dir("/home/user/watched")
+    path.write_text("much longer")
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert [(e.name, e.type.value) for e in watcher.get_new_events()] == [("f.txt", "write")]
+    watcher.stop()
+
+
 def test_an_entry_that_changes_type_is_removed_and_created(envd: Envd) -> None:
     """docs/fidelity.md (watches): "an entry that changes type reads REMOVE then CREATE",
     not one WRITE: a file replaced by a directory, and back."""
     sbx = envd.sandbox()
     sbx.files.write("watched/x", "a file")
     watcher = sbx.files.watch_dir("/home/user/watched")
+    with_entries = sbx.files.watch_dir("/home/user/watched", include_entry=True)
     sbx.commands.run("rm watched/x && mkdir watched/x")
-    assert [(e.name, e.type.value) for e in watcher.get_new_events()] == [
-        ("x", "remove"),
-        ("x", "create"),
+    plain = watcher.get_new_events()
+    assert [(e.name, e.type.value, e.entry) for e in plain] == [
+        ("x", "remove", None),
+        ("x", "create", None),  # no entry unless asked for
     ]
+    # The removed file has no entry; the directory made in its place is the created one's.
+    removed, created = with_entries.get_new_events()
+    assert (removed.type.value, removed.entry) == ("remove", None)
+    assert created.entry is not None
+    assert (created.type.value, created.entry.type) == ("create", FileType.DIR)
+    with_entries.stop()
     sbx.commands.run("rmdir watched/x && echo file > watched/x")
     assert [(e.name, e.type.value) for e in watcher.get_new_events()] == [
         ("x", "remove"),
@@ -381,6 +472,14 @@ def test_files_of_one_sandbox_are_invisible_to_another(envd: Envd) -> None:
 
 
 # -- /files on the wire ----------------------------------------------------------------
+
+
+def test_a_head_of_a_file_answers_its_headers_without_its_bytes(envd: Envd) -> None:
+    envd.sandbox().files.write("h.txt", "12345")
+    with envd.http() as http:
+        r = http.head("/files", params={"path": "/home/user/h.txt"})
+    assert (r.status_code, r.headers["content-length"], r.content) == (200, "5", b"")
+    assert r.headers["content-type"] == "application/octet-stream"
 
 
 def test_download_of_a_missing_file_is_a_404_json_error(envd: Envd) -> None:
@@ -615,8 +714,11 @@ def test_write_files_keeps_non_ascii_paths(envd: Envd, paths: list[str]) -> None
         # RFC 2231/5987: the extended parameter wins over the plain one, as in Go's mime.
         ("filename=\"fallback.txt\"; filename*=UTF-8''%E6%97%A5%20x.txt", "日 x.txt"),
         ("filename*0*=utf-8''a%C3%BC; filename*1=\"-b.txt\"", "aü-b.txt"),
+        ("filename*=US-ASCII''plain%20name.txt", "plain name.txt"),
         # A backslash escapes a special character only (Go's MSIE rule keeps the other ones).
         ('filename="q\\"uote\\d.txt"', 'q"uote\\d.txt'),
+        # The same parameter twice with one value is taken (Go allows the equal duplicate).
+        ('filename="twice.txt"; filename="twice.txt"', "twice.txt"),
     ],
 )
 def test_multipart_filenames_are_read_as_gos_mime_reads_them(
@@ -637,12 +739,17 @@ def test_multipart_filenames_are_read_as_gos_mime_reads_them(
     assert (envd.workspace().home / name).read_text() == "data"
 
 
-def test_a_part_that_is_not_form_data_is_ignored(envd: Envd) -> None:
-    """Go's ``Part.FormName`` is empty unless the disposition is ``form-data``."""
-    body = (
-        b'--b\r\nContent-Disposition: attachment; name="file"; filename="a.txt"\r\n\r\n'
-        b"data\r\n--b--\r\n"
-    )
+@pytest.mark.parametrize(
+    "disposition",
+    [
+        # Go's ``Part.FormName`` is empty unless the disposition is ``form-data``.
+        'attachment; name="file"; filename="a.txt"',
+        # Go's mime refuses a parameter given twice with two values ("duplicate parameter name").
+        'form-data; name="file"; filename="a.txt"; filename="b.txt"',
+    ],
+)
+def test_a_part_that_go_does_not_read_as_a_file_is_ignored(envd: Envd, disposition: str) -> None:
+    body = (f"--b\r\nContent-Disposition: {disposition}\r\n\r\ndata\r\n--b--\r\n").encode()
     with envd.http() as http:
         r = http.post(
             "/files", content=body, headers={"Content-Type": "multipart/form-data; boundary=b"}
@@ -650,6 +757,7 @@ def test_a_part_that_is_not_form_data_is_ignored(envd: Envd) -> None:
     assert r.status_code == 400
     assert "no 'file' part" in r.json()["message"]
     assert not (envd.workspace().home / "a.txt").exists()
+    assert not (envd.workspace().home / "b.txt").exists()
 
 
 def test_overwriting_a_file_keeps_its_mode_and_inode(envd: Envd) -> None:
