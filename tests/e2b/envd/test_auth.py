@@ -173,6 +173,37 @@ def test_init_cannot_take_over_a_sandbox_that_has_a_token(guarded: Envd) -> None
     assert (ws.access_token, ws.env_vars) == ("rotated", {"FROM": "route", "X": "1"})
 
 
+def test_init_that_carries_the_current_token_in_its_body_is_taken(guarded: Envd) -> None:
+    """The current token as ``accessToken`` (no header) proves the caller knows it: a
+    re-init with it (new env vars, the same token) is taken, as the header would be."""
+    with guarded.http("sbx-tok") as http:
+        r = http.post("/init", json={"accessToken": TOKEN, "envVars": {"AGAIN": "1"}})
+    assert r.status_code == 204, r.text
+    ws = guarded.workspace("sbx-tok")
+    assert (ws.access_token, ws.env_vars) == (TOKEN, {"FROM": "route", "AGAIN": "1"})
+
+
+def test_init_with_an_empty_token_and_the_current_one_clears_it(guarded: Envd) -> None:
+    """``accessToken: ""`` is a token too: the sandbox then takes requests without one."""
+    with guarded.http("sbx-tok") as http:
+        r = http.post("/init", json={"accessToken": ""}, headers={"X-Access-Token": TOKEN})
+        assert r.status_code == 204, r.text
+        assert http.post("/process.Process/List", json={}).status_code == 200
+    assert guarded.workspace("sbx-tok").access_token == ""
+
+
+def test_an_init_body_of_up_to_one_mib_is_read_and_a_larger_one_is_413(envd: Envd) -> None:
+    limit = 1024 * 1024
+    body = b'{"envVars": {"A": "1"}}'
+    with envd.http("sbx-big") as http:
+        too_big = http.post("/init", content=body + b" " * (limit + 1 - len(body)))
+        assert (too_big.status_code, too_big.json()["code"]) == (413, 413)
+        assert envd.workspace("sbx-big").env_vars == {}
+        fits = http.post("/init", content=body + b" " * (limit - len(body)))
+        assert fits.status_code == 204, fits.text
+    assert envd.workspace("sbx-big").env_vars == {"A": "1"}
+
+
 def test_an_init_whose_client_left_mid_body_is_no_server_error(
     envd: Envd, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -249,6 +280,39 @@ def test_an_unknown_user_is_unauthenticated(envd: Envd) -> None:
         sbx.files.read("x", user="nobody")
 
 
+@pytest.mark.parametrize("scheme", ["Basic", "basic", "BASIC"])
+def test_the_basic_scheme_is_read_whatever_its_case(envd: Envd, scheme: str) -> None:
+    """RFC 9110 §11.1: auth schemes are case-insensitive (Go's ``Request.BasicAuth`` too)."""
+    with envd.http() as http:
+        r = http.post(
+            "/process.Process/Start",
+            content=_envelope(0, b'{"process": {"cmd": "/bin/sh", "args": ["-c", "echo $USER"]}}'),
+            headers={
+                "Content-Type": "application/connect+json",
+                "Authorization": f"{scheme} " + base64.b64encode(b"root:").decode(),
+            },
+        )
+    assert r.status_code == 200, r.text
+    assert b'"stdout":"' + base64.b64encode(b"root\n") + b'"' in r.content
+
+
+@pytest.mark.parametrize("credentials", ["cm9vdDo=!", "cm9v dDo=", "cm9vdDo"])
+def test_basic_credentials_that_are_not_strict_base64_are_unauthenticated(
+    envd: Envd, credentials: str
+) -> None:
+    """Go's ``base64.StdEncoding`` refuses stray characters and missing padding, which a
+    lenient decoder would skip (``cm9vdDo=!`` read as ``root:``)."""
+    with envd.http() as http:
+        r = http.post(
+            "/process.Process/List", json={}, headers={"Authorization": f"Basic {credentials}"}
+        )
+    assert r.status_code == 401, r.text
+    assert r.json() == {
+        "code": "unauthenticated",
+        "message": "Authorization Basic credentials are not valid base64",
+    }
+
+
 def test_refused_uploads_always_reach_the_sdk_as_401(guarded: Envd) -> None:
     # envd refuses from the headers; before DrainBeforeErrorMiddleware about one
     # refusal in 200 reached the SDK as an httpx.ReadError (the hyper client drops
@@ -322,6 +386,49 @@ def test_a_refused_stream_answers_200_and_an_end_of_stream_error(
     end = json.loads(r.content[5:])
     assert end["error"]["code"] == "unauthenticated"
     assert says in end["error"]["message"]
+
+
+def test_a_streams_media_type_is_read_whatever_its_case(guarded: Envd) -> None:
+    """Media types are case-insensitive (RFC 9110 §8.3.1): connectrpc runs such a stream,
+    so its refusal is the stream's end-of-stream error too, not a bare JSON 401."""
+    message = b'{"process": {"cmd": "true"}}'
+    with guarded.http("sbx-tok") as http:
+        r = http.post(
+            "/process.Process/Start",
+            content=_envelope(0, message),
+            headers={"Content-Type": "Application/Connect+JSON"},
+        )
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "application/connect+json"
+    assert json.loads(r.content[5:])["error"]["code"] == "unauthenticated"
+
+
+def test_an_init_whose_sandbox_stopped_while_its_body_came_in_changes_nothing(
+    envd: Envd,
+) -> None:
+    """Checked again once the body is read: the stopped sandbox's next life must not get it."""
+    envd.workspace("sbx-late")
+    host, port = envd.url.removeprefix("http://").split(":")
+    body = b'{"envVars": {"LATE": "1"}}'
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(
+            b"POST /init HTTP/1.1\r\nHost: x\r\nE2b-Sandbox-Id: sbx-late\r\n"
+            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body[:5]
+        )
+        time.sleep(0.3)  # the server has checked the sandbox and waits for the rest
+        envd.run(envd.workspaces.stop("sbx-late"))
+        sock.sendall(body[5:])
+        sock.settimeout(10)
+        answer = b""
+        # The head, then (a 502's) JSON body.
+        while b"\r\n\r\n" not in answer or (b" 502 " in answer and not answer.endswith(b"}")):
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 502"), answer
+    assert b"was not found" in answer
+    assert envd.workspace("sbx-late").env_vars == {}
 
 
 def test_a_refused_unary_call_stays_a_401_json_error(guarded: Envd) -> None:

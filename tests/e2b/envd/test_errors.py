@@ -56,6 +56,13 @@ from tests.e2b.envd.conftest import Envd
         ("/filesystem.Filesystem/GetWatcherEvents", b'{"watcherId": "w9"}', 404, "not_found", "w9"),
         ("/filesystem.Filesystem/RemoveWatcher", b'{"watcherId": "w9"}', 404, "not_found", "w9"),
         ("/filesystem.Filesystem/Remove", b'{"path": "/"}', 403, "permission_denied", "root"),
+        (
+            "/filesystem.Filesystem/Move",
+            b'{"source": "/home", "destination": "/"}',
+            403,
+            "permission_denied",
+            "root",
+        ),
         ("/filesystem.Filesystem/Nope", b"{}", 404, "unimplemented", "no such RPC method"),
     ],
 )
@@ -251,6 +258,46 @@ def test_a_unary_body_that_does_not_inflate_is_a_400_invalid_argument(
     assert not [rec for rec in caplog.records if rec.exc_info]
 
 
+def test_a_unary_message_of_exactly_the_limit_is_read(envd: Envd, small_messages: int) -> None:
+    def stat_body(size: int) -> bytes:
+        body = b'{"path": "/home/user/none"}'
+        return body + b" " * (size - len(body))
+
+    headers = {"Content-Type": "application/json"}
+    with envd.http() as http:
+        fits = http.post(
+            "/filesystem.Filesystem/Stat", content=stat_body(small_messages), headers=headers
+        )
+        over = http.post(
+            "/filesystem.Filesystem/Stat", content=stat_body(small_messages + 1), headers=headers
+        )
+    assert (fits.status_code, fits.json()["code"]) == (404, "not_found"), fits.text
+    assert (over.status_code, over.json()["code"]) == (400, "invalid_argument"), over.text
+    assert f"limit of {small_messages} bytes" in over.json()["message"]
+
+
+def test_a_stream_message_over_the_limit_is_refused_even_when_a_small_one_follows(
+    envd: Envd, small_messages: int
+) -> None:
+    """The largest message promised so far counts, not the last: one body carrying a message
+    over the limit and then a small one is still ``invalid_argument`` naming the limit, not
+    connectrpc's ``resource_exhausted`` (which the SDK reads as a rate limit to wait out)."""
+    big = b'{"start": {"process": {"pid": 1}}}'
+    big += b" " * (small_messages + 100 - len(big))
+    body = b"".join(struct.pack(">BI", 0, len(m)) + m for m in (big, b'{"keepalive": {}}'))
+    with envd.http() as http:
+        r = http.post(
+            "/process.Process/StreamInput",
+            content=body,
+            headers={"Content-Type": "application/connect+json"},
+        )
+    assert r.status_code == 200, r.text
+    [(flags, end)] = _frames(r.content)
+    error = json.loads(end)["error"]
+    assert (flags, error["code"]) == (0b10, "invalid_argument"), error
+    assert f"limit of {small_messages} bytes" in error["message"]
+
+
 def test_a_gzip_message_inflating_past_the_limit_is_invalid_argument(
     envd: Envd, small_messages: int
 ) -> None:
@@ -295,6 +342,13 @@ def test_a_405_lists_the_methods_of_the_route(
     assert r.headers["allow"] == allow
 
 
+def test_health_answers_get_and_head_with_an_empty_204(envd: Envd) -> None:
+    with envd.http() as http:
+        for method in ("GET", "HEAD"):
+            r = http.request(method, "/health")
+            assert (r.status_code, r.content) == (204, b""), method
+
+
 def test_without_a_workspace_in_scope_the_app_answers_500_json(tmp_path: Path) -> None:
     with ServerThread(make_envd_app(Workspaces(tmp_path))) as server:
         r = httpx.get(server.url + "/health")
@@ -318,6 +372,8 @@ def test_a_small_gzip_body_cannot_make_the_server_read_a_huge_path(envd: Envd) -
     assert r.status_code == 400, r.text[:200]
     assert r.json()["code"] == "invalid_argument"
     assert f"limit of {DEFAULT_MAX_CALL_BYTES} bytes" in r.json()["message"]
+    # No stdin hint: a Stat has no input to send in smaller pieces.
+    assert r.json()["message"].endswith("(no such call needs more)")
     assert len(r.content) < 1024
 
 
