@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import re
 import time
 
 import pytest
+from connectrpc.code import Code
+from connectrpc.errors import ConnectError
 from e2b import (
     CommandExitException,
     InvalidArgumentException,
@@ -149,10 +152,13 @@ def test_a_fresh_sandbox_has_tmp(envd: Envd) -> None:
     assert sbx.files.read("/tmp/note.txt") == "x"
 
 
-@pytest.mark.parametrize("cwd", ["/home/user/missing", "../../../.."])
+@pytest.mark.parametrize("cwd", ["/home/user/missing", "/home/user/a-file", "../../../.."])
 def test_a_missing_or_escaping_cwd_is_refused(envd: Envd, cwd: str) -> None:
-    with pytest.raises(InvalidArgumentException):
-        envd.sandbox().commands.run("pwd", cwd=cwd)
+    """The error names the ``cwd``, not the program that could not start in it."""
+    sbx = envd.sandbox()
+    sbx.files.write("/home/user/a-file", "x")
+    with pytest.raises(InvalidArgumentException, match=re.escape(repr(cwd))):
+        sbx.commands.run("pwd", cwd=cwd)
 
 
 def test_running_as_root_uses_roots_home(envd: Envd) -> None:
@@ -212,6 +218,24 @@ def test_stdin_can_be_sent_then_closed(envd: Envd) -> None:
     assert handle.wait().stdout == "one two three"
 
 
+def test_stdin_sent_after_it_was_closed_is_refused(envd: Envd) -> None:
+    """Not dropped without a word: the caller learns the command no longer reads it."""
+    sbx = envd.sandbox()
+    handle = sbx.commands.run("cat; sleep 30", background=True, stdin=True)
+    handle.close_stdin()
+    with pytest.raises(SandboxException, match=f"stdin of process {handle.pid} is closed"):
+        handle.send_stdin("late")
+    handle.kill()
+
+
+def test_resizing_a_command_without_a_terminal_is_refused(envd: Envd) -> None:
+    sbx = envd.sandbox()
+    handle = sbx.commands.run("sleep 30", background=True)
+    with pytest.raises(SandboxException, match=f"process {handle.pid} has no terminal"):
+        sbx.pty.resize(handle.pid, PtySize(rows=10, cols=20))
+    handle.kill()
+
+
 def test_stdin_takes_messages_far_larger_than_16_mib(envd: Envd) -> None:
     """connect-go reads messages of any size; envd's bound sits far above what users send."""
     sbx = envd.sandbox()
@@ -244,6 +268,56 @@ def test_stdin_is_refused_when_the_command_was_started_without_it(envd: Envd) ->
     with pytest.raises(SandboxException, match="without stdin"):
         handle.send_stdin("x")
     handle.kill()
+
+
+def _start(envd: Envd, request: process_pb.StartRequest) -> int:
+    """Start ``request`` with the bare Connect client (what no SDK sends); its pid."""
+    rpc = process_connect.ProcessClientSync(envd.url)
+    events = rpc.start(request, headers={"E2b-Sandbox-Id": "sbx-default"})
+    first = next(iter(events))
+    assert first.event is not None and first.event.event is not None
+    assert first.event.event.field == "start"
+    return int(first.event.event.value.pid)
+
+
+def test_a_start_without_the_stdin_field_keeps_stdin_open(envd: Envd) -> None:
+    """SDKs older than envd 0.3.0's ``stdin`` flag omit it: envd then keeps stdin open."""
+    config = process_pb.ProcessConfig(cmd="/bin/sh", args=["-c", "head -c 2; echo"])
+    pid = _start(envd, process_pb.StartRequest(process=config))
+    sbx = envd.sandbox()
+    handle = sbx.commands.connect(pid)
+    sbx.commands.send_stdin(pid, "ok")
+    assert handle.wait().stdout == "ok\n"
+
+
+def test_a_tagged_command_is_listed_and_reached_by_its_tag(envd: Envd) -> None:
+    config = process_pb.ProcessConfig(cmd="/bin/sleep", args=["30"])
+    pid = _start(envd, process_pb.StartRequest(process=config, tag="web", stdin=False))
+    rpc = process_connect.ProcessClientSync(envd.url)
+    headers = {"E2b-Sandbox-Id": "sbx-default"}
+    listed = rpc.list(process_pb.ListRequest(), headers=headers).processes
+    assert [(p.pid, p.tag) for p in listed] == [(pid, "web")]
+    by_tag = process_pb.ProcessSelector(selector=Oneof("tag", "web"))
+    rpc.send_signal(
+        process_pb.SendSignalRequest(process=by_tag, signal=process_pb.Signal.SIGKILL),
+        headers=headers,
+    )
+    eventually(lambda: envd.sandbox().commands.list() == [], "the tagged command was killed")
+
+
+def test_stream_input_whose_first_event_is_not_start_is_an_invalid_argument(envd: Envd) -> None:
+    rpc = process_connect.ProcessClientSync(envd.url)
+    data = process_pb.StreamInputRequest(
+        event=Oneof(
+            "data",
+            process_pb.StreamInputRequest.DataEvent(
+                input=process_pb.ProcessInput(input=Oneof("stdin", b"x"))
+            ),
+        )
+    )
+    with pytest.raises(ConnectError, match="the first event must be start") as info:
+        rpc.stream_input(iter([data]), headers={"E2b-Sandbox-Id": "sbx-default"})
+    assert info.value.code == Code.INVALID_ARGUMENT
 
 
 def test_the_timeout_kills_the_command(envd: Envd) -> None:
@@ -524,6 +598,24 @@ def test_a_quiet_stream_carries_keepalives_at_the_requested_interval(envd: Envd)
     assert kinds[0] == "start" and kinds[-2:] == ["data", "end"]
     assert set(kinds[1:-2]) == {"keepalive"}
     assert len(kinds[1:-2]) >= 2
+
+
+def test_keepalives_come_at_most_every_tenth_of_a_second_whatever_the_client_asks(
+    envd: Envd,
+) -> None:
+    """A ``Keepalive-Ping-Interval`` of a millisecond must not turn a quiet stream into a flood."""
+    rpc = process_connect.ProcessClientSync(envd.url)
+    request = process_pb.StartRequest(
+        process=process_pb.ProcessConfig(cmd="/bin/sh", args=["-c", "sleep 0.5; echo done"])
+    )
+    headers = {"E2b-Sandbox-Id": "sbx-default", "Keepalive-Ping-Interval": "0.001"}
+    kinds = [
+        response.event.event.field
+        for response in rpc.start(request, headers=headers)
+        if response.event is not None and response.event.event is not None
+    ]
+    assert kinds[-2:] == ["data", "end"]
+    assert 1 <= kinds.count("keepalive") <= 6  # 0.5 s of silence: about 5
 
 
 @pytest.mark.parametrize("number", [errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EAGAIN])

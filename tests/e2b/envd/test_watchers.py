@@ -17,7 +17,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from connectrpc.code import Code
+from connectrpc.errors import ConnectError
 from e2b import NotFoundException, SandboxException
+from e2b.envd.filesystem import filesystem_connect, filesystem_pb
 from e2b.sandbox.filesystem.watch_handle import FilesystemEvent
 
 from pytest_kruise_agents.e2b.envd import watchers
@@ -164,3 +167,20 @@ def test_a_recursive_scan_holds_one_descriptor_per_level_not_per_sibling(tmp_pat
         os.close(base)
     assert len(found) == 300 * 3
     assert "pkg-299/lib/index.js" in found
+
+
+def test_a_quiet_watch_stream_carries_keepalives_at_the_requested_interval(envd: Envd) -> None:
+    """Like a command's stream: ``keepalive`` events while nothing changes (the SDK's
+    ``Keepalive-Ping-Interval``), until the stream's deadline."""
+    rpc = filesystem_connect.FilesystemClientSync(envd.url)
+    headers = {"E2b-Sandbox-Id": "sbx-default", "Keepalive-Ping-Interval": "0.1"}
+    kinds: list[str] = []
+    with pytest.raises(ConnectError) as info:
+        for response in rpc.watch_dir(
+            filesystem_pb.WatchDirRequest(path="/home/user"), headers=headers, timeout_ms=800
+        ):
+            assert response.event is not None
+            kinds.append(response.event.field)
+    assert info.value.code == Code.DEADLINE_EXCEEDED
+    assert kinds[0] == "start"
+    assert set(kinds[1:]) == {"keepalive"} and len(kinds) >= 3
