@@ -50,6 +50,10 @@ def test_only_processes_whose_environment_holds_the_marker_are_killed(
     marked = start(spawned, "exec sleep 300", **{MARK: "a"})
     other_value = start(spawned, "exec sleep 300", **{MARK: "b"})
     unmarked = start(spawned, "exec sleep 300")
+    # Each exec'd first: a process still forking shows its parent's environment, and
+    # passes 0 s apart could all read it before the marker arrives.
+    for proc in (marked, other_value, unmarked):
+        exec_done(proc)
     assert kill_marked(f"{MARK}=a".encode(), pause=0.0) == 1
     assert marked.wait(timeout=10) == -9
     assert other_value.poll() is None and unmarked.poll() is None
@@ -126,6 +130,9 @@ def test_the_sweeps_of_a_closed_event_loop_go_with_it(tmp_path: Path) -> None:
     for _ in range(3):
         loop = asyncio.new_event_loop()
         loop.run_until_complete(daemons.kill_sandbox_daemons(tmp_path))
+        # As asyncio.run closes a loop: joined, the sweep's worker thread has let go of
+        # its finished work item (whose callbacks hold the loop) before the collection.
+        loop.run_until_complete(loop.shutdown_default_executor())
         loop.close()
         loops.append(weakref.ref(loop))
         del loop
