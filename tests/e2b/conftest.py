@@ -39,18 +39,19 @@ KEYS = (
 
 
 async def answer_without_reading(scope: Scope, receive: Receive, send: Send) -> None:
-    """``/refuse`` answers 401, any other path 200 ``ok``, from the headers alone (the body unread)."""
+    """``/refuse`` answers 401, ``/bad`` 400, any other path 200 ``ok``, from the headers alone
+    (the body unread)."""
     if scope["type"] == "lifespan":
         await receive()  # startup
         await send({"type": "lifespan.startup.complete"})
         await receive()  # shutdown
         await send({"type": "lifespan.shutdown.complete"})
         return
-    status = 401 if scope["path"] == "/refuse" else 200
+    status = {"/refuse": 401, "/bad": 400}.get(scope["path"], 200)
     await send(
         {"type": "http.response.start", "status": status, "headers": [(b"content-length", b"2")]}
     )
-    await send({"type": "http.response.body", "body": b"no" if status == 401 else b"ok"})
+    await send({"type": "http.response.body", "body": b"ok" if status == 200 else b"no"})
 
 
 def answer(sock: socket.socket, within: float = 5) -> bytes:

@@ -169,6 +169,26 @@ def test_an_oversized_body_is_413(tmp_path: Path) -> None:
         backend.close()
 
 
+def test_a_body_of_exactly_the_limit_is_read(tmp_path: Path) -> None:
+    """The limit is the largest body accepted: one byte more is the 413 above."""
+    backend = SimBackend.default(seed=5, replicas=1)
+    settings = Settings(api_keys=[ApiKey(key=ALICE, id="alice")], max_body_bytes=1000)
+    thread, served = serve(tmp_path, backend=backend, settings=settings)
+    try:
+        head, tail = b'{"templateID": "base", "metadata": {"k": "', b'"}}'
+        body = head + b"x" * (1000 - len(head) - len(tail)) + tail
+        assert len(body) == 1000
+
+        declared = served.request("POST", "/v2/sandboxes", content=body)
+        streamed = served.request("POST", "/v2/sandboxes", content=iter([body[:500], body[500:]]))
+
+        for r in (declared, streamed):
+            assert r.status_code == 201, r.text
+    finally:
+        thread.stop()
+        backend.close()
+
+
 @pytest.mark.parametrize(
     "content_type",
     [None, "application/x-www-form-urlencoded", "text/plain", "application/json"],
@@ -270,6 +290,15 @@ def test_the_request_id_is_echoed_in_errors(server: Served) -> None:
     r = server.request("GET", "/sandboxes/nope", headers={"X-Request-ID": "req-42"})
 
     assert assert_error(r, 404)["request_id"] == "req-42"
+
+
+def test_a_request_id_is_echoed_cut_to_its_first_128_characters(server: Served) -> None:
+    """A caller's id is echoed, not stored: one as long as a header may be does not grow
+    every error body by as much."""
+    rid = "r" * 128 + "s" * 4000
+    r = server.request("GET", "/sandboxes/nope", headers={"X-Request-ID": rid})
+
+    assert assert_error(r, 404)["request_id"] == "r" * 128
 
 
 def test_health_answers_ok(server: Served) -> None:

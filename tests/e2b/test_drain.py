@@ -33,11 +33,16 @@ def post(path: str, length: int, *extra: str) -> bytes:
     return ("\r\n".join(head) + "\r\n\r\n").encode()
 
 
-def test_an_error_goes_out_only_once_the_body_is_in(conn: socket.socket) -> None:
-    conn.sendall(post("/refuse", 10) + b"12345")
+@pytest.mark.parametrize(
+    ("path", "status"), [("/refuse", b"401 Unauthorized"), ("/bad", b"400 Bad Request")]
+)
+def test_an_error_goes_out_only_once_the_body_is_in(
+    conn: socket.socket, path: str, status: bytes
+) -> None:
+    conn.sendall(post(path, 10) + b"12345")
     assert answer(conn, within=QUIET) == b""
     conn.sendall(b"67890")
-    assert answer(conn) == b"HTTP/1.1 401 Unauthorized"
+    assert answer(conn) == b"HTTP/1.1 " + status
     # The body was read to its end, so the connection is still good for the next request.
     conn.sendall(post("/ok", 0))
     assert answer(conn) == b"HTTP/1.1 200 OK"
@@ -60,9 +65,13 @@ def test_past_max_bytes_the_error_goes_out_anyway(conn: socket.socket) -> None:
     assert answer(conn) == b"HTTP/1.1 401 Unauthorized"
 
 
-def test_a_client_waiting_for_100_continue_is_answered_at_once(conn: socket.socket) -> None:
+@pytest.mark.parametrize("expect", ["100-continue", "100-Continue"])
+def test_a_client_waiting_for_100_continue_is_answered_at_once(
+    conn: socket.socket, expect: str
+) -> None:
     # It sends no body after a final status: waiting for one would hang both sides.
-    conn.sendall(post("/refuse", 10, "Expect: 100-continue"))
+    # The expectation is case-insensitive (RFC 9110 10.1.1).
+    conn.sendall(post("/refuse", 10, f"Expect: {expect}"))
     assert answer(conn) == b"HTTP/1.1 401 Unauthorized"
 
 

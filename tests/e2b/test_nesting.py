@@ -22,6 +22,7 @@ from fastapi.routing import APIRoute
 
 from pytest_kruise_agents.e2b import admin, control
 from pytest_kruise_agents.e2b.nesting import (
+    GO_JSON_DEPTH,
     MAX_JSON_DEPTH,
     depth_over,
     json_depth,
@@ -383,6 +384,19 @@ def test_a_control_plane_body_deeper_than_go_decodes_is_malformed_json(
     assert r.status_code == (500 if upstream_500 else 400), r.text
     assert r.json()["field"] == "body"
     assert r.json()["message"] == "body: malformed JSON: exceeded max depth (10000 levels)"
+
+
+def test_a_body_as_deep_as_go_decodes_is_past_this_servers_limit_not_malformed(
+    alive: Server,
+) -> None:
+    """Go's decoder reads 10,000 levels: such a create body is the 400 naming ``body``,
+    not the 500 upstream answers a body its decoder fails on."""
+    r = alive.call(
+        "POST", "/v2/sandboxes", headers={"X-API-Key": USER_KEY}, content=b"[" * GO_JSON_DEPTH
+    )
+
+    assert r.status_code == 400, r.text
+    assert r.json()["message"].startswith(f"body: nested too deeply: {GO_JSON_DEPTH} levels")
 
 
 def test_a_create_body_nested_as_deep_as_the_limit_is_read(alive: Server) -> None:
