@@ -481,6 +481,11 @@ def test_no_api_keys_with_auth_on_is_refused() -> None:
     )
 
 
+def test_an_empty_list_of_nodes_is_refused() -> None:
+    with pytest.raises(ConfigError, match=re.escape("nodes: must list at least one node")):
+        parse_config({"nodes": []})
+
+
 def test_empty_lists_mean_none(tmp_path: Path) -> None:
     cfg = parse_config({"sandboxsets": [], "apiKeys": [], "auth": False})
     backend, settings = build(cfg)
@@ -565,6 +570,8 @@ def test_an_api_key_made_in_python_is_checked_as_the_config_file_is(
         (" spaced ", "must not start or end with a space"),
         ("clé-secrète", "must be printable ASCII, as an HTTP header carries it; 'é' at 2"),
         ("tab\tkey", "must be printable ASCII, as an HTTP header carries it; '\\t' at 3"),
+        ("\tkey", "must not start or end with a space"),  # HTTP strips tabs as well
+        ("del\x7fkey", "must be printable ASCII, as an HTTP header carries it; '\\x7f' at 3"),
         ("ключ", "must be printable ASCII, as an HTTP header carries it; 'к' at 0"),
     ],
 )

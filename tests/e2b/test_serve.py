@@ -24,10 +24,13 @@ from e2b import CommandHandle, Sandbox, SandboxNotRunningException
 from e2b_code_interpreter import Sandbox as CodeSandbox
 from typer.testing import CliRunner
 
+from pytest_kruise_agents.backends.sim import MAX_SPEED
 from pytest_kruise_agents.cli import app
 from pytest_kruise_agents.e2b.config import ConfigError
 from pytest_kruise_agents.e2b.serve import (
+    ACCEPT_OUT_OF_RESOURCE,
     CLIENT_MAX_CONNECTIONS,
+    AcceptErrorLog,
     ServeOptions,
     base_url,
     bind,
@@ -304,7 +307,46 @@ def test_client_exports_and_urls() -> None:
     ]
     assert "k2" in lines[4] and "team t2" in lines[4]
     assert base_url("0.0.0.0", 80) == "http://127.0.0.1:80"
+    assert base_url("", 82) == "http://127.0.0.1:82"  # "" binds every address too
     assert base_url("::1", 81) == "http://[::1]:81"
+
+
+def test_the_first_admin_key_is_the_one_printed() -> None:
+    settings = Settings(
+        api_keys=[ApiKey(key="root1", admin=True), ApiKey(key="root2", id="r2", admin=True)]
+    )
+
+    assert "export KRUISE_ADMIN_KEY=root1" in client_exports(settings, "http://127.0.0.1:5")
+
+
+def test_the_bounds_of_port_and_speed_are_allowed() -> None:
+    """65535 is a port and ``MAX_SPEED`` a speed: the bounds are inclusive, as documented."""
+    cfg, _ = configure(ServeOptions(port=65535, clock="realtime", speed=MAX_SPEED))
+
+    assert cfg.clock.speed == MAX_SPEED
+
+
+def test_accept_failures_at_the_limit_are_reported_once_per_interval_with_their_count(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = [100.0]
+    handler = AcceptErrorLog(10.0, clock=lambda: now[0])
+    loop = asyncio.new_event_loop()
+    context = {"message": ACCEPT_OUT_OF_RESOURCE, "exception": OSError(24, "Too many open files")}
+    try:
+        with caplog.at_level("ERROR", logger="uvicorn.error"):
+            for at in (100.0, 101.0, 105.0, 110.0, 111.0, 119.9, 120.0):
+                now[0] = at
+                handler(loop, context)
+    finally:
+        loop.close()
+
+    counts = [
+        r.getMessage().split("Too many open files (")[1].split(" ")[0] for r in caplog.records
+    ]
+    # At 100 the first; 101 and 105 held back; at 110 (the interval's end) the next,
+    # counting the three since the last report; 111 and 119.9 held; 120 the third.
+    assert counts == ["1", "3", "3"]
 
 
 def processes_with(argument: str) -> list[int]:

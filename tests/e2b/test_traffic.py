@@ -128,27 +128,29 @@ def test_a_paused_or_killed_sandbox_is_502_and_not_running_for_the_sdk(
     assert paused.is_running() is True
 
 
-def test_another_port_is_502_port_not_open(echo_server: Served, sid: str) -> None:
-    r = via_headers(echo_server, sid, 8080)
+@pytest.mark.parametrize("port", [8080, 1, 65535])
+def test_another_port_is_502_port_not_open(echo_server: Served, sid: str, port: int) -> None:
+    r = via_headers(echo_server, sid, port)
 
     assert r.status_code == 502
     assert r.json() == {
         "sandboxId": sid,
         "message": "The sandbox is running but port is not open",
         "code": 502,
-        "port": 8080,
+        "port": port,
     }
 
 
 @pytest.mark.parametrize(
     "port",
-    [None, "", "http", "0", "70000", b"\xb2", b"\xb9\xb3", "4" * 5000],
+    [None, "", "http", "0", "70000", "65536", b"\xb2", b"\xb9\xb3", "4" * 5000],
     ids=[
         "missing",
         "empty",
         "word",
         "zero",
         "too-big",
+        "one-too-big",
         "superscript",
         "superscripts",
         "5000-digits",
@@ -254,6 +256,8 @@ def test_nothing_is_created_for_a_sandbox_until_its_files_are_used(
         ([(b"host", b"api.example.test")], None),
         ([(b"host", b"127.0.0.1:8080")], None),
         ([(b"host", b"49999-ns--a")], None),
+        # <port>-<id>. only at the start of the host, as the proxy matches it.
+        ([(b"host", b"api.49999-ns--a.example.test")], None),
         ([], None),
     ],
 )
