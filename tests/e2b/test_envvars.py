@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_kruise_agents.e2b.envvars import EnvVarProblem, env_name_problem, env_vars_problem
+from pytest_kruise_agents.e2b.envvars import (
+    EnvVarProblem,
+    env_name_problem,
+    env_vars_problem,
+    sandbox_identity_env,
+)
 
 
 @pytest.mark.parametrize("name", ["A", "a_b", "A B", "é", "PATH", "1X"])
@@ -37,3 +42,11 @@ def test_the_first_bad_entry_is_named_with_its_field() -> None:
 
 def test_values_may_hold_anything_but_nul() -> None:
     assert env_vars_problem("envVars", {"A": "", "B": "x=y", "C": "\n\t é"}) is None
+
+
+def test_code_learns_it_runs_in_an_e2b_sandbox_and_which() -> None:
+    """E2B sets ``E2B_SANDBOX=true`` and ``E2B_SANDBOX_ID`` in every sandbox process."""
+    assert sandbox_identity_env("default--base-x") == {
+        "E2B_SANDBOX": "true",
+        "E2B_SANDBOX_ID": "default--base-x",
+    }

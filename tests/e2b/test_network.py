@@ -64,3 +64,12 @@ def test_only_the_egress_lists_are_reported() -> None:
 
     assert reported is not None and reported.to_wire() == {"allowOut": ["1.1.1.1"]}
     assert reported_network(None) is None
+
+
+def test_a_create_is_reported_its_egress_lists_both() -> None:
+    requested = SandboxNetworkConfig(allow_out=["10.1.0.0/16"], deny_out=["0.0.0.0/0"])
+
+    assert reported_network(requested) == SandboxNetwork(
+        allow_out=["10.1.0.0/16"], deny_out=["0.0.0.0/0"]
+    )
+    assert reported_network(None) is None

@@ -98,6 +98,20 @@ def test_origin_form_is_the_path_the_absolute_form_names(
     assert scope["raw_path"] == target  # the given scope is not changed
 
 
+def test_an_absolute_form_without_an_authority_keeps_the_host_header() -> None:
+    scope = {
+        "type": "http",
+        "path": "http:///x",
+        "raw_path": b"http:///x",
+        "root_path": "",
+        "headers": [(b"host", b"h.test")],
+    }
+
+    rewritten = origin_form(scope)
+
+    assert (rewritten["path"], rewritten["headers"]) == ("/x", [(b"host", b"h.test")])
+
+
 @pytest.mark.parametrize("target", [b"/v2/sandboxes", b"//v2/sandboxes", b"/http://h.test/x", b"*"])
 def test_an_origin_form_target_is_left_as_it_is(target: bytes) -> None:
     scope = {"type": "http", "path": target.decode(), "raw_path": target, "headers": []}
