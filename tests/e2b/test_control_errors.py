@@ -163,6 +163,8 @@ def test_an_oversized_body_is_413(tmp_path: Path) -> None:
 
         for r in (declared, streamed):
             assert "larger than the limit of 1000 bytes" in assert_error(r, 413)["message"]
+            # The rest of the body is never read: the connection cannot carry another request.
+            assert r.headers["connection"] == "close"
         assert served.backend.records() == []
     finally:
         thread.stop()
