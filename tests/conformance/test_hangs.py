@@ -147,3 +147,19 @@ def test_a_cleanup_waits_as_long_as_the_sdk_and_less_only_after_an_unanswered_de
     short = _api("http://127.0.0.1:9", cleanup_timeout=3.0)
     short.unanswered.append("default--gone")
     assert cleanup_wait(short) == 1.0
+
+
+def test_an_sdk_call_waits_the_request_timeout_not_the_sdks_own() -> None:
+    """``--request-timeout`` bounds the SDK's calls as much as the suite's own requests: a
+    create the server leaves unanswered fails the check after it, not after the SDK's 60 s."""
+
+    def creates(scope: Scope) -> bool:
+        return bool(scope["method"] == "POST" and scope["path"].endswith("/sandboxes"))
+
+    with _server_leaving_unanswered(creates) as url:
+        api = _api(url, request_timeout=1.0)
+        made = Sandboxes(api.target, api)
+        started = time.monotonic()
+        with pytest.raises(CheckFailed, match=r"^create a sandbox .*: expected success, but saw "):
+            made.create()
+        assert time.monotonic() - started < 10.0

@@ -57,9 +57,13 @@ def test_dependents_are_transitive() -> None:
 
 def test_levels_parse_in_catalogue_order_and_unknown_ones_are_refused() -> None:
     assert parse_levels("envd, core") == ("core", "envd")
+    # Every level, backwards and one twice: a set's order would match by chance 1 time in 120.
+    assert parse_levels("kruise,code,envd,lifecycle,core,code") == LEVELS
     assert parse_levels(None) == LEVELS
     with pytest.raises(ValueError, match="unknown level 'cores'"):
         parse_levels("core,cores")
+    with pytest.raises(ValueError, match="unknown level 'aa'"):  # the first in sorted order
+        parse_levels("zz,core,aa")
     assert {c.level for c in select(("kruise",))} == {"kruise"}
 
 

@@ -13,6 +13,7 @@ from pytest_kruise_agents.conformance.report import (
     summary_line,
     to_junit,
     to_markdown,
+    unwritable,
 )
 
 OUTCOMES = [
@@ -128,3 +129,81 @@ def test_characters_xml_cannot_hold_are_escaped_so_every_report_can_be_written(
 def test_other_non_ascii_text_is_kept() -> None:
     kept = "saw 'conformance ✓ text' and 😀 and \u00e9"
     assert clean(kept) == kept
+
+
+def test_each_total_counts_its_own_status() -> None:
+    """Two passes, one failure, three skips: no total is read from another status's count."""
+    many = [
+        Outcome(by_id("core.create"), "pass"),
+        Outcome(by_id("core.get"), "pass"),
+        Outcome(by_id("core.kill"), "fail", "no"),
+        Outcome(by_id("kruise.label"), "skip", "no kruise"),
+        Outcome(by_id("kruise.no-stock"), "skip", "no template"),
+        Outcome(by_id("kruise.never-timeout"), "skip", "no kruise"),
+    ]
+    assert summary_line(many) == "2 passed, 1 failed, 3 skipped"
+    assert render_table(many, width=200).rstrip().endswith("2 passed, 1 failed, 3 skipped")
+    md = to_markdown(many, INFO)
+    assert "**Result: 2 passed, 1 failed, 3 skipped**" in md
+    assert "## core (2 passed, 1 failed, 0 skipped)" in md
+    assert "## kruise (0 passed, 0 failed, 3 skipped)" in md
+    suite = ET.fromstring(to_junit(many, INFO).split("\n", 1)[1]).find("testsuite")
+    assert suite is not None
+    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("6", "1", "3")
+
+
+def test_the_markdown_report_lists_the_levels_in_catalogue_order() -> None:
+    """core, lifecycle, envd, code, kruise: whatever order the outcomes come in."""
+    shuffled = [
+        Outcome(by_id("kruise.no-stock"), "pass"),
+        Outcome(by_id("code.run"), "pass"),
+        Outcome(by_id("envd.health"), "pass"),
+        Outcome(by_id("lifecycle.pause"), "pass"),
+        Outcome(by_id("core.create"), "pass"),
+    ]
+    md = to_markdown(shuffled, {})
+    heads = [line.split()[1] for line in md.splitlines() if line.startswith("## ")]
+    assert heads == ["core", "lifecycle", "envd", "code", "kruise"]
+
+
+def test_a_tag_in_server_text_shows_in_the_markdown_report_not_as_html() -> None:
+    raw = [Outcome(by_id("core.errors"), "fail", "saw HTTP 502 <html><b>Bad Gateway</b>")]
+    row = next(line for line in to_markdown(raw, {}).splitlines() if "`core.errors`" in line)
+    assert "saw HTTP 502 &lt;html>&lt;b>Bad Gateway&lt;/b>" in row
+    assert "<html>" not in row
+
+
+def test_c1_control_characters_and_delete_are_escaped_too() -> None:
+    """U+007F..U+009F: DEL and the C1 controls (U+009B is a terminal's CSI, as ESC [ is)."""
+    raw = [Outcome(by_id("core.errors"), "fail", "saw \x7f\x85\x9b31m red")]
+    assert clean("saw \x7f\x85\x9b31m red") == "saw \\x7f\\x85\\x9b31m red"
+    assert "\x9b" not in render_table(raw, width=200)
+    failure = ET.fromstring(to_junit(raw, {}).split("\n", 1)[1]).find(".//failure")
+    assert failure is not None and failure.get("message") == "saw \\x7f\\x85\\x9b31m red"
+
+
+def test_a_junit_failure_carries_its_message_as_text_too() -> None:
+    suite = ET.fromstring(to_junit(OUTCOMES, INFO).split("\n", 1)[1])
+    failure = suite.find(".//testcase[@name='core.kill']/failure")
+    assert failure is not None
+    assert failure.text == "DELETE /sandboxes/x: expected HTTP 204, but saw HTTP 200 |x|"
+
+
+def test_an_interrupted_check_is_a_junit_error_not_a_failure_and_its_time_counts() -> None:
+    stopped = Outcome(by_id("core.timeout"), "pass", duration=1.5)
+    root = ET.fromstring(to_junit(OUTCOMES, INFO, interrupted=[stopped]).split("\n", 1)[1])
+    suite = root.find("testsuite")
+    assert suite is not None
+    assert (suite.get("failures"), suite.get("errors")) == ("1", "1")
+    assert suite.get("time") == "1.750"  # 0.25 s of core.create + 1.5 s of the stopped check
+
+
+def test_a_writable_path_is_left_as_it_was(tmp_path: Path) -> None:
+    """Trying whether a report can be written creates no file, and empties none."""
+    new, old = tmp_path / "new.md", tmp_path / "old.md"
+    old.write_text("an earlier report", encoding="utf-8")
+    assert unwritable(new) is None and unwritable(old) is None
+    assert not new.exists()
+    assert old.read_text(encoding="utf-8") == "an earlier report"
+    missing_dir = tmp_path / "nope" / "out.md"
+    assert unwritable(missing_dir) == f"cannot write {missing_dir}: No such file or directory"

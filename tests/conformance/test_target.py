@@ -10,6 +10,7 @@ from pytest_kruise_agents.conformance.sdk import V2_ROUTES_SINCE
 from pytest_kruise_agents.conformance.target import (
     DEFAULT_DOMAIN,
     ENVD_PORT,
+    PLACEHOLDER_KEY,
     Api,
     Target,
     connect_route,
@@ -161,3 +162,58 @@ def test_any_other_empty_option_is_refused_naming_it(
     given = {"api_url": "http://127.0.0.1:8080", name: ""}
     with pytest.raises(ValueError, match=f"^{name}: must not be empty$"):
         Target.from_env(**given)
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("ftp://h/", "must be an http:// or https:// URL, got 'ftp://h/'"),
+        ("127.0.0.1:8080", "must be an http:// or https:// URL, got '127.0.0.1:8080'"),
+        ("http://", "has no host: 'http://'"),
+        ("https:///v2", "has no host: 'https:///v2'"),
+    ],
+)
+def test_a_url_of_another_scheme_or_without_a_host_is_refused(url: str, reason: str) -> None:
+    assert url_problem(url) == reason
+
+
+def test_a_trailing_slash_of_the_api_and_sandbox_urls_is_dropped() -> None:
+    """``--api-url http://h/`` asks ``http://h/v2/sandboxes``, not ``http://h//v2/sandboxes``
+    (a path no server routes)."""
+    target = Target.from_env(api_url="http://127.0.0.1:8080/", sandbox_url="http://127.0.0.1:9//")
+    assert target is not None
+    assert target.url("/v2/sandboxes") == "http://127.0.0.1:8080/v2/sandboxes"
+    assert target.sandbox_url == "http://127.0.0.1:9"
+    prefixed = Target.from_env(api_url="http://127.0.0.1:8080/kruise/api/")
+    assert prefixed is not None and prefixed.api_root == "http://127.0.0.1:8080"
+
+
+def test_without_an_api_url_the_api_of_the_domain_is_checked_as_the_sdk_reaches_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The SDK's API URL is ``https://api.<domain>`` when only a domain is given (E2B §1.1)."""
+    monkeypatch.delenv("E2B_API_URL", raising=False)
+    monkeypatch.delenv("E2B_DOMAIN", raising=False)
+    assert Target.from_env(template="base") is None
+    given = Target.from_env(domain="sandboxes.example.com")
+    assert given is not None and given.api_url == "https://api.sandboxes.example.com"
+    monkeypatch.setenv("E2B_DOMAIN", "e2b.dev")
+    exported = Target.from_env()
+    assert exported is not None and exported.api_url == "https://api.e2b.dev"
+
+
+def test_a_kruise_path_is_not_prefixed_twice_when_the_api_url_has_the_prefix() -> None:
+    plain = Target(api_url="http://h:1", api_key="k")
+    prefixed = Target(api_url="http://h:1/kruise/api", api_key="k")
+    assert plain.url("/kruise/api/v2/sandboxes") == "http://h:1/kruise/api/v2/sandboxes"
+    assert prefixed.url("/kruise/api/v2/sandboxes") == "http://h:1/kruise/api/v2/sandboxes"
+    assert prefixed.url("/v2/sandboxes") == "http://h:1/kruise/api/v2/sandboxes"
+
+
+def test_without_an_api_key_the_sdk_gets_the_placeholder_and_the_request_timeout() -> None:
+    """The SDK refuses an empty key before sending anything: a server with auth disabled is
+    still judged on what it answers. Every SDK call waits the target's request timeout."""
+    opts = Target(api_url="http://h:1", api_key="", request_timeout=7.5).sdk_opts()
+    assert opts["api_key"] == PLACEHOLDER_KEY
+    assert opts["request_timeout"] == 7.5
+    assert Target(api_url="http://h:1", api_key="k").sdk_opts()["api_key"] == "k"
