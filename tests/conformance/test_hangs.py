@@ -147,6 +147,9 @@ def test_a_cleanup_waits_as_long_as_the_sdk_and_less_only_after_an_unanswered_de
     short = _api("http://127.0.0.1:9", cleanup_timeout=3.0)
     short.unanswered.append("default--gone")
     assert cleanup_wait(short) == 1.0
+    shorter = _api("http://127.0.0.1:9", cleanup_timeout=0.5)
+    shorter.unanswered.append("default--gone")
+    assert cleanup_wait(shorter) == 0.5  # the least a DELETE waits is never past the bound
 
 
 def test_an_sdk_call_waits_the_request_timeout_not_the_sdks_own() -> None:
@@ -163,3 +166,29 @@ def test_an_sdk_call_waits_the_request_timeout_not_the_sdks_own() -> None:
         with pytest.raises(CheckFailed, match=r"^create a sandbox .*: expected success, but saw "):
             made.create()
         assert time.monotonic() - started < 10.0
+
+
+def test_a_sandbox_tracked_twice_is_killed_once_and_named_once() -> None:
+    with _server_leaving_unanswered(_deletes) as url:
+        api = _api(url, cleanup_timeout=1.0)
+        made = Sandboxes(api.target, api)
+        sid = made.create_raw()["sandboxID"]
+        made.track(sid)
+        with pytest.raises(CheckFailed) as caught:
+            made.cleanup()
+    assert str(caught.value) == (
+        f"DELETE /sandboxes/{sid}: expected an answer within 1 s, but saw none; 1 sandbox may "
+        f"be left on the server: {sid}"
+    )
+    assert api.unanswered == [sid]
+
+
+def test_a_request_with_its_own_timeout_names_that_timeout() -> None:
+    with _server_leaving_unanswered(_deletes) as url:
+        api = _api(url, request_timeout=30.0)
+        with pytest.raises(CheckFailed) as caught:
+            api.kill("default--base-x", timeout=0.5)
+    assert str(caught.value) == (
+        "DELETE /sandboxes/default--base-x: expected an answer within 0.5 s, but saw none "
+        "(ReadTimeout)"
+    )

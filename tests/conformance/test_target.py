@@ -3,6 +3,10 @@ traffic (where the installed SDK does)."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
 import pytest
 from e2b.connection_config import ConnectionConfig
 
@@ -11,6 +15,7 @@ from pytest_kruise_agents.conformance.target import (
     DEFAULT_DOMAIN,
     ENVD_PORT,
     PLACEHOLDER_KEY,
+    RUN_KEY,
     Api,
     Target,
     connect_route,
@@ -18,6 +23,11 @@ from pytest_kruise_agents.conformance.target import (
     sdks_calling,
     url_problem,
 )
+
+from .conftest import USER_KEY, serve
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
 @pytest.mark.parametrize(
@@ -217,3 +227,127 @@ def test_without_an_api_key_the_sdk_gets_the_placeholder_and_the_request_timeout
     assert opts["api_key"] == PLACEHOLDER_KEY
     assert opts["request_timeout"] == 7.5
     assert Target(api_url="http://h:1", api_key="k").sdk_opts()["api_key"] == "k"
+
+
+def _recording(seen: list[Scope]) -> Callable[[ASGIApp], ASGIApp]:
+    """A middleware noting each request's scope, around the served fake."""
+
+    def wrap(app: ASGIApp) -> ASGIApp:
+        async def recorded(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] == "http":
+                seen.append(scope)
+            await app(scope, receive, send)
+
+        return recorded
+
+    return wrap
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    return {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+
+
+def test_a_request_without_a_key_sends_no_x_api_key_header_at_all() -> None:
+    """``key=""`` (and a target without a key) is a request without the header, not with an
+    empty one: what the auth checks must send."""
+    seen: list[Scope] = []
+    with serve(wrap=_recording(seen)) as url:
+        keyed = Api(Target(api_url=url, api_key=USER_KEY, sandbox_url=url), v2_routes=True)
+        assert keyed.list().status_code == 200
+        assert keyed.request("GET", "/v2/sandboxes", key="").status_code == 401
+        keyless = Api(Target(api_url=url, api_key="", sandbox_url=url), v2_routes=True)
+        assert keyless.list().status_code == 401
+        keyed.close()
+        keyless.close()
+    sent = [_headers(s) for s in seen]
+    assert sent[0]["x-api-key"] == USER_KEY
+    assert "x-api-key" not in sent[1] and "x-api-key" not in sent[2]
+
+
+def test_raw_creates_and_connects_send_what_each_sdk_generation_sends() -> None:
+    """The v1 SDKs (POST /sandboxes) always send a timeout, 300 s by default, and ``secure``;
+    so does their connect. The v2 ones send no timeout unless one is given."""
+    seen: list[tuple[str, Any]] = []
+
+    def bodies(app: ASGIApp) -> ASGIApp:
+        async def recorded(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != "http" or scope["method"] != "POST":
+                await app(scope, receive, send)
+                return
+            chunks: list[bytes] = []
+            more = True
+            while more:
+                message = await receive()
+                chunks.append(message.get("body", b""))
+                more = message.get("more_body", False)
+            body = b"".join(chunks)
+            seen.append((scope["path"], json.loads(body) if body else None))
+            replayed = False
+
+            async def replay() -> Message:
+                nonlocal replayed
+                if replayed:
+                    return await receive()
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+
+            await app(scope, replay, send)
+
+        return recorded
+
+    with serve(wrap=bodies) as url:
+        target = Target(api_url=url, api_key=USER_KEY, sandbox_url=url)
+        v1, v2 = Api(target, v2_routes=False), Api(target, v2_routes=True)
+        for api in (v1, v2):
+            sid = api.create().json()["sandboxID"]
+            api.connect(sid)
+            api.close()
+    (v1_create, v1_body), (v1_connect, v1_connect_body), (v2_create, v2_body), (_, v2_conn) = seen
+    assert (v1_create, v1_body["timeout"], v1_body["secure"]) == ("/sandboxes", 300, True)
+    assert v1_connect.startswith("/sandboxes/") and v1_connect_body == {"timeout": 300}
+    assert v2_create == "/v2/sandboxes" and "timeout" not in v2_body and "secure" not in v2_body
+    assert v2_conn == {}
+    assert v1_body["metadata"] == v2_body["metadata"] == {RUN_KEY: target.run_id}
+
+
+def test_the_kruise_extensions_are_asked_for_once_on_the_runs_own_list() -> None:
+    """``GET /kruise/api/v2/sandboxes?limit=1&metadata=<run>``: a team's thousands of sandboxes
+    are not read; a 404 or a 405 there is a server without the extensions."""
+    seen: list[Scope] = []
+    with serve(wrap=_recording(seen)) as url:
+        api = Api(Target(api_url=url, api_key=USER_KEY, sandbox_url=url), v2_routes=True)
+        assert api.kruise_missing() is None
+        assert api.kruise_missing() is None
+        api.close()
+    assert len(seen) == 1
+    assert seen[0]["path"] == "/kruise/api/v2/sandboxes"
+    query = dict(p.split("=", 1) for p in seen[0]["query_string"].decode().split("&"))
+    assert query == {"limit": "1", "metadata": f"{RUN_KEY}%3D{api.target.run_id}"}
+
+
+def _answering(status: int) -> Callable[[ASGIApp], ASGIApp]:
+    """A middleware answering ``status`` to everything under /kruise/api."""
+
+    def wrap(app: ASGIApp) -> ASGIApp:
+        async def answered(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] == "http" and scope["path"].startswith("/kruise/api/"):
+                await send({"type": "http.response.start", "status": status, "headers": []})
+                await send({"type": "http.response.body", "body": b""})
+                return
+            await app(scope, receive, send)
+
+        return answered
+
+    return wrap
+
+
+@pytest.mark.parametrize("status", [404, 405])
+def test_a_server_not_serving_the_kruise_prefix_has_no_kruise_extensions(status: int) -> None:
+    with serve(wrap=_answering(status)) as url:
+        api = Api(Target(api_url=url, api_key=USER_KEY, sandbox_url=url), v2_routes=True)
+        missing = api.kruise_missing()
+        api.close()
+    assert missing == (
+        "the server does not serve the OpenKruise extensions (GET /kruise/api/v2/sandboxes "
+        f"answered HTTP {status}); leave kruise out of --levels"
+    )
