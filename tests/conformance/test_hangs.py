@@ -192,3 +192,23 @@ def test_a_request_with_its_own_timeout_names_that_timeout() -> None:
         "DELETE /sandboxes/default--base-x: expected an answer within 0.5 s, but saw none "
         "(ReadTimeout)"
     )
+
+
+def test_a_sweep_whose_list_gets_no_answer_names_what_the_cleanups_could_not_kill() -> None:
+    """The list waits as a cleanup DELETE does (a second here, after one went unanswered),
+    not the request timeout; the sandboxes whose cleanup DELETE got no answer are named."""
+
+    def deletes_and_lists(scope: Scope) -> bool:
+        lists = scope["method"] == "GET" and scope["path"] == "/v2/sandboxes"
+        return bool(scope["method"] == "DELETE" or lists)
+
+    with _server_leaving_unanswered(deletes_and_lists) as url:
+        api = _api(url, request_timeout=30.0, cleanup_timeout=3.0)
+        made = Sandboxes(api.target, api)
+        sid = made.create_raw()["sandboxID"]
+        with pytest.raises(CheckFailed):
+            made.cleanup()
+        started = time.monotonic()
+        left = sweep(api)
+        assert time.monotonic() - started < 2.5
+    assert left == [sid]

@@ -3,17 +3,24 @@ application's, say what they take, and it loads nothing it needs only when check
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from pytest_kruise_agents.conformance.plugin import OPTION_PREFIX
+from pytest_kruise_agents.conformance.plugin import OPTION_PREFIX, sweep
 from pytest_kruise_agents.conformance.runner import RunOptions, pytest_args
+from pytest_kruise_agents.conformance.target import Api, Target
 
-from .conftest import ROOT, clean_env
+from .conftest import ROOT, USER_KEY, clean_env, serve
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 SUITE_OPTIONS = (
     "api-url",
@@ -225,3 +232,59 @@ def test_the_plugin_loads_no_report_module_until_checks_run() -> None:
     assert "pytest_kruise_agents.conformance.plugin" in loaded
     assert "pytest_kruise_agents.conformance.report" not in loaded
     assert [m for m in loaded if m.split(".")[0] == "xml"] == []
+
+
+def _list_without_metadata(app: ASGIApp) -> ASGIApp:
+    """The fake, but its list items carry no ``metadata`` (its filter still works)."""
+
+    async def stripped(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != "/v2/sandboxes" or scope["method"] != "GET":
+            await app(scope, receive, send)
+            return
+        start: Message = {}
+        chunks: list[bytes] = []
+
+        async def hold(message: Message) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start":
+                start = message
+            else:
+                chunks.append(message.get("body", b""))
+
+        await app(scope, receive, hold)
+        items = [
+            {k: v for k, v in i.items() if k != "metadata"} for i in json.loads(b"".join(chunks))
+        ]
+        body = json.dumps(items).encode()
+        headers = [(k, v) for k, v in start["headers"] if k.lower() != b"content-length"]
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({**start, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    return stripped
+
+
+def test_the_final_sweep_kills_what_the_run_made_even_listed_without_its_metadata() -> None:
+    with serve(wrap=_list_without_metadata) as url:
+        api = Api(Target(api_url=url, api_key=USER_KEY, sandbox_url=url), v2_routes=True)
+        with closing(api.client):
+            made = api.create().json()["sandboxID"]  # no check's cleanup kills it
+            assert "metadata" not in api.list({"metadata": api.target.run_filter}).json()[0]
+            assert sweep(api) == []
+            assert api.get(made).status_code == 404
+
+
+def test_the_final_sweep_kills_what_the_list_shows_with_the_runs_metadata() -> None:
+    """A sandbox of the run the suite never saw created (an SDK call that failed after the
+    server made it) is still the run's: the list shows it with the run's metadata."""
+    with serve() as url:
+        api = Api(Target(api_url=url, api_key=USER_KEY, sandbox_url=url), v2_routes=True)
+        unseen = Api(api.target, v2_routes=True)
+        other = Api(Target(api_url=url, api_key=USER_KEY, sandbox_url=url), v2_routes=True)
+        with closing(api.client), closing(unseen.client), closing(other.client):
+            sid = unseen.create().json()["sandboxID"]
+            not_ours = other.create().json()["sandboxID"]
+            assert sid not in api.made
+            assert sweep(api) == []
+            assert api.get(sid).status_code == 404
+            assert api.get(not_ours).status_code == 200  # another run's sandbox is left alone
