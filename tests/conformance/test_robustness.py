@@ -346,7 +346,15 @@ def test_the_pytest_form_refuses_a_url_that_is_no_url(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("option", "value"), [("template", ""), ("levels", ""), ("levels", ","), ("levels", " ")]
+    ("option", "value"),
+    [
+        ("template", ""),
+        ("levels", ""),
+        ("levels", ","),
+        ("levels", " "),
+        ("junit", ""),
+        ("report", ""),
+    ],
 )
 def test_the_pytest_form_refuses_an_empty_option_naming_it(
     tmp_path: Path, option: str, value: str
