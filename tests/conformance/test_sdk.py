@@ -10,7 +10,14 @@ from pytest_kruise_agents.conformance.sdk import api_status, uses_v2_routes
 
 @pytest.mark.parametrize(
     ("version", "v2"),
-    [("2.8.1", False), ("2.50.0", False), ("2.51.0", True), ("2.63.0", True), ("2.51.0rc1", False)],
+    [
+        ("2.8.1", False),
+        ("2.50.0", False),
+        ("2.51.0", True),
+        ("2.63.0", True),
+        ("2.51.0rc1", False),
+        ("a local build", True),  # not a release the suite knows: the newest SDKs' routes
+    ],
 )
 def test_the_v2_routes_are_those_of_e2b_2_51_on(version: str, v2: bool) -> None:
     """E2B §2.6; PEP 440 order: a 2.51 release candidate comes before 2.51."""

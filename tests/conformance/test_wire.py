@@ -4,11 +4,24 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import TYPE_CHECKING
 
 import pytest
 
 from pytest_kruise_agents.conformance.expect import CheckFailed
-from pytest_kruise_agents.conformance.wire import envd_version_ok, parse_time
+from pytest_kruise_agents.conformance.target import Api, Target
+from pytest_kruise_agents.conformance.wire import (
+    envd_version_ok,
+    expect_fields,
+    list_all,
+    parse_time,
+    state_of,
+)
+
+from .conftest import USER_KEY, serve
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
 def test_an_rfc_3339_date_time_is_its_instant() -> None:
@@ -38,3 +51,37 @@ def test_an_envd_version_the_sdk_takes_is_accepted(version: str) -> None:
 @pytest.mark.parametrize("version", ["0.0.9", "0.1.0rc1", "0.1.0.dev3", "latest", "", "0.6.x"])
 def test_an_envd_version_older_than_0_1_0_or_no_version_is_refused(version: str) -> None:
     assert not envd_version_ok(version)
+
+
+def test_a_boolean_is_no_integer_field() -> None:
+    """JSON ``true`` is no ``cpuCount``: Python's bool is an int, the schema's boolean is not."""
+    with pytest.raises(CheckFailed, match=r"^GET: expected 'cpuCount' of type int, but saw "):
+        expect_fields({"cpuCount": True}, {"cpuCount": int}, "GET")
+    assert expect_fields({"cpuCount": 2}, {"cpuCount": int}, "GET") == {"cpuCount": 2}
+
+
+def _empty_next_token(app: ASGIApp) -> ASGIApp:
+    """Lists answer with an empty ``X-Next-Token`` header on their last page."""
+
+    async def sent(scope: Scope, receive: Receive, send: Send) -> None:
+        async def with_header(message: Message) -> None:
+            if message["type"] == "http.response.start" and scope["path"] == "/v2/sandboxes":
+                message = {**message, "headers": [*message["headers"], (b"x-next-token", b"")]}
+            await send(message)
+
+        await app(scope, receive, with_header)
+
+    return sent
+
+
+def test_an_empty_next_token_ends_the_list_and_an_unknown_sandbox_has_no_state() -> None:
+    with serve(wrap=_empty_next_token) as url:
+        api = Api(Target(api_url=url, api_key=USER_KEY, sandbox_url=url), v2_routes=True)
+        try:
+            sid = api.create().json()["sandboxID"]
+            items = list_all(api, {"metadata": api.target.run_filter})
+            assert [i["sandboxID"] for i in items] == [sid]
+            assert state_of(api, sid) == "running"
+            assert state_of(api, "default--base-none") is None
+        finally:
+            api.close()
