@@ -288,3 +288,25 @@ def test_the_final_sweep_kills_what_the_list_shows_with_the_runs_metadata() -> N
             assert sweep(api) == []
             assert api.get(sid).status_code == 404
             assert api.get(not_ours).status_code == 200  # another run's sandbox is left alone
+
+
+SETTLE_TEST = """\
+def test_target(conformance_target):
+    print("settle", conformance_target.list_settle)
+"""
+
+
+def test_a_list_settle_of_zero_seconds_is_taken_by_the_pytest_form(tmp_path: Path) -> None:
+    """0 is a list read once (a server whose lists show every change at once), not refused."""
+    (tmp_path / "test_target.py").write_text(SETTLE_TEST)
+    proc = _pytest(
+        tmp_path,
+        "-s",
+        "test_target.py",
+        "--kruise-conformance-api-url",
+        "http://127.0.0.1:9",
+        "--kruise-conformance-list-settle",
+        "0",
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "settle 0.0\n" in proc.stdout
