@@ -62,7 +62,9 @@ StopHook = Callable[[str], Awaitable[None]]
 
 
 PATH_MAX = 4096
-"""Longest sandbox path taken, in UTF-8 bytes (Linux's ``PATH_MAX``): longer is malformed."""
+"""Linux's ``PATH_MAX``, in bytes, counting the terminating NUL: a sandbox path (UTF-8) has
+at most ``PATH_MAX - 1`` bytes; the kernel answers ``ENAMETOOLONG`` to envd's syscall
+for a longer one, so it is malformed."""
 
 # How much of a path an error message repeats: the rest is elided, so a huge
 # path (a request inflated from a small gzip body) never makes a huge answer.
@@ -280,8 +282,8 @@ class SandboxWorkspace:
 def _parts(path: str, home: str) -> list[str]:
     """The components of sandbox ``path`` made absolute from ``home``, ``..`` applied lexically."""
     # Before anything else looks at it: a path of megabytes costs every later step.
-    if len(path) > PATH_MAX or len(path.encode("utf-8", "surrogatepass")) > PATH_MAX:
-        raise PathEscapeError(path, f"is longer than PATH_MAX ({PATH_MAX} bytes)")
+    if len(path) >= PATH_MAX or len(path.encode("utf-8", "surrogatepass")) >= PATH_MAX:
+        raise PathEscapeError(path, f"is longer than {PATH_MAX - 1} bytes (PATH_MAX less its NUL)")
     if "\x00" in path:
         raise PathEscapeError(path, "contains a NUL byte")
     full = path

@@ -144,14 +144,16 @@ def test_paths_climbing_above_the_root_or_malformed_are_refused(
     assert info.value.path == path
 
 
-def test_a_path_longer_than_path_max_is_refused_and_its_error_stays_short(
+def test_a_path_of_path_max_bytes_or_more_is_refused_and_its_error_stays_short(
     ws: SandboxWorkspace,
 ) -> None:
-    """4096 bytes of UTF-8 at most (Linux's PATH_MAX), checked before anything else; the
-    message repeats only the start of the path."""
-    long = "/home/user/" + "é" * 2043  # 4097 bytes in 2054 characters
-    for path in (long, "x" * 10_000_000):
-        with pytest.raises(PathEscapeError, match=r"longer than PATH_MAX \(4096 bytes\)") as info:
+    """4095 bytes of UTF-8 at most (Linux's PATH_MAX, 4096, counts the terminating NUL, so the
+    kernel refuses a 4096-byte path), checked before anything else; the message repeats only
+    the start of the path."""
+    long = "/home/user/" + "é" * 2042 + "x"  # 4096 bytes in 2054 characters
+    assert len(long.encode()) == 4096
+    for path in (long, "x" * 4096, "x" * 10_000_000):
+        with pytest.raises(PathEscapeError, match=r"longer than 4095 bytes \(PATH_MAX") as info:
             ws.resolve(path)
         assert len(str(info.value)) < 300
         with pytest.raises(PathEscapeError):

@@ -390,16 +390,24 @@ def test_a_path_longer_than_path_max_is_invalid_and_not_repeated_whole(
         r = http.post("/filesystem.Filesystem/Stat", content=body, headers=headers)
     assert r.status_code == 400, r.text[:200]
     assert r.json()["code"] == "invalid_argument"
-    assert "longer than PATH_MAX (4096 bytes)" in r.json()["message"]
+    assert "longer than 4095 bytes" in r.json()["message"]
     assert len(r.content) < 1024
 
 
-def test_a_path_of_exactly_path_max_bytes_is_a_path(envd: Envd) -> None:
+def test_a_path_of_exactly_path_max_bytes_is_invalid_and_one_byte_less_is_a_path(
+    envd: Envd,
+) -> None:
+    """Linux's PATH_MAX (4096) counts the terminating NUL: the kernel answers ENAMETOOLONG to
+    envd's syscall for a path of 4096 bytes, so 4095 is the longest path there is."""
     path = "/home/user/" + "/".join(["d" * 200] * 19)
     path += "/" + "f" * (4096 - len(path) - 1)
     assert len(path.encode()) == 4096
     with envd.http() as http:
         r = http.post("/filesystem.Filesystem/Stat", json={"path": path})
+        assert r.status_code == 400, r.text[:200]
+        assert r.json()["code"] == "invalid_argument"
+        assert "longer than 4095 bytes" in r.json()["message"]
+        r = http.post("/filesystem.Filesystem/Stat", json={"path": path[:-1]})
     assert r.status_code == 404, r.text[:200]  # not there, but a path all right
 
 
