@@ -15,6 +15,7 @@ from pytest_kruise_agents.e2b.workspace import (
     SandboxStopped,
     SandboxWorkspace,
     Workspaces,
+    shorten,
 )
 
 
@@ -161,6 +162,11 @@ def test_a_path_of_path_max_bytes_or_more_is_refused_and_its_error_stays_short(
     assert ws.resolve(long[:-1]) == ws.home / ("é" * 2042)  # 4095 bytes: a path
 
 
+def test_an_error_repeats_a_path_of_up_to_200_characters_whole() -> None:
+    assert shorten("p" * 200) == "p" * 200
+    assert shorten("p" * 201) == "p" * 200 + "... (1 more characters)"
+
+
 def test_a_link_that_keeps_changing_while_it_is_resolved_is_refused(
     ws: SandboxWorkspace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -174,6 +180,25 @@ def test_a_link_that_keeps_changing_while_it_is_resolved_is_refused(
     monkeypatch.setattr(os.path, "realpath", racing)
     with pytest.raises(PathEscapeError, match="changed while in use"):
         ws.resolve("f")
+
+
+def test_a_link_that_changes_once_while_it_is_resolved_is_read_again(
+    ws: SandboxWorkspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """realpath's EINVAL from a link swapped as it reads it is a race: read again, the path
+    resolves (a command that replaced a link once must not make a call fail)."""
+    ws.ensure()
+    real = os.path.realpath
+    failures = [OSError(22, "Invalid argument")]
+
+    def racing_once(path: str) -> str:
+        if failures:
+            raise failures.pop()
+        return real(path)
+
+    monkeypatch.setattr(os.path, "realpath", racing_once)
+    assert ws.resolve("f") == ws.home / "f"
+    assert not failures
 
 
 def test_symlinks_inside_the_root_are_followed(ws: SandboxWorkspace) -> None:
@@ -340,6 +365,21 @@ async def test_stop_closes_an_attachment_on_the_loop_it_belongs_to(
         other.close()
 
 
+@pytest.mark.asyncio
+async def test_stop_skips_an_attachment_whose_loop_no_longer_runs(
+    workspaces: Workspaces, ws: SandboxWorkspace
+) -> None:
+    """A loop stopped but not closed (a server stopping) runs nothing any more: waiting on it
+    would hang the stop forever, and its transports are dead anyway."""
+    other = asyncio.new_event_loop()
+    try:
+        made = await asyncio.to_thread(other.run_until_complete, _attach(ws))
+        await asyncio.wait_for(workspaces.stop(ws.sandbox_id), 5)
+        assert made.closed_on is None and ws.stopped
+    finally:
+        other.close()
+
+
 async def _attach(ws: SandboxWorkspace) -> Recorder:
     return ws.attachment(Recorder)
 
@@ -381,9 +421,24 @@ async def test_remove_deletes_a_directory_left_by_an_earlier_server(
     leftover = workspaces.root / "default--old"
     leftover.mkdir(parents=True)
     await workspaces.remove("default--old")
-    await workspaces.remove("../escape")  # never a directory of ours: ignored
     assert not leftover.exists()
     assert workspaces.root.exists()
+
+
+@pytest.mark.asyncio
+async def test_removing_an_id_that_is_no_directory_name_of_ours_deletes_nothing(
+    workspaces: Workspaces, tmp_path: Path
+) -> None:
+    """An id that names a path outside the root (``..``, ``../x``) is never a sandbox's:
+    removing it must not delete what that path names beside or above the root."""
+    workspaces.root.mkdir()
+    beside = tmp_path / "escape"
+    beside.mkdir()
+    (beside / "f").write_text("kept")
+    for sandbox_id in ("../escape", "..", "."):
+        await workspaces.remove(sandbox_id)
+    assert (beside / "f").read_text() == "kept"
+    assert workspaces.root.is_dir()
 
 
 @pytest.mark.asyncio
