@@ -90,7 +90,9 @@ def test_an_unclosed_string_runs_to_the_end_of_the_body() -> None:
 @pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be", "utf-32", "utf-8-sig"])
 def test_json_in_another_unicode_encoding_is_measured_as_its_text(encoding: str) -> None:
     """``json.loads`` reads UTF-16 and UTF-32 bytes too: so does the measure."""
-    text = '{"a": [[["\u5b5b"]]]}'  # a character whose UTF-16 bytes are two "["
+    # Characters whose UTF-16 or UTF-32 bytes hold a '"' and a '[' (U+5B22, U+225B) or two
+    # '[' (U+5B5B): read as bytes, the quotes pair otherwise and the brackets count.
+    text = '{"a": [[["\u5b22\u5b5b\u225b"]]]}'
     assert json_depth(text.encode(encoding)) == 4
 
 
@@ -100,6 +102,9 @@ def test_depth_over_names_only_a_depth_past_the_limit() -> None:
     assert depth_over(b"[" * DEEP) == DEEP
     # Many brackets, none deep: measured, and passed.
     assert depth_over(b"[" + b"[]," * 10_000 + b"[]]") is None
+    # Objects alone nest as deep as arrays.
+    objects = b'{"a":' * (MAX_JSON_DEPTH + 1) + b"1" + b"}" * (MAX_JSON_DEPTH + 1)
+    assert depth_over(objects) == MAX_JSON_DEPTH + 1
 
 
 @pytest.mark.parametrize(
@@ -111,6 +116,7 @@ def test_depth_over_names_only_a_depth_past_the_limit() -> None:
         ("- - - x", 3),  # compact block sequences
         ("a:\n  b:\n    c: 1\n", 3),  # indentation
         ("x: &a [[[1]]]\ny: [[*a]]\n", 6),  # an alias is as deep as its node, where it stands
+        ("x: &a [[[1]], 2]\ny: [[*a]]\n", 6),  # its node's deepest child counts, not its last
         ("a: 1\n---\n- [[1]]\n", 3),  # the deepest document
         ("a: [[[ oops", 4),  # no YAML: as deep as it parses
     ],
@@ -124,6 +130,8 @@ def test_yaml_depth_over_names_only_a_depth_past_the_limit() -> None:
     assert yaml_depth_over(block_yaml(MAX_JSON_DEPTH + 1)) == MAX_JSON_DEPTH + 1
     # Brackets and dashes in strings and comments nest nothing.
     assert yaml_depth_over("a: '" + "[" * 500 + "'  # " + "{" * 500 + "\nb: " + "-" * 500) is None
+    # Explicit keys ("? k") open mappings with no ":" at all.
+    assert yaml_depth_over("? " * (MAX_JSON_DEPTH + 1) + "x") == MAX_JSON_DEPTH + 1
 
 
 # --------------------------------------------------------------------------- the server
