@@ -6,6 +6,7 @@ import asyncio
 import gc
 import os
 import subprocess
+import sys
 import time
 import weakref
 from collections.abc import Collection, Iterator
@@ -122,6 +123,63 @@ async def test_sandboxes_stopping_together_share_one_sweep(
     assert counts == [1] * len(roots)
     assert all(proc.wait(timeout=10) == -9 for proc in procs)
     assert len(sweeps) == 1 and len(sweeps[0]) == len(roots)
+
+
+@pytest.mark.asyncio
+async def test_a_stop_cancelled_while_it_waits_leaves_the_sweep_to_the_others(
+    spawned: list[subprocess.Popen[bytes]], tmp_path: Path
+) -> None:
+    """A caller gone (its request cancelled) must not cancel the sweep another stop of the
+    same sandbox waits on: that one still gets its count, and the daemon still dies."""
+    root = tmp_path / "sbx"
+    proc = start(spawned, "exec sleep 300", **{daemons.MARKER_VAR: str(root)})
+    first = asyncio.ensure_future(kill_sandbox_daemons(root))
+    second = asyncio.ensure_future(kill_sandbox_daemons(root))
+    await asyncio.sleep(0)  # both wait on the pending sweep
+    first.cancel()
+    assert await second == 1
+    assert proc.wait(timeout=10) == -9
+    assert first.cancelled()
+
+
+@pytest.mark.asyncio
+async def test_a_stop_that_asks_a_turn_after_the_first_joins_its_sweep(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A server's stops reach the sweep a loop turn or so apart (each awaits its sandbox's
+    attachments first): the sweep waits one turn, so they still share one scan."""
+    sweeps: list[frozenset[bytes]] = []
+    real = daemons.kill_marked_many
+
+    def counted(markers: Collection[bytes], **kwargs: float) -> dict[bytes, int]:
+        sweeps.append(frozenset(markers))
+        return real(markers, pause=0.0)
+
+    monkeypatch.setattr(daemons, "kill_marked_many", counted)
+
+    async def later(root: Path) -> int:
+        await asyncio.sleep(0)
+        return await kill_sandbox_daemons(root)
+
+    await asyncio.gather(kill_sandbox_daemons(tmp_path / "a"), later(tmp_path / "b"))
+    assert len(sweeps) == 1 and len(sweeps[0]) == 2
+
+
+def test_a_process_holding_the_marker_never_kills_itself(tmp_path: Path) -> None:
+    """A server started from inside a sandbox's command carries that sandbox's marker: its
+    own sweep for that sandbox kills the others, never the server."""
+    root = tmp_path / "sbx"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(MARK)}
+    env[daemons.MARKER_VAR] = str(root)
+    script = (
+        "from pathlib import Path; import sys\n"
+        "from pytest_kruise_agents.e2b.daemons import kill_marked, marker_of\n"
+        "print(kill_marked(marker_of(Path(sys.argv[1])), pause=0.0))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(root)], env=env, capture_output=True, timeout=60
+    )
+    assert (done.returncode, done.stdout.strip()) == (0, b"0"), done.stderr[-2000:]
 
 
 def test_the_sweeps_of_a_closed_event_loop_go_with_it(tmp_path: Path) -> None:
