@@ -20,6 +20,7 @@ import re
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 from pytest_kruise_agents.backends.sim import SimBackend
@@ -28,7 +29,7 @@ from pytest_kruise_agents.e2b.app import create_app
 from pytest_kruise_agents.e2b.breakage import BREAKAGES, break_app
 from pytest_kruise_agents.e2b.settings import Settings
 
-from .conftest import SuiteRun, run_cli, run_pytest, serve
+from .conftest import USER_KEY, SuiteRun, run_cli, run_pytest, serve
 
 BROKEN_CHECK = {
     "auth-open": "core.auth",
@@ -98,6 +99,16 @@ def test_an_unknown_breakage_is_refused_with_the_choices() -> None:
             break_app(create_app(backend, settings), "nope", backend=backend, settings=settings)
     finally:
         backend.close()
+
+
+def test_a_breakage_holds_on_every_path_of_its_route() -> None:
+    """The suite creates on ``/v2/sandboxes``, an SDK on ``/sandboxes``, a client behind the
+    ``/kruise/api`` prefix on either: the broken create answers 200 on each of them."""
+    body = {"templateID": "base", "timeout": 60}
+    with serve(breakage="create-200") as url, httpx.Client(timeout=120) as client:
+        for path in ("/sandboxes", "/v2/sandboxes", "/kruise/api/sandboxes"):
+            resp = client.post(url + path, headers={"X-API-Key": USER_KEY}, json=body)
+            assert resp.status_code == 200, (path, resp.text)
 
 
 @pytest.mark.parametrize("breakage", sorted(BROKEN_CHECK))
