@@ -195,7 +195,8 @@ def test_a_virtual_clock_has_no_lag() -> None:
 
 
 def test_the_admin_clock_says_the_lag() -> None:
-    """``GET /_kruise/clock`` of a realtime server: ``lag.now`` and ``lag.max`` in wall seconds."""
+    """``GET /_kruise/clock`` of a realtime server: its speed, and ``lag.now`` and ``lag.max``
+    in wall seconds."""
     admin = "e2b_admin_key_0000000000000000000000000000000d"
     backend = SimBackend.default(seed=2, replicas=1, clock="realtime", speed=50.0)
     try:
@@ -205,6 +206,7 @@ def test_the_admin_clock_says_the_lag() -> None:
         with ServerThread(app) as server:
             answer = httpx.get(f"{server.url}/_kruise/clock", headers={"X-API-Key": admin})
         body = answer.json()
+        assert (body["mode"], body["speed"]) == ("realtime", 50.0)
         assert set(body["lag"]) == {"now", "max"}
         assert body["lag"]["max"] >= HELD_S and body["lag"]["now"] >= 0
     finally:

@@ -90,6 +90,15 @@ def test_an_apply_whose_body_is_not_utf8_is_400_and_applies_nothing(server: Serv
     assert server.admin("GET", "/resources/sbs/default/enc").status_code == 404
 
 
+@pytest.mark.parametrize("body", [b"", b"  \n\t\n"])
+def test_an_apply_of_nothing_but_blanks_is_400_naming_the_body(server: Served, body: bytes) -> None:
+    r = server.admin("POST", "/apply", content=body)
+
+    assert r.status_code == 400, r.text
+    assert r.json()["field"] == "body"
+    assert r.json()["message"] == "body: empty; send YAML or JSON manifests"
+
+
 def test_applying_a_stale_resource_version_is_409_and_changes_nothing(server: Served) -> None:
     """kubectl's optimistic lock: a manifest with an old resourceVersion is a conflict."""
     (stored,) = [
@@ -156,6 +165,9 @@ def test_list_resources_as_json_yaml_and_table(server: Served) -> None:
         server.admin("GET", "/resources/sandboxes", params={"namespace": "other"}).json()["items"]
         == []
     )
+    # An empty namespace= is no namespace given: all of them, as omitting it.
+    everywhere = server.admin("GET", "/resources/sbx", params={"namespace": ""}).json()["items"]
+    assert everywhere == sandboxes
 
 
 def sorted_everywhere(value: object) -> bool:
@@ -464,6 +476,24 @@ def test_an_advance_by_anything_but_a_json_number_is_400_and_moves_nothing(
     """Strings and booleans are no seconds, as ``kruise_clock.advance`` refuses them too."""
     before = server.admin("GET", "/clock").json()
     r = server.admin("POST", "/clock/advance", json={"seconds": seconds})
+
+    assert r.status_code == 400, r.text
+    assert r.json()["field"] == "seconds"
+    assert server.admin("GET", "/clock").json() == before
+
+
+@pytest.mark.parametrize("literal", [b"Infinity", b"-Infinity", b"NaN"])
+def test_an_advance_by_a_non_finite_number_is_400_and_moves_nothing(
+    server: Served, literal: bytes
+) -> None:
+    """Python's JSON reader takes these literals (Go's does not): no time is that far."""
+    before = server.admin("GET", "/clock").json()
+    r = server.admin(
+        "POST",
+        "/clock/advance",
+        content=b'{"seconds": ' + literal + b"}",
+        headers={"Content-Type": "application/json"},
+    )
 
     assert r.status_code == 400, r.text
     assert r.json()["field"] == "seconds"
