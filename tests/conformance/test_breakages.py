@@ -111,6 +111,17 @@ def test_a_breakage_holds_on_every_path_of_its_route() -> None:
             assert resp.status_code == 200, (path, resp.text)
 
 
+def test_the_error_body_breakage_reshapes_every_control_plane_error() -> None:
+    """A 400 and a 401 as well as a 404: every error answers ``{"error": ...}`` without code."""
+    with serve(breakage="error-body-shape") as url, httpx.Client(timeout=120) as client:
+        unknown = client.get(url + "/sandboxes/nope", headers={"X-API-Key": USER_KEY})
+        no_key = client.get(url + "/v2/sandboxes")
+        bad = client.post(url + "/sandboxes", headers={"X-API-Key": USER_KEY}, json={})
+    for resp, status in ((unknown, 404), (no_key, 401), (bad, 400)):
+        assert resp.status_code == status, resp.text
+        assert set(resp.json()) == {"error"}, resp.text
+
+
 @pytest.mark.parametrize("breakage", sorted(BROKEN_CHECK))
 def test_a_breakage_fails_exactly_its_check_and_the_checks_depending_on_it(
     breakage: str, tmp_path: Path
