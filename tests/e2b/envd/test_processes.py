@@ -103,20 +103,28 @@ def test_one_scan_kills_the_processes_of_every_marker(
     assert scans == 2  # the first, and the one that finds nothing new
 
 
-@pytest.mark.asyncio
-async def test_sandboxes_stopping_together_share_one_sweep(
-    spawned: list[subprocess.Popen[bytes]], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    sweeps: list[frozenset[bytes]] = []
+@pytest.fixture
+def sweeps(monkeypatch: pytest.MonkeyPatch) -> list[frozenset[bytes]]:
+    """The markers of each sweep of ``/proc`` the test's stops make (passes 0 s apart)."""
+    made: list[frozenset[bytes]] = []
     real = daemons.kill_marked_many
 
     def counted(markers: Collection[bytes], **kwargs: float) -> dict[bytes, int]:
-        sweeps.append(frozenset(markers))
+        made.append(frozenset(markers))
         return real(markers, pause=0.0)
 
     monkeypatch.setattr(daemons, "kill_marked_many", counted)
+    return made
+
+
+@pytest.mark.asyncio
+async def test_sandboxes_stopping_together_share_one_sweep(
+    spawned: list[subprocess.Popen[bytes]], sweeps: list[frozenset[bytes]], tmp_path: Path
+) -> None:
     roots = [tmp_path / f"sbx-{n}" for n in range(30)]
     procs = [start(spawned, "exec sleep 300", **{daemons.MARKER_VAR: str(root)}) for root in roots]
+    for proc in procs:
+        exec_done(proc)  # the sweep's passes are 0 s apart: no time for a late exec
 
     counts = await asyncio.gather(*(kill_sandbox_daemons(root) for root in roots))
 
@@ -133,6 +141,7 @@ async def test_a_stop_cancelled_while_it_waits_leaves_the_sweep_to_the_others(
     same sandbox waits on: that one still gets its count, and the daemon still dies."""
     root = tmp_path / "sbx"
     proc = start(spawned, "exec sleep 300", **{daemons.MARKER_VAR: str(root)})
+    exec_done(proc)
     first = asyncio.ensure_future(kill_sandbox_daemons(root))
     second = asyncio.ensure_future(kill_sandbox_daemons(root))
     await asyncio.sleep(0)  # both wait on the pending sweep
@@ -144,18 +153,10 @@ async def test_a_stop_cancelled_while_it_waits_leaves_the_sweep_to_the_others(
 
 @pytest.mark.asyncio
 async def test_a_stop_that_asks_a_turn_after_the_first_joins_its_sweep(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    sweeps: list[frozenset[bytes]], tmp_path: Path
 ) -> None:
     """A server's stops reach the sweep a loop turn or so apart (each awaits its sandbox's
     attachments first): the sweep waits one turn, so they still share one scan."""
-    sweeps: list[frozenset[bytes]] = []
-    real = daemons.kill_marked_many
-
-    def counted(markers: Collection[bytes], **kwargs: float) -> dict[bytes, int]:
-        sweeps.append(frozenset(markers))
-        return real(markers, pause=0.0)
-
-    monkeypatch.setattr(daemons, "kill_marked_many", counted)
 
     async def later(root: Path) -> int:
         await asyncio.sleep(0)
