@@ -132,7 +132,11 @@ def end_at(api: Api, sandbox_id: str) -> dt.datetime:
 
 
 def state_of(api: Api, sandbox_id: str) -> str | None:
-    """``running``/``paused`` from GET, or ``None`` once it answers 404."""
+    """``running``/``paused`` from GET, or ``None`` once it answers 404.
+
+    A 200 without a ``state`` string fails the check naming the GET: read as ``None``, it
+    would be reported as the sandbox gone (an HTTP 404) by the checks that wait on it.
+    """
     resp = api.get(sandbox_id)
     if resp.status_code == 404:
         return None
@@ -140,7 +144,8 @@ def state_of(api: Api, sandbox_id: str) -> str | None:
     expect_status(resp, 200, label)
     body = json_body(resp, label)
     state = body.get("state") if isinstance(body, dict) else None
-    return str(state) if state is not None else None
+    expect(isinstance(state, str), label, "a 'state' string (running or paused)", state)
+    return str(state)
 
 
 def list_all(

@@ -17,6 +17,7 @@ from pytest_kruise_agents.conformance.wire import (
     parse_time,
     state_of,
 )
+from pytest_kruise_agents.e2b.rewriting import call, json_answer, reply
 
 from .conftest import USER_KEY, serve
 
@@ -82,6 +83,42 @@ def test_an_empty_next_token_ends_the_list_and_an_unknown_sandbox_has_no_state()
             items = list_all(api, {"metadata": api.target.run_filter})
             assert [i["sandboxID"] for i in items] == [sid]
             assert state_of(api, sid) == "running"
+            assert state_of(api, "default--base-none") is None
+        finally:
+            api.close()
+
+
+def _no_state(app: ASGIApp) -> ASGIApp:
+    """A sandbox's GET answers 200 without its ``state``."""
+
+    async def sent(scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "GET"
+            or "/sandboxes/" not in scope["path"]
+        ):
+            await app(scope, receive, send)
+            return
+        answer = await call(app, scope, receive)
+        body = answer.json()
+        if answer.status == 200 and isinstance(body, dict):
+            answer = json_answer(answer, 200, {k: v for k, v in body.items() if k != "state"})
+        await reply(send, answer)
+
+    return sent
+
+
+def test_a_sandbox_answered_without_a_state_fails_the_check_rather_than_reading_as_gone() -> None:
+    """Read as ``None`` it was reported as a 404 by the checks that wait for a state."""
+    with serve(wrap=_no_state) as url:
+        api = Api(Target(api_url=url, api_key=USER_KEY, sandbox_url=url), v2_routes=True)
+        try:
+            sid = api.create().json()["sandboxID"]
+            with pytest.raises(
+                CheckFailed,
+                match=rf"^GET /sandboxes/{sid}: expected a 'state' string \(running or paused\)",
+            ):
+                state_of(api, sid)
             assert state_of(api, "default--base-none") is None
         finally:
             api.close()
