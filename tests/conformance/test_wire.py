@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import pytest
@@ -61,6 +63,17 @@ def test_a_boolean_is_no_integer_field() -> None:
     assert expect_fields({"cpuCount": 2}, {"cpuCount": int}, "GET") == {"cpuCount": 2}
 
 
+@contextmanager
+def api_of(wrap: Callable[[ASGIApp], ASGIApp]) -> Iterator[Api]:
+    """The raw API client of a check, on a served fake whose app ``wrap`` changes (v2 routes)."""
+    with serve(wrap=wrap) as url:
+        api = Api(Target(api_url=url, api_key=USER_KEY, sandbox_url=url), v2_routes=True)
+        try:
+            yield api
+        finally:
+            api.close()
+
+
 def _empty_next_token(app: ASGIApp) -> ASGIApp:
     """Lists answer with an empty ``X-Next-Token`` header on their last page."""
 
@@ -76,16 +89,12 @@ def _empty_next_token(app: ASGIApp) -> ASGIApp:
 
 
 def test_an_empty_next_token_ends_the_list_and_an_unknown_sandbox_has_no_state() -> None:
-    with serve(wrap=_empty_next_token) as url:
-        api = Api(Target(api_url=url, api_key=USER_KEY, sandbox_url=url), v2_routes=True)
-        try:
-            sid = api.create().json()["sandboxID"]
-            items = list_all(api, {"metadata": api.target.run_filter})
-            assert [i["sandboxID"] for i in items] == [sid]
-            assert state_of(api, sid) == "running"
-            assert state_of(api, "default--base-none") is None
-        finally:
-            api.close()
+    with api_of(_empty_next_token) as api:
+        sid = api.create().json()["sandboxID"]
+        items = list_all(api, {"metadata": api.target.run_filter})
+        assert [i["sandboxID"] for i in items] == [sid]
+        assert state_of(api, sid) == "running"
+        assert state_of(api, "default--base-none") is None
 
 
 def _no_state(app: ASGIApp) -> ASGIApp:
@@ -110,15 +119,11 @@ def _no_state(app: ASGIApp) -> ASGIApp:
 
 def test_a_sandbox_answered_without_a_state_fails_the_check_rather_than_reading_as_gone() -> None:
     """Read as ``None`` it was reported as a 404 by the checks that wait for a state."""
-    with serve(wrap=_no_state) as url:
-        api = Api(Target(api_url=url, api_key=USER_KEY, sandbox_url=url), v2_routes=True)
-        try:
-            sid = api.create().json()["sandboxID"]
-            with pytest.raises(
-                CheckFailed,
-                match=rf"^GET /sandboxes/{sid}: expected a 'state' string \(running or paused\)",
-            ):
-                state_of(api, sid)
-            assert state_of(api, "default--base-none") is None
-        finally:
-            api.close()
+    with api_of(_no_state) as api:
+        sid = api.create().json()["sandboxID"]
+        with pytest.raises(
+            CheckFailed,
+            match=rf"^GET /sandboxes/{sid}: expected a 'state' string \(running or paused\)",
+        ):
+            state_of(api, sid)
+        assert state_of(api, "default--base-none") is None
