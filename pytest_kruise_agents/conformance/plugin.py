@@ -78,6 +78,8 @@ OPTION_PREFIX: Final = "--kruise-conformance-"
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+_SWEEP_PAGES: Final = 100
+"""Pages of the run's list the final sweep reads at most (a run makes far fewer sandboxes)."""
 _ORDER: Final[dict[str, int]] = {c.id: i for i, c in enumerate(CHECKS)}
 _RESULTS = pytest.StashKey["dict[str, Outcome]"]()
 _INFO = pytest.StashKey[dict[str, str]]()
@@ -576,28 +578,40 @@ def sweep(api: Api) -> list[str]:
     kill that fails) does not end the sweep. The list and the kills wait as a cleanup does
     (:func:`~pytest_kruise_agents.conformance.sandboxes.kill_all`).
 
-    Returns the sandboxes that may be left on the server: those whose DELETE got no answer
-    here, or, when the list got none, every one whose cleanup DELETE got none.
+    The list is read page by page (``X-Next-Token``), up to 100 pages. Returns the sandboxes
+    that may be left on the server: those whose DELETE got no answer here and, when a page of
+    the list got none, every one whose cleanup DELETE got none.
     """
     from pytest_kruise_agents.conformance.sandboxes import cleanup_wait, kill_all
     from pytest_kruise_agents.conformance.target import RUN_KEY
 
     target = api.target
-    try:
-        params = {"metadata": target.run_filter}
-        resp = api.request("GET", "/v2/sandboxes", params=params, timeout=cleanup_wait(api))
-        items = resp.json() if resp.status_code == 200 else []
-    except Exception:
-        return list(api.unanswered)
     ids: list[str] = []
-    for item in items if isinstance(items, list) else []:
-        meta = item.get("metadata") if isinstance(item, dict) else None
-        sid = item.get("sandboxID") if isinstance(item, dict) else None
-        if not isinstance(sid, str):
-            continue
-        if sid in api.made or (isinstance(meta, dict) and meta.get(RUN_KEY) == target.run_id):
-            ids.append(sid)
-    return kill_all(api, ids)
+    token: str | None = None
+    listed = False  # every page read, to the last
+    for _ in range(_SWEEP_PAGES):
+        params = {"metadata": target.run_filter} | ({"nextToken": token} if token else {})
+        try:
+            resp = api.request("GET", "/v2/sandboxes", params=params, timeout=cleanup_wait(api))
+            items = resp.json() if resp.status_code == 200 else []
+        except Exception:
+            break  # no answer: kill what the pages read so far showed
+        for item in items if isinstance(items, list) else []:
+            meta = item.get("metadata") if isinstance(item, dict) else None
+            sid = item.get("sandboxID") if isinstance(item, dict) else None
+            if not isinstance(sid, str) or sid in ids:
+                continue
+            if sid in api.made or (isinstance(meta, dict) and meta.get(RUN_KEY) == target.run_id):
+                ids.append(sid)
+        token = resp.headers.get("x-next-token") if resp.status_code == 200 else None
+        if not token:
+            listed = True
+            break
+    missed = kill_all(api, ids)
+    if listed:
+        return missed
+    # Past a page with no answer, a sandbox whose cleanup DELETE got none may be left too.
+    return missed + [sid for sid in api.unanswered if sid not in ids]
 
 
 @pytest.fixture(scope="session")

@@ -290,6 +290,33 @@ def test_the_final_sweep_kills_what_the_list_shows_with_the_runs_metadata() -> N
             assert api.get(not_ours).status_code == 200  # another run's sandbox is left alone
 
 
+def _pages_of_two(app: ASGIApp) -> ASGIApp:
+    """The app, its list pages two items long when the client names no limit (as a server
+    whose default page is small would answer)."""
+
+    async def paged(scope: Scope, receive: Receive, send: Send) -> None:
+        query: bytes = scope.get("query_string", b"")
+        if scope["type"] == "http" and scope["path"] == "/v2/sandboxes" and b"limit=" not in query:
+            scope = {**scope, "query_string": b"&".join(q for q in (query, b"limit=2") if q)}
+        await app(scope, receive, send)
+
+    return paged
+
+
+def test_the_final_sweep_follows_the_lists_pages() -> None:
+    """A run's leftovers past the list's first page are the run's too: the sweep follows
+    X-Next-Token to the last page."""
+    with serve(wrap=_pages_of_two) as url:
+        api = Api(Target(api_url=url, api_key=USER_KEY, sandbox_url=url), v2_routes=True)
+        unseen = Api(api.target, v2_routes=True)
+        with closing(api.client), closing(unseen.client):
+            sids = [unseen.create().json()["sandboxID"] for _ in range(5)]
+            first = api.list({"metadata": api.target.run_filter})
+            assert len(first.json()) == 2 and first.headers.get("x-next-token")
+            assert sweep(api) == []
+            assert [api.get(sid).status_code for sid in sids] == [404] * 5
+
+
 SETTLE_TEST = """\
 def test_target(conformance_target):
     print("settle", conformance_target.list_settle)
