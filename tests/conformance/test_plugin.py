@@ -3,6 +3,7 @@ application's, say what they take, and it loads nothing it needs only when check
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -315,6 +316,32 @@ def test_the_final_sweep_follows_the_lists_pages() -> None:
             assert len(first.json()) == 2 and first.headers.get("x-next-token")
             assert sweep(api) == []
             assert [api.get(sid).status_code for sid in sids] == [404] * 5
+
+
+def _second_page_late(app: ASGIApp) -> ASGIApp:
+    """Pages of two, and any page after the first answered only after 1.5 s."""
+    paged = _pages_of_two(app)
+
+    async def late(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and b"nextToken=" in scope.get("query_string", b""):
+            await asyncio.sleep(1.5)
+        await paged(scope, receive, send)
+
+    return late
+
+
+def test_a_list_page_without_an_answer_ends_the_sweep_naming_what_cleanups_could_not_kill() -> None:
+    """What the first page showed is killed; past the broken page the sweep cannot know, so the
+    sandboxes an earlier cleanup could not kill are named as possibly left."""
+    with serve(wrap=_second_page_late) as url:
+        target = Target(api_url=url, api_key=USER_KEY, sandbox_url=url, cleanup_timeout=0.5)
+        api = Api(target, v2_routes=True)
+        unseen = Api(api.target, v2_routes=True)
+        with closing(api.client), closing(unseen.client):
+            sids = [unseen.create().json()["sandboxID"] for _ in range(4)]
+            api.unanswered.append("sbx-a-cleanup-could-not-kill")
+            assert sweep(api) == ["sbx-a-cleanup-could-not-kill"]
+            assert sorted(api.get(sid).status_code for sid in sids) == [200, 200, 404, 404]
 
 
 SETTLE_TEST = """\
