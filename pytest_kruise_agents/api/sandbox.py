@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, ValidationInfo, field_validator
+from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, model_validator
 
 from pytest_kruise_agents.api.base import KubeModel, Time, enum_from_text, from_manifest
 from pytest_kruise_agents.api.keys import API_VERSION
@@ -126,6 +126,15 @@ class SandboxSpec(KubeModel):
         if template is not None and from_manifest(info):
             validate_pod_template(template, reserved_keys=False, request_limits=False)
         return template
+
+    @model_validator(mode="after")
+    def _template_xor_ref(self, info: ValidationInfo) -> SandboxSpec:
+        # Mutually exclusive (reference §1.2), as on a SandboxSet: with both, the
+        # pod was made from the inline template and the reference silently
+        # ignored. Manifests only: the controllers never build a sandbox with both.
+        if self.template is not None and self.template_ref is not None and from_manifest(info):
+            raise ValueError("templateRef and template are mutually exclusive")
+        return self
 
 
 class PodInfo(KubeModel):

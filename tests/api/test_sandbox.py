@@ -136,3 +136,15 @@ def test_pod_info_keeps_the_crds_spelling_of_ip_and_uid() -> None:
     assert loaded.status.pod_info is not None
     assert (loaded.status.pod_info.pod_ip, loaded.status.pod_info.pod_uid) == ("10.0.0.7", "u-1")
     assert loaded.to_dict()["status"]["podInfo"] == doc["status"]["podInfo"]
+
+
+def test_a_sandbox_with_both_a_template_and_a_template_ref_is_refused() -> None:
+    """``templateRef`` and ``template`` are mutually exclusive (reference §1.2), as on a
+    SandboxSet: the sandbox with both was stored and its pod made from the inline template,
+    the reference silently ignored. Nothing is stored."""
+    doc = sandbox({})
+    doc["spec"]["templateRef"] = {"name": "tpl"}
+    with pytest.raises(InvalidError) as info:
+        load_manifest(doc)
+    assert info.value.field == "Sandbox/mine spec"
+    assert info.value.reason == "templateRef and template are mutually exclusive"

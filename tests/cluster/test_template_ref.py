@@ -333,3 +333,28 @@ def test_a_killed_warm_sandbox_of_a_cleanup_template_is_recycled_as_a_cold_one()
         assert [e.detail.split()[0] for e in cluster.log.of_kind("sandbox.recycled")] == [
             f"default/{sbx.metadata.name}"
         ]
+
+
+def test_a_sandbox_applied_with_both_a_template_and_a_template_ref_is_refused() -> None:
+    """They are mutually exclusive (reference §1.2): such a Sandbox was stored and its pod
+    made from the inline template, the reference ignored. Now one typed error, nothing stored."""
+    cluster = Cluster(seed=0)
+    cluster.apply(template_yaml())
+    with pytest.raises(InvalidError) as info:
+        cluster.apply(
+            """\
+apiVersion: agents.kruise.io/v1alpha1
+kind: Sandbox
+metadata: {name: both, namespace: default}
+spec:
+  templateRef: {name: python}
+  template:
+    spec:
+      containers: [{name: sandbox, image: registry.example.com/other:v1}]
+"""
+        )
+    assert (info.value.field, info.value.reason) == (
+        "Sandbox/both spec",
+        "templateRef and template are mutually exclusive",
+    )
+    assert cluster.list("Sandbox", namespace=None) == []
