@@ -4,7 +4,8 @@ Field names are the JSON names of the generated client in the ``e2b`` wheel
 (``e2b/api/client/models/``): camelCase (``templateID``, ``envVars``,
 ``memoryMB``) except ``allow_internet_access``, which really is snake_case on
 the wire. Requests tolerate unknown fields (the Go server ignores them) but
-reject wrong types, as Go's JSON decoder does, and every string in them
+reject wrong types, as Go's JSON decoder does, read a ``null`` as it does (the
+zero value of a field that is no pointer there: :func:`_go_nulls`), and every string in them
 (object keys included) has its lone UTF-16 surrogates (``"\\ud800"``, valid
 JSON that Python decodes as is) replaced by U+FFFD, as Go's decoder does: such
 a string cannot be encoded as UTF-8, so kept it would fail every answer that
@@ -27,7 +28,7 @@ import re
 from datetime import UTC, datetime
 from functools import cache
 from types import NoneType
-from typing import Annotated, Any, ClassVar, Final, Literal, get_args
+from typing import Annotated, Any, ClassVar, Final, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.fields import FieldInfo
@@ -202,6 +203,118 @@ def _fields_by_fold(model: type[BaseModel]) -> dict[str, str]:
     return {_go_fold(name): name for name in names}
 
 
+_KEEP: Final = object()
+"""A field (or element) whose ``null`` is read as it is: a pointer in Go, ``None`` here."""
+_DROP: Final = object()
+"""A field whose ``null`` leaves it as if absent: Go leaves a non-pointer field unset on ``null``."""
+
+_GO_ZERO: Final[dict[Any, Any]] = {bool: False, int: 0, float: 0.0, str: ""}
+"""The zero value Go's decoder leaves in a field of each scalar type on a JSON ``null``."""
+
+
+def _bare(annotation: Any) -> Any:
+    """``annotation`` without its ``Annotated[...]`` wrappers."""
+    while get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    return annotation
+
+
+@cache
+def _null_rules(model: type[BaseModel]) -> dict[str, tuple[Any, Any]]:
+    """``{JSON name: (field zero, element zero)}`` of the fields whose ``null`` Go reads as a value.
+
+    The field zero is what a ``null`` of the field becomes (:data:`_DROP`: as if
+    absent), the element zero what a ``null`` item of its list or map of scalars
+    becomes (:data:`_KEEP`: left as it is). Fields that admit ``None`` (Go's
+    pointers) keep a ``null`` of their own; only their elements may have a rule.
+    """
+    rules: dict[str, tuple[Any, Any]] = {}
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        args = get_args(annotation)
+        admits_none = NoneType in args
+        base = _bare(annotation)
+        if admits_none:
+            others = [a for a in args if a is not NoneType]
+            base = _bare(others[0]) if len(others) == 1 else Any
+        zero = _KEEP if admits_none else _GO_ZERO.get(base, _DROP)
+        element = _KEEP
+        if get_origin(base) in (list, dict):
+            element = _GO_ZERO.get(_bare(get_args(base)[-1]), _KEEP)
+        if zero is not _KEEP or element is not _KEEP:
+            rules[field.alias or name] = (zero, element)
+    return rules
+
+
+def _go_nulls(model: type[BaseModel], data: dict[Any, Any]) -> dict[Any, Any]:
+    """``data`` with each ``null`` read as Go's ``encoding/json`` reads it into ``model``.
+
+    A ``null`` leaves a non-pointer field at its zero value (``false``, ``0``,
+    ``""``; a slice, map or struct unset) and puts the zero value in a map entry
+    or slice item of a scalar type (``{"a": null}`` is ``{"a": ""}``). Returns
+    ``data`` itself when no ``null`` needs it (what every SDK sends).
+    """
+    rules = _null_rules(model)
+    out: dict[Any, Any] | None = None
+    for key, value in data.items():
+        rule = rules.get(key) if isinstance(key, str) else None
+        if rule is None:
+            continue
+        zero, element = rule
+        if value is None:
+            if zero is _KEEP:
+                continue
+            new = zero
+        elif element is not _KEEP and isinstance(value, dict) and None in value.values():
+            new = {k: element if v is None else v for k, v in value.items()}
+        elif element is not _KEEP and isinstance(value, list) and None in value:
+            new = [element if v is None else v for v in value]
+        else:
+            continue
+        if out is None:
+            out = dict(data)
+        if new is _DROP:
+            del out[key]
+        else:
+            out[key] = new
+    return data if out is None else out
+
+
+def _or_null(schema: dict[str, Any]) -> None:
+    """Let ``schema`` (a property's, or its items') also be ``null``."""
+    branches = schema.get("anyOf")
+    if branches is not None:
+        if {"type": "null"} not in branches:
+            branches.append({"type": "null"})
+        return
+    moved = {k: schema.pop(k) for k in list(schema) if k not in ("title", "description", "default")}
+    schema["anyOf"] = [moved, {"type": "null"}]
+
+
+def _published_nulls(schema: dict[str, Any], cls: type[Any]) -> None:
+    """Publish the ``null`` a request takes where Go's decoder takes it (:func:`_go_nulls`).
+
+    A bool or string field, and the items of a list or map of scalars, may be
+    ``null`` (read as the zero value). Not an integer field: its zero, 0, is
+    below every published minimum (a ``timeout``), so its ``null`` is refused.
+    """
+    assert issubclass(cls, BaseModel)
+    props: dict[str, Any] = schema.get("properties", {})
+    for key, (zero, element) in _null_rules(cls).items():
+        prop = props.get(key)
+        if prop is None:
+            continue
+        if zero is not _KEEP and zero is not _DROP and type(zero) is not int:
+            _or_null(prop)
+        if element is _KEEP:
+            continue
+        for branch in prop.get("anyOf", [prop]):
+            for part in ("items", "additionalProperties"):
+                inner = branch.get(part)
+                if isinstance(inner, dict):
+                    _or_null(inner)
+
+
 class WireRequest(WireModel):
     """Base of the request models: keys and strings are read as Go reads them.
 
@@ -209,12 +322,16 @@ class WireRequest(WireModel):
     ``encoding/json`` matches keys to struct fields, and of two keys matching
     the same field the later one's value stays; the keys of a map
     (``metadata``, ``envVars``) are data, and are kept as sent. Lone
-    surrogates in strings read as U+FFFD.
+    surrogates in strings read as U+FFFD. A ``null`` is read as Go reads it
+    (:func:`_go_nulls`): a non-pointer field keeps its zero value, a map entry
+    or slice item of a scalar type gets it.
 
     Responses need no such pass (it would cost a list a third of its
     rendering time): they show what requests stored, and the server's JSON
     rendering repairs anything else.
     """
+
+    model_config = ConfigDict(json_schema_extra=_published_nulls)
 
     @model_validator(mode="before")
     @classmethod
@@ -224,14 +341,15 @@ class WireRequest(WireModel):
         if not isinstance(data, dict):
             return data
         fields = _fields_by_fold(cls)
-        if all(isinstance(key, str) and fields.get(_go_fold(key)) == key for key in data):
-            return data  # what every SDK sends: each key as the field spells it
-        folded: dict[Any, Any] = {}
-        for key, value in data.items():
-            # In order: a later key of the same field replaces the earlier one's value.
-            name = fields.get(_go_fold(key), key) if isinstance(key, str) else key
-            folded[name] = value
-        return folded
+        if not all(isinstance(key, str) and fields.get(_go_fold(key)) == key for key in data):
+            # Not as every SDK sends it (each key as the field spells it): fold the keys.
+            folded: dict[Any, Any] = {}
+            for key, value in data.items():
+                # In order: a later key of the same field replaces the earlier one's value.
+                name = fields.get(_go_fold(key), key) if isinstance(key, str) else key
+                folded[name] = value
+            data = folded
+        return _go_nulls(cls, data)
 
 
 class SandboxVolumeMount(WireRequest):

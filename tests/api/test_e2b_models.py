@@ -78,6 +78,38 @@ T1 = datetime(2026, 1, 1, 12, 5, tzinfo=UTC)
 # --------------------------------------------------------------------------- requests
 
 
+def test_a_null_is_read_as_gos_decoder_reads_it() -> None:
+    """A non-pointer field keeps its zero value, a map or list entry gets it; a pointer
+    field's ``null`` is "not given". Nothing of the caller's mapping changes."""
+    body: dict[str, Any] = {
+        "templateID": None,
+        "timeout": None,
+        "autoPause": None,
+        "metadata": {"a": None, "b": "x"},
+        "envVars": {"A": None},
+        "network": {"allowOut": [None], "httpsPorts": [None, 443]},
+    }
+    model = NewSandboxV2.model_validate(body)
+    assert (model.template_id, model.timeout, model.auto_pause) == ("", None, False)
+    assert (model.metadata, model.env_vars) == ({"a": "", "b": "x"}, {"A": ""})
+    assert model.network is not None
+    assert (model.network.allow_out, model.network.https_ports) == ([""], [0, 443])
+    assert body["metadata"] == {"a": None, "b": "x"}
+    assert SandboxTimeoutRequest.model_validate({"TIMEOUT": None}).timeout == 0
+
+
+def test_the_published_request_schemas_allow_the_nulls_the_server_takes() -> None:
+    """A bool field and the entries of a string map may be ``null``; a required integer
+    (``/timeout``'s) may not, its zero being below its minimum."""
+    create = NewSandboxV2.model_json_schema(by_alias=True)["properties"]
+    assert {"type": "null"} in create["autoPause"]["anyOf"]
+    assert create["autoPause"]["default"] is False
+    maps = [b for b in create["metadata"]["anyOf"] if b.get("type") == "object"]
+    assert {"type": "null"} in maps[0]["additionalProperties"]["anyOf"]
+    timeout = SandboxTimeoutRequest.model_json_schema(by_alias=True)["properties"]["timeout"]
+    assert "anyOf" not in timeout and timeout["type"] == "integer"
+
+
 def test_a_v2_create_body_of_the_sdk_reads_with_every_field() -> None:
     sent = SdkNewSandboxV2(
         template_id="base",

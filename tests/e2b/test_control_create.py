@@ -269,6 +269,48 @@ def test_body_keys_match_the_fields_whatever_their_case(server: Served) -> None:
     assert (ended - started).total_seconds() == 600
 
 
+@pytest.mark.parametrize("path", ["/v2/sandboxes", "/sandboxes"])
+def test_a_null_field_or_map_value_is_its_zero_value_as_go_decodes_it(
+    server: Served, path: str
+) -> None:
+    """Go's decoder leaves a non-pointer field at its zero value on a JSON ``null`` and stores
+    ``""`` for a ``null`` in a ``map[string]string``: upstream takes this body as a claim with
+    ``autoPause`` false, an empty ``a`` annotation and an empty ``A`` env var. It answered 400
+    ``autoPause: Input should be a valid boolean`` and claimed nothing."""
+    body = {
+        "templateID": "base",
+        "autoPause": None,
+        "secure": None,
+        "metadata": {"a": None, "b": "x"},
+        "envVars": {"A": None},
+        "network": {"allowOut": [None, "10.0.0.0/8"]},
+    }
+
+    r = server.request("POST", path, json=body)
+
+    assert r.status_code == 201, r.text
+    sid = r.json()["sandboxID"]
+    info = server.request("GET", f"/sandboxes/{sid}").json()
+    assert (info["metadata"]["a"], info["metadata"]["b"]) == ("", "x")
+    assert info["lifecycle"]["onTimeout"] == "kill"
+    assert info["network"]["allowOut"] == ["", "10.0.0.0/8"]
+    route = server.backend.route(sid)
+    assert route is not None and route.env_vars["A"] == ""
+
+
+def test_a_null_timeout_of_a_timeout_change_is_zero_and_out_of_range(server: Served) -> None:
+    """``{"timeout": null}`` decodes as 0 upstream, outside 1...max: the range's 500, naming
+    the value, as ``{"timeout": 0}`` gets; the sandbox keeps its end."""
+    sid = server.request("POST", "/v2/sandboxes", json={"templateID": "base"}).json()["sandboxID"]
+    before = server.request("GET", f"/sandboxes/{sid}").json()["endAt"]
+
+    r = server.request("POST", f"/sandboxes/{sid}/timeout", json={"timeout": None})
+
+    assert r.status_code == 500, r.text
+    assert r.json()["message"] == "timeout: must be between 1 and 2592000 seconds, got 0"
+    assert server.request("GET", f"/sandboxes/{sid}").json()["endAt"] == before
+
+
 def test_envs_reach_the_sandbox_route(server: Served) -> None:
     sbx = Sandbox.create(template="base", envs={"GREETING": "hi"}, **server.sdk(ALICE))
 
