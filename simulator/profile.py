@@ -220,7 +220,8 @@ class Profile(BaseModel):
     create_burst: _Count = 49
     """Burst of the no-stock creation limiter."""
     candidate_count: Annotated[int, _count(1, MAX_CANDIDATE_WINDOW)] = 100
-    """Candidate window of one pick (at most ``sys.maxsize``, the widest a pick reads)."""
+    """Candidate window of one pick, the manager's and the SandboxClaim controller's (at most
+    ``sys.maxsize``, the widest a pick reads)."""
     retry: Literal["exponential", "fixed"] = "exponential"
     """Manager claim retry: 10 attempts 1 s…16 s (HEAD) or every 25 ms (v0.3.0)."""
     e2b_default_claim_timeout_s: _ClaimTimeout = None

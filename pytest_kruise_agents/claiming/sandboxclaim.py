@@ -29,6 +29,7 @@ from pytest_kruise_agents.claiming.modification import (
     claim_annotations_problem,
     sandboxset_has_agent_runtime,
 )
+from pytest_kruise_agents.claiming.selection import DEFAULT_CANDIDATE_WINDOW
 from pytest_kruise_agents.claiming.timeouts import truncate
 
 __all__ = [
@@ -272,6 +273,7 @@ def claim_options_for(
     now: datetime,
     resolved: dict[str, Any] | None = None,
     annotations_on_pod: bool = True,
+    candidate_count: int = DEFAULT_CANDIDATE_WINDOW,
 ) -> ClaimOptions:
     """The claim options the SandboxClaim controller builds once per reconcile (§5.1).
 
@@ -283,7 +285,8 @@ def claim_options_for(
     skipped and the pool has the agent runtime (for a ``templateRef`` set, it
     may be in ``resolved``, the pod template of the SandboxTemplate the set
     names: #441). ``reserveFailedSandbox`` keeps failed sandboxes forever. No
-    claim timeout: the controller makes one attempt per call. ``now`` is
+    claim timeout: the controller makes one attempt per call. ``candidate_count``
+    is the pick's candidate window (``CandidateCounts``, the manager's too). ``now`` is
     accepted for symmetry with the other rules. CSI mounts without runtime
     init are refused at each attempt naming ``spec.dynamicVolumesMount`` and
     why init is off: ``spec.skipInitRuntime``, or the pool without the agent
@@ -297,6 +300,7 @@ def claim_options_for(
         access_token=access_token,
         initialises=not claim.spec.skip_init_runtime and has_runtime,
         annotations_on_pod=annotations_on_pod,
+        candidate_count=candidate_count,
     )
     if opts.init_runtime is not None or not opts.csi_mounts:
         return opts
@@ -320,6 +324,7 @@ def _claim_options(
     access_token: str,
     initialises: bool,
     annotations_on_pod: bool,
+    candidate_count: int = DEFAULT_CANDIDATE_WINDOW,
 ) -> ClaimOptions:
     spec = claim.spec
     annotations = dict(spec.annotations or {})
@@ -335,6 +340,7 @@ def _claim_options(
         user=claim.metadata.uid or "",
         template=spec.template_name,
         lock_string=lock_string,
+        candidate_count=candidate_count,
         claim_name=claim.metadata.name,
         labels=dict(spec.labels or {}),
         annotations=annotations,

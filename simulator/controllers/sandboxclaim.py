@@ -289,6 +289,7 @@ class SandboxClaimController(Reconciler[ClaimKey]):
             now=ctx.now_dt(),
             resolved=self.world.pod_template(sbs, self.cache),
             annotations_on_pod=ctx.profile.claim_annotations_on_pod,
+            candidate_count=ctx.profile.candidate_count,
         )
         if not ctx.profile.claim_namespace_scoped:
             # v0.3.0 did not pass the claim's namespace (bug #824).

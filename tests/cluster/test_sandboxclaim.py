@@ -268,3 +268,25 @@ def test_an_inplace_cpu_of_zero_is_refused_at_apply_as_the_e2b_path_refuses_it(
     assert err.value.field == "SandboxClaim/z spec.inplaceUpdate.resources.requests.cpu"
     assert err.value.reason == "must be greater than 0, got '0'"
     assert pooled.list("sbc") == []
+
+
+@pytest.mark.parametrize("window", [1, 3])
+def test_a_sandboxclaim_picks_within_the_profiles_candidate_window(window: int) -> None:
+    """The controller's attempts read the profile's candidate window, as the manager's do.
+
+    Both callers of the shared TryClaimSandbox take ``CandidateCounts`` (§5.1):
+    with a window of ``window`` sandboxes, a first wave of 5 concurrent attempts
+    on a full pool of 10 finds only ``window`` candidates, so the others meet
+    "all candidates are picked" and the wave ends there.
+    """
+    cluster = Cluster(seed=5, candidate_count=window)
+    cluster.apply(pool_yaml(replicas=10))
+    cluster.wait_for_pool("base")
+    cluster.apply(claim_yaml("w", replicas=5, createOnNoStock=False))
+    run_to_completion(cluster, "w")
+    first_wave = [r for r in cluster.records if r.claim_name == "w"][:5]
+    assert sum(r.delivered is not None for r in first_wave) == window
+    assert [r.error_reason for r in first_wave if r.delivered is None] == [
+        "AllCandidatesPicked"
+    ] * (5 - window)
+    assert cluster.get("sbc", "w").status.claimed_replicas == 5
