@@ -99,11 +99,17 @@ def parse_port(text: str) -> int | None:
     """The sandbox port ``text`` names (ASCII digits, 1-65535), else ``None``.
 
     Not ``str.isdigit`` alone: it accepts superscripts and other Unicode
-    digits (a header byte ``0xb2`` is ``²``) that ``int`` refuses.
+    digits (a header byte ``0xb2`` is ``²``) that ``int`` refuses. Leading
+    zeros name the same port (``049983`` is 49983, as Go's ``strconv.Atoi``
+    reads it under upstream's proxy); only the significant digits are
+    bounded, so no ``int`` of thousands of digits is ever made.
     """
-    if not (0 < len(text) <= 5 and text.isascii() and text.isdigit()):
+    if not (text and text.isascii() and text.isdigit()):
         return None
-    port = int(text)
+    significant = text.lstrip("0")
+    if len(significant) > 5:
+        return None
+    port = int(significant or "0")
     return port if 0 < port < 65536 else None
 
 

@@ -177,6 +177,27 @@ def test_a_bad_port_header_is_400(echo_server: Served, sid: str, port: str | byt
     )
 
 
+@pytest.mark.parametrize("port", ["049983", "0049999", "0" * 100 + "49983"])
+def test_a_port_header_with_leading_zeros_names_the_same_port(
+    echo_server: Served, sid: str, port: str
+) -> None:
+    """ASCII digits naming 1-65535 route whatever zeros lead them (Go's ``strconv.Atoi``
+    under upstream's proxy reads ``049983`` as 49983): ``00080`` did, ``049983`` was a 400."""
+    r = via_headers(echo_server, sid, port, "/files?path=x")
+
+    assert r.status_code == 200, r.text
+    assert r.json()["sandbox"] == sid
+
+
+def test_a_host_whose_port_has_leading_zeros_names_the_same_port(
+    echo_server: Served, sid: str
+) -> None:
+    r = via_host(echo_server, f"049999-{sid}.sandboxes.test", "/contexts")
+
+    assert r.status_code == 200, r.text
+    assert r.json()["sandbox"] == sid
+
+
 @pytest.mark.parametrize("port", ["", "http", "70000"], ids=["missing", "word", "too-big"])
 def test_a_sandbox_not_running_is_502_whatever_the_port_header(
     echo_server: Served, port: str
