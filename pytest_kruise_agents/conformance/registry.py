@@ -242,9 +242,10 @@ CHECKS: Final[tuple[Check, ...]] = (
     ),
     _c(
         "lifecycle.pause",
-        "POST /sandboxes/{id}/pause answers 204; the sandbox then shows state paused in GET and "
-        "in the list of the run's sandboxes with state=paused, and not with state=running.",
-        "E2B §2.2, §2.5, §8.5; Kruise §6.5",
+        "POST /sandboxes/{id}/pause answers 204; GET then answers 200 with the SandboxDetail "
+        "fields and state paused, the SDK's get_info agrees, and the list of the run's "
+        "sandboxes shows it with state=paused, and not with state=running.",
+        "E2B §2.2, §2.4, §2.5, §8.4, §8.5; Kruise §6.5",
         "core.get",
         "core.list.state",
     ),

@@ -25,6 +25,7 @@ from pytest_kruise_agents.conformance.sdk import create_auto_pause
 from pytest_kruise_agents.conformance.target import ENVD_PORT, RUN_KEY, Api, Target
 from pytest_kruise_agents.conformance.wire import (
     SANDBOX_FIELDS,
+    detail,
     end_at,
     expect_fields,
     expect_unlisted,
@@ -104,12 +105,19 @@ def test_connect_never_shortens(conformance_api: Api, conformance_sandboxes: San
 def test_pause(
     conformance_api: Api, conformance_target: Target, conformance_sandboxes: Sandboxes
 ) -> None:
-    sid = conformance_sandboxes.create(timeout=600).sandbox_id
+    sbx = conformance_sandboxes.create(timeout=600)
+    sid = sbx.sandbox_id
     _pause(conformance_api, sid)
-    state = state_of(conformance_api, sid)
-    expect(
-        state == "paused", f"GET /sandboxes/{sid} after pause", "state 'paused'", f"state={state!r}"
-    )
+    # A paused sandbox is described as a running one is, every required field of a
+    # SandboxDetail (E2B §2.4): a client asks get_info() of it before resuming it, and the
+    # SDK fails on a field missing or null.
+    what = f"GET /sandboxes/{sid} after pause"
+    state = detail(conformance_api, sid, what)["state"]
+    expect(state == "paused", what, "state 'paused'", f"state={state!r}")
+    with step(f"get_info() of the paused sandbox {sid}"):
+        info = sbx.get_info()
+    shown = str(getattr(info.state, "value", info.state))
+    expect(shown == "paused", f"get_info() of {sid} after pause", "state paused", shown)
     run = conformance_target.run_filter  # the run's own sandboxes: a team may hold thousands
     for wanted, included in (("paused", True), ("running", False)):
         what = f"GET /v2/sandboxes?state={wanted}&metadata={run} after pause"

@@ -666,6 +666,43 @@ def list_metadata_substring(app: ASGIApp, backend: Backend, key: str) -> ASGIApp
     return _http_only(app, handle)
 
 
+def paused_detail_no_end(app: ASGIApp, backend: Backend, key: str) -> ASGIApp:
+    """``GET /sandboxes/{id}`` of a paused sandbox answers ``"endAt": null`` (a paused sandbox
+    has no deadline running): the SDK's ``get_info()`` of it fails to parse the answer."""
+
+    async def handle(scope: Scope, receive: Receive, send: Send) -> None:
+        parts = _api_path(scope) or []
+        if scope["method"] != "GET" or len(parts) != 2 or parts[0] != "sandboxes":
+            await app(scope, receive, send)
+            return
+        answer = await call(app, scope, receive)
+        body = answer.json()
+        if answer.status == 200 and isinstance(body, dict) and body.get("state") == "paused":
+            answer = json_answer(answer, 200, {**body, "endAt": None})
+        await reply(send, answer)
+
+    return _http_only(app, handle)
+
+
+def connect_drops_token(app: ASGIApp, backend: Backend, key: str) -> ASGIApp:
+    """Connect answers (200 and 201, on either generation's route) leave out
+    ``envdAccessToken``, which envd still wants: a sandbox from ``Sandbox.connect`` sends
+    none and every envd call of it is refused."""
+
+    async def handle(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] != "POST" or _connect_of(_api_path(scope)) is None:
+            await app(scope, receive, send)
+            return
+        answer = await call(app, scope, receive)
+        body = answer.json()
+        if answer.status in (200, 201) and isinstance(body, dict):
+            body.pop("envdAccessToken", None)
+            answer = json_answer(answer, answer.status, body)
+        await reply(send, answer)
+
+    return _http_only(app, handle)
+
+
 MUTANTS: Final[dict[str, Mutant]] = {
     "envd-token-reads-only": envd_token_reads_only,
     "auth-only-list-create": auth_only_list_create,
@@ -697,5 +734,7 @@ MUTANTS: Final[dict[str, Mutant]] = {
     "code-stderr-as-stdout": code_stderr_as_stdout,
     "code-text-only": code_text_only,
     "code-no-exec-count": code_no_exec_count,
+    "paused-detail-no-end": paused_detail_no_end,
+    "connect-drops-token": connect_drops_token,
 }
 """Every mutant server by name."""

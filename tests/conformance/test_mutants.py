@@ -234,6 +234,22 @@ WRONG = [
         set(),
         id="list-metadata-substring",
     ),
+    pytest.param(
+        "paused-detail-no-end",
+        "core,lifecycle",
+        "lifecycle.pause",
+        "after pause: expected 'endAt' of type str, but saw endAt=None",
+        set(),
+        id="paused-detail-no-end",
+    ),
+    pytest.param(
+        "connect-drops-token",
+        "core,lifecycle,envd",
+        "lifecycle.connect.token",
+        "expected HTTP 200 (envd takes the token of the connect answer",
+        set(),
+        id="connect-drops-token",
+    ),
 ]
 
 
