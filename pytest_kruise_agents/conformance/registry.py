@@ -446,6 +446,15 @@ CHECKS: Final[tuple[Check, ...]] = (
         "lifecycle.connect.resume",
         "envd.files.write-read",
     ),
+    _c(
+        "lifecycle.connect.token",
+        "The envdAccessToken of a connect answer (200 for a running sandbox, 201 resuming a "
+        "paused one) is the one envd takes: a file download carrying it, or no token when the "
+        "answer has none, as the SDK's Sandbox.connect sends, succeeds.",
+        "E2B §2.4, §3.7, §4.5; Kruise §6.3",
+        "lifecycle.connect.resume",
+        "envd.files.write-read",
+    ),
     # -- code: the code interpreter (port 49999) --------------------------------------------
     _c(
         "code.run",

@@ -403,3 +403,45 @@ def test_pause_keeps_files(conformance_api: Api, conformance_sandboxes: Sandboxe
     with step(f"files.read({path!r}) after pause and connect"):
         read = sbx.files.read(path)
     expect(read == content, f"files.read({path!r}) after pause and resume", repr(content), read)
+
+
+def _read_with_connect_token(
+    api: Api, sid: str, path: str, answer: httpx.Response, what: str, content: str
+) -> None:
+    """Fail unless envd serves ``path`` to a request carrying what the SDK's sandbox from
+    ``answer`` (a connect's) sends: its ``envdAccessToken``, none when it has none."""
+    token = json_body(answer, what).get("envdAccessToken")
+    sent = token if isinstance(token, str) else None
+    resp = api.sandbox(sid, ENVD_PORT, "GET", "/files", token=sent, params={"path": path})
+    label = f"GET /files?path={path} with the envdAccessToken of {what}"
+    expect(
+        resp.status_code == 200,
+        label,
+        "HTTP 200 (envd takes the token of the connect answer, which Sandbox.connect sends; "
+        + ("it carried one)" if sent else "it carried none)"),
+        excerpt(resp),
+    )
+    expect(resp.text == content, label, repr(content), repr(resp.text[:200]))
+
+
+@check("lifecycle.connect.token")
+def test_connect_token(conformance_api: Api, conformance_sandboxes: Sandboxes) -> None:
+    # Sandbox.connect(id) builds its sandbox from the connect answer alone: its envd calls
+    # carry that answer's envdAccessToken (E2B §3.7), none when it has none. A connect answer
+    # without the token envd wants leaves every envd call of a reconnected client refused.
+    sbx = conformance_sandboxes.create(timeout=600)
+    sid = sbx.sandbox_id
+    path = f"conformance-token-{uuid.uuid4().hex[:8]}.txt"
+    content = "read with the connect's token\n"
+    with step(f"files.write({path!r})"):
+        path = sbx.files.write(path, content).path  # absolute, as envd names it
+    route = conformance_api.connect_route(sid)
+    what = f"POST {route} (running sandbox)"
+    resp = conformance_api.connect(sid, 600)
+    expect_status(resp, 200, what)
+    _read_with_connect_token(conformance_api, sid, path, resp, what, content)
+    _pause(conformance_api, sid)
+    what = f"POST {route} (paused sandbox)"
+    resp = conformance_api.connect(sid, 600)
+    expect_status(resp, 201, what)
+    _read_with_connect_token(conformance_api, sid, path, resp, what, content)
