@@ -260,7 +260,9 @@ CHECKS: Final[tuple[Check, ...]] = (
     ),
     _c(
         "lifecycle.pause.conflict",
-        "Pausing an already paused sandbox answers 409 with a JSON error.",
+        "Pausing an already paused sandbox answers 409 with a JSON error (the SDK's pause() "
+        "returns False); a server with the OpenKruise extensions may answer 204 instead, as the "
+        "sandbox-manager finds a paused sandbox pausable, if the sandbox stays paused.",
         "E2B §2.2, §2.5, §8.5; Kruise §6.5",
         "lifecycle.pause",
         "core.errors",

@@ -55,6 +55,19 @@ def test_a_valid_server_passes_every_check_of_the_level(
     assert run.returncode == 0
 
 
+def test_a_kruise_server_answering_204_to_pausing_a_paused_sandbox_passes(
+    tmp_path: Path,
+) -> None:
+    """The sandbox-manager finds an already paused sandbox pausable (Kruise §6.5) and answers
+    204, which the SDK takes (pause() returns True): a server with the OpenKruise extensions
+    passes so, as long as the sandbox stays paused. (A plain E2B server must answer 409:
+    the breakage pause-twice-204 of test_breakages.)"""
+    with serve(breakage="pause-twice-204") as url:
+        run = run_cli(url, tmp_path, levels="lifecycle")
+    assert run.with_status("pass") == _level("lifecycle"), run.output[-3000:]
+    assert run.returncode == 0
+
+
 def test_a_server_without_the_kruise_extensions_skips_the_kruise_level_with_the_reason(
     tmp_path: Path,
 ) -> None:
