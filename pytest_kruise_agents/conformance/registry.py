@@ -442,6 +442,15 @@ CHECKS: Final[tuple[Check, ...]] = (
         "envd.files.write-read",
     ),
     _c(
+        "envd.user",
+        "Calls naming a user (user='root': Authorization: Basic base64('root:') on an RPC, "
+        "username=root on /files) are served: commands.run as root gives its output, and a "
+        "file written as root reads back as root.",
+        "E2B §4.5, §8.8",
+        "envd.commands.output",
+        "envd.files.write-read",
+    ),
+    _c(
         "lifecycle.pause.keeps-files",
         "Files written before a pause are there after connect resumes the sandbox.",
         "Kruise §6.5",

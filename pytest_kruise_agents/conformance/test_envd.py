@@ -550,3 +550,24 @@ def test_files_write_many(sbx: Sandbox) -> None:
     expect(
         seen == ("one\n", bytes([0, 2, 255])), f"files.read after {what}", "each file's data", seen
     )
+
+
+@check("envd.user")
+def test_user_selection(sbx: Sandbox) -> None:
+    # The SDK names the user of a call (user="root") in Authorization: Basic base64("root:")
+    # on RPCs and in username=root on /files (E2B §4.5); with no user it sends none (envd
+    # >= 0.4.0) or "user". A server must serve both users of E2B's templates.
+    cmd = "echo as-root"
+    with step(f"commands.run({cmd!r}, user='root')"):
+        result = sbx.commands.run(cmd, user="root")
+    expect(
+        result.stdout == "as-root\n",
+        f"commands.run({cmd!r}, user='root')",
+        "'as-root\\n'",
+        result.stdout,
+    )
+    path = f"{_base()}/as-root.txt"
+    with step(f"files.write then files.read of {path!r} with user='root'"):
+        sbx.files.write(path, "root\n", user="root")
+        read = sbx.files.read(path, user="root")
+    expect(read == "root\n", f"files.read({path!r}, user='root')", repr("root\n"), repr(read))

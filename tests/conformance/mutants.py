@@ -10,6 +10,7 @@ one with ``mutant=MUTANTS[name]``.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 import re
@@ -703,6 +704,28 @@ def connect_drops_token(app: ASGIApp, backend: Backend, key: str) -> ASGIApp:
     return _http_only(app, handle)
 
 
+def envd_user_only(app: ASGIApp, backend: Backend, key: str) -> ASGIApp:
+    """envd knows one user, ``user``: a call naming another (``Authorization: Basic`` on an
+    RPC, ``username=`` on ``/files``), as ``commands.run(..., user="root")`` does, is refused
+    as unauthenticated."""
+
+    async def handle(scope: Scope, receive: Receive, send: Send) -> None:
+        if _envd_call(scope) is None:
+            await app(scope, receive, send)
+            return
+        basic = _header(scope, b"authorization").partition(" ")[2]
+        named = {base64.b64decode(basic).decode().partition(":")[0]} if basic else set()
+        named.update(v for k, v in parse_qsl(scope["query_string"].decode()) if k == "username")
+        if named - {"user"}:
+            await read_body(receive)
+            body = json.dumps({"code": "unauthenticated", "message": "unknown user"}).encode()
+            await reply(send, Answer(401, list(_JSON), body))
+            return
+        await app(scope, receive, send)
+
+    return _http_only(app, handle)
+
+
 MUTANTS: Final[dict[str, Mutant]] = {
     "envd-token-reads-only": envd_token_reads_only,
     "auth-only-list-create": auth_only_list_create,
@@ -736,5 +759,6 @@ MUTANTS: Final[dict[str, Mutant]] = {
     "code-no-exec-count": code_no_exec_count,
     "paused-detail-no-end": paused_detail_no_end,
     "connect-drops-token": connect_drops_token,
+    "envd-user-only": envd_user_only,
 }
 """Every mutant server by name."""

@@ -250,6 +250,15 @@ WRONG = [
         set(),
         id="connect-drops-token",
     ),
+    pytest.param(
+        "envd-user-only",
+        "envd",
+        "envd.user",
+        "commands.run('echo as-root', user='root'): expected success, but saw "
+        "AuthenticationException",
+        set(),
+        id="envd-user-only",
+    ),
 ]
 
 
