@@ -28,6 +28,7 @@ from pytest_kruise_agents.e2b.nesting import depth_over, too_deep_message
 from pytest_kruise_agents.e2b.workspace import PathEscapeError, SandboxStopped, shorten
 
 __all__ = [
+    "DISK_FULL_ERRNOS",
     "HOST_RESOURCE_ERRNOS",
     "HTTP_STATUS",
     "GuardedCodec",
@@ -60,9 +61,16 @@ _ERRNO_CODES: dict[int, Code] = {
     errno.ENAMETOOLONG: Code.INVALID_ARGUMENT,
     errno.EINVAL: Code.INVALID_ARGUMENT,
     errno.EXDEV: Code.INVALID_ARGUMENT,
-    errno.ENOSPC: Code.RESOURCE_EXHAUSTED,
-    errno.EDQUOT: Code.RESOURCE_EXHAUSTED,
 }
+"""Connect codes of the errno values a caller can act on; any other answers ``internal``."""
+
+DISK_FULL_ERRNOS: frozenset[int] = frozenset({errno.ENOSPC, errno.EDQUOT})
+"""errno values of a full disk or quota: 507 on ``/files``, ``internal`` on an RPC.
+
+An RPC has no code of its own for them: ``resource_exhausted`` would read to
+the SDK as a rate limit to wait out, so they answer ``internal`` (the SDK's
+``SandboxException`` naming the cause), as envd answers an unexpected failure.
+"""
 
 HOST_RESOURCE_ERRNOS: frozenset[int] = frozenset(
     {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EAGAIN, errno.ENOBUFS}
@@ -125,7 +133,7 @@ def http_status_of(exc: OSError) -> int:
     number = exc.errno or 0
     if number in HOST_RESOURCE_ERRNOS:
         return HTTP_STATUS[Code.INTERNAL]
-    if _ERRNO_CODES.get(number) == Code.RESOURCE_EXHAUSTED:
+    if number in DISK_FULL_ERRNOS:
         return HTTP_STATUS[Code.RESOURCE_EXHAUSTED]
     return HTTP_STATUS[Code.INVALID_ARGUMENT]
 

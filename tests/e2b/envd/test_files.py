@@ -20,11 +20,12 @@ from e2b import (
     FileType,
     InvalidArgumentException,
     NotEnoughSpaceException,
+    RateLimitException,
     SandboxException,
 )
 from e2b.sandbox.filesystem.filesystem import WriteEntry
 
-from pytest_kruise_agents.e2b.envd import files
+from pytest_kruise_agents.e2b.envd import files, filesystem
 from pytest_kruise_agents.e2b.envd.entries import read_metadata, write_metadata
 from pytest_kruise_agents.e2b.envd.errors import http_status_of
 from tests.e2b.envd.conftest import MAX_UPLOAD, Envd
@@ -818,6 +819,27 @@ def test_an_upload_to_a_full_disk_is_not_enough_space(
     with pytest.raises(NotEnoughSpaceException, match="cannot write the upload"):
         sbx.files.write("/home/user/big.bin", b"x" * 1000)
     assert not (envd.workspace().home / "big.bin").exists()
+
+
+@pytest.mark.parametrize("number", [errno.ENOSPC, errno.EDQUOT])
+def test_a_full_disk_under_an_rpc_is_an_internal_error_not_a_rate_limit(
+    envd: Envd, monkeypatch: pytest.MonkeyPatch, number: int
+) -> None:
+    """An RPC has no 507: a full disk under ``make_dir`` answers ``internal`` (the SDK's
+    ``SandboxException`` naming the cause), as envd answers an unexpected failure, not
+    ``resource_exhausted``, which the SDK words as a rate limit to wait out."""
+
+    def disk_full(*args: object, **kwargs: object) -> None:
+        raise OSError(number, os.strerror(number))
+
+    sbx = envd.sandbox()
+    sbx.files.write("/home/user/there.txt", "x")  # the sandbox's directories made first
+    monkeypatch.setattr(filesystem.os, "mkdir", disk_full)
+    with pytest.raises(SandboxException) as raised:
+        sbx.files.make_dir("/home/user/new")
+    assert not isinstance(raised.value, RateLimitException)
+    # The SDK words an unmapped code as "<code>: <message>".
+    assert str(raised.value) == f"Code.INTERNAL: {os.strerror(number).lower()}: /home/user/new"
 
 
 @pytest.mark.parametrize("number", [errno.EMFILE, errno.ENFILE, errno.ENOMEM])
