@@ -25,7 +25,7 @@ from e2b import (
 )
 from e2b.sandbox.filesystem.filesystem import WriteEntry
 
-from pytest_kruise_agents.e2b.envd import files, filesystem
+from pytest_kruise_agents.e2b.envd import files
 from pytest_kruise_agents.e2b.envd.entries import read_metadata, write_metadata
 from pytest_kruise_agents.e2b.envd.errors import http_status_of
 from tests.e2b.envd.conftest import MAX_UPLOAD, Envd
@@ -834,7 +834,7 @@ def test_a_full_disk_under_an_rpc_is_an_internal_error_not_a_rate_limit(
 
     sbx = envd.sandbox()
     sbx.files.write("/home/user/there.txt", "x")  # the sandbox's directories made first
-    monkeypatch.setattr(filesystem.os, "mkdir", disk_full)
+    monkeypatch.setattr(os, "mkdir", disk_full)
     with pytest.raises(SandboxException) as raised:
         sbx.files.make_dir("/home/user/new")
     assert not isinstance(raised.value, RateLimitException)
