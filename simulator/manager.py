@@ -854,10 +854,13 @@ class SandboxManager:
     def pause(self, namespace: str, user: str, sid: str, retention: timedelta | None = None) -> Op:
         """``POST /sandboxes/{id}/pause``: pause and wait (≤ 60 s) until ``SandboxPaused=True``.
 
-        409 when the sandbox is not pausable (not running and ready, or
-        already paused: the first writer wins); 404 for a sandbox describe
-        does not show (a reserved failure, or dead: past its shutdownTime
-        before the controller deletes it), which a pause must not revive. ``retention`` (the request
+        An already paused sandbox is pausable (reference §6.5): only the first
+        writer flips ``spec.paused`` and sets the times; a later pause writes
+        nothing (its ``retention`` too) and waits like the first, 204. 409 when
+        the sandbox is not pausable (not running and ready, a pool sandbox, or
+        killed and being recycled); 404 for a sandbox describe does not show (a
+        reserved failure, or dead: past its shutdownTime before the controller
+        deletes it), which a pause must not revive. ``retention`` (the request
         header) overrides the persisted paused retention (default forever).
         Interrupting the process (the client went away) stops the wait with
         :class:`ClaimCanceledError`; a pause already written goes on. The
@@ -876,11 +879,13 @@ class SandboxManager:
                 # controller has not removed yet. Paused, that one would live on for the
                 # retention (forever by default). A pool sandbox keeps its 409 (§6.5).
                 raise route_not_found(sid)
-            if cur.spec.paused:
-                raise ConflictError(f"sandbox {sid} is already paused")
             if recycle_requested(cur):
                 # Killed: it shows as paused until it rejoins its pool.
                 raise ConflictError(f"sandbox {sid} is already paused (being recycled)")
+            if cur.spec.paused:
+                # Pausable (§6.5): the first writer flipped it and set its times; this
+                # pause writes nothing and waits for SandboxPaused=True as that one does.
+                return None
             if (
                 not is_claimed(cur)
                 or cur.metadata.deletion_timestamp is not None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_kruise_agents.claiming.errors import ClaimError, ConflictError
+from pytest_kruise_agents.claiming.errors import ClaimError
 from simulator.cluster import Cluster
 from simulator.exposition import cluster_registry, exposition_text
 from tests.prometheus import Scrape
@@ -216,19 +216,24 @@ def test_sandboxset_gauges_follow_scaling_and_claims() -> None:
 def test_pause_resume_and_delete_count_by_result_with_their_durations() -> None:
     cluster = pool(2)
     sid = cluster.sandbox_id(cluster.create_sandbox("base"))
+    other = cluster.sandbox_id(cluster.create_sandbox("base"))
 
     cluster.pause(sid)
-    with pytest.raises(ConflictError):
-        cluster.pause(sid)  # already paused: 409
+    cluster.pause(sid)  # already paused: writes nothing, answers 204 (reference §6.5)
+    writes = {"client": "sandbox-manager", "verb": "update", "kind": "Sandbox"}
+    cluster.inject("api_conflict", count=5, selector=writes)
+    with pytest.raises(ClaimError) as err:
+        cluster.pause(other)  # five conflicts: retry.RetryOnConflict gives up, 409
+    assert err.value.code == 409
     cluster.connect(sid, 60)  # resumes it
     cluster.connect(sid, 60)  # running: no resume
     cluster.kill(sid)
 
     s = scrape(cluster)
     ns = {"namespace": "default"}
-    assert s.value("sandbox_pause_total", result="success", **ns) == 1
+    assert s.value("sandbox_pause_total", result="success", **ns) == 2
     assert s.value("sandbox_pause_total", result="failure", **ns) == 1
-    assert s.value("sandbox_pause_duration_seconds_count", **ns) == 1  # successes only
+    assert s.value("sandbox_pause_duration_seconds_count", **ns) == 2  # successes only
     assert s.value("sandbox_resume_total", result="success", **ns) == 1
     assert s.value("sandbox_resume_duration_seconds_sum", **ns) > 0
     assert s.value("sandbox_delete_total", result="success", **ns) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import time
 from pathlib import Path
@@ -127,12 +128,50 @@ def test_the_v1_connect_route_needs_a_timeout(server: Served) -> None:
     assert missing.json()["message"].startswith("timeout: ")
 
 
-def test_pause_twice_returns_true_then_false(server: Served) -> None:
+def test_pausing_a_paused_sandbox_answers_204_and_changes_nothing(server: Served) -> None:
+    """Reference §6.5: a paused sandbox is pausable, so the SDK's ``pause()`` returns True
+    again (E2B answers 409, for which it returns False); the sandbox keeps its end."""
     sbx = Sandbox.create(template="base", **server.sdk())
 
     assert sbx.pause() is True
-    assert sbx.pause() is False
-    assert sbx.get_info().state.value == "paused"
+    end = sbx.get_info().end_at
+    server.advance(30)
+    assert sbx.pause() is True
+    r = server.request("POST", f"/sandboxes/{sbx.sandbox_id}/pause", json={})
+    assert r.status_code == 204, r.text
+    info = sbx.get_info()
+    assert info.state.value == "paused" and info.end_at == end
+
+
+def test_a_second_pause_sent_while_the_first_waits_waits_for_it_too(tmp_path: Path) -> None:
+    """Two SDK pauses of one sandbox, the second sent while the first still waits for the
+    pod to stop: both return True, the second only once the sandbox is paused."""
+    backend = SimBackend.default(seed=8, replicas=1, clock="realtime")
+    thread, served = serve(tmp_path, backend=backend)
+    try:
+        sbx = Sandbox.create(template="base", **served.sdk())
+        name = sbx.sandbox_id.split("--", 1)[1]
+
+        def pause() -> bool:
+            paused = Sandbox.pause(sbx.sandbox_id, **served.sdk())
+            stored = backend.get("Sandbox", name)
+            conds = {c["type"]: c["status"] for c in stored.to_dict()["status"]["conditions"]}
+            return paused and conds.get("SandboxPaused") == "True"
+
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            first = pool.submit(pause)
+            eventually(
+                lambda: backend.get("Sandbox", name).to_dict()["spec"].get("paused") is True,
+                "the first pause wrote spec.paused",
+            )
+            assert not first.done()
+            second = pool.submit(pause)
+            assert first.result(60) is True
+            assert second.result(60) is True
+        assert sbx.get_info().state.value == "paused"
+    finally:
+        thread.stop()
+        backend.close()
 
 
 def test_a_paused_sandbox_keeps_its_timeout_until_it_is_resumed(server: Served) -> None:

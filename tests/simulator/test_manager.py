@@ -939,8 +939,8 @@ def test_set_timeout_tries_its_write_five_times_then_answers_500() -> None:
 # -- pause / connect ------------------------------------------------------------------------------
 
 
-def test_pause_waits_until_paused_and_second_pause_is_409(s: Setup) -> None:
-    """Pause returns once ``SandboxPaused=True``; pausing again answers 409."""
+def test_pause_waits_until_paused(s: Setup) -> None:
+    """Pause returns once ``SandboxPaused=True``, the sandbox kept for its retention."""
     sbx = s.create(timeout_s=600)
     sid = sandbox_id(sbx)
     s.hw.run(s.manager.pause("default", U1, sid))
@@ -950,9 +950,73 @@ def test_pause_waits_until_paused_and_second_pause_is_409(s: Setup) -> None:
     assert cond is not None and cond.status == "True"
     # The retention (default forever) moves the shutdown time far away.
     assert stored.spec.shutdown_time > s.hw.ctx.now_dt() + timedelta(days=365)
-    with pytest.raises(ConflictError) as err:
+
+
+def test_pausing_a_paused_sandbox_answers_204_and_changes_nothing(s: Setup) -> None:
+    """Reference §6.5: an already paused sandbox is pausable, and only the first writer flips
+    ``spec.paused`` and sets the times; a later pause writes nothing (its retention header
+    included), finds ``SandboxPaused=True`` and answers 204, where E2B answers 409."""
+    sbx = s.create(timeout_s=600, auto_pause=True)
+    sid = sandbox_id(sbx)
+    s.hw.run(s.manager.pause("default", U1, sid, timedelta(hours=2)))
+    before = s.hw.api.peek("Sandbox", "default", sbx.metadata.name)
+    writes = s.hw.api.writes
+    s.hw.settle(30)  # a second write would move the times: now + retention
+    for retention in (None, timedelta(hours=5)):
+        assert s.hw.run(s.manager.pause("default", U1, sid, retention)) is None
+    after = s.hw.api.peek("Sandbox", "default", sbx.metadata.name)
+    assert s.hw.api.writes == writes
+    assert after.metadata.resource_version == before.metadata.resource_version
+    assert (after.spec.shutdown_time, after.spec.pause_time) == (
+        before.spec.shutdown_time,
+        before.spec.pause_time,
+    )
+    assert [e.kind for e in s.hw.ctx.log.of_kind("manager.pause")] == ["manager.pause"] * 3
+
+
+def test_a_second_pause_sent_while_the_first_stops_the_pod_waits_for_it_too(s: Setup) -> None:
+    """Two pauses of one sandbox: the first writes, the second finds ``spec.paused`` already
+    flipped, writes nothing, and answers only once ``SandboxPaused=True``, as the first does."""
+    sbx = s.create(timeout_s=600)
+    sid = sandbox_id(sbx)
+    env = s.hw.env
+    ended: dict[str, float] = {}
+
+    def pause(name: str, after: float) -> Any:
+        yield env.timeout(after)
+        yield from s.manager.pause("default", U1, sid)
+        stored = s.hw.api.peek("Sandbox", "default", sbx.metadata.name)
+        cond = find_condition(stored.status.conditions, "SandboxPaused")
+        assert cond is not None and cond.status == "True", name
+        ended[name] = env.now
+
+    t0 = env.now
+    first = env.process(pause("first", 0))
+    second = env.process(pause("second", 0.2))
+    env.run(until=env.all_of([first, second]))
+    assert set(ended) == {"first", "second"}
+    assert ended["second"] - t0 > 0.5  # it waited for the controller (delay 1 s)
+    stored = s.hw.api.peek("Sandbox", "default", sbx.metadata.name)
+    assert stored.spec.paused is True
+
+
+def test_a_killed_sandbox_recycling_as_paused_is_still_a_409_to_pause() -> None:
+    """A recycling kill's sandbox shows as paused, but a pause of it is refused (409), whether
+    or not ``spec.paused`` was flipped before the trigger: it is on its way to its pool."""
+    s = Setup()
+    sbx = s.create()
+    sid = sandbox_id(sbx)
+    cur = s.hw.api.peek("Sandbox", "default", sbx.metadata.name).model_copy(deep=True)
+    cur.metadata.annotations[keys.ANN_CLEANUP_ENABLED] = "true"
+    cur.metadata.annotations[ANN_CLEANUP] = "true"
+    cur.spec.paused = True
+    s.hw.api.commit_update(cur)
+    s.hw.settle()
+    writes = s.hw.api.writes
+    with pytest.raises(ConflictError, match="being recycled") as err:
         s.hw.run(s.manager.pause("default", U1, sid))
     assert err.value.code == 409
+    assert s.hw.api.writes == writes
 
 
 def test_pause_with_retention_sets_the_shutdown_time(s: Setup) -> None:
