@@ -25,8 +25,8 @@ import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pytest_kruise_agents.backends.base import Backend, Caller
+from pytest_kruise_agents.claiming.errors import ClaimError
 from pytest_kruise_agents.e2b.rewriting import (
-    Answer,
     call,
     json_answer,
     read_body,
@@ -72,7 +72,7 @@ BREAKAGES: Final[dict[str, Breakage]] = {
         Breakage(
             "connect-shortens", "connect to a running sandbox sets its timeout, shortening it"
         ),
-        Breakage("pause-twice-204", "pausing a paused sandbox answers 204 instead of 409"),
+        Breakage("pause-twice-resumes", "pausing a paused sandbox answers 204 but resumes it"),
         Breakage("resume-200", "connect to a paused sandbox answers 200 instead of 201"),
         Breakage("auto-pause-kills", "autoPause is ignored: the timeout kills the sandbox"),
         Breakage("proxy-502-body", "the sandbox proxy's 502 body lacks 'was not found'"),
@@ -96,11 +96,6 @@ def _with_headers(scope: Scope, changes: Mapping[bytes, bytes | None]) -> Scope:
     headers = [(k, v) for k, v in scope["headers"] if k.lower() not in changes]
     headers += [(k, v) for k, v in changes.items() if v is not None]
     return {**scope, "headers": headers}
-
-
-def _empty(answer: Answer, status: int) -> Answer:
-    headers = [(k, v) for k, v in answer.headers if k.lower() != b"content-type"]
-    return Answer(status, headers, b"")
 
 
 def _format_time(value: datetime) -> str:
@@ -328,13 +323,24 @@ class BreakingMiddleware:
                 await anyio.to_thread.run_sync(self.backend.set_timeout, caller, sid, timeout)
         await reply(send, answer)
 
-    async def _pause_twice_204(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not self._is(scope, "POST", ("sandboxes", "*", "pause")):
+    async def _pause_twice_resumes(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # The server's own 204 for a paused sandbox (Kruise §6.5) is right; a pause that
+        # toggles it back to running, as a buggy "pause" flipping spec.paused would, is not.
+        caller = self._caller(scope)
+        found = self._control(scope)
+        is_pause = self._is(scope, "POST", ("sandboxes", "*", "pause"))
+        if not is_pause or caller is None or found is None:
             await self.app(scope, receive, send)
             return
+        sid = found[1][-2]
+        try:
+            view = await anyio.to_thread.run_sync(self.backend.describe, caller, sid)
+        except ClaimError:
+            view = None  # the server's own answer (404) follows
         answer = await call(self.app, scope, receive)
-        if answer.status == 409:
-            answer = _empty(answer, 204)
+        if answer.status == 204 and view is not None and view.state == "paused":
+            with contextlib.suppress(Exception):
+                await anyio.to_thread.run_sync(self.backend.connect, caller, sid, None)
         await reply(send, answer)
 
     async def _resume_200(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -10,10 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import httpx
 import pytest
 
 from pytest_kruise_agents.conformance.plugin import sweep
-from pytest_kruise_agents.conformance.registry import CHECKS
+from pytest_kruise_agents.conformance.registry import CHECKS, dependents
 from pytest_kruise_agents.conformance.target import LIST_SETTLE_S, Api, Target
 from pytest_kruise_agents.e2b.rewriting import call, json_answer, reply
 
@@ -55,17 +56,45 @@ def test_a_valid_server_passes_every_check_of_the_level(
     assert run.returncode == 0
 
 
-def test_a_kruise_server_answering_204_to_pausing_a_paused_sandbox_passes(
-    tmp_path: Path,
+@pytest.mark.parametrize(
+    ("wrap", "status"),
+    [
+        # This project's server, as the sandbox-manager (Kruise §6.5): 204, the SDK's True.
+        pytest.param(None, 204, id="kruise-204"),
+        # A plain E2B server: 409, the SDK's False.
+        pytest.param(variants.plain_e2b, 409, id="plain-e2b-409"),
+    ],
+)
+def test_a_server_answering_a_pause_of_a_paused_sandbox_as_its_kind_does_passes_lifecycle(
+    wrap: Wrap | None, status: int, tmp_path: Path
 ) -> None:
-    """The sandbox-manager finds an already paused sandbox pausable (Kruise §6.5) and answers
-    204, which the SDK takes (pause() returns True): a server with the OpenKruise extensions
-    passes so, as long as the sandbox stays paused. (A plain E2B server must answer 409:
-    the breakage pause-twice-204 of test_breakages.)"""
-    with serve(breakage="pause-twice-204") as url:
+    """The sandbox-manager finds an already paused sandbox pausable and answers 204, which a
+    server with the OpenKruise extensions may; E2B answers 409. Each passes the level."""
+    with serve(wrap=wrap) as url:
+        with httpx.Client(base_url=url, headers={"X-API-Key": USER_KEY}, timeout=60) as client:
+            sid = client.post("/sandboxes", json={"templateID": "base"}).json()["sandboxID"]
+            assert client.post(f"/sandboxes/{sid}/pause", json={}).status_code == 204
+            assert client.post(f"/sandboxes/{sid}/pause", json={}).status_code == status
+            client.delete(f"/sandboxes/{sid}")
         run = run_cli(url, tmp_path, levels="lifecycle")
     assert run.with_status("pass") == _level("lifecycle"), run.output[-3000:]
     assert run.returncode == 0
+
+
+def test_a_server_without_the_kruise_extensions_answering_204_fails_the_pause_conflict(
+    tmp_path: Path,
+) -> None:
+    """Without ``/kruise/api`` the server is taken for a plain E2B server, which answers 409 to
+    a pause of a paused sandbox: the sandbox-manager's 204 fails there (and only that check,
+    with its dependents)."""
+    with serve(wrap=variants.no_kruise) as url:
+        run = run_cli(url, tmp_path, levels="lifecycle")
+    broken = "lifecycle.pause.conflict"
+    assert run.with_status("fail") == {broken} | (dependents(broken) & set(run.results)), (
+        run.output[-3000:]
+    )
+    assert "expected HTTP 409, but saw HTTP 204" in run.results[broken].message
+    assert run.returncode == 1
 
 
 def test_a_server_without_the_kruise_extensions_skips_the_kruise_level_with_the_reason(

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qsl
 
-from pytest_kruise_agents.e2b.rewriting import Answer, call, json_answer, reply, with_query
+from pytest_kruise_agents.e2b.rewriting import Answer, call, json_answer, replay, reply, with_query
 from pytest_kruise_agents.e2b.traffic import sandbox_target
 
 if TYPE_CHECKING:
@@ -61,8 +61,45 @@ def _rewrite_json(app: ASGIApp, edit: Callable[[Scope, int, Any], Any]) -> ASGIA
 
 
 def no_kruise(app: ASGIApp) -> ASGIApp:
-    """Valid: no OpenKruise extensions, as E2B's own server: ``/kruise/api`` is unknown."""
+    """No OpenKruise extensions: ``/kruise/api`` is unknown. Valid for ``core`` and ``kruise``
+    (skipped); not for ``lifecycle``, as this project's server answers a pause of a paused
+    sandbox 204 as the sandbox-manager does (Kruise §6.5), which E2B's own answers 409."""
     return _not_found(app, lambda scope, parts: parts[:2] == ["kruise", "api"])
+
+
+def pause_paused_409(app: ASGIApp) -> ASGIApp:
+    """A pause of a sandbox ``GET`` shows paused answers 409, as E2B's server does (the
+    SDK's ``pause()`` then returns False), where this project's answers 204 (Kruise §6.5)."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        parts = _api_path(scope)
+        if (
+            parts is None
+            or scope["method"] != "POST"
+            or len(parts) != 3
+            or parts[0] != "sandboxes"
+            or parts[2] != "pause"
+        ):
+            await app(scope, receive, send)
+            return
+        path = f"/sandboxes/{parts[1]}"
+        get = {
+            **scope,
+            "method": "GET",
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": b"",
+        }
+        described = await call(app, get, replay(b"", receive))
+        found = described.json() if described.status == 200 else None
+        if isinstance(found, dict) and found.get("state") == "paused":
+            body = {"code": 409, "message": f"Sandbox {parts[1]} is already paused"}
+            headers = [(b"content-type", b"application/json")]
+            await reply(send, Answer(409, headers, json.dumps(body).encode()))
+            return
+        await app(scope, receive, send)
+
+    return middleware
 
 
 def newest_first(app: ASGIApp) -> ASGIApp:
@@ -81,8 +118,9 @@ def newest_first(app: ASGIApp) -> ASGIApp:
 
 
 def plain_e2b(app: ASGIApp) -> ASGIApp:
-    """Valid: a plain E2B server (no OpenKruise extensions) listing newest first by default."""
-    return no_kruise(newest_first(app))
+    """Valid: a plain E2B server (no OpenKruise extensions) listing newest first by default and
+    answering 409 to a pause of a paused sandbox."""
+    return no_kruise(newest_first(pause_paused_409(app)))
 
 
 def envd_v_prefix(app: ASGIApp) -> ASGIApp:
