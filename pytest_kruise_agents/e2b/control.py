@@ -505,7 +505,7 @@ async def set_timeout(
     status_code=204,
     response_class=Response,
     responses=_errors(409),
-    summary="Pause a running sandbox (409 if it is already paused)",
+    summary="Pause a running sandbox (204 again if it is already paused)",
     openapi_extra=secured(),
 )
 async def pause_sandbox(
