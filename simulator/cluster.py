@@ -1143,7 +1143,7 @@ class Cluster:
     # -- the caller's own writes -----------------------------------------------------------
 
     def await_own_write(self, sbx: Sandbox) -> None:
-        """Run on until the sandbox-manager's cache holds ``sbx`` as written (or it is gone).
+        """Run on until the sandbox-manager's cache holds ``sbx`` as written (or, deleted, no longer holds it).
 
         Called right after a call delivered ``sbx`` (a create, a connect): see
         :meth:`await_cached` for why. Nothing runs if the cache holds it already.
@@ -1181,6 +1181,10 @@ class Cluster:
     def _await_cache(self, namespace: str, name: str, written: int | None) -> None:
         """Run on until the manager's cache has the sandbox's write ``written`` (``None``: its deletion).
 
+        A sandbox the API server no longer holds is waited for until the cache
+        drops it, whatever ``written`` was: deleted since, it must not stay
+        in the cache (and in the manager's route table, which describe reads).
+
         For at most :data:`CACHE_WAIT_S` virtual seconds (or the profile's
         expectation timeout, if shorter): the wait hides the ordinary watch lag
         (5 to 50 ms), which virtual time would otherwise freeze between calls.
@@ -1193,11 +1197,12 @@ class Cluster:
 
         def seen() -> bool:
             cached = cache.get("Sandbox", namespace, name)
-            if written is None:
+            if written is None or api.peek("Sandbox", namespace, name) is None:
+                # Deleted, perhaps since the write (a connect at a sandbox's last instant
+                # races the controller's delete): the cache must drop it too, or describe
+                # (the manager's own write) showed it running while list left it out.
                 return cached is None
-            if cached is not None and int(cached.metadata.resource_version or 0) >= written:
-                return True
-            return api.peek("Sandbox", namespace, name) is None  # deleted meanwhile
+            return cached is not None and int(cached.metadata.resource_version or 0) >= written
 
         self.run_until(seen, timeout=min(CACHE_WAIT_S, self.profile.expectation_timeout_s))
 

@@ -285,3 +285,29 @@ def test_a_pool_sandbox_past_a_fractional_shutdown_time_is_replaced_at_the_whole
     pooled.inject("controller_stall", selector={"controller": "sandbox"}, duration=60)
     pooled.advance(whole - pooled.now + 0.5)
     assert {s.metadata.name for s in pooled.list("sbx", "default")} - before
+
+
+def test_a_connect_that_races_the_shutdown_delete_returns_with_describe_and_list_agreeing() -> None:
+    """A connect at a sandbox's last instant extends it, and the Sandbox controller, deciding on
+    its cache, deletes it all the same (upstream's race: its delete has no precondition). The
+    connect answers; once it has, describe and list show what the API server holds: the
+    sandbox gone from both, not running in describe (the manager's own write) while the list,
+    reading the cache, already leaves it out."""
+    cluster = Cluster(seed=5, nodes=2)
+    cluster.apply(pool_yaml("c", 1, namespace="team", cpu="100m", memory="64Mi"))
+    cluster.wait_for_pool("c", "team")
+    sbx = cluster.create_sandbox("c", namespace="team", timeout=45)
+    sid = cluster.sandbox_id(sbx)
+    cluster.set_timeout(sid, 30, namespace="team")
+    end = cluster.get("sbx", sbx.metadata.name, "team").spec.shutdown_time
+    assert end is not None
+    cluster.advance(cluster.ctx.to_seconds(end) - cluster.now)  # exactly at the end
+
+    cluster.connect(sid, 1, namespace="team")
+
+    assert not any(s.metadata.name == sbx.metadata.name for s in cluster.list("sbx", "team"))
+    with pytest.raises(ClaimError) as err:
+        cluster.describe(sid, namespace="team")
+    assert err.value.code == 404
+    page, _ = cluster.list_sandboxes(namespace="team")
+    assert page == []
