@@ -709,6 +709,13 @@ class SandboxManager:
                 yield from self._retry_update(sid, sbx, trigger, user=user)
             except _DeleteInstead:
                 pass
+            except NotFoundError as err:
+                if not _gone_from_api(err):
+                    raise  # no longer the caller's: 404
+                # Deleted since the read (its shutdownTime came as the kill arrived): the
+                # route was known, so 204 as for any sandbox already gone (§6.2).
+                self._forget_killed(key, sbx)
+                return None
             else:
                 ctx.record("manager.recycle", key)
                 return None
@@ -717,12 +724,17 @@ class SandboxManager:
         except ApiError as exc:
             if not exc.is_not_found:
                 raise InternalError(exc.message) from exc
+        self._forget_killed(key, sbx)
+        return None
+
+    def _forget_killed(self, key: str, sbx: Sandbox) -> None:
+        """Drop the route of ``sbx``, killed (or found gone): a tombstone while the cache holds it."""
+        meta = sbx.metadata
         if self.cache.get("Sandbox", meta.namespace, meta.name) is not None:
             self._routes[key] = None
         else:
             self._routes.pop(key, None)
-        ctx.record("manager.kill", key)
-        return None
+        self.ctx.record("manager.kill", key)
 
     def _fresh_owned(self, sid: str, sbx: Sandbox, user: str) -> Op:
         """The API server's copy of ``sbx``, ``None`` once it is gone; 404 if no longer ``user``'s.
@@ -1130,6 +1142,13 @@ class SandboxManager:
     def sandbox_id(self, sbx: Sandbox) -> str:
         """The E2B sandbox id of a sandbox (``<namespace>--<name>``)."""
         return sandbox_id(sbx)
+
+
+def _gone_from_api(err: NotFoundError) -> bool:
+    """Whether the 404 ``err`` of :meth:`SandboxManager._retry_update` is the API server's
+    (the sandbox deleted), not its own "no longer the caller's"."""
+    cause = err.__cause__
+    return isinstance(cause, ApiError) and cause.is_not_found
 
 
 def _ended(proc: simpy.Process) -> Op:

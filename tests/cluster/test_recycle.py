@@ -282,6 +282,23 @@ def test_a_kill_around_the_auto_pause_recycles_or_deletes_never_strands(offset: 
     assert cluster.get("sbs", "py").status.available_replicas == 2
 
 
+def test_a_kill_at_the_shutdown_instant_answers_204_though_the_controller_deletes_first() -> None:
+    """Killed at its last instant, a recyclable sandbox races the Sandbox controller's delete:
+    the kill's trigger write finds it gone. Its route was known, so the kill answers 204 as
+    any kill of a sandbox already gone does (§6.2: 404 only without a route), not a 404."""
+    cluster = Cluster(seed=0)
+    cluster.apply(recycling_pool())
+    cluster.wait_for_pool("py")
+    sbx = cluster.create_sandbox("py", timeout=30)
+    assert sbx.spec.shutdown_time is not None
+    cluster.advance(cluster.ctx.to_seconds(sbx.spec.shutdown_time) - cluster.now)
+
+    cluster.kill(f"default--{sbx.metadata.name}")  # 204
+
+    assert not [s for s in cluster.list("sbx") if s.metadata.name == sbx.metadata.name]
+    assert cluster.list_sandboxes() == ([], None)
+
+
 def test_a_pool_deleted_as_its_recycled_sandbox_rejoins_leaves_nothing() -> None:
     """A rejoin that writes an owner reference to a set just deleted: the GC deletes the sandbox.
 
