@@ -6,7 +6,8 @@ pools with stock and without, one that recycles what a kill gives back, in two
 namespaces, by two API keys, with and without auto-pause, a paused retention
 or never-timeout), kills, pauses, connects, timeout changes, ``advance``
 (zero, fractions, and steps that land exactly on a sandbox's end), calls made
-right at an end, lists with state and metadata filters, SandboxClaims applied
+right at an end, lists with state and metadata filters (page by page),
+SandboxClaims applied
 and deleted, and pools scaled. A small reference model keeps what must be
 true of each sandbox the E2B API handed out (reference §1.3, §5, §6.5, §6.7):
 whether it runs, is paused or is gone, its end times (whole seconds), its
@@ -36,7 +37,8 @@ decided on its cache and has no precondition, as upstream's: it may answer
 ``derandomize=True`` keeps the suite deterministic (about 12 s of one core).
 ``KRUISE_MACHINE_EXAMPLES`` and ``KRUISE_MACHINE_STEPS`` raise the count while
 hunting; ``KRUISE_MACHINE_HUNT=1`` draws at random, skips shrinking and reports
-each distinct failure.
+each distinct failure; ``KRUISE_MACHINE_PROFILE`` runs another profile
+(``openkruise-v0.3.0``).
 """
 
 from __future__ import annotations
@@ -286,7 +288,8 @@ class LifecycleMachine(RuleBasedStateMachine):
 
     @initialize(seed=st.integers(0, 2**32 - 1))
     def start(self, seed: int) -> None:
-        self.cluster = Cluster(seed=seed, nodes=2)
+        profile = os.environ.get("KRUISE_MACHINE_PROFILE", "openkruise-head")
+        self.cluster = Cluster(seed=seed, nodes=2, profile=profile)
         for (ns, name), replicas in POOLS.items():
             self.cluster.apply(pool(ns, name, replicas))
         for ns, name in POOLS:
@@ -423,6 +426,7 @@ class LifecycleMachine(RuleBasedStateMachine):
             assert isinstance(err, ClaimNotFoundError) and err.code == 404, err
             return
         assert states, f"pause of a gone sandbox {sid} answered 204"
+        assert not m.killed, f"{sid} answered after its kill: {m}"
         after = self.now
         times = self._times(sid, before)
         if times is None:
@@ -478,6 +482,7 @@ class LifecycleMachine(RuleBasedStateMachine):
             assert isinstance(err, ClaimNotFoundError) and err.code == 404, err
             return
         assert timeout != 0 and states, f"connect to gone {sid} answered"
+        assert not m.killed, f"{sid} answered after its kill: {m}"
         after = self.now
         times = self._times(sid, before)
         if times is None:
@@ -554,6 +559,7 @@ class LifecycleMachine(RuleBasedStateMachine):
             return
         assert 1 <= timeout <= 2_592_000
         assert states and "running" in states, f"set_timeout of {states} {sid} answered"
+        assert not m.killed, f"{sid} answered after its kill: {m}"
         after = self.now
         times = self._times(sid, before)
         if times is None:
@@ -675,6 +681,58 @@ class LifecycleMachine(RuleBasedStateMachine):
         if replicas < self.replicas[which]:
             self.scaled_down[which] = self.now.timestamp()
         self.replicas[which] = replicas
+
+    @rule(
+        namespace=st.sampled_from(NAMESPACES),
+        user=st.sampled_from(USERS),
+        states=STATES,
+        filt=FILTERS,
+        limit=st.sampled_from([1, 2, 100]),
+    )
+    def list_pages(
+        self,
+        namespace: str,
+        user: str,
+        states: str | tuple[str, ...],
+        filt: dict[str, str] | None,
+        limit: int,
+    ) -> None:
+        """Walk every page: together they are one listing, in claim-time order, no repeats."""
+        wanted = {states} if isinstance(states, str) else set(states)
+        seen: list[tuple[str, str]] = []
+        token: str | None = None
+        for _ in range(len(self.model) + 2):
+            page, token = self.cluster.list_sandboxes(
+                namespace=namespace,
+                user=user,
+                states=states,
+                metadata=filt,
+                limit=limit,
+                next_token=token,
+            )
+            assert len(page) <= limit
+            seen += [
+                (s.metadata.annotations[keys.ANN_CLAIM_TIMESTAMP], self.cluster.sandbox_id(s))
+                for s in page
+            ]
+            if token is None:
+                break
+        else:
+            pytest.fail("the pages never ended")
+        assert seen == sorted(seen) and len(set(seen)) == len(seen), seen
+        now = self.now
+        for sid in {sid for _, sid in seen}:
+            m = self.model[sid]
+            assert (m.namespace, m.user) == (namespace, user), sid
+            assert not filt or all(m.metadata.get(k) == v for k, v in filt.items()), sid
+            assert m.states(now) & wanted, (sid, m)
+        for sid, m in self.model.items():
+            if (m.namespace, m.user) != (namespace, user):
+                continue
+            if filt and any(m.metadata.get(k) != v for k, v in filt.items()):
+                continue
+            if m.states(now) and m.states(now) <= wanted:
+                assert sid in {sid for _, sid in seen}, (sid, m)
 
     @precondition(lambda self: len(self.model) > 0 or len(self.claims) > 0)
     @rule()
