@@ -22,8 +22,9 @@ owner. After every rule:
 - a sandbox past its end is gone (or paused, with auto-pause);
 - a killed sandbox never comes back to its caller;
 - every error is a typed error with the code the docs give;
-- a SandboxClaim never holds more than it asked, and deleting it (by hand or
-  by its TTL) leaves its sandboxes alone;
+- a SandboxClaim never holds more than it asked, over its whole life (one of
+  its sandboxes that ends at the claim's ``shutdownTime`` is not replaced),
+  and deleting it (by hand or by its TTL) leaves its sandboxes alone;
 - once load stops and time passes, each pool is back at ``spec.replicas``.
 
 The controllers act a little after a time is reached (a timer, an API
@@ -202,7 +203,10 @@ class LifecycleMachine(RuleBasedStateMachine):
         self.model: dict[str, Model] = {}
         self.claims: dict[str, tuple[str, int]] = {}  # name -> (uid, replicas)
         self.claimed_at: dict[str, float] = {}  # claim name -> when applied
-        self.orphans: dict[str, str] = {}  # sandbox name -> uid of its deleted claim
+        # sandbox name -> uid of its deleted claim, and its own end
+        self.orphans: dict[str, tuple[str, datetime | None]] = {}
+        self.ever_claimed: dict[str, set[str]] = {}  # claim uid -> every sandbox it held
+        self.claim_replicas: dict[str, int] = {}  # claim uid -> replicas
         self.handed_out: set[str] = set()
         self.scaled_down: dict[tuple[str, str], float] = {}  # pool -> when, as a timestamp
 
@@ -634,12 +638,20 @@ class LifecycleMachine(RuleBasedStateMachine):
             self.kill(sid, False)
 
     @rule(
-        name=st.sampled_from(CLAIMS), pool=st.sampled_from(["a", "b"]), replicas=st.integers(1, 3)
+        name=st.sampled_from(CLAIMS),
+        pool=st.sampled_from(["a", "b"]),
+        replicas=st.integers(1, 3),
+        ends_in=st.sampled_from([None, None, 30, 90]),
     )
-    def apply_claim(self, name: str, pool: str, replicas: int) -> None:
+    def apply_claim(self, name: str, pool: str, replicas: int, ends_in: int | None) -> None:
         current = self.claims.get(name)
+        spec: dict[str, object] = {"replicas": replicas}
+        if ends_in is not None:
+            # Copied to each sandbox it claims (§1.5), which then ends there.
+            end = later(self.now, timedelta(seconds=ends_in))
+            spec["shutdownTime"] = f'"{end.strftime("%Y-%m-%dT%H:%M:%SZ")}"'
         try:
-            self.cluster.apply(claim_yaml(name, pool, replicas=replicas))
+            self.cluster.apply(claim_yaml(name, pool, **spec))
         except InvalidError as err:
             assert current is not None and current[1] != replicas, err
             assert "replicas" in err.field, err
@@ -653,13 +665,14 @@ class LifecycleMachine(RuleBasedStateMachine):
         if current is None or current[0] != stored.metadata.uid:
             self.claimed_at[name] = self.cluster.now
         self.claims[name] = (stored.metadata.uid, replicas)
+        self.claim_replicas[stored.metadata.uid] = replicas
 
     def _orphan(self, uid: str) -> None:
         """The sandboxes claim ``uid`` holds stay once it is deleted (§1.5: its deletion, by
         hand or by its TTL, never deletes them)."""
         for sbx in self.cluster.list("sbx", "default"):
             if sbx.metadata.annotations.get(keys.ANN_OWNER) == uid:
-                self.orphans[sbx.metadata.name] = uid
+                self.orphans[sbx.metadata.name] = (uid, sbx.spec.shutdown_time)
 
     @rule(name=st.sampled_from(CLAIMS))
     def delete_claim(self, name: str) -> None:
@@ -835,15 +848,31 @@ class LifecycleMachine(RuleBasedStateMachine):
             if sid in self.model:
                 assert owner == self.model[sid].user, (sid, owner)
                 assert keys.LABEL_CLAIM_NAME not in sbx.metadata.labels
-            elif owner is not None:
+            elif owner is not None and owner in self.claim_replicas:
                 by_claim[owner] = by_claim.get(owner, 0) + 1
+                self.ever_claimed.setdefault(owner, set()).add(sbx.metadata.name)
+                end = sbx.spec.shutdown_time
+                if end is not None:
+                    event("a claim's sandbox with its shutdownTime")
+                assert (
+                    end is None
+                    or self.now <= end + timedelta(seconds=SLACK_S)
+                    or (sbx.metadata.deletion_timestamp is not None)
+                ), f"claimed {sbx.metadata.name} outlived its shutdownTime {end}"
         for uid, replicas in self.claims.values():
             assert by_claim.get(uid, 0) <= replicas, (uid, by_claim, replicas)
-        for name, uid in self.orphans.items():
+        for uid, names in self.ever_claimed.items():
+            # One that died is not replaced (§5.4: max(status, active)).
+            assert len(names) <= self.claim_replicas[uid], (uid, names)
+        for name, (uid, end) in self.orphans.items():
             try:
                 sbx = self.cluster.get("sbx", name)
             except NotFoundError:
-                pytest.fail(f"sandbox {name} of deleted claim {uid} was deleted")
+                assert end is not None and self.now > end, (
+                    f"sandbox {name} of deleted claim {uid} was deleted"
+                )
+                event("a deleted claim's sandbox ended at its shutdownTime")
+                continue
             assert sbx.metadata.annotations.get(keys.ANN_OWNER) == uid
 
     @invariant()
