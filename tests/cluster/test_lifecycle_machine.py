@@ -47,6 +47,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, Phase, event, settings
@@ -645,7 +646,7 @@ class LifecycleMachine(RuleBasedStateMachine):
     )
     def apply_claim(self, name: str, pool: str, replicas: int, ends_in: int | None) -> None:
         current = self.claims.get(name)
-        spec: dict[str, object] = {"replicas": replicas}
+        spec: dict[str, Any] = {"replicas": replicas}
         if ends_in is not None:
             # Copied to each sandbox it claims (§1.5), which then ends there.
             end = later(self.now, timedelta(seconds=ends_in))
