@@ -86,6 +86,11 @@ def _terminated(
     ) as proc:
         try:
             _wait_for(suite.path / "ready", proc)
+            # The background command is started, not yet its sleep: the login shell running it
+            # reads its profile before it execs the sleep, later under load.
+            deadline = time.monotonic() + 10
+            while not processes_with(marker) and time.monotonic() < deadline:
+                time.sleep(0.05)
             assert processes_with(marker)
             assert list(tmp.glob("kruise-e2b-*"))
             if "CodeSandbox" in source:
