@@ -83,6 +83,44 @@ def test_a_connect_keeps_the_sandbox_listed(pooled: Cluster) -> None:
     assert _listed(pooled) == [sid]
 
 
+def test_a_connect_the_controller_ends_at_once_is_shown_alike_by_describe_and_list() -> None:
+    """A connect exactly at a sandbox's end extends it, and the Sandbox controller, reading
+    its cache before that write arrives, deletes it within the watch lag (upstream's race).
+
+    The connect's wait for the manager's cache stopped as soon as the API server had
+    deleted the sandbox, before the cache had its write: ``describe`` then answered the
+    route table's copy of the write (running, with the new end) while the list left the
+    older cached copy out, until some later call moved time. Now the wait lasts until
+    the cache has the write (or has dropped the sandbox): both answer alike.
+    """
+    cluster = Cluster(seed=3, nodes=2)
+    cluster.apply(pool_yaml(replicas=2))
+    cluster.wait_for_pool("base")
+    sbx = cluster.create_sandbox("base", timeout=30)
+    sid = cluster.sandbox_id(sbx)
+    end = sbx.spec.shutdown_time
+    assert end is not None
+    cluster.advance((end - cluster.now_dt()).total_seconds())
+
+    _, resumed = cluster.connect(sid, timeout=600)
+
+    assert resumed is False
+    assert _described(cluster, sid) == (sid in _listed(cluster))
+    cluster.advance(1)  # the controller's deletion reaches the manager
+    assert not _described(cluster, sid)
+    assert _listed(cluster) == []
+
+
+def _described(cluster: Cluster, sid: str) -> bool:
+    """Whether ``describe`` shows ``sid`` (False for its 404)."""
+    try:
+        cluster.describe(sid)
+    except ClaimError as err:
+        assert err.code == 404, err
+        return False
+    return True
+
+
 def test_the_admin_scope_sees_its_own_writes_at_once(pooled: Cluster) -> None:
     """The admin team (namespace ``""``) lists its create and its kill at once, too."""
     sid = pooled.sandbox_id(pooled.create_sandbox("base", namespace="", user="admin"))
