@@ -359,3 +359,27 @@ def test_a_connect_whose_client_gives_up_stops_waiting(tmp_path: Path, clock: st
     finally:
         thread.stop()
         backend.close()
+
+
+def test_a_connect_at_the_instant_of_a_sandbox_end_is_shown_alike_by_get_info_and_list(
+    server: Served,
+) -> None:
+    """A connect exactly at a sandbox's end may extend it while the Sandbox controller,
+    deciding on a copy without that write, deletes it (upstream's race). The answer used to
+    come before the manager's cache had either: ``get_info`` showed the sandbox running with
+    its new end while the list left it out (the fourth sandbox here, on this seed)."""
+    for i in range(4):
+        sbx = Sandbox.create(template="base", timeout=(30, 60, 300, 600)[i], **server.sdk())
+        end = sbx.get_info().end_at
+        server.advance((end - server.backend.now()).total_seconds())
+        with contextlib.suppress(SandboxNotFoundException):
+            Sandbox.connect(sbx.sandbox_id, timeout=(None, 30, 600)[i % 3], **server.sdk())
+        try:
+            sbx.get_info()
+            described = True
+        except SandboxNotFoundException:
+            described = False
+        listed = [s.sandbox_id for s in Sandbox.list(**server.sdk()).next_items()]
+        assert described == (sbx.sandbox_id in listed), i
+        Sandbox.kill(sbx.sandbox_id, **server.sdk())
+        server.advance(7)
