@@ -222,11 +222,14 @@ class LifecycleMachine(RuleBasedStateMachine):
     ) -> tuple[datetime | None, datetime | None, bool] | None:
         """The stored times and ``spec.paused`` after a call that answered (begun at ``before``).
 
-        ``None`` when the sandbox is gone all the same: a call at its last instant
-        races the Sandbox controller, whose delete (decided on its cache, with no
-        precondition, as upstream's) may follow the call's own write.
+        ``None`` (the model's sandbox then gone) when the sandbox is gone all the
+        same: a call at its last instant races the Sandbox controller, whose delete
+        (decided on its cache, with no precondition, as upstream's) may follow the
+        call's own write. A call begun within the slack of the sandbox's end may see
+        it vanish a moment later too (``vanish_until``).
         """
         m = self.model[sid]
+        after = self.now
         try:
             sbx = self.cluster.get("sbx", m.name, m.namespace)
         except NotFoundError:
@@ -235,7 +238,12 @@ class LifecycleMachine(RuleBasedStateMachine):
             assert m.ends_within(before, SLACK_S) or "gone" in m.states(before), (
                 f"{sid} answered, then was deleted: {m}"
             )
+            m.gone = True
+            m.history.append(f"answered, then deleted at its end, by {after}")
+            event("a call at a sandbox's last instant answered; the controller deleted it")
             return None
+        if m.ends_within(before, SLACK_S):
+            m.vanish_until = after + timedelta(seconds=SLACK_S)
         return sbx.spec.shutdown_time, sbx.spec.pause_time, bool(sbx.spec.paused)
 
     def _settle_model(self) -> None:
@@ -435,13 +443,8 @@ class LifecycleMachine(RuleBasedStateMachine):
         after = self.now
         times = self._times(sid, before)
         if times is None:
-            m.gone = True
-            m.history.append(f"answered, then deleted at its end, by {after}")
-            event("a call at a sandbox's last instant answered; the controller deleted it")
             return
         shutdown, pause, paused = times
-        if m.ends_within(before, SLACK_S):
-            m.vanish_until = after + timedelta(seconds=SLACK_S)
         assert paused
         if m.paused:
             assert (shutdown, pause) == (m.shutdown, m.pause), "a second pause moved the times"
@@ -491,13 +494,8 @@ class LifecycleMachine(RuleBasedStateMachine):
         after = self.now
         times = self._times(sid, before)
         if times is None:
-            m.gone = True
-            m.history.append(f"answered, then deleted at its end, by {after}")
-            event("a call at a sandbox's last instant answered; the controller deleted it")
             return
         shutdown, pause, paused = times
-        if m.ends_within(before, SLACK_S):
-            m.vanish_until = after + timedelta(seconds=SLACK_S)
         assert not paused and not sbx.spec.paused
         if resumed:
             assert "paused" in states or m.pauses_within(before, SLACK_S), f"resumed running {sid}"
@@ -568,13 +566,8 @@ class LifecycleMachine(RuleBasedStateMachine):
         after = self.now
         times = self._times(sid, before)
         if times is None:
-            m.gone = True
-            m.history.append(f"answered, then deleted at its end, by {after}")
-            event("a call at a sandbox's last instant answered; the controller deleted it")
             return
         shutdown, pause, paused = times
-        if m.ends_within(before, SLACK_S):
-            m.vanish_until = after + timedelta(seconds=SLACK_S)
         assert not paused
         if m.shutdown is None and m.pause is None:  # never-timeout: left alone
             assert (shutdown, pause) == (None, None), (shutdown, pause)
