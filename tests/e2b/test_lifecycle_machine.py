@@ -181,6 +181,14 @@ class LifecycleMachine(RuleBasedStateMachine):
         unsure = box.unsure_until is not None
         return box, box.state == "running" and (unsure or self.now() >= box.end - LAG)
 
+    def found_gone(self, box: Box, edge: bool) -> None:
+        """After a call refused as for a gone sandbox: at the edge of its end, describe must
+        agree; anywhere else it must have been gone already."""
+        if edge:
+            self.crossed(box, "gone")
+        else:
+            assert box.state == "gone", (box.sid, box.state)
+
     def crossed(self, box: Box, *states: str) -> None:
         """After a call at the edge answered as if the sandbox were in ``states``:
         describe must now show one of them."""
@@ -282,10 +290,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         try:
             paused = box.handle.beta_pause() if beta else box.handle.pause()
         except SandboxNotFoundException:
-            if edge:
-                self.crossed(box, "gone")
-            else:
-                assert box.state == "gone", (sid, box.state)
+            self.found_gone(box, edge)
             return
         assert box.state != "gone", f"{sid} paused after it was gone"
         assert paused is True  # upstream's 204 for an already paused one too
@@ -298,10 +303,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         try:
             sbx = Sandbox.connect(sid, timeout=timeout, **self.sdk)
         except SandboxNotFoundException:
-            if edge:
-                self.crossed(box, "gone")
-            else:
-                assert box.state == "gone", (sid, box.state)
+            self.found_gone(box, edge)
             return
         assert box.state != "gone", f"{sid} connected after it was gone"
         seconds = 300 if timeout is None else timeout
@@ -343,10 +345,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         try:
             Sandbox.set_timeout(sid, timeout, **self.sdk)
         except SandboxNotFoundException:
-            if edge:
-                self.crossed(box, "gone")
-            else:
-                assert box.state == "gone", (sid, box.state)
+            self.found_gone(box, edge)
             return
         except SandboxException as err:
             # docs/server.md: 500 for a paused one (upstream's "to follow E2B spec").
