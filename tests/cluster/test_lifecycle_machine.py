@@ -229,6 +229,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         it vanish a moment later too (``vanish_until``).
         """
         m = self.model[sid]
+        assert not m.killed, f"{sid} answered after its kill: {m}"
         after = self.now
         try:
             sbx = self.cluster.get("sbx", m.name, m.namespace)
@@ -439,7 +440,6 @@ class LifecycleMachine(RuleBasedStateMachine):
             assert isinstance(err, ClaimNotFoundError) and err.code == 404, err
             return
         assert states, f"pause of a gone sandbox {sid} answered 204"
-        assert not m.killed, f"{sid} answered after its kill: {m}"
         after = self.now
         times = self._times(sid, before)
         if times is None:
@@ -490,7 +490,6 @@ class LifecycleMachine(RuleBasedStateMachine):
             assert isinstance(err, ClaimNotFoundError) and err.code == 404, err
             return
         assert timeout != 0 and states, f"connect to gone {sid} answered"
-        assert not m.killed, f"{sid} answered after its kill: {m}"
         after = self.now
         times = self._times(sid, before)
         if times is None:
@@ -562,7 +561,6 @@ class LifecycleMachine(RuleBasedStateMachine):
             return
         assert 1 <= timeout <= 2_592_000
         assert states and "running" in states, f"set_timeout of {states} {sid} answered"
-        assert not m.killed, f"{sid} answered after its kill: {m}"
         after = self.now
         times = self._times(sid, before)
         if times is None:
