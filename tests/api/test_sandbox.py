@@ -140,8 +140,8 @@ def test_pod_info_keeps_the_crds_spelling_of_ip_and_uid() -> None:
 
 def test_a_sandbox_with_both_a_template_and_a_template_ref_is_refused() -> None:
     """``templateRef`` and ``template`` are mutually exclusive (reference §1.2), as on a
-    SandboxSet: the sandbox with both was stored and its pod made from the inline template,
-    the reference silently ignored. Nothing is stored."""
+    SandboxSet: one typed error naming ``spec``, not a sandbox whose pod is made from the
+    inline template, the reference silently ignored. Nothing is stored."""
     doc = sandbox({})
     doc["spec"]["templateRef"] = {"name": "tpl"}
     with pytest.raises(InvalidError) as info:

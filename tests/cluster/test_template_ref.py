@@ -336,8 +336,8 @@ def test_a_killed_warm_sandbox_of_a_cleanup_template_is_recycled_as_a_cold_one()
 
 
 def test_a_sandbox_applied_with_both_a_template_and_a_template_ref_is_refused() -> None:
-    """They are mutually exclusive (reference §1.2): such a Sandbox was stored and its pod
-    made from the inline template, the reference ignored. Now one typed error, nothing stored."""
+    """They are mutually exclusive (reference §1.2): one typed error, nothing stored, not a
+    Sandbox whose pod is made from the inline template, the reference ignored."""
     cluster = Cluster(seed=0)
     cluster.apply(template_yaml())
     with pytest.raises(InvalidError) as info:

@@ -365,9 +365,10 @@ def test_a_connect_at_the_instant_of_a_sandbox_end_is_shown_alike_by_get_info_an
     server: Served,
 ) -> None:
     """A connect exactly at a sandbox's end may extend it while the Sandbox controller,
-    deciding on a copy without that write, deletes it (upstream's race). The answer used to
-    come before the manager's cache had either: ``get_info`` showed the sandbox running with
-    its new end while the list left it out (the fourth sandbox here, on this seed)."""
+    deciding on a copy without that write, deletes it (upstream's race). The answer comes once
+    the manager's cache has the deletion too: ``get_info`` and the list agree, not ``get_info``
+    showing the sandbox running with its new end while the list leaves it out (the fourth
+    sandbox here, on this seed)."""
     for i in range(4):
         sbx = Sandbox.create(template="base", timeout=(30, 60, 300, 600)[i], **server.sdk())
         end = sbx.get_info().end_at
