@@ -14,6 +14,11 @@ JSSDK_STAMP := $(JSSDK)/.installed
 
 .PHONY: demo test lint typecheck layers pytest bench clean sdks chromium
 
+# Bytecode caches are written (into the gitignored __pycache__ directories) even where the
+# environment sets PYTHONDONTWRITEBYTECODE: otherwise each subprocess the tests start compiles
+# the package again, and each pytest run rewrites its test modules' assertions again.
+unexport PYTHONDONTWRITEBYTECODE
+
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
