@@ -896,8 +896,9 @@ def test_realtime_clock_follows_the_wall_clock_and_fires_timeouts() -> None:
         with pytest.raises(InvalidError, match="realtime"):
             backend.advance(1)
         view = backend.create_sandbox(ALICE, CreateRequest(template="base"))
-        backend.set_timeout(ALICE, view.sandbox_id, 2)
+        # Read before the call: at x50 a wall moment after it may already be a second later.
         start = backend.now()
+        backend.set_timeout(ALICE, view.sandbox_id, 2)
         deadline = time.monotonic() + 20
         while backend.route(view.sandbox_id) is not None and time.monotonic() < deadline:
             time.sleep(0.01)
