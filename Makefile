@@ -56,8 +56,8 @@ layers: $(STAMP)
 	$(BIN)/lint-imports
 
 # Workers: half again as many as CPUs. A third of the suite's worker time waits on the wall
-# clock (servers, subprocesses, timeouts), so on 2 CPUs 2 workers leave them a tenth idle and
-# take 690 s where 3 take 580 s (docs/benchmarks.md, "Test-suite time").
+# clock (servers, subprocesses, timeouts): on 2 CPUs, from a fresh clone, 2 workers took 763 s
+# and 3 took 680 s (docs/benchmarks.md, "`make test` from nothing").
 # worksteal: the slow statistical tests must not queue behind one another on one worker.
 WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); echo $$(( n + (n + 1) / 2 )))
 pytest: $(STAMP) sdks chromium
