@@ -56,7 +56,7 @@ layers: $(STAMP)
 	$(BIN)/lint-imports
 
 # Workers: one a CPU by default. A third of the suite's worker time waits on the wall clock, so
-# WORKERS=3 on 2 CPUs is about 80 s faster, but under that load a timing-sensitive test failed
+# WORKERS=3 on 2 CPUs is about 100 s faster, but under that load a timing-sensitive test failed
 # in 3 of 7 runs (each mended since; docs/benchmarks.md, "`make test` from nothing").
 # worksteal: the slow statistical tests must not queue behind one another on one worker.
 WORKERS ?= auto
