@@ -38,6 +38,10 @@ __all__ = [
 POLL_SECONDS: Final = 0.25
 """How often a waiting cell checks that its kernel is still alive (or being stopped)."""
 
+REPLY_WAIT_SECONDS: Final = 10.0
+"""The most a finished cell waits for its ``execute_reply``, which ipykernel sends before the
+cell's idle status: it is there at once, or moments later under load."""
+
 START_TIMEOUT: Final = 60.0
 """Seconds a kernel may take to answer its first ``kernel_info`` request."""
 
@@ -117,6 +121,7 @@ class Kernel:
         self._km: AsyncKernelManager | None = None
         self._kc: AsyncKernelClient | None = None
         self._stopping = False
+        self._exit_asked = False
         # One cell at a time; its reader holds the channels lock while it
         # uses them, and stop() waits for that lock, so that the channels are
         # never closed under a reader (but stop() need not wait for a slow
@@ -183,8 +188,13 @@ class Kernel:
         return f"; kernel log: {text[-limit:]}" if text.strip() else ""
 
     async def is_alive(self) -> bool:
-        """Whether the kernel process runs (and is not being stopped)."""
-        if self._stopping or self._km is None:
+        """Whether the kernel process runs (and is not being stopped, nor ending on ``exit()``).
+
+        A cell that called ``exit()`` or ``quit()`` ends the kernel: ipykernel stops
+        its event loop 0.1 s later and the process ends, whatever the next cell is
+        doing then. Such a kernel is not alive for a new cell, which gets a new one.
+        """
+        if self._stopping or self._exit_asked or self._km is None:
             return False
         return bool(await self._km.is_alive())
 
@@ -238,6 +248,7 @@ class Kernel:
                 await self._drain_shell(kc)
                 msg_id = self.send(code)
                 await self._read_iopub(kc, msg_id, spool)
+                await self._read_reply(kc, msg_id)
         except Exception as exc:  # KernelDied, or a socket closed under us
             spool.close(exc)
         else:
@@ -265,10 +276,33 @@ class Kernel:
                 return
             spool.put(json.dumps([msg_type, content], default=str).encode())
 
+    async def _read_reply(self, kc: AsyncKernelClient, msg_id: str) -> None:
+        # The cell's execute_reply carries the payload of exit() and quit():
+        # {"source": "ask_exit", "keepkernel": ...}. ipykernel sends the reply
+        # before the idle status, so it is there or about to be.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + REPLY_WAIT_SECONDS
+        while loop.time() < deadline:
+            try:
+                msg = await kc.get_shell_msg(timeout=POLL_SECONDS)
+            except queue.Empty:
+                if not await self.is_alive():
+                    return  # stopped or ended: the next cell gets a new kernel anyway
+                continue
+            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                continue  # the reply of a silent cell queued before this one
+            payloads = (msg.get("content") or {}).get("payload") or []
+            if any(
+                isinstance(p, dict) and p.get("source") == "ask_exit" and not p.get("keepkernel")
+                for p in payloads
+            ):
+                self._exit_asked = True
+            return
+
     @staticmethod
     async def _drain_shell(kc: AsyncKernelClient) -> None:
-        # Nobody waits for execute replies (IOPub says all we need); drop the
-        # ones queued so far so they do not pile up.
+        # IOPub says all a cell needs but exit() (read by _read_reply): drop the
+        # replies queued so far (of silent cells, of cells whose caller went away).
         while True:
             try:
                 await kc.get_shell_msg(timeout=0)

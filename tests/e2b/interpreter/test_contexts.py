@@ -167,6 +167,37 @@ def test_a_kernel_that_exits_is_replaced(interpreter: Interpreter) -> None:
     assert sandbox.run_code("'doomed' in globals()").text == "False"
 
 
+@pytest.mark.parametrize("call", ["exit()", "quit()"])
+def test_exit_ends_the_kernel_with_its_cell_and_the_next_cells_get_a_fresh_one(
+    interpreter: Interpreter, call: str
+) -> None:
+    """``exit()`` asks ipykernel to end 0.1 s later, whatever the next cell is doing then.
+
+    The cell that calls it ends without an error, and every cell after it runs in a new
+    kernel, at once or later alike. Before, the next cell could still run in the ending
+    kernel (its state still there) and the one after it, or itself if it was running at
+    that instant, ended with a DeadKernelError.
+    """
+    sandbox = interpreter.sandbox(f"sbx-{call[:4]}")
+    sandbox.run_code("kept = 1")
+    for _ in range(2):
+        ended = sandbox.run_code(call)
+        assert ended.error is None
+        # Runs past the instant the old kernel's loop stops: in it, this cell would die.
+        after = sandbox.run_code("import time\ntime.sleep(0.3)\n'kept' in globals()")
+        assert (after.error, after.text) == (None, "False")
+        sandbox.run_code("kept = 1")
+
+
+def test_exit_keep_kernel_keeps_the_kernel(interpreter: Interpreter) -> None:
+    """``exit(keep_kernel=True)`` does not end the kernel (IPython's ``keepkernel``): state stays."""
+    sandbox = interpreter.sandbox("sbx-exit-keep")
+    sandbox.run_code("kept = 1")
+    assert sandbox.run_code("exit(keep_kernel=True)").error is None
+    after = sandbox.run_code("import time\ntime.sleep(0.3)\n'kept' in globals()")
+    assert (after.error, after.text) == (None, "True")
+
+
 @pytest.mark.parametrize("cwd", ["/data/project", "/home/user/notes.txt"], ids=["missing", "file"])
 def test_a_cwd_that_is_no_directory_is_kept_and_the_kernel_starts_in_home(
     interpreter: Interpreter, cwd: str
