@@ -271,6 +271,7 @@ class ManagedProcess:
         self.proc = proc
         self.pid = proc.pid
         self.pty_fd = pty_fd
+        self._pty_closed = False
         self.end: process_pb.ProcessEvent.EndEvent | None = None
         self._subscribers: set[Subscription] = set()
         self._finished = asyncio.Event()
@@ -329,7 +330,7 @@ class ManagedProcess:
         """
         if self.pty_fd is None:
             raise ConnectError(Code.INTERNAL, _WRONG_INPUT["pty"])
-        await _write_fd(self.pty_fd, data)
+        await _write_fd(self._open_terminal, data)
 
     async def write_stdin(self, data: bytes) -> None:
         """Feed ``data`` to the process's stdin (``stdin`` input).
@@ -372,7 +373,27 @@ class ManagedProcess:
         """Resize the process's terminal."""
         if self.pty_fd is None:
             raise ConnectError(Code.FAILED_PRECONDITION, f"process {self.pid} has no terminal")
-        _set_winsize(self.pty_fd, size)
+        _set_winsize(self._open_terminal(), size)
+
+    def _open_terminal(self) -> int:
+        """The terminal's master fd, or ``failed_precondition`` once it is closed."""
+        if self.pty_fd is None or self._pty_closed:
+            raise ConnectError(Code.FAILED_PRECONDITION, "the terminal is closed")
+        return self.pty_fd
+
+    def close_terminal(self) -> None:
+        """Close the terminal's master (the process was reaped); later input is refused.
+
+        The fd's number is free from then on, and the server's process hands it to the
+        next socket or file it opens (the lowest free number): a write or resize after
+        this must never reach it. A ``StreamInput`` holds its process and writes whatever
+        its client still sends; it once wrote a paused sandbox's terminal input into the
+        connection of the SDK's health probe, which the server then answered 400.
+        """
+        if self.pty_fd is not None and not self._pty_closed:
+            self._pty_closed = True
+            with contextlib.suppress(OSError):
+                os.close(self.pty_fd)
 
     async def run(self, readers: Sequence[tuple[asyncio.StreamReader, str]]) -> None:
         """Pump output to the subscribers until the process is reaped, then send ``end``.
@@ -415,10 +436,16 @@ class ManagedProcess:
             await self._broadcast(_data_event(kind, chunk))
 
 
-async def _write_fd(fd: int, data: bytes) -> None:
-    """Write all of ``data`` to a non-blocking fd (a pty master), yielding while it is full."""
+async def _write_fd(fd_of: Callable[[], int], data: bytes) -> None:
+    """Write all of ``data`` to a non-blocking fd (a pty master), yielding while it is full.
+
+    ``fd_of()`` is asked before every write, with no await between: the fd may be closed
+    while this waits for room (its number then names whatever was opened next), and
+    ``fd_of`` raises then.
+    """
     view = memoryview(data)
     while view:
+        fd = fd_of()
         try:
             written = os.write(fd, view)
         except BlockingIOError:
@@ -592,9 +619,7 @@ class ProcessTable:
             await managed.run(readers)
         finally:
             self._procs.pop(managed.pid, None)
-            if managed.pty_fd is not None:
-                with contextlib.suppress(OSError):
-                    os.close(managed.pty_fd)
+            managed.close_terminal()
 
     async def aclose(self) -> None:
         """Kill every process group and every leftover daemon, and wait for the commands to end.

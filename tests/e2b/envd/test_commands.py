@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import os
 import re
+import socket
 import time
 
 import pytest
@@ -400,6 +402,76 @@ def test_close_stdin_is_refused_on_a_pty(envd: Envd) -> None:
     with pytest.raises(SandboxException, match="Ctrl"):
         sbx.commands.close_stdin(terminal.pid)
     assert sbx.pty.kill(terminal.pid)
+
+
+def terminal_fds() -> set[int]:
+    """This process's open fds on a pty master: the terminals of the in-process envd."""
+    found = set()
+    for name in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/self/fd/{name}") in ("/dev/ptmx", "/dev/pts/ptmx"):
+                found.add(int(name))
+    return found
+
+
+def take_fds(numbers: set[int]) -> tuple[dict[int, socket.socket], list[socket.socket]]:
+    """Open socket pairs until one end holds each of the free fds ``numbers``.
+
+    Linux gives a new fd the lowest free number. Returns ``{number: the peer of the socket
+    holding it}`` (what is written to ``number`` arrives there) and every socket opened.
+    """
+    taken: dict[int, socket.socket] = {}
+    opened: list[socket.socket] = []
+    while set(taken) < numbers and len(opened) < 512:
+        first, second = socket.socketpair()
+        opened += [first, second]
+        for mine, peer in ((first, second), (second, first)):
+            if mine.fileno() in numbers:
+                taken[mine.fileno()] = peer
+    return taken, opened
+
+
+@pytest.mark.asyncio
+async def test_pty_input_after_its_process_ended_reaches_no_other_file(envd: Envd) -> None:
+    """Input streamed to a terminal whose process ended is refused (``failed_precondition``
+    "the terminal is closed"), never written to the socket or file that took its fd number.
+
+    The terminal's master is closed once its process is reaped, and the server's process
+    hands that number to the next socket or file it opens. A ``pty.stream_input`` opened
+    before the end still held the process: its input went to whatever took the number.
+    Under load, a pause's stop closed the terminal while the client kept sending, the SDK's
+    health probe opened a connection on the number, the server read the input as the start
+    of the probe's request and answered 400 "Invalid HTTP request received.", and the SDK
+    raised ``SandboxUnreachableException`` for a paused sandbox, not
+    ``SandboxNotRunningException``.
+    """
+    sbx = envd.async_sandbox()
+    before = terminal_fds()
+    terminal = await sbx.pty.create(PtySize(rows=24, cols=80), on_data=lambda _: None, timeout=0)
+    feed = sbx.pty.stream_input(terminal.pid, timeout=0)
+    opened = terminal_fds() - before
+    assert opened, "the terminal's master is an fd of this process"
+    await feed.send(b"exit\n")
+    await asyncio.wait_for(terminal.wait(), 10)  # its end: the process was reaped
+    freed = opened - terminal_fds()
+    assert freed, "the terminal's master was closed"
+    taken, sockets = take_fds(freed)
+    try:
+        assert set(taken) == freed, "a socket holds each number the terminal freed"
+        await feed.send(b"echo typed-after-the-end\n")
+        # Closed, the stream has been read to its end: whatever was written, was written.
+        (ended,) = await asyncio.gather(asyncio.wait_for(feed.close(), 10), return_exceptions=True)
+        arrived = b""
+        for peer in taken.values():
+            peer.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                arrived += peer.recv(65536)
+        assert arrived == b""
+        assert isinstance(ended, SandboxException), repr(ended)
+        assert "the terminal is closed" in str(ended)
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 WRONG_KIND = {
