@@ -6,11 +6,18 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 # The other SDKs the end-to-end tests drive: e2b 2.8.x (v1 create/connect routes) in its own
-# venv, and the JavaScript SDK (npm e2b) run by Node.js.
+# venv, and the JavaScript SDKs (npm e2b and @e2b/code-interpreter) run by Node.js.
 SDK28 := .sdk/e2b-2.8
 SDK28_STAMP := $(SDK28)/.installed
 JSSDK := .sdk/js
 JSSDK_STAMP := $(JSSDK)/.installed
+JSSDK_PACKAGES := e2b@^2.51 @e2b/code-interpreter@^2.8
+
+# The stamp holds the package list it was installed with: a checkout whose list differs (an
+# older stamp, or none) installs again.
+ifneq ($(shell cat $(JSSDK_STAMP) 2>/dev/null),$(JSSDK_PACKAGES))
+.PHONY: $(JSSDK_STAMP)
+endif
 
 .PHONY: demo test lint typecheck layers pytest bench clean sdks chromium
 
@@ -33,8 +40,8 @@ $(SDK28_STAMP): Makefile
 
 $(JSSDK_STAMP):
 	mkdir -p $(JSSDK)
-	cd $(JSSDK) && npm install --silent --no-audit --no-fund "e2b@^2.51"
-	touch $(JSSDK_STAMP)
+	cd $(JSSDK) && npm install --silent --no-audit --no-fund $(foreach p,$(JSSDK_PACKAGES),"$(p)")
+	echo '$(JSSDK_PACKAGES)' > $(JSSDK_STAMP)
 
 sdks: $(SDK28_STAMP) $(JSSDK_STAMP)
 
