@@ -27,6 +27,9 @@ UNICODE_LINE = "é€😀" * 30000
 """About 270 KB of UTF-8 in one line: the response reaches the client in many chunks."""
 
 CELLS: list[dict[str, Any]] = [
+    # Not compared: the first import of matplotlib on a host may build its font cache and say
+    # so on stderr, in whichever sandbox comes first.
+    {"name": "import", "code": "import matplotlib.pyplot", "compare": False},
     {"name": "value", "code": "import sys\nprint('out')\nprint('err', file=sys.stderr)\n40 + 2"},
     {"name": "error", "code": "def fail():\n    raise ValueError('bad value')\n\nfail()"},
     {
@@ -61,6 +64,9 @@ RESULT_FIELDS = (
     "chart",
     "extra",
 )
+
+
+COMPARED = [cell["name"] for cell in CELLS if cell.get("compare", True)]
 
 
 def shorten(result: dict[str, Any]) -> dict[str, Any]:
@@ -115,8 +121,8 @@ def python_cell(execution: Execution) -> dict[str, Any]:
     return {
         "text": execution.text,
         "results": results,
-        "stdout": execution.logs.stdout,
-        "stderr": execution.logs.stderr,
+        "stdout": "".join(execution.logs.stdout),
+        "stderr": "".join(execution.logs.stderr),
         "error": None
         if error is None
         else {"name": error.name, "value": error.value, "traceback": error.traceback},
@@ -125,16 +131,22 @@ def python_cell(execution: Execution) -> dict[str, Any]:
 
 
 def js_cell(js: dict[str, Any], name: str) -> dict[str, Any]:
-    """A cell as the script printed it, callbacks apart and PNGs shortened."""
+    """A cell as the script printed it, callbacks apart, PNGs shortened and each log joined
+    (how the kernel cuts a stream into messages depends on its timing)."""
     cell = {k: v for k, v in js["cells"][name].items() if k != "callbacks"}
-    return {**cell, "results": [shorten(r) for r in cell["results"]]}
+    return {
+        **cell,
+        "results": [shorten(r) for r in cell["results"]],
+        "stdout": "".join(cell["stdout"]),
+        "stderr": "".join(cell["stderr"]),
+    }
 
 
 def test_the_sdk_default_template_is_the_code_interpreter_pool(js: dict[str, Any]) -> None:
     assert js["template"] == "code-interpreter-v1"
 
 
-@pytest.mark.parametrize("name", [cell["name"] for cell in CELLS])
+@pytest.mark.parametrize("name", COMPARED)
 def test_each_cell_answers_as_it_answers_the_python_sdk(
     js: dict[str, Any], python: dict[str, Execution], name: str
 ) -> None:
@@ -147,13 +159,11 @@ def test_a_value_with_logs_reaches_the_callbacks(js: dict[str, Any]) -> None:
     """``onStdout`` and ``onStderr`` get each line, ``onResult`` the cell's value."""
     cell = js["cells"]["value"]
     assert cell["text"] == "42"
-    assert cell["callbacks"] == {
-        "stdout": ["out\n"],
-        "stderr": ["err\n"],
-        "results": 1,
-        "errors": [],
-    }
-    assert cell["execution_count"] == 1
+    callbacks = cell["callbacks"]
+    assert "".join(callbacks["stdout"]) == "out\n"
+    assert "".join(callbacks["stderr"]) == "err\n"
+    assert (callbacks["results"], callbacks["errors"]) == (1, [])
+    assert cell["execution_count"] == 2
 
 
 def test_an_error_has_its_name_value_and_traceback(js: dict[str, Any]) -> None:
@@ -183,7 +193,7 @@ def test_non_ascii_output_reaches_the_js_sdk_intact(js: dict[str, Any]) -> None:
     """The SDK decodes each chunk of the stream on its own, so a character split between two
     chunks would become U+FFFD; the server's lines are ASCII (``\\uXXXX`` escapes)."""
     cell = js["cells"]["unicode"]
-    assert cell["stdout"] == [UNICODE_LINE + "\n"]
+    assert "".join(cell["stdout"]) == UNICODE_LINE + "\n"
     assert cell["text"] == "90000"
 
 
