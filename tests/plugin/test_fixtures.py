@@ -371,9 +371,11 @@ def test_sandboxset_reapplied_under_a_realtime_clock_waits_for_the_new_image_too
             assert sbx.spec.template["spec"]["containers"][0]["image"].endswith(":v2")
 
         @pytest.mark.kruise(clock="realtime:100")
-        def test_timeout_counts_the_new_revision(sandboxset):
+        def test_timeout_counts_the_new_revision(sandboxset, kruise_backend):
             sandboxset("agents", replicas=2, image="registry.example.com/sandbox:v1")
-            with pytest.raises(TimeoutError) as caught:
+            # The model's lock held from the apply to the check: the driver cannot run the
+            # controller in between (at x100 a wall millisecond of a busy machine would do).
+            with kruise_backend.locked(), pytest.raises(TimeoutError) as caught:
                 sandboxset(
                     "agents", replicas=2, image="registry.example.com/sandbox:v2", timeout=0
                 )
