@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -10,7 +11,7 @@ import pytest
 
 from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.backends import SimBackend
-from pytest_kruise_agents.plugin.clock import KruiseClock
+from pytest_kruise_agents.plugin.clock import KruiseClock, Waited
 
 
 @pytest.fixture
@@ -141,8 +142,24 @@ def test_realtime_run_until_gives_up_when_the_models_clock_stands_still(
     assert not waited.held
     assert waited.seconds == 0
     assert waited.stalled_s is not None and waited.stalled_s >= 0.2
-    assert waited.after().startswith("after 0s (the model's clock stood still for 0.")
+    # How much past STALL_S the wait noticed is the machine's doing (the format: below).
+    assert re.fullmatch(
+        r"after 0s \(the model's clock stood still for \d+\.\d wall seconds\)", waited.after()
+    )
     assert not clock.run_until(lambda: False, timeout=3600)
+
+
+def test_a_wait_says_the_virtual_seconds_it_ran_and_how_long_the_clock_stood_still() -> None:
+    """The end of a wait's error message: ``after 60s``; ``after 0s (the model's clock stood
+    still for 0.2 wall seconds)`` when a stall ended it, to a tenth of a second."""
+    assert Waited(False, 60.0).after() == "after 60s"
+    assert Waited(False, 12.5).stall() is None
+    stalled = Waited(False, 0.0, stalled_s=0.2437)
+    assert stalled.stall() == "the model's clock stood still for 0.2 wall seconds"
+    assert stalled.after() == "after 0s (the model's clock stood still for 0.2 wall seconds)"
+    assert Waited(False, 3.0, stalled_s=31.96).after() == (
+        "after 3s (the model's clock stood still for 32.0 wall seconds)"
+    )
 
 
 def test_run_until_with_a_zero_timeout_runs_nothing_not_even_what_is_due(
