@@ -119,13 +119,16 @@ def test_realtime_run_until_counts_its_timeout_on_the_models_clock(realtime: Sim
 
     def moved() -> bool:
         with realtime.locked() as cluster:
-            if not calls:
-                time.sleep(0.05)  # the model stands still meanwhile, behind the wall clock
             calls.append(cluster.now)
+            if len(calls) == 1:
+                # "Not yet", whatever the driver did before this first look (a busy machine
+                # may let it run between ``start`` and here).
+                time.sleep(0.05)  # the model stands still meanwhile, behind the wall clock
+                return False
             return cluster.now > start
 
     assert clock.run_until(moved, timeout=1)
-    assert calls[0] == start
+    assert len(calls) >= 2
 
 
 def test_realtime_run_until_gives_up_when_the_models_clock_stands_still(
