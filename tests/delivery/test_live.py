@@ -257,10 +257,28 @@ def test_sandboxes_are_reached_at_their_own_hosts(
 # -- the schedule sent, the deadline, bad arguments ------------------------------------------
 
 _SCHEDULE_CLIENT = """
-import json, sys
+import json, sys, threading
+
+
+class Importers:
+    # Notes which thread imports each module of the e2b package; finds nothing itself.
+    def __init__(self):
+        self.threads = set()
+
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] == "e2b":
+            self.threads.add(threading.current_thread().name)
+        return None
+
+
+importers = Importers()
+sys.meta_path.insert(0, importers)
 from pytest_kruise_agents.delivery import Rate, run_on_server
 result = run_on_server(Rate(10, 2), url=sys.argv[1], api_key=sys.argv[2], sandbox_url=sys.argv[1])
-print(json.dumps([d.requested for d in result.deliveries]))
+print(json.dumps({
+    "requested": [d.requested for d in result.deliveries],
+    "importers": sorted(importers.threads),
+}))
 """
 
 
@@ -269,7 +287,11 @@ def test_a_rate_is_sent_on_its_schedule_from_a_fresh_process(
 ) -> None:
     """The SDK is imported before the clock starts: in a process that has not imported it
     yet, the claims due during that import were held by it and all sent at once when it
-    ended (a rate of one every 0.1 s was sent as a burst after 1-2 s)."""
+    ended (a rate of one every 0.1 s was sent as a burst after 1-2 s).
+
+    Checked at its cause, whatever the machine's load: no claim's thread imports the SDK,
+    and no claim is sent before its time. (How late a thread the machine keeps waiting
+    sends its claim is no property of the run: a bound of 0.5 s failed under load.)"""
     url, _ = server
     env = {k: v for k, v in os.environ.items() if not k.startswith("E2B_")}
     done = subprocess.run(
@@ -280,13 +302,14 @@ def test_a_rate_is_sent_on_its_schedule_from_a_fresh_process(
         timeout=120,
         check=True,
     )
-    sent: list[float] = json.loads(done.stdout)
+    seen = json.loads(done.stdout)
+    sent: list[float] = seen["requested"]
     asked = Rate(10, 2).arrivals()
     assert len(sent) == len(asked) == 20
+    # Imported by the run's own thread before its clock started, not by a claim's.
+    assert seen["importers"] == ["MainThread"], seen["importers"]
     late = [round(s - a, 3) for s, a in zip(sent, asked, strict=True)]
-    # Generous for a loaded machine, far below the import's second or more.
-    assert max(late) < 0.5, late
-    assert min(late) >= 0, late  # and none sent before its time
+    assert min(late) >= 0, late  # none sent before its time
 
 
 class Slow:
