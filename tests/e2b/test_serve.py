@@ -435,16 +435,27 @@ def test_run_code_cut_by_a_kill_or_by_sigterm_logs_no_error(config: Path) -> Non
                 sbx = CodeSandbox.create(template="base", **opts)
                 sbx.run_code("1")  # the kernel is up
                 failure: list[BaseException] = []
+                started = threading.Event()
 
-                def run(sbx: CodeSandbox = sbx, failure: list[BaseException] = failure) -> None:
+                def run(
+                    sbx: CodeSandbox = sbx,
+                    failure: list[BaseException] = failure,
+                    started: threading.Event = started,
+                ) -> None:
                     try:
-                        sbx.run_code("import time; time.sleep(60)", timeout=120)
+                        sbx.run_code(
+                            "import time\nprint('started', flush=True)\ntime.sleep(60)",
+                            on_stdout=lambda _: started.set(),
+                            timeout=120,
+                        )
                     except Exception as exc:  # the cut, looked at below
                         failure.append(exc)
 
                 runner = threading.Thread(target=run)
                 runner.start()
-                time.sleep(1)
+                # The stop comes while the code runs: after a fixed second, on a loaded
+                # machine the code may not have started, and the stop cut nothing.
+                assert started.wait(timeout=30), "the code never started"
                 if stop == "kill":
                     sbx.kill()
                     runner.join(timeout=30)
