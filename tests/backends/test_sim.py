@@ -1418,7 +1418,9 @@ def test_a_realtime_create_is_cancelled_while_it_waits_for_the_clock() -> None:
 
         thread = threading.Thread(target=finish)
         thread.start()
-        time.sleep(1.0)  # the claim has created a sandbox and waits for it to be ready
+        deadline = time.monotonic() + 30
+        while not _claimed_by(backend, "bob") and time.monotonic() < deadline:
+            time.sleep(0.05)  # until the claim has created a sandbox and waits for it
         assert not finished.is_set()
         assert len(_claimed_by(backend, "bob")) == 1
         assert pending.cancel is not None
