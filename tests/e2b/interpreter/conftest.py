@@ -107,6 +107,17 @@ class Interpreter:
         self.router.killed.add(sandbox_id)
         self.stop_sandbox(sandbox_id)
 
+    def runs_waiting(self, sandbox_id: str) -> int:
+        """Runs of ``sandbox_id`` waiting for a context behind the cell it runs.
+
+        The waiters of the contexts' locks (asyncio has no public count of them), read
+        from the test's thread: what a test waits for instead of sleeping "long enough"
+        for a request to reach the server.
+        """
+        workspace = self.router.add(sandbox_id)
+        contexts = self.app.contexts.list_contexts(workspace)
+        return sum(len(context.lock._waiters or ()) for context in contexts)
+
     def headers(self, sandbox_id: str, **extra: str) -> dict[str, str]:
         """The headers the SDK sends to port 49999."""
         return {

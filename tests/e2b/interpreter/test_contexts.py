@@ -15,6 +15,7 @@ import httpx
 import pytest
 from e2b import NotFoundException, SandboxException, TimeoutException
 
+from tests.e2b.conftest import eventually
 from tests.e2b.interpreter.conftest import Interpreter
 
 
@@ -256,7 +257,9 @@ def test_a_kill_cuts_the_run_in_progress_and_the_runs_queued_behind_it(
         )
         assert started.wait(timeout=30)
         queued = pool.submit(sandbox.run_code, "'queued'")
-        time.sleep(0.5)  # the second request waits behind the first
+        # The second request waits behind the first (a fixed half second was not always
+        # enough for it to arrive: after the kill it is the router's 502, no cut).
+        eventually(lambda: interpreter.runs_waiting("sbx-killed") == 1, "the run is queued")
         interpreter.kill_sandbox("sbx-killed")
         for future in (running, queued):
             with pytest.raises(TimeoutException, match=KILLED):

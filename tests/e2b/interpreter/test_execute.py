@@ -19,6 +19,7 @@ from e2b import NotFoundException, SandboxException, TimeoutException
 from e2b_code_interpreter import Context
 
 from pytest_kruise_agents.e2b.daemons import MARKER_VAR
+from tests.e2b.conftest import eventually
 from tests.e2b.interpreter.conftest import Interpreter
 
 SANDBOX = "sbx-exec"
@@ -421,7 +422,9 @@ def test_a_run_queued_behind_a_removed_context_ends_with_an_error(
             json={"code": "'ran'", "context_id": context.id, "language": None, "env_vars": None},
             timeout=30,
         )
-        time.sleep(0.5)  # the second run waits behind the first
+        # The second run waits behind the first (a fixed half second was not always enough
+        # for its request to arrive: after the removal it is a 404).
+        eventually(lambda: interpreter.runs_waiting("sbx-queued") == 1, "the run is queued")
         started_before = interpreter.app.contexts.kernels_started
         sandbox.remove_code_context(context)
         interrupted = running.result(timeout=30)
