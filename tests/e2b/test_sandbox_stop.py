@@ -110,7 +110,10 @@ async def test_a_watch_does_not_follow_its_sandbox_to_the_next_user(
     alice = await AsyncSandbox.create(template="reuse", timeout=600, **server.sdk(ALICE))
     seen = await watch_home(alice)
     await alice.files.write("/home/user/alice.txt", "a")
-    await asyncio.sleep(0.3)
+    for _ in range(1000):  # reported before the kill, however slowly the watch polls
+        if seen.events:
+            break
+        await asyncio.sleep(0.01)
     await alice.kill()
     error = await asyncio.wait_for(seen.ended, 10)
     server.advance(20)  # past the recycling

@@ -120,14 +120,29 @@ async def test_a_change_inside_a_subdirectory_is_no_event_of_the_subdirectory(
         if event.name == "last.txt":
             done.set()
 
+    async def reported(event: tuple[str, str]) -> None:
+        for _ in range(1000):  # 10 s
+            if event in seen:
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"{event} was not reported: {seen}")
+
     handle = await sbx.files.watch_dir("/home/user/w", on_event, recursive=recursive, timeout=0)
-    # Each step past a poll (0.1 s), so that every change is seen on its own.
+    # Each step past a poll (0.1 s), so that every change is seen on its own: waited for
+    # where it is reported (a loaded machine may take longer than 0.3 s to poll). A plain
+    # watch reports nothing of sub/inner.txt: there, a missed poll only proves less.
     await sbx.files.write("/home/user/w/sub/inner.txt", "x")
-    await asyncio.sleep(0.3)
+    if recursive:
+        await reported(("create", "sub/inner.txt"))
+    else:
+        await asyncio.sleep(0.3)
     await sbx.files.remove("/home/user/w/sub/inner.txt")
-    await asyncio.sleep(0.3)
+    if recursive:
+        await reported(("remove", "sub/inner.txt"))
+    else:
+        await asyncio.sleep(0.3)
     await sbx.commands.run("chmod 700 w/sub")  # the subdirectory itself changes: reported
-    await asyncio.sleep(0.3)
+    await reported(("chmod", "sub"))
     await sbx.files.write("/home/user/w/last.txt", "x")
     await asyncio.wait_for(done.wait(), 10)
     await handle.stop()  # type: ignore[no-untyped-call]
