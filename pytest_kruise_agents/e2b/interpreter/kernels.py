@@ -40,7 +40,8 @@ POLL_SECONDS: Final = 0.25
 
 REPLY_WAIT_SECONDS: Final = 10.0
 """The most a finished cell waits for its ``execute_reply``, which ipykernel sends before the
-cell's idle status: it is there at once, or moments later under load."""
+cell's idle status: it is there at once, or moments later under load. A reply that ipykernel
+failed to send is known sooner, by a later request's reply (see ``Kernel._read_reply``)."""
 
 START_TIMEOUT: Final = 60.0
 """Seconds a kernel may take to answer its first ``kernel_info`` request."""
@@ -279,17 +280,29 @@ class Kernel:
     async def _read_reply(self, kc: AsyncKernelClient, msg_id: str) -> None:
         # The cell's execute_reply carries the payload of exit() and quit():
         # {"source": "ask_exit", "keepkernel": ...}. ipykernel sends the reply
-        # before the idle status, so it is there or about to be.
+        # before the idle status, so it is there or about to be, unless sending
+        # it failed: ipykernel then logs "Exception in message handler" and
+        # publishes the idle status all the same (a payload it cannot serialize
+        # does that). If the reply is not there at the first poll, a
+        # kernel_info request follows it on the shell channel: the kernel
+        # answers its shell requests in order, so once that answer is here
+        # this cell's reply will never come.
         loop = asyncio.get_running_loop()
         deadline = loop.time() + REPLY_WAIT_SECONDS
+        later: str | None = None
         while loop.time() < deadline:
             try:
                 msg = await kc.get_shell_msg(timeout=POLL_SECONDS)
             except queue.Empty:
                 if not await self.is_alive():
                     return  # stopped or ended: the next cell gets a new kernel anyway
+                if later is None:
+                    later = kc.kernel_info()
                 continue
-            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+            parent = msg.get("parent_header", {}).get("msg_id")
+            if parent == later:
+                return  # answered after the cell: its reply was never sent
+            if parent != msg_id:
                 continue  # the reply of a silent cell queued before this one
             payloads = (msg.get("content") or {}).get("payload") or []
             if any(

@@ -15,6 +15,7 @@ import httpx
 import pytest
 from e2b import NotFoundException, SandboxException, TimeoutException
 
+from pytest_kruise_agents.e2b.interpreter import kernels
 from tests.e2b.conftest import eventually
 from tests.e2b.interpreter.conftest import Interpreter
 
@@ -197,6 +198,29 @@ def test_exit_keep_kernel_keeps_the_kernel(interpreter: Interpreter) -> None:
     assert sandbox.run_code("exit(keep_kernel=True)").error is None
     after = sandbox.run_code("import time\ntime.sleep(0.3)\n'kept' in globals()")
     assert (after.error, after.text) == (None, "True")
+
+
+def test_a_cell_whose_reply_the_kernel_cannot_send_ends_at_its_idle_status(
+    interpreter: Interpreter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cell ends once the kernel has answered a later request, its own reply never sent.
+
+    The server reads each cell's ``execute_reply`` (for ``exit()``), which ipykernel sends
+    before the idle status, unless sending it fails: a payload it cannot serialize makes
+    ipykernel log "Exception in message handler" and go idle without a reply. Before, such
+    a cell waited ``REPLY_WAIT_SECONDS`` (10 s) for it; made an hour here, the run outlasts
+    the client's 60 s. The kernel is not ended: its state stays.
+    """
+    monkeypatch.setattr(kernels, "REPLY_WAIT_SECONDS", 3600.0)
+    sandbox = interpreter.sandbox("sbx-no-reply")
+    sandbox.run_code("kept = 1")
+    unsendable = (
+        "get_ipython().payload_manager.write_payload({'source': 'x', 'data': object()})\n"
+        "print('ran')"
+    )
+    ran = sandbox.run_code(unsendable, timeout=60, request_timeout=60)
+    assert (ran.error, ran.logs.stdout) == (None, ["ran\n"])
+    assert sandbox.run_code("'kept' in globals()").text == "True"
 
 
 @pytest.mark.parametrize("cwd", ["/data/project", "/home/user/notes.txt"], ids=["missing", "file"])
