@@ -28,7 +28,14 @@ import weakref
 from collections.abc import Collection
 from pathlib import Path
 
-__all__ = ["MARKER_VAR", "kill_marked", "kill_marked_many", "kill_sandbox_daemons", "marker_of"]
+__all__ = [
+    "MARKER_VAR",
+    "kill_marked",
+    "kill_marked_many",
+    "kill_sandbox_daemons",
+    "marker_of",
+    "signal_marked_group",
+]
 
 MARKER_VAR = "KRUISE_SANDBOX_ROOT"
 """Env var every process of a sandbox carries (its workspace root): how a stop
@@ -159,3 +166,35 @@ def _kill_marked_once(markers: frozenset[bytes], killed: dict[int, bytes]) -> No
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
                 killed[pid] = marker
+
+
+def signal_marked_group(pgid: int, marker: bytes, signum: int) -> int:
+    """Send ``signum`` to each process of group ``pgid`` whose initial environment holds ``marker``.
+
+    For a group whose leader was reaped: once its last process ends, the group's number is
+    free and the host hands it to the next new process, which may lead a group of its own
+    (another sandbox's command or kernel). ``killpg`` would reach that group; this reaches
+    only the processes the sandbox started. Returns how many were signalled.
+    """
+    signalled = 0
+    try:
+        entries = [e.name for e in os.scandir("/proc") if e.name.isdigit()]
+    except OSError:
+        return 0
+    for name in entries:
+        pid = int(name)
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as stat:
+                # "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
+                fields = stat.read().rsplit(b")", 1)[1].split()
+            if int(fields[2]) != pgid:
+                continue
+            with open(f"/proc/{pid}/environ", "rb") as environ:
+                if marker not in environ.read().split(b"\0"):
+                    continue
+        except (OSError, IndexError, ValueError):
+            continue
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signum)
+            signalled += 1
+    return signalled

@@ -40,7 +40,12 @@ from connectrpc.errors import ConnectError
 from e2b.envd.process import process_pb
 from protobuf import Oneof
 
-from pytest_kruise_agents.e2b.daemons import MARKER_VAR, kill_sandbox_daemons
+from pytest_kruise_agents.e2b.daemons import (
+    MARKER_VAR,
+    kill_sandbox_daemons,
+    marker_of,
+    signal_marked_group,
+)
 from pytest_kruise_agents.e2b.envd.context import RequestState
 from pytest_kruise_agents.e2b.envd.errors import HOST_RESOURCE_ERRNOS
 from pytest_kruise_agents.e2b.envd.streams import OpenStreams, check_running
@@ -266,11 +271,14 @@ class ManagedProcess:
         proc: asyncio.subprocess.Process,
         *,
         pty_fd: int | None,
+        marker: bytes | None = None,
     ) -> None:
         self.spec = spec
         self.proc = proc
         self.pid = proc.pid
         self.pty_fd = pty_fd
+        self._marker = marker
+        """The ``VAR=value`` environment entry of the sandbox's processes (:mod:`..daemons`)."""
         self._pty_closed = False
         self.end: process_pb.ProcessEvent.EndEvent | None = None
         self._subscribers: set[Subscription] = set()
@@ -314,9 +322,19 @@ class ManagedProcess:
             await subscription.put(event)
 
     def signal(self, signum: int) -> None:
-        """Send ``signum`` to the process's whole process group."""
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.pid, signum)
+        """Send ``signum`` to the process's whole process group.
+
+        Once the process was reaped (its output may still be open, held by a child),
+        the group's number is free again when its last process ends, and the host
+        hands it to the next new process: then only the group's processes that carry
+        the sandbox's marker are signalled (:func:`signal_marked_group`), never a
+        group that took the number. Before the reap the number is the process's own.
+        """
+        if self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, signum)
+        elif self._marker is not None:
+            signal_marked_group(self.pid, self._marker, signum)
 
     def set_deadline(self, seconds: float) -> None:
         """Kill the process (group) after ``seconds`` unless it ended before."""
@@ -581,7 +599,7 @@ class ProcessTable:
                 os.close(slave)
 
         self._spawned = True
-        managed = ManagedProcess(spec, proc, pty_fd=master)
+        managed = ManagedProcess(spec, proc, pty_fd=master, marker=marker_of(ws.root))
         readers: list[tuple[asyncio.StreamReader, str]] = []
         if master is not None:
             readers.append((await self._pty_reader(master), "pty"))

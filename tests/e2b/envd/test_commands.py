@@ -8,6 +8,7 @@ import errno
 import os
 import re
 import socket
+import subprocess
 import time
 
 import pytest
@@ -199,6 +200,81 @@ def test_kill_reaches_the_whole_process_group(envd: Envd) -> None:
     assert alive(child)
     assert sbx.commands.kill(handle.pid)
     eventually(lambda: not alive(child), "the grandchild dies with its group")
+
+
+def group_gone(pgid: int) -> bool:
+    """Whether no process is left in process group ``pgid`` (its number is free again)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def take_pid(pid: int, tries: int = 50) -> subprocess.Popen[bytes] | None:
+    """A ``sleep`` in a session of its own whose pid is the free ``pid``, or ``None``.
+
+    Linux gives a new process the number after ``/proc/sys/kernel/ns_last_pid`` (writable
+    by root); a process forked elsewhere in between may take it first, so this tries again.
+    """
+    for _ in range(tries):
+        with open("/proc/sys/kernel/ns_last_pid", "w") as last:
+            last.write(str(pid - 1))
+        taken = subprocess.Popen(["sleep", "300"], start_new_session=True)
+        if taken.pid == pid:
+            return taken
+        taken.kill()
+        taken.wait()
+    return None
+
+
+@pytest.mark.skipif(
+    not os.access("/proc/sys/kernel/ns_last_pid", os.W_OK), reason="choosing a pid needs root"
+)
+def test_a_kill_after_the_command_was_reaped_spares_whatever_took_its_group_number(
+    envd: Envd,
+) -> None:
+    """A command whose process ended (reaped) but whose output is still open is still listed
+    and can be killed: only the processes of its group that carry the sandbox's marker are
+    signalled, never a process of another sandbox or of the host that took the number.
+
+    Here a daemon in a session of its own holds the command's output, so the command runs
+    on; its process group is empty, and the host hands its number (the command's pid) to
+    the next new process: a kernel or a command of another sandbox, which all lead groups
+    of their own. The kill used to ``killpg`` that number, as a stop of the sandbox or the
+    command's deadline did.
+    """
+    sbx = envd.sandbox()
+    handle = sbx.commands.run("setsid sleep 300 & echo started", background=True)
+    assert next(iter(handle))[0] == "started\n"
+    eventually(lambda: group_gone(handle.pid), "the command's process group ends")
+    assert handle.pid in {p.pid for p in sbx.commands.list()}, "its output is still open"
+    taken = take_pid(handle.pid)
+    if taken is None:
+        pytest.skip("other processes kept taking the command's pid first")
+    try:
+        assert sbx.commands.kill(handle.pid)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            taken.wait(timeout=2)  # a SIGKILL is sent before kill() returns
+        assert taken.returncode is None, "the process that took the number was killed"
+    finally:
+        taken.kill()
+        taken.wait()
+
+
+def test_a_kill_after_the_command_was_reaped_reaches_what_is_left_of_its_group(
+    envd: Envd,
+) -> None:
+    """A command whose process ended but whose child in its group holds its output is killed
+    with that child, by the sandbox's marker the child carries."""
+    sbx = envd.sandbox()
+    handle = sbx.commands.run("sleep 300 & echo $!", background=True)
+    child = int(next(iter(handle))[0] or "")
+    eventually(lambda: not alive(handle.pid), "the command's own process ends")
+    assert alive(child) and handle.pid in {p.pid for p in sbx.commands.list()}
+    assert sbx.commands.kill(handle.pid)
+    eventually(lambda: not alive(child), "the child dies with its group")
+    assert handle.wait().exit_code == 0  # its own process had ended well
 
 
 def test_a_background_command_survives_disconnect_and_can_be_reattached(envd: Envd) -> None:
