@@ -636,7 +636,10 @@ class ProcessTable:
         try:
             await managed.run(readers)
         finally:
-            self._procs.pop(managed.pid, None)
+            # Only if it is this one: a process started since, its pid the same number
+            # (reused once this one was reaped and its group ended), took the entry.
+            if self._procs.get(managed.pid) is managed:
+                del self._procs[managed.pid]
             managed.close_terminal()
 
     async def aclose(self) -> None:

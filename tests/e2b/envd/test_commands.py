@@ -7,6 +7,7 @@ import contextlib
 import errno
 import os
 import re
+import signal
 import socket
 import subprocess
 import time
@@ -275,6 +276,43 @@ def test_a_kill_after_the_command_was_reaped_reaches_what_is_left_of_its_group(
     assert sbx.commands.kill(handle.pid)
     eventually(lambda: not alive(child), "the child dies with its group")
     assert handle.wait().exit_code == 0  # its own process had ended well
+
+
+@pytest.mark.skipif(
+    not os.access("/proc/sys/kernel/ns_last_pid", os.W_OK), reason="choosing a pid needs root"
+)
+def test_a_new_command_that_took_an_ended_one_s_pid_stays_listed_once_that_one_ends(
+    envd: Envd,
+) -> None:
+    """Two commands of one sandbox may have had the same pid: the first's end forgets the
+    first, never the second.
+
+    The first ran on after its process was reaped (a daemon in a session of its own held
+    its output), long enough for the host to give its pid to the second. The first's end
+    used to drop the second from the table: not listed, not found by ``kill``, not killed
+    by name at the sandbox's stop.
+    """
+    sbx = envd.sandbox()
+    first = sbx.commands.run("setsid sleep 300 & echo $!", background=True)
+    daemon = int(next(iter(first))[0] or "")
+    eventually(lambda: group_gone(first.pid), "the first command's process group ends")
+    second = None
+    for _ in range(50):
+        with open("/proc/sys/kernel/ns_last_pid", "w") as last:
+            last.write(str(first.pid - 1))
+        second = sbx.commands.run("sleep 300", background=True)
+        if second.pid == first.pid:
+            break
+        sbx.commands.kill(second.pid)
+        second = None
+    if second is None:
+        pytest.skip("other processes kept taking the first command's pid")
+    os.kill(daemon, signal.SIGKILL)
+    assert first.wait().exit_code == 0  # its end is sent once the table forgot it
+    assert second.pid in {p.pid for p in sbx.commands.list()}
+    assert sbx.commands.kill(second.pid)
+    with pytest.raises(CommandExitException):
+        second.wait()
 
 
 def test_a_background_command_survives_disconnect_and_can_be_reattached(envd: Envd) -> None:
