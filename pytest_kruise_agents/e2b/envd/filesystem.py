@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import shutil
 import stat
@@ -142,6 +143,25 @@ def _make_dir_at(parent: int, name: str, path: str) -> None:
         ) from None
 
 
+def _refuse_directory_target(
+    parent: int, name: str, source: os.stat_result, *, same_name: bool
+) -> None:
+    """Raise ``EEXIST`` if ``name`` in ``parent`` is a directory, as Go's ``os.Rename`` does.
+
+    Go lets the move through only when the directory is the source itself
+    named otherwise (``same_name`` false, the same inode): a case-only rename
+    there, a path through a symlinked parent here.
+    """
+    try:
+        st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(st.st_mode):
+        return
+    if same_name or (st.st_dev, st.st_ino) != (source.st_dev, source.st_ino):
+        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST))
+
+
 def _watch_event(
     event: Oneof[Literal["start"], WatchDirResponse.StartEvent]
     | Oneof[Literal["filesystem"], filesystem_pb.FilesystemEvent]
@@ -269,7 +289,14 @@ class FilesystemService(Filesystem):
     async def move(
         self, request: MoveRequest, ctx: RequestContext[MoveRequest, MoveResponse], /
     ) -> MoveResponse:
-        """Rename a file or directory (creating the destination's parents)."""
+        """Rename a file or directory (creating the destination's parents), as Go's ``os.Rename``.
+
+        A file there is replaced; a directory there, empty or not (the source
+        itself included), refuses the move with ``EEXIST`` (``already_exists``):
+        Go's ``os.Rename`` checks the destination before ``rename(2)``, which
+        would replace an empty directory. Only the same directory named by
+        another path (through a symlinked parent) moves onto itself.
+        """
         ws, source = _resolve(request.source, follow_symlinks=False)
         _, destination = _resolve(request.destination, follow_symlinks=False)
         if source == ws.root or destination == ws.root:
@@ -279,7 +306,7 @@ class FilesystemService(Filesystem):
             try:
                 src = open_dir(ws, source.parent, request.source)
                 fds.callback(os.close, src)
-                os.stat(source.name, dir_fd=src, follow_symlinks=False)
+                source_st = os.stat(source.name, dir_fd=src, follow_symlinks=False)
             except OSError as exc:
                 if isinstance(exc, FileNotFoundError):
                     raise ConnectError(
@@ -289,6 +316,12 @@ class FilesystemService(Filesystem):
             try:
                 dst = open_dir(ws, destination.parent, request.destination, create=True)
                 fds.callback(os.close, dst)
+                _refuse_directory_target(
+                    dst,
+                    destination.name,
+                    source_st,
+                    same_name=_expanded(request.source) == _expanded(request.destination),
+                )
                 os.rename(source.name, destination.name, src_dir_fd=src, dst_dir_fd=dst)
                 entry = entry_info(
                     ws, at(dst, destination.name), shown=_expanded(request.destination)

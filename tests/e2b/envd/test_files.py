@@ -387,15 +387,49 @@ def test_a_path_under_a_file_is_an_invalid_argument_not_a_missing_file(envd: Env
     assert sbx.files.read("file.txt") == "x"
 
 
-def test_moving_a_directory_onto_a_non_empty_one_fails_and_moves_nothing(envd: Envd) -> None:
-    """``ENOTEMPTY`` is ``failed_precondition``: the destination must be emptied first."""
+@pytest.mark.parametrize(
+    ("source", "destination"),
+    [
+        ("/home/user/a", "/home/user/b"),  # onto a non-empty directory
+        ("/home/user/a", "/home/user/empty"),  # rename(2) would replace it
+        ("/home/user/a", "/home/user/a"),  # a directory onto itself
+        ("/home/user/top.txt", "/home/user/empty"),  # a file onto a directory
+        ("/home/user/a/one.txt", "/home/user/a"),  # a file onto its own directory
+    ],
+)
+def test_renaming_onto_a_directory_fails_and_moves_nothing(
+    envd: Envd, source: str, destination: str
+) -> None:
+    """Go's ``os.Rename`` refuses any directory at the destination, empty or not: ``EEXIST``."""
     sbx = envd.sandbox()
     sbx.files.write("a/one.txt", "1")
     sbx.files.write("b/two.txt", "2")
-    with pytest.raises(SandboxException, match="FAILED_PRECONDITION: directory not empty"):
-        sbx.files.rename("/home/user/a", "/home/user/b")
+    sbx.files.write("top.txt", "t")
+    sbx.files.make_dir("empty")
+    before = [(e.path, e.type) for e in sbx.files.list("/home/user", depth=3)]
+    with pytest.raises(SandboxException, match=f"ALREADY_EXISTS: file exists: {destination}$"):
+        sbx.files.rename(source, destination)
+    assert [(e.path, e.type) for e in sbx.files.list("/home/user", depth=3)] == before
     assert sbx.files.read("a/one.txt") == "1"
-    assert [e.name for e in sbx.files.list("b")] == ["two.txt"]
+
+
+def test_a_directory_renamed_to_its_own_path_through_a_symlink_stays(envd: Envd) -> None:
+    """Go lets a rename onto a directory through when it is the source named otherwise."""
+    sbx = envd.sandbox()
+    sbx.files.write("real/d/x.txt", "x")
+    (envd.workspace().home / "link").symlink_to("real")
+    moved = sbx.files.rename("/home/user/link/d", "/home/user/real/d")
+    assert (moved.path, moved.type) == ("/home/user/real/d", FileType.DIR)
+    assert sbx.files.read("real/d/x.txt") == "x"
+
+
+def test_renaming_a_file_onto_a_file_replaces_it(envd: Envd) -> None:
+    sbx = envd.sandbox()
+    sbx.files.write("from.txt", "new")
+    sbx.files.write("to.txt", "old")
+    assert sbx.files.rename("from.txt", "to.txt").path == "/home/user/to.txt"
+    assert [e.name for e in sbx.files.list("/home/user")] == ["to.txt"]
+    assert sbx.files.read("to.txt") == "new"
 
 
 def test_files_written_by_commands_are_visible_and_vice_versa(envd: Envd) -> None:
