@@ -423,6 +423,20 @@ def test_a_directory_renamed_to_its_own_path_through_a_symlink_stays(envd: Envd)
     assert sbx.files.read("real/d/x.txt") == "x"
 
 
+def test_a_refused_rename_leaves_the_destinations_parents_but_a_missing_source_makes_none(
+    envd: Envd,
+) -> None:
+    """envd makes the destination's parents before ``os.Rename``; a missing source is checked first."""
+    sbx = envd.sandbox()
+    sbx.files.write("a/one.txt", "1")
+    with pytest.raises(InvalidArgumentException, match="invalid argument"):
+        sbx.files.rename("/home/user/a", "/home/user/a/x/y")  # a directory into itself: EINVAL
+    assert [e.path for e in sbx.files.list("a")] == ["/home/user/a/one.txt", "/home/user/a/x"]
+    with pytest.raises(FileNotFoundException):
+        sbx.files.rename("/home/user/nope", "/home/user/new/dir/nope")
+    assert not sbx.files.exists("/home/user/new")
+
+
 def test_renaming_a_file_onto_a_file_replaces_it(envd: Envd) -> None:
     sbx = envd.sandbox()
     sbx.files.write("from.txt", "new")
