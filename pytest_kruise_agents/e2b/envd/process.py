@@ -135,7 +135,7 @@ class ProcessService(Process):
             cmd=config.cmd,
             args=tuple(config.args),
             envs=dict(config.envs),
-            cwd=config.cwd if config.has_field("cwd") and config.cwd else None,
+            cwd=config.cwd if config.has_field("cwd") else None,
             tag=request.tag if request.has_field("tag") else None,
         )
         remaining_ms = ctx.timeout_ms

@@ -144,6 +144,22 @@ def test_cwd_is_a_mapped_sandbox_path(envd: Envd) -> None:
     assert sbx.commands.run("pwd", cwd="project").stdout.endswith("/home/user/project\n")
 
 
+def test_a_cwd_is_listed_as_it_was_sent_an_empty_one_too(envd: Envd) -> None:
+    """envd's ``List`` answers each process's config as its ``Start`` sent it: ``cwd="~"``
+    lists ``"~"`` and an empty ``cwd`` (the SDK sends the field, set and empty) lists ``""``,
+    while the command runs in the home. Before, the empty one was listed without a ``cwd``
+    (the SDK's ``None``), as if none had been sent."""
+    sbx = envd.sandbox()
+    handles = {
+        cwd: sbx.commands.run("pwd; cat", background=True, stdin=True, cwd=cwd) for cwd in ("", "~")
+    }
+    listed = {p.pid: p.cwd for p in sbx.commands.list()}
+    assert listed == {handle.pid: cwd for cwd, handle in handles.items()}
+    for handle in handles.values():
+        handle.close_stdin()
+        assert handle.wait().stdout == f"{envd.workspace().home}\n"
+
+
 def test_a_fresh_sandbox_has_tmp(envd: Envd) -> None:
     """A command may run in ``/tmp`` of a sandbox nothing was done in yet, as in a real one."""
     sbx = envd.sandbox("sbx-fresh-tmp")
