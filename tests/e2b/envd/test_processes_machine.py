@@ -5,7 +5,8 @@ on 127.0.0.1 against the fake envd, each example in a sandbox of its own, and
 the commands are real host processes:
 
 - start a background command that waits on its stdin: ``cat`` (echoes what it
-  gets, ends with exit 0 when its stdin is closed), ``read line; echo got:$line``
+  gets, ends with exit 0 when its stdin is closed), ``cat; sleep 600`` (runs on
+  after: input to it is refused, ``failed_precondition``), ``read line; echo got:$line``
   (ends by itself once a whole line came, in one chunk or several), or ``sleep 600``
   started without stdin, each with its own env vars (a ``TAG``) and ``cwd`` (an
   empty one too); several at once too, up to :data:`BOUND` running;
@@ -27,8 +28,8 @@ and the whole output are the model's), so the model stays exact: after each
 step ``commands.list()`` is the running set. The answers to calls of the wrong
 kind follow docs/server.md (``stdin`` input to a terminal and ``pty`` input to a
 command: ``internal``; ``close_stdin`` of a terminal and ``resize`` of a command:
-``failed_precondition``; input to a command without stdin: ``failed_precondition``,
-docs/fidelity.md); a pid that runs no process is ``not_found`` everywhere, which
+``failed_precondition``; input to a command without stdin or whose stdin was closed:
+``failed_precondition``, docs/fidelity.md); a pid that runs no process is ``not_found`` everywhere, which
 ``kill`` answers ``False``.
 """
 
@@ -56,9 +57,10 @@ from hypothesis.stateful import (
 
 from tests.e2b.envd.conftest import Envd
 
-Kind = Literal["cat", "reader", "sleep", "pty"]
+Kind = Literal["cat", "drain", "reader", "sleep", "pty"]
 SCRIPTS: dict[Kind, str] = {
     "cat": "cat",
+    "drain": "cat; sleep 600",
     "reader": "read line; echo got:$line",
     "sleep": "sleep 600",
 }
@@ -121,6 +123,8 @@ class Proc:
     size: PtySize | None = None
     pending: str = ""
     """What a ``reader`` got of its line so far."""
+    closed: bool = False
+    """Whether its stdin was closed (a ``drain`` runs on)."""
 
 
 def read_until(attached: Attached, done: Callable[[str], bool]) -> None:
@@ -213,7 +217,7 @@ class ProcessesMachine(RuleBasedStateMachine):
     # -- rules: starting --------------------------------------------------------------------
 
     @precondition(lambda self: len(self.running) < BOUND)
-    @rule(kind=st.sampled_from(["cat", "reader", "sleep"]), tag=TAGS, cwd=CWDS)
+    @rule(kind=st.sampled_from(["cat", "drain", "reader", "sleep"]), tag=TAGS, cwd=CWDS)
     def start_command(self, kind: Kind, tag: str | None, cwd: str | None) -> None:
         self.start(kind, tag, cwd)
 
@@ -256,7 +260,7 @@ class ProcessesMachine(RuleBasedStateMachine):
     @rule(data=st.data(), sent=CHUNKS, via=st.sampled_from(["commands", "handle", "stream"]))
     def send_stdin(self, data: st.DataObject, sent: str, via: str) -> None:
         """``commands.send_stdin``, a handle's ``send_stdin`` or ``commands.stream_input``."""
-        pid = self.pick(data, ("cat", "reader"))
+        pid = self.pick(data, ("cat", "drain", "reader"))
         proc = self.running.get(pid)
         feeders = [a for a in proc.handles if a.takes_input] if proc is not None else []
         if via == "handle" and feeders:
@@ -271,6 +275,8 @@ class ProcessesMachine(RuleBasedStateMachine):
             self.fails(got, "internal", "tty assigned to process")
         elif proc.kind == "sleep":
             self.fails(got, "failed_precondition", "without stdin")
+        elif proc.closed:
+            self.fails(got, "failed_precondition", f"stdin of process {pid} is closed")
         else:
             assert got == ("ok", None), got
             if proc.kind == "reader":
@@ -288,7 +294,7 @@ class ProcessesMachine(RuleBasedStateMachine):
 
     @rule(data=st.data())
     def close_stdin(self, data: st.DataObject) -> None:
-        pid = self.pick(data, ("cat", "reader"))
+        pid = self.pick(data, ("cat", "drain", "reader"))
         proc = self.running.get(pid)
         got = outcome(lambda: self.sbx.commands.close_stdin(pid))
         if proc is None:
@@ -297,8 +303,9 @@ class ProcessesMachine(RuleBasedStateMachine):
             self.fails(got, "failed_precondition", "Ctrl+D")
         else:
             assert got == ("ok", None), got
-            if proc.kind == "sleep":
-                return  # it has no stdin to close: sleeps on
+            if proc.kind in ("sleep", "drain"):
+                proc.closed = True  # again, or with no stdin to close: no error; it runs on
+                return
             if proc.kind == "reader":
                 for attached in proc.handles:
                     # `read` finds EOF after what it got (its exit status 1), echo runs.
