@@ -303,7 +303,7 @@ def test_context_calls_agree_with_a_model_of_the_contexts(interpreter: Interpret
 
     About 2 s an example (kernel starts, a second each, are most of it): 5 examples of
     6 steps keep the test at 11 to 15 s. Derandomized: the same examples every run (the hunt
-    that wrote it ran 25 to 30 examples of 12 to 15 steps under nine seeds). A restart
+    that wrote it ran 15 to 30 examples of 12 to 25 steps under ten seeds). A restart
     that kept the kernel's state fails it.
     """
     ContextsMachine.interpreter = interpreter
