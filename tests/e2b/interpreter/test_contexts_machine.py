@@ -301,10 +301,10 @@ def test_context_calls_agree_with_a_model_of_the_contexts(interpreter: Interpret
     """Every answer of the context calls and of ``run_code`` is the model's, and so are the
     listing and each kernel's variables and directory after each call.
 
-    About 2 s an example (kernel starts, a second each, are most of it): 4 examples of
-    6 steps keep the test near 13 s on a shared machine. Derandomized: the same examples every run (the hunt
-    that wrote it ran 15 to 30 examples of 12 to 25 steps under ten seeds). A restart
-    that kept the kernel's state fails it.
+    About 3 s an example (kernel starts, a second each, are most of it): 4 examples of
+    6 steps keep the test near 13 s on a shared machine. Derandomized: the same examples
+    every run (the hunt that wrote it ran 15 to 30 examples of 12 to 25 steps under ten
+    seeds). A restart that kept the kernel's state fails it.
     """
     ContextsMachine.interpreter = interpreter
     run_state_machine_as_test(
