@@ -63,7 +63,10 @@ def check_epoch(epoch: object) -> datetime:
         # Aware and naive datetimes do not compare: every timer would fail.
         raise InvalidError("epoch", f"must carry a time zone, got {epoch!r}")
     if epoch >= CLOCK_END:
-        raise InvalidError("epoch", f"must be before {CLOCK_END:%Y-%m-%d}, got {epoch!r}")
+        # The instant itself: an epoch later on 9900-01-24 than its midnight is taken.
+        raise InvalidError(
+            "epoch", f"must be before {format_time(CLOCK_END)} (CLOCK_END), got {epoch!r}"
+        )
     try:
         return epoch.astimezone(UTC)
     except OverflowError:  # 0001-01-01T00:00:00+05:30: before the year 1 in UTC

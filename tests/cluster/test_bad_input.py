@@ -238,6 +238,17 @@ def test_a_clock_past_its_end_still_runs_what_is_due_now() -> None:
     assert cluster.now == 20
 
 
+def test_an_epoch_is_refused_from_the_clock_end_and_the_error_names_that_instant() -> None:
+    """``epoch`` must come before :data:`CLOCK_END`, 9900-01-24T23:59:59Z, the instant: an
+    epoch earlier that day is taken, and the refusal of a later one names the instant (not
+    the day, which reads as if the whole of 9900-01-24 were refused)."""
+    Cluster(seed=1, nodes=1, epoch=CLOCK_END - timedelta(hours=12))
+    with pytest.raises(InvalidError) as err:
+        Cluster(seed=1, nodes=1, epoch=CLOCK_END)
+    assert err.value.field == "epoch"
+    assert err.value.reason.startswith("must be before 9900-01-24T23:59:59Z (CLOCK_END), got ")
+
+
 def test_running_from_python_stops_at_the_clock_end() -> None:
     """``run_until``, ``wait_for_pool`` and ``run`` never move the clock past
     :data:`CLOCK_END`: what they wait for by then raises InvalidError, the clock short of it."""
