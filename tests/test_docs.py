@@ -312,6 +312,22 @@ def test_the_cluster_calls_the_docs_write_out_name_their_parameters_as_the_sourc
     assert wrong == [], "\n".join(wrong)
 
 
+def test_every_public_call_of_the_cluster_is_in_the_readme_table() -> None:
+    """Each public method and property of ``Cluster`` (read from simulator/cluster.py with
+    :mod:`ast`) is named in the first column of the README's table of calls, as ``name`` or
+    ``name(...)``: a call a user can make is one the table tells of."""
+    source = ROOT / "simulator" / "cluster.py"
+    tree = ast.parse(source.read_text(encoding="utf-8"))
+    (cls,) = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Cluster"]
+    public = {
+        f.name for f in cls.body if isinstance(f, ast.FunctionDef) and not f.name.startswith("_")
+    }
+    readme = section(ROOT / "README.md", "### Python API (`simulator.cluster.Cluster`)")
+    first_column = " ".join(row[0] for row in _table_rows(readme))
+    named = set(re.findall(r"`(\w+)(?:\(|`)", first_column))
+    assert sorted(public - named) == []
+
+
 # --------------------------------------------------------------------------- models
 
 
