@@ -147,6 +147,29 @@ def test_every_knob_is_documented_with_its_default(knob: str) -> None:
     assert row[2] == (code(old) if old != head else ""), knob
 
 
+def test_every_public_name_of_profiles_and_latencies_is_documented() -> None:
+    """Each name ``simulator.latency`` exports and each public method of ``Profile`` (as a
+    call, ``latency(``) appears in profiles-and-faults.md, written as code: what a user can
+    call is told there."""
+    import simulator.latency
+
+    text = PROFILES_AND_FAULTS.read_text(encoding="utf-8")
+    methods = [
+        name
+        for name, value in vars(Profile).items()
+        if not name.startswith("_")
+        and callable(getattr(Profile, name, None))
+        and name not in vars(Profile.__mro__[1])
+        and not isinstance(value, property)
+    ]
+    assert {"with_overrides", "knob_names", "latency"} <= set(methods)
+    written = [rf"\b{re.escape(name)}\b" for name in simulator.latency.__all__]
+    written += [rf"\b{re.escape(name)}\(" for name in methods]
+    spans = re.findall(r"``?([^`\n]+)``?", text)
+    missing = [w for w in written if not any(re.search(w, span) for span in spans)]
+    assert missing == []
+
+
 def test_every_profile_is_documented() -> None:
     """Each built-in profile is named in the profiles table."""
     text = section(PROFILES_AND_FAULTS, "## Profiles")
