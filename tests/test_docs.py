@@ -25,7 +25,7 @@ from pytest_kruise_agents.api import keys, load_manifests, printer_columns
 from pytest_kruise_agents.api.manifest import KINDS, RESOURCE_ALIASES
 from pytest_kruise_agents.claiming import state
 from pytest_kruise_agents.claiming.extensions import KNOWN_KEYS
-from simulator.faults import FAULT_KINDS, SELECTOR_KEYS
+from simulator.faults import FAULT_KINDS, SELECTOR_KEYS, SELECTOR_VALUES
 from simulator.latency import parse_latency
 from simulator.profile import DEFAULT_LATENCIES, LATENCY_DOCS, PROFILES, Profile
 
@@ -207,6 +207,25 @@ def test_every_fault_kind_is_documented(kind: str) -> None:
         assert f"`{param}`" in row[3], f"{kind}: parameter {param} not documented"
     mapping = section(PROFILES_AND_FAULTS, "### How the vocabulary maps to known tools")
     table_row(mapping, f"`{kind}`")
+
+
+@pytest.mark.parametrize("key", [k for k in SELECTOR_VALUES if k != "controller"])
+def test_the_fixed_selector_values_are_the_ones_a_fault_takes(key: str) -> None:
+    """The bullet of each selector attribute with a fixed set of values (``verb``, ``kind``,
+    ``client``, ``informer``) lists exactly ``SELECTOR_VALUES[key]``, in its order (the
+    ``controller`` values are the stall table's, checked above)."""
+    text = section(PROFILES_AND_FAULTS, "### Fault kinds")
+    start = text.index(f"\n- **`{key}`**:")
+    end = text.find("\n- **", start + 1)
+    bullet = text[start : end if end >= 0 else None].split("\n\n")[0]
+    listed = [
+        value
+        for line in bullet.splitlines()
+        if not line.lstrip("- ").startswith("(")  # a remark, not a value
+        for value in re.findall(r"`([^`]+)`", line)
+        if value != key
+    ]
+    assert listed == list(SELECTOR_VALUES[key])
 
 
 def test_every_fault_field_is_documented() -> None:
