@@ -382,6 +382,35 @@ def test_every_kind_and_kubectl_name_is_documented() -> None:
         assert f"`{alias}`" in text, alias
 
 
+@pytest.mark.parametrize(
+    ("heading", "kind"),
+    [
+        ("## Sandbox (`sbx`)", "Sandbox"),
+        ("## SandboxSet (`sbs`)", "SandboxSet"),
+        ("## SandboxClaim (`sbc`)", "SandboxClaim"),
+        ("## SandboxTemplate (`sbt`)", "SandboxTemplate"),
+    ],
+)
+def test_every_spec_and_status_field_is_documented(heading: str, kind: str) -> None:
+    """Each ``spec`` field of a kind (its manifest name) has a row in its section's field
+    table (``scaleStrategy.maxUnavailable`` counts for ``scaleStrategy``), and each
+    ``status`` field is named in the section."""
+    import pytest_kruise_agents.api as api
+
+    text = section(MODELS, heading)
+    first_cells = " ".join(row[0] for row in _table_rows(text))
+    documented = {name.split(".")[0] for name in re.findall(r"`([\w.]+)`", first_cells)}
+    spec = getattr(api, f"{kind}Spec")
+    missing = [
+        f.alias or n for n, f in spec.model_fields.items() if (f.alias or n) not in documented
+    ]
+    status = getattr(api, f"{kind}Status", None)
+    for n, f in status.model_fields.items() if status is not None else ():
+        if f"`{f.alias or n}`" not in text:
+            missing.append(f"status.{f.alias or n}")
+    assert missing == []
+
+
 def test_every_well_known_key_is_documented() -> None:
     """Each label, annotation and reserved name of api/keys.py appears in models.md."""
     text = prose(MODELS)
