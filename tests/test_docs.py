@@ -480,6 +480,59 @@ def test_behaviour_the_built_in_profiles_differ_on_says_which_profile_does_what(
         assert name in said, name
 
 
+_EVENT_KIND = re.compile(r"[a-z]+\.[a-z_]+")
+
+
+def _logged_kinds() -> set[str]:
+    """The event kinds simulator/ writes as literals: the first argument of each
+    ``record(...)`` call (both branches of a conditional one, or what a variable given
+    there is assigned in its module) and each ``why=`` given."""
+    found: set[str] = set()
+
+    def literal(node: ast.expr, assigned: dict[str, list[ast.expr]]) -> None:
+        if isinstance(node, ast.IfExp):
+            literal(node.body, assigned)
+            literal(node.orelse, assigned)
+        elif isinstance(node, ast.Name):
+            for value in assigned.get(node.id, []):
+                literal(value, {})
+        elif (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and _EVENT_KIND.fullmatch(node.value)
+        ):
+            found.add(node.value)
+
+    for path in (ROOT / "simulator").rglob("*.py"):
+        nodes = list(ast.walk(ast.parse(path.read_text(encoding="utf-8"))))
+        assigned: dict[str, list[ast.expr]] = {}
+        for node in nodes:
+            if isinstance(node, ast.Assign):
+                for target in node.targets:
+                    if isinstance(target, ast.Name):
+                        assigned.setdefault(target.id, []).append(node.value)
+        for node in nodes:
+            if not isinstance(node, ast.Call):
+                continue
+            if isinstance(node.func, ast.Attribute) and node.func.attr == "record" and node.args:
+                literal(node.args[0], assigned)
+            for keyword in node.keywords:
+                if keyword.arg == "why":
+                    literal(keyword.value, assigned)
+    return found
+
+
+def test_every_event_kind_is_in_the_event_log_table() -> None:
+    """Each event kind the model logs (as a literal in simulator/) has its place in the
+    table of models.md's event log section; the kinds made up at run time
+    (``sandboxset.create_batch``, ``kubelet.resize_deferred``, ``<component>.reconcile_error``)
+    are written there by hand."""
+    kinds = _logged_kinds()
+    assert {"manager.claim", "user.apply", "kubelet.running", "gc.orphan_deleted"} <= kinds
+    text = section(MODELS, "## The event log")
+    assert sorted(k for k in kinds if f"`{k}`" not in text) == []
+
+
 @pytest.mark.parametrize("kind", ["Sandbox", "SandboxSet", "SandboxClaim", "Pod"])
 def test_printer_columns_are_documented(kind: str) -> None:
     """The columns table lists each kind's columns, and its wide extras, in order."""
