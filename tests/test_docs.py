@@ -411,6 +411,25 @@ def test_every_spec_and_status_field_is_documented(heading: str, kind: str) -> N
     assert missing == []
 
 
+def test_every_function_of_the_api_package_is_documented() -> None:
+    """Each function ``pytest_kruise_agents.api`` exports (not its model classes, told by
+    their field tables) and each helper of ``claiming.state`` is named in models.md."""
+    import inspect
+
+    import pytest_kruise_agents.api as api
+
+    functions = [n for n in api.__all__ if inspect.isfunction(getattr(api, n))]
+    helpers = [n for n in state.__all__ if inspect.isfunction(getattr(state, n))]
+    assert "load_manifests" in functions and "sandbox_state" in helpers
+    # Written as code: in a backtick span of the text (one may wrap a line), or in an example.
+    written = [
+        *re.findall(r"`([^`]+)`", prose(MODELS)),
+        *(b.code for b in blocks(MODELS, "python")),
+    ]
+    named = {name for part in written for name in re.findall(r"\w+", part)}
+    assert [n for n in (*functions, *helpers) if n not in named] == []
+
+
 def test_every_well_known_key_is_documented() -> None:
     """Each label, annotation and reserved name of api/keys.py appears in models.md."""
     text = prose(MODELS)
