@@ -17,6 +17,7 @@ from e2b import CommandExitException, FileType, NotFoundException, Sandbox, Time
 from e2b.sandbox.filesystem.filesystem import WriteEntry
 
 from pytest_kruise_agents.conformance.expect import (
+    CheckFailed,
     excerpt,
     expect,
     expect_status,
@@ -73,9 +74,14 @@ def _base() -> str:
 def test_health(sbx: Sandbox, conformance_api: Api) -> None:
     sid = sbx.sandbox_id
     base, how = conformance_api.sandbox_base(sid, ENVD_PORT)
-    what = f"GET /health of {sid} at {base} ({how})"
-    with step(what):
-        resp = conformance_api.sandbox(sid, ENVD_PORT, "GET", "/health")
+    what = f"GET /health of sandbox {sid} (port {ENVD_PORT}) at {base} ({how})"
+    try:
+        with step(what):
+            resp = conformance_api.sandbox(sid, ENVD_PORT, "GET", "/health")
+    except CheckFailed as exc:
+        # No answer at all is what a wrong domain gives (a name that does not resolve, a
+        # host nobody serves): its failure says where the URL came from too.
+        raise CheckFailed(what, exc.expected, exc.seen) from exc
     expect(resp.is_success, what, "a 2xx answer", excerpt(resp))
 
 

@@ -9,6 +9,7 @@ import asyncio
 import json
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -489,3 +490,25 @@ def test_a_server_ignoring_the_command_timeout_fails_the_timeout_check(tmp_path:
     assert run.with_status("fail") == {"envd.commands.timeout"}, run.output[-3000:]
     assert "still running" in run.results["envd.commands.timeout"].message
     assert {c.id for c in CHECKS if c.level in ("core", "envd")} == set(run.results)
+
+
+def test_sandbox_traffic_nobody_answers_fails_the_health_check_saying_where_its_url_came_from(
+    tmp_path: Path,
+) -> None:
+    """docs/conformance.md: "a failure of ``envd.health`` names the URL and where its domain
+    came from". No answer at all is the failure a wrong sandbox URL or domain gives (a host
+    nothing listens on, a name that does not resolve); that failure said only the URL, not
+    whether it was the sandbox URL, the create answer's domain, ``--domain`` or the SDK's
+    default. A port bound and not listening refuses every connection, however the machine."""
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        nowhere = f"http://127.0.0.1:{closed.getsockname()[1]}"
+        with serve() as url:
+            run = run_cli(url, tmp_path, levels="envd", extra=["--sandbox-url", nowhere])
+    health = run.results["envd.health"]
+    assert health.status == "fail", run.output[-3000:]
+    assert re.fullmatch(
+        rf"GET /health of sandbox default--base-\w+ \(port 49983\) at {re.escape(nowhere)} "
+        r"\(the sandbox URL\): expected an answer, but saw ConnectError: .*",
+        health.message,
+    ), health.message
