@@ -18,6 +18,7 @@ import ast
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -670,3 +671,147 @@ def test_readme_server_example_runs_against_the_server(monkeypatch: pytest.Monke
             else:
                 exec(code, namespace)
     backend.close()
+
+
+# --------------------------------------------------------------------------- server, conformance
+
+
+SERVER = DOCS / "server.md"
+CONFORMANCE = DOCS / "conformance.md"
+
+
+def _rows_by_first_cell(text: str, start: str = "`") -> dict[str, list[str]]:
+    """The rows of the tables in ``text`` whose first cell starts with ``start`` (code: the
+    header rows left out), by their first cell."""
+    rows = [row for row in _table_rows(text) if row and row[0].startswith(start)]
+    by_first = {row[0]: row for row in rows}
+    assert len(by_first) == len(rows), "a first cell is given twice"
+    return by_first
+
+
+def _yaml_scalar(value: object) -> str:
+    """How the config table writes a scalar default: as YAML writes it."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def test_the_config_table_has_a_row_for_each_field_of_the_config_file() -> None:
+    """Each field of ``kruise-agents serve``'s config file has a row of the table, and each
+    row is a field: a field left out is a setting nobody finds, a row of no field a key the
+    file refuses (``unknown field``). A scalar default is written as the table shows it;
+    the fields of ``clock``, of a listed node and of an API key are in their row, and so are
+    a listed node's defaults, which are not a counted node's."""
+    from pytest_kruise_agents.e2b.config import (
+        ApiKeyConfig,
+        ClockConfig,
+        ClusterConfig,
+        NodeConfig,
+    )
+
+    rows = _rows_by_first_cell(section(SERVER, "## The cluster config file"))
+    fields = {(f.alias or name): f for name, f in ClusterConfig.model_fields.items()}
+    assert set(rows) == {f"`{name}`" for name in fields}
+    for name, info in fields.items():
+        default = info.get_default(call_default_factory=True)
+        if name in ("sandboxsets", "apiKeys"):
+            continue  # None: the defaults made when the file has none (the row says which)
+        if default is None or isinstance(default, bool | int | str):
+            assert rows[f"`{name}`"][1] == f"`{_yaml_scalar(default)}`", name
+
+    def named(row: list[str], model: type[ClockConfig | NodeConfig | ApiKeyConfig]) -> list[str]:
+        text = " ".join(row[1:])
+        return [
+            alias
+            for name, info in model.model_fields.items()
+            if not re.search(rf"\b{re.escape(alias := info.alias or name)}\b", text)
+        ]
+
+    clock = rows["`clock`"]
+    assert named(clock, ClockConfig) == []
+    for name in ("mode", "speed"):
+        assert f"{name}: {ClockConfig.model_fields[name].default}" in clock[1], name
+    nodes = rows["`nodes`"]
+    assert named(nodes, NodeConfig) == []
+    for name in ("cpu", "memory", "maxPods"):
+        info = next(f for n, f in NodeConfig.model_fields.items() if (f.alias or n) == name)
+        written = [f"`{name}: {info.default}`", f'`{name}: "{info.default}"`']
+        assert any(w in nodes[2] for w in written), f"a listed node's default {name}"
+    assert named(rows["`apiKeys`"], ApiKeyConfig) == []
+
+
+def _click_command(name: str) -> Any:
+    """The Click command of ``kruise-agents <name>``."""
+    import typer
+
+    from pytest_kruise_agents.cli import app
+
+    return typer.main.get_command(app).commands[name]  # type: ignore[attr-defined]
+
+
+def _long_flags(command: Any) -> dict[str, Any]:
+    """Each option of ``command`` by its long flag (``--help`` left out)."""
+    return {
+        next(o for o in param.opts if o.startswith("--")): param
+        for param in command.params
+        if param.name != "help"
+    }
+
+
+def test_the_serve_option_table_is_the_commands_options_with_their_defaults() -> None:
+    """``kruise-agents serve``'s options are the table's rows, no more and no fewer, and a
+    default the command has is the one the table gives (``None``: the config's)."""
+    rows = _rows_by_first_cell(section(SERVER, "## Starting it"), "`--")
+    documented = {cell.strip("`").split()[0]: row for cell, row in rows.items()}
+    options = _long_flags(_click_command("serve"))
+    assert set(documented) == set(options)
+    for flag, param in options.items():
+        if param.default is not None:
+            assert documented[flag][1] == f"`{param.default}`", flag
+        else:
+            assert "config" in documented[flag][1], flag
+
+
+def _plugin_options() -> list[str]:
+    """The names the conformance plugin adds its pytest options under (read with :mod:`ast`
+    from its ``pytest_addoption``: its ``add(name, ...)`` calls)."""
+    source = ROOT / "pytest_kruise_agents" / "conformance" / "plugin.py"
+    tree = ast.parse(source.read_text(encoding="utf-8"))
+    (hook,) = [
+        n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "pytest_addoption"
+    ]
+    return [
+        call.args[0].value
+        for call in ast.walk(hook)
+        if isinstance(call, ast.Call)
+        and isinstance(call.func, ast.Name)
+        and call.func.id == "add"
+        and isinstance(call.args[0], ast.Constant)
+        and isinstance(call.args[0].value, str)
+    ]
+
+
+def test_the_conformance_option_table_is_the_commands_and_the_plugins_options() -> None:
+    """Each option of ``kruise-agents conformance`` has a row naming its pytest twin (the
+    plugin's option of the same name under ``--kruise-conformance-``) and the environment
+    variable the command reads it from; the plugin has no option the table does not give."""
+    from pytest_kruise_agents.conformance.plugin import OPTION_PREFIX
+
+    rows = _rows_by_first_cell(section(CONFORMANCE, "## Running it"), "`--")
+    options = _long_flags(_click_command("conformance"))
+    assert set(rows) == {f"`{flag}`" for flag in options}
+    plugin = _plugin_options()
+    for flag, param in options.items():
+        row = rows[f"`{flag}`"]
+        name = flag.removeprefix("--")
+        if name in plugin:
+            assert row[1].startswith(f"`{OPTION_PREFIX}{name}`"), flag
+        else:
+            assert f"`{OPTION_PREFIX}" not in row[1], flag
+        env = param.envvar
+        assert row[2] == (f"`{env}`" if env else ""), flag
+    assert set(plugin) <= {flag.removeprefix("--") for flag in options}
+    usage = blocks(CONFORMANCE, "sh")[0].code
+    assert [flag for flag in options if flag not in usage] == []

@@ -9,11 +9,13 @@ conformance checks are collected, as with::
     pytest --pyargs pytest_kruise_agents.conformance \
         --kruise-conformance-api-url URL --kruise-conformance-api-key KEY
 
-Options (the first four fall back to the environment variable the SDK reads):
+Options (the first four fall back to the environment variable the SDK reads, the admin
+key to the one ``kruise-agents serve`` prints):
 ``--kruise-conformance-api-url`` (``E2B_API_URL``), ``-api-key`` (``E2B_API_KEY``),
 ``-sandbox-url`` (``E2B_SANDBOX_URL``), ``-domain`` (``E2B_DOMAIN``), ``-template``,
-``-code-template``, ``-no-stock-template``, ``-admin-key``, ``-levels``, ``-list-settle``,
-``-junit``, ``-report``: ``kruise-agents conformance``'s options, with the prefix
+``-code-template``, ``-no-stock-template``, ``-admin-key`` (``KRUISE_ADMIN_KEY``),
+``-levels``, ``-list-settle``, ``-request-timeout``, ``-junit``, ``-report``:
+``kruise-agents conformance``'s options, with the prefix
 :data:`OPTION_PREFIX`. An installed plugin's options share one namespace with every
 other plugin's and with the conftest of every project that has it installed: the
 prefix is this project's own (``kruise-``, as the fixtures' plugin has it) and names the
