@@ -815,3 +815,25 @@ def test_the_conformance_option_table_is_the_commands_and_the_plugins_options() 
     assert set(plugin) <= {flag.removeprefix("--") for flag in options}
     usage = blocks(CONFORMANCE, "sh")[0].code
     assert [flag for flag in options if flag not in usage] == []
+
+
+def test_the_settings_table_is_the_settings_with_their_defaults() -> None:
+    """Each field of the in-process server's ``Settings`` has a row with its default, and each
+    row is a field (``create_app(backend, Settings(...))``, server.md's "In a Python process")."""
+    import dataclasses
+
+    from pytest_kruise_agents.e2b.settings import Settings
+
+    rows = _rows_by_first_cell(section(SERVER, "## In a Python process"))
+    fields = [f for f in dataclasses.fields(Settings) if f.init]
+    assert set(rows) == {f"`{f.name}`" for f in fields}
+    for f in fields:
+        assert rows[f"`{f.name}`"][1] == code(f.default), f.name
+
+
+def test_the_in_process_example_serves_the_sdk(capsys: pytest.CaptureFixture[str]) -> None:
+    """server.md's in-process example runs as written, with the real SDK over HTTP, and
+    prints what its comment says."""
+    (block,) = [b for b in blocks(SERVER, "python") if "ServerThread(app)" in b.code]
+    exec(compile(block.code, block.where, "exec"), {"__name__": "docs_in_process_example"})
+    assert capsys.readouterr().out == "2\n"
