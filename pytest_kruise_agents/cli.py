@@ -400,7 +400,8 @@ def conformance(
         typer.Option(
             "--sandbox-url",
             envvar="E2B_SANDBOX_URL",
-            help="One URL for all sandbox traffic (header routing); default per-sandbox hosts.",
+            help="One URL for all sandbox traffic (header routing); default: where the installed "
+            "SDK sends it for the sandbox's domain.",
         ),
     ] = None,
     domain: Annotated[

@@ -54,6 +54,7 @@ __all__ = [
     "INTERRUPTED_CODE",
     "LEFT_INFO",
     "MARKER",
+    "NO_SANDBOX_URL",
     "OPTION_PREFIX",
     "WRITE_FAILED_CODE",
     "DependencyFailed",
@@ -93,6 +94,9 @@ _LEFT = pytest.StashKey[list[str]]()
 _LAST = pytest.StashKey[str]()
 LEFT_INFO: Final = "Left on the server"
 """The reports' setting naming the sandboxes the run may have left on the server."""
+NO_SANDBOX_URL: Final = "(none: where the installed SDK sends each sandbox's traffic)"
+"""The reports' ``Sandbox URL`` without one: ``https://sandbox.<domain>`` for the domains
+the SDK reaches at one host (E2B's own), else ``https://<port>-<id>.<domain>``."""
 INTERRUPTED_CODE: Final = 130
 """Exit code of ``kruise-agents conformance`` after Ctrl-C (as the planning commands)."""
 WRITE_FAILED_CODE: Final = 3
@@ -134,7 +138,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "sandbox-url",
         "URL",
         "One URL for all sandbox traffic, routed by E2b-Sandbox-Id/-Port headers "
-        "(default: $E2B_SANDBOX_URL; without it, https://<port>-<id>.<domain>).",
+        "(default: $E2B_SANDBOX_URL; without it, where the installed SDK sends it: "
+        "https://sandbox.<domain> for E2B's domains, else https://<port>-<id>.<domain>).",
     )
     add("domain", "DOMAIN", "Sandbox domain (default: $E2B_DOMAIN).")
     add("template", "NAME", "A template with ready sandboxes (default: base).", "base")
@@ -444,7 +449,7 @@ def _info(config: pytest.Config) -> dict[str, str]:
     target = _target(config)
     if target is not None:
         info["API URL"] = target.api_url
-        info["Sandbox URL"] = target.sandbox_url or "(per-sandbox hosts)"
+        info["Sandbox URL"] = target.sandbox_url or NO_SANDBOX_URL
         info["Template"] = target.template
         info["Code template"] = target.code_template
         info["No-stock template"] = target.no_stock_template or "(none)"

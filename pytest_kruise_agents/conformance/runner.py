@@ -28,7 +28,7 @@ from typing import Final
 
 import pytest
 
-from pytest_kruise_agents.conformance.plugin import INTERRUPTED_CODE
+from pytest_kruise_agents.conformance.plugin import INTERRUPTED_CODE, NO_SANDBOX_URL
 from pytest_kruise_agents.conformance.registry import parse_levels
 from pytest_kruise_agents.conformance.report import to_junit, to_markdown, unwritable
 from pytest_kruise_agents.conformance.target import url_problem
@@ -183,7 +183,7 @@ def _write_reports(opts: RunOptions, note: str) -> str | None:
     ``None``, or the error line of the one that cannot be written."""
     info = {
         "API URL": opts.api_url,
-        "Sandbox URL": opts.sandbox_url or "(per-sandbox hosts)",
+        "Sandbox URL": opts.sandbox_url or NO_SANDBOX_URL,
         "Template": opts.template,
         "Levels": ",".join(parse_levels(opts.levels)),
         "Date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),

@@ -320,3 +320,18 @@ def test_a_reader_that_leaves_early_changes_neither_the_status_nor_the_files(
         f"**Result: {core} passed, 0 failed, 0 skipped**"
         in (tmp_path / "conformance.md").read_text()
     )
+
+
+def test_without_a_sandbox_url_the_reports_say_the_sdk_chooses_not_per_sandbox_hosts(
+    tmp_path: Path,
+) -> None:
+    """Without ``--sandbox-url`` the suite reaches a sandbox where the installed SDK does
+    (docs/conformance.md): ``https://sandbox.<domain>`` for E2B's own domains, routed by
+    headers. The reports' ``Sandbox URL`` said "(per-sandbox hosts)", wrong for the E2B
+    cloud, the run that most often has no sandbox URL."""
+    report, junit = tmp_path / "r.md", tmp_path / "r.xml"
+    run_refused("--levels", "kruise", "--report", str(report), "--junit", str(junit))
+    said = "(none: where the installed SDK sends each sandbox's traffic)"
+    assert f"- **Sandbox URL**: {said}" in report.read_text()
+    (prop,) = [p for p in ET.parse(junit).iter("property") if p.get("name") == "Sandbox URL"]
+    assert prop.get("value") == said
