@@ -123,3 +123,49 @@ def test_every_family_is_documented_with_its_type_and_labels() -> None:
         (labels, *_) = s.labels(sample + suffix) or [{}]
         shown[sample] = (kind, set(labels))
     assert _documented() == shown
+
+
+def test_the_documented_scrape_is_what_the_documented_server_answers(tmp_path: Path) -> None:
+    """docs/server.md's example scrape, after three creates from ``base`` on a server whose
+    pools hold 2 sandboxes each (the virtual clock, seed 0: the same numbers every run), is
+    what ``grep`` of the served text prints. It showed ``base``'s pool empty, which it is not
+    by the time the third create is answered: the pool refilled while that create waited for
+    its sandbox made on no stock."""
+    import httpx
+    import yaml
+
+    from pytest_kruise_agents.e2b.app import create_app
+    from pytest_kruise_agents.e2b.config import build, parse_config
+    from pytest_kruise_agents.e2b.server import ServerThread
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "server.md").read_text()
+    metrics = text.split("\n## Metrics\n", 1)[1].split("\n## ", 1)[0]
+    console = metrics.split("```console\n", 1)[1].split("```", 1)[0]
+    commands = re.split(r"^\$ ", console, flags=re.MULTILINE)[1:]
+    assert len(commands) == 2
+    config = {"clock": {"mode": "virtual"}, "sandboxsets": default_pools_yaml(replicas=2)}
+    backend, settings = build(parse_config(yaml.safe_load(yaml.safe_dump(config))))
+    (key,) = [k.key for k in settings.api_keys if not k.admin]
+    try:
+        with ServerThread(create_app(backend, settings)) as server:
+            for _ in range(3):
+                r = httpx.post(
+                    server.url + "/v2/sandboxes",
+                    headers={"X-API-Key": key},
+                    json={"templateID": "base"},
+                    timeout=60,
+                )
+                assert r.status_code == 201, r.text
+            served = httpx.get(server.url + "/metrics").text.splitlines()
+    finally:
+        backend.close()
+    for command in commands:
+        line, *shown = command.rstrip("\n").split("\n")
+        if found := re.search(r"grep -E '([^']+)'", line):
+            printed = [s for s in served if re.search(found.group(1), s)]
+        else:
+            after = re.search(r"grep -A(\d+) '([^']+)'", line)
+            assert after, line
+            at = next(i for i, s in enumerate(served) if after.group(2) in s)
+            printed = served[at : at + 1 + int(after.group(1))]
+        assert shown == printed, line
