@@ -837,3 +837,41 @@ def test_the_in_process_example_serves_the_sdk(capsys: pytest.CaptureFixture[str
     (block,) = [b for b in blocks(SERVER, "python") if "ServerThread(app)" in b.code]
     exec(compile(block.code, block.where, "exec"), {"__name__": "docs_in_process_example"})
     assert capsys.readouterr().out == "2\n"
+
+
+def _route_table(header: str) -> set[tuple[str, str]]:
+    """``(method, path)`` of each row of server.md's table under the header row ``header``."""
+    text = SERVER.read_text(encoding="utf-8")
+    start = text.index(f"\n{header}\n")
+    table = text[start + 1 :].split("\n\n", 1)[0]
+    return {(row[0], row[1].strip("`")) for row in _table_rows(table)[2:]}
+
+
+def _paths_as_documented(route: Any) -> set[tuple[str, str]]:
+    path = route.path.replace("{sandboxID}", "{id}").replace("{templateID}", "{id}")
+    return {(method, path) for method in route.methods - {"HEAD"}}
+
+
+def test_the_route_tables_are_the_served_routes() -> None:
+    """The control plane's table lists the routes served natively (each served under
+    ``/kruise/api`` too), ``/health`` and ``/metrics``, and no other; the admin API's table
+    lists its routes and no other (tests/e2b/test_admin.py asks only the one way)."""
+    from fastapi.routing import APIRoute
+
+    from pytest_kruise_agents.e2b import admin, control
+
+    served = {
+        pair
+        for route in control.router.routes
+        if isinstance(route, APIRoute)
+        for pair in _paths_as_documented(route)
+    }
+    served |= {("GET", "/health"), ("GET", "/metrics")}
+    assert _route_table("| method | path | success | notes |") == served
+    admin_routes = {
+        pair
+        for route in admin.router.routes
+        if isinstance(route, APIRoute)
+        for pair in _paths_as_documented(route)
+    }
+    assert _route_table("| method | path | body / query | answer |") == admin_routes

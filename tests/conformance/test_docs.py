@@ -43,3 +43,14 @@ def test_the_counts_of_checks_the_docs_give_are_the_registrys() -> None:
     assert f"**Result: {len(CHECKS)} passed, 0 failed, 0 skipped**" in text
     core = sum(1 for c in CHECKS if c.level == "core")
     assert f"## core ({core} passed, 0 failed, 0 skipped)" in text
+
+
+def test_the_levels_table_names_every_level_once_in_the_registrys_order() -> None:
+    """docs/conformance.md's Levels table has a row per level of the registry (what
+    ``--levels`` takes), in its order, and the catalogue a section per level."""
+    text = DOC.read_text()
+    table = text.split("\n## Levels\n", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `([a-z]+)` \|", table, re.MULTILINE)
+    assert rows == list(LEVELS)
+    catalogue = text.split("\n## The checks\n", 1)[1]
+    assert re.findall(r"^### ([a-z]+)$", catalogue, re.MULTILINE) == list(LEVELS)
