@@ -875,3 +875,34 @@ def test_the_route_tables_are_the_served_routes() -> None:
         for pair in _paths_as_documented(route)
     }
     assert _route_table("| method | path | body / query | answer |") == admin_routes
+
+
+@pytest.mark.parametrize(
+    ("written", "target"),
+    [
+        ("SimBackend.default", "pytest_kruise_agents.backends.sim:SimBackend.default"),
+        ("ServerThread", "pytest_kruise_agents.e2b.server:ServerThread"),
+    ],
+)
+def test_the_in_process_calls_show_their_parameters_and_defaults(written: str, target: str) -> None:
+    """The calls server.md's "In a Python process" writes out with their defaults name every
+    keyword parameter of the source (``**config`` aside), each with its default."""
+    import importlib
+    import inspect
+
+    module, _, attribute = target.partition(":")
+    obj: Any = importlib.import_module(module)
+    for part in attribute.split("."):
+        obj = getattr(obj, part)
+    text = " ".join(section(SERVER, "## In a Python process").split())
+    (call,) = re.findall(rf"`{re.escape(written)}\(([^`]*)\)`", text)
+    node = ast.parse(f"f({call})", mode="eval").body
+    assert isinstance(node, ast.Call)
+    shown = {kw.arg: ast.literal_eval(kw.value) for kw in node.keywords}
+    parameters = inspect.signature(obj).parameters.values()
+    defaults = {
+        p.name: p.default
+        for p in parameters
+        if p.default is not inspect.Parameter.empty and p.kind is not p.VAR_KEYWORD
+    }
+    assert shown == defaults
