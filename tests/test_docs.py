@@ -2,7 +2,9 @@
 
 ``docs/models.md`` and ``docs/profiles-and-faults.md`` are checked against the
 code they describe: every name the code defines must be documented, the
-documented defaults must match, and the examples must run.
+documented defaults must match, and the examples must run. So are the tables
+of ``docs/server.md`` (the config file, ``serve``'s options, the in-process
+settings, the routes) and ``docs/conformance.md``'s options, both ways.
 
 Python blocks are executed one by one, each in a fresh namespace. A first line
 of ``# requires: cluster`` marks a block that needs the whole fake cluster (it
