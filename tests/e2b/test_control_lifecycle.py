@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import socket
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from e2b import Sandbox
-from e2b.exceptions import SandboxException, SandboxNotFoundException, TimeoutException
+from e2b.exceptions import SandboxException, SandboxNotFoundException
 
-from pytest_kruise_agents.backends import Caller, CreateRequest, SimBackend
+from pytest_kruise_agents.backends import Caller, CreateRequest, SandboxView, SimBackend
 
-from .conftest import Served, eventually, serve
+from .conftest import ALICE, Served, eventually, serve
 
 
 def test_get_info_describes_the_sandbox(server: Served) -> None:
@@ -320,26 +321,59 @@ def _alive(sbx: Sandbox) -> bool:
 
 
 @pytest.mark.parametrize("clock", ["realtime", "virtual"])
-def test_a_connect_whose_client_gives_up_stops_waiting(tmp_path: Path, clock: str) -> None:
-    """The resume is written, the sandbox cannot start; the client's timeout ends the wait.
+def test_a_connect_whose_client_gives_up_stops_waiting(
+    tmp_path: Path, clock: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The resume is written, the sandbox cannot start; the client leaving ends the wait.
 
     Without the cancel the connect would wait its 10 minutes for a sandbox
     that never runs (its container keeps failing), holding a worker thread.
+    The client sends the SDK's connect (``POST /v2/sandboxes/{id}/connect``,
+    ``{}``) and closes its connection, as the SDK's ``request_timeout`` does,
+    once the server is seen waiting: on the realtime clock once the resume is
+    written, on the virtual one once the server has passed the connect on to
+    the backend, whose model the test holds (so nothing is written). Whatever
+    the machine's load, the client leaves while the connect waits.
     """
     backend = SimBackend.default(seed=4, replicas=2, clock=clock)  # type: ignore[arg-type]
     alice = Caller("default", "alice")
     view = backend.create_sandbox(alice, CreateRequest("base", timeout=3600))
     backend.pause(alice, view.sandbox_id)
     backend.inject("pod_start_failure")
+    passed_on = threading.Event()
+    connect = backend.connect
+
+    def connect_seen(
+        caller: Caller, sandbox_id: str, timeout: int | None
+    ) -> tuple[SandboxView, bool]:
+        passed_on.set()  # the server's worker calls it; the real connect runs
+        return connect(caller, sandbox_id, timeout)
+
+    monkeypatch.setattr(backend, "connect", connect_seen)
+
+    def resumed() -> bool:
+        with backend.locked() as cluster:
+            return bool(cluster.log.of_kind("manager.resume"))
+
     thread, served = serve(tmp_path, backend=backend)
+    host, port = served.url.removeprefix("http://").split(":")
+    request = (
+        f"POST /v2/sandboxes/{view.sandbox_id}/connect HTTP/1.1\r\nHost: {host}\r\n"
+        f"X-API-Key: {ALICE}\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{{}}"
+    ).encode()
     try:
         with contextlib.ExitStack() as stack:
             if clock == "virtual":
                 stack.enter_context(backend.locked())
-            with pytest.raises((httpx.TimeoutException, TimeoutException)):
-                Sandbox.connect(view.sandbox_id, request_timeout=1.0, **served.sdk())
+            with socket.create_connection((host, int(port))) as sock:
+                sock.sendall(request)
+                if clock == "virtual":
+                    assert passed_on.wait(timeout=30), "the server never passed the connect on"
+                else:
+                    eventually(resumed, "the connect writes the resume", within=30)
+            # The connection closed, the server's loop notices it.
+            eventually(lambda: thread.connections == 0, "the server sees the client go")
             if clock == "virtual":
-                eventually(lambda: thread.connections == 0, "the server sees the client go")
                 assert served.request("GET", "/health").status_code == 200  # a turn of its loop
         with backend.locked() as cluster:
             started = cluster.now
@@ -348,13 +382,12 @@ def test_a_connect_whose_client_gives_up_stops_waiting(tmp_path: Path, clock: st
             with backend.locked() as cluster:
                 return bool(cluster.log.of_kind("manager.canceled"))
 
-        eventually(canceled, "the connect is cancelled")
+        eventually(canceled, "the connect is cancelled", within=30)
         with backend.locked() as cluster:
             (event,) = cluster.log.of_kind("manager.canceled")
             assert event.detail == f"connect {view.sandbox_id}"
-            if clock == "realtime":
-                # Virtual: the model was held until the client left, so nothing was written.
-                assert cluster.log.of_kind("manager.resume")  # written before the client left
+            # Virtual: the model was held until the client left, so nothing was written.
+            assert bool(cluster.log.of_kind("manager.resume")) == (clock == "realtime")
             assert cluster.now - started < 60  # not the 600 s wait
     finally:
         thread.stop()
