@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 import time
@@ -11,7 +12,7 @@ import pytest
 
 from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.backends import SimBackend
-from pytest_kruise_agents.plugin.clock import KruiseClock, Waited
+from pytest_kruise_agents.plugin.clock import STALL_S, KruiseClock, Waited
 
 
 @pytest.fixture
@@ -190,19 +191,85 @@ def test_run_until_waits_an_hour_of_virtual_time_by_default(backend: SimBackend)
     assert (waited.held, waited.seconds) == (False, pytest.approx(3600))
 
 
+class _SteppedClocks:
+    """The two clocks a realtime wait's stall detector compares, both moved by the test.
+
+    The backend's driver runs the model only as far as the test lets it; the
+    detector reads :meth:`monotonic` as its wall clock and calls :meth:`sleep`
+    between two looks. Each sleep lasts ``wall`` seconds on the detector's wall
+    clock; every ``every``-th one also lets the model run ``virtual`` seconds
+    more, and returns once the driver has run it there. What the detector sees
+    at each look is the test's doing, however the machine schedules the threads.
+    """
+
+    def __init__(
+        self,
+        backend: SimBackend,
+        monkeypatch: pytest.MonkeyPatch,
+        *,
+        virtual: float,
+        every: int,
+        wall: float,
+    ) -> None:
+        self.backend = backend
+        self.virtual = virtual
+        self.every = every
+        self.wall = wall
+        self.now = 0.0
+        """The detector's wall clock."""
+        self.sleeps = 0
+        self.allowed = -math.inf
+        """How far the driver may run the model: nowhere until it is let."""
+        self._base: float | None = None
+        run_slice = backend._run_slice
+
+        def capped(target: float) -> bool:
+            return run_slice(min(target, self.allowed))
+
+        monkeypatch.setattr(backend, "_run_slice", capped)
+        with backend.locked():
+            pass  # a slice already running when the driver was capped has ended
+        monkeypatch.setattr("pytest_kruise_agents.plugin.clock.time", self)
+
+    def _model_now(self) -> float:
+        with self.backend.locked() as cluster:
+            return cluster.now
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        if self._base is None:
+            self._base = self._model_now()  # where the wait started: the model stood still
+        self.sleeps += 1
+        self.now += self.wall
+        if self.sleeps % self.every:
+            return  # the model stays where it is
+        self.allowed = self._base + self.sleeps // self.every * self.virtual
+        deadline = time.monotonic() + 30
+        while self._model_now() < self.allowed:
+            assert time.monotonic() < deadline, "the driver never ran the model on"
+            time.sleep(0.001)
+
+
 def test_realtime_wait_on_a_moving_clock_is_no_stall(
     realtime: SimBackend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Only a clock that stands still for ``STALL_S`` ends a wait early: one that moves runs
-    to the timeout however long in wall time (here 1,000 virtual seconds at speed 1000, about
-    a wall second, five times ``STALL_S``)."""
-    monkeypatch.setattr("pytest_kruise_agents.plugin.clock.STALL_S", 0.2)
+    to the timeout however long in wall time. Here the wait looks every 0.3 ``STALL_S`` on the
+    wall clock it reads, and the driver runs the model 50 virtual seconds on at every third
+    look: it stands still for 0.9 ``STALL_S`` at a time, and 1,000 virtual seconds take 60
+    looks after the first, eighteen times ``STALL_S`` (both clocks moved by the test, so no
+    descheduled thread makes the moving clock look still for longer)."""
+    clocks = _SteppedClocks(realtime, monkeypatch, virtual=50, every=3, wall=0.3 * STALL_S)
     clock = KruiseClock(realtime)
     waited = clock.wait(lambda: False, timeout=1000)
     assert not waited.held
     assert waited.stalled_s is None
-    assert waited.seconds >= 1000
-    assert waited.after().startswith("after ") and "stood still" not in waited.after()
+    assert waited.seconds == pytest.approx(1000)
+    assert waited.after() == "after 1000s"
+    assert clocks.sleeps == 60
+    assert clocks.now == pytest.approx(18 * STALL_S)
 
 
 def test_realtime_wait_whose_predicate_holds_at_the_timeout_held(realtime: SimBackend) -> None:
