@@ -63,12 +63,14 @@ T = TypeVar("T")
 
 EventType = filesystem_pb.EventType
 
-Snapshot = dict[str, tuple[int, int, int]]
-"""Relative name -> (mtime_ns, size, mode) of every entry under a watched directory.
+Snapshot = dict[str, tuple[int, int, int, int]]
+"""Relative name -> (mtime_ns, size, mode, inode) of every entry under a watched directory.
 
 A directory's mtime and size are left out (0): they change whenever an entry
 inside it does, which inotify reports as no event on the directory itself
-(only as the entry's own event, in a recursive watch)."""
+(only as the entry's own event, in a recursive watch). The inode number tells
+an entry replaced under its name (removed and made again, or a rename onto
+it) from the same one changed."""
 
 _MAX_WATCHERS = 256
 
@@ -200,9 +202,9 @@ def _scan_one(
             raise
         name = prefix + item.name
         if not stat.S_ISDIR(st.st_mode):
-            found[name] = (st.st_mtime_ns, st.st_size, st.st_mode)
+            found[name] = (st.st_mtime_ns, st.st_size, st.st_mode, st.st_ino)
             continue
-        found[name] = (0, 0, st.st_mode)
+        found[name] = (0, 0, st.st_mode, st.st_ino)
         if recursive:
             subdirectories.append((item.name, name))
     return subdirectories
@@ -216,8 +218,10 @@ def _skipped(exc: OSError) -> bool:
 def diff(old: Snapshot, new: Snapshot) -> list[tuple[str, filesystem_pb.EventType]]:
     """The events that turn ``old`` into ``new``: CREATE, WRITE, CHMOD, REMOVE (sorted by name).
 
-    An entry whose type changed (a file replaced by a directory) was removed
-    and created again.
+    An entry replaced under its name (another inode: removed and made again, a
+    rename onto it, a file replaced by a directory) was removed and created
+    again, whatever its new content and mode. The same entry both written and
+    given another mode reads WRITE then CHMOD: one does not hide the other.
     """
     events: list[tuple[str, filesystem_pb.EventType]] = []
     for name in sorted(new.keys() | old.keys()):
@@ -226,12 +230,13 @@ def diff(old: Snapshot, new: Snapshot) -> list[tuple[str, filesystem_pb.EventTyp
             events.append((name, EventType.CREATE))
         elif after is None:
             events.append((name, EventType.REMOVE))
-        elif stat.S_IFMT(before[2]) != stat.S_IFMT(after[2]):
+        elif stat.S_IFMT(before[2]) != stat.S_IFMT(after[2]) or before[3] != after[3]:
             events += [(name, EventType.REMOVE), (name, EventType.CREATE)]
-        elif before[:2] != after[:2]:
-            events.append((name, EventType.WRITE))
-        elif before[2] != after[2]:
-            events.append((name, EventType.CHMOD))
+        else:
+            if before[:2] != after[:2]:
+                events.append((name, EventType.WRITE))
+            if before[2] != after[2]:
+                events.append((name, EventType.CHMOD))
     return events
 
 

@@ -514,6 +514,51 @@ def test_an_entry_that_changes_type_is_removed_and_created(envd: Envd) -> None:
     watcher.stop()
 
 
+def test_an_entry_replaced_under_its_name_is_removed_and_created(envd: Envd) -> None:
+    """docs/fidelity.md (watches): an entry replaced between two polls (removed and made
+    again, or a rename onto it) reads REMOVE then CREATE, even a directory (whose own
+    mtime a scan does not look at) and a file of the same size and mode. The old ones are
+    moved out of the watch first, so the new ones cannot have their inode numbers."""
+    sbx = envd.sandbox()
+    sbx.files.write("watched/f", "x")
+    sbx.files.make_dir("watched/d")
+    watcher = sbx.files.watch_dir("/home/user/watched")
+    sbx.commands.run("mv watched/f f.old && echo x > watched/f")
+    sbx.commands.run("mv watched/d d.old && mkdir watched/d")
+    assert [(e.name, e.type.value) for e in watcher.get_new_events()] == [
+        ("d", "remove"),
+        ("d", "create"),
+        ("f", "remove"),
+        ("f", "create"),
+    ]
+    sbx.files.write("watched/g", "yy")
+    assert [(e.name, e.type.value) for e in watcher.get_new_events()] == [("g", "create")]
+    # A rename onto a file: the source goes, the destination is another file now.
+    sbx.files.rename("watched/g", "watched/f")
+    assert [(e.name, e.type.value) for e in watcher.get_new_events()] == [
+        ("f", "remove"),
+        ("f", "create"),
+        ("g", "remove"),
+    ]
+    watcher.stop()
+
+
+def test_a_file_written_and_given_another_mode_between_two_polls_reads_both(
+    envd: Envd,
+) -> None:
+    """WRITE then CHMOD: the write does not hide the mode change (envd sends both)."""
+    sbx = envd.sandbox()
+    sbx.files.write("watched/f", "x")
+    watcher = sbx.files.watch_dir("/home/user/watched")
+    sbx.files.write("watched/f", "longer")
+    sbx.commands.run("chmod 600 watched/f")
+    assert [(e.name, e.type.value) for e in watcher.get_new_events()] == [
+        ("f", "write"),
+        ("f", "chmod"),
+    ]
+    watcher.stop()
+
+
 def test_files_of_one_sandbox_are_invisible_to_another(envd: Envd) -> None:
     envd.sandbox("sbx-a").files.write("secret.txt", "a")
     with pytest.raises(FileNotFoundException):
