@@ -430,13 +430,13 @@ class FilesystemService(Filesystem):
         """The changes since the watcher's previous poll.
 
         Once a poll found the directory gone (and reported its entries removed),
-        the watcher is dropped and the next call answers ``not_found``.
+        the watcher has ended: every later call answers why (``not_found``), and
+        ``RemoveWatcher`` of it still succeeds.
         """
         table = context.current().workspace.attachment(WatcherTable)
         watcher = table.get(request.watcher_id)
         if watcher.ended:
-            table.remove(request.watcher_id)
-            raise watcher.gone_error()
+            raise table.end(request.watcher_id)
         return GetWatcherEventsResponse(events=await watcher.poll())
 
     @guard_unary

@@ -74,6 +74,9 @@ it) from the same one changed."""
 
 _MAX_WATCHERS = 256
 
+_MAX_ENDED = 4096
+"""Ended watchers (their directory gone) whose end a sandbox remembers, for a later stop."""
+
 MAX_WATCH_STREAMS = 16
 """Most ``WatchDir`` streams one sandbox may have open at once (``resource_exhausted`` beyond).
 
@@ -475,12 +478,20 @@ def _join(base: str, name: str) -> str:
 
 
 class WatcherTable:
-    """The polling watchers (``CreateWatcher``) of one sandbox (a workspace attachment)."""
+    """The polling watchers (``CreateWatcher``) of one sandbox (a workspace attachment).
+
+    A watcher whose directory went away ends (:meth:`end`): from then on every
+    ``GetWatcherEvents`` of it answers why, and ``RemoveWatcher`` (the SDK's
+    ``stop()``) still succeeds once, as for any watcher envd has. What an ended
+    one keeps is its error, not its directory, and it does not count towards
+    the sandbox's watchers; the last :data:`_MAX_ENDED` are remembered.
+    """
 
     def __init__(self, workspace: SandboxWorkspace) -> None:
         self.workspace = workspace
         self._loop = asyncio.get_running_loop()
         self._watchers: dict[str, Watcher] = {}
+        self._ended: dict[str, ConnectError] = {}
         self._ids = itertools.count(1)
 
     @property
@@ -499,16 +510,31 @@ class WatcherTable:
         return watcher_id
 
     def get(self, watcher_id: str) -> Watcher:
-        """The watcher ``watcher_id``; ``not_found`` otherwise."""
+        """The watcher ``watcher_id``; its error if it ended, ``not_found`` if unknown."""
         found = self._watchers.get(watcher_id)
         if found is None:
+            ended = self._ended.get(watcher_id)
+            if ended is not None:
+                raise ended
             raise ConnectError(Code.NOT_FOUND, f"watcher {watcher_id!r} not found")
         return found
 
+    def end(self, watcher_id: str) -> ConnectError:
+        """Let the :attr:`~Watcher.ended` watcher ``watcher_id`` go, remembering why it ended."""
+        watcher = self._watchers.pop(watcher_id)
+        watcher.close()
+        error = watcher.gone_error()
+        self._ended[watcher_id] = error
+        if len(self._ended) > _MAX_ENDED:
+            del self._ended[next(iter(self._ended))]
+        return error
+
     def remove(self, watcher_id: str) -> None:
-        """Forget watcher ``watcher_id``; ``not_found`` if unknown."""
+        """Forget watcher ``watcher_id`` (an ended one too); ``not_found`` if unknown."""
         watcher = self._watchers.pop(watcher_id, None)
         if watcher is None:
+            if self._ended.pop(watcher_id, None) is not None:
+                return
             raise ConnectError(Code.NOT_FOUND, f"watcher {watcher_id!r} not found")
         watcher.close()
 
@@ -517,3 +543,4 @@ class WatcherTable:
         for watcher in self._watchers.values():
             watcher.close()
         self._watchers.clear()
+        self._ended.clear()

@@ -20,6 +20,7 @@ from e2b import (
     FileType,
     InvalidArgumentException,
     NotEnoughSpaceException,
+    NotFoundException,
     RateLimitException,
     SandboxException,
 )
@@ -557,6 +558,23 @@ def test_a_file_written_and_given_another_mode_between_two_polls_reads_both(
         ("f", "chmod"),
     ]
     watcher.stop()
+
+
+def test_a_watcher_whose_directory_went_keeps_saying_so_and_can_be_stopped(envd: Envd) -> None:
+    """The poll after the one that reported the entries removed answers ``not_found``
+    "removed or replaced", and so does every later one; ``stop()`` succeeds, as it does
+    for any envd watcher, so that a ``finally: watcher.stop()`` does not fail the test."""
+    sbx = envd.sandbox()
+    sbx.files.write("watched/f", "x")
+    watcher = sbx.files.watch_dir("/home/user/watched")
+    sbx.files.remove("watched")
+    assert [(e.name, e.type.value) for e in watcher.get_new_events()] == [("f", "remove")]
+    for _ in range(2):
+        with pytest.raises(NotFoundException, match="removed or replaced"):
+            watcher.get_new_events()
+    watcher.stop()
+    with pytest.raises(SandboxException, match="already stopped"):
+        watcher.get_new_events()
 
 
 def test_files_of_one_sandbox_are_invisible_to_another(envd: Envd) -> None:
