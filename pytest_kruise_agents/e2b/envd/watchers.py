@@ -128,9 +128,11 @@ def snapshot(base: int, recursive: bool, unreadable: set[str] | None = None) -> 
     """The entries under directory descriptor ``base`` (never following a symlink).
 
     An entry or subdirectory that went away while the scan ran is left out;
-    so is the inside of a subdirectory the server may not read, whose name
-    (with its ``/``) is added to ``unreadable``: the caller keeps what it
-    knew under it. Any other failure (``EMFILE``, ``ENOMEM``...) raises its
+    so is the inside of a subdirectory the server may not read or search
+    (``chmod 000``, ``chmod 600``), whose name (with its ``/``) is added to
+    ``unreadable``: the caller keeps what it knew under it. A watched
+    directory the server may list but not search raises ``EACCES``, as one it
+    may not open does. Any other failure (``EMFILE``, ``ENOMEM``...) raises its
     :class:`OSError`: a snapshot missing what could not be read would report
     it removed.
     """
@@ -200,6 +202,15 @@ def _scan_one(
         try:
             st = item.stat(follow_symlinks=False)
         except OSError as exc:
+            if exc.errno in _UNREADABLE_ERRNOS:
+                # Listed but not searchable (read without execute: chmod 600): as shut to
+                # the server as one it may not open, not emptied. The watched directory
+                # itself so: a failed scan, as when it cannot be opened.
+                if not prefix:
+                    raise
+                if unreadable is not None:
+                    unreadable.add(prefix)
+                return []
             if _skipped(exc):
                 continue
             raise

@@ -10,10 +10,11 @@ removed), the watch goes on, and only failures that persist end it, with their e
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import os
 import resource
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -167,6 +168,51 @@ def test_a_recursive_scan_holds_one_descriptor_per_level_not_per_sibling(tmp_pat
         os.close(base)
     assert len(found) == 300 * 3
     assert "pkg-299/lib/index.js" in found
+
+
+@contextlib.contextmanager
+def unprivileged(tree: Path) -> Iterator[None]:
+    """Mode bits bind this process meanwhile: when the tests run as root (which mode bits do
+    not stop), it acts as ``nobody`` (effective ids; root again after), owner of ``tree``."""
+    if os.geteuid() != 0:
+        yield
+        return
+    for path in [tree, *tree.rglob("*")]:
+        os.chown(path, 65534, 65534, follow_symlinks=False)
+    os.setegid(65534)
+    os.seteuid(65534)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+        os.setegid(0)
+
+
+def test_a_subdirectory_that_can_be_listed_but_not_searched_is_unreadable_not_empty(
+    tmp_path: Path,
+) -> None:
+    """A ``chmod 600`` subdirectory (read, no execute): its names can be listed but not
+    looked at. The scan reports it as shut to the server, as a ``chmod 000`` one, so that a
+    recursive watch keeps its entries as last seen (envd, root, sees them all) and does not
+    report them removed; the watched directory itself so makes the scan fail (tried again,
+    counted), as when it cannot be opened."""
+    watched = tmp_path / "w"
+    (watched / "s").mkdir(parents=True)
+    (watched / "s" / "f").write_text("x")
+    (watched / "g").write_text("x")
+    (watched / "s").chmod(0o600)
+    base = os.open(watched, os.O_RDONLY | os.O_DIRECTORY)
+    unreadable: set[str] = set()
+    try:
+        with unprivileged(watched):
+            found = watchers.snapshot(base, True, unreadable)
+            assert (sorted(found), unreadable) == (["g", "s"], {"s/"})
+            os.chmod("s", 0o755, dir_fd=base)  # by descriptor: nobody cannot reach tmp_path
+            os.fchmod(base, 0o600)
+            with pytest.raises(PermissionError):
+                watchers.snapshot(base, True, set())
+    finally:
+        os.close(base)
 
 
 def test_a_quiet_watch_stream_carries_keepalives_at_the_requested_interval(envd: Envd) -> None:
