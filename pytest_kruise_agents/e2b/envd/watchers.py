@@ -1,10 +1,13 @@
 """Directory watching by polling: snapshots of a directory and the events between two of them.
 
 envd watches with inotify; this fake compares snapshots (name -> mtime,
-size, mode) instead, which needs no thread and no OS support but coalesces
-what happens between two polls: a file created and removed in between is
-never seen, and a rename reads as REMOVE of the old name plus CREATE of the
-new one. ``GetWatcherEvents`` polls when it is called, so a change made
+size, mode, inode) instead, which needs no thread and no OS support but
+coalesces what happens between two polls: a file created and removed in
+between is never seen, a rename reads as REMOVE of the old name plus CREATE
+of the new one, and an entry replaced under its name as REMOVE then CREATE.
+A file whose mtime is within a clock tick of a scan has its content
+remembered too (:data:`RACY_NS`), so that a rewrite keeping the mtime still
+shows. ``GetWatcherEvents`` polls when it is called, so a change made
 before the call is always reported.
 
 Confinement: every poll reaches the watched directory again from the sandbox
@@ -29,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import errno
+import hashlib
 import itertools
 import os
 import stat
@@ -109,6 +113,18 @@ _UNREADABLE_ERRNOS = frozenset({errno.EACCES, errno.EPERM})
 
 # Rest after a sandbox's scan, as a multiple of the scan's time (see WatchSlots.scan).
 _SCAN_REST = 3.0
+
+RACY_NS = 50_000_000
+"""How close to a scan (ns) a file's mtime makes it *racy*: changed again, it may keep that mtime.
+
+A kernel without multigrain timestamps (before 6.13) stamps a write with the time
+of the last clock tick (up to 10 ms old), so a file written again with the same
+size in the tick a scan saw it in looks unchanged: such a file's content is
+remembered (its digest, :data:`MAX_DIGEST_BYTES` at most) and compared at the
+next scan, as git does for its racily clean index entries."""
+
+MAX_DIGEST_BYTES = 1 << 20
+"""Largest racy file whose content a scan reads to tell a rewrite (a larger one is not read)."""
 
 
 def _scan_pool() -> concurrent.futures.ThreadPoolExecutor:
@@ -229,13 +245,16 @@ def _skipped(exc: OSError) -> bool:
     return exc.errno in _GONE_ERRNOS or exc.errno in _UNREADABLE_ERRNOS
 
 
-def diff(old: Snapshot, new: Snapshot) -> list[tuple[str, filesystem_pb.EventType]]:
+def diff(
+    old: Snapshot, new: Snapshot, rewritten: frozenset[str] = frozenset()
+) -> list[tuple[str, filesystem_pb.EventType]]:
     """The events that turn ``old`` into ``new``: CREATE, WRITE, CHMOD, REMOVE (sorted by name).
 
     An entry replaced under its name (another inode: removed and made again, a
     rename onto it, a file replaced by a directory) was removed and created
     again, whatever its new content and mode. The same entry both written and
     given another mode reads WRITE then CHMOD: one does not hide the other.
+    A file of ``rewritten`` was written even if its mtime and size say not.
     """
     events: list[tuple[str, filesystem_pb.EventType]] = []
     for name in sorted(new.keys() | old.keys()):
@@ -247,7 +266,7 @@ def diff(old: Snapshot, new: Snapshot) -> list[tuple[str, filesystem_pb.EventTyp
         elif stat.S_IFMT(before[2]) != stat.S_IFMT(after[2]) or before[3] != after[3]:
             events += [(name, EventType.REMOVE), (name, EventType.CREATE)]
         else:
-            if before[:2] != after[:2]:
+            if before[:2] != after[:2] or name in rewritten:
                 events.append((name, EventType.WRITE))
             if before[2] != after[2]:
                 events.append((name, EventType.CHMOD))
@@ -357,6 +376,10 @@ class Watcher:
         self._last: Snapshot = {}
         self._held: Callable[[], object] | None = None
         """Closes the descriptor that keeps the watched directory (and its inode) alive."""
+        self._digests: dict[str, bytes] = {}
+        """The content of the racy files of the last snapshot (see :data:`RACY_NS`)."""
+        self._scanned_at = 0
+        """When the last snapshot's scan started (``time.time_ns()``)."""
         self._failures = 0
         """Scans failed in a row, the directory not gone (see :meth:`_failed`)."""
         self._error: ConnectError | None = None
@@ -406,6 +429,7 @@ class Watcher:
             elif self._identity != (st.st_dev, st.st_ino):
                 return self._gone()
             unreadable: set[str] = set()
+            started = time.time_ns()
             try:
                 now = snapshot(fd, self.recursive, unreadable)
             except OSError as exc:
@@ -413,18 +437,85 @@ class Watcher:
                     raise
                 return self._failed(exc)
             self._failures = 0
-            if prime:
-                return now, []
             if unreadable:
                 # A subdirectory shut to the server (chmod 000) still holds its files:
                 # what was known under it stays, as envd reports only the CHMOD.
                 for name, entry in self._last.items():
                     if name.startswith(tuple(unreadable)):
                         now.setdefault(name, entry)
-            events = [self._event(fd, name, kind) for name, kind in diff(self._last, now)]
+            digests = self._racy_digests(fd, now, started)
+            rewritten = frozenset(
+                name
+                for name, digest in digests.items()
+                if self._digests.get(name, digest) != digest
+            )
+            self._digests, self._scanned_at = digests, started
+            if prime:
+                return now, []
+            changes = diff(self._last, now, rewritten)
+            events = [self._event(fd, name, kind) for name, kind in changes]
             return now, events
         finally:
             os.close(fd)
+
+    def _racy_digests(self, fd: int, now: Snapshot, started: int) -> dict[str, bytes]:
+        """The content digests of the files of ``now`` a same-tick rewrite could hide.
+
+        A file whose mtime is within :data:`RACY_NS` of this scan's start, or
+        that was so at the last scan and still has the mtime, size and inode it
+        had (compared with what that scan read). Once a scan started a tick past
+        a file's mtime, what it read is the file's content for that mtime: later
+        scans need not read it.
+        """
+        digests: dict[str, bytes] = {}
+        for name, (mtime, size, mode, ino) in now.items():
+            if not stat.S_ISREG(mode) or size > MAX_DIGEST_BYTES:
+                continue
+            racy = mtime >= started - RACY_NS
+            last = self._last.get(name)
+            was_racy = (
+                mtime >= self._scanned_at - RACY_NS
+                and name in self._digests
+                and last is not None
+                and (last[0], last[1], last[3]) == (mtime, size, ino)  # its mode may change
+            )
+            if not racy and not was_racy:
+                continue
+            digest = self._digest(fd, name, ino)
+            if digest is not None:
+                digests[name] = digest
+        return digests
+
+    def _digest(self, fd: int, name: str, ino: int) -> bytes | None:
+        """The digest of file ``name`` under directory ``fd``, if it is still inode ``ino``."""
+        *dirs, last = name.split("/")
+        current = os.dup(fd)
+        try:
+            for part in dirs:
+                child = os.open(part, DIR_FLAGS, dir_fd=current)
+                os.close(current)
+                current = child
+            flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+            file = os.open(last, flags, dir_fd=current)
+            try:
+                st = os.fstat(file)
+                if not stat.S_ISREG(st.st_mode) or st.st_ino != ino:
+                    return None
+                content = os.read(file, MAX_DIGEST_BYTES + 1)
+                while len(content) <= MAX_DIGEST_BYTES:
+                    more = os.read(file, MAX_DIGEST_BYTES + 1 - len(content))
+                    if not more:
+                        break
+                    content += more
+                if len(content) > MAX_DIGEST_BYTES:
+                    return None
+                return hashlib.blake2b(content, digest_size=16).digest()
+            finally:
+                os.close(file)
+        except OSError:
+            return None  # gone meanwhile, or shut to the server: no digest, no WRITE of it
+        finally:
+            os.close(current)
 
     def _gone(self) -> tuple[Snapshot, list[filesystem_pb.FilesystemEvent]]:
         """The directory went away: its entries are removed, and the watch ends."""

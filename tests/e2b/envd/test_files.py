@@ -488,6 +488,29 @@ def test_a_file_whose_size_changed_under_the_same_mtime_was_written(envd: Envd) 
     watcher.stop()
 
 
+def test_a_file_rewritten_with_the_same_size_and_mtime_was_written(envd: Envd) -> None:
+    """A kernel without multigrain timestamps (before 6.13) stamps a write with the last
+    clock tick: a file written again with the same size in the tick a poll saw it in keeps
+    its mtime. A scan remembers the content of a file whose mtime is that close (here one
+    the host gave a time ahead: as racy as can be) and reports the rewrite."""
+    sbx = envd.sandbox()
+    sbx.files.write("watched/f.txt", "one")
+    path = envd.workspace().home / "watched" / "f.txt"
+    ahead = time.time_ns() + 3600 * 10**9
+    os.utime(path, ns=(ahead, ahead))
+    watcher = sbx.files.watch_dir("/home/user/watched")
+    assert watcher.get_new_events() == []
+    path.write_text("two")
+    os.utime(path, ns=(ahead, ahead))
+    assert [(e.name, e.type.value) for e in watcher.get_new_events()] == [("f.txt", "write")]
+    assert watcher.get_new_events() == []  # remembered: no WRITE at every poll
+    # The same bytes again under the same mtime: nothing a poll can tell (envd says WRITE).
+    path.write_text("two")
+    os.utime(path, ns=(ahead, ahead))
+    assert watcher.get_new_events() == []
+    watcher.stop()
+
+
 def test_an_entry_that_changes_type_is_removed_and_created(envd: Envd) -> None:
     """docs/fidelity.md (watches): "an entry that changes type reads REMOVE then CREATE",
     not one WRITE: a file replaced by a directory, and back."""

@@ -14,6 +14,7 @@ import contextlib
 import errno
 import os
 import resource
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -213,6 +214,38 @@ def test_a_subdirectory_that_can_be_listed_but_not_searched_is_unreadable_not_em
                 watchers.snapshot(base, True, set())
     finally:
         os.close(base)
+
+
+def test_a_scan_reads_the_content_of_racy_files_only(
+    envd: Envd, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The content of a file is read (for a rewrite that keeps its mtime, docs/fidelity.md)
+    while its mtime is within ``RACY_NS`` of a scan (and at the scan after, to compare):
+    not once it is older than that at two scans in a row, nor a file written long ago,
+    however often it is polled."""
+    read: list[str] = []
+    real = watchers.Watcher._digest
+
+    def digest(self: watchers.Watcher, fd: int, name: str, ino: int) -> bytes | None:
+        read.append(name)
+        return real(self, fd, name, ino)
+
+    monkeypatch.setattr(watchers.Watcher, "_digest", digest)
+    # A wide window, then a narrow one: the file 5 s old is racy, then not (no waiting).
+    monkeypatch.setattr(watchers, "RACY_NS", 10 * 10**9)
+    sbx = envd.sandbox()
+    home = envd.workspace().home
+    now = time.time_ns()
+    for name, mtime in [("old", now - 3600 * 10**9), ("recent", now - 5 * 10**9)]:
+        sbx.files.write(f"/home/user/w/{name}", "x")
+        os.utime(home / "w" / name, ns=(mtime, mtime))
+    watcher = sbx.files.watch_dir("/home/user/w")  # reads recent: racy
+    assert watcher.get_new_events() == []  # reads recent: racy
+    monkeypatch.setattr(watchers, "RACY_NS", 10**9)  # older than that at this scan and the last
+    for _ in range(3):
+        assert watcher.get_new_events() == []
+    watcher.stop()
+    assert read == ["recent"] * 2
 
 
 def test_a_quiet_watch_stream_carries_keepalives_at_the_requested_interval(envd: Envd) -> None:

@@ -26,9 +26,9 @@ with the coalescing docs/fidelity.md describes and no other:
   the old one's inode number (the test looks: ext4 reuses a freed inode at
   once), when only its own changes show (``write``, ``chmod``);
 - a file written since the last poll (in place, its content changed or not, or
-  touched): ``write``, which only a change of size makes certain (on older
-  kernels a write within the tick of the last one keeps the mtime); an entry
-  whose mode changed: ``chmod``; both: both;
+  touched): ``write``, certain when its bytes changed (on older kernels a write
+  within the tick of the last one keeps the mtime: the same bytes again may go
+  unseen); an entry whose mode changed: ``chmod``; both: both;
 - a directory's own changes (an entry made in it, a ``touch``) are no event of it,
   nor are the watched directory's;
 - a non-recursive watch sees the entries of its directory only, not what is
@@ -137,7 +137,7 @@ class Seen:
     is_dir: bool
     mode: int
     writes: int
-    size: int
+    content: bytes | None
     ino: int
 
 
@@ -179,8 +179,9 @@ class Stream(Watched):
 class Changes(dict[Key, list[str]]):
     """The events a watch owes, by name in order; ``optional_write``: names a WRITE may lead.
 
-    A file written again with the same size may keep its mtime (older kernels give a
+    A file written again with the same bytes may keep its mtime (older kernels give a
     write the time of the last tick): a poll then cannot tell, and WRITE may be missing.
+    Other bytes of the same size it tells by their digest (docs/fidelity.md).
     """
 
     def __init__(self) -> None:
@@ -263,7 +264,7 @@ class WatchersMachine(RuleBasedStateMachine):
                 node.content is None,
                 node.mode,
                 node.writes,
-                len(node.content or b""),
+                node.content,
                 os.lstat(self.host.joinpath(*watch.base, *name)).st_ino,
             )
             for name, node in self.view(watch).items()
@@ -292,7 +293,7 @@ class WatchersMachine(RuleBasedStateMachine):
             # The same object, or one the host gave the same inode number: its own changes.
             kinds = []
             if not is_dir and (after.oid != before.oid or after.writes != before.writes):
-                if len(after.content or b"") != before.size:
+                if after.content != before.content:
                     kinds.append("write")
                 else:
                     events.optional_write.add(name)
