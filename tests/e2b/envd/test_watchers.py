@@ -231,12 +231,12 @@ def test_a_scan_reads_the_content_of_racy_files_only(
         return real(self, fd, name, ino)
 
     monkeypatch.setattr(watchers.Watcher, "_digest", digest)
-    # A wide window, then a narrow one: the file 5 s old is racy, then not (no waiting).
-    monkeypatch.setattr(watchers, "RACY_NS", 10 * 10**9)
+    # A wide window, then a narrow one: the file 500 s old is racy, then not (no waiting).
+    monkeypatch.setattr(watchers, "RACY_NS", 1000 * 10**9)
     sbx = envd.sandbox()
     home = envd.workspace().home
     now = time.time_ns()
-    for name, mtime in [("old", now - 3600 * 10**9), ("recent", now - 5 * 10**9)]:
+    for name, mtime in [("old", now - 3600 * 10**9), ("recent", now - 500 * 10**9)]:
         sbx.files.write(f"/home/user/w/{name}", "x")
         os.utime(home / "w" / name, ns=(mtime, mtime))
     watcher = sbx.files.watch_dir("/home/user/w")  # reads recent: racy
