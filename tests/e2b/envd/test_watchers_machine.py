@@ -55,7 +55,7 @@ once its directory went, it has reported all removed and ended with
 ``NotFoundException`` "removed or replaced" (``on_exit``); a stop ends it with
 ``on_exit(None)``. The wait has a bound (:data:`SETTLE_S`) only for a stuck stream.
 
-``derandomize=True`` keeps it deterministic (about 11 s, most of it waiting for
+``derandomize=True`` keeps it deterministic (7 to 11 s, most of it waiting for
 the streams' polls). ``KRUISE_MACHINE_EXAMPLES`` and ``KRUISE_MACHINE_STEPS`` raise
 the count while hunting; ``KRUISE_MACHINE_HUNT=1`` draws at random and skips
 shrinking (the hunt that wrote it ran 120 to 200 examples of 40 steps).
