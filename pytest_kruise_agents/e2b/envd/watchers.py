@@ -617,7 +617,9 @@ class WatcherTable:
         if found is None:
             ended = self._ended.get(watcher_id)
             if ended is not None:
-                raise ended
+                # A new error each time: one instance raised again and again would carry
+                # every earlier raise's traceback along.
+                raise ConnectError(ended.code, ended.message, ended.details)
             raise ConnectError(Code.NOT_FOUND, f"watcher {watcher_id!r} not found")
         return found
 
@@ -629,7 +631,7 @@ class WatcherTable:
         self._ended[watcher_id] = error
         if len(self._ended) > _MAX_ENDED:
             del self._ended[next(iter(self._ended))]
-        return error
+        return ConnectError(error.code, error.message, error.details)
 
     def remove(self, watcher_id: str) -> None:
         """Forget watcher ``watcher_id`` (an ended one too); ``not_found`` if unknown."""
