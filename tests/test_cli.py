@@ -273,7 +273,9 @@ def test_a_reader_that_left_ends_only_the_printing(
             stdout=write,
             stderr=subprocess.PIPE,
             text=True,
-            timeout=120,
+            # A hang guard: the demo runs its whole tour unprinted (9 s on a quiet 2-CPU
+            # machine, over 120 s beside a dozen busy processes), as in tests/test_demo.py.
+            timeout=300,
             env=env,
         )
     finally:
