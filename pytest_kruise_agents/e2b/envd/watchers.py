@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import errno
 import hashlib
 import itertools
@@ -488,34 +489,27 @@ class Watcher:
 
     def _digest(self, fd: int, name: str, ino: int) -> bytes | None:
         """The digest of file ``name`` under directory ``fd``, if it is still inode ``ino``."""
-        *dirs, last = name.split("/")
-        current = os.dup(fd)
         try:
-            for part in dirs:
-                child = os.open(part, DIR_FLAGS, dir_fd=current)
-                os.close(current)
-                current = child
-            flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-            file = os.open(last, flags, dir_fd=current)
-            try:
-                st = os.fstat(file)
-                if not stat.S_ISREG(st.st_mode) or st.st_ino != ino:
-                    return None
-                content = os.read(file, MAX_DIGEST_BYTES + 1)
-                while len(content) <= MAX_DIGEST_BYTES:
-                    more = os.read(file, MAX_DIGEST_BYTES + 1 - len(content))
-                    if not more:
-                        break
-                    content += more
-                if len(content) > MAX_DIGEST_BYTES:
-                    return None
-                return hashlib.blake2b(content, digest_size=16).digest()
-            finally:
-                os.close(file)
+            with _parent(fd, name) as (parent, last):
+                flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+                file = os.open(last, flags, dir_fd=parent)
+                try:
+                    st = os.fstat(file)
+                    if not stat.S_ISREG(st.st_mode) or st.st_ino != ino:
+                        return None
+                    content = os.read(file, MAX_DIGEST_BYTES + 1)
+                    while len(content) <= MAX_DIGEST_BYTES:
+                        more = os.read(file, MAX_DIGEST_BYTES + 1 - len(content))
+                        if not more:
+                            break
+                        content += more
+                    if len(content) > MAX_DIGEST_BYTES:
+                        return None
+                    return hashlib.blake2b(content, digest_size=16).digest()
+                finally:
+                    os.close(file)
         except OSError:
             return None  # gone meanwhile, or shut to the server: no digest, no WRITE of it
-        finally:
-            os.close(current)
 
     def _gone(self) -> tuple[Snapshot, list[filesystem_pb.FilesystemEvent]]:
         """The directory went away: its entries are removed, and the watch ends."""
@@ -551,18 +545,11 @@ class Watcher:
 
     def _entry(self, fd: int, name: str) -> filesystem_pb.EntryInfo | None:
         """The entry ``name`` (relative, ``a/b`` in a recursive watch) under directory ``fd``."""
-        *dirs, last = name.split("/")
-        current = os.dup(fd)
         try:
-            for part in dirs:
-                child = os.open(part, DIR_FLAGS, dir_fd=current)
-                os.close(current)
-                current = child
-            return entry_info(self.ws, at(current, last), shown=_join(self.shown, name))
+            with _parent(fd, name) as (parent, last):
+                return entry_info(self.ws, at(parent, last), shown=_join(self.shown, name))
         except OSError:
             return None  # gone meanwhile, or a directory on the way became a link
-        finally:
-            os.close(current)
 
     def gone_error(self) -> ConnectError:
         """What ends the watch once :attr:`ended`: its directory gone, or scans failing on."""
@@ -572,6 +559,25 @@ class Watcher:
             Code.NOT_FOUND,
             f"the watched directory {self.shown} was removed or replaced: the watch ended",
         )
+
+
+@contextlib.contextmanager
+def _parent(fd: int, name: str) -> Iterator[tuple[int, str]]:
+    """The directory holding ``name`` (relative, ``a/b``) under directory ``fd``, and its last part.
+
+    Each directory on the way is opened without following a link; the
+    descriptor yielded is closed on leaving.
+    """
+    *dirs, last = name.split("/")
+    current = os.dup(fd)
+    try:
+        for part in dirs:
+            child = os.open(part, DIR_FLAGS, dir_fd=current)
+            os.close(current)
+            current = child
+        yield current, last
+    finally:
+        os.close(current)
 
 
 def _join(base: str, name: str) -> str:
