@@ -1226,6 +1226,39 @@ def test_kruise_cluster_factory_gives_each_hypothesis_example_its_own_cluster(
     suite.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=2)
 
 
+def test_the_hypothesis_example_passes_on_a_busy_machine(suite: pytest.Pytester) -> None:
+    """docs/plugin.md's Hypothesis example does not time its examples: a cluster takes tens of
+    milliseconds to build on an idle machine and several hundred on a busy one (a CI runner,
+    xdist workers on few CPUs), past Hypothesis's default 200 ms deadline, which would fail the
+    example with ``DeadlineExceeded`` or ``FlakyFailure`` by the wall clock alone. Here each
+    build is made to take 250 ms, as it may on such a machine."""
+    text = (ROOT / "docs" / "plugin.md").read_text()
+    start = text.index("### `kruise_cluster_factory` (Hypothesis)")
+    (example,) = re.findall(r"```python\n(.*?)```", text[start : text.index("\n### ", start)], re.S)
+    suite.makeconftest(
+        """
+        import time
+
+        import pytest
+
+        from pytest_kruise_agents.plugin.factories import ClusterFactory
+
+
+        @pytest.fixture(autouse=True)
+        def busy_machine(monkeypatch):
+            build = ClusterFactory.__call__
+
+            def slow(self):
+                time.sleep(0.25)
+                return build(self)
+
+            monkeypatch.setattr(ClusterFactory, "__call__", slow)
+        """
+    )
+    suite.makepyfile(test_example=example)
+    suite.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
+
+
 def test_no_fixture_keeps_a_finished_tests_cluster_alive(suite: pytest.Pytester) -> None:
     """Test items live as long as the session: what a fixture leaves on one (its stash) must
     not hold the test's cluster, or a suite keeps every test's cluster (objects, event log,
