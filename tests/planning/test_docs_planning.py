@@ -125,3 +125,46 @@ def test_the_page_says_once_which_workloads_recycle_as_a_run_does() -> None:
     )
     not_modelled = text.split("## What is not modelled", 1)[1]
     assert "recycl" not in not_modelled.lower()
+
+
+def _commands_table() -> dict[str, str]:
+    """The first cell of each row of the Commands table, by the command it starts with."""
+    text = DOC.read_text().split("## Commands", 1)[1].split("\n## ", 1)[0]
+    cells = [line.split("|")[1].strip() for line in text.splitlines() if line.startswith("| `")]
+    return {cell.strip("`").split()[0]: cell for cell in cells}
+
+
+@pytest.mark.parametrize("command", ["simulate", "plan", "sweep"])
+def test_every_option_of_a_planning_command_is_in_its_row(command: str) -> None:
+    """The Commands table's row of each command names every option ``--help`` gives it; a row
+    that ends with ``...`` leaves out only the options it shares with ``simulate``'s row."""
+    import typer.main
+
+    from pytest_kruise_agents.cli import app
+
+    click_command = typer.main.get_command(app).commands[command]  # type: ignore[attr-defined]
+    options = [o for p in click_command.params for o in p.opts if o.startswith("--")]
+    assert "--seed" in options
+    rows = _commands_table()
+    row, shared = rows[command], rows["simulate"]
+    flags = set(re.findall(r"--[\w-]+", row))
+    missing = [o for o in options if o not in flags]
+    if missing:
+        assert row.endswith("...`"), f"{command}: {missing} not in its row"
+        assert [o for o in missing if o not in re.findall(r"--[\w-]+", shared)] == []
+    assert flags <= set(options), f"{command}: the row names options it does not take"
+
+
+def test_quick_plan_is_documented_with_every_parameter_and_its_result() -> None:
+    """The section "From Python" names each parameter of ``quick_plan`` and each field of its
+    result."""
+    import inspect
+
+    from simulator.planning import QuickPlan, quick_plan
+
+    text = DOC.read_text().split("## From Python", 1)[1].split("\n## ", 1)[0]
+    prose = re.sub(r"^```.*?^```", "", text, flags=re.DOTALL | re.MULTILINE)
+    spans = re.findall(r"`[^`]+`", prose)
+    names = [*inspect.signature(quick_plan).parameters, *QuickPlan.__dataclass_fields__]
+    missing = [n for n in names if not any(re.search(rf"\b{n}\b", s) for s in spans)]
+    assert missing == []
