@@ -132,10 +132,12 @@ def _fixtures() -> list[str]:
 
 
 def test_every_fixture_has_a_row_and_a_section() -> None:
-    """The fixtures of the "Annotating fixtures" table are the plugin's, and each has a
-    section of its own, headed by its name."""
+    """The fixtures of the page's contents and of the "Annotating fixtures" table are the
+    plugin's, and each has a section of its own, headed by its name."""
     fixtures = _fixtures()
     assert "kruise_e2b" in fixtures
+    contents = _prose().split("- [Fixtures](#fixtures):", 1)[1].split("\n- ", 1)[0]
+    assert sorted(re.findall(r"`(\w+)`", contents)) == sorted(fixtures)
     rows = _rows(_section("### Annotating fixtures"))
     assert sorted(row[0] for row in rows[2:]) == sorted(f"`{f}`" for f in fixtures)
     headings = re.findall(r"^### `(\w+)`", _prose(), re.MULTILINE)
