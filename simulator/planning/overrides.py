@@ -319,7 +319,9 @@ def apply_overrides(
     fields: list[str] = []
     for (path, value), name in zip(sets, names, strict=True):
         try:
-            fields.append(_set(data, path, value))
+            field = _set(data, path, value)
+            _refuse_written_rows(data, field)
+            fields.append(field)
         except ScenarioError as exc:
             # Name the override as it was typed, as a value refused below does.
             raise ScenarioError(name, exc.path, exc.reason) from None
@@ -334,20 +336,43 @@ def apply_overrides(
         raise ScenarioError(at_fault, exc.path, exc.reason) from None
 
 
+def _within(inner: str, outer: str) -> bool:
+    """Whether the field path ``inner`` is ``outer`` or a part of it."""
+    return inner == outer or inner.startswith((outer + ".", outer + "["))
+
+
+def _refuse_written_rows(data: dict[str, Any], field: str) -> None:
+    """Refuse an override that writes a trace's ``rows``, as a scenario file is refused.
+
+    The rows are read from the trace's ``file`` at loading, where each row is
+    checked (and the rows sorted): rows an override wrote would skip that. An
+    override writes them when it sets them (or a row), or sets an ``arrivals``
+    (a workload, the workloads) whose value has them; one that sets the
+    ``file`` or another field leaves the rows read at loading in place.
+    """
+    workloads = data.get("workloads")
+    if not isinstance(workloads, list):
+        return
+    for i, wl in enumerate(workloads):
+        rows = f"workloads[{i}].arrivals.rows"
+        arrivals = wl.get("arrivals") if isinstance(wl, dict) else None
+        carried = _within(rows, field) and isinstance(arrivals, dict) and "rows" in arrivals
+        if _within(field, rows) or carried:
+            raise ScenarioError(
+                _SOURCE, rows, "unknown field (a trace's rows are read from its file)"
+            )
+
+
 def _at_fault(names: Sequence[str], fields: Sequence[str], refused: str) -> str:
     """The override(s) that set the ``refused`` field, or inside or above it.
 
     The last one counts (it overrode the earlier ones); when none did (a value
     refused for what the others set with it), every override is named.
     """
-
-    def within(inner: str, outer: str) -> bool:
-        return inner == outer or inner.startswith((outer + ".", outer + "["))
-
     hits = [
         n
         for n, f in zip(names, fields, strict=True)
-        if refused and (within(refused, f) or within(f, refused))
+        if refused and (_within(refused, f) or _within(f, refused))
     ]
     if hits:
         return hits[-1]

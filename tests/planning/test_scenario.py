@@ -1159,6 +1159,57 @@ def test_a_trace_takes_its_rows_from_its_file_only(tmp_path: Path) -> None:
         )
 
 
+ROWS_REFUSED = "unknown field (a trace's rows are read from its file)"
+
+
+def test_an_override_cannot_write_a_traces_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--set`` (and a sweep) cannot write a trace's ``rows`` either, as docs/planning.md says:
+    refused as in a file, naming the override as typed, whether it sets the rows, a row, or an
+    ``arrivals`` (a workload, the workloads) that carries them. Setting the ``file`` or another
+    field still keeps the rows read from the file.
+
+    Before, ``--set workloads[0].arrivals.rows=[...]`` replaced the rows read from the file with
+    rows no check had read (unsorted ones were replayed all at the first time), and an
+    ``arrivals`` mapping with ``rows`` had them dropped without a word."""
+    monkeypatch.chdir(tmp_path)
+    scenario = load_scenario(_trace_scenario(tmp_path))
+    written = [{"time": 5, "template": "base"}, {"time": 1, "template": "base"}]
+    arrivals = {"kind": "trace", "file": "u.csv", "rows": written}
+    workload = {"template": "base", "arrivals": arrivals}
+    for path, value in [
+        ("workloads[0].arrivals.rows", written),
+        ("workloads.base.arrivals.rows", []),
+        ("workloads[0].arrivals.rows[0].time", 3),
+        ("workloads[0].arrivals", arrivals),
+        ("workloads[0]", workload),
+        ("workloads", [workload]),
+    ]:
+        with pytest.raises(ScenarioError) as info:
+            apply_overrides(scenario, [(path, value)])
+        err = info.value
+        assert (err.path, err.reason) == ("workloads[0].arrivals.rows", ROWS_REFUSED), path
+        assert err.source.startswith(f"--set {path}="), path
+    # A Poisson workload turned into a trace by an override: the same.
+    poisson = parse_scenario(TINY, base_dir=tmp_path / "scenarios")
+    with pytest.raises(ScenarioError, match=r"arrivals\.rows: unknown field"):
+        apply_overrides(poisson, [("workloads[0].arrivals", arrivals)])
+    # Without rows, the file is read; another field leaves the rows read from the file.
+    del arrivals["rows"]
+    changed = apply_overrides(poisson, [("workloads[0].arrivals", arrivals)])
+    assert isinstance(changed.workloads[0].arrivals, TraceArrivals)
+    assert [r.time for r in changed.workloads[0].arrivals.rows] == [1.0, 2.0, 3.0, 4.0]
+    kept = apply_overrides(scenario, [("workloads[0].hold", "10s")]).workloads[0].arrivals
+    assert kept == scenario.workloads[0].arrivals
+    # The scenario's own sweep: refused when the file is loaded.
+    (tmp_path / "sweep").mkdir()
+    swept = _trace_scenario(tmp_path / "sweep")
+    swept.write_text(swept.read_text() + 'sweep: {"workloads[0].arrivals.rows": [[], []]}\n')
+    with pytest.raises(ScenarioError, match=r"arrivals\.rows: unknown field"):
+        load_scenario(swept)
+
+
 def test_a_trace_row_time_and_hold_are_not_negative() -> None:
     """A trace row built in Python is checked as a CSV row is."""
     with pytest.raises(ValueError, match="greater than or equal to 0"):
