@@ -193,7 +193,8 @@ def parse_axis(text: str) -> Axis:
     split_path(path)
     raw = _split_values(values)
     if any(v == "" for v in raw):
-        raise ScenarioError(_SOURCE, path.strip(), "empty value")
+        # Named as typed, as every refused override is.
+        raise ScenarioError(f"{_SOURCE} {text}", path.strip(), "empty value")
     try:
         parsed = tuple(parse_value(v) for v in raw)
     except ScenarioError as exc:
