@@ -283,7 +283,7 @@ class DeliveryResult:
         a live server (``clock == "wall"``), warm and cold cannot be told apart
         (the server does not say which): a delivery is called warm when it
         took at most a second, so checking only those would hardly ever fail, and
-        the default checks every delivery instead.
+        ``warm=True`` (the default, or given) checks every delivery instead.
         """
         __tracebackhide__ = True
         _check_assertion(below, percentile, warm, allow_failures)
