@@ -159,7 +159,9 @@ class SandboxClaimController(Reconciler[ClaimKey]):
 
         sbs: SandboxSet | None = self.cache.get("SandboxSet", ns, claim.spec.template_name)
         if sbs is None:
-            status = sandboxset_not_found_status(claim, now)
+            # Completed with what the claim has, as at its timeout (_terminal_decision):
+            # the status's count may be one that landed before writes that failed.
+            status = sandboxset_not_found_status(self._counted(claim), now)
             yield from self._write_status(claim, status)
             return None  # The write's watch event brings us back for the TTL.
 
@@ -183,7 +185,10 @@ class SandboxClaimController(Reconciler[ClaimKey]):
             return 0.0
         if wants_resource_resize(claim) and not ctx.profile.inplace_resource_resize:
             ctx.record("sandboxclaim.feature_gate_disabled", f"{ns}/{name}")
-            yield from self._write_status(claim, feature_gate_disabled_status(view, now))
+            counted = view.model_copy(
+                update={"status": view.status.model_copy(update={"claimed_replicas": current})}
+            )
+            yield from self._write_status(claim, feature_gate_disabled_status(counted, now))
             return None  # The write's watch event brings us back for the TTL.
 
         batch = claim_batch(desired, current, ctx.profile.claim_batch_max)
@@ -224,6 +229,20 @@ class SandboxClaimController(Reconciler[ClaimKey]):
         uid = claim.metadata.uid or ""
         return max(in_status, self._count_active(claim), self._claimed.get(uid, 0))
 
+    def _counted(self, claim: SandboxClaim) -> SandboxClaim:
+        """``claim`` with the count of what it has in its status, where that is more.
+
+        ``max(status.claimedReplicas, active sandboxes, the controller's own
+        tally)``, as the rest of the reconcile counts: after status writes that
+        failed the status may hold a count that landed earlier.
+        """
+        in_status = claim.status.claimed_replicas
+        known = self._claimed_so_far(claim, in_status)
+        if known <= in_status:
+            return claim
+        counted = claim.status.model_copy(update={"claimed_replicas": known})
+        return claim.model_copy(update={"status": counted})
+
     def _terminal_decision(
         self, claim: SandboxClaim, decision: ClaimStatusDecision, now: datetime
     ) -> ClaimStatusDecision:
@@ -235,14 +254,12 @@ class SandboxClaimController(Reconciler[ClaimKey]):
         With more claimed than that (all of it: ``AllReplicasClaimed``), the
         decision is taken again on the status carrying that count.
         """
-        in_status = claim.status.claimed_replicas
-        if in_status >= claim.spec.replicas:
+        if claim.status.claimed_replicas >= claim.spec.replicas:
             return decision  # all replicas claimed, as the status says already
-        known = self._claimed_so_far(claim, in_status)
-        if known <= in_status:
+        counted = self._counted(claim)
+        if counted is claim:
             return decision
-        counted = claim.status.model_copy(update={"claimed_replicas": known})
-        return calculate_claim_status(claim.model_copy(update={"status": counted}), now)
+        return calculate_claim_status(counted, now)
 
     def _gone(self, claim: SandboxClaim) -> bool:
         """Whether the cache no longer holds ``claim`` (deleted, being deleted, or made anew)."""

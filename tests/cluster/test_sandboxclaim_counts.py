@@ -102,3 +102,34 @@ def test_a_claim_whose_status_writes_failed_completes_with_all_it_claimed() -> N
     assert len(cluster.list("sbx", "default", labels={keys.LABEL_CLAIM_NAME: "c1"})) == 6
     (done,) = cluster.log.of_kind("sandboxclaim.completed")
     assert done.time >= 80  # the 20 s of failed writes began at 60.5
+
+
+def test_a_claim_whose_status_writes_failed_counts_all_it_claimed_when_its_pool_goes() -> None:
+    """A pool of 3 for a claim of 6 (no creation); its status writes fail for 20 s from the
+    moment "3/6" has landed, while the refilled pool delivers the other three; then the
+    pool is deleted.
+
+    The claim completes ``SandboxSetNotFound`` (its pool goes before it has all six on
+    record) counting what it claimed, 6, as six sandboxes carry its name, not the "3/6"
+    its status last held: the count the claim timeout's completion takes too.
+    """
+    cluster = Cluster(seed=4)
+    cluster.apply(pool_yaml(replicas=3))
+    cluster.advance(60)
+    cluster.apply(claim_yaml("c1", replicas=6, claimTimeout="5m", createOnNoStock=False))
+    cluster.advance(0.5)
+    assert cluster.get("sbc", "c1").status.message == "Claiming sandboxes: 3/6 claimed"
+    cluster.inject("api_error", selector={"kind": "SandboxClaim", "verb": "patch"}, duration=20)
+    cluster.advance(15)
+    assert len(cluster.list("sbx", "default", labels={keys.LABEL_CLAIM_NAME: "c1"})) == 6
+    assert cluster.get("sbc", "c1").status.claimed_replicas == 3  # the writes still fail
+    cluster.delete("sbs", "base")
+    cluster.advance(60)
+    status = cluster.get("sbc", "c1").status
+    assert (status.phase, _completed_reason(status), status.claimed_replicas) == (
+        "Completed",
+        "SandboxSetNotFound",
+        6,
+    )
+    assert status.message == "SandboxSet default/base not found"
+    assert len(cluster.list("sbx", "default", labels={keys.LABEL_CLAIM_NAME: "c1"})) == 6
