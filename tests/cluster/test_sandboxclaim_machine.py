@@ -278,7 +278,7 @@ class SandboxClaimMachine(RuleBasedStateMachine):
 
     @rule(
         name=st.sampled_from(CLAIMS),
-        template=st.sampled_from(["p", "p", "q", MISSING]),
+        template=st.sampled_from(["p", "p", "p", "q", "q", MISSING]),
         replicas=REPLICAS,
         timeout=TIMEOUTS,
         ttl=TTLS,
@@ -366,7 +366,7 @@ class SandboxClaimMachine(RuleBasedStateMachine):
     @precondition(lambda self: bool(self.current))
     @rule(
         data=st.data(),
-        template=st.sampled_from(["p", "q", MISSING]),
+        template=st.sampled_from(["p", "p", "q", "q", MISSING]),
         timeout=TIMEOUTS,
         ttl=TTLS,
         no_stock=NO_STOCK,
@@ -439,6 +439,12 @@ class SandboxClaimMachine(RuleBasedStateMachine):
         assert sbx.metadata.name not in self.e2b
         self.e2b.add(sbx.metadata.name)
 
+    @rule(template=st.sampled_from(["p", "q"]), count=st.integers(1, 8))
+    def e2b_burst(self, template: str, count: int) -> None:
+        """E2B creates started and left running: they race the claims' waves for the pool."""
+        for _ in range(count):
+            self.cluster.submit_create(template, namespace=NS, timeout=600)
+
     @rule(which=st.sampled_from(sorted(FAULTS)))
     def inject(self, which: str) -> None:
         self.cluster.inject(**FAULTS[which])
@@ -454,6 +460,12 @@ class SandboxClaimMachine(RuleBasedStateMachine):
 
     @rule(seconds=st.sampled_from([0, 0.01, 0.3, 1, 2.5, 7, 30, 61, 90]))
     def advance(self, seconds: float) -> None:
+        self.cluster.advance(seconds)
+
+    @precondition(lambda self: bool(self.claims))
+    @rule(seconds=st.sampled_from([2, 5, 10, 20, 45]))
+    def let_claims_run(self, seconds: float) -> None:
+        """Time for the claims: their waves, timeouts and TTLs."""
         self.cluster.advance(seconds)
 
     @precondition(lambda self: bool(self.claims))
@@ -590,6 +602,7 @@ class SandboxClaimMachine(RuleBasedStateMachine):
         match = re.fullmatch(r"\S+ reason=(\w+) claimed=(\d+)/(\d+)", detail)
         assert match is not None, detail
         reason, n, r = match.group(1), int(match.group(2)), int(match.group(3))
+        event(f"a claim completed {reason}")
         assert r == m.replicas and n >= m.claimed, (m, detail)
         if reason == "AllReplicasClaimed":
             assert n == r, (m, detail)
