@@ -115,6 +115,7 @@ def test_an_update_or_patch_with_a_version_of_zero_or_none_is_unconditional(vers
     blind.metadata.resource_version = version
     env = world.ctx.env
     stored = env.run(until=env.process(api.update(client, blind)))
+    assert stored is not None
     assert stored.metadata.labels == {"blind": "yes"}
 
     def relabel(obj: Any) -> None:
@@ -125,6 +126,7 @@ def test_an_update_or_patch_with_a_version_of_zero_or_none_is_unconditional(vers
             api.patch(client, "SandboxClaim", "default", "job", relabel, resource_version=version)
         )
     )
+    assert patched is not None
     assert patched.metadata.labels == {"patched": "yes"}
     assert int(patched.metadata.resource_version) > int(stored.metadata.resource_version)
 

@@ -172,6 +172,7 @@ class HandWorld:
         sbs = self.api.commit_update(with_status, subresource="status")
         for _ in range(replicas):
             self.add_sandbox(sbs)
+        assert isinstance(sbs, SandboxSet)
         return sbs
 
     def add_sandbox(self, sbs: SandboxSet) -> Sandbox:
@@ -273,6 +274,7 @@ def test_warm_claim_writes_the_claim_exactly(hw: HandWorld) -> None:
     opts = options(labels={"team": "a"}, annotations={"note": "x"})
     sbx = hw.run(claimer.try_claim(opts, rec))
     stored = hw.api.peek("Sandbox", "default", sbx.metadata.name)
+    assert stored is not None
     meta = stored.metadata
     assert meta.owner_references == []
     assert is_claimed(stored)
@@ -286,6 +288,7 @@ def test_warm_claim_writes_the_claim_exactly(hw: HandWorld) -> None:
         '{"envVars":{"A":"1"},"accessToken":"tok"}'
     )
     assert keys.ANN_CLAIM_TIMESTAMP in meta.annotations
+    assert stored.spec.template is not None
     assert stored.spec.template["metadata"]["labels"][keys.LABEL_OWNER] == "u1"
     assert stored.spec.template["metadata"]["labels"]["team"] == "a"
     assert hw.runtime.is_initialised(stored)
@@ -369,6 +372,7 @@ def test_loser_of_a_conflict_records_it_and_skips_the_stale_copy_on_retry() -> N
     lost = [k for k, (value, _, _) in outcomes.items() if isinstance(value, LockConflictError)]
     assert len(won) == 1 and len(lost) == 1, outcomes
     first, won_rec, _ = outcomes[won[0]]
+    assert isinstance(first, Sandbox)
     _, lost_rec, loser = outcomes[lost[0]]
     assert lost_rec.pick_failures == {"LockConflict": 1}
     assert won_rec.pick_failures == {}
@@ -394,11 +398,11 @@ def test_stale_cached_copy_is_skipped_after_a_conflict() -> None:
     hw.api.commit_update(bumped)
     with pytest.raises(LockConflictError):
         hw.run(claimer.try_claim(options(), hw.record()))
-    assert not claimer.is_fresh(
-        hw.world.manager_cache.get("Sandbox", "default", cached.metadata.name)
-    )
+    copy = hw.world.manager_cache.get("Sandbox", "default", cached.metadata.name)
+    assert copy is not None and not claimer.is_fresh(copy)
     hw.settle(2)
-    assert claimer.is_fresh(hw.world.manager_cache.get("Sandbox", "default", cached.metadata.name))
+    copy = hw.world.manager_cache.get("Sandbox", "default", cached.metadata.name)
+    assert copy is not None and claimer.is_fresh(copy)
 
 
 @pytest.mark.parametrize("listed_meanwhile", [False, True])

@@ -32,6 +32,13 @@ def claim(name: str = "", generate: str | None = None) -> SandboxClaim:
     )
 
 
+def stored(api: ApiServer, kind: str, namespace: str, name: str) -> Any:
+    """``api.peek``, for an object the test expects to be stored."""
+    obj = api.peek(kind, namespace, name)
+    assert obj is not None, f"no {kind} {namespace}/{name}"
+    return obj
+
+
 def run(ctx: SimContext, gen: Any) -> Any:
     proc = ctx.env.process(gen)
     return ctx.env.run(until=proc)
@@ -68,7 +75,7 @@ def test_stale_update_is_conflict_and_changes_nothing(ctx: SimContext) -> None:
     with pytest.raises(ApiError) as err:
         api.commit_update(b)
     assert err.value.is_conflict
-    assert api.peek("SandboxClaim", "default", "a").metadata.labels == {"x": "1"}
+    assert stored(api, "SandboxClaim", "default", "a").metadata.labels == {"x": "1"}
 
 
 def test_generation_moves_only_with_spec(ctx: SimContext) -> None:
@@ -523,13 +530,13 @@ def claim_owned_by(api: ApiServer, name: str, ref: OwnerReference) -> SandboxCla
 
 def release(api: ApiServer, kind: str, name: str, finalizer: str) -> None:
     """Remove one finalizer, as the controller that put it there would."""
-    obj = api.peek(kind, "default", name).model_copy(deep=True)
+    obj = stored(api, kind, "default", name).model_copy(deep=True)
     obj.metadata.finalizers = [f for f in obj.metadata.finalizers if f != finalizer]
     api.commit_update(obj)
 
 
 def owner_names(api: ApiServer, name: str) -> list[str]:
-    return [r.name for r in api.peek("Pod", "default", name).metadata.owner_references]
+    return [r.name for r in stored(api, "Pod", "default", name).metadata.owner_references]
 
 
 @pytest.mark.parametrize("controller", [True, False], ids=["controller", "plain-owner"])
@@ -587,7 +594,7 @@ def test_the_orphan_finalizer_keeps_the_dependents_and_lets_the_owner_go(
     assert api.peek("SandboxClaim", "default", "owner") is None
     assert owner_names(api, "p1") == []
     assert owner_names(api, "p2") == ["other"]
-    assert api.peek("Pod", "default", "p2").metadata.deletion_timestamp is None
+    assert stored(api, "Pod", "default", "p2").metadata.deletion_timestamp is None
 
 
 def test_the_orphan_finalizer_goes_but_another_one_still_holds_the_owner(
@@ -598,7 +605,7 @@ def test_the_orphan_finalizer_goes_but_another_one_still_holds_the_owner(
     owner = owner_with(api, "owner", "example.com/keep", "orphan")
     dependent(api, "p", ref_to(owner, controller=True))
     api.commit_delete("SandboxClaim", "default", "owner")
-    held = api.peek("SandboxClaim", "default", "owner")
+    held = stored(api, "SandboxClaim", "default", "owner")
     assert held.metadata.finalizers == ["example.com/keep"]
     assert held.metadata.deletion_timestamp is not None
     assert owner_names(api, "p") == []
@@ -615,8 +622,8 @@ def test_foreground_deletion_waits_for_the_dependents_that_block_it(ctx: SimCont
     api.commit_delete("SandboxClaim", "default", "owner")
     assert api.peek("Pod", "default", "plain") is None
     for name in ("blocks", "free"):
-        assert api.peek("Pod", "default", name).metadata.deletion_timestamp is not None
-    waiting = api.peek("SandboxClaim", "default", "owner")
+        assert stored(api, "Pod", "default", name).metadata.deletion_timestamp is not None
+    waiting = stored(api, "SandboxClaim", "default", "owner")
     assert waiting.metadata.finalizers == ["foregroundDeletion"]
     release(api, "Pod", "free", "x/y")
     assert api.peek("SandboxClaim", "default", "owner") is not None
@@ -645,7 +652,7 @@ def test_foreground_deletion_goes_down_the_whole_tree(ctx: SimContext) -> None:
     mid = claim_owned_by(api, "mid", ref_to(top, controller=True, block=True))
     dependent(api, "leaf", ref_to(mid, controller=True, block=True), finalizers=("x/y",))
     api.commit_delete("SandboxClaim", "default", "top")
-    held = api.peek("SandboxClaim", "default", "mid")
+    held = stored(api, "SandboxClaim", "default", "mid")
     assert held.metadata.finalizers == ["foregroundDeletion"]
     assert api.peek("SandboxClaim", "default", "top") is not None
     release(api, "Pod", "leaf", "x/y")
@@ -728,7 +735,7 @@ def test_owners_deleted_in_the_foreground_that_own_each_other_do_not_wait_for_ev
     api = ApiServer(ctx)
     a = owner_with(api, "a", "foregroundDeletion")
     b = claim_owned_by(api, "b", ref_to(a, controller=True, block=True))
-    cyclic = api.peek("SandboxClaim", "default", "a").model_copy(deep=True)
+    cyclic = stored(api, "SandboxClaim", "default", "a").model_copy(deep=True)
     cyclic.metadata.owner_references = [ref_to(b, controller=True, block=True)]
     api.commit_update(cyclic)
     api.commit_delete("SandboxClaim", "default", "a")

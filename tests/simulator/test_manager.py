@@ -70,6 +70,16 @@ class Setup:
         sbx: Sandbox = self.hw.run(self.manager.create_sandbox(**kwargs))
         return sbx
 
+    def stored(self, name: str, namespace: str = "default", *, cached: bool = False) -> Sandbox:
+        """Sandbox ``namespace/name`` as the API server (or, ``cached``, the manager's cache)
+        holds it; the test expects it to be there."""
+        if cached:
+            sbx = self.manager.cache.get("Sandbox", namespace, name)
+        else:
+            sbx = self.hw.api.peek("Sandbox", namespace, name)
+        assert isinstance(sbx, Sandbox), f"no Sandbox {namespace}/{name}"
+        return sbx
+
     def fail(self, **kwargs: Any) -> ClaimError:
         with pytest.raises(ClaimError) as err:
             self.create(**kwargs)
@@ -105,6 +115,7 @@ def test_create_claims_a_warm_sandbox(s: Setup) -> None:
     assert meta.annotations["app"] == "x" and meta.labels["team"] == "a"
     assert sbx.spec.shutdown_time == truncate(t0 + timedelta(seconds=600))
     assert sbx.spec.pause_time is None
+    assert sbx.spec.template is not None
     pod_labels = sbx.spec.template["metadata"]["labels"]
     assert pod_labels[keys.LABEL_SANDBOX_NAME] == meta.name
     assert pod_labels["team"] == "a"
@@ -137,6 +148,7 @@ def test_the_profile_sets_the_default_lifetime_and_the_resume_floor() -> None:
     s.hw.run(s.manager.pause("default", U1, sid))
     s.hw.run(s.manager.connect("default", U1, sid, 30))
     stored = s.hw.api.peek("Sandbox", "default", sbx.metadata.name)
+    assert stored is not None
     end = stored.spec.shutdown_time - s.hw.ctx.now_dt()
     assert timedelta(seconds=1190) <= end <= timedelta(seconds=1200)
 
@@ -145,6 +157,7 @@ def test_create_sets_internet_access_labels(s: Setup) -> None:
     """``allow_internet_access`` becomes a Sandbox label and a pod label."""
     sbx = s.create(allow_internet_access=False)
     assert sbx.metadata.labels[keys.LABEL_ALLOW_INTERNET_ACCESS] == "false"
+    assert sbx.spec.template is not None
     assert sbx.spec.template["metadata"]["labels"][keys.LABEL_ALLOW_INTERNET_ACCESS] == "false"
 
 
@@ -668,6 +681,7 @@ def test_no_stock_creation_is_delivered_when_ready() -> None:
     sbx = s.create()
     rec = s.hw.world.records[0]
     assert rec.lock_type == "create" and rec.ready is not None
+    assert sbx.spec.template is not None
     assert sbx.spec.template["metadata"]["labels"][keys.LABEL_SANDBOX_NAME] == ""
 
 
@@ -833,9 +847,7 @@ def test_a_reserved_failure_is_a_404_to_timeout_and_pause_as_to_describe(
     stored = _written_unseen(s, sbx, keys.LABEL_RESERVED_FAILED)
     if seen:
         s.hw.settle()
-        assert s.manager.claimer.is_fresh(
-            s.manager.cache.get("Sandbox", "default", sbx.metadata.name)
-        )
+        assert s.manager.claimer.is_fresh(s.stored(sbx.metadata.name, cached=True))
     sid = sandbox_id(sbx)
     writes = s.hw.api.writes
     for call in (
@@ -859,7 +871,7 @@ def test_running_but_not_ready_is_reported_running(s: Setup) -> None:
     """A claimed sandbox whose pod is not Ready is still shown (as running)."""
     sbx = s.create()
     s.hw.settle()
-    cur = s.hw.api.peek("Sandbox", "default", sbx.metadata.name).model_copy(deep=True)
+    cur = s.stored(sbx.metadata.name).model_copy(deep=True)
     cur.status.conditions[0].status = "False"
     s.hw.api.commit_update(cur, subresource="status")
     s.hw.settle()
@@ -877,6 +889,7 @@ def test_set_timeout_may_shorten(s: Setup) -> None:
     s.hw.run(s.manager.set_timeout("default", U1, sid, 60))
     now = s.hw.ctx.now_dt()
     stored = s.hw.api.peek("Sandbox", "default", sbx.metadata.name)
+    assert stored is not None
     assert stored.spec.shutdown_time == truncate(now + timedelta(seconds=60))
     assert s.manager.describe("default", U1, sid).spec.shutdown_time == stored.spec.shutdown_time
 
@@ -897,11 +910,11 @@ def test_set_timeout_of_a_paused_sandbox_answers_500(s: Setup) -> None:
     sbx = s.create(timeout_s=600)
     sid = sandbox_id(sbx)
     s.hw.run(s.manager.pause("default", U1, sid))
-    before = s.hw.api.peek("Sandbox", "default", sbx.metadata.name).spec
+    before = s.stored(sbx.metadata.name).spec
     with pytest.raises(ClaimError) as err:
         s.hw.run(s.manager.set_timeout("default", U1, sid, 60))
     assert err.value.code == 500
-    after = s.hw.api.peek("Sandbox", "default", sbx.metadata.name).spec
+    after = s.stored(sbx.metadata.name).spec
     assert (after.shutdown_time, after.pause_time) == (before.shutdown_time, before.pause_time)
 
 
@@ -911,6 +924,7 @@ def test_set_timeout_retries_on_conflict(s: Setup) -> None:
     s.hw.ctx.faults.inject(kind="api_conflict", count=2, selector={"client": "sandbox-manager"})
     s.hw.run(s.manager.set_timeout("default", U1, sandbox_id(sbx), 120))
     stored = s.hw.api.peek("Sandbox", "default", sbx.metadata.name)
+    assert stored is not None
     assert stored.spec.shutdown_time == truncate(s.hw.ctx.now_dt() + timedelta(seconds=120))
 
 
@@ -926,6 +940,7 @@ def test_set_timeout_tries_its_write_five_times_then_answers_500() -> None:
     s.hw.run(s.manager.set_timeout("default", U1, sid, 120))
     assert four.fired == 4
     stored = s.hw.api.peek("Sandbox", "default", sbx.metadata.name)
+    assert stored is not None
     end = stored.spec.shutdown_time
     assert end == truncate(s.hw.ctx.now_dt() + timedelta(seconds=120))
     five = s.hw.ctx.faults.inject(kind="api_conflict", count=5, selector=selector)
@@ -933,7 +948,7 @@ def test_set_timeout_tries_its_write_five_times_then_answers_500() -> None:
         s.hw.run(s.manager.set_timeout("default", U1, sid, 900))
     assert err.value.code == 500
     assert five.fired == 5
-    assert s.hw.api.peek("Sandbox", "default", sbx.metadata.name).spec.shutdown_time == end
+    assert s.stored(sbx.metadata.name).spec.shutdown_time == end
 
 
 # -- pause / connect ------------------------------------------------------------------------------
@@ -945,6 +960,7 @@ def test_pause_waits_until_paused(s: Setup) -> None:
     sid = sandbox_id(sbx)
     s.hw.run(s.manager.pause("default", U1, sid))
     stored = s.hw.api.peek("Sandbox", "default", sbx.metadata.name)
+    assert stored is not None
     assert stored.spec.paused is True
     cond = find_condition(stored.status.conditions, "SandboxPaused")
     assert cond is not None and cond.status == "True"
@@ -960,11 +976,13 @@ def test_pausing_a_paused_sandbox_answers_204_and_changes_nothing(s: Setup) -> N
     sid = sandbox_id(sbx)
     s.hw.run(s.manager.pause("default", U1, sid, timedelta(hours=2)))
     before = s.hw.api.peek("Sandbox", "default", sbx.metadata.name)
+    assert before is not None
     writes = s.hw.api.writes
     s.hw.settle(30)  # a second write would move the times: now + retention
     for retention in (None, timedelta(hours=5)):
         assert s.hw.run(s.manager.pause("default", U1, sid, retention)) is None
     after = s.hw.api.peek("Sandbox", "default", sbx.metadata.name)
+    assert after is not None
     assert s.hw.api.writes == writes
     assert after.metadata.resource_version == before.metadata.resource_version
     assert (after.spec.shutdown_time, after.spec.pause_time) == (
@@ -986,6 +1004,7 @@ def test_a_second_pause_sent_while_the_first_stops_the_pod_waits_for_it_too(s: S
         yield env.timeout(after)
         yield from s.manager.pause("default", U1, sid)
         stored = s.hw.api.peek("Sandbox", "default", sbx.metadata.name)
+        assert stored is not None
         cond = find_condition(stored.status.conditions, "SandboxPaused")
         assert cond is not None and cond.status == "True", name
         ended[name] = env.now
@@ -997,6 +1016,7 @@ def test_a_second_pause_sent_while_the_first_stops_the_pod_waits_for_it_too(s: S
     assert set(ended) == {"first", "second"}
     assert ended["second"] - t0 > 0.5  # it waited for the controller (delay 1 s)
     stored = s.hw.api.peek("Sandbox", "default", sbx.metadata.name)
+    assert stored is not None
     assert stored.spec.paused is True
 
 
@@ -1006,7 +1026,7 @@ def test_a_killed_sandbox_recycling_as_paused_is_still_a_409_to_pause() -> None:
     s = Setup()
     sbx = s.create()
     sid = sandbox_id(sbx)
-    cur = s.hw.api.peek("Sandbox", "default", sbx.metadata.name).model_copy(deep=True)
+    cur = s.stored(sbx.metadata.name).model_copy(deep=True)
     cur.metadata.annotations[keys.ANN_CLEANUP_ENABLED] = "true"
     cur.metadata.annotations[ANN_CLEANUP] = "true"
     cur.spec.paused = True
@@ -1024,6 +1044,7 @@ def test_pause_with_retention_sets_the_shutdown_time(s: Setup) -> None:
     sbx = s.create()
     s.hw.run(s.manager.pause("default", U1, sandbox_id(sbx), timedelta(hours=2)))
     stored = s.hw.api.peek("Sandbox", "default", sbx.metadata.name)
+    assert stored is not None
     assert stored.spec.shutdown_time <= s.hw.ctx.now_dt() + timedelta(hours=2)
 
 
@@ -1071,7 +1092,8 @@ def test_a_retention_longer_than_a_go_duration_is_the_headers_400(
     assert str(err.value) == (f"retention: out of range (at most 2562047h47m16s), got {shown}")
     assert s.hw.api.writes == writes
     s.hw.run(s.manager.pause("default", U1, sid, MAX_DURATION))
-    assert s.hw.api.peek("Sandbox", *sid.split("--")).status.phase == "Paused"
+    namespace, name = sid.split("--")
+    assert s.stored(name, namespace).status.phase == "Paused"
 
 
 def test_pause_of_an_unpausable_sandbox_is_409() -> None:
@@ -1079,7 +1101,7 @@ def test_pause_of_an_unpausable_sandbox_is_409() -> None:
     s = Setup()
     sbx = s.create()
     s.hw.settle()
-    cur = s.hw.api.peek("Sandbox", "default", sbx.metadata.name).model_copy(deep=True)
+    cur = s.stored(sbx.metadata.name).model_copy(deep=True)
     cur.status.conditions[0].status = "False"
     s.hw.api.commit_update(cur, subresource="status")
     s.hw.settle()
@@ -1109,6 +1131,7 @@ def test_a_sandbox_past_its_end_is_a_404_to_pause_and_timeout_and_never_revived(
         s.manager.describe("default", U1, sid)
     assert s.hw.api.writes == writes
     stored = s.hw.api.peek("Sandbox", "default", sbx.metadata.name)
+    assert stored is not None
     assert stored.spec.paused is not True and stored.spec.shutdown_time == sbx.spec.shutdown_time
 
 
@@ -1132,6 +1155,7 @@ def test_connect_resumes_a_paused_sandbox_with_the_floor(s: Setup) -> None:
     assert resumed and not got.spec.paused
     assert s.manager.describe("default", U1, sid) is not None
     stored = s.hw.api.peek("Sandbox", "default", sbx.metadata.name)
+    assert stored is not None
     end = stored.spec.shutdown_time - s.hw.ctx.now_dt()
     assert timedelta(seconds=290) <= end <= timedelta(seconds=300)
     resumed_sbx = s.hw.run(s.manager.resume("default", U1, sid, 30))
@@ -1151,7 +1175,7 @@ def test_a_resume_that_never_runs_answers_500_after_ten_minutes(s: Setup) -> Non
         s.hw.run(s.manager.connect("default", U1, sid, 600))
     assert err.value.code == 500
     assert 600 <= s.hw.ctx.now() - started < 601
-    assert s.hw.api.peek("Sandbox", "default", sbx.metadata.name).spec.paused is False
+    assert s.stored(sbx.metadata.name).spec.paused is False
 
 
 def test_a_resume_that_keeps_meeting_conflicts_answers_400(s: Setup) -> None:
@@ -1167,7 +1191,7 @@ def test_a_resume_that_keeps_meeting_conflicts_answers_400(s: Setup) -> None:
     with pytest.raises(ClaimError) as err:
         s.hw.run(s.manager.connect("default", U1, sid, 600))
     assert err.value.code == 400
-    assert s.hw.api.peek("Sandbox", "default", sbx.metadata.name).spec.paused is True
+    assert s.stored(sbx.metadata.name).spec.paused is True
 
 
 @pytest.mark.parametrize("past", [0.0, 0.01, 0.05])
@@ -1530,6 +1554,7 @@ class Real:
 
     def available(self) -> int:
         sbs = self.world.api.peek("SandboxSet", "default", "base")
+        assert sbs is not None
         return int(sbs.status.available_replicas)
 
     def fill(self, count: int) -> None:
@@ -1587,7 +1612,9 @@ def test_end_to_end_pause_and_connect_resume() -> None:
     r.env.run(until=r.env.process(r.manager.pause("default", U1, sid)))
     assert r.manager.describe("default", U1, sid) is not None
     proc = r.env.process(r.manager.connect("default", U1, sid, 600))
-    sbx, resumed = r.env.run(until=proc)
+    connected = r.env.run(until=proc)
+    assert connected is not None
+    sbx, resumed = connected
     assert resumed and sbx.status.phase == "Running"
     assert [e.detail for e in r.ctx.log.of_kind("runtime.reinit")] == [
         f"default/{sbx.metadata.name} ok"

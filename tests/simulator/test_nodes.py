@@ -237,7 +237,7 @@ def test_pods_pulling_the_same_image_share_one_pull() -> None:
 
 def test_pre_pulled_images_are_cached() -> None:
     """Images listed in the node spec need no pull."""
-    world, _ = make([NodeSpec(name="a", images=[IMAGE])], latencies={"image.pull": 20.0})
+    world, _ = make([NodeSpec(name="a", images=(IMAGE,))], latencies={"image.pull": 20.0})
     add_pod(world, "p1")
     assert run_until(world, lambda: running(world, "p1")) < 2
 
@@ -1029,11 +1029,11 @@ def test_a_nodes_pre_pulled_images_are_references_the_kubelet_can_parse() -> Non
     """A runtime holds no image under a name the kubelet cannot parse (as a pod naming one
     waits ``InvalidImageName``): such a pre-pulled image is a mistake, named with its index."""
     with pytest.raises(ValidationError) as info:
-        NodeSpec(name="a", images=["python:3.12", "BAD IMG"])
+        NodeSpec(name="a", images=("python:3.12", "BAD IMG"))
     error = info.value.errors()[0]
     assert error["loc"] == ("images", 1)
     assert "'BAD IMG': invalid reference format" in str(info.value)
-    assert NodeSpec(name="a", images=["localhost:5000/x@sha256:" + "a" * 64]).images
+    assert NodeSpec(name="a", images=("localhost:5000/x@sha256:" + "a" * 64,)).images
 
 
 def test_an_unschedulable_condition_whose_write_failed_is_written_on_a_later_attempt() -> None:

@@ -65,7 +65,7 @@ def test_an_image_is_found_on_the_node_however_its_reference_is_written(
 ) -> None:
     """The runtime's image store keys images by normalised reference: no pull for another
     spelling of a pre-pulled image."""
-    world, _ = make([NodeSpec(name="a", images=[present])], latencies={"image.pull": 20.0})
+    world, _ = make([NodeSpec(name="a", images=(present,))], latencies={"image.pull": 20.0})
     add_pod(world, "p1", image=asked)
     assert run_until(world, lambda: running(world, "p1")) < 2
     assert pulled(world) == []
@@ -86,7 +86,7 @@ def test_pods_naming_one_image_two_ways_share_its_download_and_then_the_cache() 
 def test_a_digest_reference_is_another_image_than_a_tag() -> None:
     """``name@sha256:...`` names its own image: the tagged one on the node does not serve it."""
     digest = "busybox@sha256:" + "a" * 64
-    world, _ = make([NodeSpec(name="a", images=["busybox:latest"])])
+    world, _ = make([NodeSpec(name="a", images=("busybox:latest",))])
     add_pod(world, "p1", image=digest)
     run_until(world, lambda: running(world, "p1"))
     assert [d for _, d in pulled(world)] == [f"{digest} node=a"]

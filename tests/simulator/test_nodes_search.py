@@ -7,6 +7,8 @@ only those are scored. Clusters of fewer than 100 nodes are searched whole, as b
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from pytest_kruise_agents.api.errors import InvalidError
@@ -113,17 +115,20 @@ def test_under_100_nodes_every_node_is_searched_as_before(count: int, percentage
     same event log as a search of every node (``percentage_of_nodes_to_score: 100``)."""
     looked: list[int] = []
 
-    def run(**knobs: int) -> tuple[list[str | None], str]:
+    def run(percentage: int | None = None) -> tuple[list[str | None], str]:
+        knobs: dict[str, Any] = {}
+        if percentage is not None:
+            knobs["percentage_of_nodes_to_score"] = percentage
         world, nodes = make(numbered(count, {count - 1: "64"}), seed=3, **knobs)
         placed = place(world, 20)
         looked.append(nodes.nodes_looked)
         return placed, world.ctx.log.text()
 
-    placed, log = run(percentage_of_nodes_to_score=percentage)
+    placed, log = run(percentage)
     assert looked == [20 * count]
     assert placed[0] == f"n{count - 1:03d}"  # the best node, last in the round
     assert (placed, log) == run()
-    assert (placed, log) == run(percentage_of_nodes_to_score=100)
+    assert (placed, log) == run(100)
 
 
 @pytest.mark.parametrize("value", [-1, 101, True, "50", 50.0])

@@ -22,6 +22,12 @@ from simulator.profile import (
 )
 
 
+def override(profile: Profile, knob: str, value: object) -> Profile:
+    """``profile.with_overrides(<knob>=value)``: a knob named at run time, with any value."""
+    knobs: dict[str, Any] = {knob: value}
+    return profile.with_overrides(**knobs)
+
+
 def test_the_default_profile_is_openkruise_head() -> None:
     """``openkruise-head`` is the default and both versions are built in."""
     assert DEFAULT_PROFILE == "openkruise-head"
@@ -202,7 +208,8 @@ def test_an_unknown_latency_is_named_with_a_suggestion() -> None:
 def test_a_latency_name_that_is_no_string_is_named(name: object) -> None:
     """A latency is named by a string: anything else is a ValueError saying so."""
     with pytest.raises(ValueError) as info:
-        get_profile(DEFAULT_PROFILE).with_overrides(latencies={name: "1s"})
+        # a name of the wrong type, refused at run time
+        get_profile(DEFAULT_PROFILE).with_overrides(latencies={name: "1s"})  # type: ignore[dict-item]
     assert str(info.value) == f"latency names must be strings, got {name!r}"
 
 
@@ -243,7 +250,7 @@ def test_a_knob_keeps_the_kind_it_was_given(knob: str, value: object, message: s
     """No silent conversion: ``true`` is not one worker, ``"5"`` not a rate, ``1`` not a switch
     (a config file's typo would otherwise run a different cluster)."""
     with pytest.raises(ValueError) as info:
-        get_profile(DEFAULT_PROFILE).with_overrides(**{knob: value})
+        override(get_profile(DEFAULT_PROFILE), knob, value)
     assert str(info.value) == f"invalid value for profile knob {knob!r}: {message}"
     # A whole number is a number: a rate of 5 is 5.0.
     assert get_profile(DEFAULT_PROFILE).with_overrides(create_qps=5).create_qps == 5.0
@@ -270,7 +277,7 @@ def test_e2b_timeout_knobs_are_whole_seconds_an_e2b_timeout_may_be(
     days) would make every create without a timeout a 400 blaming ``timeout``, and a fraction
     would be dropped. Refused at the profile, naming the knob and the allowed values."""
     with pytest.raises(ValueError) as info:
-        get_profile(DEFAULT_PROFILE).with_overrides(**{knob: value})
+        override(get_profile(DEFAULT_PROFILE), knob, value)
     assert str(info.value) == (
         f"invalid value for profile knob {knob!r}: must be a whole number of seconds "
         f"{allowed}, got {value!r}"
@@ -286,7 +293,7 @@ def test_e2b_timeout_knobs_take_their_bounds() -> None:
         ("min_resume_timeout_s", 0),
         ("min_resume_timeout_s", 2_592_000),
     ]:
-        assert getattr(head.with_overrides(**{knob: value}), knob) == value
+        assert getattr(override(head, knob, value), knob) == value
 
 
 INF = float("inf")
@@ -361,7 +368,7 @@ def test_a_numeric_knob_out_of_its_range_is_refused_naming_the_range(
     values (and ones no claim could use) are refused at the profile, naming the knob and
     the range, not deep inside a claim as an OverflowError or a failure of every pause."""
     with pytest.raises(ValueError) as info:
-        get_profile(DEFAULT_PROFILE).with_overrides(**{knob: value})
+        override(get_profile(DEFAULT_PROFILE), knob, value)
     assert str(info.value) == f"invalid value for profile knob {knob!r}: {allowed}, got {value!r}"
 
 
@@ -382,7 +389,7 @@ def test_numeric_knobs_take_the_ends_of_their_ranges() -> None:
         ("e2b_default_wait_ready_timeout_s", None),
         ("pause_pod_grace_s", 59.9),
     ]:
-        assert getattr(head.with_overrides(**{knob: value}), knob) == value
+        assert getattr(override(head, knob, value), knob) == value
 
 
 NUMERIC_KNOBS = [
@@ -403,7 +410,7 @@ def test_every_numeric_knob_has_a_range(knob: str) -> None:
         refused = [NAN] if knob.endswith("_qps") else [NAN, INF]
     for value in refused:
         with pytest.raises(ValueError, match=f"invalid value for profile knob {knob!r}"):
-            head.with_overrides(**{knob: value})
+            override(head, knob, value)
 
 
 def test_profiles_round_trip_through_plain_data() -> None:

@@ -339,7 +339,9 @@ def test_a_spec_edited_after_completion_is_observed_and_its_new_ttl_applies(worl
     start(world, FakeClaimer(world))
     apply_claim(world, "edited", ttl_after_completed="1h")
     run_until(world, completed(world, "edited"))
-    claim = world.api.peek("SandboxClaim", "default", "edited").model_copy(deep=True)
+    stored = world.api.peek("SandboxClaim", "default", "edited")
+    assert stored is not None
+    claim = stored.model_copy(deep=True)
     claim.spec.ttl_after_completed = timedelta(seconds=30)
     world.api.commit_update(claim, check_rv=False)
     world.ctx.env.run(until=world.ctx.now() + 5)

@@ -601,7 +601,11 @@ def test_each_revision_is_materialised_and_the_ten_newest_are_kept(
     run_until(world, full(world, 1))
     revisions = [status(world).update_revision]
     for i in range(2, 14):
-        update_set(world, "base", lambda s, i=i: setattr(s.spec, "template", template(f"py:{i}")))
+
+        def retemplate(s: SandboxSet, i: int = i) -> None:
+            s.spec.template = template(f"py:{i}")
+
+        update_set(world, "base", retemplate)
         run_until(world, lambda: status(world).update_revision not in revisions)
         run_until(world, full(world, 1))
         revisions.append(status(world).update_revision)
