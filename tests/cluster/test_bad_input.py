@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import pickle
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -1003,11 +1004,12 @@ def test_a_refused_e2b_call_runs_nothing_of_the_model(refused: Any) -> None:
 
 def test_a_refused_call_on_a_known_sandbox_runs_nothing_of_the_model() -> None:
     """A timeout out of range answers at once too (set_timeout's 500, connect's 400)."""
-    for call, code in (
+    calls: list[tuple[Callable[[Cluster, str], object], int]] = [
         (lambda c, sid: c.set_timeout(sid, 10**9), 500),
         (lambda c, sid: c.connect(sid, 10**9), 400),
         (lambda c, sid: c.pause(sid, retention=timedelta(seconds=-1)), 400),
-    ):
+    ]
+    for call, code in calls:
         cluster = Cluster(seed=0, nodes=1)
         cluster.apply(pool_yaml("p", replicas=2))
         cluster.wait_for_pool("p")

@@ -116,9 +116,14 @@ def test_a_direct_edit_of_a_claimed_sandbox_resizes_it_again_and_back() -> None:
     cluster.wait_for_pool("base")
     for cpu, used in (("500m", 0.5 + 0.5), ("1", 1.0 + 0.5), ("500m", 0.5 + 0.5)):
         edited = cluster.get("sbx", sbx.metadata.name).model_copy(deep=True)
+        assert edited.spec.template is not None
         edited.spec.template["spec"]["containers"][0]["resources"]["requests"]["cpu"] = cpu
         cluster.apply(edited)
-        assert cluster.run_until(lambda c=cpu: container_cpu(cluster, sbx.metadata.name)[0] == c)
+
+        def resized(c: str = cpu) -> bool:
+            return container_cpu(cluster, sbx.metadata.name)[0] == c
+
+        assert cluster.run_until(resized)
         cluster.advance(5)
         assert cluster.nodes.utilisation()["node-1"][0] == used / 4, cpu
         assert inplace(cluster.get("sbx", sbx.metadata.name))[:2] == ("True", "Succeeded")
@@ -156,6 +161,7 @@ def test_a_resize_that_would_change_the_qos_class_is_refused_and_reported() -> N
     assert cluster.last_record().delivered is not None
     # The refusal holds for that spec only: an edit that keeps the pod Guaranteed is carried out.
     edited = cluster.get("sbx", name).model_copy(deep=True)
+    assert edited.spec.template is not None
     resources = edited.spec.template["spec"]["containers"][0]["resources"]
     resources["requests"]["cpu"] = resources["limits"]["cpu"] = "2"
     cluster.apply(edited)

@@ -177,7 +177,11 @@ def check_claim_invariants(
 
     for i, after in enumerate(gone_after[:burst]):
         if after is not None:
-            cluster.env.timeout(after).callbacks.append(lambda _ev, i=i: go_away(i))
+
+            def leave(_ev: object, i: int = i) -> None:
+                go_away(i)
+
+            cluster.env.timeout(after).callbacks.append(leave)
     cluster.apply(claim_yaml("batch", replicas=batch, claimTimeout="30s"))
     cluster.env.run(until=cluster.env.all_of(procs))
     results = [p.value for p in procs]
@@ -188,6 +192,7 @@ def check_claim_invariants(
     timeout = claim_timeout or get_profile(profile).e2b_default_claim_timeout_s
     schedule = retry_schedule(profile, timeout)
     budget = float(timeout) if timeout else HEAD_UNTIMED_CEILING_S
+    assert schedule.attempts is not None  # both schedules here are bounded
     for rec in cluster.records:
         if rec.path != "e2b":
             continue

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -61,12 +62,17 @@ def _claim_pause_resume_kill(cluster: Cluster) -> None:
     cluster.advance(30)
 
 
+def knobs(knob: str, value: object) -> dict[str, Any]:
+    """``{knob: value}`` as keyword arguments: a knob named at run time, with any value."""
+    return {knob: value}
+
+
 def _refused_or_served(knob: str, value: object) -> None:
     """``value`` is refused up front, naming ``knob``, or the claim path runs with it: what
     then fails, fails typed (a rate so low, or a timeout so short, that nothing gets through
     is the caller's choice, answered as the model answers it)."""
     try:
-        cluster = Cluster(seed=3, nodes=1, **{knob: value})
+        cluster = Cluster(seed=3, nodes=1, **knobs(knob, value))
     except InvalidError as err:
         assert err.field == "knobs"
         assert err.reason.startswith(f"invalid value for profile knob {knob!r}: ")
@@ -117,4 +123,4 @@ def test_any_value_a_profile_takes_lets_a_claim_pause_and_resume_through(
 )
 def test_the_far_end_of_a_knob_range_is_served(knob: str, value: float) -> None:
     """At the top of its range a knob still lets a claim, a pause and a resume succeed."""
-    _claim_pause_resume_kill(Cluster(seed=3, nodes=1, **{knob: value}))
+    _claim_pause_resume_kill(Cluster(seed=3, nodes=1, **knobs(knob, value)))

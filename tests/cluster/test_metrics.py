@@ -8,6 +8,7 @@ import pytest
 from pytest_kruise_agents.claiming.errors import ClaimError
 from simulator.cluster import Cluster
 from simulator.exposition import cluster_registry, exposition_text
+from simulator.records import ClaimRecord
 from tests.prometheus import Scrape
 
 from .conftest import claim_yaml, pool_yaml
@@ -15,6 +16,12 @@ from .conftest import claim_yaml, pool_yaml
 BASE = {"namespace": "default", "template": "base"}
 E2B = {"path": "e2b", **BASE}
 SET = {"namespace": "default", "sandboxset": "base"}
+
+
+def delivered_in(rec: ClaimRecord) -> float:
+    """The latency of a claim the test expects delivered."""
+    assert rec.latency is not None, rec
+    return rec.latency
 
 
 def pool(replicas: int = 2, *, records_limit: int | None = None) -> Cluster:
@@ -62,8 +69,8 @@ def test_warm_and_cold_claims_count_by_lock_type_with_their_latency() -> None:
     assert s.value("sandbox_claim_creation_responses_total", code="201", **BASE) == 3
     assert s.value("sandbox_claim_total", lock_type="update", **E2B) == 2
     assert s.value("sandbox_claim_total", lock_type="create", **E2B) == 1
-    warm = [r.latency for r in cluster.records if r.warm]
-    cold = [r.latency for r in cluster.records if r.warm is False]
+    warm = [delivered_in(r) for r in cluster.records if r.warm]
+    cold = [delivered_in(r) for r in cluster.records if r.warm is False]
     duration = "sandbox_claim_duration_seconds"
     assert s.value(f"{duration}_count", lock_type="update", **E2B) == 2
     assert s.value(f"{duration}_sum", lock_type="update", **E2B) == pytest.approx(sum(warm))

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from pytest_kruise_agents.api import dump
+from pytest_kruise_agents.api import Pod, dump
 from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.api.meta import OwnerReference
 from pytest_kruise_agents.api.sandboxset import SandboxSet
@@ -56,6 +56,7 @@ def test_get_returns_a_copy_that_does_not_touch_the_store(pooled: Cluster) -> No
     got = pooled.get("sbs", "base")
     assert got is not stored(pooled, "SandboxSet", "base")
     got.spec.replicas = 9
+    assert got.spec.template is not None
     got.spec.template["spec"]["containers"][0]["image"] = "evil:latest"
     got.metadata.labels["x"] = "y"
     assert stored(pooled, "SandboxSet", "base").spec.replicas == 5
@@ -103,6 +104,7 @@ def test_the_e2b_calls_return_copies_too(pooled: Cluster) -> None:
         answer.spec.shutdown_time = None
     assert snapshot(pooled) == before
     for answer in answers:
+        assert not isinstance(answer, Exception)
         kept = stored(pooled, "Sandbox", answer.metadata.name)
         assert "edited" not in kept.metadata.labels
         assert kept.spec.shutdown_time is not None
@@ -119,6 +121,7 @@ def test_a_manifest_of_ordered_dicts_is_stored_as_its_own_copy(cluster: Cluster)
     container["image"] = "evil:latest"
     assert image_of(stored(cluster, "SandboxSet", "base")) != "evil:latest"
     got = cluster.get("sbs", "base")
+    assert got.spec.template is not None
     got.spec.template["spec"]["containers"][0]["image"] = "edited:copy"
     assert image_of(stored(cluster, "SandboxSet", "base")) != "edited:copy"
 
@@ -127,6 +130,7 @@ def test_get_edit_apply_is_a_spec_change(pooled: Cluster) -> None:
     """get -> edit -> apply (kubectl edit) bumps generation and rolls the pool to a new revision."""
     rev0 = pooled.get("sbs", "base").status.update_revision
     sbs = pooled.get("sbs", "base")
+    assert sbs.spec.template is not None
     sbs.spec.template["spec"]["containers"][0]["image"] = "registry.example.com/sandbox:v2"
     (after,) = pooled.apply(sbs)
     assert after.metadata.generation == 2
@@ -240,6 +244,7 @@ def test_completing_a_deletion_does_not_break_the_rest_of_the_apply(cluster: Clu
     cluster.wait_for_pool("base")
     name = cluster.get("sbs", "base").status.current_revision
     cluster.delete("sbs", "base")
+    assert name is not None
     tpl = cluster.get("sbt", name)
     tpl.metadata.labels["note"] = "last-words"
     done = cluster.apply([with_finalizers(pool_yaml(replicas=1), []), tpl])
@@ -503,6 +508,7 @@ def test_an_empty_or_zero_resource_version_is_no_precondition(
     doc: dict[str, Any] = yaml.safe_load(pool_yaml(replicas=4))
     doc["metadata"]["resourceVersion"] = version
     (updated,) = pooled.apply(doc)
+    assert isinstance(updated, SandboxSet)
     assert updated.spec.replicas == 4
 
 
@@ -528,6 +534,7 @@ def test_re_applying_a_pod_that_states_only_limits_writes_nothing(cluster: Clust
     (created,) = cluster.apply(pod)
     (again,) = cluster.apply(pod)
     assert again.metadata.resource_version == created.metadata.resource_version
+    assert isinstance(again, Pod)
     assert again.spec["containers"][0]["resources"]["requests"] == {"cpu": "1"}
 
 
@@ -599,6 +606,7 @@ def test_a_resource_version_is_compared_as_a_number(pooled: Cluster) -> None:
     doc: dict[str, Any] = yaml.safe_load(pool_yaml(replicas=4))
     doc["metadata"]["resourceVersion"] = f"0{rv}"
     (after,) = pooled.apply(doc)
+    assert isinstance(after, SandboxSet)
     assert after.spec.replicas == 4
 
 
@@ -730,6 +738,7 @@ def test_list_and_table_are_in_key_order(cluster: Cluster) -> None:
 def test_a_materialised_template_cannot_be_edited(pooled: Cluster) -> None:
     """The SandboxTemplate ``<set>-<revision>`` a set owns refuses a spec change."""
     name = pooled.get("sbs", "base").status.current_revision
+    assert name is not None
     doc = yaml.safe_load(dump(pooled.get("sbt", name)))
     doc["spec"]["template"]["spec"]["containers"][0]["image"] = "evil:1"
     before = snapshot(pooled)
@@ -743,6 +752,7 @@ def test_a_materialised_template_cannot_be_edited(pooled: Cluster) -> None:
 def test_a_materialised_template_takes_new_labels(pooled: Cluster) -> None:
     """Only its spec is immutable: labels and annotations may change."""
     name = pooled.get("sbs", "base").status.current_revision
+    assert name is not None
     tpl = pooled.get("sbt", name)
     tpl.metadata.annotations["note"] = "kept"
     (after,) = pooled.apply(tpl)

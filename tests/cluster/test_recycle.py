@@ -8,7 +8,7 @@ it back to its SandboxSet, which counts it again.
 from __future__ import annotations
 
 import os
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
 from datetime import UTC, datetime
 from itertools import pairwise
 from typing import Any
@@ -32,9 +32,9 @@ ENABLED = "agents.kruise.io/cleanup-enabled"
 RETAIN = "agents.kruise.io/cleanup-retain-on-failure"
 
 
-def recycling_pool(replicas: int = 2, **annotations: str) -> str:
+def recycling_pool(replicas: int = 2, annotations: Mapping[str, str] | None = None) -> str:
     """A pool whose pod template enables recycling (plus ``annotations``)."""
-    extra = "".join(f'        {k}: "{v}"\n' for k, v in annotations.items())
+    extra = "".join(f'        {k}: "{v}"\n' for k, v in (annotations or {}).items())
     return f"""\
 apiVersion: agents.kruise.io/v1alpha1
 kind: SandboxSet
@@ -340,7 +340,7 @@ def test_a_recycle_whose_pool_is_gone_fails_and_deletes_the_sandbox() -> None:
 def test_a_failed_recycle_is_retained_for_its_duration_then_deleted() -> None:
     """``cleanup-retain-on-failure: 2m`` keeps the sandbox until a shutdown time two minutes on."""
     cluster = Cluster(seed=4, recycle_grace_s=100.0, recycle_timeout_s=30.0)
-    cluster.apply(recycling_pool(**{RETAIN: "2m"}))
+    cluster.apply(recycling_pool(annotations={RETAIN: "2m"}))
     cluster.wait_for_pool("py")
     sid = claimed(cluster)
     name = sid.split("--")[1]
@@ -374,7 +374,7 @@ def test_a_retention_past_the_last_date_keeps_the_failed_recycle_until_then() ->
         recycle_timeout_s=30.0,
         epoch=datetime(9800, 1, 1, tzinfo=UTC),
     )
-    cluster.apply(recycling_pool(**{RETAIN: "2000000h"}))
+    cluster.apply(recycling_pool(annotations={RETAIN: "2000000h"}))
     cluster.wait_for_pool("py")
     sid = claimed(cluster)
     name = sid.split("--")[1]
@@ -397,15 +397,15 @@ def test_a_recycle_that_times_out_deletes_the_sandbox() -> None:
     assert "RecyclingTimeout" in cluster.log.of_kind("sandbox.recycle_failed")[0].detail
 
 
+RECYCLE_FAULT_POOL: list[dict[str, Any]] = [
+    {"kind": "api_conflict", "selector": {"verb": "update"}},
+    {"kind": "api_latency", "latency": "uniform(0, 200ms)"},
+    {"kind": "watch_lag", "latency": "uniform(0, 300ms)"},
+    {"kind": "runtime_init_failure"},
+]
+
 RECYCLE_FAULTS = st.lists(
-    st.sampled_from(
-        [
-            {"kind": "api_conflict", "selector": {"verb": "update"}},
-            {"kind": "api_latency", "latency": "uniform(0, 200ms)"},
-            {"kind": "watch_lag", "latency": "uniform(0, 300ms)"},
-            {"kind": "runtime_init_failure"},
-        ]
-    ),
+    st.sampled_from(RECYCLE_FAULT_POOL),
     max_size=2,
     unique_by=lambda f: f["kind"],
 )

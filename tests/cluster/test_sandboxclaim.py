@@ -59,6 +59,7 @@ def test_claim_without_stock_and_without_creation_times_out(cluster: Cluster) ->
     assert cond["TimedOut"].reason == "ClaimTimeoutReached"
     assert cond["Completed"].reason == "TimeoutReached"
     assert claim.status.claimed_replicas == 0
+    assert claim.status.message is not None
     assert claim.status.message.startswith("Timeout reached after")
     assert 10 <= cluster.now <= 14
 

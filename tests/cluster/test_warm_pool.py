@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from datetime import datetime
 
 import pytest
 
 from pytest_kruise_agents.api import keys
 from pytest_kruise_agents.api.errors import InvalidError
+from pytest_kruise_agents.api.sandbox import Sandbox
 from pytest_kruise_agents.claiming.errors import ClaimError, NotFoundError
 from simulator.cluster import Cluster
 from simulator.errors import NotFoundError as KubeNotFoundError
@@ -324,7 +326,12 @@ def test_a_rollout_held_back_by_a_locked_old_sandbox_names_it(cluster: Cluster) 
     names the sandbox and its owner."""
     cluster.apply(pool_yaml(replicas=3))
     cluster.wait_for_pool("base")
-    oldest = min(cluster.list("sbx", "default"), key=lambda s: s.metadata.creation_timestamp)
+
+    def created(s: Sandbox) -> datetime:
+        assert s.metadata.creation_timestamp is not None  # every stored object has one
+        return s.metadata.creation_timestamp
+
+    oldest = min(cluster.list("sbx", "default"), key=created)
     oldest.metadata.annotations[keys.ANN_LOCK] = "held-by-hand"
     oldest.metadata.annotations[keys.ANN_OWNER] = "bob"
     cluster.apply(oldest)
