@@ -11,6 +11,7 @@ import simpy
 
 from pytest_kruise_agents.api.keys import LABEL_CLAIM_NAME
 from pytest_kruise_agents.api.sandbox import Sandbox
+from pytest_kruise_agents.api.sandboxclaim import SandboxClaim
 from pytest_kruise_agents.backends.base import ClockMode
 from pytest_kruise_agents.backends.sim import SimBackend, default_pools_yaml
 from pytest_kruise_agents.claiming.state import is_claimed
@@ -39,13 +40,22 @@ def backend() -> Iterator[SimBackend]:
     b.close()
 
 
+def sorted_latencies(latencies: list[float | None]) -> list[float]:
+    """``latencies`` sorted, each of which is given (the claims were delivered)."""
+    given = sorted(x for x in latencies if x is not None)
+    assert len(given) == len(latencies), latencies
+    return given
+
+
 def test_a_burst_through_the_e2b_path_reads_the_claim_records(backend: SimBackend) -> None:
     backend.cluster.create_sandbox("base")  # not part of the run
     result = run_on_backend(backend, Burst(4))
     assert [d.index for d in result.deliveries] == [1, 2, 3, 4]
     assert (len(result.warm), len(result.cold)) == (2, 2)
     records = list(backend.cluster.records)[-4:]
-    assert sorted(d.latency for d in result.delivered) == sorted(r.latency for r in records)
+    assert sorted_latencies([d.latency for d in result.delivered]) == sorted_latencies(
+        [r.latency for r in records]
+    )
     first = result.deliveries[0]
     assert first.sandbox_id is not None and first.sandbox_id.startswith("default--base-")
     assert list(first.phases)[-1] == "delivered"
@@ -80,7 +90,9 @@ def test_a_burst_of_sandboxclaims_measures_from_the_apply(backend: SimBackend) -
         assert d.requested == 0.0
         assert d.latency == pytest.approx(d.phases["delivered"])
     claims = backend.list("SandboxClaim", "default")
-    assert len(claims) == 5 and all(c.status.phase == "Completed" for c in claims)
+    assert len(claims) == 5 and all(
+        isinstance(c, SandboxClaim) and c.status.phase == "Completed" for c in claims
+    )
 
 
 def test_the_sandboxclaim_path_deletes_each_claims_sandboxes_once_it_completes(
@@ -96,7 +108,9 @@ def test_the_sandboxclaim_path_deletes_each_claims_sandboxes_once_it_completes(
     ]
     assert held == []
     claims = backend.list("SandboxClaim", "default")
-    assert len(claims) == 300 and all(c.status.phase == "Completed" for c in claims)
+    assert len(claims) == 300 and all(
+        isinstance(c, SandboxClaim) and c.status.phase == "Completed" for c in claims
+    )
 
 
 def test_the_sandboxclaim_path_stops_deleting_when_its_run_ends(backend: SimBackend) -> None:
@@ -142,6 +156,7 @@ def test_a_failed_sandboxclaim_reports_its_last_attempts_error(backend: SimBacke
     assert result.failed[0].error == attempts[-1].error
     assert result.failed[0].retries == len(attempts) - 1
     (claim,) = backend.list("SandboxClaim", "default")
+    assert isinstance(claim, SandboxClaim) and claim.status.message is not None
     assert claim.status.message.startswith("Timeout reached")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Callable
 
 import pytest
 
@@ -44,12 +45,13 @@ def test_poisson_arrivals_use_the_given_generator() -> None:
 @pytest.mark.parametrize(
     ("make", "message"),
     [
+        # Those with "type: ignore" pass a wrongly typed value on purpose: refused at run time.
         (lambda: Burst(0), "count: must be an integer >= 1, got 0"),
         (lambda: Burst(True), "count: must be an integer >= 1, got True"),
         (lambda: Burst(1, template=""), "template: must not be empty"),
-        (lambda: Burst(2, template=5), "template: must be a string, got 5"),
-        (lambda: Rate(1, 1, template=None), "template: must be a string, got None"),
-        (lambda: Burst(1, namespace=None), "namespace: must be a string, got None"),
+        (lambda: Burst(2, template=5), "template: must be a string, got 5"),  # type: ignore[arg-type]
+        (lambda: Rate(1, 1, template=None), "template: must be a string, got None"),  # type: ignore[arg-type]
+        (lambda: Burst(1, namespace=None), "namespace: must be a string, got None"),  # type: ignore[arg-type]
         # A namespace is a DNS-1123 label: one the API server would refuse is refused here,
         # before a run draws its arrivals or moves the clock (and is named as the workload's).
         (
@@ -62,20 +64,20 @@ def test_poisson_arrivals_use_the_given_generator() -> None:
         ),
         (lambda: Burst(1, namespace="n" * 64), "namespace: invalid value 'nnnn"),
         (lambda: Rate(1, 1, namespace="a.b"), "namespace: invalid value 'a.b'"),
-        (lambda: Burst(1, path="grpc"), "path: must be 'e2b' or 'sandboxclaim', got 'grpc'"),
+        (lambda: Burst(1, path="grpc"), "path: must be 'e2b' or 'sandboxclaim', got 'grpc'"),  # type: ignore[arg-type]
         (lambda: Rate(0, 1), "per_second: must be a positive finite number, got 0"),
         (lambda: Rate(True, 1), "per_second: must be a number, got True"),
-        (lambda: Rate(1, "5"), "duration: must be a number, got '5'"),
+        (lambda: Rate(1, "5"), "duration: must be a number, got '5'"),  # type: ignore[arg-type]
         (lambda: Rate(1, float("inf")), "duration: must be a positive finite number, got inf"),
         (
-            lambda: Rate(1, 1, arrivals_mode="burst"),
+            lambda: Rate(1, 1, arrivals_mode="burst"),  # type: ignore[arg-type]
             "arrivals_mode: must be 'uniform' or 'poisson'",
         ),
     ],
 )
-def test_bad_workloads_name_the_field(make: object, message: str) -> None:
+def test_bad_workloads_name_the_field(make: Callable[[], object], message: str) -> None:
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        make()  # type: ignore[operator]
+        make()
 
 
 @pytest.mark.parametrize(
@@ -99,13 +101,13 @@ def test_bad_workloads_name_the_field(make: object, message: str) -> None:
     ],
 )
 def test_a_workload_larger_than_a_run_can_take_is_refused_when_made(
-    make: object, message: str
+    make: Callable[[], object], message: str
 ) -> None:
     """Not a ``MemoryError`` or ``OverflowError`` when its arrivals are drawn, nor gigabytes
     taken on a shared machine first: at most :data:`MAX_CLAIMS` claims, the capacity planner's
     limit per workload."""
     with pytest.raises(ValueError, match="^" + re.escape(message)):
-        make()  # type: ignore[operator]
+        make()
 
 
 def test_a_workload_of_exactly_the_most_claims_is_accepted() -> None:

@@ -305,7 +305,8 @@ def test_a_pool_one_of_whose_workloads_waits_for_a_refill_is_sized_by_erlang_c()
     )
     scenario = parse_scenario(text)
     est = analytic_estimate(scenario, scenario.pools[0], parse_slo("p99<2s"), None)
-    assert (est.model, est.rate) == ("erlang-c", pytest.approx(4.0))
+    assert est.model == "erlang-c"
+    assert est.rate == pytest.approx(4.0)
 
 
 def test_erlang_b_sizes_the_smallest_pool_at_or_below_the_target() -> None:

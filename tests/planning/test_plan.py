@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -220,7 +221,9 @@ def test_only_the_runs_at_the_answer_keep_their_claims(tiny: Scenario) -> None:
     for size, candidate in result.candidates.items():
         for run in candidate.summary.runs:
             if size == result.answer:
-                assert run.claims is not None and len(run.claims) == run.metrics["claims"] > 0
+                claims = run.metrics["claims"]
+                assert run.claims is not None and claims is not None
+                assert len(run.claims) == claims > 0
             else:
                 assert run.claims is None
 
@@ -599,6 +602,7 @@ def test_the_pools_peak_counts_every_workload_at_the_peak() -> None:
     line, estimate = _peak_line(DIURNAL_AND_MORE)
     s_peak, _ = size_for_loss(8 * estimate.refill_s, 0.05)
     assert f"at the peak (8/s) Erlang-B asks for {s_peak}:" in line
+    assert estimate.replicas is not None
     assert s_peak > estimate.replicas  # the peak asks more than the mean rate does
 
 
@@ -898,7 +902,7 @@ def test_a_range_may_reach_the_largest_sandboxset_and_no_further(tiny: Scenario)
         plan_serially(tiny, "base", slo=None, max_cold=0.05, low=60, high=MAX_REPLICAS + 1)
 
 
-def _all_failed(tiny: Scenario, *runs: dict[str, float | None]) -> Candidate:
+def _all_failed(tiny: Scenario, *runs: Mapping[str, float | None]) -> Candidate:
     """A candidate of ``tiny`` at 4 replicas whose runs' own figures are ``runs``: the pool's
     and, under ``create_limited``, the run's claims the create limiter made wait."""
     from simulator.planning.plan import judge

@@ -14,7 +14,7 @@ from simulator.planning.plots import metric_figure
 from simulator.planning.scenario import Scenario
 from simulator.planning.stats import Estimate
 
-AXES = {
+AXES: dict[str, list[object]] = {
     "pools.base.replicas": [6, 8, 10, 12, 14],
     "cluster.profile": ["openkruise-head", "openkruise-v0.3.0"],
     "workloads[0].arrivals.rate": ["300/min", "10/s", "20/s"],
