@@ -55,7 +55,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Self, TypeVar
 
 import simpy
 
@@ -378,7 +378,7 @@ class SimBackend:
         profile: str = "openkruise-head",
         nodes: int = 4,
         inline_budget_s: float = INLINE_BUDGET_S,
-    ) -> SimBackend:
+    ) -> Self:
         """A cluster of ``nodes`` nodes with ready pools ``base`` and ``code-interpreter-v1``.
 
         A virtual clock starts at the fixed epoch (2026-01-01, the same dates every
