@@ -365,7 +365,7 @@ def test_null_fields_are_written_in_the_same_order_whatever_the_hash_seed() -> N
 
 
 def test_the_error_body_parses_in_the_sdk_and_keeps_extras() -> None:
-    wire = Error(code=400, message="timeout: bad", request_id="r1", field="timeout").to_wire()  # type: ignore[call-arg]
+    wire = Error(code=400, message="timeout: bad", request_id="r1", field="timeout").to_wire()
     assert wire == {"code": 400, "message": "timeout: bad", "request_id": "r1", "field": "timeout"}
     parsed = SdkError.from_dict(wire)
     assert parsed.code == 400 and parsed.message == "timeout: bad"

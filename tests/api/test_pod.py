@@ -325,7 +325,7 @@ def test_the_image_pull_policy_is_one_kubernetes_knows() -> None:
     """``Always``, ``IfNotPresent`` or ``Never`` (the kubelet reads it); anything else is
     named at the container's field."""
     for policy in ("Always", "IfNotPresent", "Never"):
-        container = {"name": "m", "image": "i", "imagePullPolicy": policy}
+        container: dict[str, object] = {"name": "m", "image": "i", "imagePullPolicy": policy}
         validate_pod_template({"spec": {"containers": [container]}})
     for bad in ("Sometimes", 5, "always"):
         container = {"name": "m", "image": "i", "imagePullPolicy": bad}
@@ -781,6 +781,7 @@ def test_kubectl_get_pod_yaml_of_a_running_pod_loads_and_dumps_back() -> None:
     (pod,) = load_manifests(KIND_POD_YAML)
     assert isinstance(pod, Pod)
     status = pod.status
+    assert status.pod_ips is not None and status.host_ips is not None
     assert [ip.ip for ip in status.pod_ips] == ["10.244.0.5"]
     assert [ip.ip for ip in status.host_ips] == ["172.18.0.2"]
     assert (status.qos_class, status.nominated_node_name) == ("BestEffort", "kind-worker")

@@ -134,7 +134,7 @@ def test_a_part_of_the_wrong_kind_is_left_to_the_pods_validation(spec: dict[Any,
 def test_known_pod_spec_drops_what_core_v1_lacks_as_a_typed_decode_does() -> None:
     """A schemaless template's typo (``imagePullPolice``, ``resourcs``, a resources' ``limts``)
     never reaches the pod the controller creates; the template's dicts are left as they are."""
-    spec = {
+    spec: dict[str, Any] = {
         "nodeSelectr": {"a": "b"},
         "containers": [
             {"name": "c", "image": "i", "imagePullPolice": "Always", "resources": {"limts": {}}},

@@ -767,7 +767,7 @@ def test_a_csi_config_too_big_for_the_annotations_is_refused() -> None:
 
 
 _ANY_TEXT = st.text(
-    alphabet=st.characters(min_codepoint=0, max_codepoint=0x10FFFF, exclude_categories=("Cs",)),
+    alphabet=st.characters(min_codepoint=0, max_codepoint=0x10FFFF, exclude_categories=["Cs"]),
     max_size=40,
 )
 

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from pytest_kruise_agents.api import keys
 from pytest_kruise_agents.api.meta import Condition
-from pytest_kruise_agents.api.sandbox import Sandbox, SandboxPhase
+from pytest_kruise_agents.api.sandbox import Sandbox, SandboxPhase, SandboxState
 from pytest_kruise_agents.claiming.modification import (
     ANN_CLEANUP_ENABLED,
     ANN_CLEANUP_RETAIN_ON_FAILURE,
@@ -25,7 +25,7 @@ from pytest_kruise_agents.claiming.recycle import (
     reset_for_recycle,
     retain_on_failure,
 )
-from pytest_kruise_agents.claiming.state import SandboxState, sandbox_state
+from pytest_kruise_agents.claiming.state import sandbox_state
 
 from .builders import NOW, make_sandbox, make_sandboxset
 from .test_modification import options

@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import pytest
@@ -56,8 +57,16 @@ def _server_leaving_unanswered(picks: Picks) -> Iterator[str]:
             held[0].released.set()
 
 
-def _api(url: str, **given: float) -> Api:
-    return Api(Target(api_url=url, api_key=USER_KEY, sandbox_url=url, **given))
+def _api(
+    url: str, *, request_timeout: float | None = None, cleanup_timeout: float | None = None
+) -> Api:
+    """An Api on the server at ``url`` with the timeouts given (the others the Target's)."""
+    target = Target(api_url=url, api_key=USER_KEY, sandbox_url=url)
+    if request_timeout is not None:
+        target = replace(target, request_timeout=request_timeout)
+    if cleanup_timeout is not None:
+        target = replace(target, cleanup_timeout=cleanup_timeout)
+    return Api(target)
 
 
 def test_a_control_plane_request_without_an_answer_fails_naming_it() -> None:

@@ -81,7 +81,13 @@ SID = "default--base-abcde"
 def test_sandbox_traffic_goes_where_the_installed_sdk_sends_it(
     given: dict[str, str], answered: str | None
 ) -> None:
-    target = Target(api_url="https://api.example.com", api_key="k", **given)
+    assert set(given) <= {"sandbox_url", "domain"}
+    target = Target(
+        api_url="https://api.example.com",
+        api_key="k",
+        sandbox_url=given.get("sandbox_url"),
+        domain=given.get("domain"),
+    )
     api = Api(target)
     try:
         api.remember_domain(SID, answered)

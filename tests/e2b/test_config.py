@@ -15,6 +15,7 @@ import yaml
 
 from pytest_kruise_agents.api.base import format_time
 from pytest_kruise_agents.api.keys import ANN_RUNTIME_ACCESS_TOKEN
+from pytest_kruise_agents.api.sandboxset import SandboxSet
 from pytest_kruise_agents.backends.base import Caller, CreateRequest
 from pytest_kruise_agents.claiming.view import sandbox_id
 from pytest_kruise_agents.e2b.config import (
@@ -510,9 +511,12 @@ def test_pools_of_one_name_in_two_namespaces_are_two_pools() -> None:
     )
     backend, _ = build(cfg)
     try:
+        pools = backend.list("sbs")
+        assert all(isinstance(p, SandboxSet) for p in pools)
         assert sorted(
             (p.metadata.namespace, p.metadata.name, p.status.available_replicas)
-            for p in backend.list("sbs")
+            for p in pools
+            if isinstance(p, SandboxSet)
         ) == [("default", "a", 1), ("team-b", "a", 1)]
     finally:
         backend.close()
@@ -523,6 +527,7 @@ def test_a_pool_named_by_generate_name_is_filled_under_the_name_it_gets() -> Non
     backend, _ = build(parse_config({"clock": {"mode": "virtual"}, "sandboxsets": pool}))
     try:
         (made,) = backend.list("sbs")
+        assert isinstance(made, SandboxSet)
         assert made.metadata.name.startswith("gen-")
         assert made.status.available_replicas == 2
     finally:

@@ -11,7 +11,7 @@ import json
 import signal
 import struct
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -156,13 +156,14 @@ class Server:
                 code = None
             pytest.fail(f"no answer ({exc!r}); the server's exit code: {code}")
 
-    def envd(self, port: int = 49983, **headers: str) -> dict[str, str]:
-        """The headers of sandbox traffic to ``port`` (envd by default) with the access token."""
+    def envd(self, port: int = 49983, headers: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The headers of sandbox traffic to ``port`` (envd by default) with the access token,
+        and ``headers``."""
         return {
             "E2b-Sandbox-Id": self.sandbox["sandboxID"],
             "E2b-Sandbox-Port": str(port),
             "X-Access-Token": self.sandbox["envdAccessToken"],
-            **headers,
+            **(headers or {}),
         }
 
 
@@ -252,7 +253,7 @@ def test_an_envd_rpc_refuses_a_message_nested_too_deeply_as_invalid_argument(
     r = alive.call(
         "POST",
         "/filesystem.Filesystem/Stat",
-        headers=alive.envd(**{"Content-Type": "application/json"}),
+        headers=alive.envd(headers={"Content-Type": "application/json"}),
         content=message,
     )
 
@@ -267,7 +268,7 @@ def test_an_envd_stream_refuses_a_message_nested_too_deeply_at_its_end(alive: Se
         "POST",
         "/process.Process/Start",
         headers=alive.envd(
-            **{"Content-Type": "application/connect+json", "Connect-Protocol-Version": "1"}
+            headers={"Content-Type": "application/connect+json", "Connect-Protocol-Version": "1"}
         ),
         content=b"\x00" + struct.pack(">I", len(message)) + message,
     )
@@ -285,7 +286,7 @@ def test_an_envd_rpc_reads_a_message_nested_as_deep_as_the_limit(alive: Server) 
     r = alive.call(
         "POST",
         "/filesystem.Filesystem/Stat",
-        headers=alive.envd(**{"Content-Type": "application/json"}),
+        headers=alive.envd(headers={"Content-Type": "application/json"}),
         content=message,
     )
 
@@ -427,7 +428,7 @@ def test_envd_init_refuses_a_body_nested_too_deeply_with_400(alive: Server, dept
     r = alive.call(
         "POST",
         "/init",
-        headers=alive.envd(**{"Content-Type": "application/json"}),
+        headers=alive.envd(headers={"Content-Type": "application/json"}),
         content=b'{"envVars": {"A": "1"}, "x": ' + nested(depth) + b"}",
     )
 
@@ -443,7 +444,7 @@ def test_envd_init_reads_a_body_nested_as_deep_as_the_limit(alive: Server) -> No
     r = alive.call(
         "POST",
         "/init",
-        headers=alive.envd(**{"Content-Type": "application/json"}),
+        headers=alive.envd(headers={"Content-Type": "application/json"}),
         content=b'{"x": ' + nested(MAX_JSON_DEPTH - 1) + b"}",
     )
 
@@ -458,7 +459,7 @@ def test_the_code_interpreter_refuses_a_body_nested_too_deeply_with_400(
     r = alive.call(
         "POST",
         route,
-        headers=alive.envd(49999, **{"Content-Type": "application/json"}),
+        headers=alive.envd(49999, headers={"Content-Type": "application/json"}),
         content=b'{"code": "1", "x": ' + nested(depth) + b"}",
     )
 

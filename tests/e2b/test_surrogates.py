@@ -104,7 +104,9 @@ def test_an_answer_holding_a_lone_surrogate_is_still_json() -> None:
     """The net under every JSON answer: a string that reached it anyway renders as U+FFFD."""
     answer = WireJSONResponse({"message": "bad \ud800 key", "items": [{"\udc80": "v"}]})
 
-    assert answer.body.decode("utf-8") == ('{"message":"bad \ufffd key","items":[{"\ufffd":"v"}]}')
+    assert bytes(answer.body).decode("utf-8") == (
+        '{"message":"bad \ufffd key","items":[{"\ufffd":"v"}]}'
+    )
 
 
 def test_bytes_that_are_not_utf8_are_read_as_u_fffd(server: Served) -> None:

@@ -163,9 +163,13 @@ def test_a_bad_port_header_is_400(echo_server: Served, sid: str, port: str | byt
     ``b"\\xb2"`` (``²`` in latin-1) passes ``str.isdigit`` but not ``int``; 5000 digits
     pass both checks but exceed ``int``'s default digit limit.
     """
+    # Raw header bytes: a bytes port goes on the wire as it is (not encoded from a str).
+    headers = [(b"E2b-Sandbox-Id", sid.encode())]
+    if port is not None:
+        headers.append((b"E2b-Sandbox-Port", port if isinstance(port, bytes) else port.encode()))
     r = httpx.get(
         echo_server.url + "/",
-        headers={"E2b-Sandbox-Id": sid, **({} if port is None else {"E2b-Sandbox-Port": port})},
+        headers=headers,
         timeout=30,
     )
 

@@ -29,11 +29,11 @@ class Server:
     url: str
     backend: SimBackend
 
-    def admin(self, method: str, path: str, **kwargs: object) -> httpx.Response:
-        """Call the admin API with the admin key."""
+    def admin(self, method: str, path: str, json: object = None) -> httpx.Response:
+        """Call the admin API with the admin key (and ``json`` as the body, if given)."""
         return httpx.request(
-            method, self.url + path, headers={"X-API-Key": ADMIN_KEY}, timeout=30, **kwargs
-        )  # type: ignore[arg-type]
+            method, self.url + path, headers={"X-API-Key": ADMIN_KEY}, timeout=30, json=json
+        )
 
     def advance(self, seconds: float) -> None:
         """Move the cluster's virtual clock through the admin API."""

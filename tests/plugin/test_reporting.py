@@ -90,9 +90,12 @@ def test_junit_properties_are_json_and_can_be_turned_off(suite: pytest.Pytester)
     props = {
         p.get("name"): p.get("value") for p in ET.parse(suite.path / "on.xml").iter("property")
     }
-    leaked = json.loads(props["kruise_agents.leaked_sandboxes"])
+    leaked_text = props["kruise_agents.leaked_sandboxes"]
+    summary_text = props["kruise_agents.delivery_benchmark"]
+    assert leaked_text is not None and summary_text is not None
+    leaked = json.loads(leaked_text)
     assert [state for _, state in leaked] == ["running"]
-    summary = json.loads(props["kruise_agents.delivery_benchmark"])
+    summary = json.loads(summary_text)
     assert summary["claims"] == 1 and summary["name"] == "burst-1-e2b"
 
     off = suite.runpytest("--junitxml=off.xml", "-o", "kruise_junit_properties=false")

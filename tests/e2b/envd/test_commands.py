@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import time
+from typing import Literal
 
 import pytest
 from connectrpc.code import Code
@@ -429,7 +430,7 @@ def test_a_tagged_command_is_listed_and_reached_by_its_tag(envd: Envd) -> None:
     headers = {"E2b-Sandbox-Id": "sbx-default"}
     listed = rpc.list(process_pb.ListRequest(), headers=headers).processes
     assert [(p.pid, p.tag) for p in listed] == [(pid, "web")]
-    by_tag = process_pb.ProcessSelector(selector=Oneof("tag", "web"))
+    by_tag = process_pb.ProcessSelector(selector=Oneof[Literal["tag"], str]("tag", "web"))
     rpc.send_signal(
         process_pb.SendSignalRequest(process=by_tag, signal=process_pb.Signal.SIGKILL),
         headers=headers,
@@ -440,10 +441,10 @@ def test_a_tagged_command_is_listed_and_reached_by_its_tag(envd: Envd) -> None:
 def test_stream_input_whose_first_event_is_not_start_is_an_invalid_argument(envd: Envd) -> None:
     rpc = process_connect.ProcessClientSync(envd.url)
     data = process_pb.StreamInputRequest(
-        event=Oneof(
+        event=Oneof[Literal["data"], process_pb.StreamInputRequest.DataEvent](
             "data",
             process_pb.StreamInputRequest.DataEvent(
-                input=process_pb.ProcessInput(input=Oneof("stdin", b"x"))
+                input=process_pb.ProcessInput(input=Oneof[Literal["stdin"], bytes]("stdin", b"x"))
             ),
         )
     )
@@ -712,7 +713,9 @@ def test_sigterm_lets_the_command_clean_up(envd: Envd) -> None:
     rpc = process_connect.ProcessClientSync(envd.url)
     rpc.send_signal(
         process_pb.SendSignalRequest(
-            process=process_pb.ProcessSelector(selector=Oneof("pid", handle.pid)),
+            process=process_pb.ProcessSelector(
+                selector=Oneof[Literal["pid"], int]("pid", handle.pid)
+            ),
             signal=process_pb.Signal.SIGTERM,
         ),
         headers={"E2b-Sandbox-Id": "sbx-default"},

@@ -41,7 +41,7 @@ def exec_done(proc: subprocess.Popen[bytes], within: float = 10.0) -> None:
     """Wait until ``proc``'s shell has exec'd its ``sleep``."""
     deadline = time.monotonic() + within
     while Path(f"/proc/{proc.pid}/cmdline").read_bytes().split(b"\0")[0] != b"sleep":
-        assert time.monotonic() < deadline, f"{proc.args} did not exec sleep"
+        assert time.monotonic() < deadline, f"{proc.args!r} did not exec sleep"
         time.sleep(0.005)
 
 
