@@ -50,7 +50,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, Phase, event, settings
+from hypothesis import event
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
@@ -77,6 +77,7 @@ from pytest_kruise_agents.claiming.state import is_controlled_by_sandboxset
 from pytest_kruise_agents.claiming.timeouts import later, parse_retention
 from simulator.cluster import DEFAULT_USER, Cluster
 from simulator.errors import NotFoundError
+from tests.machines import machine_settings
 
 from .conftest import claim_yaml, pool_yaml
 
@@ -900,14 +901,4 @@ class LifecycleMachine(RuleBasedStateMachine):
 
 
 TestLifecycle = LifecycleMachine.TestCase
-TestLifecycle.settings = settings(
-    max_examples=int(os.environ.get("KRUISE_MACHINE_EXAMPLES", "160")),
-    stateful_step_count=int(os.environ.get("KRUISE_MACHINE_STEPS", "60")),
-    deadline=None,
-    derandomize=not os.environ.get("KRUISE_MACHINE_HUNT"),
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-    # Hunting (KRUISE_MACHINE_HUNT=1): no shrinking, each distinct failure reported.
-    phases=[Phase.explicit, Phase.reuse, Phase.generate]
-    if os.environ.get("KRUISE_MACHINE_HUNT")
-    else list(Phase),
-)
+TestLifecycle.settings = machine_settings(160, 60)

@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from hypothesis import HealthCheck, Phase, event, settings
+from hypothesis import event
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
@@ -65,6 +65,7 @@ from pytest_kruise_agents.claiming.state import is_controlled_by_sandboxset
 from pytest_kruise_agents.claiming.timeouts import truncate
 from simulator.cluster import DEFAULT_USER, Cluster
 from simulator.errors import NotFoundError
+from tests.machines import machine_settings
 
 from .conftest import claim_yaml, pool_yaml
 
@@ -805,14 +806,4 @@ class SandboxClaimMachine(RuleBasedStateMachine):
 
 
 TestSandboxClaimMachine = SandboxClaimMachine.TestCase
-TestSandboxClaimMachine.settings = settings(
-    max_examples=int(os.environ.get("KRUISE_MACHINE_EXAMPLES", "150")),
-    stateful_step_count=int(os.environ.get("KRUISE_MACHINE_STEPS", "30")),
-    deadline=None,
-    derandomize=not os.environ.get("KRUISE_MACHINE_HUNT"),
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-    # Hunting (KRUISE_MACHINE_HUNT=1): no shrinking, each distinct failure reported.
-    phases=[Phase.explicit, Phase.reuse, Phase.generate]
-    if os.environ.get("KRUISE_MACHINE_HUNT")
-    else list(Phase),
-)
+TestSandboxClaimMachine.settings = machine_settings(150, 30)

@@ -51,12 +51,11 @@ each distinct failure.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from hypothesis import HealthCheck, Phase, event, settings
+from hypothesis import event
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -82,6 +81,7 @@ from pytest_kruise_agents.claiming.sandboxset import creation_batches
 from pytest_kruise_agents.claiming.state import is_controlled_by_sandboxset, sandbox_state
 from simulator.cluster import Cluster
 from simulator.errors import NotFoundError
+from tests.machines import machine_settings
 
 POOLS = ("p", "q")
 NODE_PODS = 20
@@ -636,14 +636,4 @@ def _rest(
 
 
 TestSandboxSet = SandboxSetMachine.TestCase
-TestSandboxSet.settings = settings(
-    max_examples=int(os.environ.get("KRUISE_MACHINE_EXAMPLES", "18")),
-    stateful_step_count=int(os.environ.get("KRUISE_MACHINE_STEPS", "30")),
-    deadline=None,
-    derandomize=not os.environ.get("KRUISE_MACHINE_HUNT"),
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-    # Hunting (KRUISE_MACHINE_HUNT=1): no shrinking, each distinct failure reported.
-    phases=[Phase.explicit, Phase.reuse, Phase.generate]
-    if os.environ.get("KRUISE_MACHINE_HUNT")
-    else list(Phase),
-)
+TestSandboxSet.settings = machine_settings(18, 30)

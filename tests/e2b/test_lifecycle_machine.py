@@ -27,7 +27,6 @@ from e2b.exceptions import (
     SandboxException,
     SandboxNotFoundException,
 )
-from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
@@ -38,6 +37,8 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
+
+from tests.machines import machine_settings
 
 from .conftest import ALICE, Served, serve
 
@@ -605,15 +606,7 @@ def test_lifecycle_calls_interleaved_with_envd_use_agree_with_the_model(
 ) -> None:
     run_state_machine_as_test(
         LifecycleMachine,
-        settings=settings(
-            max_examples=10,
-            stateful_step_count=20,
-            deadline=None,
-            derandomize=True,
-            suppress_health_check=list(HealthCheck),
-            report_multiple_bugs=False,
-            # No shrinking: each step is a real call (a shrink ran past 5 minutes); a failure
-            # is reported with the steps of the example as it ran.
-            phases=[Phase.explicit, Phase.generate],
-        ),
+        # No shrinking: each step is a real call (a shrink ran past 5 minutes); a failure
+        # is reported with the steps of the example as it ran.
+        settings=machine_settings(10, 20, shrink=False),
     )

@@ -46,11 +46,11 @@ from typing import Any, ClassVar, Literal
 from e2b import FileType, Sandbox
 from e2b.exceptions import FileNotFoundException, InvalidArgumentException, SandboxException
 from e2b.sandbox.filesystem.filesystem import EntryInfo, WriteEntry
-from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
 from tests.e2b.envd.conftest import Envd
+from tests.machines import machine_settings
 
 Key = tuple[str, ...]
 """A sandbox path as its components: ``("home", "user", "a")`` is ``/home/user/a``."""
@@ -394,13 +394,5 @@ def test_file_calls_agree_with_a_model_of_the_tree(envd: Envd) -> None:
     FilesMachine.envd = envd
     run_state_machine_as_test(
         FilesMachine,
-        settings=settings(
-            max_examples=40,
-            stateful_step_count=25,
-            deadline=None,
-            derandomize=True,
-            suppress_health_check=list(HealthCheck),
-            report_multiple_bugs=False,
-            phases=[Phase.explicit, Phase.generate, Phase.shrink],
-        ),
+        settings=machine_settings(40, 25),
     )

@@ -45,7 +45,6 @@ from typing import Any, ClassVar, Literal
 from e2b import CommandExitException, CommandHandle, NotFoundException, Sandbox, SandboxException
 from e2b.exceptions import InvalidArgumentException
 from e2b.sandbox.commands.command_handle import PtySize
-from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -56,6 +55,7 @@ from hypothesis.stateful import (
 )
 
 from tests.e2b.envd.conftest import Envd
+from tests.machines import machine_settings
 
 Kind = Literal["cat", "drain", "reader", "sleep", "pty"]
 SCRIPTS: dict[Kind, str] = {
@@ -432,13 +432,5 @@ def test_process_calls_agree_with_a_model_of_the_sandbox_s_processes(envd: Envd)
     ProcessesMachine.envd = envd
     run_state_machine_as_test(
         ProcessesMachine,
-        settings=settings(
-            max_examples=50,
-            stateful_step_count=25,
-            deadline=None,
-            derandomize=True,
-            suppress_health_check=list(HealthCheck),
-            report_multiple_bugs=False,
-            phases=[Phase.explicit, Phase.generate, Phase.shrink],
-        ),
+        settings=machine_settings(50, 25),
     )

@@ -78,7 +78,6 @@ from e2b import AsyncSandbox, FileType, NotFoundException, Sandbox, SandboxExcep
 from e2b.sandbox.filesystem.watch_handle import FilesystemEvent
 from e2b.sandbox_async.filesystem.watch_handle import AsyncWatchHandle
 from e2b.sandbox_sync.filesystem.watch_handle import WatchHandle
-from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -89,6 +88,7 @@ from hypothesis.stateful import (
 )
 
 from tests.e2b.envd.conftest import Envd
+from tests.machines import machine_settings
 
 T = TypeVar("T")
 
@@ -619,21 +619,10 @@ def test_watchers_report_what_the_model_says_changed(envd: Envd) -> None:
     thread = threading.Thread(target=loop.run_forever, name="async-sdk", daemon=True)
     thread.start()
     WatchersMachine.envd, WatchersMachine.loop = envd, loop
-    hunting = bool(os.environ.get("KRUISE_MACHINE_HUNT"))
     try:
         run_state_machine_as_test(
             WatchersMachine,
-            settings=settings(
-                max_examples=int(os.environ.get("KRUISE_MACHINE_EXAMPLES", "15")),
-                stateful_step_count=int(os.environ.get("KRUISE_MACHINE_STEPS", "25")),
-                deadline=None,
-                derandomize=not hunting,
-                suppress_health_check=list(HealthCheck),
-                report_multiple_bugs=False,
-                phases=[Phase.explicit, Phase.generate]
-                if hunting
-                else [Phase.explicit, Phase.generate, Phase.shrink],
-            ),
+            settings=machine_settings(15, 25),
         )
     finally:
         loop.call_soon_threadsafe(loop.stop)

@@ -56,7 +56,6 @@ from typing import ClassVar
 import pytest
 from e2b import NotFoundException
 from e2b_code_interpreter import Context, Execution, Sandbox
-from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -68,6 +67,7 @@ from hypothesis.stateful import (
 
 from pytest_kruise_agents.e2b.workspace import SandboxWorkspace
 from tests.e2b.interpreter.conftest import Interpreter
+from tests.machines import machine_settings
 
 HOME = "/home/user"
 LATER = "/home/user/later"
@@ -309,13 +309,5 @@ def test_context_calls_agree_with_a_model_of_the_contexts(interpreter: Interpret
     ContextsMachine.interpreter = interpreter
     run_state_machine_as_test(
         ContextsMachine,
-        settings=settings(
-            max_examples=4,
-            stateful_step_count=6,
-            deadline=None,
-            derandomize=True,
-            suppress_health_check=list(HealthCheck),
-            report_multiple_bugs=False,
-            phases=[Phase.explicit, Phase.generate, Phase.shrink],
-        ),
+        settings=machine_settings(4, 6),
     )
