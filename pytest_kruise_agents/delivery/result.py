@@ -289,8 +289,10 @@ class DeliveryResult:
         _check_assertion(below, percentile, warm, allow_failures)
         if warm is True and self.clock == "wall":
             warm = None
-        subset = {True: "warm", False: "cold", None: "all"}[warm]
+        subset = {True: "warm ", False: "cold ", None: ""}[warm]
         values = self.latencies(warm)
+        # "p99 of 3 warm deliveries", "p99 of all 3 deliveries"
+        counted = f"{len(values)} {subset}deliveries" if subset else f"all {len(values)} deliveries"
         problems: list[str] = []
         if self.failed and not allow_failures:
             first = self.failed[0]
@@ -299,14 +301,11 @@ class DeliveryResult:
                 f"(first: #{first.index}: {first.error})"
             )
         if not values:
-            problems.append(f"no {subset} deliveries to measure")
+            problems.append(f"no {subset}deliveries to measure")
         else:
             got = _percentile(values, percentile)
             if not got < below:
-                problems.append(
-                    f"p{percentile:g} of {len(values)} {subset} deliveries is {_s(got)}, "
-                    f"not under {_s(below)}"
-                )
+                problems.append(f"p{percentile:g} of {counted} is {_s(got)}, not under {_s(below)}")
         if problems:
             raise AssertionError(
                 f"delivery benchmark {self.name!r} ({self.target}, {clock_words(self.clock)}): "

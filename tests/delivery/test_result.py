@@ -109,6 +109,15 @@ def test_the_assertion_fails_on_failed_claims_or_no_warm_delivery() -> None:
     result(d(1, 3.0, warm=False)).assert_latency(warm=False, below=5, percentile=50)
 
 
+def test_the_assertion_over_every_delivery_words_its_subset_as_all() -> None:
+    """``warm=None`` measures every delivery: "p99 of all 2 deliveries", and with none
+    delivered "no deliveries to measure" (not "2 all deliveries", "no all deliveries")."""
+    with pytest.raises(AssertionError, match=r": p99 of all 2 deliveries is 2\.975 s, not under"):
+        result(d(1, 0.5), d(2, 3.0, warm=False)).assert_latency(warm=None)
+    with pytest.raises(AssertionError, match=r"\(sim, virtual time\): no deliveries to measure\n"):
+        result(d(1, None)).assert_latency(warm=None, allow_failures=True)
+
+
 def test_csv_has_one_row_per_claim_with_phases_in_ms(tmp_path: Path) -> None:
     r = result(d(1, 0.1), d(2, None))
     text = r.write_csv(tmp_path / "x" / "run.csv").read_text()
@@ -212,7 +221,7 @@ def test_on_a_live_server_the_default_assertion_checks_every_delivery() -> None:
         clock="wall",
         deliveries=(d(1, 0.5), d(2, 4.0, warm=False), d(3, 5.5, warm=False)),
     )
-    with pytest.raises(AssertionError, match=r"p99 of 3 all deliveries is 5\.470 s"):
+    with pytest.raises(AssertionError, match=r"p99 of all 3 deliveries is 5\.470 s"):
         live.assert_latency()
     live.assert_latency(below=6)
 
@@ -307,7 +316,7 @@ def test_on_a_realtime_clock_the_default_assertion_checks_warm_deliveries_only()
     with pytest.raises(AssertionError) as err:
         realtime.assert_latency(warm=None)
     assert str(err.value).startswith(
-        "delivery benchmark 'rt' (sim, realtime clock): p99 of 2 all deliveries is 3.962 s"
+        "delivery benchmark 'rt' (sim, realtime clock): p99 of all 2 deliveries is 3.962 s"
     )
 
 
