@@ -185,9 +185,8 @@ class SandboxClaimController(Reconciler[ClaimKey]):
             return 0.0
         if wants_resource_resize(claim) and not ctx.profile.inplace_resource_resize:
             ctx.record("sandboxclaim.feature_gate_disabled", f"{ns}/{name}")
-            counted = view.model_copy(
-                update={"status": view.status.model_copy(update={"claimed_replicas": current})}
-            )
+            # Completed with what the claim has (``current``), as when its pool is gone.
+            counted = self._counted(view)
             yield from self._write_status(claim, feature_gate_disabled_status(counted, now))
             return None  # The write's watch event brings us back for the TTL.
 
