@@ -66,8 +66,10 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     # A zombie is gone but for its exit status (re-parented to init, which reaps it).
-    stat = Path(f"/proc/{pid}/stat")
-    return stat.exists() and stat.read_text().split()[2] != "Z"
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except (FileNotFoundError, ProcessLookupError):  # reaped before the open, or the read
+        return False
 
 
 @pytest.mark.parametrize("end", ["", INTERRUPTED_STOP], ids=["left-running", "stop-interrupted"])

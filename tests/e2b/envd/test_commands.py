@@ -37,7 +37,7 @@ def children(pid: int) -> list[int]:
     try:
         with open(f"/proc/{pid}/task/{pid}/children") as found:
             return [int(child) for child in found.read().split()]
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # gone before the open, or the read
         return []
 
 
@@ -46,7 +46,7 @@ def written(pid: int) -> int:
     try:
         with open(f"/proc/{pid}/io") as io:
             return next(int(line.split()[1]) for line in io if line.startswith("wchar:"))
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # gone before the open, or the read
         return 0
 
 
@@ -55,7 +55,7 @@ def command_name(pid: int) -> str:
     try:
         with open(f"/proc/{pid}/comm") as comm:
             return comm.read().strip()
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # gone before the open, or the read
         return ""
 
 
@@ -64,7 +64,7 @@ def blocked_writing_a_pipe(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/wchan") as wchan:
             return wchan.read().endswith("pipe_write")
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # gone before the open, or the read
         return False
 
 
@@ -73,7 +73,7 @@ def alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as stat:
             state = stat.read().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # gone before the open, or the read
         return False
     return state not in ("Z", "X")
 
