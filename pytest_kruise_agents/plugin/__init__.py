@@ -480,7 +480,9 @@ def _marker_spec(config: pytest.Config, node: pytest.Item) -> ClusterSpec:
         return cluster_spec(opts, markers, node.path.parent)
     except MarkerError as exc:
         problem = str(exc)  # failed outside the except block: no chained traceback
-    pytest.fail(f"@pytest.mark.kruise on {node.nodeid}: {problem}", pytrace=False)
+    # The form every setup error of the plugin takes (the recipe's say where a value came
+    # from the same way); pytest's report names the test.
+    pytest.fail(f"pytest-kruise-agents: @pytest.mark.kruise {problem}", pytrace=False)
 
 
 def _book(config: pytest.Config) -> RecipeBook:

@@ -275,7 +275,12 @@ def test_a_bad_marker_errors_the_test_naming_keyword_and_test(
     )
     result = suite.runpytest()
     result.assert_outcomes(passed=1, errors=1)
-    result.stdout.fnmatch_lines([f"@pytest.mark.kruise on *::test_a: {literal(message)}"])
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at setup of test_a*",
+            f"pytest-kruise-agents: @pytest.mark.kruise {literal(message)}",
+        ]
+    )
 
 
 RECIPE_ERRORS = [
@@ -385,8 +390,10 @@ def test_a_bad_marker_errors_the_test_even_without_a_fixture_of_the_plugin(
     result.assert_outcomes(passed=2, errors=4)
     result.stdout.fnmatch_lines(
         [
-            "*@pytest.mark.kruise on *::test_typo: sed: unknown keyword (did you mean 'seed'?)*",
-            "*@pytest.mark.kruise on *::test_missing_config: config: config file *nope.yaml'"
+            "*ERROR at setup of test_typo*",
+            "pytest-kruise-agents: @pytest.mark.kruise sed: unknown keyword (did you mean 'seed'?)*",
+            "*ERROR at setup of test_missing_config*",
+            "pytest-kruise-agents: @pytest.mark.kruise config: config file *nope.yaml'"
             " does not exist*",
             "*@pytest.mark.kruise profile: unknown profile 'openkruise-hed'*",
             "*unknown profile knob 'retri'*",
@@ -451,4 +458,9 @@ def test_a_projects_own_kruise_marker_on_a_test_using_a_fixture_says_they_clash(
         "takes keyword arguments only, got positional ['v1.6']; a project's own kruise "
         "marker cannot mark a test that uses a pytest-kruise-agents fixture"
     )
-    result.stdout.fnmatch_lines([f"*@pytest.mark.kruise on *::test_a: {literal(message)}"])
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at setup of test_a*",
+            f"pytest-kruise-agents: @pytest.mark.kruise {literal(message)}",
+        ]
+    )
