@@ -306,3 +306,55 @@ def test_a_pod_for_another_scheduler_stays_pending_without_a_condition() -> None
         None,
     )
     assert cluster.get("Pod", "default").status.phase == "Running"
+
+
+# -- fields kept as written and not read -------------------------------------------------
+
+
+def test_pod_fields_the_model_does_not_read_are_kept_and_change_nothing() -> None:
+    """``docs/fidelity.md``, Nodes and pods: the scheduler and kubelet here read no
+    ``affinity``, ``tolerations``, ``runtimeClassName``, ``topologySpreadConstraints``,
+    container ``hostPort``, ``hostNetwork``, ``priorityClassName``, ``preemptionPolicy`` or
+    ``overhead``. Each is stored as written; on one node, a required node affinity no node
+    matches, a RuntimeClass no object defines, a zone spread over nodes without the zone label
+    and two pods on one host port all run, and a ``hostNetwork`` pod gets a pod address of
+    its own, not the node's."""
+    cluster = Cluster(seed=1, nodes=[{"name": "a"}])
+    port = ", ports: [{containerPort: 80, hostPort: 8080}]"
+    affinity = (
+        "  affinity: {nodeAffinity: {requiredDuringSchedulingIgnoredDuringExecution:"
+        " {nodeSelectorTerms: [{matchExpressions: [{key: nope, operator: In, values: [x]}]}]}}}\n"
+    )
+    spread = (
+        "  topologySpreadConstraints: [{maxSkew: 1, topologyKey: topology.kubernetes.io/zone,"
+        " whenUnsatisfiable: DoNotSchedule, labelSelector: {matchLabels: {app: x}}}]\n"
+    )
+    pods = {
+        "affinity": ("", affinity),
+        "tolerations": ("", "  tolerations: [{key: k, operator: Exists}]\n"),
+        "runtime-class": ("", "  runtimeClassName: gvisor\n"),
+        "spread": ("", spread),
+        "port-1": (port, ""),
+        "port-2": (port, ""),
+        "host-network": ("", "  hostNetwork: true\n"),
+        "priority": ("", "  priorityClassName: high\n  preemptionPolicy: Never\n"),
+        "overhead": ("", "  overhead: {cpu: 100m}\n"),
+    }
+    for name, (container, spec) in pods.items():
+        cluster.apply(
+            pod_yaml(name, f"  containers: [{{name: m, image: busybox{container}}}]\n{spec}")
+        )
+    cluster.advance(30)
+    stored = {name: cluster.get("Pod", name) for name in pods}
+    assert {name: pod.status.phase for name, pod in stored.items()} == dict.fromkeys(
+        pods, "Running"
+    )
+    assert stored["runtime-class"].spec["runtimeClassName"] == "gvisor"
+    assert stored["priority"].spec["priorityClassName"] == "high"
+    assert stored["overhead"].spec["overhead"] == {"cpu": "100m"}
+    assert stored["port-1"].spec["containers"][0]["ports"][0]["hostPort"] == 8080
+    host_network = stored["host-network"]
+    assert host_network.spec["hostNetwork"] is True
+    assert host_network.status.host_ip == "192.168.0.1"
+    assert host_network.status.pod_ip is not None
+    assert host_network.status.pod_ip.startswith("10.")
