@@ -172,6 +172,41 @@ def test_only_enabled_running_sandboxes_are_recycled() -> None:
     assert not cluster.log.of_kind("manager.recycle")
 
 
+def test_a_sandbox_with_volume_claim_templates_is_never_recycled() -> None:
+    """A PVC-backed sandbox keeps its user's data (reference §4: "rejected with condition if
+    PVC-backed"): a trigger set by hand leaves it ``Running`` with ``Recycling``
+    ``False/RecyclingRejected``, and a kill deletes it rather than set a trigger that would
+    be refused."""
+    cluster = Cluster(seed=4)
+    claims = (
+        "  volumeClaimTemplates: [{metadata: {name: data},"
+        " spec: {resources: {requests: {storage: 1Gi}}}}]\n"
+    )
+    cluster.apply(recycling_pool().replace("  template:\n", claims + "  template:\n", 1))
+    cluster.wait_for_pool("py")
+    by_hand = claimed(cluster).split("--")[1]
+    killed = claimed(cluster).split("--")[1]
+    sbx = cluster.get("sbx", by_hand)
+    assert sbx.spec.volume_claim_templates
+    sbx.metadata.annotations[ANN_CLEANUP] = "true"
+    cluster.apply(sbx)
+    cluster.advance(15)
+    sbx = cluster.get("sbx", by_hand)
+    cond = find_condition(sbx.status.conditions, "Recycling")
+    assert cond is not None
+    assert (sbx.status.phase, cond.status, cond.reason, cond.message) == (
+        "Running",
+        "False",
+        "RecyclingRejected",
+        "a sandbox with volumeClaimTemplates cannot be recycled",
+    )
+    assert sbx.status.recycled_count is None
+    cluster.kill(f"default--{killed}")
+    cluster.advance(1)
+    assert all(s.metadata.name != killed for s in cluster.list("sbx"))
+    assert not cluster.log.of_kind("manager.recycle")
+
+
 def test_the_v0_3_0_profile_deletes_what_it_kills() -> None:
     """Recycling came after the tag (reference §4 "[since v0.3.0]"): a kill deletes."""
     cluster = Cluster(seed=4, profile="openkruise-v0.3.0")
