@@ -7,7 +7,9 @@ from datetime import timedelta
 
 import pytest
 
+from pytest_kruise_agents.api.manifest import dump
 from pytest_kruise_agents.claiming.errors import ClaimError
+from pytest_kruise_agents.claiming.view import sandbox_view
 from simulator.apiserver import GARBAGE_COLLECTOR
 from simulator.cluster import Cluster
 
@@ -267,6 +269,31 @@ def test_hand_written_times_count_in_whole_seconds(pooled: Cluster) -> None:
     assert whole < shutdown.time < whole + 0.5
     assert whole < paused.time < whole + 0.5
     assert pooled.get("sbx", pausing.metadata.name).spec.pause_time == written
+
+
+def test_a_fraction_of_a_second_survives_the_controllers_pause(pooled: Cluster) -> None:
+    """``docs/fidelity.md``, Sandbox controller: the model's own writes of a Sandbox copy its
+    spec as stored, so a ``pauseTime`` and ``shutdownTime`` applied with a fraction of a
+    second keep it through the auto-pause (where upstream's re-serialised ``metav1.Time``
+    would drop it): ``-o yaml`` still shows ``.900000Z`` and the E2B ``endAt`` is that
+    instant."""
+    sbx = pooled.create_sandbox("base", metadata={"e2b.agents.kruise.io/never-timeout": "true"})
+    whole = math.ceil(pooled.now) + 10
+    at = pooled.now_dt() + timedelta(seconds=whole - pooled.now)
+    pause_at = at.replace(microsecond=900_000)
+    shutdown_at = pause_at + timedelta(seconds=300)
+    edited = pooled.get("sbx", sbx.metadata.name)
+    edited.spec.pause_time = pause_at
+    edited.spec.shutdown_time = shutdown_at
+    pooled.apply(edited)
+    pooled.advance(whole - pooled.now + 5)
+    assert pooled.log.of_kind("sandbox.auto_pause")
+    paused = pooled.get("sbx", sbx.metadata.name)
+    assert paused.spec.paused is True
+    assert (paused.spec.pause_time, paused.spec.shutdown_time) == (pause_at, shutdown_at)
+    assert f'pauseTime: "{pause_at:%Y-%m-%dT%H:%M:%S}.900000Z"' in dump(paused)
+    view = sandbox_view(paused, pooled.now_dt())
+    assert view is not None and view.end_at == pause_at
 
 
 def test_a_pool_sandbox_past_a_fractional_shutdown_time_is_replaced_at_the_whole_second(
