@@ -296,6 +296,27 @@ def test_graceful_deletion_waits_for_the_grace_period() -> None:
     assert nodes.utilisation()["a"] == (0.0, 0.0)
 
 
+@pytest.mark.parametrize(("knob", "lingers"), [(None, 0.11), (3.0, 3.11)])
+def test_a_pod_deleted_with_no_grace_period_takes_the_profiles(
+    knob: float | None, lingers: float
+) -> None:
+    """``docs/fidelity.md``, Nodes and pods: with no grace period given (no delete's, no
+    ``terminationGracePeriodSeconds``, which the API server here does not default to 30 s)
+    the kubelet stops the containers over ``pod_delete_grace_s`` (0 s by default), as for a
+    process that exits at SIGTERM; a grace period given is waited out in full."""
+    knobs: dict[str, Any] = {} if knob is None else {"pod_delete_grace_s": knob}
+    world, _ = make([NodeSpec(name="a")], **knobs)
+    add_pod(world, "p1")
+    run_until(world, lambda: running(world, "p1"))
+    held = pod(world, "p1")
+    assert held is not None and "terminationGracePeriodSeconds" not in held.spec
+    start = world.ctx.now()
+    world.api.commit_delete("Pod", "default", "p1")
+    gone = run_until(world, lambda: pod(world, "p1") is None)
+    # grace + pod.stop 0.1 + finalizer patch 0.01
+    assert gone - start == pytest.approx(lingers)
+
+
 def test_a_grace_of_zero_asked_with_the_delete_overrides_the_pods_own() -> None:
     """The delete's grace (the annotation standing in for ``gracePeriodSeconds``) wins over
     the pod's ``terminationGracePeriodSeconds``, a grace of 0 too: the pod stops at once."""
@@ -332,6 +353,27 @@ def test_deleting_an_unscheduled_pod_is_finalised_by_the_scheduler() -> None:
     world.api.commit_delete("Pod", "default", "big")
     run_until(world, lambda: pod(world, "big") is None)
     assert nodes.pending_pods() == 0
+
+
+@pytest.mark.parametrize(("grace", "lingers"), [(None, 0.11), ("5", 5.11)])
+def test_an_unscheduled_pod_deleted_waits_its_grace_period_as_a_scheduled_one_does(
+    grace: str | None, lingers: float
+) -> None:
+    """``docs/fidelity.md``, Nodes and pods (a deliberate difference): a pod never bound is
+    deleted as a bound one is, over its grace period (none given: ``pod_delete_grace_s``,
+    0 s) plus ``pod.stop``, where the API server deletes a pod without ``spec.nodeName`` at
+    once whatever its grace period."""
+    world, _ = make([NodeSpec(name="a", cpu="1")])
+    add_pod(world, "big", cpu="4", annotations={} if grace is None else {ANN_GRACE_SECONDS: grace})
+    world.ctx.env.run(until=5)
+    held = pod(world, "big")
+    assert held is not None and "nodeName" not in held.spec
+    world.api.commit_delete("Pod", "default", "big")
+    marked = pod(world, "big")
+    assert marked is not None and marked.metadata.deletion_timestamp is not None
+    gone = run_until(world, lambda: pod(world, "big") is None)
+    # grace + pod.stop 0.1 + finalizer patch 0.01
+    assert gone - 5 == pytest.approx(lingers)
 
 
 def waiting_reason(world: World, name: str) -> str | None:
