@@ -291,3 +291,22 @@ def test_a_sandboxclaim_picks_within_the_profiles_candidate_window(window: int) 
         "AllCandidatesPicked"
     ] * (5 - window)
     assert cluster.get("sbc", "w").status.claimed_replicas == 5
+
+
+def test_an_empty_inplace_update_claims_as_a_claim_without_one(pooled: Cluster) -> None:
+    """``inplaceUpdate: {}`` (neither ``image`` nor ``resources``) is no in-place update and no
+    error (``docs/fidelity.md``, SandboxClaim controller): the warm sandbox is delivered without
+    the wait for ready an update needs, its template and pod unchanged."""
+    pooled.apply(claim_yaml("empty", inplaceUpdate="{}"))
+    run_to_completion(pooled, "empty")
+    claim = pooled.get("sbc", "empty")
+    assert claim.status.message == "Successfully claimed 1/1 sandboxes"
+    record = pooled.records[-1]
+    assert (record.claim_name, record.lock_type, record.ready) == ("empty", "update", None)
+    (sbx,) = pooled.list("sbx", "default", labels={keys.LABEL_CLAIM_NAME: "empty"})
+    pod = pooled.get("Pod", sbx.metadata.name)
+    expected = {"cpu": "500m", "memory": "512Mi"}
+    assert sbx.spec.template is not None
+    for container in (sbx.spec.template["spec"]["containers"][0], pod.spec["containers"][0]):
+        assert container["image"] == "registry.example.com/sandbox:v1"
+        assert container["resources"]["requests"] == expected
