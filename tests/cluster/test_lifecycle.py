@@ -271,6 +271,20 @@ def test_hand_written_times_count_in_whole_seconds(pooled: Cluster) -> None:
     assert pooled.get("sbx", pausing.metadata.name).spec.pause_time == written
 
 
+def test_a_pause_adds_no_finalizer_and_a_paused_sandbox_deleted_goes_at_once(
+    pooled: Cluster,
+) -> None:
+    """``docs/fidelity.md``, Sandbox controller: no finalizer is added, not even by a pause
+    (upstream's Stop pause adds one on entering ``Paused``, reference §4), so a paused
+    sandbox, which has no pod, is gone at its delete."""
+    sbx = pooled.create_sandbox("base", timeout=600)
+    pooled.pause(pooled.sandbox_id(sbx))
+    paused = pooled.get("sbx", sbx.metadata.name)
+    assert (paused.status.phase, paused.metadata.finalizers) == ("Paused", [])
+    pooled.delete("sbx", sbx.metadata.name)
+    assert all(s.metadata.name != sbx.metadata.name for s in pooled.list("sbx"))
+
+
 def test_a_fraction_of_a_second_survives_the_controllers_pause(pooled: Cluster) -> None:
     """``docs/fidelity.md``, Sandbox controller: the model's own writes of a Sandbox copy its
     spec as stored, so a ``pauseTime`` and ``shutdownTime`` applied with a fraction of a
