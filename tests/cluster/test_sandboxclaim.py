@@ -73,6 +73,24 @@ def test_ttl_after_completed_deletes_only_the_claim(pooled: Cluster) -> None:
     assert len(pooled.list("sbx", "default", labels={keys.LABEL_CLAIM_NAME: "short"})) == 2
 
 
+def test_a_completed_claim_whose_set_is_gone_keeps_its_completion_and_its_ttl(
+    pooled: Cluster,
+) -> None:
+    """``docs/fidelity.md``, SandboxClaim controller: a Completed claim goes to its TTL before
+    the SandboxSet is looked up, so deleting the set afterwards neither rewrites its completion
+    as ``SandboxSetNotFound`` nor keeps it past ``ttlAfterCompleted``."""
+    pooled.apply(claim_yaml("done", ttlAfterCompleted="30s"))
+    run_to_completion(pooled, "done")
+    pooled.delete("sbs", "base")
+    pooled.advance(10)
+    claim = pooled.get("sbc", "done")
+    cond = {c.type: c for c in claim.status.conditions}
+    assert cond["Completed"].reason == "AllReplicasClaimed"
+    assert claim.status.message == "Successfully claimed 1/1 sandboxes"
+    pooled.advance(21)
+    assert not pooled.list("sbc", "default")
+
+
 def test_negative_ttl_never_deletes(pooled: Cluster) -> None:
     """A negative ttlAfterCompleted keeps the claim forever."""
     pooled.apply(claim_yaml("kept", ttlAfterCompleted="-1s"))
