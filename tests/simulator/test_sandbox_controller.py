@@ -291,6 +291,13 @@ def test_a_missing_sandbox_template_backs_off_until_it_appears() -> None:
     assert errors and all(e.detail == "default/sbx 404 NotFound" for e in errors)
     # Back-off doubles from 5 ms: a dozen attempts in 10 s, not thousands.
     assert 5 <= len(errors) <= 15
+    # Meanwhile the sandbox says why, as for any pod create that fails (docs/fidelity.md).
+    assert rig.phase() == "Pending"
+    assert ready_condition(rig) == (
+        "False",
+        "PodCreateFailed",
+        'sandboxtemplates.agents.kruise.io "tpl" not found',
+    )
     rig.api.commit_create(template_object())
     became_ready = rig.until(rig.ready, limit=60)
     assert became_ready < 10 + 30 + 10  # within one capped back-off (30 s) and a start
