@@ -219,6 +219,24 @@ def test_the_v0_3_0_profile_deletes_what_it_kills() -> None:
     assert not cluster.log.of_kind("manager.recycle")
 
 
+def test_the_v0_3_0_profile_still_recycles_on_a_trigger_set_by_hand() -> None:
+    """``docs/fidelity.md``, Sandbox controller: the profile only stops the manager's kill
+    from setting the trigger (``recycle_on_kill``); the Sandbox controller does not read the
+    profile, so a ``cleanup`` trigger written by hand on a ``cleanup-enabled`` sandbox is
+    recycled back to its pool as under ``openkruise-head``."""
+    cluster = Cluster(seed=4, profile="openkruise-v0.3.0")
+    cluster.apply(recycling_pool())
+    cluster.wait_for_pool("py")
+    name = claimed(cluster).split("--")[1]
+    sbx = cluster.get("sbx", name)
+    sbx.metadata.annotations[ANN_CLEANUP] = "true"
+    cluster.apply(sbx)
+    cluster.run_until(lambda: recycling_reason(cluster, name) == "RecyclingSucceeded", timeout=30)
+    back = cluster.get("sbx", name)
+    assert back.status.recycled_count == 1
+    assert is_controlled_by_sandboxset(back)
+
+
 def test_a_connect_to_a_killed_sandbox_is_a_404_and_never_reaches_the_next_holder() -> None:
     """Listed as paused while it recycles, the sandbox is no longer its killer's to resume.
 
