@@ -219,6 +219,35 @@ def test_the_v0_3_0_profile_deletes_what_it_kills() -> None:
     assert not cluster.log.of_kind("manager.recycle")
 
 
+def test_a_recycled_sandbox_keeps_the_image_and_cpu_its_last_claim_gave_it() -> None:
+    """``docs/fidelity.md``, Sandbox controller (in-place updates): the reset drops the claim's
+    metadata, not its in-place update, so the sandbox rejoins its pool running the claim's
+    image and CPU, its template saying so too."""
+    cluster = Cluster(seed=4)
+    cpu = "image: registry.example.com/py:1, resources: {requests: {cpu: 500m}}}"
+    cluster.apply(recycling_pool().replace("image: registry.example.com/py:1}", cpu))
+    cluster.wait_for_pool("py")
+    sid = claimed(
+        cluster,
+        metadata={
+            "e2b.agents.kruise.io/image": "registry.example.com/py:2",
+            "e2b.agents.kruise.io/cpu-request": "1",
+        },
+    )
+    name = sid.split("--")[1]
+    cluster.kill(sid)
+    cluster.run_until(lambda: recycling_reason(cluster, name) == "RecyclingSucceeded", timeout=30)
+    back = cluster.get("sbx", name)
+    assert is_controlled_by_sandboxset(back)
+    assert back.spec.template is not None
+    for container in (
+        back.spec.template["spec"]["containers"][0],
+        cluster.get("Pod", name).spec["containers"][0],
+    ):
+        assert container["image"] == "registry.example.com/py:2"
+        assert container["resources"]["requests"] == {"cpu": "1"}
+
+
 def test_the_v0_3_0_profile_still_recycles_on_a_trigger_set_by_hand() -> None:
     """``docs/fidelity.md``, Sandbox controller: the profile only stops the manager's kill
     from setting the trigger (``recycle_on_kill``); the Sandbox controller does not read the
