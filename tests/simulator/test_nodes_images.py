@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from simulator.nodes import NodeSpec
+from pytest_kruise_agents.api.meta import ObjectMeta
+from pytest_kruise_agents.api.pod import Pod
+from simulator.nodes import POD_FINALIZER, NodeSpec
 from simulator.world import World
 
-from .test_nodes import add_pod, make, run_until, running
+from .test_nodes import add_pod, make, pod, run_until, running, waiting_reason
 
 
 def pulled(world: World) -> list[tuple[float, str]]:
@@ -141,3 +143,52 @@ def test_the_image_name_memos_stay_bounded_when_every_claim_brings_its_own_image
 
     for sizes in (claims(5), claims(45)):
         assert max(sizes) <= 8
+
+
+def test_only_the_first_containers_image_is_pulled() -> None:
+    """``docs/fidelity.md``, Nodes and pods (a deliberate difference): the images of init
+    containers, sidecars and other containers cost no pull, are not cached, and an
+    ``image_pull_failure`` naming one of them never fires; the pod runs on its first
+    container's pull alone."""
+    world, _ = make([NodeSpec(name="a")])
+    fault = world.ctx.faults.inject(kind="image_pull_failure", selector={"image": "side:1"})
+    spec = {
+        "initContainers": [
+            {"name": "setup", "image": "init:1"},
+            {"name": "side", "image": "side:1", "restartPolicy": "Always"},
+        ],
+        "containers": [
+            {"name": "main", "image": "x:1", "resources": {"requests": {"cpu": "1"}}},
+            {"name": "extra", "image": "extra:1"},
+        ],
+    }
+    world.api.commit_create(
+        Pod(
+            metadata=ObjectMeta(name="p1", namespace="default", finalizers=[POD_FINALIZER]),
+            spec=spec,
+        )
+    )
+    run_until(world, lambda: running(world, "p1"))
+    assert [detail for _, detail in pulled(world)] == ["x:1 node=a"]
+    assert fault.fired == 0
+
+
+def test_a_failed_pull_reports_at_once_without_waiting_for_the_nodes_puller() -> None:
+    """``docs/fidelity.md``, Nodes and pods: a pull that fails takes ``image.pull_cached``
+    (0.1 s here) and reports ``ErrImagePull`` while the node's serial puller is still busy
+    with another image (5 s), where a real kubelet's failing pull queues behind it."""
+    world, _ = make([NodeSpec(name="a")])
+    world.ctx.faults.inject(kind="image_pull_failure", selector={"image": "y:1"})
+    add_pod(world, "p1", image="x:1")
+    world.ctx.env.run(until=0.5)
+    add_pod(world, "p2", image="y:1")
+
+    def reported() -> bool:
+        got = pod(world, "p2")
+        return got is not None and bool(got.status.container_statuses)
+
+    failed_at = run_until(world, reported)
+    assert waiting_reason(world, "p2") == "ErrImagePull"
+    assert failed_at < 1.0
+    assert not running(world, "p1")
+    assert pulled(world) == []
