@@ -801,3 +801,23 @@ def test_what_is_missing_raises_the_not_found_error_the_readme_names(
     assert info.value.code == code  # type: ignore[attr-defined]
     assert isinstance(info.value, LookupError) is (raised is NotFoundError)
     assert not issubclass(ClaimNotFoundError, NotFoundError)
+
+
+def test_the_users_writes_take_no_latency_and_meet_no_fault(cluster: Cluster) -> None:
+    """``docs/fidelity.md``, the apply row: the user's own writes are not the subject, so
+    ``apply``, ``create`` and ``delete`` land at the instant they are made, past a slow API
+    server and API errors injected on every verb, which the components' writes do meet."""
+    for verb in ("create", "update", "delete", "patch"):
+        cluster.inject("api_error", code=500, selector={"verb": verb}, duration=100)
+    for latency in ("api.create", "api.update", "api.delete"):
+        cluster.set_latency(latency, 5.0)
+    cluster.apply(pool_yaml("p", 1))
+    cluster.apply(pool_yaml("p", 2))
+    cluster.create(claim_yaml("c", template="p"))
+    cluster.delete("sbc", "c")
+    assert cluster.now == 0
+    assert cluster.get("sbs", "p").spec.replicas == 2
+    assert cluster.list("sbc", "default") == []
+    assert all(f.fired == 0 for f in cluster.faults)
+    cluster.advance(10)  # the SandboxSet controller's creates meet them
+    assert sum(f.fired for f in cluster.faults) > 0
