@@ -16,6 +16,7 @@ from pytest_kruise_agents.api.pod import Pod
 from simulator.cluster import Cluster
 from simulator.nodes import POD_FINALIZER, Nodes, NodeSpec
 from simulator.world import World
+from tests.cluster.conftest import pool_yaml
 
 from .test_nodes import IMAGE, bound_to, make, pod, run_until, running
 
@@ -142,6 +143,29 @@ def test_a_pod_bound_at_creation_that_does_not_fit_is_rejected_and_not_charged()
     (rejected,) = world.ctx.log.of_kind("kubelet.rejected")
     assert rejected.detail == "default/p1 node=a reason=OutOfcpu"
     assert [e.detail.split()[0] for e in world.ctx.log.of_kind("kubelet.running")] == ["default/p0"]
+
+
+def test_a_pool_pinned_to_a_full_node_fails_and_replaces_its_sandbox_again_and_again() -> None:
+    """``docs/fidelity.md``, Nodes and pods: the sandbox whose pod the kubelet rejects fails
+    with the rejection's reason, its SandboxSet replaces it, and the replacement is rejected
+    again for as long as the node is full; only the pod that fits ever runs."""
+    cluster = Cluster(seed=1, nodes=[{"name": "n1", "cpu": "1", "memory": "8Gi"}])
+    cluster.apply(
+        pool_yaml(replicas=2, cpu="800m", memory="64Mi").replace(
+            "    spec:\n      containers:", "    spec:\n      nodeName: n1\n      containers:"
+        )
+    )
+    cluster.advance(3)
+    cluster.inject("controller_stall", selector={"controller": "sandboxset"}, duration=60)
+    cluster.advance(5)
+    failed = [s for s in cluster.list("sbx") if s.status.phase == "Failed"]
+    assert [s.status.message for s in failed] == ["OutOfcpu"]
+    cluster.clear_faults()
+    cluster.advance(10)
+    rejected = cluster.log.of_kind("kubelet.rejected")
+    assert len({e.detail.split()[0] for e in rejected}) > 5
+    assert {e.detail.split(" ", 1)[1] for e in rejected} == {"node=n1 reason=OutOfcpu"}
+    assert len(cluster.log.of_kind("kubelet.running")) == 1
 
 
 @pytest.mark.parametrize(
