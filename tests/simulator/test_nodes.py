@@ -376,6 +376,23 @@ def test_an_unscheduled_pod_deleted_waits_its_grace_period_as_a_scheduled_one_do
     assert gone - 5 == pytest.approx(lingers)
 
 
+def test_the_binding_refuses_a_pod_being_deleted_and_the_pod_never_runs() -> None:
+    """``docs/fidelity.md``, the binding row: the scheduler's binding refuses a pod being
+    deleted, as ``pods/binding`` does ("is being deleted, cannot be assigned to a host"): a
+    pod deleted while its binding is under way is never bound, never started, and goes."""
+    world, nodes = make([NodeSpec(name="a")], latencies={"scheduler.bind": 1.0})
+    add_pod(world, "p1", annotations={ANN_GRACE_SECONDS: "5"})
+    world.ctx.env.run(until=0.5)
+    world.api.commit_delete("Pod", "default", "p1")
+    world.ctx.env.run(until=2)  # the binding, due at 1 s, came and was refused
+    held = pod(world, "p1")
+    assert held is not None and "nodeName" not in held.spec
+    run_until(world, lambda: pod(world, "p1") is None)
+    world.ctx.env.run(until=world.ctx.now() + 5)
+    assert not world.ctx.log.of_kind("kubelet.running")
+    assert nodes.utilisation()["a"] == (0.0, 0.0)
+
+
 def waiting_reason(world: World, name: str) -> str | None:
     """Why the pod's first container waits, or ``None`` if it does not."""
     p = pod(world, name)
