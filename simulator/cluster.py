@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from functools import partial
 from itertools import chain
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias, cast, overload
+from typing import TYPE_CHECKING, Any, cast, overload
 
 import simpy
 
@@ -32,7 +32,16 @@ from pytest_kruise_agents.api import keys
 from pytest_kruise_agents.api.base import format_time
 from pytest_kruise_agents.api.copying import deep_copy
 from pytest_kruise_agents.api.errors import InvalidError
-from pytest_kruise_agents.api.manifest import KubeObject, load_manifests, resolve_kind
+from pytest_kruise_agents.api.manifest import (
+    KubeObject,
+    PodKind,
+    SandboxClaimKind,
+    SandboxKind,
+    SandboxSetKind,
+    SandboxTemplateKind,
+    load_manifests,
+    resolve_kind,
+)
 from pytest_kruise_agents.api.meta import find_condition
 from pytest_kruise_agents.api.pod import Pod
 from pytest_kruise_agents.api.printers import Table, render_table
@@ -100,64 +109,6 @@ __all__ = [
     "default_nodes",
 ]
 
-# The spellings of each kind that ``resolve_kind`` accepts, as literal types, so that
-# ``cluster.get("sbx", ...)`` types as a Sandbox: the kind name, every kubectl name
-# (singular, plural, short) and those names qualified by group (and version). Other
-# casings resolve too, and type as any stored object (KubeObject).
-SandboxKind: TypeAlias = Literal[
-    "Sandbox",
-    "sandbox",
-    "sandboxes",
-    "sbx",
-    "sandbox.agents.kruise.io",
-    "sandboxes.agents.kruise.io",
-    "sbx.agents.kruise.io",
-    "sandbox.v1alpha1.agents.kruise.io",
-    "sandboxes.v1alpha1.agents.kruise.io",
-    "sbx.v1alpha1.agents.kruise.io",
-]
-"""Every spelling of the ``Sandbox`` kind that types ``Cluster.get``/``list`` as Sandboxes."""
-SandboxSetKind: TypeAlias = Literal[
-    "SandboxSet",
-    "sandboxset",
-    "sandboxsets",
-    "sbs",
-    "sandboxset.agents.kruise.io",
-    "sandboxsets.agents.kruise.io",
-    "sbs.agents.kruise.io",
-    "sandboxset.v1alpha1.agents.kruise.io",
-    "sandboxsets.v1alpha1.agents.kruise.io",
-    "sbs.v1alpha1.agents.kruise.io",
-]
-"""Every spelling of the ``SandboxSet`` kind (see :data:`SandboxKind`)."""
-SandboxClaimKind: TypeAlias = Literal[
-    "SandboxClaim",
-    "sandboxclaim",
-    "sandboxclaims",
-    "sbc",
-    "sandboxclaim.agents.kruise.io",
-    "sandboxclaims.agents.kruise.io",
-    "sbc.agents.kruise.io",
-    "sandboxclaim.v1alpha1.agents.kruise.io",
-    "sandboxclaims.v1alpha1.agents.kruise.io",
-    "sbc.v1alpha1.agents.kruise.io",
-]
-"""Every spelling of the ``SandboxClaim`` kind (see :data:`SandboxKind`)."""
-SandboxTemplateKind: TypeAlias = Literal[
-    "SandboxTemplate",
-    "sandboxtemplate",
-    "sandboxtemplates",
-    "sbt",
-    "sandboxtemplate.agents.kruise.io",
-    "sandboxtemplates.agents.kruise.io",
-    "sbt.agents.kruise.io",
-    "sandboxtemplate.v1alpha1.agents.kruise.io",
-    "sandboxtemplates.v1alpha1.agents.kruise.io",
-    "sbt.v1alpha1.agents.kruise.io",
-]
-"""Every spelling of the ``SandboxTemplate`` kind (see :data:`SandboxKind`)."""
-PodKind: TypeAlias = Literal["Pod", "pod", "pods", "po", "pod.v1", "pods.v1", "po.v1"]
-"""Every spelling of the ``Pod`` kind (see :data:`SandboxKind`)."""
 
 _PROPAGATIONS: tuple[Propagation, ...] = ("Background", "Foreground", "Orphan")
 

@@ -60,6 +60,11 @@ __all__ = [
     "RESOURCE_ALIASES",
     "KubeObject",
     "ManifestSource",
+    "PodKind",
+    "SandboxClaimKind",
+    "SandboxKind",
+    "SandboxSetKind",
+    "SandboxTemplateKind",
     "YamlLoader",
     "dump",
     "dump_all",
@@ -71,6 +76,66 @@ __all__ = [
 
 KubeObject: TypeAlias = Sandbox | SandboxSet | SandboxClaim | SandboxTemplate | Pod
 """Any object the fake cluster stores."""
+
+# The spellings of each kind that ``resolve_kind`` accepts, as literal types, so that
+# ``cluster.get("sbx", ...)`` (and a backend's ``get``) types as a Sandbox: the kind name, every kubectl name
+# (singular, plural, short) and those names qualified by group (and version). Other
+# casings resolve too, and type as any stored object (KubeObject).
+SandboxKind: TypeAlias = Literal[
+    "Sandbox",
+    "sandbox",
+    "sandboxes",
+    "sbx",
+    "sandbox.agents.kruise.io",
+    "sandboxes.agents.kruise.io",
+    "sbx.agents.kruise.io",
+    "sandbox.v1alpha1.agents.kruise.io",
+    "sandboxes.v1alpha1.agents.kruise.io",
+    "sbx.v1alpha1.agents.kruise.io",
+]
+"""Every spelling of the ``Sandbox`` kind that types ``Cluster.get``/``list`` (and
+``Backend.get``/``list``) as Sandboxes."""
+SandboxSetKind: TypeAlias = Literal[
+    "SandboxSet",
+    "sandboxset",
+    "sandboxsets",
+    "sbs",
+    "sandboxset.agents.kruise.io",
+    "sandboxsets.agents.kruise.io",
+    "sbs.agents.kruise.io",
+    "sandboxset.v1alpha1.agents.kruise.io",
+    "sandboxsets.v1alpha1.agents.kruise.io",
+    "sbs.v1alpha1.agents.kruise.io",
+]
+"""Every spelling of the ``SandboxSet`` kind (see :data:`SandboxKind`)."""
+SandboxClaimKind: TypeAlias = Literal[
+    "SandboxClaim",
+    "sandboxclaim",
+    "sandboxclaims",
+    "sbc",
+    "sandboxclaim.agents.kruise.io",
+    "sandboxclaims.agents.kruise.io",
+    "sbc.agents.kruise.io",
+    "sandboxclaim.v1alpha1.agents.kruise.io",
+    "sandboxclaims.v1alpha1.agents.kruise.io",
+    "sbc.v1alpha1.agents.kruise.io",
+]
+"""Every spelling of the ``SandboxClaim`` kind (see :data:`SandboxKind`)."""
+SandboxTemplateKind: TypeAlias = Literal[
+    "SandboxTemplate",
+    "sandboxtemplate",
+    "sandboxtemplates",
+    "sbt",
+    "sandboxtemplate.agents.kruise.io",
+    "sandboxtemplates.agents.kruise.io",
+    "sbt.agents.kruise.io",
+    "sandboxtemplate.v1alpha1.agents.kruise.io",
+    "sandboxtemplates.v1alpha1.agents.kruise.io",
+    "sbt.v1alpha1.agents.kruise.io",
+]
+"""Every spelling of the ``SandboxTemplate`` kind (see :data:`SandboxKind`)."""
+PodKind: TypeAlias = Literal["Pod", "pod", "pods", "po", "pod.v1", "pods.v1", "po.v1"]
+"""Every spelling of the ``Pod`` kind (see :data:`SandboxKind`)."""
 
 ManifestSource: TypeAlias = str | bytes | Mapping[str, Any] | KubeModel | Sequence[Any]
 """What :func:`load_manifests` accepts: text, a dict, a model, or a list of dicts/models."""
