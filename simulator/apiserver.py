@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import Callable, Generator, Sequence
 from functools import partial
 from operator import attrgetter
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, overload
 
 import simpy
 from pydantic import BaseModel
@@ -34,14 +34,19 @@ from pydantic import BaseModel
 from pytest_kruise_agents.api import keys
 from pytest_kruise_agents.api.copying import deep_copy, same_fields, shallow_copy
 from pytest_kruise_agents.api.errors import InvalidError
-from pytest_kruise_agents.api.manifest import API_VERSIONS
+from pytest_kruise_agents.api.manifest import API_VERSIONS, KubeObject
 from pytest_kruise_agents.api.meta import ObjectMeta
 from pytest_kruise_agents.api.pod import (
+    Pod,
     default_requests,
     pod_create_error,
     pod_spec_change_problem,
     pod_update_error,
 )
+from pytest_kruise_agents.api.sandbox import Sandbox
+from pytest_kruise_agents.api.sandboxclaim import SandboxClaim
+from pytest_kruise_agents.api.sandboxset import SandboxSet
+from pytest_kruise_agents.api.sandboxtemplate import SandboxTemplate
 from pytest_kruise_agents.api.validation import ANNOTATIONS_MAX, annotations_size_problem
 from simulator.context import SimContext
 from simulator.faults import Fault, StallGate
@@ -293,8 +298,30 @@ class ApiServer:
 
     # -- instant reads (the state of etcd; for the user-facing API and tests) --
 
+    @overload
+    def peek(self, kind: Literal["Sandbox"], namespace: str, name: str) -> Sandbox | None: ...
+    @overload
+    def peek(self, kind: Literal["SandboxSet"], namespace: str, name: str) -> SandboxSet | None: ...
+    @overload
+    def peek(
+        self, kind: Literal["SandboxClaim"], namespace: str, name: str
+    ) -> SandboxClaim | None: ...
+    @overload
+    def peek(
+        self, kind: Literal["SandboxTemplate"], namespace: str, name: str
+    ) -> SandboxTemplate | None: ...
+    @overload
+    def peek(self, kind: Literal["Pod"], namespace: str, name: str) -> Pod | None: ...
+    @overload
+    def peek(self, kind: str, namespace: str, name: str) -> KubeObject | None: ...
     def peek(self, kind: str, namespace: str, name: str) -> Any | None:
-        """The stored object, with no latency."""
+        """The stored object, with no latency; ``None`` if there is none.
+
+        ``kind`` is the kind's name as stored (``"Sandbox"``, not ``"sbx"``). Typed
+        as that kind's model when it is written out (``"Sandbox"``: a
+        :class:`Sandbox`, ``"Pod"``: a :class:`Pod`, ...), else as any stored object
+        (:data:`KubeObject`); ``| None`` either way.
+        """
         return self._objects.get(kind, {}).get((namespace, name))
 
     def peek_list(self, kind: str, namespace: str | None = None) -> list[Any]:
@@ -357,10 +384,24 @@ class ApiServer:
             if (namespace, name) not in store:
                 return name
 
+    @overload
+    def commit_create(self, obj: Sandbox) -> Sandbox: ...
+    @overload
+    def commit_create(self, obj: SandboxSet) -> SandboxSet: ...
+    @overload
+    def commit_create(self, obj: SandboxClaim) -> SandboxClaim: ...
+    @overload
+    def commit_create(self, obj: SandboxTemplate) -> SandboxTemplate: ...
+    @overload
+    def commit_create(self, obj: Pod) -> Pod: ...
+    @overload
+    def commit_create(self, obj: KubeObject) -> KubeObject: ...
     def commit_create(self, obj: Any) -> Any:
         """Store a new object; fill name, uid, resourceVersion, generation, creationTimestamp.
 
         Annotations over 256 KiB are refused (422 Invalid), before anything is drawn.
+        Returns the stored object: of ``obj``'s model (a :class:`Sandbox` for a
+        Sandbox, and so on; a :data:`KubeObject` for an object typed as any).
         """
         kind = obj.kind
         store = self._objects.setdefault(kind, {})
@@ -426,10 +467,36 @@ class ApiServer:
                 gc.callbacks.append(_CollectOrphan(self, kind, namespace, meta.name, meta.uid))
                 return
 
+    @overload
+    def commit_update(
+        self, obj: Sandbox, *, subresource: str | None = None, check_rv: bool = True
+    ) -> Sandbox: ...
+    @overload
+    def commit_update(
+        self, obj: SandboxSet, *, subresource: str | None = None, check_rv: bool = True
+    ) -> SandboxSet: ...
+    @overload
+    def commit_update(
+        self, obj: SandboxClaim, *, subresource: str | None = None, check_rv: bool = True
+    ) -> SandboxClaim: ...
+    @overload
+    def commit_update(
+        self, obj: SandboxTemplate, *, subresource: str | None = None, check_rv: bool = True
+    ) -> SandboxTemplate: ...
+    @overload
+    def commit_update(
+        self, obj: Pod, *, subresource: str | None = None, check_rv: bool = True
+    ) -> Pod: ...
+    @overload
+    def commit_update(
+        self, obj: KubeObject, *, subresource: str | None = None, check_rv: bool = True
+    ) -> KubeObject: ...
     def commit_update(
         self, obj: Any, *, subresource: str | None = None, check_rv: bool = True
     ) -> Any:
         """Replace a stored object (compare-and-swap on resourceVersion when ``check_rv``).
+
+        Returns the stored object, of ``obj``'s model (as :meth:`commit_create`).
 
         A main-resource write (an update, a patch) whose annotations pass 256 KiB
         is refused (422 Invalid); a status write keeps the stored metadata; a main-resource
@@ -545,6 +612,78 @@ class ApiServer:
                 adopted = True
         return adopted
 
+    @overload
+    def commit_delete(
+        self,
+        kind: Literal["Sandbox"],
+        namespace: str,
+        name: str,
+        *,
+        resource_version: str | None = None,
+        uid: str | None = None,
+        propagation: Propagation | None = None,
+        requester: str = USER_REQUESTER,
+    ) -> Sandbox | None: ...
+    @overload
+    def commit_delete(
+        self,
+        kind: Literal["SandboxSet"],
+        namespace: str,
+        name: str,
+        *,
+        resource_version: str | None = None,
+        uid: str | None = None,
+        propagation: Propagation | None = None,
+        requester: str = USER_REQUESTER,
+    ) -> SandboxSet | None: ...
+    @overload
+    def commit_delete(
+        self,
+        kind: Literal["SandboxClaim"],
+        namespace: str,
+        name: str,
+        *,
+        resource_version: str | None = None,
+        uid: str | None = None,
+        propagation: Propagation | None = None,
+        requester: str = USER_REQUESTER,
+    ) -> SandboxClaim | None: ...
+    @overload
+    def commit_delete(
+        self,
+        kind: Literal["SandboxTemplate"],
+        namespace: str,
+        name: str,
+        *,
+        resource_version: str | None = None,
+        uid: str | None = None,
+        propagation: Propagation | None = None,
+        requester: str = USER_REQUESTER,
+    ) -> SandboxTemplate | None: ...
+    @overload
+    def commit_delete(
+        self,
+        kind: Literal["Pod"],
+        namespace: str,
+        name: str,
+        *,
+        resource_version: str | None = None,
+        uid: str | None = None,
+        propagation: Propagation | None = None,
+        requester: str = USER_REQUESTER,
+    ) -> Pod | None: ...
+    @overload
+    def commit_delete(
+        self,
+        kind: str,
+        namespace: str,
+        name: str,
+        *,
+        resource_version: str | None = None,
+        uid: str | None = None,
+        propagation: Propagation | None = None,
+        requester: str = USER_REQUESTER,
+    ) -> KubeObject | None: ...
     def commit_delete(
         self,
         kind: str,
@@ -557,6 +696,10 @@ class ApiServer:
         requester: str = USER_REQUESTER,
     ) -> Any | None:
         """Delete (or mark for deletion when finalizers remain); return the object or None.
+
+        The object returned is the one still stored, marked (its kind's model when
+        ``kind`` is written out, ``"Sandbox"``: a :class:`Sandbox`, as :meth:`peek`);
+        ``None`` when it is gone.
 
         ``uid`` (``DeleteOptions.preconditions.uid``) deletes only that object:
         one deleted and made anew under its name answers

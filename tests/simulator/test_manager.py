@@ -148,7 +148,7 @@ def test_the_profile_sets_the_default_lifetime_and_the_resume_floor() -> None:
     s.hw.run(s.manager.pause("default", U1, sid))
     s.hw.run(s.manager.connect("default", U1, sid, 30))
     stored = s.hw.api.peek("Sandbox", "default", sbx.metadata.name)
-    assert stored is not None
+    assert stored is not None and stored.spec.shutdown_time is not None
     end = stored.spec.shutdown_time - s.hw.ctx.now_dt()
     assert timedelta(seconds=1190) <= end <= timedelta(seconds=1200)
 
@@ -965,6 +965,7 @@ def test_pause_waits_until_paused(s: Setup) -> None:
     cond = find_condition(stored.status.conditions, "SandboxPaused")
     assert cond is not None and cond.status == "True"
     # The retention (default forever) moves the shutdown time far away.
+    assert stored.spec.shutdown_time is not None
     assert stored.spec.shutdown_time > s.hw.ctx.now_dt() + timedelta(days=365)
 
 
@@ -1044,7 +1045,7 @@ def test_pause_with_retention_sets_the_shutdown_time(s: Setup) -> None:
     sbx = s.create()
     s.hw.run(s.manager.pause("default", U1, sandbox_id(sbx), timedelta(hours=2)))
     stored = s.hw.api.peek("Sandbox", "default", sbx.metadata.name)
-    assert stored is not None
+    assert stored is not None and stored.spec.shutdown_time is not None
     assert stored.spec.shutdown_time <= s.hw.ctx.now_dt() + timedelta(hours=2)
 
 
@@ -1155,7 +1156,7 @@ def test_connect_resumes_a_paused_sandbox_with_the_floor(s: Setup) -> None:
     assert resumed and not got.spec.paused
     assert s.manager.describe("default", U1, sid) is not None
     stored = s.hw.api.peek("Sandbox", "default", sbx.metadata.name)
-    assert stored is not None
+    assert stored is not None and stored.spec.shutdown_time is not None
     end = stored.spec.shutdown_time - s.hw.ctx.now_dt()
     assert timedelta(seconds=290) <= end <= timedelta(seconds=300)
     resumed_sbx = s.hw.run(s.manager.resume("default", U1, sid, 30))

@@ -403,7 +403,8 @@ def update_image_and_cpu(world: World, name: str, image: str, cpu: str) -> int:
     changed = got.model_copy(deep=True)
     changed.spec["containers"][0]["image"] = image
     changed.spec["containers"][0]["resources"]["requests"]["cpu"] = cpu
-    generation: int = world.api.commit_update(changed).metadata.generation
+    generation = world.api.commit_update(changed).metadata.generation
+    assert generation is not None  # a stored object's: set on create
     return generation
 
 

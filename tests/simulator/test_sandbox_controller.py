@@ -959,5 +959,6 @@ def test_the_pods_of_one_pool_revision_share_one_template_hash_entry() -> None:
     sbs = cluster.world.api.peek("SandboxSet", "default", "base")
     assert sbs is not None
     template = sbs.spec.template
+    assert template is not None
     for pod in cluster.world.api.peek_list("Pod"):
         assert pod.metadata.labels[keys.LABEL_POD_TEMPLATE_HASH] == pod_template_revision(template)
