@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, overload
+
+if TYPE_CHECKING:
+    from pytest_kruise_agents.api.manifest import KubeObject
+    from pytest_kruise_agents.api.pod import Pod
+    from pytest_kruise_agents.api.sandbox import Sandbox
+    from pytest_kruise_agents.api.sandboxclaim import SandboxClaim
+    from pytest_kruise_agents.api.sandboxset import SandboxSet
+    from pytest_kruise_agents.api.sandboxtemplate import SandboxTemplate
 
 __all__ = ["Handler", "IndexFunc", "Informer", "ObjKey"]
 
@@ -155,8 +163,32 @@ class Informer:
         for fn in self._handlers[kind]:
             fn(event_type, old_seen, new)
 
+    @overload
+    def get(self, kind: Literal["Sandbox"], namespace: str, name: str) -> Sandbox | None: ...
+    @overload
+    def get(self, kind: Literal["SandboxSet"], namespace: str, name: str) -> SandboxSet | None: ...
+    @overload
+    def get(
+        self, kind: Literal["SandboxClaim"], namespace: str, name: str
+    ) -> SandboxClaim | None: ...
+    @overload
+    def get(
+        self, kind: Literal["SandboxTemplate"], namespace: str, name: str
+    ) -> SandboxTemplate | None: ...
+    @overload
+    def get(self, kind: Literal["Pod"], namespace: str, name: str) -> Pod | None: ...
+    @overload
+    def get(self, kind: str, namespace: str, name: str) -> KubeObject | None: ...
     def get(self, kind: str, namespace: str, name: str) -> Any | None:
-        """The cached object, or ``None``."""
+        """The cached object, or ``None``.
+
+        Typed as the kind's model when ``kind`` (a kind's name, as the informer
+        watches it) is written out: ``"Sandbox"`` gives a :class:`Sandbox`,
+        ``"SandboxSet"`` a :class:`SandboxSet`, ``"SandboxClaim"`` a
+        :class:`SandboxClaim`, ``"SandboxTemplate"`` a :class:`SandboxTemplate`,
+        ``"Pod"`` a :class:`Pod`; any other ``str`` gives any stored object
+        (:data:`KubeObject`). ``| None`` either way.
+        """
         return self._store[kind].get((namespace, name))
 
     def objects(self, kind: str) -> Mapping[ObjKey, Any]:
