@@ -27,9 +27,21 @@ import builtins
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Generic, Literal, Protocol, TypeVar, runtime_checkable
+from typing import Any, Generic, Literal, Protocol, TypeVar, overload, runtime_checkable
 
-from pytest_kruise_agents.api.manifest import KubeObject
+from pytest_kruise_agents.api.manifest import (
+    KubeObject,
+    PodKind,
+    SandboxClaimKind,
+    SandboxKind,
+    SandboxSetKind,
+    SandboxTemplateKind,
+)
+from pytest_kruise_agents.api.pod import Pod
+from pytest_kruise_agents.api.sandbox import Sandbox
+from pytest_kruise_agents.api.sandboxclaim import SandboxClaim
+from pytest_kruise_agents.api.sandboxset import SandboxSet
+from pytest_kruise_agents.api.sandboxtemplate import SandboxTemplate
 
 # The create request is the claim system's (every create path checks and passes
 # it on as one value); re-exported here, as the seam's create takes it.
@@ -208,12 +220,58 @@ class Backend(Protocol):
         """Create or update objects from YAML/JSON text, mappings or models."""
         ...
 
+    @overload
+    def get(self, kind: SandboxKind, name: str, namespace: str = "default") -> Sandbox: ...
+    @overload
+    def get(self, kind: SandboxSetKind, name: str, namespace: str = "default") -> SandboxSet: ...
+    @overload
+    def get(
+        self, kind: SandboxClaimKind, name: str, namespace: str = "default"
+    ) -> SandboxClaim: ...
+    @overload
+    def get(
+        self, kind: SandboxTemplateKind, name: str, namespace: str = "default"
+    ) -> SandboxTemplate: ...
+    @overload
+    def get(self, kind: PodKind, name: str, namespace: str = "default") -> Pod: ...
+    @overload
+    def get(self, kind: str, name: str, namespace: str = "default") -> KubeObject: ...
     def get(self, kind: str, name: str, namespace: str = "default") -> KubeObject:
-        """One object; :class:`ResourceNotFound` if absent."""
+        """One object; :class:`ResourceNotFound` if absent.
+
+        Typed as the kind's model when ``kind`` is one of its spellings written
+        out, as :meth:`Cluster.get <simulator.cluster.Cluster.get>` is: ``"sbx"``
+        (or ``"Sandbox"``, ``"sandboxes"``, ...) gives a :class:`Sandbox`, ``"sbs"`` a
+        :class:`SandboxSet`, ``"sbc"`` a :class:`SandboxClaim`, ``"sbt"`` a
+        :class:`SandboxTemplate`, ``"po"`` a :class:`Pod`; any other ``str``, any
+        stored object (:data:`~pytest_kruise_agents.api.manifest.KubeObject`).
+        """
         ...
 
-    def list(self, kind: str, namespace: str | None = None) -> builtins.list[KubeObject]:
-        """Objects of ``kind`` (all namespaces for ``None``), sorted by namespace and name."""
+    @overload
+    def list(self, kind: SandboxKind, namespace: str | None = None) -> builtins.list[Sandbox]: ...
+    @overload
+    def list(
+        self, kind: SandboxSetKind, namespace: str | None = None
+    ) -> builtins.list[SandboxSet]: ...
+    @overload
+    def list(
+        self, kind: SandboxClaimKind, namespace: str | None = None
+    ) -> builtins.list[SandboxClaim]: ...
+    @overload
+    def list(
+        self, kind: SandboxTemplateKind, namespace: str | None = None
+    ) -> builtins.list[SandboxTemplate]: ...
+    @overload
+    def list(self, kind: PodKind, namespace: str | None = None) -> builtins.list[Pod]: ...
+    @overload
+    def list(self, kind: str, namespace: str | None = None) -> builtins.list[KubeObject]: ...
+    def list(self, kind: str, namespace: str | None = None) -> builtins.list[Any]:
+        """Objects of ``kind`` (all namespaces for ``None``), sorted by namespace and name.
+
+        Typed as :meth:`get` is: a list of the kind's model for a spelling written
+        out (``"sbx"``: ``list[Sandbox]``), else a list of any stored object.
+        """
         ...
 
     def delete(self, kind: str, name: str, namespace: str = "default") -> None:

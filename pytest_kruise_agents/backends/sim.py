@@ -55,7 +55,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import Any, Final, Self, TypeVar
+from typing import Any, Final, Self, TypeVar, overload
 
 import simpy
 
@@ -63,9 +63,21 @@ from pytest_kruise_agents.api import keys
 from pytest_kruise_agents.api.base import format_time
 from pytest_kruise_agents.api.e2b import replace_surrogates
 from pytest_kruise_agents.api.errors import InvalidError
-from pytest_kruise_agents.api.manifest import KubeObject, load_manifests, to_manifest_dict
+from pytest_kruise_agents.api.manifest import (
+    KubeObject,
+    PodKind,
+    SandboxClaimKind,
+    SandboxKind,
+    SandboxSetKind,
+    SandboxTemplateKind,
+    load_manifests,
+    to_manifest_dict,
+)
+from pytest_kruise_agents.api.pod import Pod
 from pytest_kruise_agents.api.sandbox import Sandbox, SandboxState
+from pytest_kruise_agents.api.sandboxclaim import SandboxClaim
 from pytest_kruise_agents.api.sandboxset import SandboxSet
+from pytest_kruise_agents.api.sandboxtemplate import SandboxTemplate
 from pytest_kruise_agents.backends.base import (
     Caller,
     ClockMode,
@@ -975,16 +987,53 @@ class SimBackend:
         objs = [_go_strings(obj) for obj in load_manifests(source)]
         return self._call(lambda: self.cluster.apply(objs))
 
+    @overload
+    def get(self, kind: SandboxKind, name: str, namespace: str = "default") -> Sandbox: ...
+    @overload
+    def get(self, kind: SandboxSetKind, name: str, namespace: str = "default") -> SandboxSet: ...
+    @overload
+    def get(
+        self, kind: SandboxClaimKind, name: str, namespace: str = "default"
+    ) -> SandboxClaim: ...
+    @overload
+    def get(
+        self, kind: SandboxTemplateKind, name: str, namespace: str = "default"
+    ) -> SandboxTemplate: ...
+    @overload
+    def get(self, kind: PodKind, name: str, namespace: str = "default") -> Pod: ...
+    @overload
+    def get(self, kind: str, name: str, namespace: str = "default") -> KubeObject: ...
     def get(self, kind: str, name: str, namespace: str = "default") -> KubeObject:
-        """One object, or :class:`ResourceNotFound`."""
+        """One object, or :class:`ResourceNotFound`; typed by ``kind`` as :meth:`Backend.get
+        <pytest_kruise_agents.backends.base.Backend.get>` (``"sbx"``: a Sandbox)."""
         try:
             obj: KubeObject = self._call(lambda: self.cluster.get(kind, name, namespace))
         except NotFoundError as exc:
             raise ResourceNotFound(exc.kind, namespace, name) from exc
         return obj
 
-    def list(self, kind: str, namespace: str | None = None) -> builtins.list[KubeObject]:
-        """Objects of ``kind``, sorted by namespace and name."""
+    @overload
+    def list(self, kind: SandboxKind, namespace: str | None = None) -> builtins.list[Sandbox]: ...
+    @overload
+    def list(
+        self, kind: SandboxSetKind, namespace: str | None = None
+    ) -> builtins.list[SandboxSet]: ...
+    @overload
+    def list(
+        self, kind: SandboxClaimKind, namespace: str | None = None
+    ) -> builtins.list[SandboxClaim]: ...
+    @overload
+    def list(
+        self, kind: SandboxTemplateKind, namespace: str | None = None
+    ) -> builtins.list[SandboxTemplate]: ...
+    @overload
+    def list(self, kind: PodKind, namespace: str | None = None) -> builtins.list[Pod]: ...
+    @overload
+    def list(self, kind: str, namespace: str | None = None) -> builtins.list[KubeObject]: ...
+    def list(
+        self, kind: str, namespace: str | None = None
+    ) -> builtins.list[Any]:  # list is invariant: the overloads say what it holds
+        """Objects of ``kind``, sorted by namespace and name; typed by ``kind`` as :meth:`get`."""
         objs: builtins.list[KubeObject] = self._call(lambda: self.cluster.list(kind, namespace))
         return objs
 

@@ -41,6 +41,7 @@ import e2b
 
 from pytest_kruise_agents.api import Pod, Sandbox, SandboxClaim, SandboxSet, SandboxTemplate
 from pytest_kruise_agents.api.manifest import KubeObject
+from pytest_kruise_agents.backends import Backend
 from pytest_kruise_agents.claiming.errors import ClaimError
 from pytest_kruise_agents.delivery import Burst, DeliveryResult
 from pytest_kruise_agents.plugin import (
@@ -83,6 +84,23 @@ def kinds(cluster: Cluster, kind: str) -> None:
     assert_type(cluster.list(kind), list[KubeObject])
     available: int = cluster.get("sbs", "base").status.available_replicas
     print(available)
+
+
+def backend_kinds(seam: Backend, sim: SimBackend, kind: str) -> None:
+    # A backend's get and list are typed by the kind as the Cluster's are.
+    assert_type(seam.get("sbx", "a"), Sandbox)
+    assert_type(seam.get("SandboxSet", "a"), SandboxSet)
+    assert_type(seam.get("sbc", "a", "team-a"), SandboxClaim)
+    assert_type(seam.get("sandboxtemplates.agents.kruise.io", "a"), SandboxTemplate)
+    assert_type(seam.get("po", "a"), Pod)
+    assert_type(seam.get(kind, "a"), KubeObject)
+    assert_type(seam.list("sbc"), list[SandboxClaim])
+    assert_type(seam.list(kind, "team-a"), list[KubeObject])
+    assert_type(sim.get("sbs", "a"), SandboxSet)
+    assert_type(sim.list("pods"), list[Pod])
+    assert_type(sim.list(kind), list[KubeObject])
+    ready: int = seam.get("sbs", "base").status.available_replicas
+    print(ready)
 
 
 def creates(cluster: Cluster) -> None:
@@ -166,6 +184,8 @@ def mistakes(cluster: Cluster, seam: Backend, e2b_sandbox: E2BSandboxFactory) ->
     e2b_sandbox(cls=int)  # E: type-var
     with seam.locked():  # E: attr-defined
         pass
+    print(seam.get("sbs", "base").status.availble_replicas)  # E: attr-defined
+    print(seam.list("sbx")[0].spec.replicas)  # E: attr-defined
     print(text)
 """
 
