@@ -33,6 +33,7 @@ from simulator.cluster import check_seconds
 if TYPE_CHECKING:
     from e2b import AsyncSandbox, Sandbox
 
+    from pytest_kruise_agents.backends.sim import SimBackend
     from pytest_kruise_agents.plugin.recipe import Recipe
     from simulator.cluster import Cluster
 
@@ -115,7 +116,7 @@ class ClusterFactory:
 class SandboxSetFactory:
     """``sandboxset(name, replicas=3, ...)``: apply a SandboxSet and wait until its pool is ready."""
 
-    def __init__(self, clock: KruiseClock, backend: Any) -> None:
+    def __init__(self, clock: KruiseClock, backend: SimBackend) -> None:
         self._clock = clock
         self._backend = backend
 
@@ -198,13 +199,11 @@ class SandboxSetFactory:
         if len(objs) != 1 or not isinstance(objs[0], SandboxSet):
             kinds = ", ".join(o.kind for o in objs) or "nothing"
             raise InvalidError("manifest", f"must be exactly one SandboxSet, got {kinds}")
-        applied = self._backend.apply(objs)
-        pool: SandboxSet = applied[0]
-        ns = pool.metadata.namespace or "default"
+        (applied,) = self._backend.apply(objs)
+        name, ns = applied.metadata.name, applied.metadata.namespace or "default"
         if wait:
-            self.wait_ready(pool.metadata.name, ns, timeout=timeout)
-        ready: SandboxSet = self._backend.get("SandboxSet", pool.metadata.name, ns)
-        return ready
+            self.wait_ready(name, ns, timeout=timeout)
+        return self._backend.get("SandboxSet", name, ns)
 
     def wait_ready(self, name: str, namespace: str = "default", *, timeout: float = 600.0) -> None:
         """Run until the pool is ready to claim from (``TimeoutError`` after).
@@ -243,7 +242,9 @@ class SandboxSetFactory:
 class SandboxClaimFactory:
     """``sandbox_claim(template, replicas=1, ...)``: apply a SandboxClaim, optionally wait for Completed."""
 
-    def __init__(self, clock: KruiseClock, backend: Any, made: FactoryMade | None = None) -> None:
+    def __init__(
+        self, clock: KruiseClock, backend: SimBackend, made: FactoryMade | None = None
+    ) -> None:
         self._clock = clock
         self._backend = backend
         self._next = 1
@@ -307,15 +308,12 @@ class SandboxClaimFactory:
             waited = self._clock.wait(completed, timeout=timeout)
             if not waited.held:
                 late = backend.get("SandboxClaim", claim_name, namespace)
-                assert isinstance(late, SandboxClaim)
                 raise TimeoutError(
                     f"SandboxClaim {namespace}/{claim_name}: phase {late.status.phase}, "
                     f"{late.status.claimed_replicas}/{late.spec.replicas} claimed "
                     f"{waited.after()}"
                 )
-        claim = self._backend.get("SandboxClaim", claim_name, namespace)
-        assert isinstance(claim, SandboxClaim)
-        return claim
+        return self._backend.get("SandboxClaim", claim_name, namespace)
 
     def _free(self, number: int, namespace: str) -> int:
         """The first number from ``number`` on whose ``claim-N`` is free in ``namespace``.
