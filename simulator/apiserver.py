@@ -324,8 +324,33 @@ class ApiServer:
         """
         return self._objects.get(kind, {}).get((namespace, name))
 
-    def peek_list(self, kind: str, namespace: str | None = None) -> list[Any]:
+    @overload
+    def peek_list(
+        self, kind: Literal["Sandbox"], namespace: str | None = None
+    ) -> list[Sandbox]: ...
+    @overload
+    def peek_list(
+        self, kind: Literal["SandboxSet"], namespace: str | None = None
+    ) -> list[SandboxSet]: ...
+    @overload
+    def peek_list(
+        self, kind: Literal["SandboxClaim"], namespace: str | None = None
+    ) -> list[SandboxClaim]: ...
+    @overload
+    def peek_list(
+        self, kind: Literal["SandboxTemplate"], namespace: str | None = None
+    ) -> list[SandboxTemplate]: ...
+    @overload
+    def peek_list(self, kind: Literal["Pod"], namespace: str | None = None) -> list[Pod]: ...
+    @overload
+    def peek_list(self, kind: str, namespace: str | None = None) -> list[KubeObject]: ...
+    def peek_list(
+        self, kind: str, namespace: str | None = None
+    ) -> list[Any]:  # list is invariant: the overloads say what it holds
         """Stored objects of ``kind`` (all namespaces when ``namespace`` is None), with no latency.
+
+        Typed as :meth:`peek` is: a list of the kind's model for a kind name written
+        out (``"Pod"``: ``list[Pod]``), else a list of any stored object.
 
         In creation order (an update keeps an object's place): a namespace's
         objects in the order the list of all namespaces has them. A namespaced

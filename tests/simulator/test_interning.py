@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 from pytest_kruise_agents.api.copying import deep_copy, shallow_copy
 from pytest_kruise_agents.api.meta import Condition, ObjectMeta, set_condition
+from pytest_kruise_agents.api.pod import Pod
 from pytest_kruise_agents.api.sandbox import Sandbox
 from simulator.cluster import Cluster
 from simulator.interning import ConditionInterner, FieldsSetInterner
@@ -125,7 +126,10 @@ def test_pool_objects_share_their_fields_sets() -> None:
     """In a filled pool, the sandboxes' and pods' models hold a handful of distinct sets."""
     cluster = filled_pool()
     sets: dict[int, set[str]] = {}
-    objects = [*cluster.world.api.peek_list("Sandbox"), *cluster.world.api.peek_list("Pod")]
+    objects: list[Sandbox | Pod] = [
+        *cluster.world.api.peek_list("Sandbox"),
+        *cluster.world.api.peek_list("Pod"),
+    ]
     for obj in objects:
         for model in (obj, obj.metadata, obj.status):
             sets[id(model.__pydantic_fields_set__)] = model.__pydantic_fields_set__
