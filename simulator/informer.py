@@ -7,6 +7,7 @@ a real API server; that staleness is what makes optimistic-lock conflicts real.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, overload
@@ -191,10 +192,24 @@ class Informer:
         """
         return self._store[kind].get((namespace, name))
 
+    @overload
+    def objects(self, kind: Literal["Sandbox"]) -> Mapping[ObjKey, Sandbox]: ...
+    @overload
+    def objects(self, kind: Literal["SandboxSet"]) -> Mapping[ObjKey, SandboxSet]: ...
+    @overload
+    def objects(self, kind: Literal["SandboxClaim"]) -> Mapping[ObjKey, SandboxClaim]: ...
+    @overload
+    def objects(self, kind: Literal["SandboxTemplate"]) -> Mapping[ObjKey, SandboxTemplate]: ...
+    @overload
+    def objects(self, kind: Literal["Pod"]) -> Mapping[ObjKey, Pod]: ...
+    @overload
+    def objects(self, kind: str) -> Mapping[ObjKey, KubeObject]: ...
     def objects(self, kind: str) -> Mapping[ObjKey, Any]:
         """The cache of ``kind`` itself, by ``(namespace, name)``: live, and read-only (a
         ``MappingProxyType``: a write through it raises ``TypeError``, so no caller can
         take an object out of the cache and leave it in the indexes).
+
+        Its values are typed as :meth:`get`'s (``"Pod"``: a mapping to :class:`Pod`).
 
         For a reader that looks up objects of one kind on every reconcile:
         ``objects(kind).get(key)`` is :meth:`get` without its call. Being live, it
@@ -202,8 +217,34 @@ class Informer:
         """
         return self._views[kind]
 
-    def list(self, kind: str, namespace: str | None = None) -> list[Any]:
-        """Cached objects of ``kind`` (all namespaces when ``namespace`` is None)."""
+    @overload
+    def list(
+        self, kind: Literal["Sandbox"], namespace: str | None = None
+    ) -> builtins.list[Sandbox]: ...
+    @overload
+    def list(
+        self, kind: Literal["SandboxSet"], namespace: str | None = None
+    ) -> builtins.list[SandboxSet]: ...
+    @overload
+    def list(
+        self, kind: Literal["SandboxClaim"], namespace: str | None = None
+    ) -> builtins.list[SandboxClaim]: ...
+    @overload
+    def list(
+        self, kind: Literal["SandboxTemplate"], namespace: str | None = None
+    ) -> builtins.list[SandboxTemplate]: ...
+    @overload
+    def list(self, kind: Literal["Pod"], namespace: str | None = None) -> builtins.list[Pod]: ...
+    @overload
+    def list(self, kind: str, namespace: str | None = None) -> builtins.list[KubeObject]: ...
+    def list(
+        self, kind: str, namespace: str | None = None
+    ) -> builtins.list[Any]:  # list is invariant: the overloads say what it holds
+        """Cached objects of ``kind`` (all namespaces when ``namespace`` is None).
+
+        Typed as :meth:`get` is: ``"Sandbox"`` gives ``list[Sandbox]``, and so on;
+        any other ``str``, a list of any stored object.
+        """
         objs = self._store[kind].values()
         if namespace is None:
             return list(objs)
@@ -213,8 +254,28 @@ class Informer:
         """Number of cached objects of ``kind``."""
         return len(self._store[kind])
 
+    @overload
+    def by_index(self, kind: Literal["Sandbox"], index: str, key: str) -> Iterator[Sandbox]: ...
+    @overload
+    def by_index(
+        self, kind: Literal["SandboxSet"], index: str, key: str
+    ) -> Iterator[SandboxSet]: ...
+    @overload
+    def by_index(
+        self, kind: Literal["SandboxClaim"], index: str, key: str
+    ) -> Iterator[SandboxClaim]: ...
+    @overload
+    def by_index(
+        self, kind: Literal["SandboxTemplate"], index: str, key: str
+    ) -> Iterator[SandboxTemplate]: ...
+    @overload
+    def by_index(self, kind: Literal["Pod"], index: str, key: str) -> Iterator[Pod]: ...
+    @overload
+    def by_index(self, kind: str, index: str, key: str) -> Iterator[KubeObject]: ...
     def by_index(self, kind: str, index: str, key: str) -> Iterator[Any]:
         """Objects whose index ``index`` has ``key``, in cache insertion order.
+
+        Typed as :meth:`get` is (``"Sandbox"``: an iterator of :class:`Sandbox`).
 
         The iterator is live (no copy, so a caller that stops early pays only for
         what it read): consume it without letting simulated time pass.
