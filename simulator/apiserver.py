@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import Callable, Generator, Sequence
 from functools import partial
 from operator import attrgetter
-from typing import Any, Final, Literal, overload
+from typing import Any, Final, Literal, TypeAlias, TypeVar, overload
 
 import simpy
 from pydantic import BaseModel
@@ -68,6 +68,7 @@ __all__ = [
     "Client",
     "ForbiddenError",
     "Op",
+    "OpOf",
     "Propagation",
     "UIDConflictError",
     "is_precondition",
@@ -77,6 +78,10 @@ __all__ = [
 
 Op = Generator[simpy.Event, Any, Any]
 """A SimPy sub-process: use as ``result = yield from api.update(...)``."""
+
+_T = TypeVar("_T")
+OpOf: TypeAlias = Generator[simpy.Event, Any, _T]
+"""An :data:`Op` whose result is a ``_T``: ``OpOf[Sandbox]`` answers with a Sandbox."""
 
 _NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
@@ -1202,21 +1207,150 @@ class ApiServer:
             del self._held_requests[held]
         return None
 
+    @overload
+    def create(self, client: Client, obj: Sandbox) -> OpOf[Sandbox]: ...
+    @overload
+    def create(self, client: Client, obj: SandboxSet) -> OpOf[SandboxSet]: ...
+    @overload
+    def create(self, client: Client, obj: SandboxClaim) -> OpOf[SandboxClaim]: ...
+    @overload
+    def create(self, client: Client, obj: SandboxTemplate) -> OpOf[SandboxTemplate]: ...
+    @overload
+    def create(self, client: Client, obj: Pod) -> OpOf[Pod]: ...
+    @overload
+    def create(self, client: Client, obj: KubeObject) -> OpOf[KubeObject]: ...
     def create(self, client: Client, obj: Any) -> Op:
-        """``POST``: create ``obj``; return the stored object."""
+        """``POST``: create ``obj``; return the stored object, of ``obj``'s model.
+
+        Typed as :meth:`commit_create` (``OpOf[Sandbox]`` for a Sandbox).
+        """
         yield from self._request(client, "create", obj.kind)
         return self.commit_create(obj)
 
+    @overload
+    def update(self, client: Client, obj: Sandbox) -> OpOf[Sandbox]: ...
+    @overload
+    def update(self, client: Client, obj: SandboxSet) -> OpOf[SandboxSet]: ...
+    @overload
+    def update(self, client: Client, obj: SandboxClaim) -> OpOf[SandboxClaim]: ...
+    @overload
+    def update(self, client: Client, obj: SandboxTemplate) -> OpOf[SandboxTemplate]: ...
+    @overload
+    def update(self, client: Client, obj: Pod) -> OpOf[Pod]: ...
+    @overload
+    def update(self, client: Client, obj: KubeObject) -> OpOf[KubeObject]: ...
     def update(self, client: Client, obj: Any) -> Op:
-        """``PUT``: full update, compare-and-swap on ``obj.metadata.resourceVersion``."""
+        """``PUT``: full update, compare-and-swap on ``obj.metadata.resourceVersion``.
+
+        Returns the stored object, of ``obj``'s model (as :meth:`commit_update`).
+        """
         yield from self._request(client, "update", obj.kind)
         return self.commit_update(obj)
 
+    @overload
+    def update_status(self, client: Client, obj: Sandbox) -> OpOf[Sandbox]: ...
+    @overload
+    def update_status(self, client: Client, obj: SandboxSet) -> OpOf[SandboxSet]: ...
+    @overload
+    def update_status(self, client: Client, obj: SandboxClaim) -> OpOf[SandboxClaim]: ...
+    @overload
+    def update_status(self, client: Client, obj: SandboxTemplate) -> OpOf[SandboxTemplate]: ...
+    @overload
+    def update_status(self, client: Client, obj: Pod) -> OpOf[Pod]: ...
+    @overload
+    def update_status(self, client: Client, obj: KubeObject) -> OpOf[KubeObject]: ...
     def update_status(self, client: Client, obj: Any) -> Op:
-        """``PUT .../status``: replace the status, compare-and-swap on resourceVersion."""
+        """``PUT .../status``: replace the status, compare-and-swap on resourceVersion.
+
+        Returns the stored object, of ``obj``'s model (as :meth:`commit_update`).
+        """
         yield from self._request(client, "update_status", obj.kind)
         return self.commit_update(obj, subresource="status")
 
+    @overload
+    def patch(
+        self,
+        client: Client,
+        kind: Literal["Sandbox"],
+        namespace: str,
+        name: str,
+        mutate: Callable[[Sandbox], None],
+        *,
+        subresource: str | None = None,
+        resource_version: str | None = None,
+        uid: str | None = None,
+        shallow: bool = False,
+    ) -> OpOf[Sandbox]: ...
+    @overload
+    def patch(
+        self,
+        client: Client,
+        kind: Literal["SandboxSet"],
+        namespace: str,
+        name: str,
+        mutate: Callable[[SandboxSet], None],
+        *,
+        subresource: str | None = None,
+        resource_version: str | None = None,
+        uid: str | None = None,
+        shallow: bool = False,
+    ) -> OpOf[SandboxSet]: ...
+    @overload
+    def patch(
+        self,
+        client: Client,
+        kind: Literal["SandboxClaim"],
+        namespace: str,
+        name: str,
+        mutate: Callable[[SandboxClaim], None],
+        *,
+        subresource: str | None = None,
+        resource_version: str | None = None,
+        uid: str | None = None,
+        shallow: bool = False,
+    ) -> OpOf[SandboxClaim]: ...
+    @overload
+    def patch(
+        self,
+        client: Client,
+        kind: Literal["SandboxTemplate"],
+        namespace: str,
+        name: str,
+        mutate: Callable[[SandboxTemplate], None],
+        *,
+        subresource: str | None = None,
+        resource_version: str | None = None,
+        uid: str | None = None,
+        shallow: bool = False,
+    ) -> OpOf[SandboxTemplate]: ...
+    @overload
+    def patch(
+        self,
+        client: Client,
+        kind: Literal["Pod"],
+        namespace: str,
+        name: str,
+        mutate: Callable[[Pod], None],
+        *,
+        subresource: str | None = None,
+        resource_version: str | None = None,
+        uid: str | None = None,
+        shallow: bool = False,
+    ) -> OpOf[Pod]: ...
+    @overload
+    def patch(
+        self,
+        client: Client,
+        kind: str,
+        namespace: str,
+        name: str,
+        mutate: Callable[[KubeObject], None],
+        *,
+        subresource: str | None = None,
+        resource_version: str | None = None,
+        uid: str | None = None,
+        shallow: bool = False,
+    ) -> OpOf[KubeObject]: ...
     def patch(
         self,
         client: Client,
@@ -1240,6 +1374,9 @@ class ApiServer:
         ``shallow`` promises that ``mutate`` only assigns fields (or keys) of
         the metadata and of the spec or status, never changes their values in
         place: then those parts are copied one level deep instead of whole.
+
+        Returns the stored object. Typed by ``kind`` as :meth:`peek` (``"Pod"``: a
+        :class:`Pod`, and ``mutate`` takes a Pod; a ``str``: any stored object).
         """
         yield from self._request(client, "patch", kind)
         current = self._objects.get(kind, {}).get((namespace, name))  # peek(), on every patch
@@ -1270,6 +1407,72 @@ class ApiServer:
         mutate(new)
         return self.commit_update(new, subresource=subresource, check_rv=False)
 
+    @overload
+    def delete(
+        self,
+        client: Client,
+        kind: Literal["Sandbox"],
+        namespace: str,
+        name: str,
+        *,
+        resource_version: str | None = None,
+        uid: str | None = None,
+    ) -> OpOf[Sandbox | None]: ...
+    @overload
+    def delete(
+        self,
+        client: Client,
+        kind: Literal["SandboxSet"],
+        namespace: str,
+        name: str,
+        *,
+        resource_version: str | None = None,
+        uid: str | None = None,
+    ) -> OpOf[SandboxSet | None]: ...
+    @overload
+    def delete(
+        self,
+        client: Client,
+        kind: Literal["SandboxClaim"],
+        namespace: str,
+        name: str,
+        *,
+        resource_version: str | None = None,
+        uid: str | None = None,
+    ) -> OpOf[SandboxClaim | None]: ...
+    @overload
+    def delete(
+        self,
+        client: Client,
+        kind: Literal["SandboxTemplate"],
+        namespace: str,
+        name: str,
+        *,
+        resource_version: str | None = None,
+        uid: str | None = None,
+    ) -> OpOf[SandboxTemplate | None]: ...
+    @overload
+    def delete(
+        self,
+        client: Client,
+        kind: Literal["Pod"],
+        namespace: str,
+        name: str,
+        *,
+        resource_version: str | None = None,
+        uid: str | None = None,
+    ) -> OpOf[Pod | None]: ...
+    @overload
+    def delete(
+        self,
+        client: Client,
+        kind: str,
+        namespace: str,
+        name: str,
+        *,
+        resource_version: str | None = None,
+        uid: str | None = None,
+    ) -> OpOf[KubeObject | None]: ...
     def delete(
         self,
         client: Client,
@@ -1283,6 +1486,8 @@ class ApiServer:
         """``DELETE`` as ``client``: delete or mark for deletion; 404 if absent, 403 if denied.
 
         ``resource_version`` and ``uid`` are preconditions (:meth:`commit_delete`).
+        Returns what :meth:`commit_delete` returns, typed as it is: the object still
+        stored, marked (``"Sandbox"``: a :class:`Sandbox`), or ``None`` when it is gone.
         """
         yield from self._request(client, "delete", kind)
         return self.commit_delete(
@@ -1294,8 +1499,32 @@ class ApiServer:
             requester=client.name,
         )
 
+    @overload
+    def get(
+        self, client: Client, kind: Literal["Sandbox"], namespace: str, name: str
+    ) -> OpOf[Sandbox]: ...
+    @overload
+    def get(
+        self, client: Client, kind: Literal["SandboxSet"], namespace: str, name: str
+    ) -> OpOf[SandboxSet]: ...
+    @overload
+    def get(
+        self, client: Client, kind: Literal["SandboxClaim"], namespace: str, name: str
+    ) -> OpOf[SandboxClaim]: ...
+    @overload
+    def get(
+        self, client: Client, kind: Literal["SandboxTemplate"], namespace: str, name: str
+    ) -> OpOf[SandboxTemplate]: ...
+    @overload
+    def get(self, client: Client, kind: Literal["Pod"], namespace: str, name: str) -> OpOf[Pod]: ...
+    @overload
+    def get(self, client: Client, kind: str, namespace: str, name: str) -> OpOf[KubeObject]: ...
     def get(self, client: Client, kind: str, namespace: str, name: str) -> Op:
-        """``GET`` from the API server (not a cache): the latest object, or 404."""
+        """``GET`` from the API server (not a cache): the latest object, or 404.
+
+        Typed by ``kind`` as :meth:`peek`, without the ``None`` (``"Sandbox"``: a
+        :class:`Sandbox`; a ``str``: any stored object).
+        """
         yield from self._request(client, "get", kind)
         obj = self.peek(kind, namespace, name)
         if obj is None:

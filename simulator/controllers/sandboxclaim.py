@@ -410,7 +410,7 @@ class SandboxClaimController(Reconciler[ClaimKey]):
         meta = claim.metadata
         key = (meta.namespace, meta.name)
 
-        def mutate(obj: Any) -> None:
+        def mutate(obj: SandboxClaim) -> None:
             obj.status = status
 
         try:
