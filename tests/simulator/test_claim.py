@@ -638,6 +638,59 @@ def test_a_sandbox_deleted_before_the_cache_saw_it_is_never_fresh(deleted_by: st
     assert hw.world.manager_cache.count("Sandbox") == 0
 
 
+def _stop_when_locked(
+    hw: HandWorld, rec: ClaimRecord, change: str
+) -> Generator[simpy.Event, Any, None]:
+    """Once the attempt has locked its sandbox, delete it for good, mark it deleted (a
+    finalizer holds it) or pause it, as ``change`` says."""
+    while rec.locked is None:
+        yield hw.env.timeout(0.1)
+    assert rec.sandbox is not None
+    name = rec.sandbox.split("/")[1]
+    if change == "deleted":
+        hw.api.commit_delete("Sandbox", "default", name)
+        return
+    stored = hw.api.peek("Sandbox", "default", name)
+    assert stored is not None
+    new = stored.model_copy(deep=True)
+    if change == "being deleted":
+        new.metadata.finalizers = ["test/hold"]
+        held = hw.api.commit_update(new)
+        hw.api.commit_delete("Sandbox", "default", held.metadata.name)
+    else:
+        new.spec.paused = True
+        hw.api.commit_update(new)
+
+
+@pytest.mark.parametrize(
+    ("change", "reason", "says"),
+    [
+        ("deleted", "SandboxDeleted", "was deleted before it became ready"),
+        ("being deleted", "SandboxDied", "died before it became ready: deleted"),
+        ("paused", "SandboxPaused", "was paused before it became ready"),
+    ],
+)
+def test_wait_ready_ends_at_once_for_a_sandbox_that_can_never_get_ready(
+    change: str, reason: str, says: str
+) -> None:
+    """docs/fidelity.md (sandbox-manager; the E2B server's control plane): wait-ready does
+    not wait out its timeout for a sandbox that is gone (``SandboxDeleted``), being deleted
+    (``SandboxDied``) or paused meanwhile (``SandboxPaused``): the attempt fails at once
+    with a retriable ``WaitReadyTimeoutError`` of that reason."""
+    hw = HandWorld()
+    hw.pool(replicas=0)
+    hw.settle()
+    rec = hw.record()
+    t0 = hw.ctx.now()
+    hw.env.process(_stop_when_locked(hw, rec, change))
+    opts = options(create_on_no_stock=True, wait_ready_timeout=timedelta(seconds=600))
+    with pytest.raises(WaitReadyTimeoutError) as err:
+        hw.run(hw.claimer().try_claim(opts, rec))
+    assert err.value.retriable and err.value.reason == reason
+    assert says in str(err.value)
+    assert hw.ctx.now() - t0 < 30  # far from the 600 s wait-ready timeout
+
+
 def test_start_container_failure_fails_fast() -> None:
     """``StartContainerFailed`` ends the wait at once with a retriable error."""
     hw = HandWorld()
@@ -873,3 +926,28 @@ def test_a_finished_wait_keeps_nothing_alive_until_its_timeout() -> None:
 
     after_5 = cycles(5)
     assert cycles(45) <= after_5
+
+
+def test_an_injected_lock_conflict_skips_the_sandbox_until_its_expectation_expires() -> None:
+    """docs/fidelity.md, sandbox-manager: an injected ``api_conflict`` on the lock writes
+    nothing, so the expectation it leaves (the cached copy is stale) is met by no watch
+    event: the Claimer passes the sandbox over, as after a real 409, until the expectation
+    expires (``expectation_timeout_s``, 60 s), and then claims it."""
+    hw = HandWorld()
+    hw.pool(replicas=1)
+    hw.settle()
+    claimer = hw.claimer()
+    hw.ctx.faults.inject(
+        kind="api_conflict",
+        count=1,
+        selector={"verb": "update", "kind": "Sandbox", "client": "sandbox-manager"},
+    )
+    with pytest.raises(LockConflictError):
+        hw.run(claimer.try_claim(options(), hw.record()))
+    hw.settle(30)
+    skipped = hw.outcome(claimer.try_claim(options(lock_string="lock-2"), hw.record()))
+    hw.env.run(until=skipped)
+    assert isinstance(skipped.value, NoAvailableError)
+    hw.settle(hw.ctx.profile.expectation_timeout_s - 30 + 1)
+    claimed = hw.run(claimer.try_claim(options(lock_string="lock-3"), hw.record()))
+    assert isinstance(claimed, Sandbox) and is_claimed(claimed)
