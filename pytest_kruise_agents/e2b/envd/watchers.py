@@ -54,6 +54,7 @@ from pytest_kruise_agents.e2b.workspace import PathEscapeError, SandboxWorkspace
 
 __all__ = [
     "MAX_FAILED_SCANS",
+    "MAX_WATCHERS",
     "MAX_WATCH_STREAMS",
     "WATCH_POLL_THREADS",
     "Snapshot",
@@ -77,7 +78,8 @@ inside it does, which inotify reports as no event on the directory itself
 an entry replaced under its name (removed and made again, or a rename onto
 it) from the same one changed."""
 
-_MAX_WATCHERS = 256
+MAX_WATCHERS = 256
+"""Most polling watchers (``CreateWatcher``) one sandbox may have (``resource_exhausted`` beyond)."""
 
 _MAX_ENDED = 4096
 """Ended watchers (their directory gone) whose end a sandbox remembers, for a later stop."""
@@ -609,9 +611,9 @@ class WatcherTable:
 
     def add(self, watcher: Watcher) -> str:
         """Register ``watcher``; returns its id."""
-        if len(self._watchers) >= _MAX_WATCHERS:
+        if len(self._watchers) >= MAX_WATCHERS:
             raise ConnectError(
-                Code.RESOURCE_EXHAUSTED, f"too many watchers (at most {_MAX_WATCHERS})"
+                Code.RESOURCE_EXHAUSTED, f"too many watchers (at most {MAX_WATCHERS})"
             )
         watcher_id = f"w{next(self._ids)}"
         self._watchers[watcher_id] = watcher

@@ -22,11 +22,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from e2b import InvalidArgumentException, NotFoundException, Sandbox
+from e2b import InvalidArgumentException, NotFoundException, RateLimitException, Sandbox
 from e2b.sandbox.filesystem.watch_handle import FilesystemEvent
 
 from pytest_kruise_agents.e2b.envd import confined
-from pytest_kruise_agents.e2b.envd.watchers import MAX_WATCH_STREAMS
+from pytest_kruise_agents.e2b.envd.watchers import MAX_WATCH_STREAMS, MAX_WATCHERS
 from pytest_kruise_agents.e2b.workspace import PathEscapeError, SandboxWorkspace
 from tests.e2b.envd.conftest import Envd
 
@@ -309,6 +309,25 @@ async def test_a_sandbox_has_a_bounded_number_of_watch_streams(envd: Envd) -> No
     assert len(handles) == MAX_WATCH_STREAMS
     for handle in handles:
         await handle.stop()  # type: ignore[no-untyped-call]
+
+
+def test_a_sandbox_has_a_bounded_number_of_polling_watchers(envd: Envd) -> None:
+    """docs/fidelity.md: the sync SDK's ``files.watch_dir`` (``CreateWatcher``) makes at most
+    256 watchers in a sandbox; the next is refused with ``resource_exhausted`` (the SDK's
+    ``RateLimitException``), a stopped one frees its place, another sandbox has its own."""
+    sbx = envd.sandbox()
+    sbx.files.make_dir("/home/user/w")
+    handles = [sbx.files.watch_dir("/home/user/w") for _ in range(MAX_WATCHERS)]
+    with pytest.raises(RateLimitException, match=f"too many watchers \\(at most {MAX_WATCHERS}\\)"):
+        sbx.files.watch_dir("/home/user/w")
+    other = envd.sandbox("sbx-other")
+    other.files.make_dir("/home/user/w")
+    other.files.watch_dir("/home/user/w").stop()
+    handles.pop().stop()
+    handles.append(sbx.files.watch_dir("/home/user/w"))
+    assert len(handles) == MAX_WATCHERS == 256
+    for handle in handles:
+        handle.stop()
 
 
 def test_watch_scans_run_in_their_own_threads(envd: Envd, monkeypatch: pytest.MonkeyPatch) -> None:
