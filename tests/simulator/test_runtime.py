@@ -290,10 +290,14 @@ def test_an_init_attempt_whose_sandbox_goes_meanwhile_fails_as_unreachable() -> 
         hw.api.commit_delete("Sandbox", "default", sbx.metadata.name)
 
     hw.env.process(delete_half_way())
+    t0 = hw.ctx.now()
     with pytest.raises(InitRuntimeError) as err:
         hw.run(hw.runtime.init(sbx, REQUEST))
     assert err.value.reason == "InitRuntimeFailed" and err.value.retriable
     assert "after 5 attempts" in str(err.value)
+    # The attempts left are refused at once; only the back-off between them takes time
+    # (0.2 + 0.4 + 0.8 + 1.6 s: "about 3 s in all", docs/fidelity.md), not their 1 s timeouts.
+    assert 3.0 <= hw.ctx.now() - t0 < 3.5
     (reset,) = [e for e in hw.ctx.log.of_kind("runtime.init_dropped")]
     assert reset.detail == f"default/{sbx.metadata.name} connection reset: the sandbox is gone"
     assert not hw.runtime.is_initialised(sbx)
