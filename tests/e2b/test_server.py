@@ -202,3 +202,27 @@ def test_an_upgrade_request_is_served_over_http_1_1_without_a_warning(
         )
         assert answer(sock) == b"HTTP/1.1 200 OK"
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+def test_a_request_head_unfinished_past_16_kib_is_answered_400_in_plain_text() -> None:
+    """docs/fidelity.md (control plane): h11 holds at most 16 KiB of an unfinished request
+    head; past that the request is answered ``400`` in plain text and the connection closed
+    (Go's net/http, under upstream, takes heads up to 1 MiB). A head under the bound is
+    served however it is cut."""
+    with ServerThread(answer_without_reading) as server:
+        with socket.create_connection(("127.0.0.1", server.port)) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nX-Pad: " + b"a" * (17 * 1024))
+            sock.settimeout(5)
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+            head, _, body = data.partition(b"\r\n\r\n")
+            assert head.split(b"\r\n")[0] == b"HTTP/1.1 400 Bad Request"
+            assert b"content-type: text/plain" in head.lower()
+            assert body == b"Invalid HTTP request received."
+        with socket.create_connection(("127.0.0.1", server.port)) as sock:
+            request = b"GET / HTTP/1.1\r\nHost: t\r\nX-Pad: " + b"a" * (12 * 1024) + b"\r\n\r\n"
+            for start in range(0, len(request), 4096):
+                sock.sendall(request[start : start + 4096])
+                time.sleep(0.01)
+            assert answer(sock) == b"HTTP/1.1 200 OK"
