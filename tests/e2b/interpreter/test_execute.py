@@ -201,6 +201,28 @@ def test_the_sandbox_env_vars_set_the_kernel_zone(interpreter: Interpreter) -> N
     assert execution.text == "('+0530', 'Asia/Kolkata', 'C.UTF-8', [])"
 
 
+def test_the_kernel_keeps_only_a_few_host_variables_and_sets_its_own(
+    interpreter: Interpreter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/fidelity.md: of the host's environment a kernel keeps ``PATH``, ``TMPDIR`` and
+    ``LD_LIBRARY_PATH``, nothing else; the server adds ``IPYTHONDIR`` (a directory of its
+    own, outside the sandbox's home), ``MPLBACKEND`` (the inline backend) and
+    ``PYDEVD_DISABLE_FILE_VALIDATION``."""
+    monkeypatch.setenv("TMPDIR", "/tmp/kept-tmp")
+    monkeypatch.setenv("LD_LIBRARY_PATH", "/opt/kept-lib")
+    monkeypatch.setenv("KRUISE_TEST_HOST_ONLY", "leaked")
+    workspace = interpreter.router.add("sbx-host-env")
+    names = ("TMPDIR", "LD_LIBRARY_PATH", "KRUISE_TEST_HOST_ONLY", "IPYTHONDIR", "MPLBACKEND")
+    code = f"import os\nfor k in {names!r}: print(os.environ.get(k))"
+
+    execution = interpreter.sandbox("sbx-host-env").run_code(code)
+
+    tmpdir, lib, leaked, ipython_dir, backend = "".join(execution.logs.stdout).split("\n")[:5]
+    assert (tmpdir, lib, leaked) == ("/tmp/kept-tmp", "/opt/kept-lib", "None")
+    assert not Path(ipython_dir).is_relative_to(workspace.root)
+    assert backend == "module://matplotlib_inline.backend_inline"
+
+
 def test_an_unwritable_home_puts_no_matplotlib_warning_on_stderr(
     interpreter: Interpreter, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
