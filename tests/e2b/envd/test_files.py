@@ -67,6 +67,20 @@ def test_octet_stream_uploads_with_and_without_gzip(envd: Envd, gzip_body: bool)
     assert bytes(sbx.files.read("blob.bin", format="bytes")) == data
 
 
+def test_a_download_asking_for_gzip_gets_plain_bytes(envd: Envd) -> None:
+    """docs/fidelity.md: ``GET /files`` ignores ``Accept-Encoding: gzip`` (the SDK's ``gzip=True``):
+    the answer has no ``Content-Encoding`` and its body is the file's bytes, which the SDK's
+    ``read(gzip=True)`` takes as they come."""
+    sbx = envd.sandbox()
+    data = b"plain " * 1000
+    sbx.files.write("plain.txt", data)
+    with envd.http() as http:
+        r = http.get("/files", params={"path": "plain.txt"}, headers={"Accept-Encoding": "gzip"})
+    assert r.status_code == 200 and "content-encoding" not in r.headers
+    assert r.content == data
+    assert bytes(sbx.files.read("plain.txt", format="bytes", gzip=True)) == data
+
+
 def test_metadata_is_stored_and_read_back(envd: Envd) -> None:
     sbx = envd.sandbox()
     written = sbx.files.write("tagged.txt", "x", metadata={"owner": "alice"})
