@@ -97,6 +97,25 @@ def test_a_create_with_a_claim_timeout_is_not_cut_by_the_call_bound() -> None:
     assert "context deadline exceeded" in str(caught.value)
 
 
+def test_a_create_with_no_room_fails_after_ten_sandbox_timeouts() -> None:
+    """docs/fidelity.md (control plane): with no claim timeout and no room for a new pod, each
+    of the 10 attempts creates a sandbox that waits until its own timeout (300 s by default)
+    deletes it, so the create fails after about 3,100 s of simulated time (10 x 300 s plus
+    the back-off), with a 500 naming the last sandbox deleted, and well before the call's
+    bound."""
+    cluster = Cluster(seed=1, nodes=1)
+    cluster.apply(pool_yaml("big", 0, cpu="1000"))  # no node holds its pod
+    cluster.advance(5)
+    start = cluster.now
+    with pytest.raises(ClaimError, match="was deleted before it became ready") as caught:
+        cluster.create_sandbox("big")
+    assert not isinstance(caught.value, NoAnswerError) and caught.value.code == 500
+    assert 3000 < cluster.now - start < 3200 < CREATE_CALL_BOUND_S
+    record = cluster.last_record()
+    assert (record.attempts, record.error_reason) == (10, "RetryExhausted")
+    assert held_sandboxes(cluster) == []
+
+
 def test_run_of_a_process_waiting_for_ever_raises_no_answer_naming_it() -> None:
     cluster = Cluster(seed=0, nodes=1)
 
