@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 from e2b import AsyncSandbox, CommandExitException, Sandbox
-from e2b.exceptions import SandboxNotRunningException, TimeoutException
+from e2b.exceptions import NotFoundException, SandboxNotRunningException, TimeoutException
 from e2b.sandbox.commands.command_handle import PtySize
 from e2b.sandbox.filesystem.watch_handle import FilesystemEvent
 from e2b.sandbox_async.commands.command_input_handle import AsyncCommandInputHandle
@@ -179,6 +179,28 @@ def test_a_daemon_started_by_run_code_dies_with_the_sandbox(server: Served, acti
             os.kill(pid, signal.SIGKILL)
         if action == "pause":
             CodeSandbox.kill(sbx.sandbox_id, **server.sdk())
+
+
+def test_kernel_state_and_code_contexts_do_not_survive_a_pause(server: Served) -> None:
+    """docs/fidelity.md: a pause stops the sandbox's kernels and keeps its files (upstream's
+    memory snapshot keeps both): after the resume the default context starts afresh, the
+    list of contexts is empty, and a context made before the pause answers 404."""
+    sbx = CodeSandbox.create(**server.sdk())
+    sbx.run_code("x = 41")
+    ctx = sbx.create_code_context()
+    sbx.run_code("y = 1", context=ctx)
+    sbx.files.write("/home/user/kept.txt", "kept")
+    assert sbx.pause() is True
+
+    resumed = CodeSandbox.connect(sbx.sandbox_id, **server.sdk())
+
+    assert resumed.files.read("/home/user/kept.txt") == "kept"
+    assert resumed.list_code_contexts() == []
+    execution = resumed.run_code("x")
+    assert execution.error is not None and execution.error.name == "NameError"
+    with pytest.raises(NotFoundException, match=f"Context {ctx.id} not found"):
+        resumed.run_code("y", context=ctx)
+    resumed.kill()
 
 
 def test_a_run_codes_env_vars_cannot_hide_its_daemon_from_the_stop(server: Served) -> None:
