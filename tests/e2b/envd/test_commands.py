@@ -403,6 +403,26 @@ def test_stdin_is_refused_when_the_command_was_started_without_it(envd: Envd) ->
     handle.kill()
 
 
+def test_closing_stdin_that_is_closed_or_absent_answers_no_error(envd: Envd) -> None:
+    """docs/fidelity.md (the references do not say what envd answers): a second
+    ``close_stdin``, and one of a command started without stdin, succeed without a word and
+    leave the command running; a PTY's is refused (``failed_precondition``: end a terminal's
+    input with Ctrl+D)."""
+    sbx = envd.sandbox()
+    with_stdin = sbx.commands.run("cat; sleep 30", background=True, stdin=True)
+    without = sbx.commands.run("sleep 30", background=True)
+    terminal = sbx.pty.create(PtySize(rows=24, cols=80))
+    with_stdin.close_stdin()
+    with_stdin.close_stdin()
+    without.close_stdin()
+    with pytest.raises(SandboxException, match=r"has a terminal: send Ctrl\+D"):
+        sbx.commands.close_stdin(terminal.pid)
+    running = {p.pid for p in sbx.commands.list()}
+    assert {with_stdin.pid, without.pid, terminal.pid} <= running
+    for handle in (with_stdin, without, terminal):
+        handle.kill()
+
+
 def _start(envd: Envd, request: process_pb.StartRequest) -> int:
     """Start ``request`` with the bare Connect client (what no SDK sends); its pid."""
     rpc = process_connect.ProcessClientSync(envd.url)
