@@ -181,6 +181,24 @@ def test_a_daemon_started_by_run_code_dies_with_the_sandbox(server: Served, acti
             CodeSandbox.kill(sbx.sandbox_id, **server.sdk())
 
 
+def test_polling_watchers_do_not_survive_a_pause(server: Served) -> None:
+    """docs/fidelity.md: the sync SDK's watcher (``CreateWatcher``) is gone after a pause and
+    resume (upstream's memory snapshot keeps it): its next poll and its ``stop()`` answer
+    ``not_found``."""
+    sbx = Sandbox.create(template="base", **server.sdk())
+    watcher = sbx.files.watch_dir("/home/user")
+    sbx.files.write("/home/user/a.txt", "x")
+    assert [e.name for e in watcher.get_new_events()] == ["a.txt"]
+    sbx.pause()
+    Sandbox.connect(sbx.sandbox_id, **server.sdk())
+
+    with pytest.raises(NotFoundException, match="watcher 'w1' not found"):
+        watcher.get_new_events()
+    with pytest.raises(NotFoundException, match="watcher 'w1' not found"):
+        watcher.stop()
+    sbx.kill()
+
+
 def test_kernel_state_and_code_contexts_do_not_survive_a_pause(server: Served) -> None:
     """docs/fidelity.md: a pause stops the sandbox's kernels and keeps its files (upstream's
     memory snapshot keeps both): after the resume the default context starts afresh, the
