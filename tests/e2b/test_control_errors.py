@@ -19,7 +19,7 @@ from pytest_kruise_agents.backends import Caller, SimBackend
 from pytest_kruise_agents.e2b import admin, control, unserved
 from pytest_kruise_agents.e2b.settings import ApiKey, Settings
 
-from .conftest import ADMIN, ALICE, BOB, CAROL, Served, answer, eventually, serve
+from .conftest import ADMIN, ALICE, BOB, CAROL, Served, answer, eventually, pool_yaml, serve
 
 
 def assert_error(r: httpx.Response, code: int) -> dict[str, Any]:
@@ -325,6 +325,24 @@ def test_templates_list_the_teams_sandboxsets(server: Served) -> None:
     # Reference: aliases and names are [the SandboxSet's name].
     assert all(t["aliases"] == t["names"] == [t["templateID"]] for t in [*mine, base])
     assert_error(server.request("GET", "/templates/nope"), 404)
+
+
+def test_a_template_just_applied_is_listed_before_a_create_can_use_it(server: Served) -> None:
+    """docs/fidelity.md (virtual clock): ``GET /templates`` reads the API server, a create the
+    manager's cache, which sees a new SandboxSet only once time moves. Upstream reads its cache
+    for both."""
+    applied = server.admin("POST", "/apply", content=pool_yaml("fresh", 1).encode())
+    assert applied.status_code == 200
+
+    listed = [t["templateID"] for t in server.request("GET", "/templates").json()]
+    early = server.request("POST", "/sandboxes", json={"templateID": "fresh"})
+
+    assert "fresh" in listed
+    assert server.request("GET", "/templates/fresh").status_code == 200
+    assert assert_error(early, 400)["message"] == "Template or Checkpoint not found"
+    server.advance(1)
+    created = server.request("POST", "/sandboxes", json={"templateID": "fresh"})
+    assert created.status_code == 201, created.text
 
 
 def test_a_template_being_deleted_has_build_status_deleting(server: Served) -> None:
