@@ -95,6 +95,16 @@ def test_requests_without_a_sandbox_go_to_the_control_plane(echo_server: Served)
     assert via_host(echo_server, "127.0.0.1:1", "/health").text == "OK"
 
 
+def test_the_path_based_kruise_routing_is_not_served(echo_server: Served, sid: str) -> None:
+    """docs/fidelity.md: upstream's customized protocol also routes ``/kruise/<id>/<port>/...``
+    to the sandbox (reference §6.8); here that path reaches the control plane, which has no
+    such route: a 404 JSON error, and the sandbox's port app never sees it."""
+    r = httpx.get(f"{echo_server.url}/kruise/{sid}/49983/health", timeout=30)
+
+    assert r.status_code == 404, r.text
+    assert r.json()["message"] == f"no route GET /kruise/{sid}/49983/health"
+
+
 def test_an_unknown_sandbox_is_502_not_found(echo_server: Served) -> None:
     for r in (
         via_headers(echo_server, "default--base-ghost", 49983, "/health"),
