@@ -6,6 +6,7 @@ import json
 import logging
 import re
 import socket
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -319,6 +320,12 @@ def test_templates_list_the_teams_sandboxsets(server: Served) -> None:
     base = server.request("GET", "/kruise/api/templates/base").json()
     assert base["buildStatus"] == "ready"
     assert base["builds"][0]["buildID"] == base["buildID"]
+    # docs/fidelity.md: a uuid5 build id (the same on every call), no spawns, one build.
+    assert {uuid.UUID(t["buildID"]).version for t in mine} == {5}
+    Sandbox.create(template="base", **server.sdk())  # spawns are not counted
+    again = server.request("GET", "/templates").json()
+    assert [t["buildID"] for t in again] == [t["buildID"] for t in mine]
+    assert {(t["spawnCount"], t["buildCount"]) for t in [*mine, *again]} == {(0, 1)}
     # The manager's static template envd version (§6.4), not the sandboxes' envd's.
     assert {t["envdVersion"] for t in mine} == {base["envdVersion"]} == {"0.1.1"}
     assert base["builds"][0]["envdVersion"] == "0.1.1"
