@@ -73,12 +73,15 @@ def test_the_last_page_has_no_next_token_header(server: Served) -> None:
 
 
 def test_order_desc_lists_the_newest_first(server: Served) -> None:
+    """Without ``order`` (the SDK then sends none) the list is ascending, as upstream's manager
+    sorts it, where E2B's own API lists newest first (docs/fidelity.md)."""
     ids = make(server, 3)
 
+    default = Sandbox.list(query=SandboxQuery(), **server.sdk()).next_items()
     asc = Sandbox.list(query=SandboxQuery(), order="asc", **server.sdk()).next_items()
     desc = Sandbox.list(query=SandboxQuery(), order="desc", **server.sdk()).next_items()
 
-    assert [s.sandbox_id for s in asc] == ids
+    assert [s.sandbox_id for s in default] == [s.sandbox_id for s in asc] == ids
     assert [s.sandbox_id for s in desc] == ids[::-1]
 
 
