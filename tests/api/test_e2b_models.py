@@ -292,6 +292,7 @@ def test_listed_and_detail_parse_in_the_sdk() -> None:
     ).to_wire()
     assert detail_wire["lifecycle"] == {"onTimeout": "pause", "autoResume": False}
     assert detail_wire["allowInternetAccess"] is None
+    assert "trafficAccessToken" not in detail_wire  # E2B's SandboxDetail has none
     detail = SdkDetail.from_dict(detail_wire)
     assert detail.domain == "example.test"
     assert detail.lifecycle.on_timeout.value == "pause"  # type: ignore[union-attr]
