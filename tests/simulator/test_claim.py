@@ -931,8 +931,9 @@ def test_a_finished_wait_keeps_nothing_alive_until_its_timeout() -> None:
 def test_an_injected_lock_conflict_skips_the_sandbox_until_its_expectation_expires() -> None:
     """docs/fidelity.md, sandbox-manager: an injected ``api_conflict`` on the lock writes
     nothing, so the expectation it leaves (the cached copy is stale) is met by no watch
-    event: the Claimer passes the sandbox over, as after a real 409, until the expectation
-    expires (``expectation_timeout_s``, 60 s), and then claims it."""
+    event while nothing else writes the sandbox: the Claimer passes the sandbox over, as
+    after a real 409, until the expectation expires (``expectation_timeout_s``, 60 s), and
+    then claims it."""
     hw = HandWorld()
     hw.pool(replicas=1)
     hw.settle()
@@ -950,4 +951,27 @@ def test_an_injected_lock_conflict_skips_the_sandbox_until_its_expectation_expir
     assert isinstance(skipped.value, NoAvailableError)
     hw.settle(hw.ctx.profile.expectation_timeout_s - 30 + 1)
     claimed = hw.run(claimer.try_claim(options(lock_string="lock-3"), hw.record()))
+    assert isinstance(claimed, Sandbox) and is_claimed(claimed)
+
+
+def test_an_injected_lock_conflicts_expectation_is_met_by_another_write() -> None:
+    """docs/fidelity.md, sandbox-manager: that expectation is a newer copy than the cached one,
+    so another client's write of the sandbox meets it, and the Claimer claims the sandbox as
+    soon as its cache shows that write, well before the 60 s."""
+    hw = HandWorld()
+    hw.pool(replicas=1)
+    hw.settle()
+    claimer = hw.claimer()
+    hw.ctx.faults.inject(
+        kind="api_conflict",
+        count=1,
+        selector={"verb": "update", "kind": "Sandbox", "client": "sandbox-manager"},
+    )
+    with pytest.raises(LockConflictError):
+        hw.run(claimer.try_claim(options(), hw.record()))
+    touched = hw.sandboxes()[0].model_copy(deep=True)
+    touched.metadata.labels["touched"] = "yes"
+    hw.api.commit_update(touched)
+    hw.settle(2)
+    claimed = hw.run(claimer.try_claim(options(lock_string="lock-2"), hw.record()))
     assert isinstance(claimed, Sandbox) and is_claimed(claimed)
