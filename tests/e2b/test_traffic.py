@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -421,3 +422,37 @@ def test_a_signed_files_url_that_names_no_sandbox_is_a_400_saying_what_is_missin
     assert not sbx.files.exists("/home/user/up.txt")
     named = {"E2b-Sandbox-Id": sbx.sandbox_id, "E2b-Sandbox-Port": "49983"}
     assert httpx.get(download, headers=named, timeout=30).text == "signed"
+
+
+def test_a_served_sandbox_takes_uploads_of_up_to_100_mib(server: Served) -> None:
+    """docs/fidelity.md: the server's envd takes 100 MiB of file data in one upload and
+    answers 413 beyond, writing nothing (a body without ``Content-Length`` is counted as it
+    streams in)."""
+    created = server.request("POST", "/sandboxes", json={"templateID": "base"}).json()
+    sbx = Sandbox.connect(created["sandboxID"], **server.sdk())
+    headers = {
+        "E2b-Sandbox-Id": sbx.sandbox_id,
+        "E2b-Sandbox-Port": "49983",
+        "X-Access-Token": created["envdAccessToken"],
+        "Content-Type": "application/octet-stream",
+    }
+
+    def mebibytes(count: int) -> Iterator[bytes]:
+        for _ in range(count):
+            yield b"x" * (1 << 20)
+
+    def upload(name: str, count: int) -> httpx.Response:
+        return httpx.post(
+            f"{server.url}/files",
+            params={"path": f"/home/user/{name}"},
+            headers=headers,
+            content=mebibytes(count),
+            timeout=120,
+        )
+
+    over = upload("over.bin", 101)
+    assert over.status_code == 413, over.text
+    assert over.json()["message"] == f"upload exceeds the limit of {100 * 1024 * 1024} bytes"
+    assert not sbx.files.exists("/home/user/over.bin")
+    assert upload("full.bin", 100).status_code == 200
+    assert sbx.files.get_info("/home/user/full.bin").size == 100 * 1024 * 1024

@@ -88,6 +88,15 @@ def test_metadata_is_stored_and_read_back(envd: Envd) -> None:
     assert sbx.files.get_info("tagged.txt").metadata == {"owner": "alice"}
 
 
+def test_metadata_keys_come_back_lower_cased(envd: Envd) -> None:
+    """docs/fidelity.md: the keys travel as ``X-Metadata-<key>`` headers, whose names HTTP/1.1
+    lower-cases; the values keep their case."""
+    sbx = envd.sandbox()
+    written = sbx.files.write("cased.txt", "x", metadata={"MyKey": "MyValue"})
+    assert written.metadata == {"mykey": "MyValue"}
+    assert sbx.files.get_info("cased.txt").metadata == {"mykey": "MyValue"}
+
+
 def test_metadata_values_may_hold_every_printable_ascii_character(envd: Envd) -> None:
     """Printable US-ASCII is 0x20-0x7e: the space and the tilde are in it."""
     value = "".join(chr(code) for code in range(0x20, 0x7F)).strip()
