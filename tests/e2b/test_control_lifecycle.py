@@ -220,6 +220,23 @@ def test_resume_takes_a_zero_timeout_as_none_given(
     assert (info.end_at - server.backend.now()).total_seconds() == pytest.approx(lasts, abs=2)
 
 
+def test_resume_floors_a_short_timeout_at_the_min_resume_timeout(server: Served) -> None:
+    """docs/fidelity.md: a ``/resume`` timeout under 300 s is floored at
+    ``--e2b-min-resume-timeout`` (300 s) when the resume is written, as connect's is; the
+    short timeout that follows never shortens it (ExtendOnly), so the sandbox lives about
+    300 s, less the few seconds its pod took to start again."""
+    sbx = Sandbox.create(template="base", **server.sdk())
+    sbx.pause()
+    asked = server.backend.now()
+
+    r = server.request("POST", f"/sandboxes/{sbx.sandbox_id}/resume", json={"timeout": 5})
+
+    assert r.status_code == 204, r.text
+    info = sbx.get_info()
+    assert info.state.value == "running"
+    assert 290 < (info.end_at - asked).total_seconds() <= 300 + 1
+
+
 @pytest.mark.parametrize("timeout", [-3, 2_592_001, 99_999_999])
 def test_resume_with_a_timeout_out_of_range_is_a_500_naming_it(
     server: Served, timeout: int
