@@ -29,6 +29,29 @@ def test_single_claim_completes(pooled: Cluster) -> None:
     assert mine[0].metadata.annotations[keys.ANN_OWNER] == claim.metadata.uid
 
 
+def test_each_attempt_of_a_claim_has_its_own_record_requested_when_it_starts(
+    pooled: Cluster,
+) -> None:
+    """docs/fidelity.md (Records): a SandboxClaim gets one record per claim attempt, whose
+    ``requested`` is that attempt's start, not the claim's creation: a lock conflict fails the
+    first attempt (its record failed, one attempt), the next attempt's record starts later."""
+    pooled.inject(
+        "api_conflict",
+        count=1,
+        selector={"verb": "update", "kind": "Sandbox", "client": "agent-sandbox-controller"},
+    )
+    pooled.apply(claim_yaml("retried"))
+    run_to_completion(pooled, "retried")
+
+    first, second = [r for r in pooled.records if r.path == "sandboxclaim"]
+    assert (first.claim_name, second.claim_name) == ("retried", "retried")
+    assert (first.attempts, first.error_reason, first.delivered) == (1, "LockConflict", None)
+    assert first.failed is not None
+    assert (second.attempts, second.error_reason) == (1, None)
+    assert second.delivered is not None
+    assert first.requested < first.failed <= second.requested
+
+
 def test_batch_claim_delivers_gradually_in_waves(pooled: Cluster) -> None:
     """A batch claim beyond the pool creates the rest and reports progress as it goes."""
     pooled.apply(claim_yaml("batch", replicas=12, labels="{team: a}", annotations="{note: x}"))
