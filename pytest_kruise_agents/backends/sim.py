@@ -1292,13 +1292,28 @@ class SimBackend:
         return self._call(op)
 
     def templates(self, caller: Caller) -> builtins.list[TemplateView]:
-        """The SandboxSets in the caller's namespace (admin: all)."""
+        """The SandboxSets in the caller's namespace (admin: all) that the sandbox-manager's
+        cache holds, sorted by namespace and name.
+
+        Upstream's manager knows SandboxSets only from its informer cache, for its
+        templates API as for a create (``HasTemplate``): a SandboxSet just applied is
+        listed once a create can claim from it, and one deleted stays listed while a
+        create still finds it. What is shown of each (counts, ``deleting``) is the
+        stored SandboxSet, the newest there is (the cache's copy once the API server
+        has none): the cache is a watch lag behind the status the controller wrote.
+        """
 
         def op() -> builtins.list[TemplateView]:
-            pools: builtins.list[SandboxSet] = self.cluster.list(
-                "SandboxSet", caller.namespace or None
-            )
-            return [_template_view(p, self._resolved(p)) for p in pools]
+            world = self.cluster.world
+            cached = world.manager_cache.list("SandboxSet", caller.namespace or None)
+            views: builtins.list[TemplateView] = []
+            for pool in sorted(cached, key=_by_namespace_and_name):
+                meta = pool.metadata
+                stored = world.api.peek("SandboxSet", meta.namespace or "", meta.name)
+                if stored is not None and stored.metadata.uid == meta.uid:
+                    pool = stored
+                views.append(_template_view(pool, self._resolved(pool)))
+            return views
 
         return self._call(op)
 
@@ -1724,6 +1739,10 @@ def _settle(event: simpy.Event, done: threading.Event) -> None:
     if not event.ok:
         event.defused = True
     done.set()
+
+
+def _by_namespace_and_name(obj: SandboxSet) -> tuple[str, str]:
+    return obj.metadata.namespace or "", obj.metadata.name
 
 
 def _template_view(pool: SandboxSet, resolved: dict[str, Any] | None) -> TemplateView:

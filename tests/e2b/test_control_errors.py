@@ -334,22 +334,30 @@ def test_templates_list_the_teams_sandboxsets(server: Served) -> None:
     assert_error(server.request("GET", "/templates/nope"), 404)
 
 
-def test_a_template_just_applied_is_listed_before_a_create_can_use_it(server: Served) -> None:
-    """docs/fidelity.md (virtual clock): ``GET /templates`` reads the API server, a create the
-    manager's cache, which sees a new SandboxSet only once time moves. Upstream reads its cache
-    for both."""
+def test_a_template_is_listed_while_a_create_can_find_it(server: Served) -> None:
+    """docs/fidelity.md (virtual clock): ``GET /templates`` lists what the manager's cache holds,
+    as a create finds it (upstream reads its cache for both, ``HasTemplate``, §5.3): a
+    SandboxSet just applied is listed once time moves, and one just deleted until it does."""
     applied = server.admin("POST", "/apply", content=pool_yaml("fresh", 1).encode())
     assert applied.status_code == 200
 
     listed = [t["templateID"] for t in server.request("GET", "/templates").json()]
     early = server.request("POST", "/sandboxes", json={"templateID": "fresh"})
 
-    assert "fresh" in listed
-    assert server.request("GET", "/templates/fresh").status_code == 200
+    assert "fresh" not in listed
+    assert server.request("GET", "/templates/fresh").status_code == 404
     assert assert_error(early, 400)["message"] == "Template or Checkpoint not found"
     server.advance(1)
+    assert "fresh" in [t["templateID"] for t in server.request("GET", "/templates").json()]
     created = server.request("POST", "/sandboxes", json={"templateID": "fresh"})
     assert created.status_code == 201, created.text
+
+    assert server.admin("DELETE", "/resources/sbs/default/fresh").status_code == 200
+    assert server.request("GET", "/templates/fresh").status_code == 200
+    server.advance(1)
+    assert server.request("GET", "/templates/fresh").status_code == 404
+    late = server.request("POST", "/sandboxes", json={"templateID": "fresh"})
+    assert assert_error(late, 400)["message"] == "Template or Checkpoint not found"
 
 
 def test_a_template_being_deleted_has_build_status_deleting(server: Served) -> None:
@@ -364,6 +372,7 @@ def test_a_template_being_deleted_has_build_status_deleting(server: Served) -> N
         },
     }
     assert server.admin("POST", "/apply", content=json.dumps(held).encode()).status_code == 200
+    server.advance(1)  # into the manager's cache, which the templates are listed from
     assert server.request("GET", "/templates/held").json()["buildStatus"] == "ready"
 
     assert server.admin("DELETE", "/resources/sbs/default/held").status_code == 200
