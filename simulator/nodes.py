@@ -2766,8 +2766,15 @@ class Nodes:
             # Its moment has passed: as a consulted fault never fires outside its window.
             self.ctx.record("fault.window_closed", f"{fault.id} kind={fault.kind}")
             return
-        timer = _boundary_timer(self.ctx.env, max((fault.start or 0.0) - now, 0.0))
+        start = fault.start or 0.0
+        timer = _boundary_timer(self.ctx.env, max(start - now, 0.0))
         timer.callbacks.append(lambda _ev: self._act(fault))
+        if fault.kind == "node_loss" and fault.duration is not None:
+            # The end of its window, timed now, as its start is: a timer set only when
+            # the loss acts falls after the stop of an advance under way since before
+            # the start, so one landing on the end (past the start) left the node lost.
+            end = _boundary_timer(self.ctx.env, start + fault.duration - now)
+            end.callbacks.append(lambda _ev: self._end_loss(fault))
 
     def _on_faults_cleared(self, removed: list[Fault]) -> None:
         # Clearing a node_loss ends it (deleting the chaos resource recovers the node).
@@ -2809,12 +2816,8 @@ class Nodes:
                 # the node stays lost until neither is in force (Chaos Mesh
                 # recovers a target when no experiment selects it).
                 self.ctx.record("node.loss_held", f"{node.name} fault={fault.id}")
+        # Its window's end was timed when it was injected (see _on_fault).
         self._losses[id(fault)] = targets
-        if fault.duration is not None:
-            # At the end of the window, though it acted late (injected after its start).
-            end = (fault.start or 0.0) + fault.duration
-            timer = _boundary_timer(self.ctx.env, max(end - self.ctx.now(), 0.0))
-            timer.callbacks.append(lambda _ev: self._end_loss(fault))
 
     def _loss_candidates(self, fault: Fault) -> list[_Node]:
         """The nodes a node_loss may take: the one its selector names, else the ready ones."""

@@ -486,6 +486,27 @@ def test_an_advance_landing_on_an_acting_faults_start_or_end_sees_it_act() -> No
     assert [e.kind for e in cluster.log.of_kind("node.recovered")] == ["node.recovered"]
 
 
+def test_an_advance_over_a_node_loss_s_whole_window_lands_on_a_recovered_node() -> None:
+    """One ``advance`` from before a ``node_loss``'s start onto its ``start + duration``
+    has seen the node lost and come back: the end belongs to what follows the window, as
+    when the start and the end are reached by two advances. (The end was timed only
+    when the loss acted, after the advance's own stop at that instant: the node stayed
+    lost until the next ``advance(0)``.)"""
+    cluster = Cluster(seed=1, nodes=3)
+    cluster.apply(pool_yaml(replicas=2))
+    cluster.wait_for_pool("base")
+    cluster.advance(20 - cluster.now)
+    loss = cluster.inject("node_loss", start=30, duration=10, selector={"node": "node-2"})
+    cluster.advance(20)
+    assert cluster.now == 40
+    assert loss.fired == 1
+    assert [(e.time, e.detail) for e in cluster.log.of_kind("node.")] == [
+        (30, "node-2 fault=node_loss-1"),
+        (40, "node-2"),
+    ]
+    assert cluster.nodes.ready_nodes() == ["node-1", "node-2", "node-3"]
+
+
 @pytest.mark.parametrize(
     "make",
     [
