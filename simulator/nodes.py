@@ -679,23 +679,30 @@ def _retire_main(run: _PodRun, now: datetime) -> None:
         run.stopped_at = None
 
 
+_BOUNDARY: Final = simpy.events.EventPriority(simpy.events.URGENT - 1)
+"""The priority of a window's edge: before every other event due at that moment, the stop
+of an ``advance`` landing there included, whenever that stop was scheduled."""
+
+
 def _boundary_timer(env: simpy.Environment, delay: float) -> simpy.Event:
     """A timer for a window's edge, processed before the ordinary events due at that moment.
 
     An acting fault holds its window as a consulted one does, from ``start``
     up to ``start + duration`` exclusive. An ``advance`` (``env.run(until=t)``)
-    stops before the ordinary events due at ``t``, but after the urgent ones
-    scheduled before it: so the fault has acted at its start, and a lost node
-    has come back at its end, when an ``advance`` lands on either. One due now
-    (a fault starting as it is injected) is ordinary: it acts after what was
-    already due now, as it always has.
+    stops before the ordinary events due at ``t``, and after the edges due at
+    ``t`` (:data:`_BOUNDARY`, ahead of the stop's urgent priority): so the fault
+    has acted at its start, and a lost node has come back at its end, when an
+    ``advance`` lands on either, though the fault was injected during that
+    advance (by a SimPy process: a chaos schedule), after its stop was set. One
+    due now (a fault starting as it is injected) is ordinary: it acts after
+    what was already due now, as it always has.
     """
     if delay <= 0:
         return env.timeout(0)
     timer = simpy.Event(env)
     timer._ok = True
     timer._value = None
-    env.schedule(timer, simpy.events.URGENT, delay)
+    env.schedule(timer, _BOUNDARY, delay)
     return timer
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import pickle
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import Any
 
 import pytest
@@ -505,6 +505,40 @@ def test_an_advance_over_a_node_loss_s_whole_window_lands_on_a_recovered_node() 
         (40, "node-2"),
     ]
     assert cluster.nodes.ready_nodes() == ["node-1", "node-2", "node-3"]
+
+
+def test_an_acting_fault_injected_during_an_advance_acts_when_the_advance_lands_on_it() -> None:
+    """A fault injected from inside the simulation (a SimPy process: a chaos schedule) while
+    an ``advance`` runs holds its window as one injected before it: the advance that lands
+    on its ``start`` has seen it act, and one landing on its ``start + duration`` has seen
+    the node come back. (Its timers were ordered after the stop that advance had already
+    set for that instant: the loss acted only at the next ``advance(0)``.)"""
+    cluster = Cluster(seed=1, nodes=3)
+    cluster.apply(pool_yaml(replicas=2))
+    cluster.wait_for_pool("base")
+    cluster.advance(20 - cluster.now)
+    injected: list[Fault] = []
+
+    def chaos() -> Generator[simpy.Event, Any, None]:
+        yield cluster.env.timeout(5)
+        injected.append(
+            cluster.inject("node_loss", start=30, duration=10, selector={"node": "node-2"})
+        )
+        injected.append(cluster.inject("pod_kill", start=40, selector={"node": "node-1"}))
+
+    cluster.env.process(chaos())
+    cluster.advance(10)
+    assert cluster.now == 30
+    loss, kill = injected
+    assert loss.fired == 1 and cluster.nodes.ready_nodes() == ["node-1", "node-3"]
+    cluster.advance(10)
+    assert cluster.now == 40
+    assert cluster.nodes.ready_nodes() == ["node-1", "node-2", "node-3"]
+    assert kill.fired >= 1
+    assert [(e.time, e.kind) for e in cluster.log.of_kind("node.")] == [
+        (30, "node.lost"),
+        (40, "node.recovered"),
+    ]
 
 
 @pytest.mark.parametrize(
