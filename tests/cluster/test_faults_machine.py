@@ -41,13 +41,15 @@ rule, what docs/profiles-and-faults.md says is checked:
 
 ``derandomize=True`` keeps the suite deterministic (about 12 s of one core).
 ``KRUISE_MACHINE_EXAMPLES``, ``KRUISE_MACHINE_STEPS`` and ``KRUISE_MACHINE_HUNT``
-(see tests/machines.py) turn it into a hunt.
+(see tests/machines.py) turn it into a hunt; ``KRUISE_MACHINE_PROFILE`` runs another
+profile (``openkruise-v0.3.0``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import os
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -255,7 +257,8 @@ class FaultMachine(RuleBasedStateMachine):
 
     @initialize(seed=st.integers(0, 2**32 - 1))
     def start(self, seed: int) -> None:
-        self.cluster = Cluster(seed=seed, nodes=len(NODES))
+        profile = os.environ.get("KRUISE_MACHINE_PROFILE", "openkruise-head")
+        self.cluster = Cluster(seed=seed, nodes=len(NODES), profile=profile)
         self.c.apply(pool_yaml(POOL, REPLICAS, cpu="100m", memory="64Mi", image=IMAGE))
         self.c.wait_for_pool(POOL, NS)
 
