@@ -6,7 +6,8 @@ every kind injected with a drawn ``probability`` (0, a half, 1), ``start`` (now,
 ahead, or in the past), ``duration`` (none or a few seconds), ``count`` and
 selector, as keywords or as a ``Fault`` (a ``model_copy`` of one in force too);
 bad fault input; one fault cleared (by id or by the object), all of them, or an
-id not in force; ``with cluster.fault(...)`` blocks; virtual time advanced by
+id not in force; ``with cluster.fault(...)`` blocks; faults injected by a SimPy
+process (a chaos schedule) while time advances; virtual time advanced by
 drawn steps and exactly onto the next window boundary; E2B creates (with a claim
 and wait-ready timeout) and kills against the pool, and SandboxClaims. After every
 rule, what docs/profiles-and-faults.md says is checked:
@@ -17,11 +18,15 @@ rule, what docs/profiles-and-faults.md says is checked:
 - a fault fires (its ``fired`` grows) only while its window is open
   (``start <= t < start + duration``) and it is in force: never before its
   ``start``, never after its window, never after it was cleared; ``fired`` never
-  goes down and never passes a ``count``;
+  goes down and never passes a ``count``; one of probability 0 never fires;
+- a component a certain ``controller_stall`` holds logs no progress in its window
+  (once what it had under way is done);
 - the consulted faults of each kind are exactly those in force whose window is
   open now and whose ``count`` is not used up (the injector's heaps of windows
   ahead and windows closing agree with the windows);
-- a ``pod_kill`` or ``node_loss`` acts at its moment: ``max(start, injected)``,
+- a ``pod_kill`` or ``node_loss`` acts at its moment, ``max(start, injected)``, though
+  an ``advance`` lands exactly on it (or on a loss's end) and the fault was injected
+  during that advance,
   never after its window closed (``fault.window_closed`` is logged then), and a
   node is NotReady exactly while a ``node_loss`` that took it is in force and
   its window open;
@@ -31,8 +36,9 @@ rule, what docs/profiles-and-faults.md says is checked:
   the kind refuses, an id in use) raises one :class:`InvalidError` naming the
   field, and changes nothing: the fault list, the event log, the random
   generator and the clock are as they were;
-- every E2B create ends (a sandbox, or a ``ClaimError`` with an HTTP code the
-  sandbox-manager answers) within its claim timeout and wait-ready timeout;
+- every E2B claim ends (a sandbox, or a ``ClaimError`` with an HTTP code the
+  sandbox-manager answers) by its ``claim-timeout-seconds`` (its claim record says
+  when), later only by the cleanup an ``api_latency`` fault holds;
   no sandbox is delivered twice, a SandboxClaim never gets more than its
   ``replicas``;
 - once the faults are cleared and time passes, every claim completes, every
@@ -51,9 +57,11 @@ import contextlib
 import math
 import os
 from collections import deque
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any
 
+import simpy
 from hypothesis import event
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
@@ -163,6 +171,8 @@ STALL_GRACE_S = 3.0
 """How long a stalled component may still finish what it had under way (a request sent, a
 timer: the latencies of the profile are under a second or two)."""
 
+CHAOS_DELAY_S = 2.0
+"""Longer than the chaos processes wait before they inject."""
 SLACK_S = 1.0
 """How much later than its claim timeout an E2B claim may end with no api_latency fault: the
 delete of the attempt the deadline cut."""
@@ -212,6 +222,8 @@ class FaultMachine(RuleBasedStateMachine):
         self.timeouts: deque[int] = deque()  # claim timeouts of creates not yet recorded
         self.timeout_of: dict[int, int] = {}  # record id -> its create's claim timeout
         self.records_seen = 0
+        self.chaos_injected: list[tuple[Fault, float, float]] = []
+        """(fault, start, when) of the faults a chaos process injected, not yet recorded."""
         """Whether an api_latency or watch_lag was ever injected: a request under way when a
         stall begins may then take any time to finish."""
 
@@ -235,8 +247,8 @@ class FaultMachine(RuleBasedStateMachine):
             c.now,
         )
 
-    def _record(self, f: Fault, start: float | None) -> None:
-        now = self.c.now
+    def _model(self, f: Fault, start: float | None, at: float | None) -> FaultModel:
+        now = self.c.now if at is None else at
         m = FaultModel(
             id=f.id,
             kind=f.kind,
@@ -251,7 +263,20 @@ class FaultMachine(RuleBasedStateMachine):
             history=[f"{now:.3f} injected {f!r}"],
         )
         assert f.start == m.start, (f, m)
-        self.models.append(m)
+        return m
+
+    def _record(self, f: Fault, start: float | None) -> None:
+        """Record ``f``, injected now, with what the chaos processes injected meanwhile."""
+        self._collect_chaos(self._model(f, start, None))
+
+    def _collect_chaos(self, *injected: FaultModel) -> None:
+        """Record the faults the chaos processes injected while the model ran, with those
+        ``injected`` by the rule, in the order the cluster took them in."""
+        chaos, self.chaos_injected = self.chaos_injected, []
+        new = [*injected, *(self._model(f, start, at) for f, start, at in chaos)]
+        order = {f.id: i for i, f in enumerate(self.c.faults)}
+        new.sort(key=lambda m: order.get(m.id, len(order)))
+        self.models.extend(new)
 
     # -- rules --------------------------------------------------------------------------------
 
@@ -385,6 +410,35 @@ class FaultMachine(RuleBasedStateMachine):
             else:
                 raise AssertionError(f"clear_faults({fault_id!r}) was accepted")
         assert self._state() == before
+
+    @precondition(lambda self: self.cluster is not None)
+    @rule(
+        data=st.data(),
+        kind=st.sampled_from(
+            ["node_loss", "node_loss", "pod_kill", "api_error", "controller_stall"]
+        ),
+        delay=st.sampled_from([0.5, 1.0]),
+        offset=st.sampled_from([1, 3, 7]),
+        duration=st.sampled_from([None, 1.0, 3.0]),
+    )
+    def chaos(
+        self, data: st.DataObject, kind: str, delay: float, offset: int, duration: float | None
+    ) -> None:
+        """A SimPy process (a chaos schedule) injects a fault while time advances, its window
+        ``offset`` s from now: where an ``advance(offset)`` from here lands exactly."""
+        c = self.c
+        fields: dict[str, Any] = {"start": c.now + offset}
+        selector = data.draw(st.sampled_from(SELECTORS[kind]), label="selector")
+        if selector:
+            fields["selector"] = selector
+        if duration is not None:
+            fields["duration"] = duration
+
+        def schedule() -> Generator[simpy.Event, Any, None]:
+            yield c.env.timeout(delay)
+            self.chaos_injected.append((c.inject(kind, **fields), fields["start"], c.now))
+
+        c.env.process(schedule())
 
     @precondition(lambda self: self.cluster is not None)
     @rule(seconds=st.sampled_from([0, 0.01, 0.25, 0.5, 1, 3, 7, 20, 45]))
@@ -531,8 +585,8 @@ class FaultMachine(RuleBasedStateMachine):
             fields["duration"] = duration
         with c.fault("controller_stall", **fields) as f:
             self._record(f, None)
-            m = self.models[-1]
-            assert c.faults[-1] == f
+            m = next(m for m in self.models if m.view is f)
+            assert f.id in [g.id for g in c.faults]
             c.advance(seconds)
             self.check_listing()
             self.check_windows()
@@ -544,8 +598,10 @@ class FaultMachine(RuleBasedStateMachine):
     @rule()
     def settle(self) -> None:
         """Faults cleared, time passes: claims complete, nodes come back, the pool is full."""
-        self.clear_all()
         c = self.c
+        c.advance(CHAOS_DELAY_S)  # what the chaos processes inject, cleared too
+        self._collect_chaos()
+        self.clear_all()
         c.advance(300)
         self.check_windows()
         assert c.nodes.ready_nodes() == list(NODES)
@@ -599,6 +655,7 @@ class FaultMachine(RuleBasedStateMachine):
         """``cluster.faults`` is what was injected and not cleared, in injection order."""
         if self.cluster is None:
             return
+        self._collect_chaos()
         c = self.c
         listed = c.faults
         want = self._in_force()
@@ -619,6 +676,7 @@ class FaultMachine(RuleBasedStateMachine):
         """A fault fires only in force and in its window; the consulted ones are the open ones."""
         if self.cluster is None:
             return
+        self._collect_chaos()
         c = self.c
         now = c.now
         for m in self.models:
