@@ -626,7 +626,13 @@ class ApiServer:
                 del self._dependents[uid]
 
     def _reown(self, kind: str, key: ObjKey, old_refs: Any, new_refs: Any) -> bool:
-        """File the object under its owners if they changed; whether it has one it had not."""
+        """File the object under its owners if they changed; whether it has one it had not.
+
+        A reference that names another owner (kind, apiVersion or name) under a
+        uid the object had is a new owner too: the owner it names now may be
+        gone (a ConfigMap reference, live as unserved, made a deleted
+        SandboxTemplate's), and only a look at it tells.
+        """
         dep = (kind, key[0], key[1])
         # Lists of one reference or none (a claim takes a sandbox from its pool,
         # a recycle gives it back): plain scans, no sets.
@@ -637,8 +643,15 @@ class ApiServer:
         adopted = False
         for ref in new_refs:
             uid = ref.uid
-            if not any(r.uid == uid for r in old_refs):
+            before = next((r for r in old_refs if r.uid == uid), None)
+            if before is None:
                 self._dependents.setdefault(uid, {})[dep] = None
+                adopted = True
+            elif (before.kind, before.api_version, before.name) != (
+                ref.kind,
+                ref.api_version,
+                ref.name,
+            ):
                 adopted = True
         return adopted
 
