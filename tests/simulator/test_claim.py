@@ -928,13 +928,8 @@ def test_a_finished_wait_keeps_nothing_alive_until_its_timeout() -> None:
     assert cycles(45) <= after_5
 
 
-def test_an_injected_lock_conflict_skips_the_sandbox_until_its_expectation_expires() -> None:
-    """docs/fidelity.md, sandbox-manager: an injected ``api_conflict`` on the lock writes
-    nothing, so the expectation it leaves (the cached copy is stale) is met by no watch
-    event while nothing else writes the sandbox: the Claimer passes the sandbox over, as
-    after a real 409, until the expectation expires (``expectation_timeout_s``, 60 s), and
-    then claims it."""
-    hw = HandWorld()
+def _claimer_past_an_injected_lock_conflict(hw: HandWorld) -> Claimer:
+    """A Claimer whose lock write of the one pooled sandbox met an injected ``api_conflict``."""
     hw.pool(replicas=1)
     hw.settle()
     claimer = hw.claimer()
@@ -945,6 +940,17 @@ def test_an_injected_lock_conflict_skips_the_sandbox_until_its_expectation_expir
     )
     with pytest.raises(LockConflictError):
         hw.run(claimer.try_claim(options(), hw.record()))
+    return claimer
+
+
+def test_an_injected_lock_conflict_skips_the_sandbox_until_its_expectation_expires() -> None:
+    """docs/fidelity.md, sandbox-manager: an injected ``api_conflict`` on the lock writes
+    nothing, so the expectation it leaves (the cached copy is stale) is met by no watch
+    event while nothing else writes the sandbox: the Claimer passes the sandbox over, as
+    after a real 409, until the expectation expires (``expectation_timeout_s``, 60 s), and
+    then claims it."""
+    hw = HandWorld()
+    claimer = _claimer_past_an_injected_lock_conflict(hw)
     hw.settle(30)
     skipped = hw.outcome(claimer.try_claim(options(lock_string="lock-2"), hw.record()))
     hw.env.run(until=skipped)
@@ -959,16 +965,7 @@ def test_an_injected_lock_conflicts_expectation_is_met_by_another_write() -> Non
     so another client's write of the sandbox meets it, and the Claimer claims the sandbox as
     soon as its cache shows that write, well before the 60 s."""
     hw = HandWorld()
-    hw.pool(replicas=1)
-    hw.settle()
-    claimer = hw.claimer()
-    hw.ctx.faults.inject(
-        kind="api_conflict",
-        count=1,
-        selector={"verb": "update", "kind": "Sandbox", "client": "sandbox-manager"},
-    )
-    with pytest.raises(LockConflictError):
-        hw.run(claimer.try_claim(options(), hw.record()))
+    claimer = _claimer_past_an_injected_lock_conflict(hw)
     touched = hw.sandboxes()[0].model_copy(deep=True)
     touched.metadata.labels["touched"] = "yes"
     hw.api.commit_update(touched)
