@@ -547,6 +547,7 @@ class GarbageCollectorMachine(RuleBasedStateMachine):
         stored = self.api.peek(*key)
         assert stored is not None
         writes = self.api.writes
+        assert stored.metadata.uid is not None  # every stored object has one
         older = self.old_versions.get(stored.metadata.uid, [])
         if older:
             stale = deep_copy(stored)
@@ -633,8 +634,9 @@ class GarbageCollectorMachine(RuleBasedStateMachine):
         """Each write of an object gives it a greater resourceVersion; none goes back."""
         for kind in KINDS:
             for o in self.api.peek_list(kind):
-                uid = o.metadata.uid
-                rv = int(o.metadata.resource_version)
+                uid, version = o.metadata.uid, o.metadata.resource_version
+                assert uid is not None and version is not None  # set on every stored object
+                rv = int(version)
                 assert rv <= self.api._rv
                 last = self.versions.get(uid)
                 if last is not None:
