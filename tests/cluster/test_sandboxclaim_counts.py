@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from pytest_kruise_agents.api import keys
@@ -133,3 +135,46 @@ def test_a_claim_whose_status_writes_failed_counts_all_it_claimed_when_its_pool_
     )
     assert status.message == "SandboxSet default/base not found"
     assert len(cluster.list("sbx", "default", labels={keys.LABEL_CLAIM_NAME: "c1"})) == 6
+
+
+def test_a_claim_whose_status_writes_failed_counts_all_it_claimed_when_the_gate_stops_it() -> None:
+    """Gate ``SandboxInPlaceResourceResize`` off. A pool of 3 for a claim of 9 (no
+    creation) delivers three and "3/9" lands; the pool is emptied, the claim's status
+    writes fail for 40 s, and the pool, filled again, delivers three more; the pool is
+    emptied again and the claim re-applied asking for a CPU resize.
+
+    The claim completes ``FeatureGateDisabled`` counting what it claimed, 6, as six
+    sandboxes carry its name, not the "3/9" its status last held: the count the pool-gone
+    and the claim timeout's completions take too.
+    """
+    cluster = Cluster(seed=4, inplace_resource_resize=False)
+    cluster.apply(pool_yaml(replicas=3))
+    cluster.advance(60)
+    spec: dict[str, Any] = {"replicas": 9, "claimTimeout": "5m", "createOnNoStock": False}
+    cluster.apply(claim_yaml("c1", **spec))
+    cluster.advance(0.5)
+    assert cluster.get("sbc", "c1").status.message == "Claiming sandboxes: 3/9 claimed"
+    cluster.apply(pool_yaml(replicas=0))
+    cluster.advance(5)
+    cluster.inject("api_error", selector={"kind": "SandboxClaim", "verb": "patch"}, duration=40)
+    cluster.apply(pool_yaml(replicas=3))
+
+    def mine() -> int:
+        return len(cluster.list("sbx", "default", labels={keys.LABEL_CLAIM_NAME: "c1"}))
+
+    assert cluster.run_until(lambda: mine() == 6, timeout=30)
+    cluster.apply(pool_yaml(replicas=0))
+    cluster.advance(2)
+    assert cluster.get("sbc", "c1").status.claimed_replicas == 3  # the writes still fail
+    cluster.apply(claim_yaml("c1", inplaceUpdate="{resources: {limits: {cpu: '2'}}}", **spec))
+    cluster.advance(60)
+    status = cluster.get("sbc", "c1").status
+    assert (status.phase, _completed_reason(status), status.claimed_replicas) == (
+        "Completed",
+        "FeatureGateDisabled",
+        6,
+    )
+    assert status.message is not None and status.message.endswith("claimed 6/9 sandboxes")
+    assert mine() == 6
+    (done,) = cluster.log.of_kind("sandboxclaim.completed")
+    assert done.time >= 105  # the 40 s of failed writes began at 65.5
