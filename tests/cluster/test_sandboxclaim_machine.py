@@ -4,13 +4,16 @@ A ``RuleBasedStateMachine`` drives one :class:`~simulator.cluster.Cluster` (a
 drawn seed) through its public API only: SandboxClaims applied with drawn
 ``replicas`` (1 to 60, so that the waves of 5, 10, 20, ... up to 50 a reconcile
 matter), ``claimTimeout``, ``ttlAfterCompleted`` (positive, zero, negative),
-``createOnNoStock``, ``shutdownTime``, labels and annotations, against pools
-scaled up and down meanwhile and a template that does not exist; claims
+``createOnNoStock``, ``shutdownTime``, labels and annotations, an in-place
+image (``inplaceUpdate.image``) and dynamic CSI mounts (``dynamicVolumesMount``),
+in two namespaces whose pools share a name (``p`` in both, ``q`` in one),
+against pools scaled up and down meanwhile and a template that does not exist; claims
 deleted mid-delivery and applied again with a changed spec (``replicas`` is
 immutable, reference §1.5; the rest may change); E2B creates from the same
 pools; faults injected and cleared (API conflicts and 5xx, pod start and
-runtime init failures, a lost node, killed pods, a watch lag, a stalled
-controller); time advanced by drawn steps. A model derived from the reference
+runtime init failures, image pulls of the new image and CSI mounts that fail,
+a lost node, killed pods, a watch lag, a stalled controller); time advanced by
+drawn steps. A model derived from the reference
 (§1.5 and §5.4) is checked after every rule:
 
 - a claim never holds more sandboxes than ``replicas`` over its whole life,
@@ -18,6 +21,13 @@ controller); time advanced by drawn steps. A model derived from the reference
   each sandbox it holds carries its ``claim-name`` label and its UID as owner;
 - no sandbox is delivered twice: never to two claims, nor to a claim and an
   E2B caller;
+- a claim's sandboxes come from the pool of its template in its own namespace
+  (a same-name pool in another is not its: §1.5, #824), carry the image its
+  ``inplaceUpdate`` asked for (its pod runs it) and its CSI mounts, made after
+  the runtime init and before delivery; an attempt whose mount failed is a 500
+  ``CSIMountFailed`` of a claim that asked for mounts and delivers nothing
+  (§5.2 step 6), and a claim whose every mount fails since it was applied
+  completes with nothing delivered;
 - ``status.claimedReplicas`` never exceeds what the claim was delivered, never
   goes down, and once the claim is completed equals it;
 - the phase moves only ``"" -> Claiming -> Completed`` (``"" -> Completed`` for a
@@ -37,7 +47,7 @@ controller); time advanced by drawn steps. A model derived from the reference
 - once faults are cleared and load stops, each claim completes and each pool is
   back at ``spec.replicas``.
 
-``derandomize=True`` keeps the suite deterministic (about 12 s of one core: 150 examples of 30 steps).
+``derandomize=True`` keeps the suite deterministic (about 15 s of one core: 150 examples of 30 steps).
 ``KRUISE_MACHINE_EXAMPLES`` and ``KRUISE_MACHINE_STEPS`` raise the count while
 hunting; ``KRUISE_MACHINE_HUNT=1`` draws at random, skips shrinking and reports
 each distinct failure; ``KRUISE_MACHINE_PROFILE`` runs another profile
@@ -46,6 +56,7 @@ each distinct failure; ``KRUISE_MACHINE_PROFILE`` runs another profile
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -70,11 +81,19 @@ from tests.machines import machine_settings
 from .conftest import claim_yaml, pool_yaml
 
 NS = "default"
-POOLS = {"p": 3, "q": 0}
-"""Pool -> replicas at the start."""
+NS_B = "team-b"
+NAMESPACES = (NS, NS, NS_B)
+"""Where claims are applied (drawn): two in three in the namespace with both pools."""
+POOLS = {(NS, "p"): 3, (NS, "q"): 0, (NS_B, "p"): 2}
+"""(namespace, pool) -> replicas at the start: ``p`` in both namespaces, ``q`` only in
+``default`` (a claim for ``q`` in ``team-b`` completes ``SandboxSetNotFound``)."""
 MISSING = "nope"
 """A template no SandboxSet has: its claims complete ``SandboxSetNotFound``."""
 CLAIMS = ("c1", "c2", "c3")
+POOL_IMAGE = "registry.example.com/sandbox:v1"
+"""The image of every pool's template (``pool_yaml``)."""
+NEW_IMAGE = "registry.example.com/sandbox:v2"
+"""The image a claim's ``inplaceUpdate`` asks for."""
 
 INITIAL_WAVE = 5
 MAX_BATCH = 50
@@ -99,6 +118,19 @@ EXTRA = st.sampled_from(
         {"reserveFailedSandbox": True},
         {"reserveFailedSandbox": True, "waitReadyTimeout": "2s"},
         {"skipInitRuntime": True},
+        {"inplaceUpdate": f"{{image: '{NEW_IMAGE}'}}"},
+        {"inplaceUpdate": f"{{image: '{NEW_IMAGE}'}}", "waitReadyTimeout": "3s"},
+        {"dynamicVolumesMount": "[{pvName: pv1, mountPath: /data}]"},
+        {
+            "dynamicVolumesMount": "[{pvName: pv1, mountPath: /data}, "
+            "{pvName: pv2, mountPath: /logs, readOnly: true}, {pvName: pv3, mountPath: /x}, "
+            "{pvName: pv4, mountPath: /y, subPath: a}]",
+            "reserveFailedSandbox": True,
+        },
+        {
+            "inplaceUpdate": f"{{image: '{NEW_IMAGE}'}}",
+            "dynamicVolumesMount": "[{pvName: pv9, mountPath: /data}]",
+        },
     ]
 )
 REPLICAS = st.one_of(st.integers(1, 6), st.integers(1, 60))
@@ -163,6 +195,13 @@ FAULTS: dict[str, dict[str, Any]] = {
         "selector": {"kind": "Sandbox"},
     },
     "pull-fails": {"kind": "image_pull_failure", "probability": 0.5, "selector": {"template": "q"}},
+    "pull-new-fails": {
+        "kind": "image_pull_failure",
+        "probability": 0.5,
+        "selector": {"image": NEW_IMAGE},
+    },
+    "csi": {"kind": "csi_mount_failure", "probability": 0.3, "selector": {"namespace": NS_B}},
+    "csi-all": {"kind": "csi_mount_failure"},
 }
 
 TRANSITIONS: dict[str | None, set[str | None]] = {
@@ -181,11 +220,17 @@ class ClaimModel:
     """What the reference says of one SandboxClaim (one UID)."""
 
     name: str
+    namespace: str
     uid: str
     template: str
     replicas: int
     templates: set[str]
     """Every templateName its spec has had."""
+    images: set[str]
+    """Every image its sandboxes may have: its ``inplaceUpdate.image`` (each it has had), or
+    the pool's where a spec had none."""
+    mounts: set[tuple[tuple[str, str], ...]]
+    """Every ``dynamicVolumesMount`` its spec has had, as ``(pvName, mountPath)`` pairs."""
     applied: float
     timeouts: list[timedelta]
     """Every ``claimTimeout`` its spec has had while it was claiming."""
@@ -199,6 +244,9 @@ class ClaimModel:
     one work-queue key, its first reconcile waits for that one's waves to end."""
     leaked: set[str] = field(default_factory=set)
     """Sandboxes of its failed attempts that could not be deleted (upstream #410)."""
+    mounts_fail: bool = False
+    """Every spec it has had asked for CSI mounts, every one of them failing (``csi-all``)
+    since before it was applied: none of its attempts can deliver."""
     deleted: bool = False
     gone: bool = False
     phase: str | None = None
@@ -209,6 +257,10 @@ class ClaimModel:
     @property
     def ttl(self) -> timedelta:
         return self.ttls[-1][1]
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
 
 
 def _duration(text: str | None, default: timedelta) -> timedelta:
@@ -222,13 +274,14 @@ class SandboxClaimMachine(RuleBasedStateMachine):
         super().__init__()
         self.replicas = dict(POOLS)
         self.claims: dict[str, ClaimModel] = {}  # uid -> model
-        self.current: dict[str, str] = {}  # claim name -> uid of the one applied last
-        self.e2b: set[str] = set()  # sandbox names handed out to E2B callers
+        self.current: dict[tuple[str, str], str] = {}  # (ns, name) -> uid of the one applied last
+        self.e2b: set[str] = set()  # sandboxes ("ns/name") handed out to E2B callers
         self.faults_in_force = 0
+        self.mounts_fail = False  # "csi-all" in force: every CSI mount fails
         self.calm_since: float | None = 0.0
         self.waves_seen = 0
         self.open_waves: dict[str, list[tuple[int, bool]]] = {}
-        self.ends: dict[str, datetime] = {}  # sandbox name -> its shutdownTime, last seen
+        self.ends: dict[str, datetime] = {}  # sandbox "ns/name" -> its shutdownTime, last seen
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -248,26 +301,32 @@ class SandboxClaimMachine(RuleBasedStateMachine):
         """The virtual second of wall time ``when``."""
         return self.now - (self.cluster.now_dt() - when).total_seconds()
 
-    def _stored(self, name: str) -> SandboxClaim | None:
+    def _stored(self, m: ClaimModel) -> SandboxClaim | None:
+        return self._stored_at(m.namespace, m.name)
+
+    def _stored_at(self, namespace: str, name: str) -> SandboxClaim | None:
         try:
-            return self.cluster.get("sbc", name, NS)
+            return self.cluster.get("sbc", name, namespace)
         except NotFoundError:
             return None
 
     def _delivered(self) -> dict[str, list[str]]:
-        """Claim UID (or E2B owner) -> the sandboxes its attempts delivered, in order."""
+        """Claim UID (or E2B owner) -> the sandboxes ("ns/name") its attempts delivered, in
+        order."""
         out: dict[str, list[str]] = {}
         for r in self.cluster.records:
             if r.delivered is not None and r.sandbox is not None:
-                out.setdefault(r.owner, []).append(r.sandbox.rpartition("/")[2])
+                out.setdefault(r.owner, []).append(r.sandbox)
         return out
 
     def _leaked(self) -> set[str]:
-        """The sandboxes a failed attempt locked and could not delete (upstream #410)."""
-        return {
-            e.detail.split(" ")[1].rpartition("/")[2]
-            for e in self.cluster.log.of_kind("claim.cleanup_failed")
-        }
+        """The sandboxes ("ns/name") a failed attempt locked and could not delete (#410)."""
+        return {e.detail.split(" ")[1] for e in self.cluster.log.of_kind("claim.cleanup_failed")}
+
+    @property
+    def scoped(self) -> bool:
+        """Whether a claim's attempts search only its own namespace (v0.3.0: all, #824)."""
+        return self.cluster.ctx.profile.claim_namespace_scoped
 
     # -- rules --------------------------------------------------------------------------------
 
@@ -275,12 +334,15 @@ class SandboxClaimMachine(RuleBasedStateMachine):
     def start(self, seed: int) -> None:
         profile = os.environ.get("KRUISE_MACHINE_PROFILE", "openkruise-head")
         self.cluster = Cluster(seed=seed, nodes=2, profile=profile)
-        for name, replicas in POOLS.items():
-            self.cluster.apply(pool_yaml(name, replicas, cpu="100m", memory="64Mi"))
-        for name in POOLS:
-            self.cluster.wait_for_pool(name, NS)
+        for (ns, name), replicas in POOLS.items():
+            self.cluster.apply(
+                pool_yaml(name, replicas, namespace=ns, image=POOL_IMAGE, cpu="100m", memory="64Mi")
+            )
+        for ns, name in POOLS:
+            self.cluster.wait_for_pool(name, ns)
 
     @rule(
+        namespace=st.sampled_from(NAMESPACES),
         name=st.sampled_from(CLAIMS),
         template=st.sampled_from(["p", "p", "p", "q", "q", MISSING]),
         replicas=REPLICAS,
@@ -294,6 +356,7 @@ class SandboxClaimMachine(RuleBasedStateMachine):
     )
     def apply_claim(
         self,
+        namespace: str,
         name: str,
         template: str,
         replicas: int,
@@ -320,26 +383,32 @@ class SandboxClaimMachine(RuleBasedStateMachine):
             spec["labels"] = "{" + ", ".join(f"{k}: {v}" for k, v in labels.items()) + "}"
         if annotations is not None:
             spec["annotations"] = "{" + ", ".join(f"{k}: {v}" for k, v in annotations.items()) + "}"
-        before = self._stored(name)
+        before = self._stored_at(namespace, name)
         try:
-            self.cluster.apply(claim_yaml(name, template, namespace=NS, **spec))
+            self.cluster.apply(claim_yaml(name, template, namespace=namespace, **spec))
         except InvalidError as err:
             # replicas is immutable (CEL self == oldSelf): the only refusal of a re-apply.
             assert before is not None and before.spec.replicas != replicas, err
             assert "spec.replicas" in err.field and "immutable" in err.reason, err
             event("a re-apply changing replicas was refused")
             return
-        stored = self._stored(name)
+        stored = self._stored_at(namespace, name)
         assert stored is not None and stored.metadata.uid is not None
         uid = stored.metadata.uid
         ttl_value = _duration(ttl, timedelta(minutes=60))
         timeout_value = _duration(timeout, timedelta(minutes=1))
+        inplace = stored.spec.inplace_update
+        image = inplace.image if inplace is not None and inplace.image else POOL_IMAGE
+        mounts = tuple((v.pv_name, v.mount_path) for v in stored.spec.dynamic_volumes_mount or [])
         if before is not None and before.metadata.uid == uid:
             m = self.claims[uid]
             assert m.replicas == replicas
             m.template = template  # templateName may change (the reference makes it mutable)
             m.templates.add(template)
-            m.template_missing = m.template_missing or template not in self.replicas
+            m.images.add(image)
+            m.mounts.add(mounts)
+            m.mounts_fail = m.mounts_fail and bool(mounts)
+            m.template_missing = m.template_missing or (namespace, template) not in self.replicas
             m.ttls.append((self.now, ttl_value))
             m.ends.extend([end] if end is not None else [])
             if m.phase != "Completed":
@@ -350,20 +419,25 @@ class SandboxClaimMachine(RuleBasedStateMachine):
         if before is not None:
             # Made anew, right after the old one's TTL: the cluster must say so in the model.
             self._check_gone(self.claims[before.metadata.uid or ""])
-        self.current[name] = uid
+        self.current[namespace, name] = uid
         self.claims[uid] = ClaimModel(
             name=name,
+            namespace=namespace,
             uid=uid,
             template=template,
             templates={template},
+            images={image},
+            mounts={mounts},
+            mounts_fail=self.mounts_fail and bool(mounts),
             replicas=replicas,
             applied=self.now,
             timeouts=[timeout_value],
             ttls=[(self.now, ttl_value)],
-            template_missing=template not in self.replicas,
+            template_missing=(namespace, template) not in self.replicas,
             ends=[end] if end is not None else [],
             behind=any(
-                o.name == name and o.deleted and o.completed is None for o in self.claims.values()
+                o.key == f"{namespace}/{name}" and o.deleted and o.completed is None
+                for o in self.claims.values()
             ),
             history=[f"{self.now:.3f} applied {spec} {template}"],
         )
@@ -394,17 +468,27 @@ class SandboxClaimMachine(RuleBasedStateMachine):
     ) -> None:
         """The claim applied last under a name, applied again with the same replicas and
         another spec: every field but replicas may change (§1.5)."""
-        name = data.draw(st.sampled_from(sorted(self.current)))
-        m = self.claims[self.current[name]]
+        namespace, name = data.draw(st.sampled_from(sorted(self.current)))
+        m = self.claims[self.current[namespace, name]]
         self.apply_claim(
-            name, template, m.replicas, timeout, ttl, no_stock, ends_in, labels, None, extra
+            namespace,
+            name,
+            template,
+            m.replicas,
+            timeout,
+            ttl,
+            no_stock,
+            ends_in,
+            labels,
+            None,
+            extra,
         )
 
-    @rule(name=st.sampled_from(CLAIMS))
-    def delete_claim(self, name: str) -> None:
-        uid = self.current.get(name)
+    @rule(namespace=st.sampled_from(NAMESPACES), name=st.sampled_from(CLAIMS))
+    def delete_claim(self, namespace: str, name: str) -> None:
+        uid = self.current.get((namespace, name))
         try:
-            self.cluster.delete("sbc", name, NS)
+            self.cluster.delete("sbc", name, namespace)
         except NotFoundError:
             # Never applied, deleted already, or deleted by its TTL (perhaps since the last rule).
             if uid is not None:
@@ -418,45 +502,56 @@ class SandboxClaimMachine(RuleBasedStateMachine):
             event("a claim deleted while claiming")
 
     @rule(pool=st.sampled_from(sorted(POOLS)), replicas=st.sampled_from([0, 1, 2, 4, 8]))
-    def scale(self, pool: str, replicas: int) -> None:
-        self.cluster.apply(pool_yaml(pool, replicas, cpu="100m", memory="64Mi"))
+    def scale(self, pool: tuple[str, str], replicas: int) -> None:
+        ns, name = pool
+        self.cluster.apply(
+            pool_yaml(name, replicas, namespace=ns, image=POOL_IMAGE, cpu="100m", memory="64Mi")
+        )
         self.replicas[pool] = replicas
 
     @rule(pool=st.sampled_from(sorted(POOLS)))
-    def delete_pool(self, pool: str) -> None:
+    def delete_pool(self, pool: tuple[str, str]) -> None:
         """A pool deleted (its unclaimed sandboxes with it): its claims still claiming complete
-        ``SandboxSetNotFound``, what they hold stays (it has no owner reference)."""
+        ``SandboxSetNotFound``, what they hold stays (it has no owner reference). A pool of the
+        same name in another namespace is another pool: its claims go on."""
+        ns, name = pool
         try:
-            self.cluster.delete("sbs", pool, NS)
+            self.cluster.delete("sbs", name, ns)
         except NotFoundError:
             assert pool not in self.replicas
             return
         del self.replicas[pool]
         for m in self.claims.values():
-            if m.template == pool:
+            if (m.namespace, m.template) == pool:
                 m.template_missing = True
 
-    @rule(template=st.sampled_from(["p", "q"]))
-    def e2b_create(self, template: str) -> None:
+    @rule(namespace=st.sampled_from(NAMESPACES), template=st.sampled_from(["p", "q"]))
+    def e2b_create(self, namespace: str, template: str) -> None:
         try:
-            sbx = self.cluster.create_sandbox(template, namespace=NS, timeout=600)
+            sbx = self.cluster.create_sandbox(template, namespace=namespace, timeout=600)
         except ClaimError as err:
             assert err.code in (400, 404, 409, 429, 500, 502, 503), err
             return
-        assert sbx.metadata.name not in self.e2b
-        self.e2b.add(sbx.metadata.name)
+        key = f"{sbx.metadata.namespace}/{sbx.metadata.name}"
+        assert key not in self.e2b
+        self.e2b.add(key)
 
-    @rule(template=st.sampled_from(["p", "q"]), count=st.integers(1, 8))
-    def e2b_burst(self, template: str, count: int) -> None:
+    @rule(
+        namespace=st.sampled_from(NAMESPACES),
+        template=st.sampled_from(["p", "q"]),
+        count=st.integers(1, 8),
+    )
+    def e2b_burst(self, namespace: str, template: str, count: int) -> None:
         """E2B creates started and left running: they race the claims' waves for the pool."""
         for _ in range(count):
-            self.cluster.submit_create(template, namespace=NS, timeout=600)
+            self.cluster.submit_create(template, namespace=namespace, timeout=600)
 
     @rule(which=st.sampled_from(sorted(FAULTS)))
     def inject(self, which: str) -> None:
         self.cluster.inject(**FAULTS[which])
         self.faults_in_force += 1
         self.calm_since = None
+        self.mounts_fail = self.mounts_fail or which == "csi-all"
 
     @precondition(lambda self: self.faults_in_force > 0)
     @rule()
@@ -464,6 +559,9 @@ class SandboxClaimMachine(RuleBasedStateMachine):
         self.cluster.clear_faults()
         self.faults_in_force = 0
         self.calm_since = self.now
+        self.mounts_fail = False
+        for m in self.claims.values():
+            m.mounts_fail = False
 
     @rule(seconds=st.sampled_from([0, 0.01, 0.3, 1, 2.5, 7, 30, 61, 90]))
     def advance(self, seconds: float) -> None:
@@ -487,7 +585,7 @@ class SandboxClaimMachine(RuleBasedStateMachine):
         for m in self.claims.values():
             if m.gone:
                 continue
-            stored = self._stored(m.name)
+            stored = self._stored(m)
             assert stored is not None and stored.metadata.uid == m.uid, m
             assert stored.status.phase == "Completed", (m, stored.status)
             # CalculateClaimStatus sets observedGeneration at each reconcile, completed too.
@@ -496,15 +594,16 @@ class SandboxClaimMachine(RuleBasedStateMachine):
                 stored.metadata.generation,
                 stored.status,
             )
-        for pool, replicas in self.replicas.items():
-            sbs = self.cluster.get("sbs", pool, NS)
+        for (ns, pool), replicas in self.replicas.items():
+            sbs = self.cluster.get("sbs", pool, ns)
             assert (sbs.status.replicas, sbs.status.available_replicas) == (replicas, replicas), (
+                ns,
                 pool,
                 sbs.status,
             )
             pooled = [
                 s
-                for s in self.cluster.list("sbx", NS, labels={keys.LABEL_SANDBOX_POOL: pool})
+                for s in self.cluster.list("sbx", ns, labels={keys.LABEL_SANDBOX_POOL: pool})
                 if is_controlled_by_sandboxset(s) and s.metadata.deletion_timestamp is None
             ]
             assert len(pooled) == replicas, (pool, [s.metadata.name for s in pooled])
@@ -512,10 +611,10 @@ class SandboxClaimMachine(RuleBasedStateMachine):
         # whose attempt failed and whose delete failed too (upstream #410: it leaks).
         delivered = self._delivered()
         leaked = self._leaked()
-        for sbx in self.cluster.list("sbx", NS):
+        for sbx in self.cluster.list("sbx", None):
             owner = sbx.metadata.annotations.get(keys.ANN_OWNER)
             if owner in self.claims:
-                name = sbx.metadata.name
+                name = f"{sbx.metadata.namespace}/{sbx.metadata.name}"
                 reserved = keys.LABEL_RESERVED_FAILED in sbx.metadata.labels
                 assert name in delivered.get(owner, []) or name in leaked or reserved, (
                     name,
@@ -531,7 +630,7 @@ class SandboxClaimMachine(RuleBasedStateMachine):
         if not m.deleted:
             # Completed and deleted by its TTL, perhaps both since the last rule: the log says
             # when (one reconcile at a time for a name, so its lines after the apply are its).
-            key = f"{NS}/{m.name}"
+            key = m.key
             lines = [
                 e
                 for e in self.cluster.log.of_kind("sandboxclaim.")
@@ -571,7 +670,7 @@ class SandboxClaimMachine(RuleBasedStateMachine):
         for m in self.claims.values():
             if m.gone:
                 continue
-            stored = self._stored(m.name)
+            stored = self._stored(m)
             if stored is None or stored.metadata.uid != m.uid:
                 self._check_gone(m)
                 continue
@@ -627,10 +726,18 @@ class SandboxClaimMachine(RuleBasedStateMachine):
         assert status.completion_time is not None, (m, status)
         n, r = status.claimed_replicas, m.replicas
         event(f"a claim completed {done.reason}")
+        if m.mounts_fail:
+            # Every attempt failed its mounts: nothing delivered, all it may count is what
+            # leaked (an attempt whose sandbox could not be deleted, #410).
+            assert not self._delivered().get(m.uid), m
+            assert n <= self._leaked_of(m), (m, status)
+            event("a claim whose every CSI mount failed completed")
         if done.reason == "SandboxSetNotFound":
             assert m.template_missing, (m, status)
             # The template it had then (a re-apply after the completion may name another).
-            named = re.fullmatch(rf"SandboxSet {NS}/(\S+) not found", status.message or "")
+            named = re.fullmatch(
+                rf"SandboxSet {re.escape(m.namespace)}/(\S+) not found", status.message or ""
+            )
             assert named is not None and named.group(1) in m.templates, (m, status)
             assert "TimedOut" not in conds
             return
@@ -696,7 +803,7 @@ class SandboxClaimMachine(RuleBasedStateMachine):
                 continue
             assert len(names) <= m.replicas, f"claim {m.name} held {len(names)}: {m}"
             if not m.gone:
-                stored = self._stored(m.name)
+                stored = self._stored(m)
                 if stored is not None and stored.metadata.uid == m.uid:
                     # Its count is what it was delivered, and the leaked sandboxes that
                     # carry its name (CountActiveSandboxes counts what is alive of them).
@@ -708,10 +815,12 @@ class SandboxClaimMachine(RuleBasedStateMachine):
                             stored.status,
                             names,
                         )
-        live = {s.metadata.name: s for s in self.cluster.list("sbx", None)}
+        live = {
+            f"{s.metadata.namespace}/{s.metadata.name}": s for s in self.cluster.list("sbx", None)
+        }
         leaked = self._leaked()
         alive: dict[str, int] = {}
-        for sbx in live.values():
+        for key, sbx in live.items():
             ann, labels = sbx.metadata.annotations, sbx.metadata.labels
             owner = ann.get(keys.ANN_OWNER)
             if is_controlled_by_sandboxset(sbx):
@@ -721,8 +830,8 @@ class SandboxClaimMachine(RuleBasedStateMachine):
             if owner in self.claims:
                 m = self.claims[owner]
                 assert labels.get(keys.LABEL_CLAIM_NAME) == m.name, (sbx.metadata.name, m)
-                if sbx.metadata.name in leaked:
-                    m.leaked.add(sbx.metadata.name)
+                if key in leaked:
+                    m.leaked.add(key)
                 if (
                     sbx.metadata.deletion_timestamp is None
                     and keys.LABEL_RESERVED_FAILED not in labels
@@ -750,6 +859,64 @@ class SandboxClaimMachine(RuleBasedStateMachine):
         for name, sbx in live.items():
             if sbx.spec.shutdown_time is not None:
                 self.ends[name] = sbx.spec.shutdown_time
+
+    def _leaked_of(self, m: ClaimModel) -> int:
+        """How many sandboxes the attempts of ``m`` locked and could not delete (#410)."""
+        leaked = self._leaked()
+        return sum(
+            1
+            for r in self.cluster.records
+            if r.owner == m.uid and r.failed is not None and r.sandbox in leaked
+        )
+
+    @invariant()
+    def claims_get_what_they_asked_for(self) -> None:
+        """Each claim's sandboxes come from the pool of its template in its own namespace
+        (§1.5, a same-name pool elsewhere is not its), carry the ``inplaceUpdate`` image (the
+        pod runs it) and the ``dynamicVolumesMount`` its spec had, mounted before delivery;
+        an attempt failed on a mount is a 500 ``CSIMountFailed`` of a claim that asked for
+        mounts (§5.2 step 6), and delivered nothing."""
+        if not hasattr(self, "cluster"):
+            return
+        for r in self.cluster.records:
+            m = self.claims.get(r.owner)
+            if m is None or r.path != "sandboxclaim":
+                continue
+            if r.error_reason == "CSIMountFailed":
+                assert any(m.mounts), (m, r)
+                assert r.delivered is None and r.error_code == 500, r
+                assert (r.error or "").startswith("failed to mount csi volume"), r
+                event("a claim's attempt failed its CSI mounts")
+            if r.delivered is None or r.sandbox is None:
+                continue
+            ns, _, name = r.sandbox.partition("/")
+            if self.scoped:
+                assert ns == m.namespace, f"{r.sandbox} delivered to claim {m.key}: {m}"
+            try:
+                sbx = self.cluster.get("sbx", name, ns)
+            except NotFoundError:
+                continue
+            assert sbx.metadata.labels.get(keys.LABEL_SANDBOX_POOL) in m.templates, (m, r)
+            if self.scoped and m.namespace == NS_B:
+                event("a claim delivered in the second namespace")
+            template: dict[str, Any] = sbx.spec.template or {}
+            image = template["spec"]["containers"][0]["image"]
+            assert image in m.images, (r.sandbox, image, m)
+            if image == NEW_IMAGE:
+                event("a claim delivered an in-place image update")
+                try:
+                    pod = self.cluster.get("pod", name, ns)
+                except NotFoundError:
+                    pod = None
+                if pod is not None and pod.metadata.deletion_timestamp is None:
+                    assert pod.spec["containers"][0]["image"] == image, (r.sandbox, m)
+            raw = sbx.metadata.annotations.get(keys.ANN_CSI_VOLUME_CONFIG)
+            mounts = tuple((c["pvName"], c["mountPath"]) for c in json.loads(raw or "[]"))
+            assert mounts in m.mounts, (r.sandbox, raw, m)
+            if mounts:
+                assert r.mounted is not None and r.runtime_initialized is not None, r
+                assert r.runtime_initialized <= r.mounted <= r.delivered, r
+                event("a claim delivered sandboxes with CSI mounts")
 
     @invariant()
     def never_more_attempts_than_missing(self) -> None:
