@@ -716,6 +716,8 @@ class SandboxClaimMachine(RuleBasedStateMachine):
             assert n < r, (m, detail)
         else:
             assert reason == "SandboxSetNotFound" and m.template_missing, (m, detail)
+        if m.mounts_fail:
+            assert not self._delivered().get(m.uid) and n <= self._leaked_of(m), (m, detail)
         m.claimed = n
 
     def _check_completion(self, m: ClaimModel, claim: SandboxClaim) -> None:
