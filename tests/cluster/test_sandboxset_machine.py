@@ -9,9 +9,10 @@ SandboxTemplate the set names, recycling on or off: each a revision), drawn
 (integers and percentages), and deleted; E2B creates and kills from the pools;
 faults injected and cleared (the controllers' API calls answered 409 or 5xx,
 containers that fail to start, image pulls that fail, pods killed, a lost
-node, a stalled SandboxSet controller); time advanced by drawn steps. The
-nodes hold 40 pods between them, so a pool often has pods that stay
-``Pending``.
+node, a stalled SandboxSet controller, a ``watch_lag`` of the controllers'
+cache of 2 s to 130 s, left in force or for a window, and a pool scaled under
+one); time advanced by drawn steps. The nodes hold 40 pods between them, so a
+pool often has pods that stay ``Pending``.
 
 Checked after every rule, against the reference (§3, §1.3, §4):
 
@@ -19,6 +20,12 @@ Checked after every rule, against the reference (§3, §1.3, §4):
   own scale-ups) than ``scaleStrategy.maxUnavailable`` allowed when the last
   of them was made;
 - a pool never makes a sandbox while it owns ``spec.replicas`` already;
+- under a ``watch_lag`` of latency ``L`` the spec of ``L`` earlier counts too
+  (the cache shows it that late) and, when ``L`` is over a minute, the pool
+  over-creates as upstream does (§3 step 7: a create's expectation lapses after
+  a minute, before its watch event comes): by no more than what it made between
+  ``L`` and a minute before the scale-up that goes beyond (those it may count
+  nowhere), for both bounds above; with no lag they stay exact;
 - each scale-up creates at most what its delta asks, in waves 16, 32, ...,
   no more at once than its wave (read from the event log);
 - a sandbox the E2B API handed out is no pool's (claimed == no SandboxSet
@@ -29,7 +36,7 @@ Checked after every rule, against the reference (§3, §1.3, §4):
 
 When the rule ``settle`` runs (faults cleared, room added if the pools and
 the handed-out sandboxes need it, the model run until quiet), each pool is
-back at ``spec.replicas``, all available, none dead, none beyond its spec,
+back at ``spec.replicas`` (one that over-created under a lag scaled down), all available, none dead, none beyond its spec,
 and (unless its ``updateStrategy.maxUnavailable`` resolves to 0, when
 upstream replaces none) every one of the current revision: the reference
 has no in-place update of pool sandboxes, a template change rolls out by
@@ -43,7 +50,9 @@ unschedulable, all of the current revision) and checks which sandboxes went:
 Pending first, then recycled ones, then the fresh available ones, older
 first (§3, the scale-down order), exactly as many as asked.
 
-``derandomize=True`` keeps the suite deterministic (about 14 s of one core).
+``derandomize=True`` keeps the suite deterministic (about 10 s of one core: 40 examples
+of 30 steps; ``settle`` looks for the settled state every half virtual second, not after
+each event).
 ``KRUISE_MACHINE_EXAMPLES`` and ``KRUISE_MACHINE_STEPS`` raise the count while
 hunting; ``KRUISE_MACHINE_HUNT=1`` draws at random, skips shrinking and reports
 each distinct failure.
@@ -97,7 +106,22 @@ is left out: a pool that may never grow cannot be checked to settle."""
 UPDATE_BUDGETS: list[IntOrString | None] = [None, None, 0, 1, 5, "50%", "100%"]
 """``updateStrategy.maxUnavailable``: unset is the webhook's 20%; 0 replaces nothing."""
 LAG_S = 1.0
-"""How long the controller's cache may lag a change of the spec."""
+"""How long the controller's cache may lag a change of the spec, with no ``watch_lag``."""
+EXPECTATION_S = 60.0
+"""How long a scale expectation holds an issued create counted (``expectation_timeout_s``)."""
+WAVE_S = 5.0
+"""How long one scale-up's creates may take after its decision (its waves' API calls)."""
+CHECK_S = 0.5
+"""How often (virtual seconds) ``settle`` looks whether the pools have settled."""
+HORIZON_S = 300.0
+"""How far back a ``watch_lag`` may still shape what a reconcile sees (beyond its latency)."""
+LAGS = {
+    "fixed(2s)": 2.0,
+    "uniform(0s, 20s)": 20.0,
+    "fixed(75s)": 75.0,
+    "uniform(50s, 130s)": 130.0,
+}
+"""``watch_lag`` latencies of the controllers' cache -> the longest each may add."""
 
 
 @dataclass(frozen=True)
@@ -199,6 +223,12 @@ class SandboxSetMachine(RuleBasedStateMachine):
         self.read_log = 0
         # pool -> (the waves of its scale-up under way, the current wave, creates in it)
         self.waves: dict[str, tuple[list[int], int, int]] = {}
+        # Every watch_lag of the controllers' cache: (from, until (None: in force), latency).
+        self.lags: list[tuple[float, float | None, float]] = []
+        # sandbox name -> when the scale-up that made it was decided (from the log)
+        self.decided: dict[str, float] = {}
+        self.scale_ups: dict[str, float] = {}  # pool -> its last scale-up's decision
+        self.read_decisions = 0
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -223,6 +253,54 @@ class SandboxSetMachine(RuleBasedStateMachine):
             return self.cluster.get("sbs", pool).metadata.uid
         except NotFoundError:
             return None
+
+    def _lag(self, since: float, until: float) -> float:
+        """The longest a ``watch_lag`` in force at some moment of ``[since - HORIZON_S,
+        until]`` may hold a watch event back (0: none; a second more for the ordinary lag and
+        the order behind a held event)."""
+        return max(
+            (
+                latency + 1.0
+                for start, end, latency in self.lags
+                if start <= until and (end is None or end >= since - HORIZON_S)
+            ),
+            default=0.0,
+        )
+
+    def _end_lags(self) -> None:
+        now = self.cluster.now
+        self.lags = [(a, now if b is None or b > now else b, lat) for a, b, lat in self.lags]
+
+    def _blind(self, sandboxes: list[Sandbox], at: float, lag: float) -> int:
+        """How many of ``sandboxes`` a scale-up decided at ``at`` may not have counted.
+
+        Under a ``watch_lag`` longer than :data:`EXPECTATION_S`, a create's expectation
+        expires before its watch event arrives: for a while the controller counts that
+        sandbox nowhere, as upstream's does (§3 step 7, expectations expire after a minute),
+        and creates it again. Those are the sandboxes made at least a minute before the
+        decision and at most the lag before it (made in whole seconds).
+        """
+        if lag <= EXPECTATION_S:
+            return 0
+        return sum(1 for s in sandboxes if at - lag - 1 < self._created(s) <= at - EXPECTATION_S)
+
+    def _read_decisions(self) -> None:
+        """Note, from the log, when the scale-up that made each sandbox was decided."""
+        log = self.cluster.log
+        if len(log) == self.read_decisions:
+            return
+        for ev in list(log)[self.read_decisions :]:
+            if ev.kind == "sandboxset.scale_up":
+                self.scale_ups[ev.detail.split()[0].split("/", 1)[1]] = ev.time
+            elif ev.kind == "sandboxset.create":
+                name, pool = ev.detail.split()
+                self.decided[name.split("/", 1)[1]] = self.scale_ups[pool.split("=", 1)[1]]
+        self.read_decisions = len(log)
+
+    def _decision(self, sbx: Sandbox) -> float:
+        """When the scale-up that made ``sbx`` was decided (:data:`WAVE_S` before its
+        creation second if the log does not say)."""
+        return self.decided.get(sbx.metadata.name, self._created(sbx) - WAVE_S)
 
     def _apply(self, pool: str, spec: PoolSpec) -> None:
         self.cluster.apply(spec.manifest(pool))
@@ -307,6 +385,7 @@ class SandboxSetMachine(RuleBasedStateMachine):
                 "node_loss",
                 "controller_stall",
                 "pod_kill",
+                "watch_lag",
             ]
         ),
         pool=st.sampled_from(POOLS),
@@ -332,13 +411,45 @@ class SandboxSetMachine(RuleBasedStateMachine):
             fields = {"selector": {"template": pool}, "count": data.draw(st.integers(1, 3))}
         elif kind == "node_loss":
             fields = {"selector": {"node": data.draw(st.sampled_from(["n1", "n2"]))}}
+        elif kind == "watch_lag":
+            latency = data.draw(st.sampled_from(sorted(LAGS)))
+            duration = data.draw(st.sampled_from([None, 30, 120]))
+            fields = {"selector": {"informer": "agent-sandbox-controller"}, "latency": latency}
+            now = self.cluster.now
+            end = None
+            if duration is not None:
+                fields["duration"] = duration
+                end = now + duration
+            self.lags.append((now, end, LAGS[latency]))
         else:
             fields = {"selector": {"controller": "sandboxset"}}
         self.cluster.inject(kind, **fields)
 
+    @rule(
+        pool=st.sampled_from(POOLS),
+        replicas=st.integers(0, 12),
+        latency=st.sampled_from(sorted(LAGS)),
+        seconds=st.sampled_from([30, 90]),
+    )
+    def scale_under_lag(self, pool: str, replicas: int, latency: str, seconds: int) -> None:
+        """The controllers' cache lags for ``seconds`` from just before a pool is scaled:
+        past a minute of lag the pool over-creates (as upstream), within the bound the
+        invariants allow, and settles back to its spec afterwards."""
+        self.cluster.inject(
+            "watch_lag",
+            selector={"informer": "agent-sandbox-controller"},
+            latency=latency,
+            duration=seconds,
+        )
+        now = self.cluster.now
+        self.lags.append((now, now + seconds, LAGS[latency]))
+        self.scale(pool, replicas)
+        self.cluster.advance(seconds)
+
     @rule()
     def clear_faults(self) -> None:
         self.cluster.clear_faults()
+        self._end_lags()
 
     @precondition(lambda self: any(s is not None for s in self.specs.values()))
     @rule(data=st.data(), fewer=st.integers(1, 20))
@@ -412,8 +523,10 @@ class SandboxSetMachine(RuleBasedStateMachine):
 
     @rule()
     def settle(self) -> None:
-        """Faults cleared, room enough, load stopped: each pool converges (§3)."""
+        """Faults cleared, room enough, load stopped: each pool converges (§3), a pool that
+        over-created under a watch lag too (it scales down what it has beyond its spec)."""
         self.cluster.clear_faults()
+        self._end_lags()
         live = {p: s for p, s in self.specs.items() if s is not None}
         claimed = len(set(self.handed_out) - self.killed)
         needed = sum(s.replicas for s in live.values()) + claimed
@@ -423,12 +536,19 @@ class SandboxSetMachine(RuleBasedStateMachine):
             self.cluster.nodes.add(
                 {"name": f"big{self.added_nodes}", "cpu": "16", "memory": "32Gi", "max_pods": 60}
             )
-        quiet = self.cluster.run_until(lambda: self._converged(live), timeout=1800)
-        assert quiet, self._why(live)
-        self._check_store(live)
+        checked = [-CHECK_S]
 
-    def _converged(self, live: dict[str, PoolSpec]) -> bool:
-        return not self._why(live)
+        def converged() -> bool:
+            # A settled cluster stays settled: looking every CHECK_S virtual seconds, not
+            # after each of its events, finds it as surely (and soon after).
+            if self.cluster.now < checked[0] + CHECK_S:
+                return False
+            checked[0] = self.cluster.now
+            return not self._why(live)
+
+        quiet = self.cluster.run_until(converged, timeout=1800)
+        assert quiet or not self._why(live), self._why(live)
+        self._check_store(live)
 
     def _why(self, live: dict[str, PoolSpec]) -> list[str]:
         """What keeps the pools from their settled state (empty: settled)."""
@@ -502,14 +622,24 @@ class SandboxSetMachine(RuleBasedStateMachine):
     @invariant()
     def pending_within_scale_budget(self) -> None:
         """A pool's Pending sandboxes all counted as creating when the last was made: no
-        more than the scale-up budget of that moment (§3 step 3)."""
+        more than the scale-up budget of that moment (§3 step 3).
+
+        Under a ``watch_lag`` the budget in force one lag earlier counts too (the cache
+        shows a spec that late), and, past a minute of lag, the Pending sandboxes whose
+        expectations had expired unseen when the last was made (:meth:`_blind`).
+        """
         if not hasattr(self, "cluster"):
             return
+        self._read_decisions()
         for pool in POOLS:
             pending = [s for s in self._owned(pool) if _pending(s)]
             if not pending:
                 continue
-            since = min(self._created(s) for s in pending) - LAG_S
+            first = min(self._created(s) for s in pending)
+            newest = max(pending, key=self._created)
+            lag = self._lag(first, self._created(newest) + 1)
+            blind = self._blind(pending, self._decision(newest), lag)
+            since = first - LAG_S - lag
             history = self.budgets[pool]
             # The budget in force at `since` and every one applied after it.
             window = [b for t, b in history if t > since]
@@ -517,8 +647,10 @@ class SandboxSetMachine(RuleBasedStateMachine):
             if any(b is None for b in window):
                 continue
             limit = max(b for b in window if b is not None)
-            assert len(pending) <= limit, (
-                f"{pool}: {len(pending)} Pending, scale budget at most {limit}",
+            if blind:
+                event("Pending sandboxes a watch lag hid from the pool")
+            assert len(pending) <= limit + blind, (
+                f"{pool}: {len(pending)} Pending, scale budget at most {limit}, {blind} unseen",
                 sorted(s.metadata.name for s in pending),
             )
 
@@ -529,9 +661,15 @@ class SandboxSetMachine(RuleBasedStateMachine):
         What a pool owns now and had made before second ``c`` it owned when the first
         sandbox made in second ``c`` was made (a dead one comes back from nothing); one
         that was ever recycled is left out, as it may have come back since.
+
+        Under a ``watch_lag`` (its latency ``L``) the spec in force ``L`` earlier counts
+        too, and past a minute of lag the pool over-creates as upstream does: the sandboxes
+        made between ``L`` and a minute before ``c`` may have been counted nowhere (their
+        expectations expired before their watch events came, :meth:`_blind`), and no more.
         """
         if not hasattr(self, "cluster"):
             return
+        self._read_decisions()
         for pool in POOLS:
             live = [
                 s
@@ -540,11 +678,19 @@ class SandboxSetMachine(RuleBasedStateMachine):
                 and sandbox_state(s, self.cluster.now_dt())[0] is not SandboxState.DEAD
             ]
             for c in sorted({self._created(s) for s in live}):
-                before = sum(1 for s in live if self._created(s) < c)
-                history = self.budgets_replicas(pool, c - LAG_S, c + 1)
-                assert before + 1 <= max(history), (
-                    f"{pool}: {before} made before second {c} and one in it, "
-                    f"spec.replicas at most {max(history)} then"
+                made = [s for s in live if self._created(s) < c]
+                # The decision that made the first sandbox of second c (with the cache's view).
+                at = min(self._decision(s) for s in live if self._created(s) == c)
+                lag = self._lag(at, c + 1)
+                blind = self._blind(made, at, lag)
+                history = self.budgets_replicas(pool, min(at, c) - LAG_S - lag, c + 1)
+                if blind:
+                    event("sandboxes a watch lag hid from the pool")
+                if len(made) + 1 > max(history):
+                    event("a pool over-created under a watch lag")
+                assert len(made) + 1 <= max(history) + blind, (
+                    f"{pool}: {len(made)} made before second {c} and one in it, "
+                    f"spec.replicas at most {max(history)} then, {blind} unseen"
                 )
 
     def budgets_replicas(self, pool: str, since: float, until: float) -> list[int]:
@@ -566,7 +712,8 @@ class SandboxSetMachine(RuleBasedStateMachine):
                 key, replicas, delta = ev.detail.split()
                 pool = key.split("/", 1)[1]
                 r, d = int(replicas.split("=")[1]), int(delta.split("=")[1])
-                spec = max(self.budgets_replicas(pool, ev.time - LAG_S, ev.time))
+                lag = self._lag(ev.time, ev.time)
+                spec = max(self.budgets_replicas(pool, ev.time - LAG_S - lag, ev.time))
                 assert 0 < d <= spec - r, (str(ev), spec)
                 self.waves[pool] = (creation_batches(d), -1, 0)
             elif ev.kind == "sandboxset.create_batch":
@@ -636,4 +783,4 @@ def _rest(
 
 
 TestSandboxSet = SandboxSetMachine.TestCase
-TestSandboxSet.settings = machine_settings(18, 30)
+TestSandboxSet.settings = machine_settings(40, 30)
