@@ -302,11 +302,21 @@ class SandboxController(Reconciler[SbxKey]):
         deadline = self.ctx.now() + self.ctx.profile.expectation_timeout_s
         table[key] = _Expectation(obj.metadata.uid or "", rv, deadline)
 
-    def _pending(self, table: dict[SbxKey, _Expectation], key: SbxKey) -> bool:
+    def _pending(self, table: dict[SbxKey, _Expectation], key: SbxKey, cached: Any) -> bool:
+        """Whether the cache is still older than our last write to ``key`` (``cached``: the
+        cache's copy of the object written, or ``None``).
+
+        As upstream's ``IsSatisfied``, the cached copy itself meets the expectation when it
+        is at the written resourceVersion: a write that changed nothing (a status the store
+        held already) keeps the resourceVersion whose watch event may have come before the
+        write was answered, and no event would ever meet it again.
+        """
         exp = table.get(key)
         if exp is None:
             return False
-        if exp.deadline <= self.ctx.now():
+        if exp.deadline <= self.ctx.now() or (
+            cached is not None and cached.metadata.uid == exp.uid and _rv(cached) >= exp.rv
+        ):
             del table[key]
             return False
         return True
@@ -331,11 +341,11 @@ class SandboxController(Reconciler[SbxKey]):
         # the watch event of the write enqueues the sandbox again. (Most keys
         # have none: looked up before the call, on every reconcile.)
         sbx_expect, pod_expect = self._sbx_expect, self._pod_expect
-        if (key in sbx_expect and self._pending(sbx_expect, key)) or (
-            key in pod_expect and self._pending(pod_expect, key)
+        pod: Pod | None = self._pods.get(key)
+        if (key in sbx_expect and self._pending(sbx_expect, key, sbx)) or (
+            key in pod_expect and self._pending(pod_expect, key, pod)
         ):
             return None
-        pod: Pod | None = self._pods.get(key)
         blocked = False
         if pod is not None and not _controls(sbx, pod):
             # A pod of the same name left by an earlier sandbox: wait until it is gone.

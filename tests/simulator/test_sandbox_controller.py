@@ -818,6 +818,37 @@ def test_sandbox_finalizer_is_removed_once_the_pod_is_gone() -> None:
     rig.until(lambda: rig.sbx() is None and rig.pod() is None)
 
 
+def test_a_status_write_that_changes_nothing_is_seen_by_the_cache_that_holds_it() -> None:
+    """The controller's cache lags 75 s (longer than the 1 min expectation), and status
+    patches take 1 s from the moment the first one (Pending) has landed.
+
+    The pod's ADDED event comes after the expectation of the Pending write has lapsed,
+    with the cached sandbox still without a phase: the controller writes Pending again,
+    which changes nothing (same resourceVersion), and the event of the first write comes
+    while that patch is under way. The cached sandbox is then at the written
+    resourceVersion, which meets the expectation (upstream's ``IsSatisfied`` compares the
+    cached copy): the sandbox goes Running when the pod's Running event comes. It used to
+    wait for an event at that resourceVersion that had come already, and stayed Pending
+    for ever, the faults cleared or not.
+    """
+    rig = Rig()
+    rig.ctx.faults.inject(
+        kind="watch_lag", selector={"informer": "agent-sandbox-controller"}, latency="fixed(75s)"
+    )
+    rig.create()
+    rig.until(lambda: rig.phase() == "Pending")
+    rig.ctx.faults.inject(
+        kind="api_latency", selector={"kind": "Sandbox", "verb": "patch"}, latency="fixed(1s)"
+    )
+    rig.until(rig.ready, limit=200)
+    phases = [(round(e.time), e.detail) for e in rig.ctx.log.of_kind("sandbox.phase")]
+    assert phases == [
+        (75, "default/sbx None->Pending"),
+        (151, "default/sbx None->Pending"),  # the stale cache's write: changes nothing
+        (157, "default/sbx Pending->Running"),
+    ]
+
+
 def test_controller_stall_delays_progress_by_exactly_the_stall() -> None:
     """A stalled Sandbox controller shifts the sandbox's whole start-up by the stall."""
 
