@@ -808,8 +808,10 @@ class SandboxClaimMachine(RuleBasedStateMachine):
                 stored = self._stored(m)
                 if stored is not None and stored.metadata.uid == m.uid:
                     # Its count is what it was delivered, and the leaked sandboxes that
-                    # carry its name (CountActiveSandboxes counts what is alive of them).
-                    held = len(names) + len(m.leaked)
+                    # carry its name (CountActiveSandboxes counts what is alive of them):
+                    # every one its attempts leaked, for one may be gone by now (its
+                    # shutdownTime) though it counted when the claim completed.
+                    held = len(names) + self._leaked_of(m)
                     assert stored.status.claimed_replicas <= held, (m, stored.status)
                     if str(stored.status.phase) == "Completed":
                         assert stored.status.claimed_replicas >= len(names), (
@@ -863,12 +865,15 @@ class SandboxClaimMachine(RuleBasedStateMachine):
                 self.ends[name] = sbx.spec.shutdown_time
 
     def _leaked_of(self, m: ClaimModel) -> int:
-        """How many sandboxes the attempts of ``m`` locked and could not delete (#410)."""
+        """How many sandboxes the attempts of ``m`` locked and could not delete (#410), alive
+        or not by now (one may have gone at its ``shutdownTime`` since)."""
         leaked = self._leaked()
-        return sum(
-            1
-            for r in self.cluster.records
-            if r.owner == m.uid and r.failed is not None and r.sandbox in leaked
+        return len(
+            {
+                r.sandbox
+                for r in self.cluster.records
+                if r.owner == m.uid and r.failed is not None and r.sandbox in leaked
+            }
         )
 
     @invariant()
