@@ -302,7 +302,9 @@ class SandboxController(Reconciler[SbxKey]):
         deadline = self.ctx.now() + self.ctx.profile.expectation_timeout_s
         table[key] = _Expectation(obj.metadata.uid or "", rv, deadline)
 
-    def _pending(self, table: dict[SbxKey, _Expectation], key: SbxKey, cached: Any) -> bool:
+    def _pending(
+        self, table: dict[SbxKey, _Expectation], key: SbxKey, cached: Sandbox | Pod | None
+    ) -> bool:
         """Whether the cache is still older than our last write to ``key`` (``cached``: the
         cache's copy of the object written, or ``None``).
 
