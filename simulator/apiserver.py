@@ -635,23 +635,28 @@ class ApiServer:
         """
         dep = (kind, key[0], key[1])
         # Lists of one reference or none (a claim takes a sandbox from its pool,
-        # a recycle gives it back): plain scans, no sets.
+        # a recycle gives it back): plain loops, no sets, no generators (no calls).
         for ref in old_refs:
             uid = ref.uid
-            if not any(r.uid == uid for r in new_refs):
+            for kept in new_refs:
+                if kept.uid == uid:
+                    break
+            else:
                 self._undepend(uid, dep)
         adopted = False
         for ref in new_refs:
             uid = ref.uid
-            before = next((r for r in old_refs if r.uid == uid), None)
-            if before is None:
+            for before in old_refs:
+                if before.uid == uid:
+                    if (before.kind, before.api_version, before.name) != (
+                        ref.kind,
+                        ref.api_version,
+                        ref.name,
+                    ):
+                        adopted = True
+                    break
+            else:
                 self._dependents.setdefault(uid, {})[dep] = None
-                adopted = True
-            elif (before.kind, before.api_version, before.name) != (
-                ref.kind,
-                ref.api_version,
-                ref.name,
-            ):
                 adopted = True
         return adopted
 
