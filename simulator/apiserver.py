@@ -61,6 +61,7 @@ __all__ = [
     "GARBAGE_COLLECTOR",
     "ORPHAN",
     "POD_DELETE_WEBHOOK",
+    "POD_FINALIZER",
     "SANDBOX_CONTROLLER",
     "USER_REQUESTER",
     "ApiError",
@@ -783,6 +784,15 @@ class ApiServer:
         finalizers = meta.finalizers
         if propagation is not None:
             finalizers = _propagated(finalizers, propagation)
+        if (
+            kind == "Pod"
+            and POD_FINALIZER in finalizers
+            and not old.spec.get("nodeName")
+            and meta.deletion_timestamp is None
+        ):
+            # CheckGracefulDelete: a pod no node runs is deleted at once, whatever its
+            # grace period (no kubelet has anything to stop).
+            finalizers = [f for f in finalizers if f != POD_FINALIZER]
         if not finalizers:
             self._remove(kind, key, old)
             return None
@@ -1549,6 +1559,10 @@ class ApiServer:
             raise _not_found(kind, name)
         return obj
 
+
+POD_FINALIZER: Final = "kubelet.kruise-sim/cleanup"
+"""Finalizer on sandbox pods: a delete only marks them; the kubelet removes them after stopping.
+A pod no node runs has no kubelet to wait for: its delete drops it (:meth:`ApiServer.commit_delete`)."""
 
 ANN_GRACE_SECONDS: Final = "sim.kruise.io/grace-seconds"
 """Pod annotation overriding the grace period of its deletion (seconds): the model's stand-in

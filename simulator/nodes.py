@@ -47,7 +47,8 @@
   ``Deferred``, retried when a pod frees room, or ``Infeasible``; with a new image
   too, the resize is not reported Ready on its own: the pod is Ready for its
   new generation once the new image runs), and
-  carries out graceful deletion (pods carry the :data:`POD_FINALIZER`); a pod
+  carries out graceful deletion (pods carry the :data:`POD_FINALIZER`, which the
+  API server drops at the delete of a pod no node runs: it goes at once); a pod
   that another finalizer keeps after that reads as the kubelet left it (``Failed``,
   its containers killed, none ready).
 
@@ -136,7 +137,7 @@ from pytest_kruise_agents.api.resources import (
     quantity_value_problem,
 )
 from pytest_kruise_agents.api.validation import FieldProblem, check_labels, dns_subdomain_problem
-from simulator.apiserver import ANN_GRACE_SECONDS, ApiError, Client
+from simulator.apiserver import ANN_GRACE_SECONDS, POD_FINALIZER, ApiError, Client
 from simulator.faults import Fault, StallGate, check_node_names
 from simulator.imageref import INVALID_IMAGE_NAME, image_name_problem, invalid_image_message
 from simulator.readonly import ReadOnlyDict
@@ -167,9 +168,6 @@ __all__ = [
 
 DEFAULT_SCHEDULER = "default-scheduler"
 """The only scheduler the model runs; a pod naming another stays Pending, with no condition."""
-
-POD_FINALIZER = "kubelet.kruise-sim/cleanup"
-"""Finalizer on sandbox pods: a delete only marks them; the kubelet removes them after stopping."""
 
 
 MAX_NODES: Final = 5000
@@ -1160,7 +1158,6 @@ class Nodes:
         self._shared_at: datetime | None = None
         self._unfit: set[Shape] = set()
         """Request shapes that fit no node, found since room last grew (see :meth:`_room_grew`)."""
-        self._finalizing: dict[str, None] = {}
         self._wake: simpy.Event | None = None
         self._retry = False
         self._started = False
@@ -1277,7 +1274,6 @@ class Nodes:
         self._unlist(key)
         self._marked.pop(uid, None)
         self._asks.pop(uid, None)
-        self._finalizing.pop(uid, None)
         node = self._nodes.get(str(pod.spec.get("nodeName") or ""))
         if node is not None:
             node.lost.pop(uid, None)
@@ -1322,11 +1318,10 @@ class Nodes:
     def _observe_unbound(self, key: ObjKey, pod: Pod) -> None:
         uid = pod.metadata.uid or ""
         if pod.metadata.deletion_timestamp is not None:
+            # Held by someone else's finalizer: the API server took the kubelet's at
+            # the delete (an unbound pod has none to wait for).
             self._queue.pop(key, None)
             self._unlist(key)
-            if uid not in self._finalizing and POD_FINALIZER in pod.metadata.finalizers:
-                self._finalizing[uid] = None
-                self.ctx.env.process(self._finalize_unbound(pod))
             return
         waiting = self._unschedulable.get(key)
         if waiting is not None:
@@ -1756,11 +1751,6 @@ class Nodes:
             yield self.ctx.env.timeout(UNSCHEDULABLE_RETRY_S)
             if self._marked.get(uid or "") != message:
                 return  # deleted, or a newer message is on its way
-
-    def _finalize_unbound(self, pod: Pod) -> Op:
-        grace = _grace_seconds(pod, self.ctx.profile.pod_delete_grace_s)
-        yield self.ctx.env.timeout(grace + self.ctx.latency("pod.stop"))
-        yield from self._remove_finalizer(self.client, pod)
 
     def _remove_finalizer(self, client: Client, pod: Pod) -> Op:
         uid = pod.metadata.uid
