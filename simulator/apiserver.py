@@ -787,11 +787,12 @@ class ApiServer:
         if (
             kind == "Pod"
             and POD_FINALIZER in finalizers
-            and not old.spec.get("nodeName")
             and meta.deletion_timestamp is None
+            and (not old.spec.get("nodeName") or old.status.phase in _POD_TERMINAL)
         ):
-            # CheckGracefulDelete: a pod no node runs is deleted at once, whatever its
-            # grace period (no kubelet has anything to stop).
+            # CheckGracefulDelete: a pod no node runs, or whose containers have all
+            # ended, is deleted at once, whatever its grace period (no kubelet has
+            # anything to stop; the kubelet lets its resources go at the DELETED event).
             finalizers = [f for f in finalizers if f != POD_FINALIZER]
         if not finalizers:
             self._remove(kind, key, old)
@@ -1563,6 +1564,8 @@ class ApiServer:
 POD_FINALIZER: Final = "kubelet.kruise-sim/cleanup"
 """Finalizer on sandbox pods: a delete only marks them; the kubelet removes them after stopping.
 A pod no node runs has no kubelet to wait for: its delete drops it (:meth:`ApiServer.commit_delete`)."""
+
+_POD_TERMINAL: Final = ("Failed", "Succeeded")
 
 ANN_GRACE_SECONDS: Final = "sim.kruise.io/grace-seconds"
 """Pod annotation overriding the grace period of its deletion (seconds): the model's stand-in

@@ -48,7 +48,8 @@
   too, the resize is not reported Ready on its own: the pod is Ready for its
   new generation once the new image runs), and
   carries out graceful deletion (pods carry the :data:`POD_FINALIZER`, which the
-  API server drops at the delete of a pod no node runs: it goes at once); a pod
+  API server drops at the delete of a pod no node runs or that has ended: it goes
+  at once); a pod
   that another finalizer keeps after that reads as the kubelet left it (``Failed``,
   its containers killed, none ready).
 

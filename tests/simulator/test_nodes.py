@@ -373,6 +373,22 @@ def test_an_unscheduled_pod_deleted_goes_at_once_whatever_its_grace_period(
     assert world.ctx.now() == 5
 
 
+def test_a_pod_that_ended_goes_at_its_delete() -> None:
+    """``docs/fidelity.md``, Nodes and pods: as ``CheckGracefulDelete``, a pod whose phase is
+    ``Failed`` (killed here) is deleted at once, its grace period notwithstanding."""
+    world, nodes = make([NodeSpec(name="a")])
+    add_pod(world, "p1", annotations={ANN_GRACE_SECONDS: "30"})
+    run_until(world, lambda: running(world, "p1"))
+    world.ctx.faults.inject(kind="pod_kill", count=1)
+    world.ctx.env.run(until=world.ctx.now() + 1)
+    killed = pod(world, "p1")
+    assert killed is not None and killed.status.phase == "Failed"
+    assert world.api.commit_delete("Pod", "default", "p1") is None
+    assert pod(world, "p1") is None
+    world.ctx.env.run(until=world.ctx.now() + 1)
+    assert nodes.utilisation()["a"] == (0.0, 0.0) and nodes.pending_pods() == 0
+
+
 def test_the_binding_refuses_a_pod_being_deleted_and_the_pod_never_runs() -> None:
     """``docs/fidelity.md``, the binding row: the scheduler's binding refuses a pod being
     deleted, as ``pods/binding`` does ("is being deleted, cannot be assigned to a host"): a
