@@ -255,16 +255,14 @@ class SandboxSetMachine(RuleBasedStateMachine):
             return None
 
     def _lag(self, since: float, until: float) -> float:
-        """The longest a ``watch_lag`` in force at some moment of ``[since - HORIZON_S,
-        until]`` may hold a watch event back (0: none; a second more for the ordinary lag and
-        the order behind a held event)."""
-        return max(
-            (
-                latency + 1.0
-                for start, end, latency in self.lags
-                if start <= until and (end is None or end >= since - HORIZON_S)
-            ),
-            default=0.0,
+        """The longest the ``watch_lag`` faults in force at some moment of ``[since -
+        HORIZON_S, until]`` may hold a watch event back (0: none; a second more each for the
+        ordinary lag and the order behind a held event). Their latencies add up (the fault
+        kind is additive), so overlapping lags are summed: every lag of the window is."""
+        return sum(
+            latency + 1.0
+            for start, end, latency in self.lags
+            if start <= until and (end is None or end >= since - HORIZON_S)
         )
 
     def _end_lags(self) -> None:
