@@ -39,6 +39,7 @@ from pytest_kruise_agents.api.manifest import (
     SandboxKind,
     SandboxSetKind,
     SandboxTemplateKind,
+    listing_order,
     load_manifests,
     resolve_kind,
 )
@@ -614,7 +615,7 @@ class Cluster:
             objs = [
                 o for o in objs if all(o.metadata.labels.get(a) == b for a, b in labels.items())
             ]
-        objs.sort(key=_object_key)
+        objs.sort(key=listing_order)
         return objs
 
     def wait_for_pool(
@@ -1506,11 +1507,6 @@ def _or_empty(mapping: Mapping[str, str] | None) -> Mapping[str, str]:
 def _defuse(event: simpy.Event) -> None:
     if not event.ok:
         event.defused = True
-
-
-def _object_key(obj: Any) -> tuple[str, str]:
-    meta = obj.metadata
-    return meta.namespace, meta.name
 
 
 def _check_labels(labels: object) -> None:

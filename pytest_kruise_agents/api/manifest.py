@@ -68,6 +68,7 @@ __all__ = [
     "YamlLoader",
     "dump",
     "dump_all",
+    "listing_order",
     "load_manifest",
     "load_manifests",
     "resolve_kind",
@@ -76,6 +77,13 @@ __all__ = [
 
 KubeObject: TypeAlias = Sandbox | SandboxSet | SandboxClaim | SandboxTemplate | Pod
 """Any object the fake cluster stores."""
+
+
+def listing_order(obj: KubeObject) -> tuple[str, str]:
+    """Namespace, then name: the order in which the API server lists objects (a sort key)."""
+    meta = obj.metadata
+    return meta.namespace, meta.name
+
 
 # The spellings of each kind that ``resolve_kind`` accepts, as literal types, so that
 # ``cluster.get("sbx", ...)`` (and a backend's ``get``) types as a Sandbox: the kind name, every kubectl name

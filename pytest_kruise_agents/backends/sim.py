@@ -70,6 +70,7 @@ from pytest_kruise_agents.api.manifest import (
     SandboxKind,
     SandboxSetKind,
     SandboxTemplateKind,
+    listing_order,
     load_manifests,
     to_manifest_dict,
 )
@@ -1307,7 +1308,7 @@ class SimBackend:
             world = self.cluster.world
             cached = world.manager_cache.list("SandboxSet", caller.namespace or None)
             views: builtins.list[TemplateView] = []
-            for pool in sorted(cached, key=_by_namespace_and_name):
+            for pool in sorted(cached, key=listing_order):
                 meta = pool.metadata
                 stored = world.api.peek("SandboxSet", meta.namespace or "", meta.name)
                 if stored is not None and stored.metadata.uid == meta.uid:
@@ -1739,10 +1740,6 @@ def _settle(event: simpy.Event, done: threading.Event) -> None:
     if not event.ok:
         event.defused = True
     done.set()
-
-
-def _by_namespace_and_name(obj: SandboxSet) -> tuple[str, str]:
-    return obj.metadata.namespace or "", obj.metadata.name
 
 
 def _template_view(pool: SandboxSet, resolved: dict[str, Any] | None) -> TemplateView:

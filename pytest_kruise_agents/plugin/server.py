@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from pytest_kruise_agents.api.keys import ANN_LOCK, ANN_OWNER, LABEL_CLAIM_NAME
+from pytest_kruise_agents.api.manifest import listing_order
 from pytest_kruise_agents.api.sandbox import Sandbox
 from pytest_kruise_agents.backends.base import Caller
 from pytest_kruise_agents.backends.sim import SimBackend
@@ -176,7 +177,7 @@ def _claimed(backend: SimBackend) -> list[tuple[str, str, Holding]]:
     with backend.locked() as cluster:
         # Read in place, not through ``backend.list``: every teardown asks, and
         # a copy of every sandbox costs more than the rest (only ids leave here).
-        stored = sorted(cluster.world.api.peek_list("Sandbox"), key=_object_key)
+        stored = sorted(cluster.world.api.peek_list("Sandbox"), key=listing_order)
         for obj in stored:
             sandbox_id = f"{obj.metadata.namespace}--{obj.metadata.name}"
             route = backend.route(sandbox_id)
@@ -186,11 +187,6 @@ def _claimed(backend: SimBackend) -> list[tuple[str, str, Holding]]:
             if held is not None:
                 out.append((sandbox_id, route.state, held))
     return out
-
-
-def _object_key(obj: Any) -> tuple[str, str]:
-    """Namespace, then name: the order in which the API server lists objects."""
-    return obj.metadata.namespace, obj.metadata.name
 
 
 @dataclass

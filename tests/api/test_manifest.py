@@ -25,7 +25,12 @@ from pytest_kruise_agents.api import (
     load_manifests,
     resolve_kind,
 )
-from pytest_kruise_agents.api.manifest import KINDS, RESOURCE_ALIASES, to_manifest_dict
+from pytest_kruise_agents.api.manifest import (
+    KINDS,
+    RESOURCE_ALIASES,
+    listing_order,
+    to_manifest_dict,
+)
 from pytest_kruise_agents.api.sandboxclaim import SandboxClaimSpec
 from pytest_kruise_agents.api.sandboxtemplate import resolve_pod_template
 
@@ -1351,3 +1356,31 @@ def test_a_float_at_or_past_2_to_the_63_stays_a_float(number: str) -> None:
 def test_a_resource_name_is_read_without_surrounding_blanks() -> None:
     """``kubectl get ' sbx '`` names the sandboxes."""
     assert resolve_kind(" sbx ") == "Sandbox"
+
+
+def test_listing_order_sorts_by_namespace_then_name() -> None:
+    """``listing_order`` is the API server's list order: namespace first, then name."""
+    objs = load_manifests(
+        """
+apiVersion: agents.kruise.io/v1alpha1
+kind: SandboxClaim
+metadata: {name: a, namespace: team-b}
+spec: {templateName: t}
+---
+apiVersion: agents.kruise.io/v1alpha1
+kind: SandboxClaim
+metadata: {name: b, namespace: team-a}
+spec: {templateName: t}
+---
+apiVersion: agents.kruise.io/v1alpha1
+kind: SandboxClaim
+metadata: {name: a, namespace: team-a}
+spec: {templateName: t}
+"""
+    )
+    ordered = sorted(objs, key=listing_order)
+    assert [(o.metadata.namespace, o.metadata.name) for o in ordered] == [
+        ("team-a", "a"),
+        ("team-a", "b"),
+        ("team-b", "a"),
+    ]
