@@ -8,7 +8,9 @@ variables turn any of them into a hunt:
   examples and the steps of each;
 - ``KRUISE_MACHINE_HUNT=1`` draws at random instead, skips shrinking and reports
   each distinct failure (a shrink of a machine driving real servers can run for
-  many minutes; a failure is shown with the steps of the example as it ran).
+  many minutes; a failure is shown with the steps of the example as it ran, and
+  with the ``@reproduce_failure`` line that replays it exactly: the steps alone
+  do not show the draws a rule makes with ``st.data()``).
 
 For instance ``KRUISE_MACHINE_HUNT=1 KRUISE_MACHINE_EXAMPLES=200 pytest
 tests/cluster/test_sandboxclaim_machine.py``.
@@ -41,5 +43,6 @@ def machine_settings(examples: int, steps: int, *, shrink: bool = True) -> setti
         derandomize=not hunting,
         suppress_health_check=list(HealthCheck),
         report_multiple_bugs=hunting,
+        print_blob=hunting,
         phases=phases,
     )
