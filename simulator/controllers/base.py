@@ -81,9 +81,12 @@ class Reconciler(Generic[K]):
                 ctx.record(
                     f"{self.stall_name}.reconcile_error", f"{_fmt(key)} {err.code} {err.reason}"
                 )
-            self.queue.done(key)
+            # The requeue first, then Done, as controller-runtime's reconcileHandler and
+            # the Done it defers: an immediate requeue of a key a watch event added during
+            # the reconcile is one more reconcile, not two (Done hands the key on once).
             if delay is not None:
                 self.queue.add_after(key, delay)
+            self.queue.done(key)
 
     def _honour_stall(self) -> Op:
         # Until the stall's window closes or it is cleared, whichever is first.

@@ -1,13 +1,17 @@
-"""The work queue's delayed adds (client-go's delaying queue)."""
+"""The work queue's delayed adds (client-go's delaying queue), and how a controller's workers use it."""
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import simpy
 
+from simulator.context import SimContext
+from simulator.controllers.base import Reconciler
+from simulator.profile import get_profile
 from simulator.workqueue import WorkQueue
 
 
@@ -168,3 +172,44 @@ def test_a_key_added_while_a_worker_has_it_waits_for_that_worker_and_comes_once(
     q.add("a")
     env.run(until=100)
     assert [(t, key) for t, _, key in seen] == [(0, "a"), (10, "a")]
+
+
+class _Held(Reconciler[str]):
+    """A controller whose reconciles wait for the test to end them with a requeue delay."""
+
+    stall_name: ClassVar[str] = "held"
+
+    def __init__(self, ctx: SimContext) -> None:
+        super().__init__(ctx)
+        self.ends: dict[str, simpy.Event] = {}
+        self.reconciled: list[tuple[float, str]] = []
+
+    def _reconcile(self, key: str) -> Generator[simpy.Event, Any, Any]:
+        self.reconciled.append((self.ctx.env.now, key))
+        end = self.ends[key] = self.ctx.env.event()
+        delay = yield end
+        return delay
+
+
+@pytest.mark.parametrize("requeue", [0.0, None])
+def test_an_immediate_requeue_merges_with_an_add_made_during_the_reconcile(
+    requeue: float | None,
+) -> None:
+    """As controller-runtime, which adds the requeue before the deferred ``Done``: a key
+    a watch event added while it was reconciled, whose reconcile then asks to be requeued
+    at once (``Requeue``, ``RequeueAfter: 0``), is reconciled once more, not twice, even
+    with a worker free to take it at the ``Done``; as it is without the requeue."""
+    profile = get_profile("openkruise-head").with_overrides(latencies={"controller.reconcile": 0})
+    ctx = SimContext(seed=0, profile=profile)
+    env = ctx.env
+    ctl = _Held(ctx)
+    ctl.start_workers(2)
+    ctl.queue.add("a")
+    env.run(until=1)
+    ctl.queue.add("a")  # a watch event during the reconcile
+    ctl.ends["a"].succeed(requeue)
+    env.run(until=2)
+    ctl.ends["a"].succeed(None)
+    env.run(until=3)
+    assert ctl.reconciled == [(0, "a"), (1, "a")]
+    assert "a" not in ctl.queue._dirty
