@@ -8,7 +8,7 @@ change nothing), with a watch lag it sets between writes (long, short, none),
 or all) and time passing. Two :class:`~simulator.informer.Informer` caches are
 registered from the start with secondary indexes and event handlers; a third is
 registered late (it lists the store, then watches) and given an index over what
-it already holds. The indexes' rebuild threshold is lowered so that the machine
+it already holds; its watch may close again (``unregister``). The indexes' rebuild threshold is lowered so that the machine
 reaches it.
 
 The model is a shared informer (client-go ``sharedIndexInformer`` over a
@@ -126,6 +126,8 @@ class Cache:
     seen: list[Seen] = field(default_factory=list)
     buckets: dict[str, dict[str, dict[ObjKey, None]]] = field(default_factory=dict)
     """Per index, the model's buckets in their documented order."""
+    closed: bool = False
+    """Unregistered: its watch closed, no event sent after reaches it."""
 
 
 class InformerMachine(RuleBasedStateMachine):
@@ -201,6 +203,8 @@ class InformerMachine(RuleBasedStateMachine):
 
     def _sent(self, event_type: str, key: ObjKey, rv: int) -> None:
         for cache in self.caches.values():
+            if cache.closed:
+                continue
             cache.sent.append(Sent(event_type, key, rv, self.env.now, self.lag))
 
     def _settle(self) -> None:
@@ -302,6 +306,15 @@ class InformerMachine(RuleBasedStateMachine):
         assert {k: _rv(o) for k, o in late.items()} == stored  # listed at once
         self._settle()
 
+    @precondition(lambda self: LATE in self.caches and not self.caches[LATE].closed)
+    @rule()
+    def unregister_late(self) -> None:
+        """The late component's watch closes: the events under way still reach it, no later
+        one does."""
+        cache = self.caches[LATE]
+        self.api.unregister(cache.informer)
+        cache.closed = True
+
     @rule()
     def quiesce(self) -> None:
         """Every fault cleared and the lag waited out: each cache holds the store."""
@@ -311,6 +324,8 @@ class InformerMachine(RuleBasedStateMachine):
         stored = {k: _rv(o) for k, o in self.api._objects.get(KIND, {}).items()}
         for name, cache in self.caches.items():
             assert len(cache.seen) == len(cache.sent), name
+            if cache.closed:
+                continue
             cached = {k: _rv(o) for k, o in cache.informer.objects(KIND).items()}
             assert cached == stored, name
 
