@@ -25,7 +25,9 @@
 * one **kubelet** per node, with its own API client, running bound pods. A pod
   bound without the scheduler (``spec.nodeName`` at creation) is admitted
   first: one that does not fit beside the node's pods fails with reason
-  ``OutOfpods``, ``OutOfcpu`` or ``OutOfmemory`` and is not charged. Then
+  ``OutOfpods``, ``OutOfcpu`` or ``OutOfmemory`` and is not charged; so is a pod the
+  scheduler placed whose requests changed before its kubelet took it (resized while
+  its binding was under way: the kubelet admits the pod it is given). Then
   ``pod.create`` (the pod sandbox, which gets an IP), the image pull
   (``image.pull`` the first time the node pulls an image, ``image.pull_cached``
   after; one download at a time per node unless ``serialize_image_pulls`` is
@@ -1141,6 +1143,9 @@ class Nodes:
         self._stale = False
         """Whether an unschedulable pod may have changed since it last failed (:meth:`_recheck`)."""
         self._placed: dict[str, str] = {}
+        self._reserved_from: dict[str, Any] = {}
+        """The containers list each pod placed and not yet taken by its kubelet had when the
+        scheduler read its requests (see :meth:`_readmit_if_resized`)."""
         self._marked: dict[str, str] = {}
         """The Unschedulable message last written to each pod, by uid."""
         self._messages: dict[Shape, str] = {}
@@ -1287,6 +1292,7 @@ class Nodes:
         self._release(uid)
 
     def _release(self, uid: str) -> None:
+        self._reserved_from.pop(uid, None)
         name = self._placed.pop(uid, None)
         if name is None:
             return
@@ -1659,7 +1665,8 @@ class Nodes:
             self._messages.clear()
         node.reserve(uid, ask)
         self._placed[uid] = node.name
-        self._asks.pop(uid, None)
+        got = self._asks.pop(uid, None)
+        self._reserved_from[uid] = None if got is None else got[0]
         self.ctx.env.process(self._bind(key, uid, node.name))
 
     def _bind(self, key: ObjKey, uid: str, node_name: str) -> Op:
@@ -1818,6 +1825,8 @@ class Nodes:
             # Bound by someone other than this scheduler (nodeName at creation): the
             # kubelet admits it only if it fits beside the pods the node holds.
             self._admit(node, run)
+        else:
+            self._readmit_if_resized(node, run)
         if terminating:
             self._begin_termination(node, run)
         elif not run.dead:
@@ -1846,6 +1855,34 @@ class Nodes:
         self.ctx.record("kubelet.rejected", f"{ns}/{name} node={node.name} reason={reason}")
         if pod.metadata.deletion_timestamp is None:
             self.ctx.env.process(self._fail_pod(node.client, pod, reason, message))
+
+    def _readmit_if_resized(self, node: _Node, run: _PodRun) -> None:
+        """Admit again a pod the scheduler placed whose requests changed before its kubelet
+        took it (resized between the scheduling and the binding's watch event).
+
+        The scheduler reserved the requests it read; the kubelet admits the pod it is given
+        (upstream's admits every pod, with its spec, and allocates it that) and the
+        scheduler's cache takes the bound pod's spec: the reservation is given back and the
+        pod admitted with its requests now, or refused (``OutOfcpu``...) if they no longer
+        fit beside the node's other pods.
+        """
+        if self._reserved_from.pop(run.uid, None) is run.containers:
+            return  # the containers list the reservation was read from (never changed in place)
+        try:
+            ask = _requests(run.pod)
+        except ValueError:
+            return
+        if node.alloc.get(run.uid) == (ask.cpu, ask.memory) and (
+            node.scalar_alloc.get(run.uid, ()) == ask.scalars
+        ):
+            return
+        before = node.charge(run.uid)
+        del self._placed[run.uid]
+        node.free(run.uid)
+        self._admit(node, run)
+        after = node.charge(run.uid)
+        if after[0] < before[0] or after[1] < before[1]:
+            self._room_freed(node)
 
     def _hold(self, node: _Node, run: _PodRun) -> None:
         """Charge the pod's new requests to the scheduler until the kubelet carries them out.
@@ -2845,6 +2882,7 @@ class Nodes:
         runs = list(node.runs.values())
         for uid in node.alloc:
             self._placed.pop(uid, None)
+            self._reserved_from.pop(uid, None)
         node.reset()
         for run in runs:
             self._stop(run)

@@ -312,6 +312,46 @@ def test_an_infeasible_resize_is_charged_only_its_allocation() -> None:
     assert allocated(nodes) == [(1000, GI), (2000, GI), (5000, GI)]
 
 
+def placed_not_bound(world: World, nodes: Nodes, name: str) -> None:
+    """Run until the scheduler has placed pod ``name`` (it looked at the node and reserved
+    it: nothing is pending) and before its binding lands (no ``nodeName`` yet)."""
+    looked = nodes.nodes_looked
+    run_until(world, lambda: nodes.nodes_looked > looked and nodes.pending_pods() == 0)
+    assert bound_to(world, name) is None
+
+
+def test_a_resize_between_scheduling_and_binding_is_charged_its_new_requests() -> None:
+    """A pod whose requests change after the scheduler reserved room for it, before its
+    kubelet took it, holds its new requests: the kubelet admits the pod it is given (as
+    upstream's admits every pod with its spec), and the scheduler's charge follows the
+    bound pod. A pod that no longer fits beside it stays pending; the node is never
+    over-committed."""
+    world, nodes = make([NodeSpec(name="a", cpu="2")])
+    resizable(world, "a1", "500m")
+    placed_not_bound(world, nodes, "a1")
+    resize(world, "a1", 0, "requests", "cpu", "1500m")
+    run_until(world, lambda: running(world, "a1"))
+    assert allocated(nodes) == [(1500, GI)]
+    resizable(world, "b1", "1")
+    settle(world, 60)
+    assert bound_to(world, "b1") is None and nodes.pending_pods() == 1
+    assert allocated(nodes) == [(1500, GI)]
+
+
+def test_a_resize_between_scheduling_and_binding_that_no_longer_fits_is_rejected() -> None:
+    """The kubelet's admission of the resized pod refuses it (``OutOfcpu``) when its new
+    requests do not fit beside the node's other pods; its reservation is given back."""
+    world, nodes = make([NodeSpec(name="a", cpu="2")])
+    resizable(world, "a1", "1")
+    run_until(world, lambda: running(world, "a1"))
+    resizable(world, "b1", "500m")
+    placed_not_bound(world, nodes, "b1")
+    resize(world, "b1", 0, "requests", "cpu", "1500m")
+    settle(world)
+    assert phase(world, "b1") == ("Failed", "OutOfcpu")
+    assert allocated(nodes) == [(1000, GI)]
+
+
 def test_a_memory_resize_is_carried_out_and_charged() -> None:
     """Memory moves in place as CPU does: the node's allocation follows, no restart, and a
     pod that no longer fits beside it waits."""
