@@ -17,8 +17,8 @@
   (the scheduler's *assumed pod*) and binds in a background step:
   ``scheduler.bind`` latency, then a write of ``spec.nodeName``. A pod that
   fits nowhere stays Pending with ``PodScheduled=False/Unschedulable`` and is
-  retried when a pod frees resources or a node is added or comes back, in the
-  order pods became unschedulable. A retry tries the first waiting pod of each
+  retried when a pod frees resources, a node is added or comes back, or a
+  waiting pod's requests change (resized), in the order pods became unschedulable. A retry tries the first waiting pod of each
   request shape (requests, nodeSelector), the next of that shape only once one
   was placed: the decisions of trying them all, at a cost that does not grow
   with the number of pods pending;
@@ -1391,10 +1391,13 @@ class Nodes:
         A retry in place (:meth:`_retry_in_place`) trusts each pod to be what
         it was when it last failed: the same pod (uid), not terminal, asking
         for the same shape. Any other change (labels, a status write) is not
-        looked at by the scheduler.
+        looked at by the scheduler. A pod asking for another shape (resized) is
+        tried again now, as kube-scheduler moves an unschedulable pod whose
+        requests go down back to its active queue (``UpdatePodScaleDown``): it
+        may fit where it did not, though no room grew.
         """
-        if self._stale:
-            return
+        if self._stale and self._retry:
+            return  # every unschedulable pod is tried again anyway, as it is now
         if (pod.metadata.uid or "") != waiting.uid or _is_terminal(pod):
             self._stale = True
             return
@@ -1406,6 +1409,7 @@ class Nodes:
         selector = pod.spec.get("nodeSelector")
         if _shape(ask, selector if isinstance(selector, dict) else None) != waiting.shape:
             self._stale = True
+            self._retry_unschedulable()
 
     def _requeue_all(self) -> None:
         """Move every unschedulable pod back to the end of the queue, in order."""

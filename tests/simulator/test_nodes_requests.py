@@ -352,6 +352,39 @@ def test_a_resize_between_scheduling_and_binding_that_no_longer_fits_is_rejected
     assert allocated(nodes) == [(1000, GI)]
 
 
+def test_a_pending_pod_resized_to_fit_is_placed_at_once() -> None:
+    """A pod that fits no node is tried again when its own requests go down, as
+    kube-scheduler moves an unschedulable pod whose requests shrink back to its active
+    queue (``UpdatePodScaleDown``): it does not wait for another pod to free room."""
+    world, nodes = make([NodeSpec(name="a", cpu="2")])
+    resizable(world, "big", "1500m")
+    run_until(world, lambda: running(world, "big"))
+    resizable(world, "waits", "1")
+    settle(world)
+    assert bound_to(world, "waits") is None and nodes.pending_pods() == 1
+    resize(world, "waits", 0, "requests", "cpu", "500m")
+    run_until(world, lambda: running(world, "waits"), limit=world.ctx.now() + 10)
+    assert allocated(nodes) == [(500, GI), (1500, GI)]
+
+
+def test_pending_pods_of_one_shape_are_tried_again_when_one_of_them_shrinks() -> None:
+    """The shrunk pod is placed; the others of its former shape, which still fit nowhere,
+    keep waiting in their order, and the first of them takes the next room freed."""
+    world, nodes = make([NodeSpec(name="a", cpu="2")])
+    resizable(world, "big", "1500m")
+    run_until(world, lambda: running(world, "big"))
+    for name in ("w1", "w2", "w3"):
+        resizable(world, name, "1")
+    settle(world)
+    resize(world, "w2", 0, "requests", "cpu", "500m")
+    run_until(world, lambda: running(world, "w2"), limit=world.ctx.now() + 10)
+    assert (bound_to(world, "w1"), bound_to(world, "w3")) == (None, None)
+    assert nodes.pending_pods() == 2
+    world.api.commit_delete("Pod", "default", "big")
+    run_until(world, lambda: running(world, "w1"), limit=world.ctx.now() + 10)
+    assert bound_to(world, "w3") is None
+
+
 def test_a_memory_resize_is_carried_out_and_charged() -> None:
     """Memory moves in place as CPU does: the node's allocation follows, no restart, and a
     pod that no longer fits beside it waits."""
