@@ -661,17 +661,23 @@ class NodesMachine(RuleBasedStateMachine):
     def _holding(self, pod: Pod) -> bool:
         """Whether ``pod`` holds room on its node (the model's kubelet).
 
-        A pod created with a ``nodeName`` holds it once its kubelet admitted it (it saw
-        the pod a watch lag after its creation), unless it refused it (``Failed``).
+        A pod holds it once its kubelet admitted it (it saw the pod a watch lag after its
+        binding, or its creation with a ``nodeName``), unless it refused it (``Failed``:
+        a pod resized while its binding was under way may no longer fit).
         """
         if not pod.spec.get("nodeName") or pod.status.phase in TERMINAL:
             return False
-        plan = self._plan(pod.metadata.name)
+        name = pod.metadata.name
+        plan = self._plan(name)
         if plan is not None and plan.node_name is not None:
             node = self.nodes.get(plan.node_name)
             if node is None or self.now < max(plan.created, node.added) + ADMITTED_S:
                 return False
-        return pod.metadata.name not in self.stopped
+        else:
+            bound = self.bound_at.get(name)
+            if bound is None or self.now < bound[0] + ADMITTED_S:
+                return False
+        return name not in self.stopped
 
     def _usage(
         self, *, scheduler: bool = False, settled: bool = False
