@@ -421,6 +421,10 @@ class NodesMachine(RuleBasedStateMachine):
         names = self._bare_pods()
         if not names:
             return
+        bound = [n for n in names if (self._stored(n) or Pod()).spec.get("nodeName")]
+        bound_first: int = data.draw(st.integers(0, 3), label="bound first")
+        if bound and bound_first:
+            names = bound  # mostly one that holds room a pending pod may wait for
         name = data.draw(st.sampled_from(names), label="pod")
         self.cluster.delete("Pod", name)
         self.deleted_at[name] = self.now
@@ -428,23 +432,37 @@ class NodesMachine(RuleBasedStateMachine):
 
     @rule(
         data=st.data(),
-        cpu=st.sampled_from((100, 250, 500, 1000, 1500, 3000, 6000)),
-        mem=st.sampled_from((64, 256, 512, 1024, 3072, 8192)),
+        cpu=st.sampled_from((0.1, 0.25, 0.4, 0.6, 0.8, 1.0, 1.5)),
+        mem=st.sampled_from((0.1, 0.25, 0.4, 0.6, 0.8, 1.0, 1.5)),
     )
-    def resize_pod(self, data: st.DataObject, cpu: int, mem: int) -> None:
-        """A bare pod's first container asks for other CPU and memory (an in-place resize,
-        or new requests for a pod not placed yet); one the API server refuses changes
-        nothing (a QoS class change, a request above its limit)."""
-        names = self._bare_pods()
+    def resize_pod(self, data: st.DataObject, cpu: float, mem: float) -> None:
+        """A bare pod's first container asks for other CPU and memory, drawn as shares of
+        its node's (the first node's for a pod not placed): an in-place resize that fits,
+        waits for room or can never fit, or new requests for a pod not placed yet; one the
+        API server refuses changes nothing (a QoS class change, a request above its limit)."""
+        stored = {n: self._stored(n) or Pod() for n in self._bare_pods()}
+        names = [n for n, p in stored.items() if p.status.phase not in TERMINAL]
         if not names:
             return
+        usage = self._usage()
+        crowded = [
+            n for n in names if usage.get(stored[n].spec.get("nodeName") or "", [0] * 3)[2] > 1
+        ]
+        crowded_first: bool = data.draw(st.booleans(), label="crowded first")
+        if crowded and crowded_first:
+            names = crowded  # one beside others, whose resize up may have to wait for room
         name = data.draw(st.sampled_from(names), label="pod")
         plan = self.pods[name]
         main, second, inits = self.shapes[name]
         if main.cpu is None and main.mem is None:
             return
+        where = str((self._stored(name) or Pod()).spec.get("nodeName") or "")
+        node = self.nodes.get(where) or next(iter(self.nodes.values()))
+        millis, mebis = max(int(node.cpu * cpu), 1), max(int((node.mem >> 20) * mem), 1)
         new = Ask(
-            cpu if main.cpu is not None else None, mem if main.mem is not None else None, main.form
+            millis if main.cpu is not None else None,
+            mebis if main.mem is not None else None,
+            main.form,
         )
         assert plan.manifest is not None
         manifest = deep_copy(plan.manifest)
