@@ -18,8 +18,9 @@
   ``scheduler.bind`` latency, then a write of ``spec.nodeName``. A pod that
   fits nowhere stays Pending with ``PodScheduled=False/Unschedulable`` and is
   retried when a pod frees resources, a node is added or comes back, or a
-  waiting pod's requests change (resized), in the order pods became unschedulable. A retry tries the first waiting pod of each
-  request shape (requests, nodeSelector), the next of that shape only once one
+  waiting pod's requests change (resized), in the order pods became
+  unschedulable. A retry tries the first waiting pod of each request shape
+  (requests, nodeSelector), the next of that shape only once one
   was placed: the decisions of trying them all, at a cost that does not grow
   with the number of pods pending;
 * one **kubelet** per node, with its own API client, running bound pods. A pod
