@@ -184,7 +184,7 @@ def _parse(
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as exc:
-        path, reason = first_problem(exc.errors(), _field_names())
+        path, reason = first_problem(exc.errors(), _field_names(), Scenario)
         raise ScenarioError(source, path, reason, line=line_of(root, path)) from None
     # Overrides (and the sweep checked below) read a changed trace file from here too.
     scenario._base_dir = base_dir

@@ -9,13 +9,22 @@ reason in plain words; :func:`line_of` finds the YAML line of a path.
 from __future__ import annotations
 
 import re
+import types
+import typing
 from collections.abc import Sequence
+from typing import Annotated, Any, Literal, Union
 
 import yaml
+from pydantic import BaseModel
 from pydantic_core import ErrorDetails
 
 from pytest_kruise_agents.api.problems import format_path as api_format_path
-from pytest_kruise_agents.api.problems import kind_and_value, reason, type_word
+from pytest_kruise_agents.api.problems import (
+    kind_and_value,
+    reason,
+    type_word,
+    unknown_field_reason,
+)
 from simulator.planning.errors import FieldError, PathError
 
 __all__ = ["first_problem", "format_path", "line_of"]
@@ -44,7 +53,68 @@ def format_path(loc: Sequence[int | str]) -> str:
     return api_format_path(loc, quote_keys=True)
 
 
-def _reason(error: ErrorDetails, known: Sequence[str]) -> str:
+def _members(annotation: Any) -> list[Any]:
+    """The types an annotation allows: ``Annotated`` unwrapped, a union split."""
+    while typing.get_origin(annotation) is Annotated:
+        annotation = typing.get_args(annotation)[0]
+    if typing.get_origin(annotation) in (Union, types.UnionType):
+        return [m for arg in typing.get_args(annotation) for m in _members(arg)]
+    return [annotation]
+
+
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def _tag_of(model: type[BaseModel]) -> object:
+    """The ``kind`` a member of a tagged union answers to (``poisson``), if it has one."""
+    kind = model.model_fields.get("kind")
+    if kind is None or typing.get_origin(kind.annotation) is not Literal:
+        return None
+    return typing.get_args(kind.annotation)[0]
+
+
+def section_fields(model: type[BaseModel], loc: Sequence[int | str]) -> list[str] | None:
+    """The field names of the section at pydantic location ``loc`` under ``model``.
+
+    ``None`` when ``loc`` leads to no model (a mapping of free keys, say):
+    a typo's suggestion is then taken from every field name.
+    """
+    current: list[Any] = [model]
+    for part in loc:
+        found: list[Any] = []
+        for annotation in current:
+            for member in _members(annotation):
+                origin = typing.get_origin(member)
+                if _is_model(member):
+                    fields = member.model_fields
+                    if isinstance(part, str) and part in fields:
+                        found.append(fields[part].annotation)
+                    elif _tag_of(member) == part:
+                        found.append(member)  # the arrival kind pydantic puts in the location
+                elif origin is list and isinstance(part, int):
+                    found.append(typing.get_args(member)[0])
+                elif origin is dict and isinstance(part, str):
+                    found.append(typing.get_args(member)[1])
+        if not found and isinstance(part, str) and _UNION_PARTS.match(part):
+            continue  # a union member's label (``list[NodeGroup]``): the same section
+        if not found:
+            return None
+        current = found
+    models = [m for a in current for m in _members(a) if _is_model(m)]
+    if not models:
+        return None
+    return sorted({name for m in models for name in m.model_fields})
+
+
+def _reason(error: ErrorDetails, known: Sequence[str], model: type[BaseModel] | None = None) -> str:
+    if error["type"] == "extra_forbidden" and model is not None:
+        name = str(error["loc"][-1]) if error["loc"] else ""
+        here = section_fields(model, error["loc"][:-1])
+        if here is not None and name not in known:
+            # Suggest a field of this section: one of another section would be
+            # refused here too ("did you mean 'replicas'?" in a workload).
+            return unknown_field_reason(name, here)
     if error["type"] == "union_tag_not_found":
         return f"required value: 'kind' (one of {', '.join(sorted(_ARRIVAL_KINDS))})"
     word = type_word(error["type"], mapping_word=_MAPPING)
@@ -53,10 +123,16 @@ def _reason(error: ErrorDetails, known: Sequence[str]) -> str:
     return reason(error, mapping_word=_MAPPING, known=known)
 
 
-def first_problem(errors: list[ErrorDetails], known: Sequence[str] = ()) -> tuple[str, str]:
+def first_problem(
+    errors: list[ErrorDetails],
+    known: Sequence[str] = (),
+    model: type[BaseModel] | None = None,
+) -> tuple[str, str]:
     """The one problem to report, as (path, reason): a typo first, else the most specific location.
 
-    ``known`` lists the field names a typo is compared with for a suggestion.
+    ``known`` lists every field name: a typo of one of another section is said
+    to be there. ``model``, the model validated, gives the fields of the typo's
+    own section, among which its suggestion is found (among ``known`` without it).
     """
     for e in errors:
         err = (e.get("ctx") or {}).get("error")
@@ -66,7 +142,7 @@ def first_problem(errors: list[ErrorDetails], known: Sequence[str] = ()) -> tupl
             return format_path([*_clean_loc(e["loc"]), *err.field]), err.reason
     typos = [e for e in errors if e["type"] == "extra_forbidden"]
     if typos:
-        return format_path(_clean_loc(typos[0]["loc"])), _reason(typos[0], known)
+        return format_path(_clean_loc(typos[0]["loc"])), _reason(typos[0], known, model)
     cleaned = [(_clean_loc(e["loc"]), e) for e in errors]
     depth = max(len(loc) for loc, _ in cleaned)
     deepest = [(loc, e) for loc, e in cleaned if len(loc) == depth]

@@ -1,0 +1,304 @@
+"""Scenario files drawn by Hypothesis: every bad one is one clear error, every good one runs.
+
+A valid scenario is changed at one or two of its fields (a value of any kind:
+text, numbers huge and tiny, NaN, lists, mappings, YAML's odd scalars) and read
+as YAML text and as a mapping. Whatever is drawn, reading it either gives a
+:class:`Scenario` or raises one :class:`ScenarioError` that names a field path
+and a reason in plain words (no pydantic wording, no other exception). A
+typo's suggestion names a field of the typo's own section. The examples are
+derandomized (the same every run); ``KRUISE_MACHINE_HUNT=1`` and
+``KRUISE_MACHINE_EXAMPLES`` (see ``tests/machines.py``) turn the properties
+into a hunt.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import math
+import re
+from typing import Any
+
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import BaseModel
+
+from simulator.planning.arrivals import PoissonArrivals
+from simulator.planning.errors import ScenarioError
+from simulator.planning.loading import parse_scenario
+from simulator.planning.messages import line_of
+from simulator.planning.scenario import (
+    ClaimSpec,
+    ClusterSpec,
+    FaultSpec,
+    Goals,
+    PoolSpec,
+    Scenario,
+    WorkloadSpec,
+)
+from tests.machines import machine_settings
+
+BASE: dict[str, Any] = {
+    "name": "fuzz",
+    "seed": 1,
+    "replications": 1,
+    "duration": 20,
+    "warmup": 2,
+    "cluster": {"nodes": 2, "profile": "openkruise-head"},
+    "pools": [{"name": "base", "replicas": 2}],
+    "workloads": [
+        {
+            "template": "base",
+            "arrivals": {"kind": "poisson", "rate": 1},
+            "hold": "exp(5s)",
+            "claim": {"path": "e2b"},
+        }
+    ],
+    "faults": [{"kind": "node_loss", "start": 5, "duration": 5, "selector": {"node": "node-2"}}],
+    "goals": {"slo": "p99<1s", "max_cold": "5%"},
+    "sweep": {"pools.base.replicas": [1, 2]},
+}
+"""A small valid scenario: two nodes, one pool, Poisson claims, a node loss, goals, a sweep."""
+
+Path = tuple[str | int, ...]
+
+FIELDS: list[Path] = [
+    ("name",),
+    ("description",),
+    ("seed",),
+    ("replications",),
+    ("duration",),
+    ("warmup",),
+    ("drain",),
+    ("sample_interval",),
+    ("claims_csv",),
+    ("cluster",),
+    ("cluster", "profile"),
+    ("cluster", "nodes"),
+    ("cluster", "latencies"),
+    ("cluster", "latencies", "image.pull"),
+    ("cluster", "knobs", "create_qps"),
+    ("pools", 0),
+    ("pools", 0, "name"),
+    ("pools", 0, "replicas"),
+    ("pools", 0, "cpu"),
+    ("pools", 0, "memory"),
+    ("pools", 0, "image"),
+    ("pools", 0, "runtimes"),
+    ("pools", 0, "cpu_limit"),
+    ("workloads", 0, "template"),
+    ("workloads", 0, "hold"),
+    ("workloads", 0, "user"),
+    ("workloads", 0, "arrivals"),
+    ("workloads", 0, "arrivals", "kind"),
+    ("workloads", 0, "arrivals", "rate"),
+    ("workloads", 0, "claim", "path"),
+    ("workloads", 0, "claim", "create_on_no_stock"),
+    ("workloads", 0, "claim", "claim_timeout"),
+    ("workloads", 0, "claim", "timeout"),
+    ("workloads", 0, "claim", "replicas"),
+    ("workloads", 0, "claim", "csi_mounts"),
+    ("workloads", 0, "claim", "metadata"),
+    ("faults", 0, "kind"),
+    ("faults", 0, "start"),
+    ("faults", 0, "duration"),
+    ("faults", 0, "probability"),
+    ("faults", 0, "selector"),
+    ("faults", 0, "latency"),
+    ("faults", 0, "count"),
+    ("goals", "slo"),
+    ("goals", "max_cold"),
+    ("goals", "max_failed"),
+    ("sweep", "pools.base.replicas"),
+    ("sweep", "duration"),
+    ("sweep", "workloads[0].arrivals.rate"),
+]
+"""Fields of :data:`BASE` a draw may change (or add: ``sample_interval``, ``drain``, ...)."""
+
+ODD_TEXT = [
+    "", " ", "0", "-1", "1e309", "nan", "inf", "1s", "0s", "-5s", "5m", "1h30m", "1:30",
+    "300/min", "0/min", "-3/s", "3/x", "exp(1s)", "exp(-1s)", "uniform(2s, 1s)", "forever",
+    "y", "n", "on", "~", "null", "p99<1s", "p100<1s", "p99<0s", "1%", "100%", "-1%",
+    "openkruise-v0.3.0", "nope", "base", "node-1", "poisson", "diurnal", "trace",
+    "sandboxclaim", "500m", "1Gi", "-1Gi", "0x10", "1_000", ".5", "1e-320", "é",
+]  # fmt: skip
+"""Text that means something somewhere in a scenario, or nearly does."""
+
+values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**20), 10**20),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from(ODD_TEXT),
+    st.text(max_size=5),
+    st.lists(st.integers(-3, 3), max_size=3),
+    st.dictionaries(st.sampled_from(["a", "kind", "rate", "name", "at"]), st.integers(-2, 2)),
+)
+
+PYDANTIC_WORDS = re.compile(
+    r"Value error|Input should|input_value|input_type|type=|errors\.pydantic|Traceback|<class"
+)
+"""Wording of pydantic or of Python, which a scenario's author should never read."""
+
+
+def _set(data: dict[str, Any], path: Path, value: Any) -> bool:
+    """Set the field at ``path`` (a missing mapping on the way is added); False if an
+    earlier change put something else than a mapping or list on the way."""
+    node: Any = data
+    for part in path[:-1]:
+        if isinstance(node, dict) and isinstance(part, str):
+            node = node.setdefault(part, {})
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+        else:
+            return False
+    if isinstance(node, dict) or (isinstance(node, list) and isinstance(path[-1], int)):
+        node[path[-1]] = value  # type: ignore[index]
+        return True
+    return False
+
+
+def _dotted(path: Path) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out
+
+
+def _read(data: dict[str, Any], as_yaml: bool) -> tuple[Scenario | None, ScenarioError | None]:
+    source: str | dict[str, Any] = yaml.safe_dump(data, allow_unicode=True) if as_yaml else data
+    try:
+        return parse_scenario(source, source="fuzz.yaml"), None
+    except ScenarioError as exc:
+        return None, exc
+
+
+@machine_settings(300, 1)
+@given(
+    changes=st.lists(st.tuples(st.sampled_from(FIELDS), values), min_size=1, max_size=2),
+    as_yaml=st.booleans(),
+)
+def test_any_scenario_is_read_or_refused_with_one_clear_error(
+    changes: list[tuple[Path, Any]], as_yaml: bool
+) -> None:
+    """Whatever a field holds, reading the file gives a scenario or one ``ScenarioError``.
+
+    The error names the file, a field path, and a reason without pydantic's words; when the
+    path is the field changed, its line (YAML text) is that field's line in the file.
+    """
+    data = copy.deepcopy(BASE)
+    for path, value in changes:
+        if not _set(data, path, value):
+            return
+    scenario, error = _read(data, as_yaml)
+    if error is None:
+        assert scenario is not None
+        return
+    text = str(error)
+    assert text.startswith("fuzz.yaml"), text
+    assert error.reason.strip(), text
+    assert not PYDANTIC_WORDS.search(text), text
+    if len(changes) == 1 and error.path == _dotted(changes[0][0]) and as_yaml:
+        root = yaml.compose(yaml.safe_dump(data, allow_unicode=True))
+        assert error.line == line_of(root, error.path), text
+
+
+SECTIONS: dict[Path, type[BaseModel]] = {
+    (): Scenario,
+    ("cluster",): ClusterSpec,
+    ("pools", 0): PoolSpec,
+    ("workloads", 0): WorkloadSpec,
+    ("workloads", 0, "arrivals"): PoissonArrivals,
+    ("workloads", 0, "claim"): ClaimSpec,
+    ("faults", 0): FaultSpec,
+    ("goals",): Goals,
+}
+"""The sections of :data:`BASE` that are models (unknown keys are refused there)."""
+
+
+def _fields_of(section: Path) -> list[str]:
+    """The fields the section at ``section`` of :data:`BASE` accepts, as its model says."""
+    return sorted(SECTIONS[section].model_fields)
+
+
+ALL_FIELDS = sorted({name for model in SECTIONS.values() for name in model.model_fields})
+
+
+@st.composite
+def typos(draw: st.DrawFn) -> tuple[Path, str]:
+    """A section and a key one edit away from a field of any section (a likely typo)."""
+    section = draw(st.sampled_from(sorted(SECTIONS, key=len)))
+    word = draw(st.sampled_from(ALL_FIELDS))
+    i = draw(st.integers(0, len(word)))
+    edit = draw(st.sampled_from(["drop", "add", "swap"]))
+    if edit == "drop" and len(word) > 1 and i < len(word):
+        key = word[:i] + word[i + 1 :]
+    elif edit == "swap" and i + 1 < len(word):
+        key = word[:i] + word[i + 1] + word[i] + word[i + 2 :]
+    else:
+        key = word[:i] + draw(st.sampled_from("aeiosx_")) + word[i:]
+    return section, key
+
+
+@machine_settings(150, 1)
+@given(typo=typos())
+def test_a_typo_is_refused_and_its_suggestion_is_a_field_of_its_section(
+    typo: tuple[Path, str],
+) -> None:
+    """An unknown key is refused by its path; the field "did you mean" names is valid there.
+
+    Suggested from every field of the file, ``replica`` in a workload read "did you mean
+    'replicas'?", a field of ``claim``, which the workload then refused as "a field of
+    another section".
+    """
+    section, key = typo
+    here = _fields_of(section)
+    if key in here:
+        return  # the edit made another field of the section
+    data = copy.deepcopy(BASE)
+    node: Any = data
+    for part in section:
+        node = node[part]
+    node[key] = 1
+    _, error = _read(data, as_yaml=True)
+    assert error is not None
+    assert error.path == _dotted((*section, key)), str(error)
+    suggestion = re.fullmatch(r"unknown field \(did you mean '([^']+)'\?\)", error.reason)
+    if suggestion is not None:
+        assert suggestion.group(1) in here, str(error)
+    elif key not in ALL_FIELDS:
+        assert error.reason == "unknown field", str(error)
+        assert not difflib.get_close_matches(key, here, n=1), str(error)
+    if key in ALL_FIELDS:
+        assert "a field of another section" in error.reason, str(error)
+
+
+def test_a_typo_next_to_a_field_of_another_section_suggests_none() -> None:
+    """``replica`` in a workload: no field of a workload is close, so no suggestion.
+
+    It used to say "did you mean 'replicas'?" (a field of ``claim``), which the workload
+    then refused in turn.
+    """
+    data = copy.deepcopy(BASE)
+    data["workloads"][0]["replica"] = 3
+    data["pools"][0]["templat"] = "base"
+    _, error = _read(data, as_yaml=True)
+    assert error is not None
+    assert (error.path, error.reason) == ("pools[0].templat", "unknown field")
+    del data["pools"][0]["templat"]
+    _, error = _read(data, as_yaml=True)
+    assert error is not None
+    assert (error.path, error.reason) == ("workloads[0].replica", "unknown field")
+    data["workloads"][0]["claim"]["replica"] = 3
+    del data["workloads"][0]["replica"]
+    _, error = _read(data, as_yaml=True)
+    assert error is not None
+    assert error.reason == "unknown field (did you mean 'replicas'?)"
+
+
+def test_the_base_scenario_is_valid() -> None:
+    """The scenario the draws change is itself valid (so a refusal is the change's)."""
+    scenario, error = _read(copy.deepcopy(BASE), as_yaml=True)
+    assert error is None and scenario is not None
+    assert math.isclose(scenario.horizon, 22.0)
