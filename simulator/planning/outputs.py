@@ -121,6 +121,7 @@ def check_out_dir(out_dir: Path, field: str = "--out") -> None:
     if out_dir.exists():
         if not out_dir.is_dir():
             raise PlanningError(f"{field}: {out_dir}: is a file, not a folder")
+        _check_names_free(out_dir, field)
         foreign = _not_a_runs(out_dir)
         if foreign:
             raise PlanningError(
@@ -148,6 +149,24 @@ def check_out_dir(out_dir: Path, field: str = "--out") -> None:
         for folder in reversed(created):
             with contextlib.suppress(OSError):
                 folder.rmdir()
+
+
+def _check_names_free(out_dir: Path, field: str = "--out") -> None:
+    """Raise :class:`PlanningError` if a name of :data:`OUTPUT_FILES` in ``out_dir`` is no file.
+
+    A folder there (``claims.csv/``) can be neither removed nor replaced: found only
+    while writing, after the runs, it would stop the write half-way through the
+    removal of an earlier run's files.
+    """
+    for name in OUTPUT_FILES:
+        path = out_dir / name
+        if path.exists() and not path.is_file():
+            raise PlanningError(
+                f"{field}: {out_dir}: {name} is a folder, not a file "
+                f"(a command writes its {name} there)"
+                if path.is_dir()
+                else f"{field}: {out_dir}: {name} is not a file (a command writes its {name} there)"
+            )
 
 
 def _not_a_runs(out_dir: Path) -> list[str]:
@@ -297,6 +316,8 @@ def write_outputs(
     """
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
+        # Checked again (the folder may have changed during the runs) before any removal.
+        _check_names_free(out_dir)
         for name in OUTPUT_FILES:
             (out_dir / name).unlink(missing_ok=True)
         files = [write_summary(out_dir, payload)]

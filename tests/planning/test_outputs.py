@@ -187,3 +187,29 @@ def test_an_unbounded_figure_is_null_in_summary_json(tmp_path: Path) -> None:
         "metrics": {"latency_p99_all": None, "runs": [1.5, None]}
     }
     assert "Infinity" not in path.read_text()
+
+
+@pytest.mark.parametrize("name", ["claims.csv", "report.html"])
+def test_an_output_name_taken_by_a_folder_is_refused_before_anything_is_removed(
+    tmp_path: Path, name: str
+) -> None:
+    """A folder named ``claims.csv`` beside an earlier run's files: refused by the check made
+    before the runs, and by the write too, which then removes none of the earlier run's files.
+
+    The write used to remove the earlier ``summary.json``, fail on the folder after the runs
+    (``cannot write the results: Is a directory``) and leave the earlier ``report.html``
+    alone, which the next command then refused as a file no run wrote.
+    """
+    write_outputs(tmp_path, {"command": "simulate", "points": []}, "<html>earlier</html>")
+    (tmp_path / name).unlink(missing_ok=True)
+    (tmp_path / name).mkdir()
+    before = sorted(p.name for p in tmp_path.iterdir())
+    why = (
+        rf"^--out: {tmp_path}: {name} is a folder, not a file \(a command writes its {name} there\)"
+    )
+    with pytest.raises(PlanningError, match=why):
+        check_out_dir(tmp_path)
+    with pytest.raises(PlanningError, match=why):
+        write_outputs(tmp_path, {"command": "simulate", "points": []}, "<html>new</html>")
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    assert json.loads((tmp_path / "summary.json").read_text())["command"] == "simulate"
