@@ -196,8 +196,9 @@ def _check_sweep(scenario: Scenario, source: str, root: yaml.Node | None) -> Non
     """Every value of the scenario's own sweep must make a valid scenario."""
     if not scenario.sweep:
         return
-    from simulator.planning.overrides import apply_overrides
+    from simulator.planning.overrides import apply_overrides, canonical_path
 
+    swept: dict[str, str] = {}
     for path, values in scenario.sweep.items():
         where = f"sweep[{path!r}]"
         if not values:
@@ -214,6 +215,18 @@ def _check_sweep(scenario: Scenario, source: str, root: yaml.Node | None) -> Non
                     f"value {value!r}: {exc.path}: {exc.reason}" if exc.path else str(exc.reason),
                     line=line_of(root, "sweep"),
                 ) from None
+        # pools.base.replicas and pools[0].replicas are one field: the values of the
+        # second would replace the first's in every point, as for two --set options.
+        field = canonical_path(scenario, path)
+        if field in swept:
+            raise ScenarioError(
+                source,
+                where,
+                f"{field} is already swept by sweep[{swept[field]!r}] (a sweep varies a "
+                "field once)",
+                line=line_of(root, where),
+            )
+        swept[field] = path
 
 
 def _not_utf8(exc: UnicodeDecodeError) -> str:

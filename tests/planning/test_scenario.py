@@ -957,6 +957,25 @@ def test_a_sweep_names_a_dotted_pool_in_brackets() -> None:
     assert scenario.sweep == {"pools[web.v2].replicas": [2, 4]}
 
 
+def test_a_sweep_varying_a_field_under_two_paths_is_refused_at_load() -> None:
+    """``pools.base.replicas`` and ``pools[0].replicas`` in one ``sweep``: one error, as for
+    two ``--set`` options; the second's values would replace the first's in every point.
+
+    It used to run both points at 3 replicas while the table and ``summary.json``
+    labelled them 1 and 2.
+    """
+    text = TINY + "sweep:\n  pools.base.replicas: [1, 2]\n  pools[0].replicas: [3]\n"
+    with pytest.raises(ScenarioError) as info:
+        parse_scenario(text, source="tiny.yaml")
+    assert str(info.value) == (
+        "tiny.yaml:16: sweep['pools[0].replicas']: pools[0].replicas is already swept by "
+        "sweep['pools.base.replicas'] (a sweep varies a field once)"
+    )
+    # Two fields of one item are two axes.
+    both = parse_scenario(TINY + "sweep: {pools.base.replicas: [1, 2], pools.base.cpu: [1]}\n")
+    assert list(both.sweep) == ["pools.base.replicas", "pools.base.cpu"]
+
+
 @pytest.mark.parametrize(
     ("path", "where", "reason"),
     [
