@@ -498,6 +498,28 @@ def _sweep_axes(base: Scenario, sets: Sequence[str]) -> list[Axis]:
     return axes
 
 
+def _check_options_not_swept(
+    base: Scenario, opts: RunOptions, axes: Sequence[Axis], named: Sequence[str]
+) -> None:
+    """Refuse ``--seed`` or ``--replications`` beside an axis of the same field.
+
+    Each point applies its axes after the options, so the option would be
+    replaced in every point, and never run.
+    """
+    options = {"seed": opts.seed, "replications": opts.replications}
+    for axis, name in zip(axes, named, strict=True):
+        try:
+            field = canonical_path(base, axis.path)
+        except PlanningError:
+            continue  # no such field: the grid names it
+        value = options.get(field)
+        if value is not None:
+            raise PlanningError(
+                f"--{field} {value}: {field} is already swept by {name} "
+                "(each point runs the swept values): give one or the other"
+            )
+
+
 def sweep_command(path: str, opts: RunOptions, console: Console | None = None) -> int:
     """``kruise-agents sweep``: every combination of the ``--set`` values, one table, comparative plots."""
     out_console, err = _consoles(console)
@@ -505,12 +527,15 @@ def sweep_command(path: str, opts: RunOptions, console: Console | None = None) -
         base = _load(path, RunOptions(seed=opts.seed, replications=opts.replications))
         if opts.sets:
             axes = _sweep_axes(base, opts.sets)
+            named = [f"--set {text}" for text in opts.sets]
         elif base.sweep:
             axes = [Axis(path=k, values=tuple(v)) for k, v in base.sweep.items()]
+            named = [f"the scenario's sweep[{k!r}]" for k in base.sweep]
         else:
             raise PlanningError(
                 "--set: give at least one path=v1,v2,... to sweep (the scenario has no sweep section)"
             )
+        _check_options_not_swept(base, opts, axes, named)
         points = grid(base, axes)
         out = _out_dir(opts, base, "sweep")
         check_out_dir(out)

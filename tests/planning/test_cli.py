@@ -121,6 +121,32 @@ def test_a_field_swept_twice_is_refused_naming_both_options(
     assert not out.exists()
 
 
+@pytest.mark.parametrize(
+    ("option", "swept", "sweep"),
+    [
+        (["--seed", "5"], ["--set", "seed=1,2"], "--set seed=1,2"),
+        (["--replications", "2"], ["--set", "replications=1"], "--set replications=1"),
+        (["--seed", "5"], [], "the scenario's sweep['seed']"),
+    ],
+)
+def test_an_option_a_sweep_varies_is_refused_naming_both(
+    tiny_file: Path, tmp_path: Path, option: list[str], swept: list[str], sweep: str
+) -> None:
+    """``--seed 5`` beside a sweep of ``seed``: every point would run the swept values, the
+    option none of them. It used to be ignored without a word (the points ran seeds 1 and 2)."""
+    if not swept:
+        tiny_file.write_text(tiny_file.read_text() + "sweep: {seed: [1, 2]}\n")
+    out = tmp_path / "never"
+    code, text = _invoke("sweep", str(tiny_file), *option, *swept, "--out", str(out))
+    assert code == 2, text
+    field = option[0].removeprefix("--")
+    assert text == (
+        f"error: {' '.join(option)}: {field} is already swept by {sweep} "
+        "(each point runs the swept values): give one or the other\n"
+    )
+    assert not out.exists()
+
+
 def _cramped_sweep(tmp_path: Path, sizes: str, *extra: str) -> tuple[int, str, Path]:
     """``sweep`` of the cramped scenario (one node of 10 pod slots) over the pool sizes."""
     from .test_plan import CRAMPED
