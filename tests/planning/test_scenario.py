@@ -957,6 +957,23 @@ def test_a_sweep_names_a_dotted_pool_in_brackets() -> None:
     assert scenario.sweep == {"pools[web.v2].replicas": [2, 4]}
 
 
+@pytest.mark.parametrize("knob", ["name", "description"])
+def test_a_profiles_name_or_description_is_no_knob(knob: str) -> None:
+    """``knobs: {name: openkruise-v0.3.0}`` on the HEAD profile: refused, naming the knob.
+
+    It used to rename the profile: the reports then said a HEAD cluster ran
+    ``openkruise-v0.3.0 (changed: ... retry ...)``, and a name of no built-in profile
+    (``foo``) hid every change the scenario made.
+    """
+    text = TINY.replace("{nodes: 2}", f"{{nodes: 2, knobs: {{{knob}: openkruise-v0.3.0}}}}")
+    with pytest.raises(ScenarioError) as info:
+        parse_scenario(text, source="tiny.yaml")
+    assert info.value.path == f"cluster.knobs.{knob}"
+    assert info.value.reason == (
+        f"the profile's {knob}, not a knob (cluster.profile chooses the profile)"
+    )
+
+
 def test_a_sweep_varying_a_field_under_two_paths_is_refused_at_load() -> None:
     """``pools.base.replicas`` and ``pools[0].replicas`` in one ``sweep``: one error, as for
     two ``--set`` options; the second's values would replace the first's in every point.
