@@ -196,7 +196,12 @@ def _check_sweep(scenario: Scenario, source: str, root: yaml.Node | None) -> Non
     """Every value of the scenario's own sweep must make a valid scenario."""
     if not scenario.sweep:
         return
-    from simulator.planning.overrides import apply_overrides, canonical_path
+    from simulator.planning.overrides import (
+        apply_overrides,
+        canonical_path,
+        repeated_value,
+        show_value,
+    )
 
     swept: dict[str, str] = {}
     for path, values in scenario.sweep.items():
@@ -215,6 +220,15 @@ def _check_sweep(scenario: Scenario, source: str, root: yaml.Node | None) -> Non
                     f"value {value!r}: {exc.path}: {exc.reason}" if exc.path else str(exc.reason),
                     line=line_of(root, "sweep"),
                 ) from None
+        # Each value is valid; one given twice would be two points labelled alike.
+        twice = repeated_value(values)
+        if twice is not None:
+            raise ScenarioError(
+                source,
+                where,
+                f"value {show_value(twice)} given twice (a sweep runs each value once)",
+                line=line_of(root, where),
+            )
         # pools.base.replicas and pools[0].replicas are one field: the values of the
         # second would replace the first's in every point, as for two --set options.
         field = canonical_path(scenario, path)

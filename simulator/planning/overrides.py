@@ -48,6 +48,7 @@ __all__ = [
     "canonical_path",
     "parse_axis",
     "parse_value",
+    "repeated_value",
     "show_value",
     "split_path",
 ]
@@ -200,7 +201,29 @@ def parse_axis(text: str) -> Axis:
     except ScenarioError as exc:
         # Named as typed: the one option whose value YAML cannot read.
         raise ScenarioError(f"{_SOURCE} {text}", path.strip(), exc.reason) from None
+    twice = repeated_value(parsed)
+    if twice is not None:
+        raise ScenarioError(
+            f"{_SOURCE} {text}",
+            path.strip(),
+            f"value {show_value(twice)} given twice (a sweep runs each value once)",
+        )
     return Axis(path=path.strip(), values=parsed)
+
+
+def repeated_value(values: Sequence[Any]) -> Any | None:
+    """The first value ``values`` holds twice (of the same kind: ``1`` is not ``true``), or None.
+
+    A sweep would run such a value as two points with the same labels, which its
+    table, its ``summary.json`` and its ``claims.csv`` could not tell apart.
+    """
+    seen: list[tuple[type, Any]] = []
+    for value in values:
+        key = (type(value), value)
+        if key in seen:
+            return value
+        seen.append(key)
+    return None
 
 
 def _match(items: list[Any], parts: list[str | int], at: int, path: str) -> tuple[int, int]:

@@ -957,6 +957,26 @@ def test_a_sweep_names_a_dotted_pool_in_brackets() -> None:
     assert scenario.sweep == {"pools[web.v2].replicas": [2, 4]}
 
 
+def test_a_value_given_twice_in_a_sweep_is_refused() -> None:
+    """``sweep: {pools.base.replicas: [1, 1]}`` (or ``--set pools.base.replicas=1,1``) would run
+    two points with the same labels, which the table, ``summary.json`` and ``claims.csv``
+    could not tell apart: refused, naming the value. ``1`` and ``true`` are two values."""
+    text = TINY + "sweep: {pools.base.replicas: [1, 2, 1]}\n"
+    with pytest.raises(ScenarioError) as info:
+        parse_scenario(text, source="tiny.yaml")
+    assert str(info.value) == (
+        "tiny.yaml:14: sweep['pools.base.replicas']: value 1 given twice "
+        "(a sweep runs each value once)"
+    )
+    with pytest.raises(ScenarioError) as info:
+        parse_axis("pools.base.replicas=1,2,1")
+    assert str(info.value) == (
+        "--set pools.base.replicas=1,2,1: pools.base.replicas: value 1 given twice "
+        "(a sweep runs each value once)"
+    )
+    assert parse_axis("claims_csv=true,1").values == (True, 1)
+
+
 @pytest.mark.parametrize("knob", ["name", "description"])
 def test_a_profiles_name_or_description_is_no_knob(knob: str) -> None:
     """``knobs: {name: openkruise-v0.3.0}`` on the HEAD profile: refused, naming the knob.
