@@ -19,6 +19,7 @@ import difflib
 import io
 import json
 import math
+import os
 import re
 import threading
 from collections import Counter
@@ -35,8 +36,9 @@ from rich.console import Console
 from simulator.planning.arrivals import PoissonArrivals
 from simulator.planning.commands import RunOptions, simulate_command
 from simulator.planning.errors import ScenarioError
-from simulator.planning.executors import SerialExecutor
+from simulator.planning.executors import Executor, ProcessExecutor, SerialExecutor
 from simulator.planning.loading import parse_scenario
+from simulator.planning.metrics import RunResult
 from simulator.planning.outputs import summary_payload, write_outputs
 from simulator.planning.overrides import apply_overrides
 from simulator.planning.scenario import (
@@ -402,6 +404,26 @@ def small_scenarios(draw: st.DrawFn) -> dict[str, Any]:
     return data
 
 
+HUNTING = bool(os.environ.get("KRUISE_MACHINE_HUNT"))
+"""Hunting (see ``tests/machines.py``): the runs are repeated on two worker processes."""
+
+
+def _figures(run: RunResult) -> tuple[Any, ...]:
+    """Everything a run reports but its wall-clock and CPU times."""
+    return (
+        run.replication,
+        run.seed,
+        run.point,
+        run.metrics,
+        run.pools,
+        run.failures,
+        run.series,
+        run.warm_q,
+        run.cold_q,
+        run.claims,
+    )
+
+
 def _as_written(value: Any) -> Any:
     """A figure as ``summary.json`` writes it: JSON has no infinity (an unbounded
     percentile of all claims is ``null``, see docs/planning.md)."""
@@ -464,6 +486,9 @@ def test_the_files_written_agree_with_the_runs_in_memory(
 ) -> None:
     """``summary.json`` and ``claims.csv`` as the commands write them hold what the runs measured.
 
+    The same points run again give the same runs (all but wall and CPU times), claims and
+    all; hunting, the second time on two worker processes.
+
     Each run's figures, pools and failures are those of the run in memory; the rows of
     ``claims.csv`` of a run count its claims, deliveries and failures by reason, give its
     latency percentiles (nearest rank), its cold share and the claims of each pool.
@@ -480,6 +505,15 @@ def test_the_files_written_agree_with_the_runs_in_memory(
         points, SerialExecutor(), stop=threading.Event(), keep_claims=True
     )
     assert not partial
+    # The same seeds give the same runs again: here, or (hunting) on two worker processes.
+    again: Executor = ProcessExecutor(2) if HUNTING else SerialExecutor()
+    try:
+        repeated, _ = run_points(points, again, stop=threading.Event(), keep_claims=True)
+    finally:
+        again.close()
+    assert [[_figures(r) for r in s.runs] for s in repeated] == [
+        [_figures(r) for r in s.runs] for s in summaries
+    ]
     out = tmp_path_factory.mktemp("out")
     payload = summary_payload(
         "sweep",
