@@ -185,6 +185,12 @@ def _suggest(name: str, known: Iterable[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+_NOT_KNOBS: Final = ("latencies", "name", "description")
+"""Profile fields :meth:`Profile.with_overrides` takes no keyword for: the latencies (its own
+argument) and the profile's identity, which a copy keeps so that its reports name what it is
+a changed copy of."""
+
+
 class Profile(BaseModel):
     """Every parameter of the model: knobs by component, and named latencies.
 
@@ -350,8 +356,9 @@ class Profile(BaseModel):
 
     @classmethod
     def knob_names(cls) -> list[str]:
-        """Every knob :meth:`with_overrides` accepts (all fields but ``latencies``)."""
-        return [name for name in cls.model_fields if name != "latencies"]
+        """Every knob :meth:`with_overrides` accepts: the fields but ``latencies`` and the
+        profile's identity (``name``, ``description``)."""
+        return [name for name in cls.model_fields if name not in _NOT_KNOBS]
 
     @classmethod
     def knob_problem(cls, knob: str) -> str | None:
@@ -368,6 +375,13 @@ class Profile(BaseModel):
             return (
                 "unknown profile knob 'latencies': set latencies by name in the latencies "
                 "mapping beside the knobs"
+            )
+        if knob in _NOT_KNOBS:
+            # A new name would make a report say another profile ran, or, being no
+            # built-in one, hide every change made to it (summary() compares by name).
+            return (
+                f"the profile's {knob}, not a knob: choose a profile by its name "
+                "(the profile setting beside the knobs)"
             )
         return f"unknown profile knob {knob!r}{_suggest(knob, known)}; known: {', '.join(known)}"
 
@@ -415,8 +429,9 @@ class Profile(BaseModel):
             problem = self.knob_problem(knob)
             if problem is not None:
                 raise ValueError(problem)
-        known = self.knob_names()
-        data: dict[str, Any] = {name: getattr(self, name) for name in known}
+        data: dict[str, Any] = {
+            name: getattr(self, name) for name in (*_NOT_KNOBS, *self.knob_names())
+        }
         data.update(knobs)
         data["latencies"] = {**self.latencies, **(latencies or {})}
         try:

@@ -230,11 +230,6 @@ class NodeGroup(_Model):
         return self
 
 
-_NOT_KNOBS = ("name", "description")
-"""Fields of a profile that say which it is: ``Profile.with_overrides`` takes them, a scenario
-does not (its reports name the profile that ran, and what the scenario changed in it)."""
-
-
 class ClusterSpec(_Model):
     """The simulated cluster: profile, nodes, and latency or knob overrides."""
 
@@ -283,13 +278,6 @@ class ClusterSpec(_Model):
             except ValueError as exc:
                 raise FieldError(("latencies", name), str(exc)) from None
         for knob, value in self.knobs.items():
-            if knob in _NOT_KNOBS:
-                # A new name would make the reports say another profile ran (or hide
-                # every change: a name of no built-in profile has nothing to compare with).
-                raise FieldError(
-                    ("knobs", knob),
-                    f"the profile's {knob}, not a knob (cluster.profile chooses the profile)",
-                )
             _check_knob_kind(knob, value)
             try:
                 prof.with_overrides(**{knob: value})

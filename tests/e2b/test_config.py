@@ -112,6 +112,8 @@ def write(tmp_path: Path, data: Any) -> Path:
             "knobs.latencies",
             "unknown profile knob 'latencies': set latencies by name in the latencies mapping",
         ),
+        # Nor is the profile's identity: a renamed copy would say another profile ran.
+        ({"knobs": {"name": "openkruise-v0.3.0"}}, "knobs.name", "the profile's name, not a knob"),
         ({"faults": [{"kind": "meteor"}]}, "faults[0].kind", "Input should be"),
         (
             {"faults": [{"kind": "api_error", "probability": 2}]},

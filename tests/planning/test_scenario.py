@@ -990,7 +990,8 @@ def test_a_profiles_name_or_description_is_no_knob(knob: str) -> None:
         parse_scenario(text, source="tiny.yaml")
     assert info.value.path == f"cluster.knobs.{knob}"
     assert info.value.reason == (
-        f"the profile's {knob}, not a knob (cluster.profile chooses the profile)"
+        f"the profile's {knob}, not a knob: choose a profile by its name "
+        "(the profile setting beside the knobs)"
     )
 
 

@@ -34,6 +34,14 @@ def test_latencies_given_as_a_knob_are_refused_naming_the_knob() -> None:
         RecipeBook().recipe(spec)
 
 
+def test_a_profiles_name_given_as_a_knob_is_refused_naming_the_knob() -> None:
+    """``knobs={"name": ...}`` would rename the profile the reports name: refused."""
+    spec = ClusterSpec(knobs=json.dumps({"name": "openkruise-v0.3.0"}))
+
+    with pytest.raises(RecipeError, match="the profile's name, not a knob: choose a profile"):
+        RecipeBook().recipe(spec)
+
+
 def test_a_pool_whose_pods_say_why_they_wait_is_refused_with_that_reason_and_no_guess() -> None:
     bad = POOL.replace("generateName: gen-", "name: bad").replace('"img:1"', '"Bad Image"')
     recipe = RecipeBook().recipe(ClusterSpec(pools=json.dumps(bad)))

@@ -73,9 +73,8 @@ def test_v0_3_0_differs_from_head_only_where_upstream_changed() -> None:
     head = get_profile("openkruise-head")
     old = get_profile("openkruise-v0.3.0")
     differing = {k for k in Profile.knob_names() if getattr(head, k) != getattr(old, k)}
+    assert head.name != old.name and head.description != old.description
     assert differing == {
-        "name",
-        "description",
         "retry",
         "e2b_default_claim_timeout_s",
         "e2b_default_wait_ready_timeout_s",
@@ -451,7 +450,31 @@ def test_profiles_are_immutable() -> None:
 
 def test_knobs_carry_their_descriptions() -> None:
     """Each knob's attribute docstring is its field description, for docs and the CLI."""
-    assert all(Profile.model_fields[name].description for name in Profile.knob_names()[2:])
+    assert all(Profile.model_fields[name].description for name in Profile.knob_names())
+
+
+@pytest.mark.parametrize("field", ["name", "description"])
+def test_a_profiles_identity_is_no_knob(field: str) -> None:
+    """``name`` and ``description`` say which profile it is: no override renames one.
+
+    A renamed HEAD profile would report itself as ``openkruise-v0.3.0 (changed: ...
+    retry ...)``, or, under a name of no built-in profile, hide every change
+    (``summary()`` compares with the built-in profile of its name). The plugin's
+    marker and ini, the server's config and the scenarios all check knobs so.
+    """
+    head = get_profile("openkruise-head")
+    assert field not in Profile.knob_names()
+    problem = Profile.knob_problem(field)
+    assert problem == (
+        f"the profile's {field}, not a knob: choose a profile by its name "
+        "(the profile setting beside the knobs)"
+    )
+    with pytest.raises(ValueError, match=f"the profile's {field}, not a knob"):
+        overrides: dict[str, Any] = {field: "openkruise-v0.3.0"}
+        head.with_overrides(**overrides)
+    changed = head.with_overrides(claim_workers=7)
+    assert (changed.name, changed.description) == (head.name, head.description)
+    assert changed.summary() == "openkruise-head (changed: claim_workers)"
 
 
 def test_a_summary_names_what_was_changed_from_the_built_in_profile() -> None:
