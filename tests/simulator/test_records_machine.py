@@ -6,7 +6,8 @@ image is pulled at every start) with drawn workloads: E2B creates with drawn opt
 (timeout, ``create-on-no-stock``, ``skip-init-runtime``, an in-place image, CSI
 volume mounts, claim and wait-ready timeouts, an unknown template; some refused 400),
 waited for one at a time, left running as bursts (some of whose callers go away), or run as
-``Cluster.create_sandboxes`` bursts; kills of delivered sandboxes; SandboxClaims; the records
+``Cluster.create_sandboxes`` bursts; kills, pauses and connects of delivered sandboxes;
+SandboxClaims; the records
 cleared or capped (``records_limit``; every record is held through ``records.listen``, and
 the metrics must count on), under drawn fault mixes (lock conflicts, 5xx from the API server,
 ``/init`` and mount failures, image pull failures, node loss, controller stalls). Each
@@ -32,9 +33,11 @@ what docs/models.md ("Claim records") and docs/server.md ("Metrics") say is chec
   failed SandboxClaim record; each locked record has its ``claim.locked`` line;
   ``claim.conflict`` lines are the records' ``LockConflict`` pick failures;
 - the exposition text parses with ``prometheus_client``'s parser, and every counter and
-  histogram is what the records (and the log, for the SandboxSet counters; the kills made,
-  for ``sandbox_delete``) derive: creation responses, claims, failures, durations
-  (buckets, count and sum), retries, sandboxes created and claimed; the gauges are the
+  histogram is what the records (and the log, for the SandboxSet counters) derive: creation
+  responses, claims, failures, durations (buckets, count and sum), retries, sandboxes
+  created and claimed; ``sandbox_delete``, ``_pause`` and ``_resume`` count the kills,
+  pauses and connects made (not those a route or request check refuses), and their
+  duration histograms each success, within the time the call took; the gauges are the
   stored SandboxSets' status.
 
 ``derandomize=True`` keeps the suite deterministic (about 10 s of one core).
@@ -133,7 +136,9 @@ class RecordsMachine(RuleBasedStateMachine):
         self.running: list[tuple[Call, simpy.Process]] = []
         self.users = 0
         self.delivered: dict[str, str] = {}  # sandbox id -> key, delivered and not killed
-        self.kills = Counter[str]()  # result -> kills counted by sandbox_delete_total
+        self.ops = Counter[tuple[str, str]]()  # (operation, result) -> calls counted
+        self.op_elapsed: dict[str, float] = {}  # operation -> virtual seconds its successes took
+        self.maybe_failed_resumes = 0  # failed connects: each may have failed its resume
         self.claim_uids: dict[str, int] = {}  # SandboxClaim uid -> replicas
         self.records: list[ClaimRecord] = []
         """Every record started, held as it starts (``records.listen``): the cluster keeps the
@@ -163,7 +168,7 @@ class RecordsMachine(RuleBasedStateMachine):
         """Drawn create options, and whether a refusal (400 before any attempt) may answer."""
         draw = data.draw
         metadata: dict[str, str] = {}
-        claim_timeout = draw(st.sampled_from([None, 1, 5, 20]), label="claim_timeout")
+        claim_timeout = draw(st.sampled_from([None, None, 1, 5, 20]), label="claim_timeout")
         if claim_timeout is not None:
             metadata[KEY_CLAIM_TIMEOUT_SECONDS] = str(claim_timeout)
         wait_ready = draw(st.sampled_from([None, 2, 20]), label="wait_ready")
@@ -244,7 +249,7 @@ class RecordsMachine(RuleBasedStateMachine):
             if isinstance(result, Sandbox):
                 self.delivered[self.c.sandbox_id(result)] = _key(result)
 
-    @precondition(lambda self: self.cluster is not None and bool(self.running))
+    @precondition(lambda self: self.cluster is not None)
     @rule(data=st.data())
     def e2b_cancel(self, data: st.DataObject) -> None:
         """A caller of a create left running goes away: its claim is cancelled."""
@@ -261,24 +266,64 @@ class RecordsMachine(RuleBasedStateMachine):
         """``records.clear()`` forgets the records; the metrics count on."""
         self.c.records.clear()
 
-    @precondition(lambda self: self.cluster is not None and bool(self.delivered))
-    @rule(data=st.data())
-    def e2b_kill(self, data: st.DataObject) -> None:
-        sid = data.draw(st.sampled_from(sorted(self.delivered)))
-        owner = next(
+    def _owner(self, sid: str) -> str:
+        return next(
             call.user
             for call in self.calls
             if isinstance(call.outcome, Sandbox) and self.c.sandbox_id(call.outcome) == sid
         )
+
+    def _counted_call(self, operation: str, sid: str, owner: str) -> bool:
+        """Make the ``operation`` call on ``sid``; count it as ``sandbox_<operation>_total`` does
+        (a call refused at its route or request check is not counted); whether it succeeded."""
+        c = self.c
         try:
-            self.c.kill(sid, namespace=NS, user=owner)
+            if operation == "delete":
+                c.manager.check_kill(NS, owner, sid)
+            elif operation == "pause":
+                c.manager.check_pause(NS, owner, sid)
+            else:
+                c.manager.check_connect(NS, owner, sid, 300)
+        except (ClaimError, NotFoundError):
+            counted = False
+        else:
+            counted = True
+        began = c.now
+        try:
+            if operation == "delete":
+                c.kill(sid, namespace=NS, user=owner)
+            elif operation == "pause":
+                c.pause(sid, namespace=NS, user=owner)
+            else:
+                _, resumed = c.connect(sid, namespace=NS, user=owner)
+                if not resumed:
+                    return True  # not paused: no resume, nothing counted
         except (ClaimError, NotFoundError) as err:
-            if getattr(err, "code", None) != 404:
-                self.kills["failure"] += 1
-            event(f"a kill failed {getattr(err, 'code', None)}")
+            if counted and operation == "resume":
+                # A connect may fail before it finds the sandbox paused (no resume).
+                self.maybe_failed_resumes += 1
+            elif counted:
+                self.ops[(operation, "failure")] += 1
+            event(f"a {operation} failed {getattr(err, 'code', None)}")
+            return False
+        assert counted, f"{operation} of {sid} succeeded past a refusing check"
+        self.ops[(operation, "success")] += 1
+        event(f"a {operation} succeeded")
+        self.op_elapsed[operation] = self.op_elapsed.get(operation, 0.0) + c.now - began
+        return True
+
+    @precondition(lambda self: self.cluster is not None)
+    @rule(
+        data=st.data(), operation=st.sampled_from(["delete", "pause", "pause", "resume", "resume"])
+    )
+    def e2b_operation(self, data: st.DataObject, operation: str) -> None:
+        """A kill, pause or connect (a resume when paused) of a delivered sandbox."""
+        if not self.delivered:
             return
-        self.kills["success"] += 1
-        del self.delivered[sid]
+        sid = data.draw(st.sampled_from(sorted(self.delivered)))
+        ok = self._counted_call(operation, sid, self._owner(sid))
+        if ok and operation == "delete":
+            del self.delivered[sid]
 
     @precondition(lambda self: self.cluster is not None)
     @rule(name=st.sampled_from(CLAIMS), replicas=st.integers(1, 3))
@@ -550,8 +595,26 @@ class RecordsMachine(RuleBasedStateMachine):
             if lock_type == "update":
                 taken[labels(namespace=sandbox.partition("/")[0], sandboxset=pool[sandbox])] += 1
         assert series("sandboxset_sandboxes_claimed_total") == dict(taken)
-        deletes = series("sandbox_delete_total")
-        assert deletes == {labels(namespace=NS, result=k): float(v) for k, v in self.kills.items()}
+        for operation in ("delete", "pause", "resume"):
+            counted = series(f"sandbox_{operation}_total")
+            want = {
+                labels(namespace=NS, result=result): float(n)
+                for (op, result), n in self.ops.items()
+                if op == operation and n
+            }
+            failed = labels(namespace=NS, result="failure")
+            if operation == "resume" and failed in counted:
+                # Each failed connect may or may not have failed its resume.
+                assert counted[failed] <= self.maybe_failed_resumes, (counted, self.ops)
+                want[failed] = counted[failed]
+            assert counted == want, (operation, counted, want)
+            # Each successful call observes its duration, within the time the call took.
+            took = series(f"sandbox_{operation}_duration_seconds_count")
+            total = series(f"sandbox_{operation}_duration_seconds_sum")
+            successes = self.ops[(operation, "success")]
+            assert took == ({labels(namespace=NS): successes} if successes else {}), took
+            if successes:
+                assert total[labels(namespace=NS)] <= self.op_elapsed[operation] + 1e-9
         sbs = c.get("sbs", POOL, NS)
         set_labels = labels(namespace=NS, sandboxset=POOL)
         assert series("sandboxset_replicas") == {set_labels: sbs.status.replicas}
@@ -612,4 +675,4 @@ def _check_histogram(
 
 
 TestRecordsMachine = RecordsMachine.TestCase
-TestRecordsMachine.settings = machine_settings(12, 25)
+TestRecordsMachine.settings = machine_settings(25, 20)
