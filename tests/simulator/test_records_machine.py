@@ -61,7 +61,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from prometheus_client.parser import text_string_to_metric_families
 
 from pytest_kruise_agents.api.sandbox import Sandbox
-from pytest_kruise_agents.claiming.errors import ClaimError
+from pytest_kruise_agents.claiming.errors import ClaimCanceledError, ClaimError
 from pytest_kruise_agents.claiming.extensions import (
     KEY_CLAIM_TIMEOUT_SECONDS,
     KEY_CREATE_ON_NO_STOCK,
@@ -70,7 +70,7 @@ from pytest_kruise_agents.claiming.extensions import (
     KEY_WAIT_READY_TIMEOUT_SECONDS,
 )
 from simulator.cluster import Cluster
-from simulator.errors import NotFoundError
+from simulator.errors import NoAnswerError, NotFoundError
 from simulator.metrics import DURATION_BUCKETS, RETRY_BUCKETS
 from simulator.records import COLD_REASONS, PHASES, ClaimRecord
 from tests.cluster.conftest import claim_yaml, pool_yaml
@@ -109,7 +109,14 @@ FAULTS: dict[str, dict[str, Any]] = {
     "stall-sandboxclaim": {"kind": "controller_stall", "selector": {"controller": "sandboxclaim"}},
     "stall-kubelet": {"kind": "controller_stall", "selector": {"controller": "kubelet"}},
     "slow-watch": {"kind": "watch_lag", "latency": "exp(500ms)"},
+    "stuck-manager": {
+        "kind": "api_latency",
+        "latency": "fixed(100000s)",
+        "selector": {"client": "sandbox-manager", "verb": "update"},
+    },
 }
+"""The fault mixes drawn. ``stuck-manager`` holds the manager's writes past the one day a
+``Cluster`` call waits for an answer: its caller gives up (``NoAnswerError``)."""
 
 
 def _key(sbx: Sandbox) -> str:
@@ -210,7 +217,7 @@ class RecordsMachine(RuleBasedStateMachine):
             sbx = self.c.create_sandbox(user=call.user, **options)
         except ClaimError as err:
             call.outcome = err
-            event(f"a create failed {err.code} {err.reason}")
+            event(f"a create failed {err.code} {err.reason} ({type(err).__name__})")
         else:
             call.outcome = sbx
             self.delivered[self.c.sandbox_id(sbx)] = _key(sbx)
@@ -429,7 +436,7 @@ class RecordsMachine(RuleBasedStateMachine):
                 err = call.outcome
                 assert r.failed is not None and r.delivered is None, r
                 assert (r.error, r.error_reason, r.error_code) == (
-                    str(err),
+                    _manager_error(err),
                     err.reason,
                     err.code,
                 ), (
@@ -643,7 +650,16 @@ def _outcome(outcome: Sandbox | ClaimError | None) -> tuple[str, ...]:
     if isinstance(outcome, Sandbox):
         return ("delivered", _key(outcome))
     assert outcome is not None
-    return ("failed", str(outcome), outcome.reason, str(outcome.code))
+    return ("failed", _manager_error(outcome), outcome.reason, str(outcome.code))
+
+
+def _manager_error(err: ClaimError) -> str:
+    """The error a claim's record carries for the ``err`` its caller got: the same, but for a
+    call that gave up waiting (``NoAnswerError``), whose claim the manager saw cancelled as a
+    client going away cancels it (docs/models.md, Claim records)."""
+    if isinstance(err, NoAnswerError):
+        return ClaimCanceledError().message
+    return str(err)
 
 
 def _told(r: ClaimRecord) -> tuple[str, ...]:
