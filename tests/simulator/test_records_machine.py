@@ -5,11 +5,11 @@ and profile, ``openkruise-head`` or ``openkruise-v0.3.0``; three nodes; one pool
 image is pulled at every start) with drawn workloads: E2B creates with drawn options
 (timeout, ``create-on-no-stock``, ``skip-init-runtime``, an in-place image, CSI
 volume mounts, claim and wait-ready timeouts, an unknown template; some refused 400),
-waited for one at a time, left running as bursts (some of whose callers go away), or run as
-``Cluster.create_sandboxes`` bursts; kills, pauses and connects of delivered sandboxes;
-SandboxClaims; the records
-cleared or capped (``records_limit``; every record is held through ``records.listen``, and
-the metrics must count on), under drawn fault mixes (lock conflicts, 5xx from the API server,
+waited for one at a time, left running as bursts (some of whose callers go away), run as
+``Cluster.create_sandboxes`` bursts, or held past the day a call waits (its caller gives
+up); kills, pauses and connects of delivered sandboxes; SandboxClaims; the records cleared
+or capped (``records_limit``; every record is held through ``records.listen``, and the
+metrics must count on), under drawn fault mixes (lock conflicts, 5xx from the API server,
 ``/init`` and mount failures, image pull failures, node loss, controller stalls). Each
 E2B caller is a user of its own, so its record is found by ``owner``. After every rule,
 what docs/models.md ("Claim records") and docs/server.md ("Metrics") say is checked:
@@ -222,6 +222,30 @@ class RecordsMachine(RuleBasedStateMachine):
             call.outcome = sbx
             self.delivered[self.c.sandbox_id(sbx)] = _key(sbx)
             event("a create delivered")
+
+    @precondition(lambda self: self.cluster is not None)
+    @rule(data=st.data())
+    def e2b_create_unanswered(self, data: st.DataObject) -> None:
+        """A create whose lock write the API server holds past the day a call waits: its
+        caller gives up (``NoAnswerError``) and its claim is cancelled. Rarely: a day passes."""
+        if data.draw(st.integers(0, 3), label="rarely"):
+            return
+        options, refusable = self._options(data)
+        options["metadata"].pop(KEY_CLAIM_TIMEOUT_SECONDS, None)
+        fault = self.c.inject(**FAULTS["stuck-manager"])
+        try:
+            call = Call(self._user(), options, refusable=refusable)
+            self.calls.append(call)
+            try:
+                sbx = self.c.create_sandbox(user=call.user, **options)
+            except ClaimError as err:
+                call.outcome = err
+                event(f"an unanswered create failed {err.code} {type(err).__name__}")
+            else:
+                call.outcome = sbx
+                self.delivered[self.c.sandbox_id(sbx)] = _key(sbx)
+        finally:
+            self.c.clear_fault(fault)
 
     @precondition(lambda self: self.cluster is not None)
     @rule(data=st.data(), count=st.integers(1, 5))
