@@ -20,6 +20,7 @@ from pytest_kruise_agents.api.base import format_time
 from pytest_kruise_agents.api.e2b import replace_surrogates
 from pytest_kruise_agents.api.errors import InvalidError
 from pytest_kruise_agents.api.manifest import dump, dump_all, resolve_kind, to_manifest_dict
+from pytest_kruise_agents.backends.base import ResourceNotFound
 from pytest_kruise_agents.backends.sim import ClockLag
 from pytest_kruise_agents.e2b.auth import require_admin
 from pytest_kruise_agents.e2b.errors import ApiError, WireJSONResponse
@@ -81,6 +82,15 @@ def _kind(name: str) -> str:
         return resolve_kind(name)
     except InvalidError as exc:
         raise ApiError(404, exc.reason, field="kind") from exc
+
+
+async def _found(st: ServerState, field: str, call: Any, *args: Any) -> Any:
+    """``call(*args)`` for a route whose path names an object: an absent one is a 404 naming
+    ``field``, the path's part that names nothing (as an unknown ``{kind}`` names ``kind``)."""
+    try:
+        return await st.run("admin", call, *args)
+    except ResourceNotFound as exc:
+        raise ApiError(404, str(exc), field=field) from exc
 
 
 def _list_body(objs: list[Any]) -> dict[str, Any]:
@@ -169,9 +179,9 @@ async def get_resource(
     name: str,
     format: Annotated[Literal["json", "yaml"], Query()] = "json",
 ) -> Response:
-    """One object (404 if absent)."""
+    """One object (404 naming ``name`` if absent)."""
     st = state_of(request)
-    obj = await st.run("admin", st.backend.get, _kind(kind), name, namespace)
+    obj = await _found(st, "name", st.backend.get, _kind(kind), name, namespace)
     if format == "yaml":
         return PlainTextResponse(dump(obj, "yaml"), media_type="application/yaml")
     return WireJSONResponse(to_manifest_dict(obj))
@@ -181,10 +191,10 @@ async def get_resource(
 async def delete_resource(
     request: Request, kind: str, namespace: str, name: str
 ) -> WireJSONResponse:
-    """Delete one object (404 if absent); answers a Kubernetes ``Status``."""
+    """Delete one object (404 naming ``name`` if absent); answers a Kubernetes ``Status``."""
     st = state_of(request)
     k = _kind(kind)
-    await st.run("admin", st.backend.delete, k, name, namespace)
+    await _found(st, "name", st.backend.delete, k, name, namespace)
     return WireJSONResponse(
         {
             "apiVersion": "v1",
@@ -224,9 +234,9 @@ async def clear_faults(request: Request) -> Response:
 
 @router.delete("/faults/{fault_id}", name="admin_clear_fault", status_code=204)
 async def clear_fault(request: Request, fault_id: str) -> Response:
-    """Clear one fault (404 if there is no such fault)."""
+    """Clear one fault (404 naming ``fault_id`` if there is no such fault)."""
     st = state_of(request)
-    await st.run("admin", st.backend.clear_faults, fault_id)
+    await _found(st, "fault_id", st.backend.clear_faults, fault_id)
     return Response(status_code=204)
 
 

@@ -206,6 +206,24 @@ def test_get_and_delete_one_resource(server: Served) -> None:
     assert server.admin("DELETE", "/resources/sbs/default/base").status_code == 404
 
 
+@pytest.mark.parametrize("method", ["GET", "DELETE"])
+@pytest.mark.parametrize("kind", ["sbs", "sbx", "pods"])
+def test_an_absent_object_is_404_naming_name_and_changes_nothing(
+    server: Served, method: str, kind: str
+) -> None:
+    """As an unknown ``{kind}`` names ``kind`` and an unknown latency ``name``: the path's
+    ``{name}`` is what names nothing, and the error says so in ``field``."""
+    before = server.admin("GET", f"/resources/{kind}").json()
+
+    r = server.admin(method, f"/resources/{kind}/default/nope")
+
+    assert r.status_code == 404, r.text
+    assert r.headers["content-type"] == "application/json"
+    assert r.json()["field"] == "name"
+    assert r.json()["message"].endswith(" default/nope not found")
+    assert server.admin("GET", f"/resources/{kind}").json() == before
+
+
 def test_deleting_a_sandboxs_pod_is_refused_by_the_webhook_403_and_changes_nothing(
     server: Served,
 ) -> None:
@@ -294,6 +312,20 @@ def test_faults_inject_list_and_clear(server: Served) -> None:
     assert server.admin("DELETE", f"/faults/{fault['id']}").status_code == 404
     server.advance(30)  # the pool refills after the failed attempts
     assert Sandbox.create(template="base", **server.sdk()).sandbox_id
+
+
+def test_clearing_an_unknown_fault_is_404_naming_fault_id_and_clears_nothing(
+    server: Served,
+) -> None:
+    """The path's ``{fault_id}`` names no fault in force: 404, field ``fault_id``."""
+    kept = server.admin("POST", "/faults", json={"kind": "api_conflict", "probability": 0}).json()
+
+    r = server.admin("DELETE", "/faults/nope")
+
+    assert r.status_code == 404, r.text
+    assert r.json()["field"] == "fault_id"
+    assert r.json()["message"] == "Fault nope not found"
+    assert [f["id"] for f in server.admin("GET", "/faults").json()] == [kept["id"]]
 
 
 def test_clear_all_faults(server: Served) -> None:
