@@ -936,9 +936,13 @@ class AdminMachine(RuleBasedStateMachine):
         else:
             t1 = self.clock()
             assert not self.surely_gone(box, t0), box
-            if not box.end_lo - 1e-6 <= t0 + timeout <= box.end_hi + 1e-6:
-                # A timeout that moves no time writes nothing (as the manager's mutate
-                # returns nil), so no fault on its writes can fail it.
+            # End times are whole seconds (truncated, as metav1.Time): a timeout that ends in
+            # the second the sandbox already ends in writes nothing (the manager's mutate
+            # returns nil), so no fault on its writes can fail it.
+            same = math.floor(t0 + timeout - 1e-6) <= math.floor(box.end_hi + 1e-6) and (
+                math.floor(box.end_lo - 1e-6) <= math.floor(t1 + timeout + 1e-6)
+            )
+            if not same:
                 self.not_failed("update", t0)
             box.end_lo, box.end_hi = t0 + timeout, t1 + timeout
         self.now = self.clock()
