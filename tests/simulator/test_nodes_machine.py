@@ -14,7 +14,10 @@ in-place resize, or new requests for a pod not placed yet, or placed and not yet
 bound); pods deleted; SandboxSets (pools) applied, scaled and deleted;
 ``node_loss`` faults on a drawn node (now or ahead, for a while or until cleared),
 ``image_pull_slow`` and ``image_pull_failure`` faults, and faults cleared; time
-advanced. Every latency is fixed (see ``LATENCIES``), so that a pull is told from
+advanced. Two rules aim at a pending pod, then let the scheduler settle: one
+deletes a pod whose room alone it would fit in, one adds a node it fits on
+(drawn deletes and nodes rarely line up with one; a scheduler that never retried
+on a node added went unseen without them). Every latency is fixed (see ``LATENCIES``), so that a pull is told from
 a cached one by its time.
 
 A small model of kube-scheduler and the kubelet, written from docs/fidelity.md and
@@ -429,6 +432,69 @@ class NodesMachine(RuleBasedStateMachine):
         self.cluster.delete("Pod", name)
         self.deleted_at[name] = self.now
         self._changed()
+
+    def _pending(self) -> list[PodPlan]:
+        """The plans of the pods left to the scheduler and not placed, by name."""
+        plans = []
+        for pod in self.cluster.world.api.peek_list("Pod"):
+            if (
+                pod.spec.get("nodeName")
+                or pod.status.phase != "Pending"
+                or pod.metadata.deletion_timestamp is not None
+            ):
+                continue
+            plan = self._plan(pod.metadata.name)
+            if plan is not None:
+                plans.append(plan)
+        return sorted(plans, key=lambda p: p.name)
+
+    @rule(data=st.data())
+    def free_room_for_a_pending_pod(self, data: st.DataObject) -> None:
+        """A bare pod deleted whose room alone a pending pod would fit in: the scheduler
+        must try the pending pod again when the room frees. (Drawn deletes rarely pick
+        such a pod; without this rule a scheduler that never retried went unseen.)"""
+        usage = self._usage(scheduler=True)
+        holders: set[str] = set()
+        for plan in self._pending():
+            for node, (cpu, mem, count, pods) in usage.items():
+                for pod in pods:
+                    name = pod.metadata.name
+                    held = self._plan(name)
+                    if (
+                        held is None
+                        or not name.startswith("pod-")
+                        or pod.metadata.deletion_timestamp is not None
+                    ):
+                        continue
+                    c, m = held.scheduled_charge(pod.status.resize == "Infeasible")
+                    if self._fits(plan, node, (cpu - c, mem - m, count - 1, [])):
+                        holders.add(name)
+        if not holders:
+            return
+        name = data.draw(st.sampled_from(sorted(holders)), label="holder")
+        event("freed room a pending pod fits in")
+        self.cluster.delete("Pod", name)
+        self.deleted_at[name] = self.now
+        self._changed()
+        self.advance(SETTLE_S)  # settled, so the liveness check looks at once
+
+    @precondition(lambda self: len(self.nodes) < len(NODE_NAMES))
+    @rule(data=st.data())
+    def add_a_node_for_a_pending_pod(self, data: st.DataObject) -> None:
+        """A node joins that a pending pod fits on (its selector's labels, room for it):
+        the scheduler must try the pending pod on it."""
+        pending = [p for p in self._pending() if "kubernetes.io/hostname" not in (p.selector or {})]
+        if not pending:
+            return
+        plan = data.draw(st.sampled_from(pending), label="pending pod")
+        cpu = max(1, -(-plan.cpu // 1000))
+        gib = max(1, -(-plan.mem // (1 << 30)))
+        labels = {
+            k: v for k, v in (plan.selector or {}).items() if not k.startswith("kubernetes.io/")
+        }
+        event("added a node a pending pod fits on")
+        self.add_node({"cpu": str(cpu), "memory": f"{gib}Gi", "max_pods": 2, "labels": labels})
+        self.advance(SETTLE_S)  # settled, so the liveness check looks at once
 
     @rule(
         data=st.data(),
