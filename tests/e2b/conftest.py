@@ -8,9 +8,11 @@ the calls tests need (SDK options, raw HTTP, the admin API).
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -198,6 +200,39 @@ def serve(
     app = create_app(backend, settings, workspaces=workspaces, **extra)
     thread = ServerThread(app).start()
     return thread, Served(url=thread.url, backend=backend, app=app, workspaces=workspaces)
+
+
+class LogErrors(logging.Handler):
+    """Keeps every record at WARNING or above, and any with a traceback."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno >= logging.WARNING or record.exc_info:
+            self.records.append(record)
+
+
+@contextmanager
+def serve_logged(tmp_path: Path) -> Iterator[tuple[Served, LogErrors]]:
+    """:func:`serve` for a state machine's examples, with every warning logged kept.
+
+    The handler listens on the root and ``uvicorn.error`` loggers until the
+    server stops, so a machine can require that nothing went wrong server-side.
+    """
+    thread, served = serve(tmp_path)
+    handler = LogErrors()
+    loggers = [logging.getLogger(), logging.getLogger("uvicorn.error")]
+    for logger in loggers:
+        logger.addHandler(handler)
+    try:
+        yield served, handler
+    finally:
+        for logger in loggers:
+            logger.removeHandler(handler)
+        thread.stop()
+        served.backend.close()
 
 
 @pytest.fixture

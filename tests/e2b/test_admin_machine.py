@@ -59,8 +59,7 @@ from hypothesis.stateful import (
 
 from tests.machines import machine_settings
 
-from .conftest import ADMIN, ALICE, Served, serve
-from .test_lifecycle_machine import LogErrors
+from .conftest import ADMIN, ALICE, LogErrors, Served, serve_logged
 
 LAG = 5.0
 """How far from a window's edge (virtual seconds) a call may land on either side of it:
@@ -1000,20 +999,10 @@ class AdminMachine(RuleBasedStateMachine):
 @pytest.fixture
 def machine_server(tmp_path: Path) -> Iterator[Served]:
     """One server for all the examples, with every warning it logs kept."""
-    thread, served = serve(tmp_path)
-    handler = LogErrors()
-    loggers = [logging.getLogger(), logging.getLogger("uvicorn.error")]
-    for logger in loggers:
-        logger.addHandler(handler)
-    AdminMachine.served = served
-    AdminMachine.log = handler
-    try:
+    with serve_logged(tmp_path) as (served, log):
+        AdminMachine.served = served
+        AdminMachine.log = log
         yield served
-    finally:
-        for logger in loggers:
-            logger.removeHandler(handler)
-        thread.stop()
-        served.backend.close()
 
 
 def test_admin_calls_interleaved_with_sdk_calls_agree_with_the_model(

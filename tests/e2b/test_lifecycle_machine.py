@@ -40,7 +40,7 @@ from hypothesis.stateful import (
 
 from tests.machines import machine_settings
 
-from .conftest import ALICE, Served, serve
+from .conftest import ALICE, LogErrors, Served, serve_logged
 
 TEMPLATES = ("base", "code-interpreter-v1")
 DIR = "/home/user/m"
@@ -57,18 +57,6 @@ TIMEOUT = st.sampled_from([30, 31, 60, 299, 300, 600])
 METADATA = st.dictionaries(
     st.sampled_from(["team", "job"]), st.sampled_from(["a", "b"]), max_size=2
 )
-
-
-class LogErrors(logging.Handler):
-    """Keeps every record at WARNING or above, and any with a traceback."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.levelno >= logging.WARNING or record.exc_info:
-            self.records.append(record)
 
 
 @dataclass
@@ -585,20 +573,10 @@ class LifecycleMachine(RuleBasedStateMachine):
 @pytest.fixture
 def machine_server(tmp_path: Path) -> Iterator[Served]:
     """One server for all the examples, with every warning it logs kept."""
-    thread, served = serve(tmp_path)
-    handler = LogErrors()
-    loggers = [logging.getLogger(), logging.getLogger("uvicorn.error")]
-    for logger in loggers:
-        logger.addHandler(handler)
-    LifecycleMachine.served = served
-    LifecycleMachine.log = handler
-    try:
+    with serve_logged(tmp_path) as (served, log):
+        LifecycleMachine.served = served
+        LifecycleMachine.log = log
         yield served
-    finally:
-        for logger in loggers:
-            logger.removeHandler(handler)
-        thread.stop()
-        served.backend.close()
 
 
 def test_lifecycle_calls_interleaved_with_envd_use_agree_with_the_model(
