@@ -36,6 +36,7 @@ from pydantic import (
     Field,
     ValidationError,
     ValidationInfo,
+    field_serializer,
     field_validator,
 )
 
@@ -380,6 +381,12 @@ class Fault(BaseModel):
     def _parse_latency(cls, value: Any, info: ValidationInfo) -> Any:
         check_latency(info.data.get("kind"), value)
         return None if value is None else parse_latency(value)
+
+    @field_serializer("latency", when_used="json")
+    def _latency_text(self, value: Latency | None) -> str | None:
+        # In JSON a distribution is its text, as GET /_kruise/latency writes one and
+        # the fault's own input takes it: what a client reads back it can send again.
+        return None if value is None else str(value)
 
     @field_validator("id")
     @classmethod

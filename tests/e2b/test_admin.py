@@ -328,6 +328,24 @@ def test_clearing_an_unknown_fault_is_404_naming_fault_id_and_clears_nothing(
     assert [f["id"] for f in server.admin("GET", "/faults").json()] == [kept["id"]]
 
 
+def test_a_faults_latency_reads_back_as_text_it_can_be_sent_again(server: Served) -> None:
+    """A fault's latency is listed as the latency table lists one, in its text form (not a
+    mapping of parameters), and that text injects the same fault again."""
+    sent = {"kind": "watch_lag", "latency": {"kind": "uniform", "low": 0.1, "high": 0.25}}
+    made = server.admin("POST", "/faults", json=sent)
+    assert made.status_code == 201, made.text
+    assert made.json()["latency"] == "uniform(100ms, 250ms)"
+    (listed,) = server.admin("GET", "/faults").json()
+    assert listed["latency"] == "uniform(100ms, 250ms)"
+
+    again = server.admin(
+        "POST", "/faults", json={"kind": "watch_lag", "latency": listed["latency"]}
+    )
+    assert again.status_code == 201, again.text
+    assert again.json()["latency"] == listed["latency"]
+    server.admin("DELETE", "/faults")
+
+
 def test_clear_all_faults(server: Served) -> None:
     for kind in ("api_conflict", "watch_lag"):
         body = {"kind": kind, "probability": 0.5}
