@@ -174,8 +174,8 @@ class _Model(BaseModel):
 def _check_knob_kind(knob: str, value: Any) -> None:
     """Refuse a knob value of the wrong kind (the profile itself would read ``true`` as 1)."""
     field = Profile.model_fields.get(knob)
-    if field is None or field.annotation is None:
-        return  # an unknown knob: the profile names it, with the known ones
+    if field is None or field.annotation is None or Profile.knob_problem(knob) is not None:
+        return  # no knob (unknown, or the profile's name): the profile says why
     try:
         TypeAdapter(field.annotation).validate_python(value, strict=True)
     except ValidationError as exc:

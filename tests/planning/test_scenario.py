@@ -978,6 +978,16 @@ def test_a_value_given_twice_in_a_sweep_is_refused() -> None:
 
 
 @pytest.mark.parametrize("knob", ["name", "description"])
+def test_a_profiles_name_given_as_a_number_is_no_knob_either(knob: str) -> None:
+    """The reason is that it is no knob, not that its value is of the wrong kind."""
+    text = TINY.replace("{nodes: 2}", f"{{nodes: 2, knobs: {{{knob}: 5}}}}")
+    with pytest.raises(ScenarioError) as info:
+        parse_scenario(text, source="tiny.yaml")
+    assert info.value.path == f"cluster.knobs.{knob}"
+    assert info.value.reason.startswith(f"the profile's {knob}, not a knob")
+
+
+@pytest.mark.parametrize("knob", ["name", "description"])
 def test_a_profiles_name_or_description_is_no_knob(knob: str) -> None:
     """``knobs: {name: openkruise-v0.3.0}`` on the HEAD profile: refused, naming the knob.
 
