@@ -270,15 +270,19 @@ def write_claims_csv(out_dir: Path, summaries: Sequence[PointSummary]) -> Path |
     for a warm or undelivered claim). Return None when
     no run kept its claims (``plan`` without an answer): then no file is
     written and the ``claims.csv`` of an earlier run into ``out_dir`` is removed.
+    Runs that kept their claims and had none (no arrival in the measured window)
+    write the header alone: the table asked for, empty.
     """
     rows: list[dict[str, Any]] = []
     label_cols: dict[str, None] = {}
+    kept = False
     for s in summaries:
         label_cols.update(dict.fromkeys(s.labels))
         for run in s.runs:
+            kept = kept or run.claims is not None
             for claim in run.claims or []:
                 rows.append({**s.labels, "replication": run.replication, **claim})
-    if not rows:
+    if not kept:
         remove_claims_csv(out_dir)
         return None
     out_dir.mkdir(parents=True, exist_ok=True)

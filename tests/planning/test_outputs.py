@@ -178,6 +178,37 @@ def test_claims_csv_says_why_each_cold_claim_was_created(tmp_path: Path, tiny: S
     assert summary.runs[0].pools["default/base"]["cold_no_stock"] == cold.count("NoStock")
 
 
+def test_claims_csv_of_runs_that_had_no_claim_is_the_header_alone(
+    tmp_path: Path, tiny: Scenario
+) -> None:
+    """Runs that kept their claims and had none (no arrival in the measured window) still
+    write the ``claims.csv`` asked for: its header, no row. (A hunt met it: Poisson arrivals
+    at 2/s with a 4.3 s gap across a 4 s window.) Only runs that kept no claims write none."""
+    scenario = apply_overrides(
+        tiny,
+        [
+            ("workloads[0].arrivals", {"kind": "bursts", "bursts": [{"at": "1h", "count": 1}]}),
+            ("duration", "10s"),
+            ("replications", 1),
+        ],
+    )
+    (summary,), _ = run_points(
+        [Point({}, scenario)], SerialExecutor(), stop=threading.Event(), keep_claims=True
+    )
+    assert summary.runs[0].claims == [] and summary.runs[0].metrics["claims"] == 0
+    path = write_claims_csv(tmp_path, [summary])
+    assert path == tmp_path / "claims.csv"
+    with path.open() as fh:
+        reader = csv.DictReader(fh)
+        assert list(reader) == []
+        assert reader.fieldnames is not None and reader.fieldnames[0] == "replication"
+
+    (unkept,), _ = run_points([Point({}, scenario)], SerialExecutor(), stop=threading.Event())
+    assert unkept.runs[0].claims is None
+    assert write_claims_csv(tmp_path, [unkept]) is None
+    assert not path.exists()  # an earlier run's file goes, as the docs say
+
+
 def test_an_unbounded_figure_is_null_in_summary_json(tmp_path: Path) -> None:
     """JSON has no infinity: an unbounded percentile of all claims is written ``null``."""
     path = outputs.write_summary(
