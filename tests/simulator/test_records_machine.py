@@ -211,17 +211,21 @@ class RecordsMachine(RuleBasedStateMachine):
     def e2b_create(self, data: st.DataObject) -> None:
         """One create, run until answered."""
         options, refusable = self._options(data)
+        self._create(options, refusable, "a create")
+
+    def _create(self, options: dict[str, Any], refusable: bool, label: str) -> None:
+        """Make one create, run until answered, and note what its caller got."""
         call = Call(self._user(), options, refusable=refusable)
         self.calls.append(call)
         try:
             sbx = self.c.create_sandbox(user=call.user, **options)
         except ClaimError as err:
             call.outcome = err
-            event(f"a create failed {err.code} {err.reason} ({type(err).__name__})")
+            event(f"{label} failed {err.code} {err.reason} ({type(err).__name__})")
         else:
             call.outcome = sbx
             self.delivered[self.c.sandbox_id(sbx)] = _key(sbx)
-            event("a create delivered")
+            event(f"{label} delivered")
 
     @precondition(lambda self: self.cluster is not None)
     @rule(data=st.data())
@@ -234,16 +238,7 @@ class RecordsMachine(RuleBasedStateMachine):
         options["metadata"].pop(KEY_CLAIM_TIMEOUT_SECONDS, None)
         fault = self.c.inject(**FAULTS["stuck-manager"])
         try:
-            call = Call(self._user(), options, refusable=refusable)
-            self.calls.append(call)
-            try:
-                sbx = self.c.create_sandbox(user=call.user, **options)
-            except ClaimError as err:
-                call.outcome = err
-                event(f"an unanswered create failed {err.code} {type(err).__name__}")
-            else:
-                call.outcome = sbx
-                self.delivered[self.c.sandbox_id(sbx)] = _key(sbx)
+            self._create(options, refusable, "an unanswered create")
         finally:
             self.c.clear_fault(fault)
 
