@@ -540,6 +540,10 @@ class NodesMachine(RuleBasedStateMachine):
         plan.manifest = manifest
         self.shapes[name] = (new, second, inits)
         plan.cpu, plan.mem = aggregate([new] if second is None else [new, second], inits)
+        if plan.node_name is not None and plan.node_name not in self.nodes:
+            # Named for a node not added yet: its kubelet, when it registers, admits the
+            # pod with the requests it has then (no resize to carry out).
+            plan.alloc = (plan.cpu, plan.mem)
         self._changed()
 
     @rule(
