@@ -75,7 +75,9 @@ class BodyLimitMiddleware:
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        body = error_body(413, too_large_message(self.max_bytes), rid=request_id(headers))
+        body = error_body(
+            413, too_large_message(self.max_bytes), rid=request_id(headers), field="body"
+        )
         await send_json(send, 413, body, headers=[(b"connection", b"close")])
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

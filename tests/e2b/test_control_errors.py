@@ -163,7 +163,9 @@ def test_an_oversized_body_is_413(tmp_path: Path) -> None:
         streamed = served.request("POST", "/v2/sandboxes", content=chunks())
 
         for r in (declared, streamed):
-            assert "larger than the limit of 1000 bytes" in assert_error(r, 413)["message"]
+            error = assert_error(r, 413)
+            assert "larger than the limit of 1000 bytes" in error["message"]
+            assert error["field"] == "body"
             # The rest of the body is never read: the connection cannot carry another request.
             assert r.headers["connection"] == "close"
         assert served.backend.records() == []
