@@ -433,20 +433,20 @@ class NodesMachine(RuleBasedStateMachine):
         self.deleted_at[name] = self.now
         self._changed()
 
+    def _unplaced(self) -> list[Pod]:
+        """The pods left to the scheduler and not placed: unbound, Pending, not being deleted."""
+        return [
+            pod
+            for pod in self.cluster.world.api.peek_list("Pod")
+            if not pod.spec.get("nodeName")
+            and pod.status.phase == "Pending"
+            and pod.metadata.deletion_timestamp is None
+        ]
+
     def _pending(self) -> list[PodPlan]:
         """The plans of the pods left to the scheduler and not placed, by name."""
-        plans = []
-        for pod in self.cluster.world.api.peek_list("Pod"):
-            if (
-                pod.spec.get("nodeName")
-                or pod.status.phase != "Pending"
-                or pod.metadata.deletion_timestamp is not None
-            ):
-                continue
-            plan = self._plan(pod.metadata.name)
-            if plan is not None:
-                plans.append(plan)
-        return sorted(plans, key=lambda p: p.name)
+        plans = [self._plan(pod.metadata.name) for pod in self._unplaced()]
+        return sorted((p for p in plans if p is not None), key=lambda p: p.name)
 
     @rule(data=st.data())
     def free_room_for_a_pending_pod(self, data: st.DataObject) -> None:
@@ -825,13 +825,7 @@ class NodesMachine(RuleBasedStateMachine):
             return
         usage = self._usage(scheduler=True)
         event("settled")
-        for pod in self.cluster.world.api.peek_list("Pod"):
-            if (
-                pod.spec.get("nodeName")
-                or pod.status.phase != "Pending"
-                or pod.metadata.deletion_timestamp is not None
-            ):
-                continue
+        for pod in self._unplaced():
             plan = self._plan(pod.metadata.name)
             assert plan is not None, pod.metadata.name
             fits = [n for n in self.nodes if self._fits(plan, n, usage[n])]
